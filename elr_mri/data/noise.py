@@ -1,0 +1,234 @@
+"""Label-noise models for the noisy-label benchmarks of the ELR paper.
+
+Every model takes the clean labels and returns `(noisy_labels, changed_mask)`, numpy in and out,
+deterministic for a seed, never modifying its input. The modes:
+
+- ``symmetric``: round(rate·N) examples, chosen at random, get a label drawn uniformly over ALL
+  classes, the true one included, as in the paper and its code (40% on 10 classes changes ≈36%).
+- ``symmetric_exclusive``: the same, but the new label is always a different class.
+- ``pair``: a `rate` fraction of each class c moves to (c+1) mod C ("pair flipping", Co-teaching).
+- ``asymmetric_cifar10``: a `rate` fraction of each source class flips, truck→automobile,
+  bird→airplane, deer→horse, cat→dog and dog→cat. Every flip is drawn from the ORIGINAL labels. The
+  official ELR code flips cats first and then selects "dogs" among labels that already include those
+  cats, so some cats return to cat and only ≈24% of cats end as dog at 40%; here exactly `rate` do.
+- ``asymmetric_cifar100``: within each block of five consecutive classes (the paper's code calls
+  them superclasses), a `rate` fraction of class i moves to the next class, the last to the first.
+  The official code draws each label from that transition matrix, so its fraction is `rate` only in
+  expectation; here it is exact, as for the other class-conditional modes.
+- ``transition``: each label is redrawn from row ``transition[y]`` of a row-stochastic C×C matrix.
+- ``none``: the labels unchanged (a copy).
+
+Real human noise (CIFAR-10N / CIFAR-100N) comes from a file: see `load_human_labels`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from elr_mri.config import NoiseConfig
+
+__all__ = [
+    "NOISE_MODES",
+    "inject_noise",
+    "apply_noise_config",
+    "load_human_labels",
+    "load_transition_matrix",
+    "transition_matrix",
+]
+
+NOISE_MODES = (
+    "none", "symmetric", "symmetric_exclusive", "pair", "asymmetric_cifar10",
+    "asymmetric_cifar100", "transition",
+)
+
+# CIFAR-10 classes: 0 airplane, 1 automobile, 2 bird, 3 cat, 4 deer, 5 dog, 6 frog, 7 horse,
+# 8 ship, 9 truck. Source class → target class, as in the paper's asymmetric setting.
+CIFAR10_FLIPS = {9: 1, 2: 0, 4: 7, 3: 5, 5: 3}
+CIFAR100_BLOCK = 5
+
+
+def inject_noise(
+    labels: np.ndarray,
+    mode: str,
+    rate: float,
+    num_classes: int,
+    seed: int,
+    transition: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Corrupt `labels` with the named noise model; returns `(noisy_labels, changed_mask)`.
+
+    `rate` is ignored by the modes ``none`` and ``transition`` (the matrix says it all).
+    """
+    if mode not in NOISE_MODES:
+        raise ValueError(f"unknown noise mode {mode!r}; allowed: {', '.join(NOISE_MODES)}")
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"noise rate must lie in [0, 1], got {rate}")
+    clean = _check_labels(labels, num_classes)
+    rng = np.random.default_rng(seed)
+    if mode == "none":
+        noisy = clean.copy()
+    elif mode in ("symmetric", "symmetric_exclusive"):
+        noisy = _symmetric(clean, rate, num_classes, rng, exclusive=mode == "symmetric_exclusive")
+    elif mode == "transition":
+        if transition is None:
+            raise ValueError("noise mode 'transition' needs a transition matrix")
+        noisy = _redraw(clean, _check_transition(transition, num_classes), rng)
+    else:
+        noisy = _flip_fraction(clean, _class_map(mode, num_classes), rate, rng)
+    return noisy, noisy != clean
+
+
+def apply_noise_config(
+    noise: NoiseConfig,
+    labels: np.ndarray,
+    num_classes: int,
+    original_index: np.ndarray | None = None,
+) -> np.ndarray:
+    """Noisy labels for a `NoiseConfig`; mode ``human`` looks labels up by `original_index`.
+
+    `original_index` is each example's position in the original release (CIFAR training order),
+    so a subset still lines up with CIFAR-10N / CIFAR-100N; by default 0..N-1.
+    """
+    if noise.mode == "human":
+        if noise.human_labels is None:
+            raise ValueError("noise mode 'human' needs data.noise.human_labels (a CIFAR-N label file)")
+        human = load_human_labels(noise.human_labels, noise.human_key)
+        index = np.arange(len(labels)) if original_index is None else np.asarray(original_index)
+        if index.size and index.max() >= len(human):
+            raise ValueError(
+                f"{noise.human_labels}: holds {len(human)} labels but the data set has original "
+                f"index {index.max()}; the label file does not belong to this data set"
+            )
+        return _check_labels(human[index], num_classes)
+    transition = None
+    if noise.mode == "transition":
+        if noise.transition_matrix is None:
+            raise ValueError("noise mode 'transition' needs data.noise.transition_matrix (.npy or .csv)")
+        transition = load_transition_matrix(noise.transition_matrix)
+    noisy, _ = inject_noise(labels, noise.mode, noise.rate, num_classes, noise.seed, transition)
+    return noisy
+
+
+def load_human_labels(path: str | Path, key: str) -> np.ndarray:
+    """One label array (int64, original training order) from a CIFAR-10N / CIFAR-100N file.
+
+    `.npz` files load safely with `numpy.load`. The official `.pt` files are pickles, loaded with
+    `torch.load(weights_only=False)`, which can run arbitrary code: load only files you trust.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"human label file not found: {path} (CIFAR-10N / CIFAR-100N, e.g. CIFAR-10_human.npz)"
+        )
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    elif path.suffix == ".pt":
+        import torch
+
+        arrays = torch.load(path, map_location="cpu", weights_only=False)
+        if not isinstance(arrays, dict):
+            raise ValueError(f"{path}: expected a dict of label arrays, got {type(arrays).__name__}")
+    else:
+        raise ValueError(f"{path}: unsupported human label file; use .npz or .pt")
+    if key not in arrays:
+        raise ValueError(f"{path}: no labels named {key!r}; available: {', '.join(sorted(arrays))}")
+    return np.asarray(arrays[key], dtype=np.int64).reshape(-1)
+
+
+def load_transition_matrix(path: str | Path) -> np.ndarray:
+    """A C×C noise transition matrix from `.npy` or `.csv` (comma-separated rows)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"transition matrix file not found: {path}")
+    if path.suffix == ".npy":
+        return np.load(path, allow_pickle=False).astype(np.float64)
+    if path.suffix == ".csv":
+        return np.loadtxt(path, delimiter=",", ndmin=2)
+    raise ValueError(f"{path}: unsupported transition matrix file; use .npy or .csv")
+
+
+def transition_matrix(noisy: np.ndarray, clean: np.ndarray, num_classes: int) -> np.ndarray:
+    """Empirical T[i, j] = P(noisy = j | clean = i); a class without examples gets a row of zeros."""
+    clean = _check_labels(clean, num_classes)
+    noisy = _check_labels(noisy, num_classes)
+    if clean.shape != noisy.shape:
+        raise ValueError(f"noisy and clean labels differ in length: {noisy.shape} vs {clean.shape}")
+    counts = np.zeros((num_classes, num_classes), dtype=np.float64)
+    np.add.at(counts, (clean, noisy), 1.0)
+    totals = counts.sum(axis=1, keepdims=True)
+    return np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+
+
+def _check_labels(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"labels must be a 1-D integer array, got {labels.dtype} of shape {labels.shape}")
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"labels must lie in [0, {num_classes}), got {labels.min()}..{labels.max()}")
+    return labels.astype(np.int64)
+
+
+def _check_transition(transition: np.ndarray, num_classes: int) -> np.ndarray:
+    matrix = np.asarray(transition, dtype=np.float64)
+    if matrix.shape != (num_classes, num_classes):
+        raise ValueError(f"transition matrix must be {num_classes}×{num_classes}, got shape {matrix.shape}")
+    if (matrix < 0).any():
+        raise ValueError("transition matrix has negative entries; each row must be a probability vector")
+    sums = matrix.sum(axis=1)
+    bad = np.flatnonzero(~np.isclose(sums, 1.0, atol=1e-6))
+    if bad.size:
+        raise ValueError(f"transition matrix rows must sum to 1; row {bad[0]} sums to {sums[bad[0]]:.6g}")
+    return matrix
+
+
+def _symmetric(
+    clean: np.ndarray, rate: float, num_classes: int, rng: np.random.Generator, exclusive: bool
+) -> np.ndarray:
+    noisy = clean.copy()
+    chosen = rng.choice(len(clean), size=round(rate * len(clean)), replace=False)
+    if exclusive:  # a uniform offset in 1..C-1 lands on every other class with equal probability
+        offset = rng.integers(1, num_classes, size=chosen.size)
+        noisy[chosen] = (clean[chosen] + offset) % num_classes
+    else:
+        noisy[chosen] = rng.integers(0, num_classes, size=chosen.size)
+    return noisy
+
+
+def _class_map(mode: str, num_classes: int) -> dict[int, int]:
+    """Source class → target class of the class-conditional flipping modes."""
+    if mode == "pair":
+        return {c: (c + 1) % num_classes for c in range(num_classes)}
+    if mode == "asymmetric_cifar10":
+        if num_classes != 10:
+            raise ValueError(f"noise mode 'asymmetric_cifar10' needs 10 classes, got {num_classes}")
+        return CIFAR10_FLIPS
+    if num_classes % CIFAR100_BLOCK:
+        raise ValueError(
+            f"noise mode 'asymmetric_cifar100' needs a multiple of {CIFAR100_BLOCK} classes, got {num_classes}"
+        )
+    return {c: c - c % CIFAR100_BLOCK + (c + 1) % CIFAR100_BLOCK for c in range(num_classes)}
+
+
+def _flip_fraction(
+    clean: np.ndarray, class_map: dict[int, int], rate: float, rng: np.random.Generator
+) -> np.ndarray:
+    """Move round(rate·n_c) examples of each source class c, chosen from the clean labels, to its target."""
+    noisy = clean.copy()
+    for source, target in sorted(class_map.items()):
+        members = np.flatnonzero(clean == source)
+        chosen = rng.choice(members, size=round(rate * members.size), replace=False)
+        noisy[chosen] = target
+    return noisy
+
+
+def _redraw(clean: np.ndarray, matrix: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    noisy = clean.copy()
+    for source in range(matrix.shape[0]):
+        members = np.flatnonzero(clean == source)
+        noisy[members] = rng.choice(matrix.shape[1], size=members.size, p=matrix[source])
+    return noisy

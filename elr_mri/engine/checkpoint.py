@@ -1,0 +1,73 @@
+"""Atomic checkpoints that load with ``torch.load(weights_only=True)``, RNG state included.
+
+A killed run must never leave a half-written file that looks complete, so every file is written
+to a temporary name in the same directory and renamed over the target.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+__all__ = ["atomic_save", "load_checkpoint", "atomic_write_text", "capture_rng", "restore_rng"]
+
+
+def atomic_save(obj: dict[str, Any], path: Path) -> None:
+    """torch.save to a temporary file beside `path`, then rename it into place."""
+    with _temporary_beside(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def atomic_write_text(text: str, path: Path) -> None:
+    with _temporary_beside(path) as tmp:
+        Path(tmp).write_text(text)
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def capture_rng() -> dict[str, Any]:
+    """Python, NumPy and torch generator states as tensors and plain values (weights_only-safe)."""
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
+        "numpy_rest": [int(np_state[2]), int(np_state[3]), float(np_state[4])],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    pos, has_gauss, cached = state["numpy_rest"]
+    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@contextlib.contextmanager
+def _temporary_beside(path: Path) -> Iterator[str]:
+    """Yield a temporary path in the target's directory; rename it over `path` on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise

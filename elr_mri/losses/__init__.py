@@ -1,0 +1,25 @@
+"""Losses behind one interface: ``loss_fn(logits, labels, index)``; the loss owns its per-example state."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from elr_mri.config import LossConfig
+from elr_mri.losses.baselines import CrossEntropy, GCELoss, SCELoss
+from elr_mri.losses.elr import ELRLoss
+from elr_mri.losses.elr_plus import ELRPlusLoss, sigmoid_rampup
+
+__all__ = ["CrossEntropy", "GCELoss", "SCELoss", "ELRLoss", "ELRPlusLoss", "sigmoid_rampup", "build_loss"]
+
+
+def build_loss(cfg: LossConfig, num_examples: int, num_classes: int) -> nn.Module:
+    """The single-network loss named in the config (ELR+ builds its pair in the engine)."""
+    if cfg.name == "ce":
+        return CrossEntropy()
+    if cfg.name == "gce":
+        return GCELoss(q=cfg.gce_q)
+    if cfg.name == "sce":
+        return SCELoss(num_classes, alpha=cfg.sce_alpha, beta=cfg.sce_beta)
+    if cfg.name == "elr":
+        return ELRLoss(num_examples, num_classes, lam=cfg.lam, beta=cfg.beta)
+    raise ValueError(f"loss {cfg.name!r} is not a single-network loss")

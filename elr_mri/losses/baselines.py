@@ -1,0 +1,50 @@
+"""Baseline losses for the comparison tables, with the same call signature as ELR.
+
+Every loss is called as ``loss_fn(logits, labels, index)``; the baselines ignore ``index``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["CrossEntropy", "GCELoss", "SCELoss"]
+
+
+class CrossEntropy(nn.Module):
+    """Plain cross-entropy: the reference that memorizes noisy labels."""
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+        return F.cross_entropy(logits.float(), labels)
+
+
+class GCELoss(nn.Module):
+    """Generalized cross-entropy (Zhang & Sabuncu 2018): (1 − p_y^q)/q, between CE (q→0) and MAE (q=1)."""
+
+    def __init__(self, q: float = 0.7) -> None:
+        super().__init__()
+        if not 0.0 < q <= 1.0:
+            raise ValueError(f"GCE q must be in (0, 1], got {q}")
+        self.q = q
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+        p_y = F.softmax(logits.float(), dim=1).gather(1, labels[:, None]).squeeze(1)
+        return ((1.0 - p_y.clamp_min(1e-7) ** self.q) / self.q).mean()
+
+
+class SCELoss(nn.Module):
+    """Symmetric cross-entropy (Wang et al. 2019): α·CE + β·RCE, with log 0 taken as log 1e-4 in RCE."""
+
+    def __init__(self, num_classes: int, alpha: float = 0.1, beta: float = 1.0) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.alpha = alpha
+        self.beta = beta
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+        logits = logits.float()
+        probs = F.softmax(logits, dim=1).clamp(1e-7, 1.0)
+        one_hot = F.one_hot(labels, self.num_classes).float().clamp(1e-4, 1.0)
+        rce = -(probs * one_hot.log()).sum(dim=1).mean()
+        return self.alpha * F.cross_entropy(logits, labels) + self.beta * rce

@@ -1,0 +1,55 @@
+"""Early-Learning Regularization (Liu, Niles-Weed, Razavian, Fernandez-Granda, NeurIPS 2020).
+
+Cross-entropy plus λ·mean log(1 − ⟨t_i, p_i⟩), where t_i is a running average of the model's own
+past predictions for example i. Early in training the predictions follow the clean pattern, so
+pulling p_i towards t_i keeps the network from fitting the wrong labels later.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["ELRLoss", "elr_regularizer", "update_targets", "PROB_CLAMP"]
+
+PROB_CLAMP = 1e-4  # the official code clamps softmax to [1e-4, 1 − 1e-4] so log(1 − ⟨t, p⟩) stays finite
+
+
+def update_targets(targets: torch.Tensor, index: torch.Tensor, probs: torch.Tensor, beta: float) -> None:
+    """Temporal ensembling in place: t[i] ← β·t[i] + (1−β)·p̂/Σp̂, with p̂ detached."""
+    p_hat = probs.detach().to(targets.dtype)
+    targets[index] = beta * targets[index] + (1.0 - beta) * p_hat / p_hat.sum(dim=1, keepdim=True)
+
+
+def elr_regularizer(probs: torch.Tensor, batch_targets: torch.Tensor) -> torch.Tensor:
+    """mean log(1 − ⟨t, p⟩): minimising it pushes p towards the targets t."""
+    return torch.log(1.0 - (batch_targets.to(probs.dtype) * probs).sum(dim=1)).mean()
+
+
+class ELRLoss(nn.Module):
+    """ELR loss with its table of per-example targets.
+
+    Call as ``loss_fn(logits, labels, index)`` where ``index`` holds the dataset indices of the
+    batch. ``targets`` is a registered buffer, so it is saved in ``state_dict()`` (and so in every
+    checkpoint) and moves with ``.to(device)``. The loss goes negative as ⟨t, p⟩ → 1; that is
+    expected.
+    """
+
+    def __init__(self, num_examples: int, num_classes: int, lam: float = 3.0, beta: float = 0.7) -> None:
+        super().__init__()
+        if num_examples <= 0 or num_classes <= 1:
+            raise ValueError(f"ELRLoss needs num_examples > 0 and num_classes > 1, got {num_examples}, {num_classes}")
+        if not 0.0 <= beta < 1.0:
+            raise ValueError(f"ELRLoss beta must be in [0, 1), got {beta}")
+        self.num_classes = num_classes
+        self.lam = lam
+        self.beta = beta
+        self.register_buffer("targets", torch.zeros(num_examples, num_classes))
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()
+        probs = F.softmax(logits, dim=1).clamp(PROB_CLAMP, 1.0 - PROB_CLAMP)
+        update_targets(self.targets, index, probs, self.beta)
+        ce = F.cross_entropy(logits, labels)
+        return ce + self.lam * elr_regularizer(probs, self.targets[index])

@@ -1,0 +1,81 @@
+"""ELR+ (paper §4): the ELR loss of one network in a co-trained pair, with mixup and ramps.
+
+The targets of network k are the temporal ensemble of the *other* network's weight-averaged
+(EMA) outputs on the un-mixed batch; the network itself sees a mixed batch, so its labels and
+targets are mixed with the same coefficient. The training loop that owns the two networks is in
+`elr_mri.engine.elr_plus`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from elr_mri.losses.elr import PROB_CLAMP, elr_regularizer, update_targets
+
+__all__ = ["ELRPlusLoss", "sigmoid_rampup"]
+
+
+def sigmoid_rampup(step: float, length: float) -> float:
+    """The ramp exp(−5(1 − s/L)²) of Laine & Aila, used for λ and the EMA momentum; 1 when L = 0."""
+    if length <= 0:
+        return 1.0
+    phase = 1.0 - min(max(step, 0.0), length) / length
+    return math.exp(-5.0 * phase * phase)
+
+
+class ELRPlusLoss(nn.Module):
+    """Loss of one ELR+ network.
+
+    ``update_targets(index, other_ema_logits)`` first folds the other network's EMA prediction
+    into the targets; ``forward(logits, mixed_labels, index, perm, mix_lam, step)`` then scores
+    this network's logits on the mixed batch ``mix_lam·x + (1 − mix_lam)·x[perm]``.
+    ``reweight_labels`` is the CIFAR-100 setting that multiplies the labels by the targets.
+    """
+
+    def __init__(
+        self,
+        num_examples: int,
+        num_classes: int,
+        lam: float = 3.0,
+        beta: float = 0.7,
+        coef_step: int = 0,
+        reweight_labels: bool = False,
+    ) -> None:
+        super().__init__()
+        if not 0.0 <= beta < 1.0:
+            raise ValueError(f"ELR+ beta must be in [0, 1), got {beta}")
+        self.num_classes = num_classes
+        self.lam = lam
+        self.beta = beta
+        self.coef_step = coef_step
+        self.reweight_labels = reweight_labels
+        self.register_buffer("targets", torch.zeros(num_examples, num_classes))
+
+    @torch.no_grad()
+    def update_targets(self, index: torch.Tensor, other_ema_logits: torch.Tensor) -> None:
+        update_targets(self.targets, index, F.softmax(other_ema_logits.float(), dim=1), self.beta)
+
+    def forward(
+        self,
+        logits: torch.Tensor,
+        mixed_labels: torch.Tensor,
+        index: torch.Tensor,
+        perm: torch.Tensor,
+        mix_lam: float,
+        step: int,
+    ) -> torch.Tensor:
+        logits = logits.float()
+        batch_targets = self.targets[index]
+        mixed_targets = mix_lam * batch_targets + (1.0 - mix_lam) * batch_targets[perm]
+        labels = mixed_labels
+        if self.reweight_labels:
+            labels = labels * mixed_targets
+            labels = labels / labels.sum(dim=1, keepdim=True)
+        ce = -(labels * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+        probs = F.softmax(logits, dim=1).clamp(PROB_CLAMP, 1.0 - PROB_CLAMP)
+        ramp = sigmoid_rampup(step, self.coef_step)
+        return ce + ramp * self.lam * elr_regularizer(probs, mixed_targets)

@@ -1,0 +1,44 @@
+"""Networks by name, so a config picks one with `model.name`."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from elr_mri.config import ModelConfig
+from elr_mri.models.resnet_cifar import preact_resnet18, resnet34
+from elr_mri.models.small import MLP, SmallCNN
+
+__all__ = ["build_model", "MODEL_NAMES"]
+
+
+def _resnet50(input_shape: tuple[int, ...], num_classes: int, cfg: ModelConfig) -> nn.Module:
+    """ImageNet ResNet-50 (Clothing1M) from MONAI; pretrained weights come from a local checkpoint."""
+    from monai.networks.nets import resnet50
+
+    return resnet50(spatial_dims=2, n_input_channels=input_shape[0], num_classes=num_classes)
+
+
+_BUILDERS: dict[str, Callable[[tuple[int, ...], int, ModelConfig], nn.Module]] = {
+    "mlp": lambda shape, n, cfg: MLP(shape, n, hidden=cfg.hidden),
+    "small_cnn": lambda shape, n, cfg: SmallCNN(shape, n, hidden=cfg.hidden),
+    "resnet34": lambda shape, n, cfg: resnet34(n, in_channels=shape[0]),
+    "preact_resnet18": lambda shape, n, cfg: preact_resnet18(n, in_channels=shape[0]),
+    "resnet50": _resnet50,
+}
+MODEL_NAMES = tuple(sorted(_BUILDERS))
+
+
+def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """Instantiate `cfg.name`; load `cfg.pretrained_checkpoint` (a state dict) when given."""
+    if cfg.name not in _BUILDERS:
+        raise ValueError(f"model.name = {cfg.name!r} is not one of {', '.join(MODEL_NAMES)}")
+    model = _BUILDERS[cfg.name](tuple(input_shape), num_classes, cfg)
+    if cfg.pretrained_checkpoint:
+        state = torch.load(cfg.pretrained_checkpoint, map_location="cpu", weights_only=True)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected:
+            raise ValueError(f"{cfg.pretrained_checkpoint}: keys not in {cfg.name}: {unexpected[:3]}")
+    return model

@@ -1,0 +1,70 @@
+"""Load a T1 scan with nibabel and refuse, in one clear line, anything the pipeline cannot use.
+
+Every problem a batch can meet in the wild (a DICOM folder, a truncated download, a 2D slice, a
+NaN-filled volume, a broken affine) becomes a :class:`ScanError` whose message says what is wrong,
+where, and how to fix it, so that one bad scan is reported and the others go on.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+__all__ = ["ScanError", "load_scan"]
+
+# Voxel sizes outside this range (mm) are almost always a header in the wrong units.
+_MIN_VOXEL_MM, _MAX_VOXEL_MM = 0.1, 10.0
+_MIN_EXTENT = 16  # voxels per axis: fewer is a slab or a localiser, not a head
+
+
+class ScanError(ValueError):
+    """A scan that cannot be preprocessed; the message is one line: what, where, how to fix."""
+
+    def __init__(self, path: str | Path, what: str, fix: str):
+        super().__init__(f"{path}: {what}; {fix}")
+
+
+def load_scan(path: str | Path) -> nib.Nifti1Image:
+    """Return the scan as a 3D float32 NIfTI reoriented to RAS, or raise :class:`ScanError`."""
+    path = Path(path)
+    if path.is_dir():
+        if any(p.suffix.lower() in {".dcm", ".ima", ""} for p in path.iterdir() if p.is_file()):
+            raise ScanError(path, "is a folder (DICOM series?), not a NIfTI file",
+                            "convert it first, e.g. `dcm2niix -z y -o OUT_DIR FOLDER`")
+        raise ScanError(path, "is a folder, not a NIfTI file", "point `path` at the .nii or .nii.gz file")
+    if not path.exists():
+        raise ScanError(path, "file not found", "check the `path` column (relative paths are resolved "
+                        "against the input CSV's folder)")
+    if path.suffix.lower() == ".dcm":
+        raise ScanError(path, "is a DICOM file", "convert the series to NIfTI with `dcm2niix -z y`")
+    try:
+        img = nib.load(str(path))
+        data = np.asanyarray(img.dataobj, dtype=np.float32)
+    except Exception as exc:  # nibabel raises many types for broken files
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ScanError(path, f"cannot be read as NIfTI ({reason})",
+                        "re-download or re-convert the file") from None
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise ScanError(path, f"has shape {data.shape}, expected a 3D volume",
+                        "pass a single 3D T1 (split 4D series with `fslsplit` or nibabel)")
+    if min(data.shape) < _MIN_EXTENT:
+        raise ScanError(path, f"has shape {data.shape}, too thin for a head volume",
+                        "pass the full 3D T1, not a slice or localiser")
+    if not np.isfinite(data).all():
+        bad = int((~np.isfinite(data)).sum())
+        raise ScanError(path, f"has {bad} NaN/inf voxels",
+                        "re-export the scan; NaNs usually come from a failed upstream step")
+    if float(data.max()) <= float(data.min()):
+        raise ScanError(path, "is empty (all voxels equal)", "check the export; the volume holds no image")
+    affine = img.affine
+    if affine is None or not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
+        raise ScanError(path, "has a singular or non-finite affine",
+                        "fix the header's qform/sform (e.g. re-convert with dcm2niix)")
+    voxel = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    if (voxel < _MIN_VOXEL_MM).any() or (voxel > _MAX_VOXEL_MM).any():
+        raise ScanError(path, f"has voxel size {np.round(voxel, 3).tolist()} mm",
+                        f"expected {_MIN_VOXEL_MM}-{_MAX_VOXEL_MM} mm; fix the header's units/zooms")
+    return nib.as_closest_canonical(nib.Nifti1Image(data, affine))
