@@ -1,0 +1,186 @@
+"""Noise models: realised rates, where flips go, determinism, and the error messages."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from elr_mri.config import NoiseConfig
+from elr_mri.data.noise import (
+    NOISE_MODES,
+    apply_noise_config,
+    inject_noise,
+    load_human_labels,
+    load_transition_matrix,
+    transition_matrix,
+)
+
+CIFAR10N = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cifar" / "CIFAR-10_human.npz"
+
+
+def balanced_labels(num_classes: int, per_class: int) -> np.ndarray:
+    """Shuffled labels with exactly `per_class` examples of each class."""
+    labels = np.repeat(np.arange(num_classes), per_class)
+    return np.random.default_rng(123).permutation(labels)
+
+
+@pytest.fixture(scope="module")
+def cifar10_like() -> np.ndarray:
+    return balanced_labels(10, 5000)
+
+
+@pytest.mark.parametrize("rate", [0.2, 0.4, 0.8])
+def test_symmetric_includes_the_true_class(cifar10_like, rate):
+    noisy, changed = inject_noise(cifar10_like, "symmetric", rate, 10, seed=0)
+    # round(rate·N) are redrawn, one in ten of them lands back on its own class
+    assert abs(changed.mean() - rate * 0.9) < 0.02
+
+
+def test_symmetric_spreads_over_all_other_classes(cifar10_like):
+    noisy, changed = inject_noise(cifar10_like, "symmetric", 0.4, 10, seed=1)
+    flips = transition_matrix(noisy, cifar10_like, 10)
+    off_diagonal = flips[~np.eye(10, dtype=bool)]
+    np.testing.assert_allclose(off_diagonal, 0.04, atol=0.01)
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.2, 0.4, 0.6, 1.0])
+def test_symmetric_exclusive_changes_exactly_rate(cifar10_like, rate):
+    noisy, changed = inject_noise(cifar10_like, "symmetric_exclusive", rate, 10, seed=0)
+    assert changed.sum() == round(rate * cifar10_like.size)
+
+
+def test_pair_moves_each_class_to_the_next(cifar10_like):
+    noisy, changed = inject_noise(cifar10_like, "pair", 0.4, 10, seed=0)
+    assert np.array_equal(noisy[changed], (cifar10_like[changed] + 1) % 10)
+    for c in range(10):
+        assert changed[cifar10_like == c].mean() == pytest.approx(0.4)
+
+
+def test_asymmetric_cifar10_map_and_rate(cifar10_like):
+    noisy, changed = inject_noise(cifar10_like, "asymmetric_cifar10", 0.4, 10, seed=0)
+    expected = {9: 1, 2: 0, 4: 7, 3: 5, 5: 3}
+    for c in range(10):
+        members = cifar10_like == c
+        if c in expected:
+            assert changed[members].mean() == pytest.approx(0.4)
+            assert set(noisy[members & changed]) == {expected[c]}
+        else:
+            assert not changed[members].any()
+    # the official code's double flip leaves ≈24% of cats as dog; drawing from the clean labels gives 40%
+    assert (noisy[cifar10_like == 3] == 5).mean() == pytest.approx(0.4)
+
+
+def test_asymmetric_cifar100_stays_within_blocks_of_five():
+    labels = balanced_labels(100, 50)
+    noisy, changed = inject_noise(labels, "asymmetric_cifar100", 0.4, 100, seed=0)
+    assert changed.mean() == pytest.approx(0.4)
+    source, target = labels[changed], noisy[changed]
+    assert np.array_equal(target // 5, source // 5)
+    assert np.array_equal(target % 5, (source % 5 + 1) % 5)
+    assert set(target[source == 4]) == {0} and set(target[source == 99]) == {95}
+
+
+def test_transition_follows_the_matrix(cifar10_like):
+    matrix = np.full((10, 10), 0.05) + 0.5 * np.eye(10)
+    noisy, changed = inject_noise(cifar10_like, "transition", 0.0, 10, seed=0, transition=matrix)
+    realised = transition_matrix(noisy, cifar10_like, 10)
+    np.testing.assert_allclose(realised, matrix, atol=0.03)  # > 4 standard errors with 5,000 a class
+
+
+@pytest.mark.parametrize("mode", [m for m in NOISE_MODES if m != "transition"])
+def test_deterministic_mask_consistent_input_untouched(mode):
+    labels = balanced_labels(10, 300)
+    before = labels.copy()
+    first, changed = inject_noise(labels, mode, 0.5, 10, seed=7)
+    second, _ = inject_noise(labels, mode, 0.5, 10, seed=7)
+    other, _ = inject_noise(labels, mode, 0.5, 10, seed=8)
+    assert np.array_equal(first, second)
+    assert np.array_equal(changed, first != labels)
+    assert np.array_equal(labels, before)
+    assert first.dtype == np.int64
+    if mode != "none":
+        assert not np.array_equal(first, other)
+
+
+@pytest.mark.parametrize(
+    "matrix, message",
+    [
+        (np.eye(3), "must be 10×10"),
+        (np.full((10, 10), 0.2), "row 0 sums to 2"),
+        (np.eye(10) * 2 - np.full((10, 10), 0.1), "negative"),
+    ],
+)
+def test_transition_matrix_validation(matrix, message):
+    with pytest.raises(ValueError, match=message):
+        inject_noise(np.arange(10), "transition", 0.0, 10, seed=0, transition=matrix)
+
+
+def test_transition_mode_needs_a_matrix():
+    with pytest.raises(ValueError, match="needs a transition matrix"):
+        inject_noise(np.arange(10), "transition", 0.0, 10, seed=0)
+
+
+def test_bad_mode_rate_and_labels_are_value_errors():
+    with pytest.raises(ValueError, match="allowed: none, symmetric, symmetric_exclusive, pair"):
+        inject_noise(np.arange(10), "uniform", 0.4, 10, seed=0)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        inject_noise(np.arange(10), "symmetric", 1.5, 10, seed=0)
+    with pytest.raises(ValueError, match=r"\[0, 10\)"):
+        inject_noise(np.arange(11), "symmetric", 0.4, 10, seed=0)
+    with pytest.raises(ValueError, match="needs 10 classes"):
+        inject_noise(np.arange(5), "asymmetric_cifar10", 0.4, 5, seed=0)
+
+
+def test_empirical_transition_matrix():
+    clean = np.array([0, 0, 0, 0, 1, 1])
+    noisy = np.array([0, 0, 0, 1, 1, 0])
+    expected = np.array([[0.75, 0.25, 0.0], [0.5, 0.5, 0.0], [0.0, 0.0, 0.0]])
+    np.testing.assert_allclose(transition_matrix(noisy, clean, 3), expected)
+
+
+def test_human_labels_from_npz_and_pt(tmp_path):
+    arrays = {"clean_label": np.array([0, 1, 2, 3]), "worse_label": np.array([1, 1, 2, 0])}
+    np.savez(tmp_path / "human.npz", **arrays)
+    torch.save(arrays, tmp_path / "human.pt")
+    for name in ("human.npz", "human.pt"):
+        labels = load_human_labels(tmp_path / name, "worse_label")
+        assert labels.dtype == np.int64 and labels.tolist() == [1, 1, 2, 0]
+    with pytest.raises(ValueError, match="no labels named 'worst'; available: clean_label, worse_label"):
+        load_human_labels(tmp_path / "human.npz", "worst")
+    with pytest.raises(FileNotFoundError, match="missing.npz"):
+        load_human_labels(tmp_path / "missing.npz", "worse_label")
+
+
+def test_noise_config_human_uses_original_index(tmp_path):
+    np.savez(tmp_path / "human.npz", worse_label=np.array([5, 6, 7, 8, 9]))
+    config = NoiseConfig(mode="human", human_labels=str(tmp_path / "human.npz"))
+    noisy = apply_noise_config(config, np.zeros(2, dtype=np.int64), 10, original_index=np.array([4, 1]))
+    assert noisy.tolist() == [9, 6]
+    with pytest.raises(ValueError, match="does not belong to this data set"):
+        apply_noise_config(config, np.zeros(1, dtype=np.int64), 10, original_index=np.array([5]))
+
+
+def test_noise_config_transition_reads_csv_and_npy(tmp_path):
+    matrix = np.array([[0.0, 1.0], [1.0, 0.0]])
+    np.savetxt(tmp_path / "t.csv", matrix, delimiter=",")
+    np.save(tmp_path / "t.npy", matrix)
+    for name in ("t.csv", "t.npy"):
+        np.testing.assert_array_equal(load_transition_matrix(tmp_path / name), matrix)
+        config = NoiseConfig(mode="transition", transition_matrix=str(tmp_path / name))
+        assert apply_noise_config(config, np.array([0, 1, 1]), 2).tolist() == [1, 0, 0]
+
+
+def test_noise_config_symmetric_matches_inject_noise():
+    labels = balanced_labels(10, 100)
+    config = NoiseConfig(mode="symmetric", rate=0.4, seed=3)
+    expected, _ = inject_noise(labels, "symmetric", 0.4, 10, seed=3)
+    assert np.array_equal(apply_noise_config(config, labels, 10), expected)
+
+
+@pytest.mark.skipif(not CIFAR10N.is_file(), reason="CIFAR-10N labels not in ../shared/data")
+def test_real_cifar10n_worse_label():
+    clean = load_human_labels(CIFAR10N, "clean_label")
+    worse = load_human_labels(CIFAR10N, "worse_label")
+    assert clean.shape == worse.shape == (50000,)
+    assert (worse != clean).mean() == pytest.approx(0.402, abs=0.001)
