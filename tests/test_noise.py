@@ -184,3 +184,11 @@ def test_real_cifar10n_worse_label():
     worse = load_human_labels(CIFAR10N, "worse_label")
     assert clean.shape == worse.shape == (50000,)
     assert (worse != clean).mean() == pytest.approx(0.402, abs=0.001)
+
+
+def test_noise_config_human_refuses_misaligned_images(tmp_path):
+    np.savez(tmp_path / "human.npz", clean_label=np.array([0, 1, 2]), worse_label=np.array([1, 1, 0]))
+    config = NoiseConfig(mode="human", human_labels=str(tmp_path / "human.npz"))
+    assert apply_noise_config(config, np.array([2, 0]), 3, original_index=np.array([2, 0])).tolist() == [0, 1]
+    with pytest.raises(ValueError, match="disagrees with the data set's labels on 2 of 2 images"):
+        apply_noise_config(config, np.array([0, 2]), 3, original_index=np.array([2, 0]))

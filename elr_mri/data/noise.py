@@ -96,14 +96,7 @@ def apply_noise_config(
     if noise.mode == "human":
         if noise.human_labels is None:
             raise ValueError("noise mode 'human' needs data.noise.human_labels (a CIFAR-N label file)")
-        human = load_human_labels(noise.human_labels, noise.human_key)
-        index = np.arange(len(labels)) if original_index is None else np.asarray(original_index)
-        if index.size and index.max() >= len(human):
-            raise ValueError(
-                f"{noise.human_labels}: holds {len(human)} labels but the data set has original "
-                f"index {index.max()}; the label file does not belong to this data set"
-            )
-        return _check_labels(human[index], num_classes)
+        return _human_labels(noise.human_labels, noise.human_key, labels, num_classes, original_index)
     transition = None
     if noise.mode == "transition":
         if noise.transition_matrix is None:
@@ -119,25 +112,7 @@ def load_human_labels(path: str | Path, key: str) -> np.ndarray:
     `.npz` files load safely with `numpy.load`. The official `.pt` files are pickles, loaded with
     `torch.load(weights_only=False)`, which can run arbitrary code: load only files you trust.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"human label file not found: {path} (CIFAR-10N / CIFAR-100N, e.g. CIFAR-10_human.npz)"
-        )
-    if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
-    elif path.suffix == ".pt":
-        import torch
-
-        arrays = torch.load(path, map_location="cpu", weights_only=False)
-        if not isinstance(arrays, dict):
-            raise ValueError(f"{path}: expected a dict of label arrays, got {type(arrays).__name__}")
-    else:
-        raise ValueError(f"{path}: unsupported human label file; use .npz or .pt")
-    if key not in arrays:
-        raise ValueError(f"{path}: no labels named {key!r}; available: {', '.join(sorted(arrays))}")
-    return np.asarray(arrays[key], dtype=np.int64).reshape(-1)
+    return _pick(_read_label_arrays(Path(path)), key, Path(path))
 
 
 def load_transition_matrix(path: str | Path) -> np.ndarray:
@@ -162,6 +137,58 @@ def transition_matrix(noisy: np.ndarray, clean: np.ndarray, num_classes: int) ->
     np.add.at(counts, (clean, noisy), 1.0)
     totals = counts.sum(axis=1, keepdims=True)
     return np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+
+
+def _human_labels(
+    path: str | Path, key: str, labels: np.ndarray, num_classes: int, original_index: np.ndarray | None
+) -> np.ndarray:
+    """Human labels of the examples at `original_index`, after checking the file lines up with them.
+
+    CIFAR-N files carry the clean labels too; if those disagree with the data set's labels, the
+    images are not in the file's order, and training on the result would be silently wrong.
+    """
+    path = Path(path)
+    arrays = _read_label_arrays(path)
+    human = _pick(arrays, key, path)
+    index = np.arange(len(labels)) if original_index is None else np.asarray(original_index)
+    if index.size and index.max() >= len(human):
+        raise ValueError(
+            f"{path}: holds {len(human)} labels but the data set has original index {index.max()}; "
+            "the label file does not belong to this data set"
+        )
+    if "clean_label" in arrays:
+        wrong = int((_pick(arrays, "clean_label", path)[index] != np.asarray(labels)).sum())
+        if wrong:
+            raise ValueError(
+                f"{path}: its clean_label disagrees with the data set's labels on {wrong} of {len(index)} "
+                "images, so they are not in the file's original order (an image folder must name its "
+                "training images by their original index, e.g. 00042.jpg)"
+            )
+    return _check_labels(human[index], num_classes)
+
+
+def _read_label_arrays(path: Path) -> dict[str, np.ndarray]:
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"human label file not found: {path} (CIFAR-10N / CIFAR-100N, e.g. CIFAR-10_human.npz)"
+        )
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as archive:
+            return {name: archive[name] for name in archive.files}
+    if path.suffix == ".pt":
+        import torch
+
+        arrays = torch.load(path, map_location="cpu", weights_only=False)
+        if not isinstance(arrays, dict):
+            raise ValueError(f"{path}: expected a dict of label arrays, got {type(arrays).__name__}")
+        return arrays
+    raise ValueError(f"{path}: unsupported human label file; use .npz or .pt")
+
+
+def _pick(arrays: dict[str, np.ndarray], key: str, path: Path) -> np.ndarray:
+    if key not in arrays:
+        raise ValueError(f"{path}: no labels named {key!r}; available: {', '.join(sorted(arrays))}")
+    return np.asarray(arrays[key], dtype=np.int64).reshape(-1)
 
 
 def _check_labels(labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -209,7 +236,8 @@ def _class_map(mode: str, num_classes: int) -> dict[int, int]:
         return CIFAR10_FLIPS
     if num_classes % CIFAR100_BLOCK:
         raise ValueError(
-            f"noise mode 'asymmetric_cifar100' needs a multiple of {CIFAR100_BLOCK} classes, got {num_classes}"
+            f"noise mode 'asymmetric_cifar100' needs a multiple of {CIFAR100_BLOCK} classes, "
+            f"got {num_classes}"
         )
     return {c: c - c % CIFAR100_BLOCK + (c + 1) % CIFAR100_BLOCK for c in range(num_classes)}
 
