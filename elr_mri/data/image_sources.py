@@ -1,0 +1,250 @@
+"""Readers for the image benchmarks' raw data: labels and pixels (or file paths), nothing else.
+
+Each reader returns an `ImageSource` in the order of the original release, with every example's
+original index kept (`ids`), so a subset still lines up with per-index label files such as
+CIFAR-10N. Noise, splits, augmentation and datasets are `elr_mri.data.images`' job.
+A data set that is not where the config says gives one `FileNotFoundError` that says what was
+looked for and how to get it there; nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import pickle
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+__all__ = ["ImageSplit", "ImageSource", "load_source", "CLOTHING1M_CLASSES", "IMAGE_SUFFIXES"]
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+# category_names_eng.txt of the official Clothing1M release, label 0..13 in this order
+CLOTHING1M_CLASSES = [
+    "T-Shirt", "Shirt", "Knitwear", "Chiffon", "Sweater", "Hoodie", "Windbreaker", "Jacket",
+    "Downcoat", "Suit", "Shawl", "Dress", "Vest", "Underwear",
+]
+_CIFAR_JPEG_HINT = (
+    "for CIFAR-10 as JPEG files run `tar -xJf ../shared/data/cifar/cifar10-jpeg.tar.xz -C DIR` "
+    "and use data.name: imagefolder with data.root: DIR/cifar10"
+)
+
+
+@dataclass
+class ImageSplit:
+    """One split: `images` is uint8 (N, C, H, W), float32 in [0, 1], or an array of file paths."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    ids: np.ndarray  # position of each example in the original release
+
+    def take(self, index: np.ndarray) -> ImageSplit:
+        return ImageSplit(self.images[index], self.labels[index], self.ids[index])
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class ImageSource:
+    """A data set as released: its training split, test split and (Clothing1M) clean validation."""
+
+    train: ImageSplit
+    test: ImageSplit | None
+    class_names: list[str]
+    val: ImageSplit | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def load_source(name: str, root: str | Path | None) -> ImageSource:
+    """Read data set `name` ("digits", "cifar10", "cifar100", "imagefolder", "clothing1m")."""
+    if name == "digits":
+        return _digits()
+    if root is None:
+        raise FileNotFoundError(f"data set {name!r} needs data.root, the directory that holds it")
+    root = Path(root).expanduser()
+    if name in ("cifar10", "cifar100"):
+        return _cifar_python(root, name)
+    if name == "imagefolder":
+        return _image_folder(root)
+    if name == "clothing1m":
+        return _clothing1m(root)
+    raise ValueError(
+        f"unknown image data set {name!r}; allowed: digits, cifar10, cifar100, imagefolder, clothing1m"
+    )
+
+
+def _digits() -> ImageSource:
+    """sklearn's 1,797 handwritten digits (bundled with scikit-learn), 8×8, scaled from 0..16 to [0, 1]."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = (bunch.images / 16.0).astype(np.float32)[:, None]
+    labels = bunch.target.astype(np.int64)
+    everything = ImageSplit(images, labels, np.arange(len(labels)))
+    return ImageSource(everything, None, [str(d) for d in bunch.target_names])
+
+
+@dataclass(frozen=True)
+class _CifarLayout:
+    """Where torchvision's python version of a CIFAR data set keeps its pickles and labels."""
+
+    folder: str
+    train_files: tuple[str, ...]
+    test_file: str
+    meta_file: str
+    label_key: str
+    names_key: str
+    torchvision_class: str
+    hint: str
+
+
+_CIFAR = {
+    "cifar10": _CifarLayout(
+        "cifar-10-batches-py", tuple(f"data_batch_{i}" for i in range(1, 6)), "test_batch",
+        "batches.meta", "labels", "label_names", "CIFAR10", _CIFAR_JPEG_HINT,
+    ),
+    "cifar100": _CifarLayout(
+        "cifar-100-python", ("train",), "test", "meta", "fine_labels", "fine_label_names", "CIFAR100",
+        "CIFAR-100 images are not in ../shared/data",
+    ),
+}
+
+
+def _cifar_python(root: Path, name: str) -> ImageSource:
+    """torchvision's python folders: pickled dicts with `data` (N×3072 uint8) and the labels."""
+    layout = _CIFAR[name]
+    directory = root / layout.folder
+    files = [*layout.train_files, layout.test_file, layout.meta_file]
+    missing = [f for f in files if not (directory / f).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{name} not found: looked for {', '.join(missing)} in {directory}; put the python version "
+            f"there with torchvision.datasets.{layout.torchvision_class}({str(root)!r}, download=True) "
+            f"on a machine with internet, or {layout.hint}"
+        )
+    class_names = [str(n) for n in _unpickle(directory / layout.meta_file)[layout.names_key]]
+    train = [_cifar_split(directory / f, layout.label_key) for f in layout.train_files]
+    images = np.concatenate([s.images for s in train])
+    labels = np.concatenate([s.labels for s in train])
+    return ImageSource(
+        ImageSplit(images, labels, np.arange(len(labels))),
+        _cifar_split(directory / layout.test_file, layout.label_key),
+        class_names,
+    )
+
+
+def _cifar_split(path: Path, label_key: str) -> ImageSplit:
+    batch = _unpickle(path)
+    labels = np.asarray(batch[label_key], dtype=np.int64)
+    images = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+    return ImageSplit(images, labels, np.arange(len(labels)))
+
+
+def _unpickle(path: Path) -> dict:
+    """The CIFAR files are pickles (as released by their authors): load only trusted copies."""
+    with open(path, "rb") as handle:
+        return pickle.load(handle, encoding="latin1")
+
+
+def _image_folder(root: Path) -> ImageSource:
+    """`root/train/<class>/<file>` and optional `root/test/<class>/<file>`, classes sorted by name."""
+    train_dir = root / "train"
+    class_names = sorted(p.name for p in train_dir.iterdir() if p.is_dir()) if train_dir.is_dir() else []
+    if not class_names:
+        raise FileNotFoundError(
+            f"image folder not found: looked for class folders in {train_dir} (layout "
+            f"ROOT/train/<class>/<image>, ROOT/test/<class>/<image>); {_CIFAR_JPEG_HINT}"
+        )
+    test_dir = root / "test"
+    return ImageSource(
+        _read_folder_split(train_dir, class_names),
+        _read_folder_split(test_dir, class_names) if test_dir.is_dir() else None,
+        class_names,
+    )
+
+
+def _read_folder_split(directory: Path, class_names: list[str]) -> ImageSplit:
+    """Decode every image of one split into a uint8 (N, 3, H, W) array, in original-index order.
+
+    When all file stems are distinct integers they are the original index (the CIFAR-10 JPEG
+    archive names train images by their position in CIFAR-10's training order); otherwise the
+    index is the position in (class, file name) order.
+    """
+    unknown = sorted(p.name for p in directory.iterdir() if p.is_dir() and p.name not in class_names)
+    if unknown:
+        raise ValueError(f"{directory}: class folder {unknown[0]!r} does not exist in the training set")
+    paths, labels = [], []
+    for label, name in enumerate(class_names):
+        files = sorted(p for p in (directory / name).glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        paths += files
+        labels += [label] * len(files)
+    if not paths:
+        raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {directory}/<class>/")
+    stems = [p.stem for p in paths]
+    if all(s.isdigit() for s in stems) and len(set(stems)) == len(stems):
+        ids = np.array([int(s) for s in stems], dtype=np.int64)
+    else:
+        ids = np.arange(len(paths), dtype=np.int64)
+    order = np.argsort(ids, kind="stable")
+    images = _decode_all([paths[i] for i in order])
+    return ImageSplit(images, np.asarray(labels, dtype=np.int64)[order], ids[order])
+
+
+def _decode_all(paths: list[Path]) -> np.ndarray:
+    """Decode with a thread pool (Pillow releases the GIL while decoding) and stack same-sized images."""
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        arrays = list(pool.map(_decode_rgb, paths, chunksize=256))
+    shapes = {a.shape for a in arrays}
+    if len(shapes) > 1:
+        raise ValueError(
+            f"images under {paths[0].parent.parent} differ in size ({len(shapes)} sizes, e.g. "
+            f"{sorted(shapes)[:2]}); an in-memory image folder needs one size"
+        )
+    return np.stack(arrays).transpose(0, 3, 1, 2).copy()
+
+
+def _decode_rgb(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
+def _clothing1m(root: Path) -> ImageSource:
+    """The official Clothing1M lists: image keys are paths relative to `root` (images/0/...)."""
+    needed = [
+        "noisy_label_kv.txt", "noisy_train_key_list.txt", "clean_label_kv.txt", "clean_test_key_list.txt",
+    ]
+    missing = [f for f in needed if not (root / f).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"clothing1m not found: looked for {', '.join(missing)} in {root}; Clothing1M is not "
+            f"downloadable, ask its authors (Xiao et al. 2015) for access and extract the release "
+            f"(the label lists and images/) into {root}"
+        )
+    noisy = _read_key_values(root / "noisy_label_kv.txt")
+    clean = _read_key_values(root / "clean_label_kv.txt")
+    val_list = root / "clean_val_key_list.txt"
+    return ImageSource(
+        _listed_split(root, "noisy_train_key_list.txt", noisy),
+        _listed_split(root, "clean_test_key_list.txt", clean),
+        list(CLOTHING1M_CLASSES),
+        val=_listed_split(root, val_list.name, clean) if val_list.is_file() else None,
+    )
+
+
+def _read_key_values(path: Path) -> dict[str, int]:
+    pairs = (line.split() for line in path.read_text().splitlines() if line.strip())
+    return {key: int(value) for key, value in pairs}
+
+
+def _listed_split(root: Path, list_name: str, labels: dict[str, int]) -> ImageSplit:
+    keys = [line.strip() for line in (root / list_name).read_text().splitlines() if line.strip()]
+    unlabelled = [k for k in keys if k not in labels]
+    if unlabelled:
+        raise ValueError(f"{root / list_name}: {len(unlabelled)} keys have no label, e.g. {unlabelled[0]}")
+    paths = np.array([str(root / k) for k in keys])
+    return ImageSplit(paths, np.array([labels[k] for k in keys], dtype=np.int64), np.arange(len(keys)))

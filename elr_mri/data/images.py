@@ -1,0 +1,203 @@
+"""Noisy image benchmarks as the training engine sees them: `build_image_data(cfg)`.
+
+The order of operations is the paper's: load the full training set → optional stratified subset
+(CPU smoke runs) → inject label noise → hold out `val_fraction` of the NOISY training set as the
+validation set used for model selection → re-index the rest 0..N-1, the index the ELR targets
+are stored by. Test sets stay clean. Clothing1M's labels are already noisy, and when its clean
+validation list exists the paper selects models on it, so it replaces the noisy hold-out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from elr_mri.config import DataConfig
+from elr_mri.data.image_sources import ImageSource, ImageSplit, load_source
+from elr_mri.data.image_transforms import (
+    CenterCrop,
+    Compose,
+    Normalize,
+    RandomCrop,
+    RandomHorizontalFlip,
+    ToFloat,
+    Transform,
+    load_resized,
+)
+from elr_mri.data.noise import apply_noise_config
+
+__all__ = ["NoisyImageData", "InMemoryImages", "ImageFiles", "build_image_data", "NORMALISATION"]
+
+# Per-channel (mean, std) used by the paper's official code.
+NORMALISATION = {
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
+    "cifar100": ((0.507, 0.487, 0.441), (0.267, 0.256, 0.276)),
+    "clothing1m": ((0.6959, 0.6537, 0.6371), (0.3113, 0.3192, 0.3214)),
+}
+DIGITS_TEST_FRACTION = 0.3  # sklearn's digits ship without a test split; this one never moves
+DIGITS_TEST_SEED = 0
+CLOTHING1M_RESIZE, CLOTHING1M_CROP = 256, 224
+CIFAR_PADDING = 4
+
+
+@dataclass
+class NoisyImageData:
+    """What the engine trains on. Items are {"image": float32 tensor, "label": int, "index": int}."""
+
+    train: Dataset  # noisy labels, augmented; "index" in [0, len(train))
+    val: Dataset | None  # noisy held-out split (clean for Clothing1M's official list), no augmentation
+    test: Dataset | None  # clean, no augmentation
+    num_classes: int
+    input_shape: tuple[int, ...]  # (C, H, W) after the transforms
+    train_labels: np.ndarray  # noisy labels of `train`, aligned with "index"
+    train_clean_labels: np.ndarray | None  # true labels aligned with "index" when known
+    class_names: list[str]
+
+
+class _LabelledImages(Dataset):
+    """Shared item logic: an image from `_load`, its transform, its label and its index."""
+
+    def __init__(self, labels: np.ndarray, transform: Transform) -> None:
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> dict:
+        return {"image": self.transform(self._load(index)), "label": int(self.labels[index]), "index": index}
+
+    def _load(self, index: int) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class InMemoryImages(_LabelledImages):
+    """Images held as one uint8 (or digits' float) tensor; augmentation happens per item."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform: Transform) -> None:
+        super().__init__(labels, transform)
+        self.images = torch.from_numpy(np.ascontiguousarray(images))
+
+    def _load(self, index: int) -> torch.Tensor:
+        return self.images[index]
+
+
+class ImageFiles(_LabelledImages):
+    """Images decoded from disk on every access (Clothing1M's million files do not fit in memory)."""
+
+    def __init__(self, paths: np.ndarray, labels: np.ndarray, transform: Transform, short_side: int) -> None:
+        super().__init__(labels, transform)
+        self.paths = [str(p) for p in paths]
+        self.short_side = short_side
+
+    def _load(self, index: int) -> torch.Tensor:
+        return load_resized(self.paths[index], self.short_side)
+
+
+def build_image_data(cfg: DataConfig) -> NoisyImageData:
+    """Load data set `cfg.name`, corrupt its training labels with `cfg.noise` and split it."""
+    if not 0.0 <= cfg.val_fraction < 1.0:
+        raise ValueError(f"data.val_fraction must lie in [0, 1), got {cfg.val_fraction}")
+    if cfg.name == "clothing1m" and cfg.noise.mode != "none":
+        raise ValueError("Clothing1M's labels are already noisy: set data.noise.mode to none")
+    source = load_source(cfg.name, cfg.root)
+    train, test = source.train, source.test
+    if cfg.name == "digits":
+        test_index, train_index = _stratified_split(
+            train.labels, round(DIGITS_TEST_FRACTION * len(train)), DIGITS_TEST_SEED
+        )
+        train, test = train.take(train_index), train.take(test_index)
+    if cfg.train_subset is not None:
+        train = train.take(_subset(train.labels, cfg.train_subset, cfg.split_seed, "data.train_subset"))
+    if test is not None and cfg.test_subset is not None:
+        test = test.take(_subset(test.labels, cfg.test_subset, cfg.split_seed, "data.test_subset"))
+
+    noisy = apply_noise_config(cfg.noise, train.labels, source.num_classes, original_index=train.ids)
+    clean = None if cfg.name == "clothing1m" else train.labels
+    val = source.val
+    if val is None and cfg.val_fraction > 0:
+        val_size = round(cfg.val_fraction * len(noisy))
+        val_index, train_index = _stratified_split(noisy, val_size, cfg.split_seed)
+        val = ImageSplit(train.images[val_index], noisy[val_index], train.ids[val_index])
+        train, noisy = train.take(train_index), noisy[train_index]
+        clean = None if clean is None else clean[train_index]
+
+    train_tf, eval_tf, input_shape = _transforms(cfg, source)
+    return NoisyImageData(
+        train=_dataset(train.images, noisy, train_tf),
+        val=None if val is None else _dataset(val.images, val.labels, eval_tf),
+        test=None if test is None else _dataset(test.images, test.labels, eval_tf),
+        num_classes=source.num_classes,
+        input_shape=input_shape,
+        train_labels=noisy,
+        train_clean_labels=clean,
+        class_names=source.class_names,
+    )
+
+
+def _dataset(images: np.ndarray, labels: np.ndarray, transform: Transform) -> Dataset:
+    """File paths become lazily decoded datasets, pixel arrays in-memory ones."""
+    if images.dtype.kind in "US":
+        return ImageFiles(images, labels, transform, CLOTHING1M_RESIZE)
+    return InMemoryImages(images, labels, transform)
+
+
+def _transforms(cfg: DataConfig, source: ImageSource) -> tuple[Transform, Transform, tuple[int, ...]]:
+    """(train transform, evaluation transform, input shape) for the data set."""
+    if cfg.name == "digits":
+        return ToFloat(), ToFloat(), tuple(source.train.images.shape[1:])
+    mean, std = NORMALISATION.get(cfg.name) or _channel_stats(source.train.images)
+    normalise = Normalize(mean, std)
+    if cfg.name == "clothing1m":
+        train = [RandomCrop(CLOTHING1M_CROP), RandomHorizontalFlip()]
+        evaluate = Compose([ToFloat(), CenterCrop(CLOTHING1M_CROP), normalise])
+        shape: tuple[int, ...] = (3, CLOTHING1M_CROP, CLOTHING1M_CROP)
+    else:
+        channels, height, width = source.train.images.shape[1:]
+        train = [RandomCrop((height, width), padding=CIFAR_PADDING), RandomHorizontalFlip()]
+        evaluate = Compose([ToFloat(), normalise])
+        shape = (channels, height, width)
+    if not cfg.augment:
+        return evaluate, evaluate, shape
+    return Compose([ToFloat(), *train, normalise]), evaluate, shape
+
+
+def _channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std in [0, 1] of a uint8 (N, C, H, W) image folder, in float64 chunks."""
+    total = np.zeros(images.shape[1])
+    squares = np.zeros(images.shape[1])
+    for start in range(0, len(images), 4096):
+        chunk = images[start : start + 4096].astype(np.float64) / 255.0
+        total += chunk.sum(axis=(0, 2, 3))
+        squares += (chunk**2).sum(axis=(0, 2, 3))
+    count = images.shape[0] * images.shape[2] * images.shape[3]
+    mean = total / count
+    std = np.sqrt(np.maximum(squares / count - mean**2, 1e-12))
+    return tuple(mean.tolist()), tuple(std.tolist())
+
+
+def _subset(labels: np.ndarray, size: int, seed: int, key: str) -> np.ndarray:
+    if not 0 < size <= len(labels):
+        raise ValueError(f"{key} = {size} must lie in [1, {len(labels)}], the size of the split")
+    return _stratified_split(labels, size, seed)[0]
+
+
+def _stratified_split(labels: np.ndarray, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of `size` examples drawn from each class in proportion to its size, and the rest.
+
+    Class quotas are rounded by largest remainder (ties to the lower class), so the sizes are exact
+    and every class with enough members keeps its share; both index arrays come back sorted.
+    """
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(labels, return_counts=True)
+    quota = size * counts / counts.sum()
+    take = np.floor(quota).astype(np.int64)
+    take[np.argsort(take - quota, kind="stable")[: size - take.sum()]] += 1
+    chosen = [rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in zip(classes, take)]
+    first = np.sort(np.concatenate(chosen))
+    rest = np.setdiff1d(np.arange(len(labels)), first, assume_unique=True)
+    return first, rest

@@ -1,0 +1,270 @@
+"""Image benchmarks: the NoisyImageData contract on digits, tiny CIFAR / ImageFolder / Clothing1M trees."""
+
+import pickle
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from sklearn.datasets import load_digits
+
+from elr_mri.config import DataConfig, NoiseConfig
+from elr_mri.data.image_transforms import CenterCrop, RandomCrop, load_resized
+from elr_mri.data.images import NORMALISATION, build_image_data
+
+SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cifar"
+
+
+def true_digit_labels() -> dict[bytes, set[int]]:
+    """Every sklearn digit image (as bytes of the [0, 1] float32 array) → its true label(s)."""
+    bunch = load_digits()
+    lookup: dict[bytes, set[int]] = {}
+    for image, label in zip((bunch.images / 16.0).astype(np.float32), bunch.target):
+        lookup.setdefault(image[None].tobytes(), set()).add(int(label))
+    return lookup
+
+
+@pytest.fixture(scope="module")
+def digits_sym40():
+    return build_image_data(DataConfig(name="digits", noise=NoiseConfig(mode="symmetric", rate=0.4, seed=1)))
+
+
+def test_digits_contract(digits_sym40):
+    data = digits_sym40
+    assert (data.num_classes, data.input_shape, data.class_names[:3]) == (10, (1, 8, 8), ["0", "1", "2"])
+    assert (len(data.test), len(data.val), len(data.train)) == (539, 126, 1132)  # 30% test, 10% of the rest
+    assert data.train_labels.shape == data.train_clean_labels.shape == (1132,)
+    for position in (0, 500, len(data.train) - 1):
+        item = data.train[position]
+        assert item["index"] == position and isinstance(item["label"], int)
+        assert item["image"].dtype == torch.float32 and item["image"].shape == (1, 8, 8)
+        assert 0.0 <= item["image"].min() and item["image"].max() <= 1.0
+    # 40% redrawn over all classes changes about 36%
+    assert abs((data.train_labels != data.train_clean_labels).mean() - 0.36) < 0.05
+
+
+def test_digits_labels_line_up_with_images(digits_sym40):
+    data, truth = digits_sym40, true_digit_labels()
+
+    def true_label(item: dict) -> int | None:  # None for the rare image drawn with two labels
+        labels = truth[item["image"].numpy().tobytes()]
+        return next(iter(labels)) if len(labels) == 1 else None
+
+    train = [data.train[i] for i in range(len(data.train))]
+    assert all(item["label"] == data.train_labels[item["index"]] for item in train)
+    known = [(true_label(item), data.train_clean_labels[item["index"]]) for item in train]
+    assert all(t == c for t, c in known if t is not None)
+    val_wrong = [true_label(item) != item["label"] for item in (data.val[i] for i in range(len(data.val)))]
+    assert 0.2 < np.mean(val_wrong) < 0.5  # the validation split carries the same noise
+    assert all(true_label(data.test[i]) in (data.test[i]["label"], None) for i in range(len(data.test)))
+
+
+def test_digits_deterministic_and_split_seed_moves_only_the_split(digits_sym40):
+    again = build_image_data(DataConfig(name="digits", noise=NoiseConfig(mode="symmetric", rate=0.4, seed=1)))
+    assert np.array_equal(again.train_labels, digits_sym40.train_labels)
+    assert torch.equal(again.val[3]["image"], digits_sym40.val[3]["image"])
+    other = build_image_data(
+        DataConfig(name="digits", split_seed=5, noise=NoiseConfig(mode="symmetric", rate=0.4, seed=1))
+    )
+    assert torch.equal(other.test[0]["image"], digits_sym40.test[0]["image"])  # the test hold-out is fixed
+    assert not np.array_equal(other.train_clean_labels, digits_sym40.train_clean_labels)
+
+
+def test_validation_split_is_stratified_by_noisy_label(digits_sym40):
+    val_labels = np.array([digits_sym40.val[i]["label"] for i in range(len(digits_sym40.val))])
+    all_noisy = np.concatenate([val_labels, digits_sym40.train_labels])
+    expected = 0.1 * np.bincount(all_noisy, minlength=10)
+    assert np.all(np.abs(np.bincount(val_labels, minlength=10) - expected) <= 1)
+
+
+def test_subset_is_stratified_and_exact():
+    data = build_image_data(DataConfig(name="digits", train_subset=300, test_subset=100, val_fraction=0.0))
+    assert data.val is None and len(data.train) == 300 and len(data.test) == 100
+    assert np.all(np.abs(np.bincount(data.train_clean_labels) - 30) <= 1)
+    with pytest.raises(ValueError, match=r"data.train_subset = 5000 must lie in \[1, 1258\]"):
+        build_image_data(DataConfig(name="digits", train_subset=5000))
+
+
+def write_cifar10(root: Path, per_batch: int = 20) -> np.ndarray:
+    """A CIFAR-10 python folder with random pixels; returns the training images as (N, 3, 32, 32)."""
+    rng = np.random.default_rng(0)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    images = []
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        data = rng.integers(1, 256, size=(per_batch, 3072), dtype=np.uint8)  # 0 only from padding
+        labels = [i % 10 for i in range(per_batch)]
+        with open(folder / name, "wb") as handle:
+            pickle.dump({"data": data, "labels": labels}, handle)
+        images.append(data)
+    with open(folder / "batches.meta", "wb") as handle:
+        pickle.dump({"label_names": names}, handle)
+    return np.concatenate(images[:5]).reshape(-1, 3, 32, 32)
+
+
+def test_cifar10_python_folder(tmp_path):
+    pixels = write_cifar10(tmp_path)
+    data = build_image_data(
+        DataConfig(name="cifar10", root=str(tmp_path), val_fraction=0.0,
+                   noise=NoiseConfig(mode="asymmetric_cifar10", rate=0.4))
+    )
+    assert (len(data.train), len(data.test), data.input_shape) == (100, 20, (3, 32, 32))
+    assert data.class_names[3] == "cat" and data.train_clean_labels[:11].tolist() == [*range(10), 0]
+    cats = data.train_clean_labels == 3
+    assert cats.sum() == 10 and (data.train_labels[cats] == 5).sum() == 4
+    mean, std = (torch.tensor(v).view(3, 1, 1) for v in NORMALISATION["cifar10"])
+    plain = build_image_data(DataConfig(name="cifar10", root=str(tmp_path), val_fraction=0.0, augment=False))
+    expected = (torch.from_numpy(pixels[7]).float() / 255 - mean) / std
+    torch.testing.assert_close(plain.train[7]["image"], expected)
+    augmented = torch.stack([data.train[7]["image"] for _ in range(20)])
+    assert augmented.shape == (20, 3, 32, 32)
+    assert sum(torch.equal(a, expected) for a in augmented) < 10  # shifted or flipped most of the time
+    assert (augmented == -mean / std).flatten(1).any(1).sum() > 5  # zero padding shows at the borders
+
+
+def test_cifar100_python_folder(tmp_path):
+    folder = tmp_path / "cifar-100-python"
+    folder.mkdir()
+    for name, count in (("train", 50), ("test", 10)):
+        data = np.zeros((count, 3072), dtype=np.uint8)
+        with open(folder / name, "wb") as handle:
+            pickle.dump({"data": data, "fine_labels": [i % 100 for i in range(count)]}, handle)
+    with open(folder / "meta", "wb") as handle:
+        pickle.dump({"fine_label_names": [f"c{i}" for i in range(100)]}, handle)
+    data = build_image_data(DataConfig(name="cifar100", root=str(tmp_path), val_fraction=0.0, augment=False))
+    assert data.num_classes == 100 and len(data.train) == 50 and data.class_names[42] == "c42"
+    mean, std = NORMALISATION["cifar100"]
+    assert data.test[0]["image"][0, 0, 0].item() == pytest.approx(-mean[0] / std[0], rel=1e-5)
+
+
+def write_image_folder(root: Path, classes: list[str], per_class: int) -> dict[int, int]:
+    """PNG images named by an integer original index, each filled with a grey level equal to that index."""
+    truth = {}
+    for c, name in enumerate(classes):
+        for split in ("train", "test"):
+            (root / split / name).mkdir(parents=True)
+        for k in range(per_class):
+            original = k * len(classes) + (c * 3) % len(classes)  # classes interleave in original order
+            Image.new("RGB", (12, 10), (original,) * 3).save(root / "train" / name / f"{original:05d}.png")
+            Image.new("RGB", (12, 10), (c,) * 3).save(root / "test" / name / f"{k}.png")
+            truth[original] = c
+    return truth
+
+
+def test_image_folder_subset_and_human_labels_line_up(tmp_path):
+    classes = ["apple", "bee", "cat", "dog"]
+    truth = write_image_folder(tmp_path / "tree", classes, per_class=30)
+    human = np.array([(i * 7 + 1) % 4 for i in range(len(truth))])
+    clean = np.array([truth[i] for i in range(len(truth))])
+    np.savez(tmp_path / "human.npz", clean_label=clean, worse_label=human)
+    cfg = DataConfig(
+        name="imagefolder", root=str(tmp_path / "tree"), train_subset=60, split_seed=3, augment=False,
+        noise=NoiseConfig(mode="human", human_labels=str(tmp_path / "human.npz")),
+    )
+    data = build_image_data(cfg)
+    assert data.class_names == classes and data.input_shape == (3, 10, 12)
+    assert (len(data.train), len(data.val), len(data.test)) == (54, 6, 120)
+    originals = data.train.images[:, 0, 0, 0].long().numpy()  # the grey level is the original index
+    assert len(set(originals)) == 54
+    assert np.array_equal(data.train_clean_labels, clean[originals])
+    assert np.array_equal(data.train_labels, human[originals])
+    for item in (data.val[i] for i in range(len(data.val))):
+        original = int(data.val.images[item["index"], 0, 0, 0])
+        assert item["label"] == human[original]
+    assert all(int(data.test.images[i, 0, 0, 0]) == data.test[i]["label"] for i in range(len(data.test)))
+
+
+def test_image_folder_normalises_with_its_own_statistics(tmp_path):
+    write_image_folder(tmp_path, ["a", "b"], per_class=5)
+    data = build_image_data(DataConfig(name="imagefolder", root=str(tmp_path), val_fraction=0.0))
+    train = torch.stack([data.test[i]["image"] for i in range(len(data.test))])
+    assert train.shape == (10, 3, 10, 12)
+    grey = data.train.images.float() / 255
+    mean, std = grey.mean().item(), grey.std(unbiased=False).item()
+    assert data.test[0]["image"][0, 0, 0].item() == pytest.approx((0 - mean) / std, rel=1e-4)
+
+
+def write_clothing1m(root: Path) -> None:
+    (root / "images" / "0").mkdir(parents=True)
+    lines = {"noisy": [], "clean": [], "train": [], "val": [], "test": []}
+    for i in range(12):
+        key = f"images/0/{i}.jpg"
+        Image.new("RGB", (300, 260), (i * 20, 0, 0)).save(root / key)
+        lines["noisy"].append(f"{key} {i % 14}")
+        lines["clean"].append(f"{key} {(i + 1) % 14}")
+        lines["train" if i < 8 else "val" if i < 10 else "test"].append(key)
+    files = {"noisy": "noisy_label_kv", "clean": "clean_label_kv", "train": "noisy_train_key_list",
+             "val": "clean_val_key_list", "test": "clean_test_key_list"}
+    for name, file in files.items():
+        (root / f"{file}.txt").write_text("\n".join(lines[name]) + "\n")
+
+
+def test_clothing1m_lists(tmp_path):
+    write_clothing1m(tmp_path)
+    data = build_image_data(DataConfig(name="clothing1m", root=str(tmp_path)))
+    # the clean validation list replaces the noisy hold-out
+    assert (len(data.train), len(data.val), len(data.test)) == (8, 2, 2)
+    assert data.num_classes == 14 and data.input_shape == (3, 224, 224) and data.train_clean_labels is None
+    assert data.train_labels.tolist() == list(range(8))
+    assert [data.val[i]["label"] for i in range(2)] == [9, 10]
+    assert data.train[0]["image"].shape == data.test[1]["image"].shape == (3, 224, 224)
+    with pytest.raises(ValueError, match="already noisy"):
+        noise = NoiseConfig(mode="symmetric", rate=0.2)
+        build_image_data(DataConfig(name="clothing1m", root=str(tmp_path), noise=noise))
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("cifar10", ["cifar-10-batches-py", "data_batch_1", "download=True", "tar -xJf"]),
+        ("cifar100", ["cifar-100-python", "train, test, meta", "CIFAR100"]),
+        ("imagefolder", ["train/<class>", "tar -xJf ../shared/data/cifar/cifar10-jpeg.tar.xz -C DIR"]),
+        ("clothing1m", ["noisy_label_kv.txt", "Xiao et al."]),
+    ],
+)
+def test_missing_data_set_is_one_clear_error(tmp_path, name, expected):
+    with pytest.raises(FileNotFoundError) as error:
+        build_image_data(DataConfig(name=name, root=str(tmp_path / "nowhere")))
+    message = str(error.value)
+    assert "\n" not in message and str(tmp_path / "nowhere") in message
+    for fragment in expected:
+        assert fragment in message
+    with pytest.raises(FileNotFoundError, match="needs data.root"):
+        build_image_data(DataConfig(name=name))
+
+
+def test_crops_and_resize(tmp_path):
+    image = torch.arange(2 * 6 * 6, dtype=torch.float32).view(2, 6, 6) + 1
+    padded = torch.nn.functional.pad(image, [2] * 4)
+    windows = {(t, l): padded[:, t : t + 6, l : l + 6] for t in range(5) for l in range(5)}
+    torch.manual_seed(0)
+    offsets = set()
+    for _ in range(50):
+        crop = RandomCrop(6, padding=2)(image)
+        offsets |= {o for o, window in windows.items() if torch.equal(crop, window)}
+    assert len(offsets) > 10  # every crop is a window of the zero-padded image, at varying offsets
+    assert torch.equal(CenterCrop(2)(image), image[:, 2:4, 2:4])
+    Image.new("RGB", (300, 200)).save(tmp_path / "wide.png")
+    assert load_resized(tmp_path / "wide.png", 256).shape == (3, 256, 384)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHARED / "cifar10-jpeg.tar.xz").is_file(), reason="no CIFAR-10 JPEG archive")
+def test_real_cifar10_jpeg_with_cifar10n(tmp_path):
+    import tarfile
+
+    with tarfile.open(SHARED / "cifar10-jpeg.tar.xz") as archive:
+        archive.extractall(tmp_path, filter="data")
+    cfg = DataConfig(
+        name="imagefolder", root=str(tmp_path / "cifar10"), train_subset=10000,
+        noise=NoiseConfig(mode="human", human_labels=str(SHARED / "CIFAR-10_human.npz")),
+    )
+    start = time.perf_counter()
+    data = build_image_data(cfg)
+    assert time.perf_counter() - start < 60
+    assert (len(data.train), len(data.val), len(data.test)) == (9000, 1000, 10000)
+    assert data.class_names[3] == "cat" and data.input_shape == (3, 32, 32)
+    assert abs((data.train_labels != data.train_clean_labels).mean() - 0.402) < 0.02
