@@ -141,8 +141,12 @@ class RunConfig:
     train: TrainLoopConfig = field(default_factory=TrainLoopConfig)
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
-    """Read a YAML file, apply `key.sub=value` overrides and validate the result."""
+def load_config(path: str | Path, overrides: list[str] | None = None, ignore: tuple[str, ...] = ()) -> RunConfig:
+    """Read a YAML file, apply `key.sub=value` overrides and validate the result.
+
+    `ignore` names top-level keys to drop first (a run directory's config.yaml also records the
+    checkpoint-selection rule in words).
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path} (pass an existing YAML file to --config)")
@@ -154,6 +158,8 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
         raise ConfigError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections (data:, model:, ...)")
+    for key in ignore:
+        raw.pop(key, None)
     apply_overrides(raw, overrides or [])
     return config_from_dict(raw, source=str(path))
 
@@ -192,7 +198,7 @@ def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
     unknown = sorted(set(raw) - names)
     if unknown:
         raise ConfigError(
-            f"{source}: unknown key {prefix}{unknown[0]!r}; allowed in {where}: {', '.join(sorted(names))}"
+            f"{source}: unknown key {prefix + unknown[0]!r}; allowed in {where}: {', '.join(sorted(names))}"
         )
     values = {}
     for name, value in raw.items():

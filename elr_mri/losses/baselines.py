@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from elr_mri.losses.elr import at_least_fp32
+
 __all__ = ["CrossEntropy", "GCELoss", "SCELoss"]
 
 
@@ -16,7 +18,7 @@ class CrossEntropy(nn.Module):
     """Plain cross-entropy: the reference that memorizes noisy labels."""
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
-        return F.cross_entropy(logits.float(), labels)
+        return F.cross_entropy(at_least_fp32(logits), labels)
 
 
 class GCELoss(nn.Module):
@@ -29,7 +31,7 @@ class GCELoss(nn.Module):
         self.q = q
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
-        p_y = F.softmax(logits.float(), dim=1).gather(1, labels[:, None]).squeeze(1)
+        p_y = F.softmax(at_least_fp32(logits), dim=1).gather(1, labels[:, None]).squeeze(1)
         return ((1.0 - p_y.clamp_min(1e-7) ** self.q) / self.q).mean()
 
 
@@ -43,8 +45,8 @@ class SCELoss(nn.Module):
         self.beta = beta
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
-        logits = logits.float()
+        logits = at_least_fp32(logits)
         probs = F.softmax(logits, dim=1).clamp(1e-7, 1.0)
-        one_hot = F.one_hot(labels, self.num_classes).float().clamp(1e-4, 1.0)
+        one_hot = F.one_hot(labels, self.num_classes).to(logits.dtype).clamp(1e-4, 1.0)
         rce = -(probs * one_hot.log()).sum(dim=1).mean()
         return self.alpha * F.cross_entropy(logits, labels) + self.beta * rce

@@ -11,9 +11,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ELRLoss", "elr_regularizer", "update_targets", "PROB_CLAMP"]
+__all__ = ["ELRLoss", "elr_regularizer", "update_targets", "at_least_fp32", "PROB_CLAMP"]
 
 PROB_CLAMP = 1e-4  # the official code clamps softmax to [1e-4, 1 − 1e-4] so log(1 − ⟨t, p⟩) stays finite
+
+
+def at_least_fp32(logits: torch.Tensor) -> torch.Tensor:
+    """Half-precision logits (autocast) are upcast: the log(1 − ⟨t, p⟩) term needs the range."""
+    return logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
 
 
 def update_targets(targets: torch.Tensor, index: torch.Tensor, probs: torch.Tensor, beta: float) -> None:
@@ -48,7 +53,7 @@ class ELRLoss(nn.Module):
         self.register_buffer("targets", torch.zeros(num_examples, num_classes))
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        logits = logits.float()
+        logits = at_least_fp32(logits)
         probs = F.softmax(logits, dim=1).clamp(PROB_CLAMP, 1.0 - PROB_CLAMP)
         update_targets(self.targets, index, probs, self.beta)
         ce = F.cross_entropy(logits, labels)

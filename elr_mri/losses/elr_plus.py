@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from elr_mri.losses.elr import PROB_CLAMP, elr_regularizer, update_targets
+from elr_mri.losses.elr import PROB_CLAMP, at_least_fp32, elr_regularizer, update_targets
 
 __all__ = ["ELRPlusLoss", "sigmoid_rampup"]
 
@@ -57,7 +57,7 @@ class ELRPlusLoss(nn.Module):
 
     @torch.no_grad()
     def update_targets(self, index: torch.Tensor, other_ema_logits: torch.Tensor) -> None:
-        update_targets(self.targets, index, F.softmax(other_ema_logits.float(), dim=1), self.beta)
+        update_targets(self.targets, index, F.softmax(at_least_fp32(other_ema_logits), dim=1), self.beta)
 
     def forward(
         self,
@@ -68,7 +68,7 @@ class ELRPlusLoss(nn.Module):
         mix_lam: float,
         step: int,
     ) -> torch.Tensor:
-        logits = logits.float()
+        logits = at_least_fp32(logits)
         batch_targets = self.targets[index]
         mixed_targets = mix_lam * batch_targets + (1.0 - mix_lam) * batch_targets[perm]
         labels = mixed_labels

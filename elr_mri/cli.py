@@ -1,0 +1,84 @@
+"""The `elr-mri` command: one entry point with a subcommand per stage.
+
+Heavy imports (torch, ANTs) happen inside the subcommand that needs them, so `elr-mri preprocess`
+never loads torch and `elr-mri --help` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+# Problems a user fixes by changing a config, a path or a flag: one line, exit 2, no traceback
+# (set ELR_MRI_DEBUG=1 to see the traceback anyway).
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in _FORWARDED:  # these own their argument parsing
+        return _FORWARDED[argv[0]](argv[1:])
+    args = _parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except USER_ERRORS as err:
+        if os.environ.get("ELR_MRI_DEBUG"):
+            raise
+        print(f"elr-mri {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="elr-mri", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    train = commands.add_parser("train", help="train a classifier from a YAML config")
+    source = train.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", type=Path, help="YAML run configuration (see configs/)")
+    source.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a killed or finished run")
+    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config value, e.g. --set train.epochs=5 (repeatable)")
+    train.add_argument("--out", type=Path, help="run directory (default: runs/<config name>)")
+    train.set_defaults(handler=_train)
+    commands.add_parser("preprocess", help="raw T1 scans to template space (see `elr-mri preprocess --help`)")
+    commands.add_parser("preprocess-merge", help="join the manifests of preprocessing shards")
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    from elr_mri.config import load_config
+    from elr_mri.engine.runner import train
+
+    if args.resume is not None:
+        out_dir = args.resume
+        config = load_config(out_dir / "config.yaml", args.overrides, ignore=("selection_rule",))
+    else:
+        out_dir = args.out or Path("runs") / args.config.stem
+        config = load_config(args.config, args.overrides)
+    summary = train(config, out_dir, resume=args.resume is not None)
+    print(f"run directory: {out_dir}")
+    for key, value in summary.items():
+        if not isinstance(value, dict):
+            print(f"  {key}: {value}")
+    return 0
+
+
+def _preprocess(argv: list[str]) -> int:
+    from preprocess.cli import main as preprocess_main
+
+    return preprocess_main(argv)
+
+
+def _preprocess_merge(argv: list[str]) -> int:
+    from preprocess.cli import merge_main
+
+    return merge_main(argv)
+
+
+_FORWARDED = {"preprocess": _preprocess, "preprocess-merge": _preprocess_merge}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The training engine: methods (single network, ELR+ pair), the epoch loop, checkpoints."""

@@ -1,0 +1,220 @@
+"""Training methods the engine drives: one network with a loss, or the ELR+ pair.
+
+Both expose the same small surface (train_step, predict_proba, targets, set_lr, state_dict), so
+the epoch loop, evaluation and checkpoints do not care which one runs.
+"""
+
+from __future__ import annotations
+
+import copy
+from contextlib import nullcontext
+from typing import Any, ContextManager, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from elr_mri.config import RunConfig
+from elr_mri.losses import ELRPlusLoss, build_loss, sigmoid_rampup
+from elr_mri.models import build_model
+
+__all__ = ["Method", "SingleNetwork", "ELRPlusPair", "build_method", "build_optimizer"]
+
+Batch = dict[str, torch.Tensor]
+
+
+class Method(Protocol):
+    """What the engine needs of a training method; see `SingleNetwork` and `ELRPlusPair`."""
+
+    def train_step(self, batch: Batch) -> tuple[float, torch.Tensor]:
+        """One optimisation step; returns (loss, logits on the un-mixed batch for tracking)."""
+
+    def predict_proba(self, images: torch.Tensor) -> torch.Tensor: ...
+
+    def targets(self) -> torch.Tensor | None:
+        """The ELR target table (examples × classes), or None for losses without one."""
+
+    def set_lr(self, lr: float) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def build_optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
+    o = cfg.optim
+    if o.name == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum,
+                               weight_decay=o.weight_decay, nesterov=o.nesterov)
+    return torch.optim.Adam(model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+
+
+def build_method(cfg: RunConfig, input_shape: tuple[int, ...], num_classes: int, num_examples: int,
+                 device: torch.device) -> Method:
+    autocast = _autocast_factory(cfg.train.amp, device)
+    if cfg.loss.name == "elr_plus":
+        return ELRPlusPair(cfg, input_shape, num_classes, num_examples, device, autocast)
+    model = build_model(cfg.model, input_shape, num_classes).to(device)
+    loss_fn = build_loss(cfg.loss, num_examples, num_classes).to(device)
+    return SingleNetwork(model, loss_fn, build_optimizer(cfg, model), device, autocast)
+
+
+def _autocast_factory(amp: bool, device: torch.device):
+    """bf16 autocast on CUDA when asked; a no-op elsewhere (CPU autocast is slower than fp32)."""
+    if amp and device.type == "cuda":
+        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext
+
+
+class SingleNetwork:
+    """One network trained with CE, GCE, SCE or ELR."""
+
+    def __init__(self, model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
+                 device: torch.device, autocast: Any = nullcontext) -> None:
+        self.model = model
+        self.loss_fn = loss_fn
+        self.optimizer = optimizer
+        self.device = device
+        self.autocast: ContextManager = autocast
+
+    def train_step(self, batch: Batch) -> tuple[float, torch.Tensor]:
+        self.model.train()
+        images, labels, index = _unpack(batch, self.device)
+        with self.autocast():
+            logits = self.model(images)
+        loss = self.loss_fn(logits.float(), labels, index)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss.item(), logits.detach()
+
+    @torch.no_grad()
+    def predict_proba(self, images: torch.Tensor) -> torch.Tensor:
+        self.model.eval()
+        with self.autocast():
+            logits = self.model(images.to(self.device))
+        return F.softmax(logits.float(), dim=1)
+
+    def targets(self) -> torch.Tensor | None:
+        return getattr(self.loss_fn, "targets", None)
+
+    def set_lr(self, lr: float) -> None:
+        _set_lr(self.optimizer, lr)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "loss": self.loss_fn.state_dict(),
+                "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.loss_fn.load_state_dict(state["loss"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+class ELRPlusPair:
+    """ELR+: two networks, each with an EMA copy; net k learns from the other net's EMA targets.
+
+    Per batch: both EMA networks predict the un-mixed batch and each loss folds the *other* EMA's
+    prediction into its targets; then each network takes a step on its own mixup of the batch
+    (lam = max(lam, 1 − lam)) and its EMA copy follows with the ramped momentum. Inference
+    averages the softmax of the two EMA networks.
+    """
+
+    def __init__(self, cfg: RunConfig, input_shape: tuple[int, ...], num_classes: int, num_examples: int,
+                 device: torch.device, autocast: Any = nullcontext) -> None:
+        self.cfg = cfg.elr_plus
+        self.num_classes = num_classes
+        self.device = device
+        self.autocast: ContextManager = autocast
+        self.nets = [build_model(cfg.model, input_shape, num_classes).to(device) for _ in range(2)]
+        self.emas = [copy.deepcopy(net).requires_grad_(False) for net in self.nets]
+        self.losses = [
+            ELRPlusLoss(num_examples, num_classes, lam=cfg.loss.lam, beta=cfg.loss.beta,
+                        coef_step=self.cfg.coef_step, reweight_labels=self.cfg.reweight_labels).to(device)
+            for _ in range(2)
+        ]
+        self.optimizers = [build_optimizer(cfg, net) for net in self.nets]
+        self.step = 0
+
+    def train_step(self, batch: Batch) -> tuple[float, torch.Tensor]:
+        images, labels, index = _unpack(batch, self.device)
+        with torch.no_grad(), self.autocast():
+            ema_logits = [ema.eval()(images).float() for ema in self.emas]
+        self.losses[0].update_targets(index, ema_logits[1])
+        self.losses[1].update_targets(index, ema_logits[0])
+        one_hot = F.one_hot(labels, self.num_classes).float()
+        total = 0.0
+        for k in range(2):
+            mix_lam, perm = self._draw_mixup(len(labels))
+            mixed_images = mix_lam * images + (1.0 - mix_lam) * images[perm]
+            mixed_labels = mix_lam * one_hot + (1.0 - mix_lam) * one_hot[perm]
+            self.nets[k].train()
+            with self.autocast():
+                logits = self.nets[k](mixed_images)
+            loss = self.losses[k](logits.float(), mixed_labels, index, perm, mix_lam, self.step)
+            self.optimizers[k].zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizers[k].step()
+            self._update_ema(k)
+            total += loss.item()
+        self.step += 1
+        return total / 2, (ema_logits[0] + ema_logits[1]) / 2
+
+    def _draw_mixup(self, batch_size: int) -> tuple[float, torch.Tensor]:
+        perm = torch.randperm(batch_size).to(self.device)
+        if self.cfg.mixup_alpha <= 0:
+            return 1.0, perm
+        alpha = torch.tensor(float(self.cfg.mixup_alpha))
+        mix_lam = float(torch.distributions.Beta(alpha, alpha).sample())
+        return max(mix_lam, 1.0 - mix_lam), perm
+
+    @torch.no_grad()
+    def _update_ema(self, k: int) -> None:
+        decay = sigmoid_rampup(self.step + 1, self.cfg.ema_ramp_steps) * self.cfg.ema_decay
+        ema_state = self.emas[k].state_dict()
+        for name, value in self.nets[k].state_dict().items():
+            if value.dtype.is_floating_point:
+                ema_state[name].mul_(decay).add_(value, alpha=1.0 - decay)
+            else:  # counters such as BatchNorm's num_batches_tracked
+                ema_state[name].copy_(value)
+
+    @torch.no_grad()
+    def predict_proba(self, images: torch.Tensor) -> torch.Tensor:
+        images = images.to(self.device)
+        with self.autocast():
+            probs = [F.softmax(ema.eval()(images).float(), dim=1) for ema in self.emas]
+        return (probs[0] + probs[1]) / 2
+
+    def targets(self) -> torch.Tensor:
+        return (self.losses[0].targets + self.losses[1].targets) / 2
+
+    def set_lr(self, lr: float) -> None:
+        for optimizer in self.optimizers:
+            _set_lr(optimizer, lr)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "nets": [net.state_dict() for net in self.nets],
+            "emas": [ema.state_dict() for ema in self.emas],
+            "losses": [loss.state_dict() for loss in self.losses],
+            "optimizers": [opt.state_dict() for opt in self.optimizers],
+            "step": self.step,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for k in range(2):
+            self.nets[k].load_state_dict(state["nets"][k])
+            self.emas[k].load_state_dict(state["emas"][k])
+            self.losses[k].load_state_dict(state["losses"][k])
+            self.optimizers[k].load_state_dict(state["optimizers"][k])
+        self.step = int(state["step"])
+
+
+def _unpack(batch: Batch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return (batch["image"].to(device, non_blocking=True), batch["label"].to(device, non_blocking=True),
+            batch["index"].to(device, non_blocking=True))
+
+
+def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr

@@ -1,0 +1,247 @@
+"""The training loop shared by every run: data, method, epochs, evaluation, checkpoints, reports.
+
+A run directory holds everything needed to read or continue a run: the resolved `config.yaml`,
+`metrics.csv`, `checkpoints/last.pt` and `best.pt`, `summary.json`, the suspected-mislabel table
+and the memorization plot. `--resume` reloads `last.pt` (models, EMA copies, optimizers, loss
+targets, RNG state) and finishes with the same metrics an uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from tqdm import tqdm
+
+from elr_mri.config import ConfigError, RunConfig, config_to_dict
+from elr_mri.data.images import NoisyImageData, build_image_data
+from elr_mri.engine.checkpoint import atomic_save, atomic_write_text, capture_rng, load_checkpoint, restore_rng
+from elr_mri.engine.methods import Method, build_method
+from elr_mri.engine.schedule import lr_at
+from elr_mri.engine.tracking import MEMORIZATION_COLUMNS, PredictionTracker, memorization_fractions
+from elr_mri.mislabels import mislabel_precision_recall, suspected_mislabels
+
+__all__ = ["train", "resolve_device", "evaluate_accuracy"]
+
+SELECTION_RULES = {
+    "val_acc": "best accuracy on the noisy validation split (10% of the noisy training set), as the paper",
+    "last": "the last epoch",
+}
+
+
+def train(cfg: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]:
+    """Train as `cfg` says into `out_dir`; with `resume`, continue from `out_dir/checkpoints/last.pt`."""
+    out_dir = Path(out_dir)
+    started = time.perf_counter()
+    _seed_everything(cfg.seed)
+    device = resolve_device(cfg.train.device)
+    data = build_image_data(cfg.data)
+    method = build_method(cfg, data.input_shape, data.num_classes, len(data.train), device)
+    tracker = PredictionTracker(len(data.train), data.num_classes)
+    knows_clean = data.train_clean_labels is not None and cfg.data.noise.mode != "none"
+
+    state = _RunState()
+    if resume:
+        state = _restore(out_dir, method, tracker)
+    else:
+        _start_run_dir(out_dir, cfg)
+    writer = _tensorboard(out_dir) if cfg.train.tensorboard else None
+
+    epochs = range(state.epoch, cfg.train.epochs)
+    for epoch in tqdm(epochs, desc="epochs", disable=not cfg.train.progress, initial=state.epoch,
+                      total=cfg.train.epochs):
+        lr = lr_at(epoch, cfg)
+        method.set_lr(lr)
+        train_loss = _train_epoch(method, data, cfg, epoch, tracker)
+        row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss}
+        pred = tracker.predictions()
+        row["train_acc_given"] = float((pred == data.train_labels).mean())
+        row["val_acc"] = evaluate_accuracy(method, data.val, cfg.train.eval_batch_size)
+        row["test_acc"] = evaluate_accuracy(method, data.test, cfg.train.eval_batch_size)
+        if knows_clean:
+            row.update(memorization_fractions(pred, data.train_labels, data.train_clean_labels))
+        state.rows.append(row)
+        _write_metrics(out_dir, state.rows, writer)
+        is_best = cfg.train.select == "last" or _improves(row["val_acc"], state.best_val)
+        if is_best:
+            state.best_val, state.best_epoch = row["val_acc"], epoch + 1
+        state.epoch = epoch + 1
+        _save_checkpoints(out_dir, method, tracker, state, is_best)
+
+    if writer is not None:
+        writer.close()
+    return _finish(out_dir, cfg, data, method, tracker, state, knows_clean, device,
+                   time.perf_counter() - started)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device = 'cuda' but no CUDA device is visible; use 'auto' or 'cpu'")
+    return torch.device(name)
+
+
+@torch.no_grad()
+def evaluate_accuracy(method: Method, dataset: Dataset | None, batch_size: int) -> float:
+    """Top-1 accuracy of `method` on `dataset` (NaN when there is none)."""
+    if dataset is None or len(dataset) == 0:
+        return float("nan")
+    correct = 0
+    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        probs = method.predict_proba(batch["image"])
+        correct += int((probs.argmax(dim=1).cpu() == batch["label"]).sum())
+    return correct / len(dataset)
+
+
+class _RunState:
+    """Counters that a checkpoint carries besides the method: where we are and what was best."""
+
+    def __init__(self) -> None:
+        self.epoch = 0
+        self.best_val = float("-inf")
+        self.best_epoch = 0
+        self.rows: list[dict[str, Any]] = []
+
+
+def _train_epoch(method: Method, data: NoisyImageData, cfg: RunConfig, epoch: int,
+                 tracker: PredictionTracker) -> float:
+    loader = _train_loader(data, cfg, epoch)
+    total, batches = 0.0, 0
+    for batch in tqdm(loader, desc=f"epoch {epoch + 1}", leave=False, disable=not cfg.train.progress):
+        loss, logits = method.train_step(batch)
+        tracker.record(batch["index"], logits)
+        total += loss
+        batches += 1
+    return total / max(batches, 1)
+
+
+def _train_loader(data: NoisyImageData, cfg: RunConfig, epoch: int) -> DataLoader:
+    """Shuffled (or class-balanced) batches whose order depends only on (seed, epoch): resumable."""
+    generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+    sampler = None
+    if cfg.data.balanced_batches:
+        counts = np.bincount(data.train_labels, minlength=data.num_classes)
+        weights = torch.as_tensor(1.0 / counts[data.train_labels], dtype=torch.double)
+        sampler = WeightedRandomSampler(weights, cfg.data.balanced_batches * cfg.train.batch_size,
+                                        replacement=True, generator=generator)
+    return DataLoader(data.train, batch_size=cfg.train.batch_size, shuffle=sampler is None,
+                      sampler=sampler, generator=generator, num_workers=cfg.data.num_workers,
+                      drop_last=False, pin_memory=torch.cuda.is_available())
+
+
+def _improves(value: float, best: float) -> bool:
+    return not np.isnan(value) and value > best
+
+
+def _start_run_dir(out_dir: Path, cfg: RunConfig) -> None:
+    if (out_dir / "checkpoints" / "last.pt").exists():
+        raise FileExistsError(f"{out_dir} already holds a run; continue it with --resume {out_dir} "
+                              "or choose another --out")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    resolved = config_to_dict(cfg)
+    resolved["selection_rule"] = SELECTION_RULES[cfg.train.select]
+    atomic_write_text(yaml.safe_dump(resolved, sort_keys=False), out_dir / "config.yaml")
+
+
+def _restore(out_dir: Path, method: Method, tracker: PredictionTracker) -> _RunState:
+    path = out_dir / "checkpoints" / "last.pt"
+    state = _RunState()
+    if not path.exists():  # killed before the first epoch finished: start over in place
+        return state
+    ckpt = load_checkpoint(path)
+    method.load_state_dict(ckpt["method"])
+    tracker.probs = ckpt["tracker_probs"]
+    state.epoch, state.best_val, state.best_epoch = ckpt["epoch"], ckpt["best_val"], ckpt["best_epoch"]
+    state.rows = [row for row in _read_metrics(out_dir) if row["epoch"] <= state.epoch]
+    restore_rng(ckpt["rng"])
+    return state
+
+
+def _save_checkpoints(out_dir: Path, method: Method, tracker: PredictionTracker, state: _RunState,
+                      is_best: bool) -> None:
+    ckpt = {
+        "method": method.state_dict(),
+        "tracker_probs": tracker.probs,
+        "epoch": state.epoch,
+        "best_val": state.best_val,
+        "best_epoch": state.best_epoch,
+        "rng": capture_rng(),
+    }
+    atomic_save(ckpt, out_dir / "checkpoints" / "last.pt")
+    if is_best:
+        atomic_save({"method": ckpt["method"], "epoch": state.epoch}, out_dir / "checkpoints" / "best.pt")
+
+
+def _write_metrics(out_dir: Path, rows: list[dict[str, Any]], writer: Any) -> None:
+    atomic_write_text(pd.DataFrame(rows).to_csv(index=False), out_dir / "metrics.csv")
+    if writer is not None:
+        row = rows[-1]
+        for key, value in row.items():
+            if key != "epoch" and isinstance(value, float) and not np.isnan(value):
+                writer.add_scalar(key, value, row["epoch"])
+        writer.flush()
+
+
+def _read_metrics(out_dir: Path) -> list[dict[str, Any]]:
+    path = out_dir / "metrics.csv"
+    return pd.read_csv(path).to_dict("records") if path.exists() else []
+
+
+def _tensorboard(out_dir: Path) -> Any:
+    from torch.utils.tensorboard import SummaryWriter  # imported late: it is slow to load
+
+    return SummaryWriter(log_dir=str(out_dir / "tensorboard"))
+
+
+def _finish(out_dir: Path, cfg: RunConfig, data: NoisyImageData, method: Method, tracker: PredictionTracker,
+            state: _RunState, knows_clean: bool, device: torch.device, seconds: float) -> dict[str, Any]:
+    """Write summary.json, the suspected-mislabel table and the memorization plot."""
+    metrics = pd.DataFrame(state.rows)
+    best = metrics.loc[metrics["epoch"] == state.best_epoch].iloc[0] if state.best_epoch else metrics.iloc[-1]
+    summary: dict[str, Any] = {
+        "loss": cfg.loss.name,
+        "epochs": int(metrics["epoch"].max()),
+        "selection_rule": SELECTION_RULES[cfg.train.select],
+        "best_epoch": int(best["epoch"]),
+        "val_acc_at_best": float(best["val_acc"]),
+        "test_acc_at_best": float(best["test_acc"]),
+        "test_acc_last": float(metrics["test_acc"].iloc[-1]),
+        "device": _device_name(device),
+        "wall_seconds_this_call": round(seconds, 2),
+    }
+    table = _mislabel_table(method, tracker, data)
+    atomic_write_text(table.to_csv(index=False), out_dir / "suspected_mislabels.csv")
+    if knows_clean:
+        summary["mislabels"] = mislabel_precision_recall(table["index"].to_numpy(), data.train_labels,
+                                                         data.train_clean_labels)
+        from elr_mri.plots import plot_memorization
+
+        plot_memorization(metrics, out_dir / "memorization.png", title=f"{cfg.loss.name}, {cfg.data.name}")
+    atomic_write_text(json.dumps(summary, indent=2) + "\n", out_dir / "summary.json")
+    return summary
+
+
+def _mislabel_table(method: Method, tracker: PredictionTracker, data: NoisyImageData) -> pd.DataFrame:
+    """From ELR targets when the loss keeps them, else from the last epoch's predictions."""
+    targets = method.targets()
+    scores = targets.detach().float().cpu() if targets is not None else tracker.probs.nan_to_num(0.0)
+    return suspected_mislabels(scores.numpy(), data.train_labels, data.class_names)
+
+
+def _device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)

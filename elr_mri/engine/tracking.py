@@ -1,0 +1,50 @@
+"""What the network predicts for each training example, epoch by epoch.
+
+The predictions are the ones the training pass computes anyway (for ELR+, the EMA networks'
+outputs on the un-mixed batch), so tracking costs no extra forward pass. With the clean labels
+known, they give the paper's Figure 1: how many wrongly labelled examples are predicted as their
+true class, as their wrong (memorized) label, or as neither.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+__all__ = ["PredictionTracker", "memorization_fractions", "MEMORIZATION_COLUMNS"]
+
+MEMORIZATION_COLUMNS = (
+    "noisy_pred_true", "noisy_pred_given", "noisy_pred_other", "clean_pred_true", "clean_pred_other",
+)
+
+
+class PredictionTracker:
+    """Keeps the latest softmax output for every training index seen this epoch."""
+
+    def __init__(self, num_examples: int, num_classes: int) -> None:
+        self.probs = torch.full((num_examples, num_classes), float("nan"))
+
+    def record(self, index: torch.Tensor, logits: torch.Tensor) -> None:
+        self.probs[index.cpu()] = torch.softmax(logits.detach().float(), dim=1).cpu()
+
+    def predictions(self) -> np.ndarray:
+        """argmax per example; −1 for an example not seen yet."""
+        seen = ~torch.isnan(self.probs[:, 0])
+        pred = self.probs.nan_to_num(0.0).argmax(dim=1)
+        pred[~seen] = -1
+        return pred.numpy()
+
+
+def memorization_fractions(pred: np.ndarray, given: np.ndarray, clean: np.ndarray) -> dict[str, float]:
+    """Fractions of Figure 1, over the wrongly and the correctly labelled examples separately."""
+    wrong = given != clean
+    out: dict[str, float] = {}
+    for group, mask in (("noisy", wrong), ("clean", ~wrong)):
+        n = max(int(mask.sum()), 1)
+        out[f"{group}_pred_true"] = float((pred[mask] == clean[mask]).sum() / n)
+        if group == "noisy":
+            out["noisy_pred_given"] = float((pred[mask] == given[mask]).sum() / n)
+            out["noisy_pred_other"] = 1.0 - out["noisy_pred_true"] - out["noisy_pred_given"]
+        else:
+            out["clean_pred_other"] = 1.0 - out["clean_pred_true"]
+    return out

@@ -1,0 +1,42 @@
+"""The table of suspected mislabels: examples whose learned target disagrees with the given label.
+
+ELR's targets are a running average of the network's own early predictions, so where the target's
+argmax differs from the given label, the label is a candidate for re-review. Rows are ranked by
+the target's confidence in its suggestion.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["suspected_mislabels", "mislabel_precision_recall"]
+
+
+def suspected_mislabels(targets: np.ndarray, given: np.ndarray, class_names: list[str] | None = None) -> pd.DataFrame:
+    """Rows (index, given_label, suggested_label, confidence) for argmax(target) ≠ given, most confident first."""
+    suggested = targets.argmax(axis=1)
+    confidence = targets.max(axis=1) / np.clip(targets.sum(axis=1), 1e-12, None)
+    rows = np.flatnonzero(suggested != given)
+    table = pd.DataFrame({
+        "index": rows,
+        "given_label": given[rows],
+        "suggested_label": suggested[rows],
+        "confidence": confidence[rows].round(6),
+    })
+    if class_names:
+        table["given_name"] = [class_names[i] for i in table["given_label"]]
+        table["suggested_name"] = [class_names[i] for i in table["suggested_label"]]
+    return table.sort_values("confidence", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def mislabel_precision_recall(flagged_index: np.ndarray, given: np.ndarray, clean: np.ndarray) -> dict[str, float]:
+    """Precision and recall of the flagged set against the examples whose label was really changed."""
+    truly_wrong = np.flatnonzero(given != clean)
+    hits = np.intersect1d(flagged_index, truly_wrong).size
+    return {
+        "flagged": int(len(flagged_index)),
+        "truly_mislabelled": int(truly_wrong.size),
+        "precision": hits / len(flagged_index) if len(flagged_index) else float("nan"),
+        "recall": hits / truly_wrong.size if truly_wrong.size else float("nan"),
+    }

@@ -1,0 +1,40 @@
+"""Figures written into run directories (matplotlib, Agg backend: no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+__all__ = ["plot_memorization"]
+
+
+def plot_memorization(metrics: pd.DataFrame, path: Path, title: str = "") -> None:
+    """The paper's Figure 1: per epoch, what the network predicts for wrongly and correctly labelled examples."""
+    fig, (ax_clean, ax_noisy) = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+    epochs = metrics["epoch"]
+    ax_clean.plot(epochs, metrics["clean_pred_true"], color="tab:green", label="true label")
+    ax_clean.plot(epochs, metrics["clean_pred_other"], color="tab:gray", label="other")
+    ax_clean.set_title("correctly labelled examples")
+    ax_noisy.plot(epochs, metrics["noisy_pred_true"], color="tab:green", label="true label")
+    ax_noisy.plot(epochs, metrics["noisy_pred_given"], color="tab:red", label="wrong (given) label: memorized")
+    ax_noisy.plot(epochs, metrics["noisy_pred_other"], color="tab:gray", label="other")
+    ax_noisy.set_title("wrongly labelled examples")
+    for ax in (ax_clean, ax_noisy):
+        ax.set_xlabel("epoch")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    ax_clean.set_ylabel("fraction of examples predicted as")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)

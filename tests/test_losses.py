@@ -1,0 +1,140 @@
+"""Loss values and gradients against hand computations, and the ELR target table's behaviour."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from elr_mri.losses import CrossEntropy, ELRLoss, ELRPlusLoss, GCELoss, SCELoss, sigmoid_rampup
+
+
+def _softmax(row: list[float]) -> np.ndarray:
+    e = np.exp(np.array(row) - max(row))
+    return e / e.sum()
+
+
+def test_elr_value_and_target_update_match_hand_computation() -> None:
+    logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]], dtype=torch.float64)
+    labels = torch.tensor([0, 1])
+    index = torch.tensor([3, 1])
+    loss_fn = ELRLoss(num_examples=5, num_classes=3, lam=3.0, beta=0.7).double()
+    old = torch.rand(5, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    loss_fn.targets.copy_(old)
+
+    loss = loss_fn(logits, labels, index)
+
+    expected_ce, expected_reg = 0.0, 0.0
+    for row, (i, y) in enumerate(zip(index.tolist(), labels.tolist())):
+        p = np.clip(_softmax(logits[row].tolist()), 1e-4, 1 - 1e-4)
+        t = 0.7 * old[i].numpy() + 0.3 * p / p.sum()
+        np.testing.assert_allclose(loss_fn.targets[i].numpy(), t, rtol=1e-12)
+        expected_ce += -math.log(_softmax(logits[row].tolist())[y]) / 2
+        expected_reg += math.log(1 - float(t @ p)) / 2
+    assert loss.item() == pytest.approx(expected_ce + 3.0 * expected_reg, rel=1e-10)
+    untouched = [0, 2, 4]
+    assert torch.equal(loss_fn.targets[untouched], old[untouched])
+
+
+def test_elr_gradient_is_ce_gradient_plus_regulariser_gradient() -> None:
+    # d/dz of λ·log(1 − ⟨t, p⟩) with p = softmax(z) (no clamp active) is
+    # −λ/(1 − ⟨t,p⟩) · p ⊙ (t − ⟨t,p⟩) per example, divided by the batch size.
+    logits = torch.tensor([[0.3, -0.2, 0.9]], dtype=torch.float64, requires_grad=True)
+    labels = torch.tensor([2])
+    loss_fn = ELRLoss(num_examples=1, num_classes=3, lam=3.0, beta=0.0).double()
+    loss_fn(logits, labels, torch.tensor([0])).backward()
+
+    p = F.softmax(logits.detach(), dim=1)[0]
+    t = p / p.sum()  # beta = 0: the target is the current prediction itself
+    tp = float(t @ p)
+    grad_reg = -3.0 / (1 - tp) * p * (t - tp)
+    grad_ce = p - F.one_hot(labels, 3)[0].double()
+    torch.testing.assert_close(logits.grad[0], grad_ce + grad_reg)
+
+
+def test_elr_targets_are_a_buffer_that_round_trips_and_moves() -> None:
+    loss_fn = ELRLoss(10, 4)
+    loss_fn(torch.randn(3, 4), torch.tensor([0, 1, 2]), torch.tensor([7, 8, 9]))
+    state = loss_fn.state_dict()
+    assert set(state) == {"targets"} and state["targets"].shape == (10, 4)
+    fresh = ELRLoss(10, 4)
+    fresh.load_state_dict(state)
+    assert torch.equal(fresh.targets, loss_fn.targets)
+    assert fresh.double().targets.dtype == torch.float64  # buffers follow .to()/.double()
+
+
+def test_elr_loss_goes_negative_once_predictions_agree_with_targets() -> None:
+    loss_fn = ELRLoss(1, 2, lam=3.0, beta=0.0)
+    logits = torch.tensor([[8.0, -8.0]])
+    assert loss_fn(logits, torch.tensor([0]), torch.tensor([0])).item() < 0
+
+
+@pytest.mark.parametrize("beta", [-0.1, 1.0])
+def test_elr_rejects_beta_outside_unit_interval(beta: float) -> None:
+    with pytest.raises(ValueError, match="beta"):
+        ELRLoss(5, 3, beta=beta)
+
+
+def test_gce_matches_formula_and_limits() -> None:
+    logits = torch.tensor([[1.0, 2.0, 0.0]])
+    labels = torch.tensor([1])
+    p_y = _softmax([1.0, 2.0, 0.0])[1]
+    assert GCELoss(q=0.7)(logits, labels).item() == pytest.approx((1 - p_y**0.7) / 0.7, rel=1e-6)
+    assert GCELoss(q=1.0)(logits, labels).item() == pytest.approx(1 - p_y, rel=1e-6)  # MAE end
+    assert GCELoss(q=1e-4)(logits, labels).item() == pytest.approx(-math.log(p_y), rel=1e-3)  # CE end
+
+
+def test_sce_is_weighted_ce_plus_reverse_ce() -> None:
+    logits = torch.tensor([[1.0, 2.0, 0.0]])
+    labels = torch.tensor([0])
+    p = _softmax([1.0, 2.0, 0.0])
+    rce = -(p[1] + p[2]) * math.log(1e-4)  # log of the one-hot's zeros, clamped to 1e-4
+    expected = 0.1 * -math.log(p[0]) + 1.0 * rce
+    assert SCELoss(3, alpha=0.1, beta=1.0)(logits, labels).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_ce_equals_torch_cross_entropy() -> None:
+    logits, labels = torch.randn(6, 5), torch.randint(0, 5, (6,))
+    assert CrossEntropy()(logits, labels).item() == pytest.approx(F.cross_entropy(logits, labels).item())
+
+
+def test_sigmoid_rampup_shape() -> None:
+    assert sigmoid_rampup(0, 100) == pytest.approx(math.exp(-5))
+    assert sigmoid_rampup(50, 100) == pytest.approx(math.exp(-5 * 0.25))
+    assert sigmoid_rampup(100, 100) == 1.0 == sigmoid_rampup(500, 100) == sigmoid_rampup(3, 0)
+
+
+def test_elr_plus_mixes_targets_and_ramps_lambda() -> None:
+    torch.manual_seed(0)
+    loss_fn = ELRPlusLoss(num_examples=6, num_classes=3, lam=3.0, beta=0.7, coef_step=10).double()
+    index = torch.tensor([0, 2, 5])
+    other_ema_logits = torch.randn(3, 3, dtype=torch.float64)
+    loss_fn.update_targets(index, other_ema_logits)
+    expected_t = 0.3 * F.softmax(other_ema_logits, dim=1)
+    torch.testing.assert_close(loss_fn.targets[index], expected_t)
+
+    logits = torch.randn(3, 3, dtype=torch.float64)
+    perm, mix = torch.tensor([2, 0, 1]), 0.8
+    one_hot = F.one_hot(torch.tensor([0, 1, 2]), 3).double()
+    mixed_labels = mix * one_hot + (1 - mix) * one_hot[perm]
+    loss = loss_fn(logits, mixed_labels, index, perm, mix, step=5)
+
+    q = mix * expected_t + (1 - mix) * expected_t[perm]
+    p = F.softmax(logits, dim=1).clamp(1e-4, 1 - 1e-4)
+    ce = -(mixed_labels * F.log_softmax(logits, dim=1)).sum(1).mean()
+    reg = torch.log(1 - (q * p).sum(1)).mean()
+    assert loss.item() == pytest.approx((ce + sigmoid_rampup(5, 10) * 3.0 * reg).item(), rel=1e-10)
+
+
+def test_elr_plus_label_reweighting_uses_targets() -> None:
+    loss_fn = ELRPlusLoss(2, 2, lam=0.0, reweight_labels=True).double()
+    loss_fn.targets.copy_(torch.tensor([[0.9, 0.1], [0.2, 0.8]], dtype=torch.float64))
+    logits = torch.tensor([[0.0, 1.0], [1.0, 0.0]], dtype=torch.float64)
+    labels = torch.tensor([[0.5, 0.5], [0.5, 0.5]], dtype=torch.float64)
+    loss = loss_fn(logits, labels, torch.tensor([0, 1]), torch.tensor([0, 1]), 1.0, step=0)
+    weights = torch.tensor([[0.9, 0.1], [0.2, 0.8]], dtype=torch.float64)  # labels ∝ 0.5·t
+    expected = -(weights * F.log_softmax(logits, dim=1)).sum(1).mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-10)
