@@ -19,6 +19,7 @@ import yaml
 __all__ = [
     "ConfigError",
     "DataConfig",
+    "MRIDataConfig",
     "NoiseConfig",
     "ModelConfig",
     "LossConfig",
@@ -54,10 +55,27 @@ class NoiseConfig:
 
 
 @dataclass
+class MRIDataConfig:
+    """A cohort of preprocessed T1 scans (the manifest `elr-mri preprocess` writes, plus diagnoses)."""
+
+    manifest: str | None = None  # CSV, one row a scan: participant_id, session_id, path, diagnosis, age, sex, cohort
+    holdout_manifest: str | None = None  # independent cohort (NACC) evaluated after training
+    splits: str | None = None  # CSV participant_id,split (train/val/test); made by participant when absent
+    test_fraction: float = 0.15
+    classes: list[str] = field(default_factory=lambda: ["CN", "MCI", "AD"])
+    crop_size: list[int] = field(default_factory=lambda: [96, 96, 96])
+    cache: Literal["none", "memory", "disk"] = "memory"
+    cache_dir: str | None = None  # for cache: disk (MONAI PersistentDataset)
+    blur_sigma_max: float = 1.0  # Gaussian blur σ ~ U(0, max), the ML4H paper's augmentation
+    flip: bool = False
+    allow_participant_overlap: bool = False  # override the leakage guard; the report then says so
+
+
+@dataclass
 class DataConfig:
     """Where the images come from and how the noisy training set is split."""
 
-    name: Literal["digits", "cifar10", "cifar100", "imagefolder", "clothing1m"] = "digits"
+    name: Literal["digits", "cifar10", "cifar100", "imagefolder", "clothing1m", "mri"] = "digits"
     root: str | None = None
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     val_fraction: float = 0.1  # the paper holds out 10% of the (noisy) training set
@@ -67,12 +85,15 @@ class DataConfig:
     augment: bool = True
     num_workers: int = 0
     balanced_batches: int | None = None  # Clothing1M: class-balanced batches per epoch
+    mri: MRIDataConfig = field(default_factory=MRIDataConfig)
 
 
 @dataclass
 class ModelConfig:
     name: str = "mlp"
     hidden: int = 256  # width of the small digits models
+    widening: int = 8  # widened 3D CNN (Liu et al. 2019): channel factor e ∈ {1, 2, 4, 8}
+    use_age: bool = True  # widened 3D CNN: add the sinusoidal age encoding to the image feature
     pretrained_checkpoint: str | None = None
 
 
