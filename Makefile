@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-slow demo bench clean
+.PHONY: setup test test-slow demo clean
 
 setup: $(STAMP)
 
@@ -25,9 +25,6 @@ test-slow: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) scripts/digits_benchmark.py --out demo/digits
-
-bench: $(STAMP)
-	$(PY) bench/run_all.py
 
 clean:
 	rm -rf $(VENV) demo runs

@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-__all__ = ["plot_memorization"]
+__all__ = ["plot_memorization", "plot_memorization_comparison"]
 
 
 def plot_memorization(metrics: pd.DataFrame, path: Path, title: str = "") -> None:
@@ -32,6 +32,27 @@ def plot_memorization(metrics: pd.DataFrame, path: Path, title: str = "") -> Non
     ax_clean.set_ylabel("fraction of examples predicted as")
     if title:
         fig.suptitle(title)
+    _save(fig, path)
+
+
+def plot_memorization_comparison(runs: dict[str, pd.DataFrame], path: Path, title: str = "") -> None:
+    """Wrongly labelled examples only, one line style per run: does the network learn the wrong labels?"""
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    for (name, metrics), style in zip(runs.items(), ("--", "-", ":", "-.")):
+        ax.plot(metrics["epoch"], metrics["noisy_pred_true"], style, color="tab:green", label=f"{name}: true label")
+        ax.plot(metrics["epoch"], metrics["noisy_pred_given"], style, color="tab:red", label=f"{name}: wrong label")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("wrongly labelled examples predicted as")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    _save(fig, path)
+
+
+def _save(fig: plt.Figure, path: Path) -> None:
+    """Write the PNG under a temporary name, then rename: no half-written figure is ever visible."""
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
