@@ -29,7 +29,8 @@ class Method(Protocol):
     def train_step(self, batch: Batch) -> tuple[float, torch.Tensor]:
         """One optimisation step; returns (loss, logits on the un-mixed batch for tracking)."""
 
-    def predict_proba(self, images: torch.Tensor) -> torch.Tensor: ...
+    def predict_proba(self, batch: Batch) -> torch.Tensor:
+        """Class probabilities for a batch (its "image" and, for MRI models, "age")."""
 
     def targets(self) -> torch.Tensor | None:
         """The ELR target table (examples × classes), or None for losses without one."""
@@ -79,9 +80,9 @@ class SingleNetwork:
 
     def train_step(self, batch: Batch) -> tuple[float, torch.Tensor]:
         self.model.train()
-        images, labels, index = _unpack(batch, self.device)
+        images, labels, index, extra = _unpack(batch, self.device)
         with self.autocast():
-            logits = self.model(images)
+            logits = self.model(images, **extra)
         loss = self.loss_fn(logits.float(), labels, index)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -89,10 +90,11 @@ class SingleNetwork:
         return loss.item(), logits.detach()
 
     @torch.no_grad()
-    def predict_proba(self, images: torch.Tensor) -> torch.Tensor:
+    def predict_proba(self, batch: Batch) -> torch.Tensor:
+        images, _, _, extra = _unpack(batch, self.device)
         self.model.eval()
         with self.autocast():
-            logits = self.model(images.to(self.device))
+            logits = self.model(images, **extra)
         return F.softmax(logits.float(), dim=1)
 
     def targets(self) -> torch.Tensor | None:
@@ -137,20 +139,20 @@ class ELRPlusPair:
         self.step = 0
 
     def train_step(self, batch: Batch) -> tuple[float, torch.Tensor]:
-        images, labels, index = _unpack(batch, self.device)
+        images, labels, index, extra = _unpack(batch, self.device)
         with torch.no_grad(), self.autocast():
-            ema_logits = [ema.eval()(images).float() for ema in self.emas]
+            ema_logits = [ema.eval()(images, **extra).float() for ema in self.emas]
         self.losses[0].update_targets(index, ema_logits[1])
         self.losses[1].update_targets(index, ema_logits[0])
         one_hot = F.one_hot(labels, self.num_classes).float()
         total = 0.0
         for k in range(2):
             mix_lam, perm = self._draw_mixup(len(labels))
-            mixed_images = mix_lam * images + (1.0 - mix_lam) * images[perm]
-            mixed_labels = mix_lam * one_hot + (1.0 - mix_lam) * one_hot[perm]
+            mixed_images, mixed_labels = (mix_lam * t + (1.0 - mix_lam) * t[perm] for t in (images, one_hot))
+            mixed_extra = {key: mix_lam * t + (1.0 - mix_lam) * t[perm] for key, t in extra.items()}
             self.nets[k].train()
             with self.autocast():
-                logits = self.nets[k](mixed_images)
+                logits = self.nets[k](mixed_images, **mixed_extra)
             loss = self.losses[k](logits.float(), mixed_labels, index, perm, mix_lam, self.step)
             self.optimizers[k].zero_grad(set_to_none=True)
             loss.backward()
@@ -179,10 +181,10 @@ class ELRPlusPair:
                 ema_state[name].copy_(value)
 
     @torch.no_grad()
-    def predict_proba(self, images: torch.Tensor) -> torch.Tensor:
-        images = images.to(self.device)
+    def predict_proba(self, batch: Batch) -> torch.Tensor:
+        images, _, _, extra = _unpack(batch, self.device)
         with self.autocast():
-            probs = [F.softmax(ema.eval()(images).float(), dim=1) for ema in self.emas]
+            probs = [F.softmax(ema.eval()(images, **extra).float(), dim=1) for ema in self.emas]
         return (probs[0] + probs[1]) / 2
 
     def targets(self) -> torch.Tensor:
@@ -210,9 +212,11 @@ class ELRPlusPair:
         self.step = int(state["step"])
 
 
-def _unpack(batch: Batch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    return (batch["image"].to(device, non_blocking=True), batch["label"].to(device, non_blocking=True),
-            batch["index"].to(device, non_blocking=True))
+def _unpack(batch: Batch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """(images, labels, index, extra model inputs): MRI batches carry the subject's age."""
+    images, labels, index = (batch[key].to(device, non_blocking=True) for key in ("image", "label", "index"))
+    extra = {"age": batch["age"].to(device, dtype=torch.float32)} if "age" in batch else {}
+    return images, labels, index, extra
 
 
 def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

@@ -22,7 +22,8 @@ from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 from tqdm import tqdm
 
 from elr_mri.config import ConfigError, RunConfig, config_to_dict
-from elr_mri.data.images import NoisyImageData, build_image_data
+from elr_mri.data import build_data
+from elr_mri.data.images import NoisyImageData
 from elr_mri.engine.checkpoint import atomic_save, atomic_write_text, capture_rng, load_checkpoint, restore_rng
 from elr_mri.engine.methods import Method, build_method
 from elr_mri.engine.schedule import lr_at
@@ -43,7 +44,7 @@ def train(cfg: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
     started = time.perf_counter()
     _seed_everything(cfg.seed)
     device = resolve_device(cfg.train.device)
-    data = build_image_data(cfg.data)
+    data = build_data(cfg.data)
     method = build_method(cfg, data.input_shape, data.num_classes, len(data.train), device)
     tracker = PredictionTracker(len(data.train), data.num_classes)
     knows_clean = data.train_clean_labels is not None and cfg.data.noise.mode != "none"
@@ -97,7 +98,7 @@ def evaluate_accuracy(method: Method, dataset: Dataset | None, batch_size: int) 
         return float("nan")
     correct = 0
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        probs = method.predict_proba(batch["image"])
+        probs = method.predict_proba(batch)
         correct += int((probs.argmax(dim=1).cpu() == batch["label"]).sum())
     return correct / len(dataset)
 
