@@ -1,0 +1,150 @@
+"""The widened 3D CNN of Liu et al. (ML4H 2019), its age encoding, the MONAI baselines and the size report."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from elr_mri.models.widened_cnn import (
+    AgeEncoding,
+    WidenedCNN3D,
+    age_bins,
+    feature_grid,
+    model_report,
+    monai_baseline,
+    sinusoid_table,
+)
+
+SMALL = (72, 72, 72)  # the smallest cube the trunk accepts is 71³; 72³ keeps tests fast
+
+
+def _conv(cin: int, cout: int, k: int) -> int:
+    return cin * cout * k**3 + cout
+
+
+def _linear(fan_in: int, fan_out: int) -> int:
+    return fan_in * fan_out + fan_out
+
+
+def test_x8_age_parameter_count_matches_the_official_layer_list():
+    # NYUMedML/CNN_design_for_AD models/models.py with expansion 8, feature_dim 1024, nhid 512, 3 labels:
+    # conv 1→32 (1³), 32→256 (3³), 256→512 (5³), 512→512 (3³); non-affine instance norms; fc6 on
+    # 512·5·5·5; age: Linear 512→512, LayerNorm 512, Linear 512→1024; classifier 1024→512→3.
+    e = 8
+    trunk = _conv(1, 4 * e, 1) + _conv(4 * e, 32 * e, 3) + _conv(32 * e, 64 * e, 5) + _conv(64 * e, 64 * e, 3)
+    fc6 = _linear(64 * e * 5 * 5 * 5, 1024)
+    age = _linear(512, 512) + 2 * 512 + _linear(512, 1024)
+    head = _linear(1024, 512) + _linear(512, 3)
+    expected = trunk + fc6 + age + head
+    assert expected == 90_536_771
+    model = WidenedCNN3D(widening=8, use_age=True, input_size=(96, 96, 96))
+    assert sum(p.numel() for p in model.parameters()) == expected
+    without_age = WidenedCNN3D(widening=8, use_age=False)
+    assert sum(p.numel() for p in without_age.parameters()) == expected - age
+
+
+def test_layer_order_and_non_affine_instance_norm():
+    model = WidenedCNN3D(widening=2, use_age=False)
+    kinds = [type(m).__name__ for m in model.features]
+    block = ["Conv3d", "InstanceNorm3d", "ReLU"]
+    assert kinds == block + ["MaxPool3d"] + block + ["MaxPool3d"] + block + ["MaxPool3d"] + block
+    convs = [m for m in model.features if isinstance(m, nn.Conv3d)]
+    assert [c.out_channels for c in convs] == [8, 64, 128, 128]
+    assert [(c.kernel_size[0], c.padding[0], c.dilation[0]) for c in convs] == [(1, 0, 1), (3, 0, 2), (5, 2, 2), (3, 1, 2)]
+    pools = [m for m in model.features if isinstance(m, nn.MaxPool3d)]
+    assert [(p.kernel_size, p.stride) for p in pools] == [(3, 2), (3, 2), (5, 2)]
+    assert all(not m.affine for m in model.features if isinstance(m, nn.InstanceNorm3d))
+
+
+def test_flatten_size_follows_the_input_size():
+    assert feature_grid((96, 96, 96)) == (5, 5, 5)
+    assert feature_grid((121, 145, 121)) == (8, 11, 8)  # 145: 72, 68, 33, 29, 13, 11
+    assert WidenedCNN3D(widening=1, use_age=False, input_size=(96, 96, 96)).fc.in_features == 64 * 125
+    assert WidenedCNN3D(widening=1, use_age=False, input_size=SMALL).fc.in_features == 64 * 8
+    with pytest.raises(ValueError, match="at least 71 voxels"):
+        WidenedCNN3D(input_size=(32, 32, 32))
+
+
+def test_sinusoid_table_values():
+    table = sinusoid_table(240, 512)
+    assert table.shape == (240, 512)
+    assert torch.equal(table[0, 0::2], torch.zeros(256)) and torch.equal(table[0, 1::2], torch.ones(256))
+    assert table[1, 0].item() == pytest.approx(math.sin(1.0), abs=1e-7)
+    assert table[141, 1].item() == pytest.approx(math.cos(141.0), abs=1e-6)
+    # column 2i holds sin(p / 10000^(2i/d)); i = 10 at the half-year bin of 70.5 years (141)
+    assert table[141, 20].item() == pytest.approx(math.sin(141 / 10000 ** (20 / 512)), abs=1e-6)
+    assert table[141, 21].item() == pytest.approx(math.cos(141 / 10000 ** (20 / 512)), abs=1e-6)
+    assert torch.equal(AgeEncoding().table, table)
+
+
+def test_age_bins_are_half_years_clamped_at_120():
+    bins = age_bins(torch.tensor([0.0, 70.0, 70.2, 70.3, 70.5, 119.5, 130.0]))
+    assert bins.tolist() == [0, 140, 140, 141, 141, 239, 239]
+    with pytest.raises(ValueError, match="NaN"):
+        age_bins(torch.tensor([70.0, float("nan")]))
+    with pytest.raises(ValueError, match="non-negative"):
+        age_bins(torch.tensor([-1.0]))
+
+
+def test_forward_uses_age_and_demands_it():
+    torch.manual_seed(0)
+    model = WidenedCNN3D(widening=1, use_age=True, input_size=SMALL).eval()
+    x = torch.rand(2, 1, *SMALL)
+    with torch.no_grad():
+        young = model(x, age=torch.tensor([60.0, 60.0]))
+        old = model(x, age=torch.tensor([85.0, 85.0]))
+    assert young.shape == (2, 3)
+    assert not torch.allclose(young, old)
+    with pytest.raises(ValueError, match="needs each subject's age"):
+        model(x)
+    with pytest.raises(ValueError, match="built for input_size"):
+        model(torch.rand(1, 1, 80, 80, 80), age=torch.tensor([70.0]))
+
+
+def test_model_without_age_ignores_it_and_trains():
+    torch.manual_seed(0)
+    model = WidenedCNN3D(widening=1, use_age=False, input_size=SMALL)
+    x = torch.rand(2, 1, *SMALL)
+    logits = model(x, age=torch.tensor([60.0, 90.0]))
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(x), model(x, age=torch.tensor([1.0, 2.0])))
+    nn.functional.cross_entropy(logits, torch.tensor([0, 2])).backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_age_encoding_receives_gradients():
+    model = WidenedCNN3D(widening=1, use_age=True, input_size=SMALL)
+    logits = model(torch.rand(2, 1, *SMALL), age=torch.tensor([66.0, 81.5]))
+    nn.functional.cross_entropy(logits, torch.tensor([1, 2])).backward()
+    assert model.age_encoding.project[0].weight.grad.abs().sum() > 0
+
+
+def test_model_report_counts_parameters_and_leaf_activations():
+    model = WidenedCNN3D(widening=1, use_age=True, input_size=SMALL)
+    report = model_report(model, (1, *SMALL), batch_size=2)
+    assert report.parameters == sum(p.numel() for p in model.parameters())
+    # outputs of each leaf module at 72³, e = 1: conv+norm+relu triples, pools, then the linear layers
+    trunk = 3 * 4 * 72**3 + 4 * 35**3 + 3 * 32 * 31**3 + 32 * 15**3 + 3 * 64 * 11**3 + 64 * 4**3 + 3 * 64 * 2**3
+    dense = 1024 + (512 + 512 + 1024 + 1024) + 512 + 3  # fc, age (Linear, LayerNorm, Linear, Dropout), head
+    assert report.activation_bytes == 2 * 4 * (trunk + dense)
+    assert "M parameters" in str(report)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "densenet121"])
+def test_monai_baselines_take_the_same_input(name):
+    torch.manual_seed(0)
+    model = monai_baseline(name, in_channels=1, num_classes=3).eval()
+    x = torch.rand(1, 1, 32, 32, 32)
+    with torch.no_grad():
+        logits = model(x, age=torch.tensor([70.0]))
+        assert torch.equal(logits, model(x))
+    assert logits.shape == (1, 3)
+
+
+def test_unknown_baseline_is_refused():
+    with pytest.raises(ValueError, match="resnet18 or densenet121"):
+        monai_baseline("vgg")  # type: ignore[arg-type]
