@@ -1,0 +1,197 @@
+"""Run the rows of one table of the ELR paper and print our test accuracy beside the paper's figure.
+
+Tables: 1 (ELR, CIFAR-10 and CIFAR-100, ResNet-34), 2 (ELR+, PreAct ResNet-18), 3 (Clothing1M),
+cifar10n (ELR on CIFAR-10N human labels; the paper has no such row). Each row is a config under
+configs/ with the appendix hyperparameters; every run lands in OUT/<row>/seed<k>, and a row whose
+summary.json exists is read back, a killed one resumes, so the script can be restarted at will.
+These are GPU-sized runs (hours each); `--dry-run` validates every config and prints the plan.
+
+Data (the configs' paths are relative to the directory you run from, normally the project root;
+`--data-root DIR` moves everything they expect under data/ to DIR):
+  data/cifar10/{train,test}/<class>/*.jpg   tar -xJf ../shared/data/cifar/cifar10-jpeg.tar.xz -C data/
+      or data/cifar-10-batches-py           torchvision.datasets.CIFAR10("data", download=True)
+  data/cifar-100-python                     torchvision.datasets.CIFAR100("data", download=True)
+  data/clothing1m/                          the official release (label lists + images/), and
+                                            --set model.pretrained_checkpoint=IMAGENET_RESNET50.pt
+  data/CIFAR-10_human.npz                   cp ../shared/data/cifar/CIFAR-10_human.npz data/
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from paper_runs import ROOT, markdown_table, mean_std, percent, run_config, run_or_resume, run_status
+
+from elr_mri.config import RunConfig
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of a paper table: the config that reproduces it and the paper's figure (percent)."""
+
+    name: str
+    config: str  # relative to configs/
+    paper: float | None  # None: DESIGN.md lists no figure for this row
+    overrides: tuple[str, ...] = ()
+
+
+TABLES: dict[str, tuple[str, list[Row]]] = {
+    "1": ("Table 1: ELR, ResNet-34, test accuracy (%)", [
+        Row("cifar10-sym20", "cifar10/elr_sym20.yaml", 91.16),
+        Row("cifar10-sym40", "cifar10/elr_sym40.yaml", 89.15),
+        Row("cifar10-sym60", "cifar10/elr_sym60.yaml", 86.12),
+        Row("cifar10-sym80", "cifar10/elr_sym80.yaml", 73.86),
+        Row("cifar10-asym40", "cifar10/elr_asym40.yaml", 90.12),
+        Row("cifar100-sym20", "cifar100/elr_sym20.yaml", 74.21),
+        Row("cifar100-sym40", "cifar100/elr_sym40.yaml", 68.28),
+        Row("cifar100-sym60", "cifar100/elr_sym60.yaml", 59.28),
+        Row("cifar100-sym80", "cifar100/elr_sym80.yaml", 29.78),
+        Row("cifar100-asym40", "cifar100/elr_asym40.yaml", 73.26),
+    ]),
+    "2": ("Table 2: ELR+, PreAct ResNet-18, test accuracy (%)", [
+        Row("cifar10-sym20", "cifar10/elr_plus_sym20.yaml", 94.6),
+        Row("cifar10-sym50", "cifar10/elr_plus_sym50.yaml", 93.8),
+        Row("cifar10-sym80", "cifar10/elr_plus_sym80.yaml", 91.1),
+        Row("cifar10-sym90", "cifar10/elr_plus_sym90.yaml", 75.2),
+        Row("cifar10-asym40", "cifar10/elr_plus_asym40.yaml", 92.7),
+        Row("cifar100-sym20", "cifar100/elr_plus_sym20.yaml", None),
+        Row("cifar100-sym50", "cifar100/elr_plus_sym50.yaml", None),
+        Row("cifar100-sym80", "cifar100/elr_plus_sym80.yaml", None),
+        Row("cifar100-sym90", "cifar100/elr_plus_sym90.yaml", None),
+        Row("cifar100-asym40", "cifar100/elr_plus_asym40.yaml", None),
+    ]),
+    "3": ("Table 3: Clothing1M, ResNet-50 (ImageNet weights), test accuracy (%)", [
+        Row("elr", "clothing1m/elr.yaml", 72.87),
+        Row("elr_plus", "clothing1m/elr_plus.yaml", 74.81),
+    ]),
+    "cifar10n": ("CIFAR-10N human labels, ELR, ResNet-34 (no paper figure), test accuracy (%)", [
+        Row("worst", "cifar10n/elr.yaml", None, ("data.noise.human_key=worse_label",)),
+        Row("aggre", "cifar10n/elr.yaml", None, ("data.noise.human_key=aggre_label",)),
+        Row("random1", "cifar10n/elr.yaml", None, ("data.noise.human_key=random_label1",)),
+    ]),
+}
+
+# what `elr_mri.data.image_sources` looks for first under data.root
+_DATA_MARKERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python", "imagefolder": "train",
+                 "clothing1m": "noisy_label_kv.txt"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    title, rows = TABLES[args.table]
+    if args.rows:
+        unknown = sorted(set(args.rows) - {r.name for r in rows})
+        if unknown:
+            sys.exit(f"--rows: no row {unknown[0]!r} in table {args.table}; rows: "
+                     + ", ".join(r.name for r in rows))
+        rows = [r for r in rows if r.name in args.rows]
+    out = args.out or ROOT / "runs" / f"table{args.table}"
+    plan = [(row, seed, out / row.name / f"seed{seed}") for row in rows for seed in range(args.seeds)]
+    configs = {(row.name, seed): run_config(*_row_args(row, seed, run_dir, args)) for row, seed, run_dir in plan}
+    print(_plan_table(plan, configs))
+    if args.dry_run:
+        print(f"\ndry run: {len(plan)} run(s) validated, nothing trained")
+        return 0
+
+    summaries: dict[str, list[dict]] = {row.name: [] for row in rows}
+    failures = 0
+    for row, seed, run_dir in plan:
+        started = time.perf_counter()
+        print(f"\n== {row.name} seed {seed} ({run_status(run_dir)}) -> {run_dir}", flush=True)
+        try:
+            summaries[row.name].append(run_or_resume(*_row_args(row, seed, run_dir, args)))
+        except (FileNotFoundError, ValueError) as err:  # missing data or weights: report, go on
+            failures += 1
+            print(f"{row.name} seed {seed}: not run: {err}", file=sys.stderr)
+        print(f"{row.name} seed {seed}: {time.perf_counter() - started:.0f} s", flush=True)
+    text = f"{title}\n\n{_results_table(rows, summaries)}\n"
+    print("\n" + text)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.md").write_text(text)
+    return 1 if failures else 0
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n\n", 1)[1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--table", required=True, choices=list(TABLES))
+    parser.add_argument("--rows", nargs="+", metavar="ROW", help="only these rows (default: all of the table)")
+    parser.add_argument("--data-root", type=Path, metavar="DIR",
+                        help="the folder that holds the data sets, in place of the configs' data/")
+    parser.add_argument("--out", type=Path, help="run directories go here (default: runs/table<N>)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value in every row, e.g. --set train.epochs=2 (repeatable)")
+    parser.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per row (model, noise and split)")
+    parser.add_argument("--dry-run", action="store_true", help="validate every row's config, print the plan")
+    return parser.parse_args(argv)
+
+
+def _row_args(row: Row, seed: int, run_dir: Path, args: argparse.Namespace) -> tuple[Path, list[str], Path]:
+    """(config file, overrides, run directory) of one run: row settings, seed, data location, --set."""
+    config = ROOT / "configs" / row.config
+    overrides = [*row.overrides, f"seed={seed}", f"data.noise.seed={seed}", f"data.split_seed={seed}",
+                 *args.overrides]
+    if args.data_root is not None:
+        overrides += _data_root_overrides(run_config(config, overrides, run_dir), args.data_root)
+    return config, overrides, run_dir
+
+
+def _data_root_overrides(cfg: RunConfig, data_root: Path) -> list[str]:
+    """Move the config's paths under data/ to `data_root`.
+
+    A CIFAR-10 row reads the JPEG image folder DIR/cifar10; when that is absent but torchvision's
+    python folder DIR/cifar-10-batches-py is there, the row reads that instead.
+    """
+    overrides = []
+    for key, value in (("data.root", cfg.data.root), ("data.noise.human_labels", cfg.data.noise.human_labels)):
+        if value is not None and Path(value).parts[:1] == ("data",):
+            overrides.append(f"{key}={data_root.joinpath(*Path(value).parts[1:])}")
+    if cfg.data.name == "imagefolder" and cfg.data.root == "data/cifar10" \
+            and not (data_root / "cifar10" / "train").is_dir() and (data_root / "cifar-10-batches-py").is_dir():
+        overrides = [o for o in overrides if not o.startswith("data.root=")]
+        overrides += ["data.name=cifar10", f"data.root={data_root}"]
+    return overrides
+
+
+def _plan_table(plan: list[tuple[Row, int, Path]], configs: dict[tuple[str, int], RunConfig]) -> str:
+    lines = []
+    for row, seed, run_dir in plan:
+        cfg = configs[(row.name, seed)]
+        found = "yes" if _data_present(cfg) else "no"
+        lines.append([row.name, str(seed), row.config, cfg.data.name, f"{cfg.data.root} ({found})", cfg.model.name,
+                      cfg.loss.name, str(cfg.train.epochs), run_status(run_dir), str(run_dir)])
+    header = ["row", "seed", "config", "data", "data root (found)", "model", "loss", "epochs", "status", "run dir"]
+    return markdown_table(header, lines)
+
+
+def _data_present(cfg: RunConfig) -> bool:
+    """A cheap look for the file or folder each data set's reader needs first (and the CIFAR-N labels)."""
+    if cfg.data.root is None:
+        return False
+    marker = Path(cfg.data.root) / _DATA_MARKERS.get(cfg.data.name, "")
+    labels = cfg.data.noise.human_labels if cfg.data.noise.mode == "human" else None
+    return marker.exists() and (labels is None or Path(labels).is_file())
+
+
+def _results_table(rows: list[Row], summaries: dict[str, list[dict]]) -> str:
+    """Paper figure beside ours (mean ± std over seeds), with wall time and device."""
+    lines = []
+    for row in rows:
+        runs = summaries[row.name]
+        wall = sum(s["wall_seconds_this_call"] for s in runs)
+        devices = ", ".join(sorted({s["device"] for s in runs})) or "–"
+        lines.append([row.name, percent(row.paper), mean_std(s["test_acc_at_best"] for s in runs),
+                      mean_std(s["test_acc_last"] for s in runs), str(len(runs)),
+                      f"{wall / 3600:.2f}" if runs else "–", devices])
+    header = ["row", "paper", "ours (selected epoch)", "ours (last epoch)", "seeds", "wall h", "device"]
+    note = ("\n\nSelected epoch: best accuracy on the noisy 10% validation split (Clothing1M: its clean "
+            "validation list). Wall time: the last call of each run (a resumed run counts only its last part).")
+    return markdown_table(header, lines) + note
+
+
+if __name__ == "__main__":
+    sys.exit(main())

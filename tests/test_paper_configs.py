@@ -1,0 +1,126 @@
+"""The shipped paper configs validate and carry the appendix hyperparameters (DESIGN.md table),
+and the table-reproduction script plans every row without training. Seconds, no data needed."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from elr_mri.config import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
+PAPER_DIRS = ("cifar10", "cifar100", "cifar10n", "clothing1m")
+
+
+@pytest.fixture(scope="module")
+def reproduce():
+    """scripts/reproduce_paper_table.py as a module (scripts/ is not a package)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        yield importlib.import_module("reproduce_paper_table")
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+
+
+def test_paper_config_folders_are_not_empty():
+    for folder in PAPER_DIRS:
+        assert list((ROOT / "configs" / folder).glob("*.yaml")), folder
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(ROOT / "configs")))
+def test_every_config_validates(path: Path):
+    load_config(path)
+
+
+@pytest.mark.parametrize("rate", [20, 40, 60, 80])
+def test_elr_cifar10_sym_matches_appendix(rate: int):
+    cfg = load_config(ROOT / f"configs/cifar10/elr_sym{rate}.yaml")
+    assert (cfg.model.name, cfg.loss.name, cfg.loss.beta, cfg.loss.lam) == ("resnet34", "elr", 0.7, 3.0)
+    assert (cfg.optim.name, cfg.optim.lr, cfg.optim.momentum, cfg.optim.weight_decay) == ("sgd", 0.02, 0.9, 1e-3)
+    assert (cfg.schedule.name, cfg.schedule.milestones, cfg.schedule.gamma) == ("multistep", [40, 80], 0.01)
+    assert (cfg.train.epochs, cfg.train.batch_size, cfg.data.val_fraction) == (120, 128, 0.1)
+    assert (cfg.data.noise.mode, cfg.data.noise.rate) == ("symmetric", rate / 100)
+
+
+def test_elr_cifar10_asym_and_cosine_variant():
+    asym = load_config(ROOT / "configs/cifar10/elr_asym40.yaml")
+    assert (asym.data.noise.mode, asym.data.noise.rate, asym.loss.beta, asym.loss.lam) == (
+        "asymmetric_cifar10", 0.4, 0.9, 1.0)
+    cosine = load_config(ROOT / "configs/cifar10/elr_sym40_cosine.yaml")
+    assert (cosine.schedule.name, cosine.schedule.t0, cosine.schedule.eta_min, cosine.train.epochs) == (
+        "cosine_warm_restarts", 10, 0.001, 150)
+
+
+@pytest.mark.parametrize("name", ["elr_sym20", "elr_sym80", "elr_asym40"])
+def test_elr_cifar100_matches_appendix(name: str):
+    cfg = load_config(ROOT / f"configs/cifar100/{name}.yaml")
+    assert (cfg.data.name, cfg.loss.beta, cfg.loss.lam) == ("cifar100", 0.9, 7.0)
+    assert (cfg.schedule.milestones, cfg.schedule.gamma, cfg.train.epochs) == ([80, 120], 0.01, 150)
+
+
+def test_elr_plus_cifar_matches_appendix():
+    c10 = load_config(ROOT / "configs/cifar10/elr_plus_sym50.yaml")
+    assert (c10.model.name, c10.loss.name, c10.loss.beta, c10.loss.lam) == ("preact_resnet18", "elr_plus", 0.7, 3.0)
+    assert (c10.optim.lr, c10.optim.weight_decay, c10.schedule.milestones, c10.schedule.gamma) == (0.02, 5e-4, [150], 0.1)
+    assert (c10.train.epochs, c10.elr_plus.mixup_alpha, c10.elr_plus.ema_decay) == (200, 1.0, 0.997)
+    assert (c10.elr_plus.ema_ramp_steps, c10.elr_plus.coef_step, c10.elr_plus.reweight_labels) == (40000, 0, False)
+    c10_asym = load_config(ROOT / "configs/cifar10/elr_plus_asym40.yaml")
+    assert (c10_asym.loss.beta, c10_asym.loss.lam) == (0.9, 1.0)
+    c100 = load_config(ROOT / "configs/cifar100/elr_plus_sym90.yaml")
+    assert (c100.loss.beta, c100.loss.lam, c100.schedule.milestones, c100.train.epochs) == (0.9, 7.0, [200], 250)
+    assert (c100.elr_plus.coef_step, c100.elr_plus.reweight_labels) == (40000, True)
+
+
+def test_clothing1m_matches_appendix():
+    elr = load_config(ROOT / "configs/clothing1m/elr.yaml")
+    assert (elr.model.name, elr.optim.lr, elr.optim.weight_decay, elr.data.balanced_batches) == (
+        "resnet50", 0.001, 1e-3, 2000)
+    assert (elr.schedule.milestones, elr.schedule.gamma, elr.train.epochs, elr.train.batch_size) == ([5], 0.01, 10, 64)
+    plus = load_config(ROOT / "configs/clothing1m/elr_plus.yaml")
+    assert (plus.loss.name, plus.optim.lr, plus.data.balanced_batches, plus.elr_plus.ema_decay) == (
+        "elr_plus", 0.002, 3000, 0.9999)
+    assert (plus.schedule.milestones, plus.schedule.gamma, plus.train.epochs) == ([7], 0.1, 15)
+
+
+def test_cifar10n_uses_human_worst_labels():
+    cfg = load_config(ROOT / "configs/cifar10n/elr.yaml")
+    assert (cfg.data.name, cfg.data.noise.mode, cfg.data.noise.human_key) == ("imagefolder", "human", "worse_label")
+
+
+def test_every_table_row_names_a_shipped_config(reproduce):
+    for _, rows in reproduce.TABLES.values():
+        for row in rows:
+            assert (ROOT / "configs" / row.config).is_file(), row.config
+
+
+@pytest.mark.parametrize("table", ["1", "2", "3", "cifar10n"])
+def test_dry_run_plans_every_row(reproduce, table: str, tmp_path: Path, capsys):
+    assert reproduce.main(["--table", table, "--dry-run", "--seeds", "2", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    for row in reproduce.TABLES[table][1]:
+        assert f"| {row.name} | 1 |" in out
+    assert not any(tmp_path.iterdir())  # nothing trained, nothing written
+
+
+def test_data_root_moves_data_paths_and_finds_python_cifar(reproduce, tmp_path: Path):
+    (tmp_path / "cifar-10-batches-py").mkdir()
+    cfg = load_config(ROOT / "configs/cifar10/elr_sym40.yaml")
+    assert reproduce._data_root_overrides(cfg, tmp_path) == ["data.name=cifar10", f"data.root={tmp_path}"]
+    (tmp_path / "cifar10" / "train").mkdir(parents=True)  # the JPEG folder wins when both are there
+    assert reproduce._data_root_overrides(cfg, tmp_path) == [f"data.root={tmp_path / 'cifar10'}"]
+    human = load_config(ROOT / "configs/cifar10n/elr.yaml")
+    assert f"data.noise.human_labels={tmp_path / 'CIFAR-10_human.npz'}" in reproduce._data_root_overrides(human, tmp_path)
+
+
+def test_script_entry_point_dry_run(tmp_path: Path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/reproduce_paper_table.py"), "--table", "3", "--dry-run",
+         "--out", str(tmp_path)], capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "dry run: 2 run(s) validated" in result.stdout
