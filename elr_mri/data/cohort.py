@@ -1,0 +1,151 @@
+"""Cohort manifests: one row a scan, validated before anything trains on it.
+
+A manifest is a CSV with at least participant_id, session_id, path and diagnosis; age, sex, cohort
+and any other column are kept. The manifest that preprocess/ writes adds processed_path (the
+template-space volume, used instead of path when present), qc_* figures and status. Every problem
+is reported as one line naming the row (its 1-based data row and participant/session), all at
+once, so a user fixes the CSV in one pass instead of one error per run.
+
+Public names: `ManifestError`, `REQUIRED_COLUMNS`, `USABLE_STATUSES`, `load_manifest`,
+`validate_manifest`, `label_indices`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "ManifestError",
+    "REQUIRED_COLUMNS",
+    "USABLE_STATUSES",
+    "load_manifest",
+    "validate_manifest",
+    "label_indices",
+]
+
+log = logging.getLogger(__name__)
+
+REQUIRED_COLUMNS = ("participant_id", "session_id", "path", "diagnosis")
+# preprocess/ statuses of a scan whose processed volume exists; other rows (failed) are dropped, and said so
+USABLE_STATUSES = ("ok", "done", "skipped")
+IMAGE_COLUMN = "image_path"  # the resolved absolute path of the volume to load, added on load
+MAX_LISTED = 20  # problems listed in one error; the count says how many there are
+
+
+class ManifestError(ValueError):
+    """A manifest problem; the message lists each bad row on its own line."""
+
+
+def load_manifest(
+    path: str | Path,
+    classes: Sequence[str],
+    require_age: bool = False,
+    check_files: bool = True,
+) -> pd.DataFrame:
+    """Read and validate a manifest CSV; relative paths are taken from the manifest's folder.
+
+    Returns the rows with a usable status, diagnoses spelled as in `classes`, `age` as float
+    (NaN when unknown) and an added `image_path` column holding the volume to load.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"manifest not found: {path}")
+    frame = pd.read_csv(path, dtype={"participant_id": str, "session_id": str}, keep_default_na=True)
+    return validate_manifest(frame, classes, require_age, source=str(path), base_dir=path.parent, check_files=check_files)
+
+
+def validate_manifest(
+    frame: pd.DataFrame,
+    classes: Sequence[str],
+    require_age: bool = False,
+    source: str = "manifest",
+    base_dir: Path | None = None,
+    check_files: bool = True,
+) -> pd.DataFrame:
+    """Check a manifest already in memory (see `load_manifest`); raises `ManifestError` listing every bad row."""
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ManifestError(
+            f"{source}: missing column(s) {', '.join(missing)}; a manifest needs {', '.join(REQUIRED_COLUMNS)}"
+        )
+    frame = _usable_rows(frame.reset_index(drop=True), source)
+    for column in ("participant_id", "session_id", "path"):
+        frame[column] = frame[column].map(lambda v: "" if pd.isna(v) else str(v).strip())
+    frame["age"] = pd.to_numeric(frame["age"], errors="coerce") if "age" in frame else np.nan
+    image_column = "processed_path" if "processed_path" in frame.columns else "path"
+    base = Path(base_dir) if base_dir is not None else Path.cwd()
+    frame[IMAGE_COLUMN] = frame[image_column].map(lambda p: "" if pd.isna(p) else str(base / str(p).strip()))
+
+    spelled = {c.lower(): c for c in classes}
+    problems: list[str] = []
+    for column in ("diagnosis", "true_diagnosis"):
+        if column in frame.columns:
+            raw = frame[column].map(lambda v: "" if pd.isna(v) else str(v).strip())
+            frame[column] = raw.str.lower().map(spelled)
+            problems += [
+                f"{_where(frame, i)}: {column} {raw[i]!r} is not one of {', '.join(classes)}"
+                for i in np.flatnonzero(frame[column].isna())
+            ]
+    for column in ("participant_id", "session_id"):
+        problems += [f"{_where(frame, i)}: empty {column}" for i in np.flatnonzero(frame[column] == "")]
+    problems += [f"{_where(frame, i)}: age is negative" for i in np.flatnonzero(frame["age"] < 0)]
+    if require_age:
+        problems += [
+            f"{_where(frame, i)}: no age (the model uses age; fill it in or set model.use_age: false)"
+            for i in np.flatnonzero(frame["age"].isna())
+        ]
+    problems += _duplicates(frame)
+    if check_files:
+        problems += [
+            f"{_where(frame, i)}: file not found: {frame[IMAGE_COLUMN][i] or '(empty ' + image_column + ')'}"
+            for i in range(len(frame))
+            if not frame[IMAGE_COLUMN][i] or not Path(frame[IMAGE_COLUMN][i]).is_file()
+        ]
+    if problems:
+        listed = "\n  ".join(problems[:MAX_LISTED])
+        more = f"\n  ... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
+        raise ManifestError(f"{source}: {len(problems)} problem(s):\n  {listed}{more}")
+    return frame.drop(columns="_row")
+
+
+def label_indices(diagnoses: pd.Series, classes: Sequence[str]) -> np.ndarray:
+    """Class index of each (validated) diagnosis, in the order of `classes`."""
+    lookup = {name: k for k, name in enumerate(classes)}
+    return diagnoses.map(lookup).to_numpy(dtype=np.int64)
+
+
+def _usable_rows(frame: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Drop rows preprocess/ marked as failed, keeping the original row number for messages."""
+    frame = frame.assign(_row=np.arange(1, len(frame) + 1))
+    if "status" not in frame.columns:
+        return frame
+    usable = frame["status"].astype(str).str.strip().str.lower().isin(USABLE_STATUSES)
+    if not usable.all():
+        dropped = frame.loc[~usable, "status"].astype(str).value_counts()
+        log.warning(
+            "%s: dropped %d scan(s) whose preprocessing status is not %s (%s)",
+            source, int((~usable).sum()), "/".join(USABLE_STATUSES),
+            ", ".join(f"{name}: {count}" for name, count in dropped.items()),
+        )
+    return frame[usable].reset_index(drop=True)
+
+
+def _duplicates(frame: pd.DataFrame) -> list[str]:
+    keys = list(zip(frame["participant_id"], frame["session_id"]))
+    first: dict[tuple[str, str], int] = {}
+    problems = []
+    for i, key in enumerate(keys):
+        if key in first:
+            problems.append(f"{_where(frame, i)}: duplicate of row {frame['_row'][first[key]]} (same participant and session)")
+        else:
+            first[key] = i
+    return problems
+
+
+def _where(frame: pd.DataFrame, i: int) -> str:
+    return f"row {frame['_row'][i]} (participant {frame['participant_id'][i]!r}, session {frame['session_id'][i]!r})"

@@ -1,0 +1,142 @@
+"""Participant-level splits and the leakage guard.
+
+Scans of one person are far more alike than scans of two people, so a participant whose scans sit
+in both training and test inflates every test metric. Splits are therefore drawn over
+participants, stratified by each participant's diagnosis, and `check_no_leakage` refuses any pair
+of splits (or a holdout and the training set) that share a participant unless explicitly allowed.
+
+Public names: `LeakageError`, `SPLIT_NAMES`, `participant_diagnosis`, `split_participants`,
+`load_splits`, `check_no_leakage`, `split_balance`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "LeakageError",
+    "SPLIT_NAMES",
+    "participant_diagnosis",
+    "split_participants",
+    "load_splits",
+    "check_no_leakage",
+    "split_balance",
+]
+
+SPLIT_NAMES = ("train", "val", "test")
+LISTED_PARTICIPANTS = 5
+
+
+class LeakageError(ValueError):
+    """Two sets that must be disjoint share participants."""
+
+
+def participant_diagnosis(frame: pd.DataFrame) -> pd.Series:
+    """Each participant's most frequent diagnosis; a tie goes to the earliest scan's (by age, then row)."""
+    order = frame.assign(_row=np.arange(len(frame))).sort_values(["age", "_row"], na_position="last", kind="stable")
+    counts = order.groupby(["participant_id", "diagnosis"], sort=False).size().rename("n").reset_index()
+    first_seen = {key: rank for rank, key in enumerate(zip(order["participant_id"], order["diagnosis"]))}
+    counts["first"] = [first_seen[key] for key in zip(counts["participant_id"], counts["diagnosis"])]
+    best = counts.sort_values(["n", "first"], ascending=[False, True], kind="stable").drop_duplicates("participant_id")
+    return best.set_index("participant_id")["diagnosis"].sort_index()
+
+
+def split_participants(
+    frame: pd.DataFrame, test_fraction: float, val_fraction: float, seed: int
+) -> pd.Series:
+    """participant_id → "train" / "val" / "test", stratified by `participant_diagnosis`.
+
+    Within each diagnosis, round(test_fraction · n) participants go to test, then
+    round(val_fraction · rest) of the remaining ones to val (the paper's 90/10 split of the
+    training set); the others train.
+    """
+    for name, value in (("test_fraction", test_fraction), ("val_fraction", val_fraction)):
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"{name} must lie in [0, 1), got {value}")
+    rng = np.random.default_rng(seed)
+    diagnosis = participant_diagnosis(frame)
+    split = pd.Series("train", index=diagnosis.index, name="split")
+    for label in sorted(diagnosis.unique()):
+        members = rng.permutation(diagnosis.index[diagnosis == label].to_numpy())
+        n_test = round(test_fraction * len(members))
+        n_val = round(val_fraction * (len(members) - n_test))
+        split[members[:n_test]] = "test"
+        split[members[n_test : n_test + n_val]] = "val"
+    return split
+
+
+def load_splits(path: str | Path, participants: Iterable[str]) -> pd.Series:
+    """participant_id → split from a CSV (participant_id,split); every participant must have exactly one."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"splits file not found: {path}")
+    table = pd.read_csv(path, dtype=str)
+    missing = [c for c in ("participant_id", "split") if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; expected participant_id,split")
+    table["split"] = table["split"].str.strip().str.lower()
+    bad = table[~table["split"].isin(SPLIT_NAMES)]
+    if len(bad):
+        raise ValueError(f"{path}: row {bad.index[0] + 1}: split {bad['split'].iloc[0]!r} is not one of {', '.join(SPLIT_NAMES)}")
+    check_no_leakage({name: table.loc[table["split"] == name, "participant_id"] for name in SPLIT_NAMES}, source=str(path))
+    split = table.drop_duplicates("participant_id").set_index("participant_id")["split"]
+    absent = sorted(set(participants) - set(split.index))
+    if absent:
+        raise ValueError(f"{path}: {len(absent)} participant(s) of the manifest have no split, e.g. {', '.join(absent[:LISTED_PARTICIPANTS])}")
+    return split
+
+
+def check_no_leakage(
+    groups: Mapping[str, Iterable[str]], allow: bool = False, source: str = "splits"
+) -> list[str]:
+    """Refuse participants shared by any two of `groups` (name → participant ids).
+
+    With `allow` the overlap is returned as lines for the run's report instead of raised; an
+    empty list means the groups are disjoint.
+    """
+    members = {name: set(map(str, ids)) for name, ids in groups.items()}
+    names = list(members)
+    notes = []
+    for i, first in enumerate(names):
+        for second in names[i + 1 :]:
+            shared = sorted(members[first] & members[second])
+            if not shared:
+                continue
+            line = (
+                f"{source}: {len(shared)} participant(s) are in both {first} and {second}, "
+                f"e.g. {', '.join(shared[:LISTED_PARTICIPANTS])}"
+            )
+            if not allow:
+                raise LeakageError(
+                    f"{line}; results would be inflated. Fix the splits, or set "
+                    "data.mri.allow_participant_overlap: true to proceed anyway (the report will say so)"
+                )
+            notes.append(f"{line} (allowed by data.mri.allow_participant_overlap)")
+    return notes
+
+
+def split_balance(frame: pd.DataFrame, split: pd.Series, classes: Sequence[str]) -> pd.DataFrame:
+    """One row a split: participants, scans, participants per diagnosis, age mean ± sd, share female.
+
+    Printed with the run so a reader sees the splits are comparable in diagnosis, age and sex.
+    """
+    by_scan = frame.assign(split=frame["participant_id"].map(split))
+    diagnosis = participant_diagnosis(frame)
+    rows = []
+    for name in [s for s in SPLIT_NAMES if s in set(split)]:
+        scans = by_scan[by_scan["split"] == name]
+        people = split.index[split == name]
+        row: dict[str, object] = {"split": name, "participants": len(people), "scans": len(scans)}
+        row.update({label: int((diagnosis[people] == label).sum()) for label in classes})
+        first_scan = scans.sort_values("age", na_position="last").drop_duplicates("participant_id")
+        row["age_mean"] = round(float(first_scan["age"].mean()), 1)
+        row["age_sd"] = round(float(first_scan["age"].std(ddof=0)), 1)
+        sex = first_scan["sex"].astype(str).str.upper().str[:1] if "sex" in first_scan else pd.Series(dtype=str)
+        known = sex.isin(["F", "M"])
+        row["female_fraction"] = round(float((sex[known] == "F").mean()), 3) if known.any() else float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,276 @@
+"""Cohort manifests: validation, ADNIMERGE / NACC importers, participant splits and the leakage guard."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from elr_mri.data.cohort import ManifestError, label_indices, load_manifest
+from elr_mri.data.importers import (
+    adni_participant_key,
+    adni_session_key,
+    import_adnimerge,
+    import_mapped_table,
+    load_mapping,
+)
+from elr_mri.data.splits import (
+    LeakageError,
+    check_no_leakage,
+    load_splits,
+    participant_diagnosis,
+    split_balance,
+    split_participants,
+)
+
+CLASSES = ["CN", "MCI", "AD"]
+NACC_MAPPING = Path(__file__).resolve().parents[1] / "configs" / "nacc" / "nacc_mapping.yaml"
+
+
+def write_manifest(tmp_path: Path, rows: list[dict], touch: bool = True) -> Path:
+    for row in rows:
+        if touch and row.get("path"):
+            (tmp_path / row["path"]).write_bytes(b"")
+    path = tmp_path / "manifest.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def scan(participant: str, session: str, diagnosis: str = "CN", age: float | None = 70.0, **extra) -> dict:
+    return {"participant_id": participant, "session_id": session, "path": f"{participant}_{session}.nii.gz",
+            "diagnosis": diagnosis, "age": age, **extra}
+
+
+# --- manifest validation -------------------------------------------------------------------------------
+
+def test_load_manifest_resolves_paths_and_normalises_diagnoses(tmp_path):
+    path = write_manifest(tmp_path, [scan("P1", "M00", "cn"), scan("P2", "M00", " ad ", age=None)])
+    frame = load_manifest(path, CLASSES)
+    assert frame["diagnosis"].tolist() == ["CN", "AD"]
+    assert frame["image_path"][0] == str(tmp_path / "P1_M00.nii.gz")
+    assert np.isnan(frame["age"][1])
+    assert label_indices(frame["diagnosis"], CLASSES).tolist() == [0, 2]
+
+
+def test_processed_path_is_loaded_and_failed_scans_are_dropped_loudly(tmp_path, caplog):
+    (tmp_path / "p1.nii.gz").write_bytes(b"")
+    rows = [scan("P1", "M00", processed_path="p1.nii.gz", status="ok"),
+            scan("P2", "M00", processed_path="", status="failed")]
+    path = write_manifest(tmp_path, rows, touch=False)
+    with caplog.at_level(logging.WARNING):
+        frame = load_manifest(path, CLASSES)
+    assert frame["participant_id"].tolist() == ["P1"]
+    assert frame["image_path"][0] == str(tmp_path / "p1.nii.gz")
+    assert "dropped 1 scan(s)" in caplog.text and "failed: 1" in caplog.text
+
+
+def test_every_problem_is_one_line_naming_its_row(tmp_path):
+    rows = [
+        scan("P1", "M00"),
+        scan("P2", "M00", "Dementia"),
+        scan("P3", "M00", age=None),
+        scan("P1", "M00"),
+        scan("P4", "M00"),
+    ]
+    path = write_manifest(tmp_path, rows)
+    (tmp_path / "P4_M00.nii.gz").unlink()
+    with pytest.raises(ManifestError) as err:
+        load_manifest(path, CLASSES, require_age=True)
+    lines = str(err.value).splitlines()
+    assert lines[0].endswith("4 problem(s):")
+    assert "row 2 (participant 'P2', session 'M00'): diagnosis 'Dementia' is not one of CN, MCI, AD" in lines[1]
+    assert "row 3 (participant 'P3', session 'M00'): no age" in str(err.value)
+    assert "row 4 (participant 'P1', session 'M00'): duplicate of row 1" in str(err.value)
+    assert "row 5 (participant 'P4', session 'M00'): file not found" in str(err.value)
+
+
+def test_missing_age_is_fine_when_the_model_does_not_use_it(tmp_path):
+    path = write_manifest(tmp_path, [scan("P1", "M00", age=None)])
+    assert len(load_manifest(path, CLASSES, require_age=False)) == 1
+
+
+def test_missing_columns_are_named(tmp_path):
+    path = tmp_path / "m.csv"
+    pd.DataFrame({"participant_id": ["P1"], "path": ["x"]}).to_csv(path, index=False)
+    with pytest.raises(ManifestError, match="missing column\\(s\\) session_id, diagnosis"):
+        load_manifest(path, CLASSES)
+
+
+# --- ADNIMERGE ---------------------------------------------------------------------------------------
+
+ADNIMERGE = pd.DataFrame({
+    "PTID": ["011_S_0002", "011_S_0002", "011_S_0002", "022_S_0007", "022_S_0007", "033_S_0009", "044_S_0001"],
+    "VISCODE": ["bl", "m06", "m12", "bl", "m24", "bl", "bl"],
+    "DX_bl": ["EMCI", "EMCI", "EMCI", "AD", "AD", "SMC", "LMCI"],
+    "DX": ["MCI", "", "Dementia", "", "Dementia", "CN", "MCI"],
+    "AGE": ["70.2", "70.2", "70.2", "81.0", "81.0", "65.5", "77.0"],
+    "Years_bl": ["0", "0.5", "1.0", "0", "2.0", "0", "0"],
+    "PTGENDER": ["Male", "Male", "Male", "Female", "Female", "Female", "Male"],
+})
+
+
+def test_adni_keys_match_ptid_viscode_and_bids_labels():
+    assert adni_participant_key("011_S_0002") == adni_participant_key("sub-ADNI011S0002") == "011S0002"
+    assert adni_session_key("bl") == adni_session_key("ses-M00") == adni_session_key("M000") == "0"
+    assert adni_session_key("m06") == adni_session_key("ses-M06") == adni_session_key("M6") == "6"
+
+
+def test_import_adnimerge_maps_diagnoses_and_visit_age():
+    scans = pd.DataFrame({
+        "participant_id": ["sub-ADNI011S0002", "sub-ADNI011S0002", "011_S_0002", "sub-ADNI022S0007",
+                           "sub-ADNI022S0007", "sub-ADNI033S0009", "sub-ADNI099S0099"],
+        "session_id": ["ses-M00", "ses-M06", "m12", "ses-M00", "ses-M24", "ses-M00", "ses-M00"],
+        "path": [f"s{i}.nii.gz" for i in range(7)],
+        "processed_path": [f"p{i}.nii.gz" for i in range(7)],
+        "status": "ok",
+    })
+    result = import_adnimerge(ADNIMERGE, scans)
+    m = result.manifest.set_index(["participant_id", "session_id"])
+    assert m.loc[("sub-ADNI011S0002", "ses-M00"), "diagnosis"] == "MCI"
+    assert m.loc[("011_S_0002", "m12"), "diagnosis"] == "AD"  # Dementia → AD
+    assert m.loc[("011_S_0002", "m12"), "age"] == pytest.approx(71.2)  # AGE at baseline + Years_bl
+    assert m.loc[("sub-ADNI022S0007", "ses-M00"), "diagnosis"] == "AD"  # empty DX at bl: DX_bl stands in
+    assert m.loc[("sub-ADNI033S0009", "ses-M00"), ["diagnosis", "sex", "cohort"]].tolist() == ["CN", "F", "ADNI"]
+    assert m.loc[("sub-ADNI022S0007", "ses-M24"), "processed_path"] == "p4.nii.gz"
+    dropped = dict(zip(result.dropped["participant_id"] + "/" + result.dropped["session_id"], result.dropped["reason"]))
+    assert dropped == {
+        "sub-ADNI011S0002/ses-M06": "without a usable diagnosis at that visit",  # empty DX after baseline
+        "sub-ADNI099S0099/ses-M00": "without a clinical row for the participant and session",
+    }
+    assert result.summary().startswith("5 scans imported, 2 left out")
+
+
+def test_import_adnimerge_with_baseline_diagnosis():
+    scans = pd.DataFrame({"participant_id": ["011_S_0002", "011_S_0002"], "session_id": ["bl", "m12"], "path": ["a", "b"]})
+    result = import_adnimerge(ADNIMERGE, scans, use_baseline_diagnosis=True)
+    assert result.manifest["diagnosis"].tolist() == ["MCI", "MCI"]  # EMCI at baseline for both scans
+
+
+# --- NACC through the YAML mapping --------------------------------------------------------------------
+
+NACC = pd.DataFrame({
+    "NACCID": ["NACC000001", "NACC000001", "NACC000002", "NACC000003", "NACC000004", "NACC000005"],
+    "NACCVNUM": [1, 2, 1, 1, 1, 1],
+    "NACCUDSD": [1, 3, 4, 2, 4, 3],
+    "NACCAGE": [71, 72, 80, 66, 77, 69],
+    "SEX": [2, 2, 1, 1, 2, 1],
+    "NACCALZP": [8, 1, 1, 7, 7, 2],
+})
+
+
+def nacc_scans() -> pd.DataFrame:
+    return pd.DataFrame({
+        "participant_id": ["NACC000001", "NACC000001", "sub-NACC000002", "NACC000003", "NACC000004", "NACC000005"],
+        "session_id": ["1", "ses-2", "1", "1", "1", "7"],
+        "path": [f"n{i}.nii.gz" for i in range(6)],
+    })
+
+
+def test_nacc_mapping_recodes_udsd_and_sex():
+    result = import_mapped_table(NACC, nacc_scans(), NACC_MAPPING)
+    m = result.manifest
+    assert m["diagnosis"].tolist() == ["CN", "MCI", "AD", "AD"]
+    assert m["sex"].tolist() == ["F", "F", "M", "F"]
+    assert m["age"].tolist() == [71, 72, 80, 77]
+    assert (m["cohort"] == "NACC").all()
+    reasons = dict(zip(result.dropped["participant_id"], result.dropped["reason"]))
+    assert reasons == {
+        "NACC000003": "without a usable diagnosis at that visit",  # 2: impaired, not MCI
+        "NACC000005": "without a clinical row for the participant and session",
+    }
+
+
+def test_mapping_require_keeps_only_ad_with_ad_as_primary_cause(tmp_path):
+    mapping = load_mapping(NACC_MAPPING)
+    mapping["require"] = {"AD": {"NACCALZP": [1]}}
+    result = import_mapped_table(NACC, nacc_scans(), mapping)
+    assert result.manifest["participant_id"].tolist() == ["NACC000001", "NACC000001", "sub-NACC000002"]
+    assert "NACC000004" in result.dropped["participant_id"].tolist()  # dementia without AD (NACCALZP 7)
+
+
+def test_mapping_file_is_checked(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("columns: {participant_id: NACCID, session_id: NACCVNUM}\nvalues: {diagnosis: {1: CN}}\n")
+    with pytest.raises(ValueError, match="columns must name the table's column for diagnosis"):
+        load_mapping(bad)
+    bad.write_text("colums: {}\n")
+    with pytest.raises(ValueError, match="unknown key 'colums'"):
+        load_mapping(bad)
+
+
+def test_duplicate_clinical_rows_are_reported_not_guessed():
+    table = pd.concat([NACC, NACC.iloc[[0]]], ignore_index=True)
+    result = import_mapped_table(table, nacc_scans(), NACC_MAPPING)
+    assert "matching several clinical rows" in result.dropped["reason"].tolist()
+
+
+# --- splits and the leakage guard --------------------------------------------------------------------
+
+def cohort(n_per_class: int = 20, scans_per_participant: int = 3) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    rows = []
+    for label in CLASSES:
+        for p in range(n_per_class):
+            pid = f"{label}{p:03d}"
+            age, sex = float(rng.normal(75, 6)), "F" if p % 2 else "M"
+            rows += [scan(pid, f"M{6 * s:02d}", label, age + s / 2, sex=sex) for s in range(scans_per_participant)]
+    return pd.DataFrame(rows)
+
+
+def test_participant_diagnosis_is_majority_then_earliest():
+    frame = pd.DataFrame([
+        scan("A", "M00", "CN", 70), scan("A", "M12", "MCI", 71), scan("A", "M24", "MCI", 72),
+        scan("B", "M12", "AD", 81), scan("B", "M00", "MCI", 80),
+    ])
+    assert participant_diagnosis(frame).to_dict() == {"A": "MCI", "B": "MCI"}  # B: tie → earliest age
+
+
+def test_split_is_by_participant_and_stratified():
+    frame = cohort(n_per_class=20)
+    split = split_participants(frame, test_fraction=0.15, val_fraction=0.1, seed=3)
+    diagnosis = participant_diagnosis(frame)
+    for label in CLASSES:
+        counts = split[diagnosis == label].value_counts()
+        assert (counts["test"], counts["val"], counts["train"]) == (3, 2, 15)  # 15% of 20; 10% of 17
+    assert split.index.is_unique and set(split.index) == set(frame["participant_id"])
+    assert not split.equals(split_participants(frame, 0.15, 0.1, seed=4))
+    assert split.equals(split_participants(frame, 0.15, 0.1, seed=3))
+
+
+def test_split_balance_reports_diagnosis_age_and_sex():
+    frame = cohort(n_per_class=20)
+    split = split_participants(frame, 0.15, 0.1, seed=0)
+    table = split_balance(frame, split, CLASSES).set_index("split")
+    assert table.loc["test", ["participants", "scans", "CN", "MCI", "AD"]].tolist() == [9, 27, 3, 3, 3]
+    assert 60 < table.loc["train", "age_mean"] < 90 and table.loc["train", "age_sd"] > 0
+    assert 0.0 <= table.loc["val", "female_fraction"] <= 1.0
+
+
+def test_leakage_guard_refuses_shared_participants():
+    assert check_no_leakage({"train": ["A", "B"], "val": ["C"], "test": ["D"]}) == []
+    with pytest.raises(LeakageError, match="1 participant\\(s\\) are in both train and test, e.g. B"):
+        check_no_leakage({"train": ["A", "B"], "val": ["C"], "test": ["B", "D"]})
+    with pytest.raises(LeakageError, match="holdout"):
+        check_no_leakage({"training": ["A"], "holdout": ["A"]})
+
+
+def test_leakage_guard_override_is_reported():
+    notes = check_no_leakage({"training": ["A", "B"], "holdout": ["B", "C"]}, allow=True)
+    assert len(notes) == 1 and "allowed by data.mri.allow_participant_overlap" in notes[0] and "B" in notes[0]
+
+
+def test_splits_csv_is_checked(tmp_path):
+    path = tmp_path / "splits.csv"
+    path.write_text("participant_id,split\nA,train\nB,test\nC,Val\n")
+    assert load_splits(path, ["A", "B", "C"]).to_dict() == {"A": "train", "B": "test", "C": "val"}
+    with pytest.raises(ValueError, match="1 participant\\(s\\) of the manifest have no split, e.g. D"):
+        load_splits(path, ["A", "B", "C", "D"])
+    path.write_text("participant_id,split\nA,train\nA,test\n")
+    with pytest.raises(LeakageError):
+        load_splits(path, ["A"])
+    path.write_text("participant_id,split\nA,holdout\n")
+    with pytest.raises(ValueError, match="'holdout' is not one of train, val, test"):
+        load_splits(path, ["A"])
