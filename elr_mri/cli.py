@@ -59,6 +59,8 @@ def _train(args: argparse.Namespace) -> int:
         out_dir = args.out or Path("runs") / args.config.stem
         config = load_config(args.config, args.overrides)
     summary = train(config, out_dir, resume=args.resume is not None)
+    if not summary:  # a non-zero rank of a torchrun job: rank 0 reports
+        return 0
     print(f"run directory: {out_dir}")
     for key, value in summary.items():
         if not isinstance(value, dict):

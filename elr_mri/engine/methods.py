@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from elr_mri.config import RunConfig
+from elr_mri.distributed import DistContext, share_of_global_batch
 from elr_mri.losses import ELRPlusLoss, build_loss, sigmoid_rampup
 from elr_mri.models import build_model
 
@@ -51,13 +52,21 @@ def build_optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
 
 
 def build_method(cfg: RunConfig, input_shape: tuple[int, ...], num_classes: int, num_examples: int,
-                 device: torch.device) -> Method:
+                 device: torch.device, dist: DistContext = DistContext()) -> Method:
     autocast = _autocast_factory(cfg.train.amp, device)
     if cfg.loss.name == "elr_plus":
-        return ELRPlusPair(cfg, input_shape, num_classes, num_examples, device, autocast)
+        return ELRPlusPair(cfg, input_shape, num_classes, num_examples, device, autocast, dist)
     model = build_model(cfg.model, input_shape, num_classes).to(device)
     loss_fn = build_loss(cfg.loss, num_examples, num_classes).to(device)
-    return SingleNetwork(model, loss_fn, build_optimizer(cfg, model), device, autocast)
+    return SingleNetwork(model, loss_fn, build_optimizer(cfg, model), device, autocast, dist)
+
+
+def _data_parallel(model: nn.Module, dist: DistContext, device: torch.device) -> nn.Module:
+    """DDP-wrapped under torchrun, the model itself otherwise (the module is what checkpoints hold)."""
+    if not dist.enabled:
+        return model
+    device_ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
 
 def _autocast_factory(amp: bool, device: torch.device):
@@ -71,21 +80,22 @@ class SingleNetwork:
     """One network trained with CE, GCE, SCE or ELR."""
 
     def __init__(self, model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
-                 device: torch.device, autocast: Any = nullcontext) -> None:
+                 device: torch.device, autocast: Any = nullcontext, dist: DistContext = DistContext()) -> None:
         self.model = model
+        self.trained = _data_parallel(model, dist, device)
         self.loss_fn = loss_fn
         self.optimizer = optimizer
         self.device = device
         self.autocast: ContextManager = autocast
 
     def train_step(self, batch: Batch) -> tuple[float, torch.Tensor]:
-        self.model.train()
+        self.trained.train()
         images, labels, index, extra = _unpack(batch, self.device)
         with self.autocast():
-            logits = self.model(images, **extra)
+            logits = self.trained(images, **extra)
         loss = self.loss_fn(logits.float(), labels, index)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * share_of_global_batch(len(labels), self.device)).backward()
         self.optimizer.step()
         return loss.item(), logits.detach()
 
@@ -123,13 +133,14 @@ class ELRPlusPair:
     """
 
     def __init__(self, cfg: RunConfig, input_shape: tuple[int, ...], num_classes: int, num_examples: int,
-                 device: torch.device, autocast: Any = nullcontext) -> None:
+                 device: torch.device, autocast: Any = nullcontext, dist: DistContext = DistContext()) -> None:
         self.cfg = cfg.elr_plus
         self.num_classes = num_classes
         self.device = device
         self.autocast: ContextManager = autocast
         self.nets = [build_model(cfg.model, input_shape, num_classes).to(device) for _ in range(2)]
         self.emas = [copy.deepcopy(net).requires_grad_(False) for net in self.nets]
+        self.trained = [_data_parallel(net, dist, device) for net in self.nets]
         self.losses = [
             ELRPlusLoss(num_examples, num_classes, lam=cfg.loss.lam, beta=cfg.loss.beta,
                         coef_step=self.cfg.coef_step, reweight_labels=self.cfg.reweight_labels).to(device)
@@ -150,12 +161,12 @@ class ELRPlusPair:
             mix_lam, perm = self._draw_mixup(len(labels))
             mixed_images, mixed_labels = (mix_lam * t + (1.0 - mix_lam) * t[perm] for t in (images, one_hot))
             mixed_extra = {key: mix_lam * t + (1.0 - mix_lam) * t[perm] for key, t in extra.items()}
-            self.nets[k].train()
+            self.trained[k].train()
             with self.autocast():
-                logits = self.nets[k](mixed_images, **mixed_extra)
+                logits = self.trained[k](mixed_images, **mixed_extra)
             loss = self.losses[k](logits.float(), mixed_labels, index, perm, mix_lam, self.step)
             self.optimizers[k].zero_grad(set_to_none=True)
-            loss.backward()
+            (loss * share_of_global_batch(len(labels), self.device)).backward()
             self.optimizers[k].step()
             self._update_ema(k)
             total += loss.item()

@@ -18,11 +18,12 @@ import numpy as np
 import pandas as pd
 import torch
 import yaml
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from elr_mri.config import ConfigError, RunConfig, config_to_dict
 from elr_mri.data import build_data
+from elr_mri.distributed import DistContext, GlobalBatchSampler, barrier, gather_rows, init_distributed
 from elr_mri.data.images import NoisyImageData
 from elr_mri.engine.checkpoint import atomic_save, atomic_write_text, capture_rng, load_checkpoint, restore_rng
 from elr_mri.engine.methods import Method, build_method
@@ -44,24 +45,28 @@ def train(cfg: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
     started = time.perf_counter()
     _seed_everything(cfg.seed)
     device = resolve_device(cfg.train.device)
+    dist = init_distributed(device.type)
+    if device.type == "cuda" and dist.enabled:
+        device = torch.device("cuda", dist.local_rank)
     data = build_data(cfg.data)
-    method = build_method(cfg, data.input_shape, data.num_classes, len(data.train), device)
+    method = build_method(cfg, data.input_shape, data.num_classes, len(data.train), device, dist)
     tracker = PredictionTracker(len(data.train), data.num_classes)
     knows_clean = data.train_clean_labels is not None and cfg.data.noise.mode != "none"
 
     state = _RunState()
     if resume:
         state = _restore(out_dir, method, tracker)
-    else:
+    elif dist.is_main:
         _start_run_dir(out_dir, cfg)
-    writer = _tensorboard(out_dir) if cfg.train.tensorboard else None
+    writer = _tensorboard(out_dir) if cfg.train.tensorboard and dist.is_main else None
+    show_progress = cfg.train.progress and dist.is_main
 
     epochs = range(state.epoch, cfg.train.epochs)
-    for epoch in tqdm(epochs, desc="epochs", disable=not cfg.train.progress, initial=state.epoch,
+    for epoch in tqdm(epochs, desc="epochs", disable=not show_progress, initial=state.epoch,
                       total=cfg.train.epochs):
         lr = lr_at(epoch, cfg)
         method.set_lr(lr)
-        train_loss = _train_epoch(method, data, cfg, epoch, tracker)
+        train_loss = _train_epoch(method, data, cfg, epoch, tracker, dist, show_progress)
         row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss}
         pred = tracker.predictions()
         row["train_acc_given"] = float((pred == data.train_labels).mean())
@@ -70,15 +75,19 @@ def train(cfg: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
         if knows_clean:
             row.update(memorization_fractions(pred, data.train_labels, data.train_clean_labels))
         state.rows.append(row)
-        _write_metrics(out_dir, state.rows, writer)
         is_best = cfg.train.select == "last" or _improves(row["val_acc"], state.best_val)
         if is_best:
             state.best_val, state.best_epoch = row["val_acc"], epoch + 1
         state.epoch = epoch + 1
-        _save_checkpoints(out_dir, method, tracker, state, is_best)
+        if dist.is_main:
+            _write_metrics(out_dir, state.rows, writer)
+            _save_checkpoints(out_dir, method, tracker, state, is_best)
+        barrier()  # nobody runs ahead of the checkpoint a resume would start from
 
     if writer is not None:
         writer.close()
+    if not dist.is_main:
+        return {}
     return _finish(out_dir, cfg, data, method, tracker, state, knows_clean, device,
                    time.perf_counter() - started)
 
@@ -114,29 +123,33 @@ class _RunState:
 
 
 def _train_epoch(method: Method, data: NoisyImageData, cfg: RunConfig, epoch: int,
-                 tracker: PredictionTracker) -> float:
-    loader = _train_loader(data, cfg, epoch)
+                 tracker: PredictionTracker, dist: DistContext, show_progress: bool) -> float:
+    loader = _train_loader(data, cfg, epoch, dist)
     total, batches = 0.0, 0
-    for batch in tqdm(loader, desc=f"epoch {epoch + 1}", leave=False, disable=not cfg.train.progress):
+    for batch in tqdm(loader, desc=f"epoch {epoch + 1}", leave=False, disable=not show_progress):
         loss, logits = method.train_step(batch)
-        tracker.record(batch["index"], logits)
+        tracker.record(*gather_rows(batch["index"].to(logits.device), logits))
         total += loss
         batches += 1
     return total / max(batches, 1)
 
 
-def _train_loader(data: NoisyImageData, cfg: RunConfig, epoch: int) -> DataLoader:
-    """Shuffled (or class-balanced) batches whose order depends only on (seed, epoch): resumable."""
+def _train_loader(data: NoisyImageData, cfg: RunConfig, epoch: int, dist: DistContext) -> DataLoader:
+    """This rank's slices of shuffled (or class-balanced) global batches.
+
+    The order depends only on (seed, epoch), so a resumed run, or one with another number of
+    processes, walks the same global batches (`train.batch_size` is the global batch).
+    """
     generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-    sampler = None
+    weights, num_samples = None, None
     if cfg.data.balanced_batches:
         counts = np.bincount(data.train_labels, minlength=data.num_classes)
         weights = torch.as_tensor(1.0 / counts[data.train_labels], dtype=torch.double)
-        sampler = WeightedRandomSampler(weights, cfg.data.balanced_batches * cfg.train.batch_size,
-                                        replacement=True, generator=generator)
-    return DataLoader(data.train, batch_size=cfg.train.batch_size, shuffle=sampler is None,
-                      sampler=sampler, generator=generator, num_workers=cfg.data.num_workers,
-                      drop_last=False, pin_memory=torch.cuda.is_available())
+        num_samples = cfg.data.balanced_batches * cfg.train.batch_size
+    sampler = GlobalBatchSampler(len(data.train), cfg.train.batch_size, generator, dist.rank, dist.world_size,
+                                 weights=weights, num_samples=num_samples)
+    return DataLoader(data.train, batch_sampler=sampler, generator=generator, num_workers=cfg.data.num_workers,
+                      pin_memory=torch.cuda.is_available())
 
 
 def _improves(value: float, best: float) -> bool:

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from elr_mri.distributed import gather_rows
+
 __all__ = ["ELRLoss", "elr_regularizer", "update_targets", "at_least_fp32", "PROB_CLAMP"]
 
 PROB_CLAMP = 1e-4  # the official code clamps softmax to [1e-4, 1 − 1e-4] so log(1 − ⟨t, p⟩) stays finite
@@ -22,8 +24,12 @@ def at_least_fp32(logits: torch.Tensor) -> torch.Tensor:
 
 
 def update_targets(targets: torch.Tensor, index: torch.Tensor, probs: torch.Tensor, beta: float) -> None:
-    """Temporal ensembling in place: t[i] ← β·t[i] + (1−β)·p̂/Σp̂, with p̂ detached."""
-    p_hat = probs.detach().to(targets.dtype)
+    """Temporal ensembling in place: t[i] ← β·t[i] + (1−β)·p̂/Σp̂, with p̂ detached.
+
+    Under data parallelism the rows of the whole global batch are gathered first, so every
+    process updates every visited example once with its own prediction and the tables agree.
+    """
+    index, p_hat = gather_rows(index, probs.detach().to(targets.dtype))
     targets[index] = beta * targets[index] + (1.0 - beta) * p_hat / p_hat.sum(dim=1, keepdim=True)
 
 

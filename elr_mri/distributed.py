@@ -1,0 +1,124 @@
+"""Data-parallel training with PyTorch's own engine (torchrun + DistributedDataParallel).
+
+`elr-mri train` started by `torchrun --nproc-per-node K` runs one process per GPU (NCCL) or per
+CPU worker (gloo). Three things keep a K-process run equal to a 1-process run with the same
+global batches: every rank walks the same global batch order and takes its own slice of each
+batch (`GlobalBatchSampler`); each rank's loss is scaled by its share of the global batch, so
+DDP's gradient average is the global mean even when slices differ in size; and the ELR target
+table is updated with the whole global batch's predictions (`gather_rows`), so every rank holds
+the same, exact table.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import Sampler
+
+__all__ = ["DistContext", "init_distributed", "gather_rows", "share_of_global_batch", "GlobalBatchSampler", "barrier"]
+
+
+@dataclass(frozen=True)
+class DistContext:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 writes files (checkpoints, metrics, reports); the others only compute."""
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed(device_type: str) -> DistContext:
+    """Join the process group torchrun describes in the environment; a plain run is rank 0 of 1."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return DistContext()
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if not dist.is_initialized():
+        backend = "nccl" if device_type == "cuda" else "gloo"
+        if device_type == "cuda":
+            torch.cuda.set_device(local_rank)
+        dist.init_process_group(backend=backend)
+    return DistContext(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank)
+
+
+def gather_rows(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Concatenate each tensor's rows over all ranks (slices may differ in length); identity alone."""
+    if not _distributed():
+        return tensors
+    world = dist.get_world_size()
+    length = torch.tensor([tensors[0].shape[0]], device=tensors[0].device)
+    lengths = [torch.zeros_like(length) for _ in range(world)]
+    dist.all_gather(lengths, length)
+    longest = int(max(n.item() for n in lengths))
+    gathered = []
+    for tensor in tensors:
+        padded = tensor.new_zeros((longest, *tensor.shape[1:]))
+        padded[: tensor.shape[0]] = tensor
+        parts = [torch.empty_like(padded) for _ in range(world)]
+        dist.all_gather(parts, padded.contiguous())
+        gathered.append(torch.cat([part[: int(n.item())] for part, n in zip(parts, lengths)]))
+    return tuple(gathered)
+
+
+def share_of_global_batch(local_size: int, device: torch.device) -> float:
+    """local/global batch size × world size: scaling each rank's mean loss by it makes DDP's
+    gradient average equal the mean over the global batch, also when the slices are uneven."""
+    if not _distributed():
+        return 1.0
+    total = torch.tensor([float(local_size)], device=device)
+    dist.all_reduce(total)
+    return local_size * dist.get_world_size() / float(total.item())
+
+
+def barrier() -> None:
+    if _distributed():
+        dist.barrier()
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+class GlobalBatchSampler(Sampler[list[int]]):
+    """This rank's slice of each global batch of one epoch's order.
+
+    The order is a permutation of the data set, or `num_samples` class-balanced draws when
+    `weights` are given; it depends only on `generator`, which the engine seeds with (seed, epoch),
+    so every rank sees the same global batches and a resumed run sees the same ones again.
+    """
+
+    def __init__(self, num_examples: int, global_batch: int, generator: torch.Generator, rank: int = 0,
+                 world_size: int = 1, weights: torch.Tensor | None = None, num_samples: int | None = None) -> None:
+        if global_batch < world_size:
+            raise ValueError(f"train.batch_size ({global_batch}) is the global batch; it must be at least "
+                             f"the number of processes ({world_size})")
+        if weights is None:
+            self.order = torch.randperm(num_examples, generator=generator)
+        else:
+            self.order = torch.multinomial(weights, num_samples or num_examples, replacement=True, generator=generator)
+        self.global_batch = global_batch
+        self.rank = rank
+        self.world_size = world_size
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for start in range(0, len(self.order), self.global_batch):
+            batch = self.order[start : start + self.global_batch]
+            if len(batch) < self.world_size:  # every rank must step together: skip a tail too short to share
+                return
+            share = -(-len(batch) // self.world_size)  # ceil: the last ranks may get fewer
+            yield batch[self.rank * share : (self.rank + 1) * share].tolist()
+
+    def __len__(self) -> int:
+        full, tail = divmod(len(self.order), self.global_batch)
+        return full + (tail >= self.world_size and tail > 0)

@@ -1,0 +1,101 @@
+"""Real anatomy to start from, and the per-subject shape variability that makes heads differ.
+
+The MNI152 2009 template ships inside nilearn's wheel, so a user with only the repository can
+simulate; Colin27 (a real single-subject head, skull on) is used where ../shared/data has it.
+Both are in MNI space, which is what lets disease regions be given in MNI millimetres.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from scipy import ndimage
+
+from elr_mri.simulate.fields import dct_field, grid_points
+
+__all__ = ["Anatomy", "ANATOMIES", "load_anatomy", "deformation_grid", "natural_displacement",
+           "DEFORMATION_SPACING_MM"]
+
+COLIN27 = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "mri" / "colin27_ch2_t1.nii.gz"
+ANATOMIES = ("mni152", "colin27")
+# Displacement fields are smooth, so one 2 mm grid serves every output resolution.
+DEFORMATION_SPACING_MM = 2.0
+# Natural variability: RMS displacement of the random smooth field, and the head-size spread.
+NATURAL_RMS_MM = 2.0
+NATURAL_BASIS = 5
+HEAD_SCALE_SD = 0.03
+HEAD_SCALE_SEX = {"M": 1.02, "F": 0.98}
+
+
+@dataclass(frozen=True)
+class Anatomy:
+    """A T1 head in MNI space: intensities scaled so white matter is about 1, plus cubic-spline
+    coefficients so each subject samples it once with cubic interpolation."""
+
+    name: str
+    affine: np.ndarray
+    data: np.ndarray
+    coefficients: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.data.shape  # type: ignore[return-value]
+
+
+@lru_cache(maxsize=4)
+def load_anatomy(name: str, resolution_mm: float) -> Anatomy:
+    """The anatomy `name` ("mni152", "colin27" or a NIfTI path in MNI space), blurred so that
+    sampling it at `resolution_mm` does not alias; cached per process."""
+    image = _load_image(name, resolution_mm)
+    data = np.asarray(image.get_fdata(dtype=np.float32))
+    source_mm = float(np.abs(image.header.get_zooms()[:3]).max())
+    extra_fwhm = np.sqrt(max(resolution_mm**2 - source_mm**2, 0.0))
+    if extra_fwhm > 0:
+        data = ndimage.gaussian_filter(data, sigma=extra_fwhm / 2.355 / source_mm)
+    foreground = data[data > 0.1 * data.max()]
+    data = np.clip(data / np.percentile(foreground, 99), 0.0, None).astype(np.float32)
+    coefficients = ndimage.spline_filter(data, order=3, output=np.float32)
+    return Anatomy(name=Path(name).name if name not in ANATOMIES else name, affine=image.affine.copy(),
+                   data=data, coefficients=coefficients)
+
+
+def deformation_grid(anatomy: Anatomy) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """The RAS grid (affine, shape) at DEFORMATION_SPACING_MM covering the anatomy's field of view."""
+    corners = np.array([[i, j, k, 1] for i in (0, anatomy.shape[0] - 1) for j in (0, anatomy.shape[1] - 1)
+                        for k in (0, anatomy.shape[2] - 1)], float) @ anatomy.affine.T
+    low, high = corners[:, :3].min(0), corners[:, :3].max(0)
+    shape = tuple(int(n) for n in np.ceil((high - low) / DEFORMATION_SPACING_MM) + 1)
+    affine = np.diag([DEFORMATION_SPACING_MM] * 3 + [1.0])
+    affine[:3, 3] = low
+    return affine, shape  # type: ignore[return-value]
+
+
+def natural_displacement(rng: np.random.Generator, grid_affine: np.ndarray, shape: tuple[int, int, int],
+                         sex: str) -> tuple[np.ndarray, float]:
+    """Backward displacement (3, *shape) in mm for one subject's head shape, and its head scale.
+
+    A smooth random field (NATURAL_RMS_MM per component) bends the anatomy the way two healthy brains
+    differ; an isotropic scale about the MNI origin (men slightly larger) sets head size, which a
+    volumetric analysis must normalise away, as with real intracranial volume.
+    """
+    scale = float(HEAD_SCALE_SEX[sex] + HEAD_SCALE_SD * rng.standard_normal())
+    field = np.stack([dct_field(rng, shape, NATURAL_BASIS, NATURAL_RMS_MM) for _ in range(3)])
+    points = np.moveaxis(grid_points(shape, grid_affine), -1, 0)
+    field += (1.0 / scale - 1.0) * points
+    return field, scale
+
+
+def _load_image(name: str, resolution_mm: float) -> nib.Nifti1Image:
+    if name == "mni152":
+        from nilearn.datasets import load_mni152_template
+
+        return load_mni152_template(resolution=2 if resolution_mm >= 2 else 1)
+    path = COLIN27 if name == "colin27" else Path(name)
+    if not path.exists():
+        hint = " (Colin27 lives in ../shared/data/mri next to the repository)" if name == "colin27" else ""
+        raise FileNotFoundError(f"anatomy {name!r}: no file at {path}{hint}")
+    return nib.as_closest_canonical(nib.load(path))

@@ -1,0 +1,78 @@
+"""Grids, smooth random fields and resampling: the spatial toolkit every simulator stage shares.
+
+Everything works in world millimetres (RAS, as a NIfTI affine defines them), so anatomy, disease,
+head pose and scanner grid compose as plain coordinate maps and the image is interpolated once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+__all__ = ["grid_points", "voxel_coordinates", "sample", "dct_field", "box_affine"]
+
+
+def grid_points(shape: tuple[int, ...], affine: np.ndarray) -> np.ndarray:
+    """World coordinates (mm) of every voxel centre of a grid, shape (*shape, 3), float32."""
+    axes = [np.arange(n, dtype=np.float32) for n in shape]
+    ijk = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1)
+    return (ijk @ affine[:3, :3].T.astype(np.float32) + affine[:3, 3].astype(np.float32)).astype(np.float32)
+
+
+def voxel_coordinates(points: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """Voxel coordinates of world points, shape (3, *points.shape[:-1]) as map_coordinates wants."""
+    inverse = np.linalg.inv(affine)
+    ijk = points @ inverse[:3, :3].T.astype(np.float32) + inverse[:3, 3].astype(np.float32)
+    return np.moveaxis(ijk, -1, 0)
+
+
+def sample(volume: np.ndarray, affine: np.ndarray, points: np.ndarray, order: int = 1,
+           fill: float | None = 0.0, prefiltered: bool = False) -> np.ndarray:
+    """Interpolate `volume` (on the grid of `affine`) at world `points`.
+
+    `fill=None` extends the edge values outwards (right for smooth fields); a number fills outside
+    (right for images, whose outside is background). `prefiltered=True` takes a volume that
+    `scipy.ndimage.spline_filter` already filtered, so cubic sampling of a cached anatomy is cheap.
+    """
+    coords = voxel_coordinates(points, affine)
+    mode = "nearest" if fill is None else "constant"
+    return ndimage.map_coordinates(volume, coords, order=order, mode=mode, cval=fill or 0.0,
+                                   prefilter=not prefiltered, output=np.float32)
+
+
+def dct_field(rng: np.random.Generator, shape: tuple[int, int, int], n_basis: int, rms: float) -> np.ndarray:
+    """A smooth random scalar field on a grid: low-frequency cosines (SPM's bias-field basis).
+
+    Coefficients of the n_basis³ lowest cosine products are Gaussian with amplitude falling as
+    1/(1 + frequency); the constant term is left out, and the field is scaled to the given RMS,
+    so `rms` is the one knob that sets its strength whatever the grid.
+    """
+    k = np.arange(n_basis)
+    coefficients = rng.standard_normal((n_basis,) * 3) / (1.0 + k[:, None, None] + k[None, :, None] + k)
+    coefficients[0, 0, 0] = 0.0
+    bases = [np.cos(np.pi * np.outer(k, np.arange(n) + 0.5) / n) for n in shape]
+    field = np.einsum("abc,ax,by,cz->xyz", coefficients, *bases, optimize=True)
+    field -= field.mean()
+    return (field * (rms / max(float(np.sqrt(np.mean(field**2))), 1e-12))).astype(np.float32)
+
+
+def box_affine(center_mm: np.ndarray, fov_mm: np.ndarray, voxel_mm: np.ndarray,
+               axis_codes: str) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """An axis-aligned scanner grid covering `fov_mm` around `center_mm`, stored in `axis_codes` order.
+
+    `axis_codes` says where each array axis points, e.g. "RAS" (NIfTI canonical), "LPS" (DICOM,
+    axial) or "PSR" (sagittal slabs); the affine maps voxel indices to RAS millimetres.
+    """
+    directions = {"R": (0, 1.0), "L": (0, -1.0), "A": (1, 1.0), "P": (1, -1.0), "S": (2, 1.0), "I": (2, -1.0)}
+    affine = np.eye(4)
+    shape = []
+    for column, code in enumerate(axis_codes):
+        world_axis, sign = directions[code]
+        size = voxel_mm[world_axis]
+        n = int(np.ceil(fov_mm[world_axis] / size))
+        affine[:3, column] = 0.0
+        affine[world_axis, column] = sign * size
+        shape.append(n)
+    corner = np.asarray(center_mm, float) - affine[:3, :3] @ ((np.asarray(shape) - 1) / 2.0)
+    affine[:3, 3] = corner
+    return affine, (shape[0], shape[1], shape[2])
