@@ -1,0 +1,283 @@
+"""MRI cohorts as the training engine sees them: MONAI transforms, cached datasets, `build_mri_data`.
+
+The transforms follow the ML4H paper (Liu et al. 2019) and its official code: load, channel first,
+RAS orientation, per-volume min-max to [0, 1], then for training a Gaussian blur with one σ ~ U(0, 1)
+for all three axes on the whole volume followed by a random 96³ crop; evaluation takes the centre
+crop. Everything before the first random transform is cached (in RAM or on disk), so only the first
+epoch reads NIfTI files.
+
+Order of operations in `build_mri_data`: validate the manifest → split participants (or read
+data.mri.splits) → inject label noise, if configured, into the train and validation scans (the
+validation set is noisy, as in the paper; test labels are left as given) → one dataset per split,
+each re-indexed 0..N-1 (the index the ELR targets are stored by).
+
+Public names: `MRIScans`, `RandIsotropicGaussianSmoothd`, `mri_transforms`, `build_mri_data`,
+`build_mri_eval_dataset`, `participants_by_split`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from monai.data import CacheDataset, Dataset as MonaiDataset, PersistentDataset
+from monai.data.meta_tensor import MetaTensor
+from monai.transforms import (
+    CenterSpatialCropd,
+    Compose,
+    EnsureChannelFirstd,
+    GaussianSmooth,
+    LoadImaged,
+    MapTransform,
+    Orientationd,
+    RandFlipd,
+    RandomizableTransform,
+    RandSpatialCropd,
+    ScaleIntensityd,
+    SpatialPadd,
+)
+from torch.utils.data import Dataset, get_worker_info
+
+from elr_mri.config import DataConfig
+from elr_mri.data.cohort import IMAGE_COLUMN, label_indices, load_manifest
+from elr_mri.data.images import NoisyImageData
+from elr_mri.data.noise import apply_noise_config
+from elr_mri.data.splits import check_no_leakage, load_splits, split_participants
+
+__all__ = [
+    "MRIScans",
+    "RandIsotropicGaussianSmoothd",
+    "mri_transforms",
+    "build_mri_data",
+    "build_mri_eval_dataset",
+    "participants_by_split",
+]
+
+LEFT_RIGHT_AXIS = 0  # in RAS orientation; the only axis along which a brain is (roughly) symmetric
+FLIP_PROBABILITY = 0.5
+
+
+class RandIsotropicGaussianSmoothd(RandomizableTransform, MapTransform):
+    """Gaussian blur with one σ ~ U(0, sigma_max) for every axis, the paper's augmentation.
+
+    MONAI's RandGaussianSmoothd draws σ per axis independently; the official code blurs with a
+    single σ (scipy's gaussian_filter), which this keeps. σ = 0 leaves the volume unchanged.
+    """
+
+    def __init__(self, keys: str | Sequence[str], sigma_max: float) -> None:
+        MapTransform.__init__(self, keys)
+        RandomizableTransform.__init__(self, prob=1.0)
+        if sigma_max < 0:
+            raise ValueError(f"sigma_max must be non-negative, got {sigma_max}")
+        self.sigma_max = sigma_max
+        self.sigma = 0.0
+
+    def randomize(self, data: object = None) -> None:
+        super().randomize(None)
+        self.sigma = float(self.R.uniform(0.0, self.sigma_max))
+
+    def __call__(self, data: dict) -> dict:
+        self.randomize()
+        out = dict(data)
+        for key in self.key_iterator(out):
+            out[key] = GaussianSmooth(sigma=self.sigma)(out[key])
+        return out
+
+
+def mri_transforms(crop_size: Sequence[int], train: bool, blur_sigma_max: float = 1.0, flip: bool = False) -> Compose:
+    """The dictionary transforms of one split; MONAI caches everything before the first random one.
+
+    Volumes smaller than `crop_size` are zero-padded (after min-max, so padding is background).
+    """
+    crop = [int(s) for s in crop_size]
+    steps: list = [
+        LoadImaged("image", reader="NibabelReader", image_only=True),
+        EnsureChannelFirstd("image"),
+        Orientationd("image", axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S"))),
+        ScaleIntensityd("image", minv=0.0, maxv=1.0),
+        SpatialPadd("image", spatial_size=crop),
+    ]
+    if not train:
+        return Compose(steps + [CenterSpatialCropd("image", roi_size=crop)])
+    if blur_sigma_max > 0:
+        steps.append(RandIsotropicGaussianSmoothd("image", blur_sigma_max))
+    steps.append(RandSpatialCropd("image", roi_size=crop, random_size=False))
+    if flip:
+        steps.append(RandFlipd("image", prob=FLIP_PROBABILITY, spatial_axis=LEFT_RIGHT_AXIS))
+    return Compose(steps)
+
+
+class MRIScans(Dataset):
+    """The scans of one split. Items: {"image": float32 (1, D, H, W), "label": int, "index": int, "age": float}.
+
+    `frame` holds the manifest rows in dataset order (participant_id, session_id, split, ...), so
+    index i of predictions or ELR targets belongs to `frame.iloc[i]`. Age is NaN when unknown.
+    `cache_tag` names the settings of the cached (deterministic) steps, e.g. the crop size, so a
+    disk cache made with other settings is not reused.
+    """
+
+    def __init__(
+        self,
+        frame: pd.DataFrame,
+        labels: np.ndarray,
+        transform: Compose,
+        cache: str = "memory",
+        cache_dir: str | Path | None = None,
+        num_workers: int = 0,
+        cache_tag: str = "",
+    ) -> None:
+        self.frame = frame.reset_index(drop=True)
+        self.labels = np.asarray(labels, dtype=np.int64)
+        if len(self.labels) != len(self.frame):
+            raise ValueError(f"{len(self.labels)} labels for {len(self.frame)} scans")
+        self.ages = self.frame["age"].to_numpy(dtype=np.float64)
+        self.transform = transform
+        records = [{"image": path, "cache_key": _cache_key(path, cache_tag)} for path in self.frame[IMAGE_COLUMN]]
+        self.volumes = _monai_dataset(records, transform, cache, cache_dir, num_workers)
+        self._seed: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> dict:
+        self._seed_random_transforms()
+        image = self.volumes[index]["image"]
+        image = image.as_tensor() if isinstance(image, MetaTensor) else torch.as_tensor(image)
+        return {
+            "image": image.to(torch.float32).contiguous(),
+            "label": int(self.labels[index]),
+            "index": index,
+            "age": float(self.ages[index]),
+        }
+
+    def _seed_random_transforms(self) -> None:
+        """Give each DataLoader worker (and each epoch's workers) its own augmentation stream.
+
+        MONAI transforms carry a NumPy RandomState that worker processes would otherwise all copy;
+        torch gives every worker a distinct seed, and the main process the run's seed.
+        """
+        worker = get_worker_info()
+        seed = (worker.seed if worker is not None else torch.initial_seed()) % 2**32
+        if seed != self._seed:
+            self.transform.set_random_state(seed=seed)
+            self._seed = seed
+
+
+def build_mri_data(cfg: DataConfig, require_age: bool = False) -> NoisyImageData:
+    """Train / val / test datasets of the cohort in `cfg.mri.manifest` (see the module docstring).
+
+    `require_age`: refuse scans without an age (pass the model's `use_age`). Labels are noisy only
+    as given unless `cfg.noise.mode` injects more; a `true_diagnosis` column (simulated cohorts)
+    supplies `train_clean_labels`.
+    """
+    mri = cfg.mri
+    if not mri.manifest:
+        raise ValueError("data.mri.manifest must name the cohort's manifest CSV when data.name is mri")
+    classes = list(mri.classes)
+    frame = load_manifest(mri.manifest, classes, require_age=require_age)
+    if mri.splits:
+        split = load_splits(mri.splits, frame["participant_id"])
+    else:
+        split = split_participants(frame, mri.test_fraction, cfg.val_fraction, cfg.split_seed)
+    frame["split"] = frame["participant_id"].map(split)
+
+    given = label_indices(frame["diagnosis"], classes)
+    noisy = given.copy()
+    pool = np.flatnonzero(frame["split"] != "test")
+    if cfg.noise.mode != "none":
+        noisy[pool] = apply_noise_config(cfg.noise, given[pool], len(classes))
+    if "true_diagnosis" in frame.columns:
+        clean: np.ndarray | None = label_indices(frame["true_diagnosis"], classes)
+    else:
+        clean = given if cfg.noise.mode != "none" else None
+
+    rows = {name: np.flatnonzero(frame["split"] == name) for name in ("train", "val", "test")}
+    rows["train"] = _subset(rows["train"], cfg.train_subset, cfg.split_seed, "data.train_subset")
+    rows["test"] = _subset(rows["test"], cfg.test_subset, cfg.split_seed, "data.test_subset")
+    if not len(rows["train"]):
+        raise ValueError(f"{mri.manifest}: no training scans after splitting; the cohort is too small")
+
+    def scans(name: str, train: bool) -> MRIScans | None:
+        if not len(rows[name]):
+            return None
+        transform = mri_transforms(mri.crop_size, train, mri.blur_sigma_max, mri.flip)
+        return MRIScans(frame.iloc[rows[name]], noisy[rows[name]], transform, mri.cache, mri.cache_dir,
+                        cfg.num_workers, cache_tag=_cache_tag(mri.crop_size, train))
+
+    return NoisyImageData(
+        train=scans("train", train=cfg.augment),
+        val=scans("val", train=False),
+        test=scans("test", train=False),
+        num_classes=len(classes),
+        input_shape=(1, *(int(s) for s in mri.crop_size)),
+        train_labels=noisy[rows["train"]],
+        train_clean_labels=None if clean is None else clean[rows["train"]],
+        class_names=classes,
+    )
+
+
+def build_mri_eval_dataset(
+    manifest: str | Path, cfg: DataConfig, training_participants: Iterable[str], require_age: bool = False
+) -> tuple[MRIScans, list[str]]:
+    """A holdout cohort (e.g. NACC) for evaluation, refused if it shares participants with training.
+
+    Returns the dataset and the overlap notes to print in the report (non-empty only when
+    `cfg.mri.allow_participant_overlap` let an overlap through).
+    """
+    mri = cfg.mri
+    frame = load_manifest(manifest, mri.classes, require_age=require_age)
+    notes = check_no_leakage(
+        {"training": training_participants, "holdout": frame["participant_id"]},
+        allow=mri.allow_participant_overlap,
+        source=str(manifest),
+    )
+    transform = mri_transforms(mri.crop_size, train=False)
+    dataset = MRIScans(frame.assign(split="holdout"), label_indices(frame["diagnosis"], mri.classes), transform,
+                       mri.cache, mri.cache_dir, cfg.num_workers, cache_tag=_cache_tag(mri.crop_size, train=False))
+    return dataset, notes
+
+
+def participants_by_split(data: NoisyImageData) -> pd.DataFrame:
+    """participant_id,split of an MRI run: save it as the run's splits.csv, read back by `load_splits`."""
+    frames = [d.frame for d in (data.train, data.val, data.test) if isinstance(d, MRIScans)]
+    table = pd.concat(frames)[["participant_id", "split"]]
+    return table.drop_duplicates().reset_index(drop=True)
+
+
+def _monai_dataset(
+    records: list[dict], transform: Compose, cache: str, cache_dir: str | Path | None, num_workers: int
+) -> MonaiDataset:
+    if cache == "memory":
+        return CacheDataset(records, transform, num_workers=max(1, num_workers), progress=len(records) > 100)
+    if cache == "disk":
+        if cache_dir is None:
+            raise ValueError("data.mri.cache: disk needs data.mri.cache_dir, a folder for the cached volumes")
+        return PersistentDataset(records, transform, cache_dir=cache_dir)
+    if cache == "none":
+        return MonaiDataset(records, transform)
+    raise ValueError(f"data.mri.cache = {cache!r} is not one of none, memory, disk")
+
+
+def _cache_key(path: str, tag: str) -> str:
+    """What the disk cache is keyed by besides the path: file size, mtime and the cached steps' settings.
+
+    A re-preprocessed volume or a changed crop size must not be served from a stale cache.
+    """
+    stat = Path(path).stat()
+    return f"{stat.st_size}-{stat.st_mtime_ns}-{tag}"
+
+
+def _cache_tag(crop_size: Sequence[int], train: bool) -> str:
+    return f"{'train' if train else 'eval'}-crop{'x'.join(str(int(s)) for s in crop_size)}"
+
+
+def _subset(rows: np.ndarray, size: int | None, seed: int, key: str) -> np.ndarray:
+    """`size` rows drawn at random (CPU smoke runs), kept in manifest order."""
+    if size is None:
+        return rows
+    if not 0 < size <= len(rows):
+        raise ValueError(f"{key} = {size} must lie in [1, {len(rows)}], the size of the split")
+    return np.sort(np.random.default_rng(seed).choice(rows, size=size, replace=False))

@@ -1,0 +1,220 @@
+"""MONAI transforms and datasets for MRI cohorts, and `build_mri_data` against the NoisyImageData contract."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from monai.transforms import GaussianSmooth
+from torch.utils.data import DataLoader
+
+from elr_mri.config import DataConfig, MRIDataConfig, NoiseConfig
+from elr_mri.data.mri import (
+    MRIScans,
+    RandIsotropicGaussianSmoothd,
+    build_mri_data,
+    build_mri_eval_dataset,
+    mri_transforms,
+    participants_by_split,
+)
+from elr_mri.data.splits import LeakageError, load_splits
+
+CLASSES = ["CN", "MCI", "AD"]
+SHAPE = (32, 32, 32)
+CROP = [16, 16, 16]
+
+
+def write_volume(path: Path, data: np.ndarray, affine: np.ndarray | None = None) -> Path:
+    nib.save(nib.Nifti1Image(data.astype(np.float32), np.diag([1.5, 1.5, 1.5, 1.0]) if affine is None else affine), path)
+    return path
+
+
+def make_cohort(tmp_path: Path, participants: int = 12, scans: int = 2, **columns) -> Path:
+    """A manifest of `participants` × `scans` random 32³ volumes, diagnoses cycling CN, MCI, AD."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for p in range(participants):
+        for s in range(scans):
+            name = f"sub-{p:02d}_ses-{s}.nii.gz"
+            write_volume(tmp_path / name, rng.random(SHAPE) * 100 + p)
+            rows.append({"participant_id": f"sub-{p:02d}", "session_id": f"ses-{s}", "path": name,
+                         "diagnosis": CLASSES[p % 3], "age": 70.0 + p + s, "sex": "F" if p % 2 else "M"})
+    frame = pd.DataFrame(rows)
+    for name, values in columns.items():
+        frame[name] = values
+    path = tmp_path / "manifest.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def config(manifest: Path, **mri) -> DataConfig:
+    return DataConfig(name="mri", val_fraction=0.25, mri=MRIDataConfig(
+        manifest=str(manifest), test_fraction=0.25, **{"cache": "none", "crop_size": CROP, **mri}))
+
+
+# --- transforms --------------------------------------------------------------------------------------
+
+def test_eval_transform_reorients_to_ras_scales_and_centre_crops(tmp_path):
+    data = np.random.default_rng(1).random((20, 24, 18)) * 50 + 10
+    flipped_x = np.diag([-1.5, 1.5, 1.5, 1.0])  # stored left-to-right reversed (LAS)
+    path = write_volume(tmp_path / "v.nii.gz", data, flipped_x)
+    out = mri_transforms([10, 12, 8], train=False)({"image": str(path)})["image"]
+    ras = data[::-1]
+    expected = (ras - ras.min()) / (ras.max() - ras.min())
+    expected = expected[5:15, 6:18, 5:13]
+    assert out.shape == (1, 10, 12, 8)
+    np.testing.assert_allclose(out[0].numpy(), expected, atol=1e-5)
+
+
+def test_small_volumes_are_padded_to_the_crop(tmp_path):
+    path = write_volume(tmp_path / "v.nii.gz", np.ones((10, 12, 8)) + np.arange(8))
+    out = mri_transforms([16, 16, 16], train=False)({"image": str(path)})["image"]
+    assert out.shape == (1, 16, 16, 16) and out.min() == 0.0
+
+
+def test_train_crop_without_blur_is_a_window_of_the_scaled_volume(tmp_path):
+    data = np.random.default_rng(2).random(SHAPE)
+    path = write_volume(tmp_path / "v.nii.gz", data)
+    transform = mri_transforms(CROP, train=True, blur_sigma_max=0.0)
+    transform.set_random_state(seed=0)
+    scaled = (data - data.min()) / (data.max() - data.min())
+    corners = set()
+    for _ in range(5):
+        out = transform({"image": str(path)})["image"][0].numpy()
+        matches = [
+            (i, j, k)
+            for i in range(17) for j in range(17) for k in range(17)
+            if abs(scaled[i, j, k] - out[0, 0, 0]) < 1e-6 and np.allclose(scaled[i:i + 16, j:j + 16, k:k + 16], out, atol=1e-6)
+        ]
+        assert len(matches) == 1
+        corners.add(matches[0])
+    assert len(corners) > 1  # the crop moves
+
+
+def test_isotropic_blur_uses_one_sigma_drawn_uniformly():
+    volume = torch.rand(1, 24, 24, 24)
+    blur = RandIsotropicGaussianSmoothd("image", sigma_max=1.0)
+    blur.set_random_state(seed=0)
+    out = blur({"image": volume})["image"]
+    assert torch.allclose(out, GaussianSmooth(sigma=blur.sigma)(volume))  # the same σ on every axis
+    sigmas = []
+    for _ in range(300):
+        blur.randomize()
+        sigmas.append(blur.sigma)
+    assert 0.0 <= min(sigmas) and max(sigmas) <= 1.0
+    assert abs(np.mean(sigmas) - 0.5) < 0.06 and np.std(sigmas) > 0.25  # U(0, 1): mean 0.5, sd 0.29
+    strong = RandIsotropicGaussianSmoothd("image", sigma_max=3.0)
+    strong.set_random_state(seed=1)
+    assert strong({"image": volume})["image"].std() < volume.std()  # blurring noise lowers its variance
+
+
+# --- datasets and build_mri_data ---------------------------------------------------------------------
+
+def test_build_mri_data_contract(tmp_path):
+    data = build_mri_data(config(make_cohort(tmp_path)))
+    assert (data.num_classes, data.input_shape, data.class_names) == (3, (1, 16, 16, 16), CLASSES)
+    assert data.train_clean_labels is None  # real cohort, no injected noise: the truth is unknown
+    assert len(data.train) + len(data.val) + len(data.test) == 24
+    groups = {name: set(d.frame["participant_id"]) for name, d in (("train", data.train), ("val", data.val), ("test", data.test))}
+    assert not (groups["train"] & groups["val"] or groups["train"] & groups["test"] or groups["val"] & groups["test"])
+    for position in range(len(data.train)):
+        item = data.train[position]
+        row = data.train.frame.iloc[position]
+        assert item["index"] == position and item["label"] == data.train_labels[position]
+        assert item["label"] == CLASSES.index(row["diagnosis"])
+        assert item["age"] == row["age"] and isinstance(item["age"], float)
+        assert item["image"].dtype == torch.float32 and item["image"].shape == (1, 16, 16, 16)
+        assert type(item["image"]) is torch.Tensor
+        assert 0.0 <= item["image"].min() and item["image"].max() <= 1.0
+    batch = next(iter(DataLoader(data.val, batch_size=2)))
+    assert batch["age"].shape == (2,) and batch["image"].shape == (2, 1, 16, 16, 16)
+
+
+def test_splits_csv_and_round_trip(tmp_path):
+    manifest = make_cohort(tmp_path, participants=6)
+    first = build_mri_data(config(manifest))
+    table = participants_by_split(first)
+    splits = tmp_path / "splits.csv"
+    table.to_csv(splits, index=False)
+    assert load_splits(splits, table["participant_id"]).to_dict() == dict(zip(table["participant_id"], table["split"]))
+    pd.DataFrame({"participant_id": [f"sub-{p:02d}" for p in range(6)],
+                  "split": ["train", "train", "train", "train", "val", "test"]}).to_csv(splits, index=False)
+    data = build_mri_data(config(manifest, splits=str(splits)))
+    assert set(data.test.frame["participant_id"]) == {"sub-05"} and len(data.train) == 8
+
+
+def test_true_diagnosis_column_gives_clean_labels(tmp_path):
+    truth = [CLASSES[(p // 2) % 3] for p in range(24)]  # per scan; differs from the given diagnosis for some
+    data = build_mri_data(config(make_cohort(tmp_path, true_diagnosis=truth)))
+    expected = [CLASSES.index(t) for t in data.train.frame["true_diagnosis"]]
+    assert data.train_clean_labels.tolist() == expected
+    assert data.train_labels.tolist() == [CLASSES.index(d) for d in data.train.frame["diagnosis"]]
+
+
+def test_injected_noise_reaches_train_and_val_not_test(tmp_path):
+    cfg = config(make_cohort(tmp_path, participants=30))
+    cfg.noise = NoiseConfig(mode="symmetric_exclusive", rate=0.5, seed=0)
+    data = build_mri_data(cfg)
+    given = np.array([CLASSES.index(d) for d in data.train.frame["diagnosis"]])
+    assert np.array_equal(data.train_clean_labels, given)
+    assert 0.3 < (data.train_labels != given).mean() < 0.7
+    val_given = np.array([CLASSES.index(d) for d in data.val.frame["diagnosis"]])
+    assert (data.val.labels != val_given).any()
+    test_given = np.array([CLASSES.index(d) for d in data.test.frame["diagnosis"]])
+    assert np.array_equal(data.test.labels, test_given)
+
+
+def test_memory_cache_serves_volumes_without_rereading(tmp_path):
+    data = build_mri_data(config(make_cohort(tmp_path), cache="memory"))
+    before = data.val[0]["image"].clone()
+    for nifti in tmp_path.glob("*.nii.gz"):
+        nifti.unlink()
+    assert torch.equal(data.val[0]["image"], before)
+    assert data.train[0]["image"].shape == (1, 16, 16, 16)  # random steps still run on the cached volume
+
+
+def test_disk_cache_is_keyed_by_settings(tmp_path):
+    manifest = make_cohort(tmp_path)
+    cache = tmp_path / "cache"
+    data = build_mri_data(config(manifest, cache="disk", cache_dir=str(cache)))
+    expected = data.val[0]["image"].clone()
+    written = len(list(cache.glob("*.pt")))
+    assert written == 1
+    assert torch.equal(build_mri_data(config(manifest, cache="disk", cache_dir=str(cache))).val[0]["image"], expected)
+    assert len(list(cache.glob("*.pt"))) == written  # served from the cache
+    build_mri_data(config(manifest, cache="disk", cache_dir=str(cache), crop_size=[8, 8, 8])).val[0]
+    assert len(list(cache.glob("*.pt"))) == written + 1  # another crop size is another entry
+    with pytest.raises(ValueError, match="cache_dir"):
+        build_mri_data(config(manifest, cache="disk"))
+
+
+def test_dataloader_workers_draw_different_crops(tmp_path):
+    path = write_volume(tmp_path / "v.nii.gz", np.random.default_rng(3).random(SHAPE))
+    frame = pd.DataFrame({"participant_id": ["a", "b"], "session_id": ["1", "1"], "image_path": [str(path)] * 2,
+                          "age": [70.0, 71.0]})
+    scans = MRIScans(frame, np.array([0, 1]), mri_transforms(CROP, train=True, blur_sigma_max=0.0), cache="none")
+    torch.manual_seed(0)
+    first, second = DataLoader(scans, batch_size=1, num_workers=2)
+    assert not torch.equal(first["image"], second["image"])  # same volume, same step, different workers
+
+
+def test_holdout_sharing_participants_is_refused_unless_allowed(tmp_path):
+    manifest = make_cohort(tmp_path, participants=3, scans=1)
+    cfg = config(manifest)
+    with pytest.raises(LeakageError, match="in both training and holdout"):
+        build_mri_eval_dataset(manifest, cfg, training_participants=["sub-01", "x"])
+    cfg.mri.allow_participant_overlap = True
+    holdout, notes = build_mri_eval_dataset(manifest, cfg, training_participants=["sub-01"])
+    assert len(notes) == 1 and "sub-01" in notes[0]
+    assert len(holdout) == 3 and holdout[2]["label"] == 2 and holdout[0]["image"].shape == (1, 16, 16, 16)
+    clean, notes = build_mri_eval_dataset(manifest, config(manifest), training_participants=["other"])
+    assert notes == [] and (clean.frame["split"] == "holdout").all()
+
+
+def test_missing_manifest_setting_is_explained():
+    with pytest.raises(ValueError, match="data.mri.manifest"):
+        build_mri_data(DataConfig(name="mri"))
