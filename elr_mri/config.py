@@ -104,6 +104,7 @@ class LossConfig:
     name: Literal["ce", "gce", "sce", "elr", "elr_plus"] = "ce"
     lam: float = 3.0  # ELR λ
     beta: float = 0.7  # ELR temporal-ensembling momentum β
+    targets_dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # half the memory for huge tables
     gce_q: float = 0.7
     sce_alpha: float = 0.1
     sce_beta: float = 1.0

@@ -138,3 +138,16 @@ def test_elr_plus_label_reweighting_uses_targets() -> None:
     weights = torch.tensor([[0.9, 0.1], [0.2, 0.8]], dtype=torch.float64)  # labels ∝ 0.5·t
     expected = -(weights * F.log_softmax(logits, dim=1)).sum(1).mean()
     assert loss.item() == pytest.approx(expected.item(), rel=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_target_table_tracks_the_float32_one(dtype: torch.dtype) -> None:
+    torch.manual_seed(0)
+    exact, half = ELRLoss(50, 10), ELRLoss(50, 10, targets_dtype=dtype)
+    for _ in range(30):
+        logits, labels, index = torch.randn(16, 10), torch.randint(0, 10, (16,)), torch.randperm(50)[:16]
+        loss_exact, loss_half = exact(logits, labels, index), half(logits, labels, index)
+        assert loss_half.dtype == torch.float32
+    assert half.targets.dtype == dtype and half.state_dict()["targets"].dtype == dtype
+    torch.testing.assert_close(half.targets.float(), exact.targets, atol=1e-2, rtol=0)
+    assert loss_half.item() == pytest.approx(loss_exact.item(), abs=2e-2)

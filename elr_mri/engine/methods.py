@@ -16,7 +16,7 @@ from torch import nn
 
 from elr_mri.config import RunConfig
 from elr_mri.distributed import DistContext, share_of_global_batch
-from elr_mri.losses import ELRPlusLoss, build_loss, sigmoid_rampup
+from elr_mri.losses import ELRPlusLoss, build_loss, sigmoid_rampup, targets_dtype
 from elr_mri.models import build_model
 
 __all__ = ["Method", "SingleNetwork", "ELRPlusPair", "build_method", "build_optimizer"]
@@ -143,7 +143,8 @@ class ELRPlusPair:
         self.trained = [_data_parallel(net, dist, device) for net in self.nets]
         self.losses = [
             ELRPlusLoss(num_examples, num_classes, lam=cfg.loss.lam, beta=cfg.loss.beta,
-                        coef_step=self.cfg.coef_step, reweight_labels=self.cfg.reweight_labels).to(device)
+                        coef_step=self.cfg.coef_step, reweight_labels=self.cfg.reweight_labels,
+                        targets_dtype=targets_dtype(cfg.loss)).to(device)
             for _ in range(2)
         ]
         self.optimizers = [build_optimizer(cfg, net) for net in self.nets]
@@ -199,7 +200,7 @@ class ELRPlusPair:
         return (probs[0] + probs[1]) / 2
 
     def targets(self) -> torch.Tensor:
-        return (self.losses[0].targets + self.losses[1].targets) / 2
+        return (self.losses[0].targets.float() + self.losses[1].targets.float()) / 2
 
     def set_lr(self, lr: float) -> None:
         for optimizer in self.optimizers:

@@ -66,8 +66,10 @@ def train(cfg: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
                       total=cfg.train.epochs):
         lr = lr_at(epoch, cfg)
         method.set_lr(lr)
+        epoch_started = time.perf_counter()
         train_loss = _train_epoch(method, data, cfg, epoch, tracker, dist, show_progress)
-        row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss}
+        row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss,
+                               "epoch_seconds": round(time.perf_counter() - epoch_started, 3)}
         pred = tracker.predictions()
         row["train_acc_given"] = float((pred == data.train_labels).mean())
         row["val_acc"] = evaluate_accuracy(method, data.val, cfg.train.eval_batch_size)
@@ -224,6 +226,7 @@ def _finish(out_dir: Path, cfg: RunConfig, data: NoisyImageData, method: Method,
     summary: dict[str, Any] = {
         "loss": cfg.loss.name,
         "epochs": int(metrics["epoch"].max()),
+        "train_examples": len(data.train),
         "selection_rule": SELECTION_RULES[cfg.train.select],
         "best_epoch": int(best["epoch"]),
         "val_acc_at_best": float(best["val_acc"]),

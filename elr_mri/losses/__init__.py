@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from elr_mri.config import LossConfig
@@ -9,7 +10,9 @@ from elr_mri.losses.baselines import CrossEntropy, GCELoss, SCELoss
 from elr_mri.losses.elr import ELRLoss
 from elr_mri.losses.elr_plus import ELRPlusLoss, sigmoid_rampup
 
-__all__ = ["CrossEntropy", "GCELoss", "SCELoss", "ELRLoss", "ELRPlusLoss", "sigmoid_rampup", "build_loss"]
+__all__ = [
+    "CrossEntropy", "GCELoss", "SCELoss", "ELRLoss", "ELRPlusLoss", "sigmoid_rampup", "build_loss", "targets_dtype",
+]
 
 
 def build_loss(cfg: LossConfig, num_examples: int, num_classes: int) -> nn.Module:
@@ -21,5 +24,10 @@ def build_loss(cfg: LossConfig, num_examples: int, num_classes: int) -> nn.Modul
     if cfg.name == "sce":
         return SCELoss(num_classes, alpha=cfg.sce_alpha, beta=cfg.sce_beta)
     if cfg.name == "elr":
-        return ELRLoss(num_examples, num_classes, lam=cfg.lam, beta=cfg.beta)
+        return ELRLoss(num_examples, num_classes, lam=cfg.lam, beta=cfg.beta, targets_dtype=targets_dtype(cfg))
     raise ValueError(f"loss {cfg.name!r} is not a single-network loss")
+
+
+def targets_dtype(cfg: LossConfig) -> torch.dtype:
+    """Storage type of the ELR target table (`loss.targets_dtype`)."""
+    return getattr(torch, cfg.targets_dtype)

@@ -28,9 +28,13 @@ def update_targets(targets: torch.Tensor, index: torch.Tensor, probs: torch.Tens
 
     Under data parallelism the rows of the whole global batch are gathered first, so every
     process updates every visited example once with its own prediction and the tables agree.
+    The arithmetic runs in at least float32 whatever the table's storage type (bf16/fp16 halve
+    the memory of a large table).
     """
-    index, p_hat = gather_rows(index, probs.detach().to(targets.dtype))
-    targets[index] = beta * targets[index] + (1.0 - beta) * p_hat / p_hat.sum(dim=1, keepdim=True)
+    work_dtype = torch.promote_types(targets.dtype, torch.float32)
+    index, p_hat = gather_rows(index, probs.detach().to(work_dtype))
+    updated = beta * targets[index].to(work_dtype) + (1.0 - beta) * p_hat / p_hat.sum(dim=1, keepdim=True)
+    targets[index] = updated.to(targets.dtype)
 
 
 def elr_regularizer(probs: torch.Tensor, batch_targets: torch.Tensor) -> torch.Tensor:
@@ -47,7 +51,8 @@ class ELRLoss(nn.Module):
     expected.
     """
 
-    def __init__(self, num_examples: int, num_classes: int, lam: float = 3.0, beta: float = 0.7) -> None:
+    def __init__(self, num_examples: int, num_classes: int, lam: float = 3.0, beta: float = 0.7,
+                 targets_dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
         if num_examples <= 0 or num_classes <= 1:
             raise ValueError(f"ELRLoss needs num_examples > 0 and num_classes > 1, got {num_examples}, {num_classes}")
@@ -56,7 +61,7 @@ class ELRLoss(nn.Module):
         self.num_classes = num_classes
         self.lam = lam
         self.beta = beta
-        self.register_buffer("targets", torch.zeros(num_examples, num_classes))
+        self.register_buffer("targets", torch.zeros(num_examples, num_classes, dtype=targets_dtype))
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         logits = at_least_fp32(logits)

@@ -44,6 +44,7 @@ class ELRPlusLoss(nn.Module):
         beta: float = 0.7,
         coef_step: int = 0,
         reweight_labels: bool = False,
+        targets_dtype: torch.dtype = torch.float32,
     ) -> None:
         super().__init__()
         if not 0.0 <= beta < 1.0:
@@ -53,7 +54,7 @@ class ELRPlusLoss(nn.Module):
         self.beta = beta
         self.coef_step = coef_step
         self.reweight_labels = reweight_labels
-        self.register_buffer("targets", torch.zeros(num_examples, num_classes))
+        self.register_buffer("targets", torch.zeros(num_examples, num_classes, dtype=targets_dtype))
 
     @torch.no_grad()
     def update_targets(self, index: torch.Tensor, other_ema_logits: torch.Tensor) -> None:
@@ -69,7 +70,7 @@ class ELRPlusLoss(nn.Module):
         step: int,
     ) -> torch.Tensor:
         logits = at_least_fp32(logits)
-        batch_targets = self.targets[index]
+        batch_targets = self.targets[index].to(logits.dtype)
         mixed_targets = mix_lam * batch_targets + (1.0 - mix_lam) * batch_targets[perm]
         labels = mixed_labels
         if self.reweight_labels:

@@ -21,12 +21,31 @@ def _resnet50(input_shape: tuple[int, ...], num_classes: int, cfg: ModelConfig) 
     return resnet50(spatial_dims=2, n_input_channels=input_shape[0], num_classes=num_classes)
 
 
+def _widened_cnn3d(input_shape: tuple[int, ...], num_classes: int, cfg: ModelConfig) -> nn.Module:
+    from elr_mri.models.widened_cnn import WidenedCNN3D
+
+    return WidenedCNN3D(input_shape[0], num_classes, widening=cfg.widening, use_age=cfg.use_age,
+                        input_size=input_shape[1:])
+
+
+def _monai_3d(name: str) -> Callable[[tuple[int, ...], int, ModelConfig], nn.Module]:
+    def build(input_shape: tuple[int, ...], num_classes: int, cfg: ModelConfig) -> nn.Module:
+        from elr_mri.models.widened_cnn import monai_baseline
+
+        return monai_baseline(name, in_channels=input_shape[0], num_classes=num_classes)
+
+    return build
+
+
 _BUILDERS: dict[str, Callable[[tuple[int, ...], int, ModelConfig], nn.Module]] = {
     "mlp": lambda shape, n, cfg: MLP(shape, n, hidden=cfg.hidden),
     "small_cnn": lambda shape, n, cfg: SmallCNN(shape, n, hidden=cfg.hidden),
     "resnet34": lambda shape, n, cfg: resnet34(n, in_channels=shape[0]),
     "preact_resnet18": lambda shape, n, cfg: preact_resnet18(n, in_channels=shape[0]),
     "resnet50": _resnet50,
+    "widened_cnn3d": _widened_cnn3d,
+    "resnet18_3d": _monai_3d("resnet18"),
+    "densenet121_3d": _monai_3d("densenet121"),
 }
 MODEL_NAMES = tuple(sorted(_BUILDERS))
 
