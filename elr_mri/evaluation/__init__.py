@@ -1,0 +1,1 @@
+"""Evaluation of trained classifiers: metrics with participant-level bootstrap intervals."""

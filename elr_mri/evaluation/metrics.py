@@ -1,0 +1,237 @@
+"""Classification metrics with 95% intervals from a bootstrap over participants, not scans.
+
+Scans of one participant are strongly correlated: resampling scans as if they were independent
+makes intervals too narrow, more so the more follow-up visits a cohort has. The bootstrap here
+draws participants with replacement and takes all their scans, so a participant with ten scans
+counts as one draw (cluster bootstrap).
+
+Metrics (as DESIGN.md and the ML4H paper report them): accuracy, balanced accuracy, micro and
+macro one-vs-rest AUC on probabilities, per-class AUC, and the confusion matrix (counts, and per
+true class the share of each prediction, with intervals). `evaluate_predictions` gives them at
+scan level and at participant level (each participant's mean probability per given diagnosis).
+Pure NumPy and SciPy; AUCs use the rank formula, ties counted half, which equals scikit-learn's.
+
+Public names: `Interval`, `MetricsReport`, `point_metrics`, `bootstrap_metrics`,
+`participant_means`, `evaluate_predictions`, `roc_auc`, `confusion_counts`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+from scipy.stats import rankdata
+
+__all__ = [
+    "Interval",
+    "MetricsReport",
+    "point_metrics",
+    "bootstrap_metrics",
+    "participant_means",
+    "evaluate_predictions",
+    "roc_auc",
+    "confusion_counts",
+]
+
+N_BOOT = 1000
+CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A point estimate and its bootstrap percentile interval (NaN when undefined, e.g. AUC of one class)."""
+
+    estimate: float
+    low: float
+    high: float
+
+    def __str__(self) -> str:
+        return f"{100 * self.estimate:.1f} [{100 * self.low:.1f}, {100 * self.high:.1f}]"
+
+
+@dataclass
+class MetricsReport:
+    """All metrics of one evaluation level ("scan" or "participant")."""
+
+    level: str
+    class_names: list[str]
+    n_examples: int
+    n_participants: int
+    n_boot: int
+    metrics: dict[str, Interval]  # accuracy, balanced_accuracy, auc_micro, auc_macro, auc_<class>
+    confusion: np.ndarray  # counts, rows = given class, columns = predicted class
+    confusion_rate: dict[str, np.ndarray] = field(default_factory=dict)  # estimate / low / high, rows sum to 1
+
+    def rows(self) -> list[dict[str, object]]:
+        """One dict a metric (level, metric, estimate, low, high, n), ready for a CSV or a table."""
+        return [
+            {"level": self.level, "metric": name, "estimate": v.estimate, "low": v.low, "high": v.high,
+             "n": self.n_examples, "participants": self.n_participants}
+            for name, v in self.metrics.items()
+        ]
+
+
+def evaluate_predictions(
+    labels: Sequence[int],
+    proba: np.ndarray,
+    participants: Sequence[str],
+    class_names: Sequence[str],
+    n_boot: int = N_BOOT,
+    confidence: float = CONFIDENCE,
+    seed: int = 0,
+) -> dict[str, MetricsReport]:
+    """Scan-level and participant-level reports, both with intervals over participants."""
+    labels, proba, participants = _check(labels, proba, participants, len(class_names))
+    by_person = participant_means(labels, proba, participants)
+    return {
+        "scan": bootstrap_metrics(labels, proba, participants, class_names, n_boot, confidence, seed, "scan"),
+        "participant": bootstrap_metrics(*by_person, class_names, n_boot, confidence, seed, "participant"),
+    }
+
+
+def bootstrap_metrics(
+    labels: Sequence[int],
+    proba: np.ndarray,
+    participants: Sequence[str],
+    class_names: Sequence[str],
+    n_boot: int = N_BOOT,
+    confidence: float = CONFIDENCE,
+    seed: int = 0,
+    level: str = "scan",
+) -> MetricsReport:
+    """Point metrics and percentile intervals from `n_boot` resamples of participants.
+
+    A resample in which a metric is undefined (an AUC whose class was not drawn) is left out of
+    that metric's interval.
+    """
+    labels, proba, participants = _check(labels, proba, participants, len(class_names))
+    k = len(class_names)
+    names = _metric_names(k)
+    shown = names[: -k] + [f"auc_{name}" for name in class_names]  # per-class AUCs by class name: auc_AD
+    estimate = point_metrics(labels, proba, k)
+    point = np.array([estimate[n] for n in names])
+    draws = _participant_resamples(participants, n_boot, np.random.default_rng(seed))
+    boot = np.empty((n_boot, len(names)))
+    boot_rates = np.empty((n_boot, k, k))
+    for b, rows in enumerate(draws):
+        values = point_metrics(labels[rows], proba[rows], k)
+        boot[b] = [values[n] for n in names]
+        boot_rates[b] = _rates(confusion_counts(labels[rows], proba[rows].argmax(1), k))
+    tail = 100 * (1 - confidence) / 2
+    low, high = _percentiles(boot, tail), _percentiles(boot, 100 - tail)
+    counts = confusion_counts(labels, proba.argmax(1), k)
+    return MetricsReport(
+        level=level,
+        class_names=list(class_names),
+        n_examples=len(labels),
+        n_participants=len(np.unique(participants)),
+        n_boot=n_boot,
+        metrics={n: Interval(float(p), float(lo), float(hi)) for n, p, lo, hi in zip(shown, point, low, high)},
+        confusion=counts,
+        confusion_rate={"estimate": _rates(counts), "low": _percentiles(boot_rates, tail),
+                        "high": _percentiles(boot_rates, 100 - tail)},
+    )
+
+
+def point_metrics(labels: np.ndarray, proba: np.ndarray, num_classes: int) -> dict[str, float]:
+    """accuracy, balanced_accuracy, auc_micro, auc_macro and auc_<k> for class index k."""
+    labels = np.asarray(labels)
+    proba = np.asarray(proba, dtype=np.float64)
+    counts = confusion_counts(labels, proba.argmax(1), num_classes)
+    support = counts.sum(1)
+    recall = np.diag(counts)[support > 0] / support[support > 0]
+    onehot = labels[:, None] == np.arange(num_classes)[None, :]
+    per_class = [roc_auc(onehot[:, c], proba[:, c]) for c in range(num_classes)]
+    values = {
+        "accuracy": float(np.trace(counts) / max(len(labels), 1)),
+        "balanced_accuracy": float(recall.mean()) if recall.size else float("nan"),
+        "auc_micro": roc_auc(onehot.ravel(), proba.ravel()),
+        "auc_macro": float(np.mean(per_class)),  # NaN if any class is absent, as scikit-learn refuses it
+    }
+    values.update({f"auc_{c}": a for c, a in enumerate(per_class)})
+    return values
+
+
+def roc_auc(truth: np.ndarray, score: np.ndarray) -> float:
+    """Area under the ROC curve by the rank (Mann-Whitney) formula; NaN without both classes."""
+    truth = np.asarray(truth, dtype=bool)
+    positives, negatives = int(truth.sum()), int((~truth).sum())
+    if positives == 0 or negatives == 0:
+        return float("nan")
+    ranks = rankdata(score)
+    return float((ranks[truth].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+def confusion_counts(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
+    """counts[i, j] = examples of class i predicted as j."""
+    counts = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(counts, (np.asarray(labels), np.asarray(predictions)), 1)
+    return counts
+
+
+def participant_means(
+    labels: np.ndarray, proba: np.ndarray, participants: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One example per (participant, given diagnosis): the mean probability of those scans.
+
+    A participant whose diagnosis changed between visits (a converter) keeps one example per
+    diagnosis rather than being forced into one label.
+    """
+    keys = np.array([f"{p}\x00{y}" for p, y in zip(participants, labels)])
+    unique, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    sums = np.zeros((len(unique), proba.shape[1]))
+    np.add.at(sums, inverse, proba)
+    means = sums / np.bincount(inverse)[:, None]
+    return labels[first], means, participants[first]
+
+
+def _metric_names(num_classes: int) -> list[str]:
+    """Keys of `point_metrics` in report order."""
+    return ["accuracy", "balanced_accuracy", "auc_micro", "auc_macro"] + [f"auc_{c}" for c in range(num_classes)]
+
+
+def _participant_resamples(participants: np.ndarray, n_boot: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Row indices of each resample: participants drawn with replacement, each bringing all its rows."""
+    _, codes = np.unique(participants, return_inverse=True)
+    order = np.argsort(codes, kind="stable")
+    sizes = np.bincount(codes)
+    starts = np.cumsum(sizes) - sizes
+    resamples = []
+    for _ in range(n_boot):
+        drawn = rng.integers(0, len(sizes), size=len(sizes))
+        lengths = sizes[drawn]
+        offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        resamples.append(order[np.repeat(starts[drawn], lengths) + offsets])
+    return resamples
+
+
+def _rates(counts: np.ndarray) -> np.ndarray:
+    support = counts.sum(1, keepdims=True)
+    return np.divide(counts, support, out=np.full(counts.shape, np.nan), where=support > 0)
+
+
+def _percentiles(values: np.ndarray, q: float) -> np.ndarray:
+    """Percentile over resamples (axis 0) ignoring undefined ones; NaN where none is defined."""
+    finite = np.isfinite(values)
+    out = np.full(values.shape[1:], np.nan)
+    defined = finite.any(0)
+    if defined.any():
+        with np.errstate(all="ignore"):
+            out[defined] = np.nanpercentile(values[:, defined], q, axis=0)
+    return out
+
+
+def _check(
+    labels: Sequence[int], proba: np.ndarray, participants: Sequence[str], num_classes: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    labels = np.asarray(labels, dtype=np.int64)
+    proba = np.asarray(proba, dtype=np.float64)
+    participants = np.asarray(participants).astype(str)
+    if proba.ndim != 2 or proba.shape[1] != num_classes:
+        raise ValueError(f"proba must have shape (n, {num_classes}), got {proba.shape}")
+    if not len(labels) == len(proba) == len(participants):
+        raise ValueError(f"{len(labels)} labels, {len(proba)} probability rows, {len(participants)} participants")
+    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"labels must lie in [0, {num_classes})")
+    return labels, proba, participants

@@ -1,0 +1,121 @@
+"""Metrics against scikit-learn, and a bootstrap that resamples participants rather than scans."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, roc_auc_score
+
+from elr_mri.evaluation.metrics import (
+    bootstrap_metrics,
+    confusion_counts,
+    evaluate_predictions,
+    participant_means,
+    point_metrics,
+    roc_auc,
+)
+
+CLASSES = ["CN", "MCI", "AD"]
+
+
+PALETTE = np.array([[0.6, 0.2, 0.2], [0.2, 0.6, 0.2], [0.2, 0.2, 0.6], [0.4, 0.4, 0.2], [0.2, 0.4, 0.4], [0.5, 0.3, 0.2]])
+
+
+def predictions(n: int, seed: int, signal: float = 0.6) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, n)
+    proba = rng.dirichlet([1.0, 1.0, 1.0], n)
+    proba[np.arange(n), labels] += signal * rng.random(n)
+    return labels, proba / proba.sum(1, keepdims=True)
+
+
+def tied_predictions(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Few distinct probability vectors, so scores tie often; the AUC must count ties as half."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, n)
+    rows = np.where(rng.random(n) < 0.5, labels, rng.integers(0, len(PALETTE), n))
+    return labels, PALETTE[rows]
+
+
+@pytest.mark.parametrize("make", [predictions, tied_predictions])
+def test_point_metrics_match_scikit_learn(make):
+    labels, proba = make(400, seed=1)
+    values = point_metrics(labels, proba, 3)
+    predicted = proba.argmax(1)
+    onehot = np.eye(3)[labels]
+    assert values["accuracy"] == pytest.approx(accuracy_score(labels, predicted))
+    assert values["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(labels, predicted))
+    assert values["auc_micro"] == pytest.approx(roc_auc_score(onehot, proba, average="micro"))
+    assert values["auc_macro"] == pytest.approx(roc_auc_score(labels, proba, multi_class="ovr", average="macro"))
+    for c in range(3):
+        assert values[f"auc_{c}"] == pytest.approx(roc_auc_score(labels == c, proba[:, c]))
+    np.testing.assert_array_equal(confusion_counts(labels, predicted, 3), confusion_matrix(labels, predicted, labels=[0, 1, 2]))
+
+
+def test_balanced_accuracy_ignores_classes_without_support_like_scikit_learn():
+    labels = np.array([0, 0, 1, 1])
+    proba = np.array([[0.9, 0.05, 0.05], [0.1, 0.1, 0.8], [0.2, 0.7, 0.1], [0.6, 0.3, 0.1]])
+    with pytest.warns(UserWarning):
+        expected = balanced_accuracy_score(labels, proba.argmax(1))
+    assert point_metrics(labels, proba, 3)["balanced_accuracy"] == pytest.approx(expected)
+    assert np.isnan(point_metrics(labels, proba, 3)["auc_2"]) and np.isnan(roc_auc([True, True], [0.1, 0.2]))
+
+
+def test_report_names_per_class_auc_and_brackets_the_estimate():
+    labels, proba = predictions(300, seed=2)
+    people = [f"P{i // 3}" for i in range(300)]
+    report = bootstrap_metrics(labels, proba, people, CLASSES, n_boot=300, seed=0)
+    assert list(report.metrics) == ["accuracy", "balanced_accuracy", "auc_micro", "auc_macro", "auc_CN", "auc_MCI", "auc_AD"]
+    for interval in report.metrics.values():
+        assert interval.low <= interval.estimate <= interval.high and interval.high - interval.low > 0.01
+    assert (report.n_examples, report.n_participants) == (300, 100)
+    rates = report.confusion_rate
+    np.testing.assert_allclose(rates["estimate"].sum(1), 1.0)
+    assert (rates["low"] <= rates["estimate"] + 1e-12).all() and (rates["estimate"] <= rates["high"] + 1e-12).all()
+    assert report.rows()[0]["metric"] == "accuracy" and report.rows()[0]["participants"] == 100
+
+
+def test_bootstrap_resamples_participants_not_scans():
+    labels, proba = predictions(60, seed=3)
+    one_scan_each = [f"P{i}" for i in range(60)]
+    single = bootstrap_metrics(labels, proba, one_scan_each, CLASSES, n_boot=400, seed=7)
+    # the same 60 participants, each now with 10 identical scans
+    repeated = bootstrap_metrics(np.repeat(labels, 10), np.repeat(proba, 10, axis=0), np.repeat(one_scan_each, 10),
+                                 CLASSES, n_boot=400, seed=7)
+    for name in ("accuracy", "auc_macro"):
+        assert repeated.metrics[name].estimate == pytest.approx(single.metrics[name].estimate)
+        assert repeated.metrics[name].low == pytest.approx(single.metrics[name].low)
+        assert repeated.metrics[name].high == pytest.approx(single.metrics[name].high)
+    # treating the 600 scans as independent would shrink the interval by about √10
+    naive = bootstrap_metrics(np.repeat(labels, 10), np.repeat(proba, 10, axis=0), [f"S{i}" for i in range(600)],
+                              CLASSES, n_boot=400, seed=7)
+    width = lambda r: r.metrics["accuracy"].high - r.metrics["accuracy"].low  # noqa: E731
+    assert width(naive) < 0.5 * width(repeated)
+
+
+def test_participant_level_averages_probabilities_per_participant_and_diagnosis():
+    labels = np.array([0, 0, 2, 1, 2])
+    proba = np.array([[0.8, 0.1, 0.1], [0.4, 0.5, 0.1], [0.1, 0.2, 0.7], [0.2, 0.6, 0.2], [0.3, 0.3, 0.4]])
+    people = np.array(["A", "A", "B", "C", "C"])  # C converted from MCI to AD
+    y, p, who = participant_means(labels, proba, people)
+    got = {(w, int(t)): row for w, t, row in zip(who, y, p)}
+    assert set(got) == {("A", 0), ("B", 2), ("C", 1), ("C", 2)}
+    np.testing.assert_allclose(got[("A", 0)], [0.6, 0.3, 0.1])
+    np.testing.assert_allclose(got[("C", 2)], [0.3, 0.3, 0.4])
+
+
+def test_evaluate_predictions_gives_both_levels():
+    labels, proba = predictions(90, seed=4)
+    people = [f"P{i % 30}" for i in range(90)]
+    labels = np.array([labels[i % 30] for i in range(90)])  # one diagnosis per participant
+    reports = evaluate_predictions(labels, proba, people, CLASSES, n_boot=100)
+    assert reports["scan"].n_examples == 90 and reports["participant"].n_examples == 30
+    assert reports["participant"].n_participants == reports["scan"].n_participants == 30
+    assert reports["participant"].level == "participant"
+
+
+def test_bad_shapes_are_refused():
+    with pytest.raises(ValueError, match="shape \\(n, 3\\)"):
+        evaluate_predictions([0, 1], np.ones((2, 2)), ["a", "b"], CLASSES)
+    with pytest.raises(ValueError, match="2 labels, 2 probability rows, 1 participants"):
+        evaluate_predictions([0, 1], np.ones((2, 3)), ["a"], CLASSES)
