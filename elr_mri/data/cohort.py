@@ -56,7 +56,9 @@ def load_manifest(
     if not path.is_file():
         raise ManifestError(f"manifest not found: {path}")
     frame = pd.read_csv(path, dtype={"participant_id": str, "session_id": str}, keep_default_na=True)
-    return validate_manifest(frame, classes, require_age, source=str(path), base_dir=path.parent, check_files=check_files)
+    return validate_manifest(
+        frame, classes, require_age, source=str(path), base_dir=path.parent, check_files=check_files
+    )
 
 
 def validate_manifest(
@@ -141,7 +143,8 @@ def _duplicates(frame: pd.DataFrame) -> list[str]:
     problems = []
     for i, key in enumerate(keys):
         if key in first:
-            problems.append(f"{_where(frame, i)}: duplicate of row {frame['_row'][first[key]]} (same participant and session)")
+            original = frame["_row"][first[key]]
+            problems.append(f"{_where(frame, i)}: duplicate of row {original} (same participant and session)")
         else:
             first[key] = i
     return problems

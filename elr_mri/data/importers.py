@@ -58,7 +58,8 @@ class ImportResult:
     def summary(self) -> str:
         reasons = self.dropped["reason"].value_counts()
         left_out = "; ".join(f"{count} {reason}" for reason, count in reasons.items())
-        return f"{len(self.manifest)} scans imported" + (f", {len(self.dropped)} left out: {left_out}" if left_out else "")
+        imported = f"{len(self.manifest)} scans imported"
+        return f"{imported}, {len(self.dropped)} left out: {left_out}" if left_out else imported
 
 
 def import_adnimerge(

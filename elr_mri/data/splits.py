@@ -81,12 +81,16 @@ def load_splits(path: str | Path, participants: Iterable[str]) -> pd.Series:
     table["split"] = table["split"].str.strip().str.lower()
     bad = table[~table["split"].isin(SPLIT_NAMES)]
     if len(bad):
-        raise ValueError(f"{path}: row {bad.index[0] + 1}: split {bad['split'].iloc[0]!r} is not one of {', '.join(SPLIT_NAMES)}")
-    check_no_leakage({name: table.loc[table["split"] == name, "participant_id"] for name in SPLIT_NAMES}, source=str(path))
+        raise ValueError(
+            f"{path}: row {bad.index[0] + 1}: split {bad['split'].iloc[0]!r} is not one of {', '.join(SPLIT_NAMES)}"
+        )
+    groups = {name: table.loc[table["split"] == name, "participant_id"] for name in SPLIT_NAMES}
+    check_no_leakage(groups, source=str(path))
     split = table.drop_duplicates("participant_id").set_index("participant_id")["split"]
     absent = sorted(set(participants) - set(split.index))
     if absent:
-        raise ValueError(f"{path}: {len(absent)} participant(s) of the manifest have no split, e.g. {', '.join(absent[:LISTED_PARTICIPANTS])}")
+        examples = ", ".join(absent[:LISTED_PARTICIPANTS])
+        raise ValueError(f"{path}: {len(absent)} participant(s) of the manifest have no split, e.g. {examples}")
     return split
 
 
