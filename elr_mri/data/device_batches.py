@@ -1,0 +1,199 @@
+"""Device-resident batches for in-memory image data sets (CIFAR, image folders, digits).
+
+A PIL/per-item DataLoader spends most of a small-image run feeding the GPU: every image is
+padded, cropped, flipped and normalised on its own in Python. Here the decoded images move to the
+device once, in their stored dtype (uint8 for CIFAR and image folders, so CIFAR-10 is 150 MB),
+and each batch is augmented with a few batched tensor ops: the random crop with zero padding and
+the horizontal flip become one `gather` with per-example offsets, followed by the same `ToFloat`
+and `Normalize` the per-item path uses. The same code runs on the CPU.
+
+What it reproduces is the per-item pipeline `ToFloat → [RandomCrop] → [RandomHorizontalFlip] →
+[Normalize]`, read from the data set's own transform (`AugmentSpec.from_transform`), so no
+normalisation constant or padding is restated here. Crop offsets and flips have the same
+distribution as the per-item transforms' (uniform offsets, flip with probability p), and without
+augmentation the images are bitwise equal to the per-item ones; both are tested.
+
+Randomness comes from a `torch.Generator` on the batches' device that the caller seeds. This
+stream differs from the per-item path's (which draws from torch's global generator, per item and
+per DataLoader worker): a run is reproducible on either path, but the two paths do not give
+bitwise-equal augmentations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+
+from elr_mri.data.image_transforms import Compose, Normalize, RandomCrop, RandomHorizontalFlip, ToFloat, Transform
+from elr_mri.data.images import InMemoryImages, NoisyImageData
+
+__all__ = ["AugmentSpec", "DeviceImageBatches", "supports_device_batches"]
+
+# The per-item steps the device path reproduces, in the only order it accepts.
+_STEP_ORDER = (ToFloat, RandomCrop, RandomHorizontalFlip, Normalize)
+
+
+@dataclass(frozen=True)
+class AugmentSpec:
+    """The per-item pipeline ToFloat → [RandomCrop] → [RandomHorizontalFlip] → [Normalize] as data."""
+
+    crop_size: tuple[int, int] | None = None  # output (H, W) of the random crop; None: no crop
+    padding: int = 0  # zero padding on each side before cropping (CIFAR: 4)
+    flip_p: float = 0.0  # probability of a left-right flip
+    mean: tuple[float, ...] | None = None  # per-channel normalisation; None: images stay in [0, 1]
+    std: tuple[float, ...] | None = None
+
+    @property
+    def augments(self) -> bool:
+        return self.crop_size is not None or self.flip_p > 0
+
+    def without_augmentation(self) -> AugmentSpec:
+        """The evaluation pipeline: the same normalisation, no crop, no flip."""
+        return replace(self, crop_size=None, padding=0, flip_p=0.0)
+
+    @classmethod
+    def from_transform(cls, transform: Transform) -> AugmentSpec:
+        """Read a data set's per-item transform; ValueError for anything the device path cannot redo.
+
+        Reading the transform (not the data set name) keeps one source of truth for the constants
+        and covers image folders, whose mean and std are measured on their training images.
+        """
+        steps = transform.steps if isinstance(transform, Compose) else [transform]
+        kinds = [type(step) for step in steps]
+        if any(kind not in _STEP_ORDER for kind in kinds):
+            unknown = next(kind.__name__ for kind in kinds if kind not in _STEP_ORDER)
+            raise ValueError(f"the device path cannot reproduce the transform step {unknown}")
+        positions = [_STEP_ORDER.index(kind) for kind in kinds]
+        if not positions or positions[0] != 0 or positions != sorted(set(positions)):
+            names = " → ".join(kind.__name__ for kind in kinds)
+            raise ValueError(f"expected ToFloat → [RandomCrop] → [RandomHorizontalFlip] → [Normalize], got {names}")
+        spec = cls()
+        for step in steps:
+            if isinstance(step, RandomCrop):
+                spec = replace(spec, crop_size=(int(step.size[0]), int(step.size[1])), padding=step.padding)
+            elif isinstance(step, RandomHorizontalFlip):
+                spec = replace(spec, flip_p=float(step.p))
+            elif isinstance(step, Normalize):
+                spec = replace(spec, mean=tuple(step.mean.flatten().tolist()), std=tuple(step.std.flatten().tolist()))
+        return spec
+
+
+def supports_device_batches(data: NoisyImageData) -> bool:
+    """Whether train, val and test (those present) can all be served by `DeviceImageBatches`.
+
+    They must hold their pixels in memory (`InMemoryImages`: CIFAR, image folders, digits; not
+    Clothing1M's files) and use transforms the device path reproduces.
+    """
+    for dataset in (data.train, data.val, data.test):
+        if dataset is None:
+            continue
+        if not isinstance(dataset, InMemoryImages):
+            return False
+        try:
+            AugmentSpec.from_transform(dataset.transform)
+        except ValueError:
+            return False
+    return True
+
+
+class DeviceImageBatches:
+    """A data set's images and labels held on `device`, served as augmented batches.
+
+    Batches are dicts {"image": float32 (B, C, H, W), "label": int64 (B,), "index": int64 (B,)},
+    all on `device`, like the per-item DataLoader's after `.to(device)`; "index" is the position
+    in the data set, the index ELR's targets are stored by.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor | Sequence[int], spec: AugmentSpec,
+                 device: torch.device | str, channels_last: bool = False) -> None:
+        if images.dim() != 4:
+            raise ValueError(f"images must be (N, C, H, W), got shape {tuple(images.shape)}")
+        self.device = torch.device(device)
+        self.images = images.to(self.device)  # the one host → device copy, in the stored dtype
+        self.labels = torch.as_tensor(labels, dtype=torch.int64).to(self.device)
+        if len(self.labels) != len(self.images):
+            raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
+        self.spec = spec
+        self.channels_last = channels_last
+        self._to_float = ToFloat()
+        self._normalize: Normalize | None = None
+        if spec.mean is not None:
+            self._normalize = Normalize(spec.mean, spec.std)  # the per-item arithmetic, on the device
+            self._normalize.mean = self._normalize.mean.to(self.device)
+            self._normalize.std = self._normalize.std.to(self.device)
+
+    @classmethod
+    def from_dataset(cls, dataset: InMemoryImages, device: torch.device | str,
+                     channels_last: bool = False) -> DeviceImageBatches:
+        """Serve `dataset` with the pipeline of its own transform (augmenting for train, not for val/test)."""
+        return cls(dataset.images, dataset.labels, AugmentSpec.from_transform(dataset.transform), device,
+                   channels_last)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def generator(self, seed: int) -> torch.Generator:
+        """A generator on this device seeded with `seed`, the kind `batches` draws from."""
+        return torch.Generator(device=self.device).manual_seed(seed)
+
+    def batches(self, index_batches: Iterable[Sequence[int] | torch.Tensor],
+                generator: torch.Generator | None = None) -> Iterator[dict[str, torch.Tensor]]:
+        """One batch per element of `index_batches` (e.g. a `GlobalBatchSampler`), augmented per the spec.
+
+        `generator` (on this device, e.g. from `self.generator(seed)`) is required when the spec
+        augments; seed it per (seed, epoch, rank) for reproducible, rank-distinct augmentation.
+        """
+        if self.spec.augments and generator is None:
+            raise ValueError("this data set is augmented: pass a generator on its device")
+        for indices in index_batches:
+            index = torch.as_tensor(indices, dtype=torch.int64).to(self.device)
+            images = self.images.index_select(0, index)
+            if self.spec.augments:
+                images = self._crop_and_flip(images, generator)
+            yield self._batch(images, index)
+
+    def in_order(self, batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
+        """Every example once, in data set order, never augmented: evaluation on any split."""
+        for start in range(0, len(self), batch_size):
+            stop = min(start + batch_size, len(self))
+            yield self._batch(self.images[start:stop], torch.arange(start, stop, device=self.device))
+
+    def _batch(self, images: torch.Tensor, index: torch.Tensor) -> dict[str, torch.Tensor]:
+        """uint8/float pixels → the per-item path's float32 values (same ops, so the same bits)."""
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)  # cheaper on uint8 than float
+        images = self._to_float(images)
+        if self._normalize is not None:
+            images = self._normalize(images)
+        if not self.channels_last:
+            images = images.contiguous()
+        return {"image": images, "label": self.labels[index], "index": index}
+
+    def _crop_and_flip(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Per-example random crop of the zero-padded images and left-right flip, as one gather.
+
+        Output pixel (i, j) of example b reads padded pixel (top_b + i, left_b + j), or
+        (top_b + i, left_b + w − 1 − j) when b is flipped: flipping the crop equals cropping
+        with mirrored column indices, so no flipped copy is made.
+        """
+        spec, (batch, channels, height, width) = self.spec, images.shape
+        pad = spec.padding
+        out_h, out_w = spec.crop_size or (height, width)
+        padded_h, padded_w = height + 2 * pad, width + 2 * pad
+        if padded_h < out_h or padded_w < out_w:
+            raise ValueError(f"cannot crop {out_h}×{out_w} from an image of {padded_h}×{padded_w}")
+        if pad:
+            images = F.pad(images, [pad] * 4)
+        draw = {"generator": generator, "device": self.device}
+        top = torch.randint(0, padded_h - out_h + 1, (batch, 1), **draw)
+        left = torch.randint(0, padded_w - out_w + 1, (batch, 1), **draw)
+        flip = torch.rand((batch, 1), **draw) < spec.flip_p
+        columns = torch.arange(out_w, device=self.device)
+        columns = left + torch.where(flip, out_w - 1 - columns, columns)  # (B, w)
+        rows = top + torch.arange(out_h, device=self.device)  # (B, h)
+        flat = (rows[:, :, None] * padded_w + columns[:, None, :]).view(batch, 1, out_h * out_w)
+        picked = images.flatten(2).gather(2, flat.expand(batch, channels, out_h * out_w))
+        return picked.view(batch, channels, out_h, out_w)
