@@ -93,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     plan = [(row, seed, out / row.name / f"seed{seed}") for row in rows for seed in range(args.seeds)]
     configs = {(row.name, seed): run_config(*_row_args(row, seed, run_dir, args)) for row, seed, run_dir in plan}
     print(_plan_table(plan, configs))
+    for name in sorted({row.name for row, _, _ in plan if _needs_weights(configs[(row.name, 0)])}):
+        print(f"note: {name} starts from random weights (model.pretrained_checkpoint is unset); the paper "
+              "starts Clothing1M from ImageNet weights", file=sys.stderr)
     if args.dry_run:
         print(f"\ndry run: {len(plan)} run(s) validated, nothing trained")
         return 0
@@ -166,6 +169,11 @@ def _plan_table(plan: list[tuple[Row, int, Path]], configs: dict[tuple[str, int]
                       cfg.loss.name, str(cfg.train.epochs), run_status(run_dir), str(run_dir)])
     header = ["row", "seed", "config", "data", "data root (found)", "model", "loss", "epochs", "status", "run dir"]
     return markdown_table(header, lines)
+
+
+def _needs_weights(cfg: RunConfig) -> bool:
+    """Clothing1M rows: the paper fine-tunes an ImageNet-pretrained ResNet-50."""
+    return cfg.data.name == "clothing1m" and not cfg.model.pretrained_checkpoint
 
 
 def _data_present(cfg: RunConfig) -> bool:
