@@ -1,0 +1,123 @@
+"""One scan from raw T1 to the template grid: the per-scan contract of the preprocess stage.
+
+`process_scan` loads and checks the scan, corrects the bias field, registers it to the template,
+resamples it once onto the output grid, normalises it and writes the volume, the forward
+transform, a QC overlay and last the JSON sidecar. It skips a scan whose sidecar already records
+the same input hash and parameters.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from . import qc, steps
+from .checks import load_scan
+from .sidecar import atomic_path, file_sha256, is_done, read_sidecar, write_json
+from .template import load_template
+
+__all__ = ["Params", "ScanOutputs", "process_scan", "software_versions"]
+
+
+@dataclass(frozen=True)
+class Params:
+    """Everything that changes the output; recorded in each sidecar and compared on resume."""
+
+    template: str | None = None  # None: nilearn's MNI152 2009 T1
+    template_mask: str | None = None
+    resolution: float = 1.5
+    shape: tuple[int, int, int] | None = None  # None: DEFAULT_SHAPES[resolution] or the template's FOV
+    transform: str = "affine"
+    profile: str = "fast"
+    normalise: str = "minmax"
+    brain_mask: bool = False  # multiply the output by the template's brain mask
+    dtype: str = "float32"
+    deterministic: bool = False
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("transform", steps.TRANSFORMS), ("profile", steps.PROFILES),
+                              ("normalise", steps.NORMALISATIONS), ("dtype", ("float32", "float16"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}={getattr(self, name)!r} unknown; choose one of {sorted(allowed)}")
+        if not 0.25 <= self.resolution <= 4:
+            raise ValueError(f"resolution={self.resolution} mm out of range; use 0.25-4 mm (e.g. 1 or 1.5)")
+
+    def as_dict(self) -> dict:
+        """JSON-ready form (tuples become lists so a reread sidecar compares equal)."""
+        out = asdict(self)
+        out["shape"] = list(self.shape) if self.shape else None
+        return out
+
+    def template_key(self) -> tuple:
+        return (self.template, self.template_mask, float(self.resolution), self.shape)
+
+
+@dataclass(frozen=True)
+class ScanOutputs:
+    """Where the files of one scan go: `<out>/sub-X/ses-Y/<stem>_<kind>`."""
+
+    image: Path
+    transform: Path
+    sidecar: Path
+    overlay: Path
+
+    @classmethod
+    def under(cls, root: str | Path, participant: str, session: str) -> "ScanOutputs":
+        stem = f"{participant}_{session}"
+        folder = Path(root) / participant / session
+        return cls(image=folder / f"{stem}_space-template_T1w.nii.gz",
+                   transform=folder / f"{stem}_from-T1w_to-template_affine.mat",
+                   sidecar=folder / f"{stem}_space-template_T1w.json",
+                   overlay=folder / f"{stem}_qc.png")
+
+
+def software_versions() -> dict[str, str]:
+    """Versions that can change the numbers, recorded in every sidecar."""
+    from importlib.metadata import version
+
+    return {pkg: version(pkg) for pkg in ("antspyx", "nibabel", "nilearn", "numpy")}
+
+
+def process_scan(path: str | Path, outputs: ScanOutputs, params: Params) -> dict:
+    """Preprocess one scan (or skip it when already done); return its sidecar's content plus
+    `status` ("done" or "skipped"). Raises checks.ScanError for an unusable input."""
+    started = time.perf_counter()
+    input_hash = file_sha256(path) if Path(path).is_file() else ""
+    finished = [outputs.image, outputs.transform, outputs.overlay]
+    if input_hash and is_done(outputs.sidecar, input_hash, params.as_dict(), finished):
+        return {**read_sidecar(outputs.sidecar), "status": "skipped"}
+    scan = load_scan(path)
+    import ants  # after the checks: a bad scan fails without paying for the ANTs import
+
+    if params.deterministic:  # fixed seed and one ITK thread for the rest of this process
+        ants.config.set_ants_deterministic(True, seed_value=123)
+    template = load_template(*params.template_key())
+    moving = steps.n4(steps.to_ants(scan), params.profile)
+    fixed = template.coarse if steps.PROFILES[params.profile]["fixed"] == "coarse" else template.full
+    workdir = tempfile.mkdtemp(prefix="elr-preproc-")
+    try:
+        transforms = steps.register(fixed, moving, params.transform, params.deterministic, outprefix=f"{workdir}/reg_")
+        warped = steps.resample_to_grid(template.grid, moving, transforms)
+        if params.brain_mask:
+            warped = warped * template.mask
+        warped = steps.normalise(warped, template.mask, params.normalise)
+        figures = qc.qc_figures(warped, template)
+        with atomic_path(outputs.image) as temp:
+            steps.to_nifti(warped, params.dtype).to_filename(temp)
+        with atomic_path(outputs.transform) as temp:  # the affine; SyN's warp field stays beside it
+            shutil.copyfile(next(t for t in transforms if t.endswith(".mat")), temp)
+        if params.transform == "syn":
+            with atomic_path(outputs.transform.with_name(outputs.transform.stem + "_warp.nii.gz")) as temp:
+                shutil.copyfile(next(t for t in transforms if t.endswith("Warp.nii.gz")), temp)
+        with atomic_path(outputs.overlay) as temp:
+            qc.overlay_png(warped, template, temp, title=outputs.image.name)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    meta = {"input_path": str(path), "input_sha256": input_hash, "params": params.as_dict(),
+            "template": {"name": template.name, "sha256": template.sha256},
+            "software": software_versions(), "qc": figures,
+            "seconds": round(time.perf_counter() - started, 2)}
+    write_json(outputs.sidecar, meta)
+    return {**meta, "status": "done"}

@@ -1,0 +1,77 @@
+"""The template a batch registers to, and the output grid it writes on.
+
+Loaded once per worker process: the template (the MNI152 2009 T1 that nilearn ships inside its
+wheel, or any NIfTI the user passes), its brain mask, a coarser copy for the registration and the
+output grid (a centred crop at the chosen resolution). Everything is an ANTs image in LPS space.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+
+from .checks import load_scan
+from .sidecar import file_sha256
+from .steps import to_ants
+
+__all__ = ["DEFAULT_SHAPES", "Template", "load_template"]
+
+# Published input grids: Clinica t1-linear's 1 mm crop, and the ML4H paper's 1.5 mm input.
+DEFAULT_SHAPES: dict[float, tuple[int, int, int]] = {1.0: (169, 208, 179), 1.5: (121, 145, 121)}
+
+
+@dataclass(frozen=True)
+class Template:
+    """Template images prepared for one (template, mask, resolution, shape) setting."""
+
+    name: str
+    sha256: str
+    full: object  # ants image at the template's own resolution
+    coarse: object  # the template resampled to `registration_mm`, the fast profile's fixed image
+    grid: object  # the template resampled onto the output grid (QC reference)
+    mask: object  # binary brain mask on the output grid
+
+
+@functools.lru_cache(maxsize=4)
+def load_template(path: str | None, mask_path: str | None, resolution: float,
+                  shape: tuple[int, int, int] | None, registration_mm: float = 2.0) -> Template:
+    """Load (and cache per process) the template; `path=None` means nilearn's MNI152 2009 T1."""
+    import ants
+
+    if path is None:
+        from nilearn import datasets
+        from nilearn.datasets import MNI152_FILE_PATH
+
+        template = to_ants(datasets.load_mni152_template(resolution=1))
+        mask = to_ants(datasets.load_mni152_brain_mask(resolution=1))
+        name, digest = "MNI152-2009 (nilearn)", file_sha256(MNI152_FILE_PATH)
+    else:
+        template = to_ants(load_scan(path))
+        name, digest = str(path), file_sha256(path)
+        mask = to_ants(load_scan(mask_path)) if mask_path else ants.get_mask(template)
+    grid = _grid_like(template, resolution, shape or DEFAULT_SHAPES.get(float(resolution)))
+    coarse = template
+    if min(template.spacing) < registration_mm:
+        coarse = ants.resample_image(template, (registration_mm,) * 3, use_voxels=False, interp_type=0)
+    return Template(
+        name=name, sha256=digest, full=template, coarse=coarse,
+        grid=ants.resample_image_to_target(template, grid, interp_type="linear"),
+        mask=ants.resample_image_to_target(mask, grid, interp_type="nearestNeighbor").threshold_image(0.5, None),
+    )
+
+
+def _grid_like(template, resolution: float, shape: tuple[int, int, int] | None):
+    """An empty image of `shape` voxels of `resolution` mm sharing the template's centre and axes."""
+    import ants
+
+    spacing = np.asarray(template.spacing, dtype=float)
+    extent = spacing * np.asarray(template.shape)
+    if shape is None:  # the template's whole field of view
+        shape = tuple(int(v) for v in np.floor(extent / resolution))
+    direction = np.asarray(template.direction)
+    centre = np.asarray(template.origin) + direction @ (spacing * (np.asarray(template.shape) - 1) / 2)
+    origin = centre - direction @ (resolution * (np.asarray(shape) - 1) / 2)
+    return ants.from_numpy(np.zeros(shape, dtype=np.float32), origin=origin.tolist(),
+                           spacing=[float(resolution)] * 3, direction=direction)
+

@@ -1,0 +1,79 @@
+"""Each kind of unusable input gives its own one-line error that says what, where and how to fix."""
+from __future__ import annotations
+
+import gzip
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from preprocess.checks import ScanError, load_scan
+
+
+def _save(data, path, affine=None):
+    nib.Nifti1Image(np.asarray(data, dtype=np.float32), np.eye(4) if affine is None else affine).to_filename(path)
+    return path
+
+
+def _write(path, payload: bytes):
+    path.write_bytes(payload)
+    return path
+
+
+def _dicom_folder(root):
+    (root / "dicom").mkdir()
+    _write(root / "dicom" / "IM0001.dcm", b"DICM")
+    return root / "dicom"
+
+
+def _singular_affine(path):
+    """A file whose sform has a zero row: nibabel reads it, but no voxel-to-mm mapping exists."""
+    img = nib.Nifti1Image(_head(), None)
+    img.header["qform_code"], img.header["sform_code"] = 0, 1
+    img.header["srow_x"], img.header["srow_y"], img.header["srow_z"] = [1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 0]
+    img.to_filename(path)
+    return path
+
+
+def _head(shape=(32, 40, 36)):
+    rng = np.random.default_rng(0)
+    return rng.random(shape).astype(np.float32) + 1
+
+
+@pytest.mark.parametrize("make, expected", [
+    (_dicom_folder, "DICOM series"),
+    (lambda p: _write(p / "a.dcm", b"DICM"), "DICOM file"),
+    (lambda p: p / "missing.nii.gz", "file not found"),
+    (lambda p: _write(p / "bad.nii.gz", gzip.compress(b"not a nifti")), "cannot be read"),
+    (lambda p: _save(np.ones((64, 64)), p / "slice.nii.gz"), "expected a 3D volume"),
+    (lambda p: _save(np.ones((32, 32, 32, 2)), p / "series.nii.gz"), "expected a 3D volume"),
+    (lambda p: _save(np.ones((64, 64, 4)), p / "slab.nii.gz"), "too thin"),
+    (lambda p: _save(np.full((32, 32, 32), np.nan), p / "nan.nii.gz"), "NaN/inf"),
+    (lambda p: _save(np.zeros((32, 32, 32)), p / "empty.nii.gz"), "empty"),
+    (lambda p: _singular_affine(p / "flat.nii.gz"), "affine"),
+    (lambda p: _save(_head(), p / "units.nii.gz", np.diag([0.01, 0.01, 0.01, 1.0])), "voxel size"),
+])
+def test_bad_inputs_raise_one_clear_line(tmp_path, make, expected):
+    path = make(tmp_path)
+    with pytest.raises(ScanError) as info:
+        load_scan(path)
+    message = str(info.value)
+    assert expected in message
+    assert str(path) in message and ";" in message and "\n" not in message
+
+
+def test_truncated_file_is_a_scan_error(tmp_path):
+    good = _save(_head(), tmp_path / "good.nii.gz")
+    truncated = tmp_path / "truncated.nii.gz"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(ScanError, match="cannot be read"):
+        load_scan(truncated)
+
+
+def test_good_scan_is_reoriented_to_ras_and_single_volume_4d_accepted(tmp_path):
+    lps = np.diag([-1.0, -1.0, 1.0, 1.0])
+    data = _head()
+    img = load_scan(_save(data[..., None], tmp_path / "lps4d.nii.gz", lps))
+    assert nib.aff2axcodes(img.affine) == ("R", "A", "S")
+    assert img.shape == data.shape
+    np.testing.assert_allclose(img.get_fdata()[::-1, ::-1, :], data)

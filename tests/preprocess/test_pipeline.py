@@ -1,0 +1,79 @@
+"""A scan moved by a known pose and bias field must land back on the template."""
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from preprocess.pipeline import Params, ScanOutputs, process_scan
+from preprocess.template import load_template
+
+FAST_2MM = Params(resolution=2.0)
+
+
+@pytest.fixture(scope="module")
+def template_result(tmp_path_factory, moved_template):
+    outputs = ScanOutputs.under(tmp_path_factory.mktemp("out"), "sub-01", "ses-01")
+    return outputs, process_scan(moved_template, outputs, FAST_2MM)
+
+
+def test_moved_template_lands_back_on_the_template(template_result):
+    _, result = template_result
+    # The scan *is* the template, moved, biased and interpolated twice at 2 mm: a perfect
+    # registration without bias reaches NCC 0.93 (interpolation blur, measured), with N4 0.92;
+    # the same scan left with the bias and no N4 mask scores 0.83, a pose off by a few degrees less.
+    assert result["status"] == "done"
+    assert result["qc"]["qc_ncc"] > 0.9
+
+
+def test_recovered_transform_is_the_inverse_of_the_pose(template_result, pose):
+    import ants
+
+    outputs, _ = template_result
+    recovered = ants.read_transform(str(outputs.transform))  # template point -> scan point
+    # `pose` maps a scan point back to the original (template) point.
+    mask = load_template(*FAST_2MM.template_key()).mask
+    idx = np.argwhere(mask.numpy() > 0)[::500]
+    errors = []
+    for i, j, k in idx:
+        point = ants.transform_index_to_physical_point(mask, (int(i), int(j), int(k)))
+        back = pose.apply_to_point(recovered.apply_to_point(point))
+        errors.append(np.linalg.norm(np.subtract(back, point)))
+    # Sub-voxel at 2 mm: the brain's points go round trip to within a millimetre on average.
+    assert np.mean(errors) < 1.0 and np.max(errors) < 2.5
+
+
+def test_outputs_are_complete_and_consistent(template_result):
+    outputs, result = template_result
+    img = nib.load(outputs.image)
+    grid = load_template(*FAST_2MM.template_key()).grid
+    assert img.shape == grid.shape and img.get_data_dtype() == np.float32
+    assert nib.aff2axcodes(img.affine) == ("R", "A", "S")
+    np.testing.assert_allclose(np.diag(img.affine)[:3], [2, 2, 2])
+    data = img.get_fdata()
+    assert 0 <= data.min() and data.max() <= 1 + 1e-6  # percentile clip + min-max
+    meta = json.loads(outputs.sidecar.read_text())
+    assert meta["params"] == FAST_2MM.as_dict() and len(meta["input_sha256"]) == 64
+    assert set(meta["qc"]) == {"qc_ncc", "qc_mi", "qc_mask_dice"} and meta["software"]["antspyx"]
+    assert outputs.overlay.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(outputs.image.parent.glob(".tmp*"))
+
+
+def test_rerun_skips_and_changed_parameters_redo(template_result, moved_template):
+    outputs, first = template_result
+    again = process_scan(moved_template, outputs, FAST_2MM)
+    assert again["status"] == "skipped" and again["qc"] == first["qc"]
+    from preprocess.sidecar import is_done
+
+    changed = Params(resolution=2.0, normalise="zscore").as_dict()
+    assert not is_done(outputs.sidecar, first["input_sha256"], changed, [outputs.image])
+
+
+def test_real_head_lands_on_the_template(tmp_path, moved_colin_2mm):
+    result = process_scan(moved_colin_2mm, ScanOutputs.under(tmp_path, "sub-colin", "ses-01"), FAST_2MM)
+    # Colin27 is another brain than the population template: unmoved and well registered it
+    # reaches NCC ~0.60 in the brain mask (measured); a failed or half-done registration of the
+    # moved head falls below 0.45.
+    assert result["qc"]["qc_ncc"] > 0.55
