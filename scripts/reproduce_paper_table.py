@@ -26,7 +26,7 @@ from pathlib import Path
 
 from paper_runs import ROOT, markdown_table, mean_std, percent, run_config, run_or_resume, run_status
 
-from elr_mri.config import RunConfig
+from elr_mri.config import ConfigError, RunConfig
 
 
 @dataclass(frozen=True)
@@ -202,4 +202,8 @@ def _results_table(rows: list[Row], summaries: dict[str, list[dict]]) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except ConfigError as err:  # a bad --set or config: one line, as `elr-mri train` does
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
