@@ -145,7 +145,10 @@ class TrainLoopConfig:
     batch_size: int = 128
     eval_batch_size: int = 512
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    amp: bool = False
+    # auto: bf16 autocast on a GPU that supports it (fp16 + loss scaling on older ones), fp32 on a CPU
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    compile: Literal["auto", True, False] = "auto"  # torch.compile the trained network; auto: on for CUDA
+    channels_last: Literal["auto", True, False] = "auto"  # channels-last (2D/3D) memory; auto: on for CUDA
     select: Literal["val_acc", "last"] = "val_acc"  # checkpoint-selection rule, written in the run
     tensorboard: bool = True
     progress: bool = True

@@ -35,7 +35,7 @@ def test_defaults_and_overrides(tmp_path: Path) -> None:
         ("trian:\n  epochs: 3\n", r"unknown key 'trian'"),
         ("train:\n  epochs: three\n", r"train.epochs must be int, got 'three'"),
         ("train:\n  epochs: 2.5\n", r"train.epochs must be int"),
-        ("train:\n  amp: 1\n", r"train.amp must be bool"),
+        ("train:\n  tensorboard: 1\n", r"train.tensorboard must be bool"),
         ("loss:\n  name: elrr\n", r"loss.name = 'elrr' is not one of 'ce', 'gce'"),
         ("schedule:\n  milestones: 40\n", r"schedule.milestones must be a list"),
         ("data: [1, 2]\n", r"data must be a mapping"),

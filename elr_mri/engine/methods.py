@@ -7,8 +7,7 @@ the epoch loop, evaluation and checkpoints do not care which one runs.
 from __future__ import annotations
 
 import copy
-from contextlib import nullcontext
-from typing import Any, ContextManager, Protocol
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +15,7 @@ from torch import nn
 
 from elr_mri.config import RunConfig
 from elr_mri.distributed import DistContext, share_of_global_batch
+from elr_mri.engine.execution import ExecutionPlan
 from elr_mri.losses import ELRPlusLoss, build_loss, sigmoid_rampup, targets_dtype
 from elr_mri.models import build_model
 
@@ -53,57 +53,40 @@ def build_optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
 
 def build_method(cfg: RunConfig, input_shape: tuple[int, ...], num_classes: int, num_examples: int,
                  device: torch.device, dist: DistContext = DistContext()) -> Method:
-    autocast = _autocast_factory(cfg.train.amp, device)
+    plan = ExecutionPlan.from_config(cfg.train, device)
     if cfg.loss.name == "elr_plus":
-        return ELRPlusPair(cfg, input_shape, num_classes, num_examples, device, autocast, dist)
-    model = build_model(cfg.model, input_shape, num_classes).to(device)
+        return ELRPlusPair(cfg, input_shape, num_classes, num_examples, plan, dist)
+    model = plan.place_model(build_model(cfg.model, input_shape, num_classes))
     loss_fn = build_loss(cfg.loss, num_examples, num_classes).to(device)
-    return SingleNetwork(model, loss_fn, build_optimizer(cfg, model), device, autocast, dist)
-
-
-def _data_parallel(model: nn.Module, dist: DistContext, device: torch.device) -> nn.Module:
-    """DDP-wrapped under torchrun, the model itself otherwise (the module is what checkpoints hold)."""
-    if not dist.enabled:
-        return model
-    device_ids = [device.index] if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
-
-
-def _autocast_factory(amp: bool, device: torch.device):
-    """bf16 autocast on CUDA when asked; a no-op elsewhere (CPU autocast is slower than fp32)."""
-    if amp and device.type == "cuda":
-        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext
+    return SingleNetwork(model, loss_fn, build_optimizer(cfg, model), plan, dist)
 
 
 class SingleNetwork:
     """One network trained with CE, GCE, SCE or ELR."""
 
     def __init__(self, model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
-                 device: torch.device, autocast: Any = nullcontext, dist: DistContext = DistContext()) -> None:
+                 plan: ExecutionPlan, dist: DistContext = DistContext()) -> None:
         self.model = model
-        self.trained = _data_parallel(model, dist, device)
+        self.trained = plan.compiled(_data_parallel(model, dist, plan.device))
         self.loss_fn = loss_fn
         self.optimizer = optimizer
-        self.device = device
-        self.autocast: ContextManager = autocast
+        self.plan = plan
+        self.scaler = plan.grad_scaler()
 
     def train_step(self, batch: Batch) -> tuple[float, torch.Tensor]:
         self.trained.train()
-        images, labels, index, extra = _unpack(batch, self.device)
-        with self.autocast():
+        images, labels, index, extra = _unpack(batch, self.plan)
+        with self.plan.autocast():
             logits = self.trained(images, **extra)
         loss = self.loss_fn(logits.float(), labels, index)
-        self.optimizer.zero_grad(set_to_none=True)
-        (loss * share_of_global_batch(len(labels), self.device)).backward()
-        self.optimizer.step()
+        _step(self.optimizer, self.scaler, loss * share_of_global_batch(len(labels), self.plan.device))
         return loss.item(), logits.detach()
 
     @torch.no_grad()
     def predict_proba(self, batch: Batch) -> torch.Tensor:
-        images, _, _, extra = _unpack(batch, self.device)
+        images, _, _, extra = _unpack(batch, self.plan)
         self.model.eval()
-        with self.autocast():
+        with self.plan.autocast():
             logits = self.model(images, **extra)
         return F.softmax(logits.float(), dim=1)
 
@@ -115,12 +98,13 @@ class SingleNetwork:
 
     def state_dict(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "loss": self.loss_fn.state_dict(),
-                "optimizer": self.optimizer.state_dict()}
+                "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.loss_fn.load_state_dict(state["loss"])
         self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
 
 
 class ELRPlusPair:
@@ -129,30 +113,31 @@ class ELRPlusPair:
     Per batch: both EMA networks predict the un-mixed batch and each loss folds the *other* EMA's
     prediction into its targets; then each network takes a step on its own mixup of the batch
     (lam = max(lam, 1 − lam)) and its EMA copy follows with the ramped momentum. Inference
-    averages the softmax of the two EMA networks.
+    averages the softmax of the two EMA networks. Under data parallelism the targets stay exact
+    (gathered) and the EMA copies agree across ranks; mixup pairs are drawn within each rank's slice.
     """
 
     def __init__(self, cfg: RunConfig, input_shape: tuple[int, ...], num_classes: int, num_examples: int,
-                 device: torch.device, autocast: Any = nullcontext, dist: DistContext = DistContext()) -> None:
+                 plan: ExecutionPlan, dist: DistContext = DistContext()) -> None:
         self.cfg = cfg.elr_plus
         self.num_classes = num_classes
-        self.device = device
-        self.autocast: ContextManager = autocast
-        self.nets = [build_model(cfg.model, input_shape, num_classes).to(device) for _ in range(2)]
+        self.plan = plan
+        self.nets = [plan.place_model(build_model(cfg.model, input_shape, num_classes)) for _ in range(2)]
         self.emas = [copy.deepcopy(net).requires_grad_(False) for net in self.nets]
-        self.trained = [_data_parallel(net, dist, device) for net in self.nets]
+        self.trained = [plan.compiled(_data_parallel(net, dist, plan.device)) for net in self.nets]
         self.losses = [
             ELRPlusLoss(num_examples, num_classes, lam=cfg.loss.lam, beta=cfg.loss.beta,
                         coef_step=self.cfg.coef_step, reweight_labels=self.cfg.reweight_labels,
-                        targets_dtype=targets_dtype(cfg.loss)).to(device)
+                        targets_dtype=targets_dtype(cfg.loss)).to(plan.device)
             for _ in range(2)
         ]
         self.optimizers = [build_optimizer(cfg, net) for net in self.nets]
+        self.scalers = [plan.grad_scaler() for _ in range(2)]
         self.step = 0
 
     def train_step(self, batch: Batch) -> tuple[float, torch.Tensor]:
-        images, labels, index, extra = _unpack(batch, self.device)
-        with torch.no_grad(), self.autocast():
+        images, labels, index, extra = _unpack(batch, self.plan)
+        with torch.no_grad(), self.plan.autocast():
             ema_logits = [ema.eval()(images, **extra).float() for ema in self.emas]
         self.losses[0].update_targets(index, ema_logits[1])
         self.losses[1].update_targets(index, ema_logits[0])
@@ -163,19 +148,17 @@ class ELRPlusPair:
             mixed_images, mixed_labels = (mix_lam * t + (1.0 - mix_lam) * t[perm] for t in (images, one_hot))
             mixed_extra = {key: mix_lam * t + (1.0 - mix_lam) * t[perm] for key, t in extra.items()}
             self.trained[k].train()
-            with self.autocast():
+            with self.plan.autocast():
                 logits = self.trained[k](mixed_images, **mixed_extra)
             loss = self.losses[k](logits.float(), mixed_labels, index, perm, mix_lam, self.step)
-            self.optimizers[k].zero_grad(set_to_none=True)
-            (loss * share_of_global_batch(len(labels), self.device)).backward()
-            self.optimizers[k].step()
+            _step(self.optimizers[k], self.scalers[k], loss * share_of_global_batch(len(labels), self.plan.device))
             self._update_ema(k)
             total += loss.item()
         self.step += 1
         return total / 2, (ema_logits[0] + ema_logits[1]) / 2
 
     def _draw_mixup(self, batch_size: int) -> tuple[float, torch.Tensor]:
-        perm = torch.randperm(batch_size).to(self.device)
+        perm = torch.randperm(batch_size).to(self.plan.device)
         if self.cfg.mixup_alpha <= 0:
             return 1.0, perm
         alpha = torch.tensor(float(self.cfg.mixup_alpha))
@@ -194,8 +177,8 @@ class ELRPlusPair:
 
     @torch.no_grad()
     def predict_proba(self, batch: Batch) -> torch.Tensor:
-        images, _, _, extra = _unpack(batch, self.device)
-        with self.autocast():
+        images, _, _, extra = _unpack(batch, self.plan)
+        with self.plan.autocast():
             probs = [F.softmax(ema.eval()(images, **extra).float(), dim=1) for ema in self.emas]
         return (probs[0] + probs[1]) / 2
 
@@ -207,28 +190,40 @@ class ELRPlusPair:
             _set_lr(optimizer, lr)
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "nets": [net.state_dict() for net in self.nets],
-            "emas": [ema.state_dict() for ema in self.emas],
-            "losses": [loss.state_dict() for loss in self.losses],
-            "optimizers": [opt.state_dict() for opt in self.optimizers],
-            "step": self.step,
-        }
+        parts = {"nets": self.nets, "emas": self.emas, "losses": self.losses,
+                 "optimizers": self.optimizers, "scalers": self.scalers}
+        return {**{key: [p.state_dict() for p in pair] for key, pair in parts.items()}, "step": self.step}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for k in range(2):
-            self.nets[k].load_state_dict(state["nets"][k])
-            self.emas[k].load_state_dict(state["emas"][k])
-            self.losses[k].load_state_dict(state["losses"][k])
-            self.optimizers[k].load_state_dict(state["optimizers"][k])
+        for key, pair in (("nets", self.nets), ("emas", self.emas), ("losses", self.losses),
+                          ("optimizers", self.optimizers), ("scalers", self.scalers)):
+            for part, part_state in zip(pair, state[key]):
+                part.load_state_dict(part_state)
         self.step = int(state["step"])
 
 
-def _unpack(batch: Batch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+def _data_parallel(model: nn.Module, dist: DistContext, device: torch.device) -> nn.Module:
+    """DDP-wrapped under torchrun, the model itself otherwise (the module is what checkpoints hold)."""
+    if not dist.enabled:
+        return model
+    device_ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+
+
+def _step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, loss: torch.Tensor) -> None:
+    """Backward and update, through the fp16 loss scaler (a pass-through when disabled)."""
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+
+
+def _unpack(batch: Batch, plan: ExecutionPlan) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
     """(images, labels, index, extra model inputs): MRI batches carry the subject's age."""
-    images, labels, index = (batch[key].to(device, non_blocking=True) for key in ("image", "label", "index"))
+    device = plan.device
+    labels, index = (batch[key].to(device, non_blocking=True) for key in ("label", "index"))
     extra = {"age": batch["age"].to(device, dtype=torch.float32)} if "age" in batch else {}
-    return images, labels, index, extra
+    return plan.place_input(batch["image"]), labels, index, extra
 
 
 def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

@@ -1,0 +1,74 @@
+"""How the networks run on the chosen device: precision, memory layout, compilation.
+
+Each is a config switch (`train.precision`, `train.channels_last`, `train.compile`) whose `auto`
+default picks what pays off on that device: bf16 autocast, channels-last memory and
+torch.compile on a GPU; plain fp32 eager on a CPU, where none of them is faster.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import ContextManager
+
+import torch
+from torch import nn
+
+from elr_mri.config import TrainLoopConfig
+
+__all__ = ["ExecutionPlan"]
+
+
+@dataclass(frozen=True)
+class ExecutionPlan:
+    device: torch.device
+    autocast_dtype: torch.dtype | None  # None: fp32
+    compile: bool
+    channels_last: bool
+
+    @classmethod
+    def from_config(cls, cfg: TrainLoopConfig, device: torch.device) -> ExecutionPlan:
+        on_gpu = device.type == "cuda"
+        precision = cfg.precision
+        if precision == "auto":
+            precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if on_gpu else "fp32"
+        dtypes = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+        return cls(device=device, autocast_dtype=dtypes[precision],
+                   compile=on_gpu if cfg.compile == "auto" else cfg.compile,
+                   channels_last=on_gpu if cfg.channels_last == "auto" else cfg.channels_last)
+
+    @property
+    def loss_scaling(self) -> bool:
+        """fp16 gradients underflow without a loss scale; bf16 has fp32's range and needs none."""
+        return self.autocast_dtype == torch.float16
+
+    def autocast(self) -> ContextManager:
+        if self.autocast_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def grad_scaler(self) -> torch.amp.GradScaler:
+        return torch.amp.GradScaler(self.device.type, enabled=self.loss_scaling)
+
+    def place_model(self, model: nn.Module) -> nn.Module:
+        """Move to the device, in channels-last layout when asked (applies to 4D and 5D weights)."""
+        model = model.to(self.device)
+        if self.channels_last:
+            for module in model.modules():
+                for name, param in module.named_parameters(recurse=False):
+                    if param.dim() in (4, 5):
+                        param.data = param.data.contiguous(memory_format=_layout(param.dim()))
+        return model
+
+    def place_input(self, images: torch.Tensor) -> torch.Tensor:
+        images = images.to(self.device, non_blocking=True)
+        if self.channels_last and images.dim() in (4, 5):
+            images = images.contiguous(memory_format=_layout(images.dim()))
+        return images
+
+    def compiled(self, module: nn.Module) -> nn.Module:
+        return torch.compile(module) if self.compile else module
+
+
+def _layout(dims: int) -> torch.memory_format:
+    return torch.channels_last if dims == 4 else torch.channels_last_3d

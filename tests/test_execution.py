@@ -1,0 +1,59 @@
+"""Precision, memory layout and compilation switches change speed, not results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from elr_mri.config import ConfigError, TrainLoopConfig, load_config
+from elr_mri.engine.execution import ExecutionPlan
+from elr_mri.engine.runner import train
+
+DIGITS = Path(__file__).parents[1] / "configs" / "digits" / "elr_sym40.yaml"
+BASE = ["data.train_subset=300", "train.epochs=3", "model.name=small_cnn", "model.hidden=16",
+        "train.progress=false", "train.tensorboard=false", "train.select=last"]
+
+
+def test_auto_on_a_cpu_is_plain_fp32_eager() -> None:
+    plan = ExecutionPlan.from_config(TrainLoopConfig(), torch.device("cpu"))
+    assert (plan.autocast_dtype, plan.compile, plan.channels_last, plan.loss_scaling) == (None, False, False, False)
+
+
+def test_explicit_switches_are_honoured() -> None:
+    cfg = TrainLoopConfig(precision="fp16", compile=True, channels_last=True)
+    plan = ExecutionPlan.from_config(cfg, torch.device("cpu"))
+    assert plan.autocast_dtype == torch.float16 and plan.loss_scaling and plan.compile and plan.channels_last
+    x = plan.place_input(torch.zeros(2, 3, 8, 8))
+    assert x.is_contiguous(memory_format=torch.channels_last)
+    assert plan.place_input(torch.zeros(2, 1, 4, 4, 4)).is_contiguous(memory_format=torch.channels_last_3d)
+
+
+def test_bad_switch_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="train.precision = 'fp64' is not one of"):
+        load_config(DIGITS, ["train.precision=fp64"])
+
+
+def _losses(tmp_path: Path, name: str, *switches: str) -> pd.Series:
+    train(load_config(DIGITS, [*BASE, *switches]), tmp_path / name)
+    return pd.read_csv(tmp_path / name / "metrics.csv")["train_loss"]
+
+
+@pytest.mark.parametrize(
+    ("name", "switches", "tolerance"),
+    [
+        ("channels_last", ["train.channels_last=true"], 1e-4),
+        ("bf16", ["train.precision=bf16"], 0.05),  # bf16 keeps 8 mantissa bits: ~1% per op
+    ],
+)
+def test_switches_give_the_same_losses(tmp_path: Path, name: str, switches: list[str], tolerance: float) -> None:
+    reference = _losses(tmp_path, "fp32")
+    pd.testing.assert_series_equal(_losses(tmp_path, name, *switches), reference, rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.slow
+def test_compiled_model_gives_the_same_losses(tmp_path: Path) -> None:
+    reference = _losses(tmp_path, "eager")
+    pd.testing.assert_series_equal(_losses(tmp_path, "compiled", "train.compile=true"), reference, rtol=1e-3, atol=1e-3)
