@@ -96,6 +96,8 @@ def process_scan(path: str | Path, outputs: ScanOutputs, params: Params) -> dict
     template = load_template(*params.template_key())
     moving = steps.n4(steps.to_ants(scan), params.profile)
     fixed = template.coarse if steps.PROFILES[params.profile]["fixed"] == "coarse" else template.full
+    for stale in outputs.image.parent.glob(".tmp*"):  # left by a killed run; never looks finished
+        stale.unlink(missing_ok=True)
     workdir = tempfile.mkdtemp(prefix="elr-preproc-")
     try:
         transforms = steps.register(fixed, moving, params.transform, params.deterministic, outprefix=f"{workdir}/reg_")

@@ -4,7 +4,7 @@ import sys
 
 
 def test_preprocess_never_imports_torch():
-    code = ("import sys, preprocess.pipeline, preprocess.qc, preprocess.template; "
+    code = ("import sys, preprocess.cli, preprocess.batch, preprocess.pipeline, preprocess.qc; "
             "bad = [m for m in ('torch', 'elr_mri') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,160 @@
+"""Run the per-scan pipeline over a table of scans with N worker processes, and join shards.
+
+Each worker gets `cores // jobs` ITK threads (set before ANTs is imported in the fresh, spawned
+process), so N workers do not oversubscribe the machine. A scan that fails is caught in its worker
+and listed in `failures.csv`; the others finish. The output manifest holds the input columns plus
+`processed_path`, the QC figures, `qc_flag` and `status`; it is what training reads.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .checks import ScanError
+from .pipeline import Params, ScanOutputs, process_scan
+from .sidecar import atomic_path
+
+__all__ = ["QC_COLUMNS", "Summary", "run_batch", "merge_shards", "flag_outliers", "write_csv", "shard_names"]
+
+QC_COLUMNS = ["qc_ncc", "qc_mi", "qc_mask_dice"]
+FAILURE_COLUMNS = ["participant_id", "session_id", "path", "error"]
+
+
+@dataclass(frozen=True)
+class Summary:
+    done: int
+    skipped: int
+    failed: int
+    flagged: int
+
+    def __str__(self) -> str:
+        text = (f"preprocess: {self.done} processed, {self.skipped} skipped (already done), "
+                f"{self.failed} failed, {self.flagged} flagged by QC")
+        return text + (" - see failures.csv" if self.failed else "")
+
+
+def shard_names(shard: tuple[int, int] | None) -> tuple[str, str]:
+    """File names of the manifest and failure list of a whole run or of one shard."""
+    if shard is None:
+        return "manifest.csv", "failures.csv"
+    tag = f"shard-{shard[0]}-of-{shard[1]}"
+    return f"manifest-{tag}.csv", f"failures-{tag}.csv"
+
+
+def run_batch(table: pd.DataFrame, out_dir: str | Path, params: Params, jobs: int = 1,
+              shard: tuple[int, int] | None = None, min_ncc: float = 0.45, progress: bool = True) -> Summary:
+    """Process every row of `table` (from inputs.read_inputs) and write the manifest and failures."""
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    results: dict[int, dict] = {}
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_init_worker, initargs=(threads,))
+    with pool, tqdm(total=len(table), unit="scan", disable=not progress, desc="preprocess") as bar:
+        futures = {pool.submit(_run_one, row.resolved_path, out_dir, row.participant_id, row.session_id, params): i
+                   for i, row in zip(table.index, table.itertuples())}
+        for future in as_completed(futures):
+            try:
+                results[futures[future]] = future.result()
+            except BrokenProcessPool as exc:  # a worker died (e.g. out of memory); rerun resumes
+                results[futures[future]] = {"status": "failed", "error": f"worker process died ({exc}); rerun to resume"}
+            bar.update()
+    manifest, failures = _tables(table, results)
+    manifest = flag_outliers(manifest, min_ncc)
+    manifest_name, failures_name = shard_names(shard)
+    write_csv(manifest, out_dir / manifest_name)
+    write_csv(failures, out_dir / failures_name)
+    counts = manifest["status"].value_counts() if len(manifest) else {}
+    return Summary(done=int(counts.get("done", 0)), skipped=int(counts.get("skipped", 0)),
+                   failed=len(failures), flagged=int(manifest["qc_flag"].sum()) if len(manifest) else 0)
+
+
+def flag_outliers(manifest: pd.DataFrame, min_ncc: float) -> pd.DataFrame:
+    """Set `qc_flag` where NCC is below `min_ncc`, or (10+ scans) far below the batch's median:
+    more than 3.5 robust standard deviations (1.4826 MAD). Flagged scans stay in the manifest."""
+    manifest = manifest.copy()
+    ncc = manifest["qc_ncc"].astype(float) if len(manifest) else pd.Series(dtype=float)
+    flag = ncc < min_ncc
+    if len(ncc) >= 10:
+        median = float(np.median(ncc))
+        spread = 1.4826 * float(np.median(np.abs(ncc - median)))
+        flag |= ncc < median - 3.5 * max(spread, 1e-3)
+    manifest["qc_flag"] = flag.astype(bool)
+    return manifest
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> None:
+    with atomic_path(path) as temp:
+        frame.to_csv(temp, index=False)
+
+
+def _tables(table: pd.DataFrame, results: dict[int, dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split the results into the manifest (processed scans) and the failure list, in input order."""
+    carried = [c for c in table.columns if c != "resolved_path"]
+    ok = [i for i in table.index if results[i]["status"] != "failed"]
+    manifest = table.loc[ok, carried].copy()
+    manifest["processed_path"] = [results[i]["processed_path"] for i in ok]
+    for column in QC_COLUMNS:
+        manifest[column] = [results[i]["qc"][column] for i in ok]
+    manifest["status"] = [results[i]["status"] for i in ok]
+    bad = [i for i in table.index if results[i]["status"] == "failed"]
+    failures = table.loc[bad, FAILURE_COLUMNS[:-1]].copy()
+    failures["error"] = [results[i]["error"] for i in bad]
+    return manifest.reset_index(drop=True), failures.reset_index(drop=True)
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype={"participant_id": str, "session_id": str}, keep_default_na=False)
+
+
+def _init_worker(threads: int) -> None:
+    """Runs first in each spawned worker, before ANTs (and so ITK) is imported there."""
+    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(threads)
+
+
+def _run_one(path: str, out_dir: Path, participant: str, session: str, params: Params) -> dict:
+    """One scan in a worker: never raises, so one bad scan cannot stop the batch."""
+    outputs = ScanOutputs.under(out_dir, participant, session)
+    try:
+        result = process_scan(path, outputs, params)
+    except ScanError as exc:
+        return {"status": "failed", "error": str(exc)}
+    except Exception as exc:  # ANTs/ITK errors: keep the type and first line, go on with the rest
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return {"status": "failed", "error": f"{path}: {type(exc).__name__}: {first}"}
+    return {"status": result["status"], "qc": result["qc"], "processed_path": str(outputs.image.resolve())}
+
+
+def merge_shards(out_dir: str | Path, min_ncc: float = 0.45) -> Summary:
+    """Join `manifest-shard-I-of-N.csv` (and failures) of all N shards into manifest.csv and
+    failures.csv, re-flagging QC outliers over the whole cohort. Refuses when a shard is missing."""
+    out_dir = Path(out_dir)
+    found = sorted(out_dir.glob("manifest-shard-*-of-*.csv"))
+    if not found:
+        raise FileNotFoundError(f"{out_dir}: no manifest-shard-I-of-N.csv files; run the shards first")
+    counts = {name.stem.rsplit("-of-", 1)[1] for name in found}
+    if len(counts) != 1:
+        raise ValueError(f"{out_dir}: shard files of different N ({sorted(counts)}); keep one set of shards")
+    count = int(counts.pop())
+    names = [shard_names((i, count)) for i in range(count)]
+    missing = [m for m, _ in names if not (out_dir / m).exists()]
+    if missing:
+        raise FileNotFoundError(f"{out_dir}: {len(missing)} of {count} shards missing ({', '.join(missing[:3])}"
+                                f"{'...' if len(missing) > 3 else ''}); rerun those shards, then merge")
+    manifest = pd.concat([_read_csv(out_dir / m) for m, _ in names], ignore_index=True)
+    failures = pd.concat([_read_csv(out_dir / f) for _, f in names if (out_dir / f).exists()], ignore_index=True)
+    manifest = flag_outliers(manifest.sort_values(["participant_id", "session_id"], kind="stable"), min_ncc)
+    write_csv(manifest, out_dir / "manifest.csv")
+    write_csv(failures, out_dir / "failures.csv")
+    statuses = manifest["status"].value_counts()
+    return Summary(done=int(statuses.get("done", 0)), skipped=int(statuses.get("skipped", 0)),
+                   failed=len(failures), flagged=int(manifest["qc_flag"].sum()))

@@ -1,0 +1,78 @@
+"""The scans of a batch: a CSV manifest or a BIDS tree, and the deterministic shard of it a job runs.
+
+A CSV needs `participant_id, session_id, path` (relative paths are read against the CSV's folder);
+other columns (diagnosis, age, sex, site...) are carried to the output manifest. A BIDS tree gives
+one row per `sub-*/ses-*/anat/*_T1w.nii[.gz]`, with `participants.tsv` columns joined when present.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+__all__ = ["REQUIRED", "InputError", "read_inputs", "parse_shard", "select_shard"]
+
+REQUIRED = ("participant_id", "session_id", "path")
+
+
+class InputError(ValueError):
+    """The batch's input as a whole is unusable (as opposed to one bad scan)."""
+
+
+def read_inputs(source: str | Path) -> pd.DataFrame:
+    """Rows to process, in a stable order, with an extra `resolved_path` column (absolute)."""
+    source = Path(source)
+    if source.is_dir():
+        table, base = _read_bids(source), source
+    elif source.is_file():
+        table, base = pd.read_csv(source, dtype=str, keep_default_na=False), source.parent
+    else:
+        raise InputError(f"{source}: no such CSV file or BIDS folder; check --input")
+    missing = [c for c in REQUIRED if c not in table.columns]
+    if missing:
+        raise InputError(f"{source}: missing column(s) {missing}; the CSV needs {list(REQUIRED)}")
+    if table.empty:
+        raise InputError(f"{source}: no scans listed; add rows (or *_T1w.nii.gz files under sub-*/ses-*/anat)")
+    bad_ids = table[table[["participant_id", "session_id"]].apply(
+        lambda r: any(not v or "/" in v or v.startswith(".") for v in r), axis=1)]
+    if not bad_ids.empty:
+        raise InputError(f"{source}: row {bad_ids.index[0] + 1} has an empty or path-like participant/session id; "
+                         "ids name output folders, use e.g. sub-002S0295 / ses-M00")
+    dupes = table[table.duplicated(["participant_id", "session_id"], keep=False)]
+    if not dupes.empty:
+        first = dupes.iloc[0]
+        raise InputError(f"{source}: {len(dupes)} rows share participant/session ids (first: "
+                         f"{first.participant_id}/{first.session_id}); keep one T1 per session or make session_id unique")
+    table = table.sort_values(["participant_id", "session_id"], kind="stable").reset_index(drop=True)
+    table["resolved_path"] = [str(p if Path(p).is_absolute() else (base / p).resolve()) for p in table["path"]]
+    return table
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'I/N' -> (I, N) with 0 <= I < N (0-based, like SLURM's `--array=0-<N-1>`)."""
+    try:
+        index, count = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise InputError(f"--shard {text!r}: expected I/N, e.g. 0/8 (0-based, I < N)") from None
+    if not 0 <= index < count:
+        raise InputError(f"--shard {text!r}: need 0 <= I < N (0-based, e.g. $SLURM_ARRAY_TASK_ID/8)")
+    return index, count
+
+
+def select_shard(table: pd.DataFrame, index: int, count: int) -> pd.DataFrame:
+    """Every `count`-th row from `index` of the sorted table: shards are disjoint, cover all rows,
+    and differ in size by at most one scan."""
+    return table.iloc[index::count]
+
+
+def _read_bids(root: Path) -> pd.DataFrame:
+    rows = [{"participant_id": p.parts[-4], "session_id": p.parts[-3], "path": str(p.relative_to(root))}
+            for pattern in ("sub-*/ses-*/anat/*_T1w.nii.gz", "sub-*/ses-*/anat/*_T1w.nii")
+            for p in sorted(root.glob(pattern))]
+    table = pd.DataFrame(rows, columns=list(REQUIRED))
+    participants = root / "participants.tsv"
+    if participants.exists():
+        extra = pd.read_csv(participants, sep="\t", dtype=str, keep_default_na=False)
+        if "participant_id" in extra.columns:
+            table = table.merge(extra, on="participant_id", how="left")
+    return table

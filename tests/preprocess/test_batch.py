@@ -1,0 +1,153 @@
+"""Batch behaviour: failures isolated and listed, reruns skip, a killed run resumes, shards merge."""
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from preprocess.cli import main, merge_main
+from preprocess.inputs import InputError, read_inputs, select_shard
+
+FAST = ["--resolution", "2", "--no-progress"]
+BAD_SCANS = {  # participant -> (writer, words its error must contain)
+    "sub-corrupt": (lambda p: p.write_bytes(gzip.compress(b"garbage")), "cannot be read as NIfTI"),
+    "sub-empty": (lambda p: _nifti(np.zeros((40, 40, 40)), p), "is empty"),
+    "sub-flat": (lambda p: _nifti(np.ones((40, 40)), p), "expected a 3D volume"),
+    "sub-nan": (lambda p: _nifti(np.full((40, 40, 40), np.nan), p), "NaN/inf"),
+}
+
+
+def _nifti(data, path):
+    nib.Nifti1Image(np.asarray(data, np.float32), np.eye(4)).to_filename(path)
+
+
+def _csv(tmp_path: Path, scans: dict[str, Path]) -> Path:
+    rows = [{"participant_id": pid, "session_id": "ses-M00", "path": str(path), "diagnosis": "CN", "age": 71.5}
+            for pid, path in scans.items()]
+    out = tmp_path / "scans.csv"
+    pd.DataFrame(rows).to_csv(out, index=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def good_scans(tmp_path_factory, moved_template) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("good")
+    return {f"sub-{i:02d}": shutil.copy(moved_template, folder / f"scan{i}.nii.gz") for i in range(1, 4)}
+
+
+@pytest.fixture(scope="module")
+def mixed_run(tmp_path_factory, good_scans):
+    folder = tmp_path_factory.mktemp("mixed")
+    scans = dict(good_scans)
+    for pid, (write, _) in BAD_SCANS.items():
+        write(folder / f"{pid}.nii.gz")
+        scans[pid] = folder / f"{pid}.nii.gz"
+    (folder / "dicom").mkdir()
+    (folder / "dicom" / "IM0001.dcm").write_bytes(b"DICM")
+    scans["sub-dicom"] = folder / "dicom"
+    out = folder / "out"
+    code = main(["--input", str(_csv(folder, scans)), "--output", str(out), "--jobs", "2", *FAST])
+    return folder, scans, out, code
+
+
+def test_bad_scans_fail_alone_with_their_own_reason(mixed_run, good_scans):
+    _, _, out, code = mixed_run
+    assert code == 1
+    failures = pd.read_csv(out / "failures.csv")
+    reasons = dict(zip(failures.participant_id, failures.error))
+    expected = {pid: words for pid, (_, words) in BAD_SCANS.items()} | {"sub-dicom": "DICOM"}
+    assert set(reasons) == set(expected)
+    for pid, words in expected.items():
+        assert words in reasons[pid], reasons[pid]
+    manifest = pd.read_csv(out / "manifest.csv", dtype={"participant_id": str})
+    assert list(manifest.participant_id) == sorted(good_scans)
+    assert {"participant_id", "session_id", "path", "diagnosis", "age", "processed_path", "qc_ncc", "qc_mi",
+            "qc_mask_dice", "qc_flag", "status"} <= set(manifest.columns)
+    assert (manifest.status == "done").all() and not manifest.qc_flag.any()
+    assert all(Path(p).exists() for p in manifest.processed_path)
+
+
+def test_rerun_skips_finished_scans(mixed_run, capsys):
+    folder, _, out, _ = mixed_run
+    started = time.perf_counter()
+    code = main(["--input", str(folder / "scans.csv"), "--output", str(out), *FAST])
+    assert code == 1  # the bad scans still fail
+    manifest = pd.read_csv(out / "manifest.csv")
+    assert (manifest.status == "skipped").all() and len(manifest) == 3
+    assert "3 skipped" in capsys.readouterr().out
+    assert time.perf_counter() - started < 30  # hashing and reading sidecars, no ANTs work
+
+
+def test_shards_cover_every_scan_once_and_merge(mixed_run):
+    folder, scans, out, _ = mixed_run
+    table = read_inputs(folder / "scans.csv")
+    parts = [select_shard(table, i, 3) for i in range(3)]
+    ids = sorted(pid for part in parts for pid in part.participant_id)
+    assert ids == sorted(scans) and max(map(len, parts)) - min(map(len, parts)) <= 1
+    for i in range(3):
+        main(["--input", str(folder / "scans.csv"), "--output", str(out), "--shard", f"{i}/3", *FAST])
+    (out / "manifest.csv").unlink()
+    assert merge_main(["--output", str(out)]) == 1  # merged, but the bad scans are still failures
+    merged = pd.read_csv(out / "manifest.csv")
+    assert sorted(merged.participant_id) == sorted(p for p in scans if p.startswith("sub-0"))
+    assert len(pd.read_csv(out / "failures.csv")) == len(BAD_SCANS) + 1
+
+
+def test_merge_refuses_missing_shard(tmp_path, capsys):
+    pd.DataFrame({"participant_id": ["a"], "session_id": ["b"], "qc_ncc": [0.9], "status": ["done"]}).to_csv(
+        tmp_path / "manifest-shard-0-of-2.csv", index=False)
+    assert merge_main(["--output", str(tmp_path)]) == 1
+    assert "manifest-shard-1-of-2.csv" in capsys.readouterr().err
+
+
+def test_killed_run_resumes(tmp_path, good_scans):
+    scans = {**good_scans, "sub-04": good_scans["sub-01"], "sub-05": good_scans["sub-02"]}
+    csv, out = _csv(tmp_path, scans), tmp_path / "out"
+    command = [sys.executable, "-m", "preprocess", "--input", str(csv), "--output", str(out), *FAST]
+    run = subprocess.Popen(command, start_new_session=True, cwd=Path(__file__).resolve().parents[2])
+    deadline = time.monotonic() + 120
+    while not list(out.glob("*/*/*.json")) and time.monotonic() < deadline and run.poll() is None:
+        time.sleep(0.1)
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    finished = len(list(out.glob("*/*/*.json")))
+    assert 1 <= finished < len(scans), "the run was not interrupted mid-batch"
+    assert not (out / "manifest.csv").exists()
+    assert main(["--input", str(csv), "--output", str(out), *FAST]) == 0
+    manifest = pd.read_csv(out / "manifest.csv")
+    assert (manifest.status == "skipped").sum() == finished and len(manifest) == len(scans)
+    assert not list(out.glob("*/*/.tmp*"))
+
+
+def test_bad_input_table_is_one_line_exit_2(tmp_path, capsys):
+    (tmp_path / "x.csv").write_text("subject,path\n1,a.nii\n")
+    assert main(["--input", str(tmp_path / "x.csv"), "--output", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "missing column(s) ['participant_id', 'session_id']" in err and "\n" not in err
+    with pytest.raises(InputError, match="share participant/session"):
+        _csv(tmp_path, {"sub-a": "a.nii"})
+        table = pd.read_csv(tmp_path / "scans.csv")
+        pd.concat([table, table]).to_csv(tmp_path / "scans.csv", index=False)
+        read_inputs(tmp_path / "scans.csv")
+
+
+def test_bids_tree_is_read_with_participants_columns(tmp_path):
+    for sub, ses in (("sub-02", "ses-M00"), ("sub-01", "ses-M12"), ("sub-01", "ses-M00")):
+        anat = tmp_path / sub / ses / "anat"
+        anat.mkdir(parents=True)
+        (anat / f"{sub}_{ses}_T1w.nii.gz").write_bytes(b"")
+    (tmp_path / "participants.tsv").write_text("participant_id\tdiagnosis\nsub-01\tAD\nsub-02\tCN\n")
+    table = read_inputs(tmp_path)
+    assert list(zip(table.participant_id, table.session_id)) == [
+        ("sub-01", "ses-M00"), ("sub-01", "ses-M12"), ("sub-02", "ses-M00")]
+    assert list(table.diagnosis) == ["AD", "AD", "CN"] and Path(table.resolved_path[0]).is_absolute()
