@@ -60,6 +60,7 @@ class ScanOutputs:
 
     image: Path
     transform: Path
+    warp: Path  # written only with transform="syn"
     sidecar: Path
     overlay: Path
 
@@ -69,6 +70,7 @@ class ScanOutputs:
         folder = Path(root) / participant / session
         return cls(image=folder / f"{stem}_space-template_T1w.nii.gz",
                    transform=folder / f"{stem}_from-T1w_to-template_affine.mat",
+                   warp=folder / f"{stem}_from-T1w_to-template_warp.nii.gz",
                    sidecar=folder / f"{stem}_space-template_T1w.json",
                    overlay=folder / f"{stem}_qc.png")
 
@@ -86,6 +88,8 @@ def process_scan(path: str | Path, outputs: ScanOutputs, params: Params) -> dict
     started = time.perf_counter()
     input_hash = file_sha256(path) if Path(path).is_file() else ""
     finished = [outputs.image, outputs.transform, outputs.overlay]
+    if params.transform == "syn":
+        finished.append(outputs.warp)
     if input_hash and is_done(outputs.sidecar, input_hash, params.as_dict(), finished):
         return {**read_sidecar(outputs.sidecar), "status": "skipped"}
     scan = load_scan(path)
@@ -108,10 +112,10 @@ def process_scan(path: str | Path, outputs: ScanOutputs, params: Params) -> dict
         figures = qc.qc_figures(warped, template)
         with atomic_path(outputs.image) as temp:
             steps.to_nifti(warped, params.dtype).to_filename(temp)
-        with atomic_path(outputs.transform) as temp:  # the affine; SyN's warp field stays beside it
+        with atomic_path(outputs.transform) as temp:  # ITK affine: template point -> scan point
             shutil.copyfile(next(t for t in transforms if t.endswith(".mat")), temp)
-        if params.transform == "syn":
-            with atomic_path(outputs.transform.with_name(outputs.transform.stem + "_warp.nii.gz")) as temp:
+        if params.transform == "syn":  # applied before the affine, as ANTs lists it
+            with atomic_path(outputs.warp) as temp:
                 shutil.copyfile(next(t for t in transforms if t.endswith("Warp.nii.gz")), temp)
         with atomic_path(outputs.overlay) as temp:
             qc.overlay_png(warped, template, temp, title=outputs.image.name)

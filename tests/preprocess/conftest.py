@@ -3,35 +3,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
+from preprocess.synthetic import move_and_bias, pose_transform
+
 COLIN = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "mri" / "colin27_ch2_t1.nii.gz"
-# A head pose a scanner could give: rotations (degrees) about x, y, z, a translation (mm) and a
-# mild anisotropic scaling, about a centre near the middle of the brain.
-POSE_DEGREES, POSE_SHIFT_MM, POSE_SCALE = (9.0, -7.0, 5.0), (7.0, -5.0, 6.0), (1.04, 0.96, 1.0)
-POSE_CENTRE = (0.0, 18.0, 10.0)  # LPS mm
-
-
-def pose_transform():
-    """The ANTs affine transform that maps a point of the original head to the moved head's grid."""
-    import ants
-    from scipy.spatial.transform import Rotation
-
-    matrix = Rotation.from_euler("xyz", POSE_DEGREES, degrees=True).as_matrix() @ np.diag(POSE_SCALE)
-    tx = ants.create_ants_transform(transform_type="AffineTransform", dimension=3)
-    tx.set_parameters(list(matrix.ravel()) + list(POSE_SHIFT_MM))
-    tx.set_fixed_parameters(list(POSE_CENTRE))
-    return tx
-
-
-def move_and_bias(image):
-    """`image` resampled through the known pose, times a smooth multiplicative bias field."""
-    tx = pose_transform()
-    moved = tx.apply_to_image(image, reference=image, interpolation="linear").numpy()
-    axes = np.meshgrid(*[np.linspace(-1, 1, n) for n in moved.shape], indexing="ij")
-    bias = np.exp(0.3 * axes[0] + 0.2 * axes[1] * axes[2] - 0.25 * axes[2] ** 2)
-    return image.new_image_like((moved * bias).astype(np.float32))
 
 
 def write_nifti(image, path: Path) -> Path:

@@ -77,3 +77,37 @@ def test_real_head_lands_on_the_template(tmp_path, moved_colin_2mm):
     # reaches NCC ~0.60 in the brain mask (measured); a failed or half-done registration of the
     # moved head falls below 0.45.
     assert result["qc"]["qc_ncc"] > 0.55
+
+
+@pytest.mark.slow
+def test_deterministic_runs_are_identical(tmp_path, moved_template):
+    images = []
+    for run in ("a", "b"):
+        outputs = ScanOutputs.under(tmp_path / run, "sub-01", "ses-01")
+        process_scan(moved_template, outputs, Params(resolution=2.0, deterministic=True))
+        images.append(nib.load(outputs.image).get_fdata())
+    np.testing.assert_array_equal(images[0], images[1])
+
+
+@pytest.mark.slow
+def test_syn_writes_a_warp_and_fits_at_least_as_well(tmp_path, moved_template, template_result):
+    outputs = ScanOutputs.under(tmp_path, "sub-01", "ses-01")
+    result = process_scan(moved_template, outputs, Params(resolution=2.0, transform="syn"))
+    assert outputs.warp.exists() and outputs.transform.exists()
+    assert result["qc"]["qc_ncc"] >= template_result[1]["qc"]["qc_ncc"] - 0.005
+
+
+@pytest.mark.slow
+def test_real_head_at_1mm_matches_the_unmoved_head(tmp_path, colin_path):
+    """Colin27 at 1 mm moved by the pose: after preprocessing it scores like the unmoved head."""
+    import ants
+
+    from preprocess.synthetic import move_and_bias
+    from preprocess.steps import to_nifti
+
+    moved = tmp_path / "moved.nii.gz"
+    to_nifti(move_and_bias(ants.image_read(str(colin_path)))).to_filename(moved)
+    params = Params(resolution=1.0)
+    scores = [process_scan(path, ScanOutputs.under(tmp_path / name, "sub-colin", "ses-01"), params)["qc"]["qc_ncc"]
+              for name, path in (("moved", moved), ("unmoved", colin_path))]
+    assert scores[0] > scores[1] - 0.01
