@@ -15,10 +15,9 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from elr_mri.simulate.fields import dct_field, grid_points
+from elr_mri.simulate.fields import dct_field, grid_points, sample
 
-__all__ = ["Anatomy", "ANATOMIES", "load_anatomy", "deformation_grid", "natural_displacement",
-           "DEFORMATION_SPACING_MM"]
+__all__ = ["Anatomy", "ANATOMIES", "load_anatomy", "natural_displacement", "DEFORMATION_SPACING_MM"]
 
 COLIN27 = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "mri" / "colin27_ch2_t1.nii.gz"
 ANATOMIES = ("mni152", "colin27")
@@ -29,17 +28,25 @@ NATURAL_RMS_MM = 2.0
 NATURAL_BASIS = 5
 HEAD_SCALE_SD = 0.03
 HEAD_SCALE_SEX = {"M": 1.02, "F": 0.98}
+# Voxels above this (white matter = 1) are head; the support adds the largest displacement we draw.
+HEAD_THRESHOLD = 0.01
+SUPPORT_MARGIN_MM = 16.0
 
 
 @dataclass(frozen=True)
 class Anatomy:
     """A T1 head in MNI space: intensities scaled so white matter is about 1, plus cubic-spline
-    coefficients so each subject samples it once with cubic interpolation."""
+    coefficients so each subject samples it once with cubic interpolation. Subjects' displacement
+    fields live on its 2 mm `grid_affine`/`grid_shape`; `support` marks there where the head may be
+    after deformation, so the scanner grid's empty air is never interpolated."""
 
     name: str
     affine: np.ndarray
     data: np.ndarray
     coefficients: np.ndarray
+    grid_affine: np.ndarray
+    grid_shape: tuple[int, int, int]
+    support: np.ndarray
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -59,14 +66,19 @@ def load_anatomy(name: str, resolution_mm: float) -> Anatomy:
     foreground = data[data > 0.1 * data.max()]
     data = np.clip(data / np.percentile(foreground, 99), 0.0, None).astype(np.float32)
     coefficients = ndimage.spline_filter(data, order=3, output=np.float32)
+    grid_affine, grid_shape = _deformation_grid(image.affine, data.shape)
+    head = sample(data, image.affine, grid_points(grid_shape, grid_affine)) > HEAD_THRESHOLD
+    margin = int(np.ceil(SUPPORT_MARGIN_MM / DEFORMATION_SPACING_MM))
+    support = ndimage.binary_dilation(head, iterations=margin).astype(np.uint8)
     return Anatomy(name=Path(name).name if name not in ANATOMIES else name, affine=image.affine.copy(),
-                   data=data, coefficients=coefficients)
+                   data=data, coefficients=coefficients, grid_affine=grid_affine, grid_shape=grid_shape,
+                   support=support)
 
 
-def deformation_grid(anatomy: Anatomy) -> tuple[np.ndarray, tuple[int, int, int]]:
-    """The RAS grid (affine, shape) at DEFORMATION_SPACING_MM covering the anatomy's field of view."""
-    corners = np.array([[i, j, k, 1] for i in (0, anatomy.shape[0] - 1) for j in (0, anatomy.shape[1] - 1)
-                        for k in (0, anatomy.shape[2] - 1)], float) @ anatomy.affine.T
+def _deformation_grid(affine: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """The RAS grid (affine, shape) at DEFORMATION_SPACING_MM covering an image's field of view."""
+    corners = np.array([[i, j, k, 1] for i in (0, shape[0] - 1) for j in (0, shape[1] - 1)
+                        for k in (0, shape[2] - 1)], float) @ affine.T
     low, high = corners[:, :3].min(0), corners[:, :3].max(0)
     shape = tuple(int(n) for n in np.ceil((high - low) / DEFORMATION_SPACING_MM) + 1)
     affine = np.diag([DEFORMATION_SPACING_MM] * 3 + [1.0])
@@ -84,8 +96,9 @@ def natural_displacement(rng: np.random.Generator, grid_affine: np.ndarray, shap
     """
     scale = float(HEAD_SCALE_SEX[sex] + HEAD_SCALE_SD * rng.standard_normal())
     field = np.stack([dct_field(rng, shape, NATURAL_BASIS, NATURAL_RMS_MM) for _ in range(3)])
-    points = np.moveaxis(grid_points(shape, grid_affine), -1, 0)
-    field += (1.0 / scale - 1.0) * points
+    for axis in range(3):  # the grid is axis-aligned RAS: coordinate `axis` varies along array axis `axis`
+        coordinate = grid_affine[axis, axis] * np.arange(shape[axis]) + grid_affine[axis, 3]
+        field[axis] += np.float32(1.0 / scale - 1.0) * np.expand_dims(coordinate, [a for a in range(3) if a != axis])
     return field, scale
 
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from elr_mri.simulate.fields import apply_affine, crop_grid, grid_points, rotation_matrix
+
 __all__ = ["Region", "REGIONS", "DIAGNOSES", "REFERENCE_AGE", "draw_severity", "region_changes",
            "atrophy_displacement", "region_mask", "volume_ratios"]
 
@@ -24,16 +26,17 @@ REFERENCE_AGE = 70.0
 SEVERITY = {"CN": (0.0, 0.10), "MCI": (0.45, 0.18), "AD": (1.0, 0.22)}
 # Region-to-region and left/right variation of one subject's atrophy, relative.
 REGION_JITTER = 0.15
-# Bounds on a region's volume change at its centre, which keep every deformation invertible.
-CHANGE_BOUNDS = (-0.6, 1.5)
+# Bounds on a region's volume change, which keep every deformation invertible.
+CHANGE_BOUNDS = (-0.6, 3.0)
 
 
 @dataclass(frozen=True)
 class Region:
     """An ellipsoid in MNI mm and how its volume changes with disease and with age.
 
-    `ad_change` is the volume change at the region centre for a typical AD subject (−0.3 = 30% tissue
-    loss, +0.6 = 60% larger); `per_year` the change per year of age above REFERENCE_AGE.
+    `ad_change` is the volume change of the whole ellipsoid for a typical AD subject (−0.25 = a quarter
+    of its tissue lost, +0.5 = half as large again); `per_year` the change per year of age above
+    REFERENCE_AGE.
     `rotation_deg` = (about x, about y, about z) turns the ellipsoid's axes, e.g. the hippocampus's
     long axis rises posteriorly and the ventricles diverge posteriorly.
     """
@@ -45,32 +48,34 @@ class Region:
     ad_change: float
     per_year: float
 
-    def rotation(self) -> np.ndarray:
-        """Matrix whose columns are the ellipsoid's axes in MNI space."""
-        ax, ay, az = np.deg2rad(self.rotation_deg)
-        rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
-        ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
-        rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
-        return rz @ ry @ rx
-
     def normalised_radius2(self, points: np.ndarray) -> np.ndarray:
         """Squared ellipsoidal radius of world points (1 on the region's surface)."""
-        local = (points - np.asarray(self.center, np.float32)) @ self.rotation().astype(np.float32)
-        return np.sum((local / np.asarray(self.radii, np.float32)) ** 2, axis=-1)
+        to_local = np.eye(4)  # rows: ellipsoid axis / radius
+        to_local[:3, :3] = (rotation_matrix(self.rotation_deg) / np.asarray(self.radii)).T
+        to_local[:3, 3] = -to_local[:3, :3] @ np.asarray(self.center)
+        local = apply_affine(to_local, points)
+        return np.einsum("...i,...i->...", local, local)
+
+    def box_mm(self) -> tuple[np.ndarray, np.ndarray]:
+        """World box outside which the region's deformation is negligible (bump below 0.2%)."""
+        extent = np.sqrt(((rotation_matrix(self.rotation_deg) * np.asarray(self.radii)) ** 2).sum(axis=1))
+        half = BOX_SIGMAS * BUMP_SIGMA * extent
+        return np.asarray(self.center) - half, np.asarray(self.center) + half
 
 
 REGIONS: tuple[Region, ...] = (
-    Region("hippocampus_l", (-26.0, -22.0, -13.0), (5.0, 17.0, 6.0), (-30.0, 0.0, 15.0), -0.30, -0.006),
-    Region("hippocampus_r", (27.0, -21.0, -13.0), (5.0, 17.0, 6.0), (-30.0, 0.0, -15.0), -0.30, -0.006),
-    Region("entorhinal_l", (-24.0, -8.0, -30.0), (5.0, 8.0, 5.0), (0.0, 0.0, 0.0), -0.35, -0.005),
-    Region("entorhinal_r", (25.0, -7.0, -30.0), (5.0, 8.0, 5.0), (0.0, 0.0, 0.0), -0.35, -0.005),
-    Region("ventricle_l", (-12.7, -12.5, 15.5), (6.0, 32.0, 9.0), (0.0, 0.0, -16.6), 0.60, 0.020),
-    Region("ventricle_r", (12.7, -12.5, 15.5), (6.0, 32.0, 9.0), (0.0, 0.0, 16.6), 0.60, 0.020),
-    Region("brain", (0.0, -18.0, 12.0), (60.0, 80.0, 55.0), (0.0, 0.0, 0.0), -0.05, -0.003),
+    Region("hippocampus_l", (-26.0, -22.0, -13.0), (5.0, 17.0, 6.0), (-30.0, 0.0, 15.0), -0.30, -0.005),
+    Region("hippocampus_r", (27.0, -21.0, -13.0), (5.0, 17.0, 6.0), (-30.0, 0.0, -15.0), -0.30, -0.005),
+    Region("entorhinal_l", (-24.0, -8.0, -30.0), (5.0, 8.0, 5.0), (0.0, 0.0, 0.0), -0.35, -0.004),
+    Region("entorhinal_r", (25.0, -7.0, -30.0), (5.0, 8.0, 5.0), (0.0, 0.0, 0.0), -0.35, -0.004),
+    Region("ventricle_l", (-9.0, -7.0, 19.0), (5.0, 22.0, 6.0), (-16.0, 0.0, -16.0), 1.00, 0.030),
+    Region("ventricle_r", (9.0, -7.0, 19.0), (5.0, 22.0, 6.0), (-16.0, 0.0, 16.0), 1.00, 0.030),
+    Region("brain", (0.0, -18.0, 12.0), (60.0, 80.0, 55.0), (0.0, 0.0, 0.0), -0.04, -0.002),
 )
-# The deformation of a region is a Gaussian bump whose widths are this fraction of its radii:
-# the volume change is concentrated inside the ellipsoid and fades out over about twice its size.
-BUMP_SIGMA = 0.6
+# A region's deformation is a Gaussian bump with widths BUMP_SIGMA × its radii; it changes volume
+# most at the centre, and its surroundings (CSF spaces, neighbouring tissue) take up the difference.
+BUMP_SIGMA = 1.5
+BOX_SIGMAS = 3.5
 
 
 def draw_severity(rng: np.random.Generator, diagnosis: str) -> float:
@@ -80,7 +85,7 @@ def draw_severity(rng: np.random.Generator, diagnosis: str) -> float:
 
 
 def region_changes(rng: np.random.Generator, severity: float, age: float) -> dict[str, float]:
-    """Volume change at each region's centre for a subject: disease (jittered per region) plus age."""
+    """Volume change of each region for a subject: disease (jittered per region) plus age."""
     changes = {}
     for region in REGIONS:
         disease = severity * region.ad_change * (1.0 + REGION_JITTER * rng.standard_normal())
@@ -89,19 +94,25 @@ def region_changes(rng: np.random.Generator, severity: float, age: float) -> dic
     return changes
 
 
-def atrophy_displacement(points: np.ndarray, changes: dict[str, float]) -> np.ndarray:
-    """Backward displacement (3, *points.shape[:-1]) in mm that applies the regional volume changes.
+def atrophy_displacement(grid_affine: np.ndarray, shape: tuple[int, int, int],
+                         changes: dict[str, float]) -> np.ndarray:
+    """Backward displacement (3, *shape) in mm on an RAS grid that applies the regional volume changes.
 
-    The subject's image at y samples the template at y + u(y) with u = (k − 1)·w(y)·(y − c): near a
-    centre c the template is scaled by k about c, so volume there changes by 1/k³ = 1 + change; w is
-    the region's Gaussian bump. Displacements of regions add (they are small and mostly apart).
+    The subject's image at y samples the template at y + u(y) with u = (k − 1)·w(y)·(y − c), w the
+    region's Gaussian bump. In the ellipsoid's normalised coordinates this is a radial map, so the
+    ellipsoid's surface moves to the radius r where (1 + (k − 1)·w(r))·r = 1, and the volume changes
+    by r³: k follows from r = (1 + change)^(1/3). Displacements of regions add (they are small and
+    mostly apart), so overlapping bumps change each other's volumes slightly.
     """
-    field = np.zeros((3,) + points.shape[:-1], np.float32)
+    field = np.zeros((3,) + tuple(shape), np.float32)
     for region in REGIONS:
-        k = (1.0 + changes[region.name]) ** (-1.0 / 3.0)
+        radius = (1.0 + changes[region.name]) ** (1.0 / 3.0)
+        k_minus_1 = (1.0 / radius - 1.0) / np.exp(-0.5 * radius**2 / BUMP_SIGMA**2)
+        slices, sub_affine, sub_shape = crop_grid(grid_affine, shape, *region.box_mm())
+        points = grid_points(sub_shape, sub_affine)
         bump = np.exp(-0.5 * region.normalised_radius2(points) / BUMP_SIGMA**2)
         offset = points - np.asarray(region.center, np.float32)
-        field += np.moveaxis((k - 1.0) * bump[..., None] * offset, -1, 0)
+        field[(slice(None),) + slices] += np.moveaxis(np.float32(k_minus_1) * bump[..., None] * offset, -1, 0)
     return field
 
 
@@ -110,22 +121,27 @@ def region_mask(region: Region, points: np.ndarray) -> np.ndarray:
     return region.normalised_radius2(points) <= 1.0
 
 
-def volume_ratios(points: np.ndarray, displacement: np.ndarray, spacing_mm: float) -> dict[str, float]:
-    """Subject volume / template volume of every region, measured on the deformation grid.
+def volume_ratios(grid_affine: np.ndarray, displacement: np.ndarray) -> dict[str, float]:
+    """Subject volume / template volume of every region, measured on the deformation's grid.
 
     A grid point y belongs to the subject's region when the point it samples, y + u(y), lies in the
     template region; the template volume it stands for is the Jacobian determinant of y ↦ y + u(y).
     The ratio therefore includes head size and natural variability, as a real volumetry would.
     """
-    mapped = points + np.moveaxis(displacement, 0, -1)
-    gradients = [np.gradient(displacement[c], spacing_mm) for c in range(3)]
-    jacobian = np.empty(points.shape[:-1] + (3, 3), np.float32)
-    for row in range(3):
-        for column in range(3):
-            jacobian[..., row, column] = gradients[row][column] + (row == column)
-    determinant = np.linalg.det(jacobian)
+    spacing = np.diag(grid_affine)[:3]
     ratios = {}
     for region in REGIONS:
+        slices, sub_affine, sub_shape = crop_grid(grid_affine, displacement.shape[1:], *region.box_mm())
+        local = displacement[(slice(None),) + slices]
+        mapped = grid_points(sub_shape, sub_affine) + np.moveaxis(local, 0, -1)
         inside = region_mask(region, mapped)
-        ratios[region.name] = float(inside.sum() / max(determinant[inside].sum(), 1e-9))
+        ratios[region.name] = float(inside.sum() / max(_jacobian_determinant(local, spacing)[inside].sum(), 1e-9))
     return ratios
+
+
+def _jacobian_determinant(displacement: np.ndarray, spacing: np.ndarray) -> np.ndarray:
+    """det(I + ∂u/∂y) of a displacement (3, *shape) by central differences."""
+    j = [[g + (row == column) for column, g in enumerate(np.gradient(displacement[row], *spacing))]
+         for row in range(3)]
+    return (j[0][0] * (j[1][1] * j[2][2] - j[1][2] * j[2][1]) - j[0][1] * (j[1][0] * j[2][2] - j[1][2] * j[2][0])
+            + j[0][2] * (j[1][0] * j[2][1] - j[1][1] * j[2][0]))

@@ -1,0 +1,159 @@
+"""The simulated cohort: same seed same bytes, honest tables, label noise only between neighbouring
+stages, a head pose that is a real motion in world space, atrophy that measures as asked, and a
+class signal a simple classifier finds in the written scans."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from elr_mri.simulate import main
+from elr_mri.simulate.acquisition import MAX_ROTATION_DEG, MAX_TRANSLATION_MM, SITES, Pose
+from elr_mri.simulate.anatomy import load_anatomy
+from elr_mri.simulate.cli import MANIFEST_COLUMNS
+from elr_mri.simulate.cohort import class_counts, plan_cohort
+from elr_mri.simulate.disease import REGIONS, atrophy_displacement, region_mask, volume_ratios
+from elr_mri.simulate.fields import apply_affine, box_affine, grid_points, sample
+from elr_mri.simulate.render import sample_subject, subject_shape
+
+RESOLUTION = 3.0
+SEED = 7
+TRAIN, HOLDOUT = 36, 4
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small cohort written through the CLI, shared by the tests that read scans."""
+    out = tmp_path_factory.mktemp("simulated") / "cohort"
+    argv = ["--out", str(out), "--subjects", str(TRAIN), "--holdout-subjects", str(HOLDOUT), "--label-noise", "0.25",
+            "--seed", str(SEED), "--resolution", str(RESOLUTION), "--jobs", "2"]
+    assert main(argv) == 0
+    return out
+
+
+def file_hashes(folder: Path) -> dict[str, str]:
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_same_seed_gives_identical_files_for_any_jobs_and_another_seed_differs(tmp_path: Path) -> None:
+    common = ["--subjects", "3", "--holdout-subjects", "1", "--label-noise", "0.3", "--resolution", "4"]
+    assert main(["--out", str(tmp_path / "a"), "--seed", "5", "--jobs", "1", *common]) == 0
+    assert main(["--out", str(tmp_path / "b"), "--seed", "5", "--jobs", "2", *common]) == 0
+    assert main(["--out", str(tmp_path / "c"), "--seed", "6", "--jobs", "1", *common]) == 0
+    a, b, c = (file_hashes(tmp_path / name) for name in "abc")
+    assert len([name for name in a if name.endswith(".nii.gz")]) == 4
+    assert a == b
+    scans = [name for name in a if name.endswith(".nii.gz")]
+    assert all(a[name] != c.get(name) for name in scans)
+    assert a["truth.csv"] != c["truth.csv"]
+
+
+def test_refuses_to_overwrite_a_cohort_without_the_flag(cohort: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["--out", str(cohort), "--subjects", "1", "--holdout-subjects", "0"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_manifest_carries_noisy_labels_and_truth_keeps_the_rest(cohort: Path) -> None:
+    manifest = pd.read_csv(cohort / "manifest.csv")
+    truth = pd.read_csv(cohort / "truth.csv")
+    assert list(manifest.columns) == MANIFEST_COLUMNS
+    assert list(truth["participant_id"]) == list(manifest["participant_id"])
+    assert (truth["diagnosis"] == manifest["diagnosis"]).all()
+    assert truth["participant_id"].is_unique
+    expected = {"true_diagnosis", "label_flipped", "severity", "head_scale", "intensity_scale",
+                *(f"change_{r.name}" for r in REGIONS), *(f"volume_ratio_{r.name}" for r in REGIONS),
+                *Pose((0, 0, 0), (0, 0, 0)).record()}
+    assert expected <= set(truth.columns)
+    assert set(manifest["diagnosis"]) <= {"CN", "MCI", "AD"} and set(manifest["sex"]) <= {"M", "F"}
+    for site, n in (("adni_sim", TRAIN), ("nacc_sim", HOLDOUT)):
+        rows = truth[truth["cohort"] == site]
+        assert rows["true_diagnosis"].value_counts().to_dict() == {k: v for k, v in class_counts(n).items() if v}
+        assert rows["label_flipped"].sum() == round(0.25 * n)
+    assert (truth["label_flipped"] == (truth["diagnosis"] != truth["true_diagnosis"])).all()
+    assert truth["age"].between(55, 95).all()
+    assert truth[[f"pose_r{a}_deg" for a in "xyz"]].abs().max().max() <= MAX_ROTATION_DEG
+    assert truth[[f"pose_t{a}_mm" for a in "xyz"]].abs().max().max() <= MAX_TRANSLATION_MM
+    for row in manifest.itertuples():
+        image = nib.load(cohort / row.path)
+        profile = SITES[row.cohort]
+        assert image.get_data_dtype() == np.int16
+        assert "".join(nib.aff2axcodes(image.affine)) == profile.axis_codes
+        zooms = sorted(np.round(image.header.get_zooms()[:3], 3))
+        assert zooms == sorted(np.round(RESOLUTION * np.asarray(profile.voxel_factor), 3))
+
+
+def test_label_noise_flips_only_neighbouring_stages_at_the_requested_rate() -> None:
+    specs = plan_cohort(600, 300, 0.3, seed=1)
+    for site, n in (("adni_sim", 600), ("nacc_sim", 300)):
+        pairs = [(s.true_diagnosis, s.diagnosis) for s in specs if s.cohort == site]
+        flips = [(t, g) for t, g in pairs if t != g]
+        assert len(flips) == round(0.3 * n)
+        assert not {("CN", "AD"), ("AD", "CN")} & set(flips)
+        assert {("CN", "MCI"), ("MCI", "CN"), ("MCI", "AD"), ("AD", "MCI")} == set(flips)
+    assert all(s.diagnosis == s.true_diagnosis for s in plan_cohort(60, 20, 0.0, seed=1))
+
+
+@pytest.mark.parametrize(("region", "change", "untouched"), [("hippocampus_l", -0.3, "hippocampus_r"),
+                                                         ("ventricle_r", 1.0, "ventricle_l"),
+                                                         ("brain", -0.05, None)])
+def test_atrophy_changes_region_volume_by_the_requested_amount(region: str, change: float,
+                                                               untouched: str | None) -> None:
+    anatomy = load_anatomy("mni152", RESOLUTION)
+    changes = {r.name: 0.0 for r in REGIONS} | {region: change}
+    displacement = atrophy_displacement(anatomy.grid_affine, anatomy.grid_shape, changes)
+    ratios = volume_ratios(anatomy.grid_affine, displacement)
+    assert ratios[region] == pytest.approx(1.0 + change, rel=0.03)
+    if untouched is None:  # global atrophy shrinks every structure inside the brain
+        assert all(ratio < 0.97 for ratio in ratios.values())
+    else:  # a local atrophy leaves the other hemisphere alone
+        assert ratios[untouched] == pytest.approx(1.0, abs=0.01)
+
+
+def template_grid() -> tuple[np.ndarray, tuple[int, int, int], np.ndarray]:
+    """A 3 mm RAS grid over the brain in MNI space and its world points."""
+    affine, shape = box_affine(np.array([0.0, -18.0, 12.0]), np.array([150.0, 180.0, 140.0]),
+                               np.full(3, RESOLUTION), "RAS")
+    return affine, shape, grid_points(shape, affine)
+
+
+def scan_in_template_space(scan: nib.Nifti1Image, pose: Pose, points: np.ndarray) -> np.ndarray:
+    """The scan resampled at template points through the recorded pose (head y sits at x = P·y)."""
+    return sample(np.asarray(scan.dataobj, np.float32), scan.affine, apply_affine(pose.matrix(), points))
+
+
+def test_pose_is_a_real_motion_that_the_recorded_transform_undoes(cohort: Path) -> None:
+    truth = pd.read_csv(cohort / "truth.csv")
+    specs = plan_cohort(TRAIN, HOLDOUT, 0.25, SEED)
+    anatomy = load_anatomy("mni152", RESOLUTION)
+    affine, shape, points = template_grid()
+    for index in (0, TRAIN):  # one scan per site
+        row, spec = truth.iloc[index], specs[index]
+        clean = sample_subject(anatomy, subject_shape(spec, anatomy, SEED), affine, shape).ravel()
+        scan = nib.load(cohort / row["path"])
+        undone = scan_in_template_space(scan, Pose.from_record(row), points).ravel()
+        ignored = sample(np.asarray(scan.dataobj, np.float32), scan.affine, points).ravel()
+        assert np.corrcoef(undone, clean)[0, 1] > 0.95
+        assert np.corrcoef(ignored, clean)[0, 1] < 0.85
+
+
+def test_ad_and_cn_scans_differ_in_ventricular_csf_clearly_above_chance(cohort: Path) -> None:
+    """A one-feature classifier on the written scans: CSF voxels around the lateral ventricles after
+    undoing the pose (a crude ventricular volume) ranks true AD above true CN."""
+    truth = pd.read_csv(cohort / "truth.csv")
+    truth = truth[(truth["cohort"] == "adni_sim") & truth["true_diagnosis"].isin(["CN", "AD"])]
+    _, _, points = template_grid()
+    brain = region_mask(REGIONS[-1], points)
+    around = {r.name: r.normalised_radius2(points) <= 1.5**2 for r in REGIONS}
+    ventricles = around["ventricle_l"] | around["ventricle_r"]
+    csf = []
+    for _, row in truth.iterrows():
+        volume = scan_in_template_space(nib.load(cohort / row["path"]), Pose.from_record(row), points)
+        csf.append(np.sum(volume[ventricles] < 0.4 * np.percentile(volume[brain], 90)))
+    assert roc_auc_score(truth["true_diagnosis"] == "AD", csf) > 0.75
