@@ -35,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--normalise", choices=steps.NORMALISATIONS, default="minmax",
                         help="minmax: clip to 0.5-99.5th percentile then [0, 1]; zscore: in the brain mask")
     parser.add_argument("--brain-mask", action="store_true", help="zero voxels outside the template brain mask")
-    parser.add_argument("--dtype", choices=("float32", "float16"), default="float32")
+    parser.add_argument("--dtype", choices=steps.DTYPES, default="float32",
+                        help="int16: scaled integers (NIfTI has no float16), half the disk of float32")
     parser.add_argument("--deterministic", action="store_true",
                         help="reproducible registration (ANTs Repro stages, fixed seed, 1 ITK thread)")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes; ITK threads = cores // jobs")

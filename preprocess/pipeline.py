@@ -38,7 +38,7 @@ class Params:
 
     def __post_init__(self) -> None:
         for name, allowed in (("transform", steps.TRANSFORMS), ("profile", steps.PROFILES),
-                              ("normalise", steps.NORMALISATIONS), ("dtype", ("float32", "float16"))):
+                              ("normalise", steps.NORMALISATIONS), ("dtype", steps.DTYPES)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r} unknown; choose one of {sorted(allowed)}")
         if not 0.25 <= self.resolution <= 4:
@@ -51,6 +51,7 @@ class Params:
         return out
 
     def template_key(self) -> tuple:
+        """The arguments of template.load_template, cached per worker process."""
         return (self.template, self.template_mask, float(self.resolution), self.shape)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["PROFILES", "TRANSFORMS", "NORMALISATIONS", "to_ants", "to_nifti", "n4", "register",
+__all__ = ["PROFILES", "TRANSFORMS", "NORMALISATIONS", "DTYPES", "to_ants", "to_nifti", "n4", "register",
            "resample_to_grid", "normalise"]
 
 # N4 settings and the fixed image used for registration, per profile.
@@ -22,6 +22,7 @@ PROFILES: dict[str, dict] = {
 # ANTsPy's names for the user's choice; passed explicitly since ANTsPy ignores misspelled kwargs.
 TRANSFORMS: dict[str, str] = {"affine": "antsRegistrationSyNQuick[a]", "syn": "antsRegistrationSyNQuick[s]"}
 NORMALISATIONS = ("none", "minmax", "zscore")
+DTYPES = ("float32", "int16")
 _LPS = np.diag([-1.0, -1.0, 1.0])
 
 
@@ -36,13 +37,17 @@ def to_ants(img):
 
 
 def to_nifti(image, dtype: str = "float32"):
-    """ANTs image -> nibabel image with the equivalent RAS affine, stored as `dtype`."""
+    """ANTs image -> nibabel image with the equivalent RAS affine, stored as `dtype`.
+
+    NIfTI-1 has no float16; `int16` is its half-size option: nibabel stores scaled integers and a
+    scl_slope/scl_inter that every reader applies, so the values come back as floats."""
     import nibabel as nib
 
     affine = np.eye(4)
     affine[:3, :3] = _LPS @ (np.asarray(image.direction) * np.asarray(image.spacing))
     affine[:3, 3] = _LPS @ np.asarray(image.origin)
-    out = nib.Nifti1Image(image.numpy().astype(dtype), affine)
+    out = nib.Nifti1Image(image.numpy().astype(np.float32), affine)
+    out.set_data_dtype(dtype)
     out.header.set_xyzt_units("mm")
     out.set_qform(affine, code=4)  # 4: aligned to a template (MNI)
     out.set_sform(affine, code=4)
