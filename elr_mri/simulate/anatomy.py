@@ -48,10 +48,6 @@ class Anatomy:
     grid_shape: tuple[int, int, int]
     support: np.ndarray
 
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return self.data.shape  # type: ignore[return-value]
-
 
 @lru_cache(maxsize=4)
 def load_anatomy(name: str, resolution_mm: float) -> Anatomy:
