@@ -147,6 +147,7 @@ class TrainLoopConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # auto: bf16 autocast on a GPU that supports it (fp16 + loss scaling on older ones), fp32 on a CPU
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    loader: Literal["auto", "dataloader", "device"] = "auto"  # auto: device-resident batches when images fit
     compile: Literal["auto", True, False] = "auto"  # torch.compile the trained network; auto: on for CUDA
     channels_last: Literal["auto", True, False] = "auto"  # channels-last (2D/3D) memory; auto: on for CUDA
     select: Literal["val_acc", "last"] = "val_acc"  # checkpoint-selection rule, written in the run

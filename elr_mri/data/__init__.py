@@ -11,12 +11,15 @@ if TYPE_CHECKING:
 __all__ = ["build_data"]
 
 
-def build_data(cfg: DataConfig) -> NoisyImageData:
-    """The training, validation and test sets that `cfg.name` describes (MONAI is loaded only for MRI)."""
+def build_data(cfg: DataConfig, require_age: bool = False) -> NoisyImageData:
+    """The training, validation and test sets that `cfg.name` describes (MONAI is loaded only for MRI).
+
+    `require_age`: the model reads each subject's age, so a scan without one is refused up front.
+    """
     if cfg.name == "mri":
         from elr_mri.data.mri import build_mri_data
 
-        return build_mri_data(cfg)
+        return build_mri_data(cfg, require_age=require_age)
     from elr_mri.data.images import build_image_data
 
     return build_image_data(cfg)

@@ -52,12 +52,11 @@ def build_optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
 
 
 def build_method(cfg: RunConfig, input_shape: tuple[int, ...], num_classes: int, num_examples: int,
-                 device: torch.device, dist: DistContext = DistContext()) -> Method:
-    plan = ExecutionPlan.from_config(cfg.train, device)
+                 plan: ExecutionPlan, dist: DistContext = DistContext()) -> Method:
     if cfg.loss.name == "elr_plus":
         return ELRPlusPair(cfg, input_shape, num_classes, num_examples, plan, dist)
     model = plan.place_model(build_model(cfg.model, input_shape, num_classes))
-    loss_fn = build_loss(cfg.loss, num_examples, num_classes).to(device)
+    loss_fn = build_loss(cfg.loss, num_examples, num_classes).to(plan.device)
     return SingleNetwork(model, loss_fn, build_optimizer(cfg, model), plan, dist)
 
 

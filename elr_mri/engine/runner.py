@@ -12,26 +12,27 @@ import json
 import random
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
 import torch
 import yaml
-from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from elr_mri.config import ConfigError, RunConfig, config_to_dict
 from elr_mri.data import build_data
-from elr_mri.distributed import DistContext, GlobalBatchSampler, barrier, gather_rows, init_distributed
+from elr_mri.distributed import barrier, gather_rows, init_distributed
 from elr_mri.data.images import NoisyImageData
 from elr_mri.engine.checkpoint import atomic_save, atomic_write_text, capture_rng, load_checkpoint, restore_rng
+from elr_mri.engine.execution import ExecutionPlan
+from elr_mri.engine.feeding import BatchFeeder
 from elr_mri.engine.methods import Method, build_method
 from elr_mri.engine.schedule import lr_at
 from elr_mri.engine.tracking import MEMORIZATION_COLUMNS, PredictionTracker, memorization_fractions
 from elr_mri.mislabels import mislabel_precision_recall, suspected_mislabels
 
-__all__ = ["train", "resolve_device", "evaluate_accuracy"]
+__all__ = ["train", "resolve_device", "evaluate_accuracy", "uses_age", "SELECTION_RULES"]
 
 SELECTION_RULES = {
     "val_acc": "best accuracy on the noisy validation split (10% of the noisy training set), as the paper",
@@ -48,8 +49,10 @@ def train(cfg: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
     dist = init_distributed(device.type)
     if device.type == "cuda" and dist.enabled:
         device = torch.device("cuda", dist.local_rank)
-    data = build_data(cfg.data)
-    method = build_method(cfg, data.input_shape, data.num_classes, len(data.train), device, dist)
+    data = build_data(cfg.data, require_age=uses_age(cfg))
+    plan = ExecutionPlan.from_config(cfg.train, device)
+    method = build_method(cfg, data.input_shape, data.num_classes, len(data.train), plan, dist)
+    feeder = BatchFeeder(data, cfg, dist, device, channels_last=plan.channels_last)
     tracker = PredictionTracker(len(data.train), data.num_classes)
     knows_clean = data.train_clean_labels is not None and cfg.data.noise.mode != "none"
 
@@ -57,7 +60,7 @@ def train(cfg: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
     if resume:
         state = _restore(out_dir, method, tracker)
     elif dist.is_main:
-        _start_run_dir(out_dir, cfg)
+        _start_run_dir(out_dir, cfg, data)
     writer = _tensorboard(out_dir) if cfg.train.tensorboard and dist.is_main else None
     show_progress = cfg.train.progress and dist.is_main
 
@@ -67,13 +70,13 @@ def train(cfg: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
         lr = lr_at(epoch, cfg)
         method.set_lr(lr)
         epoch_started = time.perf_counter()
-        train_loss = _train_epoch(method, data, cfg, epoch, tracker, dist, show_progress)
+        train_loss = _train_epoch(method, feeder.train_epoch(epoch), epoch, tracker, show_progress)
         row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss,
                                "epoch_seconds": round(time.perf_counter() - epoch_started, 3)}
         pred = tracker.predictions()
         row["train_acc_given"] = float((pred == data.train_labels).mean())
-        row["val_acc"] = evaluate_accuracy(method, data.val, cfg.train.eval_batch_size)
-        row["test_acc"] = evaluate_accuracy(method, data.test, cfg.train.eval_batch_size)
+        row["val_acc"] = evaluate_accuracy(method, feeder.evaluation("val"))
+        row["test_acc"] = evaluate_accuracy(method, feeder.evaluation("test"))
         if knows_clean:
             row.update(memorization_fractions(pred, data.train_labels, data.train_clean_labels))
         state.rows.append(row)
@@ -103,15 +106,16 @@ def resolve_device(name: str) -> torch.device:
 
 
 @torch.no_grad()
-def evaluate_accuracy(method: Method, dataset: Dataset | None, batch_size: int) -> float:
-    """Top-1 accuracy of `method` on `dataset` (NaN when there is none)."""
-    if dataset is None or len(dataset) == 0:
+def evaluate_accuracy(method: Method, batches: Iterable[dict[str, torch.Tensor]] | None) -> float:
+    """Top-1 accuracy of `method` over `batches` (NaN when there are none)."""
+    if batches is None:
         return float("nan")
-    correct = 0
-    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        probs = method.predict_proba(batch)
-        correct += int((probs.argmax(dim=1).cpu() == batch["label"]).sum())
-    return correct / len(dataset)
+    correct, total = 0, 0
+    for batch in batches:
+        predicted = method.predict_proba(batch).argmax(dim=1)
+        correct += int((predicted == batch["label"].to(predicted.device)).sum())
+        total += len(predicted)
+    return correct / total if total else float("nan")
 
 
 class _RunState:
@@ -124,41 +128,22 @@ class _RunState:
         self.rows: list[dict[str, Any]] = []
 
 
-def _train_epoch(method: Method, data: NoisyImageData, cfg: RunConfig, epoch: int,
-                 tracker: PredictionTracker, dist: DistContext, show_progress: bool) -> float:
-    loader = _train_loader(data, cfg, epoch, dist)
-    total, batches = 0.0, 0
-    for batch in tqdm(loader, desc=f"epoch {epoch + 1}", leave=False, disable=not show_progress):
+def _train_epoch(method: Method, batches: Iterable[dict[str, torch.Tensor]], epoch: int,
+                 tracker: PredictionTracker, show_progress: bool) -> float:
+    total, steps = 0.0, 0
+    for batch in tqdm(batches, desc=f"epoch {epoch + 1}", leave=False, disable=not show_progress):
         loss, logits = method.train_step(batch)
         tracker.record(*gather_rows(batch["index"].to(logits.device), logits))
         total += loss
-        batches += 1
-    return total / max(batches, 1)
-
-
-def _train_loader(data: NoisyImageData, cfg: RunConfig, epoch: int, dist: DistContext) -> DataLoader:
-    """This rank's slices of shuffled (or class-balanced) global batches.
-
-    The order depends only on (seed, epoch), so a resumed run, or one with another number of
-    processes, walks the same global batches (`train.batch_size` is the global batch).
-    """
-    generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-    weights, num_samples = None, None
-    if cfg.data.balanced_batches:
-        counts = np.bincount(data.train_labels, minlength=data.num_classes)
-        weights = torch.as_tensor(1.0 / counts[data.train_labels], dtype=torch.double)
-        num_samples = cfg.data.balanced_batches * cfg.train.batch_size
-    sampler = GlobalBatchSampler(len(data.train), cfg.train.batch_size, generator, dist.rank, dist.world_size,
-                                 weights=weights, num_samples=num_samples)
-    return DataLoader(data.train, batch_sampler=sampler, generator=generator, num_workers=cfg.data.num_workers,
-                      pin_memory=torch.cuda.is_available())
+        steps += 1
+    return total / max(steps, 1)
 
 
 def _improves(value: float, best: float) -> bool:
     return not np.isnan(value) and value > best
 
 
-def _start_run_dir(out_dir: Path, cfg: RunConfig) -> None:
+def _start_run_dir(out_dir: Path, cfg: RunConfig, data: NoisyImageData) -> None:
     if (out_dir / "checkpoints" / "last.pt").exists():
         raise FileExistsError(f"{out_dir} already holds a run; continue it with --resume {out_dir} "
                               "or choose another --out")
@@ -166,6 +151,18 @@ def _start_run_dir(out_dir: Path, cfg: RunConfig) -> None:
     resolved = config_to_dict(cfg)
     resolved["selection_rule"] = SELECTION_RULES[cfg.train.select]
     atomic_write_text(yaml.safe_dump(resolved, sort_keys=False), out_dir / "config.yaml")
+    shape = {"input_shape": list(data.input_shape), "num_classes": data.num_classes,
+             "train_examples": len(data.train), "class_names": list(data.class_names)}
+    atomic_write_text(json.dumps(shape, indent=2) + "\n", out_dir / "data_shape.json")
+    if cfg.data.name == "mri":  # evaluation refuses holdout participants seen in any of these splits
+        from elr_mri.data.mri import participants_by_split
+
+        atomic_write_text(participants_by_split(data).to_csv(index=False), out_dir / "splits.csv")
+
+
+def uses_age(cfg: RunConfig) -> bool:
+    """Whether the configured model reads the subject's age (only the widened 3D CNN can)."""
+    return cfg.model.name == "widened_cnn3d" and cfg.model.use_age
 
 
 def _restore(out_dir: Path, method: Method, tracker: PredictionTracker) -> _RunState:
@@ -251,7 +248,12 @@ def _mislabel_table(method: Method, tracker: PredictionTracker, data: NoisyImage
     """From ELR targets when the loss keeps them, else from the last epoch's predictions."""
     targets = method.targets()
     scores = targets.detach().float().cpu() if targets is not None else tracker.probs.nan_to_num(0.0)
-    return suspected_mislabels(scores.numpy(), data.train_labels, data.class_names)
+    table = suspected_mislabels(scores.numpy(), data.train_labels, data.class_names)
+    frame = getattr(data.train, "frame", None)  # MRI scans: who and which visit, for clinical re-review
+    if frame is not None:
+        who = frame[["participant_id", "session_id"]].iloc[table["index"].to_numpy()].reset_index(drop=True)
+        table = pd.concat([table.iloc[:, :1], who, table.iloc[:, 1:]], axis=1)
+    return table
 
 
 def _device_name(device: torch.device) -> str:

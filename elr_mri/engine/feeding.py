@@ -1,0 +1,73 @@
+"""Where the engine's batches come from: a DataLoader over per-item transforms, or device-resident tensors.
+
+Both walk the same global batch order (`GlobalBatchSampler`, seeded by (seed, epoch)), so a run
+resumes, or scales to more processes, to the same batches. `train.loader: auto` takes the
+device-resident path whenever every split holds decoded pixels in memory (digits, CIFAR, image
+folders): the images move to the device once and are augmented in whole batches there.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from elr_mri.config import RunConfig
+from elr_mri.data.device_batches import DeviceImageBatches, supports_device_batches
+from elr_mri.data.images import NoisyImageData
+from elr_mri.distributed import DistContext, GlobalBatchSampler
+
+__all__ = ["BatchFeeder"]
+
+Batch = dict[str, torch.Tensor]
+
+
+class BatchFeeder:
+    def __init__(self, data: NoisyImageData, cfg: RunConfig, dist: DistContext, device: torch.device,
+                 channels_last: bool = False) -> None:
+        self.data, self.cfg, self.dist = data, cfg, dist
+        mode = cfg.train.loader
+        if mode == "device" and not supports_device_batches(data):
+            raise ValueError(f"train.loader = 'device' needs images held in memory with CIFAR-style transforms; "
+                             f"{cfg.data.name} is read from files: use loader 'dataloader' or 'auto'")
+        self.on_device = mode == "device" or (mode == "auto" and supports_device_batches(data))
+        self.device_sets: dict[str, DeviceImageBatches] = {}
+        if self.on_device:
+            self.device_sets = {name: DeviceImageBatches.from_dataset(split, device, channels_last=channels_last)
+                                for name, split in self._splits().items()}
+
+    def train_epoch(self, epoch: int) -> Iterable[Batch]:
+        """This rank's slices of the epoch's global batches, shuffled or class-balanced."""
+        seed = self.cfg.seed * 100_003 + epoch
+        sampler = self._sampler(torch.Generator().manual_seed(seed))
+        if self.on_device:
+            train = self.device_sets["train"]
+            return train.batches(sampler, train.generator(seed * 1009 + self.dist.rank))
+        return DataLoader(self.data.train, batch_sampler=sampler, num_workers=self.cfg.data.num_workers,
+                          generator=torch.Generator().manual_seed(seed), pin_memory=torch.cuda.is_available())
+
+    def evaluation(self, split: str) -> Iterable[Batch] | None:
+        """Un-augmented batches of "val" or "test" in order; None when the split is empty."""
+        dataset = self._splits().get(split)
+        if dataset is None:
+            return None
+        size = self.cfg.train.eval_batch_size
+        if self.on_device:
+            return self.device_sets[split].in_order(size)
+        return DataLoader(dataset, batch_size=size, shuffle=False, num_workers=self.cfg.data.num_workers)
+
+    def _splits(self) -> dict[str, Dataset]:
+        named = {"train": self.data.train, "val": self.data.val, "test": self.data.test}
+        return {name: split for name, split in named.items() if split is not None and len(split) > 0}
+
+    def _sampler(self, generator: torch.Generator) -> GlobalBatchSampler:
+        weights, num_samples = None, None
+        if self.cfg.data.balanced_batches:
+            labels = self.data.train_labels
+            counts = np.bincount(labels, minlength=self.data.num_classes)
+            weights = torch.as_tensor(1.0 / counts[labels], dtype=torch.double)
+            num_samples = self.cfg.data.balanced_batches * self.cfg.train.batch_size
+        return GlobalBatchSampler(len(self.data.train), self.cfg.train.batch_size, generator, self.dist.rank,
+                                  self.dist.world_size, weights=weights, num_samples=num_samples)
