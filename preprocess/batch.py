@@ -89,7 +89,7 @@ def flag_outliers(manifest: pd.DataFrame, min_ncc: float) -> pd.DataFrame:
         spread = 1.4826 * float(np.median(np.abs(ncc - median)))
         flag |= ncc < median - 3.5 * max(spread, 1e-3)
     manifest["qc_flag"] = flag.astype(bool)
-    return manifest
+    return manifest[[c for c in manifest.columns if c != "status"] + ["status"]]  # status last
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> None:

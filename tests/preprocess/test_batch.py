@@ -73,6 +73,7 @@ def test_bad_scans_fail_alone_with_their_own_reason(mixed_run, good_scans):
     assert list(manifest.participant_id) == sorted(good_scans)
     assert {"participant_id", "session_id", "path", "diagnosis", "age", "processed_path", "qc_ncc", "qc_mi",
             "qc_mask_dice", "qc_flag", "status"} <= set(manifest.columns)
+    assert list(manifest.columns)[-2:] == ["qc_flag", "status"]
     assert (manifest.status == "done").all() and not manifest.qc_flag.any()
     assert all(Path(p).exists() for p in manifest.processed_path)
 
