@@ -43,8 +43,16 @@ def _parser() -> argparse.ArgumentParser:
                        help="override a config value, e.g. --set train.epochs=5 (repeatable)")
     train.add_argument("--out", type=Path, help="run directory (default: runs/<config name>)")
     train.set_defaults(handler=_train)
+    evaluate = commands.add_parser("evaluate", help="score a run on its test split or on a holdout cohort")
+    evaluate.add_argument("--run", type=Path, required=True, metavar="RUN_DIR", help="a finished training run")
+    evaluate.add_argument("--manifest", type=Path, help="holdout cohort manifest (e.g. NACC); default: the run's test split")
+    evaluate.add_argument("--checkpoint", choices=["best", "last"], default="best",
+                          help="best: the run's selection rule (config.yaml says which); last: the final epoch")
+    evaluate.add_argument("--bootstrap", type=int, default=1000, help="participant resamples for the 95%% intervals")
+    evaluate.set_defaults(handler=_evaluate)
     commands.add_parser("preprocess", help="raw T1 scans to template space (see `elr-mri preprocess --help`)")
     commands.add_parser("preprocess-merge", help="join the manifests of preprocessing shards")
+    commands.add_parser("simulate-cohort", help="write a simulated ADNI-like + NACC-like cohort (see --help)")
     return parser
 
 
@@ -68,6 +76,25 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    from elr_mri.evaluation.evaluate import evaluate_run
+
+    reports = evaluate_run(args.run, args.manifest, args.checkpoint, args.bootstrap)
+    name = args.manifest.stem if args.manifest else "test"
+    print(f"results: {args.run / f'eval-{name}'}")
+    for level, report in reports.items():
+        print(f"  {level} level ({report.n_examples} examples, {report.n_participants} participants):")
+        for metric, interval in report.metrics.items():
+            print(f"    {metric:18s} {interval}")
+    return 0
+
+
+def _simulate(argv: list[str]) -> int:
+    from elr_mri.simulate.cli import main as simulate_main
+
+    return simulate_main(argv)
+
+
 def _preprocess(argv: list[str]) -> int:
     from preprocess.cli import main as preprocess_main
 
@@ -80,7 +107,7 @@ def _preprocess_merge(argv: list[str]) -> int:
     return merge_main(argv)
 
 
-_FORWARDED = {"preprocess": _preprocess, "preprocess-merge": _preprocess_merge}
+_FORWARDED = {"preprocess": _preprocess, "preprocess-merge": _preprocess_merge, "simulate-cohort": _simulate}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -8,9 +8,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-__all__ = ["plot_memorization", "plot_memorization_comparison"]
+__all__ = ["plot_memorization", "plot_memorization_comparison", "plot_roc", "plot_confusion"]
 
 
 def plot_memorization(metrics: pd.DataFrame, path: Path, title: str = "") -> None:
@@ -46,6 +47,42 @@ def plot_memorization_comparison(runs: dict[str, pd.DataFrame], path: Path, titl
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    _save(fig, path)
+
+
+def plot_roc(labels: np.ndarray, probs: np.ndarray, classes: list[str], path: Path) -> None:
+    """One-vs-rest ROC curve per class, from the predicted probabilities."""
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    for k, name in enumerate(classes):
+        truth = labels == k
+        if truth.all() or not truth.any():
+            continue  # a class absent from (or alone in) the set has no ROC curve
+        order = np.argsort(-probs[:, k], kind="stable")
+        tpr = np.concatenate([[0.0], np.cumsum(truth[order]) / truth.sum()])
+        fpr = np.concatenate([[0.0], np.cumsum(~truth[order]) / (~truth).sum()])
+        ax.plot(fpr, tpr, label=name)
+    ax.plot([0, 1], [0, 1], ":", color="gray")
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def plot_confusion(counts: np.ndarray, classes: list[str], path: Path, title: str = "") -> None:
+    """Confusion matrix: counts, coloured by the share of each given class."""
+    rates = counts / np.clip(counts.sum(axis=1, keepdims=True), 1, None)
+    fig, ax = plt.subplots(figsize=(4.2, 3.8))
+    ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            ax.text(j, i, int(counts[i, j]), ha="center", va="center", color="white" if rates[i, j] > 0.5 else "black")
+    ax.set_xticks(range(len(classes)), classes)
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("given")
     if title:
         ax.set_title(title)
     _save(fig, path)

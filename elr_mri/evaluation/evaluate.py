@@ -1,0 +1,107 @@
+"""`elr-mri evaluate`: score a finished run on its test split or on an independent holdout cohort.
+
+The run directory says everything needed: the resolved config, the data shape, the selected
+checkpoint and, for MRI runs, every participant the run saw (splits.csv), so a holdout cohort
+that shares a participant with training is refused (an explicit config flag overrides, and the
+report says so). Outputs go to `RUN_DIR/eval-<name>/`: metrics with 95% intervals from a
+bootstrap over participants, per-scan predictions, ROC curves and confusion matrices.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from elr_mri.config import RunConfig, load_config
+from elr_mri.engine.checkpoint import atomic_write_text, load_checkpoint
+from elr_mri.engine.execution import ExecutionPlan
+from elr_mri.engine.methods import Method, build_method
+from elr_mri.engine.runner import resolve_device, uses_age
+from elr_mri.evaluation.metrics import MetricsReport, evaluate_predictions
+
+__all__ = ["load_run", "evaluate_run", "predict"]
+
+
+def load_run(run_dir: Path, checkpoint: str = "best") -> tuple[RunConfig, dict[str, Any], Method]:
+    """(config, data shape, method with the chosen checkpoint's weights) of a run directory."""
+    run_dir = Path(run_dir)
+    path = run_dir / "checkpoints" / f"{checkpoint}.pt"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: is {run_dir} a finished `elr-mri train` run directory?")
+    cfg = load_config(run_dir / "config.yaml", ignore=("selection_rule",))
+    cfg.train.compile = False  # one pass of inference: compiling would cost more than it saves
+    shape = json.loads((run_dir / "data_shape.json").read_text())
+    plan = ExecutionPlan.from_config(cfg.train, resolve_device(cfg.train.device))
+    method = build_method(cfg, tuple(shape["input_shape"]), shape["num_classes"], shape["train_examples"], plan)
+    method.load_state_dict(load_checkpoint(path)["method"])
+    return cfg, shape, method
+
+
+@torch.no_grad()
+def predict(method: Method, dataset: Dataset, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(given labels, class probabilities) for every item of `dataset`, in order."""
+    labels, probs = [], []
+    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        probs.append(method.predict_proba(batch).cpu().numpy())
+        labels.append(batch["label"].numpy())
+    return np.concatenate(labels), np.concatenate(probs)
+
+
+def evaluate_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = "best",
+                 n_boot: int = 1000) -> dict[str, MetricsReport]:
+    """Evaluate `run_dir` on `manifest` (an independent cohort) or, without one, on its own test split."""
+    run_dir = Path(run_dir)
+    cfg, shape, method = load_run(run_dir, checkpoint)
+    dataset, name, notes = _evaluation_set(run_dir, cfg, manifest)
+    labels, probs = predict(method, dataset, cfg.train.eval_batch_size)
+    frame = getattr(dataset, "frame", None)
+    participants = (frame["participant_id"].to_numpy() if frame is not None
+                    else np.arange(len(labels)).astype(str))  # images: every example is its own subject
+    classes = shape["class_names"]
+    reports = evaluate_predictions(labels, probs, participants, classes, n_boot=n_boot)
+    _write_outputs(run_dir / f"eval-{name}", reports, labels, probs, frame, classes, checkpoint, notes)
+    return reports
+
+
+def _evaluation_set(run_dir: Path, cfg: RunConfig, manifest: Path | None) -> tuple[Dataset, str, list[str]]:
+    if manifest is None:
+        from elr_mri.data import build_data
+
+        test = build_data(cfg.data, require_age=uses_age(cfg)).test
+        if test is None:
+            raise ValueError(f"{run_dir}: the run has no test split; pass --manifest HOLDOUT.csv")
+        return test, "test", []
+    if cfg.data.name != "mri":
+        raise ValueError(f"--manifest evaluates MRI runs; {run_dir} trained on {cfg.data.name}")
+    from elr_mri.data.mri import build_mri_eval_dataset
+
+    seen = pd.read_csv(run_dir / "splits.csv")["participant_id"].astype(str)
+    dataset, notes = build_mri_eval_dataset(manifest, cfg.data, seen, require_age=uses_age(cfg))
+    return dataset, Path(manifest).stem, notes
+
+
+def _write_outputs(out: Path, reports: dict[str, MetricsReport], labels: np.ndarray, probs: np.ndarray,
+                   frame: pd.DataFrame | None, classes: list[str], checkpoint: str, notes: list[str]) -> None:
+    from elr_mri.plots import plot_confusion, plot_roc
+
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [row for report in reports.values() for row in report.rows()]
+    atomic_write_text(pd.DataFrame(rows).to_csv(index=False), out / "metrics.csv")
+    predictions = pd.DataFrame(probs, columns=[f"p_{c}" for c in classes])
+    predictions.insert(0, "given", [classes[i] for i in labels])
+    predictions.insert(1, "predicted", [classes[i] for i in probs.argmax(axis=1)])
+    if frame is not None:
+        predictions = pd.concat([frame[["participant_id", "session_id"]].reset_index(drop=True), predictions], axis=1)
+    atomic_write_text(predictions.to_csv(index=False), out / "predictions.csv")
+    plot_roc(labels, probs, classes, out / "roc.png")
+    for level, report in reports.items():
+        plot_confusion(report.confusion, classes, out / f"confusion_{level}.png", title=f"{level} level")
+    summary = {"checkpoint": checkpoint, "participant_overlap_notes": notes,
+               **{level: {name: vars(v) for name, v in r.metrics.items()} for level, r in reports.items()}}
+    atomic_write_text(json.dumps(summary, indent=2, default=float) + "\n", out / "summary.json")
