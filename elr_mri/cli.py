@@ -50,6 +50,11 @@ def _parser() -> argparse.ArgumentParser:
                           help="best: the run's selection rule (config.yaml says which); last: the final epoch")
     evaluate.add_argument("--bootstrap", type=int, default=1000, help="participant resamples for the 95%% intervals")
     evaluate.set_defaults(handler=_evaluate)
+    explain = commands.add_parser("explain", help="input-gradient saliency maps of an MRI run, per class")
+    explain.add_argument("--run", type=Path, required=True, metavar="RUN_DIR")
+    explain.add_argument("--manifest", type=Path, help="scans to explain (default: the run's test split)")
+    explain.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    explain.set_defaults(handler=_explain)
     commands.add_parser("preprocess", help="raw T1 scans to template space (see `elr-mri preprocess --help`)")
     commands.add_parser("preprocess-merge", help="join the manifests of preprocessing shards")
     commands.add_parser("simulate-cohort", help="write a simulated ADNI-like + NACC-like cohort (see --help)")
@@ -86,6 +91,13 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"  {level} level ({report.n_examples} examples, {report.n_participants} participants):")
         for metric, interval in report.metrics.items():
             print(f"    {metric:18s} {interval}")
+    return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from elr_mri.evaluation.explain import explain_run
+
+    print(f"saliency maps: {explain_run(args.run, args.manifest, args.checkpoint)}")
     return 0
 
 

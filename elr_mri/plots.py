@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-__all__ = ["plot_memorization", "plot_memorization_comparison", "plot_roc", "plot_confusion"]
+__all__ = ["plot_memorization", "plot_memorization_comparison", "plot_roc", "plot_confusion", "plot_saliency"]
 
 
 def plot_memorization(metrics: pd.DataFrame, path: Path, title: str = "") -> None:
@@ -85,6 +85,22 @@ def plot_confusion(counts: np.ndarray, classes: list[str], path: Path, title: st
     ax.set_ylabel("given")
     if title:
         ax.set_title(title)
+    _save(fig, path)
+
+
+def plot_saliency(saliency: np.ndarray, background: np.ndarray, path: Path, title: str = "") -> None:
+    """Axial and sagittal mid-slices (RAS volume) of a saliency map over the mean input."""
+    x, _, z = (s // 2 for s in saliency.shape)
+    views = {"axial": (background[:, :, z].T, saliency[:, :, z].T), "sagittal": (background[x].T, saliency[x].T)}
+    fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.8))
+    top = np.percentile(saliency, 99.5) or 1.0
+    for ax, (name, (under, over)) in zip(axes, views.items()):
+        ax.imshow(under, cmap="gray", origin="lower")
+        ax.imshow(np.ma.masked_less(over, 0.2 * top), cmap="hot", origin="lower", alpha=0.7, vmin=0, vmax=top)
+        ax.set_title(name)
+        ax.axis("off")
+    if title:
+        fig.suptitle(title)
     _save(fig, path)
 
 

@@ -35,7 +35,7 @@ from elr_mri.mislabels import mislabel_precision_recall, suspected_mislabels
 __all__ = ["train", "resolve_device", "evaluate_accuracy", "uses_age", "SELECTION_RULES"]
 
 SELECTION_RULES = {
-    "val_acc": "best accuracy on the noisy validation split (10% of the noisy training set), as the paper",
+    "val_acc": "best accuracy on the validation split, held out from the training set with its noisy labels (data.val_fraction), as the paper",
     "last": "the last epoch",
 }
 

@@ -25,7 +25,7 @@ from elr_mri.engine.methods import Method, build_method
 from elr_mri.engine.runner import resolve_device, uses_age
 from elr_mri.evaluation.metrics import MetricsReport, evaluate_predictions
 
-__all__ = ["load_run", "evaluate_run", "predict"]
+__all__ = ["load_run", "evaluate_run", "evaluation_set", "predict"]
 
 
 def load_run(run_dir: Path, checkpoint: str = "best") -> tuple[RunConfig, dict[str, Any], Method]:
@@ -58,7 +58,7 @@ def evaluate_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = 
     """Evaluate `run_dir` on `manifest` (an independent cohort) or, without one, on its own test split."""
     run_dir = Path(run_dir)
     cfg, shape, method = load_run(run_dir, checkpoint)
-    dataset, name, notes = _evaluation_set(run_dir, cfg, manifest)
+    dataset, name, notes = evaluation_set(run_dir, cfg, manifest)
     labels, probs = predict(method, dataset, cfg.train.eval_batch_size)
     frame = getattr(dataset, "frame", None)
     participants = (frame["participant_id"].to_numpy() if frame is not None
@@ -69,7 +69,8 @@ def evaluate_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = 
     return reports
 
 
-def _evaluation_set(run_dir: Path, cfg: RunConfig, manifest: Path | None) -> tuple[Dataset, str, list[str]]:
+def evaluation_set(run_dir: Path, cfg: RunConfig, manifest: Path | None) -> tuple[Dataset, str, list[str]]:
+    """(dataset, name, participant-overlap notes): the holdout `manifest`, or the run's own test split."""
     if manifest is None:
         from elr_mri.data import build_data
 

@@ -1,0 +1,89 @@
+"""`elr-mri explain`: where in the brain the classifier looks, as input-gradient saliency maps.
+
+For every scan, the gradient of log p(class) with respect to the input volume (the class is the
+given diagnosis), in absolute value; maps are averaged per class. They are written as NIfTI in
+template space (the crop the network saw, with its template-space affine), so they overlay on
+the MNI template in any viewer, and as axial / sagittal PNGs over the mean input.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from elr_mri.engine.methods import Method
+from elr_mri.evaluation.evaluate import evaluation_set, load_run
+
+__all__ = ["explain_run", "saliency_maps"]
+
+
+def explain_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = "best") -> Path:
+    """Write saliency_<class>.nii.gz and .png per class into RUN_DIR/explain-<name>/; returns that folder."""
+    run_dir = Path(run_dir)
+    cfg, shape, method = load_run(run_dir, checkpoint)
+    if cfg.data.name != "mri":
+        raise ValueError(f"explain makes 3D saliency maps of MRI runs; {run_dir} trained on {cfg.data.name}")
+    dataset, name, _ = evaluation_set(run_dir, cfg, manifest)
+    maps, mean_input = saliency_maps(method, dataset, shape["num_classes"], cfg.train.eval_batch_size)
+    affine = _crop_affine(dataset.frame["image_path"].iloc[0], tuple(cfg.data.mri.crop_size))
+    out = run_dir / f"explain-{name}"
+    out.mkdir(parents=True, exist_ok=True)
+    for k, class_name in enumerate(shape["class_names"]):
+        if maps[k] is None:
+            continue
+        _write_nifti(maps[k], affine, out / f"saliency_{class_name}.nii.gz")
+        _write_png(maps[k], mean_input, out / f"saliency_{class_name}.png", title=f"{class_name}: |∂ log p / ∂ input|")
+    return out
+
+
+def saliency_maps(method: Method, dataset: Dataset, num_classes: int,
+                  batch_size: int) -> tuple[list[np.ndarray | None], np.ndarray]:
+    """Mean |input gradient| per given class (None for a class with no scan), and the mean input volume."""
+    networks = _networks(method)
+    sums: list[np.ndarray | None] = [None] * num_classes
+    counts = np.zeros(num_classes, dtype=int)
+    mean_input = None
+    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        images = batch["image"].to(next(networks[0].parameters()).device).requires_grad_(True)
+        extra = {"age": batch["age"].float().to(images.device)} if "age" in batch else {}
+        probs = torch.stack([net(images, **extra).softmax(dim=1) for net in networks]).mean(dim=0)
+        chosen = probs.gather(1, batch["label"].to(images.device)[:, None]).clamp_min(1e-12).log()
+        (gradient,) = torch.autograd.grad(chosen.sum(), images)
+        gradient = gradient.abs()[:, 0].cpu().numpy()
+        volumes = images.detach()[:, 0].cpu().numpy()
+        mean_input = volumes.sum(axis=0) if mean_input is None else mean_input + volumes.sum(axis=0)
+        for k, g in zip(batch["label"].tolist(), gradient):
+            sums[k] = g if sums[k] is None else sums[k] + g
+            counts[k] += 1
+    maps = [None if s is None else s / c for s, c in zip(sums, counts)]
+    return maps, mean_input / max(counts.sum(), 1)
+
+
+def _networks(method: Method) -> list[nn.Module]:
+    """The networks inference averages: the two EMA copies of ELR+, or the one model."""
+    networks = getattr(method, "emas", None) or [method.model]
+    return [net.eval() for net in networks]
+
+
+def _crop_affine(volume_path: str, crop: tuple[int, ...]) -> np.ndarray:
+    """Template-space affine of the centre crop the evaluation transforms take (RAS, as MONAI orients)."""
+    image = nib.as_closest_canonical(nib.load(volume_path))
+    start = [max(s // 2 - c // 2, 0) for s, c in zip(image.shape[:3], crop)]
+    return image.slicer[start[0]:start[0] + crop[0], start[1]:start[1] + crop[1], start[2]:start[2] + crop[2]].affine
+
+
+def _write_nifti(volume: np.ndarray, affine: np.ndarray, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp.nii.gz")
+    nib.save(nib.Nifti1Image(volume.astype(np.float32), affine), tmp)
+    tmp.replace(path)
+
+
+def _write_png(saliency: np.ndarray, background: np.ndarray, path: Path, title: str) -> None:
+    from elr_mri.plots import plot_saliency
+
+    plot_saliency(saliency, background, path, title)
