@@ -113,8 +113,8 @@ CIFAR-10N `worse_label` (real human noise), 10% of them held out (noisy) for mod
 clean test images. Model `{cfg.model.name}` (hidden {cfg.model.hidden}), SGD lr {cfg.optim.lr}, momentum
 {cfg.optim.momentum}, weight decay {cfg.optim.weight_decay}, {cfg.train.epochs} epochs, batch {cfg.train.batch_size},
 augmentation {cfg.data.augment}; ELR β {cfg.loss.beta}, λ {cfg.loss.lam}. Seeds 0..{args.seeds - 1}; per seed both
-losses see the same subset, labels and split. Device: {", ".join(sorted(set(runs["device"])))}. Total wall time
-of this call: {seconds:.0f} s (runs read back from an earlier call count 0 here; "wall s / run" is each run's own).
+losses see the same subset, labels and split. Device: {", ".join(sorted(set(runs["device"])))}. Wall time: {runs["wall_s"].sum():.0f} s
+of training in all (each run's own call; this call took {seconds:.0f} s, runs it read back from an earlier call count 0).
 
 Mean ± std over seeds, in percent. Memorization columns are the last epoch's training predictions
 (the paper's Figure 1); the mislabel table comes from ELR's targets, for CE from its last predictions.
