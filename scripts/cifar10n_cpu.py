@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
             curves.setdefault(loss, metrics)  # seed 0 goes into the figure
             rows.append(_row(loss, seed, summary, metrics.iloc[-1]))
             print(f"seed {seed} {loss:4s}: test {rows[-1]['test_acc_last']:.3f} (last), "
-                  f"memorized {rows[-1]['memorized']:.3f}, {summary['wall_seconds_this_call']:.0f} s", flush=True)
+                  f"memorized {rows[-1]['memorized']:.3f}, {summary['wall_seconds']:.0f} s", flush=True)
     figure = args.results.with_name(args.results.stem + "_memorization.png")
     args.results.parent.mkdir(parents=True, exist_ok=True)
     plot_memorization_comparison(curves, figure, title="CIFAR-10N worse_label subset, seed 0")
@@ -87,7 +87,7 @@ def _row(loss: str, seed: int, summary: dict, last: pd.Series) -> dict:
         "memorized": last["noisy_pred_given"], "noisy_pred_true": last["noisy_pred_true"],
         "clean_pred_true": last["clean_pred_true"],
         "precision": summary["mislabels"]["precision"], "recall": summary["mislabels"]["recall"],
-        "wall_s": summary["wall_seconds_this_call"], "device": summary["device"],
+        "wall_s": summary["wall_seconds"], "device": summary["device"],
     }
 
 
@@ -114,7 +114,7 @@ clean test images. Model `{cfg.model.name}` (hidden {cfg.model.hidden}), SGD lr 
 {cfg.optim.momentum}, weight decay {cfg.optim.weight_decay}, {cfg.train.epochs} epochs, batch {cfg.train.batch_size},
 augmentation {cfg.data.augment}; ELR β {cfg.loss.beta}, λ {cfg.loss.lam}. Seeds 0..{args.seeds - 1}; per seed both
 losses see the same subset, labels and split. Device: {", ".join(sorted(set(runs["device"])))}. Wall time: {runs["wall_s"].sum():.0f} s
-of training in all (each run's own call; this call took {seconds:.0f} s, runs it read back from an earlier call count 0).
+of training in all (every call of each run; this call took {seconds:.0f} s).
 
 Mean ± std over seeds, in percent. Memorization columns are the last epoch's training predictions
 (the paper's Figure 1); the mislabel table comes from ELR's targets, for CE from its last predictions.

@@ -190,14 +190,14 @@ def _results_table(rows: list[Row], summaries: dict[str, list[dict]]) -> str:
     lines = []
     for row in rows:
         runs = summaries[row.name]
-        wall = sum(s["wall_seconds_this_call"] for s in runs)
+        wall = sum(s["wall_seconds"] for s in runs)
         devices = ", ".join(sorted({s["device"] for s in runs})) or "–"
         lines.append([row.name, percent(row.paper), mean_std(s["test_acc_at_best"] for s in runs),
                       mean_std(s["test_acc_last"] for s in runs), str(len(runs)),
                       f"{wall / 3600:.2f}" if runs else "–", devices])
     header = ["row", "paper", "ours (selected epoch)", "ours (last epoch)", "seeds", "wall h", "device"]
     note = ("\n\nSelected epoch: best accuracy on the noisy 10% validation split (Clothing1M: its clean "
-            "validation list). Wall time: the last call of each run (a resumed run counts only its last part).")
+            "validation list). Wall time: all calls of each run, resumed parts included.")
     return markdown_table(header, lines) + note
 
 

@@ -54,7 +54,7 @@ def train(cfg: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
     method = build_method(cfg, data.input_shape, data.num_classes, len(data.train), plan, dist)
     feeder = BatchFeeder(data, cfg, dist, device, channels_last=plan.channels_last)
     tracker = PredictionTracker(len(data.train), data.num_classes)
-    knows_clean = data.train_clean_labels is not None and cfg.data.noise.mode != "none"
+    knows_clean = data.train_clean_labels is not None  # benchmarks and simulated cohorts
 
     state = _RunState()
     if resume:
@@ -122,9 +122,11 @@ class _RunState:
     """Counters that a checkpoint carries besides the method: where we are and what was best."""
 
     def __init__(self) -> None:
+        self.started = time.perf_counter()
         self.epoch = 0
         self.best_val = float("-inf")
         self.best_epoch = 0
+        self.seconds_before = 0.0  # wall time of earlier calls (a resumed run)
         self.rows: list[dict[str, Any]] = []
 
 
@@ -174,6 +176,7 @@ def _restore(out_dir: Path, method: Method, tracker: PredictionTracker) -> _RunS
     method.load_state_dict(ckpt["method"])
     tracker.probs = ckpt["tracker_probs"]
     state.epoch, state.best_val, state.best_epoch = ckpt["epoch"], ckpt["best_val"], ckpt["best_epoch"]
+    state.seconds_before = ckpt["wall_seconds"]
     state.rows = [row for row in _read_metrics(out_dir) if row["epoch"] <= state.epoch]
     restore_rng(ckpt["rng"])
     return state
@@ -187,6 +190,7 @@ def _save_checkpoints(out_dir: Path, method: Method, tracker: PredictionTracker,
         "epoch": state.epoch,
         "best_val": state.best_val,
         "best_epoch": state.best_epoch,
+        "wall_seconds": state.seconds_before + time.perf_counter() - state.started,
         "rng": capture_rng(),
     }
     atomic_save(ckpt, out_dir / "checkpoints" / "last.pt")
@@ -230,7 +234,7 @@ def _finish(out_dir: Path, cfg: RunConfig, data: NoisyImageData, method: Method,
         "test_acc_at_best": float(best["test_acc"]),
         "test_acc_last": float(metrics["test_acc"].iloc[-1]),
         "device": _device_name(device),
-        "wall_seconds_this_call": round(seconds, 2),
+        "wall_seconds": round(state.seconds_before + seconds, 2),
     }
     table = _mislabel_table(method, tracker, data)
     atomic_write_text(table.to_csv(index=False), out_dir / "suspected_mislabels.csv")

@@ -56,8 +56,18 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int
         raise ValueError(f"model.name = {cfg.name!r} is not one of {', '.join(MODEL_NAMES)}")
     model = _BUILDERS[cfg.name](tuple(input_shape), num_classes, cfg)
     if cfg.pretrained_checkpoint:
-        state = torch.load(cfg.pretrained_checkpoint, map_location="cpu", weights_only=True)
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if unexpected:
-            raise ValueError(f"{cfg.pretrained_checkpoint}: keys not in {cfg.name}: {unexpected[:3]}")
+        _load_pretrained(model, cfg.pretrained_checkpoint, cfg.name)
     return model
+
+
+def _load_pretrained(model: nn.Module, path: str, name: str) -> None:
+    """Load a backbone's weights; a classifier head of another size (ImageNet's 1000 classes) stays new."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    own = model.state_dict()
+    unexpected = [key for key in state if key not in own]
+    if unexpected:
+        raise ValueError(f"{path}: keys not in {name}: {unexpected[:3]}; is it a {name} state dict?")
+    resized = [key for key, value in state.items() if value.shape != own[key].shape]
+    model.load_state_dict({k: v for k, v in state.items() if k not in resized}, strict=False)
+    if resized:
+        print(f"{path}: kept {name}'s new {', '.join(resized)} (the checkpoint's have another shape: its head)")

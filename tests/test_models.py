@@ -1,0 +1,33 @@
+"""Image models: sizes of the paper's networks and loading a backbone whose head has another size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from elr_mri.config import ModelConfig
+from elr_mri.models import build_model
+
+
+# ResNet-34 as in the ELR code; PreAct ResNet-18 with the final BN-ReLU of He et al. (2016b) before pooling
+@pytest.mark.parametrize(("name", "parameters"), [("resnet34", 21_282_122), ("preact_resnet18", 11_172_170)])
+def test_cifar_networks_have_the_standard_size(name: str, parameters: int) -> None:
+    model = build_model(ModelConfig(name=name), (3, 32, 32), 10)
+    assert sum(p.numel() for p in model.parameters()) == parameters
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_pretrained_backbone_loads_and_a_resized_head_stays_new(tmp_path: Path) -> None:
+    source = build_model(ModelConfig(name="small_cnn", hidden=16), (3, 8, 8), 1000)
+    path = tmp_path / "backbone.pt"
+    torch.save(source.state_dict(), path)
+    torch.manual_seed(1)
+    model = build_model(ModelConfig(name="small_cnn", hidden=16, pretrained_checkpoint=str(path)), (3, 8, 8), 14)
+    torch.testing.assert_close(model.features[0].weight, source.features[0].weight)
+    assert model.head.weight.shape == (14, 16)
+
+    torch.save({"not.a.key": torch.zeros(1)}, path)
+    with pytest.raises(ValueError, match="keys not in small_cnn"):
+        build_model(ModelConfig(name="small_cnn", pretrained_checkpoint=str(path)), (3, 8, 8), 14)
