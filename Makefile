@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-slow demo clean
+.PHONY: setup test test-slow demo demo-digits clean
 
 setup: $(STAMP)
 
@@ -24,6 +24,9 @@ test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
 demo: $(STAMP)
+	$(PY) scripts/mri_demo.py --out demo
+
+demo-digits: $(STAMP)
 	$(PY) scripts/digits_benchmark.py --out demo/digits
 
 clean:

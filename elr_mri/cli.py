@@ -55,6 +55,15 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--manifest", type=Path, help="scans to explain (default: the run's test split)")
     explain.add_argument("--checkpoint", choices=["best", "last"], default="best")
     explain.set_defaults(handler=_explain)
+    importer = commands.add_parser("import-cohort", help="diagnoses + ages (ADNIMERGE or a mapped table) joined to scans")
+    importer.add_argument("--scans", type=Path, required=True, help="manifest written by `elr-mri preprocess`")
+    table = importer.add_mutually_exclusive_group(required=True)
+    table.add_argument("--adnimerge", type=Path, help="ADNIMERGE.csv as downloaded from ADNI")
+    table.add_argument("--table", type=Path, help="another cohort's table (e.g. NACC UDS), read through --mapping")
+    importer.add_argument("--mapping", type=Path, help="column-and-value mapping YAML (see configs/nacc/nacc_mapping.yaml)")
+    importer.add_argument("--baseline-diagnosis", action="store_true", help="ADNI: every scan gets DX_bl")
+    importer.add_argument("--out", type=Path, required=True, help="manifest CSV for `elr-mri train` / `evaluate`")
+    importer.set_defaults(handler=_import_cohort)
     commands.add_parser("preprocess", help="raw T1 scans to template space (see `elr-mri preprocess --help`)")
     commands.add_parser("preprocess-merge", help="join the manifests of preprocessing shards")
     commands.add_parser("simulate-cohort", help="write a simulated ADNI-like + NACC-like cohort (see --help)")
@@ -91,6 +100,23 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"  {level} level ({report.n_examples} examples, {report.n_participants} participants):")
         for metric, interval in report.metrics.items():
             print(f"    {metric:18s} {interval}")
+    return 0
+
+
+def _import_cohort(args: argparse.Namespace) -> int:
+    from elr_mri.data.importers import import_adnimerge, import_mapped_table, load_mapping
+
+    if args.adnimerge is not None:
+        result = import_adnimerge(args.adnimerge, args.scans, use_baseline_diagnosis=args.baseline_diagnosis)
+    elif args.mapping is None:
+        raise ValueError("--table needs --mapping (a YAML like configs/nacc/nacc_mapping.yaml)")
+    else:
+        result = import_mapped_table(args.table, args.scans, load_mapping(args.mapping))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    result.manifest.to_csv(args.out, index=False)
+    dropped = args.out.with_name(f"{args.out.stem}_dropped.csv")
+    result.dropped.to_csv(dropped, index=False)
+    print(f"{args.out}: {result.summary()} (reasons in {dropped})")
     return 0
 
 

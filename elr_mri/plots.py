@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-__all__ = ["plot_memorization", "plot_memorization_comparison", "plot_roc", "plot_confusion", "plot_saliency"]
+__all__ = ["plot_memorization", "plot_memorization_comparison", "plot_learning_curves", "plot_roc", "plot_confusion", "plot_saliency"]
 
 
 def plot_memorization(metrics: pd.DataFrame, path: Path, title: str = "") -> None:
@@ -49,6 +49,22 @@ def plot_memorization_comparison(runs: dict[str, pd.DataFrame], path: Path, titl
     ax.legend(fontsize=8)
     if title:
         ax.set_title(title)
+    _save(fig, path)
+
+
+def plot_learning_curves(runs: dict[str, pd.DataFrame], path: Path) -> None:
+    """Training loss and validation / test accuracy per epoch, one line style per run."""
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for (name, metrics), style in zip(runs.items(), ("--", "-", ":", "-.")):
+        ax_loss.plot(metrics["epoch"], metrics["train_loss"], style, color="black", label=name)
+        ax_acc.plot(metrics["epoch"], metrics["val_acc"], style, color="tab:blue", label=f"{name}: validation")
+        ax_acc.plot(metrics["epoch"], metrics["test_acc"], style, color="tab:orange", label=f"{name}: test")
+    ax_loss.set_ylabel("training loss (ELR's goes negative)")
+    ax_acc.set_ylabel("accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
     _save(fig, path)
 
 

@@ -86,3 +86,22 @@ def test_explain_writes_template_space_saliency(trained: dict[str, Path]) -> Non
     # the centre 72³ crop of a 74³ grid starts at voxel 1: its origin moves by one 2 mm voxel
     np.testing.assert_allclose(image.affine[:3, 3], [2.0, 2.0, 2.0])
     assert (out / "saliency_CN.png").exists()
+
+
+def test_import_cohort_joins_adnimerge_to_scans(tmp_path: Path) -> None:
+    scans = tmp_path / "scans.csv"
+    pd.DataFrame({"participant_id": ["sub-ADNI011S0002", "sub-ADNI011S0003", "sub-ADNI011S0099"],
+                  "session_id": ["ses-M00", "ses-M06", "ses-M00"],
+                  "path": ["a.nii.gz", "b.nii.gz", "c.nii.gz"]}).to_csv(scans, index=False)
+    adnimerge = tmp_path / "ADNIMERGE.csv"
+    pd.DataFrame({"PTID": ["011_S_0002", "011_S_0003", "011_S_0003"], "VISCODE": ["bl", "bl", "m06"],
+                  "DX": ["CN", "MCI", "Dementia"], "DX_bl": ["CN", "LMCI", "LMCI"], "AGE": [74.3, 81.3, 81.3],
+                  "Years_bl": [0.0, 0.0, 0.5], "PTGENDER": ["Male", "Female", "Female"]}).to_csv(adnimerge, index=False)
+    out = tmp_path / "manifest.csv"
+    result = _cli("import-cohort", "--scans", str(scans), "--adnimerge", str(adnimerge), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    manifest = pd.read_csv(out).set_index("participant_id")
+    assert manifest.loc["sub-ADNI011S0003", "diagnosis"] == "AD"  # Dementia at the 6-month visit
+    assert manifest.loc["sub-ADNI011S0003", "age"] == pytest.approx(81.8)  # AGE is at baseline: + Years_bl
+    assert "sub-ADNI011S0099" not in manifest.index  # no ADNIMERGE row: left out, with its reason
+    assert len(pd.read_csv(tmp_path / "manifest_dropped.csv")) == 1
