@@ -93,8 +93,8 @@ def report(runs: dict, rates: dict, scans: int, loads: tuple) -> str:
         f"Input: Colin27 (real head, 1 mm) moved by {scans} known poses and bias fields.", "",
         "## Default (fast) against the reference pipeline, 1 mm output, same run, 1 process", "",
         "| pipeline | s/scan | NCC to template (brain mask) |", "|---|---|---|",
-        f"| reference: ANTsPy default N4 + antsRegistrationSyNQuick[a] to 1 mm template | {ref_s:.1f} | {ref_ncc:.4f} |",
-        f"| default `fast`: N4 shrink 6 in head mask + same stages to 2 mm template | {fast_s:.1f} | {fast_ncc:.4f} |",
+        f"| reference: ANTsPy default N4 + antsRegistrationSyNQuick[a], 1 mm template | {ref_s:.1f} | {ref_ncc:.4f} |",
+        f"| default `fast`: N4 shrink 6 in head mask + same stages, 2 mm template | {fast_s:.1f} | {fast_ncc:.4f} |",
         "",
         f"Time ratio fast/reference: **{fast_s / ref_s:.2f}** (target <= 0.6); "
         f"NCC difference fast - reference: **{fast_ncc - ref_ncc:+.4f}** (target >= -0.005).", "",

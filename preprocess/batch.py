@@ -66,7 +66,8 @@ def run_batch(table: pd.DataFrame, out_dir: str | Path, params: Params, jobs: in
             try:
                 results[futures[future]] = future.result()
             except BrokenProcessPool as exc:  # a worker died (e.g. out of memory); rerun resumes
-                results[futures[future]] = {"status": "failed", "error": f"worker process died ({exc}); rerun to resume"}
+                error = f"worker process died ({exc}); rerun to resume"
+                results[futures[future]] = {"status": "failed", "error": error}
             bar.update()
     manifest, failures = _tables(table, results)
     manifest = flag_outliers(manifest, min_ncc)

@@ -42,7 +42,8 @@ def read_inputs(source: str | Path) -> pd.DataFrame:
     if not dupes.empty:
         first = dupes.iloc[0]
         raise InputError(f"{source}: {len(dupes)} rows share participant/session ids (first: "
-                         f"{first.participant_id}/{first.session_id}); keep one T1 per session or make session_id unique")
+                         f"{first.participant_id}/{first.session_id}); keep one T1 per session or make "
+                         "session_id unique")
     table = table.sort_values(["participant_id", "session_id"], kind="stable").reset_index(drop=True)
     table["resolved_path"] = [str(p if Path(p).is_absolute() else (base / p).resolve()) for p in table["path"]]
     return table

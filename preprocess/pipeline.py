@@ -105,7 +105,8 @@ def process_scan(path: str | Path, outputs: ScanOutputs, params: Params) -> dict
         stale.unlink(missing_ok=True)
     workdir = tempfile.mkdtemp(prefix="elr-preproc-")
     try:
-        transforms = steps.register(fixed, moving, params.transform, params.deterministic, outprefix=f"{workdir}/reg_")
+        transforms = steps.register(fixed, moving, params.transform, params.deterministic,
+                                    outprefix=f"{workdir}/reg_")
         warped = steps.resample_to_grid(template.grid, moving, transforms)
         if params.brain_mask:
             warped = warped * template.mask
