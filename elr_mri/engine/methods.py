@@ -27,8 +27,11 @@ Batch = dict[str, torch.Tensor]
 class Method(Protocol):
     """What the engine needs of a training method; see `SingleNetwork` and `ELRPlusPair`."""
 
-    def train_step(self, batch: Batch) -> tuple[float, torch.Tensor]:
-        """One optimisation step; returns (loss, logits on the un-mixed batch for tracking)."""
+    def train_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimisation step; returns (detached loss, logits on the un-mixed batch for tracking).
+
+        Both stay on the device: reading a value back would make the host wait for the GPU every step.
+        """
 
     def predict_proba(self, batch: Batch) -> torch.Tensor:
         """Class probabilities for a batch (its "image" and, for MRI models, "age")."""
@@ -72,14 +75,14 @@ class SingleNetwork:
         self.plan = plan
         self.scaler = plan.grad_scaler()
 
-    def train_step(self, batch: Batch) -> tuple[float, torch.Tensor]:
+    def train_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         self.trained.train()
         images, labels, index, extra = _unpack(batch, self.plan)
         with self.plan.autocast():
             logits = self.trained(images, **extra)
         loss = self.loss_fn(logits.float(), labels, index)
         _step(self.optimizer, self.scaler, loss * share_of_global_batch(len(labels), self.plan.device))
-        return loss.item(), logits.detach()
+        return loss.detach(), logits.detach()
 
     @torch.no_grad()
     def predict_proba(self, batch: Batch) -> torch.Tensor:
@@ -134,14 +137,14 @@ class ELRPlusPair:
         self.scalers = [plan.grad_scaler() for _ in range(2)]
         self.step = 0
 
-    def train_step(self, batch: Batch) -> tuple[float, torch.Tensor]:
+    def train_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels, index, extra = _unpack(batch, self.plan)
         with torch.no_grad(), self.plan.autocast():
             ema_logits = [ema.eval()(images, **extra).float() for ema in self.emas]
         self.losses[0].update_targets(index, ema_logits[1])
         self.losses[1].update_targets(index, ema_logits[0])
         one_hot = F.one_hot(labels, self.num_classes).float()
-        total = 0.0
+        total = torch.zeros((), device=self.plan.device)
         for k in range(2):
             mix_lam, perm = self._draw_mixup(len(labels))
             mixed_images, mixed_labels = (mix_lam * t + (1.0 - mix_lam) * t[perm] for t in (images, one_hot))
@@ -152,7 +155,7 @@ class ELRPlusPair:
             loss = self.losses[k](logits.float(), mixed_labels, index, perm, mix_lam, self.step)
             _step(self.optimizers[k], self.scalers[k], loss * share_of_global_batch(len(labels), self.plan.device))
             self._update_ema(k)
-            total += loss.item()
+            total += loss.detach()
         self.step += 1
         return total / 2, (ema_logits[0] + ema_logits[1]) / 2
 

@@ -53,7 +53,7 @@ def train(cfg: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
     plan = ExecutionPlan.from_config(cfg.train, device)
     method = build_method(cfg, data.input_shape, data.num_classes, len(data.train), plan, dist)
     feeder = BatchFeeder(data, cfg, dist, device, channels_last=plan.channels_last)
-    tracker = PredictionTracker(len(data.train), data.num_classes)
+    tracker = PredictionTracker(len(data.train), data.num_classes, device)
     knows_clean = data.train_clean_labels is not None  # benchmarks and simulated cohorts
 
     state = _RunState()
@@ -132,13 +132,13 @@ class _RunState:
 
 def _train_epoch(method: Method, batches: Iterable[dict[str, torch.Tensor]], epoch: int,
                  tracker: PredictionTracker, show_progress: bool) -> float:
-    total, steps = 0.0, 0
+    total, steps = None, 0
     for batch in tqdm(batches, desc=f"epoch {epoch + 1}", leave=False, disable=not show_progress):
         loss, logits = method.train_step(batch)
         tracker.record(*gather_rows(batch["index"].to(logits.device), logits))
-        total += loss
+        total = loss if total is None else total + loss  # summed on the device, read once an epoch
         steps += 1
-    return total / max(steps, 1)
+    return float(total) / steps if steps else float("nan")
 
 
 def _improves(value: float, best: float) -> bool:
@@ -174,7 +174,7 @@ def _restore(out_dir: Path, method: Method, tracker: PredictionTracker) -> _RunS
         return state
     ckpt = load_checkpoint(path)
     method.load_state_dict(ckpt["method"])
-    tracker.probs = ckpt["tracker_probs"]
+    tracker.load(ckpt["tracker_probs"])
     state.epoch, state.best_val, state.best_epoch = ckpt["epoch"], ckpt["best_val"], ckpt["best_epoch"]
     state.seconds_before = ckpt["wall_seconds"]
     state.rows = [row for row in _read_metrics(out_dir) if row["epoch"] <= state.epoch]
@@ -251,7 +251,7 @@ def _finish(out_dir: Path, cfg: RunConfig, data: NoisyImageData, method: Method,
 def _mislabel_table(method: Method, tracker: PredictionTracker, data: NoisyImageData) -> pd.DataFrame:
     """From ELR targets when the loss keeps them, else from the last epoch's predictions."""
     targets = method.targets()
-    scores = targets.detach().float().cpu() if targets is not None else tracker.probs.nan_to_num(0.0)
+    scores = (targets if targets is not None else tracker.probs.nan_to_num(0.0)).detach().float().cpu()
     table = suspected_mislabels(scores.numpy(), data.train_labels, data.class_names)
     frame = getattr(data.train, "frame", None)  # MRI scans: who and which visit, for clinical re-review
     if frame is not None:

@@ -19,19 +19,26 @@ MEMORIZATION_COLUMNS = (
 
 
 class PredictionTracker:
-    """Keeps the latest softmax output for every training index seen this epoch."""
+    """Keeps the latest softmax output for every training index, on the training device.
 
-    def __init__(self, num_examples: int, num_classes: int) -> None:
-        self.probs = torch.full((num_examples, num_classes), float("nan"))
+    Stored in float16 beside the model, so recording a batch never makes the host wait for the GPU
+    and a large data set's table costs half the memory; it is read back once an epoch.
+    """
+
+    def __init__(self, num_examples: int, num_classes: int, device: torch.device | str = "cpu") -> None:
+        self.probs = torch.full((num_examples, num_classes), float("nan"), dtype=torch.float16, device=device)
 
     def record(self, index: torch.Tensor, logits: torch.Tensor) -> None:
-        self.probs[index.cpu()] = torch.softmax(logits.detach().float(), dim=1).cpu()
+        self.probs[index.to(self.probs.device)] = torch.softmax(logits.detach().float(), dim=1).to(self.probs)
+
+    def load(self, probs: torch.Tensor) -> None:
+        self.probs.copy_(probs)
 
     def predictions(self) -> np.ndarray:
         """argmax per example; −1 for an example not seen yet."""
-        seen = ~torch.isnan(self.probs[:, 0])
-        pred = self.probs.nan_to_num(0.0).argmax(dim=1)
-        pred[~seen] = -1
+        probs = self.probs.float().cpu()
+        pred = probs.nan_to_num(0.0).argmax(dim=1)
+        pred[torch.isnan(probs[:, 0])] = -1
         return pred.numpy()
 
 
