@@ -19,11 +19,12 @@ OVERRIDES = ["data.train_subset=600", "train.epochs=3", "train.batch_size=64", "
              "train.tensorboard=false", "model.hidden=64"]
 
 
-def _train(out: Path, processes: int, loss: str) -> None:
+def _train(out: Path, processes: int, loss: str, *extra: str, resume: bool = False) -> None:
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(processes),
                 "--standalone", "-m"] if processes > 1 else [sys.executable, "-m"]
-    sets = [a for s in [*OVERRIDES, f"loss.name={loss}"] for a in ("--set", s)]
-    result = subprocess.run([*launcher, "elr_mri.cli", "train", "--config", str(DIGITS), "--out", str(out), *sets],
+    sets = [a for s in [*OVERRIDES, f"loss.name={loss}", *extra] for a in ("--set", s)]
+    source = ["--resume", str(out)] if resume else ["--config", str(DIGITS), "--out", str(out)]
+    result = subprocess.run([*launcher, "elr_mri.cli", "train", *source, *sets],
                             capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
 
@@ -43,6 +44,21 @@ def test_two_processes_match_one(tmp_path: Path, loss: str) -> None:
     if loss == "elr":  # every example's target updated once per visit, whichever rank saw it
         torch.testing.assert_close(a["loss"]["targets"], b["loss"]["targets"], rtol=1e-4, atol=1e-5)
         assert (a["loss"]["targets"].sum(dim=1) > 0).all()
+
+
+def test_resume_under_another_number_of_processes(tmp_path: Path) -> None:
+    """2 processes for 2 epochs, then 1 process to epoch 4: the same as 4 epochs in 1 process."""
+    _train(tmp_path / "one", 1, "elr", "train.epochs=4")
+    _train(tmp_path / "mixed", 2, "elr", "train.epochs=2")
+    _train(tmp_path / "mixed", 1, "elr", "train.epochs=4", resume=True)
+    one = pd.read_csv(tmp_path / "one" / "metrics.csv")
+    mixed = pd.read_csv(tmp_path / "mixed" / "metrics.csv")
+    pd.testing.assert_series_equal(one["test_acc"], mixed["test_acc"])
+    a = load_checkpoint(tmp_path / "one" / "checkpoints" / "last.pt")["method"]
+    b = load_checkpoint(tmp_path / "mixed" / "checkpoints" / "last.pt")["method"]
+    torch.testing.assert_close(a["loss"]["targets"], b["loss"]["targets"], rtol=1e-4, atol=1e-5)
+    for name, weight in a["model"].items():
+        torch.testing.assert_close(weight, b["model"][name], rtol=1e-4, atol=1e-5)
 
 
 def test_global_batches_are_split_between_ranks_without_overlap() -> None:
