@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -39,7 +40,8 @@ def main() -> None:
     lines = ["| processes | training examples/s | speed-up |", "|---|---|---|"]
     lines += [f"| {r['processes']} | {r['examples_per_s']:.0f} | {r['examples_per_s'] / base:.2f}× |" for r in rows]
     text = (f"Data-parallel scaling, {args.config.name} with {' '.join(args.overrides)}, {args.epochs} epochs "
-            f"(`python bench/bench_ddp_scaling.py`):\n\n" + "\n".join(lines) + "\n")
+            f"(`python bench/bench_ddp_scaling.py`), {os.cpu_count()} CPU cores shared by the processes "
+            f"(OMP threads = cores / processes), load average {os.getloadavg()[0]:.1f}:\n\n" + "\n".join(lines) + "\n")
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
@@ -51,7 +53,9 @@ def _run(args: argparse.Namespace, processes: int, run_dir: Path) -> tuple[float
     overrides = [*args.overrides, f"train.epochs={args.epochs}", "train.progress=false", "train.tensorboard=false"]
     command = [*launcher, "-m", "elr_mri.cli", "train", "--config", str(args.config), "--out", str(run_dir),
                *[a for s in overrides for a in ("--set", s)]]
-    subprocess.run(command, check=True, cwd=ROOT, capture_output=True)
+    # the same cores in every run: K processes get cores // K threads each (torchrun would set 1)
+    threads = str(max(1, (os.cpu_count() or 1) // processes))
+    subprocess.run(command, check=True, cwd=ROOT, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": threads})
     metrics = pd.read_csv(run_dir / "metrics.csv").iloc[1:]
     train_size = json.loads((run_dir / "summary.json").read_text())["train_examples"]
     return train_size * len(metrics), float(metrics["epoch_seconds"].sum())
