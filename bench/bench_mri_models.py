@@ -1,0 +1,632 @@
+"""Training throughput and memory of the MRI models, and whether data loading keeps up, in one run.
+
+Why: issue 5 asks what the widened 3D CNN (×1/×2/×8, with age) and the MONAI baselines cost to
+train, and whether the cached MONAI loader or the network is the bottleneck. Parameters,
+activation memory per volume (`model_report`) and FLOPs (`FlopCounterMode`) come from the meta
+device at 96³, the paper's input, so they are exact and free. Throughput is measured: each model
+trains (forward + backward + SGD step, batch 4, through `ExecutionPlan` as the engine does) in a
+fresh subprocess, one after another, so that one model's allocations and oneDNN caches cannot help
+or hurt the next and the process's peak memory belongs to that model alone. On a CPU the timed
+crop is 72³ (the widened CNN needs at least 71³), with torch's default intra-op threads and with
+one thread, back to back per model: on a shared machine whose load exceeds its cores, threads that
+wait for each other at every op can cost more than they give. The ×8 at 96³ is timed for a couple
+of steps only when the 72³ figure predicts that to take under two minutes.
+
+Peak memory: on CUDA, `torch.cuda.max_memory_allocated`. A CPU has no such counter, and
+`getrusage().ru_maxrss` does not work per subprocess: Linux carries the parent's high-water mark
+through fork + exec, so a small model shows no rise at all. The child therefore resets its own
+high-water mark (`/proc/self/clear_refs`), reads VmRSS just before building the model and VmHWM
+after the last step: the rise includes allocator slack and oneDNN workspaces, what the machine must
+have rather than what autograd keeps.
+
+The loader: synthetic scans (nilearn's MNI152 template resampled to the run's voxel size plus
+noise, written as int16 NIfTI as preprocess/ writes them) in an `MRIScans` dataset with the RAM
+cache and the training transforms (blur σ ~ U(0, 1), random crop), batch 4; epochs after the
+first are timed, right after the ×1 model (the fastest) so that the ratio compares like with like.
+
+`--device cuda` times every model at 96³, then the ×8 + age model under fp32 eager, bf16
+autocast, channels-last 3D and torch.compile (each in a fresh process), and writes
+bench/results/mri_models_cuda.md.
+
+    .venv/bin/python bench/bench_mri_models.py                 # CPU, ~8 minutes on 2 loaded cores
+    python bench/bench_mri_models.py --device cuda             # a GPU machine
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from elr_mri.engine.execution import ExecutionPlan  # noqa: E402
+from elr_mri.models.widened_cnn import WidenedCNN3D, model_report, monai_baseline  # noqa: E402
+
+PAPER_SIZE = 96
+PAPER_GRID_1_5MM = (121, 145, 121)  # the ML4H paper's 1.5 mm MNI grid (preprocess/ DEFAULT_SHAPES)
+NUM_CLASSES = 3
+SLOW_LIMIT_S = 120.0  # the longest the CPU may spend on the timed steps of the ×8 at 96³
+LOADER_BUDGET_S = 5.0
+MIB = 2**20
+DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One network of the comparison: a widened CNN (with its factor) or a MONAI baseline."""
+
+    label: str
+    kind: str  # "widened", "resnet18" or "densenet121"
+    widening: int = 0
+
+
+MODELS = (
+    ModelSpec("widened ×1 + age", "widened", 1),
+    ModelSpec("widened ×2 + age", "widened", 2),
+    ModelSpec("widened ×8 + age", "widened", 8),
+    ModelSpec("MONAI ResNet-18 3D", "resnet18"),
+    ModelSpec("MONAI DenseNet-121 3D", "densenet121"),
+)
+X1, X8 = MODELS[0], MODELS[2]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """An execution setting of `ExecutionPlan`: autocast dtype, channels-last 3D, torch.compile."""
+
+    label: str
+    precision: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+
+
+FP32_EAGER = Variant("fp32 eager")
+GPU_VARIANTS = (
+    FP32_EAGER,
+    Variant("bf16 autocast", "bf16"),
+    Variant("bf16 + channels-last 3D", "bf16", channels_last=True),
+    Variant("bf16 + torch.compile", "bf16", compile=True),
+    Variant("bf16 + channels-last + compile (engine's GPU `auto`)", "bf16", channels_last=True, compile=True),
+)
+
+
+@dataclass(frozen=True)
+class StepJob:
+    """What a child process times: one model, crop size, batch, execution variant and thread count."""
+
+    model: ModelSpec
+    size: int
+    batch: int
+    device: str
+    variant: Variant = FP32_EAGER
+    threads: int = 0  # intra-op threads; 0 leaves torch's default
+    warmup: int = 1
+    min_steps: int = 2
+    max_steps: int = 50
+    budget_s: float = 8.0
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """Seconds of every step (warm-up first), peak memory in bytes and the 1-min load around it."""
+
+    warmup: int
+    step_times: list[float]
+    peak_bytes: int
+    threads: int
+    load_before: float
+    load_after: float
+
+    @property
+    def timed(self) -> list[float]:
+        return self.step_times[self.warmup:]
+
+    @property
+    def step_s(self) -> float:
+        return statistics.median(self.timed)
+
+
+# ---------------------------------------------------------------------------------------- models
+
+
+def build(spec: ModelSpec, size: int) -> nn.Module:
+    """The network for a cubic crop of `size` (the widened CNN's first linear layer depends on it)."""
+    if spec.kind == "widened":
+        return WidenedCNN3D(1, NUM_CLASSES, widening=spec.widening, use_age=True, input_size=(size,) * 3)
+    return monai_baseline(spec.kind, in_channels=1, num_classes=NUM_CLASSES)
+
+
+def training_flops(model: nn.Module, size: int) -> int:
+    """FLOPs of forward + backward for one volume, counted by shape on the meta device (2 per MAC)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    meta = copy.deepcopy(model).to("meta").train()
+    counter = FlopCounterMode(display=False)
+    with counter:
+        logits = meta(torch.empty(1, 1, size, size, size, device="meta"), age=torch.empty(1, device="meta"))
+        logits.sum().backward()
+    return int(counter.get_total_flops())
+
+
+def static_figures(spec: ModelSpec, size: int) -> dict[str, float]:
+    """Parameters, activations per volume and training GFLOP per volume of `spec` at `size`³."""
+    model = build(spec, size)
+    report = model_report(model, (1, size, size, size))
+    return {"parameters": report.parameters, "activation_bytes": report.activation_bytes,
+            "gflop": training_flops(model, size) / 1e9}
+
+
+def proc_status_kb(key: str) -> int:
+    """A kB field of /proc/self/status (VmRSS: resident now, VmHWM: resident high-water mark)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    raise KeyError(key)
+
+
+def reset_rss_peak() -> int:
+    """Reset this process's VmHWM to its current RSS (Linux ≥ 4.0) and return the RSS in kB."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass  # VmHWM then also covers the imports, which a fresh process keeps small
+    return proc_status_kb("VmRSS")
+
+
+def peak_memory(device: torch.device, rss_before_kb: int) -> int:
+    """Peak bytes of the training steps: CUDA's allocator counter, or the RSS high-water rise on a CPU."""
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    return (proc_status_kb("VmHWM") - rss_before_kb) * 1024
+
+
+def train_step(plan: ExecutionPlan, trained: nn.Module, optimizer: torch.optim.Optimizer,
+               scaler: torch.amp.GradScaler, batch: dict[str, torch.Tensor]) -> None:
+    """One engine step (`SingleNetwork.train_step` with cross-entropy): place, forward, backward, update."""
+    device = plan.device
+    images = plan.place_input(batch["image"])
+    labels = batch["label"].to(device, non_blocking=True)
+    age = batch["age"].to(device, dtype=torch.float32, non_blocking=True)
+    with plan.autocast():
+        logits = trained(images, age=age)
+    loss = nn.functional.cross_entropy(logits.float(), labels)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def random_batch(job: StepJob) -> dict[str, torch.Tensor]:
+    """A batch as the loader hands it over: CPU tensors (pinned for a GPU), ages in years."""
+    generator = torch.Generator().manual_seed(0)
+    batch = {"image": torch.rand(job.batch, 1, job.size, job.size, job.size, generator=generator),
+             "label": torch.randint(0, NUM_CLASSES, (job.batch,), generator=generator),
+             "age": 55.0 + 35.0 * torch.rand(job.batch, generator=generator)}
+    if job.device == "cuda":
+        batch = {key: value.pin_memory() for key, value in batch.items()}
+    return batch
+
+
+def run_steps(job: StepJob) -> StepResult:
+    """Time `job` in this process (a fresh child): warm-up steps, then steps until budget and minimum."""
+    if job.threads:
+        torch.set_num_threads(job.threads)
+    load_before = os.getloadavg()[0]
+    device = torch.device(job.device)
+    variant = job.variant
+    plan = ExecutionPlan(device=device, autocast_dtype=DTYPES[variant.precision], compile=variant.compile,
+                         channels_last=variant.channels_last)
+    batch = random_batch(job)
+    rss_before_kb = reset_rss_peak()
+    torch.manual_seed(0)
+    model = plan.place_model(build(job.model, job.size))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+    trained = plan.compiled(model).train()
+    scaler = plan.grad_scaler()
+    times: list[float] = []
+    while len(times) < job.warmup + job.min_steps or (
+            sum(times[job.warmup:]) < job.budget_s and len(times) < job.warmup + job.max_steps):
+        started = time.perf_counter()
+        train_step(plan, trained, optimizer, scaler, batch)
+        times.append(time.perf_counter() - started)
+    return StepResult(warmup=job.warmup, step_times=times, peak_bytes=peak_memory(device, rss_before_kb),
+                      threads=torch.get_num_threads(), load_before=load_before, load_after=os.getloadavg()[0])
+
+
+def in_fresh_process(job: StepJob) -> StepResult:
+    """Run `job` in a new Python process; its last stdout line is the result as JSON."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(asdict(job))]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    if done.returncode != 0:
+        raise RuntimeError(f"{job.model.label} ({job.variant.label}, {job.size}³) failed:\n{done.stderr[-3000:]}")
+    result = StepResult(**json.loads(done.stdout.strip().splitlines()[-1]))
+    log(f"{job.model.label}, {job.variant.label}, {job.size}³, {result.threads} thread(s): "
+        f"{', '.join(f'{t:.2f}' for t in result.step_times)} s")
+    return result
+
+
+def child_main(text: str) -> None:
+    """Entry point of a child: the job as JSON in, the result as JSON on the last stdout line."""
+    raw = json.loads(text)
+    job = StepJob(**{**raw, "model": ModelSpec(**raw["model"]), "variant": Variant(**raw["variant"])})
+    print(json.dumps(asdict(run_steps(job))))
+
+
+# ---------------------------------------------------------------------------------------- loading
+
+
+@dataclass(frozen=True)
+class LoaderResult:
+    """Volumes/s of cached training epochs, with the one-off cache fill and first epoch for context."""
+
+    num_workers: int
+    threads: int  # intra-op threads of the process that runs the transforms
+    volumes_per_s: float
+    epochs: int
+    cache_fill_s: float
+    first_epoch_s: float
+    load_before: float
+    load_after: float
+
+
+def template_volume(resolution: float) -> tuple[np.ndarray, np.ndarray]:
+    """nilearn's MNI152 (2009) T1 template at `resolution` mm, cropped to the paper's grid at 1.5 mm."""
+    from nilearn import datasets
+    from scipy import ndimage
+
+    image = datasets.load_mni152_template(resolution=1)
+    data = ndimage.zoom(np.asarray(image.get_fdata(), dtype=np.float32), 1.0 / resolution, order=1)
+    affine = image.affine.copy()
+    affine[:3, :3] *= resolution
+    if resolution == 1.5:
+        start = [(have - want) // 2 for have, want in zip(data.shape, PAPER_GRID_1_5MM)]
+        data = data[tuple(slice(s, s + w) for s, w in zip(start, PAPER_GRID_1_5MM))]
+        affine[:3, 3] += affine[:3, :3] @ np.asarray(start, dtype=float)
+    return data, affine
+
+
+def write_volumes(folder: Path, count: int, resolution: float) -> tuple[list[Path], tuple[int, ...]]:
+    """`count` noisy copies of the template as int16 NIfTI (scaled), each with its own noise."""
+    import nibabel as nib
+
+    data, affine = template_volume(resolution)
+    scale = float(data.max())
+    paths = []
+    for k in range(count):
+        noisy = data + np.random.default_rng(k).normal(0.0, 0.05 * scale, data.shape).astype(np.float32)
+        image = nib.Nifti1Image(noisy, affine)
+        image.set_data_dtype(np.int16)
+        path = folder / f"sub-{k:03d}_T1w.nii.gz"
+        nib.save(image, path)
+        paths.append(path)
+    return paths, data.shape
+
+
+def scans_dataset(paths: list[Path], crop: int) -> tuple[object, float]:
+    """An `MRIScans` training split over `paths` with the RAM cache; returns it and the fill seconds."""
+    import pandas as pd
+
+    from elr_mri.data.cohort import IMAGE_COLUMN
+    from elr_mri.data.mri import MRIScans, mri_transforms
+
+    frame = pd.DataFrame({IMAGE_COLUMN: [str(p) for p in paths], "age": np.linspace(60.0, 85.0, len(paths))})
+    started = time.perf_counter()
+    dataset = MRIScans(frame, np.arange(len(paths)) % NUM_CLASSES, mri_transforms((crop,) * 3, train=True),
+                       cache="memory")
+    return dataset, time.perf_counter() - started
+
+
+def epoch_seconds(dataset: object, batch: int, num_workers: int, seed: int) -> float:
+    """Wall time to draw one shuffled epoch, the DataLoader made per epoch as the engine does."""
+    from torch.utils.data import DataLoader
+
+    started = time.perf_counter()
+    loader = DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=num_workers,
+                        generator=torch.Generator().manual_seed(seed), pin_memory=torch.cuda.is_available())
+    for _ in loader:
+        pass
+    return time.perf_counter() - started
+
+
+def loader_rate(paths: list[Path], crop: int, batch: int, num_workers: int, threads: int) -> LoaderResult:
+    """Volumes/s over cached epochs (after a first, untimed one): at least 3 epochs, about 5 s.
+
+    `threads` applies to this process; DataLoader workers run with one intra-op thread each.
+    """
+    default = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        load_before = os.getloadavg()[0]
+        dataset, fill_s = scans_dataset(paths, crop)
+        first = epoch_seconds(dataset, batch, num_workers, seed=0)
+        times: list[float] = []
+        while len(times) < 3 or (sum(times) < LOADER_BUDGET_S and len(times) < 100):
+            times.append(epoch_seconds(dataset, batch, num_workers, seed=len(times) + 1))
+    finally:
+        torch.set_num_threads(default)
+    result = LoaderResult(num_workers=num_workers, threads=1 if num_workers else threads,
+                          volumes_per_s=len(paths) * len(times) / sum(times), epochs=len(times), cache_fill_s=fill_s,
+                          first_epoch_s=first, load_before=load_before, load_after=os.getloadavg()[0])
+    log(f"loader, num_workers={num_workers}, {threads} thread(s): {result.volumes_per_s:.1f} volumes/s")
+    return result
+
+
+# ---------------------------------------------------------------------------------------- measuring
+
+
+def thread_settings(device: str) -> tuple[int, ...]:
+    """Torch's default intra-op threads and one thread on a CPU; the default only on a GPU."""
+    default = torch.get_num_threads()
+    return (default, 1) if device == "cpu" and default > 1 else (default,)
+
+
+def measure_model(args: argparse.Namespace, spec: ModelSpec) -> dict[int, StepResult]:
+    """One model at the timed crop, fp32 eager, one fresh process per thread setting, back to back."""
+    gpu = args.device == "cuda"
+    return {threads: in_fresh_process(StepJob(spec, args.size, args.batch_size, args.device, threads=threads,
+                                              warmup=3 if gpu else 1, min_steps=10 if gpu else 2,
+                                              budget_s=10.0 if gpu else args.budget))
+            for threads in thread_settings(args.device)}
+
+
+def fastest(results: dict[int, StepResult]) -> StepResult:
+    return min(results.values(), key=lambda r: r.step_s)
+
+
+def slow_job(x8: StepResult, small: dict, paper: dict, batch: int) -> tuple[StepJob | None, str]:
+    """The ×8 at 96³ on a CPU (faster thread setting), if two steps are predicted to fit `SLOW_LIMIT_S`."""
+    predicted = x8.step_s * paper["gflop"] / small["gflop"]
+    note = f"predicted {predicted:.0f} s/step (the 72³ step scaled by FLOPs)"
+    if 2 * predicted > SLOW_LIMIT_S:
+        return None, f"skipped: {note}; two steps would exceed {SLOW_LIMIT_S:.0f} s"
+    job = StepJob(X8, PAPER_SIZE, batch, "cpu", threads=x8.threads, warmup=1, min_steps=2, max_steps=2, budget_s=0.0)
+    return job, note
+
+
+def measure_variants(args: argparse.Namespace) -> dict[str, StepResult]:
+    """The ×8 at 96³ under each execution variant (GPU), one fresh process each."""
+    return {variant.label: in_fresh_process(StepJob(X8, PAPER_SIZE, args.batch_size, args.device, variant,
+                                                    warmup=3, min_steps=10, budget_s=10.0))
+            for variant in GPU_VARIANTS}
+
+
+@dataclass
+class Measurements:
+    """Everything one run measured, in the order it was measured."""
+
+    paper: dict[str, dict]
+    small: dict[str, dict]
+    timed: dict[str, dict[int, StepResult]]
+    loaders: list[LoaderResult]
+    volume_shape: tuple[int, ...]
+    resolution: float
+    slow: StepResult | None
+    slow_note: str
+    variants: dict[str, StepResult]
+
+
+def measure(args: argparse.Namespace) -> Measurements:
+    """×1 (both thread settings), the loader, the other models, then the ×8 at 96³ or the GPU variants."""
+    paper = {s.label: static_figures(s, PAPER_SIZE) for s in MODELS}
+    small = {s.label: static_figures(s, args.size) for s in MODELS}
+    timed = {X1.label: measure_model(args, X1)}
+    resolution = 2.0 if args.device == "cpu" else 1.5
+    with tempfile.TemporaryDirectory() as folder:
+        paths, shape = write_volumes(Path(folder), args.volumes, resolution)
+        settings = [(0, threads) for threads in thread_settings(args.device)] + [(2, 1)]
+        loaders = [loader_rate(paths, args.size, args.batch_size, workers, threads) for workers, threads in settings]
+    for spec in MODELS[1:]:
+        timed[spec.label] = measure_model(args, spec)
+    slow, note, variants = None, "", {}
+    if args.device == "cpu":
+        job, note = slow_job(fastest(timed[X8.label]), small[X8.label], paper[X8.label], args.batch_size)
+        slow = in_fresh_process(job) if job is not None else None
+    else:
+        variants = measure_variants(args)
+    return Measurements(paper, small, timed, loaders, shape, resolution, slow, note, variants)
+
+
+# ---------------------------------------------------------------------------------------- report
+
+
+MODEL_HEADER = ("| model | timed crop | threads | parameters at 96³ | activations / volume at 96³ (MiB) | "
+                "train GFLOP / volume at timed crop | s / step, batch {batch}: median (min–max, steps) | "
+                "volumes/s | GFLOP/s | peak memory (MiB), measured / estimate | load avg (1 min) |\n"
+                "|---|---|---|---|---|---|---|---|---|---|---|")
+
+
+def model_row(spec: ModelSpec, size: int, paper: dict, small: dict, result: StepResult | None, batch: int,
+              device: str, note: str = "") -> str:
+    """One line of the model table (parameters and activations at 96³; timing at the timed size)."""
+    cells = [spec.label, f"{size}³", "", f"{paper['parameters'] / 1e6:.2f} M",
+             f"{paper['activation_bytes'] / MIB:,.0f}", f"{small['gflop']:.1f}"]
+    if result is None:
+        return "| " + " | ".join(cells + [note, "", "", "", ""]) + " |"
+    cells[2] = str(result.threads)
+    expected = batch * small["activation_bytes"] + 3 * 4 * small["parameters"]
+    kind = "CUDA peak" if device == "cuda" else "RSS rise"
+    cells += [f"{result.step_s:.2f} ({min(result.timed):.2f}–{max(result.timed):.2f}, {len(result.timed)})",
+              f"{batch / result.step_s:.3g}", f"{batch * small['gflop'] / result.step_s:.0f}",
+              f"{result.peak_bytes / MIB:,.0f} {kind} / {expected / MIB:,.0f}",
+              f"{result.load_before:.1f} → {result.load_after:.1f}"]
+    return "| " + " | ".join(cells) + " |"
+
+
+def model_lines(args: argparse.Namespace, m: Measurements) -> list[str]:
+    lines = [MODEL_HEADER.format(batch=args.batch_size)]
+    for spec in MODELS:
+        for result in m.timed[spec.label].values():
+            lines.append(model_row(spec, args.size, m.paper[spec.label], m.small[spec.label], result,
+                                   args.batch_size, args.device))
+    if args.device == "cpu":
+        lines.append(model_row(X8, PAPER_SIZE, m.paper[X8.label], m.paper[X8.label], m.slow, args.batch_size,
+                               args.device, m.slow_note))
+    return lines
+
+
+def model_notes(args: argparse.Namespace, m: Measurements) -> list[str]:
+    """Sentences the table needs: the ×8's parameters by crop size, the memory method, the slow row."""
+    notes = [f"The widened CNN's first linear layer follows the crop: the ×8 + age has "
+             f"{m.paper[X8.label]['parameters'] / 1e6:.2f} M parameters at 96³ but "
+             f"{m.small[X8.label]['parameters'] / 1e6:.2f} M at {args.size}³ (the timed model). Estimate = "
+             "model_report's activations at the timed crop × batch + parameters, gradients and momentum in fp32."]
+    if args.device == "cpu":
+        notes.append("Peak memory on the CPU: VmHWM (resident high-water mark, reset through "
+                     "/proc/self/clear_refs) after the last step minus VmRSS just before the model is built, in the "
+                     "child. Not `ru_maxrss`: Linux carries the parent's high-water mark into a fork + exec'd "
+                     "child (a first version of this benchmark, reading it, showed a rise of 0 for the ×1 and ×2); "
+                     "not tracemalloc, which does not see torch's allocator.")
+        notes.append(thread_note(m))
+        if m.slow is not None:
+            notes.append(f"The 96³ row ran with the ×8's faster thread setting; {m.slow_note}.")
+    return notes
+
+
+def thread_note(m: Measurements) -> str:
+    """How each model's step time changed from the default thread count to one thread, in this run."""
+    ratios = []
+    for spec in MODELS:
+        results = m.timed[spec.label]
+        if len(results) == 2:
+            default, one = results.values()
+            ratios.append(f"{spec.label.split(' +')[0]} {default.step_s / one.step_s:.1f}×")
+    return ("Default threads ÷ one thread, step time (above 1: one thread was faster): " + ", ".join(ratios)
+            + ". With other jobs holding the cores, the default threads wait for each other at every op.")
+
+
+def loader_lines(m: Measurements, batch: int) -> list[str]:
+    """The loader table with its ratios to the fastest ×1 and ×8 step rates measured in this run."""
+    x1, x8 = fastest(m.timed[X1.label]), fastest(m.timed[X8.label])
+    lines = ["| loader | transform threads | volumes/s (cached epochs) | epochs timed | cache fill (s) | "
+             "first epoch (s) | ÷ fastest ×1 step rate | ÷ fastest ×8 step rate | load avg (1 min) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in m.loaders:
+        lines.append(f"| num_workers={r.num_workers} | {r.threads}{' per worker' if r.num_workers else ''} | "
+                     f"{r.volumes_per_s:.1f} | {r.epochs} | {r.cache_fill_s:.2f} | {r.first_epoch_s:.2f} | "
+                     f"{r.volumes_per_s * x1.step_s / batch:.2f}× | {r.volumes_per_s * x8.step_s / batch:.1f}× | "
+                     f"{r.load_before:.1f} → {r.load_after:.1f} |")
+    return lines
+
+
+def loader_notes(m: Measurements, batch: int) -> list[str]:
+    """Whether loading is the bottleneck for the ×1 (the cheapest model) at its faster thread setting."""
+    x1 = fastest(m.timed[X1.label])
+    model_rate = batch / x1.step_s
+    best = max(m.loaders, key=lambda r: r.volumes_per_s)
+    serial = [r for r in m.loaders if r.num_workers == 0 and r.threads == x1.threads][0]
+    share = (1 / serial.volumes_per_s) / (1 / serial.volumes_per_s + 1 / model_rate)
+    ratio = best.volumes_per_s / model_rate
+    x8_share = (1 / serial.volumes_per_s) / (
+        1 / serial.volumes_per_s + fastest(m.timed[X8.label]).step_s / batch)
+    return [f"The best loader (num_workers={best.num_workers}) delivers {ratio:.2f}× the step rate of the ×1 at its "
+            f"faster setting ({x1.threads} thread(s), {model_rate:.2g} volumes/s), so it "
+            f"{'keeps ahead of' if ratio > 1 else 'holds back'} the cheapest model; but with num_workers=0 the engine loads in series with the step, and loading then "
+            f"takes {100 * share:.0f}% of a ×1 epoch ({100 * x8_share:.1f}% of a ×8 epoch at 72³). Workers "
+            "overlap it, at the price of cores that the model also wants on this 2-core machine."]
+
+
+def gpu_lines(m: Measurements, batch: int) -> list[str]:
+    """The execution-variant table, or the note that it is still open."""
+    if not m.variants:
+        return ["## GPU table: still open", "",
+                "No GPU on this machine. `python bench/bench_mri_models.py --device cuda` times every model at "
+                "96³ and then the ×8 + age at 96³, batch 4, under fp32 eager, bf16 autocast, bf16 + channels-last "
+                "3D, bf16 + torch.compile and all three (the engine's `auto` on a GPU), each in a fresh process, "
+                "with `torch.cuda.max_memory_allocated`, and writes bench/results/mri_models_cuda.md. That run "
+                "has not been made yet."]
+    base = m.variants[FP32_EAGER.label]
+    lines = ["## GPU: execution variants of the ×8 + age at 96³", "",
+             f"| ×8 + age, 96³, batch {batch} | s / step (median) | volumes/s | vs fp32 eager | "
+             "first step (s, incl. compile) | max_memory_allocated (MiB) |", "|---|---|---|---|---|---|"]
+    for label, r in m.variants.items():
+        lines.append(f"| {label} | {r.step_s:.4f} | {batch / r.step_s:.1f} | {base.step_s / r.step_s:.2f}× | "
+                     f"{r.step_times[0]:.1f} | {r.peak_bytes / MIB:,.0f} |")
+    return lines
+
+
+def machine_line(device: str) -> str:
+    name = torch.cuda.get_device_name(0) if device == "cuda" else f"{platform.machine()}, {os.cpu_count()} CPU cores"
+    return (f"Machine: {name}, torch {torch.__version__}, Python {platform.python_version()}, "
+            f"{torch.get_num_threads()} intra-op threads by default.")
+
+
+def command_line() -> str:
+    script = Path(sys.argv[0]).resolve()
+    shown = script.relative_to(ROOT) if script.is_relative_to(ROOT) else script
+    return shlex.join(["python", str(shown), *sys.argv[1:]])
+
+
+def report(args: argparse.Namespace, m: Measurements, load_start: tuple, seconds: float) -> list[str]:
+    """The results file as Markdown lines."""
+    load_end, batch = os.getloadavg(), args.batch_size
+    return [
+        f"# MRI models: training throughput, memory, and loader vs model ({args.device})", "",
+        f"Command: `{command_line()}` ({seconds / 60:.1f} min)", "", machine_line(args.device),
+        f"Load average (1/5/15 min) {'/'.join(f'{v:.1f}' for v in load_start)} at the start, "
+        f"{'/'.join(f'{v:.1f}' for v in load_end)} at the end: other jobs share this machine, so compare rows "
+        "of this run (ratios), not absolute figures across runs; each row has the 1-min load around it.", "",
+        "## Models", "",
+        f"Training step = `ExecutionPlan`, fp32 eager, cross-entropy, SGD (lr 0.01, momentum 0.9), batch {batch}, "
+        "ages given; each model in a fresh subprocess per thread setting, the settings back to back; one warm-up "
+        f"step, then at least 2 timed steps (~{args.budget:.0f} s). Order: ×1, loader, ×2, ×8, ResNet-18, "
+        "DenseNet-121, ×8 at 96³. Parameters and activations at 96³: `model_report` (meta device, fp32 leaf "
+        "outputs, batch 1); GFLOP: `torch.utils.flop_counter`, forward + backward, 2 per multiply-add.", "",
+        *model_lines(args, m), "", *model_notes(args, m), "",
+        "## Data loading vs the model step", "",
+        f"{args.volumes} synthetic scans: nilearn's MNI152 2009 template at {m.resolution:g} mm "
+        f"({'×'.join(map(str, m.volume_shape))}) plus Gaussian noise, int16 NIfTI. `MRIScans` with cache `memory` "
+        f"(CacheDataset) and `mri_transforms(({args.size},)*3, train=True)`: blur σ ~ U(0, 1) of the whole volume, "
+        f"random {args.size}³ crop; batches of {batch}, a DataLoader per epoch as the engine makes; epochs after the "
+        f"first timed (≥ 3, ~{LOADER_BUDGET_S:.0f} s).", "",
+        *loader_lines(m, batch), "", *loader_notes(m, batch), "",
+        *gpu_lines(m, batch), ""]
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--size", type=int, help="timed crop (default 72 on cpu, 96 on cuda; at least 71)")
+    parser.add_argument("--budget", type=float, default=8.0, help="seconds of timed steps per model on cpu")
+    parser.add_argument("--volumes", type=int, default=16, help="synthetic scans for the loader")
+    parser.add_argument("--out", type=Path, help="default bench/results/mri_models.md (cuda: mri_models_cuda.md)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        return child_main(args.child)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is visible to torch")
+    args.size = args.size or (72 if args.device == "cpu" else PAPER_SIZE)
+    out = args.out or ROOT / "bench" / "results" / ("mri_models.md" if args.device == "cpu" else "mri_models_cuda.md")
+    started, load_start = time.perf_counter(), os.getloadavg()
+    measurements = measure(args)
+    text = "\n".join(report(args, measurements, load_start, time.perf_counter() - started)) + "\n"
+    print(text)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
