@@ -120,13 +120,9 @@ def _cifar_python(root: Path, name: str) -> ImageSource:
     layout = _CIFAR[name]
     directory = root / layout.folder
     files = [*layout.train_files, layout.test_file, layout.meta_file]
-    missing = [f for f in files if not (directory / f).is_file()]
-    if missing:
-        raise FileNotFoundError(
-            f"{name} not found: looked for {', '.join(missing)} in {directory}; put the python version "
-            f"there with torchvision.datasets.{layout.torchvision_class}({str(root)!r}, download=True) "
-            f"on a machine with internet, or {layout.hint}"
-        )
+    _require_files(name, directory, files,
+                   f"put the python version there with torchvision.datasets.{layout.torchvision_class}"
+                   f"({str(root)!r}, download=True) on a machine with internet, or {layout.hint}")
     class_names = [str(n) for n in _unpickle(directory / layout.meta_file)[layout.names_key]]
     train = [_cifar_split(directory / f, layout.label_key) for f in layout.train_files]
     images = np.concatenate([s.images for s in train])
@@ -218,13 +214,9 @@ def _clothing1m(root: Path) -> ImageSource:
     needed = [
         "noisy_label_kv.txt", "noisy_train_key_list.txt", "clean_label_kv.txt", "clean_test_key_list.txt",
     ]
-    missing = [f for f in needed if not (root / f).is_file()]
-    if missing:
-        raise FileNotFoundError(
-            f"clothing1m not found: looked for {', '.join(missing)} in {root}; Clothing1M is not "
-            f"downloadable, ask its authors (Xiao et al. 2015) for access and extract the release "
-            f"(the label lists and images/) into {root}"
-        )
+    _require_files("clothing1m", root, needed,
+                   "Clothing1M is not downloadable, ask its authors (Xiao et al. 2015) for access and "
+                   f"extract the release (the label lists and images/) into {root}")
     noisy = _read_key_values(root / "noisy_label_kv.txt")
     clean = _read_key_values(root / "clean_label_kv.txt")
     val_list = root / "clean_val_key_list.txt"
@@ -248,3 +240,10 @@ def _listed_split(root: Path, list_name: str, labels: dict[str, int]) -> ImageSp
         raise ValueError(f"{root / list_name}: {len(unlabelled)} keys have no label, e.g. {unlabelled[0]}")
     paths = np.array([str(root / k) for k in keys])
     return ImageSplit(paths, np.array([labels[k] for k in keys], dtype=np.int64), np.arange(len(keys)))
+
+
+def _require_files(name: str, directory: Path, files: list[str], how_to_fix: str) -> None:
+    """One clear error naming every missing file, where it was looked for and how to get it."""
+    missing = [f for f in files if not (directory / f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{name} not found: looked for {', '.join(missing)} in {directory}; {how_to_fix}")
