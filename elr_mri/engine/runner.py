@@ -43,7 +43,7 @@ SELECTION_RULES = {
 def train(cfg: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]:
     """Train as `cfg` says into `out_dir`; with `resume`, continue from `out_dir/checkpoints/last.pt`."""
     out_dir = Path(out_dir)
-    started = time.perf_counter()
+    state = _RunState()  # its clock starts here: data loading counts in the run's wall time
     _seed_everything(cfg.seed)
     device = resolve_device(cfg.train.device)
     dist = init_distributed(device.type)
@@ -56,9 +56,8 @@ def train(cfg: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
     tracker = PredictionTracker(len(data.train), data.num_classes, device)
     knows_clean = data.train_clean_labels is not None  # benchmarks and simulated cohorts
 
-    state = _RunState()
     if resume:
-        state = _restore(out_dir, method, tracker)
+        _restore(out_dir, method, tracker, state)
     elif dist.is_main:
         _start_run_dir(out_dir, cfg, data)
     writer = _tensorboard(out_dir) if cfg.train.tensorboard and dist.is_main else None
@@ -93,8 +92,7 @@ def train(cfg: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
         writer.close()
     if not dist.is_main:
         return {}
-    return _finish(out_dir, cfg, data, method, tracker, state, knows_clean, device,
-                   time.perf_counter() - started)
+    return _finish(out_dir, cfg, data, method, tracker, state, knows_clean, device)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -167,11 +165,11 @@ def uses_age(cfg: RunConfig) -> bool:
     return cfg.model.name == "widened_cnn3d" and cfg.model.use_age
 
 
-def _restore(out_dir: Path, method: Method, tracker: PredictionTracker) -> _RunState:
+def _restore(out_dir: Path, method: Method, tracker: PredictionTracker, state: _RunState) -> None:
+    """Load last.pt into the method, the tracker and `state`; nothing to load means start over in place."""
     path = out_dir / "checkpoints" / "last.pt"
-    state = _RunState()
-    if not path.exists():  # killed before the first epoch finished: start over in place
-        return state
+    if not path.exists():  # killed before the first epoch finished
+        return
     ckpt = load_checkpoint(path)
     method.load_state_dict(ckpt["method"])
     tracker.load(ckpt["tracker_probs"])
@@ -179,7 +177,6 @@ def _restore(out_dir: Path, method: Method, tracker: PredictionTracker) -> _RunS
     state.seconds_before = ckpt["wall_seconds"]
     state.rows = [row for row in _read_metrics(out_dir) if row["epoch"] <= state.epoch]
     restore_rng(ckpt["rng"])
-    return state
 
 
 def _save_checkpoints(out_dir: Path, method: Method, tracker: PredictionTracker, state: _RunState,
@@ -220,7 +217,7 @@ def _tensorboard(out_dir: Path) -> Any:
 
 
 def _finish(out_dir: Path, cfg: RunConfig, data: NoisyImageData, method: Method, tracker: PredictionTracker,
-            state: _RunState, knows_clean: bool, device: torch.device, seconds: float) -> dict[str, Any]:
+            state: _RunState, knows_clean: bool, device: torch.device) -> dict[str, Any]:
     """Write summary.json, the suspected-mislabel table and the memorization plot."""
     metrics = pd.DataFrame(state.rows)
     best = metrics.loc[metrics["epoch"] == state.best_epoch].iloc[0] if state.best_epoch else metrics.iloc[-1]
@@ -234,7 +231,7 @@ def _finish(out_dir: Path, cfg: RunConfig, data: NoisyImageData, method: Method,
         "test_acc_at_best": float(best["test_acc"]),
         "test_acc_last": float(metrics["test_acc"].iloc[-1]),
         "device": _device_name(device),
-        "wall_seconds": round(state.seconds_before + seconds, 2),
+        "wall_seconds": round(state.seconds_before + time.perf_counter() - state.started, 2),
     }
     table = _mislabel_table(method, tracker, data)
     atomic_write_text(table.to_csv(index=False), out_dir / "suspected_mislabels.csv")
