@@ -64,6 +64,14 @@ def _parser() -> argparse.ArgumentParser:
     importer.add_argument("--baseline-diagnosis", action="store_true", help="ADNI: every scan gets DX_bl")
     importer.add_argument("--out", type=Path, required=True, help="manifest CSV for `elr-mri train` / `evaluate`")
     importer.set_defaults(handler=_import_cohort)
+    volumes = commands.add_parser("volumes", help="regional brain volumes per scan from the registration's Jacobian")
+    volumes.add_argument("--manifest", type=Path, required=True, help="manifest written by `elr-mri preprocess`")
+    volumes.add_argument("--out", type=Path, help="CSV to write (default: volumes.csv beside the manifest)")
+    volumes.add_argument("--jobs", type=int, default=1, help="scans measured in parallel")
+    volumes.add_argument("--registration-mm", type=float, default=2.0,
+                         help="grid of the SyN registration run for affinely preprocessed scans")
+    volumes.add_argument("--truth", type=Path, help="simulated cohort's truth.csv: report how well volumes recover it")
+    volumes.set_defaults(handler=_volumes)
     commands.add_parser("preprocess", help="raw T1 scans to template space (see `elr-mri preprocess --help`)")
     commands.add_parser("preprocess-merge", help="join the manifests of preprocessing shards")
     commands.add_parser("simulate-cohort", help="write a simulated ADNI-like + NACC-like cohort (see --help)")
@@ -118,6 +126,23 @@ def _import_cohort(args: argparse.Namespace) -> int:
     result.dropped.to_csv(dropped, index=False)
     print(f"{args.out}: {result.summary()} (reasons in {dropped})")
     return 0
+
+
+def _volumes(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from elr_mri.volumes.measure import VolumeParams, measure_manifest
+    from elr_mri.volumes.recovery import recovery_table
+
+    if args.jobs < 1 or args.registration_mm <= 0:
+        raise ValueError("--jobs must be at least 1 and --registration-mm positive")
+    out, volumes, failures = measure_manifest(args.manifest, args.out, VolumeParams(args.registration_mm), args.jobs)
+    print(f"volumes: {len(volumes)} scans measured, {len(failures)} failed -> {out}")
+    if len(failures):
+        print(f"  failed scans and why: {out.with_name(out.stem + '_failures.csv')}")
+    if args.truth is not None and len(volumes):
+        print(recovery_table(volumes, pd.read_csv(args.truth, dtype={"participant_id": str})).round(3).to_string(index=False))
+    return 1 if len(failures) else 0
 
 
 def _explain(args: argparse.Namespace) -> int:

@@ -21,7 +21,8 @@ from .checks import ScanError
 from .pipeline import Params, ScanOutputs, process_scan
 from .sidecar import atomic_path
 
-__all__ = ["QC_COLUMNS", "Summary", "run_batch", "merge_shards", "flag_outliers", "write_csv", "shard_names"]
+__all__ = ["QC_COLUMNS", "Summary", "run_batch", "merge_shards", "flag_outliers", "write_csv", "shard_names",
+           "init_itk_threads"]
 
 QC_COLUMNS = ["qc_ncc", "qc_mi", "qc_mask_dice"]
 FAILURE_COLUMNS = ["participant_id", "session_id", "path", "error"]
@@ -58,7 +59,7 @@ def run_batch(table: pd.DataFrame, out_dir: str | Path, params: Params, jobs: in
     threads = max(1, (os.cpu_count() or 1) // jobs)
     results: dict[int, dict] = {}
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_init_worker, initargs=(threads,))
+                               initializer=init_itk_threads, initargs=(threads,))
     with pool, tqdm(total=len(table), unit="scan", disable=not progress, desc="preprocess") as bar:
         futures = {pool.submit(_run_one, row.resolved_path, out_dir, row.participant_id, row.session_id, params): i
                    for i, row in zip(table.index, table.itertuples())}
@@ -117,7 +118,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype={"participant_id": str, "session_id": str}, keep_default_na=False)
 
 
-def _init_worker(threads: int) -> None:
+def init_itk_threads(threads: int) -> None:
     """Runs first in each spawned worker, before ANTs (and so ITK) is imported there."""
     os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(threads)
 

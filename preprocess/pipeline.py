@@ -64,16 +64,29 @@ class ScanOutputs:
     warp: Path  # written only with transform="syn"
     sidecar: Path
     overlay: Path
+    volumes: Path  # written by `elr-mri volumes` (regional volumes from the registration)
 
     @classmethod
     def under(cls, root: str | Path, participant: str, session: str) -> "ScanOutputs":
-        stem = f"{participant}_{session}"
-        folder = Path(root) / participant / session
+        return cls.named(Path(root) / participant / session, f"{participant}_{session}")
+
+    @classmethod
+    def beside(cls, image: str | Path) -> "ScanOutputs":
+        """The files that belong with a processed image (e.g. a manifest's processed_path)."""
+        image = Path(image)
+        suffix = "_space-template_T1w.nii.gz"
+        if not image.name.endswith(suffix):
+            raise ValueError(f"{image}: not an `elr-mri preprocess` output (its name should end in {suffix})")
+        return cls.named(image.parent, image.name[: -len(suffix)])
+
+    @classmethod
+    def named(cls, folder: Path, stem: str) -> "ScanOutputs":
         return cls(image=folder / f"{stem}_space-template_T1w.nii.gz",
                    transform=folder / f"{stem}_from-T1w_to-template_affine.mat",
                    warp=folder / f"{stem}_from-T1w_to-template_warp.nii.gz",
                    sidecar=folder / f"{stem}_space-template_T1w.json",
-                   overlay=folder / f"{stem}_qc.png")
+                   overlay=folder / f"{stem}_qc.png",
+                   volumes=folder / f"{stem}_volumes.json")
 
 
 def software_versions() -> dict[str, str]:

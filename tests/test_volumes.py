@@ -1,0 +1,119 @@
+"""Regional volumes from the registration's Jacobian: known scalings come back, bad scans fail alone."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ants = pytest.importorskip("ants")
+
+from elr_mri.volumes.jacobian import affine_determinant, integrate_regions, region_masks, warp_jacobian  # noqa: E402
+from elr_mri.volumes.measure import VolumeParams, measure_manifest, measure_scan  # noqa: E402
+from elr_mri.volumes.recovery import recovery_table  # noqa: E402
+from preprocess.pipeline import Params, ScanOutputs  # noqa: E402
+from preprocess.steps import to_nifti  # noqa: E402
+from preprocess.template import load_template  # noqa: E402
+
+RESOLUTION = 3.0  # coarse enough that a SyN registration takes seconds
+
+
+@pytest.fixture(scope="module")
+def template():
+    return load_template(None, None, RESOLUTION, None)
+
+
+def _centre(image) -> np.ndarray:
+    """Physical (LPS) centre of an image's field of view."""
+    half = (np.asarray(image.shape) - 1) / 2 * np.asarray(image.spacing)
+    return np.asarray(image.origin) + np.asarray(image.direction) @ half
+
+
+def _scaling_warp(domain, scale: float, path: Path) -> None:
+    """Displacement field of x -> c + scale·(x − c) on `domain`, written as an ANTs warp file."""
+    index = np.indices(domain.shape, dtype=np.float64).reshape(3, -1).T
+    points = np.asarray(domain.origin) + (index * np.asarray(domain.spacing)) @ np.asarray(domain.direction).T
+    field = ((scale - 1.0) * (points - _centre(domain))).reshape(*domain.shape, 3).astype(np.float32)
+    warp = ants.from_numpy(field, origin=list(domain.origin), spacing=list(domain.spacing),
+                           direction=np.asarray(domain.direction), has_components=True)
+    ants.image_write(warp, str(path))
+
+
+def _write_affine(path: Path, scale: float) -> None:
+    transform = ants.create_ants_transform(transform_type="AffineTransform", dimension=3,
+                                           matrix=np.eye(3) * scale, translation=(0.0, 0.0, 0.0))
+    ants.write_transform(transform, str(path))
+
+
+def test_jacobian_of_a_scaling_warp_and_affine_gives_the_cube_of_the_scale(template, tmp_path: Path) -> None:
+    warp, affine = tmp_path / "warp.nii.gz", tmp_path / "affine.mat"
+    _scaling_warp(template.grid, 1.1, warp)
+    _write_affine(affine, 0.95)
+    jacobian = warp_jacobian(template.grid, str(warp))
+    masks = region_masks(template.grid)
+    volumes = integrate_regions(jacobian, masks, RESOLUTION**3, affine_determinant(str(affine)))
+    expected = (1.1 * 0.95) ** 3
+    for name, volume in volumes.items():
+        assert volume["ratio"] == pytest.approx(expected, rel=0.01), name
+        assert volume["mm3"] == pytest.approx(expected * masks[name].sum() * RESOLUTION**3, rel=0.01)
+    assert masks["hippocampus_l"].sum() > 20 and masks["brain"].sum() > 100 * masks["hippocampus_l"].sum()
+
+
+def _fake_preprocessed(template, folder: Path, participant: str, scale: float) -> ScanOutputs:
+    """A template-space 'scan' that is the template magnified by `scale` about its centre, written
+    with the files `elr-mri preprocess` leaves (identity affine, sidecar with the settings)."""
+    outputs = ScanOutputs.under(folder, participant, "ses-M00")
+    outputs.image.parent.mkdir(parents=True)
+    grid = template.grid
+    magnify = ants.create_ants_transform(transform_type="AffineTransform", dimension=3, matrix=np.eye(3) / scale,
+                                         center=_centre(grid).tolist(), translation=(0.0, 0.0, 0.0))
+    scan = ants.apply_ants_transform_to_image(magnify, grid, grid, interpolation="linear")
+    to_nifti(scan).to_filename(outputs.image)
+    _write_affine(outputs.transform, 1.0)
+    params = Params(resolution=RESOLUTION).as_dict()
+    outputs.sidecar.write_text(json.dumps({"params": params}))
+    return outputs
+
+
+def test_measure_scan_recovers_a_magnified_brain_through_a_real_syn_registration(template, tmp_path: Path) -> None:
+    outputs = _fake_preprocessed(template, tmp_path, "sub-BIG", 1.1)
+    result = measure_scan(outputs.image, VolumeParams(registration_mm=RESOLUTION))
+    assert result["status"] == "done" and result["warp"].startswith("syn")
+    assert result["regions"]["brain"]["ratio"] == pytest.approx(1.1**3, rel=0.03)  # 1.331, not 1/1.331
+    assert result["regions"]["hippocampus_l"]["ratio"] == pytest.approx(1.1**3, rel=0.05)
+    again = measure_scan(outputs.image, VolumeParams(registration_mm=RESOLUTION))
+    assert again["status"] == "skipped" and again["regions"] == result["regions"]
+
+
+def test_manifest_lists_a_broken_scan_and_measures_the_others(template, tmp_path: Path) -> None:
+    good = _fake_preprocessed(template, tmp_path, "sub-OK", 1.0)
+    broken = _fake_preprocessed(template, tmp_path, "sub-BAD", 1.0)
+    broken.sidecar.unlink()
+    manifest = tmp_path / "manifest.csv"
+    pd.DataFrame({"participant_id": ["sub-OK", "sub-BAD"], "session_id": "ses-M00", "diagnosis": "CN",
+                  "processed_path": [str(good.image), str(broken.image)], "status": "done"}).to_csv(manifest, index=False)
+    out, volumes, failures = measure_manifest(manifest, params=VolumeParams(registration_mm=RESOLUTION), progress=False)
+    assert out == tmp_path / "volumes.csv" and out.exists() and (tmp_path / "volumes_failures.csv").exists()
+    assert list(volumes["participant_id"]) == ["sub-OK"]
+    assert volumes.loc[0, "brain_ratio"] == pytest.approx(1.0, abs=0.05)
+    assert 0 < volumes.loc[0, "hippocampus_l_per_brain"] < 0.01
+    assert list(failures["participant_id"]) == ["sub-BAD"] and "sidecar" in failures.loc[0, "error"]
+
+
+def test_recovery_table_correlates_and_orders_by_true_diagnosis() -> None:
+    truth = pd.DataFrame({"participant_id": list("abcdef"), "session_id": "s", "true_diagnosis":
+                          ["CN", "CN", "MCI", "MCI", "AD", "AD"]})
+    simulated = np.array([1.0, 0.95, 0.85, 0.8, 0.7, 0.65])
+    volumes = truth[["participant_id", "session_id"]].copy()
+    for name in ("hippocampus_l", "hippocampus_r", "entorhinal_l", "entorhinal_r", "ventricle_l", "ventricle_r",
+                 "brain"):
+        truth[f"volume_ratio_{name}"] = simulated
+        volumes[f"{name}_ratio"] = simulated * 0.9 + 0.02
+    table = recovery_table(volumes, truth).set_index("region")
+    assert table.loc["hippocampus_l", "pearson_r"] == pytest.approx(1.0)
+    assert table.loc["hippocampus_l", "measured_AD"] < table.loc["hippocampus_l", "measured_CN"]
+    with pytest.raises(ValueError, match="truth.csv"):
+        recovery_table(volumes.assign(participant_id="z"), truth)
