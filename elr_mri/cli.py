@@ -49,6 +49,12 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--checkpoint", choices=["best", "last"], default="best",
                           help="best: the run's selection rule (config.yaml says which); last: the final epoch")
     evaluate.add_argument("--bootstrap", type=int, default=1000, help="participant resamples for the 95%% intervals")
+    evaluate.add_argument("--baselines", action="store_true",
+                          help="also fit the linear baselines on the run's splits and put them in the same table")
+    evaluate.add_argument("--volumes", type=Path, nargs="+", default=[], metavar="CSV",
+                          help="`elr-mri volumes` CSVs of the training cohort and the holdout (for the volume baseline)")
+    evaluate.add_argument("--drop-suspected", type=Path, metavar="ELR_RUN",
+                          help="also fit the baselines without the training scans this run flagged as mislabelled")
     evaluate.set_defaults(handler=_evaluate)
     explain = commands.add_parser("explain", help="input-gradient saliency maps of an MRI run, per class")
     explain.add_argument("--run", type=Path, required=True, metavar="RUN_DIR")
@@ -101,14 +107,35 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from elr_mri.evaluation.evaluate import evaluate_run
 
+    if (args.volumes or args.drop_suspected) and not args.baselines:
+        raise ValueError("--volumes and --drop-suspected belong to --baselines; add --baselines")
     reports = evaluate_run(args.run, args.manifest, args.checkpoint, args.bootstrap)
-    name = args.manifest.stem if args.manifest else "test"
-    print(f"results: {args.run / f'eval-{name}'}")
+    eval_dir = args.run / f"eval-{args.manifest.stem if args.manifest else 'test'}"
+    print(f"results: {eval_dir}")
     for level, report in reports.items():
         print(f"  {level} level ({report.n_examples} examples, {report.n_participants} participants):")
         for metric, interval in report.metrics.items():
             print(f"    {metric:18s} {interval}")
+    if args.baselines:
+        _evaluate_baselines(args, eval_dir)
     return 0
+
+
+def _evaluate_baselines(args: argparse.Namespace, eval_dir: Path) -> None:
+    from elr_mri.baselines.evaluate import evaluate_baselines
+    from elr_mri.config import load_config
+    from elr_mri.evaluation.compare import comparison_table, format_interval
+
+    if not args.volumes:
+        print("baselines: no --volumes CSV, so only the voxel SVM (run `elr-mri volumes` for the volume baseline)")
+    for drop in (None, args.drop_suspected) if args.drop_suspected else (None,):
+        evaluate_baselines(args.run, args.volumes, args.manifest, drop, args.bootstrap)
+    loss = load_config(args.run / "config.yaml", ignore=("selection_rule",)).loss.name
+    table = comparison_table(eval_dir, f"cnn_{loss}")
+    table.to_csv(eval_dir / "comparison.csv", index=False)
+    wide = table.assign(value=[format_interval(r.estimate, r.low, r.high) for r in table.itertuples()])
+    print(f"participant level, 95% intervals ({eval_dir / 'comparison.csv'}):")
+    print(wide.pivot(index="method", columns="metric", values="value").loc[table["method"].unique()].to_string())
 
 
 def _import_cohort(args: argparse.Namespace) -> int:

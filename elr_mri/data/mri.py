@@ -53,6 +53,7 @@ __all__ = [
     "mri_transforms",
     "build_mri_data",
     "build_mri_eval_dataset",
+    "load_holdout_manifest",
     "participants_by_split",
 ]
 
@@ -228,16 +229,25 @@ def build_mri_eval_dataset(
     `cfg.mri.allow_participant_overlap` let an overlap through).
     """
     mri = cfg.mri
-    frame = load_manifest(manifest, mri.classes, require_age=require_age)
-    notes = check_no_leakage(
-        {"training": training_participants, "holdout": frame["participant_id"]},
-        allow=mri.allow_participant_overlap,
-        source=str(manifest),
-    )
+    frame, notes = load_holdout_manifest(manifest, cfg, training_participants, require_age)
     transform = mri_transforms(mri.crop_size, train=False)
     dataset = MRIScans(frame.assign(split="holdout"), label_indices(frame["diagnosis"], mri.classes), transform,
                        mri.cache, mri.cache_dir, cfg.num_workers, cache_tag=_cache_tag(mri.crop_size, train=False))
     return dataset, notes
+
+
+def load_holdout_manifest(
+    manifest: str | Path, cfg: DataConfig, training_participants: Iterable[str], require_age: bool = False
+) -> tuple[pd.DataFrame, list[str]]:
+    """The holdout's validated rows and overlap notes; refuses participants seen in training
+    unless `cfg.mri.allow_participant_overlap`."""
+    frame = load_manifest(manifest, cfg.mri.classes, require_age=require_age)
+    notes = check_no_leakage(
+        {"training": training_participants, "holdout": frame["participant_id"]},
+        allow=cfg.mri.allow_participant_overlap,
+        source=str(manifest),
+    )
+    return frame, notes
 
 
 def participants_by_split(data: NoisyImageData) -> pd.DataFrame:

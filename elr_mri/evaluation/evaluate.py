@@ -25,7 +25,7 @@ from elr_mri.engine.methods import Method, build_method
 from elr_mri.engine.runner import resolve_device, uses_age
 from elr_mri.evaluation.metrics import MetricsReport, evaluate_predictions
 
-__all__ = ["load_run", "evaluate_run", "evaluation_set", "predict"]
+__all__ = ["load_run", "evaluate_run", "evaluation_set", "predict", "write_evaluation"]
 
 
 def load_run(run_dir: Path, checkpoint: str = "best") -> tuple[RunConfig, dict[str, Any], Method]:
@@ -65,7 +65,7 @@ def evaluate_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = 
                     else np.arange(len(labels)).astype(str))  # images: every example is its own subject
     classes = shape["class_names"]
     reports = evaluate_predictions(labels, probs, participants, classes, n_boot=n_boot)
-    _write_outputs(run_dir / f"eval-{name}", reports, labels, probs, frame, classes, checkpoint, notes)
+    write_evaluation(run_dir / f"eval-{name}", reports, labels, probs, frame, classes, notes, {"checkpoint": checkpoint})
     return reports
 
 
@@ -87,8 +87,9 @@ def evaluation_set(run_dir: Path, cfg: RunConfig, manifest: Path | None) -> tupl
     return dataset, Path(manifest).stem, notes
 
 
-def _write_outputs(out: Path, reports: dict[str, MetricsReport], labels: np.ndarray, probs: np.ndarray,
-                   frame: pd.DataFrame | None, classes: list[str], checkpoint: str, notes: list[str]) -> None:
+def write_evaluation(out: Path, reports: dict[str, MetricsReport], labels: np.ndarray, probs: np.ndarray,
+                     frame: pd.DataFrame | None, classes: list[str], notes: list[str], about: dict[str, Any]) -> None:
+    """metrics.csv, predictions.csv, ROC and confusion PNGs and summary.json (`about` first) under `out`."""
     from elr_mri.plots import plot_confusion, plot_roc
 
     out.mkdir(parents=True, exist_ok=True)
@@ -103,6 +104,6 @@ def _write_outputs(out: Path, reports: dict[str, MetricsReport], labels: np.ndar
     plot_roc(labels, probs, classes, out / "roc.png")
     for level, report in reports.items():
         plot_confusion(report.confusion, classes, out / f"confusion_{level}.png", title=f"{level} level")
-    summary = {"checkpoint": checkpoint, "participant_overlap_notes": notes,
+    summary = {**about, "participant_overlap_notes": notes,
                **{level: {name: vars(v) for name, v in r.metrics.items()} for level, r in reports.items()}}
     atomic_write_text(json.dumps(summary, indent=2, default=float) + "\n", out / "summary.json")

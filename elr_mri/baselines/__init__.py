@@ -1,0 +1,1 @@
+"""The baselines a reviewer asks for first: linear models on regional volumes and on voxels."""

@@ -1,0 +1,109 @@
+"""Fit the linear baselines on a CNN run's participant splits and score them like the CNN.
+
+The baselines learn from exactly the training participants of the run (its splits.csv), with the
+labels the run trained on, choose their regularisation on its validation participants, and are
+scored on its test participants or on a holdout cohort with the same metrics, bootstrap intervals
+and files as `elr-mri evaluate`. With `drop_suspected`, the training scans an ELR run flagged in
+its suspected_mislabels.csv are left out: does ELR's cleaning help a simple model?
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from elr_mri.baselines.features import KEYS, read_volumes, volume_features, voxel_features
+from elr_mri.baselines.models import BASELINES, Baseline, class_scores, fit_baseline
+from elr_mri.config import load_config
+from elr_mri.data.cohort import IMAGE_COLUMN, label_indices, load_manifest
+from elr_mri.data.splits import load_splits
+from elr_mri.evaluation.evaluate import write_evaluation
+from elr_mri.evaluation.metrics import MetricsReport, evaluate_predictions
+
+__all__ = ["evaluate_baselines", "VOXEL_BLOCK"]
+
+VOXEL_BLOCK = 3  # voxels averaged per axis for the SVM: 2 mm scans become 6 mm features
+
+
+def evaluate_baselines(run_dir: Path, volumes_csvs: Sequence[Path] = (), manifest: Path | None = None,
+                       drop_suspected: Path | None = None, n_boot: int = 1000) -> dict[str, dict[str, MetricsReport]]:
+    """Fit and score every baseline (the volume one only when `volumes_csvs` are given); results go
+    to RUN_DIR/eval-<test|holdout>/baselines/<name>/. Returns {name: {level: report}}."""
+    run_dir = Path(run_dir)
+    cfg = load_config(run_dir / "config.yaml", ignore=("selection_rule",))
+    if cfg.data.name != "mri":
+        raise ValueError(f"{run_dir}: baselines need an MRI run; this one trained on {cfg.data.name}")
+    if cfg.data.noise.mode != "none":
+        raise ValueError(f"{run_dir}: the run added synthetic noise (data.noise.mode={cfg.data.noise.mode}); the "
+                         "baselines train on the manifest's labels, so the comparison would be unfair")
+    classes = list(cfg.data.mri.classes)
+    cohort = load_manifest(cfg.data.mri.manifest, classes)
+    split = cohort["participant_id"].map(load_splits(run_dir / "splits.csv", cohort["participant_id"]))
+    train, val = cohort[split == "train"], cohort[split == "val"]
+    dropped = 0
+    if drop_suspected is not None:
+        train, dropped = _without_suspected(train, Path(drop_suspected), run_dir)
+    name, scored, notes = _evaluation_rows(run_dir, cfg, cohort[split == "test"], manifest)
+    volumes = read_volumes(volumes_csvs) if volumes_csvs else None
+    results = {}
+    for baseline in BASELINES:
+        if baseline.features == "volumes" and volumes is None:
+            continue
+        features = _Features(baseline, volumes)
+        y_train = label_indices(train["diagnosis"], classes)
+        model, c = fit_baseline(baseline, features(train, "training split"), y_train,
+                                features(val, "validation split") if len(val) else None,
+                                label_indices(val["diagnosis"], classes) if len(val) else None, len(classes))
+        probs = class_scores(model, features(scored, name), len(classes))
+        labels = label_indices(scored["diagnosis"], classes)
+        reports = evaluate_predictions(labels, probs, scored["participant_id"].to_numpy(), classes, n_boot=n_boot)
+        tag = baseline.name + ("_without_suspected" if drop_suspected is not None else "")
+        about = {"baseline": tag, "description": baseline.description, "C": c, "train_scans": len(train),
+                 "dropped_suspected": dropped}
+        write_evaluation(run_dir / f"eval-{name}" / "baselines" / tag, reports, labels, probs,
+                         scored.reset_index(drop=True), classes, notes, about)
+        results[tag] = reports
+    return results
+
+
+class _Features:
+    """The feature matrix of a baseline for a set of manifest rows."""
+
+    def __init__(self, baseline: Baseline, volumes: pd.DataFrame | None) -> None:
+        self.baseline, self.volumes = baseline, volumes
+
+    def __call__(self, rows: pd.DataFrame, source: str) -> np.ndarray:
+        if self.baseline.features == "volumes":
+            return volume_features(rows, self.volumes, source)
+        return voxel_features(rows[IMAGE_COLUMN].tolist(), VOXEL_BLOCK)
+
+
+def _evaluation_rows(run_dir: Path, cfg, test: pd.DataFrame, manifest: Path | None
+                     ) -> tuple[str, pd.DataFrame, list[str]]:
+    """(name, rows, overlap notes): the run's test participants, or the holdout manifest's scans."""
+    if manifest is None:
+        if test.empty:
+            raise ValueError(f"{run_dir}: the run has no test split; pass --manifest HOLDOUT.csv")
+        return "test", test, []
+    from elr_mri.data.mri import load_holdout_manifest
+
+    seen = pd.read_csv(run_dir / "splits.csv", dtype={"participant_id": str})["participant_id"]
+    frame, notes = load_holdout_manifest(manifest, cfg.data, seen)
+    return Path(manifest).stem, frame, notes
+
+
+def _without_suspected(train: pd.DataFrame, flagging_run: Path, run_dir: Path) -> tuple[pd.DataFrame, int]:
+    """Training rows minus the scans `flagging_run` listed as suspected mislabels (same splits required)."""
+    table = flagging_run / "suspected_mislabels.csv"
+    if not table.exists():
+        raise FileNotFoundError(f"{table} not found: --drop-suspected needs a finished run directory")
+    ours = pd.read_csv(run_dir / "splits.csv", dtype=str).sort_values("participant_id").reset_index(drop=True)
+    theirs = pd.read_csv(flagging_run / "splits.csv", dtype=str).sort_values("participant_id").reset_index(drop=True)
+    if not ours.equals(theirs):
+        raise ValueError(f"{flagging_run} used other participant splits than {run_dir}; train both with one split_seed")
+    flagged = pd.read_csv(table, dtype={"participant_id": str, "session_id": str})[KEYS]
+    keep = train[KEYS].merge(flagged.assign(flagged=True), on=KEYS, how="left")["flagged"].isna().to_numpy()
+    return train[keep], int((~keep).sum())

@@ -1,0 +1,65 @@
+"""Feature tables of the two baselines, one row a scan of a manifest.
+
+Volumes: each region's fraction of the whole brain (from `elr-mri volumes`), plus age and sex, as
+the seed talk's hippocampal-volume biomarker. Voxels: the template-space image block-averaged to a
+coarse grid (Wen et al. 2020's linear SVM on voxel features, made affordable), the same input the
+CNN sees, without the crop.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from elr_mri.volumes.measure import volume_columns
+
+__all__ = ["read_volumes", "volume_features", "voxel_features"]
+
+KEYS = ["participant_id", "session_id"]
+SEX_CODES = {"M": 1.0, "F": 0.0}  # unknown sex: 0.5, between the two
+
+
+def read_volumes(paths: Sequence[str | Path]) -> pd.DataFrame:
+    """The rows of one or more `elr-mri volumes` CSVs (e.g. the training cohort's and the holdout's)."""
+    tables = [pd.read_csv(p, dtype={"participant_id": str, "session_id": str}) for p in paths]
+    volumes = pd.concat(tables, ignore_index=True).drop_duplicates(KEYS, keep="last")
+    missing = [c for c in volume_columns() if c not in volumes.columns]
+    if missing:
+        raise ValueError(f"{', '.join(map(str, paths))}: columns {missing[:3]} missing; pass CSVs `elr-mri volumes` wrote")
+    return volumes
+
+
+def volume_features(frame: pd.DataFrame, volumes: pd.DataFrame, source: str) -> np.ndarray:
+    """(scans, regions + 2) matrix: normalised regional volumes, age (mean-filled) and sex."""
+    joined = frame[KEYS].merge(volumes, on=KEYS, how="left")
+    absent = joined[volume_columns()[0]].isna()
+    if absent.any():
+        first = joined.loc[absent, KEYS].iloc[0].tolist()
+        raise ValueError(f"{source}: {int(absent.sum())} scans (first {first[0]} {first[1]}) have no regional "
+                         "volumes; run `elr-mri volumes --manifest` on that cohort and pass its CSV too")
+    age = pd.to_numeric(frame["age"], errors="coerce") if "age" in frame else pd.Series(np.nan, index=frame.index)
+    age = age.fillna(age.mean() if age.notna().any() else 0.0).to_numpy(dtype=np.float64)
+    sex = frame["sex"].map(SEX_CODES).fillna(0.5) if "sex" in frame else pd.Series(0.5, index=frame.index)
+    return np.column_stack([joined[volume_columns()].to_numpy(dtype=np.float64), age, sex.to_numpy(dtype=np.float64)])
+
+
+def voxel_features(paths: Sequence[str], block: int) -> np.ndarray:
+    """(scans, voxels) matrix of template-space images averaged over `block`³ voxel blocks."""
+    rows, shape = [], None
+    for path in paths:
+        volume = np.asarray(nib.load(path).dataobj, dtype=np.float32)
+        if shape is not None and volume.shape != shape:
+            raise ValueError(f"{path}: shape {volume.shape} differs from {shape}; preprocess every cohort onto one grid")
+        shape = volume.shape
+        rows.append(_block_mean(volume, block).ravel())
+    return np.stack(rows)
+
+
+def _block_mean(volume: np.ndarray, block: int) -> np.ndarray:
+    trimmed = volume[tuple(slice(0, (n // block) * block) for n in volume.shape)]
+    d, h, w = (n // block for n in trimmed.shape)
+    return trimmed.reshape(d, block, h, block, w, block).mean(axis=(1, 3, 5))

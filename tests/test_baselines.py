@@ -1,0 +1,121 @@
+"""The linear baselines end to end on a tiny simulated cohort: simulate → preprocess → volumes → fit → score."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+pytest.importorskip("ants")
+
+from elr_mri.baselines.evaluate import evaluate_baselines  # noqa: E402
+from elr_mri.baselines.features import volume_features, voxel_features  # noqa: E402
+from elr_mri.baselines.models import BASELINES, class_scores, fit_baseline  # noqa: E402
+from elr_mri.config import config_to_dict, load_config  # noqa: E402
+from elr_mri.data.cohort import load_manifest  # noqa: E402
+from elr_mri.data.splits import split_participants  # noqa: E402
+from elr_mri.evaluation.compare import comparison_table  # noqa: E402
+from elr_mri.simulate.cli import main as simulate  # noqa: E402
+from elr_mri.volumes.measure import VolumeParams, measure_manifest  # noqa: E402
+from preprocess.cli import main as preprocess  # noqa: E402
+
+ROOT = Path(__file__).parents[1]
+RESOLUTION = 4.0  # coarse: this is a test of the plumbing and of the signal, not of the accuracy
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A simulated ADNI-like + NACC-like cohort, preprocessed and measured, split like a run would."""
+    root = tmp_path_factory.mktemp("baselines")
+    assert simulate(["--out", str(root / "raw"), "--subjects", "15", "--holdout-subjects", "6", "--label-noise", "0.2",
+                     "--seed", "2", "--resolution", str(RESOLUTION), "--jobs", "2"]) == 0
+    assert preprocess(["--input", str(root / "raw" / "manifest.csv"), "--output", str(root / "pre"),
+                       "--resolution", str(RESOLUTION), "--jobs", "2", "--no-progress"]) == 0
+    manifest = pd.read_csv(root / "pre" / "manifest.csv")
+    sites = {site: root / f"{site}.csv" for site in ("adni_sim", "nacc_sim")}
+    for site, path in sites.items():
+        manifest[manifest["cohort"] == site].to_csv(path, index=False)
+    volumes = measure_manifest(root / "pre" / "manifest.csv", params=VolumeParams(registration_mm=RESOLUTION),
+                               jobs=2, progress=False)[0]
+    run = root / "run"  # what `elr-mri train` leaves that the baselines read: config.yaml and splits.csv
+    run.mkdir()
+    cfg = load_config(ROOT / "configs" / "adni" / "cpu_small.yaml", [f"data.mri.manifest={sites['adni_sim']}"])
+    (run / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    frame = load_manifest(sites["adni_sim"], ["CN", "MCI", "AD"])
+    split = split_participants(frame, cfg.data.mri.test_fraction, cfg.data.val_fraction, cfg.data.split_seed)
+    split.rename("split").rename_axis("participant_id").reset_index().to_csv(run / "splits.csv", index=False)
+    return {"run": run, "volumes": volumes, "holdout": sites["nacc_sim"], "truth": root / "raw" / "truth.csv"}
+
+
+@pytest.mark.slow  # simulating and preprocessing 21 scans: 1-3 min on 2 cores
+def test_volume_features_carry_the_simulated_atrophy(cohort: dict[str, Path]) -> None:
+    volumes = pd.read_csv(cohort["volumes"])
+    truth = pd.read_csv(cohort["truth"])
+    joined = volumes.merge(truth, on=["participant_id", "session_id"])
+    ventricles = joined.groupby("true_diagnosis")["ventricle_l_per_brain"].mean()
+    assert ventricles["AD"] > ventricles["CN"]
+    r = np.corrcoef(joined["brain_ratio"], joined["volume_ratio_brain"])[0, 1]
+    assert r > 0.8
+
+
+@pytest.mark.slow  # simulating and preprocessing 21 scans: 1-3 min on 2 cores
+def test_baselines_score_the_test_split_and_the_holdout_in_the_cnn_format(cohort: dict[str, Path]) -> None:
+    run = cohort["run"]
+    for manifest in (None, cohort["holdout"]):
+        results = evaluate_baselines(run, [cohort["volumes"]], manifest, n_boot=50)
+        assert set(results) == {b.name for b in BASELINES}
+        name = "test" if manifest is None else manifest.stem
+        for baseline in results:
+            folder = run / f"eval-{name}" / "baselines" / baseline
+            summary = json.loads((folder / "summary.json").read_text())
+            assert summary["baseline"] == baseline and summary["C"] > 0
+            assert 0 <= summary["participant"]["accuracy"]["estimate"] <= 1
+            predictions = pd.read_csv(folder / "predictions.csv")
+            assert np.allclose(predictions[["p_CN", "p_MCI", "p_AD"]].sum(axis=1), 1)
+            assert (folder / "roc.png").exists()
+        table = comparison_table(run / f"eval-{name}", "cnn_ce")
+        assert set(table["method"]) == set(results)  # no CNN summary in this run: baselines only
+
+
+@pytest.mark.slow  # simulating and preprocessing 21 scans: 1-3 min on 2 cores
+def test_dropping_flagged_scans_trains_on_fewer(cohort: dict[str, Path], tmp_path: Path) -> None:
+    run = cohort["run"]
+    flagging = tmp_path / "elr"
+    flagging.mkdir()
+    (flagging / "splits.csv").write_bytes((run / "splits.csv").read_bytes())
+    splits = pd.read_csv(run / "splits.csv")
+    first = splits.loc[splits["split"] == "train", "participant_id"].iloc[0]
+    pd.DataFrame({"index": [0], "participant_id": [first], "session_id": ["ses-M00"]}).to_csv(
+        flagging / "suspected_mislabels.csv", index=False)
+    results = evaluate_baselines(run, [cohort["volumes"]], None, flagging, n_boot=20)
+    summary = json.loads((run / "eval-test" / "baselines" / "volumes_logreg_without_suspected" / "summary.json")
+                         .read_text())
+    assert set(results) == {f"{b.name}_without_suspected" for b in BASELINES}
+    assert summary["dropped_suspected"] == 1
+
+
+@pytest.mark.slow  # simulating and preprocessing 21 scans: 1-3 min on 2 cores
+def test_missing_volumes_name_the_scan_and_the_fix(cohort: dict[str, Path]) -> None:
+    frame = pd.read_csv(cohort["holdout"], dtype={"participant_id": str})
+    with pytest.raises(ValueError, match="run `elr-mri volumes"):
+        volume_features(frame, pd.read_csv(cohort["volumes"]).iloc[:0], "holdout.csv")
+
+
+def test_models_learn_a_separable_signal_from_both_feature_kinds(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], 20)
+    x = rng.normal(size=(60, 5)) + y[:, None] * 2.0
+    for baseline in BASELINES:
+        model, _ = fit_baseline(baseline, x[::2], y[::2], x[1::2], y[1::2], 3)
+        scores = class_scores(model, x[1::2], 3)
+        assert (scores.argmax(1) == y[1::2]).mean() > 0.9
+    volume = np.arange(6 * 6 * 6, dtype=np.float32).reshape(6, 6, 6)
+    import nibabel as nib
+
+    nib.save(nib.Nifti1Image(volume, np.eye(4)), tmp_path / "v.nii.gz")
+    blocks = voxel_features([str(tmp_path / "v.nii.gz")], 3)
+    assert blocks.shape == (1, 8) and blocks[0, 0] == pytest.approx(volume[:3, :3, :3].mean())
