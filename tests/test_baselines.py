@@ -108,7 +108,7 @@ def test_missing_volumes_name_the_scan_and_the_fix(cohort: dict[str, Path]) -> N
 def test_models_learn_a_separable_signal_from_both_feature_kinds(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     y = np.repeat([0, 1, 2], 20)
-    x = rng.normal(size=(60, 5)) + y[:, None] * 2.0
+    x = rng.normal(size=(60, 5)) + y[:, None] * 3.0
     for baseline in BASELINES:
         model, _ = fit_baseline(baseline, x[::2], y[::2], x[1::2], y[1::2], 3)
         scores = class_scores(model, x[1::2], 3)
