@@ -151,6 +151,8 @@ class TrainLoopConfig:
     compile: Literal["auto", True, False] = "auto"  # torch.compile the trained network; auto: on for CUDA
     channels_last: Literal["auto", True, False] = "auto"  # channels-last (2D/3D) memory; auto: on for CUDA
     select: Literal["val_acc", "last"] = "val_acc"  # checkpoint-selection rule, written in the run
+    # torch's CPU threads; 0: its default, one a core. 1 is often faster where other jobs hold the cores
+    threads: int = 0
     tensorboard: bool = True
     progress: bool = True
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from elr_mri.config import ConfigError, TrainLoopConfig, load_config
-from elr_mri.engine.execution import ExecutionPlan
+from elr_mri.engine.execution import ExecutionPlan, limit_cpu_threads
 from elr_mri.engine.runner import train
 
 DIGITS = Path(__file__).parents[1] / "configs" / "digits" / "elr_sym40.yaml"
@@ -34,6 +34,20 @@ def test_explicit_switches_are_honoured() -> None:
 def test_bad_switch_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="train.precision = 'fp64' is not one of"):
         load_config(DIGITS, ["train.precision=fp64"])
+
+
+def test_thread_limit_is_applied_and_a_negative_count_refused() -> None:
+    before = torch.get_num_threads()
+    try:
+        limit_cpu_threads(1)
+        assert torch.get_num_threads() == 1
+        limit_cpu_threads(0)  # 0 leaves the current setting
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ValueError, match="train.threads=-1"):
+        limit_cpu_threads(-1)
+    assert load_config(DIGITS, ["train.threads=1"]).train.threads == 1
 
 
 def _losses(tmp_path: Path, name: str, *switches: str) -> pd.Series:

@@ -16,7 +16,7 @@ from torch import nn
 
 from elr_mri.config import TrainLoopConfig
 
-__all__ = ["ExecutionPlan"]
+__all__ = ["ExecutionPlan", "limit_cpu_threads"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,14 @@ class ExecutionPlan:
 
     def compiled(self, module: nn.Module) -> nn.Module:
         return torch.compile(module) if self.compile else module
+
+
+def limit_cpu_threads(threads: int) -> None:
+    """Apply `train.threads`: torch's intra-op CPU threads (0 leaves torch's default)."""
+    if threads < 0:
+        raise ValueError(f"train.threads={threads}: use 0 (torch's default, one a core) or a positive count")
+    if threads:
+        torch.set_num_threads(threads)
 
 
 def _layout(dims: int) -> torch.memory_format:

@@ -25,7 +25,7 @@ from elr_mri.data import build_data
 from elr_mri.distributed import barrier, gather_rows, init_distributed
 from elr_mri.data.images import NoisyImageData
 from elr_mri.engine.checkpoint import atomic_save, atomic_write_text, capture_rng, load_checkpoint, restore_rng
-from elr_mri.engine.execution import ExecutionPlan
+from elr_mri.engine.execution import ExecutionPlan, limit_cpu_threads
 from elr_mri.engine.feeding import BatchFeeder
 from elr_mri.engine.methods import Method, build_method
 from elr_mri.engine.schedule import lr_at
@@ -45,6 +45,7 @@ def train(cfg: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
     out_dir = Path(out_dir)
     state = _RunState()  # its clock starts here: data loading counts in the run's wall time
     _seed_everything(cfg.seed)
+    limit_cpu_threads(cfg.train.threads)
     device = resolve_device(cfg.train.device)
     dist = init_distributed(device.type)
     if device.type == "cuda" and dist.enabled:
