@@ -55,6 +55,8 @@ def _parser() -> argparse.ArgumentParser:
                           help="`elr-mri volumes` CSVs of the training cohort and the holdout (for the volume baseline)")
     evaluate.add_argument("--drop-suspected", type=Path, metavar="ELR_RUN",
                           help="also fit the baselines without the training scans this run flagged as mislabelled")
+    evaluate.add_argument("--compare-with", type=Path, nargs="+", default=[], metavar="RUN_DIR",
+                          help="other runs on the same splits (e.g. ELR beside CE), scored and put in the same table")
     evaluate.set_defaults(handler=_evaluate)
     explain = commands.add_parser("explain", help="input-gradient saliency maps of an MRI run, per class")
     explain.add_argument("--run", type=Path, required=True, metavar="RUN_DIR")
@@ -117,21 +119,36 @@ def _evaluate(args: argparse.Namespace) -> int:
         for metric, interval in report.metrics.items():
             print(f"    {metric:18s} {interval}")
     if args.baselines:
-        _evaluate_baselines(args, eval_dir)
+        _evaluate_baselines(args)
+    if args.baselines or args.compare_with:
+        _print_comparison(args, eval_dir)
     return 0
 
 
-def _evaluate_baselines(args: argparse.Namespace, eval_dir: Path) -> None:
+def _evaluate_baselines(args: argparse.Namespace) -> None:
     from elr_mri.baselines.evaluate import evaluate_baselines
-    from elr_mri.config import load_config
-    from elr_mri.evaluation.compare import comparison_table, format_interval
 
     if not args.volumes:
         print("baselines: no --volumes CSV, so only the voxel SVM (run `elr-mri volumes` for the volume baseline)")
     for drop in (None, args.drop_suspected) if args.drop_suspected else (None,):
         evaluate_baselines(args.run, args.volumes, args.manifest, drop, args.bootstrap)
-    loss = load_config(args.run / "config.yaml", ignore=("selection_rule",)).loss.name
-    table = comparison_table(eval_dir, f"cnn_{loss}")
+
+
+def _print_comparison(args: argparse.Namespace, eval_dir: Path) -> None:
+    """The CNN, the --compare-with runs and the baselines in one table (also comparison.csv)."""
+    from elr_mri.config import load_config
+    from elr_mri.evaluation.compare import comparison_table, format_interval, require_same_splits
+    from elr_mri.evaluation.evaluate import evaluate_run
+
+    def label(run: Path) -> str:
+        return f"{run.name} ({load_config(run / 'config.yaml', ignore=('selection_rule',)).loss.name})"
+
+    others = {}
+    for other in args.compare_with:
+        require_same_splits(args.run, other)
+        evaluate_run(other, args.manifest, args.checkpoint, args.bootstrap)
+        others[label(other)] = other / eval_dir.name
+    table = comparison_table(eval_dir, label(args.run), others=others)
     table.to_csv(eval_dir / "comparison.csv", index=False)
     wide = table.assign(value=[format_interval(r.estimate, r.low, r.high) for r in table.itertuples()])
     print(f"participant level, 95% intervals ({eval_dir / 'comparison.csv'}):")

@@ -77,6 +77,26 @@ def test_evaluate_refuses_a_holdout_that_shares_participants(trained: dict[str, 
     assert "sub-TRN" in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
+def test_evaluate_puts_another_run_and_the_voxel_baseline_in_one_table(trained: dict[str, Path]) -> None:
+    other = trained["run"].with_name("run_ce")
+    result = _cli("train", "--config", str(CONFIG), "--out", str(other), "--set",
+                  f"data.mri.manifest={trained['train']}", "--set", "loss.name=ce", "--set", "train.epochs=1",
+                  "--set", "train.progress=false", "--set", "train.tensorboard=false")
+    assert result.returncode == 0, result.stderr[-3000:]
+    result = _cli("evaluate", "--run", str(trained["run"]), "--manifest", str(trained["holdout"]), "--bootstrap", "30",
+                  "--baselines", "--compare-with", str(other))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "only the voxel SVM" in result.stdout
+    table = pd.read_csv(trained["run"] / f"eval-{trained['holdout'].stem}" / "comparison.csv")
+    assert list(table["method"].unique()) == ["run (elr)", "run_ce (ce)", "voxels_linear_svm"]
+    assert ((table["low"] <= table["estimate"] + 1e-12) & (table["estimate"] <= table["high"] + 1e-12)).all()
+
+
+def test_baseline_options_without_baselines_are_one_line_errors(trained: dict[str, Path]) -> None:
+    result = _cli("evaluate", "--run", str(trained["run"]), "--volumes", "volumes.csv")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1 and "--baselines" in result.stderr
+
+
 def test_explain_writes_template_space_saliency(trained: dict[str, Path]) -> None:
     result = _cli("explain", "--run", str(trained["run"]), "--manifest", str(trained["holdout"]))
     assert result.returncode == 0, result.stderr[-3000:]

@@ -20,6 +20,7 @@ from elr_mri.baselines.models import BASELINES, Baseline, class_scores, fit_base
 from elr_mri.config import load_config
 from elr_mri.data.cohort import IMAGE_COLUMN, label_indices, load_manifest
 from elr_mri.data.splits import load_splits
+from elr_mri.evaluation.compare import require_same_splits
 from elr_mri.evaluation.evaluate import write_evaluation
 from elr_mri.evaluation.metrics import MetricsReport, evaluate_predictions
 
@@ -100,10 +101,7 @@ def _without_suspected(train: pd.DataFrame, flagging_run: Path, run_dir: Path) -
     table = flagging_run / "suspected_mislabels.csv"
     if not table.exists():
         raise FileNotFoundError(f"{table} not found: --drop-suspected needs a finished run directory")
-    ours = pd.read_csv(run_dir / "splits.csv", dtype=str).sort_values("participant_id").reset_index(drop=True)
-    theirs = pd.read_csv(flagging_run / "splits.csv", dtype=str).sort_values("participant_id").reset_index(drop=True)
-    if not ours.equals(theirs):
-        raise ValueError(f"{flagging_run} used other participant splits than {run_dir}; train both with one split_seed")
+    require_same_splits(run_dir, flagging_run)
     flagged = pd.read_csv(table, dtype={"participant_id": str, "session_id": str})[KEYS]
     keep = train[KEYS].merge(flagged.assign(flagged=True), on=KEYS, how="left")["flagged"].isna().to_numpy()
     return train[keep], int((~keep).sum())

@@ -13,16 +13,18 @@ from typing import Sequence
 
 import pandas as pd
 
-__all__ = ["HEADLINE_METRICS", "comparison_table", "format_interval"]
+__all__ = ["HEADLINE_METRICS", "comparison_table", "format_interval", "require_same_splits"]
 
 HEADLINE_METRICS = ("accuracy", "balanced_accuracy", "auc_micro", "auc_macro")
 
 
 def comparison_table(eval_dir: Path, cnn_name: str, level: str = "participant",
-                     metrics: Sequence[str] = HEADLINE_METRICS) -> pd.DataFrame:
-    """Rows: method, metric, estimate, low, high (the CNN first, then each baseline found)."""
+                     metrics: Sequence[str] = HEADLINE_METRICS, others: dict[str, Path] | None = None) -> pd.DataFrame:
+    """Rows: method, metric, estimate, low, high: the CNN first, the `others` (name: evaluation
+    folder of another run on the same set, e.g. ELR beside CE), then each baseline found."""
     eval_dir = Path(eval_dir)
     sources = [(cnn_name, eval_dir / "summary.json")]
+    sources += [(name, Path(folder) / "summary.json") for name, folder in (others or {}).items()]
     sources += [(path.parent.name, path) for path in sorted(eval_dir.glob("baselines/*/summary.json"))]
     rows = []
     for method, path in sources:
@@ -36,3 +38,11 @@ def comparison_table(eval_dir: Path, cnn_name: str, level: str = "participant",
 def format_interval(estimate: float, low: float, high: float) -> str:
     """`72.5 [60.0, 85.0]`: percentages with the 95% interval."""
     return f"{100 * estimate:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
+
+
+def require_same_splits(run: Path, other: Path) -> None:
+    """Refuse to compare two runs trained on different participant splits (their test sets differ)."""
+    ours, theirs = (pd.read_csv(Path(r) / "splits.csv", dtype=str).sort_values("participant_id").reset_index(drop=True)
+                    for r in (run, other))
+    if not ours.equals(theirs):
+        raise ValueError(f"{other} used other participant splits than {run}; train both with one data.split_seed")
