@@ -2,8 +2,9 @@
 
 ADNI and NACC need data-use agreements; this runs on anything. It simulates an ADNI-like cohort
 and a NACC-like holdout from the MNI152 template (noisy CN↔MCI↔AD labels, the true ones kept
-aside), preprocesses every scan with ANTs, trains cross-entropy and ELR on the same participant
-splits, evaluates both on the held-out test participants and on the holdout site, and writes
+aside), preprocesses every scan with ANTs, measures regional volumes, trains cross-entropy and ELR on the
+same participant splits, evaluates both on the held-out test participants and on the holdout site
+beside the linear baselines (volumes + logistic regression, voxels + linear SVM), and writes
 `report.md` to read top to bottom. Every stage is resumable: rerunning skips what is done.
 `make demo` runs it with the defaults below.
 """
@@ -38,6 +39,8 @@ def main() -> None:
         cohort = _simulate(args)
     with _timed(timings, "preprocess"):
         processed = _preprocess(args, cohort)
+    with _timed(timings, "volumes"):
+        volumes = _volumes(args, processed)
     train_csv, holdout_csv = _split_sites(args.out, processed, cohort)
     runs = {}
     for loss in LOSSES:
@@ -45,11 +48,13 @@ def main() -> None:
             runs[loss] = _train(args, loss, train_csv)
         with _timed(timings, f"evaluate {loss}"):
             _evaluate(runs[loss], holdout_csv)
+    with _timed(timings, "baselines"):
+        _baselines(runs, volumes, holdout_csv)
     timings["total"] = time.perf_counter() - started
 
     from elr_mri.report import write_demo_report
 
-    report = write_demo_report(args.out, runs, cohort, processed, vars(args), timings)
+    report = write_demo_report(args.out, runs, cohort, processed, volumes, vars(args), timings)
     print(f"report: {report}  ({timings['total'] / 60:.1f} min in all)")
 
 
@@ -90,6 +95,16 @@ def _preprocess(args: argparse.Namespace, cohort: Path) -> Path:
     return processed
 
 
+def _volumes(args: argparse.Namespace, processed: Path) -> Path:
+    """Regional volumes of every scan (SyN on the template-space images; cached per scan)."""
+    from elr_mri.volumes.measure import measure_manifest
+
+    out, _, failures = measure_manifest(processed / "manifest.csv", jobs=args.jobs)
+    if len(failures):
+        print(f"volumes: {len(failures)} scans failed, see {out.with_name(out.stem + '_failures.csv')}")
+    return out
+
+
 def _split_sites(out: Path, processed: Path, cohort: Path) -> tuple[Path, Path]:
     """Training manifest (ADNI-like site, with the true diagnosis for scoring only) and the holdout site's."""
     manifest = pd.read_csv(processed / "manifest.csv")
@@ -123,6 +138,18 @@ def _evaluate(run: Path, holdout_csv: Path) -> None:
         name = "test" if manifest is None else manifest.stem
         if not (run / f"eval-{name}" / "summary.json").exists():
             evaluate_run(run, manifest)
+
+
+def _baselines(runs: dict[str, Path], volumes: Path, holdout_csv: Path) -> None:
+    """Linear baselines on the CE run's splits (ELR's are the same), plain and without ELR's flagged scans."""
+    from elr_mri.baselines.evaluate import evaluate_baselines
+
+    for manifest in (None, holdout_csv):
+        for drop in (None, runs["elr"]):
+            try:
+                evaluate_baselines(runs["ce"], [volumes], manifest, drop)
+            except ValueError as err:  # e.g. a tiny cohort whose cleaned training split keeps one class
+                print(f"baselines skipped: {err}")
 
 
 if __name__ == "__main__":
