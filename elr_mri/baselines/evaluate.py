@@ -40,6 +40,9 @@ def evaluate_baselines(run_dir: Path, volumes_csvs: Sequence[Path] = (), manifes
     if cfg.data.noise.mode != "none":
         raise ValueError(f"{run_dir}: the run added synthetic noise (data.noise.mode={cfg.data.noise.mode}); the "
                          "baselines train on the manifest's labels, so the comparison would be unfair")
+    if cfg.data.train_subset or cfg.data.test_subset:
+        raise ValueError(f"{run_dir}: the run used data.train_subset/test_subset; the baselines fit and score whole "
+                         "splits, so compare against a run without them")
     classes = list(cfg.data.mri.classes)
     cohort = load_manifest(cfg.data.mri.manifest, classes)
     split = cohort["participant_id"].map(load_splits(run_dir / "splits.csv", cohort["participant_id"]))
