@@ -130,8 +130,12 @@ def _evaluate_baselines(args: argparse.Namespace) -> None:
 
     if not args.volumes:
         print("baselines: no --volumes CSV, so only the voxel SVM (run `elr-mri volumes` for the volume baseline)")
-    for drop in (None, args.drop_suspected) if args.drop_suspected else (None,):
-        evaluate_baselines(args.run, args.volumes, args.manifest, drop, args.bootstrap)
+    evaluate_baselines(args.run, args.volumes, args.manifest, None, args.bootstrap)
+    if args.drop_suspected:
+        try:
+            evaluate_baselines(args.run, args.volumes, args.manifest, args.drop_suspected, args.bootstrap)
+        except ValueError as err:  # the plain baselines stand; say why the cleaned ones are missing
+            print(f"baselines without suspected mislabels skipped: {err}")
 
 
 def _print_comparison(args: argparse.Namespace, eval_dir: Path) -> None:

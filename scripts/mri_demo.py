@@ -148,7 +148,7 @@ def _baselines(runs: dict[str, Path], volumes: Path, holdout_csv: Path) -> None:
         for drop in (None, runs["elr"]):
             try:
                 evaluate_baselines(runs["ce"], [volumes], manifest, drop)
-            except ValueError as err:  # e.g. a tiny cohort whose cleaned training split keeps one class
+            except ValueError as err:  # e.g. ELR flagged every scan but one diagnosis's
                 print(f"baselines skipped: {err}")
 
 

@@ -96,6 +96,12 @@ def test_dropping_flagged_scans_trains_on_fewer(cohort: dict[str, Path], tmp_pat
                          .read_text())
     assert set(results) == {f"{b.name}_without_suspected" for b in BASELINES}
     assert summary["dropped_suspected"] == 1
+    splits["diagnosis"] = pd.read_csv(run.parent / "adni_sim.csv").drop_duplicates("participant_id").set_index(
+        "participant_id")["diagnosis"].reindex(splits["participant_id"]).to_numpy()
+    every_but_one_class = splits[(splits["split"] == "train") & (splits["diagnosis"] != "MCI")]
+    every_but_one_class.assign(index=0, session_id="ses-M00").to_csv(flagging / "suspected_mislabels.csv", index=False)
+    with pytest.raises(ValueError, match="one diagnosis is left"):
+        evaluate_baselines(run, [cohort["volumes"]], None, flagging, n_boot=20)
 
 
 @pytest.mark.slow  # simulating and preprocessing 21 scans: 1-3 min on 2 cores

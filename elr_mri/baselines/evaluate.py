@@ -50,6 +50,9 @@ def evaluate_baselines(run_dir: Path, volumes_csvs: Sequence[Path] = (), manifes
     dropped = 0
     if drop_suspected is not None:
         train, dropped = _without_suspected(train, Path(drop_suspected), run_dir)
+        if train["diagnosis"].nunique() < 2:
+            raise ValueError(f"{drop_suspected} flagged {dropped} training scans; without them one diagnosis is left "
+                             "(its targets agree on one class), so there is nothing to fit")
     name, scored, notes = _evaluation_rows(run_dir, cfg, cohort[split == "test"], manifest)
     volumes = read_volumes(volumes_csvs) if volumes_csvs else None
     results = {}
