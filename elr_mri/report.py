@@ -122,7 +122,8 @@ def _metrics_section(runs: dict[str, Path], out: Path) -> str:
         "holdout manifest is the NACC-like site, scored against its given labels. Beside the CNNs: "
         "`volumes_logreg` (logistic regression on brain-normalised regional volumes + age + sex) and "
         "`voxels_linear_svm` (linear SVM on voxels averaged to 6 mm), fitted on the same training participants "
-        "with the same noisy labels; `*_without_suspected` leaves out the training scans ELR flagged.",
+        "with the same noisy labels; `*_without_suspected` leaves out the training scans ELR flagged (absent when "
+        "those flags leave a single diagnosis to train on).",
         "",
         header, "|---|---|" + "---|" * len(HEADLINE_METRICS), *rows, "", *figures,
     ])
