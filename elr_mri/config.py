@@ -104,6 +104,7 @@ class LossConfig:
     name: Literal["ce", "gce", "sce", "elr", "elr_plus"] = "ce"
     lam: float = 3.0  # ELR λ
     beta: float = 0.7  # ELR temporal-ensembling momentum β
+    lam_ramp_steps: int = 0  # ELR: λ ramps in over this many steps, as elr_plus.coef_step (0: full λ at once)
     targets_dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # half the memory for huge tables
     gce_q: float = 0.7
     sce_alpha: float = 0.1

@@ -9,7 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from elr_mri.losses import CrossEntropy, ELRLoss, ELRPlusLoss, GCELoss, SCELoss, sigmoid_rampup
+from elr_mri.config import LossConfig
+from elr_mri.losses import CrossEntropy, ELRLoss, ELRPlusLoss, GCELoss, SCELoss, build_loss, sigmoid_rampup
 
 
 def _softmax(row: list[float]) -> np.ndarray:
@@ -59,10 +60,11 @@ def test_elr_targets_are_a_buffer_that_round_trips_and_moves() -> None:
     loss_fn = ELRLoss(10, 4)
     loss_fn(torch.randn(3, 4), torch.tensor([0, 1, 2]), torch.tensor([7, 8, 9]))
     state = loss_fn.state_dict()
-    assert set(state) == {"targets"} and state["targets"].shape == (10, 4)
+    assert set(state) == {"targets", "_extra_state"} and state["targets"].shape == (10, 4)
     fresh = ELRLoss(10, 4)
     fresh.load_state_dict(state)
     assert torch.equal(fresh.targets, loss_fn.targets)
+    assert fresh.steps_taken == 1  # a resumed λ ramp goes on where it stopped
     assert fresh.double().targets.dtype == torch.float64  # buffers follow .to()/.double()
 
 
@@ -70,6 +72,20 @@ def test_elr_loss_goes_negative_once_predictions_agree_with_targets() -> None:
     loss_fn = ELRLoss(1, 2, lam=3.0, beta=0.0)
     logits = torch.tensor([[8.0, -8.0]])
     assert loss_fn(logits, torch.tensor([0]), torch.tensor([0])).item() < 0
+
+
+def test_elr_lambda_ramps_in_over_steps_while_targets_gather() -> None:
+    logits, labels, index = torch.tensor([[1.0, -0.5, 0.2]], dtype=torch.float64), torch.tensor([1]), torch.tensor([0])
+    ramped = ELRLoss(1, 3, lam=3.0, beta=0.7, lam_ramp_steps=4).double()
+    plain = ELRLoss(1, 3, lam=3.0, beta=0.7).double()
+    ce = F.cross_entropy(logits, labels).item()
+    for step in range(6):
+        full = plain(logits, labels, index).item()
+        assert ramped(logits, labels, index).item() == pytest.approx(ce + sigmoid_rampup(step, 4) * (full - ce), rel=1e-10)
+    torch.testing.assert_close(ramped.targets, plain.targets)  # the ramp scales λ only
+    with pytest.raises(ValueError, match="lam_ramp_steps"):
+        ELRLoss(1, 3, lam_ramp_steps=-1)
+    assert build_loss(LossConfig(name="elr", lam_ramp_steps=7), 5, 3).lam_ramp_steps == 7
 
 
 @pytest.mark.parametrize("beta", [-0.1, 1.0])

@@ -7,8 +7,8 @@ from torch import nn
 
 from elr_mri.config import LossConfig
 from elr_mri.losses.baselines import CrossEntropy, GCELoss, SCELoss
-from elr_mri.losses.elr import ELRLoss
-from elr_mri.losses.elr_plus import ELRPlusLoss, sigmoid_rampup
+from elr_mri.losses.elr import ELRLoss, sigmoid_rampup
+from elr_mri.losses.elr_plus import ELRPlusLoss
 
 __all__ = [
     "CrossEntropy", "GCELoss", "SCELoss", "ELRLoss", "ELRPlusLoss", "sigmoid_rampup", "build_loss", "targets_dtype",
@@ -24,7 +24,8 @@ def build_loss(cfg: LossConfig, num_examples: int, num_classes: int) -> nn.Modul
     if cfg.name == "sce":
         return SCELoss(num_classes, alpha=cfg.sce_alpha, beta=cfg.sce_beta)
     if cfg.name == "elr":
-        return ELRLoss(num_examples, num_classes, lam=cfg.lam, beta=cfg.beta, targets_dtype=targets_dtype(cfg))
+        return ELRLoss(num_examples, num_classes, lam=cfg.lam, beta=cfg.beta, targets_dtype=targets_dtype(cfg),
+                       lam_ramp_steps=cfg.lam_ramp_steps)
     raise ValueError(f"loss {cfg.name!r} is not a single-network loss")
 
 

@@ -7,15 +7,26 @@ pulling p_i towards t_i keeps the network from fitting the wrong labels later.
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from elr_mri.distributed import gather_rows
 
-__all__ = ["ELRLoss", "elr_regularizer", "update_targets", "at_least_fp32", "PROB_CLAMP"]
+__all__ = ["ELRLoss", "elr_regularizer", "update_targets", "at_least_fp32", "sigmoid_rampup", "PROB_CLAMP"]
 
 PROB_CLAMP = 1e-4  # the official code clamps softmax to [1e-4, 1 − 1e-4] so log(1 − ⟨t, p⟩) stays finite
+
+
+def sigmoid_rampup(step: float, length: float) -> float:
+    """The ramp exp(−5(1 − s/L)²) of Laine & Aila, used for λ and the EMA momentum; 1 when L = 0."""
+    if length <= 0:
+        return 1.0
+    phase = 1.0 - min(max(step, 0.0), length) / length
+    return math.exp(-5.0 * phase * phase)
 
 
 def at_least_fp32(logits: torch.Tensor) -> torch.Tensor:
@@ -49,18 +60,28 @@ class ELRLoss(nn.Module):
     batch. ``targets`` is a registered buffer, so it is saved in ``state_dict()`` (and so in every
     checkpoint) and moves with ``.to(device)``. The loss goes negative as ⟨t, p⟩ → 1; that is
     expected.
+
+    ``lam_ramp_steps`` > 0 ramps λ in with `sigmoid_rampup` over that many training steps while the
+    targets already gather the predictions. Where a network spends its first epochs predicting the
+    class prior (small 3D cohorts), full λ from step one would pull every prediction onto the
+    majority class; the ramp lets the early-learning phase happen first. The step count is saved
+    with the state (as extra state, a Python int: no device sync per step).
     """
 
     def __init__(self, num_examples: int, num_classes: int, lam: float = 3.0, beta: float = 0.7,
-                 targets_dtype: torch.dtype = torch.float32) -> None:
+                 targets_dtype: torch.dtype = torch.float32, lam_ramp_steps: int = 0) -> None:
         super().__init__()
         if num_examples <= 0 or num_classes <= 1:
             raise ValueError(f"ELRLoss needs num_examples > 0 and num_classes > 1, got {num_examples}, {num_classes}")
         if not 0.0 <= beta < 1.0:
             raise ValueError(f"ELRLoss beta must be in [0, 1), got {beta}")
+        if lam_ramp_steps < 0:
+            raise ValueError(f"ELRLoss lam_ramp_steps must be >= 0, got {lam_ramp_steps}")
         self.num_classes = num_classes
         self.lam = lam
         self.beta = beta
+        self.lam_ramp_steps = lam_ramp_steps
+        self.steps_taken = 0
         self.register_buffer("targets", torch.zeros(num_examples, num_classes, dtype=targets_dtype))
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -68,4 +89,12 @@ class ELRLoss(nn.Module):
         probs = F.softmax(logits, dim=1).clamp(PROB_CLAMP, 1.0 - PROB_CLAMP)
         update_targets(self.targets, index, probs, self.beta)
         ce = F.cross_entropy(logits, labels)
-        return ce + self.lam * elr_regularizer(probs, self.targets[index])
+        lam = self.lam * sigmoid_rampup(self.steps_taken, self.lam_ramp_steps)
+        self.steps_taken += 1
+        return ce + lam * elr_regularizer(probs, self.targets[index])
+
+    def get_extra_state(self) -> dict[str, Any]:
+        return {"steps_taken": self.steps_taken}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        self.steps_taken = int(state["steps_taken"])

@@ -8,23 +8,13 @@ targets are mixed with the same coefficient. The training loop that owns the two
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from elr_mri.losses.elr import PROB_CLAMP, at_least_fp32, elr_regularizer, update_targets
+from elr_mri.losses.elr import PROB_CLAMP, at_least_fp32, elr_regularizer, sigmoid_rampup, update_targets
 
-__all__ = ["ELRPlusLoss", "sigmoid_rampup"]
-
-
-def sigmoid_rampup(step: float, length: float) -> float:
-    """The ramp exp(−5(1 − s/L)²) of Laine & Aila, used for λ and the EMA momentum; 1 when L = 0."""
-    if length <= 0:
-        return 1.0
-    phase = 1.0 - min(max(step, 0.0), length) / length
-    return math.exp(-5.0 * phase * phase)
+__all__ = ["ELRPlusLoss"]
 
 
 class ELRPlusLoss(nn.Module):
