@@ -6,8 +6,12 @@ outputs `eval-test/` and `eval-<holdout>/` (participant-level accuracy with the 
 the cohort is simulated, it also scores the same predictions against the TRUE diagnosis
 (`truth.csv`), with a 1000-resample participant bootstrap (95% percentile interval), and reports the
 memorised fraction (flipped training labels predicted as the given label) at the last epoch.
+With `--paired A B`, it also prints B's accuracy minus A's against the truth on the same
+participants, with a paired participant bootstrap (the comparison ELR vs CE needs: the two
+runs' intervals overlap far more than their difference's does).
 
-Usage: python bench/mri_demo_scaling.py --truth COHORT/truth.csv RUN_DIR [RUN_DIR ...]
+Usage: python bench/mri_demo_scaling.py --truth TRUTH.csv [--paired CE_RUN ELR_RUN] RUN_DIR [RUN_DIR ...]
+(repeat --truth for each cohort the runs were scored on; rows are matched by participant_id)
 """
 
 from __future__ import annotations
@@ -20,16 +24,42 @@ import numpy as np
 import pandas as pd
 
 
-def clean_accuracy(predictions: pd.DataFrame, truth: pd.DataFrame, seed: int = 0) -> tuple[float, float, float, int]:
-    """Participant-level accuracy against the true diagnosis (mean probabilities per participant)."""
+def correct_vs_truth(predictions: pd.DataFrame, truth: pd.DataFrame) -> pd.Series:
+    """1.0 where a participant's prediction (mean probabilities over sessions) is the true diagnosis."""
     probs = [c for c in predictions.columns if c.startswith("p_")]
     per = predictions.groupby("participant_id")[probs].mean()
-    per["predicted"] = [c[2:] for c in per[probs].idxmax(axis=1)]
-    per = per.join(truth.set_index("participant_id")["true_diagnosis"])
-    correct = (per["predicted"] == per["true_diagnosis"]).to_numpy(float)
+    predicted = pd.Series([c[2:] for c in per[probs].idxmax(axis=1)], index=per.index)
+    true = truth.drop_duplicates("participant_id").set_index("participant_id")["true_diagnosis"].reindex(per.index)
+    if true.isna().any():
+        raise SystemExit(f"--truth has no row for {true[true.isna()].index[0]}; concatenate every cohort's truth.csv")
+    return (predicted == true).astype(float)
+
+
+def bootstrap_interval(values: np.ndarray, seed: int = 0) -> tuple[float, float, float]:
+    """Mean and 95% percentile interval over 1000 participant resamples."""
     rng = np.random.default_rng(seed)
-    boot = [correct[rng.integers(0, len(correct), len(correct))].mean() for _ in range(1000)]
-    return float(correct.mean()), float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5)), len(correct)
+    boot = [values[rng.integers(0, len(values), len(values))].mean() for _ in range(1000)]
+    return float(values.mean()), float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))
+
+
+def clean_accuracy(predictions: pd.DataFrame, truth: pd.DataFrame) -> tuple[float, float, float, int]:
+    """Participant-level accuracy against the true diagnosis, with its bootstrap interval."""
+    correct = correct_vs_truth(predictions, truth).to_numpy()
+    return (*bootstrap_interval(correct), len(correct))
+
+
+def paired_difference(run_a: Path, run_b: Path, truth: pd.DataFrame) -> dict[str, str]:
+    """B − A accuracy against the truth on each evaluation both runs have, paired by participant."""
+    out = {}
+    for evaluation in sorted(run_a.glob("eval-*/predictions.csv")):
+        other = run_b / evaluation.parent.name / "predictions.csv"
+        if not other.exists():
+            continue
+        a = correct_vs_truth(pd.read_csv(evaluation), truth)
+        b = correct_vs_truth(pd.read_csv(other), truth).reindex(a.index)
+        diff, low, high = bootstrap_interval((b - a).to_numpy())
+        out[evaluation.parent.name] = f"{diff:+.3f} [{low:+.3f}, {high:+.3f}] n={len(a)}"
+    return out
 
 
 def row(run: Path, truth: pd.DataFrame) -> dict:
@@ -54,10 +84,15 @@ def row(run: Path, truth: pd.DataFrame) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--truth", type=Path, required=True)
-    parser.add_argument("runs", type=Path, nargs="+")
+    parser.add_argument("--truth", type=Path, action="append", required=True, help="truth.csv; repeat for several cohorts")
+    parser.add_argument("--paired", type=Path, nargs=2, metavar=("A", "B"), help="print B − A against the truth")
+    parser.add_argument("runs", type=Path, nargs="*")
     args = parser.parse_args()
-    truth = pd.read_csv(args.truth)
+    truth = pd.concat([pd.read_csv(path) for path in args.truth], ignore_index=True)
+    if args.paired:
+        print(f"{args.paired[1]} minus {args.paired[0]}, accuracy against the truth:")
+        for name, value in paired_difference(*args.paired, truth).items():
+            print(f"  {name}: {value}")
     rows = [row(run, truth) for run in args.runs if (run / "summary.json").exists()]
     frame = pd.DataFrame(rows)
     with pd.option_context("display.max_columns", None, "display.width", 250, "display.max_colwidth", 60):
