@@ -20,46 +20,9 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-
-def correct_vs_truth(predictions: pd.DataFrame, truth: pd.DataFrame) -> pd.Series:
-    """1.0 where a participant's prediction (mean probabilities over sessions) is the true diagnosis."""
-    probs = [c for c in predictions.columns if c.startswith("p_")]
-    per = predictions.groupby("participant_id")[probs].mean()
-    predicted = pd.Series([c[2:] for c in per[probs].idxmax(axis=1)], index=per.index)
-    true = truth.drop_duplicates("participant_id").set_index("participant_id")["true_diagnosis"].reindex(per.index)
-    if true.isna().any():
-        raise SystemExit(f"--truth has no row for {true[true.isna()].index[0]}; concatenate every cohort's truth.csv")
-    return (predicted == true).astype(float)
-
-
-def bootstrap_interval(values: np.ndarray, seed: int = 0) -> tuple[float, float, float]:
-    """Mean and 95% percentile interval over 1000 participant resamples."""
-    rng = np.random.default_rng(seed)
-    boot = [values[rng.integers(0, len(values), len(values))].mean() for _ in range(1000)]
-    return float(values.mean()), float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))
-
-
-def clean_accuracy(predictions: pd.DataFrame, truth: pd.DataFrame) -> tuple[float, float, float, int]:
-    """Participant-level accuracy against the true diagnosis, with its bootstrap interval."""
-    correct = correct_vs_truth(predictions, truth).to_numpy()
-    return (*bootstrap_interval(correct), len(correct))
-
-
-def paired_difference(run_a: Path, run_b: Path, truth: pd.DataFrame) -> dict[str, str]:
-    """B − A accuracy against the truth on each evaluation both runs have, paired by participant."""
-    out = {}
-    for evaluation in sorted(run_a.glob("eval-*/predictions.csv")):
-        other = run_b / evaluation.parent.name / "predictions.csv"
-        if not other.exists():
-            continue
-        a = correct_vs_truth(pd.read_csv(evaluation), truth)
-        b = correct_vs_truth(pd.read_csv(other), truth).reindex(a.index)
-        diff, low, high = bootstrap_interval((b - a).to_numpy())
-        out[evaluation.parent.name] = f"{diff:+.3f} [{low:+.3f}, {high:+.3f}] n={len(a)}"
-    return out
+from elr_mri.evaluation.truth import paired_accuracy_difference, rescore_against_truth
 
 
 def row(run: Path, truth: pd.DataFrame) -> dict:
@@ -77,8 +40,9 @@ def row(run: Path, truth: pd.DataFrame) -> dict:
         for metric in ("accuracy", "balanced_accuracy"):
             m = s[metric]
             out[f"{name}_{metric}_given"] = f"{m['estimate']:.2f} [{m['low']:.2f}, {m['high']:.2f}]"
-        acc, low, high, n = clean_accuracy(pd.read_csv(evaluation / "predictions.csv"), truth)
-        out[f"{name}_accuracy_true"] = f"{acc:.2f} [{low:.2f}, {high:.2f}] n={n}"
+        report = rescore_against_truth(evaluation / "predictions.csv", truth)
+        for metric in ("accuracy", "balanced_accuracy"):
+            out[f"{name}_{metric}_true"] = f"{report.metrics[metric]} n={report.n_participants}"
     return out
 
 
@@ -91,8 +55,10 @@ def main() -> None:
     truth = pd.concat([pd.read_csv(path) for path in args.truth], ignore_index=True)
     if args.paired:
         print(f"{args.paired[1]} minus {args.paired[0]}, accuracy against the truth:")
-        for name, value in paired_difference(*args.paired, truth).items():
-            print(f"  {name}: {value}")
+        for predictions in sorted(args.paired[0].glob("eval-*/predictions.csv")):
+            other = args.paired[1] / predictions.parent.name / "predictions.csv"
+            if other.exists():
+                print(f"  {predictions.parent.name}: {paired_accuracy_difference(predictions, other, truth)}")
     rows = [row(run, truth) for run in args.runs if (run / "summary.json").exists()]
     frame = pd.DataFrame(rows)
     with pd.option_context("display.max_columns", None, "display.width", 250, "display.max_colwidth", 60):

@@ -26,10 +26,12 @@ def test_demo_runs_end_to_end_and_reports_every_stage(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     report = (out / "report.md").read_text()
     for heading in ("Cohort and label noise", "Preprocessing", "Regional volumes against the simulated truth",
-                    "Training", "Results", "Suspected mislabels", "Where the time went"):
+                    "Training", "Results", "Results against the true diagnosis", "Suspected mislabels",
+                    "Where the time went"):
         assert f"## {heading}" in report or f"# {heading}" in report, heading
     for method in ("| ce |", "| elr |", "| volumes_logreg |", "| voxels_linear_svm |"):
         assert method in report, method
+    assert "paired over the same participants (percentage points, 95% bootstrap interval): holdout_manifest:" in report
     volumes = pd.read_csv(out / "preprocessed" / "volumes.csv")
     assert len(volumes) == 14 and (volumes["brain_ratio"].between(0.7, 1.4)).all()
     for loss in ("ce", "elr"):

@@ -1,0 +1,55 @@
+"""Rescoring saved predictions against a simulated cohort's true diagnosis, and the paired comparison."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from elr_mri.evaluation.truth import paired_accuracy_difference, rescore_against_truth
+
+CLASSES = ["CN", "MCI", "AD"]
+
+
+def _write_predictions(path: Path, rows: list[tuple[str, str, str]]) -> Path:
+    """rows: (participant, given label, predicted label); the predicted class gets probability 0.8."""
+    records = []
+    for participant, given, predicted in rows:
+        probs = {f"p_{c}": (0.8 if c == predicted else 0.1) for c in CLASSES}
+        records.append({"participant_id": participant, "session_id": "ses-M00", "given": given,
+                        "predicted": predicted, **probs})
+    pd.DataFrame(records).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def truth() -> pd.DataFrame:
+    return pd.DataFrame({"participant_id": ["s1", "s2", "s3", "s4"], "session_id": ["ses-M00"] * 4,
+                         "true_diagnosis": ["CN", "MCI", "AD", "MCI"]})
+
+
+def test_rescoring_uses_the_true_not_the_given_diagnosis(tmp_path: Path, truth: pd.DataFrame) -> None:
+    # Given labels of s1 and s3 are wrong; the predictions follow the truth, so they score 100% against it.
+    predictions = _write_predictions(tmp_path / "p.csv", [("s1", "MCI", "CN"), ("s2", "MCI", "MCI"),
+                                                          ("s3", "MCI", "AD"), ("s4", "MCI", "MCI")])
+    report = rescore_against_truth(predictions, truth, n_boot=50)
+    assert report.metrics["accuracy"].estimate == 1.0
+    assert report.n_participants == 4
+
+
+def test_paired_difference_counts_participants_each_method_gets_right(tmp_path: Path, truth: pd.DataFrame) -> None:
+    a = _write_predictions(tmp_path / "a.csv", [("s1", "CN", "MCI"), ("s2", "MCI", "MCI"),
+                                                ("s3", "AD", "MCI"), ("s4", "MCI", "MCI")])  # 2 of 4 right
+    b = _write_predictions(tmp_path / "b.csv", [("s1", "CN", "CN"), ("s2", "MCI", "MCI"),
+                                                ("s3", "AD", "AD"), ("s4", "MCI", "CN")])  # 3 of 4 right
+    difference = paired_accuracy_difference(a, b, truth, n_boot=200)
+    assert difference.estimate == pytest.approx(0.25)
+    assert difference.low <= 0.25 <= difference.high
+    assert paired_accuracy_difference(a, a, truth, n_boot=20).high == 0.0  # identical predictions: no spread
+
+
+def test_missing_truth_is_one_clear_error(tmp_path: Path, truth: pd.DataFrame) -> None:
+    predictions = _write_predictions(tmp_path / "p.csv", [("s9", "CN", "CN")])
+    with pytest.raises(ValueError, match="no true diagnosis for s9"):
+        rescore_against_truth(predictions, truth)
