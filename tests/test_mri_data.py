@@ -95,6 +95,25 @@ def test_train_crop_without_blur_is_a_window_of_the_scaled_volume(tmp_path):
     assert len(corners) > 1  # the crop moves
 
 
+def test_max_shift_keeps_training_crops_near_the_centre_crop(tmp_path):
+    data = np.random.default_rng(3).random((40, 40, 40))
+    path = write_volume(tmp_path / "v.nii.gz", data)
+    scaled = (data - data.min()) / (data.max() - data.min())
+    transform = mri_transforms(CROP, train=True, blur_sigma_max=0.0, max_shift=2)
+    transform.set_random_state(seed=0)
+    centre = (40 - 16) // 2
+    offsets = set()
+    for _ in range(30):
+        out = transform({"image": str(path)})["image"][0].numpy()
+        found = [(i, j, k) for i in range(centre - 2, centre + 3) for j in range(centre - 2, centre + 3)
+                 for k in range(centre - 2, centre + 3) if np.allclose(scaled[i:i + 16, j:j + 16, k:k + 16], out, atol=1e-6)]
+        assert len(found) == 1  # always within ±2 voxels of the centre crop
+        offsets.add(tuple(c - centre for c in found[0]))
+    assert {o[0] for o in offsets} == {-2, -1, 0, 1, 2}  # and it uses the whole ±2 range
+    with pytest.raises(ValueError, match="max_shift"):
+        mri_transforms(CROP, train=True, max_shift=-1)
+
+
 def test_isotropic_blur_uses_one_sigma_drawn_uniformly():
     volume = torch.rand(1, 24, 24, 24)
     blur = RandIsotropicGaussianSmoothd("image", sigma_max=1.0)

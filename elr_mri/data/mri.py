@@ -88,10 +88,14 @@ class RandIsotropicGaussianSmoothd(RandomizableTransform, MapTransform):
         return out
 
 
-def mri_transforms(crop_size: Sequence[int], train: bool, blur_sigma_max: float = 1.0, flip: bool = False) -> Compose:
+def mri_transforms(crop_size: Sequence[int], train: bool, blur_sigma_max: float = 1.0, flip: bool = False,
+                   max_shift: int | None = None) -> Compose:
     """The dictionary transforms of one split; MONAI caches everything before the first random one.
 
     Volumes smaller than `crop_size` are zero-padded (after min-max, so padding is background).
+    `max_shift` keeps training crops within that many voxels of the evaluation (centre) crop: a
+    random crop anywhere in a registered volume moves the hippocampi by tens of voxels, more than a
+    small cohort can learn to ignore. None: anywhere, as the ML4H code.
     """
     crop = [int(s) for s in crop_size]
     steps: list = [
@@ -103,6 +107,10 @@ def mri_transforms(crop_size: Sequence[int], train: bool, blur_sigma_max: float 
     ]
     if not train:
         return Compose(steps + [CenterSpatialCropd("image", roi_size=crop)])
+    if max_shift is not None:
+        if max_shift < 0:
+            raise ValueError(f"data.mri.max_shift = {max_shift}: use a number of voxels >= 0, or null for anywhere")
+        steps.append(CenterSpatialCropd("image", roi_size=[c + 2 * max_shift for c in crop]))
     if blur_sigma_max > 0:
         steps.append(RandIsotropicGaussianSmoothd("image", blur_sigma_max))
     steps.append(RandSpatialCropd("image", roi_size=crop, random_size=False))
@@ -204,9 +212,9 @@ def build_mri_data(cfg: DataConfig, require_age: bool = False) -> NoisyImageData
     def scans(name: str, train: bool) -> MRIScans | None:
         if not len(rows[name]):
             return None
-        transform = mri_transforms(mri.crop_size, train, mri.blur_sigma_max, mri.flip)
+        transform = mri_transforms(mri.crop_size, train, mri.blur_sigma_max, mri.flip, mri.max_shift)
         return MRIScans(frame.iloc[rows[name]], noisy[rows[name]], transform, mri.cache, mri.cache_dir,
-                        cfg.num_workers, cache_tag=_cache_tag(mri.crop_size, train))
+                        cfg.num_workers, cache_tag=_cache_tag(mri.crop_size, train, mri.max_shift))
 
     return NoisyImageData(
         train=scans("train", train=cfg.augment),
@@ -280,8 +288,9 @@ def _cache_key(path: str, tag: str) -> str:
     return f"{stat.st_size}-{stat.st_mtime_ns}-{tag}"
 
 
-def _cache_tag(crop_size: Sequence[int], train: bool) -> str:
-    return f"{'train' if train else 'eval'}-crop{'x'.join(str(int(s)) for s in crop_size)}"
+def _cache_tag(crop_size: Sequence[int], train: bool, max_shift: int | None = None) -> str:
+    shift = f"-shift{max_shift}" if train and max_shift is not None else ""
+    return f"{'train' if train else 'eval'}-crop{'x'.join(str(int(s)) for s in crop_size)}{shift}"
 
 
 def _subset(rows: np.ndarray, size: int | None, seed: int, key: str) -> np.ndarray:
