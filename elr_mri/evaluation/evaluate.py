@@ -10,6 +10,7 @@ bootstrap over participants, per-scan predictions, ROC curves and confusion matr
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -70,11 +71,16 @@ def evaluate_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = 
 
 
 def evaluation_set(run_dir: Path, cfg: RunConfig, manifest: Path | None) -> tuple[Dataset, str, list[str]]:
-    """(dataset, name, participant-overlap notes): the holdout `manifest`, or the run's own test split."""
+    """(dataset, name, participant-overlap notes): the holdout `manifest`, or the run's own test split.
+
+    MRI scans are read without a cache: each is predicted once, and a memory cache would first load
+    every training and validation volume of the run to build datasets that are never read.
+    """
+    data = replace(cfg.data, mri=replace(cfg.data.mri, cache="none")) if cfg.data.name == "mri" else cfg.data
     if manifest is None:
         from elr_mri.data import build_data
 
-        test = build_data(cfg.data, require_age=uses_age(cfg)).test
+        test = build_data(data, require_age=uses_age(cfg)).test
         if test is None:
             raise ValueError(f"{run_dir}: the run has no test split; pass --manifest HOLDOUT.csv")
         return test, "test", []
@@ -83,7 +89,7 @@ def evaluation_set(run_dir: Path, cfg: RunConfig, manifest: Path | None) -> tupl
     from elr_mri.data.mri import build_mri_eval_dataset
 
     seen = pd.read_csv(run_dir / "splits.csv")["participant_id"].astype(str)
-    dataset, notes = build_mri_eval_dataset(manifest, cfg.data, seen, require_age=uses_age(cfg))
+    dataset, notes = build_mri_eval_dataset(manifest, data, seen, require_age=uses_age(cfg))
     return dataset, Path(manifest).stem, notes
 
 
