@@ -16,6 +16,7 @@ import pandas as pd
 
 from elr_mri.engine.checkpoint import atomic_write_text
 from elr_mri.evaluation.compare import HEADLINE_METRICS, comparison_table, format_interval
+from elr_mri.evaluation.metrics import Interval
 from elr_mri.evaluation.truth import paired_accuracy_difference, rescore_against_truth
 from elr_mri.plots import plot_learning_curves, plot_memorization_comparison
 from elr_mri.volumes.recovery import recovery_table
@@ -144,7 +145,8 @@ def _truth_section(runs: dict[str, Path], truth: pd.DataFrame) -> str:
                 report = rescore_against_truth(predictions, truth)
                 rows.append(f"| {method} | {where} | " + " | ".join(str(report.metrics[m]) for m in HEADLINE_METRICS) + " |")
         if {"ce", "elr"} <= scored.keys() and all(scored[loss].exists() for loss in ("ce", "elr")):
-            differences.append(f"{where}: {paired_accuracy_difference(scored['ce'], scored['elr'], truth)}")
+            difference = paired_accuracy_difference(scored["ce"], scored["elr"], truth)
+            differences.append(f"{where}: {difference} ({_verdict(difference)})")
     return "\n".join([
         "## Results against the true diagnosis",
         "The same predictions scored against the simulated truth (which a real cohort never has): on a noisy "
@@ -156,6 +158,15 @@ def _truth_section(runs: dict[str, Path], truth: pd.DataFrame) -> str:
         "ELR's participant accuracy minus CE's against the truth, paired over the same participants "
         "(percentage points, 95% bootstrap interval): " + ("; ".join(differences) or "not available"),
     ])
+
+
+def _verdict(difference: Interval) -> str:
+    """What the paired interval of ELR − CE supports, in words the report can print as it is."""
+    if difference.low > 0:
+        return "ELR above CE"
+    if difference.high < 0:
+        return "ELR below CE"
+    return "no difference shown at this size"
 
 
 def _volumes_section(volumes: Path, cohort: Path) -> str:
