@@ -65,6 +65,9 @@ def test_elr_targets_are_a_buffer_that_round_trips_and_moves() -> None:
     fresh.load_state_dict(state)
     assert torch.equal(fresh.targets, loss_fn.targets)
     assert fresh.steps_taken == 1  # a resumed λ ramp goes on where it stopped
+    older = ELRLoss(10, 4)
+    older.load_state_dict({"targets": state["targets"]})  # a checkpoint from before the ramp: still loads
+    assert older.steps_taken == 0
     assert fresh.double().targets.dtype == torch.float64  # buffers follow .to()/.double()
 
 

@@ -82,6 +82,7 @@ class ELRLoss(nn.Module):
         self.beta = beta
         self.lam_ramp_steps = lam_ramp_steps
         self.steps_taken = 0
+        self.register_load_state_dict_pre_hook(_count_from_zero_if_absent)
         self.register_buffer("targets", torch.zeros(num_examples, num_classes, dtype=targets_dtype))
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -98,3 +99,8 @@ class ELRLoss(nn.Module):
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
         self.steps_taken = int(state["steps_taken"])
+
+
+def _count_from_zero_if_absent(module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+    """Checkpoints written before the λ ramp existed hold no step count; they had no ramp, so 0 is exact."""
+    state_dict.setdefault(f"{prefix}_extra_state", {"steps_taken": 0})
