@@ -18,7 +18,8 @@ from elr_mri.simulate.acquisition import MAX_ROTATION_DEG, MAX_TRANSLATION_MM, S
 from elr_mri.simulate.anatomy import load_anatomy
 from elr_mri.simulate.cli import MANIFEST_COLUMNS
 from elr_mri.simulate.cohort import class_counts, plan_cohort
-from elr_mri.simulate.disease import REGIONS, atrophy_displacement, region_mask, volume_ratios
+from elr_mri.simulate.disease import (CHANGE_BOUNDS, REFERENCE_AGE, REGIONS, atrophy_displacement, region_mask,
+                                     volume_ratios)
 from elr_mri.simulate.fields import apply_affine, box_affine, grid_points, sample
 from elr_mri.simulate.render import sample_subject, subject_shape
 
@@ -98,6 +99,26 @@ def test_label_noise_flips_only_neighbouring_stages_at_the_requested_rate() -> N
         assert not {("CN", "AD"), ("AD", "CN")} & set(flips)
         assert {("CN", "MCI"), ("MCI", "CN"), ("MCI", "AD"), ("AD", "MCI")} == set(flips)
     assert all(s.diagnosis == s.true_diagnosis for s in plan_cohort(60, 20, 0.0, seed=1))
+
+
+def test_atrophy_scale_scales_only_the_disease_and_keeps_every_other_draw() -> None:
+    plain, plainer = plan_cohort(60, 0, 0.3, seed=1), plan_cohort(60, 0, 0.3, seed=1, atrophy_scale=1.6)
+    for a, b in zip(plain, plainer):
+        assert (a.diagnosis, a.true_diagnosis, a.age, a.severity, a.pose) == (b.diagnosis, b.true_diagnosis, b.age,
+                                                                              b.severity, b.pose)
+    region = next(r for r in REGIONS if r.name == "ventricle_l")
+    change = np.array([(a.changes[region.name], b.changes[region.name]) for a, b in zip(plain, plainer)])
+    aging = np.array([region.per_year * (a.age - REFERENCE_AGE) for a in plain])
+    unclipped = ~np.isin(change, CHANGE_BOUNDS).any(axis=1)
+    assert unclipped.sum() > 50
+    np.testing.assert_allclose((change[:, 1] - aging)[unclipped], 1.6 * (change[:, 0] - aging)[unclipped], atol=1e-9)
+
+
+def test_atrophy_scale_out_of_range_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["--out", str(tmp_path / "c"), "--subjects", "3", "--atrophy-scale", "0"]) == 2
+    message = capsys.readouterr().err.strip()
+    assert "\n" not in message and "atrophy scale must be within (0, 2]" in message
+    assert not (tmp_path / "c").exists()
 
 
 @pytest.mark.parametrize(("region", "change", "untouched"), [("hippocampus_l", -0.3, "hippocampus_r"),

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
     try:
         simulate_cohort(args.out, args.subjects, args.holdout_subjects, args.label_noise, args.seed,
-                        args.resolution, args.anatomy, args.jobs, args.overwrite)
+                        args.resolution, args.anatomy, args.jobs, args.overwrite, args.atrophy_scale)
     except USER_ERRORS as err:
         if os.environ.get("ELR_MRI_DEBUG"):
             raise
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def simulate_cohort(out: Path, subjects: int, holdout_subjects: int | None = None, label_noise: float = 0.2,
                     seed: int = 0, resolution_mm: float = 2.0, anatomy: str = "mni152", jobs: int = 1,
-                    overwrite: bool = False) -> pd.DataFrame:
+                    overwrite: bool = False, atrophy_scale: float = 1.0) -> pd.DataFrame:
     """Simulate, write everything under `out`, and return the truth table."""
     holdout = subjects // 3 if holdout_subjects is None else holdout_subjects
     if not 0.5 <= resolution_mm <= 4.0:
@@ -58,7 +58,7 @@ def simulate_cohort(out: Path, subjects: int, holdout_subjects: int | None = Non
     out = Path(out)
     if (out / "manifest.csv").exists() and not overwrite:
         raise FileExistsError(f"{out} already holds a cohort (manifest.csv); pass --overwrite to replace it")
-    specs = plan_cohort(subjects, holdout, label_noise, seed)
+    specs = plan_cohort(subjects, holdout, label_noise, seed, atrophy_scale)
     load_anatomy(anatomy, resolution_mm)  # fail early, and let forked workers share the cache
     out.mkdir(parents=True, exist_ok=True)
     tasks = [((out, anatomy, seed, resolution_mm), spec) for spec in specs]
@@ -70,8 +70,8 @@ def simulate_cohort(out: Path, subjects: int, holdout_subjects: int | None = Non
             measured = list(tqdm(pool.imap(_write_scan, tasks), **progress))
     truth = pd.DataFrame([_truth_row(spec, extra) for spec, extra in zip(specs, measured)])
     truth.to_csv(out / "truth.csv", index=False)
-    (out / "simulation.json").write_text(json.dumps(_description(specs, label_noise, seed, resolution_mm, anatomy),
-                                                    indent=2) + "\n")
+    description = _description(specs, label_noise, seed, resolution_mm, anatomy, atrophy_scale)
+    (out / "simulation.json").write_text(json.dumps(description, indent=2) + "\n")
     truth[MANIFEST_COLUMNS].to_csv(out / "manifest.csv", index=False)  # last: its presence means complete
     return truth
 
@@ -99,7 +99,7 @@ def _truth_row(spec: SubjectSpec, measured: dict[str, float]) -> dict:
 
 
 def _description(specs: list[SubjectSpec], label_noise: float, seed: int, resolution_mm: float,
-                 anatomy: str) -> dict:
+                 anatomy: str, atrophy_scale: float) -> dict:
     counts: dict[str, dict[str, int]] = {}
     for spec in specs:
         counts.setdefault(spec.cohort, {}).setdefault(spec.true_diagnosis, 0)
@@ -108,6 +108,7 @@ def _description(specs: list[SubjectSpec], label_noise: float, seed: int, resolu
         "simulated": True,
         "note": "Simulated from the anatomy below; not real patients. truth.csv is for scoring only.",
         "seed": seed, "label_noise": label_noise, "resolution_mm": resolution_mm, "anatomy": anatomy,
+        "atrophy_scale": atrophy_scale,
         "true_class_counts": counts, "class_fractions": CLASS_FRACTIONS,
         "regions": [vars(region) for region in REGIONS],
         "sites": {name: profile.as_dict() for name, profile in SITES.items()},
@@ -129,6 +130,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--resolution", type=float, default=2.0, help="voxel size of the written scans in mm (default 2)")
     parser.add_argument("--anatomy", default="mni152",
                         help=f"{' or '.join(ANATOMIES)} (Colin27 from ../shared/data/mri), or a T1 NIfTI in MNI space")
+    parser.add_argument("--atrophy-scale", type=float, default=1.0,
+                        help="multiply the disease's volume changes (default 1, ADNI-like; at most 2: a plainer signal)")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (results do not depend on it)")
     parser.add_argument("--overwrite", action="store_true", help="replace a cohort already in --out")
     return parser

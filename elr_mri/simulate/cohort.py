@@ -27,6 +27,9 @@ MALE_FRACTION = {"CN": 0.52, "MCI": 0.64, "AD": 0.53}
 # Where clinicians disagree: a flipped label moves to a neighbouring stage only.
 NEIGHBOURS = {"CN": ("MCI",), "MCI": ("CN", "AD"), "AD": ("MCI",)}
 SESSION = "ses-M00"
+# Volume changes are clipped to disease.CHANGE_BOUNDS: at 2 a typical AD subject's entorhinal cortex (−70%)
+# is already clipped to −60%; beyond it ever more subjects saturate and the scale stops scaling.
+MAX_ATROPHY_SCALE = 2.0
 # Independent random streams: cohort-level draws, per-subject parameters, per-subject images.
 STREAM_COHORT, STREAM_SUBJECT, STREAM_IMAGE = 0, 1, 2
 
@@ -59,10 +62,16 @@ def subject_rng(seed: int, stream: int, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, stream, index])
 
 
-def plan_cohort(n_train: int, n_holdout: int, label_noise: float, seed: int) -> list[SubjectSpec]:
-    """Subjects of the training site then the holdout site, with labels flipped at `label_noise`."""
+def plan_cohort(n_train: int, n_holdout: int, label_noise: float, seed: int,
+                atrophy_scale: float = 1.0) -> list[SubjectSpec]:
+    """Subjects of the training site then the holdout site, with labels flipped at `label_noise`.
+
+    `atrophy_scale` multiplies every subject's disease-related volume change (1: ADNI-like effect sizes).
+    """
     if n_train < 0 or n_holdout < 0:
         raise ValueError("subject counts must be non-negative")
+    if not 0.0 < atrophy_scale <= MAX_ATROPHY_SCALE:
+        raise ValueError(f"atrophy scale must be within (0, {MAX_ATROPHY_SCALE:g}], got {atrophy_scale:g}")
     if not 0.0 <= label_noise <= 1.0:
         raise ValueError(f"label noise must be within [0, 1], got {label_noise}")
     cohort_rng = np.random.default_rng([seed, STREAM_COHORT])
@@ -73,7 +82,8 @@ def plan_cohort(n_train: int, n_holdout: int, label_noise: float, seed: int) -> 
         given = flip_labels(cohort_rng, truth, label_noise)
         prefix = site.split("_")[0].upper() + "SIM"
         for position, (true_dx, noisy_dx) in enumerate(zip(truth, given)):
-            specs.append(_draw_subject(seed, len(specs), f"sub-{prefix}{position + 1:04d}", site, true_dx, noisy_dx))
+            specs.append(_draw_subject(seed, len(specs), f"sub-{prefix}{position + 1:04d}", site, true_dx, noisy_dx,
+                                       atrophy_scale))
     return specs
 
 
@@ -96,13 +106,14 @@ def flip_labels(rng: np.random.Generator, truth: list[str], rate: float) -> list
     return given
 
 
-def _draw_subject(seed: int, index: int, participant_id: str, site: str, true_dx: str, noisy_dx: str) -> SubjectSpec:
+def _draw_subject(seed: int, index: int, participant_id: str, site: str, true_dx: str, noisy_dx: str,
+                  atrophy_scale: float) -> SubjectSpec:
     rng = subject_rng(seed, STREAM_SUBJECT, index)
     mean, sd = AGE[true_dx]
     age = round(float(np.clip(rng.normal(mean, sd), *AGE_RANGE)), 1)
     sex = "M" if rng.random() < MALE_FRACTION[true_dx] else "F"
     severity = draw_severity(rng, true_dx)
-    changes = region_changes(rng, severity, age)
+    changes = region_changes(rng, severity, age, atrophy_scale)
     return SubjectSpec(index=index, participant_id=participant_id, session_id=SESSION, cohort=site,
                        true_diagnosis=true_dx, diagnosis=noisy_dx, age=age, sex=sex, severity=round(severity, 4),
                        changes=changes, pose=draw_pose(rng))

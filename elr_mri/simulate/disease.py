@@ -84,11 +84,16 @@ def draw_severity(rng: np.random.Generator, diagnosis: str) -> float:
     return float(abs(rng.normal(mean, spread)) if diagnosis == "CN" else max(rng.normal(mean, spread), 0.0))
 
 
-def region_changes(rng: np.random.Generator, severity: float, age: float) -> dict[str, float]:
-    """Volume change of each region for a subject: disease (jittered per region) plus age."""
+def region_changes(rng: np.random.Generator, severity: float, age: float,
+                   atrophy_scale: float = 1.0) -> dict[str, float]:
+    """Volume change of each region for a subject: disease (jittered per region, times `atrophy_scale`) plus age.
+
+    `atrophy_scale` > 1 makes the disease plainer than in ADNI (for studying how a method's benefit
+    depends on how strong the class signal is); it draws the same random numbers for any value.
+    """
     changes = {}
     for region in REGIONS:
-        disease = severity * region.ad_change * (1.0 + REGION_JITTER * rng.standard_normal())
+        disease = atrophy_scale * severity * region.ad_change * (1.0 + REGION_JITTER * rng.standard_normal())
         change = disease + region.per_year * (age - REFERENCE_AGE)
         changes[region.name] = float(np.clip(change, *CHANGE_BOUNDS))
     return changes
