@@ -107,12 +107,12 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from elr_mri.evaluation.evaluate import evaluate_run
+    from elr_mri.evaluation.evaluate import evaluate_run, evaluation_dir
 
     if (args.volumes or args.drop_suspected) and not args.baselines:
         raise ValueError("--volumes and --drop-suspected belong to --baselines; add --baselines")
     reports = evaluate_run(args.run, args.manifest, args.checkpoint, args.bootstrap)
-    eval_dir = args.run / f"eval-{args.manifest.stem if args.manifest else 'test'}"
+    eval_dir = evaluation_dir(args.run, args.manifest, args.checkpoint)
     print(f"results: {eval_dir}")
     for level, report in reports.items():
         print(f"  {level} level ({report.n_examples} examples, {report.n_participants} participants):")
@@ -130,10 +130,11 @@ def _evaluate_baselines(args: argparse.Namespace) -> None:
 
     if not args.volumes:
         print("baselines: no --volumes CSV, so only the voxel SVM (run `elr-mri volumes` for the volume baseline)")
-    evaluate_baselines(args.run, args.volumes, args.manifest, None, args.bootstrap)
+    evaluate_baselines(args.run, args.volumes, args.manifest, None, args.bootstrap, args.checkpoint)
     if args.drop_suspected:
         try:
-            evaluate_baselines(args.run, args.volumes, args.manifest, args.drop_suspected, args.bootstrap)
+            evaluate_baselines(args.run, args.volumes, args.manifest, args.drop_suspected, args.bootstrap,
+                               args.checkpoint)
         except ValueError as err:  # the plain baselines stand; say why the cleaned ones are missing
             print(f"baselines without suspected mislabels skipped: {err}")
 

@@ -71,6 +71,17 @@ def test_evaluate_on_a_holdout_cohort(trained: dict[str, Path]) -> None:
     assert json.loads((out / "summary.json").read_text())["participant_overlap_notes"] == []
 
 
+def test_evaluating_the_last_checkpoint_leaves_the_selected_ones_results_alone(trained: dict[str, Path]) -> None:
+    run, holdout = trained["run"], trained["holdout"]
+    assert _cli("evaluate", "--run", str(run), "--manifest", str(holdout), "--bootstrap", "20").returncode == 0
+    selected = (run / f"eval-{holdout.stem}" / "summary.json").read_text()
+    result = _cli("evaluate", "--run", str(run), "--manifest", str(holdout), "--bootstrap", "20", "--checkpoint", "last")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"eval-{holdout.stem}-last" in result.stdout
+    assert json.loads((run / f"eval-{holdout.stem}-last" / "summary.json").read_text())["checkpoint"] == "last"
+    assert (run / f"eval-{holdout.stem}" / "summary.json").read_text() == selected
+
+
 def test_evaluate_refuses_a_holdout_that_shares_participants(trained: dict[str, Path]) -> None:
     result = _cli("evaluate", "--run", str(trained["run"]), "--manifest", str(trained["train"]))
     assert result.returncode == 2 and "Traceback" not in result.stderr

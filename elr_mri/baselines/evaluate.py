@@ -21,7 +21,7 @@ from elr_mri.config import load_config
 from elr_mri.data.cohort import IMAGE_COLUMN, label_indices, load_manifest
 from elr_mri.data.splits import load_splits
 from elr_mri.evaluation.compare import require_same_splits
-from elr_mri.evaluation.evaluate import write_evaluation
+from elr_mri.evaluation.evaluate import evaluation_dir, write_evaluation
 from elr_mri.evaluation.metrics import MetricsReport, evaluate_predictions
 
 __all__ = ["evaluate_baselines", "VOXEL_BLOCK"]
@@ -30,9 +30,11 @@ VOXEL_BLOCK = 3  # voxels averaged per axis for the SVM: 2 mm scans become 6 mm 
 
 
 def evaluate_baselines(run_dir: Path, volumes_csvs: Sequence[Path] = (), manifest: Path | None = None,
-                       drop_suspected: Path | None = None, n_boot: int = 1000) -> dict[str, dict[str, MetricsReport]]:
+                       drop_suspected: Path | None = None, n_boot: int = 1000,
+                       beside_checkpoint: str = "best") -> dict[str, dict[str, MetricsReport]]:
     """Fit and score every baseline (the volume one only when `volumes_csvs` are given); results go
-    to RUN_DIR/eval-<test|holdout>/baselines/<name>/. Returns {name: {level: report}}."""
+    to baselines/<name>/ inside the evaluation of the run's `beside_checkpoint` they are compared with
+    (RUN_DIR/eval-<test|holdout>/ for the selected one). Returns {name: {level: report}}."""
     run_dir = Path(run_dir)
     cfg = load_config(run_dir / "config.yaml", ignore=("selection_rule",))
     if cfg.data.name != "mri":
@@ -70,8 +72,8 @@ def evaluate_baselines(run_dir: Path, volumes_csvs: Sequence[Path] = (), manifes
         tag = baseline.name + ("_without_suspected" if drop_suspected is not None else "")
         about = {"baseline": tag, "description": baseline.description, "C": c, "train_scans": len(train),
                  "dropped_suspected": dropped}
-        write_evaluation(run_dir / f"eval-{name}" / "baselines" / tag, reports, labels, probs,
-                         scored.reset_index(drop=True), classes, notes, about)
+        out = evaluation_dir(run_dir, manifest, beside_checkpoint) / "baselines" / tag
+        write_evaluation(out, reports, labels, probs, scored.reset_index(drop=True), classes, notes, about)
         results[tag] = reports
     return results
 

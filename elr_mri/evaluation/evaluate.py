@@ -3,8 +3,9 @@
 The run directory says everything needed: the resolved config, the data shape, the selected
 checkpoint and, for MRI runs, every participant the run saw (splits.csv), so a holdout cohort
 that shares a participant with training is refused (an explicit config flag overrides, and the
-report says so). Outputs go to `RUN_DIR/eval-<name>/`: metrics with 95% intervals from a
-bootstrap over participants, per-scan predictions, ROC curves and confusion matrices.
+report says so). Outputs go to `RUN_DIR/eval-<name>/` (`eval-<name>-last/` for the last checkpoint, so
+scoring it does not overwrite the selected one's): metrics with 95% intervals from a bootstrap over
+participants, per-scan predictions, ROC curves and confusion matrices.
 """
 
 from __future__ import annotations
@@ -66,8 +67,15 @@ def evaluate_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = 
                     else np.arange(len(labels)).astype(str))  # images: every example is its own subject
     classes = shape["class_names"]
     reports = evaluate_predictions(labels, probs, participants, classes, n_boot=n_boot)
-    write_evaluation(run_dir / f"eval-{name}", reports, labels, probs, frame, classes, notes, {"checkpoint": checkpoint})
+    write_evaluation(evaluation_dir(run_dir, manifest, checkpoint), reports, labels, probs, frame, classes, notes,
+                     {"checkpoint": checkpoint})
     return reports
+
+
+def evaluation_dir(run_dir: Path, manifest: Path | None, checkpoint: str = "best") -> Path:
+    """Where the evaluation of a run's checkpoint on `manifest` (None: its test split) is written."""
+    name = Path(manifest).stem if manifest is not None else "test"
+    return Path(run_dir) / (f"eval-{name}" if checkpoint == "best" else f"eval-{name}-{checkpoint}")
 
 
 def evaluation_set(run_dir: Path, cfg: RunConfig, manifest: Path | None) -> tuple[Dataset, str, list[str]]:
