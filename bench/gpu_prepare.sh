@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Run on the CPU machine before a device call: what bench/gpu_checks.sh needs that the GPU image lacks.
+# The device machine has torch, pandas, scikit-learn, matplotlib, tensorboard, but not MONAI, nibabel or
+# nilearn, and it reaches no package registry; the CIFAR-10 JPEG copy lives in ../shared, which does not travel.
+# Both go to git-ignored paths (data/ is ignored; .whl/ is added to .git/info/exclude) named in `carry`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
+mkdir -p .whl data
+python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl \
+    "monai==1.6.1" "nibabel==5.4.2" "nilearn==0.14.1"
+cp ../shared/data/cifar/cifar10-jpeg.tar.xz data/
+du -sh .whl data/cifar10-jpeg.tar.xz
+echo 'now: run(command="bash bench/gpu_checks.sh", carry=[".whl", "data/cifar10-jpeg.tar.xz"], timeout_s=600)'
