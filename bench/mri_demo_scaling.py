@@ -8,9 +8,11 @@ the cohort is simulated, it also scores the same predictions against the TRUE di
 memorised fraction (flipped training labels predicted as the given label) at the last epoch.
 With `--paired A B`, it also prints B's accuracy minus A's against the truth on the same
 participants, with a paired participant bootstrap (the comparison ELR vs CE needs: the two
-runs' intervals overlap far more than their difference's does).
+runs' intervals overlap far more than their difference's does). Repeat `--paired` for the same
+comparison at other seeds: it then also prints the mean over the pairs (each participant's
+difference averaged over seeds, then participants resampled).
 
-Usage: python bench/mri_demo_scaling.py --truth TRUTH.csv [--paired CE_RUN ELR_RUN] RUN_DIR [RUN_DIR ...]
+Usage: python bench/mri_demo_scaling.py --truth TRUTH.csv [--paired CE_RUN ELR_RUN ...] RUN_DIR [RUN_DIR ...]
 (repeat --truth for each cohort the runs were scored on; rows are matched by participant_id)
 """
 
@@ -22,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from elr_mri.evaluation.truth import paired_accuracy_difference, rescore_against_truth
+from elr_mri.evaluation.truth import mean_paired_difference, rescore_against_truth
 
 
 def row(run: Path, truth: pd.DataFrame) -> dict:
@@ -46,19 +48,33 @@ def row(run: Path, truth: pd.DataFrame) -> dict:
     return out
 
 
+def evaluations_in_both(a: Path, b: Path) -> list[str]:
+    """Names of the evaluations (eval-*/) both runs have predictions for."""
+    return sorted(path.parent.name for path in a.glob("eval-*/predictions.csv")
+                  if (b / path.parent.name / "predictions.csv").exists())
+
+
+def predictions(a: Path, b: Path, evaluation: str) -> tuple[Path, Path]:
+    """The two runs' predictions.csv of one evaluation."""
+    return a / evaluation / "predictions.csv", b / evaluation / "predictions.csv"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--truth", type=Path, action="append", required=True, help="truth.csv; repeat for several cohorts")
-    parser.add_argument("--paired", type=Path, nargs=2, metavar=("A", "B"), help="print B − A against the truth")
+    parser.add_argument("--paired", type=Path, nargs=2, action="append", default=[], metavar=("A", "B"),
+                        help="print B − A against the truth; repeat for other seeds of the same comparison")
     parser.add_argument("runs", type=Path, nargs="*")
     args = parser.parse_args()
     truth = pd.concat([pd.read_csv(path) for path in args.truth], ignore_index=True)
-    if args.paired:
-        print(f"{args.paired[1]} minus {args.paired[0]}, accuracy against the truth:")
-        for predictions in sorted(args.paired[0].glob("eval-*/predictions.csv")):
-            other = args.paired[1] / predictions.parent.name / "predictions.csv"
-            if other.exists():
-                print(f"  {predictions.parent.name}: {paired_accuracy_difference(predictions, other, truth)}")
+    for a, b in args.paired:
+        print(f"{b} minus {a}, accuracy against the truth:")
+        for name in evaluations_in_both(a, b):
+            print(f"  {name}: {mean_paired_difference([predictions(a, b, name)], truth)}")
+    if len(args.paired) > 1:
+        print(f"mean over the {len(args.paired)} pairs:")
+        for name in sorted(set.intersection(*(set(evaluations_in_both(a, b)) for a, b in args.paired))):
+            print(f"  {name}: {mean_paired_difference([predictions(a, b, name) for a, b in args.paired], truth)}")
     rows = [row(run, truth) for run in args.runs if (run / "summary.json").exists()]
     frame = pd.DataFrame(rows)
     with pd.option_context("display.max_columns", None, "display.width", 250, "display.max_colwidth", 60):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from elr_mri.evaluation.truth import paired_accuracy_difference, rescore_against_truth
+from elr_mri.evaluation.truth import mean_paired_difference, paired_accuracy_difference, rescore_against_truth
 
 CLASSES = ["CN", "MCI", "AD"]
 
@@ -47,6 +47,21 @@ def test_paired_difference_counts_participants_each_method_gets_right(tmp_path: 
     assert difference.estimate == pytest.approx(0.25)
     assert difference.low <= 0.25 <= difference.high
     assert paired_accuracy_difference(a, a, truth, n_boot=20).high == 0.0  # identical predictions: no spread
+
+
+def test_mean_over_seeds_averages_each_participants_difference(tmp_path: Path, truth: pd.DataFrame) -> None:
+    right = _write_predictions(tmp_path / "right.csv", [("s1", "CN", "CN"), ("s2", "MCI", "MCI"),
+                                                        ("s3", "AD", "AD"), ("s4", "MCI", "MCI")])
+    wrong_s1 = _write_predictions(tmp_path / "w1.csv", [("s1", "CN", "AD"), ("s2", "MCI", "MCI"),
+                                                        ("s3", "AD", "AD"), ("s4", "MCI", "MCI")])
+    wrong_s1_s2 = _write_predictions(tmp_path / "w12.csv", [("s1", "CN", "AD"), ("s2", "MCI", "AD"),
+                                                            ("s3", "AD", "AD"), ("s4", "MCI", "MCI")])
+    # seed 1: B gains s1 (+1/4); seed 2: B gains s1 and s2 (+2/4); mean +3/8
+    pooled = mean_paired_difference([(wrong_s1, right), (wrong_s1_s2, right)], truth, n_boot=300)
+    assert pooled.estimate == pytest.approx(0.375)
+    assert 0.0 <= pooled.low <= 0.375 <= pooled.high  # no participant is worse under B in any seed
+    # opposite seeds cancel participant by participant, so the pooled difference has no spread at all
+    assert mean_paired_difference([(wrong_s1, right), (right, wrong_s1)], truth, n_boot=50).high == 0.0
 
 
 def test_missing_truth_is_one_clear_error(tmp_path: Path, truth: pd.DataFrame) -> None:

@@ -17,7 +17,7 @@ import pandas as pd
 
 from elr_mri.evaluation.metrics import N_BOOT, Interval, MetricsReport, bootstrap_metrics, participant_means
 
-__all__ = ["predictions_with_truth", "rescore_against_truth", "paired_accuracy_difference"]
+__all__ = ["predictions_with_truth", "rescore_against_truth", "paired_accuracy_difference", "mean_paired_difference"]
 
 
 def predictions_with_truth(predictions: Path, truth: pd.DataFrame) -> pd.DataFrame:
@@ -48,19 +48,37 @@ def paired_accuracy_difference(predictions_a: Path, predictions_b: Path, truth: 
                                n_boot: int = N_BOOT, seed: int = 0) -> Interval:
     """B's participant-level accuracy against the truth minus A's, on the participants both scored,
     with a 95% interval from resampling participants (each resample scores both methods)."""
-    correct = []
-    for path in (predictions_a, predictions_b):
-        frame = predictions_with_truth(path, truth)
-        labels, proba, participants = _arrays(frame, _classes(frame))
-        labels, proba, participants = participant_means(labels, proba, participants)
-        correct.append(pd.Series(proba.argmax(1) == labels, index=participants, dtype=float))
-    a, b = correct[0].align(correct[1], join="inner")
-    if a.empty:
-        raise ValueError(f"{predictions_a} and {predictions_b} share no participant")
-    difference = (b - a).to_numpy()
+    return mean_paired_difference([(predictions_a, predictions_b)], truth, n_boot, seed)
+
+
+def mean_paired_difference(pairs: Sequence[tuple[Path, Path]], truth: pd.DataFrame, n_boot: int = N_BOOT,
+                           seed: int = 0) -> Interval:
+    """B − A accuracy against the truth averaged over several (A, B) pairs, e.g. one pair per training
+    seed: each participant's B − A is averaged over the pairs first, then participants are resampled.
+
+    The interval covers the choice of participants; with few seeds it says little about how much a
+    further seed could move the mean, so report the per-pair differences beside it.
+    """
+    per_pair = []
+    for path_a, path_b in pairs:
+        a, b = _participant_correct(path_a, truth).align(_participant_correct(path_b, truth), join="inner")
+        if a.empty:
+            raise ValueError(f"{path_a} and {path_b} share no participant")
+        per_pair.append(b - a)
+    difference = pd.concat(per_pair, axis=1, join="inner").mean(axis=1).to_numpy()
+    if not len(difference):
+        raise ValueError("the pairs share no participant")
     rng = np.random.default_rng(seed)
     draws = difference[rng.integers(0, len(difference), size=(n_boot, len(difference)))].mean(axis=1)
     return Interval(float(difference.mean()), float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5)))
+
+
+def _participant_correct(predictions: Path, truth: pd.DataFrame) -> pd.Series:
+    """1.0 where a participant's mean prediction is the true diagnosis, else 0.0; indexed by participant."""
+    frame = predictions_with_truth(predictions, truth)
+    labels, proba, participants = _arrays(frame, _classes(frame))
+    labels, proba, participants = participant_means(labels, proba, participants)
+    return pd.Series(proba.argmax(1) == labels, index=participants, dtype=float)
 
 
 def _classes(frame: pd.DataFrame) -> list[str]:
