@@ -106,6 +106,7 @@ class LossConfig:
     lam: float = 3.0  # ELR λ
     beta: float = 0.7  # ELR temporal-ensembling momentum β
     lam_ramp_steps: int = 0  # ELR: λ ramps in over this many steps, as elr_plus.coef_step (0: full λ at once)
+    lam_start_steps: int = 0  # ELR: λ is 0 (plain CE) for this many steps, then ramps in (0: from the first step)
     targets_dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # half the memory for huge tables
     gce_q: float = 0.7
     sce_alpha: float = 0.1

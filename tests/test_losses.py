@@ -91,6 +91,21 @@ def test_elr_lambda_ramps_in_over_steps_while_targets_gather() -> None:
     assert build_loss(LossConfig(name="elr", lam_ramp_steps=7), 5, 3).lam_ramp_steps == 7
 
 
+def test_elr_start_keeps_plain_cross_entropy_then_ramps_from_there() -> None:
+    logits, labels, index = torch.tensor([[1.0, -0.5, 0.2]], dtype=torch.float64), torch.tensor([1]), torch.tensor([0])
+    delayed = ELRLoss(1, 3, lam=3.0, beta=0.7, lam_start_steps=3, lam_ramp_steps=4).double()
+    plain = ELRLoss(1, 3, lam=3.0, beta=0.7).double()
+    ce = F.cross_entropy(logits, labels).item()
+    for step in range(9):
+        full = plain(logits, labels, index).item()
+        share = 0.0 if step < 3 else sigmoid_rampup(step - 3, 4)
+        assert delayed(logits, labels, index).item() == pytest.approx(ce + share * (full - ce), rel=1e-10)
+    torch.testing.assert_close(delayed.targets, plain.targets)  # targets gather during the plain-CE steps too
+    with pytest.raises(ValueError, match="lam_start_steps"):
+        ELRLoss(1, 3, lam_start_steps=-1)
+    assert build_loss(LossConfig(name="elr", lam_start_steps=5), 5, 3).lam_start_steps == 5
+
+
 @pytest.mark.parametrize("beta", [-0.1, 1.0])
 def test_elr_rejects_beta_outside_unit_interval(beta: float) -> None:
     with pytest.raises(ValueError, match="beta"):

@@ -25,7 +25,7 @@ def build_loss(cfg: LossConfig, num_examples: int, num_classes: int) -> nn.Modul
         return SCELoss(num_classes, alpha=cfg.sce_alpha, beta=cfg.sce_beta)
     if cfg.name == "elr":
         return ELRLoss(num_examples, num_classes, lam=cfg.lam, beta=cfg.beta, targets_dtype=targets_dtype(cfg),
-                       lam_ramp_steps=cfg.lam_ramp_steps)
+                       lam_ramp_steps=cfg.lam_ramp_steps, lam_start_steps=cfg.lam_start_steps)
     raise ValueError(f"loss {cfg.name!r} is not a single-network loss")
 
 

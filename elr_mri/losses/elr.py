@@ -64,23 +64,29 @@ class ELRLoss(nn.Module):
     ``lam_ramp_steps`` > 0 ramps λ in with `sigmoid_rampup` over that many training steps while the
     targets already gather the predictions. Where a network spends its first epochs predicting the
     class prior (small 3D cohorts), full λ from step one would pull every prediction onto the
-    majority class; the ramp lets the early-learning phase happen first. The step count is saved
-    with the state (as extra state, a Python int: no device sync per step).
+    majority class; the ramp lets the early-learning phase happen first. ``lam_start_steps`` > 0
+    keeps λ at 0 (plain cross-entropy) for that many steps and starts the ramp there: the term then
+    acts from the end of the early-learning phase, before memorisation, instead of from a network
+    still at the class prior. The step count is saved with the state (as extra state, a Python int:
+    no device sync per step).
     """
 
     def __init__(self, num_examples: int, num_classes: int, lam: float = 3.0, beta: float = 0.7,
-                 targets_dtype: torch.dtype = torch.float32, lam_ramp_steps: int = 0) -> None:
+                 targets_dtype: torch.dtype = torch.float32, lam_ramp_steps: int = 0,
+                 lam_start_steps: int = 0) -> None:
         super().__init__()
         if num_examples <= 0 or num_classes <= 1:
             raise ValueError(f"ELRLoss needs num_examples > 0 and num_classes > 1, got {num_examples}, {num_classes}")
         if not 0.0 <= beta < 1.0:
             raise ValueError(f"ELRLoss beta must be in [0, 1), got {beta}")
-        if lam_ramp_steps < 0:
-            raise ValueError(f"ELRLoss lam_ramp_steps must be >= 0, got {lam_ramp_steps}")
+        for name, steps in (("lam_ramp_steps", lam_ramp_steps), ("lam_start_steps", lam_start_steps)):
+            if steps < 0:
+                raise ValueError(f"ELRLoss {name} must be >= 0, got {steps}")
         self.num_classes = num_classes
         self.lam = lam
         self.beta = beta
         self.lam_ramp_steps = lam_ramp_steps
+        self.lam_start_steps = lam_start_steps
         self.steps_taken = 0
         self.register_load_state_dict_pre_hook(_count_from_zero_if_absent)
         self.register_buffer("targets", torch.zeros(num_examples, num_classes, dtype=targets_dtype))
@@ -90,9 +96,15 @@ class ELRLoss(nn.Module):
         probs = F.softmax(logits, dim=1).clamp(PROB_CLAMP, 1.0 - PROB_CLAMP)
         update_targets(self.targets, index, probs, self.beta)
         ce = F.cross_entropy(logits, labels)
-        lam = self.lam * sigmoid_rampup(self.steps_taken, self.lam_ramp_steps)
+        lam = self.current_lam()
         self.steps_taken += 1
         return ce + lam * elr_regularizer(probs, self.targets[index])
+
+    def current_lam(self) -> float:
+        """λ at this step: 0 before `lam_start_steps`, then ramped in over `lam_ramp_steps`."""
+        if self.steps_taken < self.lam_start_steps:
+            return 0.0
+        return self.lam * sigmoid_rampup(self.steps_taken - self.lam_start_steps, self.lam_ramp_steps)
 
     def get_extra_state(self) -> dict[str, Any]:
         return {"steps_taken": self.steps_taken}
