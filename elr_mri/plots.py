@@ -38,7 +38,7 @@ def plot_memorization(metrics: pd.DataFrame, path: Path, title: str = "") -> Non
 
 def plot_memorization_comparison(runs: dict[str, pd.DataFrame], path: Path, title: str = "") -> None:
     """Wrongly labelled examples only, one line style per run: does the network learn the wrong labels?"""
-    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    fig, ax = plt.subplots(figsize=(9.6, 3.8))
     for (name, metrics), style in zip(runs.items(), ("--", "-", ":", "-.")):
         ax.plot(metrics["epoch"], metrics["noisy_pred_true"], style, color="tab:green", label=f"{name}: true label")
         ax.plot(metrics["epoch"], metrics["noisy_pred_given"], style, color="tab:red", label=f"{name}: wrong label")
@@ -46,7 +46,7 @@ def plot_memorization_comparison(runs: dict[str, pd.DataFrame], path: Path, titl
     ax.set_ylabel("wrongly labelled examples predicted as")
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # beside the axes: the curves stay visible
     if title:
         ax.set_title(title)
     _save(fig, path)
