@@ -76,6 +76,8 @@ def main() -> None:
         for name in sorted(set.intersection(*(set(evaluations_in_both(a, b)) for a, b in args.paired))):
             print(f"  {name}: {mean_paired_difference([predictions(a, b, name) for a, b in args.paired], truth)}")
     rows = [row(run, truth) for run in args.runs if (run / "summary.json").exists()]
+    if not rows:
+        return
     frame = pd.DataFrame(rows)
     with pd.option_context("display.max_columns", None, "display.width", 250, "display.max_colwidth", 60):
         print(frame.T.to_string())
