@@ -75,6 +75,30 @@ def test_killed_run_resumes_to_the_same_result(tmp_path: Path, loss: str) -> Non
     assert json.loads((out / "summary.json").read_text())["test_acc_last"] == reference["test_acc_last"]
 
 
+def test_resume_with_more_epochs_extends_a_finished_run(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    train(load_config(DIGITS, [*SMALL, "train.epochs=2"]), out)
+    assert json.loads((out / "summary.json").read_text())["epochs"] == 2
+
+    longer = [sys.executable, "-m", "elr_mri.cli", "train", "--resume", str(out), "--set", "train.epochs=40"]
+    proc = subprocess.Popen(longer, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and _rows(out) < 4:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 4 <= _rows(out) < 40, "the continued run should have been killed part-way"
+    assert not (out / "summary.json").exists(), "the 2-epoch summary no longer describes the run"
+    assert not (out / "suspected_mislabels.csv").exists()
+
+    reached = _rows(out)
+    assert "epochs: 40" in (out / "config.yaml").read_text(), "a plain --resume would stop at 2 epochs"
+    result = _cli("train", "--resume", str(out), "--set", f"train.epochs={reached + 2}")
+    assert result.returncode == 0, result.stderr
+    assert list(pd.read_csv(out / "metrics.csv")["epoch"]) == list(range(1, reached + 3))
+    assert json.loads((out / "summary.json").read_text())["epochs"] == reached + 2
+
+
 def _rows(out: Path) -> int:
     try:
         return len(pd.read_csv(out / "metrics.csv"))

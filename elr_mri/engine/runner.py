@@ -34,6 +34,7 @@ from elr_mri.mislabels import mislabel_precision_recall, suspected_mislabels
 
 __all__ = ["train", "resolve_device", "evaluate_accuracy", "uses_age", "SELECTION_RULES"]
 
+END_PRODUCTS = ("summary.json", "suspected_mislabels.csv", "memorization.png")  # written by _finish
 SELECTION_RULES = {
     "val_acc": "best accuracy on the validation split, held out from the training set with its noisy labels (data.val_fraction), as the paper",
     "last": "the last epoch",
@@ -59,6 +60,8 @@ def train(cfg: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
 
     if resume:
         _restore(out_dir, method, tracker, state)
+        if dist.is_main and state.epoch < cfg.train.epochs:
+            _reopen_run_dir(out_dir, cfg)
     elif dist.is_main:
         _start_run_dir(out_dir, cfg, data)
     writer = _tensorboard(out_dir) if cfg.train.tensorboard and dist.is_main else None
@@ -149,9 +152,7 @@ def _start_run_dir(out_dir: Path, cfg: RunConfig, data: NoisyImageData) -> None:
         raise FileExistsError(f"{out_dir} already holds a run; continue it with --resume {out_dir} "
                               "or choose another --out")
     out_dir.mkdir(parents=True, exist_ok=True)
-    resolved = config_to_dict(cfg)
-    resolved["selection_rule"] = SELECTION_RULES[cfg.train.select]
-    atomic_write_text(yaml.safe_dump(resolved, sort_keys=False), out_dir / "config.yaml")
+    _write_config(out_dir, cfg)
     shape = {"input_shape": list(data.input_shape), "num_classes": data.num_classes,
              "train_examples": len(data.train), "class_names": list(data.class_names)}
     atomic_write_text(json.dumps(shape, indent=2) + "\n", out_dir / "data_shape.json")
@@ -159,6 +160,21 @@ def _start_run_dir(out_dir: Path, cfg: RunConfig, data: NoisyImageData) -> None:
         from elr_mri.data.mri import participants_by_split
 
         atomic_write_text(participants_by_split(data).to_csv(index=False), out_dir / "splits.csv")
+
+
+def _write_config(out_dir: Path, cfg: RunConfig) -> None:
+    resolved = config_to_dict(cfg)
+    resolved["selection_rule"] = SELECTION_RULES[cfg.train.select]
+    atomic_write_text(yaml.safe_dump(resolved, sort_keys=False), out_dir / "config.yaml")
+
+
+def _reopen_run_dir(out_dir: Path, cfg: RunConfig) -> None:
+    """Before training continues: record the config it continues with (e.g. more epochs), so a later
+    plain --resume goes on the same way, and drop the end products of an earlier finish: scripts read
+    summary.json as "this run is done", which it is no longer; they are rewritten when the run ends."""
+    _write_config(out_dir, cfg)
+    for name in END_PRODUCTS:
+        (out_dir / name).unlink(missing_ok=True)
 
 
 def uses_age(cfg: RunConfig) -> bool:
