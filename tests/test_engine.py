@@ -54,14 +54,8 @@ def test_killed_run_resumes_to_the_same_result(tmp_path: Path, loss: str) -> Non
     reference = train(load_config(DIGITS, overrides), tmp_path / "uninterrupted")
 
     out = tmp_path / "killed"
-    args = [sys.executable, "-m", "elr_mri.cli", "train", "--config", str(DIGITS), "--out", str(out)]
-    proc = subprocess.Popen([*args, *[a for s in overrides for a in ("--set", s)]], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and _rows(out) < 3:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    _kill_after_epochs(3, out, "--config", str(DIGITS), "--out", str(out),
+                       *[a for s in overrides for a in ("--set", s)])
     assert 3 <= _rows(out) < 12, "the run should have been killed part-way"
 
     result = _cli("train", "--resume", str(out))
@@ -80,13 +74,7 @@ def test_resume_with_more_epochs_extends_a_finished_run(tmp_path: Path) -> None:
     train(load_config(DIGITS, [*SMALL, "train.epochs=2"]), out)
     assert json.loads((out / "summary.json").read_text())["epochs"] == 2
 
-    longer = [sys.executable, "-m", "elr_mri.cli", "train", "--resume", str(out), "--set", "train.epochs=40"]
-    proc = subprocess.Popen(longer, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and _rows(out) < 4:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    _kill_after_epochs(4, out, "--resume", str(out), "--set", "train.epochs=40")
     assert 4 <= _rows(out) < 40, "the continued run should have been killed part-way"
     assert not (out / "summary.json").exists(), "the 2-epoch summary no longer describes the run"
     assert not (out / "suspected_mislabels.csv").exists()
@@ -97,6 +85,17 @@ def test_resume_with_more_epochs_extends_a_finished_run(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert list(pd.read_csv(out / "metrics.csv")["epoch"]) == list(range(1, reached + 3))
     assert json.loads((out / "summary.json").read_text())["epochs"] == reached + 2
+
+
+def _kill_after_epochs(epochs: int, out: Path, *train_args: str) -> None:
+    """Start `elr-mri train` and SIGKILL it once `out/metrics.csv` has `epochs` rows (or after 2 min)."""
+    proc = subprocess.Popen([sys.executable, "-m", "elr_mri.cli", "train", *train_args], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and _rows(out) < epochs:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
 
 
 def _rows(out: Path) -> int:
