@@ -19,7 +19,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
-__all__ = ["DistContext", "init_distributed", "gather_rows", "share_of_global_batch", "GlobalBatchSampler", "barrier"]
+__all__ = ["DistContext", "init_distributed", "gather_rows", "share_of_global_batch", "GlobalBatchSampler", "barrier",
+           "leave_distributed"]
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,13 @@ def share_of_global_batch(local_size: int, device: torch.device) -> float:
 def barrier() -> None:
     if _distributed():
         dist.barrier()
+
+
+def leave_distributed() -> None:
+    """Destroy the process group before the process exits. Left to interpreter shutdown, gloo's
+    threads can abort a rank that had finished ("terminate called without an active exception")."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _distributed() -> bool:

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from elr_mri.config import ConfigError, RunConfig, config_to_dict
 from elr_mri.data import build_data
-from elr_mri.distributed import barrier, gather_rows, init_distributed
+from elr_mri.distributed import barrier, gather_rows, init_distributed, leave_distributed
 from elr_mri.data.images import NoisyImageData
 from elr_mri.engine.checkpoint import atomic_save, atomic_write_text, capture_rng, load_checkpoint, restore_rng
 from elr_mri.engine.execution import ExecutionPlan, limit_cpu_threads
@@ -91,6 +91,7 @@ def train(cfg: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
             _write_metrics(out_dir, state.rows, writer)
             _save_checkpoints(out_dir, method, tracker, state, is_best)
         barrier()  # nobody runs ahead of the checkpoint a resume would start from
+    leave_distributed()  # the rest is rank 0's alone
 
     if writer is not None:
         writer.close()
