@@ -211,8 +211,23 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> None:
 
 
 def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> RunConfig:
-    """Build a `RunConfig`, refusing unknown keys and values of the wrong type."""
-    return _build(RunConfig, raw, prefix="", source=source)
+    """Build a `RunConfig`, refusing unknown keys, values of the wrong type and contradictory settings."""
+    cfg = _build(RunConfig, raw, prefix="", source=source)
+    _check_schedule_floor(cfg, source)
+    return cfg
+
+
+def _check_schedule_floor(cfg: RunConfig, source: str) -> None:
+    """A cosine floor at or above the base rate would make the 'decay' raise the rate or hold it flat.
+
+    eta_min is absolute (the paper's SGD value, 0.001), so switching to Adam at 1e-4 without lowering it
+    silently turns the schedule upside down.
+    """
+    if cfg.schedule.name in ("cosine", "cosine_warm_restarts") and cfg.schedule.eta_min >= cfg.optim.lr:
+        raise ConfigError(
+            f"{source}: schedule.eta_min = {cfg.schedule.eta_min} is not below optim.lr = {cfg.optim.lr}, "
+            f"so the cosine schedule would not decay; set schedule.eta_min lower (e.g. 0)"
+        )
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:

@@ -40,6 +40,7 @@ def test_defaults_and_overrides(tmp_path: Path) -> None:
         ("schedule:\n  milestones: 40\n", r"schedule.milestones must be a list"),
         ("data: [1, 2]\n", r"data must be a mapping"),
         ("loss: {name: elr\n", r"not valid YAML"),
+        ("optim: {name: adam, lr: 1e-4}\nschedule: {name: cosine}\n", r"schedule.eta_min = 0.001 is not below optim.lr"),
     ],
 )
 def test_errors_name_the_key_and_the_file(tmp_path: Path, text: str, message: str) -> None:
