@@ -17,7 +17,7 @@ from elr_mri.simulate import main
 from elr_mri.simulate.acquisition import MAX_ROTATION_DEG, MAX_TRANSLATION_MM, SITES, Pose
 from elr_mri.simulate.anatomy import load_anatomy
 from elr_mri.simulate.cli import MANIFEST_COLUMNS
-from elr_mri.simulate.cohort import class_counts, plan_cohort
+from elr_mri.simulate.cohort import class_counts, plan_cohort, raise_label_noise
 from elr_mri.simulate.disease import (CHANGE_BOUNDS, REFERENCE_AGE, REGIONS, atrophy_displacement, region_mask,
                                      volume_ratios)
 from elr_mri.simulate.fields import apply_affine, box_affine, grid_points, sample
@@ -99,6 +99,18 @@ def test_label_noise_flips_only_neighbouring_stages_at_the_requested_rate() -> N
         assert not {("CN", "AD"), ("AD", "CN")} & set(flips)
         assert {("CN", "MCI"), ("MCI", "CN"), ("MCI", "AD"), ("AD", "MCI")} == set(flips)
     assert all(s.diagnosis == s.true_diagnosis for s in plan_cohort(60, 20, 0.0, seed=1))
+
+
+def test_raised_label_noise_keeps_every_earlier_flip_and_adds_only_neighbouring_ones() -> None:
+    specs = plan_cohort(600, 0, 0.3, seed=1)
+    truth, given = [s.true_diagnosis for s in specs], [s.diagnosis for s in specs]
+    raised = raise_label_noise(np.random.default_rng(0), truth, given, 0.45)
+    assert sum(t != r for t, r in zip(truth, raised)) == round(0.45 * 600)
+    assert all(r == g for t, g, r in zip(truth, given, raised) if t != g)
+    added = {(t, r) for t, g, r in zip(truth, given, raised) if t == g and r != t}
+    assert added == {("CN", "MCI"), ("MCI", "CN"), ("MCI", "AD"), ("AD", "MCI")}
+    with pytest.raises(ValueError, match="already wrong"):
+        raise_label_noise(np.random.default_rng(0), truth, given, 0.2)
 
 
 def test_atrophy_scale_scales_only_the_disease_and_keeps_every_other_draw() -> None:

@@ -14,7 +14,8 @@ import numpy as np
 from elr_mri.simulate.acquisition import Pose, draw_pose
 from elr_mri.simulate.disease import DIAGNOSES, draw_severity, region_changes
 
-__all__ = ["SubjectSpec", "plan_cohort", "class_counts", "flip_labels", "CLASS_FRACTIONS", "TRAIN_SITE",
+__all__ = ["SubjectSpec", "plan_cohort", "class_counts", "flip_labels", "raise_label_noise",
+           "CLASS_FRACTIONS", "TRAIN_SITE",
            "HOLDOUT_SITE", "subject_rng"]
 
 TRAIN_SITE, HOLDOUT_SITE = "adni_sim", "nacc_sim"
@@ -101,9 +102,33 @@ def flip_labels(rng: np.random.Generator, truth: list[str], rate: float) -> list
     """Flip round(rate·n) labels chosen at random to a neighbouring stage (MCI goes either way)."""
     given = list(truth)
     for i in rng.permutation(len(truth))[: int(round(rate * len(truth)))]:
-        options = NEIGHBOURS[truth[i]]
-        given[i] = options[int(rng.integers(len(options)))]
+        given[i] = _neighbour(rng, truth[i])
     return given
+
+
+def raise_label_noise(rng: np.random.Generator, truth: list[str], given: list[str], rate: float) -> list[str]:
+    """Flip more of the still-correct labels, by the same rule, until round(rate·n) of them are wrong.
+
+    A noisier setting of a cohort already simulated and preprocessed, without drawing its scans again;
+    labels that are already wrong stay as they are.
+    """
+    if len(truth) != len(given):
+        raise ValueError(f"truth has {len(truth)} labels but given has {len(given)}")
+    correct = [i for i, (t, g) in enumerate(zip(truth, given)) if t == g]
+    wanted = int(round(rate * len(truth))) - (len(truth) - len(correct))
+    if wanted < 0:
+        raise ValueError(f"{len(truth) - len(correct)} of {len(truth)} labels are already wrong, more than "
+                         f"rate {rate}; raise_label_noise only adds flips, pass a rate of at least "
+                         f"{(len(truth) - len(correct)) / len(truth):.3f}")
+    raised = list(given)
+    for i in rng.permutation(correct)[:wanted]:
+        raised[i] = _neighbour(rng, truth[i])
+    return raised
+
+
+def _neighbour(rng: np.random.Generator, diagnosis: str) -> str:
+    options = NEIGHBOURS[diagnosis]
+    return options[int(rng.integers(len(options)))]
 
 
 def _draw_subject(seed: int, index: int, participant_id: str, site: str, true_dx: str, noisy_dx: str,

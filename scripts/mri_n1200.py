@@ -1,0 +1,155 @@
+"""The 1046-training-scan simulated cohort of bench/results/mri_n1200.md, from nothing, in one folder.
+
+Every figure in that file came from this recipe; keeping it here (not in an ignored runs/ folder) is what
+lets anyone rebuild the cohort and rerun a row. Three steps, each resumable (rerun the same command):
+
+  python scripts/mri_n1200.py cohort            # simulate 480+40 and 720 participants, preprocess all (~1.7 h here)
+  python scripts/mri_n1200.py assemble          # merged manifests, truth, splits, the 45%-noise labels
+  python scripts/mri_n1200.py train NAME --loss elr [--labels given45] [--splits val110] [--seed N]
+
+`train` runs `elr-mri train` (configs/adni/cpu_small.yaml, 24 epochs, one thread; resumes a killed run) and
+then `elr-mri evaluate` of the best and last checkpoints on the test split and the NACC-like holdout. Score
+finished runs against the truth with `bench/mri_demo_scaling.py --truth WORK/truth.csv --paired CE ELR`.
+
+The cohort: a first simulation (seed 1) gives 480 training-site and 40 holdout participants; its participants
+are split as `elr-mri train` splits them (split seed 0: 326 train, 58 validation, 96 test). A second
+simulation (seed 2) adds 720 training-site participants, all to training, renamed `sub-ADNISIMB…` so IDs stay
+unique: 1046 train, 58 validation, 96 test. `splits_val110.csv` moves 52 drawn training participants to
+validation (994 / 110 / 96, the paper's 10%); `train_given45.csv` raises the label noise from 30% to 45% by
+flipping more of the correct labels to a neighbouring stage (the simulator's rule).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from elr_mri.data.cohort import load_manifest
+from elr_mri.engine.checkpoint import atomic_write_text
+from elr_mri.data.splits import split_participants
+from elr_mri.simulate.cohort import HOLDOUT_SITE, TRAIN_SITE, raise_label_noise
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "configs" / "adni" / "cpu_small.yaml"
+CLASSES = ["CN", "MCI", "AD"]
+# (folder, simulate-cohort arguments): the first holds the validation, test and holdout participants.
+COHORTS = {
+    "first": ["--subjects", "480", "--holdout-subjects", "40", "--seed", "1"],
+    "added": ["--subjects", "720", "--holdout-subjects", "0", "--seed", "2"],
+}
+SHARED_SIMULATION = ["--label-noise", "0.3", "--atrophy-scale", "1.6", "--jobs", "2"]
+RENAMED_PREFIX = ("sub-ADNISIM", "sub-ADNISIMB")  # the added cohort's IDs, made distinct from the first's
+MOVED_TO_VALIDATION = 52  # 58 + 52 = 110 validation scans, 10% of the training site as in the paper
+RAISED_NOISE = 0.45
+LABELS = {"given": "train_given.csv", "clean": "train_clean.csv", "given45": "train_given45.csv"}
+SPLITS = {"val58": "splits.csv", "val110": "splits_val110.csv"}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=ROOT / "runs" / "n1200", help="folder for everything")
+    steps = parser.add_subparsers(dest="step", required=True)
+    steps.add_parser("cohort", help="simulate both cohorts and preprocess them (resumable)")
+    steps.add_parser("assemble", help="merged manifests, truth.csv, splits and the 45%%-noise labels")
+    train = steps.add_parser("train", help="train one run, then evaluate it on test and holdout")
+    train.add_argument("name", help="run folder under WORK/runs/")
+    train.add_argument("--loss", required=True, choices=["ce", "elr", "elr_plus"])
+    train.add_argument("--labels", choices=sorted(LABELS), default="given")
+    train.add_argument("--splits", choices=sorted(SPLITS), default="val110")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--epochs", type=int, default=24)
+    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="further config overrides, e.g. loss.lam_ramp_steps=2000")
+    args = parser.parse_args(argv)
+    if args.step == "cohort":
+        build_cohorts(args.work)
+    elif args.step == "assemble":
+        assemble(args.work)
+    else:
+        train_and_evaluate(args)
+
+
+def build_cohorts(work: Path) -> None:
+    for name, arguments in COHORTS.items():
+        cohort, processed = work / name / "cohort", work / name / "preprocessed"
+        if not (cohort / "manifest.csv").exists():
+            _elr_mri("simulate-cohort", "--out", cohort, *arguments, *SHARED_SIMULATION)
+        _elr_mri("preprocess", "--input", cohort / "manifest.csv", "--output", processed, "--resolution", "2",
+                 "--jobs", "2")
+
+
+def assemble(work: Path) -> None:
+    """Write the manifests, truth and splits every run of the experiment reads."""
+    first, added = (_site_manifest(work / name) for name in COHORTS)
+    added["participant_id"] = added["participant_id"].str.replace(*RENAMED_PREFIX, regex=False)
+    train_site = pd.concat([first[first["cohort"] == TRAIN_SITE], added], ignore_index=True)
+    holdout = first[first["cohort"] == HOLDOUT_SITE]
+    _write(train_site, work / LABELS["given"])
+    _write(train_site.assign(diagnosis=train_site["true_diagnosis"]), work / LABELS["clean"])
+    _write(holdout.drop(columns="true_diagnosis"), work / "holdout_manifest.csv")
+    _write(pd.concat([train_site, holdout])[["participant_id", "true_diagnosis"]], work / "truth.csv")
+    raised = raise_label_noise(np.random.default_rng(0), list(train_site["true_diagnosis"]),
+                               list(train_site["diagnosis"]), RAISED_NOISE)
+    _write(train_site.assign(diagnosis=raised), work / LABELS["given45"])
+
+    first_site = load_manifest(work / "first" / "preprocessed" / "manifest.csv", CLASSES, require_age=True)
+    first_site = first_site[first_site["cohort"] == TRAIN_SITE]
+    split = split_participants(first_site, test_fraction=0.2, val_fraction=0.15, seed=0)
+    splits = pd.DataFrame({"participant_id": train_site["participant_id"].unique()})
+    splits["split"] = splits["participant_id"].map(split).fillna("train")
+    moved = splits[splits["split"] == "train"].sample(n=MOVED_TO_VALIDATION, random_state=0).index
+    splits_val110 = splits.assign(split=splits["split"].where(~splits.index.isin(moved), "val"))
+    _write(splits, work / SPLITS["val58"])
+    _write(splits_val110, work / SPLITS["val110"])
+
+    for name, labels in (("30%", train_site["diagnosis"]), ("45%", pd.Series(raised))):
+        wrong = (labels.to_numpy() != train_site["true_diagnosis"].to_numpy()).mean()
+        print(f"labels at {name}: {len(labels)} training-site scans, {wrong:.3f} wrong")
+    for name, frame in (("val58", splits), ("val110", splits_val110)):
+        print(f"{name}: {frame['split'].value_counts().to_dict()}")
+
+
+def train_and_evaluate(args: argparse.Namespace) -> None:
+    work, run = args.work, args.work / "runs" / args.name
+    if not (work / SPLITS[args.splits]).exists():
+        sys.exit(f"{work / SPLITS[args.splits]} is missing: run `python scripts/mri_n1200.py assemble` first")
+    if not (run / "summary.json").exists():
+        if (run / "checkpoints" / "last.pt").exists():
+            _elr_mri("train", "--resume", run)
+        else:
+            overrides = [f"loss.name={args.loss}", f"data.mri.manifest={work / LABELS[args.labels]}",
+                         f"data.mri.splits={work / SPLITS[args.splits]}", f"train.epochs={args.epochs}",
+                         f"seed={args.seed}", "train.threads=1", *args.overrides]
+            _elr_mri("train", "--config", CONFIG, *(x for o in overrides for x in ("--set", o)), "--out", run)
+    for manifest in (None, work / "holdout_manifest.csv"):
+        for checkpoint in ("best", "last"):
+            name = "test" if manifest is None else manifest.stem
+            if not (run / f"eval-{name}{'' if checkpoint == 'best' else '-last'}" / "summary.json").exists():
+                _elr_mri("evaluate", "--run", run, "--checkpoint", checkpoint,
+                         *(["--manifest", manifest] if manifest else []))
+
+
+def _site_manifest(folder: Path) -> pd.DataFrame:
+    """A cohort's preprocessed manifest with each participant's true diagnosis added (for scoring only)."""
+    manifest = pd.read_csv(folder / "preprocessed" / "manifest.csv", dtype={"participant_id": str, "session_id": str})
+    truth = pd.read_csv(folder / "cohort" / "truth.csv", dtype={"participant_id": str})
+    return manifest.merge(truth[["participant_id", "true_diagnosis"]], on="participant_id", how="left")
+
+
+def _write(frame: pd.DataFrame, path: Path) -> None:
+    atomic_write_text(frame.to_csv(index=False), path)
+
+
+def _elr_mri(*arguments: object) -> None:
+    command = [str(Path(sys.executable).with_name("elr-mri")), *map(str, arguments)]
+    print("+", " ".join(command), flush=True)
+    subprocess.run(command, check=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""scripts/mri_n1200.py assemble: the merged cohort keeps IDs unique, the evaluation participants of the
+first cohort, and the noise and split sizes it promises. Small planned cohorts, no images rendered."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from elr_mri.simulate.cohort import plan_cohort
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def recipe():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        yield importlib.import_module("mri_n1200")
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+
+
+def _fake_preprocessed_cohort(folder: Path, subjects: int, holdout: int, seed: int) -> None:
+    """A cohort folder as simulate-cohort + preprocess leave it, with empty files standing in for volumes."""
+    (folder / "cohort").mkdir(parents=True)
+    (folder / "preprocessed").mkdir()
+    specs = plan_cohort(subjects, holdout, 0.3, seed)
+    rows = []
+    for spec in specs:
+        volume = folder / "preprocessed" / f"{spec.participant_id}.nii.gz"
+        volume.touch()
+        rows.append({"participant_id": spec.participant_id, "session_id": spec.session_id, "path": "x.nii.gz",
+                     "diagnosis": spec.diagnosis, "age": spec.age, "sex": spec.sex, "cohort": spec.cohort,
+                     "processed_path": str(volume), "status": "ok"})
+    pd.DataFrame(rows).to_csv(folder / "preprocessed" / "manifest.csv", index=False)
+    truth = [{"participant_id": s.participant_id, "true_diagnosis": s.true_diagnosis} for s in specs]
+    pd.DataFrame(truth).to_csv(folder / "cohort" / "truth.csv", index=False)
+
+
+def test_assemble_merges_both_cohorts_and_keeps_the_first_cohorts_evaluation_split(recipe, tmp_path: Path) -> None:
+    _fake_preprocessed_cohort(tmp_path / "first", 120, 10, seed=1)
+    _fake_preprocessed_cohort(tmp_path / "added", 100, 0, seed=2)
+    recipe.main(["--work", str(tmp_path), "assemble"])
+
+    given = pd.read_csv(tmp_path / "train_given.csv")
+    assert len(given) == 220 and given["participant_id"].is_unique
+    assert given["participant_id"].str.startswith("sub-ADNISIMB").sum() == 100
+    assert (pd.read_csv(tmp_path / "train_clean.csv")["diagnosis"] == given["true_diagnosis"]).all()
+    holdout = pd.read_csv(tmp_path / "holdout_manifest.csv")
+    assert len(holdout) == 10 and "true_diagnosis" not in holdout
+    assert pd.read_csv(tmp_path / "truth.csv")["participant_id"].is_unique
+
+    raised = pd.read_csv(tmp_path / "train_given45.csv")
+    assert (raised["diagnosis"] != raised["true_diagnosis"]).sum() == round(0.45 * 220)
+
+    splits = pd.read_csv(tmp_path / "splits.csv").set_index("participant_id")["split"]
+    added = given["participant_id"][given["participant_id"].str.startswith("sub-ADNISIMB")]
+    assert (splits[added] == "train").all()
+    first_counts = splits.drop(added).value_counts()
+    assert first_counts["test"] == 24 and first_counts["val"] > 0
+    val110 = pd.read_csv(tmp_path / "splits_val110.csv").set_index("participant_id")["split"]
+    assert (val110 == "val").sum() == (splits == "val").sum() + recipe.MOVED_TO_VALIDATION
+    assert (val110[splits == "test"] == "test").all()
