@@ -3,8 +3,6 @@ first cohort, and the noise and split sizes it promises. Small planned cohorts, 
 
 from __future__ import annotations
 
-import importlib
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -12,16 +10,10 @@ import pytest
 
 from elr_mri.simulate.cohort import plan_cohort
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
-def recipe():
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        yield importlib.import_module("mri_n1200")
-    finally:
-        sys.path.remove(str(ROOT / "scripts"))
+def recipe(import_script):
+    return import_script("mri_n1200")
 
 
 def _fake_preprocessed_cohort(folder: Path, subjects: int, holdout: int, seed: int) -> None:

@@ -3,7 +3,6 @@ and the table-reproduction script plans every row without training. Seconds, no 
 
 from __future__ import annotations
 
-import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -19,13 +18,8 @@ CONFIGS = sorted(p for folder in PAPER_DIRS for p in (ROOT / "configs" / folder)
 
 
 @pytest.fixture(scope="module")
-def reproduce():
-    """scripts/reproduce_paper_table.py as a module (scripts/ is not a package)."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        yield importlib.import_module("reproduce_paper_table")
-    finally:
-        sys.path.remove(str(ROOT / "scripts"))
+def reproduce(import_script):
+    return import_script("reproduce_paper_table")
 
 
 def test_paper_config_folders_are_not_empty():
