@@ -92,7 +92,8 @@ def assemble(work: Path) -> None:
     _write(train_site, work / LABELS["given"])
     _write(train_site.assign(diagnosis=train_site["true_diagnosis"]), work / LABELS["clean"])
     _write(holdout.drop(columns="true_diagnosis"), work / "holdout_manifest.csv")
-    _write(pd.concat([train_site, holdout])[["participant_id", "true_diagnosis"]], work / "truth.csv")
+    _write(pd.concat([train_site, holdout])[["participant_id", "session_id", "true_diagnosis"]],
+           work / "truth.csv")
     raised = raise_label_noise(np.random.default_rng(0), list(train_site["true_diagnosis"]),
                                list(train_site["diagnosis"]), RAISED_NOISE)
     _write(train_site.assign(diagnosis=raised), work / LABELS["given45"])
