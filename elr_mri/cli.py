@@ -101,8 +101,10 @@ def _train(args: argparse.Namespace) -> int:
         return 0
     print(f"run directory: {out_dir}")
     for key, value in summary.items():
-        if not isinstance(value, dict):
+        if not isinstance(value, (dict, list)):
             print(f"  {key}: {value}")
+    for warning in summary.get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 

@@ -105,7 +105,17 @@ def _training_section(runs: dict[str, Path], metrics: dict[str, pd.DataFrame]) -
         "What the networks predict for the training scans whose given label is wrong (dashed: CE, solid: ELR):",
         "",
         "![memorization](figures/memorization.png)",
+        *_run_warnings(runs),
     ])
+
+
+def _run_warnings(runs: dict[str, Path]) -> list[str]:
+    """The runs' own collapse warnings (summary.json), so a class-prior network is named, not only scored."""
+    lines = []
+    for loss, run in runs.items():
+        for warning in json.loads((run / "summary.json").read_text()).get("warnings", []):
+            lines.append(f"- **{loss}**: {warning}")
+    return ["", "Warnings from training:", "", *lines] if lines else []
 
 
 def _metrics_section(runs: dict[str, Path], out: Path) -> str:

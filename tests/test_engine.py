@@ -34,7 +34,9 @@ def test_cli_train_writes_a_complete_run_directory(tmp_path: Path) -> None:
     metrics = pd.read_csv(out / "metrics.csv")
     assert list(metrics["epoch"]) == [1, 2, 3, 4]
     assert {"train_loss", "val_acc", "test_acc", "noisy_pred_given", "clean_pred_true"} <= set(metrics.columns)
+    assert metrics["val_top_class_share"].between(0.1, 1.0).all()  # ten digit classes: at least a tenth
     summary = json.loads((out / "summary.json").read_text())
+    assert "warnings" not in summary  # digits learns; neither the selected nor the last epoch is one class
     assert summary["selection_rule"].startswith("best accuracy on the validation split")
     assert 0.0 <= summary["mislabels"]["precision"] <= 1.0
     assert (out / "memorization.png").stat().st_size > 10_000

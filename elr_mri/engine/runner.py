@@ -25,6 +25,7 @@ from elr_mri.data import build_data
 from elr_mri.distributed import barrier, gather_rows, init_distributed, leave_distributed
 from elr_mri.data.images import NoisyImageData
 from elr_mri.engine.checkpoint import atomic_save, atomic_write_text, capture_rng, load_checkpoint, restore_rng
+from elr_mri.engine.diagnostics import collapse_warnings, top_class_share
 from elr_mri.engine.execution import ExecutionPlan, limit_cpu_threads
 from elr_mri.engine.feeding import BatchFeeder
 from elr_mri.engine.methods import Method, build_method
@@ -32,7 +33,7 @@ from elr_mri.engine.schedule import lr_at
 from elr_mri.engine.tracking import MEMORIZATION_COLUMNS, PredictionTracker, memorization_fractions
 from elr_mri.mislabels import mislabel_precision_recall, suspected_mislabels
 
-__all__ = ["train", "resolve_device", "evaluate_accuracy", "uses_age", "SELECTION_RULES"]
+__all__ = ["train", "resolve_device", "evaluate_split", "uses_age", "SELECTION_RULES"]
 
 END_PRODUCTS = ("summary.json", "suspected_mislabels.csv", "memorization.png")  # written by _finish
 SELECTION_RULES = {
@@ -78,8 +79,8 @@ def train(cfg: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
                                "epoch_seconds": round(time.perf_counter() - epoch_started, 3)}
         pred = tracker.predictions()
         row["train_acc_given"] = float((pred == data.train_labels).mean())
-        row["val_acc"] = evaluate_accuracy(method, feeder.evaluation("val"))
-        row["test_acc"] = evaluate_accuracy(method, feeder.evaluation("test"))
+        row["val_acc"], row["val_top_class_share"] = evaluate_split(method, feeder.evaluation("val"))
+        row["test_acc"], _ = evaluate_split(method, feeder.evaluation("test"))
         if knows_clean:
             row.update(memorization_fractions(pred, data.train_labels, data.train_clean_labels))
         state.rows.append(row)
@@ -109,16 +110,16 @@ def resolve_device(name: str) -> torch.device:
 
 
 @torch.no_grad()
-def evaluate_accuracy(method: Method, batches: Iterable[dict[str, torch.Tensor]] | None) -> float:
-    """Top-1 accuracy of `method` over `batches` (NaN when there are none)."""
-    if batches is None:
-        return float("nan")
-    correct, total = 0, 0
-    for batch in batches:
-        predicted = method.predict_proba(batch).argmax(dim=1)
-        correct += int((predicted == batch["label"].to(predicted.device)).sum())
-        total += len(predicted)
-    return correct / total if total else float("nan")
+def evaluate_split(method: Method, batches: Iterable[dict[str, torch.Tensor]] | None) -> tuple[float, float]:
+    """Top-1 accuracy of `method` over `batches` and the share of its most given class (NaN, NaN: no batches)."""
+    predicted, labels = [], []
+    for batch in batches or ():
+        predicted.append(method.predict_proba(batch).argmax(dim=1).cpu())
+        labels.append(batch["label"].cpu())
+    if not predicted:
+        return float("nan"), float("nan")
+    pred, label = torch.cat(predicted).numpy(), torch.cat(labels).numpy()
+    return float((pred == label).mean()), top_class_share(pred)
 
 
 class _RunState:
@@ -251,6 +252,9 @@ def _finish(out_dir: Path, cfg: RunConfig, data: NoisyImageData, method: Method,
         "device": _device_name(device),
         "wall_seconds": round(state.seconds_before + time.perf_counter() - state.started, 2),
     }
+    found = collapse_warnings(metrics, int(best["epoch"]), cfg.loss.name)
+    if found:
+        summary["warnings"] = found
     table = _mislabel_table(method, tracker, data)
     atomic_write_text(table.to_csv(index=False), out_dir / "suspected_mislabels.csv")
     if knows_clean:

@@ -1,0 +1,46 @@
+"""Collapse warnings: a run that gives one class to the whole validation split says so in summary.json."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from elr_mri.engine.diagnostics import collapse_warnings, top_class_share
+
+
+def _metrics(shares: list[float]) -> pd.DataFrame:
+    return pd.DataFrame({"epoch": range(1, len(shares) + 1), "val_top_class_share": shares})
+
+
+def test_top_class_share_counts_the_most_given_class() -> None:
+    assert top_class_share(np.array([2, 2, 2, 2])) == 1.0
+    assert top_class_share(np.array([0, 1, 1, 2])) == 0.5
+    assert np.isnan(top_class_share(np.array([], dtype=int)))
+
+
+def test_a_healthy_run_has_no_warnings() -> None:
+    assert collapse_warnings(_metrics([0.55, 0.50, 0.45]), best_epoch=2, loss_name="elr") == []
+
+
+def test_a_selected_epoch_at_the_class_prior_is_named() -> None:
+    found = collapse_warnings(_metrics([1.0, 0.6, 0.5]), best_epoch=1, loss_name="ce")
+    assert len(found) == 1
+    assert "selected epoch 1" in found[0] and "100%" in found[0] and "--checkpoint last" in found[0]
+
+
+def test_a_collapsed_last_epoch_gets_elr_advice_only_for_elr() -> None:
+    shares = [0.6, 0.7, 0.99]
+    (elr,) = collapse_warnings(_metrics(shares), best_epoch=2, loss_name="elr")
+    (ce,) = collapse_warnings(_metrics(shares), best_epoch=2, loss_name="ce")
+    assert "last epoch 3" in elr and "loss.lam" in elr
+    assert "last epoch 3" in ce and "loss.lam" not in ce
+
+
+def test_both_problems_are_reported_and_a_collapsed_best_last_epoch_only_once() -> None:
+    assert len(collapse_warnings(_metrics([1.0, 0.6, 1.0]), best_epoch=1, loss_name="elr")) == 2
+    assert len(collapse_warnings(_metrics([0.6, 1.0]), best_epoch=2, loss_name="elr")) == 1
+
+
+def test_runs_without_the_column_or_without_validation_have_none() -> None:
+    assert collapse_warnings(pd.DataFrame({"epoch": [1, 2]}), best_epoch=1, loss_name="elr") == []
+    assert collapse_warnings(_metrics([float("nan")] * 2), best_epoch=1, loss_name="elr") == []
