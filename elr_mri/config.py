@@ -61,6 +61,7 @@ class MRIDataConfig:
     manifest: str | None = None  # CSV, one row a scan: participant_id, session_id, path, diagnosis, age, sex, cohort
     holdout_manifest: str | None = None  # independent cohort (NACC) evaluated after training
     splits: str | None = None  # CSV participant_id,split (train/val/test); made by participant when absent
+    val_labels: str | None = None  # CSV participant_id,session_id,diagnosis: adjudicated labels the validation split scores against
     test_fraction: float = 0.15
     classes: list[str] = field(default_factory=lambda: ["CN", "MCI", "AD"])
     crop_size: list[int] = field(default_factory=lambda: [96, 96, 96])

@@ -172,8 +172,8 @@ def _truth_section(runs: dict[str, Path], truth: pd.DataFrame) -> str:
         "`bench/results/mri_n1200.md` in the repository measures them, over several seeds, on about 1000 training "
         "scans of the same simulator. With 30% of diagnoses flipped, ELR holds back memorisation (its last epoch is "
         "ahead of CE's) but CE stopped early on the noisy validation split is level with it. With 45% flipped, "
-        "that split stops CE at the class prior; ELR's selected network was ahead of it on both holdouts in two of "
-        "three seeds and fell to the class prior itself in the third.",
+        "a noisy validation split scores a perfect network no higher than the majority class, so it cannot select; "
+        "validate on adjudicated labels there (data.mri.val_labels).",
     ])
 
 

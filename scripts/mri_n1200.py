@@ -5,7 +5,7 @@ lets anyone rebuild the cohort and rerun a row. Three steps, each resumable (rer
 
   python scripts/mri_n1200.py cohort            # simulate 480+40 and 720 participants, preprocess all (~1.7 h here)
   python scripts/mri_n1200.py assemble          # merged manifests, truth, splits, the 45%-noise labels
-  python scripts/mri_n1200.py train NAME --loss elr [--labels given45] [--splits val110] [--seed N]
+  python scripts/mri_n1200.py train NAME --loss elr [--labels given45] [--splits val110] [--val clean] [--seed N]
 
 `train` runs `elr-mri train` (configs/adni/cpu_small.yaml, 24 epochs, one thread; resumes a killed run) and
 then `elr-mri evaluate` of the best and last checkpoints on the test split and the NACC-like holdout. Score
@@ -16,7 +16,8 @@ are split as `elr-mri train` splits them (split seed 0: 326 train, 58 validation
 simulation (seed 2) adds 720 training-site participants, all to training, renamed `sub-ADNISIMB…` so IDs stay
 unique: 1046 train, 58 validation, 96 test. `splits_val110.csv` moves 52 drawn training participants to
 validation (994 / 110 / 96, the paper's 10%); `train_given45.csv` raises the label noise from 30% to 45% by
-flipping more of the correct labels to a neighbouring stage (the simulator's rule).
+flipping more of the correct labels to a neighbouring stage (the simulator's rule). `--val clean` selects
+checkpoints on the validation scans' true diagnoses (`data.mri.val_labels`), as a consensus panel would give them.
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ def main(argv: list[str] | None = None) -> None:
     train.add_argument("--loss", required=True, choices=["ce", "elr", "elr_plus"])
     train.add_argument("--labels", choices=sorted(LABELS), default="given")
     train.add_argument("--splits", choices=sorted(SPLITS), default="val110")
+    train.add_argument("--val", choices=["noisy", "clean"], default="noisy",
+                       help="validation labels: as in the training labels, or the truth (a consensus panel's)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--epochs", type=int, default=24)
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -126,6 +129,8 @@ def train_and_evaluate(args: argparse.Namespace) -> None:
             overrides = [f"loss.name={args.loss}", f"data.mri.manifest={work / LABELS[args.labels]}",
                          f"data.mri.splits={work / SPLITS[args.splits]}", f"train.epochs={args.epochs}",
                          f"seed={args.seed}", "train.threads=1", *args.overrides]
+            if args.val == "clean":
+                overrides.append(f"data.mri.val_labels={work / 'truth.csv'}")
             _elr_mri("train", "--config", CONFIG, *(x for o in overrides for x in ("--set", o)), "--out", run)
     for manifest in (None, work / "holdout_manifest.csv"):
         for checkpoint in ("best", "last"):

@@ -187,6 +187,53 @@ def test_injected_noise_reaches_train_and_val_not_test(tmp_path):
     assert np.array_equal(data.test.labels, test_given)
 
 
+def adjudicated_table(manifest: Path, relabel: dict[str, str]) -> pd.DataFrame:
+    """Every scan of `manifest` with its diagnosis, then `relabel` (participant → class) applied."""
+    table = pd.read_csv(manifest, dtype=str)[["participant_id", "session_id", "diagnosis"]]
+    table["diagnosis"] = [relabel.get(p, d) for p, d in zip(table["participant_id"], table["diagnosis"])]
+    return table
+
+
+def test_val_labels_replace_validation_labels_only(tmp_path):
+    manifest = make_cohort(tmp_path, participants=30)
+    plain = build_mri_data(config(manifest))
+    # a "panel" that disagrees with the manifest on every participant, spelled in lower case
+    relabel = {p: CLASSES[(CLASSES.index(d) + 1) % 3].lower()
+               for p, d in pd.read_csv(manifest, dtype=str)[["participant_id", "diagnosis"]].values}
+    labels = tmp_path / "panel.csv"
+    adjudicated_table(manifest, relabel).sample(frac=1.0, random_state=0).to_csv(labels, index=False)
+    data = build_mri_data(config(manifest, val_labels=str(labels)))
+    expected_val = [(CLASSES.index(d) + 1) % 3 for d in data.val.frame["diagnosis"]]
+    assert data.val.labels.tolist() == expected_val
+    assert [data.val[i]["label"] for i in range(len(data.val))] == expected_val
+    assert np.array_equal(data.train_labels, plain.train_labels)  # training labels untouched
+    assert np.array_equal(data.test.labels, plain.test.labels)
+
+
+def test_val_labels_accepts_the_simulators_truth_column(tmp_path):
+    manifest = make_cohort(tmp_path, participants=12)
+    truth = tmp_path / "truth.csv"
+    adjudicated_table(manifest, {}).rename(columns={"diagnosis": "true_diagnosis"}).assign(
+        true_diagnosis="AD").to_csv(truth, index=False)
+    data = build_mri_data(config(manifest, val_labels=str(truth)))
+    assert set(data.val.labels.tolist()) == {CLASSES.index("AD")}
+
+
+def test_val_labels_missing_a_validation_scan_is_one_clear_error(tmp_path):
+    manifest = make_cohort(tmp_path, participants=12)
+    val_participants = set(build_mri_data(config(manifest)).val.frame["participant_id"])
+    labels = tmp_path / "panel.csv"
+    table = adjudicated_table(manifest, {})
+    table[~table["participant_id"].isin(val_participants)].to_csv(labels, index=False)
+    with pytest.raises(ValueError, match=r"data.mri.val_labels .*panel.csv: no diagnosis .* for validation scan sub-"):
+        build_mri_data(config(manifest, val_labels=str(labels)))
+    table.drop(columns="session_id").to_csv(labels, index=False)
+    with pytest.raises(ValueError, match="needs the columns participant_id, session_id and diagnosis"):
+        build_mri_data(config(manifest, val_labels=str(labels)))
+    with pytest.raises(ValueError, match="file not found"):
+        build_mri_data(config(manifest, val_labels=str(tmp_path / "absent.csv")))
+
+
 def test_memory_cache_serves_volumes_without_rereading(tmp_path):
     data = build_mri_data(config(make_cohort(tmp_path), cache="memory"))
     before = data.val[0]["image"].clone()

@@ -8,8 +8,9 @@ epoch reads NIfTI files.
 
 Order of operations in `build_mri_data`: validate the manifest → split participants (or read
 data.mri.splits) → inject label noise, if configured, into the train and validation scans (the
-validation set is noisy, as in the paper; test labels are left as given) → one dataset per split,
-each re-indexed 0..N-1 (the index the ELR targets are stored by).
+validation set is noisy, as in the paper; test labels are left as given) → replace the validation
+labels by adjudicated ones when data.mri.val_labels names them (`elr_mri.data.adjudicated`) → one
+dataset per split, each re-indexed 0..N-1 (the index the ELR targets are stored by).
 
 Public names: `MRIScans`, `RandIsotropicGaussianSmoothd`, `mri_transforms`, `build_mri_data`,
 `build_mri_eval_dataset`, `participants_by_split`.
@@ -42,6 +43,7 @@ from monai.transforms import (
 from torch.utils.data import Dataset, get_worker_info
 
 from elr_mri.config import DataConfig
+from elr_mri.data.adjudicated import load_adjudicated_labels
 from elr_mri.data.cohort import IMAGE_COLUMN, label_indices, load_manifest
 from elr_mri.data.images import NoisyImageData
 from elr_mri.data.noise import apply_noise_config
@@ -206,6 +208,8 @@ def build_mri_data(cfg: DataConfig, require_age: bool = False) -> NoisyImageData
     rows = {name: np.flatnonzero(frame["split"] == name) for name in ("train", "val", "test")}
     rows["train"] = _subset(rows["train"], cfg.train_subset, cfg.split_seed, "data.train_subset")
     rows["test"] = _subset(rows["test"], cfg.test_subset, cfg.split_seed, "data.test_subset")
+    if mri.val_labels:
+        noisy[rows["val"]] = load_adjudicated_labels(mri.val_labels, frame.iloc[rows["val"]], classes)
     if not len(rows["train"]):
         raise ValueError(f"{mri.manifest}: no training scans after splitting; the cohort is too small")
 

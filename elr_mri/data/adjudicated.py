@@ -1,0 +1,58 @@
+"""Adjudicated (consensus) diagnoses for the validation scans: `data.mri.val_labels`.
+
+Model selection scores checkpoints on the validation split. When its labels are as noisy as the
+training labels, selection fails exactly where ELR should help most: with 45% of diagnoses flipped,
+a perfect network and "MCI for everyone" score the same on noisy validation labels
+(`bench/results/mri_n1200.md`). The paper meets this on Clothing1M with a small clean validation set;
+for a cohort, the clean set is a consensus panel's re-read of the validation participants. This file
+reads such labels and lines them up with the validation scans; training labels are never touched.
+
+Public names: `load_adjudicated_labels`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from elr_mri.data.cohort import label_indices
+
+__all__ = ["load_adjudicated_labels"]
+
+KEYS = ["participant_id", "session_id"]
+# the adjudicated column; `true_diagnosis` lets the simulator's truth.csv serve as a perfect panel
+DIAGNOSIS_COLUMNS = ("diagnosis", "true_diagnosis")
+
+
+def load_adjudicated_labels(path: str | Path, scans: pd.DataFrame, classes: Sequence[str]) -> np.ndarray:
+    """Class index of each row of `scans` (validation scans), read from the CSV at `path`.
+
+    The CSV has participant_id, session_id and diagnosis (or true_diagnosis); rows for scans outside
+    `scans` are ignored, so one file may cover the whole cohort. Raises ValueError naming the first
+    scan without a usable diagnosis.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"data.mri.val_labels: file not found: {path}")
+    table = pd.read_csv(path, dtype={key: str for key in KEYS})
+    column = next((name for name in DIAGNOSIS_COLUMNS if name in table.columns), None)
+    missing = [key for key in KEYS if key not in table.columns]
+    if missing or column is None:
+        needed = ", ".join(KEYS) + " and diagnosis"
+        raise ValueError(f"data.mri.val_labels {path}: needs the columns {needed}; it has {', '.join(table.columns)}")
+    spelled = {name.lower(): name for name in classes}
+    table = table.assign(adjudicated=table[column].astype(str).str.strip().str.lower().map(spelled))
+    table = table.dropna(subset=["adjudicated"]).drop_duplicates(KEYS)
+    joined = scans[KEYS].astype(str).merge(table[KEYS + ["adjudicated"]], on=KEYS, how="left")
+    absent = joined["adjudicated"].isna().to_numpy()
+    if absent.any():
+        first = joined.loc[absent, KEYS].iloc[0]
+        raise ValueError(
+            f"data.mri.val_labels {path}: no diagnosis among {', '.join(classes)} for validation scan "
+            f"{first.participant_id} {first.session_id} ({int(absent.sum())} of {len(joined)} lack one); "
+            "list every validation scan, or drop data.mri.val_labels to validate on the manifest's labels"
+        )
+    return label_indices(joined["adjudicated"], classes)
