@@ -11,6 +11,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 ROOT = Path(__file__).parents[1]
 CONFIG = ROOT / "configs" / "adni" / "cpu_small.yaml"
@@ -43,11 +44,28 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("cohort")
     train_manifest = _cohort(folder, "TRN", per_class=5, seed=0)
     holdout = _cohort(folder, "HLD", per_class=2, seed=1)
+    panel = folder / "panel.csv"  # adjudicated validation labels: here the given ones, so results are unchanged
+    pd.read_csv(train_manifest)[["participant_id", "session_id", "diagnosis"]].to_csv(panel, index=False)
     run = folder / "run"
     result = _cli("train", "--config", str(CONFIG), "--out", str(run), "--set", f"data.mri.manifest={train_manifest}",
+                  "--set", f"data.mri.val_labels={panel}",
                   "--set", "train.epochs=1", "--set", "train.progress=false", "--set", "train.tensorboard=false")
     assert result.returncode == 0, result.stderr[-3000:]
-    return {"run": run, "train": train_manifest, "holdout": holdout}
+    return {"run": run, "train": train_manifest, "holdout": holdout, "panel": panel}
+
+
+def test_validation_labels_without_a_validation_scan_are_one_line_error(trained: dict[str, Path],
+                                                                       tmp_path: Path) -> None:
+    assert yaml.safe_load((trained["run"] / "config.yaml").read_text())["data"]["mri"]["val_labels"] == str(
+        trained["panel"])
+    val = pd.read_csv(trained["run"] / "splits.csv").query("split == 'val'")["participant_id"]
+    panel = pd.read_csv(trained["panel"])
+    partial = tmp_path / "partial.csv"
+    panel[~panel["participant_id"].isin(val)].to_csv(partial, index=False)
+    result = _cli("train", "--config", str(CONFIG), "--out", str(tmp_path / "run"), "--set",
+                  f"data.mri.manifest={trained['train']}", "--set", f"data.mri.val_labels={partial}")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "validation scan sub-TRN" in result.stderr
 
 
 def test_training_writes_splits_without_shared_participants(trained: dict[str, Path]) -> None:
