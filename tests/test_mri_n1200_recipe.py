@@ -57,3 +57,14 @@ def test_assemble_merges_both_cohorts_and_keeps_the_first_cohorts_evaluation_spl
     val110 = pd.read_csv(tmp_path / "splits_val110.csv").set_index("participant_id")["split"]
     assert (val110 == "val").sum() == (splits == "val").sum() + recipe.MOVED_TO_VALIDATION
     assert (val110[splits == "test"] == "test").all()
+
+
+def test_assemble_first_only_leaves_the_added_cohort_out(recipe, tmp_path: Path) -> None:
+    _fake_preprocessed_cohort(tmp_path / "first", 120, 10, seed=1)  # no added cohort on disk at all
+    recipe.main(["--work", str(tmp_path), "assemble", "--first-only"])
+    given = pd.read_csv(tmp_path / "train_given.csv")
+    assert len(given) == 120 and not given["participant_id"].str.startswith("sub-ADNISIMB").any()
+    raised = pd.read_csv(tmp_path / "train_given45.csv")
+    assert (raised["diagnosis"] != raised["true_diagnosis"]).sum() == round(0.45 * 120)
+    splits = pd.read_csv(tmp_path / "splits.csv")
+    assert len(splits) == 120 and (splits["split"] == "test").sum() == 24
