@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import yaml
 
 from elr_mri.engine.checkpoint import atomic_write_text
 from elr_mri.evaluation.compare import HEADLINE_METRICS, comparison_table, format_interval
@@ -94,11 +95,10 @@ def _preprocess_section(processed: Path, out: Path) -> str:
 
 
 def _training_section(runs: dict[str, Path], metrics: dict[str, pd.DataFrame]) -> str:
-    config = (next(iter(runs.values())) / "config.yaml").read_text()
-    rule = next(line for line in config.splitlines() if line.startswith("selection_rule"))
+    rule = yaml.safe_load((next(iter(runs.values())) / "config.yaml").read_text())["selection_rule"]
     return "\n".join([
         "## Training",
-        f"Same participant splits and seed for every method; checkpoint {rule.replace('selection_rule: ', 'selection: ')}.",
+        f"Same participant splits and seed for every method; checkpoint selection: {rule}.",
         "",
         "![learning curves](figures/learning_curves.png)",
         "",

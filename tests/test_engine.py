@@ -38,6 +38,7 @@ def test_cli_train_writes_a_complete_run_directory(tmp_path: Path) -> None:
     summary = json.loads((out / "summary.json").read_text())
     assert "warnings" not in summary  # digits learns; neither the selected nor the last epoch is one class
     assert summary["selection_rule"].startswith("best accuracy on the validation split")
+    assert "noisy labels" in summary["selection_rule"]  # no adjudicated validation labels here
     assert 0.0 <= summary["mislabels"]["precision"] <= 1.0
     assert (out / "memorization.png").stat().st_size > 10_000
     table = pd.read_csv(out / "suspected_mislabels.csv")

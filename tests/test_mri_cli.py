@@ -58,6 +58,8 @@ def test_validation_labels_without_a_validation_scan_are_one_line_error(trained:
                                                                        tmp_path: Path) -> None:
     assert yaml.safe_load((trained["run"] / "config.yaml").read_text())["data"]["mri"]["val_labels"] == str(
         trained["panel"])
+    rule = json.loads((trained["run"] / "summary.json").read_text())["selection_rule"]
+    assert "adjudicated labels" in rule and str(trained["panel"]) in rule  # not "its noisy labels"
     val = pd.read_csv(trained["run"] / "splits.csv").query("split == 'val'")["participant_id"]
     panel = pd.read_csv(trained["panel"])
     partial = tmp_path / "partial.csv"

@@ -32,6 +32,7 @@ def test_demo_runs_end_to_end_and_reports_every_stage(tmp_path: Path) -> None:
     for method in ("| ce |", "| elr |", "| volumes_logreg |", "| voxels_linear_svm |"):
         assert method in report, method
     assert "paired over the same participants (percentage points, 95% bootstrap interval): holdout_manifest:" in report
+    assert "noisy labels (data.val_fraction), as the paper." in report  # the whole selection rule, not its first line
     volumes = pd.read_csv(out / "preprocessed" / "volumes.csv")
     assert len(volumes) == 14 and (volumes["brain_ratio"].between(0.7, 1.4)).all()
     for loss in ("ce", "elr"):

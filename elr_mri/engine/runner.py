@@ -33,13 +33,22 @@ from elr_mri.engine.schedule import lr_at
 from elr_mri.engine.tracking import MEMORIZATION_COLUMNS, PredictionTracker, memorization_fractions
 from elr_mri.mislabels import mislabel_precision_recall, suspected_mislabels
 
-__all__ = ["train", "resolve_device", "evaluate_split", "uses_age", "SELECTION_RULES"]
+__all__ = ["train", "resolve_device", "evaluate_split", "uses_age", "selection_rule"]
 
 END_PRODUCTS = ("summary.json", "suspected_mislabels.csv", "memorization.png")  # written by _finish
 SELECTION_RULES = {
     "val_acc": "best accuracy on the validation split, held out from the training set with its noisy labels (data.val_fraction), as the paper",
     "last": "the last epoch",
 }
+
+
+def selection_rule(cfg: RunConfig) -> str:
+    """How the kept checkpoint was chosen, in words for summary.json and the report: with adjudicated
+    validation labels (data.mri.val_labels) the validation split is no longer scored on noisy labels."""
+    if cfg.train.select == "val_acc" and cfg.data.name == "mri" and cfg.data.mri.val_labels:
+        return ("best accuracy on the validation split, scored against the adjudicated labels in "
+                f"{cfg.data.mri.val_labels} (data.mri.val_labels)")
+    return SELECTION_RULES[cfg.train.select]
 
 
 def train(cfg: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]:
@@ -166,7 +175,7 @@ def _start_run_dir(out_dir: Path, cfg: RunConfig, data: NoisyImageData) -> None:
 
 def _write_config(out_dir: Path, cfg: RunConfig) -> None:
     resolved = config_to_dict(cfg)
-    resolved["selection_rule"] = SELECTION_RULES[cfg.train.select]
+    resolved["selection_rule"] = selection_rule(cfg)
     atomic_write_text(yaml.safe_dump(resolved, sort_keys=False), out_dir / "config.yaml")
 
 
@@ -244,7 +253,7 @@ def _finish(out_dir: Path, cfg: RunConfig, data: NoisyImageData, method: Method,
         "loss": cfg.loss.name,
         "epochs": int(metrics["epoch"].max()),
         "train_examples": len(data.train),
-        "selection_rule": SELECTION_RULES[cfg.train.select],
+        "selection_rule": selection_rule(cfg),
         "best_epoch": int(best["epoch"]),
         "val_acc_at_best": float(best["val_acc"]),
         "test_acc_at_best": float(best["test_acc"]),
