@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
-from elr_mri.engine.diagnostics import collapse_warnings, top_class_share
+from elr_mri.engine.diagnostics import COLLAPSE_SHARE, collapse_threshold, collapse_warnings, top_class_share
 
 
 def _metrics(shares: list[float]) -> pd.DataFrame:
@@ -44,3 +45,18 @@ def test_both_problems_are_reported_and_a_collapsed_best_last_epoch_only_once() 
 def test_runs_without_the_column_or_without_validation_have_none() -> None:
     assert collapse_warnings(pd.DataFrame({"epoch": [1, 2]}), best_epoch=1, loss_name="elr") == []
     assert collapse_warnings(_metrics([float("nan")] * 2), best_epoch=1, loss_name="elr") == []
+
+
+def test_the_bar_sits_between_the_labels_own_share_and_one_class_for_all() -> None:
+    assert collapse_threshold(0.555) == pytest.approx(0.911)
+    assert collapse_threshold(0.1) == pytest.approx(0.82)  # ten balanced classes
+    assert collapse_threshold(float("nan")) == COLLAPSE_SHARE
+
+
+def test_a_network_at_95_percent_on_a_55_percent_split_is_collapsed_and_one_at_86_is_not() -> None:
+    """The λ 3 seed 1 run (0.945 at its last epoch) and CE's memorised last epoch (0.864) on the 994-scan cohort."""
+    collapsed = _metrics([0.5, 0.6, 0.945]).assign(val_label_top_share=0.555)
+    (warning,) = collapse_warnings(collapsed, best_epoch=2, loss_name="elr")
+    assert "last epoch 3" in warning and "94%" in warning and "56% in their most common class" in warning
+    assert collapse_warnings(_metrics([0.5, 0.6, 0.864]).assign(val_label_top_share=0.555), 2, "ce") == []
+    assert collapse_warnings(_metrics([0.5, 0.6, 0.945]), best_epoch=2, loss_name="elr") == []  # no labels: 0.98

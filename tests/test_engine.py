@@ -35,6 +35,8 @@ def test_cli_train_writes_a_complete_run_directory(tmp_path: Path) -> None:
     assert list(metrics["epoch"]) == [1, 2, 3, 4]
     assert {"train_loss", "val_acc", "test_acc", "noisy_pred_given", "clean_pred_true"} <= set(metrics.columns)
     assert metrics["val_top_class_share"].between(0.1, 1.0).all()  # ten digit classes: at least a tenth
+    assert metrics["val_label_top_share"].nunique() == 1  # the labels do not change between epochs
+    assert metrics["val_label_top_share"].between(0.1, 0.5).all()  # ten roughly balanced digit classes
     summary = json.loads((out / "summary.json").read_text())
     assert "warnings" not in summary  # digits learns; neither the selected nor the last epoch is one class
     assert summary["selection_rule"].startswith("best accuracy on the validation split")

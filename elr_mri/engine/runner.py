@@ -12,7 +12,7 @@ import json
 import random
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -33,7 +33,7 @@ from elr_mri.engine.schedule import lr_at
 from elr_mri.engine.tracking import MEMORIZATION_COLUMNS, PredictionTracker, memorization_fractions
 from elr_mri.mislabels import mislabel_precision_recall, suspected_mislabels
 
-__all__ = ["train", "resolve_device", "evaluate_split", "uses_age", "selection_rule"]
+__all__ = ["train", "resolve_device", "evaluate_split", "SplitScore", "uses_age", "selection_rule"]
 
 END_PRODUCTS = ("summary.json", "suspected_mislabels.csv", "memorization.png")  # written by _finish
 SELECTION_RULES = {
@@ -88,8 +88,9 @@ def train(cfg: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
                                "epoch_seconds": round(time.perf_counter() - epoch_started, 3)}
         pred = tracker.predictions()
         row["train_acc_given"] = float((pred == data.train_labels).mean())
-        row["val_acc"], row["val_top_class_share"] = evaluate_split(method, feeder.evaluation("val"))
-        row["test_acc"], _ = evaluate_split(method, feeder.evaluation("test"))
+        val = evaluate_split(method, feeder.evaluation("val"))
+        row["val_acc"], row["val_top_class_share"], row["val_label_top_share"] = val
+        row["test_acc"] = evaluate_split(method, feeder.evaluation("test")).accuracy
         if knows_clean:
             row.update(memorization_fractions(pred, data.train_labels, data.train_clean_labels))
         state.rows.append(row)
@@ -118,17 +119,25 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+class SplitScore(NamedTuple):
+    """One split's accuracy, the share of its most predicted class, and the share of its most common label."""
+
+    accuracy: float
+    top_class_share: float
+    label_top_share: float
+
+
 @torch.no_grad()
-def evaluate_split(method: Method, batches: Iterable[dict[str, torch.Tensor]] | None) -> tuple[float, float]:
-    """Top-1 accuracy of `method` over `batches` and the share of its most given class (NaN, NaN: no batches)."""
+def evaluate_split(method: Method, batches: Iterable[dict[str, torch.Tensor]] | None) -> SplitScore:
+    """Top-1 accuracy of `method` over `batches`, with the top-class shares a collapse check compares."""
     predicted, labels = [], []
     for batch in batches or ():
         predicted.append(method.predict_proba(batch).argmax(dim=1).cpu())
         labels.append(batch["label"].cpu())
     if not predicted:
-        return float("nan"), float("nan")
+        return SplitScore(float("nan"), float("nan"), float("nan"))
     pred, label = torch.cat(predicted).numpy(), torch.cat(labels).numpy()
-    return float((pred == label).mean()), top_class_share(pred)
+    return SplitScore(float((pred == label).mean()), top_class_share(pred), top_class_share(label))
 
 
 class _RunState:
