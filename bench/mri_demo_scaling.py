@@ -10,9 +10,11 @@ With `--paired A B`, it also prints B's accuracy minus A's against the truth on 
 participants, with a paired participant bootstrap (the comparison ELR vs CE needs: the two
 runs' intervals overlap far more than their difference's does). Repeat `--paired` for the same
 comparison at other seeds: it then also prints the mean over the pairs (each participant's
-difference averaged over seeds, then participants resampled).
+difference averaged over seeds, then participants resampled). `--balanced` compares balanced
+accuracy (mean recall over the true classes) instead, for methods that trade majority-class hits
+for minority-class ones (class-balanced batches).
 
-Usage: python bench/mri_demo_scaling.py --truth TRUTH.csv [--paired CE_RUN ELR_RUN ...] RUN_DIR [RUN_DIR ...]
+Usage: python bench/mri_demo_scaling.py --truth TRUTH.csv [--paired CE_RUN ELR_RUN ...] [--balanced] RUN_DIR [RUN_DIR ...]
 (repeat --truth for each cohort the runs were scored on; rows are matched by participant_id)
 """
 
@@ -64,17 +66,21 @@ def main() -> None:
     parser.add_argument("--truth", type=Path, action="append", required=True, help="truth.csv; repeat for several cohorts")
     parser.add_argument("--paired", type=Path, nargs=2, action="append", default=[], metavar=("A", "B"),
                         help="print B − A against the truth; repeat for other seeds of the same comparison")
+    parser.add_argument("--balanced", action="store_true",
+                        help="compare the pairs' balanced accuracy (mean recall over true classes), not accuracy")
     parser.add_argument("runs", type=Path, nargs="*")
     args = parser.parse_args()
     truth = pd.concat([pd.read_csv(path) for path in args.truth], ignore_index=True)
+    metric = "balanced accuracy" if args.balanced else "accuracy"
     for a, b in args.paired:
-        print(f"{b} minus {a}, accuracy against the truth:")
+        print(f"{b} minus {a}, {metric} against the truth:")
         for name in evaluations_in_both(a, b):
-            print(f"  {name}: {mean_paired_difference([predictions(a, b, name)], truth)}")
+            print(f"  {name}: {mean_paired_difference([predictions(a, b, name)], truth, balanced=args.balanced)}")
     if len(args.paired) > 1:
         print(f"mean over the {len(args.paired)} pairs:")
         for name in sorted(set.intersection(*(set(evaluations_in_both(a, b)) for a, b in args.paired))):
-            print(f"  {name}: {mean_paired_difference([predictions(a, b, name) for a, b in args.paired], truth)}")
+            pairs = [predictions(a, b, name) for a, b in args.paired]
+            print(f"  {name}: {mean_paired_difference(pairs, truth, balanced=args.balanced)}")
     rows = [row(run, truth) for run in args.runs if (run / "summary.json").exists()]
     if not rows:
         return

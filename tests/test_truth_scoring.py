@@ -68,3 +68,19 @@ def test_missing_truth_is_one_clear_error(tmp_path: Path, truth: pd.DataFrame) -
     predictions = _write_predictions(tmp_path / "p.csv", [("s9", "CN", "CN")])
     with pytest.raises(ValueError, match="no true diagnosis for s9"):
         rescore_against_truth(predictions, truth)
+
+
+def test_balanced_difference_weighs_each_true_class_equally(tmp_path: Path, truth: pd.DataFrame) -> None:
+    right = _write_predictions(tmp_path / "right.csv", [("s1", "CN", "CN"), ("s2", "MCI", "MCI"),
+                                                        ("s3", "AD", "AD"), ("s4", "MCI", "MCI")])
+    misses_cn = _write_predictions(tmp_path / "cn.csv", [("s1", "CN", "MCI"), ("s2", "MCI", "MCI"),
+                                                         ("s3", "AD", "AD"), ("s4", "MCI", "MCI")])
+    misses_one_mci = _write_predictions(tmp_path / "mci.csv", [("s1", "CN", "CN"), ("s2", "MCI", "CN"),
+                                                               ("s3", "AD", "AD"), ("s4", "MCI", "MCI")])
+    # one participant of four either way (accuracy +1/4), but CN is a class of one and MCI a class of two
+    assert mean_paired_difference([(misses_cn, right)], truth, n_boot=50).estimate == pytest.approx(0.25)
+    balanced_cn = mean_paired_difference([(misses_cn, right)], truth, n_boot=50, balanced=True)
+    assert balanced_cn.estimate == pytest.approx(1 / 3)
+    balanced_mci = mean_paired_difference([(misses_one_mci, right)], truth, n_boot=300, balanced=True)
+    assert balanced_mci.estimate == pytest.approx(1 / 6)
+    assert 0.0 <= balanced_mci.low <= 1 / 6 <= balanced_mci.high

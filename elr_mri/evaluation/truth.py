@@ -52,9 +52,11 @@ def paired_accuracy_difference(predictions_a: Path, predictions_b: Path, truth: 
 
 
 def mean_paired_difference(pairs: Sequence[tuple[Path, Path]], truth: pd.DataFrame, n_boot: int = N_BOOT,
-                           seed: int = 0) -> Interval:
+                           seed: int = 0, balanced: bool = False) -> Interval:
     """B − A accuracy against the truth averaged over several (A, B) pairs, e.g. one pair per training
     seed: each participant's B − A is averaged over the pairs first, then participants are resampled.
+    `balanced` compares balanced accuracy instead (the mean over true classes of each class's recall),
+    which a method that trades majority-class hits for minority-class ones changes and accuracy hides.
 
     The interval covers the choice of participants; with few seeds it says little about how much a
     further seed could move the mean, so report the per-pair differences beside it.
@@ -65,20 +67,36 @@ def mean_paired_difference(pairs: Sequence[tuple[Path, Path]], truth: pd.DataFra
         if a.empty:
             raise ValueError(f"{path_a} and {path_b} share no participant")
         per_pair.append(b - a)
-    difference = pd.concat(per_pair, axis=1, join="inner").mean(axis=1).to_numpy()
-    if not len(difference):
+    pooled = pd.concat(per_pair, axis=1, join="inner").mean(axis=1)
+    if pooled.empty:
         raise ValueError("the pairs share no participant")
+    difference = pooled.to_numpy()
+    labels = pooled.index.get_level_values("label").to_numpy() if balanced else np.zeros(len(difference), int)
     rng = np.random.default_rng(seed)
-    draws = difference[rng.integers(0, len(difference), size=(n_boot, len(difference)))].mean(axis=1)
-    return Interval(float(difference.mean()), float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5)))
+    sample = rng.integers(0, len(difference), size=(n_boot, len(difference)))
+    estimate = _class_balanced_mean(difference[None, :], labels[None, :])[0]
+    draws = _class_balanced_mean(difference[sample], labels[sample])
+    return Interval(float(estimate), float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5)))
+
+
+def _class_balanced_mean(values: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per row: the mean over the classes present of each class's mean value (one class: the plain mean)."""
+    class_means = []
+    for label in np.unique(labels):
+        in_class = labels == label
+        count = in_class.sum(axis=1)
+        class_means.append(np.where(count > 0, (values * in_class).sum(axis=1) / np.maximum(count, 1), np.nan))
+    return np.nanmean(np.stack(class_means), axis=0)
 
 
 def _participant_correct(predictions: Path, truth: pd.DataFrame) -> pd.Series:
-    """1.0 where a participant's mean prediction is the true diagnosis, else 0.0; indexed by participant."""
+    """1.0 where a participant's mean prediction is the true diagnosis, else 0.0; indexed by
+    (participant, true class index), so a converter keeps one entry per diagnosis."""
     frame = predictions_with_truth(predictions, truth)
     labels, proba, participants = _arrays(frame, _classes(frame))
     labels, proba, participants = participant_means(labels, proba, participants)
-    return pd.Series(proba.argmax(1) == labels, index=participants, dtype=float)
+    index = pd.MultiIndex.from_arrays([participants, labels], names=["participant", "label"])
+    return pd.Series(proba.argmax(1) == labels, index=index, dtype=float)
 
 
 def _classes(frame: pd.DataFrame) -> list[str]:
