@@ -23,10 +23,18 @@ def _write_predictions(path: Path, rows: list[tuple[str, str, str]]) -> Path:
     return path
 
 
+TRUE_DIAGNOSIS = {"s1": "CN", "s2": "MCI", "s3": "AD", "s4": "MCI"}
+
+
+def _right_except(path: Path, **predicted: str) -> Path:
+    """Predictions (and given labels) equal to the true diagnoses, except the participants named."""
+    return _write_predictions(path, [(p, true, predicted.get(p, true)) for p, true in TRUE_DIAGNOSIS.items()])
+
+
 @pytest.fixture
 def truth() -> pd.DataFrame:
-    return pd.DataFrame({"participant_id": ["s1", "s2", "s3", "s4"], "session_id": ["ses-M00"] * 4,
-                         "true_diagnosis": ["CN", "MCI", "AD", "MCI"]})
+    return pd.DataFrame({"participant_id": list(TRUE_DIAGNOSIS), "session_id": ["ses-M00"] * 4,
+                         "true_diagnosis": list(TRUE_DIAGNOSIS.values())})
 
 
 def test_rescoring_uses_the_true_not_the_given_diagnosis(tmp_path: Path, truth: pd.DataFrame) -> None:
@@ -50,12 +58,9 @@ def test_paired_difference_counts_participants_each_method_gets_right(tmp_path: 
 
 
 def test_mean_over_seeds_averages_each_participants_difference(tmp_path: Path, truth: pd.DataFrame) -> None:
-    right = _write_predictions(tmp_path / "right.csv", [("s1", "CN", "CN"), ("s2", "MCI", "MCI"),
-                                                        ("s3", "AD", "AD"), ("s4", "MCI", "MCI")])
-    wrong_s1 = _write_predictions(tmp_path / "w1.csv", [("s1", "CN", "AD"), ("s2", "MCI", "MCI"),
-                                                        ("s3", "AD", "AD"), ("s4", "MCI", "MCI")])
-    wrong_s1_s2 = _write_predictions(tmp_path / "w12.csv", [("s1", "CN", "AD"), ("s2", "MCI", "AD"),
-                                                            ("s3", "AD", "AD"), ("s4", "MCI", "MCI")])
+    right = _right_except(tmp_path / "right.csv")
+    wrong_s1 = _right_except(tmp_path / "w1.csv", s1="AD")
+    wrong_s1_s2 = _right_except(tmp_path / "w12.csv", s1="AD", s2="AD")
     # seed 1: B gains s1 (+1/4); seed 2: B gains s1 and s2 (+2/4); mean +3/8
     pooled = mean_paired_difference([(wrong_s1, right), (wrong_s1_s2, right)], truth, n_boot=300)
     assert pooled.estimate == pytest.approx(0.375)
@@ -71,12 +76,9 @@ def test_missing_truth_is_one_clear_error(tmp_path: Path, truth: pd.DataFrame) -
 
 
 def test_balanced_difference_weighs_each_true_class_equally(tmp_path: Path, truth: pd.DataFrame) -> None:
-    right = _write_predictions(tmp_path / "right.csv", [("s1", "CN", "CN"), ("s2", "MCI", "MCI"),
-                                                        ("s3", "AD", "AD"), ("s4", "MCI", "MCI")])
-    misses_cn = _write_predictions(tmp_path / "cn.csv", [("s1", "CN", "MCI"), ("s2", "MCI", "MCI"),
-                                                         ("s3", "AD", "AD"), ("s4", "MCI", "MCI")])
-    misses_one_mci = _write_predictions(tmp_path / "mci.csv", [("s1", "CN", "CN"), ("s2", "MCI", "CN"),
-                                                               ("s3", "AD", "AD"), ("s4", "MCI", "MCI")])
+    right = _right_except(tmp_path / "right.csv")
+    misses_cn = _right_except(tmp_path / "cn.csv", s1="MCI")
+    misses_one_mci = _right_except(tmp_path / "mci.csv", s2="CN")
     # one participant of four either way (accuracy +1/4), but CN is a class of one and MCI a class of two
     assert mean_paired_difference([(misses_cn, right)], truth, n_boot=50).estimate == pytest.approx(0.25)
     balanced_cn = mean_paired_difference([(misses_cn, right)], truth, n_boot=50, balanced=True)
