@@ -10,11 +10,13 @@ With `--paired A B`, it also prints B's accuracy minus A's against the truth on 
 participants, with a paired participant bootstrap (the comparison ELR vs CE needs: the two
 runs' intervals overlap far more than their difference's does). Repeat `--paired` for the same
 comparison at other seeds: it then also prints the mean over the pairs (each participant's
-difference averaged over seeds, then participants resampled). `--balanced` compares balanced
-accuracy (mean recall over the true classes) instead, for methods that trade majority-class hits
-for minority-class ones (class-balanced batches).
+difference averaged over seeds, then participants resampled). `--metric balanced_accuracy` compares
+mean recall over the true classes instead, for methods that trade majority-class hits for
+minority-class ones (class-balanced batches); `--metric auc_macro` compares the one-vs-rest AUC, which
+a mere shift of the decision between classes does not change. Each run's row also gives the share of
+participants predicted as each class.
 
-Usage: python bench/mri_demo_scaling.py --truth TRUTH.csv [--paired CE_RUN ELR_RUN ...] [--balanced] RUN_DIR [RUN_DIR ...]
+Usage: python bench/mri_demo_scaling.py --truth TRUTH.csv [--paired CE_RUN ELR_RUN ...] [--metric M] RUN_DIR [RUN_DIR ...]
 (repeat --truth for each cohort the runs were scored on; rows are matched by participant_id)
 """
 
@@ -26,7 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from elr_mri.evaluation.truth import mean_paired_difference, rescore_against_truth
+from elr_mri.evaluation.truth import PAIRED_METRICS, mean_paired_difference, rescore_against_truth
 
 
 def row(run: Path, truth: pd.DataFrame) -> dict:
@@ -45,8 +47,10 @@ def row(run: Path, truth: pd.DataFrame) -> dict:
             m = s[metric]
             out[f"{name}_{metric}_given"] = f"{m['estimate']:.2f} [{m['low']:.2f}, {m['high']:.2f}]"
         report = rescore_against_truth(evaluation / "predictions.csv", truth)
-        for metric in ("accuracy", "balanced_accuracy"):
+        for metric in ("accuracy", "balanced_accuracy", "auc_macro"):
             out[f"{name}_{metric}_true"] = f"{report.metrics[metric]} n={report.n_participants}"
+        predicted = pd.read_csv(evaluation / "predictions.csv")["predicted"].value_counts(normalize=True)
+        out[f"{name}_predicted_shares"] = " ".join(f"{c} {share:.2f}" for c, share in predicted.sort_index().items())
     return out
 
 
@@ -66,21 +70,20 @@ def main() -> None:
     parser.add_argument("--truth", type=Path, action="append", required=True, help="truth.csv; repeat for several cohorts")
     parser.add_argument("--paired", type=Path, nargs=2, action="append", default=[], metavar=("A", "B"),
                         help="print B − A against the truth; repeat for other seeds of the same comparison")
-    parser.add_argument("--balanced", action="store_true",
-                        help="compare the pairs' balanced accuracy (mean recall over true classes), not accuracy")
+    parser.add_argument("--metric", choices=PAIRED_METRICS, default="accuracy",
+                        help="what the pairs are compared on (against the truth); default accuracy")
     parser.add_argument("runs", type=Path, nargs="*")
     args = parser.parse_args()
     truth = pd.concat([pd.read_csv(path) for path in args.truth], ignore_index=True)
-    metric = "balanced accuracy" if args.balanced else "accuracy"
     for a, b in args.paired:
-        print(f"{b} minus {a}, {metric} against the truth:")
+        print(f"{b} minus {a}, {args.metric} against the truth:")
         for name in evaluations_in_both(a, b):
-            print(f"  {name}: {mean_paired_difference([predictions(a, b, name)], truth, balanced=args.balanced)}")
+            print(f"  {name}: {mean_paired_difference([predictions(a, b, name)], truth, metric=args.metric)}")
     if len(args.paired) > 1:
         print(f"mean over the {len(args.paired)} pairs:")
         for name in sorted(set.intersection(*(set(evaluations_in_both(a, b)) for a, b in args.paired))):
             pairs = [predictions(a, b, name) for a, b in args.paired]
-            print(f"  {name}: {mean_paired_difference(pairs, truth, balanced=args.balanced)}")
+            print(f"  {name}: {mean_paired_difference(pairs, truth, metric=args.metric)}")
     rows = [row(run, truth) for run in args.runs if (run / "summary.json").exists()]
     if not rows:
         return

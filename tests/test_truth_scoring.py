@@ -14,11 +14,15 @@ CLASSES = ["CN", "MCI", "AD"]
 
 def _write_predictions(path: Path, rows: list[tuple[str, str, str]]) -> Path:
     """rows: (participant, given label, predicted label); the predicted class gets probability 0.8."""
-    records = []
-    for participant, given, predicted in rows:
-        probs = {f"p_{c}": (0.8 if c == predicted else 0.1) for c in CLASSES}
-        records.append({"participant_id": participant, "session_id": "ses-M00", "given": given,
-                        "predicted": predicted, **probs})
+    return _write_probabilities(path, [(participant, given, [0.8 if c == predicted else 0.1 for c in CLASSES])
+                                       for participant, given, predicted in rows])
+
+
+def _write_probabilities(path: Path, rows: list[tuple[str, str, list[float]]]) -> Path:
+    """rows: (participant, given label, probabilities of CLASSES), in the layout `evaluate` writes."""
+    records = [{"participant_id": participant, "session_id": "ses-M00", "given": given,
+                "predicted": CLASSES[max(range(len(CLASSES)), key=probs.__getitem__)],
+                **{f"p_{c}": q for c, q in zip(CLASSES, probs)}} for participant, given, probs in rows]
     pd.DataFrame(records).to_csv(path, index=False)
     return path
 
@@ -81,8 +85,22 @@ def test_balanced_difference_weighs_each_true_class_equally(tmp_path: Path, trut
     misses_one_mci = _right_except(tmp_path / "mci.csv", s2="CN")
     # one participant of four either way (accuracy +1/4), but CN is a class of one and MCI a class of two
     assert mean_paired_difference([(misses_cn, right)], truth, n_boot=50).estimate == pytest.approx(0.25)
-    balanced_cn = mean_paired_difference([(misses_cn, right)], truth, n_boot=50, balanced=True)
+    balanced_cn = mean_paired_difference([(misses_cn, right)], truth, n_boot=50, metric="balanced_accuracy")
     assert balanced_cn.estimate == pytest.approx(1 / 3)
-    balanced_mci = mean_paired_difference([(misses_one_mci, right)], truth, n_boot=300, balanced=True)
+    balanced_mci = mean_paired_difference([(misses_one_mci, right)], truth, n_boot=300, metric="balanced_accuracy")
     assert balanced_mci.estimate == pytest.approx(1 / 6)
     assert 0.0 <= balanced_mci.low <= 1 / 6 <= balanced_mci.high
+
+
+def test_auc_difference_ignores_where_the_decision_falls(tmp_path: Path, truth: pd.DataFrame) -> None:
+    right = _right_except(tmp_path / "right.csv")
+    # every class's probability still ranks its own participants first, but s1 and s3 are called MCI
+    leans_mci = _write_probabilities(tmp_path / "mci.csv", [("s1", "CN", [0.4, 0.5, 0.1]),
+                                                            ("s2", "MCI", [0.2, 0.7, 0.1]),
+                                                            ("s3", "AD", [0.1, 0.5, 0.4]),
+                                                            ("s4", "MCI", [0.25, 0.7, 0.05])])
+    assert mean_paired_difference([(leans_mci, right)], truth, n_boot=50).estimate == pytest.approx(0.5)
+    auc = mean_paired_difference([(leans_mci, right)], truth, n_boot=200, metric="auc_macro")
+    assert (auc.estimate, auc.low, auc.high) == (0.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="unknown metric 'f1'"):
+        mean_paired_difference([(leans_mci, right)], truth, metric="f1")

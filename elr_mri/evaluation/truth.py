@@ -15,9 +15,11 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from elr_mri.evaluation.metrics import N_BOOT, Interval, MetricsReport, bootstrap_metrics, participant_means
+from elr_mri.evaluation.metrics import (N_BOOT, Interval, MetricsReport, bootstrap_metrics, participant_means,
+                                        point_metrics)
 
-__all__ = ["predictions_with_truth", "rescore_against_truth", "paired_accuracy_difference", "mean_paired_difference"]
+__all__ = ["predictions_with_truth", "rescore_against_truth", "paired_accuracy_difference", "mean_paired_difference",
+           "PAIRED_METRICS"]
 
 
 def predictions_with_truth(predictions: Path, truth: pd.DataFrame) -> pd.DataFrame:
@@ -51,52 +53,54 @@ def paired_accuracy_difference(predictions_a: Path, predictions_b: Path, truth: 
     return mean_paired_difference([(predictions_a, predictions_b)], truth, n_boot, seed)
 
 
+PAIRED_METRICS = ("accuracy", "balanced_accuracy", "auc_macro", "auc_micro")
+
+
 def mean_paired_difference(pairs: Sequence[tuple[Path, Path]], truth: pd.DataFrame, n_boot: int = N_BOOT,
-                           seed: int = 0, balanced: bool = False) -> Interval:
-    """B − A accuracy against the truth averaged over several (A, B) pairs, e.g. one pair per training
-    seed: each participant's B − A is averaged over the pairs first, then participants are resampled.
-    `balanced` compares balanced accuracy instead (the mean over true classes of each class's recall),
-    which a method that trades majority-class hits for minority-class ones changes and accuracy hides.
+                           seed: int = 0, metric: str = "accuracy") -> Interval:
+    """B − A of one metric against the truth, averaged over several (A, B) pairs (e.g. one pair per
+    training seed), with a 95% interval from resampling the participants all pairs share: each resample
+    scores every run on the same participants.
+
+    `metric` is one of PAIRED_METRICS. `balanced_accuracy` (mean recall over the true classes) shows a
+    method that trades majority-class hits for minority-class ones, which accuracy hides; `auc_macro`
+    (one-vs-rest, from the probabilities) does not depend on where the decision falls, so a method that
+    only shifts its predictions between classes gains nothing on it.
 
     The interval covers the choice of participants; with few seeds it says little about how much a
     further seed could move the mean, so report the per-pair differences beside it.
     """
-    per_pair = []
-    for path_a, path_b in pairs:
-        a, b = _participant_correct(path_a, truth).align(_participant_correct(path_b, truth), join="inner")
-        if a.empty:
-            raise ValueError(f"{path_a} and {path_b} share no participant")
-        per_pair.append(b - a)
-    pooled = pd.concat(per_pair, axis=1, join="inner").mean(axis=1)
-    if pooled.empty:
-        raise ValueError("the pairs share no participant")
-    difference = pooled.to_numpy()
-    labels = pooled.index.get_level_values("label").to_numpy() if balanced else np.zeros(len(difference), int)
+    if metric not in PAIRED_METRICS:
+        raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(PAIRED_METRICS)}")
+    scored = [(_participant_probabilities(a, truth), _participant_probabilities(b, truth)) for a, b in pairs]
+    shared = scored[0][0].index
+    for a, b in scored:
+        shared = shared.intersection(a.index).intersection(b.index)
+    if shared.empty:
+        raise ValueError(f"the runs {[str(path) for pair in pairs for path in pair]} share no participant")
+    labels = shared.get_level_values("label").to_numpy()
+    runs = [(a.loc[shared].to_numpy(), b.loc[shared].to_numpy()) for a, b in scored]
+    num_classes = runs[0][0].shape[1]
+
+    def difference(rows: np.ndarray) -> float:
+        return float(np.mean([point_metrics(labels[rows], b[rows], num_classes)[metric]
+                              - point_metrics(labels[rows], a[rows], num_classes)[metric] for a, b in runs]))
+
     rng = np.random.default_rng(seed)
-    sample = rng.integers(0, len(difference), size=(n_boot, len(difference)))
-    estimate = _class_balanced_mean(difference[None, :], labels[None, :])[0]
-    draws = _class_balanced_mean(difference[sample], labels[sample])
-    return Interval(float(estimate), float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5)))
+    draws = np.array([difference(rows) for rows in rng.integers(0, len(labels), size=(n_boot, len(labels)))])
+    draws = draws[~np.isnan(draws)]  # an AUC is undefined in a resample that lacks a class
+    return Interval(difference(np.arange(len(labels))), float(np.percentile(draws, 2.5)),
+                    float(np.percentile(draws, 97.5)))
 
 
-def _class_balanced_mean(values: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Per row: the mean over the classes present of each class's mean value (one class: the plain mean)."""
-    class_means = []
-    for label in np.unique(labels):
-        in_class = labels == label
-        count = in_class.sum(axis=1)
-        class_means.append(np.where(count > 0, (values * in_class).sum(axis=1) / np.maximum(count, 1), np.nan))
-    return np.nanmean(np.stack(class_means), axis=0)
-
-
-def _participant_correct(predictions: Path, truth: pd.DataFrame) -> pd.Series:
-    """1.0 where a participant's mean prediction is the true diagnosis, else 0.0; indexed by
-    (participant, true class index), so a converter keeps one entry per diagnosis."""
+def _participant_probabilities(predictions: Path, truth: pd.DataFrame) -> pd.DataFrame:
+    """Each participant's mean predicted probabilities (a column per class), indexed by (participant,
+    true class index), so a converter keeps one entry per diagnosis."""
     frame = predictions_with_truth(predictions, truth)
     labels, proba, participants = _arrays(frame, _classes(frame))
     labels, proba, participants = participant_means(labels, proba, participants)
     index = pd.MultiIndex.from_arrays([participants, labels], names=["participant", "label"])
-    return pd.Series(proba.argmax(1) == labels, index=index, dtype=float)
+    return pd.DataFrame(proba, index=index).sort_index()
 
 
 def _classes(frame: pd.DataFrame) -> list[str]:
