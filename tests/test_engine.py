@@ -52,6 +52,18 @@ def test_cli_train_writes_a_complete_run_directory(tmp_path: Path) -> None:
     assert "selection_rule" in (out / "config.yaml").read_text()
 
 
+def test_balanced_accuracy_selection_keeps_the_epoch_with_the_best_mean_recall(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    summary = train(load_config(DIGITS, [*SMALL, "train.epochs=4", "train.select=val_balanced_acc"]), out)
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert metrics["val_balanced_acc"].between(0.0, 1.0).all()
+    assert not metrics["val_balanced_acc"].equals(metrics["val_acc"])  # digit classes differ in size a little
+    assert summary["best_epoch"] == int(metrics.loc[metrics["val_balanced_acc"].idxmax(), "epoch"])
+    assert summary["val_balanced_acc_at_best"] == metrics["val_balanced_acc"].max()
+    assert summary["selection_rule"].startswith("best balanced accuracy (mean recall over the classes)")
+    assert torch.load(out / "checkpoints" / "best.pt", weights_only=True)["epoch"] == summary["best_epoch"]
+
+
 @pytest.mark.parametrize("loss", ["elr", "elr_plus"])
 def test_killed_run_resumes_to_the_same_result(tmp_path: Path, loss: str) -> None:
     overrides = [*SMALL, f"loss.name={loss}", "train.epochs=12", "schedule.milestones=[6]",

@@ -38,16 +38,18 @@ __all__ = ["train", "resolve_device", "evaluate_split", "SplitScore", "uses_age"
 END_PRODUCTS = ("summary.json", "suspected_mislabels.csv", "memorization.png")  # written by _finish
 SELECTION_RULES = {
     "val_acc": "best accuracy on the validation split, held out from the training set with its noisy labels (data.val_fraction), as the paper",
+    "val_balanced_acc": "best balanced accuracy (mean recall over the classes) on the validation split, held out from the training set with its noisy labels (data.val_fraction)",
     "last": "the last epoch",
 }
+SCORE_NAMES = {"val_acc": "accuracy", "val_balanced_acc": "balanced accuracy (mean recall over the classes)"}
 
 
 def selection_rule(cfg: RunConfig) -> str:
     """How the kept checkpoint was chosen, in words for summary.json and the report: with adjudicated
     validation labels (data.mri.val_labels) the validation split is no longer scored on noisy labels."""
-    if cfg.train.select == "val_acc" and cfg.data.name == "mri" and cfg.data.mri.val_labels:
-        return ("best accuracy on the validation split, scored against the adjudicated labels in "
-                f"{cfg.data.mri.val_labels} (data.mri.val_labels)")
+    if cfg.train.select in SCORE_NAMES and cfg.data.name == "mri" and cfg.data.mri.val_labels:
+        return (f"best {SCORE_NAMES[cfg.train.select]} on the validation split, scored against the adjudicated "
+                f"labels in {cfg.data.mri.val_labels} (data.mri.val_labels)")
     return SELECTION_RULES[cfg.train.select]
 
 
@@ -89,14 +91,15 @@ def train(cfg: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
         pred = tracker.predictions()
         row["train_acc_given"] = float((pred == data.train_labels).mean())
         val = evaluate_split(method, feeder.evaluation("val"))
-        row["val_acc"], row["val_top_class_share"], row["val_label_top_share"] = val
+        row["val_acc"], row["val_balanced_acc"] = val.accuracy, val.balanced_accuracy
+        row["val_top_class_share"], row["val_label_top_share"] = val.top_class_share, val.label_top_share
         row["test_acc"] = evaluate_split(method, feeder.evaluation("test")).accuracy
         if knows_clean:
             row.update(memorization_fractions(pred, data.train_labels, data.train_clean_labels))
         state.rows.append(row)
-        is_best = cfg.train.select == "last" or _improves(row["val_acc"], state.best_val)
+        is_best = cfg.train.select == "last" or _improves(row[cfg.train.select], state.best_val)
         if is_best:
-            state.best_val, state.best_epoch = row["val_acc"], epoch + 1
+            state.best_val, state.best_epoch = row.get(cfg.train.select, float("nan")), epoch + 1
         state.epoch = epoch + 1
         if dist.is_main:
             _write_metrics(out_dir, state.rows, writer)
@@ -120,24 +123,30 @@ def resolve_device(name: str) -> torch.device:
 
 
 class SplitScore(NamedTuple):
-    """One split's accuracy, the share of its most predicted class, and the share of its most common label."""
+    """One split's accuracy and balanced accuracy, the share of its most predicted class, and the share
+    of its most common label."""
 
     accuracy: float
+    balanced_accuracy: float
     top_class_share: float
     label_top_share: float
 
 
 @torch.no_grad()
 def evaluate_split(method: Method, batches: Iterable[dict[str, torch.Tensor]] | None) -> SplitScore:
-    """Top-1 accuracy of `method` over `batches`, with the top-class shares a collapse check compares."""
+    """Top-1 accuracy of `method` over `batches`, its mean over the classes present (balanced accuracy:
+    a network that calls everybody MCI is not rewarded for MCI being common), and the top-class shares a
+    collapse check compares."""
     predicted, labels = [], []
     for batch in batches or ():
         predicted.append(method.predict_proba(batch).argmax(dim=1).cpu())
         labels.append(batch["label"].cpu())
     if not predicted:
-        return SplitScore(float("nan"), float("nan"), float("nan"))
+        return SplitScore(float("nan"), float("nan"), float("nan"), float("nan"))
     pred, label = torch.cat(predicted).numpy(), torch.cat(labels).numpy()
-    return SplitScore(float((pred == label).mean()), top_class_share(pred), top_class_share(label))
+    recalls = [float((pred[label == c] == c).mean()) for c in np.unique(label)]
+    return SplitScore(float((pred == label).mean()), float(np.mean(recalls)), top_class_share(pred),
+                      top_class_share(label))
 
 
 class _RunState:
@@ -265,6 +274,7 @@ def _finish(out_dir: Path, cfg: RunConfig, data: NoisyImageData, method: Method,
         "selection_rule": selection_rule(cfg),
         "best_epoch": int(best["epoch"]),
         "val_acc_at_best": float(best["val_acc"]),
+        "val_balanced_acc_at_best": float(best.get("val_balanced_acc", float("nan"))),
         "test_acc_at_best": float(best["test_acc"]),
         "test_acc_last": float(metrics["test_acc"].iloc[-1]),
         "device": _device_name(device),
