@@ -31,7 +31,10 @@ def test_demo_runs_end_to_end_and_reports_every_stage(tmp_path: Path) -> None:
         assert f"## {heading}" in report or f"# {heading}" in report, heading
     for method in ("| ce |", "| elr |", "| volumes_logreg |", "| voxels_linear_svm |"):
         assert method in report, method
-    assert "paired over the same participants (percentage points, 95% bootstrap interval): holdout_manifest:" in report
+    assert "ELR minus CE against the truth, paired over the same participants" in report
+    assert "| evaluated on | accuracy | balanced accuracy | macro AUC |" in report
+    paired_rows = [line for line in report.splitlines() if line.startswith(("| test | ", "| holdout_manifest | "))]
+    assert len(paired_rows) == 2 and all(line.count("[") == 3 for line in paired_rows)  # three intervals each
     assert "noisy labels (data.val_fraction), as the paper." in report  # the whole selection rule, not its first line
     volumes = pd.read_csv(out / "preprocessed" / "volumes.csv")
     assert len(volumes) == 14 and (volumes["brain_ratio"].between(0.7, 1.4)).all()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -102,5 +103,10 @@ def test_auc_difference_ignores_where_the_decision_falls(tmp_path: Path, truth: 
     assert mean_paired_difference([(leans_mci, right)], truth, n_boot=50).estimate == pytest.approx(0.5)
     auc = mean_paired_difference([(leans_mci, right)], truth, n_boot=200, metric="auc_macro")
     assert (auc.estimate, auc.low, auc.high) == (0.0, 0.0, 0.0)
+    only_mci = [tmp_path / "mci_only_a.csv", tmp_path / "mci_only_b.csv"]
+    for path in only_mci:
+        _write_predictions(path, [("s2", "MCI", "MCI"), ("s4", "MCI", "CN")])
+    undefined = mean_paired_difference([tuple(only_mci)], truth, n_boot=20, metric="auc_macro")
+    assert np.isnan([undefined.estimate, undefined.low, undefined.high]).all()  # one true class: no AUC, no error
     with pytest.raises(ValueError, match="unknown metric 'f1'"):
         mean_paired_difference([(leans_mci, right)], truth, metric="f1")

@@ -89,8 +89,8 @@ def mean_paired_difference(pairs: Sequence[tuple[Path, Path]], truth: pd.DataFra
     rng = np.random.default_rng(seed)
     draws = np.array([difference(rows) for rows in rng.integers(0, len(labels), size=(n_boot, len(labels)))])
     draws = draws[~np.isnan(draws)]  # an AUC is undefined in a resample that lacks a class
-    return Interval(difference(np.arange(len(labels))), float(np.percentile(draws, 2.5)),
-                    float(np.percentile(draws, 97.5)))
+    low, high = np.percentile(draws, [2.5, 97.5]) if draws.size else (np.nan, np.nan)
+    return Interval(difference(np.arange(len(labels))), float(low), float(high))
 
 
 def _participant_probabilities(predictions: Path, truth: pd.DataFrame) -> pd.DataFrame:
