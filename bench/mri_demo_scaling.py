@@ -41,7 +41,7 @@ def row(run: Path, truth: pd.DataFrame) -> dict:
         if column in metrics:
             out[f"{column}_last"] = round(float(last[column]), 3)
     for evaluation in sorted(e for e in run.glob("eval-*") if (e / "summary.json").exists()):
-        name = evaluation.name.removeprefix("eval-").replace("holdout_manifest", "holdout")
+        name = evaluation.name.removeprefix("eval-").replace("_manifest", "")
         s = json.loads((evaluation / "summary.json").read_text())["participant"]
         for metric in ("accuracy", "balanced_accuracy"):
             m = s[metric]

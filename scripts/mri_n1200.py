@@ -7,10 +7,13 @@ lets anyone rebuild the cohort and rerun a row. Three steps, each resumable (rer
   python scripts/mri_n1200.py assemble          # merged manifests, truth, splits, the 45%-noise labels
                                                 # (--first-only: the first cohort alone, 326 training scans)
   python scripts/mri_n1200.py train NAME --loss elr [--labels given45] [--splits val110] [--val clean] [--seed N]
+  python scripts/mri_n1200.py extra-sets        # optional: 200 + 200 new participants to evaluate on (~50 min)
+  python scripts/mri_n1200.py evaluate NAME ... # evaluate finished runs on every set present (after extra-sets)
 
 `train` runs `elr-mri train` (configs/adni/cpu_small.yaml, 24 epochs, one thread; resumes a killed run) and
-then `elr-mri evaluate` of the best and last checkpoints on the test split and the NACC-like holdout. Score
-finished runs against the truth with `bench/mri_demo_scaling.py --truth WORK/truth.csv --paired CE ELR`.
+then `elr-mri evaluate` of the best and last checkpoints on the test split, the NACC-like holdout and, once
+`extra-sets` has run, the extra sets. Score finished runs against the truth with
+`bench/mri_demo_scaling.py --truth WORK/truth.csv [--truth WORK/truth_extra.csv] --paired CE ELR`.
 
 The cohort: a first simulation (seed 1) gives 480 training-site and 40 holdout participants; its participants
 are split as `elr-mri train` splits them (split seed 0: 326 train, 58 validation, 96 test). A second
@@ -19,6 +22,11 @@ unique: 1046 train, 58 validation, 96 test. `splits_val110.csv` moves 52 drawn t
 validation (994 / 110 / 96, the paper's 10%); `train_given45.csv` raises the label noise from 30% to 45% by
 flipping more of the correct labels to a neighbouring stage (the simulator's rule). `--val clean` selects
 checkpoints on the validation scans' true diagnoses (`data.mri.val_labels`), as a consensus panel would give them.
+
+The extra sets exist because 96 test and 40 holdout participants leave intervals of ±10–15 points on a paired
+difference: a third simulation (seed 3) gives 200 new training-site participants (`extra_test_manifest.csv`,
+never trained on) and 200 new NACC-like ones (`extra_holdout_manifest.csv`), renamed `…SIMC…`, with their
+truth in `truth_extra.csv`. They change no split, label or run; they only add evaluations.
 """
 
 from __future__ import annotations
@@ -44,12 +52,17 @@ COHORTS = {
     "first": ["--subjects", "480", "--holdout-subjects", "40", "--seed", "1"],
     "added": ["--subjects", "720", "--holdout-subjects", "0", "--seed", "2"],
 }
+# A third simulation, only for evaluation: new participants of both sites (the `extra-sets` step).
+EXTRA_COHORT = ["--subjects", "200", "--holdout-subjects", "200", "--seed", "3"]
+EXTRA_RENAMED = {"sub-ADNISIM": "sub-ADNISIMC", "sub-NACCSIM": "sub-NACCSIMC"}
 SHARED_SIMULATION = ["--label-noise", "0.3", "--atrophy-scale", "1.6", "--jobs", "2"]
 RENAMED_PREFIX = ("sub-ADNISIM", "sub-ADNISIMB")  # the added cohort's IDs, made distinct from the first's
 MOVED_TO_VALIDATION = 52  # 58 + 52 = 110 validation scans, 10% of the training site as in the paper
 RAISED_NOISE = 0.45
 LABELS = {"given": "train_given.csv", "clean": "train_clean.csv", "given45": "train_given45.csv"}
 SPLITS = {"val58": "splits.csv", "val110": "splits_val110.csv"}
+# Manifests a finished run is evaluated on besides its test split (the extra ones once `extra-sets` has run).
+EVALUATION_MANIFESTS = ["holdout_manifest.csv", "extra_test_manifest.csv", "extra_holdout_manifest.csv"]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -57,6 +70,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "n1200", help="folder for everything")
     steps = parser.add_subparsers(dest="step", required=True)
     steps.add_parser("cohort", help="simulate both cohorts and preprocess them (resumable)")
+    steps.add_parser("extra-sets", help="simulate and preprocess 200 + 200 new participants to evaluate on")
+    evaluation = steps.add_parser("evaluate", help="evaluate finished runs on every evaluation set present")
+    evaluation.add_argument("names", nargs="+", help="run folders under WORK/runs/")
     assembly = steps.add_parser("assemble", help="merged manifests, truth.csv, splits and the 45%%-noise labels")
     assembly.add_argument("--first-only", action="store_true",
                           help="leave out the added cohort: 326 training scans, trains in a third of the time")
@@ -76,17 +92,43 @@ def main(argv: list[str] | None = None) -> None:
         build_cohorts(args.work)
     elif args.step == "assemble":
         assemble(args.work, args.first_only)
+    elif args.step == "extra-sets":
+        build_extra_sets(args.work)
+    elif args.step == "evaluate":
+        for name in args.names:
+            evaluate_everywhere(args.work, args.work / "runs" / name)
     else:
         train_and_evaluate(args)
 
 
 def build_cohorts(work: Path) -> None:
     for name, arguments in COHORTS.items():
-        cohort, processed = work / name / "cohort", work / name / "preprocessed"
-        if not (cohort / "manifest.csv").exists():
-            _elr_mri("simulate-cohort", "--out", cohort, *arguments, *SHARED_SIMULATION)
-        _elr_mri("preprocess", "--input", cohort / "manifest.csv", "--output", processed, "--resolution", "2",
-                 "--jobs", "2")
+        _simulate_and_preprocess(work / name, arguments)
+
+
+def build_extra_sets(work: Path) -> None:
+    _simulate_and_preprocess(work / "extra", EXTRA_COHORT)
+    write_extra_sets(work)
+
+
+def write_extra_sets(work: Path) -> None:
+    """The extra participants' manifests (one per site) and truth, with IDs that no other cohort uses."""
+    extra = _site_manifest(work / "extra")
+    for prefix, renamed in EXTRA_RENAMED.items():
+        extra["participant_id"] = extra["participant_id"].str.replace(prefix, renamed, regex=False)
+    for site, file_name in ((TRAIN_SITE, "extra_test_manifest.csv"), (HOLDOUT_SITE, "extra_holdout_manifest.csv")):
+        _write(extra[extra["cohort"] == site].drop(columns="true_diagnosis"), work / file_name)
+    _write(extra[["participant_id", "session_id", "true_diagnosis"]], work / "truth_extra.csv")
+    for site, group in extra.groupby("cohort"):
+        print(f"{site}: {len(group)} scans, true diagnoses {group['true_diagnosis'].value_counts().to_dict()}")
+
+
+def _simulate_and_preprocess(folder: Path, arguments: list[str]) -> None:
+    cohort, processed = folder / "cohort", folder / "preprocessed"
+    if not (cohort / "manifest.csv").exists():
+        _elr_mri("simulate-cohort", "--out", cohort, *arguments, *SHARED_SIMULATION)
+    _elr_mri("preprocess", "--input", cohort / "manifest.csv", "--output", processed, "--resolution", "2",
+             "--jobs", "2")
 
 
 def assemble(work: Path, first_only: bool = False) -> None:
@@ -137,7 +179,16 @@ def train_and_evaluate(args: argparse.Namespace) -> None:
             if args.val == "clean":
                 overrides.append(f"data.mri.val_labels={work / 'truth.csv'}")
             _elr_mri("train", "--config", CONFIG, *(x for o in overrides for x in ("--set", o)), "--out", run)
-    for manifest in (None, work / "holdout_manifest.csv"):
+    evaluate_everywhere(work, run)
+
+
+def evaluate_everywhere(work: Path, run: Path) -> None:
+    """Best and last checkpoints of a finished run on the test split and every holdout manifest present;
+    evaluations already written are kept."""
+    if not (run / "summary.json").exists():
+        sys.exit(f"{run} has no summary.json: train it first (`python scripts/mri_n1200.py train …`)")
+    manifests = [work / name for name in EVALUATION_MANIFESTS if (work / name).exists()]
+    for manifest in (None, *manifests):
         for checkpoint in ("best", "last"):
             name = "test" if manifest is None else manifest.stem
             if not (run / f"eval-{name}{'' if checkpoint == 'best' else '-last'}" / "summary.json").exists():

@@ -68,3 +68,19 @@ def test_assemble_first_only_leaves_the_added_cohort_out(recipe, tmp_path: Path)
     assert (raised["diagnosis"] != raised["true_diagnosis"]).sum() == round(0.45 * 120)
     splits = pd.read_csv(tmp_path / "splits.csv")
     assert len(splits) == 120 and (splits["split"] == "test").sum() == 24
+
+
+def test_extra_sets_get_their_own_ids_one_manifest_per_site_and_a_truth_file(recipe, tmp_path: Path) -> None:
+    _fake_preprocessed_cohort(tmp_path / "first", 120, 10, seed=1)
+    _fake_preprocessed_cohort(tmp_path / "extra", 30, 20, seed=3)
+    recipe.main(["--work", str(tmp_path), "assemble", "--first-only"])
+    recipe.write_extra_sets(tmp_path)
+
+    test = pd.read_csv(tmp_path / "extra_test_manifest.csv")
+    holdout = pd.read_csv(tmp_path / "extra_holdout_manifest.csv")
+    assert len(test) == 30 and test["participant_id"].str.startswith("sub-ADNISIMC").all()
+    assert len(holdout) == 20 and holdout["participant_id"].str.startswith("sub-NACCSIMC").all()
+    assert "true_diagnosis" not in test and "true_diagnosis" not in holdout
+    truth = pd.read_csv(tmp_path / "truth_extra.csv")
+    earlier = pd.read_csv(tmp_path / "truth.csv")
+    assert len(truth) == 50 and not set(truth["participant_id"]) & set(earlier["participant_id"])
