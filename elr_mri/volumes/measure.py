@@ -11,6 +11,7 @@ brain) its fraction of the whole brain, the normalised volume the baselines use.
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import shutil
@@ -67,8 +68,8 @@ def measure_scan(image_path: str | Path, params: VolumeParams = VolumeParams()) 
     if preprocess_meta is None or not outputs.transform.is_file():
         raise FileNotFoundError(f"{outputs.image}: its sidecar or affine transform is missing; "
                                 "rerun `elr-mri preprocess` on this scan")
-    jacobian, domain, source = _deformation_jacobian(outputs, _preprocess_params(preprocess_meta), params)
-    volumes = integrate_regions(jacobian, region_masks(domain), float(np.prod(domain.spacing)),
+    jacobian, domain, masks, source = _deformation_jacobian(outputs, _preprocess_params(preprocess_meta), params)
+    volumes = integrate_regions(jacobian, masks, float(np.prod(domain.spacing)),
                                 affine_determinant(str(outputs.transform)))
     result = {"image_sha256": image_hash, "params": params.as_dict(), "warp": source, "regions": volumes}
     write_json(outputs.volumes, result)
@@ -81,27 +82,39 @@ def _preprocess_params(meta: dict) -> Params:
     return Params(**recorded)
 
 
+@functools.lru_cache(maxsize=4)
+def _domain(template_key: tuple, image: str, registration_mm: float) -> tuple:
+    """(template image the Jacobian lives on, its region masks), built once per worker process:
+    the masks alone cost about as much as a tenth of a scan's SyN. `image` names the template's
+    `coarse` or `full` copy (a warp from preprocessing) or `grid` (our SyN at `registration_mm`)."""
+    import ants
+
+    from preprocess.template import load_template
+
+    domain = getattr(load_template(*template_key), image)
+    if image == "grid" and not np.allclose(domain.spacing, registration_mm):
+        domain = ants.resample_image(domain, (registration_mm,) * 3, use_voxels=False, interp_type=0)
+    return domain, region_masks(domain)
+
+
 def _deformation_jacobian(outputs: ScanOutputs, preprocessed: Params, params: VolumeParams):
-    """(det Dφ on the domain's voxels, the domain, where φ came from)."""
+    """(det Dφ on the domain's voxels, the domain, its region masks, where φ came from)."""
     import ants
 
     from preprocess.steps import PROFILES
-    from preprocess.template import load_template
 
-    template = load_template(*preprocessed.template_key())
     if outputs.warp.is_file():  # preprocessed with --transform syn: the warp lives on the fixed image used then
-        domain = template.coarse if PROFILES[preprocessed.profile]["fixed"] == "coarse" else template.full
-        return warp_jacobian(domain, str(outputs.warp)), domain, "preprocess"
-    domain = template.grid
-    if not np.allclose(domain.spacing, params.registration_mm):
-        domain = ants.resample_image(domain, (params.registration_mm,) * 3, use_voxels=False, interp_type=0)
+        image = "coarse" if PROFILES[preprocessed.profile]["fixed"] == "coarse" else "full"
+        domain, masks = _domain(preprocessed.template_key(), image, params.registration_mm)
+        return warp_jacobian(domain, str(outputs.warp)), domain, masks, "preprocess"
+    domain, masks = _domain(preprocessed.template_key(), "grid", params.registration_mm)
     workdir = tempfile.mkdtemp(prefix="elr-volumes-")
     try:
         result = ants.registration(fixed=domain, moving=ants.image_read(str(outputs.image)),
                                    type_of_transform="SyNOnly", reg_iterations=list(params.syn_iterations),
                                    outprefix=f"{workdir}/syn_")
         warp = next(t for t in result["fwdtransforms"] if t.endswith("Warp.nii.gz"))
-        return warp_jacobian(domain, warp), domain, f"syn at {params.registration_mm:g} mm"
+        return warp_jacobian(domain, warp), domain, masks, f"syn at {params.registration_mm:g} mm"
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
