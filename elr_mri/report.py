@@ -178,8 +178,9 @@ def _truth_section(runs: dict[str, Path], truth: pd.DataFrame) -> str:
         *(["| evaluated on | " + " | ".join(PAIRED_METRICS.values()) + " |",
            "|---|" + "---|" * len(PAIRED_METRICS), *differences] if differences else ["Not available."]),
         "",
-        "At the default demo size (41 training scans) the CNN does not learn the disease even from the true "
-        "labels in 8 or 30 epochs (`bench/results/mri_demo_scaling.md`), so any difference between them here "
+        "At the demo's default size (34 training scans) the CNN does not learn the disease; at 41 it did not "
+        "learn it even from the true labels in 8 or 30 epochs (`bench/results/mri_demo_scaling.md`), so any "
+        "difference between them here "
         "is chance. "
         "`bench/results/mri_n1200.md` in the repository measures them, over several seeds, on about 1000 training "
         "scans of the same simulator. With 30% of diagnoses flipped, ELR holds back memorisation, and with "
