@@ -12,6 +12,7 @@ beside the linear baselines (volumes + logistic regression, voxels + linear SVM)
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -20,6 +21,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "adni" / "cpu_small.yaml"
 LOSSES = ("ce", "elr")
+# The options that change what the demo computes; a rerun resumes OUT only when they match.
+SETTINGS = ("subjects", "holdout_subjects", "label_noise", "epochs", "seed")
 
 
 def main() -> None:
@@ -32,6 +35,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
+    _claim_out(args)
     started = time.perf_counter()
     timings: dict[str, float] = {}
 
@@ -56,6 +60,34 @@ def main() -> None:
 
     report = write_demo_report(args.out, runs, cohort, processed, volumes, vars(args), timings)
     print(f"report: {report}  ({timings['total'] / 60:.1f} min in all)")
+
+
+def _claim_out(args: argparse.Namespace) -> None:
+    """Record the settings in OUT/demo_settings.json, or stop if OUT holds a demo made with others: every
+    stage reuses what OUT holds, so a changed setting would otherwise report the old cohort or runs."""
+    path = args.out / "demo_settings.json"
+    wanted = {name: getattr(args, name) for name in SETTINGS}
+    recorded = json.loads(path.read_text()) if path.exists() else _settings_of_old_demo(args.out)
+    changed = [name for name in SETTINGS if name in recorded and recorded[name] != wanted[name]]
+    if changed:
+        held = " ".join(f"--{name.replace('_', '-')} {recorded[name]}" for name in changed)
+        raise SystemExit(f"{args.out} holds a demo made with {held}; rerun with those to resume it, "
+                         "or pass another --out (or delete that folder) to start anew")
+    from preprocess.sidecar import write_json
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_json(path, wanted)
+
+
+def _settings_of_old_demo(out: Path) -> dict:
+    """What a demo folder from before demo_settings.json was simulated with, read from its cohort."""
+    simulation = out / "cohort" / "simulation.json"
+    if not simulation.exists():
+        return {}
+    recorded = json.loads(simulation.read_text())
+    counts = recorded["true_class_counts"]
+    return {"subjects": sum(counts["adni_sim"].values()), "holdout_subjects": sum(counts["nacc_sim"].values()),
+            "label_noise": recorded["label_noise"], "seed": recorded["seed"]}
 
 
 class _timed:

@@ -38,6 +38,9 @@ def test_demo_runs_end_to_end_and_reports_every_stage(tmp_path: Path) -> None:
     assert "noisy labels (data.val_fraction), as the paper." in report  # the whole selection rule, not its first line
     volumes = pd.read_csv(out / "preprocessed" / "volumes.csv")
     assert len(volumes) == 14 and (volumes["brain_ratio"].between(0.7, 1.4)).all()
+
+    rerun = subprocess.run(command[:5] + ["12"] + command[6:], capture_output=True, text=True, cwd=ROOT)
+    assert rerun.returncode != 0 and "made with --subjects 10;" in rerun.stderr  # not the old cohort reported as new
     for loss in ("ce", "elr"):
         assert (out / "runs" / loss / "eval-test" / "summary.json").exists()
         assert (out / "runs" / loss / "eval-holdout_manifest" / "summary.json").exists()
