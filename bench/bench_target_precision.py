@@ -9,15 +9,11 @@ bench/results/target_precision.md.
 from __future__ import annotations
 
 import argparse
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
-
-from elr_mri.config import load_config
-from elr_mri.engine.runner import train
+from seeded_runs import train_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "digits" / "elr_sym40.yaml"
@@ -31,14 +27,8 @@ def main() -> None:
     args = parser.parse_args()
     lines = ["| targets_dtype | table for 1.2M × 1000 | test acc (last), mean ± std | seconds / run |", "|---|---|---|---|"]
     for dtype in ("float32", "bfloat16", "float16"):
-        accs, seconds = [], []
-        for seed in range(args.seeds):
-            overrides = [f"loss.targets_dtype={dtype}", f"seed={seed}", f"data.noise.seed={seed}",
-                         f"data.split_seed={seed}", "train.progress=false", "train.tensorboard=false"]
-            started = time.perf_counter()
-            with tempfile.TemporaryDirectory() as run_dir:
-                accs.append(train(load_config(CONFIG, overrides), Path(run_dir))["test_acc_last"])
-            seconds.append(time.perf_counter() - started)
+        runs = train_seeds(CONFIG, [f"loss.targets_dtype={dtype}"], args.seeds)
+        accs, seconds = [run["test_acc_last"] for run in runs], [run["seconds"] for run in runs]
         gigabytes = np.prod(IMAGENET_TABLE) * torch.finfo(getattr(torch, dtype)).bits / 8 / 1e9
         lines.append(f"| {dtype} | {gigabytes:.1f} GB | {100 * np.mean(accs):.2f} ± {100 * np.std(accs):.2f} "
                      f"| {np.mean(seconds):.1f} |")

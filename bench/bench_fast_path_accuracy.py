@@ -1,0 +1,92 @@
+"""Do the speed switches keep the accuracy? The plain path against device-resident batches, bf16, compile.
+
+Issue 8 asks that the fast path (device-resident batches with batched crop/flip, bf16 autocast,
+channels-last, torch.compile: the CUDA defaults) give the same accuracy as the plain path (per-item
+DataLoader, fp32 eager) within noise. Each variant trains the same seeds (same noisy labels, split
+and batch order); the table gives clean test accuracy, mean ± std over seeds, and the paired
+difference from the plain path. Cases: the digits ELR run (no augmentation) and the CIFAR-10N
+worse_label CPU subset with random crop and flip switched on (the augmentation the device path
+re-implements). Runs on the CPU here; `--device cuda` on a GPU. Writes bench/results/fast_path_accuracy.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from seeded_runs import train_seeds
+
+ROOT = Path(__file__).resolve().parents[1]
+CASES = {
+    "digits": (ROOT / "configs" / "digits" / "elr_sym40.yaml", []),
+    "cifar10n-subset": (ROOT / "configs" / "cifar10n" / "cpu_subset.yaml", ["data.augment=true"]),
+}
+VARIANTS = {
+    "plain: DataLoader, fp32, eager": ["train.loader=dataloader", "train.precision=fp32",
+                                      "train.channels_last=false", "train.compile=false"],
+    "device-resident, fp32, eager": ["train.loader=device", "train.precision=fp32",
+                                     "train.channels_last=false", "train.compile=false"],
+    "device-resident, bf16, channels-last, compiled": ["train.loader=device", "train.precision=bf16",
+                                                       "train.channels_last=true", "train.compile=true"],
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="applied to every case and variant, e.g. --set train.epochs=10")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "fast_path_accuracy.md")
+    args = parser.parse_args()
+    if "cifar10n-subset" in args.cases and not (ROOT / "data" / "cifar10" / "train").is_dir():
+        sys.exit("cifar10n-subset needs data/cifar10: tar -xJf ../shared/data/cifar/cifar10-jpeg.tar.xz -C data/ "
+                 "(or leave it out with --cases digits)")
+
+    sections = []
+    for case in args.cases:
+        config, case_overrides = CASES[case]
+        results = {}
+        for variant, switches in VARIANTS.items():
+            overrides = [*case_overrides, *switches, f"train.device={args.device}", *args.overrides]
+            results[variant] = train_seeds(config, overrides, args.seeds)
+            accs = [run["test_acc_last"] for run in results[variant]]
+            print(f"{case} | {variant}: test acc (last) {', '.join(f'{100 * a:.2f}' for a in accs)}", flush=True)
+        settings = " ".join([f"`{config.relative_to(ROOT)}`", *case_overrides])
+        sections.append(f"### {case} ({settings})\n\n" + _table(results))
+    text = (f"# Fast-path switches against the plain path: clean test accuracy\n\n"
+            f"Command: `python bench/bench_fast_path_accuracy.py --seeds {args.seeds} --device {args.device}"
+            f"{''.join(f' --set {o}' for o in args.overrides)}`\n\n"
+            f"Machine: {platform.machine()}, torch {torch.__version__}, device {args.device}. Seeds 0..{args.seeds - 1}; "
+            f"seed s fixes the noisy labels, the validation split and the batch order for every variant.\n\n"
+            + "\n\n".join(sections) + "\n")
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+
+
+def _table(results: dict[str, list[dict]]) -> str:
+    """Accuracy at the last and the validation-selected epoch, and the paired difference from the first variant."""
+    lines = ["| variant | test acc, last | test acc, selected | last − plain, per seed | seconds / run |",
+             "|---|---|---|---|---|"]
+    plain = np.array([run["test_acc_last"] for run in next(iter(results.values()))])
+    for variant, runs in results.items():
+        last = np.array([run["test_acc_last"] for run in runs])
+        selected = np.array([run["test_acc_at_best"] for run in runs])
+        differences = ", ".join(f"{100 * d:+.2f}" for d in last - plain)
+        lines.append(f"| {variant} | {_mean_std(last)} | {_mean_std(selected)} | {differences} "
+                     f"| {np.mean([run['seconds'] for run in runs]):.1f} |")
+    return "\n".join(lines)
+
+
+def _mean_std(values: np.ndarray) -> str:
+    return f"{100 * values.mean():.2f} ± {100 * values.std():.2f}"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""Train one config over several seeds, each in a throw-away run folder: the loop the accuracy benchmarks share.
+
+Seed s sets the training seed, the label-noise draw and the validation split together, so two
+settings compared at the same s see the same noisy labels and the same split.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+from elr_mri.config import load_config
+from elr_mri.engine.runner import train
+
+QUIET = ["train.progress=false", "train.tensorboard=false"]
+
+
+def train_seeds(config: Path, overrides: list[str], seeds: int) -> list[dict]:
+    """One run summary per seed (test_acc_last, test_acc_at_best, …) with its wall time in "seconds"."""
+    summaries = []
+    for seed in range(seeds):
+        seeded = [*overrides, f"seed={seed}", f"data.noise.seed={seed}", f"data.split_seed={seed}", *QUIET]
+        started = time.perf_counter()
+        with tempfile.TemporaryDirectory() as run_dir:
+            summary = train(load_config(config, seeded), Path(run_dir))
+        summaries.append({**summary, "seconds": time.perf_counter() - started})
+    return summaries
