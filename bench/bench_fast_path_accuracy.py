@@ -72,14 +72,16 @@ def main() -> None:
 
 def _table(results: dict[str, list[dict]]) -> str:
     """Accuracy at the last and the validation-selected epoch, and the paired difference from the first variant."""
-    lines = ["| variant | test acc, last | test acc, selected | last − plain, per seed | seconds / run |",
+    lines = ["| variant | test acc, last | test acc, selected | last − plain, paired: mean ± std (min, max) "
+             "| seconds / run |",
              "|---|---|---|---|---|"]
     plain = np.array([run["test_acc_last"] for run in next(iter(results.values()))])
     for variant, runs in results.items():
         last = np.array([run["test_acc_last"] for run in runs])
         selected = np.array([run["test_acc_at_best"] for run in runs])
-        differences = ", ".join(f"{100 * d:+.2f}" for d in last - plain)
-        lines.append(f"| {variant} | {_mean_std(last)} | {_mean_std(selected)} | {differences} "
+        differences = last - plain
+        spread = f"({100 * differences.min():+.2f}, {100 * differences.max():+.2f})"
+        lines.append(f"| {variant} | {_mean_std(last)} | {_mean_std(selected)} | {_mean_std(differences)} {spread} "
                      f"| {np.mean([run['seconds'] for run in runs]):.1f} |")
     return "\n".join(lines)
 
