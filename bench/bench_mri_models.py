@@ -97,7 +97,7 @@ class Variant:
 
 
 FP32_EAGER = Variant("fp32 eager")
-GPU_VARIANTS = (
+VARIANTS = (
     FP32_EAGER,
     Variant("bf16 autocast", "bf16"),
     Variant("bf16 + channels-last 3D", "bf16", channels_last=True),
@@ -405,7 +405,7 @@ def measure_variants(args: argparse.Namespace) -> dict[str, StepResult]:
     """The ×8 at 96³ under each execution variant (GPU), one fresh process each."""
     return {variant.label: in_fresh_process(StepJob(X8, PAPER_SIZE, args.batch_size, args.device, variant,
                                                     warmup=3, min_steps=10, budget_s=10.0))
-            for variant in GPU_VARIANTS}
+            for variant in VARIANTS}
 
 
 @dataclass
@@ -552,12 +552,17 @@ def gpu_lines(m: Measurements, batch: int) -> list[str]:
                 "3D, bf16 + torch.compile and all three (the engine's `auto` on a GPU), each in a fresh process, "
                 "with `torch.cuda.max_memory_allocated`, and writes bench/results/mri_models_cuda.md. That run "
                 "has not been made yet."]
-    base = m.variants[FP32_EAGER.label]
-    lines = ["## GPU: execution variants of the ×8 + age at 96³", "",
-             f"| ×8 + age, 96³, batch {batch} | s / step (median) | volumes/s | vs fp32 eager | "
-             "first step (s, incl. compile) | max_memory_allocated (MiB) |", "|---|---|---|---|---|---|"]
-    for label, r in m.variants.items():
-        lines.append(f"| {label} | {r.step_s:.4f} | {batch / r.step_s:.1f} | {base.step_s / r.step_s:.2f}× | "
+    return ["## GPU: execution variants of the ×8 + age at 96³", "",
+            *variant_table(m.variants, f"×8 + age, 96³, batch {batch}", batch, "max_memory_allocated")]
+
+
+def variant_table(variants: dict[str, StepResult], title: str, batch: int, memory: str) -> list[str]:
+    """One row per execution variant: step time, volumes/s and the speed-up over the first (fp32 eager)."""
+    base = next(iter(variants.values()))
+    lines = [f"| {title} | s / step (median) | volumes/s | vs fp32 eager | first step (s, incl. compile) | "
+             f"{memory} (MiB) |", "|---|---|---|---|---|---|"]
+    for label, r in variants.items():
+        lines.append(f"| {label} | {r.step_s:.4f} | {batch / r.step_s:.2f} | {base.step_s / r.step_s:.2f}× | "
                      f"{r.step_times[0]:.1f} | {r.peak_bytes / MIB:,.0f} |")
     return lines
 

@@ -1,0 +1,69 @@
+"""Volumes/s of a 3D model under each execution variant, fp32 eager to bf16 + channels-last + compile, on this device.
+
+Why: `train.precision`, `train.channels_last` and `train.compile` default per device (`auto`: all
+on for CUDA, fp32 eager on a CPU). This times one model under every variant so that the default
+can be checked on the machine at hand, a CPU included; each variant trains in a fresh process
+(bench_mri_models' child, the engine's step through `ExecutionPlan`), one after another.
+`bench_mri_models.py --device cuda` makes the same table for the ×8 at 96³ as part of its run.
+
+    .venv/bin/python bench/bench_execution_variants.py                  # CPU: ×8 + age at 72³
+    python bench/bench_execution_variants.py --device cuda --size 96    # a GPU machine
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+from pathlib import Path
+
+import bench_mri_models as steps
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = {"x1": steps.X1, "x8": steps.X8}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--model", choices=list(MODELS), default="x8")
+    parser.add_argument("--size", type=int, default=72, help="cubic crop (at least 71; the paper: 96)")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=0, help="intra-op threads; 0: torch's default")
+    parser.add_argument("--out", type=Path, help="default bench/results/execution_variants_<device>.md")
+    args = parser.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is visible to torch")
+    spec, on_gpu = MODELS[args.model], args.device == "cuda"
+    load_start = os.getloadavg()
+    results = {variant.label: steps.in_fresh_process(
+        steps.StepJob(spec, args.size, args.batch_size, args.device, variant, threads=args.threads,
+                      warmup=3 if on_gpu else 1, min_steps=10 if on_gpu else 3, budget_s=10.0))
+        for variant in steps.VARIANTS}
+    threads = next(iter(results.values())).threads
+    memory = "max_memory_allocated" if on_gpu else "peak RSS rise"
+    text = "\n".join([
+        f"# Execution variants of the {spec.label} at {args.size}³ ({args.device})", "",
+        f"Command: `{steps.command_line()}`", "", steps.machine_line(args.device),
+        f"CPU: {_cpu_name()}; {threads} intra-op thread(s) in the children. Load average (1 min) "
+        f"{load_start[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end.", "",
+        *steps.variant_table(results, f"{spec.label}, {args.size}³, batch {args.batch_size}", args.batch_size,
+                             memory), ""])
+    print(text)
+    out = args.out or ROOT / "bench" / "results" / f"execution_variants_{args.device}.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+
+
+def _cpu_name() -> str:
+    """The CPU model and its native bf16 instructions (without them bf16 autocast is emulated and slow)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    text = cpuinfo.read_text() if cpuinfo.is_file() else ""
+    names = [line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")]
+    native = [flag for flag in ("avx512_bf16", "amx_bf16") if f" {flag}" in text]
+    return f"{names[0] if names else platform.processor() or 'unknown'} (bf16 instructions: {', '.join(native) or 'none'})"
+
+
+if __name__ == "__main__":
+    main()
