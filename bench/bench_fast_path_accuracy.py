@@ -21,9 +21,12 @@ import torch
 from seeded_runs import train_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
+CIFAR_IMAGES = ROOT / "data" / "cifar10"
+HUMAN_LABELS = ROOT.parent / "shared" / "data" / "cifar" / "CIFAR-10_human.npz"
 CASES = {
     "digits": (ROOT / "configs" / "digits" / "elr_sym40.yaml", []),
-    "cifar10n-subset": (ROOT / "configs" / "cifar10n" / "cpu_subset.yaml", ["data.augment=true"]),
+    "cifar10n-subset": (ROOT / "configs" / "cifar10n" / "cpu_subset.yaml",
+                        ["data.augment=true", f"data.root={CIFAR_IMAGES}", f"data.noise.human_labels={HUMAN_LABELS}"]),
 }
 VARIANTS = {
     "plain: DataLoader, fp32, eager": ["train.loader=dataloader", "train.precision=fp32",
@@ -44,9 +47,9 @@ def main() -> None:
                         help="applied to every case and variant, e.g. --set train.epochs=10")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "fast_path_accuracy.md")
     args = parser.parse_args()
-    if "cifar10n-subset" in args.cases and not (ROOT / "data" / "cifar10" / "train").is_dir():
-        sys.exit("cifar10n-subset needs data/cifar10: tar -xJf ../shared/data/cifar/cifar10-jpeg.tar.xz -C data/ "
-                 "(or leave it out with --cases digits)")
+    if "cifar10n-subset" in args.cases and not ((CIFAR_IMAGES / "train").is_dir() and HUMAN_LABELS.is_file()):
+        sys.exit(f"cifar10n-subset needs {CIFAR_IMAGES} (tar -xJf ../shared/data/cifar/cifar10-jpeg.tar.xz -C data/) "
+                 f"and {HUMAN_LABELS}; or leave it out with --cases digits")
 
     sections = []
     for case in args.cases:
@@ -57,7 +60,7 @@ def main() -> None:
             results[variant] = train_seeds(config, overrides, args.seeds)
             accs = [run["test_acc_last"] for run in results[variant]]
             print(f"{case} | {variant}: test acc (last) {', '.join(f'{100 * a:.2f}' for a in accs)}", flush=True)
-        settings = " ".join([f"`{config.relative_to(ROOT)}`", *case_overrides])
+        settings = " ".join([f"`{config.relative_to(ROOT)}`", *case_overrides[:1]])
         sections.append(f"### {case} ({settings})\n\n" + _table(results))
     text = (f"# Fast-path switches against the plain path: clean test accuracy\n\n"
             f"Command: `python bench/bench_fast_path_accuracy.py --seeds {args.seeds} --device {args.device}"
