@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from seeded_runs import train_seeds
+from seeded_runs import percent_mean_std, train_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
 CIFAR_IMAGES = ROOT / "data" / "cifar10"
@@ -84,13 +84,10 @@ def _table(results: dict[str, list[dict]]) -> str:
         selected = np.array([run["test_acc_at_best"] for run in runs])
         differences = last - plain
         spread = f"({100 * differences.min():+.2f}, {100 * differences.max():+.2f})"
-        lines.append(f"| {variant} | {_mean_std(last)} | {_mean_std(selected)} | {_mean_std(differences)} {spread} "
-                     f"| {np.mean([run['seconds'] for run in runs]):.1f} |")
+        seconds = np.mean([run["seconds"] for run in runs])
+        lines.append(f"| {variant} | {percent_mean_std(last)} | {percent_mean_std(selected)} "
+                     f"| {percent_mean_std(differences)} {spread} | {seconds:.1f} |")
     return "\n".join(lines)
-
-
-def _mean_std(values: np.ndarray) -> str:
-    return f"{100 * values.mean():.2f} ± {100 * values.std():.2f}"
 
 
 if __name__ == "__main__":

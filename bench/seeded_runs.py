@@ -10,6 +10,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 from elr_mri.config import load_config
 from elr_mri.engine.runner import train
 
@@ -26,3 +28,8 @@ def train_seeds(config: Path, overrides: list[str], seeds: int) -> list[dict]:
             summary = train(load_config(config, seeded), Path(run_dir))
         summaries.append({**summary, "seconds": time.perf_counter() - started})
     return summaries
+
+
+def percent_mean_std(values: np.ndarray) -> str:
+    """Fractions as "mean ± std" in percent points, the form the benchmark tables use."""
+    return f"{100 * values.mean():.2f} ± {100 * values.std():.2f}"
