@@ -31,6 +31,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=72, help="cubic crop (at least 71; the paper: 96)")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads; 0: torch's default")
+    parser.add_argument("--budget", type=float, default=10.0, help="seconds of timed steps per variant")
     parser.add_argument("--out", type=Path, help="default bench/results/execution_variants_<device>.md")
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -39,7 +40,7 @@ def main() -> None:
     load_start = os.getloadavg()
     results = {variant.label: steps.in_fresh_process(
         steps.StepJob(spec, args.size, args.batch_size, args.device, variant, threads=args.threads,
-                      warmup=3 if on_gpu else 1, min_steps=10 if on_gpu else 3, budget_s=10.0))
+                      warmup=3 if on_gpu else 1, min_steps=10 if on_gpu else 3, budget_s=args.budget))
         for variant in steps.VARIANTS}
     threads = next(iter(results.values())).threads
     memory = "max_memory_allocated" if on_gpu else "peak RSS rise"
