@@ -166,7 +166,7 @@ def _train_epoch(method: Method, batches: Iterable[dict[str, torch.Tensor]], epo
     total, steps = None, 0
     for batch in tqdm(batches, desc=f"epoch {epoch + 1}", leave=False, disable=not show_progress):
         loss, logits = method.train_step(batch)
-        tracker.record(*gather_rows(batch["index"].to(logits.device), logits))
+        tracker.record(*gather_rows(batch["index"].to(logits.device, non_blocking=True), logits))
         total = loss if total is None else total + loss  # summed on the device, read once an epoch
         steps += 1
     return float(total) / steps if steps else float("nan")

@@ -7,11 +7,12 @@ from torch import nn
 
 from elr_mri.config import LossConfig
 from elr_mri.losses.baselines import CrossEntropy, GCELoss, SCELoss
-from elr_mri.losses.elr import ELRLoss, sigmoid_rampup
+from elr_mri.losses.elr import ELRLoss, one_hot_rows, sigmoid_rampup
 from elr_mri.losses.elr_plus import ELRPlusLoss
 
 __all__ = [
-    "CrossEntropy", "GCELoss", "SCELoss", "ELRLoss", "ELRPlusLoss", "sigmoid_rampup", "build_loss", "targets_dtype",
+    "CrossEntropy", "GCELoss", "SCELoss", "ELRLoss", "ELRPlusLoss", "one_hot_rows", "sigmoid_rampup", "build_loss",
+    "targets_dtype",
 ]
 
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from elr_mri.losses.elr import at_least_fp32
+from elr_mri.losses.elr import at_least_fp32, one_hot_rows
 
 __all__ = ["CrossEntropy", "GCELoss", "SCELoss"]
 
@@ -47,6 +47,6 @@ class SCELoss(nn.Module):
     def forward(self, logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
         logits = at_least_fp32(logits)
         probs = F.softmax(logits, dim=1).clamp(1e-7, 1.0)
-        one_hot = F.one_hot(labels, self.num_classes).to(logits.dtype).clamp(1e-4, 1.0)
+        one_hot = one_hot_rows(labels, self.num_classes, logits.dtype).clamp(1e-4, 1.0)
         rce = -(probs * one_hot.log()).sum(dim=1).mean()
         return self.alpha * F.cross_entropy(logits, labels) + self.beta * rce

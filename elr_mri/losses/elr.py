@@ -16,7 +16,8 @@ from torch import nn
 
 from elr_mri.distributed import gather_rows
 
-__all__ = ["ELRLoss", "elr_regularizer", "update_targets", "at_least_fp32", "sigmoid_rampup", "PROB_CLAMP"]
+__all__ = ["ELRLoss", "elr_regularizer", "update_targets", "at_least_fp32", "one_hot_rows", "sigmoid_rampup",
+           "PROB_CLAMP"]
 
 PROB_CLAMP = 1e-4  # the official code clamps softmax to [1e-4, 1 − 1e-4] so log(1 − ⟨t, p⟩) stays finite
 
@@ -32,6 +33,13 @@ def sigmoid_rampup(step: float, length: float) -> float:
 def at_least_fp32(logits: torch.Tensor) -> torch.Tensor:
     """Half-precision logits (autocast) are upcast: the log(1 − ⟨t, p⟩) term needs the range."""
     return logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
+
+
+def one_hot_rows(labels: torch.Tensor, num_classes: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """One-hot rows in `dtype`. Not `F.one_hot`: it checks the label range by reading it back to the
+    host, a wait for the GPU at every step (labels are validated when a data set is built)."""
+    rows = torch.zeros(len(labels), num_classes, dtype=dtype, device=labels.device)
+    return rows.scatter_(1, labels.unsqueeze(1), 1.0)
 
 
 def update_targets(targets: torch.Tensor, index: torch.Tensor, probs: torch.Tensor, beta: float) -> None:

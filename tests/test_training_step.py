@@ -1,0 +1,85 @@
+"""One optimisation step of each method: nothing read back to the host, and ELR+'s EMA arithmetic.
+
+On a GPU every value read back (`.item()`, `if tensor:`, `F.one_hot`'s range check) makes the host
+wait for the device, once a step; the CPU profiler sees the same reads, so this guards the GPU path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.profiler import ProfilerActivity, profile
+
+from elr_mri.config import RunConfig, load_config
+from elr_mri.engine.execution import ExecutionPlan
+from elr_mri.engine.methods import ELRPlusPair, Method, build_method
+from elr_mri.engine.tracking import PredictionTracker
+from elr_mri.losses import one_hot_rows, sigmoid_rampup
+
+DIGITS = Path(__file__).parents[1] / "configs" / "digits" / "elr_sym40.yaml"
+INPUT_SHAPE, NUM_CLASSES, NUM_EXAMPLES, BATCH = (1, 8, 8), 10, 64, 16
+HOST_READS = {"aten::item", "aten::_local_scalar_dense", "aten::is_nonzero", "aten::nonzero"}
+
+
+def _config(loss: str) -> RunConfig:
+    return load_config(DIGITS, [f"loss.name={loss}", "model.name=small_cnn", "model.hidden=8",
+                                "elr_plus.ema_ramp_steps=10"])
+
+
+def _method(cfg: RunConfig) -> Method:
+    plan = ExecutionPlan.from_config(cfg.train, torch.device("cpu"))
+    return build_method(cfg, INPUT_SHAPE, NUM_CLASSES, NUM_EXAMPLES, plan)
+
+
+def _batch(seed: int) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return {"image": torch.rand(BATCH, *INPUT_SHAPE, generator=generator),
+            "label": torch.randint(0, NUM_CLASSES, (BATCH,), generator=generator),
+            "index": torch.randperm(NUM_EXAMPLES, generator=generator)[:BATCH]}
+
+
+@pytest.mark.parametrize("loss", ["ce", "gce", "sce", "elr", "elr_plus"])
+def test_a_training_step_reads_nothing_back_to_the_host(loss: str) -> None:
+    method = _method(_config(loss))
+    tracker = PredictionTracker(NUM_EXAMPLES, NUM_CLASSES, torch.device("cpu"))
+    method.train_step(_batch(0))  # first-call set-up is not what we look at
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        total = None
+        for seed in (1, 2):
+            step_loss, logits = method.train_step(_batch(seed))
+            tracker.record(_batch(seed)["index"], logits)
+            total = step_loss if total is None else total + step_loss
+    reads = HOST_READS & {event.key for event in prof.key_averages()}
+    assert not reads, f"{loss}: a training step reads values back to the host ({sorted(reads)})"
+
+
+def test_ema_copies_follow_their_networks_with_the_ramped_momentum() -> None:
+    cfg = _config("elr_plus")
+    pair = _method(cfg)
+    assert isinstance(pair, ELRPlusPair)
+    for _ in range(3):  # move the networks away from their EMA copies first
+        pair.train_step(_batch(pair.step))
+    before = [{name: value.clone() for name, value in ema.state_dict().items()} for ema in pair.emas]
+    step = pair.step
+    pair.train_step(_batch(10))
+    decay = sigmoid_rampup(step + 1, cfg.elr_plus.ema_ramp_steps) * cfg.elr_plus.ema_decay
+    assert 0.0 < decay < cfg.elr_plus.ema_decay  # still ramping: the ramp itself is checked
+    for k in range(2):
+        net_state, ema_state = pair.nets[k].state_dict(), pair.emas[k].state_dict()
+        for name, value in net_state.items():
+            if value.dtype.is_floating_point:
+                expected = decay * before[k][name] + (1.0 - decay) * value
+                torch.testing.assert_close(ema_state[name], expected, rtol=1e-6, atol=1e-7)
+            else:
+                assert torch.equal(ema_state[name], value), name
+        assert not torch.equal(ema_state["head.weight"], before[k]["head.weight"])
+
+
+def test_one_hot_rows_match_torch_one_hot() -> None:
+    labels = torch.tensor([3, 0, 9, 3])
+    expected = F.one_hot(labels, NUM_CLASSES)
+    assert torch.equal(one_hot_rows(labels, NUM_CLASSES), expected.float())
+    assert one_hot_rows(labels, NUM_CLASSES, torch.float64).dtype == torch.float64
