@@ -6,7 +6,8 @@
 #      channels-last, torch.compile), timed to the end with its test accuracy (paper 89.15 ± 0.17);
 #   2. the 3D ×8 + age model's volumes/s at 96³, fp32 eager against bf16 + channels-last + compile;
 #   3. images/s of the DataLoader path against the device-resident path;
-#   4. with the time left, bench_mri_models' full table (every 3D model, the loader).
+#   4. the GPU tests: device-resident augmentation statistics, no host waits in a training step;
+#   5. with the time left, bench_mri_models' full table (every 3D model, the loader).
 # Why a shared deadline: a device call has one fixed limit, and a step cut short must still leave the
 # earlier steps' figures (and its own log lines) in $OUT.
 set -u
@@ -49,5 +50,7 @@ step "3D x8 execution variants" 180 "$OUT/bench.log" "$PYTHON" bench/bench_execu
     --device cuda --size 96 --budget 4 --out "$OUT/execution_variants_cuda.md"
 step "device batches" 60 "$OUT/bench.log" "$PYTHON" bench/bench_device_batches.py --device cuda \
     --out "$OUT/device_batches_cuda.md"
+step "gpu tests" 90 "$OUT/bench.log" "$PYTHON" -m pytest -q -m gpu -p no:cacheprovider \
+    tests/test_training_step.py tests/test_device_batches.py
 step "mri models" 300 "$OUT/bench.log" "$PYTHON" bench/bench_mri_models.py --device cuda \
     --out "$OUT/mri_models_cuda.md"

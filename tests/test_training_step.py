@@ -1,7 +1,8 @@
 """One optimisation step of each method: nothing read back to the host, and ELR+'s EMA arithmetic.
 
 On a GPU every value read back (`.item()`, `if tensor:`, `F.one_hot`'s range check) makes the host
-wait for the device, once a step; the CPU profiler sees the same reads, so this guards the GPU path.
+wait for the device, once a step; the CPU profiler sees the same reads, so this guards the GPU path
+on a CPU. On a GPU (`pytest -m gpu`) torch's sync debug mode also turns any wait into an error.
 """
 
 from __future__ import annotations
@@ -22,36 +23,49 @@ from elr_mri.losses import one_hot_rows, sigmoid_rampup
 DIGITS = Path(__file__).parents[1] / "configs" / "digits" / "elr_sym40.yaml"
 INPUT_SHAPE, NUM_CLASSES, NUM_EXAMPLES, BATCH = (1, 8, 8), 10, 64, 16
 HOST_READS = {"aten::item", "aten::_local_scalar_dense", "aten::is_nonzero", "aten::nonzero"}
+devices = ["cpu", pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs CUDA")])]
 
 
-def _config(loss: str) -> RunConfig:
+def _config(loss: str, *overrides: str) -> RunConfig:
     return load_config(DIGITS, [f"loss.name={loss}", "model.name=small_cnn", "model.hidden=8",
-                                "elr_plus.ema_ramp_steps=10"])
+                                "elr_plus.ema_ramp_steps=10", *overrides])
 
 
-def _method(cfg: RunConfig) -> Method:
-    plan = ExecutionPlan.from_config(cfg.train, torch.device("cpu"))
+def _method(cfg: RunConfig, device: str = "cpu") -> Method:
+    plan = ExecutionPlan.from_config(cfg.train, torch.device(device))
     return build_method(cfg, INPUT_SHAPE, NUM_CLASSES, NUM_EXAMPLES, plan)
 
 
-def _batch(seed: int) -> dict[str, torch.Tensor]:
+def _batch(seed: int, device: str = "cpu") -> dict[str, torch.Tensor]:
+    """A batch as the DataLoader hands it over: host tensors, pinned when a GPU trains."""
     generator = torch.Generator().manual_seed(seed)
-    return {"image": torch.rand(BATCH, *INPUT_SHAPE, generator=generator),
-            "label": torch.randint(0, NUM_CLASSES, (BATCH,), generator=generator),
-            "index": torch.randperm(NUM_EXAMPLES, generator=generator)[:BATCH]}
+    batch = {"image": torch.rand(BATCH, *INPUT_SHAPE, generator=generator),
+             "label": torch.randint(0, NUM_CLASSES, (BATCH,), generator=generator),
+             "index": torch.randperm(NUM_EXAMPLES, generator=generator)[:BATCH]}
+    return {key: value.pin_memory() for key, value in batch.items()} if device == "cuda" else batch
 
 
+@pytest.mark.parametrize("device", devices)
 @pytest.mark.parametrize("loss", ["ce", "gce", "sce", "elr", "elr_plus"])
-def test_a_training_step_reads_nothing_back_to_the_host(loss: str) -> None:
-    method = _method(_config(loss))
-    tracker = PredictionTracker(NUM_EXAMPLES, NUM_CLASSES, torch.device("cpu"))
-    method.train_step(_batch(0))  # first-call set-up is not what we look at
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        total = None
-        for seed in (1, 2):
-            step_loss, logits = method.train_step(_batch(seed))
-            tracker.record(_batch(seed)["index"], logits)
-            total = step_loss if total is None else total + step_loss
+def test_a_training_step_reads_nothing_back_to_the_host(loss: str, device: str) -> None:
+    method = _method(_config(loss, "train.compile=false"), device)  # the device's other defaults
+    tracker = PredictionTracker(NUM_EXAMPLES, NUM_CLASSES, torch.device(device))
+    batches = [_batch(seed, device) for seed in range(3)]
+    method.train_step(batches[0])  # first-call set-up is not what we look at
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+    try:
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            total = None
+            for batch in batches[1:]:
+                step_loss, logits = method.train_step(batch)
+                tracker.record(batch["index"].to(logits.device, non_blocking=True), logits)
+                total = step_loss if total is None else total + step_loss
+    finally:
+        if device == "cuda":
+            torch.cuda.set_sync_debug_mode("default")
     reads = HOST_READS & {event.key for event in prof.key_averages()}
     assert not reads, f"{loss}: a training step reads values back to the host ({sorted(reads)})"
 
