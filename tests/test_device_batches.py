@@ -185,6 +185,17 @@ def test_an_epoch_of_global_batches_lines_up_with_the_data_set(cifar, device):
     assert sorted(seen) == list(range(len(train)))  # every index of the epoch exactly once
 
 
+@pytest.mark.parametrize("device", devices)
+def test_serving_an_epoch_never_waits_for_the_device(cifar, device, no_host_waits):
+    batches = DeviceImageBatches.from_dataset(cifar.train, device)
+    sampler = GlobalBatchSampler(len(cifar.train), 32, torch.Generator().manual_seed(1))
+    generator = batches.generator(0)
+    next(batches.batches(sampler, generator))  # first-call set-up is not what we look at
+    with no_host_waits(device):
+        served = list(batches.batches(sampler, generator)) + list(batches.in_order(64))
+    assert len(served) == len(sampler) + 3
+
+
 def test_a_seeded_generator_reproduces_the_epoch(cifar):
     batches = DeviceImageBatches.from_dataset(cifar.train, "cpu")
     order = [list(range(0, 80)), list(range(80, 160))]

@@ -149,7 +149,8 @@ class DeviceImageBatches:
         if self.spec.augments and generator is None:
             raise ValueError("this data set is augmented: pass a generator on its device")
         for indices in index_batches:
-            index = torch.as_tensor(indices, dtype=torch.int64).to(self.device)
+            # non-blocking: a plain copy to a GPU waits for its queue to empty, once a batch
+            index = torch.as_tensor(indices, dtype=torch.int64).to(self.device, non_blocking=True)
             images = self.images.index_select(0, index)
             if self.spec.augments:
                 images = self._crop_and_flip(images, generator)
