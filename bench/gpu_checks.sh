@@ -40,7 +40,7 @@ step() {
 }
 
 rm -rf /tmp/cifar10_elr_sym40  # a rerun on the same machine starts the row afresh
-step "cifar10 elr sym40" 330 "$OUT/cifar10_elr_sym40.log" "$PYTHON" -m elr_mri.cli train \
+step "cifar10 elr sym40" 360 "$OUT/cifar10_elr_sym40.log" "$PYTHON" -m elr_mri.cli train \
     --config configs/cifar10/elr_sym40.yaml --out /tmp/cifar10_elr_sym40 \
     --set train.progress=false --set train.tensorboard=false
 cp /tmp/cifar10_elr_sym40/metrics.csv "$OUT/cifar10_elr_sym40_metrics.csv" 2>/dev/null
