@@ -158,6 +158,9 @@ class TrainLoopConfig:
     select: Literal["val_acc", "val_balanced_acc", "last"] = "val_acc"
     # torch's CPU threads; 0: its default, one a core. 1 is often faster where other jobs hold the cores
     threads: int = 0
+    # last.pt/best.pt at the end of an epoch once this many seconds passed since the last write, and after
+    # the final epoch; 0: every epoch. A killed run loses at most this much plus the epoch in flight
+    checkpoint_seconds: float = 60.0
     tensorboard: bool = True
     progress: bool = True
 

@@ -15,7 +15,10 @@ import torch
 
 from elr_mri.config import load_config
 from elr_mri.engine.checkpoint import load_checkpoint
-from elr_mri.engine.runner import train
+from elr_mri.engine.execution import ExecutionPlan
+from elr_mri.engine.methods import build_method
+from elr_mri.engine.runner import CheckpointWriter, RunState, train
+from elr_mri.engine.tracking import PredictionTracker
 
 ROOT = Path(__file__).parents[1]
 DIGITS = ROOT / "configs" / "digits" / "elr_sym40.yaml"
@@ -64,16 +67,21 @@ def test_balanced_accuracy_selection_keeps_the_epoch_with_the_best_mean_recall(t
     assert torch.load(out / "checkpoints" / "best.pt", weights_only=True)["epoch"] == summary["best_epoch"]
 
 
-@pytest.mark.parametrize("loss", ["elr", "elr_plus"])
-def test_killed_run_resumes_to_the_same_result(tmp_path: Path, loss: str) -> None:
+@pytest.mark.parametrize(("loss", "checkpoint_seconds"), [("elr", 0), ("elr_plus", 0), ("elr", 3600)])
+def test_killed_run_resumes_to_the_same_result(tmp_path: Path, loss: str, checkpoint_seconds: int) -> None:
     overrides = [*SMALL, f"loss.name={loss}", "train.epochs=12", "schedule.milestones=[6]",
-                 "elr_plus.ema_ramp_steps=50"]
+                 "elr_plus.ema_ramp_steps=50", f"train.checkpoint_seconds={checkpoint_seconds}"]
     reference = train(load_config(DIGITS, overrides), tmp_path / "uninterrupted")
 
     out = tmp_path / "killed"
     _kill_after_epochs(3, out, "--config", str(DIGITS), "--out", str(out),
                        *[a for s in overrides for a in ("--set", s)])
     assert 3 <= _rows(out) < 12, "the run should have been killed part-way"
+    last = out / "checkpoints" / "last.pt"
+    if checkpoint_seconds:  # nothing written yet: the run starts over in place
+        assert not last.exists() and not (out / "checkpoints" / "best.pt").exists()
+    else:  # written every epoch: the resumed run starts from where it was killed (the row or the one before)
+        assert load_checkpoint(last)["epoch"] >= 2
 
     result = _cli("train", "--resume", str(out))
     assert result.returncode == 0, result.stderr
@@ -84,6 +92,27 @@ def test_killed_run_resumes_to_the_same_result(tmp_path: Path, loss: str) -> Non
     b = load_checkpoint(tmp_path / "uninterrupted" / "checkpoints" / "last.pt")["method"]
     _assert_nested_equal(a, b)
     assert json.loads((out / "summary.json").read_text())["test_acc_last"] == reference["test_acc_last"]
+
+
+def test_a_better_epoch_held_back_is_written_as_it_was(tmp_path: Path) -> None:
+    """Between writes the best epoch's weights wait in host memory: a copy, not the live tensors."""
+    cfg = load_config(DIGITS, ["model.name=small_cnn", "model.hidden=8"])
+    method = build_method(cfg, (1, 8, 8), 10, 32, ExecutionPlan.from_config(cfg.train, torch.device("cpu")))
+    tracker, state = PredictionTracker(32, 10, torch.device("cpu")), RunState()
+    writer = CheckpointWriter(tmp_path, every_seconds=3600)
+    state.epoch = state.best_epoch = 1
+    writer.after_epoch(method, tracker, state, is_best=True, final=False)
+    assert not (tmp_path / "checkpoints").exists(), "within the interval nothing is written"
+    weights_then = {name: value.clone() for name, value in method.model.state_dict().items()}
+    generator = torch.Generator().manual_seed(0)
+    method.train_step({"image": torch.rand(32, 1, 8, 8, generator=generator),
+                       "label": torch.randint(0, 10, (32,), generator=generator), "index": torch.arange(32)})
+    state.epoch = 2
+    writer.after_epoch(method, tracker, state, is_best=False, final=True)
+    best, last = (load_checkpoint(tmp_path / "checkpoints" / name) for name in ("best.pt", "last.pt"))
+    assert best["epoch"] == 1 and last["epoch"] == 2 and last["best_epoch"] == 1
+    _assert_nested_equal(best["method"]["model"], weights_then)
+    assert not torch.equal(last["method"]["model"]["head.weight"], weights_then["head.weight"])
 
 
 def test_resume_with_more_epochs_extends_a_finished_run(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-__all__ = ["atomic_save", "load_checkpoint", "atomic_write_text", "capture_rng", "restore_rng"]
+__all__ = ["atomic_save", "load_checkpoint", "atomic_write_text", "capture_rng", "restore_rng", "host_copy"]
 
 
 def atomic_save(obj: dict[str, Any], path: Path) -> None:
@@ -28,6 +28,18 @@ def atomic_save(obj: dict[str, Any], path: Path) -> None:
 def atomic_write_text(text: str, path: Path) -> None:
     with _temporary_beside(path) as tmp:
         Path(tmp).write_text(text)
+
+
+def host_copy(state: Any) -> Any:
+    """A copy of a nested state (dicts, lists, tensors) with every tensor copied to host memory: state
+    dicts hand out the live tensors, which the next training step would change."""
+    if isinstance(state, torch.Tensor):
+        return state.detach().to("cpu", copy=True)
+    if isinstance(state, dict):
+        return {key: host_copy(value) for key, value in state.items()}
+    if isinstance(state, (list, tuple)):
+        return type(state)(host_copy(value) for value in state)
+    return state
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
