@@ -72,14 +72,16 @@ def gather_rows(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return tuple(gathered)
 
 
-def share_of_global_batch(local_size: int, device: torch.device) -> float:
+def share_of_global_batch(local_size: int, global_size: int | None) -> float:
     """local/global batch size × world size: scaling each rank's mean loss by it makes DDP's
-    gradient average equal the mean over the global batch, also when the slices are uneven."""
+    gradient average equal the mean over the global batch, also when the slices are uneven.
+    The global size comes with the batch (`GlobalBatchSampler.global_batch_sizes`) rather than from
+    an all-reduce, whose read-back would make the host wait for the GPU at every step."""
     if not _distributed():
         return 1.0
-    total = torch.tensor([float(local_size)], device=device)
-    dist.all_reduce(total)
-    return local_size * dist.get_world_size() / float(total.item())
+    if global_size is None:
+        raise ValueError("under torchrun every training batch must carry its global_batch_size")
+    return local_size * dist.get_world_size() / global_size
 
 
 def barrier() -> None:
@@ -128,5 +130,9 @@ class GlobalBatchSampler(Sampler[list[int]]):
             yield batch[self.rank * share : (self.rank + 1) * share].tolist()
 
     def __len__(self) -> int:
+        return len(self.global_batch_sizes())
+
+    def global_batch_sizes(self) -> list[int]:
+        """The size of each global batch this rank gets a slice of, in order."""
         full, tail = divmod(len(self.order), self.global_batch)
-        return full + (tail >= self.world_size and tail > 0)
+        return [self.global_batch] * full + ([tail] if tail >= self.world_size and tail > 0 else [])

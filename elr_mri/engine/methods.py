@@ -22,7 +22,7 @@ from elr_mri.models import build_model
 
 __all__ = ["Method", "SingleNetwork", "ELRPlusPair", "build_method", "build_optimizer"]
 
-Batch = dict[str, torch.Tensor]
+Batch = dict[str, torch.Tensor | int]  # tensors, and the training batches' global_batch_size
 
 
 class Method(Protocol):
@@ -82,7 +82,7 @@ class SingleNetwork:
         with self.plan.autocast():
             logits = self.trained(images, **extra)
         loss = self.loss_fn(logits.float(), labels, index)
-        _step(self.optimizer, self.scaler, loss * share_of_global_batch(len(labels), self.plan.device))
+        _step(self.optimizer, self.scaler, loss * share_of_global_batch(len(labels), batch.get("global_batch_size")))
         return loss.detach(), logits.detach()
 
     @torch.no_grad()
@@ -146,6 +146,7 @@ class ELRPlusPair:
         self.losses[1].update_targets(index, ema_logits[0])
         one_hot = one_hot_rows(labels, self.num_classes)
         total = torch.zeros((), device=self.plan.device)
+        share = share_of_global_batch(len(labels), batch.get("global_batch_size"))
         for k in range(2):
             mix_lam, perm = self._draw_mixup(len(labels))
             mixed_images, mixed_labels = (mix_lam * t + (1.0 - mix_lam) * t[perm] for t in (images, one_hot))
@@ -154,7 +155,7 @@ class ELRPlusPair:
             with self.plan.autocast():
                 logits = self.trained[k](mixed_images, **mixed_extra)
             loss = self.losses[k](logits.float(), mixed_labels, index, perm, mix_lam, self.step)
-            _step(self.optimizers[k], self.scalers[k], loss * share_of_global_batch(len(labels), self.plan.device))
+            _step(self.optimizers[k], self.scalers[k], loss * share)
             self._update_ema(k)
             total += loss.detach()
         self.step += 1
