@@ -64,8 +64,11 @@ def test_resume_under_another_number_of_processes(tmp_path: Path) -> None:
 def test_global_batches_are_split_between_ranks_without_overlap() -> None:
     def slices(rank: int, world: int, n: int = 103) -> list[list[int]]:
         sampler = GlobalBatchSampler(n, 10, torch.Generator().manual_seed(5), rank, world)
-        assert len(sampler) == len(list(sampler))
+        assert len(sampler) == len(list(sampler)) == len(sampler.global_batch_sizes())
         return list(sampler)
+
+    def global_sizes(world: int, n: int = 103) -> list[int]:
+        return GlobalBatchSampler(n, 10, torch.Generator().manual_seed(5), 0, world).global_batch_sizes()
 
     single = slices(0, 1)
     for world in (2, 3):
@@ -73,5 +76,7 @@ def test_global_batches_are_split_between_ranks_without_overlap() -> None:
         assert all(len(batches) == len(single) for batches in per_rank)
         for step, batch in enumerate(single):
             assert sorted(sum((per_rank[r][step] for r in range(world)), [])) == sorted(batch)
+            assert global_sizes(world)[step] == len(batch)  # what DDP's loss weighting divides by
     # a 1-example tail cannot be shared by 2 ranks: it is skipped (both ranks must step together)
     assert sum(map(len, slices(0, 2, n=101))) + sum(map(len, slices(1, 2, n=101))) == 100
+    assert global_sizes(2, n=101) == [10] * 10
