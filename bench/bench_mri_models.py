@@ -233,7 +233,9 @@ def run_steps(job: StepJob) -> StepResult:
     device = torch.device(job.device)
     variant = job.variant
     plan = ExecutionPlan(device=device, autocast_dtype=DTYPES[variant.precision], compile=variant.compile,
-                         channels_last=variant.channels_last)
+                         channels_last=variant.channels_last,
+                         cudnn_benchmark=device.type == "cuda")  # as the engine's `auto`
+    plan.configure_backends()
     batch = random_batch(job)
     rss_before_kb = reset_rss_peak()
     torch.manual_seed(0)
@@ -569,8 +571,12 @@ def variant_table(variants: dict[str, StepResult], title: str, batch: int, memor
 
 def machine_line(device: str) -> str:
     name = torch.cuda.get_device_name(0) if device == "cuda" else f"{platform.machine()}, {os.cpu_count()} CPU cores"
+    gpu = (" Every GPU step runs with cuDNN's algorithm search on (the engine's `auto`) and torch's default "
+           f"TF32 settings (convolutions {torch.backends.cudnn.allow_tf32}, matmuls "
+           f"{torch.backends.cuda.matmul.allow_tf32}), so 'fp32' convolutions may run in TF32."
+           if device == "cuda" else "")
     return (f"Machine: {name}, torch {torch.__version__}, Python {platform.python_version()}, "
-            f"{torch.get_num_threads()} intra-op threads by default.")
+            f"{torch.get_num_threads()} intra-op threads by default.{gpu}")
 
 
 def command_line() -> str:

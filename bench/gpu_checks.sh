@@ -8,7 +8,8 @@
 #      channels-last, torch.compile), timed to the end with its test accuracy (paper 89.15 ± 0.17), with
 #      all the time the first step left (its length is the unknown; metrics.csv keeps what a cut run did);
 #   3. images/s of the DataLoader path against the device-resident path;
-#   4. the GPU tests: device-resident augmentation statistics, no host waits in a training step;
+#   4. the GPU tests: device-resident augmentation statistics, no host waits in a training step,
+#      every `auto` switch on;
 #   5. with the time left, bench_mri_models' full table (every 3D model, the loader).
 # Why a shared deadline: a device call has one fixed limit, and a step cut short must still leave the
 # earlier steps' figures (and its own log lines) in $OUT.
@@ -53,6 +54,6 @@ cp /tmp/cifar10_elr_sym40/summary.json "$OUT/cifar10_elr_sym40_summary.json" 2>/
 step "device batches" 60 "$OUT/bench.log" "$PYTHON" bench/bench_device_batches.py --device cuda \
     --out "$OUT/device_batches_cuda.md"
 step "gpu tests" 90 "$OUT/bench.log" "$PYTHON" -m pytest -q -m gpu -p no:cacheprovider \
-    tests/test_training_step.py tests/test_device_batches.py
+    tests/test_training_step.py tests/test_device_batches.py tests/test_execution.py
 step "mri models" 300 "$OUT/bench.log" "$PYTHON" bench/bench_mri_models.py --device cuda \
     --out "$OUT/mri_models_cuda.md"

@@ -154,6 +154,9 @@ class TrainLoopConfig:
     loader: Literal["auto", "dataloader", "device"] = "auto"  # auto: device-resident batches when images fit
     compile: Literal["auto", True, False] = "auto"  # torch.compile the trained network; auto: on for CUDA
     channels_last: Literal["auto", True, False] = "auto"  # channels-last (2D/3D) memory; auto: on for CUDA
+    # cuDNN times its convolution algorithms for each new input shape and keeps the fastest; auto: on for
+    # CUDA (crops and batches have fixed sizes); the chosen algorithms may differ between runs
+    cudnn_benchmark: Literal["auto", True, False] = "auto"
     # checkpoint-selection rule, written in the run; val_balanced_acc where one class dominates the labels
     select: Literal["val_acc", "val_balanced_acc", "last"] = "val_acc"
     # torch's CPU threads; 0: its default, one a core. 1 is often faster where other jobs hold the cores

@@ -19,13 +19,28 @@ BASE = ["data.train_subset=300", "train.epochs=3", "model.name=small_cnn", "mode
 
 def test_auto_on_a_cpu_is_plain_fp32_eager() -> None:
     plan = ExecutionPlan.from_config(TrainLoopConfig(), torch.device("cpu"))
-    assert (plan.autocast_dtype, plan.compile, plan.channels_last, plan.loss_scaling) == (None, False, False, False)
+    assert (plan.autocast_dtype, plan.compile, plan.channels_last, plan.loss_scaling, plan.cudnn_benchmark) == (
+        None, False, False, False, False)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_auto_on_a_gpu_turns_every_switch_on() -> None:
+    plan = ExecutionPlan.from_config(TrainLoopConfig(), torch.device("cuda"))
+    assert plan.autocast_dtype in (torch.bfloat16, torch.float16)
+    assert plan.compile and plan.channels_last and plan.cudnn_benchmark
 
 
 def test_explicit_switches_are_honoured() -> None:
-    cfg = TrainLoopConfig(precision="fp16", compile=True, channels_last=True)
+    cfg = TrainLoopConfig(precision="fp16", compile=True, channels_last=True, cudnn_benchmark=True)
     plan = ExecutionPlan.from_config(cfg, torch.device("cpu"))
     assert plan.autocast_dtype == torch.float16 and plan.loss_scaling and plan.compile and plan.channels_last
+    before = torch.backends.cudnn.benchmark
+    try:
+        plan.configure_backends()
+        assert plan.cudnn_benchmark and torch.backends.cudnn.benchmark
+    finally:
+        torch.backends.cudnn.benchmark = before
     x = plan.place_input(torch.zeros(2, 3, 8, 8))
     assert x.is_contiguous(memory_format=torch.channels_last)
     assert plan.place_input(torch.zeros(2, 1, 4, 4, 4)).is_contiguous(memory_format=torch.channels_last_3d)

@@ -1,8 +1,9 @@
 """How the networks run on the chosen device: precision, memory layout, compilation.
 
-Each is a config switch (`train.precision`, `train.channels_last`, `train.compile`) whose `auto`
-default picks what pays off on that device: bf16 autocast, channels-last memory and
-torch.compile on a GPU; plain fp32 eager on a CPU, where none of them is faster.
+Each is a config switch (`train.precision`, `train.channels_last`, `train.compile`,
+`train.cudnn_benchmark`) whose `auto` default picks what pays off on that device: bf16 autocast,
+channels-last memory, torch.compile and cuDNN's algorithm search on a GPU; plain fp32 eager on a
+CPU, where bf16 pays only on CPUs with native bf16 and the others not at all.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class ExecutionPlan:
     autocast_dtype: torch.dtype | None  # None: fp32
     compile: bool
     channels_last: bool
+    cudnn_benchmark: bool = False
 
     @classmethod
     def from_config(cls, cfg: TrainLoopConfig, device: torch.device) -> ExecutionPlan:
@@ -35,7 +37,12 @@ class ExecutionPlan:
         dtypes = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
         return cls(device=device, autocast_dtype=dtypes[precision],
                    compile=on_gpu if cfg.compile == "auto" else cfg.compile,
-                   channels_last=on_gpu if cfg.channels_last == "auto" else cfg.channels_last)
+                   channels_last=on_gpu if cfg.channels_last == "auto" else cfg.channels_last,
+                   cudnn_benchmark=on_gpu if cfg.cudnn_benchmark == "auto" else cfg.cudnn_benchmark)
+
+    def configure_backends(self) -> None:
+        """Process-wide switches the plan implies: cuDNN's algorithm search (a no-op on a CPU)."""
+        torch.backends.cudnn.benchmark = self.cudnn_benchmark
 
     @property
     def loss_scaling(self) -> bool:

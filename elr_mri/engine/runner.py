@@ -67,6 +67,7 @@ def train(cfg: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
         device = torch.device("cuda", dist.local_rank)
     data = build_data(cfg.data, require_age=uses_age(cfg))
     plan = ExecutionPlan.from_config(cfg.train, device)
+    plan.configure_backends()
     method = build_method(cfg, data.input_shape, data.num_classes, len(data.train), plan, dist)
     feeder = BatchFeeder(data, cfg, dist, device, channels_last=plan.channels_last)
     tracker = PredictionTracker(len(data.train), data.num_classes, device)
