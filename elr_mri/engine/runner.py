@@ -218,7 +218,7 @@ def uses_age(cfg: RunConfig) -> bool:
 def _restore(out_dir: Path, method: Method, tracker: PredictionTracker, state: RunState) -> None:
     """Load last.pt into the method, the tracker and `state`; nothing to load means start over in place."""
     path = out_dir / "checkpoints" / "last.pt"
-    if not path.exists():  # killed before the first epoch finished
+    if not path.exists():  # killed before the first checkpoint was written
         return
     ckpt = load_checkpoint(path)
     method.load_state_dict(ckpt["method"])
