@@ -7,9 +7,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from torch import nn
+from torch._dynamo.utils import counters
 
 from elr_mri.config import ConfigError, TrainLoopConfig, load_config
-from elr_mri.engine.execution import ExecutionPlan, limit_cpu_threads
+from elr_mri.engine.execution import CompiledForFullBatches, ExecutionPlan, limit_cpu_threads
 from elr_mri.engine.runner import train
 
 DIGITS = Path(__file__).parents[1] / "configs" / "digits" / "elr_sym40.yaml"
@@ -85,4 +87,26 @@ def test_switches_give_the_same_losses(tmp_path: Path, name: str, switches: list
 @pytest.mark.slow
 def test_compiled_model_gives_the_same_losses(tmp_path: Path) -> None:
     reference = _losses(tmp_path, "eager")
+    _forget_compiled_graphs()
     pd.testing.assert_series_equal(_losses(tmp_path, "compiled", "train.compile=true"), reference, rtol=1e-3, atol=1e-3)
+    assert counters["stats"]["unique_graphs"] == 1  # 270 examples in batches of 64: the tail of 14 ran eagerly
+
+
+def test_compiled_network_keeps_one_graph_through_a_short_batch() -> None:
+    _forget_compiled_graphs()
+    torch.manual_seed(0)
+    network = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
+    wrapped = CompiledForFullBatches(network)
+    for batch_size in (16, 6, 16, 6):
+        images = torch.randn(batch_size, 3, 8, 8)
+        logits = wrapped(images)
+        logits.sum().backward()
+        torch.testing.assert_close(logits, network(images), rtol=1e-4, atol=1e-5)
+    assert wrapped.full_batch == 16
+    assert counters["stats"]["unique_graphs"] == 1  # plain torch.compile compiles a second graph for 6
+
+
+def _forget_compiled_graphs() -> None:
+    torch._dynamo.reset()
+    counters.clear()
