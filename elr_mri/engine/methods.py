@@ -7,7 +7,7 @@ the epoch loop, evaluation and checkpoints do not care which one runs.
 from __future__ import annotations
 
 import copy
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -127,6 +127,7 @@ class ELRPlusPair:
         self.plan = plan
         self.nets = [plan.place_model(build_model(cfg.model, input_shape, num_classes)) for _ in range(2)]
         self.emas = [copy.deepcopy(net).requires_grad_(False) for net in self.nets]
+        self.ema_pairs = [EmaPairs.match(ema, net) for ema, net in zip(self.emas, self.nets)]
         self.trained = [plan.compiled(_data_parallel(net, dist, plan.device)) for net in self.nets]
         self.losses = [
             ELRPlusLoss(num_examples, num_classes, lam=cfg.loss.lam, beta=cfg.loss.beta,
@@ -176,14 +177,11 @@ class ELRPlusPair:
         torch's optimizers do: on a GPU, two launches per tensor (≈200 for ResNet-18) add up every
         step. Counters such as BatchNorm's num_batches_tracked are copied."""
         decay = sigmoid_rampup(self.step + 1, self.cfg.ema_ramp_steps) * self.cfg.ema_decay
-        ema_state, net_state = self.emas[k].state_dict(), self.nets[k].state_dict()
-        floating = [name for name, value in net_state.items() if value.dtype.is_floating_point]
-        averaged, current = [ema_state[name] for name in floating], [net_state[name] for name in floating]
-        torch._foreach_mul_(averaged, decay)
-        torch._foreach_add_(averaged, current, alpha=1.0 - decay)
-        for name, value in net_state.items():
-            if not value.dtype.is_floating_point:
-                ema_state[name].copy_(value)
+        pairs = self.ema_pairs[k]
+        torch._foreach_mul_(pairs.averaged, decay)
+        torch._foreach_add_(pairs.averaged, pairs.current, alpha=1.0 - decay)
+        for counter, value in zip(pairs.ema_counters, pairs.net_counters):
+            counter.copy_(value)
 
     @torch.no_grad()
     def predict_proba(self, batch: Batch) -> torch.Tensor:
@@ -210,6 +208,28 @@ class ELRPlusPair:
             for part, part_state in zip(pair, state[key]):
                 part.load_state_dict(part_state)
         self.step = int(state["step"])
+
+
+class EmaPairs(NamedTuple):
+    """An EMA copy's tensors beside its network's, matched by name once.
+
+    Why: walking both state dicts every step cost 0.55 ms of host time per network (PreAct
+    ResNet-18, this CPU), time in which a GPU waits. The tensors stay valid: load_state_dict and
+    the updates write into them in place.
+    """
+
+    averaged: list[torch.Tensor]
+    current: list[torch.Tensor]
+    ema_counters: list[torch.Tensor]
+    net_counters: list[torch.Tensor]
+
+    @classmethod
+    def match(cls, ema: nn.Module, net: nn.Module) -> EmaPairs:
+        ema_state, net_state = ema.state_dict(), net.state_dict()
+        floating = [name for name, value in net_state.items() if value.dtype.is_floating_point]
+        counters = [name for name in net_state if name not in floating]
+        return cls([ema_state[name] for name in floating], [net_state[name] for name in floating],
+                   [ema_state[name] for name in counters], [net_state[name] for name in counters])
 
 
 def _data_parallel(model: nn.Module, dist: DistContext, device: torch.device) -> nn.Module:
