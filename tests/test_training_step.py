@@ -81,6 +81,19 @@ def test_ema_copies_follow_their_networks_with_the_ramped_momentum() -> None:
         assert not torch.equal(ema_state["head.weight"], before[k]["head.weight"])
 
 
+@pytest.mark.parametrize("loss", ["elr", "elr_plus"])
+def test_training_follows_evaluation_in_training_mode(loss: str) -> None:
+    """Steps switch BatchNorm back to batch statistics after an evaluation; EMA copies only ever predict."""
+    method = _method(_config(loss))
+    networks = method.nets if isinstance(method, ELRPlusPair) else [method.model]
+    method.train_step(_batch(0))
+    method.predict_proba(_batch(1))
+    method.train_step(_batch(2))
+    assert all(module.training for network in networks for module in network.modules())
+    for ema in getattr(method, "emas", []):
+        assert not any(module.training for module in ema.modules())
+
+
 def test_one_hot_rows_match_torch_one_hot() -> None:
     labels = torch.tensor([3, 0, 9, 3])
     expected = F.one_hot(labels, NUM_CLASSES)

@@ -77,7 +77,7 @@ class SingleNetwork:
         self.scaler = plan.grad_scaler()
 
     def train_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        self.trained.train()
+        _ensure_training(self.trained, self.model)
         images, labels, index, extra = _unpack(batch, self.plan)
         with self.plan.autocast():
             logits = self.trained(images, **extra)
@@ -126,7 +126,7 @@ class ELRPlusPair:
         self.num_classes = num_classes
         self.plan = plan
         self.nets = [plan.place_model(build_model(cfg.model, input_shape, num_classes)) for _ in range(2)]
-        self.emas = [copy.deepcopy(net).requires_grad_(False) for net in self.nets]
+        self.emas = [copy.deepcopy(net).requires_grad_(False).eval() for net in self.nets]  # only ever predict
         self.ema_pairs = [EmaPairs.match(ema, net) for ema, net in zip(self.emas, self.nets)]
         self.trained = [plan.compiled(_data_parallel(net, dist, plan.device)) for net in self.nets]
         self.losses = [
@@ -142,7 +142,7 @@ class ELRPlusPair:
     def train_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels, index, extra = _unpack(batch, self.plan)
         with torch.no_grad(), self.plan.autocast():
-            ema_logits = [ema.eval()(images, **extra).float() for ema in self.emas]
+            ema_logits = [ema(images, **extra).float() for ema in self.emas]
         self.losses[0].update_targets(index, ema_logits[1])
         self.losses[1].update_targets(index, ema_logits[0])
         one_hot = one_hot_rows(labels, self.num_classes)
@@ -152,7 +152,7 @@ class ELRPlusPair:
             mix_lam, perm = self._draw_mixup(len(labels))
             mixed_images, mixed_labels = (mix_lam * t + (1.0 - mix_lam) * t[perm] for t in (images, one_hot))
             mixed_extra = {key: mix_lam * t + (1.0 - mix_lam) * t[perm] for key, t in extra.items()}
-            self.trained[k].train()
+            _ensure_training(self.trained[k], self.nets[k])
             with self.plan.autocast():
                 logits = self.trained[k](mixed_images, **mixed_extra)
             loss = self.losses[k](logits.float(), mixed_labels, index, perm, mix_lam, self.step)
@@ -187,7 +187,7 @@ class ELRPlusPair:
     def predict_proba(self, batch: Batch) -> torch.Tensor:
         images, _, _, extra = _unpack(batch, self.plan)
         with self.plan.autocast():
-            probs = [F.softmax(ema.eval()(images, **extra).float(), dim=1) for ema in self.emas]
+            probs = [F.softmax(ema(images, **extra).float(), dim=1) for ema in self.emas]
         return (probs[0] + probs[1]) / 2
 
     def targets(self) -> torch.Tensor:
@@ -238,6 +238,16 @@ def _data_parallel(model: nn.Module, dist: DistContext, device: torch.device) ->
         return model
     device_ids = [device.index] if device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+
+
+def _ensure_training(run: nn.Module, model: nn.Module) -> None:
+    """Training mode for `run` (the model, wrapped or compiled) once evaluation has switched `model` off.
+
+    Why not call train() every step: it walks every submodule, 0.34 ms of host time for ResNet-34
+    on this CPU and twice that through the compiled wrapper, which holds the model twice.
+    """
+    if not model.training:
+        run.train()
 
 
 def _step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, loss: torch.Tensor) -> None:
