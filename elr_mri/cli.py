@@ -92,7 +92,10 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.resume is not None:
         out_dir = args.resume
-        config = load_config(out_dir / "config.yaml", args.overrides, ignore=("selection_rule",))
+        if not (out_dir / "config.yaml").is_file():
+            raise FileNotFoundError(f"--resume {out_dir}: no run there (no config.yaml); pass the directory "
+                                    "`elr-mri train` wrote (its --out), or start one with --config")
+        config = load_config(out_dir / "config.yaml", args.overrides)
     else:
         out_dir = args.out or Path("runs") / args.config.stem
         config = load_config(args.config, args.overrides)
@@ -148,7 +151,7 @@ def _print_comparison(args: argparse.Namespace, eval_dir: Path) -> None:
     from elr_mri.evaluation.evaluate import evaluate_run
 
     def label(run: Path) -> str:
-        return f"{run.name} ({load_config(run / 'config.yaml', ignore=('selection_rule',)).loss.name})"
+        return f"{run.name} ({load_config(run / 'config.yaml').loss.name})"
 
     others = {}
     for other in args.compare_with:

@@ -32,6 +32,9 @@ __all__ = [
     "apply_overrides",
     "config_from_dict",
     "config_to_dict",
+    "RUN_RECORD_KEYS",
+    "RESUME_MAY_CHANGE",
+    "refuse_resume_changes",
 ]
 
 
@@ -180,11 +183,23 @@ class RunConfig:
     train: TrainLoopConfig = field(default_factory=TrainLoopConfig)
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None, ignore: tuple[str, ...] = ()) -> RunConfig:
+# Top-level keys the engine adds to a run directory's config.yaml for its readers; not settings.
+RUN_RECORD_KEYS = ("selection_rule",)
+
+# What `--resume` may change: how long the run trains, and how and where it runs. Everything else
+# would make one run directory hold epochs trained under two different settings.
+RESUME_MAY_CHANGE = frozenset({
+    "train.epochs", "train.eval_batch_size", "train.device", "train.precision", "train.loader", "train.compile",
+    "train.channels_last", "train.cudnn_benchmark", "train.threads", "train.checkpoint_seconds",
+    "train.tensorboard", "train.progress", "data.root", "data.num_workers", "data.mri.cache", "data.mri.cache_dir",
+})
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
     """Read a YAML file, apply `key.sub=value` overrides and validate the result.
 
-    `ignore` names top-level keys to drop first (a run directory's config.yaml also records the
-    checkpoint-selection rule in words).
+    A run directory's config.yaml loads too (its record-only keys are dropped), so a finished run's
+    settings can start a new run: `--config runs/x/config.yaml --set ... --out runs/y`.
     """
     path = Path(path)
     if not path.is_file():
@@ -197,10 +212,12 @@ def load_config(path: str | Path, overrides: list[str] | None = None, ignore: tu
         raise ConfigError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections (data:, model:, ...)")
-    for key in ignore:
+    for key in RUN_RECORD_KEYS:
         raw.pop(key, None)
-    apply_overrides(raw, overrides or [])
-    return config_from_dict(raw, source=str(path))
+    overrides = overrides or []
+    apply_overrides(raw, overrides)
+    source = f"{path} with --set {' '.join(overrides)}" if overrides else str(path)
+    return config_from_dict(raw, source=source)
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> None:
@@ -236,6 +253,28 @@ def _check_schedule_floor(cfg: RunConfig, source: str) -> None:
             f"{source}: schedule.eta_min = {cfg.schedule.eta_min} is not below optim.lr = {cfg.optim.lr}, "
             f"so the cosine schedule would not decay; set schedule.eta_min lower (e.g. 0)"
         )
+
+
+def refuse_resume_changes(saved: RunConfig, wanted: RunConfig, run_dir: str | Path) -> None:
+    """Stop a resume that would change what the run computes (a loss, a rate, the data), naming the key."""
+    before, after = _flatten(config_to_dict(saved)), _flatten(config_to_dict(wanted))
+    changed = [key for key in after if after[key] != before.get(key) and key not in RESUME_MAY_CHANGE]
+    if changed:
+        key = changed[0]
+        raise ConfigError(
+            f"{run_dir} was trained with {key} = {before.get(key)!r}; a resumed run keeps its settings (only "
+            f"train.epochs and how it runs may change), so start a new run for {key} = {after[key]!r}: "
+            f"elr-mri train --config {Path(run_dir) / 'config.yaml'} --set {key}=... --out NEW_RUN_DIR")
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:

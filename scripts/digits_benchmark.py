@@ -76,8 +76,7 @@ def _run(run_dir: Path, loss: str, mode: str, rate: float, seed: int, epochs: in
                      f"data.noise.seed={seed}", f"data.split_seed={seed}", f"seed={seed}",
                      f"train.epochs={epochs}", "train.progress=false", "train.tensorboard=false"]
         resume = (run_dir / "checkpoints" / "last.pt").exists()
-        cfg = load_config(run_dir / "config.yaml" if resume else BASE_CONFIG, overrides,
-                          ignore=("selection_rule",))
+        cfg = load_config(run_dir / "config.yaml" if resume else BASE_CONFIG, overrides)
         train(cfg, run_dir, resume=resume)
     summary = json.loads(summary_path.read_text())
     last = pd.read_csv(run_dir / "metrics.csv").iloc[-1]

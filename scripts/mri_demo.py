@@ -158,7 +158,7 @@ def _train(args: argparse.Namespace, loss: str, train_csv: Path) -> Path:
     overrides = [f"loss.name={loss}", f"data.mri.manifest={train_csv}", f"train.epochs={args.epochs}",
                  f"seed={args.seed}", f"data.split_seed={args.seed}"]
     resume = (run / "checkpoints" / "last.pt").exists()
-    cfg = load_config(run / "config.yaml" if resume else CONFIG, overrides, ignore=("selection_rule",))
+    cfg = load_config(run / "config.yaml" if resume else CONFIG, overrides)
     train(cfg, run, resume=resume)
     return run
 

@@ -20,8 +20,6 @@ from elr_mri.engine.runner import train
 __all__ = ["ROOT", "run_status", "run_config", "run_or_resume", "percent", "mean_std", "markdown_table"]
 
 ROOT = Path(__file__).resolve().parents[1]
-# the engine adds this key to a run directory's config.yaml; it is not a config field
-_RECORD_ONLY_KEYS = ("selection_rule",)
 
 
 def run_status(run_dir: Path) -> str:
@@ -36,7 +34,7 @@ def run_status(run_dir: Path) -> str:
 def run_config(config: Path, overrides: list[str], run_dir: Path) -> RunConfig:
     """The validated config a run will use: its own saved copy when resuming, else the file + overrides."""
     if run_status(run_dir) == "resume":
-        return load_config(run_dir / "config.yaml", ignore=_RECORD_ONLY_KEYS)
+        return load_config(run_dir / "config.yaml")
     return load_config(config, overrides)
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from elr_mri.config import ConfigError, RunConfig, load_config
+from elr_mri.config import ConfigError, RunConfig, load_config, refuse_resume_changes
 
 # every YAML under configs/ is a run config, except the importers' column mappings (*_mapping.yaml)
 CONFIGS = sorted(p for p in (Path(__file__).parents[1] / "configs").rglob("*.yaml") if not p.stem.endswith("_mapping"))
@@ -55,6 +55,28 @@ def test_missing_file_and_bad_override(tmp_path: Path) -> None:
         load_config(tmp_path / "nope.yaml")
     with pytest.raises(ConfigError, match="expected key=value"):
         load_config(_write(tmp_path, "{}\n"), ["train.epochs"])
+
+
+def test_a_mistake_made_by_set_says_so(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"run.yaml with --set loss.lamm=3: unknown key 'loss.lamm'"):
+        load_config(_write(tmp_path, "loss:\n  name: elr\n"), ["loss.lamm=3"])
+
+
+def test_a_run_directory_config_starts_a_new_run(tmp_path: Path) -> None:
+    """The engine's config.yaml records the selection rule in words; loading it as a config drops that."""
+    cfg = load_config(_write(tmp_path, "selection_rule: best accuracy on the validation split\n"), ["loss.lam=2"])
+    assert cfg.loss.lam == 2.0
+
+
+def test_resume_may_change_how_a_run_runs_but_not_what_it_computes(tmp_path: Path) -> None:
+    path = _write(tmp_path, "loss:\n  name: elr\n  lam: 3\n")
+    saved = load_config(path)
+    refuse_resume_changes(saved, load_config(path, ["train.epochs=200", "train.precision=bf16", "loss.lam=3"]),
+                          tmp_path)
+    for change, key in (("loss.lam=1", "loss.lam"), ("data.noise.rate=0.2", "data.noise.rate"), ("seed=1", "seed")):
+        with pytest.raises(ConfigError, match=rf"was trained with {key} = .*start a new run") as info:
+            refuse_resume_changes(saved, load_config(path, [change]), tmp_path)
+        assert "\n" not in str(info.value)
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(p.parents[1])))

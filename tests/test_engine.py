@@ -133,6 +133,19 @@ def test_resume_with_more_epochs_extends_a_finished_run(tmp_path: Path) -> None:
     assert json.loads((out / "summary.json").read_text())["epochs"] == reached + 2
 
 
+def test_resume_refuses_other_settings_a_shorter_run_and_a_missing_run(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    train(load_config(DIGITS, [*SMALL, "train.epochs=2"]), out)
+    config_before = (out / "config.yaml").read_text()
+    for change, message in (("loss.lam=1", "was trained with loss.lam = 3.0"),
+                            ("train.epochs=1", "has trained 2 epochs, so train.epochs = 1 cannot shorten it")):
+        result = _cli("train", "--resume", str(out), "--set", change)
+        assert result.returncode == 2 and message in result.stderr and result.stderr.count("\n") == 1, result.stderr
+    assert (out / "config.yaml").read_text() == config_before
+    result = _cli("train", "--resume", str(tmp_path / "nothing"))
+    assert result.returncode == 2 and "no run there" in result.stderr and "--config" in result.stderr
+
+
 def _kill_after_epochs(epochs: int, out: Path, *train_args: str) -> None:
     """Start `elr-mri train` and SIGKILL it once `out/metrics.csv` has `epochs` rows (or after 2 min)."""
     proc = subprocess.Popen([sys.executable, "-m", "elr_mri.cli", "train", *train_args], cwd=ROOT,
@@ -179,6 +192,9 @@ def test_existing_run_is_not_overwritten(tmp_path: Path) -> None:
         (["--set", "loss.lamda=3"], "unknown key 'loss.lamda'"),
         (["--set", "train.epochs=many"], "train.epochs must be int"),
         (["--set", "data.name=cifar10", "--set", "data.root=/nonexistent/cifar"], "/nonexistent/cifar"),
+        (["--set", "data.noise.mode=human", "--set", "data.noise.human_labels=/nope.npz"],
+         "data.noise.human_labels = /nope.npz: no such file"),
+        (["--set", "data.name=mri", "--set", "data.mri.manifest=/nope.csv"], "data.mri.manifest = /nope.csv: no such file"),
     ],
 )
 def test_cli_errors_are_one_line_exit_2(tmp_path: Path, args: list[str], message: str) -> None:

@@ -36,7 +36,7 @@ def evaluate_baselines(run_dir: Path, volumes_csvs: Sequence[Path] = (), manifes
     to baselines/<name>/ inside the evaluation of the run's `beside_checkpoint` they are compared with
     (RUN_DIR/eval-<test|holdout>/ for the selected one). Returns {name: {level: report}}."""
     run_dir = Path(run_dir)
-    cfg = load_config(run_dir / "config.yaml", ignore=("selection_rule",))
+    cfg = load_config(run_dir / "config.yaml")
     if cfg.data.name != "mri":
         raise ValueError(f"{run_dir}: baselines need an MRI run; this one trained on {cfg.data.name}")
     if cfg.data.noise.mode != "none":

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+from elr_mri.config import ConfigError
 
 if TYPE_CHECKING:
     from elr_mri.config import DataConfig
@@ -16,6 +19,7 @@ def build_data(cfg: DataConfig, require_age: bool = False) -> NoisyImageData:
 
     `require_age`: the model reads each subject's age, so a scan without one is refused up front.
     """
+    _require_files(cfg)
     if cfg.name == "mri":
         from elr_mri.data.mri import build_mri_data
 
@@ -23,3 +27,17 @@ def build_data(cfg: DataConfig, require_age: bool = False) -> NoisyImageData:
     from elr_mri.data.images import build_image_data
 
     return build_image_data(cfg)
+
+
+def _require_files(cfg: DataConfig) -> None:
+    """Refuse a configured file that is not there, naming its key: the loaders only see the path."""
+    used = {
+        "noise.human_labels": cfg.noise.human_labels if cfg.noise.mode == "human" else None,
+        "noise.transition_matrix": cfg.noise.transition_matrix if cfg.noise.mode == "transition" else None,
+    }
+    if cfg.name == "mri":
+        used |= {f"mri.{key}": getattr(cfg.mri, key) for key in ("manifest", "holdout_manifest", "splits", "val_labels")}
+    for key, path in used.items():
+        if path and not Path(path).is_file():
+            raise ConfigError(f"data.{key} = {path}: no such file; correct the path in the config or with "
+                              f"--set data.{key}=PATH")

@@ -20,7 +20,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from elr_mri.config import ConfigError, RunConfig, config_to_dict
+from elr_mri.config import ConfigError, RunConfig, config_to_dict, load_config, refuse_resume_changes
 from elr_mri.data import build_data
 from elr_mri.distributed import barrier, gather_rows, init_distributed, leave_distributed
 from elr_mri.data.images import NoisyImageData
@@ -58,6 +58,8 @@ def selection_rule(cfg: RunConfig) -> str:
 def train(cfg: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]:
     """Train as `cfg` says into `out_dir`; with `resume`, continue from `out_dir/checkpoints/last.pt`."""
     out_dir = Path(out_dir)
+    if resume and (out_dir / "config.yaml").exists():  # before loading data: a refused resume fails at once
+        refuse_resume_changes(load_config(out_dir / "config.yaml"), cfg, out_dir)
     state = RunState()  # its clock starts here: data loading counts in the run's wall time
     _seed_everything(cfg.seed)
     limit_cpu_threads(cfg.train.threads)
@@ -75,6 +77,9 @@ def train(cfg: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
 
     if resume:
         _restore(out_dir, method, tracker, state)
+        if cfg.train.epochs < state.epoch:
+            raise ConfigError(f"{out_dir} has trained {state.epoch} epochs, so train.epochs = {cfg.train.epochs} "
+                              f"cannot shorten it; pass more than {state.epoch} to continue it")
         if dist.is_main and state.epoch < cfg.train.epochs:
             _reopen_run_dir(out_dir, cfg)
     elif dist.is_main:

@@ -36,7 +36,7 @@ def load_run(run_dir: Path, checkpoint: str = "best") -> tuple[RunConfig, dict[s
     path = run_dir / "checkpoints" / f"{checkpoint}.pt"
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: is {run_dir} a finished `elr-mri train` run directory?")
-    cfg = load_config(run_dir / "config.yaml", ignore=("selection_rule",))
+    cfg = load_config(run_dir / "config.yaml")
     cfg.train.compile = False  # one pass of inference: compiling would cost more than it saves
     shape = json.loads((run_dir / "data_shape.json").read_text())
     plan = ExecutionPlan.from_config(cfg.train, resolve_device(cfg.train.device))
