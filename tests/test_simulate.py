@@ -65,6 +65,8 @@ def test_manifest_carries_noisy_labels_and_truth_keeps_the_rest(cohort: Path) ->
     manifest = pd.read_csv(cohort / "manifest.csv")
     truth = pd.read_csv(cohort / "truth.csv")
     assert list(manifest.columns) == MANIFEST_COLUMNS
+    by_site = pd.concat([pd.read_csv(cohort / f"manifest_{site}.csv") for site in ("adni_sim", "nacc_sim")])
+    pd.testing.assert_frame_equal(by_site.reset_index(drop=True), manifest)
     assert list(truth["participant_id"]) == list(manifest["participant_id"])
     assert (truth["diagnosis"] == manifest["diagnosis"]).all()
     assert truth["participant_id"].is_unique

@@ -2,7 +2,8 @@
 
 Layout of --out: `<cohort>/<participant>/<session>/anat/<participant>_<session>_T1w.nii.gz` (scanner
 space, int16), `manifest.csv` (what a user of real data has: the NOISY diagnosis; paths relative to
---out), `truth.csv` (true diagnosis and every simulated parameter; for scoring only) and
+--out) and the same rows split by site, `manifest_adni_sim.csv` (training) and `manifest_nacc_sim.csv`
+(holdout), `truth.csv` (true diagnosis and every simulated parameter; for scoring only) and
 `simulation.json` (the settings, regions and site profiles). Same seed, same bytes, for any --jobs.
 """
 
@@ -72,7 +73,10 @@ def simulate_cohort(out: Path, subjects: int, holdout_subjects: int | None = Non
     truth.to_csv(out / "truth.csv", index=False)
     description = _description(specs, label_noise, seed, resolution_mm, anatomy, atrophy_scale)
     (out / "simulation.json").write_text(json.dumps(description, indent=2) + "\n")
-    truth[MANIFEST_COLUMNS].to_csv(out / "manifest.csv", index=False)  # last: its presence means complete
+    manifest = truth[MANIFEST_COLUMNS]
+    for site, rows in manifest.groupby("cohort", sort=False):  # each site preprocessed into its own folder
+        rows.to_csv(out / f"manifest_{site}.csv", index=False)
+    manifest.to_csv(out / "manifest.csv", index=False)  # last: its presence means complete
     return truth
 
 
