@@ -1,15 +1,12 @@
 """Run the per-scan pipeline over a table of scans with N worker processes, and join shards.
 
-Each worker gets `cores // jobs` ITK threads (set before ANTs is imported in the fresh, spawned
-process), so N workers do not oversubscribe the machine. A scan that fails is caught in its worker
-and listed in `failures.csv`; the others finish. The output manifest holds the input columns plus
+Workers come from `workers.scan_workers` (ITK threads shared out, stopped with the run). A scan that
+fails is caught in its worker and listed in `failures.csv`; the others finish. The output manifest holds the input columns plus
 `processed_path`, the QC figures, `qc_flag` and `status`; it is what training reads.
 """
 from __future__ import annotations
 
-import multiprocessing
-import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +17,9 @@ import pandas as pd
 from .checks import ScanError
 from .pipeline import Params, ScanOutputs, process_scan
 from .sidecar import atomic_path
+from .workers import scan_workers
 
-__all__ = ["QC_COLUMNS", "Summary", "run_batch", "merge_shards", "flag_outliers", "write_csv", "shard_names",
-           "init_itk_threads"]
+__all__ = ["QC_COLUMNS", "Summary", "run_batch", "merge_shards", "flag_outliers", "write_csv", "shard_names"]
 
 QC_COLUMNS = ["qc_ncc", "qc_mi", "qc_mask_dice"]
 FAILURE_COLUMNS = ["participant_id", "session_id", "path", "error"]
@@ -56,11 +53,8 @@ def run_batch(table: pd.DataFrame, out_dir: str | Path, params: Params, jobs: in
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    threads = max(1, (os.cpu_count() or 1) // jobs)
     results: dict[int, dict] = {}
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=init_itk_threads, initargs=(threads,))
-    with pool, tqdm(total=len(table), unit="scan", disable=not progress, desc="preprocess") as bar:
+    with scan_workers(jobs) as pool, tqdm(total=len(table), unit="scan", disable=not progress, desc="preprocess") as bar:
         futures = {pool.submit(_run_one, row.resolved_path, out_dir, row.participant_id, row.session_id, params): i
                    for i, row in zip(table.index, table.itertuples())}
         for future in as_completed(futures):
@@ -116,11 +110,6 @@ def _tables(table: pd.DataFrame, results: dict[int, dict]) -> tuple[pd.DataFrame
 
 def _read_csv(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype={"participant_id": str, "session_id": str}, keep_default_na=False)
-
-
-def init_itk_threads(threads: int) -> None:
-    """Runs first in each spawned worker, before ANTs (and so ITK) is imported there."""
-    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(threads)
 
 
 def _run_one(path: str, out_dir: Path, participant: str, session: str, params: Params) -> dict:

@@ -28,6 +28,7 @@ from elr_mri.simulate.anatomy import ANATOMIES, load_anatomy
 from elr_mri.simulate.cohort import CLASS_FRACTIONS, SubjectSpec, plan_cohort
 from elr_mri.simulate.disease import REGIONS
 from elr_mri.simulate.render import render_scan
+from preprocess.workers import die_with_parent
 
 __all__ = ["main", "simulate_cohort", "MANIFEST_COLUMNS"]
 
@@ -67,7 +68,7 @@ def simulate_cohort(out: Path, subjects: int, holdout_subjects: int | None = Non
     if jobs <= 1:
         measured = [_write_scan(task) for task in tqdm(tasks, **progress)]
     else:
-        with multiprocessing.get_context("fork").Pool(jobs) as pool:
+        with multiprocessing.get_context("fork").Pool(jobs, die_with_parent, (os.getpid(),)) as pool:
             measured = list(tqdm(pool.imap(_write_scan, tasks), **progress))
     truth = pd.DataFrame([_truth_row(spec, extra) for spec, extra in zip(specs, measured)])
     truth.to_csv(out / "truth.csv", index=False)

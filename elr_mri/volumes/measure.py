@@ -12,11 +12,9 @@ brain) its fraction of the whole brain, the normalised volume the baselines use.
 from __future__ import annotations
 
 import functools
-import multiprocessing
-import os
 import shutil
 import tempfile
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -25,9 +23,10 @@ import pandas as pd
 
 from elr_mri.simulate.disease import REGIONS
 from elr_mri.volumes.jacobian import affine_determinant, integrate_regions, region_masks, warp_jacobian
-from preprocess.batch import init_itk_threads, write_csv
+from preprocess.batch import write_csv
 from preprocess.pipeline import Params, ScanOutputs
 from preprocess.sidecar import file_sha256, read_sidecar, write_json
+from preprocess.workers import scan_workers
 
 __all__ = ["VolumeParams", "measure_scan", "measure_manifest", "volume_columns", "NORMALISED_SUFFIX"]
 
@@ -134,10 +133,7 @@ def measure_manifest(manifest: str | Path, out_csv: str | Path | None = None, pa
         table = table[table["status"].isin(USABLE_STATUSES)]
     out_csv = Path(out_csv) if out_csv else manifest.with_name("volumes.csv")
     results: dict[int, dict] = {}
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=init_itk_threads, initargs=(threads,))
-    with pool, tqdm(total=len(table), unit="scan", disable=not progress, desc="volumes") as bar:
+    with scan_workers(jobs) as pool, tqdm(total=len(table), unit="scan", disable=not progress, desc="volumes") as bar:
         futures = {pool.submit(_measure_one, _resolve(manifest, path), params): i
                    for i, path in zip(table.index, table["processed_path"])}
         for future in as_completed(futures):

@@ -1,0 +1,58 @@
+"""Worker processes for per-scan jobs (preprocessing, regional volumes) that stop when the run stops.
+
+A plain ProcessPoolExecutor outlives an interrupted run: on Ctrl-C its `with` block waits for every
+queued scan, and a parent killed outright leaves its spawned workers registering scans that nobody
+collects. Here every worker dies with its parent (Linux: the kernel signals it), and an interrupted
+loop cancels the queued scans and ends the running ones. Finished scans are on disk (written
+atomically), so a rerun resumes where the run stopped.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing
+import os
+import signal
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from typing import Iterator
+
+__all__ = ["scan_workers", "die_with_parent"]
+
+_PR_SET_PDEATHSIG = 1  # prctl option from <linux/prctl.h>
+
+
+@contextmanager
+def scan_workers(jobs: int) -> Iterator[ProcessPoolExecutor]:
+    """`jobs` spawned workers with `cores // jobs` ITK threads each, so they do not oversubscribe the machine."""
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    children_before = set(multiprocessing.active_children())
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_start_worker, initargs=(threads, os.getpid()))
+    try:
+        yield pool
+    except BaseException:  # Ctrl-C or an error in the caller: nothing more to wait for
+        pool.shutdown(wait=False, cancel_futures=True)
+        for worker in set(multiprocessing.active_children()) - children_before:
+            worker.terminate()
+            worker.join(timeout=5)
+        raise
+    pool.shutdown(wait=True)
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Have the kernel end this process when its parent exits, however it exits (Linux only)."""
+    if sys.platform != "linux":
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        return  # not fatal: the worker then only ends when its parent ends it
+    if os.getppid() != parent_pid:  # the parent was gone before the line above took effect
+        os._exit(1)
+
+
+def _start_worker(threads: int, parent_pid: int) -> None:
+    """Runs first in each spawned worker, before ANTs (and so ITK) is imported there."""
+    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(threads)
+    die_with_parent(parent_pid)

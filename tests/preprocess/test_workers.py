@@ -1,0 +1,61 @@
+"""Per-scan worker processes end with the run: on Ctrl-C at once, and when the parent is killed outright."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+# A run whose two workers each hold a long scan, with more queued; it prints the workers' pids.
+RUN = """
+import multiprocessing, time
+from preprocess.workers import scan_workers
+with scan_workers(2) as pool:
+    futures = [pool.submit(time.sleep, 60) for _ in range(6)]
+    time.sleep(3)
+    print(*[child.pid for child in multiprocessing.active_children()], flush=True)
+    for future in futures:
+        future.result()
+"""
+
+
+def _start_run() -> tuple[subprocess.Popen, list[int]]:
+    run = subprocess.Popen([sys.executable, "-c", RUN], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    workers = [int(pid) for pid in run.stdout.readline().split()]
+    assert len(workers) == 2, "the run should report its two workers"
+    return run, workers
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split()[2] != "Z"  # a zombie has ended, only its parent has not reaped it
+    except FileNotFoundError:
+        return False
+
+
+def _wait_until_gone(pids: list[int], seconds: float) -> list[int]:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+        time.sleep(0.1)
+    return [pid for pid in pids if _alive(pid)]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc; the parent-death signal is Linux's")
+def test_ctrl_c_ends_the_run_without_waiting_for_queued_scans() -> None:
+    run, workers = _start_run()
+    run.send_signal(signal.SIGINT)
+    run.wait(timeout=20)  # a plain ProcessPoolExecutor would wait for all six 60 s tasks
+    assert _wait_until_gone(workers, 10) == []
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc; the parent-death signal is Linux's")
+def test_workers_die_with_a_killed_parent() -> None:
+    run, workers = _start_run()
+    os.kill(run.pid, signal.SIGKILL)
+    run.wait()
+    assert _wait_until_gone(workers, 10) == []
