@@ -35,7 +35,7 @@ class Row:
 
     name: str
     config: str  # relative to configs/
-    paper: float | None  # None: DESIGN.md lists no figure for this row
+    paper: float | None  # None: no paper figure recorded for this row
     overrides: tuple[str, ...] = ()
 
 

@@ -5,7 +5,7 @@ makes intervals too narrow, more so the more follow-up visits a cohort has. The 
 draws participants with replacement and takes all their scans, so a participant with ten scans
 counts as one draw (cluster bootstrap).
 
-Metrics (as DESIGN.md and the ML4H paper report them): accuracy, balanced accuracy, micro and
+Metrics (as the ML4H paper reports them): accuracy, balanced accuracy, micro and
 macro one-vs-rest AUC on probabilities, per-class AUC, and the confusion matrix (counts, and per
 true class the share of each prediction, with intervals). `evaluate_predictions` gives them at
 scan level and at participant level (each participant's mean probability per given diagnosis).

@@ -1,7 +1,8 @@
 """Real anatomy to start from, and the per-subject shape variability that makes heads differ.
 
 The MNI152 2009 template ships inside nilearn's wheel, so a user with only the repository can
-simulate; Colin27 (a real single-subject head, skull on) is used where ../shared/data has it.
+simulate; Colin27 (a real single-subject head; the copy in ../shared/data is skull-stripped, although its README says
+skull on) is used where that folder has it.
 Both are in MNI space, which is what lets disease regions be given in MNI millimetres.
 """
 
@@ -105,6 +106,7 @@ def _load_image(name: str, resolution_mm: float) -> nib.Nifti1Image:
         return load_mni152_template(resolution=2 if resolution_mm >= 2 else 1)
     path = COLIN27 if name == "colin27" else Path(name)
     if not path.exists():
-        hint = " (Colin27 lives in ../shared/data/mri next to the repository)" if name == "colin27" else ""
+        hint = ("; Colin27 does not ship with the repository: pass the path of colin27_ch2_t1.nii.gz to --anatomy, "
+                "or use --anatomy mni152") if name == "colin27" else ""
         raise FileNotFoundError(f"anatomy {name!r}: no file at {path}{hint}")
     return nib.as_closest_canonical(nib.load(path))
