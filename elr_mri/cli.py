@@ -25,11 +25,25 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return args.handler(args)
-    except USER_ERRORS as err:
-        if os.environ.get("ELR_MRI_DEBUG"):
+    except Exception as err:
+        problem = _user_problem(err)
+        if problem is None or os.environ.get("ELR_MRI_DEBUG"):
             raise
-        print(f"elr-mri {args.command}: error: {err}", file=sys.stderr)
+        print(f"elr-mri {args.command}: error: {problem}", file=sys.stderr)
         return 2
+
+
+def _user_problem(err: BaseException) -> BaseException | None:
+    """`err` when it is a user error, or one of this project's raised inside it: MONAI re-raises a
+    transform's error (e.g. an unreadable scan) as a RuntimeError that names only the transform."""
+    if isinstance(err, USER_ERRORS):
+        return err
+    cause = err.__cause__
+    while cause is not None:
+        if isinstance(cause, USER_ERRORS) and type(cause).__module__.startswith(("elr_mri.", "preprocess.")):
+            return cause
+        cause = cause.__cause__
+    return None
 
 
 def _parser() -> argparse.ArgumentParser:

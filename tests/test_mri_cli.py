@@ -108,6 +108,23 @@ def test_evaluate_refuses_a_holdout_that_shares_participants(trained: dict[str, 
     assert "sub-TRN" in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("command", ["train", "evaluate"])
+def test_a_truncated_scan_is_one_line_naming_it(trained: dict[str, Path], tmp_path: Path, command: str) -> None:
+    manifest = pd.read_csv(trained["train"] if command == "train" else trained["holdout"])
+    damaged = tmp_path / "damaged.nii.gz"  # a copy cut short, as by an interrupted transfer
+    damaged.write_bytes(Path(manifest.loc[1, "path"]).read_bytes()[:5000])
+    manifest.loc[1, "path"] = str(damaged)
+    manifest.to_csv(tmp_path / "damaged.csv", index=False)
+    if command == "train":
+        result = _cli("train", "--config", str(CONFIG), "--out", str(tmp_path / "run"),
+                      "--set", f"data.mri.manifest={tmp_path / 'damaged.csv'}", "--set", "train.epochs=1")
+    else:
+        result = _cli("evaluate", "--run", str(trained["run"]), "--manifest", str(tmp_path / "damaged.csv"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert f"{damaged}: cannot be read as a volume" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
 def test_evaluate_puts_another_run_and_the_voxel_baseline_in_one_table(trained: dict[str, Path]) -> None:
     other = trained["run"].with_name("run_ce")
     result = _cli("train", "--config", str(CONFIG), "--out", str(other), "--set",

@@ -51,6 +51,8 @@ from elr_mri.data.splits import check_no_leakage, load_splits, split_participant
 
 __all__ = [
     "MRIScans",
+    "ScanReadError",
+    "LoadScand",
     "RandIsotropicGaussianSmoothd",
     "mri_transforms",
     "build_mri_data",
@@ -61,6 +63,31 @@ __all__ = [
 
 LEFT_RIGHT_AXIS = 0  # in RAS orientation; the only axis along which a brain is (roughly) symmetric
 FLIP_PROBABILITY = 0.5
+
+
+class ScanReadError(ValueError):
+    """A scan in a manifest that exists but cannot be read as a volume (truncated, not NIfTI, ...)."""
+
+
+class LoadScand(MapTransform):
+    """MONAI's LoadImaged, failing with the scan's path and what to do instead of a bare decoder error.
+
+    MONAI wraps the error in a RuntimeError naming only the transform; `ScanReadError` stays in its
+    cause chain, where the command line finds it.
+    """
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.load = LoadImaged(key, reader="NibabelReader", image_only=True)
+
+    def __call__(self, data: dict) -> dict:
+        try:
+            return self.load(data)
+        except Exception as err:  # noqa: BLE001 - any decoder failure is the same problem for the user
+            paths = ", ".join(str(data[key]) for key in self.key_iterator(data))
+            reason = (str(err).strip().splitlines() or [""])[0]
+            raise ScanReadError(f"{paths}: cannot be read as a volume ({type(err).__name__}: {reason}); preprocess "
+                                "the scan again or remove its row from the manifest") from err
 
 
 class RandIsotropicGaussianSmoothd(RandomizableTransform, MapTransform):
@@ -101,7 +128,7 @@ def mri_transforms(crop_size: Sequence[int], train: bool, blur_sigma_max: float 
     """
     crop = [int(s) for s in crop_size]
     steps: list = [
-        LoadImaged("image", reader="NibabelReader", image_only=True),
+        LoadScand("image"),
         EnsureChannelFirstd("image"),
         Orientationd("image", axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S"))),
         ScaleIntensityd("image", minv=0.0, maxv=1.0),
