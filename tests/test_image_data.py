@@ -11,6 +11,7 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 from elr_mri.config import DataConfig, NoiseConfig
+from elr_mri.data.image_sources import ImageReadError
 from elr_mri.data.image_transforms import CenterCrop, RandomCrop, load_resized
 from elr_mri.data.images import NORMALISATION, build_image_data
 
@@ -185,6 +186,38 @@ def test_image_folder_normalises_with_its_own_statistics(tmp_path):
     grey = data.train.images.float() / 255
     mean, std = grey.mean().item(), grey.std(unbiased=False).item()
     assert data.test[0]["image"][0, 0, 0].item() == pytest.approx((0 - mean) / std, rel=1e-4)
+
+
+def test_unreadable_images_are_counted_and_named(tmp_path):
+    write_image_folder(tmp_path, ["a", "b"], per_class=5)
+    truncated = next((tmp_path / "train" / "a").glob("*.png"))
+    truncated.write_bytes(truncated.read_bytes()[:40])
+    (tmp_path / "train" / "b" / "99999.jpg").write_text("not an image")
+    with pytest.raises(ImageReadError, match=rf"2 of 11 images cannot be read, e\.g\. {tmp_path}.*remove or replace"):
+        build_image_data(DataConfig(name="imagefolder", root=str(tmp_path)))
+
+
+def test_an_image_of_another_size_is_named(tmp_path):
+    write_image_folder(tmp_path, ["a", "b"], per_class=5)
+    odd = tmp_path / "train" / "b" / "99999.png"
+    Image.new("RGB", (64, 64)).save(odd)
+    with pytest.raises(ValueError, match=rf"differ in size \(.* is 12x10, {odd} is 64x64\)"):
+        build_image_data(DataConfig(name="imagefolder", root=str(tmp_path)))
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".pt"])
+def test_a_damaged_human_label_file_is_named(tmp_path, suffix):
+    write_image_folder(tmp_path / "tree", ["a", "b"], per_class=5)
+    labels = tmp_path / f"human{suffix}"
+    if suffix == ".npz":
+        np.savez(labels, worse_label=np.zeros(10, dtype=np.int64))
+    else:
+        torch.save({"worse_label": np.zeros(10, dtype=np.int64)}, labels)
+    labels.write_bytes(labels.read_bytes()[:60])
+    cfg = DataConfig(name="imagefolder", root=str(tmp_path / "tree"),
+                     noise=NoiseConfig(mode="human", human_labels=str(labels)))
+    with pytest.raises(ValueError, match=rf"{labels}: cannot be read \(.*download the label file again"):
+        build_image_data(cfg)
 
 
 def write_clothing1m(root: Path) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-__all__ = ["ImageSplit", "ImageSource", "load_source", "CLOTHING1M_CLASSES", "IMAGE_SUFFIXES"]
+__all__ = ["ImageSplit", "ImageSource", "load_source", "read_rgb", "ImageReadError", "CLOTHING1M_CLASSES", "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 # category_names_eng.txt of the official Clothing1M release, label 0..13 in this order
@@ -191,22 +191,45 @@ def _read_folder_split(directory: Path, class_names: list[str]) -> ImageSplit:
     return ImageSplit(images, np.asarray(labels, dtype=np.int64)[order], ids[order])
 
 
+class ImageReadError(ValueError):
+    """An image file that exists but cannot be decoded (truncated, empty, not an image)."""
+
+
+def read_rgb(path: str | Path) -> Image.Image:
+    """The image at `path` converted to RGB; an undecodable file raises `ImageReadError` naming it."""
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        reason = (str(err).strip().splitlines() or [""])[0]
+        raise ImageReadError(f"{path}: cannot be read as an image ({type(err).__name__}: {reason}); "
+                             "remove or replace the file") from err
+
+
 def _decode_all(paths: list[Path]) -> np.ndarray:
-    """Decode with a thread pool (Pillow releases the GIL while decoding) and stack same-sized images."""
+    """Decode with a thread pool (Pillow releases the GIL while decoding) and stack same-sized images.
+
+    Every image is tried before failing, so one error counts all the unreadable files."""
     with ThreadPoolExecutor(max_workers=8) as pool:
-        arrays = list(pool.map(_decode_rgb, paths, chunksize=256))
-    shapes = {a.shape for a in arrays}
-    if len(shapes) > 1:
-        raise ValueError(
-            f"images under {paths[0].parent.parent} differ in size ({len(shapes)} sizes, e.g. "
-            f"{sorted(shapes)[:2]}); an in-memory image folder needs one size"
-        )
+        arrays = list(pool.map(_decode_rgb_or_error, paths, chunksize=256))
+    unreadable = [a for a in arrays if isinstance(a, ImageReadError)]
+    if unreadable:
+        raise ImageReadError(f"{len(unreadable)} of {len(paths)} images cannot be read, e.g. {unreadable[0]}")
+    first_of_size: dict[tuple[int, ...], Path] = {}
+    for path, array in zip(paths, arrays):
+        first_of_size.setdefault(array.shape, path)
+    if len(first_of_size) > 1:
+        examples = ", ".join(f"{path} is {shape[1]}x{shape[0]}" for shape, path in list(first_of_size.items())[:2])
+        raise ValueError(f"images under {paths[0].parent.parent} differ in size ({examples}); an in-memory "
+                         "image folder needs one size: resize them, or remove the odd ones")
     return np.stack(arrays).transpose(0, 3, 1, 2).copy()
 
 
-def _decode_rgb(path: Path) -> np.ndarray:
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"), dtype=np.uint8)
+def _decode_rgb_or_error(path: Path) -> np.ndarray | ImageReadError:
+    try:
+        return np.asarray(read_rgb(path), dtype=np.uint8)
+    except ImageReadError as err:
+        return err
 
 
 def _clothing1m(root: Path) -> ImageSource:

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from elr_mri.data.image_sources import read_rgb
+
 __all__ = [
     "Transform",
     "Compose",
@@ -107,12 +109,11 @@ class Normalize:
 
 def load_resized(path: str | Path, short_side: int) -> torch.Tensor:
     """Decode an image as RGB uint8 (3, H, W) with its shorter side resized to `short_side` (bilinear)."""
-    with Image.open(path) as image:
-        image = image.convert("RGB")
-        width, height = image.size
-        if width <= height:  # the longer side is truncated, as torchvision's Resize(int) does
-            size = (short_side, int(short_side * height / width))
-        else:
-            size = (int(short_side * width / height), short_side)
-        image = image.resize(size, Image.BILINEAR)
-        return torch.from_numpy(np.asarray(image, dtype=np.uint8).transpose(2, 0, 1).copy())
+    image = read_rgb(path)
+    width, height = image.size
+    if width <= height:  # the longer side is truncated, as torchvision's Resize(int) does
+        size = (short_side, int(short_side * height / width))
+    else:
+        size = (int(short_side * width / height), short_side)
+    image = image.resize(size, Image.BILINEAR)
+    return torch.from_numpy(np.asarray(image, dtype=np.uint8).transpose(2, 0, 1).copy())

@@ -172,17 +172,26 @@ def _read_label_arrays(path: Path) -> dict[str, np.ndarray]:
         raise FileNotFoundError(
             f"human label file not found: {path} (CIFAR-10N / CIFAR-100N, e.g. CIFAR-10_human.npz)"
         )
+    if path.suffix not in (".npz", ".pt"):
+        raise ValueError(f"{path}: unsupported human label file; use .npz or .pt")
+    try:
+        arrays = _load_label_file(path)
+    except Exception as err:  # noqa: BLE001 - zip, pickle and torch each fail on a damaged file their own way
+        reason = (str(err).strip().splitlines() or [""])[0]
+        raise ValueError(f"{path}: cannot be read ({type(err).__name__}: {reason}); download the label file "
+                         "again (CIFAR-10N / CIFAR-100N)") from err
+    if not isinstance(arrays, dict):
+        raise ValueError(f"{path}: expected a dict of label arrays, got {type(arrays).__name__}")
+    return arrays
+
+
+def _load_label_file(path: Path) -> object:
     if path.suffix == ".npz":
         with np.load(path, allow_pickle=False) as archive:
             return {name: archive[name] for name in archive.files}
-    if path.suffix == ".pt":
-        import torch
+    import torch
 
-        arrays = torch.load(path, map_location="cpu", weights_only=False)
-        if not isinstance(arrays, dict):
-            raise ValueError(f"{path}: expected a dict of label arrays, got {type(arrays).__name__}")
-        return arrays
-    raise ValueError(f"{path}: unsupported human label file; use .npz or .pt")
+    return torch.load(path, map_location="cpu", weights_only=False)
 
 
 def _pick(arrays: dict[str, np.ndarray], key: str, path: Path) -> np.ndarray:
