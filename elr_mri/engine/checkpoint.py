@@ -16,7 +16,8 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-__all__ = ["atomic_save", "load_checkpoint", "atomic_write_text", "capture_rng", "restore_rng", "host_copy"]
+__all__ = ["CheckpointError", "atomic_save", "load_checkpoint", "atomic_write_text", "capture_rng", "restore_rng",
+           "host_copy"]
 
 
 def atomic_save(obj: dict[str, Any], path: Path) -> None:
@@ -42,8 +43,21 @@ def host_copy(state: Any) -> Any:
     return state
 
 
+class CheckpointError(ValueError):
+    """A checkpoint file that exists but cannot be loaded (damaged, cut short, not a checkpoint)."""
+
+
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    return torch.load(path, map_location=map_location, weights_only=True)
+    """Load a checkpoint; a damaged file raises `CheckpointError` naming it (torch's errors do not)."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # noqa: BLE001 - zip, pickle and EOF errors all mean the same here
+        reason = (str(err).strip().splitlines() or [""])[0]
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: {reason}); written "
+                              "atomically by the engine, so something else damaged it: restore it from a "
+                              "copy, or delete the run directory and train again") from err
 
 
 def capture_rng() -> dict[str, Any]:
