@@ -146,6 +146,16 @@ def test_resume_refuses_other_settings_a_shorter_run_and_a_missing_run(tmp_path:
     assert result.returncode == 2 and "no run there" in result.stderr and "--config" in result.stderr
 
 
+def test_a_damaged_checkpoint_is_one_line_naming_it(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    train(load_config(DIGITS, [*SMALL, "train.epochs=1"]), out)
+    last = out / "checkpoints" / "last.pt"
+    last.write_bytes(last.read_bytes()[:1000])
+    result = _cli("train", "--resume", str(out), "--set", "train.epochs=2")
+    assert result.returncode == 2 and f"{last}: not a readable checkpoint" in result.stderr, result.stderr[-2000:]
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
 def _kill_after_epochs(epochs: int, out: Path, *train_args: str) -> None:
     """Start `elr-mri train` and SIGKILL it once `out/metrics.csv` has `epochs` rows (or after 2 min)."""
     proc = subprocess.Popen([sys.executable, "-m", "elr_mri.cli", "train", *train_args], cwd=ROOT,
@@ -192,6 +202,7 @@ def test_existing_run_is_not_overwritten(tmp_path: Path) -> None:
         (["--set", "loss.lamda=3"], "unknown key 'loss.lamda'"),
         (["--set", "train.epochs=many"], "train.epochs must be int"),
         (["--set", "data.name=cifar10", "--set", "data.root=/nonexistent/cifar"], "/nonexistent/cifar"),
+        (["--set", "data.val_fraction=0"], "the validation split is empty"),
         (["--set", "data.noise.mode=human", "--set", "data.noise.human_labels=/nope.npz"],
          "data.noise.human_labels = /nope.npz: no such file"),
         (["--set", "data.name=mri", "--set", "data.mri.manifest=/nope.csv"], "data.mri.manifest = /nope.csv: no such file"),

@@ -68,6 +68,7 @@ def train(cfg: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
     if device.type == "cuda" and dist.enabled:
         device = torch.device("cuda", dist.local_rank)
     data = build_data(cfg.data, require_age=uses_age(cfg))
+    _require_validation(data, cfg)
     plan = ExecutionPlan.from_config(cfg.train, device)
     plan.configure_backends()
     method = build_method(cfg, data.input_shape, data.num_classes, len(data.train), plan, dist)
@@ -121,6 +122,15 @@ def train(cfg: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
     if not dist.is_main:
         return {}
     return _finish(out_dir, cfg, data, method, tracker, state, knows_clean, device)
+
+
+def _require_validation(data: NoisyImageData, cfg: RunConfig) -> None:
+    """A selection rule needs validation examples: without any, no epoch is ever best and no best.pt is written."""
+    if cfg.train.select != "last" and (data.val is None or len(data.val) == 0):
+        raise ConfigError(
+            f"the validation split is empty (data.val_fraction = {cfg.data.val_fraction}, {len(data.train)} training "
+            f"examples), so train.select = {cfg.train.select} has no epoch to pick: raise data.val_fraction, add "
+            "data, or set train.select=last")
 
 
 def resolve_device(name: str) -> torch.device:
