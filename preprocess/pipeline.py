@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import qc, steps
 from .checks import load_scan
-from .sidecar import atomic_path, file_sha256, is_done, read_sidecar, write_json
+from .sidecar import atomic_path, file_sha256, is_done, output_hashes, read_sidecar, write_json
 from .template import load_template
 
 __all__ = ["Params", "ScanOutputs", "process_scan", "software_versions"]
@@ -138,7 +138,7 @@ def process_scan(path: str | Path, outputs: ScanOutputs, params: Params) -> dict
         shutil.rmtree(workdir, ignore_errors=True)
     meta = {"input_path": str(path), "input_sha256": input_hash, "params": params.as_dict(),
             "template": {"name": template.name, "sha256": template.sha256},
-            "software": software_versions(), "qc": figures,
+            "software": software_versions(), "qc": figures, "outputs_sha256": output_hashes(finished),
             "seconds": round(time.perf_counter() - started, 2)}
     write_json(outputs.sidecar, meta)
     return {**meta, "status": "done"}

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["file_sha256", "atomic_path", "write_json", "read_sidecar", "is_done"]
+__all__ = ["file_sha256", "atomic_path", "write_json", "read_sidecar", "output_hashes", "is_done"]
 
 
 def file_sha256(path: str | Path) -> str:
@@ -53,8 +53,18 @@ def read_sidecar(path: str | Path) -> dict | None:
         return None
 
 
+def output_hashes(outputs: list[Path]) -> dict[str, str]:
+    """File name -> SHA-256 of each output, for the sidecar: a rerun then notices an output damaged since."""
+    return {Path(p).name: file_sha256(p) for p in outputs}
+
+
 def is_done(sidecar: str | Path, input_sha256: str, params: dict, outputs: list[Path]) -> bool:
-    """True when a previous run finished this scan with the same input and parameters."""
+    """True when a previous run finished this scan with the same input and parameters and its outputs are
+    still the files it wrote (a sidecar written before output hashes were recorded: they exist)."""
     meta = read_sidecar(sidecar)
-    return (meta is not None and meta.get("input_sha256") == input_sha256
-            and meta.get("params") == params and all(Path(p).exists() for p in outputs))
+    if meta is None or meta.get("input_sha256") != input_sha256 or meta.get("params") != params:
+        return False
+    if not all(Path(p).exists() for p in outputs):
+        return False
+    recorded = meta.get("outputs_sha256")
+    return recorded is None or all(recorded.get(Path(p).name) == file_sha256(p) for p in outputs)

@@ -15,6 +15,7 @@ from elr_mri.volumes.jacobian import affine_determinant, integrate_regions, regi
 from elr_mri.volumes.measure import VolumeParams, measure_manifest, measure_scan  # noqa: E402
 from elr_mri.volumes.recovery import recovery_table  # noqa: E402
 from preprocess.pipeline import Params, ScanOutputs  # noqa: E402
+from preprocess.sidecar import output_hashes  # noqa: E402
 from preprocess.steps import to_nifti  # noqa: E402
 from preprocess.template import load_template  # noqa: E402
 
@@ -101,6 +102,16 @@ def test_manifest_lists_a_broken_scan_and_measures_the_others(template, tmp_path
     assert volumes.loc[0, "brain_ratio"] == pytest.approx(1.0, abs=0.05)
     assert 0 < volumes.loc[0, "hippocampus_l_per_brain"] < 0.01
     assert list(failures["participant_id"]) == ["sub-BAD"] and "sidecar" in failures.loc[0, "error"]
+
+
+def test_a_processed_scan_damaged_since_preprocessing_is_refused(template, tmp_path: Path) -> None:
+    """ITK reads a cut-short gzip without an error, so the sidecar's hash is what catches it."""
+    outputs = _fake_preprocessed(template, tmp_path, "sub-CUT", 1.0)
+    meta = json.loads(outputs.sidecar.read_text())
+    outputs.sidecar.write_text(json.dumps({**meta, "outputs_sha256": output_hashes([outputs.image])}))
+    outputs.image.write_bytes(outputs.image.read_bytes()[:5000])
+    with pytest.raises(ValueError, match="not the file `elr-mri preprocess` wrote"):
+        measure_scan(outputs.image, VolumeParams(registration_mm=RESOLUTION))
 
 
 def test_recovery_table_correlates_and_orders_by_true_diagnosis() -> None:

@@ -56,17 +56,21 @@ def volume_columns(kind: str = "normalised") -> list[str]:
 def measure_scan(image_path: str | Path, params: VolumeParams = VolumeParams()) -> dict:
     """Regional volumes of one preprocessed scan ({region: {"mm3", "ratio"}} plus how they were
     measured), from its cache when the image and settings are unchanged."""
+    if not Path(image_path).is_file():
+        raise FileNotFoundError(f"{image_path}: processed image missing; rerun `elr-mri preprocess`")
     outputs = ScanOutputs.beside(image_path)
-    if not outputs.image.is_file():
-        raise FileNotFoundError(f"{outputs.image}: processed image missing; rerun `elr-mri preprocess`")
     image_hash = file_sha256(outputs.image)
-    cached = read_sidecar(outputs.volumes)
-    if cached and cached.get("image_sha256") == image_hash and cached.get("params") == params.as_dict():
-        return {**cached, "status": "skipped"}
     preprocess_meta = read_sidecar(outputs.sidecar)
     if preprocess_meta is None or not outputs.transform.is_file():
         raise FileNotFoundError(f"{outputs.image}: its sidecar or affine transform is missing; "
                                 "rerun `elr-mri preprocess` on this scan")
+    written = (preprocess_meta.get("outputs_sha256") or {}).get(outputs.image.name)
+    if written is not None and written != image_hash:  # ITK reads a truncated gzip without complaint
+        raise ValueError(f"{outputs.image}: not the file `elr-mri preprocess` wrote (its SHA-256 differs from "
+                         "the sidecar's), so damaged or replaced since; rerun `elr-mri preprocess` on this scan")
+    cached = read_sidecar(outputs.volumes)
+    if cached and cached.get("image_sha256") == image_hash and cached.get("params") == params.as_dict():
+        return {**cached, "status": "skipped"}
     jacobian, domain, masks, source = _deformation_jacobian(outputs, _preprocess_params(preprocess_meta), params)
     volumes = integrate_regions(jacobian, masks, float(np.prod(domain.spacing)),
                                 affine_determinant(str(outputs.transform)))

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from preprocess.pipeline import Params, ScanOutputs, process_scan
+from preprocess.sidecar import file_sha256, is_done, output_hashes
 from preprocess.template import load_template
 
 FAST_2MM = Params(resolution=2.0)
@@ -65,10 +66,23 @@ def test_rerun_skips_and_changed_parameters_redo(template_result, moved_template
     outputs, first = template_result
     again = process_scan(moved_template, outputs, FAST_2MM)
     assert again["status"] == "skipped" and again["qc"] == first["qc"]
-    from preprocess.sidecar import is_done
-
+    assert first["outputs_sha256"][outputs.image.name] == file_sha256(outputs.image)
     changed = Params(resolution=2.0, normalise="zscore").as_dict()
     assert not is_done(outputs.sidecar, first["input_sha256"], changed, [outputs.image])
+
+
+def test_an_output_damaged_since_is_redone_not_skipped(tmp_path):
+    outputs = [tmp_path / "scan.nii.gz", tmp_path / "scan.mat"]
+    for path in outputs:
+        path.write_bytes(b"written by preprocess " * 100)
+    meta = {"input_sha256": "abc", "params": {"resolution": 2.0}}
+    sidecar = tmp_path / "scan.json"
+    sidecar.write_text(json.dumps(meta))  # written before outputs were hashed: their existence is enough
+    assert is_done(sidecar, "abc", {"resolution": 2.0}, outputs)
+    sidecar.write_text(json.dumps({**meta, "outputs_sha256": output_hashes(outputs)}))
+    assert is_done(sidecar, "abc", {"resolution": 2.0}, outputs)
+    outputs[0].write_bytes(outputs[0].read_bytes()[:500])  # cut short, e.g. by a full disk while copying
+    assert not is_done(sidecar, "abc", {"resolution": 2.0}, outputs)
 
 
 def test_real_head_lands_on_the_template(tmp_path, moved_colin_2mm):
