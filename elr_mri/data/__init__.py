@@ -36,7 +36,8 @@ def _require_files(cfg: DataConfig) -> None:
         "noise.transition_matrix": cfg.noise.transition_matrix if cfg.noise.mode == "transition" else None,
     }
     if cfg.name == "mri":
-        used |= {f"mri.{key}": getattr(cfg.mri, key) for key in ("manifest", "holdout_manifest", "splits", "val_labels")}
+        files = ("manifest", "holdout_manifest", "splits", "val_labels")
+        used |= {f"mri.{key}": getattr(cfg.mri, key) for key in files}
     for key, path in used.items():
         if path and not Path(path).is_file():
             raise ConfigError(f"data.{key} = {path}: no such file; correct the path in the config or with "

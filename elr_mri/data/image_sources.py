@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-__all__ = ["ImageSplit", "ImageSource", "load_source", "read_rgb", "ImageReadError", "CLOTHING1M_CLASSES", "IMAGE_SUFFIXES"]
+__all__ = ["ImageSplit", "ImageSource", "load_source", "read_rgb", "ImageReadError", "CLOTHING1M_CLASSES",
+           "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 # category_names_eng.txt of the official Clothing1M release, label 0..13 in this order
