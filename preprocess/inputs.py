@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["REQUIRED", "InputError", "read_inputs", "parse_shard", "select_shard"]
+__all__ = ["REQUIRED", "InputError", "read_inputs", "read_csv_table", "parse_shard", "select_shard"]
 
 REQUIRED = ("participant_id", "session_id", "path")
 
@@ -19,13 +19,30 @@ class InputError(ValueError):
     """The batch's input as a whole is unusable (as opposed to one bad scan)."""
 
 
+def read_csv_table(path: str | Path, **options: object) -> pd.DataFrame:
+    """`pd.read_csv`, failing with one line that names the file and says how to fix it: an empty file, a
+    spreadsheet export in another encoding, or a table separated by tabs or semicolons in a .csv."""
+    try:
+        table = pd.read_csv(path, **options)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
+        reason = (str(err).strip().splitlines() or [""])[0]
+        raise InputError(f"{path}: cannot be read as a CSV table ({reason}); save it as comma-separated "
+                         "UTF-8 text with a header row") from err
+    if options.get("sep", ",") == "," and len(table.columns) == 1:
+        for name, separator in (("tab", "\t"), ("semicolon", ";")):
+            if separator in str(table.columns[0]):
+                raise InputError(f"{path}: looks {name}-separated (one column, {table.columns[0]!r}); save it "
+                                 "comma-separated")
+    return table
+
+
 def read_inputs(source: str | Path) -> pd.DataFrame:
     """Rows to process, in a stable order, with an extra `resolved_path` column (absolute)."""
     source = Path(source)
     if source.is_dir():
         table, base = _read_bids(source), source
     elif source.is_file():
-        table, base = pd.read_csv(source, dtype=str, keep_default_na=False), source.parent
+        table, base = read_csv_table(source, dtype=str, keep_default_na=False), source.parent
     else:
         raise InputError(f"{source}: no such CSV file or BIDS folder; check --input")
     missing = [c for c in REQUIRED if c not in table.columns]

@@ -199,6 +199,12 @@ def test_mapping_file_is_checked(tmp_path):
     bad.write_text("colums: {}\n")
     with pytest.raises(ValueError, match="unknown key 'colums'"):
         load_mapping(bad)
+    bad.write_text("columns: {participant_id: NACCID\n")
+    with pytest.raises(ValueError, match=rf"{bad}: not a readable YAML mapping"):
+        load_mapping(bad)
+    bad.write_text("- columns\n- values\n")
+    with pytest.raises(ValueError, match="the top level must be a mapping with columns: and values:"):
+        load_mapping(bad)
 
 
 def test_duplicate_clinical_rows_are_reported_not_guessed():

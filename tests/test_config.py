@@ -62,6 +62,15 @@ def test_a_mistake_made_by_set_says_so(tmp_path: Path) -> None:
         load_config(_write(tmp_path, "loss:\n  name: elr\n"), ["loss.lamm=3"])
 
 
+def test_unreadable_override_values_and_files_are_one_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"--set 'train.epochs=\[1': the value is not valid YAML"):
+        load_config(_write(tmp_path, "{}\n"), ["train.epochs=[1"])
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("loss:\n  name: elr  # λ\n".encode("utf-16"))
+    with pytest.raises(ConfigError, match=rf"{latin}: not UTF-8 text"):
+        load_config(latin)
+
+
 def test_a_run_directory_config_starts_a_new_run(tmp_path: Path) -> None:
     """The engine's config.yaml records the selection rule in words; loading it as a config drops that."""
     cfg = load_config(_write(tmp_path, "selection_rule: best accuracy on the validation split\n"), ["loss.lam=2"])

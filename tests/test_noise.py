@@ -169,6 +169,9 @@ def test_noise_config_transition_reads_csv_and_npy(tmp_path):
         np.testing.assert_array_equal(load_transition_matrix(tmp_path / name), matrix)
         config = NoiseConfig(mode="transition", transition_matrix=str(tmp_path / name))
         assert apply_noise_config(config, np.array([0, 1, 1]), 2).tolist() == [1, 0, 0]
+    (tmp_path / "words.csv").write_text("0.9,0.1\nhalf,0.5\n")
+    with pytest.raises(ValueError, match=rf"{tmp_path / 'words.csv'}: not a readable transition matrix"):
+        load_transition_matrix(tmp_path / "words.csv")
 
 
 def test_noise_config_symmetric_matches_inject_noise():

@@ -19,6 +19,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from preprocess.inputs import read_csv_table
+
 __all__ = [
     "ManifestError",
     "REQUIRED_COLUMNS",
@@ -55,7 +57,7 @@ def load_manifest(
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"manifest not found: {path}")
-    frame = pd.read_csv(path, dtype={"participant_id": str, "session_id": str}, keep_default_na=True)
+    frame = read_csv_table(path, dtype={"participant_id": str, "session_id": str}, keep_default_na=True)
     return validate_manifest(
         frame, classes, require_age, source=str(path), base_dir=path.parent, check_files=check_files
     )

@@ -29,6 +29,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from preprocess.inputs import read_csv_table
+
 __all__ = [
     "ImportResult",
     "ADNI_DIAGNOSES",
@@ -95,7 +97,14 @@ def load_mapping(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"mapping file not found: {path}")
-    mapping = yaml.safe_load(path.read_text()) or {}
+    try:
+        mapping = yaml.safe_load(path.read_text()) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not a readable YAML mapping ({getattr(err, 'problem', None) or err}); "
+                         "compare configs/nacc/nacc_mapping.yaml") from None
+    if not isinstance(mapping, dict):
+        raise ValueError(f"{path}: the top level must be a mapping with columns: and values: (see "
+                         "configs/nacc/nacc_mapping.yaml)")
     unknown = sorted(set(mapping) - set(MAPPING_KEYS))
     if unknown:
         raise ValueError(f"{path}: unknown key {unknown[0]!r}; allowed: {', '.join(MAPPING_KEYS)}")
@@ -204,7 +213,7 @@ def _read(source: str | Path | pd.DataFrame) -> pd.DataFrame:
     path = Path(source)
     if not path.is_file():
         raise FileNotFoundError(f"table not found: {path}")
-    return pd.read_csv(path, dtype=str, sep="\t" if path.suffix in (".tsv", ".tab") else ",")
+    return read_csv_table(path, dtype=str, sep="\t" if path.suffix in (".tsv", ".tab") else ",")
 
 
 def _require(table: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:

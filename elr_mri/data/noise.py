@@ -120,11 +120,16 @@ def load_transition_matrix(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"transition matrix file not found: {path}")
-    if path.suffix == ".npy":
-        return np.load(path, allow_pickle=False).astype(np.float64)
-    if path.suffix == ".csv":
+    if path.suffix not in (".npy", ".csv"):
+        raise ValueError(f"{path}: unsupported transition matrix file; use .npy or .csv")
+    try:
+        if path.suffix == ".npy":
+            return np.load(path, allow_pickle=False).astype(np.float64)
         return np.loadtxt(path, delimiter=",", ndmin=2)
-    raise ValueError(f"{path}: unsupported transition matrix file; use .npy or .csv")
+    except (ValueError, OSError, EOFError) as err:
+        reason = (str(err).strip().splitlines() or [""])[0]
+        raise ValueError(f"{path}: not a readable transition matrix ({reason}); write C rows of C numbers "
+                         "(comma-separated in a .csv)") from err
 
 
 def transition_matrix(noisy: np.ndarray, clean: np.ndarray, num_classes: int) -> np.ndarray:

@@ -135,6 +135,15 @@ def test_bad_input_table_is_one_line_exit_2(tmp_path, capsys):
     assert main(["--input", str(tmp_path / "x.csv"), "--output", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert "missing column(s) ['participant_id', 'session_id']" in err and "\n" not in err
+    for text, message in (("", "cannot be read as a CSV table"),
+                          ("participant_id\tsession_id\tpath\n", "looks tab-separated"),
+                          ("participant_id;session_id;path\n", "looks semicolon-separated")):
+        (tmp_path / "x.csv").write_text(text)
+        with pytest.raises(InputError, match=rf"{tmp_path / 'x.csv'}: {message}"):
+            read_inputs(tmp_path / "x.csv")
+    (tmp_path / "x.csv").write_bytes("participant_id,session_id,path\nJosé,ses-M00,a.nii\n".encode("latin-1"))
+    with pytest.raises(InputError, match="save it as comma-separated UTF-8"):
+        read_inputs(tmp_path / "x.csv")
     with pytest.raises(InputError, match="share participant/session"):
         _csv(tmp_path, {"sub-a": "a.nii"})
         table = pd.read_csv(tmp_path / "scans.csv")
