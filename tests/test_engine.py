@@ -146,12 +146,18 @@ def test_resume_refuses_other_settings_a_shorter_run_and_a_missing_run(tmp_path:
     assert result.returncode == 2 and "no run there" in result.stderr and "--config" in result.stderr
 
 
-def test_a_damaged_checkpoint_is_one_line_naming_it(tmp_path: Path) -> None:
+def test_a_damaged_checkpoint_or_metrics_file_is_one_line_naming_it(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    train(load_config(DIGITS, [*SMALL, "train.epochs=1"]), out)
+    train(load_config(DIGITS, [*SMALL, "train.epochs=2"]), out)
+    metrics = out / "metrics.csv"
+    kept = metrics.read_text()
+    metrics.write_text(kept[:len(kept) * 2 // 3])  # the last row cut short
+    result = _cli("train", "--resume", str(out), "--set", "train.epochs=3")
+    assert result.returncode == 2 and f"{metrics}: lacks rows of the 2 epochs" in result.stderr, result.stderr[-2000:]
+    metrics.write_text(kept)
     last = out / "checkpoints" / "last.pt"
     last.write_bytes(last.read_bytes()[:1000])
-    result = _cli("train", "--resume", str(out), "--set", "train.epochs=2")
+    result = _cli("train", "--resume", str(out), "--set", "train.epochs=3")
     assert result.returncode == 2 and f"{last}: not a readable checkpoint" in result.stderr, result.stderr[-2000:]
     assert len(result.stderr.strip().splitlines()) == 1
 

@@ -8,6 +8,7 @@ targets, RNG state) and finishes with the same metrics an uninterrupted run woul
 
 from __future__ import annotations
 
+import io
 import json
 import random
 import time
@@ -241,6 +242,9 @@ def _restore(out_dir: Path, method: Method, tracker: PredictionTracker, state: R
     state.epoch, state.best_val, state.best_epoch = ckpt["epoch"], ckpt["best_val"], ckpt["best_epoch"]
     state.seconds_before = ckpt["wall_seconds"]
     state.rows = [row for row in _read_metrics(out_dir) if row["epoch"] <= state.epoch]
+    if [row["epoch"] for row in state.rows] != list(range(1, state.epoch + 1)):  # the summary is built from them
+        raise ValueError(f"{out_dir / 'metrics.csv'}: lacks rows of the {state.epoch} epochs that {path.name} has "
+                         "trained (damaged or removed since); restore it from a copy, or train the run again")
     restore_rng(ckpt["rng"])
 
 
@@ -293,8 +297,15 @@ def _write_metrics(out_dir: Path, rows: list[dict[str, Any]], writer: Any) -> No
 
 
 def _read_metrics(out_dir: Path) -> list[dict[str, Any]]:
+    """The complete rows of metrics.csv (it is written whole, so a last line without its newline was cut
+    short); none when the file is missing, empty or unreadable (a resume then says so)."""
     path = out_dir / "metrics.csv"
-    return pd.read_csv(path).to_dict("records") if path.exists() else []
+    try:
+        text = path.read_text()
+        table = pd.read_csv(io.StringIO(text[:text.rfind("\n") + 1]))
+    except (FileNotFoundError, pd.errors.EmptyDataError, pd.errors.ParserError):
+        return []
+    return table.to_dict("records") if "epoch" in table.columns else []
 
 
 def _tensorboard(out_dir: Path) -> Any:
