@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -16,6 +17,9 @@ __all__ = ["main"]
 # Problems a user fixes by changing a config, a path or a flag: one line, exit 2, no traceback
 # (set ELR_MRI_DEBUG=1 to see the traceback anyway).
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError)
+# torch re-raises a DataLoader worker's error with the worker's traceback as its text; an error of
+# this project's (all are ValueErrors) is a line "elr_mri.module.NameError: message" in it.
+_PROJECT_ERROR_LINE = re.compile(r"^(?:elr_mri|preprocess)\.[\w.]*Error: (.+)$", re.MULTILINE)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,7 +39,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _user_problem(err: BaseException) -> BaseException | None:
     """`err` when it is a user error, or one of this project's raised inside it: MONAI re-raises a
-    transform's error (e.g. an unreadable scan) as a RuntimeError that names only the transform."""
+    transform's error (e.g. an unreadable scan) as a RuntimeError that names only the transform, and
+    a DataLoader worker's error comes back as its traceback text."""
+    if "in DataLoader worker process" in str(err):
+        found = _PROJECT_ERROR_LINE.search(str(err))
+        return ValueError(found.group(1)) if found else None
     if isinstance(err, USER_ERRORS):
         return err
     cause = err.__cause__

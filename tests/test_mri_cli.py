@@ -13,6 +13,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from elr_mri.cli import _user_problem
+
 ROOT = Path(__file__).parents[1]
 CONFIG = ROOT / "configs" / "adni" / "cpu_small.yaml"
 CLASSES = ("CN", "MCI", "AD")
@@ -108,21 +110,32 @@ def test_evaluate_refuses_a_holdout_that_shares_participants(trained: dict[str, 
     assert "sub-TRN" in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("command", ["train", "evaluate"])
+@pytest.mark.parametrize("command", ["train", "train-in-workers", "evaluate"])
 def test_a_truncated_scan_is_one_line_naming_it(trained: dict[str, Path], tmp_path: Path, command: str) -> None:
-    manifest = pd.read_csv(trained["train"] if command == "train" else trained["holdout"])
+    manifest = pd.read_csv(trained["holdout"] if command == "evaluate" else trained["train"])
     damaged = tmp_path / "damaged.nii.gz"  # a copy cut short, as by an interrupted transfer
     damaged.write_bytes(Path(manifest.loc[1, "path"]).read_bytes()[:5000])
     manifest.loc[1, "path"] = str(damaged)
     manifest.to_csv(tmp_path / "damaged.csv", index=False)
-    if command == "train":
+    if command.startswith("train"):
+        in_workers = ["--set", "data.num_workers=1", "--set", "data.mri.cache=none"] * command.endswith("workers")
         result = _cli("train", "--config", str(CONFIG), "--out", str(tmp_path / "run"),
-                      "--set", f"data.mri.manifest={tmp_path / 'damaged.csv'}", "--set", "train.epochs=1")
+                      "--set", f"data.mri.manifest={tmp_path / 'damaged.csv'}", "--set", "train.epochs=1",
+                      "--set", "train.progress=false", *in_workers)
     else:
         result = _cli("evaluate", "--run", str(trained["run"]), "--manifest", str(tmp_path / "damaged.csv"))
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert f"{damaged}: cannot be read as a volume" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_worker_error_is_one_line_only_when_it_is_this_projects() -> None:
+    worker_text = ("Caught RuntimeError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n"
+                   '  File "x.py", line 1, in f\n{}\n\nThe above exception was the direct cause of the following '
+                   "exception:\n\nRuntimeError: applying transform <LoadScand>\n")
+    ours = _user_problem(RuntimeError(worker_text.format("elr_mri.data.mri.ScanReadError: a.nii.gz: cannot be read")))
+    assert str(ours) == "a.nii.gz: cannot be read"
+    assert _user_problem(RuntimeError(worker_text.format("IndexError: list index out of range"))) is None
 
 
 def test_evaluate_puts_another_run_and_the_voxel_baseline_in_one_table(trained: dict[str, Path]) -> None:
