@@ -27,6 +27,8 @@ class ScanError(ValueError):
 
 def load_scan(path: str | Path) -> nib.Nifti1Image:
     """Return the scan as a 3D float32 NIfTI reoriented to RAS, or raise :class:`ScanError`."""
+    if not str(path).strip():  # Path("") would be the working folder
+        raise ScanError("(empty path)", "the row's `path` cell is empty", "fill in the scan's .nii or .nii.gz file")
     path = Path(path)
     if path.is_dir():
         if any(p.suffix.lower() in {".dcm", ".ima", ""} for p in path.iterdir() if p.is_file()):

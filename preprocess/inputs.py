@@ -62,7 +62,8 @@ def read_inputs(source: str | Path) -> pd.DataFrame:
                          f"{first.participant_id}/{first.session_id}); keep one T1 per session or make "
                          "session_id unique")
     table = table.sort_values(["participant_id", "session_id"], kind="stable").reset_index(drop=True)
-    table["resolved_path"] = [str(p if Path(p).is_absolute() else (base / p).resolve()) for p in table["path"]]
+    table["resolved_path"] = [str(p if Path(p).is_absolute() else (base / p).resolve()) if p.strip() else ""
+                              for p in table["path"]]
     return table
 
 

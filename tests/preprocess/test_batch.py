@@ -31,7 +31,7 @@ def _nifti(data, path):
     nib.Nifti1Image(np.asarray(data, np.float32), np.eye(4)).to_filename(path)
 
 
-def _csv(tmp_path: Path, scans: dict[str, Path]) -> Path:
+def _csv(tmp_path: Path, scans: dict[str, Path | str]) -> Path:
     rows = [{"participant_id": pid, "session_id": "ses-M00", "path": str(path), "diagnosis": "CN", "age": 71.5}
             for pid, path in scans.items()]
     out = tmp_path / "scans.csv"
@@ -55,6 +55,7 @@ def mixed_run(tmp_path_factory, good_scans):
     (folder / "dicom").mkdir()
     (folder / "dicom" / "IM0001.dcm").write_bytes(b"DICM")
     scans["sub-dicom"] = folder / "dicom"
+    scans["sub-blank"] = ""  # a row whose path cell was left empty
     out = folder / "out"
     code = main(["--input", str(_csv(folder, scans)), "--output", str(out), "--jobs", "2", *FAST])
     return folder, scans, out, code
@@ -65,7 +66,7 @@ def test_bad_scans_fail_alone_with_their_own_reason(mixed_run, good_scans):
     assert code == 1
     failures = pd.read_csv(out / "failures.csv")
     reasons = dict(zip(failures.participant_id, failures.error))
-    expected = {pid: words for pid, (_, words) in BAD_SCANS.items()} | {"sub-dicom": "DICOM"}
+    expected = {pid: words for pid, (_, words) in BAD_SCANS.items()} | {"sub-dicom": "DICOM", "sub-blank": "`path` cell is empty"}
     assert set(reasons) == set(expected)
     for pid, words in expected.items():
         assert words in reasons[pid], reasons[pid]
@@ -101,7 +102,7 @@ def test_shards_cover_every_scan_once_and_merge(mixed_run):
     assert merge_main(["--output", str(out)]) == 1  # merged, but the bad scans are still failures
     merged = pd.read_csv(out / "manifest.csv")
     assert sorted(merged.participant_id) == sorted(p for p in scans if p.startswith("sub-0"))
-    assert len(pd.read_csv(out / "failures.csv")) == len(BAD_SCANS) + 1
+    assert len(pd.read_csv(out / "failures.csv")) == len(BAD_SCANS) + 2  # and the DICOM folder, the blank path
 
 
 def test_merge_refuses_missing_shard(tmp_path, capsys):

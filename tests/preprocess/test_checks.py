@@ -44,6 +44,7 @@ def _head(shape=(32, 40, 36)):
     (_dicom_folder, "DICOM series"),
     (lambda p: _write(p / "a.dcm", b"DICM"), "DICOM file"),
     (lambda p: p / "missing.nii.gz", "file not found"),
+    (lambda p: "", "`path` cell is empty"),
     (lambda p: _write(p / "bad.nii.gz", gzip.compress(b"not a nifti")), "cannot be read"),
     (lambda p: _save(np.ones((64, 64)), p / "slice.nii.gz"), "expected a 3D volume"),
     (lambda p: _save(np.ones((32, 32, 32, 2)), p / "series.nii.gz"), "expected a 3D volume"),
