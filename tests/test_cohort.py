@@ -22,6 +22,7 @@ from elr_mri.data.splits import (
     check_no_leakage,
     load_splits,
     participant_diagnosis,
+    run_participants,
     split_balance,
     split_participants,
 )
@@ -266,6 +267,14 @@ def test_leakage_guard_refuses_shared_participants():
 def test_leakage_guard_override_is_reported():
     notes = check_no_leakage({"training": ["A", "B"], "holdout": ["B", "C"]}, allow=True)
     assert len(notes) == 1 and "allowed by data.mri.allow_participant_overlap" in notes[0] and "B" in notes[0]
+
+
+def test_a_runs_participants_keep_leading_zeros(tmp_path):
+    (tmp_path / "splits.csv").write_text("participant_id,split\n0042,train\n0043,test\n")
+    seen = run_participants(tmp_path)
+    assert seen.tolist() == ["0042", "0043"]
+    with pytest.raises(LeakageError, match="0042"):  # a holdout sharing 0042 is refused
+        check_no_leakage({"training": seen, "holdout": ["0042", "0099"]})
 
 
 def test_splits_csv_is_checked(tmp_path):

@@ -75,6 +75,9 @@ def test_validation_labels_without_a_validation_scan_are_one_line_error(trained:
 def test_training_writes_splits_without_shared_participants(trained: dict[str, Path]) -> None:
     splits = pd.read_csv(trained["run"] / "splits.csv")
     assert splits["participant_id"].is_unique and set(splits["split"]) == {"train", "val", "test"}
+    balance = pd.read_csv(trained["run"] / "split_balance.csv").set_index("split")
+    assert balance["participants"].to_dict() == splits["split"].value_counts().to_dict()
+    assert (balance[list(CLASSES)].sum(axis=1) == balance["participants"]).all()
     table = pd.read_csv(trained["run"] / "suspected_mislabels.csv")
     assert list(table.columns[:3]) == ["index", "participant_id", "session_id"]
 

@@ -19,7 +19,7 @@ from elr_mri.baselines.features import KEYS, read_volumes, volume_features, voxe
 from elr_mri.baselines.models import BASELINES, Baseline, class_scores, fit_baseline
 from elr_mri.config import load_config
 from elr_mri.data.cohort import IMAGE_COLUMN, label_indices, load_manifest
-from elr_mri.data.splits import load_splits
+from elr_mri.data.splits import load_splits, run_participants
 from elr_mri.evaluation.compare import require_same_splits
 from elr_mri.evaluation.evaluate import evaluation_dir, write_evaluation
 from elr_mri.evaluation.metrics import MetricsReport, evaluate_predictions
@@ -99,8 +99,7 @@ def _evaluation_rows(run_dir: Path, cfg, test: pd.DataFrame, manifest: Path | No
         return "test", test, []
     from elr_mri.data.mri import load_holdout_manifest
 
-    seen = pd.read_csv(run_dir / "splits.csv", dtype={"participant_id": str})["participant_id"]
-    frame, notes = load_holdout_manifest(manifest, cfg.data, seen)
+    frame, notes = load_holdout_manifest(manifest, cfg.data, run_participants(run_dir))
     return Path(manifest).stem, frame, notes
 
 

@@ -13,7 +13,7 @@ labels by adjudicated ones when data.mri.val_labels names them (`elr_mri.data.ad
 dataset per split, each re-indexed 0..N-1 (the index the ELR targets are stored by).
 
 Public names: `MRIScans`, `RandIsotropicGaussianSmoothd`, `mri_transforms`, `build_mri_data`,
-`build_mri_eval_dataset`, `participants_by_split`.
+`build_mri_eval_dataset`, `participants_by_split`, `split_balance_table`.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from elr_mri.data.adjudicated import load_adjudicated_labels
 from elr_mri.data.cohort import IMAGE_COLUMN, label_indices, load_manifest
 from elr_mri.data.images import NoisyImageData
 from elr_mri.data.noise import apply_noise_config
-from elr_mri.data.splits import check_no_leakage, load_splits, split_participants
+from elr_mri.data.splits import check_no_leakage, load_splits, split_balance, split_participants
 
 __all__ = [
     "MRIScans",
@@ -59,6 +59,7 @@ __all__ = [
     "build_mri_eval_dataset",
     "load_holdout_manifest",
     "participants_by_split",
+    "split_balance_table",
 ]
 
 LEFT_RIGHT_AXIS = 0  # in RAS orientation; the only axis along which a brain is (roughly) symmetric
@@ -294,6 +295,13 @@ def participants_by_split(data: NoisyImageData) -> pd.DataFrame:
     frames = [d.frame for d in (data.train, data.val, data.test) if isinstance(d, MRIScans)]
     table = pd.concat(frames)[["participant_id", "split"]]
     return table.drop_duplicates().reset_index(drop=True)
+
+
+def split_balance_table(data: NoisyImageData) -> pd.DataFrame:
+    """`split_balance` of an MRI run's splits (given diagnoses), saved as the run's split_balance.csv."""
+    scans = pd.concat([d.frame for d in (data.train, data.val, data.test) if isinstance(d, MRIScans)])
+    split = scans.drop_duplicates("participant_id").set_index("participant_id")["split"]
+    return split_balance(scans, split, list(data.class_names))
 
 
 def _monai_dataset(

@@ -6,7 +6,7 @@ participants, stratified by each participant's diagnosis, and `check_no_leakage`
 of splits (or a holdout and the training set) that share a participant unless explicitly allowed.
 
 Public names: `LeakageError`, `SPLIT_NAMES`, `participant_diagnosis`, `split_participants`,
-`load_splits`, `check_no_leakage`, `split_balance`.
+`load_splits`, `run_participants`, `check_no_leakage`, `split_balance`.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ __all__ = [
     "participant_diagnosis",
     "split_participants",
     "load_splits",
+    "run_participants",
     "check_no_leakage",
     "split_balance",
 ]
@@ -94,6 +95,12 @@ def load_splits(path: str | Path, participants: Iterable[str]) -> pd.Series:
     return split
 
 
+def run_participants(run_dir: str | Path) -> pd.Series:
+    """Every participant an MRI run trained, validated or tested on (its splits.csv), the set a
+    holdout cohort must not share. Read as text: ids such as 0042 must not become 42."""
+    return pd.read_csv(Path(run_dir) / "splits.csv", dtype=str)["participant_id"]
+
+
 def check_no_leakage(
     groups: Mapping[str, Iterable[str]], allow: bool = False, source: str = "splits"
 ) -> list[str]:
@@ -126,7 +133,8 @@ def check_no_leakage(
 def split_balance(frame: pd.DataFrame, split: pd.Series, classes: Sequence[str]) -> pd.DataFrame:
     """One row a split: participants, scans, participants per diagnosis, age mean ± sd, share female.
 
-    Printed with the run so a reader sees the splits are comparable in diagnosis, age and sex.
+    Saved with an MRI run (split_balance.csv) so a reader sees the splits are comparable in
+    diagnosis, age and sex.
     """
     by_scan = frame.assign(split=frame["participant_id"].map(split))
     diagnosis = participant_diagnosis(frame)

@@ -206,9 +206,10 @@ def _start_run_dir(out_dir: Path, cfg: RunConfig, data: NoisyImageData) -> None:
              "train_examples": len(data.train), "class_names": list(data.class_names)}
     atomic_write_text(json.dumps(shape, indent=2) + "\n", out_dir / "data_shape.json")
     if cfg.data.name == "mri":  # evaluation refuses holdout participants seen in any of these splits
-        from elr_mri.data.mri import participants_by_split
+        from elr_mri.data.mri import participants_by_split, split_balance_table
 
         atomic_write_text(participants_by_split(data).to_csv(index=False), out_dir / "splits.csv")
+        atomic_write_text(split_balance_table(data).to_csv(index=False), out_dir / "split_balance.csv")
 
 
 def _write_config(out_dir: Path, cfg: RunConfig) -> None:

@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from elr_mri.config import RunConfig, load_config
+from elr_mri.data.splits import run_participants
 from elr_mri.engine.checkpoint import atomic_write_text, load_checkpoint
 from elr_mri.engine.execution import ExecutionPlan
 from elr_mri.engine.methods import Method, build_method
@@ -60,7 +61,7 @@ def evaluate_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = 
     """Evaluate `run_dir` on `manifest` (an independent cohort) or, without one, on its own test split."""
     run_dir = Path(run_dir)
     cfg, shape, method = load_run(run_dir, checkpoint)
-    dataset, name, notes = evaluation_set(run_dir, cfg, manifest)
+    dataset, _, notes = evaluation_set(run_dir, cfg, manifest)
     labels, probs = predict(method, dataset, cfg.train.eval_batch_size)
     frame = getattr(dataset, "frame", None)
     participants = (frame["participant_id"].to_numpy() if frame is not None
@@ -96,8 +97,7 @@ def evaluation_set(run_dir: Path, cfg: RunConfig, manifest: Path | None) -> tupl
         raise ValueError(f"--manifest evaluates MRI runs; {run_dir} trained on {cfg.data.name}")
     from elr_mri.data.mri import build_mri_eval_dataset
 
-    seen = pd.read_csv(run_dir / "splits.csv")["participant_id"].astype(str)
-    dataset, notes = build_mri_eval_dataset(manifest, data, seen, require_age=uses_age(cfg))
+    dataset, notes = build_mri_eval_dataset(manifest, data, run_participants(run_dir), require_age=uses_age(cfg))
     return dataset, Path(manifest).stem, notes
 
 
