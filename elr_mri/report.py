@@ -89,7 +89,7 @@ def _preprocess_section(processed: Path, out: Path) -> str:
         "## Preprocessing (N4 + affine registration to MNI152, 2 mm)",
         f"{len(manifest)} scans processed, {failed} failed, {int(manifest['qc_flag'].sum())} flagged by QC. "
         f"NCC with the template: mean {manifest['qc_ncc'].mean():.3f}, lowest {manifest['qc_ncc'].min():.3f}; "
-        f"brain-mask Dice: mean {manifest['qc_mask_dice'].mean():.3f}.",
+        f"head-foreground Dice: mean {manifest['qc_mask_dice'].mean():.3f}.",
         "",
         "Template contours over three registered scans:",
         "",

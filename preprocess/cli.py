@@ -21,7 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="elr-mri preprocess",
         description="N4 + registration of T1 scans to a template grid, with QC, resumable and shardable.")
     parser.add_argument("--input", required=True, help="CSV (participant_id, session_id, path, ...) or BIDS folder")
-    parser.add_argument("--output", required=True, help="output folder (manifest.csv, failures.csv, sub-*/ses-*/)")
+    parser.add_argument("--output", required=True,
+                        help="output folder (manifest.csv, failures.csv, <participant_id>/<session_id>/)")
     parser.add_argument("--template", default=None, help="template T1 NIfTI (default: nilearn's MNI152 2009)")
     parser.add_argument("--template-mask", default=None, help="brain mask of --template (default: Otsu mask)")
     parser.add_argument("--resolution", type=float, default=1.5, help="output voxel size in mm (default 1.5)")

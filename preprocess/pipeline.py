@@ -57,7 +57,7 @@ class Params:
 
 @dataclass(frozen=True)
 class ScanOutputs:
-    """Where the files of one scan go: `<out>/sub-X/ses-Y/<stem>_<kind>`."""
+    """Where the files of one scan go: `<out>/<participant_id>/<session_id>/<stem>_<kind>` (ids as given)."""
 
     image: Path
     transform: Path

@@ -7,13 +7,19 @@ foregrounds catches gross misplacement (a head shifted out of the grid).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # annotations only: ANTs is imported lazily at run time
+    import ants
+
+    from .template import Template
 
 __all__ = ["ncc", "mutual_information", "foreground_dice", "qc_figures", "overlay_png"]
 
 
-def ncc(image, reference, mask) -> float:
+def ncc(image: ants.ANTsImage, reference: ants.ANTsImage, mask: ants.ANTsImage) -> float:
     """Normalised cross-correlation of two images on the voxels of `mask`."""
     inside = mask.numpy() > 0
     a = image.numpy()[inside].astype(np.float64)
@@ -24,14 +30,14 @@ def ncc(image, reference, mask) -> float:
     return float((a * b).sum() / denom) if denom > 0 else 0.0
 
 
-def mutual_information(image, reference) -> float:
+def mutual_information(image: ants.ANTsImage, reference: ants.ANTsImage) -> float:
     """Mattes mutual information (nats, higher is better); ANTs returns it negated as a cost."""
     import ants
 
     return -float(ants.image_mutual_information(reference, image))
 
 
-def foreground_dice(image, reference) -> float:
+def foreground_dice(image: ants.ANTsImage, reference: ants.ANTsImage) -> float:
     """Dice overlap of the Otsu foregrounds of the two images."""
     a = _foreground(image)
     b = _foreground(reference)
@@ -39,14 +45,14 @@ def foreground_dice(image, reference) -> float:
     return float(2 * (a & b).sum() / total) if total else 0.0
 
 
-def qc_figures(image, template) -> dict[str, float]:
+def qc_figures(image: ants.ANTsImage, template: Template) -> dict[str, float]:
     """The QC columns of the manifest for an output `image` on `template`'s grid."""
     return {"qc_ncc": round(ncc(image, template.grid, template.mask), 5),
             "qc_mi": round(mutual_information(image, template.grid), 5),
             "qc_mask_dice": round(foreground_dice(image, template.grid), 5)}
 
 
-def overlay_png(image, template, path: str | Path, title: str) -> None:
+def overlay_png(image: ants.ANTsImage, template: Template, path: str | Path, title: str) -> None:
     """Three orthogonal mid-slices of `image` with the template's brain contour drawn over them."""
     import matplotlib
 
@@ -69,7 +75,7 @@ def overlay_png(image, template, path: str | Path, title: str) -> None:
     plt.close(fig)
 
 
-def _foreground(image) -> np.ndarray:
+def _foreground(image: ants.ANTsImage) -> np.ndarray:
     """Voxels above the Otsu threshold of the positive intensities."""
     data = image.numpy()
     values = data[data > 0]

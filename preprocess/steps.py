@@ -8,7 +8,13 @@ and registers to the 2 mm template, where the pyramid's finest level costs most 
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:  # annotations only: ANTs and nibabel are imported lazily at run time
+    import ants
+    import nibabel as nib
 
 __all__ = ["PROFILES", "TRANSFORMS", "NORMALISATIONS", "DTYPES", "to_ants", "to_nifti", "n4", "register",
            "resample_to_grid", "normalise"]
@@ -26,7 +32,7 @@ DTYPES = ("float32", "int16")
 _LPS = np.diag([-1.0, -1.0, 1.0])
 
 
-def to_ants(img):
+def to_ants(img: nib.Nifti1Image) -> ants.ANTsImage:
     """nibabel image (RAS affine) -> ANTs image (LPS origin/spacing/direction), float32."""
     import ants
 
@@ -36,7 +42,7 @@ def to_ants(img):
                            spacing=spacing.tolist(), direction=linear / spacing)
 
 
-def to_nifti(image, dtype: str = "float32"):
+def to_nifti(image: ants.ANTsImage, dtype: str = "float32") -> nib.Nifti1Image:
     """ANTs image -> nibabel image with the equivalent RAS affine, stored as `dtype`.
 
     NIfTI-1 has no float16; `int16` is its half-size option: nibabel stores scaled integers and a
@@ -54,7 +60,7 @@ def to_nifti(image, dtype: str = "float32"):
     return out
 
 
-def n4(image, profile: str):
+def n4(image: ants.ANTsImage, profile: str) -> ants.ANTsImage:
     """Bias-field corrected copy of `image`; N4 fits a smooth field, so a shrunken image suffices."""
     import ants
 
@@ -62,7 +68,8 @@ def n4(image, profile: str):
     return ants.n4_bias_field_correction(image, mask=mask, **PROFILES[profile]["n4"])
 
 
-def register(fixed, moving, transform: str, deterministic: bool, outprefix: str) -> list[str]:
+def register(fixed: ants.ANTsImage, moving: ants.ANTsImage, transform: str, deterministic: bool,
+             outprefix: str) -> list[str]:
     """Register `moving` to `fixed`; return the forward transform files (template -> scan).
 
     Deterministic mode needs ANTs' "Repro" variant of the same stages (GC metric, fixed seed):
@@ -76,14 +83,15 @@ def register(fixed, moving, transform: str, deterministic: bool, outprefix: str)
     return list(result["fwdtransforms"])
 
 
-def resample_to_grid(grid, moving, transforms: list[str]):
+def resample_to_grid(grid: ants.ANTsImage, moving: ants.ANTsImage, transforms: list[str]) -> ants.ANTsImage:
     """One interpolation from the scan onto the output grid through all transforms."""
     import ants
 
     return ants.apply_transforms(fixed=grid, moving=moving, transformlist=transforms, interpolator="linear")
 
 
-def normalise(image, mask, method: str, clip: tuple[float, float] = (0.5, 99.5)):
+def normalise(image: ants.ANTsImage, mask: ants.ANTsImage, method: str,
+              clip: tuple[float, float] = (0.5, 99.5)) -> ants.ANTsImage:
     """Intensity normalisation: `minmax` clips to percentiles then maps to [0, 1]; `zscore` uses
     the brain mask's mean and standard deviation; `none` leaves the N4 output as it is."""
     data = image.numpy()

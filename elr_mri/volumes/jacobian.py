@@ -10,23 +10,28 @@ whole brain): nilearn ships no anatomical atlas offline. They assume an MNI-spac
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from elr_mri.simulate.disease import REGIONS, region_mask
+
+if TYPE_CHECKING:  # annotations only: ANTs is imported lazily at run time
+    import ants
 
 __all__ = ["ras_points", "region_masks", "affine_determinant", "warp_jacobian", "integrate_regions"]
 
 _LPS_TO_RAS = np.array([-1.0, -1.0, 1.0])
 
 
-def ras_points(image) -> np.ndarray:
+def ras_points(image: ants.ANTsImage) -> np.ndarray:
     """World RAS millimetres of every voxel of an ANTs image, shape (*image.shape, 3)."""
     index = np.indices(image.shape, dtype=np.float64).reshape(3, -1).T
     lps = np.asarray(image.origin) + (index * np.asarray(image.spacing)) @ np.asarray(image.direction).T
     return (lps * _LPS_TO_RAS).reshape(*image.shape, 3)
 
 
-def region_masks(domain) -> dict[str, np.ndarray]:
+def region_masks(domain: ants.ANTsImage) -> dict[str, np.ndarray]:
     """Boolean mask of each region on the voxels of `domain` (an ANTs image in template space)."""
     points = ras_points(domain)
     return {region.name: region_mask(region, points) for region in REGIONS}
@@ -40,7 +45,7 @@ def affine_determinant(path: str) -> float:
     return float(abs(np.linalg.det(matrix)))
 
 
-def warp_jacobian(domain, warp_path: str) -> np.ndarray:
+def warp_jacobian(domain: ants.ANTsImage, warp_path: str) -> np.ndarray:
     """det(Dφ) of a displacement-field file on the voxels of `domain`."""
     import ants
 
