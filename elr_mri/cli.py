@@ -130,21 +130,31 @@ def _train(args: argparse.Namespace) -> int:
             print(f"  {key}: {value}")
     for warning in summary.get("warnings", []):
         print(f"warning: {warning}", file=sys.stderr)
+    if config.data.name == "mri" and config.data.mri.holdout_manifest:
+        _evaluate_and_print(out_dir, Path(config.data.mri.holdout_manifest))
     return 0
 
 
-def _evaluate(args: argparse.Namespace) -> int:
+def _evaluate_and_print(run_dir: Path, manifest: Path | None, checkpoint: str = "best",
+                        n_boot: int = 1000) -> Path:
+    """Evaluate a run's checkpoint on `manifest` (None: its test split), print the metrics and return
+    the evaluation's folder."""
     from elr_mri.evaluation.evaluate import evaluate_run, evaluation_dir
 
-    if (args.volumes or args.drop_suspected) and not args.baselines:
-        raise ValueError("--volumes and --drop-suspected belong to --baselines; add --baselines")
-    reports = evaluate_run(args.run, args.manifest, args.checkpoint, args.bootstrap)
-    eval_dir = evaluation_dir(args.run, args.manifest, args.checkpoint)
+    reports = evaluate_run(run_dir, manifest, checkpoint, n_boot)
+    eval_dir = evaluation_dir(run_dir, manifest, checkpoint)
     print(f"results: {eval_dir}")
     for level, report in reports.items():
         print(f"  {level} level ({report.n_examples} examples, {report.n_participants} participants):")
         for metric, interval in report.metrics.items():
             print(f"    {metric:18s} {interval}")
+    return eval_dir
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    if (args.volumes or args.drop_suspected) and not args.baselines:
+        raise ValueError("--volumes and --drop-suspected belong to --baselines; add --baselines")
+    eval_dir = _evaluate_and_print(args.run, args.manifest, args.checkpoint, args.bootstrap)
     if args.baselines:
         _evaluate_baselines(args)
     if args.baselines or args.compare_with:

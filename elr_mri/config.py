@@ -62,7 +62,7 @@ class MRIDataConfig:
     """A cohort of preprocessed T1 scans (the manifest `elr-mri preprocess` writes, plus diagnoses)."""
 
     manifest: str | None = None  # CSV, one row a scan: participant_id, session_id, path, diagnosis, age, sex, cohort
-    holdout_manifest: str | None = None  # independent cohort (NACC) evaluated after training
+    holdout_manifest: str | None = None  # independent cohort (NACC): checked at the start, evaluated at the end
     splits: str | None = None  # CSV participant_id,split (train/val/test); made by participant when absent
     val_labels: str | None = None  # CSV participant_id,session_id,diagnosis: adjudicated labels the validation split scores against
     test_fraction: float = 0.15

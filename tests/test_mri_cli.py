@@ -50,9 +50,11 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     pd.read_csv(train_manifest)[["participant_id", "session_id", "diagnosis"]].to_csv(panel, index=False)
     run = folder / "run"
     result = _cli("train", "--config", str(CONFIG), "--out", str(run), "--set", f"data.mri.manifest={train_manifest}",
-                  "--set", f"data.mri.val_labels={panel}",
+                  "--set", f"data.mri.val_labels={panel}", "--set", f"data.mri.holdout_manifest={holdout}",
                   "--set", "train.epochs=1", "--set", "train.progress=false", "--set", "train.tensorboard=false")
     assert result.returncode == 0, result.stderr[-3000:]
+    assert f"results: {run / f'eval-{holdout.stem}'}" in result.stdout  # the configured holdout, evaluated
+    assert (run / f"eval-{holdout.stem}" / "summary.json").exists()
     return {"run": run, "train": train_manifest, "holdout": holdout, "panel": panel}
 
 

@@ -281,6 +281,17 @@ def test_holdout_sharing_participants_is_refused_unless_allowed(tmp_path):
     assert notes == [] and (clean.frame["split"] == "holdout").all()
 
 
+def test_a_configured_holdout_is_checked_before_training(tmp_path):
+    manifest = make_cohort(tmp_path, participants=6, scans=1)
+    with pytest.raises(LeakageError, match="in both training and holdout"):  # the cohort is its own holdout
+        build_mri_data(config(manifest, holdout_manifest=str(manifest)))
+    other = tmp_path / "other"
+    other.mkdir()
+    holdout = make_cohort(other, participants=3, scans=1)
+    pd.read_csv(holdout).assign(participant_id=lambda t: "nacc-" + t["participant_id"]).to_csv(holdout, index=False)
+    assert len(build_mri_data(config(manifest, holdout_manifest=str(holdout))).train) > 0
+
+
 def test_missing_manifest_setting_is_explained():
     with pytest.raises(ValueError, match="data.mri.manifest"):
         build_mri_data(DataConfig(name="mri"))

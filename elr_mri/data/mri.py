@@ -222,6 +222,8 @@ def build_mri_data(cfg: DataConfig, require_age: bool = False) -> NoisyImageData
     else:
         split = split_participants(frame, mri.test_fraction, cfg.val_fraction, cfg.split_seed)
     frame["split"] = frame["participant_id"].map(split)
+    if mri.holdout_manifest:  # checked before training, not after hours of it
+        load_holdout_manifest(mri.holdout_manifest, cfg, frame["participant_id"], require_age=require_age)
 
     given = label_indices(frame["diagnosis"], classes)
     noisy = given.copy()
