@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, roc_auc_score
 
@@ -73,6 +74,11 @@ def test_report_names_per_class_auc_and_brackets_the_estimate():
     np.testing.assert_allclose(rates["estimate"].sum(1), 1.0)
     assert (rates["low"] <= rates["estimate"] + 1e-12).all() and (rates["estimate"] <= rates["high"] + 1e-12).all()
     assert report.rows()[0]["metric"] == "accuracy" and report.rows()[0]["participants"] == 100
+    confusion = pd.DataFrame(report.confusion_rows())
+    assert confusion["count"].sum() == 300 and len(confusion) == 9
+    np.testing.assert_allclose(confusion.groupby("given")["rate"].sum(), 1.0)
+    cn_as_ad = confusion.query("given == 'CN' and predicted == 'AD'").iloc[0]
+    assert cn_as_ad["count"] == report.confusion[0, 2] and cn_as_ad["low"] <= cn_as_ad["rate"] <= cn_as_ad["high"]
 
 
 def test_bootstrap_resamples_participants_not_scans():

@@ -95,7 +95,12 @@ def test_evaluate_on_a_holdout_cohort(trained: dict[str, Path]) -> None:
     assert len(predictions) == 6 and np.allclose(predictions[["p_CN", "p_MCI", "p_AD"]].sum(axis=1), 1, atol=1e-5)
     for png in ("roc.png", "confusion_scan.png", "confusion_participant.png"):
         assert (out / png).stat().st_size > 5_000
-    assert json.loads((out / "summary.json").read_text())["participant_overlap_notes"] == []
+    confusion = pd.read_csv(out / "confusion.csv")
+    assert confusion.groupby("level")["count"].sum().to_dict() == {"participant": 6, "scan": 6}
+    assert ((confusion["low"] <= confusion["rate"] + 1e-12) & (confusion["rate"] <= confusion["high"] + 1e-12)).all()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["participant_overlap_notes"] == [] and summary["bootstrap_resamples"] == 50
+    assert summary["selection_rule"].startswith("best accuracy on the validation split")
 
 
 def test_evaluating_the_last_checkpoint_leaves_the_selected_ones_results_alone(trained: dict[str, Path]) -> None:

@@ -25,7 +25,7 @@ from elr_mri.data.splits import run_participants
 from elr_mri.engine.checkpoint import atomic_write_text, load_checkpoint
 from elr_mri.engine.execution import ExecutionPlan
 from elr_mri.engine.methods import Method, build_method
-from elr_mri.engine.runner import resolve_device, uses_age
+from elr_mri.engine.runner import SELECTION_RULES, resolve_device, selection_rule, uses_age
 from elr_mri.evaluation.metrics import MetricsReport, evaluate_predictions
 
 __all__ = ["load_run", "evaluate_run", "evaluation_set", "predict", "write_evaluation"]
@@ -68,8 +68,9 @@ def evaluate_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = 
                     else np.arange(len(labels)).astype(str))  # images: every example is its own subject
     classes = shape["class_names"]
     reports = evaluate_predictions(labels, probs, participants, classes, n_boot=n_boot)
+    rule = selection_rule(cfg) if checkpoint == "best" else SELECTION_RULES["last"]
     write_evaluation(evaluation_dir(run_dir, manifest, checkpoint), reports, labels, probs, frame, classes, notes,
-                     {"checkpoint": checkpoint})
+                     {"checkpoint": checkpoint, "selection_rule": rule})
     return reports
 
 
@@ -103,12 +104,15 @@ def evaluation_set(run_dir: Path, cfg: RunConfig, manifest: Path | None) -> tupl
 
 def write_evaluation(out: Path, reports: dict[str, MetricsReport], labels: np.ndarray, probs: np.ndarray,
                      frame: pd.DataFrame | None, classes: list[str], notes: list[str], about: dict[str, Any]) -> None:
-    """metrics.csv, predictions.csv, ROC and confusion PNGs and summary.json (`about` first) under `out`."""
+    """metrics.csv, confusion.csv, predictions.csv, ROC and confusion PNGs and summary.json (`about`
+    first) under `out`."""
     from elr_mri.plots import plot_confusion, plot_roc
 
     out.mkdir(parents=True, exist_ok=True)
     rows = [row for report in reports.values() for row in report.rows()]
     atomic_write_text(pd.DataFrame(rows).to_csv(index=False), out / "metrics.csv")
+    confusion = [row for report in reports.values() for row in report.confusion_rows()]
+    atomic_write_text(pd.DataFrame(confusion).to_csv(index=False), out / "confusion.csv")
     predictions = pd.DataFrame(probs, columns=[f"p_{c}" for c in classes])
     predictions.insert(0, "given", [classes[i] for i in labels])
     predictions.insert(1, "predicted", [classes[i] for i in probs.argmax(axis=1)])
@@ -118,6 +122,6 @@ def write_evaluation(out: Path, reports: dict[str, MetricsReport], labels: np.nd
     plot_roc(labels, probs, classes, out / "roc.png")
     for level, report in reports.items():
         plot_confusion(report.confusion, classes, out / f"confusion_{level}.png", title=f"{level} level")
-    summary = {**about, "participant_overlap_notes": notes,
+    summary = {**about, "bootstrap_resamples": next(iter(reports.values())).n_boot, "participant_overlap_notes": notes,
                **{level: {name: vars(v) for name, v in r.metrics.items()} for level, r in reports.items()}}
     atomic_write_text(json.dumps(summary, indent=2, default=float) + "\n", out / "summary.json")

@@ -71,6 +71,16 @@ class MetricsReport:
             for name, v in self.metrics.items()
         ]
 
+    def confusion_rows(self) -> list[dict[str, object]]:
+        """One dict a (given, predicted) pair: count, and the share of the given class predicted so
+        with its interval (a row of the confusion matrix sums to 1)."""
+        rate = self.confusion_rate
+        return [
+            {"level": self.level, "given": given, "predicted": predicted, "count": int(self.confusion[i, j]),
+             "rate": rate["estimate"][i, j], "low": rate["low"][i, j], "high": rate["high"][i, j]}
+            for i, given in enumerate(self.class_names) for j, predicted in enumerate(self.class_names)
+        ]
+
 
 def evaluate_predictions(
     labels: Sequence[int],
