@@ -12,7 +12,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Callable, Literal, Union
 
 import yaml
 
@@ -195,6 +195,32 @@ RESUME_MAY_CHANGE = frozenset({
 })
 
 
+_AT_LEAST_ONE = ("at least 1", lambda v: v >= 1)
+_NON_NEGATIVE = ("0 or more", lambda v: v >= 0)
+_POSITIVE = ("above 0", lambda v: v > 0)
+_FRACTION = ("in [0, 1]", lambda v: 0 <= v <= 1)
+_PART = ("in [0, 1)", lambda v: 0 <= v < 1)
+# Numeric settings outside these ranges fail deep inside training (a division by zero, an empty
+# sampler) or silently do nothing sensible; checked at load, they are one line naming the key.
+NUMERIC_RANGES: dict[str, tuple[str, Callable[[float], bool]]] = {
+    "train.epochs": _AT_LEAST_ONE, "train.batch_size": _AT_LEAST_ONE, "train.eval_batch_size": _AT_LEAST_ONE,
+    "train.threads": _NON_NEGATIVE, "train.checkpoint_seconds": _NON_NEGATIVE,
+    "schedule.t0": _AT_LEAST_ONE, "schedule.gamma": _POSITIVE, "schedule.eta_min": _NON_NEGATIVE,
+    "optim.lr": _POSITIVE, "optim.momentum": _PART, "optim.weight_decay": _NON_NEGATIVE,
+    "loss.lam": _NON_NEGATIVE, "loss.beta": _FRACTION, "loss.lam_ramp_steps": _NON_NEGATIVE,
+    "loss.lam_start_steps": _NON_NEGATIVE, "loss.gce_q": ("in (0, 1]", lambda v: 0 < v <= 1),
+    "loss.sce_alpha": _NON_NEGATIVE, "loss.sce_beta": _NON_NEGATIVE,
+    "elr_plus.mixup_alpha": _NON_NEGATIVE, "elr_plus.ema_decay": _FRACTION,
+    "elr_plus.ema_ramp_steps": _NON_NEGATIVE, "elr_plus.coef_step": _NON_NEGATIVE,
+    "model.hidden": _AT_LEAST_ONE, "model.widening": _AT_LEAST_ONE,
+    "data.val_fraction": _PART, "data.noise.rate": _FRACTION, "data.num_workers": _NON_NEGATIVE,
+    "data.balanced_batches": _AT_LEAST_ONE, "data.train_subset": _AT_LEAST_ONE, "data.test_subset": _AT_LEAST_ONE,
+    "data.mri.test_fraction": _PART, "data.mri.blur_sigma_max": _NON_NEGATIVE, "data.mri.max_shift": _NON_NEGATIVE,
+}
+# ELR's λ schedule keys that ELR+ does not read: it ramps λ with elr_plus.coef_step, as the official code.
+_ELR_ONLY = ("loss.lam_ramp_steps", "loss.lam_start_steps")
+
+
 def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
     """Read a YAML file, apply `key.sub=value` overrides and validate the result.
 
@@ -244,8 +270,21 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> None:
 def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> RunConfig:
     """Build a `RunConfig`, refusing unknown keys, values of the wrong type and contradictory settings."""
     cfg = _build(RunConfig, raw, prefix="", source=source)
+    _check_ranges(cfg, source)
     _check_schedule_floor(cfg, source)
     return cfg
+
+
+def _check_ranges(cfg: RunConfig, source: str) -> None:
+    flat = _flatten(config_to_dict(cfg))
+    for key, (allowed, holds) in NUMERIC_RANGES.items():
+        if flat[key] is not None and not holds(flat[key]):
+            raise ConfigError(f"{source}: {key} = {flat[key]!r} must be {allowed}")
+    if cfg.loss.name == "elr_plus":
+        for key in _ELR_ONLY:
+            if flat[key]:
+                raise ConfigError(f"{source}: {key} = {flat[key]} is an ELR setting that ELR+ does not read; "
+                                  "ramp ELR+'s λ in with elr_plus.coef_step instead")
 
 
 def _check_schedule_floor(cfg: RunConfig, source: str) -> None:

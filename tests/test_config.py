@@ -41,6 +41,11 @@ def test_defaults_and_overrides(tmp_path: Path) -> None:
         ("data: [1, 2]\n", r"data must be a mapping"),
         ("loss: {name: elr\n", r"not valid YAML"),
         ("optim: {name: adam, lr: 1e-4}\nschedule: {name: cosine}\n", r"schedule.eta_min = 0.001 is not below optim.lr"),
+        ("schedule: {t0: 0}\n", r"schedule.t0 = 0 must be at least 1"),
+        ("data: {balanced_batches: -3}\n", r"data.balanced_batches = -3 must be at least 1"),
+        ("loss: {beta: 1.5}\n", r"loss.beta = 1.5 must be in \[0, 1\]"),
+        ("data: {mri: {test_fraction: 1.0}}\n", r"data.mri.test_fraction = 1.0 must be in \[0, 1\)"),
+        ("loss: {name: elr_plus, lam_start_steps: 500}\n", r"loss.lam_start_steps = 500 is an ELR setting .*elr_plus.coef_step"),
     ],
 )
 def test_errors_name_the_key_and_the_file(tmp_path: Path, text: str, message: str) -> None:

@@ -35,6 +35,8 @@ def test_a_collapsed_last_epoch_gets_elr_advice_only_for_elr() -> None:
     (ce,) = collapse_warnings(_metrics(shares), best_epoch=2, loss_name="ce")
     assert "last epoch 3" in elr and "loss.lam" in elr
     assert "last epoch 3" in ce and "loss.lam" not in ce
+    (elr_plus,) = collapse_warnings(_metrics(shares), best_epoch=2, loss_name="elr_plus")
+    assert "loss.lam_start_steps" in elr and "elr_plus.coef_step" in elr_plus  # each names a key it reads
 
 
 def test_both_problems_are_reported_and_a_collapsed_best_last_epoch_only_once() -> None:

@@ -19,7 +19,9 @@ __all__ = ["COLLAPSE_SHARE", "COLLAPSE_EXCESS", "collapse_threshold", "top_class
 
 COLLAPSE_SHARE = 0.98  # the bar when the labels' top-class share is unknown (metrics written before it was recorded)
 COLLAPSE_EXCESS = 0.8  # collapsed: predictions this far from the labels' top-class share towards one class for all
-ELR_LOSSES = ("elr", "elr_plus")
+# Where each ELR variant sets when its term comes in: ELR+ ramps λ with its own key.
+LATER_START = {"elr": "start the term later (loss.lam_start_steps)",
+               "elr_plus": "ramp the term in more slowly (elr_plus.coef_step)"}
 
 
 def top_class_share(predicted: np.ndarray) -> float:
@@ -54,7 +56,7 @@ def collapse_warnings(metrics: pd.DataFrame, best_epoch: int, loss_name: str) ->
             "epoch; compare the last epoch (elr-mri evaluate --checkpoint last)")
     if last_epoch != best_epoch and share[last_epoch] >= threshold:
         advice = ("; ELR's term held a network near the class prior on the majority class: lower loss.lam "
-                  "or start the term later (loss.lam_start_steps)") if loss_name in ELR_LOSSES else ""
+                  f"or {LATER_START[loss_name]}") if loss_name in LATER_START else ""
         found.append(f"the last epoch {last_epoch} gives one class to {share[last_epoch]:.0%} of the "
                      f"validation split{labels_said}: the network has collapsed onto it{advice}")
     return found
