@@ -179,8 +179,9 @@ def _evaluate_baselines(args: argparse.Namespace) -> None:
 def _print_comparison(args: argparse.Namespace, eval_dir: Path) -> None:
     """The CNN, the --compare-with runs and the baselines in one table (also comparison.csv)."""
     from elr_mri.config import load_config
-    from elr_mri.evaluation.compare import comparison_table, format_interval, require_same_splits
+    from elr_mri.evaluation.compare import comparison_table, require_same_splits
     from elr_mri.evaluation.evaluate import evaluate_run
+    from elr_mri.evaluation.metrics import Interval
 
     def label(run: Path) -> str:
         return f"{run.name} ({load_config(run / 'config.yaml').loss.name})"
@@ -192,7 +193,7 @@ def _print_comparison(args: argparse.Namespace, eval_dir: Path) -> None:
         others[label(other)] = other / eval_dir.name
     table = comparison_table(eval_dir, label(args.run), others=others)
     table.to_csv(eval_dir / "comparison.csv", index=False)
-    wide = table.assign(value=[format_interval(r.estimate, r.low, r.high) for r in table.itertuples()])
+    wide = table.assign(value=[str(Interval(r.estimate, r.low, r.high)) for r in table.itertuples()])
     print(f"participant level, 95% intervals ({eval_dir / 'comparison.csv'}):")
     print(wide.pivot(index="method", columns="metric", values="value").loc[table["method"].unique()].to_string())
 

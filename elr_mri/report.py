@@ -17,7 +17,7 @@ import pandas as pd
 import yaml
 
 from elr_mri.engine.checkpoint import atomic_write_text
-from elr_mri.evaluation.compare import HEADLINE_METRICS, comparison_table, format_interval
+from elr_mri.evaluation.compare import HEADLINE_METRICS, comparison_table
 from elr_mri.evaluation.metrics import Interval
 from elr_mri.evaluation.truth import mean_paired_difference, rescore_against_truth
 from elr_mri.plots import plot_learning_curves, plot_memorization_comparison
@@ -40,7 +40,7 @@ def write_demo_report(out: Path, runs: dict[str, Path], cohort: Path, processed:
         _cohort_section(cohort, settings),
         _preprocess_section(processed, out),
         _volumes_section(volumes, cohort),
-        _training_section(runs, metrics),
+        _training_section(runs),
         _metrics_section(runs, out),
         _truth_section(runs, pd.read_csv(cohort / "truth.csv")),
         _mislabel_section(runs),
@@ -98,7 +98,7 @@ def _preprocess_section(processed: Path, out: Path) -> str:
     return "\n".join(lines)
 
 
-def _training_section(runs: dict[str, Path], metrics: dict[str, pd.DataFrame]) -> str:
+def _training_section(runs: dict[str, Path]) -> str:
     rule = yaml.safe_load((next(iter(runs.values())) / "config.yaml").read_text())["selection_rule"]
     return "\n".join([
         "## Training",
@@ -128,7 +128,7 @@ def _metrics_section(runs: dict[str, Path], out: Path) -> str:
         for evaluation in sorted(run.glob("eval-*")):
             table = comparison_table(evaluation, loss)
             for method, values in table.groupby("method", sort=False):
-                cells = [format_interval(r.estimate, r.low, r.high) for r in values.itertuples()]
+                cells = [str(Interval(r.estimate, r.low, r.high)) for r in values.itertuples()]
                 rows.append(f"| {method} | {evaluation.name.removeprefix('eval-')} | " + " | ".join(cells) + " |")
             figures.append(f"{loss}, {evaluation.name}: ![ROC]({_relative(evaluation / 'roc.png', out)}) "
                            f"![confusion]({_relative(evaluation / 'confusion_participant.png', out)})")

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from elr_mri.evaluation.truth import mean_paired_difference, paired_accuracy_difference, rescore_against_truth
+from elr_mri.evaluation.truth import mean_paired_difference, rescore_against_truth
 
 CLASSES = ["CN", "MCI", "AD"]
 
@@ -56,10 +56,10 @@ def test_paired_difference_counts_participants_each_method_gets_right(tmp_path: 
                                                 ("s3", "AD", "MCI"), ("s4", "MCI", "MCI")])  # 2 of 4 right
     b = _write_predictions(tmp_path / "b.csv", [("s1", "CN", "CN"), ("s2", "MCI", "MCI"),
                                                 ("s3", "AD", "AD"), ("s4", "MCI", "CN")])  # 3 of 4 right
-    difference = paired_accuracy_difference(a, b, truth, n_boot=200)
+    difference = mean_paired_difference([(a, b)], truth, n_boot=200)
     assert difference.estimate == pytest.approx(0.25)
     assert difference.low <= 0.25 <= difference.high
-    assert paired_accuracy_difference(a, a, truth, n_boot=20).high == 0.0  # identical predictions: no spread
+    assert mean_paired_difference([(a, a)], truth, n_boot=20).high == 0.0  # identical predictions: no spread
 
 
 def test_mean_over_seeds_averages_each_participants_difference(tmp_path: Path, truth: pd.DataFrame) -> None:

@@ -16,6 +16,8 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
+from elr_mri.evaluation.metrics import balanced_accuracy
+
 __all__ = ["Baseline", "BASELINES", "C_GRID", "fit_baseline", "class_scores"]
 
 C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)  # inverse regularisation strengths tried on the validation split
@@ -51,8 +53,8 @@ def fit_baseline(baseline: Baseline, x_train: np.ndarray, y_train: np.ndarray, x
         raise ValueError(f"{baseline.name}: the training split has one class only; a classifier needs two or more")
     chosen = 1.0
     if x_val is not None and y_val is not None and len(np.unique(y_val)) >= 2:
-        scores = [_balanced_accuracy(y_val, class_scores(baseline.estimator(c).fit(x_train, y_train), x_val,
-                                                         num_classes).argmax(1), num_classes) for c in C_GRID]
+        scores = [balanced_accuracy(y_val, class_scores(baseline.estimator(c).fit(x_train, y_train), x_val,
+                                                        num_classes).argmax(1), num_classes) for c in C_GRID]
         chosen = C_GRID[int(np.argmax(scores))]
     return baseline.estimator(chosen).fit(x_train, y_train), chosen
 
@@ -72,7 +74,3 @@ def class_scores(model: Pipeline, x: np.ndarray, num_classes: int) -> np.ndarray
     scores[:, model.classes_] = seen
     return scores
 
-
-def _balanced_accuracy(truth: np.ndarray, predicted: np.ndarray, num_classes: int) -> float:
-    recalls = [np.mean(predicted[truth == k] == k) for k in range(num_classes) if np.any(truth == k)]
-    return float(np.mean(recalls))

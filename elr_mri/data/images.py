@@ -10,7 +10,6 @@ validation list exists the paper selects models on it, so it replaces the noisy 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch

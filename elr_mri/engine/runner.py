@@ -32,7 +32,8 @@ from elr_mri.engine.execution import ExecutionPlan, limit_cpu_threads
 from elr_mri.engine.feeding import BatchFeeder
 from elr_mri.engine.methods import Method, build_method
 from elr_mri.engine.schedule import lr_at
-from elr_mri.engine.tracking import MEMORIZATION_COLUMNS, PredictionTracker, memorization_fractions
+from elr_mri.engine.tracking import PredictionTracker, memorization_fractions
+from elr_mri.evaluation.metrics import balanced_accuracy
 from elr_mri.mislabels import mislabel_precision_recall, suspected_mislabels
 
 __all__ = ["train", "resolve_device", "evaluate_split", "SplitScore", "uses_age", "selection_rule", "RunState",
@@ -157,16 +158,17 @@ def evaluate_split(method: Method, batches: Iterable[dict[str, torch.Tensor]] | 
     """Top-1 accuracy of `method` over `batches`, its mean over the classes present (balanced accuracy:
     a network that calls everybody MCI is not rewarded for MCI being common), and the top-class shares a
     collapse check compares."""
-    predicted, labels = [], []
+    predicted, labels, num_classes = [], [], 0
     for batch in batches or ():
-        predicted.append(method.predict_proba(batch).argmax(dim=1).cpu())
+        probs = method.predict_proba(batch)
+        predicted.append(probs.argmax(dim=1).cpu())
         labels.append(batch["label"].cpu())
+        num_classes = probs.shape[1]
     if not predicted:
         return SplitScore(float("nan"), float("nan"), float("nan"), float("nan"))
     pred, label = torch.cat(predicted).numpy(), torch.cat(labels).numpy()
-    recalls = [float((pred[label == c] == c).mean()) for c in np.unique(label)]
-    return SplitScore(float((pred == label).mean()), float(np.mean(recalls)), top_class_share(pred),
-                      top_class_share(label))
+    return SplitScore(float((pred == label).mean()), balanced_accuracy(label, pred, num_classes),
+                      top_class_share(pred), top_class_share(label))
 
 
 class RunState:

@@ -11,11 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["PredictionTracker", "memorization_fractions", "MEMORIZATION_COLUMNS"]
-
-MEMORIZATION_COLUMNS = (
-    "noisy_pred_true", "noisy_pred_given", "noisy_pred_other", "clean_pred_true", "clean_pred_other",
-)
+__all__ = ["PredictionTracker", "memorization_fractions"]
 
 
 class PredictionTracker:

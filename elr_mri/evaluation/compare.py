@@ -13,7 +13,7 @@ from typing import Sequence
 
 import pandas as pd
 
-__all__ = ["HEADLINE_METRICS", "comparison_table", "format_interval", "require_same_splits"]
+__all__ = ["HEADLINE_METRICS", "comparison_table", "require_same_splits"]
 
 HEADLINE_METRICS = ("accuracy", "balanced_accuracy", "auc_micro", "auc_macro")
 
@@ -33,11 +33,6 @@ def comparison_table(eval_dir: Path, cnn_name: str, level: str = "participant",
         summary = json.loads(path.read_text())
         rows += [{"method": method, "metric": m, **summary[level][m]} for m in metrics]
     return pd.DataFrame(rows, columns=["method", "metric", "estimate", "low", "high"])
-
-
-def format_interval(estimate: float, low: float, high: float) -> str:
-    """`72.5 [60.0, 85.0]`: percentages with the 95% interval."""
-    return f"{100 * estimate:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
 
 
 def require_same_splits(run: Path, other: Path) -> None:

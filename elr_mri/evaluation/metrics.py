@@ -27,6 +27,7 @@ __all__ = [
     "Interval",
     "MetricsReport",
     "point_metrics",
+    "balanced_accuracy",
     "bootstrap_metrics",
     "participant_means",
     "evaluate_predictions",
@@ -149,18 +150,27 @@ def point_metrics(labels: np.ndarray, proba: np.ndarray, num_classes: int) -> di
     labels = np.asarray(labels)
     proba = np.asarray(proba, dtype=np.float64)
     counts = confusion_counts(labels, proba.argmax(1), num_classes)
-    support = counts.sum(1)
-    recall = np.diag(counts)[support > 0] / support[support > 0]
     onehot = labels[:, None] == np.arange(num_classes)[None, :]
     per_class = [roc_auc(onehot[:, c], proba[:, c]) for c in range(num_classes)]
     values = {
         "accuracy": float(np.trace(counts) / max(len(labels), 1)),
-        "balanced_accuracy": float(recall.mean()) if recall.size else float("nan"),
+        "balanced_accuracy": _mean_recall(counts),
         "auc_micro": roc_auc(onehot.ravel(), proba.ravel()),
         "auc_macro": float(np.mean(per_class)),  # NaN if any class is absent, as scikit-learn refuses it
     }
     values.update({f"auc_{c}": a for c, a in enumerate(per_class)})
     return values
+
+
+def balanced_accuracy(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> float:
+    """Mean recall over the classes present in `labels` (NaN without labels): a model that gives
+    everyone the majority class scores 1/(classes present), whatever the majority's share."""
+    return _mean_recall(confusion_counts(labels, predicted, num_classes))
+
+
+def _mean_recall(counts: np.ndarray) -> float:
+    support = counts.sum(1)
+    return float((np.diag(counts)[support > 0] / support[support > 0]).mean()) if support.any() else float("nan")
 
 
 def roc_auc(truth: np.ndarray, score: np.ndarray) -> float:

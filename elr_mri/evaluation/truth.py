@@ -18,7 +18,7 @@ import pandas as pd
 from elr_mri.evaluation.metrics import (N_BOOT, Interval, MetricsReport, bootstrap_metrics, participant_means,
                                         point_metrics)
 
-__all__ = ["predictions_with_truth", "rescore_against_truth", "paired_accuracy_difference", "mean_paired_difference",
+__all__ = ["predictions_with_truth", "rescore_against_truth", "mean_paired_difference",
            "PAIRED_METRICS"]
 
 
@@ -44,13 +44,6 @@ def rescore_against_truth(predictions: Path, truth: pd.DataFrame, n_boot: int = 
     labels, proba, participants = _arrays(frame, classes)
     return bootstrap_metrics(*participant_means(labels, proba, participants), classes, n_boot, seed=seed,
                              level="participant")
-
-
-def paired_accuracy_difference(predictions_a: Path, predictions_b: Path, truth: pd.DataFrame,
-                               n_boot: int = N_BOOT, seed: int = 0) -> Interval:
-    """B's participant-level accuracy against the truth minus A's, on the participants both scored,
-    with a 95% interval from resampling participants (each resample scores both methods)."""
-    return mean_paired_difference([(predictions_a, predictions_b)], truth, n_boot, seed)
 
 
 PAIRED_METRICS = ("accuracy", "balanced_accuracy", "auc_macro", "auc_micro")
