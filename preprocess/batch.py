@@ -6,8 +6,6 @@ fails is caught in its worker and listed in `failures.csv`; the others finish. T
 """
 from __future__ import annotations
 
-from concurrent.futures import as_completed
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,9 +15,10 @@ import pandas as pd
 from .checks import ScanError
 from .pipeline import Params, ScanOutputs, process_scan
 from .sidecar import atomic_path
-from .workers import scan_workers
+from .workers import run_per_scan
 
-__all__ = ["QC_COLUMNS", "Summary", "run_batch", "merge_shards", "flag_outliers", "write_csv", "shard_names"]
+__all__ = ["QC_COLUMNS", "Summary", "run_batch", "merge_shards", "flag_outliers", "write_csv", "failure_table",
+           "shard_names"]
 
 QC_COLUMNS = ["qc_ncc", "qc_mi", "qc_mask_dice"]
 FAILURE_COLUMNS = ["participant_id", "session_id", "path", "error"]
@@ -49,21 +48,11 @@ def shard_names(shard: tuple[int, int] | None) -> tuple[str, str]:
 def run_batch(table: pd.DataFrame, out_dir: str | Path, params: Params, jobs: int = 1,
               shard: tuple[int, int] | None = None, min_ncc: float = 0.45, progress: bool = True) -> Summary:
     """Process every row of `table` (from inputs.read_inputs) and write the manifest and failures."""
-    from tqdm import tqdm
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    results: dict[int, dict] = {}
-    with scan_workers(jobs) as pool, tqdm(total=len(table), unit="scan", disable=not progress, desc="preprocess") as bar:
-        futures = {pool.submit(_run_one, row.resolved_path, out_dir, row.participant_id, row.session_id, params): i
-                   for i, row in zip(table.index, table.itertuples())}
-        for future in as_completed(futures):
-            try:
-                results[futures[future]] = future.result()
-            except BrokenProcessPool as exc:  # a worker died (e.g. out of memory); rerun resumes
-                error = f"worker process died ({exc}); rerun to resume"
-                results[futures[future]] = {"status": "failed", "error": error}
-            bar.update()
+    arguments = {i: (row.resolved_path, out_dir, row.participant_id, row.session_id, params)
+                 for i, row in zip(table.index, table.itertuples())}
+    results = run_per_scan(_run_one, arguments, jobs, "preprocess", progress)
     manifest, failures = _tables(table, results)
     manifest = flag_outliers(manifest, min_ncc)
     manifest_name, failures_name = shard_names(shard)
@@ -93,6 +82,14 @@ def write_csv(frame: pd.DataFrame, path: Path) -> None:
         frame.to_csv(temp, index=False)
 
 
+def failure_table(table: pd.DataFrame, results: dict, columns: list[str]) -> pd.DataFrame:
+    """`columns` of the rows of `table` whose result failed, plus its error, in input order."""
+    bad = [i for i in table.index if results[i]["status"] == "failed"]
+    failures = table.loc[bad, columns].copy()
+    failures["error"] = [results[i]["error"] for i in bad]
+    return failures.reset_index(drop=True)
+
+
 def _tables(table: pd.DataFrame, results: dict[int, dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split the results into the manifest (processed scans) and the failure list, in input order."""
     carried = [c for c in table.columns if c != "resolved_path"]
@@ -102,10 +99,7 @@ def _tables(table: pd.DataFrame, results: dict[int, dict]) -> tuple[pd.DataFrame
     for column in QC_COLUMNS:
         manifest[column] = [results[i]["qc"][column] for i in ok]
     manifest["status"] = [results[i]["status"] for i in ok]
-    bad = [i for i in table.index if results[i]["status"] == "failed"]
-    failures = table.loc[bad, FAILURE_COLUMNS[:-1]].copy()
-    failures["error"] = [results[i]["error"] for i in bad]
-    return manifest.reset_index(drop=True), failures.reset_index(drop=True)
+    return manifest.reset_index(drop=True), failure_table(table, results, FAILURE_COLUMNS[:-1])
 
 
 def _read_csv(path: Path) -> pd.DataFrame:

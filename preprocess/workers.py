@@ -14,11 +14,12 @@ import multiprocessing
 import os
 import signal
 import sys
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Hashable, Iterator, Mapping
 
-__all__ = ["scan_workers", "die_with_parent"]
+__all__ = ["scan_workers", "run_per_scan", "die_with_parent"]
 
 _PR_SET_PDEATHSIG = 1  # prctl option from <linux/prctl.h>
 
@@ -39,6 +40,27 @@ def scan_workers(jobs: int) -> Iterator[ProcessPoolExecutor]:
             worker.join(timeout=5)
         raise
     pool.shutdown(wait=True)
+
+
+def run_per_scan(work: Callable[..., dict], arguments: Mapping[Hashable, tuple], jobs: int, desc: str,
+                 progress: bool = True) -> dict[Hashable, dict]:
+    """`work(*arguments[key])` for every key in `jobs` workers, with a progress bar: {key: result}.
+
+    `work` reports a bad scan in its result rather than raising. A worker that dies (e.g. killed for
+    memory) fails the scans it and the queue still held, as failed results, and a rerun resumes.
+    """
+    from tqdm import tqdm
+
+    results: dict[Hashable, dict] = {}
+    with scan_workers(jobs) as pool, tqdm(total=len(arguments), unit="scan", disable=not progress, desc=desc) as bar:
+        futures = {pool.submit(work, *args): key for key, args in arguments.items()}
+        for future in as_completed(futures):
+            try:
+                results[futures[future]] = future.result()
+            except BrokenProcessPool as exc:
+                results[futures[future]] = {"status": "failed", "error": f"worker process died ({exc}); rerun to resume"}
+            bar.update()
+    return results
 
 
 def die_with_parent(parent_pid: int) -> None:

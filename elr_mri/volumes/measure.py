@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import shutil
 import tempfile
-from concurrent.futures import as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,10 +22,10 @@ import pandas as pd
 
 from elr_mri.simulate.disease import REGIONS
 from elr_mri.volumes.jacobian import affine_determinant, integrate_regions, region_masks, warp_jacobian
-from preprocess.batch import write_csv
+from preprocess.batch import failure_table, write_csv
 from preprocess.pipeline import Params, ScanOutputs
 from preprocess.sidecar import file_sha256, read_sidecar, write_json
-from preprocess.workers import scan_workers
+from preprocess.workers import run_per_scan
 
 __all__ = ["VolumeParams", "measure_scan", "measure_manifest", "volume_columns", "NORMALISED_SUFFIX"]
 
@@ -46,11 +45,9 @@ class VolumeParams:
         return {**asdict(self), "syn_iterations": list(self.syn_iterations)}
 
 
-def volume_columns(kind: str = "normalised") -> list[str]:
-    """Names of the CSV's columns of one kind: `mm3`, `ratio` or `normalised` (fraction of the brain)."""
-    if kind == "normalised":
-        return [f"{r.name}{NORMALISED_SUFFIX}" for r in REGIONS if r.name != "brain"]
-    return [f"{r.name}_{kind}" for r in REGIONS]
+def volume_columns() -> list[str]:
+    """The CSV's normalised columns (each region as a fraction of the brain), the baselines' features."""
+    return [f"{r.name}{NORMALISED_SUFFIX}" for r in REGIONS if r.name != "brain"]
 
 
 def measure_scan(image_path: str | Path, params: VolumeParams = VolumeParams()) -> dict:
@@ -127,8 +124,6 @@ def measure_manifest(manifest: str | Path, out_csv: str | Path | None = None, pa
     """Measure every usable scan of a preprocessed manifest; returns (CSV path, volumes, failures).
 
     Failures go to `volumes_failures.csv` beside the CSV (default: `volumes.csv` beside the manifest)."""
-    from tqdm import tqdm
-
     manifest = Path(manifest)
     table = pd.read_csv(manifest, dtype={"participant_id": str, "session_id": str})
     if "processed_path" not in table.columns:
@@ -136,13 +131,8 @@ def measure_manifest(manifest: str | Path, out_csv: str | Path | None = None, pa
     if "status" in table.columns:
         table = table[table["status"].isin(USABLE_STATUSES)]
     out_csv = Path(out_csv) if out_csv else manifest.with_name("volumes.csv")
-    results: dict[int, dict] = {}
-    with scan_workers(jobs) as pool, tqdm(total=len(table), unit="scan", disable=not progress, desc="volumes") as bar:
-        futures = {pool.submit(_measure_one, _resolve(manifest, path), params): i
-                   for i, path in zip(table.index, table["processed_path"])}
-        for future in as_completed(futures):
-            results[futures[future]] = future.result()
-            bar.update()
+    arguments = {i: (_resolve(manifest, path), params) for i, path in zip(table.index, table["processed_path"])}
+    results = run_per_scan(_measure_one, arguments, jobs, "volumes", progress)
     volumes, failures = _tables(table, results)
     write_csv(volumes, out_csv)
     write_csv(failures, out_csv.with_name(f"{out_csv.stem}_failures.csv"))
@@ -175,7 +165,4 @@ def _tables(table: pd.DataFrame, results: dict[int, dict]) -> tuple[pd.DataFrame
         row.update({f"{name}{NORMALISED_SUFFIX}": v["mm3"] / brain for name, v in regions.items() if name != "brain"})
         row["warp"] = results[i]["warp"]
         rows.append(row)
-    bad = [i for i in table.index if results[i]["status"] == "failed"]
-    failures = table.loc[bad, FAILURE_COLUMNS[:-1]].copy()
-    failures["error"] = [results[i]["error"] for i in bad]
-    return pd.DataFrame(rows), failures.reset_index(drop=True)
+    return pd.DataFrame(rows), failure_table(table, results, FAILURE_COLUMNS[:-1])
