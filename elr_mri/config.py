@@ -300,16 +300,18 @@ def _check_schedule_floor(cfg: RunConfig, source: str) -> None:
         )
 
 
-def refuse_resume_changes(saved: RunConfig, wanted: RunConfig, run_dir: str | Path) -> None:
-    """Stop a resume that would change what the run computes (a loss, a rate, the data), naming the key."""
+def refuse_resume_changes(saved: RunConfig, wanted: RunConfig, run_dir: str | Path, fix: str | None = None) -> None:
+    """Stop a resume that would change what the run computes (a loss, a rate, the data), naming the key.
+
+    `fix` says how to start a new run instead (default: the `elr-mri train` command)."""
     before, after = _flatten(config_to_dict(saved)), _flatten(config_to_dict(wanted))
     changed = [key for key in after if after[key] != before.get(key) and key not in RESUME_MAY_CHANGE]
     if changed:
         key = changed[0]
+        fix = fix or f"elr-mri train --config {Path(run_dir) / 'config.yaml'} --set {key}=... --out NEW_RUN_DIR"
         raise ConfigError(
             f"{run_dir} was trained with {key} = {before.get(key)!r}; a resumed run keeps its settings (only "
-            f"train.epochs and how it runs may change), so start a new run for {key} = {after[key]!r}: "
-            f"elr-mri train --config {Path(run_dir) / 'config.yaml'} --set {key}=... --out NEW_RUN_DIR")
+            f"train.epochs and how it runs may change), so start a new run for {key} = {after[key]!r}: {fix}")
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from paper_runs import ROOT, markdown_table, mean_std, run_or_resume
+from paper_runs import ROOT, markdown_table, mean_std, run_or_resume, run_script
 
 from elr_mri.plots import plot_memorization_comparison
 
@@ -31,6 +31,9 @@ HUMAN_LABELS = ROOT.parent / "shared" / "data" / "cifar" / "CIFAR-10_human.npz"
 
 def main(argv: list[str] | None = None) -> None:
     args = _parse(argv)
+    if not args.human_labels.is_file():
+        raise FileNotFoundError(f"no CIFAR-10N labels at {args.human_labels}; pass --human-labels FILE "
+                                "(CIFAR-10_human.npz or .pt)")
     data_root = args.data_root or _extracted_archive(ROOT / "data")
     started = time.perf_counter()
     rows, curves = [], {}
@@ -65,7 +68,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                         help="override a value of configs/cifar10n/cpu_subset.yaml, e.g. --set train.epochs=10")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "cifar10n_cpu")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results" / "cifar10n_cpu.md")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.seeds < 1:
+        parser.error("--seeds must be at least 1")
+    return args
 
 
 def _extracted_archive(dest: Path) -> Path:
@@ -126,4 +132,4 @@ Mean ± std over seeds, in percent. Memorization columns are the last epoch's tr
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -4,37 +4,38 @@ The digits are 1,797 real 8×8 images that ship with scikit-learn, so this runs 
 setting (noise mode × rate) is trained with every loss and several seeds on the same noisy labels;
 the table reports clean test accuracy at the validation-selected epoch and at the last epoch, how
 many flipped labels the network ends up predicting (memorization), and the precision/recall of the
-suspected-mislabel table. `make demo` runs it.
+suspected-mislabel table. `make demo-digits` runs it. Runs resume as the paper reproductions do
+(scripts/paper_runs.py): a finished run is read back, one made with other settings is refused.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from elr_mri.config import load_config
-from elr_mri.engine.runner import train
+from paper_runs import ROOT, mean_std, run_or_resume, run_script
+
 from elr_mri.plots import plot_memorization_comparison
 
-ROOT = Path(__file__).resolve().parents[1]
 BASE_CONFIG = ROOT / "configs" / "digits" / "elr_sym40.yaml"
 SETTINGS = {"sym40": ("symmetric", 0.4), "sym60": ("symmetric", 0.6), "pair40": ("pair", 0.4)}
+LOSSES = ("ce", "gce", "sce", "elr", "elr_plus")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "demo" / "digits", help="run directories go here")
-    parser.add_argument("--losses", nargs="+", default=["ce", "gce", "sce", "elr"])
+    parser.add_argument("--losses", nargs="+", default=["ce", "gce", "sce", "elr"], choices=LOSSES)
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=150)
     parser.add_argument("--results", type=Path, default=None, help="also write the Markdown table here")
     args = parser.parse_args()
+    if args.seeds < 1 or args.epochs < 1:
+        parser.error("--seeds and --epochs must be at least 1")
 
     rows = []
     started = time.perf_counter()
@@ -63,6 +64,9 @@ def _plot_first_setting(args: argparse.Namespace, folder: Path) -> None:
     setting = args.settings[0]
     runs = {loss: pd.read_csv(args.out / setting / f"{loss}-seed0" / "metrics.csv")
             for loss in ("ce", "elr") if loss in args.losses}
+    if not runs:
+        print("figure: none (it compares ce and elr; neither is in --losses)")
+        return
     path = folder / f"digits_memorization_{setting}.png"
     plot_memorization_comparison(runs, path, title=f"digits, {setting} label noise, seed 0")
     print(f"figure: {path}")
@@ -70,15 +74,10 @@ def _plot_first_setting(args: argparse.Namespace, folder: Path) -> None:
 
 def _run(run_dir: Path, loss: str, mode: str, rate: float, seed: int, epochs: int) -> dict:
     """Train one run, or read it back when it already finished (the benchmark is resumable)."""
-    summary_path = run_dir / "summary.json"
-    if not summary_path.exists():
-        overrides = [f"loss.name={loss}", f"data.noise.mode={mode}", f"data.noise.rate={rate}",
-                     f"data.noise.seed={seed}", f"data.split_seed={seed}", f"seed={seed}",
-                     f"train.epochs={epochs}", "train.progress=false", "train.tensorboard=false"]
-        resume = (run_dir / "checkpoints" / "last.pt").exists()
-        cfg = load_config(run_dir / "config.yaml" if resume else BASE_CONFIG, overrides)
-        train(cfg, run_dir, resume=resume)
-    summary = json.loads(summary_path.read_text())
+    overrides = [f"loss.name={loss}", f"data.noise.mode={mode}", f"data.noise.rate={rate}",
+                 f"data.noise.seed={seed}", f"data.split_seed={seed}", f"seed={seed}",
+                 f"train.epochs={epochs}", "train.progress=false", "train.tensorboard=false"]
+    summary = run_or_resume(BASE_CONFIG, overrides, run_dir)
     last = pd.read_csv(run_dir / "metrics.csv").iloc[-1]
     return {
         "test_acc_best": summary["test_acc_at_best"],
@@ -94,16 +93,10 @@ def _summarise(runs: pd.DataFrame) -> str:
     metrics = ["test_acc_best", "test_acc_last", "memorized", "mislabel_precision", "mislabel_recall"]
     lines = ["| setting | loss | " + " | ".join(metrics) + " |", "|---|---|" + "---|" * len(metrics)]
     for (setting, loss), group in runs.groupby(["setting", "loss"], sort=False):
-        cells = [_mean_std(group[m]) for m in metrics]
+        cells = [mean_std(group[m], digits=1) for m in metrics]
         lines.append(f"| {setting} | {loss} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def _mean_std(values: pd.Series) -> str:
-    """Percent mean ± std; '–' where undefined (precision of an empty mislabel table)."""
-    values = values.dropna()
-    return f"{100 * values.mean():.1f} ± {100 * np.std(values):.1f}" if len(values) else "–"
-
-
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -3,23 +3,39 @@ and print mean ± std tables in Markdown.
 
 Each run directory is self-describing (the engine writes the resolved config.yaml there), so a
 script that is killed can simply be started again: finished runs are read back, killed ones resume
-from their last checkpoint, and only missing ones start from the config file.
+from their last checkpoint, and only missing ones start from the config file. A run directory made
+with other settings (another λ, noise rate...) is refused rather than read back as if it were the
+run asked for; more epochs continue it.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, NoReturn
 
 import numpy as np
 
-from elr_mri.config import RunConfig, load_config
+from elr_mri.config import RunConfig, load_config, refuse_resume_changes
 from elr_mri.engine.runner import train
 
-__all__ = ["ROOT", "run_status", "run_config", "run_or_resume", "percent", "mean_std", "markdown_table"]
+__all__ = ["ROOT", "run_script", "run_status", "run_config", "run_or_resume", "percent", "mean_std", "markdown_table"]
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_script(main: Callable[[], int | None]) -> NoReturn:
+    """Exit with `main()`'s code; a mistake in a config, a flag or a path (ValueError, missing file) is
+    one line and exit 2, as `elr-mri train` does (ELR_MRI_DEBUG=1 shows the traceback)."""
+    try:
+        sys.exit(main())
+    except (ValueError, FileNotFoundError) as err:
+        if os.environ.get("ELR_MRI_DEBUG"):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
 
 
 def run_status(run_dir: Path) -> str:
@@ -32,17 +48,22 @@ def run_status(run_dir: Path) -> str:
 
 
 def run_config(config: Path, overrides: list[str], run_dir: Path) -> RunConfig:
-    """The validated config a run will use: its own saved copy when resuming, else the file + overrides."""
-    if run_status(run_dir) == "resume":
-        return load_config(run_dir / "config.yaml")
-    return load_config(config, overrides)
+    """The validated config (file + overrides) of a run, refused when `run_dir` already holds a run
+    made with settings that differ in what they compute."""
+    wanted = load_config(config, overrides)
+    if run_status(run_dir) != "new":
+        saved = load_config(run_dir / "config.yaml")
+        refuse_resume_changes(saved, wanted, run_dir, fix=f"pass another --out, or delete {run_dir}")
+    return wanted
 
 
 def run_or_resume(config: Path, overrides: list[str], run_dir: Path) -> dict[str, Any]:
-    """Train `config` with `overrides` into `run_dir` unless it already finished; returns summary.json."""
+    """Train `config` with `overrides` into `run_dir` unless it already finished with these settings
+    (more epochs than it trained continue it); returns its summary.json."""
     status = run_status(run_dir)
-    if status != "done":
-        train(run_config(config, overrides, run_dir), run_dir, resume=status == "resume")
+    wanted = run_config(config, overrides, run_dir)
+    if status != "done" or wanted.train.epochs != load_config(run_dir / "config.yaml").train.epochs:
+        train(wanted, run_dir, resume=status != "new")
     return json.loads((run_dir / "summary.json").read_text())
 
 

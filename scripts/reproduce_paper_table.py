@@ -24,9 +24,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from paper_runs import ROOT, markdown_table, mean_std, percent, run_config, run_or_resume, run_status
+from paper_runs import ROOT, markdown_table, mean_std, percent, run_config, run_or_resume, run_script, run_status
 
-from elr_mri.config import ConfigError, RunConfig
+from elr_mri.config import RunConfig
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
             failures += 1
             print(f"{row.name} seed {seed}: not run: {err}", file=sys.stderr)
         print(f"{row.name} seed {seed}: {time.perf_counter() - started:.0f} s", flush=True)
-    text = f"{title}\n\n{_results_table(rows, summaries)}\n"
+    overridden = f"\n\nEvery row with --set {' '.join(args.overrides)}." if args.overrides else ""
+    text = f"{title}\n\n{_results_table(rows, summaries)}{overridden}\n"
     print("\n" + text)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.md").write_text(text)
@@ -130,7 +131,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                         help="override a config value in every row, e.g. --set train.epochs=2 (repeatable)")
     parser.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per row (model, noise and split)")
     parser.add_argument("--dry-run", action="store_true", help="validate every row's config, print the plan")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.seeds < 1:
+        parser.error("--seeds must be at least 1")
+    return args
 
 
 def _row_args(row: Row, seed: int, run_dir: Path, args: argparse.Namespace) -> tuple[Path, list[str], Path]:
@@ -202,8 +206,4 @@ def _results_table(rows: list[Row], summaries: dict[str, list[dict]]) -> str:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except ConfigError as err:  # a bad --set or config: one line, as `elr-mri train` does
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    run_script(main)

@@ -1,4 +1,4 @@
-"""The shipped paper configs validate and carry the appendix hyperparameters (DESIGN.md table),
+"""The shipped paper configs validate and carry the hyperparameters of the paper's appendix,
 and the table-reproduction script plans every row without training. Seconds, no data needed."""
 
 from __future__ import annotations

@@ -1,0 +1,27 @@
+"""The reproduction scripts' run helper: a finished run is read back only when it is the run asked for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from elr_mri.config import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+DIGITS = ROOT / "configs" / "digits" / "elr_sym40.yaml"
+QUIET = ["train.progress=false", "train.tensorboard=false", "train.device=cpu"]
+
+
+def test_a_run_is_read_back_continued_or_refused_by_its_settings(import_script, tmp_path: Path) -> None:
+    paper_runs = import_script("paper_runs")
+    run = tmp_path / "elr-seed0"
+    first = paper_runs.run_or_resume(DIGITS, ["train.epochs=1", *QUIET], run)
+    written = (run / "metrics.csv").stat().st_mtime_ns
+    assert paper_runs.run_or_resume(DIGITS, ["train.epochs=1", *QUIET], run) == first  # read back, not retrained
+    assert (run / "metrics.csv").stat().st_mtime_ns == written
+    with pytest.raises(ConfigError, match=r"trained with loss.lam = 3.0.*pass another --out, or delete"):
+        paper_runs.run_or_resume(DIGITS, ["train.epochs=1", "loss.lam=1", *QUIET], run)
+    paper_runs.run_or_resume(DIGITS, ["train.epochs=2", *QUIET], run)  # more epochs continue the run
+    assert pd.read_csv(run / "metrics.csv")["epoch"].tolist() == [1, 2]
