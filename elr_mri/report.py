@@ -150,6 +150,7 @@ def _truth_section(runs: dict[str, Path], truth: pd.DataFrame) -> str:
     """The same predictions scored against the simulated true diagnosis, and ELR − CE paired."""
     rows, differences = [], []
     first = next(iter(runs.values()))
+    trained_on = json.loads((first / "data_shape.json").read_text())["train_examples"]
     for evaluation in sorted(first.glob("eval-*")):
         where = evaluation.name.removeprefix("eval-")
         scored = {loss: run / evaluation.name / "predictions.csv" for loss, run in runs.items()}
@@ -178,7 +179,8 @@ def _truth_section(runs: dict[str, Path], truth: pd.DataFrame) -> str:
         *(["| evaluated on | " + " | ".join(PAIRED_METRICS.values()) + " |",
            "|---|" + "---|" * len(PAIRED_METRICS), *differences] if differences else ["Not available."]),
         "",
-        "At the demo's default size (34 training scans) the CNN does not learn the disease; at 41 it did not "
+        f"These networks trained on {trained_on} scans. At the demo's default size (34 training scans) the CNN "
+        "does not learn the disease; at 41 it did not "
         "learn it even from the true labels in 8 or 30 epochs (`bench/results/mri_demo_scaling.md`), so any "
         "difference between them here "
         "is chance. "

@@ -35,12 +35,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
+    for name in ("subjects", "holdout_subjects", "epochs", "jobs"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
     _claim_out(args)
     started = time.perf_counter()
     timings: dict[str, float] = {}
 
     with _timed(timings, "simulate"):
         cohort = _simulate(args)
+    _require_every_split(cohort, args)
     with _timed(timings, "preprocess"):
         processed = _preprocess(args, cohort)
     with _timed(timings, "volumes"):
@@ -75,7 +79,10 @@ def _claim_out(args: argparse.Namespace) -> None:
                          "or pass another --out (or delete that folder) to start anew")
     from preprocess.sidecar import write_json
 
-    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise SystemExit(f"--out {args.out}: cannot create it ({err.strerror}); pass a writable folder") from None
     write_json(path, wanted)
 
 
@@ -116,14 +123,33 @@ def _simulate(args: argparse.Namespace) -> Path:
     return cohort
 
 
+def _require_every_split(cohort: Path, args: argparse.Namespace) -> None:
+    """Stop before the slow stages when the training site is too small for the config's splits (each
+    diagnosis gives round(fraction · n) participants to test and validation)."""
+    from elr_mri.config import load_config
+    from elr_mri.data.splits import split_participants
+
+    data = load_config(CONFIG).data
+    manifest = pd.read_csv(cohort / "manifest.csv", dtype={"participant_id": str})
+    site = manifest[manifest["cohort"] == "adni_sim"]
+    split = split_participants(site, data.mri.test_fraction, data.val_fraction, args.seed)
+    empty = [name for name in ("train", "val", "test") if not (split == name).any()]
+    if empty:
+        raise SystemExit(f"--subjects {args.subjects} leaves the {' and '.join(empty)} split(s) without a participant "
+                         f"(configs/adni/cpu_small.yaml: test {data.mri.test_fraction:g}, validation "
+                         f"{data.val_fraction:g} of each diagnosis); pass more --subjects and a new --out")
+
+
 def _preprocess(args: argparse.Namespace, cohort: Path) -> Path:
     from preprocess.cli import main as preprocess
 
     processed = args.out / "preprocessed"
     code = preprocess(["--input", str(cohort / "manifest.csv"), "--output", str(processed), "--resolution", "2",
                        "--jobs", str(args.jobs)])
-    if code:  # a failed scan is listed in failures.csv; the others go on to training
+    if code == 1:  # a failed scan is listed in failures.csv; the others go on to training
         print(f"preprocess: some scans failed, see {processed / 'failures.csv'}")
+    elif code:
+        raise SystemExit(f"preprocess stopped (exit {code}); its message above says why")
     return processed
 
 
@@ -149,26 +175,20 @@ def _split_sites(out: Path, processed: Path, cohort: Path) -> tuple[Path, Path]:
 
 
 def _train(args: argparse.Namespace, loss: str, train_csv: Path) -> Path:
-    from elr_mri.config import load_config
-    from elr_mri.engine.runner import train
+    from paper_runs import run_or_resume
 
     run = args.out / "runs" / loss
-    if (run / "summary.json").exists():
-        return run
     overrides = [f"loss.name={loss}", f"data.mri.manifest={train_csv}", f"train.epochs={args.epochs}",
                  f"seed={args.seed}", f"data.split_seed={args.seed}"]
-    resume = (run / "checkpoints" / "last.pt").exists()
-    cfg = load_config(run / "config.yaml" if resume else CONFIG, overrides)
-    train(cfg, run, resume=resume)
+    run_or_resume(CONFIG, overrides, run)
     return run
 
 
 def _evaluate(run: Path, holdout_csv: Path) -> None:
-    from elr_mri.evaluation.evaluate import evaluate_run
+    from elr_mri.evaluation.evaluate import evaluate_run, evaluation_dir
 
     for manifest in (None, holdout_csv):
-        name = "test" if manifest is None else manifest.stem
-        if not (run / f"eval-{name}" / "summary.json").exists():
+        if not (evaluation_dir(run, manifest) / "summary.json").exists():
             evaluate_run(run, manifest)
 
 

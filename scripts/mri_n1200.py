@@ -40,8 +40,9 @@ import numpy as np
 import pandas as pd
 
 from elr_mri.data.cohort import load_manifest
-from elr_mri.engine.checkpoint import atomic_write_text
 from elr_mri.data.splits import split_participants
+from elr_mri.engine.checkpoint import atomic_write_text
+from elr_mri.evaluation.evaluate import evaluation_dir
 from elr_mri.simulate.cohort import HOLDOUT_SITE, TRAIN_SITE, raise_label_noise
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -190,14 +191,16 @@ def evaluate_everywhere(work: Path, run: Path) -> None:
     manifests = [work / name for name in EVALUATION_MANIFESTS if (work / name).exists()]
     for manifest in (None, *manifests):
         for checkpoint in ("best", "last"):
-            name = "test" if manifest is None else manifest.stem
-            if not (run / f"eval-{name}{'' if checkpoint == 'best' else '-last'}" / "summary.json").exists():
+            if not (evaluation_dir(run, manifest, checkpoint) / "summary.json").exists():
                 _elr_mri("evaluate", "--run", run, "--checkpoint", checkpoint,
                          *(["--manifest", manifest] if manifest else []))
 
 
 def _site_manifest(folder: Path) -> pd.DataFrame:
     """A cohort's preprocessed manifest with each participant's true diagnosis added (for scoring only)."""
+    if not (folder / "preprocessed" / "manifest.csv").exists():
+        step = "extra-sets" if folder.name == "extra" else "cohort"
+        sys.exit(f"{folder / 'preprocessed' / 'manifest.csv'} is missing: run `python scripts/mri_n1200.py {step}` first")
     manifest = pd.read_csv(folder / "preprocessed" / "manifest.csv", dtype={"participant_id": str, "session_id": str})
     truth = pd.read_csv(folder / "cohort" / "truth.csv", dtype={"participant_id": str})
     return manifest.merge(truth[["participant_id", "true_diagnosis"]], on="participant_id", how="left")
