@@ -12,11 +12,10 @@ import re
 import sys
 from pathlib import Path
 
+from preprocess.user_errors import USER_ERRORS, report_user_error
+
 __all__ = ["main"]
 
-# Problems a user fixes by changing a config, a path or a flag: one line, exit 2, no traceback
-# (set ELR_MRI_DEBUG=1 to see the traceback anyway).
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError)
 # torch re-raises a DataLoader worker's error with the worker's traceback as its text; an error of
 # this project's (all are ValueErrors) is a line "elr_mri.module.NameError: message" in it.
 _PROJECT_ERROR_LINE = re.compile(r"^(?:elr_mri|preprocess)\.[\w.]*Error: (.+)$", re.MULTILINE)
@@ -33,8 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         problem = _user_problem(err)
         if problem is None or os.environ.get("ELR_MRI_DEBUG"):
             raise
-        print(f"elr-mri {args.command}: error: {problem}", file=sys.stderr)
-        return 2
+        return report_user_error(f"elr-mri {args.command}", problem)
 
 
 def _user_problem(err: BaseException) -> BaseException | None:

@@ -6,12 +6,12 @@ missing at merge; 2 the command line or the input table is unusable.
 from __future__ import annotations
 
 import argparse
-import sys
 
 from . import steps
 from .batch import merge_shards, run_batch
 from .inputs import InputError, parse_shard, read_inputs, select_shard
 from .pipeline import Params
+from .user_errors import report_user_error
 
 __all__ = ["main", "merge_main", "build_parser"]
 
@@ -63,8 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         if shard:
             table = select_shard(table, *shard)
     except (InputError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return report_user_error("elr-mri preprocess", exc)
     summary = run_batch(table, args.output, params, jobs=args.jobs, shard=shard, min_ncc=args.qc_min_ncc,
                         progress=not args.no_progress)
     print(summary)
@@ -81,7 +80,6 @@ def merge_main(argv: list[str] | None = None) -> int:
     try:
         summary = merge_shards(args.output, args.qc_min_ncc)
     except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return report_user_error("elr-mri preprocess-merge", exc, status=1)
     print(summary)
     return 1 if summary.failed else 0

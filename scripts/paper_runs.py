@@ -11,7 +11,6 @@ run asked for; more epochs continue it.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, NoReturn
@@ -20,6 +19,7 @@ import numpy as np
 
 from elr_mri.config import RunConfig, load_config, refuse_resume_changes
 from elr_mri.engine.runner import train
+from preprocess.user_errors import USER_ERRORS, report_user_error
 
 __all__ = ["ROOT", "run_script", "run_status", "run_config", "run_or_resume", "percent", "mean_std", "markdown_table"]
 
@@ -31,11 +31,8 @@ def run_script(main: Callable[[], int | None]) -> NoReturn:
     one line and exit 2, as `elr-mri train` does (ELR_MRI_DEBUG=1 shows the traceback)."""
     try:
         sys.exit(main())
-    except (ValueError, FileNotFoundError) as err:
-        if os.environ.get("ELR_MRI_DEBUG"):
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    except USER_ERRORS as err:
+        sys.exit(report_user_error(Path(sys.argv[0]).name, err))
 
 
 def run_status(run_dir: Path) -> str:

@@ -3,7 +3,7 @@
 The targets of network k are the temporal ensemble of the *other* network's weight-averaged
 (EMA) outputs on the un-mixed batch; the network itself sees a mixed batch, so its labels and
 targets are mixed with the same coefficient. The training loop that owns the two networks is in
-`elr_mri.engine.elr_plus`.
+`elr_mri.engine.methods` (`ELRPlusPair`).
 """
 
 from __future__ import annotations

@@ -28,12 +28,12 @@ from elr_mri.simulate.anatomy import ANATOMIES, load_anatomy
 from elr_mri.simulate.cohort import CLASS_FRACTIONS, SubjectSpec, plan_cohort
 from elr_mri.simulate.disease import REGIONS
 from elr_mri.simulate.render import render_scan
+from preprocess.user_errors import USER_ERRORS, report_user_error
 from preprocess.workers import die_with_parent
 
 __all__ = ["main", "simulate_cohort", "MANIFEST_COLUMNS"]
 
 MANIFEST_COLUMNS = ["participant_id", "session_id", "path", "diagnosis", "age", "sex", "cohort"]
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,10 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         simulate_cohort(args.out, args.subjects, args.holdout_subjects, args.label_noise, args.seed,
                         args.resolution, args.anatomy, args.jobs, args.overwrite, args.atrophy_scale)
     except USER_ERRORS as err:
-        if os.environ.get("ELR_MRI_DEBUG"):
-            raise
-        print(f"elr-mri simulate-cohort: error: {err}", file=sys.stderr)
-        return 2
+        return report_user_error("elr-mri simulate-cohort", err)
     return 0
 
 
