@@ -89,7 +89,7 @@ class DataConfig:
     test_subset: int | None = None
     augment: bool = True
     num_workers: int = 0
-    balanced_batches: int | None = None  # Clothing1M: class-balanced batches per epoch
+    balanced_batches: int | None = None  # class-balanced batches per epoch (Clothing1M; MRI cohorts one class dominates)
     mri: MRIDataConfig = field(default_factory=MRIDataConfig)
 
 

@@ -24,7 +24,7 @@ from elr_mri.plots import plot_learning_curves, plot_memorization_comparison
 from elr_mri.volumes.recovery import recovery_table
 
 # ELR − CE against the truth, column by column: the decision-free AUC tells a shifted decision from a better one
-PAIRED_METRICS = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "auc_macro": "macro AUC"}
+PAIRED_METRIC_NAMES = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "auc_macro": "macro AUC"}
 
 __all__ = ["write_demo_report"]
 
@@ -161,7 +161,7 @@ def _truth_section(runs: dict[str, Path], truth: pd.DataFrame) -> str:
                 rows.append(f"| {method} | {where} | " + " | ".join(str(report.metrics[m]) for m in HEADLINE_METRICS) + " |")
         if {"ce", "elr"} <= scored.keys() and all(scored[loss].exists() for loss in ("ce", "elr")):
             cells = [mean_paired_difference([(scored["ce"], scored["elr"])], truth, metric=metric)
-                     for metric in PAIRED_METRICS]
+                     for metric in PAIRED_METRIC_NAMES]
             differences.append(f"| {where} | " + " | ".join(f"{cell} ({_verdict(cell)})" for cell in cells) + " |")
     return "\n".join([
         "## Results against the true diagnosis",
@@ -176,8 +176,8 @@ def _truth_section(runs: dict[str, Path], truth: pd.DataFrame) -> str:
         "the decision between classes falls, so a gain in accuracy without one in AUC is a shift of the "
         "decision rather than a better ranking of the participants.",
         "",
-        *(["| evaluated on | " + " | ".join(PAIRED_METRICS.values()) + " |",
-           "|---|" + "---|" * len(PAIRED_METRICS), *differences] if differences else ["Not available."]),
+        *(["| evaluated on | " + " | ".join(PAIRED_METRIC_NAMES.values()) + " |",
+           "|---|" + "---|" * len(PAIRED_METRIC_NAMES), *differences] if differences else ["Not available."]),
         "",
         f"These networks trained on {trained_on} scans. At the demo's default size (34 training scans) the CNN "
         "does not learn the disease; at 41 it did not "

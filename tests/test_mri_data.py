@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import nibabel as nib
@@ -279,6 +280,17 @@ def test_holdout_sharing_participants_is_refused_unless_allowed(tmp_path):
     assert len(holdout) == 3 and holdout[2]["label"] == 2 and holdout[0]["image"].shape == (1, 16, 16, 16)
     clean, notes = build_mri_eval_dataset(manifest, config(manifest), training_participants=["other"])
     assert notes == [] and (clean.frame["split"] == "holdout").all()
+
+
+def test_a_training_subset_keeps_each_diagnosis_share(tmp_path):
+    cfg = config(make_cohort(tmp_path, participants=24, scans=1))
+    full = build_mri_data(cfg)
+    assert np.bincount(full.train_labels).tolist() == [4, 4, 4]
+    subset = build_mri_data(replace(cfg, train_subset=6))
+    assert np.bincount(subset.train_labels).tolist() == [2, 2, 2]
+    assert set(subset.train.frame["participant_id"]) < set(full.train.frame["participant_id"])
+    with pytest.raises(ValueError, match=r"data.train_subset = 13 must lie in \[1, 12\]"):
+        build_mri_data(replace(cfg, train_subset=13))
 
 
 def test_a_configured_holdout_is_checked_before_training(tmp_path):

@@ -15,10 +15,10 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from elr_mri.baselines.features import KEYS, read_volumes, volume_features, voxel_features
+from elr_mri.baselines.features import read_volumes, volume_features, voxel_features
 from elr_mri.baselines.models import BASELINES, Baseline, class_scores, fit_baseline
 from elr_mri.config import load_config
-from elr_mri.data.cohort import IMAGE_COLUMN, label_indices, load_manifest
+from elr_mri.data.cohort import IMAGE_COLUMN, SCAN_KEYS, label_indices, load_manifest
 from elr_mri.data.splits import load_splits, run_participants
 from elr_mri.evaluation.compare import require_same_splits
 from elr_mri.evaluation.evaluate import evaluation_dir, write_evaluation
@@ -109,6 +109,6 @@ def _without_suspected(train: pd.DataFrame, flagging_run: Path, run_dir: Path) -
     if not table.exists():
         raise FileNotFoundError(f"{table} not found: --drop-suspected needs a finished run directory")
     require_same_splits(run_dir, flagging_run)
-    flagged = pd.read_csv(table, dtype={"participant_id": str, "session_id": str})[KEYS]
-    keep = train[KEYS].merge(flagged.assign(flagged=True), on=KEYS, how="left")["flagged"].isna().to_numpy()
+    flagged = pd.read_csv(table, dtype={"participant_id": str, "session_id": str})[SCAN_KEYS]
+    keep = train[SCAN_KEYS].merge(flagged.assign(flagged=True), on=SCAN_KEYS, how="left")["flagged"].isna().to_numpy()
     return train[keep], int((~keep).sum())

@@ -15,18 +15,18 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from elr_mri.data.cohort import SCAN_KEYS
 from elr_mri.volumes.measure import volume_columns
 
 __all__ = ["read_volumes", "volume_features", "voxel_features"]
 
-KEYS = ["participant_id", "session_id"]
 SEX_CODES = {"M": 1.0, "F": 0.0}  # unknown sex: 0.5, between the two
 
 
 def read_volumes(paths: Sequence[str | Path]) -> pd.DataFrame:
     """The rows of one or more `elr-mri volumes` CSVs (e.g. the training cohort's and the holdout's)."""
     tables = [pd.read_csv(p, dtype={"participant_id": str, "session_id": str}) for p in paths]
-    volumes = pd.concat(tables, ignore_index=True).drop_duplicates(KEYS, keep="last")
+    volumes = pd.concat(tables, ignore_index=True).drop_duplicates(SCAN_KEYS, keep="last")
     missing = [c for c in volume_columns() if c not in volumes.columns]
     if missing:
         raise ValueError(f"{', '.join(map(str, paths))}: columns {missing[:3]} missing; pass CSVs `elr-mri volumes` wrote")
@@ -35,10 +35,10 @@ def read_volumes(paths: Sequence[str | Path]) -> pd.DataFrame:
 
 def volume_features(frame: pd.DataFrame, volumes: pd.DataFrame, source: str) -> np.ndarray:
     """(scans, regions + 2) matrix: normalised regional volumes, age (mean-filled) and sex."""
-    joined = frame[KEYS].merge(volumes, on=KEYS, how="left")
+    joined = frame[SCAN_KEYS].merge(volumes, on=SCAN_KEYS, how="left")
     absent = joined[volume_columns()[0]].isna()
     if absent.any():
-        first = joined.loc[absent, KEYS].iloc[0].tolist()
+        first = joined.loc[absent, SCAN_KEYS].iloc[0].tolist()
         raise ValueError(f"{source}: {int(absent.sum())} scans (first {first[0]} {first[1]}) have no regional "
                          "volumes; run `elr-mri volumes --manifest` on that cohort and pass its CSV too")
     age = pd.to_numeric(frame["age"], errors="coerce") if "age" in frame else pd.Series(np.nan, index=frame.index)

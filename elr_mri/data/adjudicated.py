@@ -18,11 +18,10 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from elr_mri.data.cohort import label_indices
+from elr_mri.data.cohort import SCAN_KEYS, label_indices
 
 __all__ = ["load_adjudicated_labels"]
 
-KEYS = ["participant_id", "session_id"]
 # the adjudicated column; `true_diagnosis` lets the simulator's truth.csv serve as a perfect panel
 DIAGNOSIS_COLUMNS = ("diagnosis", "true_diagnosis")
 
@@ -37,19 +36,19 @@ def load_adjudicated_labels(path: str | Path, scans: pd.DataFrame, classes: Sequ
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"data.mri.val_labels: file not found: {path}")
-    table = pd.read_csv(path, dtype={key: str for key in KEYS})
+    table = pd.read_csv(path, dtype={key: str for key in SCAN_KEYS})
     column = next((name for name in DIAGNOSIS_COLUMNS if name in table.columns), None)
-    missing = [key for key in KEYS if key not in table.columns]
+    missing = [key for key in SCAN_KEYS if key not in table.columns]
     if missing or column is None:
-        needed = ", ".join(KEYS) + " and diagnosis"
+        needed = ", ".join(SCAN_KEYS) + " and diagnosis"
         raise ValueError(f"data.mri.val_labels {path}: needs the columns {needed}; it has {', '.join(table.columns)}")
     spelled = {name.lower(): name for name in classes}
     table = table.assign(adjudicated=table[column].astype(str).str.strip().str.lower().map(spelled))
-    table = table.dropna(subset=["adjudicated"]).drop_duplicates(KEYS)
-    joined = scans[KEYS].astype(str).merge(table[KEYS + ["adjudicated"]], on=KEYS, how="left")
+    table = table.dropna(subset=["adjudicated"]).drop_duplicates(SCAN_KEYS)
+    joined = scans[SCAN_KEYS].astype(str).merge(table[SCAN_KEYS + ["adjudicated"]], on=SCAN_KEYS, how="left")
     absent = joined["adjudicated"].isna().to_numpy()
     if absent.any():
-        first = joined.loc[absent, KEYS].iloc[0]
+        first = joined.loc[absent, SCAN_KEYS].iloc[0]
         raise ValueError(
             f"data.mri.val_labels {path}: no diagnosis among {', '.join(classes)} for validation scan "
             f"{first.participant_id} {first.session_id} ({int(absent.sum())} of {len(joined)} lack one); "

@@ -6,7 +6,7 @@ template-space volume, used instead of path when present), qc_* figures and stat
 is reported as one line naming the row (its 1-based data row and participant/session), all at
 once, so a user fixes the CSV in one pass instead of one error per run.
 
-Public names: `ManifestError`, `REQUIRED_COLUMNS`, `USABLE_STATUSES`, `load_manifest`,
+Public names: `ManifestError`, `REQUIRED_COLUMNS`, `USABLE_STATUSES`, `SCAN_KEYS`, `load_manifest`,
 `validate_manifest`, `label_indices`.
 """
 
@@ -25,6 +25,7 @@ __all__ = [
     "ManifestError",
     "REQUIRED_COLUMNS",
     "USABLE_STATUSES",
+    "SCAN_KEYS",
     "load_manifest",
     "validate_manifest",
     "label_indices",
@@ -33,6 +34,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("participant_id", "session_id", "path", "diagnosis")
+SCAN_KEYS = ["participant_id", "session_id"]  # what names one scan across manifests, label panels and tables
 # preprocess/ statuses of a scan whose processed volume exists; other rows (failed) are dropped, and said so
 USABLE_STATUSES = ("ok", "done", "skipped")
 IMAGE_COLUMN = "image_path"  # the resolved absolute path of the volume to load, added on load

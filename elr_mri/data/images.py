@@ -29,7 +29,7 @@ from elr_mri.data.image_transforms import (
 )
 from elr_mri.data.noise import apply_noise_config
 
-__all__ = ["NoisyImageData", "InMemoryImages", "ImageFiles", "build_image_data", "NORMALISATION"]
+__all__ = ["NoisyImageData", "InMemoryImages", "ImageFiles", "build_image_data", "stratified_subset", "NORMALISATION"]
 
 # Per-channel (mean, std) used by the paper's official code.
 NORMALISATION = {
@@ -111,9 +111,9 @@ def build_image_data(cfg: DataConfig) -> NoisyImageData:
         )
         train, test = train.take(train_index), train.take(test_index)
     if cfg.train_subset is not None:
-        train = train.take(_subset(train.labels, cfg.train_subset, cfg.split_seed, "data.train_subset"))
+        train = train.take(stratified_subset(train.labels, cfg.train_subset, cfg.split_seed, "data.train_subset"))
     if test is not None and cfg.test_subset is not None:
-        test = test.take(_subset(test.labels, cfg.test_subset, cfg.split_seed, "data.test_subset"))
+        test = test.take(stratified_subset(test.labels, cfg.test_subset, cfg.split_seed, "data.test_subset"))
 
     noisy = apply_noise_config(cfg.noise, train.labels, source.num_classes, original_index=train.ids)
     clean = None if cfg.name == "clothing1m" else train.labels
@@ -179,7 +179,8 @@ def _channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, 
     return tuple(mean.tolist()), tuple(std.tolist())
 
 
-def _subset(labels: np.ndarray, size: int, seed: int, key: str) -> np.ndarray:
+def stratified_subset(labels: np.ndarray, size: int, seed: int, key: str) -> np.ndarray:
+    """Sorted indices of `size` examples keeping each class's share (CPU smoke runs), or an error naming `key`."""
     if not 0 < size <= len(labels):
         raise ValueError(f"{key} = {size} must lie in [1, {len(labels)}], the size of the split")
     return _stratified_split(labels, size, seed)[0]

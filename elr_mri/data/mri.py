@@ -12,8 +12,9 @@ validation set is noisy, as in the paper; test labels are left as given) → rep
 labels by adjudicated ones when data.mri.val_labels names them (`elr_mri.data.adjudicated`) → one
 dataset per split, each re-indexed 0..N-1 (the index the ELR targets are stored by).
 
-Public names: `MRIScans`, `RandIsotropicGaussianSmoothd`, `mri_transforms`, `build_mri_data`,
-`build_mri_eval_dataset`, `participants_by_split`, `split_balance_table`.
+Public names: `MRIScans`, `ScanReadError`, `LoadScand`, `RandIsotropicGaussianSmoothd`, `mri_transforms`,
+`build_mri_data`, `build_mri_eval_dataset`, `load_holdout_manifest`, `participants_by_split`,
+`split_balance_table`.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from torch.utils.data import Dataset, get_worker_info
 from elr_mri.config import DataConfig
 from elr_mri.data.adjudicated import load_adjudicated_labels
 from elr_mri.data.cohort import IMAGE_COLUMN, label_indices, load_manifest
-from elr_mri.data.images import NoisyImageData
+from elr_mri.data.images import NoisyImageData, stratified_subset
 from elr_mri.data.noise import apply_noise_config
 from elr_mri.data.splits import check_no_leakage, load_splits, split_balance, split_participants
 
@@ -236,8 +237,9 @@ def build_mri_data(cfg: DataConfig, require_age: bool = False) -> NoisyImageData
         clean = given if cfg.noise.mode != "none" else None
 
     rows = {name: np.flatnonzero(frame["split"] == name) for name in ("train", "val", "test")}
-    rows["train"] = _subset(rows["train"], cfg.train_subset, cfg.split_seed, "data.train_subset")
-    rows["test"] = _subset(rows["test"], cfg.test_subset, cfg.split_seed, "data.test_subset")
+    for name, size in (("train", cfg.train_subset), ("test", cfg.test_subset)):
+        if size is not None:  # by the given diagnoses, as image data sets keep their class shares
+            rows[name] = rows[name][stratified_subset(given[rows[name]], size, cfg.split_seed, f"data.{name}_subset")]
     if mri.val_labels:
         noisy[rows["val"]] = load_adjudicated_labels(mri.val_labels, frame.iloc[rows["val"]], classes)
     if not len(rows["train"]):
@@ -333,11 +335,3 @@ def _cache_tag(crop_size: Sequence[int], train: bool, max_shift: int | None = No
     shift = f"-shift{max_shift}" if train and max_shift is not None else ""
     return f"{'train' if train else 'eval'}-crop{'x'.join(str(int(s)) for s in crop_size)}{shift}"
 
-
-def _subset(rows: np.ndarray, size: int | None, seed: int, key: str) -> np.ndarray:
-    """`size` rows drawn at random (CPU smoke runs), kept in manifest order."""
-    if size is None:
-        return rows
-    if not 0 < size <= len(rows):
-        raise ValueError(f"{key} = {size} must lie in [1, {len(rows)}], the size of the split")
-    return np.sort(np.random.default_rng(seed).choice(rows, size=size, replace=False))

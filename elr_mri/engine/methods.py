@@ -17,12 +17,12 @@ from torch import nn
 from elr_mri.config import RunConfig
 from elr_mri.distributed import DistContext, share_of_global_batch
 from elr_mri.engine.execution import ExecutionPlan
+from elr_mri.engine.feeding import Batch
 from elr_mri.losses import ELRPlusLoss, build_loss, one_hot_rows, sigmoid_rampup, targets_dtype
 from elr_mri.models import build_model
 
 __all__ = ["Method", "SingleNetwork", "ELRPlusPair", "build_method", "build_optimizer"]
 
-Batch = dict[str, torch.Tensor | int]  # tensors, and the training batches' global_batch_size
 
 
 class Method(Protocol):

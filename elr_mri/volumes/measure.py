@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from elr_mri.data.cohort import USABLE_STATUSES
 from elr_mri.simulate.disease import REGIONS
 from elr_mri.volumes.jacobian import affine_determinant, integrate_regions, region_masks, warp_jacobian
 from preprocess.batch import failure_table, write_csv
@@ -30,7 +31,6 @@ from preprocess.workers import run_per_scan
 __all__ = ["VolumeParams", "measure_scan", "measure_manifest", "volume_columns", "NORMALISED_SUFFIX"]
 
 NORMALISED_SUFFIX = "_per_brain"
-USABLE_STATUSES = ("ok", "done", "skipped")
 FAILURE_COLUMNS = ["participant_id", "session_id", "processed_path", "error"]
 
 
