@@ -6,15 +6,14 @@ to a temporary name in the same directory and renamed over the target.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import random
-import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
+
+from preprocess.sidecar import atomic_path
 
 __all__ = ["CheckpointError", "atomic_save", "load_checkpoint", "atomic_write_text", "capture_rng", "restore_rng",
            "host_copy"]
@@ -22,13 +21,13 @@ __all__ = ["CheckpointError", "atomic_save", "load_checkpoint", "atomic_write_te
 
 def atomic_save(obj: dict[str, Any], path: Path) -> None:
     """torch.save to a temporary file beside `path`, then rename it into place."""
-    with _temporary_beside(path) as tmp:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
 
 
 def atomic_write_text(text: str, path: Path) -> None:
-    with _temporary_beside(path) as tmp:
-        Path(tmp).write_text(text)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
 
 
 def host_copy(state: Any) -> Any:
@@ -83,17 +82,3 @@ def restore_rng(state: dict[str, Any]) -> None:
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
-
-@contextlib.contextmanager
-def _temporary_beside(path: Path) -> Iterator[str]:
-    """Yield a temporary path in the target's directory; rename it over `path` on success."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise

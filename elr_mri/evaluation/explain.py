@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from elr_mri.engine.methods import Method
 from elr_mri.evaluation.evaluate import evaluation_set, load_run
+from preprocess.sidecar import atomic_path
 
 __all__ = ["explain_run", "saliency_maps"]
 
@@ -78,9 +79,8 @@ def _crop_affine(volume_path: str, crop: tuple[int, ...]) -> np.ndarray:
 
 
 def _write_nifti(volume: np.ndarray, affine: np.ndarray, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp.nii.gz")
-    nib.save(nib.Nifti1Image(volume.astype(np.float32), affine), tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        nib.save(nib.Nifti1Image(volume.astype(np.float32), affine), tmp)
 
 
 def _write_png(saliency: np.ndarray, background: np.ndarray, path: Path, title: str) -> None:
