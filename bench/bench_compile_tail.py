@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from results_file import command_line, write_report
 from torch import nn
 
 from elr_mri.config import ModelConfig
@@ -47,6 +48,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is visible to torch")
+    if not 1 <= args.tail < args.batch_size:
+        parser.error(f"--tail {args.tail} --batch-size {args.batch_size}: "
+                     "need 1 <= tail < batch size (a short last batch)")
     if args.child:
         print(json.dumps(time_steps(args.child, torch.device(args.device), args.batch_size, args.tail)))
         return
@@ -54,8 +58,7 @@ def main() -> None:
     text = _report(results, args)
     print(text)
     out = args.out or ROOT / "bench" / "results" / f"compile_tail_{args.device}.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
+    write_report(out, text)
 
 
 def time_steps(variant: str, device: torch.device, batch_size: int, tail: int) -> dict[str, float]:
@@ -115,7 +118,7 @@ def _report(results: dict[str, dict[str, float]], args: argparse.Namespace) -> s
     saved = plain["first short batch"] - engine["first short batch"]
     return "\n".join([
         f"# The short last batch under torch.compile, CIFAR ResNet-34 ({args.device})", "",
-        f"Command: `{' '.join(['python bench/bench_compile_tail.py', *sys.argv[1:]])}`", "",
+        f"Command: `{command_line()}`", "",
         f"Machine: {platform.machine()}, {device}, torch {torch.__version__}, Python {platform.python_version()}.",
         f"Full batch {args.batch_size}, short batch {args.tail}; seconds of one SGD step (medians of {REPEATS} "
         "for the full-batch rows); each variant in a fresh process with an empty inductor cache.", "",

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from results_file import command_line, write_report
 from torch.utils.data import DataLoader
 
 from elr_mri.config import DataConfig
@@ -61,7 +62,10 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="where the device-resident path runs")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "device_batches.md")
     args = parser.parse_args()
-    device = torch.device(args.device)
+    for flag, value in (("--batch-size", args.batch_size), ("--repeats", args.repeats)):
+        if value < 1:
+            parser.error(f"{flag} {value}: must be at least 1")
+    device = parse_device(parser, args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
     train, source = load_train(CIFAR_JPEG)
     threads = torch.get_num_threads()
@@ -102,7 +106,7 @@ def main() -> None:
     rows = "\n".join(f"| {name} | {rate:,.0f} | {len(train) / rate:.2f} |" for name, rate in rates.items())
     text = (
         f"# Device-resident batches vs the per-item DataLoader (CIFAR-10 training epoch)\n\n"
-        f"Command: `python bench/bench_device_batches.py{' --device ' + args.device if args.device != 'cpu' else ''}`\n\n"
+        f"Command: `{command_line()}`\n\n"
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch "
         f"{torch.__version__}, {threads} intra-op threads by default; device path on `{device}`. "
         f"Load average (1 min) {load_before:.1f} before, {load_after:.1f} after (other jobs share this machine).\n\n"
@@ -117,8 +121,21 @@ def main() -> None:
         f"jobs hold the cores (a load average above the core count), hence the 1-thread row.\n"
     )
     print(f"\nratio {ratio:.1f}×")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    write_report(args.out, text)
+
+
+def parse_device(parser: argparse.ArgumentParser, name: str) -> torch.device:
+    """`--device` as a torch device, refused at once if torch cannot use it (not after the 20 s decode)."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        parser.error(f"--device {name}: not a torch device; use cpu or cuda")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        parser.error(f"--device {name}: torch sees {torch.cuda.device_count()} CUDA device(s); "
+                     "use cpu or a visible GPU")
+    if device.type not in ("cpu", "cuda"):
+        parser.error(f"--device {name}: only cpu and cuda are supported")
+    return device
 
 
 if __name__ == "__main__":

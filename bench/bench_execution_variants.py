@@ -19,6 +19,9 @@ from pathlib import Path
 
 import bench_mri_models as steps
 import torch
+from results_file import command_line, write_report
+
+from elr_mri.models.widened_cnn import MIN_INPUT_SIZE
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = {"x1": steps.X1, "x8": steps.X8}
@@ -28,7 +31,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--model", choices=list(MODELS), default="x8")
-    parser.add_argument("--size", type=int, default=72, help="cubic crop (at least 71; the paper: 96)")
+    parser.add_argument("--size", type=int, default=72, help=f"cubic crop (at least {MIN_INPUT_SIZE}; the paper: 96)")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads; 0: torch's default")
     parser.add_argument("--budget", type=float, default=10.0, help="seconds of timed steps per variant")
@@ -36,6 +39,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is visible to torch")
+    if args.size < MIN_INPUT_SIZE:
+        parser.error(f"--size {args.size}: the widened CNN needs a crop of at least {MIN_INPUT_SIZE} voxels per axis")
+    for flag, value in (("--batch-size", args.batch_size), ("--budget", args.budget)):
+        if value <= 0:
+            parser.error(f"{flag} {value}: must be above 0")
+    if args.threads < 0:
+        parser.error(f"--threads {args.threads}: must be 0 (torch's default) or more")
     spec, on_gpu = MODELS[args.model], args.device == "cuda"
     load_start = os.getloadavg()
     # fp32 eager and the engine's GPU `auto` (the last variant) first: a run cut short still logs both
@@ -49,15 +59,14 @@ def main() -> None:
     memory = "max_memory_allocated" if on_gpu else "peak RSS rise"
     text = "\n".join([
         f"# Execution variants of the {spec.label} at {args.size}³ ({args.device})", "",
-        f"Command: `{steps.command_line()}`", "", steps.machine_line(args.device),
+        f"Command: `{command_line()}`", "", steps.machine_line(args.device),
         f"CPU: {_cpu_name()}; {threads} intra-op thread(s) in the children. Load average (1 min) "
         f"{load_start[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end.", "",
         *steps.variant_table(results, f"{spec.label}, {args.size}³, batch {args.batch_size}", args.batch_size,
                              memory), ""])
     print(text)
     out = args.out or ROOT / "bench" / "results" / f"execution_variants_{args.device}.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
+    write_report(out, text)
 
 
 def _cpu_name() -> str:

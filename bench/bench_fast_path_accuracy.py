@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from results_file import command_line, write_report
 from seeded_runs import percent_mean_std, train_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,11 +43,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="applied to every case and variant, e.g. --set train.epochs=10")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "fast_path_accuracy.md")
     args = parser.parse_args()
+    if args.seeds < 1:
+        parser.error(f"--seeds {args.seeds}: must be at least 1")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is visible to torch")
     if "cifar10n-subset" in args.cases and not ((CIFAR_IMAGES / "train").is_dir() and HUMAN_LABELS.is_file()):
         sys.exit(f"cifar10n-subset needs {CIFAR_IMAGES} (tar -xJf ../shared/data/cifar/cifar10-jpeg.tar.xz -C data/) "
                  f"and {HUMAN_LABELS}; or leave it out with --cases digits")
@@ -63,14 +68,12 @@ def main() -> None:
         settings = " ".join([f"`{config.relative_to(ROOT)}`", *case_overrides[:1]])
         sections.append(f"### {case} ({settings})\n\n" + _table(results))
     text = (f"# Fast-path switches against the plain path: clean test accuracy\n\n"
-            f"Command: `python bench/bench_fast_path_accuracy.py --seeds {args.seeds} --device {args.device}"
-            f"{''.join(f' --set {o}' for o in args.overrides)}`\n\n"
+            f"Command: `{command_line()}`\n\n"
             f"Machine: {platform.machine()}, torch {torch.__version__}, device {args.device}. Seeds 0..{args.seeds - 1}; "
             f"seed s fixes the noisy labels, the validation split and the batch order for every variant.\n\n"
             + "\n\n".join(sections) + "\n")
     print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    write_report(args.out, text)
 
 
 def _table(results: dict[str, list[dict]]) -> str:

@@ -39,7 +39,6 @@ import copy
 import json
 import os
 import platform
-import shlex
 import statistics
 import subprocess
 import sys
@@ -50,13 +49,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from results_file import command_line, write_report
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from elr_mri.engine.execution import ExecutionPlan  # noqa: E402
-from elr_mri.models.widened_cnn import WidenedCNN3D, model_report, monai_baseline  # noqa: E402
+from elr_mri.models.widened_cnn import MIN_INPUT_SIZE, WidenedCNN3D, model_report, monai_baseline  # noqa: E402
 
 PAPER_SIZE = 96
 PAPER_GRID_1_5MM = (121, 145, 121)  # the ML4H paper's 1.5 mm MNI grid (preprocess/ DEFAULT_SHAPES)
@@ -579,12 +579,6 @@ def machine_line(device: str) -> str:
             f"{torch.get_num_threads()} intra-op threads by default.{gpu}")
 
 
-def command_line() -> str:
-    script = Path(sys.argv[0]).resolve()
-    shown = script.relative_to(ROOT) if script.is_relative_to(ROOT) else script
-    return shlex.join(["python", str(shown), *sys.argv[1:]])
-
-
 def report(args: argparse.Namespace, m: Measurements, load_start: tuple, seconds: float) -> list[str]:
     """The results file as Markdown lines."""
     load_end, batch = os.getloadavg(), args.batch_size
@@ -619,7 +613,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--size", type=int, help="timed crop (default 72 on cpu, 96 on cuda; at least 71)")
+    parser.add_argument("--size", type=int,
+                        help=f"timed crop (default 72 on cpu, 96 on cuda; at least {MIN_INPUT_SIZE})")
     parser.add_argument("--budget", type=float, default=8.0, help="seconds of timed steps per model on cpu")
     parser.add_argument("--volumes", type=int, default=16, help="synthetic scans for the loader")
     parser.add_argument("--out", type=Path, help="default bench/results/mri_models.md (cuda: mri_models_cuda.md)")
@@ -629,14 +624,18 @@ def main() -> None:
         return child_main(args.child)
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is visible to torch")
-    args.size = args.size or (72 if args.device == "cpu" else PAPER_SIZE)
+    args.size = (72 if args.device == "cpu" else PAPER_SIZE) if args.size is None else args.size
+    if args.size < MIN_INPUT_SIZE:
+        parser.error(f"--size {args.size}: the widened CNN needs a crop of at least {MIN_INPUT_SIZE} voxels per axis")
+    for flag, value in (("--batch-size", args.batch_size), ("--budget", args.budget), ("--volumes", args.volumes)):
+        if value <= 0:
+            parser.error(f"{flag} {value}: must be above 0")
     out = args.out or ROOT / "bench" / "results" / ("mri_models.md" if args.device == "cpu" else "mri_models_cuda.md")
     started, load_start = time.perf_counter(), os.getloadavg()
     measurements = measure(args)
     text = "\n".join(report(args, measurements, load_start, time.perf_counter() - started)) + "\n"
     print(text)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
+    write_report(out, text)
 
 
 if __name__ == "__main__":

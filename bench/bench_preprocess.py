@@ -32,6 +32,7 @@ from preprocess.pipeline import Params, ScanOutputs, process_scan  # noqa: E402
 from preprocess.steps import to_nifti  # noqa: E402
 from preprocess.synthetic import move_and_bias, pose_transform  # noqa: E402
 from preprocess.template import load_template  # noqa: E402
+from results_file import command_line, write_report  # noqa: E402
 
 
 def make_scans(folder: Path, count: int) -> Path:
@@ -101,7 +102,7 @@ def report(runs: dict, rates: dict, scans: int, loads: tuple) -> str:
         "## Default profile as a batch (wall clock / scans, includes worker start and template loading)", "",
         "| output grid | 1 worker | 2 workers |", "|---|---|---|",
         *(f"| {r} mm | {rates[(r, 1)]:.1f} s/scan | {rates[(r, 2)]:.1f} s/scan |" for r in (1.0, 1.5)),
-        "", "Reproduce: `.venv/bin/python bench/bench_preprocess.py --scans " + str(scans) + "`", "",
+        "", f"Reproduce: `{command_line()}`", "",
     ]
     return "\n".join(lines)
 
@@ -111,6 +112,8 @@ def main() -> int:
     parser.add_argument("--scans", type=int, default=2, help="moved copies of Colin27 per measurement")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "preprocess.md"))
     args = parser.parse_args()
+    if args.scans < 1:
+        parser.error(f"--scans {args.scans}: must be at least 1")
     if not COLIN.exists():
         print(f"skip: {COLIN} absent (see ../shared/data/README.md)")
         return 0
@@ -124,9 +127,8 @@ def main() -> int:
         rates = throughput(table, work)
     loads.append(os.getloadavg()[0])
     text = report(runs, rates, args.scans, tuple(loads))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text)
     print(text)
+    write_report(Path(args.out), text)
     return 0
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from results_file import command_line, write_report
 from seeded_runs import percent_mean_std, train_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,6 +26,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "target_precision.md")
     args = parser.parse_args()
+    if args.seeds < 1:
+        parser.error(f"--seeds {args.seeds}: must be at least 1")
     lines = ["| targets_dtype | table for 1.2M × 1000 | test acc (last), mean ± std | − float32, paired by seed "
              "| seconds / run |", "|---|---|---|---|---|"]
     float32_accs = None
@@ -36,10 +39,9 @@ def main() -> None:
         lines.append(f"| {dtype} | {gigabytes:.1f} GB | {percent_mean_std(accs)} "
                      f"| {percent_mean_std(accs - float32_accs)} | {np.mean(seconds):.1f} |")
     text = (f"ELR target-table storage, digits, 40% symmetric noise, {args.seeds} seeds, 150 epochs "
-            f"(`python bench/bench_target_precision.py --seeds {args.seeds}`):\n\n" + "\n".join(lines) + "\n")
+            f"(`{command_line()}`):\n\n" + "\n".join(lines) + "\n")
     print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    write_report(args.out, text)
 
 
 if __name__ == "__main__":

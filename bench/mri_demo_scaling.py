@@ -65,6 +65,9 @@ def predictions(a: Path, b: Path, evaluation: str) -> tuple[Path, Path]:
     return a / evaluation / "predictions.csv", b / evaluation / "predictions.csv"
 
 
+TRUTH_COLUMNS = ("participant_id", "session_id", "true_diagnosis")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--truth", type=Path, action="append", required=True, help="truth.csv; repeat for several cohorts")
@@ -74,7 +77,48 @@ def main() -> None:
                         help="what the pairs are compared on (against the truth); default accuracy")
     parser.add_argument("runs", type=Path, nargs="*")
     args = parser.parse_args()
-    truth = pd.concat([pd.read_csv(path) for path in args.truth], ignore_index=True)
+    check_runs(parser, args)
+    truth = pd.concat([read_truth(parser, path) for path in args.truth], ignore_index=True)
+    try:  # truth.py's ValueErrors name the file and the fix (a truth.csv that misses these participants)
+        report(args, truth)
+    except ValueError as error:
+        parser.error(str(error))
+
+
+def check_runs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Reject, before any scoring, run paths that would otherwise print nothing and exit 0."""
+    if not args.runs and not args.paired:
+        parser.error("nothing to summarise: give RUN_DIR arguments and/or --paired A B")
+    for run in args.runs:
+        if not (run / "summary.json").is_file():
+            parser.error(f"{run}: not a finished training run (no summary.json); check the path")
+    for a, b in args.paired:
+        for run in (a, b):
+            if not run.is_dir():
+                parser.error(f"--paired {a} {b}: no directory {run}; check the path")
+        if not evaluations_in_both(a, b):
+            parser.error(f"--paired {a} {b}: no eval-*/predictions.csv in both runs; run `elr-mri evaluate` on both")
+    if len(args.paired) > 1 and not set.intersection(*(set(evaluations_in_both(a, b)) for a, b in args.paired)):
+        parser.error("the --paired pairs share no evaluation (eval-*/ of the same name), so they cannot be pooled")
+
+
+def read_truth(parser: argparse.ArgumentParser, path: Path) -> pd.DataFrame:
+    """One cohort's truth.csv, or a one-line usage error saying what is wrong with it."""
+    if not path.is_file():
+        parser.error(f"--truth {path}: not a file; pass the simulated cohort's truth.csv")
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        parser.error(f"--truth {path}: not a readable CSV ({str(error).splitlines()[0]}); pass the cohort's truth.csv")
+    missing = [column for column in TRUTH_COLUMNS if column not in frame]
+    if missing:
+        parser.error(f"--truth {path}: no column {', '.join(missing)} (a manifest?); pass the simulated cohort's "
+                     "truth.csv, which has the true diagnosis")
+    return frame
+
+
+def report(args: argparse.Namespace, truth: pd.DataFrame) -> None:
+    """The paired differences, then one column per run."""
     for a, b in args.paired:
         print(f"{b} minus {a}, {args.metric} against the truth:")
         for name in evaluations_in_both(a, b):
@@ -84,10 +128,9 @@ def main() -> None:
         for name in sorted(set.intersection(*(set(evaluations_in_both(a, b)) for a, b in args.paired))):
             pairs = [predictions(a, b, name) for a, b in args.paired]
             print(f"  {name}: {mean_paired_difference(pairs, truth, metric=args.metric)}")
-    rows = [row(run, truth) for run in args.runs if (run / "summary.json").exists()]
-    if not rows:
+    if not args.runs:
         return
-    frame = pd.DataFrame(rows)
+    frame = pd.DataFrame([row(run, truth) for run in args.runs])
     with pd.option_context("display.max_columns", None, "display.width", 250, "display.max_colwidth", 60):
         print(frame.T.to_string())
 

@@ -1,0 +1,29 @@
+"""What every benchmark's results file needs: the command that made it, and a word on where it went.
+
+Why: bench/results/ holds the published figures and each script's default `--out` writes there, so a
+report must record the arguments it was really made with (to be reproducible), and a run must say
+which file it replaced.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def command_line() -> str:
+    """This process's command as a shell line: `python`, the script relative to the repository, every argument."""
+    script = Path(sys.argv[0]).resolve()
+    shown = script.relative_to(ROOT) if script.is_relative_to(ROOT) else script
+    return shlex.join(["python", str(shown), *sys.argv[1:]])
+
+
+def write_report(path: Path, text: str) -> None:
+    """Write `text` to `path` (folders made) and say so: a default `--out` replaces a published figure."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    print(f"wrote {path}")
