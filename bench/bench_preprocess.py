@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
+
 ROOT = Path(__file__).resolve().parents[1]
 COLIN = ROOT / ".." / "shared" / "data" / "mri" / "colin27_ch2_t1.nii.gz"
 CORES = os.cpu_count() or 1
@@ -51,7 +53,7 @@ def make_scans(folder: Path, count: int) -> Path:
     return folder / "scans.csv"
 
 
-def compare_profiles(table, work: Path) -> dict:
+def compare_profiles(table: pd.DataFrame, work: Path) -> dict:
     """Seconds and NCC per scan of both profiles at 1 mm, in this process, templates preloaded."""
     params = {name: Params(resolution=1.0, profile=name) for name in ("reference", "fast")}
     for p in params.values():
@@ -68,7 +70,7 @@ def compare_profiles(table, work: Path) -> dict:
     return runs
 
 
-def throughput(table, work: Path) -> dict:
+def throughput(table: pd.DataFrame, work: Path) -> dict:
     """Wall-clock s/scan of the default profile as a batch, per (resolution, jobs)."""
     out = {}
     for resolution in (1.0, 1.5):

@@ -132,7 +132,7 @@ class ELRPlusConfig:
 class OptimConfig:
     name: Literal["sgd", "adam"] = "sgd"
     lr: float = 0.02
-    momentum: float = 0.9
+    momentum: float = 0.9  # SGD's momentum; Adam's β1
     weight_decay: float = 1e-3
     nesterov: bool = False
 
@@ -272,6 +272,8 @@ def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> RunConfig
     cfg = _build(RunConfig, raw, prefix="", source=source)
     _check_ranges(cfg, source)
     _check_schedule_floor(cfg, source)
+    if cfg.optim.name == "adam" and cfg.optim.nesterov:
+        raise ConfigError(f"{source}: optim.nesterov applies to SGD only; drop it or set optim.name: sgd")
     return cfg
 
 

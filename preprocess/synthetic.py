@@ -5,6 +5,8 @@ about a point near the brain's centre) and a smooth multiplicative bias field.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 __all__ = ["POSE_CENTRE", "pose_transform", "move_and_bias"]
@@ -12,8 +14,12 @@ __all__ = ["POSE_CENTRE", "pose_transform", "move_and_bias"]
 POSE_CENTRE = (0.0, 18.0, 10.0)  # LPS mm, near the middle of an MNI-space brain
 
 
-def pose_transform(degrees=(9.0, -7.0, 5.0), shift_mm=(7.0, -5.0, 6.0), scale=(1.04, 0.96, 1.0)):
-    """ANTs affine transform mapping a point of the moved head's grid to the original head."""
+Triple = tuple[float, float, float]
+
+
+def pose_transform(degrees: Triple = (9.0, -7.0, 5.0), shift_mm: Triple = (7.0, -5.0, 6.0),
+                   scale: Triple = (1.04, 0.96, 1.0)) -> Any:
+    """ANTs affine transform (ants.ANTsTransform; ants is imported lazily) mapping a point of the moved head's grid to the original head."""
     import ants
     from scipy.spatial.transform import Rotation
 
@@ -24,7 +30,7 @@ def pose_transform(degrees=(9.0, -7.0, 5.0), shift_mm=(7.0, -5.0, 6.0), scale=(1
     return tx
 
 
-def move_and_bias(image, transform=None, strength: float = 1.0):
+def move_and_bias(image: Any, transform: Any = None, strength: float = 1.0) -> Any:
     """`image` resampled through the pose (default `pose_transform()`), times a bias field that
     varies by about +-35% across the head at strength 1."""
     tx = transform or pose_transform()

@@ -46,6 +46,7 @@ def test_defaults_and_overrides(tmp_path: Path) -> None:
         ("loss: {beta: 1.5}\n", r"loss.beta = 1.5 must be in \[0, 1\]"),
         ("data: {mri: {test_fraction: 1.0}}\n", r"data.mri.test_fraction = 1.0 must be in \[0, 1\)"),
         ("loss: {name: elr_plus, lam_start_steps: 500}\n", r"loss.lam_start_steps = 500 is an ELR setting .*elr_plus.coef_step"),
+        ("optim: {name: adam, lr: 1e-4, nesterov: true}\n", r"optim.nesterov applies to SGD only"),
     ],
 )
 def test_errors_name_the_key_and_the_file(tmp_path: Path, text: str, message: str) -> None:

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from elr_mri.config import RunConfig, load_config
 from elr_mri.engine.execution import ExecutionPlan
-from elr_mri.engine.methods import ELRPlusPair, Method, build_method
+from elr_mri.engine.methods import ELRPlusPair, Method, build_method, build_optimizer
 from elr_mri.engine.tracking import PredictionTracker
 from elr_mri.losses import one_hot_rows, sigmoid_rampup
 
@@ -99,3 +99,10 @@ def test_one_hot_rows_match_torch_one_hot() -> None:
     expected = F.one_hot(labels, NUM_CLASSES)
     assert torch.equal(one_hot_rows(labels, NUM_CLASSES), expected.float())
     assert one_hot_rows(labels, NUM_CLASSES, torch.float64).dtype == torch.float64
+
+
+def test_optim_momentum_is_adams_beta1() -> None:
+    """Adam reads optim.momentum as β1 rather than ignoring a value the user set."""
+    cfg = _config("ce", "optim.name=adam", "optim.lr=0.0001", "optim.momentum=0.5")
+    optimizer = build_optimizer(cfg, torch.nn.Linear(2, 2))
+    assert isinstance(optimizer, torch.optim.Adam) and optimizer.defaults["betas"] == (0.5, 0.999)

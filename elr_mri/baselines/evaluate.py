@@ -17,7 +17,7 @@ import pandas as pd
 
 from elr_mri.baselines.features import read_volumes, volume_features, voxel_features
 from elr_mri.baselines.models import BASELINES, Baseline, class_scores, fit_baseline
-from elr_mri.config import load_config
+from elr_mri.config import RunConfig, load_config
 from elr_mri.data.cohort import IMAGE_COLUMN, SCAN_KEYS, label_indices, load_manifest
 from elr_mri.data.splits import load_splits, run_participants
 from elr_mri.evaluation.compare import require_same_splits
@@ -90,7 +90,7 @@ class _Features:
         return voxel_features(rows[IMAGE_COLUMN].tolist(), VOXEL_BLOCK)
 
 
-def _evaluation_rows(run_dir: Path, cfg, test: pd.DataFrame, manifest: Path | None
+def _evaluation_rows(run_dir: Path, cfg: RunConfig, test: pd.DataFrame, manifest: Path | None
                      ) -> tuple[str, pd.DataFrame, list[str]]:
     """(name, rows, overlap notes): the run's test participants, or the holdout manifest's scans."""
     if manifest is None:

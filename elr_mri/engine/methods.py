@@ -48,11 +48,12 @@ class Method(Protocol):
 
 
 def build_optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """SGD, or Adam with optim.momentum as its β1 (the same role: how much of the past gradient is kept)."""
     o = cfg.optim
     if o.name == "sgd":
         return torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum,
                                weight_decay=o.weight_decay, nesterov=o.nesterov)
-    return torch.optim.Adam(model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+    return torch.optim.Adam(model.parameters(), lr=o.lr, betas=(o.momentum, 0.999), weight_decay=o.weight_decay)
 
 
 def build_method(cfg: RunConfig, input_shape: tuple[int, ...], num_classes: int, num_examples: int,

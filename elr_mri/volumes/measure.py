@@ -16,6 +16,7 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -97,7 +98,8 @@ def _domain(template_key: tuple, image: str, registration_mm: float) -> tuple:
     return domain, region_masks(domain)
 
 
-def _deformation_jacobian(outputs: ScanOutputs, preprocessed: Params, params: VolumeParams):
+def _deformation_jacobian(outputs: ScanOutputs, preprocessed: Params, params: VolumeParams
+                          ) -> tuple[np.ndarray, Any, dict[str, np.ndarray], str]:
     """(det Dφ on the domain's voxels, the domain, its region masks, where φ came from)."""
     import ants
 
