@@ -2,8 +2,11 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-# The CPU wheel of torch; a GPU user installs a CUDA build into .venv first (README) and this is skipped.
+# torch 2.13.0: the CPU wheel where pip's configured index holds it (as on CI); on plain PyPI, Linux gets the
+# CUDA build unless TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu". A GPU user installs
+# a CUDA build into .venv first (README) and this is skipped.
 TORCH_SPEC ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
 STAMP := $(VENV)/.installed
 
 .PHONY: setup test test-slow demo demo-digits clean
@@ -13,7 +16,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade --quiet pip
-	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 

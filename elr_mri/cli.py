@@ -28,11 +28,22 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return args.handler(args)
+    except KeyboardInterrupt:
+        print(f"elr-mri {args.command}: interrupted; {_after_interrupt(args)}", file=sys.stderr)
+        return 130
     except Exception as err:
         problem = _user_problem(err)
         if problem is None or os.environ.get("ELR_MRI_DEBUG"):
             raise
         return report_user_error(f"elr-mri {args.command}", problem)
+
+
+def _after_interrupt(args: argparse.Namespace) -> str:
+    """What a user does after Ctrl-C: training resumes from its last checkpoint, the rest reruns."""
+    if args.command == "train":
+        run_dir = args.resume or args.out or Path("runs") / args.config.stem
+        return f"continue from the last checkpoint with: elr-mri train --resume {run_dir}"
+    return "nothing half-written was kept; run the command again"
 
 
 def _user_problem(err: BaseException) -> BaseException | None:
@@ -111,6 +122,9 @@ def _train(args: argparse.Namespace) -> int:
     from elr_mri.engine.runner import train
 
     if args.resume is not None:
+        if args.out is not None:
+            raise ValueError(f"--out {args.out} with --resume {args.resume}: a resumed run continues in its own "
+                             "directory; drop --out (or copy the run directory there first)")
         out_dir = args.resume
         if not (out_dir / "config.yaml").is_file():
             raise FileNotFoundError(f"--resume {out_dir}: no run there (no config.yaml); pass the directory "
@@ -179,6 +193,7 @@ def _print_comparison(args: argparse.Namespace, eval_dir: Path) -> None:
     from elr_mri.config import load_config
     from elr_mri.evaluation.compare import comparison_table, require_same_splits
     from elr_mri.evaluation.evaluate import evaluate_run
+    from elr_mri.engine.checkpoint import atomic_write_text
     from elr_mri.evaluation.metrics import Interval
 
     def label(run: Path) -> str:
@@ -190,7 +205,7 @@ def _print_comparison(args: argparse.Namespace, eval_dir: Path) -> None:
         evaluate_run(other, args.manifest, args.checkpoint, args.bootstrap)
         others[label(other)] = other / eval_dir.name
     table = comparison_table(eval_dir, label(args.run), others=others)
-    table.to_csv(eval_dir / "comparison.csv", index=False)
+    atomic_write_text(table.to_csv(index=False), eval_dir / "comparison.csv")
     wide = table.assign(value=[str(Interval(r.estimate, r.low, r.high)) for r in table.itertuples()])
     print(f"participant level, 95% intervals ({eval_dir / 'comparison.csv'}):")
     print(wide.pivot(index="method", columns="metric", values="value").loc[table["method"].unique()].to_string())
@@ -199,16 +214,23 @@ def _print_comparison(args: argparse.Namespace, eval_dir: Path) -> None:
 def _import_cohort(args: argparse.Namespace) -> int:
     from elr_mri.data.importers import import_adnimerge, import_mapped_table, load_mapping
 
+    from elr_mri.engine.checkpoint import atomic_write_text
+
     if args.adnimerge is not None:
+        if args.mapping is not None:
+            raise ValueError(f"--mapping {args.mapping} applies to --table; ADNIMERGE's columns are known, drop it")
         result = import_adnimerge(args.adnimerge, args.scans, use_baseline_diagnosis=args.baseline_diagnosis)
     elif args.mapping is None:
         raise ValueError("--table needs --mapping (a YAML like configs/nacc/nacc_mapping.yaml)")
     else:
         result = import_mapped_table(args.table, args.scans, load_mapping(args.mapping))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    result.manifest.to_csv(args.out, index=False)
     dropped = args.out.with_name(f"{args.out.stem}_dropped.csv")
-    result.dropped.to_csv(dropped, index=False)
+    atomic_write_text(result.dropped.to_csv(index=False), dropped)
+    if result.manifest.empty:
+        raise ValueError(f"no scan of {args.scans} matched a row of the table ({result.summary()}); the reasons "
+                         f"are in {dropped}, no manifest was written")
+    atomic_write_text(result.manifest.to_csv(index=False), args.out)
     print(f"{args.out}: {result.summary()} (reasons in {dropped})")
     return 0
 

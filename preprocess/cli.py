@@ -6,12 +6,13 @@ missing at merge; 2 the command line or the input table is unusable.
 from __future__ import annotations
 
 import argparse
+import sys
 
 from . import steps
 from .batch import merge_shards, run_batch
 from .inputs import InputError, parse_shard, read_inputs, select_shard
 from .pipeline import Params
-from .user_errors import report_user_error
+from .user_errors import USER_ERRORS, report_user_error
 
 __all__ = ["main", "merge_main", "build_parser"]
 
@@ -62,10 +63,14 @@ def main(argv: list[str] | None = None) -> int:
         shard = parse_shard(args.shard) if args.shard else None
         if shard:
             table = select_shard(table, *shard)
-    except (InputError, ValueError) as exc:
+        summary = run_batch(table, args.output, params, jobs=args.jobs, shard=shard, min_ncc=args.qc_min_ncc,
+                            progress=not args.no_progress)
+    except (InputError, *USER_ERRORS) as exc:
         return report_user_error("elr-mri preprocess", exc)
-    summary = run_batch(table, args.output, params, jobs=args.jobs, shard=shard, min_ncc=args.qc_min_ncc,
-                        progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print("elr-mri preprocess: interrupted; run the same command again: finished scans are skipped",
+              file=sys.stderr)
+        return 130
     print(summary)
     return 1 if summary.failed else 0
 

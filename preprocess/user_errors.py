@@ -10,7 +10,8 @@ import sys
 
 __all__ = ["USER_ERRORS", "report_user_error"]
 
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError)
+# An unwritable or misplaced output path is the user's to fix too: the OS error names the path.
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError)
 
 
 def report_user_error(command: str, err: BaseException, status: int = 2) -> int:

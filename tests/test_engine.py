@@ -232,3 +232,17 @@ def test_elr_beats_ce_on_digits_with_40_percent_symmetric_noise(tmp_path: Path) 
         results[loss]["memorized"] = metrics["noisy_pred_given"].iloc[-1]
     assert results["elr"]["test_acc_last"] > results["ce"]["test_acc_last"] + 0.05
     assert results["elr"]["memorized"] < results["ce"]["memorized"] - 0.2
+
+
+def test_ctrl_c_during_training_is_one_line_saying_how_to_resume(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    child = subprocess.Popen([sys.executable, "-m", "elr_mri.cli", "train", "--config", str(DIGITS),
+                              "--out", str(run), "--set", "train.epochs=500", "--set", "train.progress=false"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    deadline = time.monotonic() + 120
+    while not (run / "config.yaml").exists() and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    child.send_signal(signal.SIGINT)
+    _, stderr = child.communicate(timeout=120)
+    assert child.returncode == 130, stderr[-2000:]
+    assert stderr.strip() == f"elr-mri train: interrupted; continue from the last checkpoint with: elr-mri train --resume {run}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -120,6 +121,23 @@ def test_evaluate_refuses_a_holdout_that_shares_participants(trained: dict[str, 
     assert "sub-TRN" in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
+def test_evaluate_refuses_a_test_split_rebuilt_from_a_changed_manifest(trained: dict[str, Path],
+                                                                       tmp_path: Path) -> None:
+    """The default test split comes from the manifest as it is now; renamed participants must not be scored."""
+    run = tmp_path / "run"
+    shutil.copytree(trained["run"], run)
+    renamed = pd.read_csv(trained["train"]).assign(participant_id=lambda t: t["participant_id"] + "x")
+    renamed.to_csv(tmp_path / "renamed.csv", index=False)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["data"]["mri"].update(manifest=str(tmp_path / "renamed.csv"), val_labels=None)
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    result = _cli("evaluate", "--run", str(run), "--bootstrap", "20")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert "has changed since training" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (run / "eval-test").exists()
+    assert _cli("evaluate", "--run", str(trained["run"]), "--bootstrap", "20").returncode == 0  # unchanged: scored
+
+
 @pytest.mark.parametrize("command", ["train", "train-in-workers", "evaluate"])
 def test_a_truncated_scan_is_one_line_naming_it(trained: dict[str, Path], tmp_path: Path, command: str) -> None:
     manifest = pd.read_csv(trained["holdout"] if command == "evaluate" else trained["train"])
@@ -196,3 +214,16 @@ def test_import_cohort_joins_adnimerge_to_scans(tmp_path: Path) -> None:
     assert manifest.loc["sub-ADNI011S0003", "age"] == pytest.approx(81.8)  # AGE is at baseline: + Years_bl
     assert "sub-ADNI011S0099" not in manifest.index  # no ADNIMERGE row: left out, with its reason
     assert len(pd.read_csv(tmp_path / "manifest_dropped.csv")) == 1
+    nothing = pd.DataFrame({"participant_id": ["sub-ADNI099S0001"], "session_id": ["ses-M00"], "path": ["x.nii.gz"]})
+    nothing.to_csv(scans, index=False)
+    result = _cli("import-cohort", "--scans", str(scans), "--adnimerge", str(adnimerge), "--out", str(tmp_path / "none.csv"))
+    assert result.returncode == 2 and "no manifest was written" in result.stderr and not (tmp_path / "none.csv").exists()
+    result = _cli("import-cohort", "--scans", str(scans), "--adnimerge", str(adnimerge), "--mapping", "x.yaml",
+                  "--out", str(out))
+    assert result.returncode == 2 and "--mapping x.yaml applies to --table" in result.stderr
+
+
+def test_contradicting_resume_and_out_is_one_line(trained: dict[str, Path], tmp_path: Path) -> None:
+    result = _cli("train", "--resume", str(trained["run"]), "--out", str(tmp_path / "elsewhere"))
+    assert result.returncode == 2 and "a resumed run continues in its own directory" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "elsewhere").exists()

@@ -93,6 +93,8 @@ def evaluation_set(run_dir: Path, cfg: RunConfig, manifest: Path | None) -> tupl
         test = build_data(data, require_age=uses_age(cfg)).test
         if test is None:
             raise ValueError(f"{run_dir}: the run has no test split; pass --manifest HOLDOUT.csv")
+        if cfg.data.name == "mri":
+            _require_run_test_split(run_dir, cfg.data.mri.manifest, test.frame["participant_id"])
         return test, "test", []
     if cfg.data.name != "mri":
         raise ValueError(f"--manifest evaluates MRI runs; {run_dir} trained on {cfg.data.name}")
@@ -100,6 +102,19 @@ def evaluation_set(run_dir: Path, cfg: RunConfig, manifest: Path | None) -> tupl
 
     dataset, notes = build_mri_eval_dataset(manifest, data, run_participants(run_dir), require_age=uses_age(cfg))
     return dataset, Path(manifest).stem, notes
+
+
+def _require_run_test_split(run_dir: Path, manifest: str, scored: pd.Series) -> None:
+    """The test split is rebuilt from the manifest as it is now; refuse it when that manifest changed
+    since training so that participants the run trained or validated on would be scored as test."""
+    splits = pd.read_csv(Path(run_dir) / "splits.csv", dtype=str)
+    tested = set(splits.loc[splits["split"] == "test", "participant_id"])
+    foreign = sorted(set(scored.astype(str)) - tested)
+    if foreign:
+        raise ValueError(
+            f"{run_dir}: {manifest} has changed since training: {len(foreign)} "
+            f"participant(s) now land in the test split that the run did not test on (e.g. {foreign[0]}, see "
+            "splits.csv); restore the manifest the run trained on, or score other scans with --manifest HOLDOUT.csv")
 
 
 def write_evaluation(out: Path, reports: dict[str, MetricsReport], labels: np.ndarray, probs: np.ndarray,
