@@ -166,6 +166,9 @@ def _evaluate_and_print(run_dir: Path, manifest: Path | None, checkpoint: str = 
 def _evaluate(args: argparse.Namespace) -> int:
     if (args.volumes or args.drop_suspected) and not args.baselines:
         raise ValueError("--volumes and --drop-suspected belong to --baselines; add --baselines")
+    if args.bootstrap < 2:
+        raise ValueError(f"--bootstrap {args.bootstrap}: the 95% intervals need resamples; pass 1000 (the default) "
+                         "or at least 2")
     eval_dir = _evaluate_and_print(args.run, args.manifest, args.checkpoint, args.bootstrap)
     if args.baselines:
         _evaluate_baselines(args)

@@ -144,6 +144,11 @@ def test_resume_refuses_other_settings_a_shorter_run_and_a_missing_run(tmp_path:
     assert (out / "config.yaml").read_text() == config_before
     result = _cli("train", "--resume", str(tmp_path / "nothing"))
     assert result.returncode == 2 and "no run there" in result.stderr and "--config" in result.stderr
+    shape = json.loads((out / "data_shape.json").read_text())  # as if data.root now held other images
+    (out / "data_shape.json").write_text(json.dumps({**shape, "train_examples": shape["train_examples"] + 5}))
+    result = _cli("train", "--resume", str(out), "--set", "train.epochs=3")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr[-2000:]
+    assert f"trained on data with train_examples = {shape['train_examples'] + 5}" in result.stderr
 
 
 def test_a_damaged_checkpoint_or_metrics_file_is_one_line_naming_it(tmp_path: Path) -> None:

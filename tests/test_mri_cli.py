@@ -227,3 +227,8 @@ def test_contradicting_resume_and_out_is_one_line(trained: dict[str, Path], tmp_
     result = _cli("train", "--resume", str(trained["run"]), "--out", str(tmp_path / "elsewhere"))
     assert result.returncode == 2 and "a resumed run continues in its own directory" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "elsewhere").exists()
+
+
+def test_evaluate_refuses_too_few_bootstrap_resamples(trained: dict[str, Path]) -> None:
+    result = _cli("evaluate", "--run", str(trained["run"]), "--bootstrap", "0")
+    assert result.returncode == 2 and "--bootstrap 0: the 95% intervals need resamples" in result.stderr

@@ -79,6 +79,7 @@ def train(cfg: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
     knows_clean = data.train_clean_labels is not None  # benchmarks and simulated cohorts
 
     if resume:
+        _require_same_data_shape(out_dir, data)
         _restore(out_dir, method, tracker, state)
         if cfg.train.epochs < state.epoch:
             raise ConfigError(f"{out_dir} has trained {state.epoch} epochs, so train.epochs = {cfg.train.epochs} "
@@ -227,6 +228,22 @@ def _reopen_run_dir(out_dir: Path, cfg: RunConfig) -> None:
     _write_config(out_dir, cfg)
     for name in END_PRODUCTS:
         (out_dir / name).unlink(missing_ok=True)
+
+
+def _require_same_data_shape(out_dir: Path, data: NoisyImageData) -> None:
+    """A resumed run's data must be the data it trained on: ELR's targets hold a row per training example
+    and the network a score per class, so other data fails later as a tensor size mismatch."""
+    path = out_dir / "data_shape.json"
+    if not path.exists():
+        return
+    before = json.loads(path.read_text())
+    now = {"input_shape": list(data.input_shape), "num_classes": data.num_classes, "train_examples": len(data.train)}
+    changed = [key for key, value in now.items() if before.get(key) != value]
+    if changed:
+        key = changed[0]
+        raise ValueError(f"{out_dir} trained on data with {key} = {before.get(key)}, the data now gives {now[key]} "
+                         "(data.root or the manifest changed); restore that data, or start a new run: "
+                         f"elr-mri train --config {out_dir / 'config.yaml'} --out NEW_RUN_DIR")
 
 
 def uses_age(cfg: RunConfig) -> bool:
