@@ -128,10 +128,14 @@ def test_atrophy_scale_scales_only_the_disease_and_keeps_every_other_draw() -> N
     np.testing.assert_allclose((change[:, 1] - aging)[unclipped], 1.6 * (change[:, 0] - aging)[unclipped], atol=1e-9)
 
 
-def test_atrophy_scale_out_of_range_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    assert main(["--out", str(tmp_path / "c"), "--subjects", "3", "--atrophy-scale", "0"]) == 2
-    message = capsys.readouterr().err.strip()
-    assert "\n" not in message and "atrophy scale must be within (0, 2]" in message
+@pytest.mark.parametrize(("flags", "message"), [(["--subjects", "3", "--atrophy-scale", "0"], "atrophy scale must be within (0, 2]"),
+                                              (["--subjects", "0"], "--subjects 0: a cohort needs at least 1"),
+                                              (["--subjects", "3", "--jobs", "0"], "--jobs 0: need at least 1 worker")])
+def test_out_of_range_flags_are_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture, flags: list[str],
+                                               message: str) -> None:
+    assert main(["--out", str(tmp_path / "c"), *flags]) == 2
+    printed = capsys.readouterr().err.strip()
+    assert "\n" not in printed and message in printed
     assert not (tmp_path / "c").exists()
 
 

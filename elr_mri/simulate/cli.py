@@ -54,6 +54,10 @@ def simulate_cohort(out: Path, subjects: int, holdout_subjects: int | None = Non
     holdout = subjects // 3 if holdout_subjects is None else holdout_subjects
     if not 0.5 <= resolution_mm <= 4.0:
         raise ValueError(f"--resolution must be within [0.5, 4] mm, got {resolution_mm}")
+    if subjects < 1:
+        raise ValueError(f"--subjects {subjects}: a cohort needs at least 1 training-site subject")
+    if jobs < 1:
+        raise ValueError(f"--jobs {jobs}: need at least 1 worker")
     out = Path(out)
     if (out / "manifest.csv").exists() and not overwrite:
         raise FileExistsError(f"{out} already holds a cohort (manifest.csv); pass --overwrite to replace it")
