@@ -103,7 +103,10 @@ def _tables(table: pd.DataFrame, results: dict[int, dict]) -> tuple[pd.DataFrame
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path, dtype={"participant_id": str, "session_id": str}, keep_default_na=False)
+    try:
+        return pd.read_csv(path, dtype={"participant_id": str, "session_id": str}, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path}: empty (a shard cut short?); rerun that shard, then merge") from None
 
 
 def _run_one(path: str, out_dir: Path, participant: str, session: str, params: Params) -> dict:
@@ -136,7 +139,8 @@ def merge_shards(out_dir: str | Path, min_ncc: float = 0.45) -> Summary:
         raise FileNotFoundError(f"{out_dir}: {len(missing)} of {count} shards missing ({', '.join(missing[:3])}"
                                 f"{'...' if len(missing) > 3 else ''}); rerun those shards, then merge")
     manifest = pd.concat([_read_csv(out_dir / m) for m, _ in names], ignore_index=True)
-    failures = pd.concat([_read_csv(out_dir / f) for _, f in names if (out_dir / f).exists()], ignore_index=True)
+    failures = pd.concat([pd.DataFrame(columns=FAILURE_COLUMNS)]
+                         + [_read_csv(out_dir / f) for _, f in names if (out_dir / f).exists()], ignore_index=True)
     manifest = flag_outliers(manifest.sort_values(["participant_id", "session_id"], kind="stable"), min_ncc)
     write_csv(manifest, out_dir / "manifest.csv")
     write_csv(failures, out_dir / "failures.csv")

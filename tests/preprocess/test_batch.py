@@ -112,6 +112,17 @@ def test_merge_refuses_missing_shard(tmp_path, capsys):
     assert "manifest-shard-1-of-2.csv" in capsys.readouterr().err
 
 
+def test_merge_names_an_empty_shard_and_needs_no_failures_files(tmp_path, capsys):
+    shard = pd.DataFrame({"participant_id": ["a"], "session_id": ["b"], "qc_ncc": [0.9], "status": ["done"]})
+    shard.to_csv(tmp_path / "manifest-shard-0-of-2.csv", index=False)
+    (tmp_path / "manifest-shard-1-of-2.csv").write_text("")
+    assert merge_main(["--output", str(tmp_path)]) == 1
+    assert "manifest-shard-1-of-2.csv: empty" in capsys.readouterr().err
+    shard.assign(participant_id="c").to_csv(tmp_path / "manifest-shard-1-of-2.csv", index=False)
+    assert merge_main(["--output", str(tmp_path)]) == 0  # no failures-shard files: none failed
+    assert list(pd.read_csv(tmp_path / "failures.csv").columns) == ["participant_id", "session_id", "path", "error"]
+
+
 def test_killed_run_resumes(tmp_path, good_scans):
     scans = {**good_scans, "sub-03": good_scans["sub-01"]}
     csv, out = _csv(tmp_path, scans), tmp_path / "out"
