@@ -169,6 +169,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.bootstrap < 2:
         raise ValueError(f"--bootstrap {args.bootstrap}: the 95% intervals need resamples; pass 1000 (the default) "
                          "or at least 2")
+    if args.compare_with:  # before the evaluations: a run that cannot be compared is known at once
+        from elr_mri.evaluation.compare import require_same_splits
+
+        for other in args.compare_with:
+            require_same_splits(args.run, other)
     eval_dir = _evaluate_and_print(args.run, args.manifest, args.checkpoint, args.bootstrap)
     if args.baselines:
         _evaluate_baselines(args)
@@ -194,7 +199,7 @@ def _evaluate_baselines(args: argparse.Namespace) -> None:
 def _print_comparison(args: argparse.Namespace, eval_dir: Path) -> None:
     """The CNN, the --compare-with runs and the baselines in one table (also comparison.csv)."""
     from elr_mri.config import load_config
-    from elr_mri.evaluation.compare import comparison_table, require_same_splits
+    from elr_mri.evaluation.compare import comparison_table
     from elr_mri.evaluation.evaluate import evaluate_run
     from elr_mri.engine.checkpoint import atomic_write_text
     from elr_mri.evaluation.metrics import Interval
@@ -204,7 +209,6 @@ def _print_comparison(args: argparse.Namespace, eval_dir: Path) -> None:
 
     others = {}
     for other in args.compare_with:
-        require_same_splits(args.run, other)
         evaluate_run(other, args.manifest, args.checkpoint, args.bootstrap)
         others[label(other)] = other / eval_dir.name
     table = comparison_table(eval_dir, label(args.run), others=others)

@@ -232,3 +232,11 @@ def test_contradicting_resume_and_out_is_one_line(trained: dict[str, Path], tmp_
 def test_evaluate_refuses_too_few_bootstrap_resamples(trained: dict[str, Path]) -> None:
     result = _cli("evaluate", "--run", str(trained["run"]), "--bootstrap", "0")
     assert result.returncode == 2 and "--bootstrap 0: the 95% intervals need resamples" in result.stderr
+
+
+def test_compare_with_a_folder_that_is_no_mri_run_is_one_line_before_evaluating(trained: dict[str, Path],
+                                                                                 tmp_path: Path) -> None:
+    result = _cli("evaluate", "--run", str(trained["run"]), "--manifest", str(trained["holdout"]),
+                  "--compare-with", str(tmp_path / "nope"))
+    assert result.returncode == 2 and f"{tmp_path / 'nope'}: no splits.csv" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and result.stdout == ""  # nothing evaluated first

@@ -37,7 +37,12 @@ def comparison_table(eval_dir: Path, cnn_name: str, level: str = "participant",
 
 def require_same_splits(run: Path, other: Path) -> None:
     """Refuse to compare two runs trained on different participant splits (their test sets differ)."""
+    for folder in (run, other):
+        if not (Path(folder) / "splits.csv").is_file():
+            raise FileNotFoundError(f"{folder}: no splits.csv, so not an MRI run directory of `elr-mri train`; "
+                                    "pass the --out of an MRI run")
     ours, theirs = (pd.read_csv(Path(r) / "splits.csv", dtype=str).sort_values("participant_id").reset_index(drop=True)
                     for r in (run, other))
     if not ours.equals(theirs):
-        raise ValueError(f"{other} used other participant splits than {run}; train both with one data.split_seed")
+        raise ValueError(f"{other} used other participant splits than {run}; train both on one manifest with one "
+                         "data.split_seed")
