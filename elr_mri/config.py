@@ -7,7 +7,10 @@ is reported as one line that names the key and the file instead of silently doin
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -35,6 +38,8 @@ __all__ = [
     "RUN_RECORD_KEYS",
     "RESUME_MAY_CHANGE",
     "refuse_resume_changes",
+    "with_absolute_paths",
+    "PATH_KEYS",
 ]
 
 
@@ -194,6 +199,13 @@ RESUME_MAY_CHANGE = frozenset({
     "train.tensorboard", "train.progress", "data.root", "data.num_workers", "data.mri.cache", "data.mri.cache_dir",
 })
 
+# Settings that name files or folders. A run records them absolute, so `evaluate`, `explain` and
+# `--resume` find the data from any working directory, not only the one training started in.
+PATH_KEYS = (
+    "data.root", "data.noise.transition_matrix", "data.noise.human_labels", "data.mri.manifest",
+    "data.mri.holdout_manifest", "data.mri.splits", "data.mri.val_labels", "data.mri.cache_dir",
+    "model.pretrained_checkpoint",
+)
 
 _AT_LEAST_ONE = ("at least 1", lambda v: v >= 1)
 _NON_NEGATIVE = ("0 or more", lambda v: v >= 0)
@@ -244,6 +256,8 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
         raw.pop(key, None)
     overrides = overrides or []
     apply_overrides(raw, overrides)
+    if not raw:
+        raise ConfigError(f"{path}: the config is empty; start from one in configs/, e.g. configs/digits/elr_sym40.yaml")
     source = f"{path} with --set {' '.join(overrides)}" if overrides else str(path)
     return config_from_dict(raw, source=source)
 
@@ -282,11 +296,18 @@ def _check_ranges(cfg: RunConfig, source: str) -> None:
     for key, (allowed, holds) in NUMERIC_RANGES.items():
         if flat[key] is not None and not holds(flat[key]):
             raise ConfigError(f"{source}: {key} = {flat[key]!r} must be {allowed}")
-    if cfg.loss.name == "elr_plus":
+    if cfg.loss.name != "elr":
         for key in _ELR_ONLY:
             if flat[key]:
-                raise ConfigError(f"{source}: {key} = {flat[key]} is an ELR setting that ELR+ does not read; "
-                                  "ramp ELR+'s λ in with elr_plus.coef_step instead")
+                instead = ("ramp ELR+'s λ in with elr_plus.coef_step instead" if cfg.loss.name == "elr_plus"
+                           else "drop it, or set loss.name: elr")
+                raise ConfigError(f"{source}: {key} = {flat[key]} is an ELR setting that loss.name = "
+                                  f"{cfg.loss.name} does not read; {instead}")
+    if cfg.data.name != "mri" and cfg.data.mri != MRIDataConfig():
+        changed = next(f.name for f in dataclasses.fields(MRIDataConfig)
+                       if getattr(cfg.data.mri, f.name) != getattr(MRIDataConfig(), f.name))
+        raise ConfigError(f"{source}: data.mri.{changed} is set but data.name = {cfg.data.name} does not read "
+                          "data.mri; drop the data.mri section, or set data.name: mri")
 
 
 def _check_schedule_floor(cfg: RunConfig, source: str) -> None:
@@ -300,6 +321,18 @@ def _check_schedule_floor(cfg: RunConfig, source: str) -> None:
             f"{source}: schedule.eta_min = {cfg.schedule.eta_min} is not below optim.lr = {cfg.optim.lr}, "
             f"so the cosine schedule would not decay; set schedule.eta_min lower (e.g. 0)"
         )
+
+
+def with_absolute_paths(cfg: RunConfig) -> RunConfig:
+    """A copy of `cfg` whose PATH_KEYS are absolute, taken from the current directory when relative."""
+    cfg = copy.deepcopy(cfg)
+    for key in PATH_KEYS:
+        *sections, name = key.split(".")
+        node = functools.reduce(getattr, sections, cfg)
+        value = getattr(node, name)
+        if value is not None:
+            setattr(node, name, os.path.abspath(os.path.expanduser(value)))
+    return cfg
 
 
 def refuse_resume_changes(saved: RunConfig, wanted: RunConfig, run_dir: str | Path, fix: str | None = None) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pytest
 
-from elr_mri.config import ConfigError, RunConfig, load_config, refuse_resume_changes
+from elr_mri.config import (
+    PATH_KEYS, ConfigError, RunConfig, config_from_dict, load_config, refuse_resume_changes, with_absolute_paths,
+)
 
 # every YAML under configs/ is a run config, except the importers' column mappings (*_mapping.yaml)
 CONFIGS = sorted(p for p in (Path(__file__).parents[1] / "configs").rglob("*.yaml") if not p.stem.endswith("_mapping"))
@@ -47,6 +50,11 @@ def test_defaults_and_overrides(tmp_path: Path) -> None:
         ("data: {mri: {test_fraction: 1.0}}\n", r"data.mri.test_fraction = 1.0 must be in \[0, 1\)"),
         ("loss: {name: elr_plus, lam_start_steps: 500}\n", r"loss.lam_start_steps = 500 is an ELR setting .*elr_plus.coef_step"),
         ("optim: {name: adam, lr: 1e-4, nesterov: true}\n", r"optim.nesterov applies to SGD only"),
+        ("loss: {name: ce, lam_ramp_steps: 500}\n", r"loss.lam_ramp_steps = 500 is an ELR setting that loss.name = ce "
+                                                    r"does not read; drop it, or set loss.name: elr"),
+        ("data: {name: cifar10, mri: {manifest: adni.csv}}\n", r"data.mri.manifest is set but data.name = cifar10 "
+                                                               r"does not read data.mri"),
+        ("# nothing yet\n", r"the config is empty; start from one in configs/"),
     ],
 )
 def test_errors_name_the_key_and_the_file(tmp_path: Path, text: str, message: str) -> None:
@@ -97,3 +105,16 @@ def test_resume_may_change_how_a_run_runs_but_not_what_it_computes(tmp_path: Pat
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(p.parents[1])))
 def test_shipped_configs_validate(path: Path) -> None:
     load_config(path)
+
+
+def test_a_run_records_its_paths_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    cfg = config_from_dict({"data": {"name": "mri", "root": "/data/images", "mri": {"manifest": "cohort/adni.csv"}},
+                            "model": {"pretrained_checkpoint": "~/best.pt"}})
+    absolute = with_absolute_paths(cfg)
+    assert absolute.data.mri.manifest == str(tmp_path / "cohort" / "adni.csv")
+    assert absolute.model.pretrained_checkpoint == str(Path.home() / "best.pt")
+    assert absolute.data.root == "/data/images" and absolute.data.mri.splits is None
+    assert cfg.data.mri.manifest == "cohort/adni.csv"  # the given config is left as it was
+    for key in PATH_KEYS:  # each names a setting that exists
+        functools.reduce(getattr, key.split("."), cfg)

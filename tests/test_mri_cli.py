@@ -157,6 +157,21 @@ def test_a_truncated_scan_is_one_line_naming_it(trained: dict[str, Path], tmp_pa
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_a_holdout_on_another_voxel_grid_is_refused(trained: dict[str, Path], tmp_path: Path) -> None:
+    assert json.loads((trained["run"] / "data_shape.json").read_text())["volume_grid"] == {
+        "shape": [74, 74, 74], "voxel_size_mm": [2.0, 2.0, 2.0]}
+    manifest = pd.read_csv(trained["holdout"])
+    raw = tmp_path / "raw.nii.gz"  # a scan that never went through preprocess: 1 mm voxels
+    nib.save(nib.Nifti1Image(np.ones((74, 74, 74), np.float32), np.eye(4)), raw)
+    manifest.loc[0, "path"] = str(raw)
+    manifest.to_csv(tmp_path / "raw.csv", index=False)
+    result = _cli("evaluate", "--run", str(trained["run"]), "--manifest", str(tmp_path / "raw.csv"))
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr[-2000:]
+    assert f"e.g. {raw} is 74x74x74 voxels of 1x1x1 mm and the run trained on 74x74x74 voxels of 2x2x2 mm" in (
+        result.stderr)
+    assert not (trained["run"] / "eval-raw").exists()
+
+
 def test_a_worker_error_is_one_line_only_when_it_is_this_projects() -> None:
     worker_text = ("Caught RuntimeError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n"
                    '  File "x.py", line 1, in f\n{}\n\nThe above exception was the direct cause of the following '

@@ -14,6 +14,7 @@ from monai.transforms import GaussianSmooth
 from torch.utils.data import DataLoader
 
 from elr_mri.config import DataConfig, MRIDataConfig, NoiseConfig
+from elr_mri.data.grid import ScanReadError, VolumeGrid, read_grid
 from elr_mri.data.mri import (
     MRIScans,
     RandIsotropicGaussianSmoothd,
@@ -307,3 +308,45 @@ def test_a_configured_holdout_is_checked_before_training(tmp_path):
 def test_missing_manifest_setting_is_explained():
     with pytest.raises(ValueError, match="data.mri.manifest"):
         build_mri_data(DataConfig(name="mri"))
+
+
+# --- voxel grids ---------------------------------------------------------------------------------------
+
+def test_the_cohorts_grid_is_recorded_in_ras_order(tmp_path):
+    manifest = make_cohort(tmp_path, participants=6, scans=1)
+    assert build_mri_data(config(manifest)).volume_grid == VolumeGrid((32, 32, 32), (1.5, 1.5, 1.5))
+    stored_pli = np.array([[0, 0, 2.0, 0], [-1.0, 0, 0, 0], [0, -3.0, 0, 0], [0, 0, 0, 1]])  # axes P, I, R
+    path = write_volume(tmp_path / "pli.nii.gz", np.zeros((10, 20, 30)), stored_pli)
+    assert read_grid(str(path)) == VolumeGrid((30, 10, 20), (2.0, 1.0, 3.0))
+
+
+def test_a_scan_on_another_grid_is_refused_naming_it(tmp_path):
+    manifest = make_cohort(tmp_path, participants=6, scans=1)
+    odd = write_volume(tmp_path / "sub-03_ses-0.nii.gz", np.ones(SHAPE), np.diag([2.0, 2.0, 2.0, 1.0]))
+    with pytest.raises(ValueError, match=rf"1 of 6 scan\(s\) are on another voxel grid, e\.g\. {odd} is 32x32x32 "
+                                         r"voxels of 2x2x2 mm and the other scans are 32x32x32 voxels of 1.5x1.5x1.5"):
+        build_mri_data(config(manifest))
+
+
+def test_a_4d_scan_is_refused_and_a_series_of_one_volume_is_read(tmp_path):
+    manifest = make_cohort(tmp_path, participants=6, scans=1)
+    write_volume(tmp_path / "sub-02_ses-0.nii.gz", np.ones((*SHAPE, 1)))
+    assert build_mri_data(config(manifest)).volume_grid.shape == SHAPE
+    four_d = write_volume(tmp_path / "sub-02_ses-0.nii.gz", np.ones((*SHAPE, 3)))
+    with pytest.raises(ScanReadError, match=rf"{four_d}: holds a 4-D image of shape \(32, 32, 32, 3\), not one 3-D"):
+        build_mri_data(config(manifest))
+
+
+def test_a_holdout_off_the_training_grid_is_refused(tmp_path):
+    manifest = make_cohort(tmp_path, participants=3, scans=1)
+    trained_on = VolumeGrid((32, 32, 32), (1.5, 1.5, 1.5))
+    assert len(build_mri_eval_dataset(manifest, config(manifest), ["other"], grid=trained_on)[0]) == 3
+    with pytest.raises(ValueError, match=r"3 of 3 scan\(s\) are on another voxel grid.*the run trained on 32x32x40"):
+        build_mri_eval_dataset(manifest, config(manifest), ["other"], grid=VolumeGrid((32, 32, 40), (1.5,) * 3))
+
+
+def test_scans_smaller_than_the_crop_are_padded_with_a_warning(tmp_path, caplog):
+    manifest = make_cohort(tmp_path, participants=6, scans=1)
+    data = build_mri_data(config(manifest, crop_size=[16, 40, 16]))
+    assert data.train[0]["image"].shape == (1, 16, 40, 16)
+    assert "smaller than data.mri.crop_size [16, 40, 16] along axis 1 and are zero-padded" in caplog.text

@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import Dataset
 
 from elr_mri.config import DataConfig
+from elr_mri.data.grid import VolumeGrid
 from elr_mri.data.image_sources import ImageSource, ImageSplit, load_source
 from elr_mri.data.image_transforms import (
     CenterCrop,
@@ -55,6 +56,7 @@ class NoisyImageData:
     train_labels: np.ndarray  # noisy labels of `train`, aligned with "index"
     train_clean_labels: np.ndarray | None  # true labels aligned with "index" when known
     class_names: list[str]
+    volume_grid: VolumeGrid | None = None  # MRI: the scans' voxel grid, recorded with the run for evaluation
 
 
 class _LabelledImages(Dataset):

@@ -19,6 +19,7 @@ Public names: `MRIScans`, `ScanReadError`, `LoadScand`, `RandIsotropicGaussianSm
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -46,6 +47,7 @@ from torch.utils.data import Dataset, get_worker_info
 from elr_mri.config import DataConfig
 from elr_mri.data.adjudicated import load_adjudicated_labels
 from elr_mri.data.cohort import IMAGE_COLUMN, label_indices, load_manifest
+from elr_mri.data.grid import ScanReadError, VolumeGrid, common_grid, require_grid
 from elr_mri.data.images import NoisyImageData, stratified_subset
 from elr_mri.data.noise import apply_noise_config
 from elr_mri.data.splits import check_no_leakage, load_splits, split_balance, split_participants
@@ -63,12 +65,10 @@ __all__ = [
     "split_balance_table",
 ]
 
+log = logging.getLogger(__name__)
+
 LEFT_RIGHT_AXIS = 0  # in RAS orientation; the only axis along which a brain is (roughly) symmetric
 FLIP_PROBABILITY = 0.5
-
-
-class ScanReadError(ValueError):
-    """A scan in a manifest that exists but cannot be read as a volume (truncated, not NIfTI, ...)."""
 
 
 class LoadScand(MapTransform):
@@ -218,13 +218,15 @@ def build_mri_data(cfg: DataConfig, require_age: bool = False) -> NoisyImageData
         raise ValueError("data.mri.manifest must name the cohort's manifest CSV when data.name is mri")
     classes = list(mri.classes)
     frame = load_manifest(mri.manifest, classes, require_age=require_age)
+    grid = common_grid(frame[IMAGE_COLUMN], source=str(mri.manifest))
+    _note_padding(grid, mri.crop_size, str(mri.manifest))
     if mri.splits:
         split = load_splits(mri.splits, frame["participant_id"])
     else:
         split = split_participants(frame, mri.test_fraction, cfg.val_fraction, cfg.split_seed)
     frame["split"] = frame["participant_id"].map(split)
     if mri.holdout_manifest:  # checked before training, not after hours of it
-        load_holdout_manifest(mri.holdout_manifest, cfg, frame["participant_id"], require_age=require_age)
+        load_holdout_manifest(mri.holdout_manifest, cfg, frame["participant_id"], require_age, grid)
 
     given = label_indices(frame["diagnosis"], classes)
     noisy = given.copy()
@@ -261,19 +263,31 @@ def build_mri_data(cfg: DataConfig, require_age: bool = False) -> NoisyImageData
         train_labels=noisy[rows["train"]],
         train_clean_labels=None if clean is None else clean[rows["train"]],
         class_names=classes,
+        volume_grid=grid,
     )
 
 
+def _note_padding(grid: VolumeGrid, crop_size: Sequence[int], source: str) -> None:
+    """Say when the crop is larger than the scans: they are zero-padded, which is rarely what was meant."""
+    short = [axis for axis, (size, crop) in enumerate(zip(grid.shape, crop_size)) if size < crop]
+    if short:
+        log.warning("%s: the scans (%s) are smaller than data.mri.crop_size %s along axis %s and are zero-padded; "
+                    "set a crop within the scans or preprocess with a larger --shape", source, grid.describe(),
+                    list(crop_size), ", ".join(str(a) for a in short))
+
+
 def build_mri_eval_dataset(
-    manifest: str | Path, cfg: DataConfig, training_participants: Iterable[str], require_age: bool = False
+    manifest: str | Path, cfg: DataConfig, training_participants: Iterable[str], require_age: bool = False,
+    grid: VolumeGrid | None = None,
 ) -> tuple[MRIScans, list[str]]:
-    """A holdout cohort (e.g. NACC) for evaluation, refused if it shares participants with training.
+    """A holdout cohort (e.g. NACC) for evaluation, refused if it shares participants with training or,
+    given the run's `grid`, has scans on another voxel grid.
 
     Returns the dataset and the overlap notes to print in the report (non-empty only when
     `cfg.mri.allow_participant_overlap` let an overlap through).
     """
     mri = cfg.mri
-    frame, notes = load_holdout_manifest(manifest, cfg, training_participants, require_age)
+    frame, notes = load_holdout_manifest(manifest, cfg, training_participants, require_age, grid)
     transform = mri_transforms(mri.crop_size, train=False)
     dataset = MRIScans(frame.assign(split="holdout"), label_indices(frame["diagnosis"], mri.classes), transform,
                        mri.cache, mri.cache_dir, cfg.num_workers, cache_tag=_cache_tag(mri.crop_size, train=False))
@@ -281,11 +295,14 @@ def build_mri_eval_dataset(
 
 
 def load_holdout_manifest(
-    manifest: str | Path, cfg: DataConfig, training_participants: Iterable[str], require_age: bool = False
+    manifest: str | Path, cfg: DataConfig, training_participants: Iterable[str], require_age: bool = False,
+    grid: VolumeGrid | None = None,
 ) -> tuple[pd.DataFrame, list[str]]:
     """The holdout's validated rows and overlap notes; refuses participants seen in training
-    unless `cfg.mri.allow_participant_overlap`."""
+    unless `cfg.mri.allow_participant_overlap`, and scans off the training `grid` when one is given."""
     frame = load_manifest(manifest, cfg.mri.classes, require_age=require_age)
+    if grid is not None:
+        require_grid(frame[IMAGE_COLUMN], grid, source=str(manifest))
     notes = check_no_leakage(
         {"training": training_participants, "holdout": frame["participant_id"]},
         allow=cfg.mri.allow_participant_overlap,

@@ -21,7 +21,9 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from elr_mri.config import ConfigError, RunConfig, config_to_dict, load_config, refuse_resume_changes
+from elr_mri.config import (
+    ConfigError, RunConfig, config_to_dict, load_config, refuse_resume_changes, with_absolute_paths,
+)
 from elr_mri.data import build_data
 from elr_mri.distributed import barrier, gather_rows, init_distributed, leave_distributed
 from elr_mri.data.images import NoisyImageData
@@ -60,8 +62,9 @@ def selection_rule(cfg: RunConfig) -> str:
 def train(cfg: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]:
     """Train as `cfg` says into `out_dir`; with `resume`, continue from `out_dir/checkpoints/last.pt`."""
     out_dir = Path(out_dir)
+    cfg = with_absolute_paths(cfg)
     if resume and (out_dir / "config.yaml").exists():  # before loading data: a refused resume fails at once
-        refuse_resume_changes(load_config(out_dir / "config.yaml"), cfg, out_dir)
+        refuse_resume_changes(with_absolute_paths(load_config(out_dir / "config.yaml")), cfg, out_dir)
     state = RunState()  # its clock starts here: data loading counts in the run's wall time
     _seed_everything(cfg.seed)
     limit_cpu_threads(cfg.train.threads)
@@ -207,6 +210,8 @@ def _start_run_dir(out_dir: Path, cfg: RunConfig, data: NoisyImageData) -> None:
     _write_config(out_dir, cfg)
     shape = {"input_shape": list(data.input_shape), "num_classes": data.num_classes,
              "train_examples": len(data.train), "class_names": list(data.class_names)}
+    if data.volume_grid is not None:  # evaluation refuses holdout scans on another grid
+        shape["volume_grid"] = data.volume_grid.as_dict()
     atomic_write_text(json.dumps(shape, indent=2) + "\n", out_dir / "data_shape.json")
     if cfg.data.name == "mri":  # evaluation refuses holdout participants seen in any of these splits
         from elr_mri.data.mri import participants_by_split, split_balance_table
@@ -238,6 +243,8 @@ def _require_same_data_shape(out_dir: Path, data: NoisyImageData) -> None:
         return
     before = json.loads(path.read_text())
     now = {"input_shape": list(data.input_shape), "num_classes": data.num_classes, "train_examples": len(data.train)}
+    if data.volume_grid is not None and "volume_grid" in before:  # scans preprocessed again at another resolution
+        now["volume_grid"] = data.volume_grid.as_dict()
     changed = [key for key, value in now.items() if before.get(key) != value]
     if changed:
         key = changed[0]

@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from elr_mri.config import RunConfig, load_config
+from elr_mri.data.grid import VolumeGrid
 from elr_mri.data.splits import run_participants
 from elr_mri.engine.checkpoint import atomic_write_text, load_checkpoint
 from elr_mri.engine.execution import ExecutionPlan
@@ -28,7 +29,7 @@ from elr_mri.engine.methods import Method, build_method
 from elr_mri.engine.runner import SELECTION_RULES, resolve_device, selection_rule, uses_age
 from elr_mri.evaluation.metrics import MetricsReport, evaluate_predictions
 
-__all__ = ["load_run", "evaluate_run", "evaluation_set", "predict", "write_evaluation"]
+__all__ = ["load_run", "evaluate_run", "evaluation_set", "predict", "run_grid", "write_evaluation"]
 
 
 def load_run(run_dir: Path, checkpoint: str = "best") -> tuple[RunConfig, dict[str, Any], Method]:
@@ -90,18 +91,34 @@ def evaluation_set(run_dir: Path, cfg: RunConfig, manifest: Path | None) -> tupl
     if manifest is None:
         from elr_mri.data import build_data
 
-        test = build_data(data, require_age=uses_age(cfg)).test
-        if test is None:
+        built = build_data(data, require_age=uses_age(cfg))
+        if built.test is None:
             raise ValueError(f"{run_dir}: the run has no test split; pass --manifest HOLDOUT.csv")
         if cfg.data.name == "mri":
-            _require_run_test_split(run_dir, cfg.data.mri.manifest, test.frame["participant_id"])
-        return test, "test", []
+            _require_run_test_split(run_dir, cfg.data.mri.manifest, built.test.frame["participant_id"])
+            _require_run_grid(run_dir, cfg.data.mri.manifest, built.volume_grid)
+        return built.test, "test", []
     if cfg.data.name != "mri":
         raise ValueError(f"--manifest evaluates MRI runs; {run_dir} trained on {cfg.data.name}")
     from elr_mri.data.mri import build_mri_eval_dataset
 
-    dataset, notes = build_mri_eval_dataset(manifest, data, run_participants(run_dir), require_age=uses_age(cfg))
+    dataset, notes = build_mri_eval_dataset(manifest, data, run_participants(run_dir), require_age=uses_age(cfg),
+                                            grid=run_grid(run_dir))
     return dataset, Path(manifest).stem, notes
+
+
+def run_grid(run_dir: Path) -> VolumeGrid | None:
+    """The voxel grid an MRI run trained on (None for image runs and runs from before it was recorded)."""
+    recorded = json.loads((Path(run_dir) / "data_shape.json").read_text()).get("volume_grid")
+    return None if recorded is None else VolumeGrid.from_dict(recorded)
+
+
+def _require_run_grid(run_dir: Path, manifest: str, grid: VolumeGrid | None) -> None:
+    """The manifest's scans were preprocessed again on another grid since training: the run cannot read them."""
+    trained = run_grid(run_dir)
+    if trained is not None and grid is not None and not grid.matches(trained):
+        raise ValueError(f"{run_dir}: the scans of {manifest} are now {grid.describe()}, the run trained on "
+                         f"{trained.describe()}; restore the scans the run trained on, or train a new run on these")
 
 
 def _require_run_test_split(run_dir: Path, manifest: str, scored: pd.Series) -> None:

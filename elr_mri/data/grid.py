@@ -1,0 +1,95 @@
+"""The voxel grid of a cohort's scans (shape and voxel size in RAS order), read from NIfTI headers only.
+
+The network learns positions on one grid: scans registered to the template at one resolution. A scan
+on another grid (raw, not preprocessed, or preprocessed at another --resolution or --shape) still goes
+through the pad-and-crop transforms without complaint and is scored as nonsense, so a cohort's scans
+must share a grid, and a holdout cohort must be on the grid the run trained on.
+
+Public names: `VolumeGrid`, `ScanReadError`, `read_grid`, `common_grid`, `require_grid`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import nibabel as nib
+import numpy as np
+
+__all__ = ["VolumeGrid", "ScanReadError", "read_grid", "common_grid", "require_grid"]
+
+VOXEL_SIZE_TOLERANCE_MM = 1e-3  # resampling writes exact spacings; header rounding stays far below this
+
+
+class ScanReadError(ValueError):
+    """A scan in a manifest that exists but cannot be read as a volume (truncated, not NIfTI, ...)."""
+
+
+@dataclass(frozen=True)
+class VolumeGrid:
+    """Shape (voxels) and voxel size (mm) of a volume once reoriented to RAS, as the transforms see it."""
+
+    shape: tuple[int, ...]
+    voxel_size_mm: tuple[float, ...]
+
+    def matches(self, other: VolumeGrid) -> bool:
+        return self.shape == other.shape and bool(
+            np.allclose(self.voxel_size_mm, other.voxel_size_mm, rtol=0, atol=VOXEL_SIZE_TOLERANCE_MM))
+
+    def describe(self) -> str:
+        size = "x".join(f"{v:g}" for v in self.voxel_size_mm)
+        return f"{'x'.join(str(s) for s in self.shape)} voxels of {size} mm"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"shape": list(self.shape), "voxel_size_mm": [round(v, 6) for v in self.voxel_size_mm]}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> VolumeGrid:
+        return cls(tuple(int(s) for s in raw["shape"]), tuple(float(v) for v in raw["voxel_size_mm"]))
+
+
+def read_grid(path: str) -> VolumeGrid:
+    """The RAS grid of the scan at `path`, from its header; a scan that is not one 3-D volume is refused."""
+    try:
+        image = nib.load(path)
+        shape, zooms, affine = image.shape, image.header.get_zooms(), image.affine
+    except Exception as err:  # noqa: BLE001 - any header failure is the same problem for the user
+        reason = (str(err).strip().splitlines() or [""])[0]
+        raise ScanReadError(f"{path}: cannot be read as a volume ({type(err).__name__}: {reason}); preprocess "
+                            "the scan again or remove its row from the manifest") from err
+    if len(shape) == 4 and shape[3] == 1:  # a single volume stored as a 4-D series of one
+        shape, zooms = shape[:3], zooms[:3]
+    if len(shape) != 3:
+        raise ScanReadError(f"{path}: holds a {len(shape)}-D image of shape {tuple(shape)}, not one 3-D T1 volume; "
+                            "split out the T1 volume (e.g. fslroi / nibabel) or remove its row from the manifest")
+    axes = nib.io_orientation(affine)[:, 0].astype(int)  # input axis i becomes RAS axis axes[i]
+    ras_shape, ras_size = [0, 0, 0], [0.0, 0.0, 0.0]
+    for axis, target in enumerate(axes):
+        ras_shape[target], ras_size[target] = int(shape[axis]), float(zooms[axis])
+    return VolumeGrid(tuple(ras_shape), tuple(ras_size))
+
+
+def common_grid(paths: Iterable[str], source: str) -> VolumeGrid:
+    """The grid every scan in `paths` shares; refuses a cohort whose scans do not share one."""
+    grids = {path: read_grid(path) for path in paths}
+    if not grids:
+        raise ValueError(f"{source}: no scans to read")
+    usual, _ = Counter(grids.values()).most_common(1)[0]
+    _refuse_other_grids(grids, usual, source, f"the other scans are {usual.describe()}")
+    return usual
+
+
+def require_grid(paths: Iterable[str], grid: VolumeGrid, source: str) -> None:
+    """Refuse scans in `paths` that are not on `grid`, the grid a run trained on."""
+    grids = {path: read_grid(path) for path in paths}
+    _refuse_other_grids(grids, grid, source, f"the run trained on {grid.describe()}")
+
+
+def _refuse_other_grids(grids: dict[str, VolumeGrid], usual: VolumeGrid, source: str, expected: str) -> None:
+    odd = [path for path, grid in grids.items() if not grid.matches(usual)]
+    if odd:
+        raise ValueError(
+            f"{source}: {len(odd)} of {len(grids)} scan(s) are on another voxel grid, e.g. {odd[0]} is "
+            f"{grids[odd[0]].describe()} and {expected}; run them through `preprocess` with the same "
+            "--resolution and --shape (a network cannot read scans on another grid), or remove their rows")
