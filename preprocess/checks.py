@@ -11,7 +11,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-__all__ = ["ScanError", "load_scan"]
+__all__ = ["ScanError", "load_scan", "load_option_file"]
 
 # Voxel sizes outside this range (mm) are almost always a header in the wrong units.
 _MIN_VOXEL_MM, _MAX_VOXEL_MM = 0.1, 10.0
@@ -23,6 +23,7 @@ class ScanError(ValueError):
 
     def __init__(self, path: str | Path, what: str, fix: str):
         super().__init__(f"{path}: {what}; {fix}")
+        self.path, self.what = path, what
 
 
 def load_scan(path: str | Path) -> nib.Nifti1Image:
@@ -70,3 +71,14 @@ def load_scan(path: str | Path) -> nib.Nifti1Image:
         raise ScanError(path, f"has voxel size {np.round(voxel, 3).tolist()} mm",
                         f"expected {_MIN_VOXEL_MM}-{_MAX_VOXEL_MM} mm; fix the header's units/zooms")
     return nib.as_closest_canonical(nib.Nifti1Image(data, affine))
+
+
+def load_option_file(path: str | Path, option: str, fix: str) -> nib.Nifti1Image:
+    """`load_scan` for a volume named by a command-line option, checked once before any work: the error
+    names the option and says what to pass instead (load_scan's hints are about a table's `path` column)."""
+    if not str(path).strip():
+        raise ScanError(option, "is empty", fix)
+    try:
+        return load_scan(path)
+    except ScanError as err:
+        raise ScanError(f"{option} {err.path}", err.what, fix) from None

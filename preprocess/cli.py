@@ -12,6 +12,7 @@ from . import steps
 from .batch import merge_shards, run_batch
 from .inputs import InputError, parse_shard, read_inputs, select_shard
 from .pipeline import Params
+from .template import check_template_files
 from .user_errors import USER_ERRORS, report_user_error
 
 __all__ = ["main", "merge_main", "build_parser"]
@@ -59,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
                         shape=tuple(args.shape) if args.shape else None, transform=args.transform,
                         profile=args.profile, normalise=args.normalise, brain_mask=args.brain_mask,
                         dtype=args.dtype, deterministic=args.deterministic)
+        check_template_files(params.template, params.template_mask)
         table = read_inputs(args.input)
         shard = parse_shard(args.shard) if args.shard else None
         if shard:

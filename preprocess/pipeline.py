@@ -15,7 +15,8 @@ from pathlib import Path
 
 from . import qc, steps
 from .checks import load_scan
-from .sidecar import atomic_path, file_sha256, is_done, output_hashes, read_sidecar, write_json
+from .sidecar import (atomic_path, file_sha256, is_done, output_hashes, read_sidecar, remove_stale_temps,
+                      write_json)
 from .template import load_template
 
 __all__ = ["Params", "ScanOutputs", "process_scan", "software_versions"]
@@ -43,6 +44,9 @@ class Params:
                 raise ValueError(f"{name}={getattr(self, name)!r} unknown; choose one of {sorted(allowed)}")
         if not 0.25 <= self.resolution <= 4:
             raise ValueError(f"resolution={self.resolution} mm out of range; use 0.25-4 mm (e.g. 1 or 1.5)")
+        if self.shape is not None and (len(self.shape) != 3 or min(self.shape) < 1):
+            raise ValueError(f"shape={self.shape}: need 3 voxel counts of at least 1 (--shape X Y Z), "
+                             "e.g. 121 145 121")
 
     def as_dict(self) -> dict:
         """JSON-ready form (tuples become lists so a reread sidecar compares equal)."""
@@ -114,8 +118,7 @@ def process_scan(path: str | Path, outputs: ScanOutputs, params: Params) -> dict
     template = load_template(*params.template_key())
     moving = steps.n4(steps.to_ants(scan), params.profile)
     fixed = template.coarse if steps.PROFILES[params.profile]["fixed"] == "coarse" else template.full
-    for stale in outputs.image.parent.glob(".tmp*"):  # left by a killed run; never looks finished
-        stale.unlink(missing_ok=True)
+    remove_stale_temps(outputs.image.parent)
     workdir = tempfile.mkdtemp(prefix="elr-preproc-")
     try:
         transforms = steps.register(fixed, moving, params.transform, params.deterministic,

@@ -13,7 +13,8 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["file_sha256", "atomic_path", "write_json", "read_sidecar", "output_hashes", "is_done"]
+__all__ = ["file_sha256", "atomic_path", "remove_stale_temps", "write_json", "read_sidecar", "output_hashes",
+           "is_done"]
 
 
 def file_sha256(path: str | Path) -> str:
@@ -37,6 +38,12 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
         os.replace(temp, final)
     finally:
         temp.unlink(missing_ok=True)
+
+
+def remove_stale_temps(folder: str | Path) -> None:
+    """Delete what `atomic_path` left in `folder` when a run was killed: it never looks finished, but takes space."""
+    for stale in Path(folder).glob(".tmp*"):
+        stale.unlink(missing_ok=True)
 
 
 def write_json(path: str | Path, payload: dict) -> None:

@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .checks import load_scan
+from .checks import load_option_file, load_scan
 from .sidecar import file_sha256
 from .steps import to_ants
 
 if TYPE_CHECKING:  # annotations only: ANTs is imported lazily at run time
     import ants
 
-__all__ = ["DEFAULT_SHAPES", "Template", "load_template"]
+__all__ = ["DEFAULT_SHAPES", "Template", "check_template_files", "load_template"]
 
 # Published input grids: Clinica t1-linear's 1 mm crop, and the ML4H paper's 1.5 mm input.
 DEFAULT_SHAPES: dict[float, tuple[int, int, int]] = {1.0: (169, 208, 179), 1.5: (121, 145, 121)}
@@ -38,6 +38,19 @@ class Template:
     coarse: ants.ANTsImage  # the template resampled to REGISTRATION_MM, the fast profile's fixed image
     grid: ants.ANTsImage  # the template resampled onto the output grid (QC reference)
     mask: ants.ANTsImage  # binary brain mask on the output grid
+
+
+def check_template_files(path: str | None, mask_path: str | None) -> None:
+    """Read --template and --template-mask once, before any scan: every worker loads them, so a bad one
+    would otherwise fail each scan of the batch with the same error."""
+    if mask_path is not None and path is None:
+        raise ValueError(f"--template-mask {mask_path}: needs --template (the default MNI152 template brings its "
+                         "own brain mask); add --template or leave --template-mask out")
+    if path is not None:
+        load_option_file(path, "--template", "pass a 3D T1 template NIfTI, or leave --template out for MNI152")
+    if mask_path is not None:
+        load_option_file(mask_path, "--template-mask",
+                         "pass the template's 3D brain mask NIfTI, or leave it out for an Otsu mask of --template")
 
 
 @functools.lru_cache(maxsize=4)

@@ -1,10 +1,15 @@
-"""The simulated cohort: same seed same bytes, honest tables, label noise only between neighbouring
-stages, a head pose that is a real motion in world space, atrophy that measures as asked, and a
-class signal a simple classifier finds in the written scans."""
+"""The simulated cohort: same seed same bytes, an interrupted run that resumes to the same bytes, honest
+tables, label noise only between neighbouring stages, a head pose that is a real motion in world space,
+atrophy that measures as asked, and a class signal a simple classifier finds in the written scans."""
 
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import nibabel as nib
@@ -16,7 +21,7 @@ from sklearn.metrics import roc_auc_score
 from elr_mri.simulate import main
 from elr_mri.simulate.acquisition import MAX_ROTATION_DEG, MAX_TRANSLATION_MM, SITES, Pose
 from elr_mri.simulate.anatomy import load_anatomy
-from elr_mri.simulate.cli import MANIFEST_COLUMNS
+from elr_mri.simulate.cli import MANIFEST_COLUMNS, PROGRESS
 from elr_mri.simulate.cohort import class_counts, plan_cohort, raise_label_noise
 from elr_mri.simulate.disease import (CHANGE_BOUNDS, REFERENCE_AGE, REGIONS, atrophy_displacement, region_mask,
                                      volume_ratios)
@@ -26,6 +31,7 @@ from elr_mri.simulate.render import sample_subject, subject_shape
 RESOLUTION = 3.0
 SEED = 7
 TRAIN, HOLDOUT = 36, 4
+RESUMABLE = ["--subjects", "4", "--holdout-subjects", "1", "--label-noise", "0.3", "--resolution", "4"]
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +60,52 @@ def test_same_seed_gives_identical_files_for_any_jobs_and_another_seed_differs(t
     scans = [name for name in a if name.endswith(".nii.gz")]
     assert all(a[name] != c.get(name) for name in scans)
     assert a["truth.csv"] != c["truth.csv"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """File hashes of a small cohort (seed 5) simulated in one go."""
+    out = tmp_path_factory.mktemp("uninterrupted") / "cohort"
+    assert main(["--out", str(out), "--seed", "5", *RESUMABLE]) == 0
+    return file_hashes(out)
+
+
+def interrupt_run(out: Path, seed: int, how: signal.Signals) -> tuple[list[Path], int, str]:
+    """Run simulate-cohort in a subprocess and send it `how` once 2 of its 5 scans are finished; return the
+    finished scans, its exit status and its stderr."""
+    command = [sys.executable, "-m", "elr_mri.simulate", "--out", str(out), "--seed", str(seed), *RESUMABLE]
+    run = subprocess.Popen(command, start_new_session=True, stderr=subprocess.PIPE, text=True,
+                           cwd=Path(__file__).resolve().parents[1])
+    deadline = time.monotonic() + 120
+    while len(list((out / PROGRESS).glob("sub-*.json"))) < 2 and time.monotonic() < deadline and run.poll() is None:
+        time.sleep(0.05)
+    os.killpg(run.pid, how)
+    _, err = run.communicate(timeout=60)
+    finished = [next(out.rglob(f"{record.stem}_*_T1w.nii.gz")) for record in (out / PROGRESS).glob("sub-*.json")]
+    assert 2 <= len(finished) < 5 and not (out / "manifest.csv").exists(), "the run was not interrupted mid-cohort"
+    return finished, run.returncode, err
+
+
+def test_killed_run_resumes_to_the_same_bytes_keeping_its_finished_scans(tmp_path: Path,
+                                                                          uninterrupted: dict[str, str]) -> None:
+    out = tmp_path / "cohort"
+    finished, _, _ = interrupt_run(out, 5, signal.SIGKILL)
+    *kept, damaged = finished
+    written = {scan: scan.stat().st_mtime_ns for scan in kept}
+    damaged.write_bytes(damaged.read_bytes()[:1000])  # e.g. cut short by a full disk: must be rendered again
+    assert main(["--out", str(out), "--seed", "5", *RESUMABLE]) == 0
+    assert file_hashes(out) == uninterrupted  # no temporary files or progress records left either
+    assert {scan: scan.stat().st_mtime_ns for scan in kept} == written
+
+
+def test_rerun_with_other_settings_keeps_nothing_and_ctrl_c_says_how_to_go_on(tmp_path: Path,
+                                                                              uninterrupted: dict[str, str]) -> None:
+    out = tmp_path / "cohort"
+    _, code, err = interrupt_run(out, 6, signal.SIGINT)
+    assert code == 130 and "interrupted; run the same command again: finished scans are kept" in err
+    assert "Traceback" not in err
+    assert main(["--out", str(out), "--seed", "5", *RESUMABLE]) == 0
+    assert file_hashes(out) == uninterrupted
 
 
 def test_refuses_to_overwrite_a_cohort_without_the_flag(cohort: Path, capsys: pytest.CaptureFixture) -> None:
@@ -130,6 +182,7 @@ def test_atrophy_scale_scales_only_the_disease_and_keeps_every_other_draw() -> N
 
 @pytest.mark.parametrize(("flags", "message"), [(["--subjects", "3", "--atrophy-scale", "0"], "atrophy scale must be within (0, 2]"),
                                               (["--subjects", "0"], "--subjects 0: a cohort needs at least 1"),
+                                              (["--holdout-subjects", "-1"], "--holdout-subjects -1: give 0 or more"),
                                               (["--subjects", "3", "--jobs", "0"], "--jobs 0: need at least 1 worker")])
 def test_out_of_range_flags_are_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture, flags: list[str],
                                                message: str) -> None:

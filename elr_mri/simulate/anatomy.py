@@ -17,6 +17,7 @@ import numpy as np
 from scipy import ndimage
 
 from elr_mri.simulate.fields import dct_field, grid_points, sample
+from preprocess.checks import load_option_file
 
 __all__ = ["Anatomy", "ANATOMIES", "load_anatomy", "natural_displacement", "DEFORMATION_SPACING_MM"]
 
@@ -104,9 +105,8 @@ def _load_image(name: str, resolution_mm: float) -> nib.Nifti1Image:
         from nilearn.datasets import load_mni152_template
 
         return load_mni152_template(resolution=2 if resolution_mm >= 2 else 1)
-    path = COLIN27 if name == "colin27" else Path(name)
-    if not path.exists():
-        hint = ("; Colin27 does not ship with the repository: pass the path of colin27_ch2_t1.nii.gz to --anatomy, "
-                "or use --anatomy mni152") if name == "colin27" else ""
-        raise FileNotFoundError(f"anatomy {name!r}: no file at {path}{hint}")
-    return nib.as_closest_canonical(nib.load(path))
+    if name == "colin27" and not COLIN27.exists():
+        raise FileNotFoundError(f"anatomy 'colin27': no file at {COLIN27}; Colin27 does not ship with the repository: "
+                                "pass the path of colin27_ch2_t1.nii.gz to --anatomy, or use --anatomy mni152")
+    return load_option_file(COLIN27 if name == "colin27" else name, "--anatomy",
+                            "pass a 3D T1 NIfTI in MNI space, or --anatomy mni152 (the template nilearn ships)")

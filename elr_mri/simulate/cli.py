@@ -5,14 +5,17 @@ space, int16), `manifest.csv` (what a user of real data has: the NOISY diagnosis
 --out) and the same rows split by site, `manifest_adni_sim.csv` (training) and `manifest_nacc_sim.csv`
 (holdout), `truth.csv` (true diagnosis and every simulated parameter; for scoring only) and
 `simulation.json` (the settings, regions and site profiles). Same seed, same bytes, for any --jobs.
+An interrupted run resumes: rerun it and the scans it finished with the same settings are kept.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import multiprocessing
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -28,12 +31,15 @@ from elr_mri.simulate.anatomy import ANATOMIES, load_anatomy
 from elr_mri.simulate.cohort import CLASS_FRACTIONS, SubjectSpec, plan_cohort
 from elr_mri.simulate.disease import REGIONS
 from elr_mri.simulate.render import render_scan
+from preprocess.sidecar import atomic_path, file_sha256, read_sidecar, remove_stale_temps, write_json
 from preprocess.user_errors import USER_ERRORS, report_user_error
 from preprocess.workers import die_with_parent
 
 __all__ = ["main", "simulate_cohort", "MANIFEST_COLUMNS"]
 
 MANIFEST_COLUMNS = ["participant_id", "session_id", "path", "diagnosis", "age", "sex", "cohort"]
+# Below --out while a run is unfinished: one record a finished scan, what a rerun needs to keep it.
+PROGRESS = ".simulate-progress"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
                         args.resolution, args.anatomy, args.jobs, args.overwrite, args.atrophy_scale)
     except USER_ERRORS as err:
         return report_user_error("elr-mri simulate-cohort", err)
+    except KeyboardInterrupt:
+        print("elr-mri simulate-cohort: interrupted; run the same command again: finished scans are kept",
+              file=sys.stderr)
+        return 130
     return 0
 
 
@@ -56,6 +66,8 @@ def simulate_cohort(out: Path, subjects: int, holdout_subjects: int | None = Non
         raise ValueError(f"--resolution must be within [0.5, 4] mm, got {resolution_mm}")
     if subjects < 1:
         raise ValueError(f"--subjects {subjects}: a cohort needs at least 1 training-site subject")
+    if holdout < 0:
+        raise ValueError(f"--holdout-subjects {holdout}: give 0 or more holdout-site subjects")
     if jobs < 1:
         raise ValueError(f"--jobs {jobs}: need at least 1 worker")
     out = Path(out)
@@ -63,8 +75,10 @@ def simulate_cohort(out: Path, subjects: int, holdout_subjects: int | None = Non
         raise FileExistsError(f"{out} already holds a cohort (manifest.csv); pass --overwrite to replace it")
     specs = plan_cohort(subjects, holdout, label_noise, seed, atrophy_scale)
     load_anatomy(anatomy, resolution_mm)  # fail early, and let forked workers share the cache
+    description = _description(specs, label_noise, seed, resolution_mm, anatomy, atrophy_scale)
+    settings = hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()
     out.mkdir(parents=True, exist_ok=True)
-    tasks = [((out, anatomy, seed, resolution_mm), spec) for spec in specs]
+    tasks = [((out, anatomy, seed, resolution_mm, settings), spec) for spec in specs]
     progress = {"total": len(tasks), "desc": "simulate-cohort", "unit": "scan"}
     if jobs <= 1:
         measured = [_write_scan(task) for task in tqdm(tasks, **progress)]
@@ -73,24 +87,41 @@ def simulate_cohort(out: Path, subjects: int, holdout_subjects: int | None = Non
             measured = list(tqdm(pool.imap(_write_scan, tasks), **progress))
     truth = pd.DataFrame([_truth_row(spec, extra) for spec, extra in zip(specs, measured)])
     truth.to_csv(out / "truth.csv", index=False)
-    description = _description(specs, label_noise, seed, resolution_mm, anatomy, atrophy_scale)
     (out / "simulation.json").write_text(json.dumps(description, indent=2) + "\n")
     manifest = truth[MANIFEST_COLUMNS]
     for site, rows in manifest.groupby("cohort", sort=False):  # each site preprocessed into its own folder
         rows.to_csv(out / f"manifest_{site}.csv", index=False)
-    manifest.to_csv(out / "manifest.csv", index=False)  # last: its presence means complete
+    with atomic_path(out / "manifest.csv") as temp:  # last: its presence means complete
+        manifest.to_csv(temp, index=False)
+    shutil.rmtree(out / PROGRESS, ignore_errors=True)
     return truth
 
 
-def _write_scan(task: tuple[tuple[Path, str, int, float], SubjectSpec]) -> dict[str, float]:
-    """Render and save one scan; returns what was measured on it (runs in a worker)."""
-    (out, anatomy, seed, resolution_mm), spec = task
+def _write_scan(task: tuple[tuple[Path, str, int, float, str], SubjectSpec]) -> dict[str, float]:
+    """Render and save one scan, unless an interrupted run with the same `settings` (a hash of
+    simulation.json) finished it; returns what was measured on it (runs in a worker)."""
+    (out, anatomy, seed, resolution_mm, settings), spec = task
+    path, record = out / spec.relative_path, out / PROGRESS / f"{spec.participant_id}.json"
+    kept = _finished_scan(path, record, settings)
+    if kept is not None:
+        return kept
     with threadpool_limits(1):  # tiny matrix products: threads only contend with the other workers
         image, measured = render_scan(spec, load_anatomy(anatomy, resolution_mm), seed, resolution_mm)
-    path = out / spec.relative_path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nib.save(image, path)
+    remove_stale_temps(path.parent)
+    with atomic_path(path) as temp:
+        nib.save(image, temp)
+    # (name, value) pairs: write_json sorts keys, and truth.csv keeps the order render_scan gave
+    write_json(record, {"settings": settings, "scan_sha256": file_sha256(path), "measured": list(measured.items())})
     return measured
+
+
+def _finished_scan(path: Path, record: Path, settings: str) -> dict[str, float] | None:
+    """What was measured on a scan an earlier run wrote with the same settings, if the scan is still the
+    file it wrote (not cut short or replaced since); None when it must be rendered."""
+    meta = read_sidecar(record)
+    if meta is None or meta.get("settings") != settings or not path.is_file():
+        return None
+    return dict(meta["measured"]) if file_sha256(path) == meta.get("scan_sha256") else None
 
 
 def _truth_row(spec: SubjectSpec, measured: dict[str, float]) -> dict:

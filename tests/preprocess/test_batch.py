@@ -163,6 +163,27 @@ def test_bad_input_table_is_one_line_exit_2(tmp_path, capsys):
         read_inputs(tmp_path / "scans.csv")
 
 
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--template", "{d}/missing.nii.gz"], "--template {d}/missing.nii.gz: file not found; pass a 3D T1 template"),
+    (["--template", "{d}/flat.nii.gz"], "--template {d}/flat.nii.gz: has shape (40, 40), expected a 3D volume"),
+    (["--template", "{d}/head.nii.gz", "--template-mask", "{d}/scans.csv"],
+     "--template-mask {d}/scans.csv: cannot be read as NIfTI"),
+    (["--template-mask", "{d}/head.nii.gz"], "needs --template"),
+    (["--shape", "10", "-5", "10"], "shape=(10, -5, 10): need 3 voxel counts of at least 1"),
+    (["--shape", "10", "0", "10"], "shape=(10, 0, 10): need 3 voxel counts of at least 1")])
+def test_bad_run_wide_option_is_one_line_before_any_scan(tmp_path, capsys, flags, message):
+    """Checked once, not met again by every scan of the batch: no output folder, no failures.csv."""
+    _nifti(np.random.default_rng(0).random((40, 40, 40)), tmp_path / "head.nii.gz")
+    _nifti(np.ones((40, 40)), tmp_path / "flat.nii.gz")
+    csv = _csv(tmp_path, {"sub-01": tmp_path / "head.nii.gz", "sub-02": tmp_path / "head.nii.gz"})
+    flags = [flag.format(d=tmp_path) for flag in flags]
+    assert main(["--input", str(csv), "--output", str(tmp_path / "out"), *flags, *FAST]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("elr-mri preprocess: error: ") and "\n" not in err
+    assert message.format(d=tmp_path) in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_bids_tree_is_read_with_participants_columns(tmp_path):
     for sub, ses in (("sub-02", "ses-M00"), ("sub-01", "ses-M12"), ("sub-01", "ses-M00")):
         anat = tmp_path / sub / ses / "anat"

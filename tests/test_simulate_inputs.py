@@ -1,0 +1,40 @@
+"""simulate-cohort refuses an unusable --anatomy file with one line naming it, before writing anything."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from elr_mri.simulate import main
+
+
+def _nifti(shape: tuple[int, ...]) -> Callable[[Path], None]:
+    def write(path: Path) -> None:
+        data = np.random.default_rng(0).random(shape).astype(np.float32)
+        nib.Nifti1Image(data, np.diag([2.0, 2.0, 2.0, 1.0])).to_filename(path)
+    return write
+
+
+BAD_ANATOMIES = {  # file name -> (writer, what the error must say about it; None: nothing written)
+    "missing.nii.gz": (None, "file not found"),
+    "text.nii.gz": (lambda p: p.write_text("not an image"), "cannot be read as NIfTI"),
+    "slice.nii.gz": (_nifti((40, 40)), "has shape (40, 40), expected a 3D volume"),
+    "series.nii.gz": (_nifti((40, 40, 40, 3)), "has shape (40, 40, 40, 3), expected a 3D volume"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_ANATOMIES))
+def test_bad_anatomy_file_is_one_line_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture, name: str) -> None:
+    write, what = BAD_ANATOMIES[name]
+    if write:
+        write(tmp_path / name)
+    out = tmp_path / "cohort"
+    assert main(["--out", str(out), "--subjects", "1", "--holdout-subjects", "0", "--anatomy",
+                 str(tmp_path / name)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("elr-mri simulate-cohort: error: ") and "\n" not in err
+    assert f"--anatomy {tmp_path / name}: {what}" in err and "or --anatomy mni152" in err
+    assert not out.exists()
