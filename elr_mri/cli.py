@@ -7,6 +7,7 @@ never loads torch and `elr-mri --help` is instant.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
@@ -155,6 +156,10 @@ def _evaluate_and_print(run_dir: Path, manifest: Path | None, checkpoint: str = 
 
     reports = evaluate_run(run_dir, manifest, checkpoint, n_boot)
     eval_dir = evaluation_dir(run_dir, manifest, checkpoint)
+    about = json.loads((eval_dir / "summary.json").read_text())
+    if not about["run_finished"]:
+        print(f"note: {run_dir} has not finished training (no summary.json); scored its {checkpoint} checkpoint "
+              f"so far, from epoch {about['checkpoint_epoch']}", file=sys.stderr)
     print(f"results: {eval_dir}")
     for level, report in reports.items():
         print(f"  {level} level ({report.n_examples} examples, {report.n_participants} participants):")

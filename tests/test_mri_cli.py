@@ -157,6 +157,19 @@ def test_a_truncated_scan_is_one_line_naming_it(trained: dict[str, Path], tmp_pa
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_evaluating_an_unfinished_run_says_so(trained: dict[str, Path], tmp_path: Path) -> None:
+    finished = json.loads((trained["run"] / f"eval-{trained['holdout'].stem}" / "summary.json").read_text())
+    assert finished["run_finished"] is True and finished["checkpoint_epoch"] == 1
+    run = tmp_path / "unfinished"
+    shutil.copytree(trained["run"], run)
+    (run / "summary.json").unlink()  # as while training is still going
+    result = _cli("evaluate", "--run", str(run), "--manifest", str(trained["holdout"]), "--bootstrap", "20")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"note: {run} has not finished training (no summary.json); scored its best checkpoint so far, from " \
+           "epoch 1" in result.stderr
+    assert json.loads((run / f"eval-{trained['holdout'].stem}" / "summary.json").read_text())["run_finished"] is False
+
+
 def test_a_holdout_on_another_voxel_grid_is_refused(trained: dict[str, Path], tmp_path: Path) -> None:
     assert json.loads((trained["run"] / "data_shape.json").read_text())["volume_grid"] == {
         "shape": [74, 74, 74], "voxel_size_mm": [2.0, 2.0, 2.0]}

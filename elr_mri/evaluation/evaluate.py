@@ -11,7 +11,7 @@ participants, per-scan predictions, ROC curves and confusion matrices.
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +29,22 @@ from elr_mri.engine.methods import Method, build_method
 from elr_mri.engine.runner import SELECTION_RULES, resolve_device, selection_rule, uses_age
 from elr_mri.evaluation.metrics import MetricsReport, evaluate_predictions
 
-__all__ = ["load_run", "evaluate_run", "evaluation_set", "predict", "run_grid", "write_evaluation"]
+__all__ = ["LoadedRun", "load_run", "evaluate_run", "evaluation_set", "predict", "run_grid", "write_evaluation"]
 
 
-def load_run(run_dir: Path, checkpoint: str = "best") -> tuple[RunConfig, dict[str, Any], Method]:
-    """(config, data shape, method with the chosen checkpoint's weights) of a run directory."""
+@dataclass
+class LoadedRun:
+    """A run directory's config, data shape (data_shape.json) and method with one checkpoint's weights."""
+
+    cfg: RunConfig
+    shape: dict[str, Any]
+    method: Method
+    epoch: int  # the epoch the checkpoint's weights are from
+    finished: bool  # summary.json exists: training reached its configured length
+
+
+def load_run(run_dir: Path, checkpoint: str = "best") -> LoadedRun:
+    """The run in `run_dir` with the weights of checkpoints/<checkpoint>.pt."""
     run_dir = Path(run_dir)
     path = run_dir / "checkpoints" / f"{checkpoint}.pt"
     if not path.exists():
@@ -43,8 +54,9 @@ def load_run(run_dir: Path, checkpoint: str = "best") -> tuple[RunConfig, dict[s
     shape = json.loads((run_dir / "data_shape.json").read_text())
     plan = ExecutionPlan.from_config(cfg.train, resolve_device(cfg.train.device))
     method = build_method(cfg, tuple(shape["input_shape"]), shape["num_classes"], shape["train_examples"], plan)
-    method.load_state_dict(load_checkpoint(path)["method"])
-    return cfg, shape, method
+    saved = load_checkpoint(path)
+    method.load_state_dict(saved["method"])
+    return LoadedRun(cfg, shape, method, int(saved["epoch"]), (run_dir / "summary.json").exists())
 
 
 @torch.no_grad()
@@ -61,9 +73,10 @@ def evaluate_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = 
                  n_boot: int = 1000) -> dict[str, MetricsReport]:
     """Evaluate `run_dir` on `manifest` (an independent cohort) or, without one, on its own test split."""
     run_dir = Path(run_dir)
-    cfg, shape, method = load_run(run_dir, checkpoint)
+    run = load_run(run_dir, checkpoint)
+    cfg, shape = run.cfg, run.shape
     dataset, _, notes = evaluation_set(run_dir, cfg, manifest)
-    labels, probs = predict(method, dataset, cfg.train.eval_batch_size)
+    labels, probs = predict(run.method, dataset, cfg.train.eval_batch_size)
     frame = getattr(dataset, "frame", None)
     participants = (frame["participant_id"].to_numpy() if frame is not None
                     else np.arange(len(labels)).astype(str))  # images: every example is its own subject
@@ -71,7 +84,8 @@ def evaluate_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = 
     reports = evaluate_predictions(labels, probs, participants, classes, n_boot=n_boot)
     rule = selection_rule(cfg) if checkpoint == "best" else SELECTION_RULES["last"]
     write_evaluation(evaluation_dir(run_dir, manifest, checkpoint), reports, labels, probs, frame, classes, notes,
-                     {"checkpoint": checkpoint, "selection_rule": rule})
+                     {"checkpoint": checkpoint, "checkpoint_epoch": run.epoch, "run_finished": run.finished,
+                      "selection_rule": rule})
     return reports
 
 

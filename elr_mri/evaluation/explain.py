@@ -26,7 +26,8 @@ __all__ = ["explain_run", "saliency_maps"]
 def explain_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = "best") -> Path:
     """Write saliency_<class>.nii.gz and .png per class into RUN_DIR/explain-<name>/; returns that folder."""
     run_dir = Path(run_dir)
-    cfg, shape, method = load_run(run_dir, checkpoint)
+    run = load_run(run_dir, checkpoint)
+    cfg, shape, method = run.cfg, run.shape, run.method
     if cfg.data.name != "mri":
         raise ValueError(f"explain makes 3D saliency maps of MRI runs; {run_dir} trained on {cfg.data.name}")
     dataset, name, _ = evaluation_set(run_dir, cfg, manifest)
