@@ -350,3 +350,11 @@ def test_scans_smaller_than_the_crop_are_padded_with_a_warning(tmp_path, caplog)
     data = build_mri_data(config(manifest, crop_size=[16, 40, 16]))
     assert data.train[0]["image"].shape == (1, 16, 40, 16)
     assert "smaller than data.mri.crop_size [16, 40, 16] along axis 1 and are zero-padded" in caplog.text
+
+
+def test_one_diagnosis_is_refused_and_an_absent_class_warned_of(tmp_path, caplog):
+    with pytest.raises(ValueError, match=r"every training scan is labelled CN; a classifier needs at least two"):
+        build_mri_data(config(make_cohort(tmp_path, participants=6, scans=1, diagnosis="CN")))
+    two = make_cohort(tmp_path, participants=8, scans=1, diagnosis=["CN", "AD"] * 4)
+    assert build_mri_data(config(two)).num_classes == 3
+    assert "no training scan is labelled MCI; the network will never predict it" in caplog.text

@@ -246,6 +246,7 @@ def build_mri_data(cfg: DataConfig, require_age: bool = False) -> NoisyImageData
         noisy[rows["val"]] = load_adjudicated_labels(mri.val_labels, frame.iloc[rows["val"]], classes)
     if not len(rows["train"]):
         raise ValueError(f"{mri.manifest}: no training scans after splitting; the cohort is too small")
+    _check_training_diagnoses(noisy[rows["train"]], classes, str(mri.manifest))
 
     def scans(name: str, train: bool) -> MRIScans | None:
         if not len(rows[name]):
@@ -265,6 +266,19 @@ def build_mri_data(cfg: DataConfig, require_age: bool = False) -> NoisyImageData
         class_names=classes,
         volume_grid=grid,
     )
+
+
+def _check_training_diagnoses(labels: np.ndarray, classes: list[str], source: str) -> None:
+    """Refuse training on one diagnosis (nothing to tell apart) and warn of a class no training scan has."""
+    counts = np.bincount(labels, minlength=len(classes))
+    present = [name for name, count in zip(classes, counts) if count]
+    if len(present) < 2:
+        raise ValueError(f"{source}: every training scan is labelled {present[0]}; a classifier needs at least two "
+                         f"of the diagnoses {', '.join(classes)} (check the diagnosis column, or data.mri.classes)")
+    absent = [name for name, count in zip(classes, counts) if not count]
+    if absent:
+        log.warning("%s: no training scan is labelled %s; the network will never predict it (set data.mri.classes "
+                    "to the diagnoses the cohort has)", source, ", ".join(absent))
 
 
 def _note_padding(grid: VolumeGrid, crop_size: Sequence[int], source: str) -> None:
