@@ -175,10 +175,15 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise ValueError(f"--bootstrap {args.bootstrap}: the 95% intervals need resamples; pass 1000 (the default) "
                          "or at least 2")
     if args.compare_with:  # before the evaluations: a run that cannot be compared is known at once
-        from elr_mri.evaluation.compare import require_same_splits
+        from elr_mri.evaluation.compare import require_same_splits, run_labels
 
+        run_labels([args.run, *args.compare_with])  # refuses the same run twice
         for other in args.compare_with:
             require_same_splits(args.run, other)
+    if args.volumes:  # a wrong --volumes file is known before the CNN is evaluated
+        from elr_mri.baselines.features import read_volumes
+
+        read_volumes(args.volumes)
     eval_dir = _evaluate_and_print(args.run, args.manifest, args.checkpoint, args.bootstrap)
     if args.baselines:
         _evaluate_baselines(args)
@@ -204,19 +209,18 @@ def _evaluate_baselines(args: argparse.Namespace) -> None:
 def _print_comparison(args: argparse.Namespace, eval_dir: Path) -> None:
     """The CNN, the --compare-with runs and the baselines in one table (also comparison.csv)."""
     from elr_mri.config import load_config
-    from elr_mri.evaluation.compare import comparison_table
+    from elr_mri.evaluation.compare import comparison_table, run_labels
     from elr_mri.evaluation.evaluate import evaluate_run
     from elr_mri.engine.checkpoint import atomic_write_text
     from elr_mri.evaluation.metrics import Interval
 
-    def label(run: Path) -> str:
-        return f"{run.name} ({load_config(run / 'config.yaml').loss.name})"
-
+    runs = [args.run, *args.compare_with]
+    labels = [f"{name} ({load_config(run / 'config.yaml').loss.name})" for run, name in zip(runs, run_labels(runs))]
     others = {}
-    for other in args.compare_with:
+    for other, label in zip(args.compare_with, labels[1:]):
         evaluate_run(other, args.manifest, args.checkpoint, args.bootstrap)
-        others[label(other)] = other / eval_dir.name
-    table = comparison_table(eval_dir, label(args.run), others=others)
+        others[label] = other / eval_dir.name
+    table = comparison_table(eval_dir, labels[0], others=others)
     atomic_write_text(table.to_csv(index=False), eval_dir / "comparison.csv")
     wide = table.assign(value=[str(Interval(r.estimate, r.low, r.high)) for r in table.itertuples()])
     print(f"participant level, 95% intervals ({eval_dir / 'comparison.csv'}):")
@@ -248,19 +252,18 @@ def _import_cohort(args: argparse.Namespace) -> int:
 
 
 def _volumes(args: argparse.Namespace) -> int:
-    import pandas as pd
-
     from elr_mri.volumes.measure import VolumeParams, measure_manifest
-    from elr_mri.volumes.recovery import recovery_table
+    from elr_mri.volumes.recovery import read_truth, recovery_table
 
     if args.jobs < 1 or args.registration_mm <= 0:
         raise ValueError("--jobs must be at least 1 and --registration-mm positive")
+    truth = read_truth(args.truth) if args.truth is not None else None  # a wrong file: known before measuring
     out, volumes, failures = measure_manifest(args.manifest, args.out, VolumeParams(args.registration_mm), args.jobs)
     print(f"volumes: {len(volumes)} scans measured, {len(failures)} failed -> {out}")
     if len(failures):
         print(f"  failed scans and why: {out.with_name(out.stem + '_failures.csv')}")
-    if args.truth is not None and len(volumes):
-        print(recovery_table(volumes, pd.read_csv(args.truth, dtype={"participant_id": str})).round(3).to_string(index=False))
+    if truth is not None and len(volumes):
+        print(recovery_table(volumes, truth).round(3).to_string(index=False))
     return 1 if len(failures) else 0
 
 

@@ -78,6 +78,12 @@ TABLES: dict[str, tuple[str, list[Row]]] = {
 # what `elr_mri.data.image_sources` looks for first under data.root
 _DATA_MARKERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python", "imagefolder": "train",
                  "clothing1m": "noisy_label_kv.txt"}
+# how to get each data set into data.root (ROOT, PARENT: that folder and the one above it); the
+# tables' image-folder rows are all CIFAR-10 as JPEGs
+_DOWNLOAD = ".venv/bin/python -c 'import torchvision; torchvision.datasets.{}(\"{{root}}\", download=True)'"
+_HOW_TO_GET = {"cifar10": _DOWNLOAD.format("CIFAR10"), "cifar100": _DOWNLOAD.format("CIFAR100"),
+               "imagefolder": "tar -xJf ../shared/data/cifar/cifar10-jpeg.tar.xz -C {parent}",
+               "clothing1m": "put the official Clothing1M release (label lists + images/) in {root}"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     plan = [(row, seed, out / row.name / f"seed{seed}") for row in rows for seed in range(args.seeds)]
     configs = {(row.name, seed): run_config(*_row_args(row, seed, run_dir, args)) for row, seed, run_dir in plan}
     print(_plan_table(plan, configs))
+    for path, how in dict(item for cfg in configs.values() for item in _missing_inputs(cfg)).items():
+        print(f"missing {path}: {how}")
     for name in sorted({row.name for row, _, _ in plan if _needs_weights(configs[(row.name, 0)])}):
         print(f"note: {name} starts from random weights (model.pretrained_checkpoint is unset); the paper "
               "starts Clothing1M from ImageNet weights", file=sys.stderr)
@@ -168,10 +176,11 @@ def _plan_table(plan: list[tuple[Row, int, Path]], configs: dict[tuple[str, int]
     lines = []
     for row, seed, run_dir in plan:
         cfg = configs[(row.name, seed)]
-        found = "yes" if _data_present(cfg) else "no"
-        lines.append([row.name, str(seed), row.config, cfg.data.name, f"{cfg.data.root} ({found})", cfg.model.name,
-                      cfg.loss.name, str(cfg.train.epochs), run_status(run_dir), str(run_dir)])
-    header = ["row", "seed", "config", "data", "data root (found)", "model", "loss", "epochs", "status", "run dir"]
+        missing = ", ".join(path for path, _ in _missing_inputs(cfg))
+        lines.append([row.name, str(seed), row.config, cfg.data.name, str(cfg.data.root),
+                      f"missing {missing}" if missing else "found", cfg.model.name, cfg.loss.name,
+                      str(cfg.train.epochs), run_status(run_dir), str(run_dir)])
+    header = ["row", "seed", "config", "data", "data root", "inputs", "model", "loss", "epochs", "status", "run dir"]
     return markdown_table(header, lines)
 
 
@@ -180,13 +189,21 @@ def _needs_weights(cfg: RunConfig) -> bool:
     return cfg.data.name == "clothing1m" and not cfg.model.pretrained_checkpoint
 
 
-def _data_present(cfg: RunConfig) -> bool:
-    """A cheap look for the file or folder each data set's reader needs first (and the CIFAR-N labels)."""
+def _missing_inputs(cfg: RunConfig) -> list[tuple[str, str]]:
+    """(path, how to get it) of each input a run would stop at: a cheap look for the file or folder
+    the data set's reader needs first, and for a human-noise row's CIFAR-N label file."""
     if cfg.data.root is None:
-        return False
-    marker = Path(cfg.data.root) / _DATA_MARKERS.get(cfg.data.name, "")
+        return [("data.root", "set it in the config or with --set data.root=DIR")]
+    root = Path(cfg.data.root)
+    missing = []
+    marker = root / _DATA_MARKERS.get(cfg.data.name, "")
+    if not marker.exists():
+        how = _HOW_TO_GET.get(cfg.data.name, "see the Data section of --help")
+        missing.append((str(marker), how.format(root=root, parent=root.parent)))
     labels = cfg.data.noise.human_labels if cfg.data.noise.mode == "human" else None
-    return marker.exists() and (labels is None or Path(labels).is_file())
+    if labels is not None and not Path(labels).is_file():
+        missing.append((labels, f"the CIFAR-N human labels; cp ../shared/data/cifar/{Path(labels).name} {labels}"))
+    return missing
 
 
 def _results_table(rows: list[Row], summaries: dict[str, list[dict]]) -> str:

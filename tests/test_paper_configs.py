@@ -102,6 +102,36 @@ def test_dry_run_plans_every_row(reproduce, table: str, tmp_path: Path, capsys):
     assert not any(tmp_path.iterdir())  # nothing trained, nothing written
 
 
+def test_dry_run_names_only_the_missing_cifar10n_label_file(reproduce, tmp_path: Path, capsys) -> None:
+    (tmp_path / "cifar10" / "train").mkdir(parents=True)  # the CIFAR-10 images are there, the labels are not
+    labels = tmp_path / "CIFAR-10_human.npz"
+    assert reproduce.main(["--table", "cifar10n", "--dry-run", "--data-root", str(tmp_path),
+                           "--out", str(tmp_path / "runs")]) == 0
+    out = capsys.readouterr().out
+    assert f"| {tmp_path / 'cifar10'} | missing {labels} |" in out
+    assert f"missing {labels}: the CIFAR-N human labels; cp ../shared/data/cifar/CIFAR-10_human.npz {labels}" in out
+    assert out.count(f"missing {labels}:") == 1  # one line per missing input, not per row
+    assert "cifar10/train" not in out
+
+
+def test_dry_run_says_found_when_every_input_is_there(reproduce, tmp_path: Path, capsys) -> None:
+    (tmp_path / "cifar10" / "train").mkdir(parents=True)
+    (tmp_path / "CIFAR-10_human.npz").write_bytes(b"")
+    assert reproduce.main(["--table", "cifar10n", "--rows", "worst", "--dry-run", "--data-root", str(tmp_path),
+                           "--out", str(tmp_path / "runs")]) == 0
+    out = capsys.readouterr().out
+    assert f"| {tmp_path / 'cifar10'} | found |" in out and "missing" not in out
+
+
+def test_dry_run_says_how_to_get_missing_images(reproduce, tmp_path: Path, capsys) -> None:
+    assert reproduce.main(["--table", "1", "--rows", "cifar10-sym20", "cifar100-sym20", "--dry-run",
+                           "--data-root", str(tmp_path), "--out", str(tmp_path / "runs")]) == 0
+    out = capsys.readouterr().out
+    tar = f"tar -xJf ../shared/data/cifar/cifar10-jpeg.tar.xz -C {tmp_path}"
+    assert f"missing {tmp_path / 'cifar10' / 'train'}: {tar}" in out
+    assert f'missing {tmp_path / "cifar-100-python"}: ' in out and f'CIFAR100("{tmp_path}", download=True)' in out
+
+
 def test_data_root_moves_data_paths_and_finds_python_cifar(reproduce, tmp_path: Path):
     (tmp_path / "cifar-10-batches-py").mkdir()
     cfg = load_config(ROOT / "configs/cifar10/elr_sym40.yaml")

@@ -45,6 +45,7 @@ def evaluate_baselines(run_dir: Path, volumes_csvs: Sequence[Path] = (), manifes
     if cfg.data.train_subset or cfg.data.test_subset:
         raise ValueError(f"{run_dir}: the run used data.train_subset/test_subset; the baselines fit and score whole "
                          "splits, so compare against a run without them")
+    volumes = read_volumes(volumes_csvs) if volumes_csvs else None  # a wrong CSV is refused before anything is fitted
     classes = list(cfg.data.mri.classes)
     cohort = load_manifest(cfg.data.mri.manifest, classes)
     split = cohort["participant_id"].map(load_splits(run_dir / "splits.csv", cohort["participant_id"]))
@@ -56,7 +57,6 @@ def evaluate_baselines(run_dir: Path, volumes_csvs: Sequence[Path] = (), manifes
             raise ValueError(f"{drop_suspected} flagged {dropped} training scans; without them one diagnosis is left "
                              "(its targets agree on one class), so there is nothing to fit")
     name, scored, notes = _evaluation_rows(run_dir, cfg, cohort[split == "test"], manifest)
-    volumes = read_volumes(volumes_csvs) if volumes_csvs else None
     results = {}
     for baseline in BASELINES:
         if baseline.features == "volumes" and volumes is None:

@@ -17,6 +17,7 @@ import pandas as pd
 
 from elr_mri.data.cohort import SCAN_KEYS
 from elr_mri.volumes.measure import volume_columns
+from elr_mri.volumes.tables import read_scan_table
 
 __all__ = ["read_volumes", "volume_features", "voxel_features"]
 
@@ -25,12 +26,9 @@ SEX_CODES = {"M": 1.0, "F": 0.0}  # unknown sex: 0.5, between the two
 
 def read_volumes(paths: Sequence[str | Path]) -> pd.DataFrame:
     """The rows of one or more `elr-mri volumes` CSVs (e.g. the training cohort's and the holdout's)."""
-    tables = [pd.read_csv(p, dtype={"participant_id": str, "session_id": str}) for p in paths]
-    volumes = pd.concat(tables, ignore_index=True).drop_duplicates(SCAN_KEYS, keep="last")
-    missing = [c for c in volume_columns() if c not in volumes.columns]
-    if missing:
-        raise ValueError(f"{', '.join(map(str, paths))}: columns {missing[:3]} missing; pass CSVs `elr-mri volumes` wrote")
-    return volumes
+    expected = "the volumes.csv `elr-mri volumes --manifest MANIFEST` writes (one per cohort)"
+    tables = [read_scan_table(p, [*SCAN_KEYS, *volume_columns()], expected) for p in paths]
+    return pd.concat(tables, ignore_index=True).drop_duplicates(SCAN_KEYS, keep="last")
 
 
 def volume_features(frame: pd.DataFrame, volumes: pd.DataFrame, source: str) -> np.ndarray:

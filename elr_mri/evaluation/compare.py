@@ -8,12 +8,13 @@ code, on the same participants, with the same bootstrap.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
 
-__all__ = ["HEADLINE_METRICS", "comparison_table", "require_same_splits"]
+__all__ = ["HEADLINE_METRICS", "comparison_table", "run_labels", "require_same_splits"]
 
 HEADLINE_METRICS = ("accuracy", "balanced_accuracy", "auc_micro", "auc_macro")
 
@@ -33,6 +34,24 @@ def comparison_table(eval_dir: Path, cnn_name: str, level: str = "participant",
         summary = json.loads(path.read_text())
         rows += [{"method": method, "metric": m, **summary[level][m]} for m in metrics]
     return pd.DataFrame(rows, columns=["method", "metric", "estimate", "low", "high"])
+
+
+def run_labels(runs: Sequence[Path]) -> list[str]:
+    """The shortest trailing part of each run's path that no other run's path ends with (runs/x/elr and
+    other/elr give x/elr and other/elr; a unique folder name stays as it is), so that runs kept in
+    folders of one name stay separate rows of a comparison."""
+    paths = [Path(os.path.abspath(run)) for run in runs]
+    twice = next((path for i, path in enumerate(paths) if path in paths[:i]), None)
+    if twice is not None:
+        raise ValueError(f"{twice}: the same run twice in one comparison; compare it with another run")
+    return [_distinct_suffix(path, [other for other in paths if other != path]) for path in paths]
+
+
+def _distinct_suffix(path: Path, others: Sequence[Path]) -> str:
+    """The last k parts of `path` for the least k at which no path of `others` has the same last k parts."""
+    distinct = (k for k in range(1, len(path.parts)) if all(other.parts[-k:] != path.parts[-k:] for other in others))
+    k = next(distinct, len(path.parts))  # all parts: the whole absolute path, which tells any two apart
+    return Path(*path.parts[-k:]).as_posix()
 
 
 def require_same_splits(run: Path, other: Path) -> None:

@@ -7,16 +7,28 @@ model does (hippocampal loss AD > MCI > CN, ventricles the other way).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
 from elr_mri.simulate.disease import DIAGNOSES, REGIONS
+from elr_mri.volumes.tables import read_scan_table, require_columns
 
-__all__ = ["recovery_table"]
+__all__ = ["TRUTH_COLUMNS", "read_truth", "recovery_table"]
+
+TRUTH_COLUMNS = ("participant_id", "session_id", "true_diagnosis", *(f"volume_ratio_{r.name}" for r in REGIONS))
+_TRUTH_FILE = "the truth.csv `elr-mri simulate-cohort` wrote for the cohort these volumes measure"
+
+
+def read_truth(path: str | Path) -> pd.DataFrame:
+    """A simulated cohort's truth.csv, refused with one line when it is another table."""
+    return read_scan_table(path, TRUTH_COLUMNS, _TRUTH_FILE)
 
 
 def recovery_table(volumes: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
     """One row a region: Pearson r (measured vs simulated ratio), scans, and the measured mean per true diagnosis."""
+    require_columns(truth, TRUTH_COLUMNS, "the --truth CSV", _TRUTH_FILE)
     joined = volumes.merge(truth, on=["participant_id", "session_id"], how="inner")
     if joined.empty:
         raise ValueError("no scan of the volumes table is in truth.csv; pass the cohort's own truth.csv")

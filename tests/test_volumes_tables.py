@@ -1,0 +1,87 @@
+"""A wrong CSV passed as volumes (`evaluate --baselines --volumes`) or as truth (`volumes --truth`) is
+refused with one line naming the file, what it lacks and what to pass, not a KeyError. Seconds, no ANTs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from elr_mri.baselines.evaluate import evaluate_baselines
+from elr_mri.baselines.features import read_volumes
+from elr_mri.config import config_to_dict, load_config
+from elr_mri.simulate.disease import REGIONS
+from elr_mri.volumes.measure import volume_columns
+from elr_mri.volumes.recovery import read_truth, recovery_table
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _write(path: Path, table: dict) -> Path:
+    pd.DataFrame(table).to_csv(path, index=False)
+    return path
+
+
+def _volumes_csv(path: Path) -> Path:
+    """A volumes.csv as `elr-mri volumes` writes it (the columns the baselines read), ids with leading zeros."""
+    return _write(path, {"participant_id": ["001"], "session_id": ["01"], **{c: [0.01] for c in volume_columns()}})
+
+
+def test_a_volumes_csv_without_the_volume_columns_names_the_file_and_what_it_lacks(tmp_path: Path) -> None:
+    good = _volumes_csv(tmp_path / "volumes.csv")
+    junk = _write(tmp_path / "junk.csv", {"a": [1], "b": [2]})
+    with pytest.raises(ValueError) as caught:
+        read_volumes([good, junk])
+    message = str(caught.value)
+    assert message.startswith(f"{junk}: missing column(s) participant_id, session_id, hippocampus_l_per_brain")
+    assert f"and {len(volume_columns()) - 2} more" in message and "`elr-mri volumes" in message
+    assert str(good) not in message and "\n" not in message
+    read = read_volumes([good])
+    assert read.loc[0, "participant_id"] == "001" and read.loc[0, "session_id"] == "01"  # ids stay text
+
+
+def test_an_empty_volumes_file_is_named_too(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(ValueError, match=f"^{empty}: cannot be read as a CSV table"):
+        read_volumes([empty])
+
+
+def test_baselines_refuse_a_wrong_volumes_csv_before_reading_the_cohort(tmp_path: Path) -> None:
+    """The run's manifest does not exist: reaching it would be another error, so the CSV is checked first."""
+    run = tmp_path / "run"
+    run.mkdir()
+    cfg = load_config(ROOT / "configs" / "adni" / "cpu_small.yaml", [f"data.mri.manifest={tmp_path / 'none.csv'}"])
+    (run / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    junk = _write(tmp_path / "junk.csv", {"participant_id": ["001"], "session_id": ["01"]})
+    with pytest.raises(ValueError, match=f"^{junk}: missing column\\(s\\) hippocampus_l_per_brain"):
+        evaluate_baselines(run, [junk])
+
+
+def _truth(participants: list[str]) -> pd.DataFrame:
+    ratios = {f"volume_ratio_{r.name}": np.linspace(0.8, 1.0, len(participants)) for r in REGIONS}
+    return pd.DataFrame({"participant_id": participants, "session_id": "ses-M00",
+                         "true_diagnosis": ["CN", "MCI", "AD"] * (len(participants) // 3), **ratios})
+
+
+def test_a_truth_csv_of_another_kind_names_the_file_and_the_simulator(tmp_path: Path) -> None:
+    manifest = _write(tmp_path / "manifest.csv", {"participant_id": ["001"], "session_id": ["ses-M00"],
+                                                  "diagnosis": ["AD"]})
+    with pytest.raises(ValueError) as caught:
+        read_truth(manifest)
+    assert str(caught.value).startswith(f"{manifest}: missing column(s) true_diagnosis, volume_ratio_")
+    assert "`elr-mri simulate-cohort`" in str(caught.value)
+    truth = _truth(["001", "002", "003"])
+    truth.to_csv(tmp_path / "truth.csv", index=False)
+    assert read_truth(tmp_path / "truth.csv")["participant_id"].tolist() == ["001", "002", "003"]
+
+
+def test_recovery_table_refuses_a_truth_table_without_its_columns() -> None:
+    truth = _truth(["a", "b", "c"])
+    volumes = truth[["participant_id", "session_id"]].assign(**{f"{r.name}_ratio": 1.0 for r in REGIONS})
+    assert len(recovery_table(volumes, truth)) == len(REGIONS)
+    with pytest.raises(ValueError, match="--truth CSV: missing column\\(s\\) true_diagnosis; pass the truth.csv"):
+        recovery_table(volumes, truth.drop(columns="true_diagnosis"))
