@@ -339,7 +339,8 @@ def refuse_resume_changes(saved: RunConfig, wanted: RunConfig, run_dir: str | Pa
     """Stop a resume that would change what the run computes (a loss, a rate, the data), naming the key.
 
     `fix` says how to start a new run instead (default: the `elr-mri train` command)."""
-    before, after = _flatten(config_to_dict(saved)), _flatten(config_to_dict(wanted))
+    before = _flatten(config_to_dict(with_absolute_paths(saved)))  # a path is the same spelled either way
+    after = _flatten(config_to_dict(with_absolute_paths(wanted)))
     changed = [key for key in after if after[key] != before.get(key) and key not in RESUME_MAY_CHANGE]
     if changed:
         key = changed[0]

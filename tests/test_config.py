@@ -118,3 +118,12 @@ def test_a_run_records_its_paths_absolute(tmp_path: Path, monkeypatch: pytest.Mo
     assert cfg.data.mri.manifest == "cohort/adni.csv"  # the given config is left as it was
     for key in PATH_KEYS:  # each names a setting that exists
         functools.reduce(getattr, key.split("."), cfg)
+
+
+def test_a_resume_compares_paths_as_the_files_they_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    relative = config_from_dict({"data": {"name": "mri", "mri": {"manifest": "cohort/adni.csv"}}})
+    refuse_resume_changes(with_absolute_paths(relative), relative, "runs/x")  # as recorded vs as given: same
+    elsewhere = config_from_dict({"data": {"name": "mri", "mri": {"manifest": "other/adni.csv"}}})
+    with pytest.raises(ConfigError, match="data.mri.manifest"):
+        refuse_resume_changes(with_absolute_paths(relative), elsewhere, "runs/x")

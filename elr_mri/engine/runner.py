@@ -64,7 +64,7 @@ def train(cfg: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
     out_dir = Path(out_dir)
     cfg = with_absolute_paths(cfg)
     if resume and (out_dir / "config.yaml").exists():  # before loading data: a refused resume fails at once
-        refuse_resume_changes(with_absolute_paths(load_config(out_dir / "config.yaml")), cfg, out_dir)
+        refuse_resume_changes(load_config(out_dir / "config.yaml"), cfg, out_dir)
     state = RunState()  # its clock starts here: data loading counts in the run's wall time
     _seed_everything(cfg.seed)
     limit_cpu_threads(cfg.train.threads)
