@@ -234,7 +234,8 @@ def _mislabel_section(runs: dict[str, Path]) -> str:
 
 
 def _timing_section(timings: dict[str, float]) -> str:
-    return "## Where the time went\n" + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in timings.items())
+    return "## Where the time went\nsummed over every call that worked on this folder (a resumed demo counts " \
+           "the interrupted call too): " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in timings.items())
 
 
 def _markdown(frame: pd.DataFrame) -> str:

@@ -12,9 +12,11 @@ beside the linear baselines (volumes + logistic regression, voxels + linear SVM)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import time
 from pathlib import Path
+from typing import Iterator
 
 import pandas as pd
 
@@ -39,31 +41,29 @@ def main() -> None:
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     _claim_out(args)
-    started = time.perf_counter()
-    timings: dict[str, float] = {}
+    timings = _Timings(args.out / "demo_timings.json")
 
-    with _timed(timings, "simulate"):
+    with timings.stage("simulate"):
         cohort = _simulate(args)
     _require_every_split(cohort, args)
-    with _timed(timings, "preprocess"):
+    with timings.stage("preprocess"):
         processed = _preprocess(args, cohort)
-    with _timed(timings, "volumes"):
+    with timings.stage("volumes"):
         volumes = _volumes(args, processed)
     train_csv, holdout_csv = _split_sites(args.out, processed, cohort)
     runs = {}
     for loss in LOSSES:
-        with _timed(timings, f"train {loss}"):
+        with timings.stage(f"train {loss}"):
             runs[loss] = _train(args, loss, train_csv)
-        with _timed(timings, f"evaluate {loss}"):
+        with timings.stage(f"evaluate {loss}"):
             _evaluate(runs[loss], holdout_csv)
-    with _timed(timings, "baselines"):
+    with timings.stage("baselines"):
         _baselines(runs, volumes, holdout_csv)
-    timings["total"] = time.perf_counter() - started
-
     from elr_mri.report import write_demo_report
 
-    report = write_demo_report(args.out, runs, cohort, processed, volumes, vars(args), timings)
-    print(f"report: {report}  ({timings['total'] / 60:.1f} min in all)")
+    seconds = {**timings.seconds, "total": sum(timings.seconds.values())}
+    report = write_demo_report(args.out, runs, cohort, processed, volumes, vars(args), seconds)
+    print(f"report: {report}  ({seconds['total'] / 60:.1f} min in all)")
 
 
 def _claim_out(args: argparse.Namespace) -> None:
@@ -97,17 +97,24 @@ def _settings_of_old_demo(out: Path) -> dict:
             "label_noise": recorded["label_noise"], "seed": recorded["seed"]}
 
 
-class _timed:
-    """Adds the seconds a stage took to `timings` (the report shows where the time went)."""
+class _Timings:
+    """Seconds each stage took, summed over every call that worked on OUT (kept in `path`): after an
+    interruption the rerun skips finished stages, and the report must still show where the time went."""
 
-    def __init__(self, timings: dict[str, float], name: str) -> None:
-        self.timings, self.name = timings, name
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.seconds: dict[str, float] = json.loads(path.read_text()) if path.exists() else {}
 
-    def __enter__(self) -> None:
-        self.start = time.perf_counter()
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:  # an interrupted stage's seconds count too: the rerun continues its work
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+            from preprocess.sidecar import write_json
 
-    def __exit__(self, *exc: object) -> None:
-        self.timings[self.name] = time.perf_counter() - self.start
+            write_json(self.path, self.seconds)
 
 
 def _simulate(args: argparse.Namespace) -> Path:

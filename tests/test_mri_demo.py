@@ -6,6 +6,7 @@ test split and the NACC-like site → linear baselines → report.md. About a mi
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,8 @@ def test_demo_runs_end_to_end_and_reports_every_stage(tmp_path: Path) -> None:
     paired_rows = [line for line in report.splitlines() if line.startswith(("| test | ", "| holdout_manifest | "))]
     assert len(paired_rows) == 2 and all(line.count("[") == 3 for line in paired_rows)  # three intervals each
     assert "noisy labels (data.val_fraction), as the paper." in report  # the whole selection rule, not its first line
+    seconds = json.loads((out / "demo_timings.json").read_text())  # kept for a resumed demo's report
+    assert {"simulate", "preprocess", "train ce", "evaluate elr"} <= set(seconds) and seconds["train ce"] > 0
     volumes = pd.read_csv(out / "preprocessed" / "volumes.csv")
     assert len(volumes) == 14 and (volumes["brain_ratio"].between(0.7, 1.4)).all()
 
