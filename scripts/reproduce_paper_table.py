@@ -26,7 +26,7 @@ from pathlib import Path
 
 from paper_runs import ROOT, markdown_table, mean_std, percent, run_config, run_or_resume, run_script, run_status
 
-from elr_mri.config import RunConfig
+from elr_mri.config import RunConfig, load_config
 
 
 @dataclass(frozen=True)
@@ -151,7 +151,8 @@ def _row_args(row: Row, seed: int, run_dir: Path, args: argparse.Namespace) -> t
     overrides = [*row.overrides, f"seed={seed}", f"data.noise.seed={seed}", f"data.split_seed={seed}",
                  *args.overrides]
     if args.data_root is not None:
-        overrides += _data_root_overrides(run_config(config, overrides, run_dir), args.data_root)
+        # the config as the row gives it, not checked against run_dir: a run there holds the moved paths
+        overrides += _data_root_overrides(load_config(config, overrides), args.data_root)
     return config, overrides, run_dir
 
 

@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
-from elr_mri.config import load_config
+from elr_mri.config import config_to_dict, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER_DIRS = ("cifar10", "cifar100", "cifar10n", "clothing1m")
@@ -121,6 +122,19 @@ def test_dry_run_says_found_when_every_input_is_there(reproduce, tmp_path: Path,
                            "--out", str(tmp_path / "runs")]) == 0
     out = capsys.readouterr().out
     assert f"| {tmp_path / 'cifar10'} | found |" in out and "missing" not in out
+
+
+def test_a_run_made_with_data_root_is_planned_again_not_refused(reproduce, tmp_path: Path, capsys) -> None:
+    (tmp_path / "cifar10" / "train").mkdir(parents=True)
+    (tmp_path / "CIFAR-10_human.npz").write_bytes(b"")
+    command = ["--table", "cifar10n", "--rows", "worst", "--data-root", str(tmp_path), "--out", str(tmp_path / "runs")]
+    row, run = reproduce.TABLES["cifar10n"][1][0], tmp_path / "runs" / "worst" / "seed0"
+    config, overrides, _ = reproduce._row_args(row, 0, run, reproduce._parse(command))
+    (run / "checkpoints").mkdir(parents=True)  # as an interrupted run leaves it: its config and a checkpoint
+    (run / "config.yaml").write_text(yaml.safe_dump(config_to_dict(load_config(config, overrides))))
+    (run / "checkpoints" / "last.pt").write_bytes(b"")
+    assert reproduce.main([*command, "--dry-run"]) == 0
+    assert f"| resume | {run} |" in capsys.readouterr().out
 
 
 def test_dry_run_says_how_to_get_missing_images(reproduce, tmp_path: Path, capsys) -> None:
