@@ -43,7 +43,10 @@ def _after_interrupt(args: argparse.Namespace) -> str:
     """What a user does after Ctrl-C: training resumes from its last checkpoint, the rest reruns."""
     if args.command == "train":
         run_dir = args.resume or args.out or Path("runs") / args.config.stem
-        return f"continue from the last checkpoint with: elr-mri train --resume {run_dir}"
+        if (run_dir / "checkpoints" / "last.pt").exists():
+            return f"continue from the last checkpoint with: elr-mri train --resume {run_dir}"
+        return ("no checkpoint was written yet (the first comes after train.checkpoint_seconds and an epoch), so "
+                "nothing to resume: run the same command again")
     return "nothing half-written was kept; run the command again"
 
 

@@ -239,15 +239,24 @@ def test_elr_beats_ce_on_digits_with_40_percent_symmetric_noise(tmp_path: Path) 
     assert results["elr"]["memorized"] < results["ce"]["memorized"] - 0.2
 
 
-def test_ctrl_c_during_training_is_one_line_saying_how_to_resume(tmp_path: Path) -> None:
+@pytest.mark.parametrize("checkpointed", [True, False])
+def test_ctrl_c_during_training_is_one_line_saying_how_to_go_on(tmp_path: Path, checkpointed: bool) -> None:
     run = tmp_path / "run"
     child = subprocess.Popen([sys.executable, "-m", "elr_mri.cli", "train", "--config", str(DIGITS),
-                              "--out", str(run), "--set", "train.epochs=500", "--set", "train.progress=false"],
+                              "--out", str(run), "--set", "train.epochs=500", "--set", "train.progress=false",
+                              "--set", f"train.checkpoint_seconds={0 if checkpointed else 3600}"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    waited_for = run / ("checkpoints/last.pt" if checkpointed else "config.yaml")
     deadline = time.monotonic() + 120
-    while not (run / "config.yaml").exists() and child.poll() is None and time.monotonic() < deadline:
+    while not waited_for.exists() and child.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
     child.send_signal(signal.SIGINT)
     _, stderr = child.communicate(timeout=120)
     assert child.returncode == 130, stderr[-2000:]
-    assert stderr.strip() == f"elr-mri train: interrupted; continue from the last checkpoint with: elr-mri train --resume {run}"
+    if checkpointed:
+        assert stderr.strip() == (f"elr-mri train: interrupted; continue from the last checkpoint with: "
+                                  f"elr-mri train --resume {run}")
+    else:
+        assert stderr.strip() == ("elr-mri train: interrupted; no checkpoint was written yet (the first comes after "
+                                  "train.checkpoint_seconds and an epoch), so nothing to resume: run the same "
+                                  "command again")

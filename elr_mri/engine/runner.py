@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import random
+import sys
 import time
 from pathlib import Path
 from typing import Any, Iterable, NamedTuple
@@ -262,6 +263,8 @@ def _restore(out_dir: Path, method: Method, tracker: PredictionTracker, state: R
     """Load last.pt into the method, the tracker and `state`; nothing to load means start over in place."""
     path = out_dir / "checkpoints" / "last.pt"
     if not path.exists():  # killed before the first checkpoint was written
+        print(f"{out_dir}: no checkpoint yet (stopped before the first was written); training starts from epoch 1",
+              file=sys.stderr)
         return
     ckpt = load_checkpoint(path)
     method.load_state_dict(ckpt["method"])
