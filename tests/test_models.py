@@ -31,3 +31,22 @@ def test_pretrained_backbone_loads_and_a_resized_head_stays_new(tmp_path: Path) 
     torch.save({"not.a.key": torch.zeros(1)}, path)
     with pytest.raises(ValueError, match="keys not in small_cnn"):
         build_model(ModelConfig(name="small_cnn", pretrained_checkpoint=str(path)), (3, 8, 8), 14)
+
+
+def test_a_pretrained_checkpoint_that_is_no_state_dict_is_one_line(tmp_path: Path) -> None:
+    def build(path: Path) -> None:
+        build_model(ModelConfig(name="small_cnn", hidden=16, pretrained_checkpoint=str(path)), (3, 8, 8), 14)
+
+    with pytest.raises(FileNotFoundError, match=r"model.pretrained_checkpoint = .*nope.pt: file not found"):
+        build(tmp_path / "nope.pt")
+    whole = tmp_path / "whole_model.pt"  # torch.save(model): a pickle weights_only refuses
+    torch.save(build_model(ModelConfig(name="small_cnn", hidden=16), (3, 8, 8), 14), whole)
+    text = tmp_path / "notes.pt"
+    text.write_text("weights are on the other disk\n")
+    run_checkpoint = tmp_path / "best.pt"  # an elr-mri run's checkpoint: the weights sit under "method"
+    torch.save({"method": {"model": {}}, "epoch": 3}, run_checkpoint)
+    for path, says in ((whole, "not a state dict torch can read safely"), (text, "not a state dict torch can read"),
+                       (run_checkpoint, "holds a dict, not a state dict of tensors")):
+        with pytest.raises(ValueError, match=f"{says}.*torch.save\\(model.state_dict\\(\\), PATH\\)") as info:
+            build(path)
+        assert "\n" not in str(info.value)

@@ -62,7 +62,7 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int
 
 def _load_pretrained(model: nn.Module, path: str, name: str) -> None:
     """Load a backbone's weights; a classifier head of another size (ImageNet's 1000 classes) stays new."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = _read_state_dict(path)
     own = model.state_dict()
     unexpected = [key for key in state if key not in own]
     if unexpected:
@@ -71,3 +71,21 @@ def _load_pretrained(model: nn.Module, path: str, name: str) -> None:
     model.load_state_dict({k: v for k, v in state.items() if k not in resized}, strict=False)
     if resized:
         print(f"{path}: kept {name}'s new {', '.join(resized)} (the checkpoint's have another shape: its head)")
+
+
+def _read_state_dict(path: str) -> dict[str, torch.Tensor]:
+    """`model.pretrained_checkpoint` as a state dict; anything else is one line saying how to save one."""
+    how = "save the weights with torch.save(model.state_dict(), PATH)"
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"model.pretrained_checkpoint = {path}: file not found; pass an existing "
+                                "state-dict file, or drop the setting to start from random weights") from None
+    except Exception as err:  # noqa: BLE001 - pickle, zip and weights-only refusals all mean the same here
+        reason = (str(err).strip().splitlines() or [""])[0]
+        raise ValueError(f"model.pretrained_checkpoint = {path}: not a state dict torch can read safely "
+                         f"({type(err).__name__}: {reason[:120]}); {how}") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"model.pretrained_checkpoint = {path}: holds a {type(state).__name__}, not a state dict "
+                         f"of tensors; {how}")
+    return state
