@@ -10,10 +10,11 @@ import torch
 from PIL import Image
 from sklearn.datasets import load_digits
 
-from elr_mri.config import DataConfig, NoiseConfig
+from elr_mri.config import DataConfig, NoiseConfig, RunConfig
 from elr_mri.data.image_sources import ImageReadError
 from elr_mri.data.image_transforms import CenterCrop, RandomCrop, load_resized
 from elr_mri.data.images import NORMALISATION, build_image_data
+from elr_mri.engine.runner import selection_rule
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cifar"
 
@@ -247,6 +248,11 @@ def test_clothing1m_lists(tmp_path):
     with pytest.raises(ValueError, match="already noisy"):
         noise = NoiseConfig(mode="symmetric", rate=0.2)
         build_image_data(DataConfig(name="clothing1m", root=str(tmp_path), noise=noise))
+    run = RunConfig(data=DataConfig(name="clothing1m", root=str(tmp_path)))
+    assert selection_rule(run) == "best accuracy on Clothing1M's clean validation images (clean_val_key_list.txt), " \
+                                  "as the paper"  # what the run records: not the noisy hold-out
+    (tmp_path / "clean_val_key_list.txt").unlink()
+    assert "noisy labels (data.val_fraction)" in selection_rule(run)
 
 
 @pytest.mark.parametrize(

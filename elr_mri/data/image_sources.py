@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 __all__ = ["ImageSplit", "ImageSource", "load_source", "read_rgb", "ImageReadError", "CLOTHING1M_CLASSES",
-           "IMAGE_SUFFIXES"]
+           "CLOTHING1M_VAL_LIST", "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 # category_names_eng.txt of the official Clothing1M release, label 0..13 in this order
@@ -26,6 +26,8 @@ CLOTHING1M_CLASSES = [
     "T-Shirt", "Shirt", "Knitwear", "Chiffon", "Sweater", "Hoodie", "Windbreaker", "Jacket",
     "Downcoat", "Suit", "Shawl", "Dress", "Vest", "Underwear",
 ]
+# the release's clean validation keys: when present, checkpoints are selected on them, as in the paper
+CLOTHING1M_VAL_LIST = "clean_val_key_list.txt"
 _CIFAR_JPEG_HINT = (
     "for CIFAR-10 as JPEG files run `tar -xJf ../shared/data/cifar/cifar10-jpeg.tar.xz -C DIR` "
     "and use data.name: imagefolder with data.root: DIR/cifar10"
@@ -243,7 +245,7 @@ def _clothing1m(root: Path) -> ImageSource:
                    f"extract the release (the label lists and images/) into {root}")
     noisy = _read_key_values(root / "noisy_label_kv.txt")
     clean = _read_key_values(root / "clean_label_kv.txt")
-    val_list = root / "clean_val_key_list.txt"
+    val_list = root / CLOTHING1M_VAL_LIST
     return ImageSource(
         _listed_split(root, "noisy_train_key_list.txt", noisy),
         _listed_split(root, "clean_test_key_list.txt", clean),

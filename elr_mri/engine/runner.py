@@ -27,6 +27,7 @@ from elr_mri.config import (
 )
 from elr_mri.data import build_data
 from elr_mri.distributed import barrier, gather_rows, init_distributed, leave_distributed
+from elr_mri.data.image_sources import CLOTHING1M_VAL_LIST
 from elr_mri.data.images import NoisyImageData
 from elr_mri.engine.checkpoint import (atomic_save, atomic_write_text, capture_rng, host_copy, load_checkpoint,
                                       restore_rng)
@@ -57,6 +58,10 @@ def selection_rule(cfg: RunConfig) -> str:
     if cfg.train.select in SCORE_NAMES and cfg.data.name == "mri" and cfg.data.mri.val_labels:
         return (f"best {SCORE_NAMES[cfg.train.select]} on the validation split, scored against the adjudicated "
                 f"labels in {cfg.data.mri.val_labels} (data.mri.val_labels)")
+    if cfg.train.select in SCORE_NAMES and cfg.data.name == "clothing1m" and cfg.data.root \
+            and (Path(cfg.data.root) / CLOTHING1M_VAL_LIST).is_file():
+        return (f"best {SCORE_NAMES[cfg.train.select]} on Clothing1M's clean validation images "
+                f"({CLOTHING1M_VAL_LIST}), as the paper")
     return SELECTION_RULES[cfg.train.select]
 
 
