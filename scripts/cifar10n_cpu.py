@@ -22,6 +22,7 @@ import pandas as pd
 
 from paper_runs import ROOT, markdown_table, mean_std, run_or_resume, run_script
 
+from elr_mri.config import load_config
 from elr_mri.plots import plot_memorization_comparison
 
 CONFIG = ROOT / "configs" / "cifar10n" / "cpu_subset.yaml"
@@ -34,6 +35,8 @@ def main(argv: list[str] | None = None) -> None:
     if not args.human_labels.is_file():
         raise FileNotFoundError(f"no CIFAR-10N labels at {args.human_labels}; pass --human-labels FILE "
                                 "(CIFAR-10_human.npz or .pt)")
+    for loss in args.losses:  # a typo in --losses or --set stops here, not after the first loss has trained
+        load_config(CONFIG, [f"loss.name={loss}", *args.overrides])
     data_root = args.data_root or _extracted_archive(ROOT / "data")
     started = time.perf_counter()
     rows, curves = [], {}
@@ -79,7 +82,8 @@ def _extracted_archive(dest: Path) -> Path:
     folder = dest / "cifar10"
     if not (folder / "train").is_dir():
         if not ARCHIVE.is_file():
-            sys.exit(f"no CIFAR-10 images: {folder} is empty and {ARCHIVE} is missing; pass --data-root")
+            raise FileNotFoundError(f"no CIFAR-10 images: {folder / 'train'} is missing and so is {ARCHIVE}; "
+                                    "pass --data-root DIR (a CIFAR-10 image folder with train/ and test/)")
         print(f"extracting {ARCHIVE} into {dest}", flush=True)
         with tarfile.open(ARCHIVE, "r:xz") as archive:
             archive.extractall(dest, filter="data")

@@ -28,11 +28,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run_script(main: Callable[[], int | None]) -> NoReturn:
     """Exit with `main()`'s code; a mistake in a config, a flag or a path (ValueError, missing file) is
-    one line and exit 2, as `elr-mri train` does (ELR_MRI_DEBUG=1 shows the traceback)."""
+    one line and exit 2, and Ctrl-C one line and exit 130, as `elr-mri train` does (ELR_MRI_DEBUG=1 shows
+    the traceback)."""
     try:
         sys.exit(main())
     except USER_ERRORS as err:
         sys.exit(report_user_error(Path(sys.argv[0]).name, err))
+    except KeyboardInterrupt:
+        print(f"{Path(sys.argv[0]).name}: interrupted; run the same command again: finished runs are read back "
+              "and the interrupted one continues from its last checkpoint", file=sys.stderr)
+        sys.exit(130)
 
 
 def run_status(run_dir: Path) -> str:

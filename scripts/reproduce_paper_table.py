@@ -92,8 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.rows:
         unknown = sorted(set(args.rows) - {r.name for r in rows})
         if unknown:
-            sys.exit(f"--rows: no row {unknown[0]!r} in table {args.table}; rows: "
-                     + ", ".join(r.name for r in rows))
+            raise ValueError(f"--rows: no row {unknown[0]!r} in table {args.table}; rows: "
+                             + ", ".join(r.name for r in rows))
         rows = [r for r in rows if r.name in args.rows]
     out = args.out or ROOT / "runs" / f"table{args.table}"
     plan = [(row, seed, out / row.name / f"seed{seed}") for row in rows for seed in range(args.seeds)]

@@ -163,3 +163,16 @@ def test_script_entry_point_dry_run(tmp_path: Path):
     )
     assert result.returncode == 0, result.stderr
     assert "dry run: 2 run(s) validated" in result.stdout
+
+
+@pytest.mark.parametrize(("script", "args", "says"), [
+    ("reproduce_paper_table.py", ["--table", "1", "--rows", "cifar10-sym30", "--dry-run"],
+     "reproduce_paper_table.py: error: --rows: no row 'cifar10-sym30' in table 1; rows: cifar10-sym20"),
+    ("cifar10n_cpu.py", ["--losses", "ce", "elrr", "--human-labels", __file__],
+     "loss.name = 'elrr' is not one of"),  # refused before CE trains
+])
+def test_script_mistakes_are_one_line_with_exit_code_2(script: str, args: list[str], says: str) -> None:
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / script), *args], capture_output=True, text=True,
+                            timeout=120, cwd=ROOT)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr[-2000:]
+    assert says in result.stderr and result.stdout == ""

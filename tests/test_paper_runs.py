@@ -25,3 +25,15 @@ def test_a_run_is_read_back_continued_or_refused_by_its_settings(import_script, 
         paper_runs.run_or_resume(DIGITS, ["train.epochs=1", "loss.lam=1", *QUIET], run)
     paper_runs.run_or_resume(DIGITS, ["train.epochs=2", *QUIET], run)  # more epochs continue the run
     assert pd.read_csv(run / "metrics.csv")["epoch"].tolist() == [1, 2]
+
+
+def test_ctrl_c_in_a_script_is_one_line_saying_how_to_go_on(import_script, capsys) -> None:
+    def interrupted() -> int:
+        raise KeyboardInterrupt
+
+    with pytest.raises(SystemExit) as exit_info:
+        import_script("paper_runs").run_script(interrupted)
+    assert exit_info.value.code == 130
+    assert capsys.readouterr().err.strip().endswith(
+        "interrupted; run the same command again: finished runs are read back and the interrupted one continues "
+        "from its last checkpoint")
