@@ -107,7 +107,9 @@ def evaluation_set(run_dir: Path, cfg: RunConfig, manifest: Path | None) -> tupl
 
         built = build_data(data, require_age=uses_age(cfg))
         if built.test is None:
-            raise ValueError(f"{run_dir}: the run has no test split; pass --manifest HOLDOUT.csv")
+            fix = ("pass --manifest HOLDOUT.csv" if cfg.data.name == "mri" else
+                   f"its data.root ({cfg.data.root}) holds no test images; put them there (e.g. a test/ folder)")
+            raise ValueError(f"{run_dir}: the run has no test split to score; {fix}")
         if cfg.data.name == "mri":
             _require_run_test_split(run_dir, cfg.data.mri.manifest, built.test.frame["participant_id"])
             _require_run_grid(run_dir, cfg.data.mri.manifest, built.volume_grid)
