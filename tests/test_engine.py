@@ -47,7 +47,8 @@ def test_cli_train_writes_a_complete_run_directory(tmp_path: Path) -> None:
     assert 0.0 <= summary["mislabels"]["precision"] <= 1.0
     assert (out / "memorization.png").stat().st_size > 10_000
     table = pd.read_csv(out / "suspected_mislabels.csv")
-    assert list(table.columns[:4]) == ["index", "given_label", "suggested_label", "confidence"]
+    assert list(table.columns[:5]) == ["index", "original_index", "given_label", "suggested_label", "confidence"]
+    assert table["original_index"].is_unique and (table["original_index"] != table["index"]).any()  # the release's
     assert (table["given_label"] != table["suggested_label"]).all()
     assert table["confidence"].is_monotonic_decreasing
     ckpt = load_checkpoint(out / "checkpoints" / "last.pt")  # weights_only=True

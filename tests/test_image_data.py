@@ -243,6 +243,7 @@ def test_clothing1m_lists(tmp_path):
     assert (len(data.train), len(data.val), len(data.test)) == (8, 2, 2)
     assert data.num_classes == 14 and data.input_shape == (3, 224, 224) and data.train_clean_labels is None
     assert data.train_labels.tolist() == list(range(8))
+    assert data.train_ids.tolist() == list(range(8)) and data.train.paths[3] == str(tmp_path / "images/0/3.jpg")
     assert [data.val[i]["label"] for i in range(2)] == [9, 10]
     assert data.train[0]["image"].shape == data.test[1]["image"].shape == (3, 224, 224)
     with pytest.raises(ValueError, match="already noisy"):

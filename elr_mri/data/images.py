@@ -57,6 +57,7 @@ class NoisyImageData:
     train_clean_labels: np.ndarray | None  # true labels aligned with "index" when known
     class_names: list[str]
     volume_grid: VolumeGrid | None = None  # MRI: the scans' voxel grid, recorded with the run for evaluation
+    train_ids: np.ndarray | None = None  # images: each training example's position in the original release
 
 
 class _LabelledImages(Dataset):
@@ -137,6 +138,7 @@ def build_image_data(cfg: DataConfig) -> NoisyImageData:
         train_labels=noisy,
         train_clean_labels=clean,
         class_names=source.class_names,
+        train_ids=train.ids,
     )
 
 

@@ -387,10 +387,16 @@ def _mislabel_table(method: Method, tracker: PredictionTracker, data: NoisyImage
     targets = method.targets()
     scores = (targets if targets is not None else tracker.probs.nan_to_num(0.0)).detach().float().cpu()
     table = suspected_mislabels(scores.numpy(), data.train_labels, data.class_names)
+    rows = table["index"].to_numpy()
     frame = getattr(data.train, "frame", None)  # MRI scans: who and which visit, for clinical re-review
     if frame is not None:
-        who = frame[["participant_id", "session_id"]].iloc[table["index"].to_numpy()].reset_index(drop=True)
+        who = frame[["participant_id", "session_id"]].iloc[rows].reset_index(drop=True)
         table = pd.concat([table.iloc[:, :1], who, table.iloc[:, 1:]], axis=1)
+    paths = getattr(data.train, "paths", None)  # images read from files (Clothing1M): which file to look at
+    if paths is not None:
+        table.insert(1, "path", [paths[i] for i in rows])
+    if data.train_ids is not None:  # "index" counts the training split after subsetting and the hold-out
+        table.insert(1, "original_index", data.train_ids[rows])
     return table
 
 
