@@ -251,6 +251,21 @@ def test_import_cohort_joins_adnimerge_to_scans(tmp_path: Path) -> None:
     assert result.returncode == 2 and "--mapping x.yaml applies to --table" in result.stderr
 
 
+def test_a_resume_on_an_edited_manifest_is_refused(trained: dict[str, Path], tmp_path: Path) -> None:
+    run, manifest = tmp_path / "run", tmp_path / "adni.csv"
+    shutil.copytree(trained["run"], run)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["data"]["mri"]["manifest"] = str(manifest)  # as if the run had trained on this copy
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    validated = pd.read_csv(run / "splits.csv").query("split == 'val'")["participant_id"].iloc[0]
+    rows = pd.read_csv(trained["train"])
+    rows[rows["participant_id"] != validated].to_csv(manifest, index=False)  # one validation participant dropped
+    result = _cli("train", "--resume", str(run), "--set", "train.epochs=2", "--set", "train.progress=false")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr[-2000:]
+    assert "the manifest has changed since training" in result.stderr and " then, " in result.stderr
+    assert pd.read_csv(run / "metrics.csv")["epoch"].tolist() == [1]  # nothing trained
+
+
 def test_contradicting_resume_and_out_is_one_line(trained: dict[str, Path], tmp_path: Path) -> None:
     result = _cli("train", "--resume", str(trained["run"]), "--out", str(tmp_path / "elsewhere"))
     assert result.returncode == 2 and "a resumed run continues in its own directory" in result.stderr

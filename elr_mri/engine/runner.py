@@ -89,6 +89,8 @@ def train(cfg: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
 
     if resume:
         _require_same_data_shape(out_dir, data)
+        if cfg.data.name == "mri":
+            _require_same_splits(out_dir, data)
         _restore(out_dir, method, tracker, state)
         if cfg.train.epochs < state.epoch:
             raise ConfigError(f"{out_dir} has trained {state.epoch} epochs, so train.epochs = {cfg.train.epochs} "
@@ -257,6 +259,25 @@ def _require_same_data_shape(out_dir: Path, data: NoisyImageData) -> None:
         raise ValueError(f"{out_dir} trained on data with {key} = {before.get(key)}, the data now gives {now[key]} "
                          "(data.root or the manifest changed); restore that data, or start a new run: "
                          f"elr-mri train --config {out_dir / 'config.yaml'} --out NEW_RUN_DIR")
+
+
+def _require_same_splits(out_dir: Path, data: NoisyImageData) -> None:
+    """A resumed MRI run must see the participants of its splits.csv in the same splits: an edited manifest
+    redraws the split, moving test participants into training and ELR's per-scan targets onto other scans."""
+    from elr_mri.data.mri import participants_by_split
+
+    path = out_dir / "splits.csv"
+    if not path.exists():
+        return
+    before = pd.read_csv(path, dtype=str).set_index("participant_id")["split"]
+    now = participants_by_split(data).set_index("participant_id")["split"]
+    moved = sorted(p for p in before.index.union(now.index) if before.get(p) != now.get(p))
+    if moved:
+        first = moved[0]
+        raise ValueError(f"{out_dir}: the manifest has changed since training: {len(moved)} participant(s) are not in "
+                         f"the split splits.csv gives them (e.g. {first}: {before.get(first, 'absent')} then, "
+                         f"{now.get(first, 'absent')} now); restore the manifest the run trained on, or start a new "
+                         f"run: elr-mri train --config {out_dir / 'config.yaml'} --out NEW_RUN_DIR")
 
 
 def uses_age(cfg: RunConfig) -> bool:
