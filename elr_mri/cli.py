@@ -187,30 +187,36 @@ def _evaluate(args: argparse.Namespace) -> int:
         from elr_mri.baselines.features import read_volumes
 
         read_volumes(args.volumes)
+    if args.baselines and (args.run / "config.yaml").is_file():  # an image run is refused before its CNN is scored
+        from elr_mri.baselines.evaluate import require_baseline_run
+
+        require_baseline_run(args.run)
     eval_dir = _evaluate_and_print(args.run, args.manifest, args.checkpoint, args.bootstrap)
-    if args.baselines:
-        _evaluate_baselines(args)
+    baselines = _evaluate_baselines(args) if args.baselines else []
     if args.baselines or args.compare_with:
-        _print_comparison(args, eval_dir)
+        _print_comparison(args, eval_dir, baselines)
     return 0
 
 
-def _evaluate_baselines(args: argparse.Namespace) -> None:
+def _evaluate_baselines(args: argparse.Namespace) -> list[str]:
+    """Fit and score the baselines `args` ask for; returns the names of those it scored."""
     from elr_mri.baselines.evaluate import evaluate_baselines
 
     if not args.volumes:
         print("baselines: no --volumes CSV, so only the voxel SVM (run `elr-mri volumes` for the volume baseline)")
-    evaluate_baselines(args.run, args.volumes, args.manifest, None, args.bootstrap, args.checkpoint)
+    scored = list(evaluate_baselines(args.run, args.volumes, args.manifest, None, args.bootstrap, args.checkpoint))
     if args.drop_suspected:
         try:
-            evaluate_baselines(args.run, args.volumes, args.manifest, args.drop_suspected, args.bootstrap,
-                               args.checkpoint)
+            scored += evaluate_baselines(args.run, args.volumes, args.manifest, args.drop_suspected, args.bootstrap,
+                                         args.checkpoint)
         except ValueError as err:  # the plain baselines stand; say why the cleaned ones are missing
             print(f"baselines without suspected mislabels skipped: {err}")
+    return scored
 
 
-def _print_comparison(args: argparse.Namespace, eval_dir: Path) -> None:
-    """The CNN, the --compare-with runs and the baselines in one table (also comparison.csv)."""
+def _print_comparison(args: argparse.Namespace, eval_dir: Path, baselines: list[str]) -> None:
+    """The CNN, the --compare-with runs and the `baselines` scored by this command in one table (also
+    comparison.csv); baseline results an earlier command left in eval_dir are not this comparison's."""
     from elr_mri.config import load_config
     from elr_mri.evaluation.compare import comparison_table, run_labels
     from elr_mri.evaluation.evaluate import evaluate_run
@@ -223,7 +229,7 @@ def _print_comparison(args: argparse.Namespace, eval_dir: Path) -> None:
     for other, label in zip(args.compare_with, labels[1:]):
         evaluate_run(other, args.manifest, args.checkpoint, args.bootstrap)
         others[label] = other / eval_dir.name
-    table = comparison_table(eval_dir, labels[0], others=others)
+    table = comparison_table(eval_dir, labels[0], others=others, baselines=baselines)
     atomic_write_text(table.to_csv(index=False), eval_dir / "comparison.csv")
     wide = table.assign(value=[str(Interval(r.estimate, r.low, r.high)) for r in table.itertuples()])
     print(f"participant level, 95% intervals ({eval_dir / 'comparison.csv'}):")

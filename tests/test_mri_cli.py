@@ -200,6 +200,9 @@ def test_evaluate_puts_another_run_and_the_voxel_baseline_in_one_table(trained: 
                   f"data.mri.manifest={trained['train']}", "--set", "loss.name=ce", "--set", "train.epochs=1",
                   "--set", "train.progress=false", "--set", "train.tensorboard=false")
     assert result.returncode == 0, result.stderr[-3000:]
+    stale = trained["run"] / f"eval-{trained['holdout'].stem}" / "baselines" / "volumes_logreg"
+    stale.mkdir(parents=True)  # as an earlier `evaluate --baselines --volumes` leaves it
+    shutil.copy(trained["run"] / f"eval-{trained['holdout'].stem}" / "summary.json", stale)
     result = _cli("evaluate", "--run", str(trained["run"]), "--manifest", str(trained["holdout"]), "--bootstrap", "30",
                   "--baselines", "--compare-with", str(other))
     assert result.returncode == 0, result.stderr[-3000:]
@@ -212,6 +215,15 @@ def test_evaluate_puts_another_run_and_the_voxel_baseline_in_one_table(trained: 
 def test_baseline_options_without_baselines_are_one_line_errors(trained: dict[str, Path]) -> None:
     result = _cli("evaluate", "--run", str(trained["run"]), "--volumes", "volumes.csv")
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1 and "--baselines" in result.stderr
+
+
+def test_baselines_of_an_image_run_are_refused_before_it_is_scored(tmp_path: Path) -> None:
+    run = tmp_path / "digits_run"
+    (run / "checkpoints").mkdir(parents=True)
+    shutil.copy(ROOT / "configs" / "digits" / "elr_sym40.yaml", run / "config.yaml")
+    result = _cli("evaluate", "--run", str(run), "--baselines")
+    assert result.returncode == 2 and "baselines need an MRI run; this one trained on digits" in result.stderr
+    assert not (run / "eval-test").exists()
 
 
 def test_explain_writes_template_space_saliency(trained: dict[str, Path]) -> None:

@@ -24,7 +24,7 @@ from elr_mri.evaluation.compare import require_same_splits
 from elr_mri.evaluation.evaluate import evaluation_dir, write_evaluation
 from elr_mri.evaluation.metrics import MetricsReport, evaluate_predictions
 
-__all__ = ["evaluate_baselines", "VOXEL_BLOCK"]
+__all__ = ["evaluate_baselines", "require_baseline_run", "VOXEL_BLOCK"]
 
 VOXEL_BLOCK = 3  # voxels averaged per axis for the SVM: 2 mm scans become 6 mm features
 
@@ -36,15 +36,7 @@ def evaluate_baselines(run_dir: Path, volumes_csvs: Sequence[Path] = (), manifes
     to baselines/<name>/ inside the evaluation of the run's `beside_checkpoint` they are compared with
     (RUN_DIR/eval-<test|holdout>/ for the selected one). Returns {name: {level: report}}."""
     run_dir = Path(run_dir)
-    cfg = load_config(run_dir / "config.yaml")
-    if cfg.data.name != "mri":
-        raise ValueError(f"{run_dir}: baselines need an MRI run; this one trained on {cfg.data.name}")
-    if cfg.data.noise.mode != "none":
-        raise ValueError(f"{run_dir}: the run added synthetic noise (data.noise.mode={cfg.data.noise.mode}); the "
-                         "baselines train on the manifest's labels, so the comparison would be unfair")
-    if cfg.data.train_subset or cfg.data.test_subset:
-        raise ValueError(f"{run_dir}: the run used data.train_subset/test_subset; the baselines fit and score whole "
-                         "splits, so compare against a run without them")
+    cfg = require_baseline_run(run_dir)
     volumes = read_volumes(volumes_csvs) if volumes_csvs else None  # a wrong CSV is refused before anything is fitted
     classes = list(cfg.data.mri.classes)
     cohort = load_manifest(cfg.data.mri.manifest, classes)
@@ -76,6 +68,21 @@ def evaluate_baselines(run_dir: Path, volumes_csvs: Sequence[Path] = (), manifes
         write_evaluation(out, reports, labels, probs, scored.reset_index(drop=True), classes, notes, about)
         results[tag] = reports
     return results
+
+
+def require_baseline_run(run_dir: Path) -> RunConfig:
+    """The config of `run_dir`, refused when baselines cannot be compared with it: they fit MRI scans on the
+    manifest's own labels and whole splits."""
+    cfg = load_config(Path(run_dir) / "config.yaml")
+    if cfg.data.name != "mri":
+        raise ValueError(f"{run_dir}: baselines need an MRI run; this one trained on {cfg.data.name}")
+    if cfg.data.noise.mode != "none":
+        raise ValueError(f"{run_dir}: the run added synthetic noise (data.noise.mode={cfg.data.noise.mode}); the "
+                         "baselines train on the manifest's labels, so the comparison would be unfair")
+    if cfg.data.train_subset or cfg.data.test_subset:
+        raise ValueError(f"{run_dir}: the run used data.train_subset/test_subset; the baselines fit and score whole "
+                         "splits, so compare against a run without them")
+    return cfg
 
 
 class _Features:

@@ -20,13 +20,16 @@ HEADLINE_METRICS = ("accuracy", "balanced_accuracy", "auc_micro", "auc_macro")
 
 
 def comparison_table(eval_dir: Path, cnn_name: str, level: str = "participant",
-                     metrics: Sequence[str] = HEADLINE_METRICS, others: dict[str, Path] | None = None) -> pd.DataFrame:
+                     metrics: Sequence[str] = HEADLINE_METRICS, others: dict[str, Path] | None = None,
+                     baselines: Sequence[str] | None = None) -> pd.DataFrame:
     """Rows: method, metric, estimate, low, high: the CNN first, the `others` (name: evaluation
-    folder of another run on the same set, e.g. ELR beside CE), then each baseline found."""
+    folder of another run on the same set, e.g. ELR beside CE), then the `baselines` named (None: each
+    one found in eval_dir/baselines/, including those an earlier command fitted)."""
     eval_dir = Path(eval_dir)
     sources = [(cnn_name, eval_dir / "summary.json")]
     sources += [(name, Path(folder) / "summary.json") for name, folder in (others or {}).items()]
-    sources += [(path.parent.name, path) for path in sorted(eval_dir.glob("baselines/*/summary.json"))]
+    found = sorted(eval_dir.glob("baselines/*/summary.json"))
+    sources += [(path.parent.name, path) for path in found if baselines is None or path.parent.name in baselines]
     rows = []
     for method, path in sources:
         if not path.exists():
