@@ -93,6 +93,17 @@ def test_missing_age_is_fine_when_the_model_does_not_use_it(tmp_path):
     assert len(load_manifest(path, CLASSES, require_age=False)) == 1
 
 
+def test_a_missing_age_column_is_one_line_and_a_folder_is_named_as_one(tmp_path):
+    rows = [{k: v for k, v in scan(f"P{i}", "M00").items() if k != "age"} for i in range(30)]
+    with pytest.raises(ManifestError, match=r"manifest.csv: no age column, and the model uses age") as err:
+        load_manifest(write_manifest(tmp_path, rows), CLASSES, require_age=True)
+    assert "\n" not in str(err.value)  # one line, not one per row
+    (tmp_path / "scans").mkdir()
+    folder = write_manifest(tmp_path, [scan("P1", "M00", path="scans")], touch=False)
+    with pytest.raises(ManifestError, match=rf"{tmp_path / 'scans'} is a folder, not a NIfTI file; point path at"):
+        load_manifest(folder, CLASSES)
+
+
 def test_missing_columns_are_named(tmp_path):
     path = tmp_path / "m.csv"
     pd.DataFrame({"participant_id": ["P1"], "path": ["x"]}).to_csv(path, index=False)

@@ -350,6 +350,12 @@ def test_scans_smaller_than_the_crop_are_padded_with_a_warning(tmp_path, caplog)
     data = build_mri_data(config(manifest, crop_size=[16, 40, 16]))
     assert data.train[0]["image"].shape == (1, 16, 40, 16)
     assert "smaller than data.mri.crop_size [16, 40, 16] along axis 1 and are zero-padded" in caplog.text
+    assert "no processed_path column, so the scans in `path` are read as they are" in caplog.text
+    caplog.clear()
+    frame = pd.read_csv(manifest)
+    frame.rename(columns={"path": "processed_path"}).assign(path="raw.nii.gz").to_csv(manifest, index=False)
+    build_mri_data(config(manifest))
+    assert "processed_path" not in caplog.text  # what `preprocess` writes: read without a word
 
 
 def test_one_diagnosis_is_refused_and_an_absent_class_warned_of(tmp_path, caplog):

@@ -79,6 +79,9 @@ def validate_manifest(
         raise ManifestError(
             f"{source}: missing column(s) {', '.join(missing)}; a manifest needs {', '.join(REQUIRED_COLUMNS)}"
         )
+    if require_age and "age" not in frame.columns:
+        raise ManifestError(f"{source}: no age column, and the model uses age; add an age column (years at the scan), "
+                            "or set model.use_age: false")
     frame = _usable_rows(frame.reset_index(drop=True), source)
     for column in ("participant_id", "session_id", "path"):
         frame[column] = frame[column].map(lambda v: "" if pd.isna(v) else str(v).strip())
@@ -107,11 +110,8 @@ def validate_manifest(
         ]
     problems += _duplicates(frame)
     if check_files:
-        problems += [
-            f"{_where(frame, i)}: file not found: {frame[IMAGE_COLUMN][i] or '(empty ' + image_column + ')'}"
-            for i in range(len(frame))
-            if not frame[IMAGE_COLUMN][i] or not Path(frame[IMAGE_COLUMN][i]).is_file()
-        ]
+        problems += [f"{_where(frame, i)}: {_file_problem(frame[IMAGE_COLUMN][i], image_column)}"
+                     for i in range(len(frame)) if not frame[IMAGE_COLUMN][i] or not Path(frame[IMAGE_COLUMN][i]).is_file()]
     if problems:
         listed = "\n  ".join(problems[:MAX_LISTED])
         more = f"\n  ... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
@@ -123,6 +123,14 @@ def label_indices(diagnoses: pd.Series, classes: Sequence[str]) -> np.ndarray:
     """Class index of each (validated) diagnosis, in the order of `classes`."""
     lookup = {name: k for k, name in enumerate(classes)}
     return diagnoses.map(lookup).to_numpy(dtype=np.int64)
+
+
+def _file_problem(path: str, column: str) -> str:
+    if not path:
+        return f"file not found: (empty {column})"
+    if Path(path).is_dir():
+        return f"{path} is a folder, not a NIfTI file; point {column} at the .nii or .nii.gz file"
+    return f"file not found: {path}"
 
 
 def _usable_rows(frame: pd.DataFrame, source: str) -> pd.DataFrame:

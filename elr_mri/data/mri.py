@@ -218,6 +218,9 @@ def build_mri_data(cfg: DataConfig, require_age: bool = False) -> NoisyImageData
         raise ValueError("data.mri.manifest must name the cohort's manifest CSV when data.name is mri")
     classes = list(mri.classes)
     frame = load_manifest(mri.manifest, classes, require_age=require_age)
+    if "processed_path" not in frame.columns:
+        log.warning("%s: no processed_path column, so the scans in `path` are read as they are; if they are raw "
+                    "scans, run `elr-mri preprocess` and train on the manifest it writes", mri.manifest)
     grid = common_grid(frame[IMAGE_COLUMN], source=str(mri.manifest))
     _note_padding(grid, mri.crop_size, str(mri.manifest))
     if mri.splits:
