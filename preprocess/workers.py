@@ -19,7 +19,7 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from typing import Callable, Hashable, Iterator, Mapping
 
-__all__ = ["scan_workers", "run_per_scan", "die_with_parent"]
+__all__ = ["scan_workers", "run_per_scan", "start_worker_process", "die_with_parent"]
 
 _PR_SET_PDEATHSIG = 1  # prctl option from <linux/prctl.h>
 
@@ -63,6 +63,13 @@ def run_per_scan(work: Callable[..., dict], arguments: Mapping[Hashable, tuple],
     return results
 
 
+def start_worker_process(parent_pid: int) -> None:
+    """A pool worker's first step: leave Ctrl-C to the parent, which ends the workers itself (a worker's own
+    KeyboardInterrupt only prints a traceback under the parent's one-line message), and die with it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent(parent_pid)
+
+
 def die_with_parent(parent_pid: int) -> None:
     """Have the kernel end this process when its parent exits, however it exits (Linux only)."""
     if sys.platform != "linux":
@@ -77,4 +84,4 @@ def die_with_parent(parent_pid: int) -> None:
 def _start_worker(threads: int, parent_pid: int) -> None:
     """Runs first in each spawned worker, before ANTs (and so ITK) is imported there."""
     os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(threads)
-    die_with_parent(parent_pid)
+    start_worker_process(parent_pid)

@@ -33,7 +33,7 @@ from elr_mri.simulate.disease import REGIONS
 from elr_mri.simulate.render import render_scan
 from preprocess.sidecar import atomic_path, file_sha256, read_sidecar, remove_stale_temps, write_json
 from preprocess.user_errors import USER_ERRORS, report_user_error
-from preprocess.workers import die_with_parent
+from preprocess.workers import start_worker_process
 
 __all__ = ["main", "simulate_cohort", "MANIFEST_COLUMNS"]
 
@@ -83,7 +83,7 @@ def simulate_cohort(out: Path, subjects: int, holdout_subjects: int | None = Non
     if jobs <= 1:
         measured = [_write_scan(task) for task in tqdm(tasks, **progress)]
     else:
-        with multiprocessing.get_context("fork").Pool(jobs, die_with_parent, (os.getpid(),)) as pool:
+        with multiprocessing.get_context("fork").Pool(jobs, start_worker_process, (os.getpid(),)) as pool:
             measured = list(tqdm(pool.imap(_write_scan, tasks), **progress))
     truth = pd.DataFrame([_truth_row(spec, extra) for spec, extra in zip(specs, measured)])
     truth.to_csv(out / "truth.csv", index=False)

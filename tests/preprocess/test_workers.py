@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -9,6 +10,8 @@ import sys
 import time
 
 import pytest
+
+from preprocess.workers import start_worker_process
 
 # A run whose two workers each hold a long scan, with more queued; it prints the workers' pids.
 RUN = """
@@ -59,3 +62,9 @@ def test_workers_die_with_a_killed_parent() -> None:
     os.kill(run.pid, signal.SIGKILL)
     run.wait()
     assert _wait_until_gone(workers, 10) == []
+
+
+def test_pool_workers_leave_ctrl_c_to_their_parent() -> None:
+    with multiprocessing.get_context("fork").Pool(1, start_worker_process, (os.getpid(),)) as pool:
+        assert pool.apply(signal.getsignal, (signal.SIGINT,)) == signal.SIG_IGN
+    assert signal.getsignal(signal.SIGINT) != signal.SIG_IGN  # the parent still stops on Ctrl-C
