@@ -161,6 +161,22 @@ def test_import_adnimerge_with_baseline_diagnosis():
     assert result.manifest["diagnosis"].tolist() == ["MCI", "MCI"]  # EMCI at baseline for both scans
 
 
+def test_import_errors_name_the_table_its_option_and_file(tmp_path):
+    adnimerge = tmp_path / "ADNIMERGE.csv"
+    ADNIMERGE.drop(columns="Years_bl").to_csv(adnimerge, index=False)
+    scans = tmp_path / "scans.csv"
+    pd.DataFrame({"participant_id": ["011_S_0002"], "path": ["a"]}).to_csv(scans, index=False)
+    with pytest.raises(ValueError, match=rf"ADNIMERGE table \(--adnimerge\) {adnimerge}: missing column\(s\) Years_bl"):
+        import_adnimerge(adnimerge, scans)
+    ADNIMERGE.to_csv(adnimerge, index=False)
+    with pytest.raises(ValueError, match=rf"scans manifest \(--scans\) {scans}: missing column\(s\) session_id"):
+        import_adnimerge(adnimerge, scans)
+    with pytest.raises(IsADirectoryError, match=rf"scans manifest \(--scans\) {tmp_path}: is a folder"):
+        import_adnimerge(adnimerge, tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"scans manifest \(--scans\) nothere.csv: file not found"):
+        import_adnimerge(adnimerge, "nothere.csv")
+
+
 # --- NACC through the YAML mapping --------------------------------------------------------------------
 
 NACC = pd.DataFrame({

@@ -64,6 +64,9 @@ class ImportResult:
         return f"{imported}, {len(self.dropped)} left out: {left_out}" if left_out else imported
 
 
+SCANS = "scans manifest (--scans)"  # the table of scans both importers join their clinical rows to
+
+
 def import_adnimerge(
     adnimerge: str | Path | pd.DataFrame,
     scans: str | Path | pd.DataFrame,
@@ -75,8 +78,8 @@ def import_adnimerge(
     `use_baseline_diagnosis` every scan gets its participant's DX_bl instead. ADNIMERGE's AGE is the
     age at baseline, so the visit age is AGE + Years_bl.
     """
-    table = _read(adnimerge)
-    _require(table, ("PTID", "VISCODE", "DX", "DX_bl", "AGE", "Years_bl"), "ADNIMERGE")
+    table, where = _read(adnimerge, "ADNIMERGE table (--adnimerge)")
+    _require(table, ("PTID", "VISCODE", "DX", "DX_bl", "AGE", "Years_bl"), where)
     visit_dx = table["DX"].map(ADNI_DIAGNOSES)
     baseline_dx = table["DX_bl"].map(ADNI_DIAGNOSES)
     is_baseline = table["VISCODE"].astype(str).str.strip().str.lower() == "bl"
@@ -89,7 +92,7 @@ def import_adnimerge(
         "sex": table["PTGENDER"].map({"Male": "M", "Female": "F"}) if "PTGENDER" in table else np.nan,
         "cohort": "ADNI",
     })
-    return _join(_read(scans), clinical, adni_participant_key, adni_session_key)
+    return _join(*_read(scans, SCANS), clinical, adni_participant_key, adni_session_key)
 
 
 def load_mapping(path: str | Path) -> dict[str, Any]:
@@ -131,9 +134,9 @@ def import_mapped_table(
     """
     if not isinstance(mapping, dict):
         mapping = load_mapping(mapping)
-    table = _read(table)
+    table, where = _read(table, "clinical table (--table)")
     columns: dict[str, str] = mapping["columns"]
-    _require(table, tuple(columns.values()), "clinical table")
+    _require(table, tuple(columns.values()), where)
     values = {field: {_code(k): v for k, v in codes.items()} for field, codes in (mapping.get("values") or {}).items()}
     clinical = pd.DataFrame({"_participant": table[columns["participant_id"]].map(_bids_key),
                              "_session": table[columns["session_id"]].map(_bids_key)})
@@ -146,11 +149,11 @@ def import_mapped_table(
         clinical["age"] = pd.to_numeric(clinical["age"], errors="coerce")
     for label, conditions in (mapping.get("require") or {}).items():
         for column, allowed in conditions.items():
-            _require(table, (column,), "clinical table")
+            _require(table, (column,), where)
             fails = (clinical["diagnosis"] == label) & ~table[column].map(_code).isin({_code(a) for a in allowed})
             clinical.loc[fails, "diagnosis"] = np.nan
     clinical["cohort"] = mapping.get("cohort", "")
-    return _join(_read(scans), clinical, _bids_key, _bids_key)
+    return _join(*_read(scans, SCANS), clinical, _bids_key, _bids_key)
 
 
 def adni_participant_key(value: Any) -> str:
@@ -183,12 +186,13 @@ def _code(value: Any) -> str:
 
 def _join(
     scans: pd.DataFrame,
+    scans_source: str,
     clinical: pd.DataFrame,
     participant_key: Callable[[Any], str],
     session_key: Callable[[Any], str],
 ) -> ImportResult:
     """Attach each scan's clinical row; list scans without one, with two, or without a usable diagnosis."""
-    _require(scans, ("participant_id", "session_id"), "scans manifest")
+    _require(scans, ("participant_id", "session_id"), scans_source)
     keys = pd.DataFrame({"_participant": scans["participant_id"].map(participant_key),
                          "_session": scans["session_id"].map(session_key)})
     counts = clinical.groupby(["_participant", "_session"]).size().rename("_matches").reset_index()
@@ -207,16 +211,19 @@ def _join(
     return ImportResult(manifest=manifest, dropped=dropped.reset_index(drop=True))
 
 
-def _read(source: str | Path | pd.DataFrame) -> pd.DataFrame:
+def _read(source: str | Path | pd.DataFrame, what: str) -> tuple[pd.DataFrame, str]:
+    """(table, what and where it is, for messages): `what` names the table and the option it came from."""
     if isinstance(source, pd.DataFrame):
-        return source.reset_index(drop=True)
+        return source.reset_index(drop=True), what
     path = Path(source)
+    if path.is_dir():
+        raise IsADirectoryError(f"{what} {path}: is a folder; pass the table's CSV file")
     if not path.is_file():
-        raise FileNotFoundError(f"table not found: {path}")
-    return read_csv_table(path, dtype=str, sep="\t" if path.suffix in (".tsv", ".tab") else ",")
+        raise FileNotFoundError(f"{what} {path}: file not found")
+    return read_csv_table(path, dtype=str, sep="\t" if path.suffix in (".tsv", ".tab") else ","), f"{what} {path}"
 
 
-def _require(table: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:
+def _require(table: pd.DataFrame, columns: tuple[str, ...], where: str) -> None:
     missing = [c for c in columns if c not in table.columns]
     if missing:
-        raise ValueError(f"{what}: missing column(s) {', '.join(missing)}")
+        raise ValueError(f"{where}: missing column(s) {', '.join(missing)}")
