@@ -26,6 +26,7 @@ CLOTHING1M_CLASSES = [
     "T-Shirt", "Shirt", "Knitwear", "Chiffon", "Sweater", "Hoodie", "Windbreaker", "Jacket",
     "Downcoat", "Suit", "Shawl", "Dress", "Vest", "Underwear",
 ]
+DECODE_CHUNK = 1024  # images one decoding task reads (CIFAR-10's 50,000: 49 tasks)
 # the release's clean validation keys: when present, checkpoints are selected on them, as in the paper
 CLOTHING1M_VAL_LIST = "clean_val_key_list.txt"
 _CIFAR_JPEG_HINT = (
@@ -213,8 +214,15 @@ def _decode_all(paths: list[Path]) -> np.ndarray:
     """Decode with a thread pool (Pillow releases the GIL while decoding) and stack same-sized images.
 
     Every image is tried before failing, so one error counts all the unreadable files."""
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        arrays = list(pool.map(_decode_rgb_or_error, paths, chunksize=256))
+    # A few dozen tasks, not one per image: submitting 50,000 takes long enough for Ctrl-C to land inside
+    # the pool's own locking and leave it hung; and on Ctrl-C the chunks still queued are dropped, where a
+    # `with` block would decode every image first.
+    chunks = [paths[start : start + DECODE_CHUNK] for start in range(0, len(paths), DECODE_CHUNK)]
+    pool = ThreadPoolExecutor(max_workers=8)
+    try:
+        arrays = [array for chunk in pool.map(_decode_chunk, chunks) for array in chunk]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     unreadable = [a for a in arrays if isinstance(a, ImageReadError)]
     if unreadable:
         raise ImageReadError(f"{len(unreadable)} of {len(paths)} images cannot be read, e.g. {unreadable[0]}")
@@ -226,6 +234,10 @@ def _decode_all(paths: list[Path]) -> np.ndarray:
         raise ValueError(f"images under {paths[0].parent.parent} differ in size ({examples}); an in-memory "
                          "image folder needs one size: resize them, or remove the odd ones")
     return np.stack(arrays).transpose(0, 3, 1, 2).copy()
+
+
+def _decode_chunk(paths: list[Path]) -> list[np.ndarray | ImageReadError]:
+    return [_decode_rgb_or_error(path) for path in paths]
 
 
 def _decode_rgb_or_error(path: Path) -> np.ndarray | ImageReadError:
