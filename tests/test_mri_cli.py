@@ -22,7 +22,8 @@ CLASSES = ("CN", "MCI", "AD")
 
 
 def _cohort(folder: Path, prefix: str, per_class: int, seed: int) -> Path:
-    """Random 74³ volumes whose brightness grows with the diagnosis; one scan a participant."""
+    """Random 74³ volumes whose brightness grows with the diagnosis; one scan a participant, listed as
+    `elr-mri preprocess` lists its outputs (processed_path)."""
     rng = np.random.default_rng(seed)
     rows = []
     for k, diagnosis in enumerate(CLASSES):
@@ -31,7 +32,8 @@ def _cohort(folder: Path, prefix: str, per_class: int, seed: int) -> Path:
             path = folder / f"{pid}.nii.gz"
             volume = rng.normal(100 + 20 * k, 10, size=(74, 74, 74)).astype(np.float32)
             nib.save(nib.Nifti1Image(volume, np.diag([2.0, 2.0, 2.0, 1.0])), path)
-            rows.append({"participant_id": pid, "session_id": "ses-M00", "path": str(path),
+            rows.append({"participant_id": pid, "session_id": "ses-M00", "path": f"raw/{pid}.nii.gz",
+                         "processed_path": str(path),
                          "diagnosis": diagnosis, "age": float(rng.uniform(60, 90)), "sex": "F"})
     manifest = folder / f"{prefix}.csv"
     pd.DataFrame(rows).to_csv(manifest, index=False)
@@ -142,8 +144,8 @@ def test_evaluate_refuses_a_test_split_rebuilt_from_a_changed_manifest(trained: 
 def test_a_truncated_scan_is_one_line_naming_it(trained: dict[str, Path], tmp_path: Path, command: str) -> None:
     manifest = pd.read_csv(trained["holdout"] if command == "evaluate" else trained["train"])
     damaged = tmp_path / "damaged.nii.gz"  # a copy cut short, as by an interrupted transfer
-    damaged.write_bytes(Path(manifest.loc[1, "path"]).read_bytes()[:5000])
-    manifest.loc[1, "path"] = str(damaged)
+    damaged.write_bytes(Path(manifest.loc[1, "processed_path"]).read_bytes()[:5000])
+    manifest.loc[1, "processed_path"] = str(damaged)
     manifest.to_csv(tmp_path / "damaged.csv", index=False)
     if command.startswith("train"):
         in_workers = ["--set", "data.num_workers=1", "--set", "data.mri.cache=none"] * command.endswith("workers")
@@ -176,7 +178,7 @@ def test_a_holdout_on_another_voxel_grid_is_refused(trained: dict[str, Path], tm
     manifest = pd.read_csv(trained["holdout"])
     raw = tmp_path / "raw.nii.gz"  # a scan that never went through preprocess: 1 mm voxels
     nib.save(nib.Nifti1Image(np.ones((74, 74, 74), np.float32), np.eye(4)), raw)
-    manifest.loc[0, "path"] = str(raw)
+    manifest.loc[0, "processed_path"] = str(raw)
     manifest.to_csv(tmp_path / "raw.csv", index=False)
     result = _cli("evaluate", "--run", str(trained["run"]), "--manifest", str(tmp_path / "raw.csv"))
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr[-2000:]
