@@ -254,6 +254,10 @@ def test_clothing1m_lists(tmp_path):
                                   "as the paper"  # what the run records: not the noisy hold-out
     (tmp_path / "clean_val_key_list.txt").unlink()
     assert "noisy labels (data.val_fraction)" in selection_rule(run)
+    (tmp_path / "images/0/5.jpg").unlink()  # an image the training list names, lost in extraction
+    with pytest.raises(FileNotFoundError, match=r"noisy_train_key_list.txt: 1 of 8 listed images are not in .*"
+                                                r"e.g. images/0/5.jpg; extract the whole release"):
+        build_image_data(DataConfig(name="clothing1m", root=str(tmp_path)))
 
 
 @pytest.mark.parametrize(

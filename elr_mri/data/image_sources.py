@@ -276,6 +276,10 @@ def _listed_split(root: Path, list_name: str, labels: dict[str, int]) -> ImageSp
     unlabelled = [k for k in keys if k not in labels]
     if unlabelled:
         raise ValueError(f"{root / list_name}: {len(unlabelled)} keys have no label, e.g. {unlabelled[0]}")
+    absent = [k for k in keys if not (root / k).is_file()]  # found now, not in the middle of an epoch
+    if absent:
+        raise FileNotFoundError(f"{root / list_name}: {len(absent)} of {len(keys)} listed images are not in {root}, "
+                                f"e.g. {absent[0]}; extract the whole release there, or remove their keys from the list")
     paths = np.array([str(root / k) for k in keys])
     return ImageSplit(paths, np.array([labels[k] for k in keys], dtype=np.int64), np.arange(len(keys)))
 
