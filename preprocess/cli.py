@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.jobs < 1:
             raise InputError(f"--jobs {args.jobs}: need at least 1 worker")
+        require_ncc_threshold(args.qc_min_ncc)
         params = Params(template=args.template, template_mask=args.template_mask, resolution=args.resolution,
                         shape=tuple(args.shape) if args.shape else None, transform=args.transform,
                         profile=args.profile, normalise=args.normalise, brain_mask=args.brain_mask,
@@ -77,6 +78,12 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if summary.failed else 0
 
 
+def require_ncc_threshold(value: float) -> None:
+    """A correlation threshold outside (-1, 1) flags every scan or none: surely a typo (e.g. 45 for 0.45)."""
+    if not -1 < value < 1:
+        raise InputError(f"--qc-min-ncc {value}: an NCC threshold lies between -1 and 1; the default is 0.45")
+
+
 def merge_main(argv: list[str] | None = None) -> int:
     """Join the shards' manifests in an output folder into manifest.csv and failures.csv."""
     parser = argparse.ArgumentParser(prog="elr-mri preprocess-merge",
@@ -84,6 +91,10 @@ def merge_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", required=True, help="the output folder the shards wrote to")
     parser.add_argument("--qc-min-ncc", type=float, default=0.45, help="flag scans whose NCC is below this")
     args = parser.parse_args(argv)
+    try:
+        require_ncc_threshold(args.qc_min_ncc)
+    except InputError as exc:
+        return report_user_error("elr-mri preprocess-merge", exc)
     try:
         summary = merge_shards(args.output, args.qc_min_ncc)
     except (FileNotFoundError, ValueError) as exc:

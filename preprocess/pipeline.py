@@ -21,6 +21,8 @@ from .template import load_template
 
 __all__ = ["Params", "ScanOutputs", "process_scan", "software_versions"]
 
+MAX_FIELD_OF_VIEW_MM = 400  # an output grid wider than this along any axis is a mistyped --shape (heads: ~250 mm)
+
 
 @dataclass(frozen=True)
 class Params:
@@ -47,6 +49,10 @@ class Params:
         if self.shape is not None and (len(self.shape) != 3 or min(self.shape) < 1):
             raise ValueError(f"shape={self.shape}: need 3 voxel counts of at least 1 (--shape X Y Z), "
                              "e.g. 121 145 121")
+        if self.shape is not None and max(self.shape) * self.resolution > MAX_FIELD_OF_VIEW_MM:
+            raise ValueError(f"shape={self.shape} at {self.resolution} mm spans {max(self.shape) * self.resolution:g} mm, "
+                             f"more than the {MAX_FIELD_OF_VIEW_MM} mm any head needs; give voxel counts at this "
+                             "resolution (--shape X Y Z), e.g. 121 145 121 at 1.5 mm")
 
     def as_dict(self) -> dict:
         """JSON-ready form (tuples become lists so a reread sidecar compares equal)."""

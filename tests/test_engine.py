@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from elr_mri.config import load_config
-from elr_mri.engine.checkpoint import load_checkpoint
+from elr_mri.engine.checkpoint import atomic_write_json, load_checkpoint
 from elr_mri.engine.execution import ExecutionPlan
 from elr_mri.engine.methods import build_method
 from elr_mri.engine.runner import CheckpointWriter, RunState, train
@@ -114,6 +114,16 @@ def test_a_better_epoch_held_back_is_written_as_it_was(tmp_path: Path) -> None:
     assert best["epoch"] == 1 and last["epoch"] == 2 and last["best_epoch"] == 1
     _assert_nested_equal(best["method"]["model"], weights_then)
     assert not torch.equal(last["method"]["model"]["head.weight"], weights_then["head.weight"])
+
+
+def test_json_outputs_write_undefined_figures_as_null(tmp_path: Path) -> None:
+    import numpy as np
+
+    path = tmp_path / "summary.json"
+    atomic_write_json({"auc": {"estimate": np.float64("nan"), "low": float("inf")}, "n": np.int64(3),
+                       "rows": [np.float32(0.5), "text"]}, path)
+    assert "NaN" not in path.read_text() and "Infinity" not in path.read_text()
+    assert json.loads(path.read_text()) == {"auc": {"estimate": None, "low": None}, "n": 3, "rows": [0.5, "text"]}
 
 
 def test_resume_with_more_epochs_extends_a_finished_run(tmp_path: Path) -> None:

@@ -6,6 +6,8 @@ to a temporary name in the same directory and renamed over the target.
 
 from __future__ import annotations
 
+import json
+import math
 import random
 from pathlib import Path
 from typing import Any
@@ -15,8 +17,8 @@ import torch
 
 from preprocess.sidecar import atomic_path
 
-__all__ = ["CheckpointError", "atomic_save", "load_checkpoint", "atomic_write_text", "capture_rng", "restore_rng",
-           "host_copy"]
+__all__ = ["CheckpointError", "atomic_save", "load_checkpoint", "atomic_write_text", "atomic_write_json", "capture_rng",
+           "restore_rng", "host_copy"]
 
 
 def atomic_save(obj: dict[str, Any], path: Path) -> None:
@@ -28,6 +30,25 @@ def atomic_save(obj: dict[str, Any], path: Path) -> None:
 def atomic_write_text(text: str, path: Path) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def atomic_write_json(payload: dict[str, Any], path: Path) -> None:
+    """Indented strict JSON: an undefined figure (NaN, e.g. an AUC with one class absent) is written as
+    null, since NaN is not JSON and tools other than Python's (jq, browsers) refuse the file."""
+    atomic_write_text(json.dumps(_finite_or_none(payload), indent=2, allow_nan=False) + "\n", path)
+
+
+def _finite_or_none(value: Any) -> Any:
+    """`value` with every non-finite float (numpy's included) inside dicts and lists replaced by None."""
+    if isinstance(value, dict):
+        return {key: _finite_or_none(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(item) for item in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
 
 
 def host_copy(state: Any) -> Any:

@@ -29,8 +29,8 @@ from elr_mri.data import build_data
 from elr_mri.distributed import barrier, gather_rows, init_distributed, leave_distributed
 from elr_mri.data.image_sources import CLOTHING1M_VAL_LIST
 from elr_mri.data.images import NoisyImageData
-from elr_mri.engine.checkpoint import (atomic_save, atomic_write_text, capture_rng, host_copy, load_checkpoint,
-                                      restore_rng)
+from elr_mri.engine.checkpoint import (atomic_save, atomic_write_json, atomic_write_text, capture_rng, host_copy,
+                                      load_checkpoint, restore_rng)
 from elr_mri.engine.diagnostics import collapse_warnings, top_class_share
 from elr_mri.engine.execution import ExecutionPlan, limit_cpu_threads
 from elr_mri.engine.feeding import BatchFeeder
@@ -220,7 +220,7 @@ def _start_run_dir(out_dir: Path, cfg: RunConfig, data: NoisyImageData) -> None:
              "train_examples": len(data.train), "class_names": list(data.class_names)}
     if data.volume_grid is not None:  # evaluation refuses holdout scans on another grid
         shape["volume_grid"] = data.volume_grid.as_dict()
-    atomic_write_text(json.dumps(shape, indent=2) + "\n", out_dir / "data_shape.json")
+    atomic_write_json(shape, out_dir / "data_shape.json")
     if cfg.data.name == "mri":  # evaluation refuses holdout participants seen in any of these splits
         from elr_mri.data.mri import participants_by_split, split_balance_table
 
@@ -399,7 +399,7 @@ def _finish(out_dir: Path, cfg: RunConfig, data: NoisyImageData, method: Method,
         from elr_mri.plots import plot_memorization
 
         plot_memorization(metrics, out_dir / "memorization.png", title=f"{cfg.loss.name}, {cfg.data.name}")
-    atomic_write_text(json.dumps(summary, indent=2) + "\n", out_dir / "summary.json")
+    atomic_write_json(summary, out_dir / "summary.json")
     return summary
 
 

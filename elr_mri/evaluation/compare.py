@@ -36,7 +36,8 @@ def comparison_table(eval_dir: Path, cnn_name: str, level: str = "participant",
             continue
         summary = json.loads(path.read_text())
         rows += [{"method": method, "metric": m, **summary[level][m]} for m in metrics]
-    return pd.DataFrame(rows, columns=["method", "metric", "estimate", "low", "high"])
+    table = pd.DataFrame(rows, columns=["method", "metric", "estimate", "low", "high"])
+    return table.astype({"estimate": float, "low": float, "high": float})  # null (undefined) in summary.json: NaN
 
 
 def run_labels(runs: Sequence[Path]) -> list[str]:

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from elr_mri.config import RunConfig, load_config
 from elr_mri.data.grid import VolumeGrid
 from elr_mri.data.splits import run_participants
-from elr_mri.engine.checkpoint import atomic_write_text, load_checkpoint
+from elr_mri.engine.checkpoint import atomic_write_json, atomic_write_text, load_checkpoint
 from elr_mri.engine.execution import ExecutionPlan
 from elr_mri.engine.methods import Method, build_method
 from elr_mri.engine.runner import SELECTION_RULES, resolve_device, selection_rule, uses_age
@@ -172,4 +172,4 @@ def write_evaluation(out: Path, reports: dict[str, MetricsReport], labels: np.nd
         plot_confusion(report.confusion, classes, out / f"confusion_{level}.png", title=f"{level} level")
     summary = {**about, "bootstrap_resamples": next(iter(reports.values())).n_boot, "participant_overlap_notes": notes,
                **{level: {name: vars(v) for name, v in r.metrics.items()} for level, r in reports.items()}}
-    atomic_write_text(json.dumps(summary, indent=2, default=float) + "\n", out / "summary.json")
+    atomic_write_json(summary, out / "summary.json")

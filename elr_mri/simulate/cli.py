@@ -146,6 +146,8 @@ def _description(specs: list[SubjectSpec], label_noise: float, seed: int, resolu
         "note": "Simulated from the anatomy below; not real patients. truth.csv is for scoring only.",
         "seed": seed, "label_noise": label_noise, "resolution_mm": resolution_mm, "anatomy": anatomy,
         "atrophy_scale": atrophy_scale,
+        # a file's content, not its name: another head saved under the same path is another cohort (resume)
+        **({} if anatomy in ANATOMIES else {"anatomy_sha256": file_sha256(anatomy)}),
         "true_class_counts": counts, "class_fractions": CLASS_FRACTIONS,
         "regions": [vars(region) for region in REGIONS],
         "sites": {name: profile.as_dict() for name, profile in SITES.items()},

@@ -170,7 +170,9 @@ def test_bad_input_table_is_one_line_exit_2(tmp_path, capsys):
      "--template-mask {d}/scans.csv: cannot be read as NIfTI"),
     (["--template-mask", "{d}/head.nii.gz"], "needs --template"),
     (["--shape", "10", "-5", "10"], "shape=(10, -5, 10): need 3 voxel counts of at least 1"),
-    (["--shape", "10", "0", "10"], "shape=(10, 0, 10): need 3 voxel counts of at least 1")])
+    (["--shape", "10", "0", "10"], "shape=(10, 0, 10): need 3 voxel counts of at least 1"),
+    (["--resolution", "2", "--shape", "121", "1450", "121"], "spans 2900 mm, more than the 400 mm any head needs"),
+    (["--qc-min-ncc", "45"], "--qc-min-ncc 45.0: an NCC threshold lies between -1 and 1")])
 def test_bad_run_wide_option_is_one_line_before_any_scan(tmp_path, capsys, flags, message):
     """Checked once, not met again by every scan of the batch: no output folder, no failures.csv."""
     _nifti(np.random.default_rng(0).random((40, 40, 40)), tmp_path / "head.nii.gz")
