@@ -128,7 +128,11 @@ class ELRPlusConfig:
 
     mixup_alpha: float = 1.0
     ema_decay: float = 0.997
-    ema_ramp_steps: int = 40000  # EMA momentum ramps in with exp(-5(1-s/L)^2)
+    # ramp: decay = ema_decay·exp(-5(1-s/L)^2) over L = ema_ramp_steps (official CIFAR configs); running_average:
+    # decay = min(1 - 1/(s+1), ema_decay), the plain mean of the weights so far until that reaches ema_decay
+    # (official Clothing1M config, "ema_update": false)
+    ema_schedule: Literal["ramp", "running_average"] = "ramp"
+    ema_ramp_steps: int = 40000
     coef_step: int = 0  # λ ramps in over this many steps (0: full λ from the start)
     reweight_labels: bool = False  # CIFAR-100 setting: weight CE labels by the targets
 
@@ -303,6 +307,10 @@ def _check_ranges(cfg: RunConfig, source: str) -> None:
                            else "drop it, or set loss.name: elr")
                 raise ConfigError(f"{source}: {key} = {flat[key]} is an ELR setting that loss.name = "
                                   f"{cfg.loss.name} does not read; {instead}")
+    if cfg.elr_plus.ema_schedule == "running_average" and cfg.elr_plus.ema_ramp_steps != ELRPlusConfig().ema_ramp_steps:
+        raise ConfigError(f"{source}: elr_plus.ema_ramp_steps = {cfg.elr_plus.ema_ramp_steps} is the ramp's length, "
+                          "which elr_plus.ema_schedule = running_average does not read; drop it, or set "
+                          "elr_plus.ema_schedule: ramp")
     if cfg.data.name != "mri" and cfg.data.mri != MRIDataConfig():
         changed = next(f.name for f in dataclasses.fields(MRIDataConfig)
                        if getattr(cfg.data.mri, f.name) != getattr(MRIDataConfig(), f.name))

@@ -55,6 +55,9 @@ def test_defaults_and_overrides(tmp_path: Path) -> None:
         ("data: {name: cifar10, mri: {manifest: adni.csv}}\n", r"data.mri.manifest is set but data.name = cifar10 "
                                                                r"does not read data.mri"),
         ("# nothing yet\n", r"the config is empty; start from one in configs/"),
+        ("elr_plus: {ema_schedule: running_average, ema_ramp_steps: 1000}\n",
+         r"elr_plus.ema_ramp_steps = 1000 is the ramp's length, which elr_plus.ema_schedule = running_average does not"),
+        ("elr_plus: {ema_schedule: mean}\n", r"elr_plus.ema_schedule = 'mean' is not one of 'ramp', 'running_average'"),
     ],
 )
 def test_errors_name_the_key_and_the_file(tmp_path: Path, text: str, message: str) -> None:

@@ -159,7 +159,12 @@ def test_resume_refuses_other_settings_a_shorter_run_and_a_missing_run(tmp_path:
     (out / "data_shape.json").write_text(json.dumps({**shape, "train_examples": shape["train_examples"] + 5}))
     result = _cli("train", "--resume", str(out), "--set", "train.epochs=3")
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr[-2000:]
-    assert f"trained on data with train_examples = {shape['train_examples'] + 5}" in result.stderr
+    assert f"the data now gives train_examples = {shape['train_examples']}, it trained on" in result.stderr
+    # as if data.root now held another copy of the data set, of the same size, in another order
+    (out / "data_shape.json").write_text(json.dumps({**shape, "train_labels_sha256": "0" * 64}))
+    result = _cli("train", "--resume", str(out), "--set", "train.epochs=3")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr[-2000:]
+    assert "the data now gives other training examples or labels" in result.stderr
 
 
 def test_a_damaged_checkpoint_or_metrics_file_is_one_line_naming_it(tmp_path: Path) -> None:

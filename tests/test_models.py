@@ -11,12 +11,24 @@ from elr_mri.config import ModelConfig
 from elr_mri.models import build_model
 
 
-# ResNet-34 as in the ELR code; PreAct ResNet-18 with the final BN-ReLU of He et al. (2016b) before pooling
-@pytest.mark.parametrize(("name", "parameters"), [("resnet34", 21_282_122), ("preact_resnet18", 11_172_170)])
+# ResNet-34 as in the ELR code; PreAct ResNet-18 as in the ELR+ code: BN in the stem, none after the last stage
+@pytest.mark.parametrize(("name", "parameters"), [("resnet34", 21_282_122), ("preact_resnet18", 11_171_274)])
 def test_cifar_networks_have_the_standard_size(name: str, parameters: int) -> None:
     model = build_model(ModelConfig(name=name), (3, 32, 32), 10)
     assert sum(p.numel() for p in model.parameters()) == parameters
     assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_preact_identity_shortcut_carries_the_pre_activated_input() -> None:
+    """As the official ELR+ network: with its convolutions zeroed a block returns ReLU(BN(x)), not x."""
+    from elr_mri.models.resnet_cifar import PreActBlock
+
+    block = PreActBlock(8, 8, stride=1).eval()
+    with torch.no_grad():
+        block.conv2.weight.zero_()
+        block.bn1.weight.fill_(2.0)
+    x = torch.randn(2, 8, 4, 4)
+    torch.testing.assert_close(block(x), torch.relu(block.bn1(x)))
 
 
 def test_pretrained_backbone_loads_and_a_resized_head_stays_new(tmp_path: Path) -> None:

@@ -80,6 +80,7 @@ def test_clothing1m_matches_appendix():
     plus = load_config(ROOT / "configs/clothing1m/elr_plus.yaml")
     assert (plus.loss.name, plus.optim.lr, plus.data.balanced_batches, plus.elr_plus.ema_decay) == (
         "elr_plus", 0.002, 3000, 0.9999)
+    assert plus.elr_plus.ema_schedule == "running_average"  # official: "ema_update": false, no 40k-step ramp
     assert (plus.schedule.milestones, plus.schedule.gamma, plus.train.epochs) == ([7], 0.1, 15)
 
 

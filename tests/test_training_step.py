@@ -35,13 +35,16 @@ def _method(cfg: RunConfig, device: str = "cpu") -> Method:
     return build_method(cfg, INPUT_SHAPE, NUM_CLASSES, NUM_EXAMPLES, plan)
 
 
-def _batch(seed: int, device: str = "cpu") -> dict[str, torch.Tensor]:
-    """A batch as the DataLoader hands it over: host tensors, pinned when a GPU trains."""
+def _batch(seed: int, device: str = "cpu", with_pair: bool = True) -> dict:
+    """A batch as the feeder hands it over: host tensors, pinned when a GPU trains, with the second
+    stream's batch under "pair" (ELR+'s second network trains on it; the other methods ignore it)."""
     generator = torch.Generator().manual_seed(seed)
-    batch = {"image": torch.rand(BATCH, *INPUT_SHAPE, generator=generator),
-             "label": torch.randint(0, NUM_CLASSES, (BATCH,), generator=generator),
-             "index": torch.randperm(NUM_EXAMPLES, generator=generator)[:BATCH]}
-    return {key: value.pin_memory() for key, value in batch.items()} if device == "cuda" else batch
+    batch: dict = {"image": torch.rand(BATCH, *INPUT_SHAPE, generator=generator),
+                   "label": torch.randint(0, NUM_CLASSES, (BATCH,), generator=generator),
+                   "index": torch.randperm(NUM_EXAMPLES, generator=generator)[:BATCH]}
+    if device == "cuda":
+        batch = {key: value.pin_memory() for key, value in batch.items()}
+    return {**batch, "pair": _batch(seed + 1000, device, with_pair=False)} if with_pair else batch
 
 
 @pytest.mark.parametrize("device", devices)
@@ -59,31 +62,32 @@ def test_a_training_step_never_waits_for_the_device(loss: str, device: str, no_h
             total = step_loss if total is None else total + step_loss  # as the epoch loop sums it
 
 
-def test_ema_copies_follow_their_networks_with_the_ramped_momentum() -> None:
-    cfg = _config("elr_plus")
+@pytest.mark.parametrize("schedule", ["ramp", "running_average"])
+def test_ema_copies_average_their_networks_parameters_with_the_scheduled_momentum(schedule: str) -> None:
+    unread_ramp = ["elr_plus.ema_ramp_steps=40000"] if schedule == "running_average" else []  # default: not set
+    cfg = _config("elr_plus", f"elr_plus.ema_schedule={schedule}", *unread_ramp)
     pair = _method(cfg)
     assert isinstance(pair, ELRPlusPair)
     for _ in range(3):  # move the networks away from their EMA copies first
         pair.train_step(_batch(pair.step))
-    before = [{name: value.clone() for name, value in ema.state_dict().items()} for ema in pair.emas]
+    before = [{name: value.clone() for name, value in ema.named_parameters()} for ema in pair.emas]
     step = pair.step
     pair.train_step(_batch(10))
-    decay = sigmoid_rampup(step + 1, cfg.elr_plus.ema_ramp_steps) * cfg.elr_plus.ema_decay
+    decay = {"ramp": sigmoid_rampup(step + 1, cfg.elr_plus.ema_ramp_steps) * cfg.elr_plus.ema_decay,
+             "running_average": 1.0 - 1.0 / (step + 2)}[schedule]  # the 5th average weighs the past 4/5
     assert 0.0 < decay < cfg.elr_plus.ema_decay  # still ramping: the ramp itself is checked
     for k in range(2):
-        net_state, ema_state = pair.nets[k].state_dict(), pair.emas[k].state_dict()
-        for name, value in net_state.items():
-            if value.dtype.is_floating_point:
-                expected = decay * before[k][name] + (1.0 - decay) * value
-                torch.testing.assert_close(ema_state[name], expected, rtol=1e-6, atol=1e-7)
-            else:
-                assert torch.equal(ema_state[name], value), name
-        assert not torch.equal(ema_state["head.weight"], before[k]["head.weight"])
+        averaged = dict(pair.emas[k].named_parameters())
+        for name, value in pair.nets[k].named_parameters():
+            torch.testing.assert_close(averaged[name], decay * before[k][name] + (1.0 - decay) * value,
+                                       rtol=1e-6, atol=1e-7)
+        assert not torch.equal(averaged["head.weight"], before[k]["head.weight"])
 
 
 @pytest.mark.parametrize("loss", ["elr", "elr_plus"])
 def test_training_follows_evaluation_in_training_mode(loss: str) -> None:
-    """Steps switch BatchNorm back to batch statistics after an evaluation; EMA copies only ever predict."""
+    """Steps switch BatchNorm back to batch statistics after an evaluation; the EMA copies of ELR+
+    always predict with batch statistics (as the official code) but without dropout."""
     method = _method(_config(loss))
     networks = method.nets if isinstance(method, ELRPlusPair) else [method.model]
     method.train_step(_batch(0))
@@ -91,7 +95,38 @@ def test_training_follows_evaluation_in_training_mode(loss: str) -> None:
     method.train_step(_batch(2))
     assert all(module.training for network in networks for module in network.modules())
     for ema in getattr(method, "emas", []):
-        assert not any(module.training for module in ema.modules())
+        batch_norms = [m for m in ema.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        assert batch_norms and all(m.training for m in batch_norms)
+        assert not any(m.training for m in ema.modules() if m not in batch_norms)
+
+
+def test_elr_plus_networks_train_on_their_own_batches_with_targets_from_the_other_ema() -> None:
+    """Network 0 learns on the batch, network 1 on its "pair"; each loss's targets come from the other
+    network's EMA copy on that network's own batch (official code: one loader per network)."""
+    pair = _method(_config("elr_plus", "loss.beta=0"))  # β = 0: a target is the latest normalised prediction
+    assert isinstance(pair, ELRPlusPair)
+    batch = _batch(3)
+    with torch.no_grad():
+        expected = [F.softmax(pair.emas[1 - k](own["image"]), dim=1)
+                    for k, own in enumerate((batch, batch["pair"]))]
+    pair.train_step(batch)
+    for k, own in enumerate((batch, batch["pair"])):
+        torch.testing.assert_close(pair.losses[k].targets[own["index"]].float(), expected[k], rtol=1e-4, atol=1e-5)
+        untouched = torch.ones(NUM_EXAMPLES, dtype=torch.bool)
+        untouched[own["index"]] = False
+        assert torch.all(pair.losses[k].targets[untouched] == pair.losses[k].targets[untouched][0])
+
+
+def test_elr_plus_predicts_with_the_mean_logits_of_its_two_trained_networks() -> None:
+    pair = _method(_config("elr_plus"))
+    assert isinstance(pair, ELRPlusPair)
+    for seed in range(3):
+        pair.train_step(_batch(seed))
+    images = _batch(5)["image"]
+    with torch.no_grad():
+        expected = F.softmax((pair.nets[0].eval()(images) + pair.nets[1].eval()(images)) / 2, dim=1)
+    torch.testing.assert_close(pair.predict_proba({"image": images, "label": torch.zeros(BATCH, dtype=torch.long),
+                                                   "index": torch.arange(BATCH)}), expected)
 
 
 def test_one_hot_rows_match_torch_one_hot() -> None:

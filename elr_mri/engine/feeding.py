@@ -1,14 +1,15 @@
 """Where the engine's batches come from: a DataLoader over per-item transforms, or device-resident tensors.
 
 Both walk the same global batch order (`GlobalBatchSampler`, seeded by (seed, epoch)), so a run
-resumes, or scales to more processes, to the same batches. `train.loader: auto` takes the
+resumes, or scales to more processes, to the same batches. ELR+ asks for two streams: its second
+network walks its own shuffle of the training set, as the official code gives each network a loader. `train.loader: auto` takes the
 device-resident path whenever every split holds decoded pixels in memory (digits, CIFAR, image
 folders): the images move to the device once and are augmented in whole batches there.
 """
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -19,9 +20,10 @@ from elr_mri.data.device_batches import DeviceImageBatches, supports_device_batc
 from elr_mri.data.images import NoisyImageData
 from elr_mri.distributed import DistContext, GlobalBatchSampler
 
-__all__ = ["BatchFeeder", "WithGlobalBatchSizes"]
+__all__ = ["BatchFeeder", "PairedBatches", "WithGlobalBatchSizes"]
 
-Batch = dict[str, torch.Tensor | int]  # tensors, and the training batches' global_batch_size
+Batch = dict[str, Any]  # tensors, the training batches' global_batch_size, and a second stream's batch ("pair")
+SECOND_STREAM_SEED = 50_000_017  # added to an epoch's seed for the second stream: another order, other crops
 
 
 class WithGlobalBatchSizes:
@@ -40,6 +42,20 @@ class WithGlobalBatchSizes:
             yield {**batch, "global_batch_size": size}
 
 
+class PairedBatches:
+    """Batches of one stream, each carrying the same-numbered batch of a second stream under "pair"."""
+
+    def __init__(self, first: Iterable[Batch], second: Iterable[Batch]) -> None:
+        self.first, self.second = first, second
+
+    def __len__(self) -> int:
+        return len(self.first)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[Batch]:
+        for batch, other in zip(self.first, self.second, strict=True):
+            yield {**batch, "pair": other}
+
+
 class BatchFeeder:
     def __init__(self, data: NoisyImageData, cfg: RunConfig, dist: DistContext, device: torch.device,
                  channels_last: bool = False) -> None:
@@ -54,9 +70,15 @@ class BatchFeeder:
             self.device_sets = {name: DeviceImageBatches.from_dataset(split, device, channels_last=channels_last)
                                 for name, split in self._splits().items()}
 
-    def train_epoch(self, epoch: int) -> Iterable[Batch]:
-        """This rank's slices of the epoch's global batches, shuffled or class-balanced."""
-        seed = self.cfg.seed * 100_003 + epoch
+    def train_epoch(self, epoch: int, streams: int = 1) -> Iterable[Batch]:
+        """This rank's slices of the epoch's global batches, shuffled or class-balanced; with two
+        streams each batch carries one of an independent second walk under "pair"."""
+        first = self._stream(self.cfg.seed * 100_003 + epoch)
+        if streams == 1:
+            return first
+        return PairedBatches(first, self._stream(self.cfg.seed * 100_003 + epoch + SECOND_STREAM_SEED))
+
+    def _stream(self, seed: int) -> Iterable[Batch]:
         sampler = self._sampler(torch.Generator().manual_seed(seed))
         if self.on_device:
             train = self.device_sets["train"]

@@ -28,6 +28,8 @@ __all__ = ["Method", "SingleNetwork", "ELRPlusPair", "build_method", "build_opti
 class Method(Protocol):
     """What the engine needs of a training method; see `SingleNetwork` and `ELRPlusPair`."""
 
+    batch_streams: int  # independently shuffled walks over the training set per step (2: each batch has a "pair")
+
     def train_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimisation step; returns (detached loss, logits on the un-mixed batch for tracking).
 
@@ -67,6 +69,8 @@ def build_method(cfg: RunConfig, input_shape: tuple[int, ...], num_classes: int,
 
 class SingleNetwork:
     """One network trained with CE, GCE, SCE or ELR."""
+
+    batch_streams = 1
 
     def __init__(self, model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
                  plan: ExecutionPlan, dist: DistContext = DistContext()) -> None:
@@ -114,12 +118,17 @@ class SingleNetwork:
 class ELRPlusPair:
     """ELR+: two networks, each with an EMA copy; net k learns from the other net's EMA targets.
 
-    Per batch: both EMA networks predict the un-mixed batch and each loss folds the *other* EMA's
-    prediction into its targets; then each network takes a step on its own mixup of the batch
-    (lam = max(lam, 1 − lam)) and its EMA copy follows with the ramped momentum. Inference
-    averages the softmax of the two EMA networks. Under data parallelism the targets stay exact
+    Per step each network has its own batch (the feeder's two streams: as the official code's two
+    loaders, the networks walk the data in independent orders). The *other* network's EMA predicts
+    network k's un-mixed batch and loss k folds that into its targets; then each network takes a step
+    on its own mixup of its batch (lam = max(lam, 1 − lam)) and its EMA copy's weights follow with the
+    scheduled momentum. As in the official code, the EMA copies predict with their BatchNorm layers in
+    training mode (statistics of the batch, not averaged ones; dropout stays off) and inference
+    averages the logits of the two trained networks. Under data parallelism the targets stay exact
     (gathered) and the EMA copies agree across ranks; mixup pairs are drawn within each rank's slice.
     """
+
+    batch_streams = 2
 
     def __init__(self, cfg: RunConfig, input_shape: tuple[int, ...], num_classes: int, num_examples: int,
                  plan: ExecutionPlan, dist: DistContext = DistContext()) -> None:
@@ -127,7 +136,7 @@ class ELRPlusPair:
         self.num_classes = num_classes
         self.plan = plan
         self.nets = [plan.place_model(build_model(cfg.model, input_shape, num_classes)) for _ in range(2)]
-        self.emas = [copy.deepcopy(net).requires_grad_(False).eval() for net in self.nets]  # only ever predict
+        self.emas = [_batch_statistics_mode(copy.deepcopy(net).requires_grad_(False)) for net in self.nets]
         self.ema_pairs = [EmaPairs.match(ema, net) for ema, net in zip(self.emas, self.nets)]
         self.trained = [plan.compiled(_data_parallel(net, dist, plan.device)) for net in self.nets]
         self.losses = [
@@ -141,15 +150,18 @@ class ELRPlusPair:
         self.step = 0
 
     def train_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        images, labels, index, extra = _unpack(batch, self.plan)
+        """Network 0 trains on `batch`, network 1 on batch["pair"]; returns the mean loss and network 1's
+        EMA logits on `batch` (the targets' source for those examples) for tracking."""
+        own_batches = (batch, batch["pair"])
+        unpacked = [_unpack(own, self.plan) for own in own_batches]
         with torch.no_grad(), self.plan.autocast():
-            ema_logits = [ema(images, **extra).float() for ema in self.emas]
-        self.losses[0].update_targets(index, ema_logits[1])
-        self.losses[1].update_targets(index, ema_logits[0])
-        one_hot = one_hot_rows(labels, self.num_classes)
+            target_logits = [self.emas[1 - k](images, **extra).float()
+                             for k, (images, _, _, extra) in enumerate(unpacked)]
+        for k, (_, _, index, _) in enumerate(unpacked):
+            self.losses[k].update_targets(index, target_logits[k])
         total = torch.zeros((), device=self.plan.device)
-        share = share_of_global_batch(len(labels), batch.get("global_batch_size"))
-        for k in range(2):
+        for k, (images, labels, index, extra) in enumerate(unpacked):
+            one_hot = one_hot_rows(labels, self.num_classes)
             mix_lam, perm = self._draw_mixup(len(labels))
             mixed_images, mixed_labels = (mix_lam * t + (1.0 - mix_lam) * t[perm] for t in (images, one_hot))
             mixed_extra = {key: mix_lam * t + (1.0 - mix_lam) * t[perm] for key, t in extra.items()}
@@ -157,11 +169,12 @@ class ELRPlusPair:
             with self.plan.autocast():
                 logits = self.trained[k](mixed_images, **mixed_extra)
             loss = self.losses[k](logits.float(), mixed_labels, index, perm, mix_lam, self.step)
+            share = share_of_global_batch(len(labels), own_batches[k].get("global_batch_size"))
             _step(self.optimizers[k], self.scalers[k], loss * share)
             self._update_ema(k)
             total += loss.detach()
         self.step += 1
-        return total / 2, (ema_logits[0] + ema_logits[1]) / 2
+        return total / 2, target_logits[0]
 
     def _draw_mixup(self, batch_size: int) -> tuple[float, torch.Tensor]:
         """The mixup weight from NumPy's generator on the host, as the official code draws it, and
@@ -172,24 +185,29 @@ class ELRPlusPair:
         mix_lam = float(np.random.beta(self.cfg.mixup_alpha, self.cfg.mixup_alpha))
         return max(mix_lam, 1.0 - mix_lam), perm
 
+    def _ema_decay(self) -> float:
+        """The weight of the average so far at this step (self.step counts the steps before it)."""
+        if self.cfg.ema_schedule == "running_average":
+            return min(1.0 - 1.0 / (self.step + 2), self.cfg.ema_decay)
+        return sigmoid_rampup(self.step + 1, self.cfg.ema_ramp_steps) * self.cfg.ema_decay
+
     @torch.no_grad()
     def _update_ema(self, k: int) -> None:
-        """ema ← decay·ema + (1 − decay)·net over all floating tensors with multi-tensor kernels, as
-        torch's optimizers do: on a GPU, two launches per tensor (≈200 for ResNet-18) add up every
-        step. Counters such as BatchNorm's num_batches_tracked are copied."""
-        decay = sigmoid_rampup(self.step + 1, self.cfg.ema_ramp_steps) * self.cfg.ema_decay
+        """ema ← decay·ema + (1 − decay)·net over the parameters with multi-tensor kernels, as torch's
+        optimizers do: on a GPU, two launches per tensor (≈200 for ResNet-18) add up every step."""
+        decay = self._ema_decay()
         pairs = self.ema_pairs[k]
         torch._foreach_mul_(pairs.averaged, decay)
         torch._foreach_add_(pairs.averaged, pairs.current, alpha=1.0 - decay)
-        for counter, value in zip(pairs.ema_counters, pairs.net_counters):
-            counter.copy_(value)
 
     @torch.no_grad()
     def predict_proba(self, batch: Batch) -> torch.Tensor:
         images, _, _, extra = _unpack(batch, self.plan)
+        for net in self.nets:
+            net.eval()
         with self.plan.autocast():
-            probs = [F.softmax(ema(images, **extra).float(), dim=1) for ema in self.emas]
-        return (probs[0] + probs[1]) / 2
+            logits = [net(images, **extra).float() for net in self.nets]
+        return F.softmax((logits[0] + logits[1]) / 2, dim=1)
 
     def targets(self) -> torch.Tensor:
         return (self.losses[0].targets.float() + self.losses[1].targets.float()) / 2
@@ -212,25 +230,31 @@ class ELRPlusPair:
 
 
 class EmaPairs(NamedTuple):
-    """An EMA copy's tensors beside its network's, matched by name once.
+    """An EMA copy's parameters beside its network's, matched by name once.
 
-    Why: walking both state dicts every step cost 0.55 ms of host time per network (PreAct
-    ResNet-18, this CPU), time in which a GPU waits. The tensors stay valid: load_state_dict and
-    the updates write into them in place.
+    Only parameters are averaged, as in the official code: the EMA copy predicts with batch statistics,
+    so BatchNorm's running averages are not read. Why match once: walking both modules every step cost
+    0.55 ms of host time per network (PreAct ResNet-18, this CPU), time in which a GPU waits. The
+    tensors stay valid: load_state_dict and the updates write into them in place.
     """
 
     averaged: list[torch.Tensor]
     current: list[torch.Tensor]
-    ema_counters: list[torch.Tensor]
-    net_counters: list[torch.Tensor]
 
     @classmethod
     def match(cls, ema: nn.Module, net: nn.Module) -> EmaPairs:
-        ema_state, net_state = ema.state_dict(), net.state_dict()
-        floating = [name for name, value in net_state.items() if value.dtype.is_floating_point]
-        counters = [name for name in net_state if name not in floating]
-        return cls([ema_state[name] for name in floating], [net_state[name] for name in floating],
-                   [ema_state[name] for name in counters], [net_state[name] for name in counters])
+        ema_params, net_params = dict(ema.named_parameters()), dict(net.named_parameters())
+        return cls([ema_params[name].data for name in net_params], [param.data for param in net_params.values()])
+
+
+def _batch_statistics_mode(model: nn.Module) -> nn.Module:
+    """`model` in evaluation mode except its BatchNorm layers, which normalise with the batch's own
+    statistics: the official ELR+ code runs its EMA copies in training mode."""
+    model.eval()
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.train()
+    return model
 
 
 def _data_parallel(model: nn.Module, dist: DistContext, device: torch.device) -> nn.Module:

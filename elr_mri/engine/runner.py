@@ -8,6 +8,7 @@ targets, RNG state) and finishes with the same metrics an uninterrupted run woul
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import random
@@ -109,7 +110,7 @@ def train(cfg: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
         lr = lr_at(epoch, cfg)
         method.set_lr(lr)
         epoch_started = time.perf_counter()
-        train_loss = _train_epoch(method, feeder.train_epoch(epoch), epoch, tracker, show_progress)
+        train_loss = _train_epoch(method, feeder.train_epoch(epoch, method.batch_streams), epoch, tracker, show_progress)
         row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss,
                                "epoch_seconds": round(time.perf_counter() - epoch_started, 3)}
         pred = tracker.predictions()
@@ -217,7 +218,8 @@ def _start_run_dir(out_dir: Path, cfg: RunConfig, data: NoisyImageData) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_config(out_dir, cfg)
     shape = {"input_shape": list(data.input_shape), "num_classes": data.num_classes,
-             "train_examples": len(data.train), "class_names": list(data.class_names)}
+             "train_examples": len(data.train), "class_names": list(data.class_names),
+             "train_labels_sha256": train_labels_fingerprint(data)}
     if data.volume_grid is not None:  # evaluation refuses holdout scans on another grid
         shape["volume_grid"] = data.volume_grid.as_dict()
     atomic_write_json(shape, out_dir / "data_shape.json")
@@ -253,12 +255,25 @@ def _require_same_data_shape(out_dir: Path, data: NoisyImageData) -> None:
     now = {"input_shape": list(data.input_shape), "num_classes": data.num_classes, "train_examples": len(data.train)}
     if data.volume_grid is not None and "volume_grid" in before:  # scans preprocessed again at another resolution
         now["volume_grid"] = data.volume_grid.as_dict()
+    if "train_labels_sha256" in before:  # runs from before it was recorded have none
+        now["train_labels_sha256"] = train_labels_fingerprint(data)
     changed = [key for key, value in now.items() if before.get(key) != value]
     if changed:
         key = changed[0]
-        raise ValueError(f"{out_dir} trained on data with {key} = {before.get(key)}, the data now gives {now[key]} "
-                         "(data.root or the manifest changed); restore that data, or start a new run: "
-                         f"elr-mri train --config {out_dir / 'config.yaml'} --out NEW_RUN_DIR")
+        what = ("other training examples or labels (same count, other order or content)" if key == "train_labels_sha256"
+                else f"{key} = {now[key]}, it trained on {before.get(key)}")
+        raise ValueError(f"{out_dir}: the data now gives {what} (data.root or the manifest changed); restore that "
+                         f"data, or start a new run: elr-mri train --config {out_dir / 'config.yaml'} --out NEW_RUN_DIR")
+
+
+def train_labels_fingerprint(data: NoisyImageData) -> str:
+    """SHA-256 of the training split's labels in order, with each example's position in the release where
+    known: another copy of a data set of the same size and classes (a resume onto the wrong data.root, a
+    re-extracted folder in another order) gives another value, while reading it costs no image."""
+    digest = hashlib.sha256(np.asarray(data.train_labels, dtype=np.int64).tobytes())
+    if data.train_ids is not None:
+        digest.update(np.asarray(data.train_ids, dtype=np.int64).tobytes())
+    return digest.hexdigest()
 
 
 def _require_same_splits(out_dir: Path, data: NoisyImageData) -> None:

@@ -53,7 +53,7 @@ def saliency_maps(method: Method, dataset: Dataset, num_classes: int,
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
         images = batch["image"].to(next(networks[0].parameters()).device).requires_grad_(True)
         extra = {"age": batch["age"].float().to(images.device)} if "age" in batch else {}
-        probs = torch.stack([net(images, **extra).softmax(dim=1) for net in networks]).mean(dim=0)
+        probs = torch.stack([net(images, **extra) for net in networks]).mean(dim=0).softmax(dim=1)
         chosen = probs.gather(1, batch["label"].to(images.device)[:, None]).clamp_min(1e-12).log()
         (gradient,) = torch.autograd.grad(chosen.sum(), images)
         gradient = gradient.abs()[:, 0].cpu().numpy()
@@ -67,8 +67,8 @@ def saliency_maps(method: Method, dataset: Dataset, num_classes: int,
 
 
 def _networks(method: Method) -> list[nn.Module]:
-    """The networks inference averages: the two EMA copies of ELR+, or the one model."""
-    networks = getattr(method, "emas", None) or [method.model]
+    """The networks whose mean logits inference reads: the two trained networks of ELR+, or the one model."""
+    networks = getattr(method, "nets", None) or [method.model]
     return [net.eval() for net in networks]
 
 

@@ -1,7 +1,10 @@
 """CIFAR ResNets of the paper: ResNet-34 for ELR and PreAct ResNet-18 for ELR+.
 
-Both use the 3×3, stride-1 stem that CIFAR networks use instead of ImageNet's 7×7 + max-pool,
-so 32×32 inputs keep their resolution through the first stage.
+Both use the 3×3, stride-1 stem (conv-BN-ReLU) that CIFAR networks use instead of ImageNet's 7×7 +
+max-pool, so 32×32 inputs keep their resolution through the first stage. The pre-activation net is
+the one of the official ELR+ code (taken from DivideMix), which differs from He et al. (2016b): its
+stem is normalised, its identity shortcuts carry the pre-activated input and no BN-ReLU follows the
+last stage; the paper's Table 2 figures come from that network.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ class BasicBlock(nn.Module):
 
 
 class PreActBlock(nn.Module):
-    """BN-ReLU-conv twice, shortcut from the pre-activated input (He et al. 2016b)."""
+    """BN-ReLU-conv twice; the shortcut, identity or projection, takes the pre-activated input."""
 
     def __init__(self, in_planes: int, planes: int, stride: int) -> None:
         super().__init__()
@@ -43,7 +46,7 @@ class PreActBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(x))
-        shortcut = self.shortcut(out) if len(self.shortcut) else x
+        shortcut = self.shortcut(out)
         out = self.conv1(out)
         out = self.conv2(F.relu(self.bn2(out)))
         return out + shortcut
@@ -65,10 +68,9 @@ class CifarResNet(nn.Module):
     def __init__(self, blocks: tuple[int, int, int, int], num_classes: int, in_channels: int = 3,
                  preact: bool = False) -> None:
         super().__init__()
-        self.preact = preact
         block = PreActBlock if preact else BasicBlock
         self.stem = nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)
-        self.stem_bn = nn.Identity() if preact else nn.BatchNorm2d(64)
+        self.stem_bn = nn.BatchNorm2d(64)
         stages = []
         in_planes = 64
         for i, count in enumerate(blocks):
@@ -77,16 +79,10 @@ class CifarResNet(nn.Module):
                 stages.append(block(in_planes, planes, stride=2 if (i > 0 and j == 0) else 1))
                 in_planes = planes
         self.stages = nn.Sequential(*stages)
-        self.final_bn = nn.BatchNorm2d(in_planes) if preact else nn.Identity()
         self.head = nn.Linear(in_planes, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.stem(x)
-        if not self.preact:  # post-activation nets normalise the stem, pre-activation ones the last stage
-            out = F.relu(self.stem_bn(out))
-        out = self.stages(out)
-        if self.preact:
-            out = F.relu(self.final_bn(out))
+        out = self.stages(F.relu(self.stem_bn(self.stem(x))))
         out = F.adaptive_avg_pool2d(out, 1).flatten(1)
         return self.head(out)
 
