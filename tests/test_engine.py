@@ -276,3 +276,22 @@ def test_ctrl_c_during_training_is_one_line_saying_how_to_go_on(tmp_path: Path, 
         assert stderr.strip() == ("elr-mri train: interrupted; no checkpoint was written yet (the first comes after "
                                   "train.checkpoint_seconds and an epoch), so nothing to resume: run the same "
                                   "command again")
+
+
+@pytest.mark.parametrize("loader", ["device", "dataloader"])
+def test_elr_plus_second_batch_stream_walks_its_own_order(loader: str) -> None:
+    """ELR+'s second network gets its own shuffle of the training set (the official code's second loader);
+    the first stream is the single-network order, so adding the pair changes nothing else."""
+    from elr_mri.data import build_data
+    from elr_mri.distributed import DistContext
+    from elr_mri.engine.feeding import BatchFeeder
+
+    cfg = load_config(DIGITS, [*SMALL, f"train.loader={loader}"])
+    feeder = BatchFeeder(build_data(cfg.data), cfg, DistContext(), torch.device("cpu"))
+    paired = list(feeder.train_epoch(3, streams=2))
+    first, second = (torch.cat([batch[key]["index"] if key else batch["index"] for batch in paired])
+                     for key in (None, "pair"))
+    n = len(feeder.data.train)
+    assert sorted(first.tolist()) == sorted(second.tolist()) == list(range(n))  # each example once in each
+    assert not torch.equal(first, second)
+    assert torch.equal(first, torch.cat([batch["index"] for batch in feeder.train_epoch(3)]))
