@@ -50,12 +50,16 @@ def run_batch(table: pd.DataFrame, out_dir: str | Path, params: Params, jobs: in
     """Process every row of `table` (from inputs.read_inputs) and write the manifest and failures."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    manifest_name, failures_name = shard_names(shard)
+    # A manifest describes a finished run: from here on the scans it lists may be redone with other settings,
+    # so an interrupted rerun must not leave it behind for training to read (the merged one too, for a shard).
+    for name in {manifest_name, failures_name, *shard_names(None)}:
+        (out_dir / name).unlink(missing_ok=True)
     arguments = {i: (row.resolved_path, out_dir, row.participant_id, row.session_id, params)
                  for i, row in zip(table.index, table.itertuples())}
     results = run_per_scan(_run_one, arguments, jobs, "preprocess", progress)
     manifest, failures = _tables(table, results)
     manifest = flag_outliers(manifest, min_ncc)
-    manifest_name, failures_name = shard_names(shard)
     write_csv(manifest, out_dir / manifest_name)
     write_csv(failures, out_dir / failures_name)
     counts = manifest["status"].value_counts() if len(manifest) else {}
@@ -116,10 +120,16 @@ def _run_one(path: str, out_dir: Path, participant: str, session: str, params: P
         result = process_scan(path, outputs, params)
     except ScanError as exc:
         return {"status": "failed", "error": str(exc)}
-    except Exception as exc:  # ANTs/ITK errors: keep the type and first line, go on with the rest
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        return {"status": "failed", "error": f"{path}: {type(exc).__name__}: {first}"}
+    except Exception as exc:  # ANTs/ITK errors: keep the type and the telling line, go on with the rest
+        return {"status": "failed", "error": f"{path}: {type(exc).__name__}: {_telling_line(str(exc))}"}
     return {"status": result["status"], "qc": result["qc"], "processed_path": str(outputs.image.resolve())}
+
+
+def _telling_line(message: str) -> str:
+    """The line of an error message that says what went wrong: ITK's first line is only the source file
+    that raised it, the reason follows on an "ITK ERROR:" line."""
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    return next((line for line in lines if line.startswith("ITK ERROR")), lines[0] if lines else "")
 
 
 def merge_shards(out_dir: str | Path, min_ncc: float = 0.45) -> Summary:

@@ -17,7 +17,7 @@ from . import qc, steps
 from .checks import load_scan
 from .sidecar import (atomic_path, file_sha256, is_done, output_hashes, read_sidecar, remove_stale_temps,
                       write_json)
-from .template import load_template
+from .template import load_template, template_file_digests
 
 __all__ = ["Params", "ScanOutputs", "process_scan", "software_versions"]
 
@@ -114,7 +114,8 @@ def process_scan(path: str | Path, outputs: ScanOutputs, params: Params) -> dict
     finished = [outputs.image, outputs.transform, outputs.overlay]
     if params.transform == "syn":
         finished.append(outputs.warp)
-    if input_hash and is_done(outputs.sidecar, input_hash, params.as_dict(), finished):
+    template_files = template_file_digests(params.template, params.template_mask)
+    if input_hash and is_done(outputs.sidecar, input_hash, params.as_dict(), finished, template_files):
         return {**read_sidecar(outputs.sidecar), "status": "skipped"}
     scan = load_scan(path)
     import ants  # after the checks: a bad scan fails without paying for the ANTs import
@@ -122,7 +123,7 @@ def process_scan(path: str | Path, outputs: ScanOutputs, params: Params) -> dict
     if params.deterministic:  # fixed seed and one ITK thread for the rest of this process
         ants.config.set_ants_deterministic(True, seed_value=123)
     template = load_template(*params.template_key())
-    moving = steps.n4(steps.to_ants(scan), params.profile)
+    moving = steps.n4(steps.non_negative(steps.to_ants(scan)), params.profile)
     fixed = template.coarse if steps.PROFILES[params.profile]["fixed"] == "coarse" else template.full
     remove_stale_temps(outputs.image.parent)
     workdir = tempfile.mkdtemp(prefix="elr-preproc-")
@@ -146,7 +147,7 @@ def process_scan(path: str | Path, outputs: ScanOutputs, params: Params) -> dict
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     meta = {"input_path": str(path), "input_sha256": input_hash, "params": params.as_dict(),
-            "template": {"name": template.name, "sha256": template.sha256},
+            "template": {"name": template.name, "sha256": template.sha256, **template_files},
             "software": software_versions(), "qc": figures, "outputs_sha256": output_hashes(finished),
             "seconds": round(time.perf_counter() - started, 2)}
     write_json(outputs.sidecar, meta)

@@ -65,11 +65,15 @@ def output_hashes(outputs: list[Path]) -> dict[str, str]:
     return {Path(p).name: file_sha256(p) for p in outputs}
 
 
-def is_done(sidecar: str | Path, input_sha256: str, params: dict, outputs: list[Path]) -> bool:
-    """True when a previous run finished this scan with the same input and parameters and its outputs are
-    still the files it wrote (a sidecar written before output hashes were recorded: they exist)."""
+def is_done(sidecar: str | Path, input_sha256: str, params: dict, outputs: list[Path],
+            template: dict[str, str] | None = None) -> bool:
+    """True when a previous run finished this scan with the same input, parameters and template files
+    (`template`: the digests the sidecar's "template" must hold) and its outputs are still the files it
+    wrote (a sidecar written before output hashes were recorded: they exist)."""
     meta = read_sidecar(sidecar)
     if meta is None or meta.get("input_sha256") != input_sha256 or meta.get("params") != params:
+        return False
+    if any((meta.get("template") or {}).get(key) != digest for key, digest in (template or {}).items()):
         return False
     if not all(Path(p).exists() for p in outputs):
         return False

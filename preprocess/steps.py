@@ -16,8 +16,8 @@ if TYPE_CHECKING:  # annotations only: ANTs and nibabel are imported lazily at r
     import ants
     import nibabel as nib
 
-__all__ = ["PROFILES", "TRANSFORMS", "NORMALISATIONS", "DTYPES", "to_ants", "to_nifti", "n4", "register",
-           "resample_to_grid", "normalise"]
+__all__ = ["PROFILES", "TRANSFORMS", "NORMALISATIONS", "DTYPES", "to_ants", "to_nifti", "non_negative", "n4",
+           "register", "resample_to_grid", "normalise"]
 
 # N4 settings and the fixed image used for registration, per profile.
 PROFILES: dict[str, dict] = {
@@ -58,6 +58,16 @@ def to_nifti(image: ants.ANTsImage, dtype: str = "float32") -> nib.Nifti1Image:
     out.set_qform(affine, code=4)  # 4: aligned to a template (MNI)
     out.set_sform(affine, code=4)
     return out
+
+
+def non_negative(image: ants.ANTsImage) -> ants.ANTsImage:
+    """`image` shifted so that its darkest voxel is 0, when some are negative (a scan stored with an offset).
+
+    Why: N4 fits the bias in log intensities, and the resampling fills the grid beyond the scan with 0,
+    which after such a scan's negative background would come out as the brightest part of the output.
+    A magnitude image has no negative values, so the shift changes no contrast."""
+    lowest = float(image.min())
+    return image - lowest if lowest < 0 else image
 
 
 def n4(image: ants.ANTsImage, profile: str) -> ants.ANTsImage:

@@ -7,6 +7,7 @@ output grid (a centred crop at the chosen resolution). Everything is an ANTs ima
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -19,7 +20,7 @@ from .steps import to_ants
 if TYPE_CHECKING:  # annotations only: ANTs is imported lazily at run time
     import ants
 
-__all__ = ["DEFAULT_SHAPES", "Template", "check_template_files", "load_template"]
+__all__ = ["DEFAULT_SHAPES", "Template", "check_template_files", "load_template", "template_file_digests"]
 
 # Published input grids: Clinica t1-linear's 1 mm crop, and the ML4H paper's 1.5 mm input.
 DEFAULT_SHAPES: dict[float, tuple[int, int, int]] = {1.0: (169, 208, 179), 1.5: (121, 145, 121)}
@@ -51,6 +52,30 @@ def check_template_files(path: str | None, mask_path: str | None) -> None:
     if mask_path is not None:
         load_option_file(mask_path, "--template-mask",
                          "pass the template's 3D brain mask NIfTI, or leave it out for an Otsu mask of --template")
+
+
+def template_file_digests(path: str | None, mask_path: str | None) -> dict[str, str]:
+    """SHA-256 of the --template ("sha256") and --template-mask ("mask_sha256") files, as sidecars record
+    them, so that a rerun redoes scans when a file under the same name now holds another image; empty
+    for nilearn's packaged template, which changes only with nilearn (its version is recorded too)."""
+    if path is None:
+        return {}
+    digests = {"sha256": _cached_sha256(path, *_stamp(path))}
+    if mask_path is not None:
+        digests["mask_sha256"] = _cached_sha256(mask_path, *_stamp(mask_path))
+    return digests
+
+
+def _stamp(path: str) -> tuple[int, int]:
+    """(modification time, size): a file rewritten since is hashed again."""
+    status = os.stat(path)
+    return status.st_mtime_ns, status.st_size
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_sha256(path: str, modified_ns: int, size: int) -> str:
+    """One hash per file version and process: checking a batch's skipped scans reads the template once."""
+    return file_sha256(path)
 
 
 @functools.lru_cache(maxsize=4)

@@ -46,21 +46,43 @@ def run_per_scan(work: Callable[..., dict], arguments: Mapping[Hashable, tuple],
                  progress: bool = True) -> dict[Hashable, dict]:
     """`work(*arguments[key])` for every key in `jobs` workers, with a progress bar: {key: result}.
 
-    `work` reports a bad scan in its result rather than raising. A worker that dies (e.g. killed for
-    memory) fails the scans it and the queue still held, as failed results, and a rerun resumes.
+    `work` reports a bad scan in its result rather than raising. A worker that dies (killed for memory,
+    a crash inside ITK) breaks the whole pool, and every scan it still held fails with it; those scans
+    go round again in a fresh pool, except the first `jobs + 1` of them (submission order: the ones that
+    were running or handed out), which run one by one, each in a pool of its own, so that a scan that
+    kills its worker fails alone, by name, and the scans queued behind it still finish.
     """
     from tqdm import tqdm
 
     results: dict[Hashable, dict] = {}
-    with scan_workers(jobs) as pool, tqdm(total=len(arguments), unit="scan", disable=not progress, desc=desc) as bar:
+    queue = dict(arguments)
+    with tqdm(total=len(arguments), unit="scan", disable=not progress, desc=desc) as bar:
+        while queue:
+            lost = _run_round(work, queue, jobs, results, bar)
+            for key in lost[:jobs + 1]:
+                if _run_round(work, {key: queue[key]}, 1, results, bar):
+                    results[key] = {"status": "failed", "error": "its worker process died while it ran alone (killed "
+                                    "for memory? a crash inside ANTs/ITK); check the scan, or leave it out"}
+                    bar.update()
+            queue = {key: queue[key] for key in lost[jobs + 1:]}
+    return results
+
+
+def _run_round(work: Callable[..., dict], arguments: Mapping[Hashable, tuple], jobs: int,
+               results: dict[Hashable, dict], bar) -> list[Hashable]:
+    """Run `arguments` in a fresh pool, storing results; return the keys lost to a dead worker, in
+    submission order."""
+    lost = []
+    with scan_workers(jobs) as pool:
         futures = {pool.submit(work, *args): key for key, args in arguments.items()}
         for future in as_completed(futures):
             try:
                 results[futures[future]] = future.result()
-            except BrokenProcessPool as exc:
-                results[futures[future]] = {"status": "failed", "error": f"worker process died ({exc}); rerun to resume"}
-            bar.update()
-    return results
+                bar.update()
+            except BrokenProcessPool:
+                lost.append(futures[future])
+    order = list(arguments)
+    return sorted(lost, key=order.index)
 
 
 def start_worker_process(parent_pid: int) -> None:

@@ -126,6 +126,8 @@ def test_merge_names_an_empty_shard_and_needs_no_failures_files(tmp_path, capsys
 def test_killed_run_resumes(tmp_path, good_scans):
     scans = {**good_scans, "sub-03": good_scans["sub-01"]}
     csv, out = _csv(tmp_path, scans), tmp_path / "out"
+    out.mkdir()
+    (out / "manifest.csv").write_text("participant_id,session_id,processed_path,status\n")  # of an earlier run
     command = [sys.executable, "-m", "preprocess", "--input", str(csv), "--output", str(out), *FAST]
     run = subprocess.Popen(command, start_new_session=True, cwd=Path(__file__).resolve().parents[2])
     deadline = time.monotonic() + 120
@@ -135,7 +137,7 @@ def test_killed_run_resumes(tmp_path, good_scans):
     run.wait()
     finished = len(list(out.glob("*/*/*.json")))
     assert 1 <= finished < len(scans), "the run was not interrupted mid-batch"
-    assert not (out / "manifest.csv").exists()
+    assert not (out / "manifest.csv").exists(), "an earlier run's manifest outlived a rerun cut short"
     assert main(["--input", str(csv), "--output", str(out), *FAST]) == 0
     manifest = pd.read_csv(out / "manifest.csv")
     assert (manifest.status == "skipped").sum() == finished and len(manifest) == len(scans)
@@ -196,3 +198,12 @@ def test_bids_tree_is_read_with_participants_columns(tmp_path):
     assert list(zip(table.participant_id, table.session_id)) == [
         ("sub-01", "ses-M00"), ("sub-01", "ses-M12"), ("sub-02", "ses-M00")]
     assert list(table.diagnosis) == ["AD", "AD", "CN"] and Path(table.resolved_path[0]).is_absolute()
+
+
+def test_an_itk_error_is_reported_by_its_reason_not_its_source_line():
+    from preprocess.batch import _telling_line
+
+    message = ("/project/itksource/Modules/Filtering/Thresholding/include/itkBinaryThresholdImageFilter.hxx:221:\n"
+               "ITK ERROR: BinaryThresholdImageFilter(0x5581): Lower threshold cannot be greater than upper threshold.")
+    assert _telling_line(message).startswith("ITK ERROR: BinaryThresholdImageFilter")
+    assert _telling_line("plain message\nmore") == "plain message" and _telling_line("") == ""

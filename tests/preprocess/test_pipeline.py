@@ -85,6 +85,36 @@ def test_an_output_damaged_since_is_redone_not_skipped(tmp_path):
     assert not is_done(sidecar, "abc", {"resolution": 2.0}, outputs)
 
 
+def test_a_scan_stored_with_a_negative_offset_comes_out_as_the_scan_itself(tmp_path, moved_template, template_result):
+    """Without the shift the resampling's zero fill beyond the scan was the brightest part of the output."""
+    offset = nib.load(moved_template)
+    shifted = tmp_path / "offset.nii.gz"
+    nib.Nifti1Image(offset.get_fdata(dtype=np.float32) - 1000.0, offset.affine).to_filename(shifted)
+    outputs, first = template_result
+    offset_outputs = ScanOutputs.under(tmp_path, "sub-offset", "ses-01")
+    result = process_scan(shifted, offset_outputs, FAST_2MM)
+    plain, moved = (nib.load(path).get_fdata().ravel() for path in (outputs.image, offset_outputs.image))
+    assert np.corrcoef(plain, moved)[0, 1] > 0.99
+    assert abs(result["qc"]["qc_mask_dice"] - first["qc"]["qc_mask_dice"]) < 0.02
+
+
+def test_a_template_file_rewritten_under_its_name_redoes_the_scan(tmp_path):
+    from preprocess.template import template_file_digests
+
+    template, mask = tmp_path / "template.nii.gz", tmp_path / "mask.nii.gz"
+    template.write_bytes(b"template one")
+    mask.write_bytes(b"mask")
+    output = tmp_path / "scan.nii.gz"
+    output.write_bytes(b"written by preprocess")
+    recorded = template_file_digests(str(template), str(mask))
+    sidecar = tmp_path / "scan.json"
+    sidecar.write_text(json.dumps({"input_sha256": "abc", "params": {}, "template": {"name": "t", **recorded}}))
+    assert is_done(sidecar, "abc", {}, [output], template_file_digests(str(template), str(mask)))
+    template.write_bytes(b"template two, another image under the same name")
+    assert not is_done(sidecar, "abc", {}, [output], template_file_digests(str(template), str(mask)))
+    assert template_file_digests(None, None) == {}  # nilearn's packaged template: its version is recorded
+
+
 def test_real_head_lands_on_the_template(tmp_path, moved_colin_2mm):
     result = process_scan(moved_colin_2mm, ScanOutputs.under(tmp_path, "sub-colin", "ses-01"), FAST_2MM)
     # Colin27 is another brain than the population template: unmoved and well registered it

@@ -68,3 +68,21 @@ def test_pool_workers_leave_ctrl_c_to_their_parent() -> None:
     with multiprocessing.get_context("fork").Pool(1, start_worker_process, (os.getpid(),)) as pool:
         assert pool.apply(signal.getsignal, (signal.SIGINT,)) == signal.SIG_IGN
     assert signal.getsignal(signal.SIGINT) != signal.SIG_IGN  # the parent still stops on Ctrl-C
+
+
+def _scan_that_may_kill_its_worker(key: str, deadly: str) -> dict:
+    """Stands in for a scan whose processing kills the worker (as the kernel's OOM killer would)."""
+    if key == deadly:
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(0.2)
+    return {"status": "done", "key": key}
+
+
+def test_a_scan_that_kills_its_worker_fails_alone_and_the_queue_finishes() -> None:
+    from preprocess.workers import run_per_scan
+
+    keys = [f"sub-{i}" for i in range(8)]
+    results = run_per_scan(_scan_that_may_kill_its_worker, {key: (key, "sub-1") for key in keys}, jobs=2,
+                           desc="test", progress=False)
+    assert results["sub-1"]["status"] == "failed" and "died while it ran alone" in results["sub-1"]["error"]
+    assert all(results[key] == {"status": "done", "key": key} for key in keys if key != "sub-1")
