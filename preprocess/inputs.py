@@ -2,7 +2,9 @@
 
 A CSV needs `participant_id, session_id, path` (relative paths are read against the CSV's folder);
 other columns (diagnosis, age, sex, site...) are carried to the output manifest. A BIDS tree gives
-one row per `sub-*/ses-*/anat/*_T1w.nii[.gz]`, with `participants.tsv` columns joined when present.
+one row per `sub-*/[ses-*/]anat/*_T1w.nii[.gz]`, with `participants.tsv` columns joined when present:
+a data set without sessions gets session_id NO_SESSION, and a session with several T1s (runs,
+acquisitions) one row each, its session_id extended by the file's other entities (ses-01_run-2).
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import pandas as pd
 __all__ = ["REQUIRED", "InputError", "read_inputs", "read_csv_table", "parse_shard", "select_shard"]
 
 REQUIRED = ("participant_id", "session_id", "path")
+NO_SESSION = "ses-none"  # session_id of the scans of a BIDS data set that has no session level
 
 
 class InputError(ValueError):
@@ -51,7 +54,7 @@ def read_inputs(source: str | Path) -> pd.DataFrame:
     if table.empty:
         raise InputError(f"{source}: no scans listed; add rows (or *_T1w.nii.gz files under sub-*/ses-*/anat)")
     bad_ids = table[table[["participant_id", "session_id"]].apply(
-        lambda r: any(not v or "/" in v or v.startswith(".") for v in r), axis=1)]
+        lambda r: any(not v.strip() or "/" in v or v.startswith(".") for v in r), axis=1)]
     if not bad_ids.empty:
         raise InputError(f"{source}: row {bad_ids.index[0] + 1} has an empty or path-like participant/session id; "
                          "ids name output folders, use e.g. sub-002S0295 / ses-M00")
@@ -85,9 +88,14 @@ def select_shard(table: pd.DataFrame, index: int, count: int) -> pd.DataFrame:
 
 
 def _read_bids(root: Path) -> pd.DataFrame:
-    rows = [{"participant_id": p.parts[-4], "session_id": p.parts[-3], "path": str(p.relative_to(root))}
-            for pattern in ("sub-*/ses-*/anat/*_T1w.nii.gz", "sub-*/ses-*/anat/*_T1w.nii")
-            for p in sorted(root.glob(pattern))]
+    found = [(p, p.parts[-4] if p.parts[-3].startswith("ses-") else p.parts[-3],
+              p.parts[-3] if p.parts[-3].startswith("ses-") else NO_SESSION)
+             for pattern in ("sub-*/ses-*/anat/*_T1w.nii*", "sub-*/anat/*_T1w.nii*")
+             for p in sorted(root.glob(pattern)) if p.name.endswith((".nii", ".nii.gz"))]
+    per_session = pd.Series([(subject, session) for _, subject, session in found]).value_counts()
+    rows = [{"participant_id": subject, "session_id": session if per_session[(subject, session)] == 1
+             else f"{session}_{_other_entities(path, subject, session)}", "path": str(path.relative_to(root))}
+            for path, subject, session in found]
     table = pd.DataFrame(rows, columns=list(REQUIRED))
     participants = root / "participants.tsv"
     if participants.exists():
@@ -95,3 +103,10 @@ def _read_bids(root: Path) -> pd.DataFrame:
         if "participant_id" in extra.columns:
             table = table.merge(extra, on="participant_id", how="left")
     return table
+
+
+def _other_entities(path: Path, subject: str, session: str) -> str:
+    """What tells one T1 of a session from another: the name's entities after sub- and ses- (acq-, run-)."""
+    name = path.name.split(".nii")[0].removesuffix("_T1w")
+    entities = [part for part in name.split("_") if part not in (subject, session)]
+    return "_".join(entities) or name

@@ -200,6 +200,25 @@ def test_bids_tree_is_read_with_participants_columns(tmp_path):
     assert list(table.diagnosis) == ["AD", "AD", "CN"] and Path(table.resolved_path[0]).is_absolute()
 
 
+def test_bids_runs_of_one_session_and_data_sets_without_sessions_are_read(tmp_path):
+    names = ["sub-01/ses-01/anat/sub-01_ses-01_run-1_T1w.nii.gz", "sub-01/ses-01/anat/sub-01_ses-01_run-2_T1w.nii.gz",
+             "sub-01/ses-02/anat/sub-01_ses-02_run-1_T1w.nii.gz", "sub-02/anat/sub-02_T1w.nii",
+             "sub-02/anat/sub-02_T1w.json"]
+    for name in names:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    table = read_inputs(tmp_path)
+    assert list(zip(table.participant_id, table.session_id, table.path)) == [
+        ("sub-01", "ses-01_run-1", names[0]), ("sub-01", "ses-01_run-2", names[1]),
+        ("sub-01", "ses-02", names[2]), ("sub-02", "ses-none", names[3])]
+
+
+def test_an_id_of_blanks_is_refused_as_empty(tmp_path):
+    (tmp_path / "x.csv").write_text('participant_id,session_id,path\n"  ",ses-M00,a.nii\n')
+    with pytest.raises(InputError, match="row 1 has an empty or path-like participant/session id"):
+        read_inputs(tmp_path / "x.csv")
+
+
 def test_an_itk_error_is_reported_by_its_reason_not_its_source_line():
     from preprocess.batch import _telling_line
 
