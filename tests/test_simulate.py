@@ -113,6 +113,18 @@ def test_refuses_to_overwrite_a_cohort_without_the_flag(cohort: Path, capsys: py
     assert "--overwrite" in capsys.readouterr().err
 
 
+def test_overwrite_leaves_nothing_of_the_replaced_cohort(tmp_path: Path) -> None:
+    out = tmp_path / "cohort"
+    assert main(["--out", str(out), "--subjects", "3", "--holdout-subjects", "1", "--resolution", "4"]) == 0
+    assert main(["--out", str(out), "--subjects", "2", "--holdout-subjects", "0", "--resolution", "4",
+                 "--overwrite"]) == 0
+    manifest = pd.read_csv(out / "manifest.csv")
+    assert not (out / "manifest_nacc_sim.csv").exists(), "a stale holdout manifest would be preprocessed"
+    scans = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.nii.gz"))
+    assert scans == sorted(manifest["path"]) and len(scans) == 2
+    assert not (out / "nacc_sim").exists()
+
+
 def test_manifest_carries_noisy_labels_and_truth_keeps_the_rest(cohort: Path) -> None:
     manifest = pd.read_csv(cohort / "manifest.csv")
     truth = pd.read_csv(cohort / "truth.csv")

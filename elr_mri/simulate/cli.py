@@ -77,6 +77,8 @@ def simulate_cohort(out: Path, subjects: int, holdout_subjects: int | None = Non
     load_anatomy(anatomy, resolution_mm)  # fail early, and let forked workers share the cache
     description = _description(specs, label_noise, seed, resolution_mm, anatomy, atrophy_scale)
     settings = hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()
+    if overwrite and (out / "manifest.csv").exists():
+        _remove_previous_cohort(out, {spec.relative_path for spec in specs})
     out.mkdir(parents=True, exist_ok=True)
     tasks = [((out, anatomy, seed, resolution_mm, settings), spec) for spec in specs]
     progress = {"total": len(tasks), "desc": "simulate-cohort", "unit": "scan"}
@@ -95,6 +97,23 @@ def simulate_cohort(out: Path, subjects: int, holdout_subjects: int | None = Non
         manifest.to_csv(temp, index=False)
     shutil.rmtree(out / PROGRESS, ignore_errors=True)
     return truth
+
+
+def _remove_previous_cohort(out: Path, kept_paths: set[str]) -> None:
+    """--overwrite: delete the manifests and the scans of the cohort being replaced that the new one does not
+    write again (fewer subjects, no holdout site), so no stale holdout manifest or scan is left to be read."""
+    previous = pd.read_csv(out / "manifest.csv", dtype=str, keep_default_na=False)
+    (out / "manifest.csv").unlink()  # first: an overwrite cut short leaves no complete-looking cohort
+    for site in SITES:
+        (out / f"manifest_{site}.csv").unlink(missing_ok=True)
+    for relative in sorted(set(previous.get("path", [])) - kept_paths):
+        scan = out / relative
+        scan.unlink(missing_ok=True)
+        for folder in scan.parents:  # the subject's now empty folders, not `out` itself
+            if folder == out or not folder.is_relative_to(out):
+                break
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
 
 
 def _write_scan(task: tuple[tuple[Path, str, int, float, str], SubjectSpec]) -> dict[str, float]:
