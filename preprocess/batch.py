@@ -18,7 +18,7 @@ from .sidecar import atomic_path
 from .workers import run_per_scan
 
 __all__ = ["QC_COLUMNS", "Summary", "run_batch", "merge_shards", "flag_outliers", "write_csv", "failure_table",
-           "shard_names"]
+           "shard_names", "telling_line"]
 
 QC_COLUMNS = ["qc_ncc", "qc_mi", "qc_mask_dice"]
 FAILURE_COLUMNS = ["participant_id", "session_id", "path", "error"]
@@ -121,11 +121,11 @@ def _run_one(path: str, out_dir: Path, participant: str, session: str, params: P
     except ScanError as exc:
         return {"status": "failed", "error": str(exc)}
     except Exception as exc:  # ANTs/ITK errors: keep the type and the telling line, go on with the rest
-        return {"status": "failed", "error": f"{path}: {type(exc).__name__}: {_telling_line(str(exc))}"}
+        return {"status": "failed", "error": f"{path}: {type(exc).__name__}: {telling_line(str(exc))}"}
     return {"status": result["status"], "qc": result["qc"], "processed_path": str(outputs.image.resolve())}
 
 
-def _telling_line(message: str) -> str:
+def telling_line(message: str) -> str:
     """The line of an error message that says what went wrong: ITK's first line is only the source file
     that raised it, the reason follows on an "ITK ERROR:" line."""
     lines = [line.strip() for line in message.strip().splitlines() if line.strip()]

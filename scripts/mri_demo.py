@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Iterator
@@ -125,6 +126,8 @@ def _simulate(args: argparse.Namespace) -> Path:
         code = simulate(["--out", str(cohort), "--subjects", str(args.subjects), "--holdout-subjects",
                          str(args.holdout_subjects), "--label-noise", str(args.label_noise), "--seed", str(args.seed),
                          "--jobs", str(args.jobs), "--overwrite"])
+        if code == 130:  # Ctrl-C, which simulate-cohort reported as its exit code
+            raise KeyboardInterrupt
         if code:
             raise SystemExit(f"simulate-cohort failed (exit {code})")
     return cohort
@@ -155,6 +158,8 @@ def _preprocess(args: argparse.Namespace, cohort: Path) -> Path:
                        "--jobs", str(args.jobs)])
     if code == 1:  # a failed scan is listed in failures.csv; the others go on to training
         print(f"preprocess: some scans failed, see {processed / 'failures.csv'}")
+    elif code == 130:  # Ctrl-C, which preprocess reported as its exit code
+        raise KeyboardInterrupt
     elif code:
         raise SystemExit(f"preprocess stopped (exit {code}); its message above says why")
     return processed
@@ -212,4 +217,9 @@ def _baselines(runs: dict[str, Path], volumes: Path, holdout_csv: Path) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        print("mri_demo.py: interrupted; run the same command again: every stage resumes where it stopped",
+              file=sys.stderr)
+        sys.exit(130)

@@ -215,8 +215,8 @@ def test_val_labels_replace_validation_labels_only(tmp_path):
 def test_val_labels_accepts_the_simulators_truth_column(tmp_path):
     manifest = make_cohort(tmp_path, participants=12)
     truth = tmp_path / "truth.csv"
-    adjudicated_table(manifest, {}).rename(columns={"diagnosis": "true_diagnosis"}).assign(
-        true_diagnosis="AD").to_csv(truth, index=False)
+    # as the simulator writes it: `diagnosis` is the noisy label given, `true_diagnosis` the truth
+    adjudicated_table(manifest, {}).assign(true_diagnosis="AD").to_csv(truth, index=False)
     data = build_mri_data(config(manifest, val_labels=str(truth)))
     assert set(data.val.labels.tolist()) == {CLASSES.index("AD")}
 

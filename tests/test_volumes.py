@@ -102,6 +102,8 @@ def test_manifest_lists_a_broken_scan_and_measures_the_others(template, tmp_path
     assert volumes.loc[0, "brain_ratio"] == pytest.approx(1.0, abs=0.05)
     assert 0 < volumes.loc[0, "hippocampus_l_per_brain"] < 0.01
     assert list(failures["participant_id"]) == ["sub-BAD"] and "sidecar" in failures.loc[0, "error"]
+    rerun = measure_manifest(manifest, params=VolumeParams(registration_mm=RESOLUTION), progress=False)[1]
+    assert list(rerun.columns) == list(volumes.columns), "cached results must keep the columns in place"
 
 
 def test_a_processed_scan_damaged_since_preprocessing_is_refused(template, tmp_path: Path) -> None:

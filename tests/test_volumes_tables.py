@@ -30,6 +30,11 @@ def _volumes_csv(path: Path) -> Path:
     return _write(path, {"participant_id": ["001"], "session_id": ["01"], **{c: [0.01] for c in volume_columns()}})
 
 
+def test_a_missing_volumes_csv_names_the_file_and_what_to_pass(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=rf"{tmp_path / 'nope.csv'}: file not found; pass the volumes.csv "):
+        read_volumes([_volumes_csv(tmp_path / "volumes.csv"), tmp_path / "nope.csv"])
+
+
 def test_a_volumes_csv_without_the_volume_columns_names_the_file_and_what_it_lacks(tmp_path: Path) -> None:
     good = _volumes_csv(tmp_path / "volumes.csv")
     junk = _write(tmp_path / "junk.csv", {"a": [1], "b": [2]})

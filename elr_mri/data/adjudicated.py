@@ -22,14 +22,15 @@ from elr_mri.data.cohort import SCAN_KEYS, label_indices
 
 __all__ = ["load_adjudicated_labels"]
 
-# the adjudicated column; `true_diagnosis` lets the simulator's truth.csv serve as a perfect panel
-DIAGNOSIS_COLUMNS = ("diagnosis", "true_diagnosis")
+# the adjudicated column, first found: `true_diagnosis` lets the simulator's truth.csv serve as a perfect
+# panel, and comes first because that file also holds `diagnosis`, the noisy label the manifest gives
+DIAGNOSIS_COLUMNS = ("true_diagnosis", "diagnosis")
 
 
 def load_adjudicated_labels(path: str | Path, scans: pd.DataFrame, classes: Sequence[str]) -> np.ndarray:
     """Class index of each row of `scans` (validation scans), read from the CSV at `path`.
 
-    The CSV has participant_id, session_id and diagnosis (or true_diagnosis); rows for scans outside
+    The CSV has participant_id, session_id and true_diagnosis or diagnosis; rows for scans outside
     `scans` are ignored, so one file may cover the whole cohort. Raises ValueError naming the first
     scan without a usable diagnosis.
     """

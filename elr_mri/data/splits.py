@@ -124,7 +124,8 @@ def check_no_leakage(
             if not allow:
                 raise LeakageError(
                     f"{line}; results would be inflated. Fix the splits, or set "
-                    "data.mri.allow_participant_overlap: true to proceed anyway (the report will say so)"
+                    "data.mri.allow_participant_overlap: true (for `elr-mri evaluate`: in the run's config.yaml) "
+                    "to proceed anyway (the report will say so)"
                 )
             notes.append(f"{line} (allowed by data.mri.allow_participant_overlap)")
     return notes

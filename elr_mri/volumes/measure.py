@@ -24,7 +24,7 @@ import pandas as pd
 from elr_mri.data.cohort import USABLE_STATUSES
 from elr_mri.simulate.disease import REGIONS
 from elr_mri.volumes.jacobian import affine_determinant, integrate_regions, region_masks, warp_jacobian
-from preprocess.batch import failure_table, write_csv
+from preprocess.batch import failure_table, telling_line, write_csv
 from preprocess.pipeline import Params, ScanOutputs
 from preprocess.sidecar import file_sha256, read_sidecar, write_json
 from preprocess.workers import run_per_scan
@@ -150,16 +150,16 @@ def _measure_one(path: str, params: VolumeParams) -> dict:
     """One scan in a worker; never raises, so one bad scan cannot stop the others."""
     try:
         return measure_scan(path, params)
-    except Exception as exc:  # noqa: BLE001 - reported per scan, with its type and first line
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        return {"status": "failed", "error": f"{type(exc).__name__}: {first}"}
+    except Exception as exc:  # noqa: BLE001 - reported per scan, with its type and telling line
+        return {"status": "failed", "error": f"{type(exc).__name__}: {telling_line(str(exc))}"}
 
 
 def _tables(table: pd.DataFrame, results: dict[int, dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
     ok = [i for i in table.index if results[i]["status"] != "failed"]
     rows = []
     for i in ok:
-        regions = results[i]["regions"]
+        # in REGIONS order: a cached result (JSON, keys sorted) must give the columns a fresh one gives
+        regions = {region.name: results[i]["regions"][region.name] for region in REGIONS}
         row = {"participant_id": table.at[i, "participant_id"], "session_id": table.at[i, "session_id"]}
         row.update({f"{name}_mm3": round(v["mm3"], 1) for name, v in regions.items()})
         row.update({f"{name}_ratio": round(v["ratio"], 5) for name, v in regions.items()})

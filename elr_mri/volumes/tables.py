@@ -22,6 +22,8 @@ _NAMED = 4  # missing columns spelled out before "and N more", to keep the messa
 def read_scan_table(path: str | Path, columns: Sequence[str], expected: str) -> pd.DataFrame:
     """The CSV at `path` with ids as text; a ValueError when it lacks any of `columns`
     (`expected` says which file has them, e.g. "the volumes.csv `elr-mri volumes` writes")."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: file not found; pass {expected}")
     table = read_csv_table(path, dtype=SCAN_ID_DTYPES)
     require_columns(table, columns, str(path), expected)
     return table

@@ -220,9 +220,9 @@ def test_an_id_of_blanks_is_refused_as_empty(tmp_path):
 
 
 def test_an_itk_error_is_reported_by_its_reason_not_its_source_line():
-    from preprocess.batch import _telling_line
+    from preprocess.batch import telling_line
 
     message = ("/project/itksource/Modules/Filtering/Thresholding/include/itkBinaryThresholdImageFilter.hxx:221:\n"
                "ITK ERROR: BinaryThresholdImageFilter(0x5581): Lower threshold cannot be greater than upper threshold.")
-    assert _telling_line(message).startswith("ITK ERROR: BinaryThresholdImageFilter")
-    assert _telling_line("plain message\nmore") == "plain message" and _telling_line("") == ""
+    assert telling_line(message).startswith("ITK ERROR: BinaryThresholdImageFilter")
+    assert telling_line("plain message\nmore") == "plain message" and telling_line("") == ""
