@@ -168,6 +168,11 @@ def _evaluate_and_print(run_dir: Path, manifest: Path | None, checkpoint: str = 
         print(f"  {level} level ({report.n_examples} examples, {report.n_participants} participants):")
         for metric, interval in report.metrics.items():
             print(f"    {metric:18s} {interval}")
+    undefined = sorted({metric for report in reports.values() for metric, interval in report.metrics.items()
+                        if interval.estimate != interval.estimate})  # NaN
+    if undefined:
+        print(f"note: {', '.join(undefined)} undefined (nan; null in summary.json): the set lacks a class these "
+              "need, e.g. an AUC of a diagnosis no scan here carries", file=sys.stderr)
     return eval_dir
 
 
