@@ -98,7 +98,7 @@ def test_shards_cover_every_scan_once_and_merge(mixed_run):
     assert ids == sorted(scans) and max(map(len, parts)) - min(map(len, parts)) <= 1
     for i in range(3):
         main(["--input", str(folder / "scans.csv"), "--output", str(out), "--shard", f"{i}/3", *FAST])
-    (out / "manifest.csv").unlink()
+    assert not (out / "manifest.csv").exists(), "a shard run makes the merged manifest stale"
     assert merge_main(["--output", str(out)]) == 1  # merged, but the bad scans are still failures
     merged = pd.read_csv(out / "manifest.csv")
     assert sorted(merged.participant_id) == sorted(p for p in scans if p.startswith("sub-0"))
