@@ -14,10 +14,13 @@ __all__ = ["suspected_mislabels", "mislabel_precision_recall"]
 
 
 def suspected_mislabels(targets: np.ndarray, given: np.ndarray, class_names: list[str] | None = None) -> pd.DataFrame:
-    """Rows (index, given_label, suggested_label, confidence) for argmax(target) ≠ given, most confident first."""
+    """Rows (index, given_label, suggested_label, confidence) for argmax(target) ≠ given, most confident first.
+
+    An all-zero row (an example a class-balanced sampler never drew, so no target gathered) suggests nothing."""
     suggested = targets.argmax(axis=1)
-    confidence = targets.max(axis=1) / np.clip(targets.sum(axis=1), 1e-12, None)
-    rows = np.flatnonzero(suggested != given)
+    total = targets.sum(axis=1)
+    confidence = targets.max(axis=1) / np.clip(total, 1e-12, None)
+    rows = np.flatnonzero((suggested != given) & (total > 0))
     table = pd.DataFrame({
         "index": rows,
         "given_label": given[rows],

@@ -110,17 +110,18 @@ def train(cfg: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
         lr = lr_at(epoch, cfg)
         method.set_lr(lr)
         epoch_started = time.perf_counter()
+        tracker.new_epoch()
         train_loss = _train_epoch(method, feeder.train_epoch(epoch, method.batch_streams), epoch, tracker, show_progress)
         row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss,
                                "epoch_seconds": round(time.perf_counter() - epoch_started, 3)}
-        pred = tracker.predictions()
-        row["train_acc_given"] = float((pred == data.train_labels).mean())
+        pred, seen = tracker.predictions(), tracker.seen_this_epoch()
+        row["train_acc_given"] = float((pred == data.train_labels)[seen].mean()) if seen.any() else float("nan")
         val = evaluate_split(method, feeder.evaluation("val"))
         row["val_acc"], row["val_balanced_acc"] = val.accuracy, val.balanced_accuracy
         row["val_top_class_share"], row["val_label_top_share"] = val.top_class_share, val.label_top_share
         row["test_acc"] = evaluate_split(method, feeder.evaluation("test")).accuracy
         if knows_clean:
-            row.update(memorization_fractions(pred, data.train_labels, data.train_clean_labels))
+            row.update(memorization_fractions(pred, data.train_labels, data.train_clean_labels, seen))
         state.rows.append(row)
         is_best = cfg.train.select == "last" or _improves(row[cfg.train.select], state.best_val)
         if is_best:

@@ -24,9 +24,19 @@ class PredictionTracker:
 
     def __init__(self, num_examples: int, num_classes: int, device: torch.device | str = "cpu") -> None:
         self.probs = torch.full((num_examples, num_classes), float("nan"), dtype=torch.float16, device=device)
+        # which examples this epoch predicted: class-balanced batches draw with replacement and skip some
+        self.seen = torch.zeros(num_examples, dtype=torch.bool, device=device)
+
+    def new_epoch(self) -> None:
+        self.seen.zero_()
 
     def record(self, index: torch.Tensor, logits: torch.Tensor) -> None:
-        self.probs[index.to(self.probs.device)] = torch.softmax(logits.detach().float(), dim=1).to(self.probs)
+        index = index.to(self.probs.device)
+        self.probs[index] = torch.softmax(logits.detach().float(), dim=1).to(self.probs)
+        self.seen[index] = True
+
+    def seen_this_epoch(self) -> np.ndarray:
+        return self.seen.cpu().numpy()
 
     def load(self, probs: torch.Tensor) -> None:
         self.probs.copy_(probs)
@@ -39,11 +49,14 @@ class PredictionTracker:
         return pred.numpy()
 
 
-def memorization_fractions(pred: np.ndarray, given: np.ndarray, clean: np.ndarray) -> dict[str, float]:
-    """Fractions of Figure 1, over the wrongly and the correctly labelled examples separately."""
+def memorization_fractions(pred: np.ndarray, given: np.ndarray, clean: np.ndarray,
+                           seen: np.ndarray | None = None) -> dict[str, float]:
+    """Fractions of Figure 1, over the wrongly and the correctly labelled examples separately; with
+    `seen`, over the examples predicted this epoch only (an undrawn one's prediction is an older epoch's)."""
     wrong = given != clean
+    counted = np.ones_like(wrong) if seen is None else seen
     out: dict[str, float] = {}
-    for group, mask in (("noisy", wrong), ("clean", ~wrong)):
+    for group, mask in (("noisy", wrong & counted), ("clean", ~wrong & counted)):
         n = max(int(mask.sum()), 1)
         out[f"{group}_pred_true"] = float((pred[mask] == clean[mask]).sum() / n)
         if group == "noisy":

@@ -1,0 +1,32 @@
+"""Per-epoch predictions and what is read from them: Figure 1's fractions over the examples an epoch
+predicted (class-balanced batches skip some), and suspected mislabels only where a target gathered."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from elr_mri.engine.tracking import PredictionTracker, memorization_fractions
+from elr_mri.mislabels import suspected_mislabels
+
+
+def test_fractions_count_only_the_examples_this_epoch_predicted() -> None:
+    given, clean = np.array([1, 1, 2, 0]), np.array([0, 1, 2, 2])  # examples 0 and 3 wrongly labelled
+    tracker = PredictionTracker(4, 3)
+    tracker.record(torch.tensor([0, 1, 2, 3]), torch.eye(3)[[0, 1, 2, 1]] * 5)  # epoch 1: every example
+    tracker.new_epoch()
+    tracker.record(torch.tensor([0, 1]), torch.eye(3)[[1, 1]] * 5)  # epoch 2 draws 0 and 1 only
+    seen = tracker.seen_this_epoch()
+    assert seen.tolist() == [True, True, False, False]
+    fractions = memorization_fractions(tracker.predictions(), given, clean, seen)
+    assert fractions["noisy_pred_given"] == 1.0 and fractions["noisy_pred_other"] == 0.0  # example 0 only
+    assert fractions["clean_pred_true"] == 1.0
+    every = memorization_fractions(tracker.predictions(), given, clean)  # stale example 3 counted as "other"
+    assert every["noisy_pred_other"] == 0.5
+
+
+def test_an_example_without_a_target_is_not_a_suspected_mislabel() -> None:
+    targets = np.zeros((4, 3))
+    targets[3] = [0.1, 0.8, 0.1]
+    table = suspected_mislabels(targets, np.array([1, 2, 1, 0]))
+    assert table["index"].tolist() == [3] and table["suggested_label"].tolist() == [1]
