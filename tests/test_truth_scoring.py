@@ -80,6 +80,15 @@ def test_missing_truth_is_one_clear_error(tmp_path: Path, truth: pd.DataFrame) -
         rescore_against_truth(predictions, truth)
 
 
+def test_truth_tables_that_disagree_on_a_scan_are_refused(tmp_path: Path, truth: pd.DataFrame) -> None:
+    """Two simulated cohorts both name a subject s1: their truths must not be joined silently."""
+    other_cohort = truth.assign(true_diagnosis=["AD", "MCI", "AD", "MCI"])  # s1 is someone else there
+    predictions = _right_except(tmp_path / "p.csv")
+    with pytest.raises(ValueError, match=r"give s1 ses-M00 more than one true diagnosis \(AD, CN\)"):
+        rescore_against_truth(predictions, pd.concat([other_cohort, truth]))
+    assert rescore_against_truth(predictions, pd.concat([truth, truth]), n_boot=20).metrics["accuracy"].estimate == 1
+
+
 def test_balanced_difference_weighs_each_true_class_equally(tmp_path: Path, truth: pd.DataFrame) -> None:
     right = _right_except(tmp_path / "right.csv")
     misses_cn = _right_except(tmp_path / "cn.csv", s1="MCI")

@@ -30,6 +30,7 @@ __all__ = [
     "balanced_accuracy",
     "bootstrap_metrics",
     "participant_means",
+    "participant_resamples",
     "evaluate_predictions",
     "roc_auc",
     "confusion_counts",
@@ -122,7 +123,7 @@ def bootstrap_metrics(
     shown = names[: -k] + [f"auc_{name}" for name in class_names]  # per-class AUCs by class name: auc_AD
     estimate = point_metrics(labels, proba, k)
     point = np.array([estimate[n] for n in names])
-    draws = _participant_resamples(participants, n_boot, np.random.default_rng(seed))
+    draws = participant_resamples(participants, n_boot, np.random.default_rng(seed))
     boot = np.empty((n_boot, len(names)))
     boot_rates = np.empty((n_boot, k, k))
     for b, rows in enumerate(draws):
@@ -211,7 +212,7 @@ def _metric_names(num_classes: int) -> list[str]:
     return ["accuracy", "balanced_accuracy", "auc_micro", "auc_macro"] + [f"auc_{c}" for c in range(num_classes)]
 
 
-def _participant_resamples(participants: np.ndarray, n_boot: int, rng: np.random.Generator) -> list[np.ndarray]:
+def participant_resamples(participants: np.ndarray, n_boot: int, rng: np.random.Generator) -> list[np.ndarray]:
     """Row indices of each resample: participants drawn with replacement, each bringing all its rows."""
     _, codes = np.unique(participants, return_inverse=True)
     order = np.argsort(codes, kind="stable")

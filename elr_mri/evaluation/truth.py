@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from elr_mri.evaluation.metrics import (N_BOOT, Interval, MetricsReport, bootstrap_metrics, participant_means,
-                                        point_metrics)
+                                        participant_resamples, point_metrics)
 
 __all__ = ["predictions_with_truth", "rescore_against_truth", "mean_paired_difference",
            "PAIRED_METRICS"]
@@ -26,7 +26,14 @@ def predictions_with_truth(predictions: Path, truth: pd.DataFrame) -> pd.DataFra
     """`predictions.csv` with each scan's `true_diagnosis` joined on (participant_id, session_id)."""
     frame = pd.read_csv(predictions, dtype={"participant_id": str, "session_id": str})
     keys = ["participant_id", "session_id"]
-    known = truth.astype({key: str for key in keys})[keys + ["true_diagnosis"]].drop_duplicates(keys)
+    known = truth.astype({key: str for key in keys})[keys + ["true_diagnosis"]].drop_duplicates()
+    conflicting = known[known.duplicated(keys, keep=False)]
+    if not conflicting.empty:  # e.g. two simulated cohorts' truth.csv: each names its first subject sub-ADNISIM0001
+        first = conflicting.iloc[0]
+        given = conflicting.loc[(conflicting[keys] == first[keys]).all(axis=1), "true_diagnosis"]
+        raise ValueError(f"the truth tables give {first.participant_id} {first.session_id} more than one true "
+                         f"diagnosis ({', '.join(sorted(given))}); pass only the truth.csv of the cohort(s) these "
+                         "predictions come from")
     joined = frame.merge(known, on=keys, how="left")
     missing = joined["true_diagnosis"].isna()
     if missing.any():
@@ -79,8 +86,10 @@ def mean_paired_difference(pairs: Sequence[tuple[Path, Path]], truth: pd.DataFra
         return float(np.mean([point_metrics(labels[rows], b[rows], num_classes)[metric]
                               - point_metrics(labels[rows], a[rows], num_classes)[metric] for a, b in runs]))
 
-    rng = np.random.default_rng(seed)
-    draws = np.array([difference(rows) for rows in rng.integers(0, len(labels), size=(n_boot, len(labels)))])
+    # resample participants (a converter's entries, one per true diagnosis, travel together), as bootstrap_metrics
+    resamples = participant_resamples(shared.get_level_values("participant").to_numpy(), n_boot,
+                                      np.random.default_rng(seed))
+    draws = np.array([difference(rows) for rows in resamples])
     draws = draws[~np.isnan(draws)]  # an AUC is undefined in a resample that lacks a class
     low, high = np.percentile(draws, [2.5, 97.5]) if draws.size else (np.nan, np.nan)
     return Interval(difference(np.arange(len(labels))), float(low), float(high))
