@@ -93,6 +93,10 @@ class DataConfig:
     train_subset: int | None = None  # keep this many training images (CPU smoke runs)
     test_subset: int | None = None
     augment: bool = True
+    # per-channel mean/std: a data set's official constants (images.NORMALISATION), or "measured" on the training
+    # images; auto: the constants of data.name where known, else measured (an image folder of CIFAR-10 JPEGs
+    # should name cifar10, as the paper's configs here do)
+    normalization: Literal["auto", "cifar10", "cifar100", "clothing1m", "measured"] = "auto"
     num_workers: int = 0
     balanced_batches: int | None = None  # class-balanced batches per epoch (Clothing1M; MRI cohorts one class dominates)
     mri: MRIDataConfig = field(default_factory=MRIDataConfig)

@@ -74,11 +74,13 @@ def test_digits_deterministic_and_split_seed_moves_only_the_split(digits_sym40):
     assert not np.array_equal(other.train_clean_labels, digits_sym40.train_clean_labels)
 
 
-def test_validation_split_is_stratified_by_noisy_label(digits_sym40):
-    val_labels = np.array([digits_sym40.val[i]["label"] for i in range(len(digits_sym40.val))])
-    all_noisy = np.concatenate([val_labels, digits_sym40.train_labels])
-    expected = 0.1 * np.bincount(all_noisy, minlength=10)
-    assert np.all(np.abs(np.bincount(val_labels, minlength=10) - expected) <= 1)
+def test_validation_split_is_stratified_by_true_class_and_the_same_whatever_the_noise(digits_sym40):
+    everything = build_image_data(DataConfig(name="digits", val_fraction=0.0)).train_clean_labels
+    kept = np.bincount(digits_sym40.train_clean_labels, minlength=10)
+    assert np.all(np.abs(kept - 0.9 * np.bincount(everything, minlength=10)) <= 1)
+    other_noise = build_image_data(DataConfig(name="digits", noise=NoiseConfig(mode="symmetric", rate=0.8, seed=9)))
+    assert torch.equal(other_noise.val.images, digits_sym40.val.images)  # one hold-out for every noise setting
+    assert not np.array_equal(other_noise.train_labels, digits_sym40.train_labels)
 
 
 def test_subset_is_stratified_and_exact():
@@ -179,8 +181,14 @@ def test_image_folder_subset_and_human_labels_line_up(tmp_path):
     assert all(int(data.test.images[i, 0, 0, 0]) == data.test[i]["label"] for i in range(len(data.test)))
 
 
-def test_image_folder_normalises_with_its_own_statistics(tmp_path):
+def test_image_folder_normalises_with_its_own_statistics_or_named_constants(tmp_path):
     write_image_folder(tmp_path, ["a", "b"], per_class=5)
+    (tmp_path / "train" / ".ipynb_checkpoints").mkdir()  # not a class: it would shift every label by one
+    named = build_image_data(DataConfig(name="imagefolder", root=str(tmp_path), val_fraction=0.0,
+                                        normalization="cifar10"))
+    assert named.class_names == ["a", "b"]
+    mean, std = NORMALISATION["cifar10"]
+    assert named.test[0]["image"][0, 0, 0].item() == pytest.approx((0 - mean[0]) / std[0], rel=1e-5)
     data = build_image_data(DataConfig(name="imagefolder", root=str(tmp_path), val_fraction=0.0))
     train = torch.stack([data.test[i]["image"] for i in range(len(data.test))])
     assert train.shape == (10, 3, 10, 12)

@@ -161,6 +161,13 @@ def test_noise_config_human_uses_original_index(tmp_path):
         apply_noise_config(config, np.zeros(1, dtype=np.int64), 10, original_index=np.array([5]))
 
 
+def test_cifar100n_coarse_labels_are_refused_for_the_fine_classes(tmp_path):
+    np.savez(tmp_path / "human.npz", noisy_coarse_label=np.array([3, 19]), noisy_label=np.array([40, 99]))
+    config = NoiseConfig(mode="human", human_labels=str(tmp_path / "human.npz"), human_key="noisy_coarse_label")
+    with pytest.raises(ValueError, match=r"coarse .* cannot label the 100 classes of this data set; use noisy_label"):
+        apply_noise_config(config, np.zeros(2, dtype=np.int64), 100)
+
+
 def test_noise_config_transition_reads_csv_and_npy(tmp_path):
     matrix = np.array([[0.0, 1.0], [1.0, 0.0]])
     np.savetxt(tmp_path / "t.csv", matrix, delimiter=",")

@@ -154,7 +154,7 @@ def _unpickle(path: Path) -> dict:
 def _image_folder(root: Path) -> ImageSource:
     """`root/train/<class>/<file>` and optional `root/test/<class>/<file>`, classes sorted by name."""
     train_dir = root / "train"
-    class_names = sorted(p.name for p in train_dir.iterdir() if p.is_dir()) if train_dir.is_dir() else []
+    class_names = _class_folders(train_dir) if train_dir.is_dir() else []
     if not class_names:
         raise FileNotFoundError(
             f"image folder not found: looked for class folders in {train_dir} (layout "
@@ -168,6 +168,12 @@ def _image_folder(root: Path) -> ImageSource:
     )
 
 
+def _class_folders(directory: Path) -> list[str]:
+    """Sorted names of the class folders in `directory`; hidden and tool folders (.ipynb_checkpoints,
+    __MACOSX) are not classes: one would shift every label after it by one."""
+    return sorted(p.name for p in directory.iterdir() if p.is_dir() and not p.name.startswith((".", "__")))
+
+
 def _read_folder_split(directory: Path, class_names: list[str]) -> ImageSplit:
     """Decode every image of one split into a uint8 (N, 3, H, W) array, in original-index order.
 
@@ -175,7 +181,7 @@ def _read_folder_split(directory: Path, class_names: list[str]) -> ImageSplit:
     archive names train images by their position in CIFAR-10's training order); otherwise the
     index is the position in (class, file name) order.
     """
-    unknown = sorted(p.name for p in directory.iterdir() if p.is_dir() and p.name not in class_names)
+    unknown = [name for name in _class_folders(directory) if name not in class_names]
     if unknown:
         raise ValueError(f"{directory}: class folder {unknown[0]!r} does not exist in the training set")
     paths, labels = [], []

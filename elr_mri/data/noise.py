@@ -153,6 +153,9 @@ def _human_labels(
     images are not in the file's order, and training on the result would be silently wrong.
     """
     path = Path(path)
+    if "coarse" in key and num_classes != 20:  # CIFAR-100N's superclass labels, on the 100 fine classes
+        raise ValueError(f"data.noise.human_key = {key}: coarse (20-superclass) labels cannot label the {num_classes} "
+                         "classes of this data set; use noisy_label, CIFAR-100N's fine labels")
     arrays = _read_label_arrays(path)
     human = _pick(arrays, key, path)
     index = np.arange(len(labels)) if original_index is None else np.asarray(original_index)
