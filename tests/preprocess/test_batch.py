@@ -106,14 +106,14 @@ def test_shards_cover_every_scan_once_and_merge(mixed_run):
 
 
 def test_merge_refuses_missing_shard(tmp_path, capsys):
-    pd.DataFrame({"participant_id": ["a"], "session_id": ["b"], "qc_ncc": [0.9], "status": ["done"]}).to_csv(
+    pd.DataFrame({"participant_id": ["a"], "session_id": ["b"], "qc_ncc": [0.9], "qc_mask_dice": [0.75], "status": ["done"]}).to_csv(
         tmp_path / "manifest-shard-0-of-2.csv", index=False)
     assert merge_main(["--output", str(tmp_path)]) == 1
     assert "manifest-shard-1-of-2.csv" in capsys.readouterr().err
 
 
 def test_merge_names_an_empty_shard_and_needs_no_failures_files(tmp_path, capsys):
-    shard = pd.DataFrame({"participant_id": ["a"], "session_id": ["b"], "qc_ncc": [0.9], "status": ["done"]})
+    shard = pd.DataFrame({"participant_id": ["a"], "session_id": ["b"], "qc_ncc": [0.9], "qc_mask_dice": [0.75], "status": ["done"]})
     shard.to_csv(tmp_path / "manifest-shard-0-of-2.csv", index=False)
     (tmp_path / "manifest-shard-1-of-2.csv").write_text("")
     assert merge_main(["--output", str(tmp_path)]) == 1
@@ -226,3 +226,10 @@ def test_an_itk_error_is_reported_by_its_reason_not_its_source_line():
                "ITK ERROR: BinaryThresholdImageFilter(0x5581): Lower threshold cannot be greater than upper threshold.")
     assert telling_line(message).startswith("ITK ERROR: BinaryThresholdImageFilter")
     assert telling_line("plain message\nmore") == "plain message" and telling_line("") == ""
+
+
+def test_a_head_that_barely_overlaps_the_template_is_flagged_whatever_its_ncc():
+    from preprocess.batch import flag_outliers
+
+    manifest = pd.DataFrame({"qc_ncc": [0.63, 0.62], "qc_mask_dice": [0.0009, 0.75], "status": ["done", "done"]})
+    assert flag_outliers(manifest, 0.45)["qc_flag"].tolist() == [True, False]  # the offset scan an audit found
