@@ -46,6 +46,21 @@ def test_two_processes_match_one(tmp_path: Path, loss: str) -> None:
         assert (a["loss"]["targets"].sum(dim=1) > 0).all()
 
 
+def test_elr_plus_two_streams_under_two_processes_match_one(tmp_path: Path) -> None:
+    """Each network's own batch stream is sliced across ranks as the first is; without mixup (whose pairs are
+    drawn within each rank's slice) 2 processes give 1 process's networks, EMA copies and targets."""
+    extra = ("elr_plus.mixup_alpha=0", "elr_plus.ema_ramp_steps=50", "train.epochs=2")
+    _train(tmp_path / "one", 1, "elr_plus", *extra)
+    _train(tmp_path / "two", 2, "elr_plus", *extra)
+    a = load_checkpoint(tmp_path / "one" / "checkpoints" / "last.pt")["method"]
+    b = load_checkpoint(tmp_path / "two" / "checkpoints" / "last.pt")["method"]
+    for part in ("nets", "emas", "losses"):
+        for ours, theirs in zip(a[part], b[part]):
+            for name, value in ours.items():
+                torch.testing.assert_close(value, theirs[name], rtol=1e-4, atol=1e-5)
+    assert all((loss["targets"].sum(dim=1) > 0).all() for loss in a["losses"])  # every example seen by each net
+
+
 def test_resume_under_another_number_of_processes(tmp_path: Path) -> None:
     """2 processes for 2 epochs, then 1 process to epoch 4: the same as 4 epochs in 1 process."""
     _train(tmp_path / "one", 1, "elr", "train.epochs=4")
