@@ -99,6 +99,10 @@ class DataConfig:
     normalization: Literal["auto", "cifar10", "cifar100", "clothing1m", "measured"] = "auto"
     num_workers: int = 0
     balanced_batches: int | None = None  # class-balanced batches per epoch (Clothing1M; MRI cohorts one class dominates)
+    # with balanced_batches: false redraws them with replacement each epoch; true draws once per run (per ELR+
+    # network) a subset of balanced_batches × batch_size examples, at most an equal share per class, without
+    # replacement, and shuffles it each epoch, as the official Clothing1M loaders
+    balanced_subset: bool = False
     mri: MRIDataConfig = field(default_factory=MRIDataConfig)
 
 
@@ -311,6 +315,9 @@ def _check_ranges(cfg: RunConfig, source: str) -> None:
                            else "drop it, or set loss.name: elr")
                 raise ConfigError(f"{source}: {key} = {flat[key]} is an ELR setting that loss.name = "
                                   f"{cfg.loss.name} does not read; {instead}")
+    if cfg.data.balanced_subset and not cfg.data.balanced_batches:
+        raise ConfigError(f"{source}: data.balanced_subset needs data.balanced_batches (the subset's size in batches); "
+                          "set it, or drop data.balanced_subset")
     if cfg.elr_plus.ema_schedule == "running_average" and cfg.elr_plus.ema_ramp_steps != ELRPlusConfig().ema_ramp_steps:
         raise ConfigError(f"{source}: elr_plus.ema_ramp_steps = {cfg.elr_plus.ema_ramp_steps} is the ramp's length, "
                           "which elr_plus.ema_schedule = running_average does not read; drop it, or set "

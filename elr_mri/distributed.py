@@ -103,17 +103,21 @@ def _distributed() -> bool:
 class GlobalBatchSampler(Sampler[list[int]]):
     """This rank's slice of each global batch of one epoch's order.
 
-    The order is a permutation of the data set, or `num_samples` class-balanced draws when
-    `weights` are given; it depends only on `generator`, which the engine seeds with (seed, epoch),
-    so every rank sees the same global batches and a resumed run sees the same ones again.
+    The order is a permutation of the data set (or of `subset`, example indices), or `num_samples`
+    class-balanced draws when `weights` are given; it depends only on `generator`, which the engine
+    seeds with (seed, epoch), so every rank sees the same global batches and a resumed run sees the
+    same ones again.
     """
 
     def __init__(self, num_examples: int, global_batch: int, generator: torch.Generator, rank: int = 0,
-                 world_size: int = 1, weights: torch.Tensor | None = None, num_samples: int | None = None) -> None:
+                 world_size: int = 1, weights: torch.Tensor | None = None, num_samples: int | None = None,
+                 subset: torch.Tensor | None = None) -> None:
         if global_batch < world_size:
             raise ValueError(f"train.batch_size ({global_batch}) is the global batch; it must be at least "
                              f"the number of processes ({world_size})")
-        if weights is None:
+        if subset is not None:
+            self.order = subset[torch.randperm(len(subset), generator=generator)]
+        elif weights is None:
             self.order = torch.randperm(num_examples, generator=generator)
         else:
             self.order = torch.multinomial(weights, num_samples or num_examples, replacement=True, generator=generator)

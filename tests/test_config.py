@@ -57,6 +57,7 @@ def test_defaults_and_overrides(tmp_path: Path) -> None:
         ("# nothing yet\n", r"the config is empty; start from one in configs/"),
         ("elr_plus: {ema_schedule: running_average, ema_ramp_steps: 1000}\n",
          r"elr_plus.ema_ramp_steps = 1000 is the ramp's length, which elr_plus.ema_schedule = running_average does not"),
+        ("data: {balanced_subset: true}\n", r"data.balanced_subset needs data.balanced_batches"),
         ("elr_plus: {ema_schedule: mean}\n", r"elr_plus.ema_schedule = 'mean' is not one of 'ramp', 'running_average'"),
     ],
 )

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -295,3 +296,21 @@ def test_elr_plus_second_batch_stream_walks_its_own_order(loader: str) -> None:
     assert sorted(first.tolist()) == sorted(second.tolist()) == list(range(n))  # each example once in each
     assert not torch.equal(first, second)
     assert torch.equal(first, torch.cat([batch["index"] for batch in feeder.train_epoch(3)]))
+
+
+def test_a_balanced_subset_is_drawn_once_capped_per_class_and_reshuffled_each_epoch() -> None:
+    from elr_mri.data import build_data
+    from elr_mri.distributed import DistContext
+    from elr_mri.engine.feeding import BatchFeeder, balanced_subset
+
+    labels = np.array([0] * 50 + [1] * 5 + [2] * 45)
+    chosen = balanced_subset(labels, 3, 60, seed=1)
+    assert len(set(chosen.tolist())) == len(chosen) == 45 and np.bincount(labels[chosen]).tolist() == [20, 5, 20]
+    cfg = load_config(DIGITS, [*SMALL, "data.balanced_batches=3", "data.balanced_subset=true", "train.batch_size=40"])
+    feeder = BatchFeeder(build_data(cfg.data), cfg, DistContext(), torch.device("cpu"))
+    epochs = [[torch.cat([b[key]["index"] if key else b["index"] for b in feeder.train_epoch(e, streams=2)])
+               for key in (None, "pair")] for e in (0, 1)]
+    for first, second in epochs:
+        assert len(first) == 120 and len(set(first.tolist())) == 120  # without replacement
+    assert set(epochs[0][0].tolist()) == set(epochs[1][0].tolist()) and not torch.equal(epochs[0][0], epochs[1][0])
+    assert set(epochs[0][0].tolist()) != set(epochs[0][1].tolist())  # each ELR+ network has its own subset

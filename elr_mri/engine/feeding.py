@@ -20,7 +20,7 @@ from elr_mri.data.device_batches import DeviceImageBatches, supports_device_batc
 from elr_mri.data.images import NoisyImageData
 from elr_mri.distributed import DistContext, GlobalBatchSampler
 
-__all__ = ["BatchFeeder", "PairedBatches", "WithGlobalBatchSizes"]
+__all__ = ["BatchFeeder", "PairedBatches", "WithGlobalBatchSizes", "balanced_subset"]
 
 Batch = dict[str, Any]  # tensors, the training batches' global_batch_size, and a second stream's batch ("pair")
 SECOND_STREAM_SEED = 50_000_017  # added to an epoch's seed for the second stream: another order, other crops
@@ -73,13 +73,12 @@ class BatchFeeder:
     def train_epoch(self, epoch: int, streams: int = 1) -> Iterable[Batch]:
         """This rank's slices of the epoch's global batches, shuffled or class-balanced; with two
         streams each batch carries one of an independent second walk under "pair"."""
-        first = self._stream(self.cfg.seed * 100_003 + epoch)
-        if streams == 1:
-            return first
-        return PairedBatches(first, self._stream(self.cfg.seed * 100_003 + epoch + SECOND_STREAM_SEED))
+        first = self._stream(epoch, stream=0)
+        return first if streams == 1 else PairedBatches(first, self._stream(epoch, stream=1))
 
-    def _stream(self, seed: int) -> Iterable[Batch]:
-        sampler = self._sampler(torch.Generator().manual_seed(seed))
+    def _stream(self, epoch: int, stream: int) -> Iterable[Batch]:
+        seed = self.cfg.seed * 100_003 + epoch + stream * SECOND_STREAM_SEED
+        sampler = self._sampler(torch.Generator().manual_seed(seed), stream)
         if self.on_device:
             train = self.device_sets["train"]
             batches: Iterable[Batch] = train.batches(sampler, train.generator(seed * 1009 + self.dist.rank))
@@ -102,12 +101,28 @@ class BatchFeeder:
         named = {"train": self.data.train, "val": self.data.val, "test": self.data.test}
         return {name: split for name, split in named.items() if split is not None and len(split) > 0}
 
-    def _sampler(self, generator: torch.Generator) -> GlobalBatchSampler:
-        weights, num_samples = None, None
+    def _sampler(self, generator: torch.Generator, stream: int) -> GlobalBatchSampler:
+        weights, num_samples, subset = None, None, None
         if self.cfg.data.balanced_batches:
             labels = self.data.train_labels
-            counts = np.bincount(labels, minlength=self.data.num_classes)
-            weights = torch.as_tensor(1.0 / counts[labels], dtype=torch.double)
             num_samples = self.cfg.data.balanced_batches * self.cfg.train.batch_size
+            if self.cfg.data.balanced_subset:
+                subset = torch.as_tensor(balanced_subset(labels, self.data.num_classes, num_samples,
+                                                         self.cfg.seed * 100_003 + stream * SECOND_STREAM_SEED))
+            else:
+                counts = np.bincount(labels, minlength=self.data.num_classes)
+                weights = torch.as_tensor(1.0 / counts[labels], dtype=torch.double)
         return GlobalBatchSampler(len(self.data.train), self.cfg.train.batch_size, generator, self.dist.rank,
-                                  self.dist.world_size, weights=weights, num_samples=num_samples)
+                                  self.dist.world_size, weights=weights, num_samples=num_samples, subset=subset)
+
+
+def balanced_subset(labels: np.ndarray, num_classes: int, size: int, seed: int) -> np.ndarray:
+    """Up to `size` example indices, at most size / num_classes of each class, taken without replacement in a
+    seeded random order (the official Clothing1M loaders' subset: a class with fewer examples gives all it has)."""
+    order = np.random.default_rng(seed).permutation(len(labels))
+    ranks = np.zeros(len(labels), dtype=np.int64)  # 0, 1, 2, ... within each class, in `order`
+    for label in range(num_classes):
+        members = order[labels[order] == label]
+        ranks[members] = np.arange(len(members))
+    chosen = order[ranks[order] < size / num_classes]
+    return chosen[:size]
