@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from elr_mri.evaluation.metrics import Interval
 from elr_mri.evaluation.truth import PAIRED_METRICS, mean_paired_difference, rescore_against_truth
 
 
@@ -44,8 +45,8 @@ def row(run: Path, truth: pd.DataFrame) -> dict:
         name = evaluation.name.removeprefix("eval-").replace("_manifest", "")
         s = json.loads((evaluation / "summary.json").read_text())["participant"]
         for metric in ("accuracy", "balanced_accuracy"):
-            m = s[metric]
-            out[f"{name}_{metric}_given"] = f"{m['estimate']:.2f} [{m['low']:.2f}, {m['high']:.2f}]"
+            m = s[metric]  # as percentages, like the metrics against the truth beside them
+            out[f"{name}_{metric}_given"] = str(Interval(m["estimate"], m["low"], m["high"]))
         report = rescore_against_truth(evaluation / "predictions.csv", truth)
         for metric in ("accuracy", "balanced_accuracy", "auc_macro"):
             out[f"{name}_{metric}_true"] = f"{report.metrics[metric]} n={report.n_participants}"

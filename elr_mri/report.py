@@ -229,8 +229,13 @@ def _mislabel_section(runs: dict[str, Path]) -> str:
         found = json.loads((run / "summary.json").read_text()).get("mislabels")
         if found:
             lines.append(f"| {loss} | {found['flagged']} | {found['truly_mislabelled']} | "
-                         f"{100 * found['precision']:.1f}% | {100 * found['recall']:.1f}% |")
+                         f"{_percent(found['precision'])} | {_percent(found['recall'])} |")
     return "\n".join(lines)
+
+
+def _percent(share: float | None) -> str:
+    """A share as a percentage; "–" when undefined (null in summary.json: precision with nothing flagged)."""
+    return "–" if share is None else f"{100 * share:.1f}%"
 
 
 def _timing_section(timings: dict[str, float]) -> str:

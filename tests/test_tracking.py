@@ -30,3 +30,14 @@ def test_an_example_without_a_target_is_not_a_suspected_mislabel() -> None:
     targets[3] = [0.1, 0.8, 0.1]
     table = suspected_mislabels(targets, np.array([1, 2, 1, 0]))
     assert table["index"].tolist() == [3] and table["suggested_label"].tolist() == [1]
+
+
+def test_the_report_shows_an_undefined_precision_as_a_dash(tmp_path) -> None:
+    """Nothing flagged: precision is null in summary.json (strict JSON), which the demo report must print."""
+    import json
+
+    from elr_mri.report import _mislabel_section
+
+    (tmp_path / "summary.json").write_text(json.dumps(
+        {"mislabels": {"flagged": 0, "truly_mislabelled": 3, "precision": None, "recall": 0.0}}))
+    assert "| ce | 0 | 3 | – | 0.0% |" in _mislabel_section({"ce": tmp_path})
