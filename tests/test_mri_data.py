@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from monai.transforms import GaussianSmooth
+from scipy import ndimage
 from torch.utils.data import DataLoader
 
 from elr_mri.config import DataConfig, MRIDataConfig, NoiseConfig
@@ -116,12 +116,25 @@ def test_max_shift_keeps_training_crops_near_the_centre_crop(tmp_path):
         mri_transforms(CROP, train=True, max_shift=-1)
 
 
+def test_nan_voxels_are_zeroed_before_min_max(tmp_path):
+    data = np.random.default_rng(0).random((20, 20, 20)).astype(np.float32) + 1.0
+    data[0, 0, 0] = np.nan  # e.g. background an external pipeline masked out
+    path = tmp_path / "scan.nii.gz"
+    nib.Nifti1Image(data, np.eye(4)).to_filename(path)
+    image = mri_transforms((16, 16, 16), train=False)({"image": str(path)})["image"]
+    assert torch.isfinite(image).all() and 0.0 <= float(image.min()) and float(image.max()) <= 1.0
+
+
 def test_isotropic_blur_uses_one_sigma_drawn_uniformly():
     volume = torch.rand(1, 24, 24, 24)
     blur = RandIsotropicGaussianSmoothd("image", sigma_max=1.0)
     blur.set_random_state(seed=0)
     out = blur({"image": volume})["image"]
-    assert torch.allclose(out, GaussianSmooth(sigma=blur.sigma)(volume))  # the same σ on every axis
+    # the official code's filter: scipy, one σ on every axis, truncate 8 (MONAI's erf kernel blurs small σ more)
+    expected = ndimage.gaussian_filter(volume.numpy(), sigma=(0, blur.sigma, blur.sigma, blur.sigma), truncate=8.0)
+    assert torch.allclose(out, torch.from_numpy(expected))
+    constant = torch.full((1, 12, 12, 12), 0.7)
+    assert torch.allclose(blur({"image": constant})["image"], constant)  # normalised kernel, reflected edges
     sigmas = []
     for _ in range(300):
         blur.randomize()

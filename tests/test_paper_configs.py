@@ -84,6 +84,15 @@ def test_clothing1m_matches_appendix():
     assert (plus.schedule.milestones, plus.schedule.gamma, plus.train.epochs) == ([7], 0.1, 15)
 
 
+@pytest.mark.parametrize("name", ["ce", "elr", "elr_plus"])
+def test_adni_configs_train_as_the_official_ml4h_code(name: str):
+    cfg = load_config(ROOT / f"configs/adni/{name}.yaml")
+    assert (cfg.model.name, cfg.model.widening, cfg.model.use_age, cfg.data.mri.crop_size) == (
+        "widened_cnn3d", 8, True, [96, 96, 96])
+    assert (cfg.optim.name, cfg.optim.lr, cfg.optim.momentum, cfg.optim.weight_decay) == ("sgd", 0.01, 0.0, 0.0)
+    assert cfg.train.batch_size == 4 and cfg.data.mri.blur_sigma_max == 1.0
+
+
 def test_cifar10n_uses_human_worst_labels():
     cfg = load_config(ROOT / "configs/cifar10n/elr.yaml")
     assert (cfg.data.name, cfg.data.noise.mode, cfg.data.noise.human_key) == ("imagefolder", "human", "worse_label")
