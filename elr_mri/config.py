@@ -85,7 +85,7 @@ class MRIDataConfig:
 class DataConfig:
     """Where the images come from and how the noisy training set is split."""
 
-    name: Literal["digits", "cifar10", "cifar100", "imagefolder", "clothing1m", "mri"] = "digits"
+    name: Literal["digits", "cifar10", "cifar100", "imagefolder", "clothing1m", "webvision", "mri"] = "digits"
     root: str | None = None
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     val_fraction: float = 0.1  # the paper holds out 10% of the (noisy) training set
@@ -96,7 +96,7 @@ class DataConfig:
     # per-channel mean/std: a data set's official constants (images.NORMALISATION), or "measured" on the training
     # images; auto: the constants of data.name where known, else measured (an image folder of CIFAR-10 JPEGs
     # should name cifar10, as the paper's configs here do)
-    normalization: Literal["auto", "cifar10", "cifar100", "clothing1m", "measured"] = "auto"
+    normalization: Literal["auto", "cifar10", "cifar100", "clothing1m", "webvision", "measured"] = "auto"
     num_workers: int = 0
     balanced_batches: int | None = None  # class-balanced batches per epoch (Clothing1M; MRI cohorts one class dominates)
     # with balanced_batches: false redraws them with replacement each epoch; true draws once per run (per ELR+

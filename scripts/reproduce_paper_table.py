@@ -1,6 +1,6 @@
 """Run the rows of one table of the ELR paper and print our test accuracy beside the paper's figure.
 
-Tables: 1 (ELR, CIFAR-10 and CIFAR-100, ResNet-34), 2 (ELR+, PreAct ResNet-18), 3 (Clothing1M),
+Tables: 1 (ELR, CIFAR-10 and CIFAR-100, ResNet-34), 2 (ELR+, PreAct ResNet-18), 3 (Clothing1M, mini WebVision),
 cifar10n (ELR on CIFAR-10N human labels; the paper has no such row). Each row is a config under
 configs/ with the appendix hyperparameters; every run lands in OUT/<row>/seed<k>, and a row whose
 summary.json exists is read back, a killed one resumes, so the script can be restarted at will.
@@ -13,6 +13,8 @@ Data (the configs' paths are relative to the directory you run from, normally th
   data/cifar-100-python                     torchvision.datasets.CIFAR100("data", download=True)
   data/clothing1m/                          the official release (label lists + images/), and
                                             --set model.pretrained_checkpoint=IMAGENET_RESNET50.pt
+  data/webvision/                           WebVision 1.0 resized images + info/ lists, imagenet/ for
+                                            ILSVRC12 (configs/webvision/elr_plus.yaml says the layout)
   data/CIFAR-10_human.npz                   cp ../shared/data/cifar/CIFAR-10_human.npz data/
 """
 
@@ -37,6 +39,8 @@ class Row:
     config: str  # relative to configs/
     paper: float | None  # None: no paper figure recorded for this row
     overrides: tuple[str, ...] = ()
+    # further figures of the same runs: (label, summary.json column without _at_best/_last, paper figure)
+    also: tuple[tuple[str, str, float | None], ...] = ()
 
 
 TABLES: dict[str, tuple[str, list[Row]]] = {
@@ -64,9 +68,13 @@ TABLES: dict[str, tuple[str, list[Row]]] = {
         Row("cifar100-sym90", "cifar100/elr_plus_sym90.yaml", None),
         Row("cifar100-asym40", "cifar100/elr_plus_asym40.yaml", None),
     ]),
-    "3": ("Table 3: Clothing1M, ResNet-50 (ImageNet weights), test accuracy (%)", [
+    "3": ("Table 3: Clothing1M (ResNet-50, ImageNet weights) and mini WebVision (InceptionResNetV2), test "
+          "accuracy (%); WebVision rows top-1 on its validation images unless named", [
         Row("elr", "clothing1m/elr.yaml", 72.87),
         Row("elr_plus", "clothing1m/elr_plus.yaml", 74.81),
+        Row("webvision-elr_plus", "webvision/elr_plus.yaml", 77.78, also=(
+            ("top-5", "test_top5", 91.68), ("ILSVRC12 top-1", "test_ilsvrc12_acc", 70.29),
+            ("ILSVRC12 top-5", "test_ilsvrc12_top5", 89.76))),
     ]),
     "cifar10n": ("CIFAR-10N human labels, ELR, ResNet-34 (no paper figure), test accuracy (%)", [
         Row("worst", "cifar10n/elr.yaml", None, ("data.noise.human_key=worse_label",)),
@@ -77,13 +85,14 @@ TABLES: dict[str, tuple[str, list[Row]]] = {
 
 # what `elr_mri.data.image_sources` looks for first under data.root
 _DATA_MARKERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python", "imagefolder": "train",
-                 "clothing1m": "noisy_label_kv.txt"}
+                 "clothing1m": "noisy_label_kv.txt", "webvision": "info/train_filelist_google.txt"}
 # how to get each data set into data.root (ROOT, PARENT: that folder and the one above it); the
 # tables' image-folder rows are all CIFAR-10 as JPEGs
 _DOWNLOAD = ".venv/bin/python -c 'import torchvision; torchvision.datasets.{}(\"{{root}}\", download=True)'"
 _HOW_TO_GET = {"cifar10": _DOWNLOAD.format("CIFAR10"), "cifar100": _DOWNLOAD.format("CIFAR100"),
                "imagefolder": "tar -xJf ../shared/data/cifar/cifar10-jpeg.tar.xz -C {parent}",
-               "clothing1m": "put the official Clothing1M release (label lists + images/) in {root}"}
+               "clothing1m": "put the official Clothing1M release (label lists + images/) in {root}",
+               "webvision": "put WebVision 1.0's resized images and info/ lists in {root}"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -214,9 +223,11 @@ def _results_table(rows: list[Row], summaries: dict[str, list[dict]]) -> str:
         runs = summaries[row.name]
         wall = sum(s["wall_seconds"] for s in runs)
         devices = ", ".join(sorted({s["device"] for s in runs})) or "–"
-        lines.append([row.name, percent(row.paper), mean_std(s["test_acc_at_best"] for s in runs),
-                      mean_std(s["test_acc_last"] for s in runs), str(len(runs)),
-                      f"{wall / 3600:.2f}" if runs else "–", devices])
+        for label, column, paper in (("", "test_acc", row.paper), *row.also):
+            lines.append([f"{row.name} {label}".strip(), percent(paper),
+                          mean_std(s.get(f"{column}_at_best", float("nan")) for s in runs),
+                          mean_std(s.get(f"{column}_last", float("nan")) for s in runs), str(len(runs)),
+                          f"{wall / 3600:.2f}" if runs else "–", devices])
     header = ["row", "paper", "ours (selected epoch)", "ours (last epoch)", "seeds", "wall h", "device"]
     note = ("\n\nSelected epoch: best accuracy on the noisy 10% validation split (Clothing1M: its clean "
             "validation list). Wall time: all calls of each run, resumed parts included.")

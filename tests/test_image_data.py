@@ -1,4 +1,4 @@
-"""Image benchmarks: the NoisyImageData contract on digits, tiny CIFAR / ImageFolder / Clothing1M trees."""
+"""Image benchmarks: the NoisyImageData contract on digits, tiny CIFAR / ImageFolder / Clothing1M / WebVision trees."""
 
 import pickle
 import time
@@ -268,6 +268,90 @@ def test_clothing1m_lists(tmp_path):
         build_image_data(DataConfig(name="clothing1m", root=str(tmp_path)))
 
 
+def write_mini_webvision(root: Path, per_class: int = 1, classes: int = 50) -> None:
+    """WebVision's layout with `per_class` small images for each of the first `classes` classes, and one
+    image of class 50 in every list (mini WebVision leaves it out)."""
+    lists: dict[str, list[str]] = {"train": [], "val": [], "imagenet": []}
+    folders = {"train": "google", "val": "val_images_256", "imagenet": "imagenet/val"}
+    for split, folder in folders.items():
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        for label in [*range(classes), 50]:
+            for k in range(per_class):
+                name = f"{split}_{label:03d}_{k}.jpg"
+                Image.new("RGB", (40 + label, 30), (label * 5, k * 60, 90)).save(root / folder / name)
+                lists[split].append(f"{'google/' if split == 'train' else ''}{name} {label}")
+    (root / "info").mkdir()
+    (root / "info/train_filelist_google.txt").write_text("\n".join(lists["train"]) + "\n")
+    (root / "info/val_filelist.txt").write_text("\n".join(lists["val"]) + "\n")
+    (root / "imagenet/imagenet_val.txt").write_text("\n".join(lists["imagenet"]) + "\n")
+    synsets = ["n01440764 tench, Tinca tinca", "n01443537 goldfish, Carassius auratus"]
+    (root / "info/synsets.txt").write_text("\n".join(synsets + [f"n{k:08d} thing{k}" for k in range(2, 1000)]) + "\n")
+
+
+def test_mini_webvision_reads_the_first_50_classes_and_ilsvrc12(tmp_path):
+    write_mini_webvision(tmp_path, per_class=2)
+    data = build_image_data(DataConfig(name="webvision", root=str(tmp_path)))
+    assert data.num_classes == 50 and data.class_names[:3] == ["tench", "goldfish", "thing2"]
+    assert (len(data.train), len(data.val), len(data.test), len(data.extra_tests["ilsvrc12"])) == (90, 10, 100, 100)
+    assert data.train_clean_labels is None and data.input_shape == (3, 227, 227)
+    assert set(data.train_labels) | {data.val[i]["label"] for i in range(10)} == set(range(50))
+    item = data.extra_tests["ilsvrc12"][99]
+    assert item["label"] == 49 and item["image"].shape == (3, 227, 227)
+    assert data.train[0]["image"].shape == data.test[0]["image"].shape == (3, 227, 227)
+    # ImageNet's normalisation: the first test image is plain (0, 0, 90), JPEG-compressed
+    blue = data.test[0]["image"][2]
+    assert abs(float(blue.mean()) - (90 / 255 - 0.406) / 0.225) < 0.05
+    with pytest.raises(ValueError, match="already noisy"):
+        build_image_data(DataConfig(name="webvision", root=str(tmp_path), noise=NoiseConfig(mode="symmetric", rate=0.2)))
+
+
+def test_webvision_config_trains_and_scores_both_test_sets_top1_and_top5(tmp_path):
+    """The shipped config, its network swapped for a small one: ELR+ on the files, the WebVision and
+    ILSVRC12 figures of the paper's table per epoch and in summary.json."""
+    import json
+
+    import pandas as pd
+
+    from elr_mri.config import load_config
+    from elr_mri.engine.runner import train
+
+    write_mini_webvision(tmp_path / "webvision")
+    config = Path(__file__).resolve().parents[1] / "configs/webvision/elr_plus.yaml"
+    cfg = load_config(config, [f"data.root={tmp_path / 'webvision'}", "data.num_workers=0", "model.name=mlp",
+                               "model.hidden=8", "train.epochs=1", "train.batch_size=16", "train.progress=false",
+                               "train.tensorboard=false", "data.val_fraction=0.2"])
+    summary = train(cfg, tmp_path / "run")
+    metrics = pd.read_csv(tmp_path / "run/metrics.csv")
+    for column in ("test_acc", "test_top5", "test_ilsvrc12_acc", "test_ilsvrc12_top5"):
+        assert 0.0 <= metrics[column].iloc[0] <= 1.0
+        assert summary[f"{column}_at_best"] == summary[f"{column}_last"] == metrics[column].iloc[0]
+    assert metrics["test_top5"].iloc[0] >= metrics["test_acc"].iloc[0]
+    assert json.loads((tmp_path / "run/data_shape.json").read_text())["input_shape"] == [3, 227, 227]
+
+
+def test_mini_webvision_without_imagenet_or_synsets_still_trains(tmp_path):
+    write_mini_webvision(tmp_path)
+    (tmp_path / "imagenet/imagenet_val.txt").unlink()
+    (tmp_path / "info/synsets.txt").unlink()
+    data = build_image_data(DataConfig(name="webvision", root=str(tmp_path)))
+    assert data.extra_tests == {} and data.class_names[49] == "class49"
+
+
+def test_mini_webvision_bad_lists_are_one_line(tmp_path):
+    write_mini_webvision(tmp_path)
+    listing = tmp_path / "info/val_filelist.txt"
+    listing.write_text(listing.read_text() + "val_broken.jpg\n")
+    with pytest.raises(ValueError, match=r"val_filelist.txt, line 52: expected `image-path class-number`, "
+                                         r"got 'val_broken.jpg'"):
+        build_image_data(DataConfig(name="webvision", root=str(tmp_path)))
+    listing.write_text("val_x.jpg 7\n")
+    with pytest.raises(FileNotFoundError, match=r"val_filelist.txt: 1 of 1 listed images are not in .*val_images_256"):
+        build_image_data(DataConfig(name="webvision", root=str(tmp_path)))
+    listing.write_text("val_x.jpg 70\n")
+    with pytest.raises(ValueError, match=r"no image of classes 0..49 \(mini WebVision\) listed"):
+        build_image_data(DataConfig(name="webvision", root=str(tmp_path)))
+
+
 @pytest.mark.parametrize(
     "name, expected",
     [
@@ -275,6 +359,7 @@ def test_clothing1m_lists(tmp_path):
         ("cifar100", ["cifar-100-python", "train, test, meta", "CIFAR100"]),
         ("imagefolder", ["train/<class>", "tar -xJf ../shared/data/cifar/cifar10-jpeg.tar.xz -C DIR"]),
         ("clothing1m", ["noisy_label_kv.txt", "Xiao et al."]),
+        ("webvision", ["info/train_filelist_google.txt, info/val_filelist.txt", "resized images"]),
     ],
 )
 def test_missing_data_set_is_one_clear_error(tmp_path, name, expected):

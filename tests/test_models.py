@@ -19,6 +19,21 @@ def test_cifar_networks_have_the_standard_size(name: str, parameters: int) -> No
     assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
 
 
+def test_inception_resnet_v2_is_the_standard_network() -> None:
+    """55,843,464 parameters with ImageNet's 1000 classes (the count of the common PyTorch ports); the
+    adaptive pooling takes the WebVision setting's 227-pixel crops (5×5 final map) as well as 299 (8×8)."""
+    from elr_mri.models.inception_resnet_v2 import InceptionResNetV2
+
+    model = InceptionResNetV2(1000).eval()
+    assert sum(p.numel() for p in model.parameters()) == 55_843_464
+    with torch.no_grad():
+        assert model.features(model.stem(torch.zeros(1, 3, 299, 299))).shape == (1, 1536, 8, 8)
+        assert model.features(model.stem(torch.zeros(1, 3, 227, 227))).shape == (1, 1536, 5, 5)
+    webvision = build_model(ModelConfig(name="inception_resnet_v2"), (3, 227, 227), 50).eval()
+    with torch.no_grad():
+        assert webvision(torch.zeros(2, 3, 227, 227)).shape == (2, 50)
+
+
 def test_preact_identity_shortcut_carries_the_pre_activated_input() -> None:
     """As the official ELR+ network: with its convolutions zeroed a block returns ReLU(BN(x)), not x."""
     from elr_mri.models.resnet_cifar import PreActBlock

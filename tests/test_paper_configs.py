@@ -13,7 +13,7 @@ import yaml
 from elr_mri.config import config_to_dict, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
-PAPER_DIRS = ("cifar10", "cifar100", "cifar10n", "clothing1m")
+PAPER_DIRS = ("cifar10", "cifar100", "cifar10n", "clothing1m", "webvision")
 # run configs only: other folders of configs/ may hold other kinds of YAML (e.g. cohort mappings)
 CONFIGS = sorted(p for folder in PAPER_DIRS for p in (ROOT / "configs" / folder).glob("*.yaml"))
 
@@ -82,6 +82,16 @@ def test_clothing1m_matches_appendix():
         "elr_plus", 0.002, 3000, 0.9999)
     assert plus.elr_plus.ema_schedule == "running_average"  # official: "ema_update": false, no 40k-step ramp
     assert (plus.schedule.milestones, plus.schedule.gamma, plus.train.epochs) == ([7], 0.1, 15)
+
+
+def test_webvision_matches_appendix_and_official_config():
+    cfg = load_config(ROOT / "configs/webvision/elr_plus.yaml")
+    assert (cfg.data.name, cfg.model.name, cfg.loss.name, cfg.loss.beta, cfg.loss.lam) == (
+        "webvision", "inception_resnet_v2", "elr_plus", 0.7, 3.0)
+    assert (cfg.optim.lr, cfg.optim.momentum, cfg.optim.weight_decay) == (0.02, 0.9, 5e-4)
+    assert (cfg.schedule.milestones, cfg.schedule.gamma, cfg.train.epochs, cfg.train.batch_size) == ([50], 0.1, 100, 32)
+    assert (cfg.elr_plus.mixup_alpha, cfg.elr_plus.ema_decay, cfg.elr_plus.ema_schedule) == (
+        1.0, 0.997, "running_average")  # official: "ema_update": false
 
 
 @pytest.mark.parametrize("name", ["ce", "elr", "elr_plus"])
@@ -172,7 +182,19 @@ def test_script_entry_point_dry_run(tmp_path: Path):
          "--out", str(tmp_path)], capture_output=True, text=True, timeout=120, cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr
-    assert "dry run: 2 run(s) validated" in result.stdout
+    assert "dry run: 3 run(s) validated" in result.stdout
+    assert "missing data/webvision/info/train_filelist_google.txt: put WebVision 1.0's resized images" in result.stdout
+
+
+def test_webvision_row_reports_every_figure_of_table_3(reproduce):
+    rows = reproduce.TABLES["3"][1]
+    figures = {"test_acc": 0.75, "test_top5": 0.9, "test_ilsvrc12_acc": 0.68, "test_ilsvrc12_top5": 0.88}
+    run = {**{f"{k}_at_best": v for k, v in figures.items()}, **{f"{k}_last": v - 0.01 for k, v in figures.items()},
+           "wall_seconds": 7200, "device": "NVIDIA H100"}
+    table = reproduce._results_table(rows, {"elr": [], "elr_plus": [], "webvision-elr_plus": [run]})
+    assert "| webvision-elr_plus | 77.78 | 75.00 | 74.00 | 1 | 2.00 | NVIDIA H100 |" in table
+    assert "| webvision-elr_plus ILSVRC12 top-5 | 89.76 | 88.00 | 87.00 | 1 | 2.00 | NVIDIA H100 |" in table
+    assert "| elr | 72.87 | – | – | 0 | – | – |" in table
 
 
 @pytest.mark.parametrize(("script", "args", "says"), [

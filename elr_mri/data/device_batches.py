@@ -82,12 +82,12 @@ class AugmentSpec:
 
 
 def supports_device_batches(data: NoisyImageData) -> bool:
-    """Whether train, val and test (those present) can all be served by `DeviceImageBatches`.
+    """Whether train, val, test and any further test sets can all be served by `DeviceImageBatches`.
 
     They must hold their pixels in memory (`InMemoryImages`: CIFAR, image folders, digits; not
     Clothing1M's files) and use transforms the device path reproduces.
     """
-    for dataset in (data.train, data.val, data.test):
+    for dataset in (data.train, data.val, data.test, *data.extra_tests.values()):
         if dataset is None:
             continue
         if not isinstance(dataset, InMemoryImages):

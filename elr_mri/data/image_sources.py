@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import pickle
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 __all__ = ["ImageSplit", "ImageSource", "load_source", "read_rgb", "ImageReadError", "CLOTHING1M_CLASSES",
-           "CLOTHING1M_VAL_LIST", "IMAGE_SUFFIXES"]
+           "CLOTHING1M_VAL_LIST", "IMAGE_SUFFIXES", "MINI_WEBVISION_CLASSES", "WEBVISION_LISTS", "IMAGENET_VAL_LIST"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 # category_names_eng.txt of the official Clothing1M release, label 0..13 in this order
@@ -29,6 +29,11 @@ CLOTHING1M_CLASSES = [
 DECODE_CHUNK = 1024  # images one decoding task reads (CIFAR-10's 50,000: 49 tasks)
 # the release's clean validation keys: when present, checkpoints are selected on them, as in the paper
 CLOTHING1M_VAL_LIST = "clean_val_key_list.txt"
+# mini WebVision (Jiang et al. 2018's protocol, the paper's): the Google images of the first 50 classes
+MINI_WEBVISION_CLASSES = 50
+WEBVISION_LISTS = ("info/train_filelist_google.txt", "info/val_filelist.txt")
+# ILSVRC12 validation images of the same classes, listed as `file label` in WebVision's class order
+IMAGENET_VAL_LIST = "imagenet/imagenet_val.txt"
 _CIFAR_JPEG_HINT = (
     "for CIFAR-10 as JPEG files run `tar -xJf ../shared/data/cifar/cifar10-jpeg.tar.xz -C DIR` "
     "and use data.name: imagefolder with data.root: DIR/cifar10"
@@ -52,12 +57,14 @@ class ImageSplit:
 
 @dataclass
 class ImageSource:
-    """A data set as released: its training split, test split and (Clothing1M) clean validation."""
+    """A data set as released: its training split, test split, (Clothing1M) clean validation and further
+    test sets scored beside the test split (WebVision: ILSVRC12's validation images, "ilsvrc12")."""
 
     train: ImageSplit
     test: ImageSplit | None
     class_names: list[str]
     val: ImageSplit | None = None
+    extra_tests: dict[str, ImageSplit] = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
@@ -65,7 +72,7 @@ class ImageSource:
 
 
 def load_source(name: str, root: str | Path | None) -> ImageSource:
-    """Read data set `name` ("digits", "cifar10", "cifar100", "imagefolder", "clothing1m")."""
+    """Read data set `name` ("digits", "cifar10", "cifar100", "imagefolder", "clothing1m", "webvision")."""
     if name == "digits":
         return _digits()
     if root is None:
@@ -77,8 +84,10 @@ def load_source(name: str, root: str | Path | None) -> ImageSource:
         return _image_folder(root)
     if name == "clothing1m":
         return _clothing1m(root)
+    if name == "webvision":
+        return _mini_webvision(root)
     raise ValueError(
-        f"unknown image data set {name!r}; allowed: digits, cifar10, cifar100, imagefolder, clothing1m"
+        f"unknown image data set {name!r}; allowed: digits, cifar10, cifar100, imagefolder, clothing1m, webvision"
     )
 
 
@@ -282,12 +291,60 @@ def _listed_split(root: Path, list_name: str, labels: dict[str, int]) -> ImageSp
     unlabelled = [k for k in keys if k not in labels]
     if unlabelled:
         raise ValueError(f"{root / list_name}: {len(unlabelled)} keys have no label, e.g. {unlabelled[0]}")
-    absent = [k for k in keys if not (root / k).is_file()]  # found now, not in the middle of an epoch
+    return _split_of_files(root / list_name, root, keys, [labels[k] for k in keys])
+
+
+def _split_of_files(list_path: Path, image_dir: Path, names: list[str], labels: list[int]) -> ImageSplit:
+    """The listed images as a split of file paths; every file is looked for now, not in the middle of an epoch."""
+    absent = [name for name in names if not (image_dir / name).is_file()]
     if absent:
-        raise FileNotFoundError(f"{root / list_name}: {len(absent)} of {len(keys)} listed images are not in {root}, "
-                                f"e.g. {absent[0]}; extract the whole release there, or remove their keys from the list")
-    paths = np.array([str(root / k) for k in keys])
-    return ImageSplit(paths, np.array([labels[k] for k in keys], dtype=np.int64), np.arange(len(keys)))
+        raise FileNotFoundError(f"{list_path}: {len(absent)} of {len(names)} listed images are not in {image_dir}, "
+                                f"e.g. {absent[0]}; extract the whole release there, or remove them from the list")
+    paths = np.array([str(image_dir / name) for name in names])
+    return ImageSplit(paths, np.array(labels, dtype=np.int64), np.arange(len(names)))
+
+
+def _mini_webvision(root: Path) -> ImageSource:
+    """WebVision 1.0's Google images of the first 50 classes (training, noisy) and its validation images
+    of those classes (`val_images_256/`, the paper's WebVision test figure); with `imagenet/imagenet_val.txt`
+    and `imagenet/val/`, ILSVRC12's validation images of the same classes as the test set "ilsvrc12"."""
+    _require_files("webvision", root, list(WEBVISION_LISTS),
+                   "download WebVision 1.0's resized images and info/ folder (data.vision.ee.ethz.ch/cvl/webvision) "
+                   f"and extract them into {root}")
+    train = _first_classes(root / WEBVISION_LISTS[0], root)
+    test = _first_classes(root / WEBVISION_LISTS[1], root / "val_images_256")
+    extra = {}
+    if (root / IMAGENET_VAL_LIST).is_file():
+        extra["ilsvrc12"] = _first_classes(root / IMAGENET_VAL_LIST, root / "imagenet" / "val")
+    return ImageSource(train, test, _synset_names(root / "info" / "synsets.txt"), extra_tests=extra)
+
+
+def _first_classes(list_path: Path, image_dir: Path) -> ImageSplit:
+    """The images of a `file label` list whose label is one of mini WebVision's classes."""
+    names, labels = [], []
+    for number, line in enumerate(list_path.read_text().splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 2 or not fields[1].isdigit():
+            raise ValueError(f"{list_path}, line {number}: expected `image-path class-number`, got {line.strip()!r}")
+        if int(fields[1]) < MINI_WEBVISION_CLASSES:
+            names.append(fields[0])
+            labels.append(int(fields[1]))
+    if not names:
+        raise ValueError(f"{list_path}: no image of classes 0..{MINI_WEBVISION_CLASSES - 1} (mini WebVision) listed")
+    return _split_of_files(list_path, image_dir, names, labels)
+
+
+def _synset_names(path: Path) -> list[str]:
+    """Class names from the first 50 lines of WebVision's synsets.txt (`n01440764 tench, Tinca tinca` → tench);
+    class00..class49 without the file."""
+    if not path.is_file():
+        return [f"class{k:02d}" for k in range(MINI_WEBVISION_CLASSES)]
+    lines = [line.split(maxsplit=1) for line in path.read_text().splitlines() if line.strip()]
+    if len(lines) < MINI_WEBVISION_CLASSES:
+        raise ValueError(f"{path}: {len(lines)} synsets, mini WebVision needs the first {MINI_WEBVISION_CLASSES}")
+    return [(words[-1].split(",")[0].strip() or words[0]) for words in lines[:MINI_WEBVISION_CLASSES]]
 
 
 def _require_files(name: str, directory: Path, files: list[str], how_to_fix: str) -> None:

@@ -4,13 +4,15 @@ Load the full training set → optional stratified subset (CPU smoke runs) → i
 hold out `val_fraction` of the training set, with its NOISY labels, as the validation set used for
 model selection (stratified on the true classes where known, as the official code splits per clean
 class: the same images whatever the noise) → re-index the rest 0..N-1, the index the ELR targets
-are stored by. Test sets stay clean. Clothing1M's labels are already noisy, and when its clean
-validation list exists the paper selects models on it, so it replaces the noisy hold-out.
+are stored by. Test sets stay clean. Clothing1M's and WebVision's labels are already noisy; when
+Clothing1M's clean validation list exists the paper selects models on it, so it replaces the noisy
+hold-out. (WebVision's own validation images are the paper's WebVision test figure, so they are the
+test split here, and selection stays on the noisy hold-out.)
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -38,10 +40,16 @@ NORMALISATION = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
     "cifar100": ((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)),
     "clothing1m": ((0.6959, 0.6537, 0.6371), (0.3113, 0.3192, 0.3214)),
+    "webvision": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),  # ImageNet's
 }
+# Data sets whose training labels come noisy from the web, with no true labels to inject noise into.
+WEB_LABELLED = ("clothing1m", "webvision")
 DIGITS_TEST_FRACTION = 0.3  # sklearn's digits ship without a test split; this one never moves
 DIGITS_TEST_SEED = 0
-CLOTHING1M_RESIZE, CLOTHING1M_CROP = 256, 224
+# Images read from files: shorter side resized to 256 (WebVision's release is stored so), then cropped
+# to the size the official loaders train and test on.
+FILE_RESIZE = 256
+FILE_CROP = {"clothing1m": 224, "webvision": 227}
 CIFAR_PADDING = 4
 
 
@@ -59,6 +67,7 @@ class NoisyImageData:
     class_names: list[str]
     volume_grid: VolumeGrid | None = None  # MRI: the scans' voxel grid, recorded with the run for evaluation
     train_ids: np.ndarray | None = None  # images: each training example's position in the original release
+    extra_tests: dict[str, Dataset] = field(default_factory=dict)  # clean, scored beside `test` (WebVision: ilsvrc12)
 
 
 class _LabelledImages(Dataset):
@@ -105,8 +114,9 @@ def build_image_data(cfg: DataConfig) -> NoisyImageData:
     """Load data set `cfg.name`, corrupt its training labels with `cfg.noise` and split it."""
     if not 0.0 <= cfg.val_fraction < 1.0:
         raise ValueError(f"data.val_fraction must lie in [0, 1), got {cfg.val_fraction}")
-    if cfg.name == "clothing1m" and cfg.noise.mode != "none":
-        raise ValueError("Clothing1M's labels are already noisy: set data.noise.mode to none")
+    if cfg.name in WEB_LABELLED and cfg.noise.mode != "none":
+        raise ValueError(f"{cfg.name}'s labels are already noisy and its true labels unknown: set data.noise.mode "
+                         "to none")
     source = load_source(cfg.name, cfg.root)
     train, test = source.train, source.test
     if cfg.name == "digits":
@@ -120,7 +130,7 @@ def build_image_data(cfg: DataConfig) -> NoisyImageData:
         test = test.take(stratified_subset(test.labels, cfg.test_subset, cfg.split_seed, "data.test_subset"))
 
     noisy = apply_noise_config(cfg.noise, train.labels, source.num_classes, original_index=train.ids)
-    clean = None if cfg.name == "clothing1m" else train.labels
+    clean = None if cfg.name in WEB_LABELLED else train.labels
     val = source.val
     if val is None and cfg.val_fraction > 0:
         val_size = round(cfg.val_fraction * len(noisy))
@@ -142,13 +152,14 @@ def build_image_data(cfg: DataConfig) -> NoisyImageData:
         train_clean_labels=clean,
         class_names=source.class_names,
         train_ids=train.ids,
+        extra_tests={name: _dataset(split.images, split.labels, eval_tf) for name, split in source.extra_tests.items()},
     )
 
 
 def _dataset(images: np.ndarray, labels: np.ndarray, transform: Transform) -> Dataset:
     """File paths become lazily decoded datasets, pixel arrays in-memory ones."""
     if images.dtype.kind in "US":
-        return ImageFiles(images, labels, transform, CLOTHING1M_RESIZE)
+        return ImageFiles(images, labels, transform, FILE_RESIZE)
     return InMemoryImages(images, labels, transform)
 
 
@@ -159,10 +170,11 @@ def _transforms(cfg: DataConfig, source: ImageSource) -> tuple[Transform, Transf
     named = cfg.normalization if cfg.normalization != "auto" else cfg.name
     mean, std = NORMALISATION.get(named) or _channel_stats(source.train.images)
     normalise = Normalize(mean, std)
-    if cfg.name == "clothing1m":
-        train = [RandomCrop(CLOTHING1M_CROP), RandomHorizontalFlip()]
-        evaluate = Compose([ToFloat(), CenterCrop(CLOTHING1M_CROP), normalise])
-        shape: tuple[int, ...] = (3, CLOTHING1M_CROP, CLOTHING1M_CROP)
+    if cfg.name in FILE_CROP:
+        crop = FILE_CROP[cfg.name]
+        train = [RandomCrop(crop), RandomHorizontalFlip()]
+        evaluate = Compose([ToFloat(), CenterCrop(crop), normalise])
+        shape: tuple[int, ...] = (3, crop, crop)
     else:
         channels, height, width = source.train.images.shape[1:]
         train = [RandomCrop((height, width), padding=CIFAR_PADDING), RandomHorizontalFlip()]

@@ -88,7 +88,7 @@ class BatchFeeder:
         return WithGlobalBatchSizes(batches, sampler.global_batch_sizes())
 
     def evaluation(self, split: str) -> Iterable[Batch] | None:
-        """Un-augmented batches of "val" or "test" in order; None when the split is empty."""
+        """Un-augmented batches of "val", "test" or a further test set in order; None when the split is empty."""
         dataset = self._splits().get(split)
         if dataset is None:
             return None
@@ -98,7 +98,7 @@ class BatchFeeder:
         return DataLoader(dataset, batch_size=size, shuffle=False, num_workers=self.cfg.data.num_workers)
 
     def _splits(self) -> dict[str, Dataset]:
-        named = {"train": self.data.train, "val": self.data.val, "test": self.data.test}
+        named = {**self.data.extra_tests, "train": self.data.train, "val": self.data.val, "test": self.data.test}
         return {name: split for name, split in named.items() if split is not None and len(split) > 0}
 
     def _sampler(self, generator: torch.Generator, stream: int) -> GlobalBatchSampler:

@@ -21,6 +21,13 @@ def _resnet50(input_shape: tuple[int, ...], num_classes: int, cfg: ModelConfig) 
     return resnet50(spatial_dims=2, n_input_channels=input_shape[0], num_classes=num_classes)
 
 
+def _inception_resnet_v2(input_shape: tuple[int, ...], num_classes: int, cfg: ModelConfig) -> nn.Module:
+    """InceptionResNetV2 of the paper's WebVision run, trained from scratch as there."""
+    from elr_mri.models.inception_resnet_v2 import InceptionResNetV2
+
+    return InceptionResNetV2(num_classes, in_channels=input_shape[0])
+
+
 def _widened_cnn3d(input_shape: tuple[int, ...], num_classes: int, cfg: ModelConfig) -> nn.Module:
     from elr_mri.models.widened_cnn import WidenedCNN3D
 
@@ -43,6 +50,7 @@ _BUILDERS: dict[str, Callable[[tuple[int, ...], int, ModelConfig], nn.Module]] =
     "resnet34": lambda shape, n, cfg: resnet34(n, in_channels=shape[0]),
     "preact_resnet18": lambda shape, n, cfg: preact_resnet18(n, in_channels=shape[0]),
     "resnet50": _resnet50,
+    "inception_resnet_v2": _inception_resnet_v2,
     "widened_cnn3d": _widened_cnn3d,
     "resnet18_3d": _monai_3d("resnet18"),
     "densenet121_3d": _monai_3d("densenet121"),
