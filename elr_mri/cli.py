@@ -81,6 +81,9 @@ def _parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="score a run on its test split or on a holdout cohort")
     evaluate.add_argument("--run", type=Path, required=True, metavar="RUN_DIR", help="a finished training run")
     evaluate.add_argument("--manifest", type=Path, help="holdout cohort manifest (e.g. NACC); default: the run's test split")
+    evaluate.add_argument("--test-set", default="test", metavar="NAME",
+                          help="an image run's test set: test (default) or a further one of its data set "
+                               "(WebVision: ilsvrc12); results go to RUN_DIR/eval-NAME")
     evaluate.add_argument("--checkpoint", choices=["best", "last"], default="best",
                           help="best: the run's selection rule (config.yaml says which); last: the final epoch")
     evaluate.add_argument("--bootstrap", type=int, default=1000, help="participant resamples for the 95%% intervals")
@@ -152,13 +155,13 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate_and_print(run_dir: Path, manifest: Path | None, checkpoint: str = "best",
-                        n_boot: int = 1000) -> Path:
-    """Evaluate a run's checkpoint on `manifest` (None: its test split), print the metrics and return
-    the evaluation's folder."""
+                        n_boot: int = 1000, test_set: str = "test") -> Path:
+    """Evaluate a run's checkpoint on `manifest` (None: its test set `test_set`), print the metrics and
+    return the evaluation's folder."""
     from elr_mri.evaluation.evaluate import evaluate_run, evaluation_dir
 
-    reports = evaluate_run(run_dir, manifest, checkpoint, n_boot)
-    eval_dir = evaluation_dir(run_dir, manifest, checkpoint)
+    reports = evaluate_run(run_dir, manifest, checkpoint, n_boot, test_set)
+    eval_dir = evaluation_dir(run_dir, manifest, checkpoint, test_set)
     about = json.loads((eval_dir / "summary.json").read_text())
     if not about["run_finished"]:
         print(f"note: {run_dir} has not finished training (no summary.json); scored its {checkpoint} checkpoint "
@@ -179,6 +182,9 @@ def _evaluate_and_print(run_dir: Path, manifest: Path | None, checkpoint: str = 
 def _evaluate(args: argparse.Namespace) -> int:
     if (args.volumes or args.drop_suspected) and not args.baselines:
         raise ValueError("--volumes and --drop-suspected belong to --baselines; add --baselines")
+    if args.test_set != "test" and (args.manifest or args.baselines):
+        raise ValueError(f"--test-set {args.test_set} scores one of an image run's own test sets; drop --manifest "
+                         "and --baselines, which are for MRI runs")
     if args.bootstrap < 2:
         raise ValueError(f"--bootstrap {args.bootstrap}: the 95% intervals need resamples; pass 1000 (the default) "
                          "or at least 2")
@@ -196,7 +202,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         from elr_mri.baselines.evaluate import require_baseline_run
 
         require_baseline_run(args.run)
-    eval_dir = _evaluate_and_print(args.run, args.manifest, args.checkpoint, args.bootstrap)
+    eval_dir = _evaluate_and_print(args.run, args.manifest, args.checkpoint, args.bootstrap, args.test_set)
     baselines = _evaluate_baselines(args) if args.baselines else []
     if args.baselines or args.compare_with:
         _print_comparison(args, eval_dir, baselines)
@@ -232,7 +238,7 @@ def _print_comparison(args: argparse.Namespace, eval_dir: Path, baselines: list[
     labels = [f"{name} ({load_config(run / 'config.yaml').loss.name})" for run, name in zip(runs, run_labels(runs))]
     others = {}
     for other, label in zip(args.compare_with, labels[1:]):
-        evaluate_run(other, args.manifest, args.checkpoint, args.bootstrap)
+        evaluate_run(other, args.manifest, args.checkpoint, args.bootstrap, args.test_set)
         others[label] = other / eval_dir.name
     table = comparison_table(eval_dir, labels[0], others=others, baselines=baselines)
     atomic_write_text(table.to_csv(index=False), eval_dir / "comparison.csv")

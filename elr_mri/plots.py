@@ -11,6 +11,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+LEGIBLE_CLASSES = 12  # above this many classes, confusion cells lose their counts and ROC curves their legend
+
 __all__ = ["plot_memorization", "plot_memorization_comparison", "plot_learning_curves", "plot_roc", "plot_confusion", "plot_saliency"]
 
 
@@ -82,7 +84,10 @@ def plot_roc(labels: np.ndarray, probs: np.ndarray, classes: list[str], path: Pa
     ax.plot([0, 1], [0, 1], ":", color="gray")
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
-    ax.legend(fontsize=8)
+    if len(classes) <= LEGIBLE_CLASSES:
+        ax.legend(fontsize=8)
+    else:
+        ax.set_title(f"one curve per class ({len(classes)})", fontsize=9)
     ax.grid(alpha=0.3)
     _save(fig, path)
 
@@ -90,13 +95,17 @@ def plot_roc(labels: np.ndarray, probs: np.ndarray, classes: list[str], path: Pa
 def plot_confusion(counts: np.ndarray, classes: list[str], path: Path, title: str = "") -> None:
     """Confusion matrix: counts, coloured by the share of each given class."""
     rates = counts / np.clip(counts.sum(axis=1, keepdims=True), 1, None)
-    fig, ax = plt.subplots(figsize=(4.2, 3.8))
+    many = len(classes) > LEGIBLE_CLASSES  # WebVision's 50: colours and small names, no counts in the cells
+    side = 0.22 * len(classes) + 2.5 if many else 4.0
+    fig, ax = plt.subplots(figsize=(side + 0.2, side - 0.2))
     ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-    for i in range(len(classes)):
-        for j in range(len(classes)):
-            ax.text(j, i, int(counts[i, j]), ha="center", va="center", color="white" if rates[i, j] > 0.5 else "black")
-    ax.set_xticks(range(len(classes)), classes)
-    ax.set_yticks(range(len(classes)), classes)
+    if not many:
+        for i in range(len(classes)):
+            for j in range(len(classes)):
+                color = "white" if rates[i, j] > 0.5 else "black"
+                ax.text(j, i, int(counts[i, j]), ha="center", va="center", color=color)
+    ax.set_xticks(range(len(classes)), classes, rotation=90 if many else 0, fontsize=6 if many else None)
+    ax.set_yticks(range(len(classes)), classes, fontsize=6 if many else None)
     ax.set_xlabel("predicted")
     ax.set_ylabel("given")
     if title:

@@ -327,6 +327,16 @@ def test_webvision_config_trains_and_scores_both_test_sets_top1_and_top5(tmp_pat
         assert summary[f"{column}_at_best"] == summary[f"{column}_last"] == metrics[column].iloc[0]
     assert metrics["test_top5"].iloc[0] >= metrics["test_acc"].iloc[0]
     assert json.loads((tmp_path / "run/data_shape.json").read_text())["input_shape"] == [3, 227, 227]
+    # `elr-mri evaluate --test-set ilsvrc12`: the second test set, with top-5 and bootstrap intervals
+    from elr_mri.evaluation.evaluate import evaluate_run
+
+    report = evaluate_run(tmp_path / "run", checkpoint="last", n_boot=20, test_set="ilsvrc12")["scan"]
+    assert report.n_examples == 50
+    assert report.metrics["accuracy"].estimate == pytest.approx(metrics["test_ilsvrc12_acc"].iloc[0])
+    assert report.metrics["top5_accuracy"].estimate == pytest.approx(metrics["test_ilsvrc12_top5"].iloc[0])
+    assert (tmp_path / "run/eval-ilsvrc12-last/summary.json").is_file()
+    with pytest.raises(ValueError, match=r"has no test set 'imagenet'; it has: test, ilsvrc12"):
+        evaluate_run(tmp_path / "run", checkpoint="last", n_boot=20, test_set="imagenet")
 
 
 def test_mini_webvision_without_imagenet_or_synsets_still_trains(tmp_path):

@@ -38,6 +38,19 @@ def tied_predictions(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return labels, PALETTE[rows]
 
 
+def test_top5_accuracy_matches_scikit_learn_above_five_classes():
+    from sklearn.metrics import top_k_accuracy_score
+
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 50, 600)
+    proba = rng.dirichlet(np.ones(50), 600)
+    proba[np.arange(300), labels[:300]] += 0.05  # half of them nudged towards their label
+    values = point_metrics(labels, proba, 50)
+    assert values["top5_accuracy"] == pytest.approx(top_k_accuracy_score(labels, proba, k=5, labels=np.arange(50)))
+    assert values["accuracy"] < values["top5_accuracy"] < 1
+    assert "top5_accuracy" not in point_metrics(labels % 3, proba[:, :3], 3)  # trivially 1 with three classes
+
+
 @pytest.mark.parametrize("make", [predictions, tied_predictions])
 def test_point_metrics_match_scikit_learn(make):
     labels, proba = make(400, seed=1)

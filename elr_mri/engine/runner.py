@@ -38,7 +38,7 @@ from elr_mri.engine.feeding import BatchFeeder
 from elr_mri.engine.methods import Method, build_method
 from elr_mri.engine.schedule import lr_at
 from elr_mri.engine.tracking import PredictionTracker, memorization_fractions
-from elr_mri.evaluation.metrics import balanced_accuracy
+from elr_mri.evaluation.metrics import TOP5_MIN_CLASSES, balanced_accuracy
 from elr_mri.mislabels import mislabel_precision_recall, suspected_mislabels
 
 __all__ = ["train", "resolve_device", "evaluate_split", "SplitScore", "uses_age", "selection_rule", "RunState",
@@ -50,7 +50,6 @@ SELECTION_RULES = {
     "val_balanced_acc": "best balanced accuracy (mean recall over the classes) on the validation split, held out from the training set with its noisy labels (data.val_fraction)",
     "last": "the last epoch",
 }
-TOP5_MIN_CLASSES = 5  # top-5 accuracy is recorded only where it is not trivially 1
 SCORE_NAMES = {"val_acc": "accuracy", "val_balanced_acc": "balanced accuracy (mean recall over the classes)"}
 
 

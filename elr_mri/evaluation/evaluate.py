@@ -70,12 +70,13 @@ def predict(method: Method, dataset: Dataset, batch_size: int) -> tuple[np.ndarr
 
 
 def evaluate_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = "best",
-                 n_boot: int = 1000) -> dict[str, MetricsReport]:
-    """Evaluate `run_dir` on `manifest` (an independent cohort) or, without one, on its own test split."""
+                 n_boot: int = 1000, test_set: str = "test") -> dict[str, MetricsReport]:
+    """Evaluate `run_dir` on `manifest` (an independent cohort) or, without one, on its own test split
+    (`test_set`: "test", or a further test set of its data such as WebVision's "ilsvrc12")."""
     run_dir = Path(run_dir)
     run = load_run(run_dir, checkpoint)
     cfg, shape = run.cfg, run.shape
-    dataset, _, notes = evaluation_set(run_dir, cfg, manifest)
+    dataset, _, notes = evaluation_set(run_dir, cfg, manifest, test_set)
     labels, probs = predict(run.method, dataset, cfg.train.eval_batch_size)
     frame = getattr(dataset, "frame", None)
     participants = (frame["participant_id"].to_numpy() if frame is not None
@@ -83,20 +84,21 @@ def evaluate_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = 
     classes = shape["class_names"]
     reports = evaluate_predictions(labels, probs, participants, classes, n_boot=n_boot)
     rule = selection_rule(cfg) if checkpoint == "best" else SELECTION_RULES["last"]
-    write_evaluation(evaluation_dir(run_dir, manifest, checkpoint), reports, labels, probs, frame, classes, notes,
+    write_evaluation(evaluation_dir(run_dir, manifest, checkpoint, test_set), reports, labels, probs, frame, classes, notes,
                      {"checkpoint": checkpoint, "checkpoint_epoch": run.epoch, "run_finished": run.finished,
                       "selection_rule": rule})
     return reports
 
 
-def evaluation_dir(run_dir: Path, manifest: Path | None, checkpoint: str = "best") -> Path:
-    """Where the evaluation of a run's checkpoint on `manifest` (None: its test split) is written."""
-    name = Path(manifest).stem if manifest is not None else "test"
+def evaluation_dir(run_dir: Path, manifest: Path | None, checkpoint: str = "best", test_set: str = "test") -> Path:
+    """Where the evaluation of a run's checkpoint on `manifest` (None: its test set `test_set`) is written."""
+    name = Path(manifest).stem if manifest is not None else test_set
     return Path(run_dir) / (f"eval-{name}" if checkpoint == "best" else f"eval-{name}-{checkpoint}")
 
 
-def evaluation_set(run_dir: Path, cfg: RunConfig, manifest: Path | None) -> tuple[Dataset, str, list[str]]:
-    """(dataset, name, participant-overlap notes): the holdout `manifest`, or the run's own test split.
+def evaluation_set(run_dir: Path, cfg: RunConfig, manifest: Path | None,
+                   test_set: str = "test") -> tuple[Dataset, str, list[str]]:
+    """(dataset, name, participant-overlap notes): the holdout `manifest`, or the run's own test set `test_set`.
 
     MRI scans are read without a cache: each is predicted once, and a memory cache would first load
     every training and validation volume of the run to build datasets that are never read.
@@ -106,6 +108,12 @@ def evaluation_set(run_dir: Path, cfg: RunConfig, manifest: Path | None) -> tupl
         from elr_mri.data import build_data
 
         built = build_data(data, require_age=uses_age(cfg))
+        if test_set != "test":
+            if test_set not in built.extra_tests:
+                sets = ", ".join(["test", *built.extra_tests])
+                raise ValueError(f"{run_dir}: its data ({cfg.data.name}, {cfg.data.root}) has no test set "
+                                 f"{test_set!r}; it has: {sets}")
+            return built.extra_tests[test_set], test_set, []
         if built.test is None:
             fix = ("pass --manifest HOLDOUT.csv" if cfg.data.name == "mri" else
                    f"its data.root ({cfg.data.root}) holds no test images; put them there (e.g. a test/ folder)")

@@ -27,6 +27,7 @@ __all__ = [
     "Interval",
     "MetricsReport",
     "point_metrics",
+    "TOP5_MIN_CLASSES",
     "balanced_accuracy",
     "bootstrap_metrics",
     "participant_means",
@@ -37,6 +38,7 @@ __all__ = [
 ]
 
 N_BOOT = 1000
+TOP5_MIN_CLASSES = 5  # top-5 accuracy is reported only above this many classes, where it is not trivially 1
 CONFIDENCE = 0.95
 
 
@@ -147,18 +149,22 @@ def bootstrap_metrics(
 
 
 def point_metrics(labels: np.ndarray, proba: np.ndarray, num_classes: int) -> dict[str, float]:
-    """accuracy, balanced_accuracy, auc_micro, auc_macro and auc_<k> for class index k."""
+    """accuracy, top5_accuracy (more than five classes only), balanced_accuracy, auc_micro, auc_macro
+    and auc_<k> for class index k."""
     labels = np.asarray(labels)
     proba = np.asarray(proba, dtype=np.float64)
     counts = confusion_counts(labels, proba.argmax(1), num_classes)
     onehot = labels[:, None] == np.arange(num_classes)[None, :]
     per_class = [roc_auc(onehot[:, c], proba[:, c]) for c in range(num_classes)]
-    values = {
-        "accuracy": float(np.trace(counts) / max(len(labels), 1)),
+    values = {"accuracy": float(np.trace(counts) / max(len(labels), 1))}
+    if num_classes > TOP5_MIN_CLASSES:
+        top5 = np.argpartition(-proba, 4, axis=1)[:, :5]
+        values["top5_accuracy"] = float((top5 == labels[:, None]).any(1).mean()) if len(labels) else float("nan")
+    values.update({
         "balanced_accuracy": _mean_recall(counts),
         "auc_micro": roc_auc(onehot.ravel(), proba.ravel()),
         "auc_macro": float(np.mean(per_class)),  # NaN if any class is absent, as scikit-learn refuses it
-    }
+    })
     values.update({f"auc_{c}": a for c, a in enumerate(per_class)})
     return values
 
@@ -209,7 +215,8 @@ def participant_means(
 
 def _metric_names(num_classes: int) -> list[str]:
     """Keys of `point_metrics` in report order."""
-    return ["accuracy", "balanced_accuracy", "auc_micro", "auc_macro"] + [f"auc_{c}" for c in range(num_classes)]
+    top5 = ["top5_accuracy"] if num_classes > TOP5_MIN_CLASSES else []
+    return ["accuracy", *top5, "balanced_accuracy", "auc_micro", "auc_macro"] + [f"auc_{c}" for c in range(num_classes)]
 
 
 def participant_resamples(participants: np.ndarray, n_boot: int, rng: np.random.Generator) -> list[np.ndarray]:
