@@ -347,6 +347,28 @@ def test_mini_webvision_without_imagenet_or_synsets_still_trains(tmp_path):
     assert data.extra_tests == {} and data.class_names[49] == "class49"
 
 
+def test_ilsvrc12_list_is_written_from_an_imagenet_folder_sorted_by_synset(tmp_path, import_script):
+    write_mini_webvision(tmp_path / "webvision")
+    (tmp_path / "webvision/imagenet/imagenet_val.txt").unlink()
+    val = tmp_path / "image net" / "val"  # a space in the path: the list's label is its last word
+    synsets = ["n01440764", "n01443537"] + [f"n{k:08d}" for k in range(2, 51)]  # 51: one beyond mini WebVision
+    for label, synset in enumerate(synsets):
+        (val / synset).mkdir(parents=True)
+        for k in range(2):
+            Image.new("RGB", (300, 280), (label, k, 0)).save(val / synset / f"ILSVRC2012_val_{label:04d}{k}.JPEG")
+    lister = import_script("webvision_ilsvrc12_list")
+    assert lister.main(["--imagenet-val", str(val), "--webvision", str(tmp_path / "webvision")]) == 0
+    data = build_image_data(DataConfig(name="webvision", root=str(tmp_path / "webvision")))
+    ilsvrc12 = data.extra_tests["ilsvrc12"]
+    assert len(ilsvrc12) == 100 and [ilsvrc12[i]["label"] for i in (0, 1, 2, 99)] == [0, 0, 1, 49]
+    assert ilsvrc12.paths[2] == str(val / "n01443537" / "ILSVRC2012_val_00010.JPEG")
+    import shutil
+
+    shutil.rmtree(val / "n00000007")
+    with pytest.raises(FileNotFoundError, match=r"no folder for 1 of the 50 classes, e.g. n00000007"):
+        lister.main(["--imagenet-val", str(val), "--webvision", str(tmp_path / "webvision")])
+
+
 def test_mini_webvision_bad_lists_are_one_line(tmp_path):
     write_mini_webvision(tmp_path)
     listing = tmp_path / "info/val_filelist.txt"

@@ -202,6 +202,8 @@ def test_webvision_row_reports_every_figure_of_table_3(reproduce):
      "reproduce_paper_table.py: error: --rows: no row 'cifar10-sym30' in table 1; rows: cifar10-sym20"),
     ("cifar10n_cpu.py", ["--losses", "ce", "elrr", "--human-labels", __file__],
      "loss.name = 'elrr' is not one of"),  # refused before CE trains
+    ("webvision_ilsvrc12_list.py", ["--imagenet-val", "/nowhere/val", "--webvision", "/nowhere/webvision"],
+     "/nowhere/webvision/info/synsets.txt not found: it comes with WebVision 1.0's info/ folder"),
 ])
 def test_script_mistakes_are_one_line_with_exit_code_2(script: str, args: list[str], says: str) -> None:
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / script), *args], capture_output=True, text=True,

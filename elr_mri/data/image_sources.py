@@ -323,7 +323,7 @@ def _first_classes(list_path: Path, image_dir: Path) -> ImageSplit:
     """The images of a `file label` list whose label is one of mini WebVision's classes."""
     names, labels = [], []
     for number, line in enumerate(list_path.read_text().splitlines(), start=1):
-        fields = line.split()
+        fields = line.strip().rsplit(maxsplit=1)  # the label is the last word: a path may hold spaces
         if not fields:
             continue
         if len(fields) != 2 or not fields[1].isdigit():
