@@ -339,12 +339,14 @@ def test_webvision_config_trains_and_scores_both_test_sets_top1_and_top5(tmp_pat
         evaluate_run(tmp_path / "run", checkpoint="last", n_boot=20, test_set="imagenet")
 
 
-def test_mini_webvision_without_imagenet_or_synsets_still_trains(tmp_path):
+def test_mini_webvision_without_imagenet_or_synsets_still_trains(tmp_path, capsys):
     write_mini_webvision(tmp_path)
     (tmp_path / "imagenet/imagenet_val.txt").unlink()
     (tmp_path / "info/synsets.txt").unlink()
     data = build_image_data(DataConfig(name="webvision", root=str(tmp_path)))
     assert data.extra_tests == {} and data.class_names[49] == "class49"
+    assert "has no imagenet_val.txt, so ILSVRC12 is not scored; scripts/webvision_ilsvrc12_list.py" \
+        in capsys.readouterr().err  # an imagenet/ folder without its list is not dropped silently
 
 
 def test_ilsvrc12_list_is_written_from_an_imagenet_folder_sorted_by_synset(tmp_path, import_script):
@@ -375,6 +377,11 @@ def test_mini_webvision_bad_lists_are_one_line(tmp_path):
     listing.write_text(listing.read_text() + "val_broken.jpg\n")
     with pytest.raises(ValueError, match=r"val_filelist.txt, line 52: expected `image-path class-number`, "
                                          r"got 'val_broken.jpg'"):
+        build_image_data(DataConfig(name="webvision", root=str(tmp_path)))
+    listing.write_bytes(b"\xef\xbb\xbf" + "".join(f"val_{c:03d}_0.jpg {c}\n" for c in range(50)).encode())
+    assert len(build_image_data(DataConfig(name="webvision", root=str(tmp_path))).test) == 50  # a byte-order mark
+    listing.write_bytes(b"val_\xe9.jpg 7\n")
+    with pytest.raises(ValueError, match=r"val_filelist.txt: not a UTF-8 text list \(byte 4\); use the release's"):
         build_image_data(DataConfig(name="webvision", root=str(tmp_path)))
     listing.write_text("val_x.jpg 7\n")
     with pytest.raises(FileNotFoundError, match=r"val_filelist.txt: 1 of 1 listed images are not in .*val_images_256"):

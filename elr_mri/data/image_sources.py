@@ -10,6 +10,7 @@ looked for and how to get it there; nothing is ever downloaded.
 from __future__ import annotations
 
 import pickle
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -294,12 +295,13 @@ def _listed_split(root: Path, list_name: str, labels: dict[str, int]) -> ImageSp
     return _split_of_files(root / list_name, root, keys, [labels[k] for k in keys])
 
 
-def _split_of_files(list_path: Path, image_dir: Path, names: list[str], labels: list[int]) -> ImageSplit:
+def _split_of_files(list_path: Path, image_dir: Path, names: list[str], labels: list[int],
+                    how_to_fix: str = "extract the whole release there") -> ImageSplit:
     """The listed images as a split of file paths; every file is looked for now, not in the middle of an epoch."""
     absent = [name for name in names if not (image_dir / name).is_file()]
     if absent:
         raise FileNotFoundError(f"{list_path}: {len(absent)} of {len(names)} listed images are not in {image_dir}, "
-                                f"e.g. {absent[0]}; extract the whole release there, or remove them from the list")
+                                f"e.g. {absent[0]}; {how_to_fix}, or remove them from the list")
     paths = np.array([str(image_dir / name) for name in names])
     return ImageSplit(paths, np.array(labels, dtype=np.int64), np.arange(len(names)))
 
@@ -315,14 +317,19 @@ def _mini_webvision(root: Path) -> ImageSource:
     test = _first_classes(root / WEBVISION_LISTS[1], root / "val_images_256")
     extra = {}
     if (root / IMAGENET_VAL_LIST).is_file():
-        extra["ilsvrc12"] = _first_classes(root / IMAGENET_VAL_LIST, root / "imagenet" / "val")
+        extra["ilsvrc12"] = _first_classes(root / IMAGENET_VAL_LIST, root / "imagenet" / "val",
+                                           "put ILSVRC12's validation images there (scripts/webvision_ilsvrc12_list.py "
+                                           "lists a class-sorted copy elsewhere with absolute paths)")
+    elif (root / "imagenet").is_dir():
+        print(f"note: {root / 'imagenet'} has no {Path(IMAGENET_VAL_LIST).name}, so ILSVRC12 is not scored; "
+              "scripts/webvision_ilsvrc12_list.py writes it", file=sys.stderr)
     return ImageSource(train, test, _synset_names(root / "info" / "synsets.txt"), extra_tests=extra)
 
 
-def _first_classes(list_path: Path, image_dir: Path) -> ImageSplit:
+def _first_classes(list_path: Path, image_dir: Path, how_to_fix: str = "extract the whole release there") -> ImageSplit:
     """The images of a `file label` list whose label is one of mini WebVision's classes."""
     names, labels = [], []
-    for number, line in enumerate(list_path.read_text().splitlines(), start=1):
+    for number, line in enumerate(_read_list(list_path), start=1):
         fields = line.strip().rsplit(maxsplit=1)  # the label is the last word: a path may hold spaces
         if not fields:
             continue
@@ -332,8 +339,17 @@ def _first_classes(list_path: Path, image_dir: Path) -> ImageSplit:
             names.append(fields[0])
             labels.append(int(fields[1]))
     if not names:
-        raise ValueError(f"{list_path}: no image of classes 0..{MINI_WEBVISION_CLASSES - 1} (mini WebVision) listed")
-    return _split_of_files(list_path, image_dir, names, labels)
+        raise ValueError(f"{list_path}: no image of classes 0..{MINI_WEBVISION_CLASSES - 1} (mini WebVision) listed; "
+                         "is it the release's list?")
+    return _split_of_files(list_path, image_dir, names, labels, how_to_fix)
+
+
+def _read_list(path: Path) -> list[str]:
+    """The lines of a text list (a UTF-8 byte-order mark dropped); undecodable bytes are one error naming it."""
+    try:
+        return path.read_text(encoding="utf-8-sig").splitlines()
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not a UTF-8 text list (byte {err.start}); use the release's file") from None
 
 
 def _synset_names(path: Path) -> list[str]:
@@ -341,7 +357,7 @@ def _synset_names(path: Path) -> list[str]:
     class00..class49 without the file."""
     if not path.is_file():
         return [f"class{k:02d}" for k in range(MINI_WEBVISION_CLASSES)]
-    lines = [line.split(maxsplit=1) for line in path.read_text().splitlines() if line.strip()]
+    lines = [line.split(maxsplit=1) for line in _read_list(path) if line.strip()]
     if len(lines) < MINI_WEBVISION_CLASSES:
         raise ValueError(f"{path}: {len(lines)} synsets, mini WebVision needs the first {MINI_WEBVISION_CLASSES}")
     return [(words[-1].split(",")[0].strip() or words[0]) for words in lines[:MINI_WEBVISION_CLASSES]]

@@ -186,7 +186,7 @@ def evaluate_split(method: Method, batches: Iterable[dict[str, torch.Tensor]] | 
         return SplitScore(float("nan"), float("nan"), float("nan"), float("nan"), float("nan"))
     pred, label = torch.cat(predicted).numpy(), torch.cat(labels).numpy()
     return SplitScore(float((pred == label).mean()), balanced_accuracy(label, pred, num_classes),
-                      top_class_share(pred), top_class_share(label), float(torch.cat(in_top5).float().mean()))
+                      top_class_share(pred), top_class_share(label), float(torch.cat(in_top5).double().mean()))
 
 
 def _test_scores(method: Method, feeder: BatchFeeder, data: NoisyImageData) -> dict[str, float]:
