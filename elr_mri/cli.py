@@ -159,6 +159,7 @@ def _evaluate_and_print(run_dir: Path, manifest: Path | None, checkpoint: str = 
     """Evaluate a run's checkpoint on `manifest` (None: its test set `test_set`), print the metrics and
     return the evaluation's folder."""
     from elr_mri.evaluation.evaluate import evaluate_run, evaluation_dir
+    from elr_mri.plots import LEGIBLE_CLASSES
 
     reports = evaluate_run(run_dir, manifest, checkpoint, n_boot, test_set)
     eval_dir = evaluation_dir(run_dir, manifest, checkpoint, test_set)
@@ -169,8 +170,12 @@ def _evaluate_and_print(run_dir: Path, manifest: Path | None, checkpoint: str = 
     print(f"results: {eval_dir}")
     for level, report in reports.items():
         print(f"  {level} level ({report.n_examples} examples, {report.n_participants} participants):")
+        many = len(report.class_names) > LEGIBLE_CLASSES
         for metric, interval in report.metrics.items():
-            print(f"    {metric:18s} {interval}")
+            if not (many and metric in {f"auc_{name}" for name in report.class_names}):
+                print(f"    {metric:18s} {interval}")
+        if many:
+            print(f"    (the {len(report.class_names)} per-class AUCs: {eval_dir / 'metrics.csv'})")
     undefined = sorted({metric for report in reports.values() for metric, interval in report.metrics.items()
                         if interval.estimate != interval.estimate})  # NaN
     if undefined:
