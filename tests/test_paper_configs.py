@@ -177,13 +177,16 @@ def test_data_root_moves_data_paths_and_finds_python_cifar(reproduce, tmp_path: 
 
 
 def test_script_entry_point_dry_run(tmp_path: Path):
+    """With --data-root an empty folder: the result does not depend on what this checkout has under data/."""
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts/reproduce_paper_table.py"), "--table", "3", "--dry-run",
-         "--out", str(tmp_path)], capture_output=True, text=True, timeout=120, cwd=ROOT,
+         "--out", str(tmp_path / "runs"), "--data-root", str(tmp_path / "data")],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr
     assert "dry run: 3 run(s) validated" in result.stdout
-    assert "missing data/webvision/info/train_filelist_google.txt: put WebVision 1.0's resized images" in result.stdout
+    assert (f"missing {tmp_path / 'data/webvision/info/train_filelist_google.txt'}: put WebVision 1.0's resized "
+            "images") in result.stdout
 
 
 def test_webvision_row_reports_every_figure_of_table_3(reproduce):
