@@ -124,9 +124,8 @@ class ELRPlusPair:
     on its own mixup of its batch (lam = max(lam, 1 − lam)) and its EMA copy's weights follow with the
     scheduled momentum. As in the official code (its single-device branch; its two-GPU-process branch
     copies the averages once per epoch and validates network 1 with network 2's average), the EMA copies
-    predict with their BatchNorm layers in
-    training mode (statistics of the batch, not averaged ones; dropout stays off) and inference
-    averages the logits of the two trained networks. Under data parallelism the targets stay exact
+    predict with their BatchNorm layers in training mode (statistics of the batch, not averaged ones;
+    dropout stays off) and inference averages the logits of the two trained networks. Under data parallelism the targets stay exact
     (gathered) and the EMA copies agree across ranks; mixup pairs are drawn within each rank's slice.
     """
 
