@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -14,6 +15,15 @@ import pytest
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 # Operators that read a tensor's value back to the host: on a GPU each makes the host wait for the device.
 HOST_READS = {"aten::item", "aten::_local_scalar_dense", "aten::is_nonzero", "aten::nonzero"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A test run started in the background without job control (`nohup make test &`) inherits Ctrl-C
+    ignored, and so would every process it starts, where the Ctrl-C tests send it: catch it again, so
+    that the processes they start see it as from a terminal (a caught signal is reset to the default,
+    Python's KeyboardInterrupt, in a started program; an ignored one stays ignored)."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
