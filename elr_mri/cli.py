@@ -169,7 +169,8 @@ def _evaluate_and_print(run_dir: Path, manifest: Path | None, checkpoint: str = 
               f"so far, from epoch {about['checkpoint_epoch']}", file=sys.stderr)
     print(f"results: {eval_dir}")
     for level, report in reports.items():
-        print(f"  {level} level ({report.n_examples} examples, {report.n_participants} participants):")
+        people = "" if level == "image" else f", {report.n_participants} participants"
+        print(f"  {level} level ({report.n_examples} examples{people}):")
         many = len(report.class_names) > LEGIBLE_CLASSES
         for metric, interval in report.metrics.items():
             if not (many and metric in {f"auc_{name}" for name in report.class_names}):

@@ -55,6 +55,11 @@ def test_cli_train_writes_a_complete_run_directory(tmp_path: Path) -> None:
     ckpt = load_checkpoint(out / "checkpoints" / "last.pt")  # weights_only=True
     assert ckpt["epoch"] == 4 and ckpt["method"]["loss"]["targets"].shape[1] == 10
     assert "selection_rule" in (out / "config.yaml").read_text()
+    result = _cli("evaluate", "--run", str(out), "--bootstrap", "20")  # images: one level, resampled image by image
+    assert result.returncode == 0, result.stderr
+    test_images = len(pd.read_csv(out / "eval-test" / "predictions.csv"))
+    assert f"  image level ({test_images} examples):" in result.stdout and "participant" not in result.stdout
+    assert set(pd.read_csv(out / "eval-test" / "metrics.csv")["level"]) == {"image"}
 
 
 def test_balanced_accuracy_selection_keeps_the_epoch_with_the_best_mean_recall(tmp_path: Path) -> None:

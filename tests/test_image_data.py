@@ -330,7 +330,9 @@ def test_webvision_config_trains_and_scores_both_test_sets_top1_and_top5(tmp_pat
     # `elr-mri evaluate --test-set ilsvrc12`: the second test set, with top-5 and bootstrap intervals
     from elr_mri.evaluation.evaluate import evaluate_run
 
-    report = evaluate_run(tmp_path / "run", checkpoint="last", n_boot=20, test_set="ilsvrc12")["scan"]
+    report = evaluate_run(tmp_path / "run", checkpoint="last", n_boot=20, test_set="ilsvrc12")
+    assert list(report) == ["image"]  # one level: every image is its own subject
+    report = report["image"]
     assert report.n_examples == 50
     assert report.metrics["accuracy"].estimate == pytest.approx(metrics["test_ilsvrc12_acc"].iloc[0])
     assert report.metrics["top5_accuracy"].estimate == pytest.approx(metrics["test_ilsvrc12_top5"].iloc[0])

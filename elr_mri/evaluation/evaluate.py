@@ -27,7 +27,7 @@ from elr_mri.engine.checkpoint import atomic_write_json, atomic_write_text, load
 from elr_mri.engine.execution import ExecutionPlan
 from elr_mri.engine.methods import Method, build_method
 from elr_mri.engine.runner import SELECTION_RULES, resolve_device, selection_rule, uses_age
-from elr_mri.evaluation.metrics import MetricsReport, evaluate_predictions
+from elr_mri.evaluation.metrics import MetricsReport, bootstrap_metrics, evaluate_predictions
 
 __all__ = ["LoadedRun", "load_run", "evaluate_run", "evaluation_set", "predict", "run_grid", "write_evaluation"]
 
@@ -79,10 +79,12 @@ def evaluate_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = 
     dataset, _, notes = evaluation_set(run_dir, cfg, manifest, test_set)
     labels, probs = predict(run.method, dataset, cfg.train.eval_batch_size)
     frame = getattr(dataset, "frame", None)
-    participants = (frame["participant_id"].to_numpy() if frame is not None
-                    else np.arange(len(labels)).astype(str))  # images: every example is its own subject
     classes = shape["class_names"]
-    reports = evaluate_predictions(labels, probs, participants, classes, n_boot=n_boot)
+    if frame is not None:
+        reports = evaluate_predictions(labels, probs, frame["participant_id"].to_numpy(), classes, n_boot=n_boot)
+    else:  # images: each is its own subject, so a participant level would repeat the image level
+        images = np.arange(len(labels)).astype(str)
+        reports = {"image": bootstrap_metrics(labels, probs, images, classes, n_boot, level="image")}
     rule = selection_rule(cfg) if checkpoint == "best" else SELECTION_RULES["last"]
     write_evaluation(evaluation_dir(run_dir, manifest, checkpoint, test_set), reports, labels, probs, frame, classes, notes,
                      {"checkpoint": checkpoint, "checkpoint_epoch": run.epoch, "run_finished": run.finished,

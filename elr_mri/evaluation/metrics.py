@@ -56,7 +56,7 @@ class Interval:
 
 @dataclass
 class MetricsReport:
-    """All metrics of one evaluation level ("scan" or "participant")."""
+    """All metrics of one evaluation level ("scan" or "participant"; "image" for image data sets)."""
 
     level: str
     class_names: list[str]
