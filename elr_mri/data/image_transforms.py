@@ -45,11 +45,16 @@ class Compose:
 
 
 class ToFloat:
-    """uint8 0..255 → float32 0..1; float images (digits) pass through as float32."""
+    """uint8 0..255 → float32 0..1; float images (digits) pass through as float32.
+
+    The divisor is a tensor on the image's device: CUDA divides by a Python number as a multiplication
+    by its reciprocal, one bit off the CPU's division for about half the byte values, so GPU batches
+    would not equal the CPU's. A 0-d tensor made by `torch.full` costs no wait on the device.
+    """
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         if image.dtype == torch.uint8:
-            return image.float().div_(255.0)
+            return image.float().div_(torch.full((), 255.0, device=image.device))
         return image.float()
 
 
