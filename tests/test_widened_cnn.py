@@ -89,6 +89,13 @@ def test_age_bins_are_half_years_clamped_at_120():
         age_bins(torch.tensor([-1.0]))
 
 
+def test_the_age_model_compiles_to_one_graph():
+    """No data-dependent branch (such as the age check) splits the graph or waits on the GPU."""
+    model = WidenedCNN3D(widening=1, input_size=(72,) * 3)
+    explained = torch._dynamo.explain(model)(torch.randn(2, 1, 72, 72, 72), age=torch.tensor([70.0, 80.0]))
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
+
+
 def test_forward_uses_age_and_demands_it():
     torch.manual_seed(0)
     model = WidenedCNN3D(widening=1, use_age=True, input_size=SMALL).eval()

@@ -132,10 +132,13 @@ class AgeEncoding(nn.Module):
 def age_bins(age: torch.Tensor) -> torch.Tensor:
     """Half-year bin of each age in years (0 → 0, 70.5 → 141, ≥ 119.75 → 239); NaN or negative is an error.
 
-    Values are not checked on the meta device (no data there), so `model_report` can run the model.
+    Values are checked only on the CPU outside torch.compile: on a GPU the check would make the host
+    wait for the network's whole trunk at every forward, and under compile it would split the graph.
+    Training data never gets here with such ages (the manifest loader refuses them); nor does the meta
+    device (no data), so `model_report` can run the model.
     """
     age = torch.as_tensor(age)
-    if not age.is_meta:
+    if age.device.type == "cpu" and not torch.compiler.is_compiling():
         if torch.isnan(age).any():
             raise ValueError("age is NaN for some subjects: the age-encoded model needs every subject's age")
         if (age < 0).any():
