@@ -110,3 +110,19 @@ def test_compiled_network_keeps_one_graph_through_a_short_batch() -> None:
 def _forget_compiled_graphs() -> None:
     torch._dynamo.reset()
     counters.clear()
+
+
+@pytest.mark.parametrize("loss", ["elr", "elr_plus"])
+def test_a_resume_may_switch_an_fp32_run_to_fp16(loss: str) -> None:
+    """fp32 and bf16 runs save a disabled gradient scaler's empty state; an fp16 resume starts its own."""
+    from elr_mri.engine.methods import build_method
+
+    def method(precision: str):
+        cfg = load_config(DIGITS, [*BASE, f"loss.name={loss}", f"train.precision={precision}"])
+        return build_method(cfg, (1, 8, 8), 10, 32, ExecutionPlan.from_config(cfg.train, torch.device("cpu")))
+
+    saved = method("fp32").state_dict()
+    resumed = method("fp16")
+    resumed.load_state_dict(saved)
+    scalers = resumed.scalers if loss == "elr_plus" else [resumed.scaler]
+    assert all(scaler.is_enabled() for scaler in scalers)

@@ -112,7 +112,7 @@ class SingleNetwork:
         self.model.load_state_dict(state["model"])
         self.loss_fn.load_state_dict(state["loss"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scaler.load_state_dict(state["scaler"])
+        _load_scaler_state(self.scaler, state["scaler"])
 
 
 class ELRPlusPair:
@@ -224,9 +224,11 @@ class ELRPlusPair:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for key, pair in (("nets", self.nets), ("emas", self.emas), ("losses", self.losses),
-                          ("optimizers", self.optimizers), ("scalers", self.scalers)):
+                          ("optimizers", self.optimizers)):
             for part, part_state in zip(pair, state[key]):
                 part.load_state_dict(part_state)
+        for scaler, scaler_state in zip(self.scalers, state["scalers"]):
+            _load_scaler_state(scaler, scaler_state)
         self.step = int(state["step"])
 
 
@@ -290,6 +292,13 @@ def _unpack(batch: Batch, plan: ExecutionPlan) -> tuple[torch.Tensor, torch.Tens
     labels, index = (batch[key].to(device, non_blocking=True) for key in ("label", "index"))
     extra = {"age": batch["age"].to(device, dtype=torch.float32, non_blocking=True)} if "age" in batch else {}
     return plan.place_input(batch["image"]), labels, index, extra
+
+
+def _load_scaler_state(scaler: torch.amp.GradScaler, state: dict[str, Any]) -> None:
+    """A disabled scaler (fp32 and bf16 runs) saves `{}`, which an enabled one refuses: a resume that
+    switches to fp16 starts its scaler afresh instead."""
+    if state:
+        scaler.load_state_dict(state)
 
 
 def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
