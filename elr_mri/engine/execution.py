@@ -1,7 +1,8 @@
 """How the networks run on the chosen device: precision, memory layout, compilation.
 
 Each is a config switch (`train.precision`, `train.channels_last`, `train.compile`,
-`train.cudnn_benchmark`) whose `auto` default picks what pays off on that device: bf16 autocast,
+`train.cudnn_benchmark`) whose `auto` default picks what pays off on that device: bf16 autocast
+(fp16 with a gradient scaler on GPUs without native bf16, such as the paper's V100),
 channels-last memory, torch.compile and cuDNN's algorithm search on a GPU; plain fp32 eager on a
 CPU, where bf16 pays only on CPUs with native bf16 and the others not at all.
 """
@@ -33,7 +34,7 @@ class ExecutionPlan:
         on_gpu = device.type == "cuda"
         precision = cfg.precision
         if precision == "auto":
-            precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if on_gpu else "fp32"
+            precision = ("bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16") if on_gpu else "fp32"
         dtypes = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
         return cls(device=device, autocast_dtype=dtypes[precision],
                    compile=on_gpu if cfg.compile == "auto" else cfg.compile,
