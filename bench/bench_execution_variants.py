@@ -48,25 +48,42 @@ def main() -> None:
         parser.error(f"--threads {args.threads}: must be 0 (torch's default) or more")
     spec, on_gpu = MODELS[args.model], args.device == "cuda"
     load_start = os.getloadavg()
-    # fp32 eager and the engine's GPU `auto` (the last variant) first: a run cut short still logs both
-    first_pair = (steps.VARIANTS[0], steps.VARIANTS[-1])
-    measured = {variant.label: steps.in_fresh_process(
-        steps.StepJob(spec, args.size, args.batch_size, args.device, variant, threads=args.threads,
-                      warmup=3 if on_gpu else 1, min_steps=10 if on_gpu else 3, budget_s=args.budget))
-        for variant in (*first_pair, *steps.VARIANTS[1:-1])}
-    results = {variant.label: measured[variant.label] for variant in steps.VARIANTS}
-    threads = next(iter(results.values())).threads
-    memory = "max_memory_allocated" if on_gpu else "peak RSS rise"
-    text = "\n".join([
+    out = args.out or ROOT / "bench" / "results" / f"execution_variants_{args.device}.md"
+    # fp32 eager and the engine's GPU `auto` (the last variant) first, and the file rewritten after each
+    # variant: a run cut short (a device call's time limit) keeps the figures measured so far
+    order = (steps.VARIANTS[0], steps.VARIANTS[-1], *steps.VARIANTS[1:-1])
+    measured: dict[str, steps.StepResult] = {}
+    failed: list[str] = []
+    for done, variant in enumerate(order, start=1):
+        try:
+            measured[variant.label] = steps.in_fresh_process(
+                steps.StepJob(spec, args.size, args.batch_size, args.device, variant, threads=args.threads,
+                              warmup=3 if on_gpu else 1, min_steps=10 if on_gpu else 3, budget_s=args.budget))
+        except RuntimeError as error:  # one variant failing (compile, memory) leaves the others to measure
+            failed.append(f"{variant.label}: {str(error).splitlines()[-1]}")
+        text = _report(args, spec, measured, failed, load_start, pending=len(order) - done)
+        write_report(out, text)
+    print(text)
+
+
+def _report(args: argparse.Namespace, spec: steps.ModelSpec, measured: dict[str, steps.StepResult],
+            failed: list[str], load_start: tuple[float, ...], pending: int) -> str:
+    """The results file: the variants measured so far in the table's order, then what failed or is pending."""
+    results = {v.label: measured[v.label] for v in steps.VARIANTS if v.label in measured}
+    threads = next(iter(results.values())).threads if results else torch.get_num_threads()
+    memory = "max_memory_allocated" if args.device == "cuda" else "peak RSS rise"
+    table = steps.variant_table(results, f"{spec.label}, {args.size}³, batch {args.batch_size}", args.batch_size,
+                                memory) if results else []
+    return "\n".join([
         f"# Execution variants of the {spec.label} at {args.size}³ ({args.device})", "",
         f"Command: `{command_line()}`", "", steps.machine_line(args.device),
         f"CPU: {_cpu_name()}; {threads} intra-op thread(s) in the children. Load average (1 min) "
         f"{load_start[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end.", "",
-        *steps.variant_table(results, f"{spec.label}, {args.size}³, batch {args.batch_size}", args.batch_size,
-                             memory), ""])
-    print(text)
-    out = args.out or ROOT / "bench" / "results" / f"execution_variants_{args.device}.md"
-    write_report(out, text)
+        *table, "",
+        *([] if not results or steps.FP32_EAGER.label in results else
+          [f"fp32 eager did not finish: the ratios are against {next(iter(results))}.", ""]),
+        *[f"Failed: {line}" for line in failed],
+        *([f"Still to measure when this was written: {pending} variant(s)."] if pending else []), ""])
 
 
 def _cpu_name() -> str:
