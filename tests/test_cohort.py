@@ -289,6 +289,9 @@ def test_leakage_guard_refuses_shared_participants():
         check_no_leakage({"train": ["A", "B"], "val": ["C"], "test": ["B", "D"]})
     with pytest.raises(LeakageError, match="holdout"):
         check_no_leakage({"training": ["A"], "holdout": ["A"]})
+    # one person, spelled as BIDS and as ADNIMERGE (or without the prefix) spell it
+    with pytest.raises(LeakageError, match="e.g. sub-ADNI011S0002 = 011_S_0002, sub-X1 = x1;"):
+        check_no_leakage({"training": ["sub-ADNI011S0002", "sub-X1"], "holdout": ["011_S_0002", "x1", "Y"]})
 
 
 def test_leakage_guard_override_is_reported():

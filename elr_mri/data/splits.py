@@ -17,6 +17,8 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from elr_mri.data.importers import adni_participant_key
+
 __all__ = [
     "LeakageError",
     "SPLIT_NAMES",
@@ -106,20 +108,24 @@ def check_no_leakage(
 ) -> list[str]:
     """Refuse participants shared by any two of `groups` (name → participant ids).
 
-    With `allow` the overlap is returned as lines for the run's report instead of raised; an
-    empty list means the groups are disjoint.
+    IDs are matched on the key the ADNI importer joins on (`sub-` and `ADNI` prefixes, case and
+    separators ignored): cohorts spell one person's ID differently, 011_S_0002 in ADNIMERGE and
+    sub-ADNI011S0002 in BIDS. With `allow` the overlap is returned as lines for the run's report
+    instead of raised; an empty list means the groups are disjoint.
     """
-    members = {name: set(map(str, ids)) for name, ids in groups.items()}
-    names = list(members)
+    spellings = {name: {adni_participant_key(i): str(i) for i in ids} for name, ids in groups.items()}
+    names = list(spellings)
     notes = []
     for i, first in enumerate(names):
         for second in names[i + 1 :]:
-            shared = sorted(members[first] & members[second])
+            shared = sorted(spellings[first].keys() & spellings[second].keys())
             if not shared:
                 continue
+            examples = [_same_person(spellings[first][key], spellings[second][key])
+                        for key in shared[:LISTED_PARTICIPANTS]]
             line = (
                 f"{source}: {len(shared)} participant(s) are in both {first} and {second}, "
-                f"e.g. {', '.join(shared[:LISTED_PARTICIPANTS])}"
+                f"e.g. {', '.join(examples)}"
             )
             if not allow:
                 raise LeakageError(
@@ -129,6 +135,10 @@ def check_no_leakage(
                 )
             notes.append(f"{line} (allowed by data.mri.allow_participant_overlap)")
     return notes
+
+
+def _same_person(first: str, second: str) -> str:
+    return first if first == second else f"{first} = {second}"
 
 
 def split_balance(frame: pd.DataFrame, split: pd.Series, classes: Sequence[str]) -> pd.DataFrame:
