@@ -377,3 +377,25 @@ def test_one_diagnosis_is_refused_and_an_absent_class_warned_of(tmp_path, caplog
     two = make_cohort(tmp_path, participants=8, scans=1, diagnosis=["CN", "AD"] * 4)
     assert build_mri_data(config(two)).num_classes == 3
     assert "no training scan is labelled MCI; the network will never predict it" in caplog.text
+
+
+@pytest.mark.parametrize("shape", [(110, 120, 100), (98, 116, 94), (75, 80, 73)])
+def test_saliency_affine_places_the_crop_where_the_evaluation_transform_took_it(tmp_path, shape):
+    """A single bright voxel: its world position by the scan's affine equals its position in the
+    evaluation crop by `crop_affine`, whether the crop cuts the scan or pads it."""
+    from elr_mri.data.mri import mri_transforms
+    from elr_mri.evaluation.explain import crop_affine
+
+    volume = np.zeros(shape, dtype=np.float32)
+    voxel = (shape[0] // 2 + 3, shape[1] // 2 - 5, shape[2] // 2 + 7)
+    volume[voxel] = 1.0
+    affine = np.diag([1.5, 1.5, 1.5, 1.0])
+    affine[:3, 3] = [-70.0, -100.0, -60.0]
+    path = tmp_path / "scan.nii.gz"
+    nib.save(nib.Nifti1Image(volume, affine), path)
+    crop = (96, 96, 96)
+    cropped = mri_transforms(crop, train=False)({"image": str(path)})["image"][0].numpy()
+    found = np.argwhere(cropped == cropped.max())
+    assert len(found) == 1
+    in_crop = crop_affine(str(path), crop) @ np.append(found[0], 1.0)
+    assert np.allclose(in_crop, affine @ np.append(voxel, 1.0))

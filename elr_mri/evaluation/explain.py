@@ -20,7 +20,7 @@ from elr_mri.engine.methods import Method
 from elr_mri.evaluation.evaluate import evaluation_set, load_run
 from preprocess.sidecar import atomic_path
 
-__all__ = ["explain_run", "saliency_maps"]
+__all__ = ["crop_affine", "explain_run", "saliency_maps"]
 
 
 def explain_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = "best") -> Path:
@@ -32,7 +32,7 @@ def explain_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = "
         raise ValueError(f"explain makes 3D saliency maps of MRI runs; {run_dir} trained on {cfg.data.name}")
     dataset, name, _ = evaluation_set(run_dir, cfg, manifest)
     maps, mean_input = saliency_maps(method, dataset, shape["num_classes"], cfg.train.eval_batch_size)
-    affine = _crop_affine(dataset.frame["image_path"].iloc[0], tuple(cfg.data.mri.crop_size))
+    affine = crop_affine(dataset.frame["image_path"].iloc[0], tuple(cfg.data.mri.crop_size))
     out = run_dir / f"explain-{name}"
     out.mkdir(parents=True, exist_ok=True)
     for k, class_name in enumerate(shape["class_names"]):
@@ -72,11 +72,17 @@ def _networks(method: Method) -> list[nn.Module]:
     return [net.eval() for net in networks]
 
 
-def _crop_affine(volume_path: str, crop: tuple[int, ...]) -> np.ndarray:
-    """Template-space affine of the centre crop the evaluation transforms take (RAS, as MONAI orients)."""
+def crop_affine(volume_path: str, crop: tuple[int, ...]) -> np.ndarray:
+    """Template-space affine of the centre crop the evaluation transforms take (RAS, as MONAI orients).
+
+    An axis shorter than the crop is first zero-padded symmetrically (MONAI puts the odd voxel
+    after), so the crop starts that many voxels before the scan's first voxel.
+    """
     image = nib.as_closest_canonical(nib.load(volume_path))
-    start = [max(s // 2 - c // 2, 0) for s, c in zip(image.shape[:3], crop)]
-    return image.slicer[start[0]:start[0] + crop[0], start[1]:start[1] + crop[1], start[2]:start[2] + crop[2]].affine
+    start = np.array([s // 2 - c // 2 if s >= c else -((c - s) // 2) for s, c in zip(image.shape[:3], crop)])
+    affine = image.affine.copy()
+    affine[:3, 3] = affine[:3, :3] @ start + affine[:3, 3]
+    return affine
 
 
 def _write_nifti(volume: np.ndarray, affine: np.ndarray, path: Path) -> None:
