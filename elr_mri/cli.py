@@ -200,6 +200,10 @@ def _evaluate(args: argparse.Namespace) -> int:
         run_labels([args.run, *args.compare_with])  # refuses the same run twice
         for other in args.compare_with:
             require_same_splits(args.run, other)
+    from elr_mri.evaluation.evaluate import evaluation_dir, require_own_folder
+
+    for run in (args.run, *args.compare_with):  # before any scoring: a folder another manifest's results hold
+        require_own_folder(evaluation_dir(run, args.manifest, args.checkpoint, args.test_set), args.manifest)
     if args.volumes:  # a wrong --volumes file is known before the CNN is evaluated
         from elr_mri.baselines.features import read_volumes
 

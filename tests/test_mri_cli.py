@@ -117,6 +117,23 @@ def test_evaluating_the_last_checkpoint_leaves_the_selected_ones_results_alone(t
     assert (run / f"eval-{holdout.stem}" / "summary.json").read_text() == selected
 
 
+def test_evaluate_refuses_a_folder_that_holds_another_manifests_results(trained: dict[str, Path],
+                                                                        tmp_path: Path) -> None:
+    """Folders are named after the manifest's file name: another cohort's file of that name must not
+    overwrite the results, and the message says how to go on."""
+    run, holdout = trained["run"], trained["holdout"]
+    assert _cli("evaluate", "--run", str(run), "--manifest", str(holdout), "--bootstrap", "20").returncode == 0
+    scored = (run / f"eval-{holdout.stem}" / "summary.json").read_text()
+    assert json.loads(scored)["manifest"] == str(holdout.resolve())
+    namesake = tmp_path / "other" / holdout.name
+    namesake.parent.mkdir()
+    pd.read_csv(holdout).head(3).to_csv(namesake, index=False)
+    result = _cli("evaluate", "--run", str(run), "--manifest", str(namesake), "--bootstrap", "20")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr[-3000:]
+    assert f"holds the results for {holdout.resolve()}" in result.stderr and f"other_{holdout.name}" in result.stderr
+    assert (run / f"eval-{holdout.stem}" / "summary.json").read_text() == scored
+
+
 def test_evaluate_refuses_a_holdout_that_shares_participants(trained: dict[str, Path]) -> None:
     result = _cli("evaluate", "--run", str(trained["run"]), "--manifest", str(trained["train"]))
     assert result.returncode == 2 and "Traceback" not in result.stderr
@@ -237,6 +254,8 @@ def test_explain_writes_template_space_saliency(trained: dict[str, Path]) -> Non
     # the centre 72³ crop of a 74³ grid starts at voxel 1: its origin moves by one 2 mm voxel
     np.testing.assert_allclose(image.affine[:3, 3], [2.0, 2.0, 2.0])
     assert (out / "saliency_CN.png").exists()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["manifest"] == str(trained["holdout"].resolve()) and summary["checkpoint"] == "best"
 
 
 def test_import_cohort_joins_adnimerge_to_scans(tmp_path: Path) -> None:

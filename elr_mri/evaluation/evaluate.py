@@ -29,7 +29,8 @@ from elr_mri.engine.methods import Method, build_method
 from elr_mri.engine.runner import SELECTION_RULES, resolve_device, selection_rule, uses_age
 from elr_mri.evaluation.metrics import MetricsReport, bootstrap_metrics, evaluate_predictions
 
-__all__ = ["LoadedRun", "load_run", "evaluate_run", "evaluation_set", "predict", "run_grid", "write_evaluation"]
+__all__ = ["LoadedRun", "load_run", "evaluate_run", "evaluation_dir", "evaluation_set", "explanation_dir", "predict",
+           "require_own_folder", "run_grid", "scored_source", "write_evaluation"]
 
 
 @dataclass
@@ -74,6 +75,8 @@ def evaluate_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = 
     """Evaluate `run_dir` on `manifest` (an independent cohort) or, without one, on its own test split
     (`test_set`: "test", or a further test set of its data such as WebVision's "ilsvrc12")."""
     run_dir = Path(run_dir)
+    out = evaluation_dir(run_dir, manifest, checkpoint, test_set)
+    require_own_folder(out, manifest)
     run = load_run(run_dir, checkpoint)
     cfg, shape = run.cfg, run.shape
     dataset, _, notes = evaluation_set(run_dir, cfg, manifest, test_set)
@@ -86,16 +89,50 @@ def evaluate_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = 
         images = np.arange(len(labels)).astype(str)
         reports = {"image": bootstrap_metrics(labels, probs, images, classes, n_boot, level="image")}
     rule = selection_rule(cfg) if checkpoint == "best" else SELECTION_RULES["last"]
-    write_evaluation(evaluation_dir(run_dir, manifest, checkpoint, test_set), reports, labels, probs, frame, classes, notes,
-                     {"checkpoint": checkpoint, "checkpoint_epoch": run.epoch, "run_finished": run.finished,
-                      "selection_rule": rule})
+    write_evaluation(out, reports, labels, probs, frame, classes, notes,
+                     {"manifest": scored_source(manifest), "checkpoint": checkpoint, "checkpoint_epoch": run.epoch,
+                      "run_finished": run.finished, "selection_rule": rule})
     return reports
 
 
 def evaluation_dir(run_dir: Path, manifest: Path | None, checkpoint: str = "best", test_set: str = "test") -> Path:
     """Where the evaluation of a run's checkpoint on `manifest` (None: its test set `test_set`) is written."""
+    return _output_dir("eval", run_dir, manifest, checkpoint, test_set)
+
+
+def explanation_dir(run_dir: Path, manifest: Path | None, checkpoint: str = "best") -> Path:
+    """Where `elr-mri explain` writes the saliency maps of a run's checkpoint on `manifest` (None: its test split)."""
+    return _output_dir("explain", run_dir, manifest, checkpoint, "test")
+
+
+def _output_dir(kind: str, run_dir: Path, manifest: Path | None, checkpoint: str, test_set: str) -> Path:
     name = Path(manifest).stem if manifest is not None else test_set
-    return Path(run_dir) / (f"eval-{name}" if checkpoint == "best" else f"eval-{name}-{checkpoint}")
+    return Path(run_dir) / (f"{kind}-{name}" if checkpoint == "best" else f"{kind}-{name}-{checkpoint}")
+
+
+def scored_source(manifest: Path | None) -> str | None:
+    """What an output folder's summary.json records as scored: the manifest's absolute path, or None
+    for the run's own test set."""
+    return None if manifest is None else str(Path(manifest).resolve())
+
+
+def require_own_folder(out: Path, manifest: Path | None) -> None:
+    """Output folders are named after the manifest's file name, so two cohorts' `manifest.csv` (or a
+    holdout named test.csv) would share one: refuse to overwrite what another manifest's scoring left."""
+    summary = Path(out) / "summary.json"
+    if not summary.is_file():
+        return
+    recorded = json.loads(summary.read_text())
+    if "manifest" not in recorded or recorded["manifest"] == scored_source(manifest):
+        return  # written before the manifest was recorded, or a rescoring of the same one
+    theirs = recorded["manifest"] or "the run's own test split"
+    if manifest is None:
+        fix = f"move {out} aside (its holdout's file name clashes with the test split's folder) and run again"
+    else:
+        other_name = f"{Path(manifest).resolve().parent.name}_{Path(manifest).name}"
+        fix = f"copy {manifest} to a file of another name (e.g. {other_name}) and pass that, or move {out} aside"
+    raise ValueError(f"{out} holds the results for {theirs}, not {scored_source(manifest) or 'the test split'} "
+                     f"(the folder is named after the file name); {fix}")
 
 
 def evaluation_set(run_dir: Path, cfg: RunConfig, manifest: Path | None,

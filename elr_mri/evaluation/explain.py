@@ -16,30 +16,35 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from elr_mri.engine.checkpoint import atomic_write_json
 from elr_mri.engine.methods import Method
-from elr_mri.evaluation.evaluate import evaluation_set, load_run
+from elr_mri.evaluation.evaluate import evaluation_set, explanation_dir, load_run, require_own_folder, scored_source
 from preprocess.sidecar import atomic_path
 
 __all__ = ["crop_affine", "explain_run", "saliency_maps"]
 
 
 def explain_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = "best") -> Path:
-    """Write saliency_<class>.nii.gz and .png per class into RUN_DIR/explain-<name>/; returns that folder."""
+    """Write saliency_<class>.nii.gz and .png per class into RUN_DIR/explain-<name>/ (explain-<name>-last/
+    for the last checkpoint) with a summary.json saying what was scored; returns that folder."""
     run_dir = Path(run_dir)
+    out = explanation_dir(run_dir, manifest, checkpoint)
+    require_own_folder(out, manifest)
     run = load_run(run_dir, checkpoint)
     cfg, shape, method = run.cfg, run.shape, run.method
     if cfg.data.name != "mri":
         raise ValueError(f"explain makes 3D saliency maps of MRI runs; {run_dir} trained on {cfg.data.name}")
-    dataset, name, _ = evaluation_set(run_dir, cfg, manifest)
+    dataset, _, _ = evaluation_set(run_dir, cfg, manifest)
     maps, mean_input = saliency_maps(method, dataset, shape["num_classes"], cfg.train.eval_batch_size)
     affine = crop_affine(dataset.frame["image_path"].iloc[0], tuple(cfg.data.mri.crop_size))
-    out = run_dir / f"explain-{name}"
     out.mkdir(parents=True, exist_ok=True)
     for k, class_name in enumerate(shape["class_names"]):
         if maps[k] is None:
             continue
         _write_nifti(maps[k], affine, out / f"saliency_{class_name}.nii.gz")
         _write_png(maps[k], mean_input, out / f"saliency_{class_name}.png", title=f"{class_name}: |∂ log p / ∂ input|")
+    atomic_write_json({"manifest": scored_source(manifest), "checkpoint": checkpoint, "checkpoint_epoch": run.epoch,
+                       "scans": len(dataset)}, out / "summary.json")
     return out
 
 
