@@ -62,3 +62,10 @@ def test_a_network_at_95_percent_on_a_55_percent_split_is_collapsed_and_one_at_8
     assert "last epoch 3" in warning and "94%" in warning and "56% in their most common class" in warning
     assert collapse_warnings(_metrics([0.5, 0.6, 0.864]).assign(val_label_top_share=0.555), 2, "ce") == []
     assert collapse_warnings(_metrics([0.5, 0.6, 0.945]), best_epoch=2, loss_name="elr") == []  # no labels: 0.98
+
+
+def test_a_one_class_validation_split_is_named_instead_of_a_collapse() -> None:
+    """With every validation label one class, any prediction meets the bar: blame the split, not λ."""
+    (found,) = collapse_warnings(_metrics([1.0, 1.0, 1.0]).assign(val_label_top_share=1.0), best_epoch=1,
+                                 loss_name="elr")
+    assert "labels are all one class" in found and "data.val_fraction" in found and "loss.lam" not in found

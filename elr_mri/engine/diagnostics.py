@@ -45,6 +45,9 @@ def collapse_warnings(metrics: pd.DataFrame, best_epoch: int, loss_name: str) ->
         return []
     share = metrics.set_index("epoch")["val_top_class_share"]
     label_share = metrics.get("val_label_top_share", pd.Series(dtype=float)).max()  # one value per run; NaN if absent
+    if label_share >= 1.0:  # every prediction "collapses" onto a one-class split; the split is the problem
+        return ["the validation split's labels are all one class, so selection cannot tell a network that learned "
+                "from one that gives every scan that class: give it more participants (data.val_fraction, or the splits file)"]
     threshold = collapse_threshold(label_share)
     labels_said = "" if np.isnan(label_share) else f" (its labels: {label_share:.0%} in their most common class)"
     last_epoch = int(share.index.max())
