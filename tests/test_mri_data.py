@@ -55,7 +55,7 @@ def make_cohort(tmp_path: Path, participants: int = 12, scans: int = 2, **column
 
 def config(manifest: Path, **mri) -> DataConfig:
     return DataConfig(name="mri", val_fraction=0.25, mri=MRIDataConfig(
-        manifest=str(manifest), test_fraction=0.25, **{"cache": "none", "crop_size": CROP, **mri}))
+        manifest=str(manifest), **{"test_fraction": 0.25, "cache": "none", "crop_size": CROP, **mri}))
 
 
 # --- transforms --------------------------------------------------------------------------------------
@@ -377,6 +377,13 @@ def test_one_diagnosis_is_refused_and_an_absent_class_warned_of(tmp_path, caplog
     two = make_cohort(tmp_path, participants=8, scans=1, diagnosis=["CN", "AD"] * 4)
     assert build_mri_data(config(two)).num_classes == 3
     assert "no training scan is labelled MCI; the network will never predict it" in caplog.text
+    three = make_cohort(tmp_path, participants=6, scans=1)  # CN, MCI, AD: splits that leave one are named
+    frame = pd.read_csv(three)
+    frame.assign(split=frame["diagnosis"].map({"MCI": "train", "CN": "val", "AD": "test"}))[
+        ["participant_id", "split"]].to_csv(tmp_path / "splits.csv", index=False)
+    with pytest.raises(ValueError, match=r"the 2 training scan\(s\) left after splitting are all labelled MCI, "
+                                         r"though the manifest has other diagnoses"):
+        build_mri_data(config(three, splits=str(tmp_path / "splits.csv")))
 
 
 @pytest.mark.parametrize("shape", [(110, 120, 100), (98, 116, 94), (75, 80, 73)])
