@@ -322,6 +322,16 @@ def _check_ranges(cfg: RunConfig, source: str) -> None:
         raise ConfigError(f"{source}: elr_plus.ema_ramp_steps = {cfg.elr_plus.ema_ramp_steps} is the ramp's length, "
                           "which elr_plus.ema_schedule = running_average does not read; drop it, or set "
                           "elr_plus.ema_schedule: ramp")
+    crop = cfg.data.mri.crop_size
+    if len(crop) != 3 or any(size < 1 for size in crop):
+        raise ConfigError(f"{source}: data.mri.crop_size = {crop} must be three voxel counts, e.g. [96, 96, 96]")
+    if cfg.data.name == "mri" and cfg.model.name == "widened_cnn3d":
+        from elr_mri.models.widened_cnn import MIN_INPUT_SIZE  # torch: only for the configs that build this model
+
+        if min(cfg.data.mri.crop_size) < MIN_INPUT_SIZE:
+            raise ConfigError(f"{source}: data.mri.crop_size = {cfg.data.mri.crop_size} is too small for the "
+                              f"widened CNN, which needs at least {MIN_INPUT_SIZE} voxels an axis; enlarge the crop "
+                              "(preprocess at a finer resolution if the scans are smaller)")
     if cfg.data.name != "mri" and cfg.data.mri != MRIDataConfig():
         changed = next(f.name for f in dataclasses.fields(MRIDataConfig)
                        if getattr(cfg.data.mri, f.name) != getattr(MRIDataConfig(), f.name))

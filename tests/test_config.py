@@ -59,6 +59,9 @@ def test_defaults_and_overrides(tmp_path: Path) -> None:
          r"elr_plus.ema_ramp_steps = 1000 is the ramp's length, which elr_plus.ema_schedule = running_average does not"),
         ("data: {balanced_subset: true}\n", r"data.balanced_subset needs data.balanced_batches"),
         ("elr_plus: {ema_schedule: mean}\n", r"elr_plus.ema_schedule = 'mean' is not one of 'ramp', 'running_average'"),
+        ("data: {name: mri, mri: {crop_size: [80, 80]}}\n", r"data.mri.crop_size = \[80, 80\] must be three voxel counts"),
+        ("data: {name: mri, mri: {crop_size: [50, 50, 50]}}\nmodel: {name: widened_cnn3d}\n",
+         r"data.mri.crop_size = \[50, 50, 50\] is too small for the widened CNN, which needs at least 71 voxels"),
     ],
 )
 def test_errors_name_the_key_and_the_file(tmp_path: Path, text: str, message: str) -> None:

@@ -192,7 +192,10 @@ def test_atrophy_scale_scales_only_the_disease_and_keeps_every_other_draw() -> N
     np.testing.assert_allclose((change[:, 1] - aging)[unclipped], 1.6 * (change[:, 0] - aging)[unclipped], atol=1e-9)
 
 
-@pytest.mark.parametrize(("flags", "message"), [(["--subjects", "3", "--atrophy-scale", "0"], "atrophy scale must be within (0, 2]"),
+@pytest.mark.parametrize(("flags", "message"), [(["--subjects", "3", "--atrophy-scale", "0"],
+                                               "--atrophy-scale 0: the atrophy scale must be within (0, 2]"),
+                                              (["--subjects", "3", "--label-noise", "1.5"],
+                                               "--label-noise 1.5: the share of flipped diagnoses must be within"),
                                               (["--subjects", "0"], "--subjects 0: a cohort needs at least 1"),
                                               (["--holdout-subjects", "-1"], "--holdout-subjects -1: give 0 or more"),
                                               (["--subjects", "3", "--jobs", "0"], "--jobs 0: need at least 1 worker")])

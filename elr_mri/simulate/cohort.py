@@ -72,9 +72,10 @@ def plan_cohort(n_train: int, n_holdout: int, label_noise: float, seed: int,
     if n_train < 0 or n_holdout < 0:
         raise ValueError("subject counts must be non-negative")
     if not 0.0 < atrophy_scale <= MAX_ATROPHY_SCALE:
-        raise ValueError(f"atrophy scale must be within (0, {MAX_ATROPHY_SCALE:g}], got {atrophy_scale:g}")
+        raise ValueError(f"--atrophy-scale {atrophy_scale:g}: the atrophy scale must be within "
+                         f"(0, {MAX_ATROPHY_SCALE:g}] (1: ADNI-like effect sizes)")
     if not 0.0 <= label_noise <= 1.0:
-        raise ValueError(f"label noise must be within [0, 1], got {label_noise}")
+        raise ValueError(f"--label-noise {label_noise:g}: the share of flipped diagnoses must be within [0, 1]")
     cohort_rng = np.random.default_rng([seed, STREAM_COHORT])
     specs: list[SubjectSpec] = []
     for site, count in ((TRAIN_SITE, n_train), (HOLDOUT_SITE, n_holdout)):
