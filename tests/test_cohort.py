@@ -75,17 +75,21 @@ def test_every_problem_is_one_line_naming_its_row(tmp_path):
         scan("P3", "M00", age=None),
         scan("P1", "M00"),
         scan("P4", "M00"),
+        scan("P5", "M00", age="seventy"),
     ]
     path = write_manifest(tmp_path, rows)
     (tmp_path / "P4_M00.nii.gz").unlink()
     with pytest.raises(ManifestError) as err:
         load_manifest(path, CLASSES, require_age=True)
     lines = str(err.value).splitlines()
-    assert lines[0].endswith("4 problem(s):")
-    assert "row 2 (participant 'P2', session 'M00'): diagnosis 'Dementia' is not one of CN, MCI, AD" in lines[1]
-    assert "row 3 (participant 'P3', session 'M00'): no age" in str(err.value)
-    assert "row 4 (participant 'P1', session 'M00'): duplicate of row 1" in str(err.value)
-    assert "row 5 (participant 'P4', session 'M00'): file not found" in str(err.value)
+    assert lines[0].endswith("5 problem(s):")
+    assert "line 7 (participant 'P5', session 'M00'): age 'seventy' is not a number" in str(err.value)
+    assert "P5', session 'M00'): no age" not in str(err.value)
+    # lines of the file, the header being line 1
+    assert "line 3 (participant 'P2', session 'M00'): diagnosis 'Dementia' is not one of CN, MCI, AD" in lines[1]
+    assert "line 4 (participant 'P3', session 'M00'): no age" in str(err.value)
+    assert "line 5 (participant 'P1', session 'M00'): duplicate of line 2" in str(err.value)
+    assert "line 6 (participant 'P4', session 'M00'): file not found" in str(err.value)
 
 
 def test_missing_age_is_fine_when_the_model_does_not_use_it(tmp_path):

@@ -85,7 +85,8 @@ def validate_manifest(
     frame = _usable_rows(frame.reset_index(drop=True), source)
     for column in ("participant_id", "session_id", "path"):
         frame[column] = frame[column].map(lambda v: "" if pd.isna(v) else str(v).strip())
-    frame["age"] = pd.to_numeric(frame["age"], errors="coerce") if "age" in frame else np.nan
+    raw_age = frame["age"] if "age" in frame else pd.Series(np.nan, index=frame.index)
+    frame["age"] = pd.to_numeric(raw_age, errors="coerce")
     image_column = "processed_path" if "processed_path" in frame.columns else "path"
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     frame[IMAGE_COLUMN] = frame[image_column].map(lambda p: "" if pd.isna(p) else str(base / str(p).strip()))
@@ -103,10 +104,13 @@ def validate_manifest(
     for column in ("participant_id", "session_id"):
         problems += [f"{_where(frame, i)}: empty {column}" for i in np.flatnonzero(frame[column] == "")]
     problems += [f"{_where(frame, i)}: age is negative" for i in np.flatnonzero(frame["age"] < 0)]
+    not_numbers = frame["age"].isna() & raw_age.notna()
+    problems += [f"{_where(frame, i)}: age {raw_age[i]!r} is not a number (years at the scan)"
+                 for i in np.flatnonzero(not_numbers)]
     if require_age:
         problems += [
             f"{_where(frame, i)}: no age (the model uses age; fill it in or set model.use_age: false)"
-            for i in np.flatnonzero(frame["age"].isna())
+            for i in np.flatnonzero(frame["age"].isna() & ~not_numbers)
         ]
     problems += _duplicates(frame)
     if check_files:
@@ -134,8 +138,9 @@ def _file_problem(path: str, column: str) -> str:
 
 
 def _usable_rows(frame: pd.DataFrame, source: str) -> pd.DataFrame:
-    """Drop rows preprocess/ marked as failed, keeping the original row number for messages."""
-    frame = frame.assign(_row=np.arange(1, len(frame) + 1))
+    """Drop rows preprocess/ marked as failed, keeping each row's line in the file (the header is line 1)
+    for messages."""
+    frame = frame.assign(_row=np.arange(2, len(frame) + 2))
     if "status" not in frame.columns:
         return frame
     usable = frame["status"].astype(str).str.strip().str.lower().isin(USABLE_STATUSES)
@@ -156,11 +161,11 @@ def _duplicates(frame: pd.DataFrame) -> list[str]:
     for i, key in enumerate(keys):
         if key in first:
             original = frame["_row"][first[key]]
-            problems.append(f"{_where(frame, i)}: duplicate of row {original} (same participant and session)")
+            problems.append(f"{_where(frame, i)}: duplicate of line {original} (same participant and session)")
         else:
             first[key] = i
     return problems
 
 
 def _where(frame: pd.DataFrame, i: int) -> str:
-    return f"row {frame['_row'][i]} (participant {frame['participant_id'][i]!r}, session {frame['session_id'][i]!r})"
+    return f"line {frame['_row'][i]} (participant {frame['participant_id'][i]!r}, session {frame['session_id'][i]!r})"
