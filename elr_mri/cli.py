@@ -204,14 +204,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     for run in (args.run, *args.compare_with):  # before any scoring: a folder another manifest's results hold
         require_own_folder(evaluation_dir(run, args.manifest, args.checkpoint, args.test_set), args.manifest)
-    if args.volumes:  # a wrong --volumes file is known before the CNN is evaluated
-        from elr_mri.baselines.features import read_volumes
+    if args.baselines and (args.run / "config.yaml").is_file():  # what the baselines refuse, before the CNN is scored
+        from elr_mri.baselines.evaluate import check_baseline_inputs
 
-        read_volumes(args.volumes)
-    if args.baselines and (args.run / "config.yaml").is_file():  # an image run is refused before its CNN is scored
-        from elr_mri.baselines.evaluate import require_baseline_run
-
-        require_baseline_run(args.run)
+        check_baseline_inputs(args.run, args.volumes, args.manifest, args.drop_suspected)
     eval_dir = _evaluate_and_print(args.run, args.manifest, args.checkpoint, args.bootstrap, args.test_set)
     baselines = _evaluate_baselines(args) if args.baselines else []
     if args.baselines or args.compare_with:
@@ -227,11 +223,8 @@ def _evaluate_baselines(args: argparse.Namespace) -> list[str]:
         print("baselines: no --volumes CSV, so only the voxel SVM (run `elr-mri volumes` for the volume baseline)")
     scored = list(evaluate_baselines(args.run, args.volumes, args.manifest, None, args.bootstrap, args.checkpoint))
     if args.drop_suspected:
-        try:
-            scored += evaluate_baselines(args.run, args.volumes, args.manifest, args.drop_suspected, args.bootstrap,
-                                         args.checkpoint)
-        except ValueError as err:  # the plain baselines stand; say why the cleaned ones are missing
-            print(f"baselines without suspected mislabels skipped: {err}")
+        scored += evaluate_baselines(args.run, args.volumes, args.manifest, args.drop_suspected, args.bootstrap,
+                                     args.checkpoint)
     return scored
 
 

@@ -236,6 +236,23 @@ def test_baseline_options_without_baselines_are_one_line_errors(trained: dict[st
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1 and "--baselines" in result.stderr
 
 
+def test_baseline_inputs_are_refused_before_the_cnn_is_scored(trained: dict[str, Path], tmp_path: Path) -> None:
+    """Volumes that miss the scored scans, or a flagging run without its table: one line, nothing scored."""
+    from elr_mri.volumes.measure import volume_columns
+
+    holdout = tmp_path / "holdout_copy.csv"
+    shutil.copy(trained["holdout"], holdout)
+    volumes = tmp_path / "volumes.csv"
+    pd.DataFrame([{"participant_id": "sub-NONE", "session_id": "ses-M00", **dict.fromkeys(volume_columns(), 1.0)}]
+                 ).to_csv(volumes, index=False)
+    for flags, message in ((["--volumes", str(volumes)], "have no regional volumes"),
+                           (["--drop-suspected", str(tmp_path / "nothing")], "suspected_mislabels.csv not found")):
+        result = _cli("evaluate", "--run", str(trained["run"]), "--manifest", str(holdout), "--baselines", *flags)
+        assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr[-3000:]
+        assert message in result.stderr
+        assert not (trained["run"] / "eval-holdout_copy").exists()
+
+
 def test_baselines_of_an_image_run_are_refused_before_it_is_scored(tmp_path: Path) -> None:
     run = tmp_path / "digits_run"
     (run / "checkpoints").mkdir(parents=True)

@@ -9,13 +9,14 @@ its suspected_mislabels.csv are left out: does ELR's cleaning help a simple mode
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from elr_mri.baselines.features import read_volumes, volume_features, voxel_features
+from elr_mri.baselines.features import read_volumes, require_volumes, volume_features, voxel_features
 from elr_mri.baselines.models import BASELINES, Baseline, class_scores, fit_baseline
 from elr_mri.config import RunConfig, load_config
 from elr_mri.data.cohort import IMAGE_COLUMN, SCAN_KEYS, label_indices, load_manifest
@@ -24,7 +25,7 @@ from elr_mri.evaluation.compare import require_same_splits
 from elr_mri.evaluation.evaluate import evaluation_dir, write_evaluation
 from elr_mri.evaluation.metrics import MetricsReport, evaluate_predictions
 
-__all__ = ["evaluate_baselines", "require_baseline_run", "VOXEL_BLOCK"]
+__all__ = ["check_baseline_inputs", "evaluate_baselines", "require_baseline_run", "VOXEL_BLOCK"]
 
 VOXEL_BLOCK = 3  # voxels averaged per axis for the SVM: 2 mm scans become 6 mm features
 
@@ -36,8 +37,56 @@ def evaluate_baselines(run_dir: Path, volumes_csvs: Sequence[Path] = (), manifes
     to baselines/<name>/ inside the evaluation of the run's `beside_checkpoint` they are compared with
     (RUN_DIR/eval-<test|holdout>/ for the selected one). Returns {name: {level: report}}."""
     run_dir = Path(run_dir)
+    inputs = _baseline_inputs(run_dir, volumes_csvs, manifest, drop_suspected)
+    classes, train, val, scored = inputs.classes, inputs.train, inputs.val, inputs.scored
+    results = {}
+    for baseline in BASELINES:
+        if baseline.features == "volumes" and inputs.volumes is None:
+            continue
+        features = _Features(baseline, inputs.volumes)
+        y_train = label_indices(train["diagnosis"], classes)
+        model, c = fit_baseline(baseline, features(train, "training split"), y_train,
+                                features(val, "validation split") if len(val) else None,
+                                label_indices(val["diagnosis"], classes) if len(val) else None, len(classes))
+        probs = class_scores(model, features(scored, inputs.name), len(classes))
+        labels = label_indices(scored["diagnosis"], classes)
+        reports = evaluate_predictions(labels, probs, scored["participant_id"].to_numpy(), classes, n_boot=n_boot)
+        tag = baseline.name + ("_without_suspected" if drop_suspected is not None else "")
+        about = {"baseline": tag, "description": baseline.description, "C": c, "train_scans": len(train),
+                 "dropped_suspected": inputs.dropped}
+        out = evaluation_dir(run_dir, manifest, beside_checkpoint) / "baselines" / tag
+        write_evaluation(out, reports, labels, probs, scored.reset_index(drop=True), classes, inputs.notes, about)
+        results[tag] = reports
+    return results
+
+
+def check_baseline_inputs(run_dir: Path, volumes_csvs: Sequence[Path] = (), manifest: Path | None = None,
+                          drop_suspected: Path | None = None) -> None:
+    """Refuse now what `evaluate_baselines` would refuse after the CNN was scored: the run, the volume
+    CSVs (every scan of the splits and of the scored set covered), the holdout, the flagging run."""
+    _baseline_inputs(Path(run_dir), volumes_csvs, manifest, None)
+    if drop_suspected is not None:
+        _baseline_inputs(Path(run_dir), volumes_csvs, manifest, drop_suspected)
+
+
+@dataclass
+class _BaselineInputs:
+    """The rows a baseline is fitted on and scored on, with what they need."""
+
+    classes: list[str]
+    train: pd.DataFrame
+    val: pd.DataFrame
+    scored: pd.DataFrame
+    name: str  # of the scored set: "test" or the holdout's
+    notes: list[str]  # participant-overlap notes of the holdout
+    volumes: pd.DataFrame | None
+    dropped: int  # training scans left out as suspected mislabels
+
+
+def _baseline_inputs(run_dir: Path, volumes_csvs: Sequence[Path], manifest: Path | None,
+                     drop_suspected: Path | None) -> _BaselineInputs:
     cfg = require_baseline_run(run_dir)
-    volumes = read_volumes(volumes_csvs) if volumes_csvs else None  # a wrong CSV is refused before anything is fitted
+    volumes = read_volumes(volumes_csvs) if volumes_csvs else None
     classes = list(cfg.data.mri.classes)
     cohort = load_manifest(cfg.data.mri.manifest, classes)
     split = cohort["participant_id"].map(load_splits(run_dir / "splits.csv", cohort["participant_id"]))
@@ -49,25 +98,10 @@ def evaluate_baselines(run_dir: Path, volumes_csvs: Sequence[Path] = (), manifes
             raise ValueError(f"{drop_suspected} flagged {dropped} training scans; without them one diagnosis is left "
                              "(its targets agree on one class), so there is nothing to fit")
     name, scored, notes = _evaluation_rows(run_dir, cfg, cohort[split == "test"], manifest)
-    results = {}
-    for baseline in BASELINES:
-        if baseline.features == "volumes" and volumes is None:
-            continue
-        features = _Features(baseline, volumes)
-        y_train = label_indices(train["diagnosis"], classes)
-        model, c = fit_baseline(baseline, features(train, "training split"), y_train,
-                                features(val, "validation split") if len(val) else None,
-                                label_indices(val["diagnosis"], classes) if len(val) else None, len(classes))
-        probs = class_scores(model, features(scored, name), len(classes))
-        labels = label_indices(scored["diagnosis"], classes)
-        reports = evaluate_predictions(labels, probs, scored["participant_id"].to_numpy(), classes, n_boot=n_boot)
-        tag = baseline.name + ("_without_suspected" if drop_suspected is not None else "")
-        about = {"baseline": tag, "description": baseline.description, "C": c, "train_scans": len(train),
-                 "dropped_suspected": dropped}
-        out = evaluation_dir(run_dir, manifest, beside_checkpoint) / "baselines" / tag
-        write_evaluation(out, reports, labels, probs, scored.reset_index(drop=True), classes, notes, about)
-        results[tag] = reports
-    return results
+    if volumes is not None:
+        for rows, source in ((train, "training split"), (val, "validation split"), (scored, name)):
+            require_volumes(rows, volumes, source)
+    return _BaselineInputs(classes, train, val, scored, name, notes, volumes, dropped)
 
 
 def require_baseline_run(run_dir: Path) -> RunConfig:

@@ -19,7 +19,7 @@ from elr_mri.data.cohort import SCAN_KEYS
 from elr_mri.volumes.measure import volume_columns
 from elr_mri.volumes.tables import read_scan_table
 
-__all__ = ["read_volumes", "volume_features", "voxel_features"]
+__all__ = ["read_volumes", "require_volumes", "volume_features", "voxel_features"]
 
 SEX_CODES = {"M": 1.0, "F": 0.0}  # unknown sex: 0.5, between the two
 
@@ -33,16 +33,22 @@ def read_volumes(paths: Sequence[str | Path]) -> pd.DataFrame:
 
 def volume_features(frame: pd.DataFrame, volumes: pd.DataFrame, source: str) -> np.ndarray:
     """(scans, regions + 2) matrix: normalised regional volumes, age (mean-filled) and sex."""
+    joined = require_volumes(frame, volumes, source)
+    age = pd.to_numeric(frame["age"], errors="coerce") if "age" in frame else pd.Series(np.nan, index=frame.index)
+    age = age.fillna(age.mean() if age.notna().any() else 0.0).to_numpy(dtype=np.float64)
+    sex = frame["sex"].map(SEX_CODES).fillna(0.5) if "sex" in frame else pd.Series(0.5, index=frame.index)
+    return np.column_stack([joined[volume_columns()].to_numpy(dtype=np.float64), age, sex.to_numpy(dtype=np.float64)])
+
+
+def require_volumes(frame: pd.DataFrame, volumes: pd.DataFrame, source: str) -> pd.DataFrame:
+    """`frame`'s scans joined to their rows of `volumes`; refused, naming the first, when a scan has none."""
     joined = frame[SCAN_KEYS].merge(volumes, on=SCAN_KEYS, how="left")
     absent = joined[volume_columns()[0]].isna()
     if absent.any():
         first = joined.loc[absent, SCAN_KEYS].iloc[0].tolist()
         raise ValueError(f"{source}: {int(absent.sum())} scans (first {first[0]} {first[1]}) have no regional "
                          "volumes; run `elr-mri volumes --manifest` on that cohort and pass its CSV too")
-    age = pd.to_numeric(frame["age"], errors="coerce") if "age" in frame else pd.Series(np.nan, index=frame.index)
-    age = age.fillna(age.mean() if age.notna().any() else 0.0).to_numpy(dtype=np.float64)
-    sex = frame["sex"].map(SEX_CODES).fillna(0.5) if "sex" in frame else pd.Series(0.5, index=frame.index)
-    return np.column_stack([joined[volume_columns()].to_numpy(dtype=np.float64), age, sex.to_numpy(dtype=np.float64)])
+    return joined
 
 
 def voxel_features(paths: Sequence[str], block: int) -> np.ndarray:
