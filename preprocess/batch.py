@@ -105,6 +105,8 @@ def _tables(table: pd.DataFrame, results: dict[int, dict]) -> tuple[pd.DataFrame
     carried = [c for c in table.columns if c != "resolved_path"]
     ok = [i for i in table.index if results[i]["status"] != "failed"]
     manifest = table.loc[ok, carried].copy()
+    # the raw scan as an absolute path: the input's relative one was relative to the input, not to this manifest
+    manifest["path"] = table.loc[ok, "resolved_path"]
     manifest["processed_path"] = [results[i]["processed_path"] for i in ok]
     for column in QC_COLUMNS:
         manifest[column] = [results[i]["qc"][column] for i in ok]

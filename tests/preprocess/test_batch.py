@@ -126,6 +126,9 @@ def test_merge_names_an_empty_shard_and_needs_no_failures_files(tmp_path, capsys
 def test_killed_run_resumes(tmp_path, good_scans):
     scans = {**good_scans, "sub-03": good_scans["sub-01"]}
     csv, out = _csv(tmp_path, scans), tmp_path / "out"
+    table = pd.read_csv(csv)  # one path relative to the input table, as users write them
+    table.loc[0, "path"] = os.path.relpath(table.loc[0, "path"], tmp_path)
+    table.to_csv(csv, index=False)
     out.mkdir()
     (out / "manifest.csv").write_text("participant_id,session_id,processed_path,status\n")  # of an earlier run
     command = [sys.executable, "-m", "preprocess", "--input", str(csv), "--output", str(out), *FAST]
@@ -141,6 +144,7 @@ def test_killed_run_resumes(tmp_path, good_scans):
     assert main(["--input", str(csv), "--output", str(out), *FAST]) == 0
     manifest = pd.read_csv(out / "manifest.csv")
     assert (manifest.status == "skipped").sum() == finished and len(manifest) == len(scans)
+    assert all(Path(p).is_absolute() and Path(p).is_file() for p in manifest.path)  # valid wherever the manifest is
     assert not list(out.glob("*/*/.tmp*"))
 
 
