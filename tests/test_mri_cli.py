@@ -132,6 +132,9 @@ def test_evaluate_refuses_a_folder_that_holds_another_manifests_results(trained:
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr[-3000:]
     assert f"holds the results for {holdout.resolve()}" in result.stderr and f"other_{holdout.name}" in result.stderr
     assert (run / f"eval-{holdout.stem}" / "summary.json").read_text() == scored
+    shutil.copy(holdout, namesake)  # the same file elsewhere (a moved project): its sha256 matches, so it is scored
+    result = _cli("evaluate", "--run", str(run), "--manifest", str(namesake), "--bootstrap", "20")
+    assert result.returncode == 0, result.stderr[-3000:]
 
 
 def test_evaluate_refuses_a_holdout_that_shares_participants(trained: dict[str, Path]) -> None:

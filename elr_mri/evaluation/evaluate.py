@@ -28,9 +28,10 @@ from elr_mri.engine.execution import ExecutionPlan
 from elr_mri.engine.methods import Method, build_method
 from elr_mri.engine.runner import SELECTION_RULES, resolve_device, selection_rule, uses_age
 from elr_mri.evaluation.metrics import MetricsReport, bootstrap_metrics, evaluate_predictions
+from preprocess.sidecar import file_sha256
 
 __all__ = ["LoadedRun", "load_run", "evaluate_run", "evaluation_dir", "evaluation_set", "explanation_dir", "predict",
-           "require_own_folder", "run_grid", "scored_source", "write_evaluation"]
+           "require_own_folder", "run_grid", "scored_fingerprint", "scored_source", "write_evaluation"]
 
 
 @dataclass
@@ -90,8 +91,9 @@ def evaluate_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = 
         reports = {"image": bootstrap_metrics(labels, probs, images, classes, n_boot, level="image")}
     rule = selection_rule(cfg) if checkpoint == "best" else SELECTION_RULES["last"]
     write_evaluation(out, reports, labels, probs, frame, classes, notes,
-                     {"manifest": scored_source(manifest), "checkpoint": checkpoint, "checkpoint_epoch": run.epoch,
-                      "run_finished": run.finished, "selection_rule": rule})
+                     {"manifest": scored_source(manifest), "manifest_sha256": scored_fingerprint(manifest),
+                      "checkpoint": checkpoint, "checkpoint_epoch": run.epoch, "run_finished": run.finished,
+                      "selection_rule": rule})
     return reports
 
 
@@ -116,6 +118,11 @@ def scored_source(manifest: Path | None) -> str | None:
     return None if manifest is None else str(Path(manifest).resolve())
 
 
+def scored_fingerprint(manifest: Path | None) -> str | None:
+    """The manifest's sha256 beside its path: the same file after the project moved is still the same."""
+    return None if manifest is None else file_sha256(manifest)
+
+
 def require_own_folder(out: Path, manifest: Path | None) -> None:
     """Output folders are named after the manifest's file name, so two cohorts' `manifest.csv` (or a
     holdout named test.csv) would share one: refuse to overwrite what another manifest's scoring left."""
@@ -125,6 +132,8 @@ def require_own_folder(out: Path, manifest: Path | None) -> None:
     recorded = json.loads(summary.read_text())
     if "manifest" not in recorded or recorded["manifest"] == scored_source(manifest):
         return  # written before the manifest was recorded, or a rescoring of the same one
+    if manifest is not None and recorded.get("manifest_sha256") == scored_fingerprint(manifest):
+        return  # the same file, moved
     theirs = recorded["manifest"] or "the run's own test split"
     if manifest is None:
         fix = f"move {out} aside (its holdout's file name clashes with the test split's folder) and run again"

@@ -18,7 +18,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from elr_mri.engine.checkpoint import atomic_write_json
 from elr_mri.engine.methods import Method
-from elr_mri.evaluation.evaluate import evaluation_set, explanation_dir, load_run, require_own_folder, scored_source
+from elr_mri.evaluation.evaluate import (evaluation_set, explanation_dir, load_run, require_own_folder,
+                                        scored_fingerprint, scored_source)
 from preprocess.sidecar import atomic_path
 
 __all__ = ["crop_affine", "explain_run", "saliency_maps"]
@@ -43,8 +44,9 @@ def explain_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = "
             continue
         _write_nifti(maps[k], affine, out / f"saliency_{class_name}.nii.gz")
         _write_png(maps[k], mean_input, out / f"saliency_{class_name}.png", title=f"{class_name}: |∂ log p / ∂ input|")
-    atomic_write_json({"manifest": scored_source(manifest), "checkpoint": checkpoint, "checkpoint_epoch": run.epoch,
-                       "scans": len(dataset)}, out / "summary.json")
+    atomic_write_json({"manifest": scored_source(manifest), "manifest_sha256": scored_fingerprint(manifest),
+                       "checkpoint": checkpoint, "checkpoint_epoch": run.epoch, "scans": len(dataset)},
+                      out / "summary.json")
     return out
 
 
