@@ -406,3 +406,24 @@ def test_saliency_affine_places_the_crop_where_the_evaluation_transform_took_it(
     assert len(found) == 1
     in_crop = crop_affine(str(path), crop) @ np.append(found[0], 1.0)
     assert np.allclose(in_crop, affine @ np.append(voxel, 1.0))
+
+
+def test_an_epochs_augmentations_do_not_depend_on_the_epochs_before(tmp_path):
+    """A resumed run starts at an epoch in a fresh process; MONAI's random state is not in the checkpoint,
+    so that epoch's augmentations must come from the epoch alone, as the uninterrupted run drew them."""
+    from elr_mri.config import RunConfig
+    from elr_mri.distributed import DistContext
+    from elr_mri.engine.feeding import BatchFeeder
+
+    manifest = make_cohort(tmp_path, participants=6, scans=1)
+    cfg = RunConfig(data=config(manifest))
+    cfg.train.loader, cfg.train.batch_size = "dataloader", 2
+
+    def images(feeder: BatchFeeder, epoch: int) -> torch.Tensor:
+        return torch.cat([batch["image"] for batch in feeder.train_epoch(epoch)])
+
+    uninterrupted = BatchFeeder(build_mri_data(cfg.data), cfg, DistContext(), torch.device("cpu"))
+    first, second = images(uninterrupted, 1), images(uninterrupted, 2)
+    resumed = BatchFeeder(build_mri_data(cfg.data), cfg, DistContext(), torch.device("cpu"))
+    assert not torch.equal(first, second)  # the augmentations do change between epochs
+    assert torch.equal(images(resumed, 2), second)

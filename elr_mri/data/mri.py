@@ -193,6 +193,7 @@ class MRIScans(Dataset):
         records = [{"image": path, "cache_key": _cache_key(path, cache_tag)} for path in self.frame[IMAGE_COLUMN]]
         self.volumes = _monai_dataset(records, transform, cache, cache_dir, num_workers)
         self._seed: int | None = None
+        self._epoch_seed: int | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -208,14 +209,24 @@ class MRIScans(Dataset):
             "age": float(self.ages[index]),
         }
 
+    def start_epoch(self, seed: int) -> None:
+        """Draw this epoch's augmentations in the main process from `seed` (workers have their own).
+
+        MONAI's random state is not in a checkpoint, so without a seed per epoch a resumed run would
+        redraw the first epoch's augmentations instead of continuing the stream.
+        """
+        self._epoch_seed = seed
+
     def _seed_random_transforms(self) -> None:
         """Give each DataLoader worker (and each epoch's workers) its own augmentation stream.
 
         MONAI transforms carry a NumPy RandomState that worker processes would otherwise all copy;
-        torch gives every worker a distinct seed, and the main process the run's seed.
+        torch gives every worker a distinct seed, and the main process the epoch's seed (`start_epoch`),
+        or the run's seed outside training.
         """
         worker = get_worker_info()
-        seed = (worker.seed if worker is not None else torch.initial_seed()) % 2**32
+        main_seed = self._epoch_seed if self._epoch_seed is not None else torch.initial_seed()
+        seed = (worker.seed if worker is not None else main_seed) % 2**32
         if seed != self._seed:
             self.transform.set_random_state(seed=seed)
             self._seed = seed

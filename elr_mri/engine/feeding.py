@@ -83,6 +83,9 @@ class BatchFeeder:
             train = self.device_sets["train"]
             batches: Iterable[Batch] = train.batches(sampler, train.generator(seed * 1009 + self.dist.rank))
         else:
+            start_epoch = getattr(self.data.train, "start_epoch", None)  # MRIScans: MONAI's own random state
+            if start_epoch is not None:  # seeded per epoch, so a resumed run continues the augmentation stream
+                start_epoch(seed)
             batches = DataLoader(self.data.train, batch_sampler=sampler, num_workers=self.cfg.data.num_workers,
                                  generator=torch.Generator().manual_seed(seed), pin_memory=torch.cuda.is_available())
         return WithGlobalBatchSizes(batches, sampler.global_batch_sizes())
