@@ -229,6 +229,21 @@ def test_existing_run_is_not_overwritten(tmp_path: Path) -> None:
     assert result.returncode == 2 and "--resume" in result.stderr
 
 
+def test_a_second_train_into_a_directory_being_written_is_refused(tmp_path: Path) -> None:
+    """Until its first checkpoint a run leaves nothing that marks its directory as taken but the lock."""
+    from elr_mri.engine.runner import exclusive_run_dir
+
+    out = tmp_path / "run"
+    with exclusive_run_dir(out):  # as a running `elr-mri train` holds it
+        result = _cli("train", "--config", str(DIGITS), "--out", str(out), *[a for s in SMALL for a in ("--set", s)])
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr[-3000:]
+    assert "another `elr-mri train` is writing this run" in result.stderr
+    assert not (out / "config.yaml").exists()
+    (tmp_path / "file").write_text("")
+    result = _cli("train", "--config", str(DIGITS), "--out", str(tmp_path / "file"))
+    assert result.returncode == 2 and "is a file; choose a folder for the run" in result.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -8,14 +8,16 @@ targets, RNG state) and finishes with the same metrics an uninterrupted run woul
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import json
 import random
 import sys
 import time
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, Iterable, NamedTuple
+from typing import Any, Iterable, Iterator, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -27,7 +29,7 @@ from elr_mri.config import (
     ConfigError, RunConfig, config_to_dict, load_config, refuse_resume_changes, with_absolute_paths,
 )
 from elr_mri.data import build_data
-from elr_mri.distributed import barrier, gather_rows, init_distributed, leave_distributed
+from elr_mri.distributed import DistContext, barrier, gather_rows, init_distributed, leave_distributed
 from elr_mri.data.image_sources import CLOTHING1M_VAL_LIST
 from elr_mri.data.images import NoisyImageData
 from elr_mri.engine.checkpoint import (atomic_save, atomic_write_json, atomic_write_text, capture_rng, host_copy,
@@ -44,6 +46,7 @@ from elr_mri.mislabels import mislabel_precision_recall, suspected_mislabels
 __all__ = ["train", "resolve_device", "evaluate_split", "SplitScore", "uses_age", "selection_rule", "RunState",
            "CheckpointWriter"]
 
+RUN_LOCK = ".train.lock"  # held (flock) by the `elr-mri train` writing the run; released when it ends
 END_PRODUCTS = ("summary.json", "suspected_mislabels.csv", "memorization.png")  # written by _finish
 SELECTION_RULES = {
     "val_acc": "best accuracy on the validation split, held out from the training set with its noisy labels (data.val_fraction), as the paper",
@@ -79,6 +82,13 @@ def train(cfg: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
     dist = init_distributed(device.type)
     if device.type == "cuda" and dist.enabled:
         device = torch.device("cuda", dist.local_rank)
+    with exclusive_run_dir(out_dir, create=not resume) if dist.is_main else nullcontext():
+        return _train_into(out_dir, cfg, resume, state, device, dist)
+
+
+def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, device: torch.device,
+                dist: DistContext) -> dict[str, Any]:
+    """The run itself, once `train` holds its directory."""
     data = build_data(cfg.data, require_age=uses_age(cfg))
     _require_validation(data, cfg)
     plan = ExecutionPlan.from_config(cfg.train, device)
@@ -138,6 +148,24 @@ def train(cfg: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
     if not dist.is_main:
         return {}
     return _finish(out_dir, cfg, data, method, tracker, state, knows_clean, device)
+
+
+@contextmanager
+def exclusive_run_dir(out_dir: Path, create: bool = True) -> Iterator[None]:
+    """One `elr-mri train` at a time in a run directory: until the first checkpoint nothing marks it as
+    taken, and two runs would interleave their checkpoints, config and metrics."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(f"--out {out_dir} is a file; choose a folder for the run")
+    if not create and not out_dir.is_dir():
+        raise FileNotFoundError(f"{out_dir}: no such run directory to resume")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / RUN_LOCK, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FileExistsError(f"{out_dir}: another `elr-mri train` is writing this run; let it finish (or stop "
+                                  "it) first, or choose another --out") from None
+        yield
 
 
 def _require_validation(data: NoisyImageData, cfg: RunConfig) -> None:
