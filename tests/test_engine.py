@@ -334,3 +334,21 @@ def test_a_balanced_subset_is_drawn_once_capped_per_class_and_reshuffled_each_ep
         assert len(first) == 120 and len(set(first.tolist())) == 120  # without replacement
     assert set(epochs[0][0].tolist()) == set(epochs[1][0].tolist()) and not torch.equal(epochs[0][0], epochs[1][0])
     assert set(epochs[0][0].tolist()) != set(epochs[0][1].tolist())  # each ELR+ network has its own subset
+
+
+def test_a_resumed_run_logs_each_epoch_once_to_tensorboard(tmp_path: Path) -> None:
+    """Epochs an interrupted run logged after its last checkpoint are trained again; their old points go."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from torch.utils.tensorboard import SummaryWriter
+
+    out = tmp_path / "run"
+    settings = ["data.train_subset=300", "train.progress=false", "train.tensorboard=true"]
+    train(load_config(DIGITS, [*settings, "train.epochs=2"]), out)
+    interrupted = SummaryWriter(log_dir=str(out / "tensorboard"))  # epoch 3 logged, then killed before its checkpoint
+    interrupted.add_scalar("val_acc", -1.0, 3)
+    interrupted.close()
+    train(load_config(out / "config.yaml", ["train.epochs=3"]), out, resume=True)
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    points = events.Scalars("val_acc")
+    assert [p.step for p in points] == [1, 2, 3] and points[-1].value >= 0

@@ -110,7 +110,7 @@ def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, de
             _reopen_run_dir(out_dir, cfg)
     elif dist.is_main:
         _start_run_dir(out_dir, cfg, data)
-    writer = _tensorboard(out_dir) if cfg.train.tensorboard and dist.is_main else None
+    writer = _tensorboard(out_dir, state.epoch) if cfg.train.tensorboard and dist.is_main else None
     show_progress = cfg.train.progress and dist.is_main
     checkpoints = CheckpointWriter(out_dir, cfg.train.checkpoint_seconds)
 
@@ -425,10 +425,12 @@ def _read_metrics(out_dir: Path) -> list[dict[str, Any]]:
     return table.to_dict("records") if "epoch" in table.columns else []
 
 
-def _tensorboard(out_dir: Path) -> Any:
+def _tensorboard(out_dir: Path, epochs_kept: int) -> Any:
+    """The run's event writer; a resumed run (`epochs_kept` > 0) purges the points an interrupted one logged
+    after its last checkpoint, which it trains again, so TensorBoard shows each epoch once."""
     from torch.utils.tensorboard import SummaryWriter  # imported late: it is slow to load
 
-    return SummaryWriter(log_dir=str(out_dir / "tensorboard"))
+    return SummaryWriter(log_dir=str(out_dir / "tensorboard"), purge_step=epochs_kept + 1 if epochs_kept else None)
 
 
 def _finish(out_dir: Path, cfg: RunConfig, data: NoisyImageData, method: Method, tracker: PredictionTracker,
