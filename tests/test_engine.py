@@ -144,8 +144,12 @@ def test_resume_with_more_epochs_extends_a_finished_run(tmp_path: Path) -> None:
 
     reached = _rows(out)
     assert "epochs: 40" in (out / "config.yaml").read_text(), "a plain --resume would stop at 2 epochs"
+    stale = [out / ".tmp999-metrics.csv", out / "checkpoints" / ".tmp999-last.pt"]  # what a kill mid-write leaves
+    for path in stale:
+        path.write_bytes(b"half")
     result = _cli("train", "--resume", str(out), "--set", f"train.epochs={reached + 2}")
     assert result.returncode == 0, result.stderr
+    assert not any(path.exists() for path in stale)
     assert list(pd.read_csv(out / "metrics.csv")["epoch"]) == list(range(1, reached + 3))
     assert json.loads((out / "summary.json").read_text())["epochs"] == reached + 2
 

@@ -42,6 +42,7 @@ from elr_mri.engine.schedule import lr_at
 from elr_mri.engine.tracking import PredictionTracker, memorization_fractions
 from elr_mri.evaluation.metrics import TOP5_MIN_CLASSES, balanced_accuracy
 from elr_mri.mislabels import mislabel_precision_recall, suspected_mislabels
+from preprocess.sidecar import remove_stale_temps
 
 __all__ = ["train", "resolve_device", "evaluate_split", "SplitScore", "uses_age", "selection_rule", "RunState",
            "CheckpointWriter"]
@@ -89,6 +90,9 @@ def train(cfg: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
 def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, device: torch.device,
                 dist: DistContext) -> dict[str, Any]:
     """The run itself, once `train` holds its directory."""
+    if dist.is_main:  # what a killed run was writing: never read, but a ResNet checkpoint's is 170 MB
+        for folder in (out_dir, out_dir / "checkpoints"):
+            remove_stale_temps(folder)
     data = build_data(cfg.data, require_age=uses_age(cfg))
     _require_validation(data, cfg)
     plan = ExecutionPlan.from_config(cfg.train, device)
