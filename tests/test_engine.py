@@ -106,7 +106,7 @@ def test_a_better_epoch_held_back_is_written_as_it_was(tmp_path: Path) -> None:
     cfg = load_config(DIGITS, ["model.name=small_cnn", "model.hidden=8"])
     method = build_method(cfg, (1, 8, 8), 10, 32, ExecutionPlan.from_config(cfg.train, torch.device("cpu")))
     tracker, state = PredictionTracker(32, 10, torch.device("cpu")), RunState()
-    writer = CheckpointWriter(tmp_path, every_seconds=3600)
+    writer = CheckpointWriter(tmp_path, every_seconds=3600, config={})
     state.epoch = state.best_epoch = 1
     writer.after_epoch(method, tracker, state, is_best=True, final=False)
     assert not (tmp_path / "checkpoints").exists(), "within the interval nothing is written"
@@ -158,6 +158,11 @@ def test_resume_refuses_other_settings_a_shorter_run_and_a_missing_run(tmp_path:
     out = tmp_path / "run"
     train(load_config(DIGITS, [*SMALL, "train.epochs=2"]), out)
     config_before = (out / "config.yaml").read_text()
+    (out / "config.yaml").write_text(config_before.replace("lam: 3.0", "lam: 0.0"))  # edited by hand
+    result = _cli("train", "--resume", str(out), "--set", "train.epochs=3")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "was trained with loss.lam = 3.0" in result.stderr and "restore" in result.stderr
+    (out / "config.yaml").write_text(config_before)
     for change, message in (("loss.lam=1", "was trained with loss.lam = 3.0"),
                             ("train.epochs=1", "has trained 2 epochs, so train.epochs = 1 cannot shorten it")):
         result = _cli("train", "--resume", str(out), "--set", change)

@@ -26,7 +26,8 @@ import yaml
 from tqdm import tqdm
 
 from elr_mri.config import (
-    ConfigError, RunConfig, config_to_dict, load_config, refuse_resume_changes, with_absolute_paths,
+    ConfigError, RunConfig, config_from_dict, config_to_dict, load_config, refuse_resume_changes,
+    with_absolute_paths,
 )
 from elr_mri.data import build_data
 from elr_mri.distributed import DistContext, barrier, gather_rows, init_distributed, leave_distributed
@@ -106,7 +107,7 @@ def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, de
         _require_same_data_shape(out_dir, data)
         if cfg.data.name == "mri":
             _require_same_splits(out_dir, data)
-        _restore(out_dir, method, tracker, state)
+        _restore(out_dir, cfg, method, tracker, state)
         if cfg.train.epochs < state.epoch:
             raise ConfigError(f"{out_dir} has trained {state.epoch} epochs, so train.epochs = {cfg.train.epochs} "
                               f"cannot shorten it; pass more than {state.epoch} to continue it")
@@ -116,7 +117,7 @@ def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, de
         _start_run_dir(out_dir, cfg, data)
     writer = _tensorboard(out_dir, state.epoch) if cfg.train.tensorboard and dist.is_main else None
     show_progress = cfg.train.progress and dist.is_main
-    checkpoints = CheckpointWriter(out_dir, cfg.train.checkpoint_seconds)
+    checkpoints = CheckpointWriter(out_dir, cfg.train.checkpoint_seconds, config_to_dict(cfg))
 
     epochs = range(state.epoch, cfg.train.epochs)
     for epoch in tqdm(epochs, desc="epochs", disable=not show_progress, initial=state.epoch,
@@ -350,14 +351,21 @@ def uses_age(cfg: RunConfig) -> bool:
     return cfg.model.name == "widened_cnn3d" and cfg.model.use_age
 
 
-def _restore(out_dir: Path, method: Method, tracker: PredictionTracker, state: RunState) -> None:
-    """Load last.pt into the method, the tracker and `state`; nothing to load means start over in place."""
+def _restore(out_dir: Path, cfg: RunConfig, method: Method, tracker: PredictionTracker, state: RunState) -> None:
+    """Load last.pt into the method, the tracker and `state`; nothing to load means start over in place.
+
+    `cfg` comes from the run's config.yaml, which a hand edit may have changed since: the settings the
+    checkpoint was trained with (recorded in it) are compared, as `--set` changes are."""
     path = out_dir / "checkpoints" / "last.pt"
     if not path.exists():  # killed before the first checkpoint was written
         print(f"{out_dir}: no checkpoint yet (stopped before the first was written); training starts from epoch 1",
               file=sys.stderr)
         return
     ckpt = load_checkpoint(path)
+    if "config" in ckpt:  # checkpoints from before it was recorded have none
+        refuse_resume_changes(config_from_dict(ckpt["config"], str(path)), cfg, out_dir,
+                              fix=f"restore {out_dir / 'config.yaml'} to the settings {path.name} was trained with, "
+                                  "or start a new run with the new ones")
     method.load_state_dict(ckpt["method"])
     tracker.load(ckpt["tracker_probs"])
     state.epoch, state.best_val, state.best_epoch = ckpt["epoch"], ckpt["best_val"], ckpt["best_epoch"]
@@ -378,9 +386,10 @@ class CheckpointWriter:
     a killed run loses at most `every_seconds` plus the epoch in flight and resumes to the same result.
     """
 
-    def __init__(self, out_dir: Path, every_seconds: float) -> None:
+    def __init__(self, out_dir: Path, every_seconds: float, config: dict[str, Any]) -> None:
         self.folder = out_dir / "checkpoints"
         self.every_seconds = every_seconds
+        self.config = config  # the run's settings, kept in last.pt: a resume compares them with config.yaml
         self.written_at = time.perf_counter()
         self.best: dict[str, Any] | None = None  # a better epoch's weights, not on disk yet
 
@@ -403,6 +412,7 @@ class CheckpointWriter:
             "best_epoch": state.best_epoch,
             "wall_seconds": state.seconds_before + time.perf_counter() - state.started,
             "rng": capture_rng(),
+            "config": self.config,
         }, self.folder / "last.pt")
         self.written_at = time.perf_counter()
 
