@@ -34,6 +34,16 @@ def test_inception_resnet_v2_is_the_standard_network() -> None:
         assert webvision(torch.zeros(2, 3, 227, 227)).shape == (2, 50)
 
 
+def test_resnet50_is_the_imagenet_network() -> None:
+    """torchvision's count (25,557,032 at 1000 classes: no shortcut biases) and a stride-2 stem, so 224
+    pixels end in a 7×7 map: ImageNet weights load onto the network they were trained as."""
+    model = build_model(ModelConfig(name="resnet50"), (3, 224, 224), 1000).eval()
+    assert sum(p.numel() for p in model.parameters()) == 25_557_032
+    trunk = torch.nn.Sequential(*list(model.children())[:-2])  # without the pooling and the head
+    with torch.no_grad():
+        assert trunk(torch.zeros(1, 3, 224, 224)).shape == (1, 2048, 7, 7)
+
+
 def test_preact_identity_shortcut_carries_the_pre_activated_input() -> None:
     """As the official ELR+ network: with its convolutions zeroed a block returns ReLU(BN(x)), not x."""
     from elr_mri.models.resnet_cifar import PreActBlock

@@ -15,10 +15,16 @@ __all__ = ["build_model", "MODEL_NAMES"]
 
 
 def _resnet50(input_shape: tuple[int, ...], num_classes: int, cfg: ModelConfig) -> nn.Module:
-    """ImageNet ResNet-50 (Clothing1M) from MONAI; pretrained weights come from a local checkpoint."""
+    """ImageNet ResNet-50 (Clothing1M) from MONAI; pretrained weights come from a local checkpoint.
+
+    MONAI's defaults differ from the ImageNet network (torchvision's, whose weights the paper starts
+    from): a stride-1 stem, which runs every layer at twice the resolution, and biased shortcut
+    convolutions that ImageNet weights leave random. Both are set as ImageNet has them.
+    """
     from monai.networks.nets import resnet50
 
-    return resnet50(spatial_dims=2, n_input_channels=input_shape[0], num_classes=num_classes)
+    return resnet50(spatial_dims=2, n_input_channels=input_shape[0], num_classes=num_classes, conv1_t_stride=2,
+                    bias_downsample=False)
 
 
 def _inception_resnet_v2(input_shape: tuple[int, ...], num_classes: int, cfg: ModelConfig) -> nn.Module:
