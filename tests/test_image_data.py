@@ -268,6 +268,19 @@ def test_clothing1m_lists(tmp_path):
         build_image_data(DataConfig(name="clothing1m", root=str(tmp_path)))
 
 
+@pytest.mark.parametrize(("file", "line", "shown"), [("noisy_label_kv.txt", "images/0/1.jpg 3 extra", "3 extra"),
+                                                     ("noisy_label_kv.txt", "images/0/1.jpg x", "x"),
+                                                     ("clean_label_kv.txt", "images/0/1.jpg 20", "20")])
+def test_a_malformed_clothing1m_label_line_is_one_error_naming_file_and_line(tmp_path, file, line, shown):
+    write_clothing1m(tmp_path)
+    lines = (tmp_path / file).read_text().splitlines()
+    lines[1] = line
+    (tmp_path / file).write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=rf"{file}, line 2: expected `image-key label` with a label 0..13, "
+                                         rf"got 'images/0/1.jpg {shown}'"):
+        build_image_data(DataConfig(name="clothing1m", root=str(tmp_path)))
+
+
 def write_mini_webvision(root: Path, per_class: int = 1, classes: int = 50) -> None:
     """WebVision's layout with `per_class` small images for each of the first `classes` classes, and one
     image of class 50 in every list (mini WebVision leaves it out)."""

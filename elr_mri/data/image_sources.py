@@ -271,8 +271,8 @@ def _clothing1m(root: Path) -> ImageSource:
     _require_files("clothing1m", root, needed,
                    "Clothing1M is not downloadable, ask its authors (Xiao et al. 2015) for access and "
                    f"extract the release (the label lists and images/) into {root}")
-    noisy = _read_key_values(root / "noisy_label_kv.txt")
-    clean = _read_key_values(root / "clean_label_kv.txt")
+    noisy = _read_key_values(root / "noisy_label_kv.txt", len(CLOTHING1M_CLASSES))
+    clean = _read_key_values(root / "clean_label_kv.txt", len(CLOTHING1M_CLASSES))
     val_list = root / CLOTHING1M_VAL_LIST
     return ImageSource(
         _listed_split(root, "noisy_train_key_list.txt", noisy),
@@ -282,9 +282,19 @@ def _clothing1m(root: Path) -> ImageSource:
     )
 
 
-def _read_key_values(path: Path) -> dict[str, int]:
-    pairs = (line.split() for line in path.read_text().splitlines() if line.strip())
-    return {key: int(value) for key, value in pairs}
+def _read_key_values(path: Path, num_classes: int) -> dict[str, int]:
+    """A label list of `image-key label` lines; a malformed line or a label outside 0..num_classes-1 is one
+    error naming the file and line (a wrong clean label would otherwise surface only after an epoch)."""
+    labels: dict[str, int] = {}
+    for number, line in enumerate(_read_list(path), start=1):
+        words = line.split()
+        if not words:
+            continue
+        if len(words) != 2 or not words[1].isdigit() or int(words[1]) >= num_classes:
+            raise ValueError(f"{path}, line {number}: expected `image-key label` with a label 0..{num_classes - 1}, "
+                             f"got {line.strip()!r}; use the release's file")
+        labels[words[0]] = int(words[1])
+    return labels
 
 
 def _listed_split(root: Path, list_name: str, labels: dict[str, int]) -> ImageSplit:
