@@ -92,6 +92,6 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 if __name__ == "__main__":  # a library of the scripts beside it, not a command: say so instead of doing nothing
-    print(__doc__.strip() + "\n\nRun a script beside it (reproduce_paper_table.py, cifar10n_cpu.py, digits_benchmark.py, mri_demo.py); "
-          "they import this module.")
+    print(__doc__.strip() + "\n\nRun a script beside it (reproduce_paper_table.py, cifar10n_cpu.py, "
+          "digits_benchmark.py, mri_demo.py); they import this module.")
     sys.exit(2)
