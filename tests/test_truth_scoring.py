@@ -62,6 +62,14 @@ def test_paired_difference_counts_participants_each_method_gets_right(tmp_path: 
     assert mean_paired_difference([(a, a)], truth, n_boot=20).high == 0.0  # identical predictions: no spread
 
 
+def test_a_paired_comparison_of_runs_on_other_participants_says_what_it_covers(tmp_path: Path, truth: pd.DataFrame,
+                                                                              caplog: pytest.LogCaptureFixture) -> None:
+    a = _write_predictions(tmp_path / "a.csv", [("s1", "CN", "CN"), ("s2", "MCI", "MCI"), ("s3", "AD", "AD")])
+    b = _write_predictions(tmp_path / "b.csv", [("s1", "CN", "CN"), ("s2", "MCI", "CN")])
+    assert mean_paired_difference([(a, b)], truth, n_boot=20).estimate == pytest.approx(-0.5)  # over s1, s2
+    assert "covers the 2 participant entries every run has; a run has 3" in caplog.text
+
+
 def test_mean_over_seeds_averages_each_participants_difference(tmp_path: Path, truth: pd.DataFrame) -> None:
     right = _right_except(tmp_path / "right.csv")
     wrong_s1 = _right_except(tmp_path / "w1.csv", s1="AD")

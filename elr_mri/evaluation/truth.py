@@ -9,6 +9,7 @@ overlap of two separate intervals suggests.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Sequence
 
@@ -20,6 +21,8 @@ from elr_mri.evaluation.metrics import (N_BOOT, Interval, MetricsReport, bootstr
 
 __all__ = ["predictions_with_truth", "rescore_against_truth", "mean_paired_difference",
            "PAIRED_METRICS"]
+
+log = logging.getLogger(__name__)
 
 
 def predictions_with_truth(predictions: Path, truth: pd.DataFrame) -> pd.DataFrame:
@@ -78,6 +81,10 @@ def mean_paired_difference(pairs: Sequence[tuple[Path, Path]], truth: pd.DataFra
         shared = shared.intersection(a.index).intersection(b.index)
     if shared.empty:
         raise ValueError(f"the runs {[str(path) for pair in pairs for path in pair]} share no participant")
+    most = max(len(frame) for pair in scored for frame in pair)
+    if len(shared) < most:  # runs on other splits or holdouts: the comparison covers only the common part
+        log.warning("the paired comparison covers the %d participant entries every run has; a run has %d "
+                    "(were they evaluated on the same split or holdout?)", len(shared), most)
     labels = shared.get_level_values("label").to_numpy()
     runs = [(a.loc[shared].to_numpy(), b.loc[shared].to_numpy()) for a, b in scored]
     num_classes = runs[0][0].shape[1]
