@@ -202,6 +202,8 @@ def test_noise_config_human_refuses_misaligned_images(tmp_path):
     assert apply_noise_config(config, np.array([2, 0]), 3, original_index=np.array([2, 0])).tolist() == [0, 1]
     with pytest.raises(ValueError, match="disagrees with the data set's labels on 2 of 2 images"):
         apply_noise_config(config, np.array([0, 2]), 3, original_index=np.array([2, 0]))
-    with pytest.raises(ValueError, match=r"labels go up to class 2 and the data set has 2 classes; the file belongs "
+    with pytest.raises(ValueError, match=r"its labels name 3 classes and the data set has 2; the file belongs "
                                          r"to another data set \(CIFAR-10N's file for CIFAR-10"):
         apply_noise_config(config, np.array([0, 1]), 2, original_index=np.array([0, 1]))  # CIFAR-100N on CIFAR-10
+    with pytest.raises(ValueError, match=r"its labels name 3 classes and the data set has 4; the file belongs"):
+        apply_noise_config(config, np.array([0, 1]), 4, original_index=np.array([0, 1]))  # CIFAR-10N on CIFAR-100

@@ -164,10 +164,10 @@ def _human_labels(
             f"{path}: holds {len(human)} labels but the data set has original index {index.max()}; "
             "the label file does not belong to this data set"
         )
-    if "clean_label" in arrays and int(arrays["clean_label"].max()) >= num_classes:
+    if "clean_label" in arrays and int(arrays["clean_label"].max()) + 1 != num_classes:
         raise ValueError(
-            f"{path}: its labels go up to class {int(arrays['clean_label'].max())} and the data set has {num_classes} "
-            "classes; the file belongs to another data set (CIFAR-10N's file for CIFAR-10, CIFAR-100N's for CIFAR-100)"
+            f"{path}: its labels name {int(arrays['clean_label'].max()) + 1} classes and the data set has {num_classes}; "
+            "the file belongs to another data set (CIFAR-10N's file for CIFAR-10, CIFAR-100N's for CIFAR-100)"
         )
     if "clean_label" in arrays:
         wrong = int((_pick(arrays, "clean_label", path)[index] != np.asarray(labels)).sum())
