@@ -23,7 +23,8 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 def test_defaults_and_overrides(tmp_path: Path) -> None:
     path = _write(tmp_path, "loss:\n  name: elr\n  lam: 3\noptim:\n  weight_decay: 1e-3\n")
-    cfg = load_config(path, ["train.epochs=7", "data.noise.rate=0.4", "schedule.milestones=[2, 4]"])
+    cfg = load_config(path, ["train.epochs=7", "data.noise.mode=pair", "data.noise.rate=0.4",
+                             "schedule.milestones=[2, 4]"])
     assert isinstance(cfg, RunConfig)
     assert cfg.loss.name == "elr" and cfg.loss.lam == 3.0 and isinstance(cfg.loss.lam, float)
     assert cfg.optim.weight_decay == 1e-3  # YAML 1.1 reads "1e-3" as a string; accepted as a float
@@ -99,7 +100,7 @@ def test_a_run_directory_config_starts_a_new_run(tmp_path: Path) -> None:
 
 
 def test_resume_may_change_how_a_run_runs_but_not_what_it_computes(tmp_path: Path) -> None:
-    path = _write(tmp_path, "loss:\n  name: elr\n  lam: 3\n")
+    path = _write(tmp_path, "loss:\n  name: elr\n  lam: 3\ndata:\n  noise: {mode: symmetric, rate: 0.4}\n")
     saved = load_config(path)
     refuse_resume_changes(saved, load_config(path, ["train.epochs=200", "train.precision=bf16", "loss.lam=3"]),
                           tmp_path)
@@ -134,3 +135,20 @@ def test_a_resume_compares_paths_as_the_files_they_name(tmp_path: Path, monkeypa
     elsewhere = config_from_dict({"data": {"name": "mri", "mri": {"manifest": "other/adni.csv"}}})
     with pytest.raises(ConfigError, match="data.mri.manifest"):
         refuse_resume_changes(with_absolute_paths(relative), elsewhere, "runs/x")
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    (["data.noise.rate=0.4"], r"data.noise.rate = 0.4 is not read by data.noise.mode = none; set a mode"),
+    (["data.noise.mode=transition", "data.noise.transition_matrix=t.npy", "data.noise.rate=0.2"],
+     r"data.noise.rate = 0.2 is not read by data.noise.mode = transition"),
+    (["data.noise.mode=symmetric"], r"data.noise.mode = symmetric with data.noise.rate = 0 changes no label"),
+    (["data.noise.mode=symmetric", "data.noise.rate=0.4", "data.noise.human_labels=h.npz"],
+     r"data.noise.human_labels is set but data.noise.mode = symmetric does not read it; set data.noise.mode: human"),
+    (["data.noise.transition_matrix=t.npy"], r"data.noise.transition_matrix is set but data.noise.mode = none"),
+])
+def test_noise_settings_the_mode_does_not_read_are_refused(tmp_path: Path, settings: list[str], message: str) -> None:
+    """`--set data.noise.rate=0.4` without a mode would train on the labels as given while looking noisy."""
+    path = _write(tmp_path, "loss:\n  name: ce\n")
+    with pytest.raises(ConfigError, match=message) as info:
+        load_config(path, settings)
+    assert "\n" not in str(info.value)
