@@ -6,6 +6,8 @@ fails is caught in its worker and listed in `failures.csv`; the others finish. T
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,8 +15,10 @@ import numpy as np
 import pandas as pd
 
 from .checks import ScanError
+from .inputs import select_shard
 from .pipeline import Params, ScanOutputs, process_scan
-from .sidecar import atomic_path
+from .sidecar import atomic_path, write_json
+from .template import template_file_digests
 from .workers import run_per_scan
 
 __all__ = ["QC_COLUMNS", "Summary", "run_batch", "merge_shards", "flag_outliers", "write_csv", "failure_table",
@@ -49,16 +53,33 @@ def shard_names(shard: tuple[int, int] | None) -> tuple[str, str]:
     return f"manifest-{tag}.csv", f"failures-{tag}.csv"
 
 
+def shard_record_name(shard: tuple[int, int]) -> str:
+    """The JSON a shard writes with its manifest: the settings and input table merge checks the shards share."""
+    return f"shard-{shard[0]}-of-{shard[1]}.json"
+
+
+SHARD_FILE_PATTERNS = ("manifest-shard-*-of-*.csv", "failures-shard-*-of-*.csv", "shard-*-of-*.json")
+
+
 def run_batch(table: pd.DataFrame, out_dir: str | Path, params: Params, jobs: int = 1,
               shard: tuple[int, int] | None = None, min_ncc: float = 0.45, progress: bool = True) -> Summary:
-    """Process every row of `table` (from inputs.read_inputs) and write the manifest and failures."""
+    """Process every row of `table` (from inputs.read_inputs), or of its `shard` (I, N), and write the
+    manifest and failures (a shard: its own, plus the record `merge_shards` checks)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest_name, failures_name = shard_names(shard)
     # A manifest describes a finished run: from here on the scans it lists may be redone with other settings,
     # so an interrupted rerun must not leave it behind for training to read (the merged one too, for a shard).
-    for name in {manifest_name, failures_name, *shard_names(None)}:
+    stale = [manifest_name, failures_name, *shard_names(None)]
+    if shard is None:  # a later merge would put an earlier sharded run's rows back over this run's manifest
+        stale += [found.name for pattern in SHARD_FILE_PATTERNS for found in out_dir.glob(pattern)]
+    else:
+        stale.append(shard_record_name(shard))
+    for name in stale:
         (out_dir / name).unlink(missing_ok=True)
+    record = _shard_settings(table, params, min_ncc)
+    if shard is not None:
+        table = select_shard(table, *shard)
     arguments = {i: (row.resolved_path, out_dir, row.participant_id, row.session_id, params)
                  for i, row in zip(table.index, table.itertuples())}
     results = run_per_scan(_run_one, arguments, jobs, "preprocess", progress)
@@ -66,6 +87,8 @@ def run_batch(table: pd.DataFrame, out_dir: str | Path, params: Params, jobs: in
     manifest = flag_outliers(manifest, min_ncc)
     write_csv(manifest, out_dir / manifest_name)
     write_csv(failures, out_dir / failures_name)
+    if shard is not None:
+        write_json(out_dir / shard_record_name(shard), record)
     counts = manifest["status"].value_counts() if len(manifest) else {}
     return Summary(done=int(counts.get("done", 0)), skipped=int(counts.get("skipped", 0)),
                    failed=len(failures), flagged=int(manifest["qc_flag"].sum()) if len(manifest) else 0)
@@ -111,12 +134,22 @@ def _tables(table: pd.DataFrame, results: dict[int, dict]) -> tuple[pd.DataFrame
     for column in QC_COLUMNS:
         manifest[column] = [results[i]["qc"][column] for i in ok]
     manifest["status"] = [results[i]["status"] for i in ok]
-    return manifest.reset_index(drop=True), failure_table(table, results, FAILURE_COLUMNS[:-1])
+    failures = failure_table(table.assign(path=table["resolved_path"]), results, FAILURE_COLUMNS[:-1])
+    return manifest.reset_index(drop=True), failures
+
+
+def _shard_settings(table: pd.DataFrame, params: Params, min_ncc: float) -> dict:
+    """What every shard of one cohort must share: the parameters, the template files and the whole input
+    table (before sharding; a table edited between array tasks would shard into overlaps and gaps)."""
+    rows = table.to_csv(index=False).encode()
+    return {"params": params.as_dict(), "template": template_file_digests(params.template, params.template_mask),
+            "inputs_sha256": hashlib.sha256(rows).hexdigest(), "qc_min_ncc": min_ncc}
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
+    """A shard's table as written: every column text, so merging never retypes carried columns (0042, 1e3)."""
     try:
-        return pd.read_csv(path, dtype={"participant_id": str, "session_id": str}, keep_default_na=False)
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
     except pd.errors.EmptyDataError:
         raise ValueError(f"{path}: empty (a shard cut short?); rerun that shard, then merge") from None
 
@@ -140,9 +173,10 @@ def telling_line(message: str) -> str:
     return next((line for line in lines if line.startswith("ITK ERROR")), lines[0] if lines else "")
 
 
-def merge_shards(out_dir: str | Path, min_ncc: float = 0.45) -> Summary:
+def merge_shards(out_dir: str | Path, min_ncc: float | None = None) -> Summary:
     """Join `manifest-shard-I-of-N.csv` (and failures) of all N shards into manifest.csv and
-    failures.csv, re-flagging QC outliers over the whole cohort. Refuses when a shard is missing."""
+    failures.csv, re-flagging QC outliers over the whole cohort (at `min_ncc`, by default the shards'
+    --qc-min-ncc). Refuses when a shard is missing or the shards ran on other settings or input tables."""
     out_dir = Path(out_dir)
     found = sorted(out_dir.glob("manifest-shard-*-of-*.csv"))
     if not found:
@@ -156,6 +190,11 @@ def merge_shards(out_dir: str | Path, min_ncc: float = 0.45) -> Summary:
     if missing:
         raise FileNotFoundError(f"{out_dir}: {len(missing)} of {count} shards missing ({', '.join(missing[:3])}"
                                 f"{'...' if len(missing) > 3 else ''}); rerun those shards, then merge")
+    recorded_ncc = _shared_settings(out_dir, count)
+    min_ncc = recorded_ncc if min_ncc is None else min_ncc
+    if min_ncc is None:
+        raise ValueError(f"{out_dir}: the shards ran with different --qc-min-ncc; give the threshold to merge with "
+                         "(preprocess-merge --qc-min-ncc X)")
     manifest = pd.concat([_read_csv(out_dir / m) for m, _ in names], ignore_index=True)
     failures = pd.concat([pd.DataFrame(columns=FAILURE_COLUMNS)]
                          + [_read_csv(out_dir / f) for _, f in names if (out_dir / f).exists()], ignore_index=True)
@@ -165,3 +204,30 @@ def merge_shards(out_dir: str | Path, min_ncc: float = 0.45) -> Summary:
     statuses = manifest["status"].value_counts()
     return Summary(done=int(statuses.get("done", 0)), skipped=int(statuses.get("skipped", 0)),
                    failed=len(failures), flagged=int(manifest["qc_flag"].sum()))
+
+
+def _shared_settings(out_dir: Path, count: int) -> float | None:
+    """Refuse shards that ran on other settings or input tables; return their common --qc-min-ncc (None: differs)."""
+    records = []
+    for index in range(count):
+        path = out_dir / shard_record_name((index, count))
+        try:
+            records.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            raise ValueError(f"{path}: missing or unreadable (the record of that shard's settings); rerun shard "
+                             f"{index}/{count} (its finished scans are skipped), then merge") from None
+    first = records[0]
+    for index, record in enumerate(records[1:], start=1):
+        if record.get("inputs_sha256") != first.get("inputs_sha256"):
+            raise ValueError(f"{out_dir}: shards 0 and {index} of {count} read different input tables (edited "
+                             "between them?); rerun every shard on one table, then merge")
+        for section in ("params", "template"):
+            ours, theirs = first.get(section) or {}, record.get(section) or {}
+            changed = sorted(key for key in ours.keys() | theirs.keys() if ours.get(key) != theirs.get(key))
+            if changed:
+                key = changed[0]
+                raise ValueError(f"{out_dir}: shards 0 and {index} of {count} ran with different {section} "
+                                 f"({key}: {ours.get(key)!r} vs {theirs.get(key)!r}); rerun the shards with one "
+                                 "command line, then merge")
+    thresholds = {record.get("qc_min_ncc") for record in records}
+    return thresholds.pop() if len(thresholds) == 1 else None

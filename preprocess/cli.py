@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from . import steps
 from .batch import merge_shards, run_batch
-from .inputs import InputError, parse_shard, read_inputs, select_shard
+from .inputs import InputError, parse_shard, read_inputs
 from .pipeline import Params
 from .template import check_template_files
 from .user_errors import USER_ERRORS, report_user_error
@@ -56,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.jobs < 1:
             raise InputError(f"--jobs {args.jobs}: need at least 1 worker")
+        if Path(args.output).exists() and not Path(args.output).is_dir():
+            raise InputError(f"--output {args.output}: is a file; give a folder for the processed scans")
         require_ncc_threshold(args.qc_min_ncc)
         params = Params(template=args.template, template_mask=args.template_mask, resolution=args.resolution,
                         shape=tuple(args.shape) if args.shape else None, transform=args.transform,
@@ -64,8 +67,6 @@ def main(argv: list[str] | None = None) -> int:
         check_template_files(params.template, params.template_mask)
         table = read_inputs(args.input)
         shard = parse_shard(args.shard) if args.shard else None
-        if shard:
-            table = select_shard(table, *shard)
         summary = run_batch(table, args.output, params, jobs=args.jobs, shard=shard, min_ncc=args.qc_min_ncc,
                             progress=not args.no_progress)
     except (InputError, *USER_ERRORS) as exc:
@@ -89,10 +90,12 @@ def merge_main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="elr-mri preprocess-merge",
                                      description="Join the manifests of all --shard I/N runs of one output folder.")
     parser.add_argument("--output", required=True, help="the output folder the shards wrote to")
-    parser.add_argument("--qc-min-ncc", type=float, default=0.45, help="flag scans whose NCC is below this")
+    parser.add_argument("--qc-min-ncc", type=float, default=None,
+                        help="flag scans whose NCC is below this (default: the shards' --qc-min-ncc)")
     args = parser.parse_args(argv)
     try:
-        require_ncc_threshold(args.qc_min_ncc)
+        if args.qc_min_ncc is not None:
+            require_ncc_threshold(args.qc_min_ncc)
     except InputError as exc:
         return report_user_error("elr-mri preprocess-merge", exc)
     try:

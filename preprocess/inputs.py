@@ -48,16 +48,18 @@ def read_inputs(source: str | Path) -> pd.DataFrame:
         table, base = read_csv_table(source, dtype=str, keep_default_na=False), source.parent
     else:
         raise InputError(f"{source}: no such CSV file or BIDS folder; check --input")
+    table.columns = [str(column).strip() for column in table.columns]  # a header typed "a, b, c"
     missing = [c for c in REQUIRED if c not in table.columns]
     if missing:
-        raise InputError(f"{source}: missing column(s) {missing}; the CSV needs {list(REQUIRED)}")
+        raise InputError(f"{source}: missing column(s) {missing} (found {list(table.columns)}); the CSV needs "
+                         f"{list(REQUIRED)}")
     if table.empty:
         raise InputError(f"{source}: no scans listed; add rows (or *_T1w.nii.gz files under sub-*/ses-*/anat)")
     bad_ids = table[table[["participant_id", "session_id"]].apply(
-        lambda r: any(not v.strip() or "/" in v or v.startswith(".") for v in r), axis=1)]
+        lambda r: any(not v.strip() or v != v.strip() or "/" in v or v.startswith(".") for v in r), axis=1)]
     if not bad_ids.empty:
-        raise InputError(f"{source}: row {bad_ids.index[0] + 1} has an empty or path-like participant/session id; "
-                         "ids name output folders, use e.g. sub-002S0295 / ses-M00")
+        raise InputError(f"{source}: row {bad_ids.index[0] + 1} has an empty, space-padded or path-like "
+                         "participant/session id; ids name output folders, use e.g. sub-002S0295 / ses-M00")
     dupes = table[table.duplicated(["participant_id", "session_id"], keep=False)]
     if not dupes.empty:
         first = dupes.iloc[0]
@@ -101,6 +103,10 @@ def _read_bids(root: Path) -> pd.DataFrame:
     if participants.exists():
         extra = pd.read_csv(participants, sep="\t", dtype=str, keep_default_na=False)
         if "participant_id" in extra.columns:
+            repeated = extra["participant_id"][extra["participant_id"].duplicated()]
+            if not repeated.empty:
+                raise InputError(f"{participants}: participant {repeated.iloc[0]} has more than one row; keep one "
+                                 "row per participant")
             table = table.merge(extra, on="participant_id", how="left")
     return table
 

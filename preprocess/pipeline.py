@@ -125,16 +125,19 @@ def process_scan(path: str | Path, outputs: ScanOutputs, params: Params) -> dict
     template = load_template(*params.template_key())
     moving = steps.n4(steps.non_negative(steps.to_ants(scan)), params.profile)
     fixed = template.coarse if steps.PROFILES[params.profile]["fixed"] == "coarse" else template.full
+    outputs.image.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(outputs.image.parent)
-    workdir = tempfile.mkdtemp(prefix="elr-preproc-")
+    # ANTs' transform files go beside the outputs, under a name a killed run's successor removes
+    workdir = tempfile.mkdtemp(prefix=".tmp-registration-", dir=outputs.image.parent)
     try:
         transforms = steps.register(fixed, moving, params.transform, params.deterministic,
                                     outprefix=f"{workdir}/reg_")
-        warped = steps.resample_to_grid(template.grid, moving, transforms)
-        if params.brain_mask:
-            warped = warped * template.mask
+        registered = steps.resample_to_grid(template.grid, moving, transforms)
+        # QC judges the registration, before the output options: a brain mask would make every head overlap
+        # the template's, and z-scoring moves the Otsu threshold the head overlap is measured with
+        figures = qc.qc_figures(registered, template)
+        warped = registered * template.mask if params.brain_mask else registered
         warped = steps.normalise(warped, template.mask, params.normalise)
-        figures = qc.qc_figures(warped, template)
         with atomic_path(outputs.image) as temp:
             steps.to_nifti(warped, params.dtype).to_filename(temp)
         with atomic_path(outputs.transform) as temp:  # ITK affine: template point -> scan point
@@ -142,6 +145,8 @@ def process_scan(path: str | Path, outputs: ScanOutputs, params: Params) -> dict
         if params.transform == "syn":  # applied before the affine, as ANTs lists it
             with atomic_path(outputs.warp) as temp:
                 shutil.copyfile(next(t for t in transforms if t.endswith("Warp.nii.gz")), temp)
+        else:  # an earlier syn run's warp would be taken as this affine's by `elr-mri volumes`
+            outputs.warp.unlink(missing_ok=True)
         with atomic_path(outputs.overlay) as temp:
             qc.overlay_png(warped, template, temp, title=outputs.image.name)
     finally:

@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Iterator
 
@@ -41,9 +42,13 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
 
 
 def remove_stale_temps(folder: str | Path) -> None:
-    """Delete what `atomic_path` left in `folder` when a run was killed: it never looks finished, but takes space."""
+    """Delete what `atomic_path` (files) and the registration (folders) left in `folder` when a run was killed:
+    it never looks finished, but takes space."""
     for stale in Path(folder).glob(".tmp*"):
-        stale.unlink(missing_ok=True)
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
 
 
 def write_json(path: str | Path, payload: dict) -> None:

@@ -19,7 +19,7 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from typing import Callable, Hashable, Iterator, Mapping
 
-__all__ = ["scan_workers", "run_per_scan", "start_worker_process", "die_with_parent"]
+__all__ = ["scan_workers", "usable_cores", "run_per_scan", "start_worker_process", "die_with_parent"]
 
 _PR_SET_PDEATHSIG = 1  # prctl option from <linux/prctl.h>
 
@@ -27,7 +27,7 @@ _PR_SET_PDEATHSIG = 1  # prctl option from <linux/prctl.h>
 @contextmanager
 def scan_workers(jobs: int) -> Iterator[ProcessPoolExecutor]:
     """`jobs` spawned workers with `cores // jobs` ITK threads each, so they do not oversubscribe the machine."""
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    threads = max(1, usable_cores() // jobs)
     children_before = set(multiprocessing.active_children())
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_start_worker, initargs=(threads, os.getpid()))
@@ -40,6 +40,13 @@ def scan_workers(jobs: int) -> Iterator[ProcessPoolExecutor]:
             worker.join(timeout=5)
         raise
     pool.shutdown(wait=True)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (a SLURM job's --cpus-per-task, taskset), not the whole node's."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def run_per_scan(work: Callable[..., dict], arguments: Mapping[Hashable, tuple], jobs: int, desc: str,

@@ -59,9 +59,11 @@ def measure_scan(image_path: str | Path, params: VolumeParams = VolumeParams()) 
     outputs = ScanOutputs.beside(image_path)
     image_hash = file_sha256(outputs.image)
     preprocess_meta = read_sidecar(outputs.sidecar)
-    if preprocess_meta is None or not outputs.transform.is_file():
-        raise FileNotFoundError(f"{outputs.image}: its sidecar or affine transform is missing; "
-                                "rerun `elr-mri preprocess` on this scan")
+    preprocessed = _preprocess_params(preprocess_meta) if preprocess_meta is not None else None
+    transforms = [outputs.transform] + ([outputs.warp] if preprocessed and preprocessed.transform == "syn" else [])
+    if preprocessed is None or not all(path.is_file() for path in transforms):
+        raise FileNotFoundError(f"{outputs.image}: its sidecar, affine transform or (--transform syn) warp is "
+                                "missing; rerun `elr-mri preprocess` on this scan")
     written = (preprocess_meta.get("outputs_sha256") or {}).get(outputs.image.name)
     if written is not None and written != image_hash:  # ITK reads a truncated gzip without complaint
         raise ValueError(f"{outputs.image}: not the file `elr-mri preprocess` wrote (its SHA-256 differs from "
@@ -69,7 +71,7 @@ def measure_scan(image_path: str | Path, params: VolumeParams = VolumeParams()) 
     cached = read_sidecar(outputs.volumes)
     if cached and cached.get("image_sha256") == image_hash and cached.get("params") == params.as_dict():
         return {**cached, "status": "skipped"}
-    jacobian, domain, masks, source = _deformation_jacobian(outputs, _preprocess_params(preprocess_meta), params)
+    jacobian, domain, masks, source = _deformation_jacobian(outputs, preprocessed, params)
     volumes = integrate_regions(jacobian, masks, float(np.prod(domain.spacing)),
                                 affine_determinant(str(outputs.transform)))
     result = {"image_sha256": image_hash, "params": params.as_dict(), "warp": source, "regions": volumes}
@@ -105,7 +107,7 @@ def _deformation_jacobian(outputs: ScanOutputs, preprocessed: Params, params: Vo
 
     from preprocess.steps import PROFILES
 
-    if outputs.warp.is_file():  # preprocessed with --transform syn: the warp lives on the fixed image used then
+    if preprocessed.transform == "syn":  # the warp preprocess wrote lives on the fixed image it used
         image = "coarse" if PROFILES[preprocessed.profile]["fixed"] == "coarse" else "full"
         domain, masks = _domain(preprocessed.template_key(), image, params.registration_mm)
         return warp_jacobian(domain, str(outputs.warp)), domain, masks, "preprocess"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import shutil
 import signal
@@ -105,6 +106,12 @@ def test_shards_cover_every_scan_once_and_merge(mixed_run):
     assert len(pd.read_csv(out / "failures.csv")) == len(BAD_SCANS) + 2  # and the DICOM folder, the blank path
 
 
+def _shard_record(folder: Path, index: int, count: int, qc_min_ncc: float = 0.45) -> None:
+    """What a shard run writes beside its manifest (see batch.shard_record_name), for hand-made shards."""
+    record = {"params": {"resolution": 2.0}, "template": {}, "inputs_sha256": "same", "qc_min_ncc": qc_min_ncc}
+    (folder / f"shard-{index}-of-{count}.json").write_text(json.dumps(record))
+
+
 def test_merge_refuses_missing_shard(tmp_path, capsys):
     pd.DataFrame({"participant_id": ["a"], "session_id": ["b"], "qc_ncc": [0.9], "qc_mask_dice": [0.75], "status": ["done"]}).to_csv(
         tmp_path / "manifest-shard-0-of-2.csv", index=False)
@@ -113,14 +120,59 @@ def test_merge_refuses_missing_shard(tmp_path, capsys):
 
 
 def test_merge_names_an_empty_shard_and_needs_no_failures_files(tmp_path, capsys):
-    shard = pd.DataFrame({"participant_id": ["a"], "session_id": ["b"], "qc_ncc": [0.9], "qc_mask_dice": [0.75], "status": ["done"]})
+    shard = pd.DataFrame({"participant_id": ["a"], "session_id": ["b"], "qc_ncc": [0.9], "qc_mask_dice": [0.75],
+                          "rid": ["0042"], "status": ["done"]})
     shard.to_csv(tmp_path / "manifest-shard-0-of-2.csv", index=False)
     (tmp_path / "manifest-shard-1-of-2.csv").write_text("")
+    for index in range(2):
+        _shard_record(tmp_path, index, 2)
     assert merge_main(["--output", str(tmp_path)]) == 1
     assert "manifest-shard-1-of-2.csv: empty" in capsys.readouterr().err
-    shard.assign(participant_id="c").to_csv(tmp_path / "manifest-shard-1-of-2.csv", index=False)
+    shard.assign(participant_id="c", rid="1e3").to_csv(tmp_path / "manifest-shard-1-of-2.csv", index=False)
     assert merge_main(["--output", str(tmp_path)]) == 0  # no failures-shard files: none failed
     assert list(pd.read_csv(tmp_path / "failures.csv").columns) == ["participant_id", "session_id", "path", "error"]
+    assert (tmp_path / "manifest.csv").read_text().splitlines()[1:] == [  # carried columns as the shards wrote them
+        "a,b,0.9,0.75,0042,False,done", "c,b,0.9,0.75,1e3,False,done"]
+
+
+def test_merge_uses_the_shards_qc_threshold_and_refuses_a_shard_without_its_record(tmp_path, capsys):
+    for index, ncc in enumerate((0.7, 0.9)):
+        pd.DataFrame({"participant_id": [f"p{index}"], "session_id": ["b"], "qc_ncc": [ncc], "qc_mask_dice": [0.75],
+                      "status": ["done"]}).to_csv(tmp_path / f"manifest-shard-{index}-of-2.csv", index=False)
+    _shard_record(tmp_path, 0, 2, qc_min_ncc=0.8)
+    assert merge_main(["--output", str(tmp_path)]) == 1
+    assert "shard-1-of-2.json: missing or unreadable" in capsys.readouterr().err
+    _shard_record(tmp_path, 1, 2, qc_min_ncc=0.8)
+    assert merge_main(["--output", str(tmp_path)]) == 0
+    assert pd.read_csv(tmp_path / "manifest.csv")["qc_flag"].tolist() == [True, False]  # 0.7 < the shards' 0.8
+    assert merge_main(["--output", str(tmp_path), "--qc-min-ncc", "0.5"]) == 0  # a threshold given wins
+    assert pd.read_csv(tmp_path / "manifest.csv")["qc_flag"].tolist() == [False, False]
+
+
+def test_shards_of_other_settings_or_an_edited_table_are_not_merged(tmp_path, capsys):
+    """Array tasks that started apart may see an edited table or another command line: overlaps, gaps, mixed grids."""
+    scans = {}
+    for pid in ("sub-a", "sub-b", "sub-c"):  # unreadable scans: each shard finishes at once, failing them
+        scans[pid] = tmp_path / f"{pid}.nii.gz"
+        scans[pid].write_bytes(gzip.compress(b"garbage"))
+    table, out = _csv(tmp_path, scans), tmp_path / "out"
+    main(["--input", str(table), "--output", str(out), "--shard", "0/2", *FAST])
+    main(["--input", str(table), "--output", str(out), "--shard", "1/2", "--resolution", "3", "--no-progress"])
+    assert merge_main(["--output", str(out)]) == 1
+    assert "ran with different params (resolution: 2.0 vs 3.0)" in capsys.readouterr().err
+    edited = tmp_path / "edited.csv"
+    pd.read_csv(table).iloc[::-1].to_csv(edited, index=False)  # the same rows, another order: no change
+    main(["--input", str(edited), "--output", str(out), "--shard", "1/2", *FAST])
+    assert merge_main(["--output", str(out)]) == 1  # every scan failed, but merged
+    pd.read_csv(table).assign(diagnosis="AD").to_csv(edited, index=False)
+    main(["--input", str(edited), "--output", str(out), "--shard", "1/2", *FAST])
+    assert merge_main(["--output", str(out)]) == 1
+    assert "shards 0 and 1 of 2 read different input tables" in capsys.readouterr().err
+    assert not (out / "manifest.csv").exists()
+    main(["--input", str(table), "--output", str(out), *FAST])  # a whole run: the shards' files would be stale
+    assert not list(out.glob("*shard-*"))
+    failures = pd.read_csv(out / "failures.csv")
+    assert len(failures) == 3 and all(Path(p).is_absolute() for p in failures["path"])
 
 
 def test_killed_run_resumes(tmp_path, good_scans):
@@ -153,6 +205,9 @@ def test_bad_input_table_is_one_line_exit_2(tmp_path, capsys):
     assert main(["--input", str(tmp_path / "x.csv"), "--output", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert "missing column(s) ['participant_id', 'session_id']" in err and "\n" not in err
+    (tmp_path / "afile").write_text("")
+    assert main(["--input", str(tmp_path / "x.csv"), "--output", str(tmp_path / "afile")]) == 2
+    assert "--output " + str(tmp_path / "afile") + ": is a file; give a folder" in capsys.readouterr().err
     for text, message in (("", "cannot be read as a CSV table"),
                           ("participant_id\tsession_id\tpath\n", "looks tab-separated"),
                           ("participant_id;session_id;path\n", "looks semicolon-separated")):
@@ -217,10 +272,36 @@ def test_bids_runs_of_one_session_and_data_sets_without_sessions_are_read(tmp_pa
         ("sub-01", "ses-02", names[2]), ("sub-02", "ses-none", names[3])]
 
 
-def test_an_id_of_blanks_is_refused_as_empty(tmp_path):
-    (tmp_path / "x.csv").write_text('participant_id,session_id,path\n"  ",ses-M00,a.nii\n')
-    with pytest.raises(InputError, match="row 1 has an empty or path-like participant/session id"):
+@pytest.mark.parametrize("participant", ["  ", " sub-1 "])
+def test_an_id_of_blanks_or_padded_with_them_is_refused(tmp_path, participant):
+    (tmp_path / "x.csv").write_text(f'participant_id,session_id,path\n"{participant}",ses-M00,a.nii\n')
+    with pytest.raises(InputError, match="row 1 has an empty, space-padded or path-like participant/session id"):
         read_inputs(tmp_path / "x.csv")
+
+
+def test_a_header_typed_with_spaces_is_read(tmp_path):
+    (tmp_path / "x.csv").write_text("participant_id, session_id, path\nsub-1,ses-M00,a.nii\n")
+    assert read_inputs(tmp_path / "x.csv")["session_id"].tolist() == ["ses-M00"]
+    (tmp_path / "x.csv").write_text("participant_id,session,path\nsub-1,ses-M00,a.nii\n")
+    with pytest.raises(InputError, match=r"missing column\(s\) \['session_id'\] \(found \['participant_id', 'session'"):
+        read_inputs(tmp_path / "x.csv")
+
+
+def test_a_participant_listed_twice_in_participants_tsv_is_named(tmp_path):
+    anat = tmp_path / "sub-01" / "anat"
+    anat.mkdir(parents=True)
+    (anat / "sub-01_T1w.nii.gz").write_bytes(b"")
+    (tmp_path / "participants.tsv").write_text("participant_id\tage\nsub-01\t70\nsub-01\t71\n")
+    with pytest.raises(InputError, match=r"participants.tsv: participant sub-01 has more than one row"):
+        read_inputs(tmp_path)
+
+
+def test_workers_share_the_cores_this_process_may_use_not_the_machines():
+    probe = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+             "from preprocess.workers import usable_cores; print(usable_cores())")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                            cwd=Path(__file__).resolve().parents[2])
+    assert result.stdout.strip() == "1"
 
 
 def test_an_itk_error_is_reported_by_its_reason_not_its_source_line():

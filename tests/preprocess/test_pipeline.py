@@ -133,6 +133,20 @@ def test_deterministic_runs_are_identical(tmp_path, moved_template):
     np.testing.assert_array_equal(images[0], images[1])
 
 
+def test_qc_judges_the_registration_not_the_output_options_and_an_old_warp_goes(tmp_path, moved_template):
+    """A brain mask made every head overlap the template's and z-scoring moved the overlap's threshold; a warp an
+    earlier `--transform syn` run left was taken by `elr-mri volumes` as this affine run's."""
+    plain = process_scan(moved_template, ScanOutputs.under(tmp_path / "a", "sub-01", "ses-01"),
+                         Params(resolution=2.0, deterministic=True))
+    outputs = ScanOutputs.under(tmp_path / "b", "sub-01", "ses-01")
+    outputs.warp.parent.mkdir(parents=True)
+    outputs.warp.write_bytes(b"an earlier syn run's warp")
+    masked = process_scan(moved_template, outputs,
+                          Params(resolution=2.0, deterministic=True, normalise="zscore", brain_mask=True))
+    assert masked["qc"] == plain["qc"]
+    assert not outputs.warp.exists()
+
+
 @pytest.mark.slow
 def test_syn_writes_a_warp_and_fits_at_least_as_well(tmp_path, moved_template, template_result):
     outputs = ScanOutputs.under(tmp_path, "sub-01", "ses-01")
