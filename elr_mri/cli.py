@@ -267,10 +267,12 @@ def _import_cohort(args: argparse.Namespace) -> int:
     dropped = args.out.with_name(f"{args.out.stem}_dropped.csv")
     atomic_write_text(result.dropped.to_csv(index=False), dropped)
     if result.manifest.empty:
+        stale = args.out.is_file()  # an earlier import's, beside a list of drops that is not its own
+        args.out.unlink(missing_ok=True)
         raise ValueError(f"no scan of {args.scans} matched a row of the table ({result.summary()}); the reasons "
-                         f"are in {dropped}, no manifest was written")
+                         f"are in {dropped}, no manifest was written{' (the earlier one removed)' if stale else ''}")
     atomic_write_text(result.manifest.to_csv(index=False), args.out)
-    print(f"{args.out}: {result.summary()} (reasons in {dropped})")
+    print(f"{args.out}: {result.summary()}" + (f" (reasons in {dropped})" if len(result.dropped) else ""))
     return 0
 
 

@@ -76,13 +76,17 @@ def test_every_problem_is_one_line_naming_its_row(tmp_path):
         scan("P1", "M00"),
         scan("P4", "M00"),
         scan("P5", "M00", age="seventy"),
+        scan("sub-p5", "M06"),  # the split would put one person in two splits
+        scan("sub-p5", "M12"),
     ]
     path = write_manifest(tmp_path, rows)
     (tmp_path / "P4_M00.nii.gz").unlink()
     with pytest.raises(ManifestError) as err:
         load_manifest(path, CLASSES, require_age=True)
     lines = str(err.value).splitlines()
-    assert lines[0].endswith("5 problem(s):")
+    assert lines[0].endswith("6 problem(s):")
+    assert ("line 8 (participant 'sub-p5', session 'M06'): the participant of line 7 spelled another way ('P5'); "
+            "write one ID per person") in str(err.value)
     assert "line 7 (participant 'P5', session 'M00'): age 'seventy' is not a number" in str(err.value)
     assert "P5', session 'M00'): no age" not in str(err.value)
     # lines of the file, the header being line 1
@@ -153,7 +157,7 @@ def test_import_adnimerge_maps_diagnoses_and_visit_age():
     assert m.loc[("sub-ADNI022S0007", "ses-M24"), "processed_path"] == "p4.nii.gz"
     dropped = dict(zip(result.dropped["participant_id"] + "/" + result.dropped["session_id"], result.dropped["reason"]))
     assert dropped == {
-        "sub-ADNI011S0002/ses-M06": "without a usable diagnosis at that visit",  # empty DX after baseline
+        "sub-ADNI011S0002/ses-M06": "without a diagnosis (DX) at that visit",  # empty DX after baseline
         "sub-ADNI099S0099/ses-M00": "without a clinical row for the participant and session",
     }
     assert result.summary().startswith("5 scans imported, 2 left out")
@@ -210,7 +214,7 @@ def test_nacc_mapping_recodes_udsd_and_sex():
     assert (m["cohort"] == "NACC").all()
     reasons = dict(zip(result.dropped["participant_id"], result.dropped["reason"]))
     assert reasons == {
-        "NACC000003": "without a usable diagnosis at that visit",  # 2: impaired, not MCI
+        "NACC000003": "with NACCUDSD '2', not in the mapping's values.diagnosis",  # impaired, not MCI
         "NACC000005": "without a clinical row for the participant and session",
     }
 
@@ -237,12 +241,52 @@ def test_mapping_file_is_checked(tmp_path):
     bad.write_text("- columns\n- values\n")
     with pytest.raises(ValueError, match="the top level must be a mapping with columns: and values:"):
         load_mapping(bad)
+    good = "columns: {participant_id: NACCID, session_id: NACCVNUM, diagnosis: NACCUDSD, sex: SEX}\n"
+    bad.write_text(good + "values: {diagnosis: {1: CN, 4: AD}, gender: {1: M}}\n")
+    with pytest.raises(ValueError, match="values.gender recodes no mapped column; values may recode diagnosis, sex"):
+        load_mapping(bad)
+    bad.write_text(good + "values: {diagnosis: {1: CN, 4: AD}}\nrequire: {Dementia: {NACCALZP: [1]}}\n")
+    with pytest.raises(ValueError, match=r"require.Dementia names no class of values.diagnosis \(AD, CN\)"):
+        load_mapping(bad)
 
 
 def test_duplicate_clinical_rows_are_reported_not_guessed():
-    table = pd.concat([NACC, NACC.iloc[[0]]], ignore_index=True)
-    result = import_mapped_table(table, nacc_scans(), NACC_MAPPING)
+    repeated = pd.concat([NACC, NACC.iloc[[0]]], ignore_index=True)  # an export appended twice: still one visit
+    assert import_mapped_table(repeated, nacc_scans(), NACC_MAPPING).manifest["participant_id"].tolist() == [
+        "NACC000001", "NACC000001", "sub-NACC000002", "NACC000004"]
+    conflicting = pd.concat([NACC, NACC.iloc[[0]].assign(NACCUDSD=4)], ignore_index=True)
+    result = import_mapped_table(conflicting, nacc_scans(), NACC_MAPPING)
     assert "matching several clinical rows" in result.dropped["reason"].tolist()
+
+
+def test_older_adnimerge_spellings_and_the_screening_scan_are_read():
+    """Older ADNIMERGE and TADPOLE tables spell normal NL and a conversion visit "NL to MCI"; ADNI1's baseline MRI
+    is its screening scan."""
+    table = ADNIMERGE.assign(DX=["NL", "NL to MCI", "MCI to Dementia", "", "Dementia to MCI", "nonsense", "MCI"])
+    scans = pd.DataFrame({"participant_id": ["011_S_0002"] * 3 + ["022_S_0007", "033_S_0009", "044_S_0001"],
+                          "session_id": ["sc", "m06", "m12", "m24", "bl", "bl"], "path": list("abcdef")})
+    result = import_adnimerge(table, scans)
+    assert result.manifest["diagnosis"].tolist() == ["CN", "MCI", "AD", "MCI", "MCI"]
+    assert result.dropped["reason"].tolist() == ["with DX 'nonsense', not one ADNI uses (CN, SMC, EMCI, LMCI, MCI, "
+                                                 "Dementia, AD, NL, 'X to Y')"]  # not DX_bl SMC in its place
+
+
+def test_two_scans_of_one_visit_are_left_out_with_the_reason():
+    scans = pd.DataFrame({"participant_id": ["011_S_0002", "sub-ADNI011S0002", "011_S_0002"],
+                          "session_id": ["bl", "ses-M00", "m06"], "path": ["a", "b", "c"]})
+    result = import_adnimerge(ADNIMERGE.assign(DX="MCI"), scans)
+    assert result.manifest["path"].tolist() == ["c"]
+    assert result.dropped["reason"].tolist() == ["one of several scans of one visit (e.g. bl and ses-M00); keep one "
+                                                 "in --scans"] * 2
+
+
+def test_padded_sessions_match_visit_numbers_and_relative_paths_become_absolute(tmp_path):
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    nacc_scans().assign(session_id=["ses-01", "ses-02", "01", "1", "1", "7"]).to_csv(folder / "s.csv", index=False)
+    result = import_mapped_table(NACC, folder / "s.csv", NACC_MAPPING)
+    assert len(result.manifest) == 4
+    assert result.manifest["path"].tolist()[0] == str(folder.resolve() / "n0.nii.gz")
 
 
 # --- splits and the leakage guard --------------------------------------------------------------------

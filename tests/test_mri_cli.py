@@ -299,6 +299,8 @@ def test_import_cohort_joins_adnimerge_to_scans(tmp_path: Path) -> None:
     nothing.to_csv(scans, index=False)
     result = _cli("import-cohort", "--scans", str(scans), "--adnimerge", str(adnimerge), "--out", str(tmp_path / "none.csv"))
     assert result.returncode == 2 and "no manifest was written" in result.stderr and not (tmp_path / "none.csv").exists()
+    result = _cli("import-cohort", "--scans", str(scans), "--adnimerge", str(adnimerge), "--out", str(out))
+    assert "no manifest was written (the earlier one removed)" in result.stderr and not out.exists()  # not stale
     result = _cli("import-cohort", "--scans", str(scans), "--adnimerge", str(adnimerge), "--mapping", "x.yaml",
                   "--out", str(out))
     assert result.returncode == 2 and "--mapping x.yaml applies to --table" in result.stderr

@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from elr_mri.data.importers import adni_participant_key
 from preprocess.inputs import read_csv_table
 
 __all__ = [
@@ -112,7 +113,7 @@ def validate_manifest(
             f"{_where(frame, i)}: no age (the model uses age; fill it in or set model.use_age: false)"
             for i in np.flatnonzero(frame["age"].isna() & ~not_numbers)
         ]
-    problems += _duplicates(frame)
+    problems += _duplicates(frame) + _spellings(frame)
     if check_files:
         problems += [f"{_where(frame, i)}: {_file_problem(frame[IMAGE_COLUMN][i], image_column)}"
                      for i in range(len(frame)) if not frame[IMAGE_COLUMN][i] or not Path(frame[IMAGE_COLUMN][i]).is_file()]
@@ -164,6 +165,20 @@ def _duplicates(frame: pd.DataFrame) -> list[str]:
             problems.append(f"{_where(frame, i)}: duplicate of line {original} (same participant and session)")
         else:
             first[key] = i
+    return problems
+
+
+def _spellings(frame: pd.DataFrame) -> list[str]:
+    """One person under two IDs (011_S_0002, sub-ADNI011S0002) would be split as two, train and test both."""
+    first: dict[str, int] = {}
+    reported: set[str] = set()
+    problems = []
+    for i, participant in enumerate(frame["participant_id"]):
+        j = first.setdefault(adni_participant_key(participant), i)
+        if participant and participant != frame["participant_id"][j] and participant not in reported:
+            reported.add(participant)
+            problems.append(f"{_where(frame, i)}: the participant of line {frame['_row'][j]} spelled another way "
+                            f"({frame['participant_id'][j]!r}); write one ID per person")
     return problems
 
 

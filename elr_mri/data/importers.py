@@ -9,10 +9,13 @@ Join rule for ADNI (`adni_participant_key`, `adni_session_key`):
 - participant: ADNIMERGE's PTID ("011_S_0002") matches a scan's participant_id written either the
   same way or as Clinica's BIDS label ("sub-ADNI011S0002"): both reduce to "011S0002".
 - session: VISCODE "bl" and "m06" match "ses-M00"/"M00"/"bl" and "ses-M06"/"M06"/"m06" (BIDS months,
-  with or without zero padding, "M000" included): both reduce to the number of months.
+  with or without zero padding, "M000" included): both reduce to the number of months. A scan of the
+  screening visit ("sc", "scmri") is the baseline scan, as in ADNI1.
 
 NACC (or any cohort) goes through a YAML column-and-value mapping (configs/nacc/nacc_mapping.yaml);
-participants and sessions match after stripping BIDS "sub-"/"ses-" prefixes.
+participants and sessions match after stripping BIDS "sub-"/"ses-" prefixes (and a session's zero
+padding: "ses-01" is visit 1). Relative image paths of the scans table are made absolute against its
+folder. Two scans of one visit, and a clinical value that maps to no class, are left out with the reason.
 
 Public names: `ImportResult`, `ADNI_DIAGNOSES`, `import_adnimerge`, `import_mapped_table`,
 `load_mapping`, `adni_participant_key`, `adni_session_key`.
@@ -39,15 +42,22 @@ __all__ = [
     "load_mapping",
     "adni_participant_key",
     "adni_session_key",
+    "adni_diagnosis",
+    "mapped_session_key",
 ]
 
-# ADNIMERGE's visit diagnosis DX (CN, MCI, Dementia) and baseline DX_bl (CN, SMC, EMCI, LMCI, AD).
-# SMC (significant memory concern) participants are cognitively normal by ADNI's criteria.
+# ADNIMERGE's visit diagnosis DX (CN, MCI, Dementia) and baseline DX_bl (CN, SMC, EMCI, LMCI, AD); older
+# ADNIMERGE and TADPOLE tables spell normal "NL" and a visit where the diagnosis changed "NL to MCI" (the new
+# stage counts, see `adni_diagnosis`). SMC (significant memory concern) participants are cognitively normal
+# by ADNI's criteria.
 ADNI_DIAGNOSES = {
-    "CN": "CN", "SMC": "CN", "EMCI": "MCI", "LMCI": "MCI", "MCI": "MCI", "Dementia": "AD", "AD": "AD",
+    "CN": "CN", "NL": "CN", "SMC": "CN", "EMCI": "MCI", "LMCI": "MCI", "MCI": "MCI", "Dementia": "AD", "AD": "AD",
 }
+# ADNI's screening visit: in ADNI1 its MRI is the baseline scan, and ADNIMERGE has no "sc" row to join it to.
+ADNI_SCREENING_VISITS = ("SC", "SCMRI")
 MAPPING_KEYS = ("columns", "values", "require", "cohort")
 MAPPED_FIELDS = ("participant_id", "session_id", "diagnosis", "age", "sex")
+RECODED_FIELDS = ("diagnosis", "age", "sex")  # the fields `values:` may recode
 
 
 @dataclass
@@ -60,7 +70,9 @@ class ImportResult:
     def summary(self) -> str:
         reasons = self.dropped["reason"].value_counts()
         left_out = "; ".join(f"{count} {reason}" for reason, count in reasons.items())
-        imported = f"{len(self.manifest)} scans imported"
+        ageless = int(self.manifest["age"].isna().sum()) if "age" in self.manifest else len(self.manifest)
+        imported = f"{len(self.manifest)} scans imported" + (  # a model with age refuses these at training
+            f" ({ageless} without an age)" if ageless else "")
         return f"{imported}, {len(self.dropped)} left out: {left_out}" if left_out else imported
 
 
@@ -80,19 +92,24 @@ def import_adnimerge(
     """
     table, where = _read(adnimerge, "ADNIMERGE table (--adnimerge)")
     _require(table, ("PTID", "VISCODE", "DX", "DX_bl", "AGE", "Years_bl"), where)
-    visit_dx = table["DX"].map(ADNI_DIAGNOSES)
-    baseline_dx = table["DX_bl"].map(ADNI_DIAGNOSES)
     is_baseline = table["VISCODE"].astype(str).str.strip().str.lower() == "bl"
-    diagnosis = baseline_dx if use_baseline_diagnosis else visit_dx.where(visit_dx.notna() | ~is_baseline, baseline_dx)
+    visit_empty = table["DX"].map(_blank)
+    column = pd.Series("DX_bl" if use_baseline_diagnosis else "DX", index=table.index)
+    if not use_baseline_diagnosis:  # at baseline DX_bl stands in for an empty DX, not for one it cannot read
+        column[visit_empty & is_baseline] = "DX_bl"
+    raw = table["DX_bl"].where(column == "DX_bl", table["DX"])
+    diagnosis = raw.map(adni_diagnosis)
     clinical = pd.DataFrame({
         "_participant": table["PTID"].map(adni_participant_key),
         "_session": table["VISCODE"].map(adni_session_key),
         "diagnosis": diagnosis,
+        "_diagnosis_problem": [_diagnosis_problem(name, value, "one ADNI uses (CN, SMC, EMCI, LMCI, MCI, "
+                                                  "Dementia, AD, NL, 'X to Y')") for name, value in zip(column, raw)],
         "age": pd.to_numeric(table["AGE"], errors="coerce") + pd.to_numeric(table["Years_bl"], errors="coerce"),
         "sex": table["PTGENDER"].map({"Male": "M", "Female": "F"}) if "PTGENDER" in table else np.nan,
         "cohort": "ADNI",
     })
-    return _join(*_read(scans, SCANS), clinical, adni_participant_key, adni_session_key)
+    return _join(*_read_scans(scans), clinical, adni_participant_key, adni_session_key)
 
 
 def load_mapping(path: str | Path) -> dict[str, Any]:
@@ -118,8 +135,18 @@ def load_mapping(path: str | Path) -> dict[str, Any]:
     bad = sorted(set(columns) - set(MAPPED_FIELDS))
     if bad:
         raise ValueError(f"{path}: columns.{bad[0]} is not a manifest field; allowed: {', '.join(MAPPED_FIELDS)}")
-    if not (mapping.get("values") or {}).get("diagnosis"):
+    values = mapping.get("values") or {}
+    if not values.get("diagnosis"):
         raise ValueError(f"{path}: values.diagnosis must map the table's diagnosis codes to classes")
+    for field in values:  # a misspelt field would be ignored, leaving its codes as they are
+        if field not in RECODED_FIELDS or field not in columns:
+            raise ValueError(f"{path}: values.{field} recodes no mapped column; values may recode "
+                             f"{', '.join(f for f in RECODED_FIELDS if f in columns)} (named under columns:)")
+    classes = set(values["diagnosis"].values())
+    for label in mapping.get("require") or {}:  # a misspelt class would require nothing of the one meant
+        if label not in classes:
+            raise ValueError(f"{path}: require.{label} names no class of values.diagnosis "
+                             f"({', '.join(sorted(map(str, classes)))})")
     return mapping
 
 
@@ -139,7 +166,7 @@ def import_mapped_table(
     _require(table, tuple(columns.values()), where)
     values = {field: {_code(k): v for k, v in codes.items()} for field, codes in (mapping.get("values") or {}).items()}
     clinical = pd.DataFrame({"_participant": table[columns["participant_id"]].map(_bids_key),
-                             "_session": table[columns["session_id"]].map(_bids_key)})
+                             "_session": table[columns["session_id"]].map(mapped_session_key)})
     for field in ("diagnosis", "age", "sex"):
         if field not in columns:
             continue
@@ -147,13 +174,17 @@ def import_mapped_table(
         clinical[field] = raw.map(_code).map(values[field]) if field in values else raw
     if "age" in clinical:
         clinical["age"] = pd.to_numeric(clinical["age"], errors="coerce")
+    clinical["_diagnosis_problem"] = [
+        _diagnosis_problem(columns["diagnosis"], value, "in the mapping's values.diagnosis")
+        for value in table[columns["diagnosis"]].map(_code)]
     for label, conditions in (mapping.get("require") or {}).items():
         for column, allowed in conditions.items():
             _require(table, (column,), where)
             fails = (clinical["diagnosis"] == label) & ~table[column].map(_code).isin({_code(a) for a in allowed})
             clinical.loc[fails, "diagnosis"] = np.nan
+            clinical.loc[fails, "_diagnosis_problem"] = f"{label} without {column} in {list(allowed)} (require)"
     clinical["cohort"] = mapping.get("cohort", "")
-    return _join(*_read(scans, SCANS), clinical, _bids_key, _bids_key)
+    return _join(*_read_scans(scans), clinical, _bids_key, mapped_session_key)
 
 
 def adni_participant_key(value: Any) -> str:
@@ -164,16 +195,40 @@ def adni_participant_key(value: Any) -> str:
 
 
 def adni_session_key(value: Any) -> str:
-    """"bl", "M00", "ses-M000" → "0"; "m06", "ses-M06", "M6" → "6"; anything else upper-cased as is."""
+    """"bl", "sc", "M00", "ses-M000" → "0"; "m06", "ses-M06", "M6" → "6"; anything else upper-cased as is."""
     text = re.sub(r"^ses-", "", str(value).strip(), flags=re.IGNORECASE).upper()
-    if text == "BL":
+    if text == "BL" or text in ADNI_SCREENING_VISITS:
         return "0"
     months = re.fullmatch(r"M(\d+)", text)
     return str(int(months.group(1))) if months else text
 
 
+def adni_diagnosis(value: Any) -> str | float:
+    """CN / MCI / AD of an ADNI diagnosis ("Dementia", "EMCI", "NL to MCI": the stage reached), NaN if none."""
+    text = str(value).strip() if not _blank(value) else ""
+    reached = re.split(r"\s+to\s+", text, flags=re.IGNORECASE)[-1]
+    return ADNI_DIAGNOSES.get(reached, np.nan)
+
+
+def mapped_session_key(value: Any) -> str:
+    """A mapped table's visit and a scan's session: "ses-01", "01", "1" and 1.0 are one visit."""
+    text = _bids_key(value)
+    return str(int(text)) if text.isdigit() else text
+
+
 def _bids_key(value: Any) -> str:
     return re.sub(r"^(sub|ses)-", "", _code(value), flags=re.IGNORECASE)
+
+
+def _blank(value: Any) -> bool:
+    return pd.isna(value) or not str(value).strip()
+
+
+def _diagnosis_problem(column: str, value: Any, expected: str) -> str:
+    """Why a clinical row gives no class (read only where it gives none): nothing there, or a value not listed."""
+    if _blank(value):
+        return f"without a diagnosis ({column}) at that visit"
+    return f"with {column} {str(value).strip()!r}, not {expected}"
 
 
 def _code(value: Any) -> str:
@@ -195,6 +250,7 @@ def _join(
     _require(scans, ("participant_id", "session_id"), scans_source)
     keys = pd.DataFrame({"_participant": scans["participant_id"].map(participant_key),
                          "_session": scans["session_id"].map(session_key)})
+    clinical = clinical.drop_duplicates()  # a row repeated as it is (an appended export) is still one visit
     counts = clinical.groupby(["_participant", "_session"]).size().rename("_matches").reset_index()
     clinical = clinical.drop_duplicates(["_participant", "_session"], keep=False)
     imported = [c for c in clinical.columns if not c.startswith("_")]
@@ -203,12 +259,28 @@ def _join(
         clinical, on=["_participant", "_session"], how="left"
     )
     reason = pd.Series("", index=joined.index)
-    reason[joined["diagnosis"].isna()] = "without a usable diagnosis at that visit"
+    no_class = joined["diagnosis"].isna()
+    reason[no_class] = joined.loc[no_class, "_diagnosis_problem"]
     reason[joined["_matches"] > 1] = "matching several clinical rows"
     reason[joined["_matches"].isna()] = "without a clinical row for the participant and session"
+    same_visit = joined.duplicated(["_participant", "_session"], keep=False)
+    reason[same_visit] = "one of several scans of one visit (e.g. bl and ses-M00); keep one in --scans"
     dropped = joined.loc[reason != "", ["participant_id", "session_id"]].assign(reason=reason[reason != ""])
-    manifest = joined[reason == ""].drop(columns=["_participant", "_session", "_matches"]).reset_index(drop=True)
-    return ImportResult(manifest=manifest, dropped=dropped.reset_index(drop=True))
+    manifest = joined[reason == ""].drop(columns=["_participant", "_session", "_matches", "_diagnosis_problem"])
+    return ImportResult(manifest=manifest.reset_index(drop=True), dropped=dropped.reset_index(drop=True))
+
+
+def _read_scans(source: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The scans table, its relative image paths made absolute against its own folder: the imported manifest
+    is written elsewhere (--out), where they would point nowhere."""
+    table, where = _read(source, SCANS)
+    if not isinstance(source, pd.DataFrame):
+        folder = Path(source).resolve().parent
+        for column in ("path", "processed_path"):
+            if column in table:
+                table[column] = [value if _blank(value) or Path(str(value).strip()).is_absolute()
+                                 else str(folder / str(value).strip()) for value in table[column]]
+    return table, where
 
 
 def _read(source: str | Path | pd.DataFrame, what: str) -> tuple[pd.DataFrame, str]:
