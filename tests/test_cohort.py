@@ -16,6 +16,7 @@ from elr_mri.data.importers import (
     import_adnimerge,
     import_mapped_table,
     load_mapping,
+    mapped_session_key,
 )
 from elr_mri.data.splits import (
     LeakageError,
@@ -136,6 +137,9 @@ def test_adni_keys_match_ptid_viscode_and_bids_labels():
     assert adni_participant_key("011_S_0002") == adni_participant_key("sub-ADNI011S0002") == "011S0002"
     assert adni_session_key("bl") == adni_session_key("ses-M00") == adni_session_key("M000") == "0"
     assert adni_session_key("m06") == adni_session_key("ses-M06") == adni_session_key("M6") == "6"
+    assert adni_session_key("ses-M06_run-2") == "6"  # preprocess's name for one of several T1s of a session
+    assert adni_session_key("sc") == adni_session_key("scmri") == "0"  # ADNI1's baseline MRI
+    assert mapped_session_key("ses-01") == mapped_session_key("01_run-2") == mapped_session_key(1.0) == "1"
 
 
 def test_import_adnimerge_maps_diagnoses_and_visit_age():

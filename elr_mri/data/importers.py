@@ -195,8 +195,9 @@ def adni_participant_key(value: Any) -> str:
 
 
 def adni_session_key(value: Any) -> str:
-    """"bl", "sc", "M00", "ses-M000" → "0"; "m06", "ses-M06", "M6" → "6"; anything else upper-cased as is."""
-    text = re.sub(r"^ses-", "", str(value).strip(), flags=re.IGNORECASE).upper()
+    """"bl", "sc", "M00", "ses-M000" → "0"; "m06", "ses-M06", "M6", "ses-M06_run-2" → "6"; anything else
+    upper-cased as is. The entities preprocess adds to a session with several T1s (`_run-2`) name no visit."""
+    text = _without_entities(re.sub(r"^ses-", "", str(value).strip(), flags=re.IGNORECASE)).upper()
     if text == "BL" or text in ADNI_SCREENING_VISITS:
         return "0"
     months = re.fullmatch(r"M(\d+)", text)
@@ -211,9 +212,13 @@ def adni_diagnosis(value: Any) -> str | float:
 
 
 def mapped_session_key(value: Any) -> str:
-    """A mapped table's visit and a scan's session: "ses-01", "01", "1" and 1.0 are one visit."""
-    text = _bids_key(value)
+    """A mapped table's visit and a scan's session: "ses-01", "01", "1", 1.0 and "ses-01_run-2" are one visit."""
+    text = _without_entities(_bids_key(value))
     return str(int(text)) if text.isdigit() else text
+
+
+def _without_entities(session: str) -> str:
+    return session.split("_", 1)[0]
 
 
 def _bids_key(value: Any) -> str:
