@@ -137,10 +137,17 @@ def test_evaluate_refuses_a_folder_that_holds_another_manifests_results(trained:
     assert result.returncode == 0, result.stderr[-3000:]
 
 
-def test_evaluate_refuses_a_holdout_that_shares_participants(trained: dict[str, Path]) -> None:
+def test_evaluate_refuses_a_holdout_that_shares_participants(trained: dict[str, Path], tmp_path: Path) -> None:
     result = _cli("evaluate", "--run", str(trained["run"]), "--manifest", str(trained["train"]))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "sub-TRN" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    copied = pd.read_csv(trained["train"]).head(3)  # training scans under new IDs: a manifest made from the run's
+    column = "processed_path" if "processed_path" in copied else "path"
+    copied[column] = [str((trained["train"].parent / path).resolve()) for path in copied[column]]
+    copied.assign(participant_id=[f"sub-OTHER{i}" for i in range(3)]).to_csv(tmp_path / "copied.csv", index=False)
+    result = _cli("evaluate", "--run", str(trained["run"]), "--manifest", str(tmp_path / "copied.csv"))
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "3 scan(s) are files of the training manifest" in result.stderr
 
 
 def test_evaluate_refuses_a_test_split_rebuilt_from_a_changed_manifest(trained: dict[str, Path],

@@ -58,6 +58,11 @@ def config(manifest: Path, **mri) -> DataConfig:
         manifest=str(manifest), **{"test_fraction": 0.25, "cache": "none", "crop_size": CROP, **mri}))
 
 
+def trained_elsewhere(tmp_path: Path) -> DataConfig:
+    """The data settings of a run whose manifest is not the holdout's (it has moved: no scan files to compare)."""
+    return config(tmp_path / "moved" / "manifest.csv")
+
+
 # --- transforms --------------------------------------------------------------------------------------
 
 def test_eval_transform_reorients_to_ras_scales_and_centre_crops(tmp_path):
@@ -290,9 +295,9 @@ def test_holdout_sharing_participants_is_refused_unless_allowed(tmp_path):
         build_mri_eval_dataset(manifest, cfg, training_participants=["sub-01", "x"])
     cfg.mri.allow_participant_overlap = True
     holdout, notes = build_mri_eval_dataset(manifest, cfg, training_participants=["sub-01"])
-    assert len(notes) == 1 and "sub-01" in notes[0]
+    assert len(notes) == 2 and "sub-01" in notes[0] and "3 scan(s) are files of the training manifest" in notes[1]
     assert len(holdout) == 3 and holdout[2]["label"] == 2 and holdout[0]["image"].shape == (1, 16, 16, 16)
-    clean, notes = build_mri_eval_dataset(manifest, config(manifest), training_participants=["other"])
+    clean, notes = build_mri_eval_dataset(manifest, trained_elsewhere(tmp_path), training_participants=["other"])
     assert notes == [] and (clean.frame["split"] == "holdout").all()
 
 
@@ -353,9 +358,10 @@ def test_a_4d_scan_is_refused_and_a_series_of_one_volume_is_read(tmp_path):
 def test_a_holdout_off_the_training_grid_is_refused(tmp_path):
     manifest = make_cohort(tmp_path, participants=3, scans=1)
     trained_on = VolumeGrid((32, 32, 32), (1.5, 1.5, 1.5))
-    assert len(build_mri_eval_dataset(manifest, config(manifest), ["other"], grid=trained_on)[0]) == 3
+    cfg = trained_elsewhere(tmp_path)
+    assert len(build_mri_eval_dataset(manifest, cfg, ["other"], grid=trained_on)[0]) == 3
     with pytest.raises(ValueError, match=r"3 of 3 scan\(s\) are on another voxel grid.*the run trained on 32x32x40"):
-        build_mri_eval_dataset(manifest, config(manifest), ["other"], grid=VolumeGrid((32, 32, 40), (1.5,) * 3))
+        build_mri_eval_dataset(manifest, cfg, ["other"], grid=VolumeGrid((32, 32, 40), (1.5,) * 3))
 
 
 def test_scans_smaller_than_the_crop_are_padded_with_a_warning(tmp_path, caplog):

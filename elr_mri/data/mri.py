@@ -47,11 +47,12 @@ from torch.utils.data import Dataset, get_worker_info
 
 from elr_mri.config import DataConfig
 from elr_mri.data.adjudicated import load_adjudicated_labels
-from elr_mri.data.cohort import IMAGE_COLUMN, label_indices, load_manifest
+from elr_mri.data.cohort import IMAGE_COLUMN, ManifestError, label_indices, load_manifest
 from elr_mri.data.grid import ScanReadError, VolumeGrid, common_grid, require_grid
 from elr_mri.data.images import NoisyImageData, stratified_subset
 from elr_mri.data.noise import apply_noise_config
-from elr_mri.data.splits import check_no_leakage, load_splits, split_balance, split_participants
+from elr_mri.data.splits import (check_no_leakage, check_no_shared_scans, load_splits, split_balance,
+                                 split_participants)
 
 __all__ = [
     "MRIScans",
@@ -255,7 +256,8 @@ def build_mri_data(cfg: DataConfig, require_age: bool = False) -> NoisyImageData
         split = split_participants(frame, mri.test_fraction, cfg.val_fraction, cfg.split_seed)
     frame["split"] = frame["participant_id"].map(split)
     if mri.holdout_manifest:  # checked before training, not after hours of it
-        load_holdout_manifest(mri.holdout_manifest, cfg, frame["participant_id"], require_age, grid)
+        load_holdout_manifest(mri.holdout_manifest, cfg, frame["participant_id"], require_age, grid,
+                              training_images=frame[IMAGE_COLUMN])
 
     given = label_indices(frame["diagnosis"], classes)
     noisy = given.copy()
@@ -345,19 +347,31 @@ def build_mri_eval_dataset(
 
 def load_holdout_manifest(
     manifest: str | Path, cfg: DataConfig, training_participants: Iterable[str], require_age: bool = False,
-    grid: VolumeGrid | None = None,
+    grid: VolumeGrid | None = None, training_images: Iterable[str] | None = None,
 ) -> tuple[pd.DataFrame, list[str]]:
-    """The holdout's validated rows and overlap notes; refuses participants seen in training
-    unless `cfg.mri.allow_participant_overlap`, and scans off the training `grid` when one is given."""
+    """The holdout's validated rows and overlap notes; refuses participants seen in training and image files
+    of the training manifest (`training_images`, default: those of `cfg.mri.manifest` where it still is) unless
+    `cfg.mri.allow_participant_overlap`, and scans off the training `grid` when one is given."""
     frame = load_manifest(manifest, cfg.mri.classes, require_age=require_age)
     if grid is not None:
         require_grid(frame[IMAGE_COLUMN], grid, source=str(manifest))
-    notes = check_no_leakage(
-        {"training": training_participants, "holdout": frame["participant_id"]},
-        allow=cfg.mri.allow_participant_overlap,
-        source=str(manifest),
-    )
-    return frame, notes
+    allow = cfg.mri.allow_participant_overlap
+    notes = check_no_leakage({"training": training_participants, "holdout": frame["participant_id"]},
+                             allow=allow, source=str(manifest))
+    images = training_manifest_images(cfg) if training_images is None else training_images
+    return frame, notes + check_no_shared_scans(images, frame[IMAGE_COLUMN], allow, source=str(manifest))
+
+
+def training_manifest_images(cfg: DataConfig) -> list[str]:
+    """The image files of a run's manifest, for the holdout's check; none when it has moved or no longer loads
+    (the participant check still runs)."""
+    path = cfg.mri.manifest
+    if not path or not Path(path).is_file():
+        return []
+    try:
+        return load_manifest(path, cfg.mri.classes, check_files=False)[IMAGE_COLUMN].tolist()
+    except ManifestError:
+        return []
 
 
 def participants_by_split(data: NoisyImageData) -> pd.DataFrame:

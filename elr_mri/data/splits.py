@@ -11,6 +11,7 @@ Public names: `LeakageError`, `SPLIT_NAMES`, `participant_diagnosis`, `split_par
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
@@ -27,6 +28,7 @@ __all__ = [
     "load_splits",
     "run_participants",
     "check_no_leakage",
+    "check_no_shared_scans",
     "split_balance",
 ]
 
@@ -135,6 +137,24 @@ def check_no_leakage(
                 )
             notes.append(f"{line} (allowed by data.mri.allow_participant_overlap)")
     return notes
+
+
+def check_no_shared_scans(
+    training_images: Iterable[str], holdout_images: Iterable[str], allow: bool = False, source: str = "holdout"
+) -> list[str]:
+    """Refuse a holdout listing image files the run trained on, whatever IDs it gives them (a manifest put
+    together from the training one); files are compared by their real path, links resolved. With `allow`
+    the overlap is returned as a line for the report instead of raised."""
+    seen = {os.path.realpath(path) for path in training_images if path}
+    shared = sorted(path for path in holdout_images if path and os.path.realpath(path) in seen)
+    if not shared:
+        return []
+    line = f"{source}: {len(shared)} scan(s) are files of the training manifest, e.g. {shared[0]}"
+    if not allow:
+        raise LeakageError(f"{line}; results would be inflated. List other scans, or set "
+                           "data.mri.allow_participant_overlap: true (for `elr-mri evaluate`: in the run's "
+                           "config.yaml) to proceed anyway (the report will say so)")
+    return [f"{line} (allowed by data.mri.allow_participant_overlap)"]
 
 
 def _same_person(first: str, second: str) -> str:
