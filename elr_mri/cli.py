@@ -255,6 +255,9 @@ def _import_cohort(args: argparse.Namespace) -> int:
 
     from elr_mri.engine.checkpoint import atomic_write_text
 
+    inputs = [path for path in (args.scans, args.adnimerge, args.table, args.mapping) if path is not None]
+    if any(args.out.exists() and args.out.samefile(path) for path in inputs if Path(path).exists()):
+        raise ValueError(f"--out {args.out} is one of the input files; name a new file for the manifest")
     if args.adnimerge is not None:
         if args.mapping is not None:
             raise ValueError(f"--mapping {args.mapping} applies to --table; ADNIMERGE's columns are known, drop it")

@@ -38,6 +38,7 @@ __all__ = [
     "RUN_RECORD_KEYS",
     "RESUME_MAY_CHANGE",
     "refuse_resume_changes",
+    "check_noise_settings",
     "with_absolute_paths",
     "PATH_KEYS",
 ]
@@ -297,7 +298,6 @@ def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> RunConfig
     """Build a `RunConfig`, refusing unknown keys, values of the wrong type and contradictory settings."""
     cfg = _build(RunConfig, raw, prefix="", source=source)
     _check_ranges(cfg, source)
-    _check_noise(cfg.data.noise, source)
     _check_schedule_floor(cfg, source)
     if cfg.optim.name == "adam" and cfg.optim.nesterov:
         raise ConfigError(f"{source}: optim.nesterov applies to SGD only; drop it or set optim.name: sgd")
@@ -344,20 +344,21 @@ def _check_ranges(cfg: RunConfig, source: str) -> None:
 _RATE_MODES = ("symmetric", "symmetric_exclusive", "pair", "asymmetric_cifar10", "asymmetric_cifar100")
 
 
-def _check_noise(noise: NoiseConfig, source: str) -> None:
-    """A noise setting its mode does not read would let a run train on other labels than its config suggests.
+def check_noise_settings(noise: NoiseConfig) -> None:
+    """A noise setting its mode does not read would let a new run train on other labels than its config suggests.
 
     `--set data.noise.rate=0.4` without a mode is the easy slip: mode none trains on the labels as given.
+    Checked when a run starts, not when a config loads: runs made before the check must still evaluate and resume.
     """
     if noise.mode in _RATE_MODES and noise.rate == 0:
-        raise ConfigError(f"{source}: data.noise.mode = {noise.mode} with data.noise.rate = 0 changes no label; "
+        raise ConfigError(f"data.noise.mode = {noise.mode} with data.noise.rate = 0 changes no label; "
                           "set data.noise.rate, or data.noise.mode: none for the labels as given")
     if noise.mode not in _RATE_MODES and noise.rate != 0:
-        raise ConfigError(f"{source}: data.noise.rate = {noise.rate} is not read by data.noise.mode = {noise.mode}; "
+        raise ConfigError(f"data.noise.rate = {noise.rate} is not read by data.noise.mode = {noise.mode}; "
                           f"set a mode that flips a rate of the labels ({', '.join(_RATE_MODES)}), or drop the rate")
     for key, mode in (("human_labels", "human"), ("transition_matrix", "transition")):
         if getattr(noise, key) is not None and noise.mode != mode:
-            raise ConfigError(f"{source}: data.noise.{key} is set but data.noise.mode = {noise.mode} does not read "
+            raise ConfigError(f"data.noise.{key} is set but data.noise.mode = {noise.mode} does not read "
                               f"it; set data.noise.mode: {mode}, or drop data.noise.{key}")
 
 

@@ -208,14 +208,15 @@ def merge_shards(out_dir: str | Path, min_ncc: float | None = None) -> Summary:
 
 def _shared_settings(out_dir: Path, count: int) -> float | None:
     """Refuse shards that ran on other settings or input tables; return their common --qc-min-ncc (None: differs)."""
-    records = []
+    records, unrecorded = [], []
     for index in range(count):
-        path = out_dir / shard_record_name((index, count))
         try:
-            records.append(json.loads(path.read_text()))
+            records.append(json.loads((out_dir / shard_record_name((index, count))).read_text()))
         except (OSError, ValueError):
-            raise ValueError(f"{path}: missing or unreadable (the record of that shard's settings); rerun shard "
-                             f"{index}/{count} (its finished scans are skipped), then merge") from None
+            unrecorded.append(f"{index}/{count}")
+    if unrecorded:  # shards of an interrupted run, or run before shards recorded their settings
+        raise ValueError(f"{out_dir}: shard(s) {', '.join(unrecorded)} have no readable shard-I-of-N.json (the "
+                         "record of a shard's settings); rerun them (finished scans are skipped), then merge")
     first = records[0]
     for index, record in enumerate(records[1:], start=1):
         if record.get("inputs_sha256") != first.get("inputs_sha256"):

@@ -45,10 +45,10 @@ def read_inputs(source: str | Path) -> pd.DataFrame:
     if source.is_dir():
         table, base = _read_bids(source), source
     elif source.is_file():
-        table, base = read_csv_table(source, dtype=str, keep_default_na=False), source.parent
+        table, base = read_csv_table(source, dtype=str, keep_default_na=False, skipinitialspace=True), source.parent
     else:
         raise InputError(f"{source}: no such CSV file or BIDS folder; check --input")
-    table.columns = [str(column).strip() for column in table.columns]  # a header typed "a, b, c"
+    table.columns = [str(column).strip() for column in table.columns]  # a header typed "a ,b"
     missing = [c for c in REQUIRED if c not in table.columns]
     if missing:
         raise InputError(f"{source}: missing column(s) {missing} (found {list(table.columns)}); the CSV needs "

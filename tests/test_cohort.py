@@ -140,6 +140,7 @@ def test_adni_keys_match_ptid_viscode_and_bids_labels():
     assert adni_session_key("ses-M06_run-2") == "6"  # preprocess's name for one of several T1s of a session
     assert adni_session_key("sc") == adni_session_key("scmri") == "0"  # ADNI1's baseline MRI
     assert mapped_session_key("ses-01") == mapped_session_key("01_run-2") == mapped_session_key(1.0) == "1"
+    assert mapped_session_key("visit_2") == "visit_2" and adni_session_key("2015_03_02") == "2015_03_02"
 
 
 def test_import_adnimerge_maps_diagnoses_and_visit_age():
@@ -217,6 +218,8 @@ def test_nacc_mapping_recodes_udsd_and_sex():
     assert m["age"].tolist() == [71, 72, 80, 77]
     assert (m["cohort"] == "NACC").all()
     reasons = dict(zip(result.dropped["participant_id"], result.dropped["reason"]))
+    blank = import_mapped_table(NACC.assign(NACCUDSD=[1, 3, 4, None, 4, 3]), nacc_scans(), NACC_MAPPING)
+    assert "without a diagnosis (NACCUDSD) at that visit" in blank.dropped["reason"].tolist()
     assert reasons == {
         "NACC000003": "with NACCUDSD '2', not in the mapping's values.diagnosis",  # impaired, not MCI
         "NACC000005": "without a clinical row for the participant and session",

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from elr_mri.config import (
-    PATH_KEYS, ConfigError, RunConfig, config_from_dict, load_config, refuse_resume_changes, with_absolute_paths,
+    PATH_KEYS, ConfigError, RunConfig, check_noise_settings, config_from_dict, load_config, refuse_resume_changes,
+    with_absolute_paths,
 )
 
 # every YAML under configs/ is a run config, except the importers' column mappings (*_mapping.yaml)
@@ -148,7 +149,7 @@ def test_a_resume_compares_paths_as_the_files_they_name(tmp_path: Path, monkeypa
 ])
 def test_noise_settings_the_mode_does_not_read_are_refused(tmp_path: Path, settings: list[str], message: str) -> None:
     """`--set data.noise.rate=0.4` without a mode would train on the labels as given while looking noisy."""
-    path = _write(tmp_path, "loss:\n  name: ce\n")
-    with pytest.raises(ConfigError, match=message) as info:
-        load_config(path, settings)
+    cfg = load_config(_write(tmp_path, "loss:\n  name: ce\n"), settings)  # loads: a saved run's settings must
+    with pytest.raises(ConfigError, match=message) as info:  # but a new run does not start
+        check_noise_settings(cfg.data.noise)
     assert "\n" not in str(info.value)

@@ -263,6 +263,7 @@ def test_a_second_train_into_a_directory_being_written_is_refused(tmp_path: Path
         (["--set", "data.noise.mode=human", "--set", "data.noise.rate=0", "--set", "data.noise.human_labels=/nope.npz"],
          "data.noise.human_labels = /nope.npz: no such file"),
         (["--set", "data.name=mri", "--set", "data.mri.manifest=/nope.csv"], "data.mri.manifest = /nope.csv: no such file"),
+        (["--set", "data.noise.mode=none"], "data.noise.rate = 0.4 is not read by data.noise.mode = none"),
     ],
 )
 def test_cli_errors_are_one_line_exit_2(tmp_path: Path, args: list[str], message: str) -> None:

@@ -308,6 +308,8 @@ def test_import_cohort_joins_adnimerge_to_scans(tmp_path: Path) -> None:
     assert result.returncode == 2 and "no manifest was written" in result.stderr and not (tmp_path / "none.csv").exists()
     result = _cli("import-cohort", "--scans", str(scans), "--adnimerge", str(adnimerge), "--out", str(out))
     assert "no manifest was written (the earlier one removed)" in result.stderr and not out.exists()  # not stale
+    result = _cli("import-cohort", "--scans", str(scans), "--adnimerge", str(adnimerge), "--out", str(scans))
+    assert result.returncode == 2 and "is one of the input files" in result.stderr and scans.exists()
     result = _cli("import-cohort", "--scans", str(scans), "--adnimerge", str(adnimerge), "--mapping", "x.yaml",
                   "--out", str(out))
     assert result.returncode == 2 and "--mapping x.yaml applies to --table" in result.stderr

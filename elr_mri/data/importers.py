@@ -18,7 +18,7 @@ padding: "ses-01" is visit 1). Relative image paths of the scans table are made 
 folder. Two scans of one visit, and a clinical value that maps to no class, are left out with the reason.
 
 Public names: `ImportResult`, `ADNI_DIAGNOSES`, `import_adnimerge`, `import_mapped_table`,
-`load_mapping`, `adni_participant_key`, `adni_session_key`.
+`load_mapping`, `adni_participant_key`, `adni_session_key`, `adni_diagnosis`, `mapped_session_key`.
 """
 
 from __future__ import annotations
@@ -175,8 +175,8 @@ def import_mapped_table(
     if "age" in clinical:
         clinical["age"] = pd.to_numeric(clinical["age"], errors="coerce")
     clinical["_diagnosis_problem"] = [
-        _diagnosis_problem(columns["diagnosis"], value, "in the mapping's values.diagnosis")
-        for value in table[columns["diagnosis"]].map(_code)]
+        _diagnosis_problem(columns["diagnosis"], "" if _blank(value) else _code(value), "in the mapping's values.diagnosis")
+        for value in table[columns["diagnosis"]]]
     for label, conditions in (mapping.get("require") or {}).items():
         for column, allowed in conditions.items():
             _require(table, (column,), where)
@@ -218,7 +218,8 @@ def mapped_session_key(value: Any) -> str:
 
 
 def _without_entities(session: str) -> str:
-    return session.split("_", 1)[0]
+    """"M06_run-2" → "M06": only trailing BIDS key-value entities go ("visit_2" and dates keep their parts)."""
+    return re.sub(r"(_[A-Za-z]+-[A-Za-z0-9]+)+$", "", session)
 
 
 def _bids_key(value: Any) -> str:
@@ -280,7 +281,7 @@ def _read_scans(source: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, str]:
     is written elsewhere (--out), where they would point nowhere."""
     table, where = _read(source, SCANS)
     if not isinstance(source, pd.DataFrame):
-        folder = Path(source).resolve().parent
+        folder = Path(source).absolute().parent  # the link's folder for a linked table, as load_manifest reads it
         for column in ("path", "processed_path"):
             if column in table:
                 table[column] = [value if _blank(value) or Path(str(value).strip()).is_absolute()

@@ -370,7 +370,9 @@ def training_manifest_images(cfg: DataConfig) -> list[str]:
         return []
     try:
         return load_manifest(path, cfg.mri.classes, check_files=False)[IMAGE_COLUMN].tolist()
-    except ManifestError:
+    except ManifestError as err:
+        log.warning("%s no longer loads (%s), so holdout scans are not compared with its files; participants "
+                    "still are", path, str(err).splitlines()[0])
         return []
 
 

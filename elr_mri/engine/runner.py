@@ -26,8 +26,8 @@ import yaml
 from tqdm import tqdm
 
 from elr_mri.config import (
-    ConfigError, RunConfig, config_from_dict, config_to_dict, load_config, refuse_resume_changes,
-    with_absolute_paths,
+    ConfigError, RunConfig, check_noise_settings, config_from_dict, config_to_dict, load_config,
+    refuse_resume_changes, with_absolute_paths,
 )
 from elr_mri.data import build_data
 from elr_mri.distributed import DistContext, barrier, gather_rows, init_distributed, leave_distributed
@@ -77,6 +77,8 @@ def train(cfg: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
     cfg = with_absolute_paths(cfg)
     if resume and (out_dir / "config.yaml").exists():  # before loading data: a refused resume fails at once
         refuse_resume_changes(load_config(out_dir / "config.yaml"), cfg, out_dir)
+    if not resume:
+        check_noise_settings(cfg.data.noise)
     state = RunState()  # its clock starts here: data loading counts in the run's wall time
     _seed_everything(cfg.seed)
     limit_cpu_threads(cfg.train.threads)

@@ -59,7 +59,7 @@ def measure_scan(image_path: str | Path, params: VolumeParams = VolumeParams()) 
     outputs = ScanOutputs.beside(image_path)
     image_hash = file_sha256(outputs.image)
     preprocess_meta = read_sidecar(outputs.sidecar)
-    preprocessed = _preprocess_params(preprocess_meta) if preprocess_meta is not None else None
+    preprocessed = _preprocess_params(preprocess_meta, outputs.sidecar) if preprocess_meta is not None else None
     transforms = [outputs.transform] + ([outputs.warp] if preprocessed and preprocessed.transform == "syn" else [])
     if preprocessed is None or not all(path.is_file() for path in transforms):
         raise FileNotFoundError(f"{outputs.image}: its sidecar, affine transform or (--transform syn) warp is "
@@ -79,10 +79,14 @@ def measure_scan(image_path: str | Path, params: VolumeParams = VolumeParams()) 
     return {**result, "status": "done"}
 
 
-def _preprocess_params(meta: dict) -> Params:
-    recorded = dict(meta["params"])
-    recorded["shape"] = tuple(recorded["shape"]) if recorded.get("shape") else None
-    return Params(**recorded)
+def _preprocess_params(meta: dict, sidecar: Path) -> Params:
+    try:
+        recorded = dict(meta["params"])
+        recorded["shape"] = tuple(recorded["shape"]) if recorded.get("shape") else None
+        return Params(**recorded)
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"{sidecar}: not a sidecar this `elr-mri preprocess` reads (its params are missing or "
+                         "unknown); rerun `elr-mri preprocess` on this scan") from None
 
 
 @functools.lru_cache(maxsize=4)

@@ -141,7 +141,11 @@ def test_merge_uses_the_shards_qc_threshold_and_refuses_a_shard_without_its_reco
                       "status": ["done"]}).to_csv(tmp_path / f"manifest-shard-{index}-of-2.csv", index=False)
     _shard_record(tmp_path, 0, 2, qc_min_ncc=0.8)
     assert merge_main(["--output", str(tmp_path)]) == 1
-    assert "shard-1-of-2.json: missing or unreadable" in capsys.readouterr().err
+    assert "shard(s) 1/2 have no readable shard-I-of-N.json" in capsys.readouterr().err
+    (tmp_path / "shard-0-of-2.json").unlink()
+    assert merge_main(["--output", str(tmp_path)]) == 1
+    assert "shard(s) 0/2, 1/2 have no readable" in capsys.readouterr().err  # all of them at once
+    _shard_record(tmp_path, 0, 2, qc_min_ncc=0.8)
     _shard_record(tmp_path, 1, 2, qc_min_ncc=0.8)
     assert merge_main(["--output", str(tmp_path)]) == 0
     assert pd.read_csv(tmp_path / "manifest.csv")["qc_flag"].tolist() == [True, False]  # 0.7 < the shards' 0.8
@@ -280,8 +284,8 @@ def test_an_id_of_blanks_or_padded_with_them_is_refused(tmp_path, participant):
 
 
 def test_a_header_typed_with_spaces_is_read(tmp_path):
-    (tmp_path / "x.csv").write_text("participant_id, session_id, path\nsub-1,ses-M00,a.nii\n")
-    assert read_inputs(tmp_path / "x.csv")["session_id"].tolist() == ["ses-M00"]
+    (tmp_path / "x.csv").write_text("participant_id, session_id , path\nsub-1, ses-M00, a.nii\n")
+    assert read_inputs(tmp_path / "x.csv")[["session_id", "path"]].values.tolist() == [["ses-M00", "a.nii"]]
     (tmp_path / "x.csv").write_text("participant_id,session,path\nsub-1,ses-M00,a.nii\n")
     with pytest.raises(InputError, match=r"missing column\(s\) \['session_id'\] \(found \['participant_id', 'session'"):
         read_inputs(tmp_path / "x.csv")
