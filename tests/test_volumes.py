@@ -130,3 +130,14 @@ def test_recovery_table_correlates_and_orders_by_true_diagnosis() -> None:
     assert table.loc["hippocampus_l", "measured_AD"] < table.loc["hippocampus_l", "measured_CN"]
     with pytest.raises(ValueError, match="truth.csv"):
         recovery_table(volumes.assign(participant_id="z"), truth)
+
+
+def test_a_sidecar_without_settings_or_a_syn_scan_without_its_warp_is_one_line(template, tmp_path: Path) -> None:
+    """`volumes` goes by the transform the sidecar records: a warp another run left is not taken for this one's."""
+    outputs = _fake_preprocessed(template, tmp_path, "sub-ODD", 1.0)
+    outputs.sidecar.write_text(json.dumps({"params": {"resolution": RESOLUTION, "spacing": 2}}))
+    with pytest.raises(ValueError, match="not a sidecar this `elr-mri preprocess` reads"):
+        measure_scan(outputs.image, VolumeParams(registration_mm=RESOLUTION))
+    outputs.sidecar.write_text(json.dumps({"params": Params(resolution=RESOLUTION, transform="syn").as_dict()}))
+    with pytest.raises(FileNotFoundError, match=r"affine transform or \(--transform syn\) warp is missing"):
+        measure_scan(outputs.image, VolumeParams(registration_mm=RESOLUTION))
