@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,15 +13,15 @@ import yaml
 
 pytest.importorskip("ants")
 
-from elr_mri.baselines.evaluate import evaluate_baselines  # noqa: E402
-from elr_mri.baselines.features import volume_features, voxel_features  # noqa: E402
+from elr_mri.baselines.evaluate import _baseline_inputs, evaluate_baselines  # noqa: E402
+from elr_mri.baselines.features import training_age_mean, volume_features, voxel_features  # noqa: E402
 from elr_mri.baselines.models import BASELINES, class_scores, fit_baseline  # noqa: E402
 from elr_mri.config import config_to_dict, load_config  # noqa: E402
 from elr_mri.data.cohort import load_manifest  # noqa: E402
 from elr_mri.data.splits import split_participants  # noqa: E402
 from elr_mri.evaluation.compare import comparison_table  # noqa: E402
 from elr_mri.simulate.cli import main as simulate  # noqa: E402
-from elr_mri.volumes.measure import VolumeParams, measure_manifest  # noqa: E402
+from elr_mri.volumes.measure import VolumeParams, measure_manifest, volume_columns  # noqa: E402
 from preprocess.cli import main as preprocess  # noqa: E402
 
 ROOT = Path(__file__).parents[1]
@@ -86,16 +87,23 @@ def test_dropping_flagged_scans_trains_on_fewer(cohort: dict[str, Path], tmp_pat
     run = cohort["run"]
     flagging = tmp_path / "elr"
     flagging.mkdir()
-    (flagging / "splits.csv").write_bytes((run / "splits.csv").read_bytes())
+    for name in ("splits.csv", "config.yaml"):
+        (flagging / name).write_bytes((run / name).read_bytes())
     splits = pd.read_csv(run / "splits.csv")
     first = splits.loc[splits["split"] == "train", "participant_id"].iloc[0]
-    pd.DataFrame({"index": [0], "participant_id": [first], "session_id": ["ses-M00"]}).to_csv(
-        flagging / "suspected_mislabels.csv", index=False)
+    given = pd.read_csv(run.parent / "adni_sim.csv").set_index("participant_id").loc[first, "diagnosis"]
+    flags = pd.DataFrame({"index": [0], "participant_id": [first], "session_id": ["ses-M00"], "given_name": [given]})
+    for wrong, message in ((flags.assign(session_id="ses-M99"), "are not training scans of"),
+                           (flags.assign(given_name="XX"), "was flagged as XX, the manifest now says")):
+        wrong.to_csv(flagging / "suspected_mislabels.csv", index=False)
+        with pytest.raises(ValueError, match=message):
+            evaluate_baselines(run, [cohort["volumes"]], None, flagging, n_boot=20)
+    flags.to_csv(flagging / "suspected_mislabels.csv", index=False)
     results = evaluate_baselines(run, [cohort["volumes"]], None, flagging, n_boot=20)
     summary = json.loads((run / "eval-test" / "baselines" / "volumes_logreg_without_suspected" / "summary.json")
                          .read_text())
     assert set(results) == {f"{b.name}_without_suspected" for b in BASELINES}
-    assert summary["dropped_suspected"] == 1
+    assert summary["dropped_suspected"] == 1 and summary["flagging_run"] == str(flagging.resolve())
     splits["diagnosis"] = pd.read_csv(run.parent / "adni_sim.csv").drop_duplicates("participant_id").set_index(
         "participant_id")["diagnosis"].reindex(splits["participant_id"]).to_numpy()
     every_but_one_class = splits[(splits["split"] == "train") & (splits["diagnosis"] != "MCI")]
@@ -108,7 +116,7 @@ def test_dropping_flagged_scans_trains_on_fewer(cohort: dict[str, Path], tmp_pat
 def test_missing_volumes_name_the_scan_and_the_fix(cohort: dict[str, Path]) -> None:
     frame = pd.read_csv(cohort["holdout"], dtype={"participant_id": str})
     with pytest.raises(ValueError, match="run `elr-mri volumes"):
-        volume_features(frame, pd.read_csv(cohort["volumes"]).iloc[:0], "holdout.csv")
+        volume_features(frame, pd.read_csv(cohort["volumes"]).iloc[:0], "holdout.csv", 0.0)
 
 
 def test_models_learn_a_separable_signal_from_both_feature_kinds(tmp_path: Path) -> None:
@@ -125,3 +133,28 @@ def test_models_learn_a_separable_signal_from_both_feature_kinds(tmp_path: Path)
     nib.save(nib.Nifti1Image(volume, np.eye(4)), tmp_path / "v.nii.gz")
     blocks = voxel_features([str(tmp_path / "v.nii.gz")], 3)
     assert blocks.shape == (1, 8) and blocks[0, 0] == pytest.approx(volume[:3, :3, :3].mean())
+
+
+def test_a_missing_age_is_filled_with_the_training_mean_in_every_set() -> None:
+    """Filling with the scored set's own mean put that set's statistics into its features."""
+    keys = {"participant_id": ["a", "b"], "session_id": ["ses-M00"] * 2}
+    volumes = pd.DataFrame({**keys, **{column: [0.1, 0.2] for column in volume_columns()}})
+    train = pd.DataFrame({**keys, "age": [60.0, 80.0]})
+    scored = pd.DataFrame({**keys, "age": [90.0, None], "sex": ["F", "M"]})
+    features = volume_features(scored, volumes, "test", training_age_mean(train))
+    assert features[:, -2].tolist() == [90.0, 70.0]
+    assert training_age_mean(train.assign(age=None)) == 0.0
+
+
+@pytest.mark.slow  # simulating and preprocessing 21 scans: 1-3 min on 2 cores
+def test_baselines_choose_c_on_the_labels_the_run_validated_on(cohort: dict[str, Path], tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(cohort["run"], run)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    scans = pd.read_csv(config["data"]["mri"]["manifest"], dtype=str)
+    panel = scans[["participant_id", "session_id"]].assign(diagnosis="AD")  # an adjudication panel's labels
+    panel.to_csv(tmp_path / "panel.csv", index=False)
+    config["data"]["mri"]["val_labels"] = str(tmp_path / "panel.csv")
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    inputs = _baseline_inputs(run, [cohort["volumes"]], None, None)
+    assert len(inputs.val) and (inputs.val_labels == 2).all()

@@ -16,9 +16,11 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from elr_mri.baselines.features import read_volumes, require_volumes, volume_features, voxel_features
+from elr_mri.baselines.features import (read_volumes, require_volumes, training_age_mean, volume_features,
+                                       voxel_features)
 from elr_mri.baselines.models import BASELINES, Baseline, class_scores, fit_baseline
 from elr_mri.config import RunConfig, load_config
+from elr_mri.data.adjudicated import load_adjudicated_labels
 from elr_mri.data.cohort import IMAGE_COLUMN, SCAN_KEYS, label_indices, load_manifest
 from elr_mri.data.splits import load_splits, run_participants
 from elr_mri.evaluation.compare import require_same_splits
@@ -43,17 +45,18 @@ def evaluate_baselines(run_dir: Path, volumes_csvs: Sequence[Path] = (), manifes
     for baseline in BASELINES:
         if baseline.features == "volumes" and inputs.volumes is None:
             continue
-        features = _Features(baseline, inputs.volumes)
+        features = _Features(baseline, inputs.volumes, training_age_mean(train))
         y_train = label_indices(train["diagnosis"], classes)
         model, c = fit_baseline(baseline, features(train, "training split"), y_train,
                                 features(val, "validation split") if len(val) else None,
-                                label_indices(val["diagnosis"], classes) if len(val) else None, len(classes))
+                                inputs.val_labels if len(val) else None, len(classes))
         probs = class_scores(model, features(scored, inputs.name), len(classes))
         labels = label_indices(scored["diagnosis"], classes)
         reports = evaluate_predictions(labels, probs, scored["participant_id"].to_numpy(), classes, n_boot=n_boot)
         tag = baseline.name + ("_without_suspected" if drop_suspected is not None else "")
         about = {"baseline": tag, "description": baseline.description, "C": c, "train_scans": len(train),
-                 "dropped_suspected": inputs.dropped}
+                 "dropped_suspected": inputs.dropped,
+                 "flagging_run": str(Path(drop_suspected).resolve()) if drop_suspected is not None else None}
         out = evaluation_dir(run_dir, manifest, beside_checkpoint) / "baselines" / tag
         write_evaluation(out, reports, labels, probs, scored.reset_index(drop=True), classes, inputs.notes, about)
         results[tag] = reports
@@ -76,6 +79,7 @@ class _BaselineInputs:
     classes: list[str]
     train: pd.DataFrame
     val: pd.DataFrame
+    val_labels: np.ndarray  # the labels the run validated on: the manifest's, or data.mri.val_labels'
     scored: pd.DataFrame
     name: str  # of the scored set: "test" or the holdout's
     notes: list[str]  # participant-overlap notes of the holdout
@@ -91,6 +95,9 @@ def _baseline_inputs(run_dir: Path, volumes_csvs: Sequence[Path], manifest: Path
     cohort = load_manifest(cfg.data.mri.manifest, classes)
     split = cohort["participant_id"].map(load_splits(run_dir / "splits.csv", cohort["participant_id"]))
     train, val = cohort[split == "train"], cohort[split == "val"]
+    # C is chosen on the labels the CNN's checkpoint was selected on
+    val_labels = (load_adjudicated_labels(cfg.data.mri.val_labels, val, classes) if cfg.data.mri.val_labels
+                  else label_indices(val["diagnosis"], classes))
     dropped = 0
     if drop_suspected is not None:
         train, dropped = _without_suspected(train, Path(drop_suspected), run_dir)
@@ -101,7 +108,7 @@ def _baseline_inputs(run_dir: Path, volumes_csvs: Sequence[Path], manifest: Path
     if volumes is not None:
         for rows, source in ((train, "training split"), (val, "validation split"), (scored, name)):
             require_volumes(rows, volumes, source)
-    return _BaselineInputs(classes, train, val, scored, name, notes, volumes, dropped)
+    return _BaselineInputs(classes, train, val, val_labels, scored, name, notes, volumes, dropped)
 
 
 def require_baseline_run(run_dir: Path) -> RunConfig:
@@ -122,12 +129,12 @@ def require_baseline_run(run_dir: Path) -> RunConfig:
 class _Features:
     """The feature matrix of a baseline for a set of manifest rows."""
 
-    def __init__(self, baseline: Baseline, volumes: pd.DataFrame | None) -> None:
-        self.baseline, self.volumes = baseline, volumes
+    def __init__(self, baseline: Baseline, volumes: pd.DataFrame | None, age_fill: float) -> None:
+        self.baseline, self.volumes, self.age_fill = baseline, volumes, age_fill
 
     def __call__(self, rows: pd.DataFrame, source: str) -> np.ndarray:
         if self.baseline.features == "volumes":
-            return volume_features(rows, self.volumes, source)
+            return volume_features(rows, self.volumes, source, self.age_fill)
         return voxel_features(rows[IMAGE_COLUMN].tolist(), VOXEL_BLOCK)
 
 
@@ -150,6 +157,22 @@ def _without_suspected(train: pd.DataFrame, flagging_run: Path, run_dir: Path) -
     if not table.exists():
         raise FileNotFoundError(f"{table} not found: --drop-suspected needs a finished run directory")
     require_same_splits(run_dir, flagging_run)
-    flagged = pd.read_csv(table, dtype={"participant_id": str, "session_id": str})[SCAN_KEYS]
-    keep = train[SCAN_KEYS].merge(flagged.assign(flagged=True), on=SCAN_KEYS, how="left")["flagged"].isna().to_numpy()
+    require_baseline_run(flagging_run)  # its flags are against the manifest's labels, not synthetic ones
+    flagged = pd.read_csv(table, dtype={"participant_id": str, "session_id": str})
+    flagged = flagged[[*SCAN_KEYS, *(["given_name"] if "given_name" in flagged else [])]]
+    joined = flagged.merge(train[[*SCAN_KEYS, "diagnosis"]], on=SCAN_KEYS, how="left")
+    strangers = joined[joined["diagnosis"].isna()]
+    if len(strangers):
+        first = strangers.iloc[0]
+        raise ValueError(f"{table}: {len(strangers)} flagged scan(s) are not training scans of {run_dir} (e.g. "
+                         f"{first.participant_id}/{first.session_id}); flag with a run on the same manifest")
+    if "given_name" in joined:
+        relabelled = joined[joined["given_name"] != joined["diagnosis"]]
+        if len(relabelled):
+            first = relabelled.iloc[0]
+            raise ValueError(f"{table}: {first.participant_id}/{first.session_id} was flagged as {first.given_name}, "
+                             f"the manifest now says {first.diagnosis} (and {len(relabelled) - 1} more); flag with a "
+                             "run on the manifest as it is")
+    keep = train[SCAN_KEYS].merge(flagged[SCAN_KEYS].assign(flagged=True), on=SCAN_KEYS, how="left")["flagged"]
+    keep = keep.isna().to_numpy()
     return train[keep], int((~keep).sum())

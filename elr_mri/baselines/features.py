@@ -19,7 +19,7 @@ from elr_mri.data.cohort import SCAN_KEYS
 from elr_mri.volumes.measure import volume_columns
 from elr_mri.volumes.tables import read_scan_table
 
-__all__ = ["read_volumes", "require_volumes", "volume_features", "voxel_features"]
+__all__ = ["read_volumes", "require_volumes", "training_age_mean", "volume_features", "voxel_features"]
 
 SEX_CODES = {"M": 1.0, "F": 0.0}  # unknown sex: 0.5, between the two
 
@@ -31,13 +31,20 @@ def read_volumes(paths: Sequence[str | Path]) -> pd.DataFrame:
     return pd.concat(tables, ignore_index=True).drop_duplicates(SCAN_KEYS, keep="last")
 
 
-def volume_features(frame: pd.DataFrame, volumes: pd.DataFrame, source: str) -> np.ndarray:
-    """(scans, regions + 2) matrix: normalised regional volumes, age (mean-filled) and sex."""
+def volume_features(frame: pd.DataFrame, volumes: pd.DataFrame, source: str, age_fill: float) -> np.ndarray:
+    """(scans, regions + 2) matrix: normalised regional volumes, age (missing: `age_fill`, the training mean,
+    so nothing of a scored set enters its own features) and sex."""
     joined = require_volumes(frame, volumes, source)
     age = pd.to_numeric(frame["age"], errors="coerce") if "age" in frame else pd.Series(np.nan, index=frame.index)
-    age = age.fillna(age.mean() if age.notna().any() else 0.0).to_numpy(dtype=np.float64)
+    age = age.fillna(age_fill).to_numpy(dtype=np.float64)
     sex = frame["sex"].map(SEX_CODES).fillna(0.5) if "sex" in frame else pd.Series(0.5, index=frame.index)
     return np.column_stack([joined[volume_columns()].to_numpy(dtype=np.float64), age, sex.to_numpy(dtype=np.float64)])
+
+
+def training_age_mean(train: pd.DataFrame) -> float:
+    """What a missing age is filled with in every set: the training scans' mean age (0 when none has one)."""
+    age = pd.to_numeric(train["age"], errors="coerce") if "age" in train else pd.Series(dtype=float)
+    return float(age.mean()) if age.notna().any() else 0.0
 
 
 def require_volumes(frame: pd.DataFrame, volumes: pd.DataFrame, source: str) -> pd.DataFrame:

@@ -38,7 +38,8 @@ def region_masks(domain: ants.ANTsImage) -> dict[str, np.ndarray]:
 
 
 def affine_determinant(path: str) -> float:
-    """|det| of the linear part of an ITK affine file (.mat): the scan-to-template volume factor."""
+    """|det| of the linear part of an ITK affine file (.mat): scan mm³ per template mm³ (the file maps template
+    points to scan points)."""
     import ants
 
     matrix = np.asarray(ants.read_transform(path).parameters[:9], dtype=np.float64).reshape(3, 3)
