@@ -12,8 +12,12 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from preprocess.user_errors import USER_ERRORS, report_user_error
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["main"]
 
@@ -232,10 +236,9 @@ def _print_comparison(args: argparse.Namespace, eval_dir: Path, baselines: list[
     """The CNN, the --compare-with runs and the `baselines` scored by this command in one table (also
     comparison.csv); baseline results an earlier command left in eval_dir are not this comparison's."""
     from elr_mri.config import load_config
-    from elr_mri.evaluation.compare import comparison_table, run_labels
+    from elr_mri.evaluation.compare import comparison_table, paired_differences, run_labels
     from elr_mri.evaluation.evaluate import evaluate_run
     from elr_mri.engine.checkpoint import atomic_write_text
-    from elr_mri.evaluation.metrics import Interval
 
     runs = [args.run, *args.compare_with]
     labels = [f"{name} ({load_config(run / 'config.yaml').loss.name})" for run, name in zip(runs, run_labels(runs))]
@@ -245,9 +248,21 @@ def _print_comparison(args: argparse.Namespace, eval_dir: Path, baselines: list[
         others[label] = other / eval_dir.name
     table = comparison_table(eval_dir, labels[0], others=others, baselines=baselines)
     atomic_write_text(table.to_csv(index=False), eval_dir / "comparison.csv")
-    wide = table.assign(value=[str(Interval(r.estimate, r.low, r.high)) for r in table.itertuples()])
     print(f"participant level, 95% intervals ({eval_dir / 'comparison.csv'}):")
-    print(wide.pivot(index="method", columns="metric", values="value").loc[table["method"].unique()].to_string())
+    print(_wide(table))
+    paired = paired_differences(eval_dir, labels[0], others, baselines, args.bootstrap)
+    atomic_write_text(paired.to_csv(index=False), eval_dir / "paired_differences.csv")
+    print(f"minus {labels[0]}, paired over the same participants, 95% intervals; one that excludes 0 shows a "
+          f"difference ({eval_dir / 'paired_differences.csv'}):")
+    print(_wide(paired))
+
+
+def _wide(table: pd.DataFrame) -> str:
+    """A method × metric table of 'estimate [low, high]' in percent, methods in their order in `table`."""
+    from elr_mri.evaluation.metrics import Interval
+
+    cells = table.assign(value=[str(Interval(r.estimate, r.low, r.high)) for r in table.itertuples()])
+    return cells.pivot(index="method", columns="metric", values="value").loc[table["method"].unique()].to_string()
 
 
 def _import_cohort(args: argparse.Namespace) -> int:

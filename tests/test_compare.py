@@ -1,12 +1,17 @@
-"""Runs in folders of one name get distinct labels in the comparison table. Seconds, nothing trained."""
+"""The comparison table's labels and its paired differences against the CNN. Seconds, nothing trained."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
-from elr_mri.evaluation.compare import run_labels
+from elr_mri.evaluation.compare import comparison_table, paired_differences, run_labels
+
+CLASSES = ["CN", "MCI", "AD"]
 
 
 def test_run_labels_keep_the_shortest_path_suffix_that_tells_runs_apart() -> None:
@@ -19,3 +24,40 @@ def test_run_labels_keep_the_shortest_path_suffix_that_tells_runs_apart() -> Non
 def test_the_same_run_twice_is_refused() -> None:
     with pytest.raises(ValueError, match="elr: the same run twice in one comparison"):
         run_labels([Path("runs/elr"), Path("runs/./elr")])
+
+
+def _scored(folder: Path, given: list[str], predicted: list[str]) -> Path:
+    """An evaluation folder as `evaluate` writes it (predictions.csv, summary.json), one scan per participant."""
+    folder.mkdir(parents=True)
+    probs = np.array([[0.8 if c == p else 0.1 for c in CLASSES] for p in predicted])
+    frame = pd.DataFrame({"participant_id": [f"s{i:02d}" for i in range(len(given))], "session_id": "ses-M00",
+                          "given": given, "predicted": predicted,
+                          **{f"p_{c}": probs[:, k] for k, c in enumerate(CLASSES)}})
+    frame.to_csv(folder / "predictions.csv", index=False)
+    accuracy = float(np.mean(np.array(given) == np.array(predicted)))
+    interval = {"estimate": accuracy, "low": accuracy, "high": accuracy}
+    metrics = {m: interval for m in ("accuracy", "balanced_accuracy", "auc_micro", "auc_macro")}
+    (folder / "summary.json").write_text(json.dumps({"participant": metrics}))
+    return folder
+
+
+def test_paired_differences_set_each_method_against_the_cnn_on_the_same_participants(tmp_path: Path) -> None:
+    given = ["CN", "MCI", "AD"] * 10
+    cnn = _scored(tmp_path / "eval-test", given, given[:24] + ["MCI"] * 6)  # wrong on 4 of the last 6
+    other = _scored(tmp_path / "other" / "eval-test", given, given)  # right on all 30
+    _scored(cnn / "baselines" / "voxels_linear_svm", given, ["MCI"] * 30)  # right on the 10 MCI
+    _scored(cnn / "baselines" / "earlier_one", given, given)  # left by an earlier command, not named
+    table = paired_differences(cnn, "elr", {"ce": other}, ["voxels_linear_svm"], n_boot=200)
+    assert list(table["method"].unique()) == ["ce", "voxels_linear_svm"] and set(table["minus"]) == {"elr"}
+    accuracy = table[table["metric"] == "accuracy"].set_index("method")
+    assert accuracy.loc["ce", "estimate"] == pytest.approx(4 / 30)
+    assert accuracy.loc["voxels_linear_svm", "estimate"] == pytest.approx(10 / 30 - 26 / 30)
+    assert accuracy.loc["voxels_linear_svm", "high"] < 0 < accuracy.loc["ce", "high"]
+    assert accuracy.loc["ce", "low"] >= 0  # ce is never wrong where the CNN is right: no resample puts it behind
+    methods = comparison_table(cnn, "elr", others={"ce": other}, baselines=["voxels_linear_svm"])["method"]
+    assert list(methods.unique()) == ["elr", "ce", "voxels_linear_svm"]
+
+
+def test_paired_differences_need_the_cnn_scored(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="predictions.csv not found: score the run first"):
+        paired_differences(tmp_path / "eval-test", "elr")

@@ -2,7 +2,9 @@
 
 Reads the summary.json files `elr-mri evaluate` wrote under RUN/eval-<name>/ (the CNN) and
 RUN/eval-<name>/baselines/*/ (the linear baselines), so what is compared was scored by the same
-code, on the same participants, with the same bootstrap.
+code, on the same participants, with the same bootstrap. Two methods' separate intervals overlap
+far more than the interval of their difference does, so each method is also set against the CNN
+with a paired bootstrap of its predictions.csv.
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ from typing import Sequence
 
 import pandas as pd
 
-__all__ = ["HEADLINE_METRICS", "comparison_table", "run_labels", "require_same_splits"]
+from elr_mri.evaluation.metrics import N_BOOT
+from elr_mri.evaluation.truth import mean_paired_difference
+
+__all__ = ["HEADLINE_METRICS", "comparison_table", "paired_differences", "run_labels", "require_same_splits"]
 
 HEADLINE_METRICS = ("accuracy", "balanced_accuracy", "auc_micro", "auc_macro")
 
@@ -25,19 +30,42 @@ def comparison_table(eval_dir: Path, cnn_name: str, level: str = "participant",
     """Rows: method, metric, estimate, low, high: the CNN first, the `others` (name: evaluation
     folder of another run on the same set, e.g. ELR beside CE), then the `baselines` named (None: each
     one found in eval_dir/baselines/, including those an earlier command fitted)."""
-    eval_dir = Path(eval_dir)
-    sources = [(cnn_name, eval_dir / "summary.json")]
-    sources += [(name, Path(folder) / "summary.json") for name, folder in (others or {}).items()]
-    found = sorted(eval_dir.glob("baselines/*/summary.json"))
-    sources += [(path.parent.name, path) for path in found if baselines is None or path.parent.name in baselines]
     rows = []
-    for method, path in sources:
-        if not path.exists():
-            continue
-        summary = json.loads(path.read_text())
+    for method, folder in _scored_methods(Path(eval_dir), cnn_name, others, baselines):
+        summary = json.loads((folder / "summary.json").read_text())
         rows += [{"method": method, "metric": m, **summary[level][m]} for m in metrics]
     table = pd.DataFrame(rows, columns=["method", "metric", "estimate", "low", "high"])
     return table.astype({"estimate": float, "low": float, "high": float})  # null (undefined) in summary.json: NaN
+
+
+def paired_differences(eval_dir: Path, cnn_name: str, others: dict[str, Path] | None = None,
+                       baselines: Sequence[str] | None = None, n_boot: int = N_BOOT,
+                       metrics: Sequence[str] = HEADLINE_METRICS) -> pd.DataFrame:
+    """Rows: method, minus, metric, estimate, low, high: each method of `comparison_table` but the CNN,
+    minus the CNN, at participant level on the labels of the evaluated set, with a 95% interval from
+    resampling participants, each resample scoring both methods on the same participants."""
+    eval_dir = Path(eval_dir)
+    cnn_predictions = eval_dir / "predictions.csv"
+    if not cnn_predictions.is_file():
+        raise FileNotFoundError(f"{cnn_predictions} not found: score the run first (`elr-mri evaluate`)")
+    given = pd.read_csv(cnn_predictions, dtype={"participant_id": str, "session_id": str})
+    given = given[["participant_id", "session_id", "given"]].rename(columns={"given": "true_diagnosis"})
+    rows = []
+    for method, folder in _scored_methods(eval_dir, cnn_name, others, baselines)[1:]:
+        pair = [(cnn_predictions, folder / "predictions.csv")]
+        rows += [{"method": method, "minus": cnn_name, "metric": metric,
+                  **vars(mean_paired_difference(pair, given, n_boot, metric=metric))} for metric in metrics]
+    return pd.DataFrame(rows, columns=["method", "minus", "metric", "estimate", "low", "high"])
+
+
+def _scored_methods(eval_dir: Path, cnn_name: str, others: dict[str, Path] | None,
+                    baselines: Sequence[str] | None) -> list[tuple[str, Path]]:
+    """(method, evaluation folder) of each method with results: the CNN, the `others`, the `baselines`
+    found in eval_dir/baselines/ (None: all of them)."""
+    folders = [(cnn_name, eval_dir), *((name, Path(folder)) for name, folder in (others or {}).items())]
+    found = sorted(path.parent for path in eval_dir.glob("baselines/*/summary.json"))
+    folders += [(folder.name, folder) for folder in found if baselines is None or folder.name in baselines]
+    return [(method, folder) for method, folder in folders if (folder / "summary.json").is_file()]
 
 
 def run_labels(runs: Sequence[Path]) -> list[str]:
