@@ -7,11 +7,13 @@ the same input hash and parameters.
 """
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Iterator
 
 from . import qc, steps
 from .checks import load_scan
@@ -125,11 +127,7 @@ def process_scan(path: str | Path, outputs: ScanOutputs, params: Params) -> dict
     template = load_template(*params.template_key())
     moving = steps.n4(steps.non_negative(steps.to_ants(scan)), params.profile)
     fixed = template.coarse if steps.PROFILES[params.profile]["fixed"] == "coarse" else template.full
-    outputs.image.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(outputs.image.parent)
-    # ANTs' transform files go beside the outputs, under a name a killed run's successor removes
-    workdir = tempfile.mkdtemp(prefix=".tmp-registration-", dir=outputs.image.parent)
-    try:
+    with _registration_workdir(outputs.image.parent) as workdir:
         transforms = steps.register(fixed, moving, params.transform, params.deterministic,
                                     outprefix=f"{workdir}/reg_")
         registered = steps.resample_to_grid(template.grid, moving, transforms)
@@ -149,11 +147,31 @@ def process_scan(path: str | Path, outputs: ScanOutputs, params: Params) -> dict
             outputs.warp.unlink(missing_ok=True)
         with atomic_path(outputs.overlay) as temp:
             qc.overlay_png(warped, template, temp, title=outputs.image.name)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
     meta = {"input_path": str(path), "input_sha256": input_hash, "params": params.as_dict(),
             "template": {"name": template.name, "sha256": template.sha256, **template_files},
             "software": software_versions(), "qc": figures, "outputs_sha256": output_hashes(finished),
             "seconds": round(time.perf_counter() - started, 2)}
     write_json(outputs.sidecar, meta)
     return {**meta, "status": "done"}
+
+
+@contextlib.contextmanager
+def _registration_workdir(folder: Path) -> Iterator[str]:
+    """A temporary folder for ANTs' transform files inside the scan's output `folder` (made as needed), under a
+    name a killed run's successor removes. It goes at the end; when the scan fails, so do the output folders
+    made here if nothing else was written into them: an empty participant folder looks like a result."""
+    made = [missing for missing in (folder, *folder.parents) if not missing.exists()]  # deepest first
+    folder.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(folder)
+    workdir = tempfile.mkdtemp(prefix=".tmp-registration-", dir=folder)
+    failed = True
+    try:
+        yield workdir
+        failed = False
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+        for empty in made if failed else []:
+            try:
+                empty.rmdir()
+            except OSError:  # something was written there: keep it and the folders above
+                break

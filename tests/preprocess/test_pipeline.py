@@ -169,3 +169,21 @@ def test_real_head_at_1mm_matches_the_unmoved_head(tmp_path, colin_path):
     scores = [process_scan(path, ScanOutputs.under(tmp_path / name, "sub-colin", "ses-01"), params)["qc"]["qc_ncc"]
               for name, path in (("moved", moved), ("unmoved", colin_path))]
     assert scores[0] > scores[1] - 0.01
+
+
+def test_a_scan_whose_registration_fails_leaves_no_folder_or_temporary_files(tmp_path, moved_template, monkeypatch):
+    """ANTs raising mid-registration (its errors are RuntimeErrors): the output root keeps nothing of the scan."""
+    from preprocess import steps
+
+    def failing_registration(*args, **kwargs):
+        raise RuntimeError("itk::ERROR: registration diverged")
+
+    monkeypatch.setattr(steps, "register", failing_registration)
+    outputs = ScanOutputs.under(tmp_path, "sub-01", "ses-01")
+    with pytest.raises(RuntimeError, match="diverged"):
+        process_scan(moved_template, outputs, FAST_2MM)
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "sub-01" / "ses-02").mkdir(parents=True)  # another session done earlier: its folders stay
+    with pytest.raises(RuntimeError, match="diverged"):
+        process_scan(moved_template, outputs, FAST_2MM)
+    assert [p.relative_to(tmp_path).as_posix() for p in sorted(tmp_path.rglob("*"))] == ["sub-01", "sub-01/ses-02"]
