@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from elr_mri.config import load_config
 from elr_mri.engine.checkpoint import atomic_write_json, load_checkpoint
 from elr_mri.engine.execution import ExecutionPlan
 from elr_mri.engine.methods import build_method
-from elr_mri.engine.runner import CheckpointWriter, RunState, train
+from elr_mri.engine.runner import CheckpointWriter, RunState, exclusive_run_dir, train
 from elr_mri.engine.tracking import PredictionTracker
 
 ROOT = Path(__file__).parents[1]
@@ -240,8 +242,6 @@ def test_existing_run_is_not_overwritten(tmp_path: Path) -> None:
 
 def test_a_second_train_into_a_directory_being_written_is_refused(tmp_path: Path) -> None:
     """Until its first checkpoint a run leaves nothing that marks its directory as taken but the lock."""
-    from elr_mri.engine.runner import exclusive_run_dir
-
     out = tmp_path / "run"
     with exclusive_run_dir(out):  # as a running `elr-mri train` holds it
         result = _cli("train", "--config", str(DIGITS), "--out", str(out), *[a for s in SMALL for a in ("--set", s)])
@@ -362,3 +362,30 @@ def test_a_resumed_run_logs_each_epoch_once_to_tensorboard(tmp_path: Path) -> No
     events.Reload()
     points = events.Scalars("val_acc")
     assert [p.step for p in points] == [1, 2, 3] and points[-1].value >= 0
+
+
+def test_a_killed_runs_loader_workers_do_not_hold_its_lock(tmp_path: Path) -> None:
+    """DataLoader workers are forked with the lock's file open and live on for seconds after `kill -9` of the
+    run: an immediate --resume must not be told that another `elr-mri train` is writing the run."""
+    script = textwrap.dedent("""
+        import os, signal, sys, time
+        from pathlib import Path
+        from elr_mri.engine.runner import exclusive_run_dir
+        with exclusive_run_dir(Path(sys.argv[1])):
+            worker = os.fork()
+            if worker == 0:  # keeps the lock's file open, as a loader worker does, but not the test's pipes
+                for fd in (1, 2):
+                    os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
+                time.sleep(60)
+                os._exit(0)
+            print(worker, flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    out = tmp_path / "run"
+    worker = int(subprocess.run([sys.executable, "-c", script, str(out)], capture_output=True, text=True,
+                                cwd=ROOT).stdout)
+    try:
+        with exclusive_run_dir(out, create=False):  # the resume's own claim
+            pass
+    finally:
+        os.kill(worker, signal.SIGKILL)

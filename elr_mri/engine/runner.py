@@ -8,6 +8,7 @@ targets, RNG state) and finishes with the same metrics an uninterrupted run woul
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import io
@@ -48,7 +49,7 @@ from preprocess.sidecar import remove_stale_temps
 __all__ = ["train", "resolve_device", "evaluate_split", "SplitScore", "uses_age", "selection_rule", "RunState",
            "CheckpointWriter"]
 
-RUN_LOCK = ".train.lock"  # held (flock) by the `elr-mri train` writing the run; released when it ends
+RUN_LOCK = ".train.lock"  # held (lockf) by the `elr-mri train` writing the run; released when it ends
 END_PRODUCTS = ("summary.json", "suspected_mislabels.csv", "memorization.png")  # written by _finish
 SELECTION_RULES = {
     "val_acc": "best accuracy on the validation split, held out from the training set with its noisy labels (data.val_fraction), as the paper",
@@ -167,9 +168,11 @@ def exclusive_run_dir(out_dir: Path, create: bool = True) -> Iterator[None]:
         raise FileNotFoundError(f"{out_dir}: no such run directory to resume")
     out_dir.mkdir(parents=True, exist_ok=True)
     with open(out_dir / RUN_LOCK, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        try:  # a POSIX record lock, not flock: forked DataLoader workers, which outlive a killed run by seconds,
+            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # do not inherit it and so cannot block its resume
+        except OSError as err:
+            if err.errno not in (errno.EACCES, errno.EAGAIN):
+                raise
             raise FileExistsError(f"{out_dir}: another `elr-mri train` is writing this run; let it finish (or stop "
                                   "it) first, or choose another --out") from None
         yield
