@@ -364,6 +364,24 @@ def test_a_resumed_run_logs_each_epoch_once_to_tensorboard(tmp_path: Path) -> No
     assert [p.step for p in points] == [1, 2, 3] and points[-1].value >= 0
 
 
+def test_a_run_started_over_before_its_first_checkpoint_logs_each_epoch_once(tmp_path: Path) -> None:
+    """Killed before its first checkpoint, a run trains again from epoch 1 (a resume, or a new run into the
+    same --out): the killed attempt's points go, or TensorBoard draws two curves over each other."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from torch.utils.tensorboard import SummaryWriter
+
+    out = tmp_path / "run"
+    killed = SummaryWriter(log_dir=str(out / "tensorboard"))  # epochs 1 and 2 logged, then killed: no last.pt
+    for epoch in (1, 2):
+        killed.add_scalar("val_acc", -1.0, epoch)
+    killed.close()
+    train(load_config(DIGITS, ["data.train_subset=300", "train.progress=false", "train.epochs=2"]), out)
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    points = events.Scalars("val_acc")
+    assert [p.step for p in points] == [1, 2] and min(p.value for p in points) >= 0
+
+
 def test_a_killed_runs_loader_workers_do_not_hold_its_lock(tmp_path: Path) -> None:
     """DataLoader workers are forked with the lock's file open and live on for seconds after `kill -9` of the
     run: an immediate --resume must not be told that another `elr-mri train` is writing the run."""

@@ -445,11 +445,12 @@ def _read_metrics(out_dir: Path) -> list[dict[str, Any]]:
 
 
 def _tensorboard(out_dir: Path, epochs_kept: int) -> Any:
-    """The run's event writer; a resumed run (`epochs_kept` > 0) purges the points an interrupted one logged
-    after its last checkpoint, which it trains again, so TensorBoard shows each epoch once."""
+    """The run's event writer; it purges the points an interrupted attempt logged after the last checkpoint
+    (after `epochs_kept`; all of them when it was killed before its first), which this one trains again, so
+    TensorBoard shows each epoch once."""
     from torch.utils.tensorboard import SummaryWriter  # imported late: it is slow to load
 
-    return SummaryWriter(log_dir=str(out_dir / "tensorboard"), purge_step=epochs_kept + 1 if epochs_kept else None)
+    return SummaryWriter(log_dir=str(out_dir / "tensorboard"), purge_step=epochs_kept + 1)
 
 
 def _finish(out_dir: Path, cfg: RunConfig, data: NoisyImageData, method: Method, tracker: PredictionTracker,
