@@ -156,6 +156,24 @@ def test_resume_with_more_epochs_extends_a_finished_run(tmp_path: Path) -> None:
     assert json.loads((out / "summary.json").read_text())["epochs"] == reached + 2
 
 
+def test_continuing_a_run_removes_the_evaluations_of_the_checkpoints_it_replaces(tmp_path: Path) -> None:
+    """eval-*/ scored best.pt or last.pt as they were: kept, a later `evaluate` run beside them or a script that
+    skips evaluations already written (scripts/mri_n1200.py) would report an earlier epoch's weights."""
+    from elr_mri.evaluation.evaluate import evaluate_run
+
+    out = tmp_path / "run"
+    train(load_config(DIGITS, [*SMALL, "train.epochs=2"]), out)
+    for checkpoint in ("best", "last"):
+        evaluate_run(out, checkpoint=checkpoint, n_boot=2)
+    explained = out / "explain-test"  # what `elr-mri explain` writes for an MRI run
+    explained.mkdir()
+    (explained / "summary.json").write_text("{}")
+    result = _cli("train", "--resume", str(out), "--set", "train.epochs=3")
+    assert result.returncode == 0, result.stderr
+    assert not any(out.glob("eval-*")) and not explained.exists()
+    assert "eval-test" in result.stderr and "elr-mri evaluate" in result.stderr  # says what went and how to redo it
+
+
 def test_resume_refuses_other_settings_a_shorter_run_and_a_missing_run(tmp_path: Path) -> None:
     out = tmp_path / "run"
     train(load_config(DIGITS, [*SMALL, "train.epochs=2"]), out)

@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import random
+import shutil
 import sys
 import time
 from contextlib import contextmanager, nullcontext
@@ -51,6 +52,7 @@ __all__ = ["train", "resolve_device", "evaluate_split", "SplitScore", "uses_age"
 
 RUN_LOCK = ".train.lock"  # held (lockf) by the `elr-mri train` writing the run; released when it ends
 END_PRODUCTS = ("summary.json", "suspected_mislabels.csv", "memorization.png")  # written by _finish
+CHECKPOINT_PRODUCTS = ("eval-*", "explain-*")  # folders of `elr-mri evaluate` and `explain`, from best.pt or last.pt
 SELECTION_RULES = {
     "val_acc": "best accuracy on the validation split, held out from the training set with its noisy labels (data.val_fraction), as the paper",
     "val_balanced_acc": "best balanced accuracy (mean recall over the classes) on the validation split, held out from the training set with its noisy labels (data.val_fraction)",
@@ -295,10 +297,20 @@ def _write_config(out_dir: Path, cfg: RunConfig) -> None:
 def _reopen_run_dir(out_dir: Path, cfg: RunConfig) -> None:
     """Before training continues: record the config it continues with (e.g. more epochs), so a later
     plain --resume goes on the same way, and drop the end products of an earlier finish: scripts read
-    summary.json as "this run is done", which it is no longer; they are rewritten when the run ends."""
+    summary.json as "this run is done", which it is no longer; they are rewritten when the run ends.
+
+    The evaluations and saliency maps of its checkpoints go too: they scored best.pt and last.pt as they
+    were, and readers that skip what is written (scripts/mri_n1200.py) or gather every eval-*/ (the demo
+    report) would otherwise present an earlier epoch's weights as the run's."""
     _write_config(out_dir, cfg)
     for name in END_PRODUCTS:
         (out_dir / name).unlink(missing_ok=True)
+    scored = sorted(path for pattern in CHECKPOINT_PRODUCTS for path in out_dir.glob(pattern) if path.is_dir())
+    for folder in scored:
+        shutil.rmtree(folder)
+    if scored:
+        print(f"{out_dir}: removed {', '.join(path.name for path in scored)} (they scored checkpoints this run "
+              "replaces as it continues); once it ends, run elr-mri evaluate (explain) again", file=sys.stderr)
 
 
 def _require_same_data_shape(out_dir: Path, data: NoisyImageData) -> None:
