@@ -174,6 +174,25 @@ def test_continuing_a_run_removes_the_evaluations_of_the_checkpoints_it_replaces
     assert "eval-test" in result.stderr and "elr-mri evaluate" in result.stderr  # says what went and how to redo it
 
 
+def test_an_evaluation_cut_short_while_rewriting_its_folder_leaves_no_summary(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """summary.json is what says an evaluation is complete (scripts skip a folder that has one), so a scoring
+    killed after writing the new predictions must not leave the previous scoring's summary beside them."""
+    import elr_mri.evaluation.evaluate as evaluate
+
+    out = tmp_path / "run"
+    train(load_config(DIGITS, [*SMALL, "train.epochs=1"]), out)
+    evaluate.evaluate_run(out, n_boot=2)
+
+    def killed(*args: object) -> None:
+        raise KeyboardInterrupt  # stands for a kill between the last CSV or plot and the summary
+
+    monkeypatch.setattr(evaluate, "atomic_write_json", killed)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate.evaluate_run(out, n_boot=2)
+    assert (out / "eval-test" / "predictions.csv").exists() and not (out / "eval-test" / "summary.json").exists()
+
+
 def test_resume_refuses_other_settings_a_shorter_run_and_a_missing_run(tmp_path: Path) -> None:
     out = tmp_path / "run"
     train(load_config(DIGITS, [*SMALL, "train.epochs=2"]), out)

@@ -209,10 +209,12 @@ def _require_run_test_split(run_dir: Path, manifest: str, scored: pd.Series) -> 
 def write_evaluation(out: Path, reports: dict[str, MetricsReport], labels: np.ndarray, probs: np.ndarray,
                      frame: pd.DataFrame | None, classes: list[str], notes: list[str], about: dict[str, Any]) -> None:
     """metrics.csv, confusion.csv, predictions.csv, ROC and confusion PNGs and summary.json (`about`
-    first) under `out`."""
+    first) under `out`. summary.json, which readers take as "complete", goes first and comes back last: a
+    scoring killed part-way leaves no earlier scoring's summary beside its new files."""
     from elr_mri.plots import plot_confusion, plot_roc
 
     out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").unlink(missing_ok=True)
     rows = [row for report in reports.values() for row in report.rows()]
     atomic_write_text(pd.DataFrame(rows).to_csv(index=False), out / "metrics.csv")
     confusion = [row for report in reports.values() for row in report.confusion_rows()]
