@@ -193,6 +193,34 @@ def test_an_evaluation_cut_short_while_rewriting_its_folder_leaves_no_summary(tm
     assert (out / "eval-test" / "predictions.csv").exists() and not (out / "eval-test" / "summary.json").exists()
 
 
+@pytest.mark.parametrize("loss", ["elr", "elr_plus"])
+def test_an_extended_run_ends_as_a_run_of_that_length(tmp_path: Path, loss: str) -> None:
+    """With a step schedule the rate, ELR's targets, ELR+'s ramps and the best epoch depend on the epoch and step
+    only, so 2 epochs continued to 4 give the 4-epoch run."""
+    settings = [*SMALL, f"loss.name={loss}", "schedule.milestones=[3]", "elr_plus.ema_ramp_steps=20"]
+    train(load_config(DIGITS, [*settings, "train.epochs=4"]), tmp_path / "four")
+    train(load_config(DIGITS, [*settings, "train.epochs=2"]), tmp_path / "extended")
+    train(load_config(tmp_path / "extended" / "config.yaml", ["train.epochs=4"]), tmp_path / "extended", resume=True)
+    for name in ("last.pt", "best.pt"):
+        a, b = (load_checkpoint(tmp_path / run / "checkpoints" / name) for run in ("four", "extended"))
+        assert a["epoch"] == b["epoch"]
+        _assert_nested_equal(a["method"], b["method"])
+
+
+def test_a_cosine_run_is_not_stretched_to_more_epochs(tmp_path: Path) -> None:
+    """A cosine schedule spans train.epochs: more epochs would raise the rate again part-way (0.007 at epoch 4
+    of 4, then 0.025) and give neither a 4- nor an 8-epoch cosine run; a step schedule extends exactly."""
+    out = tmp_path / "run"
+    cosine = [*SMALL, "train.epochs=2", "schedule.name=cosine", "schedule.eta_min=0"]
+    train(load_config(DIGITS, cosine), out)
+    result = _cli("train", "--resume", str(out), "--set", "train.epochs=4")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr[-2000:]
+    assert "cosine schedule spans train.epochs = 2" in result.stderr and "--out NEW_RUN_DIR" in result.stderr
+    assert (out / "summary.json").exists() and "epochs: 2" in (out / "config.yaml").read_text()
+    result = _cli("train", "--resume", str(out))  # the same length: finishes as it is
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
 def test_resume_refuses_other_settings_a_shorter_run_and_a_missing_run(tmp_path: Path) -> None:
     out = tmp_path / "run"
     train(load_config(DIGITS, [*SMALL, "train.epochs=2"]), out)

@@ -79,7 +79,10 @@ def train(cfg: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
     out_dir = Path(out_dir)
     cfg = with_absolute_paths(cfg)
     if resume and (out_dir / "config.yaml").exists():  # before loading data: a refused resume fails at once
-        refuse_resume_changes(load_config(out_dir / "config.yaml"), cfg, out_dir)
+        saved = load_config(out_dir / "config.yaml")
+        refuse_resume_changes(saved, cfg, out_dir)
+        if (out_dir / "checkpoints" / "last.pt").exists():
+            _refuse_stretched_cosine(saved, cfg, out_dir)
     if not resume:
         check_noise_settings(cfg.data.noise)
     state = RunState()  # its clock starts here: data loading counts in the run's wall time
@@ -313,6 +316,19 @@ def _reopen_run_dir(out_dir: Path, cfg: RunConfig) -> None:
               "replaces as it continues); once it ends, run elr-mri evaluate (explain) again", file=sys.stderr)
 
 
+def _refuse_stretched_cosine(trained_with: RunConfig, cfg: RunConfig, out_dir: Path) -> None:
+    """A cosine schedule spans train.epochs, so the rate of every epoch trained so far depended on that length:
+    another length would raise the rate again part-way and give neither run. Step schedules and warm restarts
+    do not depend on it, so those runs extend exactly."""
+    before, after = trained_with.train.epochs, cfg.train.epochs
+    if cfg.schedule.name == "cosine" and before != after:
+        raise ConfigError(
+            f"{out_dir}: its cosine schedule spans train.epochs = {before}, and the epochs it trained followed it; "
+            f"train.epochs = {after} would restart the decay part-way and give neither a {before}- nor a "
+            f"{after}-epoch cosine run, so start a new run: elr-mri train --config {out_dir / 'config.yaml'} "
+            f"--set train.epochs={after} --out NEW_RUN_DIR")
+
+
 def _require_same_data_shape(out_dir: Path, data: NoisyImageData) -> None:
     """A resumed run's data must be the data it trained on: ELR's targets hold a row per training example
     and the network a score per class, so other data fails later as a tensor size mismatch."""
@@ -380,9 +396,11 @@ def _restore(out_dir: Path, cfg: RunConfig, method: Method, tracker: PredictionT
         return
     ckpt = load_checkpoint(path)
     if "config" in ckpt:  # checkpoints from before it was recorded have none
-        refuse_resume_changes(config_from_dict(ckpt["config"], str(path)), cfg, out_dir,
+        trained_with = config_from_dict(ckpt["config"], str(path))
+        refuse_resume_changes(trained_with, cfg, out_dir,
                               fix=f"restore {out_dir / 'config.yaml'} to the settings {path.name} was trained with, "
                                   "or start a new run with the new ones")
+        _refuse_stretched_cosine(trained_with, cfg, out_dir)
     method.load_state_dict(ckpt["method"])
     tracker.load(ckpt["tracker_probs"])
     state.epoch, state.best_val, state.best_epoch = ckpt["epoch"], ckpt["best_val"], ckpt["best_epoch"]
