@@ -333,6 +333,22 @@ def test_a_resume_on_an_edited_manifest_is_refused(trained: dict[str, Path], tmp
     assert pd.read_csv(run / "metrics.csv")["epoch"].tolist() == [1]  # nothing trained
 
 
+def test_a_resume_on_a_manifest_with_other_ages_is_refused(trained: dict[str, Path], tmp_path: Path) -> None:
+    """Age is an input of the model (×1 + age): a manifest whose ages changed since training (an import redone
+    with corrected visit dates) would feed the resumed epochs other inputs than the first ones."""
+    run, manifest = tmp_path / "run", tmp_path / "adni.csv"
+    shutil.copy(trained["train"], manifest)
+    result = _cli("train", "--config", str(CONFIG), "--out", str(run), "--set", f"data.mri.manifest={manifest}",
+                  "--set", "train.epochs=1", "--set", "train.progress=false", "--set", "train.tensorboard=false")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = pd.read_csv(manifest)
+    rows.assign(age=rows["age"] + 1.0).to_csv(manifest, index=False)
+    result = _cli("train", "--resume", str(run), "--set", "train.epochs=2")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr[-2000:]
+    assert "the data now gives other ages" in result.stderr
+    assert pd.read_csv(run / "metrics.csv")["epoch"].tolist() == [1]  # nothing trained
+
+
 def test_contradicting_resume_and_out_is_one_line(trained: dict[str, Path], tmp_path: Path) -> None:
     result = _cli("train", "--resume", str(trained["run"]), "--out", str(tmp_path / "elsewhere"))
     assert result.returncode == 2 and "a resumed run continues in its own directory" in result.stderr

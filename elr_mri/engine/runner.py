@@ -115,6 +115,7 @@ def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, de
         _require_same_data_shape(out_dir, data)
         if cfg.data.name == "mri":
             _require_same_splits(out_dir, data)
+            _require_same_ages(out_dir, data)
         _restore(out_dir, cfg, method, tracker, state)
         if cfg.train.epochs < state.epoch:
             raise ConfigError(f"{out_dir} has trained {state.epoch} epochs, so train.epochs = {cfg.train.epochs} "
@@ -283,6 +284,8 @@ def _start_run_dir(out_dir: Path, cfg: RunConfig, data: NoisyImageData) -> None:
              "train_labels_sha256": train_labels_fingerprint(data)}
     if data.volume_grid is not None:  # evaluation refuses holdout scans on another grid
         shape["volume_grid"] = data.volume_grid.as_dict()
+    if uses_age(cfg):  # a resume compares them: the model reads them
+        shape["ages_sha256"] = _ages_fingerprint(data)
     atomic_write_json(shape, out_dir / "data_shape.json")
     if cfg.data.name == "mri":  # evaluation refuses holdout participants seen in any of these splits
         from elr_mri.data.mri import participants_by_split, split_balance_table
@@ -357,6 +360,24 @@ def train_labels_fingerprint(data: NoisyImageData) -> str:
     digest = hashlib.sha256(np.asarray(data.train_labels, dtype=np.int64).tobytes())
     if data.train_ids is not None:
         digest.update(np.asarray(data.train_ids, dtype=np.int64).tobytes())
+    return digest.hexdigest()
+
+
+def _require_same_ages(out_dir: Path, data: NoisyImageData) -> None:
+    """After the shape and split checks, which name what changed more precisely: the ages the model reads."""
+    recorded = json.loads((out_dir / "data_shape.json").read_text()).get("ages_sha256")
+    if recorded is not None and recorded != _ages_fingerprint(data):  # runs from before it was recorded have none
+        raise ValueError(f"{out_dir}: the data now gives other ages for the scans of its splits (an input of the "
+                         "model; the manifest changed); restore the manifest the run trained on, or start a new run: "
+                         f"elr-mri train --config {out_dir / 'config.yaml'} --out NEW_RUN_DIR")
+
+
+def _ages_fingerprint(data: NoisyImageData) -> str:
+    """SHA-256 of the ages of the training, validation and test scans in order: the age is an input of the model,
+    and a manifest imported again (corrected visit dates) keeps labels and splits but changes it."""
+    digest = hashlib.sha256()
+    for split in (data.train, data.val, data.test):
+        digest.update(np.asarray(getattr(split, "ages", ()), dtype=np.float64).tobytes())
     return digest.hexdigest()
 
 
