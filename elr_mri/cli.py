@@ -167,10 +167,7 @@ def _evaluate_and_print(run_dir: Path, manifest: Path | None, checkpoint: str = 
 
     reports = evaluate_run(run_dir, manifest, checkpoint, n_boot, test_set)
     eval_dir = evaluation_dir(run_dir, manifest, checkpoint, test_set)
-    about = json.loads((eval_dir / "summary.json").read_text())
-    if not about["run_finished"]:
-        print(f"note: {run_dir} has not finished training (no summary.json); scored its {checkpoint} checkpoint "
-              f"so far, from epoch {about['checkpoint_epoch']}", file=sys.stderr)
+    _note_if_unfinished(run_dir, eval_dir)
     print(f"results: {eval_dir}")
     for level, report in reports.items():
         people = "" if level == "image" else f", {report.n_participants} participants"
@@ -187,6 +184,15 @@ def _evaluate_and_print(run_dir: Path, manifest: Path | None, checkpoint: str = 
         print(f"note: {', '.join(undefined)} undefined (nan; null in summary.json): the set lacks a class these "
               "need, e.g. an AUC of a diagnosis no scan here carries", file=sys.stderr)
     return eval_dir
+
+
+def _note_if_unfinished(run_dir: Path, eval_dir: Path) -> None:
+    """Say so when the scored run is still training (or was killed while extended): its checkpoint is not the
+    run's result yet, whether it is the run evaluated or one compared with it."""
+    about = json.loads((eval_dir / "summary.json").read_text())
+    if not about["run_finished"]:
+        print(f"note: {run_dir} has not finished training (no summary.json); scored its {about['checkpoint']} "
+              f"checkpoint so far, from epoch {about['checkpoint_epoch']}", file=sys.stderr)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -246,6 +252,7 @@ def _print_comparison(args: argparse.Namespace, eval_dir: Path, baselines: list[
     for other, label in zip(args.compare_with, labels[1:]):
         evaluate_run(other, args.manifest, args.checkpoint, args.bootstrap, args.test_set)
         others[label] = other / eval_dir.name
+        _note_if_unfinished(other, others[label])
     table = comparison_table(eval_dir, labels[0], others=others, baselines=baselines)
     atomic_write_text(table.to_csv(index=False), eval_dir / "comparison.csv")
     print(f"participant level, 95% intervals ({eval_dir / 'comparison.csv'}):")

@@ -199,6 +199,20 @@ def test_evaluating_an_unfinished_run_says_so(trained: dict[str, Path], tmp_path
     assert json.loads((run / f"eval-{trained['holdout'].stem}" / "summary.json").read_text())["run_finished"] is False
 
 
+def test_comparing_with_an_unfinished_run_says_so(trained: dict[str, Path], tmp_path: Path) -> None:
+    """A --compare-with run still training (or killed while extended) is scored on its best checkpoint so far:
+    the table must not pass that off as the run's result."""
+    other = tmp_path / "unfinished"
+    shutil.copytree(trained["run"], other)
+    (other / "summary.json").unlink()  # as while training is still going
+    result = _cli("evaluate", "--run", str(trained["run"]), "--manifest", str(trained["holdout"]), "--bootstrap", "20",
+                  "--compare-with", str(other))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"note: {other} has not finished training (no summary.json); scored its best checkpoint so far, from " \
+           "epoch 1" in result.stderr
+    assert f"note: {trained['run']} has not finished" not in result.stderr
+
+
 def test_a_holdout_on_another_voxel_grid_is_refused(trained: dict[str, Path], tmp_path: Path) -> None:
     assert json.loads((trained["run"] / "data_shape.json").read_text())["volume_grid"] == {
         "shape": [74, 74, 74], "voxel_size_mm": [2.0, 2.0, 2.0]}
