@@ -19,8 +19,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
-__all__ = ["DistContext", "init_distributed", "gather_rows", "share_of_global_batch", "GlobalBatchSampler", "barrier",
-           "leave_distributed"]
+__all__ = ["DistContext", "init_distributed", "gather_rows", "share_of_global_batch", "mean_over_ranks",
+           "GlobalBatchSampler", "barrier", "leave_distributed"]
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,15 @@ def share_of_global_batch(local_size: int, global_size: int | None) -> float:
     if global_size is None:
         raise ValueError("under torchrun every training batch must carry its global_batch_size")
     return local_size * dist.get_world_size() / global_size
+
+
+def mean_over_ranks(tensor: torch.Tensor) -> torch.Tensor:
+    """The mean of `tensor` over all ranks (itself alone): one collective, for what is logged once an epoch."""
+    if not _distributed():
+        return tensor
+    summed = tensor.clone()
+    dist.all_reduce(summed)
+    return summed / dist.get_world_size()
 
 
 def barrier() -> None:

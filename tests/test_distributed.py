@@ -37,6 +37,7 @@ def test_two_processes_match_one(tmp_path: Path, loss: str) -> None:
     two = pd.read_csv(tmp_path / "two" / "metrics.csv")
     pd.testing.assert_series_equal(one["val_acc"], two["val_acc"])
     pd.testing.assert_series_equal(one["test_acc"], two["test_acc"])
+    pd.testing.assert_series_equal(one["train_loss"], two["train_loss"], rtol=1e-5)  # the global batch's, not rank 0's
     a = load_checkpoint(tmp_path / "one" / "checkpoints" / "last.pt")["method"]
     b = load_checkpoint(tmp_path / "two" / "checkpoints" / "last.pt")["method"]
     for name, weight in a["model"].items():

@@ -32,7 +32,8 @@ from elr_mri.config import (
     refuse_resume_changes, with_absolute_paths,
 )
 from elr_mri.data import build_data
-from elr_mri.distributed import DistContext, barrier, gather_rows, init_distributed, leave_distributed
+from elr_mri.distributed import (DistContext, barrier, gather_rows, init_distributed, leave_distributed, mean_over_ranks,
+                                 share_of_global_batch)
 from elr_mri.data.image_sources import CLOTHING1M_VAL_LIST
 from elr_mri.data.images import NoisyImageData
 from elr_mri.engine.checkpoint import (atomic_save, atomic_write_json, atomic_write_text, capture_rng, host_copy,
@@ -260,13 +261,17 @@ class RunState:
 
 def _train_epoch(method: Method, batches: Iterable[dict[str, torch.Tensor]], epoch: int,
                  tracker: PredictionTracker, show_progress: bool) -> float:
+    """The epoch's mean training loss over the global batches: under torchrun each rank's slice mean is weighted
+    by its share of the global batch and the ranks' sums averaged once, so metrics.csv does not log rank 0's
+    slice alone."""
     total, steps = None, 0
     for batch in tqdm(batches, desc=f"epoch {epoch + 1}", leave=False, disable=not show_progress):
         loss, logits = method.train_step(batch)
         tracker.record(*gather_rows(batch["index"].to(logits.device, non_blocking=True), logits))
+        loss = loss * share_of_global_batch(len(batch["index"]), batch.get("global_batch_size"))
         total = loss if total is None else total + loss  # summed on the device, read once an epoch
         steps += 1
-    return float(total) / steps if steps else float("nan")
+    return float(mean_over_ranks(total)) / steps if steps else float("nan")
 
 
 def _improves(value: float, best: float) -> bool:
