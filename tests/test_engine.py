@@ -20,7 +20,8 @@ from elr_mri.config import load_config
 from elr_mri.engine.checkpoint import atomic_write_json, load_checkpoint
 from elr_mri.engine.execution import ExecutionPlan
 from elr_mri.engine.methods import build_method
-from elr_mri.engine.runner import CheckpointWriter, RunState, exclusive_run_dir, train
+from elr_mri.engine.run_dir import exclusive_run_dir
+from elr_mri.engine.runner import CheckpointWriter, RunState, train
 from elr_mri.engine.tracking import PredictionTracker
 
 ROOT = Path(__file__).parents[1]
@@ -453,7 +454,7 @@ def test_a_killed_runs_loader_workers_do_not_hold_its_lock(tmp_path: Path) -> No
     script = textwrap.dedent("""
         import os, signal, sys, time
         from pathlib import Path
-        from elr_mri.engine.runner import exclusive_run_dir
+        from elr_mri.engine.run_dir import exclusive_run_dir
         with exclusive_run_dir(Path(sys.argv[1])):
             worker = os.fork()
             if worker == 0:  # keeps the lock's file open, as a loader worker does, but not the test's pipes

@@ -1,0 +1,185 @@
+"""A run directory's contract with `elr-mri train`: one writer at a time, what a new run records about its
+data, and what a resume checks against that record before any epoch is trained again.
+
+A resume that silently trained on other data (another copy of the images, an edited manifest, other ages)
+would mix two runs in one set of weights and ELR targets; each check here names what changed and how to
+start a new run instead. A run that goes on training also removes what described its earlier end.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import json
+import shutil
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+
+from elr_mri.config import ConfigError, RunConfig
+from elr_mri.data.images import NoisyImageData
+from elr_mri.engine.checkpoint import atomic_write_json, atomic_write_text
+
+__all__ = ["exclusive_run_dir", "start_run_dir", "reopen_run_dir", "refuse_stretched_cosine",
+           "require_same_data"]
+
+RUN_LOCK = ".train.lock"  # held (lockf) by the `elr-mri train` writing the run; released when it ends
+END_PRODUCTS = ("summary.json", "suspected_mislabels.csv", "memorization.png")  # written when a run ends
+CHECKPOINT_PRODUCTS = ("eval-*", "explain-*")  # folders of `elr-mri evaluate` and `explain`, from best.pt or last.pt
+
+
+@contextmanager
+def exclusive_run_dir(out_dir: Path, create: bool = True) -> Iterator[None]:
+    """One `elr-mri train` at a time in a run directory: until the first checkpoint nothing marks it as
+    taken, and two runs would interleave their checkpoints, config and metrics."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(f"--out {out_dir} is a file; choose a folder for the run")
+    if not create and not out_dir.is_dir():
+        raise FileNotFoundError(f"{out_dir}: no such run directory to resume")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / RUN_LOCK, "a") as handle:
+        try:  # a POSIX record lock, not flock: forked DataLoader workers, which outlive a killed run by seconds,
+            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # do not inherit it and so cannot block its resume
+        except OSError as err:
+            if err.errno not in (errno.EACCES, errno.EAGAIN):
+                raise
+            raise FileExistsError(f"{out_dir}: another `elr-mri train` is writing this run; let it finish (or stop "
+                                  "it) first, or choose another --out") from None
+        yield
+
+
+def start_run_dir(out_dir: Path, config_text: str, data: NoisyImageData, record_ages: bool) -> None:
+    """Write the config and what a resume and evaluation compare with: data_shape.json and, for MRI runs,
+    splits.csv and split_balance.csv. `record_ages`: the model reads the age, so a resume compares it too."""
+    if (out_dir / "checkpoints" / "last.pt").exists():
+        raise FileExistsError(f"{out_dir} already holds a run; continue it with --resume {out_dir} "
+                              "or choose another --out")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(config_text, out_dir / "config.yaml")
+    shape = {"input_shape": list(data.input_shape), "num_classes": data.num_classes,
+             "train_examples": len(data.train), "class_names": list(data.class_names),
+             "train_labels_sha256": _train_labels_fingerprint(data)}
+    if data.volume_grid is not None:  # evaluation refuses holdout scans on another grid
+        shape["volume_grid"] = data.volume_grid.as_dict()
+    if record_ages:
+        shape["ages_sha256"] = _ages_fingerprint(data)
+    atomic_write_json(shape, out_dir / "data_shape.json")
+    if data.volume_grid is not None:  # MRI: evaluation refuses holdout participants seen in any of these splits
+        from elr_mri.data.mri import participants_by_split, split_balance_table
+
+        atomic_write_text(participants_by_split(data).to_csv(index=False), out_dir / "splits.csv")
+        atomic_write_text(split_balance_table(data).to_csv(index=False), out_dir / "split_balance.csv")
+
+
+def reopen_run_dir(out_dir: Path, config_text: str) -> None:
+    """Before training continues: record the config it continues with (e.g. more epochs), so a later
+    plain --resume goes on the same way, and drop the end products of an earlier finish: scripts read
+    summary.json as "this run is done", which it is no longer; they are rewritten when the run ends.
+
+    The evaluations and saliency maps of its checkpoints go too: they scored best.pt and last.pt as they
+    were, and readers that skip what is written (scripts/mri_n1200.py) or gather every eval-*/ (the demo
+    report) would otherwise present an earlier epoch's weights as the run's."""
+    atomic_write_text(config_text, out_dir / "config.yaml")
+    for name in END_PRODUCTS:
+        (out_dir / name).unlink(missing_ok=True)
+    scored = sorted(path for pattern in CHECKPOINT_PRODUCTS for path in out_dir.glob(pattern) if path.is_dir())
+    for folder in scored:
+        shutil.rmtree(folder)
+    if scored:
+        print(f"{out_dir}: removed {', '.join(path.name for path in scored)} (they scored checkpoints this run "
+              "replaces as it continues); once it ends, run elr-mri evaluate (explain) again", file=sys.stderr)
+
+
+def refuse_stretched_cosine(trained_with: RunConfig, cfg: RunConfig, out_dir: Path) -> None:
+    """A cosine schedule spans train.epochs, so the rate of every epoch trained so far depended on that length:
+    another length would raise the rate again part-way and give neither run. Step schedules and warm restarts
+    do not depend on it, so those runs extend exactly."""
+    before, after = trained_with.train.epochs, cfg.train.epochs
+    if cfg.schedule.name == "cosine" and before != after:
+        raise ConfigError(
+            f"{out_dir}: its cosine schedule spans train.epochs = {before}, and the epochs it trained followed it; "
+            f"train.epochs = {after} would restart the decay part-way and give neither a {before}- nor a "
+            f"{after}-epoch cosine run, so start a new run: elr-mri train --config {out_dir / 'config.yaml'} "
+            f"--set train.epochs={after} --out NEW_RUN_DIR")
+
+
+def require_same_data(out_dir: Path, data: NoisyImageData) -> None:
+    """Refuse a resume onto data other than the run's: its shape and training labels, for MRI runs the
+    participants' splits, then (a model that reads it) the ages; each check names what changed."""
+    _require_same_data_shape(out_dir, data)
+    if (out_dir / "splits.csv").exists():
+        _require_same_splits(out_dir, data)
+    _require_same_ages(out_dir, data)
+
+
+def _require_same_data_shape(out_dir: Path, data: NoisyImageData) -> None:
+    """A resumed run's data must be the data it trained on: ELR's targets hold a row per training example
+    and the network a score per class, so other data fails later as a tensor size mismatch."""
+    path = out_dir / "data_shape.json"
+    if not path.exists():
+        return
+    before = json.loads(path.read_text())
+    now = {"input_shape": list(data.input_shape), "num_classes": data.num_classes, "train_examples": len(data.train)}
+    if data.volume_grid is not None and "volume_grid" in before:  # scans preprocessed again at another resolution
+        now["volume_grid"] = data.volume_grid.as_dict()
+    if "train_labels_sha256" in before:  # runs from before it was recorded have none
+        now["train_labels_sha256"] = _train_labels_fingerprint(data)
+    changed = [key for key, value in now.items() if before.get(key) != value]
+    if changed:
+        key = changed[0]
+        what = ("other training examples or labels (same count, other order or content)" if key == "train_labels_sha256"
+                else f"{key} = {now[key]}, it trained on {before.get(key)}")
+        raise ValueError(f"{out_dir}: the data now gives {what} (data.root or the manifest changed); restore that "
+                         f"data, or start a new run: elr-mri train --config {out_dir / 'config.yaml'} --out NEW_RUN_DIR")
+
+
+def _train_labels_fingerprint(data: NoisyImageData) -> str:
+    """SHA-256 of the training split's labels in order, with each example's position in the release where
+    known: another copy of a data set of the same size and classes (a resume onto the wrong data.root, a
+    re-extracted folder in another order) gives another value, while reading it costs no image."""
+    digest = hashlib.sha256(np.asarray(data.train_labels, dtype=np.int64).tobytes())
+    if data.train_ids is not None:
+        digest.update(np.asarray(data.train_ids, dtype=np.int64).tobytes())
+    return digest.hexdigest()
+
+
+def _require_same_ages(out_dir: Path, data: NoisyImageData) -> None:
+    """After the shape and split checks, which name what changed more precisely: the ages the model reads."""
+    recorded = json.loads((out_dir / "data_shape.json").read_text()).get("ages_sha256")
+    if recorded is not None and recorded != _ages_fingerprint(data):  # runs from before it was recorded have none
+        raise ValueError(f"{out_dir}: the data now gives other ages for the scans of its splits (an input of the "
+                         "model; the manifest changed); restore the manifest the run trained on, or start a new run: "
+                         f"elr-mri train --config {out_dir / 'config.yaml'} --out NEW_RUN_DIR")
+
+
+def _ages_fingerprint(data: NoisyImageData) -> str:
+    """SHA-256 of the ages of the training, validation and test scans in order: the age is an input of the model,
+    and a manifest imported again (corrected visit dates) keeps labels and splits but changes it."""
+    digest = hashlib.sha256()
+    for split in (data.train, data.val, data.test):
+        digest.update(np.asarray(getattr(split, "ages", ()), dtype=np.float64).tobytes())
+    return digest.hexdigest()
+
+
+def _require_same_splits(out_dir: Path, data: NoisyImageData) -> None:
+    """A resumed MRI run must see the participants of its splits.csv in the same splits: an edited manifest
+    redraws the split, moving test participants into training and ELR's per-scan targets onto other scans."""
+    from elr_mri.data.mri import participants_by_split
+
+    path = out_dir / "splits.csv"
+    if not path.exists():
+        return
+    before = pd.read_csv(path, dtype=str).set_index("participant_id")["split"]
+    now = participants_by_split(data).set_index("participant_id")["split"]
+    moved = sorted(p for p in before.index.union(now.index) if before.get(p) != now.get(p))
+    if moved:
+        first = moved[0]
+        raise ValueError(f"{out_dir}: the manifest has changed since training: {len(moved)} participant(s) are not in "
+                         f"the split splits.csv gives them (e.g. {first}: {before.get(first, 'absent')} then, "
+                         f"{now.get(first, 'absent')} now); restore the manifest the run trained on, or start a new "
+                         f"run: elr-mri train --config {out_dir / 'config.yaml'} --out NEW_RUN_DIR")
