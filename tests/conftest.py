@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import importlib
+import io
+import logging
+import os
 import signal
+import subprocess
 import sys
-from contextlib import AbstractContextManager, contextmanager
+import warnings
+from contextlib import AbstractContextManager, contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 from types import ModuleType
 from typing import Callable, Iterator
 
 import pytest
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = ROOT / "scripts"
 # Operators that read a tensor's value back to the host: on a GPU each makes the host wait for the device.
 HOST_READS = {"aten::item", "aten::_local_scalar_dense", "aten::is_nonzero", "aten::nonzero"}
 
@@ -61,3 +67,44 @@ def _no_host_waits(device: str) -> Iterator[None]:
 def no_host_waits() -> Callable[[str], AbstractContextManager[None]]:
     """`with no_host_waits(device): ...` asserts that the block never makes the host wait for `device`."""
     return _no_host_waits
+
+
+def _cli_in_process(*args: str) -> subprocess.CompletedProcess:
+    """`elr-mri ARGS` run by this process from the repository root, as `subprocess.run` would report it.
+
+    What a fresh process would add to stderr is added here too: the warnings Python shows by default and
+    the log records of WARNING and above that logging's last resort prints, so a one-line check sees them."""
+    from elr_mri.cli import main
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    last_resort = logging.StreamHandler(stderr)
+    last_resort.setLevel(logging.WARNING)
+    logging.getLogger().addHandler(last_resort)
+    cwd = Path.cwd()
+    os.chdir(ROOT)
+    try:
+        with warnings.catch_warnings(record=True) as shown, redirect_stdout(stdout), redirect_stderr(stderr):
+            warnings.resetwarnings()
+            warnings.simplefilter("default")
+            for hidden in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+                warnings.simplefilter("ignore", hidden)
+            try:
+                code = main(list(args))
+            except SystemExit as exit_:  # argparse's usage errors, as the interpreter reports a SystemExit
+                code = 0 if exit_.code is None else exit_.code
+                if not isinstance(code, int):
+                    print(code, file=sys.stderr)
+                    code = 1
+    finally:
+        os.chdir(cwd)
+        logging.getLogger().removeHandler(last_resort)
+    for warning in shown:
+        stderr.write(warnings.formatwarning(warning.message, warning.category, warning.filename, warning.lineno))
+    return subprocess.CompletedProcess(["elr-mri", *args], code, stdout.getvalue(), stderr.getvalue())
+
+
+@pytest.fixture
+def cli_in_process() -> Callable[..., subprocess.CompletedProcess]:
+    """`cli_in_process("train", ...)`: the command without a new Python process, whose imports (torch, MONAI)
+    cost seconds a call. For the many error paths and setups; each command keeps tests that start it for real."""
+    return _cli_in_process

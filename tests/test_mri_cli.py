@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 import nibabel as nib
 import numpy as np
@@ -19,6 +20,8 @@ from elr_mri.cli import _user_problem
 ROOT = Path(__file__).parents[1]
 CONFIG = ROOT / "configs" / "adni" / "cpu_small.yaml"
 CLASSES = ("CN", "MCI", "AD")
+Completed = subprocess.CompletedProcess
+Cli = Callable[..., Completed]  # the cli_in_process fixture
 
 
 def _cohort(folder: Path, prefix: str, per_class: int, seed: int) -> Path:
@@ -61,8 +64,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"run": run, "train": train_manifest, "holdout": holdout, "panel": panel}
 
 
-def test_validation_labels_without_a_validation_scan_are_one_line_error(trained: dict[str, Path],
-                                                                       tmp_path: Path) -> None:
+def test_validation_labels_without_a_validation_scan_are_one_line_error(trained: dict[str, Path], tmp_path: Path,
+                                                                       cli_in_process: Cli) -> None:
     assert yaml.safe_load((trained["run"] / "config.yaml").read_text())["data"]["mri"]["val_labels"] == str(
         trained["panel"])
     rule = json.loads((trained["run"] / "summary.json").read_text())["selection_rule"]
@@ -71,8 +74,8 @@ def test_validation_labels_without_a_validation_scan_are_one_line_error(trained:
     panel = pd.read_csv(trained["panel"])
     partial = tmp_path / "partial.csv"
     panel[~panel["participant_id"].isin(val)].to_csv(partial, index=False)
-    result = _cli("train", "--config", str(CONFIG), "--out", str(tmp_path / "run"), "--set",
-                  f"data.mri.manifest={trained['train']}", "--set", f"data.mri.val_labels={partial}")
+    result = cli_in_process("train", "--config", str(CONFIG), "--out", str(tmp_path / "run"), "--set",
+                            f"data.mri.manifest={trained['train']}", "--set", f"data.mri.val_labels={partial}")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "validation scan sub-TRN" in result.stderr
 
@@ -106,52 +109,53 @@ def test_evaluate_on_a_holdout_cohort(trained: dict[str, Path]) -> None:
     assert summary["selection_rule"].startswith("best accuracy on the validation split")
 
 
-def test_evaluating_the_last_checkpoint_leaves_the_selected_ones_results_alone(trained: dict[str, Path]) -> None:
+def test_evaluating_the_last_checkpoint_leaves_the_selected_ones_results_alone(trained: dict[str, Path],
+                                                                              cli_in_process: Cli) -> None:
     run, holdout = trained["run"], trained["holdout"]
-    assert _cli("evaluate", "--run", str(run), "--manifest", str(holdout), "--bootstrap", "20").returncode == 0
-    selected = (run / f"eval-{holdout.stem}" / "summary.json").read_text()
-    result = _cli("evaluate", "--run", str(run), "--manifest", str(holdout), "--bootstrap", "20", "--checkpoint", "last")
+    selected = (run / f"eval-{holdout.stem}" / "summary.json").read_text()  # the fixture's `train` scored the holdout
+    result = cli_in_process("evaluate", "--run", str(run), "--manifest", str(holdout), "--bootstrap", "20",
+                            "--checkpoint", "last")
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"eval-{holdout.stem}-last" in result.stdout
     assert json.loads((run / f"eval-{holdout.stem}-last" / "summary.json").read_text())["checkpoint"] == "last"
     assert (run / f"eval-{holdout.stem}" / "summary.json").read_text() == selected
 
 
-def test_evaluate_refuses_a_folder_that_holds_another_manifests_results(trained: dict[str, Path],
-                                                                        tmp_path: Path) -> None:
+def test_evaluate_refuses_a_folder_that_holds_another_manifests_results(trained: dict[str, Path], tmp_path: Path,
+                                                                        cli_in_process: Cli) -> None:
     """Folders are named after the manifest's file name: another cohort's file of that name must not
     overwrite the results, and the message says how to go on."""
     run, holdout = trained["run"], trained["holdout"]
-    assert _cli("evaluate", "--run", str(run), "--manifest", str(holdout), "--bootstrap", "20").returncode == 0
-    scored = (run / f"eval-{holdout.stem}" / "summary.json").read_text()
+    scored = (run / f"eval-{holdout.stem}" / "summary.json").read_text()  # the fixture's `train` scored the holdout
     assert json.loads(scored)["manifest"] == str(holdout.resolve())
     namesake = tmp_path / "other" / holdout.name
     namesake.parent.mkdir()
     pd.read_csv(holdout).head(3).to_csv(namesake, index=False)
-    result = _cli("evaluate", "--run", str(run), "--manifest", str(namesake), "--bootstrap", "20")
+    result = cli_in_process("evaluate", "--run", str(run), "--manifest", str(namesake), "--bootstrap", "20")
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr[-3000:]
     assert f"holds the results for {holdout.resolve()}" in result.stderr and f"other_{holdout.name}" in result.stderr
     assert (run / f"eval-{holdout.stem}" / "summary.json").read_text() == scored
     shutil.copy(holdout, namesake)  # the same file elsewhere (a moved project): its sha256 matches, so it is scored
-    result = _cli("evaluate", "--run", str(run), "--manifest", str(namesake), "--bootstrap", "20")
+    result = cli_in_process("evaluate", "--run", str(run), "--manifest", str(namesake), "--bootstrap", "20")
     assert result.returncode == 0, result.stderr[-3000:]
 
 
-def test_evaluate_refuses_a_holdout_that_shares_participants(trained: dict[str, Path], tmp_path: Path) -> None:
-    result = _cli("evaluate", "--run", str(trained["run"]), "--manifest", str(trained["train"]))
+def test_evaluate_refuses_a_holdout_that_shares_participants(trained: dict[str, Path], tmp_path: Path,
+                                                             cli_in_process: Cli) -> None:
+    result = cli_in_process("evaluate", "--run", str(trained["run"]), "--manifest", str(trained["train"]))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "sub-TRN" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     copied = pd.read_csv(trained["train"]).head(3)  # training scans under new IDs: a manifest made from the run's
     column = "processed_path" if "processed_path" in copied else "path"
     copied[column] = [str((trained["train"].parent / path).resolve()) for path in copied[column]]
     copied.assign(participant_id=[f"sub-OTHER{i}" for i in range(3)]).to_csv(tmp_path / "copied.csv", index=False)
-    result = _cli("evaluate", "--run", str(trained["run"]), "--manifest", str(tmp_path / "copied.csv"))
+    result = cli_in_process("evaluate", "--run", str(trained["run"]), "--manifest", str(tmp_path / "copied.csv"))
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert "3 scan(s) are files of the training manifest" in result.stderr
 
 
-def test_evaluate_refuses_a_test_split_rebuilt_from_a_changed_manifest(trained: dict[str, Path],
-                                                                       tmp_path: Path) -> None:
+def test_evaluate_refuses_a_test_split_rebuilt_from_a_changed_manifest(trained: dict[str, Path], tmp_path: Path,
+                                                                       cli_in_process: Cli) -> None:
     """The default test split comes from the manifest as it is now; renamed participants must not be scored."""
     run = tmp_path / "run"
     shutil.copytree(trained["run"], run)
@@ -160,60 +164,65 @@ def test_evaluate_refuses_a_test_split_rebuilt_from_a_changed_manifest(trained: 
     config = yaml.safe_load((run / "config.yaml").read_text())
     config["data"]["mri"].update(manifest=str(tmp_path / "renamed.csv"), val_labels=None)
     (run / "config.yaml").write_text(yaml.safe_dump(config))
-    result = _cli("evaluate", "--run", str(run), "--bootstrap", "20")
+    result = cli_in_process("evaluate", "--run", str(run), "--bootstrap", "20")
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
     assert "has changed since training" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (run / "eval-test").exists()
-    assert _cli("evaluate", "--run", str(trained["run"]), "--bootstrap", "20").returncode == 0  # unchanged: scored
+    assert cli_in_process("evaluate", "--run", str(trained["run"]), "--bootstrap", "20").returncode == 0  # unchanged
 
 
 @pytest.mark.parametrize("command", ["train", "train-in-workers", "evaluate"])
-def test_a_truncated_scan_is_one_line_naming_it(trained: dict[str, Path], tmp_path: Path, command: str) -> None:
+def test_a_truncated_scan_is_one_line_naming_it(trained: dict[str, Path], tmp_path: Path, command: str,
+                                                cli_in_process: Cli) -> None:
     manifest = pd.read_csv(trained["holdout"] if command == "evaluate" else trained["train"])
     damaged = tmp_path / "damaged.nii.gz"  # a copy cut short, as by an interrupted transfer
     damaged.write_bytes(Path(manifest.loc[1, "processed_path"]).read_bytes()[:5000])
     manifest.loc[1, "processed_path"] = str(damaged)
     manifest.to_csv(tmp_path / "damaged.csv", index=False)
     if command.startswith("train"):
-        in_workers = ["--set", "data.num_workers=1", "--set", "data.mri.cache=none"] * command.endswith("workers")
-        result = _cli("train", "--config", str(CONFIG), "--out", str(tmp_path / "run"),
-                      "--set", f"data.mri.manifest={tmp_path / 'damaged.csv'}", "--set", "train.epochs=1",
-                      "--set", "train.progress=false", *in_workers)
+        in_workers = command.endswith("workers")  # started for real: the worker's error crosses two processes
+        run_cli = _cli if in_workers else cli_in_process
+        result = run_cli("train", "--config", str(CONFIG), "--out", str(tmp_path / "run"),
+                         "--set", f"data.mri.manifest={tmp_path / 'damaged.csv'}", "--set", "train.epochs=1",
+                         "--set", "train.progress=false",
+                         *["--set", "data.num_workers=1", "--set", "data.mri.cache=none"] * in_workers)
     else:
-        result = _cli("evaluate", "--run", str(trained["run"]), "--manifest", str(tmp_path / "damaged.csv"))
+        result = cli_in_process("evaluate", "--run", str(trained["run"]), "--manifest", str(tmp_path / "damaged.csv"))
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert f"{damaged}: cannot be read as a volume" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_evaluating_an_unfinished_run_says_so(trained: dict[str, Path], tmp_path: Path) -> None:
+def test_evaluating_an_unfinished_run_says_so(trained: dict[str, Path], tmp_path: Path, cli_in_process: Cli) -> None:
     finished = json.loads((trained["run"] / f"eval-{trained['holdout'].stem}" / "summary.json").read_text())
     assert finished["run_finished"] is True and finished["checkpoint_epoch"] == 1
     run = tmp_path / "unfinished"
     shutil.copytree(trained["run"], run)
     (run / "summary.json").unlink()  # as while training is still going
-    result = _cli("evaluate", "--run", str(run), "--manifest", str(trained["holdout"]), "--bootstrap", "20")
+    result = cli_in_process("evaluate", "--run", str(run), "--manifest", str(trained["holdout"]), "--bootstrap", "20")
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"note: {run} has not finished training (no summary.json); scored its best checkpoint so far, from " \
            "epoch 1" in result.stderr
     assert json.loads((run / f"eval-{trained['holdout'].stem}" / "summary.json").read_text())["run_finished"] is False
 
 
-def test_comparing_with_an_unfinished_run_says_so(trained: dict[str, Path], tmp_path: Path) -> None:
+def test_comparing_with_an_unfinished_run_says_so(trained: dict[str, Path], tmp_path: Path,
+                                                  cli_in_process: Cli) -> None:
     """A --compare-with run still training (or killed while extended) is scored on its best checkpoint so far:
     the table must not pass that off as the run's result."""
     other = tmp_path / "unfinished"
     shutil.copytree(trained["run"], other)
     (other / "summary.json").unlink()  # as while training is still going
-    result = _cli("evaluate", "--run", str(trained["run"]), "--manifest", str(trained["holdout"]), "--bootstrap", "20",
-                  "--compare-with", str(other))
+    result = cli_in_process("evaluate", "--run", str(trained["run"]), "--manifest", str(trained["holdout"]),
+                            "--bootstrap", "20", "--compare-with", str(other))
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"note: {other} has not finished training (no summary.json); scored its best checkpoint so far, from " \
            "epoch 1" in result.stderr
     assert f"note: {trained['run']} has not finished" not in result.stderr
 
 
-def test_a_holdout_on_another_voxel_grid_is_refused(trained: dict[str, Path], tmp_path: Path) -> None:
+def test_a_holdout_on_another_voxel_grid_is_refused(trained: dict[str, Path], tmp_path: Path,
+                                                    cli_in_process: Cli) -> None:
     assert json.loads((trained["run"] / "data_shape.json").read_text())["volume_grid"] == {
         "shape": [74, 74, 74], "voxel_size_mm": [2.0, 2.0, 2.0]}
     manifest = pd.read_csv(trained["holdout"])
@@ -221,7 +230,7 @@ def test_a_holdout_on_another_voxel_grid_is_refused(trained: dict[str, Path], tm
     nib.save(nib.Nifti1Image(np.ones((74, 74, 74), np.float32), np.eye(4)), raw)
     manifest.loc[0, "processed_path"] = str(raw)
     manifest.to_csv(tmp_path / "raw.csv", index=False)
-    result = _cli("evaluate", "--run", str(trained["run"]), "--manifest", str(tmp_path / "raw.csv"))
+    result = cli_in_process("evaluate", "--run", str(trained["run"]), "--manifest", str(tmp_path / "raw.csv"))
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr[-2000:]
     assert f"e.g. {raw} is 74x74x74 voxels of 1x1x1 mm and the run trained on 74x74x74 voxels of 2x2x2 mm" in (
         result.stderr)
@@ -237,17 +246,18 @@ def test_a_worker_error_is_one_line_only_when_it_is_this_projects() -> None:
     assert _user_problem(RuntimeError(worker_text.format("IndexError: list index out of range"))) is None
 
 
-def test_evaluate_puts_another_run_and_the_voxel_baseline_in_one_table(trained: dict[str, Path]) -> None:
+def test_evaluate_puts_another_run_and_the_voxel_baseline_in_one_table(trained: dict[str, Path],
+                                                                       cli_in_process: Cli) -> None:
     other = trained["run"].with_name("run_ce")
-    result = _cli("train", "--config", str(CONFIG), "--out", str(other), "--set",
-                  f"data.mri.manifest={trained['train']}", "--set", "loss.name=ce", "--set", "train.epochs=1",
-                  "--set", "train.progress=false", "--set", "train.tensorboard=false")
+    result = cli_in_process("train", "--config", str(CONFIG), "--out", str(other), "--set",
+                            f"data.mri.manifest={trained['train']}", "--set", "loss.name=ce", "--set",
+                            "train.epochs=1", "--set", "train.progress=false", "--set", "train.tensorboard=false")
     assert result.returncode == 0, result.stderr[-3000:]
     stale = trained["run"] / f"eval-{trained['holdout'].stem}" / "baselines" / "volumes_logreg"
     stale.mkdir(parents=True)  # as an earlier `evaluate --baselines --volumes` leaves it
     shutil.copy(trained["run"] / f"eval-{trained['holdout'].stem}" / "summary.json", stale)
-    result = _cli("evaluate", "--run", str(trained["run"]), "--manifest", str(trained["holdout"]), "--bootstrap", "30",
-                  "--baselines", "--compare-with", str(other))
+    result = cli_in_process("evaluate", "--run", str(trained["run"]), "--manifest", str(trained["holdout"]),
+                            "--bootstrap", "30", "--baselines", "--compare-with", str(other))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "only the voxel SVM" in result.stdout
     table = pd.read_csv(trained["run"] / f"eval-{trained['holdout'].stem}" / "comparison.csv")
@@ -258,12 +268,13 @@ def test_evaluate_puts_another_run_and_the_voxel_baseline_in_one_table(trained: 
     assert set(paired["minus"]) == {"run (elr)"} and "minus run (elr), paired over the same participants" in result.stdout
 
 
-def test_baseline_options_without_baselines_are_one_line_errors(trained: dict[str, Path]) -> None:
-    result = _cli("evaluate", "--run", str(trained["run"]), "--volumes", "volumes.csv")
+def test_baseline_options_without_baselines_are_one_line_errors(trained: dict[str, Path], cli_in_process: Cli) -> None:
+    result = cli_in_process("evaluate", "--run", str(trained["run"]), "--volumes", "volumes.csv")
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1 and "--baselines" in result.stderr
 
 
-def test_baseline_inputs_are_refused_before_the_cnn_is_scored(trained: dict[str, Path], tmp_path: Path) -> None:
+def test_baseline_inputs_are_refused_before_the_cnn_is_scored(trained: dict[str, Path], tmp_path: Path,
+                                                              cli_in_process: Cli) -> None:
     """Volumes that miss the scored scans, or a flagging run without its table: one line, nothing scored."""
     from elr_mri.volumes.measure import volume_columns
 
@@ -274,17 +285,18 @@ def test_baseline_inputs_are_refused_before_the_cnn_is_scored(trained: dict[str,
                  ).to_csv(volumes, index=False)
     for flags, message in ((["--volumes", str(volumes)], "have no regional volumes"),
                            (["--drop-suspected", str(tmp_path / "nothing")], "suspected_mislabels.csv not found")):
-        result = _cli("evaluate", "--run", str(trained["run"]), "--manifest", str(holdout), "--baselines", *flags)
+        result = cli_in_process("evaluate", "--run", str(trained["run"]), "--manifest", str(holdout), "--baselines",
+                                *flags)
         assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr[-3000:]
         assert message in result.stderr
         assert not (trained["run"] / "eval-holdout_copy").exists()
 
 
-def test_baselines_of_an_image_run_are_refused_before_it_is_scored(tmp_path: Path) -> None:
+def test_baselines_of_an_image_run_are_refused_before_it_is_scored(tmp_path: Path, cli_in_process: Cli) -> None:
     run = tmp_path / "digits_run"
     (run / "checkpoints").mkdir(parents=True)
     shutil.copy(ROOT / "configs" / "digits" / "elr_sym40.yaml", run / "config.yaml")
-    result = _cli("evaluate", "--run", str(run), "--baselines")
+    result = cli_in_process("evaluate", "--run", str(run), "--baselines")
     assert result.returncode == 2 and "baselines need an MRI run; this one trained on digits" in result.stderr
     assert not (run / "eval-test").exists()
 
@@ -302,7 +314,7 @@ def test_explain_writes_template_space_saliency(trained: dict[str, Path]) -> Non
     assert summary["manifest"] == str(trained["holdout"].resolve()) and summary["checkpoint"] == "best"
 
 
-def test_import_cohort_joins_adnimerge_to_scans(tmp_path: Path) -> None:
+def test_import_cohort_joins_adnimerge_to_scans(tmp_path: Path, cli_in_process: Cli) -> None:
     scans = tmp_path / "scans.csv"
     pd.DataFrame({"participant_id": ["sub-ADNI011S0002", "sub-ADNI011S0003", "sub-ADNI011S0099"],
                   "session_id": ["ses-M00", "ses-M06", "ses-M00"],
@@ -312,7 +324,8 @@ def test_import_cohort_joins_adnimerge_to_scans(tmp_path: Path) -> None:
                   "DX": ["CN", "MCI", "Dementia"], "DX_bl": ["CN", "LMCI", "LMCI"], "AGE": [74.3, 81.3, 81.3],
                   "Years_bl": [0.0, 0.0, 0.5], "PTGENDER": ["Male", "Female", "Female"]}).to_csv(adnimerge, index=False)
     out = tmp_path / "manifest.csv"
-    result = _cli("import-cohort", "--scans", str(scans), "--adnimerge", str(adnimerge), "--out", str(out))
+    importer = ("import-cohort", "--scans", str(scans), "--adnimerge", str(adnimerge))
+    result = _cli(*importer, "--out", str(out))  # the command itself; its refusals below run in this process
     assert result.returncode == 0, result.stderr
     manifest = pd.read_csv(out).set_index("participant_id")
     assert manifest.loc["sub-ADNI011S0003", "diagnosis"] == "AD"  # Dementia at the 6-month visit
@@ -321,18 +334,18 @@ def test_import_cohort_joins_adnimerge_to_scans(tmp_path: Path) -> None:
     assert len(pd.read_csv(tmp_path / "manifest_dropped.csv")) == 1
     nothing = pd.DataFrame({"participant_id": ["sub-ADNI099S0001"], "session_id": ["ses-M00"], "path": ["x.nii.gz"]})
     nothing.to_csv(scans, index=False)
-    result = _cli("import-cohort", "--scans", str(scans), "--adnimerge", str(adnimerge), "--out", str(tmp_path / "none.csv"))
+    result = cli_in_process(*importer, "--out", str(tmp_path / "none.csv"))
     assert result.returncode == 2 and "no manifest was written" in result.stderr and not (tmp_path / "none.csv").exists()
-    result = _cli("import-cohort", "--scans", str(scans), "--adnimerge", str(adnimerge), "--out", str(out))
+    result = cli_in_process(*importer, "--out", str(out))
     assert "no manifest was written (the earlier one removed)" in result.stderr and not out.exists()  # not stale
-    result = _cli("import-cohort", "--scans", str(scans), "--adnimerge", str(adnimerge), "--out", str(scans))
+    result = cli_in_process(*importer, "--out", str(scans))
     assert result.returncode == 2 and "is one of the input files" in result.stderr and scans.exists()
-    result = _cli("import-cohort", "--scans", str(scans), "--adnimerge", str(adnimerge), "--mapping", "x.yaml",
-                  "--out", str(out))
+    result = cli_in_process(*importer, "--mapping", "x.yaml", "--out", str(out))
     assert result.returncode == 2 and "--mapping x.yaml applies to --table" in result.stderr
 
 
-def test_a_resume_on_an_edited_manifest_is_refused(trained: dict[str, Path], tmp_path: Path) -> None:
+def test_a_resume_on_an_edited_manifest_is_refused(trained: dict[str, Path], tmp_path: Path,
+                                                   cli_in_process: Cli) -> None:
     run, manifest = tmp_path / "run", tmp_path / "adni.csv"
     shutil.copytree(trained["run"], run)
     config = yaml.safe_load((run / "config.yaml").read_text())
@@ -341,7 +354,7 @@ def test_a_resume_on_an_edited_manifest_is_refused(trained: dict[str, Path], tmp
     validated = pd.read_csv(run / "splits.csv").query("split == 'val'")["participant_id"].iloc[0]
     rows = pd.read_csv(trained["train"])
     rows[rows["participant_id"] != validated].to_csv(manifest, index=False)  # one validation participant dropped
-    result = _cli("train", "--resume", str(run), "--set", "train.epochs=2", "--set", "train.progress=false")
+    result = cli_in_process("train", "--resume", str(run), "--set", "train.epochs=2", "--set", "train.progress=false")
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr[-2000:]
     assert "the manifest has changed since training" in result.stderr and " then, " in result.stderr
     assert pd.read_csv(run / "metrics.csv")["epoch"].tolist() == [1]  # nothing trained
@@ -375,8 +388,9 @@ def test_evaluate_refuses_too_few_bootstrap_resamples(trained: dict[str, Path]) 
 
 
 def test_compare_with_a_folder_that_is_no_mri_run_is_one_line_before_evaluating(trained: dict[str, Path],
-                                                                                 tmp_path: Path) -> None:
-    result = _cli("evaluate", "--run", str(trained["run"]), "--manifest", str(trained["holdout"]),
-                  "--compare-with", str(tmp_path / "nope"))
+                                                                                 tmp_path: Path,
+                                                                                 cli_in_process: Cli) -> None:
+    result = cli_in_process("evaluate", "--run", str(trained["run"]), "--manifest", str(trained["holdout"]),
+                            "--compare-with", str(tmp_path / "nope"))
     assert result.returncode == 2 and f"{tmp_path / 'nope'}: no splits.csv" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and result.stdout == ""  # nothing evaluated first
