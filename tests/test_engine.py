@@ -10,6 +10,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,7 @@ from elr_mri.engine.tracking import PredictionTracker
 ROOT = Path(__file__).parents[1]
 DIGITS = ROOT / "configs" / "digits" / "elr_sym40.yaml"
 SMALL = ["data.train_subset=500", "train.progress=false", "train.tensorboard=false"]
+Cli = Callable[..., subprocess.CompletedProcess]  # the cli_in_process fixture
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
@@ -78,7 +80,8 @@ def test_balanced_accuracy_selection_keeps_the_epoch_with_the_best_mean_recall(t
 
 
 @pytest.mark.parametrize(("loss", "checkpoint_seconds"), [("elr", 0), ("elr_plus", 0), ("elr", 3600)])
-def test_killed_run_resumes_to_the_same_result(tmp_path: Path, loss: str, checkpoint_seconds: int) -> None:
+def test_killed_run_resumes_to_the_same_result(tmp_path: Path, loss: str, checkpoint_seconds: int,
+                                               cli_in_process: Cli) -> None:
     overrides = [*SMALL, f"loss.name={loss}", "train.epochs=12", "schedule.milestones=[6]",
                  "elr_plus.ema_ramp_steps=50", f"train.checkpoint_seconds={checkpoint_seconds}"]
     reference = train(load_config(DIGITS, overrides), tmp_path / "uninterrupted")
@@ -93,7 +96,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path: Path, loss: str, checkp
     else:  # written every epoch: the resumed run starts from where it was killed (the row or the one before)
         assert load_checkpoint(last)["epoch"] >= 2
 
-    result = _cli("train", "--resume", str(out))
+    result = cli_in_process("train", "--resume", str(out))
     assert result.returncode == 0, result.stderr
     resumed, uninterrupted = (pd.read_csv(d / "metrics.csv").drop(columns="epoch_seconds")
                               for d in (out, tmp_path / "uninterrupted"))
@@ -135,7 +138,7 @@ def test_json_outputs_write_undefined_figures_as_null(tmp_path: Path) -> None:
     assert json.loads(path.read_text()) == {"auc": {"estimate": None, "low": None}, "n": 3, "rows": [0.5, "text"]}
 
 
-def test_resume_with_more_epochs_extends_a_finished_run(tmp_path: Path) -> None:
+def test_resume_with_more_epochs_extends_a_finished_run(tmp_path: Path, cli_in_process: Cli) -> None:
     out = tmp_path / "run"
     train(load_config(DIGITS, [*SMALL, "train.epochs=2"]), out)
     assert json.loads((out / "summary.json").read_text())["epochs"] == 2
@@ -150,7 +153,7 @@ def test_resume_with_more_epochs_extends_a_finished_run(tmp_path: Path) -> None:
     stale = [out / ".tmp999-metrics.csv", out / "checkpoints" / ".tmp999-last.pt"]  # what a kill mid-write leaves
     for path in stale:
         path.write_bytes(b"half")
-    result = _cli("train", "--resume", str(out), "--set", f"train.epochs={reached + 2}")
+    result = cli_in_process("train", "--resume", str(out), "--set", f"train.epochs={reached + 2}")
     assert result.returncode == 0, result.stderr
     assert not any(path.exists() for path in stale)
     assert list(pd.read_csv(out / "metrics.csv")["epoch"]) == list(range(1, reached + 3))
@@ -222,46 +225,46 @@ def test_a_cosine_run_is_not_stretched_to_more_epochs(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
 
 
-def test_resume_refuses_other_settings_a_shorter_run_and_a_missing_run(tmp_path: Path) -> None:
+def test_resume_refuses_other_settings_a_shorter_run_and_a_missing_run(tmp_path: Path, cli_in_process: Cli) -> None:
     out = tmp_path / "run"
     train(load_config(DIGITS, [*SMALL, "train.epochs=2"]), out)
     config_before = (out / "config.yaml").read_text()
     (out / "config.yaml").write_text(config_before.replace("lam: 3.0", "lam: 0.0"))  # edited by hand
-    result = _cli("train", "--resume", str(out), "--set", "train.epochs=3")
+    result = cli_in_process("train", "--resume", str(out), "--set", "train.epochs=3")
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert "was trained with loss.lam = 3.0" in result.stderr and "restore" in result.stderr
     (out / "config.yaml").write_text(config_before)
     for change, message in (("loss.lam=1", "was trained with loss.lam = 3.0"),
                             ("train.epochs=1", "has trained 2 epochs, so train.epochs = 1 cannot shorten it")):
-        result = _cli("train", "--resume", str(out), "--set", change)
+        result = cli_in_process("train", "--resume", str(out), "--set", change)
         assert result.returncode == 2 and message in result.stderr and result.stderr.count("\n") == 1, result.stderr
     assert (out / "config.yaml").read_text() == config_before
-    result = _cli("train", "--resume", str(tmp_path / "nothing"))
+    result = cli_in_process("train", "--resume", str(tmp_path / "nothing"))
     assert result.returncode == 2 and "no run there" in result.stderr and "--config" in result.stderr
     shape = json.loads((out / "data_shape.json").read_text())  # as if data.root now held other images
     (out / "data_shape.json").write_text(json.dumps({**shape, "train_examples": shape["train_examples"] + 5}))
-    result = _cli("train", "--resume", str(out), "--set", "train.epochs=3")
+    result = cli_in_process("train", "--resume", str(out), "--set", "train.epochs=3")
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr[-2000:]
     assert f"the data now gives train_examples = {shape['train_examples']}, it trained on" in result.stderr
     # as if data.root now held another copy of the data set, of the same size, in another order
     (out / "data_shape.json").write_text(json.dumps({**shape, "train_labels_sha256": "0" * 64}))
-    result = _cli("train", "--resume", str(out), "--set", "train.epochs=3")
+    result = cli_in_process("train", "--resume", str(out), "--set", "train.epochs=3")
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr[-2000:]
     assert "the data now gives other training examples or labels" in result.stderr
 
 
-def test_a_damaged_checkpoint_or_metrics_file_is_one_line_naming_it(tmp_path: Path) -> None:
+def test_a_damaged_checkpoint_or_metrics_file_is_one_line_naming_it(tmp_path: Path, cli_in_process: Cli) -> None:
     out = tmp_path / "run"
     train(load_config(DIGITS, [*SMALL, "train.epochs=2"]), out)
     metrics = out / "metrics.csv"
     kept = metrics.read_text()
     metrics.write_text(kept[:len(kept) * 2 // 3])  # the last row cut short
-    result = _cli("train", "--resume", str(out), "--set", "train.epochs=3")
+    result = cli_in_process("train", "--resume", str(out), "--set", "train.epochs=3")
     assert result.returncode == 2 and f"{metrics}: lacks rows of the 2 epochs" in result.stderr, result.stderr[-2000:]
     metrics.write_text(kept)
     last = out / "checkpoints" / "last.pt"
     last.write_bytes(last.read_bytes()[:1000])
-    result = _cli("train", "--resume", str(out), "--set", "train.epochs=3")
+    result = cli_in_process("train", "--resume", str(out), "--set", "train.epochs=3")
     assert result.returncode == 2 and f"{last}: not a readable checkpoint" in result.stderr, result.stderr[-2000:]
     assert len(result.stderr.strip().splitlines()) == 1
 
@@ -306,16 +309,16 @@ def test_existing_run_is_not_overwritten(tmp_path: Path) -> None:
     assert result.returncode == 2 and "--resume" in result.stderr
 
 
-def test_a_second_train_into_a_directory_being_written_is_refused(tmp_path: Path) -> None:
+def test_a_second_train_into_a_directory_being_written_is_refused(tmp_path: Path, cli_in_process: Cli) -> None:
     """Until its first checkpoint a run leaves nothing that marks its directory as taken but the lock."""
     out = tmp_path / "run"
-    with exclusive_run_dir(out):  # as a running `elr-mri train` holds it
+    with exclusive_run_dir(out):  # as a running `elr-mri train` holds it; the second one is another process
         result = _cli("train", "--config", str(DIGITS), "--out", str(out), *[a for s in SMALL for a in ("--set", s)])
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr[-3000:]
     assert "another `elr-mri train` is writing this run" in result.stderr
     assert not (out / "config.yaml").exists()
     (tmp_path / "file").write_text("")
-    result = _cli("train", "--config", str(DIGITS), "--out", str(tmp_path / "file"))
+    result = cli_in_process("train", "--config", str(DIGITS), "--out", str(tmp_path / "file"))
     assert result.returncode == 2 and "is a file; choose a folder for the run" in result.stderr
 
 
@@ -332,8 +335,9 @@ def test_a_second_train_into_a_directory_being_written_is_refused(tmp_path: Path
         (["--set", "data.noise.mode=none"], "data.noise.rate = 0.4 is not read by data.noise.mode = none"),
     ],
 )
-def test_cli_errors_are_one_line_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
-    result = _cli("train", "--config", str(DIGITS), "--out", str(tmp_path / "r"), *args)
+def test_cli_errors_are_one_line_exit_2(tmp_path: Path, args: list[str], message: str,
+                                       cli_in_process: Cli) -> None:
+    result = cli_in_process("train", "--config", str(DIGITS), "--out", str(tmp_path / "r"), *args)
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
