@@ -10,8 +10,10 @@ import pandas as pd
 import pytest
 import torch
 
+from elr_mri.config import load_config
 from elr_mri.distributed import GlobalBatchSampler
 from elr_mri.engine.checkpoint import load_checkpoint
+from elr_mri.engine.runner import train
 
 ROOT = Path(__file__).parents[1]
 DIGITS = ROOT / "configs" / "digits" / "elr_sym40.yaml"
@@ -20,11 +22,15 @@ OVERRIDES = ["data.train_subset=600", "train.epochs=3", "train.batch_size=64", "
 
 
 def _train(out: Path, processes: int, loss: str, *extra: str, resume: bool = False) -> None:
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(processes),
-                "--standalone", "-m"] if processes > 1 else [sys.executable, "-m"]
-    sets = [a for s in [*OVERRIDES, f"loss.name={loss}", *extra] for a in ("--set", s)]
+    """Train in `processes` gloo processes started by torchrun, or in this one (as `elr-mri train` does)."""
+    overrides = [*OVERRIDES, f"loss.name={loss}", *extra]
+    if processes == 1:  # a subprocess would only add seconds of imports
+        train(load_config(out / "config.yaml" if resume else DIGITS, overrides), out, resume=resume)
+        return
+    sets = [a for s in overrides for a in ("--set", s)]
     source = ["--resume", str(out)] if resume else ["--config", str(DIGITS), "--out", str(out)]
-    result = subprocess.run([*launcher, "elr_mri.cli", "train", *source, *sets],
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(processes),
+                             "--standalone", "-m", "elr_mri.cli", "train", *source, *sets],
                             capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
 
