@@ -72,6 +72,12 @@ def _losses(tmp_path: Path, name: str, *switches: str) -> pd.Series:
     return pd.read_csv(tmp_path / name / "metrics.csv")["train_loss"]
 
 
+@pytest.fixture(scope="module")
+def fp32_losses(tmp_path_factory: pytest.TempPathFactory) -> pd.Series:
+    """The plain fp32 run every switch is compared with: trained once for all of them."""
+    return _losses(tmp_path_factory.mktemp("reference"), "fp32")
+
+
 @pytest.mark.parametrize(
     ("name", "switches", "tolerance"),
     [
@@ -79,9 +85,9 @@ def _losses(tmp_path: Path, name: str, *switches: str) -> pd.Series:
         ("bf16", ["train.precision=bf16"], 0.05),  # bf16 keeps 8 mantissa bits: ~1% per op
     ],
 )
-def test_switches_give_the_same_losses(tmp_path: Path, name: str, switches: list[str], tolerance: float) -> None:
-    reference = _losses(tmp_path, "fp32")
-    pd.testing.assert_series_equal(_losses(tmp_path, name, *switches), reference, rtol=tolerance, atol=tolerance)
+def test_switches_give_the_same_losses(tmp_path: Path, name: str, switches: list[str], tolerance: float,
+                                       fp32_losses: pd.Series) -> None:
+    pd.testing.assert_series_equal(_losses(tmp_path, name, *switches), fp32_losses, rtol=tolerance, atol=tolerance)
 
 
 @pytest.mark.slow
