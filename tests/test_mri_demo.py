@@ -1,7 +1,7 @@
 """`make demo` in miniature: the whole MRI pipeline on a few simulated subjects at 2 mm, one epoch.
 
 simulate → preprocess (ANTs) → regional volumes (SyN) → CE and ELR training → evaluation on the
-test split and the NACC-like site → linear baselines → report.md. About a minute or two on 2 cores.
+test split and the NACC-like site → linear baselines → report.md. A few minutes on 2 cores (2.5-7 measured).
 """
 
 from __future__ import annotations

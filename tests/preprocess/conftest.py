@@ -1,6 +1,7 @@
 """Fixtures: real anatomy (nilearn's MNI template, Colin27) moved by a known pose and bias field."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,17 @@ def write_nifti(image, path: Path) -> Path:
 
     to_nifti(image).to_filename(path)
     return path
+
+
+@pytest.fixture(autouse=True)
+def itk_threads_restored(monkeypatch):
+    """ANTs' deterministic mode writes ITK's thread count into os.environ for the rest of the process;
+    put the user's setting back so the subprocesses of later tests do not run on one thread."""
+    name = "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"
+    if name in os.environ:
+        monkeypatch.setenv(name, os.environ[name])
+    else:
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture(scope="session")
