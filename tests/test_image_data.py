@@ -2,6 +2,7 @@
 
 import pickle
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -459,3 +460,31 @@ def test_real_cifar10_jpeg_with_cifar10n(tmp_path):
     assert (len(data.train), len(data.val), len(data.test)) == (9000, 1000, 10000)
     assert data.class_names[3] == "cat" and data.input_shape == (3, 32, 32)
     assert abs((data.train_labels != data.train_clean_labels).mean() - 0.402) < 0.02
+
+
+def test_an_examples_crop_depends_on_its_seed_not_on_the_worker_count_or_rank(tmp_path):
+    """The DataLoader path augments each example from (epoch, stream, index): two workers give the crops one
+    process gives, so do two torchrun ranks between them, and ELR+'s second stream crops otherwise."""
+    from elr_mri.distributed import DistContext
+    from elr_mri.engine.feeding import BatchFeeder
+
+    write_cifar10(tmp_path)
+    data = build_image_data(DataConfig(name="cifar10", root=str(tmp_path), val_fraction=0.0))
+    plain = RunConfig(data=DataConfig(name="cifar10", root=str(tmp_path)),
+                      train=replace(RunConfig().train, loader="dataloader", batch_size=20))
+
+    def crops(workers: int = 0, dist: DistContext = DistContext(), stream: str | None = None) -> dict[int, torch.Tensor]:
+        cfg = replace(plain, data=replace(plain.data, num_workers=workers))
+        batches = BatchFeeder(data, cfg, dist, torch.device("cpu")).train_epoch(2, streams=1 if stream is None else 2)
+        return {int(i): image for batch in batches for i, image in zip((batch[stream] if stream else batch)["index"],
+                                                                        (batch[stream] if stream else batch)["image"])}
+
+    def same(a: dict[int, torch.Tensor], b: dict[int, torch.Tensor]) -> bool:
+        return a.keys() == b.keys() and all(torch.equal(a[i], b[i]) for i in a)
+
+    one = crops()
+    assert len(one) == 100
+    assert same(one, crops(workers=2))
+    assert same(one, {**crops(dist=DistContext(rank=0, world_size=2)), **crops(dist=DistContext(rank=1, world_size=2))})
+    second = crops(stream="pair")
+    assert sum(torch.equal(one[i], second[i]) for i in one) < 20  # crops and flips drawn anew for the second network

@@ -23,6 +23,7 @@ from elr_mri.data.mri import (
     mri_transforms,
     participants_by_split,
 )
+from elr_mri.data.seeded_items import SeededItems
 from elr_mri.data.splits import LeakageError, load_splits
 
 CLASSES = ["CN", "MCI", "AD"]
@@ -286,6 +287,22 @@ def test_dataloader_workers_draw_different_crops(tmp_path):
     torch.manual_seed(0)
     first, second = DataLoader(scans, batch_size=1, num_workers=2)
     assert not torch.equal(first["image"], second["image"])  # same volume, same step, different workers
+
+
+def test_a_scans_augmentation_comes_from_its_own_seed_whichever_worker_reads_it(tmp_path):
+    """Training reads scans through `SeededItems`: MONAI's crop, flip and blur of scan i come from (epoch seed, i),
+    so two workers give what the main process gives, and another epoch draws anew."""
+    paths = [write_volume(tmp_path / f"v{i}.nii.gz", np.random.default_rng(i).random(SHAPE)) for i in range(4)]
+    frame = pd.DataFrame({"participant_id": list("abcd"), "session_id": ["1"] * 4, "image_path": [str(p) for p in paths],
+                          "age": [70.0] * 4})
+    scans = MRIScans(frame, np.array([0, 1, 2, 0]), mri_transforms(CROP, train=True, blur_sigma_max=1.0), cache="none")
+
+    def epoch(seed: int, workers: int) -> torch.Tensor:
+        return torch.cat([b["image"] for b in DataLoader(SeededItems(scans, seed), batch_size=1, num_workers=workers)])
+
+    in_main = epoch(7, workers=0)
+    assert torch.equal(in_main, epoch(7, workers=2))
+    assert not torch.equal(in_main, epoch(8, workers=0))
 
 
 def test_holdout_sharing_participants_is_refused_unless_allowed(tmp_path):

@@ -2,8 +2,8 @@
 
 torchvision cannot be imported beside the pinned torch, and the paper's pipelines need only
 random crop (with zero padding for CIFAR), horizontal flip, centre crop, resize and per-channel
-normalisation. Randomness comes from torch's global generator, which the engine seeds and
-DataLoader reseeds per worker.
+normalisation. The random steps draw from the generator `Compose` is called with (training seeds
+one per example: `seeded_items`), or from torch's global generator without one.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from elr_mri.data.image_sources import read_rgb
 
 __all__ = [
     "Transform",
+    "RandomStep",
     "Compose",
     "ToFloat",
     "RandomCrop",
@@ -32,15 +33,22 @@ __all__ = [
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
 
+class RandomStep:
+    """A transform that draws random numbers: `Compose` hands it the item's generator."""
+
+    def __call__(self, image: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+
 class Compose:
-    """Apply transforms in order."""
+    """Apply transforms in order; the random ones draw from `generator` (None: torch's global one)."""
 
     def __init__(self, steps: Sequence[Transform]) -> None:
         self.steps = list(steps)
 
-    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+    def __call__(self, image: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         for step in self.steps:
-            image = step(image)
+            image = step(image, generator) if isinstance(step, RandomStep) else step(image)
         return image
 
 
@@ -58,21 +66,21 @@ class ToFloat:
         return image.float()
 
 
-class RandomCrop:
+class RandomCrop(RandomStep):
     """A random window of `size` (int: square) after zero-padding each side by `padding` (CIFAR: 32, 4)."""
 
     def __init__(self, size: int | tuple[int, int], padding: int = 0) -> None:
         self.size = (size, size) if isinstance(size, int) else tuple(size)
         self.padding = padding
 
-    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+    def __call__(self, image: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         if self.padding:
             image = F.pad(image, [self.padding] * 4)
         (height, width), (out_h, out_w) = image.shape[-2:], self.size
         if height < out_h or width < out_w:
             raise ValueError(f"cannot crop {out_h}×{out_w} from an image of {height}×{width}")
-        top = int(torch.randint(0, height - out_h + 1, ()))
-        left = int(torch.randint(0, width - out_w + 1, ()))
+        top = int(torch.randint(0, height - out_h + 1, (), generator=generator))
+        left = int(torch.randint(0, width - out_w + 1, (), generator=generator))
         return image[..., top : top + out_h, left : left + out_w]
 
 
@@ -89,14 +97,14 @@ class CenterCrop:
         return image[..., top : top + self.size, left : left + self.size]
 
 
-class RandomHorizontalFlip:
+class RandomHorizontalFlip(RandomStep):
     """Mirror left-right with probability `p`."""
 
     def __init__(self, p: float = 0.5) -> None:
         self.p = p
 
-    def __call__(self, image: torch.Tensor) -> torch.Tensor:
-        if float(torch.rand(())) < self.p:
+    def __call__(self, image: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if float(torch.rand((), generator=generator)) < self.p:
             return image.flip(-1)
         return image
 

@@ -28,7 +28,6 @@ from elr_mri.data.image_transforms import (
     RandomCrop,
     RandomHorizontalFlip,
     ToFloat,
-    Transform,
     load_resized,
 )
 from elr_mri.data.noise import apply_noise_config
@@ -73,7 +72,7 @@ class NoisyImageData:
 class _LabelledImages(Dataset):
     """Shared item logic: an image from `_load`, its transform, its label and its index."""
 
-    def __init__(self, labels: np.ndarray, transform: Transform) -> None:
+    def __init__(self, labels: np.ndarray, transform: Compose) -> None:
         self.labels = np.asarray(labels, dtype=np.int64)
         self.transform = transform
 
@@ -81,7 +80,13 @@ class _LabelledImages(Dataset):
         return len(self.labels)
 
     def __getitem__(self, index: int) -> dict:
-        return {"image": self.transform(self._load(index)), "label": int(self.labels[index]), "index": index}
+        return self.item(index, seed=None)
+
+    def item(self, index: int, seed: int | None) -> dict:
+        """Item `index`, augmented from `seed` (None: from torch's global generator)."""
+        generator = None if seed is None else torch.Generator().manual_seed(seed)
+        image = self.transform(self._load(index), generator)
+        return {"image": image, "label": int(self.labels[index]), "index": index}
 
     def _load(self, index: int) -> torch.Tensor:
         raise NotImplementedError
@@ -90,7 +95,7 @@ class _LabelledImages(Dataset):
 class InMemoryImages(_LabelledImages):
     """Images held as one uint8 (or digits' float) tensor; augmentation happens per item."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, transform: Transform) -> None:
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform: Compose) -> None:
         super().__init__(labels, transform)
         self.images = torch.from_numpy(np.ascontiguousarray(images))
 
@@ -101,7 +106,7 @@ class InMemoryImages(_LabelledImages):
 class ImageFiles(_LabelledImages):
     """Images decoded from disk on every access (Clothing1M's million files do not fit in memory)."""
 
-    def __init__(self, paths: np.ndarray, labels: np.ndarray, transform: Transform, short_side: int) -> None:
+    def __init__(self, paths: np.ndarray, labels: np.ndarray, transform: Compose, short_side: int) -> None:
         super().__init__(labels, transform)
         self.paths = [str(p) for p in paths]
         self.short_side = short_side
@@ -156,17 +161,17 @@ def build_image_data(cfg: DataConfig) -> NoisyImageData:
     )
 
 
-def _dataset(images: np.ndarray, labels: np.ndarray, transform: Transform) -> Dataset:
+def _dataset(images: np.ndarray, labels: np.ndarray, transform: Compose) -> Dataset:
     """File paths become lazily decoded datasets, pixel arrays in-memory ones."""
     if images.dtype.kind in "US":
         return ImageFiles(images, labels, transform, FILE_RESIZE)
     return InMemoryImages(images, labels, transform)
 
 
-def _transforms(cfg: DataConfig, source: ImageSource) -> tuple[Transform, Transform, tuple[int, ...]]:
+def _transforms(cfg: DataConfig, source: ImageSource) -> tuple[Compose, Compose, tuple[int, ...]]:
     """(train transform, evaluation transform, input shape) for the data set."""
     if cfg.name == "digits":
-        return ToFloat(), ToFloat(), tuple(source.train.images.shape[1:])
+        return Compose([ToFloat()]), Compose([ToFloat()]), tuple(source.train.images.shape[1:])
     named = cfg.normalization if cfg.normalization != "auto" else cfg.name
     mean, std = NORMALISATION.get(named) or _channel_stats(source.train.images)
     normalise = Normalize(mean, std)

@@ -43,7 +43,7 @@ from monai.transforms import (
     SpatialPadd,
 )
 from scipy import ndimage
-from torch.utils.data import Dataset, get_worker_info
+from torch.utils.data import Dataset
 
 from elr_mri.config import DataConfig
 from elr_mri.data.adjudicated import load_adjudicated_labels
@@ -194,13 +194,20 @@ class MRIScans(Dataset):
         records = [{"image": path, "cache_key": _cache_key(path, cache_tag)} for path in self.frame[IMAGE_COLUMN]]
         self.volumes = _monai_dataset(records, transform, cache, cache_dir, num_workers)
         self._seed: int | None = None
-        self._epoch_seed: int | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, index: int) -> dict:
-        self._seed_random_transforms()
+        return self.item(index, seed=None)
+
+    def item(self, index: int, seed: int | None) -> dict:
+        """Scan `index`, augmented from `seed` (None: from this process's stream, see below)."""
+        if seed is None:
+            self._seed_process_stream()
+        else:
+            self.transform.set_random_state(seed=seed)
+            self._seed = None  # the process's stream is to be drawn afresh
         image = self.volumes[index]["image"]
         image = image.as_tensor() if isinstance(image, MetaTensor) else torch.as_tensor(image)
         return {
@@ -210,24 +217,13 @@ class MRIScans(Dataset):
             "age": float(self.ages[index]),
         }
 
-    def start_epoch(self, seed: int) -> None:
-        """Draw this epoch's augmentations in the main process from `seed` (workers have their own).
+    def _seed_process_stream(self) -> None:
+        """Outside training (which seeds each item: `seeded_items`) give each process its own stream.
 
-        MONAI's random state is not in a checkpoint, so without a seed per epoch a resumed run would
-        redraw the first epoch's augmentations instead of continuing the stream.
+        MONAI transforms carry a NumPy RandomState that DataLoader workers would otherwise all copy;
+        torch's seed differs per worker, and the main process's is the run's seed.
         """
-        self._epoch_seed = seed
-
-    def _seed_random_transforms(self) -> None:
-        """Give each DataLoader worker (and each epoch's workers) its own augmentation stream.
-
-        MONAI transforms carry a NumPy RandomState that worker processes would otherwise all copy;
-        torch gives every worker a distinct seed, and the main process the epoch's seed (`start_epoch`),
-        or the run's seed outside training.
-        """
-        worker = get_worker_info()
-        main_seed = self._epoch_seed if self._epoch_seed is not None else torch.initial_seed()
-        seed = (worker.seed if worker is not None else main_seed) % 2**32
+        seed = torch.initial_seed() % 2**32
         if seed != self._seed:
             self.transform.set_random_state(seed=seed)
             self._seed = seed

@@ -1,10 +1,12 @@
 """Where the engine's batches come from: a DataLoader over per-item transforms, or device-resident tensors.
 
 Both walk the same global batch order (`GlobalBatchSampler`, seeded by (seed, epoch)), so a run
-resumes, or scales to more processes, to the same batches. ELR+ asks for two streams: its second
-network walks its own shuffle of the training set, as the official code gives each network a loader. `train.loader: auto` takes the
-device-resident path whenever every split holds decoded pixels in memory (digits, CIFAR, image
-folders): the images move to the device once and are augmented in whole batches there.
+resumes, or scales to more processes, to the same batches. The DataLoader path augments each example
+from a seed of its own (`SeededItems`), so its crops do not depend on the worker count or the rank either;
+the device-resident path draws a batch's crops at once, per rank. ELR+ asks for two streams: its second
+network walks its own shuffle of the training set, as the official code gives each network a loader.
+`train.loader: auto` takes the device-resident path whenever every split holds decoded pixels in memory
+(digits, CIFAR, image folders): the images move to the device once and are augmented in whole batches there.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from elr_mri.config import RunConfig
 from elr_mri.data.device_batches import DeviceImageBatches, supports_device_batches
 from elr_mri.data.images import NoisyImageData
+from elr_mri.data.seeded_items import SeededItems
 from elr_mri.distributed import DistContext, GlobalBatchSampler
 
 __all__ = ["BatchFeeder", "PairedBatches", "WithGlobalBatchSizes", "balanced_subset"]
@@ -82,11 +85,8 @@ class BatchFeeder:
         if self.on_device:
             train = self.device_sets["train"]
             batches: Iterable[Batch] = train.batches(sampler, train.generator(seed * 1009 + self.dist.rank))
-        else:
-            start_epoch = getattr(self.data.train, "start_epoch", None)  # MRIScans: MONAI's own random state
-            if start_epoch is not None:  # seeded per epoch, so a resumed run continues the augmentation stream
-                start_epoch(seed)
-            batches = DataLoader(self.data.train, batch_sampler=sampler, num_workers=self.cfg.data.num_workers,
+        else:  # each example augmented from (this stream's epoch seed, its index): see SeededItems
+            batches = DataLoader(SeededItems(self.data.train, seed), batch_sampler=sampler, num_workers=self.cfg.data.num_workers,
                                  generator=torch.Generator().manual_seed(seed), pin_memory=torch.cuda.is_available())
         return WithGlobalBatchSizes(batches, sampler.global_batch_sizes())
 
