@@ -273,7 +273,7 @@ def _wide(table: pd.DataFrame) -> str:
 
 
 def _import_cohort(args: argparse.Namespace) -> int:
-    from elr_mri.data.importers import import_adnimerge, import_mapped_table, load_mapping
+    from elr_mri.data.importers import import_adnimerge, import_mapped_table, load_mapping, preprocess_failures
 
     from elr_mri.engine.checkpoint import atomic_write_text
 
@@ -288,6 +288,10 @@ def _import_cohort(args: argparse.Namespace) -> int:
         raise ValueError("--table needs --mapping (a YAML like configs/nacc/nacc_mapping.yaml)")
     else:
         result = import_mapped_table(args.table, args.scans, load_mapping(args.mapping))
+    failed, failures = preprocess_failures(args.scans)
+    if failed:
+        print(f"note: preprocess failed on {failed} scan(s), so they are not in {args.scans} and not imported; "
+              f"why is in {failures} (fix them and rerun preprocess into the same folder to add them)", file=sys.stderr)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     dropped = args.out.with_name(f"{args.out.stem}_dropped.csv")
     atomic_write_text(result.dropped.to_csv(index=False), dropped)

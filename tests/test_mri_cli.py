@@ -323,15 +323,18 @@ def test_import_cohort_joins_adnimerge_to_scans(tmp_path: Path, cli_in_process: 
     pd.DataFrame({"PTID": ["011_S_0002", "011_S_0003", "011_S_0003"], "VISCODE": ["bl", "bl", "m06"],
                   "DX": ["CN", "MCI", "Dementia"], "DX_bl": ["CN", "LMCI", "LMCI"], "AGE": [74.3, 81.3, 81.3],
                   "Years_bl": [0.0, 0.0, 0.5], "PTGENDER": ["Male", "Female", "Female"]}).to_csv(adnimerge, index=False)
-    out = tmp_path / "manifest.csv"
+    pd.DataFrame({"participant_id": ["sub-ADNI011S0004"], "session_id": ["ses-M00"], "path": ["d.nii.gz"],
+                  "error": ["d.nii.gz: not a NIfTI file"]}).to_csv(tmp_path / "failures.csv", index=False)
+    out = tmp_path / "out" / "manifest.csv"
     importer = ("import-cohort", "--scans", str(scans), "--adnimerge", str(adnimerge))
     result = _cli(*importer, "--out", str(out))  # the command itself; its refusals below run in this process
     assert result.returncode == 0, result.stderr
+    assert f"note: preprocess failed on 1 scan(s), so they are not in {scans}" in result.stderr  # said, not lost
     manifest = pd.read_csv(out).set_index("participant_id")
     assert manifest.loc["sub-ADNI011S0003", "diagnosis"] == "AD"  # Dementia at the 6-month visit
     assert manifest.loc["sub-ADNI011S0003", "age"] == pytest.approx(81.8)  # AGE is at baseline: + Years_bl
     assert "sub-ADNI011S0099" not in manifest.index  # no ADNIMERGE row: left out, with its reason
-    assert len(pd.read_csv(tmp_path / "manifest_dropped.csv")) == 1
+    assert len(pd.read_csv(tmp_path / "out" / "manifest_dropped.csv")) == 1
     nothing = pd.DataFrame({"participant_id": ["sub-ADNI099S0001"], "session_id": ["ses-M00"], "path": ["x.nii.gz"]})
     nothing.to_csv(scans, index=False)
     result = cli_in_process(*importer, "--out", str(tmp_path / "none.csv"))

@@ -18,7 +18,8 @@ padding: "ses-01" is visit 1). Relative image paths of the scans table are made 
 folder. Two scans of one visit, and a clinical value that maps to no class, are left out with the reason.
 
 Public names: `ImportResult`, `ADNI_DIAGNOSES`, `import_adnimerge`, `import_mapped_table`,
-`load_mapping`, `adni_participant_key`, `adni_session_key`, `adni_diagnosis`, `mapped_session_key`.
+`load_mapping`, `adni_participant_key`, `adni_session_key`, `adni_diagnosis`, `mapped_session_key`,
+`preprocess_failures`.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ __all__ = [
     "adni_session_key",
     "adni_diagnosis",
     "mapped_session_key",
+    "preprocess_failures",
 ]
 
 # ADNIMERGE's visit diagnosis DX (CN, MCI, Dementia) and baseline DX_bl (CN, SMC, EMCI, LMCI, AD); older
@@ -110,6 +112,15 @@ def import_adnimerge(
         "cohort": "ADNI",
     })
     return _join(*_read_scans(scans), clinical, adni_participant_key, adni_session_key)
+
+
+def preprocess_failures(scans: str | Path) -> tuple[int, Path]:
+    """(how many scans, the list) preprocess failed on, from the failures.csv beside its manifest (0 when
+    there is none): those scans are not in the manifest, so no import can name them among its drops."""
+    failures = Path(scans).with_name("failures.csv")
+    if not failures.is_file():
+        return 0, failures
+    return len(read_csv_table(failures, dtype=str)), failures
 
 
 def load_mapping(path: str | Path) -> dict[str, Any]:
