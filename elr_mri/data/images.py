@@ -75,6 +75,7 @@ class _LabelledImages(Dataset):
     def __init__(self, labels: np.ndarray, transform: Compose) -> None:
         self.labels = np.asarray(labels, dtype=np.int64)
         self.transform = transform
+        self._generator = torch.Generator()  # reseeded per item: cheaper than a new one
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -84,7 +85,7 @@ class _LabelledImages(Dataset):
 
     def item(self, index: int, seed: int | None) -> dict:
         """Item `index`, augmented from `seed` (None: from torch's global generator)."""
-        generator = None if seed is None else torch.Generator().manual_seed(seed)
+        generator = None if seed is None else self._generator.manual_seed(seed)
         image = self.transform(self._load(index), generator)
         return {"image": image, "label": int(self.labels[index]), "index": index}
 
