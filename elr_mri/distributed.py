@@ -145,6 +145,10 @@ class GlobalBatchSampler(Sampler[list[int]]):
     def __len__(self) -> int:
         return len(self.global_batch_sizes())
 
+    def slice_positions(self) -> list[tuple[int, int]]:
+        """(global batch size, where this rank's slice starts in that batch) for each batch, in order."""
+        return [(size, self.rank * -(-size // self.world_size)) for size in self.global_batch_sizes()]
+
     def global_batch_sizes(self) -> list[int]:
         """The size of each global batch this rank gets a slice of, in order."""
         full, tail = divmod(len(self.order), self.global_batch)

@@ -462,16 +462,18 @@ def test_real_cifar10_jpeg_with_cifar10n(tmp_path):
     assert abs((data.train_labels != data.train_clean_labels).mean() - 0.402) < 0.02
 
 
-def test_an_examples_crop_depends_on_its_seed_not_on_the_worker_count_or_rank(tmp_path):
-    """The DataLoader path augments each example from (epoch, stream, index): two workers give the crops one
-    process gives, so do two torchrun ranks between them, and ELR+'s second stream crops otherwise."""
+@pytest.mark.parametrize("loader", ["dataloader", "device"])
+def test_an_examples_crop_depends_on_neither_the_worker_count_nor_the_rank(tmp_path, loader):
+    """The DataLoader path augments each example from (epoch, stream, index), the device path draws the crops of
+    the whole global batch on every rank: two workers give the crops one process gives, so do two torchrun ranks
+    between them, and ELR+'s second stream crops otherwise."""
     from elr_mri.distributed import DistContext
     from elr_mri.engine.feeding import BatchFeeder
 
     write_cifar10(tmp_path)
     data = build_image_data(DataConfig(name="cifar10", root=str(tmp_path), val_fraction=0.0))
     plain = RunConfig(data=DataConfig(name="cifar10", root=str(tmp_path)),
-                      train=replace(RunConfig().train, loader="dataloader", batch_size=20))
+                      train=replace(RunConfig().train, loader=loader, batch_size=20))
 
     def crops(workers: int = 0, dist: DistContext = DistContext(), stream: str | None = None) -> dict[int, torch.Tensor]:
         cfg = replace(plain, data=replace(plain.data, num_workers=workers))

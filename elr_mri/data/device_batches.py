@@ -13,10 +13,10 @@ normalisation constant or padding is restated here. Crop offsets and flips have 
 distribution as the per-item transforms' (uniform offsets, flip with probability p), and without
 augmentation the images are bitwise equal to the per-item ones; both are tested.
 
-Randomness comes from a `torch.Generator` on the batches' device that the caller seeds. This
-stream differs from the per-item path's (which draws from torch's global generator, per item and
-per DataLoader worker): a run is reproducible on either path, but the two paths do not give
-bitwise-equal augmentations.
+Randomness comes from a `torch.Generator` on the batches' device that the caller seeds, drawn for
+whole global batches. This stream differs from the per-item path's (one generator per example,
+`seeded_items`): a run is reproducible on either path, but the two paths do not give bitwise-equal
+augmentations.
 """
 
 from __future__ import annotations
@@ -139,21 +139,26 @@ class DeviceImageBatches:
         """A generator on this device seeded with `seed`, the kind `batches` draws from."""
         return torch.Generator(device=self.device).manual_seed(seed)
 
-    def batches(self, index_batches: Iterable[Sequence[int] | torch.Tensor],
-                generator: torch.Generator | None = None) -> Iterator[dict[str, torch.Tensor]]:
+    def batches(self, index_batches: Iterable[Sequence[int] | torch.Tensor], generator: torch.Generator | None = None,
+                slice_positions: Iterable[tuple[int, int]] | None = None) -> Iterator[dict[str, torch.Tensor]]:
         """One batch per element of `index_batches` (e.g. a `GlobalBatchSampler`), augmented per the spec.
 
         `generator` (on this device, e.g. from `self.generator(seed)`) is required when the spec
-        augments; seed it per (seed, epoch, rank) for reproducible, rank-distinct augmentation.
+        augments; seed it per (seed, epoch). When the batches are one rank's slices of global batches,
+        `slice_positions` gives each one's (global batch size, start) (`GlobalBatchSampler.slice_positions`):
+        every rank draws the crops of the whole global batch and takes its slice's, so an example is
+        cropped alike whichever rank holds it, and K processes train on the crops 1 process does.
         """
         if self.spec.augments and generator is None:
             raise ValueError("this data set is augmented: pass a generator on its device")
+        positions = iter(slice_positions) if slice_positions is not None else None
         for indices in index_batches:
             # non-blocking: a plain copy to a GPU waits for its queue to empty, once a batch
             index = torch.as_tensor(indices, dtype=torch.int64).to(self.device, non_blocking=True)
             images = self.images.index_select(0, index)
             if self.spec.augments:
-                images = self._crop_and_flip(images, generator)
+                global_size, start = next(positions) if positions is not None else (len(index), 0)
+                images = self._crop_and_flip(images, generator, global_size, start)
             yield self._batch(images, index)
 
     def in_order(self, batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
@@ -173,11 +178,13 @@ class DeviceImageBatches:
             images = images.contiguous()
         return {"image": images, "label": self.labels[index], "index": index}
 
-    def _crop_and_flip(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def _crop_and_flip(self, images: torch.Tensor, generator: torch.Generator, global_size: int,
+                       start: int) -> torch.Tensor:
         """Per-example random crop of the zero-padded images and left-right flip, as one gather.
 
-        Output pixel (i, j) of example b reads padded pixel (top_b + i, left_b + j), or
-        (top_b + i, left_b + w − 1 − j) when b is flipped: flipping the crop equals cropping
+        The offsets and flips are drawn for all `global_size` examples of the global batch and rows
+        `start`, ... of them used. Output pixel (i, j) of example b reads padded pixel (top_b + i, left_b + j),
+        or (top_b + i, left_b + w − 1 − j) when b is flipped: flipping the crop equals cropping
         with mirrored column indices, so no flipped copy is made.
         """
         spec, (batch, channels, height, width) = self.spec, images.shape
@@ -189,9 +196,10 @@ class DeviceImageBatches:
         if pad:
             images = F.pad(images, [pad] * 4)
         draw = {"generator": generator, "device": self.device}
-        top = torch.randint(0, padded_h - out_h + 1, (batch, 1), **draw)
-        left = torch.randint(0, padded_w - out_w + 1, (batch, 1), **draw)
-        flip = torch.rand((batch, 1), **draw) < spec.flip_p
+        mine = slice(start, start + batch)
+        top = torch.randint(0, padded_h - out_h + 1, (global_size, 1), **draw)[mine]
+        left = torch.randint(0, padded_w - out_w + 1, (global_size, 1), **draw)[mine]
+        flip = (torch.rand((global_size, 1), **draw) < spec.flip_p)[mine]
         columns = torch.arange(out_w, device=self.device)
         columns = left + torch.where(flip, out_w - 1 - columns, columns)  # (B, w)
         rows = top + torch.arange(out_h, device=self.device)  # (B, h)

@@ -2,8 +2,8 @@
 
 Both walk the same global batch order (`GlobalBatchSampler`, seeded by (seed, epoch)), so a run
 resumes, or scales to more processes, to the same batches. The DataLoader path augments each example
-from a seed of its own (`SeededItems`), so its crops do not depend on the worker count or the rank either;
-the device-resident path draws a batch's crops at once, per rank. ELR+ asks for two streams: its second
+from a seed of its own (`SeededItems`), the device-resident path draws the crops of each whole global batch on
+every rank, so an example's crop depends on neither the worker count nor the rank. ELR+ asks for two streams: its second
 network walks its own shuffle of the training set, as the official code gives each network a loader.
 `train.loader: auto` takes the device-resident path whenever every split holds decoded pixels in memory
 (digits, CIFAR, image folders): the images move to the device once and are augmented in whole batches there.
@@ -84,7 +84,7 @@ class BatchFeeder:
         sampler = self._sampler(torch.Generator().manual_seed(seed), stream)
         if self.on_device:
             train = self.device_sets["train"]
-            batches: Iterable[Batch] = train.batches(sampler, train.generator(seed * 1009 + self.dist.rank))
+            batches: Iterable[Batch] = train.batches(sampler, train.generator(seed * 1009), sampler.slice_positions())
         else:  # each example augmented from (this stream's epoch seed, its index): see SeededItems
             batches = DataLoader(SeededItems(self.data.train, seed), batch_sampler=sampler, num_workers=self.cfg.data.num_workers,
                                  generator=torch.Generator().manual_seed(seed), pin_memory=torch.cuda.is_available())
