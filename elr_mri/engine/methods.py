@@ -48,6 +48,9 @@ class Method(Protocol):
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
+    def end_training(self) -> None:
+        """Drop what only training steps use (the DDP and compiled wrappers); prediction needs none of it."""
+
 
 def build_optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
     """SGD, or Adam with optim.momentum as its β1 (the same role: how much of the past gradient is kept)."""
@@ -113,6 +116,9 @@ class SingleNetwork:
         self.loss_fn.load_state_dict(state["loss"])
         self.optimizer.load_state_dict(state["optimizer"])
         _load_scaler_state(self.scaler, state["scaler"])
+
+    def end_training(self) -> None:
+        self.trained = self.model
 
 
 class ELRPlusPair:
@@ -230,6 +236,9 @@ class ELRPlusPair:
         for scaler, scaler_state in zip(self.scalers, state["scalers"]):
             _load_scaler_state(scaler, scaler_state)
         self.step = int(state["step"])
+
+    def end_training(self) -> None:
+        self.trained = list(self.nets)
 
 
 class EmaPairs(NamedTuple):

@@ -147,6 +147,7 @@ def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, de
             _write_metrics(out_dir, state.rows, writer)
             checkpoints.after_epoch(method, tracker, state, is_best, final=state.epoch == cfg.train.epochs)
         barrier()  # nobody runs ahead of the checkpoint a resume would start from
+    method.end_training()
     leave_distributed()  # the rest is rank 0's alone
 
     if writer is not None:
