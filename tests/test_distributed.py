@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pandas as pd
@@ -92,6 +93,9 @@ def test_global_batches_are_split_between_ranks_without_overlap() -> None:
     def global_sizes(world: int, n: int = 103) -> list[int]:
         return GlobalBatchSampler(n, 10, torch.Generator().manual_seed(5), 0, world).global_batch_sizes()
 
+    def positions(rank: int, world: int, n: int = 103) -> list[tuple[int, int]]:
+        return GlobalBatchSampler(n, 10, torch.Generator().manual_seed(5), rank, world).slice_positions()
+
     single = slices(0, 1)
     for world in (2, 3):
         per_rank = [slices(r, world) for r in range(world)]
@@ -99,6 +103,31 @@ def test_global_batches_are_split_between_ranks_without_overlap() -> None:
         for step, batch in enumerate(single):
             assert sorted(sum((per_rank[r][step] for r in range(world)), [])) == sorted(batch)
             assert global_sizes(world)[step] == len(batch)  # what DDP's loss weighting divides by
+            for rank in range(world):  # where the device path finds this slice's crops among the global batch's
+                size, start = positions(rank, world)[step]
+                assert size == len(batch) and batch[start : start + len(per_rank[rank][step])] == per_rank[rank][step]
     # a 1-example tail cannot be shared by 2 ranks: it is skipped (both ranks must step together)
     assert sum(map(len, slices(0, 2, n=101))) + sum(map(len, slices(1, 2, n=101))) == 100
     assert global_sizes(2, n=101) == [10] * 10
+
+
+def test_no_ddp_wrapper_outlives_training(tmp_path: Path) -> None:
+    """A DDP wrapper sits in a reference cycle; left for Python to collect at interpreter shutdown, it aborted a
+    rank that had finished ("terminate called without an active exception", SIGABRT; seen in CI). Training must
+    leave none alive even when the cyclic collector has not run since."""
+    script = tmp_path / "count_wrappers.py"
+    script.write_text(textwrap.dedent(f"""
+        import gc, os, sys
+        from pathlib import Path
+        gc.disable()  # as if no automatic collection happened between the last epoch and the exit
+        from torch.nn.parallel import DistributedDataParallel
+        from elr_mri.config import load_config
+        from elr_mri.engine.runner import train
+        train(load_config(Path({str(DIGITS)!r}), {[*OVERRIDES, "train.epochs=1"]!r}), Path({str(tmp_path)!r}) / "run")
+        alive = sum(isinstance(o, DistributedDataParallel) for o in gc.get_objects())
+        print(f"rank {{os.environ['RANK']}}: {{alive}} alive", file=sys.stderr)
+    """))
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone",
+                             str(script)], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "rank 0: 0 alive" in result.stderr and "rank 1: 0 alive" in result.stderr, result.stderr[-3000:]
