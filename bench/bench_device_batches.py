@@ -27,6 +27,7 @@ from elr_mri.config import DataConfig
 from elr_mri.data.device_batches import DeviceImageBatches
 from elr_mri.data.image_transforms import Compose, Normalize, RandomCrop, RandomHorizontalFlip, ToFloat
 from elr_mri.data.images import CIFAR_PADDING, NORMALISATION, InMemoryImages, build_image_data
+from elr_mri.data.seeded_items import SeededItems
 from elr_mri.distributed import GlobalBatchSampler
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,7 +78,7 @@ def main() -> None:
         """The engine's DataLoader; on a GPU each batch is copied from pinned memory as the engine does, so
         both paths end with the batch where the model is."""
         def batches(epoch: int) -> Iterator[dict]:
-            for batch in DataLoader(train, batch_sampler=sampler(epoch), num_workers=workers,
+            for batch in DataLoader(SeededItems(train, epoch), batch_sampler=sampler(epoch), num_workers=workers,
                                     pin_memory=device.type == "cuda"):
                 yield {key: value.to(device, non_blocking=True) for key, value in batch.items()}
         return batches
