@@ -19,14 +19,16 @@ def write_nifti(image, path: Path) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def itk_threads_restored(monkeypatch):
+def itk_threads_restored():
     """ANTs' deterministic mode writes ITK's thread count into os.environ for the rest of the process;
-    put the user's setting back so the subprocesses of later tests do not run on one thread."""
+    put the user's setting (or its absence) back so the subprocesses of later tests do not run on one thread."""
     name = "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"
-    if name in os.environ:
-        monkeypatch.setenv(name, os.environ[name])
+    before = os.environ.get(name)
+    yield
+    if before is None:
+        os.environ.pop(name, None)
     else:
-        monkeypatch.delenv(name, raising=False)
+        os.environ[name] = before
 
 
 @pytest.fixture(scope="session")
