@@ -104,10 +104,10 @@ def leave_distributed() -> None:
 
     A DDP wrapper still alive when the interpreter shut down aborted a rank that had finished, after the
     group was destroyed ("terminate called without an active exception", SIGABRT; a few 2-process gloo
-    runs in a hundred on a 2-core CPU); collected beforehand, it did not.
+    runs in a hundred on a 2-core CPU); freed beforehand, it did not.
     """
     if dist.is_available() and dist.is_initialized():
-        gc.collect()  # DDP wrappers dropped by the caller may sit in reference cycles
+        gc.collect()  # torch.compile's wrapper holds the DDP one in reference cycles: free it now, not at exit
         dist.destroy_process_group()
 
 
@@ -145,15 +145,22 @@ class GlobalBatchSampler(Sampler[list[int]]):
             batch = self.order[start : start + self.global_batch]
             if len(batch) < self.world_size:  # every rank must step together: skip a tail too short to share
                 return
-            share = -(-len(batch) // self.world_size)  # ceil: the last ranks may get fewer
-            yield batch[self.rank * share : (self.rank + 1) * share].tolist()
+            start, stop = self._slice(len(batch))
+            yield batch[start:stop].tolist()
 
     def __len__(self) -> int:
         return len(self.global_batch_sizes())
 
     def slice_positions(self) -> list[tuple[int, int]]:
         """(global batch size, where this rank's slice starts in that batch) for each batch, in order."""
-        return [(size, self.rank * -(-size // self.world_size)) for size in self.global_batch_sizes()]
+        return [(size, self._slice(size)[0]) for size in self.global_batch_sizes()]
+
+    def _slice(self, size: int) -> tuple[int, int]:
+        """This rank's [start, stop) of a global batch of `size`: sizes differ by at most one, so no rank is
+        left without examples (a ceil-sized share left the last of 4 ranks none of a batch of 9)."""
+        base, extra = divmod(size, self.world_size)
+        start = self.rank * base + min(self.rank, extra)
+        return start, start + base + (self.rank < extra)
 
     def global_batch_sizes(self) -> list[int]:
         """The size of each global batch this rank gets a slice of, in order."""
