@@ -151,13 +151,17 @@ class DeviceImageBatches:
         """
         if self.spec.augments and generator is None:
             raise ValueError("this data set is augmented: pass a generator on its device")
-        positions = iter(slice_positions) if slice_positions is not None else None
-        for indices in index_batches:
+        paired = (zip(index_batches, slice_positions, strict=True) if slice_positions is not None
+                  else ((indices, None) for indices in index_batches))
+        for indices, position in paired:
             # non-blocking: a plain copy to a GPU waits for its queue to empty, once a batch
             index = torch.as_tensor(indices, dtype=torch.int64).to(self.device, non_blocking=True)
             images = self.images.index_select(0, index)
             if self.spec.augments:
-                global_size, start = next(positions) if positions is not None else (len(index), 0)
+                global_size, start = position or (len(index), 0)
+                if start + len(index) > global_size:
+                    raise ValueError(f"a slice of {len(index)} examples from position {start} does not fit in a "
+                                     f"global batch of {global_size}")
                 images = self._crop_and_flip(images, generator, global_size, start)
             yield self._batch(images, index)
 

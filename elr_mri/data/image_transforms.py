@@ -40,8 +40,9 @@ class RandomStep:
         raise NotImplementedError
 
 
-class Compose:
-    """Apply transforms in order; the random ones draw from `generator` (None: torch's global one)."""
+class Compose(RandomStep):
+    """Apply transforms in order; the random ones (a nested Compose too) draw from `generator` (None: torch's
+    global one)."""
 
     def __init__(self, steps: Sequence[Transform]) -> None:
         self.steps = list(steps)

@@ -1,9 +1,10 @@
 """Each training example augmented from its own seed, made of the epoch's seed and the example's index.
 
 A random stream per DataLoader worker made an example's crop depend on `data.num_workers` and,
-under torchrun, on which rank read it; a seed per example depends on neither, so a run gives the
-same numbers with any worker count or number of processes, and a resume with other ones continues it
-exactly. ELR+'s two batch streams get different epoch seeds, so each network sees its own crops.
+under torchrun, on which rank read it; a seed per example depends on neither, so a run draws the
+same crops with any worker count or number of processes (a resume with another worker count
+continues it exactly). ELR+'s two batch streams get different epoch seeds, so each network sees its
+own crops.
 """
 
 from __future__ import annotations
