@@ -337,11 +337,14 @@ def scans_dataset(paths: list[Path], crop: int) -> tuple[object, float]:
 
 
 def epoch_seconds(dataset: object, batch: int, num_workers: int, seed: int) -> float:
-    """Wall time to draw one shuffled epoch, the DataLoader made per epoch as the engine does."""
+    """Wall time to draw one shuffled epoch, the DataLoader made per epoch and each scan augmented from its own
+    seed, as the engine does."""
     from torch.utils.data import DataLoader
 
+    from elr_mri.data.seeded_items import SeededItems
+
     started = time.perf_counter()
-    loader = DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=num_workers,
+    loader = DataLoader(SeededItems(dataset, seed), batch_size=batch, shuffle=True, num_workers=num_workers,
                         generator=torch.Generator().manual_seed(seed), pin_memory=torch.cuda.is_available())
     for _ in loader:
         pass

@@ -37,6 +37,7 @@ from monai.transforms import (
     MapTransform,
     Orientationd,
     RandFlipd,
+    Randomizable,
     RandomizableTransform,
     RandSpatialCropd,
     ScaleIntensityd,
@@ -193,7 +194,8 @@ class MRIScans(Dataset):
         self.transform = transform
         records = [{"image": path, "cache_key": _cache_key(path, cache_tag)} for path in self.frame[IMAGE_COLUMN]]
         self.volumes = _monai_dataset(records, transform, cache, cache_dir, num_workers)
-        self._seed: int | None = None
+        self._random_state = _shared_random_state(transform)
+        self._stream_seed: int | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -204,10 +206,10 @@ class MRIScans(Dataset):
     def item(self, index: int, seed: int | None) -> dict:
         """Scan `index`, augmented from `seed` (None: from this process's stream, see below)."""
         if seed is None:
-            self._seed_process_stream()
+            self._continue_process_stream()
         else:
-            self.transform.set_random_state(seed=seed)
-            self._seed = None  # the process's stream is to be drawn afresh
+            self._random_state.seed(seed)
+            self._stream_seed = None  # the process's stream is to be drawn afresh
         image = self.volumes[index]["image"]
         image = image.as_tensor() if isinstance(image, MetaTensor) else torch.as_tensor(image)
         return {
@@ -217,16 +219,26 @@ class MRIScans(Dataset):
             "age": float(self.ages[index]),
         }
 
-    def _seed_process_stream(self) -> None:
+    def _continue_process_stream(self) -> None:
         """Outside training (which seeds each item: `seeded_items`) give each process its own stream.
 
-        MONAI transforms carry a NumPy RandomState that DataLoader workers would otherwise all copy;
+        The transforms' NumPy RandomState would otherwise be copied alike into every DataLoader worker;
         torch's seed differs per worker, and the main process's is the run's seed.
         """
         seed = torch.initial_seed() % 2**32
-        if seed != self._seed:
-            self.transform.set_random_state(seed=seed)
-            self._seed = seed
+        if seed != self._stream_seed:
+            self._random_state.seed(seed)
+            self._stream_seed = seed
+
+
+def _shared_random_state(transform: Compose) -> np.random.RandomState:
+    """One RandomState for all random steps of `transform`, reseeded per item: 1.5 µs, where MONAI's
+    `set_random_state(seed=...)` makes a RandomState per step (0.15 ms each; 1.2 ms a scan measured)."""
+    state = np.random.RandomState()
+    for step in transform.flatten().transforms:
+        if isinstance(step, Randomizable):
+            step.set_random_state(state=state)
+    return state
 
 
 def build_mri_data(cfg: DataConfig, require_age: bool = False) -> NoisyImageData:
