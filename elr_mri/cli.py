@@ -288,10 +288,9 @@ def _import_cohort(args: argparse.Namespace) -> int:
         raise ValueError("--table needs --mapping (a YAML like configs/nacc/nacc_mapping.yaml)")
     else:
         result = import_mapped_table(args.table, args.scans, load_mapping(args.mapping))
-    failed, failures = preprocess_failures(args.scans)
-    if failed:
-        print(f"note: preprocess failed on {failed} scan(s), so they are not in {args.scans} and not imported; "
-              f"why is in {failures} (fix them and rerun preprocess into the same folder to add them)", file=sys.stderr)
+    note = preprocess_failures(args.scans)
+    if note:
+        print(note, file=sys.stderr)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     dropped = args.out.with_name(f"{args.out.stem}_dropped.csv")
     atomic_write_text(result.dropped.to_csv(index=False), dropped)

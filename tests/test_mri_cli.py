@@ -330,6 +330,9 @@ def test_import_cohort_joins_adnimerge_to_scans(tmp_path: Path, cli_in_process: 
     result = _cli(*importer, "--out", str(out))  # the command itself; its refusals below run in this process
     assert result.returncode == 0, result.stderr
     assert f"note: preprocess failed on 1 scan(s), so they are not in {scans}" in result.stderr  # said, not lost
+    (tmp_path / "failures.csv").write_text("")  # unreadable: said, and the import still written
+    result = cli_in_process(*importer, "--out", str(out))
+    assert result.returncode == 0 and "note: cannot count the scans preprocess failed on" in result.stderr
     manifest = pd.read_csv(out).set_index("participant_id")
     assert manifest.loc["sub-ADNI011S0003", "diagnosis"] == "AD"  # Dementia at the 6-month visit
     assert manifest.loc["sub-ADNI011S0003", "age"] == pytest.approx(81.8)  # AGE is at baseline: + Years_bl

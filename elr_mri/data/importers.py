@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from preprocess.inputs import read_csv_table
+from preprocess.inputs import InputError, read_csv_table
 
 __all__ = [
     "ImportResult",
@@ -114,13 +114,20 @@ def import_adnimerge(
     return _join(*_read_scans(scans), clinical, adni_participant_key, adni_session_key)
 
 
-def preprocess_failures(scans: str | Path) -> tuple[int, Path]:
-    """(how many scans, the list) preprocess failed on, from the failures.csv beside its manifest (0 when
-    there is none): those scans are not in the manifest, so no import can name them among its drops."""
-    failures = Path(scans).with_name("failures.csv")
+def preprocess_failures(scans: str | Path) -> str | None:
+    """A note on the scans preprocess failed on, from the failures.csv beside its manifest (None when it
+    lists none): they are not in the manifest, so no import can name them among its drops."""
+    failures = Path(scans).resolve().with_name("failures.csv")  # beside the manifest itself, not a link to it
     if not failures.is_file():
-        return 0, failures
-    return len(read_csv_table(failures, dtype=str)), failures
+        return None
+    try:
+        count = len(read_csv_table(failures, dtype=str))
+    except InputError as err:  # a note, not a reason to lose the import
+        return f"note: cannot count the scans preprocess failed on: {err}"
+    if not count:
+        return None
+    return (f"note: preprocess failed on {count} scan(s), so they are not in {scans} and not imported; why is in "
+            f"{failures} (fix them and rerun preprocess into the same folder to add them)")
 
 
 def load_mapping(path: str | Path) -> dict[str, Any]:
