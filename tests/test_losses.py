@@ -185,3 +185,52 @@ def test_half_precision_target_table_tracks_the_float32_one(dtype: torch.dtype) 
     assert half.targets.dtype == dtype and half.state_dict()["targets"].dtype == dtype
     torch.testing.assert_close(half.targets.float(), exact.targets, atol=1e-2, rtol=0)
     assert loss_half.item() == pytest.approx(loss_exact.item(), abs=2e-2)
+
+
+def test_elr_plus_reweighting_keeps_the_labels_of_a_row_whose_targets_underflowed_in_float16() -> None:
+    """A prediction of 2e-9 at the label is 0 in a float16 table; 0/0 in the renormalisation was NaN."""
+    loss_fn = ELRPlusLoss(4, 100, lam=7.0, beta=0.9, reweight_labels=True, targets_dtype=torch.float16)
+    other_ema_logits = torch.zeros(4, 100)
+    other_ema_logits[:, 50] = 20.0  # confident in a class that is not the label
+    index, perm = torch.arange(4), torch.tensor([1, 0, 3, 2])
+    loss_fn.update_targets(index, other_ema_logits)
+    assert (loss_fn.targets[:, :50] == 0).all()  # underflowed
+    one_hot = F.one_hot(torch.tensor([0, 1, 2, 3]), 100).float()
+    mixed_labels = 0.7 * one_hot + 0.3 * one_hot[perm]
+    logits = torch.randn(4, 100, requires_grad=True)
+    loss = loss_fn(logits, mixed_labels, index, perm, 0.7, step=0)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(logits.grad).all()
+    expected_ce = -(mixed_labels * F.log_softmax(logits.detach(), dim=1)).sum(1).mean()
+    regulariser = loss.item() - expected_ce.item()
+    assert regulariser < 0  # the ELR term, on top of CE with the labels as they were
+
+
+def test_losses_refuse_a_batch_whose_labels_or_indices_do_not_match_the_logits() -> None:
+    logits = torch.randn(4, 3)
+    with pytest.raises(ValueError, match="4 rows of logits but 2 labels"):
+        GCELoss()(logits, torch.tensor([0, 1]))
+    elr = ELRLoss(10, 3)
+    with pytest.raises(ValueError, match="4 rows of logits but 4 labels and 3 indices"):
+        elr(logits, torch.tensor([0, 1, 2, 0]), torch.tensor([0, 1, 2]))
+    with pytest.raises(ValueError, match="batch > 0"):
+        elr(torch.zeros(0, 3), torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long))
+    assert (elr.targets == 0).all() and elr.steps_taken == 0
+    plus = ELRPlusLoss(10, 3)
+    with pytest.raises(ValueError, match="4 rows of logits but 3 labels"):
+        plus(logits, torch.ones(3, 3) / 3, torch.arange(4), torch.arange(4), 1.0, step=0)
+
+
+def test_elr_leaves_its_table_alone_when_a_label_is_out_of_range() -> None:
+    elr = ELRLoss(10, 3)
+    with pytest.raises(IndexError):
+        elr(torch.randn(2, 3), torch.tensor([0, 3]), torch.tensor([4, 5]))
+    assert (elr.targets == 0).all() and elr.steps_taken == 0
+
+
+@pytest.mark.parametrize("make", [lambda: ELRPlusLoss(0, 3), lambda: ELRPlusLoss(10, 1),
+                                  lambda: ELRPlusLoss(10, 3, lam=-1.0), lambda: ELRPlusLoss(10, 3, coef_step=-5),
+                                  lambda: ELRLoss(10, 3, lam=-1.0)])
+def test_elr_and_elr_plus_refuse_settings_out_of_range(make) -> None:
+    with pytest.raises(ValueError, match="must be|needs"):
+        make()

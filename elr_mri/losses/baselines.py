@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from elr_mri.losses.elr import at_least_fp32, one_hot_rows
+from elr_mri.losses.elr import at_least_fp32, check_batch_shapes, one_hot_rows
 
 __all__ = ["CrossEntropy", "GCELoss", "SCELoss"]
 
@@ -31,6 +31,7 @@ class GCELoss(nn.Module):
         self.q = q
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+        check_batch_shapes("GCELoss", logits, labels)
         p_y = F.softmax(at_least_fp32(logits), dim=1).gather(1, labels[:, None]).squeeze(1)
         return ((1.0 - p_y.clamp_min(1e-7) ** self.q) / self.q).mean()
 

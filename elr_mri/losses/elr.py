@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -17,7 +18,7 @@ from torch import nn
 from elr_mri.distributed import gather_rows
 
 __all__ = ["ELRLoss", "elr_regularizer", "update_targets", "at_least_fp32", "one_hot_rows", "sigmoid_rampup",
-           "PROB_CLAMP"]
+           "check_elr_settings", "check_batch_shapes", "PROB_CLAMP"]
 
 PROB_CLAMP = 1e-4  # the official code clamps softmax to [1e-4, 1 − 1e-4] so log(1 − ⟨t, p⟩) stays finite
 
@@ -40,6 +41,32 @@ def one_hot_rows(labels: torch.Tensor, num_classes: int, dtype: torch.dtype = to
     host, a wait for the GPU at every step (labels are validated when a data set is built)."""
     rows = torch.zeros(len(labels), num_classes, dtype=dtype, device=labels.device)
     return rows.scatter_(1, labels.unsqueeze(1), 1.0)
+
+
+def check_elr_settings(owner: str, num_examples: int, num_classes: int, lam: float, beta: float) -> None:
+    """What a target table and the ELR term need, checked once when a loss is built (ELR and ELR+)."""
+    if num_examples <= 0 or num_classes <= 1:
+        raise ValueError(f"{owner} needs num_examples > 0 and num_classes > 1, got {num_examples}, {num_classes}")
+    if lam < 0:
+        raise ValueError(f"{owner} lam must be >= 0, got {lam}")
+    if not 0.0 <= beta < 1.0:
+        raise ValueError(f"{owner} beta must be in [0, 1), got {beta}")
+
+
+def check_batch_shapes(owner: str, logits: torch.Tensor, labels: torch.Tensor, index: Any = None) -> None:
+    """One row of labels (and one index) per row of logits, before any state changes.
+
+    Shapes only: checking label or index values would copy device data to the host, a wait for the
+    GPU at every step (the data sets validate their labels when they are built).
+    """
+    if logits.dim() != 2 or logits.shape[0] == 0:
+        raise ValueError(f"{owner}: logits must have shape (batch > 0, classes), got {tuple(logits.shape)}")
+    rows = logits.shape[0]
+    label_rows = labels.shape[0] if labels.dim() else 1
+    index_rows = None if index is None else (index.numel() if torch.is_tensor(index) else int(np.size(index)))
+    if label_rows != rows or index_rows not in (None, rows):
+        given = f"{label_rows} labels" + ("" if index_rows is None else f" and {index_rows} indices")
+        raise ValueError(f"{owner}: {rows} rows of logits but {given}; pass one per example of the batch")
 
 
 def update_targets(targets: torch.Tensor, index: torch.Tensor, probs: torch.Tensor, beta: float) -> None:
@@ -83,10 +110,7 @@ class ELRLoss(nn.Module):
                  targets_dtype: torch.dtype = torch.float32, lam_ramp_steps: int = 0,
                  lam_start_steps: int = 0) -> None:
         super().__init__()
-        if num_examples <= 0 or num_classes <= 1:
-            raise ValueError(f"ELRLoss needs num_examples > 0 and num_classes > 1, got {num_examples}, {num_classes}")
-        if not 0.0 <= beta < 1.0:
-            raise ValueError(f"ELRLoss beta must be in [0, 1), got {beta}")
+        check_elr_settings("ELRLoss", num_examples, num_classes, lam, beta)
         for name, steps in (("lam_ramp_steps", lam_ramp_steps), ("lam_start_steps", lam_start_steps)):
             if steps < 0:
                 raise ValueError(f"ELRLoss {name} must be >= 0, got {steps}")
@@ -100,10 +124,11 @@ class ELRLoss(nn.Module):
         self.register_buffer("targets", torch.zeros(num_examples, num_classes, dtype=targets_dtype))
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        check_batch_shapes("ELRLoss", logits, labels, index)
         logits = at_least_fp32(logits)
+        ce = F.cross_entropy(logits, labels)  # before the table changes: a bad label must not update it
         probs = F.softmax(logits, dim=1).clamp(PROB_CLAMP, 1.0 - PROB_CLAMP)
         update_targets(self.targets, index, probs, self.beta)
-        ce = F.cross_entropy(logits, labels)
         lam = self.current_lam()
         self.steps_taken += 1
         return ce + lam * elr_regularizer(probs, self.targets[index])

@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from elr_mri.losses.elr import PROB_CLAMP, at_least_fp32, elr_regularizer, sigmoid_rampup, update_targets
+from elr_mri.losses.elr import (PROB_CLAMP, at_least_fp32, check_batch_shapes, check_elr_settings, elr_regularizer,
+                                sigmoid_rampup, update_targets)
 
 __all__ = ["ELRPlusLoss"]
 
@@ -37,8 +38,9 @@ class ELRPlusLoss(nn.Module):
         targets_dtype: torch.dtype = torch.float32,
     ) -> None:
         super().__init__()
-        if not 0.0 <= beta < 1.0:
-            raise ValueError(f"ELR+ beta must be in [0, 1), got {beta}")
+        check_elr_settings("ELRPlusLoss", num_examples, num_classes, lam, beta)
+        if coef_step < 0:
+            raise ValueError(f"ELRPlusLoss coef_step must be >= 0, got {coef_step}")
         self.num_classes = num_classes
         self.lam = lam
         self.beta = beta
@@ -59,14 +61,23 @@ class ELRPlusLoss(nn.Module):
         mix_lam: float,
         step: int,
     ) -> torch.Tensor:
+        check_batch_shapes("ELRPlusLoss", logits, mixed_labels, index)
         logits = at_least_fp32(logits)
         batch_targets = self.targets[index].to(logits.dtype)
         mixed_targets = mix_lam * batch_targets + (1.0 - mix_lam) * batch_targets[perm]
         labels = mixed_labels
         if self.reweight_labels:
-            labels = labels * mixed_targets
-            labels = labels / labels.sum(dim=1, keepdim=True)
+            labels = _reweighted(mixed_labels, mixed_targets)
         ce = -(labels * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
         probs = F.softmax(logits, dim=1).clamp(PROB_CLAMP, 1.0 - PROB_CLAMP)
         ramp = sigmoid_rampup(step, self.coef_step)
         return ce + ramp * self.lam * elr_regularizer(probs, mixed_targets)
+
+
+def _reweighted(labels: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Labels × targets, renormalised (CIFAR-100's setting). A row whose targets hold nothing at its
+    labels (a row never updated, or a probability below float16's range, stored as 0) keeps its
+    labels: the official code's 0/0 there is NaN, which reaches the weights."""
+    weighted = labels * targets
+    total = weighted.sum(dim=1, keepdim=True)
+    return torch.where(total > 0, weighted / total.clamp_min(torch.finfo(total.dtype).tiny), labels)
