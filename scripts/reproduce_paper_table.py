@@ -29,6 +29,7 @@ from pathlib import Path
 from paper_runs import ROOT, markdown_table, mean_std, percent, run_config, run_or_resume, run_script, run_status
 
 from elr_mri.config import RunConfig, load_config
+from elr_mri.models import lacks_the_papers_pretrained_weights
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     print(_plan_table(plan, configs))
     for path, how in dict(item for cfg in configs.values() for item in _missing_inputs(cfg)).items():
         print(f"missing {path}: {how}")
-    for name in sorted({row.name for row, _, _ in plan if _needs_weights(configs[(row.name, 0)])}):
+    for name in sorted({row.name for row, _, _ in plan if lacks_the_papers_pretrained_weights(configs[(row.name, 0)])}):
         print(f"note: {name} starts from random weights (model.pretrained_checkpoint is unset); the paper "
               "starts Clothing1M from ImageNet weights", file=sys.stderr)
     if args.dry_run:
@@ -192,11 +193,6 @@ def _plan_table(plan: list[tuple[Row, int, Path]], configs: dict[tuple[str, int]
                       str(cfg.train.epochs), run_status(run_dir), str(run_dir)])
     header = ["row", "seed", "config", "data", "data root", "inputs", "model", "loss", "epochs", "status", "run dir"]
     return markdown_table(header, lines)
-
-
-def _needs_weights(cfg: RunConfig) -> bool:
-    """Clothing1M rows: the paper fine-tunes an ImageNet-pretrained ResNet-50."""
-    return cfg.data.name == "clothing1m" and not cfg.model.pretrained_checkpoint
 
 
 def _missing_inputs(cfg: RunConfig) -> list[tuple[str, str]]:

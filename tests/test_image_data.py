@@ -490,3 +490,25 @@ def test_an_examples_crop_depends_on_neither_the_worker_count_nor_the_rank(tmp_p
     assert same(one, {**crops(dist=DistContext(rank=0, world_size=2)), **crops(dist=DistContext(rank=1, world_size=2))})
     second = crops(stream="pair")
     assert sum(torch.equal(one[i], second[i]) for i in one) < 20  # crops and flips drawn anew for the second network
+
+
+def test_cifar10_asymmetric_noise_refuses_classes_that_are_not_cifar10s_in_order(tmp_path):
+    write_image_folder(tmp_path, [f"c{k}" for k in range(10)], per_class=2)
+    config = DataConfig(name="imagefolder", root=str(tmp_path), val_fraction=0.0,
+                        noise=NoiseConfig(mode="asymmetric_cifar10", rate=0.4))
+    with pytest.raises(ValueError, match="flips CIFAR-10's classes by position .* classes are c0, c1"):
+        build_image_data(config)
+
+
+def test_the_clothing1m_config_without_imagenet_weights_says_it_trains_from_scratch(tmp_path, capsys):
+    """The paper fine-tunes an ImageNet ResNet-50; a run from random weights is another experiment."""
+    from elr_mri.config import load_config
+    from elr_mri.engine.runner import train
+
+    write_clothing1m(tmp_path / "clothing1m")
+    config = Path(__file__).resolve().parents[1] / "configs/clothing1m/elr.yaml"
+    settings = [f"data.root={tmp_path / 'clothing1m'}", "data.num_workers=0", "model.name=mlp", "model.hidden=8",
+                "data.balanced_batches=1", "train.epochs=1", "train.batch_size=4", "train.progress=false",
+                "train.tensorboard=false"]
+    train(load_config(config, settings), tmp_path / "run")
+    assert "note: mlp starts from random weights (model.pretrained_checkpoint is unset)" in capsys.readouterr().err

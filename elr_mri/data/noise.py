@@ -23,6 +23,7 @@ Real human noise (CIFAR-10N / CIFAR-100N) comes from a file: see `load_human_lab
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,8 +46,8 @@ NOISE_MODES = (
     "asymmetric_cifar100", "transition",
 )
 
-# CIFAR-10 classes: 0 airplane, 1 automobile, 2 bird, 3 cat, 4 deer, 5 dog, 6 frog, 7 horse,
-# 8 ship, 9 truck. Source class → target class, as in the paper's asymmetric setting.
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+# Source class → target class by position in CIFAR10_CLASSES, as in the paper's asymmetric setting.
 CIFAR10_FLIPS = {9: 1, 2: 0, 4: 7, 3: 5, 5: 3}
 CIFAR100_BLOCK = 5
 
@@ -87,12 +88,18 @@ def apply_noise_config(
     labels: np.ndarray,
     num_classes: int,
     original_index: np.ndarray | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> np.ndarray:
     """Noisy labels for a `NoiseConfig`; mode ``human`` looks labels up by `original_index`.
 
     `original_index` is each example's position in the original release (CIFAR training order),
-    so a subset still lines up with CIFAR-10N / CIFAR-100N; by default 0..N-1.
+    so a subset still lines up with CIFAR-10N / CIFAR-100N; by default 0..N-1. `class_names`, where
+    known, must be CIFAR-10's in its order for ``asymmetric_cifar10``, which flips classes by position.
     """
+    if noise.mode == "asymmetric_cifar10" and class_names is not None and tuple(class_names) != CIFAR10_CLASSES:
+        raise ValueError(f"noise mode 'asymmetric_cifar10' flips CIFAR-10's classes by position ("
+                         f"{', '.join(CIFAR10_CLASSES)}), but this data set's classes are {', '.join(class_names)}; "
+                         "use CIFAR-10 with its class folders named so, or another noise mode (e.g. pair)")
     if noise.mode == "human":
         if noise.human_labels is None:
             raise ValueError("noise mode 'human' needs data.noise.human_labels (a CIFAR-N label file)")

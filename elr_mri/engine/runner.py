@@ -43,6 +43,7 @@ from elr_mri.engine.schedule import lr_at
 from elr_mri.engine.tracking import PredictionTracker, memorization_fractions
 from elr_mri.evaluation.metrics import TOP5_MIN_CLASSES, balanced_accuracy
 from elr_mri.mislabels import mislabel_precision_recall, suspected_mislabels
+from elr_mri.models import lacks_the_papers_pretrained_weights
 from preprocess.sidecar import remove_stale_temps
 
 __all__ = ["train", "resolve_device", "evaluate_split", "SplitScore", "uses_age", "selection_rule", "RunState",
@@ -87,6 +88,9 @@ def train(cfg: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
     dist = init_distributed(device.type)
     if device.type == "cuda" and dist.enabled:
         device = torch.device("cuda", dist.local_rank)
+    if not resume and dist.is_main and lacks_the_papers_pretrained_weights(cfg):
+        print(f"note: {cfg.model.name} starts from random weights (model.pretrained_checkpoint is unset); the "
+              "paper starts Clothing1M from ImageNet weights: --set model.pretrained_checkpoint=PATH", file=sys.stderr)
     with exclusive_run_dir(out_dir, create=not resume) if dist.is_main else nullcontext():
         return _train_into(out_dir, cfg, resume, state, device, dist)
 

@@ -7,7 +7,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from elr_mri.config import ModelConfig
+from elr_mri.config import ModelConfig, RunConfig
 from elr_mri.models.resnet_cifar import preact_resnet18, resnet34
 from elr_mri.models.small import MLP, SmallCNN
 
@@ -72,6 +72,12 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int
     if cfg.pretrained_checkpoint:
         _load_pretrained(model, cfg.pretrained_checkpoint, cfg.name)
     return model
+
+
+def lacks_the_papers_pretrained_weights(cfg: RunConfig) -> bool:
+    """Clothing1M: the paper fine-tunes an ImageNet-pretrained ResNet-50; from random weights the run is
+    another experiment than the table row it is compared with."""
+    return cfg.data.name == "clothing1m" and not cfg.model.pretrained_checkpoint
 
 
 def _load_pretrained(model: nn.Module, path: str, name: str) -> None:
