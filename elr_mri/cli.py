@@ -242,7 +242,7 @@ def _print_comparison(args: argparse.Namespace, eval_dir: Path, baselines: list[
     """The CNN, the --compare-with runs and the `baselines` scored by this command in one table (also
     comparison.csv); baseline results an earlier command left in eval_dir are not this comparison's."""
     from elr_mri.config import load_config
-    from elr_mri.evaluation.compare import comparison_table, paired_differences, run_labels
+    from elr_mri.evaluation.compare import comparison_table, paired_differences, require_same_scans, run_labels
     from elr_mri.evaluation.evaluate import evaluate_run
     from elr_mri.engine.checkpoint import atomic_write_text
 
@@ -253,6 +253,7 @@ def _print_comparison(args: argparse.Namespace, eval_dir: Path, baselines: list[
         evaluate_run(other, args.manifest, args.checkpoint, args.bootstrap, args.test_set)
         others[label] = other / eval_dir.name
         _note_if_unfinished(other, others[label])
+    require_same_scans(eval_dir, others)
     table = comparison_table(eval_dir, labels[0], others=others, baselines=baselines)
     atomic_write_text(table.to_csv(index=False), eval_dir / "comparison.csv")
     print(f"participant level, 95% intervals ({eval_dir / 'comparison.csv'}):")

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from elr_mri.evaluation.compare import comparison_table, paired_differences, run_labels
+from elr_mri.evaluation.compare import comparison_table, paired_differences, require_same_scans, run_labels
 
 CLASSES = ["CN", "MCI", "AD"]
 
@@ -61,3 +61,14 @@ def test_paired_differences_set_each_method_against_the_cnn_on_the_same_particip
 def test_paired_differences_need_the_cnn_scored(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="predictions.csv not found: score the run first"):
         paired_differences(tmp_path / "eval-test", "elr")
+
+
+def test_evaluations_of_other_scans_are_refused_side_by_side(tmp_path: Path) -> None:
+    given = ["CN", "MCI", "AD"] * 2
+    cnn = _scored(tmp_path / "eval-test", given, given)
+    same = _scored(tmp_path / "same" / "eval-test", given, ["CN"] * 6)
+    require_same_scans(cnn, {"ce": same})  # other predictions of the same scans: comparable
+    relabelled = _scored(tmp_path / "relabelled" / "eval-test", ["CN", "MCI", "AD", "CN", "MCI", "MCI"], given)
+    with pytest.raises(ValueError, match=r"relabelled/eval-test scored other scans than .*eval-test \(2 scan\(s\) "
+                                         r"with their given diagnosis in one only, e.g. s05 ses-M00 AD\)"):
+        require_same_scans(cnn, {"ce": same, "other": relabelled})

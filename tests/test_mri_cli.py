@@ -400,3 +400,53 @@ def test_compare_with_a_folder_that_is_no_mri_run_is_one_line_before_evaluating(
                             "--compare-with", str(tmp_path / "nope"))
     assert result.returncode == 2 and f"{tmp_path / 'nope'}: no splits.csv" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and result.stdout == ""  # nothing evaluated first
+
+
+def test_the_test_split_is_scored_without_the_holdout_and_panel_training_checked(trained: dict[str, Path],
+                                                                                  tmp_path: Path,
+                                                                                  cli_in_process: Cli) -> None:
+    """Neither is read to score the test split, so one moved since training must not stop it; a run trained with
+    train.device cuda is scored on the CPU of a machine without a GPU."""
+    run = tmp_path / "moved"
+    shutil.copytree(trained["run"], run)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["data"]["mri"].update(holdout_manifest=str(tmp_path / "gone/NACC.csv"),
+                                 val_labels=str(tmp_path / "gone/panel.csv"))
+    config["train"]["device"] = "cuda"
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    (run / "eval-test").mkdir(exist_ok=True)
+    (run / "eval-test" / "summary.json").unlink(missing_ok=True)
+    result = cli_in_process("evaluate", "--run", str(run), "--bootstrap", "20")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (run / "eval-test" / "summary.json").is_file()
+    gpu = __import__("torch").cuda.is_available()
+    assert gpu or f"{run}: trained with train.device cuda; no CUDA device is visible here, so it is scored on the " \
+                  "CPU" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["evaluate", "explain"])
+def test_a_holdout_without_a_usable_scan_is_one_line(trained: dict[str, Path], tmp_path: Path, command: str,
+                                                     cli_in_process: Cli) -> None:
+    pd.read_csv(trained["holdout"]).iloc[:0].to_csv(tmp_path / "empty.csv", index=False)
+    result = cli_in_process(command, "--run", str(trained["run"]), "--manifest", str(tmp_path / "empty.csv"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines() == [f"elr-mri {command}: error: {tmp_path / 'empty.csv'}: no scans to score (no rows, or "
+                                                  "only scans whose status says preprocessing failed); pass a manifest "
+                                                  "with at least one usable scan"]
+
+
+def test_explaining_again_keeps_no_map_of_a_class_the_new_scans_lack(trained: dict[str, Path], tmp_path: Path,
+                                                                     cli_in_process: Cli) -> None:
+    run, manifest = tmp_path / "run", tmp_path / "cohort.csv"
+    shutil.copytree(trained["run"], run)
+    holdout = pd.read_csv(trained["holdout"])
+    holdout.to_csv(manifest, index=False)
+    first = cli_in_process("explain", "--run", str(run), "--manifest", str(manifest))
+    assert first.returncode == 0, first.stderr[-2000:]
+    out = run / "explain-cohort"
+    assert {p.name for p in out.glob("saliency_AD*")} == {"saliency_AD.nii.gz", "saliency_AD.png"}
+    holdout[holdout["diagnosis"] != "AD"].to_csv(manifest, index=False)
+    result = cli_in_process("explain", "--run", str(run), "--manifest", str(manifest))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert not list(out.glob("saliency_AD*")) and (out / "saliency_CN.nii.gz").is_file()
+    assert json.loads((out / "summary.json").read_text())["scans"] == 4

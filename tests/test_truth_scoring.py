@@ -127,3 +127,17 @@ def test_auc_difference_ignores_where_the_decision_falls(tmp_path: Path, truth: 
     assert np.isnan([undefined.estimate, undefined.low, undefined.high]).all()  # one true class: no AUC, no error
     with pytest.raises(ValueError, match="unknown metric 'f1'"):
         mean_paired_difference([(leans_mci, right)], truth, metric="f1")
+
+
+def test_runs_trained_with_the_classes_in_another_order_are_matched_by_class_name(tmp_path: Path,
+                                                                                 truth: pd.DataFrame) -> None:
+    a = _right_except(tmp_path / "a.csv", s4="CN")  # 3 of 4 right
+    reordered = pd.read_csv(a)[["participant_id", "session_id", "given", "predicted", "p_AD", "p_MCI", "p_CN"]]
+    reordered.to_csv(tmp_path / "b.csv", index=False)  # the same predictions, written by a run with classes AD, MCI, CN
+    difference = mean_paired_difference([(a, tmp_path / "b.csv")], truth, n_boot=50, metric="auc_macro")
+    assert (difference.estimate, difference.low, difference.high) == (0.0, 0.0, 0.0)
+    other = pd.read_csv(a).rename(columns={"p_AD": "p_Dementia"})
+    other.to_csv(tmp_path / "c.csv", index=False)
+    with pytest.raises(ValueError, match="c.csv: predicts the classes CN, MCI, Dementia, the first run of the "
+                                         "comparison CN, MCI, AD"):
+        mean_paired_difference([(a, tmp_path / "c.csv")], truth, n_boot=20)

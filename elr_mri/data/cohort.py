@@ -82,7 +82,7 @@ def validate_manifest(
         )
     if require_age and "age" not in frame.columns:
         raise ManifestError(f"{source}: no age column, and the model uses age; add an age column (years at the scan), "
-                            "or set model.use_age: false")
+                            "or train a model without it (model.use_age: false)")
     frame = _usable_rows(frame.reset_index(drop=True), source)
     for column in ("participant_id", "session_id", "path"):
         frame[column] = frame[column].map(lambda v: "" if pd.isna(v) else str(v).strip())
@@ -110,7 +110,8 @@ def validate_manifest(
                  for i in np.flatnonzero(not_numbers)]
     if require_age:
         problems += [
-            f"{_where(frame, i)}: no age (the model uses age; fill it in or set model.use_age: false)"
+            f"{_where(frame, i)}: no age (the model uses age; fill it in, or train a model without it: "
+            "model.use_age: false)"
             for i in np.flatnonzero(frame["age"].isna() & ~not_numbers)
         ]
     problems += _duplicates(frame) + _spellings(frame)

@@ -361,6 +361,9 @@ def load_holdout_manifest(
     of the training manifest (`training_images`, default: those of `cfg.mri.manifest` where it still is) unless
     `cfg.mri.allow_participant_overlap`, and scans off the training `grid` when one is given."""
     frame = load_manifest(manifest, cfg.mri.classes, require_age=require_age)
+    if frame.empty:
+        raise ManifestError(f"{manifest}: no scans to score (no rows, or only scans whose status says preprocessing "
+                            "failed); pass a manifest with at least one usable scan")
     if grid is not None:
         require_grid(frame[IMAGE_COLUMN], grid, source=str(manifest))
     allow = cfg.mri.allow_participant_overlap

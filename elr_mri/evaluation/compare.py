@@ -19,7 +19,8 @@ import pandas as pd
 from elr_mri.evaluation.metrics import N_BOOT
 from elr_mri.evaluation.truth import mean_paired_difference
 
-__all__ = ["HEADLINE_METRICS", "comparison_table", "paired_differences", "run_labels", "require_same_splits"]
+__all__ = ["HEADLINE_METRICS", "comparison_table", "paired_differences", "run_labels", "require_same_scans",
+           "require_same_splits"]
 
 HEADLINE_METRICS = ("accuracy", "balanced_accuracy", "auc_micro", "auc_macro")
 
@@ -84,6 +85,25 @@ def _distinct_suffix(path: Path, others: Sequence[Path]) -> str:
     distinct = (k for k in range(1, len(path.parts)) if all(other.parts[-k:] != path.parts[-k:] for other in others))
     k = next(distinct, len(path.parts))  # all parts: the whole absolute path, which tells any two apart
     return Path(*path.parts[-k:]).as_posix()
+
+
+def require_same_scans(eval_dir: Path, others: dict[str, Path]) -> None:
+    """Refuse to set side by side evaluations that scored other scans or other given diagnoses (runs on one
+    split of participants whose manifests list other sessions, or other labels): their figures are not of
+    one test set."""
+    keys = ["participant_id", "session_id", "given"]
+
+    def scored(folder: Path) -> set[tuple[str, ...]]:
+        frame = pd.read_csv(Path(folder) / "predictions.csv", dtype=str)
+        return set(frame[keys].itertuples(index=False, name=None))
+
+    ours = scored(eval_dir)
+    for folder in others.values():
+        theirs = scored(folder)
+        if theirs != ours:
+            example = " ".join(min(theirs ^ ours))
+            raise ValueError(f"{folder} scored other scans than {eval_dir} ({len(theirs ^ ours)} scan(s) with their "
+                             f"given diagnosis in one only, e.g. {example}); train and score the runs on one manifest")
 
 
 def require_same_splits(run: Path, other: Path) -> None:

@@ -11,6 +11,7 @@ participants, per-scan predictions, ROC curves and confusion matrices.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,10 @@ def load_run(run_dir: Path, checkpoint: str = "best") -> LoadedRun:
     cfg = load_config(run_dir / "config.yaml")
     cfg.train.compile = False  # one pass of inference: compiling would cost more than it saves
     shape = json.loads((run_dir / "data_shape.json").read_text())
+    if cfg.train.device == "cuda" and not torch.cuda.is_available():
+        print(f"{run_dir}: trained with train.device cuda; no CUDA device is visible here, so it is scored on the CPU",
+              file=sys.stderr)
+        cfg.train.device = "cpu"
     plan = ExecutionPlan.from_config(cfg.train, resolve_device(cfg.train.device))
     method = build_method(cfg, tuple(shape["input_shape"]), shape["num_classes"], shape["train_examples"], plan)
     saved = load_checkpoint(path)
@@ -149,9 +154,13 @@ def evaluation_set(run_dir: Path, cfg: RunConfig, manifest: Path | None,
     """(dataset, name, participant-overlap notes): the holdout `manifest`, or the run's own test set `test_set`.
 
     MRI scans are read without a cache: each is predicted once, and a memory cache would first load
-    every training and validation volume of the run to build datasets that are never read.
+    every training and validation volume of the run to build datasets that are never read. Neither
+    the holdout manifest the run checked at its start nor its validation label panel is read: scoring
+    needs neither, and either may have moved since.
     """
-    data = replace(cfg.data, mri=replace(cfg.data.mri, cache="none")) if cfg.data.name == "mri" else cfg.data
+    data = cfg.data
+    if cfg.data.name == "mri":
+        data = replace(data, mri=replace(data.mri, cache="none", holdout_manifest=None, val_labels=None))
     if manifest is None:
         from elr_mri.data import build_data
 

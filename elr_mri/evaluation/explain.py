@@ -27,7 +27,8 @@ __all__ = ["crop_affine", "explain_run", "saliency_maps"]
 
 def explain_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = "best") -> Path:
     """Write saliency_<class>.nii.gz and .png per class into RUN_DIR/explain-<name>/ (explain-<name>-last/
-    for the last checkpoint) with a summary.json saying what was scored; returns that folder."""
+    for the last checkpoint) with a summary.json saying what was scored, written last; returns that folder.
+    An earlier explanation's maps there go first: a class the new scans lack keeps no old map."""
     run_dir = Path(run_dir)
     out = explanation_dir(run_dir, manifest, checkpoint)
     require_own_folder(out, manifest)
@@ -39,6 +40,9 @@ def explain_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = "
     maps, mean_input = saliency_maps(method, dataset, shape["num_classes"], cfg.train.eval_batch_size)
     affine = crop_affine(dataset.frame["image_path"].iloc[0], tuple(cfg.data.mri.crop_size))
     out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").unlink(missing_ok=True)  # read as "complete": it goes first and comes back last
+    for stale in out.glob("saliency_*"):
+        stale.unlink()
     for k, class_name in enumerate(shape["class_names"]):
         if maps[k] is None:
             continue

@@ -75,7 +75,9 @@ def mean_paired_difference(pairs: Sequence[tuple[Path, Path]], truth: pd.DataFra
     """
     if metric not in PAIRED_METRICS:
         raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(PAIRED_METRICS)}")
-    scored = [(_participant_probabilities(a, truth), _participant_probabilities(b, truth)) for a, b in pairs]
+    classes = _classes(pd.read_csv(pairs[0][0], nrows=0))  # every file's columns are read in this order
+    scored = [(_participant_probabilities(a, truth, classes), _participant_probabilities(b, truth, classes))
+              for a, b in pairs]
     shared = scored[0][0].index
     for a, b in scored:
         shared = shared.intersection(a.index).intersection(b.index)
@@ -102,11 +104,15 @@ def mean_paired_difference(pairs: Sequence[tuple[Path, Path]], truth: pd.DataFra
     return Interval(difference(np.arange(len(labels))), float(low), float(high))
 
 
-def _participant_probabilities(predictions: Path, truth: pd.DataFrame) -> pd.DataFrame:
-    """Each participant's mean predicted probabilities (a column per class), indexed by (participant,
-    true class index), so a converter keeps one entry per diagnosis."""
+def _participant_probabilities(predictions: Path, truth: pd.DataFrame, classes: Sequence[str]) -> pd.DataFrame:
+    """Each participant's mean predicted probabilities (a column per class of `classes`, in that order),
+    indexed by (participant, true class index in `classes`), so a converter keeps one entry per diagnosis.
+    Runs trained with the classes in another order write their columns in it: they are matched by name."""
     frame = predictions_with_truth(predictions, truth)
-    labels, proba, participants = _arrays(frame, _classes(frame))
+    if sorted(_classes(frame)) != sorted(classes):
+        raise ValueError(f"{predictions}: predicts the classes {', '.join(_classes(frame))}, the first run of the "
+                         f"comparison {', '.join(classes)}; compare runs of the same classes")
+    labels, proba, participants = _arrays(frame, classes)
     labels, proba, participants = participant_means(labels, proba, participants)
     index = pd.MultiIndex.from_arrays([participants, labels], names=["participant", "label"])
     return pd.DataFrame(proba, index=index).sort_index()
