@@ -183,7 +183,21 @@ def _evaluate_and_print(run_dir: Path, manifest: Path | None, checkpoint: str = 
     if undefined:
         print(f"note: {', '.join(undefined)} undefined (nan; null in summary.json): the set lacks a class these "
               "need, e.g. an AUC of a diagnosis no scan here carries", file=sys.stderr)
+    _note_rarely_defined(reports, n_boot)
     return eval_dir
+
+
+def _note_rarely_defined(reports: dict, n_boot: int) -> None:
+    """Say which intervals rest on fewer than 95% of the resamples: an AUC is undefined in a resample that drew
+    no participant of a class, and its interval then comes from the resamples that drew every class."""
+    rare = [f"{metric} ({level}) in {interval.resamples}"
+            for level, report in reports.items() for metric, interval in report.metrics.items()
+            if interval.estimate == interval.estimate and interval.resamples is not None
+            and interval.resamples < 0.95 * n_boot]
+    if rare:
+        print(f"note: defined in fewer than 95% of the {n_boot} resamples: {', '.join(rare)} (the others drew no "
+              "participant of a class); those intervals come from the rest alone: more participants of each class "
+              "make them trustworthy", file=sys.stderr)
 
 
 def _note_if_unfinished(run_dir: Path, eval_dir: Path) -> None:

@@ -138,3 +138,14 @@ def test_bad_shapes_are_refused():
         evaluate_predictions([0, 1], np.ones((2, 2)), ["a", "b"], CLASSES)
     with pytest.raises(ValueError, match="2 labels, 2 probability rows, 1 participants"):
         evaluate_predictions([0, 1], np.ones((2, 3)), ["a"], CLASSES)
+
+
+def test_each_interval_counts_the_resamples_its_metric_was_defined_in() -> None:
+    """With one participant a class, most resamples miss a class: the AUCs' intervals come from the few that do not."""
+    labels, participants = np.array([0, 1, 2]), np.array(["a", "b", "c"])
+    proba = np.array([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4]])
+    report = bootstrap_metrics(labels, proba, participants, ["CN", "MCI", "AD"], n_boot=200)
+    assert report.metrics["accuracy"].resamples == 200
+    assert 20 < report.metrics["auc_macro"].resamples < 80  # all three drawn: 3!/3³ = 22% of resamples
+    assert {row["metric"]: row["resamples"] for row in report.rows()}["auc_macro"] == \
+        report.metrics["auc_macro"].resamples

@@ -106,6 +106,10 @@ def test_evaluate_on_a_holdout_cohort(trained: dict[str, Path]) -> None:
     assert ((confusion["low"] <= confusion["rate"] + 1e-12) & (confusion["rate"] <= confusion["high"] + 1e-12)).all()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["participant_overlap_notes"] == [] and summary["bootstrap_resamples"] == 50
+    # 2 participants a class: about a quarter of the resamples miss a class, where the AUCs are undefined
+    assert summary["participant"]["accuracy"]["resamples"] == 50 > summary["participant"]["auc_macro"]["resamples"]
+    assert "note: defined in fewer than 95% of the 50 resamples: " in result.stderr
+    assert "auc_macro (participant) in " in result.stderr
     assert summary["selection_rule"].startswith("best accuracy on the validation split")
 
 

@@ -42,7 +42,8 @@ def comparison_table(eval_dir: Path, cnn_name: str, level: str = "participant",
 def paired_differences(eval_dir: Path, cnn_name: str, others: dict[str, Path] | None = None,
                        baselines: Sequence[str] | None = None, n_boot: int = N_BOOT,
                        metrics: Sequence[str] = HEADLINE_METRICS) -> pd.DataFrame:
-    """Rows: method, minus, metric, estimate, low, high: each method of `comparison_table` but the CNN,
+    """Rows: method, minus, metric, estimate, low, high, resamples (those the difference was defined in): each
+    method of `comparison_table` but the CNN,
     minus the CNN, at participant level on the labels of the evaluated set, with a 95% interval from
     resampling participants, each resample scoring both methods on the same participants."""
     eval_dir = Path(eval_dir)
@@ -56,7 +57,7 @@ def paired_differences(eval_dir: Path, cnn_name: str, others: dict[str, Path] | 
         pair = [(cnn_predictions, folder / "predictions.csv")]
         rows += [{"method": method, "minus": cnn_name, "metric": metric,
                   **vars(mean_paired_difference(pair, given, n_boot, metric=metric))} for metric in metrics]
-    return pd.DataFrame(rows, columns=["method", "minus", "metric", "estimate", "low", "high"])
+    return pd.DataFrame(rows, columns=["method", "minus", "metric", "estimate", "low", "high", "resamples"])
 
 
 def _scored_methods(eval_dir: Path, cnn_name: str, others: dict[str, Path] | None,

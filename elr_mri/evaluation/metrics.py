@@ -44,11 +44,14 @@ CONFIDENCE = 0.95
 
 @dataclass(frozen=True)
 class Interval:
-    """A point estimate and its bootstrap percentile interval (NaN when undefined, e.g. AUC of one class)."""
+    """A point estimate and its bootstrap percentile interval (NaN when undefined, e.g. AUC of one class),
+    with the number of resamples the metric was defined in (None: not counted). An AUC is undefined in a
+    resample that drew no participant of a class; the interval then comes from the others alone."""
 
     estimate: float
     low: float
     high: float
+    resamples: int | None = None
 
     def __str__(self) -> str:
         return f"{100 * self.estimate:.1f} [{100 * self.low:.1f}, {100 * self.high:.1f}]"
@@ -71,7 +74,7 @@ class MetricsReport:
         """One dict a metric (level, metric, estimate, low, high, n), ready for a CSV or a table."""
         return [
             {"level": self.level, "metric": name, "estimate": v.estimate, "low": v.low, "high": v.high,
-             "n": self.n_examples, "participants": self.n_participants}
+             "resamples": v.resamples, "n": self.n_examples, "participants": self.n_participants}
             for name, v in self.metrics.items()
         ]
 
@@ -134,6 +137,7 @@ def bootstrap_metrics(
         boot_rates[b] = _rates(confusion_counts(labels[rows], proba[rows].argmax(1), k))
     tail = 100 * (1 - confidence) / 2
     low, high = _percentiles(boot, tail), _percentiles(boot, 100 - tail)
+    defined = np.isfinite(boot).sum(axis=0)
     counts = confusion_counts(labels, proba.argmax(1), k)
     return MetricsReport(
         level=level,
@@ -141,7 +145,8 @@ def bootstrap_metrics(
         n_examples=len(labels),
         n_participants=len(np.unique(participants)),
         n_boot=n_boot,
-        metrics={n: Interval(float(p), float(lo), float(hi)) for n, p, lo, hi in zip(shown, point, low, high)},
+        metrics={n: Interval(float(p), float(lo), float(hi), int(d))
+                 for n, p, lo, hi, d in zip(shown, point, low, high, defined)},
         confusion=counts,
         confusion_rate={"estimate": _rates(counts), "low": _percentiles(boot_rates, tail),
                         "high": _percentiles(boot_rates, 100 - tail)},

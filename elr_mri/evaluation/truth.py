@@ -101,7 +101,7 @@ def mean_paired_difference(pairs: Sequence[tuple[Path, Path]], truth: pd.DataFra
     draws = np.array([difference(rows) for rows in resamples])
     draws = draws[~np.isnan(draws)]  # an AUC is undefined in a resample that lacks a class
     low, high = np.percentile(draws, [2.5, 97.5]) if draws.size else (np.nan, np.nan)
-    return Interval(difference(np.arange(len(labels))), float(low), float(high))
+    return Interval(difference(np.arange(len(labels))), float(low), float(high), int(draws.size))
 
 
 def _participant_probabilities(predictions: Path, truth: pd.DataFrame, classes: Sequence[str]) -> pd.DataFrame:
