@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from preprocess.user_errors import USER_ERRORS, report_user_error
+from preprocess.user_errors import USER_ERRORS, as_storage_error, nonempty_path, report_user_error
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -63,6 +63,8 @@ def _user_problem(err: BaseException) -> BaseException | None:
         return ValueError(found.group(1)) if found else None
     if isinstance(err, USER_ERRORS):
         return err
+    if as_storage_error(err) is not None:
+        return as_storage_error(err)
     cause = err.__cause__
     while cause is not None:
         if isinstance(cause, USER_ERRORS) and type(cause).__module__.startswith(("elr_mri.", "preprocess.")):
@@ -76,15 +78,15 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     train = commands.add_parser("train", help="train a classifier from a YAML config")
     source = train.add_mutually_exclusive_group(required=True)
-    source.add_argument("--config", type=Path, help="YAML run configuration (see configs/)")
-    source.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a killed or finished run")
+    source.add_argument("--config", type=nonempty_path, help="YAML run configuration (see configs/)")
+    source.add_argument("--resume", type=nonempty_path, metavar="RUN_DIR", help="continue a killed or finished run")
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config value, e.g. --set train.epochs=5 (repeatable)")
-    train.add_argument("--out", type=Path, help="run directory (default: runs/<config name>)")
+    train.add_argument("--out", type=nonempty_path, help="run directory (default: runs/<config name>)")
     train.set_defaults(handler=_train)
     evaluate = commands.add_parser("evaluate", help="score a run on its test split or on a holdout cohort")
-    evaluate.add_argument("--run", type=Path, required=True, metavar="RUN_DIR", help="a finished training run")
-    evaluate.add_argument("--manifest", type=Path, help="holdout cohort manifest (e.g. NACC); default: the run's test split")
+    evaluate.add_argument("--run", type=nonempty_path, required=True, metavar="RUN_DIR", help="a finished training run")
+    evaluate.add_argument("--manifest", type=nonempty_path, help="holdout cohort manifest (e.g. NACC); default: the run's test split")
     evaluate.add_argument("--test-set", default="test", metavar="NAME",
                           help="an image run's test set: test (default) or a further one of its data set "
                                "(WebVision: ilsvrc12); results go to RUN_DIR/eval-NAME")
@@ -93,34 +95,34 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--bootstrap", type=int, default=1000, help="participant resamples for the 95%% intervals")
     evaluate.add_argument("--baselines", action="store_true",
                           help="also fit the linear baselines on the run's splits and put them in the same table")
-    evaluate.add_argument("--volumes", type=Path, nargs="+", default=[], metavar="CSV",
+    evaluate.add_argument("--volumes", type=nonempty_path, nargs="+", default=[], metavar="CSV",
                           help="`elr-mri volumes` CSVs of the training cohort and the holdout (for the volume baseline)")
-    evaluate.add_argument("--drop-suspected", type=Path, metavar="ELR_RUN",
+    evaluate.add_argument("--drop-suspected", type=nonempty_path, metavar="ELR_RUN",
                           help="also fit the baselines without the training scans this run flagged as mislabelled")
-    evaluate.add_argument("--compare-with", type=Path, nargs="+", default=[], metavar="RUN_DIR",
+    evaluate.add_argument("--compare-with", type=nonempty_path, nargs="+", default=[], metavar="RUN_DIR",
                           help="other runs on the same splits (e.g. ELR beside CE), scored and put in the same table")
     evaluate.set_defaults(handler=_evaluate)
     explain = commands.add_parser("explain", help="input-gradient saliency maps of an MRI run, per class")
-    explain.add_argument("--run", type=Path, required=True, metavar="RUN_DIR")
-    explain.add_argument("--manifest", type=Path, help="scans to explain (default: the run's test split)")
+    explain.add_argument("--run", type=nonempty_path, required=True, metavar="RUN_DIR")
+    explain.add_argument("--manifest", type=nonempty_path, help="scans to explain (default: the run's test split)")
     explain.add_argument("--checkpoint", choices=["best", "last"], default="best")
     explain.set_defaults(handler=_explain)
     importer = commands.add_parser("import-cohort", help="diagnoses + ages (ADNIMERGE or a mapped table) joined to scans")
-    importer.add_argument("--scans", type=Path, required=True, help="manifest written by `elr-mri preprocess`")
+    importer.add_argument("--scans", type=nonempty_path, required=True, help="manifest written by `elr-mri preprocess`")
     table = importer.add_mutually_exclusive_group(required=True)
-    table.add_argument("--adnimerge", type=Path, help="ADNIMERGE.csv as downloaded from ADNI")
-    table.add_argument("--table", type=Path, help="another cohort's table (e.g. NACC UDS), read through --mapping")
-    importer.add_argument("--mapping", type=Path, help="column-and-value mapping YAML (see configs/nacc/nacc_mapping.yaml)")
+    table.add_argument("--adnimerge", type=nonempty_path, help="ADNIMERGE.csv as downloaded from ADNI")
+    table.add_argument("--table", type=nonempty_path, help="another cohort's table (e.g. NACC UDS), read through --mapping")
+    importer.add_argument("--mapping", type=nonempty_path, help="column-and-value mapping YAML (see configs/nacc/nacc_mapping.yaml)")
     importer.add_argument("--baseline-diagnosis", action="store_true", help="ADNI: every scan gets DX_bl")
-    importer.add_argument("--out", type=Path, required=True, help="manifest CSV for `elr-mri train` / `evaluate`")
+    importer.add_argument("--out", type=nonempty_path, required=True, help="manifest CSV for `elr-mri train` / `evaluate`")
     importer.set_defaults(handler=_import_cohort)
     volumes = commands.add_parser("volumes", help="regional brain volumes per scan from the registration's Jacobian")
-    volumes.add_argument("--manifest", type=Path, required=True, help="manifest written by `elr-mri preprocess`")
-    volumes.add_argument("--out", type=Path, help="CSV to write (default: volumes.csv beside the manifest)")
+    volumes.add_argument("--manifest", type=nonempty_path, required=True, help="manifest written by `elr-mri preprocess`")
+    volumes.add_argument("--out", type=nonempty_path, help="CSV to write (default: volumes.csv beside the manifest)")
     volumes.add_argument("--jobs", type=int, default=1, help="scans measured in parallel")
     volumes.add_argument("--registration-mm", type=float, default=2.0,
                          help="grid of the SyN registration run for affinely preprocessed scans")
-    volumes.add_argument("--truth", type=Path, help="simulated cohort's truth.csv: report how well volumes recover it")
+    volumes.add_argument("--truth", type=nonempty_path, help="simulated cohort's truth.csv: report how well volumes recover it")
     volumes.set_defaults(handler=_volumes)
     commands.add_parser("preprocess", help="raw T1 scans to template space (see `elr-mri preprocess --help`)")
     commands.add_parser("preprocess-merge", help="join the manifests of preprocessing shards")
@@ -154,8 +156,20 @@ def _train(args: argparse.Namespace) -> int:
     for warning in summary.get("warnings", []):
         print(f"warning: {warning}", file=sys.stderr)
     if config.data.name == "mri" and config.data.mri.holdout_manifest:
-        _evaluate_and_print(out_dir, Path(config.data.mri.holdout_manifest))
+        _evaluate_holdout_after_training(out_dir, Path(config.data.mri.holdout_manifest))
     return 0
+
+
+def _evaluate_holdout_after_training(out_dir: Path, holdout: Path) -> None:
+    """Score the configured holdout; a problem there (an unreadable scan) says that training itself finished."""
+    try:
+        _evaluate_and_print(out_dir, holdout)
+    except Exception as err:
+        problem = _user_problem(err)
+        if problem is None:
+            raise
+        raise ValueError(f"training finished ({out_dir}), but scoring the holdout failed: {problem}; once fixed: "
+                         f"elr-mri evaluate --run {out_dir} --manifest {holdout}") from err
 
 
 def _evaluate_and_print(run_dir: Path, manifest: Path | None, checkpoint: str = "best",
@@ -292,6 +306,9 @@ def _import_cohort(args: argparse.Namespace) -> int:
 
     from elr_mri.engine.checkpoint import atomic_write_text
 
+    if args.out.is_dir():
+        raise IsADirectoryError(f"--out {args.out} is a folder; pass the manifest CSV to write, e.g. "
+                                f"{args.out / 'manifest.csv'}")
     inputs = [path for path in (args.scans, args.adnimerge, args.table, args.mapping) if path is not None]
     if any(args.out.exists() and args.out.samefile(path) for path in inputs if Path(path).exists()):
         raise ValueError(f"--out {args.out} is one of the input files; name a new file for the manifest")
@@ -327,7 +344,11 @@ def _volumes(args: argparse.Namespace) -> int:
         raise ValueError("--jobs must be at least 1 and --registration-mm positive")
     truth = read_truth(args.truth) if args.truth is not None else None  # a wrong file: known before measuring
     out, volumes, failures = measure_manifest(args.manifest, args.out, VolumeParams(args.registration_mm), args.jobs)
-    print(f"volumes: {len(volumes)} scans measured, {len(failures)} failed -> {out}")
+    if len(volumes):
+        print(f"volumes: {len(volumes)} scans measured, {len(failures)} failed -> {out}")
+    else:
+        kept = f"; {out} keeps what it held" if out.exists() else ""
+        print(f"volumes: no scan measured, {len(failures)} failed, nothing written{kept}")
     if len(failures):
         print(f"  failed scans and why: {out.with_name(out.stem + '_failures.csv')}")
     if truth is not None and len(volumes):

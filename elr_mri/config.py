@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import math
 import os
 import types
 import typing
@@ -256,7 +257,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
     if not path.is_file():
         raise ConfigError(f"config file not found: {path} (pass an existing YAML file to --config)")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text; save the config as UTF-8") from None
     except yaml.YAMLError as err:
@@ -273,6 +274,25 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
         raise ConfigError(f"{path}: the config is empty; start from one in configs/, e.g. configs/digits/elr_sym40.yaml")
     source = f"{path} with --set {' '.join(overrides)}" if overrides else str(path)
     return config_from_dict(raw, source=source)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """Safe YAML that refuses a key given twice in one mapping: plain YAML keeps the last one silently, so
+    a second `train:` block would replace the whole first one."""
+
+
+def _mapping_without_repeats(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(problem=f"the key {key!r} is given twice in one section; "
+                                                    "keep one", problem_mark=key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_repeats)
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> None:
@@ -306,6 +326,14 @@ def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> RunConfig
 
 def _check_ranges(cfg: RunConfig, source: str) -> None:
     flat = _flatten(config_to_dict(cfg))
+    for key, value in flat.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{source}: {key} = {value} must be a finite number")
+    classes = cfg.data.mri.classes
+    repeated = sorted({name for name in classes if [c.lower() for c in classes].count(name.lower()) > 1})
+    if repeated:
+        raise ConfigError(f"{source}: data.mri.classes = {classes} names {', '.join(repeated)} more than once; "
+                          "list each diagnosis once")
     for key, (allowed, holds) in NUMERIC_RANGES.items():
         if flat[key] is not None and not holds(flat[key]):
             raise ConfigError(f"{source}: {key} = {flat[key]!r} must be {allowed}")

@@ -17,6 +17,7 @@ import pandas as pd
 import yaml
 
 from elr_mri.engine.checkpoint import atomic_write_text
+from elr_mri.engine.run_dir import read_data_shape
 from elr_mri.evaluation.compare import HEADLINE_METRICS, comparison_table
 from elr_mri.evaluation.metrics import Interval
 from elr_mri.evaluation.truth import mean_paired_difference, rescore_against_truth
@@ -150,7 +151,7 @@ def _truth_section(runs: dict[str, Path], truth: pd.DataFrame) -> str:
     """The same predictions scored against the simulated true diagnosis, and ELR − CE paired."""
     rows, differences = [], []
     first = next(iter(runs.values()))
-    trained_on = json.loads((first / "data_shape.json").read_text())["train_examples"]
+    trained_on = read_data_shape(first)["train_examples"]
     for evaluation in sorted(first.glob("eval-*")):
         where = evaluation.name.removeprefix("eval-")
         scored = {loss: run / evaluation.name / "predictions.csv" for loss, run in runs.items()}

@@ -5,13 +5,42 @@ It lives here, in the package without torch, so that `elr-mri preprocess` can us
 """
 from __future__ import annotations
 
+import argparse
+import errno
 import os
 import sys
+from pathlib import Path
 
-__all__ = ["USER_ERRORS", "report_user_error"]
+__all__ = ["USER_ERRORS", "StorageError", "as_storage_error", "nonempty_path", "report_user_error"]
+
+
+class StorageError(OSError):
+    """A full, over-quota or read-only disk under an output: the user's to fix (free space, another folder)."""
+
 
 # An unwritable or misplaced output path is the user's to fix too: the OS error names the path.
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError)
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError,
+               StorageError)
+_STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
+def as_storage_error(err: BaseException) -> StorageError | None:
+    """`err` as a `StorageError` when it is the OS saying a disk is full, over quota or read-only, else None."""
+    if isinstance(err, StorageError):
+        return err
+    if not isinstance(err, OSError) or err.errno not in _STORAGE_ERRNOS:
+        return None
+    where = f" ({err.filename})" if err.filename else ""
+    fix = ("write elsewhere (another output folder)" if err.errno == errno.EROFS else
+           "free space there, or write elsewhere, and run the command again (a training run continues with --resume)")
+    return StorageError(err.errno, f"{os.strerror(err.errno)}{where}; {fix}")
+
+
+def nonempty_path(text: str) -> Path:
+    """argparse type of a path option: an empty one (an unset shell variable) would mean the current folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path (an unset shell variable?); pass a file or folder")
+    return Path(text)
 
 
 def report_user_error(command: str, err: BaseException, status: int = 2) -> int:

@@ -57,6 +57,11 @@ def test_defaults_and_overrides(tmp_path: Path) -> None:
         ("data: {name: cifar10, mri: {manifest: adni.csv}}\n", r"data.mri.manifest is set but data.name = cifar10 "
                                                                r"does not read data.mri"),
         ("# nothing yet\n", r"the config is empty; start from one in configs/"),
+        ("seed: 0\ntrain: {epochs: 3}\nseed: 1\n", r"line 3: not valid YAML \(the key 'seed' is given twice"),
+        ("train: {epochs: 3, epochs: 4}\n", r"the key 'epochs' is given twice in one section"),
+        ("optim: {lr: .inf}\n", r"optim.lr = inf must be a finite number"),
+        ("loss: {beta: .nan}\n", r"loss.beta = nan must be a finite number"),
+        ("data: {name: mri, mri: {classes: [CN, MCI, AD, ad]}}\n", r"names AD, ad more than once; list each"),
         ("elr_plus: {ema_schedule: running_average, ema_ramp_steps: 1000}\n",
          r"elr_plus.ema_ramp_steps = 1000 is the ramp's length, which elr_plus.ema_schedule = running_average does not"),
         ("data: {balanced_subset: true}\n", r"data.balanced_subset needs data.balanced_batches"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import os
 import signal
 import subprocess
@@ -477,3 +478,37 @@ def test_a_killed_runs_loader_workers_do_not_hold_its_lock(tmp_path: Path) -> No
             pass
     finally:
         os.kill(worker, signal.SIGKILL)
+
+
+def test_a_diverging_run_stops_before_writing_the_epoch(tmp_path: Path, cli_in_process: Cli) -> None:
+    out = tmp_path / "run"
+    result = cli_in_process("train", "--config", str(DIGITS), "--out", str(out), *(f"--set={s}" for s in SMALL),
+                            "--set", "optim.lr=1e30", "--set", "train.epochs=3")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr[-2000:]
+    assert f"{out}: training diverged in epoch 1 (training loss nan, weights no longer finite)" in result.stderr
+    assert "lower optim.lr (now 1e+30)" in result.stderr
+    assert not (out / "metrics.csv").exists() and not (out / "checkpoints" / "last.pt").exists()
+
+
+def test_a_run_directory_without_its_data_record_is_named(tmp_path: Path, cli_in_process: Cli) -> None:
+    """data_shape.json damaged: one line naming it. Lost before the first checkpoint (a kill between the config
+    and it): the resume writes it again, as a new run would."""
+    out = tmp_path / "run"
+    train(load_config(DIGITS, [*SMALL, "train.epochs=1"]), out)
+    recorded = (out / "data_shape.json").read_text()
+    (out / "data_shape.json").write_text("")
+    for command in (("evaluate", "--run", str(out)), ("train", "--resume", str(out), "--set", "train.epochs=2")):
+        result = cli_in_process(*command)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr[-2000:]
+        assert f"{out / 'data_shape.json'}: unreadable (" in result.stderr and "restore it" in result.stderr
+    shutil.rmtree(out / "checkpoints")
+    (out / "data_shape.json").unlink()
+    result = cli_in_process("train", "--resume", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((out / "data_shape.json").read_text()) == json.loads(recorded)
+
+
+def test_an_empty_path_is_refused_rather_than_taken_as_this_folder(cli_in_process: Cli) -> None:
+    result = cli_in_process("train", "--config", str(DIGITS), "--out", "")
+    assert result.returncode == 2
+    assert "argument --out: an empty path (an unset shell variable?); pass a file or folder" in result.stderr

@@ -352,6 +352,10 @@ def test_import_cohort_joins_adnimerge_to_scans(tmp_path: Path, cli_in_process: 
     assert result.returncode == 2 and "is one of the input files" in result.stderr and scans.exists()
     result = cli_in_process(*importer, "--mapping", "x.yaml", "--out", str(out))
     assert result.returncode == 2 and "--mapping x.yaml applies to --table" in result.stderr
+    before = sorted(tmp_path.rglob("*"))
+    result = cli_in_process(*importer, "--out", str(tmp_path / "out"))  # a folder: nothing written, its name said
+    assert result.returncode == 2 and f"--out {tmp_path / 'out'} is a folder; pass the manifest CSV" in result.stderr
+    assert sorted(tmp_path.rglob("*")) == before
 
 
 def test_a_resume_on_an_edited_manifest_is_refused(trained: dict[str, Path], tmp_path: Path,
@@ -454,3 +458,22 @@ def test_explaining_again_keeps_no_map_of_a_class_the_new_scans_lack(trained: di
     assert result.returncode == 0, result.stderr[-2000:]
     assert not list(out.glob("saliency_AD*")) and (out / "saliency_CN.nii.gz").is_file()
     assert json.loads((out / "summary.json").read_text())["scans"] == 4
+
+
+def test_an_unreadable_holdout_scan_after_training_says_the_run_finished(trained: dict[str, Path], tmp_path: Path,
+                                                                          cli_in_process: Cli) -> None:
+    holdout = pd.read_csv(trained["holdout"])
+    damaged = tmp_path / "damaged.nii.gz"  # its header reads (checked at the start), its voxels do not
+    damaged.write_bytes(Path(holdout.loc[1, "processed_path"]).read_bytes()[:5000])
+    holdout.loc[1, "processed_path"] = str(damaged)
+    holdout.to_csv(tmp_path / "nacc.csv", index=False)
+    run = tmp_path / "run"
+    result = cli_in_process("train", "--config", str(CONFIG), "--out", str(run), "--set",
+                            f"data.mri.manifest={trained['train']}", "--set", f"data.mri.holdout_manifest={tmp_path / 'nacc.csv'}",
+                            "--set", "train.epochs=1", "--set", "train.progress=false", "--set", "train.tensorboard=false")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]  # after the run's own warnings, if any
+    assert last.startswith(f"elr-mri train: error: training finished ({run}), but scoring the holdout failed: "
+                           f"{damaged}: cannot be read")
+    assert f"once fixed: elr-mri evaluate --run {run} --manifest {tmp_path / 'nacc.csv'}" in result.stderr
+    assert (run / "summary.json").is_file()

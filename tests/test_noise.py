@@ -207,3 +207,15 @@ def test_noise_config_human_refuses_misaligned_images(tmp_path):
         apply_noise_config(config, np.array([0, 1]), 2, original_index=np.array([0, 1]))  # CIFAR-100N on CIFAR-10
     with pytest.raises(ValueError, match=r"its labels name 3 classes and the data set has 4; the file belongs"):
         apply_noise_config(config, np.array([0, 1]), 4, original_index=np.array([0, 1]))  # CIFAR-10N on CIFAR-100
+
+
+def test_an_empty_transition_matrix_file_names_the_setting(tmp_path, recwarn):
+    from elr_mri.config import NoiseConfig
+    from elr_mri.data.noise import apply_noise_config
+
+    (tmp_path / "empty.csv").write_text("")
+    noise = NoiseConfig(mode="transition", transition_matrix=str(tmp_path / "empty.csv"))
+    with pytest.raises(ValueError, match=rf"data.noise.transition_matrix = {tmp_path / 'empty.csv'}: transition "
+                                         r"matrix must be 10×10, got shape \(0, 1\)"):
+        apply_noise_config(noise, np.arange(20) % 10, 10)
+    assert not [w for w in recwarn if "loadtxt" in str(w.message)]

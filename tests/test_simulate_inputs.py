@@ -51,3 +51,11 @@ def test_resume_settings_follow_the_anatomy_file_content_not_its_name(tmp_path: 
     nib.Nifti1Image(np.zeros((20, 20, 20), np.float32), np.eye(4)).to_filename(head)
     assert _description(specs, 0.2, 0, 2.0, str(head), 1.0)["anatomy_sha256"] != before["anatomy_sha256"]
     assert "anatomy_sha256" not in _description(specs, 0.2, 0, 2.0, "mni152", 1.0)
+
+
+def test_an_out_that_is_a_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "afile").write_text("kept")
+    assert main(["--out", str(tmp_path / "afile"), "--subjects", "1", "--holdout-subjects", "0"]) == 2
+    assert capsys.readouterr().err.strip() == (f"elr-mri simulate-cohort: error: --out {tmp_path / 'afile'} is a file; "
+                                               "pass a folder for the cohort (a new one is made)")
+    assert (tmp_path / "afile").read_text() == "kept"

@@ -90,3 +90,22 @@ def test_recovery_table_refuses_a_truth_table_without_its_columns() -> None:
     assert len(recovery_table(volumes, truth)) == len(REGIONS)
     with pytest.raises(ValueError, match="--truth CSV: missing column\\(s\\) true_diagnosis; pass the truth.csv"):
         recovery_table(volumes, truth.drop(columns="true_diagnosis"))
+
+
+def test_a_volumes_run_that_measures_nothing_keeps_the_earlier_csv(tmp_path: Path) -> None:
+    """Scans moved or a drive unmounted: every scan fails, and the volumes an earlier run measured stay."""
+    from elr_mri.volumes.measure import measure_manifest
+
+    manifest = _write(tmp_path / "manifest.csv", {"participant_id": ["001"], "session_id": ["01"],
+                                                   "processed_path": ["moved.nii.gz"], "status": ["ok"]})
+    earlier = _volumes_csv(tmp_path / "volumes.csv").read_text()
+    out, volumes, failures = measure_manifest(manifest, progress=False)
+    assert (len(volumes), len(failures)) == (0, 1) and out.read_text() == earlier
+    assert (tmp_path / "volumes_failures.csv").is_file()
+    with pytest.raises(IsADirectoryError, match=f"--out {tmp_path} is a folder; pass the CSV to write"):
+        measure_manifest(manifest, tmp_path, progress=False)
+    with pytest.raises(FileNotFoundError, match="--manifest .*nope.csv: no such file"):
+        measure_manifest(tmp_path / "nope.csv", progress=False)
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(ValueError, match="empty.csv: cannot be read as a CSV table"):
+        measure_manifest(tmp_path / "empty.csv", progress=False)

@@ -23,6 +23,7 @@ Real human noise (CIFAR-10N / CIFAR-100N) comes from a file: see `load_human_lab
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -109,6 +110,10 @@ def apply_noise_config(
         if noise.transition_matrix is None:
             raise ValueError("noise mode 'transition' needs data.noise.transition_matrix (.npy or .csv)")
         transition = load_transition_matrix(noise.transition_matrix)
+        try:
+            _check_transition(transition, num_classes)
+        except ValueError as err:
+            raise ValueError(f"data.noise.transition_matrix = {noise.transition_matrix}: {err}") from None
     noisy, _ = inject_noise(labels, noise.mode, noise.rate, num_classes, noise.seed, transition)
     return noisy
 
@@ -132,7 +137,9 @@ def load_transition_matrix(path: str | Path) -> np.ndarray:
     try:
         if path.suffix == ".npy":
             return np.load(path, allow_pickle=False).astype(np.float64)
-        return np.loadtxt(path, delimiter=",", ndmin=2)
+        with warnings.catch_warnings():  # an empty file: numpy warns, then returns no rows (refused below)
+            warnings.simplefilter("ignore", UserWarning)
+            return np.loadtxt(path, delimiter=",", ndmin=2)
     except (ValueError, OSError, EOFError) as err:
         reason = (str(err).strip().splitlines() or [""])[0]
         raise ValueError(f"{path}: not a readable transition matrix ({reason}); write C rows of C numbers "

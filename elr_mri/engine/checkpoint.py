@@ -6,9 +6,11 @@ to a temporary name in the same directory and renamed over the target.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +18,25 @@ import numpy as np
 import torch
 
 from preprocess.sidecar import atomic_path
+from preprocess.user_errors import StorageError
 
 __all__ = ["CheckpointError", "atomic_save", "load_checkpoint", "atomic_write_text", "atomic_write_json", "capture_rng",
            "restore_rng", "host_copy"]
 
 
 def atomic_save(obj: dict[str, Any], path: Path) -> None:
-    """torch.save to a temporary file beside `path`, then rename it into place."""
+    """torch.save to a temporary file beside `path`, then rename it into place. torch's writer reports a
+    write that the disk refused as "unexpected pos"; it is said as the full disk it almost always is."""
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        try:
+            torch.save(obj, tmp)
+        except RuntimeError as err:
+            if "inline_container" not in str(err) and "PytorchStreamWriter" not in str(err):
+                raise
+            free = shutil.disk_usage(tmp.parent).free / 2**20
+            raise StorageError(errno.ENOSPC, f"{path} could not be written ({str(err).strip()}; {free:.0f} MiB free "
+                                             "there): free space, or write elsewhere, and run the command again (a "
+                                             "training run continues with --resume)") from None
 
 
 def atomic_write_text(text: str, path: Path) -> None:

@@ -51,6 +51,9 @@ class Method(Protocol):
     def end_training(self) -> None:
         """Drop what only training steps use (the DDP and compiled wrappers); prediction needs none of it."""
 
+    def networks(self) -> list[nn.Module]:
+        """The networks whose mean logits prediction reads: the one model, or ELR+'s two trained networks."""
+
 
 def build_optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
     """SGD, or Adam with optim.momentum as its β1 (the same role: how much of the past gradient is kept)."""
@@ -119,6 +122,9 @@ class SingleNetwork:
 
     def end_training(self) -> None:
         self.trained = self.model
+
+    def networks(self) -> list[nn.Module]:
+        return [self.model]
 
 
 class ELRPlusPair:
@@ -239,6 +245,9 @@ class ELRPlusPair:
 
     def end_training(self) -> None:
         self.trained = list(self.nets)
+
+    def networks(self) -> list[nn.Module]:
+        return list(self.nets)
 
 
 class EmaPairs(NamedTuple):

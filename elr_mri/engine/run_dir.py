@@ -16,7 +16,7 @@ import shutil
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
@@ -54,13 +54,33 @@ def exclusive_run_dir(out_dir: Path, create: bool = True) -> Iterator[None]:
 
 
 def start_run_dir(out_dir: Path, config_text: str, data: NoisyImageData, record_ages: bool) -> None:
-    """Write the config and what a resume and evaluation compare with: data_shape.json and, for MRI runs,
-    splits.csv and split_balance.csv. `record_ages`: the model reads the age, so a resume compares it too."""
+    """Write the config and what a resume and evaluation compare with (`record_run_data`)."""
     if (out_dir / "checkpoints" / "last.pt").exists():
         raise FileExistsError(f"{out_dir} already holds a run; continue it with --resume {out_dir} "
                               "or choose another --out")
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(config_text, out_dir / "config.yaml")
+    record_run_data(out_dir, data, record_ages)
+
+
+def read_data_shape(run_dir: Path, required: bool = True) -> dict[str, Any] | None:
+    """A run's data_shape.json (what it trained on); None when it is missing and not `required`."""
+    path = Path(run_dir) / "data_shape.json"
+    if not path.is_file():
+        if not required:
+            return None
+        raise FileNotFoundError(f"{path} not found: {run_dir} is not a run directory of `elr-mri train`, or lost that "
+                                "file; pass the run's --out, or train the run again")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: unreadable ({err}); `elr-mri train` writes it atomically, so something else "
+                         "damaged it: restore it from a copy, or train the run again") from None
+
+
+def record_run_data(out_dir: Path, data: NoisyImageData, record_ages: bool) -> None:
+    """data_shape.json and, for MRI runs, splits.csv and split_balance.csv. `record_ages`: the model reads
+    the age, so a resume compares it too."""
     shape = {"input_shape": list(data.input_shape), "num_classes": data.num_classes,
              "train_examples": len(data.train), "class_names": list(data.class_names),
              "train_labels_sha256": _train_labels_fingerprint(data)}
@@ -120,10 +140,9 @@ def require_same_data(out_dir: Path, data: NoisyImageData) -> None:
 def _require_same_data_shape(out_dir: Path, data: NoisyImageData) -> None:
     """A resumed run's data must be the data it trained on: ELR's targets hold a row per training example
     and the network a score per class, so other data fails later as a tensor size mismatch."""
-    path = out_dir / "data_shape.json"
-    if not path.exists():
+    before = read_data_shape(out_dir, required=False)
+    if before is None:  # killed before it was written: nothing was trained, and the resume writes it
         return
-    before = json.loads(path.read_text())
     now = {"input_shape": list(data.input_shape), "num_classes": data.num_classes, "train_examples": len(data.train)}
     if data.volume_grid is not None and "volume_grid" in before:  # scans preprocessed again at another resolution
         now["volume_grid"] = data.volume_grid.as_dict()
@@ -150,7 +169,7 @@ def _train_labels_fingerprint(data: NoisyImageData) -> str:
 
 def _require_same_ages(out_dir: Path, data: NoisyImageData) -> None:
     """After the shape and split checks, which name what changed more precisely: the ages the model reads."""
-    recorded = json.loads((out_dir / "data_shape.json").read_text()).get("ages_sha256")
+    recorded = (read_data_shape(out_dir, required=False) or {}).get("ages_sha256")
     if recorded is not None and recorded != _ages_fingerprint(data):  # runs from before it was recorded have none
         raise ValueError(f"{out_dir}: the data now gives other ages for the scans of its splits (an input of the "
                          "model; the manifest changed); restore the manifest the run trained on, or start a new run: "

@@ -9,6 +9,7 @@ targets, RNG state) and finishes with the same metrics an uninterrupted run woul
 from __future__ import annotations
 
 import io
+import math
 import random
 import sys
 import time
@@ -37,8 +38,8 @@ from elr_mri.engine.diagnostics import collapse_warnings, top_class_share
 from elr_mri.engine.execution import ExecutionPlan, limit_cpu_threads
 from elr_mri.engine.feeding import BatchFeeder
 from elr_mri.engine.methods import Method, build_method
-from elr_mri.engine.run_dir import (exclusive_run_dir, refuse_stretched_cosine, reopen_run_dir, require_same_data,
-                                    start_run_dir)
+from elr_mri.engine.run_dir import (exclusive_run_dir, record_run_data, refuse_stretched_cosine, reopen_run_dir,
+                                    require_same_data, start_run_dir)
 from elr_mri.engine.schedule import lr_at
 from elr_mri.engine.tracking import PredictionTracker, memorization_fractions
 from elr_mri.evaluation.metrics import TOP5_MIN_CLASSES, balanced_accuracy
@@ -118,6 +119,8 @@ def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, de
                               f"cannot shorten it; pass more than {state.epoch} to continue it")
         if dist.is_main and state.epoch < cfg.train.epochs:
             reopen_run_dir(out_dir, _config_text(cfg))
+        if dist.is_main and state.epoch == 0:  # killed before the first checkpoint, perhaps before these records
+            record_run_data(out_dir, data, record_ages=uses_age(cfg))
     elif dist.is_main:
         start_run_dir(out_dir, _config_text(cfg), data, record_ages=uses_age(cfg))
     writer = _tensorboard(out_dir, state.epoch) if cfg.train.tensorboard and dist.is_main else None
@@ -132,6 +135,7 @@ def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, de
         epoch_started = time.perf_counter()
         tracker.new_epoch()
         train_loss = _train_epoch(method, feeder.train_epoch(epoch, method.batch_streams), epoch, tracker, show_progress)
+        _refuse_divergence(method, train_loss, epoch, cfg, out_dir)
         row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss,
                                "epoch_seconds": round(time.perf_counter() - epoch_started, 3)}
         pred, seen = tracker.predictions(), tracker.seen_this_epoch()
@@ -255,6 +259,18 @@ def _train_epoch(method: Method, batches: Iterable[dict[str, torch.Tensor]], epo
         total = loss if total is None else total + loss  # summed on the device, read once an epoch
         steps += 1
     return float(mean_over_ranks(total)) / steps if steps else float("nan")
+
+
+def _refuse_divergence(method: Method, train_loss: float, epoch: int, cfg: RunConfig, out_dir: Path) -> None:
+    """Stop a run whose weights are no longer numbers, before it writes them: SGD never brings them back. A loss
+    that is not finite alone is not divergence: a float16 step with an overflow is skipped by the loss scaler."""
+    if math.isfinite(train_loss):
+        return
+    if all(bool(torch.isfinite(p).all()) for net in method.networks() for p in net.parameters()):
+        return
+    raise ValueError(f"{out_dir}: training diverged in epoch {epoch + 1} (training loss {train_loss}, weights no longer "
+                     f"finite); nothing of that epoch was written. Start a new run with a lower optim.lr "
+                     f"(now {cfg.optim.lr})")
 
 
 def _improves(value: float, best: float) -> bool:

@@ -27,6 +27,7 @@ from elr_mri.data.splits import run_participants
 from elr_mri.engine.checkpoint import atomic_write_json, atomic_write_text, load_checkpoint
 from elr_mri.engine.execution import ExecutionPlan
 from elr_mri.engine.methods import Method, build_method
+from elr_mri.engine.run_dir import read_data_shape
 from elr_mri.engine.runner import SELECTION_RULES, resolve_device, selection_rule, uses_age
 from elr_mri.evaluation.metrics import MetricsReport, bootstrap_metrics, evaluate_predictions
 from preprocess.sidecar import file_sha256
@@ -54,7 +55,7 @@ def load_run(run_dir: Path, checkpoint: str = "best") -> LoadedRun:
         raise FileNotFoundError(f"{path} not found: is {run_dir} a finished `elr-mri train` run directory?")
     cfg = load_config(run_dir / "config.yaml")
     cfg.train.compile = False  # one pass of inference: compiling would cost more than it saves
-    shape = json.loads((run_dir / "data_shape.json").read_text())
+    shape = read_data_shape(run_dir)
     if cfg.train.device == "cuda" and not torch.cuda.is_available():
         print(f"{run_dir}: trained with train.device cuda; no CUDA device is visible here, so it is scored on the CPU",
               file=sys.stderr)
@@ -190,7 +191,7 @@ def evaluation_set(run_dir: Path, cfg: RunConfig, manifest: Path | None,
 
 def run_grid(run_dir: Path) -> VolumeGrid | None:
     """The voxel grid an MRI run trained on (None for image runs and runs from before it was recorded)."""
-    recorded = json.loads((Path(run_dir) / "data_shape.json").read_text()).get("volume_grid")
+    recorded = read_data_shape(run_dir).get("volume_grid")
     return None if recorded is None else VolumeGrid.from_dict(recorded)
 
 

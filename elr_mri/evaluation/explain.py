@@ -13,7 +13,6 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import torch
-from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from elr_mri.engine.checkpoint import atomic_write_json
@@ -57,7 +56,7 @@ def explain_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = "
 def saliency_maps(method: Method, dataset: Dataset, num_classes: int,
                   batch_size: int) -> tuple[list[np.ndarray | None], np.ndarray]:
     """Mean |input gradient| per given class (None for a class with no scan), and the mean input volume."""
-    networks = _networks(method)
+    networks = [net.eval() for net in method.networks()]
     sums: list[np.ndarray | None] = [None] * num_classes
     counts = np.zeros(num_classes, dtype=int)
     mean_input = None
@@ -75,12 +74,6 @@ def saliency_maps(method: Method, dataset: Dataset, num_classes: int,
             counts[k] += 1
     maps = [None if s is None else s / c for s, c in zip(sums, counts)]
     return maps, mean_input / max(counts.sum(), 1)
-
-
-def _networks(method: Method) -> list[nn.Module]:
-    """The networks whose mean logits inference reads: the two trained networks of ELR+, or the one model."""
-    networks = getattr(method, "nets", None) or [method.model]
-    return [net.eval() for net in networks]
 
 
 def crop_affine(volume_path: str, crop: tuple[int, ...]) -> np.ndarray:

@@ -32,7 +32,7 @@ from elr_mri.simulate.cohort import CLASS_FRACTIONS, SubjectSpec, plan_cohort
 from elr_mri.simulate.disease import REGIONS
 from elr_mri.simulate.render import render_scan
 from preprocess.sidecar import atomic_path, file_sha256, read_sidecar, remove_stale_temps, write_json
-from preprocess.user_errors import USER_ERRORS, report_user_error
+from preprocess.user_errors import USER_ERRORS, nonempty_path, report_user_error
 from preprocess.workers import start_worker_process
 
 __all__ = ["main", "simulate_cohort", "MANIFEST_COLUMNS"]
@@ -71,6 +71,8 @@ def simulate_cohort(out: Path, subjects: int, holdout_subjects: int | None = Non
     if jobs < 1:
         raise ValueError(f"--jobs {jobs}: need at least 1 worker")
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {out} is a file; pass a folder for the cohort (a new one is made)")
     if (out / "manifest.csv").exists() and not overwrite:
         raise FileExistsError(f"{out} already holds a cohort (manifest.csv); pass --overwrite to replace it")
     specs = plan_cohort(subjects, holdout, label_noise, seed, atrophy_scale)
@@ -178,7 +180,7 @@ def _description(specs: list[SubjectSpec], label_noise: float, seed: int, resolu
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="elr-mri simulate-cohort", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--out", type=nonempty_path, required=True, help="output folder")
     parser.add_argument("--subjects", type=int, default=120, help="subjects of the ADNI-like training site")
     parser.add_argument("--holdout-subjects", type=int, default=None,
                         help="subjects of the NACC-like holdout site (default: --subjects // 3)")

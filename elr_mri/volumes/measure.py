@@ -25,6 +25,7 @@ from elr_mri.data.cohort import USABLE_STATUSES
 from elr_mri.simulate.disease import REGIONS
 from elr_mri.volumes.jacobian import affine_determinant, integrate_regions, region_masks, warp_jacobian
 from preprocess.batch import failure_table, telling_line, write_csv
+from preprocess.inputs import read_csv_table
 from preprocess.pipeline import Params, ScanOutputs
 from preprocess.sidecar import file_sha256, read_sidecar, write_json
 from preprocess.workers import run_per_scan
@@ -131,18 +132,25 @@ def measure_manifest(manifest: str | Path, out_csv: str | Path | None = None, pa
                      jobs: int = 1, progress: bool = True) -> tuple[Path, pd.DataFrame, pd.DataFrame]:
     """Measure every usable scan of a preprocessed manifest; returns (CSV path, volumes, failures).
 
-    Failures go to `volumes_failures.csv` beside the CSV (default: `volumes.csv` beside the manifest)."""
+    Failures go to `volumes_failures.csv` beside the CSV (default: `volumes.csv` beside the manifest). When
+    no scan could be measured (scans moved, a drive unmounted) the CSV is not written: an earlier one keeps its
+    volumes."""
     manifest = Path(manifest)
-    table = pd.read_csv(manifest, dtype={"participant_id": str, "session_id": str})
+    if not manifest.is_file():
+        raise FileNotFoundError(f"--manifest {manifest}: no such file; pass the manifest `elr-mri preprocess` wrote")
+    out_csv = Path(out_csv) if out_csv else manifest.with_name("volumes.csv")
+    if out_csv.is_dir():
+        raise IsADirectoryError(f"--out {out_csv} is a folder; pass the CSV to write, e.g. {out_csv / 'volumes.csv'}")
+    table = read_csv_table(manifest, dtype={"participant_id": str, "session_id": str})
     if "processed_path" not in table.columns:
         raise ValueError(f"{manifest}: no processed_path column; pass the manifest `elr-mri preprocess` wrote")
     if "status" in table.columns:
         table = table[table["status"].isin(USABLE_STATUSES)]
-    out_csv = Path(out_csv) if out_csv else manifest.with_name("volumes.csv")
     arguments = {i: (_resolve(manifest, path), params) for i, path in zip(table.index, table["processed_path"])}
     results = run_per_scan(_measure_one, arguments, jobs, "volumes", progress)
     volumes, failures = _tables(table, results)
-    write_csv(volumes, out_csv)
+    if len(volumes):
+        write_csv(volumes, out_csv)
     write_csv(failures, out_csv.with_name(f"{out_csv.stem}_failures.csv"))
     return out_csv, volumes, failures
 

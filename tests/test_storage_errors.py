@@ -1,0 +1,41 @@
+"""A full or read-only disk under an output is the user's to fix: one line saying so, nothing half-written.
+Seconds; the disk is not filled for real (torch's writer failing part-way is imitated)."""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
+import pytest
+import torch
+
+from elr_mri.cli import _user_problem
+from elr_mri.engine.checkpoint import atomic_save
+from preprocess.user_errors import StorageError, as_storage_error
+
+
+def test_a_full_or_read_only_disk_is_a_user_error_naming_the_path() -> None:
+    full = _user_problem(OSError(errno.ENOSPC, "No space left on device", "/runs/x/metrics.csv"))
+    assert isinstance(full, StorageError)
+    assert str(full) == ("[Errno 28] No space left on device (/runs/x/metrics.csv); free space there, or write "
+                         "elsewhere, and run the command again (a training run continues with --resume)")
+    read_only = as_storage_error(OSError(errno.EROFS, "Read-only file system", "/mnt/ro/run"))
+    assert str(read_only).endswith("(/mnt/ro/run); write elsewhere (another output folder)")
+    assert as_storage_error(OSError(errno.EIO, "Input/output error")) is None  # not the user's to fix
+    assert _user_problem(RuntimeError("a bug")) is None
+
+
+def test_a_checkpoint_the_disk_refused_part_way_is_said_as_a_full_disk_and_leaves_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refused_part_way(obj: object, path: Path) -> None:
+        Path(path).write_bytes(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
+
+    monkeypatch.setattr(torch, "save", refused_part_way)
+    with pytest.raises(StorageError, match=r"last.pt could not be written \(.*unexpected pos 576 vs 534; \d+ MiB free "
+                                           r"there\): free space"):
+        atomic_save({"step": 1}, tmp_path / "last.pt")
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(torch, "save", lambda obj, path: (_ for _ in ()).throw(RuntimeError("another failure")))
+    with pytest.raises(RuntimeError, match="another failure"):  # not a write the disk refused: as it was
+        atomic_save({"step": 1}, tmp_path / "last.pt")
