@@ -73,6 +73,7 @@ def plot_learning_curves(runs: dict[str, pd.DataFrame], path: Path) -> None:
 def plot_roc(labels: np.ndarray, probs: np.ndarray, classes: list[str], path: Path) -> None:
     """One-vs-rest ROC curve per class, from the predicted probabilities."""
     fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    curves = 0
     for k, name in enumerate(classes):
         truth = labels == k
         if truth.all() or not truth.any():
@@ -81,10 +82,13 @@ def plot_roc(labels: np.ndarray, probs: np.ndarray, classes: list[str], path: Pa
         tpr = np.concatenate([[0.0], np.cumsum(truth[order]) / truth.sum()])
         fpr = np.concatenate([[0.0], np.cumsum(~truth[order]) / (~truth).sum()])
         ax.plot(fpr, tpr, label=name)
+        curves += 1
     ax.plot([0, 1], [0, 1], ":", color="gray")
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
-    if len(classes) <= LEGIBLE_CLASSES:
+    if not curves:  # one class in the whole set: no curve, and a legend would warn of having nothing to show
+        ax.set_title("no ROC curve: the set holds one class", fontsize=9)
+    elif len(classes) <= LEGIBLE_CLASSES:
         ax.legend(fontsize=8)
     else:
         ax.set_title(f"one curve per class ({len(classes)})", fontsize=9)

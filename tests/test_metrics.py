@@ -149,3 +149,11 @@ def test_each_interval_counts_the_resamples_its_metric_was_defined_in() -> None:
     assert 20 < report.metrics["auc_macro"].resamples < 80  # all three drawn: 3!/3³ = 22% of resamples
     assert {row["metric"]: row["resamples"] for row in report.rows()}["auc_macro"] == \
         report.metrics["auc_macro"].resamples
+
+
+def test_the_roc_figure_of_a_one_class_set_is_written_without_a_warning(tmp_path, recwarn) -> None:
+    from elr_mri.plots import plot_roc
+
+    plot_roc(np.zeros(4, dtype=int), np.full((4, 3), 1 / 3), ["CN", "MCI", "AD"], tmp_path / "roc.png")
+    assert (tmp_path / "roc.png").stat().st_size > 1000
+    assert not [w for w in recwarn if "legend" in str(w.message).lower() or "artists" in str(w.message).lower()]
