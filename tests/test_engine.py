@@ -512,3 +512,11 @@ def test_an_empty_path_is_refused_rather_than_taken_as_this_folder(cli_in_proces
     result = cli_in_process("train", "--config", str(DIGITS), "--out", "")
     assert result.returncode == 2
     assert "argument --out: an empty path (an unset shell variable?); pass a file or folder" in result.stderr
+
+
+def test_a_run_refused_before_writing_anything_leaves_no_folder(tmp_path: Path, cli_in_process: Cli) -> None:
+    out = tmp_path / "run"
+    result = cli_in_process("train", "--config", str(DIGITS), "--out", str(out), "--set", "data.name=cifar10",
+                            "--set", f"data.root={tmp_path / 'nowhere'}")
+    assert result.returncode == 2 and "nowhere" in result.stderr, result.stderr[-2000:]
+    assert not out.exists()  # not a folder holding only the run lock

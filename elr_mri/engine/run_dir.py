@@ -41,16 +41,21 @@ def exclusive_run_dir(out_dir: Path, create: bool = True) -> Iterator[None]:
         raise NotADirectoryError(f"--out {out_dir} is a file; choose a folder for the run")
     if not create and not out_dir.is_dir():
         raise FileNotFoundError(f"{out_dir}: no such run directory to resume")
+    made = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
-    with open(out_dir / RUN_LOCK, "a") as handle:
-        try:  # a POSIX record lock, not flock: forked DataLoader workers, which outlive a killed run by seconds,
-            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # do not inherit it and so cannot block its resume
-        except OSError as err:
-            if err.errno not in (errno.EACCES, errno.EAGAIN):
-                raise
-            raise FileExistsError(f"{out_dir}: another `elr-mri train` is writing this run; let it finish (or stop "
-                                  "it) first, or choose another --out") from None
-        yield
+    try:
+        with open(out_dir / RUN_LOCK, "a") as handle:
+            try:  # a POSIX record lock, not flock: forked DataLoader workers, which outlive a killed run by seconds,
+                fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # do not inherit it and so cannot block its resume
+            except OSError as err:
+                if err.errno not in (errno.EACCES, errno.EAGAIN):
+                    raise
+                raise FileExistsError(f"{out_dir}: another `elr-mri train` is writing this run; let it finish (or "
+                                      "stop it) first, or choose another --out") from None
+            yield
+    finally:
+        if made and [path.name for path in out_dir.iterdir()] == [RUN_LOCK]:  # refused before writing anything
+            shutil.rmtree(out_dir)
 
 
 def start_run_dir(out_dir: Path, config_text: str, data: NoisyImageData, record_ages: bool) -> None:
