@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import sys
@@ -18,6 +19,8 @@ from preprocess.user_errors import USER_ERRORS, as_storage_error, nonempty_path,
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from elr_mri.evaluation.metrics import MetricsReport
 
 __all__ = ["main"]
 
@@ -63,8 +66,9 @@ def _user_problem(err: BaseException) -> BaseException | None:
         return ValueError(found.group(1)) if found else None
     if isinstance(err, USER_ERRORS):
         return err
-    if as_storage_error(err) is not None:
-        return as_storage_error(err)
+    storage = as_storage_error(err)
+    if storage is not None:
+        return storage
     cause = err.__cause__
     while cause is not None:
         if isinstance(cause, USER_ERRORS) and type(cause).__module__.startswith(("elr_mri.", "preprocess.")):
@@ -201,12 +205,12 @@ def _evaluate_and_print(run_dir: Path, manifest: Path | None, checkpoint: str = 
     return eval_dir
 
 
-def _note_rarely_defined(reports: dict, n_boot: int) -> None:
+def _note_rarely_defined(reports: dict[str, MetricsReport], n_boot: int) -> None:
     """Say which intervals rest on fewer than 95% of the resamples: an AUC is undefined in a resample that drew
     no participant of a class, and its interval then comes from the resamples that drew every class."""
     rare = [f"{metric} ({level}) in {interval.resamples}"
             for level, report in reports.items() for metric, interval in report.metrics.items()
-            if interval.estimate == interval.estimate and interval.resamples is not None
+            if not math.isnan(interval.estimate) and interval.resamples is not None
             and interval.resamples < 0.95 * n_boot]
     if rare:
         print(f"note: defined in fewer than 95% of the {n_boot} resamples: {', '.join(rare)} (the others drew no "

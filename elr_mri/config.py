@@ -282,9 +282,15 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 def _mapping_without_repeats(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    """SafeLoader's mapping, after refusing a repeated key; merge keys (`<<: *base`) are YAML's own business,
+    and a key that is no hashable value is left to SafeLoader, which refuses it in its own words."""
     seen = set()
     for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
         key = loader.construct_object(key_node, deep=deep)
+        if not isinstance(key, typing.Hashable):
+            continue
         if key in seen:
             raise yaml.constructor.ConstructorError(problem=f"the key {key!r} is given twice in one section; "
                                                     "keep one", problem_mark=key_node.start_mark)
@@ -324,10 +330,13 @@ def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> RunConfig
     return cfg
 
 
+_MAY_BE_INFINITE = ("train.checkpoint_seconds",)  # .inf: write checkpoints only after the last epoch
+
+
 def _check_ranges(cfg: RunConfig, source: str) -> None:
     flat = _flatten(config_to_dict(cfg))
     for key, value in flat.items():
-        if isinstance(value, float) and not math.isfinite(value):
+        if isinstance(value, float) and not math.isfinite(value) and not (value == math.inf and key in _MAY_BE_INFINITE):
             raise ConfigError(f"{source}: {key} = {value} must be a finite number")
     classes = cfg.data.mri.classes
     repeated = sorted({name for name in classes if [c.lower() for c in classes].count(name.lower()) > 1})

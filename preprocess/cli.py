@@ -14,7 +14,7 @@ from .batch import merge_shards, run_batch
 from .inputs import InputError, parse_shard, read_inputs
 from .pipeline import Params
 from .template import check_template_files
-from .user_errors import USER_ERRORS, report_user_error
+from .user_errors import USER_ERRORS, nonempty_text, report_user_error, storage_error_or_raise
 
 __all__ = ["main", "merge_main", "build_parser"]
 
@@ -23,11 +23,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="elr-mri preprocess",
         description="N4 + registration of T1 scans to a template grid, with QC, resumable and shardable.")
-    parser.add_argument("--input", required=True, help="CSV (participant_id, session_id, path, ...) or BIDS folder")
-    parser.add_argument("--output", required=True,
+    parser.add_argument("--input", required=True, type=nonempty_text,
+                        help="CSV (participant_id, session_id, path, ...) or BIDS folder")
+    parser.add_argument("--output", required=True, type=nonempty_text,
                         help="output folder (manifest.csv, failures.csv, <participant_id>/<session_id>/)")
-    parser.add_argument("--template", default=None, help="template T1 NIfTI (default: nilearn's MNI152 2009)")
-    parser.add_argument("--template-mask", default=None, help="brain mask of --template (default: Otsu mask)")
+    parser.add_argument("--template", default=None, type=nonempty_text,
+                        help="template T1 NIfTI (default: nilearn's MNI152 2009)")
+    parser.add_argument("--template-mask", default=None, type=nonempty_text,
+                        help="brain mask of --template (default: Otsu mask)")
     parser.add_argument("--resolution", type=float, default=1.5, help="output voxel size in mm (default 1.5)")
     parser.add_argument("--shape", type=int, nargs=3, metavar=("X", "Y", "Z"), default=None,
                         help="output grid in voxels, centred on the template (default: 169 208 179 at 1 mm, "
@@ -71,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
                             progress=not args.no_progress)
     except (InputError, *USER_ERRORS) as exc:
         return report_user_error("elr-mri preprocess", exc)
+    except OSError as exc:  # a full or read-only disk under --output
+        return report_user_error("elr-mri preprocess", storage_error_or_raise(exc))
     except KeyboardInterrupt:
         print("elr-mri preprocess: interrupted; run the same command again: finished scans are skipped",
               file=sys.stderr)
@@ -89,7 +94,7 @@ def merge_main(argv: list[str] | None = None) -> int:
     """Join the shards' manifests in an output folder into manifest.csv and failures.csv."""
     parser = argparse.ArgumentParser(prog="elr-mri preprocess-merge",
                                      description="Join the manifests of all --shard I/N runs of one output folder.")
-    parser.add_argument("--output", required=True, help="the output folder the shards wrote to")
+    parser.add_argument("--output", required=True, type=nonempty_text, help="the output folder the shards wrote to")
     parser.add_argument("--qc-min-ncc", type=float, default=None,
                         help="flag scans whose NCC is below this (default: the shards' --qc-min-ncc)")
     args = parser.parse_args(argv)

@@ -11,7 +11,8 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["USER_ERRORS", "StorageError", "as_storage_error", "nonempty_path", "report_user_error"]
+__all__ = ["USER_ERRORS", "StorageError", "as_storage_error", "nonempty_path", "nonempty_text", "report_user_error",
+           "storage_error_or_raise"]
 
 
 class StorageError(OSError):
@@ -36,11 +37,25 @@ def as_storage_error(err: BaseException) -> StorageError | None:
     return StorageError(err.errno, f"{os.strerror(err.errno)}{where}; {fix}")
 
 
-def nonempty_path(text: str) -> Path:
-    """argparse type of a path option: an empty one (an unset shell variable) would mean the current folder."""
+def storage_error_or_raise(err: OSError) -> StorageError:
+    """`err` as a `StorageError`, or `err` raised again: any other OS error is not the user's to fix."""
+    storage = as_storage_error(err)
+    if storage is None:
+        raise err
+    return storage
+
+
+def nonempty_text(text: str) -> str:
+    """argparse type of a path option kept as text: an empty one (an unset shell variable) would mean the current
+    folder."""
     if not text.strip():
         raise argparse.ArgumentTypeError("an empty path (an unset shell variable?); pass a file or folder")
-    return Path(text)
+    return text
+
+
+def nonempty_path(text: str) -> Path:
+    """`nonempty_text` as a Path."""
+    return Path(nonempty_text(text))
 
 
 def report_user_error(command: str, err: BaseException, status: int = 2) -> int:

@@ -485,7 +485,8 @@ def test_a_diverging_run_stops_before_writing_the_epoch(tmp_path: Path, cli_in_p
     result = cli_in_process("train", "--config", str(DIGITS), "--out", str(out), *(f"--set={s}" for s in SMALL),
                             "--set", "optim.lr=1e30", "--set", "train.epochs=3")
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr[-2000:]
-    assert f"{out}: training diverged in epoch 1 (training loss nan, weights no longer finite)" in result.stderr
+    assert f"{out}: training diverged in epoch 1 (training loss nan, weights or statistics no longer finite)" \
+           in result.stderr
     assert "lower optim.lr (now 1e+30)" in result.stderr
     assert not (out / "metrics.csv").exists() and not (out / "checkpoints" / "last.pt").exists()
 
@@ -508,9 +509,12 @@ def test_a_run_directory_without_its_data_record_is_named(tmp_path: Path, cli_in
     assert json.loads((out / "data_shape.json").read_text()) == json.loads(recorded)
 
 
-def test_an_empty_path_is_refused_rather_than_taken_as_this_folder(cli_in_process: Cli) -> None:
-    result = cli_in_process("train", "--config", str(DIGITS), "--out", "")
-    assert result.returncode == 2
+def test_an_empty_path_is_refused_rather_than_taken_as_this_folder(tmp_path: Path, cli_in_process: Cli,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # were the refusal to break, the run would land here, not in the repository
+    result = cli_in_process("train", "--config", str(DIGITS), "--out", "", *(f"--set={s}" for s in SMALL),
+                            "--set", "train.epochs=1")
+    assert result.returncode == 2 and list(tmp_path.iterdir()) == []
     assert "argument --out: an empty path (an unset shell variable?); pass a file or folder" in result.stderr
 
 

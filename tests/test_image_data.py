@@ -492,12 +492,18 @@ def test_an_examples_crop_depends_on_neither_the_worker_count_nor_the_rank(tmp_p
     assert sum(torch.equal(one[i], second[i]) for i in one) < 20  # crops and flips drawn anew for the second network
 
 
-def test_cifar10_asymmetric_noise_refuses_classes_that_are_not_cifar10s_in_order(tmp_path):
-    write_image_folder(tmp_path, [f"c{k}" for k in range(10)], per_class=2)
-    config = DataConfig(name="imagefolder", root=str(tmp_path), val_fraction=0.0,
-                        noise=NoiseConfig(mode="asymmetric_cifar10", rate=0.4))
+def test_a_new_run_refuses_cifar10_asymmetric_noise_on_classes_that_are_not_cifar10s_in_order(tmp_path):
+    from elr_mri.config import load_config
+    from elr_mri.engine.runner import train
+
+    write_image_folder(tmp_path / "tree", [f"c{k}" for k in range(10)], per_class=2)
+    config = Path(__file__).resolve().parents[1] / "configs/cifar10/elr_asym40.yaml"
+    cfg = load_config(config, [f"data.root={tmp_path / 'tree'}", "data.name=imagefolder", "model.name=mlp",
+                               "model.hidden=8", "data.num_workers=0", "train.epochs=1", "train.progress=false",
+                               "train.tensorboard=false", "data.val_fraction=0.2", "data.normalization=auto"])
     with pytest.raises(ValueError, match="flips CIFAR-10's classes by position .* classes are c0, c1"):
-        build_image_data(config)
+        train(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
 
 
 def test_the_clothing1m_config_without_imagenet_weights_says_it_trains_from_scratch(tmp_path, capsys):

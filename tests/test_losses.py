@@ -201,9 +201,13 @@ def test_elr_plus_reweighting_keeps_the_labels_of_a_row_whose_targets_underflowe
     loss = loss_fn(logits, mixed_labels, index, perm, 0.7, step=0)
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(logits.grad).all()
-    expected_ce = -(mixed_labels * F.log_softmax(logits.detach(), dim=1)).sum(1).mean()
-    regulariser = loss.item() - expected_ce.item()
-    assert regulariser < 0  # the ELR term, on top of CE with the labels as they were
+    # the rows' labels as they were (not zeroed, not NaN), plus the ELR term on the (underflowed) targets
+    targets = loss_fn.targets[index].float()
+    mixed_targets = 0.7 * targets + 0.3 * targets[perm]
+    probs = F.softmax(logits.detach(), dim=1).clamp(1e-4, 1 - 1e-4)
+    expected = (-(mixed_labels * F.log_softmax(logits.detach(), dim=1)).sum(1).mean()
+                + 7.0 * torch.log(1 - (mixed_targets * probs).sum(1)).mean())
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
 
 
 def test_losses_refuse_a_batch_whose_labels_or_indices_do_not_match_the_logits() -> None:

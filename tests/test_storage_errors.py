@@ -27,8 +27,8 @@ def test_a_full_or_read_only_disk_is_a_user_error_naming_the_path() -> None:
 
 def test_a_checkpoint_the_disk_refused_part_way_is_said_as_a_full_disk_and_leaves_nothing(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def refused_part_way(obj: object, path: Path) -> None:
-        Path(path).write_bytes(b"partial")
+    def refused_part_way(obj: object, handle) -> None:
+        handle.write(b"partial")
         raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
 
     monkeypatch.setattr(torch, "save", refused_part_way)
@@ -39,3 +39,22 @@ def test_a_checkpoint_the_disk_refused_part_way_is_said_as_a_full_disk_and_leave
     monkeypatch.setattr(torch, "save", lambda obj, path: (_ for _ in ()).throw(RuntimeError("another failure")))
     with pytest.raises(RuntimeError, match="another failure"):  # not a write the disk refused: as it was
         atomic_save({"step": 1}, tmp_path / "last.pt")
+
+
+def test_simulate_and_preprocess_say_a_full_disk_and_refuse_an_empty_path(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    import elr_mri.simulate.cli as simulate
+    from preprocess.cli import main as preprocess_main
+
+    def full(*args: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "cohort" / "sub-1.nii.gz"))
+
+    monkeypatch.setattr(simulate, "simulate_cohort", full)
+    assert simulate.main(["--out", str(tmp_path / "cohort"), "--subjects", "1"]) == 2
+    assert capsys.readouterr().err.startswith("elr-mri simulate-cohort: error: [Errno 28] No space left on device (")
+    monkeypatch.setattr(simulate, "simulate_cohort", lambda *a: (_ for _ in ()).throw(OSError(errno.EIO, "I/O")))
+    with pytest.raises(OSError, match="I/O"):  # not the user's to fix: the traceback stays
+        simulate.main(["--out", str(tmp_path / "cohort"), "--subjects", "1"])
+    with pytest.raises(SystemExit) as exited:
+        preprocess_main(["--input", "", "--output", str(tmp_path / "out")])
+    assert exited.value.code == 2 and "argument --input: an empty path" in capsys.readouterr().err

@@ -39,6 +39,7 @@ __all__ = [
     "apply_noise_config",
     "load_human_labels",
     "load_transition_matrix",
+    "require_cifar10_classes",
     "transition_matrix",
 ]
 
@@ -89,18 +90,12 @@ def apply_noise_config(
     labels: np.ndarray,
     num_classes: int,
     original_index: np.ndarray | None = None,
-    class_names: Sequence[str] | None = None,
 ) -> np.ndarray:
     """Noisy labels for a `NoiseConfig`; mode ``human`` looks labels up by `original_index`.
 
     `original_index` is each example's position in the original release (CIFAR training order),
-    so a subset still lines up with CIFAR-10N / CIFAR-100N; by default 0..N-1. `class_names`, where
-    known, must be CIFAR-10's in its order for ``asymmetric_cifar10``, which flips classes by position.
+    so a subset still lines up with CIFAR-10N / CIFAR-100N; by default 0..N-1.
     """
-    if noise.mode == "asymmetric_cifar10" and class_names is not None and tuple(class_names) != CIFAR10_CLASSES:
-        raise ValueError(f"noise mode 'asymmetric_cifar10' flips CIFAR-10's classes by position ("
-                         f"{', '.join(CIFAR10_CLASSES)}), but this data set's classes are {', '.join(class_names)}; "
-                         "use CIFAR-10 with its class folders named so, or another noise mode (e.g. pair)")
     if noise.mode == "human":
         if noise.human_labels is None:
             raise ValueError("noise mode 'human' needs data.noise.human_labels (a CIFAR-N label file)")
@@ -116,6 +111,15 @@ def apply_noise_config(
             raise ValueError(f"data.noise.transition_matrix = {noise.transition_matrix}: {err}") from None
     noisy, _ = inject_noise(labels, noise.mode, noise.rate, num_classes, noise.seed, transition)
     return noisy
+
+
+def require_cifar10_classes(noise: NoiseConfig, class_names: Sequence[str]) -> None:
+    """``asymmetric_cifar10`` flips classes by position, so the data set's classes must be CIFAR-10's in its
+    order. Checked when a run starts (runs made before the check still evaluate and resume)."""
+    if noise.mode == "asymmetric_cifar10" and tuple(class_names) != CIFAR10_CLASSES:
+        raise ValueError(f"noise mode 'asymmetric_cifar10' flips CIFAR-10's classes by position ("
+                         f"{', '.join(CIFAR10_CLASSES)}), but this data set's classes are {', '.join(class_names)}; "
+                         "use CIFAR-10 with its class folders named so, or another noise mode (e.g. pair)")
 
 
 def load_human_labels(path: str | Path, key: str) -> np.ndarray:

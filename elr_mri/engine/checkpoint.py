@@ -25,13 +25,15 @@ __all__ = ["CheckpointError", "atomic_save", "load_checkpoint", "atomic_write_te
 
 
 def atomic_save(obj: dict[str, Any], path: Path) -> None:
-    """torch.save to a temporary file beside `path`, then rename it into place. torch's writer reports a
-    write that the disk refused as "unexpected pos"; it is said as the full disk it almost always is."""
+    """torch.save to a temporary file beside `path`, then rename it into place. The file is opened here, so
+    a read-only or forbidden folder is the OS's own error; torch's writer reports a write the disk refused
+    part-way as "unexpected pos", said here as the full disk it almost always is."""
     with atomic_path(path) as tmp:
         try:
-            torch.save(obj, tmp)
+            with open(tmp, "wb") as handle:
+                torch.save(obj, handle)
         except RuntimeError as err:
-            if "inline_container" not in str(err) and "PytorchStreamWriter" not in str(err):
+            if "unexpected pos" not in str(err) and "file write failed" not in str(err):
                 raise
             free = shutil.disk_usage(tmp.parent).free / 2**20
             raise StorageError(errno.ENOSPC, f"{path} could not be written ({str(err).strip()}; {free:.0f} MiB free "

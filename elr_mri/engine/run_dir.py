@@ -77,10 +77,15 @@ def read_data_shape(run_dir: Path, required: bool = True) -> dict[str, Any] | No
         raise FileNotFoundError(f"{path} not found: {run_dir} is not a run directory of `elr-mri train`, or lost that "
                                 "file; pass the run's --out, or train the run again")
     try:
-        return json.loads(path.read_text())
+        shape = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: unreadable ({err}); `elr-mri train` writes it atomically, so something else "
-                         "damaged it: restore it from a copy, or train the run again") from None
+        shape, reason = None, str(err)
+    else:
+        reason = "not a JSON object"
+    if not isinstance(shape, dict):
+        raise ValueError(f"{path}: unreadable ({reason}); `elr-mri train` writes it atomically, so something else "
+                         "damaged it: restore it from a copy, or train the run again")
+    return shape
 
 
 def record_run_data(out_dir: Path, data: NoisyImageData, record_ages: bool) -> None:

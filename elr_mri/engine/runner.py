@@ -32,6 +32,7 @@ from elr_mri.distributed import (DistContext, barrier, gather_rows, init_distrib
                                  share_of_global_batch)
 from elr_mri.data.image_sources import CLOTHING1M_VAL_LIST
 from elr_mri.data.images import NoisyImageData
+from elr_mri.data.noise import require_cifar10_classes
 from elr_mri.engine.checkpoint import (atomic_save, atomic_write_json, atomic_write_text, capture_rng, host_copy,
                                       load_checkpoint, restore_rng)
 from elr_mri.engine.diagnostics import collapse_warnings, top_class_share
@@ -89,9 +90,6 @@ def train(cfg: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
     dist = init_distributed(device.type)
     if device.type == "cuda" and dist.enabled:
         device = torch.device("cuda", dist.local_rank)
-    if not resume and dist.is_main and lacks_the_papers_pretrained_weights(cfg):
-        print(f"note: {cfg.model.name} starts from random weights (model.pretrained_checkpoint is unset); the "
-              "paper starts Clothing1M from ImageNet weights: --set model.pretrained_checkpoint=PATH", file=sys.stderr)
     with exclusive_run_dir(out_dir, create=not resume) if dist.is_main else nullcontext():
         return _train_into(out_dir, cfg, resume, state, device, dist)
 
@@ -121,8 +119,14 @@ def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, de
             reopen_run_dir(out_dir, _config_text(cfg))
         if dist.is_main and state.epoch == 0:  # killed before the first checkpoint, perhaps before these records
             record_run_data(out_dir, data, record_ages=uses_age(cfg))
-    elif dist.is_main:
-        start_run_dir(out_dir, _config_text(cfg), data, record_ages=uses_age(cfg))
+    else:
+        require_cifar10_classes(cfg.data.noise, data.class_names)
+        if dist.is_main:
+            start_run_dir(out_dir, _config_text(cfg), data, record_ages=uses_age(cfg))
+        if dist.is_main and lacks_the_papers_pretrained_weights(cfg):
+            print(f"note: {cfg.model.name} starts from random weights (model.pretrained_checkpoint is unset); the "
+                  "paper starts Clothing1M from ImageNet weights: --set model.pretrained_checkpoint=PATH",
+                  file=sys.stderr)
     writer = _tensorboard(out_dir, state.epoch) if cfg.train.tensorboard and dist.is_main else None
     show_progress = cfg.train.progress and dist.is_main
     checkpoints = CheckpointWriter(out_dir, cfg.train.checkpoint_seconds, config_to_dict(cfg))
@@ -262,14 +266,16 @@ def _train_epoch(method: Method, batches: Iterable[dict[str, torch.Tensor]], epo
 
 
 def _refuse_divergence(method: Method, train_loss: float, epoch: int, cfg: RunConfig, out_dir: Path) -> None:
-    """Stop a run whose weights are no longer numbers, before it writes them: SGD never brings them back. A loss
-    that is not finite alone is not divergence: a float16 step with an overflow is skipped by the loss scaler."""
+    """Stop a run whose weights or BatchNorm statistics are no longer numbers, before it writes them: training
+    never brings them back. A loss that is not finite alone is not divergence: the loss scaler skips a float16
+    step that overflowed (its forward pass may still have fed NaN into BatchNorm's running statistics)."""
     if math.isfinite(train_loss):
         return
-    if all(bool(torch.isfinite(p).all()) for net in method.networks() for p in net.parameters()):
+    tensors = [t for net in method.networks() for t in (*net.parameters(), *net.buffers()) if t.is_floating_point()]
+    if bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all()):
         return
-    raise ValueError(f"{out_dir}: training diverged in epoch {epoch + 1} (training loss {train_loss}, weights no longer "
-                     f"finite); nothing of that epoch was written. Start a new run with a lower optim.lr "
+    raise ValueError(f"{out_dir}: training diverged in epoch {epoch + 1} (training loss {train_loss}, weights or "
+                     f"statistics no longer finite); nothing of that epoch was written. Start a new run with a lower optim.lr "
                      f"(now {cfg.optim.lr})")
 
 

@@ -32,7 +32,7 @@ from elr_mri.simulate.cohort import CLASS_FRACTIONS, SubjectSpec, plan_cohort
 from elr_mri.simulate.disease import REGIONS
 from elr_mri.simulate.render import render_scan
 from preprocess.sidecar import atomic_path, file_sha256, read_sidecar, remove_stale_temps, write_json
-from preprocess.user_errors import USER_ERRORS, nonempty_path, report_user_error
+from preprocess.user_errors import USER_ERRORS, nonempty_path, report_user_error, storage_error_or_raise
 from preprocess.workers import start_worker_process
 
 __all__ = ["main", "simulate_cohort", "MANIFEST_COLUMNS"]
@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
                         args.resolution, args.anatomy, args.jobs, args.overwrite, args.atrophy_scale)
     except USER_ERRORS as err:
         return report_user_error("elr-mri simulate-cohort", err)
+    except OSError as err:  # a full or read-only disk under --out
+        return report_user_error("elr-mri simulate-cohort", storage_error_or_raise(err))
     except KeyboardInterrupt:
         print("elr-mri simulate-cohort: interrupted; run the same command again: finished scans are kept",
               file=sys.stderr)

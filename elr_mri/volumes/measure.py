@@ -146,6 +146,9 @@ def measure_manifest(manifest: str | Path, out_csv: str | Path | None = None, pa
         raise ValueError(f"{manifest}: no processed_path column; pass the manifest `elr-mri preprocess` wrote")
     if "status" in table.columns:
         table = table[table["status"].isin(USABLE_STATUSES)]
+    if table.empty:
+        raise ValueError(f"{manifest}: no scan to measure (no rows, or none whose status is "
+                         f"{'/'.join(USABLE_STATUSES)}); pass the manifest `elr-mri preprocess` wrote")
     arguments = {i: (_resolve(manifest, path), params) for i, path in zip(table.index, table["processed_path"])}
     results = run_per_scan(_measure_one, arguments, jobs, "volumes", progress)
     volumes, failures = _tables(table, results)
