@@ -158,3 +158,9 @@ def test_noise_settings_the_mode_does_not_read_are_refused(tmp_path: Path, setti
     with pytest.raises(ConfigError, match=message) as info:  # but a new run does not start
         check_noise_settings(cfg.data.noise)
     assert "\n" not in str(info.value)
+
+
+def test_yaml_merge_keys_and_a_checkpoint_only_at_the_end_still_load(tmp_path: Path) -> None:
+    cfg = load_config(_write(tmp_path, "train:\n  <<: {epochs: 2, batch_size: 8}\n  batch_size: 16\n"),
+                      ["train.checkpoint_seconds=.inf"])
+    assert (cfg.train.epochs, cfg.train.batch_size, cfg.train.checkpoint_seconds) == (2, 16, float("inf"))
