@@ -145,6 +145,10 @@ class ELRPlusConfig:
     ema_ramp_steps: int = 40000
     coef_step: int = 0  # λ ramps in over this many steps (0: full λ from the start)
     reweight_labels: bool = False  # CIFAR-100 setting: weight CE labels by the targets
+    # epoch: network 1 trains a whole epoch on its stream, then network 2 on its own, each against the other's
+    # average as it stands (the official code's single-device branch, which its CIFAR configs run); step: a
+    # step each in turn, every step (the averages move in between; runs made before this setting)
+    alternation: Literal["step", "epoch"] = "step"
 
 
 @dataclass
@@ -282,11 +286,21 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 def _mapping_without_repeats(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    """SafeLoader's mapping, after refusing a repeated key; merge keys (`<<: *base`) are YAML's own business,
-    and a key that is no hashable value is left to SafeLoader, which refuses it in its own words."""
+    """SafeLoader's mapping, after refusing a repeated key, also inside mappings merged in with `<<:` (which
+    SafeLoader flattens without constructing them); a key that is no hashable value is left to SafeLoader,
+    which refuses it in its own words."""
+    _refuse_repeated_keys(loader, node, deep)
+    return loader.construct_mapping(node, deep=deep)
+
+
+def _refuse_repeated_keys(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool) -> None:
     seen = set()
-    for key_node, _ in node.value:
+    for key_node, value_node in node.value:
         if key_node.tag == "tag:yaml.org,2002:merge":
+            merged = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+            for mapping in merged:
+                if isinstance(mapping, yaml.MappingNode):
+                    _refuse_repeated_keys(loader, mapping, deep)
             continue
         key = loader.construct_object(key_node, deep=deep)
         if not isinstance(key, typing.Hashable):
@@ -295,7 +309,6 @@ def _mapping_without_repeats(loader: yaml.SafeLoader, node: yaml.MappingNode, de
             raise yaml.constructor.ConstructorError(problem=f"the key {key!r} is given twice in one section; "
                                                     "keep one", problem_mark=key_node.start_mark)
         seen.add(key)
-    return loader.construct_mapping(node, deep=deep)
 
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_repeats)

@@ -59,6 +59,7 @@ def test_defaults_and_overrides(tmp_path: Path) -> None:
         ("# nothing yet\n", r"the config is empty; start from one in configs/"),
         ("seed: 0\ntrain: {epochs: 3}\nseed: 1\n", r"line 3: not valid YAML \(the key 'seed' is given twice"),
         ("train: {epochs: 3, epochs: 4}\n", r"the key 'epochs' is given twice in one section"),
+        ("train:\n  <<: {epochs: 2, epochs: 3}\n", r"line 2: not valid YAML \(the key 'epochs' is given twice"),
         ("optim: {lr: .inf}\n", r"optim.lr = inf must be a finite number"),
         ("loss: {beta: .nan}\n", r"loss.beta = nan must be a finite number"),
         ("data: {name: mri, mri: {classes: [CN, MCI, AD, ad]}}\n", r"names AD, ad more than once; list each"),

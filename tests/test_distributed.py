@@ -54,10 +54,13 @@ def test_two_processes_match_one(tmp_path: Path, loss: str) -> None:
         assert (a["loss"]["targets"].sum(dim=1) > 0).all()
 
 
-def test_elr_plus_two_streams_under_two_processes_match_one(tmp_path: Path) -> None:
+@pytest.mark.parametrize("alternation", ["step", "epoch"])
+def test_elr_plus_two_streams_under_two_processes_match_one(tmp_path: Path, alternation: str) -> None:
     """Each network's own batch stream is sliced across ranks as the first is; without mixup (whose pairs are
-    drawn within each rank's slice) 2 processes give 1 process's networks, EMA copies and targets."""
-    extra = ("elr_plus.mixup_alpha=0", "elr_plus.ema_ramp_steps=50", "train.epochs=2")
+    drawn within each rank's slice) 2 processes give 1 process's networks, EMA copies and targets, whether the
+    networks take turns by step or by epoch."""
+    extra = ("elr_plus.mixup_alpha=0", "elr_plus.ema_ramp_steps=50", "train.epochs=2",
+             f"elr_plus.alternation={alternation}")
     _train(tmp_path / "one", 1, "elr_plus", *extra)
     _train(tmp_path / "two", 2, "elr_plus", *extra)
     a = load_checkpoint(tmp_path / "one" / "checkpoints" / "last.pt")["method"]

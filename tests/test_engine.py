@@ -80,11 +80,14 @@ def test_balanced_accuracy_selection_keeps_the_epoch_with_the_best_mean_recall(t
     assert torch.load(out / "checkpoints" / "best.pt", weights_only=True)["epoch"] == summary["best_epoch"]
 
 
-@pytest.mark.parametrize(("loss", "checkpoint_seconds"), [("elr", 0), ("elr_plus", 0), ("elr", 3600)])
+@pytest.mark.parametrize(("loss", "checkpoint_seconds"), [("elr", 0), ("elr_plus", 0), ("elr_plus-epoch", 0),
+                                                         ("elr", 3600)])
 def test_killed_run_resumes_to_the_same_result(tmp_path: Path, loss: str, checkpoint_seconds: int,
                                                cli_in_process: Cli) -> None:
+    loss, _, alternation = loss.partition("-")
     overrides = [*SMALL, f"loss.name={loss}", "train.epochs=12", "schedule.milestones=[6]",
-                 "elr_plus.ema_ramp_steps=50", f"train.checkpoint_seconds={checkpoint_seconds}"]
+                 "elr_plus.ema_ramp_steps=50", f"train.checkpoint_seconds={checkpoint_seconds}",
+                 *([f"elr_plus.alternation={alternation}"] if alternation else [])]
     reference = train(load_config(DIGITS, overrides), tmp_path / "uninterrupted")
 
     out = tmp_path / "killed"
@@ -397,6 +400,9 @@ def test_elr_plus_second_batch_stream_walks_its_own_order(loader: str) -> None:
     assert sorted(first.tolist()) == sorted(second.tolist()) == list(range(n))  # each example once in each
     assert not torch.equal(first, second)
     assert torch.equal(first, torch.cat([batch["index"] for batch in feeder.train_epoch(3)]))
+    in_turn = list(feeder.train_epoch(3, streams=2, in_turn=True))  # elr_plus.alternation: epoch
+    assert [batch["network"] for batch in in_turn] == [0] * len(paired) + [1] * len(paired)
+    assert torch.equal(torch.cat([batch["index"] for batch in in_turn]), torch.cat([first, second]))
 
 
 def test_a_balanced_subset_is_drawn_once_capped_per_class_and_reshuffled_each_epoch() -> None:
@@ -485,7 +491,7 @@ def test_a_diverging_run_stops_before_writing_the_epoch(tmp_path: Path, cli_in_p
     result = cli_in_process("train", "--config", str(DIGITS), "--out", str(out), *(f"--set={s}" for s in SMALL),
                             "--set", "optim.lr=1e30", "--set", "train.epochs=3")
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr[-2000:]
-    assert f"{out}: training diverged in epoch 1 (training loss nan, weights or statistics no longer finite)" \
+    assert f"{out}: training diverged in epoch 1 (training loss nan; weights, statistics or targets no longer finite)" \
            in result.stderr
     assert "lower optim.lr (now 1e+30)" in result.stderr
     assert not (out / "metrics.csv").exists() and not (out / "checkpoints" / "last.pt").exists()
@@ -524,3 +530,19 @@ def test_a_run_refused_before_writing_anything_leaves_no_folder(tmp_path: Path, 
                             "--set", f"data.root={tmp_path / 'nowhere'}")
     assert result.returncode == 2 and "nowhere" in result.stderr, result.stderr[-2000:]
     assert not out.exists()  # not a folder holding only the run lock
+
+
+def test_nan_in_the_elr_targets_is_divergence_too(tmp_path: Path) -> None:
+    """A float16 forward pass that overflowed writes NaN into the targets of its rows while the loss scaler keeps
+    the weights finite: the run would go on with a NaN loss for good."""
+    from elr_mri.engine.execution import ExecutionPlan
+    from elr_mri.engine.methods import build_method
+    from elr_mri.engine.runner import _refuse_divergence
+
+    cfg = load_config(DIGITS, [*SMALL, "model.name=mlp", "model.hidden=8"])
+    method = build_method(cfg, (1, 8, 8), 10, 20, ExecutionPlan.from_config(cfg.train, torch.device("cpu")))
+    _refuse_divergence(method, float("nan"), 0, cfg, tmp_path)  # everything finite: a skipped float16 step
+    method.targets()[3, 0] = float("nan")
+    _refuse_divergence(method, 1.5, 0, cfg, tmp_path)  # a finite loss: nothing looked at
+    with pytest.raises(ValueError, match="training diverged in epoch 1 .*targets no longer finite"):
+        _refuse_divergence(method, float("nan"), 0, cfg, tmp_path)

@@ -59,6 +59,11 @@ def test_elr_cifar100_matches_appendix(name: str):
     assert (cfg.schedule.milestones, cfg.schedule.gamma, cfg.train.epochs) == ([80, 120], 0.01, 150)
 
 
+@pytest.mark.parametrize("path", [p for p in CONFIGS if "elr_plus" in p.stem], ids=lambda p: p.stem)
+def test_elr_plus_configs_alternate_the_networks_by_epoch_as_the_official_code(path: Path):
+    assert load_config(path).elr_plus.alternation == "epoch"
+
+
 def test_elr_plus_cifar_matches_appendix():
     c10 = load_config(ROOT / "configs/cifar10/elr_plus_sym50.yaml")
     assert (c10.model.name, c10.loss.name, c10.loss.beta, c10.loss.lam) == ("preact_resnet18", "elr_plus", 0.7, 3.0)

@@ -27,18 +27,20 @@ def test_a_full_or_read_only_disk_is_a_user_error_naming_the_path() -> None:
 
 def test_a_checkpoint_the_disk_refused_part_way_is_said_as_a_full_disk_and_leaves_nothing(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def refused_part_way(obj: object, handle) -> None:
-        handle.write(b"partial")
-        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
+    """/dev/full refuses every write with ENOSPC, as a full disk does: torch's writer fails part-way."""
+    import contextlib
 
-    monkeypatch.setattr(torch, "save", refused_part_way)
-    with pytest.raises(StorageError, match=r"last.pt could not be written \(.*unexpected pos 576 vs 534; \d+ MiB free "
+    import elr_mri.engine.checkpoint as checkpoint
+
+    monkeypatch.setattr(checkpoint, "atomic_path", lambda path: contextlib.nullcontext(Path("/dev/full")))
+    with pytest.raises(StorageError, match=rf"{tmp_path / 'last.pt'} could not be written \(.*; \d+ MiB free "
                                            r"there\): free space"):
-        atomic_save({"step": 1}, tmp_path / "last.pt")
-    assert list(tmp_path.iterdir()) == []
-    monkeypatch.setattr(torch, "save", lambda obj, path: (_ for _ in ()).throw(RuntimeError("another failure")))
+        atomic_save({"weights": torch.zeros(100_000)}, tmp_path / "last.pt")
+    monkeypatch.undo()
+    monkeypatch.setattr(torch, "save", lambda obj, handle: (_ for _ in ()).throw(RuntimeError("another failure")))
     with pytest.raises(RuntimeError, match="another failure"):  # not a write the disk refused: as it was
         atomic_save({"step": 1}, tmp_path / "last.pt")
+    assert list(tmp_path.iterdir()) == []  # the temporary file removed
 
 
 def test_simulate_and_preprocess_say_a_full_disk_and_refuse_an_empty_path(

@@ -117,6 +117,31 @@ def test_elr_plus_networks_train_on_their_own_batches_with_targets_from_the_othe
         assert torch.all(pair.losses[k].targets[untouched] == pair.losses[k].targets[untouched][0])
 
 
+def test_elr_plus_in_turn_a_batch_trains_its_network_alone_against_the_other_average() -> None:
+    """elr_plus.alternation: epoch (the official single-device order): a batch marked for network 0 moves
+    network 0, its EMA copy and its targets only, so network 1's average, which network 0 learns from, stands
+    still for the whole of network 0's epoch; each network keeps its own step count."""
+    pair = _method(_config("elr_plus", "loss.beta=0", "elr_plus.alternation=epoch"))
+    assert isinstance(pair, ELRPlusPair) and pair.streams_in_turn
+    batch = {**_batch(4, with_pair=False), "network": 0}
+    # the EMA copy's parameters: predicting with batch statistics, it still moves its (never read) running ones
+    still = [{name: value.clone() for name, value in state}
+             for state in (pair.nets[1].state_dict().items(), pair.emas[1].named_parameters(),
+                           pair.losses[1].state_dict().items(), pair.nets[0].state_dict().items())]
+    with torch.no_grad():
+        expected = F.softmax(pair.emas[1](batch["image"]), dim=1)
+    loss, logits = pair.train_step(batch)
+    assert loss.shape == () and pair.network_steps == [1, 0]
+    torch.testing.assert_close(pair.losses[0].targets[batch["index"]].float(), expected, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(F.softmax(logits, dim=1), expected, rtol=1e-4, atol=1e-5)
+    for now, before in zip((pair.nets[1].state_dict(), dict(pair.emas[1].named_parameters()),
+                            pair.losses[1].state_dict()), still):
+        assert now.keys() == before.keys() and all(torch.equal(now[name], before[name]) for name in now)
+    assert not torch.equal(pair.nets[0].state_dict()["head.weight"], still[3]["head.weight"])
+    pair.train_step({**_batch(5, with_pair=False), "network": 1})
+    assert pair.network_steps == [1, 1] and pair.step == 1
+
+
 def test_elr_plus_predicts_with_the_mean_logits_of_its_two_trained_networks() -> None:
     pair = _method(_config("elr_plus"))
     assert isinstance(pair, ELRPlusPair)

@@ -106,6 +106,10 @@ def test_a_volumes_run_that_measures_nothing_keeps_the_earlier_csv(tmp_path: Pat
         measure_manifest(manifest, tmp_path, progress=False)
     with pytest.raises(FileNotFoundError, match="--manifest .*nope.csv: no such file"):
         measure_manifest(tmp_path / "nope.csv", progress=False)
+    failed = _write(tmp_path / "failed.csv", {"participant_id": ["001"], "session_id": ["01"],
+                                              "processed_path": ["x.nii.gz"], "status": ["failed"]})
+    with pytest.raises(ValueError, match="failed.csv: no scan to measure"):  # nothing measured, nothing replaced
+        measure_manifest(failed, progress=False)
     (tmp_path / "empty.csv").write_text("")
     with pytest.raises(ValueError, match="empty.csv: cannot be read as a CSV table"):
         measure_manifest(tmp_path / "empty.csv", progress=False)

@@ -32,10 +32,12 @@ def atomic_save(obj: dict[str, Any], path: Path) -> None:
         try:
             with open(tmp, "wb") as handle:
                 torch.save(obj, handle)
-        except RuntimeError as err:
-            if "unexpected pos" not in str(err) and "file write failed" not in str(err):
+        except (RuntimeError, OSError) as err:  # closing the file after torch's failed write raises ENOSPC itself
+            refused = (isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)) or (
+                isinstance(err, RuntimeError) and ("unexpected pos" in str(err) or "file write failed" in str(err)))
+            if not refused:
                 raise
-            free = shutil.disk_usage(tmp.parent).free / 2**20
+            free = shutil.disk_usage(Path(path).parent).free / 2**20
             raise StorageError(errno.ENOSPC, f"{path} could not be written ({str(err).strip()}; {free:.0f} MiB free "
                                              "there): free space, or write elsewhere, and run the command again (a "
                                              "training run continues with --resume)") from None

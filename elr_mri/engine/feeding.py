@@ -23,7 +23,7 @@ from elr_mri.data.images import NoisyImageData
 from elr_mri.data.seeded_items import SeededItems
 from elr_mri.distributed import DistContext, GlobalBatchSampler
 
-__all__ = ["BatchFeeder", "PairedBatches", "WithGlobalBatchSizes", "balanced_subset"]
+__all__ = ["BatchFeeder", "PairedBatches", "StreamsInTurn", "WithGlobalBatchSizes", "balanced_subset"]
 
 Batch = dict[str, Any]  # tensors, the training batches' global_batch_size, and a second stream's batch ("pair")
 SECOND_STREAM_SEED = 50_000_017  # added to an epoch's seed for the second stream: another order, other crops
@@ -59,6 +59,22 @@ class PairedBatches:
             yield {**batch, "pair": other}
 
 
+class StreamsInTurn:
+    """Every batch of one stream marked for network 0, then every batch of a second marked for network 1:
+    ELR+ as the official code's single-device branch trains it, one network a whole epoch at a time."""
+
+    def __init__(self, first: Iterable[Batch], second: Iterable[Batch]) -> None:
+        self.first, self.second = first, second
+
+    def __len__(self) -> int:
+        return len(self.first) + len(self.second)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[Batch]:
+        for network, stream in enumerate((self.first, self.second)):
+            for batch in stream:
+                yield {**batch, "network": network}
+
+
 class BatchFeeder:
     def __init__(self, data: NoisyImageData, cfg: RunConfig, dist: DistContext, device: torch.device,
                  channels_last: bool = False) -> None:
@@ -73,11 +89,15 @@ class BatchFeeder:
             self.device_sets = {name: DeviceImageBatches.from_dataset(split, device, channels_last=channels_last)
                                 for name, split in self._splits().items()}
 
-    def train_epoch(self, epoch: int, streams: int = 1) -> Iterable[Batch]:
+    def train_epoch(self, epoch: int, streams: int = 1, in_turn: bool = False) -> Iterable[Batch]:
         """This rank's slices of the epoch's global batches, shuffled or class-balanced; with two
-        streams each batch carries one of an independent second walk under "pair"."""
+        streams each batch carries one of an independent second walk under "pair", or (`in_turn`) the
+        second walk follows the first."""
         first = self._stream(epoch, stream=0)
-        return first if streams == 1 else PairedBatches(first, self._stream(epoch, stream=1))
+        if streams == 1:
+            return first
+        second = self._stream(epoch, stream=1)
+        return StreamsInTurn(first, second) if in_turn else PairedBatches(first, second)
 
     def _stream(self, epoch: int, stream: int) -> Iterable[Batch]:
         seed = self.cfg.seed * 100_003 + epoch + stream * SECOND_STREAM_SEED

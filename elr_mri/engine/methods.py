@@ -29,6 +29,7 @@ class Method(Protocol):
     """What the engine needs of a training method; see `SingleNetwork` and `ELRPlusPair`."""
 
     batch_streams: int  # independently shuffled walks over the training set per step (2: each batch has a "pair")
+    streams_in_turn: bool  # two streams one after the other, each batch marked with the "network" it trains
 
     def train_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimisation step; returns (detached loss, logits on the un-mixed batch for tracking).
@@ -77,6 +78,7 @@ class SingleNetwork:
     """One network trained with CE, GCE, SCE or ELR."""
 
     batch_streams = 1
+    streams_in_turn = False
 
     def __init__(self, model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
                  plan: ExecutionPlan, dist: DistContext = DistContext()) -> None:
@@ -130,11 +132,12 @@ class SingleNetwork:
 class ELRPlusPair:
     """ELR+: two networks, each with an EMA copy; net k learns from the other net's EMA targets.
 
-    Per step each network has its own batch (the feeder's two streams: as the official code's two
-    loaders, the networks walk the data in independent orders). The *other* network's EMA predicts
-    network k's un-mixed batch and loss k folds that into its targets; then each network takes a step
-    on its own mixup of its batch (lam = max(lam, 1 − lam)) and its EMA copy's weights follow with the
-    scheduled momentum. As in the official code (its single-device branch; its two-GPU-process branch
+    Each network has its own batches (the feeder's two streams: as the official code's two loaders, the
+    networks walk the data in independent orders), either a step each in turn every step or, with
+    `elr_plus.alternation: epoch` (the official single-device order), network 0 a whole epoch and then
+    network 1. The *other* network's EMA predicts network k's un-mixed batch and loss k folds that into its
+    targets; then network k takes a step on its own mixup of its batch (lam = max(lam, 1 − lam)) and its
+    EMA copy's weights follow with the scheduled momentum. As in the official code (its single-device branch; its two-GPU-process branch
     copies the averages once per epoch and validates network 1 with network 2's average), the EMA copies
     predict with their BatchNorm layers in training mode (statistics of the batch, not averaged ones;
     dropout stays off) and inference averages the logits of the two trained networks. Under data parallelism the targets stay exact
@@ -160,34 +163,54 @@ class ELRPlusPair:
         ]
         self.optimizers = [build_optimizer(cfg, net) for net in self.nets]
         self.scalers = [plan.grad_scaler() for _ in range(2)]
-        self.step = 0
+        self.streams_in_turn = self.cfg.alternation == "epoch"
+        self.network_steps = [0, 0]  # equal at every epoch's end, where checkpoints are written
+
+    @property
+    def step(self) -> int:
+        """Steps each network has taken (the ramps' clock), as of the last epoch's end."""
+        return self.network_steps[0]
 
     def train_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Network 0 trains on `batch`, network 1 on batch["pair"]; returns the mean loss and network 1's
-        EMA logits on `batch` (the targets' source for those examples) for tracking."""
+        """Network batch["network"] trains on `batch` alone (`elr_plus.alternation: epoch`: the streams come in
+        turn), or network 0 on `batch` and network 1 on batch["pair"]. Returns the mean loss and the other
+        network's EMA logits on `batch` (the targets' source for those examples) for tracking."""
+        if "network" in batch:
+            k = int(batch["network"])
+            own = _unpack(batch, self.plan)
+            target_logits = self._fold_targets(k, own)
+            loss = self._network_step(k, own, batch.get("global_batch_size"))
+            self.network_steps[k] += 1
+            return loss, target_logits
         own_batches = (batch, batch["pair"])
         unpacked = [_unpack(own, self.plan) for own in own_batches]
+        target_logits = [self._fold_targets(k, own) for k, own in enumerate(unpacked)]  # both before either step
+        losses = [self._network_step(k, own, own_batches[k].get("global_batch_size")) for k, own in enumerate(unpacked)]
+        self.network_steps = [steps + 1 for steps in self.network_steps]
+        return (losses[0] + losses[1]) / 2, target_logits[0]
+
+    def _fold_targets(self, k: int, own: tuple) -> torch.Tensor:
+        """The other network's EMA logits on network k's un-mixed batch, folded into network k's targets."""
+        images, _, index, extra = own
         with torch.no_grad(), self.plan.autocast():
-            target_logits = [self.emas[1 - k](images, **extra).float()
-                             for k, (images, _, _, extra) in enumerate(unpacked)]
-        for k, (_, _, index, _) in enumerate(unpacked):
-            self.losses[k].update_targets(index, target_logits[k])
-        total = torch.zeros((), device=self.plan.device)
-        for k, (images, labels, index, extra) in enumerate(unpacked):
-            one_hot = one_hot_rows(labels, self.num_classes)
-            mix_lam, perm = self._draw_mixup(len(labels))
-            mixed_images, mixed_labels = (mix_lam * t + (1.0 - mix_lam) * t[perm] for t in (images, one_hot))
-            mixed_extra = {key: mix_lam * t + (1.0 - mix_lam) * t[perm] for key, t in extra.items()}
-            _ensure_training(self.trained[k], self.nets[k])
-            with self.plan.autocast():
-                logits = self.trained[k](mixed_images, **mixed_extra)
-            loss = self.losses[k](logits.float(), mixed_labels, index, perm, mix_lam, self.step)
-            share = share_of_global_batch(len(labels), own_batches[k].get("global_batch_size"))
-            _step(self.optimizers[k], self.scalers[k], loss * share)
-            self._update_ema(k)
-            total += loss.detach()
-        self.step += 1
-        return total / 2, target_logits[0]
+            logits = self.emas[1 - k](images, **extra).float()
+        self.losses[k].update_targets(index, logits)
+        return logits
+
+    def _network_step(self, k: int, own: tuple, global_batch_size: int | None) -> torch.Tensor:
+        """Network k's step on its own mixup of its batch, then its EMA copy's; returns the detached loss."""
+        images, labels, index, extra = own
+        one_hot = one_hot_rows(labels, self.num_classes)
+        mix_lam, perm = self._draw_mixup(len(labels))
+        mixed_images, mixed_labels = (mix_lam * t + (1.0 - mix_lam) * t[perm] for t in (images, one_hot))
+        mixed_extra = {key: mix_lam * t + (1.0 - mix_lam) * t[perm] for key, t in extra.items()}
+        _ensure_training(self.trained[k], self.nets[k])
+        with self.plan.autocast():
+            logits = self.trained[k](mixed_images, **mixed_extra)
+        loss = self.losses[k](logits.float(), mixed_labels, index, perm, mix_lam, self.network_steps[k])
+        _step(self.optimizers[k], self.scalers[k], loss * share_of_global_batch(len(labels), global_batch_size))
+        self._update_ema(k)
+        return loss.detach()
 
     def _draw_mixup(self, batch_size: int) -> tuple[float, torch.Tensor]:
         """The mixup weight from NumPy's generator on the host, as the official code draws it, and
@@ -198,17 +221,17 @@ class ELRPlusPair:
         mix_lam = float(np.random.beta(self.cfg.mixup_alpha, self.cfg.mixup_alpha))
         return max(mix_lam, 1.0 - mix_lam), perm
 
-    def _ema_decay(self) -> float:
-        """The weight of the average so far at this step (self.step counts the steps before it)."""
+    def _ema_decay(self, steps_before: int) -> float:
+        """The weight of the average so far at a network's step, after `steps_before` steps of it."""
         if self.cfg.ema_schedule == "running_average":
-            return min(1.0 - 1.0 / (self.step + 2), self.cfg.ema_decay)
-        return sigmoid_rampup(self.step + 1, self.cfg.ema_ramp_steps) * self.cfg.ema_decay
+            return min(1.0 - 1.0 / (steps_before + 2), self.cfg.ema_decay)
+        return sigmoid_rampup(steps_before + 1, self.cfg.ema_ramp_steps) * self.cfg.ema_decay
 
     @torch.no_grad()
     def _update_ema(self, k: int) -> None:
         """ema ← decay·ema + (1 − decay)·net over the parameters with multi-tensor kernels, as torch's
         optimizers do: on a GPU, two launches per tensor (≈200 for ResNet-18) add up every step."""
-        decay = self._ema_decay()
+        decay = self._ema_decay(self.network_steps[k])
         pairs = self.ema_pairs[k]
         torch._foreach_mul_(pairs.averaged, decay)
         torch._foreach_add_(pairs.averaged, pairs.current, alpha=1.0 - decay)
@@ -241,7 +264,7 @@ class ELRPlusPair:
                 part.load_state_dict(part_state)
         for scaler, scaler_state in zip(self.scalers, state["scalers"]):
             _load_scaler_state(scaler, scaler_state)
-        self.step = int(state["step"])
+        self.network_steps = [int(state["step"])] * 2
 
     def end_training(self) -> None:
         self.trained = list(self.nets)

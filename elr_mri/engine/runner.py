@@ -138,7 +138,8 @@ def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, de
         method.set_lr(lr)
         epoch_started = time.perf_counter()
         tracker.new_epoch()
-        train_loss = _train_epoch(method, feeder.train_epoch(epoch, method.batch_streams), epoch, tracker, show_progress)
+        batches = feeder.train_epoch(epoch, method.batch_streams, method.streams_in_turn)
+        train_loss = _train_epoch(method, batches, epoch, tracker, show_progress)
         _refuse_divergence(method, train_loss, epoch, cfg, out_dir)
         row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss,
                                "epoch_seconds": round(time.perf_counter() - epoch_started, 3)}
@@ -266,16 +267,19 @@ def _train_epoch(method: Method, batches: Iterable[dict[str, torch.Tensor]], epo
 
 
 def _refuse_divergence(method: Method, train_loss: float, epoch: int, cfg: RunConfig, out_dir: Path) -> None:
-    """Stop a run whose weights or BatchNorm statistics are no longer numbers, before it writes them: training
-    never brings them back. A loss that is not finite alone is not divergence: the loss scaler skips a float16
-    step that overflowed (its forward pass may still have fed NaN into BatchNorm's running statistics)."""
+    """Stop a run whose weights, BatchNorm statistics or ELR targets are no longer numbers, before it writes them:
+    training never brings them back. A loss that is not finite alone is not divergence: the loss scaler skips a
+    float16 step that overflowed (its forward pass may still have fed NaN into the statistics or the targets).
+    The ranks of a torchrun job decide together (each has its own BatchNorm statistics)."""
     if math.isfinite(train_loss):
         return
     tensors = [t for net in method.networks() for t in (*net.parameters(), *net.buffers()) if t.is_floating_point()]
-    if bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all()):
+    targets = method.targets()
+    finite = torch.stack([torch.isfinite(t).all() for t in [*tensors, *([targets] if targets is not None else [])]])
+    if bool(mean_over_ranks(finite.all().float()) == 1.0):
         return
-    raise ValueError(f"{out_dir}: training diverged in epoch {epoch + 1} (training loss {train_loss}, weights or "
-                     f"statistics no longer finite); nothing of that epoch was written. Start a new run with a lower optim.lr "
+    raise ValueError(f"{out_dir}: training diverged in epoch {epoch + 1} (training loss {train_loss}; weights, "
+                     f"statistics or targets no longer finite); nothing of that epoch was written. Start a new run with a lower optim.lr "
                      f"(now {cfg.optim.lr})")
 
 
