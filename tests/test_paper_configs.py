@@ -59,7 +59,8 @@ def test_elr_cifar100_matches_appendix(name: str):
     assert (cfg.schedule.milestones, cfg.schedule.gamma, cfg.train.epochs) == ([80, 120], 0.01, 150)
 
 
-@pytest.mark.parametrize("path", [p for p in CONFIGS if "elr_plus" in p.stem], ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", [p for p in [*CONFIGS, ROOT / "configs/adni/elr_plus.yaml"] if "elr_plus" in p.stem],
+                         ids=lambda p: str(p.relative_to(ROOT / "configs")))
 def test_elr_plus_configs_alternate_the_networks_by_epoch_as_the_official_code(path: Path):
     assert load_config(path).elr_plus.alternation == "epoch"
 

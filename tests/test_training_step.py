@@ -73,8 +73,9 @@ def test_ema_copies_average_their_networks_parameters_with_the_scheduled_momentu
     before = [{name: value.clone() for name, value in ema.named_parameters()} for ema in pair.emas]
     step = pair.step
     pair.train_step(_batch(10))
-    decay = {"ramp": sigmoid_rampup(step + 1, cfg.elr_plus.ema_ramp_steps) * cfg.elr_plus.ema_decay,
-             "running_average": 1.0 - 1.0 / (step + 2)}[schedule]  # the 5th average weighs the past 4/5
+    # the official code's clock: its n-th step (n = step + 1) ramps the EMA at n + 1; 1 − 1/(n + 1) = 4/5 at n = 4
+    decay = {"ramp": sigmoid_rampup(step + 2, cfg.elr_plus.ema_ramp_steps) * cfg.elr_plus.ema_decay,
+             "running_average": 1.0 - 1.0 / (step + 2)}[schedule]
     assert 0.0 < decay < cfg.elr_plus.ema_decay  # still ramping: the ramp itself is checked
     for k in range(2):
         averaged = dict(pair.emas[k].named_parameters())
@@ -121,8 +122,12 @@ def test_elr_plus_in_turn_a_batch_trains_its_network_alone_against_the_other_ave
     """elr_plus.alternation: epoch (the official single-device order): a batch marked for network 0 moves
     network 0, its EMA copy and its targets only, so network 1's average, which network 0 learns from, stands
     still for the whole of network 0's epoch; each network keeps its own step count."""
-    pair = _method(_config("elr_plus", "loss.beta=0", "elr_plus.alternation=epoch"))
+    pair = _method(_config("elr_plus", "loss.beta=0", "elr_plus.alternation=epoch", "elr_plus.coef_step=100"))
     assert isinstance(pair, ELRPlusPair) and pair.streams_in_turn
+    ramp_steps: list[list[int]] = [[], []]  # the step each loss ramps λ at: the official code's n (1, 2, ...)
+    for k, loss_fn in enumerate(pair.losses):
+        loss_fn.forward = (lambda k, forward: lambda *args: (ramp_steps[k].append(args[-1]), forward(*args))[1])(
+            k, loss_fn.forward)
     batch = {**_batch(4, with_pair=False), "network": 0}
     # the EMA copy's parameters: predicting with batch statistics, it still moves its (never read) running ones
     still = [{name: value.clone() for name, value in state}
@@ -138,8 +143,16 @@ def test_elr_plus_in_turn_a_batch_trains_its_network_alone_against_the_other_ave
                             pair.losses[1].state_dict()), still):
         assert now.keys() == before.keys() and all(torch.equal(now[name], before[name]) for name in now)
     assert not torch.equal(pair.nets[0].state_dict()["head.weight"], still[3]["head.weight"])
-    pair.train_step({**_batch(5, with_pair=False), "network": 1})
-    assert pair.network_steps == [1, 1] and pair.step == 1
+    ema_before = {name: value.clone() for name, value in pair.emas[1].named_parameters()}
+    loss, logits = pair.train_step({**_batch(5, with_pair=False), "network": 1})
+    assert logits is None  # only network 0's half is tracked: the same average as with steps in turn
+    assert pair.network_steps == [1, 1] and pair.step == 1 and ramp_steps == [[1], [1]]
+    decay = sigmoid_rampup(2, 10) * 0.997  # network 1's first step, whatever network 0 has done
+    for name, value in pair.nets[1].named_parameters():
+        torch.testing.assert_close(dict(pair.emas[1].named_parameters())[name],
+                                   decay * ema_before[name] + (1 - decay) * value, rtol=1e-6, atol=1e-7)
+    with pytest.raises(RuntimeError, match="got a batch with a pair: the feeder was asked for the other order"):
+        pair.train_step(_batch(6))
 
 
 def test_elr_plus_predicts_with_the_mean_logits_of_its_two_trained_networks() -> None:

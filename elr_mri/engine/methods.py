@@ -28,11 +28,13 @@ __all__ = ["Method", "SingleNetwork", "ELRPlusPair", "build_method", "build_opti
 class Method(Protocol):
     """What the engine needs of a training method; see `SingleNetwork` and `ELRPlusPair`."""
 
-    batch_streams: int  # independently shuffled walks over the training set per step (2: each batch has a "pair")
-    streams_in_turn: bool  # two streams one after the other, each batch marked with the "network" it trains
+    batch_streams: int  # independently shuffled walks over the training set each epoch (ELR+: one per network)
+    streams_in_turn: bool  # 2 streams one after the other, each batch marked with the "network" it trains; else
+    # each batch of the first stream carries the same-numbered batch of the second under "pair"
 
-    def train_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimisation step; returns (detached loss, logits on the un-mixed batch for tracking).
+    def train_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One optimisation step; returns (detached loss, logits on the un-mixed batch for tracking, or None
+        when this batch's predictions are not tracked).
 
         Both stay on the device: reading a value back would make the host wait for the GPU every step.
         """
@@ -42,6 +44,9 @@ class Method(Protocol):
 
     def targets(self) -> torch.Tensor | None:
         """The ELR target table (examples × classes), or None for losses without one."""
+
+    def target_tables(self) -> list[torch.Tensor]:
+        """The target tables as stored, no copy (none for losses without one)."""
 
     def set_lr(self, lr: float) -> None: ...
 
@@ -109,6 +114,10 @@ class SingleNetwork:
     def targets(self) -> torch.Tensor | None:
         return getattr(self.loss_fn, "targets", None)
 
+    def target_tables(self) -> list[torch.Tensor]:
+        table = self.targets()
+        return [] if table is None else [table]
+
     def set_lr(self, lr: float) -> None:
         _set_lr(self.optimizer, lr)
 
@@ -168,20 +177,25 @@ class ELRPlusPair:
 
     @property
     def step(self) -> int:
-        """Steps each network has taken (the ramps' clock), as of the last epoch's end."""
+        """Steps network 0 has taken: each network's, at an epoch's end."""
         return self.network_steps[0]
 
-    def train_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    def train_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Network batch["network"] trains on `batch` alone (`elr_plus.alternation: epoch`: the streams come in
-        turn), or network 0 on `batch` and network 1 on batch["pair"]. Returns the mean loss and the other
-        network's EMA logits on `batch` (the targets' source for those examples) for tracking."""
-        if "network" in batch:
+        turn), or network 0 on `batch` and network 1 on batch["pair"]. Returns the mean loss and, for network
+        0's batches, network 1's EMA logits on `batch` (the targets' source for those examples) for tracking:
+        in either order the tracker sees the same network's average."""
+        if ("network" in batch) != self.streams_in_turn:
+            raise RuntimeError(f"ELR+ with elr_plus.alternation = {self.cfg.alternation} got a batch "
+                               f"{'marked for one network' if 'network' in batch else 'with a pair'}: the feeder "
+                               "was asked for the other order")
+        if self.streams_in_turn:
             k = int(batch["network"])
             own = _unpack(batch, self.plan)
             target_logits = self._fold_targets(k, own)
             loss = self._network_step(k, own, batch.get("global_batch_size"))
             self.network_steps[k] += 1
-            return loss, target_logits
+            return loss, target_logits if k == 0 else None
         own_batches = (batch, batch["pair"])
         unpacked = [_unpack(own, self.plan) for own in own_batches]
         target_logits = [self._fold_targets(k, own) for k, own in enumerate(unpacked)]  # both before either step
@@ -207,7 +221,7 @@ class ELRPlusPair:
         _ensure_training(self.trained[k], self.nets[k])
         with self.plan.autocast():
             logits = self.trained[k](mixed_images, **mixed_extra)
-        loss = self.losses[k](logits.float(), mixed_labels, index, perm, mix_lam, self.network_steps[k])
+        loss = self.losses[k](logits.float(), mixed_labels, index, perm, mix_lam, self.network_steps[k] + 1)
         _step(self.optimizers[k], self.scalers[k], loss * share_of_global_batch(len(labels), global_batch_size))
         self._update_ema(k)
         return loss.detach()
@@ -222,10 +236,11 @@ class ELRPlusPair:
         return max(mix_lam, 1.0 - mix_lam), perm
 
     def _ema_decay(self, steps_before: int) -> float:
-        """The weight of the average so far at a network's step, after `steps_before` steps of it."""
+        """The weight of the average so far at a network's step n = steps_before + 1, as the official code
+        computes it: min(1 − 1/(n + 1), γ), or the ramp at n + 1 (its λ ramp, in the loss, is at n)."""
         if self.cfg.ema_schedule == "running_average":
             return min(1.0 - 1.0 / (steps_before + 2), self.cfg.ema_decay)
-        return sigmoid_rampup(steps_before + 1, self.cfg.ema_ramp_steps) * self.cfg.ema_decay
+        return sigmoid_rampup(steps_before + 2, self.cfg.ema_ramp_steps) * self.cfg.ema_decay
 
     @torch.no_grad()
     def _update_ema(self, k: int) -> None:
@@ -248,6 +263,9 @@ class ELRPlusPair:
     def targets(self) -> torch.Tensor:
         return (self.losses[0].targets.float() + self.losses[1].targets.float()) / 2
 
+    def target_tables(self) -> list[torch.Tensor]:
+        return [loss.targets for loss in self.losses]
+
     def set_lr(self, lr: float) -> None:
         for optimizer in self.optimizers:
             _set_lr(optimizer, lr)
@@ -255,6 +273,9 @@ class ELRPlusPair:
     def state_dict(self) -> dict[str, Any]:
         parts = {"nets": self.nets, "emas": self.emas, "losses": self.losses,
                  "optimizers": self.optimizers, "scalers": self.scalers}
+        if self.network_steps[0] != self.network_steps[1]:
+            raise RuntimeError(f"ELR+ saved part-way through an epoch (network steps {self.network_steps}); "
+                               "checkpoints are written at epochs' ends")
         return {**{key: [p.state_dict() for p in pair] for key, pair in parts.items()}, "step": self.step}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

@@ -259,7 +259,8 @@ def _train_epoch(method: Method, batches: Iterable[dict[str, torch.Tensor]], epo
     total, steps = None, 0
     for batch in tqdm(batches, desc=f"epoch {epoch + 1}", leave=False, disable=not show_progress):
         loss, logits = method.train_step(batch)
-        tracker.record(*gather_rows(batch["index"].to(logits.device, non_blocking=True), logits))
+        if logits is not None:  # ELR+ in epoch turns: network 1's half is not tracked
+            tracker.record(*gather_rows(batch["index"].to(logits.device, non_blocking=True), logits))
         loss = loss * share_of_global_batch(len(batch["index"]), batch.get("global_batch_size"))
         total = loss if total is None else total + loss  # summed on the device, read once an epoch
         steps += 1
@@ -274,8 +275,7 @@ def _refuse_divergence(method: Method, train_loss: float, epoch: int, cfg: RunCo
     if math.isfinite(train_loss):
         return
     tensors = [t for net in method.networks() for t in (*net.parameters(), *net.buffers()) if t.is_floating_point()]
-    targets = method.targets()
-    finite = torch.stack([torch.isfinite(t).all() for t in [*tensors, *([targets] if targets is not None else [])]])
+    finite = torch.stack([torch.isfinite(t).all() for t in [*tensors, *method.target_tables()]])
     if bool(mean_over_ranks(finite.all().float()) == 1.0):
         return
     raise ValueError(f"{out_dir}: training diverged in epoch {epoch + 1} (training loss {train_loss}; weights, "

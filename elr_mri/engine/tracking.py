@@ -1,7 +1,7 @@
 """What the network predicts for each training example, epoch by epoch.
 
 The predictions are the ones the training pass computes anyway (for ELR+, the second network's
-EMA output on the first network's un-mixed batch, its targets' source), so tracking costs no extra
+EMA output on the first network's un-mixed batches, their targets' source), so tracking costs no extra
 forward pass. With the clean labels
 known, they give the paper's Figure 1: how many wrongly labelled examples are predicted as their
 true class, as their wrong (memorized) label, or as neither.
