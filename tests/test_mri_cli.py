@@ -296,6 +296,24 @@ def test_baseline_inputs_are_refused_before_the_cnn_is_scored(trained: dict[str,
         assert not (trained["run"] / "eval-holdout_copy").exists()
 
 
+def test_baselines_refuse_a_training_manifest_relabelled_since_training(trained: dict[str, Path], tmp_path: Path,
+                                                                        cli_in_process: Cli) -> None:
+    run, manifest = tmp_path / "run", tmp_path / "relabelled.csv"
+    shutil.copytree(trained["run"], run)
+    training = pd.read_csv(run / "splits.csv").query("split == 'train'")["participant_id"]
+    frame = pd.read_csv(trained["train"])
+    first = frame.index[frame["participant_id"].isin(training)][0]
+    frame.loc[first, "diagnosis"] = "AD" if frame.loc[first, "diagnosis"] != "AD" else "CN"  # a clinician's revision
+    frame.to_csv(manifest, index=False)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["data"]["mri"]["manifest"] = str(manifest)
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    result = cli_in_process("evaluate", "--run", str(run), "--manifest", str(trained["holdout"]), "--baselines")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr[-2000:]
+    assert f"{manifest} now gives its training scans other diagnoses (or other scans) than the run trained on" in (
+        result.stderr)
+
+
 def test_baselines_of_an_image_run_are_refused_before_it_is_scored(tmp_path: Path, cli_in_process: Cli) -> None:
     run = tmp_path / "digits_run"
     (run / "checkpoints").mkdir(parents=True)

@@ -23,6 +23,7 @@ from elr_mri.config import RunConfig, load_config
 from elr_mri.data.adjudicated import load_adjudicated_labels
 from elr_mri.data.cohort import IMAGE_COLUMN, SCAN_KEYS, label_indices, load_manifest
 from elr_mri.data.splits import load_splits, run_participants
+from elr_mri.engine.run_dir import labels_fingerprint, read_data_shape
 from elr_mri.evaluation.compare import require_same_splits
 from elr_mri.evaluation.evaluate import evaluation_dir, write_evaluation
 from elr_mri.evaluation.metrics import MetricsReport, evaluate_predictions
@@ -95,6 +96,7 @@ def _baseline_inputs(run_dir: Path, volumes_csvs: Sequence[Path], manifest: Path
     cohort = load_manifest(cfg.data.mri.manifest, classes)
     split = cohort["participant_id"].map(load_splits(run_dir / "splits.csv", cohort["participant_id"]))
     train, val = cohort[split == "train"], cohort[split == "val"]
+    _require_the_runs_training_labels(run_dir, cfg, label_indices(train["diagnosis"], classes))
     # C is chosen on the labels the CNN's checkpoint was selected on
     val_labels = (load_adjudicated_labels(cfg.data.mri.val_labels, val, classes) if cfg.data.mri.val_labels
                   else label_indices(val["diagnosis"], classes))
@@ -109,6 +111,16 @@ def _baseline_inputs(run_dir: Path, volumes_csvs: Sequence[Path], manifest: Path
         for rows, source in ((train, "training split"), (val, "validation split"), (scored, name)):
             require_volumes(rows, volumes, source)
     return _BaselineInputs(classes, train, val, val_labels, scored, name, notes, volumes, dropped)
+
+
+def _require_the_runs_training_labels(run_dir: Path, cfg: RunConfig, labels: np.ndarray) -> None:
+    """The baselines fit the training manifest's diagnoses as they are now: refuse a manifest relabelled since the
+    CNN trained on it (runs from before the labels were recorded are not checked)."""
+    recorded = read_data_shape(run_dir).get("train_labels_sha256")
+    if recorded is not None and recorded != labels_fingerprint(labels):
+        raise ValueError(f"{run_dir}: {cfg.data.mri.manifest} now gives its training scans other diagnoses (or other "
+                         "scans) than the run trained on, so the baselines would fit other labels; restore that "
+                         "manifest, or train a new run on this one")
 
 
 def require_baseline_run(run_dir: Path) -> RunConfig:

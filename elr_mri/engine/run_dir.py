@@ -168,12 +168,17 @@ def _require_same_data_shape(out_dir: Path, data: NoisyImageData) -> None:
 
 
 def _train_labels_fingerprint(data: NoisyImageData) -> str:
-    """SHA-256 of the training split's labels in order, with each example's position in the release where
+    return labels_fingerprint(data.train_labels, data.train_ids)
+
+
+def labels_fingerprint(labels: np.ndarray, ids: np.ndarray | None = None) -> str:
+    """SHA-256 of a training split's labels in order, with each example's position in the release where
     known: another copy of a data set of the same size and classes (a resume onto the wrong data.root, a
-    re-extracted folder in another order) gives another value, while reading it costs no image."""
-    digest = hashlib.sha256(np.asarray(data.train_labels, dtype=np.int64).tobytes())
-    if data.train_ids is not None:
-        digest.update(np.asarray(data.train_ids, dtype=np.int64).tobytes())
+    re-extracted folder in another order) or a relabelled manifest gives another value, while reading it
+    costs no image. Recorded as `train_labels_sha256` in data_shape.json."""
+    digest = hashlib.sha256(np.asarray(labels, dtype=np.int64).tobytes())
+    if ids is not None:
+        digest.update(np.asarray(ids, dtype=np.int64).tobytes())
     return digest.hexdigest()
 
 
