@@ -48,17 +48,24 @@ def _batch(seed: int, device: str = "cpu", with_pair: bool = True) -> dict:
 
 
 @pytest.mark.parametrize("device", devices)
-@pytest.mark.parametrize("loss", ["ce", "gce", "sce", "elr", "elr_plus"])
+@pytest.mark.parametrize("loss", ["ce", "gce", "sce", "elr", "elr_plus", "elr_plus-epoch"])
 def test_a_training_step_never_waits_for_the_device(loss: str, device: str, no_host_waits) -> None:
-    method = _method(_config(loss, "train.compile=false"), device)  # the device's other defaults
+    loss, _, alternation = loss.partition("-")
+    in_turn = [f"elr_plus.alternation={alternation}"] if alternation else []
+    method = _method(_config(loss, "train.compile=false", *in_turn), device)  # the device's other defaults
     tracker = PredictionTracker(NUM_EXAMPLES, NUM_CLASSES, torch.device(device))
-    batches = [_batch(seed, device) for seed in range(3)]
-    method.train_step(batches[0])  # first-call set-up is not what we look at
+    batches = [_batch(seed, device, with_pair=not in_turn) for seed in range(4)]
+    if in_turn:  # network 0, 1, 0, 1: both halves of an epoch
+        batches = [{**batch, "network": k % 2} for k, batch in enumerate(batches)]
+    first_calls = 2 if in_turn else 1  # each network's first-call set-up is not what we look at
+    for batch in batches[:first_calls]:
+        method.train_step(batch)
     with no_host_waits(device):
         total = None
-        for batch in batches[1:]:
+        for batch in batches[first_calls:]:
             step_loss, logits = method.train_step(batch)
-            tracker.record(batch["index"].to(logits.device, non_blocking=True), logits)
+            if logits is not None:
+                tracker.record(batch["index"].to(logits.device, non_blocking=True), logits)
             total = step_loss if total is None else total + step_loss  # as the epoch loop sums it
 
 
