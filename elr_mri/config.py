@@ -7,6 +7,7 @@ is reported as one line that names the key and the file instead of silently doin
 
 from __future__ import annotations
 
+import collections.abc
 import copy
 import dataclasses
 import functools
@@ -303,7 +304,7 @@ def _refuse_repeated_keys(loader: yaml.SafeLoader, node: yaml.MappingNode, deep:
                     _refuse_repeated_keys(loader, mapping, deep)
             continue
         key = loader.construct_object(key_node, deep=deep)
-        if not isinstance(key, typing.Hashable):
+        if not isinstance(key, collections.abc.Hashable):
             continue
         if key in seen:
             raise yaml.constructor.ConstructorError(problem=f"the key {key!r} is given twice in one section; "
