@@ -40,4 +40,7 @@ def test_the_report_shows_an_undefined_precision_as_a_dash(tmp_path) -> None:
 
     (tmp_path / "summary.json").write_text(json.dumps(
         {"mislabels": {"flagged": 0, "truly_mislabelled": 3, "precision": None, "recall": 0.0}}))
-    assert "| ce | 0 | 3 | – | 0.0% |" in _mislabel_section({"ce": tmp_path})
+    assert "| ce | 0 | 0 | 3 | – | 0.0% |" in _mislabel_section({"ce": tmp_path})
+    (tmp_path / "summary.json").write_text(json.dumps(  # the demo's ELR: 5 of its 15 flags right, of 12 wrong labels
+        {"mislabels": {"flagged": 15, "truly_mislabelled": 12, "precision": 5 / 15, "recall": 5 / 12}}))
+    assert "| elr | 15 | 5 | 12 | 33.3% | 41.7% |" in _mislabel_section({"elr": tmp_path})
