@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -30,10 +31,16 @@ def _train(out: Path, processes: int, loss: str, *extra: str, resume: bool = Fal
         return
     sets = [a for s in overrides for a in ("--set", s)]
     source = ["--resume", str(out)] if resume else ["--config", str(DIGITS), "--out", str(out)]
+    _torchrun(processes, ["-m", "elr_mri.cli", "train", *source, *sets], out.parent)
+
+
+def _torchrun(processes: int, command: list[str], tmp: Path) -> subprocess.CompletedProcess:
+    """A gloo job of `processes` ranks; torch's elastic agent leaves a folder per job in TMPDIR, so it gets the test's."""
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(processes),
-                             "--standalone", "-m", "elr_mri.cli", "train", *source, *sets],
-                            capture_output=True, text=True, cwd=ROOT, timeout=300)
+                             "--standalone", *command], capture_output=True, text=True, cwd=ROOT, timeout=300,
+                            env={**os.environ, "TMPDIR": str(tmp)})
     assert result.returncode == 0, result.stderr[-3000:]
+    return result
 
 
 @pytest.mark.parametrize("loss", ["elr", "ce"])
@@ -133,7 +140,5 @@ def test_no_ddp_wrapper_outlives_training(tmp_path: Path) -> None:
         alive = sum(type(o) is DistributedDataParallel for o in gc.get_objects())  # isinstance trips on dead proxies
         print(f"rank {{os.environ['RANK']}}: {{alive}} alive", file=sys.stderr)
     """))
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone",
-                             str(script)], capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = _torchrun(2, [str(script)], tmp_path)
     assert "rank 0: 0 alive" in result.stderr and "rank 1: 0 alive" in result.stderr, result.stderr[-3000:]
