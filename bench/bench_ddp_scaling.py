@@ -31,6 +31,7 @@ from typing import NoReturn
 
 import pandas as pd
 from results_file import command_line, write_report
+from preprocess.user_errors import nonempty_path
 
 ROOT = Path(__file__).resolve().parents[1]
 WARMUP_EPOCHS = 1
@@ -53,7 +54,7 @@ class Timed:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", type=Path, default=ROOT / "configs" / "digits" / "elr_sym40.yaml")
+    parser.add_argument("--config", type=nonempty_path, default=ROOT / "configs" / "digits" / "elr_sym40.yaml")
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2], help="the first is the baseline")
     parser.add_argument("--min-seconds", type=float, default=5.0,
                         help="each run trains until its timed epochs (all but the first) last this long")
@@ -61,7 +62,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="rounds over the process counts; medians reported")
     parser.add_argument("--set", dest="overrides", action="append",
                         default=["model.name=small_cnn", "model.hidden=64", "train.batch_size=128"])
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "ddp_scaling.md")
+    parser.add_argument("--out", type=nonempty_path, default=ROOT / "bench" / "results" / "ddp_scaling.md")
     args = parser.parse_args()
     if not WARMUP_EPOCHS < args.epochs <= MAX_EPOCHS:
         parser.error(f"--epochs {args.epochs}: the first epoch is warm-up, so give {WARMUP_EPOCHS + 1} to {MAX_EPOCHS}")

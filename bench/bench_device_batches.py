@@ -29,6 +29,7 @@ from elr_mri.data.image_transforms import Compose, Normalize, RandomCrop, Random
 from elr_mri.data.images import CIFAR_PADDING, NORMALISATION, InMemoryImages, build_image_data
 from elr_mri.data.seeded_items import SeededItems
 from elr_mri.distributed import GlobalBatchSampler
+from preprocess.user_errors import nonempty_path
 
 ROOT = Path(__file__).resolve().parents[1]
 CIFAR_JPEG = ROOT / "data" / "cifar10"
@@ -61,7 +62,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3, help="epochs timed per path; the median is reported")
     parser.add_argument("--device", default="cpu", help="where the device-resident path runs")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "device_batches.md")
+    parser.add_argument("--out", type=nonempty_path, default=ROOT / "bench" / "results" / "device_batches.md")
     args = parser.parse_args()
     for flag, value in (("--batch-size", args.batch_size), ("--repeats", args.repeats)):
         if value < 1:

@@ -22,6 +22,7 @@ import torch
 from results_file import command_line, write_report
 
 from elr_mri.models.widened_cnn import MIN_INPUT_SIZE
+from preprocess.user_errors import nonempty_path
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = {"x1": steps.X1, "x8": steps.X8}
@@ -35,7 +36,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads; 0: torch's default")
     parser.add_argument("--budget", type=float, default=10.0, help="seconds of timed steps per variant")
-    parser.add_argument("--out", type=Path, help="default bench/results/execution_variants_<device>.md")
+    parser.add_argument("--out", type=nonempty_path, help="default bench/results/execution_variants_<device>.md")
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is visible to torch")

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from results_file import command_line, write_report
 from seeded_runs import percent_mean_std, train_seeds
+from preprocess.user_errors import nonempty_path
 
 ROOT = Path(__file__).resolve().parents[1]
 CIFAR_IMAGES = ROOT / "data" / "cifar10"
@@ -46,7 +47,7 @@ def main() -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="applied to every case and variant, e.g. --set train.epochs=10")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "fast_path_accuracy.md")
+    parser.add_argument("--out", type=nonempty_path, default=ROOT / "bench" / "results" / "fast_path_accuracy.md")
     args = parser.parse_args()
     if args.seeds < 1:
         parser.error(f"--seeds {args.seeds}: must be at least 1")

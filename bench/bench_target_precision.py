@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from results_file import command_line, write_report
 from seeded_runs import percent_mean_std, train_seeds
+from preprocess.user_errors import nonempty_path
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "digits" / "elr_sym40.yaml"
@@ -24,7 +25,7 @@ IMAGENET_TABLE = (1_281_167, 1000)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "target_precision.md")
+    parser.add_argument("--out", type=nonempty_path, default=ROOT / "bench" / "results" / "target_precision.md")
     args = parser.parse_args()
     if args.seeds < 1:
         parser.error(f"--seeds {args.seeds}: must be at least 1")

@@ -30,6 +30,7 @@ import pandas as pd
 
 from elr_mri.evaluation.metrics import Interval
 from elr_mri.evaluation.truth import PAIRED_METRICS, mean_paired_difference, rescore_against_truth
+from preprocess.user_errors import nonempty_path
 
 
 def row(run: Path, truth: pd.DataFrame) -> dict:
@@ -71,12 +72,12 @@ TRUTH_COLUMNS = ("participant_id", "session_id", "true_diagnosis")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--truth", type=Path, action="append", required=True, help="truth.csv; repeat for several cohorts")
-    parser.add_argument("--paired", type=Path, nargs=2, action="append", default=[], metavar=("A", "B"),
+    parser.add_argument("--truth", type=nonempty_path, action="append", required=True, help="truth.csv; repeat for several cohorts")
+    parser.add_argument("--paired", type=nonempty_path, nargs=2, action="append", default=[], metavar=("A", "B"),
                         help="print B − A against the truth; repeat for other seeds of the same comparison")
     parser.add_argument("--metric", choices=PAIRED_METRICS, default="accuracy",
                         help="what the pairs are compared on (against the truth); default accuracy")
-    parser.add_argument("runs", type=Path, nargs="*")
+    parser.add_argument("runs", type=nonempty_path, nargs="*")
     args = parser.parse_args()
     check_runs(parser, args)
     truth = pd.concat([read_truth(parser, path) for path in args.truth], ignore_index=True)

@@ -46,11 +46,11 @@ def storage_error_or_raise(err: OSError) -> StorageError:
 
 
 def nonempty_text(text: str) -> str:
-    """argparse type of a path option kept as text: an empty one (an unset shell variable) would mean the current
-    folder."""
+    """argparse type of a path option kept as text, `~` expanded: an empty one (an unset shell variable) would mean
+    the current folder, and the shell leaves `--out=~/runs` as it is (a folder named `~` in the current one)."""
     if not text.strip():
         raise argparse.ArgumentTypeError("an empty path (an unset shell variable?); pass a file or folder")
-    return text
+    return os.path.expanduser(text)
 
 
 def nonempty_path(text: str) -> Path:

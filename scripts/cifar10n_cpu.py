@@ -24,6 +24,7 @@ from paper_runs import ROOT, markdown_table, mean_std, run_or_resume, run_script
 
 from elr_mri.config import load_config
 from elr_mri.plots import plot_memorization_comparison
+from preprocess.user_errors import nonempty_path
 
 CONFIG = ROOT / "configs" / "cifar10n" / "cpu_subset.yaml"
 ARCHIVE = ROOT.parent / "shared" / "data" / "cifar" / "cifar10-jpeg.tar.xz"
@@ -62,15 +63,15 @@ def main(argv: list[str] | None = None) -> None:
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-root", type=Path, help="CIFAR-10 image folder (default: extract the "
+    parser.add_argument("--data-root", type=nonempty_path, help="CIFAR-10 image folder (default: extract the "
                         "shared JPEG archive into data/ and use data/cifar10)")
-    parser.add_argument("--human-labels", type=Path, default=HUMAN_LABELS, help="CIFAR-10N label file")
+    parser.add_argument("--human-labels", type=nonempty_path, default=HUMAN_LABELS, help="CIFAR-10N label file")
     parser.add_argument("--losses", nargs="+", default=["ce", "elr"])
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a value of configs/cifar10n/cpu_subset.yaml, e.g. --set train.epochs=10")
-    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "cifar10n_cpu")
-    parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results" / "cifar10n_cpu.md")
+    parser.add_argument("--out", type=nonempty_path, default=ROOT / "runs" / "cifar10n_cpu")
+    parser.add_argument("--results", type=nonempty_path, default=ROOT / "bench" / "results" / "cifar10n_cpu.md")
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error("--seeds must be at least 1")

@@ -19,6 +19,7 @@ import pandas as pd
 from paper_runs import ROOT, mean_std, run_or_resume, run_script
 
 from elr_mri.plots import plot_memorization_comparison
+from preprocess.user_errors import nonempty_path
 
 BASE_CONFIG = ROOT / "configs" / "digits" / "elr_sym40.yaml"
 SETTINGS = {"sym40": ("symmetric", 0.4), "sym60": ("symmetric", 0.6), "pair40": ("pair", 0.4)}
@@ -27,12 +28,12 @@ LOSSES = ("ce", "gce", "sce", "elr", "elr_plus")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "demo" / "digits", help="run directories go here")
+    parser.add_argument("--out", type=nonempty_path, default=ROOT / "demo" / "digits", help="run directories go here")
     parser.add_argument("--losses", nargs="+", default=["ce", "gce", "sce", "elr"], choices=LOSSES)
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=150)
-    parser.add_argument("--results", type=Path, default=None, help="also write the Markdown table here")
+    parser.add_argument("--results", type=nonempty_path, default=None, help="also write the Markdown table here")
     args = parser.parse_args()
     if args.seeds < 1 or args.epochs < 1:
         parser.error("--seeds and --epochs must be at least 1")

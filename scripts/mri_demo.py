@@ -21,6 +21,8 @@ from typing import Iterator
 
 import pandas as pd
 
+from preprocess.user_errors import nonempty_path
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "adni" / "cpu_small.yaml"
 LOSSES = ("ce", "elr")
@@ -30,7 +32,7 @@ SETTINGS = ("subjects", "holdout_subjects", "label_noise", "epochs", "seed")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "demo")
+    parser.add_argument("--out", type=nonempty_path, default=ROOT / "demo")
     parser.add_argument("--subjects", type=int, default=48, help="ADNI-like participants (train/val/test)")
     parser.add_argument("--holdout-subjects", type=int, default=16, help="NACC-like participants")
     parser.add_argument("--label-noise", type=float, default=0.3)

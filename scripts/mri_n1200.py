@@ -44,6 +44,7 @@ from elr_mri.data.splits import split_participants
 from elr_mri.engine.checkpoint import atomic_write_text
 from elr_mri.evaluation.evaluate import evaluation_dir
 from elr_mri.simulate.cohort import HOLDOUT_SITE, TRAIN_SITE, raise_label_noise
+from preprocess.user_errors import nonempty_path
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "adni" / "cpu_small.yaml"
@@ -68,7 +69,7 @@ EVALUATION_MANIFESTS = ["holdout_manifest.csv", "extra_test_manifest.csv", "extr
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work", type=Path, default=ROOT / "runs" / "n1200", help="folder for everything")
+    parser.add_argument("--work", type=nonempty_path, default=ROOT / "runs" / "n1200", help="folder for everything")
     steps = parser.add_subparsers(dest="step", required=True)
     steps.add_parser("cohort", help="simulate both cohorts and preprocess them (resumable)")
     steps.add_parser("extra-sets", help="simulate and preprocess 200 + 200 new participants to evaluate on")

@@ -30,6 +30,7 @@ from paper_runs import ROOT, markdown_table, mean_std, percent, run_config, run_
 
 from elr_mri.config import RunConfig, load_config
 from elr_mri.models import lacks_the_papers_pretrained_weights
+from preprocess.user_errors import nonempty_path
 
 
 @dataclass(frozen=True)
@@ -142,9 +143,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--table", required=True, choices=list(TABLES))
     parser.add_argument("--rows", nargs="+", metavar="ROW", help="only these rows (default: all of the table)")
-    parser.add_argument("--data-root", type=Path, metavar="DIR",
+    parser.add_argument("--data-root", type=nonempty_path, metavar="DIR",
                         help="the folder that holds the data sets, in place of the configs' data/")
-    parser.add_argument("--out", type=Path, help="run directories go here (default: runs/table<N>)")
+    parser.add_argument("--out", type=nonempty_path, help="run directories go here (default: runs/table<N>)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value in every row, e.g. --set train.epochs=2 (repeatable)")
     parser.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per row (model, noise and split)")

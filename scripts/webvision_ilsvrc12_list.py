@@ -19,14 +19,15 @@ from paper_runs import ROOT, run_script
 
 from elr_mri.data.image_sources import IMAGE_SUFFIXES, IMAGENET_VAL_LIST, MINI_WEBVISION_CLASSES
 from elr_mri.engine.checkpoint import atomic_write_text
+from preprocess.user_errors import nonempty_path
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--imagenet-val", type=Path, required=True, metavar="DIR",
+    parser.add_argument("--imagenet-val", type=nonempty_path, required=True, metavar="DIR",
                         help="ImageNet's validation images, one folder per synset (n01440764/...)")
-    parser.add_argument("--webvision", type=Path, default=ROOT / "data" / "webvision", metavar="DIR",
+    parser.add_argument("--webvision", type=nonempty_path, default=ROOT / "data" / "webvision", metavar="DIR",
                         help="the WebVision folder (data.root of configs/webvision); the list goes to "
                              f"DIR/{IMAGENET_VAL_LIST}")
     args = parser.parse_args(argv)

@@ -3,6 +3,7 @@ and the table-reproduction script plans every row without training. Seconds, no 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -182,12 +183,15 @@ def test_data_root_moves_data_paths_and_finds_python_cifar(reproduce, tmp_path: 
     assert f"data.noise.human_labels={tmp_path / 'CIFAR-10_human.npz'}" in reproduce._data_root_overrides(human, tmp_path)
 
 
-def test_script_entry_point_dry_run(tmp_path: Path):
-    """With --data-root an empty folder: the result does not depend on what this checkout has under data/."""
+@pytest.mark.parametrize("from_home", [False, True])
+def test_script_entry_point_dry_run(tmp_path: Path, from_home: bool):
+    """With --data-root an empty folder: the result does not depend on what this checkout has under data/.
+    Given as `--data-root=~/data` (no shell expands that `~`), the folder is the home folder's."""
+    paths = ["--out=~/runs", "--data-root=~/data"] if from_home else \
+        ["--out", str(tmp_path / "runs"), "--data-root", str(tmp_path / "data")]
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts/reproduce_paper_table.py"), "--table", "3", "--dry-run",
-         "--out", str(tmp_path / "runs"), "--data-root", str(tmp_path / "data")],
-        capture_output=True, text=True, timeout=120, cwd=ROOT,
+        [sys.executable, str(ROOT / "scripts/reproduce_paper_table.py"), "--table", "3", "--dry-run", *paths],
+        capture_output=True, text=True, timeout=120, cwd=ROOT, env={**os.environ, "HOME": str(tmp_path)},
     )
     assert result.returncode == 0, result.stderr
     assert "dry run: 3 run(s) validated" in result.stdout
