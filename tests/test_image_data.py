@@ -284,12 +284,12 @@ def test_a_malformed_clothing1m_label_line_is_one_error_naming_file_and_line(tmp
 
 def write_mini_webvision(root: Path, per_class: int = 1, classes: int = 50) -> None:
     """WebVision's layout with `per_class` small images for each of the first `classes` classes, and one
-    image of class 50 in every list (mini WebVision leaves it out)."""
+    image of class 50 first in every list (mini WebVision leaves it out)."""
     lists: dict[str, list[str]] = {"train": [], "val": [], "imagenet": []}
     folders = {"train": "google", "val": "val_images_256", "imagenet": "imagenet/val"}
     for split, folder in folders.items():
         (root / folder).mkdir(parents=True, exist_ok=True)
-        for label in [*range(classes), 50]:
+        for label in [50, *range(classes)]:
             for k in range(per_class):
                 name = f"{split}_{label:03d}_{k}.jpg"
                 Image.new("RGB", (40 + label, 30), (label * 5, k * 60, 90)).save(root / folder / name)
@@ -315,6 +315,10 @@ def test_mini_webvision_reads_the_first_50_classes_and_ilsvrc12(tmp_path):
     # ImageNet's normalisation: the first test image is plain (0, 0, 90), JPEG-compressed
     blue = data.test[0]["image"][2]
     assert abs(float(blue.mean()) - (90 / 255 - 0.406) / 0.225) < 0.05
+    # an example's original index is its line in the release's list (the mislabel table's original_index)
+    listed = (tmp_path / "info/train_filelist_google.txt").read_text().splitlines()
+    assert [listed[k].split()[0] for k in data.train_ids] == \
+        [str(Path(p).relative_to(tmp_path)) for p in data.train.paths]
     with pytest.raises(ValueError, match="already noisy"):
         build_image_data(DataConfig(name="webvision", root=str(tmp_path), noise=NoiseConfig(mode="symmetric", rate=0.2)))
 

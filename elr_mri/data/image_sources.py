@@ -302,18 +302,19 @@ def _listed_split(root: Path, list_name: str, labels: dict[str, int]) -> ImageSp
     unlabelled = [k for k in keys if k not in labels]
     if unlabelled:
         raise ValueError(f"{root / list_name}: {len(unlabelled)} keys have no label, e.g. {unlabelled[0]}")
-    return _split_of_files(root / list_name, root, keys, [labels[k] for k in keys])
+    return _split_of_files(root / list_name, root, keys, [labels[k] for k in keys], np.arange(len(keys)))
 
 
-def _split_of_files(list_path: Path, image_dir: Path, names: list[str], labels: list[int],
+def _split_of_files(list_path: Path, image_dir: Path, names: list[str], labels: list[int], ids: np.ndarray,
                     how_to_fix: str = "extract the whole release there") -> ImageSplit:
-    """The listed images as a split of file paths; every file is looked for now, not in the middle of an epoch."""
+    """The listed images as a split of file paths, `ids` their positions in the release's list; every file is
+    looked for now, not in the middle of an epoch."""
     absent = [name for name in names if not (image_dir / name).is_file()]
     if absent:
         raise FileNotFoundError(f"{list_path}: {len(absent)} of {len(names)} listed images are not in {image_dir}, "
                                 f"e.g. {absent[0]}; {how_to_fix}, or remove them from the list")
     paths = np.array([str(image_dir / name) for name in names])
-    return ImageSplit(paths, np.array(labels, dtype=np.int64), np.arange(len(names)))
+    return ImageSplit(paths, np.array(labels, dtype=np.int64), np.asarray(ids, dtype=np.int64))
 
 
 def _mini_webvision(root: Path) -> ImageSource:
@@ -337,8 +338,9 @@ def _mini_webvision(root: Path) -> ImageSource:
 
 
 def _first_classes(list_path: Path, image_dir: Path, how_to_fix: str = "extract the whole release there") -> ImageSplit:
-    """The images of a `file label` list whose label is one of mini WebVision's classes."""
-    names, labels = [], []
+    """The images of a `file label` list whose label is one of mini WebVision's classes, each with its line in the
+    list (counted from 0) as its id: the position a user finds it at, not its rank among the kept classes."""
+    names, labels, lines = [], [], []
     for number, line in enumerate(_read_list(list_path), start=1):
         fields = line.strip().rsplit(maxsplit=1)  # the label is the last word: a path may hold spaces
         if not fields:
@@ -348,10 +350,11 @@ def _first_classes(list_path: Path, image_dir: Path, how_to_fix: str = "extract 
         if int(fields[1]) < MINI_WEBVISION_CLASSES:
             names.append(fields[0])
             labels.append(int(fields[1]))
+            lines.append(number - 1)
     if not names:
         raise ValueError(f"{list_path}: no image of classes 0..{MINI_WEBVISION_CLASSES - 1} (mini WebVision) listed; "
                          "is it the release's list?")
-    return _split_of_files(list_path, image_dir, names, labels, how_to_fix)
+    return _split_of_files(list_path, image_dir, names, labels, np.array(lines), how_to_fix)
 
 
 def _read_list(path: Path) -> list[str]:
