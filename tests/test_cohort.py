@@ -374,3 +374,20 @@ def test_splits_csv_is_checked(tmp_path):
     path.write_text("participant_id,split\nA,holdout\n")
     with pytest.raises(ValueError, match="'holdout' is not one of train, val, test"):
         load_splits(path, ["A"])
+
+
+def test_ages_in_months_or_birth_years_are_refused_by_row(tmp_path):
+    rows = [scan("P1", "M00", age=120), scan("P2", "M00", age=870), scan("P3", "M00", age=1948)]
+    with pytest.raises(ManifestError) as err:
+        load_manifest(write_manifest(tmp_path, rows), CLASSES)
+    assert str(err.value).splitlines()[0].endswith("2 problem(s):")
+    assert "line 3 (participant 'P2', session 'M00'): age 870 is over 120" in str(err.value)
+    assert "line 4 (participant 'P3', session 'M00'): age 1948 is over 120" in str(err.value)
+
+
+def test_scans_flagged_by_qc_are_kept_and_named(tmp_path, caplog):
+    rows = [scan("P1", "M00", qc_flag=False), scan("P2", "M06", qc_flag=True), scan("P3", "M00", qc_flag=True)]
+    with caplog.at_level(logging.WARNING):
+        frame = load_manifest(write_manifest(tmp_path, rows), CLASSES)
+    assert len(frame) == 3
+    assert "2 scan(s) flagged by preprocessing QC are used: P2/M06, P3/M00" in caplog.text

@@ -40,6 +40,8 @@ SCAN_KEYS = ["participant_id", "session_id"]  # what names one scan across manif
 USABLE_STATUSES = ("ok", "done", "skipped")
 IMAGE_COLUMN = "image_path"  # the resolved absolute path of the volume to load, added on load
 MAX_LISTED = 20  # problems listed in one error; the count says how many there are
+# Ages above this are units gone wrong (months, a birth year), not people; the age encoding's last bin is 119.75.
+MAX_AGE_YEARS = 120
 
 
 class ManifestError(ValueError):
@@ -84,6 +86,7 @@ def validate_manifest(
         raise ManifestError(f"{source}: no age column, and the model uses age; add an age column (years at the scan), "
                             "or train a model without it (model.use_age: false)")
     frame = _usable_rows(frame.reset_index(drop=True), source)
+    _warn_qc_flagged(frame, source)
     for column in ("participant_id", "session_id", "path"):
         frame[column] = frame[column].map(lambda v: "" if pd.isna(v) else str(v).strip())
     raw_age = frame["age"] if "age" in frame else pd.Series(np.nan, index=frame.index)
@@ -105,6 +108,9 @@ def validate_manifest(
     for column in ("participant_id", "session_id"):
         problems += [f"{_where(frame, i)}: empty {column}" for i in np.flatnonzero(frame[column] == "")]
     problems += [f"{_where(frame, i)}: age is negative" for i in np.flatnonzero(frame["age"] < 0)]
+    problems += [f"{_where(frame, i)}: age {frame['age'][i]:g} is over {MAX_AGE_YEARS}; ages are years at the scan "
+                 "(months? divide by 12; a birth year? use the scan's year minus it)"
+                 for i in np.flatnonzero(frame["age"] > MAX_AGE_YEARS)]
     not_numbers = frame["age"].isna() & raw_age.notna()
     problems += [f"{_where(frame, i)}: age {raw_age[i]!r} is not a number (years at the scan)"
                  for i in np.flatnonzero(not_numbers)]
@@ -154,6 +160,19 @@ def _usable_rows(frame: pd.DataFrame, source: str) -> pd.DataFrame:
             ", ".join(f"{name}: {count}" for name, count in dropped.items()),
         )
     return frame[usable].reset_index(drop=True)
+
+
+def _warn_qc_flagged(frame: pd.DataFrame, source: str) -> None:
+    """Name the scans preprocess/ flagged as likely failed registrations: they stay in (QC flags have false
+    positives, and only a look at the overlay tells), but training on a misregistered brain should be a choice."""
+    if "qc_flag" not in frame.columns:
+        return
+    flagged = frame["qc_flag"].astype(str).str.strip().str.lower().isin(("true", "1", "yes"))
+    if flagged.any():
+        names = [f"{p}/{s}" for p, s in zip(frame.loc[flagged, "participant_id"], frame.loc[flagged, "session_id"])]
+        more = f" and {len(names) - MAX_LISTED} more" if len(names) > MAX_LISTED else ""
+        log.warning("%s: %d scan(s) flagged by preprocessing QC are used: %s%s; look at their QC overlays, then "
+                    "drop the rows or set qc_flag to False", source, len(names), ", ".join(names[:MAX_LISTED]), more)
 
 
 def _duplicates(frame: pd.DataFrame) -> list[str]:
