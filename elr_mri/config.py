@@ -41,6 +41,7 @@ __all__ = [
     "RESUME_MAY_CHANGE",
     "refuse_resume_changes",
     "check_noise_settings",
+    "check_augment_settings",
     "with_absolute_paths",
     "PATH_KEYS",
 ]
@@ -411,6 +412,15 @@ def check_noise_settings(noise: NoiseConfig) -> None:
         if getattr(noise, key) is not None and noise.mode != mode:
             raise ConfigError(f"data.noise.{key} is set but data.noise.mode = {noise.mode} does not read "
                               f"it; set data.noise.mode: {mode}, or drop data.noise.{key}")
+
+
+def check_augment_settings(data: DataConfig) -> None:
+    """`data.mri.flip` or `max_shift` with `data.augment: false` would look like an augmented run that is not one:
+    without augmentation every training scan is the centre crop as it is. Checked when a run starts, as above."""
+    unread = [key for key, is_set in (("flip", data.mri.flip), ("max_shift", data.mri.max_shift is not None)) if is_set]
+    if data.name == "mri" and not data.augment and unread:
+        raise ConfigError(f"data.mri.{' and data.mri.'.join(unread)} not read with data.augment: false (training "
+                          "then uses the centre crop as it is); set data.augment: true, or drop them")
 
 
 def _check_schedule_floor(cfg: RunConfig, source: str) -> None:

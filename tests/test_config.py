@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from elr_mri.config import (
-    PATH_KEYS, ConfigError, RunConfig, check_noise_settings, config_from_dict, load_config, refuse_resume_changes,
-    with_absolute_paths,
+    PATH_KEYS, ConfigError, RunConfig, check_augment_settings, check_noise_settings, config_from_dict, load_config,
+    refuse_resume_changes, with_absolute_paths,
 )
 
 # every YAML under configs/ is a run config, except the importers' column mappings (*_mapping.yaml)
@@ -159,6 +159,18 @@ def test_noise_settings_the_mode_does_not_read_are_refused(tmp_path: Path, setti
     with pytest.raises(ConfigError, match=message) as info:  # but a new run does not start
         check_noise_settings(cfg.data.noise)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    (["data.mri.flip=true"], r"data.mri.flip not read with data.augment: false"),
+    (["data.mri.flip=true", "data.mri.max_shift=4"], r"data.mri.flip and data.mri.max_shift not read"),
+    (["data.mri.max_shift=0"], r"data.mri.max_shift not read"),
+])
+def test_mri_augmentations_without_augment_are_refused(tmp_path: Path, settings: list[str], message: str) -> None:
+    cfg = load_config(_write(tmp_path, "data:\n  name: mri\n  augment: false\n"), settings)
+    with pytest.raises(ConfigError, match=message):
+        check_augment_settings(cfg.data)
+    check_augment_settings(load_config(_write(tmp_path, "data:\n  name: mri\n"), settings).data)  # augmented: fine
 
 
 def test_yaml_merge_keys_and_a_checkpoint_only_at_the_end_still_load(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ import yaml
 from tqdm import tqdm
 
 from elr_mri.config import (
-    ConfigError, RunConfig, check_noise_settings, config_from_dict, config_to_dict, load_config,
+    ConfigError, RunConfig, check_augment_settings, check_noise_settings, config_from_dict, config_to_dict, load_config,
     refuse_resume_changes, with_absolute_paths,
 )
 from elr_mri.data import build_data
@@ -83,6 +83,7 @@ def train(cfg: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
             refuse_stretched_cosine(saved, cfg, out_dir)
     if not resume:
         check_noise_settings(cfg.data.noise)
+        check_augment_settings(cfg.data)
     state = RunState()  # its clock starts here: data loading counts in the run's wall time
     _seed_everything(cfg.seed)
     limit_cpu_threads(cfg.train.threads)
