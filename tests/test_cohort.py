@@ -391,3 +391,13 @@ def test_scans_flagged_by_qc_are_kept_and_named(tmp_path, caplog):
         frame = load_manifest(write_manifest(tmp_path, rows), CLASSES)
     assert len(frame) == 3
     assert "2 scan(s) flagged by preprocessing QC are used: P2/M06, P3/M00" in caplog.text
+
+
+def test_one_file_under_two_ids_is_refused(tmp_path):
+    rows = [scan("P1", "M00"), scan("P2", "M00", path="P1_M00.nii.gz"), scan("P3", "M00", path="./P1_M00.nii.gz")]
+    with pytest.raises(ManifestError) as err:
+        load_manifest(write_manifest(tmp_path, rows), CLASSES)
+    assert str(err.value).splitlines()[0].endswith("2 problem(s):")
+    assert ("line 3 (participant 'P2', session 'M00'): the same path file as line 2 ('P1', 'M00'); one scan, one row"
+            in str(err.value))
+    assert "line 4 (participant 'P3', session 'M00'): the same path file as line 2" in str(err.value)

@@ -13,6 +13,7 @@ Public names: `ManifestError`, `REQUIRED_COLUMNS`, `USABLE_STATUSES`, `SCAN_KEYS
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -120,7 +121,7 @@ def validate_manifest(
             "model.use_age: false)"
             for i in np.flatnonzero(frame["age"].isna() & ~not_numbers)
         ]
-    problems += _duplicates(frame) + _spellings(frame)
+    problems += _duplicates(frame, image_column) + _spellings(frame)
     if check_files:
         problems += [f"{_where(frame, i)}: {_file_problem(frame[IMAGE_COLUMN][i], image_column)}"
                      for i in range(len(frame)) if not frame[IMAGE_COLUMN][i] or not Path(frame[IMAGE_COLUMN][i]).is_file()]
@@ -175,16 +176,21 @@ def _warn_qc_flagged(frame: pd.DataFrame, source: str) -> None:
                     "drop the rows or set qc_flag to False", source, len(names), ", ".join(names[:MAX_LISTED]), more)
 
 
-def _duplicates(frame: pd.DataFrame) -> list[str]:
-    keys = list(zip(frame["participant_id"], frame["session_id"]))
-    first: dict[tuple[str, str], int] = {}
+def _duplicates(frame: pd.DataFrame, image_column: str) -> list[str]:
+    """Rows repeating a participant and session, then rows naming a file another row names: one scan under two
+    IDs would be split as two people, and could sit in training and test both."""
     problems = []
-    for i, key in enumerate(keys):
-        if key in first:
-            original = frame["_row"][first[key]]
-            problems.append(f"{_where(frame, i)}: duplicate of line {original} (same participant and session)")
-        else:
-            first[key] = i
+    first_scan: dict[tuple[str, str], int] = {}
+    first_file: dict[str, int] = {}
+    for i, (key, path) in enumerate(zip(zip(frame["participant_id"], frame["session_id"]), frame[IMAGE_COLUMN])):
+        j = first_scan.setdefault(key, i)
+        if j != i:
+            problems.append(f"{_where(frame, i)}: duplicate of line {frame['_row'][j]} (same participant and session)")
+            continue
+        k = first_file.setdefault(os.path.realpath(path), i) if path else i
+        if k != i:
+            problems.append(f"{_where(frame, i)}: the same {image_column} file as line {frame['_row'][k]} "
+                            f"({frame['participant_id'][k]!r}, {frame['session_id'][k]!r}); one scan, one row")
     return problems
 
 
