@@ -261,6 +261,9 @@ def test_clothing1m_lists(tmp_path):
     run = RunConfig(data=DataConfig(name="clothing1m", root=str(tmp_path)))
     assert selection_rule(run) == "best accuracy on Clothing1M's clean validation images (clean_val_key_list.txt), " \
                                   "as the paper"  # what the run records: not the noisy hold-out
+    with pytest.raises(ValueError, match=r"data.normalization = measured measures the training images in memory, "
+                                         r"but clothing1m's are read from files .*\(data.normalization: auto\)$"):
+        build_image_data(DataConfig(name="clothing1m", root=str(tmp_path), normalization="measured"))
     (tmp_path / "clean_val_key_list.txt").unlink()
     assert "noisy labels (data.val_fraction)" in selection_rule(run)
     (tmp_path / "images/0/5.jpg").unlink()  # an image the training list names, lost in extraction

@@ -174,6 +174,10 @@ def _transforms(cfg: DataConfig, source: ImageSource) -> tuple[Compose, Compose,
     if cfg.name == "digits":
         return Compose([ToFloat()]), Compose([ToFloat()]), tuple(source.train.images.shape[1:])
     named = cfg.normalization if cfg.normalization != "auto" else cfg.name
+    if named not in NORMALISATION and source.train.images.dtype.kind in "US":
+        raise ValueError(f"data.normalization = {named} measures the training images in memory, but {cfg.name}'s "
+                         f"are read from files one batch at a time; use the release's constants "
+                         f"(data.normalization: auto)")
     mean, std = NORMALISATION.get(named) or _channel_stats(source.train.images)
     normalise = Normalize(mean, std)
     if cfg.name in FILE_CROP:
