@@ -62,6 +62,10 @@ def load_scan(path: str | Path) -> nib.Nifti1Image:
                         "re-export the scan; NaNs usually come from a failed upstream step")
     if float(data.max()) <= float(data.min()):
         raise ScanError(path, "is empty (all voxels equal)", "check the export; the volume holds no image")
+    unoriented = _missing_orientation(img)
+    if unoriented:
+        raise ScanError(path, f"has no orientation ({unoriented})",
+                        "re-convert from DICOM, e.g. `dcm2niix -z y`, or set the qform/sform")
     affine = img.affine
     if affine is None or not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
         raise ScanError(path, "has a singular or non-finite affine",
@@ -71,6 +75,20 @@ def load_scan(path: str | Path) -> nib.Nifti1Image:
         raise ScanError(path, f"has voxel size {np.round(voxel, 3).tolist()} mm",
                         f"expected {_MIN_VOXEL_MM}-{_MAX_VOXEL_MM} mm; fix the header's units/zooms")
     return nib.as_closest_canonical(nib.Nifti1Image(data, affine))
+
+
+def _missing_orientation(img: nib.spatialimages.SpatialImage) -> str | None:
+    """Why the file does not say where left is, or None when it does. nibabel then makes up an affine with x
+    flipped (Analyze's radiological default), so the output would come out mirrored, and QC cannot notice: a
+    mirrored head still matches the template."""
+    if isinstance(img, nib.Nifti1Pair):  # NIfTI-1 and -2, single files and .hdr/.img pairs
+        if img.header["qform_code"] == 0 and img.header["sform_code"] == 0:
+            return "qform_code and sform_code are both 0"
+    elif isinstance(img, nib.AnalyzeImage):  # only SPM's .mat beside it gives the voxel-to-world mapping
+        mat = img.file_map.get("mat")
+        if mat is None or mat.filename is None or not Path(mat.filename).exists():
+            return "an Analyze .hdr/.img without SPM's .mat"
+    return None
 
 
 def load_option_file(path: str | Path, option: str, fix: str) -> nib.Nifti1Image:

@@ -35,6 +35,20 @@ def _singular_affine(path):
     return path
 
 
+def _unoriented(image_class, path):
+    """A header that does not say where left is: nibabel would make up an x-flipped affine for it."""
+    image_class(_head(), None).to_filename(path)
+    return path
+
+
+def _analyze(path, affine, with_mat):
+    """An Analyze pair; SPM's .mat beside it (written by nibabel's Spm2AnalyzeImage) holds the orientation."""
+    nib.Spm2AnalyzeImage(_head(), affine).to_filename(path)
+    if not with_mat:
+        path.with_suffix(".mat").unlink()
+    return path
+
+
 def _head(shape=(32, 40, 36)):
     rng = np.random.default_rng(0)
     return rng.random(shape).astype(np.float32) + 1
@@ -52,6 +66,10 @@ def _head(shape=(32, 40, 36)):
     (lambda p: _save(np.full((32, 32, 32), np.nan), p / "nan.nii.gz"), "NaN/inf"),
     (lambda p: _save(np.zeros((32, 32, 32)), p / "empty.nii.gz"), "empty"),
     (lambda p: _singular_affine(p / "flat.nii.gz"), "affine"),
+    (lambda p: _unoriented(nib.Nifti1Image, p / "nocodes.nii.gz"), "no orientation (qform_code and sform_code"),
+    (lambda p: _unoriented(nib.Nifti2Image, p / "nocodes2.nii"), "no orientation (qform_code and sform_code"),
+    (lambda p: _unoriented(nib.Nifti1Pair, p / "nocodes.hdr"), "no orientation (qform_code and sform_code"),
+    (lambda p: _analyze(p / "analyze.hdr", np.eye(4), with_mat=False), "no orientation (an Analyze"),
     (lambda p: _save(_head(), p / "units.nii.gz", np.diag([0.01, 0.01, 0.01, 1.0])), "voxel size"),
 ])
 def test_bad_inputs_raise_one_clear_line(tmp_path, make, expected):
@@ -78,3 +96,13 @@ def test_good_scan_is_reoriented_to_ras_and_single_volume_4d_accepted(tmp_path):
     assert nib.aff2axcodes(img.affine) == ("R", "A", "S")
     assert img.shape == data.shape
     np.testing.assert_allclose(img.get_fdata()[::-1, ::-1, :], data)
+
+
+@pytest.mark.parametrize("name", ["pair.hdr", "pair.img", "pair.hdr.gz"])
+def test_oriented_pairs_load_with_their_own_orientation(tmp_path, name):
+    """NIfTI pairs with an sform and Analyze pairs with SPM's .mat say where left is: read them as they say."""
+    lps = np.diag([-1.0, -1.0, 1.0, 1.0])
+    nib.Nifti1Pair(_head(), lps).to_filename(tmp_path / name)
+    assert np.array_equal(load_scan(tmp_path / name).get_fdata()[::-1, ::-1, :], _head())
+    analyze = _analyze(tmp_path / f"analyze-{name}", lps, with_mat=True)
+    assert np.array_equal(load_scan(analyze).get_fdata()[::-1, ::-1, :], _head())
