@@ -48,8 +48,8 @@ def load_scan(path: str | Path) -> nib.Nifti1Image:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ScanError(path, f"cannot be read as NIfTI ({reason})",
                         "re-download or re-convert the file") from None
-    if data.ndim == 4 and data.shape[3] == 1:
-        data = data[..., 0]
+    if data.ndim > 3 and set(data.shape[3:]) == {1}:  # one volume stored as (X, Y, Z, 1, ...), as converters may
+        data = data.reshape(data.shape[:3])
     if data.ndim != 3:
         raise ScanError(path, f"has shape {data.shape}, expected a 3D volume",
                         "pass a single 3D T1 (split 4D series with `fslsplit` or nibabel)")

@@ -62,6 +62,7 @@ def _head(shape=(32, 40, 36)):
     (lambda p: _write(p / "bad.nii.gz", gzip.compress(b"not a nifti")), "cannot be read"),
     (lambda p: _save(np.ones((64, 64)), p / "slice.nii.gz"), "expected a 3D volume"),
     (lambda p: _save(np.ones((32, 32, 32, 2)), p / "series.nii.gz"), "expected a 3D volume"),
+    (lambda p: _save(np.ones((32, 32, 32, 1, 2)), p / "series5d.nii.gz"), "expected a 3D volume"),
     (lambda p: _save(np.ones((64, 64, 4)), p / "slab.nii.gz"), "too thin"),
     (lambda p: _save(np.full((32, 32, 32), np.nan), p / "nan.nii.gz"), "NaN/inf"),
     (lambda p: _save(np.zeros((32, 32, 32)), p / "empty.nii.gz"), "empty"),
@@ -89,10 +90,11 @@ def test_truncated_file_is_a_scan_error(tmp_path):
         load_scan(truncated)
 
 
-def test_good_scan_is_reoriented_to_ras_and_single_volume_4d_accepted(tmp_path):
+@pytest.mark.parametrize("extra", [(1,), (1, 1)])
+def test_good_scan_is_reoriented_to_ras_and_single_volume_4d_or_5d_accepted(tmp_path, extra):
     lps = np.diag([-1.0, -1.0, 1.0, 1.0])
     data = _head()
-    img = load_scan(_save(data[..., None], tmp_path / "lps4d.nii.gz", lps))
+    img = load_scan(_save(data.reshape(data.shape + extra), tmp_path / "lps4d.nii.gz", lps))
     assert nib.aff2axcodes(img.affine) == ("R", "A", "S")
     assert img.shape == data.shape
     np.testing.assert_allclose(img.get_fdata()[::-1, ::-1, :], data)
