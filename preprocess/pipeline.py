@@ -17,7 +17,7 @@ from typing import Iterator
 
 from . import qc, steps
 from .checks import load_scan
-from .sidecar import (atomic_path, file_sha256, is_done, output_hashes, read_sidecar, remove_stale_temps,
+from .sidecar import (atomic_path, is_done, output_hashes, read_sidecar, remove_stale_temps, scan_sha256,
                       write_json)
 from .template import load_template, template_file_digests
 
@@ -112,7 +112,7 @@ def process_scan(path: str | Path, outputs: ScanOutputs, params: Params) -> dict
     """Preprocess one scan (or skip it when already done); return its sidecar's content plus
     `status` ("done" or "skipped"). Raises checks.ScanError for an unusable input."""
     started = time.perf_counter()
-    input_hash = file_sha256(path) if Path(path).is_file() else ""
+    input_hash = scan_sha256(path) if Path(path).is_file() else ""
     finished = [outputs.image, outputs.transform, outputs.overlay]
     if params.transform == "syn":
         finished.append(outputs.warp)

@@ -14,8 +14,14 @@ import shutil
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["file_sha256", "atomic_path", "remove_stale_temps", "write_json", "read_sidecar", "output_hashes",
-           "is_done"]
+# The files of an Analyze or NIfTI pair as nibabel names them from either half, and the compressions it opens them
+# with. SPM's .mat holds an Analyze image's orientation (a NIfTI pair's is in its header; a .mat beside one is hashed
+# all the same, which can only redo a scan).
+_PAIR_TYPES = (("header", ".hdr"), ("image", ".img"), ("mat", ".mat"))
+_COMPRESSIONS = (".gz", ".bz2", ".zst")
+
+__all__ = ["file_sha256", "scan_files", "scan_sha256", "atomic_path", "remove_stale_temps", "write_json",
+           "read_sidecar", "output_hashes", "is_done"]
 
 
 def file_sha256(path: str | Path) -> str:
@@ -25,6 +31,26 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def scan_files(path: str | Path) -> list[Path]:
+    """The files nibabel reads the image at `path` from: the file itself, or for a .hdr/.img pair (either half named,
+    compressed or not) both halves and the .mat beside them, those that exist."""
+    from nibabel.filename_parser import splitext_addext, types_filenames  # only here: the rest needs no nibabel
+
+    if splitext_addext(str(path), _COMPRESSIONS)[1].lower() not in {".hdr", ".img"}:
+        return [Path(path)]
+    names = types_filenames(str(path), _PAIR_TYPES, trailing_suffixes=_COMPRESSIONS)
+    return [Path(names[kind]) for kind, _ in _PAIR_TYPES if Path(names[kind]).exists()]
+
+
+def scan_sha256(path: str | Path) -> str:
+    """SHA-256 of a scan as nibabel reads it, to tell whether it changed since a run: a pair's over all its files (the
+    header alone misses a rewritten .img), a single file's its own (what sidecars have always recorded for it)."""
+    files = scan_files(path)
+    if len(files) == 1:
+        return file_sha256(files[0])
+    return hashlib.sha256(" ".join(file_sha256(file) for file in files).encode()).hexdigest()
 
 
 @contextlib.contextmanager

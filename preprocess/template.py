@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .checks import load_option_file, load_scan
-from .sidecar import file_sha256
+from .sidecar import file_sha256, scan_files, scan_sha256
 from .steps import to_ants
 
 if TYPE_CHECKING:  # annotations only: ANTs is imported lazily at run time
@@ -60,22 +60,22 @@ def template_file_digests(path: str | None, mask_path: str | None) -> dict[str, 
     for nilearn's packaged template, which changes only with nilearn (its version is recorded too)."""
     if path is None:
         return {}
-    digests = {"sha256": _cached_sha256(path, *_stamp(path))}
+    digests = {"sha256": _cached_sha256(path, _stamp(path))}
     if mask_path is not None:
-        digests["mask_sha256"] = _cached_sha256(mask_path, *_stamp(mask_path))
+        digests["mask_sha256"] = _cached_sha256(mask_path, _stamp(mask_path))
     return digests
 
 
-def _stamp(path: str) -> tuple[int, int]:
-    """(modification time, size): a file rewritten since is hashed again."""
-    status = os.stat(path)
-    return status.st_mtime_ns, status.st_size
+def _stamp(path: str) -> tuple[tuple[int, int], ...]:
+    """(modification time, size) of each of the image's files: one rewritten since (a pair's .img too) is hashed
+    again."""
+    return tuple((status.st_mtime_ns, status.st_size) for status in map(os.stat, scan_files(path)))
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_sha256(path: str, modified_ns: int, size: int) -> str:
-    """One hash per file version and process: checking a batch's skipped scans reads the template once."""
-    return file_sha256(path)
+def _cached_sha256(path: str, stamp: tuple[tuple[int, int], ...]) -> str:
+    """One hash per image version and process: checking a batch's skipped scans reads the template once."""
+    return scan_sha256(path)
 
 
 @functools.lru_cache(maxsize=4)
@@ -93,7 +93,7 @@ def load_template(path: str | None, mask_path: str | None, resolution: float,
         name, digest = "MNI152-2009 (nilearn)", file_sha256(MNI152_FILE_PATH)
     else:
         template = to_ants(load_scan(path))
-        name, digest = str(path), file_sha256(path)
+        name, digest = str(path), scan_sha256(path)
         mask = to_ants(load_scan(mask_path)) if mask_path else ants.get_mask(template)
     grid = _grid_like(template, resolution, shape or DEFAULT_SHAPES.get(float(resolution)))
     coarse = template

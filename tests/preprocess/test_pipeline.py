@@ -7,6 +7,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from preprocess.checks import ScanError
 from preprocess.pipeline import Params, ScanOutputs, process_scan
 from preprocess.sidecar import file_sha256, is_done, output_hashes
 from preprocess.template import load_template
@@ -187,3 +188,36 @@ def test_a_scan_whose_registration_fails_leaves_no_folder_or_temporary_files(tmp
     with pytest.raises(RuntimeError, match="diverged"):
         process_scan(moved_template, outputs, FAST_2MM)
     assert [p.relative_to(tmp_path).as_posix() for p in sorted(tmp_path.rglob("*"))] == ["sub-01", "sub-01/ses-02"]
+
+
+def _pair(image: nib.Nifti1Image, path) -> None:
+    """`image` as a NIfTI .hdr/.img pair (either half's name), header unchanged: only the image file differs."""
+    nib.Nifti1Pair(image.dataobj, image.affine, image.header).to_filename(path)
+
+
+@pytest.mark.parametrize("name", ["template.hdr", "template.hdr.gz"])
+def test_a_template_pair_whose_image_file_changed_has_another_digest(tmp_path, name):
+    from preprocess.template import template_file_digests
+
+    head = nib.Nifti1Image(np.random.default_rng(0).random((20, 20, 20), np.float32), np.eye(4))
+    _pair(head, tmp_path / name)
+    header = next(tmp_path.glob("template.hdr*"))
+    before, header_bytes = template_file_digests(str(tmp_path / name), None), header.read_bytes()
+    _pair(nib.Nifti1Image(np.asanyarray(head.dataobj)[::-1].copy(), head.affine, head.header), tmp_path / name)
+    assert header.read_bytes() == header_bytes
+    assert template_file_digests(str(tmp_path / name), None) != before
+
+
+@pytest.mark.slow
+def test_a_pair_whose_image_file_changed_is_redone_not_skipped(tmp_path, moved_template):
+    """A rerun decides by the input's hash; a pair's header holds no voxel, so it alone missed a rewritten .img."""
+    scan, outputs = tmp_path / "scan.hdr", ScanOutputs.under(tmp_path / "out", "sub-01", "ses-01")
+    moved = nib.load(moved_template)
+    _pair(moved, scan)
+    assert process_scan(scan, outputs, FAST_2MM)["status"] == "done"
+    assert process_scan(scan, outputs, FAST_2MM)["status"] == "skipped"
+    header = scan.read_bytes()
+    _pair(nib.Nifti1Image(np.zeros(moved.shape, np.float32), moved.affine, moved.header), scan)
+    assert scan.read_bytes() == header
+    with pytest.raises(ScanError, match="is empty"):  # read again, not skipped as already done
+        process_scan(scan, outputs, FAST_2MM)
