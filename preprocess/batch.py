@@ -6,16 +6,19 @@ fails is caught in its worker and listed in `failures.csv`; the others finish. T
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
 
 from .checks import ScanError
-from .inputs import select_shard
+from .inputs import InputError, select_shard
 from .pipeline import Params, ScanOutputs, process_scan
 from .sidecar import atomic_path, write_json
 from .template import template_file_digests
@@ -58,7 +61,34 @@ def shard_record_name(shard: tuple[int, int]) -> str:
     return f"shard-{shard[0]}-of-{shard[1]}.json"
 
 
-SHARD_FILE_PATTERNS = ("manifest-shard-*-of-*.csv", "failures-shard-*-of-*.csv", "shard-*-of-*.json")
+RUN_LOCK = ".preprocess.lock"  # flock'ed by every run into the folder: exclusively by a whole run, shared by shards
+# A whole run removes them all; the shards' locks too, which no run can hold while it holds RUN_LOCK.
+SHARD_FILE_PATTERNS = ("manifest-shard-*-of-*.csv", "failures-shard-*-of-*.csv", "shard-*-of-*.json",
+                       ".preprocess-shard-*-of-*.lock")
+
+
+@contextlib.contextmanager
+def output_lock(out_dir: Path, shard: tuple[int, int] | None) -> Iterator[None]:
+    """Hold `out_dir` for one run: two runs over the same scans would remove each other's temporary files (each scan
+    clears its folder's `.tmp*` before registering) and replace each other's outputs. The shards of one run process
+    disjoint scans and so may share the folder, but not with a whole run, nor a shard with its own double. A run leaves
+    its lock files (removing one would let a later run lock a new file while another still holds the old)."""
+    with contextlib.ExitStack() as held:
+        _hold(held, out_dir / RUN_LOCK, fcntl.LOCK_EX if shard is None else fcntl.LOCK_SH)
+        if shard is not None:
+            _hold(held, out_dir / f".preprocess-shard-{shard[0]}-of-{shard[1]}.lock", fcntl.LOCK_EX)
+        yield
+
+
+def _hold(held: contextlib.ExitStack, lock: Path, mode: int) -> None:
+    """flock `lock` in `mode` until `held` closes, or refuse at once: a run waiting silently looks hung. Workers are
+    spawned, not forked, so none inherits the lock and outlives the run holding it."""
+    handle = held.enter_context(open(lock, "a"))
+    try:
+        fcntl.flock(handle, mode | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise InputError(f"{lock.parent} is in use by another preprocess run (lock {lock}); wait for it or choose "
+                         "another --output") from None
 
 
 def run_batch(table: pd.DataFrame, out_dir: str | Path, params: Params, jobs: int = 1,
@@ -67,31 +97,32 @@ def run_batch(table: pd.DataFrame, out_dir: str | Path, params: Params, jobs: in
     manifest and failures (a shard: its own, plus the record `merge_shards` checks)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    manifest_name, failures_name = shard_names(shard)
-    # A manifest describes a finished run: from here on the scans it lists may be redone with other settings,
-    # so an interrupted rerun must not leave it behind for training to read (the merged one too, for a shard).
-    stale = [manifest_name, failures_name, *shard_names(None)]
-    if shard is None:  # a later merge would put an earlier sharded run's rows back over this run's manifest
-        stale += [found.name for pattern in SHARD_FILE_PATTERNS for found in out_dir.glob(pattern)]
-    else:
-        stale.append(shard_record_name(shard))
-    for name in stale:
-        (out_dir / name).unlink(missing_ok=True)
-    record = _shard_settings(table, params, min_ncc)
-    if shard is not None:
-        table = select_shard(table, *shard)
-    arguments = {i: (row.resolved_path, out_dir, row.participant_id, row.session_id, params)
-                 for i, row in zip(table.index, table.itertuples())}
-    results = run_per_scan(_run_one, arguments, jobs, "preprocess", progress)
-    manifest, failures = _tables(table, results)
-    manifest = flag_outliers(manifest, min_ncc)
-    write_csv(manifest, out_dir / manifest_name)
-    write_csv(failures, out_dir / failures_name)
-    if shard is not None:
-        write_json(out_dir / shard_record_name(shard), record)
-    counts = manifest["status"].value_counts() if len(manifest) else {}
-    return Summary(done=int(counts.get("done", 0)), skipped=int(counts.get("skipped", 0)),
-                   failed=len(failures), flagged=int(manifest["qc_flag"].sum()) if len(manifest) else 0)
+    with output_lock(out_dir, shard):
+        manifest_name, failures_name = shard_names(shard)
+        # A manifest describes a finished run: from here on the scans it lists may be redone with other settings,
+        # so an interrupted rerun must not leave it behind for training to read (the merged one too, for a shard).
+        stale = [manifest_name, failures_name, *shard_names(None)]
+        if shard is None:  # a later merge would put an earlier sharded run's rows back over this run's manifest
+            stale += [found.name for pattern in SHARD_FILE_PATTERNS for found in out_dir.glob(pattern)]
+        else:
+            stale.append(shard_record_name(shard))
+        for name in stale:
+            (out_dir / name).unlink(missing_ok=True)
+        record = _shard_settings(table, params, min_ncc)
+        if shard is not None:
+            table = select_shard(table, *shard)
+        arguments = {i: (row.resolved_path, out_dir, row.participant_id, row.session_id, params)
+                     for i, row in zip(table.index, table.itertuples())}
+        results = run_per_scan(_run_one, arguments, jobs, "preprocess", progress)
+        manifest, failures = _tables(table, results)
+        manifest = flag_outliers(manifest, min_ncc)
+        write_csv(manifest, out_dir / manifest_name)
+        write_csv(failures, out_dir / failures_name)
+        if shard is not None:
+            write_json(out_dir / shard_record_name(shard), record)
+        counts = manifest["status"].value_counts() if len(manifest) else {}
+        return Summary(done=int(counts.get("done", 0)), skipped=int(counts.get("skipped", 0)),
+                       failed=len(failures), flagged=int(manifest["qc_flag"].sum()) if len(manifest) else 0)
 
 
 def flag_outliers(manifest: pd.DataFrame, min_ncc: float) -> pd.DataFrame:

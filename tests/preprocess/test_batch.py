@@ -322,3 +322,40 @@ def test_a_head_that_barely_overlaps_the_template_is_flagged_whatever_its_ncc():
 
     manifest = pd.DataFrame({"qc_ncc": [0.63, 0.62], "qc_mask_dice": [0.0009, 0.75], "status": ["done", "done"]})
     assert flag_outliers(manifest, 0.45)["qc_flag"].tolist() == [True, False]  # the offset scan an audit found
+
+
+def _held(lock: Path, mode: int):
+    """`lock` flock'ed as another run holds it: a second open file description conflicts even in this process."""
+    import fcntl
+
+    handle = open(lock, "a")
+    fcntl.flock(handle, mode | fcntl.LOCK_NB)
+    return handle
+
+
+def test_a_run_into_a_folder_another_run_holds_is_refused_and_shards_share_it(tmp_path, capsys):
+    """Two runs over the same scans removed each other's temporary files; the shards of one run process other scans."""
+    import fcntl
+
+    scans = {}
+    for pid in ("sub-a", "sub-b"):  # unreadable scans: a run finishes at once, failing them
+        scans[pid] = tmp_path / f"{pid}.nii.gz"
+        scans[pid].write_bytes(gzip.compress(b"garbage"))
+    table, out = str(_csv(tmp_path, scans)), tmp_path / "out"
+    out.mkdir()
+    (out / "manifest.csv").write_text("participant_id\nsub-a\n")  # the other run's, kept
+    run_lock, shard_lock = out / ".preprocess.lock", out / ".preprocess-shard-0-of-2.lock"
+    refusal = f"{out} is in use by another preprocess run (lock {{}}); wait for it or choose another --output"
+    with _held(run_lock, fcntl.LOCK_EX):  # a whole run
+        for shard in ([], ["--shard", "1/2"]):
+            assert main(["--input", table, "--output", str(out), *shard, *FAST]) == 2
+            assert capsys.readouterr().err == f"elr-mri preprocess: error: {refusal.format(run_lock)}\n"
+        assert (out / "manifest.csv").exists()
+    with _held(run_lock, fcntl.LOCK_SH), _held(shard_lock, fcntl.LOCK_EX):  # shard 0/2
+        assert main(["--input", table, "--output", str(out), "--shard", "0/2", *FAST]) == 2
+        assert refusal.format(shard_lock) in capsys.readouterr().err
+        assert main(["--input", table, "--output", str(out), *FAST]) == 2
+        assert refusal.format(run_lock) in capsys.readouterr().err
+        assert main(["--input", table, "--output", str(out), "--shard", "1/2", *FAST]) == 1  # ran, failing its scan
+    for _ in range(2):  # a run lets go of the folder when it ends
+        assert main(["--input", table, "--output", str(out), *FAST]) == 1
