@@ -40,15 +40,18 @@ def test_bad_anatomy_file_is_one_line_naming_it(tmp_path: Path, capsys: pytest.C
     assert not out.exists()
 
 
-def test_resume_settings_follow_the_anatomy_file_content_not_its_name(tmp_path: Path) -> None:
-    """A head replaced under the same path is another cohort: finished scans of the old one must not be kept."""
+@pytest.mark.parametrize("name", ["head.nii.gz", "head.hdr"])
+def test_resume_settings_follow_the_anatomy_file_content_not_its_name(tmp_path: Path, name: str) -> None:
+    """A head replaced under the same path is another cohort: finished scans of the old one must not be kept
+    (for a .hdr/.img pair, a new .img under the same header too)."""
     from elr_mri.simulate.cli import _description
     from elr_mri.simulate.cohort import plan_cohort
 
-    specs, head = plan_cohort(2, 0, 0.2, 0, 1.0), tmp_path / "head.nii.gz"
-    _nifti((20, 20, 20))(head)
+    specs, head = plan_cohort(2, 0, 0.2, 0, 1.0), tmp_path / name
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    nib.save(nib.Nifti1Image(np.random.default_rng(0).random((20, 20, 20)).astype(np.float32), affine), head)
     before = _description(specs, 0.2, 0, 2.0, str(head), 1.0)
-    nib.Nifti1Image(np.zeros((20, 20, 20), np.float32), np.eye(4)).to_filename(head)
+    nib.save(nib.Nifti1Image(np.zeros((20, 20, 20), np.float32), affine), head)
     assert _description(specs, 0.2, 0, 2.0, str(head), 1.0)["anatomy_sha256"] != before["anatomy_sha256"]
     assert "anatomy_sha256" not in _description(specs, 0.2, 0, 2.0, "mni152", 1.0)
 

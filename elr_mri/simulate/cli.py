@@ -31,7 +31,7 @@ from elr_mri.simulate.anatomy import ANATOMIES, load_anatomy
 from elr_mri.simulate.cohort import CLASS_FRACTIONS, SubjectSpec, plan_cohort
 from elr_mri.simulate.disease import REGIONS
 from elr_mri.simulate.render import render_scan
-from preprocess.sidecar import atomic_path, file_sha256, read_sidecar, remove_stale_temps, write_json
+from preprocess.sidecar import atomic_path, file_sha256, read_sidecar, remove_stale_temps, scan_sha256, write_json
 from preprocess.user_errors import USER_ERRORS, nonempty_path, report_user_error, storage_error_or_raise
 from preprocess.workers import start_worker_process
 
@@ -170,7 +170,7 @@ def _description(specs: list[SubjectSpec], label_noise: float, seed: int, resolu
         "seed": seed, "label_noise": label_noise, "resolution_mm": resolution_mm, "anatomy": anatomy,
         "atrophy_scale": atrophy_scale,
         # a file's content, not its name: another head saved under the same path is another cohort (resume)
-        **({} if anatomy in ANATOMIES else {"anatomy_sha256": file_sha256(anatomy)}),
+        **({} if anatomy in ANATOMIES else {"anatomy_sha256": scan_sha256(anatomy)}),
         "true_class_counts": counts, "class_fractions": CLASS_FRACTIONS,
         "regions": [vars(region) for region in REGIONS],
         "sites": {name: profile.as_dict() for name, profile in SITES.items()},
