@@ -25,7 +25,7 @@ from .template import template_file_digests
 from .workers import run_per_scan
 
 __all__ = ["QC_COLUMNS", "Summary", "run_batch", "merge_shards", "flag_outliers", "write_csv", "failure_table",
-           "shard_names", "telling_line"]
+           "shard_names", "telling_line", "qc_reasons", "flagged_report"]
 
 QC_COLUMNS = ["qc_ncc", "qc_mi", "qc_mask_dice"]
 # Head foregrounds of a registered scan and the template overlap by 0.73-0.88 (Dice; simulated cohort at 2 mm,
@@ -127,18 +127,52 @@ def run_batch(table: pd.DataFrame, out_dir: str | Path, params: Params, jobs: in
 
 def flag_outliers(manifest: pd.DataFrame, min_ncc: float) -> pd.DataFrame:
     """Set `qc_flag` where NCC is below `min_ncc` or the head overlap below MIN_HEAD_DICE, or (10+ scans)
-    NCC is far below the batch's median: more than 3.5 robust standard deviations (1.4826 MAD). Flagged
-    scans stay in the manifest."""
+    NCC is far below the batch's median: more than 3.5 robust standard deviations (1.4826 MAD); `qc_reason`
+    says which (empty when not flagged). Flagged scans stay in the manifest."""
     manifest = manifest.copy()
-    ncc = manifest["qc_ncc"].astype(float) if len(manifest) else pd.Series(dtype=float)
-    dice = manifest["qc_mask_dice"].astype(float) if len(manifest) else pd.Series(dtype=float)
-    flag = (ncc < min_ncc) | (dice < MIN_HEAD_DICE)
+    ncc = manifest["qc_ncc"].astype(float).to_numpy() if len(manifest) else np.zeros(0)
+    dice = manifest["qc_mask_dice"].astype(float).to_numpy() if len(manifest) else np.zeros(0)
+    reasons = qc_reasons(ncc, dice, min_ncc)
+    manifest["qc_flag"] = [bool(reason) for reason in reasons]
+    manifest["qc_reason"] = reasons
+    return manifest[[c for c in manifest.columns if c != "status"] + ["status"]]  # status last
+
+
+def qc_reasons(ncc: np.ndarray, dice: np.ndarray, min_ncc: float) -> list[str]:
+    """Why each scan is flagged, '' when it is not: a person deciding what to do with it needs the figure
+    and the limit it failed, not only a flag."""
+    outlier_below = -np.inf
     if len(ncc) >= 10:
         median = float(np.median(ncc))
-        spread = 1.4826 * float(np.median(np.abs(ncc - median)))
-        flag |= ncc < median - 3.5 * max(spread, 1e-3)
-    manifest["qc_flag"] = flag.astype(bool)
-    return manifest[[c for c in manifest.columns if c != "status"] + ["status"]]  # status last
+        outlier_below = median - 3.5 * max(1.4826 * float(np.median(np.abs(ncc - median))), 1e-3)
+    reasons = []
+    for scan_ncc, scan_dice in zip(ncc, dice):
+        found = []
+        if scan_ncc < min_ncc:
+            found.append(f"NCC {scan_ncc:.3f} < {min_ncc:g}")
+        elif scan_ncc < outlier_below:
+            found.append(f"NCC {scan_ncc:.3f} far below the batch's (outliers < {outlier_below:.3f})")
+        if scan_dice < MIN_HEAD_DICE:
+            found.append(f"head overlap {scan_dice:.3f} < {MIN_HEAD_DICE:g}")
+        reasons.append("; ".join(found))
+    return reasons
+
+
+def flagged_report(manifest_path: Path, limit: int = 20) -> str:
+    """The scans `manifest_path` flags, one line each (id, reason, QC image; `limit` at most), and what to do
+    about them: they stay in the manifest, so training reads them unless someone looks."""
+    manifest = _read_csv(manifest_path)
+    flagged = manifest[manifest["qc_flag"] == "True"]
+    if flagged.empty:
+        return ""
+    lines = [f"QC flagged {len(flagged)} scan(s) (qc_flag True in {manifest_path}; qc_reason says why):"]
+    lines += [f"  {row.participant_id}/{row.session_id}: {row.qc_reason} - "
+              f"{ScanOutputs.beside(row.processed_path).overlay}" for row in flagged.head(limit).itertuples()]
+    if len(flagged) > limit:
+        lines.append(f"  … and {len(flagged) - limit} more; see {manifest_path}")
+    lines.append("They stay in the manifest, and training reads every row: look at each one's QC image (and qc_ncc, "
+                 "qc_mask_dice), then drop the rows of scans you reject, or fix those scans and run again.")
+    return "\n".join(lines)
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> None:

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from . import steps
-from .batch import merge_shards, run_batch
+from .batch import Summary, flagged_report, merge_shards, run_batch, shard_names
 from .inputs import InputError, parse_shard, read_inputs
 from .pipeline import Params
 from .template import check_template_files
@@ -80,8 +80,15 @@ def main(argv: list[str] | None = None) -> int:
         print("elr-mri preprocess: interrupted; run the same command again: finished scans are skipped",
               file=sys.stderr)
         return 130
-    print(summary)
+    print_summary(summary, Path(args.output) / shard_names(shard)[0])
     return 1 if summary.failed else 0
+
+
+def print_summary(summary: Summary, manifest: Path) -> None:
+    """The run's counts, then the scans QC flagged by name: a count alone leaves them in the training data unseen."""
+    print(summary)
+    if summary.flagged:
+        print(flagged_report(manifest))
 
 
 def require_ncc_threshold(value: float) -> None:
@@ -107,5 +114,5 @@ def merge_main(argv: list[str] | None = None) -> int:
         summary = merge_shards(args.output, args.qc_min_ncc)
     except (FileNotFoundError, ValueError) as exc:
         return report_user_error("elr-mri preprocess-merge", exc, status=1)
-    print(summary)
+    print_summary(summary, Path(args.output) / "manifest.csv")
     return 1 if summary.failed else 0

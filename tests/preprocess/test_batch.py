@@ -75,7 +75,7 @@ def test_bad_scans_fail_alone_with_their_own_reason(mixed_run, good_scans):
     assert list(manifest.participant_id) == sorted(good_scans)
     assert {"participant_id", "session_id", "path", "diagnosis", "age", "processed_path", "qc_ncc", "qc_mi",
             "qc_mask_dice", "qc_flag", "status"} <= set(manifest.columns)
-    assert list(manifest.columns)[-2:] == ["qc_flag", "status"]
+    assert list(manifest.columns)[-3:] == ["qc_flag", "qc_reason", "status"]
     assert (manifest.status == "done").all() and not manifest.qc_flag.any()
     assert all(Path(p).exists() for p in manifest.processed_path)
 
@@ -132,13 +132,13 @@ def test_merge_names_an_empty_shard_and_needs_no_failures_files(tmp_path, capsys
     assert merge_main(["--output", str(tmp_path)]) == 0  # no failures-shard files: none failed
     assert list(pd.read_csv(tmp_path / "failures.csv").columns) == ["participant_id", "session_id", "path", "error"]
     assert (tmp_path / "manifest.csv").read_text().splitlines()[1:] == [  # carried columns as the shards wrote them
-        "a,b,0.9,0.75,0042,False,done", "c,b,0.9,0.75,1e3,False,done"]
+        "a,b,0.9,0.75,0042,False,,done", "c,b,0.9,0.75,1e3,False,,done"]
 
 
 def test_merge_uses_the_shards_qc_threshold_and_refuses_a_shard_without_its_record(tmp_path, capsys):
     for index, ncc in enumerate((0.7, 0.9)):
         pd.DataFrame({"participant_id": [f"p{index}"], "session_id": ["b"], "qc_ncc": [ncc], "qc_mask_dice": [0.75],
-                      "status": ["done"]}).to_csv(tmp_path / f"manifest-shard-{index}-of-2.csv", index=False)
+                      "processed_path": [f"/prep/p{index}_b_space-template_T1w.nii.gz"], "status": ["done"]}).to_csv(tmp_path / f"manifest-shard-{index}-of-2.csv", index=False)
     _shard_record(tmp_path, 0, 2, qc_min_ncc=0.8)
     assert merge_main(["--output", str(tmp_path)]) == 1
     assert "shard(s) 1/2 have no readable shard-I-of-N.json" in capsys.readouterr().err
@@ -359,3 +359,27 @@ def test_a_run_into_a_folder_another_run_holds_is_refused_and_shards_share_it(tm
         assert main(["--input", table, "--output", str(out), "--shard", "1/2", *FAST]) == 1  # ran, failing its scan
     for _ in range(2):  # a run lets go of the folder when it ends
         assert main(["--input", table, "--output", str(out), *FAST]) == 1
+
+
+def test_flagged_scans_are_named_with_their_reason_and_qc_image(tmp_path, capsys):
+    """A count of flagged scans alone left them in the training data unseen."""
+    ids = [f"sub-{i:02d}" for i in range(25)]
+    pd.DataFrame({"participant_id": ids, "session_id": "ses-M00",
+                  "processed_path": [f"/prep/{i}/ses-M00/{i}_ses-M00_space-template_T1w.nii.gz" for i in ids],
+                  "qc_ncc": [0.3, 0.8] + [0.3] * 21 + [0.8] * 2, "qc_mask_dice": [0.2, 0.2] + [0.75] * 23,
+                  "status": "done"}).to_csv(tmp_path / "manifest-shard-0-of-1.csv", index=False)
+    _shard_record(tmp_path, 0, 1)
+    assert merge_main(["--output", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "23 flagged by QC" in out
+    assert "  sub-00/ses-M00: NCC 0.300 < 0.45; head overlap 0.200 < 0.5 - /prep/sub-00/ses-M00/sub-00_ses-M00_qc.png" in out
+    assert "  sub-01/ses-M00: head overlap 0.200 < 0.5 - " in out and "  sub-19/ses-M00: NCC 0.300 < 0.45 - " in out
+    assert "sub-20/ses-M00" not in out and f"… and 3 more; see {tmp_path / 'manifest.csv'}" in out
+    assert "drop the rows of scans you reject, or fix those scans and run again" in out
+    manifest = pd.read_csv(tmp_path / "manifest.csv", keep_default_na=False)
+    assert manifest.qc_flag.tolist() == [True] * 23 + [False] * 2
+    assert manifest.qc_reason[1] == "head overlap 0.200 < 0.5" and manifest.qc_reason[23] == ""
+    from preprocess.batch import qc_reasons
+
+    outlier = qc_reasons(np.array([0.8, 0.81, 0.79, 0.8, 0.82, 0.78, 0.8, 0.81, 0.79, 0.6]), np.full(10, 0.8), 0.45)
+    assert outlier[:9] == [""] * 9 and outlier[9].startswith("NCC 0.600 far below the batch's (outliers < 0.7")
