@@ -66,10 +66,37 @@ def read_inputs(source: str | Path) -> pd.DataFrame:
         raise InputError(f"{source}: {len(dupes)} rows share participant/session ids (first: "
                          f"{first.participant_id}/{first.session_id}); keep one T1 per session or make "
                          "session_id unique")
-    table = table.sort_values(["participant_id", "session_id"], kind="stable").reset_index(drop=True)
     table["resolved_path"] = [str(p if Path(p).is_absolute() else (base / p).resolve()) if p.strip() else ""
                               for p in table["path"]]
-    return table
+    _refuse_repeated_scans(source, table)
+    return table.sort_values(["participant_id", "session_id"], kind="stable").reset_index(drop=True)
+
+
+def _refuse_repeated_scans(source: Path, table: pd.DataFrame) -> None:
+    """One scan file listed under two ids would be processed twice and, split by participant, could train and test
+    a model at once. Compared as files (device, inode), so links and paths spelled differently count as one."""
+    seen: dict[tuple[int, int], int] = {}
+    for row, path in enumerate(table["resolved_path"]):
+        identity = _file_identity(path)
+        if identity is None:
+            continue
+        if identity in seen:
+            first, again = table.iloc[seen[identity]], table.iloc[row]
+            raise InputError(f"{source}: rows {seen[identity] + 1} ({first.participant_id}/{first.session_id}) and "
+                             f"{row + 1} ({again.participant_id}/{again.session_id}) list the same scan file "
+                             f"{first.resolved_path}; keep the row whose ids are right and remove the other")
+        seen[identity] = row
+
+
+def _file_identity(path: str) -> tuple[int, int] | None:
+    """(device, inode) of an existing file, None otherwise: a missing scan fails on its own row later."""
+    if not path:
+        return None
+    try:
+        status = Path(path).stat()
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
 
 
 def parse_shard(text: str) -> tuple[int, int]:

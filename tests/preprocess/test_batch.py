@@ -383,3 +383,16 @@ def test_flagged_scans_are_named_with_their_reason_and_qc_image(tmp_path, capsys
 
     outlier = qc_reasons(np.array([0.8, 0.81, 0.79, 0.8, 0.82, 0.78, 0.8, 0.81, 0.79, 0.6]), np.full(10, 0.8), 0.45)
     assert outlier[:9] == [""] * 9 and outlier[9].startswith("NCC 0.600 far below the batch's (outliers < 0.7")
+
+
+@pytest.mark.parametrize("second", ["scans/../a.nii.gz", "link.nii.gz"])
+def test_one_scan_file_under_two_ids_is_refused_naming_both_rows(tmp_path, second):
+    """It was processed twice, and a split by participant could put the one scan in training and test."""
+    (tmp_path / "a.nii.gz").write_bytes(b"a scan")
+    (tmp_path / "scans").mkdir()
+    (tmp_path / "link.nii.gz").symlink_to(tmp_path / "a.nii.gz")
+    (tmp_path / "x.csv").write_text(f"participant_id,session_id,path\nsub-b,ses-M00,a.nii.gz\n"
+                                    f"sub-c,ses-M00,missing.nii.gz\nsub-a,ses-M12,{second}\n")
+    with pytest.raises(InputError, match=r"x.csv: rows 1 \(sub-b/ses-M00\) and 3 \(sub-a/ses-M12\) list the same scan "
+                                         rf"file {tmp_path / 'a.nii.gz'}; keep the row whose ids are right"):
+        read_inputs(tmp_path / "x.csv")
