@@ -3,7 +3,7 @@
 `process_scan` loads and checks the scan, corrects the bias field, registers it to the template,
 resamples it once onto the output grid, normalises it and writes the volume, the forward
 transform, a QC overlay and last the JSON sidecar. It skips a scan whose sidecar already records
-the same input hash and parameters.
+the same input hash, parameters, template files and PIPELINE_VERSION.
 """
 from __future__ import annotations
 
@@ -21,8 +21,12 @@ from .sidecar import (atomic_path, is_done, output_hashes, read_sidecar, remove_
                       write_json)
 from .template import load_template, template_file_digests
 
-__all__ = ["Params", "ScanOutputs", "process_scan", "software_versions"]
+__all__ = ["PIPELINE_VERSION", "Params", "ScanOutputs", "process_scan", "software_versions"]
 
+# What produced a scan's outputs besides its parameters and template: bump it with any change to the steps (here,
+# steps.py, template.py, qc.py) that would change them; a rerun redoes each scan whose sidecar records another version
+# (or none: written before 2026-12-04) instead of keeping what older code made.
+PIPELINE_VERSION = 1
 MAX_FIELD_OF_VIEW_MM = 400  # an output grid wider than this along any axis is a mistyped --shape (heads: ~250 mm)
 
 
@@ -117,7 +121,8 @@ def process_scan(path: str | Path, outputs: ScanOutputs, params: Params) -> dict
     if params.transform == "syn":
         finished.append(outputs.warp)
     template_files = template_file_digests(params.template, params.template_mask)
-    if input_hash and is_done(outputs.sidecar, input_hash, params.as_dict(), finished, template_files):
+    if input_hash and is_done(outputs.sidecar, input_hash, params.as_dict(), finished, template_files,
+                              PIPELINE_VERSION):
         return {**read_sidecar(outputs.sidecar), "status": "skipped"}
     scan = load_scan(path)
     import ants  # after the checks: a bad scan fails without paying for the ANTs import
@@ -148,6 +153,7 @@ def process_scan(path: str | Path, outputs: ScanOutputs, params: Params) -> dict
         with atomic_path(outputs.overlay) as temp:
             qc.overlay_png(warped, template, temp, title=outputs.image.name)
     meta = {"input_path": str(path), "input_sha256": input_hash, "params": params.as_dict(),
+            "pipeline_version": PIPELINE_VERSION,
             "template": {"name": template.name, "sha256": template.sha256, **template_files},
             "software": software_versions(), "qc": figures, "outputs_sha256": output_hashes(finished),
             "seconds": round(time.perf_counter() - started, 2)}

@@ -1,8 +1,9 @@
 """Hashes, atomic writes and the JSON sidecar that lets an interrupted batch resume.
 
-A scan counts as done only when its sidecar exists and records the same input hash and
-parameters; the sidecar is written last, and every file goes through a temporary name and
-`os.replace`, so a run killed at any moment leaves nothing that looks finished.
+A scan counts as done only when its sidecar exists and records the same input hash,
+parameters, template files and pipeline version; the sidecar is written last, and every file
+goes through a temporary name and `os.replace`, so a run killed at any moment leaves nothing
+that looks finished.
 """
 from __future__ import annotations
 
@@ -97,12 +98,15 @@ def output_hashes(outputs: list[Path]) -> dict[str, str]:
 
 
 def is_done(sidecar: str | Path, input_sha256: str, params: dict, outputs: list[Path],
-            template: dict[str, str] | None = None) -> bool:
-    """True when a previous run finished this scan with the same input, parameters and template files
-    (`template`: the digests the sidecar's "template" must hold) and its outputs are still the files it
-    wrote (a sidecar written before output hashes were recorded: they exist)."""
+            template: dict[str, str] | None = None, pipeline_version: int | None = None) -> bool:
+    """True when a previous run finished this scan with the same input, parameters, template files
+    (`template`: the digests the sidecar's "template" must hold) and pipeline version (None: a sidecar that
+    records none), and its outputs are still the files it wrote (a sidecar written before output hashes were
+    recorded: they exist)."""
     meta = read_sidecar(sidecar)
     if meta is None or meta.get("input_sha256") != input_sha256 or meta.get("params") != params:
+        return False
+    if meta.get("pipeline_version") != pipeline_version:  # older code made these outputs
         return False
     if any((meta.get("template") or {}).get(key) != digest for key, digest in (template or {}).items()):
         return False

@@ -56,10 +56,12 @@ def check_template_files(path: str | None, mask_path: str | None) -> None:
 
 def template_file_digests(path: str | None, mask_path: str | None) -> dict[str, str]:
     """SHA-256 of the --template ("sha256") and --template-mask ("mask_sha256") files, as sidecars record
-    them, so that a rerun redoes scans when a file under the same name now holds another image; empty
-    for nilearn's packaged template, which changes only with nilearn (its version is recorded too)."""
+    them, so that a rerun redoes scans when a file under the same name now holds another image; for nilearn's
+    packaged template (`path` None) its file's, which another nilearn may replace (its mask is made from it)."""
     if path is None:
-        return {}
+        from nilearn.datasets import MNI152_FILE_PATH
+
+        path = str(MNI152_FILE_PATH)
     digests = {"sha256": _cached_sha256(path, _stamp(path))}
     if mask_path is not None:
         digests["mask_sha256"] = _cached_sha256(mask_path, _stamp(mask_path))

@@ -113,7 +113,40 @@ def test_a_template_file_rewritten_under_its_name_redoes_the_scan(tmp_path):
     assert is_done(sidecar, "abc", {}, [output], template_file_digests(str(template), str(mask)))
     template.write_bytes(b"template two, another image under the same name")
     assert not is_done(sidecar, "abc", {}, [output], template_file_digests(str(template), str(mask)))
-    assert template_file_digests(None, None) == {}  # nilearn's packaged template: its version is recorded
+
+
+
+def test_outputs_of_another_pipeline_version_or_default_template_are_redone(tmp_path, template_result, moved_template,
+                                                                           monkeypatch):
+    """Resume compared only the parameters: outputs older code or another nilearn template made were kept."""
+    import shutil
+
+    from nilearn.datasets import MNI152_FILE_PATH
+
+    from preprocess import steps
+    from preprocess.pipeline import PIPELINE_VERSION
+    from preprocess.template import template_file_digests
+
+    done, _ = template_result
+    shutil.copytree(done.image.parent, tmp_path / "sub-01" / "ses-01")
+    outputs = ScanOutputs.under(tmp_path, "sub-01", "ses-01")
+    meta = json.loads(outputs.sidecar.read_text())
+    assert meta["pipeline_version"] == PIPELINE_VERSION
+    assert template_file_digests(None, None) == {"sha256": file_sha256(MNI152_FILE_PATH)} == {
+        "sha256": meta["template"]["sha256"]}
+    assert process_scan(moved_template, outputs, FAST_2MM)["status"] == "skipped"
+    for stale in ({"pipeline_version": PIPELINE_VERSION - 1}, {"template": {"sha256": "another nilearn's"}}):
+        outputs.sidecar.write_text(json.dumps({**meta, **stale}))
+        assert not is_done(outputs.sidecar, meta["input_sha256"], meta["params"], [outputs.image],
+                           template_file_digests(None, None), PIPELINE_VERSION)
+
+    def redoing(*args, **kwargs):  # reaching the registration is redoing the scan; its result is not needed
+        raise RuntimeError("redoing the scan")
+
+    monkeypatch.setattr(steps, "register", redoing)
+    outputs.sidecar.write_text(json.dumps({**meta, "pipeline_version": PIPELINE_VERSION - 1}))
+    with pytest.raises(RuntimeError, match="redoing the scan"):
+        process_scan(moved_template, outputs, FAST_2MM)
 
 
 def test_real_head_lands_on_the_template(tmp_path, moved_colin_2mm):
