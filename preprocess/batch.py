@@ -2,7 +2,7 @@
 
 Workers come from `workers.scan_workers` (ITK threads shared out, stopped with the run). A scan that
 fails is caught in its worker and listed in `failures.csv`; the others finish. The output manifest holds the input columns plus
-`processed_path`, the QC figures, `qc_flag` and `status`; it is what training reads.
+`processed_path`, `input_sha256`, the QC figures, `qc_flag`, `qc_reason` and `status`; it is what training reads.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from .template import template_file_digests
 from .workers import run_per_scan
 
 __all__ = ["QC_COLUMNS", "Summary", "run_batch", "merge_shards", "flag_outliers", "write_csv", "failure_table",
-           "shard_names", "telling_line", "qc_reasons", "flagged_report"]
+           "shard_names", "telling_line", "qc_reasons", "repeated_images", "flagged_report"]
 
 QC_COLUMNS = ["qc_ncc", "qc_mi", "qc_mask_dice"]
 # Head foregrounds of a registered scan and the template overlap by 0.73-0.88 (Dice; simulated cohort at 2 mm,
@@ -128,11 +128,12 @@ def run_batch(table: pd.DataFrame, out_dir: str | Path, params: Params, jobs: in
 def flag_outliers(manifest: pd.DataFrame, min_ncc: float) -> pd.DataFrame:
     """Set `qc_flag` where NCC is below `min_ncc` or the head overlap below MIN_HEAD_DICE, or (10+ scans)
     NCC is far below the batch's median: more than 3.5 robust standard deviations (1.4826 MAD); `qc_reason`
-    says which (empty when not flagged). Flagged scans stay in the manifest."""
+    says which (empty when not flagged); so does one image listed under two ids. Flagged scans stay in the manifest."""
     manifest = manifest.copy()
     ncc = manifest["qc_ncc"].astype(float).to_numpy() if len(manifest) else np.zeros(0)
     dice = manifest["qc_mask_dice"].astype(float).to_numpy() if len(manifest) else np.zeros(0)
-    reasons = qc_reasons(ncc, dice, min_ncc)
+    reasons = ["; ".join(reason for reason in pair if reason)
+               for pair in zip(qc_reasons(ncc, dice, min_ncc), repeated_images(manifest))]
     manifest["qc_flag"] = [bool(reason) for reason in reasons]
     manifest["qc_reason"] = reasons
     return manifest[[c for c in manifest.columns if c != "status"] + ["status"]]  # status last
@@ -156,6 +157,22 @@ def qc_reasons(ncc: np.ndarray, dice: np.ndarray, min_ncc: float) -> list[str]:
             found.append(f"head overlap {scan_dice:.3f} < {MIN_HEAD_DICE:g}")
         reasons.append("; ".join(found))
     return reasons
+
+
+def repeated_images(manifest: pd.DataFrame) -> list[str]:
+    """For each row, the other ids whose scan file holds the same bytes ('' when none). Found here from the hashes
+    the scans' sidecars hold anyway, not by hashing every input before the run (minutes for thousands of scans, in
+    every shard); the input table already refuses one file listed twice. One image under two ids could sit in
+    training and test at once."""
+    if "input_sha256" not in manifest.columns:  # shards written before the manifest listed the inputs' hashes
+        return [""] * len(manifest)
+    ids = (manifest["participant_id"].astype(str) + "/" + manifest["session_id"].astype(str)).tolist()
+    by_image: dict[str, list[str]] = {}
+    for scan, digest in zip(ids, manifest["input_sha256"]):
+        by_image.setdefault(digest, []).append(scan)
+    twins = [[other for other in by_image[digest] if other != scan]
+             for scan, digest in zip(ids, manifest["input_sha256"])]
+    return [f"same image as {', '.join(others)}" if others else "" for others in twins]
 
 
 def flagged_report(manifest_path: Path, limit: int = 20) -> str:
@@ -196,6 +213,7 @@ def _tables(table: pd.DataFrame, results: dict[int, dict]) -> tuple[pd.DataFrame
     # the raw scan as an absolute path: the input's relative one was relative to the input, not to this manifest
     manifest["path"] = table.loc[ok, "resolved_path"]
     manifest["processed_path"] = [results[i]["processed_path"] for i in ok]
+    manifest["input_sha256"] = [results[i]["input_sha256"] for i in ok]
     for column in QC_COLUMNS:
         manifest[column] = [results[i]["qc"][column] for i in ok]
     manifest["status"] = [results[i]["status"] for i in ok]
@@ -228,7 +246,8 @@ def _run_one(path: str, out_dir: Path, participant: str, session: str, params: P
         return {"status": "failed", "error": str(exc)}
     except Exception as exc:  # ANTs/ITK errors: keep the type and the telling line, go on with the rest
         return {"status": "failed", "error": f"{path}: {type(exc).__name__}: {telling_line(str(exc))}"}
-    return {"status": result["status"], "qc": result["qc"], "processed_path": str(outputs.image.resolve())}
+    return {"status": result["status"], "qc": result["qc"], "processed_path": str(outputs.image.resolve()),
+            "input_sha256": result["input_sha256"]}
 
 
 def telling_line(message: str) -> str:

@@ -18,6 +18,7 @@ import pytest
 
 from preprocess.cli import main, merge_main
 from preprocess.inputs import InputError, read_inputs, select_shard
+from preprocess.sidecar import file_sha256
 
 FAST = ["--resolution", "2", "--no-progress"]
 BAD_SCANS = {  # participant -> (writer, words its error must contain)
@@ -73,10 +74,13 @@ def test_bad_scans_fail_alone_with_their_own_reason(mixed_run, good_scans):
         assert words in reasons[pid], reasons[pid]
     manifest = pd.read_csv(out / "manifest.csv", dtype={"participant_id": str})
     assert list(manifest.participant_id) == sorted(good_scans)
-    assert {"participant_id", "session_id", "path", "diagnosis", "age", "processed_path", "qc_ncc", "qc_mi",
-            "qc_mask_dice", "qc_flag", "status"} <= set(manifest.columns)
+    assert {"participant_id", "session_id", "path", "diagnosis", "age", "processed_path", "input_sha256", "qc_ncc",
+            "qc_mi", "qc_mask_dice", "qc_flag", "status"} <= set(manifest.columns)
     assert list(manifest.columns)[-3:] == ["qc_flag", "qc_reason", "status"]
-    assert (manifest.status == "done").all() and not manifest.qc_flag.any()
+    assert (manifest.status == "done").all()
+    # the two good scans are copies of one file: the image under two ids is flagged (QC figures flag neither)
+    assert manifest.input_sha256.tolist() == [file_sha256(good_scans[pid]) for pid in manifest.participant_id]
+    assert manifest.qc_reason.tolist() == ["same image as sub-02/ses-M00", "same image as sub-01/ses-M00"]
     assert all(Path(p).exists() for p in manifest.processed_path)
 
 
@@ -87,7 +91,8 @@ def test_rerun_skips_finished_scans(mixed_run, capsys):
     assert code == 1  # the bad scans still fail
     manifest = pd.read_csv(out / "manifest.csv")
     assert (manifest.status == "skipped").all() and len(manifest) == 2
-    assert "2 skipped" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "2 skipped" in out and "  sub-01/ses-M00: same image as sub-02/ses-M00 - " in out
     assert time.perf_counter() - started < 30  # hashing and reading sidecars, no ANTs work
 
 
