@@ -182,6 +182,30 @@ def test_continuing_a_run_removes_the_evaluations_of_the_checkpoints_it_replaces
     assert "eval-test" in result.stderr and "elr-mri evaluate" in result.stderr  # says what went and how to redo it
 
 
+def test_evaluations_made_while_a_run_trained_go_when_it_ends(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An evaluation of best.pt made mid-run stayed after the run ended, and the scripts that skip what is written
+    reported that epoch's weights as the run's; one made after the end stays through a rerun of the end."""
+    import elr_mri.engine.runner as runner
+    from elr_mri.evaluation.evaluate import evaluate_run
+
+    out, write_metrics = tmp_path / "run", runner._write_metrics
+
+    def evaluate_mid_run(out_dir: Path, rows: list, writer: object) -> None:
+        write_metrics(out_dir, rows, writer)
+        if len(rows) == 2:  # best.pt of epoch 1 exists
+            evaluate_run(out_dir, n_boot=2)
+            evaluate_run(out_dir, checkpoint="last", n_boot=2)
+
+    monkeypatch.setattr(runner, "_write_metrics", evaluate_mid_run)
+    train(load_config(DIGITS, [*SMALL, "train.epochs=3", "train.checkpoint_seconds=0"]), out)
+    assert not any(out.glob("eval-*"))
+    monkeypatch.undo()
+    evaluate_run(out, n_boot=2)
+    result = _cli("train", "--resume", str(out))
+    assert result.returncode == 0, result.stderr
+    assert json.loads((out / "eval-test" / "summary.json").read_text())["run_finished"] is True
+
+
 def test_an_evaluation_cut_short_while_rewriting_its_folder_leaves_no_summary(tmp_path: Path,
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """summary.json is what says an evaluation is complete (scripts skip a folder that has one), so a scoring

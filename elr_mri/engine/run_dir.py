@@ -25,8 +25,8 @@ from elr_mri.config import ConfigError, RunConfig
 from elr_mri.data.images import NoisyImageData
 from elr_mri.engine.checkpoint import atomic_write_json, atomic_write_text
 
-__all__ = ["exclusive_run_dir", "start_run_dir", "reopen_run_dir", "refuse_stretched_cosine",
-           "require_same_data"]
+__all__ = ["exclusive_run_dir", "start_run_dir", "reopen_run_dir", "remove_scores_made_while_training",
+           "refuse_stretched_cosine", "require_same_data"]
 
 RUN_LOCK = ".train.lock"  # held (lockf) by the `elr-mri train` writing the run; released when it ends
 END_PRODUCTS = ("summary.json", "suspected_mislabels.csv", "memorization.png")  # written when a run ends
@@ -117,12 +117,36 @@ def reopen_run_dir(out_dir: Path, config_text: str) -> None:
     atomic_write_text(config_text, out_dir / "config.yaml")
     for name in END_PRODUCTS:
         (out_dir / name).unlink(missing_ok=True)
-    scored = sorted(path for pattern in CHECKPOINT_PRODUCTS for path in out_dir.glob(pattern) if path.is_dir())
-    for folder in scored:
+    _remove_scores(out_dir, _scored_folders(out_dir), "they scored checkpoints this run replaces as it continues; "
+                   "once it ends, run elr-mri evaluate (explain) again")
+
+
+def remove_scores_made_while_training(out_dir: Path) -> None:
+    """When a run ends: an evaluation or saliency map made while it trained (its summary says run_finished false,
+    or it has none: cut short) scored a best.pt or last.pt that may since have moved on, and the readers that skip
+    what is written would present it as the run's result. Those made after an earlier end stay."""
+    made_while_training = [folder for folder in _scored_folders(out_dir) if not _scored_a_finished_run(folder)]
+    _remove_scores(out_dir, made_while_training, "they scored checkpoints of the run while it trained; run "
+                   "elr-mri evaluate (explain) again for its final ones")
+
+
+def _scored_folders(out_dir: Path) -> list[Path]:
+    return sorted(path for pattern in CHECKPOINT_PRODUCTS for path in out_dir.glob(pattern) if path.is_dir())
+
+
+def _scored_a_finished_run(folder: Path) -> bool:
+    """Saliency folders written before they recorded run_finished count as finished: nothing says otherwise."""
+    try:
+        return json.loads((folder / "summary.json").read_text()).get("run_finished", True) is True
+    except (OSError, ValueError):
+        return False
+
+
+def _remove_scores(out_dir: Path, folders: list[Path], why: str) -> None:
+    for folder in folders:
         shutil.rmtree(folder)
-    if scored:
-        print(f"{out_dir}: removed {', '.join(path.name for path in scored)} (they scored checkpoints this run "
-              "replaces as it continues); once it ends, run elr-mri evaluate (explain) again", file=sys.stderr)
+    if folders:
+        print(f"{out_dir}: removed {', '.join(path.name for path in folders)} ({why})", file=sys.stderr)
 
 
 def refuse_stretched_cosine(trained_with: RunConfig, cfg: RunConfig, out_dir: Path) -> None:

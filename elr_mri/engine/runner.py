@@ -39,8 +39,9 @@ from elr_mri.engine.diagnostics import collapse_warnings, top_class_share
 from elr_mri.engine.execution import ExecutionPlan, limit_cpu_threads
 from elr_mri.engine.feeding import BatchFeeder
 from elr_mri.engine.methods import Method, build_method
-from elr_mri.engine.run_dir import (exclusive_run_dir, record_run_data, refuse_stretched_cosine, reopen_run_dir,
-                                    require_same_data, start_run_dir)
+from elr_mri.engine.run_dir import (exclusive_run_dir, record_run_data, refuse_stretched_cosine,
+                                    remove_scores_made_while_training, reopen_run_dir, require_same_data,
+                                    start_run_dir)
 from elr_mri.engine.schedule import lr_at
 from elr_mri.engine.tracking import PredictionTracker, memorization_fractions
 from elr_mri.evaluation.metrics import TOP5_MIN_CLASSES, balanced_accuracy
@@ -421,6 +422,7 @@ def _finish(out_dir: Path, cfg: RunConfig, data: NoisyImageData, method: Method,
         from elr_mri.plots import plot_memorization
 
         plot_memorization(metrics, out_dir / "memorization.png", title=f"{cfg.loss.name}, {cfg.data.name}")
+    remove_scores_made_while_training(out_dir)
     atomic_write_json(summary, out_dir / "summary.json")
     return summary
 

@@ -48,7 +48,8 @@ def explain_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = "
         _write_nifti(maps[k], affine, out / f"saliency_{class_name}.nii.gz")
         _write_png(maps[k], mean_input, out / f"saliency_{class_name}.png", title=f"{class_name}: |∂ log p / ∂ input|")
     atomic_write_json({"manifest": scored_source(manifest), "manifest_sha256": scored_fingerprint(manifest),
-                       "checkpoint": checkpoint, "checkpoint_epoch": run.epoch, "scans": len(dataset)},
+                       "checkpoint": checkpoint, "checkpoint_epoch": run.epoch, "run_finished": run.finished,
+                       "scans": len(dataset)},
                       out / "summary.json")
     return out
 
