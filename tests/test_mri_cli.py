@@ -392,6 +392,26 @@ def test_a_resume_on_an_edited_manifest_is_refused(trained: dict[str, Path], tmp
     assert pd.read_csv(run / "metrics.csv")["epoch"].tolist() == [1]  # nothing trained
 
 
+def test_a_resume_on_a_manifest_whose_training_rows_moved_is_refused(trained: dict[str, Path], tmp_path: Path) -> None:
+    """Two training scans of one diagnosis trading rows keep the labels, splits and ages in order, but ELR's targets
+    and the mislabel table are kept by row: each scan would go on under the other's."""
+    run, manifest = tmp_path / "run", tmp_path / "adni.csv"
+    shutil.copy(trained["train"], manifest)
+    result = _cli("train", "--config", str(CONFIG), "--out", str(run), "--set", f"data.mri.manifest={manifest}",
+                  "--set", "train.epochs=1", "--set", "train.progress=false", "--set", "train.tensorboard=false")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = pd.read_csv(manifest, dtype={"session_id": str})
+    training = set(pd.read_csv(run / "splits.csv").query("split == 'train'")["participant_id"])
+    same_label = rows[rows["participant_id"].isin(training) & (rows["diagnosis"] == "CN")].index[:2]
+    scan = ["participant_id", "session_id", "path"]
+    rows.loc[same_label, scan] = rows.loc[same_label[::-1], scan].to_numpy()
+    rows.to_csv(manifest, index=False)
+    result = _cli("train", "--resume", str(run), "--set", "train.epochs=2")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr[-2000:]
+    assert "the data now gives its training scans in another order" in result.stderr
+    assert pd.read_csv(run / "metrics.csv")["epoch"].tolist() == [1]  # nothing trained
+
+
 def test_a_resume_on_a_manifest_with_other_ages_is_refused(trained: dict[str, Path], tmp_path: Path) -> None:
     """Age is an input of the model (×1 + age): a manifest whose ages changed since training (an import redone
     with corrected visit dates) would feed the resumed epochs other inputs than the first ones."""

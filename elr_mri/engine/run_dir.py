@@ -16,7 +16,7 @@ import shutil
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -98,6 +98,8 @@ def record_run_data(out_dir: Path, data: NoisyImageData, record_ages: bool) -> N
         shape["volume_grid"] = data.volume_grid.as_dict()
     if record_ages:
         shape["ages_sha256"] = _ages_fingerprint(data)
+    if data.volume_grid is not None:
+        shape["train_scans_sha256"] = _training_scans_fingerprint(data)
     atomic_write_json(shape, out_dir / "data_shape.json")
     if data.volume_grid is not None:  # MRI: evaluation refuses holdout participants seen in any of these splits
         from elr_mri.data.mri import participants_by_split, split_balance_table
@@ -168,7 +170,7 @@ def require_same_data(out_dir: Path, data: NoisyImageData) -> None:
     _require_same_data_shape(out_dir, data)
     if (out_dir / "splits.csv").exists():
         _require_same_splits(out_dir, data)
-    _require_same_ages(out_dir, data)
+    _require_same_recorded_inputs(out_dir, data)
 
 
 def _require_same_data_shape(out_dir: Path, data: NoisyImageData) -> None:
@@ -206,13 +208,28 @@ def labels_fingerprint(labels: np.ndarray, ids: np.ndarray | None = None) -> str
     return digest.hexdigest()
 
 
-def _require_same_ages(out_dir: Path, data: NoisyImageData) -> None:
-    """After the shape and split checks, which name what changed more precisely: the ages the model reads."""
-    recorded = (read_data_shape(out_dir, required=False) or {}).get("ages_sha256")
-    if recorded is not None and recorded != _ages_fingerprint(data):  # runs from before it was recorded have none
-        raise ValueError(f"{out_dir}: the data now gives other ages for the scans of its splits (an input of the "
-                         "model; the manifest changed); restore the manifest the run trained on, or start a new run: "
-                         f"elr-mri train --config {out_dir / 'config.yaml'} --out NEW_RUN_DIR")
+def _require_same_recorded_inputs(out_dir: Path, data: NoisyImageData) -> None:
+    """After the shape and split checks, which name what changed more precisely: the ages the model reads, and
+    (MRI) the order of the training scans, which ELR's targets and the mislabel table follow row by row."""
+    _require_recorded(out_dir, "ages_sha256", _ages_fingerprint, data,
+                      "other ages for the scans of its splits (an input of the model; the manifest changed)")
+    _require_recorded(out_dir, "train_scans_sha256", _training_scans_fingerprint, data,
+                      "its training scans in another order (ELR's targets are kept by row; the manifest's rows moved)")
+
+
+def _require_recorded(out_dir: Path, key: str, fingerprint: Callable[[NoisyImageData], str], data: NoisyImageData,
+                      what: str) -> None:
+    recorded = (read_data_shape(out_dir, required=False) or {}).get(key)
+    if recorded is not None and recorded != fingerprint(data):  # runs from before it was recorded have none
+        raise ValueError(f"{out_dir}: the data now gives {what}; restore the manifest the run trained on, or start a "
+                         f"new run: elr-mri train --config {out_dir / 'config.yaml'} --out NEW_RUN_DIR")
+
+
+def _training_scans_fingerprint(data: NoisyImageData) -> str:
+    """SHA-256 of the training scans' participant and session IDs in order: two rows of one label swapped keep the
+    labels' fingerprint, the splits and the ages (for a model without age), yet put each scan under another's target."""
+    frame = data.train.frame
+    return hashlib.sha256("\n".join(frame["participant_id"] + "\t" + frame["session_id"]).encode()).hexdigest()
 
 
 def _ages_fingerprint(data: NoisyImageData) -> str:
