@@ -11,6 +11,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from elr_mri.evaluation.metrics import roc_points  # noqa: E402
+
 LEGIBLE_CLASSES = 12  # above this many classes, confusion cells lose their counts and ROC curves their legend
 
 __all__ = ["plot_memorization", "plot_memorization_comparison", "plot_learning_curves", "plot_roc", "plot_confusion", "plot_saliency"]
@@ -78,10 +80,7 @@ def plot_roc(labels: np.ndarray, probs: np.ndarray, classes: list[str], path: Pa
         truth = labels == k
         if truth.all() or not truth.any():
             continue  # a class absent from (or alone in) the set has no ROC curve
-        order = np.argsort(-probs[:, k], kind="stable")
-        tpr = np.concatenate([[0.0], np.cumsum(truth[order]) / truth.sum()])
-        fpr = np.concatenate([[0.0], np.cumsum(~truth[order]) / (~truth).sum()])
-        ax.plot(fpr, tpr, label=name)
+        ax.plot(*roc_points(truth, probs[:, k]), label=name)
         curves += 1
     ax.plot([0, 1], [0, 1], ":", color="gray")
     ax.set_xlabel("false positive rate")

@@ -14,6 +14,7 @@ from elr_mri.evaluation.metrics import (
     participant_means,
     point_metrics,
     roc_auc,
+    roc_points,
 )
 
 CLASSES = ["CN", "MCI", "AD"]
@@ -157,3 +158,13 @@ def test_the_roc_figure_of_a_one_class_set_is_written_without_a_warning(tmp_path
     plot_roc(np.zeros(4, dtype=int), np.full((4, 3), 1 / 3), ["CN", "MCI", "AD"], tmp_path / "roc.png")
     assert (tmp_path / "roc.png").stat().st_size > 1000
     assert not [w for w in recwarn if "legend" in str(w.message).lower() or "artists" in str(w.message).lower()]
+
+
+def test_roc_curve_encloses_the_auc_with_tied_scores_in_any_row_order() -> None:
+    """Tied examples crossed the threshold one at a time in row order: the plotted area was 0.89 or 0.56 for 0.78."""
+    truth = np.array([1, 0, 1, 0, 1, 0], bool)
+    score = np.array([0.5, 0.5, 0.5, 0.5, 0.9, 0.1])
+    for rows in ([0, 1, 2, 3, 4, 5], [1, 3, 0, 2, 4, 5]):
+        fpr, tpr = roc_points(truth[rows], score[rows])
+        assert np.trapezoid(tpr, fpr) == pytest.approx(roc_auc_score(truth, score)) == pytest.approx(7 / 9)
+        assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0.0, 0.0, 1.0, 1.0) and len(fpr) == 4  # 3 distinct scores

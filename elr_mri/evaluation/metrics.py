@@ -34,6 +34,7 @@ __all__ = [
     "participant_resamples",
     "evaluate_predictions",
     "roc_auc",
+    "roc_points",
     "confusion_counts",
 ]
 
@@ -193,6 +194,19 @@ def roc_auc(truth: np.ndarray, score: np.ndarray) -> float:
         return float("nan")
     ranks = rankdata(score)
     return float((ranks[truth].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+def roc_points(truth: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(false positive rates, true positive rates) of the ROC curve, one point per distinct score: examples with
+    tied scores pass the threshold together, so the curve encloses `roc_auc` whatever the rows' order (a collapsed
+    network ties nearly everyone)."""
+    truth = np.asarray(truth, dtype=bool)
+    order = np.argsort(-np.asarray(score), kind="stable")
+    ranked = np.asarray(score)[order]
+    last_of_each_score = np.append(np.flatnonzero(np.diff(ranked) != 0), len(ranked) - 1)
+    tpr = np.cumsum(truth[order])[last_of_each_score] / truth.sum()
+    fpr = np.cumsum(~truth[order])[last_of_each_score] / (~truth).sum()
+    return np.concatenate([[0.0], fpr]), np.concatenate([[0.0], tpr])
 
 
 def confusion_counts(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
