@@ -54,6 +54,8 @@ def _after_interrupt(args: argparse.Namespace) -> str:
             return f"continue from the last checkpoint with: elr-mri train --resume {run_dir}"
         return ("no checkpoint was written yet (the first comes after train.checkpoint_seconds and an epoch), so "
                 "nothing to resume: run the same command again")
+    if args.command in ("evaluate", "explain"):  # files are replaced one by one; summary.json goes first, back last
+        return "its output folder is incomplete (no summary.json, so nothing reads it as done); run the command again"
     return "nothing half-written was kept; run the command again"
 
 

@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 import torch
 
+from elr_mri.cli import main
 from elr_mri.config import load_config
 from elr_mri.engine.checkpoint import atomic_write_json, load_checkpoint
 from elr_mri.engine.execution import ExecutionPlan
@@ -206,8 +207,8 @@ def test_evaluations_made_while_a_run_trained_go_when_it_ends(tmp_path: Path, mo
     assert json.loads((out / "eval-test" / "summary.json").read_text())["run_finished"] is True
 
 
-def test_an_evaluation_cut_short_while_rewriting_its_folder_leaves_no_summary(tmp_path: Path,
-                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_evaluation_cut_short_while_rewriting_its_folder_leaves_no_summary(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """summary.json is what says an evaluation is complete (scripts skip a folder that has one), so a scoring
     killed after writing the new predictions must not leave the previous scoring's summary beside them."""
     import elr_mri.evaluation.evaluate as evaluate
@@ -223,6 +224,9 @@ def test_an_evaluation_cut_short_while_rewriting_its_folder_leaves_no_summary(tm
     with pytest.raises(KeyboardInterrupt):
         evaluate.evaluate_run(out, n_boot=2)
     assert (out / "eval-test" / "predictions.csv").exists() and not (out / "eval-test" / "summary.json").exists()
+    assert main(["evaluate", "--run", str(out), "--bootstrap", "2"]) == 130  # says so, rather than "nothing kept"
+    assert capsys.readouterr().err == ("elr-mri evaluate: interrupted; its output folder is incomplete (no "
+                                       "summary.json, so nothing reads it as done); run the command again\n")
 
 
 @pytest.mark.parametrize("loss", ["elr", "elr_plus"])
