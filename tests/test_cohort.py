@@ -386,11 +386,12 @@ def test_ages_in_months_or_birth_years_are_refused_by_row(tmp_path):
 
 
 def test_scans_flagged_by_qc_are_kept_and_named(tmp_path, caplog):
-    rows = [scan("P1", "M00", qc_flag=False), scan("P2", "M06", qc_flag=True), scan("P3", "M00", qc_flag=True)]
+    rows = [scan("P1", "M00", qc_flag=False, qc_reason=""), scan("P2", "M06", qc_flag=True, qc_reason="NCC 0.312 < 0.45"),
+            scan("P3", "M00", qc_flag=True, qc_reason="")]
     with caplog.at_level(logging.WARNING):
         frame = load_manifest(write_manifest(tmp_path, rows), CLASSES)
     assert len(frame) == 3
-    assert "2 scan(s) flagged by preprocessing QC are used: P2/M06, P3/M00" in caplog.text
+    assert "2 scan(s) flagged by preprocessing QC are used: P2/M06 (NCC 0.312 < 0.45), P3/M00;" in caplog.text
 
 
 def test_one_file_under_two_ids_is_refused(tmp_path):

@@ -170,7 +170,9 @@ def _warn_qc_flagged(frame: pd.DataFrame, source: str) -> None:
         return
     flagged = frame["qc_flag"].astype(str).str.strip().str.lower().isin(("true", "1", "yes"))
     if flagged.any():
-        names = [f"{p}/{s}" for p, s in zip(frame.loc[flagged, "participant_id"], frame.loc[flagged, "session_id"])]
+        reasons = frame["qc_reason"] if "qc_reason" in frame.columns else pd.Series("", index=frame.index)
+        names = [f"{p}/{s}" + (f" ({why})" if isinstance(why, str) and why else "")
+                 for p, s, why in zip(frame["participant_id"][flagged], frame["session_id"][flagged], reasons[flagged])]
         more = f" and {len(names) - MAX_LISTED} more" if len(names) > MAX_LISTED else ""
         log.warning("%s: %d scan(s) flagged by preprocessing QC are used: %s%s; look at their QC overlays, then "
                     "drop the rows or set qc_flag to False", source, len(names), ", ".join(names[:MAX_LISTED]), more)
