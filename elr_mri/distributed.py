@@ -141,12 +141,9 @@ class GlobalBatchSampler(Sampler[list[int]]):
         self.world_size = world_size
 
     def __iter__(self) -> Iterator[list[int]]:
-        for start in range(0, len(self.order), self.global_batch):
-            batch = self.order[start : start + self.global_batch]
-            if len(batch) < self.world_size:  # every rank must step together: skip a tail too short to share
-                return
-            start, stop = self._slice(len(batch))
-            yield batch[start:stop].tolist()
+        for start, stop in self._batch_bounds():
+            first, last = self._slice(stop - start)
+            yield self.order[start + first : start + last].tolist()
 
     def __len__(self) -> int:
         return len(self.global_batch_sizes())
@@ -164,5 +161,14 @@ class GlobalBatchSampler(Sampler[list[int]]):
 
     def global_batch_sizes(self) -> list[int]:
         """The size of each global batch this rank gets a slice of, in order."""
-        full, tail = divmod(len(self.order), self.global_batch)
-        return [self.global_batch] * full + ([tail] if tail >= self.world_size and tail > 0 else [])
+        return [stop - start for start, stop in self._batch_bounds()]
+
+    def _batch_bounds(self) -> list[tuple[int, int]]:
+        """[start, stop) of each global batch in the epoch's order. A tail too short to give every rank an example
+        joins the batch before it: every rank must step together, and skipping it left those examples untrained
+        that epoch (so K processes equal 1 unless the training set leaves such a tail)."""
+        size = len(self.order)
+        bounds = [(start, min(start + self.global_batch, size)) for start in range(0, size, self.global_batch)]
+        if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < self.world_size:
+            bounds[-2:] = [(bounds[-2][0], size)]
+        return [(start, stop) for start, stop in bounds if stop - start >= self.world_size]

@@ -117,9 +117,10 @@ def test_global_batches_are_split_between_ranks_without_overlap() -> None:
                 size, start = positions(rank, world)[step]
                 assert size == len(batch) and batch[start : start + len(per_rank[rank][step])] == per_rank[rank][step]
     assert [len(slices(rank, 4, n=9)[0]) for rank in range(4)] == [3, 2, 2, 2]  # every rank gets some of each batch
-    # a 1-example tail cannot be shared by 2 ranks: it is skipped (both ranks must step together)
-    assert sum(map(len, slices(0, 2, n=101))) + sum(map(len, slices(1, 2, n=101))) == 100
-    assert global_sizes(2, n=101) == [10] * 10
+    # a 1-example tail cannot be shared by 2 ranks (both must step together): it joins the batch before it
+    assert sorted(sum(slices(0, 2, n=101) + slices(1, 2, n=101), [])) == list(range(101))
+    assert global_sizes(2, n=101) == [10] * 9 + [11]
+    assert [size for size, _ in positions(1, 2, n=101)][-1] == 11 and len(slices(1, 2, n=101)[-1]) == 5
 
 
 def test_no_ddp_wrapper_outlives_training(tmp_path: Path) -> None:
