@@ -14,14 +14,14 @@ from __future__ import annotations
 import gc
 import os
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, Iterator
 
 import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
-__all__ = ["DistContext", "init_distributed", "gather_rows", "share_of_global_batch", "mean_over_ranks",
-           "GlobalBatchSampler", "barrier", "leave_distributed"]
+__all__ = ["DistContext", "init_distributed", "gather_rows", "gather_objects", "share_of_global_batch",
+           "mean_over_ranks", "GlobalBatchSampler", "barrier", "leave_distributed"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,15 @@ def gather_rows(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
         dist.all_gather(parts, padded.contiguous())
         gathered.append(torch.cat([part[: int(n.item())] for part, n in zip(parts, lengths)]))
     return tuple(gathered)
+
+
+def gather_objects(value: Any) -> list[Any]:
+    """`value` of every rank, in rank order (picklable objects; a list of one alone)."""
+    if not _distributed():
+        return [value]
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, value)
+    return gathered
 
 
 def share_of_global_batch(local_size: int, global_size: int | None) -> float:

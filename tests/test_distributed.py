@@ -94,6 +94,21 @@ def test_resume_under_another_number_of_processes(tmp_path: Path) -> None:
         torch.testing.assert_close(weight, b["model"][name], rtol=1e-4, atol=1e-5)
 
 
+def test_elr_plus_with_mixup_resumes_exactly_when_slices_are_uneven(tmp_path: Path) -> None:
+    """Slices of 32 and 31 draw mixup pairings of unequal length, so the ranks' generators part ways; the checkpoint
+    keeps each rank's (it kept rank 0's for all, and the resumed run's rank 1 drew other pairs)."""
+    extra = ("train.batch_size=63", "train.checkpoint_seconds=0")
+    _train(tmp_path / "straight", 2, "elr_plus", *extra, "train.epochs=2")
+    _train(tmp_path / "resumed", 2, "elr_plus", *extra, "train.epochs=1")
+    _train(tmp_path / "resumed", 2, "elr_plus", *extra, "train.epochs=2", resume=True)
+    a = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")["method"]
+    b = load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.pt")["method"]
+    for part in ("nets", "losses"):
+        for ours, theirs in zip(a[part], b[part]):
+            for name, value in ours.items():
+                torch.testing.assert_close(value, theirs[name], rtol=0, atol=0)
+
+
 def test_global_batches_are_split_between_ranks_without_overlap() -> None:
     def slices(rank: int, world: int, n: int = 103) -> list[list[int]]:
         sampler = GlobalBatchSampler(n, 10, torch.Generator().manual_seed(5), rank, world)

@@ -28,8 +28,8 @@ from elr_mri.config import (
     refuse_resume_changes, with_absolute_paths,
 )
 from elr_mri.data import build_data
-from elr_mri.distributed import (DistContext, barrier, gather_rows, init_distributed, leave_distributed, mean_over_ranks,
-                                 share_of_global_batch)
+from elr_mri.distributed import (DistContext, barrier, gather_objects, gather_rows, init_distributed, leave_distributed,
+                                 mean_over_ranks, share_of_global_batch)
 from elr_mri.data.image_sources import CLOTHING1M_VAL_LIST
 from elr_mri.data.images import NoisyImageData
 from elr_mri.data.noise import require_cifar10_classes
@@ -113,7 +113,7 @@ def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, de
 
     if resume:
         require_same_data(out_dir, data)
-        _restore(out_dir, cfg, method, tracker, state)
+        _restore(out_dir, cfg, method, tracker, state, dist)
         if cfg.train.epochs < state.epoch:
             raise ConfigError(f"{out_dir} has trained {state.epoch} epochs, so train.epochs = {cfg.train.epochs} "
                               f"cannot shorten it; pass more than {state.epoch} to continue it")
@@ -158,9 +158,12 @@ def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, de
         if is_best:
             state.best_val, state.best_epoch = row.get(cfg.train.select, float("nan")), epoch + 1
         state.epoch = epoch + 1
+        # each rank's generators: uneven slices draw unequal amounts (ELR+'s mixup pairing, dropout)
+        rng_by_rank = gather_objects(capture_rng()) if dist.enabled else None
         if dist.is_main:
             _write_metrics(out_dir, state.rows, writer)
-            checkpoints.after_epoch(method, tracker, state, is_best, final=state.epoch == cfg.train.epochs)
+            checkpoints.after_epoch(method, tracker, state, is_best, final=state.epoch == cfg.train.epochs,
+                                    rng_by_rank=rng_by_rank)
         barrier()  # nobody runs ahead of the checkpoint a resume would start from
     method.end_training()
     leave_distributed()  # the rest is rank 0's alone
@@ -294,7 +297,8 @@ def uses_age(cfg: RunConfig) -> bool:
     return cfg.model.name == "widened_cnn3d" and cfg.model.use_age
 
 
-def _restore(out_dir: Path, cfg: RunConfig, method: Method, tracker: PredictionTracker, state: RunState) -> None:
+def _restore(out_dir: Path, cfg: RunConfig, method: Method, tracker: PredictionTracker, state: RunState,
+             dist: DistContext) -> None:
     """Load last.pt into the method, the tracker and `state`; nothing to load means start over in place.
 
     `cfg` comes from the run's config.yaml, which a hand edit may have changed since: the settings the
@@ -319,7 +323,8 @@ def _restore(out_dir: Path, cfg: RunConfig, method: Method, tracker: PredictionT
     if [row["epoch"] for row in state.rows] != list(range(1, state.epoch + 1)):  # the summary is built from them
         raise ValueError(f"{out_dir / 'metrics.csv'}: lacks rows of the {state.epoch} epochs that {path.name} has "
                          "trained (damaged or removed since); restore it from a copy, or train the run again")
-    restore_rng(ckpt["rng"])
+    by_rank = ckpt.get("rng_by_rank")  # under another number of processes, every rank takes rank 0's
+    restore_rng(by_rank[dist.rank] if by_rank is not None and len(by_rank) == dist.world_size else ckpt["rng"])
 
 
 class CheckpointWriter:
@@ -339,7 +344,8 @@ class CheckpointWriter:
         self.best: dict[str, Any] | None = None  # a better epoch's weights, not on disk yet
 
     def after_epoch(self, method: Method, tracker: PredictionTracker, state: RunState, is_best: bool,
-                    final: bool) -> None:
+                    final: bool, rng_by_rank: list[dict[str, Any]] | None = None) -> None:
+        """`rng_by_rank`: every process's generator states under torchrun (None: this process's alone)."""
         write_now = final or time.perf_counter() - self.written_at >= self.every_seconds
         if is_best:
             weights = method.state_dict()
@@ -356,7 +362,8 @@ class CheckpointWriter:
             "best_val": state.best_val,
             "best_epoch": state.best_epoch,
             "wall_seconds": state.seconds_before + time.perf_counter() - state.started,
-            "rng": capture_rng(),
+            "rng": capture_rng() if rng_by_rank is None else rng_by_rank[0],
+            **({} if rng_by_rank is None else {"rng_by_rank": rng_by_rank}),
             "config": self.config,
         }, self.folder / "last.pt")
         self.written_at = time.perf_counter()
