@@ -402,3 +402,13 @@ def test_one_file_under_two_ids_is_refused(tmp_path):
     assert ("line 3 (participant 'P2', session 'M00'): the same path file as line 2 ('P1', 'M00'); one scan, one row"
             in str(err.value))
     assert "line 4 (participant 'P3', session 'M00'): the same path file as line 2" in str(err.value)
+
+
+def test_sex_spellings_become_m_or_f_and_a_code_is_refused(tmp_path):
+    sexes = ["Male", " female", "m", "F", "Unknown", None]
+    rows = [scan(f"P{i}", "M00", sex=sex) for i, sex in enumerate(sexes)]
+    frame = load_manifest(write_manifest(tmp_path, rows), CLASSES)
+    assert frame["sex"].tolist()[:4] == ["M", "F", "M", "F"] and frame["sex"][4:].isna().all()
+    with pytest.raises(ManifestError, match=r"line 3 \(participant 'P1', session 'M00'\): sex 2 is neither male nor "
+                                            r"female \(M/F, Male/Female\); leave it empty when unknown"):
+        load_manifest(write_manifest(tmp_path, [scan("P0", "M00", sex=1), scan("P1", "M00", sex=2)]), CLASSES)

@@ -43,6 +43,7 @@ IMAGE_COLUMN = "image_path"  # the resolved absolute path of the volume to load,
 MAX_LISTED = 20  # problems listed in one error; the count says how many there are
 # Ages above this are units gone wrong (months, a birth year), not people; the age encoding's last bin is 119.75.
 MAX_AGE_YEARS = 120
+UNKNOWN_SEX_LETTERS = ("U", "O", "X")  # unknown, other, X: kept as unknown
 
 
 class ManifestError(ValueError):
@@ -121,6 +122,10 @@ def validate_manifest(
             "model.use_age: false)"
             for i in np.flatnonzero(frame["age"].isna() & ~not_numbers)
         ]
+    if "sex" in frame.columns:
+        frame["sex"], unreadable = _sex_letters(frame["sex"])
+        problems += [f"{_where(frame, i)}: sex {value!r} is neither male nor female (M/F, Male/Female); leave it "
+                     "empty when unknown" for i, value in unreadable.items()]
     problems += _duplicates(frame, image_column) + _spellings(frame)
     if check_files:
         problems += [f"{_where(frame, i)}: {_file_problem(frame[IMAGE_COLUMN][i], image_column)}"
@@ -161,6 +166,16 @@ def _usable_rows(frame: pd.DataFrame, source: str) -> pd.DataFrame:
             ", ".join(f"{name}: {count}" for name, count in dropped.items()),
         )
     return frame[usable].reset_index(drop=True)
+
+
+def _sex_letters(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """(sex as M / F / NaN, the values that are none of these): the volume baseline reads M and F alone, so a
+    manifest spelling Male/female would lose the feature unnoticed. Unknown, other and X count as unknown."""
+    text = raw.map(lambda v: "" if pd.isna(v) else str(v).strip())
+    letter = text.str[:1].str.upper()
+    unknown = (text == "") | letter.isin(UNKNOWN_SEX_LETTERS)
+    readable = letter.isin(["M", "F"])
+    return letter.where(readable), raw[~readable & ~unknown]
 
 
 def _warn_qc_flagged(frame: pd.DataFrame, source: str) -> None:
