@@ -109,6 +109,20 @@ def test_elr_plus_with_mixup_resumes_exactly_when_slices_are_uneven(tmp_path: Pa
                 torch.testing.assert_close(value, theirs[name], rtol=0, atol=0)
 
 
+def test_torchrun_into_a_run_folder_already_taken_stops_every_rank_with_one_line(tmp_path: Path) -> None:
+    """Rank 0 alone checks the folder: the other ranks trained on until their first collective and died there with
+    a traceback of the connection rank 0 had closed."""
+    _train(tmp_path / "run", 1, "ce", "train.epochs=1")
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone", "-m",
+               "elr_mri.cli", "train", "--config", str(DIGITS), "--out", str(tmp_path / "run"),
+               *[a for s in OVERRIDES for a in ("--set", s)]]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300,
+                            env={**os.environ, "TMPDIR": str(tmp_path)})
+    assert result.returncode != 0
+    assert f"elr-mri train: error: {tmp_path / 'run'} already holds a run; continue it with --resume" in result.stderr
+    assert "Connection closed" not in result.stderr and "gloo" not in result.stderr.lower()
+
+
 def test_global_batches_are_split_between_ranks_without_overlap() -> None:
     def slices(rank: int, world: int, n: int = 103) -> list[list[int]]:
         sampler = GlobalBatchSampler(n, 10, torch.Generator().manual_seed(5), rank, world)

@@ -13,9 +13,9 @@ import math
 import random
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Iterable, NamedTuple
+from typing import Any, Callable, Iterable, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -92,8 +92,26 @@ def train(cfg: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
     dist = init_distributed(device.type)
     if device.type == "cuda" and dist.enabled:
         device = torch.device("cuda", dist.local_rank)
-    with exclusive_run_dir(out_dir, create=not resume) if dist.is_main else nullcontext():
+    with ExitStack() as held:
+        _main_rank_does(dist, lambda: held.enter_context(exclusive_run_dir(out_dir, create=not resume)))
         return _train_into(out_dir, cfg, resume, state, device, dist)
+
+
+def _main_rank_does(dist: DistContext, action: Callable[[], Any]) -> None:
+    """`action` (taking or starting the run folder) on rank 0 alone, then every rank learns whether it was refused:
+    the others stop quietly beside rank 0's one line, rather than at their first collective with a traceback of
+    the connection rank 0 closed."""
+    refused: Exception | None = None
+    if dist.is_main:
+        try:
+            action()
+        except Exception as err:  # re-raised below, once the other ranks know
+            refused = err
+    went_ahead = gather_objects(refused is None)[0]
+    if refused is not None:
+        raise refused
+    if not went_ahead:
+        raise SystemExit(2)  # rank 0 says why
 
 
 def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, device: torch.device,
@@ -123,8 +141,7 @@ def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, de
             record_run_data(out_dir, data, record_ages=uses_age(cfg))
     else:
         require_cifar10_classes(cfg.data.noise, data.class_names)
-        if dist.is_main:
-            start_run_dir(out_dir, _config_text(cfg), data, record_ages=uses_age(cfg))
+        _main_rank_does(dist, lambda: start_run_dir(out_dir, _config_text(cfg), data, record_ages=uses_age(cfg)))
         if dist.is_main and lacks_the_papers_pretrained_weights(cfg):
             print(f"note: {cfg.model.name} starts from random weights (model.pretrained_checkpoint is unset); the "
                   "paper starts Clothing1M from ImageNet weights: --set model.pretrained_checkpoint=PATH",
