@@ -378,6 +378,11 @@ def _check_ranges(cfg: RunConfig, source: str) -> None:
     crop = cfg.data.mri.crop_size
     if len(crop) != 3 or any(size < 1 for size in crop):
         raise ConfigError(f"{source}: data.mri.crop_size = {crop} must be three voxel counts, e.g. [96, 96, 96]")
+    if (cfg.data.name == "mri") != (cfg.model.name in VOLUME_MODELS):
+        given = "3D volumes" if cfg.data.name == "mri" else "2D images"
+        fitting = ", ".join(VOLUME_MODELS) if cfg.data.name == "mri" else "a 2D model (e.g. resnet34)"
+        raise ConfigError(f"{source}: model.name = {cfg.model.name} does not take the {given} data.name = "
+                          f"{cfg.data.name} gives; choose {fitting}")
     if cfg.data.name == "mri" and cfg.model.name == "widened_cnn3d":
         from elr_mri.models.widened_cnn import MIN_INPUT_SIZE  # torch: only for the configs that build this model
 
@@ -392,6 +397,8 @@ def _check_ranges(cfg: RunConfig, source: str) -> None:
                           "data.mri; drop the data.mri section, or set data.name: mri")
 
 
+# The models of elr_mri.models that take MRI volumes (and the age): named here so a config is checked without torch.
+VOLUME_MODELS = ("widened_cnn3d", "resnet18_3d", "densenet121_3d")
 # The modes that flip a `rate` of the labels; the others ignore data.noise.rate.
 _RATE_MODES = ("symmetric", "symmetric_exclusive", "pair", "asymmetric_cifar10", "asymmetric_cifar100")
 

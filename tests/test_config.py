@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
 
 import pytest
 
 from elr_mri.config import (
-    PATH_KEYS, ConfigError, RunConfig, check_augment_settings, check_noise_settings, config_from_dict, load_config,
-    refuse_resume_changes, with_absolute_paths,
+    PATH_KEYS, VOLUME_MODELS, ConfigError, RunConfig, check_augment_settings, check_noise_settings, config_from_dict,
+    load_config, refuse_resume_changes, with_absolute_paths,
 )
 
 # every YAML under configs/ is a run config, except the importers' column mappings (*_mapping.yaml)
+MRI_MODEL = {"model": {"name": "widened_cnn3d"}}
 CONFIGS = sorted(p for p in (Path(__file__).parents[1] / "configs").rglob("*.yaml") if not p.stem.endswith("_mapping"))
 
 
@@ -125,7 +127,7 @@ def test_shipped_configs_validate(path: Path) -> None:
 def test_a_run_records_its_paths_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     cfg = config_from_dict({"data": {"name": "mri", "root": "/data/images", "mri": {"manifest": "cohort/adni.csv"}},
-                            "model": {"pretrained_checkpoint": "~/best.pt"}})
+                            "model": {"name": "widened_cnn3d", "pretrained_checkpoint": "~/best.pt"}})
     absolute = with_absolute_paths(cfg)
     assert absolute.data.mri.manifest == str(tmp_path / "cohort" / "adni.csv")
     assert absolute.model.pretrained_checkpoint == str(Path.home() / "best.pt")
@@ -137,9 +139,9 @@ def test_a_run_records_its_paths_absolute(tmp_path: Path, monkeypatch: pytest.Mo
 
 def test_a_resume_compares_paths_as_the_files_they_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    relative = config_from_dict({"data": {"name": "mri", "mri": {"manifest": "cohort/adni.csv"}}})
+    relative = config_from_dict({"data": {"name": "mri", "mri": {"manifest": "cohort/adni.csv"}}, **MRI_MODEL})
     refuse_resume_changes(with_absolute_paths(relative), relative, "runs/x")  # as recorded vs as given: same
-    elsewhere = config_from_dict({"data": {"name": "mri", "mri": {"manifest": "other/adni.csv"}}})
+    elsewhere = config_from_dict({"data": {"name": "mri", "mri": {"manifest": "other/adni.csv"}}, **MRI_MODEL})
     with pytest.raises(ConfigError, match="data.mri.manifest"):
         refuse_resume_changes(with_absolute_paths(relative), elsewhere, "runs/x")
 
@@ -161,16 +163,29 @@ def test_noise_settings_the_mode_does_not_read_are_refused(tmp_path: Path, setti
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize(("data", "model", "message"), [
+    ("mri", "mlp", "model.name = mlp does not take the 3D volumes data.name = mri gives; choose widened_cnn3d, "),
+    ("cifar10", "resnet18_3d", "model.name = resnet18_3d does not take the 2D images data.name = cifar10 gives"),
+])
+def test_a_model_of_the_other_dimension_is_refused(tmp_path: Path, data: str, model: str, message: str) -> None:
+    """mlp on MRI data failed at its first step (it takes no age), a 3D model on images at its first convolution."""
+    from elr_mri.models import MODEL_NAMES
+
+    assert set(VOLUME_MODELS) <= set(MODEL_NAMES)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(_write(tmp_path, f"data:\n  name: {data}\nmodel:\n  name: {model}\n"))
+
+
 @pytest.mark.parametrize(("settings", "message"), [
     (["data.mri.flip=true"], r"data.mri.flip not read with data.augment: false"),
     (["data.mri.flip=true", "data.mri.max_shift=4"], r"data.mri.flip and data.mri.max_shift not read"),
     (["data.mri.max_shift=0"], r"data.mri.max_shift not read"),
 ])
 def test_mri_augmentations_without_augment_are_refused(tmp_path: Path, settings: list[str], message: str) -> None:
-    cfg = load_config(_write(tmp_path, "data:\n  name: mri\n  augment: false\n"), settings)
+    cfg = load_config(_write(tmp_path, "data:\n  name: mri\n  augment: false\nmodel:\n  name: widened_cnn3d\n"), settings)
     with pytest.raises(ConfigError, match=message):
         check_augment_settings(cfg.data)
-    check_augment_settings(load_config(_write(tmp_path, "data:\n  name: mri\n"), settings).data)  # augmented: fine
+    check_augment_settings(load_config(_write(tmp_path, "data:\n  name: mri\nmodel:\n  name: widened_cnn3d\n"), settings).data)  # augmented: fine
 
 
 def test_yaml_merge_keys_and_a_checkpoint_only_at_the_end_still_load(tmp_path: Path) -> None:

@@ -363,7 +363,8 @@ def test_a_second_train_into_a_directory_being_written_is_refused(tmp_path: Path
         (["--set", "data.val_fraction=0"], "the validation split is empty"),
         (["--set", "data.noise.mode=human", "--set", "data.noise.rate=0", "--set", "data.noise.human_labels=/nope.npz"],
          "data.noise.human_labels = /nope.npz: no such file"),
-        (["--set", "data.name=mri", "--set", "data.mri.manifest=/nope.csv"], "data.mri.manifest = /nope.csv: no such file"),
+        (["--set", "data.name=mri", "--set", "model.name=widened_cnn3d", "--set", "data.mri.manifest=/nope.csv"],
+         "data.mri.manifest = /nope.csv: no such file"),
         (["--set", "data.noise.mode=none"], "data.noise.rate = 0.4 is not read by data.noise.mode = none"),
     ],
 )
