@@ -19,7 +19,7 @@ import pandas as pd
 
 from .checks import ScanError
 from .inputs import InputError, select_shard
-from .pipeline import Params, ScanOutputs, process_scan
+from .pipeline import PIPELINE_VERSION, Params, ScanOutputs, process_scan
 from .sidecar import atomic_path, write_json
 from .template import template_file_digests
 from .workers import run_per_scan
@@ -222,11 +222,13 @@ def _tables(table: pd.DataFrame, results: dict[int, dict]) -> tuple[pd.DataFrame
 
 
 def _shard_settings(table: pd.DataFrame, params: Params, min_ncc: float) -> dict:
-    """What every shard of one cohort must share: the parameters, the template files and the whole input
-    table (before sharding; a table edited between array tasks would shard into overlaps and gaps)."""
+    """What every shard of one cohort must share: the parameters, the template files, the whole input table
+    (before sharding; a table edited between array tasks would shard into overlaps and gaps) and the pipeline's
+    version (array tasks that started apart may run other code)."""
     rows = table.to_csv(index=False).encode()
     return {"params": params.as_dict(), "template": template_file_digests(params.template, params.template_mask),
-            "inputs_sha256": hashlib.sha256(rows).hexdigest(), "qc_min_ncc": min_ncc}
+            "inputs_sha256": hashlib.sha256(rows).hexdigest(), "qc_min_ncc": min_ncc,
+            "pipeline_version": PIPELINE_VERSION}
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
@@ -306,6 +308,10 @@ def _shared_settings(out_dir: Path, count: int) -> float | None:
         if record.get("inputs_sha256") != first.get("inputs_sha256"):
             raise ValueError(f"{out_dir}: shards 0 and {index} of {count} read different input tables (edited "
                              "between them?); rerun every shard on one table, then merge")
+        if record.get("pipeline_version") != first.get("pipeline_version"):
+            raise ValueError(f"{out_dir}: shards 0 and {index} of {count} ran different pipeline versions "
+                             f"({first.get('pipeline_version')} vs {record.get('pipeline_version')}; none: before "
+                             "versions were recorded); rerun the older shards with this code, then merge")
         for section in ("params", "template"):
             ours, theirs = first.get(section) or {}, record.get(section) or {}
             changed = sorted(key for key in ours.keys() | theirs.keys() if ours.get(key) != theirs.get(key))

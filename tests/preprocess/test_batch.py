@@ -18,6 +18,7 @@ import pytest
 
 from preprocess.cli import main, merge_main
 from preprocess.inputs import InputError, read_inputs, select_shard
+from preprocess.pipeline import PIPELINE_VERSION
 from preprocess.sidecar import file_sha256
 
 FAST = ["--resolution", "2", "--no-progress"]
@@ -111,9 +112,11 @@ def test_shards_cover_every_scan_once_and_merge(mixed_run):
     assert len(pd.read_csv(out / "failures.csv")) == len(BAD_SCANS) + 2  # and the DICOM folder, the blank path
 
 
-def _shard_record(folder: Path, index: int, count: int, qc_min_ncc: float = 0.45) -> None:
+def _shard_record(folder: Path, index: int, count: int, qc_min_ncc: float = 0.45,
+                  version: int | None = PIPELINE_VERSION) -> None:
     """What a shard run writes beside its manifest (see batch.shard_record_name), for hand-made shards."""
-    record = {"params": {"resolution": 2.0}, "template": {}, "inputs_sha256": "same", "qc_min_ncc": qc_min_ncc}
+    record = {"params": {"resolution": 2.0}, "template": {}, "inputs_sha256": "same", "qc_min_ncc": qc_min_ncc,
+              "pipeline_version": version}
     (folder / f"shard-{index}-of-{count}.json").write_text(json.dumps(record))
 
 
@@ -156,6 +159,9 @@ def test_merge_uses_the_shards_qc_threshold_and_refuses_a_shard_without_its_reco
     assert pd.read_csv(tmp_path / "manifest.csv")["qc_flag"].tolist() == [True, False]  # 0.7 < the shards' 0.8
     assert merge_main(["--output", str(tmp_path), "--qc-min-ncc", "0.5"]) == 0  # a threshold given wins
     assert pd.read_csv(tmp_path / "manifest.csv")["qc_flag"].tolist() == [False, False]
+    _shard_record(tmp_path, 1, 2, version=None)  # a shard run by code from before versions were recorded
+    assert merge_main(["--output", str(tmp_path)]) == 1
+    assert f"shards 0 and 1 of 2 ran different pipeline versions ({PIPELINE_VERSION} vs None" in capsys.readouterr().err
 
 
 def test_shards_of_other_settings_or_an_edited_table_are_not_merged(tmp_path, capsys):
