@@ -60,3 +60,30 @@ def test_simulate_and_preprocess_say_a_full_disk_and_refuse_an_empty_path(
     with pytest.raises(SystemExit) as exited:
         preprocess_main(["--input", "", "--output", str(tmp_path / "out")])
     assert exited.value.code == 2 and "argument --input: an empty path" in capsys.readouterr().err
+
+
+def test_ctrl_c_while_a_checkpoint_is_written_finishes_the_file_then_stops(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch's writer turns a KeyboardInterrupt raised inside its file writes into "unexpected pos": a Ctrl-C
+    during a save was reported as a full disk (CI saw it). Here the first write delivers SIGINT to this process."""
+    import io
+    import signal
+
+    import elr_mri.engine.checkpoint as checkpoint
+
+    class InterruptedOnFirstWrite(io.FileIO):
+        interrupted = False
+
+        def write(self, data) -> int:  # noqa: ANN001 - bytes-like
+            if not InterruptedOnFirstWrite.interrupted:
+                InterruptedOnFirstWrite.interrupted = True
+                signal.raise_signal(signal.SIGINT)
+            return super().write(data)
+
+    monkeypatch.setattr(checkpoint, "open", lambda path, mode: InterruptedOnFirstWrite(path, "wb"), raising=False)
+    path = tmp_path / "last.pt"
+    with pytest.raises(KeyboardInterrupt):
+        atomic_save({"weights": torch.arange(100_000.0)}, path)
+    assert InterruptedOnFirstWrite.interrupted
+    assert torch.equal(torch.load(path, weights_only=True)["weights"], torch.arange(100_000.0))  # written whole
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C acts at once again

@@ -11,6 +11,10 @@ import json
 import math
 import random
 import shutil
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +31,8 @@ __all__ = ["CheckpointError", "atomic_save", "load_checkpoint", "atomic_write_te
 def atomic_save(obj: dict[str, Any], path: Path) -> None:
     """torch.save to a temporary file beside `path`, then rename it into place. The file is opened here, so
     a read-only or forbidden folder is the OS's own error; torch's writer reports a write the disk refused
-    part-way as "unexpected pos", said here as the full disk it almost always is."""
-    with atomic_path(path) as tmp:
+    part-way as "unexpected pos", said here as the full disk it almost always is. Ctrl-C waits for the write."""
+    with _ctrl_c_after_the_block(), atomic_path(path) as tmp:
         try:
             with open(tmp, "wb") as handle:
                 torch.save(obj, handle)
@@ -41,6 +45,25 @@ def atomic_save(obj: dict[str, Any], path: Path) -> None:
             raise StorageError(errno.ENOSPC, f"{path} could not be written ({str(err).strip()}; {free:.0f} MiB free "
                                              "there): free space, or write elsewhere, and run the command again (a "
                                              "training run continues with --resume)") from None
+
+
+@contextmanager
+def _ctrl_c_after_the_block() -> Iterator[None]:
+    """Hold a Ctrl-C (SIGINT) until the block has run, then raise it. Why: torch's writer turns a
+    KeyboardInterrupt raised inside its writes into "unexpected pos", so an interrupted save looked like a
+    full disk and the interrupt was lost. Only where Python's own handler is installed, in the main thread."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield
+        return
+    received: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if received:
+        raise KeyboardInterrupt
 
 
 def atomic_write_text(text: str, path: Path) -> None:
