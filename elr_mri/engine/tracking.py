@@ -33,7 +33,8 @@ class PredictionTracker:
     def record(self, index: torch.Tensor, logits: torch.Tensor) -> None:
         index = index.to(self.probs.device)
         self.probs[index] = torch.softmax(logits.detach().float(), dim=1).to(self.probs)
-        self.seen[index] = True
+        # index_fill_, not `seen[index] = True`: that copies a host scalar to the GPU, a wait every step
+        self.seen.index_fill_(0, index, True)
 
     def seen_this_epoch(self) -> np.ndarray:
         return self.seen.cpu().numpy()
