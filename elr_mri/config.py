@@ -181,6 +181,9 @@ class TrainLoopConfig:
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     loader: Literal["auto", "dataloader", "device"] = "auto"  # auto: device-resident batches when images fit
     compile: Literal["auto", True, False] = "auto"  # torch.compile the trained network; auto: on for CUDA
+    # torch.compile's mode when compiling. reduce-overhead adds CUDA graphs (one launch replays a step's
+    # kernels): for GPU steps whose host time exceeds their GPU time, as CIFAR ResNet-34's on an H200
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = "default"
     channels_last: Literal["auto", True, False] = "auto"  # channels-last (2D/3D) memory; auto: on for CUDA
     # cuDNN times its convolution algorithms for each new input shape and keeps the fastest; auto: on for
     # CUDA (crops and batches have fixed sizes); the chosen algorithms may differ between runs
@@ -215,7 +218,7 @@ RUN_RECORD_KEYS = ("selection_rule",)
 # would make one run directory hold epochs trained under two different settings.
 RESUME_MAY_CHANGE = frozenset({
     "train.epochs", "train.eval_batch_size", "train.device", "train.precision", "train.loader", "train.compile",
-    "train.channels_last", "train.cudnn_benchmark", "train.threads", "train.checkpoint_seconds",
+    "train.compile_mode", "train.channels_last", "train.cudnn_benchmark", "train.threads", "train.checkpoint_seconds",
     "train.tensorboard", "train.progress", "data.root", "data.num_workers", "data.mri.cache", "data.mri.cache_dir",
 })
 

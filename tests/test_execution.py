@@ -51,6 +51,10 @@ def test_explicit_switches_are_honoured() -> None:
 def test_bad_switch_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="train.precision = 'fp64' is not one of"):
         load_config(DIGITS, ["train.precision=fp64"])
+    with pytest.raises(ConfigError, match="train.compile_mode = 'fast' is not one of"):
+        load_config(DIGITS, ["train.compile_mode=fast"])
+    plan = ExecutionPlan.from_config(load_config(DIGITS, ["train.compile_mode=reduce-overhead"]).train, torch.device("cpu"))
+    assert plan.compile_mode == "reduce-overhead"
 
 
 def test_thread_limit_is_applied_and_a_negative_count_refused() -> None:
@@ -98,12 +102,13 @@ def test_compiled_model_gives_the_same_losses(tmp_path: Path) -> None:
     assert counters["stats"]["unique_graphs"] == 1  # 270 examples in batches of 64: the tail of 14 ran eagerly
 
 
-def test_compiled_network_keeps_one_graph_through_a_short_batch() -> None:
+@pytest.mark.parametrize("mode", ["default", "reduce-overhead"])  # CUDA graphs: nothing to graph on a CPU
+def test_compiled_network_keeps_one_graph_through_a_short_batch(mode: str) -> None:
     _forget_compiled_graphs()
     torch.manual_seed(0)
     network = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
                             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
-    wrapped = CompiledForFullBatches(network)
+    wrapped = CompiledForFullBatches(network, mode)
     for batch_size in (16, 6, 16, 6):
         images = torch.randn(batch_size, 3, 8, 8)
         logits = wrapped(images)
@@ -111,6 +116,19 @@ def test_compiled_network_keeps_one_graph_through_a_short_batch() -> None:
         torch.testing.assert_close(logits, network(images), rtol=1e-4, atol=1e-5)
     assert wrapped.full_batch == 16
     assert counters["stats"]["unique_graphs"] == 1  # plain torch.compile compiles a second graph for 6
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_graphs_train_the_engine_networks_as_plain_compile_does(tmp_path: Path) -> None:
+    """reduce-overhead must really graph a training step (BatchNorm's buffer updates could make inductor skip
+    it, silently) and give the losses of the default compile mode."""
+    on_gpu = ["train.device=cuda", "train.precision=fp32", "train.compile=true", "train.cudnn_benchmark=false"]
+    reference = _losses(tmp_path, "default", *on_gpu)
+    _forget_compiled_graphs()
+    graphed = _losses(tmp_path, "graphed", *on_gpu, "train.compile_mode=reduce-overhead")
+    assert counters["inductor"]["cudagraph_skips"] == 0
+    pd.testing.assert_series_equal(graphed, reference, rtol=1e-3, atol=1e-3)
 
 
 def _forget_compiled_graphs() -> None:

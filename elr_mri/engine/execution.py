@@ -28,6 +28,7 @@ class ExecutionPlan:
     compile: bool
     channels_last: bool
     cudnn_benchmark: bool = False
+    compile_mode: str = "default"  # torch.compile's mode: "reduce-overhead" adds CUDA graphs
 
     @classmethod
     def from_config(cls, cfg: TrainLoopConfig, device: torch.device) -> ExecutionPlan:
@@ -39,7 +40,8 @@ class ExecutionPlan:
         return cls(device=device, autocast_dtype=dtypes[precision],
                    compile=on_gpu if cfg.compile == "auto" else cfg.compile,
                    channels_last=on_gpu if cfg.channels_last == "auto" else cfg.channels_last,
-                   cudnn_benchmark=on_gpu if cfg.cudnn_benchmark == "auto" else cfg.cudnn_benchmark)
+                   cudnn_benchmark=on_gpu if cfg.cudnn_benchmark == "auto" else cfg.cudnn_benchmark,
+                   compile_mode=cfg.compile_mode)
 
     def configure_backends(self) -> None:
         """Process-wide switches the plan implies: cuDNN's algorithm search (a no-op on a CPU)."""
@@ -75,7 +77,7 @@ class ExecutionPlan:
         return images
 
     def compiled(self, module: nn.Module) -> nn.Module:
-        return CompiledForFullBatches(module) if self.compile else module
+        return CompiledForFullBatches(module, self.compile_mode) if self.compile else module
 
 
 class CompiledForFullBatches(nn.Module):
@@ -87,10 +89,10 @@ class CompiledForFullBatches(nn.Module):
     milliseconds an epoch instead. Parameters and buffers are the wrapped module's own.
     """
 
-    def __init__(self, module: nn.Module) -> None:
+    def __init__(self, module: nn.Module, mode: str = "default") -> None:
         super().__init__()
         self.eager = module
-        self.graph = torch.compile(module, dynamic=False)
+        self.graph = torch.compile(module, dynamic=False, mode=mode)
         self.full_batch: int | None = None
 
     def forward(self, images: torch.Tensor, **extra: torch.Tensor) -> torch.Tensor:
