@@ -36,16 +36,17 @@ CIFAR_JPEG = ROOT / "data" / "cifar10"
 TRAIN_SIZE = 45_000  # CIFAR-10's 50,000 less the 10% validation hold-out
 
 
-def load_train(root: Path) -> tuple[InMemoryImages, str]:
-    """The training set the engine would build, or random pixels with the same pipeline."""
-    if (root / "train").is_dir():
+def load_train(root: Path | None) -> tuple[InMemoryImages, str]:
+    """The training set the engine would build from `root`, or random pixels with the same pipeline (no
+    `root`, or none there): timings do not depend on the pixels, and decoding the JPEGs takes tens of seconds."""
+    if root is not None and (root / "train").is_dir():
         started = time.perf_counter()
         data = build_image_data(DataConfig(name="imagefolder", root=str(root)))
         return data.train, f"CIFAR-10 JPEG copy in {root.relative_to(ROOT)} (decoded in {time.perf_counter() - started:.0f} s)"
     images = np.random.default_rng(0).integers(0, 256, (TRAIN_SIZE, 3, 32, 32), dtype=np.uint8)
     mean, std = NORMALISATION["cifar10"]
     transform = Compose([ToFloat(), RandomCrop(32, padding=CIFAR_PADDING), RandomHorizontalFlip(), Normalize(mean, std)])
-    return InMemoryImages(images, np.arange(TRAIN_SIZE) % 10, transform), f"random uint8 (no {root})"
+    return InMemoryImages(images, np.arange(TRAIN_SIZE) % 10, transform), "random uint8" + (f" (no {root})" if root is not None else "")
 
 
 def epoch_seconds(batches: Callable[[int], Iterable[dict]], epoch: int, sync: Callable[[], None]) -> float:
@@ -62,6 +63,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3, help="epochs timed per path; the median is reported")
     parser.add_argument("--device", default="cpu", help="where the device-resident path runs")
+    parser.add_argument("--random-pixels", action="store_true", help="random uint8 images, not the JPEG copy")
     parser.add_argument("--out", type=nonempty_path, default=ROOT / "bench" / "results" / "device_batches.md")
     args = parser.parse_args()
     for flag, value in (("--batch-size", args.batch_size), ("--repeats", args.repeats)):
@@ -69,7 +71,7 @@ def main() -> None:
             parser.error(f"{flag} {value}: must be at least 1")
     device = parse_device(parser, args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
-    train, source = load_train(CIFAR_JPEG)
+    train, source = load_train(None if args.random_pixels else CIFAR_JPEG)
     threads = torch.get_num_threads()
 
     def sampler(epoch: int) -> GlobalBatchSampler:

@@ -1,0 +1,169 @@
+"""Where a CIFAR-10 ELR training step spends its time: the engine's own method, batches and tracker.
+
+Why: the first timed CIFAR-10 sym-40 row on a GPU ran at about 9.5 s an epoch, several times what the
+arithmetic allows, and a whole 120-epoch run is too long to find the cause in. This runs the pieces an
+epoch is made of (device-resident batch, `train_step`, `PredictionTracker.record`) for a few dozen steps
+under four execution plans, on random uint8 images of CIFAR's shape (timing does not depend on the
+pixels), and reports per plan:
+  - ms per step of the whole loop, one wait for the device at the end (what an epoch costs);
+  - ms per step of each piece with a wait after each (its device time plus its launch time);
+  - host ms per step with no wait at all, measured on the eager plans only (how long Python takes to
+    queue a step: when this is near the loop's time, the GPU waits on the host);
+and, for the engine's plan, the profiler's busiest device kernels. Also the un-augmented evaluation pass
+over 15,000 images (val + test) that follows every epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import torch
+from bench_device_batches import load_train
+from results_file import command_line, write_report
+
+from elr_mri.config import load_config
+from elr_mri.data.device_batches import DeviceImageBatches
+from elr_mri.distributed import GlobalBatchSampler
+from elr_mri.engine.execution import ExecutionPlan
+from elr_mri.engine.methods import build_method
+from elr_mri.engine.tracking import PredictionTracker
+from preprocess.user_errors import nonempty_path
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "configs" / "cifar10" / "elr_sym40.yaml"
+EVAL_IMAGES = 15_000  # 5,000 validation + 10,000 test images after each CIFAR-10 epoch
+PLANS = {  # name: (train.precision, train.channels_last, train.compile, train.compile_mode)
+    "engine auto (bf16, channels-last, compile)": ("auto", "auto", "auto", "default"),
+    "engine auto + CUDA graphs (compile_mode reduce-overhead)": ("auto", "auto", "auto", "reduce-overhead"),
+    "bf16 + channels-last, eager": ("auto", "auto", "false", "default"),
+    "fp32 eager": ("fp32", "false", "false", "default"),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--steps", type=int, default=60, help="timed steps per measurement")
+    parser.add_argument("--warmup", type=int, default=8, help="untimed steps first (compilation, cuDNN search)")
+    parser.add_argument("--eval-images", type=int, default=EVAL_IMAGES, help="images in the timed evaluation pass")
+    parser.add_argument("--out", type=nonempty_path, default=ROOT / "bench" / "results" / "cifar_step.md")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    train, source = load_train(None)  # random pixels: see the docstring
+    rows, kernels = [], ""
+    for name, (precision, channels_last, compiled, mode) in PLANS.items():
+        cfg = load_config(CONFIG, [f"train.precision={precision}", f"train.channels_last={channels_last}",
+                                   f"train.compile={compiled}", f"train.compile_mode={mode}"])
+        plan = ExecutionPlan.from_config(cfg.train, device)
+        plan.configure_backends()
+        timer = StepTimer(cfg, plan, train, device, args.eval_images)
+        timer.run(args.warmup)
+        loop = timer.loop_ms(args.steps)
+        pieces = timer.pieces_ms(args.steps)
+        host = timer.host_ms(args.steps) if compiled == "false" else float("nan")
+        evaluation = timer.evaluation_s()
+        rows.append(f"| {name} | {loop:.1f} | {pieces['batch']:.1f} | {pieces['train_step']:.1f} | "
+                    f"{pieces['record']:.1f} | {host:.1f} | {evaluation:.2f} |")
+        print(rows[-1], flush=True)
+        if compiled == "auto" and mode == "default":
+            kernels = timer.busiest_kernels(min(args.steps, 20))
+    text = (f"# Time of one CIFAR-10 ELR training step, by piece ({torch.cuda.get_device_name(device) if device.type == 'cuda' else device})\n\n"
+            f"Command: `{command_line()}`\n\ntorch {torch.__version__}; data: {source}; ResNet-34, batch 128, "
+            f"{args.steps} timed steps after {args.warmup} untimed.\n\n"
+            f"| plan | loop ms/step | batch ms | train_step ms | record ms | host-only ms/step | eval pass s ({args.eval_images:,} images) |\n"
+            "|---|---|---|---|---|---|---|\n" + "\n".join(rows) +
+            f"\n\nAn epoch is 352 steps. Busiest device kernels of the engine's plan:\n\n```\n{kernels}\n```\n")
+    write_report(args.out, text)
+
+
+class StepTimer:
+    """One plan's method, batches and tracker, stepped the way `runner._train_epoch` steps them."""
+
+    def __init__(self, cfg, plan: ExecutionPlan, train, device: torch.device, eval_images: int) -> None:
+        self.device = device
+        self.eval_images = eval_images
+        self.method = build_method(cfg, (3, 32, 32), 10, len(train), plan)
+        self.batches = DeviceImageBatches.from_dataset(train, device, channels_last=plan.channels_last)
+        self.tracker = PredictionTracker(len(train), 10, device)
+        self.stream = self._endless(cfg.train.batch_size)
+        self.eval_batch_size = cfg.train.eval_batch_size
+
+    def _endless(self, batch_size: int) -> Iterator[dict]:
+        epoch = 0
+        while True:
+            sampler = GlobalBatchSampler(len(self.batches), batch_size, torch.Generator().manual_seed(epoch))
+            full = [indices for indices in sampler if len(indices) == batch_size]  # no eager tail batch
+            yield from self.batches.batches(full, self.batches.generator(epoch))
+            epoch += 1
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def _step(self) -> None:
+        batch = next(self.stream)
+        _, logits = self.method.train_step(batch)
+        self.tracker.record(batch["index"], logits)
+
+    def run(self, steps: int) -> None:
+        for _ in range(steps):
+            self._step()
+        self._sync()
+
+    def loop_ms(self, steps: int) -> float:
+        return self._timed(lambda: self.run(steps)) / steps
+
+    def host_ms(self, steps: int) -> float:
+        """Time to queue `steps` steps; the device may still be busy when it ends."""
+        self._sync()
+        started = time.perf_counter()
+        for _ in range(steps):
+            self._step()
+        queued = time.perf_counter() - started
+        self._sync()
+        return 1000 * queued / steps
+
+    def pieces_ms(self, steps: int) -> dict[str, float]:
+        total = {"batch": 0.0, "train_step": 0.0, "record": 0.0}
+        for _ in range(steps):
+            batch: dict = {}
+            total["batch"] += self._timed(lambda: batch.update(next(self.stream)))
+            out: list = []
+            total["train_step"] += self._timed(lambda: out.extend(self.method.train_step(batch)))
+            total["record"] += self._timed(lambda: self.tracker.record(batch["index"], out[1]))
+        return {piece: value / steps for piece, value in total.items()}
+
+    def evaluation_s(self) -> float:
+        """Seconds to predict the first EVAL_IMAGES images in evaluation batches, as `evaluate_split` does."""
+        def evaluate() -> None:
+            seen = 0
+            for batch in self.batches.in_order(self.eval_batch_size):
+                self.method.predict_proba(batch).argmax(dim=1).cpu()
+                seen += len(batch["index"])
+                if seen >= self.eval_images:
+                    break
+        return self._timed(evaluate) / 1000
+
+    def busiest_kernels(self, steps: int) -> str:
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        if self.device.type == "cuda":
+            activities.append(torch.profiler.ProfilerActivity.CUDA)
+        with torch.profiler.profile(activities=activities) as profile:
+            self.run(steps)
+        key = "self_cuda_time_total" if self.device.type == "cuda" else "self_cpu_time_total"
+        return profile.key_averages().table(sort_by=key, row_limit=20, max_name_column_width=60)
+
+    def _timed(self, action: Callable[[], object]) -> float:
+        """Milliseconds `action` takes, the device's queue emptied before and after."""
+        self._sync()
+        started = time.perf_counter()
+        action()
+        self._sync()
+        return 1000 * (time.perf_counter() - started)
+
+
+if __name__ == "__main__":
+    main()
