@@ -52,7 +52,8 @@ def main() -> None:
     out = args.out or ROOT / "bench" / "results" / f"execution_variants_{args.device}.md"
     # fp32 eager and the engine's GPU `auto` (the last variant) first, and the file rewritten after each
     # variant: a run cut short (a device call's time limit) keeps the figures measured so far
-    order = (steps.VARIANTS[0], steps.VARIANTS[-1], *steps.VARIANTS[1:-1])
+    variants = steps.variants_on(args.device)
+    order = (variants[0], variants[-1], *variants[1:-1])
     measured: dict[str, steps.StepResult] = {}
     failed: list[str] = []
     for done, variant in enumerate(order, start=1):

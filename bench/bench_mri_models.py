@@ -24,8 +24,8 @@ noise, written as int16 NIfTI as preprocess/ writes them) in an `MRIScans` datas
 cache and the training transforms (blur σ ~ U(0, 1), random crop), batch 4; epochs after the
 first are timed, right after the ×1 model (the fastest) so that the ratio compares like with like.
 
-`--device cuda` times every model at 96³, then the ×8 + age model under fp32 eager, bf16
-autocast, channels-last 3D and torch.compile (each in a fresh process), and writes
+`--device cuda` times every model at 96³, then the ×8 + age model under fp32 eager (and with TF32
+off, strict fp32), bf16 autocast, channels-last 3D and torch.compile (each in a fresh process), and writes
 bench/results/mri_models_cuda.md.
 
     .venv/bin/python bench/bench_mri_models.py                 # CPU, ~8 minutes on 2 loaded cores
@@ -95,11 +95,14 @@ class Variant:
     precision: str = "fp32"
     channels_last: bool = False
     compile: bool = False
+    tf32: bool = True  # torch's default: cuDNN runs fp32 convolutions on TF32 tensor cores (GPU only)
 
 
 FP32_EAGER = Variant("fp32 eager")
+STRICT_FP32 = Variant("fp32 eager, TF32 off (strict fp32)", tf32=False)
 VARIANTS = (
     FP32_EAGER,
+    STRICT_FP32,
     Variant("bf16 autocast", "bf16"),
     Variant("bf16 + channels-last 3D", "bf16", channels_last=True),
     Variant("bf16 + torch.compile", "bf16", compile=True),
@@ -237,6 +240,7 @@ def run_steps(job: StepJob) -> StepResult:
                          channels_last=variant.channels_last,
                          cudnn_benchmark=device.type == "cuda")  # as the engine's `auto`
     plan.configure_backends()
+    torch.backends.cudnn.allow_tf32 = variant.tf32  # matmuls stay off TF32, torch's default
     batch = random_batch(job)
     rss_before_kb = reset_rss_peak()
     torch.manual_seed(0)
@@ -411,7 +415,12 @@ def measure_variants(args: argparse.Namespace) -> dict[str, StepResult]:
     """The ×8 at 96³ under each execution variant (GPU), one fresh process each."""
     return {variant.label: in_fresh_process(StepJob(X8, PAPER_SIZE, args.batch_size, args.device, variant,
                                                     warmup=3, min_steps=10, budget_s=10.0))
-            for variant in VARIANTS}
+            for variant in variants_on(args.device)}
+
+
+def variants_on(device: str) -> tuple[Variant, ...]:
+    """Every variant on a GPU; on a CPU, where TF32 does not exist, the strict-fp32 one is fp32 eager again."""
+    return VARIANTS if device == "cuda" else tuple(v for v in VARIANTS if v is not STRICT_FP32)
 
 
 @dataclass
@@ -554,7 +563,8 @@ def gpu_lines(m: Measurements, batch: int) -> list[str]:
     if not m.variants:
         return ["## GPU table: still open", "",
                 "No GPU on this machine. `python bench/bench_mri_models.py --device cuda` times every model at "
-                "96³ and then the ×8 + age at 96³, batch 4, under fp32 eager, bf16 autocast, bf16 + channels-last "
+                "96³ and then the ×8 + age at 96³, batch 4, under fp32 eager (TF32 on, torch's default, and off), bf16 "
+                "autocast, bf16 + channels-last "
                 "3D, bf16 + torch.compile and all three (the engine's `auto` on a GPU), each in a fresh process, "
                 "with `torch.cuda.max_memory_allocated`, and writes bench/results/mri_models_cuda.md. That run "
                 "has not been made yet."]
