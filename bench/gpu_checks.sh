@@ -10,8 +10,8 @@
 #      Why CUDA graphs: on an H200 (2026-12-04) a step of this row took 21.8 ms of which the GPU computed 4.4 ms;
 #      the host queueing ~1,000 kernels a step was the limit, and the row ran 9 s an epoch;
 #   4. bench/bench_cifar_step.py in the 90 s kept: a step's time by piece under four plans, CUDA graphs among them.
-# The 3D ×8 + age figures (bench_execution_variants.py --device cuda --size 96 --budget 4) were measured then and
-# are not repeated. Why a shared deadline: a device call has one fixed limit, and a step cut short must still
+# `bash bench/gpu_checks.sh 3d` instead runs only the 3D ×8 + age model's execution variants at 96³ (about 3
+# minutes: measured 2026-12-04 but for the strict-fp32 row added since). Why a shared deadline: a device call has one fixed limit, and a step cut short must still
 # leave the earlier steps' figures (and its own log lines) in $OUT.
 set -u
 OUT=${OUT:-gpu_out}
@@ -24,7 +24,7 @@ if [ -d .whl ]; then
     export PYTHONPATH=/tmp/site
 fi
 export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD
-[ -d data/cifar10/train ] || tar -xJf data/cifar10-jpeg.tar.xz -C data/ || exit 1
+[ "${1:-}" = 3d ] || [ -d data/cifar10/train ] || tar -xJf data/cifar10-jpeg.tar.xz -C data/ || exit 1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/device.txt"
 "$PYTHON" -c "import torch; print('torch', torch.__version__)" | tee -a "$OUT/device.txt"
 
@@ -42,6 +42,11 @@ step() {
     echo "$name: exit $?, $(( $(date +%s) - start )) s wall (limit ${limit} s)" | tee -a "$OUT/device.txt"
 }
 
+if [ "${1:-}" = 3d ]; then
+    step "3D x8 execution variants" 400 "$OUT/bench.log" "$PYTHON" bench/bench_execution_variants.py \
+        --device cuda --size 96 --budget 4 --out "$OUT/execution_variants_cuda.md"
+    exit 0
+fi
 step "gpu tests" 90 "$OUT/gpu_tests.log" "$PYTHON" -m pytest -q -m gpu -p no:cacheprovider \
     tests/test_training_step.py tests/test_device_batches.py tests/test_execution.py
 step "device batches" 40 "$OUT/bench.log" "$PYTHON" bench/bench_device_batches.py --device cuda --random-pixels \
