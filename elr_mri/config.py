@@ -184,6 +184,9 @@ class TrainLoopConfig:
     # torch.compile's mode when compiling. reduce-overhead adds CUDA graphs (one launch replays a step's
     # kernels): for GPU steps whose host time exceeds their GPU time, as CIFAR ResNet-34's on an H200
     compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = "default"
+    # torch's fused SGD/Adam: one kernel updates every parameter (foreach: several per group of them), less
+    # host time per step where the host is the limit; the same update up to float rounding. auto: on for CUDA
+    fused_optimizer: Literal["auto", True, False] = "auto"
     channels_last: Literal["auto", True, False] = "auto"  # channels-last (2D/3D) memory; auto: on for CUDA
     # cuDNN times its convolution algorithms for each new input shape and keeps the fastest; auto: on for
     # CUDA (crops and batches have fixed sizes); the chosen algorithms may differ between runs
@@ -218,7 +221,7 @@ RUN_RECORD_KEYS = ("selection_rule",)
 # would make one run directory hold epochs trained under two different settings.
 RESUME_MAY_CHANGE = frozenset({
     "train.epochs", "train.eval_batch_size", "train.device", "train.precision", "train.loader", "train.compile",
-    "train.compile_mode", "train.channels_last", "train.cudnn_benchmark", "train.threads", "train.checkpoint_seconds",
+    "train.compile_mode", "train.fused_optimizer", "train.channels_last", "train.cudnn_benchmark", "train.threads", "train.checkpoint_seconds",
     "train.tensorboard", "train.progress", "data.root", "data.num_workers", "data.mri.cache", "data.mri.cache_dir",
 })
 

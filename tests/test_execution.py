@@ -21,8 +21,8 @@ BASE = ["data.train_subset=300", "train.epochs=3", "model.name=small_cnn", "mode
 
 def test_auto_on_a_cpu_is_plain_fp32_eager() -> None:
     plan = ExecutionPlan.from_config(TrainLoopConfig(), torch.device("cpu"))
-    assert (plan.autocast_dtype, plan.compile, plan.channels_last, plan.loss_scaling, plan.cudnn_benchmark) == (
-        None, False, False, False, False)
+    assert (plan.autocast_dtype, plan.compile, plan.channels_last, plan.loss_scaling, plan.cudnn_benchmark,
+            plan.fused_optimizer) == (None, False, False, False, False, False)
 
 
 @pytest.mark.gpu
@@ -30,7 +30,7 @@ def test_auto_on_a_cpu_is_plain_fp32_eager() -> None:
 def test_auto_on_a_gpu_turns_every_switch_on() -> None:
     plan = ExecutionPlan.from_config(TrainLoopConfig(), torch.device("cuda"))
     assert plan.autocast_dtype in (torch.bfloat16, torch.float16)
-    assert plan.compile and plan.channels_last and plan.cudnn_benchmark
+    assert plan.compile and plan.channels_last and plan.cudnn_benchmark and plan.fused_optimizer
 
 
 def test_explicit_switches_are_honoured() -> None:
@@ -87,6 +87,7 @@ def fp32_losses(tmp_path_factory: pytest.TempPathFactory) -> pd.Series:
     [
         ("channels_last", ["train.channels_last=true"], 1e-4),
         ("bf16", ["train.precision=bf16"], 0.05),  # bf16 keeps 8 mantissa bits: ~1% per op
+        ("fused_optimizer", ["train.fused_optimizer=true"], 1e-4),
     ],
 )
 def test_switches_give_the_same_losses(tmp_path: Path, name: str, switches: list[str], tolerance: float,

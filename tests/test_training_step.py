@@ -186,3 +186,12 @@ def test_optim_momentum_is_adams_beta1() -> None:
     cfg = _config("ce", "optim.name=adam", "optim.lr=0.0001", "optim.momentum=0.5")
     optimizer = build_optimizer(cfg, torch.nn.Linear(2, 2))
     assert isinstance(optimizer, torch.optim.Adam) and optimizer.defaults["betas"] == (0.5, 0.999)
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam"])
+def test_an_unfused_optimizer_keeps_torchs_multi_tensor_default(name: str) -> None:
+    """fused=False passed to torch would also switch off its foreach kernels: a slower per-tensor loop on a GPU."""
+    cfg = _config("ce", f"optim.name={name}")
+    unfused, fused = (build_optimizer(cfg, torch.nn.Linear(2, 2), fused=f).defaults for f in (False, True))
+    assert unfused["fused"] is None and unfused["foreach"] is None  # torch then picks foreach where it can
+    assert fused["fused"] is True

@@ -1,9 +1,9 @@
 """How the networks run on the chosen device: precision, memory layout, compilation.
 
 Each is a config switch (`train.precision`, `train.channels_last`, `train.compile`,
-`train.cudnn_benchmark`) whose `auto` default picks what pays off on that device: bf16 autocast
-(fp16 with a gradient scaler on GPUs without native bf16, such as the paper's V100),
-channels-last memory, torch.compile and cuDNN's algorithm search on a GPU; plain fp32 eager on a
+`train.cudnn_benchmark`, `train.fused_optimizer`) whose `auto` default picks what pays off on that device: bf16
+autocast (fp16 with a gradient scaler on GPUs without native bf16, such as the paper's V100),
+channels-last memory, torch.compile, cuDNN's algorithm search and fused optimizers on a GPU; plain fp32 eager on a
 CPU, where bf16 pays only on CPUs with native bf16 and the others not at all.
 """
 
@@ -29,6 +29,7 @@ class ExecutionPlan:
     channels_last: bool
     cudnn_benchmark: bool = False
     compile_mode: str = "default"  # torch.compile's mode: "reduce-overhead" adds CUDA graphs
+    fused_optimizer: bool = False
 
     @classmethod
     def from_config(cls, cfg: TrainLoopConfig, device: torch.device) -> ExecutionPlan:
@@ -41,7 +42,8 @@ class ExecutionPlan:
                    compile=on_gpu if cfg.compile == "auto" else cfg.compile,
                    channels_last=on_gpu if cfg.channels_last == "auto" else cfg.channels_last,
                    cudnn_benchmark=on_gpu if cfg.cudnn_benchmark == "auto" else cfg.cudnn_benchmark,
-                   compile_mode=cfg.compile_mode)
+                   compile_mode=cfg.compile_mode,
+                   fused_optimizer=on_gpu if cfg.fused_optimizer == "auto" else cfg.fused_optimizer)
 
     def configure_backends(self) -> None:
         """Process-wide switches the plan implies: cuDNN's algorithm search (a no-op on a CPU)."""

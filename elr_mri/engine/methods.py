@@ -61,13 +61,16 @@ class Method(Protocol):
         """The networks whose mean logits prediction reads: the one model, or ELR+'s two trained networks."""
 
 
-def build_optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """SGD, or Adam with optim.momentum as its β1 (the same role: how much of the past gradient is kept)."""
-    o = cfg.optim
+def build_optimizer(cfg: RunConfig, model: nn.Module, fused: bool = False) -> torch.optim.Optimizer:
+    """SGD, or Adam with optim.momentum as its β1 (the same role: how much of the past gradient is kept);
+    `fused`: torch's single-kernel implementation (`ExecutionPlan.fused_optimizer`). Otherwise `fused` is left
+    unset, not False: an explicit False also turns off torch's default multi-tensor (foreach) kernels."""
+    o, fused_or_default = cfg.optim, (True if fused else None)
     if o.name == "sgd":
         return torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum,
-                               weight_decay=o.weight_decay, nesterov=o.nesterov)
-    return torch.optim.Adam(model.parameters(), lr=o.lr, betas=(o.momentum, 0.999), weight_decay=o.weight_decay)
+                               weight_decay=o.weight_decay, nesterov=o.nesterov, fused=fused_or_default)
+    return torch.optim.Adam(model.parameters(), lr=o.lr, betas=(o.momentum, 0.999), weight_decay=o.weight_decay,
+                            fused=fused_or_default)
 
 
 def build_method(cfg: RunConfig, input_shape: tuple[int, ...], num_classes: int, num_examples: int,
@@ -76,7 +79,7 @@ def build_method(cfg: RunConfig, input_shape: tuple[int, ...], num_classes: int,
         return ELRPlusPair(cfg, input_shape, num_classes, num_examples, plan, dist)
     model = plan.place_model(build_model(cfg.model, input_shape, num_classes))
     loss_fn = build_loss(cfg.loss, num_examples, num_classes).to(plan.device)
-    return SingleNetwork(model, loss_fn, build_optimizer(cfg, model), plan, dist)
+    return SingleNetwork(model, loss_fn, build_optimizer(cfg, model, plan.fused_optimizer), plan, dist)
 
 
 class SingleNetwork:
@@ -170,7 +173,7 @@ class ELRPlusPair:
                         targets_dtype=targets_dtype(cfg.loss)).to(plan.device)
             for _ in range(2)
         ]
-        self.optimizers = [build_optimizer(cfg, net) for net in self.nets]
+        self.optimizers = [build_optimizer(cfg, net, plan.fused_optimizer) for net in self.nets]
         self.scalers = [plan.grad_scaler() for _ in range(2)]
         self.streams_in_turn = self.cfg.alternation == "epoch"
         self.network_steps = [0, 0]  # equal at every epoch's end, where checkpoints are written
