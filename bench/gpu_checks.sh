@@ -11,7 +11,8 @@
 #      the host queueing ~1,000 kernels a step was the limit, and the row ran 9 s an epoch;
 #   4. bench/bench_cifar_step.py in the 90 s kept: a step's time by piece under four plans, CUDA graphs among them.
 # `bash bench/gpu_checks.sh 3d` instead runs only the 3D ×8 + age model's execution variants at 96³ (about 3
-# minutes: measured 2026-12-04 but for the strict-fp32 row added since). Why a shared deadline: a device call has one fixed limit, and a step cut short must still
+# minutes: measured 2026-12-04 but for the strict-fp32 row added since), then the MRI loader by workers on that
+# machine's cores (the model outran one loader process 10 to 1 there). Why a shared deadline: a device call has one fixed limit, and a step cut short must still
 # leave the earlier steps' figures (and its own log lines) in $OUT.
 set -u
 OUT=${OUT:-gpu_out}
@@ -43,8 +44,10 @@ step() {
 }
 
 if [ "${1:-}" = 3d ]; then
-    step "3D x8 execution variants" 400 "$OUT/bench.log" "$PYTHON" bench/bench_execution_variants.py \
+    step "3D x8 execution variants" 200 "$OUT/bench.log" "$PYTHON" bench/bench_execution_variants.py \
         --device cuda --size 96 --budget 4 --out "$OUT/execution_variants_cuda.md"
+    step "mri loader by workers" 100 "$OUT/bench.log" "$PYTHON" bench/bench_mri_loader.py --workers 0 2 4 8 \
+        --out "$OUT/mri_loader_gpu_machine.md"
     exit 0
 fi
 step "gpu tests" 90 "$OUT/gpu_tests.log" "$PYTHON" -m pytest -q -m gpu -p no:cacheprovider \
