@@ -24,8 +24,9 @@ import torch
 from bench_device_batches import load_train
 from results_file import command_line, write_report
 
-from elr_mri.config import load_config
+from elr_mri.config import RunConfig, load_config
 from elr_mri.data.device_batches import DeviceImageBatches
+from elr_mri.data.images import InMemoryImages
 from elr_mri.distributed import GlobalBatchSampler
 from elr_mri.engine.execution import ExecutionPlan
 from elr_mri.engine.methods import build_method
@@ -82,7 +83,8 @@ def main() -> None:
 class StepTimer:
     """One plan's method, batches and tracker, stepped the way `runner._train_epoch` steps them."""
 
-    def __init__(self, cfg, plan: ExecutionPlan, train, device: torch.device, eval_images: int) -> None:
+    def __init__(self, cfg: RunConfig, plan: ExecutionPlan, train: InMemoryImages, device: torch.device,
+                 eval_images: int) -> None:
         self.device = device
         self.eval_images = eval_images
         self.method = build_method(cfg, (3, 32, 32), 10, len(train), plan)
