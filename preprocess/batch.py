@@ -267,6 +267,12 @@ def merge_shards(out_dir: str | Path, min_ncc: float | None = None) -> Summary:
     found = sorted(out_dir.glob("manifest-shard-*-of-*.csv"))
     if not found:
         raise FileNotFoundError(f"{out_dir}: no manifest-shard-I-of-N.csv files; run the shards first")
+    with output_lock(out_dir, None):  # as a whole run: no shard may still write what is read here, nor start
+        return _merge(out_dir, found, min_ncc)
+
+
+def _merge(out_dir: Path, found: list[Path], min_ncc: float | None) -> Summary:
+    """`merge_shards` once it holds the folder."""
     counts = {name.stem.rsplit("-of-", 1)[1] for name in found}
     if len(counts) != 1:
         raise ValueError(f"{out_dir}: shard files of different N ({sorted(counts)}); keep one set of shards")

@@ -372,6 +372,28 @@ def test_a_run_into_a_folder_another_run_holds_is_refused_and_shards_share_it(tm
         assert main(["--input", table, "--output", str(out), *FAST]) == 1
 
 
+def test_merge_is_refused_while_a_run_or_shard_holds_the_folder(tmp_path, capsys):
+    """A merge while a shard still ran joined that shard's older manifest (or said it was missing), and a run
+    started during a merge could rewrite the shard files being read."""
+    import fcntl
+
+    pd.DataFrame({"participant_id": ["sub-01"], "session_id": "ses-M00", "processed_path": "/prep/x.nii.gz",
+                  "qc_ncc": 0.8, "qc_mask_dice": 0.8, "status": "done"}).to_csv(
+        tmp_path / "manifest-shard-0-of-1.csv", index=False)
+    _shard_record(tmp_path, 0, 1)
+    run_lock = tmp_path / ".preprocess.lock"
+    for mode in (fcntl.LOCK_SH, fcntl.LOCK_EX):  # a shard still running; a whole run
+        with _held(run_lock, mode):
+            assert merge_main(["--output", str(tmp_path)]) == 1  # merge's status for every refusal
+            assert capsys.readouterr().err == (f"elr-mri preprocess-merge: error: {tmp_path} is in use by another "
+                                               f"preprocess run (lock {run_lock}); wait for it or choose another "
+                                               "--output\n")
+            assert not (tmp_path / "manifest.csv").exists()
+    assert merge_main(["--output", str(tmp_path)]) == 0  # the merge let go of the folder: a run may start
+    with _held(run_lock, fcntl.LOCK_EX):
+        pass
+
+
 def test_flagged_scans_are_named_with_their_reason_and_qc_image(tmp_path, capsys):
     """A count of flagged scans alone left them in the training data unseen."""
     ids = [f"sub-{i:02d}" for i in range(25)]
