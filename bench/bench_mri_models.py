@@ -44,7 +44,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -411,13 +412,6 @@ def slow_job(x8: StepResult, small: dict, paper: dict, batch: int) -> tuple[Step
     return job, note
 
 
-def measure_variants(args: argparse.Namespace) -> dict[str, StepResult]:
-    """The ×8 at 96³ under each execution variant (GPU), one fresh process each."""
-    return {variant.label: in_fresh_process(StepJob(X8, PAPER_SIZE, args.batch_size, args.device, variant,
-                                                    warmup=3, min_steps=10, budget_s=10.0))
-            for variant in variants_on(args.device)}
-
-
 def variants_on(device: str) -> tuple[Variant, ...]:
     """Every variant on a GPU; on a CPU, where TF32 does not exist, the strict-fp32 one is fp32 eager again."""
     return VARIANTS if device == "cuda" else tuple(v for v in VARIANTS if v is not STRICT_FP32)
@@ -425,38 +419,46 @@ def variants_on(device: str) -> tuple[Variant, ...]:
 
 @dataclass
 class Measurements:
-    """Everything one run measured, in the order it was measured."""
+    """Everything one run measured so far, in the order it was measured (the report is written after each part)."""
 
     paper: dict[str, dict]
     small: dict[str, dict]
-    timed: dict[str, dict[int, StepResult]]
-    loaders: list[LoaderResult]
-    volume_shape: tuple[int, ...]
     resolution: float
-    slow: StepResult | None
-    slow_note: str
-    variants: dict[str, StepResult]
+    timed: dict[str, dict[int, StepResult]] = field(default_factory=dict)
+    loaders: list[LoaderResult] = field(default_factory=list)
+    volume_shape: tuple[int, ...] = ()
+    slow: StepResult | None = None
+    slow_note: str = ""
+    variants: dict[str, StepResult] = field(default_factory=dict)
+    finished: bool = False
 
 
-def measure(args: argparse.Namespace) -> Measurements:
-    """×1 (both thread settings), the loader, the other models, then the ×8 at 96³ or the GPU variants."""
-    paper = {s.label: static_figures(s, PAPER_SIZE) for s in MODELS}
-    small = {s.label: static_figures(s, args.size) for s in MODELS}
-    timed = {X1.label: measure_model(args, X1)}
-    resolution = 2.0 if args.device == "cpu" else 1.5
+def measure(args: argparse.Namespace, measured: Callable[[Measurements], None]) -> Measurements:
+    """×1 (both thread settings), the loader, the other models, then the ×8 at 96³ or the GPU variants; `measured`
+    is called after each part, so a run cut short (a device call's time limit) leaves what it measured."""
+    m = Measurements(paper={s.label: static_figures(s, PAPER_SIZE) for s in MODELS},
+                     small={s.label: static_figures(s, args.size) for s in MODELS},
+                     resolution=2.0 if args.device == "cpu" else 1.5)
+    m.timed[X1.label] = measure_model(args, X1)
+    measured(m)
     with tempfile.TemporaryDirectory() as folder:
-        paths, shape = write_volumes(Path(folder), args.volumes, resolution)
-        settings = [(0, threads) for threads in thread_settings(args.device)] + [(2, 1)]
-        loaders = [loader_rate(paths, args.size, args.batch_size, workers, threads) for workers, threads in settings]
+        paths, m.volume_shape = write_volumes(Path(folder), args.volumes, m.resolution)
+        for workers, threads in [(0, threads) for threads in thread_settings(args.device)] + [(2, 1)]:
+            m.loaders.append(loader_rate(paths, args.size, args.batch_size, workers, threads))
+    measured(m)
     for spec in MODELS[1:]:
-        timed[spec.label] = measure_model(args, spec)
-    slow, note, variants = None, "", {}
+        m.timed[spec.label] = measure_model(args, spec)
+        measured(m)
     if args.device == "cpu":
-        job, note = slow_job(fastest(timed[X8.label]), small[X8.label], paper[X8.label], args.batch_size)
-        slow = in_fresh_process(job) if job is not None else None
+        job, m.slow_note = slow_job(fastest(m.timed[X8.label]), m.small[X8.label], m.paper[X8.label], args.batch_size)
+        m.slow = in_fresh_process(job) if job is not None else None
     else:
-        variants = measure_variants(args)
-    return Measurements(paper, small, timed, loaders, shape, resolution, slow, note, variants)
+        for variant in variants_on(args.device):
+            m.variants[variant.label] = in_fresh_process(StepJob(X8, PAPER_SIZE, args.batch_size, args.device, variant,
+                                                                 warmup=3, min_steps=10, budget_s=10.0))
+            measured(m)
+    m.finished = True
+    return m
 
 
 # ---------------------------------------------------------------------------------------- report
@@ -488,10 +490,10 @@ def model_row(spec: ModelSpec, size: int, paper: dict, small: dict, result: Step
 def model_lines(args: argparse.Namespace, m: Measurements) -> list[str]:
     lines = [MODEL_HEADER.format(batch=args.batch_size)]
     for spec in MODELS:
-        for result in m.timed[spec.label].values():
+        for result in m.timed.get(spec.label, {}).values():
             lines.append(model_row(spec, args.size, m.paper[spec.label], m.small[spec.label], result,
                                    args.batch_size, args.device))
-    if args.device == "cpu":
+    if args.device == "cpu" and m.finished:
         lines.append(model_row(X8, PAPER_SIZE, m.paper[X8.label], m.paper[X8.label], m.slow, args.batch_size,
                                args.device, m.slow_note))
     return lines
@@ -519,7 +521,7 @@ def thread_note(m: Measurements) -> str:
     """How each model's step time changed from the default thread count to one thread, in this run."""
     ratios = []
     for spec in MODELS:
-        results = m.timed[spec.label]
+        results = m.timed.get(spec.label, {})
         if len(results) == 2:
             default, one = results.values()
             ratios.append(f"{spec.label.split(' +')[0]} {default.step_s / one.step_s:.1f}×")
@@ -528,7 +530,14 @@ def thread_note(m: Measurements) -> str:
 
 
 def loader_lines(m: Measurements, batch: int) -> list[str]:
-    """The loader table with its ratios to the fastest ×1 and ×8 step rates measured in this run."""
+    """The loader table with its ratios to the fastest ×1 and ×8 step rates measured in this run (once both are)."""
+    if not m.loaders:
+        return ["Not measured yet."]
+    if X8.label not in m.timed:
+        return ["| loader | transform threads | volumes/s (cached epochs) | load avg (1 min) |", "|---|---|---|---|",
+                *[f"| num_workers={r.num_workers} | {r.threads}{' per worker' if r.num_workers else ''} | "
+                  f"{r.volumes_per_s:.1f} | {r.load_before:.1f} → {r.load_after:.1f} |" for r in m.loaders],
+                "", "Ratios to the step rates follow once the ×8 is timed."]
     x1, x8 = fastest(m.timed[X1.label]), fastest(m.timed[X8.label])
     lines = ["| loader | transform threads | volumes/s (cached epochs) | epochs timed | cache fill (s) | "
              "first epoch (s) | ÷ fastest ×1 step rate | ÷ fastest ×8 step rate | load avg (1 min) |",
@@ -543,6 +552,8 @@ def loader_lines(m: Measurements, batch: int) -> list[str]:
 
 def loader_notes(m: Measurements, batch: int) -> list[str]:
     """Whether loading is the bottleneck for the ×1 (the cheapest model) at its faster thread setting."""
+    if not m.loaders or X8.label not in m.timed:
+        return []
     x1 = fastest(m.timed[X1.label])
     model_rate = batch / x1.step_s
     best = max(m.loaders, key=lambda r: r.volumes_per_s)
@@ -558,8 +569,10 @@ def loader_notes(m: Measurements, batch: int) -> list[str]:
             "overlap it, at the price of cores that the model also wants on this 2-core machine."]
 
 
-def gpu_lines(m: Measurements, batch: int) -> list[str]:
+def gpu_lines(m: Measurements, batch: int, device: str) -> list[str]:
     """The execution-variant table, or the note that it is still open."""
+    if not m.variants and device == "cuda":
+        return ["## GPU: execution variants of the ×8 + age at 96³", "", "Not measured yet."]
     if not m.variants:
         return ["## GPU table: still open", "",
                 "No GPU on this machine. `python bench/bench_mri_models.py --device cuda` times every model at "
@@ -598,7 +611,9 @@ def report(args: argparse.Namespace, m: Measurements, load_start: tuple, seconds
     load_end, batch = os.getloadavg(), args.batch_size
     return [
         f"# MRI models: training throughput, memory, and loader vs model ({args.device})", "",
-        f"Command: `{command_line()}` ({seconds / 60:.1f} min)", "", machine_line(args.device),
+        f"Command: `{command_line()}` ({seconds / 60:.1f} min)", "",
+        *([] if m.finished else ["**Written while the run went on: what follows is what it had measured by then.**", ""]),
+        machine_line(args.device),
         f"Load average (1/5/15 min) {'/'.join(f'{v:.1f}' for v in load_start)} at the start, "
         f"{'/'.join(f'{v:.1f}' for v in load_end)} at the end: other jobs share this machine, so compare rows "
         "of this run (ratios), not absolute figures across runs; each row has the 1-min load around it.", "",
@@ -616,7 +631,7 @@ def report(args: argparse.Namespace, m: Measurements, load_start: tuple, seconds
         f"random {args.size}³ crop; batches of {batch}, a DataLoader per epoch as the engine makes; epochs after the "
         f"first timed (≥ 3, ~{LOADER_BUDGET_S:.0f} s).", "",
         *loader_lines(m, batch), "", *loader_notes(m, batch), "",
-        *gpu_lines(m, batch), ""]
+        *gpu_lines(m, batch, args.device), ""]
 
 
 def log(message: str) -> None:
@@ -646,10 +661,13 @@ def main() -> None:
             parser.error(f"{flag} {value}: must be above 0")
     out = args.out or ROOT / "bench" / "results" / ("mri_models.md" if args.device == "cpu" else "mri_models_cuda.md")
     started, load_start = time.perf_counter(), os.getloadavg()
-    measurements = measure(args)
-    text = "\n".join(report(args, measurements, load_start, time.perf_counter() - started)) + "\n"
-    print(text)
-    write_report(out, text)
+
+    def write(m: Measurements) -> str:
+        text = "\n".join(report(args, m, load_start, time.perf_counter() - started)) + "\n"
+        write_report(out, text)
+        return text
+
+    print(write(measure(args, write)))
 
 
 if __name__ == "__main__":
