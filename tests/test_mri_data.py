@@ -17,7 +17,6 @@ from elr_mri.config import DataConfig, MRIDataConfig, NoiseConfig
 from elr_mri.data.grid import ScanReadError, VolumeGrid, read_grid
 from elr_mri.data.mri import (
     MRIScans,
-    RandIsotropicGaussianSmoothd,
     build_mri_data,
     build_mri_eval_dataset,
     mri_transforms,
@@ -129,27 +128,6 @@ def test_nan_voxels_are_zeroed_before_min_max(tmp_path):
     nib.Nifti1Image(data, np.eye(4)).to_filename(path)
     image = mri_transforms((16, 16, 16), train=False)({"image": str(path)})["image"]
     assert torch.isfinite(image).all() and 0.0 <= float(image.min()) and float(image.max()) <= 1.0
-
-
-def test_isotropic_blur_uses_one_sigma_drawn_uniformly():
-    volume = torch.rand(1, 24, 24, 24)
-    blur = RandIsotropicGaussianSmoothd("image", sigma_max=1.0)
-    blur.set_random_state(seed=0)
-    out = blur({"image": volume})["image"]
-    # the official code's filter: scipy, one σ on every axis, truncate 8 (MONAI's erf kernel blurs small σ more)
-    expected = ndimage.gaussian_filter(volume.numpy(), sigma=(0, blur.sigma, blur.sigma, blur.sigma), truncate=8.0)
-    assert torch.allclose(out, torch.from_numpy(expected))
-    constant = torch.full((1, 12, 12, 12), 0.7)
-    assert torch.allclose(blur({"image": constant})["image"], constant)  # normalised kernel, reflected edges
-    sigmas = []
-    for _ in range(300):
-        blur.randomize()
-        sigmas.append(blur.sigma)
-    assert 0.0 <= min(sigmas) and max(sigmas) <= 1.0
-    assert abs(np.mean(sigmas) - 0.5) < 0.06 and np.std(sigmas) > 0.25  # U(0, 1): mean 0.5, sd 0.29
-    strong = RandIsotropicGaussianSmoothd("image", sigma_max=3.0)
-    strong.set_random_state(seed=1)
-    assert strong({"image": volume})["image"].std() < volume.std()  # blurring noise lowers its variance
 
 
 # --- datasets and build_mri_data ---------------------------------------------------------------------

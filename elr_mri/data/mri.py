@@ -12,7 +12,7 @@ validation set is noisy, as in the paper; test labels are left as given) → rep
 labels by adjudicated ones when data.mri.val_labels names them (`elr_mri.data.adjudicated`) → one
 dataset per split, each re-indexed 0..N-1 (the index the ELR targets are stored by).
 
-Public names: `MRIScans`, `ScanReadError`, `LoadScand`, `RandIsotropicGaussianSmoothd`, `mri_transforms`,
+Public names: `MRIScans`, `ScanReadError`, `LoadScand`, `mri_transforms`,
 `build_mri_data`, `build_mri_eval_dataset`, `load_holdout_manifest`, `participants_by_split`,
 `split_balance_table`.
 """
@@ -38,16 +38,14 @@ from monai.transforms import (
     Orientationd,
     RandFlipd,
     Randomizable,
-    RandomizableTransform,
-    RandSpatialCropd,
     ScaleIntensityd,
     SpatialPadd,
 )
-from scipy import ndimage
 from torch.utils.data import Dataset
 
 from elr_mri.config import DataConfig
 from elr_mri.data.adjudicated import load_adjudicated_labels
+from elr_mri.data.blurred_crop import RandBlurredCropd
 from elr_mri.data.cohort import IMAGE_COLUMN, ManifestError, label_indices, load_manifest
 from elr_mri.data.grid import ScanReadError, VolumeGrid, common_grid, require_grid
 from elr_mri.data.images import NoisyImageData, stratified_subset
@@ -59,7 +57,6 @@ __all__ = [
     "MRIScans",
     "ScanReadError",
     "LoadScand",
-    "RandIsotropicGaussianSmoothd",
     "mri_transforms",
     "build_mri_data",
     "build_mri_eval_dataset",
@@ -95,40 +92,6 @@ class LoadScand(MapTransform):
                                 "the scan again or remove its row from the manifest") from err
 
 
-class RandIsotropicGaussianSmoothd(RandomizableTransform, MapTransform):
-    """Gaussian blur with one σ ~ U(0, sigma_max) for every axis, the paper's augmentation.
-
-    As the official code: scipy's gaussian_filter with one σ (MONAI's RandGaussianSmoothd draws σ
-    per axis) and truncate=8, a sampled kernel with reflected edges; MONAI's GaussianSmooth uses an
-    erf kernel, which for σ below about 0.5 blurs more than σ says (spread 0.31 at σ = 0.3 against
-    0.09). σ = 0 leaves the volume unchanged.
-    """
-
-    def __init__(self, keys: str | Sequence[str], sigma_max: float) -> None:
-        MapTransform.__init__(self, keys)
-        RandomizableTransform.__init__(self, prob=1.0)
-        if sigma_max < 0:
-            raise ValueError(f"sigma_max must be non-negative, got {sigma_max}")
-        self.sigma_max = sigma_max
-        self.sigma = 0.0
-
-    def randomize(self, data: object = None) -> None:
-        super().randomize(None)
-        self.sigma = float(self.R.uniform(0.0, self.sigma_max))
-
-    def __call__(self, data: dict) -> dict:
-        self.randomize()
-        out = dict(data)
-        if self.sigma == 0.0:
-            return out
-        for key in self.key_iterator(out):
-            volume = out[key]
-            blurred = ndimage.gaussian_filter(np.asarray(volume, dtype=np.float32),
-                                              sigma=(0.0,) + (self.sigma,) * (volume.ndim - 1), truncate=8.0)
-            out[key] = volume.clone().copy_(torch.from_numpy(blurred))  # a MetaTensor keeps its metadata
-        return out
-
-
 def _zero_nan(volume: torch.Tensor) -> torch.Tensor:
     """NaN voxels (an external pipeline's masked-out background) set to 0 before min-max, as the official
     code does; otherwise one NaN makes the whole scaled volume NaN."""
@@ -155,13 +118,9 @@ def mri_transforms(crop_size: Sequence[int], train: bool, blur_sigma_max: float 
     ]
     if not train:
         return Compose(steps + [CenterSpatialCropd("image", roi_size=crop)])
-    if max_shift is not None and max_shift < 0:
-        raise ValueError(f"data.mri.max_shift = {max_shift}: use a number of voxels >= 0, or null for anywhere")
-    if blur_sigma_max > 0:  # before the max_shift window: blurring at its cut faces would darken them
-        steps.append(RandIsotropicGaussianSmoothd("image", blur_sigma_max))
-    if max_shift is not None:
-        steps.append(CenterSpatialCropd("image", roi_size=[c + 2 * max_shift for c in crop]))
-    steps.append(RandSpatialCropd("image", roi_size=crop, random_size=False))
+    # the blur is of the whole volume (at the max_shift window's cut faces it would darken them), computed
+    # on the crop and the kernel's reach around it
+    steps.append(RandBlurredCropd("image", crop, blur_sigma_max, max_shift))
     if flip:
         steps.append(RandFlipd("image", prob=FLIP_PROBABILITY, spatial_axis=LEFT_RIGHT_AXIS))
     return Compose(steps)
