@@ -1,12 +1,16 @@
 """Volumes/s of the MRI training loader by number of DataLoader workers, on this machine's cores.
 
-Why: on a GPU the ×8 + age model trains at about 246 volumes/s (H200, 96³, bf16 + compile) while one loader
-process feeds about 21, most of it the whole-volume training blur; workers blur their own volumes, so the
-figure to know is how far they scale on the cores a GPU machine has. Same loader as bench_mri_models (synthetic
-MNI152 scans, memory cache, the engine's training transforms, a DataLoader per epoch), longer epochs so that
-worker start-up counts less. No GPU is used.
+Why: on a GPU the ×8 + age model trains at about 255 volumes/s (H200, 96³, bf16 + compile) while one loader
+process fed about 20 when it blurred whole volumes; most of a volume's loading is the training blur. Workers blur
+their own volumes, so the figure to know is how far they scale on the cores a GPU machine has, and how much
+faster the loader is when it leaves the blur to the device (`--blur-on device`, `data.mri.blur_on: device`: workers
+cut each crop with the kernel's reach around it and the batch is blurred on `--device`, as the engine's feeder
+does). Same loader as bench_mri_models (synthetic MNI152 scans, memory cache, the engine's training transforms, a
+DataLoader per epoch), longer epochs so that worker start-up counts less.
 
     python bench/bench_mri_loader.py --workers 0 2 4 8
+    python bench/bench_mri_loader.py --workers 0 2 --blur-on loader device              # blurred on this CPU
+    python bench/bench_mri_loader.py --workers 0 4 8 --blur-on loader device --device cuda
 """
 
 from __future__ import annotations
@@ -33,16 +37,23 @@ def main() -> None:
     parser.add_argument("--resolution", type=float, default=1.5, help="mm per voxel of the synthetic scans")
     parser.add_argument("--crop", type=int, default=96)
     parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--blur-on", nargs="+", choices=("loader", "device"), default=["loader"],
+                        help="where the training blur runs (each timed)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="the device of --blur-on device")
     parser.add_argument("--out", type=nonempty_path, default=ROOT / "bench" / "results" / "mri_loader.md")
     args = parser.parse_args()
     if min(args.workers) < 0 or args.volumes < args.batch_size:
         parser.error("--workers must be >= 0 and --volumes at least --batch-size")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is visible to torch")
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         paths, shape = steps.write_volumes(Path(folder), args.volumes, args.resolution)
-        for workers in args.workers:
-            result = steps.loader_rate(paths, args.crop, args.batch_size, workers, threads=1)
-            rows.append(f"| {workers} | {result.volumes_per_s:.1f} | {result.epochs} | {result.first_epoch_s:.2f} | "
+        for workers, where in [(w, b) for w in args.workers for b in args.blur_on]:
+            blur_device = args.device if where == "device" else None
+            result = steps.loader_rate(paths, args.crop, args.batch_size, workers, threads=1, blur_device=blur_device)
+            rows.append(f"| {workers} | {where if blur_device is None else f'device ({blur_device})'} | "
+                        f"{result.volumes_per_s:.1f} | {result.epochs} | {result.first_epoch_s:.2f} | "
                         f"{result.load_before:.1f} → {result.load_after:.1f} |")
             text = "\n".join([
                 "# MRI training loader by DataLoader workers", "", f"Command: `{command_line()}`", "",
@@ -50,8 +61,8 @@ def main() -> None:
                 f"{torch.__version__}; each worker and the main process with one intra-op thread.", "",
                 f"{args.volumes} synthetic scans at {args.resolution:g} mm ({'×'.join(map(str, shape))}), crop "
                 f"{args.crop}³, batches of {args.batch_size}; cached epochs after a first untimed one.", "",
-                "| num_workers | volumes/s | epochs timed | first epoch (s) | load avg (1 min) |",
-                "|---|---|---|---|---|", *rows, ""])
+                "| num_workers | blur on | volumes/s | epochs timed | first epoch (s) | load avg (1 min) |",
+                "|---|---|---|---|---|---|", *rows, ""])
             write_report(args.out, text)  # after each setting: a run cut short keeps what it measured
     print(text)
 

@@ -328,8 +328,9 @@ def write_volumes(folder: Path, count: int, resolution: float) -> tuple[list[Pat
     return paths, data.shape
 
 
-def scans_dataset(paths: list[Path], crop: int) -> tuple[object, float]:
-    """An `MRIScans` training split over `paths` with the RAM cache; returns it and the fill seconds."""
+def scans_dataset(paths: list[Path], crop: int, blur_on_device: bool = False) -> tuple[object, float]:
+    """An `MRIScans` training split over `paths` with the RAM cache; returns it and the fill seconds.
+    `blur_on_device`: its items leave the blur to the batch's device (`data.mri.blur_on: device`)."""
     import pandas as pd
 
     from elr_mri.data.cohort import IMAGE_COLUMN
@@ -337,40 +338,47 @@ def scans_dataset(paths: list[Path], crop: int) -> tuple[object, float]:
 
     frame = pd.DataFrame({IMAGE_COLUMN: [str(p) for p in paths], "age": np.linspace(60.0, 85.0, len(paths))})
     started = time.perf_counter()
-    dataset = MRIScans(frame, np.arange(len(paths)) % NUM_CLASSES, mri_transforms((crop,) * 3, train=True),
-                       cache="memory")
+    transform = mri_transforms((crop,) * 3, train=True, blur_on_device=blur_on_device)
+    dataset = MRIScans(frame, np.arange(len(paths)) % NUM_CLASSES, transform, cache="memory")
     return dataset, time.perf_counter() - started
 
 
-def epoch_seconds(dataset: object, batch: int, num_workers: int, seed: int) -> float:
+def epoch_seconds(dataset: object, batch: int, num_workers: int, seed: int, blur_device: str | None = None) -> float:
     """Wall time to draw one shuffled epoch, the DataLoader made per epoch and each scan augmented from its own
-    seed, as the engine does."""
+    seed, as the engine does; with `blur_device`, each batch then blurred there as the engine's feeder does."""
     from torch.utils.data import DataLoader
 
+    from elr_mri.data.device_blur import kernel_radius
     from elr_mri.data.seeded_items import SeededItems
+    from elr_mri.engine.feeding import BlurredOnDevice
 
     started = time.perf_counter()
     loader = DataLoader(SeededItems(dataset, seed), batch_size=batch, shuffle=True, num_workers=num_workers,
                         generator=torch.Generator().manual_seed(seed), pin_memory=torch.cuda.is_available())
-    for _ in loader:
+    batches = loader if blur_device is None else BlurredOnDevice(loader, torch.device(blur_device), kernel_radius(1.0))
+    for _ in batches:
         pass
+    if blur_device == "cuda":
+        torch.cuda.synchronize()
     return time.perf_counter() - started
 
 
-def loader_rate(paths: list[Path], crop: int, batch: int, num_workers: int, threads: int) -> LoaderResult:
+def loader_rate(paths: list[Path], crop: int, batch: int, num_workers: int, threads: int,
+                blur_device: str | None = None) -> LoaderResult:
     """Volumes/s over cached epochs (after a first, untimed one): at least 3 epochs, about 5 s.
 
-    `threads` applies to this process; DataLoader workers run with one intra-op thread each.
+    `threads` applies to this process; DataLoader workers run with one intra-op thread each. `blur_device`:
+    the workers leave the blur (σ_max 1) to that device, where each batch is blurred.
     """
     default = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         load_before = os.getloadavg()[0]
-        dataset, fill_s = scans_dataset(paths, crop)
-        first = epoch_seconds(dataset, batch, num_workers, seed=0)
+        dataset, fill_s = scans_dataset(paths, crop, blur_on_device=blur_device is not None)
+        first = epoch_seconds(dataset, batch, num_workers, seed=0, blur_device=blur_device)
         times: list[float] = []
         while len(times) < 3 or (sum(times) < LOADER_BUDGET_S and len(times) < 100):
-            times.append(epoch_seconds(dataset, batch, num_workers, seed=len(times) + 1))
+            times.append(epoch_seconds(dataset, batch, num_workers, seed=len(times) + 1, blur_device=blur_device))
     finally:
         torch.set_num_threads(default)
     result = LoaderResult(num_workers=num_workers, threads=1 if num_workers else threads,

@@ -12,9 +12,9 @@
 #   3. the GPU tests (at most 90 s): device-resident augmentation against the CPU's, no host waits in a training
 #      step, every `auto` switch on, CUDA graphs (compile_mode reduce-overhead) really graphing a step;
 #   4. bench/bench_cifar_step.py (at most 90 s): a step's time by piece under four plans, CUDA graphs among them.
-# `bash bench/gpu_checks.sh 3d` instead runs only the 3D ×8 + age model's execution variants at 96³ (about 3
-# minutes: measured 2026-12-04 but for the strict-fp32 row added since), then the MRI loader by workers on that
-# machine's cores (the model outran one loader process 10 to 1 there). Why a shared deadline: a device call has one fixed limit, and a step cut short must still
+# `bash bench/gpu_checks.sh 3d` instead runs the MRI side: the GPU test of the device blur, the MRI loader by
+# workers with the blur in the workers and on the GPU (the ×8 outran 8 whole-volume-blurring workers 5 to 1 on an
+# H200), then the 3D ×8 + age model's execution variants at 96³ (about 3 minutes). Why a shared deadline: a device call has one fixed limit, and a step cut short must still
 # leave the earlier steps' figures (and its own log lines) in $OUT.
 set -u
 OUT=${OUT:-gpu_out}
@@ -59,10 +59,12 @@ row() {
 }
 
 if [ "${1:-}" = 3d ]; then
+    step "device blur test" 40 "$OUT/gpu_tests.log" "$PYTHON" -m pytest -q -m gpu -p no:cacheprovider \
+        tests/test_device_blur.py
+    step "mri loader by workers and blur" 120 "$OUT/bench.log" "$PYTHON" bench/bench_mri_loader.py \
+        --workers 0 4 8 --blur-on loader device --device cuda --out "$OUT/mri_loader_gpu_machine.md"
     step "3D x8 execution variants" 200 "$OUT/bench.log" "$PYTHON" bench/bench_execution_variants.py \
         --device cuda --size 96 --budget 4 --out "$OUT/execution_variants_cuda.md"
-    step "mri loader by workers" 100 "$OUT/bench.log" "$PYTHON" bench/bench_mri_loader.py --workers 0 2 4 8 \
-        --out "$OUT/mri_loader_gpu_machine.md"
     exit 0
 fi
 row reduce-overhead

@@ -80,6 +80,7 @@ class MRIDataConfig:
     cache: Literal["none", "memory", "disk"] = "memory"
     cache_dir: str | None = None  # for cache: disk (MONAI PersistentDataset)
     blur_sigma_max: float = 1.0  # Gaussian blur σ ~ U(0, max), the ML4H paper's augmentation
+    blur_on: Literal["auto", "loader", "device"] = "auto"  # where that blur runs; auto: the device on a GPU
     flip: bool = False
     max_shift: int | None = None  # training crops within ±max_shift voxels of the centre crop; null: anywhere
     allow_participant_overlap: bool = False  # override the leakage guard; the report then says so

@@ -8,7 +8,8 @@ import torch
 from monai.data.meta_tensor import MetaTensor
 from scipy import ndimage
 
-from elr_mri.data.blurred_crop import BLUR_TRUNCATE, RandBlurredCropd, kernel_radius
+from elr_mri.data.blurred_crop import RandBlurredCropd
+from elr_mri.data.device_blur import BLUR_TRUNCATE, kernel_radius
 
 
 def whole_volume_blur(volume: torch.Tensor, sigma: float) -> np.ndarray:

@@ -515,3 +515,30 @@ def test_an_unreadable_holdout_scan_after_training_says_the_run_finished(trained
                            f"{damaged}: cannot be read")
     assert f"once fixed: elr-mri evaluate --run {run} --manifest {tmp_path / 'nacc.csv'}" in result.stderr
     assert (run / "summary.json").is_file()
+
+
+def test_training_with_the_blur_on_the_device_trains_as_the_loaders_blur(trained: dict[str, Path], tmp_path: Path,
+                                                                          cli_in_process: Cli,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """`data.mri.blur_on: device` (the default on a GPU) against the loader's blur, both on this CPU."""
+    from elr_mri.engine import feeding
+
+    blurred_batches = []
+
+    def counted(*args, **kwargs):
+        blurred_batches.append(1)
+        return feeding_blur(*args, **kwargs)
+
+    feeding_blur = feeding.blur_and_trim
+    monkeypatch.setattr(feeding, "blur_and_trim", counted)
+    losses = {}
+    for where in ("loader", "device"):
+        run = tmp_path / where
+        result = cli_in_process("train", "--config", str(CONFIG), "--out", str(run), "--set",
+                                f"data.mri.manifest={trained['train']}", "--set", "data.augment=true", "--set",
+                                f"data.mri.blur_on={where}", "--set", "train.epochs=1", "--set", "train.progress=false",
+                                "--set", "train.tensorboard=false")
+        assert result.returncode == 0, result.stderr[-3000:]
+        losses[where] = pd.read_csv(run / "metrics.csv")["train_loss"].iloc[0]
+        assert bool(blurred_batches) == (where == "device")
+    assert losses["device"] == pytest.approx(losses["loader"], abs=1e-4)

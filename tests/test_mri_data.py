@@ -428,3 +428,24 @@ def test_an_epochs_augmentations_do_not_depend_on_the_epochs_before(tmp_path):
     resumed = BatchFeeder(build_mri_data(cfg.data), cfg, DistContext(), torch.device("cpu"))
     assert not torch.equal(first, second)  # the augmentations do change between epochs
     assert torch.equal(images(resumed, 2), second)
+
+
+def test_training_batches_blurred_on_the_device_are_the_loaders(tmp_path):
+    """`data.mri.blur_on: device`: the feeder's batches equal those blurred in the loader (here both on the CPU)."""
+    from elr_mri.config import RunConfig
+    from elr_mri.distributed import DistContext
+    from elr_mri.engine.feeding import BatchFeeder
+
+    manifest = make_cohort(tmp_path, participants=6, scans=1)
+    cfg = RunConfig(data=config(manifest, flip=True))
+    cfg.train.loader, cfg.train.batch_size = "dataloader", 2
+
+    def images(blur_on_device: bool) -> torch.Tensor:
+        data = build_mri_data(cfg.data, blur_on_device=blur_on_device)
+        feeder = BatchFeeder(data, cfg, DistContext(), torch.device("cpu"), blur_on_device=blur_on_device)
+        batches = list(feeder.train_epoch(3))
+        assert all("blur_sigma" not in batch and batch["image"].shape[2:] == tuple(CROP) for batch in batches)
+        return torch.cat([batch["image"] for batch in batches])
+
+    in_loader = images(blur_on_device=False)
+    assert torch.allclose(images(blur_on_device=True), in_loader, rtol=0, atol=2e-6)

@@ -17,25 +17,23 @@ from monai.data.utils import get_random_patch, get_valid_patch_size
 from monai.transforms import CenterSpatialCrop, MapTransform, Randomizable, SpatialCrop
 from scipy import ndimage
 
-__all__ = ["RandBlurredCropd", "BLUR_TRUNCATE", "kernel_radius"]
+from elr_mri.data.device_blur import BLUR_TRUNCATE, kernel_radius
 
-BLUR_TRUNCATE = 8.0  # the official code's truncate: the kernel reaches 8σ
-
-
-def kernel_radius(sigma: float) -> int:
-    """Voxels scipy's Gaussian reaches on each side at `sigma` (its own rounding of truncate·σ)."""
-    return int(BLUR_TRUNCATE * sigma + 0.5)
+__all__ = ["RandBlurredCropd", "blurred_region", "reflected_region"]
 
 
 class RandBlurredCropd(Randomizable, MapTransform):
     """A random `crop_size` crop of the blurred volume, σ ~ U(0, sigma_max) (no blur when sigma_max is 0).
 
     `max_shift`: the crop stays within that many voxels of the centre crop (None: anywhere in the volume).
-    The volume must be at least `crop_size` on every axis (the padding step before ensures it). After a call,
-    `sigma` and `crop_slices` say what was drawn.
+    `defer_blur`: leave the blur to the GPU (`elr_mri.data.device_blur`): the item is the crop with
+    `kernel_radius(sigma_max)` voxels around it on every side (reflected past the volume's faces, as the filter
+    would) and its σ under `blur_sigma`. The volume must be at least `crop_size` on every axis (the padding step
+    before ensures it). After a call, `sigma` and `crop_slices` say what was drawn.
     """
 
-    def __init__(self, key: str, crop_size: Sequence[int], sigma_max: float, max_shift: int | None = None) -> None:
+    def __init__(self, key: str, crop_size: Sequence[int], sigma_max: float, max_shift: int | None = None,
+                 defer_blur: bool = False) -> None:
         MapTransform.__init__(self, key)
         if sigma_max < 0:
             raise ValueError(f"sigma_max must be non-negative, got {sigma_max}")
@@ -43,6 +41,7 @@ class RandBlurredCropd(Randomizable, MapTransform):
             raise ValueError(f"data.mri.max_shift = {max_shift}: use a number of voxels >= 0, or null for anywhere")
         self.crop_size = tuple(int(size) for size in crop_size)
         self.sigma_max = sigma_max
+        self.defer_blur = defer_blur
         self.window = None if max_shift is None else tuple(size + 2 * max_shift for size in self.crop_size)
         self.sigma = 0.0
         self.crop_slices: tuple[slice, ...] = ()
@@ -62,6 +61,11 @@ class RandBlurredCropd(Randomizable, MapTransform):
         for key in self.key_iterator(out):
             volume = out[key]
             self.randomize(volume.shape[1:])
+            if self.defer_blur:
+                out[key] = torch.from_numpy(reflected_region(np.asarray(volume, dtype=np.float32), self.crop_slices,
+                                                             kernel_radius(self.sigma_max)))
+                out["blur_sigma"] = self.sigma
+                continue
             cropped = SpatialCrop(roi_slices=self.crop_slices)(volume)  # a MetaTensor keeps its affine
             if self.sigma > 0:
                 blurred = blurred_region(np.asarray(volume, dtype=np.float32), self.crop_slices, self.sigma)
@@ -80,3 +84,13 @@ def blurred_region(volume: np.ndarray, region: Sequence[slice], sigma: float) ->
                                       truncate=BLUR_TRUNCATE)
     inner = tuple(slice(part.start - around.start, part.stop - around.start) for part, around in zip(region, outer))
     return blurred[(slice(None), *inner)]
+
+
+def reflected_region(volume: np.ndarray, region: Sequence[slice], reach: int) -> np.ndarray:
+    """`region` of the channel-first `volume` with `reach` voxels more on every side, mirrored past its faces
+    (numpy's "symmetric", scipy's "reflect"): what the Gaussian filter reads around the region."""
+    spatial = volume.shape[1:]
+    inside = tuple(slice(max(0, part.start - reach), min(size, part.stop + reach)) for part, size in zip(region, spatial))
+    missing = [(0, 0)] + [(around.start - (part.start - reach), part.stop + reach - around.stop)
+                          for part, around in zip(region, inside)]
+    return np.pad(volume[(slice(None), *inside)], missing, mode="symmetric")

@@ -99,13 +99,14 @@ def _zero_nan(volume: torch.Tensor) -> torch.Tensor:
 
 
 def mri_transforms(crop_size: Sequence[int], train: bool, blur_sigma_max: float = 1.0, flip: bool = False,
-                   max_shift: int | None = None) -> Compose:
+                   max_shift: int | None = None, blur_on_device: bool = False) -> Compose:
     """The dictionary transforms of one split; MONAI caches everything before the first random one.
 
     Volumes smaller than `crop_size` are zero-padded (after min-max, so padding is background).
     `max_shift` keeps training crops within that many voxels of the evaluation (centre) crop: a
     random crop anywhere in a registered volume moves the hippocampi by tens of voxels, more than a
-    small cohort can learn to ignore. None: anywhere, as the ML4H code.
+    small cohort can learn to ignore. None: anywhere, as the ML4H code. `blur_on_device`: training items are
+    the crop with the blur kernel's reach around it and their σ, blurred later on the batch's device.
     """
     crop = [int(s) for s in crop_size]
     steps: list = [
@@ -120,7 +121,7 @@ def mri_transforms(crop_size: Sequence[int], train: bool, blur_sigma_max: float 
         return Compose(steps + [CenterSpatialCropd("image", roi_size=crop)])
     # the blur is of the whole volume (at the max_shift window's cut faces it would darken them), computed
     # on the crop and the kernel's reach around it
-    steps.append(RandBlurredCropd("image", crop, blur_sigma_max, max_shift))
+    steps.append(RandBlurredCropd("image", crop, blur_sigma_max, max_shift, defer_blur=blur_on_device))
     if flip:
         steps.append(RandFlipd("image", prob=FLIP_PROBABILITY, spatial_axis=LEFT_RIGHT_AXIS))
     return Compose(steps)
@@ -169,13 +170,15 @@ class MRIScans(Dataset):
         else:
             self._random_state.seed(seed)
             self._stream_seed = None  # the process's stream is to be drawn afresh
-        image = self.volumes[index]["image"]
+        record = self.volumes[index]
+        image = record["image"]
         image = image.as_tensor() if isinstance(image, MetaTensor) else torch.as_tensor(image)
         return {
             "image": image.to(torch.float32).contiguous(),
             "label": int(self.labels[index]),
             "index": index,
             "age": float(self.ages[index]),
+            **({"blur_sigma": record["blur_sigma"]} if "blur_sigma" in record else {}),  # blurred on the device
         }
 
     def _continue_process_stream(self) -> None:
@@ -200,12 +203,12 @@ def _shared_random_state(transform: Compose) -> np.random.RandomState:
     return state
 
 
-def build_mri_data(cfg: DataConfig, require_age: bool = False) -> NoisyImageData:
+def build_mri_data(cfg: DataConfig, require_age: bool = False, blur_on_device: bool = False) -> NoisyImageData:
     """Train / val / test datasets of the cohort in `cfg.mri.manifest` (see the module docstring).
 
     `require_age`: refuse scans without an age (pass the model's `use_age`). Labels are noisy only
     as given unless `cfg.noise.mode` injects more; a `true_diagnosis` column (simulated cohorts)
-    supplies `train_clean_labels`.
+    supplies `train_clean_labels`. `blur_on_device`: see `mri_transforms`.
     """
     mri = cfg.mri
     if not mri.manifest:
@@ -249,7 +252,8 @@ def build_mri_data(cfg: DataConfig, require_age: bool = False) -> NoisyImageData
     def scans(name: str, train: bool) -> MRIScans | None:
         if not len(rows[name]):
             return None
-        transform = mri_transforms(mri.crop_size, train, mri.blur_sigma_max, mri.flip, mri.max_shift)
+        transform = mri_transforms(mri.crop_size, train, mri.blur_sigma_max, mri.flip, mri.max_shift,
+                                   blur_on_device=train and blur_on_device)
         return MRIScans(frame.iloc[rows[name]], noisy[rows[name]], transform, mri.cache, mri.cache_dir,
                         cfg.num_workers, cache_tag=_cache_tag(mri.crop_size, train, mri.max_shift))
 

@@ -19,11 +19,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from elr_mri.config import RunConfig
 from elr_mri.data.device_batches import DeviceImageBatches, supports_device_batches
+from elr_mri.data.device_blur import blur_and_trim, kernel_radius
 from elr_mri.data.images import NoisyImageData
 from elr_mri.data.seeded_items import SeededItems
 from elr_mri.distributed import DistContext, GlobalBatchSampler
 
-__all__ = ["BatchFeeder", "PairedBatches", "StreamsInTurn", "WithGlobalBatchSizes", "balanced_subset"]
+__all__ = ["BatchFeeder", "BlurredOnDevice", "PairedBatches", "StreamsInTurn", "WithGlobalBatchSizes", "balanced_subset"]
 
 Batch = dict[str, Any]  # tensors, the training batches' global_batch_size, and a second stream's batch ("pair")
 SECOND_STREAM_SEED = 50_000_017  # added to an epoch's seed for the second stream: another order, other crops
@@ -75,10 +76,31 @@ class StreamsInTurn:
                 yield {**batch, "network": network}
 
 
+class BlurredOnDevice:
+    """MRI training batches whose images arrive as crops with the blur kernel's reach around them and a σ each
+    (`data.mri.blur_on: device`): moved to the device and blurred there, the reach trimmed off."""
+
+    def __init__(self, batches: Iterable[Batch], device: torch.device, reach: int) -> None:
+        self.batches, self.device, self.reach = batches, device, reach
+
+    def __len__(self) -> int:
+        return len(self.batches)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[Batch]:
+        for batch in self.batches:
+            blocks = batch["image"].to(self.device, non_blocking=True)
+            sigmas = batch["blur_sigma"].to(self.device, non_blocking=True)
+            rest = {key: value for key, value in batch.items() if key != "blur_sigma"}
+            yield {**rest, "image": blur_and_trim(blocks, sigmas, self.reach)}
+
+
 class BatchFeeder:
     def __init__(self, data: NoisyImageData, cfg: RunConfig, dist: DistContext, device: torch.device,
-                 channels_last: bool = False) -> None:
+                 channels_last: bool = False, blur_on_device: bool = False) -> None:
+        """`blur_on_device`: `data` was built to leave the MRI training blur to `device` (`build_data`)."""
         self.data, self.cfg, self.dist = data, cfg, dist
+        self.device = device
+        self.blur_reach = kernel_radius(cfg.data.mri.blur_sigma_max) if blur_on_device else None
         mode = cfg.train.loader
         if mode == "device" and not supports_device_batches(data):
             raise ValueError(f"train.loader = 'device' needs images held in memory with CIFAR-style transforms; "
@@ -108,6 +130,8 @@ class BatchFeeder:
         else:  # each example augmented from (this stream's epoch seed, its index): see SeededItems
             batches = DataLoader(SeededItems(self.data.train, seed), batch_sampler=sampler, num_workers=self.cfg.data.num_workers,
                                  generator=torch.Generator().manual_seed(seed), pin_memory=torch.cuda.is_available())
+            if self.blur_reach is not None:
+                batches = BlurredOnDevice(batches, self.device, self.blur_reach)
         return WithGlobalBatchSizes(batches, sampler.global_batch_sizes())
 
     def evaluation(self, split: str) -> Iterable[Batch] | None:

@@ -30,6 +30,7 @@ from elr_mri.config import (
 from elr_mri.data import build_data
 from elr_mri.distributed import (DistContext, barrier, gather_objects, gather_rows, init_distributed, leave_distributed,
                                  mean_over_ranks, share_of_global_batch)
+from elr_mri.data.device_blur import blurs_on_device
 from elr_mri.data.image_sources import CLOTHING1M_VAL_LIST
 from elr_mri.data.images import NoisyImageData
 from elr_mri.data.noise import require_cifar10_classes
@@ -120,12 +121,13 @@ def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, de
     if dist.is_main:  # what a killed run was writing: never read, but a ResNet checkpoint's is 170 MB
         for folder in (out_dir, out_dir / "checkpoints"):
             remove_stale_temps(folder)
-    data = build_data(cfg.data, require_age=uses_age(cfg))
+    blur_on_device = blurs_on_device(cfg.data, device)
+    data = build_data(cfg.data, require_age=uses_age(cfg), blur_on_device=blur_on_device)
     _require_validation(data, cfg)
     plan = ExecutionPlan.from_config(cfg.train, device)
     plan.configure_backends()
     method = build_method(cfg, data.input_shape, data.num_classes, len(data.train), plan, dist)
-    feeder = BatchFeeder(data, cfg, dist, device, channels_last=plan.channels_last)
+    feeder = BatchFeeder(data, cfg, dist, device, channels_last=plan.channels_last, blur_on_device=blur_on_device)
     tracker = PredictionTracker(len(data.train), data.num_classes, device)
     knows_clean = data.train_clean_labels is not None  # benchmarks and simulated cohorts
 
