@@ -166,10 +166,13 @@ def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, de
                                "epoch_seconds": round(time.perf_counter() - epoch_started, 3)}
         pred, seen = tracker.predictions(), tracker.seen_this_epoch()
         row["train_acc_given"] = float((pred == data.train_labels)[seen].mean()) if seen.any() else float("nan")
+        evaluation_started = time.perf_counter()
         val = evaluate_split(method, feeder.evaluation("val"))
         row["val_acc"], row["val_balanced_acc"] = val.accuracy, val.balanced_accuracy
         row["val_top_class_share"], row["val_label_top_share"] = val.top_class_share, val.label_top_share
         row.update(_test_scores(method, feeder, data))
+        # what a fast GPU epoch spends besides training (the rest of wall_seconds: start-up, checkpoints)
+        row["eval_seconds"] = round(time.perf_counter() - evaluation_started, 3)
         if knows_clean:
             row.update(memorization_fractions(pred, data.train_labels, data.train_clean_labels, seen))
         state.rows.append(row)
