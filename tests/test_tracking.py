@@ -25,6 +25,13 @@ def test_fractions_count_only_the_examples_this_epoch_predicted() -> None:
     assert every["noisy_pred_other"] == 0.5
 
 
+def test_a_clean_label_run_has_no_noisy_fractions_rather_than_all_other() -> None:
+    labels, pred = np.array([0, 1, 2, 1]), np.array([0, 1, 1, 1])
+    fractions = memorization_fractions(pred, labels, labels.copy())
+    assert all(np.isnan(fractions[key]) for key in ("noisy_pred_true", "noisy_pred_given", "noisy_pred_other"))
+    assert (fractions["clean_pred_true"], fractions["clean_pred_other"]) == (0.75, 0.25)
+
+
 def test_an_example_without_a_target_is_not_a_suspected_mislabel() -> None:
     targets = np.zeros((4, 3))
     targets[3] = [0.1, 0.8, 0.1]

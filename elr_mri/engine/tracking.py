@@ -53,12 +53,13 @@ class PredictionTracker:
 def memorization_fractions(pred: np.ndarray, given: np.ndarray, clean: np.ndarray,
                            seen: np.ndarray | None = None) -> dict[str, float]:
     """Fractions of Figure 1, over the wrongly and the correctly labelled examples separately; with
-    `seen`, over the examples predicted this epoch only (an undrawn one's prediction is an older epoch's)."""
+    `seen`, over the examples predicted this epoch only (an undrawn one's prediction is an older epoch's).
+    A group without examples (no wrong labels: a clean-label run) has NaN fractions, not 0 and 1."""
     wrong = given != clean
     counted = np.ones_like(wrong) if seen is None else seen
     out: dict[str, float] = {}
     for group, mask in (("noisy", wrong & counted), ("clean", ~wrong & counted)):
-        n = max(int(mask.sum()), 1)
+        n = int(mask.sum()) or float("nan")
         out[f"{group}_pred_true"] = float((pred[mask] == clean[mask]).sum() / n)
         if group == "noisy":
             out["noisy_pred_given"] = float((pred[mask] == given[mask]).sum() / n)
