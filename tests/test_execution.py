@@ -121,10 +121,14 @@ def test_compiled_network_keeps_one_graph_through_a_short_batch(mode: str) -> No
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_graphs_train_the_engine_networks_as_plain_compile_does(tmp_path: Path) -> None:
+@pytest.mark.parametrize("loss", ["elr", "elr_plus"])
+def test_cuda_graphs_train_the_engine_networks_as_plain_compile_does(tmp_path: Path, loss: str) -> None:
     """reduce-overhead must really graph a training step (BatchNorm's buffer updates could make inductor skip
-    it, silently) and give the losses of the default compile mode."""
-    on_gpu = ["train.device=cuda", "train.precision=fp32", "train.compile=true", "train.cudnn_benchmark=false"]
+    it, silently) and give the losses of the default compile mode; ELR+ runs two compiled networks and their
+    weight averages in one tree of CUDA graphs."""
+    on_gpu = ["train.device=cuda", "train.precision=fp32", "train.compile=true", "train.cudnn_benchmark=false",
+              f"loss.name={loss}"]
+    _forget_compiled_graphs()
     reference = _losses(tmp_path, "default", *on_gpu)
     _forget_compiled_graphs()
     graphed = _losses(tmp_path, "graphed", *on_gpu, "train.compile_mode=reduce-overhead")
