@@ -1,7 +1,7 @@
-"""Volumes/s of a 3D model under each execution variant, fp32 eager to bf16 + channels-last + compile, on this device.
+"""Volumes/s of a 3D model under each execution variant, fp32 eager to bf16 + compile, on this device.
 
-Why: `train.precision`, `train.channels_last` and `train.compile` default per device (`auto`: all
-on for CUDA, fp32 eager on a CPU). This times one model under every variant so that the default
+Why: `train.precision`, `train.channels_last` and `train.compile` default per device (`auto`: bf16 and compile
+on for CUDA, channels-last too for images but not volumes; fp32 eager on a CPU). This times one model under every variant so that the default
 can be checked on the machine at hand, a CPU included; each variant trains in a fresh process
 (bench_mri_models' child, the engine's step through `ExecutionPlan`), one after another.
 `bench_mri_models.py --device cuda` makes the same table for the ×8 at 96³ as part of its run.

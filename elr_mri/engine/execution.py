@@ -3,7 +3,7 @@
 Each is a config switch (`train.precision`, `train.channels_last`, `train.compile`,
 `train.cudnn_benchmark`, `train.fused_optimizer`) whose `auto` default picks what pays off on that device: bf16
 autocast (fp16 with a gradient scaler on GPUs without native bf16, such as the paper's V100),
-channels-last memory, torch.compile, cuDNN's algorithm search and fused optimizers on a GPU; plain fp32 eager on a
+channels-last memory (for images; not 3D volumes), torch.compile, cuDNN's algorithm search and fused optimizers on a GPU; plain fp32 eager on a
 CPU, where bf16 pays only on CPUs with native bf16 and the others not at all.
 """
 
@@ -32,7 +32,9 @@ class ExecutionPlan:
     fused_optimizer: bool = False
 
     @classmethod
-    def from_config(cls, cfg: TrainLoopConfig, device: torch.device) -> ExecutionPlan:
+    def from_config(cls, cfg: TrainLoopConfig, device: torch.device, volumetric: bool = False) -> ExecutionPlan:
+        """`volumetric`: the inputs are 3D volumes, whose channels-last layout `auto` leaves off: on an H200 it
+        slowed the ×8 + age at 96³ by 3–4% eager and compiled alike (bench/results/execution_variants_cuda.md)."""
         on_gpu = device.type == "cuda"
         precision = cfg.precision
         if precision == "auto":
@@ -40,7 +42,7 @@ class ExecutionPlan:
         dtypes = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
         return cls(device=device, autocast_dtype=dtypes[precision],
                    compile=on_gpu if cfg.compile == "auto" else cfg.compile,
-                   channels_last=on_gpu if cfg.channels_last == "auto" else cfg.channels_last,
+                   channels_last=on_gpu and not volumetric if cfg.channels_last == "auto" else cfg.channels_last,
                    cudnn_benchmark=on_gpu if cfg.cudnn_benchmark == "auto" else cfg.cudnn_benchmark,
                    compile_mode=cfg.compile_mode,
                    fused_optimizer=on_gpu if cfg.fused_optimizer == "auto" else cfg.fused_optimizer)

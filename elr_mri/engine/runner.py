@@ -124,7 +124,7 @@ def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, de
     blur_on_device = blurs_on_device(cfg.data, device)
     data = build_data(cfg.data, require_age=uses_age(cfg), blur_on_device=blur_on_device)
     _require_validation(data, cfg)
-    plan = ExecutionPlan.from_config(cfg.train, device)
+    plan = ExecutionPlan.from_config(cfg.train, device, volumetric=len(data.input_shape) == 4)
     plan.configure_backends()
     method = build_method(cfg, data.input_shape, data.num_classes, len(data.train), plan, dist)
     feeder = BatchFeeder(data, cfg, dist, device, channels_last=plan.channels_last, blur_on_device=blur_on_device)

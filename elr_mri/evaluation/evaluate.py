@@ -60,7 +60,8 @@ def load_run(run_dir: Path, checkpoint: str = "best") -> LoadedRun:
         print(f"{run_dir}: trained with train.device cuda; no CUDA device is visible here, so it is scored on the CPU",
               file=sys.stderr)
         cfg.train.device = "cpu"
-    plan = ExecutionPlan.from_config(cfg.train, resolve_device(cfg.train.device))
+    plan = ExecutionPlan.from_config(cfg.train, resolve_device(cfg.train.device),
+                                     volumetric=len(shape["input_shape"]) == 4)
     method = build_method(cfg, tuple(shape["input_shape"]), shape["num_classes"], shape["train_examples"], plan)
     saved = load_checkpoint(path)
     method.load_state_dict(saved["method"])
