@@ -45,14 +45,14 @@ step() {
     echo "$name: exit $?, $(( $(date +%s) - start )) s wall (limit ${limit} s)" | tee -a "$OUT/device.txt"
 }
 
-# row NAME MODE [--set KEY=VALUE ...]: the CIFAR-10 sym-40 ELR config under torch.compile's MODE (and the
-# settings given) with all the time left but 10 s; TORCH_LOGS=perf_hints makes torch log why it would skip CUDA graphs.
+# row NAME MODE CONFIG [--set KEY=VALUE ...]: a CIFAR-10 row (CONFIG) under torch.compile's MODE and the settings
+# given, with all the time left but 10 s; TORCH_LOGS=perf_hints makes torch log why it would skip CUDA graphs.
 row() {
-    local name=$1 mode=$2
-    shift 2
+    local name=$1 mode=$2 config=$3
+    shift 3
     rm -rf "/tmp/$name"  # a rerun on the same machine starts the row afresh
     step "$name ($mode)" $(( DEADLINE - $(date +%s) - 10 )) "$OUT/${name}_$mode.log" \
-        env TORCH_LOGS=perf_hints "$PYTHON" -m elr_mri.cli train --config configs/cifar10/elr_sym40.yaml \
+        env TORCH_LOGS=perf_hints "$PYTHON" -m elr_mri.cli train --config "$config" \
         --out "/tmp/$name" --set train.progress=false --set train.tensorboard=false \
         --set train.compile_mode="$mode" "$@"
     cp "/tmp/$name/metrics.csv" "$OUT/${name}_${mode}_metrics.csv" 2>/dev/null
@@ -62,7 +62,13 @@ row() {
 # `bash bench/gpu_checks.sh clean`: the same row on the JPEGs' true labels, to tell what the JPEG copy costs: the
 # noisy row reached 85.98% against the paper's 89.15; the clean row says how far the JPEGs alone hold the network back.
 if [ "${1:-}" = clean ]; then
-    row cifar10_elr_clean reduce-overhead --set data.noise.mode=none --set data.noise.rate=0
+    row cifar10_elr_clean reduce-overhead configs/cifar10/elr_sym40.yaml --set data.noise.mode=none --set data.noise.rate=0
+    exit 0
+fi
+# `bash bench/gpu_checks.sh cifar10n`: the CIFAR-10N worst row (real human labels, 40.2% wrong), CUDA graphs; it needs
+# data/CIFAR-10_human.npz carried too (bench/gpu_prepare.sh copies it).
+if [ "${1:-}" = cifar10n ]; then
+    row cifar10n_elr_worst reduce-overhead configs/cifar10n/elr.yaml
     exit 0
 fi
 if [ "${1:-}" = 3d ]; then
@@ -74,10 +80,10 @@ if [ "${1:-}" = 3d ]; then
         --device cuda --size 96 --budget 4 --out "$OUT/execution_variants_cuda.md"
     exit 0
 fi
-row cifar10_elr_sym40 reduce-overhead
+row cifar10_elr_sym40 reduce-overhead configs/cifar10/elr_sym40.yaml
 # a CUDA-graph run that failed outright (not one cut by the limit, exit 124) leaves the time to compile's default mode
 grep -q "sym40 (reduce-overhead): exit [1-9]" "$OUT/device.txt" \
-    && ! grep -q "sym40 (reduce-overhead): exit 124" "$OUT/device.txt" && row cifar10_elr_sym40 default
+    && ! grep -q "sym40 (reduce-overhead): exit 124" "$OUT/device.txt" && row cifar10_elr_sym40 default configs/cifar10/elr_sym40.yaml
 step "device batches" 40 "$OUT/bench.log" "$PYTHON" bench/bench_device_batches.py --device cuda --random-pixels \
     --repeats 2 --out "$OUT/device_batches_cuda.md"
 step "gpu tests" 90 "$OUT/gpu_tests.log" "$PYTHON" -m pytest -q -m gpu -p no:cacheprovider \
