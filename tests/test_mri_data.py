@@ -430,15 +430,17 @@ def test_an_epochs_augmentations_do_not_depend_on_the_epochs_before(tmp_path):
     assert torch.equal(images(resumed, 2), second)
 
 
-def test_training_batches_blurred_on_the_device_are_the_loaders(tmp_path):
-    """`data.mri.blur_on: device`: the feeder's batches equal those blurred in the loader (here both on the CPU)."""
+@pytest.mark.parametrize("workers", [0, 2])
+def test_training_batches_blurred_on_the_device_are_the_loaders(tmp_path, workers):
+    """`data.mri.blur_on: device`: the feeder's batches equal those blurred in the loader (here both on the CPU),
+    whichever process cut each crop."""
     from elr_mri.config import RunConfig
     from elr_mri.distributed import DistContext
     from elr_mri.engine.feeding import BatchFeeder
 
     manifest = make_cohort(tmp_path, participants=6, scans=1)
     cfg = RunConfig(data=config(manifest, flip=True))
-    cfg.train.loader, cfg.train.batch_size = "dataloader", 2
+    cfg.train.loader, cfg.train.batch_size, cfg.data.num_workers = "dataloader", 2, workers
 
     def images(blur_on_device: bool) -> torch.Tensor:
         data = build_mri_data(cfg.data, blur_on_device=blur_on_device)
