@@ -47,7 +47,7 @@ class RandBlurredCropd(Randomizable, MapTransform):
         self.crop_slices: tuple[slice, ...] = ()
 
     def randomize(self, spatial_shape: Sequence[int]) -> None:
-        """σ first, then the crop's corner within the window (the order the blur and crop steps drew them in)."""
+        """σ first, then the crop's corner within the window."""
         self.sigma = float(self.R.uniform(0.0, self.sigma_max)) if self.sigma_max > 0 else 0.0
         window = (tuple(slice(0, size) for size in spatial_shape) if self.window is None
                   else CenterSpatialCrop(self.window).compute_slices(spatial_shape))
@@ -77,10 +77,8 @@ class RandBlurredCropd(Randomizable, MapTransform):
 def blurred_region(volume: np.ndarray, region: Sequence[slice], sigma: float) -> np.ndarray:
     """`region` (spatial slices) of the whole channel-first `volume` blurred with scipy's Gaussian at `sigma`,
     computed from the region and the kernel's reach around it."""
-    reach = kernel_radius(sigma)
-    spatial = volume.shape[1:]
-    outer = tuple(slice(max(0, part.start - reach), min(size, part.stop + reach)) for part, size in zip(region, spatial))
-    blurred = ndimage.gaussian_filter(volume[(slice(None), *outer)], sigma=(0.0,) + (sigma,) * len(spatial),
+    outer = _widened_within(region, volume.shape[1:], kernel_radius(sigma))
+    blurred = ndimage.gaussian_filter(volume[(slice(None), *outer)], sigma=(0.0,) + (sigma,) * len(outer),
                                       truncate=BLUR_TRUNCATE)
     inner = tuple(slice(part.start - around.start, part.stop - around.start) for part, around in zip(region, outer))
     return blurred[(slice(None), *inner)]
@@ -89,8 +87,12 @@ def blurred_region(volume: np.ndarray, region: Sequence[slice], sigma: float) ->
 def reflected_region(volume: np.ndarray, region: Sequence[slice], reach: int) -> np.ndarray:
     """`region` of the channel-first `volume` with `reach` voxels more on every side, mirrored past its faces
     (numpy's "symmetric", scipy's "reflect"): what the Gaussian filter reads around the region."""
-    spatial = volume.shape[1:]
-    inside = tuple(slice(max(0, part.start - reach), min(size, part.stop + reach)) for part, size in zip(region, spatial))
+    inside = _widened_within(region, volume.shape[1:], reach)
     missing = [(0, 0)] + [(around.start - (part.start - reach), part.stop + reach - around.stop)
                           for part, around in zip(region, inside)]
     return np.pad(volume[(slice(None), *inside)], missing, mode="symmetric")
+
+
+def _widened_within(region: Sequence[slice], shape: Sequence[int], reach: int) -> tuple[slice, ...]:
+    """`region` with `reach` voxels more on every side, cut at the volume's faces."""
+    return tuple(slice(max(0, part.start - reach), min(size, part.stop + reach)) for part, size in zip(region, shape))
