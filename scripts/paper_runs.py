@@ -21,7 +21,8 @@ from elr_mri.config import RunConfig, load_config, refuse_resume_changes
 from elr_mri.engine.runner import train
 from preprocess.user_errors import USER_ERRORS, report_user_error
 
-__all__ = ["ROOT", "run_script", "run_status", "run_config", "run_or_resume", "percent", "mean_std", "markdown_table"]
+__all__ = ["ROOT", "run_script", "run_status", "run_config", "training_needed", "run_or_resume", "percent", "mean_std",
+           "markdown_table"]
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,13 +60,21 @@ def run_config(config: Path, overrides: list[str], run_dir: Path) -> RunConfig:
     return wanted
 
 
+def training_needed(config: Path, overrides: list[str], run_dir: Path) -> RunConfig | None:
+    """The validated config of a run still to train (new, killed, or finished with fewer epochs than asked:
+    continued); None when `run_dir` finished with these settings."""
+    wanted = run_config(config, overrides, run_dir)
+    if run_status(run_dir) == "done" and wanted.train.epochs == load_config(run_dir / "config.yaml").train.epochs:
+        return None
+    return wanted
+
+
 def run_or_resume(config: Path, overrides: list[str], run_dir: Path) -> dict[str, Any]:
     """Train `config` with `overrides` into `run_dir` unless it already finished with these settings
     (more epochs than it trained continue it); returns its summary.json."""
-    status = run_status(run_dir)
-    wanted = run_config(config, overrides, run_dir)
-    if status != "done" or wanted.train.epochs != load_config(run_dir / "config.yaml").train.epochs:
-        train(wanted, run_dir, resume=status != "new")
+    wanted = training_needed(config, overrides, run_dir)
+    if wanted is not None:
+        train(wanted, run_dir, resume=run_status(run_dir) != "new")
     return json.loads((run_dir / "summary.json").read_text())
 
 

@@ -5,6 +5,8 @@ cifar10n (ELR on CIFAR-10N human labels; the paper has no such row). Each row is
 configs/ with the appendix hyperparameters; every run lands in OUT/<row>/seed<k>, and a row whose
 summary.json exists is read back, a killed one resumes, so the script can be restarted at will.
 These are GPU-sized runs (hours each); `--dry-run` validates every config and prints the plan.
+`--jobs N` trains N runs at once, each an `elr-mri train` process spread over the visible GPUs (round robin;
+restrict them with CUDA_VISIBLE_DEVICES), its output in OUT/<row>/seed<k>.log.
 
 Data (the configs' paths are relative to the directory you run from, normally the project root;
 `--data-root DIR` moves everything they expect under data/ to DIR):
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from paper_runs import ROOT, markdown_table, mean_std, percent, run_config, run_or_resume, run_script, run_status
+from parallel_runs import PlannedRun, train_in_parallel
 
 from elr_mri.config import RunConfig, load_config
 from elr_mri.models import lacks_the_papers_pretrained_weights
@@ -119,7 +122,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\ndry run: {len(plan)} run(s) validated, nothing trained")
         return 0
 
-    summaries: dict[str, list[dict]] = {row.name: [] for row in rows}
+    train_all = _train_side_by_side if args.jobs > 1 else _train_in_turn
+    summaries, failures = train_all(plan, args)
+    overridden = f"\n\nEvery row with --set {' '.join(args.overrides)}." if args.overrides else ""
+    text = f"{title}\n\n{_results_table(rows, summaries)}{overridden}\n"
+    print("\n" + text)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.md").write_text(text)
+    return 1 if failures else 0
+
+
+def _train_in_turn(plan: list[tuple[Row, int, Path]], args: argparse.Namespace) -> tuple[dict[str, list[dict]], int]:
+    """Each run in this process, one after the other: (summaries by row, number of runs not finished)."""
+    summaries: dict[str, list[dict]] = {row.name: [] for row, _, _ in plan}
     failures = 0
     for row, seed, run_dir in plan:
         started = time.perf_counter()
@@ -130,12 +145,25 @@ def main(argv: list[str] | None = None) -> int:
             failures += 1
             print(f"{row.name} seed {seed}: not run: {err}", file=sys.stderr)
         print(f"{row.name} seed {seed}: {time.perf_counter() - started:.0f} s", flush=True)
-    overridden = f"\n\nEvery row with --set {' '.join(args.overrides)}." if args.overrides else ""
-    text = f"{title}\n\n{_results_table(rows, summaries)}{overridden}\n"
-    print("\n" + text)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.md").write_text(text)
-    return 1 if failures else 0
+    return summaries, failures
+
+
+def _train_side_by_side(plan: list[tuple[Row, int, Path]],
+                        args: argparse.Namespace) -> tuple[dict[str, list[dict]], int]:
+    """--jobs runs at a time, each a process of its own (`parallel_runs`): as `_train_in_turn`."""
+    summaries: dict[str, list[dict]] = {row.name: [] for row, _, _ in plan}
+    rows = {}
+    for row, seed, run_dir in plan:
+        config, overrides, _ = _row_args(row, seed, run_dir, args)
+        rows[PlannedRun(f"{row.name} seed {seed}", config, tuple(overrides), run_dir)] = row
+    failures = 0
+    for run, outcome in train_in_parallel(list(rows), args.jobs).items():
+        if isinstance(outcome, dict):
+            summaries[rows[run].name].append(outcome)
+        else:
+            failures += 1
+            print(f"{run.name}: not finished: {outcome}", file=sys.stderr)
+    return summaries, failures
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -150,9 +178,14 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                         help="override a config value in every row, e.g. --set train.epochs=2 (repeatable)")
     parser.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per row (model, noise and split)")
     parser.add_argument("--dry-run", action="store_true", help="validate every row's config, print the plan")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="runs trained at once, each a process of its own, spread over the visible GPUs; its "
+                             "output goes to RUN_DIR.log (default 1: one after the other, in this process)")
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error("--seeds must be at least 1")
+    if args.jobs < 1:
+        parser.error("--jobs must be at least 1")
     return args
 
 

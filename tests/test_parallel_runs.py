@@ -1,0 +1,101 @@
+"""Runs side by side (`scripts/parallel_runs.py`, `reproduce_paper_table.py --jobs`): each an `elr-mri train` process,
+the same results as one after the other, spread over the visible GPUs, one failure alone, Ctrl-C resumable."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from test_image_data import write_cifar10
+
+ROOT = Path(__file__).resolve().parents[1]
+DIGITS = ROOT / "configs" / "digits" / "elr_sym40.yaml"
+FAST = ("train.epochs=2", "train.tensorboard=false", "train.device=cpu")
+TIMES = ["epoch_seconds", "eval_seconds"]
+
+
+@pytest.fixture(scope="module")
+def parallel(import_script):
+    return import_script("parallel_runs")
+
+
+def _seeds(parallel, folder: Path, *overrides: str) -> list:
+    return [parallel.PlannedRun(f"digits seed {seed}", DIGITS, (*FAST, f"seed={seed}", f"data.noise.seed={seed}",
+                                                                *overrides), folder / f"seed{seed}")
+            for seed in range(2)]
+
+
+def test_runs_side_by_side_train_as_one_after_the_other(parallel, tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")  # GPUs this machine lacks: the runs say where they went
+    together = parallel.train_in_parallel(_seeds(parallel, tmp_path / "together", "train.threads=1"), jobs=2)
+    out = capsys.readouterr().out
+    assert "digits seed 0: started on GPU 3 (new)" in out and "digits seed 1: started on GPU 5 (new)" in out
+    in_turn = parallel.train_in_parallel(_seeds(parallel, tmp_path / "in_turn", "train.threads=1"), jobs=1)
+    assert "started on GPU 3" in capsys.readouterr().out  # one slot: every run on the first GPU
+    for (run, summary), (other, other_summary) in zip(together.items(), in_turn.items(), strict=True):
+        assert isinstance(summary, dict), summary
+        assert summary["test_acc_last"] == other_summary["test_acc_last"]
+        metrics = pd.read_csv(run.run_dir / "metrics.csv").drop(columns=TIMES)
+        pd.testing.assert_frame_equal(metrics, pd.read_csv(other.run_dir / "metrics.csv").drop(columns=TIMES))
+        assert "run directory:" in run.log.read_text()  # the command's own output, in its log
+    assert together[_seeds(parallel, tmp_path / "together", "train.threads=1")[0]]["epochs"] == 2
+
+    written = (tmp_path / "together" / "seed0" / "metrics.csv").stat().st_mtime_ns
+    again = parallel.train_in_parallel(_seeds(parallel, tmp_path / "together", "train.threads=1"), jobs=2)
+    assert list(again.values()) == list(together.values())
+    assert "digits seed 0: finished before, read back" in capsys.readouterr().out
+    assert (tmp_path / "together" / "seed0" / "metrics.csv").stat().st_mtime_ns == written
+
+
+def test_each_run_gets_its_share_of_the_cores_and_one_failure_stops_no_other(parallel, tmp_path: Path) -> None:
+    good = _seeds(parallel, tmp_path)[0]
+    broken = parallel.PlannedRun("cifar10 without images", ROOT / "configs/cifar10/elr_sym40.yaml",
+                                 (*FAST, f"data.root={tmp_path / 'nowhere'}"), tmp_path / "cifar")
+    outcome = parallel.train_in_parallel([broken, good], jobs=2)
+    assert outcome[broken].startswith("exit 2: ") and "image folder not found" in outcome[broken]
+    assert outcome[broken].endswith(f"see {broken.log}")
+    saved = yaml.safe_load((good.run_dir / "config.yaml").read_text())
+    assert saved["train"]["threads"] == max(1, (os.cpu_count() or 1) // 2) and saved["train"]["progress"] is False
+    assert outcome[good]["epochs"] == 2
+
+
+def test_ctrl_c_stops_the_runs_at_a_checkpoint_and_a_rerun_continues_them(parallel, tmp_path: Path, monkeypatch,
+                                                                          capsys) -> None:
+    run = _seeds(parallel, tmp_path, "train.epochs=40", "train.checkpoint_seconds=0")[0]
+    sleep = time.sleep
+
+    def ctrl_c_after_a_checkpoint(seconds: float) -> None:
+        sleep(seconds)
+        if (run.run_dir / "checkpoints" / "last.pt").exists():
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(parallel.time, "sleep", ctrl_c_after_a_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        parallel.train_in_parallel([run], jobs=1)
+    assert "interrupted" in run.log.read_text() and not (run.run_dir / "summary.json").exists()
+    stopped_at = len(pd.read_csv(run.run_dir / "metrics.csv"))
+    assert 1 <= stopped_at < 40
+    monkeypatch.setattr(parallel.time, "sleep", sleep)
+    assert parallel.train_in_parallel([run], jobs=1)[run]["epochs"] == 40
+    out = capsys.readouterr().out
+    assert out.count("digits seed 0: started on") == 2 and "(new)" in out and "(resume)" in out
+    assert pd.read_csv(run.run_dir / "metrics.csv")["epoch"].tolist() == list(range(1, 41))
+
+
+def test_a_table_row_trains_its_seeds_side_by_side(import_script, tmp_path: Path, capsys) -> None:
+    write_cifar10(tmp_path / "data")
+    reproduce = import_script("reproduce_paper_table")
+    small = ["train.epochs=1", "train.batch_size=16", "model.name=mlp", "train.device=cpu", "train.tensorboard=false"]
+    code = reproduce.main(["--table", "1", "--rows", "cifar10-sym40", "--seeds", "2", "--jobs", "2", "--data-root",
+                           str(tmp_path / "data"), "--out", str(tmp_path / "runs"),
+                           *[arg for setting in small for arg in ("--set", setting)]])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "cifar10-sym40 seed 1: started on" in out and "cifar10-sym40 seed 1: done" in out
+    assert "| cifar10-sym40 | 89.15 |" in out and "| 2 |" in out
+    assert (tmp_path / "runs" / "cifar10-sym40" / "seed1.log").exists()
