@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 from elr_mri.config import RunConfig, load_config
 from elr_mri.engine.execution import ExecutionPlan
 from elr_mri.engine.methods import ELRPlusPair, Method, build_method, build_optimizer
+from elr_mri.engine.runner import evaluate_split, predict_split
 from elr_mri.engine.tracking import PredictionTracker
 from elr_mri.losses import one_hot_rows, sigmoid_rampup
 
@@ -67,6 +69,23 @@ def test_a_training_step_never_waits_for_the_device(loss: str, device: str, no_h
             if logits is not None:
                 tracker.record(batch["index"].to(logits.device, non_blocking=True), logits)
             total = step_loss if total is None else total + step_loss  # as the epoch loop sums it
+
+
+@pytest.mark.parametrize("device", devices)
+def test_evaluation_reads_back_once_a_split_not_once_a_batch(device: str, no_host_waits) -> None:
+    method = _method(_config("elr", "train.compile=false"), device)
+    batches = [_batch(seed, device, with_pair=False) for seed in range(3)]
+    method.predict_proba(batches[0])  # first-call set-up (cuDNN's algorithm search) is not what we look at
+    with no_host_waits(device):
+        outputs = predict_split(method, batches)
+    assert outputs is not None and outputs.predicted.device.type == device and len(outputs.predicted) == 3 * BATCH
+    probs = torch.cat([method.predict_proba(batch).cpu() for batch in batches])
+    labels = torch.cat([batch["label"] for batch in batches])
+    score = evaluate_split(method, batches)
+    assert score.accuracy == pytest.approx((probs.argmax(1) == labels).double().mean().item())
+    in_top5 = (probs.topk(5, dim=1).indices == labels[:, None]).any(1)
+    assert score.top5 == pytest.approx(in_top5.double().mean().item()) and score.top5 >= score.accuracy
+    assert predict_split(method, []) is None and np.isnan(evaluate_split(method, None).accuracy)
 
 
 @pytest.mark.parametrize("schedule", ["ramp", "running_average"])

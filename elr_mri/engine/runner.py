@@ -50,8 +50,8 @@ from elr_mri.mislabels import mislabel_precision_recall, suspected_mislabels
 from elr_mri.models import lacks_the_papers_pretrained_weights
 from preprocess.sidecar import remove_stale_temps
 
-__all__ = ["train", "resolve_device", "evaluate_split", "SplitScore", "uses_age", "selection_rule", "RunState",
-           "CheckpointWriter"]
+__all__ = ["train", "resolve_device", "evaluate_split", "predict_split", "SplitPredictions", "SplitScore", "uses_age",
+           "selection_rule", "RunState", "CheckpointWriter"]
 
 SELECTION_RULES = {
     "val_acc": "best accuracy on the validation split, held out from the training set with its noisy labels (data.val_fraction), as the paper",
@@ -232,25 +232,43 @@ class SplitScore(NamedTuple):
     top5: float
 
 
-@torch.no_grad()
 def evaluate_split(method: Method, batches: Iterable[dict[str, torch.Tensor]] | None) -> SplitScore:
     """Top-1 accuracy of `method` over `batches`, its mean over the classes present (balanced accuracy:
     a network that calls everybody MCI is not rewarded for MCI being common), and the top-class shares a
     collapse check compares."""
+    outputs = predict_split(method, batches)
+    if outputs is None:
+        return SplitScore(float("nan"), float("nan"), float("nan"), float("nan"), float("nan"))
+    pred, label, top5 = (part.cpu().numpy() for part in (outputs.predicted, outputs.labels, outputs.in_top5))
+    return SplitScore(float((pred == label).mean()), balanced_accuracy(label, pred, outputs.num_classes),
+                      top_class_share(pred), top_class_share(label), float(top5.mean()))
+
+
+class SplitPredictions(NamedTuple):
+    """A split's predicted classes, labels and whether each label is among the top five, where the model ran."""
+
+    predicted: torch.Tensor
+    labels: torch.Tensor
+    in_top5: torch.Tensor
+    num_classes: int
+
+
+@torch.no_grad()
+def predict_split(method: Method, batches: Iterable[dict[str, torch.Tensor]] | None) -> SplitPredictions | None:
+    """What `evaluate_split` scores, left on the device (None without batches): a read-back per batch would make
+    the host wait for each batch before queueing the next one's kernels, leaving a GPU idle in between."""
     predicted, labels, in_top5, num_classes = [], [], [], 0
     for batch in batches or ():
         probs = method.predict_proba(batch)
-        label = batch["label"].to(probs.device)
-        predicted.append(probs.argmax(dim=1).cpu())
-        labels.append(label.cpu())
+        label = batch["label"].to(probs.device, non_blocking=True)
+        predicted.append(probs.argmax(dim=1))
+        labels.append(label)
         top = probs.topk(min(5, probs.shape[1]), dim=1).indices
-        in_top5.append((top == label[:, None]).any(dim=1).cpu())
+        in_top5.append((top == label[:, None]).any(dim=1))
         num_classes = probs.shape[1]
     if not predicted:
-        return SplitScore(float("nan"), float("nan"), float("nan"), float("nan"), float("nan"))
-    pred, label = torch.cat(predicted).numpy(), torch.cat(labels).numpy()
-    return SplitScore(float((pred == label).mean()), balanced_accuracy(label, pred, num_classes),
-                      top_class_share(pred), top_class_share(label), float(torch.cat(in_top5).double().mean()))
+        return None
+    return SplitPredictions(torch.cat(predicted), torch.cat(labels), torch.cat(in_top5), num_classes)
 
 
 def _test_scores(method: Method, feeder: BatchFeeder, data: NoisyImageData) -> dict[str, float]:
