@@ -26,6 +26,7 @@ from paper_runs import run_status, training_needed
 __all__ = ["PlannedRun", "train_command", "train_in_parallel", "visible_gpus"]
 
 POLL_SECONDS = 0.5
+OWN_CTRL_C_SECONDS = 5  # a Ctrl-C at the terminal reaches every run itself: time to stop before a second one is sent
 STOP_WAIT_SECONDS = 60  # a run stopped by Ctrl-C finishes writing what it was writing
 
 
@@ -130,15 +131,26 @@ def _summary(run: PlannedRun) -> dict[str, Any]:
 
 
 def _stop(processes: list[subprocess.Popen]) -> None:
-    """Ctrl-C each process still running (it stops as `elr-mri train` does, resumable), then wait for it; kill what
-    has not stopped after STOP_WAIT_SECONDS."""
+    """Stop the processes still running as Ctrl-C stops `elr-mri train` (resumable from the last checkpoint).
+
+    A Ctrl-C typed at the terminal has reached them already: they get OWN_CTRL_C_SECONDS to stop on their own (a
+    second one would break into their own stopping); then the rest get one, and what has not stopped after
+    STOP_WAIT_SECONDS is killed."""
+    _wait_all(processes, OWN_CTRL_C_SECONDS)
     for process in processes:
         if process.poll() is None:
             process.send_signal(signal.SIGINT)
-    deadline = time.perf_counter() + STOP_WAIT_SECONDS
+    for process in _wait_all(processes, STOP_WAIT_SECONDS):
+        process.kill()
+        process.wait()
+
+
+def _wait_all(processes: list[subprocess.Popen], seconds: float) -> list[subprocess.Popen]:
+    """Wait up to `seconds` in all for `processes` to end; returns those still running."""
+    deadline = time.perf_counter() + seconds
     for process in processes:
         try:
             process.wait(timeout=max(0.0, deadline - time.perf_counter()))
         except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            pass
+    return [process for process in processes if process.poll() is None]

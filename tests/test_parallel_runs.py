@@ -4,6 +4,9 @@ the same results as one after the other, spread over the visible GPUs, one failu
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -67,14 +70,16 @@ def test_each_run_gets_its_share_of_the_cores_and_one_failure_stops_no_other(par
 def test_ctrl_c_stops_the_runs_at_a_checkpoint_and_a_rerun_continues_them(parallel, tmp_path: Path, monkeypatch,
                                                                           capsys) -> None:
     run = _seeds(parallel, tmp_path, "train.epochs=40", "train.checkpoint_seconds=0")[0]
-    sleep = time.sleep
+    sleep, pressed = time.sleep, []
 
-    def ctrl_c_after_a_checkpoint(seconds: float) -> None:
+    def ctrl_c_after_a_checkpoint(seconds: float) -> None:  # once: waiting for the runs to stop sleeps too
         sleep(seconds)
-        if (run.run_dir / "checkpoints" / "last.pt").exists():
+        if not pressed and (run.run_dir / "checkpoints" / "last.pt").exists():
+            pressed.append(True)
             raise KeyboardInterrupt
 
     monkeypatch.setattr(parallel.time, "sleep", ctrl_c_after_a_checkpoint)
+    monkeypatch.setattr(parallel, "OWN_CTRL_C_SECONDS", 0)  # this Ctrl-C reached the pool alone
     with pytest.raises(KeyboardInterrupt):
         parallel.train_in_parallel([run], jobs=1)
     assert "interrupted" in run.log.read_text() and not (run.run_dir / "summary.json").exists()
@@ -99,3 +104,33 @@ def test_a_table_row_trains_its_seeds_side_by_side(import_script, tmp_path: Path
     assert "cifar10-sym40 seed 1: started on" in out and "cifar10-sym40 seed 1: done" in out
     assert "| cifar10-sym40 | 89.15 |" in out and "| 2 |" in out
     assert (tmp_path / "runs" / "cifar10-sym40" / "seed1.log").exists()
+
+
+def test_ctrl_c_at_the_terminal_reaches_every_run_once(tmp_path: Path) -> None:
+    """As from a terminal: the pool and its runs (one process group) get the same Ctrl-C; each run stops on its own,
+    with its one-line message and no traceback from a second Ctrl-C, and the pool exits 130 saying how to go on."""
+    runs = [str(tmp_path / f"seed{seed}") for seed in range(2)]
+    driver = f"""
+import sys
+from pathlib import Path
+sys.path.insert(0, {str(ROOT / "scripts")!r})
+from paper_runs import run_script
+from parallel_runs import PlannedRun, train_in_parallel
+settings = {(*FAST, "train.epochs=400", "train.checkpoint_seconds=0")!r}
+runs = [PlannedRun(f"seed {{seed}}", Path({str(DIGITS)!r}), (*settings, f"seed={{seed}}"), Path(folder))
+        for seed, folder in enumerate({runs!r})]
+run_script(lambda: len(train_in_parallel(runs, 2)))
+"""
+    pool = subprocess.Popen([sys.executable, "-c", driver], start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not all((Path(run) / "checkpoints" / "last.pt").exists() for run in runs):
+        assert time.monotonic() < deadline and pool.poll() is None, pool.communicate()
+        time.sleep(0.2)
+    os.killpg(pool.pid, signal.SIGINT)
+    _, err = pool.communicate(timeout=120)
+    assert pool.returncode == 130 and "interrupted; run the same command again" in err, err
+    for run in runs:
+        log = Path(run + ".log").read_text()
+        assert "interrupted" in log and "Traceback" not in log, log
+        assert not (Path(run) / "summary.json").exists()
