@@ -77,26 +77,13 @@ if [ "${1:-}" = cifar10n ]; then
     row cifar10n_elr_worst reduce-overhead configs/cifar10n/elr.yaml
     exit 0
 fi
-# `bash bench/gpu_checks.sh jobs`: the sym-40 row's first 20 epochs alone, then three seeds side by side on the one GPU
-# (`reproduce_paper_table.py --jobs 3`), CUDA graphs: each run's epoch_seconds say whether a second and third process
-# fill the GPU time one run leaves idle (~4.4 of 7.2 ms a step busy on an H200). About 5 minutes.
+# `bash bench/gpu_checks.sh jobs`: the sym-40 row's first 15 epochs for two seeds, one after the other and then side by
+# side on the one GPU (bench/bench_side_by_side.py, the code path of `reproduce_paper_table.py --jobs`), CUDA graphs:
+# whether a second process fills the GPU time one run leaves idle (~4.4 of 7.2 ms a step busy on an H200). ~5 min.
 if [ "${1:-}" = jobs ]; then
-    for jobs in 1 3; do
-        step "sym-40 20 epochs, $jobs side by side" $(( DEADLINE - $(date +%s) - 10 )) "$OUT/jobs$jobs.log" \
-            "$PYTHON" scripts/reproduce_paper_table.py --table 1 --rows cifar10-sym40 --seeds $jobs --jobs $jobs \
-            --out "/tmp/jobs$jobs" --set train.epochs=20 --set train.compile_mode=reduce-overhead \
-            --set train.progress=false --set train.tensorboard=false
-        for seed in $(seq 0 $(( jobs - 1 ))); do
-            cp "/tmp/jobs$jobs/cifar10-sym40/seed$seed/metrics.csv" "$OUT/jobs${jobs}_seed${seed}_metrics.csv" 2>/dev/null
-        done
-    done
-    "$PYTHON" - "$OUT"/jobs*_metrics.csv <<'SUMMARY' | tee -a "$OUT/device.txt"
-import sys
-import pandas as pd
-for path in sys.argv[1:]:  # the first epoch compiles: left out
-    seconds = pd.read_csv(path)["epoch_seconds"].iloc[1:]
-    print(f"{path}: median epoch {seconds.median():.2f} s over {len(seconds)} epochs")
-SUMMARY
+    step "sym-40 two seeds, alone and side by side" $(( DEADLINE - $(date +%s) - 10 )) "$OUT/bench.log" \
+        "$PYTHON" bench/bench_side_by_side.py --config configs/cifar10/elr_sym40.yaml --seeds 2 \
+        --set train.epochs=15 --set train.compile_mode=reduce-overhead --out "$OUT/side_by_side_cuda.md"
     exit 0
 fi
 if [ "${1:-}" = 3d ]; then

@@ -1,0 +1,91 @@
+"""Seeds of one config trained one after the other against side by side (`reproduce_paper_table.py --jobs`).
+
+Both ways run each seed as its own `elr-mri train` process (`scripts/parallel_runs.py`): first the seeds in turn,
+each with the whole machine, then all at once, sharing it (on a CPU each gets its share of the cores; on one GPU
+they share the GPU). The figure that matters is the steady epoch rate, which the first epoch's start-up (decoding,
+torch.compile, whose cache the later runs find warm) does not enter: the median seconds of epochs 2.. of each run, and
+the ratio seeds × (median alone) / (median side by side), the throughput gained by running side by side. Wall
+times are printed too. Writes bench/results/side_by_side.md (or --out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+from results_file import command_line, write_report
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+from parallel_runs import PlannedRun, train_in_parallel  # noqa: E402  (scripts/ is not a package)
+
+from preprocess.user_errors import nonempty_path  # noqa: E402
+
+
+def train_seeds(config: Path, overrides: list[str], seeds: int, jobs: int, folder: Path) -> tuple[float, list[float]]:
+    """Wall seconds for training `seeds` seeds `jobs` at a time, and each run's median epoch seconds (epochs 2..)."""
+    runs = [PlannedRun(f"{folder.name} seed {seed}", config, (*overrides, f"seed={seed}", f"data.noise.seed={seed}"),
+                       folder / f"seed{seed}") for seed in range(seeds)]
+    started = time.perf_counter()
+    outcomes = train_in_parallel(runs, jobs)
+    wall = time.perf_counter() - started
+    failed = {run.name: outcome for run, outcome in outcomes.items() if not isinstance(outcome, dict)}
+    if failed:
+        raise RuntimeError(f"runs failed: {failed}")
+    medians = [statistics.median(pd.read_csv(run.run_dir / "metrics.csv")["epoch_seconds"].iloc[1:]) for run in runs]
+    return wall, medians
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=nonempty_path, default=ROOT / "configs/cifar10n/cpu_subset.yaml")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="config overrides for every run (e.g. train.epochs=6)")
+    parser.add_argument("--seeds", type=int, default=2, help="runs, and how many run side by side")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench/results/side_by_side.md")
+    args = parser.parse_args()
+    if args.seeds < 2:
+        parser.error("--seeds must be at least 2: one run has nothing to run beside")
+    quiet = ["train.tensorboard=false", *args.overrides]
+    with tempfile.TemporaryDirectory() as scratch:
+        alone_wall, alone = train_seeds(args.config, quiet, args.seeds, 1, Path(scratch) / "in_turn")
+        together_wall, together = train_seeds(args.config, quiet, args.seeds, args.seeds, Path(scratch) / "together")
+    gain = args.seeds * statistics.median(alone) / statistics.median(together)
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {os.cpu_count()} cores"
+    text = f"""# {args.seeds} seeds one after the other against side by side
+
+Command: `{command_line()}`
+
+Machine: {platform.machine()}, {device}, torch {torch.__version__}. Config `{_shown(args.config)}`{', with ' + ' '.join(args.overrides) if args.overrides else ''}.
+
+| way | wall s | median epoch s of each run (epochs 2..) |
+|---|---|---|
+| one after the other (each run alone) | {alone_wall:.0f} | {_listed(alone)} |
+| side by side ({args.seeds} at once) | {together_wall:.0f} | {_listed(together)} |
+
+Epoch throughput side by side against alone: **{gain:.2f}×** ({args.seeds} × the median epoch alone / the median
+epoch side by side); wall time {alone_wall / together_wall:.2f}× (start-up included).
+"""
+    print(text)
+    write_report(args.out, text)
+
+
+def _shown(path: Path) -> Path:
+    path = path.resolve()
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+
+
+def _listed(values: list[float]) -> str:
+    return ", ".join(f"{value:.2f}" for value in values)
+
+
+if __name__ == "__main__":
+    main()
