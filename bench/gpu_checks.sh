@@ -86,6 +86,13 @@ if [ "${1:-}" = jobs ]; then
         --set train.epochs=15 --set train.compile_mode=reduce-overhead --out "$OUT/side_by_side_cuda.md"
     exit 0
 fi
+# `bash bench/gpu_checks.sh step`: bench/bench_cifar_step.py alone (~3.5 min): a CIFAR step's time by piece under each
+# plan, ELR's arithmetic in the CUDA graph (train.compile_loss) first; then, if it pays, the row with ROW_SETTINGS.
+if [ "${1:-}" = step ]; then
+    step "cifar step by piece" $(( DEADLINE - $(date +%s) - 5 )) "$OUT/bench.log" "$PYTHON" bench/bench_cifar_step.py \
+        --device cuda --out "$OUT/cifar_step_cuda.md"
+    exit 0
+fi
 if [ "${1:-}" = 3d ]; then
     step "device blur test" 40 "$OUT/gpu_tests.log" "$PYTHON" -m pytest -q -m gpu -p no:cacheprovider \
         tests/test_device_blur.py
@@ -95,10 +102,12 @@ if [ "${1:-}" = 3d ]; then
         --device cuda --size 96 --budget 4 --out "$OUT/execution_variants_cuda.md"
     exit 0
 fi
-row cifar10_elr_sym40 reduce-overhead configs/cifar10/elr_sym40.yaml
+# ROW_SETTINGS="--set KEY=VALUE ..." adds settings to this row (e.g. --set train.compile_loss=true)
+# shellcheck disable=SC2086  # word splitting intended: ROW_SETTINGS holds several arguments
+row cifar10_elr_sym40 reduce-overhead configs/cifar10/elr_sym40.yaml ${ROW_SETTINGS:-}
 # a CUDA-graph run that failed outright (not one cut by the limit, exit 124) leaves the time to compile's default mode
 grep -q "sym40 (reduce-overhead): exit [1-9]" "$OUT/device.txt" \
-    && ! grep -q "sym40 (reduce-overhead): exit 124" "$OUT/device.txt" && row cifar10_elr_sym40 default configs/cifar10/elr_sym40.yaml
+    && ! grep -q "sym40 (reduce-overhead): exit 124" "$OUT/device.txt" && row cifar10_elr_sym40 default configs/cifar10/elr_sym40.yaml ${ROW_SETTINGS:-}
 step "device batches" 40 "$OUT/bench.log" "$PYTHON" bench/bench_device_batches.py --device cuda --random-pixels \
     --repeats 2 --out "$OUT/device_batches_cuda.md"
 step "gpu tests" 90 "$OUT/gpu_tests.log" "$PYTHON" -m pytest -q -m gpu -p no:cacheprovider \

@@ -185,6 +185,9 @@ class TrainLoopConfig:
     # torch.compile's mode when compiling. reduce-overhead adds CUDA graphs (one launch replays a step's
     # kernels): for GPU steps whose host time exceeds their GPU time, as CIFAR ResNet-34's on an H200
     compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = "default"
+    # ELR only: its loss arithmetic (cross-entropy, target blend, regulariser) inside the compiled network's graph,
+    # not ~40 small kernels launched from Python each step; no effect where the network is not compiled
+    compile_loss: bool = False
     # torch's fused SGD/Adam: one kernel updates every parameter (foreach: several per group of them), less
     # host time per step where the host is the limit; the same update up to float rounding. auto: on for CUDA
     fused_optimizer: Literal["auto", True, False] = "auto"
@@ -222,8 +225,9 @@ RUN_RECORD_KEYS = ("selection_rule",)
 # would make one run directory hold epochs trained under two different settings.
 RESUME_MAY_CHANGE = frozenset({
     "train.epochs", "train.eval_batch_size", "train.device", "train.precision", "train.loader", "train.compile",
-    "train.compile_mode", "train.fused_optimizer", "train.channels_last", "train.cudnn_benchmark", "train.threads", "train.checkpoint_seconds",
-    "train.tensorboard", "train.progress", "data.root", "data.num_workers", "data.mri.cache", "data.mri.cache_dir",
+    "train.compile_mode", "train.compile_loss", "train.fused_optimizer", "train.channels_last", "train.cudnn_benchmark",
+    "train.threads", "train.checkpoint_seconds", "train.tensorboard", "train.progress", "data.root", "data.num_workers",
+    "data.mri.cache", "data.mri.cache_dir",
 })
 
 # Settings that name files or folders. A run records them absolute, so `evaluate`, `explain` and
@@ -257,7 +261,7 @@ NUMERIC_RANGES: dict[str, tuple[str, Callable[[float], bool]]] = {
     "data.mri.test_fraction": _PART, "data.mri.blur_sigma_max": _NON_NEGATIVE, "data.mri.max_shift": _NON_NEGATIVE,
 }
 # ELR's λ schedule keys that ELR+ does not read: it ramps λ with elr_plus.coef_step, as the official code.
-_ELR_ONLY = ("loss.lam_ramp_steps", "loss.lam_start_steps")
+_ELR_ONLY = ("loss.lam_ramp_steps", "loss.lam_start_steps", "train.compile_loss")
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
@@ -371,7 +375,8 @@ def _check_ranges(cfg: RunConfig, source: str) -> None:
     if cfg.loss.name != "elr":
         for key in _ELR_ONLY:
             if flat[key]:
-                instead = ("ramp ELR+'s λ in with elr_plus.coef_step instead" if cfg.loss.name == "elr_plus"
+                ramp_for_elr_plus = cfg.loss.name == "elr_plus" and key.startswith("loss.")
+                instead = ("ramp ELR+'s λ in with elr_plus.coef_step instead" if ramp_for_elr_plus
                            else "drop it, or set loss.name: elr")
                 raise ConfigError(f"{source}: {key} = {flat[key]} is an ELR setting that loss.name = "
                                   f"{cfg.loss.name} does not read; {instead}")

@@ -131,17 +131,20 @@ def test_compiled_network_keeps_one_graph_through_a_short_batch(mode: str) -> No
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("loss", ["elr", "elr_plus"])
+@pytest.mark.parametrize("loss", ["elr", "elr_plus", "elr in graph"])
 def test_cuda_graphs_train_the_engine_networks_as_plain_compile_does(tmp_path: Path, loss: str) -> None:
     """reduce-overhead must really graph a training step (BatchNorm's buffer updates could make inductor skip
     it, silently) and give the losses of the default compile mode; ELR+ runs two compiled networks and their
-    weight averages in one tree of CUDA graphs."""
+    weight averages in one tree of CUDA graphs; "elr in graph" graphs ELR's arithmetic with the network
+    (`train.compile_loss`), against the default mode's step without it."""
+    name, _, in_graph = loss.partition(" ")
     on_gpu = ["train.device=cuda", "train.precision=fp32", "train.compile=true", "train.cudnn_benchmark=false",
-              f"loss.name={loss}"]
+              f"loss.name={name}"]
     _forget_compiled_graphs()
     reference = _losses(tmp_path, "default", *on_gpu)
     _forget_compiled_graphs()
-    graphed = _losses(tmp_path, "graphed", *on_gpu, "train.compile_mode=reduce-overhead")
+    graphed = _losses(tmp_path, "graphed", *on_gpu, "train.compile_mode=reduce-overhead",
+                      *(["train.compile_loss=true"] if in_graph else []))
     assert counters["inductor"]["cudagraph_skips"] == 0
     pd.testing.assert_series_equal(graphed, reference, rtol=1e-3, atol=1e-3)
 

@@ -71,6 +71,38 @@ def test_a_training_step_never_waits_for_the_device(loss: str, device: str, no_h
             total = step_loss if total is None else total + step_loss  # as the epoch loop sums it
 
 
+def test_elr_compiled_into_the_network_graph_trains_as_the_eager_loss() -> None:
+    """`train.compile_loss`: ELR's arithmetic runs in the compiled network's graph (no eager cross-entropy op is
+    left in a step), and the losses, target table and weights follow the eager loss's, short batch included."""
+    from torch._dynamo.utils import counters
+    from torch.profiler import ProfilerActivity, profile
+
+    torch._dynamo.reset()
+    counters.clear()
+    torch.manual_seed(0)
+    eager = _method(_config("elr", "train.compile=false"))
+    torch.manual_seed(0)
+    fused = _method(_config("elr", "train.compile=true", "train.compile_loss=true"))
+    assert fused.loss_in_graph and not eager.loss_in_graph
+    batches = [_batch(seed, with_pair=False) for seed in range(3)]
+    batches.append({key: value[:5] for key, value in batches[0].items()})  # an epoch's short last batch: eager
+    for batch in batches:
+        (loss, logits), (fused_loss, fused_logits) = eager.train_step(batch), fused.train_step(batch)
+        torch.testing.assert_close(fused_loss, loss, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(fused_logits, logits, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(fused.loss_fn.targets, eager.loss_fn.targets, rtol=1e-4, atol=1e-6)
+    assert fused.loss_fn.steps_taken == eager.loss_fn.steps_taken == 4
+    for name, weight in eager.model.state_dict().items():
+        torch.testing.assert_close(fused.model.state_dict()[name], weight, rtol=1e-3, atol=1e-5)
+    assert counters["stats"]["unique_graphs"] == 1
+    with profile(activities=[ProfilerActivity.CPU]) as fused_step:
+        fused.train_step(batches[1])
+    with profile(activities=[ProfilerActivity.CPU]) as eager_step:
+        eager.train_step(batches[1])
+    assert "aten::nll_loss_forward" in {event.name for event in eager_step.events()}
+    assert "aten::nll_loss_forward" not in {event.name for event in fused_step.events()}
+
+
 @pytest.mark.parametrize("device", devices)
 def test_evaluation_reads_back_once_a_split_not_once_a_batch(device: str, no_host_waits) -> None:
     method = _method(_config("elr", "train.compile=false"), device)

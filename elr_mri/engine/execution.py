@@ -29,6 +29,7 @@ class ExecutionPlan:
     channels_last: bool
     cudnn_benchmark: bool = False
     compile_mode: str = "default"  # torch.compile's mode: "reduce-overhead" adds CUDA graphs
+    compile_loss: bool = False  # the loss's stateless arithmetic compiled with the network (ELR)
     fused_optimizer: bool = False
 
     @classmethod
@@ -44,7 +45,7 @@ class ExecutionPlan:
                    compile=on_gpu if cfg.compile == "auto" else cfg.compile,
                    channels_last=on_gpu and not volumetric if cfg.channels_last == "auto" else cfg.channels_last,
                    cudnn_benchmark=on_gpu if cfg.cudnn_benchmark == "auto" else cfg.cudnn_benchmark,
-                   compile_mode=cfg.compile_mode,
+                   compile_mode=cfg.compile_mode, compile_loss=cfg.compile_loss,
                    fused_optimizer=on_gpu if cfg.fused_optimizer == "auto" else cfg.fused_optimizer)
 
     def configure_backends(self) -> None:

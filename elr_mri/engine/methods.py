@@ -18,7 +18,8 @@ from elr_mri.config import RunConfig
 from elr_mri.distributed import DistContext, share_of_global_batch
 from elr_mri.engine.execution import ExecutionPlan
 from elr_mri.engine.feeding import Batch
-from elr_mri.losses import ELRPlusLoss, build_loss, one_hot_rows, sigmoid_rampup, targets_dtype
+from elr_mri.losses import ELRLoss, ELRPlusLoss, build_loss, one_hot_rows, sigmoid_rampup, targets_dtype
+from elr_mri.losses.elr import elr_terms
 from elr_mri.models import build_model
 
 __all__ = ["Method", "SingleNetwork", "ELRPlusPair", "build_method", "build_optimizer"]
@@ -82,6 +83,25 @@ def build_method(cfg: RunConfig, input_shape: tuple[int, ...], num_classes: int,
     return SingleNetwork(model, loss_fn, build_optimizer(cfg, model, plan.fused_optimizer), plan, dist)
 
 
+class NetworkWithLossTerms(nn.Module):
+    """The network followed by ELR's stateless terms (`elr_terms`, as `ELRLoss.terms`), one module for torch.compile
+    (`train.compile_loss`): the loss's arithmetic joins the network's graph, and its CUDA graph under
+    reduce-overhead, where it would otherwise be ~40 small kernels launched from Python every step. Returns
+    (logits, cross-entropy, regulariser, the batch's new target rows); `ELRLoss.combine` does the rest. Only β and
+    the table's type are kept, not the loss: the 45,000-row target table never enters the graph, only the batch's
+    rows do."""
+
+    def __init__(self, network: nn.Module, loss_fn: ELRLoss) -> None:
+        super().__init__()
+        self.network = network
+        self.beta, self.stored_dtype = loss_fn.beta, loss_fn.targets.dtype
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor, old_rows: torch.Tensor,
+                **extra: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        logits = self.network(images, **extra)
+        return (logits, *elr_terms(logits, labels, old_rows, self.beta, self.stored_dtype))
+
+
 class SingleNetwork:
     """One network trained with CE, GCE, SCE or ELR."""
 
@@ -91,7 +111,9 @@ class SingleNetwork:
     def __init__(self, model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
                  plan: ExecutionPlan, dist: DistContext = DistContext()) -> None:
         self.model = model
-        self.trained = plan.compiled(_data_parallel(model, dist, plan.device))
+        network = _data_parallel(model, dist, plan.device)
+        self.loss_in_graph = plan.compile and plan.compile_loss and isinstance(loss_fn, ELRLoss)
+        self.trained = plan.compiled(NetworkWithLossTerms(network, loss_fn) if self.loss_in_graph else network)
         self.loss_fn = loss_fn
         self.optimizer = optimizer
         self.plan = plan
@@ -100,9 +122,14 @@ class SingleNetwork:
     def train_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         _ensure_training(self.trained, self.model)
         images, labels, index, extra = _unpack(batch, self.plan)
-        with self.plan.autocast():
-            logits = self.trained(images, **extra)
-        loss = self.loss_fn(logits.float(), labels, index)
+        if self.loss_in_graph:
+            with self.plan.autocast():
+                logits, *terms = self.trained(images, labels=labels, old_rows=self.loss_fn.targets[index], **extra)
+            loss = self.loss_fn.combine(index, *terms)
+        else:
+            with self.plan.autocast():
+                logits = self.trained(images, **extra)
+            loss = self.loss_fn(logits.float(), labels, index)
         _step(self.optimizer, self.scaler, loss * share_of_global_batch(len(labels), batch.get("global_batch_size")))
         return loss.detach(), logits.detach()
 
@@ -135,7 +162,7 @@ class SingleNetwork:
         _load_scaler_state(self.scaler, state["scaler"])
 
     def end_training(self) -> None:
-        self.trained = self.model
+        self.trained, self.loss_in_graph = self.model, False
 
     def networks(self) -> list[nn.Module]:
         return [self.model]

@@ -17,7 +17,7 @@ from torch import nn
 
 from elr_mri.distributed import gather_rows
 
-__all__ = ["ELRLoss", "elr_regularizer", "update_targets", "at_least_fp32", "one_hot_rows", "sigmoid_rampup",
+__all__ = ["ELRLoss", "elr_regularizer", "elr_terms", "blend_rows", "update_targets", "at_least_fp32", "one_hot_rows", "sigmoid_rampup",
            "check_elr_settings", "check_batch_shapes", "PROB_CLAMP"]
 
 PROB_CLAMP = 1e-4  # the official code clamps softmax to [1e-4, 1 − 1e-4] so log(1 − ⟨t, p⟩) stays finite
@@ -69,18 +69,41 @@ def check_batch_shapes(owner: str, logits: torch.Tensor, labels: torch.Tensor, i
         raise ValueError(f"{owner}: {rows} rows of logits but {given}; pass one per example of the batch")
 
 
+def blend_rows(rows: torch.Tensor, probs: torch.Tensor, beta: float) -> torch.Tensor:
+    """Temporal ensembling of some rows of a target table: β·t + (1−β)·p̂/Σp̂, with p̂ detached.
+
+    The arithmetic runs in at least float32 whatever the table's storage type (bf16/fp16 halve the memory of a
+    large table); the result is in that working type."""
+    work_dtype = torch.promote_types(rows.dtype, torch.float32)
+    p_hat = probs.detach().to(work_dtype)
+    return beta * rows.to(work_dtype) + (1.0 - beta) * p_hat / p_hat.sum(dim=1, keepdim=True)
+
+
 def update_targets(targets: torch.Tensor, index: torch.Tensor, probs: torch.Tensor, beta: float) -> None:
-    """Temporal ensembling in place: t[i] ← β·t[i] + (1−β)·p̂/Σp̂, with p̂ detached.
+    """`blend_rows` in place for the batch's examples.
 
     Under data parallelism the rows of the whole global batch are gathered first, so every
     process updates every visited example once with its own prediction and the tables agree.
-    The arithmetic runs in at least float32 whatever the table's storage type (bf16/fp16 halve
-    the memory of a large table).
     """
-    work_dtype = torch.promote_types(targets.dtype, torch.float32)
-    index, p_hat = gather_rows(index, probs.detach().to(work_dtype))
-    updated = beta * targets[index].to(work_dtype) + (1.0 - beta) * p_hat / p_hat.sum(dim=1, keepdim=True)
-    targets[index] = updated.to(targets.dtype)
+    index, probs = gather_rows(index, probs.detach())
+    targets[index] = blend_rows(targets[index], probs, beta).to(targets.dtype)
+
+
+def elr_terms(logits: torch.Tensor, labels: torch.Tensor, old_rows: torch.Tensor, beta: float,
+              stored_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One batch of ELR without its state: (cross-entropy, mean log(1 − ⟨t, p⟩), the batch's new target rows as the
+    table stores them). The regulariser reads the rows as stored (rounded to a bf16/fp16 table's type), as it would
+    read them back from the table.
+
+    Why without state: `ELRLoss.combine` writes the rows and weighs the terms, so this part can run inside the
+    network's torch.compile graph (`train.compile_loss`), where its ~40 small kernels would otherwise each be
+    launched from Python every step.
+    """
+    logits = at_least_fp32(logits)
+    ce = F.cross_entropy(logits, labels)
+    probs = F.softmax(logits, dim=1).clamp(PROB_CLAMP, 1.0 - PROB_CLAMP)
+    new_rows = blend_rows(old_rows, probs, beta).to(stored_dtype)
+    return ce, elr_regularizer(probs, new_rows), new_rows
 
 
 def elr_regularizer(probs: torch.Tensor, batch_targets: torch.Tensor) -> torch.Tensor:
@@ -125,13 +148,23 @@ class ELRLoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         check_batch_shapes("ELRLoss", logits, labels, index)
-        logits = at_least_fp32(logits)
-        ce = F.cross_entropy(logits, labels)  # before the table changes: a bad label must not update it
-        probs = F.softmax(logits, dim=1).clamp(PROB_CLAMP, 1.0 - PROB_CLAMP)
-        update_targets(self.targets, index, probs, self.beta)
+        return self.combine(index, *self.terms(logits, labels, self.targets[index]))
+
+    def terms(self, logits: torch.Tensor, labels: torch.Tensor,
+              old_rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`elr_terms` with this loss's β and table type: (CE, regulariser, new rows); changes nothing."""
+        return elr_terms(logits, labels, old_rows, self.beta, self.targets.dtype)
+
+    def combine(self, index: torch.Tensor, ce: torch.Tensor, reg: torch.Tensor, new_rows: torch.Tensor) -> torch.Tensor:
+        """Store the batch's new target rows (every rank's under data parallelism: the tables stay equal), count
+        the step and return CE + λ·regulariser. Called after `terms`, so a label out of range, which fails the
+        cross-entropy, changes no row. An example drawn twice in one batch (class-balanced batches drawn with
+        replacement) is regularised towards the row its own prediction made; the table keeps one of them."""
+        index, new_rows = gather_rows(index, new_rows.to(torch.promote_types(new_rows.dtype, torch.float32)))
+        self.targets[index] = new_rows.to(self.targets.dtype)
         lam = self.current_lam()
         self.steps_taken += 1
-        return ce + lam * elr_regularizer(probs, self.targets[index])
+        return ce + lam * reg
 
     def current_lam(self) -> float:
         """λ at this step: 0 before `lam_start_steps`, then ramped in over `lam_ramp_steps`."""
