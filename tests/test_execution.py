@@ -106,10 +106,12 @@ def test_switches_give_the_same_losses(tmp_path: Path, name: str, switches: list
 
 
 @pytest.mark.slow
-def test_compiled_model_gives_the_same_losses(tmp_path: Path) -> None:
+@pytest.mark.parametrize("loss_in_graph", [False, True])
+def test_compiled_model_gives_the_same_losses(tmp_path: Path, loss_in_graph: bool) -> None:
     reference = _losses(tmp_path, "eager")
     _forget_compiled_graphs()
-    pd.testing.assert_series_equal(_losses(tmp_path, "compiled", "train.compile=true"), reference, rtol=1e-3, atol=1e-3)
+    compiled = _losses(tmp_path, "compiled", "train.compile=true", f"train.compile_loss={loss_in_graph}")
+    pd.testing.assert_series_equal(compiled, reference, rtol=1e-3, atol=1e-3)
     assert counters["stats"]["unique_graphs"] == 1  # 270 examples in batches of 64: the tail of 14 ran eagerly
 
 
