@@ -154,3 +154,8 @@ def _wait_all(processes: list[subprocess.Popen], seconds: float) -> list[subproc
         except subprocess.TimeoutExpired:
             pass
     return [process for process in processes if process.poll() is None]
+
+
+if __name__ == "__main__":  # a library, not a command: say so instead of doing nothing
+    print(__doc__.strip() + "\n\nUse it through reproduce_paper_table.py --jobs N (or bench/bench_side_by_side.py).")
+    sys.exit(2)
