@@ -38,7 +38,7 @@ CONFIG = ROOT / "configs" / "cifar10" / "elr_sym40.yaml"
 EVAL_IMAGES = 15_000  # 5,000 validation + 10,000 test images after each CIFAR-10 epoch
 GRAPHS = "train.compile_mode=reduce-overhead"
 PLANS = {  # name: config overrides, the most informative first (a device call may cut the bench short)
-    "engine auto + CUDA graphs + ELR in the graph (compile_loss)": [GRAPHS, "train.compile_loss=true"],
+    "engine auto + CUDA graphs + the rest of the step compiled (compile_step)": [GRAPHS, "train.compile_step=true"],
     "engine auto + CUDA graphs (compile_mode reduce-overhead)": [GRAPHS],
     "engine auto (bf16, channels-last, compile)": [],
     "bf16 + channels-last, eager": ["train.compile=false"],

@@ -87,7 +87,8 @@ if [ "${1:-}" = jobs ]; then
     exit 0
 fi
 # `bash bench/gpu_checks.sh step`: bench/bench_cifar_step.py alone (~3.5 min): a CIFAR step's time by piece under each
-# plan, ELR's arithmetic in the CUDA graph (train.compile_loss) first; then, if it pays, the row with ROW_SETTINGS.
+# plan, the whole step compiled first (train.compile_step: ELR's arithmetic in the CUDA graph, the batch assembly in
+# one graph); then, if it pays, the row with ROW_SETTINGS="--set train.compile_step=true".
 if [ "${1:-}" = step ]; then
     step "cifar step by piece" $(( DEADLINE - $(date +%s) - 5 )) "$OUT/bench.log" "$PYTHON" bench/bench_cifar_step.py \
         --device cuda --out "$OUT/cifar_step_cuda.md"
@@ -102,7 +103,7 @@ if [ "${1:-}" = 3d ]; then
         --device cuda --size 96 --budget 4 --out "$OUT/execution_variants_cuda.md"
     exit 0
 fi
-# ROW_SETTINGS="--set KEY=VALUE ..." adds settings to this row (e.g. --set train.compile_loss=true)
+# ROW_SETTINGS="--set KEY=VALUE ..." adds settings to this row (e.g. --set train.compile_step=true)
 # shellcheck disable=SC2086  # word splitting intended: ROW_SETTINGS holds several arguments
 row cifar10_elr_sym40 reduce-overhead configs/cifar10/elr_sym40.yaml ${ROW_SETTINGS:-}
 # a CUDA-graph run that failed outright (not one cut by the limit, exit 124) leaves the time to compile's default mode

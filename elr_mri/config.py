@@ -185,9 +185,10 @@ class TrainLoopConfig:
     # torch.compile's mode when compiling. reduce-overhead adds CUDA graphs (one launch replays a step's
     # kernels): for GPU steps whose host time exceeds their GPU time, as CIFAR ResNet-34's on an H200
     compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = "default"
-    # ELR only: its loss arithmetic (cross-entropy, target blend, regulariser) inside the compiled network's graph,
-    # not ~40 small kernels launched from Python each step; no effect where the network is not compiled
-    compile_loss: bool = False
+    # the rest of a training step compiled beside the network, where the host launching small kernels one by one
+    # is the limit: ELR's arithmetic (cross-entropy, target blend, regulariser) inside the network's graph, and
+    # the device-resident batches' crop, flip and normalisation as one graph; no effect where the network is not
+    compile_step: bool = False
     # torch's fused SGD/Adam: one kernel updates every parameter (foreach: several per group of them), less
     # host time per step where the host is the limit; the same update up to float rounding. auto: on for CUDA
     fused_optimizer: Literal["auto", True, False] = "auto"
@@ -225,7 +226,7 @@ RUN_RECORD_KEYS = ("selection_rule",)
 # would make one run directory hold epochs trained under two different settings.
 RESUME_MAY_CHANGE = frozenset({
     "train.epochs", "train.eval_batch_size", "train.device", "train.precision", "train.loader", "train.compile",
-    "train.compile_mode", "train.compile_loss", "train.fused_optimizer", "train.channels_last", "train.cudnn_benchmark",
+    "train.compile_mode", "train.compile_step", "train.fused_optimizer", "train.channels_last", "train.cudnn_benchmark",
     "train.threads", "train.checkpoint_seconds", "train.tensorboard", "train.progress", "data.root", "data.num_workers",
     "data.mri.cache", "data.mri.cache_dir",
 })
@@ -261,7 +262,7 @@ NUMERIC_RANGES: dict[str, tuple[str, Callable[[float], bool]]] = {
     "data.mri.test_fraction": _PART, "data.mri.blur_sigma_max": _NON_NEGATIVE, "data.mri.max_shift": _NON_NEGATIVE,
 }
 # ELR's λ schedule keys that ELR+ does not read: it ramps λ with elr_plus.coef_step, as the official code.
-_ELR_ONLY = ("loss.lam_ramp_steps", "loss.lam_start_steps", "train.compile_loss")
+_ELR_ONLY = ("loss.lam_ramp_steps", "loss.lam_start_steps")
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:

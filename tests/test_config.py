@@ -54,8 +54,6 @@ def test_defaults_and_overrides(tmp_path: Path) -> None:
         ("data: {mri: {test_fraction: 1.0}}\n", r"data.mri.test_fraction = 1.0 must be in \[0, 1\)"),
         ("loss: {name: elr_plus, lam_start_steps: 500}\n", r"loss.lam_start_steps = 500 is an ELR setting .*elr_plus.coef_step"),
         ("optim: {name: adam, lr: 1e-4, nesterov: true}\n", r"optim.nesterov applies to SGD only"),
-        ("loss: {name: elr_plus}\ntrain: {compile_loss: true}\n", r"train.compile_loss = True is an ELR setting that "
-                                                                 r"loss.name = elr_plus does not read; drop it, or set"),
         ("loss: {name: ce, lam_ramp_steps: 500}\n", r"loss.lam_ramp_steps = 500 is an ELR setting that loss.name = ce "
                                                     r"does not read; drop it, or set loss.name: elr"),
         ("data: {name: cifar10, mri: {manifest: adni.csv}}\n", r"data.mri.manifest is set but data.name = cifar10 "

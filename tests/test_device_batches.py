@@ -217,3 +217,26 @@ def test_channels_last_output(cifar):
     assert a["image"].is_contiguous() and b["image"].is_contiguous(memory_format=torch.channels_last)
     assert not b["image"].is_contiguous()
     assert torch.equal(a["image"], b["image"])
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_compiled_assembly_gives_the_eager_batches(cifar: NoisyImageData, channels_last: bool) -> None:
+    """`train.compile_step` compiles the augmented batches' assembly: the same pixels from the same draws, in one
+    graph for the full batch size (a short last batch is assembled eagerly)."""
+    from torch._dynamo.utils import counters
+
+    from elr_mri.engine.execution import ExecutionPlan
+
+    torch._dynamo.reset()
+    counters.clear()
+    eager = DeviceImageBatches.from_dataset(cifar.train, "cpu", channels_last)
+    compiled = DeviceImageBatches.from_dataset(cifar.train, "cpu", channels_last, ExecutionPlan.compiled_function)
+    order = [torch.randperm(len(eager), generator=torch.Generator().manual_seed(seed))[:32] for seed in range(3)]
+    order.append(order[0][:7])
+    for batch, other in zip(eager.batches(order, eager.generator(5)), compiled.batches(order, compiled.generator(5)),
+                            strict=True):
+        assert torch.equal(batch["image"], other["image"]) and torch.equal(batch["index"], other["index"])
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+        assert batch["image"].is_contiguous(memory_format=layout)
+        assert other["image"].stride() == batch["image"].stride()
+    assert counters["stats"]["unique_graphs"] == 1

@@ -106,11 +106,11 @@ def test_switches_give_the_same_losses(tmp_path: Path, name: str, switches: list
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("loss_in_graph", [False, True])
-def test_compiled_model_gives_the_same_losses(tmp_path: Path, loss_in_graph: bool) -> None:
+@pytest.mark.parametrize("whole_step", [False, True])
+def test_compiled_model_gives_the_same_losses(tmp_path: Path, whole_step: bool) -> None:
     reference = _losses(tmp_path, "eager")
     _forget_compiled_graphs()
-    compiled = _losses(tmp_path, "compiled", "train.compile=true", f"train.compile_loss={loss_in_graph}")
+    compiled = _losses(tmp_path, "compiled", "train.compile=true", f"train.compile_step={whole_step}")
     pd.testing.assert_series_equal(compiled, reference, rtol=1e-3, atol=1e-3)
     assert counters["stats"]["unique_graphs"] == 1  # 270 examples in batches of 64: the tail of 14 ran eagerly
 
@@ -138,7 +138,7 @@ def test_cuda_graphs_train_the_engine_networks_as_plain_compile_does(tmp_path: P
     """reduce-overhead must really graph a training step (BatchNorm's buffer updates could make inductor skip
     it, silently) and give the losses of the default compile mode; ELR+ runs two compiled networks and their
     weight averages in one tree of CUDA graphs; "elr in graph" graphs ELR's arithmetic with the network
-    (`train.compile_loss`), against the default mode's step without it."""
+    (`train.compile_step`), against the default mode's step without it."""
     name, _, in_graph = loss.partition(" ")
     on_gpu = ["train.device=cuda", "train.precision=fp32", "train.compile=true", "train.cudnn_benchmark=false",
               f"loss.name={name}"]
@@ -146,7 +146,7 @@ def test_cuda_graphs_train_the_engine_networks_as_plain_compile_does(tmp_path: P
     reference = _losses(tmp_path, "default", *on_gpu)
     _forget_compiled_graphs()
     graphed = _losses(tmp_path, "graphed", *on_gpu, "train.compile_mode=reduce-overhead",
-                      *(["train.compile_loss=true"] if in_graph else []))
+                      *(["train.compile_step=true"] if in_graph else []))
     assert counters["inductor"]["cudagraph_skips"] == 0
     pd.testing.assert_series_equal(graphed, reference, rtol=1e-3, atol=1e-3)
 

@@ -72,7 +72,7 @@ def test_a_training_step_never_waits_for_the_device(loss: str, device: str, no_h
 
 
 def test_elr_compiled_into_the_network_graph_trains_as_the_eager_loss() -> None:
-    """`train.compile_loss`: ELR's arithmetic runs in the compiled network's graph (no eager cross-entropy op is
+    """`train.compile_step`: ELR's arithmetic runs in the compiled network's graph (no eager cross-entropy op is
     left in a step), and the losses, target table and weights follow the eager loss's, short batch included."""
     from torch._dynamo.utils import counters
     from torch.profiler import ProfilerActivity, profile
@@ -82,7 +82,7 @@ def test_elr_compiled_into_the_network_graph_trains_as_the_eager_loss() -> None:
     torch.manual_seed(0)
     eager = _method(_config("elr", "train.compile=false"))
     torch.manual_seed(0)
-    fused = _method(_config("elr", "train.compile=true", "train.compile_loss=true"))
+    fused = _method(_config("elr", "train.compile=true", "train.compile_step=true"))
     assert fused.loss_in_graph and not eager.loss_in_graph
     batches = [_batch(seed, with_pair=False) for seed in range(3)]
     batches.append({key: value[:5] for key, value in batches[0].items()})  # an epoch's short last batch: eager

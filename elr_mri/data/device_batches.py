@@ -21,7 +21,7 @@ augmentations.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 import torch
@@ -30,8 +30,10 @@ import torch.nn.functional as F
 from elr_mri.data.image_transforms import Compose, Normalize, RandomCrop, RandomHorizontalFlip, ToFloat, Transform
 from elr_mri.data.images import InMemoryImages, NoisyImageData
 
-__all__ = ["AugmentSpec", "DeviceImageBatches", "supports_device_batches"]
+__all__ = ["Assembly", "AugmentSpec", "DeviceImageBatches", "supports_device_batches"]
 
+# index, top=, left=, flip= → augmented float32 batch (`DeviceImageBatches._augment`)
+Assembly = Callable[..., torch.Tensor]
 # The per-item steps the device path reproduces, in the only order it accepts.
 _STEP_ORDER = (ToFloat, RandomCrop, RandomHorizontalFlip, Normalize)
 
@@ -108,7 +110,11 @@ class DeviceImageBatches:
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor | Sequence[int], spec: AugmentSpec,
-                 device: torch.device | str, channels_last: bool = False) -> None:
+                 device: torch.device | str, channels_last: bool = False,
+                 compile_assembly: Callable[[Assembly], Assembly] | None = None) -> None:
+        """`compile_assembly` (e.g. `ExecutionPlan.compiled_function`) wraps the augmented batches' assembly from
+        the drawn offsets and flips: compiled, its ~30 small ops become one or two kernels, where a GPU's host
+        spent 1.0 ms a step launching them (H200, bench/results/cifar_step_cuda.md)."""
         if images.dim() != 4:
             raise ValueError(f"images must be (N, C, H, W), got shape {tuple(images.shape)}")
         self.device = torch.device(device)
@@ -118,6 +124,7 @@ class DeviceImageBatches:
             raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
         self.spec = spec
         self.channels_last = channels_last
+        self._assemble: Assembly = compile_assembly(self._augment) if compile_assembly else self._augment
         self._to_float = ToFloat()
         self._normalize: Normalize | None = None
         if spec.mean is not None:
@@ -126,11 +133,11 @@ class DeviceImageBatches:
             self._normalize.std = self._normalize.std.to(self.device)
 
     @classmethod
-    def from_dataset(cls, dataset: InMemoryImages, device: torch.device | str,
-                     channels_last: bool = False) -> DeviceImageBatches:
+    def from_dataset(cls, dataset: InMemoryImages, device: torch.device | str, channels_last: bool = False,
+                     compile_assembly: Callable[[Assembly], Assembly] | None = None) -> DeviceImageBatches:
         """Serve `dataset` with the pipeline of its own transform (augmenting for train, not for val/test)."""
         return cls(dataset.images, dataset.labels, AugmentSpec.from_transform(dataset.transform), device,
-                   channels_last)
+                   channels_last, compile_assembly)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -156,22 +163,25 @@ class DeviceImageBatches:
         for indices, position in paired:
             # non-blocking: a plain copy to a GPU waits for its queue to empty, once a batch
             index = torch.as_tensor(indices, dtype=torch.int64).to(self.device, non_blocking=True)
-            images = self.images.index_select(0, index)
             if self.spec.augments:
                 global_size, start = position or (len(index), 0)
                 if start + len(index) > global_size:
                     raise ValueError(f"a slice of {len(index)} examples from position {start} does not fit in a "
                                      f"global batch of {global_size}")
-                images = self._crop_and_flip(images, generator, global_size, start)
-            yield self._batch(images, index)
+                top, left, flip = self._draw(generator, global_size, slice(start, start + len(index)))
+                images = self._assemble(index, top=top, left=left, flip=flip)
+            else:
+                images = self._pixels(self.images.index_select(0, index))
+            yield {"image": images, "label": self.labels[index], "index": index}
 
     def in_order(self, batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
         """Every example once, in data set order, never augmented: evaluation on any split."""
         for start in range(0, len(self), batch_size):
             stop = min(start + batch_size, len(self))
-            yield self._batch(self.images[start:stop], torch.arange(start, stop, device=self.device))
+            index = torch.arange(start, stop, device=self.device)
+            yield {"image": self._pixels(self.images[start:stop]), "label": self.labels[index], "index": index}
 
-    def _batch(self, images: torch.Tensor, index: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _pixels(self, images: torch.Tensor) -> torch.Tensor:
         """uint8/float pixels → the per-item path's float32 values (same ops, so the same bits)."""
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)  # cheaper on uint8 than float
@@ -180,33 +190,45 @@ class DeviceImageBatches:
             images = self._normalize(images)
         if not self.channels_last:
             images = images.contiguous()
-        return {"image": images, "label": self.labels[index], "index": index}
+        return images
 
-    def _crop_and_flip(self, images: torch.Tensor, generator: torch.Generator, global_size: int,
-                       start: int) -> torch.Tensor:
-        """Per-example random crop of the zero-padded images and left-right flip, as one gather.
-
-        The offsets and flips are drawn for all `global_size` examples of the global batch and rows
-        `start`, ... of them used. Output pixel (i, j) of example b reads padded pixel (top_b + i, left_b + j),
-        or (top_b + i, left_b + w − 1 − j) when b is flipped: flipping the crop equals cropping
-        with mirrored column indices, so no flipped copy is made.
-        """
-        spec, (batch, channels, height, width) = self.spec, images.shape
-        pad = spec.padding
-        out_h, out_w = spec.crop_size or (height, width)
-        padded_h, padded_w = height + 2 * pad, width + 2 * pad
+    def _crop_bounds(self) -> tuple[int, int, int, int]:
+        """(crop height, crop width, padded height, padded width); ValueError when the crop does not fit."""
+        height, width = self.images.shape[2:]
+        out_h, out_w = self.spec.crop_size or (height, width)
+        padded_h, padded_w = height + 2 * self.spec.padding, width + 2 * self.spec.padding
         if padded_h < out_h or padded_w < out_w:
             raise ValueError(f"cannot crop {out_h}×{out_w} from an image of {padded_h}×{padded_w}")
-        if pad:
-            images = F.pad(images, [pad] * 4)
+        return out_h, out_w, padded_h, padded_w
+
+    def _draw(self, generator: torch.Generator, global_size: int,
+              mine: slice) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Crop offsets (top, left) and flips, each (B, 1), drawn for all `global_size` examples of the global
+        batch and the rows `mine` of them kept: an example is cropped alike whichever rank holds it."""
+        out_h, out_w, padded_h, padded_w = self._crop_bounds()
         draw = {"generator": generator, "device": self.device}
-        mine = slice(start, start + batch)
         top = torch.randint(0, padded_h - out_h + 1, (global_size, 1), **draw)[mine]
         left = torch.randint(0, padded_w - out_w + 1, (global_size, 1), **draw)[mine]
-        flip = (torch.rand((global_size, 1), **draw) < spec.flip_p)[mine]
+        flip = (torch.rand((global_size, 1), **draw) < self.spec.flip_p)[mine]
+        return top, left, flip
+
+    def _augment(self, index: torch.Tensor, top: torch.Tensor, left: torch.Tensor,
+                 flip: torch.Tensor) -> torch.Tensor:
+        """The examples `index`, cropped at (top, left) from their zero-padded selves, flipped where `flip`,
+        as float32 pixels: a function of its arguments alone, so it can be compiled (`compile_assembly`).
+
+        Crop and flip are one gather: output pixel (i, j) of example b reads padded pixel (top_b + i, left_b + j),
+        or (top_b + i, left_b + w − 1 − j) when b is flipped: flipping the crop equals cropping with mirrored
+        column indices, so no flipped copy is made.
+        """
+        images = self.images.index_select(0, index)
+        batch, channels = images.shape[:2]
+        out_h, out_w, _, padded_w = self._crop_bounds()
+        if self.spec.padding:
+            images = F.pad(images, [self.spec.padding] * 4)
         columns = torch.arange(out_w, device=self.device)
         columns = left + torch.where(flip, out_w - 1 - columns, columns)  # (B, w)
         rows = top + torch.arange(out_h, device=self.device)  # (B, h)
         flat = (rows[:, :, None] * padded_w + columns[:, None, :]).view(batch, 1, out_h * out_w)
         picked = images.flatten(2).gather(2, flat.expand(batch, channels, out_h * out_w))
-        return picked.view(batch, channels, out_h, out_w)
+        return self._pixels(picked.view(batch, channels, out_h, out_w))

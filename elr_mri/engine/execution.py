@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import ContextManager
+from typing import Callable, ContextManager
 
 import torch
 from torch import nn
@@ -29,7 +29,7 @@ class ExecutionPlan:
     channels_last: bool
     cudnn_benchmark: bool = False
     compile_mode: str = "default"  # torch.compile's mode: "reduce-overhead" adds CUDA graphs
-    compile_loss: bool = False  # the loss's stateless arithmetic compiled with the network (ELR)
+    compile_step: bool = False  # with `compile`: ELR's arithmetic and the batch assembly compiled too
     fused_optimizer: bool = False
 
     @classmethod
@@ -45,7 +45,7 @@ class ExecutionPlan:
                    compile=on_gpu if cfg.compile == "auto" else cfg.compile,
                    channels_last=on_gpu and not volumetric if cfg.channels_last == "auto" else cfg.channels_last,
                    cudnn_benchmark=on_gpu if cfg.cudnn_benchmark == "auto" else cfg.cudnn_benchmark,
-                   compile_mode=cfg.compile_mode, compile_loss=cfg.compile_loss,
+                   compile_mode=cfg.compile_mode, compile_step=cfg.compile_step,
                    fused_optimizer=on_gpu if cfg.fused_optimizer == "auto" else cfg.fused_optimizer)
 
     def configure_backends(self) -> None:
@@ -81,12 +81,25 @@ class ExecutionPlan:
             images = images.contiguous(memory_format=_layout(images.dim()))
         return images
 
+    @property
+    def compiles_step(self) -> bool:
+        """Whether the rest of a training step is compiled beside the network (`train.compile_step`)."""
+        return self.compile and self.compile_step
+
     def compiled(self, module: nn.Module) -> nn.Module:
         return CompiledForFullBatches(module, self.compile_mode) if self.compile else module
 
+    @staticmethod
+    def compiled_function(function: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+        """`function` compiled for the batch size of its first call, without CUDA graphs: a graph would copy
+        every input it does not own into its own memory at each call, as the whole image store for a batch's
+        assembly."""
+        return CompiledForFullBatches(function, "default")
+
 
 class CompiledForFullBatches(nn.Module):
-    """A module run by torch.compile at the batch size of its first call and eagerly at any other.
+    """A module (or function) run by torch.compile at the batch size of its first call (the length of its first
+    argument) and eagerly at any other.
 
     Why: an epoch's short last batch (45,000 CIFAR images in batches of 128 leave 72) would make
     torch.compile trace and compile a second, dynamic-shape graph for one batch an epoch: about as
@@ -94,7 +107,7 @@ class CompiledForFullBatches(nn.Module):
     milliseconds an epoch instead. Parameters and buffers are the wrapped module's own.
     """
 
-    def __init__(self, module: nn.Module, mode: str = "default") -> None:
+    def __init__(self, module: nn.Module | Callable[..., torch.Tensor], mode: str = "default") -> None:
         super().__init__()
         self.eager = module
         self.graph = torch.compile(module, dynamic=False, mode=mode)

@@ -11,14 +11,14 @@ network walks its own shuffle of the training set, as the official code gives ea
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from elr_mri.config import RunConfig
-from elr_mri.data.device_batches import DeviceImageBatches, supports_device_batches
+from elr_mri.data.device_batches import Assembly, DeviceImageBatches, supports_device_batches
 from elr_mri.data.device_blur import blur_and_trim, kernel_radius
 from elr_mri.data.images import NoisyImageData
 from elr_mri.data.seeded_items import SeededItems
@@ -96,8 +96,10 @@ class BlurredOnDevice:
 
 class BatchFeeder:
     def __init__(self, data: NoisyImageData, cfg: RunConfig, dist: DistContext, device: torch.device,
-                 channels_last: bool = False, blur_on_device: bool = False) -> None:
-        """`blur_on_device`: `data` was built to leave the MRI training blur to `device` (`build_data`)."""
+                 channels_last: bool = False, blur_on_device: bool = False,
+                 compile_assembly: Callable[[Assembly], Assembly] | None = None) -> None:
+        """`blur_on_device`: `data` was built to leave the MRI training blur to `device` (`build_data`).
+        `compile_assembly`: wraps the device-resident training batches' assembly (`DeviceImageBatches`)."""
         self.data, self.cfg, self.dist = data, cfg, dist
         self.device = device
         self.blur_reach = kernel_radius(cfg.data.mri.blur_sigma_max) if blur_on_device else None
@@ -108,7 +110,8 @@ class BatchFeeder:
         self.on_device = mode == "device" or (mode == "auto" and supports_device_batches(data))
         self.device_sets: dict[str, DeviceImageBatches] = {}
         if self.on_device:
-            self.device_sets = {name: DeviceImageBatches.from_dataset(split, device, channels_last=channels_last)
+            self.device_sets = {name: DeviceImageBatches.from_dataset(split, device, channels_last,
+                                                                      compile_assembly if name == "train" else None)
                                 for name, split in self._splits().items()}
 
     def train_epoch(self, epoch: int, streams: int = 1, in_turn: bool = False) -> Iterable[Batch]:

@@ -85,7 +85,7 @@ def build_method(cfg: RunConfig, input_shape: tuple[int, ...], num_classes: int,
 
 class NetworkWithLossTerms(nn.Module):
     """The network followed by ELR's stateless terms (`elr_terms`, as `ELRLoss.terms`), one module for torch.compile
-    (`train.compile_loss`): the loss's arithmetic joins the network's graph, and its CUDA graph under
+    (`train.compile_step`): the loss's arithmetic joins the network's graph, and its CUDA graph under
     reduce-overhead, where it would otherwise be ~40 small kernels launched from Python every step. Returns
     (logits, cross-entropy, regulariser, the batch's new target rows); `ELRLoss.combine` does the rest. Only β and
     the table's type are kept, not the loss: the 45,000-row target table never enters the graph, only the batch's
@@ -112,7 +112,7 @@ class SingleNetwork:
                  plan: ExecutionPlan, dist: DistContext = DistContext()) -> None:
         self.model = model
         network = _data_parallel(model, dist, plan.device)
-        self.loss_in_graph = plan.compile and plan.compile_loss and isinstance(loss_fn, ELRLoss)
+        self.loss_in_graph = plan.compiles_step and isinstance(loss_fn, ELRLoss)
         self.trained = plan.compiled(NetworkWithLossTerms(network, loss_fn) if self.loss_in_graph else network)
         self.loss_fn = loss_fn
         self.optimizer = optimizer

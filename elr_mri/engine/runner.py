@@ -127,7 +127,8 @@ def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, de
     plan = ExecutionPlan.from_config(cfg.train, device, volumetric=len(data.input_shape) == 4)
     plan.configure_backends()
     method = build_method(cfg, data.input_shape, data.num_classes, len(data.train), plan, dist)
-    feeder = BatchFeeder(data, cfg, dist, device, channels_last=plan.channels_last, blur_on_device=blur_on_device)
+    feeder = BatchFeeder(data, cfg, dist, device, channels_last=plan.channels_last, blur_on_device=blur_on_device,
+                         compile_assembly=plan.compiled_function if plan.compiles_step else None)
     tracker = PredictionTracker(len(data.train), data.num_classes, device)
     knows_clean = data.train_clean_labels is not None  # benchmarks and simulated cohorts
 

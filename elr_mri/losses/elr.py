@@ -17,8 +17,8 @@ from torch import nn
 
 from elr_mri.distributed import gather_rows
 
-__all__ = ["ELRLoss", "elr_regularizer", "elr_terms", "blend_rows", "update_targets", "at_least_fp32", "one_hot_rows", "sigmoid_rampup",
-           "check_elr_settings", "check_batch_shapes", "PROB_CLAMP"]
+__all__ = ["ELRLoss", "elr_regularizer", "elr_terms", "blend_rows", "update_targets", "at_least_fp32", "one_hot_rows",
+           "sigmoid_rampup", "check_elr_settings", "check_batch_shapes", "PROB_CLAMP"]
 
 PROB_CLAMP = 1e-4  # the official code clamps softmax to [1e-4, 1 − 1e-4] so log(1 − ⟨t, p⟩) stays finite
 
@@ -96,8 +96,8 @@ def elr_terms(logits: torch.Tensor, labels: torch.Tensor, old_rows: torch.Tensor
     read them back from the table.
 
     Why without state: `ELRLoss.combine` writes the rows and weighs the terms, so this part can run inside the
-    network's torch.compile graph (`train.compile_loss`), where its ~40 small kernels would otherwise each be
-    launched from Python every step.
+    network's torch.compile graph (`train.compile_step`), where its ~40 small kernels would otherwise each
+    be launched from Python every step.
     """
     logits = at_least_fp32(logits)
     ce = F.cross_entropy(logits, labels)
