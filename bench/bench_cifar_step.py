@@ -90,7 +90,8 @@ class StepTimer:
         self.device = device
         self.eval_images = eval_images
         self.method = build_method(cfg, (3, 32, 32), 10, len(train), plan)
-        self.batches = DeviceImageBatches.from_dataset(train, device, channels_last=plan.channels_last)
+        self.batches = DeviceImageBatches.from_dataset(train, device, plan.channels_last,
+                                                       plan.compiled_function if plan.compiles_step else None)
         self.tracker = PredictionTracker(len(train), 10, device)
         self.stream = self._endless(cfg.train.batch_size)
         self.eval_batch_size = cfg.train.eval_batch_size
