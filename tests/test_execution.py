@@ -14,7 +14,8 @@ from elr_mri.config import ConfigError, TrainLoopConfig, load_config
 from elr_mri.engine.execution import CompiledForFullBatches, ExecutionPlan, limit_cpu_threads
 from elr_mri.engine.runner import train
 
-DIGITS = Path(__file__).parents[1] / "configs" / "digits" / "elr_sym40.yaml"
+ROOT = Path(__file__).parents[1]
+DIGITS = ROOT / "configs" / "digits" / "elr_sym40.yaml"
 BASE = ["data.train_subset=300", "train.epochs=3", "model.name=small_cnn", "model.hidden=16",
         "train.progress=false", "train.tensorboard=false", "train.select=last"]
 
@@ -113,6 +114,28 @@ def test_compiled_model_gives_the_same_losses(tmp_path: Path, whole_step: bool) 
     compiled = _losses(tmp_path, "compiled", "train.compile=true", f"train.compile_step={whole_step}")
     pd.testing.assert_series_equal(compiled, reference, rtol=1e-3, atol=1e-3)
     assert counters["stats"]["unique_graphs"] == 1  # 270 examples in batches of 64: the tail of 14 ran eagerly
+
+
+@pytest.mark.slow
+def test_a_compiled_step_trains_augmented_images_as_the_compiled_network_alone(tmp_path: Path) -> None:
+    """`train.compile_step` through the engine on CIFAR-shaped images with crop and flip: the batches' assembly
+    and ELR's arithmetic compiled too give the losses of the network compiled alone."""
+    from test_image_data import write_cifar10
+
+    write_cifar10(tmp_path / "data", per_batch=40)
+    cifar = ["data.name=cifar10", f"data.root={tmp_path / 'data'}", "data.val_fraction=0.2", "train.batch_size=32",
+             "train.epochs=2", "model.name=small_cnn", "model.hidden=8", "train.compile=true",
+             "train.progress=false", "train.tensorboard=false"]
+    runs = {}
+    for whole_step in (False, True):
+        _forget_compiled_graphs()
+        name = f"whole_step_{whole_step}"
+        train(load_config(ROOT / "configs/cifar10/elr_sym40.yaml", [*cifar, f"train.compile_step={whole_step}"]),
+              tmp_path / name)
+        runs[whole_step] = pd.read_csv(tmp_path / name / "metrics.csv")["train_loss"]
+        # the network (with ELR's arithmetic when whole_step), and the batches' assembly when whole_step
+        assert counters["stats"]["unique_graphs"] == (2 if whole_step else 1)
+    pd.testing.assert_series_equal(runs[True], runs[False], rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("mode", ["default", "reduce-overhead"])  # CUDA graphs: nothing to graph on a CPU
