@@ -1,6 +1,8 @@
 """Image benchmarks: the NoisyImageData contract on digits, tiny CIFAR / ImageFolder / Clothing1M / WebVision trees."""
 
+import os
 import pickle
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -205,6 +207,26 @@ def test_unreadable_images_are_counted_and_named(tmp_path):
     (tmp_path / "train" / "b" / "99999.jpg").write_text("not an image")
     with pytest.raises(ImageReadError, match=rf"2 of 11 images cannot be read, e\.g\. {tmp_path}.*remove or replace"):
         build_image_data(DataConfig(name="imagefolder", root=str(tmp_path)))
+
+
+def test_images_decoded_in_forked_processes_are_the_threads_pixels_and_errors(tmp_path, monkeypatch):
+    """More than one chunk on a multi-core Linux machine: processes decode; same pixels and the same error count."""
+    from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+
+    from elr_mri.data import image_sources
+
+    write_image_folder(tmp_path, ["a", "b"], per_class=5)
+    monkeypatch.setattr(image_sources, "DECODE_CHUNK", 3)  # 10 training images: 4 chunks
+    cfg = DataConfig(name="imagefolder", root=str(tmp_path), val_fraction=0.0)
+    if sys.platform == "linux" and len(os.sched_getaffinity(0)) > 1:
+        assert isinstance(image_sources._decoding_pool(4), ProcessPoolExecutor)
+    by_pool = build_image_data(cfg).train.images
+    with monkeypatch.context() as threads_only:
+        threads_only.setattr(image_sources, "_decoding_pool", lambda chunks: ThreadPoolExecutor(max_workers=2))
+        assert torch.equal(build_image_data(cfg).train.images, by_pool)
+    (tmp_path / "train" / "b" / "99999.jpg").write_text("not an image")
+    with pytest.raises(ImageReadError, match=rf"1 of 11 images cannot be read, e\.g\. {tmp_path}/train/b/99999.jpg"):
+        build_image_data(cfg)
 
 
 def test_an_image_of_another_size_is_named(tmp_path):

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import pickle
 import sys
-from concurrent.futures import ThreadPoolExecutor
+import multiprocessing
+import os
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -227,14 +229,14 @@ def read_rgb(path: str | Path) -> Image.Image:
 
 
 def _decode_all(paths: list[Path]) -> np.ndarray:
-    """Decode with a thread pool (Pillow releases the GIL while decoding) and stack same-sized images.
+    """Decode in parallel (`_decoding_pool`) and stack same-sized images.
 
     Every image is tried before failing, so one error counts all the unreadable files."""
     # A few dozen tasks, not one per image: submitting 50,000 takes long enough for Ctrl-C to land inside
     # the pool's own locking and leave it hung; and on Ctrl-C the chunks still queued are dropped, where a
     # `with` block would decode every image first.
     chunks = [paths[start : start + DECODE_CHUNK] for start in range(0, len(paths), DECODE_CHUNK)]
-    pool = ThreadPoolExecutor(max_workers=8)
+    pool = _decoding_pool(len(chunks))
     try:
         arrays = [array for chunk in pool.map(_decode_chunk, chunks) for array in chunk]
     finally:
@@ -250,6 +252,18 @@ def _decode_all(paths: list[Path]) -> np.ndarray:
         raise ValueError(f"images under {paths[0].parent.parent} differ in size ({examples}); an in-memory "
                          "image folder needs one size: resize them, or remove the odd ones")
     return np.stack(arrays).transpose(0, 3, 1, 2).copy()
+
+
+def _decoding_pool(chunks: int) -> Executor:
+    """Forked processes, one a usable core, where Linux can fork and there is more than one chunk; 8 threads
+    otherwise. Why processes: Pillow releases the GIL while decoding, but for a 32×32 JPEG most of the ~200 µs is
+    Python reading its headers, under the GIL: CIFAR-10's 50,000 training images took 12.9 s with 8 threads and
+    3.7 s with 2 processes on a 2-core machine. Forked, not spawned: nothing is re-imported and the children only
+    run Pillow and NumPy (as DataLoader workers, safe beside a CUDA context they never touch)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if chunks > 1 and cores > 1 and sys.platform == "linux":
+        return ProcessPoolExecutor(max_workers=min(chunks, cores), mp_context=multiprocessing.get_context("fork"))
+    return ThreadPoolExecutor(max_workers=8)
 
 
 def _decode_chunk(paths: list[Path]) -> list[np.ndarray | ImageReadError]:
