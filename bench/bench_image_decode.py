@@ -1,0 +1,85 @@
+"""Seconds to read an image folder into memory: forked decoding processes (the default on Linux) against 8 threads.
+
+Why it matters: every CIFAR run starts by decoding 60,000 JPEGs, once per seed and per process. Pillow releases the
+GIL while it decodes, but a 32×32 JPEG is mostly header parsing in Python, so threads barely overlap. Both ways
+decode the same folder in alternating rounds (a shared, noisy machine affects both alike). Writes
+bench/results/image_decode.md (or --out). Needs the folder: tar -xJf ../shared/data/cifar/cifar10-jpeg.tar.xz -C data/
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
+from pathlib import Path
+
+from results_file import command_line, write_report
+
+from elr_mri.config import DataConfig
+from elr_mri.data import image_sources
+from elr_mri.data.images import build_image_data
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def seconds_to_build(root: Path, pool: Callable[[int], Executor]) -> float:
+    """Wall time of building the image folder's data set with `pool` making the decoding pool."""
+    default = image_sources._decoding_pool
+    image_sources._decoding_pool = pool
+    try:
+        started = time.perf_counter()
+        build_image_data(DataConfig(name="imagefolder", root=str(root)))
+        return time.perf_counter() - started
+    finally:
+        image_sources._decoding_pool = default
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=ROOT / "data" / "cifar10", help="image folder (train/, test/)")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "image_decode.md")
+    args = parser.parse_args()
+    if not (args.root / "train").is_dir():
+        parser.error(f"no image folder at {args.root}: tar -xJf ../shared/data/cifar/cifar10-jpeg.tar.xz -C data/")
+
+    def threads(chunks: int) -> Executor:
+        return ThreadPoolExecutor(max_workers=8)
+
+    default = "the default (forked processes on Linux)"
+    ways = {"8 threads": threads, default: image_sources._decoding_pool}
+    times: dict[str, list[float]] = {name: [] for name in ways}
+    for _ in range(args.rounds):
+        for name, pool in ways.items():
+            times[name].append(seconds_to_build(args.root, pool))
+            print(f"{name}: {times[name][-1]:.1f} s", flush=True)
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    rows = "\n".join(f"| {name} | {', '.join(f'{v:.1f}' for v in values)} |" for name, values in times.items())
+    text = f"""# Reading an image folder into memory
+
+Command: `{command_line()}`
+
+Machine: {platform.machine()}, {os.cpu_count()} cores. Folder `{_shown(args.root)}`; each round builds the data set once
+each way (decoding every image, stacking, labels).
+
+| decoding | seconds, by round |
+|---|---|
+{rows}
+
+The default is **{medians['8 threads'] / medians[default]:.1f}×** faster than 8 threads (medians).
+"""
+    print(text)
+    write_report(args.out, text)
+
+
+def _shown(path: Path) -> Path:
+    path = path.resolve()
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+
+
+if __name__ == "__main__":
+    main()
