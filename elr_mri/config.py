@@ -186,8 +186,9 @@ class TrainLoopConfig:
     # kernels): for GPU steps whose host time exceeds their GPU time, as CIFAR ResNet-34's on an H200
     compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = "default"
     # the rest of a training step compiled beside the network, where the host launching small kernels one by one
-    # is the limit: ELR's arithmetic (cross-entropy, target blend, regulariser) inside the network's graph, and
-    # the device-resident batches' crop, flip and normalisation as one graph; no effect where the network is not
+    # is the limit: ELR's arithmetic (cross-entropy, target blend, regulariser) inside the network's graph, ELR+'s
+    # EMA copies' forward passes, and the device-resident batches' crop, flip and normalisation as one graph; no
+    # effect where the network is not compiled
     compile_step: bool = False
     # torch's fused SGD/Adam: one kernel updates every parameter (foreach: several per group of them), less
     # host time per step where the host is the limit; the same update up to float rounding. auto: on for CUDA

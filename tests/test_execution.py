@@ -156,12 +156,12 @@ def test_compiled_network_keeps_one_graph_through_a_short_batch(mode: str) -> No
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("loss", ["elr", "elr_plus", "elr in graph"])
+@pytest.mark.parametrize("loss", ["elr", "elr_plus", "elr in graph", "elr_plus in graph"])
 def test_cuda_graphs_train_the_engine_networks_as_plain_compile_does(tmp_path: Path, loss: str) -> None:
     """reduce-overhead must really graph a training step (BatchNorm's buffer updates could make inductor skip
     it, silently) and give the losses of the default compile mode; ELR+ runs two compiled networks and their
-    weight averages in one tree of CUDA graphs; "elr in graph" graphs ELR's arithmetic with the network
-    (`train.compile_step`), against the default mode's step without it."""
+    weight averages in one tree of CUDA graphs; "in graph" (`train.compile_step`) graphs ELR's arithmetic with the
+    network, or ELR+'s EMA forward passes, against the default mode's step without it."""
     name, _, in_graph = loss.partition(" ")
     on_gpu = ["train.device=cuda", "train.precision=fp32", "train.compile=true", "train.cudnn_benchmark=false",
               f"loss.name={name}"]

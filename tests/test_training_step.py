@@ -103,6 +103,35 @@ def test_elr_compiled_into_the_network_graph_trains_as_the_eager_loss() -> None:
     assert "aten::nll_loss_forward" not in {event.name for event in fused_step.events()}
 
 
+def test_elr_plus_with_compiled_ema_forwards_trains_as_eager() -> None:
+    """`train.compile_step` with ELR+: the EMA copies' forward passes are compiled too, and the pair trains as the
+    eager one does."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    pairs = {}
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        np.random.seed(0)  # the mixup weight's generator
+        settings = ["train.compile=true", "train.compile_step=true"] if compiled else ["train.compile=false"]
+        pair = _method(_config("elr_plus", *settings))
+        assert isinstance(pair, ELRPlusPair)
+        batches = [_batch(seed) for seed in range(3)]
+        batches.append({key: value[:5] if torch.is_tensor(value) else value for key, value in batches[0].items()})
+        pairs[compiled] = (pair, [pair.train_step(batch) for batch in batches])
+    (eager, eager_steps), (fused, fused_steps) = pairs[False], pairs[True]
+    for (loss, logits), (fused_loss, fused_logits) in zip(eager_steps, fused_steps, strict=True):
+        torch.testing.assert_close(fused_loss, loss, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(fused_logits, logits, rtol=1e-4, atol=1e-5)
+    for k in range(2):
+        torch.testing.assert_close(fused.losses[k].targets, eager.losses[k].targets, rtol=1e-4, atol=1e-6)
+        for name, weight in eager.emas[k].state_dict().items():
+            torch.testing.assert_close(fused.emas[k].state_dict()[name], weight, rtol=1e-3, atol=1e-5)
+    # networks of one class share a graph: one for the trained pair, one for the EMA copies (no grad, batch statistics)
+    assert counters["stats"]["unique_graphs"] == 2
+
+
 @pytest.mark.parametrize("device", devices)
 def test_evaluation_reads_back_once_a_split_not_once_a_batch(device: str, no_host_waits) -> None:
     method = _method(_config("elr", "train.compile=false"), device)

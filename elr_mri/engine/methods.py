@@ -193,6 +193,9 @@ class ELRPlusPair:
         self.nets = [plan.place_model(build_model(cfg.model, input_shape, num_classes)) for _ in range(2)]
         self.emas = [_batch_statistics_mode(copy.deepcopy(net).requires_grad_(False)) for net in self.nets]
         self.ema_pairs = [EmaPairs.match(ema, net) for ema, net in zip(self.emas, self.nets)]
+        # the EMA copies' forward passes each step, compiled with `train.compile_step`: eager, each is a whole
+        # network's kernels launched one by one from Python
+        self.ema_runs = [plan.compiled(ema) if plan.compiles_step else ema for ema in self.emas]
         self.trained = [plan.compiled(_data_parallel(net, dist, plan.device)) for net in self.nets]
         self.losses = [
             ELRPlusLoss(num_examples, num_classes, lam=cfg.loss.lam, beta=cfg.loss.beta,
@@ -237,7 +240,8 @@ class ELRPlusPair:
         """The other network's EMA logits on network k's un-mixed batch, folded into network k's targets."""
         images, _, index, extra = own
         with torch.no_grad(), self.plan.autocast():
-            logits = self.emas[1 - k](images, **extra).float()
+            # a copy: under CUDA graphs a replay reuses its outputs' memory, and tracking reads these after the steps
+            logits = self.ema_runs[1 - k](images, **extra).to(torch.float32, copy=True)
         self.losses[k].update_targets(index, logits)
         return logits
 
@@ -318,7 +322,7 @@ class ELRPlusPair:
         self.network_steps = [int(state["step"])] * 2
 
     def end_training(self) -> None:
-        self.trained = list(self.nets)
+        self.trained, self.ema_runs = list(self.nets), list(self.emas)
 
     def networks(self) -> list[nn.Module]:
         return list(self.nets)
