@@ -61,6 +61,17 @@ def test_two_processes_match_one(tmp_path: Path, loss: str) -> None:
         assert (a["loss"]["targets"].sum(dim=1) > 0).all()
 
 
+@pytest.mark.slow
+def test_two_processes_with_elr_compiled_into_the_graph_match_one_eager(tmp_path: Path) -> None:
+    """`train.compile_step` under torchrun: each rank blends its own rows in the graph, the rows are gathered after."""
+    _train(tmp_path / "one", 1, "elr")
+    _train(tmp_path / "two", 2, "elr", "train.compile=true", "train.compile_step=true")
+    one, two = (pd.read_csv(tmp_path / run / "metrics.csv") for run in ("one", "two"))
+    pd.testing.assert_series_equal(one["train_loss"], two["train_loss"], rtol=1e-4)
+    a, b = (load_checkpoint(tmp_path / run / "checkpoints" / "last.pt")["method"] for run in ("one", "two"))
+    torch.testing.assert_close(a["loss"]["targets"], b["loss"]["targets"], rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("alternation", ["step", "epoch"])
 def test_elr_plus_two_streams_under_two_processes_match_one(tmp_path: Path, alternation: str) -> None:
     """Each network's own batch stream is sliced across ranks as the first is; without mixup (whose pairs are

@@ -111,9 +111,10 @@ class SingleNetwork:
     def __init__(self, model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
                  plan: ExecutionPlan, dist: DistContext = DistContext()) -> None:
         self.model = model
-        network = _data_parallel(model, dist, plan.device)
         self.loss_in_graph = plan.compiles_step and isinstance(loss_fn, ELRLoss)
-        self.trained = plan.compiled(NetworkWithLossTerms(network, loss_fn) if self.loss_in_graph else network)
+        network = NetworkWithLossTerms(model, loss_fn) if self.loss_in_graph else model
+        # DDP outermost, as torch.compile expects it (it splits the graph at DDP's gradient buckets)
+        self.trained = plan.compiled(_data_parallel(network, dist, plan.device))
         self.loss_fn = loss_fn
         self.optimizer = optimizer
         self.plan = plan
