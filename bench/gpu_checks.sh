@@ -11,11 +11,15 @@
 #   2. images/s of the DataLoader path against the device-resident path, random pixels (at most 40 s);
 #   3. the GPU tests (at most 90 s): device-resident augmentation against the CPU's, no host waits in a training
 #      step, every `auto` switch on, CUDA graphs (compile_mode reduce-overhead) really graphing a step;
-#   4. bench/bench_cifar_step.py (at most 90 s): a step's time by piece under four plans, CUDA graphs among them.
-# `bash bench/gpu_checks.sh 3d` instead runs the MRI side: the GPU test of the device blur, the MRI loader by
-# workers with the blur in the workers and on the GPU (the ×8 outran 8 whole-volume-blurring workers 5 to 1 on an
-# H200), then the 3D ×8 + age model's execution variants at 96³ (about 3 minutes). Why a shared deadline: a device call has one fixed limit, and a step cut short must still
-# leave the earlier steps' figures (and its own log lines) in $OUT.
+#   4. bench/bench_cifar_step.py (at most 90 s): a step's time by piece under five plans, CUDA graphs among them.
+# Other modes (first argument), each described where it is handled below:
+#   step      bench/bench_cifar_step.py alone, train.compile_step first (~3.5 min)
+#   gap       the clean-label row and the fp32 row side by side: the JPEG copy's and bf16's price (~10 min)
+#   jobs      two seeds in turn, then side by side on the one GPU (~5 min)
+#   3d        the MRI side: device-blur GPU test, MRI loader by workers and blur place, 3D ×8 variants (~6 min)
+#   cifar10n  the CIFAR-10N worst row (needs data/CIFAR-10_human.npz carried)
+# Why a shared deadline: a device call has one fixed limit, and a step cut short must still leave the earlier steps'
+# figures (and its own log lines) in $OUT.
 set -u
 OUT=${OUT:-gpu_out}
 DEADLINE=$(( $(date +%s) + ${GPU_CHECKS_SECONDS:-570} ))
