@@ -14,7 +14,8 @@
 #   4. bench/bench_cifar_step.py (at most 90 s): a step's time by piece under five plans, CUDA graphs among them.
 # Other modes (first argument), each described where it is handled below:
 #   step      bench/bench_cifar_step.py alone, train.compile_step first (~3.5 min)
-#   gap       the clean-label row and the fp32 row side by side: the JPEG copy's and bf16's price (~10 min)
+#   gap       the clean-label row and the official config's cosine row side by side: the JPEG copy's and the
+#             schedule's price (~10 min; bf16's: the default mode with ROW_SETTINGS="--set train.precision=fp32")
 #   jobs      two seeds in turn, then side by side on the one GPU (~5 min)
 #   3d        the MRI side: device-blur GPU test, MRI loader by workers and blur place, 3D ×8 variants (~6 min)
 #   cifar10n  the CIFAR-10N worst row (needs data/CIFAR-10_human.npz carried)
@@ -65,13 +66,15 @@ row() {
 
 # `bash bench/gpu_checks.sh gap`: the row's 3.2-point gap to the paper (85.98 against 89.15), two suspects at once,
 # side by side on the one GPU: the row on the JPEGs' true labels (how far the JPEG copy alone holds the network back)
-# and the noisy row in fp32 (what bf16 costs). Their epoch times against the 2.37 s of one run alone also say how much
-# a second process gains. A run cut by the limit still leaves its metrics.csv, comparable epoch by epoch with
-# bench/results/cifar10_elr_sym40_h200_cudagraphs.csv.
+# and the noisy row under the official code's CIFAR-10 config (cosine warm restarts every 10 epochs, 150 epochs: the
+# config the official repository ships, where the paper's appendix gives the ÷100 steps at 40 and 80). Their epoch
+# times against the 2.37 s of one run alone also say how much a second process gains. A run cut by the limit still
+# leaves its metrics.csv: the clean row comparable epoch by epoch with
+# bench/results/cifar10_elr_sym40_h200_cudagraphs.csv, the cosine row at the end of each 10-epoch cycle.
 if [ "${1:-}" = gap ]; then
     row cifar10_elr_clean reduce-overhead configs/cifar10/elr_sym40.yaml --set data.noise.mode=none \
         --set data.noise.rate=0 &
-    row cifar10_elr_sym40_fp32 reduce-overhead configs/cifar10/elr_sym40.yaml --set train.precision=fp32 &
+    row cifar10_elr_sym40_cosine reduce-overhead configs/cifar10/elr_sym40_cosine.yaml &
     wait
     exit 0
 fi
