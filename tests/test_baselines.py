@@ -17,8 +17,8 @@ from elr_mri.baselines.evaluate import _baseline_inputs, evaluate_baselines  # n
 from elr_mri.baselines.features import training_age_mean, volume_features, voxel_features  # noqa: E402
 from elr_mri.baselines.models import BASELINES, class_scores, fit_baseline  # noqa: E402
 from elr_mri.config import config_to_dict, load_config  # noqa: E402
-from elr_mri.data.cohort import load_manifest  # noqa: E402
-from elr_mri.data.splits import split_participants  # noqa: E402
+from elr_mri.data import build_data  # noqa: E402
+from elr_mri.engine.run_dir import record_run_data  # noqa: E402
 from elr_mri.evaluation.compare import comparison_table  # noqa: E402
 from elr_mri.simulate.cli import main as simulate  # noqa: E402
 from elr_mri.volumes.measure import VolumeParams, measure_manifest, volume_columns  # noqa: E402
@@ -42,13 +42,13 @@ def cohort(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         manifest[manifest["cohort"] == site].to_csv(path, index=False)
     volumes = measure_manifest(root / "pre" / "manifest.csv", params=VolumeParams(registration_mm=RESOLUTION),
                                jobs=2, progress=False)[0]
-    run = root / "run"  # what `elr-mri train` leaves that the baselines read: config.yaml and splits.csv
+    # what `elr-mri train` writes before its first epoch that the baselines read: config.yaml, data_shape.json (the
+    # training labels' fingerprint) and splits.csv, from the engine's own data set
+    run = root / "run"
     run.mkdir()
     cfg = load_config(ROOT / "configs" / "adni" / "cpu_small.yaml", [f"data.mri.manifest={sites['adni_sim']}"])
     (run / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
-    frame = load_manifest(sites["adni_sim"], ["CN", "MCI", "AD"])
-    split = split_participants(frame, cfg.data.mri.test_fraction, cfg.data.val_fraction, cfg.data.split_seed)
-    split.rename("split").rename_axis("participant_id").reset_index().to_csv(run / "splits.csv", index=False)
+    record_run_data(run, build_data(cfg.data), record_ages=False)
     return {"run": run, "volumes": volumes, "holdout": sites["nacc_sim"], "truth": root / "raw" / "truth.csv"}
 
 
