@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .checks import ScanError
+from .folder_locks import locks_unsupported, warn_unlocked
 from .inputs import InputError, select_shard
 from .pipeline import PIPELINE_VERSION, Params, ScanOutputs, process_scan
 from .sidecar import atomic_path, write_json
@@ -74,21 +75,28 @@ def output_lock(out_dir: Path, shard: tuple[int, int] | None) -> Iterator[None]:
     disjoint scans and so may share the folder, but not with a whole run, nor a shard with its own double. A run leaves
     its lock files (removing one would let a later run lock a new file while another still holds the old)."""
     with contextlib.ExitStack() as held:
-        _hold(held, out_dir / RUN_LOCK, fcntl.LOCK_EX if shard is None else fcntl.LOCK_SH)
-        if shard is not None:
+        locked = _hold(held, out_dir / RUN_LOCK, fcntl.LOCK_EX if shard is None else fcntl.LOCK_SH)
+        if shard is not None and locked:
             _hold(held, out_dir / f".preprocess-shard-{shard[0]}-of-{shard[1]}.lock", fcntl.LOCK_EX)
         yield
 
 
-def _hold(held: contextlib.ExitStack, lock: Path, mode: int) -> None:
+def _hold(held: contextlib.ExitStack, lock: Path, mode: int) -> bool:
     """flock `lock` in `mode` until `held` closes, or refuse at once: a run waiting silently looks hung. Workers are
-    spawned, not forked, so none inherits the lock and outlives the run holding it."""
+    spawned, not forked, so none inherits the lock and outlives the run holding it. False, after a warning, where the
+    file system has no locks."""
     handle = held.enter_context(open(lock, "a"))
     try:
         fcntl.flock(handle, mode | fcntl.LOCK_NB)
     except BlockingIOError:
         raise InputError(f"{lock.parent} is in use by another preprocess run (lock {lock}); wait for it or choose "
                          "another --output") from None
+    except OSError as err:
+        if not locks_unsupported(err):
+            raise
+        warn_unlocked(lock.parent, err, "preprocess runs (or a run and a merge)")
+        return False
+    return True
 
 
 def run_batch(table: pd.DataFrame, out_dir: str | Path, params: Params, jobs: int = 1,

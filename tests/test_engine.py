@@ -354,6 +354,31 @@ def test_a_second_train_into_a_directory_being_written_is_refused(tmp_path: Path
     assert result.returncode == 2 and "is a file; choose a folder for the run" in result.stderr
 
 
+def test_a_run_on_a_file_system_without_locks_trains_and_says_it_is_unguarded(
+        tmp_path: Path, cli_in_process: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lustre without `-o flock` answers every lock with ENOSYS: training there failed with a traceback."""
+    import errno
+    import fcntl
+
+    def failing_lock(code: int) -> Callable[..., None]:
+        def lockf(*args: object) -> None:
+            raise OSError(code, os.strerror(code))
+        return lockf
+
+    monkeypatch.setattr(fcntl, "lockf", failing_lock(errno.ENOSYS))
+    out = tmp_path / "run"
+    sets = [a for s in [*SMALL, "train.epochs=1"] for a in ("--set", s)]
+    result = cli_in_process("train", "--config", str(DIGITS), "--out", str(out), *sets)
+    assert result.returncode == 0, result.stderr[-3000:]
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == [f"warning: {out} is on a file system without file locks (Function not implemented), so "
+                        "nothing stops two `elr-mri train` runs writing into it at once: start one at a time"]
+    assert (out / "summary.json").exists()
+    monkeypatch.setattr(fcntl, "lockf", failing_lock(errno.EIO))
+    with pytest.raises(OSError, match="Input/output error"):  # any other failure to lock is not waved through
+        cli_in_process("train", "--resume", str(out), "--set", "train.epochs=2")
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

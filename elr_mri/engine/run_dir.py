@@ -24,6 +24,7 @@ import pandas as pd
 from elr_mri.config import ConfigError, RunConfig
 from elr_mri.data.images import NoisyImageData
 from elr_mri.engine.checkpoint import atomic_write_json, atomic_write_text
+from preprocess.folder_locks import locks_unsupported, warn_unlocked
 
 __all__ = ["exclusive_run_dir", "start_run_dir", "reopen_run_dir", "remove_scores_made_while_training",
            "refuse_stretched_cosine", "require_same_data"]
@@ -48,10 +49,13 @@ def exclusive_run_dir(out_dir: Path, create: bool = True) -> Iterator[None]:
             try:  # a POSIX record lock, not flock: forked DataLoader workers, which outlive a killed run by seconds,
                 fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # do not inherit it and so cannot block its resume
             except OSError as err:
-                if err.errno not in (errno.EACCES, errno.EAGAIN):
+                if locks_unsupported(err):
+                    warn_unlocked(out_dir, err, "`elr-mri train` runs")
+                elif err.errno in (errno.EACCES, errno.EAGAIN):
+                    raise FileExistsError(f"{out_dir}: another `elr-mri train` is writing this run; let it finish (or "
+                                          "stop it) first, or choose another --out") from None
+                else:
                     raise
-                raise FileExistsError(f"{out_dir}: another `elr-mri train` is writing this run; let it finish (or "
-                                      "stop it) first, or choose another --out") from None
             yield
     finally:
         if made and [path.name for path in out_dir.iterdir()] == [RUN_LOCK]:  # refused before writing anything

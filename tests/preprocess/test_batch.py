@@ -372,6 +372,28 @@ def test_a_run_into_a_folder_another_run_holds_is_refused_and_shards_share_it(tm
         assert main(["--input", table, "--output", str(out), *FAST]) == 1
 
 
+def test_a_run_on_a_file_system_without_locks_goes_on_with_one_warning(tmp_path, capsys, monkeypatch):
+    """Lustre without `-o flock` answers every flock with ENOSYS: preprocessing there failed with a traceback."""
+    import errno
+    import fcntl
+
+    def flock_unsupported(*args):
+        raise OSError(errno.ENOSYS, os.strerror(errno.ENOSYS))
+
+    monkeypatch.setattr(fcntl, "flock", flock_unsupported)
+    scan = tmp_path / "sub-a.nii.gz"
+    scan.write_bytes(gzip.compress(b"garbage"))  # unreadable: the run finishes at once, failing it
+    out = tmp_path / "out"
+    # a shard takes two locks: still one warning
+    for shard, failures in (([], "failures.csv"), (["--shard", "0/2"], "failures-shard-0-of-2.csv")):
+        assert main(["--input", str(_csv(tmp_path, {"sub-a": scan})), "--output", str(out), *shard, *FAST]) == 1
+        warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+        assert warnings == [f"warning: {out} is on a file system without file locks (Function not implemented), so "
+                            "nothing stops two preprocess runs (or a run and a merge) writing into it at once: start "
+                            "one at a time"]
+        assert "sub-a" in (out / failures).read_text()
+
+
 def test_merge_is_refused_while_a_run_or_shard_holds_the_folder(tmp_path, capsys):
     """A merge while a shard still ran joined that shard's older manifest (or said it was missing), and a run
     started during a merge could rewrite the shard files being read."""
