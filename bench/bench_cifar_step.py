@@ -24,7 +24,7 @@ import torch
 from bench_device_batches import load_train
 from results_file import command_line, write_report
 
-from elr_mri.config import RunConfig, load_config
+from elr_mri.config import RunConfig, evaluation_batch_size, load_config
 from elr_mri.data.device_batches import DeviceImageBatches
 from elr_mri.data.images import InMemoryImages
 from elr_mri.distributed import GlobalBatchSampler
@@ -94,7 +94,7 @@ class StepTimer:
                                                        plan.compiled_function if plan.compiles_step else None)
         self.tracker = PredictionTracker(len(train), 10, device)
         self.stream = self._endless(cfg.train.batch_size)
-        self.eval_batch_size = cfg.train.eval_batch_size
+        self.eval_batch_size = evaluation_batch_size(cfg)
 
     def _endless(self, batch_size: int) -> Iterator[dict]:
         epoch = 0

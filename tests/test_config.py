@@ -10,7 +10,7 @@ import pytest
 
 from elr_mri.config import (
     PATH_KEYS, VOLUME_MODELS, ConfigError, RunConfig, check_augment_settings, check_noise_settings, config_from_dict,
-    load_config, refuse_resume_changes, with_absolute_paths,
+    evaluation_batch_size, load_config, refuse_resume_changes, with_absolute_paths,
 )
 
 # every YAML under configs/ is a run config, except the importers' column mappings (*_mapping.yaml)
@@ -35,6 +35,14 @@ def test_defaults_and_overrides(tmp_path: Path) -> None:
     assert cfg.data.val_fraction == 0.1  # untouched default
 
 
+def test_the_evaluation_batch_suits_the_data_unless_set(tmp_path: Path) -> None:
+    """512 images at once, but not 512 MRI volumes (~220 MB of activations each through the ×8 network)."""
+    images = load_config(_write(tmp_path, "data: {name: cifar10}\ntrain: {batch_size: 128}\n"))
+    volumes = _write(tmp_path, "data: {name: mri}\nmodel: {name: widened_cnn3d}\ntrain: {batch_size: 4}\n")
+    assert [evaluation_batch_size(images), evaluation_batch_size(load_config(volumes))] == [512, 4]
+    assert evaluation_batch_size(load_config(volumes, ["train.eval_batch_size=16"])) == 16
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -49,6 +57,7 @@ def test_defaults_and_overrides(tmp_path: Path) -> None:
         ("loss: {name: elr\n", r"not valid YAML"),
         ("optim: {name: adam, lr: 1e-4}\nschedule: {name: cosine}\n", r"schedule.eta_min = 0.001 is not below optim.lr"),
         ("schedule: {t0: 0}\n", r"schedule.t0 = 0 must be at least 1"),
+        ("train: {eval_batch_size: -1}\n", r"train.eval_batch_size = -1 must be 0 or more"),
         ("data: {balanced_batches: -3}\n", r"data.balanced_batches = -3 must be at least 1"),
         ("loss: {beta: 1.5}\n", r"loss.beta = 1.5 must be in \[0, 1\]"),
         ("data: {mri: {test_fraction: 1.0}}\n", r"data.mri.test_fraction = 1.0 must be in \[0, 1\)"),

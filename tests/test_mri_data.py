@@ -152,6 +152,22 @@ def test_build_mri_data_contract(tmp_path):
     assert batch["age"].shape == (2,) and batch["image"].shape == (2, 1, 16, 16, 16)
 
 
+def test_volumes_are_scored_in_training_sized_batches_unless_eval_batch_size_is_set(tmp_path):
+    """The default of 512 at once was a small-image figure: a split of 96³ volumes through the ×8 network asked for
+    ~220 MB each, tens of GB in one forward pass."""
+    from elr_mri.config import RunConfig, TrainLoopConfig
+    from elr_mri.distributed import DistContext
+    from elr_mri.engine.feeding import BatchFeeder
+
+    data_cfg = config(make_cohort(tmp_path, participants=24, scans=1), test_fraction=0.5)
+    data = build_mri_data(data_cfg)
+    assert len(data.test) == 12
+    for eval_batch_size, sizes in ((0, [3, 3, 3, 3]), (5, [5, 5, 2])):
+        cfg = RunConfig(data=data_cfg, train=TrainLoopConfig(batch_size=3, eval_batch_size=eval_batch_size))
+        feeder = BatchFeeder(data, cfg, DistContext(), torch.device("cpu"))
+        assert [len(batch["label"]) for batch in feeder.evaluation("test")] == sizes
+
+
 def test_splits_csv_and_round_trip(tmp_path):
     manifest = make_cohort(tmp_path, participants=6)
     first = build_mri_data(config(manifest))

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from elr_mri.config import RunConfig
+from elr_mri.config import RunConfig, evaluation_batch_size
 from elr_mri.data.device_batches import Assembly, DeviceImageBatches, supports_device_batches
 from elr_mri.data.device_blur import blur_and_trim, kernel_radius
 from elr_mri.data.images import NoisyImageData
@@ -142,7 +142,7 @@ class BatchFeeder:
         dataset = self._splits().get(split)
         if dataset is None:
             return None
-        size = self.cfg.train.eval_batch_size
+        size = evaluation_batch_size(self.cfg)
         if self.on_device:
             return self.device_sets[split].in_order(size)
         return DataLoader(dataset, batch_size=size, shuffle=False, num_workers=self.cfg.data.num_workers)

@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from elr_mri.config import RunConfig, load_config
+from elr_mri.config import RunConfig, evaluation_batch_size, load_config
 from elr_mri.data.grid import VolumeGrid
 from elr_mri.data.splits import run_participants
 from elr_mri.engine.checkpoint import atomic_write_json, atomic_write_text, load_checkpoint
@@ -88,7 +88,7 @@ def evaluate_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = 
     run = load_run(run_dir, checkpoint)
     cfg, shape = run.cfg, run.shape
     dataset, _, notes = evaluation_set(run_dir, cfg, manifest, test_set)
-    labels, probs = predict(run.method, dataset, cfg.train.eval_batch_size)
+    labels, probs = predict(run.method, dataset, evaluation_batch_size(cfg))
     frame = getattr(dataset, "frame", None)
     classes = shape["class_names"]
     if frame is not None:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from elr_mri.config import evaluation_batch_size
 from elr_mri.engine.checkpoint import atomic_write_json
 from elr_mri.engine.methods import Method
 from elr_mri.evaluation.evaluate import (evaluation_set, explanation_dir, load_run, require_own_folder,
@@ -36,7 +37,7 @@ def explain_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = "
     if cfg.data.name != "mri":
         raise ValueError(f"explain makes 3D saliency maps of MRI runs; {run_dir} trained on {cfg.data.name}")
     dataset, _, _ = evaluation_set(run_dir, cfg, manifest)
-    maps, mean_input = saliency_maps(method, dataset, shape["num_classes"], cfg.train.eval_batch_size)
+    maps, mean_input = saliency_maps(method, dataset, shape["num_classes"], evaluation_batch_size(cfg))
     affine = crop_affine(dataset.frame["image_path"].iloc[0], tuple(cfg.data.mri.crop_size))
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").unlink(missing_ok=True)  # read as "complete": it goes first and comes back last
