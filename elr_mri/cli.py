@@ -40,16 +40,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"elr-mri {args.command}: interrupted; {_after_interrupt(args)}", file=sys.stderr)
         return 130
     except Exception as err:
-        problem = _user_problem(err)
+        problem = _user_problem(err) or _out_of_memory(err, args)
         if problem is None or os.environ.get("ELR_MRI_DEBUG"):
             raise
         return report_user_error(f"elr-mri {args.command}", problem)
 
 
+def _train_run_dir(args: argparse.Namespace) -> Path:
+    return args.resume or args.out or Path("runs") / args.config.stem
+
+
 def _after_interrupt(args: argparse.Namespace) -> str:
     """What a user does after Ctrl-C: training resumes from its last checkpoint, the rest reruns."""
     if args.command == "train":
-        run_dir = args.resume or args.out or Path("runs") / args.config.stem
+        run_dir = _train_run_dir(args)
         if (run_dir / "checkpoints" / "last.pt").exists():
             return f"continue from the last checkpoint with: elr-mri train --resume {run_dir}"
         return ("no checkpoint was written yet (the first comes after train.checkpoint_seconds and an epoch), so "
@@ -57,6 +61,24 @@ def _after_interrupt(args: argparse.Namespace) -> str:
     if args.command in ("evaluate", "explain"):  # files are replaced one by one; summary.json goes first, back last
         return "its output folder is incomplete (no summary.json, so nothing reads it as done); run the command again"
     return "nothing half-written was kept; run the command again"
+
+
+def _out_of_memory(err: BaseException, args: argparse.Namespace) -> MemoryError | None:
+    """A GPU's out-of-memory error as one line naming the setting to lower (a batch too large for the GPU is a
+    setting, not a bug); None for any other error. Only the batch sizes of scoring may change on a resume."""
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(err, torch.OutOfMemoryError) or args.command not in ("train", "evaluate",
+                                                                                              "explain"):
+        return None
+    what = ". ".join(str(err).split(". ")[:2])  # torch's "CUDA out of memory. Tried to allocate 2.00 GiB"
+    if args.command == "train":
+        fix = ("a smaller train.batch_size or data.mri.crop_size (or train.precision bf16) fits in a new run; if "
+               "it ran out while scoring, a smaller train.eval_batch_size continues this one: elr-mri train --resume "
+               f"{_train_run_dir(args)} --set train.eval_batch_size=N")
+    else:
+        others = " (and in those of the runs compared with it)" if getattr(args, "compare_with", None) else ""
+        fix = f"lower train.eval_batch_size in {args.run / 'config.yaml'}{others} and run the command again"
+    return MemoryError(f"the GPU ran out of memory ({what}); {fix}")
 
 
 def _user_problem(err: BaseException) -> BaseException | None:

@@ -379,6 +379,33 @@ def test_a_run_on_a_file_system_without_locks_trains_and_says_it_is_unguarded(
         cli_in_process("train", "--resume", str(out), "--set", "train.epochs=2")
 
 
+def test_a_gpu_out_of_memory_is_one_line_naming_the_setting_to_lower(
+        tmp_path: Path, cli_in_process: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch too large for the GPU came out as torch's traceback. The error is raised by hand: a CPU has no GPU
+    memory to run out of."""
+    from elr_mri.engine.methods import SingleNetwork
+
+    def out_of_memory(*args: object, **kwargs: object) -> None:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of "
+                                     "15.77 GiB of which 1.02 GiB is free. Including non-PyTorch memory, ...")
+
+    out = tmp_path / "run"
+    sets = [a for s in [*SMALL, "train.epochs=1"] for a in ("--set", s)]
+    assert cli_in_process("train", "--config", str(DIGITS), "--out", str(out), *sets).returncode == 0
+    with monkeypatch.context() as patched:
+        patched.setattr(SingleNetwork, "train_step", out_of_memory)
+        result = cli_in_process("train", "--resume", str(out), "--set", "train.epochs=2")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr[-3000:]
+    assert result.stderr.startswith("elr-mri train: error: the GPU ran out of memory (CUDA out of memory. Tried to "
+                                    "allocate 2.00 GiB); a smaller train.batch_size")
+    assert f"elr-mri train --resume {out} --set train.eval_batch_size=N" in result.stderr
+    monkeypatch.setattr("elr_mri.evaluation.evaluate.predict", out_of_memory)
+    result = cli_in_process("evaluate", "--run", str(out))
+    assert result.returncode == 2 and result.stderr == (
+        "elr-mri evaluate: error: the GPU ran out of memory (CUDA out of memory. Tried to allocate 2.00 GiB); lower "
+        f"train.eval_batch_size in {out / 'config.yaml'} and run the command again\n")
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
