@@ -71,10 +71,13 @@ row() {
 # times against the 2.37 s of one run alone also say how much a second process gains. A run cut by the limit still
 # leaves its metrics.csv: the clean row comparable epoch by epoch with
 # bench/results/cifar10_elr_sym40_h200_cudagraphs.csv, the cosine row at the end of each 10-epoch cycle.
+# ROW_SETTINGS applies to both (e.g. "--set train.compile_step=true" once `step` shows that it works and pays).
 if [ "${1:-}" = gap ]; then
+    # shellcheck disable=SC2086  # word splitting intended: ROW_SETTINGS holds several arguments
     row cifar10_elr_clean reduce-overhead configs/cifar10/elr_sym40.yaml --set data.noise.mode=none \
-        --set data.noise.rate=0 &
-    row cifar10_elr_sym40_cosine reduce-overhead configs/cifar10/elr_sym40_cosine.yaml &
+        --set data.noise.rate=0 ${ROW_SETTINGS:-} &
+    # shellcheck disable=SC2086
+    row cifar10_elr_sym40_cosine reduce-overhead configs/cifar10/elr_sym40_cosine.yaml ${ROW_SETTINGS:-} &
     wait
     exit 0
 fi
