@@ -230,7 +230,8 @@ def test_compiled_assembly_gives_the_eager_batches(cifar: NoisyImageData, channe
     torch._dynamo.reset()
     counters.clear()
     eager = DeviceImageBatches.from_dataset(cifar.train, "cpu", channels_last)
-    compiled = DeviceImageBatches.from_dataset(cifar.train, "cpu", channels_last, ExecutionPlan.compiled_function)
+    plan = ExecutionPlan(torch.device("cpu"), None, compile=True, channels_last=channels_last, compile_step=True)
+    compiled = DeviceImageBatches.from_dataset(cifar.train, "cpu", channels_last, plan.compiled_function)
     order = [torch.randperm(len(eager), generator=torch.Generator().manual_seed(seed))[:32] for seed in range(3)]
     order.append(order[0][:7])
     for batch, other in zip(eager.batches(order, eager.generator(5)), compiled.batches(order, compiled.generator(5)),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Callable
 
 import pandas as pd
 import pytest
@@ -152,6 +153,47 @@ def test_compiled_network_keeps_one_graph_through_a_short_batch(mode: str) -> No
         torch.testing.assert_close(logits, network(images), rtol=1e-4, atol=1e-5)
     assert wrapped.full_batch == 16
     assert counters["stats"]["unique_graphs"] == 1  # plain torch.compile compiles a second graph for 6
+
+
+def _no_compiler() -> object:
+    """inductor pointed at a C++ compiler that is not there (a slim container's situation), its caches off so that
+    nothing compiled earlier stands in for the compile that fails."""
+    return torch._inductor.config.patch({"cpp.cxx": ("/nonexistent/g++",), "fx_graph_cache": False})
+
+
+def test_a_network_torch_compile_cannot_compile_runs_eagerly_after_one_warning(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`train.compile: auto` on a GPU machine without a C compiler for Triton stopped the run with a traceback."""
+    import elr_mri.engine.execution as execution
+
+    monkeypatch.setattr(execution, "_REPORTED_COMPILE_FAILURES", set())
+    _forget_compiled_graphs()
+    torch.manual_seed(0)
+    networks = [nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3)) for _ in range(2)]
+    with _no_compiler():
+        for network in networks:  # two networks (ELR+), one warning
+            wrapped = CompiledForFullBatches(network)
+            for _ in range(2):
+                images = torch.randn(4, 6)
+                torch.testing.assert_close(wrapped(images), network(images), rtol=0, atol=0)
+            assert wrapped.graph is None
+    warnings = capsys.readouterr().err.strip().splitlines()
+    assert len(warnings) == 1 and warnings[0].startswith(
+        "warning: torch.compile fails on this machine (InvalidCxxCompiler: No working C++ compiler found"), warnings
+    assert warnings[0].endswith("training goes on without it: the same results, only slower. Make it work there, or "
+                                "set train.compile: false to skip the attempt")
+
+
+def test_train_compile_true_where_torch_compile_fails_is_one_line(cli_in_process: Callable[..., Any],
+                                                                  tmp_path: Path) -> None:
+    _forget_compiled_graphs()
+    with _no_compiler():
+        result = cli_in_process("train", "--config", str(DIGITS), "--out", str(tmp_path / "run"), "--set",
+                                "train.compile=true", "--set", "train.epochs=1", "--set", "train.progress=false")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr[-3000:]
+    assert result.stderr.startswith("elr-mri train: error: train.compile is true, but torch.compile fails on this "
+                                    "machine (InvalidCxxCompiler: No working C++ compiler found")
+    assert "or set train.compile: auto (which then runs without it) or false" in result.stderr
 
 
 @pytest.mark.gpu

@@ -9,14 +9,16 @@ CPU, where bf16 pays only on CPUs with native bf16 and the others not at all.
 
 from __future__ import annotations
 
+import sys
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Callable, ContextManager
 
 import torch
 from torch import nn
+from torch._dynamo.exc import BackendCompilerFailed
 
-from elr_mri.config import TrainLoopConfig
+from elr_mri.config import ConfigError, TrainLoopConfig
 
 __all__ = ["CompiledForFullBatches", "ExecutionPlan", "limit_cpu_threads"]
 
@@ -31,6 +33,8 @@ class ExecutionPlan:
     compile_mode: str = "default"  # torch.compile's mode: "reduce-overhead" adds CUDA graphs
     compile_step: bool = False  # with `compile`: ELR's arithmetic and the batch assembly compiled too
     fused_optimizer: bool = False
+    # `train.compile: true`, not auto: where torch.compile fails on this machine the run stops instead of going on eager
+    compile_required: bool = False
 
     @classmethod
     def from_config(cls, cfg: TrainLoopConfig, device: torch.device, volumetric: bool = False) -> ExecutionPlan:
@@ -46,7 +50,8 @@ class ExecutionPlan:
                    channels_last=on_gpu and not volumetric if cfg.channels_last == "auto" else cfg.channels_last,
                    cudnn_benchmark=on_gpu if cfg.cudnn_benchmark == "auto" else cfg.cudnn_benchmark,
                    compile_mode=cfg.compile_mode, compile_step=cfg.compile_step,
-                   fused_optimizer=on_gpu if cfg.fused_optimizer == "auto" else cfg.fused_optimizer)
+                   fused_optimizer=on_gpu if cfg.fused_optimizer == "auto" else cfg.fused_optimizer,
+                   compile_required=cfg.compile is True)
 
     def configure_backends(self) -> None:
         """Process-wide switches the plan implies: cuDNN's algorithm search (a no-op on a CPU)."""
@@ -87,14 +92,13 @@ class ExecutionPlan:
         return self.compile and self.compile_step
 
     def compiled(self, module: nn.Module) -> nn.Module:
-        return CompiledForFullBatches(module, self.compile_mode) if self.compile else module
+        return CompiledForFullBatches(module, self.compile_mode, self.compile_required) if self.compile else module
 
-    @staticmethod
-    def compiled_function(function: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    def compiled_function(self, function: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
         """`function` compiled for the batch size of its first call, without CUDA graphs: a graph would copy
         every input it does not own into its own memory at each call, as the whole image store for a batch's
         assembly."""
-        return CompiledForFullBatches(function, "default")
+        return CompiledForFullBatches(function, "default", self.compile_required)
 
 
 class CompiledForFullBatches(nn.Module):
@@ -105,19 +109,46 @@ class CompiledForFullBatches(nn.Module):
     torch.compile trace and compile a second, dynamic-shape graph for one batch an epoch: about as
     long as the first compile, for each trained network. Running that batch eagerly costs a few
     milliseconds an epoch instead. Parameters and buffers are the wrapped module's own.
+
+    Where torch.compile cannot compile on this machine (no C/C++ compiler for inductor or Triton, as in slim
+    containers), it runs eagerly from then on after one warning line, the same arithmetic only slower; `required`
+    (`train.compile: true`) makes that a one-line error instead.
     """
 
-    def __init__(self, module: nn.Module | Callable[..., torch.Tensor], mode: str = "default") -> None:
+    def __init__(self, module: nn.Module | Callable[..., torch.Tensor], mode: str = "default",
+                 required: bool = False) -> None:
         super().__init__()
         self.eager = module
         self.graph = torch.compile(module, dynamic=False, mode=mode)
         self.full_batch: int | None = None
+        self.required = required
 
     def forward(self, images: torch.Tensor, **extra: torch.Tensor) -> torch.Tensor:
         if self.full_batch is None:
             self.full_batch = len(images)
-        run = self.graph if len(images) == self.full_batch else self.eager
-        return run(images, **extra)
+        if self.graph is None or len(images) != self.full_batch:
+            return self.eager(images, **extra)
+        try:
+            return self.graph(images, **extra)
+        except BackendCompilerFailed as err:
+            self._run_eagerly_from_now_on(err)
+            return self.eager(images, **extra)
+
+    def _run_eagerly_from_now_on(self, err: BackendCompilerFailed) -> None:
+        reason = str(err).strip().splitlines()[0]  # e.g. "InvalidCxxCompiler: No working C++ compiler found in ..."
+        if self.required:
+            raise ConfigError(f"train.compile is true, but torch.compile fails on this machine ({reason}); make it "
+                              "work there (its message says what it lacks), or set train.compile: auto (which then "
+                              "runs without it) or false") from None
+        if reason not in _REPORTED_COMPILE_FAILURES:  # once, not once per compiled network
+            _REPORTED_COMPILE_FAILURES.add(reason)
+            print(f"warning: torch.compile fails on this machine ({reason}); training goes on without it: the same "
+                  "results, only slower. Make it work there, or set train.compile: false to skip the attempt",
+                  file=sys.stderr)
+        self.graph = None
+
+
+_REPORTED_COMPILE_FAILURES: set[str] = set()
 
 
 def limit_cpu_threads(threads: int) -> None:
