@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import os
@@ -377,6 +378,75 @@ def test_the_engine_trains_elr_as_a_plain_loop_of_the_papers_recipe(tmp_path: Pa
     for name, value in model.state_dict().items():
         torch.testing.assert_close(engine["model"][name], value, rtol=1e-5, atol=1e-6, msg=name)
     torch.testing.assert_close(engine["loss"]["targets"], targets, rtol=1e-5, atol=1e-6)
+
+
+def test_the_engine_trains_elr_plus_as_a_plain_loop_of_the_papers_recipe(tmp_path: Path) -> None:
+    """ELR+ as the official single-device code runs it (`elr_plus.alternation: epoch`), written out plainly: network
+    k trains a whole epoch on its own batches, each batch's targets first blended with the softmax of the *other*
+    network's weight average on the un-mixed images, then mixup (weight max(l, 1 − l), l ~ Beta(1, 1)) of images,
+    one-hot labels and targets, CE + ramp(n)·λ·mean log(1 − ⟨t, p⟩) at the network's step n, an SGD step, and the
+    average moved with decay ramp(n + 1)·γ. Three engine epochs end at the loop's networks, averages and targets."""
+    import random
+
+    import numpy as np
+    import torch.nn.functional as F
+
+    from elr_mri.data import build_data
+    from elr_mri.distributed import DistContext
+    from elr_mri.engine.feeding import BatchFeeder
+    from elr_mri.losses import sigmoid_rampup
+    from elr_mri.models import build_model
+
+    cfg = load_config(DIGITS, [*SMALL, "train.epochs=3", "loss.name=elr_plus", "elr_plus.alternation=epoch",
+                               "elr_plus.coef_step=10", "elr_plus.ema_ramp_steps=15", "train.checkpoint_seconds=0"])
+    train(cfg, tmp_path / "run")
+    engine = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["method"]
+
+    random.seed(cfg.seed), np.random.seed(cfg.seed), torch.manual_seed(cfg.seed)  # as the engine
+    data = build_data(cfg.data)
+    nets = [build_model(cfg.model, data.input_shape, data.num_classes) for _ in range(2)]
+    averages = [copy.deepcopy(net).requires_grad_(False) for net in nets]
+    optimizers = [torch.optim.SGD(net.parameters(), lr=cfg.optim.lr, momentum=cfg.optim.momentum,
+                                  weight_decay=cfg.optim.weight_decay) for net in nets]
+    targets = [torch.zeros(len(data.train), data.num_classes) for _ in range(2)]
+    steps = [0, 0]
+    beta, lam, plus = cfg.loss.beta, cfg.loss.lam, cfg.elr_plus
+    feeder = BatchFeeder(data, cfg, DistContext(), torch.device("cpu"))  # the data path is not what is compared
+    for epoch in range(cfg.train.epochs):
+        for optimizer in optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.optim.lr * cfg.schedule.gamma ** sum(epoch >= m for m in cfg.schedule.milestones)
+        for batch in feeder.train_epoch(epoch, streams=2, in_turn=True):
+            k, x, y, index = int(batch["network"]), batch["image"], batch["label"], batch["index"]
+            with torch.no_grad():
+                q = F.softmax(averages[1 - k](x), dim=1)
+            targets[k][index] = beta * targets[k][index] + (1 - beta) * q / q.sum(dim=1, keepdim=True)
+            perm = torch.randperm(len(y))
+            mix = np.random.beta(plus.mixup_alpha, plus.mixup_alpha)
+            mix = max(mix, 1 - mix)
+            one_hot = F.one_hot(y, data.num_classes).float()
+            t = targets[k][index]
+            x, one_hot, t = (mix * v + (1 - mix) * v[perm] for v in (x, one_hot, t))
+            logits = nets[k](x)
+            steps[k] += 1
+            p = F.softmax(logits, dim=1).clamp(1e-4, 1 - 1e-4)
+            loss = (-(one_hot * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+                    + sigmoid_rampup(steps[k], plus.coef_step) * lam * torch.log(1 - (t * p).sum(dim=1)).mean())
+            optimizers[k].zero_grad()
+            loss.backward()
+            optimizers[k].step()
+            decay = sigmoid_rampup(steps[k] + 1, plus.ema_ramp_steps) * plus.ema_decay
+            with torch.no_grad():
+                for averaged, current in zip(averages[k].parameters(), nets[k].parameters()):
+                    averaged.mul_(decay).add_(current, alpha=1 - decay)
+
+    assert engine["step"] == steps[0] == steps[1] == 3 * 8  # 450 training digits in batches of 64
+    for part, modules in (("nets", nets), ("emas", averages)):
+        for saved, module in zip(engine[part], modules):
+            for name, value in module.state_dict().items():
+                torch.testing.assert_close(saved[name], value, rtol=1e-5, atol=1e-6, msg=f"{part} {name}")
+    for saved, table in zip(engine["losses"], targets):
+        torch.testing.assert_close(saved["targets"], table, rtol=1e-5, atol=1e-6)
 
 
 def test_existing_run_is_not_overwritten(tmp_path: Path) -> None:
