@@ -335,8 +335,8 @@ def _assert_nested_equal(a: object, b: object) -> None:
         assert a == b
 
 
-@pytest.mark.parametrize("loader", ["dataloader", "device"])
-def test_the_engine_trains_elr_as_a_plain_loop_of_the_papers_recipe(tmp_path: Path, loader: str) -> None:
+@pytest.mark.parametrize(("loader", "model"), [("dataloader", "mlp"), ("device", "mlp"), ("device", "small_cnn")])
+def test_the_engine_trains_elr_as_a_plain_loop_of_the_papers_recipe(tmp_path: Path, loader: str, model: str) -> None:
     """Our ELR run is the paper's, not only our loss: three epochs of the engine end at the weights and target table of
     a loop written from the paper and the official trainer, on the same batches and initial weights: SGD with
     momentum and weight decay on every parameter, the rate set per epoch (÷10 after epochs 1 and 2), softmax
@@ -349,7 +349,7 @@ def test_the_engine_trains_elr_as_a_plain_loop_of_the_papers_recipe(tmp_path: Pa
     from elr_mri.models import build_model
 
     cfg = load_config(DIGITS, [*SMALL, "train.epochs=3", "schedule.milestones=[1, 2]", f"train.loader={loader}",
-                               "train.checkpoint_seconds=0"])
+                               f"model.name={model}", "model.hidden=32", "train.checkpoint_seconds=0"])
     train(cfg, tmp_path / "run")
     engine = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["method"]
 
@@ -380,7 +380,8 @@ def test_the_engine_trains_elr_as_a_plain_loop_of_the_papers_recipe(tmp_path: Pa
     torch.testing.assert_close(engine["loss"]["targets"], targets, rtol=1e-5, atol=1e-6)
 
 
-def test_the_engine_trains_elr_plus_as_a_plain_loop_of_the_papers_recipe(tmp_path: Path) -> None:
+@pytest.mark.parametrize("model", ["mlp", "small_cnn"])  # the CNN's BatchNorm: the averages use batch statistics
+def test_the_engine_trains_elr_plus_as_a_plain_loop_of_the_papers_recipe(tmp_path: Path, model: str) -> None:
     """ELR+ as the official single-device code runs it (`elr_plus.alternation: epoch`), written out plainly: network
     k trains a whole epoch on its own batches, each batch's targets first blended with the softmax of the *other*
     network's weight average on the un-mixed images, then mixup (weight max(l, 1 − l), l ~ Beta(1, 1)) of images,
@@ -398,14 +399,15 @@ def test_the_engine_trains_elr_plus_as_a_plain_loop_of_the_papers_recipe(tmp_pat
     from elr_mri.models import build_model
 
     cfg = load_config(DIGITS, [*SMALL, "train.epochs=3", "loss.name=elr_plus", "elr_plus.alternation=epoch",
-                               "elr_plus.coef_step=10", "elr_plus.ema_ramp_steps=15", "train.checkpoint_seconds=0"])
+                               "elr_plus.coef_step=10", "elr_plus.ema_ramp_steps=15", f"model.name={model}",
+                               "model.hidden=32", "train.checkpoint_seconds=0"])
     train(cfg, tmp_path / "run")
     engine = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["method"]
 
     random.seed(cfg.seed), np.random.seed(cfg.seed), torch.manual_seed(cfg.seed)  # as the engine
     data = build_data(cfg.data)
     nets = [build_model(cfg.model, data.input_shape, data.num_classes) for _ in range(2)]
-    averages = [copy.deepcopy(net).requires_grad_(False) for net in nets]
+    averages = [copy.deepcopy(net).requires_grad_(False) for net in nets]  # in training mode, as the official code
     optimizers = [torch.optim.SGD(net.parameters(), lr=cfg.optim.lr, momentum=cfg.optim.momentum,
                                   weight_decay=cfg.optim.weight_decay) for net in nets]
     targets = [torch.zeros(len(data.train), data.num_classes) for _ in range(2)]
