@@ -5,6 +5,7 @@ arithmetic allows, and a whole 120-epoch run is too long to find the cause in. T
 epoch is made of (device-resident batch, `train_step`, `PredictionTracker.record`) for a few dozen steps
 under four execution plans, on random uint8 images of CIFAR's shape (timing does not depend on the
 pixels), and reports per plan:
+  - seconds of the first steps (compilation: a run pays it once a network);
   - ms per step of the whole loop, one wait for the device at the end (what an epoch costs);
   - ms per step of each piece with a wait after each (its device time plus its launch time);
   - host ms per step with no wait at all, measured on the eager plans only (how long Python takes to
@@ -63,12 +64,12 @@ def main() -> None:
         plan = ExecutionPlan.from_config(cfg.train, device)
         plan.configure_backends()
         timer = StepTimer(cfg, plan, train, device, args.eval_images)
-        timer.run(args.warmup)
+        warmup = timer.warmup_s(args.warmup)
         loop = timer.loop_ms(args.steps)
         pieces = timer.pieces_ms(args.steps)
         host = timer.host_ms(args.steps) if not plan.compile else float("nan")
         evaluation = timer.evaluation_s()
-        rows.append(f"| {name} | {loop:.1f} | {pieces['batch']:.1f} | {pieces['train_step']:.1f} | "
+        rows.append(f"| {name} | {warmup:.1f} | {loop:.1f} | {pieces['batch']:.1f} | {pieces['train_step']:.1f} | "
                     f"{pieces['record']:.1f} | {host:.1f} | {evaluation:.2f} |")
         print(rows[-1], flush=True)
         if name == PROFILED:
@@ -76,9 +77,12 @@ def main() -> None:
     text = (f"# Time of one CIFAR-10 ELR training step, by piece ({torch.cuda.get_device_name(device) if device.type == 'cuda' else device})\n\n"
             f"Command: `{command_line()}`\n\ntorch {torch.__version__}; data: {source}; ResNet-34, batch 128, "
             f"{args.steps} timed steps after {args.warmup} untimed.\n\n"
-            f"| plan | loop ms/step | batch ms | train_step ms | record ms | host-only ms/step | eval pass s ({args.eval_images:,} images) |\n"
-            "|---|---|---|---|---|---|---|\n" + "\n".join(rows) +
-            f"\n\nAn epoch is 352 steps. Busiest device kernels of the engine's plan:\n\n```\n{kernels}\n```\n")
+            f"| plan | first {args.warmup} steps s | loop ms/step | batch ms | train_step ms | record ms | host-only ms/step | eval pass s ({args.eval_images:,} images) |\n"
+            "|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) +
+            "\n\nAn epoch is 352 steps. The first steps' seconds are mostly compilation (and CUDA-graph recording): what a "
+            "run pays once a network at its start; a plan may reuse kernels an earlier plan of this call compiled "
+            f"(inductor's cache), so the first plan's figure is the cold one. Busiest device kernels of the engine's "
+            f"plan:\n\n```\n{kernels}\n```\n")
     write_report(args.out, text)
 
 
@@ -117,6 +121,10 @@ class StepTimer:
         for _ in range(steps):
             self._step()
         self._sync()
+
+    def warmup_s(self, steps: int) -> float:
+        """Seconds of the first `steps` steps: compilation, CUDA-graph recording and cuDNN's search, paid once a run."""
+        return self._timed(lambda: self.run(steps)) / 1000
 
     def loop_ms(self, steps: int) -> float:
         return self._timed(lambda: self.run(steps)) / steps
