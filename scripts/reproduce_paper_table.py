@@ -4,9 +4,9 @@ Tables: 1 (ELR, CIFAR-10 and CIFAR-100, ResNet-34), 2 (ELR+, PreAct ResNet-18), 
 cifar10n (ELR on CIFAR-10N human labels; the paper has no such row). Each row is a config under
 configs/ with the appendix hyperparameters; every run lands in OUT/<row>/seed<k>, and a row whose
 summary.json exists is read back, a killed one resumes, so the script can be restarted at will.
-These are GPU-sized runs: a CIFAR-10 ELR run took 6.6 minutes on an H200 with
-`--set train.compile_mode=reduce-overhead` (CUDA graphs; ~20 minutes in compile's default mode), and would take about
-two days on 2 CPU cores (3.9 s a step); `--dry-run` validates every config and prints the plan.
+These are GPU-sized runs: a CIFAR-10 ELR run took 6.6 minutes on an H200 with CUDA graphs (what
+`train.compile_mode: auto` takes for ELR there; ~20 minutes in compile's default mode, which ELR+ keeps), and would
+take about two days on 2 CPU cores (3.9 s a step); `--dry-run` validates every config and prints the plan.
 `--jobs N` trains N runs at once, each an `elr-mri train` process spread over the visible GPUs (round robin;
 restrict them with CUDA_VISIBLE_DEVICES), its output in OUT/<row>/seed<k>.log.
 

@@ -45,6 +45,47 @@ def test_auto_leaves_channels_last_off_for_volumes_on_a_gpu() -> None:
     assert explicit.channels_last
 
 
+def test_auto_compile_mode_takes_cuda_graphs_only_where_they_were_tested() -> None:
+    """CUDA graphs cut the CIFAR-10 epoch from 9.0 s to 2.4 s on an H200 for one network on device-resident batches;
+    ELR+, torchrun, files and volumes keep compile's default mode until tested. An explicit mode stands."""
+    gpu, cpu = torch.device("cuda"), torch.device("cpu")  # the plan only reads the device's type
+
+    def mode(device: torch.device, tested: bool, **train: Any) -> str:
+        cfg = TrainLoopConfig(precision="bf16", **train)
+        return ExecutionPlan.from_config(cfg, device, graphs_tested=tested).compile_mode
+
+    assert TrainLoopConfig().compile_mode == "auto"
+    assert (mode(gpu, True), mode(gpu, False), mode(cpu, True)) == ("reduce-overhead", "default", "default")
+    assert mode(gpu, True, compile_mode="default") == "default"
+    assert mode(gpu, False, compile_mode="reduce-overhead") == "reduce-overhead"
+
+
+def test_cuda_graphs_are_tested_for_one_network_in_one_process_on_device_batches() -> None:
+    from elr_mri.data import build_data
+    from elr_mri.distributed import DistContext
+    from elr_mri.engine.runner import cuda_graphs_tested
+
+    def tested(*settings: str, dist: DistContext = DistContext()) -> bool:
+        cfg = load_config(DIGITS, [*BASE, *settings])
+        return cuda_graphs_tested(cfg, build_data(cfg.data), dist)
+
+    assert tested() and tested("loss.name=ce") and tested("loss.name=gce")
+    assert not tested("loss.name=elr_plus")  # two networks in one tree of graphs: not yet run on a GPU
+    assert not tested("train.loader=dataloader")
+    assert not tested(dist=DistContext(rank=0, world_size=2))  # torchrun
+
+
+def test_the_run_records_what_auto_chose() -> None:
+    cpu = ExecutionPlan.from_config(TrainLoopConfig(), torch.device("cpu"))
+    assert cpu.describe() == "fp32, eager"
+    gpu = ExecutionPlan.from_config(TrainLoopConfig(precision="bf16", compile_step=True), torch.device("cuda"),
+                                    graphs_tested=True)
+    assert gpu.describe() == ("bf16 autocast, channels-last, torch.compile (reduce-overhead, whole step), fused "
+                              "optimizer, cuDNN benchmark")
+    fp16 = ExecutionPlan.from_config(TrainLoopConfig(precision="fp16", compile=False), torch.device("cuda"))
+    assert fp16.describe().startswith("fp16 autocast with loss scaling, channels-last, eager")
+
+
 def test_explicit_switches_are_honoured() -> None:
     cfg = TrainLoopConfig(precision="fp16", compile=True, channels_last=True, cudnn_benchmark=True)
     plan = ExecutionPlan.from_config(cfg, torch.device("cpu"))

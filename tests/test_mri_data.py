@@ -168,6 +168,17 @@ def test_volumes_are_scored_in_training_sized_batches_unless_eval_batch_size_is_
         assert [len(batch["label"]) for batch in feeder.evaluation("test")] == sizes
 
 
+def test_volumes_keep_compiles_default_mode_without_cuda_graphs(tmp_path):
+    """The 3D step is bound by the GPU's arithmetic, not the host: `compile_mode: auto` leaves CUDA graphs (and
+    their memory pool) to device-resident image batches."""
+    from elr_mri.config import RunConfig
+    from elr_mri.distributed import DistContext
+    from elr_mri.engine.runner import cuda_graphs_tested
+
+    data_cfg = config(make_cohort(tmp_path, participants=6, scans=1))
+    assert not cuda_graphs_tested(RunConfig(data=data_cfg), build_mri_data(data_cfg), DistContext())
+
+
 def test_splits_csv_and_round_trip(tmp_path):
     manifest = make_cohort(tmp_path, participants=6)
     first = build_mri_data(config(manifest))

@@ -1,10 +1,11 @@
 """How the networks run on the chosen device: precision, memory layout, compilation.
 
-Each is a config switch (`train.precision`, `train.channels_last`, `train.compile`,
+Each is a config switch (`train.precision`, `train.channels_last`, `train.compile`, `train.compile_mode`,
 `train.cudnn_benchmark`, `train.fused_optimizer`) whose `auto` default picks what pays off on that device: bf16
 autocast (fp16 with a gradient scaler on GPUs without native bf16, such as the paper's V100),
-channels-last memory (for images; not 3D volumes), torch.compile, cuDNN's algorithm search and fused optimizers on a GPU; plain fp32 eager on a
-CPU, where bf16 pays only on CPUs with native bf16 and the others not at all.
+channels-last memory (for images; not 3D volumes), torch.compile (with CUDA graphs where they were tested), cuDNN's
+algorithm search and fused optimizers on a GPU; plain fp32 eager on a CPU, where bf16 pays only on CPUs with native
+bf16 and the others not at all.
 """
 
 from __future__ import annotations
@@ -37,10 +38,16 @@ class ExecutionPlan:
     compile_required: bool = False
 
     @classmethod
-    def from_config(cls, cfg: TrainLoopConfig, device: torch.device, volumetric: bool = False) -> ExecutionPlan:
+    def from_config(cls, cfg: TrainLoopConfig, device: torch.device, volumetric: bool = False,
+                    graphs_tested: bool = False) -> ExecutionPlan:
         """`volumetric`: the inputs are 3D volumes, whose channels-last layout `auto` leaves off: on an H200 it
-        slowed the ×8 + age at 96³ by 3–4% eager and compiled alike (bench/results/execution_variants_cuda.md)."""
+        slowed the ×8 + age at 96³ by 3–4% eager and compiled alike (bench/results/execution_variants_cuda.md).
+        `graphs_tested`: the run is the kind CUDA graphs were tested and timed on (one network, one process,
+        device-resident image batches: `cuda_graphs_tested`), where `compile_mode: auto` takes them."""
         on_gpu = device.type == "cuda"
+        compile_mode = cfg.compile_mode
+        if compile_mode == "auto":
+            compile_mode = "reduce-overhead" if on_gpu and graphs_tested else "default"
         precision = cfg.precision
         if precision == "auto":
             precision = ("bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16") if on_gpu else "fp32"
@@ -49,9 +56,26 @@ class ExecutionPlan:
                    compile=on_gpu if cfg.compile == "auto" else cfg.compile,
                    channels_last=on_gpu and not volumetric if cfg.channels_last == "auto" else cfg.channels_last,
                    cudnn_benchmark=on_gpu if cfg.cudnn_benchmark == "auto" else cfg.cudnn_benchmark,
-                   compile_mode=cfg.compile_mode, compile_step=cfg.compile_step,
+                   compile_mode=compile_mode, compile_step=cfg.compile_step,
                    fused_optimizer=on_gpu if cfg.fused_optimizer == "auto" else cfg.fused_optimizer,
                    compile_required=cfg.compile is True)
+
+    def describe(self) -> str:
+        """What `auto` chose, in words for summary.json: e.g. "bf16 autocast, channels-last, torch.compile
+        (reduce-overhead), fused optimizer, cuDNN benchmark"."""
+        names = {None: "fp32", torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast with loss scaling"}
+        parts = [names[self.autocast_dtype]]
+        if self.channels_last:
+            parts.append("channels-last")
+        if self.compile:
+            parts.append(f"torch.compile ({self.compile_mode}{', whole step' if self.compile_step else ''})")
+        else:
+            parts.append("eager")
+        if self.fused_optimizer:
+            parts.append("fused optimizer")
+        if self.cudnn_benchmark:
+            parts.append("cuDNN benchmark")
+        return ", ".join(parts)
 
     def configure_backends(self) -> None:
         """Process-wide switches the plan implies: cuDNN's algorithm search (a no-op on a CPU)."""

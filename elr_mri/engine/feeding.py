@@ -24,7 +24,8 @@ from elr_mri.data.images import NoisyImageData
 from elr_mri.data.seeded_items import SeededItems
 from elr_mri.distributed import DistContext, GlobalBatchSampler
 
-__all__ = ["BatchFeeder", "BlurredOnDevice", "PairedBatches", "StreamsInTurn", "WithGlobalBatchSizes", "balanced_subset"]
+__all__ = ["BatchFeeder", "BlurredOnDevice", "PairedBatches", "StreamsInTurn", "WithGlobalBatchSizes", "balanced_subset",
+           "serves_from_device"]
 
 Batch = dict[str, Any]  # tensors, the training batches' global_batch_size, and a second stream's batch ("pair")
 SECOND_STREAM_SEED = 50_000_017  # added to an epoch's seed for the second stream: another order, other crops
@@ -94,6 +95,16 @@ class BlurredOnDevice:
             yield {**rest, "image": blur_and_trim(blocks, sigmas, self.reach)}
 
 
+def serves_from_device(data: NoisyImageData, cfg: RunConfig) -> bool:
+    """Whether `train.loader` (`auto`, `device`, `dataloader`) takes the device-resident path for `data`;
+    ValueError for `device` where the images are not held in memory."""
+    loader = cfg.train.loader
+    if loader == "device" and not supports_device_batches(data):
+        raise ValueError(f"train.loader = 'device' needs images held in memory with CIFAR-style transforms; "
+                         f"{cfg.data.name} is read from files: use loader 'dataloader' or 'auto'")
+    return loader == "device" or (loader == "auto" and supports_device_batches(data))
+
+
 class BatchFeeder:
     def __init__(self, data: NoisyImageData, cfg: RunConfig, dist: DistContext, device: torch.device,
                  channels_last: bool = False, blur_on_device: bool = False,
@@ -103,11 +114,7 @@ class BatchFeeder:
         self.data, self.cfg, self.dist = data, cfg, dist
         self.device = device
         self.blur_reach = kernel_radius(cfg.data.mri.blur_sigma_max) if blur_on_device else None
-        mode = cfg.train.loader
-        if mode == "device" and not supports_device_batches(data):
-            raise ValueError(f"train.loader = 'device' needs images held in memory with CIFAR-style transforms; "
-                             f"{cfg.data.name} is read from files: use loader 'dataloader' or 'auto'")
-        self.on_device = mode == "device" or (mode == "auto" and supports_device_batches(data))
+        self.on_device = serves_from_device(data, cfg)
         self.device_sets: dict[str, DeviceImageBatches] = {}
         if self.on_device:
             self.device_sets = {name: DeviceImageBatches.from_dataset(split, device, channels_last,

@@ -38,7 +38,7 @@ from elr_mri.engine.checkpoint import (atomic_save, atomic_write_json, atomic_wr
                                       load_checkpoint, restore_rng)
 from elr_mri.engine.diagnostics import collapse_warnings, top_class_share
 from elr_mri.engine.execution import ExecutionPlan, limit_cpu_threads
-from elr_mri.engine.feeding import BatchFeeder
+from elr_mri.engine.feeding import BatchFeeder, serves_from_device
 from elr_mri.engine.methods import Method, build_method
 from elr_mri.engine.run_dir import (exclusive_run_dir, record_run_data, refuse_stretched_cosine,
                                     remove_scores_made_while_training, reopen_run_dir, require_same_data,
@@ -50,7 +50,7 @@ from elr_mri.mislabels import mislabel_precision_recall, suspected_mislabels
 from elr_mri.models import lacks_the_papers_pretrained_weights
 from preprocess.sidecar import remove_stale_temps
 
-__all__ = ["train", "resolve_device", "evaluate_split", "predict_split", "SplitPredictions", "SplitScore", "uses_age",
+__all__ = ["train", "cuda_graphs_tested", "resolve_device", "evaluate_split", "predict_split", "SplitPredictions", "SplitScore", "uses_age",
            "selection_rule", "RunState", "CheckpointWriter"]
 
 SELECTION_RULES = {
@@ -115,6 +115,14 @@ def _main_rank_does(dist: DistContext, action: Callable[[], Any]) -> None:
         raise SystemExit(2)  # rank 0 says why
 
 
+def cuda_graphs_tested(cfg: RunConfig, data: NoisyImageData, dist: DistContext) -> bool:
+    """Whether the run is the kind CUDA graphs were tested and timed on, where `train.compile_mode: auto` takes
+    them: one trained network (ELR+'s two, in one tree of graphs, have not run on a GPU yet) in one process (not
+    yet under torchrun), on device-resident image batches (the small-image step whose host time was the limit;
+    a step fed from files or on volumes waits on its loader or on the GPU's arithmetic instead)."""
+    return cfg.loss.name != "elr_plus" and not dist.enabled and serves_from_device(data, cfg)
+
+
 def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, device: torch.device,
                 dist: DistContext) -> dict[str, Any]:
     """The run itself, once `train` holds its directory."""
@@ -124,7 +132,8 @@ def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, de
     blur_on_device = blurs_on_device(cfg.data, device)
     data = build_data(cfg.data, require_age=uses_age(cfg), blur_on_device=blur_on_device)
     _require_validation(data, cfg)
-    plan = ExecutionPlan.from_config(cfg.train, device, volumetric=len(data.input_shape) == 4)
+    plan = ExecutionPlan.from_config(cfg.train, device, volumetric=len(data.input_shape) == 4,
+                                     graphs_tested=cuda_graphs_tested(cfg, data, dist))
     plan.configure_backends()
     method = build_method(cfg, data.input_shape, data.num_classes, len(data.train), plan, dist)
     feeder = BatchFeeder(data, cfg, dist, device, channels_last=plan.channels_last, blur_on_device=blur_on_device,
@@ -195,7 +204,7 @@ def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, de
         writer.close()
     if not dist.is_main:
         return {}
-    return _finish(out_dir, cfg, data, method, tracker, state, knows_clean, device)
+    return _finish(out_dir, cfg, data, method, tracker, state, knows_clean, plan)
 
 
 def _config_text(cfg: RunConfig) -> str:
@@ -442,7 +451,7 @@ def _tensorboard(out_dir: Path, epochs_kept: int) -> Any:
 
 
 def _finish(out_dir: Path, cfg: RunConfig, data: NoisyImageData, method: Method, tracker: PredictionTracker,
-            state: RunState, knows_clean: bool, device: torch.device) -> dict[str, Any]:
+            state: RunState, knows_clean: bool, plan: ExecutionPlan) -> dict[str, Any]:
     """Write summary.json, the suspected-mislabel table and the memorization plot."""
     metrics = pd.DataFrame(state.rows)
     best = metrics.loc[metrics["epoch"] == state.best_epoch].iloc[0] if state.best_epoch else metrics.iloc[-1]
@@ -456,7 +465,8 @@ def _finish(out_dir: Path, cfg: RunConfig, data: NoisyImageData, method: Method,
         "val_balanced_acc_at_best": float(best.get("val_balanced_acc", float("nan"))),
         **{f"{column}_{which}": float(row[column]) for column in metrics.columns if column.startswith("test_")
            for which, row in (("at_best", best), ("last", metrics.iloc[-1]))},
-        "device": _device_name(device),
+        "device": _device_name(plan.device),
+        "execution": plan.describe(),  # what the `auto` switches chose on that device
         "wall_seconds": round(state.seconds_before + time.perf_counter() - state.started, 2),
     }
     found = collapse_warnings(metrics, int(best["epoch"]), cfg.loss.name)
