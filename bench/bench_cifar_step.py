@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 from bench_device_batches import load_train
+from profiling import busiest_kernels
 from results_file import command_line, write_report
 
 from elr_mri.config import RunConfig, evaluation_batch_size, load_config
@@ -73,7 +74,7 @@ def main() -> None:
                     f"{pieces['record']:.1f} | {host:.1f} | {evaluation:.2f} |")
         print(rows[-1], flush=True)
         if name == PROFILED:
-            kernels = timer.busiest_kernels(min(args.steps, 20))
+            kernels = busiest_kernels(lambda: timer.run(min(args.steps, 20)), device)
     text = (f"# Time of one CIFAR-10 ELR training step, by piece ({torch.cuda.get_device_name(device) if device.type == 'cuda' else device})\n\n"
             f"Command: `{command_line()}`\n\ntorch {torch.__version__}; data: {source}; ResNet-34, batch 128, "
             f"{args.steps} timed steps after {args.warmup} untimed.\n\n"
@@ -159,15 +160,6 @@ class StepTimer:
                 if seen >= self.eval_images:
                     break
         return self._timed(evaluate) / 1000
-
-    def busiest_kernels(self, steps: int) -> str:
-        activities = [torch.profiler.ProfilerActivity.CPU]
-        if self.device.type == "cuda":
-            activities.append(torch.profiler.ProfilerActivity.CUDA)
-        with torch.profiler.profile(activities=activities) as profile:
-            self.run(steps)
-        key = "self_cuda_time_total" if self.device.type == "cuda" else "self_cpu_time_total"
-        return profile.key_averages().table(sort_by=key, row_limit=20, max_name_column_width=60)
 
     def _timed(self, action: Callable[[], object]) -> float:
         """Milliseconds `action` takes, the device's queue emptied before and after."""

@@ -36,6 +36,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads; 0: torch's default")
     parser.add_argument("--budget", type=float, default=10.0, help="seconds of timed steps per variant")
+    parser.add_argument("--profile", type=int, default=0, metavar="STEPS",
+                        help="then profile this many steps of the engine's `auto` variant: its busiest kernels")
     parser.add_argument("--out", type=nonempty_path, help="default bench/results/execution_variants_<device>.md")
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -45,8 +47,9 @@ def main() -> None:
     for flag, value in (("--batch-size", args.batch_size), ("--budget", args.budget)):
         if value <= 0:
             parser.error(f"{flag} {value}: must be above 0")
-    if args.threads < 0:
-        parser.error(f"--threads {args.threads}: must be 0 (torch's default) or more")
+    for flag, value in (("--threads", args.threads), ("--profile", args.profile)):
+        if value < 0:
+            parser.error(f"{flag} {value}: must be 0 or more")
     spec, on_gpu = MODELS[args.model], args.device == "cuda"
     load_start = os.getloadavg()
     out = args.out or ROOT / "bench" / "results" / f"execution_variants_{args.device}.md"
@@ -56,26 +59,30 @@ def main() -> None:
     order = (variants[0], variants[-1], *variants[1:-1])
     measured: dict[str, steps.StepResult] = {}
     failed: list[str] = []
+    gflop = steps.training_flops(steps.build(spec, args.size), args.size) / 1e9  # per volume, counted on meta
     for done, variant in enumerate(order, start=1):
         try:
             measured[variant.label] = steps.in_fresh_process(
                 steps.StepJob(spec, args.size, args.batch_size, args.device, variant, threads=args.threads,
-                              warmup=3 if on_gpu else 1, min_steps=10 if on_gpu else 3, budget_s=args.budget))
+                              warmup=3 if on_gpu else 1, min_steps=10 if on_gpu else 3, budget_s=args.budget,
+                              profile_steps=args.profile if variant == variants[-1] else 0))
         except RuntimeError as error:  # one variant failing (compile, memory) leaves the others to measure
             failed.append(f"{variant.label}: {str(error).splitlines()[-1]}")
-        text = _report(args, spec, measured, failed, load_start, pending=len(order) - done)
+        text = _report(args, spec, measured, failed, load_start, pending=len(order) - done, gflop=gflop)
         write_report(out, text)
     print(text)
 
 
 def _report(args: argparse.Namespace, spec: steps.ModelSpec, measured: dict[str, steps.StepResult],
-            failed: list[str], load_start: tuple[float, ...], pending: int) -> str:
-    """The results file: the variants measured so far in the table's order, then what failed or is pending."""
+            failed: list[str], load_start: tuple[float, ...], pending: int, gflop: float) -> str:
+    """The results file: the variants measured so far in the table's order, then what failed or is pending, then
+    the profiled variant's busiest kernels."""
     results = {v.label: measured[v.label] for v in steps.VARIANTS if v.label in measured}
     threads = next(iter(results.values())).threads if results else torch.get_num_threads()
     memory = "max_memory_allocated" if args.device == "cuda" else "peak RSS rise"
     table = steps.variant_table(results, f"{spec.label}, {args.size}³, batch {args.batch_size}", args.batch_size,
-                                memory) if results else []
+                                memory, gflop) if results else []
+    profiled = [(label, result.kernels) for label, result in results.items() if result.kernels]
     return "\n".join([
         f"# Execution variants of the {spec.label} at {args.size}³ ({args.device})", "",
         f"Command: `{command_line()}`", "", steps.machine_line(args.device),
@@ -84,8 +91,12 @@ def _report(args: argparse.Namespace, spec: steps.ModelSpec, measured: dict[str,
         *table, "",
         *([] if not results or steps.FP32_EAGER.label in results else
           [f"fp32 eager did not finish: the ratios are against {next(iter(results))}.", ""]),
+        f"TFLOP/s: {gflop:.1f} GFLOP a volume for forward + backward (torch.utils.flop_counter, 2 per multiply-add) "
+        "× volumes/s; set it beside the device's peak for the variant's arithmetic.", "",
         *[f"Failed: {line}" for line in failed],
-        *([f"Still to measure when this was written: {pending} variant(s)."] if pending else []), ""])
+        *([f"Still to measure when this was written: {pending} variant(s)."] if pending else []), "",
+        *[line for label, kernels in profiled
+          for line in (f"Busiest kernels of {label}, {args.profile} steps:", "", "```", kernels, "```", "")]])
 
 
 def _cpu_name() -> str:

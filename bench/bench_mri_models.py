@@ -50,6 +50,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from profiling import busiest_kernels
 from results_file import command_line, write_report
 from torch import nn
 
@@ -126,6 +127,7 @@ class StepJob:
     min_steps: int = 2
     max_steps: int = 50
     budget_s: float = 8.0
+    profile_steps: int = 0  # after timing, this many steps under the profiler (StepResult.kernels)
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,7 @@ class StepResult:
     threads: int
     load_before: float
     load_after: float
+    kernels: str = ""  # the profiler's busiest kernels, when the job asked for them
 
     @property
     def timed(self) -> list[float]:
@@ -256,8 +259,11 @@ def run_steps(job: StepJob) -> StepResult:
         started = time.perf_counter()
         train_step(plan, trained, optimizer, scaler, batch)
         times.append(time.perf_counter() - started)
-    return StepResult(warmup=job.warmup, step_times=times, peak_bytes=peak_memory(device, rss_before_kb),
-                      threads=torch.get_num_threads(), load_before=load_before, load_after=os.getloadavg()[0])
+    peak_bytes, load_after = peak_memory(device, rss_before_kb), os.getloadavg()[0]
+    kernels = busiest_kernels(lambda: [train_step(plan, trained, optimizer, scaler, batch)
+                                       for _ in range(job.profile_steps)], device) if job.profile_steps else ""
+    return StepResult(warmup=job.warmup, step_times=times, peak_bytes=peak_bytes, threads=torch.get_num_threads(),
+                      load_before=load_before, load_after=load_after, kernels=kernels)
 
 
 def in_fresh_process(job: StepJob) -> StepResult:
@@ -591,17 +597,21 @@ def gpu_lines(m: Measurements, batch: int, device: str) -> list[str]:
                 "with `torch.cuda.max_memory_allocated`, and writes bench/results/mri_models_cuda.md. That run "
                 "has not been made yet."]
     return ["## GPU: execution variants of the ×8 + age at 96³", "",
-            *variant_table(m.variants, f"×8 + age, 96³, batch {batch}", batch, "max_memory_allocated")]
+            *variant_table(m.variants, f"×8 + age, 96³, batch {batch}", batch, "max_memory_allocated",
+                           m.paper[X8.label]["gflop"])]
 
 
-def variant_table(variants: dict[str, StepResult], title: str, batch: int, memory: str) -> list[str]:
-    """One row per execution variant: step time, volumes/s and the speed-up over the first (fp32 eager)."""
+def variant_table(variants: dict[str, StepResult], title: str, batch: int, memory: str,
+                  gflop_per_volume: float) -> list[str]:
+    """One row per execution variant: step time, volumes/s, the speed-up over the first (fp32 eager) and the
+    arithmetic rate it reaches (`gflop_per_volume`: forward + backward), to set beside the device's peak."""
     base = next(iter(variants.values()))
-    lines = [f"| {title} | s / step (median) | volumes/s | vs fp32 eager | first step (s, incl. compile) | "
-             f"{memory} (MiB) |", "|---|---|---|---|---|---|"]
+    lines = [f"| {title} | s / step (median) | volumes/s | vs fp32 eager | TFLOP/s | first step (s, incl. compile) | "
+             f"{memory} (MiB) |", "|---|---|---|---|---|---|---|"]
     for label, r in variants.items():
         lines.append(f"| {label} | {r.step_s:.4f} | {batch / r.step_s:.2f} | {base.step_s / r.step_s:.2f}× | "
-                     f"{r.step_times[0]:.1f} | {r.peak_bytes / MIB:,.0f} |")
+                     f"{gflop_per_volume * batch / r.step_s / 1e3:.3g} | {r.step_times[0]:.1f} | "
+                     f"{r.peak_bytes / MIB:,.0f} |")
     return lines
 
 

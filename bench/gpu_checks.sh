@@ -17,7 +17,8 @@
 #   gap       the clean-label row and the official config's cosine row side by side: the JPEG copy's and the
 #             schedule's price (~10 min; bf16's: the default mode with ROW_SETTINGS="--set train.precision=fp32")
 #   jobs      two seeds in turn, then side by side on the one GPU (~5 min)
-#   3d        the MRI side: device-blur GPU test, MRI loader by workers and blur place, 3D ×8 variants (~6 min)
+#   3d        the MRI side: device-blur GPU test, MRI loader by workers and blur place, 3D ×8 variants with
+#             their TFLOP/s and the engine's variant's busiest kernels (~6.5 min)
 #   cifar10n  the CIFAR-10N worst row (needs data/CIFAR-10_human.npz carried)
 # Why a shared deadline: a device call has one fixed limit, and a step cut short must still leave the earlier steps'
 # figures (and its own log lines) in $OUT.
@@ -109,8 +110,8 @@ if [ "${1:-}" = 3d ]; then
         tests/test_device_blur.py
     step "mri loader by workers and blur" 120 "$OUT/bench.log" "$PYTHON" bench/bench_mri_loader.py \
         --workers 0 4 8 --blur-on loader device --device cuda --out "$OUT/mri_loader_gpu_machine.md"
-    step "3D x8 execution variants" 200 "$OUT/bench.log" "$PYTHON" bench/bench_execution_variants.py \
-        --device cuda --size 96 --budget 4 --out "$OUT/execution_variants_cuda.md"
+    step "3D x8 execution variants" 230 "$OUT/bench.log" "$PYTHON" bench/bench_execution_variants.py \
+        --device cuda --size 96 --budget 4 --profile 5 --out "$OUT/execution_variants_cuda.md"
     exit 0
 fi
 # ROW_SETTINGS="--set KEY=VALUE ..." adds settings to this row (e.g. --set train.compile_step=true)
