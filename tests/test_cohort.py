@@ -392,6 +392,14 @@ def test_scans_flagged_by_qc_are_kept_and_named(tmp_path, caplog):
         frame = load_manifest(write_manifest(tmp_path, rows), CLASSES)
     assert len(frame) == 3
     assert "2 scan(s) flagged by preprocessing QC are used: P2/M06 (NCC 0.312 < 0.45), P3/M00;" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):  # evaluate reads one manifest for each baseline: said once a process
+        load_manifest(write_manifest(tmp_path, rows), CLASSES)
+    assert "flagged by preprocessing QC" not in caplog.text
+    rows[0] = scan("P1", "M00", qc_flag=True, qc_reason="")  # other scans flagged: said again
+    with caplog.at_level(logging.WARNING):
+        load_manifest(write_manifest(tmp_path, rows), CLASSES)
+    assert "3 scan(s) flagged by preprocessing QC are used: P1/M00, P2/M06" in caplog.text
 
 
 def test_one_file_under_two_ids_is_refused(tmp_path):

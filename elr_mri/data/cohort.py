@@ -178,9 +178,13 @@ def _sex_letters(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
     return letter.where(readable), raw[~readable & ~unknown]
 
 
+_QC_WARNINGS_GIVEN: set[str] = set()  # one process reads a manifest many times (evaluate with baselines: 10)
+
+
 def _warn_qc_flagged(frame: pd.DataFrame, source: str) -> None:
     """Name the scans preprocess/ flagged as likely failed registrations: they stay in (QC flags have false
-    positives, and only a look at the overlay tells), but training on a misregistered brain should be a choice."""
+    positives, and only a look at the overlay tells), but training on a misregistered brain should be a choice.
+    Once a process for the same manifest and scans: repeated, the warning buried the command's own output."""
     if "qc_flag" not in frame.columns:
         return
     flagged = frame["qc_flag"].astype(str).str.strip().str.lower().isin(("true", "1", "yes"))
@@ -189,8 +193,12 @@ def _warn_qc_flagged(frame: pd.DataFrame, source: str) -> None:
         names = [f"{p}/{s}" + (f" ({why})" if isinstance(why, str) and why else "")
                  for p, s, why in zip(frame["participant_id"][flagged], frame["session_id"][flagged], reasons[flagged])]
         more = f" and {len(names) - MAX_LISTED} more" if len(names) > MAX_LISTED else ""
-        log.warning("%s: %d scan(s) flagged by preprocessing QC are used: %s%s; look at their QC overlays, then "
-                    "drop the rows or set qc_flag to False", source, len(names), ", ".join(names[:MAX_LISTED]), more)
+        warning = (f"{source}: {len(names)} scan(s) flagged by preprocessing QC are used: "
+                   f"{', '.join(names[:MAX_LISTED])}{more}; look at their QC overlays, then drop the rows or set "
+                   "qc_flag to False")
+        if warning not in _QC_WARNINGS_GIVEN:
+            _QC_WARNINGS_GIVEN.add(warning)
+            log.warning("%s", warning)
 
 
 def _duplicates(frame: pd.DataFrame, image_column: str) -> list[str]:
