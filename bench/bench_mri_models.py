@@ -98,6 +98,7 @@ class Variant:
     channels_last: bool = False
     compile: bool = False
     tf32: bool = True  # torch's default: cuDNN runs fp32 convolutions on TF32 tensor cores (GPU only)
+    phase_grids: bool = False  # `train.phase_grid_convs`: dilated convolutions on the input's phase grids
 
 
 FP32_EAGER = Variant("fp32 eager")
@@ -108,6 +109,9 @@ VARIANTS = (
     Variant("bf16 autocast", "bf16"),
     Variant("bf16 + channels-last 3D", "bf16", channels_last=True),
     Variant("bf16 + channels-last 3D + compile", "bf16", channels_last=True, compile=True),
+    Variant("fp32 + phase-grid convolutions", phase_grids=True),
+    Variant("bf16 + phase-grid convolutions", "bf16", phase_grids=True),
+    Variant("bf16 + torch.compile + phase-grid convolutions", "bf16", compile=True, phase_grids=True),
     # last: the engine's `auto` on a GPU for volumes (channels-last 3D was 3-4% slower on an H200)
     Variant("bf16 + torch.compile (engine's GPU `auto` for volumes)", "bf16", compile=True),
 )
@@ -242,7 +246,7 @@ def run_steps(job: StepJob) -> StepResult:
     device = torch.device(job.device)
     variant = job.variant
     plan = ExecutionPlan(device=device, autocast_dtype=DTYPES[variant.precision], compile=variant.compile,
-                         channels_last=variant.channels_last,
+                         channels_last=variant.channels_last, phase_grid_convs=variant.phase_grids,
                          cudnn_benchmark=device.type == "cuda")  # as the engine's `auto`
     plan.configure_backends()
     torch.backends.cudnn.allow_tf32 = variant.tf32  # matmuls stay off TF32, torch's default

@@ -17,8 +17,9 @@
 #   gap       the clean-label row and the official config's cosine row side by side: the JPEG copy's and the
 #             schedule's price (~10 min; bf16's: the default mode with ROW_SETTINGS="--set train.precision=fp32")
 #   jobs      two seeds in turn, then side by side on the one GPU (~5 min)
-#   3d        the MRI side: device-blur GPU test, MRI loader by workers and blur place, 3D ×8 variants with
-#             their TFLOP/s and the engine's variant's busiest kernels (~6.5 min)
+#   3d        the MRI side: device-blur GPU test, MRI loader by workers and blur place, 3D ×8 variants (phase-grid
+#             convolutions among them) with their TFLOP/s and the engine's variant's busiest kernels, then the two
+#             dilated convolutions alone, library against phase grids (~8.5 min)
 #   cifar10n  the CIFAR-10N worst row (needs data/CIFAR-10_human.npz carried)
 # Why a shared deadline: a device call has one fixed limit, and a step cut short must still leave the earlier steps'
 # figures (and its own log lines) in $OUT.
@@ -106,12 +107,14 @@ if [ "${1:-}" = step ]; then
     exit 0
 fi
 if [ "${1:-}" = 3d ]; then
-    step "device blur test" 40 "$OUT/gpu_tests.log" "$PYTHON" -m pytest -q -m gpu -p no:cacheprovider \
-        tests/test_device_blur.py
+    step "device blur and phase-grid tests" 60 "$OUT/gpu_tests.log" "$PYTHON" -m pytest -q -m gpu \
+        -p no:cacheprovider tests/test_device_blur.py tests/test_phase_grid_conv.py
     step "mri loader by workers and blur" 120 "$OUT/bench.log" "$PYTHON" bench/bench_mri_loader.py \
         --workers 0 4 8 --blur-on loader device --device cuda --out "$OUT/mri_loader_gpu_machine.md"
-    step "3D x8 execution variants" 230 "$OUT/bench.log" "$PYTHON" bench/bench_execution_variants.py \
+    step "3D x8 execution variants" 280 "$OUT/bench.log" "$PYTHON" bench/bench_execution_variants.py \
         --device cuda --size 96 --budget 4 --profile 5 --out "$OUT/execution_variants_cuda.md"
+    step "dilated convolutions: library vs phase grids" 80 "$OUT/bench.log" "$PYTHON" bench/bench_dilated_conv.py \
+        --device cuda --out "$OUT/dilated_conv_cuda.md"
     exit 0
 fi
 # ROW_SETTINGS="--set KEY=VALUE ..." adds settings to this row (e.g. --set train.compile_step=true)

@@ -542,3 +542,21 @@ def test_training_with_the_blur_on_the_device_trains_as_the_loaders_blur(trained
         losses[where] = pd.read_csv(run / "metrics.csv")["train_loss"].iloc[0]
         assert bool(blurred_batches) == (where == "device")
     assert losses["device"] == pytest.approx(losses["loader"], abs=1e-4)
+
+
+def test_training_on_phase_grids_trains_as_the_dilated_kernels(trained: dict[str, Path], tmp_path: Path,
+                                                               cli_in_process: Cli) -> None:
+    """`train.phase_grid_convs`: the same sums in another order, so the same losses and predictions, recorded."""
+    runs = {}
+    for on in (False, True):
+        run = tmp_path / f"phase_grids_{on}"
+        result = cli_in_process("train", "--config", str(CONFIG), "--out", str(run), "--set",
+                                f"data.mri.manifest={trained['train']}", "--set", f"train.phase_grid_convs={on}",
+                                "--set", "train.epochs=2", "--set", "train.progress=false", "--set",
+                                "train.tensorboard=false")
+        assert result.returncode == 0, result.stderr[-3000:]
+        runs[on] = run
+    metrics = {on: pd.read_csv(run / "metrics.csv") for on, run in runs.items()}
+    for column in ("train_loss", "val_acc", "test_acc"):
+        np.testing.assert_allclose(metrics[True][column], metrics[False][column], rtol=1e-4, atol=1e-4)
+    assert "dilated convolutions on phase grids" in json.loads((runs[True] / "summary.json").read_text())["execution"]

@@ -20,6 +20,7 @@ from torch import nn
 from torch._dynamo.exc import BackendCompilerFailed
 
 from elr_mri.config import ConfigError, TrainLoopConfig
+from elr_mri.models.phase_grid_conv import use_phase_grids
 
 __all__ = ["CompiledForFullBatches", "ExecutionPlan", "limit_cpu_threads"]
 
@@ -36,6 +37,7 @@ class ExecutionPlan:
     fused_optimizer: bool = False
     # `train.compile: true`, not auto: where torch.compile fails on this machine the run stops instead of going on eager
     compile_required: bool = False
+    phase_grid_convs: bool = False  # the widened 3D CNN's dilated convolutions on phase grids
 
     @classmethod
     def from_config(cls, cfg: TrainLoopConfig, device: torch.device, volumetric: bool = False,
@@ -58,7 +60,7 @@ class ExecutionPlan:
                    cudnn_benchmark=on_gpu if cfg.cudnn_benchmark == "auto" else cfg.cudnn_benchmark,
                    compile_mode=compile_mode, compile_step=cfg.compile_step,
                    fused_optimizer=on_gpu if cfg.fused_optimizer == "auto" else cfg.fused_optimizer,
-                   compile_required=cfg.compile is True)
+                   compile_required=cfg.compile is True, phase_grid_convs=cfg.phase_grid_convs)
 
     def describe(self) -> str:
         """What `auto` chose, in words for summary.json: e.g. "bf16 autocast, channels-last, torch.compile
@@ -71,6 +73,8 @@ class ExecutionPlan:
             parts.append(f"torch.compile ({self.compile_mode}{', whole step' if self.compile_step else ''})")
         else:
             parts.append("eager")
+        if self.phase_grid_convs:
+            parts.append("dilated convolutions on phase grids")
         if self.fused_optimizer:
             parts.append("fused optimizer")
         if self.cudnn_benchmark:
@@ -95,8 +99,10 @@ class ExecutionPlan:
         return torch.amp.GradScaler(self.device.type, enabled=self.loss_scaling)
 
     def place_model(self, model: nn.Module) -> nn.Module:
-        """Move to the device, in channels-last layout when asked (applies to 4D and 5D weights)."""
+        """Move to the device, in channels-last layout when asked (applies to 4D and 5D weights), with its dilated
+        convolutions on phase grids when asked."""
         model = model.to(self.device)
+        use_phase_grids(model, self.phase_grid_convs)
         if self.channels_last:
             for module in model.modules():
                 for name, param in module.named_parameters(recurse=False):

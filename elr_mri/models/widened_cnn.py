@@ -21,6 +21,8 @@ from typing import Literal, Sequence
 import torch
 from torch import nn
 
+from elr_mri.models.phase_grid_conv import PhaseGridConv3d
+
 __all__ = [
     "WidenedCNN3D",
     "AgeEncoding",
@@ -183,7 +185,7 @@ def _trunk(in_channels: int, widening: int) -> nn.Sequential:
             continue
         out = per_unit * widening
         layers += [
-            nn.Conv3d(channels, out, kernel, stride, padding, dilation),
+            PhaseGridConv3d(channels, out, kernel, stride, padding, dilation),
             nn.InstanceNorm3d(out),
             nn.ReLU(),
         ]

@@ -1,0 +1,170 @@
+"""The widened ×8's two dilated 3D convolutions as the library runs them, against the same sums on phase grids.
+
+Why: at 96³ two convolutions hold 99% of the ×8 + age step's FLOPs (the third, 256 → 512 channels, 5³ dilated by 2,
+81%; the second, 32 → 256, 3³ dilated by 2, 18%), and on an H200 the whole step ran at 14–16% of the tensor cores'
+dense peak. A convolution dilated by d is d³ undilated convolutions, one on each phase grid of the padded input
+(every d-th voxel, from each of the d³ starting offsets), whose outputs interleave into the dilated one's: the same
+multiply-adds in another order, which the convolution libraries may run at another speed (dilated kernels are
+often a slower path). This times both ways, forward + backward (input and weight gradients), at the engine's batch,
+in fp32 and bf16, and checks that they agree: where the phase grids win, `train.phase_grid_convs` pays.
+
+    .venv/bin/python bench/bench_dilated_conv.py                 # this CPU
+    python bench/bench_dilated_conv.py --device cuda             # a GPU machine (bench/gpu_checks.sh 3d)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from results_file import command_line, write_report
+
+from elr_mri.models.phase_grid_conv import conv3d_on_phases
+from preprocess.user_errors import nonempty_path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One of the ×8's dilated convolutions, with the grid it sees at a 96³ crop."""
+
+    name: str
+    in_channels: int
+    out_channels: int
+    kernel: int
+    padding: int
+    dilation: int
+    grid: int  # input voxels a side
+
+    @property
+    def out_grid(self) -> int:
+        return self.grid + 2 * self.padding - self.dilation * (self.kernel - 1)
+
+    def training_flops(self, batch: int) -> int:
+        """Forward, input gradient and weight gradient: three products of the same size, 2 FLOPs a multiply-add."""
+        macs = batch * self.out_channels * self.in_channels * self.kernel ** 3 * self.out_grid ** 3
+        return 3 * 2 * macs
+
+
+LAYERS = (
+    Layer("third convolution (81% of the step's FLOPs)", 256, 512, 5, 2, 2, 21),
+    Layer("second convolution (18%)", 32, 256, 3, 0, 2, 47),
+)
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def library_dilated(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, layer: Layer) -> torch.Tensor:
+    return F.conv3d(x, weight, bias, padding=layer.padding, dilation=layer.dilation)
+
+
+def on_phases(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, layer: Layer) -> torch.Tensor:
+    return conv3d_on_phases(x, weight, bias, layer.padding, layer.dilation)
+
+
+WAYS: dict[str, Callable[..., torch.Tensor]] = {"library's dilated kernel": library_dilated, "phase grids": on_phases}
+
+
+def tensors(layer: Layer, batch: int, dtype: torch.dtype, device: torch.device,
+            channels_last: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, layer.in_channels, *(layer.grid,) * 3, generator=generator)
+    weight = torch.randn(layer.out_channels, layer.in_channels, *(layer.kernel,) * 3, generator=generator)
+    weight /= (layer.in_channels * layer.kernel ** 3) ** 0.5
+    bias = torch.randn(layer.out_channels, generator=generator)
+    layout = torch.channels_last_3d if channels_last else torch.contiguous_format
+    return (x.to(device, dtype).contiguous(memory_format=layout).requires_grad_(),
+            weight.to(device, dtype).contiguous(memory_format=layout).requires_grad_(),
+            bias.to(device, dtype).requires_grad_())
+
+
+def step_seconds(way: Callable[..., torch.Tensor], inputs: tuple[torch.Tensor, ...], layer: Layer,
+                 budget_s: float, sync: Callable[[], None]) -> float:
+    """Median seconds of forward + backward, after two untimed runs (cuDNN's algorithm search among them)."""
+    def once() -> float:
+        sync()
+        started = time.perf_counter()
+        way(*inputs, layer).sum().backward()
+        sync()
+        return time.perf_counter() - started
+
+    once(), once()
+    times = [once()]
+    while sum(times) < budget_s and len(times) < 50:
+        times.append(once())
+    return statistics.median(times)
+
+
+def largest_differences(layer: Layer, device: torch.device) -> tuple[float, float]:
+    """(output, input gradient) largest |difference| between the two ways in fp32, relative to the largest value."""
+    results = []
+    for way in WAYS.values():
+        x, weight, bias = tensors(layer, 1, torch.float32, device, channels_last=False)
+        y = way(x, weight, bias, layer)
+        y.backward(torch.ones_like(y))
+        results.append((y.detach(), x.grad))
+    (y0, g0), (y1, g1) = results
+    return (float((y0 - y1).abs().max() / y0.abs().max()), float((g0 - g1).abs().max() / g0.abs().max()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--batch-size", type=int, default=4, help="volumes a step (the ADNI configs': 4)")
+    parser.add_argument("--budget", type=float, default=2.0, help="seconds of timed runs per case")
+    parser.add_argument("--out", type=nonempty_path, help="default bench/results/dilated_conv_<device>.md")
+    args = parser.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is visible to torch")
+    if args.batch_size < 1 or args.budget <= 0:
+        parser.error("--batch-size and --budget must be above 0")
+    device = torch.device(args.device)
+    on_gpu = device.type == "cuda"
+    torch.backends.cudnn.benchmark = on_gpu  # the engine's `auto` on a GPU
+    sync = torch.cuda.synchronize if on_gpu else (lambda: None)
+    layouts = (False, True) if on_gpu else (False,)  # channels-last 3D: a GPU layout (oneDNN picks its own)
+    rows = []
+    for layer in LAYERS:
+        output_diff, grad_diff = largest_differences(layer, device)
+        print(f"{layer.name}: fp32 largest relative difference, output {output_diff:.1e}, input gradient {grad_diff:.1e}",
+              flush=True)
+        for precision, dtype in DTYPES.items():
+            for channels_last in layouts:
+                inputs = tensors(layer, args.batch_size, dtype, device, channels_last)
+                seconds = {name: step_seconds(way, inputs, layer, args.budget, sync) for name, way in WAYS.items()}
+                library, phases = seconds.values()
+                tflops = [layer.training_flops(args.batch_size) / s / 1e12 for s in (library, phases)]
+                rows.append(f"| {layer.name} | {precision}{', channels-last' if channels_last else ''} | "
+                            f"{1e3 * library:.2f} | {1e3 * phases:.2f} | {library / phases:.2f}× | "
+                            f"{tflops[0]:.3g} | {tflops[1]:.3g} |")
+                print(rows[-1], flush=True)
+        rows.append(f"| {layer.name}: fp32 largest difference, relative | | output {output_diff:.1e} | "
+                    f"input gradient {grad_diff:.1e} | | | |")
+    name = torch.cuda.get_device_name(device) if on_gpu else f"{platform.machine()}, {os.cpu_count()} CPU cores"
+    text = "\n".join([
+        f"# The ×8's dilated convolutions: the library's dilated kernels against phase grids ({args.device})", "",
+        f"Command: `{command_line()}`", "",
+        f"Machine: {name}, torch {torch.__version__}, {torch.get_num_threads()} intra-op threads; cuDNN benchmark "
+        f"{'on' if on_gpu else 'n/a'}, TF32 convolutions {torch.backends.cudnn.allow_tf32} (torch's default). Batch "
+        f"{args.batch_size}, forward + backward (input and weight gradients), median of runs filling {args.budget} s "
+        "after two untimed.", "",
+        "| layer at a 96³ crop | precision | dilated kernel ms | phase grids ms | phase grids' speed-up | "
+        "dilated TFLOP/s | phase grids TFLOP/s |",
+        "|---|---|---|---|---|---|---|", *rows, "",
+        "Speed-up above 1: the phase grids were faster. TFLOP/s counts the dilated convolution's multiply-adds "
+        "(three products for forward + backward, 2 FLOPs each); the phase grids do the same ones plus the padding's.",
+        ""])
+    write_report(args.out or ROOT / "bench" / "results" / f"dilated_conv_{args.device}.md", text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

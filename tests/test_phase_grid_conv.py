@@ -1,0 +1,76 @@
+"""Dilated 3D convolutions on phase grids (`train.phase_grid_convs`) are the library's dilated convolutions."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from elr_mri.config import TrainLoopConfig
+from elr_mri.engine.execution import ExecutionPlan
+from elr_mri.models.phase_grid_conv import PhaseGridConv3d, conv3d_on_phases, use_phase_grids
+from elr_mri.models.widened_cnn import WidenedCNN3D
+
+
+@pytest.mark.parametrize(("kernel", "padding", "dilation", "shape"), [
+    (5, 2, 2, (21, 21, 21)),  # the ×8's third convolution at a 96³ crop
+    (3, 0, 2, (15, 16, 17)),  # the second, on a grid whose sides are odd and even
+    (3, 1, 3, (10, 11, 12)),  # another dilation: sides not divisible by it
+    (3, 1, 1, (6, 7, 8)),  # no dilation: one phase grid, the plain convolution
+])
+def test_phase_grids_give_the_dilated_convolution_and_its_gradients(kernel: int, padding: int, dilation: int,
+                                                                    shape: tuple[int, int, int]) -> None:
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, *shape, dtype=torch.float64, generator=generator)
+    weight = torch.randn(4, 3, kernel, kernel, kernel, dtype=torch.float64, generator=generator)
+    bias = torch.randn(4, dtype=torch.float64, generator=generator)
+    grads = []
+    for way in (lambda *a: F.conv3d(*a, padding=padding, dilation=dilation),
+                lambda *a: conv3d_on_phases(*a, padding, dilation)):
+        leaves = [t.clone().requires_grad_() for t in (x, weight, bias)]
+        out = way(*leaves)
+        out.backward(torch.linspace(-1, 1, out.numel(), dtype=torch.float64).reshape(out.shape))
+        grads.append([out.detach(), *(leaf.grad for leaf in leaves)])
+    for library, phases in zip(*grads):
+        assert library.shape == phases.shape
+        torch.testing.assert_close(phases, library, rtol=1e-10, atol=1e-10)
+
+
+def test_the_switch_changes_the_path_not_the_parameters() -> None:
+    torch.manual_seed(0)
+    model = WidenedCNN3D(1, 3, widening=1, use_age=False, input_size=(72, 72, 72)).eval()
+    convs = [m for m in model.modules() if isinstance(m, PhaseGridConv3d)]
+    assert len(convs) == 4 and sum(m.dilation[0] > 1 for m in convs) == 3
+    keys = list(model.state_dict())
+    x = torch.rand(2, 1, 72, 72, 72)
+    with torch.no_grad():
+        library = model(x)
+        use_phase_grids(model, True)
+        assert all(m.on_phase_grids for m in convs)
+        phases = model(x)
+    assert list(model.state_dict()) == keys  # checkpoints load either way
+    torch.testing.assert_close(phases, library, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="stride 1, one group"):
+        PhaseGridConv3d(1, 2, 3, stride=2)
+
+
+def test_the_execution_plan_sets_the_switch_on_the_placed_model() -> None:
+    for on in (False, True):
+        plan = ExecutionPlan.from_config(TrainLoopConfig(phase_grid_convs=on), torch.device("cpu"))
+        model = plan.place_model(WidenedCNN3D(1, 3, widening=1, use_age=False, input_size=(72, 72, 72)))
+        assert [m.on_phase_grids for m in model.modules() if isinstance(m, PhaseGridConv3d)] == [on] * 4
+        assert ("phase grids" in plan.describe()) == on
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_phase_grids_on_the_gpu_give_the_dilated_convolution(dtype: torch.dtype) -> None:
+    """cuDNN's kernels for the two ways differ (TF32 or bf16 rounding): close, not equal."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 32, 21, 21, 21, generator=generator).cuda().to(dtype)
+    weight = (torch.randn(64, 32, 5, 5, 5, generator=generator) / (32 * 125) ** 0.5).cuda().to(dtype)
+    library = F.conv3d(x, weight, None, padding=2, dilation=2).float()
+    phases = conv3d_on_phases(x, weight, None, 2, 2).float()
+    tolerance = 2e-2 if dtype == torch.bfloat16 else 2e-3
+    torch.testing.assert_close(phases, library, rtol=tolerance, atol=tolerance)
