@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -262,7 +263,15 @@ def _results_table(rows: list[Row], summaries: dict[str, list[dict]]) -> str:
     header = ["row", "paper", "ours (selected epoch)", "ours (last epoch)", "seeds", "wall h", "device"]
     note = ("\n\nSelected epoch: best accuracy on the noisy 10% validation split (Clothing1M: its clean "
             "validation list). Wall time: all calls of each run, resumed parts included.")
-    return markdown_table(header, lines) + note
+    return markdown_table(header, lines) + note + _executions(summaries)
+
+
+def _executions(summaries: dict[str, list[dict]]) -> str:
+    """How the runs ran (summary.json's `execution`, what the speed switches' `auto` chose), by device: whether a
+    row's wall time had CUDA graphs behind it. Runs from before the field was recorded are left out."""
+    counts = Counter((s["device"], s["execution"]) for runs in summaries.values() for s in runs if "execution" in s)
+    return "".join(f"\n{device}: {execution} ({count} run{'s' * (count > 1)})"
+                   for (device, execution), count in sorted(counts.items()))
 
 
 def _ours(runs: list[dict], column: str) -> list[str]:

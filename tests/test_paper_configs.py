@@ -208,6 +208,11 @@ def test_webvision_row_reports_every_figure_of_table_3(reproduce):
     assert "| webvision-elr_plus | 77.78 | 75.00 | 74.00 | 1 | 2.00 | NVIDIA H100 |" in table
     assert "| webvision-elr_plus ILSVRC12 top-5 | 89.76 | 88.00 | 87.00 |  |  |  |" in table
     assert "| elr | 72.87 | – | – | 0 | – | – |" in table
+    assert not table.endswith("run)")  # a summary from before `execution` was recorded: nothing said
+    graphs = "bf16 autocast, channels-last, torch.compile (reduce-overhead), fused optimizer, cuDNN benchmark"
+    table = reproduce._results_table(rows, {"elr": [], "elr_plus": [], "webvision-elr_plus": [
+        {**run, "execution": graphs}, {**run, "execution": graphs}]})
+    assert table.endswith(f"\nNVIDIA H100: {graphs} (2 runs)")
 
 
 @pytest.mark.parametrize(("script", "args", "says"), [
