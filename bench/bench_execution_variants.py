@@ -53,10 +53,14 @@ def main() -> None:
     spec, on_gpu = MODELS[args.model], args.device == "cuda"
     load_start = os.getloadavg()
     out = args.out or ROOT / "bench" / "results" / f"execution_variants_{args.device}.md"
-    # fp32 eager and the engine's GPU `auto` (the last variant) first, and the file rewritten after each
-    # variant: a run cut short (a device call's time limit) keeps the figures measured so far
+    # fp32 eager and the engine's GPU `auto` (the last variant) first, then the phase-grid variants (not yet timed
+    # on a GPU), and the file rewritten after each variant: a run cut short (a device call's time limit) keeps the
+    # figures measured so far
     variants = steps.variants_on(args.device)
-    order = (variants[0], variants[-1], *variants[1:-1])
+    anchors = (variants[0], variants[-1])
+    rest = [v for v in variants if v not in anchors]
+    phase_grids_fullest_first = [v for v in reversed(rest) if v.phase_grids]
+    order = (*anchors, *phase_grids_fullest_first, *(v for v in rest if not v.phase_grids))
     measured: dict[str, steps.StepResult] = {}
     failed: list[str] = []
     gflop = steps.training_flops(steps.build(spec, args.size), args.size) / 1e9  # per volume, counted on meta
