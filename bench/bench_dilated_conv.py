@@ -1,12 +1,16 @@
-"""The widened ×8's two dilated 3D convolutions as the library runs them, against the same sums on phase grids.
+"""The widened ×8's two dilated 3D convolutions as the library runs them, against the same sums on phase grids and
+as one matrix product over gathered windows (im2col GEMM).
 
 Why: at 96³ two convolutions hold 99% of the ×8 + age step's FLOPs (the third, 256 → 512 channels, 5³ dilated by 2,
 81%; the second, 32 → 256, 3³ dilated by 2, 18%), and on an H200 the whole step ran at 14–16% of the tensor cores'
 dense peak. A convolution dilated by d is d³ undilated convolutions, one on each phase grid of the padded input
 (every d-th voxel, from each of the d³ starting offsets), whose outputs interleave into the dilated one's: the same
 multiply-adds in another order, which the convolution libraries may run at another speed (dilated kernels are
-often a slower path). This times both ways, forward + backward (input and weight gradients), at the engine's batch,
-in fp32 and bf16, and checks that they agree: where the phase grids win, `train.phase_grid_convs` pays.
+often a slower path). A third way gathers each output voxel's input windows into a row and multiplies (bench/
+conv_as_gemm.py): matrix products run nearer the hardware's peak than convolutions do, at the price of the gather.
+This times the three, forward + backward (input and weight gradients), at the engine's batch, in fp32 and bf16, and
+checks that they agree: where the phase grids win, `train.phase_grid_convs` pays; where the GEMM wins by more, it
+is the candidate for the engine.
 
     .venv/bin/python bench/bench_dilated_conv.py                 # this CPU
     python bench/bench_dilated_conv.py --device cuda             # a GPU machine (bench/gpu_checks.sh 3d)
@@ -26,6 +30,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from results_file import command_line, write_report
+
+from conv_as_gemm import conv3d_as_gemm
 
 from elr_mri.models.phase_grid_conv import conv3d_on_phases
 from preprocess.user_errors import nonempty_path
@@ -70,7 +76,13 @@ def on_phases(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, layer: 
     return conv3d_on_phases(x, weight, bias, layer.padding, layer.dilation)
 
 
-WAYS: dict[str, Callable[..., torch.Tensor]] = {"library's dilated kernel": library_dilated, "phase grids": on_phases}
+def as_gemm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, layer: Layer) -> torch.Tensor:
+    return conv3d_as_gemm(x, weight, bias, layer.padding, layer.dilation)
+
+
+# the library's own first: the others are compared with it
+WAYS: dict[str, Callable[..., torch.Tensor]] = {"dilated kernel": library_dilated, "phase grids": on_phases,
+                                                "im2col GEMM": as_gemm}
 
 
 def tensors(layer: Layer, batch: int, dtype: torch.dtype, device: torch.device,
@@ -103,16 +115,19 @@ def step_seconds(way: Callable[..., torch.Tensor], inputs: tuple[torch.Tensor, .
     return statistics.median(times)
 
 
-def largest_differences(layer: Layer, device: torch.device) -> tuple[float, float]:
-    """(output, input gradient) largest |difference| between the two ways in fp32, relative to the largest value."""
-    results = []
-    for way in WAYS.values():
+def largest_differences(layer: Layer, device: torch.device) -> dict[str, str]:
+    """Each other way's largest |difference| from the library's in fp32 (output, input gradient, weight gradient),
+    relative to the library's largest value."""
+    results = {}
+    for name, way in WAYS.items():
         x, weight, bias = tensors(layer, 1, torch.float32, device, channels_last=False)
         y = way(x, weight, bias, layer)
         y.backward(torch.ones_like(y))
-        results.append((y.detach(), x.grad))
-    (y0, g0), (y1, g1) = results
-    return (float((y0 - y1).abs().max() / y0.abs().max()), float((g0 - g1).abs().max() / g0.abs().max()))
+        results[name] = (y.detach(), x.grad, weight.grad)
+    library, *others = results.items()
+    return {name: " / ".join(f"{float((mine - theirs).abs().max() / theirs.abs().max()):.1e}"
+                             for mine, theirs in zip(values, library[1]))
+            for name, values in others}
 
 
 def main() -> None:
@@ -133,34 +148,37 @@ def main() -> None:
     layouts = (False, True) if on_gpu else (False,)  # channels-last 3D: a GPU layout (oneDNN picks its own)
     rows = []
     for layer in LAYERS:
-        output_diff, grad_diff = largest_differences(layer, device)
-        print(f"{layer.name}: fp32 largest relative difference, output {output_diff:.1e}, input gradient {grad_diff:.1e}",
-              flush=True)
+        differences = largest_differences(layer, device)
+        print(f"{layer.name}: fp32 largest relative differences from the library's {differences}", flush=True)
         for precision, dtype in DTYPES.items():
             for channels_last in layouts:
                 inputs = tensors(layer, args.batch_size, dtype, device, channels_last)
-                seconds = {name: step_seconds(way, inputs, layer, args.budget, sync) for name, way in WAYS.items()}
-                library, phases = seconds.values()
-                tflops = [layer.training_flops(args.batch_size) / s / 1e12 for s in (library, phases)]
+                seconds = [step_seconds(way, inputs, layer, args.budget, sync) for way in WAYS.values()]
+                library = seconds[0]
+                tflops = [layer.training_flops(args.batch_size) / s / 1e12 for s in seconds]
                 rows.append(f"| {layer.name} | {precision}{', channels-last' if channels_last else ''} | "
-                            f"{1e3 * library:.2f} | {1e3 * phases:.2f} | {library / phases:.2f}× | "
-                            f"{tflops[0]:.3g} | {tflops[1]:.3g} |")
+                            + " | ".join(f"{1e3 * s:.2f}" for s in seconds) + " | "
+                            + " | ".join(f"{library / s:.2f}×" for s in seconds[1:]) + " | "
+                            + " / ".join(f"{t:.3g}" for t in tflops) + " |")
                 print(rows[-1], flush=True)
-        rows.append(f"| {layer.name}: fp32 largest difference, relative | | output {output_diff:.1e} | "
-                    f"input gradient {grad_diff:.1e} | | | |")
+        rows.append(f"| {layer.name}: fp32 largest differences from the library's (output / input gradient / "
+                    "weight gradient), relative | | | " + " | ".join(differences.values()) + " | | | |")
     name = torch.cuda.get_device_name(device) if on_gpu else f"{platform.machine()}, {os.cpu_count()} CPU cores"
+    others = list(WAYS)[1:]
     text = "\n".join([
-        f"# The ×8's dilated convolutions: the library's dilated kernels against phase grids ({args.device})", "",
-        f"Command: `{command_line()}`", "",
+        f"# The ×8's dilated convolutions: the library's dilated kernels, phase grids and im2col GEMM ({args.device})",
+        "", f"Command: `{command_line()}`", "",
         f"Machine: {name}, torch {torch.__version__}, {torch.get_num_threads()} intra-op threads; cuDNN benchmark "
         f"{'on' if on_gpu else 'n/a'}, TF32 convolutions {torch.backends.cudnn.allow_tf32} (torch's default). Batch "
         f"{args.batch_size}, forward + backward (input and weight gradients), median of runs filling {args.budget} s "
         "after two untimed.", "",
-        "| layer at a 96³ crop | precision | dilated kernel ms | phase grids ms | phase grids' speed-up | "
-        "dilated TFLOP/s | phase grids TFLOP/s |",
-        "|---|---|---|---|---|---|---|", *rows, "",
-        "Speed-up above 1: the phase grids were faster. TFLOP/s counts the dilated convolution's multiply-adds "
-        "(three products for forward + backward, 2 FLOPs each); the phase grids do the same ones plus the padding's.",
+        "| layer at a 96³ crop | precision | " + " | ".join(f"{way} ms" for way in WAYS) + " | "
+        + " | ".join(f"speed-up, {way}" for way in others) + " | TFLOP/s (" + " / ".join(WAYS) + ") |",
+        "|---|---|" + "---|" * (2 * len(WAYS)), *rows, "",
+        "Speed-up above 1: faster than the library's dilated kernel. TFLOP/s counts the dilated convolution's "
+        "multiply-adds (three products for forward + backward, 2 FLOPs each); the phase grids do the same ones plus "
+        "the padding's. im2col GEMM: `bench/conv_as_gemm.py`, the windows gathered into rows and kept for the weight "
+        "gradient.",
         ""])
     write_report(args.out or ROOT / "bench" / "results" / f"dilated_conv_{args.device}.md", text)
     print(text)
