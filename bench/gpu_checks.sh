@@ -17,9 +17,10 @@
 #   gap       the clean-label row and the official config's cosine row side by side: the JPEG copy's and the
 #             schedule's price (~10 min; bf16's: the default mode with ROW_SETTINGS="--set train.precision=fp32")
 #   jobs      two seeds in turn, then side by side on the one GPU (~5 min)
-#   3d        the MRI side: device-blur and phase-grid GPU tests, 3D ×8 variants (phase-grid convolutions right
-#             after the two anchors) with their TFLOP/s and the engine's variant's busiest kernels, the two dilated
-#             convolutions alone, library against phase grids, then the MRI loader by workers and blur place (~8.5 min)
+#   3d        the MRI side: device-blur and phase-grid GPU tests, the two dilated convolutions alone (library,
+#             phase grids, im2col GEMM), 3D ×8 variants (phase-grid convolutions right after the two anchors) with
+#             their TFLOP/s and the engine's variant's busiest kernels, then the MRI loader by workers and blur
+#             place (~8.5 min)
 #   cifar10n  the CIFAR-10N worst row (needs data/CIFAR-10_human.npz carried)
 # Why a shared deadline: a device call has one fixed limit, and a step cut short must still leave the earlier steps'
 # figures (and its own log lines) in $OUT.
@@ -110,16 +111,16 @@ if [ "${1:-}" = step ]; then
         --device cuda --out "$OUT/cifar_step_cuda.md"
     exit 0
 fi
-# `bash bench/gpu_checks.sh 3d`: what has never run on a GPU first (the phase-grid tests, the variants table with its
-# phase-grid rows right after the two anchors, the two convolutions alone), the MRI loader last; ~8.5 min in all,
-# the first three steps ~6.
+# `bash bench/gpu_checks.sh 3d`: what has never run on a GPU first (the phase-grid tests, the two dilated convolutions
+# alone three ways, the variants table with its phase-grid rows right after the two anchors), the MRI loader last;
+# ~8.5 min in all, the first three steps ~6.
 if [ "${1:-}" = 3d ]; then
     step "device blur and phase-grid tests" 60 "$OUT/gpu_tests.log" "$PYTHON" -m pytest -q -m gpu \
         -p no:cacheprovider tests/test_device_blur.py tests/test_phase_grid_conv.py
+    step "dilated convolutions: library, phase grids, GEMM" 80 "$OUT/bench.log" "$PYTHON" bench/bench_dilated_conv.py \
+        --device cuda --budget 1 --out "$OUT/dilated_conv_cuda.md"
     step "3D x8 execution variants" 280 "$OUT/bench.log" "$PYTHON" bench/bench_execution_variants.py \
         --device cuda --size 96 --budget 4 --profile 5 --out "$OUT/execution_variants_cuda.md"
-    step "dilated convolutions: library vs phase grids" 80 "$OUT/bench.log" "$PYTHON" bench/bench_dilated_conv.py \
-        --device cuda --out "$OUT/dilated_conv_cuda.md"
     step "mri loader by workers and blur" 120 "$OUT/bench.log" "$PYTHON" bench/bench_mri_loader.py \
         --workers 0 4 8 --blur-on loader device --device cuda --out "$OUT/mri_loader_gpu_machine.md"
     exit 0
