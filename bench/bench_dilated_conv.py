@@ -144,6 +144,8 @@ def main() -> None:
     device = torch.device(args.device)
     on_gpu = device.type == "cuda"
     torch.backends.cudnn.benchmark = on_gpu  # the engine's `auto` on a GPU
+    # fp32 on equal terms: torch's default lets convolutions, not matrix products, run in TF32 on a GPU
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32
     sync = torch.cuda.synchronize if on_gpu else (lambda: None)
     layouts = (False, True) if on_gpu else (False,)  # channels-last 3D: a GPU layout (oneDNN picks its own)
     rows = []
@@ -169,7 +171,8 @@ def main() -> None:
         f"# The ×8's dilated convolutions: the library's dilated kernels, phase grids and im2col GEMM ({args.device})",
         "", f"Command: `{command_line()}`", "",
         f"Machine: {name}, torch {torch.__version__}, {torch.get_num_threads()} intra-op threads; cuDNN benchmark "
-        f"{'on' if on_gpu else 'n/a'}, TF32 convolutions {torch.backends.cudnn.allow_tf32} (torch's default). Batch "
+        f"{'on' if on_gpu else 'n/a'}, TF32 convolutions {torch.backends.cudnn.allow_tf32} (torch's default) and matrix "
+        f"products {torch.backends.cuda.matmul.allow_tf32} (set alike here, for the GEMM's fp32 rows). Batch "
         f"{args.batch_size}, forward + backward (input and weight gradients), median of runs filling {args.budget} s "
         "after two untimed.", "",
         "| layer at a 96³ crop | precision | " + " | ".join(f"{way} ms" for way in WAYS) + " | "

@@ -37,7 +37,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads; 0: torch's default")
     parser.add_argument("--budget", type=float, default=10.0, help="seconds of timed steps per variant")
     parser.add_argument("--profile", type=int, default=0, metavar="STEPS",
-                        help="then profile this many steps of the engine's `auto` variant: its busiest kernels")
+                        help="then profile this many steps of the engine's GPU `auto` variant (bf16 + compile): its "
+                             "busiest kernels")
     parser.add_argument("--out", type=nonempty_path, help="default bench/results/execution_variants_<device>.md")
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():

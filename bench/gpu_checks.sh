@@ -25,7 +25,8 @@
 # Why a shared deadline: a device call has one fixed limit, and a step cut short must still leave the earlier steps'
 # figures (and its own log lines) in $OUT.
 # With 15 minutes of device time in all (machine start ~35 s included), what is still open fits as two calls:
-# `GPU_CHECKS_SECONDS=330 ... 3d` (timeout_s 350: the 3D checks but the loader), then `GPU_CHECKS_SECONDS=480 ... gap`
+# `GPU_CHECKS_SECONDS=330 ... 3d` (timeout_s 350: the tests, the convolutions alone, and the variants table at least
+# as far as its phase-grid rows; its later rows and the loader are likely cut), then `GPU_CHECKS_SECONDS=480 ... gap`
 # (timeout_s 500: the rows are likely cut short; the clean one past epoch 80, the rate's last step, is nearly at
 # its final accuracy, and the cosine one is read at the end of each 10-epoch cycle).
 set -u

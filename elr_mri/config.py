@@ -187,8 +187,9 @@ class TrainLoopConfig:
     compile: Literal["auto", True, False] = "auto"  # torch.compile the trained network; auto: on for CUDA
     # torch.compile's mode when compiling. reduce-overhead adds CUDA graphs (one launch replays a step's
     # kernels): for GPU steps whose host time exceeds their GPU time, as CIFAR ResNet-34's on an H200. auto:
-    # reduce-overhead on CUDA for one trained network in one process on device-resident batches (the case
-    # measured: a CIFAR-10 epoch 9.0 s → 2.4 s), compile's default otherwise (ELR+, torchrun, files, volumes)
+    # reduce-overhead on CUDA for one trained network in one process on device-resident batches, in bf16 or fp32
+    # (the case measured: a CIFAR-10 epoch 9.0 s → 2.4 s), compile's default otherwise (ELR+, torchrun, fp16,
+    # files, volumes)
     compile_mode: Literal["auto", "default", "reduce-overhead", "max-autotune"] = "auto"
     # the rest of a training step compiled beside the network, where the host launching small kernels one by one
     # is the limit: ELR's arithmetic (cross-entropy, target blend, regulariser) inside the network's graph, ELR+'s

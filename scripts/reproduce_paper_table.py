@@ -267,11 +267,16 @@ def _results_table(rows: list[Row], summaries: dict[str, list[dict]]) -> str:
 
 
 def _executions(summaries: dict[str, list[dict]]) -> str:
-    """How the runs ran (summary.json's `execution`, what the speed switches' `auto` chose), by device: whether a
-    row's wall time had CUDA graphs behind it. Runs from before the field was recorded are left out."""
-    counts = Counter((s["device"], s["execution"]) for runs in summaries.values() for s in runs if "execution" in s)
-    return "".join(f"\n{device}: {execution} ({count} run{'s' * (count > 1)})"
-                   for (device, execution), count in sorted(counts.items()))
+    """How each row's runs ran (summary.json's `execution`: what the speed switches' `auto` chose, and whether
+    torch.compile worked), by device: whether a row's wall time had CUDA graphs behind it. Runs from before the field
+    was recorded are left out."""
+    counts = Counter((row, s["device"], s["execution"]) for row, runs in summaries.items() for s in runs
+                     if "execution" in s)
+    if not counts:
+        return ""
+    lines = [f"- {row} on {device}: {execution} ({count} run{'s' * (count > 1)})"
+             for (row, device, execution), count in sorted(counts.items())]
+    return "\n\nHow the runs ran:\n" + "\n".join(lines)
 
 
 def _ours(runs: list[dict], column: str) -> list[str]:

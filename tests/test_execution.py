@@ -47,17 +47,19 @@ def test_auto_leaves_channels_last_off_for_volumes_on_a_gpu() -> None:
 
 def test_auto_compile_mode_takes_cuda_graphs_only_where_they_were_tested() -> None:
     """CUDA graphs cut the CIFAR-10 epoch from 9.0 s to 2.4 s on an H200 for one network on device-resident batches;
-    ELR+, torchrun, files and volumes keep compile's default mode until tested. An explicit mode stands."""
+    ELR+, torchrun, fp16, files and volumes keep compile's default mode until tested. An explicit mode stands."""
     gpu, cpu = torch.device("cuda"), torch.device("cpu")  # the plan only reads the device's type
 
     def mode(device: torch.device, tested: bool, **train: Any) -> str:
-        cfg = TrainLoopConfig(precision="bf16", **train)
+        cfg = TrainLoopConfig(**{"precision": "bf16", **train})
         return ExecutionPlan.from_config(cfg, device, graphs_tested=tested).compile_mode
 
     assert TrainLoopConfig().compile_mode == "auto"
     assert (mode(gpu, True), mode(gpu, False), mode(cpu, True)) == ("reduce-overhead", "default", "default")
+    assert (mode(gpu, True, precision="fp32"), mode(gpu, True, precision="fp16")) == ("reduce-overhead", "default")
     assert mode(gpu, True, compile_mode="default") == "default"
     assert mode(gpu, False, compile_mode="reduce-overhead") == "reduce-overhead"
+    assert mode(gpu, True, precision="fp16", compile_mode="reduce-overhead") == "reduce-overhead"
 
 
 def test_cuda_graphs_are_tested_for_one_network_in_one_process_on_device_batches() -> None:
@@ -158,6 +160,15 @@ def test_compiled_model_gives_the_same_losses(tmp_path: Path, whole_step: bool) 
     assert counters["stats"]["unique_graphs"] == 1  # 270 examples in batches of 64: the tail of 14 ran eagerly
 
 
+def test_runs_one_after_another_in_a_process_each_compile_afresh(tmp_path: Path) -> None:
+    """reproduce_paper_table.py trains a table's runs in one process: each must compile (and on a GPU record CUDA
+    graphs for) its own network, as a run alone does, not reuse what an earlier run's network left behind."""
+    _forget_compiled_graphs()
+    for name in ("first", "second"):
+        _losses(tmp_path, name, "train.compile=true")
+    assert counters["stats"]["unique_graphs"] == 2
+
+
 @pytest.mark.slow
 def test_a_compiled_step_trains_augmented_images_as_the_compiled_network_alone(tmp_path: Path) -> None:
     """`train.compile_step` through the engine on CIFAR-shaped images with crop and flip: the batches' assembly
@@ -211,13 +222,18 @@ def test_a_network_torch_compile_cannot_compile_runs_eagerly_after_one_warning(
     _forget_compiled_graphs()
     torch.manual_seed(0)
     networks = [nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3)) for _ in range(2)]
+    plan = ExecutionPlan(torch.device("cpu"), autocast_dtype=None, compile=True, channels_last=False)
+    assert plan.describe(networks) == "fp32, torch.compile (default)"
     with _no_compiler():
         for network in networks:  # two networks (ELR+), one warning
-            wrapped = CompiledForFullBatches(network)
+            wrapped = plan.compiled(network)
+            assert isinstance(wrapped, CompiledForFullBatches)
             for _ in range(2):
                 images = torch.randn(4, 6)
                 torch.testing.assert_close(wrapped(images), network(images), rtol=0, atol=0)
             assert wrapped.graph is None
+    # summary.json's record says what ran
+    assert plan.describe(networks).startswith("fp32, eager (torch.compile failed on this machine: InvalidCxxCompiler")
     warnings = capsys.readouterr().err.strip().splitlines()
     assert len(warnings) == 1 and warnings[0].startswith(
         "warning: torch.compile fails on this machine (InvalidCxxCompiler: No working C++ compiler found"), warnings
@@ -249,7 +265,7 @@ def test_cuda_graphs_train_the_engine_networks_as_plain_compile_does(tmp_path: P
     on_gpu = ["train.device=cuda", "train.precision=fp32", "train.compile=true", "train.cudnn_benchmark=false",
               f"loss.name={name}"]
     _forget_compiled_graphs()
-    reference = _losses(tmp_path, "default", *on_gpu)
+    reference = _losses(tmp_path, "default", *on_gpu, "train.compile_mode=default")  # auto would graph ELR too
     _forget_compiled_graphs()
     graphed = _losses(tmp_path, "graphed", *on_gpu, "train.compile_mode=reduce-overhead",
                       *(["train.compile_step=true"] if in_graph else []))

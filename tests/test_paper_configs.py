@@ -212,7 +212,7 @@ def test_webvision_row_reports_every_figure_of_table_3(reproduce):
     graphs = "bf16 autocast, channels-last, torch.compile (reduce-overhead), fused optimizer, cuDNN benchmark"
     table = reproduce._results_table(rows, {"elr": [], "elr_plus": [], "webvision-elr_plus": [
         {**run, "execution": graphs}, {**run, "execution": graphs}]})
-    assert table.endswith(f"\nNVIDIA H100: {graphs} (2 runs)")
+    assert table.endswith(f"\n\nHow the runs ran:\n- webvision-elr_plus on NVIDIA H100: {graphs} (2 runs)")
 
 
 @pytest.mark.parametrize(("script", "args", "says"), [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from elr_mri.config import TrainLoopConfig
 from elr_mri.engine.execution import ExecutionPlan
@@ -52,6 +53,8 @@ def test_the_switch_changes_the_path_not_the_parameters() -> None:
     torch.testing.assert_close(phases, library, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="stride 1, one group"):
         PhaseGridConv3d(1, 2, 3, stride=2)
+    with pytest.raises(ValueError, match="the same kernel size"):  # the phase grids read the last axis's size
+        PhaseGridConv3d(1, 2, (3, 5, 5), padding=1, dilation=2)
 
 
 def test_the_execution_plan_sets_the_switch_on_the_placed_model() -> None:
@@ -59,7 +62,8 @@ def test_the_execution_plan_sets_the_switch_on_the_placed_model() -> None:
         plan = ExecutionPlan.from_config(TrainLoopConfig(phase_grid_convs=on), torch.device("cpu"))
         model = plan.place_model(WidenedCNN3D(1, 3, widening=1, use_age=False, input_size=(72, 72, 72)))
         assert [m.on_phase_grids for m in model.modules() if isinstance(m, PhaseGridConv3d)] == [on] * 4
-        assert ("phase grids" in plan.describe()) == on
+        assert ("phase grids" in plan.describe([model])) == on
+        assert "phase grids" not in plan.describe([nn.Linear(3, 2)])  # a network it does not change
 
 
 @pytest.mark.gpu

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import sys
 from contextlib import nullcontext
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Callable, ContextManager
 
 import torch
@@ -20,7 +21,7 @@ from torch import nn
 from torch._dynamo.exc import BackendCompilerFailed
 
 from elr_mri.config import ConfigError, TrainLoopConfig
-from elr_mri.models.phase_grid_conv import use_phase_grids
+from elr_mri.models.phase_grid_conv import PhaseGridConv3d, use_phase_grids
 
 __all__ = ["CompiledForFullBatches", "ExecutionPlan", "limit_cpu_threads"]
 
@@ -38,6 +39,8 @@ class ExecutionPlan:
     # `train.compile: true`, not auto: where torch.compile fails on this machine the run stops instead of going on eager
     compile_required: bool = False
     phase_grid_convs: bool = False  # the widened 3D CNN's dilated convolutions on phase grids
+    # why torch.compile failed on this machine, where its wrappers went on eagerly (`describe` then says so)
+    compile_failures: list[str] = field(default_factory=list, compare=False, repr=False)
 
     @classmethod
     def from_config(cls, cfg: TrainLoopConfig, device: torch.device, volumetric: bool = False,
@@ -45,14 +48,15 @@ class ExecutionPlan:
         """`volumetric`: the inputs are 3D volumes, whose channels-last layout `auto` leaves off: on an H200 it
         slowed the ×8 + age at 96³ by 3–4% eager and compiled alike (bench/results/execution_variants_cuda.md).
         `graphs_tested`: the run is the kind CUDA graphs were tested and timed on (one network, one process,
-        device-resident image batches: `cuda_graphs_tested`), where `compile_mode: auto` takes them."""
+        device-resident image batches: `cuda_graphs_tested`), where `compile_mode: auto` takes them unless the
+        precision is fp16."""
         on_gpu = device.type == "cuda"
-        compile_mode = cfg.compile_mode
-        if compile_mode == "auto":
-            compile_mode = "reduce-overhead" if on_gpu and graphs_tested else "default"
         precision = cfg.precision
         if precision == "auto":
             precision = ("bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16") if on_gpu else "fp32"
+        compile_mode = cfg.compile_mode
+        if compile_mode == "auto":  # fp16's loss scaling has not run under CUDA graphs yet (bf16 and fp32 have)
+            compile_mode = "reduce-overhead" if on_gpu and graphs_tested and precision != "fp16" else "default"
         dtypes = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
         return cls(device=device, autocast_dtype=dtypes[precision],
                    compile=on_gpu if cfg.compile == "auto" else cfg.compile,
@@ -62,18 +66,22 @@ class ExecutionPlan:
                    fused_optimizer=on_gpu if cfg.fused_optimizer == "auto" else cfg.fused_optimizer,
                    compile_required=cfg.compile is True, phase_grid_convs=cfg.phase_grid_convs)
 
-    def describe(self) -> str:
-        """What `auto` chose, in words for summary.json: e.g. "bf16 autocast, channels-last, torch.compile
-        (reduce-overhead), fused optimizer, cuDNN benchmark"."""
+    def describe(self, networks: Sequence[nn.Module] = ()) -> str:
+        """How `networks` ran, in words for summary.json: e.g. "bf16 autocast, channels-last, torch.compile
+        (reduce-overhead), fused optimizer, cuDNN benchmark". What ran, not only what `auto` chose: a compile that
+        failed on the machine reads as eager, and phase grids count only where `networks` have dilated convolutions."""
         names = {None: "fp32", torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast with loss scaling"}
         parts = [names[self.autocast_dtype]]
         if self.channels_last:
             parts.append("channels-last")
-        if self.compile:
+        if self.compile and self.compile_failures:
+            parts.append(f"eager (torch.compile failed on this machine: {self.compile_failures[0]})")
+        elif self.compile:
             parts.append(f"torch.compile ({self.compile_mode}{', whole step' if self.compile_step else ''})")
         else:
             parts.append("eager")
-        if self.phase_grid_convs:
+        if self.phase_grid_convs and any(isinstance(module, PhaseGridConv3d) and module.dilation[0] > 1
+                                         for network in networks for module in network.modules()):
             parts.append("dilated convolutions on phase grids")
         if self.fused_optimizer:
             parts.append("fused optimizer")
@@ -122,13 +130,15 @@ class ExecutionPlan:
         return self.compile and self.compile_step
 
     def compiled(self, module: nn.Module) -> nn.Module:
-        return CompiledForFullBatches(module, self.compile_mode, self.compile_required) if self.compile else module
+        if not self.compile:
+            return module
+        return CompiledForFullBatches(module, self.compile_mode, self.compile_required, self.compile_failures)
 
     def compiled_function(self, function: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
         """`function` compiled for the batch size of its first call, without CUDA graphs: a graph would copy
         every input it does not own into its own memory at each call, as the whole image store for a batch's
         assembly."""
-        return CompiledForFullBatches(function, "default", self.compile_required)
+        return CompiledForFullBatches(function, "default", self.compile_required, self.compile_failures)
 
 
 class CompiledForFullBatches(nn.Module):
@@ -142,16 +152,17 @@ class CompiledForFullBatches(nn.Module):
 
     Where torch.compile cannot compile on this machine (no C/C++ compiler for inductor or Triton, as in slim
     containers), it runs eagerly from then on after one warning line, the same arithmetic only slower; `required`
-    (`train.compile: true`) makes that a one-line error instead.
+    (`train.compile: true`) makes that a one-line error instead. `failures` collects why, for the run's records.
     """
 
     def __init__(self, module: nn.Module | Callable[..., torch.Tensor], mode: str = "default",
-                 required: bool = False) -> None:
+                 required: bool = False, failures: list[str] | None = None) -> None:
         super().__init__()
         self.eager = module
         self.graph = torch.compile(module, dynamic=False, mode=mode)
         self.full_batch: int | None = None
         self.required = required
+        self.failures = failures
 
     def forward(self, images: torch.Tensor, **extra: torch.Tensor) -> torch.Tensor:
         if self.full_batch is None:
@@ -175,6 +186,8 @@ class CompiledForFullBatches(nn.Module):
             print(f"warning: torch.compile fails on this machine ({reason}); training goes on without it: the same "
                   "results, only slower. Make it work there, or set train.compile: false to skip the attempt",
                   file=sys.stderr)
+        if self.failures is not None:
+            self.failures.append(reason)
         self.graph = None
 
 

@@ -117,9 +117,11 @@ def _main_rank_does(dist: DistContext, action: Callable[[], Any]) -> None:
 
 def cuda_graphs_tested(cfg: RunConfig, data: NoisyImageData, dist: DistContext) -> bool:
     """Whether the run is the kind CUDA graphs were tested and timed on, where `train.compile_mode: auto` takes
-    them: one trained network (ELR+'s two, in one tree of graphs, have not run on a GPU yet) in one process (not
-    yet under torchrun), on device-resident image batches (the small-image step whose host time was the limit;
-    a step fed from files or on volumes waits on its loader or on the GPU's arithmetic instead)."""
+    them: one trained network (ELR+'s two, in one tree of graphs, have not run on a GPU yet; the other losses run
+    outside the graphed network, as ELR's does without `compile_step`) in one process (not yet under torchrun;
+    runs one after another in a process each compile afresh), on device-resident image batches (the small-image
+    step whose host time was the limit; a step fed from files or on volumes waits on its loader or on the GPU's
+    arithmetic instead)."""
     return cfg.loss.name != "elr_plus" and not dist.enabled and serves_from_device(data, cfg)
 
 
@@ -135,6 +137,8 @@ def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, de
     plan = ExecutionPlan.from_config(cfg.train, device, volumetric=len(data.input_shape) == 4,
                                      graphs_tested=cuda_graphs_tested(cfg, data, dist))
     plan.configure_backends()
+    if plan.compile:  # each run compiles as in a fresh process, the way its CUDA graphs were tested: not on top of
+        torch.compiler.reset()  # an earlier run's graphs in this process (reproduce_paper_table.py, --jobs 1)
     method = build_method(cfg, data.input_shape, data.num_classes, len(data.train), plan, dist)
     feeder = BatchFeeder(data, cfg, dist, device, channels_last=plan.channels_last, blur_on_device=blur_on_device,
                          compile_assembly=plan.compiled_function if plan.compiles_step else None)
@@ -466,7 +470,7 @@ def _finish(out_dir: Path, cfg: RunConfig, data: NoisyImageData, method: Method,
         **{f"{column}_{which}": float(row[column]) for column in metrics.columns if column.startswith("test_")
            for which, row in (("at_best", best), ("last", metrics.iloc[-1]))},
         "device": _device_name(plan.device),
-        "execution": plan.describe(),  # what the `auto` switches chose on that device
+        "execution": plan.describe(method.networks()),  # how the networks ran on that device (this call's plan)
         "wall_seconds": round(state.seconds_before + time.perf_counter() - state.started, 2),
     }
     found = collapse_warnings(metrics, int(best["epoch"]), cfg.loss.name)

@@ -21,8 +21,9 @@ __all__ = ["PhaseGridConv3d", "conv3d_on_phases", "use_phase_grids"]
 
 def conv3d_on_phases(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: int,
                      dilation: int) -> torch.Tensor:
-    """`F.conv3d(x, weight, bias, padding=padding, dilation=dilation)` (stride 1, one group, the same padding and
-    dilation on every axis) computed as dilation³ undilated convolutions, one per phase grid of the padded input."""
+    """`F.conv3d(x, weight, bias, padding=padding, dilation=dilation)` (stride 1, one group, a cubic kernel, the same
+    padding and dilation on every axis) computed as dilation³ undilated convolutions, one per phase grid of the
+    padded input."""
     d, k = dilation, weight.shape[-1]
     x = F.pad(x, (padding,) * 6)
     batch, channels, *sides = x.shape
@@ -47,10 +48,11 @@ class PhaseGridConv3d(nn.Conv3d):
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
-        cubic = len(set(self.dilation)) == 1 and isinstance(self.padding, tuple) and len(set(self.padding)) == 1
+        cubic = (len(set(self.kernel_size)) == 1 and len(set(self.dilation)) == 1
+                 and isinstance(self.padding, tuple) and len(set(self.padding)) == 1)
         if not (cubic and self.stride == (1, 1, 1) and self.groups == 1 and self.padding_mode == "zeros"):
-            raise ValueError("PhaseGridConv3d needs stride 1, one group, zero padding, and the same padding and "
-                             "dilation on every axis")
+            raise ValueError("PhaseGridConv3d needs stride 1, one group, zero padding, and the same kernel size, "
+                             "padding and dilation on every axis")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.on_phase_grids and self.dilation[0] > 1:
