@@ -75,7 +75,8 @@ row() {
 # `bash bench/gpu_checks.sh gap`: the row's 3.2-point gap to the paper (85.98 against 89.15), two suspects at once,
 # side by side on the one GPU: the row on the JPEGs' true labels (how far the JPEG copy alone holds the network back)
 # and the noisy row under the official code's CIFAR-10 config (cosine warm restarts every 10 epochs, 150 epochs: the
-# config the official repository ships, where the paper's appendix gives the ÷100 steps at 40 and 80). Their epoch
+# config the official repository ships, where the paper's appendix gives the ÷100 steps at 40 and 80; the official
+# ELR/README.md reports it at 91.43% for this row, against 89.15 for the steps). Their epoch
 # times against the 2.37 s of one run alone also say how much a second process gains. A run cut by the limit still
 # leaves its metrics.csv: the clean row comparable epoch by epoch with
 # bench/results/cifar10_elr_sym40_h200_cudagraphs.csv, the cosine row at the end of each 10-epoch cycle.
