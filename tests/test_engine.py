@@ -166,6 +166,25 @@ def test_resume_with_more_epochs_extends_a_finished_run(tmp_path: Path, cli_in_p
     assert json.loads((out / "summary.json").read_text())["epochs"] == reached + 2
 
 
+def test_a_run_brought_back_to_its_checkpoints_length_says_that_length(tmp_path: Path, cli_in_process: Cli) -> None:
+    """An extension stopped before its next checkpoint leaves config.yaml and metrics.csv ahead of last.pt; a resume
+    at the checkpoint's length ends the run there, and its records must say so, or a later plain --resume would
+    drop the summary and train the abandoned extension on."""
+    out = tmp_path / "run"
+    train(load_config(DIGITS, [*SMALL, "train.epochs=2"]), out)
+    kept = {name: (out / "checkpoints" / name).read_bytes() for name in ("last.pt", "best.pt")}
+    assert cli_in_process("train", "--resume", str(out), "--set", "train.epochs=3").returncode == 0
+    for name, content in kept.items():  # as if the extension had been stopped before writing a checkpoint
+        (out / "checkpoints" / name).write_bytes(content)
+    (out / "summary.json").unlink()
+    for args in (["--set", "train.epochs=2"], []):  # then a plain resume: nothing more to train
+        result = cli_in_process("train", "--resume", str(out), *args)
+        assert result.returncode == 0, result.stderr
+        assert "epochs: 2" in (out / "config.yaml").read_text()
+        assert list(pd.read_csv(out / "metrics.csv")["epoch"]) == [1, 2]
+        assert json.loads((out / "summary.json").read_text())["epochs"] == 2
+
+
 def test_continuing_a_run_removes_the_evaluations_of_the_checkpoints_it_replaces(tmp_path: Path) -> None:
     """eval-*/ scored best.pt or last.pt as they were: kept, a later `evaluate` run beside them or a script that
     skips evaluations already written (scripts/mri_n1200.py) would report an earlier epoch's weights."""
@@ -458,6 +477,34 @@ def test_existing_run_is_not_overwritten(tmp_path: Path) -> None:
     assert result.returncode == 2 and "--resume" in result.stderr
 
 
+def test_a_new_run_refuses_a_folder_that_is_not_a_runs_and_leaves_it_as_it_was(tmp_path: Path,
+                                                                                cli_in_process: Cli) -> None:
+    """A run's clean-up (temporary files, eval-*/ folders) must not reach a user's own folder, and a finished run
+    whose checkpoints were deleted (to save space) must not be half overwritten by a new one."""
+    mine = tmp_path / "mine"
+    (mine / "eval-notes").mkdir(parents=True)
+    (mine / "eval-notes" / "README.txt").write_text("notes")
+    (mine / ".tmp-draft.txt").write_text("draft")
+    before = sorted(path.relative_to(mine) for path in mine.rglob("*"))
+    new_run = ["--config", str(DIGITS), "--set", "data.train_subset=300", "--set", "train.progress=false",
+               "--set", "train.epochs=1"]
+    result = cli_in_process("train", "--out", str(mine), *new_run)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "holds files that are not a run's (eval-notes); a new run needs a new or empty folder" in result.stderr
+    assert sorted(path.relative_to(mine) for path in mine.rglob("*") if path.name != ".train.lock") == before
+
+    finished = tmp_path / "finished"
+    assert cli_in_process("train", "--out", str(finished), *new_run).returncode == 0
+    summary = (finished / "summary.json").read_text()
+    shutil.rmtree(finished / "checkpoints")
+    for args, says in ((["--out", str(finished), *new_run], "holds a finished run (summary.json) whose checkpoints "
+                                                              "are gone"),
+                       (["--resume", str(finished)], "is gone, so the finished run in")):
+        result = cli_in_process("train", *args)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1 and says in result.stderr, result.stderr
+    assert (finished / "summary.json").read_text() == summary and len(pd.read_csv(finished / "metrics.csv")) == 1
+
+
 def test_a_second_train_into_a_directory_being_written_is_refused(tmp_path: Path, cli_in_process: Cli) -> None:
     """Until its first checkpoint a run leaves nothing that marks its directory as taken but the lock."""
     out = tmp_path / "run"
@@ -706,8 +753,9 @@ def test_a_run_directory_without_its_data_record_is_named(tmp_path: Path, cli_in
         result = cli_in_process(*command)
         assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr[-2000:]
         assert f"{out / 'data_shape.json'}: unreadable (" in result.stderr and "restore it" in result.stderr
-    shutil.rmtree(out / "checkpoints")
-    (out / "data_shape.json").unlink()
+    shutil.rmtree(out / "checkpoints")  # as a run killed before its first checkpoint: no summary either
+    for name in ("data_shape.json", "summary.json", "suspected_mislabels.csv", "memorization.png"):
+        (out / name).unlink()
     result = cli_in_process("train", "--resume", str(out))
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads((out / "data_shape.json").read_text()) == json.loads(recorded)

@@ -40,7 +40,10 @@ def test_runs_side_by_side_train_as_one_after_the_other(parallel, tmp_path: Path
     assert "digits seed 0: started on GPU 3 (new)" in out and "digits seed 1: started on GPU 5 (new)" in out
     in_turn = parallel.train_in_parallel(_seeds(parallel, tmp_path / "in_turn", "train.threads=1"), jobs=1)
     assert "started on GPU 3" in capsys.readouterr().out  # one slot: every run on the first GPU
-    for (run, summary), (other, other_summary) in zip(together.items(), in_turn.items(), strict=True):
+    by_name = {run.name: (run, summary) for run, summary in in_turn.items()}  # results come as runs finish
+    assert sorted(by_name) == sorted(run.name for run in together)
+    for run, summary in together.items():
+        other, other_summary = by_name[run.name]
         assert isinstance(summary, dict), summary
         assert summary["test_acc_last"] == other_summary["test_acc_last"]
         metrics = pd.read_csv(run.run_dir / "metrics.csv").drop(columns=TIMES)

@@ -25,6 +25,7 @@ from elr_mri.config import ConfigError, RunConfig
 from elr_mri.data.images import NoisyImageData
 from elr_mri.engine.checkpoint import atomic_write_json, atomic_write_text
 from preprocess.folder_locks import locks_unsupported, warn_unlocked
+from preprocess.sidecar import remove_stale_temps
 
 __all__ = ["exclusive_run_dir", "start_run_dir", "reopen_run_dir", "remove_scores_made_while_training",
            "refuse_stretched_cosine", "require_same_data"]
@@ -32,6 +33,9 @@ __all__ = ["exclusive_run_dir", "start_run_dir", "reopen_run_dir", "remove_score
 RUN_LOCK = ".train.lock"  # held (lockf) by the `elr-mri train` writing the run; released when it ends
 END_PRODUCTS = ("summary.json", "suspected_mislabels.csv", "memorization.png")  # written when a run ends
 CHECKPOINT_PRODUCTS = ("eval-*", "explain-*")  # folders of `elr-mri evaluate` and `explain`, from best.pt or last.pt
+# what a run writes before its first checkpoint: a new run may start over in a folder that holds only these
+BEFORE_FIRST_CHECKPOINT = (RUN_LOCK, "config.yaml", "data_shape.json", "splits.csv", "split_balance.csv",
+                           "metrics.csv", "tensorboard", "checkpoints")
 
 
 @contextmanager
@@ -63,11 +67,27 @@ def exclusive_run_dir(out_dir: Path, create: bool = True) -> Iterator[None]:
 
 
 def start_run_dir(out_dir: Path, config_text: str, data: NoisyImageData, record_ages: bool) -> None:
-    """Write the config and what a resume and evaluation compare with (`record_run_data`)."""
+    """Write the config and what a resume and evaluation compare with (`record_run_data`), in a new or empty folder
+    or one where a run was killed before its first checkpoint (started over, its leftover temporary files go).
+
+    Any other folder is refused untouched: a finished run whose checkpoints were deleted would otherwise be
+    overwritten in part (its summary.json left beside the new run's metrics), and a folder of the user's own
+    files would lose what a run's clean-up removes (temporary files, eval-*/ and explain-*/ folders)."""
     if (out_dir / "checkpoints" / "last.pt").exists():
         raise FileExistsError(f"{out_dir} already holds a run; continue it with --resume {out_dir} "
                               "or choose another --out")
+    if (out_dir / "summary.json").exists():
+        raise FileExistsError(f"{out_dir} holds a finished run (summary.json) whose checkpoints are gone; choose "
+                              "another --out, or move that run away to train it again there")
+    others = sorted(path.name for path in out_dir.iterdir() if path.name not in BEFORE_FIRST_CHECKPOINT
+                    and not path.name.startswith(".tmp")) if out_dir.is_dir() else []
+    if others:
+        listed = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        raise FileExistsError(f"{out_dir} holds files that are not a run's ({listed}); a new run needs a new or "
+                              "empty folder: choose another --out")
     out_dir.mkdir(parents=True, exist_ok=True)
+    for folder in (out_dir, out_dir / "checkpoints"):
+        remove_stale_temps(folder)  # a ResNet checkpoint's is 170 MB
     atomic_write_text(config_text, out_dir / "config.yaml")
     record_run_data(out_dir, data, record_ages)
 

@@ -128,8 +128,8 @@ def cuda_graphs_tested(cfg: RunConfig, data: NoisyImageData, dist: DistContext) 
 def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, device: torch.device,
                 dist: DistContext) -> dict[str, Any]:
     """The run itself, once `train` holds its directory."""
-    if dist.is_main:  # what a killed run was writing: never read, but a ResNet checkpoint's is 170 MB
-        for folder in (out_dir, out_dir / "checkpoints"):
+    if dist.is_main and resume:  # what a killed run was writing: never read, but a ResNet checkpoint's is 170 MB
+        for folder in (out_dir, out_dir / "checkpoints"):  # (a new run's folder: start_run_dir, once it is accepted)
             remove_stale_temps(folder)
     blur_on_device = blurs_on_device(cfg.data, device)
     data = build_data(cfg.data, require_age=uses_age(cfg), blur_on_device=blur_on_device)
@@ -153,6 +153,11 @@ def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, de
                               f"cannot shorten it; pass more than {state.epoch} to continue it")
         if dist.is_main and state.epoch < cfg.train.epochs:
             reopen_run_dir(out_dir, _config_text(cfg))
+        elif dist.is_main:
+            # nothing left to train, perhaps after an extension was stopped before its next checkpoint: the run ends
+            # at the checkpoint's length, so its config and metrics say that length, not the stopped extension's
+            atomic_write_text(_config_text(cfg), out_dir / "config.yaml")
+            _write_metrics(out_dir, state.rows, None)
         if dist.is_main and state.epoch == 0:  # killed before the first checkpoint, perhaps before these records
             record_run_data(out_dir, data, record_ages=uses_age(cfg))
     else:
@@ -358,6 +363,9 @@ def _restore(out_dir: Path, cfg: RunConfig, method: Method, tracker: PredictionT
     `cfg` comes from the run's config.yaml, which a hand edit may have changed since: the settings the
     checkpoint was trained with (recorded in it) are compared, as `--set` changes are."""
     path = out_dir / "checkpoints" / "last.pt"
+    if not path.exists() and (out_dir / "summary.json").exists():
+        raise FileNotFoundError(f"{path} is gone, so the finished run in {out_dir} cannot go on (its results stay); "
+                                "restore the checkpoint from a copy, or start a new run with another --out")
     if not path.exists():  # killed before the first checkpoint was written
         print(f"{out_dir}: no checkpoint yet (stopped before the first was written); training starts from epoch 1",
               file=sys.stderr)
