@@ -11,6 +11,7 @@ import json
 import math
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -55,7 +56,7 @@ def _after_interrupt(args: argparse.Namespace) -> str:
     if args.command == "train":
         run_dir = _train_run_dir(args)
         if (run_dir / "checkpoints" / "last.pt").exists():
-            return f"continue from the last checkpoint with: elr-mri train --resume {run_dir}"
+            return f"continue from the last checkpoint with: elr-mri train --resume {shlex.quote(str(run_dir))}"
         return ("no checkpoint was written yet (the first comes after train.checkpoint_seconds and an epoch), so "
                 "nothing to resume: run the same command again")
     if args.command in ("evaluate", "explain"):  # files are replaced one by one; summary.json goes first, back last
@@ -167,6 +168,9 @@ def _train(args: argparse.Namespace) -> int:
             raise ValueError(f"--out {args.out} with --resume {args.resume}: a resumed run continues in its own "
                              "directory; drop --out (or copy the run directory there first)")
         out_dir = args.resume
+        if not (out_dir / "config.yaml").is_file() and (out_dir / "checkpoints" / "last.pt").is_file():
+            raise FileNotFoundError(f"--resume {out_dir}: its config.yaml is missing (checkpoints/last.pt is there); "
+                                    "restore config.yaml from a copy of the run")
         if not (out_dir / "config.yaml").is_file():
             raise FileNotFoundError(f"--resume {out_dir}: no run there (no config.yaml); pass the directory "
                                     "`elr-mri train` wrote (its --out), or start one with --config")

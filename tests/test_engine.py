@@ -313,9 +313,26 @@ def test_a_damaged_checkpoint_or_metrics_file_is_one_line_naming_it(tmp_path: Pa
     metrics.write_text(kept[:len(kept) * 2 // 3])  # the last row cut short
     result = cli_in_process("train", "--resume", str(out), "--set", "train.epochs=3")
     assert result.returncode == 2 and f"{metrics}: lacks rows of the 2 epochs" in result.stderr, result.stderr[-2000:]
+    for damaged in (b"\xff\xfe" + kept.encode()[2:], kept.replace("\n1,", "\none,", 1).encode()):  # bytes, a cell
+        metrics.write_bytes(damaged)
+        result = cli_in_process("train", "--resume", str(out), "--set", "train.epochs=3")
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr[-2000:]
+        assert f"{metrics}: lacks rows of the 2 epochs" in result.stderr
     metrics.write_text(kept)
     last = out / "checkpoints" / "last.pt"
-    last.write_bytes(last.read_bytes()[:1000])
+    intact = last.read_bytes()
+    last.write_bytes((out / "checkpoints" / "best.pt").read_bytes())  # a user rolling back by hand
+    result = cli_in_process("train", "--resume", str(out), "--set", "train.epochs=3")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr[-2000:]
+    assert f"{last}: not a last.pt of `elr-mri train` (it lacks tracker_probs" in result.stderr
+    last.write_bytes(intact)
+    for lost, says in (("data_shape.json", "data_shape.json not found"), ("config.yaml", "its config.yaml is missing")):
+        kept_file = (out / lost).read_bytes()
+        (out / lost).unlink()
+        result = cli_in_process("train", "--resume", str(out), "--set", "train.epochs=3")
+        assert result.returncode == 2 and result.stderr.count("\n") == 1 and says in result.stderr, result.stderr
+        (out / lost).write_bytes(kept_file)
+    last.write_bytes(intact[:1000])
     result = cli_in_process("train", "--resume", str(out), "--set", "train.epochs=3")
     assert result.returncode == 2 and f"{last}: not a readable checkpoint" in result.stderr, result.stderr[-2000:]
     assert len(result.stderr.strip().splitlines()) == 1

@@ -200,8 +200,9 @@ def require_same_data(out_dir: Path, data: NoisyImageData) -> None:
 def _require_same_data_shape(out_dir: Path, data: NoisyImageData) -> None:
     """A resumed run's data must be the data it trained on: ELR's targets hold a row per training example
     and the network a score per class, so other data fails later as a tensor size mismatch."""
-    before = read_data_shape(out_dir, required=False)
-    if before is None:  # killed before it was written: nothing was trained, and the resume writes it
+    # a run with a checkpoint must have it; without one it was killed before it was written, and the resume writes it
+    before = read_data_shape(out_dir, required=(out_dir / "checkpoints" / "last.pt").exists())
+    if before is None:
         return
     now = {"input_shape": list(data.input_shape), "num_classes": data.num_classes, "train_examples": len(data.train)}
     if data.volume_grid is not None and "volume_grid" in before:  # scans preprocessed again at another resolution

@@ -371,6 +371,11 @@ def _restore(out_dir: Path, cfg: RunConfig, method: Method, tracker: PredictionT
               file=sys.stderr)
         return
     ckpt = load_checkpoint(path)
+    lacking = [key for key in ("method", "tracker_probs", "epoch", "best_val", "best_epoch", "wall_seconds")
+               if key not in ckpt]
+    if lacking:
+        raise ValueError(f"{path}: not a last.pt of `elr-mri train` (it lacks {', '.join(lacking)}: a best.pt copied "
+                         "over it?); restore last.pt from a copy, or train the run again")
     if "config" in ckpt:  # checkpoints from before it was recorded have none
         trained_with = config_from_dict(ckpt["config"], str(path))
         refuse_resume_changes(trained_with, cfg, out_dir,
@@ -448,9 +453,10 @@ def _read_metrics(out_dir: Path) -> list[dict[str, Any]]:
     try:
         text = path.read_text()
         table = pd.read_csv(io.StringIO(text[:text.rfind("\n") + 1]))
-    except (FileNotFoundError, pd.errors.EmptyDataError, pd.errors.ParserError):
+    except (FileNotFoundError, UnicodeDecodeError, pd.errors.EmptyDataError, pd.errors.ParserError):
         return []
-    return table.to_dict("records") if "epoch" in table.columns else []
+    readable = "epoch" in table.columns and pd.api.types.is_integer_dtype(table["epoch"])
+    return table.to_dict("records") if readable else []
 
 
 def _tensorboard(out_dir: Path, epochs_kept: int) -> Any:
