@@ -18,14 +18,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from elr_mri.cli import main
-from elr_mri.config import load_config
+from elr_mri.config import config_to_dict, load_config
 from elr_mri.engine.checkpoint import atomic_write_json, load_checkpoint
 from elr_mri.engine.execution import ExecutionPlan
 from elr_mri.engine.methods import build_method
 from elr_mri.engine.run_dir import exclusive_run_dir
-from elr_mri.engine.runner import CheckpointWriter, RunState, train
+from elr_mri.engine.runner import CheckpointWriter, RunState, selection_rule, train
 from elr_mri.engine.tracking import PredictionTracker
 
 ROOT = Path(__file__).parents[1]
@@ -494,32 +495,101 @@ def test_existing_run_is_not_overwritten(tmp_path: Path) -> None:
     assert result.returncode == 2 and "--resume" in result.stderr
 
 
-def test_a_new_run_refuses_a_folder_that_is_not_a_runs_and_leaves_it_as_it_was(tmp_path: Path,
-                                                                                cli_in_process: Cli) -> None:
-    """A run's clean-up (temporary files, eval-*/ folders) must not reach a user's own folder, and a finished run
-    whose checkpoints were deleted (to save space) must not be half overwritten by a new one."""
-    mine = tmp_path / "mine"
-    (mine / "eval-notes").mkdir(parents=True)
-    (mine / "eval-notes" / "README.txt").write_text("notes")
-    (mine / ".tmp-draft.txt").write_text("draft")
-    before = sorted(path.relative_to(mine) for path in mine.rglob("*"))
+def _files(folder: Path) -> dict[Path, bytes]:
+    """Every file under `folder` with its content, but the lock a refused `train` leaves."""
+    return {path.relative_to(folder): path.read_bytes() for path in folder.rglob("*")
+            if path.is_file() and path.name != ".train.lock"}
+
+
+def test_a_new_run_or_a_resume_refuses_a_folder_that_is_not_a_runs_and_leaves_it_as_it_was(
+        tmp_path: Path, cli_in_process: Cli) -> None:
+    """What a run's start removes or rewrites (temporary files, config.yaml, metrics.csv) and its clean-up (eval-*/
+    folders) must not reach a user's own folder, even one whose files have a run's names."""
+    hand_written = DIGITS.read_text()  # a config, but not one `elr-mri train` wrote (no selection_rule)
+    folders = {
+        "notes": ({"eval-notes/README.txt": "notes", ".tmp-draft.txt": "draft", "config.yaml": hand_written},
+                  "holds files that are not a run's (.tmp-draft.txt, eval-notes); "),
+        "scratch": ({"config.yaml": hand_written, "metrics.csv": "epoch\n1\n", ".tmp/scratch/notes.txt": "notes"},
+                    "holds files that are not a run's (.tmp); "),
+        "named": ({"config.yaml": "# mine\n" + hand_written, "metrics.csv": "epoch\n1\n"},
+                  "holds config.yaml, metrics.csv but no config.yaml that `elr-mri train` wrote"),
+    }
+    for name, (files, says) in folders.items():
+        folder = tmp_path / name
+        for relative, text in files.items():
+            (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+            (folder / relative).write_text(text)
+        before = _files(folder)
+        for args, fix in ((["--config", str(DIGITS), "--out", str(folder), "--set", "data.train_subset=300"],
+                           "a new run needs a new or empty folder"),
+                          (["--resume", str(folder)], "nothing there to resume")):
+            result = cli_in_process("train", *args, "--set", "train.progress=false", "--set", "train.epochs=1")
+            assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+            assert f"{folder} {says}" in result.stderr and fix in result.stderr, result.stderr
+            assert _files(folder) == before, name
+
+
+def test_a_run_that_lost_its_checkpoints_is_neither_started_over_nor_resumed(tmp_path: Path,
+                                                                             cli_in_process: Cli) -> None:
+    """A finished run whose checkpoints were deleted (to save space) must not be half overwritten by a new one, nor a
+    run that wrote checkpoints but lost last.pt start again from epoch 1 over its metrics and best.pt; only a run
+    killed before its first checkpoint starts over, its leftover temporary files removed."""
     new_run = ["--config", str(DIGITS), "--set", "data.train_subset=300", "--set", "train.progress=false",
                "--set", "train.epochs=1"]
-    result = cli_in_process("train", "--out", str(mine), *new_run)
-    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
-    assert "holds files that are not a run's (eval-notes); a new run needs a new or empty folder" in result.stderr
-    assert sorted(path.relative_to(mine) for path in mine.rglob("*") if path.name != ".train.lock") == before
-
     finished = tmp_path / "finished"
     assert cli_in_process("train", "--out", str(finished), *new_run).returncode == 0
-    summary = (finished / "summary.json").read_text()
+    killed_after_a_checkpoint = tmp_path / "killed"
+    shutil.copytree(finished, killed_after_a_checkpoint)
     shutil.rmtree(finished / "checkpoints")
-    for args, says in ((["--out", str(finished), *new_run], "holds a finished run (summary.json) whose checkpoints "
-                                                              "are gone"),
-                       (["--resume", str(finished)], "is gone, so the finished run in")):
-        result = cli_in_process("train", *args)
-        assert result.returncode == 2 and result.stderr.count("\n") == 1 and says in result.stderr, result.stderr
-    assert (finished / "summary.json").read_text() == summary and len(pd.read_csv(finished / "metrics.csv")) == 1
+    for name in ("summary.json", "suspected_mislabels.csv", "memorization.png", "checkpoints/last.pt"):
+        (killed_after_a_checkpoint / name).unlink()
+    for folder, new_says, resume_says in (
+            (finished, "holds a finished run (summary.json) whose checkpoints are gone", "is gone, so the finished run"),
+            (killed_after_a_checkpoint, "last.pt is missing, but best.pt beside it shows", "last.pt is missing, but")):
+        before = _files(folder)
+        for args, says in ((["--out", str(folder), *new_run], new_says), (["--resume", str(folder)], resume_says)):
+            result = cli_in_process("train", *args)
+            assert result.returncode == 2 and result.stderr.count("\n") == 1 and says in result.stderr, result.stderr
+        assert _files(folder) == before
+
+    killed_before = killed_after_a_checkpoint
+    (killed_before / "checkpoints" / "best.pt").unlink()
+    stale = [killed_before / ".tmp4242-metrics.csv", killed_before / "checkpoints" / ".tmp4242-last.pt"]
+    for path in stale:
+        path.write_bytes(b"half")
+    result = cli_in_process("train", "--out", str(killed_before), *new_run)
+    assert result.returncode == 0, result.stderr
+    assert not any(path.exists() for path in stale) and (killed_before / "summary.json").exists()
+
+
+def test_a_resume_does_not_end_before_the_epoch_of_a_best_pt_written_after_last_pt(tmp_path: Path,
+                                                                                    cli_in_process: Cli) -> None:
+    """best.pt is written before last.pt: an extension stopped between the two leaves a later epoch's best.pt over
+    the run's own best weights, which a resume that ends earlier would present as the run's."""
+    out = tmp_path / "run"
+    train(load_config(DIGITS, [*SMALL, "train.epochs=2", "train.select=last"]), out)
+    last = (out / "checkpoints" / "last.pt").read_bytes()
+    assert cli_in_process("train", "--resume", str(out), "--set", "train.epochs=3").returncode == 0
+    (out / "checkpoints" / "last.pt").write_bytes(last)  # as if stopped after writing epoch 3's best.pt
+    (out / "summary.json").unlink()
+    result = cli_in_process("train", "--resume", str(out), "--set", "train.epochs=2")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "best.pt holds epoch 3, written after last.pt's epoch 2" in result.stderr
+    assert "--set train.epochs=3 or more" in result.stderr and not (out / "summary.json").exists()
+    assert cli_in_process("train", "--resume", str(out)).returncode == 0  # config.yaml says 3: trained again
+    assert json.loads((out / "summary.json").read_text())["best_epoch"] == 3
+    assert load_checkpoint(out / "checkpoints" / "best.pt")["epoch"] == 3
+
+
+def test_a_plain_resume_of_a_finished_run_leaves_it_as_it_was(tmp_path: Path, cli_in_process: Cli) -> None:
+    """Finishing it again added the call's time to wall_seconds and recorded the resuming machine as the run's."""
+    out = tmp_path / "run"
+    train(load_config(DIGITS, [*SMALL, "train.epochs=1"]), out)
+    before = _files(out)
+    result = cli_in_process("train", "--resume", str(out))
+    assert result.returncode == 0 and "finished at its train.epochs (summary.json), nothing to train" in result.stderr
+    assert f"wall_seconds: {json.loads((out / 'summary.json').read_text())['wall_seconds']}" in result.stdout
+    assert _files(out) == before
 
 
 def test_a_second_train_into_a_directory_being_written_is_refused(tmp_path: Path, cli_in_process: Cli) -> None:
@@ -710,11 +780,14 @@ def test_a_run_started_over_before_its_first_checkpoint_logs_each_epoch_once(tmp
     from torch.utils.tensorboard import SummaryWriter
 
     out = tmp_path / "run"
+    cfg = load_config(DIGITS, ["data.train_subset=300", "train.progress=false", "train.epochs=2"])
+    out.mkdir()  # the killed attempt's config.yaml, as `train` writes it first
+    (out / "config.yaml").write_text(yaml.safe_dump({**config_to_dict(cfg), "selection_rule": selection_rule(cfg)}))
     killed = SummaryWriter(log_dir=str(out / "tensorboard"))  # epochs 1 and 2 logged, then killed: no last.pt
     for epoch in (1, 2):
         killed.add_scalar("val_acc", -1.0, epoch)
     killed.close()
-    train(load_config(DIGITS, ["data.train_subset=300", "train.progress=false", "train.epochs=2"]), out)
+    train(cfg, out)
     events = EventAccumulator(str(out / "tensorboard"))
     events.Reload()
     points = events.Scalars("val_acc")

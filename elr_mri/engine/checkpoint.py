@@ -106,10 +106,11 @@ class CheckpointError(ValueError):
     """A checkpoint file that exists but cannot be loaded (damaged, cut short, not a checkpoint)."""
 
 
-def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint; a damaged file raises `CheckpointError` naming it (torch's errors do not)."""
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu", mmap: bool = False) -> dict[str, Any]:
+    """Load a checkpoint; a damaged file raises `CheckpointError` naming it (torch's errors do not). `mmap`: tensors
+    are read from the file only when used (a look at its epoch costs no weights)."""
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except FileNotFoundError:
         raise
     except Exception as err:  # noqa: BLE001 - zip, pickle and EOF errors all mean the same here

@@ -12,6 +12,7 @@ import errno
 import fcntl
 import hashlib
 import json
+import re
 import shutil
 import sys
 from contextlib import contextmanager
@@ -20,14 +21,14 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from elr_mri.config import ConfigError, RunConfig
 from elr_mri.data.images import NoisyImageData
 from elr_mri.engine.checkpoint import atomic_write_json, atomic_write_text
 from preprocess.folder_locks import locks_unsupported, warn_unlocked
-from preprocess.sidecar import remove_stale_temps
 
-__all__ = ["exclusive_run_dir", "start_run_dir", "reopen_run_dir", "remove_scores_made_while_training",
+__all__ = ["exclusive_run_dir", "check_run_dir", "remove_run_temps", "start_run_dir", "reopen_run_dir", "remove_scores_made_while_training",
            "refuse_stretched_cosine", "require_same_data"]
 
 RUN_LOCK = ".train.lock"  # held (lockf) by the `elr-mri train` writing the run; released when it ends
@@ -36,6 +37,7 @@ CHECKPOINT_PRODUCTS = ("eval-*", "explain-*")  # folders of `elr-mri evaluate` a
 # what a run writes before its first checkpoint: a new run may start over in a folder that holds only these
 BEFORE_FIRST_CHECKPOINT = (RUN_LOCK, "config.yaml", "data_shape.json", "splits.csv", "split_balance.csv",
                            "metrics.csv", "tensorboard", "checkpoints")
+RUN_TEMP = re.compile(r"\.tmp\d+-.+")  # `atomic_path`'s temporary file name: .tmp<pid>-<final name>
 
 
 @contextmanager
@@ -66,28 +68,82 @@ def exclusive_run_dir(out_dir: Path, create: bool = True) -> Iterator[None]:
             shutil.rmtree(out_dir)
 
 
-def start_run_dir(out_dir: Path, config_text: str, data: NoisyImageData, record_ages: bool) -> None:
-    """Write the config and what a resume and evaluation compare with (`record_run_data`), in a new or empty folder
-    or one where a run was killed before its first checkpoint (started over, its leftover temporary files go).
+def check_run_dir(out_dir: Path, resume: bool) -> None:
+    """Before any data is read (an MRI cohort can take minutes): whether `out_dir` may take a new run, or be
+    resumed. Without last.pt, only a folder where a run was killed before its first checkpoint may (started over).
 
-    Any other folder is refused untouched: a finished run whose checkpoints were deleted would otherwise be
-    overwritten in part (its summary.json left beside the new run's metrics), and a folder of the user's own
-    files would lose what a run's clean-up removes (temporary files, eval-*/ and explain-*/ folders)."""
-    if (out_dir / "checkpoints" / "last.pt").exists():
-        raise FileExistsError(f"{out_dir} already holds a run; continue it with --resume {out_dir} "
-                              "or choose another --out")
+    Any other folder is refused untouched but for its lock file: a finished run whose checkpoints were deleted
+    would be overwritten in part (its summary.json left beside the new run's metrics); a run that has written
+    checkpoints (best.pt) but lost last.pt would start again from epoch 1 over its metrics and best weights; and a
+    folder of the user's own files, even under a run's file names, would lose what a run's start removes or
+    rewrites (temporary files, config.yaml, metrics.csv)."""
+    last = out_dir / "checkpoints" / "last.pt"
+    if last.exists():
+        if not resume:
+            raise FileExistsError(f"{out_dir} already holds a run; continue it with --resume {out_dir} "
+                                  "or choose another --out")
+        return
+    if not out_dir.is_dir():
+        return  # a new run's folder, made when it is taken (a resume of none is refused when it is taken)
     if (out_dir / "summary.json").exists():
-        raise FileExistsError(f"{out_dir} holds a finished run (summary.json) whose checkpoints are gone; choose "
-                              "another --out, or move that run away to train it again there")
-    others = sorted(path.name for path in out_dir.iterdir() if path.name not in BEFORE_FIRST_CHECKPOINT
-                    and not path.name.startswith(".tmp")) if out_dir.is_dir() else []
+        raise FileExistsError(
+            f"{last} is gone, so the finished run in {out_dir} cannot go on (its results stay); restore the checkpoint "
+            "from a copy, or start a new run with another --out" if resume else
+            f"{out_dir} holds a finished run (summary.json) whose checkpoints are gone; choose another --out, or move "
+            "that run away to train it again there")
+    if (out_dir / "checkpoints" / "best.pt").exists():
+        raise FileExistsError(f"{last} is missing, but best.pt beside it shows the run in {out_dir} wrote checkpoints; "
+                              "restore last.pt from a copy, or move the folder away to start that run over")
+    fix = ("nothing there to resume: start a new run with --config FILE --out NEW_FOLDER" if resume else
+           "a new run needs a new or empty folder: choose another --out")
+    _require_killed_before_first_checkpoint(out_dir, fix)
+
+
+def _require_killed_before_first_checkpoint(out_dir: Path, fix: str) -> None:
+    """Only what a run writes before its first checkpoint, under a config.yaml that `elr-mri train` wrote."""
+    temps = {*_run_temp_files(out_dir), *_run_temp_files(out_dir / "checkpoints")}
+    others = sorted(path.name for path in out_dir.iterdir()
+                    if path.name not in BEFORE_FIRST_CHECKPOINT and path not in temps)
+    if (out_dir / "checkpoints").is_dir():
+        others += sorted(f"checkpoints/{path.name}" for path in (out_dir / "checkpoints").iterdir() if path not in temps)
     if others:
         listed = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
-        raise FileExistsError(f"{out_dir} holds files that are not a run's ({listed}); a new run needs a new or "
-                              "empty folder: choose another --out")
-    out_dir.mkdir(parents=True, exist_ok=True)
+        raise FileExistsError(f"{out_dir} holds files that are not a run's ({listed}); {fix}")
+    written = [path for path in out_dir.iterdir() if path.name != RUN_LOCK and path not in temps]
+    if written and not _written_by_train(out_dir / "config.yaml"):
+        raise FileExistsError(f"{out_dir} holds {', '.join(sorted(path.name for path in written))} but no config.yaml "
+                              f"that `elr-mri train` wrote (it records a selection_rule), so not a run's; {fix}")
+
+
+def _written_by_train(config_path: Path) -> bool:
+    """config.yaml as `elr-mri train` writes it: the resolved settings and, in words, its selection rule."""
+    try:
+        return "selection_rule" in (yaml.safe_load(config_path.read_text()) or {})
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, TypeError):
+        return False
+
+
+def _run_temp_files(folder: Path) -> list[Path]:
+    """What the run's atomic writes (`.tmp<pid>-<file name>`) left when it was killed; other `.tmp*` names (a
+    user's own, folders) are not the run's to remove."""
+    if not folder.is_dir():
+        return []
+    return [path for path in folder.glob(".tmp*") if path.is_file() and RUN_TEMP.fullmatch(path.name)]
+
+
+def remove_run_temps(out_dir: Path) -> None:
+    """Before a run writes into a folder it was accepted into: a killed run's temporary files are never read, but a
+    ResNet checkpoint's is 170 MB."""
     for folder in (out_dir, out_dir / "checkpoints"):
-        remove_stale_temps(folder)  # a ResNet checkpoint's is 170 MB
+        for path in _run_temp_files(folder):
+            path.unlink(missing_ok=True)
+
+
+def start_run_dir(out_dir: Path, config_text: str, data: NoisyImageData, record_ages: bool) -> None:
+    """Write the config and what a resume and evaluation compare with (`record_run_data`) in a folder
+    `check_run_dir` accepted for a new run."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    remove_run_temps(out_dir)
     atomic_write_text(config_text, out_dir / "config.yaml")
     record_run_data(out_dir, data, record_ages)
 
@@ -98,8 +154,11 @@ def read_data_shape(run_dir: Path, required: bool = True) -> dict[str, Any] | No
     if not path.is_file():
         if not required:
             return None
-        raise FileNotFoundError(f"{path} not found: {run_dir} is not a run directory of `elr-mri train`, or lost that "
-                                "file; pass the run's --out, or train the run again")
+        if (Path(run_dir) / "checkpoints").is_dir():
+            raise FileNotFoundError(f"{path} not found: the run in {run_dir} lost the record of what it trained on; "
+                                    "restore it from a copy, or train the run again")
+        raise FileNotFoundError(f"{path} not found: {run_dir} is not a run directory of `elr-mri train`; pass the "
+                                "run's --out")
     try:
         shape = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:

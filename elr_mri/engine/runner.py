@@ -9,7 +9,9 @@ targets, RNG state) and finishes with the same metrics an uninterrupted run woul
 from __future__ import annotations
 
 import io
+import json
 import math
+import os
 import random
 import sys
 import time
@@ -40,15 +42,14 @@ from elr_mri.engine.diagnostics import collapse_warnings, top_class_share
 from elr_mri.engine.execution import ExecutionPlan, limit_cpu_threads
 from elr_mri.engine.feeding import BatchFeeder, serves_from_device
 from elr_mri.engine.methods import Method, build_method
-from elr_mri.engine.run_dir import (exclusive_run_dir, record_run_data, refuse_stretched_cosine,
-                                    remove_scores_made_while_training, reopen_run_dir, require_same_data,
-                                    start_run_dir)
+from elr_mri.engine.run_dir import (check_run_dir, exclusive_run_dir, record_run_data, refuse_stretched_cosine,
+                                    remove_run_temps, remove_scores_made_while_training, reopen_run_dir,
+                                    require_same_data, start_run_dir)
 from elr_mri.engine.schedule import lr_at
 from elr_mri.engine.tracking import PredictionTracker, memorization_fractions
 from elr_mri.evaluation.metrics import TOP5_MIN_CLASSES, balanced_accuracy
 from elr_mri.mislabels import mislabel_precision_recall, suspected_mislabels
 from elr_mri.models import lacks_the_papers_pretrained_weights
-from preprocess.sidecar import remove_stale_temps
 
 __all__ = ["train", "cuda_graphs_tested", "resolve_device", "evaluate_split", "predict_split", "SplitPredictions", "SplitScore", "uses_age",
            "selection_rule", "RunState", "CheckpointWriter"]
@@ -83,6 +84,8 @@ def train(cfg: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
         refuse_resume_changes(saved, cfg, out_dir)
         if (out_dir / "checkpoints" / "last.pt").exists():
             refuse_stretched_cosine(saved, cfg, out_dir)
+            if (out_dir / "summary.json").exists() and cfg.train.epochs == saved.train.epochs:
+                return _already_finished(out_dir)
     if not resume:
         check_noise_settings(cfg.data.noise)
         check_augment_settings(cfg.data)
@@ -96,6 +99,16 @@ def train(cfg: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
     with ExitStack() as held:
         _main_rank_does(dist, lambda: held.enter_context(exclusive_run_dir(out_dir, create=not resume)))
         return _train_into(out_dir, cfg, resume, state, device, dist)
+
+
+def _already_finished(out_dir: Path) -> dict[str, Any]:
+    """A plain --resume of a finished run: its summary as it was. Finishing it again would add this call's time to
+    its wall_seconds and record this machine as the one it trained on."""
+    if os.environ.get("RANK", "0") != "0":  # a torchrun job's other ranks (not joined: nothing to train together)
+        return {}
+    print(f"{out_dir}: finished at its train.epochs (summary.json), nothing to train; to continue it pass a larger "
+          "--set train.epochs=N", file=sys.stderr)
+    return json.loads((out_dir / "summary.json").read_text())
 
 
 def _main_rank_does(dist: DistContext, action: Callable[[], Any]) -> None:
@@ -128,9 +141,9 @@ def cuda_graphs_tested(cfg: RunConfig, data: NoisyImageData, dist: DistContext) 
 def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, device: torch.device,
                 dist: DistContext) -> dict[str, Any]:
     """The run itself, once `train` holds its directory."""
-    if dist.is_main and resume:  # what a killed run was writing: never read, but a ResNet checkpoint's is 170 MB
-        for folder in (out_dir, out_dir / "checkpoints"):  # (a new run's folder: start_run_dir, once it is accepted)
-            remove_stale_temps(folder)
+    _main_rank_does(dist, lambda: check_run_dir(out_dir, resume))  # before the data: a refusal comes at once
+    if dist.is_main and resume:  # (a new run's folder: start_run_dir, once the data is read)
+        remove_run_temps(out_dir)
     blur_on_device = blurs_on_device(cfg.data, device)
     data = build_data(cfg.data, require_age=uses_age(cfg), blur_on_device=blur_on_device)
     _require_validation(data, cfg)
@@ -363,10 +376,7 @@ def _restore(out_dir: Path, cfg: RunConfig, method: Method, tracker: PredictionT
     `cfg` comes from the run's config.yaml, which a hand edit may have changed since: the settings the
     checkpoint was trained with (recorded in it) are compared, as `--set` changes are."""
     path = out_dir / "checkpoints" / "last.pt"
-    if not path.exists() and (out_dir / "summary.json").exists():
-        raise FileNotFoundError(f"{path} is gone, so the finished run in {out_dir} cannot go on (its results stay); "
-                                "restore the checkpoint from a copy, or start a new run with another --out")
-    if not path.exists():  # killed before the first checkpoint was written
+    if not path.exists():  # killed before the first checkpoint was written (check_run_dir made sure)
         print(f"{out_dir}: no checkpoint yet (stopped before the first was written); training starts from epoch 1",
               file=sys.stderr)
         return
@@ -386,12 +396,27 @@ def _restore(out_dir: Path, cfg: RunConfig, method: Method, tracker: PredictionT
     tracker.load(ckpt["tracker_probs"])
     state.epoch, state.best_val, state.best_epoch = ckpt["epoch"], ckpt["best_val"], ckpt["best_epoch"]
     state.seconds_before = ckpt["wall_seconds"]
+    _refuse_best_beyond(out_dir, state.epoch, cfg.train.epochs)
     state.rows = [row for row in _read_metrics(out_dir) if row["epoch"] <= state.epoch]
     if [row["epoch"] for row in state.rows] != list(range(1, state.epoch + 1)):  # the summary is built from them
         raise ValueError(f"{out_dir / 'metrics.csv'}: lacks rows of the {state.epoch} epochs that {path.name} has "
                          "trained (damaged or removed since); restore it from a copy, or train the run again")
     by_rank = ckpt.get("rng_by_rank")  # under another number of processes, every rank takes rank 0's
     restore_rng(by_rank[dist.rank] if by_rank is not None and len(by_rank) == dist.world_size else ckpt["rng"])
+
+
+def _refuse_best_beyond(out_dir: Path, resumed_epoch: int, epochs: int) -> None:
+    """best.pt is written before last.pt: a run stopped between the two leaves a best.pt of a later epoch, over the
+    best weights of the epochs before. Training that epoch again writes it again (the resume is exact); a run that
+    would end before it would present those weights as its own."""
+    path = out_dir / "checkpoints" / "best.pt"
+    if not path.exists():
+        return
+    best_epoch = load_checkpoint(path, mmap=True).get("epoch", 0)
+    if best_epoch > resumed_epoch and epochs < best_epoch:
+        raise ValueError(f"{path} holds epoch {best_epoch}, written after last.pt's epoch {resumed_epoch} by a run "
+                         f"stopped between the two, over the best weights before it; train that epoch again: "
+                         f"--set train.epochs={best_epoch} or more")
 
 
 class CheckpointWriter:
