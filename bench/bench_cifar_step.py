@@ -64,6 +64,7 @@ def main() -> None:
         cfg = load_config(CONFIG, overrides)
         plan = ExecutionPlan.from_config(cfg.train, device, graphs_tested=True)  # an ELR step on device batches
         plan.configure_backends()
+        torch.compiler.reset()  # each plan compiles and records its CUDA graphs as a run of its own does
         timer = StepTimer(cfg, plan, train, device, args.eval_images)
         warmup = timer.warmup_s(args.warmup)
         loop = timer.loop_ms(args.steps)
@@ -75,7 +76,12 @@ def main() -> None:
         print(rows[-1], flush=True)
         if name == PROFILED:
             kernels = busiest_kernels(lambda: timer.run(min(args.steps, 20)), device)
-    text = (f"# Time of one CIFAR-10 ELR training step, by piece ({torch.cuda.get_device_name(device) if device.type == 'cuda' else device})\n\n"
+        write_report(args.out, report(args, device, source, rows, kernels))  # after each plan: a call may be cut
+
+
+def report(args: argparse.Namespace, device: torch.device, source: str, rows: list[str], kernels: str) -> str:
+    """The bench's Markdown file with the plans timed so far."""
+    return (f"# Time of one CIFAR-10 ELR training step, by piece ({torch.cuda.get_device_name(device) if device.type == 'cuda' else device})\n\n"
             f"Command: `{command_line()}`\n\ntorch {torch.__version__}; data: {source}; ResNet-34, batch 128, "
             f"{args.steps} timed steps after {args.warmup} untimed.\n\n"
             f"| plan | first {args.warmup} steps s | loop ms/step | batch ms | train_step ms | record ms | host-only ms/step | eval pass s ({args.eval_images:,} images) |\n"
@@ -83,8 +89,7 @@ def main() -> None:
             "\n\nAn epoch is 352 steps. The first steps' seconds are mostly compilation (and CUDA-graph recording): what a "
             "run pays once a network at its start; a plan may reuse kernels an earlier plan of this call compiled "
             f"(inductor's cache), so the first plan's figure is the cold one. Busiest device kernels in compile's "
-            f"default mode (no CUDA graphs):\n\n```\n{kernels}\n```\n")
-    write_report(args.out, text)
+            f"default mode (no CUDA graphs):\n\n```\n{kernels or '(its plan not reached yet)'}\n```\n")
 
 
 class StepTimer:

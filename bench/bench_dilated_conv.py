@@ -148,6 +148,7 @@ def main() -> None:
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32
     sync = torch.cuda.synchronize if on_gpu else (lambda: None)
     layouts = (False, True) if on_gpu else (False,)  # channels-last 3D: a GPU layout (oneDNN picks its own)
+    out = args.out or ROOT / "bench" / "results" / f"dilated_conv_{args.device}.md"
     rows = []
     for layer in LAYERS:
         differences = largest_differences(layer, device)
@@ -163,11 +164,20 @@ def main() -> None:
                             + " | ".join(f"{library / s:.2f}×" for s in seconds[1:]) + " | "
                             + " / ".join(f"{t:.3g}" for t in tflops) + " |")
                 print(rows[-1], flush=True)
+                write_report(out, report(args, device, rows))  # after each row: a device call may be cut
         rows.append(f"| {layer.name}: fp32 largest differences from the library's (output / input gradient / "
                     "weight gradient), relative | | | " + " | ".join(differences.values()) + " | | | |")
+    text = report(args, device, rows)
+    write_report(out, text)
+    print(text)
+
+
+def report(args: argparse.Namespace, device: torch.device, rows: list[str]) -> str:
+    """The bench's Markdown file with the rows measured so far."""
+    on_gpu = device.type == "cuda"
     name = torch.cuda.get_device_name(device) if on_gpu else f"{platform.machine()}, {os.cpu_count()} CPU cores"
     others = list(WAYS)[1:]
-    text = "\n".join([
+    return "\n".join([
         f"# The ×8's dilated convolutions: the library's dilated kernels, phase grids and im2col GEMM ({args.device})",
         "", f"Command: `{command_line()}`", "",
         f"Machine: {name}, torch {torch.__version__}, {torch.get_num_threads()} intra-op threads; cuDNN benchmark "
@@ -183,8 +193,6 @@ def main() -> None:
         "the padding's. im2col GEMM: `bench/conv_as_gemm.py`, the windows gathered into rows and kept for the weight "
         "gradient.",
         ""])
-    write_report(args.out or ROOT / "bench" / "results" / f"dilated_conv_{args.device}.md", text)
-    print(text)
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ def main() -> None:
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is visible to torch")
     if "cifar10n-subset" in args.cases and not ((CIFAR_IMAGES / "train").is_dir() and HUMAN_LABELS.is_file()):
-        sys.exit(f"cifar10n-subset needs {CIFAR_IMAGES} (tar -xJf ../shared/data/cifar/cifar10-jpeg.tar.xz -C data/) "
+        sys.exit(f"cifar10n-subset needs {CIFAR_IMAGES} (mkdir -p data && tar -xJf ../shared/data/cifar/cifar10-jpeg.tar.xz -C data/) "
                  f"and {HUMAN_LABELS}; or leave it out with --cases digits")
 
     sections = []

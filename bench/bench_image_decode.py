@@ -3,7 +3,7 @@
 Why it matters: every CIFAR run starts by decoding 60,000 JPEGs, once per seed and per process. Pillow releases the
 GIL while it decodes, but a 32×32 JPEG is mostly header parsing in Python, so threads barely overlap. Both ways
 decode the same folder in alternating rounds (a shared, noisy machine affects both alike). Writes
-bench/results/image_decode.md (or --out). Needs the folder: tar -xJf ../shared/data/cifar/cifar10-jpeg.tar.xz -C data/
+bench/results/image_decode.md (or --out). Needs the folder: mkdir -p data && tar -xJf ../shared/data/cifar/cifar10-jpeg.tar.xz -C data/
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 from parallel_runs import PlannedRun, train_in_parallel  # noqa: E402  (scripts/ is not a package)
 
+from elr_mri.config import load_config  # noqa: E402
 from preprocess.user_errors import nonempty_path  # noqa: E402
 
 
@@ -55,6 +56,8 @@ def main() -> None:
     if args.seeds < 2:
         parser.error("--seeds must be at least 2: one run has nothing to run beside")
     quiet = ["train.tensorboard=false", *args.overrides]
+    if load_config(args.config, quiet).train.epochs < 2:
+        parser.error("train.epochs must be at least 2: the first epoch (compilation, warm-up) is not timed")
     with tempfile.TemporaryDirectory() as scratch:
         alone_wall, alone = train_seeds(args.config, quiet, args.seeds, 1, Path(scratch) / "in_turn")
         together_wall, together = train_seeds(args.config, quiet, args.seeds, args.seeds, Path(scratch) / "together")

@@ -26,9 +26,11 @@
 # figures (and its own log lines) in $OUT.
 # With 15 minutes of device time in all (machine start ~35 s included), what is still open fits as two calls:
 # `GPU_CHECKS_SECONDS=330 ... 3d` (timeout_s 350: the tests, the convolutions alone, and the variants table at least
-# as far as its phase-grid rows; its later rows and the loader are likely cut), then `GPU_CHECKS_SECONDS=480 ... gap`
-# (timeout_s 500: the rows are likely cut short; the clean one past epoch 80, the rate's last step, is nearly at
-# its final accuracy, and the cosine one is read at the end of each 10-epoch cycle).
+# as far as its phase-grid rows; its later rows and the loader are likely cut), then `gap` with GPU_CHECKS_SECONDS
+# set from the device time `status` then says is left (budget_left_s less ~40 s: transfers and the idle wait between
+# the calls count too; about 480) and timeout_s 20 s above it. Its rows are likely cut short; the clean one, one
+# hopes, past epoch 80, the rate's last step, nearly at its final accuracy, and the cosine one read at the end of
+# each 10-epoch cycle. Their metrics.csv come back every 15 s, so a call cut by the device's own limit keeps them.
 set -u
 OUT=${OUT:-gpu_out}
 DEADLINE=$(( $(date +%s) + ${GPU_CHECKS_SECONDS:-570} ))
@@ -64,12 +66,24 @@ row() {
     local name=$1 mode=$2 config=$3
     shift 3
     rm -rf "/tmp/$name"  # a rerun on the same machine starts the row afresh
+    keep_copying "/tmp/$name/metrics.csv" "$OUT/${name}_${mode}_metrics.csv" &
+    local copier=$!
     step "$name ($mode)" $(( DEADLINE - $(date +%s) - 10 )) "$OUT/${name}_$mode.log" \
         env TORCH_LOGS=perf_hints "$PYTHON" -m elr_mri.cli train --config "$config" \
         --out "/tmp/$name" --set train.progress=false --set train.tensorboard=false \
         --set train.compile_mode="$mode" "$@"
+    kill "$copier" 2>/dev/null
     cp "/tmp/$name/metrics.csv" "$OUT/${name}_${mode}_metrics.csv" 2>/dev/null
     cp "/tmp/$name/summary.json" "$OUT/${name}_${mode}_summary.json" 2>/dev/null
+}
+
+# keep_copying FROM TO: FROM onto TO every 15 s (whole files: copied beside, then renamed). A device call cut by its
+# own limit (the device time left can be shorter than the timeout asked) kills this script before a row's end:
+# its epochs so far still come back.
+keep_copying() {
+    while sleep 15; do
+        cp "$1" "$2.part" 2>/dev/null && mv "$2.part" "$2"
+    done
 }
 
 # `bash bench/gpu_checks.sh gap`: the row's 3.2-point gap to the paper (85.98 against 89.15), two suspects at once,
@@ -117,7 +131,7 @@ fi
 # alone three ways, the variants table with its phase-grid rows right after the two anchors), the MRI loader last;
 # ~8.5 min in all, the first three steps ~6.
 if [ "${1:-}" = 3d ]; then
-    step "device blur and phase-grid tests" 60 "$OUT/gpu_tests.log" "$PYTHON" -m pytest -q -m gpu \
+    step "device blur and phase-grid tests" 60 "$OUT/gpu_tests.log" "$PYTHON" -m pytest -v --tb=short -m gpu \
         -p no:cacheprovider tests/test_device_blur.py tests/test_phase_grid_conv.py
     step "dilated convolutions: library, phase grids, GEMM" 80 "$OUT/bench.log" "$PYTHON" bench/bench_dilated_conv.py \
         --device cuda --budget 1 --out "$OUT/dilated_conv_cuda.md"
@@ -135,7 +149,7 @@ grep -q "sym40 (reduce-overhead): exit [1-9]" "$OUT/device.txt" \
     && ! grep -q "sym40 (reduce-overhead): exit 124" "$OUT/device.txt" && row cifar10_elr_sym40 default configs/cifar10/elr_sym40.yaml ${ROW_SETTINGS:-}
 step "device batches" 40 "$OUT/bench.log" "$PYTHON" bench/bench_device_batches.py --device cuda --random-pixels \
     --repeats 2 --out "$OUT/device_batches_cuda.md"
-step "gpu tests" 90 "$OUT/gpu_tests.log" "$PYTHON" -m pytest -q -m gpu -p no:cacheprovider \
+step "gpu tests" 90 "$OUT/gpu_tests.log" "$PYTHON" -m pytest -v --tb=short -m gpu -p no:cacheprovider \
     tests/test_training_step.py tests/test_device_batches.py tests/test_execution.py
 step "cifar step by piece" 90 "$OUT/bench.log" "$PYTHON" bench/bench_cifar_step.py --device cuda \
     --out "$OUT/cifar_step_cuda.md"
