@@ -12,14 +12,14 @@ restrict them with CUDA_VISIBLE_DEVICES), its output in OUT/<row>/seed<k>.log.
 
 Data (the configs' paths are relative to the directory you run from, normally the project root;
 `--data-root DIR` moves everything they expect under data/ to DIR):
-  data/cifar10/{train,test}/<class>/*.jpg   tar -xJf ../shared/data/cifar/cifar10-jpeg.tar.xz -C data/
-      or data/cifar-10-batches-py           torchvision.datasets.CIFAR10("data", download=True)
-  data/cifar-100-python                     torchvision.datasets.CIFAR100("data", download=True)
+  data/cifar10/{train,test}/<class>/*.jpg   mkdir -p data && tar -xJf ../shared/data/cifar/cifar10-jpeg.tar.xz -C data/
+      or data/cifar-10-batches-py           curl -L https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz | tar -xz -C data/
+  data/cifar-100-python                     curl -L https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz | tar -xz -C data/
   data/clothing1m/                          the official release (label lists + images/), and
                                             --set model.pretrained_checkpoint=IMAGENET_RESNET50.pt
   data/webvision/                           WebVision 1.0 resized images + info/ lists, imagenet/ for
                                             ILSVRC12 (configs/webvision/elr_plus.yaml says the layout)
-  data/CIFAR-10_human.npz                   cp ../shared/data/cifar/CIFAR-10_human.npz data/
+  data/CIFAR-10_human.npz                   mkdir -p data && cp ../shared/data/cifar/CIFAR-10_human.npz data/
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from paper_runs import ROOT, markdown_table, mean_std, percent, run_config, run_
 from parallel_runs import PlannedRun, train_in_parallel
 
 from elr_mri.config import RunConfig, load_config
+from elr_mri.data.image_sources import cifar_download_command
 from elr_mri.models import lacks_the_papers_pretrained_weights
 from preprocess.user_errors import nonempty_path
 
@@ -96,9 +97,9 @@ _DATA_MARKERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python
                  "clothing1m": "noisy_label_kv.txt", "webvision": "info/train_filelist_google.txt"}
 # how to get each data set into data.root (ROOT, PARENT: that folder and the one above it); the
 # tables' image-folder rows are all CIFAR-10 as JPEGs
-_DOWNLOAD = ".venv/bin/python -c 'import torchvision; torchvision.datasets.{}(\"{{root}}\", download=True)'"
-_HOW_TO_GET = {"cifar10": _DOWNLOAD.format("CIFAR10"), "cifar100": _DOWNLOAD.format("CIFAR100"),
-               "imagefolder": "tar -xJf ../shared/data/cifar/cifar10-jpeg.tar.xz -C {parent}",
+_HOW_TO_GET = {"cifar10": cifar_download_command("cifar10", "{root}"),
+               "cifar100": cifar_download_command("cifar100", "{root}"),
+               "imagefolder": "mkdir -p {parent} && tar -xJf ../shared/data/cifar/cifar10-jpeg.tar.xz -C {parent}",
                "clothing1m": "put the official Clothing1M release (label lists + images/) in {root}",
                "webvision": "put WebVision 1.0's resized images and info/ lists in {root}"}
 

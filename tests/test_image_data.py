@@ -439,9 +439,9 @@ def test_mini_webvision_bad_lists_are_one_line(tmp_path):
 @pytest.mark.parametrize(
     "name, expected",
     [
-        ("cifar10", ["cifar-10-batches-py", "data_batch_1", "download=True", "tar -xJf"]),
-        ("cifar100", ["cifar-100-python", "train, test, meta", "CIFAR100"]),
-        ("imagefolder", ["train/<class>", "tar -xJf ../shared/data/cifar/cifar10-jpeg.tar.xz -C DIR"]),
+        ("cifar10", ["cifar-10-batches-py", "data_batch_1", "kriz/cifar-10-python.tar.gz | tar -xz -C", "tar -xJf"]),
+        ("cifar100", ["cifar-100-python", "train, test, meta", "kriz/cifar-100-python.tar.gz"]),
+        ("imagefolder", ["train/<class>", "mkdir -p DIR && tar -xJf ../shared/data/cifar/cifar10-jpeg.tar.xz -C DIR"]),
         ("clothing1m", ["noisy_label_kv.txt", "Xiao et al."]),
         ("webvision", ["info/train_filelist_google.txt, info/val_filelist.txt", "resized images"]),
     ],

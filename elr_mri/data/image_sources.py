@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-__all__ = ["ImageSplit", "ImageSource", "load_source", "read_rgb", "ImageReadError", "CLOTHING1M_CLASSES",
+__all__ = ["ImageSplit", "ImageSource", "load_source", "read_rgb", "cifar_download_command", "ImageReadError", "CLOTHING1M_CLASSES",
            "CLOTHING1M_VAL_LIST", "IMAGE_SUFFIXES", "MINI_WEBVISION_CLASSES", "WEBVISION_LISTS", "IMAGENET_VAL_LIST"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -38,7 +38,7 @@ WEBVISION_LISTS = ("info/train_filelist_google.txt", "info/val_filelist.txt")
 # ILSVRC12 validation images of the same classes, listed as `file label` in WebVision's class order
 IMAGENET_VAL_LIST = "imagenet/imagenet_val.txt"
 _CIFAR_JPEG_HINT = (
-    "for CIFAR-10 as JPEG files run `tar -xJf ../shared/data/cifar/cifar10-jpeg.tar.xz -C DIR` "
+    "for CIFAR-10 as JPEG files run `mkdir -p DIR && tar -xJf ../shared/data/cifar/cifar10-jpeg.tar.xz -C DIR` "
     "and use data.name: imagefolder with data.root: DIR/cifar10"
 )
 
@@ -115,20 +115,27 @@ class _CifarLayout:
     meta_file: str
     label_key: str
     names_key: str
-    torchvision_class: str
+    archive: str  # the python version's archive at its authors' site (torchvision downloads the same)
     hint: str
 
 
 _CIFAR = {
     "cifar10": _CifarLayout(
         "cifar-10-batches-py", tuple(f"data_batch_{i}" for i in range(1, 6)), "test_batch",
-        "batches.meta", "labels", "label_names", "CIFAR10", _CIFAR_JPEG_HINT,
+        "batches.meta", "labels", "label_names", "cifar-10-python.tar.gz", _CIFAR_JPEG_HINT,
     ),
     "cifar100": _CifarLayout(
-        "cifar-100-python", ("train",), "test", "meta", "fine_labels", "fine_label_names", "CIFAR100",
-        "CIFAR-100 images are not in ../shared/data",
+        "cifar-100-python", ("train",), "test", "meta", "fine_labels", "fine_label_names", "cifar-100-python.tar.gz",
+        "../shared/data holds no CIFAR-100",
     ),
 }
+
+
+def cifar_download_command(name: str, root: str | Path) -> str:
+    """The shell command that puts CIFAR-10's or CIFAR-100's python version (`name`: cifar10, cifar100) in `root`:
+    torchvision is not among the project's packages, and its download fetches the same archive."""
+    return (f"mkdir -p {root} && curl -L https://www.cs.toronto.edu/~kriz/{_CIFAR[name].archive} "
+            f"| tar -xz -C {root}")
 
 
 def _cifar_python(root: Path, name: str) -> ImageSource:
@@ -136,9 +143,8 @@ def _cifar_python(root: Path, name: str) -> ImageSource:
     layout = _CIFAR[name]
     directory = root / layout.folder
     files = [*layout.train_files, layout.test_file, layout.meta_file]
-    _require_files(name, directory, files,
-                   f"put the python version there with torchvision.datasets.{layout.torchvision_class}"
-                   f"({str(root)!r}, download=True) on a machine with internet, or {layout.hint}")
+    _require_files(name, directory, files, f"on a machine with internet, {cifar_download_command(name, root)}; "
+                   f"{layout.hint}")
     class_names = [str(n) for n in _unpickle(directory / layout.meta_file)[layout.names_key]]
     train = [_cifar_split(directory / f, layout.label_key) for f in layout.train_files]
     images = np.concatenate([s.images for s in train])
