@@ -161,7 +161,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _train(args: argparse.Namespace) -> int:
     from elr_mri.config import load_config
-    from elr_mri.engine.runner import train
+    from elr_mri.engine.runner import finished_at, train
 
     if args.resume is not None:
         if args.out is not None:
@@ -178,6 +178,7 @@ def _train(args: argparse.Namespace) -> int:
     else:
         out_dir = args.out or Path("runs") / args.config.stem
         config = load_config(args.config, args.overrides)
+    finished_before = args.resume is not None and finished_at(out_dir, config.train.epochs)  # scored when it ended
     summary = train(config, out_dir, resume=args.resume is not None)
     if not summary:  # a non-zero rank of a torchrun job: rank 0 reports
         return 0
@@ -187,7 +188,7 @@ def _train(args: argparse.Namespace) -> int:
             print(f"  {key}: {value}")
     for warning in summary.get("warnings", []):
         print(f"warning: {warning}", file=sys.stderr)
-    if config.data.name == "mri" and config.data.mri.holdout_manifest:
+    if config.data.name == "mri" and config.data.mri.holdout_manifest and not finished_before:
         _evaluate_holdout_after_training(out_dir, Path(config.data.mri.holdout_manifest))
     return 0
 

@@ -25,7 +25,7 @@ from elr_mri.config import config_to_dict, load_config
 from elr_mri.engine.checkpoint import atomic_write_json, load_checkpoint
 from elr_mri.engine.execution import ExecutionPlan
 from elr_mri.engine.methods import build_method
-from elr_mri.engine.run_dir import exclusive_run_dir
+from elr_mri.engine.run_dir import check_run_dir, exclusive_run_dir
 from elr_mri.engine.runner import CheckpointWriter, RunState, selection_rule, train
 from elr_mri.engine.tracking import PredictionTracker
 
@@ -133,6 +133,40 @@ def test_a_better_epoch_held_back_is_written_as_it_was(tmp_path: Path) -> None:
     assert best["epoch"] == 1 and last["epoch"] == 2 and last["best_epoch"] == 1
     _assert_nested_equal(best["method"]["model"], weights_then)
     assert not torch.equal(last["method"]["model"]["head.weight"], weights_then["head.weight"])
+
+    # stopped before last.pt: its best.pt (of epoch 1, written at epoch 2, the last logged) marks a first checkpoint
+    (tmp_path / "checkpoints" / "last.pt").unlink()  # left incomplete, so the folder is started over
+    (tmp_path / "metrics.csv").write_text("epoch\n1\n2\n")
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({**config_to_dict(cfg), "selection_rule": selection_rule(cfg)}))
+    (tmp_path / "data_shape.json").write_text("{}")
+    check_run_dir(tmp_path, resume=False)
+    (tmp_path / "metrics.csv").write_text("epoch\n1\n2\n3\n")  # an epoch logged since: a later last.pt was lost
+    with pytest.raises(FileExistsError, match="last.pt is missing, but best.pt beside it shows"):
+        check_run_dir(tmp_path, resume=False)
+
+
+def test_ctrl_c_while_best_pt_is_written_waits_for_last_pt_too(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stopped between the two files, a run's first checkpoint leaves best.pt without last.pt: a folder that is
+    neither a run to resume nor, at first sight, one to start over."""
+    import elr_mri.engine.runner as runner
+
+    cfg = load_config(DIGITS, ["model.name=small_cnn", "model.hidden=8"])
+    method = build_method(cfg, (1, 8, 8), 10, 32, ExecutionPlan.from_config(cfg.train, torch.device("cpu")))
+    tracker, state = PredictionTracker(32, 10, torch.device("cpu")), RunState()
+    real_save = runner.atomic_save
+
+    def interrupted_save(obj: dict, path: Path) -> None:
+        if path.name == "best.pt":
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C as the first file is written
+        real_save(obj, path)
+
+    monkeypatch.setattr(runner, "atomic_save", interrupted_save)
+    state.epoch = state.best_epoch = 1
+    with pytest.raises(KeyboardInterrupt):
+        CheckpointWriter(tmp_path, every_seconds=0, config={}).after_epoch(method, tracker, state, is_best=True,
+                                                                          final=True)
+    assert (tmp_path / "checkpoints" / "last.pt").exists() and (tmp_path / "checkpoints" / "best.pt").exists()
 
 
 def test_json_outputs_write_undefined_figures_as_null(tmp_path: Path) -> None:
@@ -506,13 +540,18 @@ def test_a_new_run_or_a_resume_refuses_a_folder_that_is_not_a_runs_and_leaves_it
     """What a run's start removes or rewrites (temporary files, config.yaml, metrics.csv) and its clean-up (eval-*/
     folders) must not reach a user's own folder, even one whose files have a run's names."""
     hand_written = DIGITS.read_text()  # a config, but not one `elr-mri train` wrote (no selection_rule)
+    cfg = load_config(DIGITS)
     folders = {
         "notes": ({"eval-notes/README.txt": "notes", ".tmp-draft.txt": "draft", "config.yaml": hand_written},
                   "holds files that are not a run's (.tmp-draft.txt, eval-notes); "),
         "scratch": ({"config.yaml": hand_written, "metrics.csv": "epoch\n1\n", ".tmp/scratch/notes.txt": "notes"},
                     "holds files that are not a run's (.tmp); "),
         "named": ({"config.yaml": "# mine\n" + hand_written, "metrics.csv": "epoch\n1\n"},
-                  "holds config.yaml, metrics.csv but no config.yaml that `elr-mri train` wrote"),
+                  "holds config.yaml, metrics.csv but not the config.yaml and data_shape.json that `elr-mri train` "
+                  "writes first"),
+        "copied": ({"config.yaml": "# a run's, copied to start from\n" + yaml.safe_dump(
+                       {**config_to_dict(cfg), "selection_rule": selection_rule(cfg)})},
+                   "holds config.yaml but not the config.yaml and data_shape.json"),
     }
     for name, (files, says) in folders.items():
         folder = tmp_path / name
@@ -543,6 +582,10 @@ def test_a_run_that_lost_its_checkpoints_is_neither_started_over_nor_resumed(tmp
     shutil.rmtree(finished / "checkpoints")
     for name in ("summary.json", "suspected_mislabels.csv", "memorization.png", "checkpoints/last.pt"):
         (killed_after_a_checkpoint / name).unlink()
+    stopped_in_its_first_checkpoint = tmp_path / "stopped"  # killed between best.pt and last.pt: best.pt of epoch 1
+    shutil.copytree(killed_after_a_checkpoint, stopped_in_its_first_checkpoint)
+    with open(killed_after_a_checkpoint / "metrics.csv", "a") as metrics:  # an epoch logged since its last.pt
+        metrics.write("2" + "," * (len(pd.read_csv(finished / "metrics.csv").columns) - 1) + "\n")
     for folder, new_says, resume_says in (
             (finished, "holds a finished run (summary.json) whose checkpoints are gone", "is gone, so the finished run"),
             (killed_after_a_checkpoint, "last.pt is missing, but best.pt beside it shows", "last.pt is missing, but")):
@@ -551,6 +594,13 @@ def test_a_run_that_lost_its_checkpoints_is_neither_started_over_nor_resumed(tmp
             result = cli_in_process("train", *args)
             assert result.returncode == 2 and result.stderr.count("\n") == 1 and says in result.stderr, result.stderr
         assert _files(folder) == before
+
+    for args in (["--resume", str(stopped_in_its_first_checkpoint)],
+                 ["--out", str(stopped_in_its_first_checkpoint), *new_run]):  # started over, twice
+        result = cli_in_process("train", *args)
+        assert result.returncode == 0 and "summary.json" in os.listdir(stopped_in_its_first_checkpoint), result.stderr
+        for name in ("summary.json", "suspected_mislabels.csv", "memorization.png", "checkpoints/last.pt"):
+            (stopped_in_its_first_checkpoint / name).unlink()
 
     killed_before = killed_after_a_checkpoint
     (killed_before / "checkpoints" / "best.pt").unlink()
@@ -590,6 +640,10 @@ def test_a_plain_resume_of_a_finished_run_leaves_it_as_it_was(tmp_path: Path, cl
     assert result.returncode == 0 and "finished at its train.epochs (summary.json), nothing to train" in result.stderr
     assert f"wall_seconds: {json.loads((out / 'summary.json').read_text())['wall_seconds']}" in result.stdout
     assert _files(out) == before
+    config = out / "config.yaml"  # finished is what the run trained, not what its config.yaml says now
+    config.write_text(config.read_text().replace("epochs: 1\n", "epochs: 2\n", 1))
+    assert cli_in_process("train", "--resume", str(out)).returncode == 0
+    assert json.loads((out / "summary.json").read_text())["epochs"] == 2
 
 
 def test_a_second_train_into_a_directory_being_written_is_refused(tmp_path: Path, cli_in_process: Cli) -> None:
@@ -779,10 +833,12 @@ def test_a_run_started_over_before_its_first_checkpoint_logs_each_epoch_once(tmp
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from torch.utils.tensorboard import SummaryWriter
 
-    out = tmp_path / "run"
+    out, donor = tmp_path / "run", tmp_path / "donor"
     cfg = load_config(DIGITS, ["data.train_subset=300", "train.progress=false", "train.epochs=2"])
-    out.mkdir()  # the killed attempt's config.yaml, as `train` writes it first
-    (out / "config.yaml").write_text(yaml.safe_dump({**config_to_dict(cfg), "selection_rule": selection_rule(cfg)}))
+    train(load_config(DIGITS, [*SMALL, "train.epochs=1"]), donor)
+    out.mkdir()  # what the killed attempt wrote before its first epoch
+    for name in ("config.yaml", "data_shape.json"):
+        shutil.copy(donor / name, out / name)
     killed = SummaryWriter(log_dir=str(out / "tensorboard"))  # epochs 1 and 2 logged, then killed: no last.pt
     for epoch in (1, 2):
         killed.add_scalar("val_acc", -1.0, epoch)
@@ -800,7 +856,7 @@ def test_a_killed_runs_loader_workers_do_not_hold_its_lock(tmp_path: Path) -> No
     script = textwrap.dedent("""
         import os, signal, sys, time
         from pathlib import Path
-        from elr_mri.engine.run_dir import exclusive_run_dir
+        from elr_mri.engine.run_dir import check_run_dir, exclusive_run_dir
         with exclusive_run_dir(Path(sys.argv[1])):
             worker = os.fork()
             if worker == 0:  # keeps the lock's file open, as a loader worker does, but not the test's pipes
@@ -833,8 +889,8 @@ def test_a_diverging_run_stops_before_writing_the_epoch(tmp_path: Path, cli_in_p
 
 
 def test_a_run_directory_without_its_data_record_is_named(tmp_path: Path, cli_in_process: Cli) -> None:
-    """data_shape.json damaged: one line naming it. Lost before the first checkpoint (a kill between the config
-    and it): the resume writes it again, as a new run would."""
+    """data_shape.json damaged: one line naming it. A run killed before its first checkpoint resumes, and one killed
+    before its config.yaml (its records are written first) is started over by a new run, its records rewritten."""
     out = tmp_path / "run"
     train(load_config(DIGITS, [*SMALL, "train.epochs=1"]), out)
     recorded = (out / "data_shape.json").read_text()
@@ -844,11 +900,18 @@ def test_a_run_directory_without_its_data_record_is_named(tmp_path: Path, cli_in
         assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr[-2000:]
         assert f"{out / 'data_shape.json'}: unreadable (" in result.stderr and "restore it" in result.stderr
     shutil.rmtree(out / "checkpoints")  # as a run killed before its first checkpoint: no summary either
-    for name in ("data_shape.json", "summary.json", "suspected_mislabels.csv", "memorization.png"):
+    for name in ("summary.json", "suspected_mislabels.csv", "memorization.png"):
         (out / name).unlink()
+    (out / "data_shape.json").write_text(recorded)
     result = cli_in_process("train", "--resume", str(out))
     assert result.returncode == 0, result.stderr[-2000:]
-    assert json.loads((out / "data_shape.json").read_text()) == json.loads(recorded)
+    killed_before_its_config = tmp_path / "killed"  # its records are written first
+    killed_before_its_config.mkdir()
+    (killed_before_its_config / "data_shape.json").write_text("{}")
+    result = cli_in_process("train", "--config", str(DIGITS), "--out", str(killed_before_its_config),
+                            *(f"--set={s}" for s in [*SMALL, "train.epochs=1"]))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((killed_before_its_config / "data_shape.json").read_text()) == json.loads(recorded)
 
 
 def test_an_empty_path_is_refused_rather_than_taken_as_this_folder(tmp_path: Path, cli_in_process: Cli,

@@ -24,7 +24,7 @@ import torch
 from preprocess.sidecar import atomic_path
 from preprocess.user_errors import StorageError
 
-__all__ = ["CheckpointError", "atomic_save", "load_checkpoint", "atomic_write_text", "atomic_write_json", "capture_rng",
+__all__ = ["CheckpointError", "atomic_save", "holding_ctrl_c", "load_checkpoint", "atomic_write_text", "atomic_write_json", "capture_rng",
            "restore_rng", "host_copy"]
 
 
@@ -32,7 +32,7 @@ def atomic_save(obj: dict[str, Any], path: Path) -> None:
     """torch.save to a temporary file beside `path`, then rename it into place. The file is opened here, so
     a read-only or forbidden folder is the OS's own error; torch's writer reports a write the disk refused
     part-way as "unexpected pos", said here as the full disk it almost always is. Ctrl-C waits for the write."""
-    with _ctrl_c_after_the_block(), atomic_path(path) as tmp:
+    with holding_ctrl_c(), atomic_path(path) as tmp:
         try:
             with open(tmp, "wb") as handle:
                 torch.save(obj, handle)
@@ -48,10 +48,11 @@ def atomic_save(obj: dict[str, Any], path: Path) -> None:
 
 
 @contextmanager
-def _ctrl_c_after_the_block() -> Iterator[None]:
+def holding_ctrl_c() -> Iterator[None]:
     """Hold a Ctrl-C (SIGINT) until the block has run, then raise it. Why: torch's writer turns a
     KeyboardInterrupt raised inside its writes into "unexpected pos", so an interrupted save looked like a
-    full disk and the interrupt was lost. Only where Python's own handler is installed, in the main thread."""
+    full disk and the interrupt was lost. Only where Python's own handler is installed, in the main thread; a block
+    inside another is held to the outer one's end."""
     if (threading.current_thread() is not threading.main_thread()
             or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
         yield

@@ -25,18 +25,18 @@ import yaml
 
 from elr_mri.config import ConfigError, RunConfig
 from elr_mri.data.images import NoisyImageData
-from elr_mri.engine.checkpoint import atomic_write_json, atomic_write_text
+from elr_mri.engine.checkpoint import atomic_write_json, atomic_write_text, load_checkpoint
 from preprocess.folder_locks import locks_unsupported, warn_unlocked
 
-__all__ = ["exclusive_run_dir", "check_run_dir", "remove_run_temps", "start_run_dir", "reopen_run_dir", "remove_scores_made_while_training",
-           "refuse_stretched_cosine", "require_same_data"]
+__all__ = ["exclusive_run_dir", "check_run_dir", "remove_leftovers", "start_run_dir", "reopen_run_dir",
+           "remove_scores_made_while_training", "refuse_stretched_cosine", "require_same_data"]
 
 RUN_LOCK = ".train.lock"  # held (lockf) by the `elr-mri train` writing the run; released when it ends
 END_PRODUCTS = ("summary.json", "suspected_mislabels.csv", "memorization.png")  # written when a run ends
 CHECKPOINT_PRODUCTS = ("eval-*", "explain-*")  # folders of `elr-mri evaluate` and `explain`, from best.pt or last.pt
 # what a run writes before its first checkpoint: a new run may start over in a folder that holds only these
-BEFORE_FIRST_CHECKPOINT = (RUN_LOCK, "config.yaml", "data_shape.json", "splits.csv", "split_balance.csv",
-                           "metrics.csv", "tensorboard", "checkpoints")
+RUN_RECORDS = ("data_shape.json", "splits.csv", "split_balance.csv")  # `record_run_data`'s
+BEFORE_FIRST_CHECKPOINT = (RUN_LOCK, "config.yaml", *RUN_RECORDS, "metrics.csv", "tensorboard", "checkpoints")
 RUN_TEMP = re.compile(r"\.tmp\d+-.+")  # `atomic_path`'s temporary file name: .tmp<pid>-<final name>
 
 
@@ -70,11 +70,12 @@ def exclusive_run_dir(out_dir: Path, create: bool = True) -> Iterator[None]:
 
 def check_run_dir(out_dir: Path, resume: bool) -> None:
     """Before any data is read (an MRI cohort can take minutes): whether `out_dir` may take a new run, or be
-    resumed. Without last.pt, only a folder where a run was killed before its first checkpoint may (started over).
+    resumed. Without last.pt, only a folder where a run was killed before its first checkpoint was complete may
+    (started over).
 
     Any other folder is refused untouched but for its lock file: a finished run whose checkpoints were deleted
     would be overwritten in part (its summary.json left beside the new run's metrics); a run that has written
-    checkpoints (best.pt) but lost last.pt would start again from epoch 1 over its metrics and best weights; and a
+    checkpoints but lost a later last.pt would start again from epoch 1 over its metrics and best weights; and a
     folder of the user's own files, even under a run's file names, would lose what a run's start removes or
     rewrites (temporary files, config.yaml, metrics.csv)."""
     last = out_dir / "checkpoints" / "last.pt"
@@ -91,7 +92,8 @@ def check_run_dir(out_dir: Path, resume: bool) -> None:
             "from a copy, or start a new run with another --out" if resume else
             f"{out_dir} holds a finished run (summary.json) whose checkpoints are gone; choose another --out, or move "
             "that run away to train it again there")
-    if (out_dir / "checkpoints" / "best.pt").exists():
+    best = out_dir / "checkpoints" / "best.pt"
+    if best.exists() and not _stopped_writing_its_first_checkpoint(out_dir, best):
         raise FileExistsError(f"{last} is missing, but best.pt beside it shows the run in {out_dir} wrote checkpoints; "
                               "restore last.pt from a copy, or move the folder away to start that run over")
     fix = ("nothing there to resume: start a new run with --config FILE --out NEW_FOLDER" if resume else
@@ -99,20 +101,38 @@ def check_run_dir(out_dir: Path, resume: bool) -> None:
     _require_killed_before_first_checkpoint(out_dir, fix)
 
 
+def _stopped_writing_its_first_checkpoint(out_dir: Path, best: Path) -> bool:
+    """best.pt is written just before last.pt, after metrics.csv: a run killed between the two files of its first
+    checkpoint left a best.pt written at its last logged epoch (a run that lost a later last.pt has logged epochs
+    since). Its best epoch may be earlier: a better epoch waits in memory for the next checkpoint."""
+    try:
+        logged = pd.read_csv(out_dir / "metrics.csv")["epoch"]
+        checkpoint = load_checkpoint(best, mmap=True)
+        written_at = checkpoint.get("written_at_epoch", checkpoint.get("epoch"))  # best.pt files from before it
+        return len(logged) > 0 and written_at == int(logged.iloc[-1])
+    except (OSError, ValueError, KeyError):  # pandas' and the checkpoint's errors are ValueErrors
+        return False
+
+
 def _require_killed_before_first_checkpoint(out_dir: Path, fix: str) -> None:
-    """Only what a run writes before its first checkpoint, under a config.yaml that `elr-mri train` wrote."""
-    temps = {*_run_temp_files(out_dir), *_run_temp_files(out_dir / "checkpoints")}
+    """Only what a run writes before its first checkpoint (and a best.pt `check_run_dir` accepted): its records
+    alone (killed before the config), or with them a config.yaml that `elr-mri train` wrote. A run's config.yaml
+    without the records is refused: the user's copy of one, which the new run would rewrite."""
+    leftovers = {*_run_temp_files(out_dir), *_run_temp_files(out_dir / "checkpoints"), out_dir / "checkpoints" / "best.pt"}
     others = sorted(path.name for path in out_dir.iterdir()
-                    if path.name not in BEFORE_FIRST_CHECKPOINT and path not in temps)
+                    if path.name not in BEFORE_FIRST_CHECKPOINT and path not in leftovers)
     if (out_dir / "checkpoints").is_dir():
-        others += sorted(f"checkpoints/{path.name}" for path in (out_dir / "checkpoints").iterdir() if path not in temps)
+        others += sorted(f"checkpoints/{path.name}" for path in (out_dir / "checkpoints").iterdir()
+                         if path not in leftovers)
     if others:
         listed = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
         raise FileExistsError(f"{out_dir} holds files that are not a run's ({listed}); {fix}")
-    written = [path for path in out_dir.iterdir() if path.name != RUN_LOCK and path not in temps]
-    if written and not _written_by_train(out_dir / "config.yaml"):
-        raise FileExistsError(f"{out_dir} holds {', '.join(sorted(path.name for path in written))} but no config.yaml "
-                              f"that `elr-mri train` wrote (it records a selection_rule), so not a run's; {fix}")
+    written = sorted(path.name for path in out_dir.iterdir() if path.name != RUN_LOCK and path not in leftovers)
+    if set(written) <= set(RUN_RECORDS):  # killed before its config.yaml (`start_run_dir` writes it after these)
+        return
+    if not (_written_by_train(out_dir / "config.yaml") and (out_dir / "data_shape.json").is_file()):
+        raise FileExistsError(f"{out_dir} holds {', '.join(written)} but not the config.yaml and data_shape.json that "
+                              f"`elr-mri train` writes first, so not a run's; {fix}")
 
 
 def _written_by_train(config_path: Path) -> bool:
@@ -131,21 +151,23 @@ def _run_temp_files(folder: Path) -> list[Path]:
     return [path for path in folder.glob(".tmp*") if path.is_file() and RUN_TEMP.fullmatch(path.name)]
 
 
-def remove_run_temps(out_dir: Path) -> None:
-    """Before a run writes into a folder it was accepted into: a killed run's temporary files are never read, but a
-    ResNet checkpoint's is 170 MB."""
+def remove_leftovers(out_dir: Path) -> None:
+    """Before a run writes into a folder it was accepted into: a killed run's temporary files are never read (a
+    ResNet checkpoint's is 170 MB), and without last.pt a best.pt is from a first checkpoint it did not finish."""
     for folder in (out_dir, out_dir / "checkpoints"):
         for path in _run_temp_files(folder):
             path.unlink(missing_ok=True)
+    if not (out_dir / "checkpoints" / "last.pt").exists():
+        (out_dir / "checkpoints" / "best.pt").unlink(missing_ok=True)
 
 
 def start_run_dir(out_dir: Path, config_text: str, data: NoisyImageData, record_ages: bool) -> None:
     """Write the config and what a resume and evaluation compare with (`record_run_data`) in a folder
     `check_run_dir` accepted for a new run."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    remove_run_temps(out_dir)
-    atomic_write_text(config_text, out_dir / "config.yaml")
+    remove_leftovers(out_dir)
     record_run_data(out_dir, data, record_ages)
+    atomic_write_text(config_text, out_dir / "config.yaml")  # last: a config.yaml of train's comes with its records
 
 
 def read_data_shape(run_dir: Path, required: bool = True) -> dict[str, Any] | None:

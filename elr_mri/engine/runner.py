@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
 import random
 import sys
 import time
@@ -36,14 +35,14 @@ from elr_mri.data.device_blur import blurs_on_device
 from elr_mri.data.image_sources import CLOTHING1M_VAL_LIST
 from elr_mri.data.images import NoisyImageData
 from elr_mri.data.noise import require_cifar10_classes
-from elr_mri.engine.checkpoint import (atomic_save, atomic_write_json, atomic_write_text, capture_rng, host_copy,
-                                      load_checkpoint, restore_rng)
+from elr_mri.engine.checkpoint import (atomic_save, atomic_write_json, atomic_write_text, capture_rng,
+                                      holding_ctrl_c, host_copy, load_checkpoint, restore_rng)
 from elr_mri.engine.diagnostics import collapse_warnings, top_class_share
 from elr_mri.engine.execution import ExecutionPlan, limit_cpu_threads
 from elr_mri.engine.feeding import BatchFeeder, serves_from_device
 from elr_mri.engine.methods import Method, build_method
 from elr_mri.engine.run_dir import (check_run_dir, exclusive_run_dir, record_run_data, refuse_stretched_cosine,
-                                    remove_run_temps, remove_scores_made_while_training, reopen_run_dir,
+                                    remove_leftovers, remove_scores_made_while_training, reopen_run_dir,
                                     require_same_data, start_run_dir)
 from elr_mri.engine.schedule import lr_at
 from elr_mri.engine.tracking import PredictionTracker, memorization_fractions
@@ -84,8 +83,6 @@ def train(cfg: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
         refuse_resume_changes(saved, cfg, out_dir)
         if (out_dir / "checkpoints" / "last.pt").exists():
             refuse_stretched_cosine(saved, cfg, out_dir)
-            if (out_dir / "summary.json").exists() and cfg.train.epochs == saved.train.epochs:
-                return _already_finished(out_dir)
     if not resume:
         check_noise_settings(cfg.data.noise)
         check_augment_settings(cfg.data)
@@ -98,13 +95,25 @@ def train(cfg: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
         device = torch.device("cuda", dist.local_rank)
     with ExitStack() as held:
         _main_rank_does(dist, lambda: held.enter_context(exclusive_run_dir(out_dir, create=not resume)))
+        if resume and finished_at(out_dir, cfg.train.epochs):  # read under the lock: not while an extension runs
+            leave_distributed()
+            return _already_finished(out_dir, dist)
         return _train_into(out_dir, cfg, resume, state, device, dist)
 
 
-def _already_finished(out_dir: Path) -> dict[str, Any]:
+def finished_at(out_dir: Path, epochs: int) -> bool:
+    """Whether the run in `out_dir` has finished at `epochs` epochs: its summary.json says so, beside its last.pt."""
+    try:
+        summary = json.loads((out_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return (out_dir / "checkpoints" / "last.pt").exists() and summary.get("epochs") == epochs
+
+
+def _already_finished(out_dir: Path, dist: DistContext) -> dict[str, Any]:
     """A plain --resume of a finished run: its summary as it was. Finishing it again would add this call's time to
     its wall_seconds and record this machine as the one it trained on."""
-    if os.environ.get("RANK", "0") != "0":  # a torchrun job's other ranks (not joined: nothing to train together)
+    if not dist.is_main:
         return {}
     print(f"{out_dir}: finished at its train.epochs (summary.json), nothing to train; to continue it pass a larger "
           "--set train.epochs=N", file=sys.stderr)
@@ -143,7 +152,7 @@ def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, de
     """The run itself, once `train` holds its directory."""
     _main_rank_does(dist, lambda: check_run_dir(out_dir, resume))  # before the data: a refusal comes at once
     if dist.is_main and resume:  # (a new run's folder: start_run_dir, once the data is read)
-        remove_run_temps(out_dir)
+        remove_leftovers(out_dir)
     blur_on_device = blurs_on_device(cfg.data, device)
     data = build_data(cfg.data, require_age=uses_age(cfg), blur_on_device=blur_on_device)
     _require_validation(data, cfg)
@@ -444,8 +453,14 @@ class CheckpointWriter:
             self.best = {"method": weights if write_now else host_copy(weights), "epoch": state.epoch}
         if not write_now:
             return
-        if self.best is not None:  # before last.pt: killed in between, the resumed run finds this epoch again
-            atomic_save(self.best, self.folder / "best.pt")
+        with holding_ctrl_c():  # both files or, killed in between, best.pt first: a resume trains that epoch again
+            self._write(method, tracker, state, rng_by_rank)
+        self.written_at = time.perf_counter()
+
+    def _write(self, method: Method, tracker: PredictionTracker, state: RunState,
+               rng_by_rank: list[dict[str, Any]] | None) -> None:
+        if self.best is not None:  # with the epoch it is written at: a run stopped before last.pt is then known
+            atomic_save({**self.best, "written_at_epoch": state.epoch}, self.folder / "best.pt")
             self.best = None
         atomic_save({
             "method": method.state_dict(),
@@ -458,7 +473,6 @@ class CheckpointWriter:
             **({} if rng_by_rank is None else {"rng_by_rank": rng_by_rank}),
             "config": self.config,
         }, self.folder / "last.pt")
-        self.written_at = time.perf_counter()
 
 
 def _write_metrics(out_dir: Path, rows: list[dict[str, Any]], writer: Any) -> None:
