@@ -75,7 +75,7 @@ def _out_of_memory(err: BaseException, args: argparse.Namespace) -> MemoryError 
     if args.command == "train":
         fix = ("a smaller train.batch_size or data.mri.crop_size (or train.precision bf16) fits in a new run; if "
                "it ran out while scoring, a smaller train.eval_batch_size continues this one: elr-mri train --resume "
-               f"{_train_run_dir(args)} --set train.eval_batch_size=N")
+               f"{shlex.quote(str(_train_run_dir(args)))} --set train.eval_batch_size=N")
     else:
         others = " (and in those of the runs compared with it)" if getattr(args, "compare_with", None) else ""
         fix = f"lower train.eval_batch_size in {args.run / 'config.yaml'}{others} and run the command again"

@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import math
 import os
+import shlex
 import types
 import typing
 from dataclasses import dataclass, field
@@ -501,7 +502,8 @@ def refuse_resume_changes(saved: RunConfig, wanted: RunConfig, run_dir: str | Pa
     changed = [key for key in after if after[key] != before.get(key) and key not in RESUME_MAY_CHANGE]
     if changed:
         key = changed[0]
-        fix = fix or f"elr-mri train --config {Path(run_dir) / 'config.yaml'} --set {key}=... --out NEW_RUN_DIR"
+        config_file = shlex.quote(str(Path(run_dir) / "config.yaml"))
+        fix = fix or f"elr-mri train --config {config_file} --set {key}=... --out NEW_RUN_DIR"
         raise ConfigError(
             f"{run_dir} was trained with {key} = {before.get(key)!r}; a resumed run keeps its settings (only "
             f"train.epochs and how it runs may change), so start a new run for {key} = {after[key]!r}: {fix}")

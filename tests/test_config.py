@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -124,8 +125,10 @@ def test_resume_may_change_how_a_run_runs_but_not_what_it_computes(tmp_path: Pat
                           tmp_path)
     for change, key in (("loss.lam=1", "loss.lam"), ("data.noise.rate=0.2", "data.noise.rate"), ("seed=1", "seed")):
         with pytest.raises(ConfigError, match=rf"was trained with {key} = .*start a new run") as info:
-            refuse_resume_changes(saved, load_config(path, [change]), tmp_path)
+            refuse_resume_changes(saved, load_config(path, [change]), tmp_path / "my run")
         assert "\n" not in str(info.value)
+        command = str(info.value).split("start a new run for ")[1].split(": ", 1)[1]
+        assert shlex.split(command)[:4] == ["elr-mri", "train", "--config", str(tmp_path / "my run" / "config.yaml")]
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(p.parents[1])))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shlex
 import shutil
 import os
 import signal
@@ -300,13 +301,16 @@ def test_an_extended_run_ends_as_a_run_of_that_length(tmp_path: Path, loss: str)
 
 def test_a_cosine_run_is_not_stretched_to_more_epochs(tmp_path: Path) -> None:
     """A cosine schedule spans train.epochs: more epochs would raise the rate again part-way (0.007 at epoch 4
-    of 4, then 0.025) and give neither a 4- nor an 8-epoch cosine run; a step schedule extends exactly."""
-    out = tmp_path / "run"
+    of 4, then 0.025) and give neither a 4- nor an 8-epoch cosine run; a step schedule extends exactly. The new
+    run's command is quoted for a shell: the folder's name has a space."""
+    out = tmp_path / "cosine run"
     cosine = [*SMALL, "train.epochs=2", "schedule.name=cosine", "schedule.eta_min=0"]
     train(load_config(DIGITS, cosine), out)
     result = _cli("train", "--resume", str(out), "--set", "train.epochs=4")
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr[-2000:]
-    assert "cosine schedule spans train.epochs = 2" in result.stderr and "--out NEW_RUN_DIR" in result.stderr
+    assert "cosine schedule spans train.epochs = 2" in result.stderr
+    assert shlex.split(result.stderr.split("start a new run: ")[1]) == [
+        "elr-mri", "train", "--config", str(out / "config.yaml"), "--set", "train.epochs=4", "--out", "NEW_RUN_DIR"]
     assert (out / "summary.json").exists() and "epochs: 2" in (out / "config.yaml").read_text()
     result = _cli("train", "--resume", str(out))  # the same length: finishes as it is
     assert result.returncode == 0, result.stderr[-2000:]
@@ -694,7 +698,7 @@ def test_a_gpu_out_of_memory_is_one_line_naming_the_setting_to_lower(
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of "
                                      "15.77 GiB of which 1.02 GiB is free. Including non-PyTorch memory, ...")
 
-    out = tmp_path / "run"
+    out = tmp_path / "my run"
     sets = [a for s in [*SMALL, "train.epochs=1"] for a in ("--set", s)]
     assert cli_in_process("train", "--config", str(DIGITS), "--out", str(out), *sets).returncode == 0
     with monkeypatch.context() as patched:
@@ -703,7 +707,7 @@ def test_a_gpu_out_of_memory_is_one_line_naming_the_setting_to_lower(
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr[-3000:]
     assert result.stderr.startswith("elr-mri train: error: the GPU ran out of memory (CUDA out of memory. Tried to "
                                     "allocate 2.00 GiB); a smaller train.batch_size")
-    assert f"elr-mri train --resume {out} --set train.eval_batch_size=N" in result.stderr
+    assert f"elr-mri train --resume '{out}' --set train.eval_batch_size=N" in result.stderr  # quoted: a space
     monkeypatch.setattr("elr_mri.evaluation.evaluate.predict", out_of_memory)
     result = cli_in_process("evaluate", "--run", str(out))
     assert result.returncode == 2 and result.stderr == (

@@ -13,6 +13,7 @@ import fcntl
 import hashlib
 import json
 import re
+import shlex
 import shutil
 import sys
 from contextlib import contextmanager
@@ -265,8 +266,13 @@ def refuse_stretched_cosine(trained_with: RunConfig, cfg: RunConfig, out_dir: Pa
         raise ConfigError(
             f"{out_dir}: its cosine schedule spans train.epochs = {before}, and the epochs it trained followed it; "
             f"train.epochs = {after} would restart the decay part-way and give neither a {before}- nor a "
-            f"{after}-epoch cosine run, so start a new run: elr-mri train --config {out_dir / 'config.yaml'} "
-            f"--set train.epochs={after} --out NEW_RUN_DIR")
+            f"{after}-epoch cosine run, so start a new run: {_new_run_command(out_dir, f'train.epochs={after}')}")
+
+
+def _new_run_command(out_dir: Path, setting: str = "") -> str:
+    """The command that trains a new run from `out_dir`'s settings (quoted for a shell: paths may hold spaces)."""
+    changed = f" --set {setting}" if setting else ""
+    return f"elr-mri train --config {shlex.quote(str(out_dir / 'config.yaml'))}{changed} --out NEW_RUN_DIR"
 
 
 def require_same_data(out_dir: Path, data: NoisyImageData) -> None:
@@ -296,7 +302,7 @@ def _require_same_data_shape(out_dir: Path, data: NoisyImageData) -> None:
         what = ("other training examples or labels (same count, other order or content)" if key == "train_labels_sha256"
                 else f"{key} = {now[key]}, it trained on {before.get(key)}")
         raise ValueError(f"{out_dir}: the data now gives {what} (data.root or the manifest changed); restore that "
-                         f"data, or start a new run: elr-mri train --config {out_dir / 'config.yaml'} --out NEW_RUN_DIR")
+                         f"data, or start a new run: {_new_run_command(out_dir)}")
 
 
 def _train_labels_fingerprint(data: NoisyImageData) -> str:
@@ -328,7 +334,7 @@ def _require_recorded(out_dir: Path, key: str, fingerprint: Callable[[NoisyImage
     recorded = (read_data_shape(out_dir, required=False) or {}).get(key)
     if recorded is not None and recorded != fingerprint(data):  # runs from before it was recorded have none
         raise ValueError(f"{out_dir}: the data now gives {what}; restore the manifest the run trained on, or start a "
-                         f"new run: elr-mri train --config {out_dir / 'config.yaml'} --out NEW_RUN_DIR")
+                         f"new run: {_new_run_command(out_dir)}")
 
 
 def _training_scans_fingerprint(data: NoisyImageData) -> str:
@@ -363,4 +369,4 @@ def _require_same_splits(out_dir: Path, data: NoisyImageData) -> None:
         raise ValueError(f"{out_dir}: the manifest has changed since training: {len(moved)} participant(s) are not in "
                          f"the split splits.csv gives them (e.g. {first}: {before.get(first, 'absent')} then, "
                          f"{now.get(first, 'absent')} now); restore the manifest the run trained on, or start a new "
-                         f"run: elr-mri train --config {out_dir / 'config.yaml'} --out NEW_RUN_DIR")
+                         f"run: {_new_run_command(out_dir)}")
