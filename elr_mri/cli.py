@@ -60,7 +60,8 @@ def _after_interrupt(args: argparse.Namespace) -> str:
         return ("no checkpoint was written yet (the first comes after train.checkpoint_seconds and an epoch), so "
                 "nothing to resume: run the same command again")
     if args.command in ("evaluate", "explain"):  # files are replaced one by one; summary.json goes first, back last
-        return "its output folder is incomplete (no summary.json, so nothing reads it as done); run the command again"
+        return ("an output folder it was rewriting has no summary.json, so nothing reads it as done (one it had not "
+                "reached keeps its earlier results); run the command again")
     return "nothing half-written was kept; run the command again"
 
 
@@ -214,7 +215,7 @@ def _evaluate_and_print(run_dir: Path, manifest: Path | None, checkpoint: str = 
 
     reports = evaluate_run(run_dir, manifest, checkpoint, n_boot, test_set)
     eval_dir = evaluation_dir(run_dir, manifest, checkpoint, test_set)
-    _note_if_unfinished(run_dir, eval_dir)
+    _note_scoring_caveats(run_dir, eval_dir)
     print(f"results: {eval_dir}")
     for level, report in reports.items():
         people = "" if level == "image" else f", {report.n_participants} participants"
@@ -235,10 +236,15 @@ def _evaluate_and_print(run_dir: Path, manifest: Path | None, checkpoint: str = 
 
 
 def _note_rarely_defined(reports: dict[str, MetricsReport], n_boot: int) -> None:
-    """Say which intervals rest on fewer than 95% of the resamples: an AUC is undefined in a resample that drew
-    no participant of a class, and its interval then comes from the resamples that drew every class."""
+    """Say which intervals rest on fewer than 95% of the resamples: an AUC or the balanced accuracy is undefined
+    in a resample that drew no participant of a class, and its interval then comes from the resamples that drew
+    every class. A set of one participant has no resamples at all."""
+    alone = {level: report.n_participants for level, report in reports.items() if report.n_participants < 2}
+    for level, participants in alone.items():
+        print(f"note: no intervals at {level} level (nan): resampling participants needs at least two, and this "
+              f"set has {participants}", file=sys.stderr)
     rare = [f"{metric} ({level}) in {interval.resamples}"
-            for level, report in reports.items() for metric, interval in report.metrics.items()
+            for level, report in reports.items() if level not in alone for metric, interval in report.metrics.items()
             if not math.isnan(interval.estimate) and interval.resamples is not None
             and interval.resamples < 0.95 * n_boot]
     if rare:
@@ -247,13 +253,17 @@ def _note_rarely_defined(reports: dict[str, MetricsReport], n_boot: int) -> None
               "make them trustworthy", file=sys.stderr)
 
 
-def _note_if_unfinished(run_dir: Path, eval_dir: Path) -> None:
+def _note_scoring_caveats(run_dir: Path, eval_dir: Path) -> None:
     """Say so when the scored run is still training (or was killed while extended): its checkpoint is not the
-    run's result yet, whether it is the run evaluated or one compared with it."""
+    run's result yet; and name the participants or scans shared with training that
+    data.mri.allow_participant_overlap let through, which inflate the scores. For the run evaluated and for
+    each run compared with it."""
     about = json.loads((eval_dir / "summary.json").read_text())
     if not about["run_finished"]:
         print(f"note: {run_dir} has not finished training (no summary.json); scored its {about['checkpoint']} "
               f"checkpoint so far, from epoch {about['checkpoint_epoch']}", file=sys.stderr)
+    for overlap in about.get("participant_overlap_notes", []):
+        print(f"note: {run_dir}: {overlap}: these scores count them, so they are inflated", file=sys.stderr)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -313,7 +323,7 @@ def _print_comparison(args: argparse.Namespace, eval_dir: Path, baselines: list[
     for other, label in zip(args.compare_with, labels[1:]):
         evaluate_run(other, args.manifest, args.checkpoint, args.bootstrap, args.test_set)
         others[label] = other / eval_dir.name
-        _note_if_unfinished(other, others[label])
+        _note_scoring_caveats(other, others[label])
     require_same_scans(eval_dir, others)
     table = comparison_table(eval_dir, labels[0], others=others, baselines=baselines)
     atomic_write_text(table.to_csv(index=False), eval_dir / "comparison.csv")

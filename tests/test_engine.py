@@ -281,8 +281,9 @@ def test_an_evaluation_cut_short_while_rewriting_its_folder_leaves_no_summary(
         evaluate.evaluate_run(out, n_boot=2)
     assert (out / "eval-test" / "predictions.csv").exists() and not (out / "eval-test" / "summary.json").exists()
     assert main(["evaluate", "--run", str(out), "--bootstrap", "2"]) == 130  # says so, rather than "nothing kept"
-    assert capsys.readouterr().err == ("elr-mri evaluate: interrupted; its output folder is incomplete (no "
-                                       "summary.json, so nothing reads it as done); run the command again\n")
+    assert capsys.readouterr().err == (
+        "elr-mri evaluate: interrupted; an output folder it was rewriting has no summary.json, so nothing reads it "
+        "as done (one it had not reached keeps its earlier results); run the command again\n")
 
 
 @pytest.mark.parametrize("loss", ["elr", "elr_plus"])

@@ -152,6 +152,25 @@ def test_each_interval_counts_the_resamples_its_metric_was_defined_in() -> None:
         report.metrics["auc_macro"].resamples
 
 
+def test_balanced_accuracy_is_undefined_in_a_resample_that_drew_no_participant_of_a_class() -> None:
+    """A network that calls everyone MCI has balanced accuracy 1/3 however the participants are drawn; a resample
+    without an AD participant would average over two classes (1/2) and stretch the interval to 50%."""
+    labels = np.array([0] * 4 + [1] * 9 + [2] * 3)
+    proba = np.tile([0.2, 0.6, 0.2], (len(labels), 1))
+    report = bootstrap_metrics(labels, proba, np.arange(len(labels)).astype(str), CLASSES, n_boot=1000)
+    balanced = report.metrics["balanced_accuracy"]
+    assert balanced.estimate == balanced.low == balanced.high == pytest.approx(1 / 3)
+    assert balanced.resamples == report.metrics["auc_macro"].resamples < 1000  # the same resamples drew every class
+
+
+def test_one_participant_gives_no_interval_rather_than_one_of_zero_width() -> None:
+    report = bootstrap_metrics(np.array([1, 1]), np.array([[0.1, 0.8, 0.1]] * 2), np.array(["a", "a"]), CLASSES,
+                               n_boot=100)
+    accuracy = report.metrics["accuracy"]
+    assert accuracy.estimate == 1.0 and np.isnan(accuracy.low) and np.isnan(accuracy.high)
+    assert accuracy.resamples == 0 and np.isnan(report.confusion_rate["low"]).all()
+
+
 def test_the_roc_figure_of_a_one_class_set_is_written_without_a_warning(tmp_path, recwarn) -> None:
     from elr_mri.plots import plot_roc
 

@@ -225,6 +225,47 @@ def test_comparing_with_an_unfinished_run_says_so(trained: dict[str, Path], tmp_
     assert f"note: {trained['run']} has not finished" not in result.stderr
 
 
+def test_an_allowed_overlap_with_training_is_named_where_the_scores_are_printed(
+        trained: dict[str, Path], tmp_path: Path, cli_in_process: Cli) -> None:
+    run = tmp_path / "overlap_allowed"
+    shutil.copytree(trained["run"], run)
+    settings = yaml.safe_load((run / "config.yaml").read_text())
+    settings["data"]["mri"]["allow_participant_overlap"] = True
+    (run / "config.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+    holdout = tmp_path / "with_training.csv"
+    pd.concat([pd.read_csv(trained["holdout"]), pd.read_csv(trained["train"]).head(2)]).to_csv(holdout, index=False)
+    result = cli_in_process("evaluate", "--run", str(run), "--manifest", str(holdout), "--bootstrap", "20")
+    assert result.returncode == 0, result.stderr[-2000:]
+    notes = [line for line in result.stderr.splitlines() if line.startswith(f"note: {run}: {holdout}: ")]
+    assert len(notes) == 2 and notes[0].endswith("these scores count them, so they are inflated")
+    assert "2 participant(s) are in both training and holdout" in notes[0]
+    assert "2 scan(s) are files of the training manifest" in notes[1]
+
+
+def test_rescoring_an_edited_manifest_removes_the_comparisons_of_the_earlier_scoring(
+        trained: dict[str, Path], tmp_path: Path, cli_in_process: Cli) -> None:
+    """A manifest edited in place is scored into the same folder; the baselines and comparison tables computed
+    beside the earlier scoring would stand beside the new results as theirs."""
+    holdout = tmp_path / "edited_holdout.csv"
+    shutil.copy(trained["holdout"], holdout)
+    scored = trained["run"] / f"eval-{holdout.stem}"
+    compared = [scored / "comparison.csv", scored / "paired_differences.csv", scored / "baselines"]
+
+    def evaluate(*extra: str) -> None:
+        result = cli_in_process("evaluate", "--run", str(trained["run"]), "--manifest", str(holdout),
+                                "--bootstrap", "20", *extra)
+        assert result.returncode == 0, result.stderr[-2000:]
+
+    evaluate("--baselines")
+    assert all(path.exists() for path in compared)
+    evaluate()  # the same scans, checkpoint and resamples: the comparisons still hold
+    assert all(path.exists() for path in compared)
+    pd.read_csv(holdout).iloc[1:].to_csv(holdout, index=False)
+    evaluate()
+    assert not any(path.exists() for path in compared)
+    assert len(pd.read_csv(scored / "predictions.csv")) == len(pd.read_csv(holdout))
+
+
 def test_a_holdout_on_another_voxel_grid_is_refused(trained: dict[str, Path], tmp_path: Path,
                                                     cli_in_process: Cli) -> None:
     assert json.loads((trained["run"] / "data_shape.json").read_text())["volume_grid"] == {

@@ -103,8 +103,11 @@ def test_balanced_difference_weighs_each_true_class_equally(tmp_path: Path, trut
     misses_one_mci = _right_except(tmp_path / "mci.csv", s2="CN")
     # one participant of four either way (accuracy +1/4), but CN is a class of one and MCI a class of two
     assert mean_paired_difference([(misses_cn, right)], truth, n_boot=50).estimate == pytest.approx(0.25)
-    balanced_cn = mean_paired_difference([(misses_cn, right)], truth, n_boot=50, metric="balanced_accuracy")
+    balanced_cn = mean_paired_difference([(misses_cn, right)], truth, n_boot=200, metric="balanced_accuracy")
     assert balanced_cn.estimate == pytest.approx(1 / 3)
+    # a resample that drew every class gives 1/3 again; one that drew no CN (0) or no AD (1/2) is left out
+    assert balanced_cn.low == pytest.approx(1 / 3) and balanced_cn.high == pytest.approx(1 / 3)
+    assert 0 < balanced_cn.resamples < 200
     balanced_mci = mean_paired_difference([(misses_one_mci, right)], truth, n_boot=300, metric="balanced_accuracy")
     assert balanced_mci.estimate == pytest.approx(1 / 6)
     assert 0.0 <= balanced_mci.low <= 1 / 6 <= balanced_mci.high

@@ -11,6 +11,7 @@ participants, per-scan predictions, ROC curves and confusion matrices.
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -225,6 +226,8 @@ def write_evaluation(out: Path, reports: dict[str, MetricsReport], labels: np.nd
     from elr_mri.plots import plot_confusion, plot_roc
 
     out.mkdir(parents=True, exist_ok=True)
+    n_boot = next(iter(reports.values())).n_boot
+    _remove_comparisons_of_another_scoring(out, {**about, "bootstrap_resamples": n_boot})
     (out / "summary.json").unlink(missing_ok=True)
     rows = [row for report in reports.values() for row in report.rows()]
     atomic_write_text(pd.DataFrame(rows).to_csv(index=False), out / "metrics.csv")
@@ -239,6 +242,28 @@ def write_evaluation(out: Path, reports: dict[str, MetricsReport], labels: np.nd
     plot_roc(labels, probs, classes, out / "roc.png")
     for level, report in reports.items():
         plot_confusion(report.confusion, classes, out / f"confusion_{level}.png", title=f"{level} level")
-    summary = {**about, "bootstrap_resamples": next(iter(reports.values())).n_boot, "participant_overlap_notes": notes,
+    summary = {**about, "bootstrap_resamples": n_boot, "participant_overlap_notes": notes,
                **{level: {name: vars(v) for name, v in r.metrics.items()} for level, r in reports.items()}}
     atomic_write_json(summary, out / "summary.json")
+
+
+# what `evaluate --baselines` and `--compare-with` add beside a run's scoring, computed from that scoring
+_COMPARISON_OUTPUTS = ("comparison.csv", "paired_differences.csv", "baselines")
+# what decides a scoring's predictions and intervals: another value of any makes the comparisons stale
+_SCORING_KEYS = ("manifest_sha256", "checkpoint", "checkpoint_epoch", "bootstrap_resamples")
+
+
+def _remove_comparisons_of_another_scoring(out: Path, scoring: dict[str, Any]) -> None:
+    """Remove the comparisons an earlier scoring left in `out` when this one scores other scans (a manifest
+    edited in place), another checkpoint or with other resamples: they would stand beside the new results
+    as theirs. A rescoring of the same keeps them; one after an interrupted scoring cannot tell, and removes them."""
+    summary = out / "summary.json"
+    earlier = json.loads(summary.read_text()) if summary.is_file() else {}
+    if earlier and all(earlier.get(key) == scoring.get(key) for key in _SCORING_KEYS):
+        return
+    for name in _COMPARISON_OUTPUTS:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)

@@ -12,7 +12,8 @@ scan level and at participant level (each participant's mean probability per giv
 Pure NumPy and SciPy; AUCs use the rank formula, ties counted half, which equals scikit-learn's.
 
 Public names: `Interval`, `MetricsReport`, `point_metrics`, `bootstrap_metrics`,
-`participant_means`, `evaluate_predictions`, `roc_auc`, `confusion_counts`.
+`participant_means`, `participant_resamples`, `resampled_metrics`, `evaluate_predictions`, `roc_auc`,
+`confusion_counts`.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ __all__ = [
     "bootstrap_metrics",
     "participant_means",
     "participant_resamples",
+    "resampled_metrics",
     "evaluate_predictions",
     "roc_auc",
     "roc_points",
@@ -46,8 +48,9 @@ CONFIDENCE = 0.95
 @dataclass(frozen=True)
 class Interval:
     """A point estimate and its bootstrap percentile interval (NaN when undefined, e.g. AUC of one class),
-    with the number of resamples the metric was defined in (None: not counted). An AUC is undefined in a
-    resample that drew no participant of a class; the interval then comes from the others alone."""
+    with the number of resamples the metric was defined in (None: not counted). An AUC or the balanced
+    accuracy is undefined in a resample that drew no participant of a class; the interval then comes from
+    the others alone. With fewer than two participants there is no resample, and no interval."""
 
     estimate: float
     low: float
@@ -120,8 +123,8 @@ def bootstrap_metrics(
 ) -> MetricsReport:
     """Point metrics and percentile intervals from `n_boot` resamples of participants.
 
-    A resample in which a metric is undefined (an AUC whose class was not drawn) is left out of
-    that metric's interval.
+    A resample in which a metric is undefined (an AUC or the balanced accuracy, where a class was not
+    drawn) is left out of that metric's interval.
     """
     labels, proba, participants = _check(labels, proba, participants, len(class_names))
     k = len(class_names)
@@ -130,10 +133,10 @@ def bootstrap_metrics(
     estimate = point_metrics(labels, proba, k)
     point = np.array([estimate[n] for n in names])
     draws = participant_resamples(participants, n_boot, np.random.default_rng(seed))
-    boot = np.empty((n_boot, len(names)))
-    boot_rates = np.empty((n_boot, k, k))
+    boot = np.empty((len(draws), len(names)))
+    boot_rates = np.empty((len(draws), k, k))
     for b, rows in enumerate(draws):
-        values = point_metrics(labels[rows], proba[rows], k)
+        values = resampled_metrics(labels, proba, rows, k)
         boot[b] = [values[n] for n in names]
         boot_rates[b] = _rates(confusion_counts(labels[rows], proba[rows].argmax(1), k))
     tail = 100 * (1 - confidence) / 2
@@ -172,6 +175,17 @@ def point_metrics(labels: np.ndarray, proba: np.ndarray, num_classes: int) -> di
         "auc_macro": float(np.mean(per_class)),  # NaN if any class is absent, as scikit-learn refuses it
     })
     values.update({f"auc_{c}": a for c, a in enumerate(per_class)})
+    return values
+
+
+def resampled_metrics(labels: np.ndarray, proba: np.ndarray, rows: np.ndarray, num_classes: int) -> dict[str, float]:
+    """`point_metrics` of the resample `rows`, with the balanced accuracy undefined (NaN) where the resample drew
+    no example of a class the whole set has. Why: its mean recall would then run over fewer classes than the
+    estimate's (1/2 for a network that calls everyone MCI, against the estimate's 1/3), and such resamples would
+    widen the interval with values of another quantity."""
+    values = point_metrics(labels[rows], proba[rows], num_classes)
+    if np.setdiff1d(labels, labels[rows]).size:
+        values["balanced_accuracy"] = float("nan")
     return values
 
 
@@ -239,8 +253,11 @@ def _metric_names(num_classes: int) -> list[str]:
 
 
 def participant_resamples(participants: np.ndarray, n_boot: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """Row indices of each resample: participants drawn with replacement, each bringing all its rows."""
+    """Row indices of each resample: participants drawn with replacement, each bringing all its rows. None
+    with fewer than two participants: every resample would be the set itself, an interval of zero width."""
     _, codes = np.unique(participants, return_inverse=True)
+    if codes.size == 0 or codes.max() < 1:
+        return []
     order = np.argsort(codes, kind="stable")
     sizes = np.bincount(codes)
     starts = np.cumsum(sizes) - sizes

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from elr_mri.evaluation.metrics import (N_BOOT, Interval, MetricsReport, bootstrap_metrics, participant_means,
-                                        participant_resamples, point_metrics)
+                                        participant_resamples, resampled_metrics)
 
 __all__ = ["predictions_with_truth", "rescore_against_truth", "mean_paired_difference",
            "PAIRED_METRICS"]
@@ -92,14 +92,14 @@ def mean_paired_difference(pairs: Sequence[tuple[Path, Path]], truth: pd.DataFra
     num_classes = runs[0][0].shape[1]
 
     def difference(rows: np.ndarray) -> float:
-        return float(np.mean([point_metrics(labels[rows], b[rows], num_classes)[metric]
-                              - point_metrics(labels[rows], a[rows], num_classes)[metric] for a, b in runs]))
+        return float(np.mean([resampled_metrics(labels, b, rows, num_classes)[metric]
+                              - resampled_metrics(labels, a, rows, num_classes)[metric] for a, b in runs]))
 
     # resample participants (a converter's entries, one per true diagnosis, travel together), as bootstrap_metrics
     resamples = participant_resamples(shared.get_level_values("participant").to_numpy(), n_boot,
                                       np.random.default_rng(seed))
     draws = np.array([difference(rows) for rows in resamples])
-    draws = draws[~np.isnan(draws)]  # an AUC is undefined in a resample that lacks a class
+    draws = draws[~np.isnan(draws)]  # an AUC or the balanced accuracy is undefined in a resample that lacks a class
     low, high = np.percentile(draws, [2.5, 97.5]) if draws.size else (np.nan, np.nan)
     return Interval(difference(np.arange(len(labels))), float(low), float(high), int(draws.size))
 
