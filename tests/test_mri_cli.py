@@ -242,6 +242,19 @@ def test_an_allowed_overlap_with_training_is_named_where_the_scores_are_printed(
     assert "2 scan(s) are files of the training manifest" in notes[1]
 
 
+def test_a_holdout_of_one_participant_is_scored_without_intervals(trained: dict[str, Path], tmp_path: Path,
+                                                                  cli_in_process: Cli) -> None:
+    """Every resample of one participant is the set itself: an interval of zero width would claim certainty."""
+    holdout = tmp_path / "one_participant.csv"
+    pd.read_csv(trained["holdout"]).head(1).to_csv(holdout, index=False)
+    result = cli_in_process("evaluate", "--run", str(trained["run"]), "--manifest", str(holdout), "--bootstrap", "20")
+    assert result.returncode == 0, result.stderr[-2000:]
+    for level in ("scan", "participant"):
+        assert (f"note: no intervals at {level} level (nan): resampling participants needs at least two, and this "
+                "set has 1") in result.stderr
+    assert "[nan, nan]" in result.stdout and "fewer than 95%" not in result.stderr
+
+
 def test_rescoring_an_edited_manifest_removes_the_comparisons_of_the_earlier_scoring(
         trained: dict[str, Path], tmp_path: Path, cli_in_process: Cli) -> None:
     """A manifest edited in place is scored into the same folder; the baselines and comparison tables computed
