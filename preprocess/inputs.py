@@ -8,6 +8,8 @@ acquisitions) one row each, its session_id extended by the file's other entities
 """
 from __future__ import annotations
 
+import sys
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -24,19 +26,39 @@ class InputError(ValueError):
 
 def read_csv_table(path: str | Path, **options: object) -> pd.DataFrame:
     """`pd.read_csv`, failing with one line that names the file and says how to fix it: an empty file, a
-    spreadsheet export in another encoding, or a table separated by tabs or semicolons in a .csv."""
+    spreadsheet export in another encoding, a table separated by tabs or semicolons in a .csv, or rows with
+    values past the header's columns. Empty fields past them (a separator at the end of every row, as
+    spreadsheets write) are dropped: pandas would otherwise take each row's first value as its index and
+    shift every value one column to the left."""
+    table_kind, separated = ("TSV", "tab-separated") if options.get("sep") == "\t" else ("CSV", "comma-separated")
     try:
-        table = pd.read_csv(path, **options)
+        with warnings.catch_warnings():  # "loss of data" where rows are longer: checked below
+            warnings.simplefilter("ignore", pd.errors.ParserWarning)
+            table = pd.read_csv(path, index_col=False, **options)
+        as_pandas_reads_it = pd.read_csv(path, **options)
+        if not table.equals(as_pandas_reads_it):  # rows longer than the header
+            _refuse_values_past_the_header(path, as_pandas_reads_it)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
         reason = (str(err).strip().splitlines() or [""])[0]
-        raise InputError(f"{path}: cannot be read as a CSV table ({reason}); save it as comma-separated "
-                         "UTF-8 text with a header row") from err
+        raise InputError(f"{path}: cannot be read as a {table_kind} table ({reason}); save it as {separated} UTF-8 "
+                         "text with a header row") from err
     if options.get("sep", ",") == "," and len(table.columns) == 1:
         for name, separator in (("tab", "\t"), ("semicolon", ";")):
             if separator in str(table.columns[0]):
                 raise InputError(f"{path}: looks {name}-separated (one column, {table.columns[0]!r}); save it "
                                  "comma-separated")
     return table
+
+
+def _refuse_values_past_the_header(path: str | Path, table: pd.DataFrame) -> None:
+    """`table` as pandas read rows longer than the header: each row's first values became its index, so its
+    last columns hold the fields past the header. Refuse any that is not empty, naming its row."""
+    past = table.iloc[:, -table.index.nlevels:].astype("string").fillna("").apply(lambda column: column.str.strip())
+    filled = (past != "").any(axis=1).to_numpy()
+    if filled.any():
+        row = int(filled.argmax()) + 1
+        raise InputError(f"{path}: data row {row} has more values than the header has columns; quote values that "
+                         "hold the separator (\"a,b\"), or name the extra column in the header")
 
 
 def read_inputs(source: str | Path) -> pd.DataFrame:
@@ -128,14 +150,32 @@ def _read_bids(root: Path) -> pd.DataFrame:
     table = pd.DataFrame(rows, columns=list(REQUIRED))
     participants = root / "participants.tsv"
     if participants.exists():
-        extra = pd.read_csv(participants, sep="\t", dtype=str, keep_default_na=False)
-        if "participant_id" in extra.columns:
-            repeated = extra["participant_id"][extra["participant_id"].duplicated()]
-            if not repeated.empty:
-                raise InputError(f"{participants}: participant {repeated.iloc[0]} has more than one row; keep one "
-                                 "row per participant")
-            table = table.merge(extra, on="participant_id", how="left")
+        table = _join_participants_tsv(table, participants)
     return table
+
+
+def _join_participants_tsv(table: pd.DataFrame, participants: Path) -> pd.DataFrame:
+    """`table` with the columns of BIDS' participants.tsv (age, diagnosis...) joined by participant_id, saying
+    which participants it has no row for: their columns stay empty, and the training that reads them later
+    would refuse a scan without an age or a diagnosis far from this cause."""
+    extra = read_csv_table(participants, sep="\t", dtype=str, keep_default_na=False)
+    extra.columns = [str(column).strip() for column in extra.columns]
+    if "participant_id" not in extra.columns:
+        return table
+    repeated = extra["participant_id"][extra["participant_id"].duplicated()]
+    if not repeated.empty:
+        raise InputError(f"{participants}: participant {repeated.iloc[0]} has more than one row; keep one "
+                         "row per participant")
+    clashing = [column for column in extra.columns if column in REQUIRED and column != "participant_id"]
+    if clashing:
+        raise InputError(f"{participants}: its column(s) {clashing} are the scan table's, which the BIDS tree "
+                         f"gives; rename them there (e.g. {clashing[0]}_note)")
+    carried = [column for column in extra.columns if column != "participant_id"]
+    unlisted = sorted(set(table["participant_id"]) - set(extra["participant_id"]))
+    if carried and unlisted:
+        print(f"warning: {participants} has no row for {len(unlisted)} participant(s) (e.g. {unlisted[0]}; BIDS "
+              f"spells them sub-<label> there too), so their {', '.join(carried)} are left empty", file=sys.stderr)
+    return table.merge(extra, on="participant_id", how="left")
 
 
 def _other_entities(path: Path, subject: str, session: str) -> str:

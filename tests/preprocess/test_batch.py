@@ -311,6 +311,46 @@ def test_a_participant_listed_twice_in_participants_tsv_is_named(tmp_path):
         read_inputs(tmp_path)
 
 
+def test_a_separator_ending_every_row_is_dropped_not_read_as_a_shift_of_every_value(tmp_path):
+    """pandas takes the first value of rows longer than the header as an index and shifts the rest left: the
+    ids would become ses-01 / a.nii.gz and the path empty."""
+    (tmp_path / "x.csv").write_text("participant_id,session_id,path\nsub-01,ses-01,a.nii.gz,\nsub-02,ses-01,b.nii,\n")
+    table = read_inputs(tmp_path / "x.csv")
+    assert table[["participant_id", "session_id", "path"]].values.tolist() == [
+        ["sub-01", "ses-01", "a.nii.gz"], ["sub-02", "ses-01", "b.nii"]]
+    (tmp_path / "x.csv").write_text("participant_id,session_id,path\nsub-01,ses-01,my,scan.nii\n")
+    with pytest.raises(InputError, match=r"x.csv: data row 1 has more values than the header has columns; quote"):
+        read_inputs(tmp_path / "x.csv")
+
+
+def _bids_of(tmp_path: Path, participants_tsv: str) -> Path:
+    for subject in ("sub-01", "sub-02"):
+        (tmp_path / subject / "anat").mkdir(parents=True)
+        (tmp_path / subject / "anat" / f"{subject}_T1w.nii.gz").write_bytes(b"")
+    (tmp_path / "participants.tsv").write_text(participants_tsv)
+    return tmp_path
+
+
+def test_participants_missing_from_participants_tsv_are_named(tmp_path, capsys):
+    table = read_inputs(_bids_of(tmp_path, "participant_id\tage\nsub-01\t70\n"))
+    assert table["age"].iloc[0] == "70" and pd.isna(table["age"].iloc[1])
+    assert ("participants.tsv has no row for 1 participant(s) (e.g. sub-02; BIDS spells them sub-<label> there "
+            "too), so their age are left empty") in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("tsv", "message"), [
+    ("participant_id\tage\nsub-01\t70\nsub-02\t71\tx\n", r"participants.tsv: cannot be read as a TSV table "
+     r"\(.*\); save it as tab-separated UTF-8 text"),
+    ("participant_id\tage\nsub-01\t70\tx\nsub-02\t71\t\n", r"participants.tsv: data row 1 has more values than the "
+     r"header has columns"),
+    ("participant_id\tsession_id\nsub-01\tses-1\nsub-02\tses-1\n", r"participants.tsv: its column\(s\) "
+     r"\['session_id'\] are the scan table's"),
+])
+def test_an_unusable_participants_tsv_is_one_line_naming_it(tmp_path, tsv, message):
+    with pytest.raises(InputError, match=message):
+        read_inputs(_bids_of(tmp_path, tsv))
+
+
 def test_workers_share_the_cores_this_process_may_use_not_the_machines():
     probe = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
              "from preprocess.workers import usable_cores; print(usable_cores())")
