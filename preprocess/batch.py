@@ -21,7 +21,7 @@ from .checks import ScanError
 from .folder_locks import locks_unsupported, warn_unlocked
 from .inputs import InputError, select_shard
 from .pipeline import PIPELINE_VERSION, Params, ScanOutputs, process_scan
-from .sidecar import atomic_path, write_json
+from .sidecar import atomic_path, remove_stale_temps, write_json
 from .template import template_file_digests
 from .workers import run_per_scan
 
@@ -65,20 +65,40 @@ def shard_record_name(shard: tuple[int, int]) -> str:
 RUN_LOCK = ".preprocess.lock"  # flock'ed by every run into the folder: exclusively by a whole run, shared by shards
 # A whole run removes them all; the shards' locks too, which no run can hold while it holds RUN_LOCK.
 SHARD_FILE_PATTERNS = ("manifest-shard-*-of-*.csv", "failures-shard-*-of-*.csv", "shard-*-of-*.json",
-                       ".preprocess-shard-*-of-*.lock")
+                       ".preprocess-shard-*-of-*.lock", ".preprocess-sharded-run-*.lock")
 
 
 @contextlib.contextmanager
-def output_lock(out_dir: Path, shard: tuple[int, int] | None) -> Iterator[None]:
+def output_lock(out_dir: Path, shard: tuple[int, int] | None, sharded_run: str = "") -> Iterator[None]:
     """Hold `out_dir` for one run: two runs over the same scans would remove each other's temporary files (each scan
-    clears its folder's `.tmp*` before registering) and replace each other's outputs. The shards of one run process
-    disjoint scans and so may share the folder, but not with a whole run, nor a shard with its own double. A run leaves
-    its lock files (removing one would let a later run lock a new file while another still holds the old)."""
+    clears its folder's `.tmp*` before registering) and replace each other's outputs. The shards of one run
+    (`sharded_run`: what identifies it, see `_sharded_run_identity`) process disjoint scans and so may share the
+    folder, but not with a whole run, nor a shard with its own double, nor with the shards of another run (another
+    N, settings or input table), whose scans overlap theirs. A run leaves its lock files (removing one would let a
+    later run lock a new file while another still holds the old)."""
     with contextlib.ExitStack() as held:
         locked = _hold(held, out_dir / RUN_LOCK, fcntl.LOCK_EX if shard is None else fcntl.LOCK_SH)
         if shard is not None and locked:
+            _hold_refusing_other_sharded_runs(held, out_dir, sharded_run)
             _hold(held, out_dir / f".preprocess-shard-{shard[0]}-of-{shard[1]}.lock", fcntl.LOCK_EX)
         yield
+
+
+def _hold_refusing_other_sharded_runs(held: contextlib.ExitStack, out_dir: Path, sharded_run: str) -> None:
+    """Hold this sharded run's lock shared, then refuse if another sharded run's is held. Each shard locks its own
+    before it looks at the others', so of two that start together at least one sees the other."""
+    own = out_dir / f".preprocess-sharded-run-{sharded_run}.lock"
+    _hold(held, own, fcntl.LOCK_SH)
+    for other in sorted(out_dir.glob(".preprocess-sharded-run-*.lock")):
+        if other == own:
+            continue
+        with open(other, "a") as handle:  # closing it lets go of the test lock
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise InputError(f"{out_dir} is in use by the shards of another preprocess run (another --shard N, "
+                                 f"other settings or another input table; lock {other}), whose scans overlap these: "
+                                 "wait for them, or choose another --output") from None
 
 
 def _hold(held: contextlib.ExitStack, lock: Path, mode: int) -> bool:
@@ -105,18 +125,19 @@ def run_batch(table: pd.DataFrame, out_dir: str | Path, params: Params, jobs: in
     manifest and failures (a shard: its own, plus the record `merge_shards` checks)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    with output_lock(out_dir, shard):
+    record = _shard_settings(table, params, min_ncc)
+    with output_lock(out_dir, shard, _sharded_run_identity(record, shard)):
         manifest_name, failures_name = shard_names(shard)
         # A manifest describes a finished run: from here on the scans it lists may be redone with other settings,
         # so an interrupted rerun must not leave it behind for training to read (the merged one too, for a shard).
         stale = [manifest_name, failures_name, *shard_names(None)]
         if shard is None:  # a later merge would put an earlier sharded run's rows back over this run's manifest
             stale += [found.name for pattern in SHARD_FILE_PATTERNS for found in out_dir.glob(pattern)]
+            remove_stale_temps(out_dir)  # a killed run's half-written manifest; no shard can be writing its own now
         else:
             stale.append(shard_record_name(shard))
         for name in stale:
             (out_dir / name).unlink(missing_ok=True)
-        record = _shard_settings(table, params, min_ncc)
         if shard is not None:
             table = select_shard(table, *shard)
         arguments = {i: (row.resolved_path, out_dir, row.participant_id, row.session_id, params)
@@ -237,6 +258,15 @@ def _shard_settings(table: pd.DataFrame, params: Params, min_ncc: float) -> dict
     return {"params": params.as_dict(), "template": template_file_digests(params.template, params.template_mask),
             "inputs_sha256": hashlib.sha256(rows).hexdigest(), "qc_min_ncc": min_ncc,
             "pipeline_version": PIPELINE_VERSION}
+
+
+def _sharded_run_identity(record: dict, shard: tuple[int, int] | None) -> str:
+    """A digest of what the shards of one run share (`_shard_settings`) and their number: shards that agree on it
+    process disjoint scans."""
+    if shard is None:
+        return ""
+    text = json.dumps({"shards": shard[1], **record}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _read_csv(path: Path) -> pd.DataFrame:

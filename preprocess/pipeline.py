@@ -123,6 +123,7 @@ def process_scan(path: str | Path, outputs: ScanOutputs, params: Params) -> dict
     template_files = template_file_digests(params.template, params.template_mask)
     if input_hash and is_done(outputs.sidecar, input_hash, params.as_dict(), finished, template_files,
                               PIPELINE_VERSION):
+        remove_stale_temps(outputs.image.parent)  # a later run with other settings, killed on this scan, left them
         return {**read_sidecar(outputs.sidecar), "status": "skipped"}
     scan = load_scan(path)
     import ants  # after the checks: a bad scan fails without paying for the ANTs import
@@ -144,10 +145,10 @@ def process_scan(path: str | Path, outputs: ScanOutputs, params: Params) -> dict
         with atomic_path(outputs.image) as temp:
             steps.to_nifti(warped, params.dtype).to_filename(temp)
         with atomic_path(outputs.transform) as temp:  # ITK affine: template point -> scan point
-            shutil.copyfile(next(t for t in transforms if t.endswith(".mat")), temp)
+            shutil.copyfile(_written_transform(transforms, ".mat", workdir), temp)
         if params.transform == "syn":  # applied before the affine, as ANTs lists it
             with atomic_path(outputs.warp) as temp:
-                shutil.copyfile(next(t for t in transforms if t.endswith("Warp.nii.gz")), temp)
+                shutil.copyfile(_written_transform(transforms, "Warp.nii.gz", workdir), temp)
         else:  # an earlier syn run's warp would be taken as this affine's by `elr-mri volumes`
             outputs.warp.unlink(missing_ok=True)
         with atomic_path(outputs.overlay) as temp:
@@ -159,6 +160,16 @@ def process_scan(path: str | Path, outputs: ScanOutputs, params: Params) -> dict
             "seconds": round(time.perf_counter() - started, 2)}
     write_json(outputs.sidecar, meta)
     return {**meta, "status": "done"}
+
+
+def _written_transform(transforms: list[str], suffix: str, workdir: str) -> str:
+    """The registration's transform file ending in `suffix`; ANTs returns without one when it could not write
+    into `workdir` (a full disk, a folder another run removed), which surfaced as a bare StopIteration."""
+    found = [path for path in transforms if path.endswith(suffix) and Path(path).is_file()]
+    if not found:
+        raise RuntimeError(f"ANTs registration wrote no *{suffix} transform into {workdir} (is the disk full or "
+                           "the folder removed by another run?); free space and run again")
+    return found[0]
 
 
 @contextlib.contextmanager

@@ -87,9 +87,16 @@ def test_bad_scans_fail_alone_with_their_own_reason(mixed_run, good_scans):
 
 def test_rerun_skips_finished_scans(mixed_run, capsys):
     folder, _, out, _ = mixed_run
+    # what a run killed on a finished scan (with other settings) or while writing the manifest leaves
+    left = [out / "sub-01" / "ses-M00" / ".tmp-registration-x1", out / "sub-01" / "ses-M00" / ".tmp7-sub-01.nii.gz",
+            out / ".tmp7-manifest.csv"]
+    left[0].mkdir()
+    for path in left[1:]:
+        path.write_text("half")
     started = time.perf_counter()
     code = main(["--input", str(folder / "scans.csv"), "--output", str(out), *FAST])
     assert code == 1  # the bad scans still fail
+    assert not any(path.exists() for path in left)
     manifest = pd.read_csv(out / "manifest.csv")
     assert (manifest.status == "skipped").all() and len(manifest) == 2
     out = capsys.readouterr().out
@@ -410,6 +417,37 @@ def test_a_run_into_a_folder_another_run_holds_is_refused_and_shards_share_it(tm
         assert main(["--input", table, "--output", str(out), "--shard", "1/2", *FAST]) == 1  # ran, failing its scan
     for _ in range(2):  # a run lets go of the folder when it ends
         assert main(["--input", table, "--output", str(out), *FAST]) == 1
+
+
+def test_shards_of_another_run_are_refused_while_shards_of_the_same_run_share_the_folder(tmp_path, capsys):
+    """Shards of another N (or other settings or table) would process the same scans at once as these and remove each
+    other's temporary files: a good scan failed with an empty StopIteration."""
+    import fcntl
+
+    scans = {}
+    for pid in ("sub-a", "sub-b", "sub-c"):  # unreadable scans: a shard finishes at once, failing them
+        scans[pid] = tmp_path / f"{pid}.nii.gz"
+        scans[pid].write_bytes(gzip.compress(b"garbage"))
+    table, out = str(_csv(tmp_path, scans)), tmp_path / "out"
+    assert main(["--input", table, "--output", str(out), "--shard", "0/2", *FAST]) == 1
+    run_lock, = out.glob(".preprocess-sharded-run-*.lock")
+    with _held(out / ".preprocess.lock", fcntl.LOCK_SH), _held(run_lock, fcntl.LOCK_SH):  # shard 0/2 running
+        assert main(["--input", table, "--output", str(out), "--shard", "1/2", *FAST]) == 1  # ran, failing its scans
+        capsys.readouterr()
+        for other in (["--shard", "0/3"], ["--shard", "1/2", "--normalise", "zscore"]):
+            assert main(["--input", table, "--output", str(out), *other, *FAST]) == 2
+            err = capsys.readouterr().err
+            assert err.startswith(f"elr-mri preprocess: error: {out} is in use by the shards of another preprocess "
+                                  "run (another --shard N, other settings or another input table; lock ") and \
+                err.count("\n") == 1
+    assert main(["--input", table, "--output", str(out), "--shard", "0/3", *FAST]) == 1  # once those ended
+
+
+def test_a_registration_that_wrote_no_transform_names_the_cause() -> None:
+    from preprocess.pipeline import _written_transform
+
+    with pytest.raises(RuntimeError, match=r"ANTs registration wrote no \*\.mat transform into /w \(is the disk full"):
+        _written_transform(["/w/reg_0GenericAffine.mat"], ".mat", "/w")  # listed, but not on disk
 
 
 def test_a_run_on_a_file_system_without_locks_goes_on_with_one_warning(tmp_path, capsys, monkeypatch):
