@@ -6,8 +6,10 @@ missing at merge; 2 the command line or the input table is unusable.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
+from typing import Callable
 
 from . import steps
 from .batch import Summary, flagged_report, merge_shards, run_batch, shard_names
@@ -57,11 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Preprocess a batch; see the module docstring for the exit codes."""
     args = build_parser().parse_args(argv)
-    try:
+
+    def preprocess() -> int:
         if args.jobs < 1:
             raise InputError(f"--jobs {args.jobs}: need at least 1 worker")
-        if Path(args.output).exists() and not Path(args.output).is_dir():
-            raise InputError(f"--output {args.output}: is a file; give a folder for the processed scans")
+        _require_output_folder(Path(args.output))
         require_ncc_threshold(args.qc_min_ncc)
         params = Params(template=args.template, template_mask=args.template_mask, resolution=args.resolution,
                         shape=tuple(args.shape) if args.shape else None, transform=args.transform,
@@ -72,16 +74,34 @@ def main(argv: list[str] | None = None) -> int:
         shard = parse_shard(args.shard) if args.shard else None
         summary = run_batch(table, args.output, params, jobs=args.jobs, shard=shard, min_ncc=args.qc_min_ncc,
                             progress=not args.no_progress)
+        print_summary(summary, Path(args.output) / shard_names(shard)[0])
+        return 1 if summary.failed else 0
+
+    return _reporting_user_errors("elr-mri preprocess", preprocess, "finished scans are skipped")
+
+
+def _reporting_user_errors(command: str, work: Callable[[], int], on_rerun: str, status: int = 2) -> int:
+    """`work()`'s exit status, or a user's mistake as one line (exit `status`), a full or read-only disk
+    likewise, and Ctrl-C as what running the command again does (`on_rerun`)."""
+    try:
+        return work()
     except (InputError, *USER_ERRORS) as exc:
-        return report_user_error("elr-mri preprocess", exc)
+        return report_user_error(command, exc, status)
     except OSError as exc:  # a full or read-only disk under --output
-        return report_user_error("elr-mri preprocess", storage_error_or_raise(exc))
+        return report_user_error(command, storage_error_or_raise(exc), status)
     except KeyboardInterrupt:
-        print("elr-mri preprocess: interrupted; run the same command again: finished scans are skipped",
-              file=sys.stderr)
+        print(f"{command}: interrupted; run the same command again: {on_rerun}", file=sys.stderr)
         return 130
-    print_summary(summary, Path(args.output) / shard_names(shard)[0])
-    return 1 if summary.failed else 0
+
+
+def _require_output_folder(output: Path) -> None:
+    """An --output that is a file, or a link whose folder is gone (a purged scratch space), named as such: the
+    folder creation would say "File exists"."""
+    if output.exists() and not output.is_dir():
+        raise InputError(f"--output {output}: is a file; give a folder for the processed scans")
+    if output.is_symlink() and not output.exists():
+        raise InputError(f"--output {output}: is a link to {os.readlink(output)}, which does not exist; create "
+                         "that folder, or give another --output")
 
 
 def print_summary(summary: Summary, manifest: Path) -> None:
@@ -105,14 +125,13 @@ def merge_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--qc-min-ncc", type=float, default=None,
                         help="flag scans whose NCC is below this (default: the shards' --qc-min-ncc)")
     args = parser.parse_args(argv)
-    try:
+
+    def merge() -> int:
         if args.qc_min_ncc is not None:
             require_ncc_threshold(args.qc_min_ncc)
-    except InputError as exc:
-        return report_user_error("elr-mri preprocess-merge", exc)
-    try:
         summary = merge_shards(args.output, args.qc_min_ncc)
-    except (FileNotFoundError, ValueError) as exc:
-        return report_user_error("elr-mri preprocess-merge", exc, status=1)
-    print_summary(summary, Path(args.output) / "manifest.csv")
-    return 1 if summary.failed else 0
+        print_summary(summary, Path(args.output) / "manifest.csv")
+        return 1 if summary.failed else 0
+
+    return _reporting_user_errors("elr-mri preprocess-merge", merge, "it merges again from the shards' files",
+                                  status=1)

@@ -5,10 +5,11 @@
 # diagnosis/age/sex are carried through) or a CSV with participant_id,session_id,path[,diagnosis,age,sex].
 #
 #   On one machine:     scripts/preprocess_adni.sh ADNI_BIDS_OR_CSV OUT_DIR
-#   On a SLURM cluster: sbatch --array=0-15 --cpus-per-task=4 scripts/preprocess_adni.sh IN OUT
-#                       then, once all tasks ended: SHARDS=merge scripts/preprocess_adni.sh IN OUT
+#   On a SLURM cluster: sbatch --array=0-15 --export=ALL,SHARDS=16 --cpus-per-task=4 scripts/preprocess_adni.sh IN OUT
+#                       (task I runs shard I of SHARDS: a failed task resubmitted alone, --array=3,7, redoes its own
+#                       shards), then, once all tasks ended: SHARDS=merge scripts/preprocess_adni.sh IN OUT
 # Re-running the same command resumes: scans whose sidecar matches are skipped.
-# Exit status: 0 all scans done; 1 some failed (OUT/failures.csv says why); 2 bad input table.
+# Exit status: 0 all scans done; 1 some failed (OUT/failures.csv says why); 2 bad input table or settings.
 set -euo pipefail
 
 INPUT=${1:?usage: preprocess_adni.sh ADNI_BIDS_DIR_OR_CSV OUT_DIR}
@@ -22,9 +23,13 @@ COMMON=(--input "$INPUT" --output "$OUTPUT" --resolution 1.5 --transform affine 
 if [[ "${SHARDS:-}" == "merge" ]]; then
     exec "$PYTHON" -m preprocess merge --output "$OUTPUT"
 elif [[ -n "${SLURM_ARRAY_TASK_ID:-}" ]]; then
-    COUNT=$(( ${SLURM_ARRAY_TASK_MAX:?} - ${SLURM_ARRAY_TASK_MIN:-0} + 1 ))
-    INDEX=$(( SLURM_ARRAY_TASK_ID - ${SLURM_ARRAY_TASK_MIN:-0} ))
-    exec "$PYTHON" -m preprocess "${COMMON[@]}" --jobs "$JOBS" --shard "$INDEX/$COUNT" --no-progress
+    # The shard count is given, not read from the array's bounds: a resubmitted task must keep its shard's N
+    if [[ ! "${SHARDS:-}" =~ ^[1-9][0-9]*$ ]]; then
+        echo "preprocess_adni.sh: error: an array task needs SHARDS, the number of shards of the whole array (e.g." \
+             "sbatch --array=0-15 --export=ALL,SHARDS=16 ...); got '${SHARDS:-}'" >&2
+        exit 2
+    fi
+    exec "$PYTHON" -m preprocess "${COMMON[@]}" --jobs "$JOBS" --shard "$SLURM_ARRAY_TASK_ID/$SHARDS" --no-progress
 else
     exec "$PYTHON" -m preprocess "${COMMON[@]}" --jobs "$JOBS"
 fi

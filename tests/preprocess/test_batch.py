@@ -529,3 +529,46 @@ def test_one_scan_file_under_two_ids_is_refused_naming_both_rows(tmp_path, secon
     with pytest.raises(InputError, match=r"x.csv: rows 1 \(sub-b/ses-M00\) and 3 \(sub-a/ses-M12\) list the same scan "
                                          rf"file {tmp_path / 'a.nii.gz'}; keep the row whose ids are right"):
         read_inputs(tmp_path / "x.csv")
+
+
+def test_the_adni_script_gives_an_array_task_its_shard_of_the_count_given_not_of_the_arrays_bounds(tmp_path):
+    """A failed task resubmitted alone (sbatch --array=3,7) was given shard 4/5 of a new count instead of 7/16."""
+    script = Path(__file__).resolve().parents[2] / "scripts" / "preprocess_adni.sh"
+
+    def run(**env: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", str(script), "in.csv", "out"], capture_output=True, text=True,
+                              env={"PATH": os.environ["PATH"], "PYTHON": "echo", **env})
+
+    resubmitted = run(SLURM_ARRAY_TASK_ID="7", SLURM_ARRAY_TASK_MIN="3", SLURM_ARRAY_TASK_MAX="7", SHARDS="16")
+    assert resubmitted.returncode == 0 and "--shard 7/16 " in resubmitted.stdout
+    unsized = run(SLURM_ARRAY_TASK_ID="7", SLURM_ARRAY_TASK_MAX="15")
+    assert unsized.returncode == 2 and unsized.stdout == ""
+    assert unsized.stderr.startswith("preprocess_adni.sh: error: an array task needs SHARDS")
+
+
+@pytest.mark.parametrize(("raised", "message", "status"), [
+    (OSError(30, "Read-only file system", "/prep/.preprocess.lock"),
+     "error: [Errno 30] Read-only file system (/prep/.preprocess.lock); write elsewhere (another output folder)\n", 1),
+    (PermissionError(13, "Permission denied", "/prep/.preprocess.lock"),
+     "error: [Errno 13] Permission denied: '/prep/.preprocess.lock'\n", 1),
+    (KeyboardInterrupt(), "interrupted; run the same command again: it merges again from the shards' files\n", 130),
+])
+def test_merge_reports_an_unwritable_folder_and_ctrl_c_in_one_line(tmp_path, capsys, monkeypatch, raised, message,
+                                                                   status):
+    """They came out as tracebacks: the merge caught only its own refusals. The OS errors are raised by hand: this
+    test runs as root on these machines, which no permission stops."""
+    def failing(*args: object) -> None:
+        raise raised
+
+    monkeypatch.setattr("preprocess.cli.merge_shards", failing)
+    assert merge_main(["--output", str(tmp_path)]) == status
+    assert capsys.readouterr().err == f"elr-mri preprocess-merge: {message}"
+
+
+def test_an_output_link_to_a_missing_folder_is_named(tmp_path, capsys):
+    (tmp_path / "scratch").symlink_to(tmp_path / "purged")
+    csv = _csv(tmp_path, {"sub-a": tmp_path / "a.nii.gz"})
+    assert main(["--input", str(csv), "--output", str(tmp_path / "scratch"), *FAST]) == 2
+    assert capsys.readouterr().err == (f"elr-mri preprocess: error: --output {tmp_path / 'scratch'}: is a link to "
+                                       f"{tmp_path / 'purged'}, which does not exist; create that folder, or give "
+                                       "another --output\n")
