@@ -482,6 +482,27 @@ def test_a_resume_on_a_manifest_with_other_ages_is_refused(trained: dict[str, Pa
     assert pd.read_csv(run / "metrics.csv")["epoch"].tolist() == [1]  # nothing trained
 
 
+def test_a_resume_on_an_edited_validation_panel_is_refused(trained: dict[str, Path], tmp_path: Path) -> None:
+    """The selection compares each epoch's validation accuracy with the best so far: a panel relabelled since
+    training would pick the best epoch across two sets of labels."""
+    run, panel = tmp_path / "run", tmp_path / "panel.csv"
+    shutil.copy(trained["panel"], panel)
+    result = _cli("train", "--config", str(CONFIG), "--out", str(run), "--set", f"data.mri.manifest={trained['train']}",
+                  "--set", f"data.mri.val_labels={panel}", "--set", "train.epochs=1", "--set", "train.progress=false",
+                  "--set", "train.tensorboard=false")
+    assert result.returncode == 0, result.stderr[-3000:]
+    splits = pd.read_csv(run / "splits.csv")
+    validated = set(splits.loc[splits["split"] == "val", "participant_id"])
+    rows = pd.read_csv(panel)
+    moved = rows["participant_id"].isin(validated)
+    rows.loc[moved, "diagnosis"] = rows.loc[moved, "diagnosis"].map({"CN": "MCI", "MCI": "AD", "AD": "CN"})
+    rows.to_csv(panel, index=False)
+    result = _cli("train", "--resume", str(run), "--set", "train.epochs=2")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr[-2000:]
+    assert "the data now gives other validation or test labels" in result.stderr
+    assert pd.read_csv(run / "metrics.csv")["epoch"].tolist() == [1]  # nothing trained
+
+
 def test_contradicting_resume_and_out_is_one_line(trained: dict[str, Path], tmp_path: Path) -> None:
     result = _cli("train", "--resume", str(trained["run"]), "--out", str(tmp_path / "elsewhere"))
     assert result.returncode == 2 and "a resumed run continues in its own directory" in result.stderr

@@ -206,6 +206,7 @@ def record_run_data(out_dir: Path, data: NoisyImageData, record_ages: bool) -> N
         shape["ages_sha256"] = _ages_fingerprint(data)
     if data.volume_grid is not None:
         shape["train_scans_sha256"] = _training_scans_fingerprint(data)
+    shape["evaluation_labels_sha256"] = _evaluation_labels_fingerprint(data)
     atomic_write_json(shape, out_dir / "data_shape.json")
     if data.volume_grid is not None:  # MRI: evaluation refuses holdout participants seen in any of these splits
         from elr_mri.data.mri import participants_by_split, split_balance_table
@@ -327,6 +328,9 @@ def _require_same_recorded_inputs(out_dir: Path, data: NoisyImageData) -> None:
                       "other ages for the scans of its splits (an input of the model; the manifest changed)")
     _require_recorded(out_dir, "train_scans_sha256", _training_scans_fingerprint, data,
                       "its training scans in another order (ELR's targets are kept by row; the manifest's rows moved)")
+    _require_recorded(out_dir, "evaluation_labels_sha256", _evaluation_labels_fingerprint, data,
+                      "other validation or test labels (a relabelled manifest or validation panel), so its best "
+                      "epoch would be chosen across two sets of labels")
 
 
 def _require_recorded(out_dir: Path, key: str, fingerprint: Callable[[NoisyImageData], str], data: NoisyImageData,
@@ -335,6 +339,21 @@ def _require_recorded(out_dir: Path, key: str, fingerprint: Callable[[NoisyImage
     if recorded is not None and recorded != fingerprint(data):  # runs from before it was recorded have none
         raise ValueError(f"{out_dir}: the data now gives {what}; restore the manifest the run trained on, or start a "
                          f"new run: {_new_run_command(out_dir)}")
+
+
+def _evaluation_labels_fingerprint(data: NoisyImageData) -> str:
+    """SHA-256 of the validation and test splits' labels in order, with each scan's IDs for MRI: the selection
+    compares every epoch's validation accuracy with the best so far, and metrics.csv lists the test accuracy by
+    epoch, so both must be scored against the labels the run started with."""
+    digest = hashlib.sha256()
+    for name, split in (("val", data.val), ("test", data.test)):
+        digest.update(name.encode())
+        if split is None:
+            continue
+        digest.update(np.asarray(split.labels, dtype=np.int64).tobytes())
+        if hasattr(split, "frame"):
+            digest.update("\n".join(split.frame["participant_id"] + "\t" + split.frame["session_id"]).encode())
+    return digest.hexdigest()
 
 
 def _training_scans_fingerprint(data: NoisyImageData) -> str:
