@@ -315,6 +315,9 @@ def test_participant_diagnosis_is_majority_then_earliest():
         scan("B", "M12", "AD", 81), scan("B", "M00", "MCI", 80),
     ])
     assert participant_diagnosis(frame).to_dict() == {"A": "MCI", "B": "MCI"}  # B: tie → earliest age
+    # a participant who reverted: two scans each, the tie goes to the first visit's, not the one last seen first
+    reverted = pd.DataFrame([scan("C", f"M{12 * i:02d}", dx, 70 + i) for i, dx in enumerate(["CN", "MCI", "MCI", "CN"])])
+    assert participant_diagnosis(reverted).to_dict() == {"C": "CN"}
 
 
 def test_split_is_by_participant_and_stratified():

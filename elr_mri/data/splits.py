@@ -44,7 +44,9 @@ def participant_diagnosis(frame: pd.DataFrame) -> pd.Series:
     """Each participant's most frequent diagnosis; a tie goes to the earliest scan's (by age, then row)."""
     order = frame.assign(_row=np.arange(len(frame))).sort_values(["age", "_row"], na_position="last", kind="stable")
     counts = order.groupby(["participant_id", "diagnosis"], sort=False).size().rename("n").reset_index()
-    first_seen = {key: rank for rank, key in enumerate(zip(order["participant_id"], order["diagnosis"]))}
+    first_seen: dict[tuple[str, str], int] = {}
+    for rank, key in enumerate(zip(order["participant_id"], order["diagnosis"])):
+        first_seen.setdefault(key, rank)
     counts["first"] = [first_seen[key] for key in zip(counts["participant_id"], counts["diagnosis"])]
     best = counts.sort_values(["n", "first"], ascending=[False, True], kind="stable").drop_duplicates("participant_id")
     return best.set_index("participant_id")["diagnosis"].sort_index()
