@@ -377,6 +377,11 @@ def test_splits_csv_is_checked(tmp_path):
     path.write_text("participant_id,split\nA,holdout\n")
     with pytest.raises(ValueError, match="'holdout' is not one of train, val, test"):
         load_splits(path, ["A"])
+    path.write_text("participant_id,split\nA,train,\nB,test,\n")  # a comma ending each row, as spreadsheets write
+    assert load_splits(path, ["A", "B"]).to_dict() == {"A": "train", "B": "test"}
+    path.write_text("")
+    with pytest.raises(ValueError, match="splits.csv: cannot be read as a CSV table"):
+        load_splits(path, ["A"])
 
 
 def test_ages_in_months_or_birth_years_are_refused_by_row(tmp_path):

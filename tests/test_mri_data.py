@@ -258,6 +258,27 @@ def test_val_labels_missing_a_validation_scan_is_one_clear_error(tmp_path):
         build_mri_data(config(manifest, val_labels=str(labels)))
     with pytest.raises(ValueError, match="file not found"):
         build_mri_data(config(manifest, val_labels=str(tmp_path / "absent.csv")))
+    labels.write_text("")
+    with pytest.raises(ValueError, match=r"panel.csv: cannot be read as a CSV table"):
+        build_mri_data(config(manifest, val_labels=str(labels)))
+
+
+def test_val_labels_as_spreadsheets_write_them_and_two_raters_disagreeing_on_a_scan(tmp_path):
+    """Ids padded with spaces and a comma ending every row (a spreadsheet export) are the panel's ids; a scan listed
+    twice with two diagnoses was given the first row's silently."""
+    manifest = make_cohort(tmp_path, participants=12)
+    table = adjudicated_table(manifest, {})
+    labels = tmp_path / "panel.csv"
+    lines = [f"{p} ,{s},{d}," for p, s, d in table.values]
+    labels.write_text("participant_id,session_id,diagnosis\n" + "\n".join(lines) + "\n")
+    data = build_mri_data(config(manifest, val_labels=str(labels)))
+    assert np.array_equal(data.val.labels, build_mri_data(config(manifest)).val.labels)
+    first = data.val.frame.iloc[0]
+    other = CLASSES[(CLASSES.index(first["diagnosis"]) + 1) % 3]
+    labels.write_text(labels.read_text() + f"{first['participant_id']},{first['session_id']},{other},\n")
+    with pytest.raises(ValueError, match=rf"panel.csv: data rows \d+ and {len(lines) + 1} give scan "
+                                         rf"{first['participant_id']} {first['session_id']} two diagnoses"):
+        build_mri_data(config(manifest, val_labels=str(labels)))
 
 
 def test_memory_cache_serves_volumes_without_rereading(tmp_path):

@@ -19,12 +19,26 @@ import numpy as np
 import pandas as pd
 
 from elr_mri.data.cohort import SCAN_KEYS, label_indices
+from preprocess.inputs import read_csv_table
 
 __all__ = ["load_adjudicated_labels"]
 
 # the adjudicated column, first found: `true_diagnosis` lets the simulator's truth.csv serve as a perfect
 # panel, and comes first because that file also holds `diagnosis`, the noisy label the manifest gives
 DIAGNOSIS_COLUMNS = ("true_diagnosis", "diagnosis")
+
+
+def _refuse_two_diagnoses_of_one_scan(path: Path, table: pd.DataFrame) -> None:
+    """A panel merged from two raters may list a scan twice: with the same diagnosis that is one row, with two the
+    first row would win silently."""
+    distinct = table.drop_duplicates(SCAN_KEYS + ["adjudicated"])
+    clash = distinct[distinct.duplicated(SCAN_KEYS, keep=False)]
+    if not clash.empty:
+        first = clash.iloc[0]
+        rows = clash[(clash[SCAN_KEYS] == first[SCAN_KEYS]).all(axis=1)]
+        raise ValueError(f"data.mri.val_labels {path}: data rows {' and '.join(str(i + 1) for i in rows.index[:2])} "
+                         f"give scan {first.participant_id} {first.session_id} two diagnoses "
+                         f"({', '.join(rows['adjudicated'])}); keep the adjudicated one")
 
 
 def load_adjudicated_labels(path: str | Path, scans: pd.DataFrame, classes: Sequence[str]) -> np.ndarray:
@@ -37,15 +51,18 @@ def load_adjudicated_labels(path: str | Path, scans: pd.DataFrame, classes: Sequ
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"data.mri.val_labels: file not found: {path}")
-    table = pd.read_csv(path, dtype={key: str for key in SCAN_KEYS})
+    table = read_csv_table(path, dtype={key: str for key in SCAN_KEYS})
     column = next((name for name in DIAGNOSIS_COLUMNS if name in table.columns), None)
     missing = [key for key in SCAN_KEYS if key not in table.columns]
     if missing or column is None:
         needed = ", ".join(SCAN_KEYS) + " and diagnosis"
         raise ValueError(f"data.mri.val_labels {path}: needs the columns {needed}; it has {', '.join(table.columns)}")
     spelled = {name.lower(): name for name in classes}
-    table = table.assign(adjudicated=table[column].astype(str).str.strip().str.lower().map(spelled))
-    table = table.dropna(subset=["adjudicated"]).drop_duplicates(SCAN_KEYS)
+    table = table.assign(**{key: table[key].str.strip() for key in SCAN_KEYS},  # as the manifest's are
+                         adjudicated=table[column].astype(str).str.strip().str.lower().map(spelled))
+    table = table.dropna(subset=["adjudicated"])
+    _refuse_two_diagnoses_of_one_scan(path, table)
+    table = table.drop_duplicates(SCAN_KEYS)
     joined = scans[SCAN_KEYS].astype(str).merge(table[SCAN_KEYS + ["adjudicated"]], on=SCAN_KEYS, how="left")
     absent = joined["adjudicated"].isna().to_numpy()
     if absent.any():

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from elr_mri.data.importers import adni_participant_key
+from preprocess.inputs import read_csv_table
 
 __all__ = [
     "LeakageError",
@@ -81,7 +82,7 @@ def load_splits(path: str | Path, participants: Iterable[str]) -> pd.Series:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"splits file not found: {path}")
-    table = pd.read_csv(path, dtype=str)
+    table = read_csv_table(path, dtype=str)
     missing = [c for c in ("participant_id", "split") if c not in table.columns]
     if missing:
         raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; expected participant_id,split")
