@@ -168,6 +168,15 @@ def test_import_adnimerge_maps_diagnoses_and_visit_age():
     assert result.summary().startswith("5 scans imported, 2 left out")
 
 
+def test_import_adnimerge_reads_sex_in_any_spelling_and_keeps_the_scans_own_without_ptgender():
+    """`male` and `Female ` came out empty, unreported; a table without PTGENDER erased the scans' own sex."""
+    scans = pd.DataFrame({"participant_id": ["011_S_0002", "022_S_0007", "033_S_0009"], "session_id": "bl",
+                          "path": ["a", "b", "c"], "sex": ["M", "F", "F"]})
+    spelled = ADNIMERGE.assign(PTGENDER=["male", "Male", "Male", "Female ", "Female", "woman", "Male"])
+    assert import_adnimerge(spelled, scans).manifest["sex"].tolist() == ["M", "F", "woman"]  # the last is named later
+    assert import_adnimerge(ADNIMERGE.drop(columns="PTGENDER"), scans).manifest["sex"].tolist() == ["M", "F", "F"]
+
+
 def test_import_adnimerge_with_baseline_diagnosis():
     scans = pd.DataFrame({"participant_id": ["011_S_0002", "011_S_0002"], "session_id": ["bl", "m12"], "path": ["a", "b"]})
     result = import_adnimerge(ADNIMERGE, scans, use_baseline_diagnosis=True)

@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from elr_mri.data.importers import adni_participant_key
+from elr_mri.data.importers import adni_participant_key, sex_letters
 from preprocess.inputs import read_csv_table
 
 __all__ = [
@@ -43,7 +43,6 @@ IMAGE_COLUMN = "image_path"  # the resolved absolute path of the volume to load,
 MAX_LISTED = 20  # problems listed in one error; the count says how many there are
 # Ages above this are units gone wrong (months, a birth year), not people; the age encoding's last bin is 119.75.
 MAX_AGE_YEARS = 120
-UNKNOWN_SEX_LETTERS = ("U", "O", "X")  # unknown, other, X: kept as unknown
 
 
 class ManifestError(ValueError):
@@ -123,7 +122,7 @@ def validate_manifest(
             for i in np.flatnonzero(frame["age"].isna() & ~not_numbers)
         ]
     if "sex" in frame.columns:
-        frame["sex"], unreadable = _sex_letters(frame["sex"])
+        frame["sex"], unreadable = sex_letters(frame["sex"])
         problems += [f"{_where(frame, i)}: sex {value!r} is neither male nor female (M/F, Male/Female); leave it "
                      "empty when unknown" for i, value in unreadable.items()]
     problems += _duplicates(frame, image_column) + _spellings(frame)
@@ -166,16 +165,6 @@ def _usable_rows(frame: pd.DataFrame, source: str) -> pd.DataFrame:
             ", ".join(f"{name}: {count}" for name, count in dropped.items()),
         )
     return frame[usable].reset_index(drop=True)
-
-
-def _sex_letters(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """(sex as M / F / NaN, the values that are none of these): the volume baseline reads M and F alone, so a
-    manifest spelling Male/female would lose the feature unnoticed. Unknown, other and X count as unknown."""
-    text = raw.map(lambda v: "" if pd.isna(v) else str(v).strip())
-    letter = text.str[:1].str.upper()
-    unknown = (text == "") | letter.isin(UNKNOWN_SEX_LETTERS)
-    readable = letter.isin(["M", "F"])
-    return letter.where(readable), raw[~readable & ~unknown]
 
 
 _QC_WARNINGS_GIVEN: set[str] = set()  # one process reads a manifest many times (evaluate with baselines: 10)

@@ -46,7 +46,10 @@ __all__ = [
     "adni_diagnosis",
     "mapped_session_key",
     "preprocess_failures",
+    "sex_letters",
 ]
+
+UNKNOWN_SEX_LETTERS = ("U", "O", "X")  # unknown, other, X: kept as unknown
 
 # ADNIMERGE's visit diagnosis DX (CN, MCI, Dementia) and baseline DX_bl (CN, SMC, EMCI, LMCI, AD); older
 # ADNIMERGE and TADPOLE tables spell normal "NL" and a visit where the diagnosis changed "NL to MCI" (the new
@@ -108,10 +111,22 @@ def import_adnimerge(
         "_diagnosis_problem": [_diagnosis_problem(name, value, "one ADNI uses (CN, SMC, EMCI, LMCI, MCI, "
                                                   "Dementia, AD, NL, 'X to Y')") for name, value in zip(column, raw)],
         "age": pd.to_numeric(table["AGE"], errors="coerce") + pd.to_numeric(table["Years_bl"], errors="coerce"),
-        "sex": table["PTGENDER"].map({"Male": "M", "Female": "F"}) if "PTGENDER" in table else np.nan,
         "cohort": "ADNI",
     })
+    if "PTGENDER" in table:  # without it the scans keep a sex column of their own
+        letters, unreadable = sex_letters(table["PTGENDER"])
+        clinical["sex"] = letters.combine_first(unreadable)  # kept as given: the manifest's check names the row
     return _join(*_read_scans(scans), clinical, adni_participant_key, adni_session_key)
+
+
+def sex_letters(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """(sex as M / F / NaN, the values that are none of these): the volume baseline reads M and F alone, so a
+    manifest spelling Male/female would lose the feature unnoticed. Unknown, other and X count as unknown."""
+    text = raw.map(lambda v: "" if pd.isna(v) else str(v).strip())
+    letter = text.str[:1].str.upper()
+    unknown = (text == "") | letter.isin(UNKNOWN_SEX_LETTERS)
+    readable = letter.isin(["M", "F"])
+    return letter.where(readable), raw[~readable & ~unknown]
 
 
 def preprocess_failures(scans: str | Path) -> str | None:
