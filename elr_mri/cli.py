@@ -361,6 +361,9 @@ def _import_cohort(args: argparse.Namespace) -> int:
         result = import_adnimerge(args.adnimerge, args.scans, use_baseline_diagnosis=args.baseline_diagnosis)
     elif args.mapping is None:
         raise ValueError("--table needs --mapping (a YAML like configs/nacc/nacc_mapping.yaml)")
+    elif args.baseline_diagnosis:
+        raise ValueError("--baseline-diagnosis applies to --adnimerge (its DX_bl); for --table, name the diagnosis "
+                         f"column wanted under columns.diagnosis in {args.mapping}")
     else:
         result = import_mapped_table(args.table, args.scans, load_mapping(args.mapping))
     note = preprocess_failures(args.scans)

@@ -264,6 +264,25 @@ def test_mapping_file_is_checked(tmp_path):
     bad.write_text(good + "values: {diagnosis: {1: CN, 4: AD}}\nrequire: {Dementia: {NACCALZP: [1]}}\n")
     with pytest.raises(ValueError, match=r"require.Dementia names no class of values.diagnosis \(AD, CN\)"):
         load_mapping(bad)
+    for shape, message in (("require: {AD: [NACCALZP]}", r"require.AD must be a mapping of a column to its allowed "
+                            r"codes, e.g. NACCALZP: \[1\]; it is \['NACCALZP'\]"),
+                           ("require: {AD: {NACCALZP: {1: yes}}}", r"require.AD.NACCALZP must list the allowed codes"),
+                           ("require: [AD]", r"require must be a mapping of a class to its conditions"),
+                           ("values: {diagnosis: [CN, AD]}", r"values.diagnosis must be a mapping of the table's codes")):
+        bad.write_text(good + ("" if shape.startswith("values") else "values: {diagnosis: {1: CN, 4: AD}}\n") + shape)
+        with pytest.raises(ValueError, match=message):
+            load_mapping(bad)
+
+
+def test_a_require_condition_may_give_one_code_alone(tmp_path):
+    """`NACCALZP: 1` crashed (an int is not iterable) and `NACCALZP: "12"` allowed codes 1 and 2, letter by letter."""
+    mapping = load_mapping(NACC_MAPPING)
+    for alone in (1, "1"):
+        mapping["require"] = {"AD": {"NACCALZP": alone}}
+        assert import_mapped_table(NACC, nacc_scans(), mapping).manifest["participant_id"].tolist() == [
+            "NACC000001", "NACC000001", "sub-NACC000002"]
+    mapping["require"] = {"AD": {"NACCALZP": "12"}}  # code 12: no row has it, so no AD is left
+    assert "AD" not in import_mapped_table(NACC, nacc_scans(), mapping).manifest["diagnosis"].tolist()
 
 
 def test_duplicate_clinical_rows_are_reported_not_guessed():

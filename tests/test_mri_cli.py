@@ -424,6 +424,9 @@ def test_import_cohort_joins_adnimerge_to_scans(tmp_path: Path, cli_in_process: 
     assert result.returncode == 2 and "is one of the input files" in result.stderr and scans.exists()
     result = cli_in_process(*importer, "--mapping", "x.yaml", "--out", str(out))
     assert result.returncode == 2 and "--mapping x.yaml applies to --table" in result.stderr
+    result = cli_in_process("import-cohort", "--scans", str(scans), "--table", str(scans), "--mapping", "x.yaml",
+                            "--baseline-diagnosis", "--out", str(out))  # a setting it would not read
+    assert result.returncode == 2 and "--baseline-diagnosis applies to --adnimerge (its DX_bl)" in result.stderr
     before = sorted(tmp_path.rglob("*"))
     result = cli_in_process(*importer, "--out", str(tmp_path / "out"))  # a folder: nothing written, its name said
     assert result.returncode == 2 and f"--out {tmp_path / 'out'} is a folder; pass the manifest CSV" in result.stderr

@@ -162,6 +162,7 @@ def load_mapping(path: str | Path) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"{path}: unknown key {unknown[0]!r}; allowed: {', '.join(MAPPING_KEYS)}")
     columns = mapping.get("columns") or {}
+    _require_mapping(path, "columns", columns, "manifest fields to the table's columns")
     missing = [f for f in ("participant_id", "session_id", "diagnosis") if f not in columns]
     if missing:
         raise ValueError(f"{path}: columns must name the table's column for {', '.join(missing)}")
@@ -169,6 +170,9 @@ def load_mapping(path: str | Path) -> dict[str, Any]:
     if bad:
         raise ValueError(f"{path}: columns.{bad[0]} is not a manifest field; allowed: {', '.join(MAPPED_FIELDS)}")
     values = mapping.get("values") or {}
+    _require_mapping(path, "values", values, "fields to their recodings")
+    for field, codes in values.items():
+        _require_mapping(path, f"values.{field}", codes, "the table's codes to values")
     if not values.get("diagnosis"):
         raise ValueError(f"{path}: values.diagnosis must map the table's diagnosis codes to classes")
     for field in values:  # a misspelt field would be ignored, leaving its codes as they are
@@ -176,11 +180,29 @@ def load_mapping(path: str | Path) -> dict[str, Any]:
             raise ValueError(f"{path}: values.{field} recodes no mapped column; values may recode "
                              f"{', '.join(f for f in RECODED_FIELDS if f in columns)} (named under columns:)")
     classes = set(values["diagnosis"].values())
-    for label in mapping.get("require") or {}:  # a misspelt class would require nothing of the one meant
+    require = mapping.get("require") or {}
+    _require_mapping(path, "require", require, "a class to its conditions")
+    for label, conditions in require.items():  # a misspelt class would require nothing of the one meant
         if label not in classes:
             raise ValueError(f"{path}: require.{label} names no class of values.diagnosis "
                              f"({', '.join(sorted(map(str, classes)))})")
+        _require_mapping(path, f"require.{label}", conditions, "a column to its allowed codes, e.g. NACCALZP: [1]")
+        for column, allowed in conditions.items():
+            if isinstance(allowed, dict):
+                raise ValueError(f"{path}: require.{label}.{column} must list the allowed codes, e.g. [1, 2]")
     return mapping
+
+
+def _require_mapping(path: Path, key: str, value: Any, maps: str) -> None:
+    """A mapping file's `key` given as a list or a single value: the import would crash, or quietly read it
+    another way, far from the line to fix."""
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: {key} must be a mapping of {maps}; it is {value!r}")
+
+
+def _allowed_codes(allowed: Any) -> set[str]:
+    """The codes a `require` condition allows: a list of them, or one alone (NACCALZP: 1, NACCALZP: "12")."""
+    return {_code(code) for code in (allowed if isinstance(allowed, (list, tuple, set)) else [allowed])}
 
 
 def import_mapped_table(
@@ -213,9 +235,10 @@ def import_mapped_table(
     for label, conditions in (mapping.get("require") or {}).items():
         for column, allowed in conditions.items():
             _require(table, (column,), where)
-            fails = (clinical["diagnosis"] == label) & ~table[column].map(_code).isin({_code(a) for a in allowed})
+            codes = _allowed_codes(allowed)
+            fails = (clinical["diagnosis"] == label) & ~table[column].map(_code).isin(codes)
             clinical.loc[fails, "diagnosis"] = np.nan
-            clinical.loc[fails, "_diagnosis_problem"] = f"{label} without {column} in {list(allowed)} (require)"
+            clinical.loc[fails, "_diagnosis_problem"] = f"{label} without {column} in {sorted(codes)} (require)"
     clinical["cohort"] = mapping.get("cohort", "")
     return _join(*_read_scans(scans), clinical, _bids_key, mapped_session_key)
 
