@@ -135,6 +135,7 @@ ADNIMERGE = pd.DataFrame({
 
 def test_adni_keys_match_ptid_viscode_and_bids_labels():
     assert adni_participant_key("011_S_0002") == adni_participant_key("sub-ADNI011S0002") == "011S0002"
+    assert adni_participant_key("sub-Ä01") != adni_participant_key("sub-Ö01")  # two people, not one spelled twice
     assert adni_session_key("bl") == adni_session_key("ses-M00") == adni_session_key("M000") == "0"
     assert adni_session_key("m06") == adni_session_key("ses-M06") == adni_session_key("M6") == "6"
     assert adni_session_key("ses-M06_run-2") == "6"  # preprocess's name for one of several T1s of a session

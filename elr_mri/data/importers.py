@@ -244,10 +244,11 @@ def import_mapped_table(
 
 
 def adni_participant_key(value: Any) -> str:
-    """"011_S_0002" and "sub-ADNI011S0002" → "011S0002"."""
+    """"011_S_0002" and "sub-ADNI011S0002" → "011S0002". Separators go, letters of any alphabet stay: sub-Ä01 and
+    sub-Ö01 are two people."""
     text = re.sub(r"^sub-", "", str(value).strip(), flags=re.IGNORECASE)
     text = re.sub(r"^ADNI", "", text, flags=re.IGNORECASE)
-    return re.sub(r"[^0-9A-Za-z]", "", text).upper()
+    return re.sub(r"[\W_]", "", text).upper()
 
 
 def adni_session_key(value: Any) -> str:
