@@ -132,7 +132,25 @@ def test_models_learn_a_separable_signal_from_both_feature_kinds(tmp_path: Path)
 
     nib.save(nib.Nifti1Image(volume, np.eye(4)), tmp_path / "v.nii.gz")
     blocks = voxel_features([str(tmp_path / "v.nii.gz")], 3)
-    assert blocks.shape == (1, 8) and blocks[0, 0] == pytest.approx(volume[:3, :3, :3].mean())
+    assert blocks.shape == (1, 8) and blocks[0, 0] == pytest.approx((volume / volume.max())[:3, :3, :3].mean())
+
+
+def test_voxel_features_are_the_scan_as_the_network_reads_it(tmp_path: Path) -> None:
+    """The SVM read raw arrays: the same scan stored in LPS axis order, in scanner units or with a NaN voxel (which
+    the CNN reads as 0) gave other features, or crashed scikit-learn after the CNN was scored."""
+    import nibabel as nib
+
+    volume = np.random.default_rng(0).random((6, 8, 10)).astype(np.float32)
+    ras = nib.Nifti1Image(volume, np.diag([2.0, 2.0, 2.0, 1.0]))
+    nib.save(ras, tmp_path / "ras.nii.gz")
+    nib.save(ras.as_reoriented(np.array([[0, -1], [1, -1], [2, 1]])), tmp_path / "lps.nii.gz")
+    nib.save(nib.Nifti1Image(volume * 1000.0, ras.affine), tmp_path / "units.nii.gz")
+    with_nan = volume.copy()
+    with_nan[0, 0, 0] = np.nan
+    nib.save(nib.Nifti1Image(with_nan, ras.affine), tmp_path / "nan.nii.gz")
+    features = voxel_features([str(tmp_path / f"{name}.nii.gz") for name in ("ras", "lps", "units", "nan")], 2)
+    assert np.allclose(features[1], features[0], atol=1e-6) and np.allclose(features[2], features[0], atol=1e-6)
+    assert np.isfinite(features[3]).all() and np.allclose(features[3, 1:], features[0, 1:], atol=0.05)
 
 
 def test_a_missing_age_is_filled_with_the_training_mean_in_every_set() -> None:

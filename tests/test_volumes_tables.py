@@ -48,6 +48,17 @@ def test_a_volumes_csv_without_the_volume_columns_names_the_file_and_what_it_lac
     assert read.loc[0, "participant_id"] == "001" and read.loc[0, "session_id"] == "01"  # ids stay text
 
 
+def test_a_scan_with_other_volumes_in_two_csvs_is_refused_naming_both(tmp_path: Path) -> None:
+    """The later CSV's rows replaced the earlier ones silently: two cohorts with the same ids, or a stale CSV."""
+    first = _volumes_csv(tmp_path / "adni.csv")
+    again = _volumes_csv(tmp_path / "again.csv")  # the same rows passed twice: one scan, no clash
+    assert len(read_volumes([first, again])) == 1
+    other = _write(tmp_path / "other.csv", {"participant_id": ["001"], "session_id": ["01"],
+                                             **{c: [0.02] for c in volume_columns()}})
+    with pytest.raises(ValueError, match=rf"^scan 001 01 has other regional volumes in {other} than in {first} "):
+        read_volumes([first, other])
+
+
 def test_an_empty_volumes_file_is_named_too(tmp_path: Path) -> None:
     empty = tmp_path / "empty.csv"
     empty.write_text("")

@@ -11,11 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-import nibabel as nib
 import numpy as np
 import pandas as pd
 
 from elr_mri.data.cohort import SCAN_KEYS
+from elr_mri.data.mri import read_scan_as_the_network_does
 from elr_mri.volumes.measure import volume_columns
 from elr_mri.volumes.tables import read_scan_table
 
@@ -25,10 +25,20 @@ SEX_CODES = {"M": 1.0, "F": 0.0}  # unknown sex: 0.5, between the two
 
 
 def read_volumes(paths: Sequence[str | Path]) -> pd.DataFrame:
-    """The rows of one or more `elr-mri volumes` CSVs (e.g. the training cohort's and the holdout's)."""
+    """The rows of one or more `elr-mri volumes` CSVs (e.g. the training cohort's and the holdout's). A scan in two
+    of them with other volumes is refused: two cohorts whose ids coincide (every simulated cohort names its first
+    participant sub-ADNISIM0001), or a CSV of an earlier preprocessing, whose rows would replace the right ones."""
     expected = "the volumes.csv `elr-mri volumes --manifest MANIFEST` writes (one per cohort)"
-    tables = [read_scan_table(p, [*SCAN_KEYS, *volume_columns()], expected) for p in paths]
-    return pd.concat(tables, ignore_index=True).drop_duplicates(SCAN_KEYS, keep="last")
+    tables = [read_scan_table(p, [*SCAN_KEYS, *volume_columns()], expected).assign(_file=str(p)) for p in paths]
+    rows = pd.concat(tables, ignore_index=True).drop_duplicates([*SCAN_KEYS, *volume_columns()])
+    clash = rows[rows.duplicated(SCAN_KEYS, keep=False)]
+    if not clash.empty:
+        first = clash.iloc[0]
+        files = clash.loc[(clash[SCAN_KEYS] == first[SCAN_KEYS]).all(axis=1), "_file"].tolist()
+        raise ValueError(f"scan {first.participant_id} {first.session_id} has other regional volumes in {files[1]} "
+                         f"than in {files[0]} (two cohorts with the same ids, or a CSV of another preprocessing); "
+                         "pass each cohort's volumes.csv once, from its own `elr-mri volumes` run")
+    return rows.drop(columns="_file").reset_index(drop=True)
 
 
 def volume_features(frame: pd.DataFrame, volumes: pd.DataFrame, source: str, age_fill: float) -> np.ndarray:
@@ -59,10 +69,11 @@ def require_volumes(frame: pd.DataFrame, volumes: pd.DataFrame, source: str) -> 
 
 
 def voxel_features(paths: Sequence[str], block: int) -> np.ndarray:
-    """(scans, voxels) matrix of template-space images averaged over `block`³ voxel blocks."""
+    """(scans, voxels) matrix of template-space images, read as the CNN reads them, averaged over `block`³ voxel
+    blocks."""
     rows, shape = [], None
     for path in paths:
-        volume = np.asarray(nib.load(path).dataobj, dtype=np.float32)
+        volume = read_scan_as_the_network_does(path)
         if shape is not None and volume.shape != shape:
             raise ValueError(f"{path}: shape {volume.shape} differs from {shape}; preprocess every cohort onto one grid")
         shape = volume.shape

@@ -58,6 +58,7 @@ __all__ = [
     "ScanReadError",
     "LoadScand",
     "mri_transforms",
+    "read_scan_as_the_network_does",
     "build_mri_data",
     "build_mri_eval_dataset",
     "load_holdout_manifest",
@@ -98,6 +99,23 @@ def _zero_nan(volume: torch.Tensor) -> torch.Tensor:
     return torch.nan_to_num(volume, nan=0.0)
 
 
+def _reading_steps() -> list:
+    """A scan as every model reads it, before any crop: RAS axes, NaN voxels 0, intensities min-max to [0, 1]."""
+    return [
+        LoadScand("image"),
+        EnsureChannelFirstd("image"),
+        Orientationd("image", axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S"))),
+        Lambdad("image", func=_zero_nan),
+        ScaleIntensityd("image", minv=0.0, maxv=1.0),
+    ]
+
+
+def read_scan_as_the_network_does(path: str | Path) -> np.ndarray:
+    """The scan at `path` as the CNN reads it, uncropped (the voxel baseline's input): a scan stored in another
+    axis order, with NaN voxels or in scanner units gives the same array as its preprocessed RAS copy."""
+    return np.asarray(Compose(_reading_steps())({"image": str(path)})["image"][0], dtype=np.float32)
+
+
 def mri_transforms(crop_size: Sequence[int], train: bool, blur_sigma_max: float = 1.0, flip: bool = False,
                    max_shift: int | None = None, blur_on_device: bool = False) -> Compose:
     """The dictionary transforms of one split; MONAI caches everything before the first random one.
@@ -109,14 +127,7 @@ def mri_transforms(crop_size: Sequence[int], train: bool, blur_sigma_max: float 
     the crop with the blur kernel's reach around it and their σ, blurred later on the batch's device.
     """
     crop = [int(s) for s in crop_size]
-    steps: list = [
-        LoadScand("image"),
-        EnsureChannelFirstd("image"),
-        Orientationd("image", axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S"))),
-        Lambdad("image", func=_zero_nan),
-        ScaleIntensityd("image", minv=0.0, maxv=1.0),
-        SpatialPadd("image", spatial_size=crop),
-    ]
+    steps: list = [*_reading_steps(), SpatialPadd("image", spatial_size=crop)]
     if not train:
         return Compose(steps + [CenterSpatialCropd("image", roi_size=crop)])
     # the blur is of the whole volume (at the max_shift window's cut faces it would darken them), computed
