@@ -148,7 +148,8 @@ def _parser() -> argparse.ArgumentParser:
     importer.set_defaults(handler=_import_cohort)
     volumes = commands.add_parser("volumes", help="regional brain volumes per scan from the registration's Jacobian")
     volumes.add_argument("--manifest", type=nonempty_path, required=True, help="manifest written by `elr-mri preprocess`")
-    volumes.add_argument("--out", type=nonempty_path, help="CSV to write (default: volumes.csv beside the manifest)")
+    volumes.add_argument("--out", type=nonempty_path, help="CSV to write (default: volumes.csv beside preprocess's "
+                         "manifest.csv, NAME_volumes.csv beside any other manifest NAME.csv)")
     volumes.add_argument("--jobs", type=int, default=1, help="scans measured in parallel")
     volumes.add_argument("--registration-mm", type=float, default=2.0,
                          help="grid of the SyN registration run for affinely preprocessed scans")

@@ -104,6 +104,16 @@ def test_manifest_lists_a_broken_scan_and_measures_the_others(template, tmp_path
     assert list(failures["participant_id"]) == ["sub-BAD"] and "sidecar" in failures.loc[0, "error"]
     rerun = measure_manifest(manifest, params=VolumeParams(registration_mm=RESOLUTION), progress=False)[1]
     assert list(rerun.columns) == list(volumes.columns), "cached results must keep the columns in place"
+    # another cohort's manifest in the same folder: its own CSV; a status in capitals and an empty path, as the
+    # manifest loader takes them (the empty one crashed the whole run, the capitals were skipped unsaid)
+    other = tmp_path / "nacc.csv"
+    pd.DataFrame({"participant_id": ["sub-OK", "sub-EMPTY"], "session_id": "ses-M00", "diagnosis": "CN",
+                  "processed_path": [str(good.image), ""], "status": [" OK", "Done"]}).to_csv(other, index=False)
+    out, volumes, failures = measure_manifest(other, params=VolumeParams(registration_mm=RESOLUTION), progress=False)
+    assert out == tmp_path / "nacc_volumes.csv" and (tmp_path / "nacc_volumes_failures.csv").exists()
+    assert list(volumes["participant_id"]) == ["sub-OK"] and len(pd.read_csv(tmp_path / "volumes.csv")) == 1
+    assert failures[["participant_id", "error"]].values.tolist() == [
+        ["sub-EMPTY", "the manifest row's processed_path is empty"]]
 
 
 def test_a_processed_scan_damaged_since_preprocessing_is_refused(template, tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ __all__ = [
     "ManifestError",
     "REQUIRED_COLUMNS",
     "USABLE_STATUSES",
+    "has_usable_status",
     "SCAN_KEYS",
     "load_manifest",
     "validate_manifest",
@@ -150,13 +151,18 @@ def _file_problem(path: str, column: str) -> str:
     return f"file not found: {path}"
 
 
+def has_usable_status(status: pd.Series) -> pd.Series:
+    """Whether each manifest row's preprocessing status says its scan can be read (any case, spaces around)."""
+    return status.astype(str).str.strip().str.lower().isin(USABLE_STATUSES)
+
+
 def _usable_rows(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     """Drop rows preprocess/ marked as failed, keeping each row's line in the file (the header is line 1)
     for messages."""
     frame = frame.assign(_row=np.arange(2, len(frame) + 2))
     if "status" not in frame.columns:
         return frame
-    usable = frame["status"].astype(str).str.strip().str.lower().isin(USABLE_STATUSES)
+    usable = has_usable_status(frame["status"])
     if not usable.all():
         dropped = frame.loc[~usable, "status"].astype(str).value_counts()
         log.warning(

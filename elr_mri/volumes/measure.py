@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from elr_mri.data.cohort import USABLE_STATUSES
+from elr_mri.data.cohort import USABLE_STATUSES, has_usable_status
 from elr_mri.simulate.disease import REGIONS
 from elr_mri.volumes.jacobian import affine_determinant, integrate_regions, region_masks, warp_jacobian
 from preprocess.batch import failure_table, telling_line, write_csv
@@ -30,7 +30,8 @@ from preprocess.pipeline import Params, ScanOutputs
 from preprocess.sidecar import file_sha256, read_sidecar, write_json
 from preprocess.workers import run_per_scan
 
-__all__ = ["VolumeParams", "measure_scan", "measure_manifest", "volume_columns", "NORMALISED_SUFFIX"]
+__all__ = ["VolumeParams", "default_volumes_csv", "measure_scan", "measure_manifest", "volume_columns",
+           "NORMALISED_SUFFIX"]
 
 NORMALISED_SUFFIX = "_per_brain"
 FAILURE_COLUMNS = ["participant_id", "session_id", "processed_path", "error"]
@@ -52,9 +53,10 @@ def volume_columns() -> list[str]:
     return [f"{r.name}{NORMALISED_SUFFIX}" for r in REGIONS if r.name != "brain"]
 
 
-def measure_scan(image_path: str | Path, params: VolumeParams = VolumeParams()) -> dict:
+def measure_scan(image_path: str | Path, params: VolumeParams = VolumeParams(), workdirs: str | None = None) -> dict:
     """Regional volumes of one preprocessed scan ({region: {"mm3", "ratio"}} plus how they were
-    measured), from its cache when the image and settings are unchanged."""
+    measured), from its cache when the image and settings are unchanged. `workdirs`: where the registration's
+    temporary folder goes (None: the system's)."""
     if not Path(image_path).is_file():
         raise FileNotFoundError(f"{image_path}: processed image missing; rerun `elr-mri preprocess`")
     outputs = ScanOutputs.beside(image_path)
@@ -72,7 +74,7 @@ def measure_scan(image_path: str | Path, params: VolumeParams = VolumeParams()) 
     cached = read_sidecar(outputs.volumes)
     if cached and cached.get("image_sha256") == image_hash and cached.get("params") == params.as_dict():
         return {**cached, "status": "skipped"}
-    jacobian, domain, masks, source = _deformation_jacobian(outputs, preprocessed, params)
+    jacobian, domain, masks, source = _deformation_jacobian(outputs, preprocessed, params, workdirs)
     volumes = integrate_regions(jacobian, masks, float(np.prod(domain.spacing)),
                                 affine_determinant(str(outputs.transform)))
     result = {"image_sha256": image_hash, "params": params.as_dict(), "warp": source, "regions": volumes}
@@ -105,7 +107,7 @@ def _domain(template_key: tuple, image: str, registration_mm: float) -> tuple:
     return domain, region_masks(domain)
 
 
-def _deformation_jacobian(outputs: ScanOutputs, preprocessed: Params, params: VolumeParams
+def _deformation_jacobian(outputs: ScanOutputs, preprocessed: Params, params: VolumeParams, workdirs: str | None
                           ) -> tuple[np.ndarray, Any, dict[str, np.ndarray], str]:
     """(det Dφ on the domain's voxels, the domain, its region masks, where φ came from)."""
     import ants
@@ -117,7 +119,7 @@ def _deformation_jacobian(outputs: ScanOutputs, preprocessed: Params, params: Vo
         domain, masks = _domain(preprocessed.template_key(), image, params.registration_mm)
         return warp_jacobian(domain, str(outputs.warp)), domain, masks, "preprocess"
     domain, masks = _domain(preprocessed.template_key(), "grid", params.registration_mm)
-    workdir = tempfile.mkdtemp(prefix="elr-volumes-")
+    workdir = tempfile.mkdtemp(prefix="elr-volumes-", dir=workdirs)
     try:
         result = ants.registration(fixed=domain, moving=ants.image_read(str(outputs.image)),
                                    type_of_transform="SyNOnly", reg_iterations=list(params.syn_iterations),
@@ -132,25 +134,31 @@ def measure_manifest(manifest: str | Path, out_csv: str | Path | None = None, pa
                      jobs: int = 1, progress: bool = True) -> tuple[Path, pd.DataFrame, pd.DataFrame]:
     """Measure every usable scan of a preprocessed manifest; returns (CSV path, volumes, failures).
 
-    Failures go to `volumes_failures.csv` beside the CSV (default: `volumes.csv` beside the manifest). When
-    no scan could be measured (scans moved, a drive unmounted) the CSV is not written: an earlier one keeps its
-    volumes."""
+    Failures go to `<CSV name>_failures.csv` beside the CSV (default: see `default_volumes_csv`). When no scan
+    could be measured (scans moved, a drive unmounted) the CSV is not written: an earlier one keeps its volumes.
+    The registrations' temporary folders live in one folder this process removes, even after Ctrl-C, when its
+    workers are stopped before they could clean up."""
     manifest = Path(manifest)
     if not manifest.is_file():
         raise FileNotFoundError(f"--manifest {manifest}: no such file; pass the manifest `elr-mri preprocess` wrote")
-    out_csv = Path(out_csv) if out_csv else manifest.with_name("volumes.csv")
+    out_csv = Path(out_csv) if out_csv else default_volumes_csv(manifest)
     if out_csv.is_dir():
         raise IsADirectoryError(f"--out {out_csv} is a folder; pass the CSV to write, e.g. {out_csv / 'volumes.csv'}")
     table = read_csv_table(manifest, dtype={"participant_id": str, "session_id": str})
     if "processed_path" not in table.columns:
         raise ValueError(f"{manifest}: no processed_path column; pass the manifest `elr-mri preprocess` wrote")
     if "status" in table.columns:
-        table = table[table["status"].isin(USABLE_STATUSES)]
+        table = table[has_usable_status(table["status"])]
     if table.empty:
         raise ValueError(f"{manifest}: no scan to measure (no rows, or none whose status is "
                          f"{'/'.join(USABLE_STATUSES)}); pass the manifest `elr-mri preprocess` wrote")
-    arguments = {i: (_resolve(manifest, path), params) for i, path in zip(table.index, table["processed_path"])}
-    results = run_per_scan(_measure_one, arguments, jobs, "volumes", progress)
+    workdirs = tempfile.mkdtemp(prefix="elr-volumes-")
+    try:
+        arguments = {i: (_resolve(manifest, path), params, workdirs)
+                     for i, path in zip(table.index, table["processed_path"])}
+        results = run_per_scan(_measure_one, arguments, jobs, "volumes", progress)
+    finally:
+        shutil.rmtree(workdirs, ignore_errors=True)
     volumes, failures = _tables(table, results)
     if len(volumes):
         write_csv(volumes, out_csv)
@@ -158,15 +166,25 @@ def measure_manifest(manifest: str | Path, out_csv: str | Path | None = None, pa
     return out_csv, volumes, failures
 
 
-def _resolve(manifest: Path, path: str) -> str:
-    """Relative processed paths are relative to the manifest's folder."""
+def default_volumes_csv(manifest: Path) -> Path:
+    """`volumes.csv` beside preprocess's `manifest.csv`; `<name>_volumes.csv` beside any other manifest, so the
+    manifests of two cohorts in one folder (data/adni.csv, data/nacc.csv) do not write over each other's."""
+    return manifest.with_name("volumes.csv" if manifest.name == "manifest.csv" else f"{manifest.stem}_volumes.csv")
+
+
+def _resolve(manifest: Path, path: Any) -> str:
+    """Relative processed paths are relative to the manifest's folder; an empty cell stays empty."""
+    if pd.isna(path) or not str(path).strip():
+        return ""
     return str(path if Path(path).is_absolute() else manifest.parent / path)
 
 
-def _measure_one(path: str, params: VolumeParams) -> dict:
+def _measure_one(path: str, params: VolumeParams, workdirs: str) -> dict:
     """One scan in a worker; never raises, so one bad scan cannot stop the others."""
+    if not path:
+        return {"status": "failed", "error": "the manifest row's processed_path is empty"}
     try:
-        return measure_scan(path, params)
+        return measure_scan(path, params, workdirs)
     except Exception as exc:  # noqa: BLE001 - reported per scan, with its type and telling line
         return {"status": "failed", "error": f"{type(exc).__name__}: {telling_line(str(exc))}"}
 
