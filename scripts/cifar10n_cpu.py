@@ -22,6 +22,7 @@ import pandas as pd
 
 from paper_runs import ROOT, markdown_table, mean_std, run_or_resume, run_script
 
+from elr_mri.engine.checkpoint import atomic_write_text
 from elr_mri.config import load_config
 from elr_mri.plots import plot_memorization_comparison
 from preprocess.user_errors import nonempty_path
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     args.results.parent.mkdir(parents=True, exist_ok=True)
     plot_memorization_comparison(curves, figure, title="CIFAR-10N worse_label subset, seed 0")
     text = _report(pd.DataFrame(rows), args, time.perf_counter() - started, figure)
-    args.results.write_text(text)
+    atomic_write_text(text, args.results)
     print(text)
 
 

@@ -18,6 +18,7 @@ import pandas as pd
 
 from paper_runs import ROOT, mean_std, run_or_resume, run_script
 
+from elr_mri.engine.checkpoint import atomic_write_text
 from elr_mri.plots import plot_memorization_comparison
 from preprocess.user_errors import nonempty_path
 
@@ -53,10 +54,10 @@ def main() -> None:
     text = (f"Digits benchmark: {args.seeds} seeds, {args.epochs} epochs, MLP, "
             f"{time.perf_counter() - started:.0f} s in all.\n\n{table}\n")
     print(text)
-    (args.out / "results.md").write_text(text)
+    atomic_write_text(text, args.out / "results.md")
     if args.results:
         args.results.parent.mkdir(parents=True, exist_ok=True)
-        args.results.write_text(text)
+        atomic_write_text(text, args.results)
     _plot_first_setting(args, args.results.parent if args.results else args.out)
 
 

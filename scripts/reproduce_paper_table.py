@@ -34,6 +34,7 @@ from pathlib import Path
 from paper_runs import ROOT, markdown_table, mean_std, percent, run_config, run_or_resume, run_script, run_status
 from parallel_runs import PlannedRun, train_in_parallel
 
+from elr_mri.engine.checkpoint import atomic_write_text
 from elr_mri.config import RunConfig, load_config
 from elr_mri.data.image_sources import cifar_download_command
 from elr_mri.models import lacks_the_papers_pretrained_weights
@@ -132,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     text = f"{title}\n\n{_results_table(rows, summaries)}{overridden}\n"
     print("\n" + text)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.md").write_text(text)
+    atomic_write_text(text, out / "results.md")
     return 1 if failures else 0
 
 

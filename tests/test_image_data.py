@@ -14,7 +14,7 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 from elr_mri.config import DataConfig, NoiseConfig, RunConfig
-from elr_mri.data.image_sources import ImageReadError
+from elr_mri.data.image_sources import ImageReadError, load_source
 from elr_mri.data.image_transforms import CenterCrop, RandomCrop, load_resized
 from elr_mri.data.images import NORMALISATION, build_image_data
 from elr_mri.engine.runner import selection_rule
@@ -182,6 +182,25 @@ def test_image_folder_subset_and_human_labels_line_up(tmp_path):
         original = int(data.val.images[item["index"], 0, 0, 0])
         assert item["label"] == human[original]
     assert all(int(data.test.images[i, 0, 0, 0]) == data.test[i]["label"] for i in range(len(data.test)))
+
+
+def test_an_empty_class_folder_is_refused_and_a_macs_hidden_files_are_no_images(tmp_path):
+    """An empty folder became a class no image carries, and symmetric noise handed it labels; ._x.png (the
+    AppleDouble file a Mac's tar adds beside each image) failed as an unreadable image."""
+    write_image_folder(tmp_path, ["a", "b"], per_class=5)
+    (tmp_path / "train" / "a" / "._00000.png").write_bytes(b"\x00\x05\x16\x07")
+    assert load_source("imagefolder", tmp_path).class_names == ["a", "b"]
+    (tmp_path / "train" / "zebra").mkdir()
+    (tmp_path / "train" / "zebra" / "Thumbs.db").write_bytes(b"")
+    with pytest.raises(ValueError, match=rf"{tmp_path / 'train' / 'zebra'}: a class folder without images"):
+        load_source("imagefolder", tmp_path)
+
+
+def test_file_names_of_one_number_spelled_twice_are_not_taken_as_original_indices(tmp_path):
+    write_image_folder(tmp_path, ["a", "b"], per_class=3)
+    (tmp_path / "train" / "a" / "00000.png").rename(tmp_path / "train" / "a" / "0.png")
+    Image.new("RGB", (12, 10), (9, 9, 9)).save(tmp_path / "train" / "b" / "000.png")  # index 0 again
+    assert sorted(load_source("imagefolder", tmp_path).train.ids.tolist()) == list(range(7))  # positions, not 0 twice
 
 
 def test_image_folder_normalises_with_its_own_statistics_or_named_constants(tmp_path):

@@ -79,6 +79,9 @@ def test_asymmetric_cifar100_stays_within_blocks_of_five():
     assert np.array_equal(target // 5, source // 5)
     assert np.array_equal(target % 5, (source % 5 + 1) % 5)
     assert set(target[source == 4]) == {0} and set(target[source == 99]) == {95}
+    with pytest.raises(ValueError, match="flips CIFAR-100's 100 classes in blocks of 5 by position, but this data "
+                                         "set has 10"):  # digits trained with it, cycling 0→1→…→4→0
+        inject_noise(balanced_labels(10, 50), "asymmetric_cifar100", 0.4, 10, seed=0)
 
 
 def test_transition_follows_the_matrix(cifar10_like):
@@ -90,11 +93,12 @@ def test_transition_follows_the_matrix(cifar10_like):
 
 @pytest.mark.parametrize("mode", [m for m in NOISE_MODES if m != "transition"])
 def test_deterministic_mask_consistent_input_untouched(mode):
-    labels = balanced_labels(10, 300)
+    classes = 100 if mode == "asymmetric_cifar100" else 10
+    labels = balanced_labels(classes, 30)
     before = labels.copy()
-    first, changed = inject_noise(labels, mode, 0.5, 10, seed=7)
-    second, _ = inject_noise(labels, mode, 0.5, 10, seed=7)
-    other, _ = inject_noise(labels, mode, 0.5, 10, seed=8)
+    first, changed = inject_noise(labels, mode, 0.5, classes, seed=7)
+    second, _ = inject_noise(labels, mode, 0.5, classes, seed=7)
+    other, _ = inject_noise(labels, mode, 0.5, classes, seed=8)
     assert np.array_equal(first, second)
     assert np.array_equal(changed, first != labels)
     assert np.array_equal(labels, before)

@@ -178,12 +178,13 @@ def _image_folder(root: Path) -> ImageSource:
             f"image folder not found: looked for class folders in {train_dir} (layout "
             f"ROOT/train/<class>/<image>, ROOT/test/<class>/<image>); {_CIFAR_JPEG_HINT}"
         )
+    train = _read_folder_split(train_dir, class_names)
+    empty = [name for label, name in enumerate(class_names) if not (train.labels == label).any()]
+    if empty:  # a class no image carries: the network would get an output for it, and noise would hand it labels
+        raise ValueError(f"{train_dir / empty[0]}: a class folder without images ({', '.join(IMAGE_SUFFIXES)}); "
+                         "add its images, or remove the folder")
     test_dir = root / "test"
-    return ImageSource(
-        _read_folder_split(train_dir, class_names),
-        _read_folder_split(test_dir, class_names) if test_dir.is_dir() else None,
-        class_names,
-    )
+    return ImageSource(train, _read_folder_split(test_dir, class_names) if test_dir.is_dir() else None, class_names)
 
 
 def _class_folders(directory: Path) -> list[str]:
@@ -204,14 +205,16 @@ def _read_folder_split(directory: Path, class_names: list[str]) -> ImageSplit:
         raise ValueError(f"{directory}: class folder {unknown[0]!r} does not exist in the training set")
     paths, labels = [], []
     for label, name in enumerate(class_names):
-        files = sorted(p for p in (directory / name).glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(p for p in (directory / name).glob("*")  # not hidden: a Mac's ._00009.jpg is no image
+                       if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
         paths += files
         labels += [label] * len(files)
     if not paths:
         raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {directory}/<class>/")
     stems = [p.stem for p in paths]
-    if all(s.isdigit() for s in stems) and len(set(stems)) == len(stems):
-        ids = np.array([int(s) for s in stems], dtype=np.int64)
+    numbers = [int(s) for s in stems] if all(s.isdigit() for s in stems) else []
+    if numbers and len(set(numbers)) == len(numbers):  # 9.jpg and 00009.jpg would be one index twice
+        ids = np.array(numbers, dtype=np.int64)
     else:
         ids = np.arange(len(paths), dtype=np.int64)
     order = np.argsort(ids, kind="stable")

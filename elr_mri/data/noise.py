@@ -52,6 +52,7 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 # Source class → target class by position in CIFAR10_CLASSES, as in the paper's asymmetric setting.
 CIFAR10_FLIPS = {9: 1, 2: 0, 4: 7, 3: 5, 5: 3}
 CIFAR100_BLOCK = 5
+CIFAR100_CLASSES = 100
 
 
 def inject_noise(
@@ -274,11 +275,10 @@ def _class_map(mode: str, num_classes: int) -> dict[int, int]:
         if num_classes != 10:
             raise ValueError(f"noise mode 'asymmetric_cifar10' needs 10 classes, got {num_classes}")
         return CIFAR10_FLIPS
-    if num_classes % CIFAR100_BLOCK:
-        raise ValueError(
-            f"noise mode 'asymmetric_cifar100' needs a multiple of {CIFAR100_BLOCK} classes, "
-            f"got {num_classes}"
-        )
+    if num_classes != CIFAR100_CLASSES:  # by position, as its CIFAR-10 sibling: on other classes it means nothing
+        raise ValueError(f"noise mode 'asymmetric_cifar100' flips CIFAR-100's {CIFAR100_CLASSES} classes in blocks of "
+                         f"{CIFAR100_BLOCK} by position, but this data set has {num_classes}; use CIFAR-100, or "
+                         "another noise mode (e.g. pair)")
     return {c: c - c % CIFAR100_BLOCK + (c + 1) % CIFAR100_BLOCK for c in range(num_classes)}
 
 
