@@ -51,6 +51,20 @@ def test_crops_stay_within_max_shift_of_the_centre_and_cover_it() -> None:
     assert {o[0] for o in offsets} == {-2, -1, 0, 1, 2}
 
 
+@pytest.mark.parametrize("defer_blur", [False, True])
+def test_a_shift_window_larger_than_the_volume_keeps_every_crop_whole(defer_blur: bool) -> None:
+    """crop + 2·max_shift beyond the volume on an axis (72 + 24 > 94): MONAI cut that window at its start only,
+    and crops past the volume's end came out 70 or 71 voxels long, failing the batch's stack."""
+    transform = RandBlurredCropd("image", (12, 12, 12), sigma_max=1.0, max_shift=4, defer_blur=defer_blur)
+    transform.set_random_state(seed=0)
+    volume = torch.rand(1, 14, 30, 17)  # the window is 20 long: past the first axis and the last one
+    reach = 2 * kernel_radius(1.0) if defer_blur else 0
+    for _ in range(60):
+        out = transform({"image": volume})["image"]
+        assert tuple(out.shape[1:]) == (12 + reach,) * 3
+        assert all(0 <= part.start and part.stop <= size for part, size in zip(transform.crop_slices, (14, 30, 17)))
+
+
 def test_sigma_is_uniform_and_the_kernel_keeps_the_mean() -> None:
     transform = RandBlurredCropd("image", (12, 12, 12), sigma_max=1.0)
     transform.set_random_state(seed=1)

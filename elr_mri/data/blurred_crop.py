@@ -51,6 +51,8 @@ class RandBlurredCropd(Randomizable, MapTransform):
         self.sigma = float(self.R.uniform(0.0, self.sigma_max)) if self.sigma_max > 0 else 0.0
         window = (tuple(slice(0, size) for size in spatial_shape) if self.window is None
                   else CenterSpatialCrop(self.window).compute_slices(spatial_shape))
+        # MONAI cuts a window larger than the volume at its start only: past the end, crops came out short
+        window = tuple(slice(max(0, part.start), min(size, part.stop)) for part, size in zip(window, spatial_shape))
         window_shape = [part.stop - part.start for part in window]
         corner = get_random_patch(window_shape, get_valid_patch_size(window_shape, self.crop_size), self.R)
         self.crop_slices = tuple(slice(part.start + inner.start, part.start + inner.stop)
