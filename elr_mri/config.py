@@ -257,6 +257,7 @@ _NON_NEGATIVE = ("0 or more", lambda v: v >= 0)
 _POSITIVE = ("above 0", lambda v: v > 0)
 _FRACTION = ("in [0, 1]", lambda v: 0 <= v <= 1)
 _PART = ("in [0, 1)", lambda v: 0 <= v < 1)
+_SEED = ("in [0, 2**32 - 1] (numpy's and torch's range)", lambda v: 0 <= v < 2**32)
 # Numeric settings outside these ranges fail deep inside training (a division by zero, an empty
 # sampler) or silently do nothing sensible; checked at load, they are one line naming the key.
 NUMERIC_RANGES: dict[str, tuple[str, Callable[[float], bool]]] = {
@@ -264,7 +265,8 @@ NUMERIC_RANGES: dict[str, tuple[str, Callable[[float], bool]]] = {
     "train.threads": _NON_NEGATIVE, "train.checkpoint_seconds": _NON_NEGATIVE,
     "schedule.t0": _AT_LEAST_ONE, "schedule.gamma": _POSITIVE, "schedule.eta_min": _NON_NEGATIVE,
     "optim.lr": _POSITIVE, "optim.momentum": _PART, "optim.weight_decay": _NON_NEGATIVE,
-    "loss.lam": _NON_NEGATIVE, "loss.beta": _FRACTION, "loss.lam_ramp_steps": _NON_NEGATIVE,
+    "seed": _SEED, "data.split_seed": _SEED, "data.noise.seed": _SEED,
+    "loss.lam": _NON_NEGATIVE, "loss.beta": _PART, "loss.lam_ramp_steps": _NON_NEGATIVE,
     "loss.lam_start_steps": _NON_NEGATIVE, "loss.gce_q": ("in (0, 1]", lambda v: 0 < v <= 1),
     "loss.sce_alpha": _NON_NEGATIVE, "loss.sce_beta": _NON_NEGATIVE,
     "elr_plus.mixup_alpha": _NON_NEGATIVE, "elr_plus.ema_decay": _FRACTION,
@@ -395,6 +397,12 @@ def _check_ranges(cfg: RunConfig, source: str) -> None:
     if repeated:
         raise ConfigError(f"{source}: data.mri.classes = {classes} names {', '.join(repeated)} more than once; "
                           "list each diagnosis once")
+    if len(classes) < 2:
+        raise ConfigError(f"{source}: data.mri.classes = {classes} needs at least two diagnoses to tell apart")
+    early = [epoch for epoch in cfg.schedule.milestones if epoch < 1]
+    if early:
+        raise ConfigError(f"{source}: schedule.milestones = {cfg.schedule.milestones} holds {early[0]}; a milestone "
+                          "is the epoch from which the rate is lowered, counted from 1")
     for key, (allowed, holds) in NUMERIC_RANGES.items():
         if flat[key] is not None and not holds(flat[key]):
             raise ConfigError(f"{source}: {key} = {flat[key]!r} must be {allowed}")
@@ -551,8 +559,8 @@ def _coerce(hint: Any, value: Any, key: str, source: str) -> Any:
             return None
         inner = [a for a in args if a is not type(None)]
         return _coerce(inner[0], value, key, source)
-    if origin is Literal:
-        if value not in args:
+    if origin is Literal:  # by type too: 1 == True, and `compile: 1` would pass for true but not act as it
+        if not any(type(value) is type(allowed) and value == allowed for allowed in args):
             choices = ", ".join(repr(a) for a in args)
             raise ConfigError(f"{source}: {key} = {value!r} is not one of {choices}")
         return value

@@ -51,3 +51,12 @@ def test_the_report_shows_an_undefined_precision_as_a_dash(tmp_path) -> None:
     (tmp_path / "summary.json").write_text(json.dumps(  # the demo's ELR: 5 of its 15 flags right, of 12 wrong labels
         {"mislabels": {"flagged": 15, "truly_mislabelled": 12, "precision": 5 / 15, "recall": 5 / 12}}))
     assert "| elr | 15 | 5 | 12 | 33.3% | 41.7% |" in _mislabel_section({"elr": tmp_path})
+
+
+def test_the_other_fraction_is_counted_never_below_zero() -> None:
+    """1 - 4/5 - 1/5 is -5.6e-17 in floating point: metrics.csv logged a negative fraction."""
+    clean = np.zeros(5, dtype=np.int64)
+    given = np.ones(5, dtype=np.int64)  # every label wrong
+    pred = np.array([0, 0, 0, 0, 1])  # four predicted as the truth, one as given
+    fractions = memorization_fractions(pred, given, clean)
+    assert fractions["noisy_pred_other"] == 0.0 and fractions["noisy_pred_true"] == 0.8

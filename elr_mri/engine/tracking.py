@@ -60,10 +60,11 @@ def memorization_fractions(pred: np.ndarray, given: np.ndarray, clean: np.ndarra
     out: dict[str, float] = {}
     for group, mask in (("noisy", wrong & counted), ("clean", ~wrong & counted)):
         n = int(mask.sum()) or float("nan")
-        out[f"{group}_pred_true"] = float((pred[mask] == clean[mask]).sum() / n)
+        is_true = pred[mask] == clean[mask]
+        is_given = pred[mask] == given[mask]  # never both for a wrong label; for a right one, the same as is_true
+        out[f"{group}_pred_true"] = float(is_true.sum() / n)
         if group == "noisy":
-            out["noisy_pred_given"] = float((pred[mask] == given[mask]).sum() / n)
-            out["noisy_pred_other"] = 1.0 - out["noisy_pred_true"] - out["noisy_pred_given"]
-        else:
-            out["clean_pred_other"] = 1.0 - out["clean_pred_true"]
+            out["noisy_pred_given"] = float(is_given.sum() / n)
+        # counted, not 1 minus the others: the difference came out as -1.1e-16
+        out[f"{group}_pred_other"] = float((~is_true & ~is_given).sum() / n)
     return out
