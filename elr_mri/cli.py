@@ -38,13 +38,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except KeyboardInterrupt:
-        print(f"elr-mri {args.command}: interrupted; {_after_interrupt(args)}", file=sys.stderr)
+        if _speaks_for_the_run():
+            print(f"elr-mri {args.command}: interrupted; {_after_interrupt(args)}", file=sys.stderr)
         return 130
     except Exception as err:
         problem = _user_problem(err) or _out_of_memory(err, args)
         if problem is None or os.environ.get("ELR_MRI_DEBUG"):
             raise
-        return report_user_error(f"elr-mri {args.command}", problem)
+        return report_user_error(f"elr-mri {args.command}", problem) if _speaks_for_the_run() else 2
+
+
+def _speaks_for_the_run() -> bool:
+    """Under torchrun every process meets the same refusal or Ctrl-C: rank 0 alone says so, once."""
+    return os.environ.get("RANK", "0") == "0"
 
 
 def _train_run_dir(args: argparse.Namespace) -> Path:
@@ -56,7 +62,10 @@ def _after_interrupt(args: argparse.Namespace) -> str:
     if args.command == "train":
         run_dir = _train_run_dir(args)
         if (run_dir / "checkpoints" / "last.pt").exists():
-            return f"continue from the last checkpoint with: elr-mri train --resume {shlex.quote(str(run_dir))}"
+            resume = f"train --resume {shlex.quote(str(run_dir))}"
+            if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # in one process it would go on K times slower
+                return f"continue from the last checkpoint with the same torchrun launch and: {resume}"
+            return f"continue from the last checkpoint with: elr-mri {resume}"
         return ("no checkpoint was written yet (the first comes after train.checkpoint_seconds and an epoch), so "
                 "nothing to resume: run the same command again")
     if args.command in ("evaluate", "explain"):  # files are replaced one by one; summary.json goes first, back last

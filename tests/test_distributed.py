@@ -183,3 +183,26 @@ def test_no_ddp_wrapper_outlives_training(tmp_path: Path) -> None:
     """))
     result = _torchrun(2, [str(script)], tmp_path)
     assert "rank 0: 0 alive" in result.stderr and "rank 1: 0 alive" in result.stderr, result.stderr[-3000:]
+
+
+def test_under_torchrun_rank_0_alone_speaks_and_the_resume_hint_keeps_the_launcher(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every rank printed the same refusal and Ctrl-C line, whose hint resumed in one process, K times slower.
+    The ranks are stood for by torchrun's environment; Ctrl-C is raised by hand."""
+    from elr_mri import cli
+
+    _train(tmp_path / "run", 1, "ce", "train.epochs=1")
+
+    def interrupted(args: object) -> int:
+        raise KeyboardInterrupt
+
+    for rank, said in (("1", ""), ("0", f"elr-mri train: interrupted; continue from the last checkpoint with the same "
+                                        f"torchrun launch and: train --resume {tmp_path / 'run'}\n")):
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        monkeypatch.setenv("RANK", rank)
+        with monkeypatch.context() as stopped:
+            stopped.setattr(cli, "_train", interrupted)
+            assert cli.main(["train", "--resume", str(tmp_path / "run")]) == 130
+        assert capsys.readouterr().err == said
+        assert cli.main(["train", "--config", str(tmp_path / "absent.yaml"), "--out", str(tmp_path / "x")]) == 2
+        assert (capsys.readouterr().err.count("\n") == 1) == (rank == "0")
