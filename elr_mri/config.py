@@ -399,10 +399,6 @@ def _check_ranges(cfg: RunConfig, source: str) -> None:
                           "list each diagnosis once")
     if len(classes) < 2:
         raise ConfigError(f"{source}: data.mri.classes = {classes} needs at least two diagnoses to tell apart")
-    early = [epoch for epoch in cfg.schedule.milestones if epoch < 1]
-    if early:
-        raise ConfigError(f"{source}: schedule.milestones = {cfg.schedule.milestones} holds {early[0]}; a milestone "
-                          "is the epoch from which the rate is lowered, counted from 1")
     for key, (allowed, holds) in NUMERIC_RANGES.items():
         if flat[key] is not None and not holds(flat[key]):
             raise ConfigError(f"{source}: {key} = {flat[key]!r} must be {allowed}")

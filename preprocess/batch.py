@@ -64,8 +64,9 @@ def shard_record_name(shard: tuple[int, int]) -> str:
 
 RUN_LOCK = ".preprocess.lock"  # flock'ed by every run into the folder: exclusively by a whole run, shared by shards
 # A whole run removes them all; the shards' locks too, which no run can hold while it holds RUN_LOCK.
+PROBE_LOCK = ".preprocess-probe.lock"  # held while a shard tests other sharded runs' locks
 SHARD_FILE_PATTERNS = ("manifest-shard-*-of-*.csv", "failures-shard-*-of-*.csv", "shard-*-of-*.json",
-                       ".preprocess-shard-*-of-*.lock", ".preprocess-sharded-run-*.lock")
+                       ".preprocess-shard-*-of-*.lock", ".preprocess-sharded-run-*.lock", PROBE_LOCK)
 
 
 @contextlib.contextmanager
@@ -89,16 +90,19 @@ def _hold_refusing_other_sharded_runs(held: contextlib.ExitStack, out_dir: Path,
     before it looks at the others', so of two that start together at least one sees the other."""
     own = out_dir / f".preprocess-sharded-run-{sharded_run}.lock"
     _hold(held, own, fcntl.LOCK_SH)
-    for other in sorted(out_dir.glob(".preprocess-sharded-run-*.lock")):
-        if other == own:
-            continue
-        with open(other, "a") as handle:  # closing it lets go of the test lock
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise InputError(f"{out_dir} is in use by the shards of another preprocess run (another --shard N, "
-                                 f"other settings or another input table; lock {other}), whose scans overlap these: "
-                                 "wait for them, or choose another --output") from None
+    # one shard at a time tests the others' locks: two shards of one run testing the same file would see each other
+    with open(out_dir / PROBE_LOCK, "a") as probing:
+        fcntl.flock(probing, fcntl.LOCK_EX)
+        for other in sorted(out_dir.glob(".preprocess-sharded-run-*.lock")):
+            if other == own:
+                continue
+            with open(other, "a") as handle:  # closing it lets go of the test lock
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise InputError(f"{out_dir} is in use by the shards of another preprocess run (another --shard "
+                                     f"N, other settings or another input table; lock {other}), whose scans overlap "
+                                     "these: wait for them, or choose another --output") from None
 
 
 def _hold(held: contextlib.ExitStack, lock: Path, mode: int) -> bool:
@@ -262,10 +266,11 @@ def _shard_settings(table: pd.DataFrame, params: Params, min_ncc: float) -> dict
 
 def _sharded_run_identity(record: dict, shard: tuple[int, int] | None) -> str:
     """A digest of what the shards of one run share (`_shard_settings`) and their number: shards that agree on it
-    process disjoint scans."""
+    process disjoint scans. The QC threshold is left out: it changes no output, and the merge flags again."""
     if shard is None:
         return ""
-    text = json.dumps({"shards": shard[1], **record}, sort_keys=True)
+    processing = {key: value for key, value in record.items() if key != "qc_min_ncc"}
+    text = json.dumps({"shards": shard[1], **processing}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -126,9 +126,13 @@ def merge_main(argv: list[str] | None = None) -> int:
                         help="flag scans whose NCC is below this (default: the shards' --qc-min-ncc)")
     args = parser.parse_args(argv)
 
-    def merge() -> int:
+    try:
         if args.qc_min_ncc is not None:
             require_ncc_threshold(args.qc_min_ncc)
+    except InputError as exc:  # the command line: 2, where the merge's own refusals are 1
+        return report_user_error("elr-mri preprocess-merge", exc)
+
+    def merge() -> int:
         summary = merge_shards(args.output, args.qc_min_ncc)
         print_summary(summary, Path(args.output) / "manifest.csv")
         return 1 if summary.failed else 0

@@ -27,9 +27,8 @@ class InputError(ValueError):
 def read_csv_table(path: str | Path, **options: object) -> pd.DataFrame:
     """`pd.read_csv`, failing with one line that names the file and says how to fix it: an empty file, a
     spreadsheet export in another encoding, a table separated by tabs or semicolons in a .csv, or rows with
-    values past the header's columns. Empty fields past them (a separator at the end of every row, as
-    spreadsheets write) are dropped: pandas would otherwise take each row's first value as its index and
-    shift every value one column to the left."""
+    values past the header's columns (`_without_fields_past_the_header`: empty ones and R's row names are dropped;
+    pandas alone would take each row's first value as its index and shift every value one column left)."""
     table_kind, separated = ("TSV", "tab-separated") if options.get("sep") == "\t" else ("CSV", "comma-separated")
     try:
         with warnings.catch_warnings():  # "loss of data" where rows are longer: checked below
@@ -37,7 +36,7 @@ def read_csv_table(path: str | Path, **options: object) -> pd.DataFrame:
             table = pd.read_csv(path, index_col=False, **options)
         as_pandas_reads_it = pd.read_csv(path, **options)
         if not table.equals(as_pandas_reads_it):  # rows longer than the header
-            _refuse_values_past_the_header(path, as_pandas_reads_it)
+            table = _without_fields_past_the_header(path, table, as_pandas_reads_it)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
         reason = (str(err).strip().splitlines() or [""])[0]
         raise InputError(f"{path}: cannot be read as a {table_kind} table ({reason}); save it as {separated} UTF-8 "
@@ -50,15 +49,21 @@ def read_csv_table(path: str | Path, **options: object) -> pd.DataFrame:
     return table
 
 
-def _refuse_values_past_the_header(path: str | Path, table: pd.DataFrame) -> None:
-    """`table` as pandas read rows longer than the header: each row's first values became its index, so its
-    last columns hold the fields past the header. Refuse any that is not empty, naming its row."""
-    past = table.iloc[:, -table.index.nlevels:].astype("string").fillna("").apply(lambda column: column.str.strip())
+def _without_fields_past_the_header(path: str | Path, plain: pd.DataFrame, shifted: pd.DataFrame) -> pd.DataFrame:
+    """The table of a file whose rows are longer than its header. `shifted` is pandas' reading, each row's first
+    values taken as its index and the rest under the header; `plain` keeps the first values under the header and
+    drops the last ones. Empty last fields (a separator ending every row, as spreadsheets write): `plain`. Row
+    names 1..n first (R's `write.table(sep = ",")`, which writes no header cell for them): `shifted` without them.
+    Anything else is refused, naming its row: an unquoted separator inside a value would shift that row."""
+    extra = shifted.index.nlevels
+    past = shifted.iloc[:, -extra:].astype("string").fillna("").apply(lambda column: column.str.strip())
     filled = (past != "").any(axis=1).to_numpy()
-    if filled.any():
-        row = int(filled.argmax()) + 1
-        raise InputError(f"{path}: data row {row} has more values than the header has columns; quote values that "
-                         "hold the separator (\"a,b\"), or name the extra column in the header")
+    if not filled.any():
+        return plain
+    if extra == 1 and [str(name) for name in shifted.index] == [str(n) for n in range(1, len(shifted) + 1)]:
+        return shifted.reset_index(drop=True)
+    raise InputError(f"{path}: data row {int(filled.argmax()) + 1} has more values than the header has columns; "
+                     "quote values that hold the separator (\"a,b\"), or name the extra column in the header")
 
 
 def read_inputs(source: str | Path) -> pd.DataFrame:

@@ -29,6 +29,11 @@ elif [[ -n "${SLURM_ARRAY_TASK_ID:-}" ]]; then
              "sbatch --array=0-15 --export=ALL,SHARDS=16 ...); got '${SHARDS:-}'" >&2
         exit 2
     fi
+    if (( SLURM_ARRAY_TASK_ID >= SHARDS )); then  # a 1-based array (--array=1-16) would never run shard 0
+        echo "preprocess_adni.sh: error: array task $SLURM_ARRAY_TASK_ID is no shard of $SHARDS: task ids are the" \
+             "shards' 0-based indices, --array=0-$(( SHARDS - 1 ))" >&2
+        exit 2
+    fi
     exec "$PYTHON" -m preprocess "${COMMON[@]}" --jobs "$JOBS" --shard "$SLURM_ARRAY_TASK_ID/$SHARDS" --no-progress
 else
     exec "$PYTHON" -m preprocess "${COMMON[@]}" --jobs "$JOBS"

@@ -65,7 +65,6 @@ def test_the_evaluation_batch_suits_the_data_unless_set(tmp_path: Path) -> None:
         ("data: {noise: {seed: 4294967296}}\n", r"data.noise.seed = 4294967296 must be in \[0, 2\*\*32 - 1\]"),
         ("data: {name: mri, mri: {classes: [CN]}}\nmodel: {name: widened_cnn3d}\n",
          r"data.mri.classes = \['CN'\] needs at least two diagnoses"),
-        ("schedule: {milestones: [0, 80]}\n", r"schedule.milestones = \[0, 80\] holds 0; a milestone is the epoch"),
         ("train: {compile: 1}\n", r"train.compile = 1 is not one of 'auto', True, False"),
         ("data: {mri: {test_fraction: 1.0}}\n", r"data.mri.test_fraction = 1.0 must be in \[0, 1\)"),
         ("loss: {name: elr_plus, lam_start_steps: 500}\n", r"loss.lam_start_steps = 500 is an ELR setting .*elr_plus.coef_step"),

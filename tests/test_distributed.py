@@ -205,4 +205,7 @@ def test_under_torchrun_rank_0_alone_speaks_and_the_resume_hint_keeps_the_launch
             assert cli.main(["train", "--resume", str(tmp_path / "run")]) == 130
         assert capsys.readouterr().err == said
         assert cli.main(["train", "--config", str(tmp_path / "absent.yaml"), "--out", str(tmp_path / "x")]) == 2
-        assert (capsys.readouterr().err.count("\n") == 1) == (rank == "0")
+        assert (capsys.readouterr().err.count("\n") == 1) == (rank == "0")  # a config refusal: every rank's
+        assert cli.main(["train", "--config", str(DIGITS), "--out", str(tmp_path / "new")]) == 2
+        # not a config's (here: no torchrun around to join): it may be this rank's alone, so every rank says it
+        assert capsys.readouterr().err.startswith("elr-mri train: error: ")

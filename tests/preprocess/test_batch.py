@@ -328,6 +328,11 @@ def test_a_separator_ending_every_row_is_dropped_not_read_as_a_shift_of_every_va
     (tmp_path / "x.csv").write_text("participant_id,session_id,path\nsub-01,ses-01,my,scan.nii\n")
     with pytest.raises(InputError, match=r"x.csv: data row 1 has more values than the header has columns; quote"):
         read_inputs(tmp_path / "x.csv")
+    # R's write.table(sep = ","): row names 1..n first, with no header cell for them
+    (tmp_path / "x.csv").write_text('"participant_id","session_id","path"\n"1","sub-01","ses-1","a.nii"\n'
+                                    '"2","sub-02","ses-1","b.nii"\n')
+    assert read_inputs(tmp_path / "x.csv")[["participant_id", "path"]].values.tolist() == [
+        ["sub-01", "a.nii"], ["sub-02", "b.nii"]]
 
 
 def _bids_of(tmp_path: Path, participants_tsv: str) -> Path:
@@ -433,6 +438,8 @@ def test_shards_of_another_run_are_refused_while_shards_of_the_same_run_share_th
     run_lock, = out.glob(".preprocess-sharded-run-*.lock")
     with _held(out / ".preprocess.lock", fcntl.LOCK_SH), _held(run_lock, fcntl.LOCK_SH):  # shard 0/2 running
         assert main(["--input", table, "--output", str(out), "--shard", "1/2", *FAST]) == 1  # ran, failing its scans
+        # another QC threshold changes no output (the merge flags again): the same run
+        assert main(["--input", table, "--output", str(out), "--shard", "1/2", "--qc-min-ncc", "0.6", *FAST]) == 1
         capsys.readouterr()
         for other in (["--shard", "0/3"], ["--shard", "1/2", "--normalise", "zscore"]):
             assert main(["--input", table, "--output", str(out), *other, *FAST]) == 2
@@ -544,6 +551,8 @@ def test_the_adni_script_gives_an_array_task_its_shard_of_the_count_given_not_of
     unsized = run(SLURM_ARRAY_TASK_ID="7", SLURM_ARRAY_TASK_MAX="15")
     assert unsized.returncode == 2 and unsized.stdout == ""
     assert unsized.stderr.startswith("preprocess_adni.sh: error: an array task needs SHARDS")
+    one_based = run(SLURM_ARRAY_TASK_ID="16", SHARDS="16")  # --array=1-16: shard 0 would never run
+    assert one_based.returncode == 2 and "task ids are the shards' 0-based indices, --array=0-15" in one_based.stderr
 
 
 @pytest.mark.parametrize(("raised", "message", "status"), [
@@ -563,6 +572,7 @@ def test_merge_reports_an_unwritable_folder_and_ctrl_c_in_one_line(tmp_path, cap
     monkeypatch.setattr("preprocess.cli.merge_shards", failing)
     assert merge_main(["--output", str(tmp_path)]) == status
     assert capsys.readouterr().err == f"elr-mri preprocess-merge: {message}"
+    assert merge_main(["--output", str(tmp_path), "--qc-min-ncc", "5"]) == 2  # the command line: 2, as documented
 
 
 def test_an_output_link_to_a_missing_folder_is_named(tmp_path, capsys):
