@@ -43,6 +43,10 @@ def main() -> None:
     for name in ("subjects", "holdout_subjects", "epochs", "jobs"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if not 0 <= args.label_noise <= 1:  # before the folder records these settings: a typo must not lock it
+        parser.error(f"--label-noise {args.label_noise} must be within [0, 1]")
+    if args.seed < 0:
+        parser.error(f"--seed {args.seed} must be 0 or more")
     _claim_out(args)
     timings = _Timings(args.out / "demo_timings.json")
 

@@ -50,3 +50,13 @@ def test_demo_runs_end_to_end_and_reports_every_stage(tmp_path: Path) -> None:
     for loss in ("ce", "elr"):
         assert (out / "runs" / loss / "eval-test" / "summary.json").exists()
         assert (out / "runs" / loss / "eval-holdout_manifest" / "summary.json").exists()
+
+
+def test_settings_out_of_range_are_refused_before_the_folder_records_them(tmp_path: Path) -> None:
+    """--label-noise 1.5 was written into demo_settings.json before the simulator refused it, and the corrected
+    rerun was then refused as another demo's folder."""
+    out = tmp_path / "demo"
+    for flags in (["--label-noise", "1.5"], ["--seed", "-1"]):
+        result = subprocess.run([sys.executable, str(ROOT / "scripts" / "mri_demo.py"), "--out", str(out), *flags],
+                                capture_output=True, text=True, cwd=ROOT)
+        assert result.returncode == 2 and "must be" in result.stderr and not out.exists()

@@ -125,6 +125,35 @@ def test_overwrite_leaves_nothing_of_the_replaced_cohort(tmp_path: Path) -> None
     assert not (out / "nacc_sim").exists()
 
 
+def test_overwrite_deletes_only_a_simulated_cohorts_own_files(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """--overwrite deleted every file a manifest.csv in --out listed, absolute paths too: pointed at a preprocess
+    folder by mistake, whose manifest lists the raw scans, it deleted the raw cohort."""
+    raw = tmp_path / "raw.nii.gz"
+    raw.write_bytes(b"a raw scan")
+    elsewhere = tmp_path / "prep"
+    elsewhere.mkdir()
+    pd.DataFrame({"participant_id": ["sub-01"], "session_id": ["ses-M00"], "path": [str(raw)]}).to_csv(
+        elsewhere / "manifest.csv", index=False)
+    assert main(["--out", str(elsewhere), "--subjects", "1", "--holdout-subjects", "0", "--overwrite"]) == 2
+    assert "no simulation.json: not a cohort simulate-cohort wrote" in capsys.readouterr().err and raw.exists()
+    out = tmp_path / "cohort"
+    assert main(["--out", str(out), "--subjects", "2", "--holdout-subjects", "0", "--resolution", "4"]) == 0
+    listed = pd.read_csv(out / "manifest.csv")
+    pd.concat([listed, listed.head(1).assign(path=str(raw))]).to_csv(out / "manifest.csv", index=False)
+    assert main(["--out", str(out), "--subjects", "1", "--holdout-subjects", "0", "--resolution", "4",
+                 "--overwrite"]) == 0
+    assert raw.exists()
+
+
+def test_a_rerun_with_other_settings_removes_the_unfinished_scans_its_plan_does_not_write(tmp_path: Path) -> None:
+    out = tmp_path / "cohort"
+    finished, _, _ = interrupt_run(out, 6, signal.SIGINT)
+    assert main(["--out", str(out), "--seed", "5", "--subjects", "1", "--holdout-subjects", "0",
+                 "--resolution", "4"]) == 0
+    scans = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.nii.gz"))
+    assert scans == pd.read_csv(out / "manifest.csv")["path"].tolist() and len(finished) >= 1
+
+
 def test_manifest_carries_noisy_labels_and_truth_keeps_the_rest(cohort: Path) -> None:
     manifest = pd.read_csv(cohort / "manifest.csv")
     truth = pd.read_csv(cohort / "truth.csv")
@@ -198,7 +227,8 @@ def test_atrophy_scale_scales_only_the_disease_and_keeps_every_other_draw() -> N
                                                "--label-noise 1.5: the share of flipped diagnoses must be within"),
                                               (["--subjects", "0"], "--subjects 0: a cohort needs at least 1"),
                                               (["--holdout-subjects", "-1"], "--holdout-subjects -1: give 0 or more"),
-                                              (["--subjects", "3", "--jobs", "0"], "--jobs 0: need at least 1 worker")])
+                                              (["--subjects", "3", "--jobs", "0"], "--jobs 0: need at least 1 worker"),
+                                              (["--subjects", "3", "--seed", "-1"], "--seed -1: give 0 or more")])
 def test_out_of_range_flags_are_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture, flags: list[str],
                                                message: str) -> None:
     assert main(["--out", str(tmp_path / "c"), *flags]) == 2

@@ -72,15 +72,21 @@ def simulate_cohort(out: Path, subjects: int, holdout_subjects: int | None = Non
         raise ValueError(f"--holdout-subjects {holdout}: give 0 or more holdout-site subjects")
     if jobs < 1:
         raise ValueError(f"--jobs {jobs}: need at least 1 worker")
+    if seed < 0:
+        raise ValueError(f"--seed {seed}: give 0 or more")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"--out {out} is a file; pass a folder for the cohort (a new one is made)")
     if (out / "manifest.csv").exists() and not overwrite:
         raise FileExistsError(f"{out} already holds a cohort (manifest.csv); pass --overwrite to replace it")
+    if (out / "manifest.csv").exists() and not (out / "simulation.json").is_file():
+        raise FileExistsError(f"{out} holds a manifest.csv but no simulation.json: not a cohort simulate-cohort wrote "
+                              "(a preprocess folder?), so --overwrite would delete others' files; choose another --out")
     specs = plan_cohort(subjects, holdout, label_noise, seed, atrophy_scale)
     load_anatomy(anatomy, resolution_mm)  # fail early, and let forked workers share the cache
     description = _description(specs, label_noise, seed, resolution_mm, anatomy, atrophy_scale)
     settings = hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()
+    _remove_unfinished_scans_of_other_settings(out, settings)
     if overwrite and (out / "manifest.csv").exists():
         _remove_previous_cohort(out, {spec.relative_path for spec in specs})
     out.mkdir(parents=True, exist_ok=True)
@@ -92,11 +98,14 @@ def simulate_cohort(out: Path, subjects: int, holdout_subjects: int | None = Non
         with multiprocessing.get_context("fork").Pool(jobs, start_worker_process, (os.getpid(),)) as pool:
             measured = list(tqdm(pool.imap(_write_scan, tasks), **progress))
     truth = pd.DataFrame([_truth_row(spec, extra) for spec, extra in zip(specs, measured)])
-    truth.to_csv(out / "truth.csv", index=False)
-    (out / "simulation.json").write_text(json.dumps(description, indent=2) + "\n")
+    with atomic_path(out / "truth.csv") as temp:
+        truth.to_csv(temp, index=False)
+    with atomic_path(out / "simulation.json") as temp:
+        temp.write_text(json.dumps(description, indent=2) + "\n")
     manifest = truth[MANIFEST_COLUMNS]
     for site, rows in manifest.groupby("cohort", sort=False):  # each site preprocessed into its own folder
-        rows.to_csv(out / f"manifest_{site}.csv", index=False)
+        with atomic_path(out / f"manifest_{site}.csv") as temp:
+            rows.to_csv(temp, index=False)
     with atomic_path(out / "manifest.csv") as temp:  # last: its presence means complete
         manifest.to_csv(temp, index=False)
     shutil.rmtree(out / PROGRESS, ignore_errors=True)
@@ -112,12 +121,30 @@ def _remove_previous_cohort(out: Path, kept_paths: set[str]) -> None:
         (out / f"manifest_{site}.csv").unlink(missing_ok=True)
     for relative in sorted(set(previous.get("path", [])) - kept_paths):
         scan = out / relative
+        if not scan.resolve().is_relative_to(out.resolve()):  # an absolute or ../ path: not this cohort's file
+            continue
         scan.unlink(missing_ok=True)
         for folder in scan.parents:  # the subject's now empty folders, not `out` itself
             if folder == out or not folder.is_relative_to(out):
                 break
             if folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()
+
+
+def _remove_unfinished_scans_of_other_settings(out: Path, settings: str) -> None:
+    """A run cut short leaves its scans and their records (.simulate-progress). A rerun with the same settings
+    keeps them; one with other settings renders its own, and the scans its plan does not write (fewer subjects,
+    other ids) would stay unlisted beside the new cohort: removed, with their records (records from before they
+    named their scan cannot say which)."""
+    records = sorted((out / PROGRESS).glob("*.json")) if (out / PROGRESS).is_dir() else []
+    for record in records:
+        meta = read_sidecar(record)
+        if meta is None or meta.get("settings") == settings:
+            continue
+        scan = out / str(meta.get("path", ""))
+        if meta.get("path") and scan.resolve().is_relative_to(out.resolve()):
+            scan.unlink(missing_ok=True)
+        record.unlink(missing_ok=True)
 
 
 def _write_scan(task: tuple[tuple[Path, str, int, float, str], SubjectSpec]) -> dict[str, float]:
@@ -134,7 +161,8 @@ def _write_scan(task: tuple[tuple[Path, str, int, float, str], SubjectSpec]) -> 
     with atomic_path(path) as temp:
         nib.save(image, temp)
     # (name, value) pairs: write_json sorts keys, and truth.csv keeps the order render_scan gave
-    write_json(record, {"settings": settings, "scan_sha256": file_sha256(path), "measured": list(measured.items())})
+    write_json(record, {"settings": settings, "path": spec.relative_path, "scan_sha256": file_sha256(path),
+                        "measured": list(measured.items())})
     return measured
 
 
