@@ -60,3 +60,10 @@ def test_settings_out_of_range_are_refused_before_the_folder_records_them(tmp_pa
         result = subprocess.run([sys.executable, str(ROOT / "scripts" / "mri_demo.py"), "--out", str(out), *flags],
                                 capture_output=True, text=True, cwd=ROOT)
         assert result.returncode == 2 and "must be" in result.stderr and not out.exists()
+
+
+def test_the_report_calls_differences_chance_only_at_a_size_where_the_cnn_did_not_learn() -> None:
+    """A fixed sentence said "any difference here is chance" for a 200-subject demo too, beside its own verdicts."""
+    from elr_mri.report import _size_caveat
+
+    assert "is chance" in _size_caveat(34) and "is chance" not in _size_caveat(140)
