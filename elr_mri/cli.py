@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from elr_mri.config import ConfigError
 from preprocess.user_errors import USER_ERRORS, as_storage_error, nonempty_path, report_user_error
 
 if TYPE_CHECKING:
@@ -46,14 +45,13 @@ def main(argv: list[str] | None = None) -> int:
         problem = _user_problem(err) or _out_of_memory(err, args)
         if problem is None or os.environ.get("ELR_MRI_DEBUG"):
             raise
-        if isinstance(problem, ConfigError) and not _speaks_for_the_run():
-            return 2
         return report_user_error(f"elr-mri {args.command}", problem)
 
 
 def _speaks_for_the_run() -> bool:
-    """Under torchrun every process meets the same config refusal and the same Ctrl-C: rank 0 alone says so, once.
-    Other errors may be one rank's alone (its GPU out of memory, a scan of its slice unreadable): each says its own."""
+    """Under torchrun every process gets the Ctrl-C: rank 0 alone says so, once. An error may be one rank's or one
+    machine's alone (its GPU out of memory, a scan of its slice unreadable, a path missing on that node), so each
+    rank says its own."""
     return os.environ.get("RANK", "0") == "0"
 
 

@@ -27,8 +27,8 @@ class InputError(ValueError):
 def read_csv_table(path: str | Path, **options: object) -> pd.DataFrame:
     """`pd.read_csv`, failing with one line that names the file and says how to fix it: an empty file, a
     spreadsheet export in another encoding, a table separated by tabs or semicolons in a .csv, or rows with
-    values past the header's columns (`_without_fields_past_the_header`: empty ones and R's row names are dropped;
-    pandas alone would take each row's first value as its index and shift every value one column left)."""
+    values past the header's columns (`_without_fields_past_the_header`: empty ones are dropped; pandas alone would
+    take each row's first value as its index and shift every value one column left)."""
     table_kind, separated = ("TSV", "tab-separated") if options.get("sep") == "\t" else ("CSV", "comma-separated")
     try:
         with warnings.catch_warnings():  # "loss of data" where rows are longer: checked below
@@ -52,18 +52,17 @@ def read_csv_table(path: str | Path, **options: object) -> pd.DataFrame:
 def _without_fields_past_the_header(path: str | Path, plain: pd.DataFrame, shifted: pd.DataFrame) -> pd.DataFrame:
     """The table of a file whose rows are longer than its header. `shifted` is pandas' reading, each row's first
     values taken as its index and the rest under the header; `plain` keeps the first values under the header and
-    drops the last ones. Empty last fields (a separator ending every row, as spreadsheets write): `plain`. Row
-    names 1..n first (R's `write.table(sep = ",")`, which writes no header cell for them): `shifted` without them.
-    Anything else is refused, naming its row: an unquoted separator inside a value would shift that row."""
+    drops the last ones. Empty last fields (a separator ending every row, as spreadsheets write): `plain`. Anything
+    else is refused, naming its row: an unquoted separator inside a value, an unnamed column, or R's row names
+    (`write.table(sep = ",")` writes no header cell for them), which numeric ids 1..n cannot be told from."""
     extra = shifted.index.nlevels
     past = shifted.iloc[:, -extra:].astype("string").fillna("").apply(lambda column: column.str.strip())
     filled = (past != "").any(axis=1).to_numpy()
     if not filled.any():
         return plain
-    if extra == 1 and [str(name) for name in shifted.index] == [str(n) for n in range(1, len(shifted) + 1)]:
-        return shifted.reset_index(drop=True)
     raise InputError(f"{path}: data row {int(filled.argmax()) + 1} has more values than the header has columns; "
-                     "quote values that hold the separator (\"a,b\"), or name the extra column in the header")
+                     "quote values that hold the separator (\"a,b\"), name the extra column in the header, or from R "
+                     "write the table with row.names = FALSE")
 
 
 def read_inputs(source: str | Path) -> pd.DataFrame:

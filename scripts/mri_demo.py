@@ -45,8 +45,8 @@ def main() -> None:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if not 0 <= args.label_noise <= 1:  # before the folder records these settings: a typo must not lock it
         parser.error(f"--label-noise {args.label_noise} must be within [0, 1]")
-    if args.seed < 0:
-        parser.error(f"--seed {args.seed} must be 0 or more")
+    if not 0 <= args.seed < 2**32:
+        parser.error(f"--seed {args.seed} must be within [0, 2**32 - 1]")
     _claim_out(args)
     timings = _Timings(args.out / "demo_timings.json")
 

@@ -185,9 +185,9 @@ def test_no_ddp_wrapper_outlives_training(tmp_path: Path) -> None:
     assert "rank 0: 0 alive" in result.stderr and "rank 1: 0 alive" in result.stderr, result.stderr[-3000:]
 
 
-def test_under_torchrun_rank_0_alone_speaks_and_the_resume_hint_keeps_the_launcher(
+def test_under_torchrun_rank_0_alone_says_ctrl_c_and_the_resume_hint_keeps_the_launcher(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    """Every rank printed the same refusal and Ctrl-C line, whose hint resumed in one process, K times slower.
+    """Every rank printed the same Ctrl-C line, whose hint resumed in one process, K times slower.
     The ranks are stood for by torchrun's environment; Ctrl-C is raised by hand."""
     from elr_mri import cli
 
@@ -204,8 +204,6 @@ def test_under_torchrun_rank_0_alone_speaks_and_the_resume_hint_keeps_the_launch
             stopped.setattr(cli, "_train", interrupted)
             assert cli.main(["train", "--resume", str(tmp_path / "run")]) == 130
         assert capsys.readouterr().err == said
-        assert cli.main(["train", "--config", str(tmp_path / "absent.yaml"), "--out", str(tmp_path / "x")]) == 2
-        assert (capsys.readouterr().err.count("\n") == 1) == (rank == "0")  # a config refusal: every rank's
+        # an error may be one rank's or one machine's alone (here: no torchrun around to join), so every rank says it
         assert cli.main(["train", "--config", str(DIGITS), "--out", str(tmp_path / "new")]) == 2
-        # not a config's (here: no torchrun around to join): it may be this rank's alone, so every rank says it
         assert capsys.readouterr().err.startswith("elr-mri train: error: ")

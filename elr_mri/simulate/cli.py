@@ -86,7 +86,7 @@ def simulate_cohort(out: Path, subjects: int, holdout_subjects: int | None = Non
     load_anatomy(anatomy, resolution_mm)  # fail early, and let forked workers share the cache
     description = _description(specs, label_noise, seed, resolution_mm, anatomy, atrophy_scale)
     settings = hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()
-    _remove_unfinished_scans_of_other_settings(out, settings)
+    leftovers = _unfinished_scans_outside(out, settings, {spec.relative_path for spec in specs})
     if overwrite and (out / "manifest.csv").exists():
         _remove_previous_cohort(out, {spec.relative_path for spec in specs})
     out.mkdir(parents=True, exist_ok=True)
@@ -109,6 +109,8 @@ def simulate_cohort(out: Path, subjects: int, holdout_subjects: int | None = Non
     with atomic_path(out / "manifest.csv") as temp:  # last: its presence means complete
         manifest.to_csv(temp, index=False)
     shutil.rmtree(out / PROGRESS, ignore_errors=True)
+    for scan in leftovers:
+        scan.unlink(missing_ok=True)
     return truth
 
 
@@ -131,20 +133,21 @@ def _remove_previous_cohort(out: Path, kept_paths: set[str]) -> None:
                 folder.rmdir()
 
 
-def _remove_unfinished_scans_of_other_settings(out: Path, settings: str) -> None:
-    """A run cut short leaves its scans and their records (.simulate-progress). A rerun with the same settings
-    keeps them; one with other settings renders its own, and the scans its plan does not write (fewer subjects,
-    other ids) would stay unlisted beside the new cohort: removed, with their records (records from before they
-    named their scan cannot say which)."""
+def _unfinished_scans_outside(out: Path, settings: str, planned: set[str]) -> list[Path]:
+    """Scans a run cut short wrote with other settings (their records in .simulate-progress name them) that the plan
+    `planned` does not write again (fewer subjects, other ids): removed once this run is complete, so they do not
+    stay unlisted beside the new cohort, and not before, so that a rerun cancelled at once loses nothing. Records
+    from before they named their scan cannot say which."""
     records = sorted((out / PROGRESS).glob("*.json")) if (out / PROGRESS).is_dir() else []
+    found = []
     for record in records:
         meta = read_sidecar(record)
-        if meta is None or meta.get("settings") == settings:
+        if meta is None or meta.get("settings") == settings or not meta.get("path") or meta["path"] in planned:
             continue
-        scan = out / str(meta.get("path", ""))
-        if meta.get("path") and scan.resolve().is_relative_to(out.resolve()):
-            scan.unlink(missing_ok=True)
-        record.unlink(missing_ok=True)
+        scan = out / str(meta["path"])
+        if scan.resolve().is_relative_to(out.resolve()):
+            found.append(scan)
+    return found
 
 
 def _write_scan(task: tuple[tuple[Path, str, int, float, str], SubjectSpec]) -> dict[str, float]:
