@@ -9,7 +9,8 @@
 #                       (task I runs shard I of SHARDS: a failed task resubmitted alone, --array=3,7, redoes its own
 #                       shards), then, once all tasks ended: SHARDS=merge scripts/preprocess_adni.sh IN OUT
 # Re-running the same command resumes: scans whose sidecar matches are skipped.
-# Exit status: 0 all scans done; 1 some failed (OUT/failures.csv says why); 2 bad input table or settings.
+# Exit status: 0 all scans done; 1 some failed (OUT/failures.csv says why), or the merge found shards missing or
+# run with other settings; 2 bad input table or settings.
 set -euo pipefail
 
 INPUT=${1:?usage: preprocess_adni.sh ADNI_BIDS_DIR_OR_CSV OUT_DIR}
