@@ -21,7 +21,7 @@ import torch.distributed as dist
 from torch.utils.data import Sampler
 
 __all__ = ["DistContext", "init_distributed", "gather_rows", "gather_objects", "share_of_global_batch",
-           "mean_over_ranks", "GlobalBatchSampler", "barrier", "leave_distributed"]
+           "mean_over_ranks", "GlobalBatchSampler", "slice_bounds", "barrier", "leave_distributed"]
 
 
 @dataclass(frozen=True)
@@ -54,23 +54,44 @@ def init_distributed(device_type: str) -> DistContext:
     return DistContext(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank)
 
 
-def gather_rows(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Concatenate each tensor's rows over all ranks (slices may differ in length); identity alone."""
+def gather_rows(*tensors: torch.Tensor, global_size: int | None = None) -> tuple[torch.Tensor, ...]:
+    """Concatenate each tensor's rows over all ranks, in rank order; identity alone.
+
+    With `global_size`, the size of the global batch these rows are this rank's slice of, every rank's
+    slice length follows from `slice_bounds` on the host. Without it the ranks exchange their lengths,
+    and reading those back makes the host wait for the device at every call."""
     if not _distributed():
         return tensors
     world = dist.get_world_size()
-    length = torch.tensor([tensors[0].shape[0]], device=tensors[0].device)
-    lengths = [torch.zeros_like(length) for _ in range(world)]
-    dist.all_gather(lengths, length)
-    longest = int(max(n.item() for n in lengths))
+    lengths = _exchanged_lengths(tensors[0]) if global_size is None else _slice_lengths(tensors[0], global_size)
+    longest = max(lengths)
     gathered = []
     for tensor in tensors:
         padded = tensor.new_zeros((longest, *tensor.shape[1:]))
         padded[: tensor.shape[0]] = tensor
         parts = [torch.empty_like(padded) for _ in range(world)]
         dist.all_gather(parts, padded.contiguous())
-        gathered.append(torch.cat([part[: int(n.item())] for part, n in zip(parts, lengths)]))
+        gathered.append(torch.cat([part[:length] for part, length in zip(parts, lengths)]))
     return tuple(gathered)
+
+
+def _slice_lengths(rows: torch.Tensor, global_size: int) -> list[int]:
+    """Every rank's slice length of a global batch of `global_size`, as `GlobalBatchSampler` cut it."""
+    world, rank = dist.get_world_size(), dist.get_rank()
+    lengths = [stop - start for start, stop in (slice_bounds(global_size, r, world) for r in range(world))]
+    if rows.shape[0] != lengths[rank]:
+        raise ValueError(f"rank {rank} holds {rows.shape[0]} rows of a global batch of {global_size}, but "
+                         f"GlobalBatchSampler gives it {lengths[rank]}: pass the global_batch_size its batches "
+                         "came with")
+    return lengths
+
+
+def _exchanged_lengths(rows: torch.Tensor) -> list[int]:
+    """Every rank's number of rows, exchanged through the process group and read back to the host."""
+    length = torch.tensor([rows.shape[0]], device=rows.device)
+    lengths = [torch.zeros_like(length) for _ in range(dist.get_world_size())]
+    dist.all_gather(lengths, length)
+    return [int(n.item()) for n in lengths]
 
 
 def gather_objects(value: Any) -> list[Any]:
@@ -120,6 +141,14 @@ def leave_distributed() -> None:
         dist.destroy_process_group()
 
 
+def slice_bounds(size: int, rank: int, world_size: int) -> tuple[int, int]:
+    """Rank `rank`'s [start, stop) of a global batch of `size`: sizes differ by at most one, so no rank is left
+    without examples (a ceil-sized share left the last of 4 ranks none of a batch of 9)."""
+    base, extra = divmod(size, world_size)
+    start = rank * base + min(rank, extra)
+    return start, start + base + (rank < extra)
+
+
 def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
@@ -151,7 +180,7 @@ class GlobalBatchSampler(Sampler[list[int]]):
 
     def __iter__(self) -> Iterator[list[int]]:
         for start, stop in self._batch_bounds():
-            first, last = self._slice(stop - start)
+            first, last = slice_bounds(stop - start, self.rank, self.world_size)
             yield self.order[start + first : start + last].tolist()
 
     def __len__(self) -> int:
@@ -159,14 +188,7 @@ class GlobalBatchSampler(Sampler[list[int]]):
 
     def slice_positions(self) -> list[tuple[int, int]]:
         """(global batch size, where this rank's slice starts in that batch) for each batch, in order."""
-        return [(size, self._slice(size)[0]) for size in self.global_batch_sizes()]
-
-    def _slice(self, size: int) -> tuple[int, int]:
-        """This rank's [start, stop) of a global batch of `size`: sizes differ by at most one, so no rank is
-        left without examples (a ceil-sized share left the last of 4 ranks none of a batch of 9)."""
-        base, extra = divmod(size, self.world_size)
-        start = self.rank * base + min(self.rank, extra)
-        return start, start + base + (self.rank < extra)
+        return [(size, slice_bounds(size, self.rank, self.world_size)[0]) for size in self.global_batch_sizes()]
 
     def global_batch_sizes(self) -> list[int]:
         """The size of each global batch this rank gets a slice of, in order."""

@@ -64,6 +64,12 @@ def _no_host_waits(device: str) -> Iterator[None]:
 
 
 @pytest.fixture
+def host_read_ops() -> set[str]:
+    """The profiler's names of the ops that read a value back to the host (for checks in other processes)."""
+    return set(HOST_READS)
+
+
+@pytest.fixture
 def no_host_waits() -> Callable[[str], AbstractContextManager[None]]:
     """`with no_host_waits(device): ...` asserts that the block never makes the host wait for `device`."""
     return _no_host_waits

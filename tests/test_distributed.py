@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -161,6 +162,87 @@ def test_global_batches_are_split_between_ranks_without_overlap() -> None:
     assert sorted(sum(slices(0, 2, n=101) + slices(1, 2, n=101), [])) == list(range(101))
     assert global_sizes(2, n=101) == [10] * 9 + [11]
     assert [size for size, _ in positions(1, 2, n=101)][-1] == 11 and len(slices(1, 2, n=101)[-1]) == 5
+
+
+def test_under_torchrun_a_training_step_reads_nothing_back_to_the_host(tmp_path: Path,
+                                                                       host_read_ops: set[str]) -> None:
+    """Gathering the ranks' rows for ELR's targets and the tracking took each step's slice lengths from an
+    all-gather read back to the host (two waits a step for ELR, three for ELR+); each batch's global size now
+    gives them. Uneven slices (9 rows: 5 and 4) under 2 gloo ranks, seen by the CPU profiler as in
+    `test_training_step`."""
+    script = tmp_path / "host_reads.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys
+        import torch
+        from torch.profiler import ProfilerActivity, profile
+        from elr_mri.config import load_config
+        from elr_mri.distributed import gather_rows, init_distributed, leave_distributed, slice_bounds
+        from elr_mri.engine.execution import ExecutionPlan
+        from elr_mri.engine.methods import build_method
+        from elr_mri.engine.tracking import PredictionTracker
+
+        dist = init_distributed("cpu")
+        start, stop = slice_bounds(9, dist.rank, dist.world_size)
+
+        def batch(seed, **marks):
+            generator = torch.Generator().manual_seed(seed)
+            rows = {{"image": torch.rand(9, 1, 8, 8, generator=generator),
+                    "label": torch.randint(0, 10, (9,), generator=generator),
+                    "index": torch.randperm(64, generator=generator)[:9]}}
+            return {{**{{key: value[start:stop] for key, value in rows.items()}}, "global_batch_size": 9, **marks}}
+
+        for loss, extra in (("elr", []), ("elr_plus", []), ("elr_plus", ["elr_plus.alternation=epoch"])):
+            cfg = load_config({str(DIGITS)!r}, [f"loss.name={{loss}}", "model.name=small_cnn", "model.hidden=8",
+                                                 "train.compile=false", *extra])
+            plan = ExecutionPlan.from_config(cfg.train, torch.device("cpu"))
+            method = build_method(cfg, (1, 8, 8), 10, 64, plan, dist)
+            tracker = PredictionTracker(64, 10, torch.device("cpu"))
+            in_turn = bool(extra)
+            batches = [batch(seed, **({{"network": seed % 2}} if in_turn else {{"pair": batch(seed + 100)}}))
+                       for seed in range(4)]
+            for warm_up in batches[:2]:
+                method.train_step(warm_up)
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                for step in batches[2:]:
+                    _, logits = method.train_step(step)
+                    if logits is not None:
+                        tracker.record(*gather_rows(step["index"], logits, global_size=step["global_batch_size"]))
+            reads = {sorted(host_read_ops)!r}
+            seen = sorted(set(reads) & {{event.key for event in prof.key_averages()}})
+            print(f"rank {{dist.rank}} {{loss}} {{extra}}: host reads {{seen}}", file=sys.stderr)
+        del method
+        leave_distributed()
+    """))
+    result = _torchrun(2, [str(script)], tmp_path)
+    said = re.findall(r"host reads \[[^]]*\]", result.stderr)  # the ranks' lines may interleave
+    assert said == ["host reads []"] * 6, result.stderr[-3000:]
+
+
+def test_rows_gathered_with_the_global_batch_size_equal_the_exchanged_ones(tmp_path: Path) -> None:
+    """Both ways of learning the slices' lengths gather the same rows in rank order; a slice that is not the
+    sampler's for that global size is refused, not gathered into the wrong rows."""
+    script = tmp_path / "gather.py"
+    script.write_text(textwrap.dedent("""
+        import sys
+        import torch
+        from elr_mri.distributed import gather_rows, init_distributed, leave_distributed, slice_bounds
+        dist = init_distributed("cpu")
+        start, stop = slice_bounds(7, dist.rank, dist.world_size)
+        index = torch.arange(start, stop)
+        rows = torch.arange(7 * 3, dtype=torch.float32).reshape(7, 3)[start:stop]
+        exchanged = gather_rows(index, rows)
+        told = gather_rows(index, rows, global_size=7)
+        assert all(torch.equal(a, b) for a, b in zip(exchanged, told)), (exchanged, told)
+        assert torch.equal(told[0], torch.arange(7))
+        if dist.rank == 1:  # checked before any collective, so rank 0's slice, right for 8 too, is not gathered
+            try:
+                gather_rows(index, rows, global_size=8)
+            except ValueError as error:
+                print(f"rank {dist.rank}: {error}", file=sys.stderr)
+        leave_distributed()
+    """))
+    result = _torchrun(2, [str(script)], tmp_path)
+    assert "rank 1: rank 1 holds 3 rows of a global batch of 8, but GlobalBatchSampler gives it 4" in result.stderr
 
 
 def test_no_ddp_wrapper_outlives_training(tmp_path: Path) -> None:

@@ -123,15 +123,16 @@ class SingleNetwork:
     def train_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         _ensure_training(self.trained, self.model)
         images, labels, index, extra = _unpack(batch, self.plan)
+        global_batch_size = batch.get("global_batch_size")
         if self.loss_in_graph:
             with self.plan.autocast():
                 logits, *terms = self.trained(images, labels=labels, old_rows=self.loss_fn.targets[index], **extra)
-            loss = self.loss_fn.combine(index, *terms)
+            loss = self.loss_fn.combine(index, *terms, global_batch_size=global_batch_size)
         else:
             with self.plan.autocast():
                 logits = self.trained(images, **extra)
-            loss = self.loss_fn(logits.float(), labels, index)
-        _step(self.optimizer, self.scaler, loss * share_of_global_batch(len(labels), batch.get("global_batch_size")))
+            loss = self.loss_fn(logits.float(), labels, index, global_batch_size=global_batch_size)
+        _step(self.optimizer, self.scaler, loss * share_of_global_batch(len(labels), global_batch_size))
         return loss.detach(), logits.detach()
 
     @torch.no_grad()
@@ -225,25 +226,27 @@ class ELRPlusPair:
                                "was asked for the other order")
         if self.streams_in_turn:
             k = int(batch["network"])
-            own = _unpack(batch, self.plan)
-            target_logits = self._fold_targets(k, own)
-            loss = self._network_step(k, own, batch.get("global_batch_size"))
+            own, global_size = _unpack(batch, self.plan), batch.get("global_batch_size")
+            target_logits = self._fold_targets(k, own, global_size)
+            loss = self._network_step(k, own, global_size)
             self.network_steps[k] += 1
             return loss, target_logits if k == 0 else None
         own_batches = (batch, batch["pair"])
         unpacked = [_unpack(own, self.plan) for own in own_batches]
-        target_logits = [self._fold_targets(k, own) for k, own in enumerate(unpacked)]  # both before either step
-        losses = [self._network_step(k, own, own_batches[k].get("global_batch_size")) for k, own in enumerate(unpacked)]
+        global_sizes = [own.get("global_batch_size") for own in own_batches]
+        # both networks' targets before either step
+        target_logits = [self._fold_targets(k, own, global_sizes[k]) for k, own in enumerate(unpacked)]
+        losses = [self._network_step(k, own, global_sizes[k]) for k, own in enumerate(unpacked)]
         self.network_steps = [steps + 1 for steps in self.network_steps]
         return (losses[0] + losses[1]) / 2, target_logits[0]
 
-    def _fold_targets(self, k: int, own: tuple) -> torch.Tensor:
+    def _fold_targets(self, k: int, own: tuple, global_batch_size: int | None) -> torch.Tensor:
         """The other network's EMA logits on network k's un-mixed batch, folded into network k's targets."""
         images, _, index, extra = own
         with torch.no_grad(), self.plan.autocast():
             # a copy: under CUDA graphs a replay reuses its outputs' memory, and tracking reads these after the steps
             logits = self.ema_runs[1 - k](images, **extra).to(torch.float32, copy=True)
-        self.losses[k].update_targets(index, logits)
+        self.losses[k].update_targets(index, logits, global_batch_size)
         return logits
 
     def _network_step(self, k: int, own: tuple, global_batch_size: int | None) -> torch.Tensor:

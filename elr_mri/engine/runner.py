@@ -346,7 +346,8 @@ def _train_epoch(method: Method, batches: Iterable[dict[str, torch.Tensor]], epo
     for batch in tqdm(batches, desc=f"epoch {epoch + 1}", leave=False, disable=not show_progress):
         loss, logits = method.train_step(batch)
         if logits is not None:  # ELR+ in epoch turns: network 1's half is not tracked
-            tracker.record(*gather_rows(batch["index"].to(logits.device, non_blocking=True), logits))
+            index = batch["index"].to(logits.device, non_blocking=True)
+            tracker.record(*gather_rows(index, logits, global_size=batch.get("global_batch_size")))
         loss = loss * share_of_global_batch(len(batch["index"]), batch.get("global_batch_size"))
         total = loss if total is None else total + loss  # summed on the device, read once an epoch
         steps += 1

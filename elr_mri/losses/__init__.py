@@ -1,4 +1,5 @@
-"""Losses behind one interface: ``loss_fn(logits, labels, index)``; the loss owns its per-example state."""
+"""Losses behind one interface: ``loss_fn(logits, labels, index, global_batch_size=None)``; the loss owns its
+per-example state (``global_batch_size``: see `ELRLoss.combine`)."""
 
 from __future__ import annotations
 

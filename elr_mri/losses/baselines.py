@@ -1,6 +1,7 @@
 """Baseline losses for the comparison tables, with the same call signature as ELR.
 
-Every loss is called as ``loss_fn(logits, labels, index)``; the baselines ignore ``index``.
+Every loss is called as ``loss_fn(logits, labels, index, global_batch_size)``; the baselines ignore the last two,
+which ELR's per-example table needs.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ __all__ = ["CrossEntropy", "GCELoss", "SCELoss"]
 class CrossEntropy(nn.Module):
     """Plain cross-entropy: the reference that memorizes noisy labels."""
 
-    def forward(self, logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor | None = None,
+                global_batch_size: int | None = None) -> torch.Tensor:
         return F.cross_entropy(at_least_fp32(logits), labels)
 
 
@@ -30,7 +32,8 @@ class GCELoss(nn.Module):
             raise ValueError(f"GCE q must be in (0, 1], got {q}")
         self.q = q
 
-    def forward(self, logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor | None = None,
+                global_batch_size: int | None = None) -> torch.Tensor:
         check_batch_shapes("GCELoss", logits, labels)
         p_y = F.softmax(at_least_fp32(logits), dim=1).gather(1, labels[:, None]).squeeze(1)
         return ((1.0 - p_y.clamp_min(1e-7) ** self.q) / self.q).mean()
@@ -45,7 +48,8 @@ class SCELoss(nn.Module):
         self.alpha = alpha
         self.beta = beta
 
-    def forward(self, logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor | None = None,
+                global_batch_size: int | None = None) -> torch.Tensor:
         logits = at_least_fp32(logits)
         probs = F.softmax(logits, dim=1).clamp(1e-7, 1.0)
         one_hot = one_hot_rows(labels, self.num_classes, logits.dtype).clamp(1e-4, 1.0)

@@ -79,13 +79,15 @@ def blend_rows(rows: torch.Tensor, probs: torch.Tensor, beta: float) -> torch.Te
     return beta * rows.to(work_dtype) + (1.0 - beta) * p_hat / p_hat.sum(dim=1, keepdim=True)
 
 
-def update_targets(targets: torch.Tensor, index: torch.Tensor, probs: torch.Tensor, beta: float) -> None:
+def update_targets(targets: torch.Tensor, index: torch.Tensor, probs: torch.Tensor, beta: float,
+                   global_batch_size: int | None = None) -> None:
     """`blend_rows` in place for the batch's examples.
 
     Under data parallelism the rows of the whole global batch are gathered first, so every
-    process updates every visited example once with its own prediction and the tables agree.
+    process updates every visited example once with its own prediction and the tables agree
+    (`global_batch_size`, the size of the batch this is a rank's slice of, spares that gathering a host read).
     """
-    index, probs = gather_rows(index, probs.detach())
+    index, probs = gather_rows(index, probs.detach(), global_size=global_batch_size)
     targets[index] = blend_rows(targets[index], probs, beta).to(targets.dtype)
 
 
@@ -115,7 +117,7 @@ class ELRLoss(nn.Module):
     """ELR loss with its table of per-example targets.
 
     Call as ``loss_fn(logits, labels, index)`` where ``index`` holds the dataset indices of the
-    batch. ``targets`` is a registered buffer, so it is saved in ``state_dict()`` (and so in every
+    batch (under torchrun also ``global_batch_size=``: see `combine`). ``targets`` is a registered buffer, so it is saved in ``state_dict()`` (and so in every
     checkpoint) and moves with ``.to(device)``. The loss goes negative as ⟨t, p⟩ → 1; that is
     expected.
 
@@ -146,21 +148,28 @@ class ELRLoss(nn.Module):
         self.register_load_state_dict_pre_hook(_count_from_zero_if_absent)
         self.register_buffer("targets", torch.zeros(num_examples, num_classes, dtype=targets_dtype))
 
-    def forward(self, logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor,
+                global_batch_size: int | None = None) -> torch.Tensor:
         check_batch_shapes("ELRLoss", logits, labels, index)
-        return self.combine(index, *self.terms(logits, labels, self.targets[index]))
+        return self.combine(index, *self.terms(logits, labels, self.targets[index]), global_batch_size=global_batch_size)
 
     def terms(self, logits: torch.Tensor, labels: torch.Tensor,
               old_rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """`elr_terms` with this loss's β and table type: (CE, regulariser, new rows); changes nothing."""
         return elr_terms(logits, labels, old_rows, self.beta, self.targets.dtype)
 
-    def combine(self, index: torch.Tensor, ce: torch.Tensor, reg: torch.Tensor, new_rows: torch.Tensor) -> torch.Tensor:
+    def combine(self, index: torch.Tensor, ce: torch.Tensor, reg: torch.Tensor, new_rows: torch.Tensor,
+                global_batch_size: int | None = None) -> torch.Tensor:
         """Store the batch's new target rows (every rank's under data parallelism: the tables stay equal), count
         the step and return CE + λ·regulariser. Called after `terms`, so a label out of range, which fails the
         cross-entropy, changes no row. An example drawn twice in one batch (class-balanced batches drawn with
-        replacement) is regularised towards the row its own prediction made; the table keeps one of them."""
-        index, new_rows = gather_rows(index, new_rows.to(torch.promote_types(new_rows.dtype, torch.float32)))
+        replacement) is regularised towards the row its own prediction made; the table keeps one of them.
+
+        Under torchrun, `global_batch_size` (the size of the global batch this is a rank's slice of, which each
+        training batch carries) tells every rank the slices' lengths; without it they are exchanged and read back,
+        one host wait a step."""
+        new_rows = new_rows.to(torch.promote_types(new_rows.dtype, torch.float32))
+        index, new_rows = gather_rows(index, new_rows, global_size=global_batch_size)
         self.targets[index] = new_rows.to(self.targets.dtype)
         lam = self.current_lam()
         self.steps_taken += 1

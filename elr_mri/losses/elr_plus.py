@@ -21,7 +21,7 @@ __all__ = ["ELRPlusLoss"]
 class ELRPlusLoss(nn.Module):
     """Loss of one ELR+ network.
 
-    ``update_targets(index, other_ema_logits)`` first folds the other network's EMA prediction
+    ``update_targets(index, other_ema_logits, global_batch_size)`` first folds the other network's EMA prediction
     into the targets; ``forward(logits, mixed_labels, index, perm, mix_lam, step)`` then scores
     this network's logits on the mixed batch ``mix_lam·x + (1 − mix_lam)·x[perm]``.
     ``reweight_labels`` is the CIFAR-100 setting that multiplies the labels by the targets.
@@ -49,8 +49,11 @@ class ELRPlusLoss(nn.Module):
         self.register_buffer("targets", torch.zeros(num_examples, num_classes, dtype=targets_dtype))
 
     @torch.no_grad()
-    def update_targets(self, index: torch.Tensor, other_ema_logits: torch.Tensor) -> None:
-        update_targets(self.targets, index, F.softmax(at_least_fp32(other_ema_logits), dim=1), self.beta)
+    def update_targets(self, index: torch.Tensor, other_ema_logits: torch.Tensor,
+                       global_batch_size: int | None = None) -> None:
+        """Fold the other network's EMA prediction in (`elr.update_targets`: all ranks' rows under torchrun)."""
+        update_targets(self.targets, index, F.softmax(at_least_fp32(other_ema_logits), dim=1), self.beta,
+                       global_batch_size)
 
     def forward(
         self,
