@@ -57,6 +57,11 @@ def main() -> None:
     parser.add_argument("--eval-images", type=int, default=EVAL_IMAGES, help="images in the timed evaluation pass")
     parser.add_argument("--out", type=nonempty_path, default=ROOT / "bench" / "results" / "cifar_step.md")
     args = parser.parse_args()
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: no CUDA device is visible to torch (--device cpu times the CPU)")
+    for name in ("steps", "warmup"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} {getattr(args, name)}: must be at least 1")
     device = torch.device(args.device)
     train, source = load_train(None)  # random pixels: see the docstring
     rows, kernels = [], ""

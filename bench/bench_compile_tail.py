@@ -55,7 +55,10 @@ def main() -> None:
     if args.child:
         print(json.dumps(time_steps(args.child, torch.device(args.device), args.batch_size, args.tail)))
         return
-    results = {variant: _in_fresh_process(variant, args) for variant in VARIANTS}
+    results = {}
+    for variant in VARIANTS:  # each a few minutes on a CPU: say each as it ends
+        results[variant] = _in_fresh_process(variant, args)
+        print(f"{VARIANTS[variant]}: {results[variant]}", flush=True)
     text = _report(results, args)
     print(text)
     out = args.out or ROOT / "bench" / "results" / f"compile_tail_{args.device}.md"

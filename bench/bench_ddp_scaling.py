@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import pandas as pd
-from results_file import command_line, write_report
+from results_file import busy_warning, command_line, write_report
 from preprocess.user_errors import nonempty_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -154,12 +154,15 @@ def report(args: argparse.Namespace, rounds: list[dict[int, Timed]], load_start:
             f"each run trains until its timed epochs (all but the first) have lasted {args.min_seconds:g} s; "
             f"{args.repeats} rounds over the process counts in alternating order. {os.cpu_count()} CPU cores "
             f"shared by the processes (OMP threads = cores / processes); 1-min load average {load_start:.1f} at the "
-            f"start, {', '.join(f'{load:.1f}' for load in loads)} after each round.\n\n" + "\n".join(lines) + "\n")
+            f"start, {', '.join(f'{load:.1f}' for load in loads)} after each round.{busy_warning(load_start, *loads)}"
+            "\n\n" + "\n".join(lines) + "\n")
     unsteady = [k for k in args.processes if max(r[k].rate for r in rounds) > UNSTEADY * min(r[k].rate for r in rounds)]
     if unsteady:
         text += (f"\nUnsteady: the rate of {', '.join(map(str, unsteady))} process(es) varied more than {UNSTEADY:g}× "
                  "between rounds, so other jobs changed the machine's speed during this run; the speed-up holds "
                  "for this run's load only. Rerun on a quiet machine for a figure to publish.\n")
+    elif len(rounds) < 2:
+        text += "\nOne round: whether other jobs changed the machine's speed during it is not checked (--repeats 2+).\n"
     return text
 
 

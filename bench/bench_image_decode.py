@@ -17,11 +17,12 @@ from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 
-from results_file import command_line, write_report
+from results_file import command_line, load_line, write_report
 
 from elr_mri.config import DataConfig
 from elr_mri.data import image_sources
 from elr_mri.data.images import build_image_data
+from preprocess.user_errors import nonempty_path
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,10 +43,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=ROOT / "data" / "cifar10", help="image folder (train/, test/)")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "image_decode.md")
+    parser.add_argument("--out", type=nonempty_path, default=ROOT / "bench" / "results" / "image_decode.md")
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error(f"--rounds {args.rounds}: must be at least 1")
     if not (args.root / "train").is_dir():
-        parser.error(f"no image folder at {args.root}: tar -xJf ../shared/data/cifar/cifar10-jpeg.tar.xz -C data/")
+        parser.error(f"no image folder at {args.root}: "
+                     "mkdir -p data && tar -xJf ../shared/data/cifar/cifar10-jpeg.tar.xz -C data/")
 
     def threads(chunks: int) -> Executor:
         return ThreadPoolExecutor(max_workers=8)
@@ -53,24 +57,27 @@ def main() -> None:
     default = "the default (forked processes on Linux)"
     ways = {"8 threads": threads, default: image_sources._decoding_pool}
     times: dict[str, list[float]] = {name: [] for name in ways}
+    load_start = os.getloadavg()[0]
     for _ in range(args.rounds):
         for name, pool in ways.items():
             times[name].append(seconds_to_build(args.root, pool))
             print(f"{name}: {times[name][-1]:.1f} s", flush=True)
     medians = {name: statistics.median(values) for name, values in times.items()}
+    ratio = medians['8 threads'] / medians[default]
+    comparison = f"**{ratio:.1f}×** faster" if ratio >= 1 else f"**{1 / ratio:.1f}×** slower"
     rows = "\n".join(f"| {name} | {', '.join(f'{v:.1f}' for v in values)} |" for name, values in times.items())
     text = f"""# Reading an image folder into memory
 
 Command: `{command_line()}`
 
 Machine: {platform.machine()}, {os.cpu_count()} cores. Folder `{_shown(args.root)}`; each round builds the data set once
-each way (decoding every image, stacking, labels).
+each way (decoding every image, stacking, labels). {load_line(load_start)}
 
 | decoding | seconds, by round |
 |---|---|
 {rows}
 
-The default is **{medians['8 threads'] / medians[default]:.1f}×** faster than 8 threads (medians).
+The default is {comparison} than 8 threads (medians).
 """
     print(text)
     write_report(args.out, text)

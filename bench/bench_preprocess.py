@@ -36,6 +36,7 @@ from preprocess.pipeline import Params, ScanOutputs, process_scan  # noqa: E402
 from preprocess.steps import to_nifti  # noqa: E402
 from preprocess.synthetic import move_and_bias, pose_transform  # noqa: E402
 from preprocess.template import load_template  # noqa: E402
+from preprocess.user_errors import nonempty_path  # noqa: E402
 from results_file import command_line, write_report  # noqa: E402
 
 
@@ -114,7 +115,7 @@ def report(runs: dict, rates: dict, scans: int, loads: tuple) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scans", type=int, default=2, help="moved copies of Colin27 per measurement")
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "preprocess.md"))
+    parser.add_argument("--out", type=nonempty_path, default=ROOT / "bench" / "results" / "preprocess.md")
     args = parser.parse_args()
     if args.scans < 1:
         parser.error(f"--scans {args.scans}: must be at least 1")

@@ -21,13 +21,13 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from results_file import command_line, write_report
+from results_file import command_line, load_line, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 from parallel_runs import PlannedRun, train_in_parallel  # noqa: E402  (scripts/ is not a package)
 
-from elr_mri.config import load_config  # noqa: E402
+from elr_mri.config import ConfigError, load_config  # noqa: E402
 from preprocess.user_errors import nonempty_path  # noqa: E402
 
 
@@ -36,11 +36,12 @@ def train_seeds(config: Path, overrides: list[str], seeds: int, jobs: int, folde
     runs = [PlannedRun(f"{folder.name} seed {seed}", config, (*overrides, f"seed={seed}", f"data.noise.seed={seed}"),
                        folder / f"seed{seed}") for seed in range(seeds)]
     started = time.perf_counter()
-    outcomes = train_in_parallel(runs, jobs)
+    for group in [runs] if jobs > 1 else [[run] for run in runs]:  # in turn: stop at the first run that fails
+        failed = [f"{run.name}: {outcome}" for run, outcome in train_in_parallel(group, jobs).items()
+                  if not isinstance(outcome, dict)]
+        if failed:
+            sys.exit(f"bench_side_by_side: error: {'; '.join(failed)}")
     wall = time.perf_counter() - started
-    failed = {run.name: outcome for run, outcome in outcomes.items() if not isinstance(outcome, dict)}
-    if failed:
-        raise RuntimeError(f"runs failed: {failed}")
     medians = [statistics.median(pd.read_csv(run.run_dir / "metrics.csv")["epoch_seconds"].iloc[1:]) for run in runs]
     return wall, medians
 
@@ -51,13 +52,18 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="config overrides for every run (e.g. train.epochs=6)")
     parser.add_argument("--seeds", type=int, default=2, help="runs, and how many run side by side")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench/results/side_by_side.md")
+    parser.add_argument("--out", type=nonempty_path, default=ROOT / "bench/results/side_by_side.md")
     args = parser.parse_args()
     if args.seeds < 2:
         parser.error("--seeds must be at least 2: one run has nothing to run beside")
     quiet = ["train.tensorboard=false", *args.overrides]
-    if load_config(args.config, quiet).train.epochs < 2:
+    try:
+        epochs = load_config(args.config, quiet).train.epochs
+    except ConfigError as error:
+        parser.error(str(error))
+    if epochs < 2:
         parser.error("train.epochs must be at least 2: the first epoch (compilation, warm-up) is not timed")
+    load_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as scratch:
         alone_wall, alone = train_seeds(args.config, quiet, args.seeds, 1, Path(scratch) / "in_turn")
         together_wall, together = train_seeds(args.config, quiet, args.seeds, args.seeds, Path(scratch) / "together")
@@ -68,6 +74,7 @@ def main() -> None:
 Command: `{command_line()}`
 
 Machine: {platform.machine()}, {device}, torch {torch.__version__}. Config `{_shown(args.config)}`{', with ' + ' '.join(args.overrides) if args.overrides else ''}.
+{load_line(load_start)}
 
 | way | wall s | median epoch s of each run (epochs 2..) |
 |---|---|---|

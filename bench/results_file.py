@@ -1,4 +1,4 @@
-"""What every benchmark's results file needs: the command that made it, and a word on where it went.
+"""What every benchmark's results file needs: the command that made it, the machine's load, and a word on where it went.
 
 Why: bench/results/ holds the published figures and each script's default `--out` writes there, so a
 report must record the arguments it was really made with (to be reproducible), and a run must say
@@ -7,6 +7,7 @@ which file it replaced.
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -27,3 +28,18 @@ def write_report(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     print(f"wrote {path}")
+
+
+def load_line(load_start: float) -> str:
+    """The 1-minute load average at the start and now, with `busy_warning`."""
+    load_end = os.getloadavg()[0]
+    return (f"Load average {load_start:.1f} at the start, {load_end:.1f} at the end ({os.cpu_count()} cores)."
+            + busy_warning(load_start, load_end))
+
+
+def busy_warning(*loads: float) -> str:
+    """A warning when a load average exceeds the cores: a busy machine slows one run's timings more than
+    another's, so the ratios of that run are not to be trusted; empty otherwise."""
+    if max(loads) <= (os.cpu_count() or 1):
+        return ""
+    return " **Busy machine: other work held the cores; rerun on a quiet one before quoting these figures.**"

@@ -27,6 +27,8 @@ def train_seeds(config: Path, overrides: list[str], seeds: int) -> list[dict]:
         with tempfile.TemporaryDirectory() as run_dir:
             summary = train(load_config(config, seeded), Path(run_dir))
         summaries.append({**summary, "seconds": time.perf_counter() - started})
+        print(f"{' '.join(overrides) or config.name}, seed {seed}: test acc (last) {summary['test_acc_last']:.4f}, "
+              f"{summaries[-1]['seconds']:.0f} s", flush=True)  # a long benchmark shows it is moving
     return summaries
 
 
