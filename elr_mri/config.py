@@ -437,6 +437,9 @@ def _check_ranges(cfg: RunConfig, source: str) -> None:
                        if getattr(cfg.data.mri, f.name) != getattr(MRIDataConfig(), f.name))
         raise ConfigError(f"{source}: data.mri.{changed} is set but data.name = {cfg.data.name} does not read "
                           "data.mri; drop the data.mri section, or set data.name: mri")
+    if cfg.data.name not in ("digits", "mri") and cfg.data.root is None:
+        raise ConfigError(f"{source}: data.name = {cfg.data.name} needs data.root, the folder that holds the data set "
+                          "(e.g. --set data.root=data); the README's 'Reproducing the paper' says where to get each")
 
 
 # The models of elr_mri.models that take MRI volumes (and the age): named here so a config is checked without torch.

@@ -38,7 +38,7 @@ def test_defaults_and_overrides(tmp_path: Path) -> None:
 
 def test_the_evaluation_batch_suits_the_data_unless_set(tmp_path: Path) -> None:
     """512 images at once, but not 512 MRI volumes (~220 MB of activations each through the ×8 network)."""
-    images = load_config(_write(tmp_path, "data: {name: cifar10}\ntrain: {batch_size: 128}\n"))
+    images = load_config(_write(tmp_path, "data: {name: cifar10, root: data}\ntrain: {batch_size: 128}\n"))
     volumes = _write(tmp_path, "data: {name: mri}\nmodel: {name: widened_cnn3d}\ntrain: {batch_size: 4}\n")
     assert [evaluation_batch_size(images), evaluation_batch_size(load_config(volumes))] == [512, 4]
     assert evaluation_batch_size(load_config(volumes, ["train.eval_batch_size=16"])) == 16
@@ -73,6 +73,7 @@ def test_the_evaluation_batch_suits_the_data_unless_set(tmp_path: Path) -> None:
                                                     r"does not read; drop it, or set loss.name: elr"),
         ("data: {name: cifar10, mri: {manifest: adni.csv}}\n", r"data.mri.manifest is set but data.name = cifar10 "
                                                                r"does not read data.mri"),
+        ("data: {name: cifar10}\n", r"data.name = cifar10 needs data.root, the folder that holds the data set"),
         ("# nothing yet\n", r"the config is empty; start from one in configs/"),
         ("seed: 0\ntrain: {epochs: 3}\nseed: 1\n", r"line 3: not valid YAML \(the key 'seed' is given twice"),
         ("train: {epochs: 3, epochs: 4}\n", r"the key 'epochs' is given twice in one section"),
