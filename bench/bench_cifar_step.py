@@ -59,9 +59,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error(f"--device {args.device}: no CUDA device is visible to torch (--device cpu times the CPU)")
-    for name in ("steps", "warmup"):
+    for name in ("steps", "warmup", "eval_images"):
         if getattr(args, name) < 1:
-            parser.error(f"--{name} {getattr(args, name)}: must be at least 1")
+            parser.error(f"--{name.replace('_', '-')} {getattr(args, name)}: must be at least 1")
     device = torch.device(args.device)
     train, source = load_train(None)  # random pixels: see the docstring
     rows, kernels = [], ""

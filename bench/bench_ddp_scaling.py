@@ -154,7 +154,7 @@ def report(args: argparse.Namespace, rounds: list[dict[int, Timed]], load_start:
             f"each run trains until its timed epochs (all but the first) have lasted {args.min_seconds:g} s; "
             f"{args.repeats} rounds over the process counts in alternating order. {os.cpu_count()} CPU cores "
             f"shared by the processes (OMP threads = cores / processes); 1-min load average {load_start:.1f} at the "
-            f"start, {', '.join(f'{load:.1f}' for load in loads)} after each round.{busy_warning(load_start, *loads)}"
+            f"start, {', '.join(f'{load:.1f}' for load in loads)} after each round.{busy_warning(load_start)}"
             "\n\n" + "\n".join(lines) + "\n")
     unsteady = [k for k in args.processes if max(r[k].rate for r in rounds) > UNSTEADY * min(r[k].rate for r in rounds)]
     if unsteady:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from results_file import command_line, write_report
+from results_file import busy_warning, command_line, write_report
 from torch.utils.data import DataLoader
 
 from elr_mri.config import DataConfig
@@ -119,7 +119,8 @@ def main() -> None:
         f"Command: `{command_line()}`\n\n"
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch "
         f"{torch.__version__}, {threads} intra-op threads by default; device path on `{device}`. "
-        f"Load average (1 min) {load_before:.1f} before, {load_after:.1f} after (other jobs share this machine).\n\n"
+        f"Load average (1 min) {load_before:.1f} before, {load_after:.1f} after (other jobs share this machine)."
+        f"{busy_warning(load_before)}\n\n"
         f"Data: {source}; {len(train):,} training images, batches of {args.batch_size} from "
         f"`GlobalBatchSampler`; crop 32 with 4-pixel zero padding, flip, CIFAR-10 normalisation. "
         f"Median of {args.repeats} epochs per path, no model; each path ends with the batch on `{device}` "

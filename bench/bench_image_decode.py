@@ -64,7 +64,10 @@ def main() -> None:
             print(f"{name}: {times[name][-1]:.1f} s", flush=True)
     medians = {name: statistics.median(values) for name, values in times.items()}
     ratio = medians['8 threads'] / medians[default]
-    comparison = f"**{ratio:.1f}×** faster" if ratio >= 1 else f"**{1 / ratio:.1f}×** slower"
+    if 1 / 1.05 <= ratio <= 1.05:
+        comparison = f"as fast (within 5%: {ratio:.2f}×)"
+    else:
+        comparison = f"**{ratio:.1f}×** faster" if ratio > 1 else f"**{1 / ratio:.1f}×** slower"
     rows = "\n".join(f"| {name} | {', '.join(f'{v:.1f}' for v in values)} |" for name, values in times.items())
     text = f"""# Reading an image folder into memory
 

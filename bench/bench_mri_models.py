@@ -51,7 +51,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from profiling import busiest_kernels
-from results_file import command_line, write_report
+from results_file import busy_warning, command_line, write_report
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -639,7 +639,8 @@ def report(args: argparse.Namespace, m: Measurements, load_start: tuple, seconds
         machine_line(args.device),
         f"Load average (1/5/15 min) {'/'.join(f'{v:.1f}' for v in load_start)} at the start, "
         f"{'/'.join(f'{v:.1f}' for v in load_end)} at the end: other jobs share this machine, so compare rows "
-        "of this run (ratios), not absolute figures across runs; each row has the 1-min load around it.", "",
+        f"of this run (ratios), not absolute figures across runs; each row has the 1-min load around it."
+        f"{busy_warning(load_start[0])}", "",
         "## Models", "",
         f"Training step = `ExecutionPlan`, fp32 eager, cross-entropy, SGD (lr 0.01, momentum 0.9), batch {batch}, "
         "ages given; each model in a fresh subprocess per thread setting, the settings back to back; one warm-up "

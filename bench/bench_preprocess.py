@@ -37,7 +37,7 @@ from preprocess.steps import to_nifti  # noqa: E402
 from preprocess.synthetic import move_and_bias, pose_transform  # noqa: E402
 from preprocess.template import load_template  # noqa: E402
 from preprocess.user_errors import nonempty_path  # noqa: E402
-from results_file import command_line, write_report  # noqa: E402
+from results_file import busy_warning, command_line, write_report  # noqa: E402
 
 
 def make_scans(folder: Path, count: int) -> Path:
@@ -95,7 +95,7 @@ def report(runs: dict, rates: dict, scans: int, loads: tuple) -> str:
         "# preprocess benchmark", "",
         f"Machine: {platform.machine()}, {CORES} cores, Python {platform.python_version()}; "
         f"load average {loads[0]:.1f} at start, {loads[1]:.1f} at end (other work shares the machine, "
-        "so compare ratios taken in the same run, not absolute times across runs).",
+        f"so compare ratios taken in the same run, not absolute times across runs).{busy_warning(loads[0])}",
         f"Input: Colin27 (real head, 1 mm) moved by {scans} known poses and bias fields.", "",
         "## Default (fast) against the reference pipeline, 1 mm output, same run, 1 process", "",
         "| pipeline | s/scan | NCC to template (brain mask) |", "|---|---|---|",
@@ -133,7 +133,7 @@ def main() -> int:
     loads.append(os.getloadavg()[0])
     text = report(runs, rates, args.scans, tuple(loads))
     print(text)
-    write_report(Path(args.out), text)
+    write_report(args.out, text)
     return 0
 
 

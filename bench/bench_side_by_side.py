@@ -56,11 +56,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.seeds < 2:
         parser.error("--seeds must be at least 2: one run has nothing to run beside")
-    quiet = ["train.tensorboard=false", *args.overrides]
     try:
-        epochs = load_config(args.config, quiet).train.epochs
+        epochs = load_config(args.config, args.overrides).train.epochs
     except ConfigError as error:
         parser.error(str(error))
+    quiet = ["train.tensorboard=false", *args.overrides]
     if epochs < 2:
         parser.error("train.epochs must be at least 2: the first epoch (compilation, warm-up) is not timed")
     load_start = os.getloadavg()[0]

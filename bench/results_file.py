@@ -34,12 +34,13 @@ def load_line(load_start: float) -> str:
     """The 1-minute load average at the start and now, with `busy_warning`."""
     load_end = os.getloadavg()[0]
     return (f"Load average {load_start:.1f} at the start, {load_end:.1f} at the end ({os.cpu_count()} cores)."
-            + busy_warning(load_start, load_end))
+            + busy_warning(load_start))
 
 
-def busy_warning(*loads: float) -> str:
-    """A warning when a load average exceeds the cores: a busy machine slows one run's timings more than
-    another's, so the ratios of that run are not to be trusted; empty otherwise."""
-    if max(loads) <= (os.cpu_count() or 1):
+def busy_warning(load_start: float) -> str:
+    """A warning when the load average before the benchmark started exceeds the cores: other work slows one
+    run's timings more than another's, so the ratios are not to be trusted; empty otherwise. Only the start
+    counts: later loads include the benchmark's own processes, which fill the cores on a quiet machine too."""
+    if load_start <= (os.cpu_count() or 1):
         return ""
     return " **Busy machine: other work held the cores; rerun on a quiet one before quoting these figures.**"

@@ -439,9 +439,13 @@ def _check_ranges(cfg: RunConfig, source: str) -> None:
                           "data.mri; drop the data.mri section, or set data.name: mri")
     if cfg.data.name not in ("digits", "mri") and cfg.data.root is None:
         raise ConfigError(f"{source}: data.name = {cfg.data.name} needs data.root, the folder that holds the data set "
-                          "(e.g. --set data.root=data); the README's 'Reproducing the paper' says where to get each")
+                          f"(e.g. --set data.root={_ROOT_EXAMPLES[cfg.data.name]}); the README's 'Reproducing the "
+                          "paper' says where to get each")
 
 
+# A data.root for each image data set as the README lays them out (cifar10/100: the folder above torchvision's).
+_ROOT_EXAMPLES = {"cifar10": "data", "cifar100": "data", "imagefolder": "data/cifar10", "clothing1m": "data/clothing1m",
+                  "webvision": "data/webvision"}
 # The models of elr_mri.models that take MRI volumes (and the age): named here so a config is checked without torch.
 VOLUME_MODELS = ("widened_cnn3d", "resnet18_3d", "densenet121_3d")
 # The modes that flip a `rate` of the labels; the others ignore data.noise.rate.

@@ -51,9 +51,9 @@ def main() -> None:
                 print(f"{setting} seed {seed} {loss:4s}: test acc {rows[-1]['test_acc_last']:.3f} (last), "
                       f"memorized {rows[-1]['memorized']:.3f}")
     table = _summarise(pd.DataFrame(rows))
-    text = (f"Digits benchmark: {args.seeds} seeds, {args.epochs} epochs, MLP, {sum(row['wall_s'] for row in rows):.0f} s "
-            f"of training in all (every call of each run; this call took {time.perf_counter() - started:.0f} s)."
-            f"\n\n{table}\n")
+    training_s = sum(row["wall_s"] for row in rows)
+    text = (f"Digits benchmark: {args.seeds} seeds, {args.epochs} epochs, MLP, {training_s:.0f} s of training in all "
+            f"(every call of each run; this call took {time.perf_counter() - started:.0f} s).\n\n{table}\n")
     print(text)
     atomic_write_text(text, args.out / "results.md")
     if args.results:

@@ -237,9 +237,7 @@ def _plan_table(plan: list[tuple[Row, int, Path]], configs: dict[tuple[str, int]
 def _missing_inputs(cfg: RunConfig) -> list[tuple[str, str]]:
     """(path, how to get it) of each input a run would stop at: a cheap look for the file or folder
     the data set's reader needs first, and for a human-noise row's CIFAR-N label file."""
-    if cfg.data.root is None:
-        return [("data.root", "set it in the config or with --set data.root=DIR")]
-    root = Path(cfg.data.root)
+    root = Path(cfg.data.root)  # load_config refuses an image data set without one
     missing = []
     marker = root / _DATA_MARKERS.get(cfg.data.name, "")
     if not marker.exists():

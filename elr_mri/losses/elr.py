@@ -117,7 +117,7 @@ class ELRLoss(nn.Module):
     """ELR loss with its table of per-example targets.
 
     Call as ``loss_fn(logits, labels, index)`` where ``index`` holds the dataset indices of the
-    batch (under torchrun also ``global_batch_size=``: see `combine`). ``targets`` is a registered buffer, so it is saved in ``state_dict()`` (and so in every
+    batch; under torchrun, passing ``global_batch_size`` too spares a host wait (see `combine`). ``targets`` is a registered buffer, so it is saved in ``state_dict()`` (and so in every
     checkpoint) and moves with ``.to(device)``. The loss goes negative as ⟨t, p⟩ → 1; that is
     expected.
 
