@@ -12,10 +12,13 @@ import math
 import os
 import re
 import shlex
+import signal
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from elr_mri.stopping import Terminated, terminating_as_ctrl_c
 from preprocess.user_errors import USER_ERRORS, as_storage_error, nonempty_path, report_user_error
 
 if TYPE_CHECKING:
@@ -36,7 +39,13 @@ def main(argv: list[str] | None = None) -> int:
         return _FORWARDED[argv[0]](argv[1:])
     args = _parser().parse_args(argv)
     try:
-        return args.handler(args)
+        with terminating_as_ctrl_c() if args.command == "train" else nullcontext():
+            return args.handler(args)
+    except Terminated:  # a batch system's time limit, the usual end of a long training job on a cluster
+        if _speaks_for_the_run():
+            print(f"elr-mri {args.command}: stopped by SIGTERM (a job's time limit, scancel or kill); "
+                  f"{_after_interrupt(args)}", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         if _speaks_for_the_run():
             print(f"elr-mri {args.command}: interrupted; {_after_interrupt(args)}", file=sys.stderr)

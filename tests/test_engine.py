@@ -751,20 +751,26 @@ def test_elr_beats_ce_on_digits_with_40_percent_symmetric_noise(tmp_path: Path) 
     assert results["elr"]["memorized"] < results["ce"]["memorized"] - 0.2
 
 
-@pytest.mark.parametrize("checkpointed", [True, False])
-def test_ctrl_c_during_training_is_one_line_saying_how_to_go_on(tmp_path: Path, checkpointed: bool) -> None:
-    run = tmp_path / "run"
+def _stopped_training(run: Path, checkpointed: bool, stop: signal.Signals, *extra: str) -> tuple[int, str]:
+    """Start `elr-mri train`, send `stop` once its first checkpoint (or only its config) is written; (exit code, stderr)."""
     child = subprocess.Popen([sys.executable, "-m", "elr_mri.cli", "train", "--config", str(DIGITS),
                               "--out", str(run), "--set", "train.epochs=500", "--set", "train.progress=false",
-                              "--set", f"train.checkpoint_seconds={0 if checkpointed else 3600}"],
+                              "--set", f"train.checkpoint_seconds={0 if checkpointed else 3600}", *extra],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     waited_for = run / ("checkpoints/last.pt" if checkpointed else "config.yaml")
     deadline = time.monotonic() + 120
     while not waited_for.exists() and child.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
-    child.send_signal(signal.SIGINT)
+    child.send_signal(stop)
     _, stderr = child.communicate(timeout=120)
-    assert child.returncode == 130, stderr[-2000:]
+    return child.returncode, stderr
+
+
+@pytest.mark.parametrize("checkpointed", [True, False])
+def test_ctrl_c_during_training_is_one_line_saying_how_to_go_on(tmp_path: Path, checkpointed: bool) -> None:
+    run = tmp_path / "run"
+    code, stderr = _stopped_training(run, checkpointed, signal.SIGINT)
+    assert code == 130, stderr[-2000:]
     if checkpointed:
         assert stderr.strip() == (f"elr-mri train: interrupted; continue from the last checkpoint with: "
                                   f"elr-mri train --resume {run}")
@@ -772,6 +778,22 @@ def test_ctrl_c_during_training_is_one_line_saying_how_to_go_on(tmp_path: Path, 
         assert stderr.strip() == ("elr-mri train: interrupted; no checkpoint was written yet (the first comes after "
                                   "train.checkpoint_seconds and an epoch), so nothing to resume: run the same "
                                   "command again")
+
+
+def test_sigterm_during_training_stops_it_as_ctrl_c_does(tmp_path: Path) -> None:
+    """A cluster's time limit sends SIGTERM, whose default action ended a run without a word; now it gets Ctrl-C's
+    one line (exit 143), with DataLoader workers running, and the run resumes."""
+    run = tmp_path / "run"
+    code, stderr = _stopped_training(run, True, signal.SIGTERM, "--set", "train.loader=dataloader",
+                                     "--set", "data.num_workers=1")
+    assert code == 128 + signal.SIGTERM, stderr[-2000:]
+    assert stderr.strip() == (f"elr-mri train: stopped by SIGTERM (a job's time limit, scancel or kill); continue "
+                              f"from the last checkpoint with: elr-mri train --resume {run}")
+    epochs_done = len(pd.read_csv(run / "metrics.csv"))
+    resumed = subprocess.run([sys.executable, "-m", "elr_mri.cli", "train", "--resume", str(run), "--set",
+                              f"train.epochs={epochs_done + 1}"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert len(pd.read_csv(run / "metrics.csv")) == epochs_done + 1
 
 
 @pytest.mark.parametrize("loader", ["device", "dataloader"])

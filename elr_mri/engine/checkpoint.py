@@ -11,20 +11,17 @@ import json
 import math
 import random
 import shutil
-import signal
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from elr_mri.stopping import holding_ctrl_c
 from preprocess.sidecar import atomic_path
 from preprocess.user_errors import StorageError
 
-__all__ = ["CheckpointError", "atomic_save", "holding_ctrl_c", "load_checkpoint", "atomic_write_text", "atomic_write_json", "capture_rng",
+__all__ = ["CheckpointError", "atomic_save", "load_checkpoint", "atomic_write_text", "atomic_write_json", "capture_rng",
            "restore_rng", "host_copy"]
 
 
@@ -45,26 +42,6 @@ def atomic_save(obj: dict[str, Any], path: Path) -> None:
             raise StorageError(errno.ENOSPC, f"{path} could not be written ({str(err).strip()}; {free:.0f} MiB free "
                                              "there): free space, or write elsewhere, and run the command again (a "
                                              "training run continues with --resume)") from None
-
-
-@contextmanager
-def holding_ctrl_c() -> Iterator[None]:
-    """Hold a Ctrl-C (SIGINT) until the block has run, then raise it. Why: torch's writer turns a
-    KeyboardInterrupt raised inside its writes into "unexpected pos", so an interrupted save looked like a
-    full disk and the interrupt was lost. Only where Python's own handler is installed, in the main thread; a block
-    inside another is held to the outer one's end."""
-    if (threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
-        yield
-        return
-    received: list[int] = []
-    signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    if received:
-        raise KeyboardInterrupt
 
 
 def atomic_write_text(text: str, path: Path) -> None:

@@ -35,8 +35,8 @@ from elr_mri.data.device_blur import blurs_on_device
 from elr_mri.data.image_sources import CLOTHING1M_VAL_LIST
 from elr_mri.data.images import NoisyImageData
 from elr_mri.data.noise import require_cifar10_classes
-from elr_mri.engine.checkpoint import (atomic_save, atomic_write_json, atomic_write_text, capture_rng,
-                                      holding_ctrl_c, host_copy, load_checkpoint, restore_rng)
+from elr_mri.engine.checkpoint import (atomic_save, atomic_write_json, atomic_write_text, capture_rng, host_copy,
+                                      load_checkpoint, restore_rng)
 from elr_mri.engine.diagnostics import collapse_warnings, top_class_share
 from elr_mri.engine.execution import ExecutionPlan, limit_cpu_threads
 from elr_mri.engine.feeding import BatchFeeder, serves_from_device
@@ -49,6 +49,7 @@ from elr_mri.engine.tracking import PredictionTracker, memorization_fractions
 from elr_mri.evaluation.metrics import TOP5_MIN_CLASSES, balanced_accuracy
 from elr_mri.mislabels import mislabel_precision_recall, suspected_mislabels
 from elr_mri.models import lacks_the_papers_pretrained_weights
+from elr_mri.stopping import holding_ctrl_c
 
 __all__ = ["train", "cuda_graphs_tested", "resolve_device", "evaluate_split", "predict_split", "SplitPredictions", "SplitScore", "uses_age",
            "selection_rule", "RunState", "CheckpointWriter"]
