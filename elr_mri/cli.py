@@ -18,7 +18,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from elr_mri.stopping import Terminated, terminating_as_ctrl_c
+from elr_mri.stopping import terminated, terminating_at_safe_points
 from preprocess.user_errors import USER_ERRORS, as_storage_error, nonempty_path, report_user_error
 
 if TYPE_CHECKING:
@@ -39,22 +39,29 @@ def main(argv: list[str] | None = None) -> int:
         return _FORWARDED[argv[0]](argv[1:])
     args = _parser().parse_args(argv)
     try:
-        with terminating_as_ctrl_c() if args.command == "train" else nullcontext():
+        with terminating_at_safe_points() if args.command == "train" else nullcontext():
             return args.handler(args)
-    except Terminated:  # a batch system's time limit, the usual end of a long training job on a cluster
-        if _speaks_for_the_run():
-            print(f"elr-mri {args.command}: stopped by SIGTERM (a job's time limit, scancel or kill); "
-                  f"{_after_interrupt(args)}", file=sys.stderr)
-        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
+        if terminated():
+            return _say_terminated(args)
         if _speaks_for_the_run():
             print(f"elr-mri {args.command}: interrupted; {_after_interrupt(args)}", file=sys.stderr)
         return 130
     except Exception as err:
+        if terminated():  # e.g. a DataLoader worker the same SIGTERM ended
+            return _say_terminated(args)
         problem = _user_problem(err) or _out_of_memory(err, args)
         if problem is None or os.environ.get("ELR_MRI_DEBUG"):
             raise
         return report_user_error(f"elr-mri {args.command}", problem)
+
+
+def _say_terminated(args: argparse.Namespace) -> int:
+    """SIGTERM, the usual end of a training job on a cluster (its time limit): Ctrl-C's line, exit 143."""
+    if _speaks_for_the_run():
+        print(f"elr-mri {args.command}: stopped by SIGTERM (a job's time limit, scancel or kill); "
+              f"{_after_interrupt(args)}", file=sys.stderr)
+    return 128 + signal.SIGTERM
 
 
 def _speaks_for_the_run() -> bool:

@@ -1,4 +1,4 @@
-"""Signals that stop a command: Ctrl-C (SIGINT) and, for `elr-mri train`, SIGTERM treated alike.
+"""Signals that stop a command: Ctrl-C (SIGINT) and, for `elr-mri train`, SIGTERM.
 
 Kept apart from torch so the command line can tell a SIGTERM from a Ctrl-C without importing it.
 """
@@ -11,16 +11,22 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["Terminated", "terminating_as_ctrl_c", "holding_ctrl_c"]
+__all__ = ["Terminated", "terminating_at_safe_points", "stop_if_terminated", "terminated", "holding_ctrl_c"]
+
+_received = threading.Event()  # set by `_RecordTermination` in the process that installed it
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where Ctrl-C's KeyboardInterrupt would be (`terminating_as_ctrl_c`)."""
+    """A SIGTERM acted on at a safe point (`stop_if_terminated`): the command stops as on Ctrl-C."""
 
 
-class _RaiseTerminated:
-    """SIGTERM's handler in the process that installed it; a forked child (a DataLoader worker) inherited it, and
-    there it takes the default action again, so its parent can still stop it with SIGTERM."""
+class _RecordTermination:
+    """SIGTERM's handler: it only records the signal, which the training loop acts on between steps. Raised where
+    the signal lands, the exception was lost or garbled: inside logging's after-fork hook while a DataLoader
+    started its workers (Python drops it, and the run trained on to its end), or halfway through a batch's
+    transfer from a worker (whose thread printed a traceback). It also drops SIGCHLD's handler, through which
+    torch raised for workers the same SIGTERM ended. A forked child (a DataLoader worker) inherits it and takes
+    SIGTERM's default action there instead, so its parent can still stop it."""
 
     def __init__(self) -> None:
         self.owner = os.getpid()
@@ -30,46 +36,53 @@ class _RaiseTerminated:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGTERM)
             return
-        raise Terminated
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        _received.set()
 
 
 @contextmanager
-def terminating_as_ctrl_c() -> Iterator[None]:
-    """SIGTERM (a batch system's time limit, scancel, kill) stops the block as Ctrl-C does, as `Terminated`: its
-    default action ended a training run without a word, where a cluster user needs the resume command most.
+def terminating_at_safe_points() -> Iterator[None]:
+    """Record a SIGTERM (a batch system's time limit, scancel, kill) during the block for `stop_if_terminated`:
+    its default action ended a training run without a word, where a cluster user needs the resume command most.
     Only in the main thread and where SIGTERM still has its default action."""
     if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
         yield
         return
-    signal.signal(signal.SIGTERM, _RaiseTerminated())
+    _received.clear()
+    signal.signal(signal.SIGTERM, _RecordTermination())
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+def terminated() -> bool:
+    """Whether a SIGTERM was recorded: an error raised after it (a DataLoader worker the same signal ended) is its
+    consequence, not a fault of the run."""
+    return _received.is_set()
+
+
+def stop_if_terminated() -> None:
+    """Raise `Terminated` if a SIGTERM was recorded; called between training steps, where stopping is clean."""
+    if _received.is_set():
+        raise Terminated
+
+
 @contextmanager
 def holding_ctrl_c() -> Iterator[None]:
-    """Hold a Ctrl-C (SIGINT), and a SIGTERM that `terminating_as_ctrl_c` turns into one, until the block has run,
-    then raise it. Why: torch's writer turns a KeyboardInterrupt raised inside its writes into "unexpected pos", so
-    an interrupted save looked like a full disk and the interrupt was lost. Only where Python's own handler
-    (or `terminating_as_ctrl_c`'s) is installed, in the main thread; a block inside another is held to the outer
-    one's end."""
-    held = {number: handler for number, handler in ((signal.SIGINT, signal.getsignal(signal.SIGINT)),
-                                                     (signal.SIGTERM, signal.getsignal(signal.SIGTERM)))
-            if handler is signal.default_int_handler or isinstance(handler, _RaiseTerminated)}
-    if threading.current_thread() is not threading.main_thread() or not held:
+    """Hold a Ctrl-C (SIGINT) until the block has run, then raise it. Why: torch's writer turns a
+    KeyboardInterrupt raised inside its writes into "unexpected pos", so an interrupted save looked like a
+    full disk and the interrupt was lost. Only where Python's own handler is installed, in the main thread; a block
+    inside another is held to the outer one's end."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
         yield
         return
     received: list[int] = []
-    for number in held:
-        signal.signal(number, lambda signum, frame: received.append(signum))
+    signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
     try:
         yield
     finally:
-        for number, handler in held.items():
-            signal.signal(number, handler)
-    if signal.SIGTERM in received:
-        raise Terminated
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     if received:
         raise KeyboardInterrupt

@@ -751,17 +751,23 @@ def test_elr_beats_ce_on_digits_with_40_percent_symmetric_noise(tmp_path: Path) 
     assert results["elr"]["memorized"] < results["ce"]["memorized"] - 0.2
 
 
-def _stopped_training(run: Path, checkpointed: bool, stop: signal.Signals, *extra: str) -> tuple[int, str]:
-    """Start `elr-mri train`, send `stop` once its first checkpoint (or only its config) is written; (exit code, stderr)."""
+def _stopped_training(run: Path, checkpointed: bool, stop: signal.Signals, *extra: str,
+                      whole_group: bool = False) -> tuple[int, str]:
+    """Start `elr-mri train`, send `stop` once its first checkpoint (or only its config) is written, to it or to its
+    whole process group (as a batch system does, workers included); (exit code, stderr)."""
     child = subprocess.Popen([sys.executable, "-m", "elr_mri.cli", "train", "--config", str(DIGITS),
                               "--out", str(run), "--set", "train.epochs=500", "--set", "train.progress=false",
                               "--set", f"train.checkpoint_seconds={0 if checkpointed else 3600}", *extra],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                             start_new_session=whole_group)
     waited_for = run / ("checkpoints/last.pt" if checkpointed else "config.yaml")
     deadline = time.monotonic() + 120
     while not waited_for.exists() and child.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
-    child.send_signal(stop)
+    if whole_group:
+        os.killpg(child.pid, stop)
+    else:
+        child.send_signal(stop)
     _, stderr = child.communicate(timeout=120)
     return child.returncode, stderr
 
@@ -780,12 +786,14 @@ def test_ctrl_c_during_training_is_one_line_saying_how_to_go_on(tmp_path: Path, 
                                   "command again")
 
 
-def test_sigterm_during_training_stops_it_as_ctrl_c_does(tmp_path: Path) -> None:
+@pytest.mark.parametrize("whole_group", [False, True], ids=["kill", "batch-system"])
+def test_sigterm_during_training_stops_it_as_ctrl_c_does(tmp_path: Path, whole_group: bool) -> None:
     """A cluster's time limit sends SIGTERM, whose default action ended a run without a word; now it gets Ctrl-C's
-    one line (exit 143), with DataLoader workers running, and the run resumes."""
+    one line (exit 143), with DataLoader workers running (ended by the same signal, for a batch system), and the run
+    resumes."""
     run = tmp_path / "run"
     code, stderr = _stopped_training(run, True, signal.SIGTERM, "--set", "train.loader=dataloader",
-                                     "--set", "data.num_workers=1")
+                                     "--set", "data.num_workers=2", whole_group=whole_group)
     assert code == 128 + signal.SIGTERM, stderr[-2000:]
     assert stderr.strip() == (f"elr-mri train: stopped by SIGTERM (a job's time limit, scancel or kill); continue "
                               f"from the last checkpoint with: elr-mri train --resume {run}")

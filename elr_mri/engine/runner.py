@@ -49,7 +49,7 @@ from elr_mri.engine.tracking import PredictionTracker, memorization_fractions
 from elr_mri.evaluation.metrics import TOP5_MIN_CLASSES, balanced_accuracy
 from elr_mri.mislabels import mislabel_precision_recall, suspected_mislabels
 from elr_mri.models import lacks_the_papers_pretrained_weights
-from elr_mri.stopping import holding_ctrl_c
+from elr_mri.stopping import holding_ctrl_c, stop_if_terminated
 
 __all__ = ["train", "cuda_graphs_tested", "resolve_device", "evaluate_split", "predict_split", "SplitPredictions", "SplitScore", "uses_age",
            "selection_rule", "RunState", "CheckpointWriter"]
@@ -345,6 +345,7 @@ def _train_epoch(method: Method, batches: Iterable[dict[str, torch.Tensor]], epo
     slice alone."""
     total, steps = None, 0
     for batch in tqdm(batches, desc=f"epoch {epoch + 1}", leave=False, disable=not show_progress):
+        stop_if_terminated()  # a SIGTERM (`elr-mri train`) stops the run here, between steps
         loss, logits = method.train_step(batch)
         if logits is not None:  # ELR+ in epoch turns: network 1's half is not tracked
             index = batch["index"].to(logits.device, non_blocking=True)
