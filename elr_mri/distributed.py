@@ -21,7 +21,10 @@ import torch.distributed as dist
 from torch.utils.data import Sampler
 
 __all__ = ["DistContext", "init_distributed", "gather_rows", "gather_objects", "share_of_global_batch",
-           "mean_over_ranks", "GlobalBatchSampler", "slice_bounds", "barrier", "leave_distributed"]
+           "mean_over_ranks", "GlobalBatchSampler", "slice_bounds", "barrier", "leave_distributed",
+           "part_rank_streams"]
+
+RANK_SEED_STRIDE = 1_000_003  # between ranks' torch seeds; epochs step by 1, so no two (rank, epoch) pairs meet
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,16 @@ def leave_distributed() -> None:
     if dist.is_available() and dist.is_initialized():
         gc.collect()  # torch.compile's wrapper holds the DDP one in reference cycles: free it now, not at exit
         dist.destroy_process_group()
+
+
+def part_rank_streams(seed: int, epoch: int, context: DistContext) -> None:
+    """Under torchrun, reseed torch's generators of every rank but the first, once the networks are built (every
+    rank builds the same ones): from one seed each rank drew the same dropout masks and mixup pairings for the same
+    positions of its slice, correlated noise a single process does not have. Rank 0 keeps a plain run's stream;
+    NumPy's and Python's stay shared, so ELR+'s mixup weight is one per global batch, as in one process. `epoch`:
+    where the streams part (a run's start, or a resume that could not give each rank its own saved state)."""
+    if context.rank > 0:
+        torch.manual_seed(seed + context.rank * RANK_SEED_STRIDE + epoch)
 
 
 def slice_bounds(size: int, rank: int, world_size: int) -> tuple[int, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import subprocess
@@ -14,7 +15,7 @@ import pytest
 import torch
 
 from elr_mri.config import load_config
-from elr_mri.distributed import GlobalBatchSampler
+from elr_mri.distributed import DistContext, GlobalBatchSampler, part_rank_streams
 from elr_mri.engine.checkpoint import load_checkpoint
 from elr_mri.engine.runner import train
 
@@ -60,6 +61,8 @@ def test_two_processes_match_one(tmp_path: Path, loss: str) -> None:
     if loss == "elr":  # every example's target updated once per visit, whichever rank saw it
         torch.testing.assert_close(a["loss"]["targets"], b["loss"]["targets"], rtol=1e-4, atol=1e-5)
         assert (a["loss"]["targets"].sum(dim=1) > 0).all()
+    ranks = load_checkpoint(tmp_path / "two" / "checkpoints" / "last.pt")["rng_by_rank"]
+    assert not torch.equal(ranks[0]["torch"], ranks[1]["torch"])  # each rank its own dropout masks and pairings
 
 
 @pytest.mark.slow
@@ -133,6 +136,20 @@ def test_torchrun_into_a_run_folder_already_taken_stops_every_rank_with_one_line
     assert result.returncode != 0
     assert f"elr-mri train: error: {tmp_path / 'run'} already holds a run; continue it with --resume" in result.stderr
     assert "Connection closed" not in result.stderr and "gloo" not in result.stderr.lower()
+
+
+def test_ranks_after_the_first_part_from_its_stream_and_rank_0_keeps_a_plain_runs() -> None:
+    def draws(rank: int, epoch: int = 0) -> torch.Tensor:
+        torch.manual_seed(7)
+        part_rank_streams(7, epoch, DistContext(rank=rank, world_size=3))
+        return torch.rand(5)
+
+    torch.manual_seed(7)
+    plain = torch.rand(5)
+    assert torch.equal(draws(0), plain)
+    streams = [plain, draws(1), draws(2), draws(1, epoch=4)]
+    assert not any(torch.equal(a, b) for a, b in itertools.combinations(streams, 2))
+    assert torch.equal(draws(2), streams[2])  # reproducible: a rerun draws the same
 
 
 def test_global_batches_are_split_between_ranks_without_overlap() -> None:

@@ -30,7 +30,7 @@ from elr_mri.config import (
 )
 from elr_mri.data import build_data
 from elr_mri.distributed import (DistContext, barrier, gather_objects, gather_rows, init_distributed, leave_distributed,
-                                 mean_over_ranks, share_of_global_batch)
+                                 mean_over_ranks, part_rank_streams, share_of_global_batch)
 from elr_mri.data.device_blur import blurs_on_device
 from elr_mri.data.image_sources import CLOTHING1M_VAL_LIST
 from elr_mri.data.images import NoisyImageData
@@ -184,6 +184,7 @@ def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, de
         if dist.is_main and state.epoch == 0:  # killed before the first checkpoint, perhaps before these records
             record_run_data(out_dir, data, record_ages=uses_age(cfg))
     else:
+        part_rank_streams(cfg.seed, 0, dist)
         require_cifar10_classes(cfg.data.noise, data.class_names)
         _main_rank_does(dist, lambda: start_run_dir(out_dir, _config_text(cfg), data, record_ages=uses_age(cfg)))
         if dist.is_main and lacks_the_papers_pretrained_weights(cfg):
@@ -222,7 +223,7 @@ def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, de
         if is_best:
             state.best_val, state.best_epoch = row.get(cfg.train.select, float("nan")), epoch + 1
         state.epoch = epoch + 1
-        # each rank's generators: uneven slices draw unequal amounts (ELR+'s mixup pairing, dropout)
+        # each rank's generators: seeded apart (part_rank_streams), and uneven slices draw unequal amounts
         rng_by_rank = gather_objects(capture_rng()) if dist.enabled else None
         if dist.is_main:
             _write_metrics(out_dir, state.rows, writer)
@@ -413,8 +414,12 @@ def _restore(out_dir: Path, cfg: RunConfig, method: Method, tracker: PredictionT
     if [row["epoch"] for row in state.rows] != list(range(1, state.epoch + 1)):  # the summary is built from them
         raise ValueError(f"{out_dir / 'metrics.csv'}: lacks rows of the {state.epoch} epochs that {path.name} has "
                          "trained (damaged or removed since); restore it from a copy, or train the run again")
-    by_rank = ckpt.get("rng_by_rank")  # under another number of processes, every rank takes rank 0's
-    restore_rng(by_rank[dist.rank] if by_rank is not None and len(by_rank) == dist.world_size else ckpt["rng"])
+    by_rank = ckpt.get("rng_by_rank")
+    if by_rank is not None and len(by_rank) == dist.world_size:
+        restore_rng(by_rank[dist.rank])
+    else:  # under another number of processes every rank takes rank 0's state, and the others part from it again
+        restore_rng(ckpt["rng"])
+        part_rank_streams(cfg.seed, state.epoch, dist)
 
 
 def _refuse_best_beyond(out_dir: Path, resumed_epoch: int, epochs: int) -> None:
