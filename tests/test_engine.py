@@ -535,9 +535,8 @@ def test_existing_run_is_not_overwritten(tmp_path: Path) -> None:
 
 
 def _files(folder: Path) -> dict[Path, bytes]:
-    """Every file under `folder` with its content, but the lock a refused `train` leaves."""
-    return {path.relative_to(folder): path.read_bytes() for path in folder.rglob("*")
-            if path.is_file() and path.name != ".train.lock"}
+    """Every file under `folder` with its content (a refused `train` leaves no lock file either)."""
+    return {path.relative_to(folder): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
 
 
 def test_a_new_run_or_a_resume_refuses_a_folder_that_is_not_a_runs_and_leaves_it_as_it_was(

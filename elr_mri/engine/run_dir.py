@@ -51,6 +51,7 @@ def exclusive_run_dir(out_dir: Path, create: bool = True) -> Iterator[None]:
         raise FileNotFoundError(f"{out_dir}: no such run directory to resume")
     made = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
+    found = {path.name for path in out_dir.iterdir()}
     try:
         with open(out_dir / RUN_LOCK, "a") as handle:
             try:  # a POSIX record lock, not flock: forked DataLoader workers, which outlive a killed run by seconds,
@@ -64,9 +65,12 @@ def exclusive_run_dir(out_dir: Path, create: bool = True) -> Iterator[None]:
                 else:
                     raise
             yield
-    finally:
-        if made and [path.name for path in out_dir.iterdir()] == [RUN_LOCK]:  # refused before writing anything
-            shutil.rmtree(out_dir)
+    finally:  # refused before writing anything: the folder is left as it was found, without a lock file of ours
+        if RUN_LOCK not in found and {path.name for path in out_dir.iterdir()} == found | {RUN_LOCK}:
+            if made:
+                shutil.rmtree(out_dir)
+            else:
+                (out_dir / RUN_LOCK).unlink()
 
 
 def check_run_dir(out_dir: Path, resume: bool) -> None:
@@ -74,11 +78,11 @@ def check_run_dir(out_dir: Path, resume: bool) -> None:
     resumed. Without last.pt, only a folder where a run was killed before its first checkpoint was complete may
     (started over).
 
-    Any other folder is refused untouched but for its lock file: a finished run whose checkpoints were deleted
-    would be overwritten in part (its summary.json left beside the new run's metrics); a run that has written
-    checkpoints but lost a later last.pt would start again from epoch 1 over its metrics and best weights; and a
-    folder of the user's own files, even under a run's file names, would lose what a run's start removes or
-    rewrites (temporary files, config.yaml, metrics.csv)."""
+    Any other folder is refused untouched (`exclusive_run_dir` removes the lock file it made): a finished run
+    whose checkpoints were deleted would be overwritten in part (its summary.json left beside the new run's
+    metrics); a run that has written checkpoints but lost a later last.pt would start again from epoch 1 over its
+    metrics and best weights; and a folder of the user's own files, even under a run's file names, would lose what
+    a run's start removes or rewrites (temporary files, config.yaml, metrics.csv)."""
     last = out_dir / "checkpoints" / "last.pt"
     if last.exists():
         if not resume:
