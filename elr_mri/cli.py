@@ -24,6 +24,7 @@ from preprocess.user_errors import USER_ERRORS, as_storage_error, nonempty_path,
 if TYPE_CHECKING:
     import pandas as pd
 
+    from elr_mri.config import RunConfig
     from elr_mri.evaluation.metrics import MetricsReport
 
 __all__ = ["main"]
@@ -207,6 +208,7 @@ def _train(args: argparse.Namespace) -> int:
     else:
         out_dir = args.out or Path("runs") / args.config.stem
         config = load_config(args.config, args.overrides)
+        _note_unread_settings(config, args.overrides)
     finished_before = args.resume is not None and finished_at(out_dir, config.train.epochs)  # scored when it ended
     summary = train(config, out_dir, resume=args.resume is not None)
     if not summary:  # a non-zero rank of a torchrun job: rank 0 reports
@@ -220,6 +222,19 @@ def _train(args: argparse.Namespace) -> int:
     if config.data.name == "mri" and config.data.mri.holdout_manifest and not finished_before:
         _evaluate_holdout_after_training(out_dir, Path(config.data.mri.holdout_manifest))
     return 0
+
+
+def _note_unread_settings(config: RunConfig, overrides: list[str]) -> None:
+    """A `--set` the run's loss ignores is said once, before the run (a resume refuses any loss change anyway)."""
+    from elr_mri.config import unread_overrides
+
+    if not _speaks_for_the_run():
+        return
+    for key, readers in unread_overrides(config, overrides):
+        read_by = f"only {' and '.join(readers)} read{'s' if len(readers) == 1 else ''} it" if readers \
+            else "no loss reads it"
+        print(f"note: --set {key} changes nothing in this run: loss.name is {config.loss.name}, and {read_by}",
+              file=sys.stderr)
 
 
 def _evaluate_holdout_after_training(out_dir: Path, holdout: Path) -> None:

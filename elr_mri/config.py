@@ -46,6 +46,8 @@ __all__ = [
     "check_augment_settings",
     "with_absolute_paths",
     "PATH_KEYS",
+    "LOSS_READS",
+    "unread_overrides",
 ]
 
 
@@ -124,7 +126,7 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    """Loss and its hyperparameters; unused ones are ignored by the other losses."""
+    """Loss and its hyperparameters; unused ones are ignored by the other losses (LOSS_READS says which read what)."""
 
     name: Literal["ce", "gce", "sce", "elr", "elr_plus"] = "ce"
     lam: float = 3.0  # ELR λ
@@ -229,6 +231,34 @@ class RunConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainLoopConfig = field(default_factory=TrainLoopConfig)
+
+
+# The settings of the loss and ELR+ sections each loss reads (`build_loss`, `build_method`); a run ignores the rest.
+LOSS_READS: dict[str, frozenset[str]] = {
+    "ce": frozenset(),
+    "gce": frozenset({"loss.gce_q"}),
+    "sce": frozenset({"loss.sce_alpha", "loss.sce_beta"}),
+    "elr": frozenset({"loss.lam", "loss.beta", "loss.lam_ramp_steps", "loss.lam_start_steps", "loss.targets_dtype"}),
+    "elr_plus": frozenset({"loss.lam", "loss.beta", "loss.targets_dtype",
+                           *(f"elr_plus.{setting.name}" for setting in dataclasses.fields(ELRPlusConfig))}),
+}
+
+
+def unread_overrides(cfg: RunConfig, overrides: list[str]) -> list[tuple[str, list[str]]]:
+    """The loss and ELR+ settings among `--set` overrides that `cfg`'s loss does not read, each with the losses
+    that do: `--set elr_plus.mixup_alpha=0` on an ELR run, or `--set loss.gce_q=0.5` with `loss.name=ce`, would
+    otherwise change nothing without a word. Not refused as ELR's λ schedule keys are (`_ELR_ONLY`): a config's
+    own λ and β stay in it when `--set loss.name=ce` makes the usual comparison run."""
+    unread = []
+    for item in overrides:
+        key = item.partition("=")[0]
+        if key.split(".")[0] not in ("loss", "elr_plus") or key == "loss.name":
+            continue
+        readers = [name for name, keys in LOSS_READS.items()
+                   if any(read == key or read.startswith(key + ".") for read in keys)]
+        if cfg.loss.name not in readers:
+            unread.append((key, readers))
+    return unread
 
 
 # Top-level keys the engine adds to a run directory's config.yaml for its readers; not settings.

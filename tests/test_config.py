@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 import shlex
+import typing
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
 from elr_mri.config import (
-    PATH_KEYS, VOLUME_MODELS, ConfigError, RunConfig, check_augment_settings, check_noise_settings, config_from_dict,
-    evaluation_batch_size, load_config, refuse_resume_changes, with_absolute_paths,
+    LOSS_READS, PATH_KEYS, VOLUME_MODELS, ConfigError, ELRPlusConfig, LossConfig, RunConfig, check_augment_settings,
+    check_noise_settings, config_from_dict, evaluation_batch_size, load_config, refuse_resume_changes,
+    unread_overrides, with_absolute_paths,
 )
 
 # every YAML under configs/ is a run config, except the importers' column mappings (*_mapping.yaml)
 MRI_MODEL = {"model": {"name": "widened_cnn3d"}}
+DIGITS = Path(__file__).parents[1] / "configs" / "digits" / "elr_sym40.yaml"
 CONFIGS = sorted(p for p in (Path(__file__).parents[1] / "configs").rglob("*.yaml") if not p.stem.endswith("_mapping"))
 
 
@@ -210,3 +215,36 @@ def test_yaml_merge_keys_and_a_checkpoint_only_at_the_end_still_load(tmp_path: P
     cfg = load_config(_write(tmp_path, "train:\n  <<: {epochs: 2, batch_size: 8}\n  batch_size: 16\n"),
                       ["train.checkpoint_seconds=.inf"])
     assert (cfg.train.epochs, cfg.train.batch_size, cfg.train.checkpoint_seconds) == (2, 16, float("inf"))
+
+
+def test_every_loss_and_elr_plus_setting_is_read_by_some_loss() -> None:
+    """A setting added to LossConfig or ELRPlusConfig must be listed under the losses that read it, or every --set of
+    it would be called unread."""
+    listed = set().union(*LOSS_READS.values())
+    settings = {f"loss.{f.name}" for f in dataclasses.fields(LossConfig) if f.name != "name"}
+    settings |= {f"elr_plus.{f.name}" for f in dataclasses.fields(ELRPlusConfig)}
+    assert listed == settings
+    assert set(LOSS_READS) == set(typing.get_args(typing.get_type_hints(LossConfig)["name"]))
+
+
+def test_settings_the_runs_loss_does_not_read_are_named_with_the_losses_that_do() -> None:
+    def unread(loss: str, *sets: str) -> list[tuple[str, list[str]]]:
+        return unread_overrides(config_from_dict({"loss": {"name": loss}}), list(sets))
+
+    assert unread("ce", "loss.gce_q=0.5", "train.epochs=3", "loss.name=ce") == [("loss.gce_q", ["gce"])]
+    assert unread("elr_plus", "loss.lam_ramp_steps=100", "loss.lam=2", "elr_plus.coef_step=5") == [
+        ("loss.lam_ramp_steps", ["elr"])]
+    assert unread("elr", "elr_plus.mixup_alpha=0", "elr_plus={}", "loss.beta=0.9") == [
+        ("elr_plus.mixup_alpha", ["elr_plus"]), ("elr_plus", ["elr_plus"])]
+    assert unread("sce", "loss.lam=1", "loss.sce_alpha=0.2") == [("loss.lam", ["elr", "elr_plus"])]
+    assert unread("gce", "loss.gce_q=0.5") == []
+
+
+def test_train_says_once_which_set_changes_nothing(tmp_path: Path, cli_in_process: Callable) -> None:
+    result = cli_in_process("train", "--config", str(DIGITS), "--out", str(tmp_path / "run"),
+                            "--set", "loss.name=ce", "--set", "loss.lam=2", "--set", "train.epochs=1",
+                            "--set", "data.train_subset=200", "--set", "train.progress=false")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("note: --set") == 1
+    assert "note: --set loss.lam changes nothing in this run: loss.name is ce, and only elr and elr_plus read it" \
+        in result.stderr
