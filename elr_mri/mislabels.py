@@ -14,13 +14,17 @@ __all__ = ["suspected_mislabels", "mislabel_precision_recall"]
 
 
 def suspected_mislabels(targets: np.ndarray, given: np.ndarray, class_names: list[str] | None = None) -> pd.DataFrame:
-    """Rows (index, given_label, suggested_label, confidence) for argmax(target) ≠ given, most confident first.
+    """Rows (index, given_label, suggested_label, confidence) where the target puts less on the given label than on
+    another, most confident first.
 
-    An all-zero row (an example a class-balanced sampler never drew, so no target gathered) suggests nothing."""
+    An all-zero row (an example a class-balanced sampler never drew, so no target gathered) suggests nothing, nor
+    does a tie between the given label and the top one (argmax alone would take the lower class index, and a
+    bfloat16 table, `loss.targets_dtype`, ties at 3 significant digits)."""
     suggested = targets.argmax(axis=1)
     total = targets.sum(axis=1)
-    confidence = targets.max(axis=1) / np.clip(total, 1e-12, None)
-    rows = np.flatnonzero((suggested != given) & (total > 0))
+    top = targets.max(axis=1)
+    confidence = top / np.clip(total, 1e-12, None)
+    rows = np.flatnonzero((targets[np.arange(len(given)), given] < top) & (total > 0))
     table = pd.DataFrame({
         "index": rows,
         "given_label": given[rows],

@@ -715,6 +715,25 @@ def test_a_gpu_out_of_memory_is_one_line_naming_the_setting_to_lower(
         f"train.eval_batch_size in {out / 'config.yaml'} and run the command again\n")
 
 
+def test_evaluate_refuses_probabilities_that_are_not_numbers_in_one_line(tmp_path: Path, cli_in_process: Cli) -> None:
+    """A forward pass that overflowed (fp16) gives NaN rows, which argmax would score as the first class."""
+    out = tmp_path / "run"
+    sets = [a for s in [*SMALL, "train.epochs=1"] for a in ("--set", s)]
+    assert cli_in_process("train", "--config", str(DIGITS), "--out", str(out), *sets).returncode == 0
+    best = load_checkpoint(out / "checkpoints" / "best.pt")
+    weights = best["method"]["model"]
+    name = next(key for key in weights if key.endswith("weight"))
+    weights[name][0] = float("nan")  # one hidden unit: NaN reaches the logits of every image
+    torch.save(best, out / "checkpoints" / "best.pt")
+    result = cli_in_process("evaluate", "--run", str(out), "--bootstrap", "2")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr[-3000:]
+    assert result.stderr.startswith(f"elr-mri evaluate: error: {out}: best.pt gives class probabilities that are not "
+                                    "numbers (NaN or inf) for ")
+    assert "(first: image 0), so nothing was scored" in result.stderr
+    assert f"set train.precision: fp32 in {out / 'config.yaml'}" in result.stderr
+    assert not (out / "eval-test").exists()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -141,6 +141,13 @@ def test_bad_shapes_are_refused():
         evaluate_predictions([0, 1], np.ones((2, 3)), ["a"], CLASSES)
 
 
+def test_probabilities_that_are_not_numbers_are_refused_not_scored_as_the_first_class():
+    proba = np.full((3, 3), 1 / 3)
+    proba[1] = np.nan
+    with pytest.raises(ValueError, match="1 of 3 probability rows are not numbers .*first: row 1, participant b"):
+        evaluate_predictions([0, 0, 1], proba, ["a", "b", "c"], CLASSES)
+
+
 def test_each_interval_counts_the_resamples_its_metric_was_defined_in() -> None:
     """With one participant a class, most resamples miss a class: the AUCs' intervals come from the few that do not."""
     labels, participants = np.array([0, 1, 2]), np.array(["a", "b", "c"])

@@ -39,6 +39,12 @@ def test_an_example_without_a_target_is_not_a_suspected_mislabel() -> None:
     assert table["index"].tolist() == [3] and table["suggested_label"].tolist() == [1]
 
 
+def test_a_target_that_ties_the_given_label_with_the_top_class_is_not_a_suspected_mislabel() -> None:
+    targets = np.array([[0.4, 0.4, 0.2], [0.3, 0.4, 0.3], [0.45, 0.1, 0.45]])
+    table = suspected_mislabels(targets, np.array([1, 2, 2]))  # row 1 below its top: flagged; 0 and 2 tie: not
+    assert table["index"].tolist() == [1] and table["suggested_label"].tolist() == [1]
+
+
 def test_the_report_shows_an_undefined_precision_as_a_dash(tmp_path) -> None:
     """Nothing flagged: precision is null in summary.json (strict JSON), which the demo report must print."""
     import json

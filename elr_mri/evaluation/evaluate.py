@@ -30,7 +30,7 @@ from elr_mri.engine.execution import ExecutionPlan
 from elr_mri.engine.methods import Method, build_method
 from elr_mri.engine.run_dir import read_data_shape
 from elr_mri.engine.runner import SELECTION_RULES, resolve_device, selection_rule, uses_age
-from elr_mri.evaluation.metrics import MetricsReport, bootstrap_metrics, evaluate_predictions
+from elr_mri.evaluation.metrics import MetricsReport, bootstrap_metrics, evaluate_predictions, non_finite_rows
 from preprocess.sidecar import file_sha256
 
 __all__ = ["LoadedRun", "load_run", "evaluate_run", "evaluation_dir", "evaluation_set", "explanation_dir", "predict",
@@ -91,6 +91,7 @@ def evaluate_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = 
     dataset, _, notes = evaluation_set(run_dir, cfg, manifest, test_set)
     labels, probs = predict(run.method, dataset, evaluation_batch_size(cfg))
     frame = getattr(dataset, "frame", None)
+    _refuse_non_finite(probs, frame, run_dir, checkpoint)
     classes = shape["class_names"]
     if frame is not None:
         reports = evaluate_predictions(labels, probs, frame["participant_id"].to_numpy(), classes, n_boot=n_boot)
@@ -103,6 +104,20 @@ def evaluate_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = 
                       "checkpoint": checkpoint, "checkpoint_epoch": run.epoch, "run_finished": run.finished,
                       "selection_rule": rule})
     return reports
+
+
+def _refuse_non_finite(probs: np.ndarray, frame: pd.DataFrame | None, run_dir: Path, checkpoint: str) -> None:
+    """Before anything is scored or written: one line naming how many items and the first, and how to score the run
+    in fp32 (an fp16 forward pass is where a finite network overflows)."""
+    broken = non_finite_rows(probs)
+    if not broken.size:
+        return
+    first = (f"participant {frame['participant_id'].iloc[broken[0]]}, session {frame['session_id'].iloc[broken[0]]}"
+             if frame is not None else f"image {broken[0]}")
+    raise ValueError(f"{run_dir}: {checkpoint}.pt gives class probabilities that are not numbers (NaN or inf) for "
+                     f"{broken.size} of {len(probs)} {'scans' if frame is not None else 'images'} (first: {first}), "
+                     f"so nothing was scored; where it ran in fp16, score it in fp32: set train.precision: fp32 in "
+                     f"{run_dir / 'config.yaml'} (a resume may change it too)")
 
 
 def evaluation_dir(run_dir: Path, manifest: Path | None, checkpoint: str = "best", test_set: str = "test") -> Path:

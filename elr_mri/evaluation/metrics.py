@@ -25,6 +25,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 __all__ = [
+    "non_finite_rows",
     "Interval",
     "MetricsReport",
     "point_metrics",
@@ -298,4 +299,14 @@ def _check(
         raise ValueError(f"{len(labels)} labels, {len(proba)} probability rows, {len(participants)} participants")
     if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
         raise ValueError(f"labels must lie in [0, {num_classes})")
+    broken = non_finite_rows(proba)
+    if broken.size:
+        raise ValueError(f"{broken.size} of {len(proba)} probability rows are not numbers (NaN or inf; first: row "
+                         f"{broken[0]}, participant {participants[broken[0]]}); they cannot be scored")
     return labels, proba, participants
+
+
+def non_finite_rows(proba: np.ndarray) -> np.ndarray:
+    """Rows holding NaN or inf: argmax takes such a row for class 0 and every AUC becomes NaN, so a network whose
+    forward pass overflowed would be scored as if it predicted the first class."""
+    return np.flatnonzero(~np.isfinite(proba).all(axis=1))
