@@ -208,9 +208,8 @@ def _train(args: argparse.Namespace) -> int:
     else:
         out_dir = args.out or Path("runs") / args.config.stem
         config = load_config(args.config, args.overrides)
-        _note_unread_settings(config, args.overrides)
     finished_before = args.resume is not None and finished_at(out_dir, config.train.epochs)  # scored when it ended
-    summary = train(config, out_dir, resume=args.resume is not None)
+    summary = train(config, out_dir, resume=args.resume is not None, notes=_unread_setting_notes(config, args.overrides))
     if not summary:  # a non-zero rank of a torchrun job: rank 0 reports
         return 0
     print(f"run directory: {out_dir}")
@@ -224,17 +223,16 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _note_unread_settings(config: RunConfig, overrides: list[str]) -> None:
-    """A `--set` the run's loss ignores is said once, before the run (a resume refuses any loss change anyway)."""
+def _unread_setting_notes(config: RunConfig, overrides: list[str]) -> list[str]:
+    """A line for each `--set` the run's loss ignores (a resume refuses any change of the loss's settings)."""
     from elr_mri.config import unread_overrides
 
-    if not _speaks_for_the_run():
-        return
+    notes = []
     for key, readers in unread_overrides(config, overrides):
         read_by = f"only {' and '.join(readers)} read{'s' if len(readers) == 1 else ''} it" if readers \
             else "no loss reads it"
-        print(f"note: --set {key} changes nothing in this run: loss.name is {config.loss.name}, and {read_by}",
-              file=sys.stderr)
+        notes.append(f"note: --set {key} changes nothing in this run: loss.name is {config.loss.name}, and {read_by}")
+    return notes
 
 
 def _evaluate_holdout_after_training(out_dir: Path, holdout: Path) -> None:

@@ -249,16 +249,29 @@ def unread_overrides(cfg: RunConfig, overrides: list[str]) -> list[tuple[str, li
     that do: `--set elr_plus.mixup_alpha=0` on an ELR run, or `--set loss.gce_q=0.5` with `loss.name=ce`, would
     otherwise change nothing without a word. Not refused as ELR's λ schedule keys are (`_ELR_ONLY`): a config's
     own λ and β stay in it when `--set loss.name=ce` makes the usual comparison run."""
-    unread = []
-    for item in overrides:
-        key = item.partition("=")[0]
+    unread: dict[str, list[str]] = {}  # each key once, however often it was set
+    for key in _set_keys(overrides):
         if key.split(".")[0] not in ("loss", "elr_plus") or key == "loss.name":
             continue
         readers = [name for name, keys in LOSS_READS.items()
                    if any(read == key or read.startswith(key + ".") for read in keys)]
         if cfg.loss.name not in readers:
-            unread.append((key, readers))
-    return unread
+            unread[key] = readers
+    return list(unread.items())
+
+
+def _set_keys(overrides: list[str]) -> list[str]:
+    """The dotted keys `--set` overrides give values to: a section given as a mapping (`--set 'loss={lam: 2}'`)
+    gives each of its keys."""
+    keys = []
+    for item in overrides:
+        key, _, value = item.partition("=")
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:  # refused when the config was loaded
+            parsed = None
+        keys.extend([f"{key}.{sub}" for sub in parsed] if isinstance(parsed, dict) else [key])
+    return keys
 
 
 # Top-level keys the engine adds to a run directory's config.yaml for its readers; not settings.

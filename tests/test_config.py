@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import re
 import shlex
+import subprocess
 import typing
 from pathlib import Path
 from typing import Callable
@@ -234,17 +235,24 @@ def test_settings_the_runs_loss_does_not_read_are_named_with_the_losses_that_do(
     assert unread("ce", "loss.gce_q=0.5", "train.epochs=3", "loss.name=ce") == [("loss.gce_q", ["gce"])]
     assert unread("elr_plus", "loss.lam_ramp_steps=100", "loss.lam=2", "elr_plus.coef_step=5") == [
         ("loss.lam_ramp_steps", ["elr"])]
-    assert unread("elr", "elr_plus.mixup_alpha=0", "elr_plus={}", "loss.beta=0.9") == [
-        ("elr_plus.mixup_alpha", ["elr_plus"]), ("elr_plus", ["elr_plus"])]
+    assert unread("elr", "elr_plus.mixup_alpha=0", "elr_plus={ema_decay: 0.9}", "loss.beta=0.9") == [
+        ("elr_plus.mixup_alpha", ["elr_plus"]), ("elr_plus.ema_decay", ["elr_plus"])]
     assert unread("sce", "loss.lam=1", "loss.sce_alpha=0.2") == [("loss.lam", ["elr", "elr_plus"])]
     assert unread("gce", "loss.gce_q=0.5") == []
+    assert unread("ce", "loss={name: ce, gce_q: 0.5}", "loss.lam=1", "loss.lam=2") == [
+        ("loss.gce_q", ["gce"]), ("loss.lam", ["elr", "elr_plus"])]  # a section's keys; each key once
 
 
 def test_train_says_once_which_set_changes_nothing(tmp_path: Path, cli_in_process: Callable) -> None:
-    result = cli_in_process("train", "--config", str(DIGITS), "--out", str(tmp_path / "run"),
-                            "--set", "loss.name=ce", "--set", "loss.lam=2", "--set", "train.epochs=1",
-                            "--set", "data.train_subset=200", "--set", "train.progress=false")
+    def run() -> subprocess.CompletedProcess:
+        return cli_in_process("train", "--config", str(DIGITS), "--out", str(tmp_path / "run"),
+                              "--set", "loss.name=ce", "--set", "loss.lam=2", "--set", "loss.lam=3",
+                              "--set", "train.epochs=1", "--set", "data.train_subset=200", "--set", "train.progress=false")
+
+    result = run()
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("note: --set") == 1
     assert "note: --set loss.lam changes nothing in this run: loss.name is ce, and only elr and elr_plus read it" \
         in result.stderr
+    refused = run()  # into the run just made: the refusal alone, in one line
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "already holds a run" in refused.stderr

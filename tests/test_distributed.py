@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -122,6 +123,21 @@ def test_elr_plus_with_mixup_resumes_exactly_when_slices_are_uneven(tmp_path: Pa
         for ours, theirs in zip(a[part], b[part]):
             for name, value in ours.items():
                 torch.testing.assert_close(value, theirs[name], rtol=0, atol=0)
+
+
+def test_a_run_restarted_before_its_first_checkpoint_parts_the_ranks_streams_as_a_new_one(tmp_path: Path) -> None:
+    extra = ("train.epochs=1", "model.hidden=16")
+    _train(tmp_path / "fresh", 2, "elr_plus", *extra)
+    killed = tmp_path / "killed"  # what a run stopped before its first checkpoint leaves
+    (killed / "checkpoints").mkdir(parents=True)
+    for name in ("config.yaml", "data_shape.json"):
+        shutil.copy(tmp_path / "fresh" / name, killed / name)
+    _train(killed, 2, "elr_plus", *extra, resume=True)
+    a, b = (load_checkpoint(tmp_path / run / "checkpoints" / "last.pt") for run in ("fresh", "killed"))
+    assert not torch.equal(b["rng_by_rank"][0]["torch"], b["rng_by_rank"][1]["torch"])
+    for ours, theirs in zip(a["method"]["nets"], b["method"]["nets"]):
+        for name, value in ours.items():
+            torch.testing.assert_close(value, theirs[name], rtol=0, atol=0)
 
 
 def test_torchrun_into_a_run_folder_already_taken_stops_every_rank_with_one_line(tmp_path: Path) -> None:

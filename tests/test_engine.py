@@ -663,6 +663,30 @@ def test_a_second_train_into_a_directory_being_written_is_refused(tmp_path: Path
     assert result.returncode == 2 and "is a file; choose a folder for the run" in result.stderr
 
 
+def test_a_lock_file_removed_between_its_opening_and_its_locking_is_taken_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refused `train` removes the lock file it made; one that opened that file just before then locks a file no
+    longer in the folder, beside which a third `train` could lock a new one: it locks the new one itself."""
+    from elr_mri.engine import run_dir
+
+    out, calls = tmp_path / "run", []
+    lock_run = run_dir._lock_run
+
+    def removed_first(handle, folder):  # the refused `train` removes the file after this one opened it
+        calls.append(handle.name)
+        if len(calls) == 1:
+            (folder / run_dir.RUN_LOCK).unlink()
+        lock_run(handle, folder)
+
+    monkeypatch.setattr(run_dir, "_lock_run", removed_first)
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with exclusive_run_dir(out):
+        assert len(calls) == 2 and (out / run_dir.RUN_LOCK).exists()
+        (out / "config.yaml").write_text("a run's")
+    assert (out / run_dir.RUN_LOCK).exists()  # a run that wrote something keeps its lock file
+
+
 def test_a_run_on_a_file_system_without_locks_trains_and_says_it_is_unguarded(
         tmp_path: Path, cli_in_process: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
     """Lustre without `-o flock` answers every lock with ENOSYS: training there failed with a traceback."""

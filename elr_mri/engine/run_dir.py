@@ -12,13 +12,14 @@ import errno
 import fcntl
 import hashlib
 import json
+import os
 import re
 import shlex
 import shutil
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import IO, Any, Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -49,28 +50,44 @@ def exclusive_run_dir(out_dir: Path, create: bool = True) -> Iterator[None]:
         raise NotADirectoryError(f"--out {out_dir} is a file; choose a folder for the run")
     if not create and not out_dir.is_dir():
         raise FileNotFoundError(f"{out_dir}: no such run directory to resume")
-    made = not out_dir.exists()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    found = {path.name for path in out_dir.iterdir()}
-    try:
+    while True:
+        made = not out_dir.exists()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        found = {path.name for path in out_dir.iterdir()}
         with open(out_dir / RUN_LOCK, "a") as handle:
-            try:  # a POSIX record lock, not flock: forked DataLoader workers, which outlive a killed run by seconds,
-                fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # do not inherit it and so cannot block its resume
-            except OSError as err:
-                if locks_unsupported(err):
-                    warn_unlocked(out_dir, err, "`elr-mri train` runs")
-                elif err.errno in (errno.EACCES, errno.EAGAIN):
-                    raise FileExistsError(f"{out_dir}: another `elr-mri train` is writing this run; let it finish (or "
-                                          "stop it) first, or choose another --out") from None
-                else:
-                    raise
-            yield
-    finally:  # refused before writing anything: the folder is left as it was found, without a lock file of ours
-        if RUN_LOCK not in found and {path.name for path in out_dir.iterdir()} == found | {RUN_LOCK}:
-            if made:
-                shutil.rmtree(out_dir)
-            else:
-                (out_dir / RUN_LOCK).unlink()
+            _lock_run(handle, out_dir)
+            if not _still_there(handle, out_dir / RUN_LOCK):
+                continue  # a refused `train` removed the file between our open and our lock: lock the new one
+            try:
+                yield
+            finally:  # refused before writing anything: the folder is left as it was found, without our lock file
+                if RUN_LOCK not in found and {path.name for path in out_dir.iterdir()} == found | {RUN_LOCK}:
+                    if made:  # removed while still locked, so no other `train` holds a lock on a removed file
+                        shutil.rmtree(out_dir)
+                    else:
+                        (out_dir / RUN_LOCK).unlink()
+            return
+
+
+def _lock_run(handle: IO[str], out_dir: Path) -> None:
+    try:  # a POSIX record lock, not flock: forked DataLoader workers, which outlive a killed run by seconds,
+        fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # do not inherit it and so cannot block its resume
+    except OSError as err:
+        if locks_unsupported(err):
+            warn_unlocked(out_dir, err, "`elr-mri train` runs")
+        elif err.errno in (errno.EACCES, errno.EAGAIN):
+            raise FileExistsError(f"{out_dir}: another `elr-mri train` is writing this run; let it finish (or "
+                                  "stop it) first, or choose another --out") from None
+        else:
+            raise
+
+
+def _still_there(handle: IO[str], path: Path) -> bool:
+    """Whether the open lock file is still the one at `path`."""
+    try:
+        return os.path.samestat(os.fstat(handle.fileno()), os.stat(path))
+    except FileNotFoundError:
+        return False
 
 
 def check_run_dir(out_dir: Path, resume: bool) -> None:

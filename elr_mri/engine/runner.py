@@ -16,7 +16,7 @@ import sys
 import time
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Callable, Iterable, NamedTuple
+from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
@@ -75,8 +75,9 @@ def selection_rule(cfg: RunConfig) -> str:
     return SELECTION_RULES[cfg.train.select]
 
 
-def train(cfg: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]:
-    """Train as `cfg` says into `out_dir`; with `resume`, continue from `out_dir/checkpoints/last.pt`."""
+def train(cfg: RunConfig, out_dir: Path, resume: bool = False, notes: Sequence[str] = ()) -> dict[str, Any]:
+    """Train as `cfg` says into `out_dir`; with `resume`, continue from `out_dir/checkpoints/last.pt`. `notes`: lines
+    for stderr once a new run has its folder and data, so that a refusal before then stays one line."""
     out_dir = Path(out_dir)
     cfg = with_absolute_paths(cfg)
     if resume and (out_dir / "config.yaml").exists():  # before loading data: a refused resume fails at once
@@ -99,7 +100,7 @@ def train(cfg: RunConfig, out_dir: Path, resume: bool = False) -> dict[str, Any]
         if resume and finished_at(out_dir, cfg.train.epochs):  # read under the lock: not while an extension runs
             leave_distributed()
             return _already_finished(out_dir, dist)
-        return _train_into(out_dir, cfg, resume, state, device, dist)
+        return _train_into(out_dir, cfg, resume, state, device, dist, notes)
 
 
 def finished_at(out_dir: Path, epochs: int) -> bool:
@@ -149,7 +150,7 @@ def cuda_graphs_tested(cfg: RunConfig, data: NoisyImageData, dist: DistContext) 
 
 
 def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, device: torch.device,
-                dist: DistContext) -> dict[str, Any]:
+                dist: DistContext, notes: Sequence[str]) -> dict[str, Any]:
     """The run itself, once `train` holds its directory."""
     _main_rank_does(dist, lambda: check_run_dir(out_dir, resume))  # before the data: a refusal comes at once
     if dist.is_main and resume:  # (a new run's folder: start_run_dir, once the data is read)
@@ -187,6 +188,8 @@ def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, de
         part_rank_streams(cfg.seed, 0, dist)
         require_cifar10_classes(cfg.data.noise, data.class_names)
         _main_rank_does(dist, lambda: start_run_dir(out_dir, _config_text(cfg), data, record_ages=uses_age(cfg)))
+        for note in notes if dist.is_main else ():
+            print(note, file=sys.stderr)
         if dist.is_main and lacks_the_papers_pretrained_weights(cfg):
             print(f"note: {cfg.model.name} starts from random weights (model.pretrained_checkpoint is unset); the "
                   "paper starts Clothing1M from ImageNet weights: --set model.pretrained_checkpoint=PATH",
@@ -392,6 +395,7 @@ def _restore(out_dir: Path, cfg: RunConfig, method: Method, tracker: PredictionT
     if not path.exists():  # killed before the first checkpoint was written (check_run_dir made sure)
         print(f"{out_dir}: no checkpoint yet (stopped before the first was written); training starts from epoch 1",
               file=sys.stderr)
+        part_rank_streams(cfg.seed, 0, dist)  # as a new run's
         return
     ckpt = load_checkpoint(path)
     lacking = [key for key in ("method", "tracker_probs", "epoch", "best_val", "best_epoch", "wall_seconds")

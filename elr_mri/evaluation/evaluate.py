@@ -117,7 +117,7 @@ def _refuse_non_finite(probs: np.ndarray, frame: pd.DataFrame | None, run_dir: P
     raise ValueError(f"{run_dir}: {checkpoint}.pt gives class probabilities that are not numbers (NaN or inf) for "
                      f"{broken.size} of {len(probs)} {'scans' if frame is not None else 'images'} (first: {first}), "
                      f"so nothing was scored; where it ran in fp16, score it in fp32: set train.precision: fp32 in "
-                     f"{run_dir / 'config.yaml'} (a resume may change it too)")
+                     f"{run_dir / 'config.yaml'}, which evaluate reads")
 
 
 def evaluation_dir(run_dir: Path, manifest: Path | None, checkpoint: str = "best", test_set: str = "test") -> Path:
