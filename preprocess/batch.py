@@ -23,9 +23,10 @@ from .inputs import InputError, select_shard
 from .pipeline import PIPELINE_VERSION, Params, ScanOutputs, process_scan
 from .sidecar import atomic_path, remove_stale_temps, write_json
 from .template import template_file_digests
+from .user_errors import as_storage_error
 from .workers import run_per_scan
 
-__all__ = ["QC_COLUMNS", "Summary", "run_batch", "merge_shards", "flag_outliers", "write_csv", "failure_table",
+__all__ = ["QC_COLUMNS", "Summary", "run_batch", "files_removed_at_start", "merge_shards", "flag_outliers", "write_csv", "failure_table",
            "shard_names", "telling_line", "qc_reasons", "repeated_images", "flagged_report"]
 
 QC_COLUMNS = ["qc_ncc", "qc_mi", "qc_mask_dice"]
@@ -123,6 +124,19 @@ def _hold(held: contextlib.ExitStack, lock: Path, mode: int) -> bool:
     return True
 
 
+def files_removed_at_start(out_dir: Path, shard: tuple[int, int] | None) -> list[Path]:
+    """What a run (or a `shard` of one) removes from `out_dir` before its scans. A manifest describes a finished run:
+    from then on the scans it lists may be redone with other settings, so an interrupted rerun must not leave it
+    behind for training to read (the merged one too, for a shard); a whole run removes the shards' files too, which a
+    later merge would put back over its manifest."""
+    names = [*shard_names(shard), *shard_names(None)]
+    if shard is None:
+        names += [found.name for pattern in SHARD_FILE_PATTERNS for found in out_dir.glob(pattern)]
+    else:
+        names.append(shard_record_name(shard))
+    return [out_dir / name for name in dict.fromkeys(names)]
+
+
 def run_batch(table: pd.DataFrame, out_dir: str | Path, params: Params, jobs: int = 1,
               shard: tuple[int, int] | None = None, min_ncc: float = 0.45, progress: bool = True) -> Summary:
     """Process every row of `table` (from inputs.read_inputs), or of its `shard` (I, N), and write the
@@ -132,16 +146,10 @@ def run_batch(table: pd.DataFrame, out_dir: str | Path, params: Params, jobs: in
     record = _shard_settings(table, params, min_ncc)
     with output_lock(out_dir, shard, _sharded_run_identity(record, shard)):
         manifest_name, failures_name = shard_names(shard)
-        # A manifest describes a finished run: from here on the scans it lists may be redone with other settings,
-        # so an interrupted rerun must not leave it behind for training to read (the merged one too, for a shard).
-        stale = [manifest_name, failures_name, *shard_names(None)]
-        if shard is None:  # a later merge would put an earlier sharded run's rows back over this run's manifest
-            stale += [found.name for pattern in SHARD_FILE_PATTERNS for found in out_dir.glob(pattern)]
+        if shard is None:
             remove_stale_temps(out_dir)  # a killed run's half-written manifest; no shard can be writing its own now
-        else:
-            stale.append(shard_record_name(shard))
-        for name in stale:
-            (out_dir / name).unlink(missing_ok=True)
+        for path in files_removed_at_start(out_dir, shard):
+            path.unlink(missing_ok=True)
         if shard is not None:
             table = select_shard(table, *shard)
         arguments = {i: (row.resolved_path, out_dir, row.participant_id, row.session_id, params)
@@ -283,13 +291,20 @@ def _read_csv(path: Path) -> pd.DataFrame:
 
 
 def _run_one(path: str, out_dir: Path, participant: str, session: str, params: Params) -> dict:
-    """One scan in a worker: never raises, so one bad scan cannot stop the batch."""
+    """One scan in a worker: a bad scan fails alone, in its result, so it cannot stop the batch. A full, over-quota or
+    read-only output disk is raised instead (`StorageError`), stopping the run: every scan after it would fail
+    alike, each listed as if the scan were at fault."""
     outputs = ScanOutputs.under(out_dir, participant, session)
     try:
         result = process_scan(path, outputs, params)
     except ScanError as exc:
         return {"status": "failed", "error": str(exc)}
     except Exception as exc:  # ANTs/ITK errors: keep the type and the telling line, go on with the rest
+        if isinstance(exc, OSError) and exc.filename is None:
+            exc.filename = str(outputs.image.parent)  # where this scan's outputs were being written
+        storage = as_storage_error(exc)
+        if storage is not None:
+            raise storage from None
         return {"status": "failed", "error": f"{path}: {type(exc).__name__}: {telling_line(str(exc))}"}
     return {"status": result["status"], "qc": result["qc"], "processed_path": str(outputs.image.resolve()),
             "input_sha256": result["input_sha256"]}

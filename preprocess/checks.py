@@ -51,8 +51,9 @@ def load_scan(path: str | Path) -> nib.Nifti1Image:
     if data.ndim > 3 and set(data.shape[3:]) == {1}:  # one volume stored as (X, Y, Z, 1, ...), as converters may
         data = data.reshape(data.shape[:3])
     if data.ndim != 3:
-        raise ScanError(path, f"has shape {data.shape}, expected a 3D volume",
-                        "pass a single 3D T1 (split 4D series with `fslsplit` or nibabel)")
+        fix = ("pass a single 3D T1 (split 4D series with `fslsplit` or nibabel)" if data.ndim > 3 else
+               "pass the full 3D T1, not a single slice")
+        raise ScanError(path, f"has shape {data.shape}, expected a 3D volume", fix)
     if min(data.shape) < _MIN_EXTENT:
         raise ScanError(path, f"has shape {data.shape}, too thin for a head volume",
                         "pass the full 3D T1, not a slice or localiser")

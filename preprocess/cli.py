@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from . import steps
-from .batch import Summary, flagged_report, merge_shards, run_batch, shard_names
+from .batch import Summary, files_removed_at_start, flagged_report, merge_shards, run_batch, shard_names
 from .inputs import InputError, parse_shard, read_inputs
 from .pipeline import Params
 from .template import check_template_files
@@ -70,8 +73,9 @@ def main(argv: list[str] | None = None) -> int:
                         profile=args.profile, normalise=args.normalise, brain_mask=args.brain_mask,
                         dtype=args.dtype, deterministic=args.deterministic)
         check_template_files(params.template, params.template_mask)
-        table = read_inputs(args.input)
         shard = parse_shard(args.shard) if args.shard else None
+        _require_input_kept(Path(args.input), Path(args.output), shard)
+        table = read_inputs(args.input)
         summary = run_batch(table, args.output, params, jobs=args.jobs, shard=shard, min_ncc=args.qc_min_ncc,
                             progress=not args.no_progress)
         print_summary(summary, Path(args.output) / shard_names(shard)[0])
@@ -82,16 +86,45 @@ def main(argv: list[str] | None = None) -> int:
 
 def _reporting_user_errors(command: str, work: Callable[[], int], on_rerun: str, status: int = 2) -> int:
     """`work()`'s exit status, or a user's mistake as one line (exit `status`), a full or read-only disk
-    likewise, and Ctrl-C as what running the command again does (`on_rerun`)."""
+    likewise, and Ctrl-C or SIGTERM as what running the command again does (`on_rerun`)."""
     try:
-        return work()
+        with _sigterm_as_ctrl_c():
+            return work()
     except (InputError, *USER_ERRORS) as exc:
         return report_user_error(command, exc, status)
     except OSError as exc:  # a full or read-only disk under --output
         return report_user_error(command, storage_error_or_raise(exc), status)
+    except _Terminated:
+        print(f"{command}: stopped by SIGTERM (a job's time limit, scancel or kill); run the same command again: "
+              f"{on_rerun}", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print(f"{command}: interrupted; run the same command again: {on_rerun}", file=sys.stderr)
         return 130
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, stopping a run as Ctrl-C does: the workers are ended and the finished scans kept."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
+@contextmanager
+def _sigterm_as_ctrl_c() -> Iterator[None]:
+    """A batch system's time limit (SLURM: SIGTERM, then SIGKILL), scancel or kill ended a run without a word, where a
+    cluster user needs to know it stopped and how to go on. Raised where it lands, in this process alone: the scan
+    workers are spawned (none inherits the handler) and the parent only waits on them. Only in the main thread and
+    where SIGTERM still has its default action."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _require_output_folder(output: Path) -> None:
@@ -99,9 +132,23 @@ def _require_output_folder(output: Path) -> None:
     folder creation would say "File exists"."""
     if output.exists() and not output.is_dir():
         raise InputError(f"--output {output}: is a file; give a folder for the processed scans")
+    under_file = next((folder for folder in output.parents if folder.exists() and not folder.is_dir()), None)
+    if under_file is not None:
+        raise InputError(f"--output {output}: {under_file} is a file, so no folder can be made in it; give another "
+                         "--output")
     if output.is_symlink() and not output.exists():
         raise InputError(f"--output {output}: is a link to {os.readlink(output)}, which does not exist; create "
                          "that folder, or give another --output")
+
+
+def _require_input_kept(source: Path, output: Path, shard: tuple[int, int] | None) -> None:
+    """An input table that is one of the files a run removes at its start (a manifest.csv of an earlier run, reused
+    as the scan list into the same folder) would be lost: an interrupted run leaves nothing to run again from."""
+    if source.is_file() and any(source.resolve() == path.resolve() for path in files_removed_at_start(output, shard)
+                                if path.exists()):
+        raise InputError(f"--input {source}: is a file this run removes from --output {output} before it redoes the "
+                         f"scans; copy it elsewhere first (e.g. cp {source} {output.parent / 'scans.csv'}) and pass "
+                         "the copy")
 
 
 def print_summary(summary: Summary, manifest: Path) -> None:

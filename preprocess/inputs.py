@@ -17,6 +17,7 @@ import pandas as pd
 __all__ = ["REQUIRED", "InputError", "read_inputs", "read_csv_table", "parse_shard", "select_shard"]
 
 REQUIRED = ("participant_id", "session_id", "path")
+SCAN_SUFFIXES = (".nii", ".nii.gz", ".img", ".hdr", ".mgz")  # an image passed where a table of them is wanted
 NO_SESSION = "ses-none"  # session_id of the scans of a BIDS data set that has no session level
 
 
@@ -70,6 +71,9 @@ def read_inputs(source: str | Path) -> pd.DataFrame:
     source = Path(source)
     if source.is_dir():
         table, base = _read_bids(source), source
+    elif source.name.endswith(SCAN_SUFFIXES):
+        raise InputError(f"{source}: --input takes a CSV table of scans (columns {', '.join(REQUIRED)}) or a BIDS "
+                         "folder, not a scan; list the scan in a CSV and pass that")
     elif source.is_file():
         table, base = read_csv_table(source, dtype=str, keep_default_na=False, skipinitialspace=True), source.parent
     else:
@@ -79,6 +83,9 @@ def read_inputs(source: str | Path) -> pd.DataFrame:
     if missing:
         raise InputError(f"{source}: missing column(s) {missing} (found {list(table.columns)}); the CSV needs "
                          f"{list(REQUIRED)}")
+    if table.empty and source.is_dir() and any(path.name.endswith(SCAN_SUFFIXES) for path in source.iterdir()):
+        raise InputError(f"{source}: holds scans, but not in BIDS' layout (sub-*/ses-*/anat/*_T1w.nii.gz); list them "
+                         f"in a CSV table (columns {', '.join(REQUIRED)}) and pass that to --input")
     if table.empty:
         raise InputError(f"{source}: no scans listed; add rows (or *_T1w.nii.gz files under sub-*/ses-*/anat)")
     bad_ids = table[table[["participant_id", "session_id"]].apply(
@@ -92,10 +99,16 @@ def read_inputs(source: str | Path) -> pd.DataFrame:
         raise InputError(f"{source}: {len(dupes)} rows share participant/session ids (first: "
                          f"{first.participant_id}/{first.session_id}); keep one T1 per session or make "
                          "session_id unique")
-    table["resolved_path"] = [str(p if Path(p).is_absolute() else (base / p).resolve()) if p.strip() else ""
-                              for p in table["path"]]
+    table["resolved_path"] = [_resolved(p.strip(), base) for p in table["path"]]  # a cell typed "scan.nii.gz "
     _refuse_repeated_scans(source, table)
     return table.sort_values(["participant_id", "session_id"], kind="stable").reset_index(drop=True)
+
+
+def _resolved(path: str, base: Path) -> str:
+    """An absolute path, relative ones taken from `base` (the table's folder); '' stays '' (fails on its row)."""
+    if not path:
+        return ""
+    return path if Path(path).is_absolute() else str((base / path).resolve())
 
 
 def _refuse_repeated_scans(source: Path, table: pd.DataFrame) -> None:
@@ -147,6 +160,10 @@ def _read_bids(root: Path) -> pd.DataFrame:
               p.parts[-3] if p.parts[-3].startswith("ses-") else NO_SESSION)
              for pattern in ("sub-*/ses-*/anat/*_T1w.nii*", "sub-*/anat/*_T1w.nii*")
              for p in sorted(root.glob(pattern)) if p.name.endswith((".nii", ".nii.gz"))]
+    stems = [path.with_name(path.name.removesuffix(".gz")) for path, _, _ in found]
+    twice = next((stem for stem in stems if stems.count(stem) > 1), None)
+    if twice is not None:
+        raise InputError(f"{twice} is there both as .nii and as .nii.gz: one T1 saved twice; remove one of the files")
     per_session = pd.Series([(subject, session) for _, subject, session in found]).value_counts()
     rows = [{"participant_id": subject, "session_id": session if per_session[(subject, session)] == 1
              else f"{session}_{_other_entities(path, subject, session)}", "path": str(path.relative_to(root))}

@@ -21,12 +21,13 @@ from .sidecar import (atomic_path, is_done, output_hashes, read_sidecar, remove_
                       write_json)
 from .template import load_template, template_file_digests
 
-__all__ = ["PIPELINE_VERSION", "Params", "ScanOutputs", "process_scan", "software_versions"]
+__all__ = ["PIPELINE_VERSION", "Params", "ScanOutputs", "process_scan", "software_versions", "versions_with_these_outputs"]
 
 # What produced a scan's outputs besides its parameters and template: bump it with any change to the steps (here,
-# steps.py, template.py, qc.py) that would change them; a rerun redoes each scan whose sidecar records another version
-# (or none: written before 2026-12-04) instead of keeping what older code made.
-PIPELINE_VERSION = 1
+# steps.py, template.py, qc.py) that would change them; a rerun redoes each scan whose sidecar records a version
+# `versions_with_these_outputs` does not list (or none: written before 2026-12-04) instead of keeping what older
+# code made.
+PIPELINE_VERSION = 2
 MAX_FIELD_OF_VIEW_MM = 400  # an output grid wider than this along any axis is a mistyped --shape (heads: ~250 mm)
 
 
@@ -112,6 +113,15 @@ def software_versions() -> dict[str, str]:
     return {pkg: version(pkg) for pkg in ("antspyx", "nibabel", "nilearn", "numpy")}
 
 
+def versions_with_these_outputs(params: Params) -> tuple[int, ...]:
+    """The pipeline versions whose outputs under `params` are this one's, so a rerun keeps them rather than redoing a
+    cohort: version 1 left the background of `--normalise zscore --brain-mask` at −mean/std, not 0, and made the
+    same outputs under any other settings."""
+    if params.brain_mask and params.normalise == "zscore":
+        return (PIPELINE_VERSION,)
+    return (1, PIPELINE_VERSION)
+
+
 def process_scan(path: str | Path, outputs: ScanOutputs, params: Params) -> dict:
     """Preprocess one scan (or skip it when already done); return its sidecar's content plus
     `status` ("done" or "skipped"). Raises checks.ScanError for an unusable input."""
@@ -122,7 +132,7 @@ def process_scan(path: str | Path, outputs: ScanOutputs, params: Params) -> dict
         finished.append(outputs.warp)
     template_files = template_file_digests(params.template, params.template_mask)
     if input_hash and is_done(outputs.sidecar, input_hash, params.as_dict(), finished, template_files,
-                              PIPELINE_VERSION):
+                              versions_with_these_outputs(params)):
         remove_stale_temps(outputs.image.parent)  # a later run with other settings, killed on this scan, left them
         return {**read_sidecar(outputs.sidecar), "status": "skipped"}
     scan = load_scan(path)
@@ -142,6 +152,8 @@ def process_scan(path: str | Path, outputs: ScanOutputs, params: Params) -> dict
         figures = qc.qc_figures(registered, template)
         warped = registered * template.mask if params.brain_mask else registered
         warped = steps.normalise(warped, template.mask, params.normalise)
+        if params.brain_mask:  # zero outside again: z-scoring moved the masked background to −mean/std
+            warped = warped * template.mask
         with atomic_path(outputs.image) as temp:
             steps.to_nifti(warped, params.dtype).to_filename(temp)
         with atomic_path(outputs.transform) as temp:  # ITK affine: template point -> scan point

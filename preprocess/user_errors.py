@@ -62,5 +62,7 @@ def report_user_error(command: str, err: BaseException, status: int = 2) -> int:
     """Print `err` as `COMMAND: error: ...` on stderr and return the exit status to leave with."""
     if os.environ.get("ELR_MRI_DEBUG"):
         raise err
-    print(f"{command}: error: {err}", file=sys.stderr)
+    fix = "; check that path's permissions (outputs writable, inputs readable) or use another" \
+        if isinstance(err, PermissionError) and err.filename else ""
+    print(f"{command}: error: {err}{fix}", file=sys.stderr)
     return status

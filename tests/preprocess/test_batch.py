@@ -294,6 +294,70 @@ def test_bids_runs_of_one_session_and_data_sets_without_sessions_are_read(tmp_pa
         ("sub-01", "ses-02", names[2]), ("sub-02", "ses-none", names[3])]
 
 
+def test_inputs_that_are_not_a_table_of_scans_are_named_as_such(tmp_path, capsys):
+    scan = tmp_path / "flat" / "head.nii.gz"
+    scan.parent.mkdir()
+    _nifti(np.ones((40, 40, 40)), scan)
+    with pytest.raises(InputError, match="--input takes a CSV table of scans .* or a BIDS folder, not a scan"):
+        read_inputs(scan)
+    with pytest.raises(InputError, match="holds scans, but not in BIDS' layout .*list them in a CSV table"):
+        read_inputs(scan.parent)
+    anat = tmp_path / "bids" / "sub-01" / "ses-01" / "anat"
+    anat.mkdir(parents=True)
+    for name in ("sub-01_ses-01_T1w.nii", "sub-01_ses-01_T1w.nii.gz"):
+        (anat / name).write_bytes(b"")
+    with pytest.raises(InputError, match=f"{anat / 'sub-01_ses-01_T1w.nii'} is there both as .nii and as .nii.gz"):
+        read_inputs(tmp_path / "bids")
+    (tmp_path / "afile").write_text("")
+    csv = _csv(tmp_path, {"sub-a": scan})
+    assert main(["--input", str(csv), "--output", str(tmp_path / "afile" / "out"), *FAST]) == 2
+    assert capsys.readouterr().err == (f"elr-mri preprocess: error: --output {tmp_path / 'afile' / 'out'}: "
+                                       f"{tmp_path / 'afile'} is a file, so no folder can be made in it; give another "
+                                       "--output\n")
+
+
+def test_a_path_cell_with_trailing_blanks_names_the_scan(tmp_path):
+    (tmp_path / "x.csv").write_text("participant_id,session_id,path\nsub-a,ses-M00,a.nii.gz \n")
+    assert read_inputs(tmp_path / "x.csv")["resolved_path"][0] == str(tmp_path / "a.nii.gz")
+
+
+@pytest.mark.parametrize("shard", [None, "1/2"])
+def test_an_input_table_that_the_run_would_remove_from_its_output_is_refused(tmp_path, capsys, shard):
+    """A manifest.csv reused as the scan list into its own folder was removed at the start, so an interrupted run
+    left nothing to run again from."""
+    out = tmp_path / "out"
+    out.mkdir()
+    name = "manifest.csv" if shard is None else "manifest-shard-1-of-2.csv"
+    csv = _csv(tmp_path, {"sub-a": tmp_path / "a.nii.gz"}).rename(out / name)
+    kept = csv.read_bytes()
+    assert main(["--input", str(csv), "--output", str(out), *FAST, *(["--shard", shard] if shard else [])]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"elr-mri preprocess: error: --input {csv}: is a file this run removes from --output {out} "
+                          "before it redoes the scans; copy it elsewhere first") and err.count("\n") == 1
+    assert csv.read_bytes() == kept
+
+
+def test_a_full_output_disk_stops_the_run_rather_than_failing_every_scan_after_it(tmp_path, monkeypatch):
+    """Each scan after the disk filled failed in turn, listed in failures.csv as if the scan were at fault."""
+    import errno
+
+    from preprocess import batch
+    from preprocess.pipeline import Params
+    from preprocess.user_errors import StorageError
+
+    def failing(error: OSError):
+        def process_scan(*args: object) -> dict:
+            raise error
+        return process_scan
+
+    monkeypatch.setattr(batch, "process_scan", failing(OSError(errno.ENOSPC, "No space left on device")))
+    with pytest.raises(StorageError, match=rf"No space left on device \({tmp_path / 'sub-a' / 'ses-M00'}\); free "):
+        batch._run_one("a.nii.gz", tmp_path, "sub-a", "ses-M00", Params())
+    monkeypatch.setattr(batch, "process_scan", failing(OSError(errno.EIO, "Input/output error", "a.nii.gz")))
+    failed = batch._run_one("a.nii.gz", tmp_path, "sub-a", "ses-M00", Params())  # this scan's own trouble
+    assert failed["status"] == "failed" and "Input/output error" in failed["error"]
+
+
 @pytest.mark.parametrize("participant", ["  ", " sub-1 "])
 def test_an_id_of_blanks_or_padded_with_them_is_refused(tmp_path, participant):
     (tmp_path / "x.csv").write_text(f'participant_id,session_id,path\n"{participant}",ses-M00,a.nii\n')
@@ -560,7 +624,8 @@ def test_the_adni_script_gives_an_array_task_its_shard_of_the_count_given_not_of
     (OSError(30, "Read-only file system", "/prep/.preprocess.lock"),
      "error: [Errno 30] Read-only file system (/prep/.preprocess.lock); write elsewhere (another output folder)\n", 1),
     (PermissionError(13, "Permission denied", "/prep/.preprocess.lock"),
-     "error: [Errno 13] Permission denied: '/prep/.preprocess.lock'\n", 1),
+     "error: [Errno 13] Permission denied: '/prep/.preprocess.lock'; check that path's permissions (outputs "
+     "writable, inputs readable) or use another\n", 1),
     (KeyboardInterrupt(), "interrupted; run the same command again: it merges again from the shards' files\n", 130),
 ])
 def test_merge_reports_an_unwritable_folder_and_ctrl_c_in_one_line(tmp_path, capsys, monkeypatch, raised, message,

@@ -124,7 +124,7 @@ def test_outputs_of_another_pipeline_version_or_default_template_are_redone(tmp_
     from nilearn.datasets import MNI152_FILE_PATH
 
     from preprocess import steps
-    from preprocess.pipeline import PIPELINE_VERSION
+    from preprocess.pipeline import PIPELINE_VERSION, versions_with_these_outputs
     from preprocess.template import template_file_digests
 
     done, _ = template_result
@@ -135,16 +135,20 @@ def test_outputs_of_another_pipeline_version_or_default_template_are_redone(tmp_
     assert template_file_digests(None, None) == {"sha256": file_sha256(MNI152_FILE_PATH)} == {
         "sha256": meta["template"]["sha256"]}
     assert process_scan(moved_template, outputs, FAST_2MM)["status"] == "skipped"
-    for stale in ({"pipeline_version": PIPELINE_VERSION - 1}, {"template": {"sha256": "another nilearn's"}}):
+    for stale in ({"pipeline_version": 0}, {"template": {"sha256": "another nilearn's"}}):
         outputs.sidecar.write_text(json.dumps({**meta, **stale}))
         assert not is_done(outputs.sidecar, meta["input_sha256"], meta["params"], [outputs.image],
-                           template_file_digests(None, None), PIPELINE_VERSION)
+                           template_file_digests(None, None), versions_with_these_outputs(FAST_2MM))
+    # version 1 made these settings' outputs as this one does; only z-scoring under a brain mask changed since
+    assert versions_with_these_outputs(FAST_2MM) == (1, PIPELINE_VERSION)
+    assert versions_with_these_outputs(Params(resolution=2.0, normalise="zscore", brain_mask=True)) == (
+        PIPELINE_VERSION,)
 
     def redoing(*args, **kwargs):  # reaching the registration is redoing the scan; its result is not needed
         raise RuntimeError("redoing the scan")
 
     monkeypatch.setattr(steps, "register", redoing)
-    outputs.sidecar.write_text(json.dumps({**meta, "pipeline_version": PIPELINE_VERSION - 1}))
+    outputs.sidecar.write_text(json.dumps({**meta, "pipeline_version": 0}))
     with pytest.raises(RuntimeError, match="redoing the scan"):
         process_scan(moved_template, outputs, FAST_2MM)
 
@@ -179,6 +183,9 @@ def test_qc_judges_the_registration_not_the_output_options_and_an_old_warp_goes(
                           Params(resolution=2.0, deterministic=True, normalise="zscore", brain_mask=True))
     assert masked["qc"] == plain["qc"]
     assert not outputs.warp.exists()
+    data = nib.load(outputs.image).get_fdata()
+    brain = data[data != 0]  # z-scored over the mask, outside which it is 0 (it was −mean/std, after the mask)
+    assert (data == 0).mean() > 0.3 and abs(brain.mean()) < 0.05 and brain.std() == pytest.approx(1, abs=0.05)
 
 
 @pytest.mark.slow

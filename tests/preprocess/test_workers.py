@@ -57,6 +57,23 @@ def test_ctrl_c_ends_the_run_without_waiting_for_queued_scans() -> None:
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="reads /proc; the parent-death signal is Linux's")
+def test_sigterm_stops_a_run_as_ctrl_c_does_and_says_how_to_go_on() -> None:
+    """A batch system's time limit sends SIGTERM: the run ended without a word, as SIGTERM's default action."""
+    command = ("from preprocess.cli import _reporting_user_errors\n"
+               "def work():\n" + "".join(f"    {line}\n" for line in RUN.strip().splitlines()) +
+               "raise SystemExit(_reporting_user_errors('elr-mri preprocess', work, 'finished scans are skipped'))\n")
+    run = subprocess.Popen([sys.executable, "-c", command], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    workers = [int(pid) for pid in run.stdout.readline().split()]
+    assert len(workers) == 2, "the run should report its two workers"
+    run.send_signal(signal.SIGTERM)
+    _, err = run.communicate(timeout=20)
+    assert run.returncode == 143
+    assert err == ("elr-mri preprocess: stopped by SIGTERM (a job's time limit, scancel or kill); run the same command "
+                   "again: finished scans are skipped\n")
+    assert _wait_until_gone(workers, 10) == []
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc; the parent-death signal is Linux's")
 def test_workers_die_with_a_killed_parent() -> None:
     run, workers = _start_run()
     os.kill(run.pid, signal.SIGKILL)
