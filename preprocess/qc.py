@@ -13,6 +13,7 @@ import numpy as np
 
 if TYPE_CHECKING:  # annotations only: ANTs is imported lazily at run time
     import ants
+    import nibabel as nib
 
     from .template import Template
 
@@ -50,6 +51,11 @@ def qc_figures(image: ants.ANTsImage, template: Template) -> dict[str, float]:
     return {"qc_ncc": round(ncc(image, template.grid, template.mask), 5),
             "qc_mi": round(mutual_information(image, template.grid), 5),
             "qc_mask_dice": round(foreground_dice(image, template.grid), 5)}
+
+
+def coarsest_voxel_mm(scan: nib.Nifti1Image) -> float:
+    """The input's largest voxel edge: the resolution the output can have along its coarsest axis."""
+    return round(float(max(scan.header.get_zooms()[:3])), 3)
 
 
 def overlay_png(image: ants.ANTsImage, template: Template, path: str | Path, title: str) -> None:

@@ -452,6 +452,19 @@ def test_a_head_that_barely_overlaps_the_template_is_flagged_whatever_its_ncc():
     assert flag_outliers(manifest, 0.45)["qc_flag"].tolist() == [True, False]  # the offset scan an audit found
 
 
+def test_a_scan_of_thick_slices_is_flagged_though_it_registers_well():
+    """A 1×1×10 mm head reached NCC 0.52 (above 0.45): its output is that scan blurred along the slices."""
+    from preprocess.batch import flag_outliers
+
+    manifest = pd.DataFrame({"qc_ncc": [0.8] * 3, "qc_mask_dice": [0.8] * 3, "qc_input_voxel_mm": [1.2, 10.0, np.nan],
+                             "status": ["done"] * 3})
+    flagged = flag_outliers(manifest, 0.45)
+    assert flagged["qc_flag"].tolist() == [False, True, False]  # NaN: a scan finished before the column existed
+    assert flagged["qc_reason"][1] == "input voxels up to 10 mm > 3 (thick slices: blurred along them)"
+    older = flag_outliers(manifest.drop(columns="qc_input_voxel_mm"), 0.45)  # a shard written before the column
+    assert not older["qc_flag"].any()
+
+
 def _held(lock: Path, mode: int):
     """`lock` flock'ed as another run holds it: a second open file description conflicts even in this process."""
     import fcntl

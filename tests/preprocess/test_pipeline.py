@@ -28,6 +28,7 @@ def test_moved_template_lands_back_on_the_template(template_result):
     # the same scan left with the bias and no N4 mask scores 0.83, a pose off by a few degrees less.
     assert result["status"] == "done"
     assert result["qc"]["qc_ncc"] > 0.9
+    assert result["qc"]["qc_input_voxel_mm"] == 2.0  # the 2 mm template's voxels, the input's coarsest edge
 
 
 def test_recovered_transform_is_the_inverse_of_the_pose(template_result, pose):
