@@ -7,6 +7,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from preprocess.batch import QC_COLUMNS
 from preprocess.checks import ScanError
 from preprocess.pipeline import Params, ScanOutputs, process_scan
 from preprocess.sidecar import file_sha256, is_done, output_hashes
@@ -59,7 +60,7 @@ def test_outputs_are_complete_and_consistent(template_result):
     assert 0 <= data.min() and data.max() <= 1 + 1e-6  # percentile clip + min-max
     meta = json.loads(outputs.sidecar.read_text())
     assert meta["params"] == FAST_2MM.as_dict() and len(meta["input_sha256"]) == 64
-    assert set(meta["qc"]) == {"qc_ncc", "qc_mi", "qc_mask_dice"} and meta["software"]["antspyx"]
+    assert set(meta["qc"]) == set(QC_COLUMNS) and meta["software"]["antspyx"]
     assert outputs.overlay.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(outputs.image.parent.glob(".tmp*"))
 
