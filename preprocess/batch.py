@@ -27,8 +27,8 @@ from .user_errors import as_storage_error
 from .workers import run_per_scan
 
 __all__ = ["QC_COLUMNS", "Summary", "run_batch", "files_removed_at_start", "merge_shards", "flag_outliers",
-           "write_csv", "failure_table", "shard_names", "telling_line", "qc_reasons", "repeated_images", "coarse_inputs",
-           "flagged_report"]
+           "write_csv", "failure_table", "shard_names", "telling_line", "qc_reasons", "repeated_images",
+           "coarse_inputs", "flagged_report"]
 
 QC_COLUMNS = ["qc_ncc", "qc_mi", "qc_mask_dice", "qc_input_voxel_mm"]
 # a scan whose voxels are coarser than this along any axis (a clinical T1 of 5 mm slices) registers well enough to pass

@@ -21,7 +21,8 @@ from .sidecar import (atomic_path, is_done, output_hashes, read_sidecar, remove_
                       write_json)
 from .template import load_template, template_file_digests
 
-__all__ = ["PIPELINE_VERSION", "Params", "ScanOutputs", "process_scan", "software_versions", "versions_with_these_outputs"]
+__all__ = ["PIPELINE_VERSION", "Params", "ScanOutputs", "process_scan", "software_versions",
+           "versions_with_these_outputs"]
 
 # What produced a scan's outputs besides its parameters and template: bump it with any change to the steps (here,
 # steps.py, template.py, qc.py) that would change them; a rerun redoes each scan whose sidecar records a version

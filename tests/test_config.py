@@ -247,7 +247,8 @@ def test_train_says_once_which_set_changes_nothing(tmp_path: Path, cli_in_proces
     def run() -> subprocess.CompletedProcess:
         return cli_in_process("train", "--config", str(DIGITS), "--out", str(tmp_path / "run"),
                               "--set", "loss.name=ce", "--set", "loss.lam=2", "--set", "loss.lam=3",
-                              "--set", "train.epochs=1", "--set", "data.train_subset=200", "--set", "train.progress=false")
+                              "--set", "train.epochs=1", "--set", "data.train_subset=200",
+                              "--set", "train.progress=false")
 
     result = run()
     assert result.returncode == 0, result.stderr
