@@ -24,7 +24,7 @@ class _RecordTermination:
     """SIGTERM's handler: it only records the signal, which the training loop acts on between steps. Raised where
     the signal lands, the exception was lost or garbled: inside logging's after-fork hook while a DataLoader
     started its workers (Python drops it, and the run trained on to its end), or halfway through a batch's
-    transfer from a worker (whose thread printed a traceback). It also drops SIGCHLD's handler, through which
+    transfer from a worker (whose thread printed a traceback). It also replaces SIGCHLD's handler, through which
     torch raised for workers the same SIGTERM ended. A forked child (a DataLoader worker) inherits it and takes
     SIGTERM's default action there instead, so its parent can still stop it."""
 
@@ -36,8 +36,14 @@ class _RecordTermination:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGTERM)
             return
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGCHLD, _children_ended)
         _received.set()
+
+
+def _children_ended(signum: int, frame: object) -> None:
+    """SIGCHLD's handler once a SIGTERM is recorded: nothing to do. Not SIG_DFL: a SIGCHLD already pending when the
+    handler changed (a worker the same group SIGTERM ended) then found no Python handler, and Python printed
+    "OSError: Signal 17 ignored due to race condition" as an ignored exception under the one-line message."""
 
 
 @contextmanager

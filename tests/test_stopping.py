@@ -48,3 +48,21 @@ def test_a_forked_child_still_dies_of_sigterm() -> None:
         os.kill(child, signal.SIGTERM)
         _, status = os.waitpid(child, 0)
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM
+
+
+def test_a_sigchld_pending_with_the_sigterm_is_not_reported_as_a_race(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch system's SIGTERM ends DataLoader workers too: their SIGCHLD, pending when the SIGTERM handler replaced
+    torch's SIGCHLD handler with SIG_DFL, made Python print "Signal 17 ignored due to race condition" (seen in CI)."""
+    reported: list[str] = []
+    monkeypatch.setattr("sys.unraisablehook", lambda report: reported.append(str(report.exc_value)))
+    previous = signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # as torch's DataLoader installs one
+    try:
+        with terminating_at_safe_points():
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGCHLD})
+            os.kill(os.getpid(), signal.SIGCHLD)
+            os.kill(os.getpid(), signal.SIGTERM)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGCHLD})  # both handled now, in order
+            assert terminated()
+    finally:
+        signal.signal(signal.SIGCHLD, previous)
+    assert reported == []
