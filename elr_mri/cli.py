@@ -294,14 +294,14 @@ def _note_rarely_defined(reports: dict[str, MetricsReport], n_boot: int) -> None
               "make them trustworthy", file=sys.stderr)
 
 
-def _note_scoring_caveats(run_dir: Path, eval_dir: Path) -> None:
+def _note_scoring_caveats(run_dir: Path, eval_dir: Path, done: str = "scored") -> None:
     """Say so when the scored run is still training (or was killed while extended): its checkpoint is not the
     run's result yet; and name the participants or scans shared with training that
     data.mri.allow_participant_overlap let through, which inflate the scores. For the run evaluated and for
-    each run compared with it."""
+    each run compared with it. `done`: what the command did with the checkpoint (`explain`: explained)."""
     about = json.loads((eval_dir / "summary.json").read_text())
     if not about["run_finished"]:
-        print(f"note: {run_dir} has not finished training (no summary.json); scored its {about['checkpoint']} "
+        print(f"note: {run_dir} has not finished training (no summary.json); {done} its {about['checkpoint']} "
               f"checkpoint so far, from epoch {about['checkpoint_epoch']}", file=sys.stderr)
     for overlap in about.get("participant_overlap_notes", []):
         print(f"note: {run_dir}: {overlap}: these scores count them, so they are inflated", file=sys.stderr)
@@ -446,7 +446,9 @@ def _volumes(args: argparse.Namespace) -> int:
 def _explain(args: argparse.Namespace) -> int:
     from elr_mri.evaluation.explain import explain_run
 
-    print(f"saliency maps: {explain_run(args.run, args.manifest, args.checkpoint)}")
+    out = explain_run(args.run, args.manifest, args.checkpoint)
+    print(f"saliency maps: {out}")
+    _note_scoring_caveats(args.run, out, done="explained")
     return 0
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from elr_mri.data.cohort import ManifestError, label_indices, load_manifest
 from elr_mri.data.importers import (
+    adni_diagnosis,
     adni_participant_key,
     adni_session_key,
     import_adnimerge,
@@ -167,6 +168,13 @@ def test_import_adnimerge_maps_diagnoses_and_visit_age():
         "sub-ADNI099S0099/ses-M00": "without a clinical row for the participant and session",
     }
     assert result.summary().startswith("5 scans imported, 2 left out")
+
+
+def test_adni_diagnoses_are_read_in_any_case():
+    """A table re-saved in lower case ("dementia", "mci") had those scans left out as unknown diagnoses."""
+    assert [adni_diagnosis(v) for v in ("dementia", "mci", "nl to Dementia", "Emci", "cn")] == [
+        "AD", "MCI", "AD", "MCI", "CN"]
+    assert np.isnan(adni_diagnosis("probable AD"))
 
 
 def test_import_adnimerge_reads_sex_in_any_spelling_and_keeps_the_scans_own_without_ptgender():

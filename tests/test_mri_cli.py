@@ -208,6 +208,10 @@ def test_evaluating_an_unfinished_run_says_so(trained: dict[str, Path], tmp_path
     assert f"note: {run} has not finished training (no summary.json); scored its best checkpoint so far, from " \
            "epoch 1" in result.stderr
     assert json.loads((run / f"eval-{trained['holdout'].stem}" / "summary.json").read_text())["run_finished"] is False
+    result = cli_in_process("explain", "--run", str(run), "--manifest", str(trained["holdout"]))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"note: {run} has not finished training (no summary.json); explained its best checkpoint so far, from " \
+           "epoch 1" in result.stderr
 
 
 def test_comparing_with_an_unfinished_run_says_so(trained: dict[str, Path], tmp_path: Path,

@@ -58,6 +58,7 @@ UNKNOWN_SEX_LETTERS = ("U", "O", "X")  # unknown, other, X: kept as unknown
 ADNI_DIAGNOSES = {
     "CN": "CN", "NL": "CN", "SMC": "CN", "EMCI": "MCI", "LMCI": "MCI", "MCI": "MCI", "Dementia": "AD", "AD": "AD",
 }
+_ADNI_DIAGNOSES_UPPER = {spelling.upper(): stage for spelling, stage in ADNI_DIAGNOSES.items()}
 # ADNI's screening visit: in ADNI1 its MRI is the baseline scan, and ADNIMERGE has no "sc" row to join it to.
 ADNI_SCREENING_VISITS = ("SC", "SCMRI")
 MAPPING_KEYS = ("columns", "values", "require", "cohort")
@@ -264,8 +265,8 @@ def adni_session_key(value: Any) -> str:
 def adni_diagnosis(value: Any) -> str | float:
     """CN / MCI / AD of an ADNI diagnosis ("Dementia", "EMCI", "NL to MCI": the stage reached), NaN if none."""
     text = str(value).strip() if not _blank(value) else ""
-    reached = re.split(r"\s+to\s+", text, flags=re.IGNORECASE)[-1]
-    return ADNI_DIAGNOSES.get(reached, np.nan)
+    reached = re.split(r"\s+to\s+", text, flags=re.IGNORECASE)[-1].upper()  # a table re-saved as "dementia"
+    return _ADNI_DIAGNOSES_UPPER.get(reached, np.nan)
 
 
 def mapped_session_key(value: Any) -> str:
