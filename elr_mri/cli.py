@@ -410,6 +410,10 @@ def _import_cohort(args: argparse.Namespace) -> int:
     note = preprocess_failures(args.scans)
     if note:
         print(note, file=sys.stderr)
+    if result.age_problems:
+        print(f"warning: {len(result.age_problems)} imported scan(s) have an age that is not years at the scan (first: "
+              f"{result.age_problems[0]}); a model using age refuses them: correct them in the clinical table and "
+              "import again", file=sys.stderr)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     dropped = args.out.with_name(f"{args.out.stem}_dropped.csv")
     atomic_write_text(result.dropped.to_csv(index=False), dropped)

@@ -170,6 +170,24 @@ def test_import_adnimerge_maps_diagnoses_and_visit_age():
     assert result.summary().startswith("5 scans imported, 2 left out")
 
 
+def test_imported_ages_that_are_not_years_at_the_scan_are_named_and_a_blank_baseline_year_is_0():
+    """'73 years' became an empty age and 900 was imported as it was, both unnamed until training refused them."""
+    adnimerge = pd.DataFrame({"PTID": ["011_S_0001", "011_S_0002", "011_S_0003", "011_S_0004"], "VISCODE": "bl",
+                              "DX": "CN", "DX_bl": "CN", "AGE": ["73 years", "71", "900", "70"],
+                              "Years_bl": ["0", "soon", "0", ""]})
+    scans = pd.DataFrame({"participant_id": adnimerge["PTID"], "session_id": "bl", "path": list("abcd")})
+    result = import_adnimerge(adnimerge, scans)
+    assert result.age_problems == ["011_S_0001/bl: AGE '73 years' is not a number",
+                                   "011_S_0002/bl: Years_bl 'soon' is not a number",
+                                   "011_S_0003/bl: age 900 is outside 0-120 years"]
+    assert result.manifest["age"].tolist()[2:] == [900.0, 70.0]  # the baseline is year 0; 900 left for training
+    assert "_age_problem" not in result.manifest.columns
+    table = pd.DataFrame({"ID": ["n1", "n2"], "VISIT": [1, 1], "DX": ["CN", "CN"], "AGE": [-4, 70]})
+    mapping = {"columns": {"participant_id": "ID", "session_id": "VISIT", "diagnosis": "DX", "age": "AGE"}}
+    scans = pd.DataFrame({"participant_id": ["n1", "n2"], "session_id": ["1", "1"], "path": ["a", "b"]})
+    assert import_mapped_table(table, scans, mapping).age_problems == ["n1/1: age -4 is outside 0-120 years"]
+
+
 def test_adni_diagnoses_are_read_in_any_case():
     """A table re-saved in lower case ("dementia", "mci") had those scans left out as unknown diagnoses."""
     assert [adni_diagnosis(v) for v in ("dementia", "mci", "nl to Dementia", "Emci", "cn")] == [

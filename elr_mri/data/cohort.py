@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from elr_mri.data.importers import adni_participant_key, sex_letters
+from elr_mri.data.importers import MAX_AGE_YEARS, adni_participant_key, sex_letters
 from preprocess.inputs import read_csv_table
 
 __all__ = [
@@ -42,8 +42,6 @@ SCAN_KEYS = ["participant_id", "session_id"]  # what names one scan across manif
 USABLE_STATUSES = ("ok", "done", "skipped")
 IMAGE_COLUMN = "image_path"  # the resolved absolute path of the volume to load, added on load
 MAX_LISTED = 20  # problems listed in one error; the count says how many there are
-# Ages above this are units gone wrong (months, a birth year), not people; the age encoding's last bin is 119.75.
-MAX_AGE_YEARS = 120
 
 
 class ManifestError(ValueError):

@@ -25,7 +25,7 @@ Public names: `ImportResult`, `ADNI_DIAGNOSES`, `import_adnimerge`, `import_mapp
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -50,6 +50,8 @@ __all__ = [
 ]
 
 UNKNOWN_SEX_LETTERS = ("U", "O", "X")  # unknown, other, X: kept as unknown
+# Ages above this are units gone wrong (months, a birth year), not people; the age encoding's last bin is 119.75.
+MAX_AGE_YEARS = 120
 
 # ADNIMERGE's visit diagnosis DX (CN, MCI, Dementia) and baseline DX_bl (CN, SMC, EMCI, LMCI, AD); older
 # ADNIMERGE and TADPOLE tables spell normal "NL" and a visit where the diagnosis changed "NL to MCI" (the new
@@ -72,6 +74,8 @@ class ImportResult:
 
     manifest: pd.DataFrame  # the scans' columns plus diagnosis, age, sex, cohort
     dropped: pd.DataFrame  # participant_id, session_id, reason
+    # "participant/session: why" for imported scans whose clinical age is not years at the scan (text, a code, months)
+    age_problems: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         reasons = self.dropped["reason"].value_counts()
@@ -111,13 +115,37 @@ def import_adnimerge(
         "diagnosis": diagnosis,
         "_diagnosis_problem": [_diagnosis_problem(name, value, "one ADNI uses (CN, SMC, EMCI, LMCI, MCI, "
                                                   "Dementia, AD, NL, 'X to Y')") for name, value in zip(column, raw)],
-        "age": pd.to_numeric(table["AGE"], errors="coerce") + pd.to_numeric(table["Years_bl"], errors="coerce"),
+        "age": pd.to_numeric(table["AGE"], errors="coerce") + _years_since_baseline(table["Years_bl"], is_baseline),
         "cohort": "ADNI",
     })
+    clinical["_age_problem"] = _age_problems({"AGE": table["AGE"], "Years_bl": table["Years_bl"]}, clinical["age"])
     if "PTGENDER" in table:  # without it the scans keep a sex column of their own
         letters, unreadable = sex_letters(table["PTGENDER"])
         clinical["sex"] = letters.combine_first(unreadable)  # kept as given: the manifest's check names the row
     return _join(*_read_scans(scans), clinical, adni_participant_key, adni_session_key)
+
+
+def _years_since_baseline(years: pd.Series, is_baseline: pd.Series) -> pd.Series:
+    """ADNIMERGE's Years_bl as numbers, 0 where a baseline row leaves it blank (the baseline is year 0 by definition;
+    a blank made that scan ageless)."""
+    return pd.to_numeric(years, errors="coerce").mask(is_baseline & years.map(_blank), 0.0)
+
+
+def _age_problems(given: dict[str, pd.Series], age: pd.Series) -> list[str]:
+    """For each clinical row, why its age is not years at the visit ('' when it is): text where a number belongs
+    (read as no age), or a number out of range (a code such as NACC's -4, months, a typo), which training refuses."""
+    unreadable = {name: ~column.map(_blank) & pd.to_numeric(column, errors="coerce").isna()
+                  for name, column in given.items()}
+    problems = []
+    for i in age.index:
+        texts = [f"{name} {given[name][i]!r} is not a number" for name in given if unreadable[name][i]]
+        if texts:
+            problems.append("; ".join(texts))
+        elif age[i] < 0 or age[i] > MAX_AGE_YEARS:
+            problems.append(f"age {age[i]:g} is outside 0-{MAX_AGE_YEARS} years")
+        else:
+            problems.append("")
+    return problems
 
 
 def sex_letters(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -229,7 +257,9 @@ def import_mapped_table(
         raw = table[columns[field]]
         clinical[field] = raw.map(_code).map(values[field]) if field in values else raw
     if "age" in clinical:
-        clinical["age"] = pd.to_numeric(clinical["age"], errors="coerce")
+        given = clinical["age"]
+        clinical["age"] = pd.to_numeric(given, errors="coerce")
+        clinical["_age_problem"] = _age_problems({columns["age"]: given}, clinical["age"])
     clinical["_diagnosis_problem"] = [
         _diagnosis_problem(columns["diagnosis"], "" if _blank(value) else _code(value), "in the mapping's values.diagnosis")
         for value in table[columns["diagnosis"]]]
@@ -330,8 +360,14 @@ def _join(
     same_visit = joined.duplicated(["_participant", "_session"], keep=False)
     reason[same_visit] = "one of several scans of one visit (e.g. bl and ses-M00); keep one in --scans"
     dropped = joined.loc[reason != "", ["participant_id", "session_id"]].assign(reason=reason[reason != ""])
-    manifest = joined[reason == ""].drop(columns=["_participant", "_session", "_matches", "_diagnosis_problem"])
-    return ImportResult(manifest=manifest.reset_index(drop=True), dropped=dropped.reset_index(drop=True))
+    kept = joined[reason == ""]
+    problems = kept["_age_problem"] if "_age_problem" in kept else pd.Series("", index=kept.index)
+    age_problems = [f"{participant}/{session}: {problem}" for participant, session, problem
+                    in zip(kept["participant_id"], kept["session_id"], problems.fillna("")) if problem]
+    manifest = kept.drop(columns=["_participant", "_session", "_matches", "_diagnosis_problem", "_age_problem"],
+                         errors="ignore")
+    return ImportResult(manifest=manifest.reset_index(drop=True), dropped=dropped.reset_index(drop=True),
+                        age_problems=age_problems)
 
 
 def _read_scans(source: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, str]:
