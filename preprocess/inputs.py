@@ -35,6 +35,7 @@ def read_csv_table(path: str | Path, **options: object) -> pd.DataFrame:
         with warnings.catch_warnings():  # "loss of data" where rows are longer: checked below
             warnings.simplefilter("ignore", pd.errors.ParserWarning)
             table = pd.read_csv(path, index_col=False, **options)
+        _refuse_other_separators(path, table, options)  # before the row lengths: "73,5" splits a semicolon row
         as_pandas_reads_it = pd.read_csv(path, **options)
         if not table.equals(as_pandas_reads_it):  # rows longer than the header
             table = _without_fields_past_the_header(path, table, as_pandas_reads_it)
@@ -42,12 +43,18 @@ def read_csv_table(path: str | Path, **options: object) -> pd.DataFrame:
         reason = (str(err).strip().splitlines() or [""])[0]
         raise InputError(f"{path}: cannot be read as a {table_kind} table ({reason}); save it as {separated} UTF-8 "
                          "text with a header row") from err
-    if options.get("sep", ",") == "," and len(table.columns) == 1:
-        for name, separator in (("tab", "\t"), ("semicolon", ";")):
-            if separator in str(table.columns[0]):
-                raise InputError(f"{path}: looks {name}-separated (one column, {table.columns[0]!r}); save it "
-                                 "comma-separated")
     return table
+
+
+def _refuse_other_separators(path: str | Path, table: pd.DataFrame, options: dict) -> None:
+    """A .csv whose header is one column holding tabs or semicolons (a European spreadsheet export, whose decimal
+    commas then split its rows)."""
+    if options.get("sep", ",") != "," or len(table.columns) != 1:
+        return
+    for name, separator in (("tab", "\t"), ("semicolon", ";")):
+        if separator in str(table.columns[0]):
+            raise InputError(f"{path}: looks {name}-separated (one column, {table.columns[0]!r}); save it "
+                             "comma-separated (with decimal points, not commas)")
 
 
 def _without_fields_past_the_header(path: str | Path, plain: pd.DataFrame, shifted: pd.DataFrame) -> pd.DataFrame:

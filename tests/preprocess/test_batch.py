@@ -232,7 +232,9 @@ def test_bad_input_table_is_one_line_exit_2(tmp_path, capsys):
     assert "--output " + str(tmp_path / "afile") + ": is a file; give a folder" in capsys.readouterr().err
     for text, message in (("", "cannot be read as a CSV table"),
                           ("participant_id\tsession_id\tpath\n", "looks tab-separated"),
-                          ("participant_id;session_id;path\n", "looks semicolon-separated")):
+                          ("participant_id;session_id;path\n", "looks semicolon-separated"),
+                          ("participant_id;session_id;path;age\nsub-a;ses-1;a.nii;73,5\n",  # a decimal comma
+                           "looks semicolon-separated")):
         (tmp_path / "x.csv").write_text(text)
         with pytest.raises(InputError, match=rf"{tmp_path / 'x.csv'}: {message}"):
             read_inputs(tmp_path / "x.csv")
