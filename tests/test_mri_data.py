@@ -281,6 +281,19 @@ def test_val_labels_as_spreadsheets_write_them_and_two_raters_disagreeing_on_a_s
         build_mri_data(config(manifest, val_labels=str(labels)))
 
 
+def test_val_labels_meet_the_scans_of_ids_spelled_another_way(tmp_path):
+    """A panel writing sub-03 as 03 and ses-1 as 1 (the spellings the manifest's own check counts as one person) was
+    said to lack every validation scan."""
+    manifest = make_cohort(tmp_path, participants=12)
+    table = adjudicated_table(manifest, {})
+    table["participant_id"] = table["participant_id"].str.removeprefix("sub-")
+    table["session_id"] = table["session_id"].str.removeprefix("ses-")
+    labels = tmp_path / "panel.csv"
+    table.to_csv(labels, index=False)
+    data = build_mri_data(config(manifest, val_labels=str(labels)))
+    assert np.array_equal(data.val.labels, build_mri_data(config(manifest)).val.labels)
+
+
 def test_memory_cache_serves_volumes_without_rereading(tmp_path):
     data = build_mri_data(config(make_cohort(tmp_path), cache="memory"))
     before = data.val[0]["image"].clone()

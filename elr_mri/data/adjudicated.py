@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from elr_mri.data.cohort import SCAN_KEYS, label_indices
+from elr_mri.data.importers import adni_participant_key, adni_session_key
 from preprocess.inputs import read_csv_table
 
 __all__ = ["load_adjudicated_labels"]
@@ -26,16 +27,19 @@ __all__ = ["load_adjudicated_labels"]
 # the adjudicated column, first found: `true_diagnosis` lets the simulator's truth.csv serve as a perfect
 # panel, and comes first because that file also holds `diagnosis`, the noisy label the manifest gives
 DIAGNOSIS_COLUMNS = ("true_diagnosis", "diagnosis")
+# panel and manifest rows meet on these: one person and visit spelled two ways (011_S_0002 / sub-ADNI011S0002,
+# bl / ses-M00) is one scan, as the manifest's own check and the leakage guard count it
+MATCH_KEYS = ["_participant", "_session"]
 
 
 def _refuse_two_diagnoses_of_one_scan(path: Path, table: pd.DataFrame) -> None:
     """A panel merged from two raters may list a scan twice: with the same diagnosis that is one row, with two the
     first row would win silently."""
-    distinct = table.drop_duplicates(SCAN_KEYS + ["adjudicated"])
-    clash = distinct[distinct.duplicated(SCAN_KEYS, keep=False)]
+    distinct = table.drop_duplicates(MATCH_KEYS + ["adjudicated"])
+    clash = distinct[distinct.duplicated(MATCH_KEYS, keep=False)]
     if not clash.empty:
         first = clash.iloc[0]
-        rows = clash[(clash[SCAN_KEYS] == first[SCAN_KEYS]).all(axis=1)]
+        rows = clash[(clash[MATCH_KEYS] == first[MATCH_KEYS]).all(axis=1)]
         raise ValueError(f"data.mri.val_labels {path}: data rows {' and '.join(str(i + 1) for i in rows.index[:2])} "
                          f"give scan {first.participant_id} {first.session_id} two diagnoses "
                          f"({', '.join(rows['adjudicated'])}); keep the adjudicated one")
@@ -60,10 +64,11 @@ def load_adjudicated_labels(path: str | Path, scans: pd.DataFrame, classes: Sequ
     spelled = {name.lower(): name for name in classes}
     table = table.assign(**{key: table[key].str.strip() for key in SCAN_KEYS},  # as the manifest's are
                          adjudicated=table[column].astype(str).str.strip().str.lower().map(spelled))
-    table = table.dropna(subset=["adjudicated"])
+    table = _with_match_keys(table.dropna(subset=["adjudicated"]))
     _refuse_two_diagnoses_of_one_scan(path, table)
-    table = table.drop_duplicates(SCAN_KEYS)
-    joined = scans[SCAN_KEYS].astype(str).merge(table[SCAN_KEYS + ["adjudicated"]], on=SCAN_KEYS, how="left")
+    table = table.drop_duplicates(MATCH_KEYS)
+    joined = _with_match_keys(scans[SCAN_KEYS].astype(str)).merge(table[MATCH_KEYS + ["adjudicated"]], on=MATCH_KEYS,
+                                                                  how="left")
     absent = joined["adjudicated"].isna().to_numpy()
     if absent.any():
         first = joined.loc[absent, SCAN_KEYS].iloc[0]
@@ -73,3 +78,8 @@ def load_adjudicated_labels(path: str | Path, scans: pd.DataFrame, classes: Sequ
             "list every validation scan, or drop data.mri.val_labels to validate on the manifest's labels"
         )
     return label_indices(joined["adjudicated"], classes)
+
+
+def _with_match_keys(table: pd.DataFrame) -> pd.DataFrame:
+    return table.assign(_participant=table["participant_id"].map(adni_participant_key),
+                        _session=table["session_id"].map(adni_session_key))
