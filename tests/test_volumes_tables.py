@@ -124,3 +124,30 @@ def test_a_volumes_run_that_measures_nothing_keeps_the_earlier_csv(tmp_path: Pat
     (tmp_path / "empty.csv").write_text("")
     with pytest.raises(ValueError, match="empty.csv: cannot be read as a CSV table"):
         measure_manifest(tmp_path / "empty.csv", progress=False)
+
+
+def test_volumes_never_write_over_the_manifest_or_preprocess_s_files(tmp_path: Path) -> None:
+    """`--out pre/manifest.csv` replaced preprocess's manifest with the volumes table, without a word."""
+    from elr_mri.volumes.measure import measure_manifest
+
+    manifest = _write(tmp_path / "manifest.csv", {"participant_id": ["001"], "session_id": ["01"],
+                                                   "processed_path": ["moved.nii.gz"], "status": ["ok"]})
+    kept = manifest.read_text()
+    for out, written in ((manifest, "manifest.csv"), (tmp_path / "failures.csv", "failures.csv")):
+        with pytest.raises(ValueError, match=f"--out {out} would write {written} over {tmp_path / written}, which the "
+                                             "command reads or preprocess wrote; name a new file, e.g. "):
+            measure_manifest(manifest, out, progress=False)
+    assert manifest.read_text() == kept and not (tmp_path / "manifest_failures.csv").exists()
+
+
+def test_rows_a_manifest_marks_as_not_usable_are_listed_as_not_measured(tmp_path: Path) -> None:
+    """A row of status failed was skipped unsaid: 2 of 3 rows counted, the third in neither table."""
+    from elr_mri.volumes.measure import measure_manifest
+
+    manifest = _write(tmp_path / "cohort.csv", {"participant_id": ["001", "002"], "session_id": ["01", "01"],
+                                                 "processed_path": ["moved.nii.gz", "x.nii.gz"],
+                                                 "status": ["ok", "failed"]})
+    _, volumes, failures = measure_manifest(manifest, progress=False)
+    assert len(volumes) == 0 and failures["participant_id"].tolist() == ["002", "001"]
+    assert failures["error"][0] == "not measured: its status in cohort.csv is 'failed'"
+    assert "a preprocessed folder moved since?" in failures["error"][1]

@@ -24,7 +24,7 @@ import pandas as pd
 from elr_mri.data.cohort import USABLE_STATUSES, has_usable_status
 from elr_mri.simulate.disease import REGIONS
 from elr_mri.volumes.jacobian import affine_determinant, integrate_regions, region_masks, warp_jacobian
-from preprocess.batch import failure_table, telling_line, write_csv
+from preprocess.batch import failure_table, files_removed_at_start, telling_line, write_csv
 from preprocess.inputs import read_csv_table
 from preprocess.pipeline import Params, ScanOutputs
 from preprocess.sidecar import file_sha256, read_sidecar, write_json
@@ -58,7 +58,9 @@ def measure_scan(image_path: str | Path, params: VolumeParams = VolumeParams(), 
     measured), from its cache when the image and settings are unchanged. `workdirs`: where the registration's
     temporary folder goes (None: the system's)."""
     if not Path(image_path).is_file():
-        raise FileNotFoundError(f"{image_path}: processed image missing; rerun `elr-mri preprocess`")
+        raise FileNotFoundError(f"{image_path}: processed image missing (a preprocessed folder moved since? the "
+                                "manifest's processed_path is absolute: point it at the new place), or rerun "
+                                "`elr-mri preprocess`")
     outputs = ScanOutputs.beside(image_path)
     image_hash = file_sha256(outputs.image)
     preprocess_meta = read_sidecar(outputs.sidecar)
@@ -144,11 +146,16 @@ def measure_manifest(manifest: str | Path, out_csv: str | Path | None = None, pa
     out_csv = Path(out_csv) if out_csv else default_volumes_csv(manifest)
     if out_csv.is_dir():
         raise IsADirectoryError(f"--out {out_csv} is a folder; pass the CSV to write, e.g. {out_csv / 'volumes.csv'}")
+    failures_csv = out_csv.with_name(f"{out_csv.stem}_failures.csv")
+    _refuse_writing_over_inputs(manifest, out_csv, failures_csv)
     table = read_csv_table(manifest, dtype={"participant_id": str, "session_id": str})
     if "processed_path" not in table.columns:
         raise ValueError(f"{manifest}: no processed_path column; pass the manifest `elr-mri preprocess` wrote")
-    if "status" in table.columns:
-        table = table[has_usable_status(table["status"])]
+    unusable = ~has_usable_status(table["status"]) if "status" in table.columns else pd.Series(False, table.index)
+    left_out = table[unusable].reindex(columns=FAILURE_COLUMNS[:-1]).assign(
+        error=[f"not measured: its status in {manifest.name} is {status!r}" for status in table["status"][unusable]]
+        if unusable.any() else [])
+    table = table[~unusable]
     if table.empty:
         raise ValueError(f"{manifest}: no scan to measure (no rows, or none whose status is "
                          f"{'/'.join(USABLE_STATUSES)}); pass the manifest `elr-mri preprocess` wrote")
@@ -160,10 +167,22 @@ def measure_manifest(manifest: str | Path, out_csv: str | Path | None = None, pa
     finally:
         shutil.rmtree(workdirs, ignore_errors=True)
     volumes, failures = _tables(table, results)
+    failures = pd.concat([left_out, failures], ignore_index=True)  # every row of the manifest is measured or listed
     if len(volumes):
         write_csv(volumes, out_csv)
-    write_csv(failures, out_csv.with_name(f"{out_csv.stem}_failures.csv"))
+    write_csv(failures, failures_csv)
     return out_csv, volumes, failures
+
+
+def _refuse_writing_over_inputs(manifest: Path, out_csv: Path, failures_csv: Path) -> None:
+    """The volumes or their failure list written over the manifest read, or over a file preprocess wrote beside it
+    (its manifest.csv, failures.csv, a shard's): an --out typed as the manifest replaced it without a word."""
+    protected = [manifest, *files_removed_at_start(manifest.parent, None)]
+    for written in (out_csv, failures_csv):
+        hit = next((path for path in protected if written.resolve() == path.resolve()), None)
+        if hit is not None:
+            raise ValueError(f"--out {out_csv} would write {written.name} over {hit}, which the command reads or "
+                             f"preprocess wrote; name a new file, e.g. {default_volumes_csv(manifest)}")
 
 
 def default_volumes_csv(manifest: Path) -> Path:
