@@ -90,6 +90,11 @@ def test_every_problem_is_one_line_naming_its_row(tmp_path):
     assert ("line 8 (participant 'sub-p5', session 'M06'): the participant of line 7 spelled another way ('P5'); "
             "write one ID per person") in str(err.value)
     assert "line 7 (participant 'P5', session 'M00'): age 'seventy' is not a number" in str(err.value)
+    for scan_file in tmp_path.glob("*.nii.gz"):  # the images' folder moved: said once, above the rows
+        scan_file.unlink()
+    with pytest.raises(ManifestError, match=r"problem\(s\) \(not one of the 8 scans' files is there: did their folder "
+                                            r"move, or is its drive not mounted\? point path at where they are now\):"):
+        load_manifest(path, CLASSES, require_age=True)
     assert "P5', session 'M00'): no age" not in str(err.value)
     # lines of the file, the header being line 1
     assert "line 3 (participant 'P2', session 'M00'): diagnosis 'Dementia' is not one of CN, MCI, AD" in lines[1]

@@ -125,13 +125,16 @@ def validate_manifest(
         problems += [f"{_where(frame, i)}: sex {value!r} is neither male nor female (M/F, Male/Female); leave it "
                      "empty when unknown" for i, value in unreadable.items()]
     problems += _duplicates(frame, image_column) + _spellings(frame)
-    if check_files:
-        problems += [f"{_where(frame, i)}: {_file_problem(frame[IMAGE_COLUMN][i], image_column)}"
-                     for i in range(len(frame)) if not frame[IMAGE_COLUMN][i] or not Path(frame[IMAGE_COLUMN][i]).is_file()]
+    absent = [i for i in range(len(frame)) if not frame[IMAGE_COLUMN][i] or not Path(frame[IMAGE_COLUMN][i]).is_file()] \
+        if check_files else []
+    problems += [f"{_where(frame, i)}: {_file_problem(frame[IMAGE_COLUMN][i], image_column)}" for i in absent]
     if problems:
         listed = "\n  ".join(problems[:MAX_LISTED])
         more = f"\n  ... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
-        raise ManifestError(f"{source}: {len(problems)} problem(s):\n  {listed}{more}")
+        moved = (f" (not one of the {len(frame)} scans' files is there: did their folder move, or is its drive not "
+                 f"mounted? point {image_column} at where they are now)"
+                 if len(absent) == len(frame) > 1 else "")
+        raise ManifestError(f"{source}: {len(problems)} problem(s){moved}:\n  {listed}{more}")
     return frame.drop(columns="_row")
 
 
