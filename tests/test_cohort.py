@@ -193,6 +193,24 @@ def test_imported_ages_that_are_not_years_at_the_scan_are_named_and_a_blank_base
     assert import_mapped_table(table, scans, mapping).age_problems == ["n1/1: age -4 is outside 0-120 years"]
 
 
+def test_scans_preprocess_did_not_finish_are_left_out_at_import_with_the_reason():
+    """A failed row was counted as imported and only dropped, with a warning, when training read the manifest."""
+    adnimerge = pd.DataFrame({"PTID": ["011_S_0001", "011_S_0002"], "VISCODE": "bl", "DX": "CN", "DX_bl": "CN",
+                              "AGE": [70, 71], "Years_bl": 0})
+    scans = pd.DataFrame({"participant_id": adnimerge["PTID"], "session_id": "bl", "path": ["a", "b"],
+                          "status": ["done", "failed"]})
+    result = import_adnimerge(adnimerge, scans)
+    assert result.manifest["participant_id"].tolist() == ["011_S_0001"]
+    assert result.dropped["reason"].tolist() == ["its status in --scans is 'failed'"]
+
+
+def test_an_imported_table_s_header_may_have_spaces_after_its_commas(tmp_path):
+    adnimerge = tmp_path / "ADNIMERGE.csv"
+    adnimerge.write_text("PTID, VISCODE, DX, DX_bl, AGE, Years_bl\n011_S_0001,bl,CN,CN,70,0\n")
+    scans = pd.DataFrame({"participant_id": ["011_S_0001"], "session_id": "bl", "path": ["a"]})
+    assert import_adnimerge(adnimerge, scans).manifest["age"].tolist() == [70.0]
+
+
 def test_adni_diagnoses_are_read_in_any_case():
     """A table re-saved in lower case ("dementia", "mci") had those scans left out as unknown diagnoses."""
     assert [adni_diagnosis(v) for v in ("dementia", "mci", "nl to Dementia", "Emci", "cn")] == [

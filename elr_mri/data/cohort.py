@@ -20,7 +20,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from elr_mri.data.importers import MAX_AGE_YEARS, adni_participant_key, sex_letters
+from elr_mri.data.importers import (MAX_AGE_YEARS, USABLE_STATUSES, adni_participant_key, has_usable_status,
+                                    sex_letters)
 from preprocess.inputs import read_csv_table
 
 __all__ = [
@@ -38,8 +39,6 @@ log = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("participant_id", "session_id", "path", "diagnosis")
 SCAN_KEYS = ["participant_id", "session_id"]  # what names one scan across manifests, label panels and tables
-# preprocess/ statuses of a scan whose processed volume exists; other rows (failed) are dropped, and said so
-USABLE_STATUSES = ("ok", "done", "skipped")
 IMAGE_COLUMN = "image_path"  # the resolved absolute path of the volume to load, added on load
 MAX_LISTED = 20  # problems listed in one error; the count says how many there are
 
@@ -150,11 +149,6 @@ def _file_problem(path: str, column: str) -> str:
     if Path(path).is_dir():
         return f"{path} is a folder, not a NIfTI file; point {column} at the .nii or .nii.gz file"
     return f"file not found: {path}"
-
-
-def has_usable_status(status: pd.Series) -> pd.Series:
-    """Whether each manifest row's preprocessing status says its scan can be read (any case, spaces around)."""
-    return status.astype(str).str.strip().str.lower().isin(USABLE_STATUSES)
 
 
 def _usable_rows(frame: pd.DataFrame, source: str) -> pd.DataFrame:

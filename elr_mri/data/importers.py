@@ -47,9 +47,14 @@ __all__ = [
     "mapped_session_key",
     "preprocess_failures",
     "sex_letters",
+    "has_usable_status",
+    "USABLE_STATUSES",
+    "MAX_AGE_YEARS",
 ]
 
 UNKNOWN_SEX_LETTERS = ("U", "O", "X")  # unknown, other, X: kept as unknown
+# preprocess/ statuses of a scan whose processed volume exists; other rows (failed) are dropped, and said so
+USABLE_STATUSES = ("ok", "done", "skipped")
 # Ages above this are units gone wrong (months, a birth year), not people; the age encoding's last bin is 119.75.
 MAX_AGE_YEARS = 120
 
@@ -146,6 +151,11 @@ def _age_problems(given: dict[str, pd.Series], age: pd.Series) -> list[str]:
         else:
             problems.append("")
     return problems
+
+
+def has_usable_status(status: pd.Series) -> pd.Series:
+    """Whether each manifest row's preprocessing status says its scan can be read (any case, spaces around)."""
+    return status.astype(str).str.strip().str.lower().isin(USABLE_STATUSES)
 
 
 def sex_letters(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -359,6 +369,9 @@ def _join(
     reason[joined["_matches"].isna()] = "without a clinical row for the participant and session"
     same_visit = joined.duplicated(["_participant", "_session"], keep=False)
     reason[same_visit] = "one of several scans of one visit (e.g. bl and ses-M00); keep one in --scans"
+    if "status" in joined:  # preprocess did not finish it: no volume to train on
+        unusable = ~has_usable_status(joined["status"])
+        reason[unusable] = [f"its status in --scans is {status!r}" for status in joined.loc[unusable, "status"]]
     dropped = joined.loc[reason != "", ["participant_id", "session_id"]].assign(reason=reason[reason != ""])
     kept = joined[reason == ""]
     problems = kept["_age_problem"] if "_age_problem" in kept else pd.Series("", index=kept.index)
@@ -392,10 +405,12 @@ def _read(source: str | Path | pd.DataFrame, what: str) -> tuple[pd.DataFrame, s
         raise IsADirectoryError(f"{what} {path}: is a folder; pass the table's CSV file")
     if not path.is_file():
         raise FileNotFoundError(f"{what} {path}: file not found")
-    return read_csv_table(path, dtype=str, sep="\t" if path.suffix in (".tsv", ".tab") else ","), f"{what} {path}"
+    table = read_csv_table(path, dtype=str, sep="\t" if path.suffix in (".tsv", ".tab") else ",")
+    table.columns = [str(column).strip() for column in table.columns]  # a header typed "RID, PTID"
+    return table, f"{what} {path}"
 
 
 def _require(table: pd.DataFrame, columns: tuple[str, ...], where: str) -> None:
     missing = [c for c in columns if c not in table.columns]
     if missing:
-        raise ValueError(f"{where}: missing column(s) {', '.join(missing)}")
+        raise ValueError(f"{where}: missing column(s) {', '.join(missing)} (it has {', '.join(map(str, table.columns))})")
