@@ -411,9 +411,9 @@ def _import_cohort(args: argparse.Namespace) -> int:
     if note:
         print(note, file=sys.stderr)
     if result.age_problems:
-        print(f"warning: {len(result.age_problems)} imported scan(s) have an age that is not years at the scan (first: "
-              f"{result.age_problems[0]}); a model using age refuses them: correct them in the clinical table and "
-              "import again", file=sys.stderr)
+        print(f"warning: {len(result.age_problems)} imported scan(s) have an age that is not years at the scan, "
+              f"written as no age (first: {result.age_problems[0]}); a model using age refuses scans without one: "
+              "correct them in the clinical table and import again", file=sys.stderr)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     dropped = args.out.with_name(f"{args.out.stem}_dropped.csv")
     atomic_write_text(result.dropped.to_csv(index=False), dropped)

@@ -314,11 +314,10 @@ def _run_one(path: str, out_dir: Path, participant: str, session: str, params: P
     except ScanError as exc:
         return {"status": "failed", "error": str(exc)}
     except Exception as exc:  # ANTs/ITK errors: keep the type and the telling line, go on with the rest
-        if isinstance(exc, OSError) and exc.filename is None:
-            exc.filename = str(outputs.image.parent)  # where this scan's outputs were being written
-        storage = as_storage_error(exc)
-        if storage is not None:
-            raise storage from None
+        if as_storage_error(exc) is not None:
+            if exc.filename is None:  # where this scan's outputs were being written
+                exc.filename = str(outputs.image.parent)
+            raise as_storage_error(exc) from None
         return {"status": "failed", "error": f"{path}: {type(exc).__name__}: {telling_line(str(exc))}"}
     return {"status": result["status"], "qc": result["qc"], "processed_path": str(outputs.image.resolve()),
             "input_sha256": result["input_sha256"]}

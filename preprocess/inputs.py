@@ -31,11 +31,12 @@ def read_csv_table(path: str | Path, **options: object) -> pd.DataFrame:
     values past the header's columns (`_without_fields_past_the_header`: empty ones are dropped; pandas alone would
     take each row's first value as its index and shift every value one column left)."""
     table_kind, separated = ("TSV", "tab-separated") if options.get("sep") == "\t" else ("CSV", "comma-separated")
+    if options.get("sep", ",") == ",":
+        _refuse_other_separators(path)  # from the header: a row's decimal comma ("73,5") splits a semicolon row
     try:
         with warnings.catch_warnings():  # "loss of data" where rows are longer: checked below
             warnings.simplefilter("ignore", pd.errors.ParserWarning)
             table = pd.read_csv(path, index_col=False, **options)
-        _refuse_other_separators(path, table, options)  # before the row lengths: "73,5" splits a semicolon row
         as_pandas_reads_it = pd.read_csv(path, **options)
         if not table.equals(as_pandas_reads_it):  # rows longer than the header
             table = _without_fields_past_the_header(path, table, as_pandas_reads_it)
@@ -46,14 +47,19 @@ def read_csv_table(path: str | Path, **options: object) -> pd.DataFrame:
     return table
 
 
-def _refuse_other_separators(path: str | Path, table: pd.DataFrame, options: dict) -> None:
-    """A .csv whose header is one column holding tabs or semicolons (a European spreadsheet export, whose decimal
-    commas then split its rows)."""
-    if options.get("sep", ",") != "," or len(table.columns) != 1:
+def _refuse_other_separators(path: str | Path) -> None:
+    """A .csv whose header has no comma but tabs or semicolons (a European spreadsheet export, whose decimal commas
+    then split its rows), told from its first line, before pandas meets a row it cannot split."""
+    try:
+        with open(path, encoding="utf-8-sig", errors="replace") as handle:
+            header = handle.readline().rstrip("\r\n")
+    except OSError:
+        return  # the read below names it
+    if "," in header:
         return
     for name, separator in (("tab", "\t"), ("semicolon", ";")):
-        if separator in str(table.columns[0]):
-            raise InputError(f"{path}: looks {name}-separated (one column, {table.columns[0]!r}); save it "
+        if separator in header:
+            raise InputError(f"{path}: looks {name}-separated (one column, {header!r}); save it "
                              "comma-separated (with decimal points, not commas)")
 
 

@@ -185,7 +185,8 @@ def test_imported_ages_that_are_not_years_at_the_scan_are_named_and_a_blank_base
     assert result.age_problems == ["011_S_0001/bl: AGE '73 years' is not a number",
                                    "011_S_0002/bl: Years_bl 'soon' is not a number",
                                    "011_S_0003/bl: age 900 is outside 0-120 years"]
-    assert result.manifest["age"].tolist()[2:] == [900.0, 70.0]  # the baseline is year 0; 900 left for training
+    ages = result.manifest["age"]  # every use of a manifest refuses 900: written as no age, as the text ones
+    assert ages.isna().tolist() == [True, True, True, False] and ages[3] == 70.0  # a blank baseline year is 0
     assert "_age_problem" not in result.manifest.columns
     table = pd.DataFrame({"ID": ["n1", "n2"], "VISIT": [1, 1], "DX": ["CN", "CN"], "AGE": [-4, 70]})
     mapping = {"columns": {"participant_id": "ID", "session_id": "VISIT", "diagnosis": "DX", "age": "AGE"}}
@@ -197,10 +198,11 @@ def test_scans_preprocess_did_not_finish_are_left_out_at_import_with_the_reason(
     """A failed row was counted as imported and only dropped, with a warning, when training read the manifest."""
     adnimerge = pd.DataFrame({"PTID": ["011_S_0001", "011_S_0002"], "VISCODE": "bl", "DX": "CN", "DX_bl": "CN",
                               "AGE": [70, 71], "Years_bl": 0})
-    scans = pd.DataFrame({"participant_id": adnimerge["PTID"], "session_id": "bl", "path": ["a", "b"],
-                          "status": ["done", "failed"]})
+    scans = pd.DataFrame({"participant_id": ["011_S_0001", "011_S_0002", "sub-ADNI011S0002"],
+                          "session_id": ["bl", "bl", "ses-M00"], "path": ["a", "b", "c"],
+                          "status": ["done", "failed", "done"]})
     result = import_adnimerge(adnimerge, scans)
-    assert result.manifest["participant_id"].tolist() == ["011_S_0001"]
+    assert result.manifest["participant_id"].tolist() == ["011_S_0001", "sub-ADNI011S0002"]  # the visit's finished one
     assert result.dropped["reason"].tolist() == ["its status in --scans is 'failed'"]
 
 

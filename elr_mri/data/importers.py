@@ -79,7 +79,8 @@ class ImportResult:
 
     manifest: pd.DataFrame  # the scans' columns plus diagnosis, age, sex, cohort
     dropped: pd.DataFrame  # participant_id, session_id, reason
-    # "participant/session: why" for imported scans whose clinical age is not years at the scan (text, a code, months)
+    # "participant/session: why" for imported scans whose clinical age is not years at the scan (text, a code,
+    # months), written as no age
     age_problems: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
@@ -138,7 +139,7 @@ def _years_since_baseline(years: pd.Series, is_baseline: pd.Series) -> pd.Series
 
 def _age_problems(given: dict[str, pd.Series], age: pd.Series) -> list[str]:
     """For each clinical row, why its age is not years at the visit ('' when it is): text where a number belongs
-    (read as no age), or a number out of range (a code such as NACC's -4, months, a typo), which training refuses."""
+    or a number out of range (a code such as NACC's -4, months, a typo); either is written as no age."""
     unreadable = {name: ~column.map(_blank) & pd.to_numeric(column, errors="coerce").isna()
                   for name, column in given.items()}
     problems = []
@@ -367,16 +368,20 @@ def _join(
     reason[no_class] = joined.loc[no_class, "_diagnosis_problem"]
     reason[joined["_matches"] > 1] = "matching several clinical rows"
     reason[joined["_matches"].isna()] = "without a clinical row for the participant and session"
-    same_visit = joined.duplicated(["_participant", "_session"], keep=False)
+    # preprocess did not finish it: no volume to train on, and no rival to a finished scan of the same visit
+    unusable = ~has_usable_status(joined["status"]) if "status" in joined else pd.Series(False, index=joined.index)
+    same_visit = joined[~unusable].duplicated(["_participant", "_session"], keep=False).reindex(joined.index,
+                                                                                               fill_value=False)
     reason[same_visit] = "one of several scans of one visit (e.g. bl and ses-M00); keep one in --scans"
-    if "status" in joined:  # preprocess did not finish it: no volume to train on
-        unusable = ~has_usable_status(joined["status"])
+    if unusable.any():
         reason[unusable] = [f"its status in --scans is {status!r}" for status in joined.loc[unusable, "status"]]
     dropped = joined.loc[reason != "", ["participant_id", "session_id"]].assign(reason=reason[reason != ""])
-    kept = joined[reason == ""]
-    problems = kept["_age_problem"] if "_age_problem" in kept else pd.Series("", index=kept.index)
+    kept = joined[reason == ""].copy()
+    problems = kept["_age_problem"].fillna("") if "_age_problem" in kept else pd.Series("", index=kept.index)
+    if problems.any():
+        kept.loc[problems != "", "age"] = np.nan  # every use of a manifest refuses an age out of range
     age_problems = [f"{participant}/{session}: {problem}" for participant, session, problem
-                    in zip(kept["participant_id"], kept["session_id"], problems.fillna("")) if problem]
+                    in zip(kept["participant_id"], kept["session_id"], problems) if problem]
     manifest = kept.drop(columns=["_participant", "_session", "_matches", "_diagnosis_problem", "_age_problem"],
                          errors="ignore")
     return ImportResult(manifest=manifest.reset_index(drop=True), dropped=dropped.reset_index(drop=True),

@@ -234,6 +234,8 @@ def test_bad_input_table_is_one_line_exit_2(tmp_path, capsys):
                           ("participant_id\tsession_id\tpath\n", "looks tab-separated"),
                           ("participant_id;session_id;path\n", "looks semicolon-separated"),
                           ("participant_id;session_id;path;age\nsub-a;ses-1;a.nii;73,5\n",  # a decimal comma
+                           "looks semicolon-separated"),
+                          ("participant_id;session_id;path;age\nsub-a;ses-1;a.nii;70\nsub-b;ses-1;b.nii;73,5\n",
                            "looks semicolon-separated")):
         (tmp_path / "x.csv").write_text(text)
         with pytest.raises(InputError, match=rf"{tmp_path / 'x.csv'}: {message}"):
@@ -355,9 +357,9 @@ def test_a_full_output_disk_stops_the_run_rather_than_failing_every_scan_after_i
     monkeypatch.setattr(batch, "process_scan", failing(OSError(errno.ENOSPC, "No space left on device")))
     with pytest.raises(StorageError, match=rf"No space left on device \({tmp_path / 'sub-a' / 'ses-M00'}\); free "):
         batch._run_one("a.nii.gz", tmp_path, "sub-a", "ses-M00", Params())
-    monkeypatch.setattr(batch, "process_scan", failing(OSError(errno.EIO, "Input/output error", "a.nii.gz")))
+    monkeypatch.setattr(batch, "process_scan", failing(OSError(errno.EIO, "Input/output error")))
     failed = batch._run_one("a.nii.gz", tmp_path, "sub-a", "ses-M00", Params())  # this scan's own trouble
-    assert failed["status"] == "failed" and "Input/output error" in failed["error"]
+    assert failed["status"] == "failed" and failed["error"] == "a.nii.gz: OSError: [Errno 5] Input/output error"
 
 
 @pytest.mark.parametrize("participant", ["  ", " sub-1 "])
