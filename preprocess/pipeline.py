@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
+import nibabel as nib
+
 from . import qc, steps
 from .checks import load_scan
 from .sidecar import (atomic_path, is_done, output_hashes, read_sidecar, remove_stale_temps, scan_sha256,
@@ -135,7 +137,10 @@ def process_scan(path: str | Path, outputs: ScanOutputs, params: Params) -> dict
     if input_hash and is_done(outputs.sidecar, input_hash, params.as_dict(), finished, template_files,
                               versions_with_these_outputs(params)):
         remove_stale_temps(outputs.image.parent)  # a later run with other settings, killed on this scan, left them
-        return {**read_sidecar(outputs.sidecar), "status": "skipped"}
+        done = read_sidecar(outputs.sidecar)
+        if "qc_input_voxel_mm" not in done["qc"]:  # finished before the column: its input's header still says
+            done["qc"]["qc_input_voxel_mm"] = qc.coarsest_voxel_mm(nib.load(str(path)))
+        return {**done, "status": "skipped"}
     scan = load_scan(path)
     import ants  # after the checks: a bad scan fails without paying for the ANTs import
 

@@ -137,6 +137,11 @@ def test_outputs_of_another_pipeline_version_or_default_template_are_redone(tmp_
     assert template_file_digests(None, None) == {"sha256": file_sha256(MNI152_FILE_PATH)} == {
         "sha256": meta["template"]["sha256"]}
     assert process_scan(moved_template, outputs, FAST_2MM)["status"] == "skipped"
+    # version 1 made these outputs too, before the input voxel size was recorded: kept, the size read from the input
+    older = {**meta, "pipeline_version": 1, "qc": {k: v for k, v in meta["qc"].items() if k != "qc_input_voxel_mm"}}
+    outputs.sidecar.write_text(json.dumps(older))
+    kept = process_scan(moved_template, outputs, FAST_2MM)
+    assert kept["status"] == "skipped" and kept["qc"]["qc_input_voxel_mm"] == 2.0
     for stale in ({"pipeline_version": 0}, {"template": {"sha256": "another nilearn's"}}):
         outputs.sidecar.write_text(json.dumps({**meta, **stale}))
         assert not is_done(outputs.sidecar, meta["input_sha256"], meta["params"], [outputs.image],
