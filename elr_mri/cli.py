@@ -14,11 +14,11 @@ import re
 import shlex
 import signal
 import sys
-from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from elr_mri.stopping import terminated, terminating_at_safe_points
+from elr_mri.stopping import Terminated, terminated, terminating_at_safe_points
+from preprocess.signals import sigterm_as_ctrl_c
 from preprocess.user_errors import USER_ERRORS, as_storage_error, nonempty_path, report_user_error
 
 if TYPE_CHECKING:
@@ -40,10 +40,10 @@ def main(argv: list[str] | None = None) -> int:
         return _FORWARDED[argv[0]](argv[1:])
     args = _parser().parse_args(argv)
     try:
-        with terminating_at_safe_points() if args.command == "train" else nullcontext():
+        with terminating_at_safe_points() if args.command == "train" else sigterm_as_ctrl_c():
             return args.handler(args)
-    except KeyboardInterrupt:
-        if terminated():
+    except KeyboardInterrupt as stop:
+        if terminated() or isinstance(stop, Terminated):
             return _say_terminated(args)
         if _speaks_for_the_run():
             print(f"elr-mri {args.command}: interrupted; {_after_interrupt(args)}", file=sys.stderr)
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _say_terminated(args: argparse.Namespace) -> int:
-    """SIGTERM, the usual end of a training job on a cluster (its time limit): Ctrl-C's line, exit 143."""
+    """SIGTERM, the usual end of a job on a cluster (its time limit): Ctrl-C's line, exit 143."""
     if _speaks_for_the_run():
         print(f"elr-mri {args.command}: stopped by SIGTERM (a job's time limit, scancel or kill); "
               f"{_after_interrupt(args)}", file=sys.stderr)

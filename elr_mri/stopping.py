@@ -11,13 +11,11 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from preprocess.signals import Terminated
+
 __all__ = ["Terminated", "terminating_at_safe_points", "stop_if_terminated", "terminated", "holding_ctrl_c"]
 
 _received = threading.Event()  # set by `_RecordTermination` in the process that installed it
-
-
-class Terminated(KeyboardInterrupt):
-    """A SIGTERM acted on at a safe point (`stop_if_terminated`): the command stops as on Ctrl-C."""
 
 
 class _RecordTermination:

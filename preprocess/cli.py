@@ -9,15 +9,14 @@ import argparse
 import os
 import signal
 import sys
-import threading
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 from . import steps
 from .batch import Summary, files_removed_at_start, flagged_report, merge_shards, run_batch, shard_names
 from .inputs import InputError, parse_shard, read_inputs
 from .pipeline import Params
+from .signals import Terminated, sigterm_as_ctrl_c
 from .template import check_template_files
 from .user_errors import USER_ERRORS, nonempty_text, report_user_error, storage_error_or_raise
 
@@ -88,43 +87,19 @@ def _reporting_user_errors(command: str, work: Callable[[], int], on_rerun: str,
     """`work()`'s exit status, or a user's mistake as one line (exit `status`), a full or read-only disk
     likewise, and Ctrl-C or SIGTERM as what running the command again does (`on_rerun`)."""
     try:
-        with _sigterm_as_ctrl_c():
+        with sigterm_as_ctrl_c():
             return work()
     except (InputError, *USER_ERRORS) as exc:
         return report_user_error(command, exc, status)
     except OSError as exc:  # a full or read-only disk under --output
         return report_user_error(command, storage_error_or_raise(exc), status)
-    except _Terminated:
+    except Terminated:
         print(f"{command}: stopped by SIGTERM (a job's time limit, scancel or kill); run the same command again: "
               f"{on_rerun}", file=sys.stderr)
         return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print(f"{command}: interrupted; run the same command again: {on_rerun}", file=sys.stderr)
         return 130
-
-
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM, stopping a run as Ctrl-C does: the workers are ended and the finished scans kept."""
-
-
-def _raise_terminated(signum: int, frame: object) -> None:
-    raise _Terminated
-
-
-@contextmanager
-def _sigterm_as_ctrl_c() -> Iterator[None]:
-    """A batch system's time limit (SLURM: SIGTERM, then SIGKILL), scancel or kill ended a run without a word, where a
-    cluster user needs to know it stopped and how to go on. Raised where it lands, in this process alone: the scan
-    workers are spawned (none inherits the handler) and the parent only waits on them. Only in the main thread and
-    where SIGTERM still has its default action."""
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
-        yield
-        return
-    signal.signal(signal.SIGTERM, _raise_terminated)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _require_output_folder(output: Path) -> None:

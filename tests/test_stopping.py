@@ -66,3 +66,20 @@ def test_a_sigchld_pending_with_the_sigterm_is_not_reported_as_a_race(monkeypatc
     finally:
         signal.signal(signal.SIGCHLD, previous)
     assert reported == []
+
+
+def test_the_other_commands_stop_on_sigterm_with_ctrl_c_s_line(monkeypatch: pytest.MonkeyPatch, capsys,
+                                                               tmp_path) -> None:
+    """`elr-mri volumes` (hours on a cohort, in a batch job) ended without a word at its time limit."""
+    from elr_mri import cli
+
+    def measuring(args: object) -> int:
+        signal.raise_signal(signal.SIGTERM)
+        time.sleep(5)  # not reached: the signal stops the command where it lands
+        return 0
+
+    monkeypatch.setattr(cli, "_volumes", measuring)
+    assert cli.main(["volumes", "--manifest", str(tmp_path / "manifest.csv")]) == 128 + signal.SIGTERM
+    assert capsys.readouterr().err == ("elr-mri volumes: stopped by SIGTERM (a job's time limit, scancel or kill); "
+                                       "nothing half-written was kept; run the command again\n")
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
