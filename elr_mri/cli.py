@@ -209,7 +209,8 @@ def _train(args: argparse.Namespace) -> int:
         out_dir = args.out or Path("runs") / args.config.stem
         config = load_config(args.config, args.overrides)
     finished_before = args.resume is not None and finished_at(out_dir, config.train.epochs)  # scored when it ended
-    summary = train(config, out_dir, resume=args.resume is not None, notes=_unread_setting_notes(config, args.overrides))
+    notes = _unread_setting_notes(config, args.overrides)
+    summary = train(config, out_dir, resume=args.resume is not None, notes=notes)
     if not summary:  # a non-zero rank of a torchrun job: rank 0 reports
         return 0
     print(f"run directory: {out_dir}")

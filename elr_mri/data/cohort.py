@@ -124,8 +124,8 @@ def validate_manifest(
         problems += [f"{_where(frame, i)}: sex {value!r} is neither male nor female (M/F, Male/Female); leave it "
                      "empty when unknown" for i, value in unreadable.items()]
     problems += _duplicates(frame, image_column) + _spellings(frame)
-    absent = [i for i in range(len(frame)) if not frame[IMAGE_COLUMN][i] or not Path(frame[IMAGE_COLUMN][i]).is_file()] \
-        if check_files else []
+    images = frame[IMAGE_COLUMN]
+    absent = [i for i in range(len(frame)) if not images[i] or not Path(images[i]).is_file()] if check_files else []
     problems += [f"{_where(frame, i)}: {_file_problem(frame[IMAGE_COLUMN][i], image_column)}" for i in absent]
     if problems:
         listed = "\n  ".join(problems[:MAX_LISTED])

@@ -418,4 +418,5 @@ def _read(source: str | Path | pd.DataFrame, what: str) -> tuple[pd.DataFrame, s
 def _require(table: pd.DataFrame, columns: tuple[str, ...], where: str) -> None:
     missing = [c for c in columns if c not in table.columns]
     if missing:
-        raise ValueError(f"{where}: missing column(s) {', '.join(missing)} (it has {', '.join(map(str, table.columns))})")
+        found = ", ".join(map(str, table.columns))
+        raise ValueError(f"{where}: missing column(s) {', '.join(missing)} (it has {found})")

@@ -61,7 +61,7 @@ def _head(shape=(32, 40, 36)):
     (lambda p: "", "`path` cell is empty"),
     (lambda p: _write(p / "bad.nii.gz", gzip.compress(b"not a nifti")), "cannot be read"),
     (lambda p: _save(np.ones((64, 64)), p / "slice.nii.gz"), "expected a 3D volume; pass the full 3D T1, not a"),
-    (lambda p: _save(np.ones((32, 32, 32, 2)), p / "series.nii.gz"), "expected a 3D volume; pass a single 3D T1 (split"),
+    (lambda p: _save(np.ones((32, 32, 32, 2)), p / "series.nii.gz"), "expected a 3D volume; pass a single 3D T1"),
     (lambda p: _save(np.ones((32, 32, 32, 1, 2)), p / "series5d.nii.gz"), "expected a 3D volume"),
     (lambda p: _save(np.ones((64, 64, 4)), p / "slab.nii.gz"), "too thin"),
     (lambda p: _save(np.full((32, 32, 32), np.nan), p / "nan.nii.gz"), "NaN/inf"),
