@@ -6,7 +6,7 @@ template-space volume, used instead of path when present), qc_* figures and stat
 is reported as one line naming the row (its 1-based data row and participant/session), all at
 once, so a user fixes the CSV in one pass instead of one error per run.
 
-Public names: `ManifestError`, `REQUIRED_COLUMNS`, `USABLE_STATUSES`, `SCAN_KEYS`, `load_manifest`,
+Public names: `ManifestError`, `REQUIRED_COLUMNS`, `USABLE_STATUSES`, `SCAN_KEYS`, `load_manifest`, `warn_qc_flagged`,
 `validate_manifest`, `label_indices`.
 """
 
@@ -29,6 +29,7 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "USABLE_STATUSES",
     "has_usable_status",
+    "warn_qc_flagged",
     "SCAN_KEYS",
     "load_manifest",
     "validate_manifest",
@@ -85,7 +86,7 @@ def validate_manifest(
         raise ManifestError(f"{source}: no age column, and the model uses age; add an age column (years at the scan), "
                             "or train a model without it (model.use_age: false)")
     frame = _usable_rows(frame.reset_index(drop=True), source)
-    _warn_qc_flagged(frame, source)
+    warn_qc_flagged(frame, source)
     for column in ("participant_id", "session_id", "path"):
         frame[column] = frame[column].map(lambda v: "" if pd.isna(v) else str(v).strip())
     raw_age = frame["age"] if "age" in frame else pd.Series(np.nan, index=frame.index)
@@ -171,7 +172,7 @@ def _usable_rows(frame: pd.DataFrame, source: str) -> pd.DataFrame:
 _QC_WARNINGS_GIVEN: set[str] = set()  # one process reads a manifest many times (evaluate with baselines: 10)
 
 
-def _warn_qc_flagged(frame: pd.DataFrame, source: str) -> None:
+def warn_qc_flagged(frame: pd.DataFrame, source: str) -> None:
     """Name the scans preprocess/ flagged as likely failed registrations: they stay in (QC flags have false
     positives, and only a look at the overlay tells), but training on a misregistered brain should be a choice.
     Once a process for the same manifest and scans: repeated, the warning buried the command's own output."""

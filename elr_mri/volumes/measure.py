@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from elr_mri.data.cohort import USABLE_STATUSES, has_usable_status
+from elr_mri.data.cohort import USABLE_STATUSES, has_usable_status, warn_qc_flagged
 from elr_mri.simulate.disease import REGIONS
 from elr_mri.volumes.jacobian import affine_determinant, integrate_regions, region_masks, warp_jacobian
 from preprocess.batch import failure_table, files_removed_at_start, telling_line, write_csv
@@ -156,6 +156,7 @@ def measure_manifest(manifest: str | Path, out_csv: str | Path | None = None, pa
         error=[f"not measured: its status in {manifest.name} is {status!r}" for status in table["status"][unusable]]
         if unusable.any() else [])
     table = table[~unusable]
+    warn_qc_flagged(table, str(manifest))  # their volumes feed the baselines as any other scan's
     if table.empty:
         raise ValueError(f"{manifest}: no scan to measure (no rows, or none whose status is "
                          f"{'/'.join(USABLE_STATUSES)}); pass the manifest `elr-mri preprocess` wrote")
