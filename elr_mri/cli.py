@@ -411,6 +411,10 @@ def _import_cohort(args: argparse.Namespace) -> int:
     note = preprocess_failures(args.scans)
     if note:
         print(note, file=sys.stderr)
+    if result.two_spellings:
+        print(f"warning: {len(result.two_spellings)} participant(s) are spelled two ways in --scans (first: "
+              f"{result.two_spellings[0]}); training refuses a manifest that splits a person: write one ID per "
+              "person in --scans and import again", file=sys.stderr)
     if result.age_problems:
         print(f"warning: {len(result.age_problems)} imported scan(s) have an age that is not years at the scan, "
               f"written as no age (first: {result.age_problems[0]}); a model using age refuses scans without one: "

@@ -206,6 +206,15 @@ def test_scans_preprocess_did_not_finish_are_left_out_at_import_with_the_reason(
     assert result.dropped["reason"].tolist() == ["its status in --scans is 'failed'"]
 
 
+def test_one_person_under_two_ids_in_the_scans_is_named_at_import():
+    """Imported as two people and refused only when training read the manifest."""
+    adnimerge = pd.DataFrame({"PTID": ["011_S_0001", "011_S_0001", "011_S_0002"], "VISCODE": ["bl", "m06", "bl"],
+                              "DX": "CN", "DX_bl": "CN", "AGE": 70, "Years_bl": [0, 0.5, 0]})
+    scans = pd.DataFrame({"participant_id": ["011_S_0001", "sub-ADNI011S0001", "011_S_0002"],
+                          "session_id": ["bl", "ses-M06", "bl"], "path": ["a", "b", "c"]})
+    assert import_adnimerge(adnimerge, scans).two_spellings == ["011_S_0001 and sub-ADNI011S0001"]
+
+
 def test_an_imported_table_s_header_may_have_spaces_after_its_commas(tmp_path):
     adnimerge = tmp_path / "ADNIMERGE.csv"
     adnimerge.write_text("PTID, VISCODE, DX, DX_bl, AGE, Years_bl\n011_S_0001,bl,CN,CN,70,0\n")

@@ -82,6 +82,9 @@ class ImportResult:
     # "participant/session: why" for imported scans whose clinical age is not years at the scan (text, a code,
     # months), written as no age
     age_problems: list[str] = field(default_factory=list)
+    # one person under two IDs in --scans ("011_S_0002 and sub-ADNI011S0002"), which the join reads as one person but
+    # training refuses: the splits would put that person in two of them
+    two_spellings: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         reasons = self.dropped["reason"].value_counts()
@@ -382,10 +385,12 @@ def _join(
         kept.loc[problems != "", "age"] = np.nan  # every use of a manifest refuses an age out of range
     age_problems = [f"{participant}/{session}: {problem}" for participant, session, problem
                     in zip(kept["participant_id"], kept["session_id"], problems) if problem]
+    spellings = kept.groupby("_participant", sort=False)["participant_id"].unique()
+    two_spellings = [" and ".join(map(str, names)) for names in spellings if len(names) > 1]
     manifest = kept.drop(columns=["_participant", "_session", "_matches", "_diagnosis_problem", "_age_problem"],
                          errors="ignore")
     return ImportResult(manifest=manifest.reset_index(drop=True), dropped=dropped.reset_index(drop=True),
-                        age_problems=age_problems)
+                        age_problems=age_problems, two_spellings=two_spellings)
 
 
 def _read_scans(source: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, str]:
