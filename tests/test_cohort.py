@@ -148,6 +148,9 @@ def test_adni_keys_match_ptid_viscode_and_bids_labels():
     assert adni_session_key("sc") == adni_session_key("scmri") == "0"  # ADNI1's baseline MRI
     assert mapped_session_key("ses-01") == mapped_session_key("01_run-2") == mapped_session_key(1.0) == "1"
     assert mapped_session_key("visit_2") == "visit_2" and adni_session_key("2015_03_02") == "2015_03_02"
+    dates = ("ses-20120304", "2012-03-04", "2012/03/04 00:00:00", "2012_03_04", "20120304")  # BIDS and exports
+    assert {mapped_session_key(date) for date in dates} == {"20120304"}
+    assert mapped_session_key("03/04/2012") == "03/04/2012"  # month or day first: not guessed
 
 
 def test_import_adnimerge_maps_diagnoses_and_visit_age():
