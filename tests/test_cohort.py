@@ -141,6 +141,8 @@ ADNIMERGE = pd.DataFrame({
 
 def test_adni_keys_match_ptid_viscode_and_bids_labels():
     assert adni_participant_key("011_S_0002") == adni_participant_key("sub-ADNI011S0002") == "011S0002"
+    composed, decomposed = "sub-\u00c401", "sub-A\u030801"  # Ä as one character, and as A + combining diaeresis
+    assert adni_participant_key(composed) == adni_participant_key(decomposed) != adni_participant_key("sub-A01")
     assert adni_participant_key("sub-Ä01") != adni_participant_key("sub-Ö01")  # two people, not one spelled twice
     assert adni_session_key("bl") == adni_session_key("ses-M00") == adni_session_key("M000") == "0"
     assert adni_session_key("m06") == adni_session_key("ses-M06") == adni_session_key("M6") == "6"

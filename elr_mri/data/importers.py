@@ -25,6 +25,7 @@ Public names: `ImportResult`, `ADNI_DIAGNOSES`, `import_adnimerge`, `import_mapp
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -291,8 +292,9 @@ def import_mapped_table(
 
 def adni_participant_key(value: Any) -> str:
     """"011_S_0002" and "sub-ADNI011S0002" → "011S0002". Separators go, letters of any alphabet stay: sub-Ä01 and
-    sub-Ö01 are two people."""
-    text = re.sub(r"^sub-", "", str(value).strip(), flags=re.IGNORECASE)
+    sub-Ö01 are two people. Composed first (NFC): an Ä typed as A plus a combining mark (macOS file names) is the same
+    Ä, where the mark alone would go as a separator and make it sub-A01."""
+    text = re.sub(r"^sub-", "", unicodedata.normalize("NFC", str(value).strip()), flags=re.IGNORECASE)
     text = re.sub(r"^ADNI", "", text, flags=re.IGNORECASE)
     return re.sub(r"[\W_]", "", text).upper()
 
@@ -331,7 +333,7 @@ def _without_entities(session: str) -> str:
 
 
 def _bids_key(value: Any) -> str:
-    return re.sub(r"^(sub|ses)-", "", _code(value), flags=re.IGNORECASE)
+    return re.sub(r"^(sub|ses)-", "", unicodedata.normalize("NFC", _code(value)), flags=re.IGNORECASE)
 
 
 def _blank(value: Any) -> bool:
