@@ -14,7 +14,6 @@ variant's later step run the slower dynamic graph?). Writes bench/results/compil
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -26,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from results_file import command_line, write_report
+from results_file import command_line, print_child_result, read_child_result, write_report
 from torch import nn
 
 from elr_mri.config import ModelConfig
@@ -53,7 +52,7 @@ def main() -> None:
         parser.error(f"--tail {args.tail} --batch-size {args.batch_size}: "
                      "need 1 <= tail < batch size (a short last batch)")
     if args.child:
-        print(json.dumps(time_steps(args.child, torch.device(args.device), args.batch_size, args.tail)))
+        print_child_result(time_steps(args.child, torch.device(args.device), args.batch_size, args.tail))
         return
     results = {}
     for variant in VARIANTS:  # each a few minutes on a CPU: say each as it ends
@@ -110,7 +109,7 @@ def _in_fresh_process(variant: str, args: argparse.Namespace) -> dict[str, float
                               capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"{variant} child failed (rc {done.returncode}):\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return read_child_result(done.stdout, f"{variant} child")
 
 
 def _report(results: dict[str, dict[str, float]], args: argparse.Namespace) -> str:

@@ -51,7 +51,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from profiling import busiest_kernels
-from results_file import busy_warning, command_line, write_report
+from results_file import busy_warning, command_line, print_child_result, read_child_result, write_report
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -245,8 +245,10 @@ def run_steps(job: StepJob) -> StepResult:
     load_before = os.getloadavg()[0]
     device = torch.device(job.device)
     variant = job.variant
+    # compile_required: a failed torch.compile fails the variant (listed as failed) instead of timing eager steps
     plan = ExecutionPlan(device=device, autocast_dtype=DTYPES[variant.precision], compile=variant.compile,
-                         channels_last=variant.channels_last, phase_grid_convs=variant.phase_grids,
+                         compile_required=variant.compile, channels_last=variant.channels_last,
+                         phase_grid_convs=variant.phase_grids,
                          cudnn_benchmark=device.type == "cuda")  # as the engine's `auto`
     plan.configure_backends()
     torch.backends.cudnn.allow_tf32 = variant.tf32  # matmuls stay off TF32, torch's default
@@ -276,7 +278,7 @@ def in_fresh_process(job: StepJob) -> StepResult:
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     if done.returncode != 0:
         raise RuntimeError(f"{job.model.label} ({job.variant.label}, {job.size}³) failed:\n{done.stderr[-3000:]}")
-    result = StepResult(**json.loads(done.stdout.strip().splitlines()[-1]))
+    result = StepResult(**read_child_result(done.stdout, f"{job.model.label} ({job.variant.label}, {job.size}³)"))
     log(f"{job.model.label}, {job.variant.label}, {job.size}³, {result.threads} thread(s): "
         f"{', '.join(f'{t:.2f}' for t in result.step_times)} s")
     return result
@@ -286,7 +288,7 @@ def child_main(text: str) -> None:
     """Entry point of a child: the job as JSON in, the result as JSON on the last stdout line."""
     raw = json.loads(text)
     job = StepJob(**{**raw, "model": ModelSpec(**raw["model"]), "variant": Variant(**raw["variant"])})
-    print(json.dumps(asdict(run_steps(job))))
+    print_child_result(asdict(run_steps(job)))
 
 
 # ---------------------------------------------------------------------------------------- loading

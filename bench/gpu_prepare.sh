@@ -10,7 +10,7 @@ mkdir -p .whl data
 python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl \
     "monai==1.6.1" "nibabel==5.4.2" "nilearn==0.14.1"
-cp ../shared/data/cifar/cifar10-jpeg.tar.xz ../shared/data/cifar/CIFAR-10_human.npz data/
+cp -f ../shared/data/cifar/cifar10-jpeg.tar.xz ../shared/data/cifar/CIFAR-10_human.npz data/
 du -sh .whl data/cifar10-jpeg.tar.xz data/CIFAR-10_human.npz
 echo 'now: run(command="bash bench/gpu_checks.sh", carry=[".whl", "data/cifar10-jpeg.tar.xz"], timeout_s=600)'
 echo '  (the cifar10n mode also carries "data/CIFAR-10_human.npz")'

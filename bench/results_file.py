@@ -7,6 +7,7 @@ which file it replaced.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import sys
@@ -20,6 +21,24 @@ def command_line() -> str:
     script = Path(sys.argv[0]).resolve()
     shown = script.relative_to(ROOT) if script.is_relative_to(ROOT) else script
     return shlex.join(["python", str(shown), *sys.argv[1:]])
+
+
+CHILD_RESULT_TAG = "CHILD RESULT "
+
+
+def print_child_result(result: object) -> None:
+    """Print a benchmark child's result as one tagged JSON line: torch, the profiler or inductor may print their own
+    lines after it, so the parent looks for the tag rather than trusting the last line."""
+    print(CHILD_RESULT_TAG + json.dumps(result), flush=True)
+
+
+def read_child_result(stdout: str, what: str) -> object:
+    """The result `print_child_result` printed in `stdout`; RuntimeError naming `what` when there is none (a
+    child cut short), so that a caller measuring several variants goes on with the next."""
+    tagged = [line for line in stdout.splitlines() if line.startswith(CHILD_RESULT_TAG)]
+    if not tagged:
+        raise RuntimeError(f"{what}: the child printed no result; its last output:\n{stdout[-3000:]}")
+    return json.loads(tagged[-1][len(CHILD_RESULT_TAG):])
 
 
 def write_report(path: Path, text: str) -> None:
