@@ -65,9 +65,18 @@ def main() -> None:
         parser.error("train.epochs must be at least 2: the first epoch (compilation, warm-up) is not timed")
     load_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as scratch:
-        alone_wall, alone = train_seeds(args.config, quiet, args.seeds, 1, Path(scratch) / "in_turn")
-        together_wall, together = train_seeds(args.config, quiet, args.seeds, args.seeds, Path(scratch) / "together")
-    gain = args.seeds * statistics.median(alone) / statistics.median(together)
+        alone = train_seeds(args.config, quiet, args.seeds, 1, Path(scratch) / "in_turn")
+        write_report(args.out, _report(args, load_start, alone, None))  # kept should the side-by-side runs be cut
+        together = train_seeds(args.config, quiet, args.seeds, args.seeds, Path(scratch) / "together")
+    text = _report(args, load_start, alone, together)
+    print(text)
+    write_report(args.out, text)
+
+
+def _report(args: argparse.Namespace, load_start: float, alone: tuple[float, list[float]],
+            together: tuple[float, list[float]] | None) -> str:
+    """The results file; `together` None: the runs one after the other alone, the side-by-side ones still to come."""
+    alone_wall, alone_epochs = alone
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {os.cpu_count()} cores"
     text = f"""# {args.seeds} seeds one after the other against side by side
 
@@ -78,14 +87,17 @@ Machine: {platform.machine()}, {device}, torch {torch.__version__}. Config `{_sh
 
 | way | wall s | median epoch s of each run (epochs 2..) |
 |---|---|---|
-| one after the other (each run alone) | {alone_wall:.0f} | {_listed(alone)} |
-| side by side ({args.seeds} at once) | {together_wall:.0f} | {_listed(together)} |
+| one after the other (each run alone) | {alone_wall:.0f} | {_listed(alone_epochs)} |
+"""
+    if together is None:
+        return text + "| side by side | not run yet | |\n"
+    together_wall, together_epochs = together
+    gain = args.seeds * statistics.median(alone_epochs) / statistics.median(together_epochs)
+    return text + f"""| side by side ({args.seeds} at once) | {together_wall:.0f} | {_listed(together_epochs)} |
 
 Epoch throughput side by side against alone: **{gain:.2f}×** ({args.seeds} × the median epoch alone / the median
 epoch side by side); wall time {alone_wall / together_wall:.2f}× (start-up included).
 """
-    print(text)
-    write_report(args.out, text)
 
 
 def _shown(path: Path) -> Path:
