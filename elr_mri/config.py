@@ -356,10 +356,10 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
         raise ConfigError(f"{path}: the top level must be a mapping of sections (data:, model:, ...)")
     for key in RUN_RECORD_KEYS:
         raw.pop(key, None)
+    if not raw:  # before the overrides: `--set` on an empty file would train the built-in defaults
+        raise ConfigError(f"{path}: the config is empty; start from one in configs/, e.g. configs/digits/elr_sym40.yaml")
     overrides = overrides or []
     apply_overrides(raw, overrides)
-    if not raw:
-        raise ConfigError(f"{path}: the config is empty; start from one in configs/, e.g. configs/digits/elr_sym40.yaml")
     source = f"{path} with --set {' '.join(overrides)}" if overrides else str(path)
     return config_from_dict(raw, source=source)
 
@@ -399,7 +399,8 @@ _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> None:
-    """Set dotted keys in place: `train.epochs=5` or `loss.name=elr` (values parsed as YAML)."""
+    """Set dotted keys in place: `train.epochs=5` or `loss.name=elr` (values parsed as YAML). A mapping given to a
+    section (`optim={lr: 0.1}`) sets the keys it names and keeps the section's others, as one `--set` each would."""
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key:
@@ -411,10 +412,18 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> None:
             if not isinstance(node, dict):
                 raise ConfigError(f"--set {item!r}: {part!r} is not a section")
         try:
-            node[parts[-1]] = yaml.safe_load(value)
+            parsed = yaml.safe_load(value)
         except yaml.YAMLError as err:
             raise ConfigError(f"--set {item!r}: the value is not valid YAML ({getattr(err, 'problem', err)}); "
                               "quote it, e.g. --set 'key=[1, 2]'") from None
+        node[parts[-1]] = _merged(node.get(parts[-1]), parsed)
+
+
+def _merged(old: Any, new: Any) -> Any:
+    """`new` over `old`, key by key where both are mappings."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return {**old, **{key: _merged(old.get(key), value) for key, value in new.items()}}
+    return new
 
 
 def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> RunConfig:
@@ -445,6 +454,9 @@ def _check_ranges(cfg: RunConfig, source: str) -> None:
     for key, (allowed, holds) in NUMERIC_RANGES.items():
         if flat[key] is not None and not holds(flat[key]):
             raise ConfigError(f"{source}: {key} = {flat[key]!r} must be {allowed}")
+    if any(milestone < 1 for milestone in cfg.schedule.milestones):  # a milestone 0 would start at lr × gamma
+        raise ConfigError(f"{source}: schedule.milestones = {cfg.schedule.milestones} must each be at least 1 "
+                          "(the epochs after which the rate drops)")
     if cfg.loss.name != "elr":
         for key in _ELR_ONLY:
             if flat[key]:

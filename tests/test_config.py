@@ -81,6 +81,7 @@ def test_the_evaluation_batch_suits_the_data_unless_set(tmp_path: Path) -> None:
                                                                r"does not read data.mri"),
         ("data: {name: cifar10}\n", r"data.name = cifar10 needs data.root, the folder that holds the data set"),
         ("# nothing yet\n", r"the config is empty; start from one in configs/"),
+        ("schedule: {milestones: [0, 80]}\n", r"schedule.milestones = \[0, 80\] must each be at least 1"),
         ("seed: 0\ntrain: {epochs: 3}\nseed: 1\n", r"line 3: not valid YAML \(the key 'seed' is given twice"),
         ("train: {epochs: 3, epochs: 4}\n", r"the key 'epochs' is given twice in one section"),
         ("train:\n  <<: {epochs: 2, epochs: 3}\n", r"line 2: not valid YAML \(the key 'epochs' is given twice"),
@@ -107,7 +108,21 @@ def test_missing_file_and_bad_override(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "nope.yaml")
     with pytest.raises(ConfigError, match="expected key=value"):
-        load_config(_write(tmp_path, "{}\n"), ["train.epochs"])
+        load_config(_write(tmp_path, "seed: 0\n"), ["train.epochs"])
+
+
+def test_an_empty_config_is_refused_with_settings_given_too(tmp_path: Path) -> None:
+    """`--set` on an empty file would otherwise train the built-in defaults (digits, CE, no noise)."""
+    with pytest.raises(ConfigError, match="the config is empty"):
+        load_config(_write(tmp_path, ""), ["train.progress=false"])
+
+
+def test_a_section_set_as_a_mapping_keeps_its_other_keys(tmp_path: Path) -> None:
+    """As one `--set` per key: `optim={lr: 0.1}` must not put weight decay back to its default."""
+    path = _write(tmp_path, "optim: {lr: 0.02, weight_decay: 1e-4}\ndata: {noise: {mode: pair, rate: 0.4}}\n")
+    cfg = load_config(path, ["optim={lr: 0.1}", "data={noise: {rate: 0.2}}"])
+    assert (cfg.optim.lr, cfg.optim.weight_decay) == (0.1, 1e-4)
+    assert (cfg.data.noise.mode, cfg.data.noise.rate) == ("pair", 0.2)
 
 
 def test_a_mistake_made_by_set_says_so(tmp_path: Path) -> None:
@@ -117,7 +132,7 @@ def test_a_mistake_made_by_set_says_so(tmp_path: Path) -> None:
 
 def test_unreadable_override_values_and_files_are_one_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"--set 'train.epochs=\[1': the value is not valid YAML"):
-        load_config(_write(tmp_path, "{}\n"), ["train.epochs=[1"])
+        load_config(_write(tmp_path, "seed: 0\n"), ["train.epochs=[1"])
     latin = tmp_path / "latin.yaml"
     latin.write_bytes("loss:\n  name: elr  # λ\n".encode("utf-16"))
     with pytest.raises(ConfigError, match=rf"{latin}: not UTF-8 text"):
@@ -126,7 +141,7 @@ def test_unreadable_override_values_and_files_are_one_line(tmp_path: Path) -> No
 
 def test_a_run_directory_config_starts_a_new_run(tmp_path: Path) -> None:
     """The engine's config.yaml records the selection rule in words; loading it as a config drops that."""
-    cfg = load_config(_write(tmp_path, "selection_rule: best accuracy on the validation split\n"), ["loss.lam=2"])
+    cfg = load_config(_write(tmp_path, "selection_rule: best accuracy on the validation split\nseed: 0\n"), ["loss.lam=2"])
     assert cfg.loss.lam == 2.0
 
 
