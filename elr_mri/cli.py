@@ -219,9 +219,18 @@ def _train(args: argparse.Namespace) -> int:
             print(f"  {key}: {value}")
     for warning in summary.get("warnings", []):
         print(f"warning: {warning}", file=sys.stderr)
-    if config.data.name == "mri" and config.data.mri.holdout_manifest and not finished_before:
-        _evaluate_holdout_after_training(out_dir, Path(config.data.mri.holdout_manifest))
+    holdout = config.data.mri.holdout_manifest if config.data.name == "mri" else None
+    if holdout and (not finished_before or _holdout_unscored(out_dir, Path(holdout))):
+        _evaluate_holdout_after_training(out_dir, Path(holdout))
     return 0
+
+
+def _holdout_unscored(out_dir: Path, holdout: Path) -> bool:
+    """Whether a finished run's holdout lacks its results (summary.json, written last): its scoring at the end of
+    training was cut short (Ctrl-C, a kill, a job's time limit), and a plain `--resume` finishes it."""
+    from elr_mri.evaluation.evaluate import evaluation_dir
+
+    return not (evaluation_dir(out_dir, holdout) / "summary.json").is_file()
 
 
 def _unread_setting_notes(config: RunConfig, overrides: list[str]) -> list[str]:

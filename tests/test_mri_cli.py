@@ -80,6 +80,21 @@ def test_validation_labels_without_a_validation_scan_are_one_line_error(trained:
     assert len(result.stderr.strip().splitlines()) == 1 and "validation scan sub-TRN" in result.stderr
 
 
+def test_a_resume_finishes_holdout_scoring_cut_short(trained: dict[str, Path], tmp_path: Path,
+                                                     cli_in_process: Cli) -> None:
+    """Ctrl-C or a job's time limit during the scoring after the last epoch: the printed `--resume` scores it."""
+    run = tmp_path / "run"
+    shutil.copytree(trained["run"], run)
+    results = run / f"eval-{trained['holdout'].stem}" / "summary.json"
+    results.unlink()  # as the scoring leaves it cut short: summary.json is written last
+    resumed = cli_in_process("train", "--resume", str(run))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "nothing to train" in resumed.stderr and results.is_file()
+    scored_at = results.stat().st_mtime_ns
+    again = cli_in_process("train", "--resume", str(run))
+    assert again.returncode == 0 and results.stat().st_mtime_ns == scored_at  # scored once
+
+
 def test_training_writes_splits_without_shared_participants(trained: dict[str, Path]) -> None:
     splits = pd.read_csv(trained["run"] / "splits.csv")
     assert splits["participant_id"].is_unique and set(splits["split"]) == {"train", "val", "test"}
