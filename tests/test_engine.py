@@ -635,6 +635,17 @@ def test_a_resume_does_not_end_before_the_epoch_of_a_best_pt_written_after_last_
     assert load_checkpoint(out / "checkpoints" / "best.pt")["epoch"] == 3
 
 
+def test_a_resume_refuses_a_run_whose_best_pt_is_lost(tmp_path: Path, cli_in_process: Cli) -> None:
+    """Otherwise it trains on and finishes with a summary naming a best epoch whose weights no file holds."""
+    out = tmp_path / "run"
+    train(load_config(DIGITS, [*SMALL, "train.epochs=2"]), out)
+    (out / "checkpoints" / "best.pt").unlink()
+    result = cli_in_process("train", "--resume", str(out), "--set", "train.epochs=3")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "best.pt is missing, though last.pt records epoch" in result.stderr
+    assert json.loads((out / "summary.json").read_text())["epochs"] == 2  # nothing trained or rewritten
+
+
 def test_a_plain_resume_of_a_finished_run_leaves_it_as_it_was(tmp_path: Path, cli_in_process: Cli) -> None:
     """Finishing it again added the call's time to wall_seconds and recorded the resuming machine as the run's."""
     out = tmp_path / "run"

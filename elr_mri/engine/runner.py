@@ -413,6 +413,7 @@ def _restore(out_dir: Path, cfg: RunConfig, method: Method, tracker: PredictionT
     tracker.load(ckpt["tracker_probs"])
     state.epoch, state.best_val, state.best_epoch = ckpt["epoch"], ckpt["best_val"], ckpt["best_epoch"]
     state.seconds_before = ckpt["wall_seconds"]
+    _refuse_lost_best(out_dir, state.best_epoch)
     _refuse_best_beyond(out_dir, state.epoch, cfg.train.epochs)
     state.rows = [row for row in _read_metrics(out_dir) if row["epoch"] <= state.epoch]
     if [row["epoch"] for row in state.rows] != list(range(1, state.epoch + 1)):  # the summary is built from them
@@ -424,6 +425,15 @@ def _restore(out_dir: Path, cfg: RunConfig, method: Method, tracker: PredictionT
     else:  # under another number of processes every rank takes rank 0's state, and the others part from it again
         restore_rng(ckpt["rng"])
         part_rank_streams(cfg.seed, state.epoch, dist)
+
+
+def _refuse_lost_best(out_dir: Path, best_epoch: int) -> None:
+    """last.pt records a best epoch, whose weights went to best.pt before it: without best.pt the run would finish
+    with a summary naming weights no file holds, and `evaluate` would fail only then."""
+    path = out_dir / "checkpoints" / "best.pt"
+    if best_epoch and not path.exists():
+        raise FileNotFoundError(f"{path} is missing, though last.pt records epoch {best_epoch} as the best; restore "
+                                "it from a copy of the run, or train the run again")
 
 
 def _refuse_best_beyond(out_dir: Path, resumed_epoch: int, epochs: int) -> None:
