@@ -43,6 +43,18 @@ def test_a_checkpoint_the_disk_refused_part_way_is_said_as_a_full_disk_and_leave
     assert list(tmp_path.iterdir()) == []  # the temporary file removed
 
 
+def test_a_text_file_the_disk_refused_names_its_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """metrics.csv, summary.json: the OS's ENOSPC from a write has no file name, so the one line would lack it."""
+    import contextlib
+
+    import elr_mri.engine.checkpoint as checkpoint
+
+    monkeypatch.setattr(checkpoint, "atomic_path", lambda path: contextlib.nullcontext(Path("/dev/full")))
+    with pytest.raises(OSError) as refused:
+        checkpoint.atomic_write_text("epoch\n1\n" * 10_000, tmp_path / "metrics.csv")
+    assert str(as_storage_error(refused.value)).startswith(f"[Errno 28] No space left on device ({tmp_path / 'metrics.csv'}); ")
+
+
 def test_simulate_and_preprocess_say_a_full_disk_and_refuse_an_empty_path(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     import elr_mri.simulate.cli as simulate

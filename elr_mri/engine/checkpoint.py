@@ -45,8 +45,15 @@ def atomic_save(obj: dict[str, Any], path: Path) -> None:
 
 
 def atomic_write_text(text: str, path: Path) -> None:
+    """`text` to a temporary file beside `path`, then renamed into place. A write the disk refused names `path`:
+    the OS's error from a write, unlike one from opening, carries no file name."""
     with atomic_path(path) as tmp:
-        tmp.write_text(text)
+        try:
+            tmp.write_text(text)
+        except OSError as err:
+            if err.filename is None:
+                err.filename = str(path)
+            raise
 
 
 def atomic_write_json(payload: dict[str, Any], path: Path) -> None:
