@@ -646,6 +646,20 @@ def test_a_resume_refuses_a_run_whose_best_pt_is_lost(tmp_path: Path, cli_in_pro
     assert json.loads((out / "summary.json").read_text())["epochs"] == 2  # nothing trained or rewritten
 
 
+def test_a_plain_resume_of_a_finished_run_on_read_only_storage_prints_its_summary(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Taking the run's lock needs write access, which a read-only mount (an archive of runs) refuses; checked by
+    hand on a read-only bind mount, imitated here by the OS saying the folder is not writable."""
+    import os
+
+    out = tmp_path / "run"
+    finished = train(load_config(DIGITS, [*SMALL, "train.epochs=1"]), out)
+    (out / ".train.lock").unlink()
+    monkeypatch.setattr(os, "access", lambda path, mode: mode != os.W_OK)
+    assert train(load_config(out / "config.yaml"), out, resume=True) == finished
+    assert not (out / ".train.lock").exists()  # no lock taken
+
+
 def test_a_plain_resume_of_a_finished_run_leaves_it_as_it_was(tmp_path: Path, cli_in_process: Cli) -> None:
     """Finishing it again added the call's time to wall_seconds and recorded the resuming machine as the run's."""
     out = tmp_path / "run"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 import random
 import sys
 import time
@@ -95,6 +96,9 @@ def train(cfg: RunConfig, out_dir: Path, resume: bool = False, notes: Sequence[s
     dist = init_distributed(device.type)
     if device.type == "cuda" and dist.enabled:
         device = torch.device("cuda", dist.local_rank)
+    if resume and not os.access(out_dir, os.W_OK) and finished_at(out_dir, cfg.train.epochs):
+        leave_distributed()  # read-only storage: no lock can be taken there, and nothing would be written
+        return _already_finished(out_dir, dist)
     with ExitStack() as held:
         _main_rank_does(dist, lambda: held.enter_context(exclusive_run_dir(out_dir, create=not resume)))
         if resume and finished_at(out_dir, cfg.train.epochs):  # read under the lock: not while an extension runs
