@@ -286,6 +286,36 @@ def test_an_evaluation_cut_short_while_rewriting_its_folder_leaves_no_summary(
         "as done (one it had not reached keeps its earlier results); run the command again\n")
 
 
+@pytest.mark.parametrize("moved_on", ["new best.pt", "extended"])
+def test_an_evaluation_the_run_moved_on_under_is_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         moved_on: str) -> None:
+    """`evaluate` takes no lock: a run that wrote a checkpoint, ended or was extended while it scored may have
+    cleaned up its eval folders before this one was written, which would then stay, describing old weights."""
+    import elr_mri.evaluation.evaluate as evaluate
+
+    out = tmp_path / "run"
+    train(load_config(DIGITS, [*SMALL, "train.epochs=1"]), out)
+    write_evaluation = evaluate.write_evaluation
+
+    def while_training_goes_on(where: Path, *args: object, **kwargs: object) -> None:
+        write_evaluation(where, *args, **kwargs)
+        if moved_on == "extended":
+            (out / "summary.json").unlink()
+        else:  # as atomic_save writes it: a new file renamed into place
+            best = out / "checkpoints" / "best.pt"
+            shutil.copy(best, best.with_name("new.pt"))
+            os.replace(best.with_name("new.pt"), best)
+
+    monkeypatch.setattr(evaluate, "write_evaluation", while_training_goes_on)
+    with pytest.raises(ValueError, match=r"training moved the run on .* while eval-test was being made, so it was "
+                                         r"removed; run the command again"):
+        evaluate.evaluate_run(out, n_boot=2)
+    assert not (out / "eval-test").exists()
+    monkeypatch.undo()
+    evaluate.evaluate_run(out, n_boot=2)  # a run left alone: kept
+    assert (out / "eval-test" / "summary.json").exists()
+
+
 @pytest.mark.parametrize("loss", ["elr", "elr_plus"])
 def test_an_extended_run_ends_as_a_run_of_that_length(tmp_path: Path, loss: str) -> None:
     """With a step schedule the rate, ELR's targets, ELR+'s ramps and the best epoch depend on the epoch and step
@@ -650,8 +680,6 @@ def test_a_plain_resume_of_a_finished_run_on_read_only_storage_prints_its_summar
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Taking the run's lock needs write access, which a read-only mount (an archive of runs) refuses; checked by
     hand on a read-only bind mount, imitated here by the OS saying the folder is not writable."""
-    import os
-
     out = tmp_path / "run"
     finished = train(load_config(DIGITS, [*SMALL, "train.epochs=1"]), out)
     (out / ".train.lock").unlink()

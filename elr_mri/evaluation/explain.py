@@ -18,8 +18,8 @@ from torch.utils.data import DataLoader, Dataset
 from elr_mri.config import evaluation_batch_size
 from elr_mri.engine.checkpoint import atomic_write_json
 from elr_mri.engine.methods import Method
-from elr_mri.evaluation.evaluate import (evaluation_set, explanation_dir, load_run, require_own_folder,
-                                        scored_fingerprint, scored_source)
+from elr_mri.evaluation.evaluate import (evaluation_set, explanation_dir, load_run, refuse_if_run_moved_on,
+                                        require_own_folder, scored_fingerprint, scored_source)
 from preprocess.sidecar import atomic_path
 
 __all__ = ["crop_affine", "explain_run", "saliency_maps"]
@@ -52,6 +52,7 @@ def explain_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = "
                        "checkpoint": checkpoint, "checkpoint_epoch": run.epoch, "run_finished": run.finished,
                        "scans": len(dataset)},
                       out / "summary.json")
+    refuse_if_run_moved_on(run, run_dir, checkpoint, out)
     return out
 
 
