@@ -55,7 +55,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60, help="timed steps per measurement")
     parser.add_argument("--warmup", type=int, default=8, help="untimed steps first (compilation, cuDNN search)")
     parser.add_argument("--eval-images", type=int, default=EVAL_IMAGES, help="images in the timed evaluation pass")
-    parser.add_argument("--out", type=nonempty_path, default=ROOT / "bench" / "results" / "cifar_step.md")
+    parser.add_argument("--out", type=nonempty_path, default=None,
+                        help="default bench/results/cifar_step_<device>.md")
     args = parser.parse_args()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error(f"--device {args.device}: no CUDA device is visible to torch (--device cpu times the CPU)")
@@ -63,6 +64,7 @@ def main() -> None:
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} {getattr(args, name)}: must be at least 1")
     device = torch.device(args.device)
+    args.out = args.out or ROOT / "bench" / "results" / f"cifar_step_{device.type}.md"  # as published
     train, source = load_train(None)  # random pixels: see the docstring
     rows, kernels = [], ""
     for name, overrides in PLANS.items():
