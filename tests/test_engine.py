@@ -286,29 +286,40 @@ def test_an_evaluation_cut_short_while_rewriting_its_folder_leaves_no_summary(
         "as done (one it had not reached keeps its earlier results); run the command again\n")
 
 
-@pytest.mark.parametrize("moved_on", ["new best.pt", "extended"])
+@pytest.mark.parametrize("moved_on", ["finished", "extended", "extended and finished again", "new best.pt"])
 def test_an_evaluation_the_run_moved_on_under_is_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                          moved_on: str) -> None:
-    """`evaluate` takes no lock: a run that wrote a checkpoint, ended or was extended while it scored may have
-    cleaned up its eval folders before this one was written, which would then stay, describing old weights."""
+    """`evaluate` takes no lock: a run that ended or was extended while it scored may have cleaned up its eval folders
+    before this one was written, which would then stay, describing old weights. A new checkpoint of a run still
+    training is no such case: the run removes that folder when it ends."""
     import elr_mri.evaluation.evaluate as evaluate
 
     out = tmp_path / "run"
     train(load_config(DIGITS, [*SMALL, "train.epochs=1"]), out)
+    summary = out / "summary.json"
+    if moved_on in ("finished", "new best.pt"):  # evaluated mid-run
+        summary.rename(tmp_path / "summary.json")
     write_evaluation = evaluate.write_evaluation
 
     def while_training_goes_on(where: Path, *args: object, **kwargs: object) -> None:
         write_evaluation(where, *args, **kwargs)
         if moved_on == "extended":
-            (out / "summary.json").unlink()
-        else:  # as atomic_save writes it: a new file renamed into place
+            summary.unlink()
+        elif moved_on == "new best.pt":  # as atomic_save writes it: a new file renamed into place
             best = out / "checkpoints" / "best.pt"
-            shutil.copy(best, best.with_name("new.pt"))
-            os.replace(best.with_name("new.pt"), best)
+            shutil.copy(best, tmp_path / "best.pt")
+            os.replace(tmp_path / "best.pt", best)
+        else:  # the run's end writes its summary (again), renamed into place
+            shutil.copy(tmp_path / "summary.json" if moved_on == "finished" else summary, tmp_path / "new.json")
+            os.replace(tmp_path / "new.json", summary)
 
     monkeypatch.setattr(evaluate, "write_evaluation", while_training_goes_on)
-    with pytest.raises(ValueError, match=r"training moved the run on .* while eval-test was being made, so it was "
-                                         r"removed; run the command again"):
+    if moved_on == "new best.pt":
+        evaluate.evaluate_run(out, n_boot=2)
+        assert (out / "eval-test" / "summary.json").exists()
+        return
+    with pytest.raises(ValueError, match=r"training finished or was extended while eval-test was being made, so "
+                                         r"it was removed; run the command again"):
         evaluate.evaluate_run(out, n_boot=2)
     assert not (out / "eval-test").exists()
     monkeypatch.undo()

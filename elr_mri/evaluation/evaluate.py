@@ -46,7 +46,7 @@ class LoadedRun:
     method: Method
     epoch: int  # the epoch the checkpoint's weights are from
     finished: bool  # summary.json exists: training reached its configured length
-    run_state: tuple[Any, ...]  # `_run_state` when loaded: `refuse_if_run_moved_on` compares it after writing
+    run_state: tuple[int, int] | None  # `_run_state` when loaded: `refuse_if_run_moved_on` compares it after writing
 
 
 def load_run(run_dir: Path, checkpoint: str = "best") -> LoadedRun:
@@ -55,7 +55,7 @@ def load_run(run_dir: Path, checkpoint: str = "best") -> LoadedRun:
     path = run_dir / "checkpoints" / f"{checkpoint}.pt"
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: is {run_dir} a finished `elr-mri train` run directory?")
-    run_state = _run_state(run_dir, checkpoint)  # before reading the weights: a checkpoint written since shows
+    run_state = _run_state(run_dir)  # before reading the weights: a run that moves on from here shows
     cfg = load_config(run_dir / "config.yaml")
     cfg.train.compile = False  # one pass of inference: compiling would cost more than it saves
     shape = read_data_shape(run_dir)
@@ -71,22 +71,26 @@ def load_run(run_dir: Path, checkpoint: str = "best") -> LoadedRun:
     return LoadedRun(cfg, shape, method, int(saved["epoch"]), (run_dir / "summary.json").exists(), run_state)
 
 
-def _run_state(run_dir: Path, checkpoint: str) -> tuple[Any, ...]:
-    """What changes when training moves a run on: the checkpoint file (a new one is renamed into place) and whether
-    the run has finished (summary.json comes at the end and goes when a run is extended)."""
-    weights = (run_dir / "checkpoints" / f"{checkpoint}.pt").stat()
-    return weights.st_ino, weights.st_mtime_ns, (run_dir / "summary.json").exists()
+def _run_state(run_dir: Path) -> tuple[int, int] | None:
+    """The run's summary.json as a file (None: none), which changes when training cleans up its eval and explain
+    folders: it comes, renamed into place, when a run ends, and goes when a finished run is extended. A new checkpoint
+    of a run still training is not such a change: that folder is removed when the run ends."""
+    try:
+        summary = (run_dir / "summary.json").stat()
+    except FileNotFoundError:
+        return None
+    return summary.st_ino, summary.st_mtime_ns
 
 
-def refuse_if_run_moved_on(run: LoadedRun, run_dir: Path, checkpoint: str, out: Path) -> None:
-    """Remove `out` and stop when training wrote a new checkpoint, finished or was extended while `out` was being
-    made: the run's own clean-up of such folders (when it goes on or ends) may have come before `out` was written,
-    which would then stay, describing weights and a state the run no longer has. A ValueError: one line, exit 2."""
-    if _run_state(run_dir, checkpoint) == run.run_state:
+def refuse_if_run_moved_on(run: LoadedRun, run_dir: Path, out: Path) -> None:
+    """Remove `out` and stop when the run finished or was extended while `out` was being made: the run's own
+    clean-up of such folders then may have come before `out` was written, which would stay, describing weights and
+    a state the run no longer has. A ValueError: one line, exit 2."""
+    if _run_state(run_dir) == run.run_state:
         return
     shutil.rmtree(out, ignore_errors=True)
-    raise ValueError(f"{run_dir}: training moved the run on (a new {checkpoint}.pt, or it finished or was extended) "
-                       f"while {out.name} was being made, so it was removed; run the command again")
+    raise ValueError(f"{run_dir}: training finished or was extended while {out.name} was being made, so it was "
+                     "removed; run the command again")
 
 
 @torch.no_grad()
@@ -123,7 +127,7 @@ def evaluate_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = 
                      {"manifest": scored_source(manifest), "manifest_sha256": scored_fingerprint(manifest),
                       "checkpoint": checkpoint, "checkpoint_epoch": run.epoch, "run_finished": run.finished,
                       "selection_rule": rule})
-    refuse_if_run_moved_on(run, run_dir, checkpoint, out)
+    refuse_if_run_moved_on(run, run_dir, out)
     return reports
 
 

@@ -52,7 +52,7 @@ def explain_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = "
                        "checkpoint": checkpoint, "checkpoint_epoch": run.epoch, "run_finished": run.finished,
                        "scans": len(dataset)},
                       out / "summary.json")
-    refuse_if_run_moved_on(run, run_dir, checkpoint, out)
+    refuse_if_run_moved_on(run, run_dir, out)
     return out
 
 
