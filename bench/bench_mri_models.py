@@ -475,8 +475,11 @@ def measure(args: argparse.Namespace, measured: Callable[[Measurements], None]) 
         m.slow = in_fresh_process(job) if job is not None else None
     else:
         for variant in variants_on(args.device):
-            m.variants[variant.label] = in_fresh_process(StepJob(X8, PAPER_SIZE, args.batch_size, args.device, variant,
-                                                                 warmup=3, min_steps=10, budget_s=10.0))
+            try:
+                m.variants[variant.label] = in_fresh_process(StepJob(X8, PAPER_SIZE, args.batch_size, args.device,
+                                                                     variant, warmup=3, min_steps=10, budget_s=10.0))
+            except RuntimeError as error:  # one variant failing (compile, memory) leaves the others to measure
+                log(f"{variant.label}: failed, left out of the table: {error}")
             measured(m)
     m.finished = True
     return m

@@ -55,9 +55,10 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT
 "$PYTHON" -c "import torch; print('torch', torch.__version__)" | tee -a "$OUT/device.txt"
 
 # step NAME CAP LOG COMMAND...: COMMAND under min(CAP, seconds left) (skipped under 30 s), its output appended to LOG;
-# its exit status (also left in LAST_EXIT) and wall time go to stdout and device.txt. A training run stops at the next
-# step after timeout's SIGTERM, saving what it did; -k: killed 15 s later if it has not stopped by then.
-LAST_EXIT=0
+# its exit status and wall time go to stdout and device.txt; LAST_CUT is 1 when the limit stopped it (or it was
+# skipped), 0 when it ended on its own. A training run stops at the next step after timeout's SIGTERM, saving what it
+# did; -k: killed 15 s later if it has not stopped by then.
+LAST_CUT=0
 step() {
     local name=$1 cap=$2 log=$3 left=$(( DEADLINE - $(date +%s) ))
     shift 3
@@ -65,11 +66,17 @@ step() {
     start=$(date +%s)
     if [ "$limit" -lt 30 ]; then
         echo "$name: skipped, ${limit} s for it" | tee -a "$OUT/device.txt"
+        LAST_CUT=1
         return
     fi
     timeout -k 15 "$limit" "$@" >> "$log" 2>&1
-    LAST_EXIT=$?
-    echo "$name: exit $LAST_EXIT, $(( $(date +%s) - start )) s wall (limit ${limit} s)" | tee -a "$OUT/device.txt"
+    local code=$? wall=$(( $(date +%s) - start ))
+    # 124: stopped by SIGTERM at the limit; 137 at or past it: killed 15 s later (137 before it: something else, OOM)
+    LAST_CUT=0
+    if [ "$code" -eq 124 ] || { [ "$code" -eq 137 ] && [ "$wall" -ge "$limit" ]; }; then
+        LAST_CUT=1
+    fi
+    echo "$name: exit $code, $wall s wall (limit ${limit} s)" | tee -a "$OUT/device.txt"
 }
 
 # row NAME MODE CONFIG [--set KEY=VALUE ...]: a CIFAR-10 row (CONFIG) under torch.compile's MODE and the settings
@@ -77,7 +84,8 @@ step() {
 row() {
     local name=$1 mode=$2 config=$3
     shift 3
-    rm -rf "/tmp/$name"  # a rerun on the same machine starts the row afresh
+    rm -rf "/tmp/$name"  # a rerun on the same machine starts the row afresh, and its figures in a reused OUT go
+    rm -f "$OUT/${name}_${mode}_metrics.csv" "$OUT/${name}_${mode}_summary.json"
     keep_copying "/tmp/$name/metrics.csv" "$OUT/${name}_${mode}_metrics.csv" &
     local copier=$!
     step "$name ($mode)" $(( DEADLINE - $(date +%s) - 10 )) "$OUT/${name}_$mode.log" \
@@ -85,7 +93,8 @@ row() {
         --out "/tmp/$name" --set train.progress=false --set train.tensorboard=false \
         --set train.compile_mode="$mode" "$@"
     kill "$copier" 2>/dev/null
-    rm -f "$OUT"/*.part  # a copy the kill cut short
+    wait "$copier" 2>/dev/null
+    rm -f "$OUT/${name}_${mode}_metrics.csv.part"  # a copy the kill cut short
     cp "/tmp/$name/metrics.csv" "$OUT/${name}_${mode}_metrics.csv" 2>/dev/null
     cp "/tmp/$name/summary.json" "$OUT/${name}_${mode}_summary.json" 2>/dev/null
 }
@@ -157,10 +166,8 @@ fi
 # ROW_SETTINGS="--set KEY=VALUE ..." adds settings to this row (e.g. --set train.compile_step=true)
 # shellcheck disable=SC2086  # word splitting intended: ROW_SETTINGS holds several arguments
 row cifar10_elr_sym40 reduce-overhead configs/cifar10/elr_sym40.yaml ${ROW_SETTINGS:-}
-# a CUDA-graph run that failed outright (no summary, and not cut by the limit: exit 124, or 137 when killed) leaves the
-# time to compile's default mode
-if [ ! -f "$OUT/cifar10_elr_sym40_reduce-overhead_summary.json" ] && [ "$LAST_EXIT" -ne 124 ] \
-        && [ "$LAST_EXIT" -ne 137 ]; then
+# a CUDA-graph run that failed outright (no summary, and not cut by the limit) leaves the time to compile's default mode
+if [ ! -f "$OUT/cifar10_elr_sym40_reduce-overhead_summary.json" ] && [ "$LAST_CUT" -eq 0 ]; then
     # shellcheck disable=SC2086  # word splitting intended: ROW_SETTINGS holds several arguments
     row cifar10_elr_sym40 default configs/cifar10/elr_sym40.yaml ${ROW_SETTINGS:-}
 fi

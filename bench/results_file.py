@@ -37,7 +37,7 @@ def read_child_result(stdout: str, what: str) -> object:
     child cut short), so that a caller measuring several variants goes on with the next."""
     tagged = [line for line in stdout.splitlines() if line.startswith(CHILD_RESULT_TAG)]
     if not tagged:
-        raise RuntimeError(f"{what}: the child printed no result; its last output:\n{stdout[-3000:]}")
+        raise RuntimeError(f"its last output:\n{stdout[-3000:]}\n{what}: the child printed no result")  # reason last
     return json.loads(tagged[-1][len(CHILD_RESULT_TAG):])
 
 

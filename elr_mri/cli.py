@@ -226,11 +226,20 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _holdout_unscored(out_dir: Path, holdout: Path) -> bool:
-    """Whether a finished run's holdout lacks its results (summary.json, written last): its scoring at the end of
-    training was cut short (Ctrl-C, a kill, a job's time limit), and a plain `--resume` finishes it."""
+    """Whether a finished run's holdout lacks its results (summary.json, written last) and can be scored now: its
+    scoring at the end of training was cut short (Ctrl-C, a kill, a job's time limit), and a plain `--resume`
+    finishes it. Where it cannot (the manifest moved, read-only storage) a note says how, and the resume stays a
+    success: training is done."""
     from elr_mri.evaluation.evaluate import evaluation_dir
 
-    return not (evaluation_dir(out_dir, holdout) / "summary.json").is_file()
+    if (evaluation_dir(out_dir, holdout) / "summary.json").is_file():
+        return False
+    if holdout.is_file() and os.access(out_dir, os.W_OK):
+        return True
+    reason = "the manifest is not there" if not holdout.is_file() else "the run folder is read-only"
+    print(f"note: {out_dir}: the scoring of its holdout {holdout} was cut short and cannot be finished here ({reason}); "
+          f"once it can: elr-mri evaluate --run {out_dir} --manifest {holdout}", file=sys.stderr)
+    return False
 
 
 def _unread_setting_notes(config: RunConfig, overrides: list[str]) -> list[str]:

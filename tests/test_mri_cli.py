@@ -93,6 +93,12 @@ def test_a_resume_finishes_holdout_scoring_cut_short(trained: dict[str, Path], t
     scored_at = results.stat().st_mtime_ns
     again = cli_in_process("train", "--resume", str(run))
     assert again.returncode == 0 and results.stat().st_mtime_ns == scored_at  # scored once
+    results.unlink()
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["data"]["mri"]["holdout_manifest"] = str(tmp_path / "moved.csv")
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    moved = cli_in_process("train", "--resume", str(run))  # training is done: a success, with a note saying how
+    assert moved.returncode == 0 and "the scoring of its holdout" in moved.stderr and "is not there" in moved.stderr
 
 
 def test_training_writes_splits_without_shared_participants(trained: dict[str, Path]) -> None:
