@@ -194,3 +194,8 @@ def test_roc_curve_encloses_the_auc_with_tied_scores_in_any_row_order() -> None:
         fpr, tpr = roc_points(truth[rows], score[rows])
         assert np.trapezoid(tpr, fpr) == pytest.approx(roc_auc_score(truth, score)) == pytest.approx(7 / 9)
         assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0.0, 0.0, 1.0, 1.0) and len(fpr) == 4  # 3 distinct scores
+
+
+def test_an_empty_set_has_no_accuracy_rather_than_zero() -> None:
+    values = point_metrics(np.zeros(0, dtype=int), np.zeros((0, 3)), 3)
+    assert np.isnan(values["accuracy"]) and np.isnan(values["auc_micro"])

@@ -66,8 +66,10 @@ def saliency_maps(method: Method, dataset: Dataset, num_classes: int,
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
         images = batch["image"].to(next(networks[0].parameters()).device).requires_grad_(True)
         extra = {"age": batch["age"].float().to(images.device)} if "age" in batch else {}
-        probs = torch.stack([net(images, **extra) for net in networks]).mean(dim=0).softmax(dim=1)
-        chosen = probs.gather(1, batch["label"].to(images.device)[:, None]).clamp_min(1e-12).log()
+        # log_softmax, not log(softmax): a confidently wrong scan (the given class's probability under float
+        # precision) keeps its gradient instead of contributing a map of zeros
+        log_probs = torch.stack([net(images, **extra) for net in networks]).mean(dim=0).log_softmax(dim=1)
+        chosen = log_probs.gather(1, batch["label"].to(images.device)[:, None])
         (gradient,) = torch.autograd.grad(chosen.sum(), images)
         gradient = gradient.abs()[:, 0].cpu().numpy()
         volumes = images.detach()[:, 0].cpu().numpy()

@@ -166,7 +166,7 @@ def point_metrics(labels: np.ndarray, proba: np.ndarray, num_classes: int) -> di
     counts = confusion_counts(labels, proba.argmax(1), num_classes)
     onehot = labels[:, None] == np.arange(num_classes)[None, :]
     per_class = [roc_auc(onehot[:, c], proba[:, c]) for c in range(num_classes)]
-    values = {"accuracy": float(np.trace(counts) / max(len(labels), 1))}
+    values = {"accuracy": float(np.trace(counts) / len(labels)) if len(labels) else float("nan")}
     if num_classes > TOP5_MIN_CLASSES:
         top5 = np.argpartition(-proba, 4, axis=1)[:, :5]
         values["top5_accuracy"] = float((top5 == labels[:, None]).any(1).mean()) if len(labels) else float("nan")
