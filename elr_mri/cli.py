@@ -36,6 +36,15 @@ _PROJECT_ERROR_LINE = re.compile(r"^(?:elr_mri|preprocess)\.[\w.]*Error: (.+)$",
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    try:
+        return _run_command(argv)
+    except BrokenPipeError:  # `elr-mri ... | head`: the reader left; a traceback (and exit 1) would read as a failure
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # else the exit's flush raises again
+        print(f"elr-mri {' '.join(argv[:1])}: stopped writing, its output's reader closed the pipe", file=sys.stderr)
+        return 128 + signal.SIGPIPE
+
+
+def _run_command(argv: list[str]) -> int:
     if argv and argv[0] in _FORWARDED:  # these own their argument parsing
         return _FORWARDED[argv[0]](argv[1:])
     args = _parser().parse_args(argv)

@@ -26,6 +26,20 @@ class ScanError(ValueError):
         self.path, self.what = path, what
 
 
+def _misnamed_compression(path: Path) -> str | None:
+    """The fix for a file whose name says the wrong compression (gzip data named .nii, plain data named .nii.gz):
+    nibabel trusts the name, and the file itself is fine."""
+    with open(path, "rb") as handle:
+        start = handle.read(4)
+    header_size = {int.from_bytes(start, "little"), int.from_bytes(start, "big")}
+    name = path.name
+    if start[:2] == b"\x1f\x8b" and name.lower().endswith(".nii"):
+        return f"the file is gzip-compressed: rename it to {name}.gz"
+    if header_size & {348, 540} and name.lower().endswith(".nii.gz"):  # NIfTI-1 / NIfTI-2 header sizes
+        return f"the file is an uncompressed NIfTI: rename it to {name[:-3]}"
+    return None
+
+
 def load_scan(path: str | Path) -> nib.Nifti1Image:
     """Return the scan as a 3D float32 NIfTI reoriented to RAS, or raise :class:`ScanError`."""
     if not str(path).strip():  # Path("") would be the working folder
@@ -46,8 +60,8 @@ def load_scan(path: str | Path) -> nib.Nifti1Image:
         data = np.asanyarray(img.dataobj, dtype=np.float32)
     except Exception as exc:  # nibabel raises many types for broken files
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ScanError(path, f"cannot be read as NIfTI ({reason})",
-                        "re-download or re-convert the file") from None
+        raise ScanError(path, f"cannot be read as NIfTI ({reason})", _misnamed_compression(path)
+                        or "re-download or re-convert the file") from None
     if data.ndim > 3 and set(data.shape[3:]) == {1}:  # one volume stored as (X, Y, Z, 1, ...), as converters may
         data = data.reshape(data.shape[:3])
     if data.ndim != 3:

@@ -172,7 +172,8 @@ def _read_bids(root: Path) -> pd.DataFrame:
     found = [(p, p.parts[-4] if p.parts[-3].startswith("ses-") else p.parts[-3],
               p.parts[-3] if p.parts[-3].startswith("ses-") else NO_SESSION)
              for pattern in ("sub-*/ses-*/anat/*_T1w.nii*", "sub-*/anat/*_T1w.nii*")
-             for p in sorted(root.glob(pattern)) if p.name.endswith((".nii", ".nii.gz"))]
+             for p in sorted(root.glob(pattern))
+             if p.name.endswith((".nii", ".nii.gz")) and not p.name.startswith(".")]  # ._* : macOS resource forks
     stems = [path.with_name(path.name.removesuffix(".gz")) for path, _, _ in found]
     twice = next((stem for stem in stems if stems.count(stem) > 1), None)
     if twice is not None:
@@ -213,7 +214,8 @@ def _join_participants_tsv(table: pd.DataFrame, participants: Path) -> pd.DataFr
 
 
 def _other_entities(path: Path, subject: str, session: str) -> str:
-    """What tells one T1 of a session from another: the name's entities after sub- and ses- (acq-, run-)."""
+    """What tells one T1 of a session from another: the name's entities after sub- and ses- (acq-, run-), or
+    `T1w` for the one without any beside a `run-2`."""
     name = path.name.split(".nii")[0].removesuffix("_T1w")
     entities = [part for part in name.split("_") if part not in (subject, session)]
-    return "_".join(entities) or name
+    return "_".join(entities) or "T1w"

@@ -15,22 +15,19 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
-import nibabel as nib
-
 from . import qc, steps
 from .checks import load_scan
 from .sidecar import (atomic_path, is_done, output_hashes, read_sidecar, remove_stale_temps, scan_sha256,
                       write_json)
 from .template import load_template, template_file_digests
 
-__all__ = ["PIPELINE_VERSION", "Params", "ScanOutputs", "process_scan", "software_versions",
-           "versions_with_these_outputs"]
+__all__ = ["PIPELINE_VERSION", "Params", "ScanOutputs", "process_scan", "software_versions"]
 
 # What produced a scan's outputs besides its parameters and template: bump it with any change to the steps (here,
-# steps.py, template.py, qc.py) that would change them; a rerun redoes each scan whose sidecar records a version
-# `versions_with_these_outputs` does not list (or none: written before 2026-12-04) instead of keeping what older
-# code made.
-PIPELINE_VERSION = 2
+# steps.py, template.py, qc.py) that would change them; a rerun redoes each scan whose sidecar records another
+# version (or none: written before 2026-12-04) instead of keeping what older code made. 2 (2026-12-05): a zero
+# background under `--normalise zscore --brain-mask`; 3 (2026-12-05): intensities winsorised before N4
+PIPELINE_VERSION = 3
 MAX_FIELD_OF_VIEW_MM = 400  # an output grid wider than this along any axis is a mistyped --shape (heads: ~250 mm)
 
 
@@ -116,15 +113,6 @@ def software_versions() -> dict[str, str]:
     return {pkg: version(pkg) for pkg in ("antspyx", "nibabel", "nilearn", "numpy")}
 
 
-def versions_with_these_outputs(params: Params) -> tuple[int, ...]:
-    """The pipeline versions whose outputs under `params` are this one's, so a rerun keeps them rather than redoing a
-    cohort: version 1 left the background of `--normalise zscore --brain-mask` at −mean/std, not 0, and made the
-    same outputs under any other settings."""
-    if params.brain_mask and params.normalise == "zscore":
-        return (PIPELINE_VERSION,)
-    return (1, PIPELINE_VERSION)
-
-
 def process_scan(path: str | Path, outputs: ScanOutputs, params: Params) -> dict:
     """Preprocess one scan (or skip it when already done); return its sidecar's content plus
     `status` ("done" or "skipped"). Raises checks.ScanError for an unusable input."""
@@ -135,19 +123,16 @@ def process_scan(path: str | Path, outputs: ScanOutputs, params: Params) -> dict
         finished.append(outputs.warp)
     template_files = template_file_digests(params.template, params.template_mask)
     if input_hash and is_done(outputs.sidecar, input_hash, params.as_dict(), finished, template_files,
-                              versions_with_these_outputs(params)):
+                              (PIPELINE_VERSION,)):
         remove_stale_temps(outputs.image.parent)  # a later run with other settings, killed on this scan, left them
-        done = read_sidecar(outputs.sidecar)
-        if "qc_input_voxel_mm" not in done["qc"]:  # finished before the column: its input's header still says
-            done["qc"]["qc_input_voxel_mm"] = qc.coarsest_voxel_mm(nib.load(str(path)))
-        return {**done, "status": "skipped"}
+        return {**read_sidecar(outputs.sidecar), "status": "skipped"}
     scan = load_scan(path)
     import ants  # after the checks: a bad scan fails without paying for the ANTs import
 
     if params.deterministic:  # fixed seed and one ITK thread for the rest of this process
         ants.config.set_ants_deterministic(True, seed_value=123)
     template = load_template(*params.template_key())
-    moving = steps.n4(steps.non_negative(steps.to_ants(scan)), params.profile)
+    moving = steps.n4(steps.winsorise(steps.non_negative(steps.to_ants(scan))), params.profile)
     fixed = template.coarse if steps.PROFILES[params.profile]["fixed"] == "coarse" else template.full
     with _registration_workdir(outputs.image.parent) as workdir:
         transforms = steps.register(fixed, moving, params.transform, params.deterministic,

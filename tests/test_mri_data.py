@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from scipy import ndimage
 from torch.utils.data import DataLoader
 
 from elr_mri.config import DataConfig, MRIDataConfig, NoiseConfig

@@ -99,3 +99,19 @@ def test_ctrl_c_while_a_checkpoint_is_written_finishes_the_file_then_stops(
     assert InterruptedOnFirstWrite.interrupted
     assert torch.equal(torch.load(path, weights_only=True)["weights"], torch.arange(100_000.0))  # written whole
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C acts at once again
+
+
+def test_a_reader_that_closes_the_pipe_early_ends_the_command_with_one_line_not_a_traceback() -> None:
+    """`elr-mri preprocess ... | head -1`: the listing after the run hit a closed pipe and ended in a traceback."""
+    import subprocess
+    import sys
+
+    many_lines = ("import sys\nfrom elr_mri import cli\n"
+                  "def listing(argv):\n    for _ in range(10000):\n        print('a flagged scan ' * 50)\n    return 0\n"
+                  "cli._run_command = listing\nsys.exit(cli.main(['preprocess']))\n")
+    reader = subprocess.Popen([sys.executable, "-c", many_lines], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    reader.stdout.read(100)
+    reader.stdout.close()  # as `head` does once it has its lines
+    stderr = reader.stderr.read().decode()
+    assert reader.wait() == 141  # 128 + SIGPIPE, as a shell reports a writer the closed pipe ended
+    assert stderr == "elr-mri preprocess: stopped writing, its output's reader closed the pipe\n"

@@ -30,7 +30,7 @@ CLOTHING1M_CLASSES = [
     "Downcoat", "Suit", "Shawl", "Dress", "Vest", "Underwear",
 ]
 DECODE_CHUNK = 1024  # images one decoding task reads (CIFAR-10's 50,000: 49 tasks)
-# the release's clean validation keys: when present, checkpoints are selected on them, as in the paper
+# the release's clean validation keys: checkpoints are selected on them, as in the paper
 CLOTHING1M_VAL_LIST = "clean_val_key_list.txt"
 # mini WebVision (Jiang et al. 2018's protocol, the paper's): the Google images of the first 50 classes
 MINI_WEBVISION_CLASSES = 50
@@ -145,28 +145,37 @@ def _cifar_python(root: Path, name: str) -> ImageSource:
     files = [*layout.train_files, layout.test_file, layout.meta_file]
     _require_files(name, directory, files, f"on a machine with internet, {cifar_download_command(name, root)}; "
                    f"{layout.hint}")
-    class_names = [str(n) for n in _unpickle(directory / layout.meta_file)[layout.names_key]]
-    train = [_cifar_split(directory / f, layout.label_key) for f in layout.train_files]
+    how_to_fix = f"extract {layout.archive} again ({cifar_download_command(name, root)})"
+    (names,) = _unpickled_entries(directory / layout.meta_file, (layout.names_key,), how_to_fix)
+    class_names = [str(n) for n in names]
+    train = [_cifar_split(directory / f, layout.label_key, len(class_names), how_to_fix) for f in layout.train_files]
     images = np.concatenate([s.images for s in train])
     labels = np.concatenate([s.labels for s in train])
     return ImageSource(
         ImageSplit(images, labels, np.arange(len(labels))),
-        _cifar_split(directory / layout.test_file, layout.label_key),
+        _cifar_split(directory / layout.test_file, layout.label_key, len(class_names), how_to_fix),
         class_names,
     )
 
 
-def _cifar_split(path: Path, label_key: str) -> ImageSplit:
-    batch = _unpickle(path)
-    labels = np.asarray(batch[label_key], dtype=np.int64)
-    images = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-    return ImageSplit(images, labels, np.arange(len(labels)))
+def _cifar_split(path: Path, label_key: str, num_classes: int, how_to_fix: str) -> ImageSplit:
+    labels, pixels = _unpickled_entries(path, (label_key, "data"), how_to_fix)
+    labels, pixels = np.asarray(labels, dtype=np.int64), np.asarray(pixels, dtype=np.uint8)
+    if pixels.size != len(labels) * 3 * 32 * 32 or (labels.size and not 0 <= labels.min() <= labels.max() < num_classes):
+        raise ValueError(f"{path}: not a CIFAR batch ({len(labels)} labels in {labels.min(initial=0)}.."
+                         f"{labels.max(initial=0)} for {num_classes} classes, {pixels.size} pixel values); {how_to_fix}")
+    return ImageSplit(pixels.reshape(-1, 3, 32, 32), labels, np.arange(len(labels)))
 
 
-def _unpickle(path: Path) -> dict:
-    """The CIFAR files are pickles (as released by their authors): load only trusted copies."""
-    with open(path, "rb") as handle:
-        return pickle.load(handle, encoding="latin1")
+def _unpickled_entries(path: Path, keys: tuple[str, ...], how_to_fix: str) -> list:
+    """The entries `keys` of a CIFAR pickle (as released by its authors: load only trusted copies); a file cut
+    short, empty or of another layout is one line naming it, not a traceback from inside pickle."""
+    try:
+        with open(path, "rb") as handle:
+            content = pickle.load(handle, encoding="latin1")
+        return [content[key] for key in keys]
+    except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError, AttributeError) as err:
+        raise ValueError(f"{path}: cannot be read as a CIFAR file ({type(err).__name__}: {err}); {how_to_fix}") from None
 
 
 def _image_folder(root: Path) -> ImageSource:
@@ -287,22 +296,32 @@ def _decode_rgb_or_error(path: Path) -> np.ndarray | ImageReadError:
 
 
 def _clothing1m(root: Path) -> ImageSource:
-    """The official Clothing1M lists: image keys are paths relative to `root` (images/0/...)."""
-    needed = [
-        "noisy_label_kv.txt", "noisy_train_key_list.txt", "clean_label_kv.txt", "clean_test_key_list.txt",
-    ]
-    _require_files("clothing1m", root, needed,
-                   "Clothing1M is not downloadable, ask its authors (Xiao et al. 2015) for access and "
-                   f"extract the release (the label lists and images/) into {root}")
-    noisy = _read_key_values(root / "noisy_label_kv.txt", len(CLOTHING1M_CLASSES))
-    clean = _read_key_values(root / "clean_label_kv.txt", len(CLOTHING1M_CLASSES))
-    val_list = root / CLOTHING1M_VAL_LIST
+    """The official Clothing1M lists: image keys are paths relative to `root` (images/0/...); the lists lie in
+    `root` as released, or in `root/annotations/` as some copies keep them. The clean validation list is required:
+    the paper selects its checkpoint on it, and a noisy hold-out instead would change the protocol silently."""
+    lists = _clothing1m_lists(root)
+    needed = ["noisy_label_kv.txt", "noisy_train_key_list.txt", "clean_label_kv.txt", CLOTHING1M_VAL_LIST,
+              "clean_test_key_list.txt"]
+    _require_files("clothing1m", lists, needed,
+                   "Clothing1M is not downloadable, ask its authors (Xiao et al. 2015) for access and extract the "
+                   f"whole release into {root} (data.root: the folder that holds images/; the label lists beside it "
+                   "or in annotations/)")
+    noisy = _read_key_values(lists / "noisy_label_kv.txt", len(CLOTHING1M_CLASSES))
+    clean = _read_key_values(lists / "clean_label_kv.txt", len(CLOTHING1M_CLASSES))
     return ImageSource(
-        _listed_split(root, "noisy_train_key_list.txt", noisy),
-        _listed_split(root, "clean_test_key_list.txt", clean),
+        _listed_split(lists / "noisy_train_key_list.txt", root, noisy),
+        _listed_split(lists / "clean_test_key_list.txt", root, clean),
         list(CLOTHING1M_CLASSES),
-        val=_listed_split(root, val_list.name, clean) if val_list.is_file() else None,
+        val=_listed_split(lists / CLOTHING1M_VAL_LIST, root, clean),
     )
+
+
+def _clothing1m_lists(root: Path) -> Path:
+    """The folder holding Clothing1M's label lists: `root` unless only `root/annotations/` has them."""
+    nested = root / "annotations"
+    if not (root / "noisy_label_kv.txt").is_file() and (nested / "noisy_label_kv.txt").is_file():
+        return nested
+    return root
 
 
 def _read_key_values(path: Path, num_classes: int) -> dict[str, int]:
@@ -313,19 +332,21 @@ def _read_key_values(path: Path, num_classes: int) -> dict[str, int]:
         words = line.split()
         if not words:
             continue
-        if len(words) != 2 or not words[1].isdigit() or int(words[1]) >= num_classes:
+        if len(words) != 2 or not words[1].isdecimal() or int(words[1]) >= num_classes:
             raise ValueError(f"{path}, line {number}: expected `image-key label` with a label 0..{num_classes - 1}, "
                              f"got {line.strip()!r}; use the release's file")
         labels[words[0]] = int(words[1])
     return labels
 
 
-def _listed_split(root: Path, list_name: str, labels: dict[str, int]) -> ImageSplit:
-    keys = [line.strip() for line in (root / list_name).read_text().splitlines() if line.strip()]
+def _listed_split(list_path: Path, root: Path, labels: dict[str, int]) -> ImageSplit:
+    keys = [line.strip() for line in _read_list(list_path) if line.strip()]
+    if not keys:  # an empty training list surfaced as "ELRLoss needs num_examples > 0"
+        raise ValueError(f"{list_path}: lists no image; use the release's file")
     unlabelled = [k for k in keys if k not in labels]
     if unlabelled:
-        raise ValueError(f"{root / list_name}: {len(unlabelled)} keys have no label, e.g. {unlabelled[0]}")
-    return _split_of_files(root / list_name, root, keys, [labels[k] for k in keys], np.arange(len(keys)))
+        raise ValueError(f"{list_path}: {len(unlabelled)} keys have no label, e.g. {unlabelled[0]}")
+    return _split_of_files(list_path, root, keys, [labels[k] for k in keys], np.arange(len(keys)))
 
 
 def _split_of_files(list_path: Path, image_dir: Path, names: list[str], labels: list[int], ids: np.ndarray,
@@ -333,9 +354,11 @@ def _split_of_files(list_path: Path, image_dir: Path, names: list[str], labels: 
     """The listed images as a split of file paths, `ids` their positions in the release's list; every file is
     looked for now, not in the middle of an epoch."""
     absent = [name for name in names if not (image_dir / name).is_file()]
-    if absent:
+    if absent:  # none there is a wrong data.root, not images to drop from the list
+        remedy = (f"none is there: is data.root the release's folder (the list's paths are relative to it)? "
+                  f"{how_to_fix}" if len(absent) == len(names) else f"{how_to_fix}, or remove them from the list")
         raise FileNotFoundError(f"{list_path}: {len(absent)} of {len(names)} listed images are not in {image_dir}, "
-                                f"e.g. {absent[0]}; {how_to_fix}, or remove them from the list")
+                                f"e.g. {absent[0]}; {remedy}")
     paths = np.array([str(image_dir / name) for name in names])
     return ImageSplit(paths, np.array(labels, dtype=np.int64), np.asarray(ids, dtype=np.int64))
 

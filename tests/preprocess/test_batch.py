@@ -288,14 +288,17 @@ def test_bids_tree_is_read_with_participants_columns(tmp_path):
 def test_bids_runs_of_one_session_and_data_sets_without_sessions_are_read(tmp_path):
     names = ["sub-01/ses-01/anat/sub-01_ses-01_run-1_T1w.nii.gz", "sub-01/ses-01/anat/sub-01_ses-01_run-2_T1w.nii.gz",
              "sub-01/ses-02/anat/sub-01_ses-02_run-1_T1w.nii.gz", "sub-02/anat/sub-02_T1w.nii",
-             "sub-02/anat/sub-02_T1w.json"]
+             "sub-02/anat/sub-02_T1w.json", "sub-03/ses-01/anat/sub-03_ses-01_T1w.nii.gz",
+             "sub-03/ses-01/anat/sub-03_ses-01_run-2_T1w.nii.gz",
+             "sub-02/anat/._sub-02_T1w.nii"]  # a macOS resource fork: copied from a Mac, not a scan
     for name in names:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"")
     table = read_inputs(tmp_path)
     assert list(zip(table.participant_id, table.session_id, table.path)) == [
         ("sub-01", "ses-01_run-1", names[0]), ("sub-01", "ses-01_run-2", names[1]),
-        ("sub-01", "ses-02", names[2]), ("sub-02", "ses-none", names[3])]
+        ("sub-01", "ses-02", names[2]), ("sub-02", "ses-none", names[3]),
+        ("sub-03", "ses-01_T1w", names[5]), ("sub-03", "ses-01_run-2", names[6])]
 
 
 def test_inputs_that_are_not_a_table_of_scans_are_named_as_such(tmp_path, capsys):

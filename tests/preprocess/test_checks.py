@@ -72,6 +72,10 @@ def _head(shape=(32, 40, 36)):
     (lambda p: _unoriented(nib.Nifti1Pair, p / "nocodes.hdr"), "no orientation (qform_code and sform_code"),
     (lambda p: _analyze(p / "analyze.hdr", np.eye(4), with_mat=False), "no orientation (an Analyze"),
     (lambda p: _save(_head(), p / "units.nii.gz", np.diag([0.01, 0.01, 0.01, 1.0])), "voxel size"),
+    (lambda p: _save(_head(), p / "plain.nii").rename(p / "plain.nii.gz"),  # intact, under a misleading name
+     "the file is an uncompressed NIfTI: rename it to plain.nii"),
+    (lambda p: _save(_head(), p / "gzipped.nii.gz").rename(p / "gzipped.nii"),
+     "the file is gzip-compressed: rename it to gzipped.nii.gz"),
 ])
 def test_bad_inputs_raise_one_clear_line(tmp_path, make, expected):
     path = make(tmp_path)

@@ -126,7 +126,7 @@ def test_outputs_of_another_pipeline_version_or_default_template_are_redone(tmp_
     from nilearn.datasets import MNI152_FILE_PATH
 
     from preprocess import steps
-    from preprocess.pipeline import PIPELINE_VERSION, versions_with_these_outputs
+    from preprocess.pipeline import PIPELINE_VERSION
     from preprocess.template import template_file_digests
 
     done, _ = template_result
@@ -137,25 +137,16 @@ def test_outputs_of_another_pipeline_version_or_default_template_are_redone(tmp_
     assert template_file_digests(None, None) == {"sha256": file_sha256(MNI152_FILE_PATH)} == {
         "sha256": meta["template"]["sha256"]}
     assert process_scan(moved_template, outputs, FAST_2MM)["status"] == "skipped"
-    # version 1 made these outputs too, before the input voxel size was recorded: kept, the size read from the input
-    older = {**meta, "pipeline_version": 1, "qc": {k: v for k, v in meta["qc"].items() if k != "qc_input_voxel_mm"}}
-    outputs.sidecar.write_text(json.dumps(older))
-    kept = process_scan(moved_template, outputs, FAST_2MM)
-    assert kept["status"] == "skipped" and kept["qc"]["qc_input_voxel_mm"] == 2.0
-    for stale in ({"pipeline_version": 0}, {"template": {"sha256": "another nilearn's"}}):
+    for stale in ({"pipeline_version": PIPELINE_VERSION - 1}, {"template": {"sha256": "another nilearn's"}}):
         outputs.sidecar.write_text(json.dumps({**meta, **stale}))
         assert not is_done(outputs.sidecar, meta["input_sha256"], meta["params"], [outputs.image],
-                           template_file_digests(None, None), versions_with_these_outputs(FAST_2MM))
-    # version 1 made these settings' outputs as this one does; only z-scoring under a brain mask changed since
-    assert versions_with_these_outputs(FAST_2MM) == (1, PIPELINE_VERSION)
-    assert versions_with_these_outputs(Params(resolution=2.0, normalise="zscore", brain_mask=True)) == (
-        PIPELINE_VERSION,)
+                           template_file_digests(None, None), (PIPELINE_VERSION,))
 
     def redoing(*args, **kwargs):  # reaching the registration is redoing the scan; its result is not needed
         raise RuntimeError("redoing the scan")
 
     monkeypatch.setattr(steps, "register", redoing)
-    outputs.sidecar.write_text(json.dumps({**meta, "pipeline_version": 0}))
+    outputs.sidecar.write_text(json.dumps({**meta, "pipeline_version": PIPELINE_VERSION - 1}))  # not winsorised
     with pytest.raises(RuntimeError, match="redoing the scan"):
         process_scan(moved_template, outputs, FAST_2MM)
 
@@ -268,3 +259,20 @@ def test_a_pair_whose_image_file_changed_is_redone_not_skipped(tmp_path, moved_t
     assert scan.read_bytes() == header
     with pytest.raises(ScanError, match="is empty"):  # read again, not skipped as already done
         process_scan(scan, outputs, FAST_2MM)
+
+
+def test_one_hot_voxel_moves_neither_the_registration_nor_the_output(tmp_path, moved_template, template_result):
+    """A scanner spike or a corrupt voxel (here 1e7 in a head of values up to ~10^4) must not decide the N4 fit,
+    the registration metric or the QC figures: the intensities are winsorised first, as ANTs' registration script
+    does. Without that, one such voxel sent this scan 55 mm off (an audit, 2026-12-05)."""
+    moved = nib.load(moved_template)
+    data = moved.get_fdata(dtype=np.float32)
+    data[tuple(np.array(data.shape) // 3)] = 1e7
+    spiked = tmp_path / "spiked.nii.gz"
+    nib.Nifti1Image(data, moved.affine).to_filename(spiked)
+    outputs, first = template_result
+    result = process_scan(spiked, ScanOutputs.under(tmp_path, "sub-spike", "ses-01"), FAST_2MM)
+    assert result["qc"]["qc_ncc"] > 0.9 and abs(result["qc"]["qc_mask_dice"] - first["qc"]["qc_mask_dice"]) < 0.02
+    plain = nib.load(outputs.image).get_fdata().ravel()
+    spiked_out = nib.load(tmp_path / "sub-spike" / "ses-01" / outputs.image.name.replace("sub-01", "sub-spike"))
+    assert np.corrcoef(plain, spiked_out.get_fdata().ravel())[0, 1] > 0.99

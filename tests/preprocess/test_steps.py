@@ -5,7 +5,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from preprocess.steps import normalise, to_ants, to_nifti
+from preprocess.steps import normalise, to_ants, to_nifti, winsorise
 
 
 def test_to_ants_matches_itk_reading_of_the_same_file(colin_path):
@@ -33,6 +33,29 @@ def test_round_trip_keeps_an_oblique_affine(tmp_path, dtype):
     np.testing.assert_allclose(back.affine, affine, atol=1e-4)
     assert back.get_data_dtype() == np.dtype(dtype)  # int16: stored scaled, read back as floats
     np.testing.assert_allclose(back.get_fdata(), data, atol=1e-4 if dtype == "int16" else 0)
+
+
+def test_int16_keeps_a_masked_background_exactly_zero(tmp_path):
+    """A z-scored brain under a mask: negative and positive values around a zero background, which an intercept
+    chosen for the value range turned into -3e-5 (a `!= 0` mask downstream then took the whole grid)."""
+    data = np.zeros((20, 20, 20), np.float32)
+    data[5:15, 5:15, 5:15] = np.random.default_rng(2).normal(0.0, 1.0, (10, 10, 10)) * 1.7 + 0.4
+    path = tmp_path / "z.nii.gz"
+    to_nifti(to_ants(nib.Nifti1Image(data, np.eye(4))), "int16").to_filename(path)
+    back = nib.load(path).get_fdata()
+    assert (back[data == 0] == 0).all()
+    np.testing.assert_allclose(back, data, atol=np.abs(data).max() / 32767)
+
+
+def test_winsorising_clips_a_hot_voxel_to_the_scans_own_range():
+    import ants
+
+    data = np.random.default_rng(3).uniform(0, 100, (20, 20, 20)).astype(np.float32)
+    data[3, 4, 5] = 1e7
+    clipped = winsorise(ants.from_numpy(data)).numpy()
+    assert clipped.max() < 100 and clipped[3, 4, 5] == clipped.max()
+    inside = (data >= np.quantile(data, 0.005)) & (data <= np.quantile(data, 0.995))
+    np.testing.assert_array_equal(clipped[inside], data[inside])  # the other 99% of voxels untouched
 
 
 def test_normalisations():
