@@ -15,11 +15,12 @@ Data (the configs' paths are relative to the directory you run from, normally th
   data/cifar10/{train,test}/<class>/*.jpg   mkdir -p data && tar -xJf ../shared/data/cifar/cifar10-jpeg.tar.xz -C data/
       or data/cifar-10-batches-py           curl -L https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz | tar -xz -C data/
   data/cifar-100-python                     curl -L https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz | tar -xz -C data/
-  data/clothing1m/                          the official release (label lists + images/), and
+  data/clothing1m/                          the official release (images/; label lists beside it or in annotations/), and
                                             --set model.pretrained_checkpoint=IMAGENET_RESNET50.pt
   data/webvision/                           WebVision 1.0 resized images + info/ lists, imagenet/ for
                                             ILSVRC12 (configs/webvision/elr_plus.yaml says the layout)
   data/CIFAR-10_human.npz                   mkdir -p data && cp ../shared/data/cifar/CIFAR-10_human.npz data/
+                                            (or the release's .pt: --set data.noise.human_labels=PATH.pt)
 """
 
 from __future__ import annotations
@@ -95,13 +96,14 @@ TABLES: dict[str, tuple[str, list[Row]]] = {
 
 # what `elr_mri.data.image_sources` looks for first under data.root
 _DATA_MARKERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python", "imagefolder": "train",
-                 "clothing1m": "noisy_label_kv.txt", "webvision": "info/train_filelist_google.txt"}
+                 "clothing1m": "images", "webvision": "info/train_filelist_google.txt"}
 # how to get each data set into data.root (ROOT, PARENT: that folder and the one above it); the
 # tables' image-folder rows are all CIFAR-10 as JPEGs
 _HOW_TO_GET = {"cifar10": cifar_download_command("cifar10", "{root}"),
                "cifar100": cifar_download_command("cifar100", "{root}"),
                "imagefolder": "mkdir -p {parent} && tar -xJf ../shared/data/cifar/cifar10-jpeg.tar.xz -C {parent}",
-               "clothing1m": "put the official Clothing1M release (label lists + images/) in {root}",
+               "clothing1m": "put the official Clothing1M release in {root} (images/ there; the label lists beside it or in "
+                              "annotations/)",
                "webvision": "put WebVision 1.0's resized images and info/ lists in {root}"}
 
 
@@ -245,7 +247,8 @@ def _missing_inputs(cfg: RunConfig) -> list[tuple[str, str]]:
         missing.append((str(marker), how.format(root=root, parent=root.parent)))
     labels = cfg.data.noise.human_labels if cfg.data.noise.mode == "human" else None
     if labels is not None and not Path(labels).is_file():
-        missing.append((labels, f"the CIFAR-N human labels; cp ../shared/data/cifar/{Path(labels).name} {labels}"))
+        missing.append((labels, f"the CIFAR-N human labels; cp ../shared/data/cifar/{Path(labels).name} {labels}, "
+                                "or the official release's .pt: --set data.noise.human_labels=PATH/CIFAR-10_human.pt"))
     return missing
 
 

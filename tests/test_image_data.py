@@ -510,12 +510,21 @@ def test_mini_webvision_bad_lists_are_one_line(tmp_path):
         build_image_data(DataConfig(name="webvision", root=str(tmp_path)))
 
 
+def test_a_data_root_one_level_too_deep_in_torchvisions_cifar_says_which_folder_to_give(tmp_path):
+    write_cifar10(tmp_path)
+    too_deep = tmp_path / "cifar-10-batches-py"
+    with pytest.raises(FileNotFoundError, match=rf"^cifar10: data.root {too_deep} is the cifar-10-batches-py folder "
+                                                rf"itself; set data.root to the folder that holds it \({tmp_path}\)$"):
+        build_image_data(DataConfig(name="cifar10", root=str(too_deep)))
+
+
 @pytest.mark.parametrize(
     "name, expected",
     [
         ("cifar10", ["cifar-10-batches-py", "data_batch_1", "kriz/cifar-10-python.tar.gz | tar -xz -C", "tar -xJf"]),
         ("cifar100", ["cifar-100-python", "train, test, meta", "kriz/cifar-100-python.tar.gz"]),
-        ("imagefolder", ["train/<class>", "mkdir -p DIR && tar -xJf ../shared/data/cifar/cifar10-jpeg.tar.xz -C DIR"]),
+        ("imagefolder", ["train/<class>", "mkdir -p DIR && tar -xJf ../shared/data/cifar/cifar10-jpeg.tar.xz -C DIR",
+                         "for torchvision's copy (DIR/cifar-10-batches-py) use data.name: cifar10 with data.root: DIR"]),
         ("clothing1m", ["noisy_label_kv.txt", "Xiao et al."]),
         ("webvision", ["info/train_filelist_google.txt, info/val_filelist.txt", "resized images"]),
     ],

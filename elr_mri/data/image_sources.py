@@ -39,7 +39,8 @@ WEBVISION_LISTS = ("info/train_filelist_google.txt", "info/val_filelist.txt")
 IMAGENET_VAL_LIST = "imagenet/imagenet_val.txt"
 _CIFAR_JPEG_HINT = (
     "for CIFAR-10 as JPEG files run `mkdir -p DIR && tar -xJf ../shared/data/cifar/cifar10-jpeg.tar.xz -C DIR` "
-    "and use data.name: imagefolder with data.root: DIR/cifar10"
+    "and use data.name: imagefolder with data.root: DIR/cifar10; for torchvision's copy (DIR/cifar-10-batches-py) "
+    "use data.name: cifar10 with data.root: DIR"
 )
 
 
@@ -142,6 +143,9 @@ def _cifar_python(root: Path, name: str) -> ImageSource:
     """torchvision's python folders: pickled dicts with `data` (N×3072 uint8) and the labels."""
     layout = _CIFAR[name]
     directory = root / layout.folder
+    if root.name == layout.folder and not directory.is_dir():  # data.root one level too deep
+        raise FileNotFoundError(f"{name}: data.root {root} is the {layout.folder} folder itself; set data.root to "
+                                f"the folder that holds it ({root.parent})")
     files = [*layout.train_files, layout.test_file, layout.meta_file]
     _require_files(name, directory, files, f"on a machine with internet, {cifar_download_command(name, root)}; "
                    f"{layout.hint}")
