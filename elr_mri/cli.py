@@ -11,8 +11,10 @@ import json
 import math
 import os
 import re
+import select
 import shlex
 import signal
+import stat
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,9 +41,29 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run_command(argv)
     except BrokenPipeError:  # `elr-mri ... | head`: the reader left; a traceback (and exit 1) would read as a failure
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # else the exit's flush raises again
-        print(f"elr-mri {' '.join(argv[:1])}: stopped writing, its output's reader closed the pipe", file=sys.stderr)
+        if not _stdout_reader_gone():
+            raise  # another pipe broke (one the command writes to itself): not this
+        nowhere = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(nowhere, sys.stdout.fileno())  # else the exit's flush raises again
+        try:
+            print(f"elr-mri {' '.join(argv[:1])}: stopped writing, its output's reader closed the pipe",
+                  file=sys.stderr, flush=True)
+        except OSError:  # stderr is the same closed pipe (`2>&1 | head`)
+            os.dup2(nowhere, sys.stderr.fileno())
         return 128 + signal.SIGPIPE
+
+
+def _stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe nobody reads any more (poll reports an error on its write end)."""
+    try:
+        descriptor = sys.stdout.fileno()
+        if not stat.S_ISFIFO(os.fstat(descriptor).st_mode):
+            return False
+        poller = select.poll()
+        poller.register(descriptor, select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (AttributeError, ValueError, OSError):  # no stdout (closed at start, `>&-`), or not a real file
+        return False
 
 
 def _run_command(argv: list[str]) -> int:

@@ -26,7 +26,7 @@ __all__ = ["PIPELINE_VERSION", "Params", "ScanOutputs", "process_scan", "softwar
 # What produced a scan's outputs besides its parameters and template: bump it with any change to the steps (here,
 # steps.py, template.py, qc.py) that would change them; a rerun redoes each scan whose sidecar records another
 # version (or none: written before 2026-12-04) instead of keeping what older code made. 2 (2026-12-05): a zero
-# background under `--normalise zscore --brain-mask`; 3 (2026-12-05): intensities winsorised before N4
+# background under `--normalise zscore --brain-mask`; 3 (2026-12-05): outlying intensities capped before N4
 PIPELINE_VERSION = 3
 MAX_FIELD_OF_VIEW_MM = 400  # an output grid wider than this along any axis is a mistyped --shape (heads: ~250 mm)
 
@@ -123,7 +123,7 @@ def process_scan(path: str | Path, outputs: ScanOutputs, params: Params) -> dict
         finished.append(outputs.warp)
     template_files = template_file_digests(params.template, params.template_mask)
     if input_hash and is_done(outputs.sidecar, input_hash, params.as_dict(), finished, template_files,
-                              (PIPELINE_VERSION,)):
+                              PIPELINE_VERSION):
         remove_stale_temps(outputs.image.parent)  # a later run with other settings, killed on this scan, left them
         return {**read_sidecar(outputs.sidecar), "status": "skipped"}
     scan = load_scan(path)
@@ -132,7 +132,7 @@ def process_scan(path: str | Path, outputs: ScanOutputs, params: Params) -> dict
     if params.deterministic:  # fixed seed and one ITK thread for the rest of this process
         ants.config.set_ants_deterministic(True, seed_value=123)
     template = load_template(*params.template_key())
-    moving = steps.n4(steps.winsorise(steps.non_negative(steps.to_ants(scan))), params.profile)
+    moving = steps.n4(steps.cap_outliers(steps.non_negative(steps.to_ants(scan))), params.profile)
     fixed = template.coarse if steps.PROFILES[params.profile]["fixed"] == "coarse" else template.full
     with _registration_workdir(outputs.image.parent) as workdir:
         transforms = steps.register(fixed, moving, params.transform, params.deterministic,

@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Collection, Iterator
+from typing import Iterator
 
 # The files of an Analyze or NIfTI pair as nibabel names them from either half, and the compressions it opens them
 # with. SPM's .mat holds an Analyze image's orientation (a NIfTI pair's is in its header; a .mat beside one is hashed
@@ -98,15 +98,15 @@ def output_hashes(outputs: list[Path]) -> dict[str, str]:
 
 
 def is_done(sidecar: str | Path, input_sha256: str, params: dict, outputs: list[Path],
-            template: dict[str, str] | None = None, pipeline_versions: Collection[int | None] = (None,)) -> bool:
+            template: dict[str, str] | None = None, pipeline_version: int | None = None) -> bool:
     """True when a previous run finished this scan with the same input, parameters, template files
-    (`template`: the digests the sidecar's "template" must hold) and one of `pipeline_versions` (None: a sidecar
-    that records none), and its outputs are still the files it wrote (a sidecar written before output hashes were
+    (`template`: the digests the sidecar's "template" must hold) and `pipeline_version` (None: a sidecar that
+    records none), and its outputs are still the files it wrote (a sidecar written before output hashes were
     recorded: they exist)."""
     meta = read_sidecar(sidecar)
     if meta is None or meta.get("input_sha256") != input_sha256 or meta.get("params") != params:
         return False
-    if meta.get("pipeline_version") not in pipeline_versions:  # older code made other outputs
+    if meta.get("pipeline_version") != pipeline_version:  # other code made other outputs
         return False
     if any((meta.get("template") or {}).get(key) != digest for key, digest in (template or {}).items()):
         return False

@@ -17,7 +17,7 @@ from elr_mri.config import DataConfig, NoiseConfig, RunConfig
 from elr_mri.data.image_sources import ImageReadError, load_source
 from elr_mri.data.image_transforms import CenterCrop, RandomCrop, load_resized
 from elr_mri.data.images import NORMALISATION, build_image_data
-from elr_mri.engine.runner import selection_rule
+from elr_mri.engine.runner import selection_rule, train
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cifar"
 
@@ -132,7 +132,8 @@ def test_cifar10_python_folder(tmp_path):
     assert (augmented == -mean / std).flatten(1).any(1).sum() > 5  # zero padding shows at the borders
 
 
-@pytest.mark.parametrize("damage", ["cut_short", "empty", "bytes_keys", "label_out_of_range"])
+@pytest.mark.parametrize("damage", ["cut_short", "empty", "bytes_keys", "label_out_of_range", "text_labels",
+                                    "nested_labels"])
 def test_a_damaged_cifar_pickle_is_one_line_naming_it(tmp_path, damage):
     write_cifar10(tmp_path)
     batch = tmp_path / "cifar-10-batches-py" / "data_batch_2"
@@ -145,6 +146,10 @@ def test_a_damaged_cifar_pickle_is_one_line_naming_it(tmp_path, damage):
             content = pickle.load(handle)
         if damage == "bytes_keys":  # re-pickled by a tool that kept Python 2's byte-string keys
             content = {key.encode(): value for key, value in content.items()}
+        elif damage == "text_labels":
+            content["labels"] = [str(label) + "a" for label in content["labels"]]
+        elif damage == "nested_labels":
+            content["labels"] = [content["labels"]]
         else:
             content["labels"][3] = 10
         with open(batch, "wb") as handle:
@@ -327,6 +332,14 @@ def test_clothing1m_lists(tmp_path):
     with pytest.raises(ValueError, match=r"data.normalization = measured measures the training images in memory, "
                                          r"but clothing1m's are read from files .*\(data.normalization: auto\)$"):
         build_image_data(DataConfig(name="clothing1m", root=str(tmp_path), normalization="measured"))
+    (tmp_path / "clean_val_key_list.txt").unlink()  # a run made before a new run was refused this still evaluates
+    assert "noisy labels (data.val_fraction)" in selection_rule(run)
+    held_out = build_image_data(DataConfig(name="clothing1m", root=str(tmp_path)))
+    assert len(held_out.train) + len(held_out.val) == 8  # the noisy hold-out it was selected on
+    with pytest.raises(FileNotFoundError, match=r"^clothing1m: .*clean_val_key_list.txt is missing: the paper selects "
+                                                r"its checkpoint on these clean validation images; restore the file"):
+        train(run, tmp_path / "new_run")  # a new run: refused before any image is read
+    assert not (tmp_path / "new_run").exists()
     (tmp_path / "images/0/5.jpg").unlink()  # an image the training list names, lost in extraction
     with pytest.raises(FileNotFoundError, match=r"noisy_train_key_list.txt: 1 of 8 listed images are not in .*"
                                                 r"e.g. images/0/5.jpg; extract the whole release"):
@@ -346,17 +359,17 @@ def test_clothing1m_lists_in_an_annotations_folder_load_as_beside_the_images(tmp
 
 
 @pytest.mark.parametrize(("change", "error", "message"), [
-    ("no_val", FileNotFoundError, r"looked for clean_val_key_list.txt in .*the label lists beside it or in annotations"),
+    ("no_test", FileNotFoundError, r"looked for clean_test_key_list.txt in .*the label lists beside it or in "
+                                   r"annotations"),
     ("empty_train", ValueError, r"noisy_train_key_list.txt: lists no image; use the release's file$"),
     ("wrong_root", FileNotFoundError, r"8 of 8 listed images are not in .*none is there: is data.root the release's "
                                       r"folder"),
 ])
 def test_an_incomplete_clothing1m_release_is_one_error_naming_what_to_fix(tmp_path, change, error, message):
-    """No clean validation list used to fall back on a noisy hold-out, unlike the paper, without a word."""
     write_clothing1m(tmp_path / "release")
     root = tmp_path / "release"
-    if change == "no_val":
-        (root / "clean_val_key_list.txt").unlink()
+    if change == "no_test":
+        (root / "clean_test_key_list.txt").unlink()
     elif change == "empty_train":
         (root / "noisy_train_key_list.txt").write_text("\n")
     else:  # the lists copied beside images/'s content, as the official code's data_dir is: keys name images/...

@@ -101,17 +101,21 @@ def test_ctrl_c_while_a_checkpoint_is_written_finishes_the_file_then_stops(
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C acts at once again
 
 
-def test_a_reader_that_closes_the_pipe_early_ends_the_command_with_one_line_not_a_traceback() -> None:
-    """`elr-mri preprocess ... | head -1`: the listing after the run hit a closed pipe and ended in a traceback."""
+@pytest.mark.parametrize("stderr_too", [False, True])
+def test_a_reader_that_closes_the_pipe_early_ends_the_command_with_one_line_not_a_traceback(stderr_too: bool) -> None:
+    """`elr-mri preprocess ... | head -1`: the listing after the run hit a closed pipe and ended in a traceback.
+    With `2>&1 | head` the line has nowhere to go, and the exit status still says what happened."""
     import subprocess
     import sys
 
     many_lines = ("import sys\nfrom elr_mri import cli\n"
                   "def listing(argv):\n    for _ in range(10000):\n        print('a flagged scan ' * 50)\n    return 0\n"
                   "cli._run_command = listing\nsys.exit(cli.main(['preprocess']))\n")
-    reader = subprocess.Popen([sys.executable, "-c", many_lines], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    reader = subprocess.Popen([sys.executable, "-c", many_lines], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT if stderr_too else subprocess.PIPE)
     reader.stdout.read(100)
     reader.stdout.close()  # as `head` does once it has its lines
-    stderr = reader.stderr.read().decode()
+    stderr = "" if stderr_too else reader.stderr.read().decode()
     assert reader.wait() == 141  # 128 + SIGPIPE, as a shell reports a writer the closed pipe ended
-    assert stderr == "elr-mri preprocess: stopped writing, its output's reader closed the pipe\n"
+    if not stderr_too:
+        assert stderr == "elr-mri preprocess: stopped writing, its output's reader closed the pipe\n"

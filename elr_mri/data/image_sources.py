@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-__all__ = ["ImageSplit", "ImageSource", "load_source", "read_rgb", "cifar_download_command", "ImageReadError", "CLOTHING1M_CLASSES",
-           "CLOTHING1M_VAL_LIST", "IMAGE_SUFFIXES", "MINI_WEBVISION_CLASSES", "WEBVISION_LISTS", "IMAGENET_VAL_LIST"]
+__all__ = ["ImageSplit", "ImageSource", "load_source", "read_rgb", "cifar_download_command", "ImageReadError",
+           "CLOTHING1M_CLASSES", "CLOTHING1M_VAL_LIST", "clothing1m_lists_dir", "require_clothing1m_validation_list",
+           "IMAGE_SUFFIXES", "MINI_WEBVISION_CLASSES", "WEBVISION_LISTS", "IMAGENET_VAL_LIST"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 # category_names_eng.txt of the official Clothing1M release, label 0..13 in this order
@@ -30,7 +31,7 @@ CLOTHING1M_CLASSES = [
     "Downcoat", "Suit", "Shawl", "Dress", "Vest", "Underwear",
 ]
 DECODE_CHUNK = 1024  # images one decoding task reads (CIFAR-10's 50,000: 49 tasks)
-# the release's clean validation keys: checkpoints are selected on them, as in the paper
+# the release's clean validation keys: a new run selects its checkpoints on them, as in the paper
 CLOTHING1M_VAL_LIST = "clean_val_key_list.txt"
 # mini WebVision (Jiang et al. 2018's protocol, the paper's): the Google images of the first 50 classes
 MINI_WEBVISION_CLASSES = 50
@@ -163,12 +164,20 @@ def _cifar_python(root: Path, name: str) -> ImageSource:
 
 
 def _cifar_split(path: Path, label_key: str, num_classes: int, how_to_fix: str) -> ImageSplit:
-    labels, pixels = _unpickled_entries(path, (label_key, "data"), how_to_fix)
-    labels, pixels = np.asarray(labels, dtype=np.int64), np.asarray(pixels, dtype=np.uint8)
-    if pixels.size != len(labels) * 3 * 32 * 32 or (labels.size and not 0 <= labels.min() <= labels.max() < num_classes):
-        raise ValueError(f"{path}: not a CIFAR batch ({len(labels)} labels in {labels.min(initial=0)}.."
-                         f"{labels.max(initial=0)} for {num_classes} classes, {pixels.size} pixel values); {how_to_fix}")
-    return ImageSplit(pixels.reshape(-1, 3, 32, 32), labels, np.arange(len(labels)))
+    """One pickled batch as a split; labels that are not one integer per 3×32×32 image in 0..num_classes-1 are
+    one line naming the file, before they surface as a shape error or a wrong class far from it."""
+    raw_labels, raw_pixels = _unpickled_entries(path, (label_key, "data"), how_to_fix)
+    try:
+        labels = np.asarray(raw_labels, dtype=np.int64)
+        pixels = np.asarray(raw_pixels, dtype=np.uint8)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: not a CIFAR batch ({err}); {how_to_fix}") from None
+    in_range = labels.size == 0 or 0 <= labels.min() <= labels.max() < num_classes
+    if labels.ndim != 1 or pixels.size != labels.size * 3 * 32 * 32 or not in_range:
+        shown = f"in {labels.min()}..{labels.max()}" if labels.size else "none"
+        raise ValueError(f"{path}: not a CIFAR batch of {num_classes} classes (labels of shape {labels.shape}, "
+                         f"{shown}; {pixels.size} pixel values); {how_to_fix}")
+    return ImageSplit(pixels.reshape(-1, 3, 32, 32), labels, np.arange(labels.size))
 
 
 def _unpickled_entries(path: Path, keys: tuple[str, ...], how_to_fix: str) -> list:
@@ -301,31 +310,42 @@ def _decode_rgb_or_error(path: Path) -> np.ndarray | ImageReadError:
 
 def _clothing1m(root: Path) -> ImageSource:
     """The official Clothing1M lists: image keys are paths relative to `root` (images/0/...); the lists lie in
-    `root` as released, or in `root/annotations/` as some copies keep them. The clean validation list is required:
-    the paper selects its checkpoint on it, and a noisy hold-out instead would change the protocol silently."""
-    lists = _clothing1m_lists(root)
-    needed = ["noisy_label_kv.txt", "noisy_train_key_list.txt", "clean_label_kv.txt", CLOTHING1M_VAL_LIST,
-              "clean_test_key_list.txt"]
+    `root` as released, or in `root/annotations/` as some copies keep them. Without the clean validation list (a
+    new run is refused that: `require_clothing1m_validation_list`) a run made earlier evaluates and resumes on the
+    noisy hold-out it selected on."""
+    lists = clothing1m_lists_dir(root)
+    needed = ["noisy_label_kv.txt", "noisy_train_key_list.txt", "clean_label_kv.txt", "clean_test_key_list.txt"]
     _require_files("clothing1m", lists, needed,
                    "Clothing1M is not downloadable, ask its authors (Xiao et al. 2015) for access and extract the "
                    f"whole release into {root} (data.root: the folder that holds images/; the label lists beside it "
                    "or in annotations/)")
     noisy = _read_key_values(lists / "noisy_label_kv.txt", len(CLOTHING1M_CLASSES))
     clean = _read_key_values(lists / "clean_label_kv.txt", len(CLOTHING1M_CLASSES))
+    val_list = lists / CLOTHING1M_VAL_LIST
     return ImageSource(
         _listed_split(lists / "noisy_train_key_list.txt", root, noisy),
         _listed_split(lists / "clean_test_key_list.txt", root, clean),
         list(CLOTHING1M_CLASSES),
-        val=_listed_split(lists / CLOTHING1M_VAL_LIST, root, clean),
+        val=_listed_split(val_list, root, clean) if val_list.is_file() else None,
     )
 
 
-def _clothing1m_lists(root: Path) -> Path:
+def clothing1m_lists_dir(root: Path) -> Path:
     """The folder holding Clothing1M's label lists: `root` unless only `root/annotations/` has them."""
     nested = root / "annotations"
     if not (root / "noisy_label_kv.txt").is_file() and (nested / "noisy_label_kv.txt").is_file():
         return nested
     return root
+
+
+def require_clothing1m_validation_list(root: Path) -> None:
+    """A new Clothing1M run selects its checkpoint on the clean validation list, as the paper; without the list it
+    would select on a noisy hold-out of the training images instead, a change of protocol nobody asked for. A
+    release missing as a whole is left to the loader's error, which names every file."""
+    lists = clothing1m_lists_dir(root)
+    if (lists / "noisy_label_kv.txt").is_file() and not (lists / CLOTHING1M_VAL_LIST).is_file():
+        raise FileNotFoundError(f"clothing1m: {lists / CLOTHING1M_VAL_LIST} is missing: the paper selects its "
+                                "checkpoint on these clean validation images; restore the file from the release")
 
 
 def _read_key_values(path: Path, num_classes: int) -> dict[str, int]:

@@ -33,7 +33,8 @@ from elr_mri.data import build_data
 from elr_mri.distributed import (DistContext, barrier, gather_objects, gather_rows, init_distributed, leave_distributed,
                                  mean_over_ranks, part_rank_streams, share_of_global_batch)
 from elr_mri.data.device_blur import blurs_on_device
-from elr_mri.data.image_sources import CLOTHING1M_VAL_LIST
+from elr_mri.data.image_sources import (CLOTHING1M_VAL_LIST, clothing1m_lists_dir,
+                                         require_clothing1m_validation_list)
 from elr_mri.data.images import NoisyImageData
 from elr_mri.data.noise import require_cifar10_classes
 from elr_mri.engine.checkpoint import (atomic_save, atomic_write_json, atomic_write_text, capture_rng, host_copy,
@@ -69,7 +70,8 @@ def selection_rule(cfg: RunConfig) -> str:
     if cfg.train.select in SCORE_NAMES and cfg.data.name == "mri" and cfg.data.mri.val_labels:
         return (f"best {SCORE_NAMES[cfg.train.select]} on the validation split, scored against the adjudicated "
                 f"labels in {cfg.data.mri.val_labels} (data.mri.val_labels)")
-    if cfg.train.select in SCORE_NAMES and cfg.data.name == "clothing1m":
+    if cfg.train.select in SCORE_NAMES and cfg.data.name == "clothing1m" and cfg.data.root \
+            and (clothing1m_lists_dir(Path(cfg.data.root)) / CLOTHING1M_VAL_LIST).is_file():
         return (f"best {SCORE_NAMES[cfg.train.select]} on Clothing1M's clean validation images "
                 f"({CLOTHING1M_VAL_LIST}), as the paper")
     return SELECTION_RULES[cfg.train.select]
@@ -88,6 +90,8 @@ def train(cfg: RunConfig, out_dir: Path, resume: bool = False, notes: Sequence[s
     if not resume:
         check_noise_settings(cfg.data.noise)
         check_augment_settings(cfg.data)
+        if cfg.data.name == "clothing1m" and cfg.data.root:
+            require_clothing1m_validation_list(Path(cfg.data.root))
     state = RunState()  # its clock starts here: data loading counts in the run's wall time
     _seed_everything(cfg.seed)
     limit_cpu_threads(cfg.train.threads)

@@ -5,7 +5,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from preprocess.steps import normalise, to_ants, to_nifti, winsorise
+from preprocess.steps import cap_outliers, normalise, to_ants, to_nifti
 
 
 def test_to_ants_matches_itk_reading_of_the_same_file(colin_path):
@@ -47,15 +47,28 @@ def test_int16_keeps_a_masked_background_exactly_zero(tmp_path):
     np.testing.assert_allclose(back, data, atol=np.abs(data).max() / 32767)
 
 
-def test_winsorising_clips_a_hot_voxel_to_the_scans_own_range():
+def test_a_hot_voxel_is_capped_and_a_clean_scan_passes_unchanged():
     import ants
 
     data = np.random.default_rng(3).uniform(0, 100, (20, 20, 20)).astype(np.float32)
-    data[3, 4, 5] = 1e7
-    clipped = winsorise(ants.from_numpy(data)).numpy()
-    assert clipped.max() < 100 and clipped[3, 4, 5] == clipped.max()
-    inside = (data >= np.quantile(data, 0.005)) & (data <= np.quantile(data, 0.995))
-    np.testing.assert_array_equal(clipped[inside], data[inside])  # the other 99% of voxels untouched
+    data[:, :, :10] = 0  # zero background
+    clean = ants.from_numpy(data)
+    np.testing.assert_array_equal(cap_outliers(clean).numpy(), data)  # its brightest tissue is under the cap
+    data[3, 4, 15] = 1e7
+    capped = cap_outliers(ants.from_numpy(data)).numpy()
+    assert capped[3, 4, 15] == pytest.approx(3 * np.quantile(data[data > 0], 0.995), rel=1e-5)
+    others = np.ones(data.shape, bool)
+    others[3, 4, 15] = False
+    np.testing.assert_array_equal(capped[others], data[others])
+
+
+def test_a_scan_that_is_mostly_zero_padding_keeps_its_head():
+    """Percentiles over all voxels would put the cap at 0 and blank the scan (then ANTs failed with "error code 1")."""
+    import ants
+
+    data = np.zeros((60, 60, 60), np.float32)
+    data[:5, :5, :5] = np.random.default_rng(4).uniform(50, 100, (5, 5, 5))  # 0.06% of the grid
+    np.testing.assert_array_equal(cap_outliers(ants.from_numpy(data)).numpy(), data)
 
 
 def test_normalisations():
