@@ -149,7 +149,7 @@ def test_adni_keys_match_ptid_viscode_and_bids_labels():
     assert adni_session_key("ses-M06_run-2") == "6"  # preprocess's name for one of several T1s of a session
     assert adni_session_key("sc") == adni_session_key("scmri") == "0"  # ADNI1's baseline MRI
     assert mapped_session_key("ses-01") == mapped_session_key("01_run-2") == mapped_session_key(1.0) == "1"
-    assert mapped_session_key("visit_2") == "visit_2" and adni_session_key("2015_03_02") == "2015_03_02"
+    assert mapped_session_key("visit_2") == "VISIT_2" and adni_session_key("2015_03_02") == "2015_03_02"
     dates = ("ses-20120304", "2012-03-04", "2012/03/04 00:00:00", "2012_03_04", "20120304")  # BIDS and exports
     assert {mapped_session_key(date) for date in dates} == {"20120304"}
     assert mapped_session_key("03/04/2012") == "03/04/2012"  # month or day first: not guessed
@@ -175,7 +175,7 @@ def test_import_adnimerge_maps_diagnoses_and_visit_age():
     dropped = dict(zip(result.dropped["participant_id"] + "/" + result.dropped["session_id"], result.dropped["reason"]))
     assert dropped == {
         "sub-ADNI011S0002/ses-M06": "without a diagnosis (DX) at that visit",  # empty DX after baseline
-        "sub-ADNI099S0099/ses-M00": "without a clinical row for the participant and session",
+        "sub-ADNI099S0099/ses-M00": "without a clinical row for the participant (not in the table under that id)",
     }
     assert result.summary().startswith("5 scans imported, 2 left out")
 
@@ -297,8 +297,29 @@ def test_nacc_mapping_recodes_udsd_and_sex():
     assert "without a diagnosis (NACCUDSD) at that visit" in blank.dropped["reason"].tolist()
     assert reasons == {
         "NACC000003": "with NACCUDSD '2', not in the mapping's values.diagnosis",  # impaired, not MCI
-        "NACC000005": "without a clinical row for the participant and session",
+        "NACC000005": "without a clinical row at that session (the table has the participant at other sessions: "
+                      "compare how the two spell sessions)",
     }
+
+
+def test_mapped_ids_join_in_any_case_and_an_unmatched_visit_is_told_from_an_unknown_participant():
+    scans = nacc_scans().assign(participant_id=["sub-nacc000001", "NACC000001", "sub-NACC000002", "nacc000003",
+                                                "NACC000004", "sub-NACC000099"])
+    result = import_mapped_table(NACC, scans, NACC_MAPPING)
+    assert result.manifest["participant_id"].tolist()[:2] == ["sub-nacc000001", "NACC000001"]
+    reasons = dict(zip(result.dropped["participant_id"], result.dropped["reason"]))
+    assert reasons["sub-NACC000099"] == "without a clinical row for the participant (not in the table under that id)"
+    assert result.two_spellings == ["sub-nacc000001 and NACC000001"]
+
+
+def test_an_age_recode_changes_only_the_codes_it_lists():
+    """`values: {age: {888: .nan}}`, the natural way to say NACC's missing-age code, used to turn every age it
+    did not list into no age, without a word."""
+    mapping = load_mapping(NACC_MAPPING)
+    mapping["values"] = {**mapping["values"], "age": {888: float("nan")}}
+    table = NACC.assign(NACCAGE=[71, 72, 888, 66, 77, 69])
+    ages = import_mapped_table(table, nacc_scans(), mapping).manifest["age"].tolist()
+    assert ages[:2] == [71, 72] and np.isnan(ages[2]) and ages[3] == 77
 
 
 def test_mapping_require_keeps_only_ad_with_ad_as_primary_cause(tmp_path):
@@ -502,6 +523,25 @@ def test_scans_flagged_by_qc_are_kept_and_named(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         load_manifest(write_manifest(tmp_path, rows), CLASSES)
     assert "3 scan(s) flagged by preprocessing QC are used: P1/M00, P2/M06" in caplog.text
+
+
+def test_the_holdout_check_reads_the_training_manifest_without_repeating_its_qc_warning(tmp_path, caplog):
+    """evaluate/explain read the run's training manifest only to compare files with the holdout's: its QC warning
+    there read as if it were about the holdout scans; a moved training manifest skipped that comparison unsaid."""
+    from elr_mri.config import DataConfig, MRIDataConfig
+    from elr_mri.data.mri import training_manifest_images
+
+    rows = [scan("Q1", "M00", qc_flag=True, qc_reason="NCC 0.2 < 0.45"), scan("Q2", "M00")]
+    manifest = write_manifest(tmp_path, rows)
+    cfg = DataConfig(name="mri", mri=MRIDataConfig(manifest=str(manifest), classes=list(CLASSES)))
+    with caplog.at_level(logging.WARNING):
+        assert len(training_manifest_images(cfg)) == 2
+    assert "flagged by preprocessing QC" not in caplog.text
+    manifest.rename(tmp_path / "elsewhere.csv")
+    with caplog.at_level(logging.WARNING):
+        assert training_manifest_images(cfg) == []
+    assert f"{manifest} has moved, so holdout scans are not compared with its files; participants still are" in \
+        caplog.text
 
 
 def test_one_file_under_two_ids_is_refused(tmp_path):

@@ -832,7 +832,9 @@ def test_evaluate_refuses_probabilities_that_are_not_numbers_in_one_line(tmp_pat
         (["--set", "data.noise.mode=human", "--set", "data.noise.rate=0", "--set", "data.noise.human_labels=/nope.npz"],
          "data.noise.human_labels = /nope.npz: no such file"),
         (["--set", "data.name=mri", "--set", "model.name=widened_cnn3d", "--set", "data.mri.manifest=/nope.csv"],
-         "data.mri.manifest = /nope.csv: no such file"),
+         "data.mri.manifest = /nope.csv: no such file; for a new run correct the path in the config or with --set "
+         "data.mri.manifest=PATH; a run already made (--resume, evaluate, explain) reads it from that path, so put "
+         "the file back there"),
         (["--set", "data.noise.mode=none"], "data.noise.rate = 0.4 is not read by data.noise.mode = none"),
     ],
 )

@@ -53,18 +53,20 @@ def load_manifest(
     classes: Sequence[str],
     require_age: bool = False,
     check_files: bool = True,
+    warn_qc: bool = True,
 ) -> pd.DataFrame:
     """Read and validate a manifest CSV; relative paths are taken from the manifest's folder.
 
     Returns the rows with a usable status, diagnoses spelled as in `classes`, `age` as float
-    (NaN when unknown) and an added `image_path` column holding the volume to load.
+    (NaN when unknown) and an added `image_path` column holding the volume to load. `warn_qc`: name the scans QC
+    flagged (off where the manifest is read for a check only, not to train or score its scans).
     """
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"manifest not found: {path}")
     frame = read_csv_table(path, dtype={"participant_id": str, "session_id": str}, keep_default_na=True)
     return validate_manifest(
-        frame, classes, require_age, source=str(path), base_dir=path.parent, check_files=check_files
+        frame, classes, require_age, source=str(path), base_dir=path.parent, check_files=check_files, warn_qc=warn_qc
     )
 
 
@@ -75,6 +77,7 @@ def validate_manifest(
     source: str = "manifest",
     base_dir: Path | None = None,
     check_files: bool = True,
+    warn_qc: bool = True,
 ) -> pd.DataFrame:
     """Check a manifest already in memory (see `load_manifest`); raises `ManifestError` listing every bad row."""
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
@@ -86,7 +89,8 @@ def validate_manifest(
         raise ManifestError(f"{source}: no age column, and the model uses age; add an age column (years at the scan), "
                             "or train a model without it (model.use_age: false)")
     frame = _usable_rows(frame.reset_index(drop=True), source)
-    warn_qc_flagged(frame, source)
+    if warn_qc:
+        warn_qc_flagged(frame, source)
     for column in ("participant_id", "session_id", "path"):
         frame[column] = frame[column].map(lambda v: "" if pd.isna(v) else str(v).strip())
     raw_age = frame["age"] if "age" in frame else pd.Series(np.nan, index=frame.index)

@@ -256,7 +256,8 @@ def import_mapped_table(
     """Join a clinical table (e.g. NACC's UDS export) to the scans through a column-and-value mapping.
 
     `mapping["columns"]` names the table's column for each manifest field, `mapping["values"]`
-    recodes a field's values (codes not listed are dropped, with the reason), and
+    recodes a field's values (a diagnosis code not listed drops its scans, with the reason; an age or sex value not
+    listed stays as it is), and
     `mapping["require"]` optionally adds conditions per class (e.g. AD only when NACCALZP is 1).
     """
     if not isinstance(mapping, dict):
@@ -271,7 +272,12 @@ def import_mapped_table(
         if field not in columns:
             continue
         raw = table[columns[field]]
-        clinical[field] = raw.map(_code).map(values[field]) if field in values else raw
+        if field not in values:
+            clinical[field] = raw
+        elif field == "diagnosis":  # a code not listed leaves no diagnosis: the scan is dropped, with the reason
+            clinical[field] = raw.map(_code).map(values[field])
+        else:  # age, sex: only the listed codes change (NACC's 888 → no age); every other value stays as it is
+            clinical[field] = raw.map(lambda value, recode=values[field]: recode.get(_code(value), value))
     if "age" in clinical:
         given = clinical["age"]
         clinical["age"] = pd.to_numeric(given, errors="coerce")
@@ -333,7 +339,9 @@ def _without_entities(session: str) -> str:
 
 
 def _bids_key(value: Any) -> str:
-    return re.sub(r"^(sub|ses)-", "", unicodedata.normalize("NFC", _code(value)), flags=re.IGNORECASE)
+    """A participant or session as a join key: without BIDS' sub-/ses- and in one case, since BIDS labels are often
+    lower-cased copies of a table's ids (sub-nacc0002 for NACC0002), as the ADNI join reads them too."""
+    return re.sub(r"^(sub|ses)-", "", unicodedata.normalize("NFC", _code(value)), flags=re.IGNORECASE).upper()
 
 
 def _blank(value: Any) -> bool:
@@ -378,7 +386,11 @@ def _join(
     no_class = joined["diagnosis"].isna()
     reason[no_class] = joined.loc[no_class, "_diagnosis_problem"]
     reason[joined["_matches"] > 1] = "matching several clinical rows"
-    reason[joined["_matches"].isna()] = "without a clinical row for the participant and session"
+    unmatched = joined["_matches"].isna()
+    in_table = joined["_participant"].isin(counts["_participant"])
+    reason[unmatched & in_table] = ("without a clinical row at that session (the table has the participant at other "
+                                    "sessions: compare how the two spell sessions)")
+    reason[unmatched & ~in_table] = "without a clinical row for the participant (not in the table under that id)"
     # preprocess did not finish it: no volume to train on, and no rival to a finished scan of the same visit
     unusable = ~has_usable_status(joined["status"]) if "status" in joined else pd.Series(False, index=joined.index)
     same_visit = joined[~unusable].duplicated(["_participant", "_session"], keep=False).reindex(joined.index,

@@ -349,12 +349,15 @@ def load_holdout_manifest(
 
 def training_manifest_images(cfg: DataConfig) -> list[str]:
     """The image files of a run's manifest, for the holdout's check; none when it has moved or no longer loads
-    (the participant check still runs)."""
+    (the participant check still runs). Its QC warning is not repeated: none of its scans is scored here."""
     path = cfg.mri.manifest
-    if not path or not Path(path).is_file():
+    if not path:
+        return []
+    if not Path(path).is_file():
+        log.warning("%s has moved, so holdout scans are not compared with its files; participants still are", path)
         return []
     try:
-        return load_manifest(path, cfg.mri.classes, check_files=False)[IMAGE_COLUMN].tolist()
+        return load_manifest(path, cfg.mri.classes, check_files=False, warn_qc=False)[IMAGE_COLUMN].tolist()
     except ManifestError as err:
         log.warning("%s no longer loads (%s), so holdout scans are not compared with its files; participants "
                     "still are", path, str(err).splitlines()[0])
