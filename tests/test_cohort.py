@@ -298,7 +298,7 @@ def test_nacc_mapping_recodes_udsd_and_sex():
     assert reasons == {
         "NACC000003": "with NACCUDSD '2', not in the mapping's values.diagnosis",  # impaired, not MCI
         "NACC000005": "without a clinical row at that session (the table has the participant at other sessions: "
-                      "compare how the two spell sessions)",
+                      "a visit it lacks, or one it spells otherwise)",
     }
 
 
@@ -316,10 +316,13 @@ def test_an_age_recode_changes_only_the_codes_it_lists():
     """`values: {age: {888: .nan}}`, the natural way to say NACC's missing-age code, used to turn every age it
     did not list into no age, without a word."""
     mapping = load_mapping(NACC_MAPPING)
-    mapping["values"] = {**mapping["values"], "age": {888: float("nan")}}
-    table = NACC.assign(NACCAGE=[71, 72, 888, 66, 77, 69])
-    ages = import_mapped_table(table, nacc_scans(), mapping).manifest["age"].tolist()
-    assert ages[:2] == [71, 72] and np.isnan(ages[2]) and ages[3] == 77
+    mapping["values"] = {**mapping["values"], "age": {888: float("nan"), 999: "unknown"}}
+    table = NACC.assign(NACCAGE=[71, 72, 888, 66, "999", "77 y"], SEX=[2, 2, 9, 1, 2, 1])
+    result = import_mapped_table(table, nacc_scans().assign(session_id=["1", "2", "1", "1", "1", "1"]), mapping)
+    ages = result.manifest["age"].tolist()
+    assert ages[:2] == [71, 72] and np.isnan(ages[2]) and np.isnan(ages[3]) and np.isnan(ages[4])
+    assert result.age_problems == ["NACC000005/1: NACCAGE '77 y' is not a number"]  # the table's value, quoted
+    assert result.manifest["sex"].isna().tolist() == [False, False, True, False, False]  # sex 9: not listed, unknown
 
 
 def test_mapping_require_keeps_only_ad_with_ad_as_primary_cause(tmp_path):

@@ -256,8 +256,8 @@ def import_mapped_table(
     """Join a clinical table (e.g. NACC's UDS export) to the scans through a column-and-value mapping.
 
     `mapping["columns"]` names the table's column for each manifest field, `mapping["values"]`
-    recodes a field's values (a diagnosis code not listed drops its scans, with the reason; an age or sex value not
-    listed stays as it is), and
+    recodes a field's values (a diagnosis code not listed drops its scans, with the reason; a sex code not listed is
+    an unknown sex; an age not listed stays as it is), and
     `mapping["require"]` optionally adds conditions per class (e.g. AD only when NACCALZP is 1).
     """
     if not isinstance(mapping, dict):
@@ -274,13 +274,13 @@ def import_mapped_table(
         raw = table[columns[field]]
         if field not in values:
             clinical[field] = raw
-        elif field == "diagnosis":  # a code not listed leaves no diagnosis: the scan is dropped, with the reason
-            clinical[field] = raw.map(_code).map(values[field])
-        else:  # age, sex: only the listed codes change (NACC's 888 → no age); every other value stays as it is
+        elif field == "age":  # only the listed codes change (NACC's 888 → no age): an age is no code to list
             clinical[field] = raw.map(lambda value, recode=values[field]: recode.get(_code(value), value))
+        else:  # a diagnosis code not listed leaves no diagnosis (the scan is dropped, with the reason); a sex code
+            clinical[field] = raw.map(_code).map(values[field])  # not listed, an unknown sex (NACC's 9)
     if "age" in clinical:
-        given = clinical["age"]
-        clinical["age"] = pd.to_numeric(given, errors="coerce")
+        clinical["age"] = pd.to_numeric(clinical["age"], errors="coerce")
+        given = table[columns["age"]]  # a problem quotes the table's own value, not its recoding
         clinical["_age_problem"] = _age_problems({columns["age"]: given}, clinical["age"])
     clinical["_diagnosis_problem"] = [
         _diagnosis_problem(columns["diagnosis"], "" if _blank(value) else _code(value), "in the mapping's values.diagnosis")
@@ -389,7 +389,7 @@ def _join(
     unmatched = joined["_matches"].isna()
     in_table = joined["_participant"].isin(counts["_participant"])
     reason[unmatched & in_table] = ("without a clinical row at that session (the table has the participant at other "
-                                    "sessions: compare how the two spell sessions)")
+                                    "sessions: a visit it lacks, or one it spells otherwise)")
     reason[unmatched & ~in_table] = "without a clinical row for the participant (not in the table under that id)"
     # preprocess did not finish it: no volume to train on, and no rival to a finished scan of the same visit
     unusable = ~has_usable_status(joined["status"]) if "status" in joined else pd.Series(False, index=joined.index)
