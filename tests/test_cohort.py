@@ -97,7 +97,8 @@ def test_every_problem_is_one_line_naming_its_row(tmp_path):
         load_manifest(path, CLASSES, require_age=True)
     assert "P5', session 'M00'): no age" not in str(err.value)
     # lines of the file, the header being line 1
-    assert "line 3 (participant 'P2', session 'M00'): diagnosis 'Dementia' is not one of CN, MCI, AD" in lines[1]
+    assert "line 3 (participant 'P2', session 'M00'): diagnosis 'Dementia' is not one of CN, MCI, AD (a cohort's " \
+           "own codes, such as Dementia, are recoded into these by `elr-mri import-cohort`)" in lines[1]
     assert "line 4 (participant 'P3', session 'M00'): no age" in str(err.value)
     assert "line 5 (participant 'P1', session 'M00'): duplicate of line 2" in str(err.value)
     assert "line 6 (participant 'P4', session 'M00'): file not found" in str(err.value)
@@ -254,7 +255,8 @@ def test_import_errors_name_the_table_its_option_and_file(tmp_path):
     ADNIMERGE.drop(columns="Years_bl").to_csv(adnimerge, index=False)
     scans = tmp_path / "scans.csv"
     pd.DataFrame({"participant_id": ["011_S_0002"], "path": ["a"]}).to_csv(scans, index=False)
-    with pytest.raises(ValueError, match=rf"ADNIMERGE table \(--adnimerge\) {adnimerge}: missing column\(s\) Years_bl"):
+    with pytest.raises(ValueError, match=rf"ADNIMERGE table \(--adnimerge\) {adnimerge}: missing column\(s\) Years_bl "
+                                         r".*; --adnimerge takes ADNIMERGE \(DXSUM has no ages"):
         import_adnimerge(adnimerge, scans)
     ADNIMERGE.to_csv(adnimerge, index=False)
     with pytest.raises(ValueError, match=rf"scans manifest \(--scans\) {scans}: missing column\(s\) session_id"):

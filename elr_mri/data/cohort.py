@@ -106,7 +106,8 @@ def validate_manifest(
             raw = frame[column].map(lambda v: "" if pd.isna(v) else str(v).strip())
             frame[column] = raw.str.lower().map(spelled)
             problems += [
-                f"{_where(frame, i)}: {column} {raw[i]!r} is not one of {', '.join(classes)}"
+                f"{_where(frame, i)}: {column} {raw[i]!r} is not one of {', '.join(classes)} (a cohort's own codes, "
+                "such as Dementia, are recoded into these by `elr-mri import-cohort`)"
                 for i in np.flatnonzero(frame[column].isna())
             ]
     for column in ("participant_id", "session_id"):

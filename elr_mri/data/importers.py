@@ -112,7 +112,9 @@ def import_adnimerge(
     age at baseline, so the visit age is AGE + Years_bl.
     """
     table, where = _read(adnimerge, "ADNIMERGE table (--adnimerge)")
-    _require(table, ("PTID", "VISCODE", "DX", "DX_bl", "AGE", "Years_bl"), where)
+    _require(table, ("PTID", "VISCODE", "DX", "DX_bl", "AGE", "Years_bl"), where,
+             "--adnimerge takes ADNIMERGE (DXSUM has no ages: export ADNIMERGE, or pass DXSUM as --table with a "
+             "mapping)")
     is_baseline = table["VISCODE"].astype(str).str.strip().str.lower() == "bl"
     visit_empty = table["DX"].map(_blank)
     column = pd.Series("DX_bl" if use_baseline_diagnosis else "DX", index=table.index)
@@ -264,7 +266,7 @@ def import_mapped_table(
         mapping = load_mapping(mapping)
     table, where = _read(table, "clinical table (--table)")
     columns: dict[str, str] = mapping["columns"]
-    _require(table, tuple(columns.values()), where)
+    _require(table, tuple(columns.values()), where, "name the table's own columns in the mapping's columns:")
     values = {field: {_code(k): v for k, v in codes.items()} for field, codes in (mapping.get("values") or {}).items()}
     clinical = pd.DataFrame({"_participant": table[columns["participant_id"]].map(_bids_key),
                              "_session": table[columns["session_id"]].map(mapped_session_key)})
@@ -440,8 +442,9 @@ def _read(source: str | Path | pd.DataFrame, what: str) -> tuple[pd.DataFrame, s
     return table, f"{what} {path}"
 
 
-def _require(table: pd.DataFrame, columns: tuple[str, ...], where: str) -> None:
+def _require(table: pd.DataFrame, columns: tuple[str, ...], where: str, fix: str = "") -> None:
+    """Refuse a table without `columns`, naming the ones it has; `fix`: how to get the right table or mapping."""
     missing = [c for c in columns if c not in table.columns]
     if missing:
         found = ", ".join(map(str, table.columns))
-        raise ValueError(f"{where}: missing column(s) {', '.join(missing)} (it has {found})")
+        raise ValueError(f"{where}: missing column(s) {', '.join(missing)} (it has {found}){'; ' + fix if fix else ''}")
