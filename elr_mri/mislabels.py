@@ -2,7 +2,9 @@
 
 ELR's targets are a running average of the network's own early predictions, so where the target's
 argmax differs from the given label, the label is a candidate for re-review. Rows are ranked by
-the target's confidence in its suggestion.
+the margin between the target's suggestion and what it keeps on the given label: with three classes,
+a target of (0.46, 0.44, 0.10) against the given second class doubts it far less than one of
+(0.45, 0.10, 0.45), though its top share is higher.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ __all__ = ["suspected_mislabels", "mislabel_precision_recall"]
 
 
 def suspected_mislabels(targets: np.ndarray, given: np.ndarray, class_names: list[str] | None = None) -> pd.DataFrame:
-    """Rows (index, given_label, suggested_label, confidence) where the target puts less on the given label than on
-    another, most confident first.
+    """Rows (index, given_label, suggested_label, confidence, given_share, margin) where the target puts less on the
+    given label than on another, the widest margin (confidence − given_share) first.
 
     An all-zero row (an example a class-balanced sampler never drew, so no target gathered) suggests nothing, nor
     does a tie between the given label and the top one (argmax alone would take the lower class index, and a
@@ -23,18 +25,21 @@ def suspected_mislabels(targets: np.ndarray, given: np.ndarray, class_names: lis
     suggested = targets.argmax(axis=1)
     total = targets.sum(axis=1)
     top = targets.max(axis=1)
-    confidence = top / np.clip(total, 1e-12, None)
-    rows = np.flatnonzero((targets[np.arange(len(given)), given] < top) & (total > 0))
+    on_given = targets[np.arange(len(given)), given]
+    share = 1 / np.clip(total, 1e-12, None)
+    rows = np.flatnonzero((on_given < top) & (total > 0))
     table = pd.DataFrame({
         "index": rows,
         "given_label": given[rows],
         "suggested_label": suggested[rows],
-        "confidence": confidence[rows].round(6),
+        "confidence": (top * share)[rows].round(6),
+        "given_share": (on_given * share)[rows].round(6),
+        "margin": ((top - on_given) * share)[rows].round(6),
     })
     if class_names:
         table["given_name"] = [class_names[i] for i in table["given_label"]]
         table["suggested_name"] = [class_names[i] for i in table["suggested_label"]]
-    return table.sort_values("confidence", ascending=False, kind="stable").reset_index(drop=True)
+    return table.sort_values("margin", ascending=False, kind="stable").reset_index(drop=True)
 
 
 def mislabel_precision_recall(flagged_index: np.ndarray, given: np.ndarray, clean: np.ndarray) -> dict[str, float]:

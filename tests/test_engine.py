@@ -61,15 +61,27 @@ def test_cli_train_writes_a_complete_run_directory(tmp_path: Path) -> None:
     assert list(table.columns[:5]) == ["index", "original_index", "given_label", "suggested_label", "confidence"]
     assert table["original_index"].is_unique and (table["original_index"] != table["index"]).any()  # the release's
     assert (table["given_label"] != table["suggested_label"]).all()
-    assert table["confidence"].is_monotonic_decreasing
+    assert table["margin"].is_monotonic_decreasing
+    assert (table["source"] == "elr_target").all()
     ckpt = load_checkpoint(out / "checkpoints" / "last.pt")  # weights_only=True
     assert ckpt["epoch"] == 4 and ckpt["method"]["loss"]["targets"].shape[1] == 10
     assert "selection_rule" in (out / "config.yaml").read_text()
     result = _cli("evaluate", "--run", str(out), "--bootstrap", "20")  # images: one level, resampled image by image
     assert result.returncode == 0, result.stderr
-    test_images = len(pd.read_csv(out / "eval-test" / "predictions.csv"))
+    scored = pd.read_csv(out / "eval-test" / "predictions.csv")
+    test_images = len(scored)
+    assert scored["index"].tolist() == list(range(test_images))  # each row names its image
     assert f"  image level ({test_images} examples):" in result.stdout and "participant" not in result.stdout
     assert set(pd.read_csv(out / "eval-test" / "metrics.csv")["level"]) == {"image"}
+
+
+def test_predictions_of_images_read_from_files_name_the_file() -> None:
+    from types import SimpleNamespace
+
+    from elr_mri.evaluation.evaluate import _row_ids
+
+    ids = _row_ids(SimpleNamespace(paths=["images/0/10.jpg", "images/3/7.jpg"]), 2)
+    assert ids.to_dict("list") == {"index": [0, 1], "path": ["images/0/10.jpg", "images/3/7.jpg"]}
 
 
 def test_balanced_accuracy_selection_keeps_the_epoch_with_the_best_mean_recall(tmp_path: Path) -> None:

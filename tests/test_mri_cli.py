@@ -346,6 +346,7 @@ def test_evaluate_puts_another_run_and_the_voxel_baseline_in_one_table(trained: 
     table = pd.read_csv(trained["run"] / f"eval-{trained['holdout'].stem}" / "comparison.csv")
     assert list(table["method"].unique()) == ["run (elr)", "run_ce (ce)", "voxels_linear_svm"]
     assert ((table["low"] <= table["estimate"] + 1e-12) & (table["estimate"] <= table["high"] + 1e-12)).all()
+    assert set(table["level"]) == {"participant"} and table["resamples"].between(1, 30).all()
     paired = pd.read_csv(trained["run"] / f"eval-{trained['holdout'].stem}" / "paired_differences.csv")
     assert list(paired["method"].unique()) == ["run_ce (ce)", "voxels_linear_svm"]
     assert set(paired["minus"]) == {"run (elr)"} and "minus run (elr), paired over the same participants" in result.stdout

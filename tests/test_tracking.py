@@ -45,6 +45,15 @@ def test_a_target_that_ties_the_given_label_with_the_top_class_is_not_a_suspecte
     assert table["index"].tolist() == [1] and table["suggested_label"].tolist() == [1]
 
 
+def test_suspected_mislabels_are_ranked_by_how_far_the_target_is_from_the_given_label() -> None:
+    """(0.45, 0.10, 0.45) keeps a tenth on the given class, (0.46, 0.44, 0.10) nearly half: the second doubts its
+    label less, though its top share is the higher."""
+    targets = np.array([[0.46, 0.44, 0.10], [0.45, 0.10, 0.45]])
+    table = suspected_mislabels(targets, np.array([1, 1]), ["CN", "MCI", "AD"])
+    assert table["index"].tolist() == [1, 0]
+    assert table["given_share"].tolist() == [0.1, 0.44] and table["margin"].tolist() == [0.35, 0.02]
+
+
 def test_the_report_shows_an_undefined_precision_as_a_dash(tmp_path) -> None:
     """Nothing flagged: precision is null in summary.json (strict JSON), which the demo report must print."""
     import json

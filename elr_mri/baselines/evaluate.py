@@ -59,7 +59,8 @@ def evaluate_baselines(run_dir: Path, volumes_csvs: Sequence[Path] = (), manifes
                  "dropped_suspected": inputs.dropped,
                  "flagging_run": str(Path(drop_suspected).resolve()) if drop_suspected is not None else None}
         out = evaluation_dir(run_dir, manifest, beside_checkpoint) / "baselines" / tag
-        write_evaluation(out, reports, labels, probs, scored.reset_index(drop=True), classes, inputs.notes, about)
+        write_evaluation(out, reports, labels, probs, scored[["participant_id", "session_id"]], classes, inputs.notes,
+                         about)
         results[tag] = reports
     return results
 

@@ -586,6 +586,7 @@ def _mislabel_table(method: Method, tracker: PredictionTracker, data: NoisyImage
         table.insert(1, "path", [paths[i] for i in rows])
     if data.train_ids is not None:  # "index" counts the training split after subsetting and the hold-out
         table.insert(1, "original_index", data.train_ids[rows])
+    table["source"] = "elr_target" if targets is not None else "last_epoch_prediction"  # which kind of evidence
     return table
 
 

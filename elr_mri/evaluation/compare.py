@@ -28,14 +28,14 @@ HEADLINE_METRICS = ("accuracy", "balanced_accuracy", "auc_micro", "auc_macro")
 def comparison_table(eval_dir: Path, cnn_name: str, level: str = "participant",
                      metrics: Sequence[str] = HEADLINE_METRICS, others: dict[str, Path] | None = None,
                      baselines: Sequence[str] | None = None) -> pd.DataFrame:
-    """Rows: method, metric, estimate, low, high: the CNN first, the `others` (name: evaluation
+    """Rows: method, level, metric, estimate, low, high, resamples (those the metric was defined in): the CNN first, the `others` (name: evaluation
     folder of another run on the same set, e.g. ELR beside CE), then the `baselines` named (None: each
     one found in eval_dir/baselines/, including those an earlier command fitted)."""
     rows = []
     for method, folder in _scored_methods(Path(eval_dir), cnn_name, others, baselines):
         summary = json.loads((folder / "summary.json").read_text())
-        rows += [{"method": method, "metric": m, **summary[level][m]} for m in metrics]
-    table = pd.DataFrame(rows, columns=["method", "metric", "estimate", "low", "high"])
+        rows += [{"method": method, "level": level, "metric": m, **summary[level][m]} for m in metrics]
+    table = pd.DataFrame(rows, columns=["method", "level", "metric", "estimate", "low", "high", "resamples"])
     return table.astype({"estimate": float, "low": float, "high": float})  # null (undefined) in summary.json: NaN
 
 

@@ -123,7 +123,7 @@ def evaluate_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = 
         images = np.arange(len(labels)).astype(str)
         reports = {"image": bootstrap_metrics(labels, probs, images, classes, n_boot, level="image")}
     rule = selection_rule(cfg) if checkpoint == "best" else SELECTION_RULES["last"]
-    write_evaluation(out, reports, labels, probs, frame, classes, notes,
+    write_evaluation(out, reports, labels, probs, _row_ids(dataset, len(labels)), classes, notes,
                      {"manifest": scored_source(manifest), "manifest_sha256": scored_fingerprint(manifest),
                       "checkpoint": checkpoint, "checkpoint_epoch": run.epoch, "run_finished": run.finished,
                       "selection_rule": rule})
@@ -258,10 +258,23 @@ def _require_run_test_split(run_dir: Path, manifest: str, scored: pd.Series) -> 
             "splits.csv); restore the manifest the run trained on, or score other scans with --manifest HOLDOUT.csv")
 
 
+def _row_ids(dataset: Dataset, size: int) -> pd.DataFrame:
+    """What names each scored item in predictions.csv: participant and session for scans; for images their
+    position in the test set and, read from files (Clothing1M, WebVision), the file."""
+    frame = getattr(dataset, "frame", None)
+    if frame is not None:
+        return frame[["participant_id", "session_id"]]
+    ids = pd.DataFrame({"index": np.arange(size)})
+    paths = getattr(dataset, "paths", None)
+    if paths is not None:
+        ids["path"] = paths
+    return ids
+
+
 def write_evaluation(out: Path, reports: dict[str, MetricsReport], labels: np.ndarray, probs: np.ndarray,
-                     frame: pd.DataFrame | None, classes: list[str], notes: list[str], about: dict[str, Any]) -> None:
-    """metrics.csv, confusion.csv, predictions.csv, ROC and confusion PNGs and summary.json (`about`
-    first) under `out`. summary.json, which readers take as "complete", goes first and comes back last: a
+                     ids: pd.DataFrame, classes: list[str], notes: list[str], about: dict[str, Any]) -> None:
+    """metrics.csv, confusion.csv, predictions.csv (`ids`' columns first, a row an item), ROC and confusion PNGs
+    and summary.json (`about` first) under `out`. summary.json, which readers take as "complete", goes first and comes back last: a
     scoring killed part-way leaves no earlier scoring's summary beside its new files."""
     from elr_mri.plots import plot_confusion, plot_roc
 
@@ -276,8 +289,7 @@ def write_evaluation(out: Path, reports: dict[str, MetricsReport], labels: np.nd
     predictions = pd.DataFrame(probs, columns=[f"p_{c}" for c in classes])
     predictions.insert(0, "given", [classes[i] for i in labels])
     predictions.insert(1, "predicted", [classes[i] for i in probs.argmax(axis=1)])
-    if frame is not None:
-        predictions = pd.concat([frame[["participant_id", "session_id"]].reset_index(drop=True), predictions], axis=1)
+    predictions = pd.concat([ids.reset_index(drop=True), predictions], axis=1)
     atomic_write_text(predictions.to_csv(index=False), out / "predictions.csv")
     plot_roc(labels, probs, classes, out / "roc.png")
     for level, report in reports.items():
