@@ -17,10 +17,10 @@
 #   gap       the clean-label row and the official config's cosine row side by side: the JPEG copy's and the
 #             schedule's price (~10 min; bf16's: the default mode with ROW_SETTINGS="--set train.precision=fp32")
 #   jobs      two seeds in turn, then side by side on the one GPU (~5 min)
-#   3d        the MRI side: device-blur and phase-grid GPU tests, the two dilated convolutions alone (library,
-#             phase grids, im2col GEMM), 3D ×8 variants (phase-grid convolutions right after the two anchors) with
-#             their TFLOP/s and the engine's variant's busiest kernels, then the MRI loader by workers and blur
-#             place (~8.5 min)
+#   3d        the MRI side: device-blur and phase-grid GPU tests, ELR/ELR+ under CUDA graphs, the two dilated
+#             convolutions alone (library, phase grids, im2col GEMM), 3D ×8 variants (phase-grid convolutions
+#             right after the two anchors) with their TFLOP/s and the engine's variant's busiest kernels, then the
+#             MRI loader by workers and blur place (~9.5 min)
 #   cifar10n  the CIFAR-10N worst row (needs data/CIFAR-10_human.npz carried)
 # Why a shared deadline: a device call has one fixed limit, and a step cut short must still leave the earlier steps'
 # figures (and its own log lines) in $OUT.
@@ -149,12 +149,16 @@ if [ "${1:-}" = step ]; then
         --device cuda --out "$OUT/cifar_step_cuda.md"
     exit 0
 fi
-# `bash bench/gpu_checks.sh 3d`: what has never run on a GPU first (the phase-grid tests, the two dilated convolutions
+# `bash bench/gpu_checks.sh 3d`: what has never run on a GPU first (the phase-grid tests, ELR and ELR+ under CUDA
+# graphs, the two dilated convolutions
 # alone three ways, the variants table with its phase-grid rows right after the two anchors), the MRI loader last;
 # ~8.5 min in all, the first three steps ~6.
 if [ "${1:-}" = 3d ]; then
     step "device blur and phase-grid tests" 60 "$OUT/gpu_tests.log" "$PYTHON" -m pytest -v --tb=short -m gpu \
         -p no:cacheprovider tests/test_device_blur.py tests/test_phase_grid_conv.py
+    # CUDA graphs training the engine's networks, ELR+ among them: never run on a GPU, and not in `gap`'s time
+    step "CUDA-graph engine tests" 60 "$OUT/gpu_tests.log" "$PYTHON" -m pytest -v --tb=short -m gpu \
+        -p no:cacheprovider tests/test_execution.py -k cuda_graphs
     step "dilated convolutions: library, phase grids, GEMM" 80 "$OUT/bench.log" "$PYTHON" bench/bench_dilated_conv.py \
         --device cuda --budget 1 --out "$OUT/dilated_conv_cuda.md"
     step "3D x8 execution variants" 280 "$OUT/bench.log" "$PYTHON" bench/bench_execution_variants.py \
@@ -168,6 +172,11 @@ fi
 row cifar10_elr_sym40 reduce-overhead configs/cifar10/elr_sym40.yaml ${ROW_SETTINGS:-}
 # a CUDA-graph run that failed outright (no summary, and not cut by the limit) leaves the time to compile's default mode
 if [ ! -f "$OUT/cifar10_elr_sym40_reduce-overhead_summary.json" ] && [ "$LAST_CUT" -eq 0 ]; then
+    # the failed run's log tail and metrics move into device.txt: the device tool brings back 8 files at most
+    for failed in "$OUT"/cifar10_elr_sym40_reduce-overhead.log "$OUT"/cifar10_elr_sym40_reduce-overhead_metrics.csv; do
+        [ -f "$failed" ] && { echo "== $(basename "$failed") (CUDA-graph run, failed)"; tail -n 60 "$failed"; } \
+            >> "$OUT/device.txt" && rm -f "$failed"
+    done
     # shellcheck disable=SC2086  # word splitting intended: ROW_SETTINGS holds several arguments
     row cifar10_elr_sym40 default configs/cifar10/elr_sym40.yaml ${ROW_SETTINGS:-}
 fi

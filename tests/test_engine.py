@@ -182,6 +182,25 @@ def test_ctrl_c_while_best_pt_is_written_waits_for_last_pt_too(tmp_path: Path,
     assert (tmp_path / "checkpoints" / "last.pt").exists() and (tmp_path / "checkpoints" / "best.pt").exists()
 
 
+def test_a_gpu_run_resumes_on_a_machine_that_sees_fewer_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A checkpoint keeps the generator of the device the run used, and restores it there: one that kept every
+    visible GPU's (as before) resumes where fewer are visible, rather than failing on a device that is not there."""
+    from elr_mri.engine.checkpoint import capture_rng, restore_rng
+
+    restored: list[tuple[torch.Tensor, int]] = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)  # e.g. torchrun's second process
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device: torch.full((4,), device, dtype=torch.uint8))
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device: restored.append((state, device)))
+    state = capture_rng()
+    assert state["cuda"].tolist() == [1, 1, 1, 1]
+    restore_rng(state)
+    saved_by_eight = [torch.full((4,), gpu, dtype=torch.uint8) for gpu in range(8)]
+    restore_rng({**state, "cuda": saved_by_eight})  # its own device's state
+    restore_rng({**state, "cuda": saved_by_eight[:1]})  # saved where one GPU was visible: that one's
+    assert [(s.tolist(), device) for s, device in restored] == [([1] * 4, 1), ([1] * 4, 1), ([0] * 4, 1)]
+
+
 def test_json_outputs_write_undefined_figures_as_null(tmp_path: Path) -> None:
     import numpy as np
 

@@ -114,8 +114,8 @@ def capture_rng() -> dict[str, Any]:
         "numpy_rest": [int(np_state[2]), int(np_state[3]), float(np_state[4])],
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if torch.cuda.is_available():  # this process's device only: a machine with other GPUs visible can resume it
+        state["cuda"] = torch.cuda.get_rng_state(torch.cuda.current_device())
     return state
 
 
@@ -126,5 +126,9 @@ def restore_rng(state: dict[str, Any]) -> None:
     np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        device = torch.cuda.current_device()
+        saved = state["cuda"]
+        if isinstance(saved, list):  # checkpoints before 2026-12: a state for every GPU the saving process saw
+            saved = saved[device] if device < len(saved) else saved[0]
+        torch.cuda.set_rng_state(saved, device)
 
