@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -104,6 +105,8 @@ def test_dropping_flagged_scans_trains_on_fewer(cohort: dict[str, Path], tmp_pat
                          .read_text())
     assert set(results) == {f"{b.name}_without_suspected" for b in BASELINES}
     assert summary["dropped_suspected"] == 1 and summary["flagging_run"] == str(flagging.resolve())
+    assert summary["dropped_scans"] == [f"{first}/ses-M00"]  # which scans, and from which list of flags
+    assert summary["flags_sha256"] == hashlib.sha256((flagging / "suspected_mislabels.csv").read_bytes()).hexdigest()
     splits["diagnosis"] = pd.read_csv(run.parent / "adni_sim.csv").drop_duplicates("participant_id").set_index(
         "participant_id")["diagnosis"].reindex(splits["participant_id"]).to_numpy()
     every_but_one_class = splits[(splits["split"] == "train") & (splits["diagnosis"] != "MCI")]

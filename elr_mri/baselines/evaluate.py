@@ -9,6 +9,8 @@ its suspected_mislabels.csv are left out: does ELR's cleaning help a simple mode
 
 from __future__ import annotations
 
+import hashlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -56,7 +58,8 @@ def evaluate_baselines(run_dir: Path, volumes_csvs: Sequence[Path] = (), manifes
         reports = evaluate_predictions(labels, probs, scored["participant_id"].to_numpy(), classes, n_boot=n_boot)
         tag = baseline.name + ("_without_suspected" if drop_suspected is not None else "")
         about = {"baseline": tag, "description": baseline.description, "C": c, "train_scans": len(train),
-                 "dropped_suspected": inputs.dropped,
+                 "dropped_suspected": len(inputs.dropped), "dropped_scans": inputs.dropped,
+                 "flags_sha256": inputs.flags_sha256,  # which suspected_mislabels.csv: the run may be trained on
                  "flagging_run": str(Path(drop_suspected).resolve()) if drop_suspected is not None else None}
         out = evaluation_dir(run_dir, manifest, beside_checkpoint) / "baselines" / tag
         write_evaluation(out, reports, labels, probs, scored[["participant_id", "session_id"]], classes, inputs.notes,
@@ -86,7 +89,8 @@ class _BaselineInputs:
     name: str  # of the scored set: "test" or the holdout's
     notes: list[str]  # participant-overlap notes of the holdout
     volumes: pd.DataFrame | None
-    dropped: int  # training scans left out as suspected mislabels
+    dropped: list[str]  # training scans left out as suspected mislabels, "participant/session"
+    flags_sha256: str | None  # of the suspected_mislabels.csv they came from
 
 
 def _baseline_inputs(run_dir: Path, volumes_csvs: Sequence[Path], manifest: Path | None,
@@ -101,17 +105,17 @@ def _baseline_inputs(run_dir: Path, volumes_csvs: Sequence[Path], manifest: Path
     # C is chosen on the labels the CNN's checkpoint was selected on
     val_labels = (load_adjudicated_labels(cfg.data.mri.val_labels, val, classes) if cfg.data.mri.val_labels
                   else label_indices(val["diagnosis"], classes))
-    dropped = 0
+    dropped, flags_sha256 = [], None
     if drop_suspected is not None:
-        train, dropped = _without_suspected(train, Path(drop_suspected), run_dir)
+        train, dropped, flags_sha256 = _without_suspected(train, Path(drop_suspected), run_dir)
         if train["diagnosis"].nunique() < 2:
-            raise ValueError(f"{drop_suspected} flagged {dropped} training scans; without them one diagnosis is left "
+            raise ValueError(f"{drop_suspected} flagged {len(dropped)} training scans; without them one diagnosis is left "
                              "(its targets agree on one class), so there is nothing to fit")
     name, scored, notes = _evaluation_rows(run_dir, cfg, cohort[split == "test"], manifest)
     if volumes is not None:
         for rows, source in ((train, "training split"), (val, "validation split"), (scored, name)):
             require_volumes(rows, volumes, source)
-    return _BaselineInputs(classes, train, val, val_labels, scored, name, notes, volumes, dropped)
+    return _BaselineInputs(classes, train, val, val_labels, scored, name, notes, volumes, dropped, flags_sha256)
 
 
 def _require_the_runs_training_labels(run_dir: Path, cfg: RunConfig, labels: np.ndarray) -> None:
@@ -164,14 +168,19 @@ def _evaluation_rows(run_dir: Path, cfg: RunConfig, test: pd.DataFrame, manifest
     return Path(manifest).stem, frame, notes
 
 
-def _without_suspected(train: pd.DataFrame, flagging_run: Path, run_dir: Path) -> tuple[pd.DataFrame, int]:
-    """Training rows minus the scans `flagging_run` listed as suspected mislabels (same splits required)."""
+def _without_suspected(train: pd.DataFrame, flagging_run: Path, run_dir: Path
+                       ) -> tuple[pd.DataFrame, list[str], str]:
+    """(training rows minus the scans `flagging_run` listed as suspected mislabels, those scans as
+    "participant/session", the SHA-256 of the list read: the flagging run may be trained on and flag others later).
+    Same splits required."""
     table = flagging_run / "suspected_mislabels.csv"
     if not table.exists():
         raise FileNotFoundError(f"{table} not found: --drop-suspected needs a finished run directory")
     require_same_splits(run_dir, flagging_run)
     require_baseline_run(flagging_run)  # its flags are against the manifest's labels, not synthetic ones
-    flagged = pd.read_csv(table, dtype={"participant_id": str, "session_id": str})
+    listed = table.read_bytes()  # hashed and read once: what was dropped is what the hash names
+    flags_sha256 = hashlib.sha256(listed).hexdigest()
+    flagged = pd.read_csv(io.BytesIO(listed), dtype={"participant_id": str, "session_id": str})
     flagged = flagged[[*SCAN_KEYS, *(["given_name"] if "given_name" in flagged else [])]]
     joined = flagged.merge(train[[*SCAN_KEYS, "diagnosis"]], on=SCAN_KEYS, how="left")
     strangers = joined[joined["diagnosis"].isna()]
@@ -188,4 +197,5 @@ def _without_suspected(train: pd.DataFrame, flagging_run: Path, run_dir: Path) -
                              "run on the manifest as it is")
     keep = train[SCAN_KEYS].merge(flagged[SCAN_KEYS].assign(flagged=True), on=SCAN_KEYS, how="left")["flagged"]
     keep = keep.isna().to_numpy()
-    return train[keep], int((~keep).sum())
+    dropped = train.loc[~keep, SCAN_KEYS]
+    return train[keep], (dropped["participant_id"] + "/" + dropped["session_id"]).tolist(), flags_sha256
