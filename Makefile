@@ -32,5 +32,5 @@ demo: $(STAMP)
 demo-digits: $(STAMP)
 	$(PY) scripts/digits_benchmark.py --out demo/digits
 
-clean:
-	rm -rf $(VENV) demo runs
+clean:  # the environment and the demos; training runs in runs/ are left alone
+	rm -rf $(VENV) demo

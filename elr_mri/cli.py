@@ -53,6 +53,14 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + signal.SIGPIPE
 
 
+def _spaced_set_hint(argv: list[str], stray: list[str]) -> str:
+    """`--set train.epochs 2` leaves the 2 over: say how --set is spelt."""
+    for flag, key, value in zip(argv, argv[1:], argv[2:]):
+        if flag == "--set" and "=" not in key and value == stray[0]:
+            return f" (--set takes KEY=VALUE with no space: --set {key}={value})"
+    return ""
+
+
 def _stdout_reader_gone() -> bool:
     """Whether stdout is a pipe nobody reads any more (poll reports an error on its write end)."""
     try:
@@ -69,7 +77,11 @@ def _stdout_reader_gone() -> bool:
 def _run_command(argv: list[str]) -> int:
     if argv and argv[0] in _FORWARDED:  # these own their argument parsing
         return _FORWARDED[argv[0]](argv[1:])
-    args = _parser().parse_args(argv)
+    args, stray = _parser().parse_known_args(argv)
+    if stray:  # one line naming the command, not the top-level usage argparse would print
+        print(f"elr-mri {args.command}: unrecognized arguments: {' '.join(stray)}{_spaced_set_hint(argv, stray)}",
+              file=sys.stderr)
+        return 2
     try:
         with terminating_at_safe_points() if args.command == "train" else sigterm_as_ctrl_c():
             return args.handler(args)

@@ -342,6 +342,9 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
     settings can start a new run: `--config runs/x/config.yaml --set ... --out runs/y`.
     """
     path = Path(path)
+    if path.is_dir():
+        example = next(iter(sorted(path.rglob("*.yaml"))), None)
+        raise ConfigError(f"--config {path} is a folder; pass a YAML file" + (f", e.g. {example}" if example else ""))
     if not path.is_file():
         raise ConfigError(f"config file not found: {path} (pass an existing YAML file to --config)")
     try:

@@ -109,6 +109,19 @@ def test_missing_file_and_bad_override(tmp_path: Path) -> None:
         load_config(tmp_path / "nope.yaml")
     with pytest.raises(ConfigError, match="expected key=value"):
         load_config(_write(tmp_path, "seed: 0\n"), ["train.epochs"])
+    (tmp_path / "digits").mkdir()
+    (tmp_path / "digits" / "elr.yaml").write_text("seed: 0\n")
+    with pytest.raises(ConfigError, match=r"is a folder; pass a YAML file, e.g. .*digits/elr.yaml"):
+        load_config(tmp_path)
+
+
+def test_a_spaced_set_and_a_stray_argument_are_one_line_naming_the_command(cli_in_process) -> None:
+    spaced = cli_in_process("train", "--config", "configs/digits/elr_sym40.yaml", "--set", "train.epochs", "2")
+    assert spaced.returncode == 2 and spaced.stdout == ""
+    assert spaced.stderr == ("elr-mri train: unrecognized arguments: 2 (--set takes KEY=VALUE with no space: "
+                             "--set train.epochs=2)\n")
+    stray = cli_in_process("evaluate", "--run", "runs/x", "--bogus")
+    assert (stray.returncode, stray.stderr) == (2, "elr-mri evaluate: unrecognized arguments: --bogus\n")
 
 
 def test_an_empty_config_is_refused_with_settings_given_too(tmp_path: Path) -> None:
