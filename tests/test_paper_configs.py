@@ -121,12 +121,13 @@ def test_every_table_row_names_a_shipped_config(reproduce):
             assert (ROOT / "configs" / row.config).is_file(), row.config
 
 
-@pytest.mark.parametrize("table", ["1", "2", "3", "cifar10n"])
+@pytest.mark.parametrize("table", ["1", "2", "3", "4", "cifar10n"])
 def test_dry_run_plans_every_row(reproduce, table: str, tmp_path: Path, capsys):
     assert reproduce.main(["--table", table, "--dry-run", "--seeds", "2", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     for row in reproduce.TABLES[table][1]:
         assert f"| {row.name} | 1 |" in out
+        assert f"| {reproduce.percent(row.paper)} | new |" in out  # the figure to reach ("–": none recorded)
     assert not any(tmp_path.iterdir())  # nothing trained, nothing written
 
 
@@ -191,17 +192,17 @@ def test_script_entry_point_dry_run(tmp_path: Path, from_home: bool):
     paths = ["--out=~/runs", "--data-root=~/data"] if from_home else \
         ["--out", str(tmp_path / "runs"), "--data-root", str(tmp_path / "data")]
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts/reproduce_paper_table.py"), "--table", "3", "--dry-run", *paths],
+        [sys.executable, str(ROOT / "scripts/reproduce_paper_table.py"), "--table", "4", "--dry-run", *paths],
         capture_output=True, text=True, timeout=120, cwd=ROOT, env={**os.environ, "HOME": str(tmp_path)},
     )
     assert result.returncode == 0, result.stderr
-    assert "dry run: 3 run(s) validated" in result.stdout
+    assert "dry run: 1 run(s) validated" in result.stdout
     assert (f"missing {tmp_path / 'data/webvision/info/train_filelist_google.txt'}: put WebVision 1.0's resized "
             "images") in result.stdout
 
 
-def test_webvision_row_reports_every_figure_of_table_3(reproduce):
-    rows = reproduce.TABLES["3"][1]
+def test_webvision_row_reports_every_figure_of_table_4(reproduce):
+    rows = reproduce.TABLES["3"][1] + reproduce.TABLES["4"][1]
     figures = {"test_acc": 0.75, "test_top5": 0.9, "test_ilsvrc12_acc": 0.68, "test_ilsvrc12_top5": 0.88}
     run = {**{f"{k}_at_best": v for k, v in figures.items()}, **{f"{k}_last": v - 0.01 for k, v in figures.items()},
            "wall_seconds": 7200, "device": "NVIDIA H100"}
