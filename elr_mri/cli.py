@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from elr_mri.stopping import Terminated, terminated, terminating_at_safe_points
+from elr_mri.stopping import Terminated, interrupted, terminated, terminating_at_safe_points
 from preprocess.signals import sigterm_as_ctrl_c
 from preprocess.user_errors import USER_ERRORS, as_storage_error, nonempty_path, report_user_error
 
@@ -88,16 +88,23 @@ def _run_command(argv: list[str]) -> int:
     except KeyboardInterrupt as stop:
         if terminated() or isinstance(stop, Terminated):
             return _say_terminated(args)
-        if _speaks_for_the_run():
-            print(f"elr-mri {args.command}: interrupted; {_after_interrupt(args)}", file=sys.stderr)
-        return 130
+        return _say_interrupted(args)
     except Exception as err:
         if terminated():  # e.g. a DataLoader worker the same SIGTERM ended
             return _say_terminated(args)
+        if interrupted():  # a DataLoader worker the same Ctrl-C (sent to the whole group by a terminal) ended
+            return _say_interrupted(args)
         problem = _user_problem(err) or _out_of_memory(err, args)
         if problem is None or os.environ.get("ELR_MRI_DEBUG"):
             raise
         return report_user_error(f"elr-mri {args.command}", problem)
+
+
+def _say_interrupted(args: argparse.Namespace) -> int:
+    """Ctrl-C: one line saying how to go on, exit 130."""
+    if _speaks_for_the_run():
+        print(f"elr-mri {args.command}: interrupted; {_after_interrupt(args)}", file=sys.stderr)
+    return 130
 
 
 def _say_terminated(args: argparse.Namespace) -> int:

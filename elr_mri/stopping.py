@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from preprocess.signals import Terminated
 
-__all__ = ["Terminated", "terminating_at_safe_points", "stop_if_terminated", "terminated", "holding_ctrl_c"]
+__all__ = ["Terminated", "terminating_at_safe_points", "stop_if_terminated", "terminated", "interrupted",
+           "holding_ctrl_c"]
 
 _received = threading.Event()  # set by `_RecordTermination` in the process that installed it
+_interrupted = threading.Event()  # set by `_RecordInterrupt`
 
 
 class _RecordTermination:
@@ -44,20 +48,61 @@ def _children_ended(signum: int, frame: object) -> None:
     "OSError: Signal 17 ignored due to race condition" as an ignored exception under the one-line message."""
 
 
+class _RecordInterrupt:
+    """SIGINT's handler during training: KeyboardInterrupt where the signal lands, as Python's own handler, and a
+    record of it. Raised inside logging's after-fork hook while a DataLoader starts its workers, the exception is
+    dropped (the run trained on to its end); the record stops the run at the next step instead, and makes a worker
+    the same Ctrl-C ended read as its consequence rather than as a fault. A forked child (a DataLoader worker)
+    inherits it and ignores Ctrl-C from then on: a terminal sends it to the whole group, and the parent, stopping,
+    ends its workers itself (each printed a traceback of its own)."""
+
+    def __init__(self) -> None:
+        self.owner = os.getpid()
+
+    def __call__(self, signum: int, frame: object) -> None:
+        if os.getpid() != self.owner:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            return
+        _interrupted.set()
+        raise KeyboardInterrupt
+
+
 @contextmanager
 def terminating_at_safe_points() -> Iterator[None]:
     """Record a SIGTERM (a batch system's time limit, scancel, kill) during the block for `stop_if_terminated`:
     its default action ended a training run without a word, where a cluster user needs the resume command most.
-    Only in the main thread and where SIGTERM still has its default action."""
+    Ctrl-C is recorded too (`_RecordInterrupt`) where Python's own handler is installed. Only in the main thread and
+    where SIGTERM still has its default action."""
     if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
         yield
         return
     _received.clear()
+    _interrupted.clear()
     signal.signal(signal.SIGTERM, _RecordTermination())
+    own_sigint = signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    report_unraisable = sys.unraisablehook
+    if own_sigint:
+        signal.signal(signal.SIGINT, _RecordInterrupt())
+        sys.unraisablehook = _quiet_about_a_recorded_interrupt(report_unraisable)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if own_sigint:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            sys.unraisablehook = report_unraisable
+
+
+def _quiet_about_a_recorded_interrupt(report: Callable[[Any], object]) -> Callable[[Any], object]:
+    """sys.unraisablehook that leaves out a dropped KeyboardInterrupt once it is recorded (the run stops at its next
+    step and says so in one line); Python printed its traceback under "Exception ignored in _releaseLock"."""
+
+    def hook(unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt) and _interrupted.is_set():
+            return
+        report(unraisable)
+
+    return hook
 
 
 def terminated() -> bool:
@@ -66,20 +111,30 @@ def terminated() -> bool:
     return _received.is_set()
 
 
+def interrupted() -> bool:
+    """Whether a Ctrl-C was recorded during training: an error raised after it (a DataLoader worker the same Ctrl-C
+    ended) is its consequence, not a fault of the run."""
+    return _interrupted.is_set()
+
+
 def stop_if_terminated() -> None:
-    """Raise `Terminated` if a SIGTERM was recorded; called between training steps, where stopping is clean."""
+    """Raise `Terminated` if a SIGTERM was recorded, KeyboardInterrupt if a Ctrl-C was (one Python dropped); called
+    between training steps, where stopping is clean."""
     if _received.is_set():
         raise Terminated
+    if _interrupted.is_set():
+        raise KeyboardInterrupt
 
 
 @contextmanager
 def holding_ctrl_c() -> Iterator[None]:
     """Hold a Ctrl-C (SIGINT) until the block has run, then raise it. Why: torch's writer turns a
     KeyboardInterrupt raised inside its writes into "unexpected pos", so an interrupted save looked like a
-    full disk and the interrupt was lost. Only where Python's own handler is installed, in the main thread; a block
-    inside another is held to the outer one's end."""
+    full disk and the interrupt was lost. Only where Python's own handler or training's `_RecordInterrupt` is
+    installed, in the main thread; a block inside another is held to the outer one's end."""
+    previous = signal.getsignal(signal.SIGINT)
     if (threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+            or not (previous is signal.default_int_handler or isinstance(previous, _RecordInterrupt))):
         yield
         return
     received: list[int] = []
@@ -87,6 +142,8 @@ def holding_ctrl_c() -> Iterator[None]:
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGINT, previous)
     if received:
+        if isinstance(previous, _RecordInterrupt):
+            _interrupted.set()
         raise KeyboardInterrupt

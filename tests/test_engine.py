@@ -925,6 +925,17 @@ def test_ctrl_c_during_training_is_one_line_saying_how_to_go_on(tmp_path: Path, 
                                   "command again")
 
 
+def test_ctrl_c_from_a_terminal_with_dataloader_workers_stops_the_run(tmp_path: Path) -> None:
+    """A terminal sends Ctrl-C to the whole group, workers included: the run stops with its line and exit 130 (it
+    trained on to its end, or ended in a worker's traceback, when the interrupt landed while workers were forked)."""
+    run = tmp_path / "run"
+    code, stderr = _stopped_training(run, True, signal.SIGINT, "--set", "train.loader=dataloader",
+                                     "--set", "data.num_workers=2", whole_group=True)
+    assert code == 130, stderr[-2000:]
+    assert f"elr-mri train: interrupted; continue from the last checkpoint with: elr-mri train --resume {run}" in \
+        stderr.splitlines()
+
+
 @pytest.mark.parametrize("whole_group", [False, True], ids=["kill", "batch-system"])
 def test_sigterm_during_training_stops_it_as_ctrl_c_does(tmp_path: Path, whole_group: bool) -> None:
     """A cluster's time limit sends SIGTERM, whose default action ended a run without a word; now it gets Ctrl-C's
