@@ -504,8 +504,9 @@ def _volumes(args: argparse.Namespace) -> int:
     from elr_mri.volumes.measure import VolumeParams, measure_manifest
     from elr_mri.volumes.recovery import read_truth, recovery_table
 
-    if args.jobs < 1 or args.registration_mm <= 0:
-        raise ValueError("--jobs must be at least 1 and --registration-mm positive")
+    if args.jobs < 1 or not 0 < args.registration_mm < math.inf:  # nan failed every scan in ITK instead
+        raise ValueError(f"--jobs must be at least 1 and --registration-mm a positive number of mm (got --jobs "
+                         f"{args.jobs}, --registration-mm {args.registration_mm})")
     truth = read_truth(args.truth) if args.truth is not None else None  # a wrong file: known before measuring
     out, volumes, failures = measure_manifest(args.manifest, args.out, VolumeParams(args.registration_mm), args.jobs)
     if len(volumes):

@@ -89,6 +89,19 @@ def test_measure_scan_recovers_a_magnified_brain_through_a_real_syn_registration
     assert again["status"] == "skipped" and again["regions"] == result["regions"]
 
 
+def test_unchanged_anatomy_on_a_grid_other_than_the_registrations_measures_ratio_one(template, tmp_path: Path
+                                                                                     ) -> None:
+    """A 3 mm scan registered at 2 mm: SyN smooths in voxels, so unresampled it blurred the scan 1.5× the domain's
+    and measured the template's own hippocampus at 0.95 of itself. Volumes cached by the earlier method are redone."""
+    outputs = _fake_preprocessed(template, tmp_path, "sub-SAME", 1.0)
+    result = measure_scan(outputs.image, VolumeParams(registration_mm=2.0))
+    for name, region in result["regions"].items():
+        assert region["ratio"] == pytest.approx(1.0, abs=0.02), name
+    cached = json.loads(outputs.volumes.read_text())
+    outputs.volumes.write_text(json.dumps({key: value for key, value in cached.items() if key != "method"}))
+    assert measure_scan(outputs.image, VolumeParams(registration_mm=2.0))["status"] == "done"
+
+
 def test_manifest_lists_a_broken_scan_and_measures_the_others(template, tmp_path: Path) -> None:
     good = _fake_preprocessed(template, tmp_path, "sub-OK", 1.0)
     broken = _fake_preprocessed(template, tmp_path, "sub-BAD", 1.0)
@@ -151,3 +164,12 @@ def test_a_sidecar_without_settings_or_a_syn_scan_without_its_warp_is_one_line(t
     outputs.sidecar.write_text(json.dumps({"params": Params(resolution=RESOLUTION, transform="syn").as_dict()}))
     with pytest.raises(FileNotFoundError, match=r"affine transform or \(--transform syn\) warp is missing"):
         measure_scan(outputs.image, VolumeParams(registration_mm=RESOLUTION))
+
+
+@pytest.mark.parametrize("spacing", ["nan", "inf", "0", "-2"])
+def test_a_registration_spacing_that_is_no_positive_number_is_one_line(cli_in_process, spacing: str) -> None:
+    """`--registration-mm nan` passed the `<= 0` check and failed every scan inside ITK ("Zero-valued spacing")."""
+    result = cli_in_process("volumes", "--manifest", "never-read.csv", "--registration-mm", spacing)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert f"--registration-mm a positive number of mm (got --jobs 1, --registration-mm {float(spacing)})" in \
+        result.stderr

@@ -37,6 +37,11 @@ NORMALISED_SUFFIX = "_per_brain"
 FAILURE_COLUMNS = ["participant_id", "session_id", "processed_path", "error"]
 
 
+# raised when the same settings measure differently; volumes cached by an earlier version are measured again
+# (2: the scan resampled onto the registration's grid before SyN)
+MEASURE_VERSION = 2
+
+
 @dataclass(frozen=True)
 class VolumeParams:
     """Settings that change the volumes; recorded in each scan's cache and compared on resume."""
@@ -74,12 +79,14 @@ def measure_scan(image_path: str | Path, params: VolumeParams = VolumeParams(), 
         raise ValueError(f"{outputs.image}: not the file `elr-mri preprocess` wrote (its SHA-256 differs from "
                          "the sidecar's), so damaged or replaced since; rerun `elr-mri preprocess` on this scan")
     cached = read_sidecar(outputs.volumes)
-    if cached and cached.get("image_sha256") == image_hash and cached.get("params") == params.as_dict():
+    if (cached and cached.get("image_sha256") == image_hash and cached.get("params") == params.as_dict()
+            and cached.get("method") == MEASURE_VERSION):
         return {**cached, "status": "skipped"}
     jacobian, domain, masks, source = _deformation_jacobian(outputs, preprocessed, params, workdirs)
     volumes = integrate_regions(jacobian, masks, float(np.prod(domain.spacing)),
                                 affine_determinant(str(outputs.transform)))
-    result = {"image_sha256": image_hash, "params": params.as_dict(), "warp": source, "regions": volumes}
+    result = {"image_sha256": image_hash, "params": params.as_dict(), "method": MEASURE_VERSION, "warp": source,
+              "regions": volumes}
     write_json(outputs.volumes, result)
     return {**result, "status": "done"}
 
@@ -121,11 +128,14 @@ def _deformation_jacobian(outputs: ScanOutputs, preprocessed: Params, params: Vo
         domain, masks = _domain(preprocessed.template_key(), image, params.registration_mm)
         return warp_jacobian(domain, str(outputs.warp)), domain, masks, "preprocess"
     domain, masks = _domain(preprocessed.template_key(), "grid", params.registration_mm)
+    # on the domain's grid first: SyN's smoothing is in voxels, so a scan on a finer or coarser grid than the domain
+    # was blurred another amount and its tissue measured away from its size (the template registered to itself from
+    # 3 mm onto 2 mm: hippocampus 0.95, entorhinal cortex 0.92)
+    moving = ants.resample_image_to_target(ants.image_read(str(outputs.image)), domain, interp_type="linear")
     workdir = tempfile.mkdtemp(prefix="elr-volumes-", dir=workdirs)
     try:
-        result = ants.registration(fixed=domain, moving=ants.image_read(str(outputs.image)),
-                                   type_of_transform="SyNOnly", reg_iterations=list(params.syn_iterations),
-                                   outprefix=f"{workdir}/syn_")
+        result = ants.registration(fixed=domain, moving=moving, type_of_transform="SyNOnly",
+                                   reg_iterations=list(params.syn_iterations), outprefix=f"{workdir}/syn_")
         warp = next(t for t in result["fwdtransforms"] if t.endswith("Warp.nii.gz"))
         return warp_jacobian(domain, warp), domain, masks, f"syn at {params.registration_mm:g} mm"
     finally:
