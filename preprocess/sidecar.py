@@ -57,12 +57,15 @@ def scan_sha256(path: str | Path) -> str:
 @contextlib.contextmanager
 def atomic_path(final: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `final` (same suffixes, so writers pick the format) and move
-    it onto `final` only if the block succeeds."""
+    it onto `final` only if the block succeeds, its data on the disk first: after a crash or a power cut, a file
+    renamed before its data was written can come back empty (a run's last.pt, which only deleting the run fixed)."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     temp = final.with_name(f".tmp{os.getpid()}-{final.name}")
     try:
         yield temp
+        with open(temp, "rb") as written:
+            os.fsync(written.fileno())
         os.replace(temp, final)
     finally:
         temp.unlink(missing_ok=True)

@@ -668,3 +668,18 @@ def test_an_output_link_to_a_missing_folder_is_named(tmp_path, capsys):
     assert capsys.readouterr().err == (f"elr-mri preprocess: error: --output {tmp_path / 'scratch'}: is a link to "
                                        f"{tmp_path / 'purged'}, which does not exist; create that folder, or give "
                                        "another --output\n")
+
+
+def test_an_atomic_write_reaches_the_disk_before_its_rename(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Renamed before its data was on the disk, a file can come back empty after a power cut."""
+    from preprocess import sidecar
+
+    events: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append(f"fsync {os.readlink(f'/proc/self/fd/{fd}')}"),
+                                                 real_fsync(fd))[1])
+    monkeypatch.setattr(os, "replace", lambda src, dst: (events.append(f"replace {src}"), real_replace(src, dst))[1])
+    sidecar.write_json(tmp_path / "scan.json", {"status": "done"})
+    temp = tmp_path / f".tmp{os.getpid()}-scan.json"
+    assert events == [f"fsync {temp}", f"replace {temp}"]
+    assert json.loads((tmp_path / "scan.json").read_text()) == {"status": "done"}
