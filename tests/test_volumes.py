@@ -173,3 +173,11 @@ def test_a_registration_spacing_that_is_no_positive_number_is_one_line(cli_in_pr
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert f"--registration-mm a positive number of mm (got --jobs 1, --registration-mm {float(spacing)})" in \
         result.stderr
+
+
+def test_a_template_grid_that_cuts_off_a_region_is_refused() -> None:
+    """A 64³ grid at 2 mm holds 94% of the brain ellipsoid: brain_mm3, and every `_per_brain` feature with it, came
+    out scaled without a word."""
+    with pytest.raises(ValueError, match=r"64×64×64 voxels of 2 mm\) cuts off the brain region"):
+        region_masks(load_template(None, None, 2.0, (64, 64, 64)).grid)
+    assert region_masks(load_template(None, None, 2.0, None).grid)["brain"].sum() > 0  # the default grid holds all

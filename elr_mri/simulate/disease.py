@@ -56,10 +56,13 @@ class Region:
         local = apply_affine(to_local, points)
         return np.einsum("...i,...i->...", local, local)
 
+    def half_extent_mm(self) -> np.ndarray:
+        """Half the ellipsoid's size along each world axis (mm), turned as it is."""
+        return np.sqrt(((rotation_matrix(self.rotation_deg) * np.asarray(self.radii)) ** 2).sum(axis=1))
+
     def box_mm(self) -> tuple[np.ndarray, np.ndarray]:
         """World box outside which the region's deformation is negligible (bump below 0.2%)."""
-        extent = np.sqrt(((rotation_matrix(self.rotation_deg) * np.asarray(self.radii)) ** 2).sum(axis=1))
-        half = BOX_SIGMAS * BUMP_SIGMA * extent
+        half = BOX_SIGMAS * BUMP_SIGMA * self.half_extent_mm()
         return np.asarray(self.center) - half, np.asarray(self.center) + half
 
 

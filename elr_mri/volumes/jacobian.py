@@ -32,8 +32,17 @@ def ras_points(image: ants.ANTsImage) -> np.ndarray:
 
 
 def region_masks(domain: ants.ANTsImage) -> dict[str, np.ndarray]:
-    """Boolean mask of each region on the voxels of `domain` (an ANTs image in template space)."""
+    """Boolean mask of each region on the voxels of `domain` (an ANTs image in template space). A region the grid
+    cuts off is refused: its volume, and every `_per_brain` feature with the brain's, would come out small."""
     points = ras_points(domain)
+    low, high = points.reshape(-1, 3).min(axis=0), points.reshape(-1, 3).max(axis=0)
+    reach = np.asarray(domain.spacing) / 2  # each edge voxel covers half a voxel beyond its centre
+    for region in REGIONS:
+        centre, half = np.asarray(region.center), region.half_extent_mm()
+        if (centre - half < low - reach).any() or (centre + half > high + reach).any():
+            raise ValueError(f"the template grid ({'×'.join(map(str, domain.shape))} voxels of "
+                             f"{domain.spacing[0]:g} mm) cuts off the {region.name} region, so its volume would be "
+                             "measured small; preprocess with the default --shape or a larger one")
     return {region.name: region_mask(region, points) for region in REGIONS}
 
 
