@@ -182,6 +182,22 @@ def test_ctrl_c_while_best_pt_is_written_waits_for_last_pt_too(tmp_path: Path,
     assert (tmp_path / "checkpoints" / "last.pt").exists() and (tmp_path / "checkpoints" / "best.pt").exists()
 
 
+def test_an_epoch_ended_after_a_sigterm_is_checkpointed_before_the_run_stops(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM is acted on at the next step; an epoch whose evaluation it came during was lost with up to
+    train.checkpoint_seconds of epochs before it."""
+    from elr_mri.engine import runner
+
+    monkeypatch.setattr(runner, "terminated", lambda: True)  # recorded during the epoch (test_stopping.py)
+    cfg = load_config(DIGITS, ["model.name=small_cnn", "model.hidden=8"])
+    method = build_method(cfg, (1, 8, 8), 10, 32, ExecutionPlan.from_config(cfg.train, torch.device("cpu")))
+    tracker, state = PredictionTracker(32, 10, torch.device("cpu")), RunState()
+    writer = CheckpointWriter(tmp_path, every_seconds=3600, config={})
+    state.epoch = state.best_epoch = 1
+    writer.after_epoch(method, tracker, state, is_best=True, final=False)
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["epoch"] == 1
+
+
 def test_a_gpu_run_resumes_on_a_machine_that_sees_fewer_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
     """A checkpoint keeps the generator of the device the run used, and restores it there: one that kept every
     visible GPU's (as before) resumes where fewer are visible, rather than failing on a device that is not there."""

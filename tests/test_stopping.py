@@ -5,11 +5,21 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Iterator
 
 import pytest
 
+from elr_mri import stopping
 from elr_mri.stopping import (Terminated, holding_ctrl_c, interrupted, stop_if_terminated, terminated,
                               terminating_at_safe_points)
+
+
+@pytest.fixture(autouse=True)
+def _forget_recorded_signals() -> Iterator[None]:
+    """A recorded signal outlives its block (the CLI reads it after); later tests in this process must not stop."""
+    yield
+    stopping._received.clear()
+    stopping._interrupted.clear()
 
 
 def test_sigterm_is_recorded_and_acted_on_at_the_next_safe_point() -> None:

@@ -51,7 +51,7 @@ from elr_mri.engine.tracking import PredictionTracker, memorization_fractions
 from elr_mri.evaluation.metrics import TOP5_MIN_CLASSES, balanced_accuracy
 from elr_mri.mislabels import mislabel_precision_recall, suspected_mislabels
 from elr_mri.models import lacks_the_papers_pretrained_weights
-from elr_mri.stopping import holding_ctrl_c, stop_if_terminated
+from elr_mri.stopping import holding_ctrl_c, interrupted, stop_if_terminated, terminated
 
 __all__ = ["train", "cuda_graphs_tested", "resolve_device", "evaluate_split", "predict_split", "SplitPredictions", "SplitScore", "uses_age",
            "selection_rule", "RunState", "CheckpointWriter"]
@@ -463,7 +463,8 @@ class CheckpointWriter:
 
     Why not every epoch: a GPU trains a CIFAR epoch in a few seconds, and writing the model, optimizer
     and targets (172 MB for ResNet-34, 0.2–0.6 s on a CPU machine) each time would add about a tenth;
-    a killed run loses at most `every_seconds` plus the epoch in flight and resumes to the same result.
+    a killed run loses at most `every_seconds` plus the epoch in flight and resumes to the same result; one
+    stopped by SIGTERM during an epoch's evaluation keeps that epoch.
     """
 
     def __init__(self, out_dir: Path, every_seconds: float, config: dict[str, Any]) -> None:
@@ -476,7 +477,9 @@ class CheckpointWriter:
     def after_epoch(self, method: Method, tracker: PredictionTracker, state: RunState, is_best: bool,
                     final: bool, rng_by_rank: list[dict[str, Any]] | None = None) -> None:
         """`rng_by_rank`: every process's generator states under torchrun (None: this process's alone)."""
-        write_now = final or time.perf_counter() - self.written_at >= self.every_seconds
+        # a SIGTERM (or a dropped Ctrl-C) recorded during the epoch stops the run at the next step: keep this epoch
+        write_now = (final or terminated() or interrupted()
+                     or time.perf_counter() - self.written_at >= self.every_seconds)
         if is_best:
             weights = method.state_dict()
             self.best = {"method": weights if write_now else host_copy(weights), "epoch": state.epoch}
