@@ -13,14 +13,15 @@
 #      step, every `auto` switch on, CUDA graphs (compile_mode reduce-overhead) really graphing a step;
 #   4. bench/bench_cifar_step.py (at most 90 s): a step's time by piece under five plans, CUDA graphs among them.
 # Other modes (first argument), each described where it is handled below:
-#   step      bench/bench_cifar_step.py alone, train.compile_step first (~3.5 min)
+#   step      ELR and ELR+ trained under CUDA graphs (the GPU tests, never run yet), then
+#             bench/bench_cifar_step.py, train.compile_step first (~5.5 min)
 #   gap       the clean-label row and the official config's cosine row side by side: the JPEG copy's and the
 #             schedule's price (~10 min; bf16's: the default mode with ROW_SETTINGS="--set train.precision=fp32")
 #   jobs      two seeds in turn, then side by side on the one GPU (~5 min)
-#   3d        the MRI side: device-blur and phase-grid GPU tests, ELR/ELR+ under CUDA graphs, the two dilated
-#             convolutions alone (library, phase grids, im2col GEMM), 3D ×8 variants (phase-grid convolutions
-#             right after the two anchors) with their TFLOP/s and the engine's variant's busiest kernels, then the
-#             MRI loader by workers and blur place (~9.5 min)
+#   3d        the MRI side: device-blur and phase-grid GPU tests, the two dilated convolutions alone (library,
+#             phase grids, im2col GEMM), 3D ×8 variants (phase-grid convolutions right after the two anchors) with
+#             their TFLOP/s and the engine's variant's busiest kernels, then the MRI loader by workers and blur
+#             place (~8.5 min)
 #   cifar10n  the CIFAR-10N worst row (needs data/CIFAR-10_human.npz carried)
 # Why a shared deadline: a device call has one fixed limit, and a step cut short must still leave the earlier steps'
 # figures (and its own log lines) in $OUT.
@@ -145,20 +146,19 @@ fi
 # plan, the whole step compiled first (train.compile_step: ELR's arithmetic in the CUDA graph, the batch assembly in
 # one graph); then, if it pays, the row with ROW_SETTINGS="--set train.compile_step=true".
 if [ "${1:-}" = step ]; then
+    # 4 cases × 2 cold torch.compile trainings each
+    step "CUDA-graph engine tests" 120 "$OUT/gpu_tests.log" "$PYTHON" -m pytest -v --tb=short -m gpu \
+        -p no:cacheprovider tests/test_execution.py -k cuda_graphs
     step "cifar step by piece" $(( DEADLINE - $(date +%s) - 5 )) "$OUT/bench.log" "$PYTHON" bench/bench_cifar_step.py \
         --device cuda --out "$OUT/cifar_step_cuda.md"
     exit 0
 fi
-# `bash bench/gpu_checks.sh 3d`: what has never run on a GPU first (the phase-grid tests, ELR and ELR+ under CUDA
-# graphs, the two dilated convolutions
+# `bash bench/gpu_checks.sh 3d`: what has never run on a GPU first (the phase-grid tests, the two dilated convolutions
 # alone three ways, the variants table with its phase-grid rows right after the two anchors), the MRI loader last;
 # ~8.5 min in all, the first three steps ~6.
 if [ "${1:-}" = 3d ]; then
     step "device blur and phase-grid tests" 60 "$OUT/gpu_tests.log" "$PYTHON" -m pytest -v --tb=short -m gpu \
         -p no:cacheprovider tests/test_device_blur.py tests/test_phase_grid_conv.py
-    # CUDA graphs training the engine's networks, ELR+ among them: never run on a GPU, and not in `gap`'s time
-    step "CUDA-graph engine tests" 60 "$OUT/gpu_tests.log" "$PYTHON" -m pytest -v --tb=short -m gpu \
-        -p no:cacheprovider tests/test_execution.py -k cuda_graphs
     step "dilated convolutions: library, phase grids, GEMM" 80 "$OUT/bench.log" "$PYTHON" bench/bench_dilated_conv.py \
         --device cuda --budget 1 --out "$OUT/dilated_conv_cuda.md"
     step "3D x8 execution variants" 280 "$OUT/bench.log" "$PYTHON" bench/bench_execution_variants.py \

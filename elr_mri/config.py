@@ -335,6 +335,17 @@ def evaluation_batch_size(cfg: RunConfig) -> int:
     return cfg.train.batch_size if cfg.data.name == "mri" else IMAGE_EVAL_BATCH
 
 
+def _config_in(folder: Path) -> Path | None:
+    """A YAML file at most two folders down, not in a hidden one (`--config .` in the project: configs/...), for an
+    example; no deeper, since a home folder's whole tree would take minutes to walk."""
+    for pattern in ("*.yaml", "*/*.yaml", "*/*/*.yaml"):
+        found = sorted(p for p in folder.glob(pattern) if not any(part.startswith(".") for part in
+                                                                   p.relative_to(folder).parts))
+        if found:
+            return found[0]
+    return None
+
+
 def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
     """Read a YAML file, apply `key.sub=value` overrides and validate the result.
 
@@ -343,7 +354,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
     """
     path = Path(path)
     if path.is_dir():
-        example = next(iter(sorted(path.rglob("*.yaml"))), None)
+        example = _config_in(path)
         raise ConfigError(f"--config {path} is a folder; pass a YAML file" + (f", e.g. {example}" if example else ""))
     if not path.is_file():
         raise ConfigError(f"config file not found: {path} (pass an existing YAML file to --config)")

@@ -65,7 +65,11 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
     try:
         yield temp
         with open(temp, "rb") as written:
-            os.fsync(written.fileno())
+            try:
+                os.fsync(written.fileno())
+            except OSError as err:  # a full disk or quota often shows only here (NFS): name the file
+                err.filename = err.filename or str(final)
+                raise
         os.replace(temp, final)
     finally:
         temp.unlink(missing_ok=True)

@@ -109,10 +109,13 @@ def test_missing_file_and_bad_override(tmp_path: Path) -> None:
         load_config(tmp_path / "nope.yaml")
     with pytest.raises(ConfigError, match="expected key=value"):
         load_config(_write(tmp_path, "seed: 0\n"), ["train.epochs"])
-    (tmp_path / "digits").mkdir()
-    (tmp_path / "digits" / "elr.yaml").write_text("seed: 0\n")
-    with pytest.raises(ConfigError, match=r"is a folder; pass a YAML file, e.g. .*digits/elr.yaml"):
-        load_config(tmp_path)
+    project = tmp_path / "project"  # `--config .` there: an example from configs/, none from a hidden folder
+    for folder in ("configs/digits", ".venv/lib"):
+        (project / folder).mkdir(parents=True)
+    (project / ".venv" / "lib" / "schema.yaml").write_text("a: 1\n")
+    (project / "configs" / "digits" / "elr.yaml").write_text("seed: 0\n")
+    with pytest.raises(ConfigError, match=r"is a folder; pass a YAML file, e.g. .*project/configs/digits/elr.yaml$"):
+        load_config(project)
 
 
 def test_a_spaced_set_and_a_stray_argument_are_one_line_naming_the_command(cli_in_process) -> None:

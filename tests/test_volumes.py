@@ -181,3 +181,19 @@ def test_a_template_grid_that_cuts_off_a_region_is_refused() -> None:
     with pytest.raises(ValueError, match=r"64×64×64 voxels of 2 mm\) cuts off the brain region"):
         region_masks(load_template(None, None, 2.0, (64, 64, 64)).grid)
     assert region_masks(load_template(None, None, 2.0, None).grid)["brain"].sum() > 0  # the default grid holds all
+
+
+def test_a_cohort_preprocessed_on_a_grid_that_cuts_off_a_region_stops_before_any_scan(tmp_path: Path) -> None:
+    """Once, not a failure per scan (each rebuilding the template first: seconds a scan, for a thousand scans)."""
+    rows = []
+    for participant in ("sub-A", "sub-B"):
+        outputs = ScanOutputs.under(tmp_path, participant, "ses-M00")
+        outputs.sidecar.parent.mkdir(parents=True)
+        outputs.sidecar.write_text(json.dumps({"params": Params(resolution=2.0, shape=(64, 64, 64)).as_dict()}))
+        rows.append({"participant_id": participant, "session_id": "ses-M00", "diagnosis": "CN",
+                     "processed_path": str(outputs.image), "status": "done"})
+    manifest = tmp_path / "manifest.csv"
+    pd.DataFrame(rows).to_csv(manifest, index=False)
+    with pytest.raises(ValueError, match="cuts off the brain region"):
+        measure_manifest(manifest, progress=False)
+    assert not (tmp_path / "volumes_failures.csv").exists()

@@ -1,4 +1,4 @@
-"""InceptionResNetV2 (Szegedy et al. 2017): the network of the paper's mini WebVision run (ELR+, Table 3).
+"""InceptionResNetV2 (Szegedy et al. 2017): the network of the paper's mini WebVision run (ELR+, Table 4).
 
 Layer sizes, residual scales (0.17, 0.10, 0.20) and BatchNorm's eps of 0.001 are those of the network
 the official ELR+ code trains from scratch. As there, the final pooling is adaptive, so the 227-pixel

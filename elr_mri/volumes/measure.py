@@ -121,13 +121,9 @@ def _deformation_jacobian(outputs: ScanOutputs, preprocessed: Params, params: Vo
     """(det Dφ on the domain's voxels, the domain, its region masks, where φ came from)."""
     import ants
 
-    from preprocess.steps import PROFILES
-
-    if preprocessed.transform == "syn":  # the warp preprocess wrote lives on the fixed image it used
-        image = "coarse" if PROFILES[preprocessed.profile]["fixed"] == "coarse" else "full"
-        domain, masks = _domain(preprocessed.template_key(), image, params.registration_mm)
+    domain, masks = _measurement_domain(preprocessed, params)
+    if preprocessed.transform == "syn":
         return warp_jacobian(domain, str(outputs.warp)), domain, masks, "preprocess"
-    domain, masks = _domain(preprocessed.template_key(), "grid", params.registration_mm)
     # on the domain's grid first: SyN's smoothing is in voxels, so a scan on a finer or coarser grid than the domain
     # was blurred another amount and its tissue measured away from its size (the template registered to itself from
     # 3 mm onto 2 mm: hippocampus 0.95, entorhinal cortex 0.92)
@@ -140,6 +136,34 @@ def _deformation_jacobian(outputs: ScanOutputs, preprocessed: Params, params: Vo
         return warp_jacobian(domain, warp), domain, masks, f"syn at {params.registration_mm:g} mm"
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _measurement_domain(preprocessed: Params, params: VolumeParams) -> tuple:
+    """(domain, its region masks): the fixed image preprocess's warp lives on (--transform syn), else the template
+    at `params.registration_mm` for our SyN."""
+    from preprocess.steps import PROFILES
+
+    if preprocessed.transform == "syn":
+        image = "coarse" if PROFILES[preprocessed.profile]["fixed"] == "coarse" else "full"
+    else:
+        image = "grid"
+    return _domain(preprocessed.template_key(), image, params.registration_mm)
+
+
+def _refuse_a_grid_that_cuts_off_a_region(manifest: Path, processed_paths: pd.Series, params: VolumeParams) -> None:
+    """Once, from the first scan with readable settings: a template grid too small for the regions fails every scan
+    alike, each after building the template again (seconds a scan), so it ends the command in one line instead."""
+    for path in processed_paths:
+        image = _resolve(manifest, path)
+        meta = read_sidecar(ScanOutputs.beside(image).sidecar) if image else None
+        if meta is None:
+            continue
+        try:
+            preprocessed = _preprocess_params(meta, ScanOutputs.beside(image).sidecar)
+        except ValueError:
+            continue  # that scan fails on its own row
+        _measurement_domain(preprocessed, params)  # a ValueError naming the region and the fix
+        return
 
 
 def measure_manifest(manifest: str | Path, out_csv: str | Path | None = None, params: VolumeParams = VolumeParams(),
@@ -170,6 +194,7 @@ def measure_manifest(manifest: str | Path, out_csv: str | Path | None = None, pa
     if table.empty:
         raise ValueError(f"{manifest}: no scan to measure (no rows, or none whose status is "
                          f"{'/'.join(USABLE_STATUSES)}); pass the manifest `elr-mri preprocess` wrote")
+    _refuse_a_grid_that_cuts_off_a_region(manifest, table["processed_path"], params)
     workdirs = tempfile.mkdtemp(prefix="elr-volumes-")
     try:
         arguments = {i: (_resolve(manifest, path), params, workdirs)

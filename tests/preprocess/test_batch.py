@@ -683,3 +683,18 @@ def test_an_atomic_write_reaches_the_disk_before_its_rename(tmp_path: Path, monk
     temp = tmp_path / f".tmp{os.getpid()}-scan.json"
     assert events == [f"fsync {temp}", f"replace {temp}"]
     assert json.loads((tmp_path / "scan.json").read_text()) == {"status": "done"}
+
+
+def test_a_full_disk_seen_only_when_flushing_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On NFS a full disk or quota often shows first at fsync, whose error names no file."""
+    import errno
+
+    from preprocess import sidecar
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError, match="No space left on device") as info:
+        sidecar.write_json(tmp_path / "scan.json", {"status": "done"})
+    assert info.value.filename == str(tmp_path / "scan.json") and not list(tmp_path.iterdir())  # nothing left
