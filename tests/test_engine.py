@@ -127,11 +127,16 @@ def test_killed_run_resumes_to_the_same_result(tmp_path: Path, loss: str, checkp
     assert json.loads((out / "summary.json").read_text())["test_acc_last"] == reference["test_acc_last"]
 
 
-def test_a_better_epoch_held_back_is_written_as_it_was(tmp_path: Path) -> None:
-    """Between writes the best epoch's weights wait in host memory: a copy, not the live tensors."""
+def _small_run_at_its_start() -> tuple:
+    """(config, method, tracker, state) of a small CNN on 32 digits, as a checkpoint writer sees them."""
     cfg = load_config(DIGITS, ["model.name=small_cnn", "model.hidden=8"])
     method = build_method(cfg, (1, 8, 8), 10, 32, ExecutionPlan.from_config(cfg.train, torch.device("cpu")))
-    tracker, state = PredictionTracker(32, 10, torch.device("cpu")), RunState()
+    return cfg, method, PredictionTracker(32, 10, torch.device("cpu")), RunState()
+
+
+def test_a_better_epoch_held_back_is_written_as_it_was(tmp_path: Path) -> None:
+    """Between writes the best epoch's weights wait in host memory: a copy, not the live tensors."""
+    cfg, method, tracker, state = _small_run_at_its_start()
     writer = CheckpointWriter(tmp_path, every_seconds=3600, config={})
     state.epoch = state.best_epoch = 1
     writer.after_epoch(method, tracker, state, is_best=True, final=False)
@@ -164,9 +169,7 @@ def test_ctrl_c_while_best_pt_is_written_waits_for_last_pt_too(tmp_path: Path,
     neither a run to resume nor, at first sight, one to start over."""
     import elr_mri.engine.runner as runner
 
-    cfg = load_config(DIGITS, ["model.name=small_cnn", "model.hidden=8"])
-    method = build_method(cfg, (1, 8, 8), 10, 32, ExecutionPlan.from_config(cfg.train, torch.device("cpu")))
-    tracker, state = PredictionTracker(32, 10, torch.device("cpu")), RunState()
+    cfg, method, tracker, state = _small_run_at_its_start()
     real_save = runner.atomic_save
 
     def interrupted_save(obj: dict, path: Path) -> None:
@@ -189,9 +192,7 @@ def test_an_epoch_ended_after_a_sigterm_is_checkpointed_before_the_run_stops(tmp
     from elr_mri.engine import runner
 
     monkeypatch.setattr(runner, "terminated", lambda: True)  # recorded during the epoch (test_stopping.py)
-    cfg = load_config(DIGITS, ["model.name=small_cnn", "model.hidden=8"])
-    method = build_method(cfg, (1, 8, 8), 10, 32, ExecutionPlan.from_config(cfg.train, torch.device("cpu")))
-    tracker, state = PredictionTracker(32, 10, torch.device("cpu")), RunState()
+    cfg, method, tracker, state = _small_run_at_its_start()
     writer = CheckpointWriter(tmp_path, every_seconds=3600, config={})
     state.epoch = state.best_epoch = 1
     writer.after_epoch(method, tracker, state, is_best=True, final=False)

@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -83,10 +84,10 @@ class ImportResult:
     dropped: pd.DataFrame  # participant_id, session_id, reason
     # "participant/session: why" for imported scans whose clinical age is not years at the scan (text, a code,
     # months), written as no age
-    age_problems: list[str] = field(default_factory=list)
+    age_problems: list[str] = dataclasses.field(default_factory=list)
     # one person under two IDs in --scans ("011_S_0002 and sub-ADNI011S0002"), which the join reads as one person but
     # training refuses: the splits would put that person in two of them
-    two_spellings: list[str] = field(default_factory=list)
+    two_spellings: list[str] = dataclasses.field(default_factory=list)
 
     def summary(self) -> str:
         reasons = self.dropped["reason"].value_counts()
