@@ -82,17 +82,18 @@ def _run_command(argv: list[str]) -> int:
         print(f"elr-mri {args.command}: unrecognized arguments: {' '.join(stray)}{_spaced_set_hint(argv, stray)}",
               file=sys.stderr)
         return 2
+    training = args.command == "train"  # the signals recorded (`terminated`, `interrupted`) are training's
     try:
-        with terminating_at_safe_points() if args.command == "train" else sigterm_as_ctrl_c():
+        with terminating_at_safe_points() if training else sigterm_as_ctrl_c():
             return args.handler(args)
     except KeyboardInterrupt as stop:
-        if terminated() or isinstance(stop, Terminated):
+        if (training and terminated()) or isinstance(stop, Terminated):
             return _say_terminated(args)
         return _say_interrupted(args)
     except Exception as err:
-        if terminated():  # e.g. a DataLoader worker the same SIGTERM ended
+        if training and terminated():  # e.g. a DataLoader worker the same SIGTERM ended
             return _say_terminated(args)
-        if interrupted():  # a DataLoader worker the same Ctrl-C (sent to the whole group by a terminal) ended
+        if training and interrupted():  # a DataLoader worker the same Ctrl-C (a terminal's, to the group) ended
             return _say_interrupted(args)
         problem = _user_problem(err) or _out_of_memory(err, args)
         if problem is None or os.environ.get("ELR_MRI_DEBUG"):
