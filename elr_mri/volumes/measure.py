@@ -154,14 +154,11 @@ def _refuse_a_grid_that_cuts_off_a_region(manifest: Path, processed_paths: pd.Se
     """Once, from the first scan with readable settings: a template grid too small for the regions fails every scan
     alike, each after building the template again (seconds a scan), so it ends the command in one line instead."""
     for path in processed_paths:
-        image = _resolve(manifest, path)
-        meta = read_sidecar(ScanOutputs.beside(image).sidecar) if image else None
-        if meta is None:
-            continue
         try:
-            preprocessed = _preprocess_params(meta, ScanOutputs.beside(image).sidecar)
+            sidecar = ScanOutputs.beside(_resolve(manifest, path)).sidecar
+            preprocessed = _preprocess_params(read_sidecar(sidecar) or {}, sidecar)
         except ValueError:
-            continue  # that scan fails on its own row
+            continue  # no preprocess output, or no settings: that scan fails on its own row
         _measurement_domain(preprocessed, params)  # a ValueError naming the region and the fix
         return
 
