@@ -22,6 +22,7 @@ from elr_mri.data.importers import (
 from elr_mri.data.splits import (
     LeakageError,
     check_no_leakage,
+    diagnoses_left_out,
     load_splits,
     participant_diagnosis,
     run_participants,
@@ -452,6 +453,17 @@ def test_split_is_by_participant_and_stratified():
     assert split.equals(split_participants(frame, 0.15, 0.1, seed=3))
 
 
+def test_a_diagnosis_too_small_for_the_test_split_is_named():
+    """3 AD participants at test_fraction 0.15: round(0.45) = 0, so no AD participant is tested (nor validated)."""
+    frame = pd.concat([cohort(n_per_class=20), pd.DataFrame([scan(f"AD9{i}", "M00", "AD", 75) for i in range(3)])])
+    frame = frame[(frame["diagnosis"] != "AD") | frame["participant_id"].str.startswith("AD9")]
+    balance = split_balance(frame, split_participants(frame, 0.15, 0.1, seed=0), CLASSES)
+    assert diagnoses_left_out(balance, CLASSES, "test") == ["AD"] == diagnoses_left_out(balance, CLASSES, "val")
+    assert diagnoses_left_out(balance, CLASSES, "train") == []
+    no_val = split_balance(frame, split_participants(frame, 0.15, 0.0, seed=0), CLASSES)
+    assert diagnoses_left_out(no_val, CLASSES, "val") == []  # a run without a validation split: nothing to say
+
+
 def test_split_balance_reports_diagnosis_age_and_sex():
     frame = cohort(n_per_class=20)
     split = split_participants(frame, 0.15, 0.1, seed=0)
@@ -489,6 +501,9 @@ def test_splits_csv_is_checked(tmp_path):
     path = tmp_path / "splits.csv"
     path.write_text("participant_id,split\nA,train\nB,test\nC,Val\n")
     assert load_splits(path, ["A", "B", "C"]).to_dict() == {"A": "train", "B": "test", "C": "val"}
+    path.write_text("participant_id,split\n A,train\nB ,test\nC,val\n")  # ids typed with spaces, as manifests'
+    assert load_splits(path, ["A", "B", "C"]).to_dict() == {"A": "train", "B": "test", "C": "val"}
+    path.write_text("participant_id,split\nA,train\nB,test\nC,Val\n")
     with pytest.raises(ValueError, match="1 participant\\(s\\) of the manifest have no split, e.g. D"):
         load_splits(path, ["A", "B", "C", "D"])
     path.write_text("participant_id,split\nA,train\nA,test\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -127,6 +128,22 @@ def test_nan_voxels_are_zeroed_before_min_max(tmp_path):
     nib.Nifti1Image(data, np.eye(4)).to_filename(path)
     image = mri_transforms((16, 16, 16), train=False)({"image": str(path)})["image"]
     assert torch.isfinite(image).all() and 0.0 <= float(image.min()) and float(image.max()) <= 1.0
+
+
+@pytest.mark.parametrize("blank", ["+inf", "-inf", "all NaN", "constant"])
+def test_a_scan_min_max_would_blank_is_one_line_naming_it(tmp_path, blank: str):
+    """One +inf voxel made the scaled brain all 0 (-inf: all 1), an all-NaN scan all 0: trained on without a word."""
+    data = np.random.default_rng(0).random((20, 20, 20)).astype(np.float32) * 100
+    if blank in ("+inf", "-inf"):
+        data[3, 3, 3] = float(blank)
+    else:
+        data[:] = np.nan if blank == "all NaN" else 7.0
+    path = tmp_path / "scan.nii.gz"
+    nib.Nifti1Image(data, np.eye(4)).to_filename(path)
+    with pytest.raises(RuntimeError) as info:  # MONAI's, naming the transform; ours is its cause
+        mri_transforms((16, 16, 16), train=False)({"image": str(path)})
+    assert isinstance(info.value.__cause__, ScanReadError)
+    assert re.match(rf"{path}: (has infinite voxels|holds no image)", str(info.value.__cause__))
 
 
 # --- datasets and build_mri_data ---------------------------------------------------------------------

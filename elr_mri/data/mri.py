@@ -50,8 +50,8 @@ from elr_mri.data.cohort import IMAGE_COLUMN, ManifestError, label_indices, load
 from elr_mri.data.grid import ScanReadError, VolumeGrid, common_grid, require_grid
 from elr_mri.data.images import NoisyImageData, stratified_subset
 from elr_mri.data.noise import apply_noise_config
-from elr_mri.data.splits import (check_no_leakage, check_no_shared_scans, load_splits, split_balance,
-                                 split_participants)
+from elr_mri.data.splits import (check_no_leakage, check_no_shared_scans, diagnoses_left_out, load_splits,
+                                 split_balance, split_participants)
 
 __all__ = [
     "MRIScans",
@@ -85,12 +85,29 @@ class LoadScand(MapTransform):
 
     def __call__(self, data: dict) -> dict:
         try:
-            return self.load(data)
+            loaded = self.load(data)
         except Exception as err:  # noqa: BLE001 - any decoder failure is the same problem for the user
             paths = ", ".join(str(data[key]) for key in self.key_iterator(data))
             reason = (str(err).strip().splitlines() or [""])[0]
             raise ScanReadError(f"{paths}: cannot be read as a volume ({type(err).__name__}: {reason}); preprocess "
                                 "the scan again or remove its row from the manifest") from err
+        for key in self.key_iterator(loaded):
+            _refuse_a_blank_image(torch.as_tensor(loaded[key]), str(data[key]))
+        return loaded
+
+
+def _refuse_a_blank_image(volume: torch.Tensor, path: str) -> None:
+    """Min-max scaling leaves a scan with an infinite voxel all 0 (or all 1) but that voxel, and one without two
+    different finite values all 0: it trained on as a blank image, without a word."""
+    finite = volume[torch.isfinite(volume)]
+    if torch.isinf(volume).any():
+        problem = "has infinite voxels"
+    elif finite.numel() == 0 or bool(finite.min() == finite.max()):
+        problem = "holds no image (every voxel NaN or the same value)"
+    else:
+        return
+    raise ScanReadError(f"{path}: {problem}, so min-max scaling would leave a blank image; preprocess the scan again "
+                        "or remove its row from the manifest")
 
 
 def _zero_nan(volume: torch.Tensor) -> torch.Tensor:
@@ -372,10 +389,17 @@ def participants_by_split(data: NoisyImageData) -> pd.DataFrame:
 
 
 def split_balance_table(data: NoisyImageData) -> pd.DataFrame:
-    """`split_balance` of an MRI run's splits (given diagnoses), saved as the run's split_balance.csv."""
+    """`split_balance` of an MRI run's splits (given diagnoses), saved as the run's split_balance.csv; a diagnosis
+    the test or validation split has no participant of is warned of."""
     scans = pd.concat([d.frame for d in (data.train, data.val, data.test) if isinstance(d, MRIScans)])
     split = scans.drop_duplicates("participant_id").set_index("participant_id")["split"]
-    return split_balance(scans, split, list(data.class_names))
+    balance = split_balance(scans, split, list(data.class_names))
+    for name, setting in (("test", "data.mri.test_fraction"), ("val", "data.val_fraction")):
+        left_out = diagnoses_left_out(balance, list(data.class_names), name)
+        if left_out:
+            log.warning("the run's %s split holds no participant diagnosed %s, so nothing there scores it; raise "
+                        "%s or give the splits in data.mri.splits", name, ", ".join(left_out), setting)
+    return balance
 
 
 def _monai_dataset(

@@ -25,6 +25,7 @@ __all__ = [
     "LeakageError",
     "SPLIT_NAMES",
     "participant_diagnosis",
+    "diagnoses_left_out",
     "split_participants",
     "load_splits",
     "run_participants",
@@ -77,6 +78,16 @@ def split_participants(
     return split
 
 
+def diagnoses_left_out(balance: pd.DataFrame, classes: Sequence[str], name: str) -> list[str]:
+    """Diagnoses of two or more participants that `split_balance`'s row `name` ("test", "val") has none of:
+    rounding leaves a small class out (3 AD participants at test_fraction 0.15: round(0.45) = 0), and nothing
+    there scores it. None for a split the run has not got at all (a fraction of 0)."""
+    row = balance[balance["split"] == name]
+    if row.empty:
+        return []
+    return [label for label in classes if int(row[label].iloc[0]) == 0 and int(balance[label].sum()) >= 2]
+
+
 def load_splits(path: str | Path, participants: Iterable[str]) -> pd.Series:
     """participant_id → split from a CSV (participant_id,split); every participant must have exactly one."""
     path = Path(path)
@@ -86,6 +97,7 @@ def load_splits(path: str | Path, participants: Iterable[str]) -> pd.Series:
     missing = [c for c in ("participant_id", "split") if c not in table.columns]
     if missing:
         raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; expected participant_id,split")
+    table["participant_id"] = table["participant_id"].str.strip()  # as the manifest's ids are read
     table["split"] = table["split"].str.strip().str.lower()
     bad = table[~table["split"].isin(SPLIT_NAMES)]
     if len(bad):
