@@ -60,7 +60,7 @@ class NoiseConfig:
     """Which label noise to put on the training labels (see `elr_mri.data.noise`)."""
 
     mode: Literal[
-        "none", "symmetric", "symmetric_exclusive", "pair", "asymmetric_cifar10",
+        "none", "symmetric", "symmetric_exclusive", "pair", "asymmetric_cifar10", "asymmetric_cifar10_official",
         "asymmetric_cifar100", "transition", "human",
     ] = "none"
     rate: float = 0.0
@@ -518,7 +518,8 @@ _ROOT_EXAMPLES = {"cifar10": "data", "cifar100": "data", "imagefolder": "data/ci
 # The models of elr_mri.models that take MRI volumes (and the age): named here so a config is checked without torch.
 VOLUME_MODELS = ("widened_cnn3d", "resnet18_3d", "densenet121_3d")
 # The modes that flip a `rate` of the labels; the others ignore data.noise.rate.
-_RATE_MODES = ("symmetric", "symmetric_exclusive", "pair", "asymmetric_cifar10", "asymmetric_cifar100")
+_RATE_MODES = ("symmetric", "symmetric_exclusive", "pair", "asymmetric_cifar10", "asymmetric_cifar10_official",
+               "asymmetric_cifar100")
 
 
 def check_noise_settings(noise: NoiseConfig) -> None:

@@ -71,6 +71,19 @@ def test_asymmetric_cifar10_map_and_rate(cifar10_like):
     assert (noisy[cifar10_like == 3] == 5).mean() == pytest.approx(0.4)
 
 
+def test_asymmetric_cifar10_official_flips_in_the_official_sequence(cifar10_like):
+    """Cats flip first; dogs are then drawn from labels that include those cats, so some cats return."""
+    noisy, changed = inject_noise(cifar10_like, "asymmetric_cifar10_official", 0.4, 10, seed=0)
+    cats, dogs = cifar10_like == 3, cifar10_like == 5
+    # 2000 cats to dog, then 40% of the 7000 "dogs" to cat: 800 of the cats (in expectation) go back
+    assert (noisy[cats] == 5).mean() == pytest.approx(0.24, abs=0.02)
+    assert (noisy[dogs] == 3).mean() == pytest.approx(0.4, abs=0.02)
+    assert changed.mean() == pytest.approx(0.184, abs=0.005)
+    for source, target in {9: 1, 2: 0, 4: 7}.items():  # no chain through these: exactly `rate`, as the other mode
+        assert (noisy[cifar10_like == source] == target).mean() == pytest.approx(0.4)
+    assert not changed[np.isin(cifar10_like, [0, 1, 6, 7, 8])].any()
+
+
 def test_asymmetric_cifar100_stays_within_blocks_of_five():
     labels = balanced_labels(100, 50)
     noisy, changed = inject_noise(labels, "asymmetric_cifar100", 0.4, 100, seed=0)
@@ -132,8 +145,9 @@ def test_bad_mode_rate_and_labels_are_value_errors():
         inject_noise(np.arange(10), "symmetric", 1.5, 10, seed=0)
     with pytest.raises(ValueError, match=r"\[0, 10\)"):
         inject_noise(np.arange(11), "symmetric", 0.4, 10, seed=0)
-    with pytest.raises(ValueError, match="needs 10 classes"):
-        inject_noise(np.arange(5), "asymmetric_cifar10", 0.4, 5, seed=0)
+    for mode in ("asymmetric_cifar10", "asymmetric_cifar10_official"):
+        with pytest.raises(ValueError, match=f"'{mode}' needs 10 classes"):
+            inject_noise(np.arange(5), mode, 0.4, 5, seed=0)
 
 
 def test_empirical_transition_matrix():
