@@ -47,11 +47,12 @@ class Summary:
     skipped: int
     failed: int
     flagged: int
+    failures: Path = Path("failures.csv")  # the failure list written (a shard's own)
 
     def __str__(self) -> str:
         text = (f"preprocess: {self.done} processed, {self.skipped} skipped (already done), "
                 f"{self.failed} failed, {self.flagged} flagged by QC")
-        return text + (" - see failures.csv" if self.failed else "")
+        return text + (f" - see {self.failures}" if self.failed else "")
 
 
 def shard_names(shard: tuple[int, int] | None) -> tuple[str, str]:
@@ -167,7 +168,8 @@ def run_batch(table: pd.DataFrame, out_dir: str | Path, params: Params, jobs: in
             write_json(out_dir / shard_record_name(shard), record)
         counts = manifest["status"].value_counts() if len(manifest) else {}
         return Summary(done=int(counts.get("done", 0)), skipped=int(counts.get("skipped", 0)),
-                       failed=len(failures), flagged=int(manifest["qc_flag"].sum()) if len(manifest) else 0)
+                       failed=len(failures), flagged=int(manifest["qc_flag"].sum()) if len(manifest) else 0,
+                       failures=out_dir / failures_name)
 
 
 def flag_outliers(manifest: pd.DataFrame, min_ncc: float) -> pd.DataFrame:
@@ -292,6 +294,7 @@ def _sharded_run_identity(record: dict, shard: tuple[int, int] | None) -> str:
     if shard is None:
         return ""
     processing = {key: value for key, value in record.items() if key != "qc_min_ncc"}
+    processing["params"] = Params.comparable(processing["params"])
     text = json.dumps({"shards": shard[1], **processing}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -366,7 +369,7 @@ def _merge(out_dir: Path, found: list[Path], min_ncc: float | None) -> Summary:
     write_csv(failures, out_dir / "failures.csv")
     statuses = manifest["status"].value_counts()
     return Summary(done=int(statuses.get("done", 0)), skipped=int(statuses.get("skipped", 0)),
-                   failed=len(failures), flagged=int(manifest["qc_flag"].sum()))
+                   failed=len(failures), flagged=int(manifest["qc_flag"].sum()), failures=out_dir / "failures.csv")
 
 
 def _shared_settings(out_dir: Path, count: int) -> float | None:
@@ -389,9 +392,10 @@ def _shared_settings(out_dir: Path, count: int) -> float | None:
             raise ValueError(f"{out_dir}: shards 0 and {index} of {count} ran different pipeline versions "
                              f"({first.get('pipeline_version')} vs {record.get('pipeline_version')}; none: before "
                              "versions were recorded); rerun the older shards with this code, then merge")
-        for section in ("params", "template"):
+        for section, comparable in (("params", Params.comparable), ("template", dict)):
             ours, theirs = first.get(section) or {}, record.get(section) or {}
-            changed = sorted(key for key in ours.keys() | theirs.keys() if ours.get(key) != theirs.get(key))
+            changed = sorted(key for key in ours.keys() | theirs.keys()
+                             if comparable(ours).get(key) != comparable(theirs).get(key))
             if changed:
                 key = changed[0]
                 raise ValueError(f"{out_dir}: shards 0 and {index} of {count} ran with different {section} "

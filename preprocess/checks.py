@@ -26,6 +26,13 @@ class ScanError(ValueError):
         self.path, self.what = path, what
 
 
+def _unreadable(path: Path, exc: Exception) -> ScanError:
+    """A file nibabel could not read: its reason, and a fix."""
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return ScanError(path, f"cannot be read as NIfTI ({reason})", _misnamed_compression(path)
+                     or "re-download or re-convert the file")
+
+
 def _misnamed_compression(path: Path) -> str | None:
     """The fix for a file whose name says the wrong compression (gzip data named .nii, plain data named .nii.gz):
     nibabel trusts the name, and the file itself is fine."""
@@ -57,11 +64,20 @@ def load_scan(path: str | Path) -> nib.Nifti1Image:
         raise ScanError(path, "is a DICOM file", "convert the series to NIfTI with `dcm2niix -z y`")
     try:
         img = nib.load(str(path))
-        data = np.asanyarray(img.dataobj, dtype=np.float32)
     except Exception as exc:  # nibabel raises many types for broken files
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ScanError(path, f"cannot be read as NIfTI ({reason})", _misnamed_compression(path)
-                        or "re-download or re-convert the file") from None
+        raise _unreadable(path, exc) from None
+    if img.get_data_dtype().kind == "c":  # reading as float32 would drop the imaginary part without a word
+        raise ScanError(path, "holds complex values (a phase/magnitude reconstruction)",
+                        "pass the magnitude image (e.g. `fslcomplex -realabs`)")
+    try:
+        data = np.asanyarray(img.dataobj, dtype=np.float32)
+    except MemoryError:
+        size = np.prod(img.shape, dtype=float) * 4 / 2**30
+        raise ScanError(path, f"declares {img.shape} voxels, {size:.1f} GiB as float32, more than this machine could "
+                        "allocate", "check its header's dimensions (a damaged header claims a wrong size), or use a "
+                        "machine with more memory") from None
+    except Exception as exc:
+        raise _unreadable(path, exc) from None
     if data.ndim > 3 and set(data.shape[3:]) == {1}:  # one volume stored as (X, Y, Z, 1, ...), as converters may
         data = data.reshape(data.shape[:3])
     if data.ndim != 3:

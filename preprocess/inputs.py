@@ -8,6 +8,7 @@ acquisitions) one row each, its session_id extended by the file's other entities
 """
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -102,10 +103,12 @@ def read_inputs(source: str | Path) -> pd.DataFrame:
     if table.empty:
         raise InputError(f"{source}: no scans listed; add rows (or *_T1w.nii.gz files under sub-*/ses-*/anat)")
     bad_ids = table[table[["participant_id", "session_id"]].apply(
-        lambda r: any(not v.strip() or v != v.strip() or "/" in v or v.startswith(".") for v in r), axis=1)]
+        lambda r: any(not v.strip() or v != v.strip() or "/" in v or v.startswith(".") or not v.isprintable()
+                      for v in r), axis=1)]
     if not bad_ids.empty:
-        raise InputError(f"{source}: row {bad_ids.index[0] + 1} has an empty, space-padded or path-like "
-                         "participant/session id; ids name output folders, use e.g. sub-002S0295 / ses-M00")
+        raise InputError(f"{source}: row {bad_ids.index[0] + 1} has an empty, space-padded, path-like or control-"
+                         "character (a line break?) participant/session id; ids name output folders, use e.g. "
+                         "sub-002S0295 / ses-M00")
     dupes = table[table.duplicated(["participant_id", "session_id"], keep=False)]
     if not dupes.empty:
         first = dupes.iloc[0]
@@ -118,9 +121,11 @@ def read_inputs(source: str | Path) -> pd.DataFrame:
 
 
 def _resolved(path: str, base: Path) -> str:
-    """An absolute path, relative ones taken from `base` (the table's folder); '' stays '' (fails on its row)."""
+    """An absolute path, `~` expanded as on the command line, relative ones taken from `base` (the table's folder);
+    '' stays '' (fails on its row)."""
     if not path:
         return ""
+    path = os.path.expanduser(path)
     return path if Path(path).is_absolute() else str((base / path).resolve())
 
 

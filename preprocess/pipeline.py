@@ -8,6 +8,7 @@ the same input hash, parameters, template files and PIPELINE_VERSION.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import tempfile
 import time
@@ -19,7 +20,8 @@ from . import qc, steps
 from .checks import load_scan
 from .sidecar import (atomic_path, is_done, output_hashes, read_sidecar, remove_stale_temps, scan_sha256,
                       write_json)
-from .template import load_template, template_file_digests
+from .template import DEFAULT_SHAPES, load_template, template_file_digests
+from .user_errors import as_storage_error
 
 __all__ = ["PIPELINE_VERSION", "Params", "ScanOutputs", "process_scan", "software_versions"]
 
@@ -65,6 +67,19 @@ class Params:
         """JSON-ready form (tuples become lists so a reread sidecar compares equal)."""
         out = asdict(self)
         out["shape"] = list(self.shape) if self.shape else None
+        return out
+
+    @staticmethod
+    def comparable(recorded: dict) -> dict:
+        """Recorded parameters as reruns and shards compare them. The template files count by content (their
+        SHA-256s are compared beside), so a template path spelled otherwise (./t.nii.gz, /abs/t.nii.gz) or moved
+        redoes nothing; a --shape equal to the resolution's default grid is the default."""
+        out = dict(recorded)
+        for key in ("template", "template_mask"):  # given or not still matters: nilearn's template has its own mask
+            out[key] = out.get(key) is not None
+        default = DEFAULT_SHAPES.get(float(out.get("resolution") or 0))
+        if default is not None and out.get("shape") == list(default):
+            out["shape"] = None
         return out
 
     def template_key(self) -> tuple:
@@ -123,7 +138,7 @@ def process_scan(path: str | Path, outputs: ScanOutputs, params: Params) -> dict
         finished.append(outputs.warp)
     template_files = template_file_digests(params.template, params.template_mask)
     if input_hash and is_done(outputs.sidecar, input_hash, params.as_dict(), finished, template_files,
-                              PIPELINE_VERSION):
+                              PIPELINE_VERSION, Params.comparable):
         remove_stale_temps(outputs.image.parent)  # a later run with other settings, killed on this scan, left them
         return {**read_sidecar(outputs.sidecar), "status": "skipped"}
     scan = load_scan(path)
@@ -137,6 +152,8 @@ def process_scan(path: str | Path, outputs: ScanOutputs, params: Params) -> dict
     with _registration_workdir(outputs.image.parent) as workdir:
         transforms = steps.register(fixed, moving, params.transform, params.deterministic,
                                     outprefix=f"{workdir}/reg_")
+        affine = _written_transform(transforms, ".mat", workdir)
+        warp = _written_transform(transforms, "Warp.nii.gz", workdir) if params.transform == "syn" else None
         registered = steps.resample_to_grid(template.grid, moving, transforms)
         # QC judges the registration, before the output options: a brain mask would make every head overlap
         # the template's, and z-scoring moves the Otsu threshold the head overlap is measured with
@@ -148,10 +165,10 @@ def process_scan(path: str | Path, outputs: ScanOutputs, params: Params) -> dict
         with atomic_path(outputs.image) as temp:
             steps.to_nifti(warped, params.dtype).to_filename(temp)
         with atomic_path(outputs.transform) as temp:  # ITK affine: template point -> scan point
-            shutil.copyfile(_written_transform(transforms, ".mat", workdir), temp)
-        if params.transform == "syn":  # applied before the affine, as ANTs lists it
+            shutil.copyfile(affine, temp)
+        if warp is not None:  # applied before the affine, as ANTs lists it
             with atomic_path(outputs.warp) as temp:
-                shutil.copyfile(_written_transform(transforms, "Warp.nii.gz", workdir), temp)
+                shutil.copyfile(warp, temp)
         else:  # an earlier syn run's warp would be taken as this affine's by `elr-mri volumes`
             outputs.warp.unlink(missing_ok=True)
         with atomic_path(outputs.overlay) as temp:
@@ -166,13 +183,32 @@ def process_scan(path: str | Path, outputs: ScanOutputs, params: Params) -> dict
 
 
 def _written_transform(transforms: list[str], suffix: str, workdir: str) -> str:
-    """The registration's transform file ending in `suffix`; ANTs returns without one when it could not write
-    into `workdir` (a full disk, a folder another run removed), which surfaced as a bare StopIteration."""
-    found = [path for path in transforms if path.endswith(suffix) and Path(path).is_file()]
+    """The registration's transform file ending in `suffix`. ANTs returns without one, or with an empty one, when it
+    could not write into `workdir`, saying so only on stderr: a full disk (or quota) is then raised as the OS's
+    error, which stops the batch (every later scan would fail alike); otherwise this scan fails alone."""
+    found = [path for path in transforms
+             if path.endswith(suffix) and Path(path).is_file() and Path(path).stat().st_size > 0]
     if not found:
-        raise RuntimeError(f"ANTs registration wrote no *{suffix} transform into {workdir} (is the disk full or "
-                           "the folder removed by another run?); free space and run again")
+        _raise_if_full(workdir)
+        raise RuntimeError(f"ANTs registration wrote no *{suffix} transform into {workdir} (the folder removed by "
+                           "another run?); run again")
     return found[0]
+
+
+def _raise_if_full(folder: str) -> None:
+    """Write a MiB into `folder` and delete it: a full or over-quota disk raises its OSError here (the batch names the
+    scan's folder); other errors (the folder gone) leave the caller's own. Writing is the one test that sees quotas, reserved blocks and NFS alike."""
+    probe = Path(folder) / ".space-probe"
+    try:
+        with open(probe, "wb") as handle:
+            handle.write(bytes(2**20))
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as err:
+        if as_storage_error(err) is not None:
+            raise
+    finally:
+        probe.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 # The files of an Analyze or NIfTI pair as nibabel names them from either half, and the compressions it opens them
 # with. SPM's .mat holds an Analyze image's orientation (a NIfTI pair's is in its header; a .mat beside one is hashed
@@ -65,12 +65,12 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
     try:
         yield temp
         with open(temp, "rb") as written:
-            try:
-                os.fsync(written.fileno())
-            except OSError as err:  # a full disk or quota often shows only here (NFS): name the file
-                err.filename = err.filename or str(final)
-                raise
+            os.fsync(written.fileno())
         os.replace(temp, final)
+    except OSError as err:  # a full disk or quota (on NFS often only at the fsync): name the file, as a write's does not
+        if err.errno is not None and err.filename is None:
+            err.filename = str(final)
+        raise
     finally:
         temp.unlink(missing_ok=True)
 
@@ -105,13 +105,16 @@ def output_hashes(outputs: list[Path]) -> dict[str, str]:
 
 
 def is_done(sidecar: str | Path, input_sha256: str, params: dict, outputs: list[Path],
-            template: dict[str, str] | None = None, pipeline_version: int | None = None) -> bool:
-    """True when a previous run finished this scan with the same input, parameters, template files
-    (`template`: the digests the sidecar's "template" must hold) and `pipeline_version` (None: a sidecar that
-    records none), and its outputs are still the files it wrote (a sidecar written before output hashes were
-    recorded: they exist)."""
+            template: dict[str, str] | None = None, pipeline_version: int | None = None,
+            comparable: Callable[[dict], dict] = dict) -> bool:
+    """True when a previous run finished this scan with the same input, parameters (as `comparable` has them
+    compared), template files (`template`: the digests the sidecar's "template" must hold) and `pipeline_version`
+    (None: a sidecar that records none), and its outputs are still the files it wrote (a sidecar written before
+    output hashes were recorded: they exist)."""
     meta = read_sidecar(sidecar)
-    if meta is None or meta.get("input_sha256") != input_sha256 or meta.get("params") != params:
+    if meta is None or meta.get("input_sha256") != input_sha256 or not isinstance(meta.get("params"), dict):
+        return False
+    if comparable(meta["params"]) != comparable(params):
         return False
     if meta.get("pipeline_version") != pipeline_version:  # other code made other outputs
         return False

@@ -33,7 +33,8 @@ def as_storage_error(err: BaseException) -> StorageError | None:
         return None
     where = f" ({err.filename})" if err.filename else ""
     fix = ("write elsewhere (another output folder)" if err.errno == errno.EROFS else
-           "free space there, or write elsewhere, and run the command again (a training run continues with --resume)")
+           "free space there, or write elsewhere, and run the command again (finished work is kept: preprocess skips "
+           "finished scans, a training run continues with --resume)")
     return StorageError(err.errno, f"{os.strerror(err.errno)}{where}; {fix}")
 
 

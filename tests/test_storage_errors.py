@@ -18,7 +18,8 @@ def test_a_full_or_read_only_disk_is_a_user_error_naming_the_path() -> None:
     full = _user_problem(OSError(errno.ENOSPC, "No space left on device", "/runs/x/metrics.csv"))
     assert isinstance(full, StorageError)
     assert str(full) == ("[Errno 28] No space left on device (/runs/x/metrics.csv); free space there, or write "
-                         "elsewhere, and run the command again (a training run continues with --resume)")
+                         "elsewhere, and run the command again (finished work is kept: preprocess skips finished "
+                         "scans, a training run continues with --resume)")
     read_only = as_storage_error(OSError(errno.EROFS, "Read-only file system", "/mnt/ro/run"))
     assert str(read_only).endswith("(/mnt/ro/run); write elsewhere (another output folder)")
     assert as_storage_error(OSError(errno.EIO, "Input/output error")) is None  # not the user's to fix

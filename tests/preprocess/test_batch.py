@@ -197,6 +197,23 @@ def test_shards_of_other_settings_or_an_edited_table_are_not_merged(tmp_path, ca
     assert len(failures) == 3 and all(Path(p).is_absolute() for p in failures["path"])
 
 
+def test_shards_given_one_template_under_two_spellings_merge(tmp_path, capsys, monkeypatch):
+    """The shards' settings compared the --template path as typed: ./t.nii.gz and /abs/t.nii.gz were other runs."""
+    from nilearn.datasets import MNI152_FILE_PATH
+
+    shutil.copyfile(MNI152_FILE_PATH, tmp_path / "t.nii.gz")
+    monkeypatch.chdir(tmp_path)
+    scans = {pid: tmp_path / f"{pid}.nii.gz" for pid in ("sub-a", "sub-b")}
+    for path in scans.values():  # unreadable: each shard finishes at once
+        path.write_bytes(gzip.compress(b"garbage"))
+    table, out = str(_csv(tmp_path, scans)), tmp_path / "out"
+    for shard, template in (("0/2", str(tmp_path / "t.nii.gz")), ("1/2", "t.nii.gz")):
+        assert main(["--input", table, "--output", str(out), "--shard", shard, "--template", template, *FAST]) == 1
+        assert f"1 failed, 0 flagged by QC - see {out / f'failures-shard-{shard[0]}-of-2.csv'}" in capsys.readouterr().out
+    assert merge_main(["--output", str(out)]) == 1  # merged: every scan failed
+    assert "ran with different" not in capsys.readouterr().err and len(pd.read_csv(out / "failures.csv")) == 2
+
+
 def test_killed_run_resumes(tmp_path, good_scans):
     scans = dict(good_scans)  # --jobs 1 takes them in turn: killed once the first is written, during the second
     csv, out = _csv(tmp_path, scans), tmp_path / "out"
@@ -365,11 +382,49 @@ def test_a_full_output_disk_stops_the_run_rather_than_failing_every_scan_after_i
     assert failed["status"] == "failed" and failed["error"] == "a.nii.gz: OSError: [Errno 5] Input/output error"
 
 
-@pytest.mark.parametrize("participant", ["  ", " sub-1 "])
-def test_an_id_of_blanks_or_padded_with_them_is_refused(tmp_path, participant):
+@pytest.fixture
+def full_disk(tmp_path: Path):
+    """A small tmpfs filled to the last byte: a real full disk (root only; skipped where mounting is not allowed)."""
+    mount = tmp_path / "full"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("mounting a tmpfs needs root")
+    try:
+        (mount / "out").mkdir()
+        with open(mount / "filler", "wb") as filler, pytest.raises(OSError, match="No space left"):
+            while True:
+                filler.write(bytes(2**16))
+                filler.flush()
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def test_a_disk_full_from_the_start_stops_the_run_at_its_first_scan_naming_its_folder(
+        tmp_path, moved_template, full_disk, capsys):
+    """ANTs could not write the registration's transforms, said so only on stderr, and every scan failed in turn as
+    'antsApplyTransforms returned non-zero exit code 1' after its full N4 and registration."""
+    second = shutil.copyfile(moved_template, tmp_path / "second.nii.gz")
+    csv = _csv(tmp_path, {"sub-a": moved_template, "sub-b": second})
+    assert main(["--input", str(csv), "--output", str(full_disk / "out"), "--jobs", "1", *FAST]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"elr-mri preprocess: error: [Errno 28] No space left on device "
+                          f"({full_disk / 'out' / 'sub-a' / 'ses-M00'}); free space there")
+    assert not (full_disk / "out" / "sub-b").exists()  # never started
+    assert not any(full_disk.rglob(".space-probe"))
+
+
+@pytest.mark.parametrize("participant", ["  ", " sub-1 ", "sub\n1"])
+def test_an_id_of_blanks_padded_with_them_or_broken_by_a_line_is_refused(tmp_path, participant):
     (tmp_path / "x.csv").write_text(f'participant_id,session_id,path\n"{participant}",ses-M00,a.nii\n')
-    with pytest.raises(InputError, match="row 1 has an empty, space-padded or path-like participant/session id"):
+    with pytest.raises(InputError, match="row 1 has an empty, space-padded, path-like or control-character"):
         read_inputs(tmp_path / "x.csv")
+
+
+def test_a_home_folder_in_the_path_column_is_expanded(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "x.csv").write_text("participant_id,session_id,path\nsub-1,ses-M00,~/scans/a.nii\n")
+    assert read_inputs(tmp_path / "x.csv")["resolved_path"].tolist() == [str(tmp_path / "home" / "scans" / "a.nii")]
 
 
 def test_a_header_typed_with_spaces_is_read(tmp_path):
@@ -535,11 +590,15 @@ def test_shards_of_another_run_are_refused_while_shards_of_the_same_run_share_th
     assert main(["--input", table, "--output", str(out), "--shard", "0/3", *FAST]) == 1  # once those ended
 
 
-def test_a_registration_that_wrote_no_transform_names_the_cause() -> None:
+def test_a_registration_that_wrote_no_transform_names_the_cause(tmp_path: Path) -> None:
     from preprocess.pipeline import _written_transform
 
-    with pytest.raises(RuntimeError, match=r"ANTs registration wrote no \*\.mat transform into /w \(is the disk full"):
-        _written_transform(["/w/reg_0GenericAffine.mat"], ".mat", "/w")  # listed, but not on disk
+    with pytest.raises(RuntimeError, match=r"ANTs registration wrote no \*\.mat transform into /w \(the folder "):
+        _written_transform(["/w/reg_0GenericAffine.mat"], ".mat", "/w")  # listed, but not on disk (nor its folder)
+    (tmp_path / "reg_0GenericAffine.mat").touch()  # what ANTs leaves on a full disk
+    with pytest.raises(RuntimeError, match="wrote no"):
+        _written_transform([str(tmp_path / "reg_0GenericAffine.mat")], ".mat", str(tmp_path))
+    assert list(tmp_path.iterdir()) == [tmp_path / "reg_0GenericAffine.mat"]  # the space probe is gone
 
 
 def test_a_run_on_a_file_system_without_locks_goes_on_with_one_warning(tmp_path, capsys, monkeypatch):

@@ -49,6 +49,22 @@ def _analyze(path, affine, with_mat):
     return path
 
 
+def _complex(path):
+    nib.Nifti1Image((_head() * (1 + 1j)).astype(np.complex64), np.eye(4)).to_filename(path)
+    return path
+
+
+def _claims_a_huge_shape(path):
+    """A 1 KB file whose header declares 30000³ voxels (about 10⁵ GiB as float32): a damaged header, not a download."""
+    header = nib.Nifti1Header()
+    header.set_data_shape((30000, 30000, 30000))
+    header.set_data_dtype(np.uint8)
+    header.set_qform(np.eye(4), code=1)
+    with gzip.open(path, "wb") as handle:
+        handle.write(header.binaryblock + bytes(352 - len(header.binaryblock)) + bytes(1000))
+    return path
+
+
 def _head(shape=(32, 40, 36)):
     rng = np.random.default_rng(0)
     return rng.random(shape).astype(np.float32) + 1
@@ -72,6 +88,10 @@ def _head(shape=(32, 40, 36)):
     (lambda p: _unoriented(nib.Nifti1Pair, p / "nocodes.hdr"), "no orientation (qform_code and sform_code"),
     (lambda p: _analyze(p / "analyze.hdr", np.eye(4), with_mat=False), "no orientation (an Analyze"),
     (lambda p: _save(_head(), p / "units.nii.gz", np.diag([0.01, 0.01, 0.01, 1.0])), "voxel size"),
+    (lambda p: _complex(p / "complex.nii.gz"), "holds complex values (a phase/magnitude reconstruction); pass the "
+                                                "magnitude image"),
+    (lambda p: _claims_a_huge_shape(p / "huge.nii.gz"), "declares (30000, 30000, 30000) voxels, 100582.8 GiB as "
+                                                        "float32, more than this machine could allocate; check its"),
     (lambda p: _save(_head(), p / "plain.nii").rename(p / "plain.nii.gz"),  # intact, under a misleading name
      "the file is an uncompressed NIfTI: rename it to plain.nii"),
     (lambda p: _save(_head(), p / "gzipped.nii.gz").rename(p / "gzipped.nii"),

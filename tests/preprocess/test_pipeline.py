@@ -74,6 +74,25 @@ def test_rerun_skips_and_changed_parameters_redo(template_result, moved_template
     assert not is_done(outputs.sidecar, first["input_sha256"], changed, [outputs.image])
 
 
+def test_settings_spelled_otherwise_skip_and_other_template_choices_redo(tmp_path):
+    """A template passed as ./t.nii.gz after /abs/t.nii.gz, or the default grid typed out, redid the whole cohort."""
+    output = tmp_path / "scan.nii.gz"
+    output.write_bytes(b"written by preprocess")
+    recorded = Params(template="/data/t.nii.gz", resolution=1.5)
+    sidecar = tmp_path / "scan.json"
+    sidecar.write_text(json.dumps({"input_sha256": "abc", "params": recorded.as_dict()}))
+
+    def done(params: Params) -> bool:
+        return is_done(sidecar, "abc", params.as_dict(), [output], comparable=Params.comparable)
+
+    assert done(Params(template="./t.nii.gz", resolution=1.5))  # the file's digest is compared beside
+    assert done(Params(template="t.nii.gz", resolution=1.5, shape=(121, 145, 121)))  # 1.5 mm's default grid
+    assert not done(Params(template="t.nii.gz", resolution=1.5, shape=(120, 145, 121)))
+    assert not done(Params(resolution=1.5))  # nilearn's template, with its own mask
+    assert not done(Params(template="t.nii.gz", template_mask="m.nii.gz", resolution=1.5))
+    assert not is_done(sidecar, "abc", recorded.as_dict() | {"template": "t.nii.gz"}, [output])  # compared as typed
+
+
 def test_an_output_damaged_since_is_redone_not_skipped(tmp_path):
     outputs = [tmp_path / "scan.nii.gz", tmp_path / "scan.mat"]
     for path in outputs:
