@@ -10,6 +10,8 @@ from __future__ import annotations
 import collections.abc
 import copy
 import dataclasses
+import datetime
+import difflib
 import functools
 import math
 import os
@@ -267,7 +269,7 @@ def _set_keys(overrides: list[str]) -> list[str]:
     for item in overrides:
         key, _, value = item.partition("=")
         try:
-            parsed = yaml.safe_load(value)
+            parsed = _parse_value(value)
         except yaml.YAMLError:  # refused when the config was loaded
             parsed = None
         keys.extend([f"{key}.{sub}" for sub in parsed] if isinstance(parsed, dict) else [key])
@@ -299,6 +301,7 @@ _AT_LEAST_ONE = ("at least 1", lambda v: v >= 1)
 _NON_NEGATIVE = ("0 or more", lambda v: v >= 0)
 _POSITIVE = ("above 0", lambda v: v > 0)
 _FRACTION = ("in [0, 1]", lambda v: 0 <= v <= 1)
+_UNIT = ("in (0, 1]", lambda v: 0 < v <= 1)  # schedule.gamma above 1 would raise the rate at each milestone
 _PART = ("in [0, 1)", lambda v: 0 <= v < 1)
 _SEED = ("in [0, 2**32 - 1] (numpy's and torch's range)", lambda v: 0 <= v < 2**32)
 # Numeric settings outside these ranges fail deep inside training (a division by zero, an empty
@@ -306,11 +309,11 @@ _SEED = ("in [0, 2**32 - 1] (numpy's and torch's range)", lambda v: 0 <= v < 2**
 NUMERIC_RANGES: dict[str, tuple[str, Callable[[float], bool]]] = {
     "train.epochs": _AT_LEAST_ONE, "train.batch_size": _AT_LEAST_ONE, "train.eval_batch_size": _NON_NEGATIVE,
     "train.threads": _NON_NEGATIVE, "train.checkpoint_seconds": _NON_NEGATIVE,
-    "schedule.t0": _AT_LEAST_ONE, "schedule.gamma": _POSITIVE, "schedule.eta_min": _NON_NEGATIVE,
+    "schedule.t0": _AT_LEAST_ONE, "schedule.gamma": _UNIT, "schedule.eta_min": _NON_NEGATIVE,
     "optim.lr": _POSITIVE, "optim.momentum": _PART, "optim.weight_decay": _NON_NEGATIVE,
     "seed": _SEED, "data.split_seed": _SEED, "data.noise.seed": _SEED,
     "loss.lam": _NON_NEGATIVE, "loss.beta": _PART, "loss.lam_ramp_steps": _NON_NEGATIVE,
-    "loss.lam_start_steps": _NON_NEGATIVE, "loss.gce_q": ("in (0, 1]", lambda v: 0 < v <= 1),
+    "loss.lam_start_steps": _NON_NEGATIVE, "loss.gce_q": _UNIT,
     "loss.sce_alpha": _NON_NEGATIVE, "loss.sce_beta": _NON_NEGATIVE,
     "elr_plus.mixup_alpha": _NON_NEGATIVE, "elr_plus.ema_decay": _FRACTION,
     "elr_plus.ema_ramp_steps": _NON_NEGATIVE, "elr_plus.coef_step": _NON_NEGATIVE,
@@ -365,7 +368,9 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
     except yaml.YAMLError as err:
         line = getattr(getattr(err, "problem_mark", None), "line", None)
         where = f" line {line + 1}" if line is not None else ""
-        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+        problem = getattr(err, "problem", err)
+        what = problem if isinstance(err, _Refused) else f"not valid YAML ({problem})"
+        raise ConfigError(f"{path}{where}: {what}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections (data:, model:, ...)")
     for key in RUN_RECORD_KEYS:
@@ -379,8 +384,18 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """Safe YAML that refuses a key given twice in one mapping: plain YAML keeps the last one silently, so
-    a second `train:` block would replace the whole first one."""
+    """Safe YAML for configs and `--set` values, read as written: it refuses a key given twice in one mapping (plain
+    YAML keeps the last one silently, so a second `train:` block would replace the whole first one), reads a plain
+    key as its text and refuses numbers YAML 1.1 reads in another base (`_decimal_number`)."""
+
+
+class _Refused(yaml.constructor.ConstructorError):
+    """YAML that parses but that `_UniqueKeyLoader` refuses; `problem` says why and what to write instead."""
+
+
+def _parse_value(text: str) -> Any:
+    """A `--set` value, read as a config file's values are, with the same refusals."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)
 
 
 def _mapping_without_repeats(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
@@ -400,16 +415,37 @@ def _refuse_repeated_keys(loader: yaml.SafeLoader, node: yaml.MappingNode, deep:
                 if isinstance(mapping, yaml.MappingNode):
                     _refuse_repeated_keys(loader, mapping, deep)
             continue
+        if isinstance(key_node, yaml.ScalarNode) and key_node.style is None:
+            key_node.tag = "tag:yaml.org,2002:str"  # a key names a setting: `on:` is 'on', not True
         key = loader.construct_object(key_node, deep=deep)
         if not isinstance(key, collections.abc.Hashable):
             continue
         if key in seen:
-            raise yaml.constructor.ConstructorError(problem=f"the key {key!r} is given twice in one section; "
-                                                    "keep one", problem_mark=key_node.start_mark)
+            raise _Refused(problem=f"the key {key!r} is given twice in one section; keep one",
+                           problem_mark=key_node.start_mark)
         seen.add(key)
 
 
+_INT_TAG = "tag:yaml.org,2002:int"
+
+
+def _decimal_number(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int | float:
+    """SafeLoader's int or float, refusing the YAML 1.1 forms that read as another number than the one written:
+    `epochs: 010` is 8 (octal), 0x10 is 16, 0b10 is 2 and `lr: 1:30` is 90.0 (base 60). Underscores between digits
+    (1_000) are accepted: they change no value. 0o17 is text in YAML 1.1, which a number setting refuses."""
+    value = loader.construct_yaml_int(node) if node.tag == _INT_TAG else loader.construct_yaml_float(node)
+    digits = node.value.lstrip("+-").replace("_", "")
+    if ":" in digits or (node.tag == _INT_TAG and digits.startswith("0") and digits != "0"):
+        example = f", e.g. {int(node.value)}" if digits.isdecimal() else ""  # a leading 0 is padding, mostly
+        raise _Refused(problem=f"{node.value} reads as {value} in YAML, which takes a leading 0 as octal, 0x as hex, "
+                               f"0b as binary and a ':' as base 60; write the number in decimal{example}, or quote it "
+                               "if it is text", problem_mark=node.start_mark)
+    return value
+
+
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_repeats)
+_UniqueKeyLoader.add_constructor(_INT_TAG, _decimal_number)
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:float", _decimal_number)
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> None:
@@ -422,11 +458,15 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> None:
         node = raw
         parts = key.split(".")
         for part in parts[:-1]:
-            node = node.setdefault(part, {})
+            if node.get(part) is None:  # absent, or a section left empty in the file (`data:` with nothing under it)
+                node[part] = {}
+            node = node[part]
             if not isinstance(node, dict):
                 raise ConfigError(f"--set {item!r}: {part!r} is not a section")
         try:
-            parsed = yaml.safe_load(value)
+            parsed = _parse_value(value)
+        except _Refused as err:
+            raise ConfigError(f"--set {item!r}: {err.problem}") from None
         except yaml.YAMLError as err:
             raise ConfigError(f"--set {item!r}: the value is not valid YAML ({getattr(err, 'problem', err)}); "
                               "quote it, e.g. --set 'key=[1, 2]'") from None
@@ -447,6 +487,12 @@ def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> RunConfig
     _check_schedule_floor(cfg, source)
     if cfg.optim.name == "adam" and cfg.optim.nesterov:
         raise ConfigError(f"{source}: optim.nesterov applies to SGD only; drop it or set optim.name: sgd")
+    if cfg.optim.nesterov and cfg.optim.momentum == 0:  # torch refuses it at the first step, naming no key
+        raise ConfigError(f"{source}: optim.nesterov needs optim.momentum > 0 (a Nesterov step is a momentum step); "
+                          "set optim.momentum (e.g. 0.9), or drop optim.nesterov")
+    if cfg.loss.name == "sce" and cfg.loss.sce_alpha == cfg.loss.sce_beta == 0:
+        raise ConfigError(f"{source}: loss.sce_alpha and loss.sce_beta are both 0, so the loss is 0 and nothing "
+                          "trains; set one above 0")
     return cfg
 
 
@@ -611,15 +657,34 @@ def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
         raise ConfigError(f"{source}: {where} must be a mapping, got {type(raw).__name__}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - names)
+    unknown = sorted(str(key) for key in raw if key not in names)  # str: a dict not read from YAML may hold 1: or None:
     if unknown:
-        raise ConfigError(
-            f"{source}: unknown key {prefix + unknown[0]!r}; allowed in {where}: {', '.join(sorted(names))}"
-        )
+        raise ConfigError(f"{source}: unknown key {prefix + unknown[0]!r}{_did_you_mean(prefix, unknown[0], names)}; "
+                          f"allowed in {where}: {', '.join(sorted(names))}")
     values = {}
     for name, value in raw.items():
         values[name] = _coerce(hints[name], value, f"{prefix}{name}", source)
     return cls(**values)
+
+
+def _did_you_mean(prefix: str, name: str, names: set[str]) -> str:
+    """` (did you mean KEY?)` for the key an unknown one most likely meant: a near spelling in its own section, else
+    the same or a near name in another (`optim.epochs`: train.epochs), which the list of its section's keys misses."""
+    for keys in ([prefix + known for known in names], _dotted_keys(RunConfig)):
+        near = difflib.get_close_matches(name, {key.rsplit(".", 1)[-1] for key in keys}, n=1)
+        if near:
+            return f" (did you mean {' or '.join(sorted(k for k in keys if k.rsplit('.', 1)[-1] == near[0]))}?)"
+    return ""
+
+
+def _dotted_keys(cls: type, prefix: str = "") -> list[str]:
+    """Every key a config may give, sections too, dotted from the top: data, data.noise, data.noise.rate, ..."""
+    keys = []
+    for name, hint in typing.get_type_hints(cls).items():
+        keys.append(prefix + name)
+        if dataclasses.is_dataclass(hint):
+            keys += _dotted_keys(hint, f"{prefix}{name}.")
+    return keys
 
 
 def _coerce(hint: Any, value: Any, key: str, source: str) -> Any:
@@ -651,5 +716,10 @@ def _coerce(hint: Any, value: Any, key: str, source: str) -> Any:
     if hint in (int, float, str, bool) and not (
         isinstance(value, hint) and not (hint is int and isinstance(value, bool))
     ):
-        raise ConfigError(f"{source}: {key} must be {hint.__name__}, got {value!r}")
+        quote = ""
+        if hint is str and isinstance(value, (bool, int, float, datetime.date)):  # YAML made it of unquoted text
+            text = "..." if isinstance(value, bool) else value  # True was yes, on or true: the text is gone
+            example = f"'{text}'" if "[" in key else f"--set \"{key}='{text}'\""  # a list item: no --set of its own
+            quote = f"; quote it to keep it as text, e.g. {example}"
+        raise ConfigError(f"{source}: {key} must be {hint.__name__}, got {value!r}{quote}")
     return value

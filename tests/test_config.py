@@ -82,9 +82,9 @@ def test_the_evaluation_batch_suits_the_data_unless_set(tmp_path: Path) -> None:
         ("data: {name: cifar10}\n", r"data.name = cifar10 needs data.root, the folder that holds the data set"),
         ("# nothing yet\n", r"the config is empty; start from one in configs/"),
         ("schedule: {milestones: [0, 80]}\n", r"schedule.milestones = \[0, 80\] must each be at least 1"),
-        ("seed: 0\ntrain: {epochs: 3}\nseed: 1\n", r"line 3: not valid YAML \(the key 'seed' is given twice"),
+        ("seed: 0\ntrain: {epochs: 3}\nseed: 1\n", r"line 3: the key 'seed' is given twice in one section; keep one$"),
         ("train: {epochs: 3, epochs: 4}\n", r"the key 'epochs' is given twice in one section"),
-        ("train:\n  <<: {epochs: 2, epochs: 3}\n", r"line 2: not valid YAML \(the key 'epochs' is given twice"),
+        ("train:\n  <<: {epochs: 2, epochs: 3}\n", r"line 2: the key 'epochs' is given twice in one section; keep one"),
         ("optim: {lr: .inf}\n", r"optim.lr = inf must be a finite number"),
         ("loss: {beta: .nan}\n", r"loss.beta = nan must be a finite number"),
         ("data: {name: mri, mri: {classes: [CN, MCI, AD, ad]}}\n", r"names AD, ad more than once; list each"),
@@ -95,6 +95,29 @@ def test_the_evaluation_batch_suits_the_data_unless_set(tmp_path: Path) -> None:
         ("data: {name: mri, mri: {crop_size: [80, 80]}}\n", r"data.mri.crop_size = \[80, 80\] must be three voxel counts"),
         ("data: {name: mri, mri: {crop_size: [50, 50, 50]}}\nmodel: {name: widened_cnn3d}\n",
          r"data.mri.crop_size = \[50, 50, 50\] is too small for the widened CNN, which needs at least 71 voxels"),
+        ("1: 2\n", r"unknown key '1'; allowed in top level: data, "),  # a key is its text: no int, no TypeError
+        ("seed: 0\non: 1\n", r"unknown key 'on'; allowed"),  # not True
+        ("train:\n  epochs: 010\n", r"line 2: 010 reads as 8 in YAML, which takes a leading 0 as octal, .*; write the "
+                                     r"number in decimal, e.g. 10, or quote it if it is text$"),
+        ("seed: 0x10\n", r"line 1: 0x10 reads as 16 in YAML, .*; write the number in decimal, or quote it"),
+        ("optim: {lr: 1:30}\n", r"1:30 reads as 90 in YAML, .* a ':' as base 60"),
+        ("schedule: {milestones: [40, 010]}\n", r"line 1: 010 reads as 8 in YAML"),
+        ("train:\n  <<: {epochs: 010}\n", r"line 2: 010 reads as 8"),
+        ("schedule: {gamma: 1000}\n", r"schedule.gamma = 1000.0 must be in \(0, 1\]"),  # the rate would grow
+        ("schedule: {gamma: 0}\n", r"schedule.gamma = 0.0 must be in \(0, 1\]"),
+        ("loss: {name: sce, sce_alpha: 0, sce_beta: 0}\n",
+         r"loss.sce_alpha and loss.sce_beta are both 0, so the loss is 0 and nothing trains; set one above 0"),
+        ("optim: {nesterov: true, momentum: 0}\n", r"optim.nesterov needs optim.momentum > 0 .*; set optim.momentum"),
+        ("loss: {lambda: 1}\n", r"unknown key 'loss.lambda' \(did you mean loss.lam\?\); allowed in loss: beta, "),
+        ("optim: {epochs: 3}\n", r"unknown key 'optim.epochs' \(did you mean train.epochs\?\); allowed in optim"),
+        ("noise: {rate: 0.2}\n", r"unknown key 'noise' \(did you mean data.noise\?\)"),
+        ("train: {name: x}\n",
+         r"\(did you mean data.name or loss.name or model.name or optim.name or schedule.name\?\)"),
+        ("data: {root: 2024}\n", r"""data.root must be str, got 2024; quote it to keep it as text, e.g. """
+                                  r"""--set "data.root='2024'"$"""),
+        ("data: {root: yes}\n", r"""data.root must be str, got True; .*e.g. --set "data.root='...'"$"""),
+        ("data: {name: mri, mri: {classes: [0, 1]}}\nmodel: {name: widened_cnn3d}\n",
+         r"data.mri.classes\[0\] must be str, got 0; quote it to keep it as text, e.g. '0'$"),
     ],
 )
 def test_errors_name_the_key_and_the_file(tmp_path: Path, text: str, message: str) -> None:
@@ -144,6 +167,40 @@ def test_a_section_set_as_a_mapping_keeps_its_other_keys(tmp_path: Path) -> None
 def test_a_mistake_made_by_set_says_so(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"run.yaml with --set loss.lamm=3: unknown key 'loss.lamm'"):
         load_config(_write(tmp_path, "loss:\n  name: elr\n"), ["loss.lamm=3"])
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    (["seed=0123"], r"^--set 'seed=0123': 0123 reads as 83 in YAML, .*write the number in decimal, e.g. 123, or quote"),
+    (["optim.lr=1:30"], r"^--set 'optim.lr=1:30': 1:30 reads as 90 in YAML"),
+    (["train.epochs=-0b10"], r"^--set 'train.epochs=-0b10': -0b10 reads as -2 in YAML, .*in decimal, or quote"),
+    (["train={epochs: 1, epochs: 2}"],  # as in a file, not the last one silently
+     r"^--set 'train={epochs: 1, epochs: 2}': the key 'epochs' is given twice in one section; keep one$"),
+    (["train={null: 2, foo: 1}"], r"unknown key 'train.foo'; allowed in train"),  # keys as text: no TypeError sorting
+    (["loss.name.x=1"], r"^--set 'loss.name.x=1': 'name' is not a section$"),  # set in the file: not a null one
+    (["loss.lambda=1"], r"with --set loss.lambda=1: unknown key 'loss.lambda' \(did you mean loss.lam\?\)"),
+    (["data.root=2024"], r"--set data.root=2024: data.root must be str, got 2024; quote it to keep it as text"),
+])
+def test_a_set_value_is_read_as_a_file_is(tmp_path: Path, settings: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as info:
+        load_config(_write(tmp_path, "loss:\n  name: elr\n"), settings)
+    assert "\n" not in str(info.value)
+
+
+def test_numbers_in_decimal_load_and_a_null_section_takes_a_set(tmp_path: Path) -> None:
+    """Underscores between digits are accepted (they change no value), as are 0, -0 and floats such as 0.05; a section
+    left empty in the file (`data:` with nothing under it) is one `--set` may fill."""
+    cfg = load_config(_write(tmp_path, "seed: 1_000\ndata:\noptim: {lr: 0.05, momentum: 0}\n"),
+                      ["data.name=digits", "data.noise.seed=-0", "data.split_seed=0", "optim.weight_decay=00.5"])
+    assert (cfg.seed, cfg.data.name, cfg.data.noise.seed, cfg.data.split_seed) == (1000, "digits", 0, 0)
+    assert (cfg.optim.lr, cfg.optim.momentum, cfg.optim.weight_decay) == (0.05, 0.0, 0.5)
+
+
+def test_keys_that_are_not_text_are_named_as_text() -> None:
+    """A dict not read by the config loader (a run's record, a caller's) may hold keys of any type."""
+    with pytest.raises(ConfigError, match=r"unknown key '1'; allowed in top level"):
+        config_from_dict({1: 2})
+    with pytest.raises(ConfigError, match=r"unknown key 'train.None'; allowed in train"):
+        config_from_dict({"train": {None: 2, "foo": 1}})
 
 
 def test_unreadable_override_values_and_files_are_one_line(tmp_path: Path) -> None:
