@@ -1,4 +1,5 @@
-"""The comparison table's labels and its paired differences against the CNN. Seconds, nothing trained."""
+"""The comparison table's labels, its paired differences against the CNN and the runs it refuses. Seconds,
+nothing trained."""
 
 from __future__ import annotations
 
@@ -8,9 +9,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
-from elr_mri.evaluation.compare import comparison_table, paired_differences, require_same_scans, run_labels
+from elr_mri.config import config_to_dict, load_config
+from elr_mri.evaluation.compare import (comparison_table, paired_differences, require_same_scans, require_same_splits,
+                                        run_labels)
 
+ROOT = Path(__file__).parents[1]
 CLASSES = ["CN", "MCI", "AD"]
 
 
@@ -72,3 +77,43 @@ def test_evaluations_of_other_scans_are_refused_side_by_side(tmp_path: Path) -> 
     with pytest.raises(ValueError, match=r"relabelled/eval-test scored other scans than .*eval-test \(2 scan\(s\) "
                                          r"with their given diagnosis in one only, e.g. s05 ses-M00 AD\)"):
         require_same_scans(cnn, {"ce": same, "other": relabelled})
+
+
+def _run(folder: Path, config: str, overrides: list[str], splits: dict[str, str] | None) -> Path:
+    """A run folder as `elr-mri train` leaves it for comparisons: config.yaml and, for MRI runs, splits.csv."""
+    folder.mkdir(parents=True)
+    cfg = load_config(ROOT / "configs" / config, overrides)
+    (folder / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    if splits is not None:
+        pd.DataFrame({"participant_id": list(splits), "split": list(splits.values())}).to_csv(
+            folder / "splits.csv", index=False)
+    return folder
+
+
+WHOLE = {**{f"s{i}": "train" for i in range(6)}, "s6": "val", "s7": "test"}
+
+
+def test_a_run_on_a_training_subset_is_refused_as_such_not_as_other_splits(tmp_path: Path) -> None:
+    """Both runs split one manifest with one seed; the subset run's splits.csv lists only the participants it kept."""
+    whole = _run(tmp_path / "whole", "adni/cpu_small.yaml", [], WHOLE)
+    kept = {pid: split for pid, split in WHOLE.items() if pid not in ("s4", "s5")}
+    subset = _run(tmp_path / "subset", "adni/cpu_small.yaml", ["data.train_subset=4"], kept)
+    message = (f"{subset} trained on a data.train_subset of 4 training scans, so its splits.csv lists 4 training "
+               f"participants where {whole} lists 6; compare runs trained on the whole training split")
+    for run, other in ((whole, subset), (subset, whole)):
+        with pytest.raises(ValueError, match=f"^{message}"):
+            require_same_splits(run, other)
+    moved = _run(tmp_path / "moved", "adni/cpu_small.yaml", [], {**WHOLE, "s0": "val"})
+    with pytest.raises(ValueError, match="used other participant splits than"):  # no subset: the splits differ
+        require_same_splits(whole, moved)
+
+
+def test_an_image_run_is_refused_as_not_an_mri_run(tmp_path: Path) -> None:
+    mri = _run(tmp_path / "mri", "adni/cpu_small.yaml", [], WHOLE)
+    digits = _run(tmp_path / "digits", "digits/elr_sym40.yaml", [], None)
+    for run, other in ((mri, digits), (digits, mri)):
+        with pytest.raises(ValueError, match=f"^{digits} trained on digits, not MRI scans: --compare-with and "
+                                             "--drop-suspected are for MRI runs only"):
+            require_same_splits(run, other)
+    with pytest.raises(FileNotFoundError, match="no splits.csv, so not an MRI run directory"):
+        require_same_splits(mri, tmp_path / "nothing")

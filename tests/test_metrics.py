@@ -76,6 +76,18 @@ def test_balanced_accuracy_ignores_classes_without_support_like_scikit_learn():
     assert np.isnan(point_metrics(labels, proba, 3)["auc_2"]) and np.isnan(roc_auc([True, True], [0.1, 0.2]))
 
 
+def test_a_report_names_the_classes_its_balanced_accuracy_averages_over() -> None:
+    """A set without AD: everyone called CN scores 1/2, chance over CN and MCI, which the report must name."""
+    labels = np.array([0, 0, 1, 1])
+    everyone_cn = np.tile([0.8, 0.1, 0.1], (4, 1))
+    report = bootstrap_metrics(labels, everyone_cn, np.array(["a", "b", "c", "d"]), CLASSES, n_boot=10)
+    assert report.metrics["balanced_accuracy"].estimate == pytest.approx(0.5)
+    assert report.balanced_accuracy_classes == ["CN", "MCI"]
+    every_class = bootstrap_metrics(np.array([0, 1, 2]), np.tile([0.8, 0.1, 0.1], (3, 1)), np.array(["a", "b", "c"]),
+                                    CLASSES, n_boot=10)
+    assert every_class.balanced_accuracy_classes == CLASSES
+
+
 def test_report_names_per_class_auc_and_brackets_the_estimate():
     labels, proba = predictions(300, seed=2)
     people = [f"P{i // 3}" for i in range(300)]

@@ -127,6 +127,7 @@ def test_evaluate_on_a_holdout_cohort(trained: dict[str, Path]) -> None:
     assert ((confusion["low"] <= confusion["rate"] + 1e-12) & (confusion["rate"] <= confusion["high"] + 1e-12)).all()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["participant_overlap_notes"] == [] and summary["bootstrap_resamples"] == 50
+    assert summary["balanced_accuracy_classes"] == list(CLASSES) and "mean recall over" not in result.stderr
     # 2 participants a class: about a quarter of the resamples miss a class, where the AUCs are undefined
     assert summary["participant"]["accuracy"]["resamples"] == 50 > summary["participant"]["auc_macro"]["resamples"]
     assert "note: defined in fewer than 95% of the 50 resamples: " in result.stderr
@@ -289,19 +290,38 @@ def test_rescoring_an_edited_manifest_removes_the_comparisons_of_the_earlier_sco
     scored = trained["run"] / f"eval-{holdout.stem}"
     compared = [scored / "comparison.csv", scored / "paired_differences.csv", scored / "baselines"]
 
-    def evaluate(*extra: str) -> None:
+    def evaluate(*extra: str) -> str:
         result = cli_in_process("evaluate", "--run", str(trained["run"]), "--manifest", str(holdout),
                                 "--bootstrap", "20", *extra)
         assert result.returncode == 0, result.stderr[-2000:]
+        return result.stderr
 
     evaluate("--baselines")
     assert all(path.exists() for path in compared)
-    evaluate()  # the same scans, checkpoint and resamples: the comparisons still hold
+    assert "removed" not in evaluate()  # the same scans, checkpoint and resamples: the comparisons still hold
     assert all(path.exists() for path in compared)
     pd.read_csv(holdout).iloc[1:].to_csv(holdout, index=False)
-    evaluate()
+    said = evaluate()
     assert not any(path.exists() for path in compared)
+    assert (f"{scored}: removed comparison.csv, paired_differences.csv, baselines/ (they were made beside a scoring "
+            "with other scans (the manifest's content changed); --baselines and --compare-with make them again)"
+            ) in said
     assert len(pd.read_csv(scored / "predictions.csv")) == len(pd.read_csv(holdout))
+
+
+def test_a_holdout_without_a_class_names_the_classes_of_its_balanced_accuracy(
+        trained: dict[str, Path], tmp_path: Path, cli_in_process: Cli) -> None:
+    """Without AD, balanced accuracy is the mean recall over CN and MCI: chance 1/2, not the model's 1/3."""
+    holdout = tmp_path / "without_ad.csv"
+    frame = pd.read_csv(trained["holdout"])
+    frame[frame["diagnosis"] != "AD"].to_csv(holdout, index=False)
+    result = cli_in_process("evaluate", "--run", str(trained["run"]), "--manifest", str(holdout), "--bootstrap", "20")
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = trained["run"] / f"eval-{holdout.stem}"
+    assert (f"note: {out}: balanced_accuracy is the mean recall over CN, MCI only (no example here is labelled "
+            "AD), so chance is 50.0, not the 33.3 of all 3 classes; compare it only with figures over the same "
+            "classes (balanced_accuracy_classes in summary.json)\n") in result.stderr
+    assert json.loads((out / "summary.json").read_text())["balanced_accuracy_classes"] == ["CN", "MCI"]
 
 
 def test_a_holdout_on_another_voxel_grid_is_refused(trained: dict[str, Path], tmp_path: Path,
@@ -401,6 +421,49 @@ def test_baselines_of_an_image_run_are_refused_before_it_is_scored(tmp_path: Pat
     result = cli_in_process("evaluate", "--run", str(run), "--baselines")
     assert result.returncode == 2 and "baselines need an MRI run; this one trained on digits" in result.stderr
     assert not (run / "eval-test").exists()
+
+
+@pytest.mark.parametrize("flag", ["--compare-with", "--drop-suspected"])
+def test_comparing_with_an_image_run_says_comparison_is_for_mri_runs(trained: dict[str, Path], tmp_path: Path,
+                                                                     flag: str, cli_in_process: Cli) -> None:
+    run = tmp_path / "digits_run"
+    (run / "checkpoints").mkdir(parents=True)
+    shutil.copy(ROOT / "configs" / "digits" / "elr_sym40.yaml", run / "config.yaml")
+    (run / "suspected_mislabels.csv").write_text("index,given_name,source\n")  # image runs flag too
+    result = cli_in_process("evaluate", "--run", str(trained["run"]), flag, str(run),
+                            *["--baselines"] * (flag == "--drop-suspected"))
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr[-2000:]
+    assert (f"{run} trained on digits, not MRI scans: --compare-with and --drop-suspected are for MRI runs only"
+            in result.stderr)
+    assert not (run / "eval-test").exists()
+
+
+def test_dropping_a_ce_runs_flags_warns_that_they_are_its_last_epoch_predictions(
+        trained: dict[str, Path], tmp_path: Path, cli_in_process: Cli) -> None:
+    """A run without ELR targets flags from its last epoch's predictions: allowed, as a control, but said and
+    recorded, so that its *_without_suspected rows are not read as ELR's cleaning."""
+    flagging, holdout = tmp_path / "ce", tmp_path / "flagged_holdout.csv"
+    flagging.mkdir()
+    for name in ("config.yaml", "splits.csv"):
+        shutil.copy(trained["run"] / name, flagging)
+    shutil.copy(trained["holdout"], holdout)
+    training = set(pd.read_csv(trained["run"] / "splits.csv").query("split == 'train'")["participant_id"])
+    scans = pd.read_csv(trained["train"])
+    first = scans[scans["participant_id"].isin(training)].iloc[0]
+    flags = pd.DataFrame({"index": [0], "participant_id": [first.participant_id], "session_id": [first.session_id],
+                          "given_name": [first.diagnosis]})
+    summary = trained["run"] / f"eval-{holdout.stem}" / "baselines" / "voxels_linear_svm_without_suspected" / (
+        "summary.json")
+    for source, warned in (("last_epoch_prediction", True), ("elr_target", False)):
+        flags.assign(source=source).to_csv(flagging / "suspected_mislabels.csv", index=False)
+        result = cli_in_process("evaluate", "--run", str(trained["run"]), "--manifest", str(holdout), "--bootstrap",
+                                "20", "--baselines", "--drop-suspected", str(flagging))
+        assert result.returncode == 0, result.stderr[-2000:]
+        warning = (f"warning: {flagging} flagged its suspected mislabels from its last epoch's predictions (source "
+                   "last_epoch_prediction: its loss keeps no ELR targets), not from ELR targets")
+        assert (warning in result.stderr) is warned
+        recorded = json.loads(summary.read_text())
+        assert recorded["flags_source"] == source and recorded["dropped_suspected"] == 1
 
 
 def test_explain_writes_template_space_saliency(trained: dict[str, Path]) -> None:

@@ -4,13 +4,15 @@ The baselines learn from exactly the training participants of the run (its split
 labels the run trained on, choose their regularisation on its validation participants, and are
 scored on its test participants or on a holdout cohort with the same metrics, bootstrap intervals
 and files as `elr-mri evaluate`. With `drop_suspected`, the training scans an ELR run flagged in
-its suspected_mislabels.csv are left out: does ELR's cleaning help a simple model?
+its suspected_mislabels.csv are left out: does ELR's cleaning help a simple model? A run without ELR targets (CE)
+flags from its last epoch's predictions: allowed, as a control, with a warning and the source recorded.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -30,9 +32,10 @@ from elr_mri.evaluation.compare import require_same_splits
 from elr_mri.evaluation.evaluate import evaluation_dir, write_evaluation
 from elr_mri.evaluation.metrics import MetricsReport, evaluate_predictions
 
-__all__ = ["check_baseline_inputs", "evaluate_baselines", "require_baseline_run", "VOXEL_BLOCK"]
+__all__ = ["check_baseline_inputs", "evaluate_baselines", "require_baseline_run", "LAST_EPOCH_FLAGS", "VOXEL_BLOCK"]
 
 VOXEL_BLOCK = 3  # voxels averaged per axis for the SVM: 2 mm scans become 6 mm features
+LAST_EPOCH_FLAGS = "last_epoch_prediction"  # suspected_mislabels.csv's source of a run without ELR targets
 
 
 def evaluate_baselines(run_dir: Path, volumes_csvs: Sequence[Path] = (), manifest: Path | None = None,
@@ -44,6 +47,11 @@ def evaluate_baselines(run_dir: Path, volumes_csvs: Sequence[Path] = (), manifes
     run_dir = Path(run_dir)
     inputs = _baseline_inputs(run_dir, volumes_csvs, manifest, drop_suspected)
     classes, train, val, scored = inputs.classes, inputs.train, inputs.val, inputs.scored
+    if inputs.flags_source == LAST_EPOCH_FLAGS:
+        print(f"warning: {drop_suspected} flagged its suspected mislabels from its last epoch's predictions (source "
+              f"{LAST_EPOCH_FLAGS}: its loss keeps no ELR targets), not from ELR targets; the *_without_suspected "
+              "baselines leave out the scans that network disagreed with (flags_source in their summary.json)",
+              file=sys.stderr)
     results = {}
     for baseline in BASELINES:
         if baseline.features == "volumes" and inputs.volumes is None:
@@ -60,6 +68,7 @@ def evaluate_baselines(run_dir: Path, volumes_csvs: Sequence[Path] = (), manifes
         about = {"baseline": tag, "description": baseline.description, "C": c, "train_scans": len(train),
                  "dropped_suspected": len(inputs.dropped), "dropped_scans": inputs.dropped,
                  "flags_sha256": inputs.flags_sha256,  # which suspected_mislabels.csv: the run may be trained on
+                 "flags_source": inputs.flags_source,
                  "flagging_run": str(Path(drop_suspected).resolve()) if drop_suspected is not None else None}
         out = evaluation_dir(run_dir, manifest, beside_checkpoint) / "baselines" / tag
         write_evaluation(out, reports, labels, probs, scored[["participant_id", "session_id"]], classes, inputs.notes,
@@ -91,6 +100,7 @@ class _BaselineInputs:
     volumes: pd.DataFrame | None
     dropped: list[str]  # training scans left out as suspected mislabels, "participant/session"
     flags_sha256: str | None  # of the suspected_mislabels.csv they came from
+    flags_source: str | None  # its `source`: elr_target or last_epoch_prediction (None: not recorded, or no flags)
 
 
 def _baseline_inputs(run_dir: Path, volumes_csvs: Sequence[Path], manifest: Path | None,
@@ -105,9 +115,9 @@ def _baseline_inputs(run_dir: Path, volumes_csvs: Sequence[Path], manifest: Path
     # C is chosen on the labels the CNN's checkpoint was selected on
     val_labels = (load_adjudicated_labels(cfg.data.mri.val_labels, val, classes) if cfg.data.mri.val_labels
                   else label_indices(val["diagnosis"], classes))
-    dropped, flags_sha256 = [], None
+    dropped, flags_sha256, flags_source = [], None, None
     if drop_suspected is not None:
-        train, dropped, flags_sha256 = _without_suspected(train, Path(drop_suspected), run_dir)
+        train, dropped, flags_sha256, flags_source = _without_suspected(train, Path(drop_suspected), run_dir)
         if train["diagnosis"].nunique() < 2:
             raise ValueError(f"{drop_suspected} flagged {len(dropped)} training scans; without them one diagnosis is left "
                              "(its targets agree on one class), so there is nothing to fit")
@@ -115,7 +125,8 @@ def _baseline_inputs(run_dir: Path, volumes_csvs: Sequence[Path], manifest: Path
     if volumes is not None:
         for rows, source in ((train, "training split"), (val, "validation split"), (scored, name)):
             require_volumes(rows, volumes, source)
-    return _BaselineInputs(classes, train, val, val_labels, scored, name, notes, volumes, dropped, flags_sha256)
+    return _BaselineInputs(classes, train, val, val_labels, scored, name, notes, volumes, dropped, flags_sha256,
+                           flags_source)
 
 
 def _require_the_runs_training_labels(run_dir: Path, cfg: RunConfig, labels: np.ndarray) -> None:
@@ -169,10 +180,11 @@ def _evaluation_rows(run_dir: Path, cfg: RunConfig, test: pd.DataFrame, manifest
 
 
 def _without_suspected(train: pd.DataFrame, flagging_run: Path, run_dir: Path
-                       ) -> tuple[pd.DataFrame, list[str], str]:
+                       ) -> tuple[pd.DataFrame, list[str], str, str | None]:
     """(training rows minus the scans `flagging_run` listed as suspected mislabels, those scans as
-    "participant/session", the SHA-256 of the list read: the flagging run may be trained on and flag others later).
-    Same splits required."""
+    "participant/session", the SHA-256 of the list read: the flagging run may be trained on and flag others later,
+    and the list's source: ELR targets or, for a run without them, its last epoch's predictions). Same splits
+    required."""
     table = flagging_run / "suspected_mislabels.csv"
     if not table.exists():
         raise FileNotFoundError(f"{table} not found: --drop-suspected needs a finished run directory")
@@ -181,6 +193,7 @@ def _without_suspected(train: pd.DataFrame, flagging_run: Path, run_dir: Path
     listed = table.read_bytes()  # hashed and read once: what was dropped is what the hash names
     flags_sha256 = hashlib.sha256(listed).hexdigest()
     flagged = pd.read_csv(io.BytesIO(listed), dtype={"participant_id": str, "session_id": str})
+    source = str(flagged["source"].iloc[0]) if "source" in flagged and len(flagged) else None  # one for the table
     flagged = flagged[[*SCAN_KEYS, *(["given_name"] if "given_name" in flagged else [])]]
     joined = flagged.merge(train[[*SCAN_KEYS, "diagnosis"]], on=SCAN_KEYS, how="left")
     strangers = joined[joined["diagnosis"].isna()]
@@ -198,4 +211,4 @@ def _without_suspected(train: pd.DataFrame, flagging_run: Path, run_dir: Path
     keep = train[SCAN_KEYS].merge(flagged[SCAN_KEYS].assign(flagged=True), on=SCAN_KEYS, how="left")["flagged"]
     keep = keep.isna().to_numpy()
     dropped = train.loc[~keep, SCAN_KEYS]
-    return train[keep], (dropped["participant_id"] + "/" + dropped["session_id"]).tolist(), flags_sha256
+    return train[keep], (dropped["participant_id"] + "/" + dropped["session_id"]).tolist(), flags_sha256, source

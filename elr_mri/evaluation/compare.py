@@ -16,6 +16,7 @@ from typing import Sequence
 
 import pandas as pd
 
+from elr_mri.config import RunConfig, load_config
 from elr_mri.evaluation.metrics import N_BOOT
 from elr_mri.evaluation.truth import mean_paired_difference
 
@@ -111,10 +112,48 @@ def require_same_splits(run: Path, other: Path) -> None:
     """Refuse to compare two runs trained on different participant splits (their test sets differ)."""
     for folder in (run, other):
         if not (Path(folder) / "splits.csv").is_file():
+            _refuse_image_run(Path(folder))
             raise FileNotFoundError(f"{folder}: no splits.csv, so not an MRI run directory of `elr-mri train`; "
                                     "pass the --out of an MRI run")
-    ours, theirs = (pd.read_csv(Path(r) / "splits.csv", dtype=str).sort_values("participant_id").reset_index(drop=True)
-                    for r in (run, other))
+    ours, theirs = (_splits(r) for r in (run, other))
     if not ours.equals(theirs):
+        _refuse_subset_run(Path(run), Path(other), ours, theirs)
         raise ValueError(f"{other} used other participant splits than {run}; train both on one manifest with one "
                          "data.split_seed")
+
+
+def _splits(run: Path) -> pd.DataFrame:
+    """The run's splits.csv (participant_id, split), sorted by participant."""
+    return pd.read_csv(Path(run) / "splits.csv", dtype=str).sort_values("participant_id").reset_index(drop=True)
+
+
+def _run_config(run: Path) -> RunConfig | None:
+    """The run's config.yaml (None: it has none, so nothing more can be said of it)."""
+    path = run / "config.yaml"
+    return load_config(path) if path.is_file() else None
+
+
+def _refuse_image_run(run: Path) -> None:
+    """An image run has no participants to match: say that comparison is for MRI runs, not that a file is missing."""
+    cfg = _run_config(run)
+    if cfg is not None and cfg.data.name != "mri":
+        raise ValueError(f"{run} trained on {cfg.data.name}, not MRI scans: --compare-with and --drop-suspected are "
+                         "for MRI runs only (they match runs by participant splits); score this run on its own")
+
+
+def _refuse_subset_run(run: Path, other: Path, ours: pd.DataFrame, theirs: pd.DataFrame) -> None:
+    """A run trained or tested on a data.train_subset/test_subset lists only the participants it kept in splits.csv,
+    so it differs from a run on the same manifest and data.split_seed: say that, not that the splits differ."""
+    listed = {run: ours["split"].value_counts(), other: theirs["split"].value_counts()}
+    for folder, beside in ((run, other), (other, run)):
+        cfg = _run_config(folder)
+        if cfg is None:
+            continue
+        for split, size, done, kind in (("train", cfg.data.train_subset, "trained", "training"),
+                                        ("test", cfg.data.test_subset, "tested", "test")):
+            if size is not None:
+                raise ValueError(
+                    f"{folder} {done} on a data.{split}_subset of {size} {kind} scans, so its splits.csv lists "
+                    f"{listed[folder].get(split, 0)} {kind} participants where {beside} lists "
+                    f"{listed[beside].get(split, 0)}; compare runs {done} on the whole {kind} split (no "
+                    f"data.{split}_subset)")

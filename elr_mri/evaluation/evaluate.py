@@ -128,7 +128,26 @@ def evaluate_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = 
                       "checkpoint": checkpoint, "checkpoint_epoch": run.epoch, "run_finished": run.finished,
                       "selection_rule": rule})
     refuse_if_run_moved_on(run, run_dir, out)
+    _note_partial_balanced_accuracy(out, next(iter(reports.values())))
     return reports
+
+
+def _note_partial_balanced_accuracy(out: Path, report: MetricsReport) -> None:
+    """Say so when the set lacks a class of the model: its balanced accuracy is then the mean recall over fewer
+    classes, with a higher chance level, and must not be compared unwittingly with one over all of them."""
+    from elr_mri.plots import LEGIBLE_CLASSES
+
+    present, every = report.balanced_accuracy_classes, report.class_names
+    if not present or len(present) == len(every):
+        return
+    absent = [name for name in every if name not in present]
+    legible = len(every) <= LEGIBLE_CLASSES  # WebVision's 50 would make a line of names
+    over = ", ".join(present) if legible else f"{len(present)} of the classes"
+    lacking = " or ".join(absent) if legible else f"one of the other {len(absent)}"
+    print(f"note: {out}: balanced_accuracy is the mean recall over {over} only (no example here is labelled "
+          f"{lacking}), so chance is {100 / len(present):.1f}, not the {100 / len(every):.1f} of all {len(every)} "
+          "classes; compare it only with figures over the same classes (balanced_accuracy_classes in summary.json)",
+          file=sys.stderr)
 
 
 def _refuse_non_finite(probs: np.ndarray, frame: pd.DataFrame | None, run_dir: Path, checkpoint: str) -> None:
@@ -295,27 +314,48 @@ def write_evaluation(out: Path, reports: dict[str, MetricsReport], labels: np.nd
     for level, report in reports.items():
         plot_confusion(report.confusion, classes, out / f"confusion_{level}.png", title=f"{level} level")
     summary = {**about, "bootstrap_resamples": n_boot, "participant_overlap_notes": notes,
+               "balanced_accuracy_classes": next(iter(reports.values())).balanced_accuracy_classes,
                **{level: {name: vars(v) for name, v in r.metrics.items()} for level, r in reports.items()}}
     atomic_write_json(summary, out / "summary.json")
 
 
 # what `evaluate --baselines` and `--compare-with` add beside a run's scoring, computed from that scoring
 _COMPARISON_OUTPUTS = ("comparison.csv", "paired_differences.csv", "baselines")
-# what decides a scoring's predictions and intervals: another value of any makes the comparisons stale
-_SCORING_KEYS = ("manifest_sha256", "checkpoint", "checkpoint_epoch", "bootstrap_resamples")
+# what decides a scoring's predictions and intervals (another value of any makes the comparisons stale), each with
+# how a removal names an earlier scoring's other value
+_SCORING_KEYS = {"manifest_sha256": "other scans (the manifest's content changed)",
+                 "checkpoint": "checkpoint {then} (now {now})",
+                 "checkpoint_epoch": "the checkpoint's weights of epoch {then} (now {now})",
+                 "bootstrap_resamples": "--bootstrap {then} (now {now})"}
 
 
 def _remove_comparisons_of_another_scoring(out: Path, scoring: dict[str, Any]) -> None:
     """Remove the comparisons an earlier scoring left in `out` when this one scores other scans (a manifest
     edited in place), another checkpoint or with other resamples: they would stand beside the new results
-    as theirs. A rescoring of the same keeps them; one after an interrupted scoring cannot tell, and removes them."""
+    as theirs. A rescoring of the same keeps them; one after an interrupted scoring cannot tell, and removes them.
+    One line names what was removed and why, as `train` does for the folders it removes."""
     summary = out / "summary.json"
     earlier = json.loads(summary.read_text()) if summary.is_file() else {}
-    if earlier and all(earlier.get(key) == scoring.get(key) for key in _SCORING_KEYS):
+    changed = [key for key in _SCORING_KEYS if earlier.get(key) != scoring.get(key)]
+    if earlier and not changed:
         return
+    removed = []
     for name in _COMPARISON_OUTPUTS:
         path = out / name
         if path.is_dir():
             shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
+            removed.append(f"{name}/")
+        elif path.exists():
+            path.unlink()
+            removed.append(name)
+    if removed:
+        print(f"{out}: removed {', '.join(removed)} ({_why_stale(earlier, scoring, changed)}; --baselines and "
+              "--compare-with make them again)", file=sys.stderr)
+
+
+def _why_stale(earlier: dict[str, Any], scoring: dict[str, Any], changed: list[str]) -> str:
+    """Why the comparisons beside the `earlier` scoring do not describe this one: the settings that differ."""
+    if not earlier:
+        return "the scoring they were made beside was cut short (no summary.json), so they may not match this one"
+    differences = [_SCORING_KEYS[key].format(then=earlier.get(key), now=scoring.get(key)) for key in changed]
+    return f"they were made beside a scoring with {', '.join(differences)}"

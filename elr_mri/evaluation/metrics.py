@@ -75,6 +75,12 @@ class MetricsReport:
     confusion: np.ndarray  # counts, rows = given class, columns = predicted class
     confusion_rate: dict[str, np.ndarray] = field(default_factory=dict)  # estimate / low / high, rows sum to 1
 
+    @property
+    def balanced_accuracy_classes(self) -> list[str]:
+        """The classes the set has examples of, which its balanced accuracy averages recall over (as scikit-learn):
+        on a set lacking a class its chance level is 1/len(these), not 1/len(class_names)."""
+        return [name for name, count in zip(self.class_names, self.confusion.sum(1)) if count]
+
     def rows(self) -> list[dict[str, object]]:
         """One dict a metric (level, metric, estimate, low, high, n), ready for a CSV or a table."""
         return [

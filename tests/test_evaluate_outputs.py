@@ -1,0 +1,53 @@
+"""What `write_evaluation` leaves in an evaluation folder, and what it says of what it removes. Seconds, nothing
+trained."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from elr_mri.evaluation.evaluate import write_evaluation
+from elr_mri.evaluation.metrics import evaluate_predictions
+
+CLASSES = ["CN", "MCI", "AD"]
+
+
+def _write(out: Path, labels: list[int], n_boot: int) -> None:
+    """An evaluation of a network that calls everyone CN, as `evaluate` writes it for the holdout `h.csv`."""
+    probs = np.tile([0.8, 0.1, 0.1], (len(labels), 1))
+    people = np.array([f"s{i}" for i in range(len(labels))])
+    reports = evaluate_predictions(np.array(labels), probs, people, CLASSES, n_boot=n_boot)
+    ids = pd.DataFrame({"participant_id": people, "session_id": "ses-M00"})
+    about = {"manifest": "/data/h.csv", "manifest_sha256": "abc", "checkpoint": "best", "checkpoint_epoch": 3}
+    write_evaluation(out, reports, np.array(labels), probs, ids, CLASSES, [], about)
+
+
+def test_a_rescoring_with_other_settings_names_the_comparisons_it_removes(tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "eval-h"
+    _write(out, [0, 1, 2, 0], n_boot=10)
+    (out / "comparison.csv").write_text("method\n")  # as `--baselines --compare-with` leave them
+    (out / "baselines" / "voxels_linear_svm").mkdir(parents=True)
+    capsys.readouterr()
+    _write(out, [0, 1, 2, 0], n_boot=10)  # the same scoring again: they still describe it
+    assert capsys.readouterr().err == "" and (out / "comparison.csv").is_file() and (out / "baselines").is_dir()
+    _write(out, [0, 1, 2, 0], n_boot=20)
+    assert capsys.readouterr().err == (
+        f"{out}: removed comparison.csv, baselines/ (they were made beside a scoring with --bootstrap 10 (now 20); "
+        "--baselines and --compare-with make them again)\n")
+    assert not (out / "comparison.csv").exists() and not (out / "baselines").exists()
+    _write(out, [0, 1, 2, 0], n_boot=10)  # nothing left to remove: nothing said
+    assert capsys.readouterr().err == ""
+
+
+def test_the_summary_names_the_classes_the_balanced_accuracy_averages_over(tmp_path: Path) -> None:
+    _write(tmp_path / "without_ad", [0, 1, 0, 1], n_boot=10)
+    summary = json.loads((tmp_path / "without_ad" / "summary.json").read_text())
+    assert summary["balanced_accuracy_classes"] == ["CN", "MCI"]
+    assert summary["participant"]["balanced_accuracy"]["estimate"] == pytest.approx(0.5)  # chance over two classes
+    _write(tmp_path / "every_class", [0, 1, 2], n_boot=10)
+    assert json.loads((tmp_path / "every_class" / "summary.json").read_text())["balanced_accuracy_classes"] == CLASSES
