@@ -19,9 +19,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from elr_mri import __version__
 from elr_mri.stopping import Terminated, interrupted, terminated, terminating_at_safe_points
 from preprocess.signals import sigterm_as_ctrl_c
-from preprocess.user_errors import USER_ERRORS, as_storage_error, nonempty_path, report_user_error
+from preprocess.user_errors import USER_ERRORS, as_path_name_error, as_storage_error, nonempty_path, report_user_error
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -171,9 +172,9 @@ def _user_problem(err: BaseException) -> BaseException | None:
         return ValueError(found.group(1)) if found else None
     if isinstance(err, USER_ERRORS):
         return err
-    storage = as_storage_error(err)
-    if storage is not None:
-        return storage
+    refused = as_storage_error(err) or as_path_name_error(err)  # a disk full or read-only, a path too long
+    if refused is not None:
+        return refused
     cause = err.__cause__
     while cause is not None:
         if isinstance(cause, USER_ERRORS) and type(cause).__module__.startswith(("elr_mri.", "preprocess.")):
@@ -184,13 +185,17 @@ def _user_problem(err: BaseException) -> BaseException | None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="elr-mri", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"elr-mri {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    train = commands.add_parser("train", help="train a classifier from a YAML config")
+    train = commands.add_parser("train", help="train a classifier from a YAML config",
+                                description="Train a classifier from a YAML config (configs/), or continue a run.")
     source = train.add_mutually_exclusive_group(required=True)
     source.add_argument("--config", type=nonempty_path, help="YAML run configuration (see configs/)")
     source.add_argument("--resume", type=nonempty_path, metavar="RUN_DIR", help="continue a killed or finished run")
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a config value, e.g. --set train.epochs=5 (repeatable)")
+                       help="override a config value, e.g. --set train.epochs=5; one KEY=VALUE each, repeated for "
+                            "more; VALUE is YAML (quote text YAML would read as a number or boolean: "
+                            "--set \"data.root='2024'\"; a section takes a mapping: --set 'train={epochs: 5}')")
     train.add_argument("--out", type=nonempty_path, help="run directory (default: runs/<config name>)")
     train.set_defaults(handler=_train)
     evaluate = commands.add_parser("evaluate", help="score a run on its test split or on a holdout cohort")
@@ -203,18 +208,23 @@ def _parser() -> argparse.ArgumentParser:
                           help="best: the run's selection rule (config.yaml says which); last: the final epoch")
     evaluate.add_argument("--bootstrap", type=int, default=1000, help="participant resamples for the 95%% intervals")
     evaluate.add_argument("--baselines", action="store_true",
-                          help="also fit the linear baselines on the run's splits and put them in the same table")
+                          help="MRI runs only: also fit the linear baselines on the run's splits and put them in the "
+                               "same table")
     evaluate.add_argument("--volumes", type=nonempty_path, nargs="+", default=[], metavar="CSV",
                           help="`elr-mri volumes` CSVs of the training cohort and the holdout (for the volume baseline)")
     evaluate.add_argument("--drop-suspected", type=nonempty_path, metavar="ELR_RUN",
-                          help="also fit the baselines without the training scans this run flagged as mislabelled")
+                          help="MRI runs only: also fit the baselines without the training scans this run flagged as "
+                               "mislabelled (by ELR targets; a CE run's last-epoch predictions with a warning)")
     evaluate.add_argument("--compare-with", type=nonempty_path, nargs="+", default=[], metavar="RUN_DIR",
-                          help="other runs on the same splits (e.g. ELR beside CE), scored and put in the same table")
+                          help="MRI runs only: other runs on the same participant splits (e.g. ELR beside CE), scored "
+                               "and put in the same table")
     evaluate.set_defaults(handler=_evaluate)
     explain = commands.add_parser("explain", help="input-gradient saliency maps of an MRI run, per class")
-    explain.add_argument("--run", type=nonempty_path, required=True, metavar="RUN_DIR")
+    explain.add_argument("--run", type=nonempty_path, required=True, metavar="RUN_DIR",
+                         help="an MRI run of `elr-mri train` (its --out)")
     explain.add_argument("--manifest", type=nonempty_path, help="scans to explain (default: the run's test split)")
-    explain.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    explain.add_argument("--checkpoint", choices=["best", "last"], default="best",
+                         help="the selected epoch's weights (best.pt, default) or the last epoch's")
     explain.set_defaults(handler=_explain)
     importer = commands.add_parser("import-cohort", help="diagnoses + ages (ADNIMERGE or a mapped table) joined to scans")
     importer.add_argument("--scans", type=nonempty_path, required=True, help="manifest written by `elr-mri preprocess`")
@@ -249,6 +259,8 @@ def _train(args: argparse.Namespace) -> int:
             raise ValueError(f"--out {args.out} with --resume {args.resume}: a resumed run continues in its own "
                              "directory; drop --out (or copy the run directory there first)")
         out_dir = args.resume
+        if out_dir.is_file() and (out_dir.parent / "config.yaml").is_file():  # RUN/config.yaml for RUN
+            raise ValueError(f"--resume {out_dir}: is a file of the run; pass the run's folder: --resume {out_dir.parent}")
         if not (out_dir / "config.yaml").is_file() and (out_dir / "checkpoints" / "last.pt").is_file():
             raise FileNotFoundError(f"--resume {out_dir}: its config.yaml is missing (checkpoints/last.pt is there); "
                                     "restore config.yaml from a copy of the run")

@@ -18,7 +18,7 @@ from .inputs import InputError, parse_shard, read_inputs
 from .pipeline import Params
 from .signals import Terminated, sigterm_as_ctrl_c
 from .template import check_template_files
-from .user_errors import USER_ERRORS, nonempty_text, report_user_error, storage_error_or_raise
+from .user_errors import USER_ERRORS, as_path_name_error, nonempty_text, report_user_error, storage_error_or_raise
 
 __all__ = ["main", "merge_main", "build_parser"]
 
@@ -91,8 +91,8 @@ def _reporting_user_errors(command: str, work: Callable[[], int], on_rerun: str,
             return work()
     except (InputError, *USER_ERRORS) as exc:
         return report_user_error(command, exc, status)
-    except OSError as exc:  # a full or read-only disk under --output
-        return report_user_error(command, storage_error_or_raise(exc), status)
+    except OSError as exc:  # a full or read-only disk under --output, a path too long
+        return report_user_error(command, as_path_name_error(exc) or storage_error_or_raise(exc), status)
     except Terminated:
         print(f"{command}: stopped by SIGTERM (a job's time limit, scancel or kill); run the same command again: "
               f"{on_rerun}", file=sys.stderr)

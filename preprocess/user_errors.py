@@ -11,8 +11,8 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["USER_ERRORS", "StorageError", "as_storage_error", "nonempty_path", "nonempty_text", "report_user_error",
-           "storage_error_or_raise"]
+__all__ = ["USER_ERRORS", "StorageError", "as_path_name_error", "as_storage_error", "nonempty_path", "nonempty_text",
+           "not_a_file", "report_user_error", "storage_error_or_raise"]
 
 
 class StorageError(OSError):
@@ -38,12 +38,30 @@ def as_storage_error(err: BaseException) -> StorageError | None:
     return StorageError(err.errno, f"{os.strerror(err.errno)}{where}; {fix}")
 
 
+# Paths the OS refuses by their name, whatever the disk: the user's to fix too.
+_PATH_NAME_FIXES = {errno.ENAMETOOLONG: "shorten it (a file or folder name holds at most 255 bytes)",
+                    errno.ELOOP: "it runs through a loop of symbolic links; fix the link"}
+
+
+def as_path_name_error(err: BaseException) -> ValueError | None:
+    """`err` as one line naming the path when the OS refused a path by its name (too long, a link loop), else None:
+    raised from any `Path.exists()` or `mkdir`, it was a traceback."""
+    if not isinstance(err, OSError) or err.errno not in _PATH_NAME_FIXES:
+        return None
+    return ValueError(f"{err.filename or 'a path'}: {os.strerror(err.errno)}; {_PATH_NAME_FIXES[err.errno]}")
+
+
 def storage_error_or_raise(err: OSError) -> StorageError:
     """`err` as a `StorageError`, or `err` raised again: any other OS error is not the user's to fix."""
     storage = as_storage_error(err)
     if storage is None:
         raise err
     return storage
+
+
+def not_a_file(path: str | Path) -> str:
+    """Why `path`, expected to be a file, cannot be read, in words: a folder passed for a file said as such."""
+    return "is a folder, not a file (pass the file in it)" if Path(path).is_dir() else "no such file"
 
 
 def nonempty_text(text: str) -> str:

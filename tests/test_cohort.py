@@ -98,11 +98,30 @@ def test_every_problem_is_one_line_naming_its_row(tmp_path):
         load_manifest(path, CLASSES, require_age=True)
     assert "P5', session 'M00'): no age" not in str(err.value)
     # lines of the file, the header being line 1
-    assert "line 3 (participant 'P2', session 'M00'): diagnosis 'Dementia' is not one of CN, MCI, AD (a cohort's " \
-           "own codes, such as Dementia, are recoded into these by `elr-mri import-cohort`)" in lines[1]
+    assert "line 3 (participant 'P2', session 'M00'): diagnosis 'Dementia' is not one of CN, MCI, AD (the run's " \
+           "classes, data.mri.classes; a cohort's own codes, such as Dementia, are recoded into these by `elr-mri " \
+           "import-cohort`)" in lines[1]
     assert "line 4 (participant 'P3', session 'M00'): no age" in str(err.value)
     assert "line 5 (participant 'P1', session 'M00'): duplicate of line 2" in str(err.value)
     assert "line 6 (participant 'P4', session 'M00'): file not found" in str(err.value)
+
+
+def test_a_folder_given_for_the_manifest_is_said_to_be_one(tmp_path):
+    with pytest.raises(ManifestError, match=rf"^manifest {tmp_path}: is a folder, not a file \(pass the file in it\)$"):
+        load_manifest(tmp_path, CLASSES, require_age=True)
+    with pytest.raises(ManifestError, match=rf"^manifest {tmp_path / 'gone.csv'}: no such file$"):
+        load_manifest(tmp_path / "gone.csv", CLASSES, require_age=True)
+
+
+def test_a_class_the_run_leaves_out_is_one_problem_not_one_per_scan(tmp_path):
+    """data.mri.classes [CN, AD] on a cohort with MCI listed every MCI scan, a line each."""
+    rows = [scan("P1", "M00"), scan("P2", "M00", "MCI"), scan("P3", "M00", "MCI"), scan("P4", "M00", "MCI")]
+    with pytest.raises(ManifestError) as err:
+        load_manifest(write_manifest(tmp_path, rows), ["CN", "AD"], require_age=True)
+    assert str(err.value).splitlines()[1:] == [
+        "  line 3 (participant 'P2', session 'M00') and 2 more row(s): diagnosis 'MCI' is not one of CN, AD (the "
+        "run's classes, data.mri.classes; a cohort's own codes, such as Dementia, are recoded into these by `elr-mri "
+        "import-cohort`)"]
 
 
 def test_missing_age_is_fine_when_the_model_does_not_use_it(tmp_path):

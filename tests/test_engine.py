@@ -422,6 +422,9 @@ def test_resume_refuses_other_settings_a_shorter_run_and_a_missing_run(tmp_path:
     assert (out / "config.yaml").read_text() == config_before
     result = cli_in_process("train", "--resume", str(tmp_path / "nothing"))
     assert result.returncode == 2 and "no run there" in result.stderr and "--config" in result.stderr
+    result = cli_in_process("train", "--resume", str(out / "config.yaml"))
+    assert result.stderr == f"elr-mri train: error: --resume {out / 'config.yaml'}: is a file of the run; pass the " \
+                            f"run's folder: --resume {out}\n"
     shape = json.loads((out / "data_shape.json").read_text())  # as if data.root now held other images
     (out / "data_shape.json").write_text(json.dumps({**shape, "train_examples": shape["train_examples"] + 5}))
     result = cli_in_process("train", "--resume", str(out), "--set", "train.epochs=3")
@@ -733,6 +736,45 @@ def test_a_resume_refuses_a_run_whose_best_pt_is_lost(tmp_path: Path, cli_in_pro
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert "best.pt is missing, though last.pt records epoch" in result.stderr
     assert json.loads((out / "summary.json").read_text())["epochs"] == 2  # nothing trained or rewritten
+
+
+def test_a_run_whose_checkpoints_folder_was_deleted_is_not_started_over(tmp_path: Path, cli_in_process: Cli) -> None:
+    """With checkpoints/ gone, the folder looked like a run killed before its first checkpoint: it started again
+    from epoch 1 over metrics.csv without a word, and --resume said no checkpoint had been written yet."""
+    out = tmp_path / "run"
+    train(load_config(DIGITS, [*SMALL, "train.epochs=3", "train.checkpoint_seconds=0"]), out)
+    for name in ("summary.json", "suspected_mislabels.csv", "memorization.png"):  # as if killed after epoch 3
+        (out / name).unlink(missing_ok=True)
+    shutil.rmtree(out / "checkpoints")
+    logged = (out / "metrics.csv").read_bytes()
+    for command in (["--config", str(out / "config.yaml"), "--out", str(out)], ["--resume", str(out)]):
+        result = cli_in_process("train", *command)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+        assert f"last.pt is missing, but {out}/metrics.csv logs 3 epochs" in result.stderr
+        assert "restore checkpoints/ from a copy" in result.stderr
+    assert (out / "metrics.csv").read_bytes() == logged
+
+
+def test_a_run_whose_best_pt_was_deleted_while_it_trained_says_so_at_its_end(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """It finished with a summary naming a best epoch whose weights no file held, and evaluate then called the
+    finished run not a run."""
+    from elr_mri.engine.runner import CheckpointWriter
+
+    out, written = tmp_path / "run", CheckpointWriter._write
+
+    def write_then_the_user_deletes_the_folder(self, *args, **kwargs) -> None:
+        written(self, *args, **kwargs)
+        if not hasattr(self, "deleted"):
+            self.deleted = shutil.rmtree(self.folder)
+
+    monkeypatch.setattr(CheckpointWriter, "_write", write_then_the_user_deletes_the_folder)
+    # a learning rate too small to change a prediction: epoch 1 stays the best, written only at epoch 1
+    summary = train(load_config(DIGITS, [*SMALL, "train.epochs=3", "train.checkpoint_seconds=0", "optim.lr=1e-12"]), out)
+    assert summary["best_epoch"] == 1 and not (out / "checkpoints" / "best.pt").exists()
+    assert summary["warnings"][-1] == ("checkpoints/best.pt is missing (deleted while the run trained?), so the weights "
+                                       "of the selected epoch 1 are gone: evaluate with --checkpoint last, or train "
+                                       "the run again")
 
 
 def test_a_plain_resume_of_a_finished_run_on_read_only_storage_prints_its_summary(

@@ -80,6 +80,8 @@ def test_cuda_graphs_are_tested_for_one_network_in_one_process_on_device_batches
 def test_the_run_records_what_auto_chose() -> None:
     cpu = ExecutionPlan.from_config(TrainLoopConfig(), torch.device("cpu"))
     assert cpu.describe() == "fp32, eager"
+    asked = ExecutionPlan.from_config(TrainLoopConfig(cudnn_benchmark=True), torch.device("cpu"))
+    assert asked.describe() == "fp32, eager"  # cuDNN does not run on a CPU
     gpu = ExecutionPlan.from_config(TrainLoopConfig(precision="bf16", compile_step=True), torch.device("cuda"),
                                     graphs_tested=True)
     assert gpu.describe() == ("bf16 autocast, channels-last, torch.compile (reduce-overhead, whole step), fused "

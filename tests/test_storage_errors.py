@@ -4,6 +4,7 @@ Seconds; the disk is not filled for real (torch's writer failing part-way is imi
 from __future__ import annotations
 
 import errno
+import os
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,18 @@ def test_a_reader_that_closes_the_pipe_early_ends_the_command_with_one_line_not_
     assert reader.wait() == 141  # 128 + SIGPIPE, as a shell reports a writer the closed pipe ended
     if not stderr_too:
         assert stderr == "elr-mri preprocess: stopped writing, its output's reader closed the pipe\n"
+
+
+def test_a_path_the_os_refuses_by_its_name_is_one_line_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`Path.is_dir()` and `mkdir` on a name over 255 bytes raised ENAMETOOLONG as a traceback."""
+    from elr_mri.cli import main
+
+    long_name = tmp_path / ("x" * 300)
+    config = Path(__file__).resolve().parents[1] / "configs" / "digits" / "elr_sym40.yaml"
+    assert main(["train", "--config", str(config), "--out", str(long_name)]) == 2
+    assert capsys.readouterr().err == (f"elr-mri train: error: {long_name}: File name too long; shorten it (a file or "
+                                       "folder name holds at most 255 bytes)\n")
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    assert str(_user_problem(OSError(errno.ELOOP, os.strerror(errno.ELOOP), str(loop)))) == (
+        f"{loop}: Too many levels of symbolic links; it runs through a loop of symbolic links; fix the link")

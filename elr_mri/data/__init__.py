@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from elr_mri.config import ConfigError
+from preprocess.user_errors import not_a_file
 
 if TYPE_CHECKING:
     from elr_mri.config import DataConfig
@@ -41,6 +42,6 @@ def _require_files(cfg: DataConfig) -> None:
         used |= {f"mri.{key}": getattr(cfg.mri, key) for key in files}
     for key, path in used.items():
         if path and not Path(path).is_file():
-            raise ConfigError(f"data.{key} = {path}: no such file; for a new run correct the path in the config or "
+            raise ConfigError(f"data.{key} = {path}: {not_a_file(path)}; for a new run correct the path in the config or "
                               f"with --set data.{key}=PATH; a run already made (--resume, evaluate, explain) "
                               "reads it from that path, so put the file back there")

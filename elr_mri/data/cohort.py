@@ -23,6 +23,7 @@ import pandas as pd
 from elr_mri.data.importers import (MAX_AGE_YEARS, USABLE_STATUSES, adni_participant_key, has_usable_status,
                                     sex_letters)
 from preprocess.inputs import read_csv_table
+from preprocess.user_errors import not_a_file
 
 __all__ = [
     "ManifestError",
@@ -63,7 +64,7 @@ def load_manifest(
     """
     path = Path(path)
     if not path.is_file():
-        raise ManifestError(f"manifest not found: {path}")
+        raise ManifestError(f"manifest {path}: {not_a_file(path)}")
     frame = read_csv_table(path, dtype={"participant_id": str, "session_id": str}, keep_default_na=True)
     return validate_manifest(
         frame, classes, require_age, source=str(path), base_dir=path.parent, check_files=check_files, warn_qc=warn_qc
@@ -105,11 +106,7 @@ def validate_manifest(
         if column in frame.columns:
             raw = frame[column].map(lambda v: "" if pd.isna(v) else str(v).strip())
             frame[column] = raw.str.lower().map(spelled)
-            problems += [
-                f"{_where(frame, i)}: {column} {raw[i]!r} is not one of {', '.join(classes)} (a cohort's own codes, "
-                "such as Dementia, are recoded into these by `elr-mri import-cohort`)"
-                for i in np.flatnonzero(frame[column].isna())
-            ]
+            problems += _unknown_classes(frame, raw, column, classes)
     for column in ("participant_id", "session_id"):
         problems += [f"{_where(frame, i)}: empty {column}" for i in np.flatnonzero(frame[column] == "")]
     problems += [f"{_where(frame, i)}: age is negative" for i in np.flatnonzero(frame["age"] < 0)]
@@ -226,6 +223,20 @@ def _spellings(frame: pd.DataFrame) -> list[str]:
             reported.add(participant)
             problems.append(f"{_where(frame, i)}: the participant of line {frame['_row'][j]} spelled another way "
                             f"({frame['participant_id'][j]!r}); write one ID per person")
+    return problems
+
+
+def _unknown_classes(frame: pd.DataFrame, raw: pd.Series, column: str, classes: Sequence[str]) -> list[str]:
+    """A problem per diagnosis outside `classes`, naming its first row and how many share it: a class the run
+    leaves out (data.mri.classes [CN, AD] on a cohort with MCI) is one line, not one per scan."""
+    unknown = np.flatnonzero(frame[column].isna())
+    problems = []
+    for value in dict.fromkeys(raw[i] for i in unknown):
+        rows = [i for i in unknown if raw[i] == value]
+        others = f" and {len(rows) - 1} more row(s)" if len(rows) > 1 else ""
+        problems.append(f"{_where(frame, rows[0])}{others}: {column} {value!r} is not one of {', '.join(classes)} "
+                        "(the run's classes, data.mri.classes; a cohort's own codes, such as Dementia, are recoded "
+                        "into these by `elr-mri import-cohort`)")
     return problems
 
 

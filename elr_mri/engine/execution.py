@@ -85,7 +85,7 @@ class ExecutionPlan:
             parts.append("dilated convolutions on phase grids")
         if self.fused_optimizer:
             parts.append("fused optimizer")
-        if self.cudnn_benchmark:
+        if self.cudnn_benchmark and self.device.type == "cuda":  # asked for on a CPU, it changes nothing
             parts.append("cuDNN benchmark")
         return ", ".join(parts)
 

@@ -118,9 +118,28 @@ def check_run_dir(out_dir: Path, resume: bool) -> None:
     if best.exists() and not _stopped_writing_its_first_checkpoint(out_dir, best):
         raise FileExistsError(f"{last} is missing, but best.pt beside it shows the run in {out_dir} wrote checkpoints; "
                               "restore last.pt from a copy, or move the folder away to start that run over")
+    logged = _seconds_logged_before_the_last_epoch(out_dir)
+    if logged is not None:
+        raise FileExistsError(f"{last} is missing, but {out_dir}/metrics.csv logs {logged[0]} epochs, {logged[1]:.0f} s "
+                              "of them before the last, past train.checkpoint_seconds, so the run wrote checkpoints; "
+                              "restore checkpoints/ from a copy, or move the folder away to start that run over")
     fix = ("nothing there to resume: start a new run with --config FILE --out NEW_FOLDER" if resume else
            "a new run needs a new or empty folder: choose another --out")
     _require_killed_before_first_checkpoint(out_dir, fix)
+
+
+def _seconds_logged_before_the_last_epoch(out_dir: Path) -> tuple[int, float] | None:
+    """(epochs logged, their seconds before the last) when those seconds reach the run's train.checkpoint_seconds:
+    the checkpoint writer then wrote at an earlier epoch's end, so checkpoints were deleted since (a run killed while
+    writing its first has logged at most one epoch past the time). None when nothing says so."""
+    try:
+        logged = pd.read_csv(out_dir / "metrics.csv")
+        settings = yaml.safe_load((out_dir / "config.yaml").read_text()) or {}
+        every = float((settings.get("train") or {}).get("checkpoint_seconds", 60.0))
+        before_last = logged[["epoch_seconds", "eval_seconds"]].fillna(0).to_numpy()[:-1].sum()
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, yaml.YAMLError):
+        return None
+    return (len(logged), float(before_last)) if len(logged) > 1 and before_last >= every else None
 
 
 def _stopped_writing_its_first_checkpoint(out_dir: Path, best: Path) -> bool:

@@ -559,6 +559,9 @@ def _finish(out_dir: Path, cfg: RunConfig, data: NoisyImageData, method: Method,
         "wall_seconds": round(state.seconds_before + time.perf_counter() - state.started, 2),
     }
     found = collapse_warnings(metrics, int(best["epoch"]), cfg.loss.name)
+    if not (out_dir / "checkpoints" / "best.pt").exists():  # its folder removed while the run trained
+        found.append(f"checkpoints/best.pt is missing (deleted while the run trained?), so the weights of the selected "
+                     f"epoch {int(best['epoch'])} are gone: evaluate with --checkpoint last, or train the run again")
     if found:
         summary["warnings"] = found
     table = _mislabel_table(method, tracker, data)

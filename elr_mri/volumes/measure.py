@@ -28,6 +28,7 @@ from preprocess.batch import failure_table, files_removed_at_start, telling_line
 from preprocess.inputs import read_csv_table
 from preprocess.pipeline import Params, ScanOutputs
 from preprocess.sidecar import file_sha256, read_sidecar, write_json
+from preprocess.user_errors import not_a_file
 from preprocess.workers import run_per_scan
 
 __all__ = ["VolumeParams", "default_volumes_csv", "measure_scan", "measure_manifest", "volume_columns",
@@ -173,7 +174,8 @@ def measure_manifest(manifest: str | Path, out_csv: str | Path | None = None, pa
     workers are stopped before they could clean up."""
     manifest = Path(manifest)
     if not manifest.is_file():
-        raise FileNotFoundError(f"--manifest {manifest}: no such file; pass the manifest `elr-mri preprocess` wrote")
+        raise FileNotFoundError(f"--manifest {manifest}: {not_a_file(manifest)}; pass the manifest `elr-mri preprocess` "
+                                "wrote")
     out_csv = Path(out_csv) if out_csv else default_volumes_csv(manifest)
     if out_csv.is_dir():
         raise IsADirectoryError(f"--out {out_csv} is a folder; pass the CSV to write, e.g. {out_csv / 'volumes.csv'}")
