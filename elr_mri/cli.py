@@ -54,11 +54,25 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + signal.SIGPIPE
 
 
-def _spaced_set_hint(argv: list[str], stray: list[str]) -> str:
-    """`--set train.epochs 2` leaves the 2 over: say how --set is spelt."""
+def _stray_hint(argv: list[str], stray: list[str]) -> str:
+    """How to say what the first stray argument seems meant for: `--set train.epochs 2` leaves the 2 over,
+    `--set a=1 b=2` the b=2, and `--epochs 3` names a setting as if it were an option."""
     for flag, key, value in zip(argv, argv[1:], argv[2:]):
         if flag == "--set" and "=" not in key and value == stray[0]:
             return f" (--set takes KEY=VALUE with no space: --set {key}={value})"
+    if argv[:1] != ["train"]:  # the only command with --set
+        return ""
+    if "=" in stray[0] and not stray[0].startswith("-"):
+        return f" (each --set takes one KEY=VALUE: --set {stray[0]})"
+    if stray[0].startswith("--"):
+        from elr_mri.config import RunConfig, dotted_keys
+
+        name, given, value = stray[0][2:].partition("=")
+        if not given:
+            value = stray[1] if len(stray) > 1 and not stray[1].startswith("-") else "VALUE"
+        keys = [key for key in dotted_keys(RunConfig) if key.rsplit(".", 1)[-1] == name.replace("-", "_")]
+        if keys:
+            return f" (settings go through --set: --set {' or --set '.join(f'{key}={value}' for key in keys)})"
     return ""
 
 
@@ -80,7 +94,7 @@ def _run_command(argv: list[str]) -> int:
         return _FORWARDED[argv[0]](argv[1:])
     args, stray = _parser().parse_known_args(argv)
     if stray:  # one line naming the command, not the top-level usage argparse would print
-        print(f"elr-mri {args.command}: unrecognized arguments: {' '.join(stray)}{_spaced_set_hint(argv, stray)}",
+        print(f"elr-mri {args.command}: unrecognized arguments: {' '.join(stray)}{_stray_hint(argv, stray)}",
               file=sys.stderr)
         return 2
     training = args.command == "train"  # the signals recorded (`terminated`, `interrupted`) are training's
@@ -271,6 +285,8 @@ def _train(args: argparse.Namespace) -> int:
     else:
         out_dir = args.out or Path("runs") / args.config.stem
         config = load_config(args.config, args.overrides)
+        if args.out is None:
+            _refuse_another_configs_run(config, out_dir)
     finished_before = args.resume is not None and finished_at(out_dir, config.train.epochs)  # scored when it ended
     notes = _unread_setting_notes(config, args.overrides)
     summary = train(config, out_dir, resume=args.resume is not None, notes=notes)
@@ -303,6 +319,23 @@ def _holdout_unscored(out_dir: Path, holdout: Path) -> bool:
     print(f"note: {out_dir}: the scoring of its holdout {holdout} was cut short and cannot be finished here ({reason}); "
           f"once it can: elr-mri evaluate --run {out_dir} --manifest {holdout}", file=sys.stderr)
     return False
+
+
+def _refuse_another_configs_run(config: RunConfig, out_dir: Path) -> None:
+    """The default --out is named after the config file alone, which configs/cifar10/ and configs/cifar100/ share
+    (elr_sym40.yaml): a run of other settings there would be offered for --resume, and followed, trained on."""
+    from elr_mri.config import ConfigError, load_config, settings_a_resume_would_change
+
+    try:
+        there = load_config(out_dir / "config.yaml")
+    except (ConfigError, OSError):  # no run there, or not one this can read: the run folder's own checks say which
+        return
+    changed = settings_a_resume_would_change(there, config)
+    if changed:
+        key, (before, after) = next(iter(changed.items()))
+        raise FileExistsError(f"{out_dir}, the default --out (runs/<config file name>), holds a run of other settings "
+                              f"({key} = {before!r} there, {after!r} here), e.g. another folder's config of this name; "
+                              "pass --out NEW_RUN_DIR")
 
 
 def _unread_setting_notes(config: RunConfig, overrides: list[str]) -> list[str]:

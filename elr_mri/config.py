@@ -624,16 +624,23 @@ def refuse_resume_changes(saved: RunConfig, wanted: RunConfig, run_dir: str | Pa
     """Stop a resume that would change what the run computes (a loss, a rate, the data), naming the key.
 
     `fix` says how to start a new run instead (default: the `elr-mri train` command)."""
-    before = _flatten(config_to_dict(with_absolute_paths(saved)))  # a path is the same spelled either way
-    after = _flatten(config_to_dict(with_absolute_paths(wanted)))
-    changed = [key for key in after if after[key] != before.get(key) and key not in RESUME_MAY_CHANGE]
+    changed = settings_a_resume_would_change(saved, wanted)
     if changed:
-        key = changed[0]
+        key, (before, after) = next(iter(changed.items()))
         config_file = shlex.quote(str(Path(run_dir) / "config.yaml"))
         fix = fix or f"elr-mri train --config {config_file} --set {key}=... --out NEW_RUN_DIR"
         raise ConfigError(
-            f"{run_dir} was trained with {key} = {before.get(key)!r}; a resumed run keeps its settings (only "
-            f"train.epochs and how it runs may change), so start a new run for {key} = {after[key]!r}: {fix}")
+            f"{run_dir} was trained with {key} = {before!r}; a resumed run keeps its settings (only "
+            f"train.epochs and how it runs may change), so start a new run for {key} = {after!r}: {fix}")
+
+
+def settings_a_resume_would_change(saved: RunConfig, wanted: RunConfig) -> dict[str, tuple[Any, Any]]:
+    """Key → (saved, wanted) of each setting that changes what a run computes, paths compared absolute (the same
+    spelled either way)."""
+    before = _flatten(config_to_dict(with_absolute_paths(saved)))
+    after = _flatten(config_to_dict(with_absolute_paths(wanted)))
+    return {key: (before.get(key), after[key]) for key in after
+            if after[key] != before.get(key) and key not in RESUME_MAY_CHANGE}
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -670,20 +677,20 @@ def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
 def _did_you_mean(prefix: str, name: str, names: set[str]) -> str:
     """` (did you mean KEY?)` for the key an unknown one most likely meant: a near spelling in its own section, else
     the same or a near name in another (`optim.epochs`: train.epochs), which the list of its section's keys misses."""
-    for keys in ([prefix + known for known in names], _dotted_keys(RunConfig)):
+    for keys in ([prefix + known for known in names], dotted_keys(RunConfig)):
         near = difflib.get_close_matches(name, {key.rsplit(".", 1)[-1] for key in keys}, n=1)
         if near:
             return f" (did you mean {' or '.join(sorted(k for k in keys if k.rsplit('.', 1)[-1] == near[0]))}?)"
     return ""
 
 
-def _dotted_keys(cls: type, prefix: str = "") -> list[str]:
+def dotted_keys(cls: type, prefix: str = "") -> list[str]:
     """Every key a config may give, sections too, dotted from the top: data, data.noise, data.noise.rate, ..."""
     keys = []
     for name, hint in typing.get_type_hints(cls).items():
         keys.append(prefix + name)
         if dataclasses.is_dataclass(hint):
-            keys += _dotted_keys(hint, f"{prefix}{name}.")
+            keys += dotted_keys(hint, f"{prefix}{name}.")
     return keys
 
 

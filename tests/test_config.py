@@ -148,6 +148,14 @@ def test_a_spaced_set_and_a_stray_argument_are_one_line_naming_the_command(cli_i
                              "--set train.epochs=2)\n")
     stray = cli_in_process("evaluate", "--run", "runs/x", "--bogus")
     assert (stray.returncode, stray.stderr) == (2, "elr-mri evaluate: unrecognized arguments: --bogus\n")
+    assert cli_in_process("evaluate", "--run", "runs/x", "--epochs", "3").stderr == (
+        "elr-mri evaluate: unrecognized arguments: --epochs 3\n")  # no --set to point to
+    for typed, hint in ((["--set", "train.epochs=1", "train.threads=1"], "train.threads=1 (each --set takes one "
+                                                                         "KEY=VALUE: --set train.threads=1)"),
+                        (["--epochs", "3"], "--epochs 3 (settings go through --set: --set train.epochs=3)"),
+                        (["--batch-size=4"], "--batch-size=4 (settings go through --set: --set train.batch_size=4)")):
+        result = cli_in_process("train", "--config", "configs/digits/elr_sym40.yaml", *typed)
+        assert (result.returncode, result.stderr) == (2, f"elr-mri train: unrecognized arguments: {hint}\n")
 
 
 def test_an_empty_config_is_refused_with_settings_given_too(tmp_path: Path) -> None:

@@ -777,6 +777,20 @@ def test_a_run_whose_best_pt_was_deleted_while_it_trained_says_so_at_its_end(
                                        "the run again")
 
 
+def test_the_default_out_of_another_configs_run_is_refused_not_offered_for_resume(tmp_path: Path) -> None:
+    """configs/cifar10/elr_sym40.yaml and configs/cifar100/elr_sym40.yaml share runs/elr_sym40: the second was told to
+    continue the first's run with --resume."""
+    from elr_mri.cli import _refuse_another_configs_run
+
+    out = tmp_path / "elr_sym40"
+    train(load_config(DIGITS, [*SMALL, "train.epochs=1"]), out)
+    _refuse_another_configs_run(load_config(DIGITS, [*SMALL, "train.epochs=3"]), out)  # its own: --resume is right
+    with pytest.raises(FileExistsError, match=rf"^{out}, the default --out \(runs/<config file name>\), holds a run of "
+                                              r"other settings \(loss.name = 'elr' there, 'ce' here\), .*; pass --out"):
+        _refuse_another_configs_run(load_config(DIGITS, [*SMALL, "loss.name=ce"]), out)
+    _refuse_another_configs_run(load_config(DIGITS), tmp_path / "nothing")
+
+
 def test_a_plain_resume_of_a_finished_run_on_read_only_storage_prints_its_summary(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Taking the run's lock needs write access, which a read-only mount (an archive of runs) refuses; checked by

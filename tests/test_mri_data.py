@@ -441,6 +441,9 @@ def test_scans_smaller_than_the_crop_are_padded_with_a_warning(tmp_path, caplog)
     data = build_mri_data(config(manifest, crop_size=[16, 40, 16]))
     assert data.train[0]["image"].shape == (1, 16, 40, 16)
     assert "smaller than data.mri.crop_size [16, 40, 16] along axis 1 and are zero-padded" in caplog.text
+    with pytest.raises(ValueError, match=r"crop_size \[16, 80, 16\] is more than 2× the scans \(32x32x32 .*along axis 1, "
+                                         "so the crops would be mostly padding"):
+        build_mri_data(config(manifest, crop_size=[16, 80, 16]))
     assert "no processed_path column, so the scans in `path` are read as they are" in caplog.text
     caplog.clear()
     frame = pd.read_csv(manifest)

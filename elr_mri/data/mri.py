@@ -317,9 +317,19 @@ def _check_training_diagnoses(labels: np.ndarray, cohort_labels: np.ndarray, cla
                     "to the diagnoses the cohort has)", source, ", ".join(absent))
 
 
+# a crop more than this many times a scan's extent along an axis is mostly padding: a typo, or scans of another grid
+MAX_PADDED_CROP = 2.0
+
+
 def _note_padding(grid: VolumeGrid, crop_size: Sequence[int], source: str) -> None:
-    """Say when the crop is larger than the scans: they are zero-padded, which is rarely what was meant."""
+    """Say when the crop is larger than the scans: they are zero-padded, which is rarely what was meant. A crop
+    mostly of padding is refused: [200, 200, 200] on 64³ scans trained on 31× the voxels and ran out of memory."""
     short = [axis for axis, (size, crop) in enumerate(zip(grid.shape, crop_size)) if size < crop]
+    padded = [axis for axis, (size, crop) in enumerate(zip(grid.shape, crop_size)) if crop > MAX_PADDED_CROP * size]
+    if padded:
+        raise ValueError(f"{source}: data.mri.crop_size {list(crop_size)} is more than {MAX_PADDED_CROP:g}× the scans "
+                         f"({grid.describe()}) along axis {', '.join(map(str, padded))}, so the crops would be mostly "
+                         "padding; set a crop within the scans or preprocess with a larger --shape")
     if short:
         log.warning("%s: the scans (%s) are smaller than data.mri.crop_size %s along axis %s and are zero-padded; "
                     "set a crop within the scans or preprocess with a larger --shape", source, grid.describe(),
