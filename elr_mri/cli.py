@@ -7,6 +7,7 @@ never loads torch and `elr-mri --help` is instant.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -339,14 +340,15 @@ def _refuse_another_configs_run(config: RunConfig, out_dir: Path) -> None:
 
 
 def _unread_setting_notes(config: RunConfig, overrides: list[str]) -> list[str]:
-    """A line for each `--set` the run's loss ignores (a resume refuses any change of the loss's settings)."""
+    """A line for each `--set` the run's loss or schedule ignores (a resume refuses any change of them)."""
     from elr_mri.config import unread_overrides
 
     notes = []
-    for key, readers in unread_overrides(config, overrides):
+    for key, chooser, readers in unread_overrides(config, overrides):
         read_by = f"only {' and '.join(readers)} read{'s' if len(readers) == 1 else ''} it" if readers \
-            else "no loss reads it"
-        notes.append(f"note: --set {key} changes nothing in this run: loss.name is {config.loss.name}, and {read_by}")
+            else f"no {chooser.split('.')[0]} reads it"
+        chosen = functools.reduce(getattr, chooser.split("."), config)
+        notes.append(f"note: --set {key} changes nothing in this run: {chooser} is {chosen}, and {read_by}")
     return notes
 
 

@@ -49,6 +49,7 @@ __all__ = [
     "with_absolute_paths",
     "PATH_KEYS",
     "LOSS_READS",
+    "SCHEDULE_READS",
     "unread_overrides",
 ]
 
@@ -246,20 +247,35 @@ LOSS_READS: dict[str, frozenset[str]] = {
 }
 
 
-def unread_overrides(cfg: RunConfig, overrides: list[str]) -> list[tuple[str, list[str]]]:
-    """The loss and ELR+ settings among `--set` overrides that `cfg`'s loss does not read, each with the losses
-    that do: `--set elr_plus.mixup_alpha=0` on an ELR run, or `--set loss.gce_q=0.5` with `loss.name=ce`, would
-    otherwise change nothing without a word. Not refused as ELR's λ schedule keys are (`_ELR_ONLY`): a config's
-    own λ and β stay in it when `--set loss.name=ce` makes the usual comparison run."""
-    unread: dict[str, list[str]] = {}  # each key once, however often it was set
+# The schedule settings each schedule reads (`lr_at`).
+SCHEDULE_READS: dict[str, frozenset[str]] = {
+    "constant": frozenset(),
+    "multistep": frozenset({"schedule.milestones", "schedule.gamma"}),
+    "cosine": frozenset({"schedule.eta_min"}),
+    "cosine_warm_restarts": frozenset({"schedule.t0", "schedule.eta_min"}),
+}
+# The setting that chooses which of a section's settings a run reads, and what each choice reads.
+_CHOSEN_BY: dict[str, tuple[str, dict[str, frozenset[str]]]] = {
+    "loss": ("loss.name", LOSS_READS), "elr_plus": ("loss.name", LOSS_READS),
+    "schedule": ("schedule.name", SCHEDULE_READS),
+}
+
+
+def unread_overrides(cfg: RunConfig, overrides: list[str]) -> list[tuple[str, str, list[str]]]:
+    """The loss, ELR+ and schedule settings among `--set` overrides that `cfg`'s loss or schedule does not read,
+    each with the setting that chose (loss.name, schedule.name) and the choices that read it: `--set
+    elr_plus.mixup_alpha=0` on an ELR run, `--set loss.gce_q=0.5` with `loss.name=ce` or `--set schedule.gamma=0.1`
+    with a cosine schedule would otherwise change nothing without a word. Not refused as ELR's λ schedule keys are
+    (`_ELR_ONLY`): a config's own λ and β stay in it when `--set loss.name=ce` makes the usual comparison run."""
+    unread: dict[str, tuple[str, list[str]]] = {}  # each key once, however often it was set
     for key in _set_keys(overrides):
-        if key.split(".")[0] not in ("loss", "elr_plus") or key == "loss.name":
+        chooser, reads = _CHOSEN_BY.get(key.split(".")[0], ("", {}))
+        if not chooser or key == chooser:
             continue
-        readers = [name for name, keys in LOSS_READS.items()
-                   if any(read == key or read.startswith(key + ".") for read in keys)]
-        if cfg.loss.name not in readers:
-            unread[key] = readers
-    return list(unread.items())
+        readers = [name for name, keys in reads.items() if any(read == key or read.startswith(key + ".") for read in keys)]
+        if functools.reduce(getattr, chooser.split("."), cfg) not in readers:
+            unread[key] = (chooser, readers)
+    return [(key, chooser, readers) for key, (chooser, readers) in unread.items()]
 
 
 def _set_keys(overrides: list[str]) -> list[str]:

@@ -14,9 +14,9 @@ from typing import Callable
 import pytest
 
 from elr_mri.config import (
-    LOSS_READS, PATH_KEYS, VOLUME_MODELS, ConfigError, ELRPlusConfig, LossConfig, RunConfig, check_augment_settings,
-    check_noise_settings, config_from_dict, evaluation_batch_size, load_config, refuse_resume_changes,
-    unread_overrides, with_absolute_paths,
+    LOSS_READS, PATH_KEYS, SCHEDULE_READS, VOLUME_MODELS, ConfigError, ELRPlusConfig, LossConfig, RunConfig,
+    ScheduleConfig, check_augment_settings, check_noise_settings, config_from_dict, evaluation_batch_size, load_config,
+    refuse_resume_changes, unread_overrides, with_absolute_paths,
 )
 
 # every YAML under configs/ is a run config, except the importers' column mappings (*_mapping.yaml)
@@ -326,7 +326,9 @@ def test_every_loss_and_elr_plus_setting_is_read_by_some_loss() -> None:
 
 def test_settings_the_runs_loss_does_not_read_are_named_with_the_losses_that_do() -> None:
     def unread(loss: str, *sets: str) -> list[tuple[str, list[str]]]:
-        return unread_overrides(config_from_dict({"loss": {"name": loss}}), list(sets))
+        found = unread_overrides(config_from_dict({"loss": {"name": loss}}), list(sets))
+        assert all(chooser == "loss.name" for _, chooser, _ in found)
+        return [(key, readers) for key, _, readers in found]
 
     assert unread("ce", "loss.gce_q=0.5", "train.epochs=3", "loss.name=ce") == [("loss.gce_q", ["gce"])]
     assert unread("elr_plus", "loss.lam_ramp_steps=100", "loss.lam=2", "elr_plus.coef_step=5") == [
@@ -337,6 +339,21 @@ def test_settings_the_runs_loss_does_not_read_are_named_with_the_losses_that_do(
     assert unread("gce", "loss.gce_q=0.5") == []
     assert unread("ce", "loss={name: ce, gce_q: 0.5}", "loss.lam=1", "loss.lam=2") == [
         ("loss.gce_q", ["gce"]), ("loss.lam", ["elr", "elr_plus"])]  # a section's keys; each key once
+
+
+def test_settings_the_runs_schedule_does_not_read_are_named_with_the_schedules_that_do() -> None:
+    """`--set schedule.gamma=0.1` on a cosine run changed nothing without a word."""
+    def unread(schedule: str, *sets: str) -> list[tuple[str, str, list[str]]]:
+        return unread_overrides(config_from_dict({"schedule": {"name": schedule}}), list(sets))
+
+    assert unread("cosine", "schedule.gamma=0.1", "schedule.eta_min=0", "schedule.name=cosine") == [
+        ("schedule.gamma", "schedule.name", ["multistep"])]
+    assert unread("constant", "schedule={t0: 5, milestones: [3]}") == [
+        ("schedule.t0", "schedule.name", ["cosine_warm_restarts"]), ("schedule.milestones", "schedule.name", ["multistep"])]
+    assert unread("multistep", "schedule.milestones=[3]", "schedule.gamma=0.5") == []
+    assert set(SCHEDULE_READS) == set(typing.get_args(typing.get_type_hints(ScheduleConfig)["name"]))
+    listed = set().union(*SCHEDULE_READS.values())
+    assert listed == {f"schedule.{f.name}" for f in dataclasses.fields(ScheduleConfig) if f.name != "name"}
 
 
 def test_train_says_once_which_set_changes_nothing(tmp_path: Path, cli_in_process: Callable) -> None:
