@@ -11,14 +11,17 @@ run asked for; more epochs continue it.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, NoReturn
 
 import numpy as np
 
-from elr_mri.config import RunConfig, load_config, refuse_resume_changes
+from elr_mri.config import ConfigError, RunConfig, check_noise_settings, load_config, refuse_resume_changes
 from elr_mri.engine.runner import train
+from elr_mri.stopping import terminating_at_safe_points
+from preprocess.signals import Terminated
 from preprocess.user_errors import USER_ERRORS, report_user_error
 
 __all__ = ["ROOT", "run_script", "run_status", "run_config", "training_needed", "run_or_resume", "percent", "mean_std",
@@ -30,14 +33,21 @@ ROOT = Path(__file__).resolve().parents[1]
 def run_script(main: Callable[[], int | None]) -> NoReturn:
     """Exit with `main()`'s code; a mistake in a config, a flag or a path (ValueError, missing file) is
     one line and exit 2, and Ctrl-C one line and exit 130, as `elr-mri train` does (ELR_MRI_DEBUG=1 shows
-    the traceback)."""
+    the traceback). SIGTERM (a batch system's time limit) stops the runs as Ctrl-C does, at their next step: its
+    default action ended the script without a word and left `--jobs` runs training as orphans."""
+    again = ("run the same command again: finished runs are read back and the interrupted ones continue from their "
+             "last checkpoint")
     try:
-        sys.exit(main())
+        with terminating_at_safe_points():
+            sys.exit(main())
     except USER_ERRORS as err:
         sys.exit(report_user_error(Path(sys.argv[0]).name, err))
+    except Terminated:
+        print(f"{Path(sys.argv[0]).name}: stopped by SIGTERM (a job's time limit, scancel or kill); {again}",
+              file=sys.stderr)
+        sys.exit(128 + signal.SIGTERM)
     except KeyboardInterrupt:
-        print(f"{Path(sys.argv[0]).name}: interrupted; run the same command again: finished runs are read back "
-              "and the interrupted one continues from its last checkpoint", file=sys.stderr)
+        print(f"{Path(sys.argv[0]).name}: interrupted; {again}", file=sys.stderr)
         sys.exit(130)
 
 
@@ -54,9 +64,14 @@ def run_config(config: Path, overrides: list[str], run_dir: Path) -> RunConfig:
     """The validated config (file + overrides) of a run, refused when `run_dir` already holds a run
     made with settings that differ in what they compute."""
     wanted = load_config(config, overrides)
-    if run_status(run_dir) != "new":
-        saved = load_config(run_dir / "config.yaml")
-        refuse_resume_changes(saved, wanted, run_dir, fix=f"pass another --out, or delete {run_dir}")
+    if run_status(run_dir) == "new":
+        check_noise_settings(wanted.data.noise)  # what `train` checks when a run starts: a dry run says so too
+        return wanted
+    saved = load_config(run_dir / "config.yaml")
+    refuse_resume_changes(saved, wanted, run_dir, fix=f"pass another --out, or delete {run_dir}")
+    if wanted.train.epochs < saved.train.epochs:
+        raise ConfigError(f"{run_dir} was asked for {saved.train.epochs} epochs, so train.epochs = "
+                          f"{wanted.train.epochs} cannot shorten it; pass another --out, or delete {run_dir}")
     return wanted
 
 

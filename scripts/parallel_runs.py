@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from elr_mri.stopping import stop_if_terminated
 from paper_runs import run_status, training_needed
 
 __all__ = ["PlannedRun", "train_command", "train_in_parallel", "visible_gpus"]
@@ -78,7 +79,7 @@ def train_in_parallel(runs: list[PlannedRun], jobs: int) -> dict[PlannedRun, dic
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
     gpus = visible_gpus()
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    threads = max(1, len(os.sched_getaffinity(0)) // jobs)  # the cores this process may use (SLURM, taskset)
     results: dict[PlannedRun, dict[str, Any] | str] = {}
     pending = deque(runs)
     running: dict[int, tuple[PlannedRun, subprocess.Popen, float]] = {}
@@ -106,6 +107,7 @@ def train_in_parallel(runs: list[PlannedRun], jobs: int) -> dict[PlannedRun, dic
                 running[slot] = (run, process, time.perf_counter())
                 print(f"{run.name}: started on {where} ({run_status(run.run_dir)}), log {run.log}", flush=True)
             time.sleep(POLL_SECONDS)
+            stop_if_terminated()  # a SIGTERM recorded (run_script): stop the runs as Ctrl-C does
             for slot, (run, process, started) in list(running.items()):
                 if process.poll() is None:
                     continue

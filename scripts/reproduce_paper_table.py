@@ -36,8 +36,9 @@ from paper_runs import ROOT, markdown_table, mean_std, percent, run_config, run_
 from parallel_runs import PlannedRun, train_in_parallel
 
 from elr_mri.engine.checkpoint import atomic_write_text
-from elr_mri.config import RunConfig, load_config
+from elr_mri.config import ConfigError, RunConfig, load_config
 from elr_mri.data.image_sources import cifar_download_command
+from elr_mri.data.noise import CIFAR10_ASYMMETRIC_MODES
 from elr_mri.models import lacks_the_papers_pretrained_weights
 from preprocess.user_errors import nonempty_path
 
@@ -120,11 +121,12 @@ def main(argv: list[str] | None = None) -> int:
         rows = [r for r in rows if r.name in args.rows]
     out = args.out or ROOT / "runs" / f"table{args.table}"
     plan = [(row, seed, out / row.name / f"seed{seed}") for row in rows for seed in range(args.seeds)]
-    configs = {(row.name, seed): run_config(*_row_args(row, seed, run_dir, args)) for row, seed, run_dir in plan}
+    configs = {(row.name, seed): _row_config(row, seed, run_dir, args) for row, seed, run_dir in plan}
     print(_plan_table(plan, configs))
     for path, how in dict(item for cfg in configs.values() for item in _missing_inputs(cfg)).items():
         print(f"missing {path}: {how}")
-    for name in sorted({row.name for row, _, _ in plan if lacks_the_papers_pretrained_weights(configs[(row.name, 0)])}):
+    unweighted = sorted({row.name for row, _, _ in plan if lacks_the_papers_pretrained_weights(configs[(row.name, 0)])})
+    for name in unweighted:
         print(f"note: {name} starts from random weights (model.pretrained_checkpoint is unset); the paper "
               "starts Clothing1M from ImageNet weights", file=sys.stderr)
     if args.dry_run:
@@ -134,11 +136,18 @@ def main(argv: list[str] | None = None) -> int:
     train_all = _train_side_by_side if args.jobs > 1 else _train_in_turn
     summaries, failures = train_all(plan, args)
     overridden = f"\n\nEvery row with --set {' '.join(args.overrides)}." if args.overrides else ""
+    if unweighted:  # the title names the paper's setting, which these rows did not have
+        overridden += f"\n\nStarted from random weights, not ImageNet's: {', '.join(unweighted)}."
     text = f"{title}\n\n{_results_table(rows, summaries)}{overridden}\n"
     print("\n" + text)
+    if failures:  # a table of holes would replace a finished one
+        print(f"{out / 'results.md'} not written: {failures} run(s) did not finish; the same command continues them",
+              file=sys.stderr)
+        return 1
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(text, out / "results.md")
-    return 1 if failures else 0
+    print(f"written to {out / 'results.md'}")
+    return 0
 
 
 def _train_in_turn(plan: list[tuple[Row, int, Path]], args: argparse.Namespace) -> tuple[dict[str, list[dict]], int]:
@@ -195,6 +204,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--seeds must be at least 1")
     if args.jobs < 1:
         parser.error("--jobs must be at least 1")
+    data_sets = [item for item in args.overrides if item.split("=", 1)[0] in ("data.name", "data.root")]
+    if data_sets:  # CIFAR-100 rows trained on CIFAR-10, reported beside the paper's CIFAR-100 figures
+        parser.error(f"--set {data_sets[0]} would give every row one data set; put each data set where its rows "
+                     "look (--data-root DIR: DIR/cifar10 as JPEGs or DIR/cifar-10-batches-py, DIR/cifar-100-python, "
+                     "...)")
     return args
 
 
@@ -203,10 +217,23 @@ def _row_args(row: Row, seed: int, run_dir: Path, args: argparse.Namespace) -> t
     config = ROOT / "configs" / row.config
     overrides = [*row.overrides, f"seed={seed}", f"data.noise.seed={seed}", f"data.split_seed={seed}",
                  *args.overrides]
-    if args.data_root is not None:
-        # the config as the row gives it, not checked against run_dir: a run there holds the moved paths
-        overrides += _data_root_overrides(load_config(config, overrides), args.data_root)
+    # the config as the row gives it, not checked against run_dir: a run there holds the moved paths (data/ itself
+    # moves nowhere, but its CIFAR-10 pickles stand in for absent JPEGs as another folder's do)
+    overrides += _data_root_overrides(load_config(config, overrides), args.data_root or Path("data"))
     return config, overrides, run_dir
+
+
+def _row_config(row: Row, seed: int, run_dir: Path, args: argparse.Namespace) -> RunConfig:
+    """The run's validated config, with what `train` would refuse at its start said before anything trains (a
+    CIFAR-10 noise mode on a CIFAR-100 row, `--set data.noise.mode=none` beside a row's rate), naming the row."""
+    try:
+        cfg = run_config(*_row_args(row, seed, run_dir, args))
+    except ConfigError as err:
+        raise ConfigError(f"row {row.name}: {err}") from None
+    if cfg.data.noise.mode in CIFAR10_ASYMMETRIC_MODES and cfg.data.name == "cifar100":
+        raise ConfigError(f"row {row.name}: data.noise.mode = {cfg.data.noise.mode} flips CIFAR-10's classes, and this "
+                          "row is CIFAR-100's; pass --rows with the CIFAR-10 rows only")
+    return cfg
 
 
 def _data_root_overrides(cfg: RunConfig, data_root: Path) -> list[str]:
@@ -217,7 +244,7 @@ def _data_root_overrides(cfg: RunConfig, data_root: Path) -> list[str]:
     """
     overrides = []
     for key, value in (("data.root", cfg.data.root), ("data.noise.human_labels", cfg.data.noise.human_labels)):
-        if value is not None and Path(value).parts[:1] == ("data",):
+        if value is not None and Path(value).parts[:1] == ("data",) and data_root != Path("data"):
             overrides.append(f"{key}={data_root.joinpath(*Path(value).parts[1:])}")
     if cfg.data.name == "imagefolder" and cfg.data.root == "data/cifar10" \
             and not (data_root / "cifar10" / "train").is_dir() and (data_root / "cifar-10-batches-py").is_dir():

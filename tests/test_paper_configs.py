@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from elr_mri.config import config_to_dict, load_config
+from elr_mri.config import ConfigError, config_to_dict, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER_DIRS = ("cifar10", "cifar100", "cifar10n", "clothing1m", "webvision")
@@ -168,6 +168,20 @@ def test_dry_run_says_how_to_get_missing_images(reproduce, tmp_path: Path, capsy
     assert f"missing {tmp_path / 'cifar10' / 'train'}: {tar}" in out
     assert (f'missing {tmp_path / "cifar-100-python"}: mkdir -p {tmp_path} && curl -L '
             f'https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz | tar -xz -C {tmp_path}') in out
+
+
+def test_a_dry_run_refuses_what_training_would(reproduce, tmp_path: Path, capsys) -> None:
+    """The plan said "validated" for runs `train` then refused at their start, and a table-wide data.name made the
+    CIFAR-100 rows CIFAR-10 runs reported beside the paper's CIFAR-100 figures."""
+    table = ["--table", "1", "--dry-run", "--data-root", str(tmp_path), "--out", str(tmp_path / "runs")]
+    with pytest.raises(SystemExit):
+        reproduce.main([*table, "--set", "data.name=cifar10"])
+    assert "--set data.name=cifar10 would give every row one data set" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="^row cifar10-sym20: data.noise.rate = 0.2 is not read by data.noise.mode"):
+        reproduce.main([*table, "--set", "data.noise.mode=none"])
+    with pytest.raises(ConfigError, match="^row cifar100-sym20: data.noise.mode = asymmetric_cifar10_official flips"):
+        reproduce.main([*table, "--set", "data.noise.mode=asymmetric_cifar10_official"])
+    assert reproduce.main([*table, "--rows", "cifar10-sym20", "--set", "data.noise.mode=asymmetric_cifar10_official"]) == 0
 
 
 def test_data_root_moves_data_paths_and_finds_python_cifar(reproduce, tmp_path: Path):

@@ -35,5 +35,5 @@ def test_ctrl_c_in_a_script_is_one_line_saying_how_to_go_on(import_script, capsy
         import_script("paper_runs").run_script(interrupted)
     assert exit_info.value.code == 130
     assert capsys.readouterr().err.strip().endswith(
-        "interrupted; run the same command again: finished runs are read back and the interrupted one continues "
-        "from its last checkpoint")
+        "interrupted; run the same command again: finished runs are read back and the interrupted ones continue "
+        "from their last checkpoint")

@@ -66,7 +66,7 @@ def test_each_run_gets_its_share_of_the_cores_and_one_failure_stops_no_other(par
     assert outcome[broken].startswith("exit 2: ") and "image folder not found" in outcome[broken]
     assert outcome[broken].endswith(f"see {broken.log}")
     saved = yaml.safe_load((good.run_dir / "config.yaml").read_text())
-    assert saved["train"]["threads"] == max(1, (os.cpu_count() or 1) // 2) and saved["train"]["progress"] is False
+    assert saved["train"]["threads"] == max(1, len(os.sched_getaffinity(0)) // 2) and saved["train"]["progress"] is False
     assert outcome[good]["epochs"] == 2
 
 
@@ -109,9 +109,8 @@ def test_a_table_row_trains_its_seeds_side_by_side(import_script, tmp_path: Path
     assert (tmp_path / "runs" / "cifar10-sym40" / "seed1.log").exists()
 
 
-def test_ctrl_c_at_the_terminal_reaches_every_run_once(tmp_path: Path) -> None:
-    """As from a terminal: the pool and its runs (one process group) get the same Ctrl-C; each run stops on its own,
-    with its one-line message and no traceback from a second Ctrl-C, and the pool exits 130 saying how to go on."""
+def _pool_of_two_long_runs(tmp_path: Path) -> tuple[subprocess.Popen, list[str]]:
+    """A script training two long digits runs side by side through run_script, once both wrote a checkpoint."""
     runs = [str(tmp_path / f"seed{seed}") for seed in range(2)]
     driver = f"""
 import sys
@@ -130,6 +129,13 @@ run_script(lambda: len(train_in_parallel(runs, 2)))
     while not all((Path(run) / "checkpoints" / "last.pt").exists() for run in runs):
         assert time.monotonic() < deadline and pool.poll() is None, pool.communicate()
         time.sleep(0.2)
+    return pool, runs
+
+
+def test_ctrl_c_at_the_terminal_reaches_every_run_once(tmp_path: Path) -> None:
+    """As from a terminal: the pool and its runs (one process group) get the same Ctrl-C; each run stops on its own,
+    with its one-line message and no traceback from a second Ctrl-C, and the pool exits 130 saying how to go on."""
+    pool, runs = _pool_of_two_long_runs(tmp_path)
     os.killpg(pool.pid, signal.SIGINT)
     _, err = pool.communicate(timeout=120)
     assert pool.returncode == 130 and "interrupted; run the same command again" in err, err
@@ -137,3 +143,18 @@ run_script(lambda: len(train_in_parallel(runs, 2)))
         log = Path(run + ".log").read_text()
         assert "interrupted" in log and "Traceback" not in log, log
         assert not (Path(run) / "summary.json").exists()
+
+
+def test_sigterm_to_the_script_stops_its_runs_as_ctrl_c_does(tmp_path: Path) -> None:
+    """A batch system's time limit signals the script alone: its default action ended it without a word and left the
+    runs training as orphans, which a rerun then found holding their folders."""
+    pool, runs = _pool_of_two_long_runs(tmp_path)
+    os.kill(pool.pid, signal.SIGTERM)
+    _, err = pool.communicate(timeout=120)
+    assert pool.returncode == 128 + signal.SIGTERM and "stopped by SIGTERM" in err, err
+    from elr_mri.engine.run_dir import exclusive_run_dir
+
+    for run in runs:
+        assert "interrupted" in Path(run + ".log").read_text()
+        with exclusive_run_dir(Path(run)):  # refused while a run still trains there
+            pass
