@@ -233,9 +233,9 @@ def test_image_folder_normalises_with_its_own_statistics_or_named_constants(tmp_
     write_image_folder(tmp_path, ["a", "b"], per_class=5)
     (tmp_path / "train" / ".ipynb_checkpoints").mkdir()  # not a class: it would shift every label by one
     named = build_image_data(DataConfig(name="imagefolder", root=str(tmp_path), val_fraction=0.0,
-                                        normalization="cifar10"))
+                                        normalization="clothing1m"))
     assert named.class_names == ["a", "b"]
-    mean, std = NORMALISATION["cifar10"]
+    mean, std = NORMALISATION["clothing1m"]
     assert named.test[0]["image"][0, 0, 0].item() == pytest.approx((0 - mean[0]) / std[0], rel=1e-5)
     data = build_image_data(DataConfig(name="imagefolder", root=str(tmp_path), val_fraction=0.0))
     train = torch.stack([data.test[i]["image"] for i in range(len(data.test))])
@@ -274,11 +274,25 @@ def test_images_decoded_in_forked_processes_are_the_threads_pixels_and_errors(tm
         build_image_data(cfg)
 
 
+def test_a_folder_normalised_as_a_cifar_release_must_have_its_classes(tmp_path):
+    """A CIFAR-10 folder missing a class folder trained a 9-class network, reported beside the paper's figures."""
+    write_image_folder(tmp_path, [f"c{k}" for k in range(9)], per_class=2)
+    with pytest.raises(ValueError, match=rf"^{tmp_path}: 9 class folders, where data.normalization = cifar10 names a "
+                                         r"release of 10 classes \(a class folder missing from train/\?\)"):
+        build_image_data(DataConfig(name="imagefolder", root=str(tmp_path), normalization="cifar10"))
+    assert len(build_image_data(DataConfig(name="imagefolder", root=str(tmp_path))).class_names) == 9  # auto
+
+
 def test_an_image_of_another_size_is_named(tmp_path):
     write_image_folder(tmp_path, ["a", "b"], per_class=5)
     odd = tmp_path / "train" / "b" / "99999.png"
     Image.new("RGB", (64, 64)).save(odd)
     with pytest.raises(ValueError, match=rf"differ in size \(.* is 12x10, {odd} is 64x64\)"):
+        build_image_data(DataConfig(name="imagefolder", root=str(tmp_path)))
+    odd.unlink()
+    for test_image in (tmp_path / "test").rglob("*.png"):  # every test image resized: each split alone is uniform
+        Image.new("RGB", (40, 40)).save(test_image)
+    with pytest.raises(ValueError, match=rf"{tmp_path / 'test'}: its images are 40x40 and the training images 12x10"):
         build_image_data(DataConfig(name="imagefolder", root=str(tmp_path)))
 
 

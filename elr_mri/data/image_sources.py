@@ -206,7 +206,12 @@ def _image_folder(root: Path) -> ImageSource:
         raise ValueError(f"{train_dir / empty[0]}: a class folder without images ({', '.join(IMAGE_SUFFIXES)}); "
                          "add its images, or remove the folder")
     test_dir = root / "test"
-    return ImageSource(train, _read_folder_split(test_dir, class_names) if test_dir.is_dir() else None, class_names)
+    test = _read_folder_split(test_dir, class_names) if test_dir.is_dir() else None
+    if test is not None and test.images.shape[1:] != train.images.shape[1:]:  # a pooling network scored it silently
+        raise ValueError(f"{test_dir}: its images are {test.images.shape[3]}x{test.images.shape[2]} and the training "
+                         f"images {train.images.shape[3]}x{train.images.shape[2]}; a network scores images of the "
+                         "size it trained on: resize the test images, or remove the odd ones")
+    return ImageSource(train, test, class_names)
 
 
 def _class_folders(directory: Path) -> list[str]:

@@ -124,6 +124,7 @@ def build_image_data(cfg: DataConfig) -> NoisyImageData:
         raise ValueError(f"{cfg.name}'s labels are already noisy and its true labels unknown: set data.noise.mode "
                          "to none")
     source = load_source(cfg.name, cfg.root)
+    _refuse_a_partial_release(cfg, len(source.class_names))
     train, test = source.train, source.test
     if cfg.name == "digits":
         test_index, train_index = _stratified_split(
@@ -160,6 +161,20 @@ def build_image_data(cfg: DataConfig) -> NoisyImageData:
         train_ids=train.ids,
         extra_tests={name: _dataset(split.images, split.labels, eval_tf) for name, split in source.extra_tests.items()},
     )
+
+
+# Image folders normalised as a CIFAR release are that release: the number of classes it has.
+_RELEASE_CLASSES = {"cifar10": 10, "cifar100": 100}
+
+
+def _refuse_a_partial_release(cfg: DataConfig, classes: int) -> None:
+    """An image folder configured as CIFAR-10 with a class folder missing trained a 9-class network without a word, to
+    be reported beside the paper's figures (and a CIFAR-10N label file was called another data set's)."""
+    release = cfg.normalization
+    if cfg.name == "imagefolder" and release in _RELEASE_CLASSES and classes != _RELEASE_CLASSES[release]:
+        raise ValueError(f"{cfg.root}: {classes} class folders, where data.normalization = {release} names a release of "
+                         f"{_RELEASE_CLASSES[release]} classes (a class folder missing from train/?); extract the whole "
+                         "release again, or set data.normalization: auto for another data set")
 
 
 def _dataset(images: np.ndarray, labels: np.ndarray, transform: Compose) -> Dataset:

@@ -192,7 +192,8 @@ def _human_labels(
     if "clean_label" in arrays and int(arrays["clean_label"].max()) + 1 != num_classes:
         raise ValueError(
             f"{path}: its labels name {int(arrays['clean_label'].max()) + 1} classes and the data set has {num_classes}; "
-            "the file belongs to another data set (CIFAR-10N's file for CIFAR-10, CIFAR-100N's for CIFAR-100)"
+            "the file belongs to another data set (CIFAR-10N's file for CIFAR-10, CIFAR-100N's for CIFAR-100), or the "
+            "data set lacks classes (a class folder missing?)"
         )
     if "clean_label" in arrays:
         wrong = int((_pick(arrays, "clean_label", path)[index] != np.asarray(labels)).sum())
