@@ -16,7 +16,7 @@ pytest.importorskip("ants")
 
 from elr_mri.baselines.evaluate import _baseline_inputs, evaluate_baselines  # noqa: E402
 from elr_mri.baselines.features import training_age_mean, volume_features, voxel_features  # noqa: E402
-from elr_mri.baselines.models import BASELINES, class_scores, fit_baseline  # noqa: E402
+from elr_mri.baselines.models import BASELINES, class_scores, fit_baseline, validation_chooses_c  # noqa: E402
 from elr_mri.config import config_to_dict, load_config  # noqa: E402
 from elr_mri.data import build_data  # noqa: E402
 from elr_mri.engine.run_dir import record_run_data  # noqa: E402
@@ -74,7 +74,7 @@ def test_baselines_score_the_test_split_and_the_holdout_in_the_cnn_format(cohort
         for baseline in results:
             folder = run / f"eval-{name}" / "baselines" / baseline
             summary = json.loads((folder / "summary.json").read_text())
-            assert summary["baseline"] == baseline and summary["C"] > 0
+            assert summary["baseline"] == baseline and summary["C"] > 0 and summary["C_chosen_on_validation"]
             assert 0 <= summary["participant"]["accuracy"]["estimate"] <= 1
             predictions = pd.read_csv(folder / "predictions.csv")
             assert np.allclose(predictions[["p_CN", "p_MCI", "p_AD"]].sum(axis=1), 1)
@@ -126,7 +126,10 @@ def test_models_learn_a_separable_signal_from_both_feature_kinds(tmp_path: Path)
     rng = np.random.default_rng(0)
     y = np.repeat([0, 1, 2], 20)
     x = rng.normal(size=(60, 5)) + y[:, None] * 3.0
+    assert validation_chooses_c(y) and not validation_chooses_c(np.ones(5)) and not validation_chooses_c(None)
     for baseline in BASELINES:
+        _, kept = fit_baseline(baseline, x[::2], y[::2], x[1::2], np.ones(30, dtype=int), 3)
+        assert kept == 1.0  # one validation diagnosis ranks no C above another
         model, _ = fit_baseline(baseline, x[::2], y[::2], x[1::2], y[1::2], 3)
         scores = class_scores(model, x[1::2], 3)
         assert (scores.argmax(1) == y[1::2]).mean() > 0.9

@@ -59,6 +59,20 @@ def test_a_scan_with_other_volumes_in_two_csvs_is_refused_naming_both(tmp_path: 
         read_volumes([first, other])
 
 
+def test_volumes_measured_by_other_registrations_are_refused(tmp_path: Path) -> None:
+    """3 mm against 2 mm moved the hippocampus 8%: a baseline across them measured the registrations."""
+    def measured(name: str, participant: str, warp: str) -> Path:
+        return _write(tmp_path / name, {"participant_id": [participant], "session_id": ["01"], "warp": [warp],
+                                         **{c: [0.01] for c in volume_columns()}})
+
+    adni, nacc = measured("adni.csv", "001", "syn at 2 mm"), measured("nacc.csv", "101", "syn at 2 mm")
+    assert len(read_volumes([adni, nacc])) == 2
+    coarse = measured("nacc3.csv", "101", "syn at 3 mm")
+    with pytest.raises(ValueError, match=rf"^the --volumes CSVs were measured by other registrations: syn at 2 mm "
+                                         rf"\({adni}\), syn at 3 mm \({coarse}\); measure every cohort"):
+        read_volumes([adni, coarse])
+
+
 def test_an_empty_volumes_file_is_named_too(tmp_path: Path) -> None:
     empty = tmp_path / "empty.csv"
     empty.write_text("")
@@ -101,6 +115,8 @@ def test_recovery_table_refuses_a_truth_table_without_its_columns() -> None:
     assert len(recovery_table(volumes, truth)) == len(REGIONS)
     with pytest.raises(ValueError, match="--truth CSV: missing column\\(s\\) true_diagnosis; pass the truth.csv"):
         recovery_table(volumes, truth.drop(columns="true_diagnosis"))
+    with pytest.raises(ValueError, match=r"^1 of the 3 measured scans have no row in truth.csv \(e.g. c "):
+        recovery_table(volumes, truth.iloc[:2])  # another cohort's truth, whose ids coincide in part
 
 
 def test_a_volumes_run_that_measures_nothing_keeps_the_earlier_csv(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ import pandas as pd
 
 from elr_mri.baselines.features import (read_volumes, require_volumes, training_age_mean, volume_features,
                                        voxel_features)
-from elr_mri.baselines.models import BASELINES, Baseline, class_scores, fit_baseline
+from elr_mri.baselines.models import BASELINES, Baseline, class_scores, fit_baseline, validation_chooses_c
 from elr_mri.config import RunConfig, load_config
 from elr_mri.data.adjudicated import load_adjudicated_labels
 from elr_mri.data.cohort import IMAGE_COLUMN, SCAN_KEYS, label_indices, load_manifest
@@ -66,6 +66,7 @@ def evaluate_baselines(run_dir: Path, volumes_csvs: Sequence[Path] = (), manifes
         reports = evaluate_predictions(labels, probs, scored["participant_id"].to_numpy(), classes, n_boot=n_boot)
         tag = baseline.name + ("_without_suspected" if drop_suspected is not None else "")
         about = {"baseline": tag, "description": baseline.description, "C": c, "train_scans": len(train),
+                 "C_chosen_on_validation": bool(len(val)) and validation_chooses_c(inputs.val_labels),  # else C = 1
                  "dropped_suspected": len(inputs.dropped), "dropped_scans": inputs.dropped,
                  "flags_sha256": inputs.flags_sha256,  # which suspected_mislabels.csv: the run may be trained on
                  "flags_source": inputs.flags_source,

@@ -18,7 +18,7 @@ from sklearn.svm import LinearSVC
 
 from elr_mri.evaluation.metrics import balanced_accuracy
 
-__all__ = ["Baseline", "BASELINES", "C_GRID", "fit_baseline", "class_scores"]
+__all__ = ["Baseline", "BASELINES", "C_GRID", "fit_baseline", "class_scores", "validation_chooses_c"]
 
 C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)  # inverse regularisation strengths tried on the validation split
 
@@ -45,6 +45,11 @@ BASELINES = (
 )
 
 
+def validation_chooses_c(y_val: np.ndarray | None) -> bool:
+    """Whether validation labels can choose C: balanced accuracy over one diagnosis ranks no C above another."""
+    return y_val is not None and len(np.unique(y_val)) >= 2
+
+
 def fit_baseline(baseline: Baseline, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray | None,
                  y_val: np.ndarray | None, num_classes: int) -> tuple[Pipeline, float]:
     """(fitted model, chosen C): the C of C_GRID with the best validation balanced accuracy (ties: the
@@ -52,7 +57,7 @@ def fit_baseline(baseline: Baseline, x_train: np.ndarray, y_train: np.ndarray, x
     if len(np.unique(y_train)) < 2:
         raise ValueError(f"{baseline.name}: the training split has one class only; a classifier needs two or more")
     chosen = 1.0
-    if x_val is not None and y_val is not None and len(np.unique(y_val)) >= 2:
+    if x_val is not None and validation_chooses_c(y_val):
         scores = [balanced_accuracy(y_val, class_scores(baseline.estimator(c).fit(x_train, y_train), x_val,
                                                         num_classes).argmax(1), num_classes) for c in C_GRID]
         chosen = C_GRID[int(np.argmax(scores))]

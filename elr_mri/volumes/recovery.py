@@ -30,8 +30,12 @@ def recovery_table(volumes: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
     """One row a region: Pearson r (measured vs simulated ratio), scans, and the measured mean per true diagnosis."""
     require_columns(truth, TRUTH_COLUMNS, "the --truth CSV", _TRUTH_FILE)
     joined = volumes.merge(truth, on=["participant_id", "session_id"], how="inner")
-    if joined.empty:
-        raise ValueError("no scan of the volumes table is in truth.csv; pass the cohort's own truth.csv")
+    if len(joined) < len(volumes):  # every simulated cohort has the same ids: another cohort's truth matches some
+        keys = joined[["participant_id", "session_id"]].apply(tuple, axis=1)
+        missing = volumes[~volumes[["participant_id", "session_id"]].apply(tuple, axis=1).isin(keys)]
+        raise ValueError(f"{len(missing)} of the {len(volumes)} measured scans have no row in truth.csv (e.g. "
+                         f"{missing.participant_id.iloc[0]} {missing.session_id.iloc[0]}): a truth.csv of another "
+                         "cohort, whose ids coincide? pass the cohort's own truth.csv")
     rows = []
     for region in REGIONS:
         measured, simulated = joined[f"{region.name}_ratio"], joined[f"volume_ratio_{region.name}"]
