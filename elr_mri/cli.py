@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from elr_mri import __version__
 from elr_mri.stopping import Terminated, interrupted, terminated, terminating_at_safe_points
+from preprocess.arguments import near_option, unknown_option
 from preprocess.signals import sigterm_as_ctrl_c
 from preprocess.user_errors import USER_ERRORS, as_path_name_error, as_storage_error, nonempty_path, report_user_error
 
@@ -93,7 +94,14 @@ def _stdout_reader_gone() -> bool:
 def _run_command(argv: list[str]) -> int:
     if argv and argv[0] in _FORWARDED:  # these own their argument parsing
         return _FORWARDED[argv[0]](argv[1:])
-    args, stray = _parser().parse_known_args(argv)
+    parser = _parser()
+    command_parser = _command_parsers(parser).get(argv[0]) if argv else None
+    stray = unknown_option(command_parser, argv[1:]) if command_parser is not None else None
+    if stray is not None:  # before argparse, whose check of required options would blame those (`--confg x`)
+        hint = near_option(command_parser, stray[0]) or _stray_hint(argv, stray)
+        print(f"elr-mri {argv[0]}: unrecognized arguments: {' '.join(stray)}{hint}", file=sys.stderr)
+        return 2
+    args, stray = parser.parse_known_args(argv)
     if stray:  # one line naming the command, not the top-level usage argparse would print
         print(f"elr-mri {args.command}: unrecognized arguments: {' '.join(stray)}{_stray_hint(argv, stray)}",
               file=sys.stderr)
@@ -196,6 +204,12 @@ def _user_problem(err: BaseException) -> BaseException | None:
             return cause
         cause = cause.__cause__
     return None
+
+
+def _command_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """Each subcommand's own parser, by name."""
+    commands = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
+    return dict(commands.choices)
 
 
 def _parser() -> argparse.ArgumentParser:

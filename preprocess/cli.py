@@ -14,6 +14,7 @@ from typing import Callable
 
 from . import steps
 from .batch import Summary, files_removed_at_start, flagged_report, merge_shards, run_batch, shard_names
+from .arguments import parse_naming_unknown_options
 from .inputs import InputError, parse_shard, read_inputs
 from .pipeline import Params
 from .signals import Terminated, sigterm_as_ctrl_c
@@ -60,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Preprocess a batch; see the module docstring for the exit codes."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parse_naming_unknown_options(parser, sys.argv[1:] if argv is None else argv)
 
     def preprocess() -> int:
         if args.jobs < 1:
@@ -146,7 +148,7 @@ def merge_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", required=True, type=nonempty_text, help="the output folder the shards wrote to")
     parser.add_argument("--qc-min-ncc", type=float, default=None,
                         help="flag scans whose NCC is below this (default: the shards' --qc-min-ncc)")
-    args = parser.parse_args(argv)
+    args = parse_naming_unknown_options(parser, sys.argv[1:] if argv is None else argv)
 
     try:
         if args.qc_min_ncc is not None:

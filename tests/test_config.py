@@ -158,6 +158,18 @@ def test_a_spaced_set_and_a_stray_argument_are_one_line_naming_the_command(cli_i
         assert (result.returncode, result.stderr) == (2, f"elr-mri train: unrecognized arguments: {hint}\n")
 
 
+def test_a_misspelt_option_is_named_not_taken_for_a_missing_required_one(cli_in_process) -> None:
+    """argparse alone would say `--config`/`--run` is required, hiding the typo that left it out."""
+    for typed, expected in ((["train", "--confg", "x.yaml"], "elr-mri train: unrecognized arguments: --confg x.yaml "
+                                                               "(did you mean --config?)\n"),
+                            (["evaluate", "--rn=runs/x"], "elr-mri evaluate: unrecognized arguments: --rn=runs/x "
+                                                          "(did you mean --run?)\n"),
+                            (["train", "--config", "x.yaml", "--ot", "runs/y"],
+                             "elr-mri train: unrecognized arguments: --ot runs/y (did you mean --out?)\n")):
+        result = cli_in_process(*typed)
+        assert (result.returncode, result.stderr) == (2, expected)
+
+
 def test_an_empty_config_is_refused_with_settings_given_too(tmp_path: Path) -> None:
     """`--set` on an empty file would otherwise train the built-in defaults (digits, CE, no noise)."""
     with pytest.raises(ConfigError, match="the config is empty"):

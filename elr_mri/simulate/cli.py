@@ -31,6 +31,7 @@ from elr_mri.simulate.anatomy import ANATOMIES, load_anatomy
 from elr_mri.simulate.cohort import CLASS_FRACTIONS, SubjectSpec, plan_cohort
 from elr_mri.simulate.disease import REGIONS
 from elr_mri.simulate.render import render_scan
+from preprocess.arguments import parse_naming_unknown_options
 from preprocess.sidecar import atomic_path, file_sha256, read_sidecar, remove_stale_temps, scan_sha256, write_json
 from preprocess.user_errors import USER_ERRORS, nonempty_path, report_user_error, storage_error_or_raise
 from preprocess.workers import start_worker_process
@@ -44,7 +45,8 @@ PROGRESS = ".simulate-progress"
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `elr-mri simulate-cohort` and `python -m elr_mri.simulate`."""
-    args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    parser = _parser()
+    args = parse_naming_unknown_options(parser, sys.argv[1:] if argv is None else argv)
     try:
         simulate_cohort(args.out, args.subjects, args.holdout_subjects, args.label_noise, args.seed,
                         args.resolution, args.anatomy, args.jobs, args.overwrite, args.atrophy_scale)

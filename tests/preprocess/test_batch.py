@@ -127,6 +127,18 @@ def _shard_record(folder: Path, index: int, count: int, qc_min_ncc: float = 0.45
     (folder / f"shard-{index}-of-{count}.json").write_text(json.dumps(record))
 
 
+@pytest.mark.parametrize("command, typed, expected", [
+    (main, ["--inptu", "in.csv", "--output", "out"], "preprocess: unrecognized arguments: --inptu in.csv "
+                                                    "(did you mean --input?)"),
+    (merge_main, ["--outptu=out"], "preprocess-merge: unrecognized arguments: --outptu=out (did you mean --output?)"),
+    (main, ["--input", "in.csv", "--output", "out", "--bogus"], "preprocess: unrecognized arguments: --bogus"),
+])
+def test_a_misspelt_option_is_named_before_the_required_ones_it_hides(command, typed, expected, capsys):
+    with pytest.raises(SystemExit) as stop:
+        command(typed)
+    assert (stop.value.code, capsys.readouterr().err) == (2, f"elr-mri {expected}\n")
+
+
 def test_merge_refuses_missing_shard(tmp_path, capsys):
     pd.DataFrame({"participant_id": ["a"], "session_id": ["b"], "qc_ncc": [0.9], "qc_mask_dice": [0.75], "status": ["done"]}).to_csv(
         tmp_path / "manifest-shard-0-of-2.csv", index=False)

@@ -1,0 +1,49 @@
+"""Command-line parsing that names a misspelt option.
+
+argparse checks required options before unknown ones, so `--confg x.yaml` reads as "--config is required"
+and the typo that caused it goes unnamed. Shared by every `elr-mri` command (preprocess's need no torch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+from collections.abc import Sequence
+
+__all__ = ["near_option", "options_of", "parse_naming_unknown_options", "unknown_option"]
+
+
+def options_of(parser: argparse.ArgumentParser) -> list[str]:
+    """Every option string the parser takes (`--config`, `-h`, ...)."""
+    return [option for action in parser._actions for option in action.option_strings]
+
+
+def unknown_option(parser: argparse.ArgumentParser, args: Sequence[str]) -> list[str] | None:
+    """The first `--option` the parser does not have, with the value typed after it; None when all are known.
+
+    An abbreviation argparse accepts (`--conf`) counts as known, and so does whatever follows `--set` or `--`."""
+    known = options_of(parser)
+    for position, token in enumerate(args):
+        if token == "--":
+            return None
+        name = token.partition("=")[0]
+        after_set = position > 0 and args[position - 1] == "--set"
+        if after_set or not name.startswith("--") or any(option.startswith(name) for option in known):
+            continue
+        value = list(args[position + 1:position + 2]) if "=" not in token else []
+        return [token] + [item for item in value if not item.startswith("-")]
+    return None
+
+
+def near_option(parser: argparse.ArgumentParser, typed: str) -> str:
+    """` (did you mean --config?)` for a typed option close to one of the parser's, else ""."""
+    near = difflib.get_close_matches(typed.partition("=")[0], options_of(parser), n=1, cutoff=0.8)
+    return f" (did you mean {near[0]}?)" if near else ""
+
+
+def parse_naming_unknown_options(parser: argparse.ArgumentParser, args: Sequence[str]) -> argparse.Namespace:
+    """`parser.parse_args(args)`, but an unknown option is one line naming it (exit 2) before any other check."""
+    stray = unknown_option(parser, args)
+    if stray is not None:
+        parser.exit(2, f"{parser.prog}: unrecognized arguments: {' '.join(stray)}{near_option(parser, stray[0])}\n")
+    return parser.parse_args(args)
