@@ -164,6 +164,9 @@ def test_a_sidecar_without_settings_or_a_syn_scan_without_its_warp_is_one_line(t
     outputs.sidecar.write_text(json.dumps({"params": Params(resolution=RESOLUTION, transform="syn").as_dict()}))
     with pytest.raises(FileNotFoundError, match=r"affine transform or \(--transform syn\) warp is missing"):
         measure_scan(outputs.image, VolumeParams(registration_mm=RESOLUTION))
+    outputs.sidecar.write_text('{"params": {"resolution"')  # cut short: there, but no JSON
+    with pytest.raises(ValueError, match=r"sub-ODD.*\.json: unreadable \(not the JSON"):
+        measure_scan(outputs.image, VolumeParams(registration_mm=RESOLUTION))
 
 
 @pytest.mark.parametrize("spacing", ["nan", "inf", "0", "-2"])

@@ -70,6 +70,9 @@ def measure_scan(image_path: str | Path, params: VolumeParams = VolumeParams(), 
     outputs = ScanOutputs.beside(image_path)
     image_hash = file_sha256(outputs.image)
     preprocess_meta = read_sidecar(outputs.sidecar)
+    if preprocess_meta is None and outputs.sidecar.is_file():  # there, but not JSON: damaged, not missing
+        raise ValueError(f"{outputs.sidecar}: unreadable (not the JSON `elr-mri preprocess` writes, so damaged "
+                         "since); rerun `elr-mri preprocess` on this scan")
     preprocessed = _preprocess_params(preprocess_meta, outputs.sidecar) if preprocess_meta is not None else None
     transforms = [outputs.transform] + ([outputs.warp] if preprocessed and preprocessed.transform == "syn" else [])
     if preprocessed is None or not all(path.is_file() for path in transforms):
