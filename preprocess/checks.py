@@ -6,6 +6,9 @@ where, and how to fix it, so that one bad scan is reported and the others go on.
 """
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import nibabel as nib
@@ -24,6 +27,22 @@ class ScanError(ValueError):
     def __init__(self, path: str | Path, what: str, fix: str):
         super().__init__(f"{path}: {what}; {fix}")
         self.path, self.what = path, what
+
+
+@contextlib.contextmanager
+def _header_reports_naming(path: Path) -> Iterator[None]:
+    """nibabel logs what it fixes in a header ("sizeof_hdr should be 348; set sizeof_hdr to 348") without the
+    file's name; in a batch, among other scans' progress, that line must say which scan it is about."""
+    def name_the_scan(record: logging.LogRecord) -> bool:
+        record.msg, record.args = f"{path}: {record.getMessage()}", None
+        return True
+
+    logger = nib.imageglobals.logger
+    logger.addFilter(name_the_scan)
+    try:
+        yield
+    finally:
+        logger.removeFilter(name_the_scan)
 
 
 def _unreadable(path: Path, exc: Exception) -> ScanError:
@@ -63,7 +82,8 @@ def load_scan(path: str | Path) -> nib.Nifti1Image:
     if path.suffix.lower() == ".dcm":
         raise ScanError(path, "is a DICOM file", "convert the series to NIfTI with `dcm2niix -z y`")
     try:
-        img = nib.load(str(path))
+        with _header_reports_naming(path):
+            img = nib.load(str(path))
     except Exception as exc:  # nibabel raises many types for broken files
         raise _unreadable(path, exc) from None
     if img.get_data_dtype().kind == "c":  # reading as float32 would drop the imaginary part without a word

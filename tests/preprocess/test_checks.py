@@ -132,3 +132,15 @@ def test_oriented_pairs_load_with_their_own_orientation(tmp_path, name):
     assert np.array_equal(load_scan(tmp_path / name).get_fdata()[::-1, ::-1, :], _head())
     analyze = _analyze(tmp_path / f"analyze-{name}", lps, with_mat=True)
     assert np.array_equal(load_scan(analyze).get_fdata()[::-1, ::-1, :], _head())
+
+
+def test_a_header_nibabel_repairs_is_reported_with_the_scans_name(tmp_path, caplog):
+    """In a batch the repair line sits among other scans' progress; without the name it points nowhere."""
+    path = _save(_head(), tmp_path / "odd-header.nii")
+    raw = bytearray(path.read_bytes())
+    raw[0:4] = np.int32(340).tobytes()  # sizeof_hdr, which nibabel sets back to 348 with a logged report
+    path.write_bytes(bytes(raw))
+    assert load_scan(path).shape == (32, 40, 36)
+    assert caplog.messages == [f"{path}: sizeof_hdr should be 348; set sizeof_hdr to 348"]
+    nib.load(str(path))  # nibabel's own loads, outside a scan's check, are left as they were
+    assert caplog.messages[1:] == ["sizeof_hdr should be 348; set sizeof_hdr to 348"]
