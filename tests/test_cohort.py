@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from elr_mri.data.cohort import ManifestError, label_indices, load_manifest
+from elr_mri.data.cohort import ManifestError, label_indices, load_manifest, true_label_indices
 from elr_mri.data.importers import (
     adni_diagnosis,
     adni_participant_key,
@@ -113,13 +113,23 @@ def test_a_folder_given_for_the_manifest_is_said_to_be_one(tmp_path):
         load_manifest(tmp_path / "gone.csv", CLASSES, require_age=True)
 
 
-def test_a_class_the_run_leaves_out_is_one_problem_not_one_per_scan(tmp_path):
-    """data.mri.classes [CN, AD] on a cohort with MCI listed every MCI scan, a line each."""
-    rows = [scan("P1", "M00"), scan("P2", "M00", "MCI"), scan("P3", "M00", "MCI"), scan("P4", "M00", "MCI")]
+def test_scans_of_a_class_the_run_leaves_out_are_dropped_in_one_warning_and_other_codes_refused(tmp_path, caplog):
+    """data.mri.classes [CN, AD] on a cohort with MCI trains CN vs AD on the other scans (the official code's
+    choice); a code that is none of the project's diagnoses is still refused, one line for all its rows."""
+    rows = [scan("P1", "M00", true_diagnosis="MCI"), scan("P2", "M00", "MCI", true_diagnosis="MCI"),
+            scan("P3", "M00", "mci", true_diagnosis="CN"),
+            scan("P4", "M00", "AD", true_diagnosis="AD")]
+    with caplog.at_level(logging.WARNING):
+        frame = load_manifest(write_manifest(tmp_path, rows), ["CN", "AD"], require_age=True)
+    assert list(frame.participant_id) == ["P1", "P4"]
+    assert [r.getMessage().split(": ", 1)[1] for r in caplog.records] == [
+        "left out 2 scan(s) diagnosed MCI, not among the run's classes CN, AD (data.mri.classes)"]
+    assert list(true_label_indices(frame.true_diagnosis, ["CN", "AD"])) == [-1, 1]  # wrong, with no right class
+    rows += [scan("P5", "M00", "Dementia", true_diagnosis="AD"), scan("P6", "M00", "Dementia", true_diagnosis="AD")]
     with pytest.raises(ManifestError) as err:
         load_manifest(write_manifest(tmp_path, rows), ["CN", "AD"], require_age=True)
     assert str(err.value).splitlines()[1:] == [
-        "  line 3 (participant 'P2', session 'M00') and 2 more row(s): diagnosis 'MCI' is not one of CN, AD (the "
+        "  line 6 (participant 'P5', session 'M00') and 1 more row(s): diagnosis 'Dementia' is not one of CN, AD (the "
         "run's classes, data.mri.classes; a cohort's own codes, such as Dementia, are recoded into these by `elr-mri "
         "import-cohort`)"]
 

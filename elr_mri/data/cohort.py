@@ -7,7 +7,7 @@ is reported as one line naming the row (its 1-based data row and participant/ses
 once, so a user fixes the CSV in one pass instead of one error per run.
 
 Public names: `ManifestError`, `REQUIRED_COLUMNS`, `USABLE_STATUSES`, `SCAN_KEYS`, `load_manifest`, `warn_qc_flagged`,
-`validate_manifest`, `label_indices`.
+`validate_manifest`, `label_indices`, `true_label_indices`, `DIAGNOSES`, `diagnoses_left_out`.
 """
 
 from __future__ import annotations
@@ -35,6 +35,9 @@ __all__ = [
     "load_manifest",
     "validate_manifest",
     "label_indices",
+    "true_label_indices",
+    "DIAGNOSES",
+    "diagnoses_left_out",
 ]
 
 log = logging.getLogger(__name__)
@@ -43,6 +46,9 @@ REQUIRED_COLUMNS = ("participant_id", "session_id", "path", "diagnosis")
 SCAN_KEYS = ["participant_id", "session_id"]  # what names one scan across manifests, label panels and tables
 IMAGE_COLUMN = "image_path"  # the resolved absolute path of the volume to load, added on load
 MAX_LISTED = 20  # problems listed in one error; the count says how many there are
+# The diagnoses of this project's manifests (`import-cohort` recodes a cohort's own into these). A run's
+# data.mri.classes may name fewer (CN vs AD): scans of the others are then left out, as the official code does.
+DIAGNOSES = ("CN", "MCI", "AD")
 
 
 class ManifestError(ValueError):
@@ -90,6 +96,7 @@ def validate_manifest(
         raise ManifestError(f"{source}: no age column, and the model uses age; add an age column (years at the scan), "
                             "or train a model without it (model.use_age: false)")
     frame = _usable_rows(frame.reset_index(drop=True), source)
+    frame = _without_scans_of_diagnoses_left_out(frame, classes, source, say=warn_qc)
     if warn_qc:
         warn_qc_flagged(frame, source)
     for column in ("participant_id", "session_id", "path"):
@@ -106,6 +113,9 @@ def validate_manifest(
         if column in frame.columns:
             raw = frame[column].map(lambda v: "" if pd.isna(v) else str(v).strip())
             frame[column] = raw.str.lower().map(spelled)
+            # a true diagnosis the run leaves out (MCI in a CN-vs-AD run) is a wrong label with no right class
+            outside = raw.str.lower().isin(diagnoses_left_out(classes)) & (column == "true_diagnosis")
+            frame[column] = frame[column].mask(outside, raw.str.upper())
             problems += _unknown_classes(frame, raw, column, classes)
     for column in ("participant_id", "session_id"):
         problems += [f"{_where(frame, i)}: empty {column}" for i in np.flatnonzero(frame[column] == "")]
@@ -146,6 +156,31 @@ def label_indices(diagnoses: pd.Series, classes: Sequence[str]) -> np.ndarray:
     return diagnoses.map(lookup).to_numpy(dtype=np.int64)
 
 
+def true_label_indices(diagnoses: pd.Series, classes: Sequence[str]) -> np.ndarray:
+    """`label_indices` of validated true diagnoses, -1 for one the run leaves out (MCI in a CN-vs-AD run): such a
+    scan's given label is wrong, and no prediction is right."""
+    lookup = {name: k for k, name in enumerate(classes)}
+    return diagnoses.map(lookup).fillna(-1).to_numpy(dtype=np.int64)
+
+
+def diagnoses_left_out(classes: Sequence[str]) -> set[str]:
+    """The project's diagnoses (lower case) that `classes` leaves out."""
+    return {d.lower() for d in DIAGNOSES} - {c.lower() for c in classes}
+
+
+def _without_scans_of_diagnoses_left_out(frame: pd.DataFrame, classes: Sequence[str], source: str, say: bool) -> pd.DataFrame:
+    """The rows whose diagnosis is not one of the project's that `classes` leaves out (MCI when a run trains CN vs
+    AD); `say`: count those in one warning. Any other diagnosis stays, for the check that names it (a typo)."""
+    given = frame["diagnosis"].map(lambda v: "" if pd.isna(v) else str(v).strip())
+    other = given.str.lower().isin(diagnoses_left_out(classes))
+    if other.any() and say:
+        counts = given[other].str.upper().value_counts()
+        which = ", ".join(f"{name} ({n})" for name, n in counts.items()) if len(counts) > 1 else counts.index[0]
+        _warn_once(f"{source}: left out {int(other.sum())} scan(s) diagnosed {which}, not among the run's classes "
+                   f"{', '.join(classes)} (data.mri.classes)")
+    return frame[~other].reset_index(drop=True)
+
+
 def _file_problem(path: str, column: str) -> str:
     if not path:
         return f"file not found: (empty {column})"
@@ -171,7 +206,7 @@ def _usable_rows(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     return frame[usable].reset_index(drop=True)
 
 
-_QC_WARNINGS_GIVEN: set[str] = set()  # one process reads a manifest many times (evaluate with baselines: 10)
+_WARNINGS_GIVEN: set[str] = set()  # one process reads a manifest many times (evaluate with baselines: 10)
 
 
 def warn_qc_flagged(frame: pd.DataFrame, source: str) -> None:
@@ -189,9 +224,15 @@ def warn_qc_flagged(frame: pd.DataFrame, source: str) -> None:
         warning = (f"{source}: {len(names)} scan(s) flagged by preprocessing QC are used: "
                    f"{', '.join(names[:MAX_LISTED])}{more}; look at their QC overlays, then drop the rows or set "
                    "qc_flag to False")
-        if warning not in _QC_WARNINGS_GIVEN:
-            _QC_WARNINGS_GIVEN.add(warning)
-            log.warning("%s", warning)
+        _warn_once(warning)
+
+
+def _warn_once(warning: str) -> None:
+    """Log a manifest's warning once a process: a command reads one manifest several times, and repeats buried
+    its own output."""
+    if warning not in _WARNINGS_GIVEN:
+        _WARNINGS_GIVEN.add(warning)
+        log.warning("%s", warning)
 
 
 def _duplicates(frame: pd.DataFrame, image_column: str) -> list[str]:

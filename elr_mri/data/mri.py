@@ -46,7 +46,7 @@ from torch.utils.data import Dataset
 from elr_mri.config import DataConfig
 from elr_mri.data.adjudicated import load_adjudicated_labels
 from elr_mri.data.blurred_crop import RandBlurredCropd
-from elr_mri.data.cohort import IMAGE_COLUMN, ManifestError, label_indices, load_manifest
+from elr_mri.data.cohort import IMAGE_COLUMN, ManifestError, label_indices, load_manifest, true_label_indices
 from elr_mri.data.grid import ScanReadError, VolumeGrid, common_grid, require_grid
 from elr_mri.data.images import NoisyImageData, stratified_subset
 from elr_mri.data.noise import apply_noise_config
@@ -263,7 +263,7 @@ def build_mri_data(cfg: DataConfig, require_age: bool = False, blur_on_device: b
     if cfg.noise.mode != "none":
         noisy[pool] = apply_noise_config(cfg.noise, given[pool], len(classes))
     if "true_diagnosis" in frame.columns:
-        clean: np.ndarray | None = label_indices(frame["true_diagnosis"], classes)
+        clean: np.ndarray | None = true_label_indices(frame["true_diagnosis"], classes)
     else:
         clean = given if cfg.noise.mode != "none" else None
 

@@ -16,6 +16,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from elr_mri.data.cohort import diagnoses_left_out
 from elr_mri.evaluation.metrics import (N_BOOT, Interval, MetricsReport, bootstrap_metrics, participant_means,
                                         participant_resamples, resampled_metrics)
 
@@ -126,6 +127,12 @@ def _classes(frame: pd.DataFrame) -> list[str]:
 def _arrays(frame: pd.DataFrame, classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """True class indices, probabilities (columns p_<class>) and participant ids of each scan."""
     index = {name: i for i, name in enumerate(classes)}
+    left_out = frame["true_diagnosis"].str.lower().isin(diagnoses_left_out(classes))
+    if left_out.any():  # MCI scans of a CN-vs-AD run: no class of the run is right for them
+        log.warning("%d scan(s) whose true diagnosis is not among the run's classes %s (%s) are left out of the "
+                    "scores against the truth", int(left_out.sum()), ", ".join(classes),
+                    ", ".join(sorted(set(frame["true_diagnosis"][left_out]))))
+        frame = frame[~left_out]
     unknown = set(frame["true_diagnosis"]) - set(index)
     if unknown:
         raise ValueError(f"true diagnoses {sorted(unknown)} are not among the classes {list(classes)}")
