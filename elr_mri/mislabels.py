@@ -16,8 +16,10 @@ __all__ = ["suspected_mislabels", "mislabel_precision_recall"]
 
 
 def suspected_mislabels(targets: np.ndarray, given: np.ndarray, class_names: list[str] | None = None) -> pd.DataFrame:
-    """Rows (index, given_label, suggested_label, confidence, given_share, margin) where the target puts less on the
-    given label than on another, the widest margin (confidence − given_share) first.
+    """Rows (index, given_label, suggested_label, confidence, given_share, margin, tied_with) where the target puts
+    less on the given label than on another, the widest margin (confidence − given_share) first. `tied_with` names
+    the other classes sharing the top share (separated by |; empty for most rows): argmax suggests the first of
+    them, and a reviewer should know the target is split.
 
     An all-zero row (an example a class-balanced sampler never drew, so no target gathered) suggests nothing, nor
     does a tie between the given label and the top one (argmax alone would take the lower class index, and a
@@ -36,14 +38,20 @@ def suspected_mislabels(targets: np.ndarray, given: np.ndarray, class_names: lis
         "given_share": (on_given * share)[rows].round(6),
         "margin": ((top - on_given) * share)[rows].round(6),
     })
+    name = (lambda k: class_names[k]) if class_names else str
+    table["tied_with"] = ["|".join(name(k) for k in np.flatnonzero(targets[i] == top[i]) if k != suggested[i])
+                          for i in rows]
     if class_names:
         table["given_name"] = [class_names[i] for i in table["given_label"]]
         table["suggested_name"] = [class_names[i] for i in table["suggested_label"]]
     return table.sort_values("margin", ascending=False, kind="stable").reset_index(drop=True)
 
 
-def mislabel_precision_recall(flagged_index: np.ndarray, given: np.ndarray, clean: np.ndarray) -> dict[str, float]:
-    """Precision and recall of the flagged set against the examples whose label was really changed."""
+def mislabel_precision_recall(flagged_index: np.ndarray, suggested: np.ndarray, given: np.ndarray,
+                              clean: np.ndarray) -> dict[str, float]:
+    """Precision and recall of the flagged set against the examples whose label was really changed, and how many
+    flagged rows also suggest the true label (`suggested`, one per flagged row): a re-review that trusts the
+    suggestion needs that too (a scan given AD, truly MCI, suggested CN is a right flag and a wrong suggestion)."""
     truly_wrong = np.flatnonzero(given != clean)
     hits = np.intersect1d(flagged_index, truly_wrong).size
     return {
@@ -51,4 +59,5 @@ def mislabel_precision_recall(flagged_index: np.ndarray, given: np.ndarray, clea
         "truly_mislabelled": int(truly_wrong.size),
         "precision": hits / len(flagged_index) if len(flagged_index) else float("nan"),
         "recall": hits / truly_wrong.size if truly_wrong.size else float("nan"),
+        "suggestion_true": int(np.sum(clean[flagged_index] == suggested)),
     }

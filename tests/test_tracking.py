@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from elr_mri.engine.tracking import PredictionTracker, memorization_fractions
-from elr_mri.mislabels import suspected_mislabels
+from elr_mri.mislabels import mislabel_precision_recall, suspected_mislabels
 
 
 def test_fractions_count_only_the_examples_this_epoch_predicted() -> None:
@@ -52,6 +52,13 @@ def test_suspected_mislabels_are_ranked_by_how_far_the_target_is_from_the_given_
     table = suspected_mislabels(targets, np.array([1, 1]), ["CN", "MCI", "AD"])
     assert table["index"].tolist() == [1, 0]
     assert table["given_share"].tolist() == [0.1, 0.44] and table["margin"].tolist() == [0.35, 0.02]
+    assert table["suggested_name"].tolist() == ["CN", "CN"] and table["tied_with"].tolist() == ["AD", ""]  # split
+
+
+def test_precision_counts_flags_and_suggestion_true_the_flags_that_also_name_the_true_class() -> None:
+    given, clean = np.array([0, 2, 1, 1]), np.array([0, 1, 1, 0])  # 1 and 3 were mislabelled
+    scores = mislabel_precision_recall(np.array([1, 2, 3]), np.array([0, 0, 0]), given, clean)
+    assert scores == {"flagged": 3, "truly_mislabelled": 2, "precision": 2 / 3, "recall": 1.0, "suggestion_true": 1}
 
 
 def test_the_report_shows_an_undefined_precision_as_a_dash(tmp_path) -> None:

@@ -565,10 +565,11 @@ def _finish(out_dir: Path, cfg: RunConfig, data: NoisyImageData, method: Method,
     if found:
         summary["warnings"] = found
     table = _mislabel_table(method, tracker, data)
+    summary["suspected_mislabels_epoch"] = summary["epochs"]  # the last epoch's targets, not the selected epoch's
     atomic_write_text(table.to_csv(index=False), out_dir / "suspected_mislabels.csv")
     if knows_clean:
-        summary["mislabels"] = mislabel_precision_recall(table["index"].to_numpy(), data.train_labels,
-                                                         data.train_clean_labels)
+        summary["mislabels"] = mislabel_precision_recall(table["index"].to_numpy(), table["suggested_label"].to_numpy(),
+                                                         data.train_labels, data.train_clean_labels)
         from elr_mri.plots import plot_memorization
 
         plot_memorization(metrics, out_dir / "memorization.png", title=f"{cfg.loss.name}, {cfg.data.name}")
