@@ -17,6 +17,7 @@ over 15,000 images (val + test) that follows every epoch.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,7 +25,7 @@ from pathlib import Path
 import torch
 from bench_device_batches import load_train
 from profiling import busiest_kernels
-from results_file import command_line, write_report
+from results_file import command_line, load_line, write_report
 
 from elr_mri.config import RunConfig, evaluation_batch_size, load_config
 from elr_mri.data.device_batches import DeviceImageBatches
@@ -47,6 +48,7 @@ PLANS = {  # name: config overrides, the most informative first (a device call m
     "fp32 eager": ["train.precision=fp32", "train.channels_last=false", "train.compile=false"],
 }
 PROFILED = "compile's default mode, no CUDA graphs"  # its busiest kernels are listed (a graph replays as one)
+REFERENCE = "engine auto (bf16, channels-last, compile with CUDA graphs)"  # what a run gets: the others' loops against it
 
 
 def main() -> None:
@@ -66,7 +68,11 @@ def main() -> None:
     device = torch.device(args.device)
     args.out = args.out or ROOT / "bench" / "results" / f"cifar_step_{device.type}.md"  # as published
     train, source = load_train(None)  # random pixels: see the docstring
-    rows, kernels = [], ""
+    if args.eval_images > len(train):
+        parser.error(f"--eval-images {args.eval_images}: the data has {len(train):,} images")
+    load_start = os.getloadavg()[0]
+    measured: dict[str, dict[str, float]] = {}
+    kernels = ""
     for name, overrides in PLANS.items():
         cfg = load_config(CONFIG, overrides)
         plan = ExecutionPlan.from_config(cfg.train, device, graphs_tested=True)  # an ELR step on device batches
@@ -78,21 +84,34 @@ def main() -> None:
         pieces = timer.pieces_ms(args.steps)
         host = timer.host_ms(args.steps) if not plan.compile else float("nan")
         evaluation = timer.evaluation_s()
-        rows.append(f"| {name} | {warmup:.1f} | {loop:.1f} | {pieces['batch']:.1f} | {pieces['train_step']:.1f} | "
-                    f"{pieces['record']:.1f} | {host:.1f} | {evaluation:.2f} |")
-        print(rows[-1], flush=True)
+        measured[name] = {"warmup": warmup, "loop": loop, **pieces, "host": host, "eval": evaluation}
+        print(rows(measured)[-1], flush=True)
         if name == PROFILED:
             kernels = busiest_kernels(lambda: timer.run(min(args.steps, 20)), device)
-        write_report(args.out, report(args, device, source, rows, kernels))  # after each plan: a call may be cut
+        write_report(args.out, report(args, device, source, measured, kernels, load_start))  # a call may be cut
 
 
-def report(args: argparse.Namespace, device: torch.device, source: str, rows: list[str], kernels: str) -> str:
+def rows(measured: dict[str, dict[str, float]]) -> list[str]:
+    """A table row per plan timed so far, its loop against the REFERENCE plan's, timed in this run."""
+    reference = measured.get(REFERENCE, {}).get("loop")
+    return [f"| {name} | {m['warmup']:.1f} | {m['loop']:.1f} | {times(m['loop'], reference)} | {m['batch']:.1f} | "
+            f"{m['train_step']:.1f} | {m['record']:.1f} | {m['host']:.1f} | {m['eval']:.2f} |"
+            for name, m in measured.items()]
+
+
+def times(value: float, reference: float | None) -> str:
+    """`value` as a multiple of `reference`; "—" while the reference plan is not timed yet."""
+    return "—" if reference is None else f"{value / reference:.2f}×"
+
+
+def report(args: argparse.Namespace, device: torch.device, source: str, measured: dict[str, dict[str, float]],
+           kernels: str, load_start: float) -> str:
     """The bench's Markdown file with the plans timed so far."""
     return (f"# Time of one CIFAR-10 ELR training step, by piece ({torch.cuda.get_device_name(device) if device.type == 'cuda' else device})\n\n"
             f"Command: `{command_line()}`\n\ntorch {torch.__version__}; data: {source}; ResNet-34, batch 128, "
-            f"{args.steps} timed steps after {args.warmup} untimed.\n\n"
-            f"| plan | first {args.warmup} steps s | loop ms/step | batch ms | train_step ms | record ms | host-only ms/step | eval pass s ({args.eval_images:,} images) |\n"
-            "|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) +
+            f"{args.steps} timed steps after {args.warmup} untimed. {load_line(load_start)}\n\n"
+            f"| plan | first {args.warmup} steps s | loop ms/step | loop × the engine-auto plan's | batch ms | train_step ms | record ms | host-only ms/step | eval pass s ({args.eval_images:,} images) |\n"
+            "|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows(measured)) +
             "\n\nAn epoch is 352 steps. The first steps' seconds are mostly compilation (and CUDA-graph recording): what a "
             "run pays once a network at its start; a plan may reuse kernels an earlier plan of this call compiled "
             f"(inductor's cache), so the first plan's figure is the cold one. Busiest device kernels in compile's "
@@ -163,13 +182,15 @@ class StepTimer:
         return {piece: value / steps for piece, value in total.items()}
 
     def evaluation_s(self) -> float:
-        """Seconds to predict the first EVAL_IMAGES images in evaluation batches, as `evaluate_split` does."""
+        """Seconds to predict the first `eval_images` images, no more, in evaluation batches as `evaluate_split` does:
+        the last batch is cut to the count, as a split's last batch is."""
         def evaluate() -> None:
-            seen = 0
+            left = self.eval_images
             for batch in self.batches.in_order(self.eval_batch_size):
+                batch = {key: value[:left] for key, value in batch.items()}
                 self.method.predict_proba(batch).argmax(dim=1).cpu()
-                seen += len(batch["index"])
-                if seen >= self.eval_images:
+                left -= len(batch["index"])
+                if left == 0:
                     break
         return self._timed(evaluate) / 1000
 

@@ -58,8 +58,9 @@ def main() -> None:
     ways = {"8 threads": threads, default: image_sources._decoding_pool}
     times: dict[str, list[float]] = {name: [] for name in ways}
     load_start = os.getloadavg()[0]
-    for _ in range(args.rounds):
-        for name, pool in ways.items():
+    for round_index in range(args.rounds):
+        order = list(ways.items())
+        for name, pool in order[::-1] if round_index % 2 else order:  # alternate which goes first: load drifts
             times[name].append(seconds_to_build(args.root, pool))
             print(f"{name}: {times[name][-1]:.1f} s", flush=True)
     medians = {name: statistics.median(values) for name, values in times.items()}

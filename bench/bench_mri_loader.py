@@ -23,7 +23,7 @@ from pathlib import Path
 
 import bench_mri_models as steps
 import torch
-from results_file import command_line, write_report
+from results_file import busy_warning, command_line, write_report
 
 from preprocess.user_errors import nonempty_path
 
@@ -46,26 +46,42 @@ def main() -> None:
         parser.error("--workers must be >= 0 and --volumes at least --batch-size")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is visible to torch")
-    rows = []
+    results: dict[tuple[int, str], steps.LoaderResult] = {}
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as folder:
         paths, shape = steps.write_volumes(Path(folder), args.volumes, args.resolution)
         for workers, where in [(w, b) for w in args.workers for b in args.blur_on]:
             blur_device = args.device if where == "device" else None
-            result = steps.loader_rate(paths, args.crop, args.batch_size, workers, threads=1, blur_device=blur_device)
-            rows.append(f"| {workers} | {where if blur_device is None else f'device ({blur_device})'} | "
-                        f"{result.volumes_per_s:.1f} | {result.epochs} | {result.first_epoch_s:.2f} | "
-                        f"{result.load_before:.1f} → {result.load_after:.1f} |")
+            results[workers, where] = steps.loader_rate(paths, args.crop, args.batch_size, workers, threads=1,
+                                                        blur_device=blur_device)
             text = "\n".join([
                 "# MRI training loader by DataLoader workers", "", f"Command: `{command_line()}`", "",
                 f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch "
                 f"{torch.__version__}; each worker and the main process with one intra-op thread.", "",
                 f"{args.volumes} synthetic scans at {args.resolution:g} mm ({'×'.join(map(str, shape))}), crop "
-                f"{args.crop}³, batches of {args.batch_size}; cached epochs after a first untimed one.", "",
-                "| num_workers | blur on | volumes/s | epochs timed | first epoch (s) | load avg (1 min) |",
-                "|---|---|---|---|---|---|", *rows, ""])
+                f"{args.crop}³, batches of {args.batch_size}; cached epochs after a first untimed one.{busy_warning(load_before)}",
+                "", *table(results, min(args.workers), args.device), ""])
             write_report(args.out, text)  # after each setting: a run cut short keeps what it measured
     print(text)
 
+
+def table(results: dict[tuple[int, str], steps.LoaderResult], fewest: int, device: str) -> list[str]:
+    """The rows measured so far, each with the two ratios the docstring asks for, taken in this run: against the
+    fewest workers with the blur in the same place (how far workers scale), and against the blur in the loader with
+    as many workers (what leaving the blur to the device gains); "—" where that setting is not (yet) measured."""
+    lines = [f"| num_workers | blur on | volumes/s | × {fewest} workers | × blur on loader | epochs timed "
+             "| first epoch (s) | load avg (1 min) |", "|---|---|---|---|---|---|---|---|"]
+    for (workers, where), result in results.items():
+        lines.append(f"| {workers} | {where if where == 'loader' else f'device ({device})'} | "
+                     f"{result.volumes_per_s:.1f} | {ratio(result, results.get((fewest, where)))} | "
+                     f"{ratio(result, results.get((workers, 'loader')))} | {result.epochs} | "
+                     f"{result.first_epoch_s:.2f} | {result.load_before:.1f} → {result.load_after:.1f} |")
+    return lines
+
+
+def ratio(result: steps.LoaderResult, reference: steps.LoaderResult | None) -> str:
+    """`result`'s volumes/s as a multiple of `reference`'s, or "—" without one."""
+    return "—" if reference is None else f"{result.volumes_per_s / reference.volumes_per_s:.2f}×"
 
 if __name__ == "__main__":
     main()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -31,19 +32,31 @@ from elr_mri.config import ConfigError, load_config  # noqa: E402
 from preprocess.user_errors import nonempty_path  # noqa: E402
 
 
-def train_seeds(config: Path, overrides: list[str], seeds: int, jobs: int, folder: Path) -> tuple[float, list[float]]:
-    """Wall seconds for training `seeds` seeds `jobs` at a time, and each run's median epoch seconds (epochs 2..)."""
+def train_seeds(config: Path, overrides: list[str], seeds: int, jobs: int, folder: Path,
+                keep_logs: Path | None) -> tuple[float, list[float]]:
+    """Wall seconds for training `seeds` seeds `jobs` at a time, and each run's median epoch seconds (epochs 2..).
+    A failed run's log is copied into `keep_logs` first, if given: `folder` is a temporary one."""
     runs = [PlannedRun(f"{folder.name} seed {seed}", config, (*overrides, f"seed={seed}", f"data.noise.seed={seed}"),
                        folder / f"seed{seed}") for seed in range(seeds)]
     started = time.perf_counter()
     for group in [runs] if jobs > 1 else [[run] for run in runs]:  # in turn: stop at the first run that fails
-        failed = [f"{run.name}: {outcome}" for run, outcome in train_in_parallel(group, jobs).items()
-                  if not isinstance(outcome, dict)]
+        failed = {run: outcome for run, outcome in train_in_parallel(group, jobs).items() if not isinstance(outcome, dict)}
         if failed:
-            sys.exit(f"bench_side_by_side: error: {'; '.join(failed)}")
+            kept = keep_failed_logs(list(failed), keep_logs) if keep_logs is not None else ""
+            sys.exit(f"bench_side_by_side: error: {'; '.join(f'{run.name}: {why}' for run, why in failed.items())}{kept}")
     wall = time.perf_counter() - started
     medians = [statistics.median(pd.read_csv(run.run_dir / "metrics.csv")["epoch_seconds"].iloc[1:]) for run in runs]
     return wall, medians
+
+
+def keep_failed_logs(runs: list[PlannedRun], folder: Path) -> str:
+    """Copy the failed `runs`' logs into `folder` (side_by_side_in_turn_seed0.log, …: a few files, only the failed
+    ones, as a device call brings back few) before their temporary folder goes; says where, for the error message."""
+    folder.mkdir(parents=True, exist_ok=True)
+    copies = [folder / f"side_by_side_{run.run_dir.parent.name}_{run.log.name}" for run in runs]
+    for run, copy in zip(runs, copies):
+        shutil.copyfile(run.log, copy)
+    return f" (logs copied to {', '.join(map(str, copies))})"
 
 
 def main() -> None:
@@ -53,6 +66,8 @@ def main() -> None:
                         help="config overrides for every run (e.g. train.epochs=6)")
     parser.add_argument("--seeds", type=int, default=2, help="runs, and how many run side by side")
     parser.add_argument("--out", type=nonempty_path, default=ROOT / "bench/results/side_by_side.md")
+    parser.add_argument("--keep-logs", type=nonempty_path, metavar="DIR",
+                        help="copy a failed run's log here (the runs' folders are temporary)")
     args = parser.parse_args()
     if args.seeds < 2:
         parser.error("--seeds must be at least 2: one run has nothing to run beside")
@@ -65,9 +80,9 @@ def main() -> None:
         parser.error("train.epochs must be at least 2: the first epoch (compilation, warm-up) is not timed")
     load_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as scratch:
-        alone = train_seeds(args.config, quiet, args.seeds, 1, Path(scratch) / "in_turn")
+        alone = train_seeds(args.config, quiet, args.seeds, 1, Path(scratch) / "in_turn", args.keep_logs)
         write_report(args.out, _report(args, load_start, alone, None))  # kept should the side-by-side runs be cut
-        together = train_seeds(args.config, quiet, args.seeds, args.seeds, Path(scratch) / "together")
+        together = train_seeds(args.config, quiet, args.seeds, args.seeds, Path(scratch) / "together", args.keep_logs)
     text = _report(args, load_start, alone, together)
     print(text)
     write_report(args.out, text)

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from results_file import command_line, load_line, write_report
 from seeded_runs import percent_mean_std, train_seeds
+
+from elr_mri.config import ConfigError, load_config
 from preprocess.user_errors import nonempty_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,22 +29,28 @@ IMAGENET_TABLE = (1_281_167, 1000)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="applied to every run, e.g. --set train.epochs=2 for a quick check")
     parser.add_argument("--out", type=nonempty_path, default=ROOT / "bench" / "results" / "target_precision.md")
     args = parser.parse_args()
     if args.seeds < 1:
         parser.error(f"--seeds {args.seeds}: must be at least 1")
+    try:
+        epochs = load_config(CONFIG, args.overrides).train.epochs  # the report's figure, and bad settings refused now
+    except ConfigError as error:
+        parser.error(str(error))
     lines = ["| targets_dtype | table for 1,281,167 × 1000 | test acc (last), mean ± std | − float32, paired by seed "
              "| seconds / run |", "|---|---|---|---|---|"]
     float32_accs, load_start, devices = None, os.getloadavg()[0], set()
     for dtype in ("float32", "bfloat16", "float16"):
-        runs = train_seeds(CONFIG, [f"loss.targets_dtype={dtype}"], args.seeds)
+        runs = train_seeds(CONFIG, [*args.overrides, f"loss.targets_dtype={dtype}"], args.seeds)  # the dtype wins
         accs, seconds = np.array([run["test_acc_last"] for run in runs]), [run["seconds"] for run in runs]
         devices |= {run["device"] for run in runs}
         float32_accs = accs if float32_accs is None else float32_accs
         gigabytes = np.prod(IMAGENET_TABLE) * torch.finfo(getattr(torch, dtype)).bits / 8 / 1e9
         lines.append(f"| {dtype} | {gigabytes:.1f} GB | {percent_mean_std(accs)} "
                      f"| {percent_mean_std(accs - float32_accs)} | {np.mean(seconds):.1f} |")
-    text = (f"ELR target-table storage, digits, 40% symmetric noise, {args.seeds} seeds, 150 epochs "
+    text = (f"ELR target-table storage, digits, 40% symmetric noise, {args.seeds} seeds, {epochs} epochs "
             f"(`{command_line()}`):\n\n" + "\n".join(lines) + "\n\n"
             f"Machine: {platform.machine()}, trained on {', '.join(sorted(devices))}, torch {torch.__version__}. "
             f"{load_line(load_start)}\n")

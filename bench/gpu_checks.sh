@@ -3,7 +3,7 @@
 # on a GPU machine set up as the README says, or as one call of this workplace's device tool after
 # bench/gpu_prepare.sh (whose wheels and CIFAR archive this script then uses). In this order:
 #   1. the CIFAR-10 sym-40 ELR row, 120 epochs, engine defaults on CUDA plus CUDA graphs, timed to the end with its
-#      test accuracy (paper 89.15 ± 0.17), with all the time but 10 s (metrics.csv keeps what a cut run did); if the
+#      test accuracy (paper 89.15 ± 0.17), with all the time but 15 s (metrics.csv keeps what a cut run did); if the
 #      CUDA-graph run fails outright, again in compile's default mode in the time left.
 #      Why CUDA graphs: on an H200 (2026-12-04) a step of this row took 21.8 ms of which the GPU computed 4.4 ms;
 #      the host queueing ~1,000 kernels a step was the limit, and the row ran 9 s an epoch;
@@ -55,13 +55,14 @@ esac
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/device.txt"
 "$PYTHON" -c "import torch; print('torch', torch.__version__)" | tee -a "$OUT/device.txt"
 
-# step NAME CAP LOG COMMAND...: COMMAND under min(CAP, seconds left) (skipped under 30 s), its output appended to LOG;
-# its exit status and wall time go to stdout and device.txt; LAST_CUT is 1 when the limit stopped it (or it was
-# skipped), 0 when it ended on its own. A training run stops at the next step after timeout's SIGTERM, saving what it
-# did; -k: killed 15 s later if it has not stopped by then.
+# step NAME CAP LOG COMMAND...: COMMAND under min(CAP, seconds left less KILL_GRACE) (skipped under 30 s), its output
+# appended to LOG; its exit status and wall time go to stdout and device.txt; LAST_CUT is 1 when the limit stopped it
+# (or it was skipped), 0 when it ended on its own. A training run stops at the next step after timeout's SIGTERM,
+# saving what it did; -k: killed KILL_GRACE s later if it has not stopped by then, so at the deadline at the latest.
 LAST_CUT=0
+KILL_GRACE=15
 step() {
-    local name=$1 cap=$2 log=$3 left=$(( DEADLINE - $(date +%s) ))
+    local name=$1 cap=$2 log=$3 left=$(( DEADLINE - $(date +%s) - KILL_GRACE ))
     shift 3
     local limit=$(( cap < left ? cap : left )) start
     start=$(date +%s)
@@ -70,9 +71,10 @@ step() {
         LAST_CUT=1
         return
     fi
-    timeout -k 15 "$limit" "$@" >> "$log" 2>&1
+    timeout -k "$KILL_GRACE" "$limit" "$@" >> "$log" 2>&1
     local code=$? wall=$(( $(date +%s) - start ))
-    # 124: stopped by SIGTERM at the limit; 137 at or past it: killed 15 s later (137 before it: something else, OOM)
+    # 124: stopped by SIGTERM at the limit; 137 at or past it: killed KILL_GRACE s later (137 before it: something
+    # else, OOM)
     LAST_CUT=0
     if [ "$code" -eq 124 ] || { [ "$code" -eq 137 ] && [ "$wall" -ge "$limit" ]; }; then
         LAST_CUT=1
@@ -81,7 +83,7 @@ step() {
 }
 
 # row NAME MODE CONFIG [--set KEY=VALUE ...]: a CIFAR-10 row (CONFIG) under torch.compile's MODE and the settings
-# given, with all the time left but 10 s; TORCH_LOGS=perf_hints makes torch log why it would skip CUDA graphs.
+# given, with all the time left but step's KILL_GRACE; TORCH_LOGS=perf_hints makes torch log why it would skip CUDA graphs.
 row() {
     local name=$1 mode=$2 config=$3
     shift 3
@@ -89,7 +91,7 @@ row() {
     rm -f "$OUT/${name}_${mode}_metrics.csv" "$OUT/${name}_${mode}_summary.json"
     keep_copying "/tmp/$name/metrics.csv" "$OUT/${name}_${mode}_metrics.csv" &
     local copier=$!
-    step "$name ($mode)" $(( DEADLINE - $(date +%s) - 10 )) "$OUT/${name}_$mode.log" \
+    step "$name ($mode)" "$(( DEADLINE - $(date +%s) ))" "$OUT/${name}_$mode.log" \
         env TORCH_LOGS=perf_hints "$PYTHON" -m elr_mri.cli train --config "$config" \
         --out "/tmp/$name" --set train.progress=false --set train.tensorboard=false \
         --set train.compile_mode="$mode" "$@"
@@ -137,19 +139,21 @@ fi
 # side on the one GPU (bench/bench_side_by_side.py, the code path of `reproduce_paper_table.py --jobs`), CUDA graphs:
 # whether a second process fills the GPU time one run leaves idle (~4.4 of 7.2 ms a step busy on an H200). ~5 min.
 if [ "${1:-}" = jobs ]; then
-    step "sym-40 two seeds, alone and side by side" $(( DEADLINE - $(date +%s) - 10 )) "$OUT/bench.log" \
+    step "sym-40 two seeds, alone and side by side" "$(( DEADLINE - $(date +%s) ))" "$OUT/bench.log" \
         "$PYTHON" bench/bench_side_by_side.py --config configs/cifar10/elr_sym40.yaml --seeds 2 \
-        --set train.epochs=15 --set train.compile_mode=reduce-overhead --out "$OUT/side_by_side_cuda.md"
+        --set train.epochs=15 --set train.compile_mode=reduce-overhead --out "$OUT/side_by_side_cuda.md" \
+        --keep-logs "$OUT"  # a failed run's log only: at most 2 more files
     exit 0
 fi
-# `bash bench/gpu_checks.sh step`: bench/bench_cifar_step.py alone (~3.5 min): a CIFAR step's time by piece under each
-# plan, the whole step compiled first (train.compile_step: ELR's arithmetic in the CUDA graph, the batch assembly in
-# one graph); then, if it pays, the row with ROW_SETTINGS="--set train.compile_step=true".
+# `bash bench/gpu_checks.sh step` (~5.5 min): the CUDA-graph engine tests (at most 2 min), then
+# bench/bench_cifar_step.py in the time left (~3.5 min): a CIFAR step's time by piece under each plan, the whole step
+# compiled first (train.compile_step: ELR's arithmetic in the CUDA graph, the batch assembly in one graph); then, if it
+# pays, the row with ROW_SETTINGS="--set train.compile_step=true".
 if [ "${1:-}" = step ]; then
     # 4 cases × 2 cold torch.compile trainings each
     step "CUDA-graph engine tests" 120 "$OUT/gpu_tests.log" "$PYTHON" -m pytest -v --tb=short -m gpu \
         -p no:cacheprovider tests/test_execution.py -k cuda_graphs
-    step "cifar step by piece" $(( DEADLINE - $(date +%s) - 5 )) "$OUT/bench.log" "$PYTHON" bench/bench_cifar_step.py \
+    step "cifar step by piece" "$(( DEADLINE - $(date +%s) ))" "$OUT/bench.log" "$PYTHON" bench/bench_cifar_step.py \
         --device cuda --out "$OUT/cifar_step_cuda.md"
     exit 0
 fi

@@ -13,6 +13,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from preprocess.sidecar import atomic_path
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -42,10 +44,11 @@ def read_child_result(stdout: str, what: str) -> object:
 
 
 def write_report(path: Path, text: str) -> None:
-    """Write `text` to `path` (folders made) and say so: a default `--out` replaces a published figure."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    """Write `text` to `path` (folders made) and say so: a default `--out` replaces a published figure. Written
+    beside and renamed into place, since scripts rewrite it after each row: a call cut mid-write keeps the last whole
+    file (`atomic_path`, not checkpoint's `atomic_write_text`, to spare scripts without torch its import)."""
+    with atomic_path(path) as temporary:
+        temporary.write_text(text)
     print(f"wrote {path}")
 
 
