@@ -227,7 +227,8 @@ def _parser() -> argparse.ArgumentParser:
                             "--set \"data.root='2024'\"; a section takes a mapping: --set 'train={epochs: 5}')")
     train.add_argument("--out", type=nonempty_path, help="run directory (default: runs/<config name>)")
     train.set_defaults(handler=_train)
-    evaluate = commands.add_parser("evaluate", help="score a run on its test split or on a holdout cohort")
+    evaluate = commands.add_parser("evaluate", help="score a run on its test split or on a holdout cohort",
+                                   description="Score a run on its test split or on a holdout cohort (--manifest).")
     evaluate.add_argument("--run", type=nonempty_path, required=True, metavar="RUN_DIR", help="a finished training run")
     evaluate.add_argument("--manifest", type=nonempty_path, help="holdout cohort manifest (e.g. NACC); default: the run's test split")
     evaluate.add_argument("--test-set", default="test", metavar="NAME",
@@ -235,7 +236,7 @@ def _parser() -> argparse.ArgumentParser:
                                "(WebVision: ilsvrc12); results go to RUN_DIR/eval-NAME")
     evaluate.add_argument("--checkpoint", choices=["best", "last"], default="best",
                           help="best: the run's selection rule (config.yaml says which); last: the final epoch")
-    evaluate.add_argument("--bootstrap", type=int, default=1000, help="participant resamples for the 95%% intervals")
+    evaluate.add_argument("--bootstrap", type=int, default=1000, help="participant resamples for the 95%% intervals (default 1000)")
     evaluate.add_argument("--baselines", action="store_true",
                           help="MRI runs only: also fit the linear baselines on the run's splits and put them in the "
                                "same table")
@@ -248,14 +249,16 @@ def _parser() -> argparse.ArgumentParser:
                           help="MRI runs only: other runs on the same participant splits (e.g. ELR beside CE), scored "
                                "and put in the same table")
     evaluate.set_defaults(handler=_evaluate)
-    explain = commands.add_parser("explain", help="input-gradient saliency maps of an MRI run, per class")
+    explain = commands.add_parser("explain", help="input-gradient saliency maps of an MRI run, per class",
+                                  description="Input-gradient saliency maps of an MRI run, per class.")
     explain.add_argument("--run", type=nonempty_path, required=True, metavar="RUN_DIR",
                          help="an MRI run of `elr-mri train` (its --out)")
     explain.add_argument("--manifest", type=nonempty_path, help="scans to explain (default: the run's test split)")
     explain.add_argument("--checkpoint", choices=["best", "last"], default="best",
                          help="the selected epoch's weights (best.pt, default) or the last epoch's")
     explain.set_defaults(handler=_explain)
-    importer = commands.add_parser("import-cohort", help="diagnoses + ages (ADNIMERGE or a mapped table) joined to scans")
+    importer = commands.add_parser("import-cohort", help="diagnoses + ages (ADNIMERGE or a mapped table) joined to scans",
+                                   description="Join diagnoses and ages (ADNIMERGE, or a table through a mapping) to preprocessed scans.")
     importer.add_argument("--scans", type=nonempty_path, required=True, help="manifest written by `elr-mri preprocess`")
     table = importer.add_mutually_exclusive_group(required=True)
     table.add_argument("--adnimerge", type=nonempty_path, help="ADNIMERGE.csv as downloaded from ADNI")
@@ -264,13 +267,14 @@ def _parser() -> argparse.ArgumentParser:
     importer.add_argument("--baseline-diagnosis", action="store_true", help="ADNI: every scan gets DX_bl")
     importer.add_argument("--out", type=nonempty_path, required=True, help="manifest CSV for `elr-mri train` / `evaluate`")
     importer.set_defaults(handler=_import_cohort)
-    volumes = commands.add_parser("volumes", help="regional brain volumes per scan from the registration's Jacobian")
+    volumes = commands.add_parser("volumes", help="regional brain volumes per scan from the registration's Jacobian",
+                                  description="Regional brain volumes of each preprocessed scan, from the registration's Jacobian.")
     volumes.add_argument("--manifest", type=nonempty_path, required=True, help="manifest written by `elr-mri preprocess`")
     volumes.add_argument("--out", type=nonempty_path, help="CSV to write (default: volumes.csv beside preprocess's "
                          "manifest.csv, NAME_volumes.csv beside any other manifest NAME.csv)")
-    volumes.add_argument("--jobs", type=int, default=1, help="scans measured in parallel")
+    volumes.add_argument("--jobs", type=int, default=1, help="scans measured in parallel (default 1)")
     volumes.add_argument("--registration-mm", type=float, default=2.0,
-                         help="grid of the SyN registration run for affinely preprocessed scans")
+                         help="grid in mm of the SyN registration run for affinely preprocessed scans (default 2)")
     volumes.add_argument("--truth", type=nonempty_path, help="simulated cohort's truth.csv: report how well volumes recover it")
     volumes.set_defaults(handler=_volumes)
     commands.add_parser("preprocess", help="raw T1 scans to template space (see `elr-mri preprocess --help`)")

@@ -51,10 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="int16: scaled integers (NIfTI has no float16), half the disk of float32")
     parser.add_argument("--deterministic", action="store_true",
                         help="reproducible registration (ANTs Repro stages, fixed seed, 1 ITK thread)")
-    parser.add_argument("--jobs", type=int, default=1, help="worker processes; ITK threads = cores // jobs")
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1); ITK threads = cores // jobs")
     parser.add_argument("--shard", default=None, metavar="I/N",
                         help="process shard I of N (0-based), e.g. $SLURM_ARRAY_TASK_ID/8; then run the merge")
-    parser.add_argument("--qc-min-ncc", type=float, default=0.45, help="flag scans whose NCC is below this")
+    parser.add_argument("--qc-min-ncc", type=float, default=0.45, help="flag scans whose NCC is below this (default 0.45)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs, cluster jobs)")
     return parser
 
@@ -153,6 +153,8 @@ def merge_main(argv: list[str] | None = None) -> int:
     try:
         if args.qc_min_ncc is not None:
             require_ncc_threshold(args.qc_min_ncc)
+        if not Path(args.output).is_dir():
+            raise InputError(f"--output {args.output}: no such folder; pass the output folder the shards wrote to")
     except InputError as exc:  # the command line: 2, where the merge's own refusals are 1
         return report_user_error("elr-mri preprocess-merge", exc)
 

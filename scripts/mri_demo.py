@@ -32,13 +32,15 @@ SETTINGS = ("subjects", "holdout_subjects", "label_noise", "epochs", "seed")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=nonempty_path, default=ROOT / "demo")
-    parser.add_argument("--subjects", type=int, default=48, help="ADNI-like participants (train/val/test)")
-    parser.add_argument("--holdout-subjects", type=int, default=16, help="NACC-like participants")
-    parser.add_argument("--label-noise", type=float, default=0.3)
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--out", type=nonempty_path, default=ROOT / "demo",
+                        help="folder of the cohort, the runs and report.md (default: demo/ in the project)")
+    parser.add_argument("--subjects", type=int, default=48, help="ADNI-like participants, train/val/test (default 48)")
+    parser.add_argument("--holdout-subjects", type=int, default=16, help="NACC-like participants (default 16)")
+    parser.add_argument("--label-noise", type=float, default=0.3,
+                        help="fraction of training-site diagnoses flipped (default 0.3)")
+    parser.add_argument("--epochs", type=int, default=8, help="epochs of each training run (default 8)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the cohort and the runs (default 0)")
+    parser.add_argument("--jobs", type=int, default=2, help="processes simulating, preprocessing and measuring volumes (default 2)")
     args = parser.parse_args()
     for name in ("subjects", "holdout_subjects", "epochs", "jobs"):
         if getattr(args, name) < 1:

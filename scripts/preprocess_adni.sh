@@ -13,8 +13,10 @@
 # run with other settings; 2 bad input table or settings.
 set -euo pipefail
 
-INPUT=${1:?usage: preprocess_adni.sh ADNI_BIDS_DIR_OR_CSV OUT_DIR}
-OUTPUT=${2:?usage: preprocess_adni.sh ADNI_BIDS_DIR_OR_CSV OUT_DIR}
+[ $# -eq 2 ] || { echo "usage: scripts/preprocess_adni.sh ADNI_BIDS_DIR_OR_CSV OUT_DIR (see the comments at its top)" >&2
+                  exit 2; }
+INPUT=$1
+OUTPUT=$2
 PYTHON=${PYTHON:-"$(dirname "$0")/../.venv/bin/python"}
 CORES=${SLURM_CPUS_PER_TASK:-$(nproc)}
 JOBS=${JOBS:-$(( CORES > 1 ? CORES / 2 : 1 ))}  # 2 ITK threads per worker suits 1 mm registrations

@@ -7,7 +7,7 @@ is reported as one line naming the row (its 1-based data row and participant/ses
 once, so a user fixes the CSV in one pass instead of one error per run.
 
 Public names: `ManifestError`, `REQUIRED_COLUMNS`, `USABLE_STATUSES`, `SCAN_KEYS`, `load_manifest`, `warn_qc_flagged`,
-`validate_manifest`, `label_indices`, `true_label_indices`, `DIAGNOSES`, `diagnoses_left_out`.
+`validate_manifest`, `label_indices`, `true_label_indices`, `DIAGNOSES`, `diagnoses_left_out`, `warn_once`.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ __all__ = [
     "true_label_indices",
     "DIAGNOSES",
     "diagnoses_left_out",
+    "warn_once",
 ]
 
 log = logging.getLogger(__name__)
@@ -176,7 +177,7 @@ def _without_scans_of_diagnoses_left_out(frame: pd.DataFrame, classes: Sequence[
     if other.any() and say:
         counts = given[other].str.upper().value_counts()
         which = ", ".join(f"{name} ({n})" for name, n in counts.items()) if len(counts) > 1 else counts.index[0]
-        _warn_once(f"{source}: left out {int(other.sum())} scan(s) diagnosed {which}, not among the run's classes "
+        warn_once(f"{source}: left out {int(other.sum())} scan(s) diagnosed {which}, not among the run's classes "
                    f"{', '.join(classes)} (data.mri.classes)")
     return frame[~other].reset_index(drop=True)
 
@@ -224,12 +225,12 @@ def warn_qc_flagged(frame: pd.DataFrame, source: str) -> None:
         warning = (f"{source}: {len(names)} scan(s) flagged by preprocessing QC are used: "
                    f"{', '.join(names[:MAX_LISTED])}{more}; look at their QC overlays, then drop the rows or set "
                    "qc_flag to False")
-        _warn_once(warning)
+        warn_once(warning)
 
 
-def _warn_once(warning: str) -> None:
-    """Log a manifest's warning once a process: a command reads one manifest several times, and repeats buried
-    its own output."""
+def warn_once(warning: str) -> None:
+    """Log a cohort's warning once a process: a command reads one manifest several times (training, then scoring
+    its test split), and repeats buried its own output."""
     if warning not in _WARNINGS_GIVEN:
         _WARNINGS_GIVEN.add(warning)
         log.warning("%s", warning)

@@ -46,7 +46,8 @@ from torch.utils.data import Dataset
 from elr_mri.config import DataConfig
 from elr_mri.data.adjudicated import load_adjudicated_labels
 from elr_mri.data.blurred_crop import RandBlurredCropd
-from elr_mri.data.cohort import IMAGE_COLUMN, ManifestError, label_indices, load_manifest, true_label_indices
+from elr_mri.data.cohort import (IMAGE_COLUMN, ManifestError, label_indices, load_manifest, true_label_indices,
+                                 warn_once)
 from elr_mri.data.grid import ScanReadError, VolumeGrid, common_grid, require_grid
 from elr_mri.data.images import NoisyImageData, stratified_subset
 from elr_mri.data.noise import apply_noise_config
@@ -244,8 +245,8 @@ def build_mri_data(cfg: DataConfig, require_age: bool = False, blur_on_device: b
     classes = list(mri.classes)
     frame = load_manifest(mri.manifest, classes, require_age=require_age)
     if "processed_path" not in frame.columns:
-        log.warning("%s: no processed_path column, so the scans in `path` are read as they are; if they are raw "
-                    "scans, run `elr-mri preprocess` and train on the manifest it writes", mri.manifest)
+        warn_once(f"{mri.manifest}: no processed_path column, so the scans in `path` are read as they are; if they "
+                  "are raw scans, run `elr-mri preprocess` and train on the manifest it writes")
     grid = common_grid(frame[IMAGE_COLUMN], source=str(mri.manifest))
     _note_padding(grid, mri.crop_size, str(mri.manifest))
     if mri.splits:
@@ -313,8 +314,8 @@ def _check_training_diagnoses(labels: np.ndarray, cohort_labels: np.ndarray, cla
                          f"of the diagnoses {', '.join(classes)} (check the diagnosis column, or data.mri.classes)")
     absent = [name for name, count in zip(classes, counts) if not count]
     if absent:
-        log.warning("%s: no training scan is labelled %s; the network will never predict it (set data.mri.classes "
-                    "to the diagnoses the cohort has)", source, ", ".join(absent))
+        warn_once(f"{source}: no training scan is labelled {', '.join(absent)}; the network will never predict it "
+                  "(set data.mri.classes to the diagnoses the cohort has)")
 
 
 # a crop more than this many times a scan's extent along an axis is mostly padding: a typo, or scans of another grid
@@ -331,9 +332,9 @@ def _note_padding(grid: VolumeGrid, crop_size: Sequence[int], source: str) -> No
                          f"({grid.describe()}) along axis {', '.join(map(str, padded))}, so the crops would be mostly "
                          "padding; set a crop within the scans or preprocess with a larger --shape")
     if short:
-        log.warning("%s: the scans (%s) are smaller than data.mri.crop_size %s along axis %s and are zero-padded; "
-                    "set a crop within the scans or preprocess with a larger --shape", source, grid.describe(),
-                    list(crop_size), ", ".join(str(a) for a in short))
+        warn_once(f"{source}: the scans ({grid.describe()}) are smaller than data.mri.crop_size {list(crop_size)} "
+                  f"along axis {', '.join(str(a) for a in short)} and are zero-padded; set a crop within the scans or "
+                  "preprocess with a larger --shape")
 
 
 def build_mri_eval_dataset(

@@ -230,7 +230,8 @@ def evaluation_set(run_dir: Path, cfg: RunConfig, manifest: Path | None,
         if test_set != "test":
             if test_set not in built.extra_tests:
                 sets = ", ".join(["test", *built.extra_tests])
-                raise ValueError(f"{run_dir}: its data ({cfg.data.name}, {cfg.data.root}) has no test set "
+                where = f"{cfg.data.name}, {cfg.data.root}" if cfg.data.root else cfg.data.name
+                raise ValueError(f"{run_dir}: its data ({where}) has no test set "
                                  f"{test_set!r}; it has: {sets}")
             return built.extra_tests[test_set], test_set, []
         if built.test is None:

@@ -216,17 +216,17 @@ def _description(specs: list[SubjectSpec], label_noise: float, seed: int, resolu
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="elr-mri simulate-cohort", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=nonempty_path, required=True, help="output folder")
-    parser.add_argument("--subjects", type=int, default=120, help="subjects of the ADNI-like training site")
+    parser.add_argument("--subjects", type=int, default=120, help="subjects of the ADNI-like training site (default 120)")
     parser.add_argument("--holdout-subjects", type=int, default=None,
                         help="subjects of the NACC-like holdout site (default: --subjects // 3)")
     parser.add_argument("--label-noise", type=float, default=0.2,
                         help="fraction of diagnoses flipped to a neighbouring stage, CN<->MCI or MCI<->AD (default 0.2)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed; same seed, same bytes")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0); same seed, same bytes")
     parser.add_argument("--resolution", type=float, default=2.0, help="voxel size of the written scans in mm (default 2)")
     parser.add_argument("--anatomy", default="mni152",
                         help=f"{' or '.join(ANATOMIES)} (Colin27 from ../shared/data/mri), or a T1 NIfTI in MNI space")
     parser.add_argument("--atrophy-scale", type=float, default=1.0,
                         help="multiply the disease's volume changes (default 1, ADNI-like; at most 2: a plainer signal)")
-    parser.add_argument("--jobs", type=int, default=1, help="worker processes (results do not depend on it)")
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1; results do not depend on it)")
     parser.add_argument("--overwrite", action="store_true", help="replace a cohort already in --out")
     return parser

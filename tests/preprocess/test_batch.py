@@ -144,6 +144,9 @@ def test_merge_refuses_missing_shard(tmp_path, capsys):
         tmp_path / "manifest-shard-0-of-2.csv", index=False)
     assert merge_main(["--output", str(tmp_path)]) == 1
     assert "manifest-shard-1-of-2.csv" in capsys.readouterr().err
+    assert merge_main(["--output", str(tmp_path / "gone")]) == 2  # a typo in the folder: the command line's fault
+    assert capsys.readouterr().err == (f"elr-mri preprocess-merge: error: --output {tmp_path / 'gone'}: no such "
+                                       "folder; pass the output folder the shards wrote to\n")
 
 
 def test_merge_names_an_empty_shard_and_needs_no_failures_files(tmp_path, capsys):
