@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import io
 import json
 import shlex
 import shutil
@@ -24,7 +25,7 @@ import yaml
 from elr_mri.cli import main
 from elr_mri.config import config_to_dict, load_config
 from elr_mri.engine.checkpoint import atomic_write_json, load_checkpoint
-from elr_mri.engine.execution import ExecutionPlan
+from elr_mri.engine.execution import ExecutionPlan, busy_cores_note
 from elr_mri.engine.methods import build_method
 from elr_mri.engine.run_dir import check_run_dir, exclusive_run_dir
 from elr_mri.engine.runner import CheckpointWriter, RunState, selection_rule, train
@@ -1208,3 +1209,27 @@ def test_nan_in_the_elr_targets_is_divergence_too(tmp_path: Path) -> None:
     _refuse_divergence(method, 1.5, 0, cfg, tmp_path)  # a finite loss: nothing looked at
     with pytest.raises(ValueError, match="training diverged in epoch 1 .*targets no longer finite"):
         _refuse_divergence(method, float("nan"), 0, cfg, tmp_path)
+
+
+def test_a_cpu_run_at_a_thread_a_core_on_a_busy_machine_is_told_to_try_one_thread(monkeypatch) -> None:
+    """At load 12 on 2 cores the README's first digits run took 19 minutes at torch's default threads, 19 s at one."""
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.setattr(os, "getloadavg", lambda: (cores + 3.0, 0.0, 0.0))  # fault injection: other jobs' load
+    monkeypatch.setattr(sys, "stderr", _Terminal())
+    assert busy_cores_note(0, torch.device("cpu")) == [
+        f"note: this machine is busy (load {cores + 3.0:.1f} on {cores} core(s)) and torch runs a thread a core, so the "
+        "threads wait on each other: --set train.threads=1 is often many times faster here"]
+    assert busy_cores_note(1, torch.device("cpu")) == []  # the user chose a count
+    assert busy_cores_note(0, torch.device("cuda")) == []
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # a job's log: no one there to act on it
+    assert busy_cores_note(0, torch.device("cpu")) == []
+    monkeypatch.setattr(sys, "stderr", _Terminal())
+    monkeypatch.setattr(os, "getloadavg", lambda: (cores - 0.5, 0.0, 0.0))
+    assert busy_cores_note(0, torch.device("cpu")) == []
+
+
+class _Terminal(io.StringIO):
+    """stderr as a person at a terminal has it."""
+
+    def isatty(self) -> bool:
+        return True

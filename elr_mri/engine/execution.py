@@ -10,6 +10,7 @@ bf16 and the others not at all.
 
 from __future__ import annotations
 
+import os
 import sys
 from contextlib import nullcontext
 from collections.abc import Sequence
@@ -23,7 +24,7 @@ from torch._dynamo.exc import BackendCompilerFailed
 from elr_mri.config import ConfigError, TrainLoopConfig
 from elr_mri.models.phase_grid_conv import PhaseGridConv3d, use_phase_grids
 
-__all__ = ["CompiledForFullBatches", "ExecutionPlan", "limit_cpu_threads"]
+__all__ = ["CompiledForFullBatches", "ExecutionPlan", "busy_cores_note", "limit_cpu_threads"]
 
 
 @dataclass(frozen=True)
@@ -200,6 +201,20 @@ def limit_cpu_threads(threads: int) -> None:
         raise ValueError(f"train.threads={threads}: use 0 (torch's default, one a core) or a positive count")
     if threads:
         torch.set_num_threads(threads)
+
+
+def busy_cores_note(threads: int, device: torch.device) -> list[str]:
+    """A note for a CPU run at torch's one thread a core (`train.threads: 0`) on a machine whose cores other jobs
+    hold: its threads then wait on each other, and the README's first digits run took 19 minutes on a loaded 2-core
+    machine against 19 s with one thread. For someone at a terminal only: a job's log, or a test's, keeps its lines."""
+    if threads or device.type != "cpu" or not sys.stderr.isatty():
+        return []
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    load = os.getloadavg()[0]
+    if load <= cores:
+        return []
+    return [f"note: this machine is busy (load {load:.1f} on {cores} core(s)) and torch runs a thread a core, so the "
+            "threads wait on each other: --set train.threads=1 is often many times faster here"]
 
 
 def _layout(dims: int) -> torch.memory_format:
