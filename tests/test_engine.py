@@ -1212,7 +1212,8 @@ def test_nan_in_the_elr_targets_is_divergence_too(tmp_path: Path) -> None:
 
 
 def test_a_cpu_run_at_a_thread_a_core_on_a_busy_machine_is_told_to_try_one_thread(monkeypatch) -> None:
-    """At load 12 on 2 cores the README's first digits run took 19 minutes at torch's default threads, 19 s at one."""
+    """At load 12 on 2 cores the README's first digits run took 19 minutes at torch's default threads (its CE
+    control 19 s at one)."""
     cores = len(os.sched_getaffinity(0))
     monkeypatch.setattr(os, "getloadavg", lambda: (cores + 3.0, 0.0, 0.0))  # fault injection: other jobs' load
     monkeypatch.setattr(sys, "stderr", _Terminal())

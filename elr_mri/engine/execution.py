@@ -205,8 +205,8 @@ def limit_cpu_threads(threads: int) -> None:
 
 def busy_cores_note(threads: int, device: torch.device) -> list[str]:
     """A note for a CPU run at torch's one thread a core (`train.threads: 0`) on a machine whose cores other jobs
-    hold: its threads then wait on each other, and the README's first digits run took 19 minutes on a loaded 2-core
-    machine against 19 s with one thread. For someone at a terminal only: a job's log, or a test's, keeps its lines."""
+    hold: its threads then wait on each other (on a loaded 2-core machine the README's first digits run took 19
+    minutes, its CE control 19 s with one thread). For someone at a terminal only: a job's log, or a test's, keeps its lines."""
     if threads or device.type != "cpu" or not sys.stderr.isatty():
         return []
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
