@@ -611,3 +611,14 @@ def test_sex_spellings_become_m_or_f_and_a_code_is_refused(tmp_path):
     with pytest.raises(ManifestError, match=r"line 3 \(participant 'P1', session 'M00'\): sex 2 is neither male nor "
                                             r"female \(M/F, Male/Female\); leave it empty when unknown"):
         load_manifest(write_manifest(tmp_path, [scan("P0", "M00", sex=1), scan("P1", "M00", sex=2)]), CLASSES)
+
+
+def test_validation_fraction_is_taken_of_the_participants_left_after_test() -> None:
+    """val_fraction splits what test leaves (the paper's 90/10 of the training set): of 20 a class, 15% (3) test,
+    then 30% of the other 17, round(5.1) = 5, validate; 30% of all 20 would be 6."""
+    frame = cohort(n_per_class=20)
+    split = split_participants(frame, test_fraction=0.15, val_fraction=0.3, seed=3)
+    diagnosis = participant_diagnosis(frame)
+    for label in CLASSES:
+        counts = split[diagnosis == label].value_counts()
+        assert (counts["test"], counts["val"], counts["train"]) == (3, 5, 12), label

@@ -241,3 +241,22 @@ def test_compiled_assembly_gives_the_eager_batches(cifar: NoisyImageData, channe
         assert batch["image"].is_contiguous(memory_format=layout)
         assert other["image"].stride() == batch["image"].stride()
     assert counters["stats"]["unique_graphs"] == 1
+
+
+def flipped_share(flip_p: float, count: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images, which were flipped) for `count` 4×4 images whose columns read 0, 1, 2, 3, augmented by a flip alone
+    (no crop): a flipped image reads 3, 2, 1, 0, so its first column is brighter than its last."""
+    images = torch.arange(4, dtype=torch.uint8).repeat(count, 1, 4, 1)
+    batches = DeviceImageBatches(images, [0] * count, AugmentSpec(flip_p=flip_p), "cpu")
+    (batch,) = batches.batches([list(range(count))], batches.generator(0))
+    return batch["image"], batch["image"][:, 0, 0, 0] > batch["image"][:, 0, 0, -1]
+
+
+def test_flip_probability_is_the_share_of_flipped_images() -> None:
+    """flip_p is the chance of a flip, not of keeping the image: at 1 every image is mirrored, and at 0.25 about a
+    quarter are (the CIFAR tests use 0.5, where the two readings cannot be told apart)."""
+    images, flipped = flipped_share(1.0)
+    unflipped = torch.arange(4, dtype=torch.float32).div(255).repeat(len(images), 1, 4, 1)
+    assert flipped.all() and torch.equal(images, unflipped.flip(-1))
+    _, flipped = flipped_share(0.25)
+    assert abs(flipped.float().mean().item() - 0.25) < 0.05  # 4.7 standard deviations of 1000 draws

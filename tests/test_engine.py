@@ -28,7 +28,7 @@ from elr_mri.engine.checkpoint import atomic_write_json, load_checkpoint
 from elr_mri.engine.execution import ExecutionPlan, busy_cores_note
 from elr_mri.engine.methods import build_method
 from elr_mri.engine.run_dir import check_run_dir, exclusive_run_dir
-from elr_mri.engine.runner import CheckpointWriter, RunState, selection_rule, train
+from elr_mri.engine.runner import CheckpointWriter, RunState, _improves, selection_rule, train
 from elr_mri.engine.tracking import PredictionTracker
 
 ROOT = Path(__file__).parents[1]
@@ -1234,3 +1234,12 @@ class _Terminal(io.StringIO):
 
     def isatty(self) -> bool:
         return True
+
+
+def test_a_tied_validation_score_keeps_the_earlier_epoch() -> None:
+    """Model selection: only a strictly better score replaces the best epoch, so a later epoch that ties keeps
+    the earlier (less trained, less memorised) one; NaN never improves."""
+    assert _improves(0.81, 0.80)
+    assert not _improves(0.80, 0.80)
+    assert not _improves(0.79, 0.80)
+    assert not _improves(float("nan"), 0.80)

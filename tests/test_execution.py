@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -294,3 +295,12 @@ def test_a_resume_may_switch_an_fp32_run_to_fp16(loss: str) -> None:
     resumed.load_state_dict(saved)
     scalers = resumed.scalers if loss == "elr_plus" else [resumed.scaler]
     assert all(scaler.is_enabled() for scaler in scalers)
+
+
+@pytest.mark.parametrize(("precision", "scaled"), [("fp16", True), ("bf16", False), ("fp32", False)])
+def test_only_fp16_scales_the_loss(precision: str, scaled: bool) -> None:
+    """fp16 gradients underflow without a loss scale; bf16 has fp32's exponent range, and a scaler there would only
+    skip steps it need not."""
+    plan = ExecutionPlan.from_config(replace(TrainLoopConfig(), precision=precision), torch.device("cpu"))
+    assert plan.loss_scaling is scaled
+    assert plan.grad_scaler().is_enabled() is scaled

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from elr_mri.config import LossConfig
 from elr_mri.losses import CrossEntropy, ELRLoss, ELRPlusLoss, GCELoss, SCELoss, build_loss, sigmoid_rampup
+from elr_mri.losses.elr import elr_terms
 
 
 def _softmax(row: list[float]) -> np.ndarray:
@@ -238,3 +239,50 @@ def test_elr_leaves_its_table_alone_when_a_label_is_out_of_range() -> None:
 def test_elr_and_elr_plus_refuse_settings_out_of_range(make) -> None:
     with pytest.raises(ValueError, match="must be|needs"):
         make()
+
+
+def test_elr_clamps_a_confident_prediction_and_renormalises_its_target_row() -> None:
+    """softmax([12, 0, −3]) clamps to [1 − 1e-4, 1e-4, 1e-4], which sums to 1.0001: the target row is that
+    divided by its sum (the official code's p̂/Σp̂), and both the clamp and the division move the row's digits."""
+    loss_fn = ELRLoss(1, 3, lam=3.0, beta=0.7).double()
+    logits = torch.tensor([[12.0, 0.0, -3.0]], dtype=torch.float64)
+    loss = loss_fn(logits, torch.tensor([1]), torch.tensor([0]))
+    expected_row = torch.tensor([[0.2999400059994001, 2.999700029997001e-05, 2.999700029997001e-05]],
+                                dtype=torch.float64)
+    torch.testing.assert_close(loss_fn.targets, expected_row, rtol=1e-12, atol=0)
+    assert loss.item() == pytest.approx(10.930367230644368, rel=1e-10)
+
+
+def test_elr_stays_finite_when_a_prediction_saturates() -> None:
+    """In float32 softmax([30, 0, 0]) rounds to exactly one; with β = 0 the target is that prediction, so
+    without the clamp ⟨t, p⟩ = 1 and log(1 − ⟨t, p⟩) is −inf, which would poison the weights."""
+    loss_fn = ELRLoss(1, 3, lam=3.0, beta=0.0)
+    loss = loss_fn(torch.tensor([[30.0, 0.0, 0.0]]), torch.tensor([0]), torch.tensor([0]))
+    assert torch.isfinite(loss)
+    assert loss.item() == pytest.approx(-24.3347, abs=1e-3)
+
+
+def test_elr_plus_clamps_confident_predictions() -> None:
+    """Logits of 15 give softmax ≈ 1 − 6e-7, above the 1 − 1e-4 clamp: the regulariser must read the clamped value
+    (−6.90536), not the raw one (−6.90774), as the official code does."""
+    loss_fn = ELRPlusLoss(2, 3, lam=3.0).double()
+    loss_fn.targets.copy_(torch.tensor([[0.9, 0.05, 0.05], [0.05, 0.05, 0.9]], dtype=torch.float64))
+    logits = torch.tensor([[15.0, 0.0, 0.0], [0.0, 0.0, 15.0]], dtype=torch.float64)
+    labels = F.one_hot(torch.tensor([0, 2]), 3).double()
+    perm = torch.tensor([0, 1])
+    loss = loss_fn(logits, labels, torch.tensor([0, 1]), perm, 1.0, step=0)
+    assert loss.item() == pytest.approx(-6.90535562666599, rel=1e-10)
+
+
+def test_elr_terms_upcast_bf16_logits_to_float32() -> None:
+    """Under bf16 autocast the logits arrive in bf16; the terms must be computed in float32 (the log(1 − ⟨t, p⟩)
+    term needs the range), i.e. exactly as from the logits converted to float32 first."""
+    torch.manual_seed(0)
+    logits = (torch.randn(64, 10) * 4).bfloat16()
+    labels = torch.randint(0, 10, (64,))
+    old_rows = torch.rand(64, 10)
+    from_bf16 = elr_terms(logits, labels, old_rows, 0.7, torch.float32)
+    from_fp32 = elr_terms(logits.float(), labels, old_rows, 0.7, torch.float32)
+    for name, got, expected in zip(("ce", "reg", "rows"), from_bf16, from_fp32):
+        assert got.dtype == torch.float32, name
+        assert torch.equal(got, expected), name

@@ -237,3 +237,10 @@ def test_an_empty_transition_matrix_file_names_the_setting(tmp_path, recwarn):
                                          r"matrix must be 10×10, got shape \(0, 1\)"):
         apply_noise_config(noise, np.arange(20) % 10, 10)
     assert not [w for w in recwarn if "loadtxt" in str(w.message)]
+
+
+def test_symmetric_count_is_rounded_not_truncated() -> None:
+    """0.5 · 7 = 3.5 labels: round gives 4 (Python rounds halves to even, and 4 is even), truncation 3. On small data
+    sets the count must be round(rate·N), as the docstring and `test_symmetric_exclusive_changes_exactly_rate` say."""
+    _, changed = inject_noise(np.zeros(7, dtype=np.int64), "symmetric_exclusive", 0.5, 10, seed=0)
+    assert changed.sum() == 4

@@ -155,3 +155,15 @@ def test_monai_baselines_take_the_same_input(name):
 def test_unknown_baseline_is_refused():
     with pytest.raises(ValueError, match="resnet18 or densenet121"):
         monai_baseline("vgg")  # type: ignore[arg-type]
+
+
+def test_age_encoding_drops_a_tenth_of_the_feature_in_training() -> None:
+    """The official model's dropout after adding the age is 0.1: in training about 10% of the 64 × 1024 values are
+    zeroed (nothing else makes a sum of a feature and a projection exactly zero), and none in evaluation."""
+    torch.manual_seed(0)
+    encoding = AgeEncoding(1024).train()
+    features, ages = torch.zeros(64, 1024), torch.full((64,), 70.0)
+    dropped = (encoding(features, ages) == 0).float().mean().item()
+    assert abs(dropped - 0.1) < 0.02  # the standard deviation of the share is 0.0012
+    with torch.no_grad():
+        assert (encoding.eval()(features, ages) != 0).all()
