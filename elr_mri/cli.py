@@ -358,14 +358,14 @@ def _refuse_another_configs_run(config: RunConfig, out_dir: Path) -> None:
 
 
 def _unread_setting_notes(config: RunConfig, overrides: list[str]) -> list[str]:
-    """A line for each `--set` the run's loss or schedule ignores (a resume refuses any change of them)."""
-    from elr_mri.config import unread_overrides
+    """A line for each `--set` the run's loss, schedule or another setting leaves unread (see `unread_overrides`)."""
+    from elr_mri.config import setting_text, unread_overrides
 
     notes = []
     for key, chooser, readers in unread_overrides(config, overrides):
         read_by = f"only {' and '.join(readers)} read{'s' if len(readers) == 1 else ''} it" if readers \
             else f"no {chooser.split('.')[0]} reads it"
-        chosen = functools.reduce(getattr, chooser.split("."), config)
+        chosen = setting_text(functools.reduce(getattr, chooser.split("."), config))
         notes.append(f"note: --set {key} changes nothing in this run: {chooser} is {chosen}, and {read_by}")
     return notes
 

@@ -51,6 +51,7 @@ __all__ = [
     "LOSS_READS",
     "SCHEDULE_READS",
     "unread_overrides",
+    "setting_text",
 ]
 
 
@@ -259,23 +260,36 @@ _CHOSEN_BY: dict[str, tuple[str, dict[str, frozenset[str]]]] = {
     "loss": ("loss.name", LOSS_READS), "elr_plus": ("loss.name", LOSS_READS),
     "schedule": ("schedule.name", SCHEDULE_READS),
 }
+# Single settings another one switches off, with the choices (as YAML writes them) under which they are read.
+_KEY_CHOSEN_BY: dict[str, tuple[str, dict[str, frozenset[str]]]] = {
+    "train.compile_mode": ("train.compile", {"auto": frozenset({"train.compile_mode"}),
+                                             "true": frozenset({"train.compile_mode"}), "false": frozenset()}),
+    "data.mri.cache_dir": ("data.mri.cache", {"disk": frozenset({"data.mri.cache_dir"}), "memory": frozenset(),
+                                              "none": frozenset()}),
+}
 
 
 def unread_overrides(cfg: RunConfig, overrides: list[str]) -> list[tuple[str, str, list[str]]]:
-    """The loss, ELR+ and schedule settings among `--set` overrides that `cfg`'s loss or schedule does not read,
-    each with the setting that chose (loss.name, schedule.name) and the choices that read it: `--set
+    """The loss, ELR+ and schedule settings among `--set` overrides that `cfg`'s loss or schedule does not read, and
+    single settings another switches off (`train.compile_mode` with compile false, `data.mri.cache_dir` without the
+    disk cache), each with the setting that chose (loss.name, schedule.name, ...) and the choices that read it: `--set
     elr_plus.mixup_alpha=0` on an ELR run, `--set loss.gce_q=0.5` with `loss.name=ce` or `--set schedule.gamma=0.1`
     with a cosine schedule would otherwise change nothing without a word. Not refused as ELR's λ schedule keys are
     (`_ELR_ONLY`): a config's own λ and β stay in it when `--set loss.name=ce` makes the usual comparison run."""
     unread: dict[str, tuple[str, list[str]]] = {}  # each key once, however often it was set
     for key in _set_keys(overrides):
-        chooser, reads = _CHOSEN_BY.get(key.split(".")[0], ("", {}))
+        chooser, reads = _KEY_CHOSEN_BY.get(key) or _CHOSEN_BY.get(key.split(".")[0], ("", {}))
         if not chooser or key == chooser:
             continue
         readers = [name for name, keys in reads.items() if any(read == key or read.startswith(key + ".") for read in keys)]
-        if functools.reduce(getattr, chooser.split("."), cfg) not in readers:
+        if setting_text(functools.reduce(getattr, chooser.split("."), cfg)) not in readers:
             unread[key] = (chooser, readers)
     return [(key, chooser, readers) for key, (chooser, readers) in unread.items()]
+
+
+def setting_text(value: Any) -> str:
+    """A setting's value as YAML writes it (`true`, not Python's `True`), for messages and the choice tables."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _set_keys(overrides: list[str]) -> list[str]:

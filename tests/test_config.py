@@ -368,6 +368,21 @@ def test_settings_the_runs_schedule_does_not_read_are_named_with_the_schedules_t
     assert listed == {f"schedule.{f.name}" for f in dataclasses.fields(ScheduleConfig) if f.name != "name"}
 
 
+def test_a_setting_another_one_switches_off_is_named_with_the_choices_that_read_it() -> None:
+    """`--set train.compile_mode=max-autotune` with compile false, or a cache folder without the disk cache, changed
+    nothing without a word."""
+    def unread(section: dict, *sets: str) -> list[tuple[str, str, list[str]]]:
+        return unread_overrides(config_from_dict(section), list(sets))
+
+    assert unread({"train": {"compile": False}}, "train.compile_mode=max-autotune") == [
+        ("train.compile_mode", "train.compile", ["auto", "true"])]
+    assert unread({"train": {"compile": "auto"}}, "train.compile_mode=default") == []
+    mri = {"model": {"name": "widened_cnn3d"}}
+    assert unread({"data": {"name": "mri", "mri": {"cache": "memory"}}, **mri}, "data.mri.cache_dir=/tmp/c") == [
+        ("data.mri.cache_dir", "data.mri.cache", ["disk"])]
+    assert unread({"data": {"name": "mri", "mri": {"cache": "disk"}}, **mri}, "data.mri.cache_dir=/tmp/c") == []
+
+
 def test_train_says_once_which_set_changes_nothing(tmp_path: Path, cli_in_process: Callable) -> None:
     def run() -> subprocess.CompletedProcess:
         return cli_in_process("train", "--config", str(DIGITS), "--out", str(tmp_path / "run"),
