@@ -239,13 +239,14 @@ def _volumes_section(volumes: Path, cohort: Path) -> str:
 
 def _mislabel_section(runs: dict[str, Path]) -> str:
     lines = ["## Suspected mislabels against the true diagnoses",
-             "| method | training scans flagged | of them truly mislabelled | training scans truly mislabelled | "
-             "precision | recall |", "|---|---|---|---|---|---|"]
+             "| method | training scans flagged | of them truly mislabelled | of them suggesting the true diagnosis | "
+             "training scans truly mislabelled | precision | recall |", "|---|---|---|---|---|---|---|"]
     for loss, run in runs.items():
         found = json.loads((run / "summary.json").read_text()).get("mislabels")
         if found:
             right = "0" if found["precision"] is None else f"{round(found['precision'] * found['flagged'])}"
-            lines.append(f"| {loss} | {found['flagged']} | {right} | {found['truly_mislabelled']} | "
+            suggesting = found.get("suggestion_true", "–")  # a run trained before it was recorded has none
+            lines.append(f"| {loss} | {found['flagged']} | {right} | {suggesting} | {found['truly_mislabelled']} | "
                          f"{_percent(found['precision'])} | {_percent(found['recall'])} |")
     return "\n".join(lines)
 

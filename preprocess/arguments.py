@@ -21,14 +21,17 @@ def options_of(parser: argparse.ArgumentParser) -> list[str]:
 def unknown_option(parser: argparse.ArgumentParser, args: Sequence[str]) -> list[str] | None:
     """The first `--option` the parser does not have, with the value typed after it; None when all are known.
 
-    An abbreviation argparse accepts (`--conf`) counts as known, and so does whatever follows `--set` or `--`."""
+    An abbreviation argparse accepts (`--conf`) counts as known, and so does whatever follows `--set` or `--`, and a
+    token with a space (argparse takes it as a value: `--run "--my run"`). With -h or --help: None, help comes first."""
     known = options_of(parser)
+    if "-h" in args or "--help" in args:
+        return None
     for position, token in enumerate(args):
         if token == "--":
             return None
         name = token.partition("=")[0]
         after_set = position > 0 and args[position - 1] == "--set"
-        if after_set or not name.startswith("--") or any(option.startswith(name) for option in known):
+        if after_set or " " in token or not name.startswith("--") or any(option.startswith(name) for option in known):
             continue
         value = list(args[position + 1:position + 2]) if "=" not in token else []
         return [token] + [item for item in value if not item.startswith("-")]

@@ -125,6 +125,11 @@ def test_scans_of_a_class_the_run_leaves_out_are_dropped_in_one_warning_and_othe
     assert [r.getMessage().split(": ", 1)[1] for r in caplog.records] == [
         "left out 2 scan(s) diagnosed MCI, not among the run's classes CN, AD (data.mri.classes)"]
     assert list(true_label_indices(frame.true_diagnosis, ["CN", "AD"])) == [-1, 1]  # wrong, with no right class
+    with pytest.raises(ManifestError, match=r"diagnosis 'AD' is not one of CN, Alzheimer"):  # a typo drops nothing
+        load_manifest(write_manifest(tmp_path, rows), ["CN", "Alzheimer"], require_age=True)
+    with pytest.raises(ManifestError, match=r"manifest.csv: every scan is diagnosed MCI, which the run's classes CN, AD "
+                                            r"leave out \(data.mri.classes\); pass a manifest with scans of those"):
+        load_manifest(write_manifest(tmp_path, rows[1:3]), ["CN", "AD"], require_age=True)
     rows += [scan("P5", "M00", "Dementia", true_diagnosis="AD"), scan("P6", "M00", "Dementia", true_diagnosis="AD")]
     with pytest.raises(ManifestError) as err:
         load_manifest(write_manifest(tmp_path, rows), ["CN", "AD"], require_age=True)

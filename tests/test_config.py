@@ -170,6 +170,21 @@ def test_a_misspelt_option_is_named_not_taken_for_a_missing_required_one(cli_in_
         assert (result.returncode, result.stderr) == (2, expected)
 
 
+def test_the_option_scan_leaves_values_help_and_abbreviations_to_argparse() -> None:
+    import argparse
+
+    from preprocess.arguments import unknown_option
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--run", required=True)
+    parser.add_argument("--set", action="append")
+    for typed in (["--run", "--my run"], ["--ru", "x"], ["--run=x", "--set", "--odd=1"], ["--confg", "-h"],
+                  ["--run", "x", "--", "--later"], ["--run", "-0.5"]):
+        assert unknown_option(parser, typed) is None, typed
+    assert unknown_option(parser, ["--rn", "x", "--bad"]) == ["--rn", "x"]
+    assert unknown_option(parser, ["--rn=x"]) == ["--rn=x"]
+
+
 def test_an_empty_config_is_refused_with_settings_given_too(tmp_path: Path) -> None:
     """`--set` on an empty file would otherwise train the built-in defaults (digits, CE, no noise)."""
     with pytest.raises(ConfigError, match="the config is empty"):

@@ -261,6 +261,23 @@ def test_val_labels_accepts_the_simulators_truth_column(tmp_path):
     assert set(data.val.labels.tolist()) == {CLASSES.index("AD")}
 
 
+def test_val_labels_of_a_diagnosis_the_run_leaves_out_take_those_scans_out_of_validation(tmp_path, caplog):
+    """A CN-vs-AD run validated on the simulator's truth.csv: a validation scan given CN but truly MCI has no right
+    class, so it is not validated on (it was refused as if the file lacked it)."""
+    manifest = make_cohort(tmp_path, participants=30)
+    plain = build_mri_data(config(manifest, classes=["CN", "AD"]))
+    truly_mci = plain.val.frame["participant_id"].iloc[0]
+    truth = tmp_path / "truth.csv"
+    adjudicated_table(manifest, {truly_mci: "MCI"}).rename(columns={"diagnosis": "true_diagnosis"}).to_csv(truth,
+                                                                                                         index=False)
+    data = build_mri_data(config(manifest, classes=["CN", "AD"], val_labels=str(truth)))
+    assert truly_mci not in set(data.val.frame["participant_id"])
+    assert len(data.val) == len(plain.val) - (plain.val.frame["participant_id"] == truly_mci).sum()
+    assert data.val.labels.tolist() == [["CN", "AD"].index(d) for d in data.val.frame["diagnosis"]]
+    assert "validation scan(s) adjudicated as a diagnosis the run's classes CN, AD leave out are not validated on" \
+        in caplog.text
+
+
 def test_val_labels_missing_a_validation_scan_is_one_clear_error(tmp_path):
     manifest = make_cohort(tmp_path, participants=12)
     val_participants = set(build_mri_data(config(manifest)).val.frame["participant_id"])

@@ -69,10 +69,11 @@ def test_the_report_shows_an_undefined_precision_as_a_dash(tmp_path) -> None:
 
     (tmp_path / "summary.json").write_text(json.dumps(
         {"mislabels": {"flagged": 0, "truly_mislabelled": 3, "precision": None, "recall": 0.0}}))
-    assert "| ce | 0 | 0 | 3 | – | 0.0% |" in _mislabel_section({"ce": tmp_path})
+    assert "| ce | 0 | 0 | – | 3 | – | 0.0% |" in _mislabel_section({"ce": tmp_path})  # trained before suggestion_true
     (tmp_path / "summary.json").write_text(json.dumps(  # the demo's ELR: 5 of its 15 flags right, of 12 wrong labels
-        {"mislabels": {"flagged": 15, "truly_mislabelled": 12, "precision": 5 / 15, "recall": 5 / 12}}))
-    assert "| elr | 15 | 5 | 12 | 33.3% | 41.7% |" in _mislabel_section({"elr": tmp_path})
+        {"mislabels": {"flagged": 15, "truly_mislabelled": 12, "precision": 5 / 15, "recall": 5 / 12,
+                       "suggestion_true": 4}}))
+    assert "| elr | 15 | 5 | 4 | 12 | 33.3% | 41.7% |" in _mislabel_section({"elr": tmp_path})
 
 
 def test_the_other_fraction_is_counted_never_below_zero() -> None:

@@ -54,12 +54,17 @@ def test_rescoring_uses_the_true_not_the_given_diagnosis(tmp_path: Path, truth: 
 def test_a_two_class_run_is_scored_on_the_scans_whose_truth_is_one_of_its_classes(tmp_path: Path, truth: pd.DataFrame,
                                                                                    caplog) -> None:
     """A CN-vs-AD run predicts no MCI: its truly-MCI scans have no right answer, so they leave its truth scores."""
-    records = [{"participant_id": p, "session_id": "ses-M00", "given": "CN", "predicted": "CN", "p_CN": q, "p_AD": 1 - q}
-               for p, q in (("s1", 0.9), ("s2", 0.7), ("s3", 0.2), ("s4", 0.6))]
-    pd.DataFrame(records).to_csv(tmp_path / "p.csv", index=False)
-    report = rescore_against_truth(tmp_path / "p.csv", truth, n_boot=50)
-    assert (report.n_participants, report.metrics["accuracy"].estimate) == (2, 1.0)  # s1 CN and s3 AD, both right
-    assert "2 scan(s) whose true diagnosis is not among the run's classes CN, AD (MCI) are left out" in caplog.text
+    for cn, ad in (("CN", "AD"), ("cn", "ad")):  # a run's classes as its config spelled them
+        records = [{"participant_id": p, "session_id": "ses-M00", "given": cn, "predicted": cn, f"p_{cn}": q,
+                    f"p_{ad}": 1 - q} for p, q in (("s1", 0.9), ("s2", 0.7), ("s3", 0.2), ("s4", 0.6))]
+        pd.DataFrame(records).to_csv(tmp_path / f"{cn}.csv", index=False)
+        for _ in range(2):
+            report = rescore_against_truth(tmp_path / f"{cn}.csv", truth, n_boot=50)
+            assert (report.n_participants, report.metrics["accuracy"].estimate) == (2, 1.0)  # s1 CN, s3 AD: right
+    assert caplog.messages == [f"{tmp_path / 'CN.csv'}: 2 scan(s) whose true diagnosis is not among the run's classes "
+                               "CN, AD (MCI) are left out of the scores against the truth",
+                               f"{tmp_path / 'cn.csv'}: 2 scan(s) whose true diagnosis is not among the run's classes "
+                               "cn, ad (MCI) are left out of the scores against the truth"]  # once a file
 
 
 def test_paired_difference_counts_participants_each_method_gets_right(tmp_path: Path, truth: pd.DataFrame) -> None:

@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from elr_mri.data.cohort import SCAN_KEYS, label_indices
+from elr_mri.data.cohort import SCAN_KEYS, diagnoses_left_out, true_label_indices
 from elr_mri.data.importers import adni_participant_key, adni_session_key
 from preprocess.inputs import read_csv_table
 
@@ -27,6 +27,7 @@ __all__ = ["load_adjudicated_labels"]
 # the adjudicated column, first found: `true_diagnosis` lets the simulator's truth.csv serve as a perfect
 # panel, and comes first because that file also holds `diagnosis`, the noisy label the manifest gives
 DIAGNOSIS_COLUMNS = ("true_diagnosis", "diagnosis")
+LEFT_OUT = "(a diagnosis the run's classes leave out)"  # listed, unlike a scan the file lacks
 # panel and manifest rows meet on these: one person and visit spelled two ways (011_S_0002 / sub-ADNI011S0002,
 # bl / ses-M00) is one scan, as the manifest's own check and the leakage guard count it
 MATCH_KEYS = ["_participant", "_session"]
@@ -46,7 +47,8 @@ def _refuse_two_diagnoses_of_one_scan(path: Path, table: pd.DataFrame) -> None:
 
 
 def load_adjudicated_labels(path: str | Path, scans: pd.DataFrame, classes: Sequence[str]) -> np.ndarray:
-    """Class index of each row of `scans` (validation scans), read from the CSV at `path`.
+    """Class index of each row of `scans` (validation scans), read from the CSV at `path`; -1 for a diagnosis the
+    run's classes leave out (MCI in a CN-vs-AD run: the simulator's truth.csv lists it), which no class scores.
 
     The CSV has participant_id, session_id and true_diagnosis or diagnosis; rows for scans outside
     `scans` are ignored, so one file may cover the whole cohort. Raises ValueError naming the first
@@ -61,7 +63,7 @@ def load_adjudicated_labels(path: str | Path, scans: pd.DataFrame, classes: Sequ
     if missing or column is None:
         needed = ", ".join(SCAN_KEYS) + " and diagnosis"
         raise ValueError(f"data.mri.val_labels {path}: needs the columns {needed}; it has {', '.join(table.columns)}")
-    spelled = {name.lower(): name for name in classes}
+    spelled = {name.lower(): name for name in classes} | {name: LEFT_OUT for name in diagnoses_left_out(classes)}
     table = table.assign(**{key: table[key].str.strip() for key in SCAN_KEYS},  # as the manifest's are
                          adjudicated=table[column].astype(str).str.strip().str.lower().map(spelled))
     table = _with_match_keys(table.dropna(subset=["adjudicated"]))
@@ -77,7 +79,7 @@ def load_adjudicated_labels(path: str | Path, scans: pd.DataFrame, classes: Sequ
             f"{first.participant_id} {first.session_id} ({int(absent.sum())} of {len(joined)} lack one); "
             "list every validation scan, or drop data.mri.val_labels to validate on the manifest's labels"
         )
-    return label_indices(joined["adjudicated"], classes)
+    return true_label_indices(joined["adjudicated"], classes)
 
 
 def _with_match_keys(table: pd.DataFrame) -> pd.DataFrame:

@@ -165,8 +165,11 @@ def true_label_indices(diagnoses: pd.Series, classes: Sequence[str]) -> np.ndarr
 
 
 def diagnoses_left_out(classes: Sequence[str]) -> set[str]:
-    """The project's diagnoses (lower case) that `classes` leaves out."""
-    return {d.lower() for d in DIAGNOSES} - {c.lower() for c in classes}
+    """The project's diagnoses (lower case) that `classes` leaves out; none when `classes` names anything else (a
+    typo such as [CN, Alzheimer] must be refused by name, not train CN alone while AD scans go)."""
+    named = {c.lower() for c in classes}
+    project = {d.lower() for d in DIAGNOSES}
+    return project - named if named <= project else set()
 
 
 def _without_scans_of_diagnoses_left_out(frame: pd.DataFrame, classes: Sequence[str], source: str, say: bool) -> pd.DataFrame:
@@ -174,11 +177,16 @@ def _without_scans_of_diagnoses_left_out(frame: pd.DataFrame, classes: Sequence[
     AD); `say`: count those in one warning. Any other diagnosis stays, for the check that names it (a typo)."""
     given = frame["diagnosis"].map(lambda v: "" if pd.isna(v) else str(v).strip())
     other = given.str.lower().isin(diagnoses_left_out(classes))
-    if other.any() and say:
-        counts = given[other].str.upper().value_counts()
-        which = ", ".join(f"{name} ({n})" for name, n in counts.items()) if len(counts) > 1 else counts.index[0]
+    if not other.any():
+        return frame
+    counts = given[other].str.upper().value_counts()
+    which = ", ".join(f"{name} ({n})" for name, n in counts.items()) if len(counts) > 1 else counts.index[0]
+    if other.all():
+        raise ManifestError(f"{source}: every scan is diagnosed {which}, which the run's classes {', '.join(classes)} "
+                            "leave out (data.mri.classes); pass a manifest with scans of those classes")
+    if say:
         warn_once(f"{source}: left out {int(other.sum())} scan(s) diagnosed {which}, not among the run's classes "
-                   f"{', '.join(classes)} (data.mri.classes)")
+                  f"{', '.join(classes)} (data.mri.classes)")
     return frame[~other].reset_index(drop=True)
 
 

@@ -273,7 +273,13 @@ def build_mri_data(cfg: DataConfig, require_age: bool = False, blur_on_device: b
         if size is not None:  # by the given diagnoses, as image data sets keep their class shares
             rows[name] = rows[name][stratified_subset(given[rows[name]], size, cfg.split_seed, f"data.{name}_subset")]
     if mri.val_labels:
-        noisy[rows["val"]] = load_adjudicated_labels(mri.val_labels, frame.iloc[rows["val"]], classes)
+        adjudicated = load_adjudicated_labels(mri.val_labels, frame.iloc[rows["val"]], classes)
+        scored = adjudicated >= 0  # -1: adjudicated as a diagnosis the run leaves out, so no class is right for it
+        if not scored.all():
+            warn_once(f"data.mri.val_labels {mri.val_labels}: {int((~scored).sum())} validation scan(s) adjudicated as "
+                      f"a diagnosis the run's classes {', '.join(classes)} leave out are not validated on")
+        rows["val"] = rows["val"][scored]
+        noisy[rows["val"]] = adjudicated[scored]
     if not len(rows["train"]):
         raise ValueError(f"{mri.manifest}: no training scans after splitting; the cohort is too small")
     _check_training_diagnoses(noisy[rows["train"]], noisy, classes, str(mri.manifest))

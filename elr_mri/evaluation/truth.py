@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from elr_mri.data.cohort import diagnoses_left_out
+from elr_mri.data.cohort import diagnoses_left_out, warn_once
 from elr_mri.evaluation.metrics import (N_BOOT, Interval, MetricsReport, bootstrap_metrics, participant_means,
                                         participant_resamples, resampled_metrics)
 
@@ -52,7 +52,7 @@ def rescore_against_truth(predictions: Path, truth: pd.DataFrame, n_boot: int = 
     """Participant-level metrics of saved predictions against the true diagnosis, with intervals."""
     frame = predictions_with_truth(predictions, truth)
     classes = _classes(frame)
-    labels, proba, participants = _arrays(frame, classes)
+    labels, proba, participants = _arrays(frame, classes, predictions)
     return bootstrap_metrics(*participant_means(labels, proba, participants), classes, n_boot, seed=seed,
                              level="participant")
 
@@ -113,7 +113,7 @@ def _participant_probabilities(predictions: Path, truth: pd.DataFrame, classes: 
     if sorted(_classes(frame)) != sorted(classes):
         raise ValueError(f"{predictions}: predicts the classes {', '.join(_classes(frame))}, the first run of the "
                          f"comparison {', '.join(classes)}; compare runs of the same classes")
-    labels, proba, participants = _arrays(frame, classes)
+    labels, proba, participants = _arrays(frame, classes, predictions)
     labels, proba, participants = participant_means(labels, proba, participants)
     index = pd.MultiIndex.from_arrays([participants, labels], names=["participant", "label"])
     return pd.DataFrame(proba, index=index).sort_index()
@@ -124,18 +124,20 @@ def _classes(frame: pd.DataFrame) -> list[str]:
     return [column[2:] for column in frame.columns if column.startswith("p_")]
 
 
-def _arrays(frame: pd.DataFrame, classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """True class indices, probabilities (columns p_<class>) and participant ids of each scan."""
-    index = {name: i for i, name in enumerate(classes)}
-    left_out = frame["true_diagnosis"].str.lower().isin(diagnoses_left_out(classes))
+def _arrays(frame: pd.DataFrame, classes: Sequence[str], source: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """True class indices, probabilities (columns p_<class>) and participant ids of each scan of `source` (a
+    predictions.csv); diagnoses match the run's classes in any case, as the manifests' do."""
+    index = {name.lower(): i for i, name in enumerate(classes)}
+    truth = frame["true_diagnosis"].astype(str).str.strip().str.lower()
+    left_out = truth.isin(diagnoses_left_out(classes))
     if left_out.any():  # MCI scans of a CN-vs-AD run: no class of the run is right for them
-        log.warning("%d scan(s) whose true diagnosis is not among the run's classes %s (%s) are left out of the "
-                    "scores against the truth", int(left_out.sum()), ", ".join(classes),
-                    ", ".join(sorted(set(frame["true_diagnosis"][left_out]))))
-        frame = frame[~left_out]
-    unknown = set(frame["true_diagnosis"]) - set(index)
+        warn_once(f"{source}: {int(left_out.sum())} scan(s) whose true diagnosis is not among the run's classes "
+                  f"{', '.join(classes)} ({', '.join(sorted(set(frame['true_diagnosis'][left_out])))}) are left out "
+                  "of the scores against the truth")
+        frame, truth = frame[~left_out], truth[~left_out]
+    unknown = set(frame["true_diagnosis"][~truth.isin(set(index))])
     if unknown:
         raise ValueError(f"true diagnoses {sorted(unknown)} are not among the classes {list(classes)}")
-    labels = frame["true_diagnosis"].map(index).to_numpy()
+    labels = truth.map(index).to_numpy()
     proba = frame[[f"p_{name}" for name in classes]].to_numpy(float)
     return labels, proba, frame["participant_id"].to_numpy(str)
