@@ -363,7 +363,8 @@ def _unread_setting_notes(config: RunConfig, overrides: list[str]) -> list[str]:
 
     notes = []
     for key, chooser, readers in unread_overrides(config, overrides):
-        read_by = f"only {' and '.join(readers)} read{'s' if len(readers) == 1 else ''} it" if readers \
+        listed = f"{', '.join(readers[:-1])} and {readers[-1]}" if len(readers) > 1 else "".join(readers)
+        read_by = f"only {listed} read{'s' if len(readers) == 1 else ''} it" if readers \
             else f"no {chooser.split('.')[0]} reads it"
         chosen = setting_text(functools.reduce(getattr, chooser.split("."), config))
         notes.append(f"note: --set {key} changes nothing in this run: {chooser} is {chosen}, and {read_by}")

@@ -266,13 +266,17 @@ _KEY_CHOSEN_BY: dict[str, tuple[str, dict[str, frozenset[str]]]] = {
                                              "true": frozenset({"train.compile_mode"}), "false": frozenset()}),
     "data.mri.cache_dir": ("data.mri.cache", {"disk": frozenset({"data.mri.cache_dir"}), "memory": frozenset(),
                                               "none": frozenset()}),
+    # per-channel image statistics: digits are used as sklearn gives them, volumes scaled per scan
+    "data.normalization": ("data.name", {name: frozenset() if name in ("digits", "mri") else
+                                         frozenset({"data.normalization"})
+                                         for name in typing.get_args(typing.get_type_hints(DataConfig)["name"])}),
 }
 
 
 def unread_overrides(cfg: RunConfig, overrides: list[str]) -> list[tuple[str, str, list[str]]]:
     """The loss, ELR+ and schedule settings among `--set` overrides that `cfg`'s loss or schedule does not read, and
     single settings another switches off (`train.compile_mode` with compile false, `data.mri.cache_dir` without the
-    disk cache), each with the setting that chose (loss.name, schedule.name, ...) and the choices that read it: `--set
+    disk cache, `data.normalization` on digits or MRI), each with the setting that chose (loss.name, schedule.name, ...) and the choices that read it: `--set
     elr_plus.mixup_alpha=0` on an ELR run, `--set loss.gce_q=0.5` with `loss.name=ce` or `--set schedule.gamma=0.1`
     with a cosine schedule would otherwise change nothing without a word. Not refused as ELR's λ schedule keys are
     (`_ELR_ONLY`): a config's own λ and β stay in it when `--set loss.name=ce` makes the usual comparison run."""

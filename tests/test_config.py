@@ -396,6 +396,9 @@ def test_a_setting_another_one_switches_off_is_named_with_the_choices_that_read_
     assert unread({"data": {"name": "mri", "mri": {"cache": "memory"}}, **mri}, "data.mri.cache_dir=/tmp/c") == [
         ("data.mri.cache_dir", "data.mri.cache", ["disk"])]
     assert unread({"data": {"name": "mri", "mri": {"cache": "disk"}}, **mri}, "data.mri.cache_dir=/tmp/c") == []
+    assert unread({"data": {"name": "mri"}, **mri}, "data.normalization=cifar10") == [
+        ("data.normalization", "data.name", ["cifar10", "cifar100", "imagefolder", "clothing1m", "webvision"])]
+    assert unread({"data": {"name": "cifar10", "root": "data"}}, "data.normalization=measured") == []
 
 
 def test_train_says_once_which_set_changes_nothing(tmp_path: Path, cli_in_process: Callable) -> None:
