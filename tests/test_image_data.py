@@ -407,6 +407,22 @@ def test_a_malformed_clothing1m_label_line_is_one_error_naming_file_and_line(tmp
         build_image_data(DataConfig(name="clothing1m", root=str(tmp_path)))
 
 
+def test_a_clothing1m_key_with_a_space_keeps_its_label(tmp_path):
+    write_clothing1m(tmp_path)
+    (tmp_path / "images/0/1.jpg").rename(tmp_path / "images/0/my photo.jpg")
+    for file in ("noisy_label_kv.txt", "noisy_train_key_list.txt"):
+        (tmp_path / file).write_text((tmp_path / file).read_text().replace("images/0/1.jpg", "images/0/my photo.jpg"))
+    data = build_image_data(DataConfig(name="clothing1m", root=str(tmp_path)))
+    assert data.train.paths[1] == str(tmp_path / "images/0/my photo.jpg") and data.train_labels[1] == 1
+
+
+def test_an_empty_clothing1m_label_list_is_named(tmp_path):
+    write_clothing1m(tmp_path)
+    (tmp_path / "noisy_label_kv.txt").write_text("")
+    with pytest.raises(ValueError, match=r"noisy_label_kv.txt: lists no label; use the release's file$"):
+        build_image_data(DataConfig(name="clothing1m", root=str(tmp_path)))
+
+
 def write_mini_webvision(root: Path, per_class: int = 1, classes: int = 50) -> None:
     """WebVision's layout with `per_class` small images for each of the first `classes` classes, and one
     image of class 50 first in every list (mini WebVision leaves it out)."""
@@ -521,7 +537,7 @@ def test_mini_webvision_bad_lists_are_one_line(tmp_path):
     listing = tmp_path / "info/val_filelist.txt"
     listing.write_text(listing.read_text() + "val_broken.jpg\n")
     with pytest.raises(ValueError, match=r"val_filelist.txt, line 52: expected `image-path class-number`, "
-                                         r"got 'val_broken.jpg'"):
+                                         r"got 'val_broken.jpg'; use the release's list$"):
         build_image_data(DataConfig(name="webvision", root=str(tmp_path)))
     listing.write_bytes(b"\xef\xbb\xbf" + "".join(f"val_{c:03d}_0.jpg {c}\n" for c in range(50)).encode())
     assert len(build_image_data(DataConfig(name="webvision", root=str(tmp_path))).test) == 50  # a byte-order mark

@@ -355,16 +355,19 @@ def require_clothing1m_validation_list(root: Path) -> None:
 
 def _read_key_values(path: Path, num_classes: int) -> dict[str, int]:
     """A label list of `image-key label` lines; a malformed line or a label outside 0..num_classes-1 is one
-    error naming the file and line (a wrong clean label would otherwise surface only after an epoch)."""
+    error naming the file and line (a wrong clean label would otherwise surface only after an epoch). The label is
+    the last word, as in WebVision's lists: the key lists take a whole line as the key, so a path may hold spaces."""
     labels: dict[str, int] = {}
     for number, line in enumerate(_read_list(path), start=1):
-        words = line.split()
+        words = line.strip().rsplit(maxsplit=1)
         if not words:
             continue
         if len(words) != 2 or not words[1].isdecimal() or int(words[1]) >= num_classes:
             raise ValueError(f"{path}, line {number}: expected `image-key label` with a label 0..{num_classes - 1}, "
                              f"got {line.strip()!r}; use the release's file")
         labels[words[0]] = int(words[1])
+    if not labels:  # else every listed image is "without a label", blamed on the key list
+        raise ValueError(f"{path}: lists no label; use the release's file")
     return labels
 
 
@@ -374,7 +377,8 @@ def _listed_split(list_path: Path, root: Path, labels: dict[str, int]) -> ImageS
         raise ValueError(f"{list_path}: lists no image; use the release's file")
     unlabelled = [k for k in keys if k not in labels]
     if unlabelled:
-        raise ValueError(f"{list_path}: {len(unlabelled)} keys have no label, e.g. {unlabelled[0]}")
+        raise ValueError(f"{list_path}: {len(unlabelled)} keys have no label, e.g. {unlabelled[0]}; use the release's "
+                         "label lists (noisy_label_kv.txt, clean_label_kv.txt) beside it")
     return _split_of_files(list_path, root, keys, [labels[k] for k in keys], np.arange(len(keys)))
 
 
@@ -421,7 +425,8 @@ def _first_classes(list_path: Path, image_dir: Path, how_to_fix: str = "extract 
         if not fields:
             continue
         if len(fields) != 2 or not fields[1].isdigit():
-            raise ValueError(f"{list_path}, line {number}: expected `image-path class-number`, got {line.strip()!r}")
+            raise ValueError(f"{list_path}, line {number}: expected `image-path class-number`, got {line.strip()!r}; "
+                             "use the release's list")
         if int(fields[1]) < MINI_WEBVISION_CLASSES:
             names.append(fields[0])
             labels.append(int(fields[1]))
