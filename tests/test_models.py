@@ -70,6 +70,25 @@ def test_pretrained_backbone_loads_and_a_resized_head_stays_new(tmp_path: Path) 
         build_model(ModelConfig(name="small_cnn", pretrained_checkpoint=str(path)), (3, 8, 8), 14)
 
 
+def test_a_pretrained_checkpoint_of_another_network_or_of_a_few_layers_is_refused(tmp_path: Path) -> None:
+    def build(state: dict[str, torch.Tensor]) -> torch.nn.Module:
+        torch.save(state, path)
+        return build_model(ModelConfig(name="small_cnn", hidden=16, pretrained_checkpoint=str(path)), (3, 8, 8), 14)
+
+    path = tmp_path / "weights.pt"
+    wider = build_model(ModelConfig(name="small_cnn", hidden=32), (3, 8, 8), 1000).state_dict()
+    with pytest.raises(ValueError, match=r"weights.pt: \d+ tensors differ in shape from small_cnn's, e.g. "
+                                         r"features.0.weight \(16, 3, 3, 3\) against \(8, 3, 3, 3\); is it a small_cnn"):
+        build(wider)  # another width shares every key name: it loaded the few same-shaped tensors, left the rest random
+    whole = build_model(ModelConfig(name="small_cnn", hidden=16), (3, 8, 8), 1000).state_dict()
+    with pytest.raises(ValueError, match=r"weights.pt: lacks \d+ of small_cnn's \d+ tensors, e.g. features.0.weight; "
+                                         r"save the whole network's weights"):
+        build({key: value for key, value in whole.items() if key.startswith("head.")})
+    old = {key: value for key, value in whole.items() if not key.endswith("num_batches_tracked")}  # pre-0.4.1 file
+    model = build({key: value for key, value in old.items() if not key.startswith("head.")})  # a backbone alone
+    torch.testing.assert_close(model.features[0].weight, whole["features.0.weight"])
+
+
 def test_a_pretrained_checkpoint_that_is_no_state_dict_is_one_line(tmp_path: Path) -> None:
     def build(path: Path) -> None:
         build_model(ModelConfig(name="small_cnn", hidden=16, pretrained_checkpoint=str(path)), (3, 8, 8), 14)
