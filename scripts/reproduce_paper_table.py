@@ -268,7 +268,8 @@ def _plan_table(plan: list[tuple[Row, int, Path]], configs: dict[tuple[str, int]
 
 def _missing_inputs(cfg: RunConfig) -> list[tuple[str, str]]:
     """(path, how to get it) of each input a run would stop at: a cheap look for the file or folder
-    the data set's reader needs first, and for a human-noise row's CIFAR-N label file."""
+    the data set's reader needs first, for a human-noise row's CIFAR-N label file, and for the pretrained weights
+    named (a dry run said "found" and every Clothing1M run then stopped at a mistyped path)."""
     root = Path(cfg.data.root)  # load_config refuses an image data set without one
     missing = []
     marker = root / _DATA_MARKERS.get(cfg.data.name, "")
@@ -279,6 +280,10 @@ def _missing_inputs(cfg: RunConfig) -> list[tuple[str, str]]:
     if labels is not None and not Path(labels).is_file():
         missing.append((labels, f"the CIFAR-N human labels; cp ../shared/data/cifar/{Path(labels).name} {labels}, "
                                 "or the official release's .pt: --set data.noise.human_labels=PATH/CIFAR-10_human.pt"))
+    weights = cfg.model.pretrained_checkpoint
+    if weights is not None and not Path(weights).is_file():
+        missing.append((weights, "the ImageNet weights, a state dict saved with torch.save(model.state_dict(), PATH); "
+                                 "--set model.pretrained_checkpoint=PATH names it"))
     return missing
 
 

@@ -147,6 +147,16 @@ def test_dry_run_says_found_when_every_input_is_there(reproduce, tmp_path: Path,
     assert f"| {tmp_path / 'cifar10'} | found |" in out and "missing" not in out
 
 
+def test_dry_run_names_missing_pretrained_weights(reproduce, tmp_path: Path, capsys) -> None:
+    (tmp_path / "clothing1m" / "images").mkdir(parents=True)
+    weights = tmp_path / "resnet50_imagenet.pt"
+    assert reproduce.main(["--table", "3", "--dry-run", "--data-root", str(tmp_path), "--out", str(tmp_path / "runs"),
+                           "--set", f"model.pretrained_checkpoint={weights}"]) == 0
+    out = capsys.readouterr().out
+    assert f"| {tmp_path / 'clothing1m'} | missing {weights} |" in out
+    assert out.count(f"missing {weights}: the ImageNet weights, a state dict saved with torch.save(") == 1
+
+
 def test_a_run_made_with_data_root_is_planned_again_not_refused(reproduce, tmp_path: Path, capsys) -> None:
     (tmp_path / "cifar10" / "train").mkdir(parents=True)
     (tmp_path / "CIFAR-10_human.npz").write_bytes(b"")
