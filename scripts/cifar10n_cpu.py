@@ -128,7 +128,7 @@ augmentation {cfg.data.augment}; ELR β {cfg.loss.beta}, λ {cfg.loss.lam}. Seed
 losses see the same subset, labels and split. Device: {", ".join(sorted(set(runs["device"])))}. Wall time: {runs["wall_s"].sum():.0f} s
 of training in all (every call of each run; this call took {seconds:.0f} s).
 
-Mean ± std over seeds, in percent. Memorization columns are the last epoch's training predictions
+Mean ± population std (ddof 0) over seeds, in percent. Memorization columns are the last epoch's training predictions
 (the paper's Figure 1); the mislabel table comes from ELR's targets, for CE from its last predictions.
 
 {markdown_table(header, lines)}

@@ -93,7 +93,7 @@ def _run(run_dir: Path, loss: str, mode: str, rate: float, seed: int, epochs: in
 
 
 def _summarise(runs: pd.DataFrame) -> str:
-    """Mean ± std over seeds, one row per (setting, loss), as a Markdown table."""
+    """Mean ± population std over seeds, one row per (setting, loss), as a Markdown table."""
     metrics = ["test_acc_best", "test_acc_last", "memorized", "mislabel_precision", "mislabel_recall"]
     lines = ["| setting | loss | " + " | ".join(metrics) + " |", "|---|---|" + "---|" * len(metrics)]
     for (setting, loss), group in runs.groupby(["setting", "loss"], sort=False):

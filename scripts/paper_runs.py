@@ -101,7 +101,9 @@ def percent(value: float | None, digits: int = 2) -> str:
 
 
 def mean_std(values: Iterable[float], digits: int = 2) -> str:
-    """Percent mean ± std over seeds (just the mean for one seed); '–' when nothing is defined."""
+    """Percent mean ± std over seeds (just the mean for one seed); '–' when nothing is defined. The std is the
+    population one (numpy's default, ddof 0), as every figure recorded in bench/results and the README: the tables
+    that print it say so, since a paper's "± std" over five runs may be the sample one (×1.12 for five)."""
     finite = [v for v in values if v is not None and not np.isnan(v)]
     if not finite:
         return "–"

@@ -299,8 +299,9 @@ def _results_table(rows: list[Row], summaries: dict[str, list[dict]]) -> str:
         lines += [[f"{row.name} {label}", percent(paper), *_ours(runs, column), "", "", ""]
                   for label, column, paper in row.also]  # the same runs: their count and time are on the line above
     header = ["row", "paper", "ours (selected epoch)", "ours (last epoch)", "seeds", "wall h", "device"]
-    note = ("\n\nSelected epoch: best accuracy on the noisy 10% validation split (Clothing1M: its clean "
-            "validation list). Wall time: all calls of each run, resumed parts included.")
+    note = ("\n\nOurs: mean ± population std (ddof 0) over the seeds. Selected epoch: best accuracy on the noisy 10% "
+            "validation split (Clothing1M: its clean validation list). Wall time: all calls of each run, resumed "
+            "parts included.")
     return markdown_table(header, lines) + note + _executions(summaries)
 
 
