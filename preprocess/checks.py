@@ -7,12 +7,16 @@ where, and how to fix it, so that one bad scan is reported and the others go on.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import logging
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+
+from .sidecar import scan_files
 
 __all__ = ["ScanError", "load_scan", "load_option_file"]
 
@@ -66,6 +70,19 @@ def _misnamed_compression(path: Path) -> str | None:
     return None
 
 
+def _require_intact_gzip(path: Path) -> None:
+    """Read each gzip file of the scan to its end, so gzip checks its CRC and length: nibabel stops at the last voxel
+    it needs, so a download cut short by its last bytes, or a bit flipped in transfer, loaded without a word (a
+    changed voxel processed, or its NaN blamed on an upstream step)."""
+    for part in (file for file in scan_files(path) if file.name.lower().endswith(".gz")):
+        try:
+            with gzip.open(part, "rb") as stream:
+                while stream.read(1 << 24):
+                    pass
+        except (OSError, EOFError, zlib.error) as exc:
+            raise _unreadable(path, exc) from None
+
+
 def load_scan(path: str | Path) -> nib.Nifti1Image:
     """Return the scan as a 3D float32 NIfTI reoriented to RAS, or raise :class:`ScanError`."""
     if not str(path).strip():  # Path("") would be the working folder
@@ -81,6 +98,7 @@ def load_scan(path: str | Path) -> nib.Nifti1Image:
                         "against the input CSV's folder)")
     if path.suffix.lower() == ".dcm":
         raise ScanError(path, "is a DICOM file", "convert the series to NIfTI with `dcm2niix -z y`")
+    _require_intact_gzip(path)
     try:
         with _header_reports_naming(path):
             img = nib.load(str(path))
