@@ -28,7 +28,7 @@ from .workers import run_per_scan
 
 __all__ = ["QC_COLUMNS", "Summary", "run_batch", "files_removed_at_start", "merge_shards", "flag_outliers",
            "write_csv", "failure_table", "shard_names", "telling_line", "qc_reasons", "repeated_images",
-           "coarse_inputs", "flagged_report"]
+           "coarse_inputs", "flagged_report", "redone_lines"]
 
 QC_COLUMNS = ["qc_ncc", "qc_mi", "qc_mask_dice", "qc_input_voxel_mm"]
 # a scan whose voxels are coarser than this along any axis (a clinical T1 of 5 mm slices) registers well enough to pass
@@ -48,11 +48,23 @@ class Summary:
     failed: int
     flagged: int
     failures: Path = Path("failures.csv")  # the failure list written (a shard's own)
+    redone: tuple[str, ...] = ()  # a line per reason finished scans were done again (`redone_lines`)
 
     def __str__(self) -> str:
         text = (f"preprocess: {self.done} processed, {self.skipped} skipped (already done), "
                 f"{self.failed} failed, {self.flagged} flagged by QC")
-        return text + (f" - see {self.failures}" if self.failed else "")
+        return "\n".join([text + (f" - see {self.failures}" if self.failed else ""), *self.redone])
+
+
+def redone_lines(ids: list[str], reasons: list[str]) -> tuple[str, ...]:
+    """One line per reason scans finished before were processed again, with their count and first id: a rerun that
+    redoes hours of scans after a changed option (or a new nilearn) must say so, not look like a broken resume."""
+    by_reason: dict[str, list[str]] = {}
+    for scan, reason in zip(ids, reasons):
+        if reason:
+            by_reason.setdefault(reason, []).append(scan)
+    return tuple(f"  {len(scans)} of them redone, not skipped: {reason} (e.g. {scans[0]})"
+                 for reason, scans in by_reason.items())
 
 
 def shard_names(shard: tuple[int, int] | None) -> tuple[str, str]:
@@ -167,9 +179,11 @@ def run_batch(table: pd.DataFrame, out_dir: str | Path, params: Params, jobs: in
         if shard is not None:
             write_json(out_dir / shard_record_name(shard), record)
         counts = manifest["status"].value_counts() if len(manifest) else {}
+        ids = [f"{row.participant_id}/{row.session_id}" for row in table.itertuples()]
         return Summary(done=int(counts.get("done", 0)), skipped=int(counts.get("skipped", 0)),
                        failed=len(failures), flagged=int(manifest["qc_flag"].sum()) if len(manifest) else 0,
-                       failures=out_dir / failures_name)
+                       failures=out_dir / failures_name,
+                       redone=redone_lines(ids, [results[i].get("redone", "") for i in table.index]))
 
 
 def flag_outliers(manifest: pd.DataFrame, min_ncc: float) -> pd.DataFrame:
@@ -323,7 +337,7 @@ def _run_one(path: str, out_dir: Path, participant: str, session: str, params: P
             raise as_storage_error(exc) from None
         return {"status": "failed", "error": f"{path}: {type(exc).__name__}: {telling_line(str(exc))}"}
     return {"status": result["status"], "qc": result["qc"], "processed_path": str(outputs.image.resolve()),
-            "input_sha256": result["input_sha256"]}
+            "input_sha256": result["input_sha256"], "redone": result.get("redone", "")}
 
 
 def telling_line(message: str) -> str:

@@ -18,7 +18,7 @@ from typing import Iterator
 
 from . import qc, steps
 from .checks import load_scan
-from .sidecar import (atomic_path, is_done, output_hashes, read_sidecar, remove_stale_temps, scan_sha256,
+from .sidecar import (atomic_path, output_hashes, read_sidecar, remove_stale_temps, scan_sha256, stale_reason,
                       write_json)
 from .template import DEFAULT_SHAPES, load_template, template_file_digests
 from .user_errors import as_storage_error
@@ -130,15 +130,17 @@ def software_versions() -> dict[str, str]:
 
 def process_scan(path: str | Path, outputs: ScanOutputs, params: Params) -> dict:
     """Preprocess one scan (or skip it when already done); return its sidecar's content plus
-    `status` ("done" or "skipped"). Raises checks.ScanError for an unusable input."""
+    `status` ("done" or "skipped") and, for a scan done again, `redone`: why its earlier outputs were not kept.
+    Raises checks.ScanError for an unusable input."""
     started = time.perf_counter()
     input_hash = scan_sha256(path) if Path(path).is_file() else ""
     finished = [outputs.image, outputs.transform, outputs.overlay]
     if params.transform == "syn":
         finished.append(outputs.warp)
     template_files = template_file_digests(params.template, params.template_mask)
-    if input_hash and is_done(outputs.sidecar, input_hash, params.as_dict(), finished, template_files,
-                              PIPELINE_VERSION, Params.comparable):
+    redone = stale_reason(outputs.sidecar, input_hash, params.as_dict(), finished, template_files, PIPELINE_VERSION,
+                          Params.comparable) if input_hash else ""
+    if redone is None:
         remove_stale_temps(outputs.image.parent)  # a later run with other settings, killed on this scan, left them
         return {**read_sidecar(outputs.sidecar), "status": "skipped"}
     scan = load_scan(path)
@@ -179,7 +181,7 @@ def process_scan(path: str | Path, outputs: ScanOutputs, params: Params) -> dict
             "software": software_versions(), "qc": figures, "outputs_sha256": output_hashes(finished),
             "seconds": round(time.perf_counter() - started, 2)}
     write_json(outputs.sidecar, meta)
-    return {**meta, "status": "done"}
+    return {**meta, "status": "done", "redone": redone}
 
 
 def _written_transform(transforms: list[str], suffix: str, workdir: str) -> str:

@@ -22,7 +22,7 @@ _PAIR_TYPES = (("header", ".hdr"), ("image", ".img"), ("mat", ".mat"))
 _COMPRESSIONS = (".gz", ".bz2", ".zst")
 
 __all__ = ["file_sha256", "scan_files", "scan_sha256", "atomic_path", "remove_stale_temps", "write_json",
-           "read_sidecar", "output_hashes", "is_done"]
+           "read_sidecar", "output_hashes", "is_done", "stale_reason"]
 
 
 def file_sha256(path: str | Path) -> str:
@@ -111,16 +111,32 @@ def is_done(sidecar: str | Path, input_sha256: str, params: dict, outputs: list[
     compared), template files (`template`: the digests the sidecar's "template" must hold) and `pipeline_version`
     (None: a sidecar that records none), and its outputs are still the files it wrote (a sidecar written before
     output hashes were recorded: they exist)."""
+    return stale_reason(sidecar, input_sha256, params, outputs, template, pipeline_version, comparable) is None
+
+
+def stale_reason(sidecar: str | Path, input_sha256: str, params: dict, outputs: list[Path],
+                 template: dict[str, str] | None = None, pipeline_version: int | None = None,
+                 comparable: Callable[[dict], dict] = dict) -> str | None:
+    """Why a finished scan must be done again, in words ('' when it never finished: no sidecar), or None when it is
+    done (`is_done`): a rerun that redoes a cohort for hours without saying why looks like a broken resume."""
     meta = read_sidecar(sidecar)
-    if meta is None or meta.get("input_sha256") != input_sha256 or not isinstance(meta.get("params"), dict):
-        return False
-    if comparable(meta["params"]) != comparable(params):
-        return False
+    if meta is None or not isinstance(meta.get("params"), dict):
+        return "its sidecar is unreadable" if Path(sidecar).exists() else ""
+    if meta.get("input_sha256") != input_sha256:
+        return "its input file changed"
+    ours, theirs = comparable(meta["params"]), comparable(params)
+    changed = sorted(key for key in ours.keys() | theirs.keys() if ours.get(key) != theirs.get(key))
+    if changed:
+        key = changed[0]
+        return f"other settings ({key}: {meta['params'].get(key)!r} then, {params.get(key)!r} now)"
     if meta.get("pipeline_version") != pipeline_version:  # other code made other outputs
-        return False
+        return f"other pipeline code (version {meta.get('pipeline_version')} then, {pipeline_version} now)"
     if any((meta.get("template") or {}).get(key) != digest for key, digest in (template or {}).items()):
-        return False
-    if not all(Path(p).exists() for p in outputs):
-        return False
+        return "another template image (its file's SHA-256 changed)"
+    missing = next((Path(p).name for p in outputs if not Path(p).exists()), None)
+    if missing is not None:
+        return f"its output {missing} is missing"
     recorded = meta.get("outputs_sha256")
-    return recorded is None or all(recorded.get(Path(p).name) == file_sha256(p) for p in outputs)
+    damaged = next((Path(p).name for p in outputs
+                    if recorded is not None and recorded.get(Path(p).name) != file_sha256(p)), None)
+    return None if damaged is None else f"its output {damaged} changed since it was written"

@@ -103,6 +103,21 @@ def test_rerun_skips_finished_scans(mixed_run, capsys, tmp_path):
     assert "2 skipped" in out and "  sub-01/ses-M00: same image as sub-02/ses-M00 - " in out
 
 
+def test_a_rerun_says_why_it_redoes_finished_scans(mixed_run, capsys, tmp_path):
+    """A changed option (or a new nilearn, or a damaged output) redid scans for hours with only a count to show."""
+    folder, _, shared_out, _ = mixed_run
+    out = shutil.copytree(shared_out, tmp_path / "out")
+    sidecar = out / "sub-01" / "ses-M00" / "sub-01_ses-M00_space-template_T1w.json"
+    meta = json.loads(sidecar.read_text())
+    sidecar.write_text(json.dumps({**meta, "params": {**meta["params"], "normalise": "zscore"}}))
+    capsys.readouterr()
+    main(["--input", str(folder / "scans.csv"), "--output", str(out), *FAST])
+    printed = capsys.readouterr().out
+    assert "preprocess: 1 processed, 1 skipped (already done)" in printed
+    assert ("  1 of them redone, not skipped: other settings (normalise: 'zscore' then, 'minmax' now) "
+            "(e.g. sub-01/ses-M00)") in printed.splitlines()
+
+
 def test_shards_cover_every_scan_once_and_merge(mixed_run, tmp_path):
     folder, scans, shared_out, _ = mixed_run
     out = shutil.copytree(shared_out, tmp_path / "out")

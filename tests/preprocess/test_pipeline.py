@@ -10,7 +10,7 @@ import pytest
 from preprocess.batch import QC_COLUMNS
 from preprocess.checks import ScanError
 from preprocess.pipeline import Params, ScanOutputs, process_scan
-from preprocess.sidecar import file_sha256, is_done, output_hashes
+from preprocess.sidecar import file_sha256, is_done, output_hashes, stale_reason
 from preprocess.template import load_template
 
 FAST_2MM = Params(resolution=2.0)
@@ -295,3 +295,31 @@ def test_one_hot_voxel_moves_neither_the_registration_nor_the_output(tmp_path, m
     plain = nib.load(outputs.image).get_fdata().ravel()
     spiked_out = nib.load(tmp_path / "sub-spike" / "ses-01" / outputs.image.name.replace("sub-01", "sub-spike"))
     assert np.corrcoef(plain, spiked_out.get_fdata().ravel())[0, 1] > 0.99
+
+
+def test_why_a_finished_scan_is_redone_is_said_in_words(tmp_path):
+    """The reason a rerun prints for each scan it does again rather than skipping."""
+    output = tmp_path / "scan.nii.gz"
+    output.write_bytes(b"written by preprocess")
+    sidecar = tmp_path / "scan.json"
+    meta = {"input_sha256": "abc", "params": {"normalise": "minmax"}, "pipeline_version": 3,
+            "template": {"sha256": "t1"}, "outputs_sha256": output_hashes([output])}
+    sidecar.write_text(json.dumps(meta))
+
+    def reason(input_sha256="abc", params=None, template=None, version=3):
+        return stale_reason(sidecar, input_sha256, params or {"normalise": "minmax"}, [output],
+                            template or {"sha256": "t1"}, version)
+
+    assert reason() is None
+    assert reason("def") == "its input file changed"
+    assert reason(params={"normalise": "zscore"}) == "other settings (normalise: 'minmax' then, 'zscore' now)"
+    assert reason(version=4) == "other pipeline code (version 3 then, 4 now)"
+    assert reason(template={"sha256": "t2"}) == "another template image (its file's SHA-256 changed)"
+    output.write_bytes(b"cut")
+    assert reason() == "its output scan.nii.gz changed since it was written"
+    output.unlink()
+    assert reason() == "its output scan.nii.gz is missing"
+    sidecar.write_text("{")
+    assert reason() == "its sidecar is unreadable"
+    sidecar.unlink()
+    assert reason() == ""  # never finished: nothing to say
