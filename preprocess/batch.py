@@ -378,7 +378,9 @@ def _merge(out_dir: Path, found: list[Path], min_ncc: float | None) -> Summary:
     manifest = pd.concat([_read_csv(out_dir / m) for m, _ in names], ignore_index=True)
     failures = pd.concat([pd.DataFrame(columns=FAILURE_COLUMNS)]
                          + [_read_csv(out_dir / f) for _, f in names if (out_dir / f).exists()], ignore_index=True)
-    manifest = flag_outliers(manifest.sort_values(["participant_id", "session_id"], kind="stable"), min_ncc)
+    by_scan = ["participant_id", "session_id"]  # a single run's order: its input table is sorted so
+    manifest = flag_outliers(manifest.sort_values(by_scan, kind="stable"), min_ncc)
+    failures = failures.sort_values(by_scan, kind="stable")
     write_csv(manifest, out_dir / "manifest.csv")
     write_csv(failures, out_dir / "failures.csv")
     statuses = manifest["status"].value_counts()

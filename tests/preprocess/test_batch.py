@@ -180,6 +180,20 @@ def test_merge_names_an_empty_shard_and_needs_no_failures_files(tmp_path, capsys
         "a,b,0.9,0.75,0042,False,,done", "c,b,0.9,0.75,1e3,False,,done"]
 
 
+def test_merged_failures_are_in_the_order_a_single_run_lists_them(tmp_path):
+    """A single run lists failures by participant and session, as its manifest; the merge listed them shard by shard."""
+    failed = {0: ["sub-01", "sub-03"], 1: ["sub-02"]}  # --shard I/2 takes every second row of the sorted table
+    for index, participants in failed.items():
+        pd.DataFrame({"participant_id": [f"sub-0{5 + index}"], "session_id": ["ses-M00"], "qc_ncc": [0.7],
+                      "qc_mask_dice": [0.75], "status": ["done"]}).to_csv(
+            tmp_path / f"manifest-shard-{index}-of-2.csv", index=False)
+        pd.DataFrame({"participant_id": participants, "session_id": "ses-M00", "path": "/x.nii.gz",
+                      "error": "bad"}).to_csv(tmp_path / f"failures-shard-{index}-of-2.csv", index=False)
+        _shard_record(tmp_path, index, 2)
+    assert merge_main(["--output", str(tmp_path)]) == 1
+    assert pd.read_csv(tmp_path / "failures.csv").participant_id.tolist() == ["sub-01", "sub-02", "sub-03"]
+
+
 def test_merge_uses_the_shards_qc_threshold_and_refuses_a_shard_without_its_record(tmp_path, capsys):
     for index, ncc in enumerate((0.7, 0.9)):
         pd.DataFrame({"participant_id": [f"p{index}"], "session_id": ["b"], "qc_ncc": [ncc], "qc_mask_dice": [0.75],
