@@ -6,6 +6,7 @@ foregrounds catches gross misplacement (a head shifted out of the grid).
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -76,8 +77,10 @@ def overlay_png(image: ants.ANTsImage, template: Template, path: str | Path, tit
         ax.contour(np.rot90(outline[tuple(cut)]), levels=[0.5], colors="red", linewidths=0.7)
         ax.axis("off")
     fig.suptitle(title, color="white", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80, facecolor="black")
+    with warnings.catch_warnings():  # ids in a script the font lacks (sub-李02): a warning per glyph, naming no scan
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font", category=UserWarning)
+        fig.tight_layout()
+        fig.savefig(path, dpi=80, facecolor="black")
     plt.close(fig)
 
 
