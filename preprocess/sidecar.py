@@ -22,7 +22,7 @@ _PAIR_TYPES = (("header", ".hdr"), ("image", ".img"), ("mat", ".mat"))
 _COMPRESSIONS = (".gz", ".bz2", ".zst")
 
 __all__ = ["file_sha256", "scan_files", "scan_sha256", "atomic_path", "remove_stale_temps", "write_json",
-           "read_sidecar", "output_hashes", "is_done", "stale_reason"]
+           "read_sidecar", "output_hashes", "stale_reason"]
 
 
 def file_sha256(path: str | Path) -> str:
@@ -104,21 +104,14 @@ def output_hashes(outputs: list[Path]) -> dict[str, str]:
     return {Path(p).name: file_sha256(p) for p in outputs}
 
 
-def is_done(sidecar: str | Path, input_sha256: str, params: dict, outputs: list[Path],
-            template: dict[str, str] | None = None, pipeline_version: int | None = None,
-            comparable: Callable[[dict], dict] = dict) -> bool:
-    """True when a previous run finished this scan with the same input, parameters (as `comparable` has them
-    compared), template files (`template`: the digests the sidecar's "template" must hold) and `pipeline_version`
-    (None: a sidecar that records none), and its outputs are still the files it wrote (a sidecar written before
-    output hashes were recorded: they exist)."""
-    return stale_reason(sidecar, input_sha256, params, outputs, template, pipeline_version, comparable) is None
-
-
 def stale_reason(sidecar: str | Path, input_sha256: str, params: dict, outputs: list[Path],
                  template: dict[str, str] | None = None, pipeline_version: int | None = None,
                  comparable: Callable[[dict], dict] = dict) -> str | None:
-    """Why a finished scan must be done again, in words ('' when it never finished: no sidecar), or None when it is
-    done (`is_done`): a rerun that redoes a cohort for hours without saying why looks like a broken resume."""
+    """Why a finished scan must be done again, in words ('' when it never finished: no sidecar), or None when a
+    previous run finished it with the same input, parameters (as `comparable` has them compared), template files
+    (`template`: the digests the sidecar's "template" must hold) and `pipeline_version` (None: a sidecar that records
+    none), and its outputs are still the files it wrote (a sidecar from before output hashes: they exist). In words
+    because a rerun that redoes a cohort for hours without saying why looks like a broken resume."""
     meta = read_sidecar(sidecar)
     if meta is None or not isinstance(meta.get("params"), dict):
         return "its sidecar is unreadable" if Path(sidecar).exists() else ""
