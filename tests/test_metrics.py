@@ -151,6 +151,8 @@ def test_bad_shapes_are_refused():
         evaluate_predictions([0, 1], np.ones((2, 2)), ["a", "b"], CLASSES)
     with pytest.raises(ValueError, match="2 labels, 2 probability rows, 1 participants"):
         evaluate_predictions([0, 1], np.ones((2, 3)), ["a"], CLASSES)
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\)"):
+        evaluate_predictions([0, 3], np.ones((2, 3)) / 3, ["a", "b"], CLASSES)  # a class index past the last
 
 
 def test_probabilities_that_are_not_numbers_are_refused_not_scored_as_the_first_class():
@@ -211,3 +213,38 @@ def test_roc_curve_encloses_the_auc_with_tied_scores_in_any_row_order() -> None:
 def test_an_empty_set_has_no_accuracy_rather_than_zero() -> None:
     values = point_metrics(np.zeros(0, dtype=int), np.zeros((0, 3)), 3)
     assert np.isnan(values["accuracy"]) and np.isnan(values["auc_micro"])
+
+
+def _sklearn_metrics(labels: np.ndarray, proba: np.ndarray, everyone: np.ndarray) -> dict[str, float]:
+    """Accuracy, balanced accuracy and macro AUC by scikit-learn; NaN where a class of `everyone` is missing."""
+    complete = set(everyone) <= set(labels)
+    return {"accuracy": accuracy_score(labels, proba.argmax(1)),
+            "balanced_accuracy": balanced_accuracy_score(labels, proba.argmax(1)) if complete else np.nan,
+            "auc_macro": roc_auc_score(labels, proba, multi_class="ovr") if complete else np.nan}
+
+
+@pytest.mark.parametrize("confidence", [None, 0.9])
+def test_intervals_are_percentiles_of_the_metric_over_the_participant_resamples(confidence: float | None) -> None:
+    """The stated interval (95% unless asked otherwise) is the central percentile interval of the metric over the
+    seeded resamples, and the confusion-rate interval that of each resample's own confusion matrix, not the point's."""
+    from elr_mri.evaluation.metrics import participant_resamples
+
+    labels, proba = predictions(60, seed=5)
+    people = np.array([f"P{i // 3:02d}" for i in range(60)])
+    asked = {} if confidence is None else {"confidence": confidence}
+    report = bootstrap_metrics(labels, proba, people, CLASSES, n_boot=200, seed=11, **asked)
+    confidence = 0.95 if confidence is None else confidence
+    draws = participant_resamples(people, 200, np.random.default_rng(11))
+    assert len(draws) == 200 and all(len(rows) % 3 == 0 for rows in draws)  # whole participants, three scans each
+    values = pd.DataFrame([_sklearn_metrics(labels[rows], proba[rows], labels) for rows in draws])
+    tail = 100 * (1 - confidence) / 2
+    for name in values:
+        expected = np.nanpercentile(values[name], [tail, 100 - tail])
+        got = report.metrics[name]
+        assert (got.low, got.high) == pytest.approx(tuple(expected), abs=1e-12)
+        assert got.resamples == values[name].notna().sum()
+    rates = np.array([confusion_matrix(labels[rows], proba[rows].argmax(1), labels=[0, 1, 2], normalize="true")
+                      for rows in draws])
+    np.testing.assert_allclose(report.confusion_rate["low"], np.percentile(rates, tail, axis=0), atol=1e-12)
+    np.testing.assert_allclose(report.confusion_rate["high"], np.percentile(rates, 100 - tail, axis=0), atol=1e-12)
+    assert (report.confusion_rate["high"] - report.confusion_rate["low"] > 0.05).any()
