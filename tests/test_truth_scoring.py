@@ -160,3 +160,55 @@ def test_runs_trained_with_the_classes_in_another_order_are_matched_by_class_nam
     with pytest.raises(ValueError, match="c.csv: predicts the classes CN, MCI, Dementia, the first run of the "
                                          "comparison CN, MCI, AD"):
         mean_paired_difference([(a, tmp_path / "c.csv")], truth, n_boot=20)
+
+
+def _many_participants(path: Path, seed: int) -> Path:
+    """Thirty participants (s00..s29: truly CN, MCI, AD in turn), each with two scans of noisy probabilities."""
+    rng = np.random.default_rng(seed)
+    records = []
+    for i in range(30):
+        true = CLASSES[i % 3]
+        for session in ("ses-M00", "ses-M12"):
+            probs = rng.dirichlet([1, 1, 1]) + 0.5 * (np.array(CLASSES) == true) * rng.random()
+            probs /= probs.sum()
+            records.append({"participant_id": f"s{i:02d}", "session_id": session, "given": true,
+                            "predicted": CLASSES[int(probs.argmax())], **dict(zip([f"p_{c}" for c in CLASSES], probs))})
+    pd.DataFrame(records).to_csv(path, index=False)
+    return path
+
+
+def _many_truth() -> pd.DataFrame:
+    return pd.DataFrame([{"participant_id": f"s{i:02d}", "session_id": session, "true_diagnosis": CLASSES[i % 3]}
+                         for i in range(30) for session in ("ses-M00", "ses-M12")])
+
+
+def _participant_accuracy(path: Path, rows: np.ndarray) -> float:
+    """Accuracy over the participants `rows` (positions in s00..s29 order) of their mean probabilities."""
+    frame = pd.read_csv(path).groupby("participant_id")[[f"p_{c}" for c in CLASSES]].mean()
+    truth = np.arange(30) % 3
+    return float(np.mean(frame.to_numpy()[rows].argmax(1) == truth[rows]))
+
+
+def test_the_paired_interval_is_the_95_percent_percentile_interval_of_differences_on_the_same_resamples(
+        tmp_path: Path) -> None:
+    """Both runs are scored on each seeded resample of the participants; the interval is its 2.5th and 97.5th
+    percentile, whatever the seed."""
+    from elr_mri.evaluation.metrics import participant_resamples
+
+    a, b = _many_participants(tmp_path / "a.csv", seed=1), _many_participants(tmp_path / "b.csv", seed=2)
+    people = np.array([f"s{i:02d}" for i in range(30)])
+    for seed in (0, 3):
+        got = mean_paired_difference([(a, b)], _many_truth(), n_boot=300, seed=seed)
+        draws = participant_resamples(people, 300, np.random.default_rng(seed))
+        differences = [_participant_accuracy(b, rows) - _participant_accuracy(a, rows) for rows in draws]
+        everyone = np.arange(30)
+        assert got.estimate == pytest.approx(_participant_accuracy(b, everyone) - _participant_accuracy(a, everyone))
+        assert (got.low, got.high) == pytest.approx(tuple(np.percentile(differences, [2.5, 97.5])), abs=1e-12)
+        assert got.high - got.low > 0.05 and got.resamples == 300
+
+
+def test_rescoring_against_the_truth_averages_each_participants_scans(tmp_path: Path) -> None:
+    predictions = _many_participants(tmp_path / "p.csv", seed=4)
+    report = rescore_against_truth(predictions, _many_truth(), n_boot=20)
+    assert (report.n_examples, report.n_participants) == (30, 30)  # 60 scans, one entry a participant
+    assert report.metrics["accuracy"].estimate == pytest.approx(_participant_accuracy(predictions, np.arange(30)))
