@@ -51,3 +51,18 @@ def test_the_summary_names_the_classes_the_balanced_accuracy_averages_over(tmp_p
     assert summary["participant"]["balanced_accuracy"]["estimate"] == pytest.approx(0.5)  # chance over two classes
     _write(tmp_path / "every_class", [0, 1, 2], n_boot=10)
     assert json.loads((tmp_path / "every_class" / "summary.json").read_text())["balanced_accuracy_classes"] == CLASSES
+
+
+def test_each_prediction_row_names_its_own_scan_given_and_predicted_class(tmp_path: Path) -> None:
+    """The dataset's frame keeps the manifest's row numbers (scans of left-out diagnoses removed): rows are
+    matched by position, not by those numbers, and `predicted` is each row's most probable class."""
+    labels = np.array([2, 0, 1])
+    probs = np.array([[0.1, 0.7, 0.2], [0.5, 0.3, 0.2], [0.2, 0.2, 0.6]])
+    people = np.array(["a", "b", "c"])
+    ids = pd.DataFrame({"participant_id": people, "session_id": ["ses-M00", "ses-M12", "ses-M24"]}, index=[4, 7, 9])
+    reports = evaluate_predictions(labels, probs, people, CLASSES, n_boot=10)
+    write_evaluation(tmp_path, reports, labels, probs, ids, CLASSES, [], {"manifest": None, "checkpoint": "best"})
+    written = pd.read_csv(tmp_path / "predictions.csv")
+    assert written[["participant_id", "session_id", "given", "predicted"]].values.tolist() == [
+        ["a", "ses-M00", "AD", "MCI"], ["b", "ses-M12", "CN", "CN"], ["c", "ses-M24", "MCI", "AD"]]
+    np.testing.assert_allclose(written[["p_CN", "p_MCI", "p_AD"]], probs)
