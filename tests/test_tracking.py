@@ -83,3 +83,15 @@ def test_the_other_fraction_is_counted_never_below_zero() -> None:
     pred = np.array([0, 0, 0, 0, 1])  # four predicted as the truth, one as given
     fractions = memorization_fractions(pred, given, clean)
     assert fractions["noisy_pred_other"] == 0.0 and fractions["noisy_pred_true"] == 0.8
+
+
+def test_shares_are_of_the_targets_total_which_early_elr_targets_keep_below_one() -> None:
+    """ELR's targets start at zero and gather (1 − β) a step, so after two updates at β 0.7 a row sums to 0.51:
+    confidence, given_share and margin are shares of that total, comparable between rows of other totals."""
+    targets = np.array([[0.306, 0.153, 0.051],  # (0.6, 0.3, 0.1) of 0.51
+                        [0.1, 0.4, 0.5]])  # (0.1, 0.4, 0.5) of 1
+    table = suspected_mislabels(targets, np.array([1, 1]))
+    assert table["index"].tolist() == [0, 1]
+    assert table["confidence"].tolist() == [0.6, 0.5] and table["given_share"].tolist() == [0.3, 0.4]
+    assert table["margin"].tolist() == [0.3, 0.1]
+
