@@ -111,6 +111,21 @@ def test_training_writes_splits_without_shared_participants(trained: dict[str, P
     assert list(table.columns[:3]) == ["index", "participant_id", "session_id"]
 
 
+def test_each_suspected_mislabel_names_the_training_scan_at_its_index(trained: dict[str, Path]) -> None:
+    """`index` counts the training scans in manifest order; the participant, session and given class beside it must
+    be that scan's, or a clinician re-reviews the wrong person."""
+    manifest = pd.read_csv(trained["train"])
+    splits = pd.read_csv(trained["run"] / "splits.csv")
+    training = manifest[manifest["participant_id"].isin(splits.query("split == 'train'")["participant_id"])]
+    training = training.reset_index(drop=True)
+    table = pd.read_csv(trained["run"] / "suspected_mislabels.csv")
+    assert len(table) >= 2 and not table["index"].is_monotonic_increasing  # ranked by margin, not by position
+    named = training.iloc[table["index"]]
+    assert table["participant_id"].tolist() == named["participant_id"].tolist()
+    assert table["session_id"].tolist() == named["session_id"].tolist()
+    assert table["given_name"].tolist() == named["diagnosis"].tolist()
+
+
 def test_evaluate_on_a_holdout_cohort(trained: dict[str, Path]) -> None:
     result = _cli("evaluate", "--run", str(trained["run"]), "--manifest", str(trained["holdout"]), "--bootstrap", "50")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -322,6 +337,25 @@ def test_a_holdout_without_a_class_names_the_classes_of_its_balanced_accuracy(
             "AD), so chance is 50.0, not the 33.3 of all 3 classes; compare it only with figures over the same "
             "classes (balanced_accuracy_classes in summary.json)\n") in result.stderr
     assert json.loads((out / "summary.json").read_text())["balanced_accuracy_classes"] == ["CN", "MCI"]
+
+
+def test_a_holdout_of_several_sessions_a_participant_is_resampled_by_participant(
+        trained: dict[str, Path], tmp_path: Path, cli_in_process: Cli) -> None:
+    """Each holdout participant scanned twice (a copy of the scan as a second session): 12 scans of 6 people, whose
+    sessions travel together in the bootstrap and are averaged at participant level."""
+    frame = pd.read_csv(trained["holdout"])
+    copies = [shutil.copy(path, tmp_path / f"m12_{Path(path).name}") for path in frame["processed_path"]]
+    again = frame.assign(session_id="ses-M12", processed_path=copies)
+    holdout = tmp_path / "two_sessions.csv"
+    pd.concat([frame, again]).to_csv(holdout, index=False)
+    result = cli_in_process("evaluate", "--run", str(trained["run"]), "--manifest", str(holdout), "--bootstrap", "40")
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = pd.read_csv(trained["run"] / f"eval-{holdout.stem}" / "metrics.csv").set_index(["level", "metric"])
+    assert metrics.loc[("scan", "accuracy"), ["n", "participants"]].tolist() == [12, 6]
+    assert metrics.loc[("participant", "accuracy"), ["n", "participants"]].tolist() == [6, 6]
+    scan, participant = metrics.loc[("scan", "accuracy")], metrics.loc[("participant", "accuracy")]
+    for column in ("estimate", "low", "high"):  # a copy's probabilities are its original's: both levels agree
+        assert scan[column] == pytest.approx(participant[column])
 
 
 def test_a_holdout_on_another_voxel_grid_is_refused(trained: dict[str, Path], tmp_path: Path,
