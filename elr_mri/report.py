@@ -22,7 +22,7 @@ from elr_mri.evaluation.compare import HEADLINE_METRICS, comparison_table
 from elr_mri.evaluation.metrics import Interval
 from elr_mri.evaluation.truth import mean_paired_difference, rescore_against_truth
 from elr_mri.plots import plot_learning_curves, plot_memorization_comparison
-from elr_mri.volumes.recovery import recovery_table
+from elr_mri.volumes.recovery import read_truth, recovery_table
 
 # ELR − CE against the truth, column by column: the decision-free AUC tells a shifted decision from a better one
 PAIRED_METRIC_NAMES = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "auc_macro": "macro AUC"}
@@ -43,7 +43,7 @@ def write_demo_report(out: Path, runs: dict[str, Path], cohort: Path, processed:
         _volumes_section(volumes, cohort),
         _training_section(runs),
         _metrics_section(runs, out),
-        _truth_section(runs, pd.read_csv(cohort / "truth.csv")),
+        _truth_section(runs, read_truth(cohort / "truth.csv")),
         _mislabel_section(runs),
         _timing_section(timings),
     ]
@@ -53,7 +53,7 @@ def write_demo_report(out: Path, runs: dict[str, Path], cohort: Path, processed:
 
 
 def _cohort_section(cohort: Path, settings: dict[str, Any]) -> str:
-    truth = pd.read_csv(cohort / "truth.csv")
+    truth = read_truth(cohort / "truth.csv")
     counts = pd.crosstab([truth["cohort"], truth["true_diagnosis"]], truth["diagnosis"])
     flipped = (truth["diagnosis"] != truth["true_diagnosis"]).groupby(truth["cohort"]).mean()
     ages = truth.groupby(["cohort", "true_diagnosis"])["age"].agg(["mean", "std"]).round(1)
@@ -225,7 +225,7 @@ def _verdict(difference: Interval) -> str:
 
 def _volumes_section(volumes: Path, cohort: Path) -> str:
     table = recovery_table(pd.read_csv(volumes, dtype={"participant_id": str}),
-                           pd.read_csv(cohort / "truth.csv", dtype={"participant_id": str}))
+                           read_truth(cohort / "truth.csv"))
     table = table.set_index("region").round(3)
     return "\n".join([
         "## Regional volumes against the simulated truth",
