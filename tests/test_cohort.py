@@ -627,3 +627,14 @@ def test_validation_fraction_is_taken_of_the_participants_left_after_test() -> N
     for label in CLASSES:
         counts = split[diagnosis == label].value_counts()
         assert (counts["test"], counts["val"], counts["train"]) == (3, 5, 12), label
+
+
+def test_a_word_that_only_starts_like_male_or_female_is_refused_not_read_as_a_sex(tmp_path):
+    """`missing` was read as M and `Fehlend` (German: missing) as F, from their first letters."""
+    rows = [scan("P0", "M00", sex="MALE"), scan("P1", "M00", sex="fem"), scan("P2", "M00", sex="missing"),
+            scan("P3", "M00", sex="Fehlend")]
+    with pytest.raises(ManifestError) as err:
+        load_manifest(write_manifest(tmp_path, rows), CLASSES)
+    assert str(err.value).splitlines()[0].endswith("2 problem(s):")
+    assert "line 4 (participant 'P2', session 'M00'): sex 'missing' is neither male nor female" in str(err.value)
+    assert "line 5 (participant 'P3', session 'M00'): sex 'Fehlend' is neither male nor female" in str(err.value)

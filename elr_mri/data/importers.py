@@ -173,8 +173,14 @@ def sex_letters(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
     text = raw.map(lambda v: "" if pd.isna(v) else str(v).strip())
     letter = text.str[:1].str.upper()
     unknown = (text == "") | letter.isin(UNKNOWN_SEX_LETTERS)
-    readable = letter.isin(["M", "F"])
+    readable = text.map(_spells_male_or_female)
     return letter.where(readable), raw[~readable & ~unknown]
+
+
+def _spells_male_or_female(text: str) -> bool:
+    """M, Male, MALE, F, fem, Female: the start of either word. A first letter alone read `missing` as M."""
+    word = text.lower()
+    return bool(word) and ("male".startswith(word) or "female".startswith(word))
 
 
 def preprocess_failures(scans: str | Path) -> str | None:
