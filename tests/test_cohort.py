@@ -638,3 +638,13 @@ def test_a_word_that_only_starts_like_male_or_female_is_refused_not_read_as_a_se
     assert str(err.value).splitlines()[0].endswith("2 problem(s):")
     assert "line 4 (participant 'P2', session 'M00'): sex 'missing' is neither male nor female" in str(err.value)
     assert "line 5 (participant 'P3', session 'M00'): sex 'Fehlend' is neither male nor female" in str(err.value)
+
+
+def test_a_year_first_date_without_zero_padding_meets_the_bids_session_of_that_day():
+    """Spreadsheets in East Asian locales write 2012/3/4; it met no `ses-20120304` scan, every scan dropped."""
+    assert {mapped_session_key(d) for d in ("2012/3/4", "2012-3-04 0:00", "2012.03.4")} == {"20120304"}
+    table = NACC.assign(VISIT=["2012/3/4", "2013/3/5", "2012/11/20", "2012/1/2", "2012/1/3", "2012/1/4"])
+    scans = nacc_scans().assign(session_id=["ses-20120304", "ses-20130305", "ses-20121120", "x", "x", "x"])
+    mapping = load_mapping(NACC_MAPPING)
+    mapping["columns"]["session_id"] = "VISIT"
+    assert import_mapped_table(table, scans, mapping).manifest["session_id"].tolist() == scans["session_id"][:3].tolist()

@@ -70,7 +70,8 @@ ADNI_DIAGNOSES = {
 _ADNI_DIAGNOSES_UPPER = {spelling.upper(): stage for spelling, stage in ADNI_DIAGNOSES.items()}
 # ADNI's screening visit: in ADNI1 its MRI is the baseline scan, and ADNIMERGE has no "sc" row to join it to.
 ADNI_SCREENING_VISITS = ("SC", "SCMRI")
-_ISO_DATE = re.compile(r"(\d{4})[-_/.](\d{2})[-_/.](\d{2})(?:[ T][\d:.]*)?")  # year first: 03/04/2012 is ambiguous
+# year first (03/04/2012 is ambiguous), month and day padded or not (2012/3/4: spreadsheets in East Asian locales)
+_ISO_DATE = re.compile(r"(\d{4})[-_/.](\d{1,2})[-_/.](\d{1,2})(?:[ T][\d:.]*)?")
 MAPPING_KEYS = ("columns", "values", "require", "cohort")
 MAPPED_FIELDS = ("participant_id", "session_id", "diagnosis", "age", "sex")
 RECODED_FIELDS = ("diagnosis", "age", "sex")  # the fields `values:` may recode
@@ -334,11 +335,12 @@ def adni_diagnosis(value: Any) -> str | float:
 def mapped_session_key(value: Any) -> str:
     """A mapped table's visit and a scan's session: "ses-01", "01", "1", 1.0 and "ses-01_run-2" are one visit; so are
     a date written as BIDS sessions write it ("ses-20120304") and as a clinical export does ("2012-03-04",
-    "2012/03/04 00:00:00")."""
+    "2012/03/04 00:00:00", "2012/3/4")."""
     text = _without_entities(_bids_key(value))
     date = _ISO_DATE.fullmatch(text)
     if date:
-        return "".join(date.groups())
+        year, month, day = date.groups()
+        return f"{year}{int(month):02d}{int(day):02d}"
     return str(int(text)) if text.isdigit() else text
 
 
