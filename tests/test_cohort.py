@@ -648,3 +648,17 @@ def test_a_year_first_date_without_zero_padding_meets_the_bids_session_of_that_d
     mapping = load_mapping(NACC_MAPPING)
     mapping["columns"]["session_id"] = "VISIT"
     assert import_mapped_table(table, scans, mapping).manifest["session_id"].tolist() == scans["session_id"][:3].tolist()
+
+
+def test_a_table_whose_visit_dates_are_month_or_day_first_says_so_for_the_scans_it_cannot_match():
+    """Excel re-saves 2012-03-04 as 3/4/2012: every scan was dropped as a visit the table lacks or spells otherwise."""
+    table = NACC.assign(VISIT=["3/4/2012", "3/5/2013", "11/20/2012", "1/2/2012", "1/3/2012", "1/4/2012"])
+    scans = nacc_scans().assign(session_id=["ses-20120304", "ses-20130305", "ses-20121120", "ses-20120102",
+                                            "ses-20120103", "ses-20120105"])
+    mapping = load_mapping(NACC_MAPPING)
+    mapping["columns"]["session_id"] = "VISIT"
+    result = import_mapped_table(table, scans, mapping)
+    assert result.manifest.empty and len(result.dropped) == 6
+    assert set(result.dropped["reason"]) == {
+        "without a clinical row at that session (the table's VISIT writes dates month or day first, e.g. '3/4/2012', "
+        "which are not guessed: write them year first, YYYY-MM-DD, and import again)"}

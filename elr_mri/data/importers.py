@@ -72,6 +72,8 @@ _ADNI_DIAGNOSES_UPPER = {spelling.upper(): stage for spelling, stage in ADNI_DIA
 ADNI_SCREENING_VISITS = ("SC", "SCMRI")
 # year first (03/04/2012 is ambiguous), month and day padded or not (2012/3/4: spreadsheets in East Asian locales)
 _ISO_DATE = re.compile(r"(\d{4})[-_/.](\d{1,2})[-_/.](\d{1,2})(?:[ T][\d:.]*)?")
+_DAY_MONTH_DATE = re.compile(r"\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}(?:[ T][\d:.]*)?")  # 3/4/2012: which is the month?
+_DATE_KEY = re.compile(r"(?:19|20)\d{6}")  # a session key that is a date (ses-20120304)
 MAPPING_KEYS = ("columns", "values", "require", "cohort")
 MAPPED_FIELDS = ("participant_id", "session_id", "diagnosis", "age", "sex")
 RECODED_FIELDS = ("diagnosis", "age", "sex")  # the fields `values:` may recode
@@ -303,7 +305,19 @@ def import_mapped_table(
             clinical.loc[fails, "diagnosis"] = np.nan
             clinical.loc[fails, "_diagnosis_problem"] = f"{label} without {column} in {sorted(codes)} (require)"
     clinical["cohort"] = mapping.get("cohort", "")
-    return _join(*_read_scans(scans), clinical, _bids_key, mapped_session_key)
+    hint = _unguessed_dates(table[columns["session_id"]], columns["session_id"])
+    return _join(*_read_scans(scans), clinical, _bids_key, mapped_session_key, date_session_hint=hint)
+
+
+def _unguessed_dates(sessions: pd.Series, column: str) -> str:
+    """Why scans named by date meet none of the table's visits, where its dates are month or day first (Excel
+    re-saves 2012-03-04 as 3/4/2012): '' when it has none. The generic 'spells otherwise' left the fix unsaid."""
+    example = next((str(v).strip() for v in sessions if not _blank(v) and _DAY_MONTH_DATE.fullmatch(str(v).strip())),
+                   None)
+    if example is None:
+        return ""
+    return (f"the table's {column} writes dates month or day first, e.g. {example!r}, which are not guessed: write them "
+            "year first, YYYY-MM-DD, and import again")
 
 
 def adni_participant_key(value: Any) -> str:
@@ -380,8 +394,10 @@ def _join(
     clinical: pd.DataFrame,
     participant_key: Callable[[Any], str],
     session_key: Callable[[Any], str],
+    date_session_hint: str = "",
 ) -> ImportResult:
-    """Attach each scan's clinical row; list scans without one, with two, or without a usable diagnosis."""
+    """Attach each scan's clinical row; list scans without one, with two, or without a usable diagnosis.
+    `date_session_hint`: why a scan whose session is a date meets none of the table's sessions, if known."""
     _require(scans, ("participant_id", "session_id"), scans_source)
     keys = pd.DataFrame({"_participant": scans["participant_id"].map(participant_key),
                          "_session": scans["session_id"].map(session_key)})
@@ -401,6 +417,9 @@ def _join(
     in_table = joined["_participant"].isin(counts["_participant"])
     reason[unmatched & in_table] = ("without a clinical row at that session (the table has the participant at other "
                                     "sessions: a visit it lacks, or one it spells otherwise)")
+    if date_session_hint:
+        dated = joined["_session"].map(lambda key: bool(_DATE_KEY.fullmatch(key)))
+        reason[unmatched & in_table & dated] = f"without a clinical row at that session ({date_session_hint})"
     reason[unmatched & ~in_table] = "without a clinical row for the participant (not in the table under that id)"
     # preprocess did not finish it: no volume to train on, and no rival to a finished scan of the same visit
     unusable = ~has_usable_status(joined["status"]) if "status" in joined else pd.Series(False, index=joined.index)
