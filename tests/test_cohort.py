@@ -662,3 +662,19 @@ def test_a_table_whose_visit_dates_are_month_or_day_first_says_so_for_the_scans_
     assert set(result.dropped["reason"]) == {
         "without a clinical row at that session (the table's VISIT writes dates month or day first, e.g. '3/4/2012', "
         "which are not guessed: write them year first, YYYY-MM-DD, and import again)"}
+
+
+def test_a_missing_column_names_the_one_spelled_otherwise_and_a_wide_table_is_not_listed_whole():
+    """R's ADNIMERGE package writes DX.bl and Years.bl, and was told to export ADNIMERGE; a NACC UDS table of ~1000
+    columns with naccudsd in lower case made a refusal of 7 kB that hid it."""
+    scans = pd.DataFrame({"participant_id": ["011_S_0002"], "session_id": ["bl"], "path": ["a"]})
+    with pytest.raises(ValueError, match=r"missing column\(s\) DX_bl, Years_bl \(spelled 'DX\.bl', 'Years\.bl' in it; "
+                                         r"it has PTID, VISCODE, DX\.bl, DX, AGE, Years\.bl, PTGENDER\)"):
+        import_adnimerge(ADNIMERGE.rename(columns={"DX_bl": "DX.bl", "Years_bl": "Years.bl"}), scans)
+    wide = pd.concat([NACC.rename(columns={"NACCUDSD": "naccudsd"}),
+                      pd.DataFrame({f"VAR{i:03d}": [0] * len(NACC) for i in range(900)})], axis=1)
+    with pytest.raises(ValueError) as err:
+        import_mapped_table(wide, nacc_scans(), NACC_MAPPING)
+    message = str(err.value)
+    assert "missing column(s) NACCUDSD (spelled 'naccudsd' in it; it has 906 columns: NACCID, NACCVNUM," in message
+    assert len(message) < 500 and "VAR899" not in message

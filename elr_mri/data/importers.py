@@ -474,5 +474,22 @@ def _require(table: pd.DataFrame, columns: tuple[str, ...], where: str, fix: str
     """Refuse a table without `columns`, naming the ones it has; `fix`: how to get the right table or mapping."""
     missing = [c for c in columns if c not in table.columns]
     if missing:
-        found = ", ".join(map(str, table.columns))
-        raise ValueError(f"{where}: missing column(s) {', '.join(missing)} (it has {found}){'; ' + fix if fix else ''}")
+        found = _columns_it_has([str(c) for c in table.columns], missing)
+        raise ValueError(f"{where}: missing column(s) {', '.join(missing)} ({found}){'; ' + fix if fix else ''}")
+
+
+LISTED_COLUMNS = 20  # a NACC UDS export has ~1000 columns: listed whole, they hid the one spelled otherwise
+
+
+def _columns_it_has(names: list[str], missing: list[str]) -> str:
+    """The table's columns for a refusal: first those that spell a missing one in another case or with other
+    separators (R writes ADNIMERGE's DX_bl as DX.bl), then the first `LISTED_COLUMNS` of them."""
+    near = [repr(name) for wanted in missing for name in names if _loose(name) == _loose(wanted)]
+    spelled = f"spelled {', '.join(near)} in it; " if near else ""
+    if len(names) <= LISTED_COLUMNS:
+        return f"{spelled}it has {', '.join(names)}"
+    return f"{spelled}it has {len(names)} columns: {', '.join(names[:LISTED_COLUMNS])}, ..."
+
+
+def _loose(name: str) -> str:
+    return re.sub(r"[\W_]", "", name).upper()
