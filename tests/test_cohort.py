@@ -678,3 +678,14 @@ def test_a_missing_column_names_the_one_spelled_otherwise_and_a_wide_table_is_no
     message = str(err.value)
     assert "missing column(s) NACCUDSD (spelled 'naccudsd' in it; it has 906 columns: NACCID, NACCVNUM," in message
     assert len(message) < 500 and "VAR899" not in message
+
+
+def test_an_adni_scan_named_by_its_date_is_told_that_adnimerge_matches_visits():
+    """ADNI's downloads name scans by acquisition date, weeks from EXAMDATE; the reason only said 'spells otherwise'."""
+    scans = pd.DataFrame({"participant_id": ["011_S_0002", "011_S_0002"], "session_id": ["ses-20060315", "m12"],
+                          "path": ["a", "b"]})
+    result = import_adnimerge(ADNIMERGE, scans)
+    assert result.manifest["session_id"].tolist() == ["m12"]
+    assert result.dropped["reason"].tolist() == [
+        "without a clinical row at that session (ADNIMERGE's sessions are visits, VISCODE bl, m06, m12: name the "
+        "scan's session by its visit, e.g. ses-M06, not by its date)"]

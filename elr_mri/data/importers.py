@@ -139,7 +139,9 @@ def import_adnimerge(
     if "PTGENDER" in table:  # without it the scans keep a sex column of their own
         letters, unreadable = sex_letters(table["PTGENDER"])
         clinical["sex"] = letters.combine_first(unreadable)  # kept as given: the manifest's check names the row
-    return _join(*_read_scans(scans), clinical, adni_participant_key, adni_session_key)
+    return _join(*_read_scans(scans), clinical, adni_participant_key, adni_session_key, date_session_hint=(
+        "ADNIMERGE's sessions are visits, VISCODE bl, m06, m12: name the scan's session by its visit, e.g. ses-M06, "
+        "not by its date"))  # an MRI's date is weeks from its visit's EXAMDATE: no date would meet it
 
 
 def _years_since_baseline(years: pd.Series, is_baseline: pd.Series) -> pd.Series:
