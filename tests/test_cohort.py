@@ -418,7 +418,8 @@ def test_duplicate_clinical_rows_are_reported_not_guessed():
         "NACC000001", "NACC000001", "sub-NACC000002", "NACC000004"]
     conflicting = pd.concat([NACC, NACC.iloc[[0]].assign(NACCUDSD=4)], ignore_index=True)
     result = import_mapped_table(conflicting, nacc_scans(), NACC_MAPPING)
-    assert "matching several clinical rows" in result.dropped["reason"].tolist()
+    assert ("matching several clinical rows that differ (the table gives that visit two diagnoses, ages or sexes: keep "
+            "the right row)") in result.dropped["reason"].tolist()
 
 
 def test_older_adnimerge_spellings_and_the_screening_scan_are_read():

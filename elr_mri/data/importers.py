@@ -414,7 +414,8 @@ def _join(
     reason = pd.Series("", index=joined.index)
     no_class = joined["diagnosis"].isna()
     reason[no_class] = joined.loc[no_class, "_diagnosis_problem"]
-    reason[joined["_matches"] > 1] = "matching several clinical rows"
+    reason[joined["_matches"] > 1] = ("matching several clinical rows that differ (the table gives that visit two "
+                                      "diagnoses, ages or sexes: keep the right row)")
     unmatched = joined["_matches"].isna()
     in_table = joined["_participant"].isin(counts["_participant"])
     reason[unmatched & in_table] = ("without a clinical row at that session (the table has the participant at other "
