@@ -380,7 +380,8 @@ def test_a_scans_augmentation_comes_from_its_own_seed_whichever_worker_reads_it(
 def test_holdout_sharing_participants_is_refused_unless_allowed(tmp_path):
     manifest = make_cohort(tmp_path, participants=3, scans=1)
     cfg = config(manifest)
-    with pytest.raises(LeakageError, match="in both training and holdout"):
+    with pytest.raises(LeakageError, match=r"in both training and holdout, e.g. sub-01; results would be inflated. "
+                                           rf"Remove their scans from {manifest}, or set"):  # it said: fix the splits
         build_mri_eval_dataset(manifest, cfg, training_participants=["sub-01", "x"])
     cfg.mri.allow_participant_overlap = True
     holdout, notes = build_mri_eval_dataset(manifest, cfg, training_participants=["sub-01"])

@@ -376,7 +376,7 @@ def load_holdout_manifest(
         require_grid(frame[IMAGE_COLUMN], grid, source=str(manifest))
     allow = cfg.mri.allow_participant_overlap
     notes = check_no_leakage({"training": training_participants, "holdout": frame["participant_id"]},
-                             allow=allow, source=str(manifest))
+                             allow=allow, source=str(manifest), fix=f"Remove their scans from {manifest}")
     images = training_manifest_images(cfg) if training_images is None else training_images
     return frame, notes + check_no_shared_scans(images, frame[IMAGE_COLUMN], allow, source=str(manifest))
 

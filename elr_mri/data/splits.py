@@ -121,14 +121,15 @@ def run_participants(run_dir: str | Path) -> pd.Series:
 
 
 def check_no_leakage(
-    groups: Mapping[str, Iterable[str]], allow: bool = False, source: str = "splits"
+    groups: Mapping[str, Iterable[str]], allow: bool = False, source: str = "splits", fix: str = "Fix the splits"
 ) -> list[str]:
     """Refuse participants shared by any two of `groups` (name → participant ids).
 
     IDs are matched on the key the ADNI importer joins on (`sub-` and `ADNI` prefixes, case and
     separators ignored): cohorts spell one person's ID differently, 011_S_0002 in ADNIMERGE and
     sub-ADNI011S0002 in BIDS. With `allow` the overlap is returned as lines for the run's report
-    instead of raised; an empty list means the groups are disjoint.
+    instead of raised; an empty list means the groups are disjoint. `fix`: what to change (a holdout's own rows,
+    not the splits).
     """
     spellings = {name: {adni_participant_key(i): str(i) for i in ids} for name, ids in groups.items()}
     names = list(spellings)
@@ -146,7 +147,7 @@ def check_no_leakage(
             )
             if not allow:
                 raise LeakageError(
-                    f"{line}; results would be inflated. Fix the splits, or set "
+                    f"{line}; results would be inflated. {fix}, or set "
                     "data.mri.allow_participant_overlap: true (for `elr-mri evaluate`: in the run's config.yaml) "
                     "to proceed anyway (the report will say so)"
                 )
