@@ -439,8 +439,10 @@ def test_two_scans_of_one_visit_are_left_out_with_the_reason():
                           "session_id": ["bl", "ses-M00", "m06"], "path": ["a", "b", "c"]})
     result = import_adnimerge(ADNIMERGE.assign(DX="MCI"), scans)
     assert result.manifest["path"].tolist() == ["c"]
-    assert result.dropped["reason"].tolist() == ["one of several scans of one visit (e.g. bl and ses-M00); keep one "
+    assert result.dropped["reason"].tolist() == ["one of several scans of one visit (e.g. bl and ses-M00): keep one "
                                                  "in --scans"] * 2
+    # the summary separates its reasons with '; ', so no reason holds one (it read as a count-less reason)
+    assert all(part[0].isdigit() for part in result.summary().split(", ", 1)[1].split("; "))
 
 
 def test_padded_sessions_match_visit_numbers_and_relative_paths_become_absolute(tmp_path):

@@ -428,7 +428,7 @@ def _join(
     unusable = ~has_usable_status(joined["status"]) if "status" in joined else pd.Series(False, index=joined.index)
     same_visit = joined[~unusable].duplicated(["_participant", "_session"], keep=False).reindex(joined.index,
                                                                                                fill_value=False)
-    reason[same_visit] = "one of several scans of one visit (e.g. bl and ses-M00); keep one in --scans"
+    reason[same_visit] = "one of several scans of one visit (e.g. bl and ses-M00): keep one in --scans"
     if unusable.any():
         reason[unusable] = [f"its status in --scans is {status!r}" for status in joined.loc[unusable, "status"]]
     dropped = joined.loc[reason != "", ["participant_id", "session_id"]].assign(reason=reason[reason != ""])
