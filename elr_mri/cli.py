@@ -554,6 +554,9 @@ def _import_cohort(args: argparse.Namespace) -> int:
         print(f"warning: {len(result.age_problems)} imported scan(s) have an age that is not years at the scan, "
               f"written as no age (first: {result.age_problems[0]}); a model using age refuses scans without one: "
               "correct them in the clinical table and import again", file=sys.stderr)
+    if result.unlisted_sex_codes:
+        print(f"warning: {args.mapping}'s values.sex does not list {', '.join(result.unlisted_sex_codes)}, written as "
+              "unknown sex: list those codes under values.sex (e.g. Male: M) and import again", file=sys.stderr)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     dropped = args.out.with_name(f"{args.out.stem}_dropped.csv")
     atomic_write_text(result.dropped.to_csv(index=False), dropped)

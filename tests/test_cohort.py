@@ -692,3 +692,13 @@ def test_an_adni_scan_named_by_its_date_is_told_that_adnimerge_matches_visits():
     assert result.dropped["reason"].tolist() == [
         "without a clinical row at that session (ADNIMERGE's sessions are visits, VISCODE bl, m06, m12: name the "
         "scan's session by its visit, e.g. ses-M06, not by its date)"]
+
+
+def test_sex_codes_a_mapping_does_not_list_are_counted_and_named_not_erased_unsaid():
+    """A table spelling SEX Male/Female, read through values.sex {1: M, 2: F}, lost every scan's sex without a word."""
+    table = NACC.assign(SEX=NACC["SEX"].map({1: "Male", 2: "Female"}))
+    result = import_mapped_table(table, nacc_scans(), NACC_MAPPING)
+    assert result.manifest["sex"].isna().all()
+    assert result.summary().startswith("4 scans imported (4 without a sex), 2 left out: ")
+    assert result.unlisted_sex_codes == ["SEX 'Female' (3 scans)", "SEX 'Male' (1 scan)"]
+    assert import_mapped_table(NACC, nacc_scans(), NACC_MAPPING).unlisted_sex_codes == []

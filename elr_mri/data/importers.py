@@ -91,13 +91,17 @@ class ImportResult:
     # one person under two IDs in --scans ("011_S_0002 and sub-ADNI011S0002"), which the join reads as one person but
     # training refuses: the splits would put that person in two of them
     two_spellings: list[str] = dataclasses.field(default_factory=list)
+    # "SEX 'Male' (3 scans)": imported sex codes that a mapping's values.sex does not list, written as unknown sex
+    unlisted_sex_codes: list[str] = dataclasses.field(default_factory=list)
 
     def summary(self) -> str:
         reasons = self.dropped["reason"].value_counts()
         left_out = "; ".join(f"{count} {reason}" for reason, count in reasons.items())
         ageless = int(self.manifest["age"].isna().sum()) if "age" in self.manifest else len(self.manifest)
-        imported = f"{len(self.manifest)} scans imported" + (  # a model with age refuses these at training
-            f" ({ageless} without an age)" if ageless else "")
+        sexless = int(self.manifest["sex"].isna().sum()) if "sex" in self.manifest else 0
+        missing = [f"{ageless} without an age"] * bool(ageless) + [f"{sexless} without a sex"] * bool(sexless)
+        imported = f"{len(self.manifest)} scans imported" + (  # a model with age refuses those without at training
+            f" ({' and '.join(missing)})" if missing else "")
         return f"{imported}, {len(self.dropped)} left out: {left_out}" if left_out else imported
 
 
@@ -292,6 +296,10 @@ def import_mapped_table(
             clinical[field] = raw.map(lambda value, recode=values[field]: recode.get(_code(value), value))
         else:  # a diagnosis code not listed leaves no diagnosis (the scan is dropped, with the reason); a sex code
             clinical[field] = raw.map(_code).map(values[field])  # not listed, an unknown sex (NACC's 9)
+    if "sex" in values and "sex" in columns:  # named at import: Male/Female read through {1: M, 2: F} erased them all
+        raw = table[columns["sex"]]
+        clinical["_sex_unlisted"] = [f"{columns['sex']} {_code(v)!r}" if not _blank(v) and pd.isna(sex) else ""
+                                     for v, sex in zip(raw, clinical["sex"])]
     if "age" in clinical:
         clinical["age"] = pd.to_numeric(clinical["age"], errors="coerce")
         given = table[columns["age"]]  # a problem quotes the table's own value, not its recoding
@@ -440,10 +448,19 @@ def _join(
                     in zip(kept["participant_id"], kept["session_id"], problems) if problem]
     spellings = kept.groupby("_participant", sort=False)["participant_id"].unique()
     two_spellings = [" and ".join(map(str, names)) for names in spellings if len(names) > 1]
-    manifest = kept.drop(columns=["_participant", "_session", "_matches", "_diagnosis_problem", "_age_problem"],
-                         errors="ignore")
+    manifest = kept.drop(columns=["_participant", "_session", "_matches", "_diagnosis_problem", "_age_problem",
+                                  "_sex_unlisted"], errors="ignore")
     return ImportResult(manifest=manifest.reset_index(drop=True), dropped=dropped.reset_index(drop=True),
-                        age_problems=age_problems, two_spellings=two_spellings)
+                        age_problems=age_problems, two_spellings=two_spellings,
+                        unlisted_sex_codes=_counted(kept.get("_sex_unlisted")))
+
+
+def _counted(codes: pd.Series | None) -> list[str]:
+    """"SEX 'Male' (3 scans)" for each non-empty value, in order of the value."""
+    if codes is None:
+        return []
+    counts = codes[codes.fillna("") != ""].value_counts().sort_index()
+    return [f"{code} ({n} scan{'s' * (n > 1)})" for code, n in counts.items()]
 
 
 def _read_scans(source: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, str]:
