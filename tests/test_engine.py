@@ -8,7 +8,9 @@ import json
 import shlex
 import shutil
 import os
+import re
 import signal
+import struct
 import subprocess
 import sys
 import textwrap
@@ -24,7 +26,7 @@ import yaml
 
 from elr_mri.cli import main
 from elr_mri.config import config_to_dict, load_config
-from elr_mri.engine.checkpoint import atomic_write_json, load_checkpoint
+from elr_mri.engine.checkpoint import CheckpointError, atomic_save, atomic_write_json, load_checkpoint
 from elr_mri.engine.execution import ExecutionPlan, busy_cores_note
 from elr_mri.engine.methods import build_method
 from elr_mri.engine.run_dir import check_run_dir, exclusive_run_dir
@@ -468,6 +470,13 @@ def test_a_damaged_checkpoint_or_metrics_file_is_one_line_naming_it(tmp_path: Pa
     last.write_bytes(intact[:1000])
     result = cli_in_process("train", "--resume", str(out), "--set", "train.epochs=3")
     assert result.returncode == 2 and f"{last}: not a readable checkpoint" in result.stderr, result.stderr[-2000:]
+    assert len(result.stderr.strip().splitlines()) == 1
+    flipped = bytearray(intact)
+    flipped[len(flipped) // 2] ^= 0x40  # one bit, in the weights: the file still unpacks
+    last.write_bytes(bytes(flipped))
+    result = cli_in_process("train", "--resume", str(out), "--set", "train.epochs=3")
+    assert result.returncode == 2 and f"{last}: not a readable checkpoint (BadZipFile: Bad CRC-32" in result.stderr, \
+        result.stderr[-2000:]
     assert len(result.stderr.strip().splitlines()) == 1
 
 
@@ -1243,3 +1252,19 @@ def test_a_tied_validation_score_keeps_the_earlier_epoch() -> None:
     assert not _improves(0.80, 0.80)
     assert not _improves(0.79, 0.80)
     assert not _improves(float("nan"), 0.80)
+
+
+def test_a_checkpoint_with_a_bit_flipped_in_a_weight_is_refused_naming_it(tmp_path: Path) -> None:
+    """torch.save writes a CRC-32 for each record but torch.load never checks it: a weight damaged on disk loaded
+    as another number, and a resume trained on from it without a word."""
+    path = tmp_path / "last.pt"
+    atomic_save({"method": {"weight": torch.full((256,), 1.5)}, "epoch": 3}, path)
+    data = bytearray(path.read_bytes())
+    at = data.find(struct.pack("<f", 1.5) * 256)
+    assert at > 0
+    data[at + 101] ^= 0x01  # one bit of one weight
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=rf"^{re.escape(str(path))}: not a readable checkpoint \(BadZipFile: "
+                                              r"Bad CRC-32 for file '[^']*data/0'\)"):
+        load_checkpoint(path)
+    assert load_checkpoint(path, mmap=True)["epoch"] == 3  # a look at the epoch reads no weight
