@@ -1254,6 +1254,77 @@ def test_a_tied_validation_score_keeps_the_earlier_epoch() -> None:
     assert not _improves(float("nan"), 0.80)
 
 
+def test_a_resume_keeps_the_predictions_of_examples_the_epochs_since_did_not_draw(tmp_path: Path,
+                                                                                   cli_in_process: Cli) -> None:
+    """Class-balanced batches draw with replacement and skip examples each epoch, whose latest predictions are then
+    an earlier epoch's: a CE run's mislabel table reads them, so a resume must restore them from last.pt."""
+    overrides = [*SMALL, "loss.name=ce", "data.balanced_batches=2", "train.checkpoint_seconds=0"]
+    train(load_config(DIGITS, [*overrides, "train.epochs=3"]), tmp_path / "uninterrupted")
+    out = tmp_path / "resumed"
+    train(load_config(DIGITS, [*overrides, "train.epochs=2"]), out)
+    result = cli_in_process("train", "--resume", str(out), "--set", "train.epochs=3")
+    assert result.returncode == 0, result.stderr
+    a, b = (load_checkpoint(d / "checkpoints" / "last.pt")["tracker_probs"] for d in (out, tmp_path / "uninterrupted"))
+    assert torch.isnan(a[:, 0]).any() and not torch.isnan(a[:, 0]).all()  # some examples never drawn, most drawn
+    torch.testing.assert_close(a, b, rtol=0, atol=0, equal_nan=True)
+    tables = [(d / "suspected_mislabels.csv").read_text() for d in (out, tmp_path / "uninterrupted")]
+    assert tables[0] == tables[1]
+
+
+def test_a_run_killed_twice_before_its_first_checkpoint_resumes(tmp_path: Path, cli_in_process: Cli) -> None:
+    """Killed between best.pt and last.pt of its first checkpoint, then again before the first checkpoint of the
+    attempt that started it over: that attempt removes the first one's best.pt, which would otherwise look like
+    the checkpoint of a run that lost its last.pt, and the run could not go on."""
+    out = tmp_path / "run"
+    train(load_config(DIGITS, [*SMALL, "train.epochs=1", "train.checkpoint_seconds=0"]), out)
+    for written_later in ("checkpoints/last.pt", "summary.json", "suspected_mislabels.csv", "memorization.png"):
+        (out / written_later).unlink()  # as if killed between the first checkpoint's two files
+    _kill_after_epochs(2, out, "--resume", str(out), "--set", "train.epochs=30",
+                       "--set", "train.checkpoint_seconds=3600")
+    assert 2 <= _rows(out) < 30 and not (out / "checkpoints" / "last.pt").exists()
+    result = cli_in_process("train", "--resume", str(out))
+    assert result.returncode == 0, result.stderr
+    assert _rows(out) == 30
+
+
+@pytest.mark.parametrize(("seconds", "started_over"), [([10.0, 50.0], True), ([40.0, 50.0], False)])
+def test_a_run_killed_writing_its_first_checkpoint_is_told_from_one_that_lost_its_checkpoints(
+        tmp_path: Path, seconds: list[float], started_over: bool) -> None:
+    """With train.checkpoint_seconds 30, epochs of 10 and 50 s first write at the end of epoch 2: a run without
+    checkpoints there was killed writing them and starts over. Epochs of 40 and 50 s wrote at epoch 1: the
+    checkpoints were deleted since, and the folder is refused."""
+    out = tmp_path / "run"
+    train(load_config(DIGITS, [*SMALL, "train.epochs=2", "train.checkpoint_seconds=30"]), out)
+    for written_later in ("summary.json", "suspected_mislabels.csv", "memorization.png"):
+        (out / written_later).unlink()
+    shutil.rmtree(out / "checkpoints")
+    metrics = pd.read_csv(out / "metrics.csv").assign(epoch_seconds=seconds, eval_seconds=0.0)
+    metrics.to_csv(out / "metrics.csv", index=False)
+    if started_over:
+        check_run_dir(out, resume=True)
+    else:
+        with pytest.raises(FileExistsError, match="logs 2 epochs, 40 s of them before the last"):
+            check_run_dir(out, resume=True)
+
+
+def test_an_epochs_agreement_counts_the_examples_that_epoch_drew(tmp_path: Path) -> None:
+    """Class-balanced batches skip examples each epoch: train_acc_given (as the Figure 1 fractions) is over the
+    examples the epoch predicted, not over older epochs' predictions of the others too."""
+    from elr_mri.data import build_data
+    from elr_mri.distributed import DistContext
+    from elr_mri.engine.feeding import BatchFeeder
+
+    cfg = load_config(DIGITS, [*SMALL, "loss.name=ce", "data.balanced_batches=2", "train.epochs=2"])
+    train(cfg, tmp_path / "run")
+    data = build_data(cfg.data)
+    batches = BatchFeeder(data, cfg, DistContext(), torch.device("cpu")).train_epoch(1)  # the last epoch's draw
+    drawn = torch.cat([batch["index"] for batch in batches]).unique()
+    assert len(drawn) < len(data.train)
+    predicted = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["tracker_probs"].float().argmax(dim=1)
+    agreement = float((predicted[drawn].numpy() == data.train_labels[drawn.numpy()]).mean())
+    assert pd.read_csv(tmp_path / "run" / "metrics.csv")["train_acc_given"].iloc[-1] == pytest.approx(agreement)
+
+
 def test_a_checkpoint_with_a_bit_flipped_in_a_weight_is_refused_naming_it(tmp_path: Path) -> None:
     """torch.save writes a CRC-32 for each record but torch.load never checks it: a weight damaged on disk loaded
     as another number, and a resume trained on from it without a word."""

@@ -304,3 +304,25 @@ def test_only_fp16_scales_the_loss(precision: str, scaled: bool) -> None:
     plan = ExecutionPlan.from_config(replace(TrainLoopConfig(), precision=precision), torch.device("cpu"))
     assert plan.loss_scaling is scaled
     assert plan.grad_scaler().is_enabled() is scaled
+
+
+@pytest.mark.parametrize("loss", ["elr", "elr_plus"])
+def test_an_fp16_runs_loss_scale_is_restored_on_resume(loss: str) -> None:
+    """The scale an fp16 run has backed off to after overflows is part of its state: a resume that started again
+    at 65536 would overflow and skip steps that the uninterrupted run took."""
+    from elr_mri.engine.methods import build_method
+
+    def method():
+        cfg = load_config(DIGITS, [*BASE, f"loss.name={loss}", "train.precision=fp16"])
+        return build_method(cfg, (1, 8, 8), 10, 32, ExecutionPlan.from_config(cfg.train, torch.device("cpu")))
+
+    def scalers(built) -> list[torch.amp.GradScaler]:
+        return built.scalers if loss == "elr_plus" else [built.scaler]
+
+    trained = method()
+    for scaler in scalers(trained):
+        scaler.scale(torch.ones(()))  # the scale exists once a loss was scaled
+        scaler.update(new_scale=1024.0)  # as after overflows
+    resumed = method()
+    resumed.load_state_dict(trained.state_dict())
+    assert [scaler.get_scale() for scaler in scalers(resumed)] == [1024.0] * len(scalers(trained))

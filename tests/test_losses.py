@@ -286,3 +286,19 @@ def test_elr_terms_upcast_bf16_logits_to_float32() -> None:
     for name, got, expected in zip(("ce", "reg", "rows"), from_bf16, from_fp32):
         assert got.dtype == torch.float32, name
         assert torch.equal(got, expected), name
+
+
+def test_elr_plus_label_reweighting_uses_the_mixed_targets() -> None:
+    """CIFAR-100's setting weighs the mixed labels by the *mixed* targets (the official code's q), the same rows the
+    regulariser reads: with an unmixed pairing the first row would be weighed by its own targets alone."""
+    loss_fn = ELRPlusLoss(2, 2, lam=0.0, reweight_labels=True).double()
+    targets = torch.tensor([[0.9, 0.1], [0.2, 0.8]], dtype=torch.float64)
+    loss_fn.targets.copy_(targets)
+    logits = torch.tensor([[0.0, 1.0], [1.0, 0.0]], dtype=torch.float64)
+    labels = torch.tensor([[0.6, 0.4], [0.4, 0.6]], dtype=torch.float64)
+    perm, mix = torch.tensor([1, 0]), 0.6
+    loss = loss_fn(logits, labels, torch.tensor([0, 1]), perm, mix, step=0)
+    mixed = mix * targets + (1 - mix) * targets[perm]  # [[0.62, 0.38], [0.48, 0.52]]
+    weights = labels * mixed / (labels * mixed).sum(dim=1, keepdim=True)
+    expected = -(weights * F.log_softmax(logits, dim=1)).sum(1).mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-10)

@@ -275,3 +275,81 @@ def test_an_unfused_optimizer_keeps_torchs_multi_tensor_default(name: str) -> No
     unfused, fused = (build_optimizer(cfg, torch.nn.Linear(2, 2), fused=f).defaults for f in (False, True))
     assert unfused["fused"] is None and unfused["foreach"] is None  # torch then picks foreach where it can
     assert fused["fused"] is True
+
+
+def test_elr_plus_mixes_an_mri_models_age_with_the_images_weight_and_pairing() -> None:
+    """The age is part of an MRI model's input: a mixed volume of two subjects is read with their mixed age, by the
+    same weight and pairing as the volumes and the labels (the unmixed age would name the first subject alone)."""
+    cfg = load_config(Path(__file__).parents[1] / "configs" / "adni" / "cpu_small.yaml",
+                      ["loss.name=elr_plus", "elr_plus.alternation=epoch", "data.mri.manifest=null"])
+    pair = build_method(cfg, (1, 72, 72, 72), 3, 8, ExecutionPlan.from_config(cfg.train, torch.device("cpu")))
+    assert isinstance(pair, ELRPlusPair)
+    seen: list[torch.Tensor] = []
+    pair.nets[0].register_forward_pre_hook(lambda module, args, kwargs: seen.append(kwargs["age"].clone()),
+                                           with_kwargs=True)
+    ages = torch.tensor([60.0, 70.0, 80.0, 90.0])
+    batch = {"image": torch.rand(4, 1, 72, 72, 72), "label": torch.tensor([0, 1, 2, 0]), "index": torch.arange(4),
+             "age": ages, "network": 0}
+    torch.manual_seed(1), np.random.seed(1)
+    torch_state, numpy_state = torch.get_rng_state(), np.random.get_state()
+    pair.train_step(batch)
+    torch.set_rng_state(torch_state), np.random.set_state(numpy_state)  # the same draws: perm, then the weight
+    perm = torch.randperm(4)
+    mix = float(np.random.beta(cfg.elr_plus.mixup_alpha, cfg.elr_plus.mixup_alpha))
+    mix = max(mix, 1.0 - mix)
+    assert not torch.equal(perm, torch.arange(4)) and mix < 1.0  # a real mixup, or the check below is empty
+    torch.testing.assert_close(seen[0], mix * ages + (1.0 - mix) * ages[perm])
+
+
+def test_elr_plus_suspects_mislabels_from_the_mean_of_its_two_target_tables() -> None:
+    """Each network keeps its own targets, from the other's average on its own batches: the mislabel table reads
+    both, not the first network's alone."""
+    pair = _method(_config("elr_plus"))
+    assert isinstance(pair, ELRPlusPair)
+    for seed in range(3):
+        pair.train_step(_batch(seed))
+    first, second = (loss.targets for loss in pair.losses)
+    assert not torch.equal(first, second)
+    torch.testing.assert_close(pair.targets(), (first + second) / 2, rtol=0, atol=0)
+
+
+def test_optim_nesterov_reaches_sgd() -> None:
+    cfg = _config("ce", "optim.nesterov=true")
+    optimizer = build_optimizer(cfg, torch.nn.Linear(2, 2))
+    assert isinstance(optimizer, torch.optim.SGD) and optimizer.param_groups[0]["nesterov"] is True
+
+
+def test_an_epochs_training_loss_is_the_mean_of_its_steps_losses() -> None:
+    """metrics.csv's train_loss: the mean over the epoch's steps of each step's loss, read back once."""
+    from elr_mri.engine.runner import _train_epoch
+
+    method = _method(_config("ce"))
+    method.set_lr(0.0)  # the weights stay, so each step's loss is the network's cross-entropy on its batch
+    batches = [_batch(seed, with_pair=False) for seed in range(3)]
+    with torch.no_grad():
+        expected = np.mean([F.cross_entropy(method.model.train()(b["image"]), b["label"]).item() for b in batches])
+    tracker = PredictionTracker(NUM_EXAMPLES, NUM_CLASSES, torch.device("cpu"))
+    assert _train_epoch(method, batches, 0, tracker, show_progress=False) == pytest.approx(expected, rel=1e-6)
+
+
+def test_elr_plus_losses_take_their_settings_from_the_config() -> None:
+    """λ, β, the λ ramp, CIFAR-100's label reweighting and the table's type, as the config names them (each loss's
+    arithmetic with them is tested in test_losses.py)."""
+    pair = _method(_config("elr_plus", "loss.lam=7", "loss.beta=0.9", "elr_plus.coef_step=40",
+                           "elr_plus.reweight_labels=true", "loss.targets_dtype=bfloat16"))
+    assert isinstance(pair, ELRPlusPair)
+    for loss in pair.losses:
+        assert (loss.lam, loss.beta, loss.coef_step, loss.reweight_labels, loss.targets.dtype) == (
+            7.0, 0.9, 40, True, torch.bfloat16)
+
+
+def test_elr_plus_without_mixup_trains_on_the_batch_itself() -> None:
+    """elr_plus.mixup_alpha 0 turns mixup off: the network sees its batch unmixed (weight 1, not 0, which would
+    feed it the paired images under the original labels)."""
+    pair = _method(_config("elr_plus", "elr_plus.mixup_alpha=0", "elr_plus.alternation=epoch"))
+    assert isinstance(pair, ELRPlusPair)
+    seen: list[torch.Tensor] = []
+    pair.nets[0].register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
+    batch = {**_batch(0, with_pair=False), "network": 0}
+    pair.train_step(batch)
+    assert torch.equal(seen[0], batch["image"])
