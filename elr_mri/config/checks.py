@@ -1,0 +1,169 @@
+"""The checks a loaded config must pass: numbers in range, and no settings that contradict each other or that the
+chosen loss, schedule or data set would silently leave unread. Each refusal is one line naming the key, the file and
+what to set instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Callable
+
+from elr_mri.config.schema import (
+    ConfigError, DataConfig, ELRPlusConfig, MRIDataConfig, NoiseConfig, RunConfig, flat_settings,
+)
+
+
+def refuse_contradictions(cfg: RunConfig, source: str) -> None:
+    """Refuse numbers out of range and contradictory settings in `cfg`, read from `source`."""
+    _check_ranges(cfg, source)
+    _check_schedule_floor(cfg, source)
+    if cfg.optim.name == "adam" and cfg.optim.nesterov:
+        raise ConfigError(f"{source}: optim.nesterov applies to SGD only; drop it or set optim.name: sgd")
+    if cfg.optim.nesterov and cfg.optim.momentum == 0:  # torch refuses it at the first step, naming no key
+        raise ConfigError(f"{source}: optim.nesterov needs optim.momentum > 0 (a Nesterov step is a momentum step); "
+                          "set optim.momentum (e.g. 0.9), or drop optim.nesterov")
+    if cfg.loss.name == "sce" and cfg.loss.sce_alpha == cfg.loss.sce_beta == 0:
+        raise ConfigError(f"{source}: loss.sce_alpha and loss.sce_beta are both 0, so the loss is 0 and nothing "
+                          "trains; set one above 0")
+
+
+_AT_LEAST_ONE = ("at least 1", lambda v: v >= 1)
+_NON_NEGATIVE = ("0 or more", lambda v: v >= 0)
+_POSITIVE = ("above 0", lambda v: v > 0)
+_FRACTION = ("in [0, 1]", lambda v: 0 <= v <= 1)
+_UNIT = ("in (0, 1]", lambda v: 0 < v <= 1)  # schedule.gamma above 1 would raise the rate at each milestone
+_PART = ("in [0, 1)", lambda v: 0 <= v < 1)
+_SEED = ("in [0, 2**32 - 1] (numpy's and torch's range)", lambda v: 0 <= v < 2**32)
+# Numeric settings outside these ranges fail deep inside training (a division by zero, an empty
+# sampler) or silently do nothing sensible; checked at load, they are one line naming the key.
+NUMERIC_RANGES: dict[str, tuple[str, Callable[[float], bool]]] = {
+    "train.epochs": _AT_LEAST_ONE, "train.batch_size": _AT_LEAST_ONE, "train.eval_batch_size": _NON_NEGATIVE,
+    "train.threads": _NON_NEGATIVE, "train.checkpoint_seconds": _NON_NEGATIVE,
+    "schedule.t0": _AT_LEAST_ONE, "schedule.gamma": _UNIT, "schedule.eta_min": _NON_NEGATIVE,
+    "optim.lr": _POSITIVE, "optim.momentum": _PART, "optim.weight_decay": _NON_NEGATIVE,
+    "seed": _SEED, "data.split_seed": _SEED, "data.noise.seed": _SEED,
+    "loss.lam": _NON_NEGATIVE, "loss.beta": _PART, "loss.lam_ramp_steps": _NON_NEGATIVE,
+    "loss.lam_start_steps": _NON_NEGATIVE, "loss.gce_q": _UNIT,
+    "loss.sce_alpha": _NON_NEGATIVE, "loss.sce_beta": _NON_NEGATIVE,
+    "elr_plus.mixup_alpha": _NON_NEGATIVE, "elr_plus.ema_decay": _FRACTION,
+    "elr_plus.ema_ramp_steps": _NON_NEGATIVE, "elr_plus.coef_step": _NON_NEGATIVE,
+    "model.hidden": _AT_LEAST_ONE, "model.widening": _AT_LEAST_ONE,
+    "data.val_fraction": _PART, "data.noise.rate": _FRACTION, "data.num_workers": _NON_NEGATIVE,
+    "data.balanced_batches": _AT_LEAST_ONE, "data.train_subset": _AT_LEAST_ONE, "data.test_subset": _AT_LEAST_ONE,
+    "data.mri.test_fraction": _PART, "data.mri.blur_sigma_max": _NON_NEGATIVE, "data.mri.max_shift": _NON_NEGATIVE,
+}
+# ELR's λ schedule keys that ELR+ does not read: it ramps λ with elr_plus.coef_step, as the official code.
+_ELR_ONLY = ("loss.lam_ramp_steps", "loss.lam_start_steps")
+
+
+_MAY_BE_INFINITE = ("train.checkpoint_seconds",)  # .inf: write checkpoints only after the last epoch
+
+
+def _check_ranges(cfg: RunConfig, source: str) -> None:
+    flat = flat_settings(cfg)
+    for key, value in flat.items():
+        if isinstance(value, float) and not math.isfinite(value) and not (value == math.inf and key in _MAY_BE_INFINITE):
+            raise ConfigError(f"{source}: {key} = {value} must be a finite number")
+    classes = cfg.data.mri.classes
+    repeated = sorted({name for name in classes if [c.lower() for c in classes].count(name.lower()) > 1})
+    if repeated:
+        raise ConfigError(f"{source}: data.mri.classes = {classes} names {', '.join(repeated)} more than once; "
+                          "list each diagnosis once")
+    if len(classes) < 2:
+        raise ConfigError(f"{source}: data.mri.classes = {classes} needs at least two diagnoses to tell apart")
+    for key, (allowed, holds) in NUMERIC_RANGES.items():
+        if flat[key] is not None and not holds(flat[key]):
+            raise ConfigError(f"{source}: {key} = {flat[key]!r} must be {allowed}")
+    if any(milestone < 1 for milestone in cfg.schedule.milestones):  # a milestone 0 would start at lr × gamma
+        raise ConfigError(f"{source}: schedule.milestones = {cfg.schedule.milestones} must each be at least 1 "
+                          "(the epochs after which the rate drops)")
+    if cfg.loss.name != "elr":
+        for key in _ELR_ONLY:
+            if flat[key]:
+                ramp_for_elr_plus = cfg.loss.name == "elr_plus" and key.startswith("loss.")
+                instead = ("ramp ELR+'s λ in with elr_plus.coef_step instead" if ramp_for_elr_plus
+                           else "drop it, or set loss.name: elr")
+                raise ConfigError(f"{source}: {key} = {flat[key]} is an ELR setting that loss.name = "
+                                  f"{cfg.loss.name} does not read; {instead}")
+    if cfg.data.balanced_subset and not cfg.data.balanced_batches:
+        raise ConfigError(f"{source}: data.balanced_subset needs data.balanced_batches (the subset's size in batches); "
+                          "set it, or drop data.balanced_subset")
+    if cfg.elr_plus.ema_schedule == "running_average" and cfg.elr_plus.ema_ramp_steps != ELRPlusConfig().ema_ramp_steps:
+        raise ConfigError(f"{source}: elr_plus.ema_ramp_steps = {cfg.elr_plus.ema_ramp_steps} is the ramp's length, "
+                          "which elr_plus.ema_schedule = running_average does not read; drop it, or set "
+                          "elr_plus.ema_schedule: ramp")
+    crop = cfg.data.mri.crop_size
+    if len(crop) != 3 or any(size < 1 for size in crop):
+        raise ConfigError(f"{source}: data.mri.crop_size = {crop} must be three voxel counts, e.g. [96, 96, 96]")
+    if (cfg.data.name == "mri") != (cfg.model.name in VOLUME_MODELS):
+        given = "3D volumes" if cfg.data.name == "mri" else "2D images"
+        fitting = ", ".join(VOLUME_MODELS) if cfg.data.name == "mri" else "a 2D model (e.g. resnet34)"
+        raise ConfigError(f"{source}: model.name = {cfg.model.name} does not take the {given} data.name = "
+                          f"{cfg.data.name} gives; choose {fitting}")
+    if cfg.data.name == "mri" and cfg.model.name == "widened_cnn3d":
+        from elr_mri.models.widened_cnn import MIN_INPUT_SIZE  # torch: only for the configs that build this model
+
+        if min(cfg.data.mri.crop_size) < MIN_INPUT_SIZE:
+            raise ConfigError(f"{source}: data.mri.crop_size = {cfg.data.mri.crop_size} is too small for the "
+                              f"widened CNN, which needs at least {MIN_INPUT_SIZE} voxels an axis; enlarge the crop "
+                              "(preprocess at a finer resolution if the scans are smaller)")
+    if cfg.data.name != "mri" and cfg.data.mri != MRIDataConfig():
+        changed = next(f.name for f in dataclasses.fields(MRIDataConfig)
+                       if getattr(cfg.data.mri, f.name) != getattr(MRIDataConfig(), f.name))
+        raise ConfigError(f"{source}: data.mri.{changed} is set but data.name = {cfg.data.name} does not read "
+                          "data.mri; drop the data.mri section, or set data.name: mri")
+    if cfg.data.name not in ("digits", "mri") and cfg.data.root is None:
+        raise ConfigError(f"{source}: data.name = {cfg.data.name} needs data.root, the folder that holds the data set "
+                          f"(e.g. --set data.root={_ROOT_EXAMPLES[cfg.data.name]}); the README's 'Reproducing the "
+                          "paper' says where to get each")
+
+
+# A data.root for each image data set as the README lays them out (cifar10/100: the folder above torchvision's).
+_ROOT_EXAMPLES = {"cifar10": "data", "cifar100": "data", "imagefolder": "data/cifar10", "clothing1m": "data/clothing1m",
+                  "webvision": "data/webvision"}
+# The models of elr_mri.models that take MRI volumes (and the age): named here so a config is checked without torch.
+VOLUME_MODELS = ("widened_cnn3d", "resnet18_3d", "densenet121_3d")
+# The modes that flip a `rate` of the labels; the others ignore data.noise.rate.
+_RATE_MODES = ("symmetric", "symmetric_exclusive", "pair", "asymmetric_cifar10", "asymmetric_cifar10_official",
+               "asymmetric_cifar100")
+
+
+def check_noise_settings(noise: NoiseConfig) -> None:
+    """A noise setting its mode does not read would let a new run train on other labels than its config suggests.
+
+    `--set data.noise.rate=0.4` without a mode is the easy slip: mode none trains on the labels as given.
+    Checked when a run starts, not when a config loads: runs made before the check must still evaluate and resume.
+    """
+    if noise.mode in _RATE_MODES and noise.rate == 0:
+        raise ConfigError(f"data.noise.mode = {noise.mode} with data.noise.rate = 0 changes no label; "
+                          "set data.noise.rate, or data.noise.mode: none for the labels as given")
+    if noise.mode not in _RATE_MODES and noise.rate != 0:
+        raise ConfigError(f"data.noise.rate = {noise.rate} is not read by data.noise.mode = {noise.mode}; "
+                          f"set a mode that flips a rate of the labels ({', '.join(_RATE_MODES)}), or drop the rate")
+    for key, mode in (("human_labels", "human"), ("transition_matrix", "transition")):
+        if getattr(noise, key) is not None and noise.mode != mode:
+            raise ConfigError(f"data.noise.{key} is set but data.noise.mode = {noise.mode} does not read "
+                              f"it; set data.noise.mode: {mode}, or drop data.noise.{key}")
+
+
+def check_augment_settings(data: DataConfig) -> None:
+    """`data.mri.flip` or `max_shift` with `data.augment: false` would look like an augmented run that is not one:
+    without augmentation every training scan is the centre crop as it is. Checked when a run starts, as above."""
+    unread = [key for key, is_set in (("flip", data.mri.flip), ("max_shift", data.mri.max_shift is not None)) if is_set]
+    if data.name == "mri" and not data.augment and unread:
+        raise ConfigError(f"data.mri.{' and data.mri.'.join(unread)} not read with data.augment: false (training "
+                          "then uses the centre crop as it is); set data.augment: true, or drop them")
+
+
+def _check_schedule_floor(cfg: RunConfig, source: str) -> None:
+    """A cosine floor at or above the base rate would make the 'decay' raise the rate or hold it flat.
+
+    eta_min is absolute (the paper's SGD value, 0.001), so switching to Adam at 1e-4 without lowering it
+    silently turns the schedule upside down.
+    """
+    if cfg.schedule.name in ("cosine", "cosine_warm_restarts") and cfg.schedule.eta_min >= cfg.optim.lr:
+        raise ConfigError(
+            f"{source}: schedule.eta_min = {cfg.schedule.eta_min} is not below optim.lr = {cfg.optim.lr}, "
+            f"so the cosine schedule would not decay; set schedule.eta_min lower (e.g. 0)"
+        )

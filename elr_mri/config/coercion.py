@@ -1,0 +1,83 @@
+"""Typed sections from plain YAML values: each value checked against its setting's type hint.
+
+YAML guesses types (`rate: 1e-3` is a string in YAML 1.1, `name: 2024` an int, `compile: 1` looks true), and a
+dataclass would keep whatever it is given, so a wrong type would surface epochs later as a crash or a silent
+misreading; here it is one line naming the key, and where it helps, what to write.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import difflib
+import types
+import typing
+from typing import Any, Literal, Union
+
+from elr_mri.config.schema import ConfigError, RunConfig, dotted_keys
+
+
+def build_section(cls: type, raw: Any, prefix: str, source: str) -> Any:
+    """An instance of the section dataclass `cls` from its mapping `raw`, refusing unknown keys and values of the
+    wrong type; `prefix` (`data.`) and `source` (the file) name where a refused key stands."""
+    where = prefix.rstrip(".") or "top level"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: {where} must be a mapping, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(str(key) for key in raw if key not in names)  # str: a dict not read from YAML may hold 1: or None:
+    if unknown:
+        raise ConfigError(f"{source}: unknown key {prefix + unknown[0]!r}{_did_you_mean(prefix, unknown[0], names)}; "
+                          f"allowed in {where}: {', '.join(sorted(names))}")
+    values = {}
+    for name, value in raw.items():
+        values[name] = _coerce(hints[name], value, f"{prefix}{name}", source)
+    return cls(**values)
+
+
+def _did_you_mean(prefix: str, name: str, names: set[str]) -> str:
+    """` (did you mean KEY?)` for the key an unknown one most likely meant: a near spelling in its own section, else
+    the same or a near name in another (`optim.epochs`: train.epochs), which the list of its section's keys misses."""
+    for keys in ([prefix + known for known in names], dotted_keys(RunConfig)):
+        near = difflib.get_close_matches(name, {key.rsplit(".", 1)[-1] for key in keys}, n=1)
+        if near:
+            return f" (did you mean {' or '.join(sorted(k for k in keys if k.rsplit('.', 1)[-1] == near[0]))}?)"
+    return ""
+
+
+def _coerce(hint: Any, value: Any, key: str, source: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        return build_section(hint, value, prefix=f"{key}.", source=source)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, key, source)
+    if origin is Literal:  # by type too: 1 == True, and `compile: 1` would pass for true but not act as it
+        if not any(type(value) is type(allowed) and value == allowed for allowed in args):
+            choices = ", ".join(repr(a) for a in args)
+            raise ConfigError(f"{source}: {key} = {value!r} is not one of {choices}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{source}: {key} must be a list, got {value!r}")
+        return [_coerce(args[0], v, f"{key}[{i}]", source) for i, v in enumerate(value)]
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is float and isinstance(value, str):
+        try:  # YAML 1.1 reads "1e-3" as a string; accept it as the number it obviously is
+            return float(value)
+        except ValueError:
+            pass
+    if hint in (int, float, str, bool) and not (
+        isinstance(value, hint) and not (hint is int and isinstance(value, bool))
+    ):
+        quote = ""
+        if hint is str and isinstance(value, (bool, int, float, datetime.date)):  # YAML made it of unquoted text
+            text = "..." if isinstance(value, bool) else value  # True was yes, on or true: the text is gone
+            example = f"'{text}'" if "[" in key else f"--set \"{key}='{text}'\""  # a list item: no --set of its own
+            quote = f"; quote it to keep it as text, e.g. {example}"
+        raise ConfigError(f"{source}: {key} must be {hint.__name__}, got {value!r}{quote}")
+    return value

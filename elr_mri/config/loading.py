@@ -1,0 +1,57 @@
+"""A run's config from its YAML file (or a run directory's config.yaml) and `--set` overrides, checked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from elr_mri.config.checks import refuse_contradictions
+from elr_mri.config.coercion import build_section
+from elr_mri.config.schema import ConfigError, RunConfig
+from elr_mri.config.strict_yaml import apply_overrides, read_yaml_file
+
+# Top-level keys the engine adds to a run directory's config.yaml for its readers; not settings.
+RUN_RECORD_KEYS = ("selection_rule",)
+
+
+def _config_in(folder: Path) -> Path | None:
+    """A YAML file at most two folders down, not in a hidden one (`--config .` in the project: configs/...), for an
+    example; no deeper, since a home folder's whole tree would take minutes to walk."""
+    for pattern in ("*.yaml", "*/*.yaml", "*/*/*.yaml"):
+        found = sorted(p for p in folder.glob(pattern) if not any(part.startswith(".") for part in
+                                                                   p.relative_to(folder).parts))
+        if found:
+            return found[0]
+    return None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML file, apply `key.sub=value` overrides and validate the result.
+
+    A run directory's config.yaml loads too (its record-only keys are dropped), so a finished run's
+    settings can start a new run: `--config runs/x/config.yaml --set ... --out runs/y`.
+    """
+    path = Path(path)
+    if path.is_dir():
+        example = _config_in(path)
+        raise ConfigError(f"--config {path} is a folder; pass a YAML file" + (f", e.g. {example}" if example else ""))
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path} (pass an existing YAML file to --config)")
+    raw = read_yaml_file(path) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections (data:, model:, ...)")
+    for key in RUN_RECORD_KEYS:
+        raw.pop(key, None)
+    if not raw:  # before the overrides: `--set` on an empty file would train the built-in defaults
+        raise ConfigError(f"{path}: the config is empty; start from one in configs/, e.g. configs/digits/elr_sym40.yaml")
+    overrides = overrides or []
+    apply_overrides(raw, overrides)
+    source = f"{path} with --set {' '.join(overrides)}" if overrides else str(path)
+    return config_from_dict(raw, source=source)
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> RunConfig:
+    """Build a `RunConfig`, refusing unknown keys, values of the wrong type and contradictory settings."""
+    cfg = build_section(RunConfig, raw, prefix="", source=source)
+    refuse_contradictions(cfg, source)
+    return cfg

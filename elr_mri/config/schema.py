@@ -1,0 +1,239 @@
+"""The run configuration's sections as dataclasses: every setting, its type, its allowed values and its default in
+one place, plus the few ways the rest of the code reads settings off a config (dotted keys, plain dicts)."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+class ConfigError(ValueError):
+    """A configuration problem, phrased as one line a user can act on."""
+
+
+@dataclass
+class NoiseConfig:
+    """Which label noise to put on the training labels (see `elr_mri.data.noise`)."""
+
+    mode: Literal[
+        "none", "symmetric", "symmetric_exclusive", "pair", "asymmetric_cifar10", "asymmetric_cifar10_official",
+        "asymmetric_cifar100", "transition", "human",
+    ] = "none"
+    rate: float = 0.0
+    seed: int = 0
+    transition_matrix: str | None = None  # .npy / .csv path, for mode "transition"
+    human_labels: str | None = None  # CIFAR-10N / CIFAR-100N label file, for mode "human"
+    human_key: str = "worse_label"
+
+
+@dataclass
+class MRIDataConfig:
+    """A cohort of preprocessed T1 scans (the manifest `elr-mri preprocess` writes, plus diagnoses)."""
+
+    manifest: str | None = None  # CSV, one row a scan: participant_id, session_id, path, diagnosis, age, sex, cohort
+    holdout_manifest: str | None = None  # independent cohort (NACC): checked at the start, evaluated at the end
+    splits: str | None = None  # CSV participant_id,split (train/val/test); made by participant when absent
+    val_labels: str | None = None  # CSV participant_id,session_id,diagnosis: adjudicated labels the validation split scores against
+    test_fraction: float = 0.15
+    classes: list[str] = field(default_factory=lambda: ["CN", "MCI", "AD"])
+    crop_size: list[int] = field(default_factory=lambda: [96, 96, 96])
+    cache: Literal["none", "memory", "disk"] = "memory"
+    cache_dir: str | None = None  # for cache: disk (MONAI PersistentDataset)
+    blur_sigma_max: float = 1.0  # Gaussian blur σ ~ U(0, max), the ML4H paper's augmentation
+    blur_on: Literal["auto", "loader", "device"] = "auto"  # where that blur runs; auto: the device on a GPU
+    flip: bool = False
+    max_shift: int | None = None  # training crops within ±max_shift voxels of the centre crop; null: anywhere
+    allow_participant_overlap: bool = False  # override the leakage guard; the report then says so
+
+
+@dataclass
+class DataConfig:
+    """Where the images come from and how the noisy training set is split."""
+
+    name: Literal["digits", "cifar10", "cifar100", "imagefolder", "clothing1m", "webvision", "mri"] = "digits"
+    root: str | None = None
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    val_fraction: float = 0.1  # the paper holds out 10% of the (noisy) training set
+    split_seed: int = 0
+    train_subset: int | None = None  # keep this many training images (CPU smoke runs)
+    test_subset: int | None = None
+    augment: bool = True
+    # per-channel mean/std: a data set's official constants (images.NORMALISATION), or "measured" on the training
+    # images; auto: the constants of data.name where known, else measured (an image folder of CIFAR-10 JPEGs
+    # should name cifar10, as the paper's configs here do)
+    normalization: Literal["auto", "cifar10", "cifar100", "clothing1m", "webvision", "measured"] = "auto"
+    num_workers: int = 0
+    balanced_batches: int | None = None  # class-balanced batches per epoch (Clothing1M; MRI cohorts one class dominates)
+    # with balanced_batches: false redraws them with replacement each epoch; true draws once per run (per ELR+
+    # network) a subset of balanced_batches × batch_size examples, at most an equal share per class, without
+    # replacement, and shuffles it each epoch, as the official Clothing1M loaders
+    balanced_subset: bool = False
+    mri: MRIDataConfig = field(default_factory=MRIDataConfig)
+
+
+@dataclass
+class ModelConfig:
+    name: str = "mlp"
+    hidden: int = 256  # width of the small digits models
+    widening: int = 8  # widened 3D CNN (Liu et al. 2019): channel factor e ∈ {1, 2, 4, 8}
+    use_age: bool = True  # widened 3D CNN: add the sinusoidal age encoding to the image feature
+    pretrained_checkpoint: str | None = None
+
+
+@dataclass
+class LossConfig:
+    """Loss and its hyperparameters; unused ones are ignored by the other losses (LOSS_READS says which read what)."""
+
+    name: Literal["ce", "gce", "sce", "elr", "elr_plus"] = "ce"
+    lam: float = 3.0  # ELR λ
+    beta: float = 0.7  # ELR temporal-ensembling momentum β
+    lam_ramp_steps: int = 0  # ELR: λ ramps in over this many steps, as elr_plus.coef_step (0: full λ at once)
+    lam_start_steps: int = 0  # ELR: λ is 0 (plain CE) for this many steps, then ramps in (0: from the first step)
+    targets_dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # half the memory for huge tables
+    gce_q: float = 0.7
+    sce_alpha: float = 0.1
+    sce_beta: float = 1.0
+
+
+@dataclass
+class ELRPlusConfig:
+    """ELR+ extras (paper §4 and appendix): mixup, weight averaging, ramps."""
+
+    mixup_alpha: float = 1.0
+    ema_decay: float = 0.997
+    # ramp: decay = ema_decay·exp(-5(1-s/L)^2) over L = ema_ramp_steps (official CIFAR configs); running_average:
+    # decay = min(1 - 1/(s+1), ema_decay), the plain mean of the weights so far until that reaches ema_decay
+    # (official Clothing1M config, "ema_update": false)
+    ema_schedule: Literal["ramp", "running_average"] = "ramp"
+    ema_ramp_steps: int = 40000
+    coef_step: int = 0  # λ ramps in over this many steps (0: full λ from the start)
+    reweight_labels: bool = False  # CIFAR-100 setting: weight CE labels by the targets
+    # epoch: network 1 trains a whole epoch on its stream, then network 2 on its own, each against the other's
+    # average as it stands (the official code's single-device branch, which its CIFAR configs run); step: a
+    # step each in turn, every step (the averages move in between; runs made before this setting)
+    alternation: Literal["step", "epoch"] = "step"
+
+
+@dataclass
+class OptimConfig:
+    name: Literal["sgd", "adam"] = "sgd"
+    lr: float = 0.02
+    momentum: float = 0.9  # SGD's momentum; Adam's β1
+    weight_decay: float = 1e-3
+    nesterov: bool = False
+
+
+@dataclass
+class ScheduleConfig:
+    name: Literal["constant", "multistep", "cosine_warm_restarts", "cosine"] = "multistep"
+    milestones: list[int] = field(default_factory=lambda: [40, 80])
+    gamma: float = 0.01
+    t0: int = 10
+    eta_min: float = 0.001
+
+
+@dataclass
+class TrainLoopConfig:
+    epochs: int = 120
+    batch_size: int = 128
+    # examples a forward pass scores when evaluating; 0: 512 images, or train.batch_size MRI volumes
+    # (`evaluation_batch_size`)
+    eval_batch_size: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    # auto: bf16 autocast on a GPU that supports it (fp16 + loss scaling on older ones), fp32 on a CPU
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    loader: Literal["auto", "dataloader", "device"] = "auto"  # auto: device-resident batches when images fit
+    compile: Literal["auto", True, False] = "auto"  # torch.compile the trained network; auto: on for CUDA
+    # torch.compile's mode when compiling. reduce-overhead adds CUDA graphs (one launch replays a step's
+    # kernels): for GPU steps whose host time exceeds their GPU time, as CIFAR ResNet-34's on an H200. auto:
+    # reduce-overhead on CUDA for one trained network in one process on device-resident batches, in bf16 or fp32
+    # (the case measured: a CIFAR-10 epoch 9.0 s → 2.4 s), compile's default otherwise (ELR+, torchrun, fp16,
+    # files, volumes)
+    compile_mode: Literal["auto", "default", "reduce-overhead", "max-autotune"] = "auto"
+    # the rest of a training step compiled beside the network, where the host launching small kernels one by one
+    # is the limit: ELR's arithmetic (cross-entropy, target blend, regulariser) inside the network's graph, ELR+'s
+    # EMA copies' forward passes, and the device-resident batches' crop, flip and normalisation as one graph; no
+    # effect where the network is not compiled
+    compile_step: bool = False
+    # torch's fused SGD/Adam: one kernel updates every parameter (foreach: several per group of them), less
+    # host time per step where the host is the limit; the same update up to float rounding. auto: on for CUDA
+    fused_optimizer: Literal["auto", True, False] = "auto"
+    channels_last: Literal["auto", True, False] = "auto"  # channels-last (2D/3D) memory; auto: on for CUDA
+    # the widened 3D CNN's dilated convolutions as undilated ones on the input's phase grids: the same sums, which
+    # the libraries may run faster (bf16 on an AMX CPU at 96³: the ×8 step 1.6–1.8×; slower in fp32); no
+    # effect on other models
+    phase_grid_convs: bool = False
+    # cuDNN times its convolution algorithms for each new input shape and keeps the fastest; auto: on for
+    # CUDA (crops and batches have fixed sizes); the chosen algorithms may differ between runs
+    cudnn_benchmark: Literal["auto", True, False] = "auto"
+    # checkpoint-selection rule, written in the run; val_balanced_acc where one class dominates the labels
+    select: Literal["val_acc", "val_balanced_acc", "last"] = "val_acc"
+    # torch's CPU threads; 0: its default, one a core. 1 is often faster where other jobs hold the cores
+    threads: int = 0
+    # last.pt/best.pt at the end of an epoch once this many seconds passed since the last write, and after
+    # the final epoch; 0: every epoch. A killed run loses at most this much plus the epoch in flight
+    checkpoint_seconds: float = 60.0
+    tensorboard: bool = True
+    progress: bool = True
+
+
+@dataclass
+class RunConfig:
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    elr_plus: ELRPlusConfig = field(default_factory=ELRPlusConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainLoopConfig = field(default_factory=TrainLoopConfig)
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """Plain nested dict, ready for `yaml.safe_dump` (the run's resolved config.yaml)."""
+    return dataclasses.asdict(config)
+
+
+def flat_settings(config: Any) -> dict[str, Any]:
+    """Dotted key → value of every setting (`train.epochs`: 120), for checks and comparisons that name the key."""
+    return _flatten(config_to_dict(config))
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def setting_value(cfg: RunConfig, key: str) -> Any:
+    """The value of the setting a dotted key names (`loss.name`)."""
+    return functools.reduce(getattr, key.split("."), cfg)
+
+
+def dotted_keys(cls: type, prefix: str = "") -> list[str]:
+    """Every key a config may give, sections too, dotted from the top: data, data.noise, data.noise.rate, ..."""
+    keys = []
+    for name, hint in typing.get_type_hints(cls).items():
+        keys.append(prefix + name)
+        if dataclasses.is_dataclass(hint):
+            keys += dotted_keys(hint, f"{prefix}{name}.")
+    return keys
+
+
+IMAGE_EVAL_BATCH = 512
+
+
+def evaluation_batch_size(cfg: RunConfig) -> int:
+    """`train.eval_batch_size`, or where it is 0 (the default) one that suits the data: 512 small images, or
+    `train.batch_size` MRI volumes. Why not 512 volumes: a 96³ volume through the ×8 network holds about 220 MB of
+    activations even without gradients (measured on a CPU), so a split scored at once would ask for 10–100 GB."""
+    if cfg.train.eval_batch_size:
+        return cfg.train.eval_batch_size
+    return cfg.train.batch_size if cfg.data.name == "mri" else IMAGE_EVAL_BATCH

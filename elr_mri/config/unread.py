@@ -1,0 +1,87 @@
+"""Which settings a run reads: `--set` overrides that the chosen loss, schedule or data set ignores, found so that
+the command can say so instead of letting them change nothing without a word."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import typing
+from typing import Any
+
+import yaml
+
+from elr_mri.config.schema import DataConfig, ELRPlusConfig, RunConfig
+from elr_mri.config.strict_yaml import parse_yaml_value
+
+
+# The settings of the loss and ELR+ sections each loss reads (`build_loss`, `build_method`); a run ignores the rest.
+LOSS_READS: dict[str, frozenset[str]] = {
+    "ce": frozenset(),
+    "gce": frozenset({"loss.gce_q"}),
+    "sce": frozenset({"loss.sce_alpha", "loss.sce_beta"}),
+    "elr": frozenset({"loss.lam", "loss.beta", "loss.lam_ramp_steps", "loss.lam_start_steps", "loss.targets_dtype"}),
+    "elr_plus": frozenset({"loss.lam", "loss.beta", "loss.targets_dtype",
+                           *(f"elr_plus.{setting.name}" for setting in dataclasses.fields(ELRPlusConfig))}),
+}
+
+
+# The schedule settings each schedule reads (`lr_at`).
+SCHEDULE_READS: dict[str, frozenset[str]] = {
+    "constant": frozenset(),
+    "multistep": frozenset({"schedule.milestones", "schedule.gamma"}),
+    "cosine": frozenset({"schedule.eta_min"}),
+    "cosine_warm_restarts": frozenset({"schedule.t0", "schedule.eta_min"}),
+}
+# The setting that chooses which of a section's settings a run reads, and what each choice reads.
+_CHOSEN_BY: dict[str, tuple[str, dict[str, frozenset[str]]]] = {
+    "loss": ("loss.name", LOSS_READS), "elr_plus": ("loss.name", LOSS_READS),
+    "schedule": ("schedule.name", SCHEDULE_READS),
+}
+# Single settings another one switches off, with the choices (as YAML writes them) under which they are read.
+_KEY_CHOSEN_BY: dict[str, tuple[str, dict[str, frozenset[str]]]] = {
+    "train.compile_mode": ("train.compile", {"auto": frozenset({"train.compile_mode"}),
+                                             "true": frozenset({"train.compile_mode"}), "false": frozenset()}),
+    "data.mri.cache_dir": ("data.mri.cache", {"disk": frozenset({"data.mri.cache_dir"}), "memory": frozenset(),
+                                              "none": frozenset()}),
+    # per-channel image statistics: digits are used as sklearn gives them, volumes scaled per scan
+    "data.normalization": ("data.name", {name: frozenset() if name in ("digits", "mri") else
+                                         frozenset({"data.normalization"})
+                                         for name in typing.get_args(typing.get_type_hints(DataConfig)["name"])}),
+}
+
+
+def unread_overrides(cfg: RunConfig, overrides: list[str]) -> list[tuple[str, str, list[str]]]:
+    """The loss, ELR+ and schedule settings among `--set` overrides that `cfg`'s loss or schedule does not read, and
+    single settings another switches off (`train.compile_mode` with compile false, `data.mri.cache_dir` without the
+    disk cache, `data.normalization` on digits or MRI), each with the setting that chose (loss.name, schedule.name, ...) and the choices that read it: `--set
+    elr_plus.mixup_alpha=0` on an ELR run, `--set loss.gce_q=0.5` with `loss.name=ce` or `--set schedule.gamma=0.1`
+    with a cosine schedule would otherwise change nothing without a word. Not refused as ELR's λ schedule keys are
+    (`_ELR_ONLY`): a config's own λ and β stay in it when `--set loss.name=ce` makes the usual comparison run."""
+    unread: dict[str, tuple[str, list[str]]] = {}  # each key once, however often it was set
+    for key in _set_keys(overrides):
+        chooser, reads = _KEY_CHOSEN_BY.get(key) or _CHOSEN_BY.get(key.split(".")[0], ("", {}))
+        if not chooser or key == chooser:
+            continue
+        readers = [name for name, keys in reads.items() if any(read == key or read.startswith(key + ".") for read in keys)]
+        if setting_text(functools.reduce(getattr, chooser.split("."), cfg)) not in readers:
+            unread[key] = (chooser, readers)
+    return [(key, chooser, readers) for key, (chooser, readers) in unread.items()]
+
+
+def setting_text(value: Any) -> str:
+    """A setting's value as YAML writes it (`true`, not Python's `True`), for messages and the choice tables."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _set_keys(overrides: list[str]) -> list[str]:
+    """The dotted keys `--set` overrides give values to: a section given as a mapping (`--set 'loss={lam: 2}'`)
+    gives each of its keys."""
+    keys = []
+    for item in overrides:
+        key, _, value = item.partition("=")
+        try:
+            parsed = parse_yaml_value(value)
+        except yaml.YAMLError:  # refused when the config was loaded
+            parsed = None
+        keys.extend([f"{key}.{sub}" for sub in parsed] if isinstance(parsed, dict) else [key])
+    return keys
