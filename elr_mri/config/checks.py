@@ -10,22 +10,23 @@ import math
 from typing import Callable
 
 from elr_mri.config.schema import (
-    ConfigError, DataConfig, ELRPlusConfig, MRIDataConfig, NoiseConfig, RunConfig, flat_settings,
+    ConfigError, DataConfig, ELRPlusConfig, MRIDataConfig, NoiseConfig, RunConfig, flat_settings, setting_value,
 )
 
 
 def refuse_contradictions(cfg: RunConfig, source: str) -> None:
-    """Refuse numbers out of range and contradictory settings in `cfg`, read from `source`."""
+    """Refuse numbers out of range and contradictory settings in `cfg`, read from `source` (named in each message).
+
+    Where a config has several problems, the first check below that fails names the one reported."""
+    _check_finite(cfg, source)
+    _check_classes(cfg, source)
     _check_ranges(cfg, source)
+    _check_settings_read(cfg, source)
+    _check_model_input(cfg, source)
+    _check_data_source(cfg, source)
     _check_schedule_floor(cfg, source)
-    if cfg.optim.name == "adam" and cfg.optim.nesterov:
-        raise ConfigError(f"{source}: optim.nesterov applies to SGD only; drop it or set optim.name: sgd")
-    if cfg.optim.nesterov and cfg.optim.momentum == 0:  # torch refuses it at the first step, naming no key
-        raise ConfigError(f"{source}: optim.nesterov needs optim.momentum > 0 (a Nesterov step is a momentum step); "
-                          "set optim.momentum (e.g. 0.9), or drop optim.nesterov")
-    if cfg.loss.name == "sce" and cfg.loss.sce_alpha == cfg.loss.sce_beta == 0:
-        raise ConfigError(f"{source}: loss.sce_alpha and loss.sce_beta are both 0, so the loss is 0 and nothing "
-                          "trains; set one above 0")
+    _check_optimizer(cfg, source)
+    _check_loss_trains(cfg, source)
 
 
 _AT_LEAST_ONE = ("at least 1", lambda v: v >= 1)
@@ -60,11 +61,15 @@ _ELR_ONLY = ("loss.lam_ramp_steps", "loss.lam_start_steps")
 _MAY_BE_INFINITE = ("train.checkpoint_seconds",)  # .inf: write checkpoints only after the last epoch
 
 
-def _check_ranges(cfg: RunConfig, source: str) -> None:
-    flat = flat_settings(cfg)
-    for key, value in flat.items():
+def _check_finite(cfg: RunConfig, source: str) -> None:
+    """NaN compares false with every bound and .inf passes a lower one, so NUMERIC_RANGES alone would let them in."""
+    for key, value in flat_settings(cfg).items():
         if isinstance(value, float) and not math.isfinite(value) and not (value == math.inf and key in _MAY_BE_INFINITE):
             raise ConfigError(f"{source}: {key} = {value} must be a finite number")
+
+
+def _check_classes(cfg: RunConfig, source: str) -> None:
+    """A diagnosis listed twice (in any case) would split one label into two classes; one class has nothing to learn."""
     classes = cfg.data.mri.classes
     repeated = sorted({name for name in classes if [c.lower() for c in classes].count(name.lower()) > 1})
     if repeated:
@@ -72,19 +77,30 @@ def _check_ranges(cfg: RunConfig, source: str) -> None:
                           "list each diagnosis once")
     if len(classes) < 2:
         raise ConfigError(f"{source}: data.mri.classes = {classes} needs at least two diagnoses to tell apart")
+
+
+def _check_ranges(cfg: RunConfig, source: str) -> None:
+    """Each number within its NUMERIC_RANGES, and each LR milestone an epoch after the first."""
+    flat = flat_settings(cfg)
     for key, (allowed, holds) in NUMERIC_RANGES.items():
         if flat[key] is not None and not holds(flat[key]):
             raise ConfigError(f"{source}: {key} = {flat[key]!r} must be {allowed}")
     if any(milestone < 1 for milestone in cfg.schedule.milestones):  # a milestone 0 would start at lr × gamma
         raise ConfigError(f"{source}: schedule.milestones = {cfg.schedule.milestones} must each be at least 1 "
                           "(the epochs after which the rate drops)")
+
+
+def _check_settings_read(cfg: RunConfig, source: str) -> None:
+    """A setting the chosen loss, sampler or EMA schedule does not read would make a config say what its run does not
+    do (`unread_overrides` only notes such settings given by `--set`; these are refused wherever they are set)."""
     if cfg.loss.name != "elr":
         for key in _ELR_ONLY:
-            if flat[key]:
+            value = setting_value(cfg, key)
+            if value:
                 ramp_for_elr_plus = cfg.loss.name == "elr_plus" and key.startswith("loss.")
                 instead = ("ramp ELR+'s λ in with elr_plus.coef_step instead" if ramp_for_elr_plus
                            else "drop it, or set loss.name: elr")
-                raise ConfigError(f"{source}: {key} = {flat[key]} is an ELR setting that loss.name = "
+                raise ConfigError(f"{source}: {key} = {value} is an ELR setting that loss.name = "
                                   f"{cfg.loss.name} does not read; {instead}")
     if cfg.data.balanced_subset and not cfg.data.balanced_batches:
         raise ConfigError(f"{source}: data.balanced_subset needs data.balanced_batches (the subset's size in batches); "
@@ -93,6 +109,10 @@ def _check_ranges(cfg: RunConfig, source: str) -> None:
         raise ConfigError(f"{source}: elr_plus.ema_ramp_steps = {cfg.elr_plus.ema_ramp_steps} is the ramp's length, "
                           "which elr_plus.ema_schedule = running_average does not read; drop it, or set "
                           "elr_plus.ema_schedule: ramp")
+
+
+def _check_model_input(cfg: RunConfig, source: str) -> None:
+    """The model takes what the data gives (volumes or images), and the crop is a 3D shape the model can shrink."""
     crop = cfg.data.mri.crop_size
     if len(crop) != 3 or any(size < 1 for size in crop):
         raise ConfigError(f"{source}: data.mri.crop_size = {crop} must be three voxel counts, e.g. [96, 96, 96]")
@@ -108,6 +128,10 @@ def _check_ranges(cfg: RunConfig, source: str) -> None:
             raise ConfigError(f"{source}: data.mri.crop_size = {cfg.data.mri.crop_size} is too small for the "
                               f"widened CNN, which needs at least {MIN_INPUT_SIZE} voxels an axis; enlarge the crop "
                               "(preprocess at a finer resolution if the scans are smaller)")
+
+
+def _check_data_source(cfg: RunConfig, source: str) -> None:
+    """data.mri is read by MRI runs alone, and an image data set other than digits needs the folder it is in."""
     if cfg.data.name != "mri" and cfg.data.mri != MRIDataConfig():
         changed = next(f.name for f in dataclasses.fields(MRIDataConfig)
                        if getattr(cfg.data.mri, f.name) != getattr(MRIDataConfig(), f.name))
@@ -117,6 +141,22 @@ def _check_ranges(cfg: RunConfig, source: str) -> None:
         raise ConfigError(f"{source}: data.name = {cfg.data.name} needs data.root, the folder that holds the data set "
                           f"(e.g. --set data.root={_ROOT_EXAMPLES[cfg.data.name]}); the README's 'Reproducing the "
                           "paper' says where to get each")
+
+
+def _check_optimizer(cfg: RunConfig, source: str) -> None:
+    """Nesterov is an SGD momentum variant: torch's Adam has no such flag and SGD refuses it without momentum."""
+    if cfg.optim.name == "adam" and cfg.optim.nesterov:
+        raise ConfigError(f"{source}: optim.nesterov applies to SGD only; drop it or set optim.name: sgd")
+    if cfg.optim.nesterov and cfg.optim.momentum == 0:  # torch refuses it at the first step, naming no key
+        raise ConfigError(f"{source}: optim.nesterov needs optim.momentum > 0 (a Nesterov step is a momentum step); "
+                          "set optim.momentum (e.g. 0.9), or drop optim.nesterov")
+
+
+def _check_loss_trains(cfg: RunConfig, source: str) -> None:
+    """SCE with both terms weighted 0 is a constant loss: the run would train nothing without a word."""
+    if cfg.loss.name == "sce" and cfg.loss.sce_alpha == cfg.loss.sce_beta == 0:
+        raise ConfigError(f"{source}: loss.sce_alpha and loss.sce_beta are both 0, so the loss is 0 and nothing "
+                          "trains; set one above 0")
 
 
 # A data.root for each image data set as the README lays them out (cifar10/100: the folder above torchvision's).
@@ -149,7 +189,8 @@ def check_noise_settings(noise: NoiseConfig) -> None:
 
 def check_augment_settings(data: DataConfig) -> None:
     """`data.mri.flip` or `max_shift` with `data.augment: false` would look like an augmented run that is not one:
-    without augmentation every training scan is the centre crop as it is. Checked when a run starts, as above."""
+    without augmentation every training scan is the centre crop as it is. Checked when a run starts, as
+    `check_noise_settings`."""
     unread = [key for key, is_set in (("flip", data.mri.flip), ("max_shift", data.mri.max_shift is not None)) if is_set]
     if data.name == "mri" and not data.augment and unread:
         raise ConfigError(f"data.mri.{' and data.mri.'.join(unread)} not read with data.augment: false (training "

@@ -46,6 +46,7 @@ def _did_you_mean(prefix: str, name: str, names: set[str]) -> str:
 
 
 def _coerce(hint: Any, value: Any, key: str, source: str) -> Any:
+    """`value` as the type `hint` asks for (an int where a float is wanted becomes one), refusing any other type."""
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if dataclasses.is_dataclass(hint):

@@ -76,6 +76,8 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
+    """Which network to train (`elr_mri.models`) and its size; each model reads the settings that fit it."""
+
     name: str = "mlp"
     hidden: int = 256  # width of the small digits models
     widening: int = 8  # widened 3D CNN (Liu et al. 2019): channel factor e ∈ {1, 2, 4, 8}
@@ -119,6 +121,8 @@ class ELRPlusConfig:
 
 @dataclass
 class OptimConfig:
+    """The optimiser and its base learning rate (which `schedule` scales epoch by epoch)."""
+
     name: Literal["sgd", "adam"] = "sgd"
     lr: float = 0.02
     momentum: float = 0.9  # SGD's momentum; Adam's β1
@@ -128,6 +132,8 @@ class OptimConfig:
 
 @dataclass
 class ScheduleConfig:
+    """How the learning rate changes over epochs; each schedule reads its own settings (SCHEDULE_READS)."""
+
     name: Literal["constant", "multistep", "cosine_warm_restarts", "cosine"] = "multistep"
     milestones: list[int] = field(default_factory=lambda: [40, 80])
     gamma: float = 0.01
@@ -137,6 +143,8 @@ class ScheduleConfig:
 
 @dataclass
 class TrainLoopConfig:
+    """How long and on what the run trains, how fast, and which checkpoint it keeps; most may change on a resume."""
+
     epochs: int = 120
     batch_size: int = 128
     # examples a forward pass scores when evaluating; 0: 512 images, or train.batch_size MRI volumes
@@ -182,6 +190,8 @@ class TrainLoopConfig:
 
 @dataclass
 class RunConfig:
+    """One run: the top level of a config file, a section each, plus the run's seed (split and noise have their own)."""
+
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)

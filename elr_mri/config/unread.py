@@ -4,13 +4,12 @@ the command can say so instead of letting them change nothing without a word."""
 from __future__ import annotations
 
 import dataclasses
-import functools
 import typing
 from typing import Any
 
 import yaml
 
-from elr_mri.config.schema import DataConfig, ELRPlusConfig, RunConfig
+from elr_mri.config.schema import DataConfig, ELRPlusConfig, RunConfig, setting_value
 from elr_mri.config.strict_yaml import parse_yaml_value
 
 
@@ -51,19 +50,19 @@ _KEY_CHOSEN_BY: dict[str, tuple[str, dict[str, frozenset[str]]]] = {
 
 
 def unread_overrides(cfg: RunConfig, overrides: list[str]) -> list[tuple[str, str, list[str]]]:
-    """The loss, ELR+ and schedule settings among `--set` overrides that `cfg`'s loss or schedule does not read, and
-    single settings another switches off (`train.compile_mode` with compile false, `data.mri.cache_dir` without the
-    disk cache, `data.normalization` on digits or MRI), each with the setting that chose (loss.name, schedule.name, ...) and the choices that read it: `--set
-    elr_plus.mixup_alpha=0` on an ELR run, `--set loss.gce_q=0.5` with `loss.name=ce` or `--set schedule.gamma=0.1`
-    with a cosine schedule would otherwise change nothing without a word. Not refused as ELR's λ schedule keys are
-    (`_ELR_ONLY`): a config's own λ and β stay in it when `--set loss.name=ce` makes the usual comparison run."""
+    """Each `--set` key whose setting `cfg` leaves unread, as (key, the setting that chose so, the choices of it that
+    do read the key): `--set loss.gce_q=0.5` with loss.name ce, `--set schedule.gamma=0.1` with a cosine schedule,
+    `--set train.compile_mode=...` with train.compile false would otherwise change nothing without a word.
+
+    Reported, not refused as `checks` refuses ELR's λ schedule keys: a config's own λ and β stay in it when
+    `--set loss.name=ce` makes the usual comparison run."""
     unread: dict[str, tuple[str, list[str]]] = {}  # each key once, however often it was set
     for key in _set_keys(overrides):
         chooser, reads = _KEY_CHOSEN_BY.get(key) or _CHOSEN_BY.get(key.split(".")[0], ("", {}))
         if not chooser or key == chooser:
             continue
         readers = [name for name, keys in reads.items() if any(read == key or read.startswith(key + ".") for read in keys)]
-        if setting_text(functools.reduce(getattr, chooser.split("."), cfg)) not in readers:
+        if setting_text(setting_value(cfg, chooser)) not in readers:
             unread[key] = (chooser, readers)
     return [(key, chooser, readers) for key, (chooser, readers) in unread.items()]
 
