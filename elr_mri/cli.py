@@ -7,7 +7,6 @@ never loads torch and `elr-mri --help` is instant.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import math
 import os
@@ -18,7 +17,7 @@ import signal
 import stat
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from elr_mri import __version__
 from elr_mri.stopping import Terminated, interrupted, terminated, terminating_at_safe_points
@@ -30,6 +29,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from elr_mri.config import RunConfig
+    from elr_mri.data.importers import ImportResult
     from elr_mri.evaluation.metrics import MetricsReport
 
 __all__ = ["main"]
@@ -40,6 +40,7 @@ _PROJECT_ERROR_LINE = re.compile(r"^(?:elr_mri|preprocess)\.[\w.]*Error: (.+)$",
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run `elr-mri ARGV` and return its exit status; a reader that closed the pipe early is no failure."""
     argv = sys.argv[1:] if argv is None else argv
     try:
         return _run_command(argv)
@@ -56,28 +57,6 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + signal.SIGPIPE
 
 
-def _stray_hint(argv: list[str], stray: list[str]) -> str:
-    """How to say what the first stray argument seems meant for: `--set train.epochs 2` leaves the 2 over,
-    `--set a=1 b=2` the b=2, and `--epochs 3` names a setting as if it were an option."""
-    for flag, key, value in zip(argv, argv[1:], argv[2:]):
-        if flag == "--set" and "=" not in key and value == stray[0]:
-            return f" (--set takes KEY=VALUE with no space: --set {key}={value})"
-    if argv[:1] != ["train"]:  # the only command with --set
-        return ""
-    if "=" in stray[0] and not stray[0].startswith("-"):
-        return f" (each --set takes one KEY=VALUE: --set {stray[0]})"
-    if stray[0].startswith("--"):
-        from elr_mri.config import RunConfig, dotted_keys
-
-        name, given, value = stray[0][2:].partition("=")
-        if not given:
-            value = stray[1] if len(stray) > 1 and not stray[1].startswith("-") else "VALUE"
-        keys = [key for key in dotted_keys(RunConfig) if key.rsplit(".", 1)[-1] == name.replace("-", "_")]
-        if keys:
-            return f" (settings go through --set: --set {' or --set '.join(f'{key}={value}' for key in keys)})"
-    return ""
-
-
 def _stdout_reader_gone() -> bool:
     """Whether stdout is a pipe nobody reads any more (poll reports an error on its write end)."""
     try:
@@ -92,6 +71,7 @@ def _stdout_reader_gone() -> bool:
 
 
 def _run_command(argv: list[str]) -> int:
+    """Parse `argv` and run its command; Ctrl-C, SIGTERM and a user's mistake end as one line and an exit status."""
     if argv and argv[0] in _FORWARDED:  # these own their argument parsing
         return _FORWARDED[argv[0]](argv[1:])
     parser = _parser()
@@ -125,6 +105,28 @@ def _run_command(argv: list[str]) -> int:
         return report_user_error(f"elr-mri {args.command}", problem)
 
 
+def _stray_hint(argv: list[str], stray: list[str]) -> str:
+    """How to say what the first stray argument seems meant for: `--set train.epochs 2` leaves the 2 over,
+    `--set a=1 b=2` the b=2, and `--epochs 3` names a setting as if it were an option."""
+    for flag, key, value in zip(argv, argv[1:], argv[2:]):
+        if flag == "--set" and "=" not in key and value == stray[0]:
+            return f" (--set takes KEY=VALUE with no space: --set {key}={value})"
+    if argv[:1] != ["train"]:  # the only command with --set
+        return ""
+    if "=" in stray[0] and not stray[0].startswith("-"):
+        return f" (each --set takes one KEY=VALUE: --set {stray[0]})"
+    if stray[0].startswith("--"):
+        from elr_mri.config import RunConfig, dotted_keys
+
+        name, given, value = stray[0][2:].partition("=")
+        if not given:
+            value = stray[1] if len(stray) > 1 and not stray[1].startswith("-") else "VALUE"
+        keys = [key for key in dotted_keys(RunConfig) if key.rsplit(".", 1)[-1] == name.replace("-", "_")]
+        if keys:
+            return f" (settings go through --set: --set {' or --set '.join(f'{key}={value}' for key in keys)})"
+    return ""
+
+
 def _say_interrupted(args: argparse.Namespace) -> int:
     """Ctrl-C: one line saying how to go on, exit 130."""
     if _speaks_for_the_run():
@@ -148,6 +150,7 @@ def _speaks_for_the_run() -> bool:
 
 
 def _train_run_dir(args: argparse.Namespace) -> Path:
+    """The run directory `elr-mri train ARGS` writes: --resume's, --out, or runs/<config file name>."""
     return args.resume or args.out or Path("runs") / args.config.stem
 
 
@@ -213,6 +216,7 @@ def _command_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.Argu
 
 
 def _parser() -> argparse.ArgumentParser:
+    """The parser of every subcommand but the forwarded ones (`_FORWARDED`), each with its handler."""
     parser = argparse.ArgumentParser(prog="elr-mri", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"elr-mri {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -284,43 +288,61 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from elr_mri.config import load_config
+    """`elr-mri train`: train a new run or resume one, print its summary, and score its holdout cohort if it has one."""
     from elr_mri.engine.runner import finished_at, train
 
-    if args.resume is not None:
-        if args.out is not None:
-            raise ValueError(f"--out {args.out} with --resume {args.resume}: a resumed run continues in its own "
-                             "directory; drop --out (or copy the run directory there first)")
-        out_dir = args.resume
-        if out_dir.is_file() and (out_dir.parent / "config.yaml").is_file():  # RUN/config.yaml for RUN
-            raise ValueError(f"--resume {out_dir}: is a file of the run; pass the run's folder: --resume {out_dir.parent}")
-        if not (out_dir / "config.yaml").is_file() and (out_dir / "checkpoints" / "last.pt").is_file():
-            raise FileNotFoundError(f"--resume {out_dir}: its config.yaml is missing (checkpoints/last.pt is there); "
-                                    "restore config.yaml from a copy of the run")
-        if not (out_dir / "config.yaml").is_file():
-            raise FileNotFoundError(f"--resume {out_dir}: no run there (no config.yaml); pass the directory "
-                                    "`elr-mri train` wrote (its --out), or start one with --config")
-        config = load_config(out_dir / "config.yaml", args.overrides)
-    else:
-        out_dir = args.out or Path("runs") / args.config.stem
-        config = load_config(args.config, args.overrides)
-        if args.out is None:
-            _refuse_another_configs_run(config, out_dir)
+    out_dir = _train_run_dir(args)
+    config = _resumed_run_config(args) if args.resume is not None else _new_run_config(args, out_dir)
     finished_before = args.resume is not None and finished_at(out_dir, config.train.epochs)  # scored when it ended
     notes = _unread_setting_notes(config, args.overrides)
     summary = train(config, out_dir, resume=args.resume is not None, notes=notes)
     if not summary:  # a non-zero rank of a torchrun job: rank 0 reports
         return 0
+    _print_summary(out_dir, summary)
+    holdout = config.data.mri.holdout_manifest if config.data.name == "mri" else None
+    if holdout and (not finished_before or _holdout_unscored(out_dir, Path(holdout))):
+        _evaluate_holdout_after_training(out_dir, Path(holdout))
+    return 0
+
+
+def _resumed_run_config(args: argparse.Namespace) -> RunConfig:
+    """The config of the run `--resume` names, with `--set` applied; a path that is no run folder is one line
+    saying which to pass."""
+    from elr_mri.config import load_config
+
+    if args.out is not None:
+        raise ValueError(f"--out {args.out} with --resume {args.resume}: a resumed run continues in its own "
+                         "directory; drop --out (or copy the run directory there first)")
+    out_dir = args.resume
+    if out_dir.is_file() and (out_dir.parent / "config.yaml").is_file():  # RUN/config.yaml for RUN
+        raise ValueError(f"--resume {out_dir}: is a file of the run; pass the run's folder: --resume {out_dir.parent}")
+    if not (out_dir / "config.yaml").is_file() and (out_dir / "checkpoints" / "last.pt").is_file():
+        raise FileNotFoundError(f"--resume {out_dir}: its config.yaml is missing (checkpoints/last.pt is there); "
+                                "restore config.yaml from a copy of the run")
+    if not (out_dir / "config.yaml").is_file():
+        raise FileNotFoundError(f"--resume {out_dir}: no run there (no config.yaml); pass the directory "
+                                "`elr-mri train` wrote (its --out), or start one with --config")
+    return load_config(out_dir / "config.yaml", args.overrides)
+
+
+def _new_run_config(args: argparse.Namespace, out_dir: Path) -> RunConfig:
+    """The config `--config` and `--set` give a new run in `out_dir`."""
+    from elr_mri.config import load_config
+
+    config = load_config(args.config, args.overrides)
+    if args.out is None:
+        _refuse_another_configs_run(config, out_dir)
+    return config
+
+
+def _print_summary(out_dir: Path, summary: dict[str, Any]) -> None:
+    """The run's summary.json in short: its plain values on stdout, its warnings on stderr."""
     print(f"run directory: {out_dir}")
     for key, value in summary.items():
         if not isinstance(value, (dict, list)):
             print(f"  {key}: {value}")
     for warning in summary.get("warnings", []):
         print(f"warning: {warning}", file=sys.stderr)
-    holdout = config.data.mri.holdout_manifest if config.data.name == "mri" else None
-    if holdout and (not finished_before or _holdout_unscored(out_dir, Path(holdout))):
-        _evaluate_holdout_after_training(out_dir, Path(holdout))
-    return 0
 
 
 def _holdout_unscored(out_dir: Path, holdout: Path) -> bool:
@@ -359,14 +381,14 @@ def _refuse_another_configs_run(config: RunConfig, out_dir: Path) -> None:
 
 def _unread_setting_notes(config: RunConfig, overrides: list[str]) -> list[str]:
     """A line for each `--set` the run's loss, schedule or another setting leaves unread (see `unread_overrides`)."""
-    from elr_mri.config import setting_text, unread_overrides
+    from elr_mri.config import setting_text, setting_value, unread_overrides
 
     notes = []
     for key, chooser, readers in unread_overrides(config, overrides):
         listed = f"{', '.join(readers[:-1])} and {readers[-1]}" if len(readers) > 1 else "".join(readers)
         read_by = f"only {listed} read{'s' if len(readers) == 1 else ''} it" if readers \
             else f"no {chooser.split('.')[0]} reads it"
-        chosen = setting_text(functools.reduce(getattr, chooser.split("."), config))
+        chosen = setting_text(setting_value(config, chooser))
         notes.append(f"note: --set {key} changes nothing in this run: {chooser} is {chosen}, and {read_by}")
     return notes
 
@@ -388,11 +410,20 @@ def _evaluate_and_print(run_dir: Path, manifest: Path | None, checkpoint: str = 
     """Evaluate a run's checkpoint on `manifest` (None: its test set `test_set`), print the metrics and
     return the evaluation's folder."""
     from elr_mri.evaluation.evaluate import evaluate_run, evaluation_dir
-    from elr_mri.plots import LEGIBLE_CLASSES
 
     reports = evaluate_run(run_dir, manifest, checkpoint, n_boot, test_set)
     eval_dir = evaluation_dir(run_dir, manifest, checkpoint, test_set)
     _note_scoring_caveats(run_dir, eval_dir)
+    _print_metrics(reports, eval_dir)
+    _note_undefined(reports)
+    _note_rarely_defined(reports, n_boot)
+    return eval_dir
+
+
+def _print_metrics(reports: dict[str, MetricsReport], eval_dir: Path) -> None:
+    """Each level's metrics with their intervals; per-class AUCs of more classes than a screen shows stay in the CSV."""
+    from elr_mri.plots import LEGIBLE_CLASSES
+
     print(f"results: {eval_dir}")
     for level, report in reports.items():
         people = "" if level == "image" else f", {report.n_participants} participants"
@@ -403,13 +434,15 @@ def _evaluate_and_print(run_dir: Path, manifest: Path | None, checkpoint: str = 
                 print(f"    {metric:18s} {interval}")
         if many:
             print(f"    (the {len(report.class_names)} per-class AUCs: {eval_dir / 'metrics.csv'})")
+
+
+def _note_undefined(reports: dict[str, MetricsReport]) -> None:
+    """Say why a metric is nan: the scored set lacks a class it needs."""
     undefined = sorted({metric for report in reports.values() for metric, interval in report.metrics.items()
                         if interval.estimate != interval.estimate})  # NaN
     if undefined:
         print(f"note: {', '.join(undefined)} undefined (nan; null in summary.json): the set lacks a class these "
               "need, e.g. an AUC of a diagnosis no scan here carries", file=sys.stderr)
-    _note_rarely_defined(reports, n_boot)
-    return eval_dir
 
 
 def _note_rarely_defined(reports: dict[str, MetricsReport], n_boot: int) -> None:
@@ -444,6 +477,18 @@ def _note_scoring_caveats(run_dir: Path, eval_dir: Path, done: str = "scored") -
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    """`elr-mri evaluate`: score the run, then the baselines and the runs to compare with it, if asked for."""
+    _refuse_evaluate_arguments(args)
+    _check_before_scoring(args)
+    eval_dir = _evaluate_and_print(args.run, args.manifest, args.checkpoint, args.bootstrap, args.test_set)
+    baselines = _evaluate_baselines(args) if args.baselines else []
+    if args.baselines or args.compare_with:
+        _print_comparison(args, eval_dir, baselines)
+    return 0
+
+
+def _refuse_evaluate_arguments(args: argparse.Namespace) -> None:
+    """Options of `evaluate` that contradict each other, refused before anything is read."""
     if (args.volumes or args.drop_suspected) and not args.baselines:
         raise ValueError("--volumes and --drop-suspected belong to --baselines; add --baselines")
     if args.test_set != "test" and (args.manifest or args.baselines):
@@ -452,6 +497,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.bootstrap < 2:
         raise ValueError(f"--bootstrap {args.bootstrap}: the 95% intervals need resamples; pass 1000 (the default) "
                          "or at least 2")
+
+
+def _check_before_scoring(args: argparse.Namespace) -> None:
+    """What would stop `evaluate` part way, checked before the first run is scored (which takes minutes): runs that
+    cannot be compared, an output folder another manifest's results hold, baseline inputs that are refused."""
     if args.compare_with:  # before the evaluations: a run that cannot be compared is known at once
         from elr_mri.evaluation.compare import require_same_splits, run_labels
 
@@ -466,11 +516,6 @@ def _evaluate(args: argparse.Namespace) -> int:
         from elr_mri.baselines.evaluate import check_baseline_inputs
 
         check_baseline_inputs(args.run, args.volumes, args.manifest, args.drop_suspected)
-    eval_dir = _evaluate_and_print(args.run, args.manifest, args.checkpoint, args.bootstrap, args.test_set)
-    baselines = _evaluate_baselines(args) if args.baselines else []
-    if args.baselines or args.compare_with:
-        _print_comparison(args, eval_dir, baselines)
-    return 0
 
 
 def _evaluate_baselines(args: argparse.Namespace) -> list[str]:
@@ -522,41 +567,15 @@ def _wide(table: pd.DataFrame) -> str:
 
 
 def _import_cohort(args: argparse.Namespace) -> int:
-    from elr_mri.data.importers import import_adnimerge, import_mapped_table, load_mapping, preprocess_failures
-
+    """`elr-mri import-cohort`: join diagnoses and ages to preprocessed scans, writing the manifest and its drops."""
+    from elr_mri.data.importers import preprocess_failures
     from elr_mri.engine.checkpoint import atomic_write_text
 
-    if args.out.is_dir():
-        raise IsADirectoryError(f"--out {args.out} is a folder; pass the manifest CSV to write, e.g. "
-                                f"{args.out / 'manifest.csv'}")
-    inputs = [path for path in (args.scans, args.adnimerge, args.table, args.mapping) if path is not None]
-    if any(args.out.exists() and args.out.samefile(path) for path in inputs if Path(path).exists()):
-        raise ValueError(f"--out {args.out} is one of the input files; name a new file for the manifest")
-    if args.adnimerge is not None:
-        if args.mapping is not None:
-            raise ValueError(f"--mapping {args.mapping} applies to --table; ADNIMERGE's columns are known, drop it")
-        result = import_adnimerge(args.adnimerge, args.scans, use_baseline_diagnosis=args.baseline_diagnosis)
-    elif args.mapping is None:
-        raise ValueError("--table needs --mapping (a YAML like configs/nacc/nacc_mapping.yaml)")
-    elif args.baseline_diagnosis:
-        raise ValueError("--baseline-diagnosis applies to --adnimerge (its DX_bl); for --table, name the diagnosis "
-                         f"column wanted under columns.diagnosis in {args.mapping}")
-    else:
-        result = import_mapped_table(args.table, args.scans, load_mapping(args.mapping))
+    result = _imported_cohort(args)
     note = preprocess_failures(args.scans)
     if note:
         print(note, file=sys.stderr)
-    if result.two_spellings:
-        print(f"warning: {len(result.two_spellings)} participant(s) are spelled two ways in --scans (first: "
-              f"{result.two_spellings[0]}); training refuses a manifest that splits a person: write one ID per "
-              "person in --scans and import again", file=sys.stderr)
-    if result.age_problems:
-        print(f"warning: {len(result.age_problems)} imported scan(s) have an age that is not years at the scan, "
-              f"written as no age (first: {result.age_problems[0]}); a model using age refuses scans without one: "
-              "correct them in the clinical table and import again", file=sys.stderr)
-    if result.unlisted_sex_codes:
-        print(f"warning: {args.mapping}'s values.sex does not list {', '.join(result.unlisted_sex_codes)}, written as "
-              "unknown sex: list those codes under values.sex (e.g. Male: M) and import again", file=sys.stderr)
+    _warn_about_import(result, args.mapping)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     dropped = args.out.with_name(f"{args.out.stem}_dropped.csv")
     atomic_write_text(result.dropped.to_csv(index=False), dropped)
@@ -570,7 +589,47 @@ def _import_cohort(args: argparse.Namespace) -> int:
     return 0
 
 
+def _imported_cohort(args: argparse.Namespace) -> ImportResult:
+    """The import --adnimerge, or --table through --mapping, asks for; an --out that is a folder or an input, or an
+    option of the other kind of import, is refused first."""
+    from elr_mri.data.importers import import_adnimerge, import_mapped_table, load_mapping
+
+    if args.out.is_dir():
+        raise IsADirectoryError(f"--out {args.out} is a folder; pass the manifest CSV to write, e.g. "
+                                f"{args.out / 'manifest.csv'}")
+    inputs = [path for path in (args.scans, args.adnimerge, args.table, args.mapping) if path is not None]
+    if any(args.out.exists() and args.out.samefile(path) for path in inputs if Path(path).exists()):
+        raise ValueError(f"--out {args.out} is one of the input files; name a new file for the manifest")
+    if args.adnimerge is not None:
+        if args.mapping is not None:
+            raise ValueError(f"--mapping {args.mapping} applies to --table; ADNIMERGE's columns are known, drop it")
+        return import_adnimerge(args.adnimerge, args.scans, use_baseline_diagnosis=args.baseline_diagnosis)
+    if args.mapping is None:
+        raise ValueError("--table needs --mapping (a YAML like configs/nacc/nacc_mapping.yaml)")
+    if args.baseline_diagnosis:
+        raise ValueError("--baseline-diagnosis applies to --adnimerge (its DX_bl); for --table, name the diagnosis "
+                         f"column wanted under columns.diagnosis in {args.mapping}")
+    return import_mapped_table(args.table, args.scans, load_mapping(args.mapping))
+
+
+def _warn_about_import(result: ImportResult, mapping: Path | None) -> None:
+    """Warn of imported rows that training would refuse: a participant spelled two ways, an age that is no age; and
+    of sex codes `mapping` does not list, which the manifest holds as unknown."""
+    if result.two_spellings:
+        print(f"warning: {len(result.two_spellings)} participant(s) are spelled two ways in --scans (first: "
+              f"{result.two_spellings[0]}); training refuses a manifest that splits a person: write one ID per "
+              "person in --scans and import again", file=sys.stderr)
+    if result.age_problems:
+        print(f"warning: {len(result.age_problems)} imported scan(s) have an age that is not years at the scan, "
+              f"written as no age (first: {result.age_problems[0]}); a model using age refuses scans without one: "
+              "correct them in the clinical table and import again", file=sys.stderr)
+    if result.unlisted_sex_codes:
+        print(f"warning: {mapping}'s values.sex does not list {', '.join(result.unlisted_sex_codes)}, written as "
+              "unknown sex: list those codes under values.sex (e.g. Male: M) and import again", file=sys.stderr)
+
+
 def _volumes(args: argparse.Namespace) -> int:
+    """`elr-mri volumes`: regional volumes of each scan; exit 1 where a scan failed (the CSV says why)."""
     from elr_mri.volumes.measure import VolumeParams, measure_manifest
     from elr_mri.volumes.recovery import read_truth, recovery_table
 
@@ -592,6 +651,7 @@ def _volumes(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
+    """`elr-mri explain`: saliency maps of the run's checkpoint, with the notes `evaluate` gives on it."""
     from elr_mri.evaluation.explain import explain_run
 
     out = explain_run(args.run, args.manifest, args.checkpoint)
