@@ -316,7 +316,7 @@ def test_under_torchrun_rank_0_alone_says_ctrl_c_and_the_resume_hint_keeps_the_l
         monkeypatch.setenv("WORLD_SIZE", "2")
         monkeypatch.setenv("RANK", rank)
         with monkeypatch.context() as stopped:
-            stopped.setattr(cli, "_train", interrupted)
+            stopped.setattr(cli, "train_command", interrupted)
             assert cli.main(["train", "--resume", str(tmp_path / "run")]) == 130
         assert capsys.readouterr().err == said
         # an error may be one rank's or one machine's alone (here: no torchrun around to join), so every rank says it

@@ -790,7 +790,7 @@ def test_a_run_whose_best_pt_was_deleted_while_it_trained_says_so_at_its_end(
 def test_the_default_out_of_another_configs_run_is_refused_not_offered_for_resume(tmp_path: Path) -> None:
     """configs/cifar10/elr_sym40.yaml and configs/cifar100/elr_sym40.yaml share runs/elr_sym40: the second was told to
     continue the first's run with --resume."""
-    from elr_mri.cli import _refuse_another_configs_run
+    from elr_mri.commands.train import _refuse_another_configs_run
 
     out = tmp_path / "elr_sym40"
     train(load_config(DIGITS, [*SMALL, "train.epochs=1"]), out)

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from elr_mri.cli import _user_problem
+from elr_mri.commands.problems import user_problem
 
 ROOT = Path(__file__).parents[1]
 CONFIG = ROOT / "configs" / "adni" / "cpu_small.yaml"
@@ -378,9 +378,9 @@ def test_a_worker_error_is_one_line_only_when_it_is_this_projects() -> None:
     worker_text = ("Caught RuntimeError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n"
                    '  File "x.py", line 1, in f\n{}\n\nThe above exception was the direct cause of the following '
                    "exception:\n\nRuntimeError: applying transform <LoadScand>\n")
-    ours = _user_problem(RuntimeError(worker_text.format("elr_mri.data.mri.ScanReadError: a.nii.gz: cannot be read")))
+    ours = user_problem(RuntimeError(worker_text.format("elr_mri.data.mri.ScanReadError: a.nii.gz: cannot be read")))
     assert str(ours) == "a.nii.gz: cannot be read"
-    assert _user_problem(RuntimeError(worker_text.format("IndexError: list index out of range"))) is None
+    assert user_problem(RuntimeError(worker_text.format("IndexError: list index out of range"))) is None
 
 
 def test_evaluate_puts_another_run_and_the_voxel_baseline_in_one_table(trained: dict[str, Path],

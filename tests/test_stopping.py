@@ -88,7 +88,7 @@ def test_a_worker_error_after_a_ctrl_c_is_the_interrupt_s_line(monkeypatch: pyte
             pass  # dropped, as in logging's after-fork hook
         raise RuntimeError("DataLoader worker (pid(s) 123) exited unexpectedly")
 
-    monkeypatch.setattr(cli, "_train", training)
+    monkeypatch.setattr(cli, "train_command", training)
     assert cli.main(["train", "--config", "configs/digits/elr_sym40.yaml", "--out", "runs/never"]) == 130
     assert capsys.readouterr().err.startswith("elr-mri train: interrupted; ")
 
@@ -136,7 +136,7 @@ def test_the_other_commands_stop_on_sigterm_with_ctrl_c_s_line(monkeypatch: pyte
         time.sleep(5)  # not reached: the signal stops the command where it lands
         return 0
 
-    monkeypatch.setattr(cli, "_volumes", measuring)
+    monkeypatch.setattr(cli, "volumes_command", measuring)
     assert cli.main(["volumes", "--manifest", str(tmp_path / "manifest.csv")]) == 128 + signal.SIGTERM
     assert capsys.readouterr().err == ("elr-mri volumes: stopped by SIGTERM (a job's time limit, scancel or kill); "
                                        "nothing half-written was kept; run the command again\n")

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from elr_mri.cli import _user_problem
+from elr_mri.commands.problems import user_problem
 from elr_mri.engine.checkpoint import atomic_save
 from preprocess.user_errors import StorageError, as_storage_error
 
 
 def test_a_full_or_read_only_disk_is_a_user_error_naming_the_path() -> None:
-    full = _user_problem(OSError(errno.ENOSPC, "No space left on device", "/runs/x/metrics.csv"))
+    full = user_problem(OSError(errno.ENOSPC, "No space left on device", "/runs/x/metrics.csv"))
     assert isinstance(full, StorageError)
     assert str(full) == ("[Errno 28] No space left on device (/runs/x/metrics.csv); free space there, or write "
                          "elsewhere, and run the command again (finished work is kept: preprocess skips finished "
@@ -24,7 +24,7 @@ def test_a_full_or_read_only_disk_is_a_user_error_naming_the_path() -> None:
     read_only = as_storage_error(OSError(errno.EROFS, "Read-only file system", "/mnt/ro/run"))
     assert str(read_only).endswith("(/mnt/ro/run); write elsewhere (another output folder)")
     assert as_storage_error(OSError(errno.EIO, "Input/output error")) is None  # not the user's to fix
-    assert _user_problem(RuntimeError("a bug")) is None
+    assert user_problem(RuntimeError("a bug")) is None
 
 
 def test_a_checkpoint_the_disk_refused_part_way_is_said_as_a_full_disk_and_leaves_nothing(
@@ -134,5 +134,5 @@ def test_a_path_the_os_refuses_by_its_name_is_one_line_naming_it(tmp_path: Path,
                                        "folder name holds at most 255 bytes)\n")
     loop = tmp_path / "loop"
     loop.symlink_to(loop)
-    assert str(_user_problem(OSError(errno.ELOOP, os.strerror(errno.ELOOP), str(loop)))) == (
+    assert str(user_problem(OSError(errno.ELOOP, os.strerror(errno.ELOOP), str(loop)))) == (
         f"{loop}: Too many levels of symbolic links; it runs through a loop of symbolic links; fix the link")

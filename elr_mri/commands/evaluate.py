@@ -1,0 +1,187 @@
+"""`elr-mri evaluate` and `elr-mri explain`: score or explain a run's checkpoint, print what the numbers rest on,
+and put the runs and baselines compared with it in one table."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from elr_mri.evaluation.metrics import MetricsReport
+
+
+def evaluate_command(args: argparse.Namespace) -> int:
+    """`elr-mri evaluate`: score the run, then the baselines and the runs to compare with it, if asked for."""
+    _refuse_evaluate_arguments(args)
+    _check_before_scoring(args)
+    eval_dir = evaluate_and_print(args.run, args.manifest, args.checkpoint, args.bootstrap, args.test_set)
+    baselines = _evaluate_baselines(args) if args.baselines else []
+    if args.baselines or args.compare_with:
+        _print_comparison(args, eval_dir, baselines)
+    return 0
+
+
+def _refuse_evaluate_arguments(args: argparse.Namespace) -> None:
+    """Options of `evaluate` that contradict each other, refused before anything is read."""
+    if (args.volumes or args.drop_suspected) and not args.baselines:
+        raise ValueError("--volumes and --drop-suspected belong to --baselines; add --baselines")
+    if args.test_set != "test" and (args.manifest or args.baselines):
+        raise ValueError(f"--test-set {args.test_set} scores one of an image run's own test sets; drop --manifest "
+                         "and --baselines, which are for MRI runs")
+    if args.bootstrap < 2:
+        raise ValueError(f"--bootstrap {args.bootstrap}: the 95% intervals need resamples; pass 1000 (the default) "
+                         "or at least 2")
+
+
+def _check_before_scoring(args: argparse.Namespace) -> None:
+    """What would stop `evaluate` part way, checked before the first run is scored (which takes minutes): runs that
+    cannot be compared, an output folder another manifest's results hold, baseline inputs that are refused."""
+    if args.compare_with:  # before the evaluations: a run that cannot be compared is known at once
+        from elr_mri.evaluation.compare import require_same_splits, run_labels
+
+        run_labels([args.run, *args.compare_with])  # refuses the same run twice
+        for other in args.compare_with:
+            require_same_splits(args.run, other)
+    from elr_mri.evaluation.evaluate import evaluation_dir, require_own_folder
+
+    for run in (args.run, *args.compare_with):  # before any scoring: a folder another manifest's results hold
+        require_own_folder(evaluation_dir(run, args.manifest, args.checkpoint, args.test_set), args.manifest)
+    if args.baselines and (args.run / "config.yaml").is_file():  # what the baselines refuse, before the CNN is scored
+        from elr_mri.baselines.evaluate import check_baseline_inputs
+
+        check_baseline_inputs(args.run, args.volumes, args.manifest, args.drop_suspected)
+
+
+def evaluate_and_print(run_dir: Path, manifest: Path | None, checkpoint: str = "best",
+                        n_boot: int = 1000, test_set: str = "test") -> Path:
+    """Evaluate a run's checkpoint on `manifest` (None: its test set `test_set`), print the metrics and
+    return the evaluation's folder."""
+    from elr_mri.evaluation.evaluate import evaluate_run, evaluation_dir
+
+    reports = evaluate_run(run_dir, manifest, checkpoint, n_boot, test_set)
+    eval_dir = evaluation_dir(run_dir, manifest, checkpoint, test_set)
+    _note_scoring_caveats(run_dir, eval_dir)
+    _print_metrics(reports, eval_dir)
+    _note_undefined(reports)
+    _note_rarely_defined(reports, n_boot)
+    return eval_dir
+
+
+def _print_metrics(reports: dict[str, MetricsReport], eval_dir: Path) -> None:
+    """Each level's metrics with their intervals; per-class AUCs of more classes than a screen shows stay in the CSV."""
+    from elr_mri.plots import LEGIBLE_CLASSES
+
+    print(f"results: {eval_dir}")
+    for level, report in reports.items():
+        people = "" if level == "image" else f", {report.n_participants} participants"
+        print(f"  {level} level ({report.n_examples} examples{people}):")
+        many = len(report.class_names) > LEGIBLE_CLASSES
+        for metric, interval in report.metrics.items():
+            if not (many and metric in {f"auc_{name}" for name in report.class_names}):
+                print(f"    {metric:18s} {interval}")
+        if many:
+            print(f"    (the {len(report.class_names)} per-class AUCs: {eval_dir / 'metrics.csv'})")
+
+
+def _note_undefined(reports: dict[str, MetricsReport]) -> None:
+    """Say why a metric is nan: the scored set lacks a class it needs."""
+    undefined = sorted({metric for report in reports.values() for metric, interval in report.metrics.items()
+                        if interval.estimate != interval.estimate})  # NaN
+    if undefined:
+        print(f"note: {', '.join(undefined)} undefined (nan; null in summary.json): the set lacks a class these "
+              "need, e.g. an AUC of a diagnosis no scan here carries", file=sys.stderr)
+
+
+def _note_rarely_defined(reports: dict[str, MetricsReport], n_boot: int) -> None:
+    """Say which intervals rest on fewer than 95% of the resamples: an AUC or the balanced accuracy is undefined
+    in a resample that drew no participant of a class, and its interval then comes from the resamples that drew
+    every class. A set of one participant has no resamples at all."""
+    alone = {level: report.n_participants for level, report in reports.items() if report.n_participants < 2}
+    for level, participants in alone.items():
+        print(f"note: no intervals at {level} level (nan): resampling participants needs at least two, and this "
+              f"set has {participants}", file=sys.stderr)
+    rare = [f"{metric} ({level}) in {interval.resamples}"
+            for level, report in reports.items() if level not in alone for metric, interval in report.metrics.items()
+            if not math.isnan(interval.estimate) and interval.resamples is not None
+            and interval.resamples < 0.95 * n_boot]
+    if rare:
+        print(f"note: defined in fewer than 95% of the {n_boot} resamples: {', '.join(rare)} (the others drew no "
+              "participant of a class); those intervals come from the rest alone: more participants of each class "
+              "make them trustworthy", file=sys.stderr)
+
+
+def _note_scoring_caveats(run_dir: Path, eval_dir: Path, done: str = "scored") -> None:
+    """Say so when the scored run is still training (or was killed while extended): its checkpoint is not the
+    run's result yet; and name the participants or scans shared with training that
+    data.mri.allow_participant_overlap let through, which inflate the scores. For the run evaluated and for
+    each run compared with it. `done`: what the command did with the checkpoint (`explain`: explained)."""
+    about = json.loads((eval_dir / "summary.json").read_text())
+    if not about["run_finished"]:
+        print(f"note: {run_dir} has not finished training (no summary.json); {done} its {about['checkpoint']} "
+              f"checkpoint so far, from epoch {about['checkpoint_epoch']}", file=sys.stderr)
+    for overlap in about.get("participant_overlap_notes", []):
+        print(f"note: {run_dir}: {overlap}: these scores count them, so they are inflated", file=sys.stderr)
+
+
+def _evaluate_baselines(args: argparse.Namespace) -> list[str]:
+    """Fit and score the baselines `args` ask for; returns the names of those it scored."""
+    from elr_mri.baselines.evaluate import evaluate_baselines
+
+    if not args.volumes:
+        print("baselines: no --volumes CSV, so only the voxel SVM (run `elr-mri volumes` for the volume baseline)")
+    scored = list(evaluate_baselines(args.run, args.volumes, args.manifest, None, args.bootstrap, args.checkpoint))
+    if args.drop_suspected:
+        scored += evaluate_baselines(args.run, args.volumes, args.manifest, args.drop_suspected, args.bootstrap,
+                                     args.checkpoint)
+    return scored
+
+
+def _print_comparison(args: argparse.Namespace, eval_dir: Path, baselines: list[str]) -> None:
+    """The CNN, the --compare-with runs and the `baselines` scored by this command in one table (also
+    comparison.csv); baseline results an earlier command left in eval_dir are not this comparison's."""
+    from elr_mri.config import load_config
+    from elr_mri.evaluation.compare import comparison_table, paired_differences, require_same_scans, run_labels
+    from elr_mri.evaluation.evaluate import evaluate_run
+    from elr_mri.engine.checkpoint import atomic_write_text
+
+    runs = [args.run, *args.compare_with]
+    labels = [f"{name} ({load_config(run / 'config.yaml').loss.name})" for run, name in zip(runs, run_labels(runs))]
+    others = {}
+    for other, label in zip(args.compare_with, labels[1:]):
+        evaluate_run(other, args.manifest, args.checkpoint, args.bootstrap, args.test_set)
+        others[label] = other / eval_dir.name
+        _note_scoring_caveats(other, others[label])
+    require_same_scans(eval_dir, others)
+    table = comparison_table(eval_dir, labels[0], others=others, baselines=baselines)
+    atomic_write_text(table.to_csv(index=False), eval_dir / "comparison.csv")
+    print(f"participant level, 95% intervals ({eval_dir / 'comparison.csv'}):")
+    print(_wide(table))
+    paired = paired_differences(eval_dir, labels[0], others, baselines, args.bootstrap)
+    atomic_write_text(paired.to_csv(index=False), eval_dir / "paired_differences.csv")
+    print(f"minus {labels[0]}, paired over the same participants, 95% intervals; one that excludes 0 shows a "
+          f"difference ({eval_dir / 'paired_differences.csv'}):")
+    print(_wide(paired))
+
+
+def _wide(table: pd.DataFrame) -> str:
+    """A method × metric table of 'estimate [low, high]' in percent, methods in their order in `table`."""
+    from elr_mri.evaluation.metrics import Interval
+
+    cells = table.assign(value=[str(Interval(r.estimate, r.low, r.high)) for r in table.itertuples()])
+    return cells.pivot(index="method", columns="metric", values="value").loc[table["method"].unique()].to_string()
+
+
+def explain_command(args: argparse.Namespace) -> int:
+    """`elr-mri explain`: saliency maps of the run's checkpoint, with the notes `evaluate` gives on it."""
+    from elr_mri.evaluation.explain import explain_run
+
+    out = explain_run(args.run, args.manifest, args.checkpoint)
+    print(f"saliency maps: {out}")
+    _note_scoring_caveats(args.run, out, done="explained")
+    return 0

@@ -1,0 +1,138 @@
+"""`elr-mri train`: a new run from a config, or a resumed one, and its holdout cohort scored at the end."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from elr_mri.commands.evaluate import evaluate_and_print
+from elr_mri.commands.problems import user_problem
+
+if TYPE_CHECKING:
+    from elr_mri.config import RunConfig
+
+
+def train_command(args: argparse.Namespace) -> int:
+    """`elr-mri train`: train a new run or resume one, print its summary, and score its holdout cohort if it has one."""
+    from elr_mri.engine.runner import finished_at, train
+
+    out_dir = train_run_dir(args)
+    config = _resumed_run_config(args) if args.resume is not None else _new_run_config(args, out_dir)
+    finished_before = args.resume is not None and finished_at(out_dir, config.train.epochs)  # scored when it ended
+    notes = _unread_setting_notes(config, args.overrides)
+    summary = train(config, out_dir, resume=args.resume is not None, notes=notes)
+    if not summary:  # a non-zero rank of a torchrun job: rank 0 reports
+        return 0
+    _print_summary(out_dir, summary)
+    holdout = config.data.mri.holdout_manifest if config.data.name == "mri" else None
+    if holdout and (not finished_before or _holdout_unscored(out_dir, Path(holdout))):
+        _evaluate_holdout_after_training(out_dir, Path(holdout))
+    return 0
+
+
+def train_run_dir(args: argparse.Namespace) -> Path:
+    """The run directory `elr-mri train ARGS` writes: --resume's, --out, or runs/<config file name>."""
+    return args.resume or args.out or Path("runs") / args.config.stem
+
+
+def _resumed_run_config(args: argparse.Namespace) -> RunConfig:
+    """The config of the run `--resume` names, with `--set` applied; a path that is no run folder is one line
+    saying which to pass."""
+    from elr_mri.config import load_config
+
+    if args.out is not None:
+        raise ValueError(f"--out {args.out} with --resume {args.resume}: a resumed run continues in its own "
+                         "directory; drop --out (or copy the run directory there first)")
+    out_dir = args.resume
+    if out_dir.is_file() and (out_dir.parent / "config.yaml").is_file():  # RUN/config.yaml for RUN
+        raise ValueError(f"--resume {out_dir}: is a file of the run; pass the run's folder: --resume {out_dir.parent}")
+    if not (out_dir / "config.yaml").is_file() and (out_dir / "checkpoints" / "last.pt").is_file():
+        raise FileNotFoundError(f"--resume {out_dir}: its config.yaml is missing (checkpoints/last.pt is there); "
+                                "restore config.yaml from a copy of the run")
+    if not (out_dir / "config.yaml").is_file():
+        raise FileNotFoundError(f"--resume {out_dir}: no run there (no config.yaml); pass the directory "
+                                "`elr-mri train` wrote (its --out), or start one with --config")
+    return load_config(out_dir / "config.yaml", args.overrides)
+
+
+def _new_run_config(args: argparse.Namespace, out_dir: Path) -> RunConfig:
+    """The config `--config` and `--set` give a new run in `out_dir`."""
+    from elr_mri.config import load_config
+
+    config = load_config(args.config, args.overrides)
+    if args.out is None:
+        _refuse_another_configs_run(config, out_dir)
+    return config
+
+
+def _print_summary(out_dir: Path, summary: dict[str, Any]) -> None:
+    """The run's summary.json in short: its plain values on stdout, its warnings on stderr."""
+    print(f"run directory: {out_dir}")
+    for key, value in summary.items():
+        if not isinstance(value, (dict, list)):
+            print(f"  {key}: {value}")
+    for warning in summary.get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
+
+
+def _holdout_unscored(out_dir: Path, holdout: Path) -> bool:
+    """Whether a finished run's holdout lacks its results (summary.json, written last) and can be scored now: its
+    scoring at the end of training was cut short (Ctrl-C, a kill, a job's time limit), and a plain `--resume`
+    finishes it. Where it cannot (the manifest moved, read-only storage) a note says how, and the resume stays a
+    success: training is done."""
+    from elr_mri.evaluation.evaluate import evaluation_dir
+
+    if (evaluation_dir(out_dir, holdout) / "summary.json").is_file():
+        return False
+    if holdout.is_file() and os.access(out_dir, os.W_OK):
+        return True
+    reason = "the manifest is not there" if not holdout.is_file() else "the run folder is read-only"
+    print(f"note: {out_dir}: the scoring of its holdout {holdout} was cut short and cannot be finished here ({reason}); "
+          f"once it can: elr-mri evaluate --run {out_dir} --manifest {holdout}", file=sys.stderr)
+    return False
+
+
+def _refuse_another_configs_run(config: RunConfig, out_dir: Path) -> None:
+    """The default --out is named after the config file alone, which configs/cifar10/ and configs/cifar100/ share
+    (elr_sym40.yaml): a run of other settings there would be offered for --resume, and followed, trained on."""
+    from elr_mri.config import ConfigError, load_config, settings_a_resume_would_change
+
+    try:
+        there = load_config(out_dir / "config.yaml")
+    except (ConfigError, OSError):  # no run there, or not one this can read: the run folder's own checks say which
+        return
+    changed = settings_a_resume_would_change(there, config)
+    if changed:
+        key, (before, after) = next(iter(changed.items()))
+        raise FileExistsError(f"{out_dir}, the default --out (runs/<config file name>), holds a run of other settings "
+                              f"({key} = {before!r} there, {after!r} here), e.g. another folder's config of this name; "
+                              "pass --out NEW_RUN_DIR")
+
+
+def _unread_setting_notes(config: RunConfig, overrides: list[str]) -> list[str]:
+    """A line for each `--set` the run's loss, schedule or another setting leaves unread (see `unread_overrides`)."""
+    from elr_mri.config import setting_text, setting_value, unread_overrides
+
+    notes = []
+    for key, chooser, readers in unread_overrides(config, overrides):
+        listed = f"{', '.join(readers[:-1])} and {readers[-1]}" if len(readers) > 1 else "".join(readers)
+        read_by = f"only {listed} read{'s' if len(readers) == 1 else ''} it" if readers \
+            else f"no {chooser.split('.')[0]} reads it"
+        chosen = setting_text(setting_value(config, chooser))
+        notes.append(f"note: --set {key} changes nothing in this run: {chooser} is {chosen}, and {read_by}")
+    return notes
+
+
+def _evaluate_holdout_after_training(out_dir: Path, holdout: Path) -> None:
+    """Score the configured holdout; a problem there (an unreadable scan) says that training itself finished."""
+    try:
+        evaluate_and_print(out_dir, holdout)
+    except Exception as err:
+        problem = user_problem(err)
+        if problem is None:
+            raise
+        raise ValueError(f"training finished ({out_dir}), but scoring the holdout failed: {problem}; once fixed: "
+                         f"elr-mri evaluate --run {out_dir} --manifest {holdout}") from err
