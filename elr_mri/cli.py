@@ -180,10 +180,22 @@ def _command_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.Argu
 
 
 def _parser() -> argparse.ArgumentParser:
-    """The parser of every subcommand but the forwarded ones (`_FORWARDED`), each with its handler."""
+    """The parser of every subcommand, each with its handler; the forwarded ones (`_FORWARDED`) parse their own."""
     parser = argparse.ArgumentParser(prog="elr-mri", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"elr-mri {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_train(commands)
+    _add_evaluate(commands)
+    _add_explain(commands)
+    _add_import_cohort(commands)
+    _add_volumes(commands)
+    commands.add_parser("preprocess", help="raw T1 scans to template space (see `elr-mri preprocess --help`)")
+    commands.add_parser("preprocess-merge", help="join the manifests of preprocessing shards")
+    commands.add_parser("simulate-cohort", help="write a simulated ADNI-like + NACC-like cohort (see --help)")
+    return parser
+
+
+def _add_train(commands: argparse._SubParsersAction) -> None:
     train = commands.add_parser("train", help="train a classifier from a YAML config",
                                 description="Train a classifier from a YAML config (configs/), or continue a run.")
     source = train.add_mutually_exclusive_group(required=True)
@@ -195,6 +207,9 @@ def _parser() -> argparse.ArgumentParser:
                             "--set \"data.root='2024'\"; a section takes a mapping: --set 'train={epochs: 5}')")
     train.add_argument("--out", type=nonempty_path, help="run directory (default: runs/<config name>)")
     train.set_defaults(handler=train_command)
+
+
+def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     evaluate = commands.add_parser("evaluate", help="score a run on its test split or on a holdout cohort",
                                    description="Score a run on its test split or on a holdout cohort (--manifest).")
     evaluate.add_argument("--run", type=nonempty_path, required=True, metavar="RUN_DIR", help="a finished training run")
@@ -217,6 +232,9 @@ def _parser() -> argparse.ArgumentParser:
                           help="MRI runs only: other runs on the same participant splits (e.g. ELR beside CE), scored "
                                "and put in the same table")
     evaluate.set_defaults(handler=evaluate_command)
+
+
+def _add_explain(commands: argparse._SubParsersAction) -> None:
     explain = commands.add_parser("explain", help="input-gradient saliency maps of an MRI run, per class",
                                   description="Input-gradient saliency maps of an MRI run, per class.")
     explain.add_argument("--run", type=nonempty_path, required=True, metavar="RUN_DIR",
@@ -225,6 +243,9 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--checkpoint", choices=["best", "last"], default="best",
                          help="the selected epoch's weights (best.pt, default) or the last epoch's")
     explain.set_defaults(handler=explain_command)
+
+
+def _add_import_cohort(commands: argparse._SubParsersAction) -> None:
     importer = commands.add_parser("import-cohort", help="diagnoses + ages (ADNIMERGE or a mapped table) joined to scans",
                                    description="Join diagnoses and ages (ADNIMERGE, or a table through a mapping) to preprocessed scans.")
     importer.add_argument("--scans", type=nonempty_path, required=True, help="manifest written by `elr-mri preprocess`")
@@ -235,6 +256,9 @@ def _parser() -> argparse.ArgumentParser:
     importer.add_argument("--baseline-diagnosis", action="store_true", help="ADNI: every scan gets DX_bl")
     importer.add_argument("--out", type=nonempty_path, required=True, help="manifest CSV for `elr-mri train` / `evaluate`")
     importer.set_defaults(handler=import_cohort_command)
+
+
+def _add_volumes(commands: argparse._SubParsersAction) -> None:
     volumes = commands.add_parser("volumes", help="regional brain volumes per scan from the registration's Jacobian",
                                   description="Regional brain volumes of each preprocessed scan, from the registration's Jacobian.")
     volumes.add_argument("--manifest", type=nonempty_path, required=True, help="manifest written by `elr-mri preprocess`")
@@ -245,10 +269,6 @@ def _parser() -> argparse.ArgumentParser:
                          help="grid in mm of the SyN registration run for affinely preprocessed scans (default 2)")
     volumes.add_argument("--truth", type=nonempty_path, help="simulated cohort's truth.csv: report how well volumes recover it")
     volumes.set_defaults(handler=volumes_command)
-    commands.add_parser("preprocess", help="raw T1 scans to template space (see `elr-mri preprocess --help`)")
-    commands.add_parser("preprocess-merge", help="join the manifests of preprocessing shards")
-    commands.add_parser("simulate-cohort", help="write a simulated ADNI-like + NACC-like cohort (see --help)")
-    return parser
 
 
 def _simulate(argv: list[str]) -> int:
