@@ -23,7 +23,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
     eval_dir = evaluate_and_print(args.run, args.manifest, args.checkpoint, args.bootstrap, args.test_set)
     baselines = _evaluate_baselines(args) if args.baselines else []
     if args.baselines or args.compare_with:
-        _print_comparison(args, eval_dir, baselines)
+        _score_and_compare(args, eval_dir, baselines)
     return 0
 
 
@@ -142,9 +142,10 @@ def _evaluate_baselines(args: argparse.Namespace) -> list[str]:
     return scored
 
 
-def _print_comparison(args: argparse.Namespace, eval_dir: Path, baselines: list[str]) -> None:
-    """The CNN, the --compare-with runs and the `baselines` scored by this command in one table (also
-    comparison.csv); baseline results an earlier command left in eval_dir are not this comparison's."""
+def _score_and_compare(args: argparse.Namespace, eval_dir: Path, baselines: list[str]) -> None:
+    """Score the --compare-with runs, then print the CNN, those runs and the `baselines` scored by this command in
+    one table (also comparison.csv) and their paired differences; baseline results an earlier command left in
+    eval_dir are not this comparison's."""
     from elr_mri.config import load_config
     from elr_mri.evaluation.compare import comparison_table, paired_differences, require_same_scans, run_labels
     from elr_mri.evaluation.evaluate import evaluate_run

@@ -143,6 +143,19 @@ def _check_data_source(cfg: RunConfig, source: str) -> None:
                           "paper' says where to get each")
 
 
+def _check_schedule_floor(cfg: RunConfig, source: str) -> None:
+    """A cosine floor at or above the base rate would make the 'decay' raise the rate or hold it flat.
+
+    eta_min is absolute (the paper's SGD value, 0.001), so switching to Adam at 1e-4 without lowering it
+    silently turns the schedule upside down.
+    """
+    if cfg.schedule.name in ("cosine", "cosine_warm_restarts") and cfg.schedule.eta_min >= cfg.optim.lr:
+        raise ConfigError(
+            f"{source}: schedule.eta_min = {cfg.schedule.eta_min} is not below optim.lr = {cfg.optim.lr}, "
+            f"so the cosine schedule would not decay; set schedule.eta_min lower (e.g. 0)"
+        )
+
+
 def _check_optimizer(cfg: RunConfig, source: str) -> None:
     """Nesterov is an SGD momentum variant: torch's Adam has no such flag and SGD refuses it without momentum."""
     if cfg.optim.name == "adam" and cfg.optim.nesterov:
@@ -195,16 +208,3 @@ def check_augment_settings(data: DataConfig) -> None:
     if data.name == "mri" and not data.augment and unread:
         raise ConfigError(f"data.mri.{' and data.mri.'.join(unread)} not read with data.augment: false (training "
                           "then uses the centre crop as it is); set data.augment: true, or drop them")
-
-
-def _check_schedule_floor(cfg: RunConfig, source: str) -> None:
-    """A cosine floor at or above the base rate would make the 'decay' raise the rate or hold it flat.
-
-    eta_min is absolute (the paper's SGD value, 0.001), so switching to Adam at 1e-4 without lowering it
-    silently turns the schedule upside down.
-    """
-    if cfg.schedule.name in ("cosine", "cosine_warm_restarts") and cfg.schedule.eta_min >= cfg.optim.lr:
-        raise ConfigError(
-            f"{source}: schedule.eta_min = {cfg.schedule.eta_min} is not below optim.lr = {cfg.optim.lr}, "
-            f"so the cosine schedule would not decay; set schedule.eta_min lower (e.g. 0)"
-        )
