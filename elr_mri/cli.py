@@ -20,6 +20,7 @@ from elr_mri.commands.cohort import import_cohort_command, volumes_command
 from elr_mri.commands.evaluate import evaluate_command, explain_command
 from elr_mri.commands.problems import user_problem
 from elr_mri.commands.train import train_command, train_run_dir
+from elr_mri.evaluation import N_BOOT
 from elr_mri.stopping import Terminated, interrupted, terminated, terminating_at_safe_points
 from preprocess.arguments import near_option, unknown_option
 from preprocess.signals import sigterm_as_ctrl_c
@@ -219,7 +220,7 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
                                "(WebVision: ilsvrc12); results go to RUN_DIR/eval-NAME")
     evaluate.add_argument("--checkpoint", choices=["best", "last"], default="best",
                           help="best: the run's selection rule (config.yaml says which); last: the final epoch")
-    evaluate.add_argument("--bootstrap", type=int, default=1000, help="participant resamples for the 95%% intervals (default 1000)")
+    evaluate.add_argument("--bootstrap", type=int, default=N_BOOT, help="participant resamples for the 95%% intervals (default %(default)s)")
     evaluate.add_argument("--baselines", action="store_true",
                           help="MRI runs only: also fit the linear baselines on the run's splits and put them in the "
                                "same table")

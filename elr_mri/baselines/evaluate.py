@@ -28,6 +28,7 @@ from elr_mri.data.adjudicated import load_adjudicated_labels
 from elr_mri.data.cohort import IMAGE_COLUMN, SCAN_KEYS, label_indices, load_manifest
 from elr_mri.data.splits import load_splits, run_participants
 from elr_mri.engine.run_dir import labels_fingerprint, read_data_shape
+from elr_mri.evaluation import N_BOOT
 from elr_mri.evaluation.compare import require_same_splits
 from elr_mri.evaluation.evaluate import evaluation_dir, write_evaluation
 from elr_mri.evaluation.metrics import MetricsReport, evaluate_predictions
@@ -39,7 +40,7 @@ LAST_EPOCH_FLAGS = "last_epoch_prediction"  # suspected_mislabels.csv's source o
 
 
 def evaluate_baselines(run_dir: Path, volumes_csvs: Sequence[Path] = (), manifest: Path | None = None,
-                       drop_suspected: Path | None = None, n_boot: int = 1000,
+                       drop_suspected: Path | None = None, n_boot: int = N_BOOT,
                        beside_checkpoint: str = "best") -> dict[str, dict[str, MetricsReport]]:
     """Fit and score every baseline (the volume one only when `volumes_csvs` are given); results go
     to baselines/<name>/ inside the evaluation of the run's `beside_checkpoint` they are compared with

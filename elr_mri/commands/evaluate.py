@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from elr_mri.evaluation import N_BOOT
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -35,7 +37,7 @@ def _refuse_evaluate_arguments(args: argparse.Namespace) -> None:
         raise ValueError(f"--test-set {args.test_set} scores one of an image run's own test sets; drop --manifest "
                          "and --baselines, which are for MRI runs")
     if args.bootstrap < 2:
-        raise ValueError(f"--bootstrap {args.bootstrap}: the 95% intervals need resamples; pass 1000 (the default) "
+        raise ValueError(f"--bootstrap {args.bootstrap}: the 95% intervals need resamples; pass {N_BOOT} (the default) "
                          "or at least 2")
 
 
@@ -59,7 +61,7 @@ def _check_before_scoring(args: argparse.Namespace) -> None:
 
 
 def evaluate_and_print(run_dir: Path, manifest: Path | None, checkpoint: str = "best",
-                        n_boot: int = 1000, test_set: str = "test") -> Path:
+                        n_boot: int = N_BOOT, test_set: str = "test") -> Path:
     """Evaluate a run's checkpoint on `manifest` (None: its test set `test_set`), print the metrics and
     return the evaluation's folder."""
     from elr_mri.evaluation.evaluate import evaluate_run, evaluation_dir

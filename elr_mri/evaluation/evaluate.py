@@ -30,6 +30,7 @@ from elr_mri.engine.execution import ExecutionPlan
 from elr_mri.engine.methods import Method, build_method
 from elr_mri.engine.run_dir import read_data_shape
 from elr_mri.engine.runner import SELECTION_RULES, resolve_device, selection_rule, uses_age
+from elr_mri.evaluation import N_BOOT
 from elr_mri.evaluation.metrics import MetricsReport, bootstrap_metrics, evaluate_predictions, non_finite_rows
 from preprocess.sidecar import file_sha256
 
@@ -104,7 +105,7 @@ def predict(method: Method, dataset: Dataset, batch_size: int) -> tuple[np.ndarr
 
 
 def evaluate_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = "best",
-                 n_boot: int = 1000, test_set: str = "test") -> dict[str, MetricsReport]:
+                 n_boot: int = N_BOOT, test_set: str = "test") -> dict[str, MetricsReport]:
     """Evaluate `run_dir` on `manifest` (an independent cohort) or, without one, on its own test split
     (`test_set`: "test", or a further test set of its data such as WebVision's "ilsvrc12")."""
     run_dir = Path(run_dir)

@@ -24,6 +24,8 @@ from typing import Sequence
 import numpy as np
 from scipy.stats import rankdata
 
+from elr_mri.evaluation import N_BOOT
+
 __all__ = [
     "non_finite_rows",
     "Interval",
@@ -41,7 +43,6 @@ __all__ = [
     "confusion_counts",
 ]
 
-N_BOOT = 1000
 TOP5_MIN_CLASSES = 5  # top-5 accuracy is reported only above this many classes, where it is not trivially 1
 CONFIDENCE = 0.95
 
