@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from elr_mri.config.schema import DataConfig, ELRPlusConfig, RunConfig, setting_value
+from elr_mri.config.schema import DataConfig, ELRPlusConfig, MRIDataConfig, RunConfig, TrainLoopConfig, setting_value
 from elr_mri.config.strict_yaml import parse_yaml_value
 
 
@@ -36,16 +36,30 @@ _CHOSEN_BY: dict[str, tuple[str, dict[str, frozenset[str]]]] = {
     "loss": ("loss.name", LOSS_READS), "elr_plus": ("loss.name", LOSS_READS),
     "schedule": ("schedule.name", SCHEDULE_READS),
 }
+
+
+def setting_text(value: Any) -> str:
+    """A setting's value as YAML writes it (`true`, not Python's `True`), for messages and the choice tables."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _choices(section: type, name: str) -> list[str]:
+    """A setting's allowed values as YAML writes them, read from its Literal type: a value added there is known here."""
+    return [setting_text(value) for value in typing.get_args(typing.get_type_hints(section)[name])]
+
+
+def _read_unless(key: str, chooser: str, section: type, name: str, off: tuple[str, ...]) -> tuple[str, dict]:
+    """`key` is read under every choice of `chooser` (`section.name`) but those in `off`."""
+    return chooser, {choice: frozenset() if choice in off else frozenset({key}) for choice in _choices(section, name)}
+
+
 # Single settings another one switches off, with the choices (as YAML writes them) under which they are read.
 _KEY_CHOSEN_BY: dict[str, tuple[str, dict[str, frozenset[str]]]] = {
-    "train.compile_mode": ("train.compile", {"auto": frozenset({"train.compile_mode"}),
-                                             "true": frozenset({"train.compile_mode"}), "false": frozenset()}),
-    "data.mri.cache_dir": ("data.mri.cache", {"disk": frozenset({"data.mri.cache_dir"}), "memory": frozenset(),
-                                              "none": frozenset()}),
+    "train.compile_mode": _read_unless("train.compile_mode", "train.compile", TrainLoopConfig, "compile", ("false",)),
+    "data.mri.cache_dir": _read_unless("data.mri.cache_dir", "data.mri.cache", MRIDataConfig, "cache",
+                                       ("memory", "none")),
     # per-channel image statistics: digits are used as sklearn gives them, volumes scaled per scan
-    "data.normalization": ("data.name", {name: frozenset() if name in ("digits", "mri") else
-                                         frozenset({"data.normalization"})
-                                         for name in typing.get_args(typing.get_type_hints(DataConfig)["name"])}),
+    "data.normalization": _read_unless("data.normalization", "data.name", DataConfig, "name", ("digits", "mri")),
 }
 
 
@@ -65,11 +79,6 @@ def unread_overrides(cfg: RunConfig, overrides: list[str]) -> list[tuple[str, st
         if setting_text(setting_value(cfg, chooser)) not in readers:
             unread[key] = (chooser, readers)
     return [(key, chooser, readers) for key, (chooser, readers) in unread.items()]
-
-
-def setting_text(value: Any) -> str:
-    """A setting's value as YAML writes it (`true`, not Python's `True`), for messages and the choice tables."""
-    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _set_keys(overrides: list[str]) -> list[str]:
