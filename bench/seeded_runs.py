@@ -33,5 +33,5 @@ def train_seeds(config: Path, overrides: list[str], seeds: int) -> list[dict]:
 
 
 def percent_mean_std(values: np.ndarray) -> str:
-    """Fractions as "mean ± std" in percent points, the form the benchmark tables use."""
+    """Fractions as "mean ± std" in percent points (population std, ddof 0), the form the benchmark tables use."""
     return f"{100 * values.mean():.2f} ± {100 * values.std():.2f}"
