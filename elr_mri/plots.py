@@ -116,20 +116,36 @@ def plot_confusion(counts: np.ndarray, classes: list[str], path: Path, title: st
     _save(fig, path)
 
 
-def plot_saliency(saliency: np.ndarray, background: np.ndarray, path: Path, title: str = "") -> None:
-    """Axial and sagittal mid-slices (RAS volume) of a saliency map over the mean input."""
-    x, _, z = (s // 2 for s in saliency.shape)
-    views = {"axial": (background[:, :, z].T, saliency[:, :, z].T), "sagittal": (background[x].T, saliency[x].T)}
-    fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.8))
+def plot_saliency(saliency: np.ndarray, background: np.ndarray, affine: np.ndarray, path: Path,
+                  title: str = "") -> None:
+    """Axial and sagittal slices of a saliency map (RAS volume, `affine` to millimetres) over the mean input, each
+    through the slice holding most of the map drawn: the centre slices can miss it all (a sagittal midline never
+    crosses a hippocampus). Letters mark the sides, the axial view showing the subject's left on the left."""
     top = np.percentile(saliency, 99.5) or 1.0
-    for ax, (name, (under, over)) in zip(axes, views.items()):
+    drawn = np.where(saliency >= 0.2 * top, saliency, 0.0)
+    x, z = _strongest_slice(drawn, axis=0), _strongest_slice(drawn, axis=2)
+    centre = np.array([s / 2 for s in saliency.shape])
+    x_mm = (affine[:3, :3] @ [x, centre[1], centre[2]] + affine[:3, 3])[0]
+    z_mm = (affine[:3, :3] @ [centre[0], centre[1], z] + affine[:3, 3])[2]
+    views = {f"axial, z = {z_mm:.0f} mm": (background[:, :, z].T, saliency[:, :, z].T, "LR"),
+             f"sagittal, x = {x_mm:.0f} mm": (background[x].T, saliency[x].T, "PA")}
+    fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.8))
+    for ax, (name, (under, over, sides)) in zip(axes, views.items()):
         ax.imshow(under, cmap="gray", origin="lower")
-        ax.imshow(np.ma.masked_less(over, 0.2 * top), cmap="hot", origin="lower", alpha=0.7, vmin=0, vmax=top)
+        ax.imshow(np.ma.masked_less(over, 0.2 * top), cmap="autumn", origin="lower", alpha=0.7, vmin=0, vmax=top)
+        for side, where in zip(sides, (0.03, 0.97)):
+            ax.text(where, 0.5, side, transform=ax.transAxes, ha="center", va="center", color="white", fontsize=9)
         ax.set_title(name)
         ax.axis("off")
     if title:
         fig.suptitle(title)
     _save(fig, path)
+
+
+def _strongest_slice(drawn: np.ndarray, axis: int) -> int:
+    """The slice along `axis` holding most of `drawn`; the middle one when nothing is drawn."""
+    per_slice = drawn.sum(axis=tuple(a for a in range(drawn.ndim) if a != axis))
+    return int(per_slice.argmax()) if per_slice.max() > 0 else drawn.shape[axis] // 2
 
 
 def _save(fig: plt.Figure, path: Path) -> None:

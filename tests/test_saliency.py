@@ -37,3 +37,25 @@ def test_a_confidently_wrong_scan_keeps_its_gradient() -> None:
     # the scan labelled 1 is predicted as given: p1 ≈ 1, so its gradient vanishes (≈ e^-40), as it should
     assert np.abs(maps[1]).max() < 1e-12
     np.testing.assert_allclose(mean_input, np.full((3, 3, 3), 0.35), rtol=1e-6)
+
+
+def _coloured_pixels(png: np.ndarray) -> np.ndarray:
+    """Where the map shows over the grey background (grey has equal red and blue)."""
+    return png[..., 0] - png[..., 2] > 0.3
+
+
+def test_the_png_shows_a_map_that_lies_off_the_centre_slices(tmp_path) -> None:
+    """The map of a left hippocampus lies on neither the sagittal midline nor, often, the axial centre slice:
+    both views must go through it, or the figure shows no saliency at all."""
+    import matplotlib.image
+
+    from elr_mri.plots import plot_saliency
+
+    background = np.full((40, 48, 40), 0.5)
+    saliency = np.zeros(background.shape)
+    saliency[8:13, 30:35, 6:10] = 1.0  # left, anterior, low: off every centre slice
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    plot_saliency(saliency, background, affine, tmp_path / "map.png")
+    coloured = _coloured_pixels(matplotlib.image.imread(tmp_path / "map.png"))
+    half = coloured.shape[1] // 2
+    assert coloured[:, :half].sum() > 20 and coloured[:, half:].sum() > 20  # axial and sagittal views show it

@@ -47,7 +47,8 @@ def explain_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = "
         if maps[k] is None:
             continue
         _write_nifti(maps[k], affine, out / f"saliency_{class_name}.nii.gz")
-        _write_png(maps[k], mean_input, out / f"saliency_{class_name}.png", title=f"{class_name}: |∂ log p / ∂ input|")
+        _write_png(maps[k], mean_input, affine, out / f"saliency_{class_name}.png",
+                   title=f"{class_name}: |∂ log p / ∂ input|")
     atomic_write_json({"manifest": scored_source(manifest), "manifest_sha256": scored_fingerprint(manifest),
                        "checkpoint": checkpoint, "checkpoint_epoch": run.epoch, "run_finished": run.finished,
                        "scans": len(dataset)},
@@ -99,7 +100,7 @@ def _write_nifti(volume: np.ndarray, affine: np.ndarray, path: Path) -> None:
         nib.save(nib.Nifti1Image(volume.astype(np.float32), affine), tmp)
 
 
-def _write_png(saliency: np.ndarray, background: np.ndarray, path: Path, title: str) -> None:
+def _write_png(saliency: np.ndarray, background: np.ndarray, affine: np.ndarray, path: Path, title: str) -> None:
     from elr_mri.plots import plot_saliency
 
-    plot_saliency(saliency, background, path, title)
+    plot_saliency(saliency, background, affine, path, title)
