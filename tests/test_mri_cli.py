@@ -266,8 +266,12 @@ def test_comparing_with_an_unfinished_run_says_so(trained: dict[str, Path], tmp_
     assert f"note: {trained['run']} has not finished" not in result.stderr
 
 
+@pytest.mark.parametrize(("command", "effect"), [("evaluate", "these scores count them, so they are inflated"),
+                                               ("explain", "these maps average them in, with what the network "
+                                                           "learned of them in training")])
 def test_an_allowed_overlap_with_training_is_named_where_the_scores_are_printed(
-        trained: dict[str, Path], tmp_path: Path, cli_in_process: Cli) -> None:
+        trained: dict[str, Path], tmp_path: Path, cli_in_process: Cli, command: str, effect: str) -> None:
+    """`explain` as `evaluate`: maps averaged over training scans are no more the holdout's than scores are."""
     run = tmp_path / "overlap_allowed"
     shutil.copytree(trained["run"], run)
     settings = yaml.safe_load((run / "config.yaml").read_text())
@@ -275,10 +279,11 @@ def test_an_allowed_overlap_with_training_is_named_where_the_scores_are_printed(
     (run / "config.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
     holdout = tmp_path / "with_training.csv"
     pd.concat([pd.read_csv(trained["holdout"]), pd.read_csv(trained["train"]).head(2)]).to_csv(holdout, index=False)
-    result = cli_in_process("evaluate", "--run", str(run), "--manifest", str(holdout), "--bootstrap", "20")
+    bootstrap = ["--bootstrap", "20"] if command == "evaluate" else []
+    result = cli_in_process(command, "--run", str(run), "--manifest", str(holdout), *bootstrap)
     assert result.returncode == 0, result.stderr[-2000:]
     notes = [line for line in result.stderr.splitlines() if line.startswith(f"note: {run}: {holdout}: ")]
-    assert len(notes) == 2 and notes[0].endswith("these scores count them, so they are inflated")
+    assert len(notes) == 2 and all(note.endswith(effect) for note in notes)
     assert "2 participant(s) are in both training and holdout" in notes[0]
     assert "2 scan(s) are files of the training manifest" in notes[1]
 

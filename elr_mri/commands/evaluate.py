@@ -118,17 +118,19 @@ def _note_rarely_defined(reports: dict[str, MetricsReport], n_boot: int) -> None
               "make them trustworthy", file=sys.stderr)
 
 
-def _note_scoring_caveats(run_dir: Path, eval_dir: Path, done: str = "scored") -> None:
+def _note_scoring_caveats(run_dir: Path, eval_dir: Path, done: str = "scored",
+                          overlap: str = "these scores count them, so they are inflated") -> None:
     """Say so when the scored run is still training (or was killed while extended): its checkpoint is not the
     run's result yet; and name the participants or scans shared with training that
     data.mri.allow_participant_overlap let through, which inflate the scores. For the run evaluated and for
-    each run compared with it. `done`: what the command did with the checkpoint (`explain`: explained)."""
+    each run compared with it. `done`: what the command did with the checkpoint (`explain`: explained);
+    `overlap`: what the shared scans did to its results."""
     about = json.loads((eval_dir / "summary.json").read_text())
     if not about["run_finished"]:
         print(f"note: {run_dir} has not finished training (no summary.json); {done} its {about['checkpoint']} "
               f"checkpoint so far, from epoch {about['checkpoint_epoch']}", file=sys.stderr)
-    for overlap in about.get("participant_overlap_notes", []):
-        print(f"note: {run_dir}: {overlap}: these scores count them, so they are inflated", file=sys.stderr)
+    for shared in about.get("participant_overlap_notes", []):
+        print(f"note: {run_dir}: {shared}: {overlap}", file=sys.stderr)
 
 
 def _evaluate_baselines(args: argparse.Namespace) -> list[str]:
@@ -186,5 +188,6 @@ def explain_command(args: argparse.Namespace) -> int:
 
     out = explain_run(args.run, args.manifest, args.checkpoint)
     print(f"saliency maps: {out}")
-    _note_scoring_caveats(args.run, out, done="explained")
+    _note_scoring_caveats(args.run, out, done="explained",
+                          overlap="these maps average them in, with what the network learned of them in training")
     return 0

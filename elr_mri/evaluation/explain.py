@@ -36,7 +36,7 @@ def explain_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = "
     cfg, shape, method = run.cfg, run.shape, run.method
     if cfg.data.name != "mri":
         raise ValueError(f"explain makes 3D saliency maps of MRI runs; {run_dir} trained on {cfg.data.name}")
-    dataset, _, _ = evaluation_set(run_dir, cfg, manifest)
+    dataset, _, overlap_notes = evaluation_set(run_dir, cfg, manifest)
     maps, mean_input = saliency_maps(method, dataset, shape["num_classes"], evaluation_batch_size(cfg))
     affine = crop_affine(dataset.frame["image_path"].iloc[0], tuple(cfg.data.mri.crop_size))
     out.mkdir(parents=True, exist_ok=True)
@@ -51,7 +51,7 @@ def explain_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = "
                    title=f"{class_name}: |∂ log p / ∂ input|")
     atomic_write_json({"manifest": scored_source(manifest), "manifest_sha256": scored_fingerprint(manifest),
                        "checkpoint": checkpoint, "checkpoint_epoch": run.epoch, "run_finished": run.finished,
-                       "scans": len(dataset)},
+                       "scans": len(dataset), "participant_overlap_notes": overlap_notes},
                       out / "summary.json")
     refuse_if_run_moved_on(run, run_dir, out)
     return out
