@@ -38,7 +38,8 @@ def explain_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = "
         raise ValueError(f"explain makes 3D saliency maps of MRI runs; {run_dir} trained on {cfg.data.name}")
     dataset, _, overlap_notes = evaluation_set(run_dir, cfg, manifest)
     maps, mean_input = saliency_maps(method, dataset, shape["num_classes"], evaluation_batch_size(cfg))
-    affine = crop_affine(dataset.frame["image_path"].iloc[0], tuple(cfg.data.mri.crop_size))
+    scan = dataset.frame["image_path"].iloc[0]
+    affine = crop_affine(scan, tuple(cfg.data.mri.crop_size))
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").unlink(missing_ok=True)  # read as "complete": it goes first and comes back last
     for stale in out.glob("saliency_*"):
@@ -46,7 +47,7 @@ def explain_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = "
     for k, class_name in enumerate(shape["class_names"]):
         if maps[k] is None:
             continue
-        _write_nifti(maps[k], affine, out / f"saliency_{class_name}.nii.gz")
+        _write_nifti(maps[k], affine, scan, out / f"saliency_{class_name}.nii.gz")
         _write_png(maps[k], mean_input, affine, out / f"saliency_{class_name}.png",
                    title=f"{class_name}: |∂ log p / ∂ input|")
     atomic_write_json({"manifest": scored_source(manifest), "manifest_sha256": scored_fingerprint(manifest),
@@ -95,9 +96,17 @@ def crop_affine(volume_path: str, crop: tuple[int, ...]) -> np.ndarray:
     return affine
 
 
-def _write_nifti(volume: np.ndarray, affine: np.ndarray, path: Path) -> None:
+def _write_nifti(volume: np.ndarray, affine: np.ndarray, scan: str, path: Path) -> None:
+    """`volume` on `affine`, in the space and units `scan`'s header names (MNI152 and mm for `elr-mri preprocess`
+    output): without them the map is "aligned to some anatomy" in unknown units, which a viewer reading the codes
+    (AFNI: +orig against the template's +tlrc) does not put in the space of the scans it is to overlay."""
+    header = nib.load(scan).header
+    image = nib.Nifti1Image(volume.astype(np.float32), affine)
+    image.set_sform(affine, int(header["sform_code"]) or "aligned")
+    image.set_qform(affine, int(header["qform_code"]))
+    image.header.set_xyzt_units(*header.get_xyzt_units())
     with atomic_path(path) as tmp:
-        nib.save(nib.Nifti1Image(volume.astype(np.float32), affine), tmp)
+        nib.save(image, tmp)
 
 
 def _write_png(saliency: np.ndarray, background: np.ndarray, affine: np.ndarray, path: Path, title: str) -> None:
