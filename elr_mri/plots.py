@@ -121,7 +121,7 @@ def plot_saliency(saliency: np.ndarray, background: np.ndarray, affine: np.ndarr
     """Axial and sagittal slices of a saliency map (RAS volume, `affine` to millimetres) over the mean input, each
     through the slice holding most of the map drawn: the centre slices can miss it all (a sagittal midline never
     crosses a hippocampus). Letters mark the sides, the axial view showing the subject's left on the left."""
-    top = np.percentile(saliency, 99.5) or 1.0
+    top = np.percentile(saliency, 99.5) or saliency.max() or 1.0  # a map on few voxels: its own scale
     drawn = np.where(saliency >= 0.2 * top, saliency, 0.0)
     x, z = _strongest_slice(drawn, axis=0), _strongest_slice(drawn, axis=2)
     centre = np.array([s / 2 for s in saliency.shape])

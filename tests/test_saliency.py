@@ -82,3 +82,18 @@ def test_a_map_keeps_the_space_and_units_of_the_scans(tmp_path) -> None:
     assert written.header.get_xyzt_units()[0] == "mm"
     np.testing.assert_allclose(written.affine, crop)
     np.testing.assert_allclose(written.get_fdata(), 1.0)
+
+
+def test_the_png_shows_a_map_confined_to_a_few_voxels(tmp_path) -> None:
+    """The colour scale tops out at the map's 99.5th percentile; where that is 0 (a map on fewer than 0.5% of the
+    voxels) it must come from the map, not be 1: input gradients of 1e-3 were then all under the drawn threshold."""
+    import matplotlib.image
+
+    from elr_mri.plots import plot_saliency
+
+    saliency = np.zeros((40, 48, 40))
+    saliency[18:23, 22:27, 18:22] = 1e-3
+    plot_saliency(saliency, np.full(saliency.shape, 0.5), np.eye(4), tmp_path / "map.png")
+    coloured = _coloured_pixels(matplotlib.image.imread(tmp_path / "map.png"))
+    half = coloured.shape[1] // 2
+    assert coloured[:, :half].sum() > 20 and coloured[:, half:].sum() > 20
