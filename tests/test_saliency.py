@@ -97,3 +97,44 @@ def test_the_png_shows_a_map_confined_to_a_few_voxels(tmp_path) -> None:
     coloured = _coloured_pixels(matplotlib.image.imread(tmp_path / "map.png"))
     half = coloured.shape[1] // 2
     assert coloured[:, :half].sum() > 20 and coloured[:, half:].sum() > 20
+
+
+class _AgedConv(nn.Module):
+    """A small 3D network that also reads the age, as the widened CNN does."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.conv = nn.Conv3d(1, 4, 3)
+        self.head = nn.Linear(4 * 4 ** 3 + 1, 3)
+
+    def forward(self, images: torch.Tensor, age: torch.Tensor) -> torch.Tensor:
+        features = torch.tanh(self.conv(images)).flatten(1)
+        return self.head(torch.cat([features, age[:, None] / 100], dim=1))
+
+
+class _Pair(_OneNetwork):
+    def __init__(self, nets: list[nn.Module]) -> None:
+        self.nets = nets
+
+    def networks(self) -> list[nn.Module]:
+        return self.nets
+
+
+def test_each_map_is_the_mean_input_gradient_of_the_log_probability_of_the_given_class() -> None:
+    """Against autograd one scan at a time, in float64: log p is that of the mean of the networks' logits (ELR+'s
+    prediction), and the scans of a class are averaged, whichever batches they came in."""
+    nets = [_AgedConv(0), _AgedConv(1)]
+    rng = np.random.default_rng(0)
+    scans = [{"image": torch.from_numpy(rng.random((1, 6, 6, 6), dtype=np.float32)), "label": label,
+              "age": 60.0 + 4 * i} for i, label in enumerate([0, 2, 2, 0, 1])]
+    maps, _ = saliency_maps(_Pair(nets), scans, num_classes=3, batch_size=2)
+    expected = [np.zeros((6, 6, 6)) for _ in range(3)]
+    for scan in scans:
+        image = scan["image"][None].double().requires_grad_(True)
+        age = torch.tensor([scan["age"]], dtype=torch.float64)
+        logits = torch.stack([net.double()(image, age=age) for net in nets]).mean(dim=0)
+        (gradient,) = torch.autograd.grad(logits.log_softmax(dim=1)[0, scan["label"]], image)
+        expected[scan["label"]] += gradient.abs()[0, 0].numpy() / sum(s["label"] == scan["label"] for s in scans)
+    for k in range(3):
+        np.testing.assert_allclose(maps[k], expected[k], rtol=1e-4, atol=1e-7)
