@@ -237,18 +237,31 @@ def _volumes_section(volumes: Path, cohort: Path) -> str:
     ])
 
 
+# the `source` column of suspected_mislabels.csv, in the report's words
+FLAG_SOURCES = {"elr_target": "ELR targets", "last_epoch_prediction": "last epoch's predictions"}
+
+
 def _mislabel_section(runs: dict[str, Path]) -> str:
     lines = ["## Suspected mislabels against the true diagnoses",
-             "| method | training scans flagged | of them truly mislabelled | of them suggesting the true diagnosis | "
-             "training scans truly mislabelled | precision | recall |", "|---|---|---|---|---|---|---|"]
+             "| method | flagged from | training scans flagged | of them truly mislabelled | of them suggesting the "
+             "true diagnosis | training scans truly mislabelled | precision | recall |",
+             "|---|---|---|---|---|---|---|---|"]
     for loss, run in runs.items():
         found = json.loads((run / "summary.json").read_text()).get("mislabels")
         if found:
             right = "0" if found["precision"] is None else f"{round(found['precision'] * found['flagged'])}"
             suggesting = found.get("suggestion_true", "–")  # a run trained before it was recorded has none
-            lines.append(f"| {loss} | {found['flagged']} | {right} | {suggesting} | {found['truly_mislabelled']} | "
-                         f"{_percent(found['precision'])} | {_percent(found['recall'])} |")
+            lines.append(f"| {loss} | {_flag_source(run)} | {found['flagged']} | {right} | {suggesting} | "
+                         f"{found['truly_mislabelled']} | {_percent(found['precision'])} | "
+                         f"{_percent(found['recall'])} |")
     return "\n".join(lines)
+
+
+def _flag_source(run: Path) -> str:
+    """What the run's table flagged from: a loss without targets (CE) flags its last epoch's predictions, which
+    after memorisation agree with the given labels; "–" when nothing was flagged or the table predates `source`."""
+    sources = pd.read_csv(run / "suspected_mislabels.csv", usecols=lambda column: column == "source")
+    return FLAG_SOURCES.get(sources["source"].iloc[0], "–") if len(sources.columns) and len(sources) else "–"
 
 
 def _percent(share: float | None) -> str:

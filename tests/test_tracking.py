@@ -69,11 +69,29 @@ def test_the_report_shows_an_undefined_precision_as_a_dash(tmp_path) -> None:
 
     (tmp_path / "summary.json").write_text(json.dumps(
         {"mislabels": {"flagged": 0, "truly_mislabelled": 3, "precision": None, "recall": 0.0}}))
-    assert "| ce | 0 | 0 | – | 3 | – | 0.0% |" in _mislabel_section({"ce": tmp_path})  # trained before suggestion_true
+    (tmp_path / "suspected_mislabels.csv").write_text("index,given_label,suggested_label,source\n")
+    assert "| ce | – | 0 | 0 | – | 3 | – | 0.0% |" in _mislabel_section({"ce": tmp_path})  # before suggestion_true
     (tmp_path / "summary.json").write_text(json.dumps(  # the demo's ELR: 5 of its 15 flags right, of 12 wrong labels
         {"mislabels": {"flagged": 15, "truly_mislabelled": 12, "precision": 5 / 15, "recall": 5 / 12,
                        "suggestion_true": 4}}))
-    assert "| elr | 15 | 5 | 4 | 12 | 33.3% | 41.7% |" in _mislabel_section({"elr": tmp_path})
+    (tmp_path / "suspected_mislabels.csv").write_text("index,given_label,suggested_label,source\n3,0,1,elr_target\n")
+    assert "| elr | ELR targets | 15 | 5 | 4 | 12 | 33.3% | 41.7% |" in _mislabel_section({"elr": tmp_path})
+
+
+def test_the_report_says_which_flags_came_from_predictions_rather_than_targets(tmp_path) -> None:
+    """CE keeps no targets: its table is its last epoch's predictions, which a memorising network brings into line
+    with the given labels; side by side with ELR's, the report must say so."""
+    import json
+
+    import pandas as pd
+
+    from elr_mri.report import _mislabel_section
+
+    (tmp_path / "summary.json").write_text(json.dumps(
+        {"mislabels": {"flagged": 2, "truly_mislabelled": 4, "precision": 0.5, "recall": 0.25, "suggestion_true": 1}}))
+    pd.DataFrame({"index": [5, 1], "given_label": [0, 2], "suggested_label": [1, 1],
+                  "source": "last_epoch_prediction"}).to_csv(tmp_path / "suspected_mislabels.csv", index=False)
+    assert "| ce | last epoch's predictions | 2 | 1 | 1 | 4 | 50.0% | 25.0% |" in _mislabel_section({"ce": tmp_path})
 
 
 def test_the_other_fraction_is_counted_never_below_zero() -> None:
