@@ -7,6 +7,7 @@ import functools
 import re
 import shlex
 import subprocess
+import sys
 import typing
 from pathlib import Path
 from typing import Callable
@@ -14,7 +15,7 @@ from typing import Callable
 import pytest
 
 from elr_mri.config import (
-    LOSS_READS, PATH_KEYS, SCHEDULE_READS, VOLUME_MODELS, ConfigError, ELRPlusConfig, LossConfig, RunConfig,
+    LOSS_READS, PATH_KEYS, SCHEDULE_READS, ConfigError, ELRPlusConfig, LossConfig, RunConfig,
     ScheduleConfig, check_augment_settings, check_noise_settings, config_from_dict, evaluation_batch_size, load_config,
     refuse_resume_changes, unread_overrides, with_absolute_paths,
 )
@@ -316,11 +317,23 @@ def test_noise_settings_the_mode_does_not_read_are_refused(tmp_path: Path, setti
 ])
 def test_a_model_of_the_other_dimension_is_refused(tmp_path: Path, data: str, model: str, message: str) -> None:
     """mlp on MRI data failed at its first step (it takes no age), a 3D model on images at its first convolution."""
-    from elr_mri.models import MODEL_NAMES
-
-    assert set(VOLUME_MODELS) <= set(MODEL_NAMES)
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_config(_write(tmp_path, f"data:\n  name: {data}\nmodel:\n  name: {model}\n"))
+
+
+def test_loading_a_config_imports_no_torch() -> None:
+    """The checks read which models take volumes and the widened CNN's smallest crop from the models' light registry:
+    an MRI config loads, and a crop too small for the widened CNN is refused, without torch's import (seconds)."""
+    code = ("import sys; from elr_mri.config import ConfigError, config_from_dict, load_config; "
+            "load_config('configs/adni/ce.yaml')\n"
+            "try:\n config_from_dict({'data': {'name': 'mri', 'mri': {'crop_size': [70, 96, 96]}}, "
+            "'model': {'name': 'widened_cnn3d'}})\nexcept ConfigError as error: print(error)\n"
+            "print(sorted(m for m in ('torch', 'monai') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[1], capture_output=True,
+                            text=True, check=True)
+    assert result.stdout.splitlines() == ["<config>: data.mri.crop_size = [70, 96, 96] is too small for the widened "
+                                          "CNN, which needs at least 71 voxels an axis; enlarge the crop (preprocess "
+                                          "at a finer resolution if the scans are smaller)", "[]"]
 
 
 @pytest.mark.parametrize(("settings", "message"), [

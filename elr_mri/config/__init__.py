@@ -14,7 +14,7 @@ The rest of the code imports from here; the parts live in:
 - `unread`: `--set` overrides the chosen loss, schedule or data set does not read.
 """
 
-from elr_mri.config.checks import NUMERIC_RANGES, VOLUME_MODELS, check_augment_settings, check_noise_settings
+from elr_mri.config.checks import NUMERIC_RANGES, check_augment_settings, check_noise_settings
 from elr_mri.config.loading import RUN_RECORD_KEYS, config_from_dict, load_config
 from elr_mri.config.resume import (
     PATH_KEYS, RESUME_MAY_CHANGE, refuse_resume_changes, settings_a_resume_would_change, with_absolute_paths,
@@ -55,7 +55,6 @@ __all__ = [
     "check_noise_settings",
     "check_augment_settings",
     "NUMERIC_RANGES",
-    "VOLUME_MODELS",
     "with_absolute_paths",
     "PATH_KEYS",
     "LOSS_READS",

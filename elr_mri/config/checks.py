@@ -12,6 +12,7 @@ from typing import Callable
 from elr_mri.config.schema import (
     ConfigError, DataConfig, ELRPlusConfig, MRIDataConfig, NoiseConfig, RunConfig, flat_settings, setting_value,
 )
+from elr_mri.models import MIN_INPUT_SIZE, VOLUME_MODELS
 
 
 def refuse_contradictions(cfg: RunConfig, source: str) -> None:
@@ -121,13 +122,10 @@ def _check_model_input(cfg: RunConfig, source: str) -> None:
         fitting = ", ".join(VOLUME_MODELS) if cfg.data.name == "mri" else "a 2D model (e.g. resnet34)"
         raise ConfigError(f"{source}: model.name = {cfg.model.name} does not take the {given} data.name = "
                           f"{cfg.data.name} gives; choose {fitting}")
-    if cfg.data.name == "mri" and cfg.model.name == "widened_cnn3d":
-        from elr_mri.models.widened_cnn import MIN_INPUT_SIZE  # torch: only for the configs that build this model
-
-        if min(cfg.data.mri.crop_size) < MIN_INPUT_SIZE:
-            raise ConfigError(f"{source}: data.mri.crop_size = {cfg.data.mri.crop_size} is too small for the "
-                              f"widened CNN, which needs at least {MIN_INPUT_SIZE} voxels an axis; enlarge the crop "
-                              "(preprocess at a finer resolution if the scans are smaller)")
+    if cfg.data.name == "mri" and cfg.model.name == "widened_cnn3d" and min(cfg.data.mri.crop_size) < MIN_INPUT_SIZE:
+        raise ConfigError(f"{source}: data.mri.crop_size = {cfg.data.mri.crop_size} is too small for the "
+                          f"widened CNN, which needs at least {MIN_INPUT_SIZE} voxels an axis; enlarge the crop "
+                          "(preprocess at a finer resolution if the scans are smaller)")
 
 
 def _check_data_source(cfg: RunConfig, source: str) -> None:
@@ -175,8 +173,6 @@ def _check_loss_trains(cfg: RunConfig, source: str) -> None:
 # A data.root for each image data set as the README lays them out (cifar10/100: the folder above torchvision's).
 _ROOT_EXAMPLES = {"cifar10": "data", "cifar100": "data", "imagefolder": "data/cifar10", "clothing1m": "data/clothing1m",
                   "webvision": "data/webvision"}
-# The models of elr_mri.models that take MRI volumes (and the age): named here so a config is checked without torch.
-VOLUME_MODELS = ("widened_cnn3d", "resnet18_3d", "densenet121_3d")
 # The modes that flip a `rate` of the labels; the others ignore data.noise.rate.
 _RATE_MODES = ("symmetric", "symmetric_exclusive", "pair", "asymmetric_cifar10", "asymmetric_cifar10_official",
                "asymmetric_cifar100")

@@ -21,6 +21,7 @@ from typing import Literal, Sequence
 import torch
 from torch import nn
 
+from elr_mri.models import MIN_INPUT_SIZE
 from elr_mri.models.phase_grid_conv import PhaseGridConv3d
 
 __all__ = [
@@ -41,7 +42,6 @@ FEATURE_DIM = 1024
 HIDDEN_DIM = 512
 AGE_DROPOUT = 0.1
 HEAD_INIT_STD = 0.01
-MIN_INPUT_SIZE = 71  # the smallest size that leaves 2 voxels per axis after the last convolution
 
 # (kind, channels per unit of widening, kernel, stride, padding, dilation), in order.
 _LAYERS: tuple[tuple[str, int, int, int, int, int], ...] = (
