@@ -16,8 +16,8 @@ import pytest
 
 from elr_mri.config import (
     LOSS_READS, PATH_KEYS, SCHEDULE_READS, ConfigError, ELRPlusConfig, LossConfig, RunConfig,
-    ScheduleConfig, check_augment_settings, check_noise_settings, config_from_dict, evaluation_batch_size, load_config,
-    refuse_resume_changes, unread_overrides, with_absolute_paths,
+    ScheduleConfig, check_augment_settings, check_noise_settings, config_from_dict, evaluation_batch_size,
+    first_resume_change, load_config, refuse_resume_changes, unread_overrides, with_absolute_paths,
 )
 
 # every YAML under configs/ is a run config, except the importers' column mappings (*_mapping.yaml)
@@ -259,6 +259,8 @@ def test_resume_may_change_how_a_run_runs_but_not_what_it_computes(tmp_path: Pat
     saved = load_config(path)
     refuse_resume_changes(saved, load_config(path, ["train.epochs=200", "train.precision=bf16", "loss.lam=3"]),
                           tmp_path)
+    assert first_resume_change(saved, load_config(path, ["train.epochs=200"])) is None
+    assert first_resume_change(saved, load_config(path, ["seed=1", "train.epochs=9", "loss.lam=1"])) == ("seed", 0, 1)
     for change, key in (("loss.lam=1", "loss.lam"), ("data.noise.rate=0.2", "data.noise.rate"), ("seed=1", "seed")):
         with pytest.raises(ConfigError, match=rf"was trained with {key} = .*start a new run") as info:
             refuse_resume_changes(saved, load_config(path, [change]), tmp_path / "my run")

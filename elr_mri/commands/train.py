@@ -98,15 +98,15 @@ def _holdout_unscored(out_dir: Path, holdout: Path) -> bool:
 def _refuse_another_configs_run(config: RunConfig, out_dir: Path) -> None:
     """The default --out is named after the config file alone, which configs/cifar10/ and configs/cifar100/ share
     (elr_sym40.yaml): a run of other settings there would be offered for --resume, and followed, trained on."""
-    from elr_mri.config import ConfigError, load_config, settings_a_resume_would_change
+    from elr_mri.config import ConfigError, first_resume_change, load_config
 
     try:
         there = load_config(out_dir / "config.yaml")
     except (ConfigError, OSError):  # no run there, or not one this can read: the run folder's own checks say which
         return
-    changed = settings_a_resume_would_change(there, config)
-    if changed:
-        key, (before, after) = next(iter(changed.items()))
+    change = first_resume_change(there, config)
+    if change:
+        key, before, after = change
         raise FileExistsError(f"{out_dir}, the default --out (runs/<config file name>), holds a run of other settings "
                               f"({key} = {before!r} there, {after!r} here), e.g. another folder's config of this name; "
                               "pass --out NEW_RUN_DIR")

@@ -17,7 +17,7 @@ The rest of the code imports from here; the parts live in:
 from elr_mri.config.checks import NUMERIC_RANGES, check_augment_settings, check_noise_settings
 from elr_mri.config.loading import RUN_RECORD_KEYS, config_from_dict, load_config
 from elr_mri.config.resume import (
-    PATH_KEYS, RESUME_MAY_CHANGE, refuse_resume_changes, settings_a_resume_would_change, with_absolute_paths,
+    PATH_KEYS, RESUME_MAY_CHANGE, first_resume_change, refuse_resume_changes, with_absolute_paths,
 )
 from elr_mri.config.schema import (
     IMAGE_EVAL_BATCH, ConfigError, DataConfig, ELRPlusConfig, LossConfig, ModelConfig, MRIDataConfig, NoiseConfig,
@@ -51,7 +51,7 @@ __all__ = [
     "RUN_RECORD_KEYS",
     "RESUME_MAY_CHANGE",
     "refuse_resume_changes",
-    "settings_a_resume_would_change",
+    "first_resume_change",
     "check_noise_settings",
     "check_augment_settings",
     "NUMERIC_RANGES",

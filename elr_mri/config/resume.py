@@ -46,9 +46,9 @@ def refuse_resume_changes(saved: RunConfig, wanted: RunConfig, run_dir: str | Pa
     """Stop a resume that would change what the run computes (a loss, a rate, the data), naming the key.
 
     `fix` says how to start a new run instead (default: the `elr-mri train` command)."""
-    changed = settings_a_resume_would_change(saved, wanted)
-    if changed:
-        key, (before, after) = next(iter(changed.items()))
+    change = first_resume_change(saved, wanted)
+    if change:
+        key, before, after = change
         config_file = shlex.quote(str(Path(run_dir) / "config.yaml"))
         fix = fix or f"elr-mri train --config {config_file} --set {key}=... --out NEW_RUN_DIR"
         raise ConfigError(
@@ -56,10 +56,10 @@ def refuse_resume_changes(saved: RunConfig, wanted: RunConfig, run_dir: str | Pa
             f"train.epochs and how it runs may change), so start a new run for {key} = {after!r}: {fix}")
 
 
-def settings_a_resume_would_change(saved: RunConfig, wanted: RunConfig) -> dict[str, tuple[Any, Any]]:
-    """Key → (saved, wanted) of each setting that changes what a run computes, paths compared absolute (the same
-    spelled either way)."""
+def first_resume_change(saved: RunConfig, wanted: RunConfig) -> tuple[str, Any, Any] | None:
+    """(key, saved value, wanted value) of the first setting, in the config's order, that `wanted` changes and that
+    changes what a run computes; paths compared absolute (the same spelled either way). None where there is none."""
     before = flat_settings(with_absolute_paths(saved))
     after = flat_settings(with_absolute_paths(wanted))
-    return {key: (before.get(key), after[key]) for key in after
-            if after[key] != before.get(key) and key not in RESUME_MAY_CHANGE}
+    return next(((key, before.get(key), after[key]) for key in after
+                 if after[key] != before.get(key) and key not in RESUME_MAY_CHANGE), None)
