@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from elr_mri.config import SELECTION_RULE_KEY
 from elr_mri.engine.checkpoint import atomic_write_text
 from elr_mri.engine.run_dir import read_data_shape
 from elr_mri.evaluation.compare import HEADLINE_METRICS, comparison_table
@@ -100,7 +101,7 @@ def _preprocess_section(processed: Path, out: Path) -> str:
 
 
 def _training_section(runs: dict[str, Path]) -> str:
-    rule = yaml.safe_load((next(iter(runs.values())) / "config.yaml").read_text())["selection_rule"]
+    rule = yaml.safe_load((next(iter(runs.values())) / "config.yaml").read_text())[SELECTION_RULE_KEY]
     return "\n".join([
         "## Training",
         f"Same participant splits and seed for every method; checkpoint selection: {rule}.",

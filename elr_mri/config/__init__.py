@@ -15,7 +15,7 @@ The rest of the code imports from here; the parts live in:
 """
 
 from elr_mri.config.checks import NUMERIC_RANGES, check_augment_settings, check_noise_settings
-from elr_mri.config.loading import RUN_RECORD_KEYS, config_from_dict, load_config
+from elr_mri.config.loading import RUN_RECORD_KEYS, SELECTION_RULE_KEY, config_from_dict, load_config
 from elr_mri.config.resume import (
     PATH_KEYS, RESUME_MAY_CHANGE, first_resume_change, refuse_resume_changes, with_absolute_paths,
 )
@@ -49,6 +49,7 @@ __all__ = [
     "setting_value",
     "dotted_keys",
     "RUN_RECORD_KEYS",
+    "SELECTION_RULE_KEY",
     "RESUME_MAY_CHANGE",
     "refuse_resume_changes",
     "first_resume_change",

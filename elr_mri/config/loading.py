@@ -10,8 +10,11 @@ from elr_mri.config.coercion import build_section
 from elr_mri.config.schema import ConfigError, RunConfig
 from elr_mri.config.strict_yaml import apply_overrides, read_yaml_file
 
+# The key under which a run's config.yaml, its summary.json and an evaluation's summary.json record, in words, how the
+# scored checkpoint was chosen; its presence marks a config.yaml `elr-mri train` wrote.
+SELECTION_RULE_KEY = "selection_rule"
 # Top-level keys the engine adds to a run directory's config.yaml for its readers; not settings.
-RUN_RECORD_KEYS = ("selection_rule",)
+RUN_RECORD_KEYS = (SELECTION_RULE_KEY,)
 
 
 def _config_in(folder: Path) -> Path | None:

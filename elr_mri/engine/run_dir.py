@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from elr_mri.config import ConfigError, RunConfig
+from elr_mri.config import SELECTION_RULE_KEY, ConfigError, RunConfig
 from elr_mri.data.images import NoisyImageData
 from elr_mri.engine.checkpoint import atomic_write_json, atomic_write_text, load_checkpoint
 from preprocess.folder_locks import locks_unsupported, warn_unlocked
@@ -179,7 +179,7 @@ def _require_killed_before_first_checkpoint(out_dir: Path, fix: str) -> None:
 def _written_by_train(config_path: Path) -> bool:
     """config.yaml as `elr-mri train` writes it: the resolved settings and, in words, its selection rule."""
     try:
-        return "selection_rule" in (yaml.safe_load(config_path.read_text()) or {})
+        return SELECTION_RULE_KEY in (yaml.safe_load(config_path.read_text()) or {})
     except (OSError, UnicodeDecodeError, yaml.YAMLError, TypeError):
         return False
 

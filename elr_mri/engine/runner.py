@@ -26,8 +26,8 @@ import yaml
 from tqdm import tqdm
 
 from elr_mri.config import (
-    ConfigError, RunConfig, check_augment_settings, check_noise_settings, config_from_dict, config_to_dict, load_config,
-    refuse_resume_changes, with_absolute_paths,
+    SELECTION_RULE_KEY, ConfigError, RunConfig, check_augment_settings, check_noise_settings, config_from_dict,
+    config_to_dict, load_config, refuse_resume_changes, with_absolute_paths,
 )
 from elr_mri.data import build_data
 from elr_mri.distributed import (DistContext, barrier, gather_objects, gather_rows, init_distributed, leave_distributed,
@@ -254,7 +254,7 @@ def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, de
 def _config_text(cfg: RunConfig) -> str:
     """The run's config.yaml: the resolved settings and, in words, how its kept checkpoint is chosen."""
     resolved = config_to_dict(cfg)
-    resolved["selection_rule"] = selection_rule(cfg)
+    resolved[SELECTION_RULE_KEY] = selection_rule(cfg)
     return yaml.safe_dump(resolved, sort_keys=False)
 
 
@@ -549,7 +549,7 @@ def _finish(out_dir: Path, cfg: RunConfig, data: NoisyImageData, method: Method,
         "loss": cfg.loss.name,
         "epochs": int(metrics["epoch"].max()),
         "train_examples": len(data.train),
-        "selection_rule": selection_rule(cfg),
+        SELECTION_RULE_KEY: selection_rule(cfg),
         "best_epoch": int(best["epoch"]),
         "val_acc_at_best": float(best["val_acc"]),
         "val_balanced_acc_at_best": float(best.get("val_balanced_acc", float("nan"))),

@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from elr_mri.config import RunConfig, evaluation_batch_size, load_config
+from elr_mri.config import SELECTION_RULE_KEY, RunConfig, evaluation_batch_size, load_config
 from elr_mri.data.grid import VolumeGrid
 from elr_mri.data.splits import run_participants
 from elr_mri.engine.checkpoint import atomic_write_json, atomic_write_text, load_checkpoint
@@ -127,7 +127,7 @@ def evaluate_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = 
     write_evaluation(out, reports, labels, probs, _row_ids(dataset, len(labels)), classes, notes,
                      {"manifest": scored_source(manifest), "manifest_sha256": scored_fingerprint(manifest),
                       "checkpoint": checkpoint, "checkpoint_epoch": run.epoch, "run_finished": run.finished,
-                      "selection_rule": rule})
+                      SELECTION_RULE_KEY: rule})
     refuse_if_run_moved_on(run, run_dir, out)
     _note_partial_balanced_accuracy(out, next(iter(reports.values())))
     return reports
