@@ -414,6 +414,13 @@ def test_a_setting_another_one_switches_off_is_named_with_the_choices_that_read_
     assert unread({"data": {"name": "mri"}, **mri}, "data.normalization=cifar10") == [
         ("data.normalization", "data.name", ["cifar10", "cifar100", "imagefolder", "clothing1m", "webvision"])]
     assert unread({"data": {"name": "cifar10", "root": "data"}}, "data.normalization=measured") == []
+    # the DataLoader's workers: none where the batches come from the device (auto on images held in memory)
+    assert unread({"data": {"name": "cifar10", "root": "data"}}, "data.num_workers=4") == [
+        ("data.num_workers", "train.loader", ["dataloader"])]
+    assert unread({"data": {"name": "clothing1m", "root": "data"}, "train": {"loader": "device"}},
+                  "data.num_workers=4") == [("data.num_workers", "train.loader", ["auto", "dataloader"])]
+    assert unread({"data": {"name": "digits"}, "train": {"loader": "dataloader"}}, "data.num_workers=4") == []
+    assert unread({"data": {"name": "mri"}, **mri}, "data.num_workers=4") == []
 
 
 def test_train_says_once_which_set_changes_nothing(tmp_path: Path, cli_in_process: Callable) -> None:

@@ -158,15 +158,20 @@ def test_a_damaged_cifar_pickle_is_one_line_naming_it(tmp_path, damage):
         build_image_data(DataConfig(name="cifar10", root=str(tmp_path)))
 
 
-def test_cifar100_python_folder(tmp_path):
-    folder = tmp_path / "cifar-100-python"
-    folder.mkdir()
+def write_cifar100(root: Path) -> None:
+    """torchvision's CIFAR-100 layout: 50 black training images, 10 test images, 100 class names."""
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True)
     for name, count in (("train", 50), ("test", 10)):
         data = np.zeros((count, 3072), dtype=np.uint8)
         with open(folder / name, "wb") as handle:
             pickle.dump({"data": data, "fine_labels": [i % 100 for i in range(count)]}, handle)
     with open(folder / "meta", "wb") as handle:
         pickle.dump({"fine_label_names": [f"c{i}" for i in range(100)]}, handle)
+
+
+def test_cifar100_python_folder(tmp_path):
+    write_cifar100(tmp_path)
     data = build_image_data(DataConfig(name="cifar100", root=str(tmp_path), val_fraction=0.0, augment=False))
     assert data.num_classes == 100 and len(data.train) == 50 and data.class_names[42] == "c42"
     mean, std = NORMALISATION["cifar100"]
@@ -642,6 +647,25 @@ def test_an_examples_crop_depends_on_neither_the_worker_count_nor_the_rank(tmp_p
     assert same(one, {**crops(dist=DistContext(rank=0, world_size=2)), **crops(dist=DistContext(rank=1, world_size=2))})
     second = crops(stream="pair")
     assert sum(torch.equal(one[i], second[i]) for i in one) < 20  # crops and flips drawn anew for the second network
+
+
+def test_data_num_workers_is_called_unread_where_the_batches_come_from_the_device(tmp_path):
+    """`train.loader: auto` feeds the images held in memory from the device, where `data.num_workers` changed nothing
+    without a word: the `--set` note names it for exactly those data sets, as built."""
+    from elr_mri.config import config_from_dict, unread_overrides
+    from elr_mri.engine.feeding import serves_from_device
+
+    write_cifar10(tmp_path / "cifar10")
+    write_cifar100(tmp_path / "cifar100")
+    write_image_folder(tmp_path / "imagefolder", ["a", "b"], per_class=3)
+    write_clothing1m(tmp_path / "clothing1m")
+    write_mini_webvision(tmp_path / "webvision")
+    served_from_device = {}
+    for name in ("digits", "cifar10", "cifar100", "imagefolder", "clothing1m", "webvision"):
+        cfg = config_from_dict({"data": {"name": name, "root": None if name == "digits" else str(tmp_path / name)}})
+        served_from_device[name] = serves_from_device(build_image_data(cfg.data), cfg)
+        assert bool(unread_overrides(cfg, ["data.num_workers=2"])) == served_from_device[name], name
+    assert sorted(served_from_device.values()) == [False, False, True, True, True, True]
 
 
 def test_a_new_run_refuses_cifar10_asymmetric_noise_on_classes_that_are_not_cifar10s_in_order(tmp_path):

@@ -61,18 +61,30 @@ _KEY_CHOSEN_BY: dict[str, tuple[str, dict[str, frozenset[str]]]] = {
     # per-channel image statistics: digits are used as sklearn gives them, volumes scaled per scan
     "data.normalization": _read_unless("data.normalization", "data.name", DataConfig, "name", ("digits", "mri")),
 }
+# The data sets whose images `build_data` holds in memory: `train.loader: auto` serves them from the device, with no
+# DataLoader and so no workers; the others are read from files an item at a time.
+_HELD_IN_MEMORY = ("digits", "cifar10", "cifar100", "imagefolder")
+
+
+def _chosen_by(cfg: RunConfig, key: str) -> tuple[str, dict[str, frozenset[str]]]:
+    """The setting that chooses whether `cfg` reads `key` and what each of its choices reads; ("", {}) for none."""
+    if key == "data.num_workers":  # the DataLoader's; whether auto takes one depends on the data set
+        off = ("device", "auto") if cfg.data.name in _HELD_IN_MEMORY else ("device",)
+        return _read_unless(key, "train.loader", TrainLoopConfig, "loader", off)
+    return _KEY_CHOSEN_BY.get(key) or _CHOSEN_BY.get(key.split(".")[0], ("", {}))
 
 
 def unread_overrides(cfg: RunConfig, overrides: list[str]) -> list[tuple[str, str, list[str]]]:
     """Each `--set` key whose setting `cfg` leaves unread, as (key, the setting that chose so, the choices of it that
     do read the key): `--set loss.gce_q=0.5` with loss.name ce, `--set schedule.gamma=0.1` with a cosine schedule,
-    `--set train.compile_mode=...` with train.compile false would otherwise change nothing without a word.
+    `--set train.compile_mode=...` with train.compile false, `--set data.num_workers=4` on CIFAR's device-resident
+    batches would otherwise change nothing without a word.
 
     Reported, not refused as `checks` refuses ELR's λ schedule keys: a config's own λ and β stay in it when
     `--set loss.name=ce` makes the usual comparison run."""
     unread: dict[str, tuple[str, list[str]]] = {}  # each key once, however often it was set
     for key in _set_keys(overrides):
-        chooser, reads = _KEY_CHOSEN_BY.get(key) or _CHOSEN_BY.get(key.split(".")[0], ("", {}))
+        chooser, reads = _chosen_by(cfg, key)
         if not chooser or key == chooser:
             continue
         readers = [name for name, keys in reads.items() if any(read == key or read.startswith(key + ".") for read in keys)]
