@@ -52,10 +52,6 @@ class AugmentSpec:
     def augments(self) -> bool:
         return self.crop_size is not None or self.flip_p > 0
 
-    def without_augmentation(self) -> AugmentSpec:
-        """The evaluation pipeline: the same normalisation, no crop, no flip."""
-        return replace(self, crop_size=None, padding=0, flip_p=0.0)
-
     @classmethod
     def from_transform(cls, transform: Transform) -> AugmentSpec:
         """Read a data set's per-item transform; ValueError for anything the device path cannot redo.
