@@ -60,6 +60,8 @@ def test_the_evaluation_batch_suits_the_data_unless_set(tmp_path: Path) -> None:
         ("train:\n  epochs: 2.5\n", r"train.epochs must be int"),
         ("train:\n  tensorboard: 1\n", r"train.tensorboard must be bool"),
         ("loss:\n  name: elrr\n", r"loss.name = 'elrr' is not one of 'ce', 'gce'"),
+        ("model: {name: resnet35}\n", r"model.name = 'resnet35' is not one of 'densenet121_3d', 'inception_resnet_v2', "),
+        ("data: {name: mri}\nmodel: {name: widened_cnn}\n", r"model.name = 'widened_cnn' is not one of 'densenet121_3d'"),
         ("schedule:\n  milestones: 40\n", r"schedule.milestones must be a list"),
         ("data: [1, 2]\n", r"data must be a mapping"),
         ("loss: {name: elr\n", r"not valid YAML"),

@@ -12,7 +12,7 @@ from typing import Callable
 from elr_mri.config.schema import (
     ConfigError, DataConfig, ELRPlusConfig, MRIDataConfig, NoiseConfig, RunConfig, flat_settings, setting_value,
 )
-from elr_mri.models import MIN_INPUT_SIZE, VOLUME_MODELS
+from elr_mri.models import MIN_INPUT_SIZE, MODEL_NAMES, VOLUME_MODELS
 
 
 def refuse_contradictions(cfg: RunConfig, source: str) -> None:
@@ -113,7 +113,11 @@ def _check_settings_read(cfg: RunConfig, source: str) -> None:
 
 
 def _check_model_input(cfg: RunConfig, source: str) -> None:
-    """The model takes what the data gives (volumes or images), and the crop is a 3D shape the model can shrink."""
+    """The model is one `build_model` knows (else a run failed only once its data had loaded), takes what the data
+    gives (volumes or images), and the crop is a 3D shape the model can shrink."""
+    if cfg.model.name not in MODEL_NAMES:
+        raise ConfigError(f"{source}: model.name = {cfg.model.name!r} is not one of "
+                          f"{', '.join(repr(name) for name in MODEL_NAMES)}")
     crop = cfg.data.mri.crop_size
     if len(crop) != 3 or any(size < 1 for size in crop):
         raise ConfigError(f"{source}: data.mri.crop_size = {crop} must be three voxel counts, e.g. [96, 96, 96]")
