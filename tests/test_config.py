@@ -340,6 +340,15 @@ def test_loading_a_config_imports_no_torch() -> None:
                                           "at a finer resolution if the scans are smaller)", "[]"]
 
 
+@pytest.mark.parametrize("command", [[], ["train"]])
+def test_help_imports_no_torch(command: list[str]) -> None:
+    """`elr-mri --help` and `elr-mri train --help` answer at once: torch loads only in the handler that needs it."""
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "elr_mri", *command, "--help"],
+                            capture_output=True, text=True, check=True)
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    assert "elr_mri.cli" in imported and not imported & {"torch", "monai", "numpy"}
+
+
 @pytest.mark.parametrize(("settings", "message"), [
     (["data.mri.flip=true"], r"data.mri.flip not read with data.augment: false"),
     (["data.mri.flip=true", "data.mri.max_shift=4"], r"data.mri.flip and data.mri.max_shift not read"),
