@@ -15,10 +15,11 @@ from typing import Callable
 import pytest
 
 from elr_mri.config import (
-    LOSS_READS, PATH_KEYS, SCHEDULE_READS, ConfigError, ELRPlusConfig, LossConfig, RunConfig,
+    LOSS_READS, MODEL_READS, PATH_KEYS, SCHEDULE_READS, ConfigError, ELRPlusConfig, LossConfig, ModelConfig, RunConfig,
     ScheduleConfig, check_augment_settings, check_noise_settings, config_from_dict, evaluation_batch_size,
     first_resume_change, load_config, refuse_resume_changes, unread_overrides, with_absolute_paths,
 )
+from elr_mri.models import MODEL_NAMES
 
 # every YAML under configs/ is a run config, except the importers' column mappings (*_mapping.yaml)
 MRI_MODEL = {"model": {"name": "widened_cnn3d"}}
@@ -407,6 +408,22 @@ def test_settings_the_runs_schedule_does_not_read_are_named_with_the_schedules_t
     assert set(SCHEDULE_READS) == set(typing.get_args(typing.get_type_hints(ScheduleConfig)["name"]))
     listed = set().union(*SCHEDULE_READS.values())
     assert listed == {f"schedule.{f.name}" for f in dataclasses.fields(ScheduleConfig) if f.name != "name"}
+
+
+def test_settings_the_runs_model_does_not_read_are_named_with_the_models_that_do() -> None:
+    """`--set model.widening=4` on a MONAI 3D baseline, or `model.hidden` on a ResNet, changed nothing without a word."""
+    def unread(section: dict, *sets: str) -> list[tuple[str, str, list[str]]]:
+        return unread_overrides(config_from_dict(section), list(sets))
+
+    mri = {"data": {"name": "mri"}}
+    assert unread({**mri, "model": {"name": "resnet18_3d"}}, "model.widening=4", "model.use_age=false") == [
+        ("model.widening", "model.name", ["widened_cnn3d"]), ("model.use_age", "model.name", ["widened_cnn3d"])]
+    assert unread({**mri, "model": {"name": "widened_cnn3d"}}, "model.widening=4", "model.pretrained_checkpoint=w.pt",
+                  "model.hidden=64") == [("model.hidden", "model.name", ["mlp", "small_cnn"])]
+    assert unread({"model": {"name": "mlp"}}, "model={hidden: 64}") == []
+    assert set(MODEL_READS) == set(MODEL_NAMES)
+    listed = set().union(*MODEL_READS.values())
+    assert listed == {f"model.{f.name}" for f in dataclasses.fields(ModelConfig) if f.name != "name"}
 
 
 def test_a_setting_another_one_switches_off_is_named_with_the_choices_that_read_it() -> None:

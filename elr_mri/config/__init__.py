@@ -11,7 +11,7 @@ The rest of the code imports from here; the parts live in:
 - `coercion`: each value checked against its setting's type;
 - `checks`: ranges and settings that contradict each other, at load and when a run starts;
 - `resume`: what a resumed run may change, and the paths recorded absolute;
-- `unread`: `--set` overrides the chosen loss, schedule or data set does not read.
+- `unread`: `--set` overrides the chosen loss, schedule, model or data set does not read.
 """
 
 from elr_mri.config.checks import NUMERIC_RANGES, check_augment_settings, check_noise_settings
@@ -25,7 +25,7 @@ from elr_mri.config.schema import (
     flat_settings, setting_value,
 )
 from elr_mri.config.strict_yaml import apply_overrides
-from elr_mri.config.unread import LOSS_READS, SCHEDULE_READS, setting_text, unread_overrides
+from elr_mri.config.unread import LOSS_READS, MODEL_READS, SCHEDULE_READS, setting_text, unread_overrides
 
 __all__ = [
     "ConfigError",
@@ -59,6 +59,7 @@ __all__ = [
     "with_absolute_paths",
     "PATH_KEYS",
     "LOSS_READS",
+    "MODEL_READS",
     "SCHEDULE_READS",
     "unread_overrides",
     "setting_text",

@@ -1,4 +1,4 @@
-"""Which settings a run reads: `--set` overrides that the chosen loss, schedule or data set ignores, found so that
+"""Which settings a run reads: `--set` overrides that the chosen loss, schedule, model or data set ignores, found so that
 the command can say so instead of letting them change nothing without a word."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import yaml
 
 from elr_mri.config.schema import DataConfig, ELRPlusConfig, MRIDataConfig, RunConfig, TrainLoopConfig, setting_value
 from elr_mri.config.strict_yaml import parse_yaml_value
+from elr_mri.models import MODEL_NAMES
 
 
 # The settings of the loss and ELR+ sections each loss reads (`build_loss`, `build_method`); a run ignores the rest.
@@ -31,10 +32,16 @@ SCHEDULE_READS: dict[str, frozenset[str]] = {
     "cosine": frozenset({"schedule.eta_min"}),
     "cosine_warm_restarts": frozenset({"schedule.t0", "schedule.eta_min"}),
 }
+# The model settings each network reads (`build_model`): its width where it has one; every one reads pretrained weights.
+_MODEL_WIDTHS = {"mlp": {"model.hidden"}, "small_cnn": {"model.hidden"},
+                 "widened_cnn3d": {"model.widening", "model.use_age"}}
+MODEL_READS: dict[str, frozenset[str]] = {
+    name: frozenset({"model.pretrained_checkpoint", *_MODEL_WIDTHS.get(name, ())}) for name in MODEL_NAMES
+}
 # The setting that chooses which of a section's settings a run reads, and what each choice reads.
 _CHOSEN_BY: dict[str, tuple[str, dict[str, frozenset[str]]]] = {
     "loss": ("loss.name", LOSS_READS), "elr_plus": ("loss.name", LOSS_READS),
-    "schedule": ("schedule.name", SCHEDULE_READS),
+    "schedule": ("schedule.name", SCHEDULE_READS), "model": ("model.name", MODEL_READS),
 }
 
 
