@@ -82,7 +82,7 @@ def train_in_parallel(runs: list[PlannedRun], jobs: int) -> dict[PlannedRun, dic
     threads = max(1, len(os.sched_getaffinity(0)) // jobs)  # the cores this process may use (SLURM, taskset)
     results: dict[PlannedRun, dict[str, Any] | str] = {}
     pending = deque(runs)
-    running: dict[int, tuple[PlannedRun, subprocess.Popen, float]] = {}
+    running: dict[int, tuple[PlannedRun, subprocess.Popen, float, int]] = {}  # run, process, start, log offset
     try:
         while pending or running:
             while pending and len(running) < jobs:
@@ -103,28 +103,38 @@ def train_in_parallel(runs: list[PlannedRun], jobs: int) -> dict[PlannedRun, dic
                     where = f"GPU {env['CUDA_VISIBLE_DEVICES']}"
                 run.run_dir.parent.mkdir(parents=True, exist_ok=True)
                 with open(run.log, "ab") as log:
+                    logged_before = log.tell()  # before the run shares the file's offset and moves it
                     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-                running[slot] = (run, process, time.perf_counter())
+                running[slot] = (run, process, time.perf_counter(), logged_before)
                 print(f"{run.name}: started on {where} ({run_status(run.run_dir)}), log {run.log}", flush=True)
             time.sleep(POLL_SECONDS)
             stop_if_terminated()  # a SIGTERM recorded (run_script): stop the runs as Ctrl-C does
-            for slot, (run, process, started) in list(running.items()):
+            for slot, (run, process, started, logged_before) in list(running.items()):
                 if process.poll() is None:
                     continue
                 del running[slot]
-                results[run] = _outcome(run, process.returncode)
+                results[run] = _outcome(run, process.returncode, logged_before)
                 state = "done" if isinstance(results[run], dict) else f"failed ({results[run]})"
                 print(f"{run.name}: {state}, {time.perf_counter() - started:.0f} s", flush=True)
     finally:
-        _stop([process for _, process, _ in running.values()])
+        _stop([process for _, process, _, _ in running.values()])
     return results
 
 
-def _outcome(run: PlannedRun, returncode: int) -> dict[str, Any] | str:
-    """The summary of a run whose process ended, or its exit status and the last line it wrote."""
+def _outcome(run: PlannedRun, returncode: int, logged_before: int) -> dict[str, Any] | str:
+    """The summary of a run whose process ended, or its exit status and the last line it wrote: this process's line,
+    read past the `logged_before` bytes that earlier attempts left in the log (a run killed without a word was
+    reported with the "interrupted" line of the attempt before). A run ended by a signal is said to be, by name."""
     if returncode == 0 and (run.run_dir / "summary.json").exists():
         return _summary(run)
-    lines = run.log.read_text(errors="replace").strip().splitlines() if run.log.exists() else []
+    with open(run.log, "rb") as log:
+        log.seek(logged_before)
+        lines = log.read().decode(errors="replace").strip().splitlines()
+    if returncode < 0:
+        number = -returncode
+        name = signal.Signals(number).name if number in {s.value for s in signal.Signals} else f"signal {number}"
+        why = " (the system's out-of-memory killer sends it)" if number == signal.SIGKILL else ""
+        return f"killed by {name}{why}{f', after: {lines[-1]}' if lines else ''}; see {run.log}"
     return f"exit {returncode}: {lines[-1] if lines else 'no output'}; see {run.log}"
 
 

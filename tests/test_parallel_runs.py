@@ -95,6 +95,26 @@ def test_ctrl_c_stops_the_runs_at_a_checkpoint_and_a_rerun_continues_them(parall
     assert pd.read_csv(run.run_dir / "metrics.csv")["epoch"].tolist() == list(range(1, 41))
 
 
+def test_a_run_killed_by_a_signal_is_said_to_be_and_not_by_an_earlier_attempts_line(parallel, tmp_path: Path,
+                                                                                       monkeypatch) -> None:
+    """The kernel's out-of-memory killer ends a run without a word: it was reported as "exit -9" with the last line in
+    its log, which an earlier attempt had written."""
+    run = _seeds(parallel, tmp_path, "train.epochs=400")[0]
+    earlier = "elr-mri train: interrupted; continue from the last checkpoint with: elr-mri train --resume ..."
+    run.log.write_text(f"{earlier}\n")
+    sleep = time.sleep
+
+    def sleep_then_kill(seconds: float) -> None:  # the pool's one child, found through /proc
+        sleep(seconds)
+        for child in Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read_text().split():
+            os.kill(int(child), signal.SIGKILL)
+
+    monkeypatch.setattr(parallel.time, "sleep", sleep_then_kill)
+    outcome = parallel.train_in_parallel([run], jobs=1)[run]
+    assert outcome == f"killed by SIGKILL (the system's out-of-memory killer sends it); see {run.log}"
+    assert run.log.read_text().startswith(earlier)  # the log keeps every attempt's output
+
+
 def test_a_table_row_trains_its_seeds_side_by_side(import_script, tmp_path: Path, capsys) -> None:
     write_cifar10(tmp_path / "data")
     reproduce = import_script("reproduce_paper_table")
