@@ -288,7 +288,8 @@ def _missing_inputs(cfg: RunConfig) -> list[tuple[str, str]]:
 
 
 def _results_table(rows: list[Row], summaries: dict[str, list[dict]]) -> str:
-    """Paper figure beside ours (mean ± std over seeds), with wall time and device."""
+    """Paper figure beside ours (mean ± std over seeds), with the runs' wall times added up (what the row cost; side
+    by side it took less time than that) and their device."""
     lines = []
     for row in rows:
         runs = summaries[row.name]
@@ -300,8 +301,8 @@ def _results_table(rows: list[Row], summaries: dict[str, list[dict]]) -> str:
                   for label, column, paper in row.also]  # the same runs: their count and time are on the line above
     header = ["row", "paper", "ours (selected epoch)", "ours (last epoch)", "seeds", "wall h", "device"]
     note = ("\n\nOurs: mean ± population std (ddof 0) over the seeds. Selected epoch: best accuracy on the noisy 10% "
-            "validation split (Clothing1M: its clean validation list). Wall time: all calls of each run, resumed "
-            "parts included.")
+            "validation split (Clothing1M: its clean validation list). Wall time: the row's runs added up (side by side, "
+            "--jobs, they took less), all calls of each, resumed parts included.")
     return markdown_table(header, lines) + note + _executions(summaries)
 
 

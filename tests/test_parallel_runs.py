@@ -126,6 +126,7 @@ def test_a_table_row_trains_its_seeds_side_by_side(import_script, tmp_path: Path
     out = capsys.readouterr().out
     assert "cifar10-sym40 seed 1: started on" in out and "cifar10-sym40 seed 1: done" in out
     assert "| cifar10-sym40 | 89.15 |" in out and "| 2 |" in out
+    assert "Wall time: the row's runs added up (side by side, --jobs, they took less)" in out  # not the elapsed time
     assert (tmp_path / "runs" / "cifar10-sym40" / "seed1.log").exists()
 
 
