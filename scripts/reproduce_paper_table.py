@@ -40,7 +40,7 @@ from elr_mri.config import ConfigError, RunConfig, load_config
 from elr_mri.data.image_sources import cifar_download_command
 from elr_mri.data.noise import CIFAR10_ASYMMETRIC_MODES
 from elr_mri.models import lacks_the_papers_pretrained_weights
-from preprocess.user_errors import nonempty_path
+from preprocess.user_errors import USER_ERRORS, nonempty_path
 
 
 @dataclass(frozen=True)
@@ -159,9 +159,9 @@ def _train_in_turn(plan: list[tuple[Row, int, Path]], args: argparse.Namespace) 
         print(f"\n== {row.name} seed {seed} ({run_status(run_dir)}) -> {run_dir}", flush=True)
         try:
             summaries[row.name].append(run_or_resume(*_row_args(row, seed, run_dir, args)))
-        except (FileNotFoundError, ValueError) as err:  # missing data or weights: report, go on
+        except USER_ERRORS as err:  # missing data or weights, a run folder taken...: report, go on, as --jobs does
             failures += 1
-            print(f"{row.name} seed {seed}: not run: {err}", file=sys.stderr)
+            print(f"{row.name} seed {seed}: not finished: {err}", file=sys.stderr)
         print(f"{row.name} seed {seed}: {time.perf_counter() - started:.0f} s", flush=True)
     return summaries, failures
 

@@ -130,6 +130,27 @@ def test_a_table_row_trains_its_seeds_side_by_side(import_script, tmp_path: Path
     assert (tmp_path / "runs" / "cifar10-sym40" / "seed1.log").exists()
 
 
+@pytest.mark.parametrize("jobs", [1, pytest.param(2, marks=pytest.mark.slow)])
+def test_a_seed_that_fails_is_reported_alone_in_turn_as_side_by_side(import_script, tmp_path: Path, capsys,
+                                                                      jobs: int) -> None:
+    """Its run folder taken by a file: one after the other, that stopped the script before seed 1 trained (only a
+    ValueError or a missing file went on to the next seed), where side by side seed 1 trained."""
+    write_cifar10(tmp_path / "data")
+    (tmp_path / "runs" / "cifar10-sym40").mkdir(parents=True)
+    (tmp_path / "runs" / "cifar10-sym40" / "seed0").write_text("not a run\n")
+    reproduce = import_script("reproduce_paper_table")
+    small = ["train.epochs=1", "train.batch_size=16", "model.name=mlp", "train.device=cpu", "train.tensorboard=false"]
+    code = reproduce.main(["--table", "1", "--rows", "cifar10-sym40", "--seeds", "2", "--jobs", str(jobs), "--data-root",
+                           str(tmp_path / "data"), "--out", str(tmp_path / "runs"),
+                           *[arg for setting in small for arg in ("--set", setting)]])
+    assert code == 1
+    out, err = capsys.readouterr()
+    assert "cifar10-sym40 seed 0: not finished: " in err and "is a file; choose a folder for the run" in err, err
+    assert "seed 1: not finished" not in err and "| cifar10-sym40 | 89.15 |" in out and "| 1 |" in out
+    assert (tmp_path / "runs" / "cifar10-sym40" / "seed1" / "summary.json").exists()
+    assert not (tmp_path / "runs" / "results.md").exists()
+
+
 def _pool_of_two_long_runs(tmp_path: Path) -> tuple[subprocess.Popen, list[str]]:
     """A script training two long digits runs side by side through run_script, once both wrote a checkpoint."""
     runs = [str(tmp_path / f"seed{seed}") for seed in range(2)]
