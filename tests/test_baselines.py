@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
@@ -134,8 +135,6 @@ def test_models_learn_a_separable_signal_from_both_feature_kinds(tmp_path: Path)
         scores = class_scores(model, x[1::2], 3)
         assert (scores.argmax(1) == y[1::2]).mean() > 0.9
     volume = np.arange(6 * 6 * 6, dtype=np.float32).reshape(6, 6, 6)
-    import nibabel as nib
-
     nib.save(nib.Nifti1Image(volume, np.eye(4)), tmp_path / "v.nii.gz")
     blocks = voxel_features([str(tmp_path / "v.nii.gz")], 3)
     assert blocks.shape == (1, 8) and blocks[0, 0] == pytest.approx((volume / volume.max())[:3, :3, :3].mean())
@@ -144,8 +143,6 @@ def test_models_learn_a_separable_signal_from_both_feature_kinds(tmp_path: Path)
 def test_voxel_features_are_the_scan_as_the_network_reads_it(tmp_path: Path) -> None:
     """The SVM read raw arrays: the same scan stored in LPS axis order, in scanner units or with a NaN voxel (which
     the CNN reads as 0) gave other features, or crashed scikit-learn after the CNN was scored."""
-    import nibabel as nib
-
     volume = np.random.default_rng(0).random((6, 8, 10)).astype(np.float32)
     ras = nib.Nifti1Image(volume, np.diag([2.0, 2.0, 2.0, 1.0]))
     nib.save(ras, tmp_path / "ras.nii.gz")
@@ -182,3 +179,51 @@ def test_baselines_choose_c_on_the_labels_the_run_validated_on(cohort: dict[str,
     (run / "config.yaml").write_text(yaml.safe_dump(config))
     inputs = _baseline_inputs(run, [cohort["volumes"]], None, None)
     assert len(inputs.val) and (inputs.val_labels == 2).all()
+
+
+def test_baselines_fit_choose_and_score_on_the_scans_the_run_did(tmp_path: Path) -> None:
+    """A CN-vs-AD run validated on a panel that calls some validation scans MCI leaves them out of validation, and
+    a participant with no other scan out of splits.csv: the baselines chose C counting those scans as AD (label -1
+    indexes the last class), or stopped saying that participant of the manifest had no split."""
+    rng = np.random.default_rng(0)
+    rows, splits = [], []
+    for k, diagnosis in enumerate(("CN", "AD")):
+        for split, count in (("train", 4), ("val", 2), ("test", 2)):
+            for i in range(count):
+                participant = f"sub-{diagnosis}{split}{i}"
+                splits.append({"participant_id": participant, "split": split})
+                for session in ("ses-M00", "ses-M12")[:1 + (participant == "sub-CNval0")]:
+                    path = tmp_path / f"{participant}_{session}.nii.gz"
+                    volume = rng.normal(100 + 30 * k, 10, size=(36, 36, 36)).astype(np.float32)
+                    nib.save(nib.Nifti1Image(volume, np.eye(4)), path)
+                    rows.append({"participant_id": participant, "session_id": session, "path": str(path),
+                                 "diagnosis": diagnosis, "age": 70.0, "sex": "F"})
+    scans = pd.DataFrame(rows)
+    scans.to_csv(tmp_path / "manifest.csv", index=False)
+    pd.DataFrame(splits).to_csv(tmp_path / "splits.csv", index=False)
+    panel = scans[["participant_id", "session_id", "diagnosis"]].copy()
+    called_mci = (panel["participant_id"].isin(["sub-CNval1", "sub-ADval0", "sub-ADval1"])
+                  | (panel["session_id"] == "ses-M12"))
+    panel.loc[called_mci, "diagnosis"] = "MCI"
+    panel.to_csv(tmp_path / "panel.csv", index=False)
+    cfg = load_config(ROOT / "configs" / "adni" / "cpu_small.yaml",
+                      [f"data.mri.manifest={tmp_path / 'manifest.csv'}", "data.mri.classes=[CN,AD]",
+                       f"data.mri.splits={tmp_path / 'splits.csv'}", f"data.mri.val_labels={tmp_path / 'panel.csv'}"])
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    data = build_data(cfg.data)
+    record_run_data(run, data, record_ages=False)
+    inputs = _baseline_inputs(run, [], None, None)
+    for rows, dataset in ((inputs.train, data.train), (inputs.val, data.val), (inputs.scored, data.test)):
+        assert rows[["participant_id", "session_id"]].values.tolist() == (
+            dataset.frame[["participant_id", "session_id"]].values.tolist())
+    assert inputs.val_labels.tolist() == data.val.labels.tolist() == [0]
+    evaluate_baselines(run, n_boot=20)
+    summary = json.loads((run / "eval-test" / "baselines" / "voxels_linear_svm" / "summary.json").read_text())
+    assert summary["C"] == 1.0 and not summary["C_chosen_on_validation"]  # the run validated on CN alone
+    shutil.copy(scans["path"].iloc[0], tmp_path / "new.nii.gz")  # a participant added to the manifest since the run
+    scans.iloc[[0]].assign(participant_id="sub-CNnew", path=str(tmp_path / "new.nii.gz")).to_csv(
+        tmp_path / "manifest.csv", mode="a", header=False, index=False)
+    with pytest.raises(ValueError, match=r"1 participant\(s\) of the manifest have no split, e.g. sub-CNnew$"):
+        _baseline_inputs(run, [], None, None)

@@ -111,12 +111,14 @@ def _baseline_inputs(run_dir: Path, volumes_csvs: Sequence[Path], manifest: Path
     volumes = read_volumes(volumes_csvs) if volumes_csvs else None
     classes = list(cfg.data.mri.classes)
     cohort = load_manifest(cfg.data.mri.manifest, classes)
-    split = cohort["participant_id"].map(load_splits(run_dir / "splits.csv", cohort["participant_id"]))
+    split = cohort["participant_id"].map(load_splits(run_dir / "splits.csv", _split_participants(cfg, cohort, run_dir)))
     train, val = cohort[split == "train"], cohort[split == "val"]
     _require_the_runs_training_labels(run_dir, cfg, label_indices(train["diagnosis"], classes))
-    # C is chosen on the labels the CNN's checkpoint was selected on
-    val_labels = (load_adjudicated_labels(cfg.data.mri.val_labels, val, classes) if cfg.data.mri.val_labels
-                  else label_indices(val["diagnosis"], classes))
+    # C is chosen on the scans and labels the CNN's checkpoint was selected on
+    val_labels = label_indices(val["diagnosis"], classes)
+    if cfg.data.mri.val_labels:
+        val_labels = load_adjudicated_labels(cfg.data.mri.val_labels, val, classes)
+        val, val_labels = val[val_labels >= 0], val_labels[val_labels >= 0]  # -1: no class scores it, as in training
     dropped, flags_sha256, flags_source = [], None, None
     if drop_suspected is not None:
         train, dropped, flags_sha256, flags_source = _without_suspected(train, Path(drop_suspected), run_dir)
@@ -129,6 +131,23 @@ def _baseline_inputs(run_dir: Path, volumes_csvs: Sequence[Path], manifest: Path
             require_volumes(rows, volumes, source)
     return _BaselineInputs(classes, train, val, val_labels, scored, name, notes, volumes, dropped, flags_sha256,
                            flags_source)
+
+
+def _split_participants(cfg: RunConfig, cohort: pd.DataFrame, run_dir: Path) -> pd.Series:
+    """The manifest's participants the run's splits.csv must list: all but those it validated on none of the scans
+    of, as data.mri.val_labels gives each a diagnosis the run's classes leave out (MCI in a CN-vs-AD run). Any other
+    participant missing there was added to the manifest since the run."""
+    unlisted = cohort[~cohort["participant_id"].isin(run_participants(run_dir))]
+
+    def validated_on_none(scans: pd.DataFrame) -> bool:
+        try:
+            return bool((load_adjudicated_labels(cfg.data.mri.val_labels, scans, cfg.data.mri.classes) < 0).all())
+        except ValueError:  # the panel lacks a scan of theirs: not a validation participant of the run
+            return False
+
+    left_out = ({participant for participant, scans in unlisted.groupby("participant_id") if validated_on_none(scans)}
+                if cfg.data.mri.val_labels else set())
+    return cohort.loc[~cohort["participant_id"].isin(left_out), "participant_id"]
 
 
 def _require_the_runs_training_labels(run_dir: Path, cfg: RunConfig, labels: np.ndarray) -> None:
