@@ -181,9 +181,25 @@ def test_a_registration_spacing_that_is_no_positive_number_is_one_line(cli_in_pr
 def test_a_template_grid_that_cuts_off_a_region_is_refused() -> None:
     """A 64³ grid at 2 mm holds 94% of the brain ellipsoid: brain_mm3, and every `_per_brain` feature with it, came
     out scaled without a word."""
-    with pytest.raises(ValueError, match=r"64×64×64 voxels of 2 mm\) cuts off the brain region"):
+    with pytest.raises(ValueError, match=r"64×64×64 voxels of 2 mm, RAS x -64\.\.64, .*\) cuts off the brain region"):
         region_masks(load_template(None, None, 2.0, (64, 64, 64)).grid)
     assert region_masks(load_template(None, None, 2.0, None).grid)["brain"].sum() > 0  # the default grid holds all
+
+
+def test_a_template_outside_mni_space_is_named_as_a_cause_of_a_region_cut_off(tmp_path: Path) -> None:
+    """A --template stored with its origin at a corner voxel (a study template) cut the hippocampus off its default
+    grid, and the refusal told the user to preprocess with the default --shape, which they had."""
+    import nibabel as nib
+    from nilearn.datasets import load_mni152_template
+
+    mni = load_mni152_template(resolution=2)
+    corner = mni.affine.copy()
+    corner[:3, 3] = 0.0
+    nib.save(nib.Nifti1Image(np.asarray(mni.dataobj), corner), tmp_path / "study_template.nii.gz")
+    with pytest.raises(ValueError, match=r"RAS x -1\.\.197, y -1\.\.233, z -1\.\.189 mm\) cuts off the hippocampus_l "
+                                         r"region \(an ellipsoid in MNI mm, RAS x -32\.\.-20, .*preprocess on an "
+                                         r"MNI-space template"):
+        region_masks(load_template(str(tmp_path / "study_template.nii.gz"), None, 2.0, None).grid)
 
 
 def test_a_cohort_preprocessed_on_a_grid_that_cuts_off_a_region_stops_before_any_scan(tmp_path: Path) -> None:

@@ -33,17 +33,25 @@ def ras_points(image: ants.ANTsImage) -> np.ndarray:
 
 def region_masks(domain: ants.ANTsImage) -> dict[str, np.ndarray]:
     """Boolean mask of each region on the voxels of `domain` (an ANTs image in template space). A region the grid
-    cuts off is refused: its volume, and every `_per_brain` feature with the brain's, would come out small."""
+    cuts off is refused: its volume, and every `_per_brain` feature with the brain's, would come out small. Both
+    places are named: a grid too small and a template outside MNI space (origin at a corner) cut regions off alike."""
     points = ras_points(domain)
-    low, high = points.reshape(-1, 3).min(axis=0), points.reshape(-1, 3).max(axis=0)
     reach = np.asarray(domain.spacing) / 2  # each edge voxel covers half a voxel beyond its centre
+    low, high = points.reshape(-1, 3).min(axis=0) - reach, points.reshape(-1, 3).max(axis=0) + reach
     for region in REGIONS:
         centre, half = np.asarray(region.center), region.half_extent_mm()
-        if (centre - half < low - reach).any() or (centre + half > high + reach).any():
+        if (centre - half < low).any() or (centre + half > high).any():
             raise ValueError(f"the template grid ({'×'.join(map(str, domain.shape))} voxels of "
-                             f"{domain.spacing[0]:g} mm) cuts off the {region.name} region, so its volume would be "
-                             "measured small; preprocess with the default --shape or a larger one")
+                             f"{domain.spacing[0]:g} mm, {_span(low, high)}) cuts off the {region.name} region (an "
+                             f"ellipsoid in MNI mm, {_span(centre - half, centre + half)}), so its volume would be "
+                             "measured small; preprocess on an MNI-space template (the default), with the default "
+                             "--shape or a larger one")
     return {region.name: region_mask(region, points) for region in REGIONS}
+
+
+def _span(low: np.ndarray, high: np.ndarray) -> str:
+    """A box in RAS mm, e.g. "RAS x -60..60, y -98..62, z -43..67 mm"."""
+    return "RAS " + ", ".join(f"{axis} {a:.0f}..{b:.0f}" for axis, a, b in zip("xyz", low, high)) + " mm"
 
 
 def affine_determinant(path: str) -> float:
