@@ -118,15 +118,21 @@ def test_manifest_lists_a_broken_scan_and_measures_the_others(template, tmp_path
     rerun = measure_manifest(manifest, params=VolumeParams(registration_mm=RESOLUTION), progress=False)[1]
     assert list(rerun.columns) == list(volumes.columns), "cached results must keep the columns in place"
     # another cohort's manifest in the same folder: its own CSV; a status in capitals and an empty path, as the
-    # manifest loader takes them (the empty one crashed the whole run, the capitals were skipped unsaid)
+    # manifest loader takes them (the empty one crashed the whole run, the capitals were skipped unsaid); a relative
+    # path to nothing, read from the manifest's folder (its error called every processed_path absolute)
     other = tmp_path / "nacc.csv"
-    pd.DataFrame({"participant_id": ["sub-OK", "sub-EMPTY"], "session_id": "ses-M00", "diagnosis": "CN",
-                  "processed_path": [str(good.image), ""], "status": [" OK", "Done"]}).to_csv(other, index=False)
+    pd.DataFrame({"participant_id": ["sub-OK", "sub-EMPTY", "sub-GONE"], "session_id": "ses-M00", "diagnosis": "CN",
+                  "processed_path": [str(good.image), "", "gone/sub-GONE.nii.gz"], "status": [" OK", "Done", "done"]}
+                 ).to_csv(other, index=False)
     out, volumes, failures = measure_manifest(other, params=VolumeParams(registration_mm=RESOLUTION), progress=False)
     assert out == tmp_path / "nacc_volumes.csv" and (tmp_path / "nacc_volumes_failures.csv").exists()
     assert list(volumes["participant_id"]) == ["sub-OK"] and len(pd.read_csv(tmp_path / "volumes.csv")) == 1
     assert failures[["participant_id", "error"]].values.tolist() == [
-        ["sub-EMPTY", "the manifest row's processed_path is empty"]]
+        ["sub-EMPTY", "the manifest row's processed_path is empty"],
+        ["sub-GONE", f"FileNotFoundError: {tmp_path / 'gone' / 'sub-GONE.nii.gz'}: processed image missing (moved "
+                     "since? point the manifest's processed_path at where it is now: a relative one is read from the "
+                     "manifest's folder, an absolute one, as preprocess writes, does not follow a moved folder), or "
+                     "rerun `elr-mri preprocess`"]]
 
 
 def test_a_processed_scan_damaged_since_preprocessing_is_refused(template, tmp_path: Path) -> None:

@@ -169,4 +169,4 @@ def test_rows_a_manifest_marks_as_not_usable_are_listed_as_not_measured(tmp_path
     assert "1 scan(s) flagged by preprocessing QC are used: 001/01 (NCC 0.312 < 0.45)" in caplog.text
     assert len(volumes) == 0 and failures["participant_id"].tolist() == ["002", "001"]
     assert failures["error"][0] == "not measured: its status in cohort.csv is 'failed'"
-    assert "a preprocessed folder moved since?" in failures["error"][1]
+    assert "moved since? point the manifest's processed_path at where it is now" in failures["error"][1]

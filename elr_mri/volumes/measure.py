@@ -64,9 +64,10 @@ def measure_scan(image_path: str | Path, params: VolumeParams = VolumeParams(), 
     measured), from its cache when the image and settings are unchanged. `workdirs`: where the registration's
     temporary folder goes (None: the system's)."""
     if not Path(image_path).is_file():
-        raise FileNotFoundError(f"{image_path}: processed image missing (a preprocessed folder moved since? the "
-                                "manifest's processed_path is absolute: point it at the new place), or rerun "
-                                "`elr-mri preprocess`")
+        raise FileNotFoundError(f"{image_path}: processed image missing (moved since? point the manifest's "
+                                "processed_path at where it is now: a relative one is read from the manifest's "
+                                "folder, an absolute one, as preprocess writes, does not follow a moved folder), or "
+                                "rerun `elr-mri preprocess`")
     outputs = ScanOutputs.beside(image_path)
     image_hash = file_sha256(outputs.image)
     preprocess_meta = read_sidecar(outputs.sidecar)
