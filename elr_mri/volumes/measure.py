@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from elr_mri.data.cohort import USABLE_STATUSES, has_usable_status, warn_qc_flagged
+from elr_mri.data.cohort import USABLE_STATUSES, has_usable_status, warn_once, warn_qc_flagged
 from elr_mri.simulate.disease import REGIONS
 from elr_mri.volumes.jacobian import affine_determinant, integrate_regions, region_masks, warp_jacobian
 from preprocess.batch import failure_table, files_removed_at_start, telling_line, write_csv
@@ -155,9 +155,11 @@ def _measurement_domain(preprocessed: Params, params: VolumeParams) -> tuple:
     return _domain(preprocessed.template_key(), image, params.registration_mm)
 
 
-def _refuse_a_grid_that_cuts_off_a_region(manifest: Path, processed_paths: pd.Series, params: VolumeParams) -> None:
+def _check_the_template(manifest: Path, processed_paths: pd.Series, params: VolumeParams) -> None:
     """Once, from the first scan with readable settings: a template grid too small for the regions fails every scan
-    alike, each after building the template again (seconds a scan), so it ends the command in one line instead."""
+    alike, each after building the template again (seconds a scan), so it ends the command in one line instead. A
+    --template of the user's is warned of: the regions are MNI millimetres, and a template in another frame whose
+    grid still holds them (a study template centred on its own origin) measures other anatomy without a word."""
     for path in processed_paths:
         try:
             sidecar = ScanOutputs.beside(_resolve(manifest, path)).sidecar
@@ -165,6 +167,10 @@ def _refuse_a_grid_that_cuts_off_a_region(manifest: Path, processed_paths: pd.Se
         except ValueError:
             continue  # no preprocess output, or no settings: that scan fails on its own row
         _measurement_domain(preprocessed, params)  # a ValueError naming the region and the fix
+        if preprocessed.template is not None:
+            warn_once(f"{manifest}: its scans were registered to preprocess's --template {preprocessed.template}, not "
+                      "nilearn's MNI152; the regions are ellipsoids in MNI mm, so their volumes are of the named "
+                      "structures only if that template is in MNI space")
         return
 
 
@@ -197,7 +203,7 @@ def measure_manifest(manifest: str | Path, out_csv: str | Path | None = None, pa
     if table.empty:
         raise ValueError(f"{manifest}: no scan to measure (no rows, or none whose status is "
                          f"{'/'.join(USABLE_STATUSES)}); pass the manifest `elr-mri preprocess` wrote")
-    _refuse_a_grid_that_cuts_off_a_region(manifest, table["processed_path"], params)
+    _check_the_template(manifest, table["processed_path"], params)
     workdirs = tempfile.mkdtemp(prefix="elr-volumes-")
     try:
         arguments = {i: (_resolve(manifest, path), params, workdirs)
