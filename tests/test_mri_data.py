@@ -351,6 +351,40 @@ def test_disk_cache_is_keyed_by_settings(tmp_path):
         build_mri_data(config(manifest, cache="disk"))
 
 
+def test_a_cached_volume_cut_short_is_made_again(tmp_path, caplog):
+    """A job killed while a cached volume was copied into a cache on another drive left it cut short: torch's zip
+    error and a traceback at every later run, where the scan itself is fine."""
+    manifest = make_cohort(tmp_path)
+    cache = tmp_path / "cache"
+    data = build_mri_data(config(manifest, cache="disk", cache_dir=str(cache)))
+    expected = [data.val[0]["image"].clone(), data.train.item(0, seed=5)["image"].clone()]
+    for cached in cache.glob("*.pt"):
+        cached.write_bytes(cached.read_bytes()[:1000])
+    again = build_mri_data(config(manifest, cache="disk", cache_dir=str(cache)))
+    assert torch.equal(again.val[0]["image"], expected[0]) and torch.equal(again.train.item(0, 5)["image"], expected[1])
+    assert "a cached volume that cannot be read" in caplog.text
+    assert all(torch.load(cached, weights_only=True) is not None for cached in cache.glob("*.pt"))  # written whole
+
+
+def test_cached_volumes_are_written_in_the_cache_folder_itself(tmp_path, monkeypatch):
+    """Written in the system's temporary folder and moved, a volume was copied across drives (not renamed), and a
+    kill during that copy left it cut short; here no temporary folder elsewhere is needed."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-folder"))
+    cache = tmp_path / "cache"
+    data = build_mri_data(config(make_cohort(tmp_path), cache="disk", cache_dir=str(cache)))
+    data.val[0]
+    assert len(list(cache.glob("*.pt"))) == 1 and not list(cache.glob(".tmp*"))
+
+
+def test_a_cache_dir_that_is_a_file_is_named(tmp_path):
+    occupied = tmp_path / "cache"
+    occupied.write_text("")
+    with pytest.raises(ValueError, match=rf"data.mri.cache_dir = {occupied} is a file, not a folder"):
+        build_mri_data(config(make_cohort(tmp_path), cache="disk", cache_dir=str(occupied)))
+
+
 def test_dataloader_workers_draw_different_crops(tmp_path):
     path = write_volume(tmp_path / "v.nii.gz", np.random.default_rng(3).random(SHAPE))
     frame = pd.DataFrame({"participant_id": ["a", "b"], "session_id": ["1", "1"], "image_path": [str(path)] * 2,

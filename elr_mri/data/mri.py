@@ -26,7 +26,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 import torch
-from monai.data import CacheDataset, Dataset as MonaiDataset, PersistentDataset
+from monai.data import CacheDataset, Dataset as MonaiDataset
 from monai.data.meta_tensor import MetaTensor
 from monai.transforms import (
     CenterSpatialCropd,
@@ -48,6 +48,7 @@ from elr_mri.data.adjudicated import load_adjudicated_labels
 from elr_mri.data.blurred_crop import RandBlurredCropd
 from elr_mri.data.cohort import (IMAGE_COLUMN, ManifestError, label_indices, load_manifest, true_label_indices,
                                  warn_once)
+from elr_mri.data.disk_cache import DiskCache
 from elr_mri.data.grid import ScanReadError, VolumeGrid, common_grid, require_grid
 from elr_mri.data.images import NoisyImageData, stratified_subset
 from elr_mri.data.noise import apply_noise_config
@@ -427,7 +428,7 @@ def _monai_dataset(
     if cache == "disk":
         if cache_dir is None:
             raise ValueError("data.mri.cache: disk needs data.mri.cache_dir, a folder for the cached volumes")
-        return PersistentDataset(records, transform, cache_dir=cache_dir)
+        return DiskCache(records, transform, cache_dir)
     if cache == "none":
         return MonaiDataset(records, transform)
     raise ValueError(f"data.mri.cache = {cache!r} is not one of none, memory, disk")

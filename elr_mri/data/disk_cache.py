@@ -1,0 +1,53 @@
+"""`data.mri.cache: disk`: MONAI's PersistentDataset with each cached volume written beside its final name.
+
+MONAI writes a cached volume in the system's temporary folder and then moves it into the cache. Where the cache is
+on another drive (a local /tmp and the cache on shared storage, as on most clusters) that move is a copy, so a job
+killed during it left a file cut short under the final name, and every later run stopped at it with torch's zip
+error and a traceback. Here the file is renamed into place only once written, and a cached file that cannot be read
+(one left so by an earlier version) is made again from the scan.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from copy import deepcopy
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from monai.data import PersistentDataset
+from monai.utils import convert_to_tensor
+
+from preprocess.sidecar import atomic_path
+
+__all__ = ["DiskCache"]
+
+log = logging.getLogger(__name__)
+
+
+class DiskCache(PersistentDataset):
+    """The items of `data` with the steps of `transform` before the first random one cached in `cache_dir`."""
+
+    def __init__(self, data: Sequence[dict], transform: Callable, cache_dir: str | Path) -> None:
+        folder = Path(cache_dir)
+        if folder.exists() and not folder.is_dir():  # MONAI said only "cache_dir must be a directory."
+            raise ValueError(f"data.mri.cache_dir = {folder} is a file, not a folder; name a folder for the cached "
+                             "volumes (one that is not there is made)")
+        super().__init__(data, transform, cache_dir=folder)
+
+    def _cachecheck(self, item_transformed: Any) -> Any:
+        path = self.cache_dir / f"{self.hash_func(item_transformed).decode('utf-8')}{self.transform_hash}.pt"
+        if path.is_file():
+            try:
+                return torch.load(path, weights_only=self.weights_only)
+            except (RuntimeError, EOFError, pickle.UnpicklingError) as err:  # cut short, or not torch's
+                reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+                log.warning("%s: a cached volume that cannot be read (%s); made again from its scan", path, reason)
+        cached = self._pre_transform(deepcopy(item_transformed))  # the item itself is what the file is named by
+        try:
+            with atomic_path(path) as temporary:
+                torch.save(convert_to_tensor(cached, convert_numeric=False, track_meta=self.track_meta), temporary)
+        except PermissionError:  # a cache shared read-only: served uncached, as MONAI does
+            pass
+        return cached
