@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from elr_mri.config import DataConfig, MRIDataConfig, NoiseConfig
+from elr_mri.data.cohort import IMAGE_COLUMN
 from elr_mri.data.grid import ScanReadError, VolumeGrid, read_grid
 from elr_mri.data.mri import (
     MRIScans,
@@ -21,6 +22,7 @@ from elr_mri.data.mri import (
     build_mri_eval_dataset,
     mri_transforms,
     participants_by_split,
+    read_scan_as_the_network_does,
 )
 from elr_mri.data.seeded_items import SeededItems
 from elr_mri.data.splits import LeakageError, load_splits
@@ -166,6 +168,20 @@ def test_build_mri_data_contract(tmp_path):
         assert 0.0 <= item["image"].min() and item["image"].max() <= 1.0
     batch = next(iter(DataLoader(data.val, batch_size=2)))
     assert batch["age"].shape == (2,) and batch["image"].shape == (2, 1, 16, 16, 16)
+
+
+def test_validation_test_and_holdout_scans_are_the_centre_crop_with_every_augmentation_on(tmp_path):
+    """Checkpoint selection and every score read the scans un-augmented: no blur, flip or shift, whatever the seed."""
+    cfg = config(make_cohort(tmp_path), flip=True, max_shift=4, blur_sigma_max=2.0)
+    data = build_mri_data(cfg)
+    (tmp_path / "holdout").mkdir()  # another site's people, numbered as the training cohort's
+    holdout, _ = build_mri_eval_dataset(make_cohort(tmp_path / "holdout", participants=3, scans=1), cfg, ["sub-99"])
+    centre = slice(8, 24)  # 16 of 32 voxels
+    for scans in (data.val, data.test, holdout):
+        for i in range(len(scans)):
+            scan = read_scan_as_the_network_does(scans.frame[IMAGE_COLUMN].iloc[i])[centre, centre, centre]
+            assert all(torch.equal(scans.item(i, seed)["image"][0], torch.from_numpy(scan)) for seed in (None, 0, 1))
+    assert not torch.equal(data.train.item(0, 0)["image"], data.train.item(0, 1)["image"])  # training's are augmented
 
 
 def test_volumes_are_scored_in_training_sized_batches_unless_eval_batch_size_is_set(tmp_path):
