@@ -21,7 +21,7 @@ import torch.distributed as dist
 from torch.utils.data import Sampler
 
 __all__ = ["DistContext", "init_distributed", "gather_rows", "gather_objects", "share_of_global_batch",
-           "mean_over_ranks", "GlobalBatchSampler", "slice_bounds", "barrier", "leave_distributed",
+           "mean_over_ranks", "GlobalBatchSampler", "NumberedDraws", "slice_bounds", "barrier", "leave_distributed",
            "part_rank_streams"]
 
 RANK_SEED_STRIDE = 1_000_003  # between ranks' torch seeds; epochs step by 1, so no two (rank, epoch) pairs meet
@@ -162,6 +162,37 @@ def slice_bounds(size: int, rank: int, world_size: int) -> tuple[int, int]:
     return start, start + base + (rank < extra)
 
 
+class NumberedDraws(Sampler[list[tuple[int, int]]]):
+    """The batches of `batches` with each index paired with how often the epoch's order drew that example before
+    (0 unless drawn with replacement, as class-balanced batches are): counted over the global order, so the pair is
+    the same on any rank, for `SeededItems` to augment a repeat draw anew."""
+
+    def __init__(self, batches: GlobalBatchSampler) -> None:
+        self.batches = batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        order = self.batches.order
+        draws = _earlier_draws(order)
+        for part in self.batches.own_parts():
+            yield list(zip(order[part].tolist(), draws[part].tolist()))
+
+
+def _earlier_draws(order: torch.Tensor) -> torch.Tensor:
+    """For each position of `order`, how many earlier positions hold the same example: a stable sort groups each
+    example's positions in order, and a position's draw is its distance from its group's first."""
+    examples, positions = torch.sort(order, stable=True)
+    ranked = torch.arange(len(order))
+    first = torch.ones(len(order), dtype=torch.bool)
+    first[1:] = examples[1:] != examples[:-1]
+    group_start = torch.cummax(torch.where(first, ranked, torch.zeros_like(ranked)), dim=0).values
+    draws = torch.empty_like(ranked)
+    draws[positions] = ranked - group_start
+    return draws
+
+
 def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
@@ -192,9 +223,14 @@ class GlobalBatchSampler(Sampler[list[int]]):
         self.world_size = world_size
 
     def __iter__(self) -> Iterator[list[int]]:
+        for part in self.own_parts():
+            yield self.order[part].tolist()
+
+    def own_parts(self) -> Iterator[slice]:
+        """This rank's slice of each global batch, as positions in the epoch's order."""
         for start, stop in self._batch_bounds():
             first, last = slice_bounds(stop - start, self.rank, self.world_size)
-            yield self.order[start + first : start + last].tolist()
+            yield slice(start + first, start + last)
 
     def __len__(self) -> int:
         return len(self.global_batch_sizes())

@@ -578,6 +578,41 @@ def test_an_epochs_augmentations_do_not_depend_on_the_epochs_before(tmp_path):
     assert torch.equal(images(resumed, 2), second)
 
 
+def test_a_scan_drawn_again_in_an_epoch_is_augmented_again(tmp_path):
+    """Class-balanced batches draw with replacement; seeded by (epoch, index) alone, each of the 18 repeat draws of
+    6 scans in 24 was the same crop and blur as the scan's first draw. Counted over the global order, the draws
+    are the same under any number of processes."""
+    from elr_mri.config import RunConfig
+    from elr_mri.distributed import DistContext, GlobalBatchSampler, NumberedDraws
+    from elr_mri.engine.feeding import BatchFeeder
+
+    cfg = RunConfig(data=config(make_cohort(tmp_path, participants=12, scans=1)))
+    cfg.train.loader, cfg.train.batch_size, cfg.data.balanced_batches = "dataloader", 4, 6
+    data = build_mri_data(cfg.data)
+    first_draws: dict[int, torch.Tensor] = {}
+    repeats = 0
+    for batch in BatchFeeder(data, cfg, DistContext(), torch.device("cpu")).train_epoch(1):
+        for index, image in zip(batch["index"].tolist(), batch["image"]):
+            if index in first_draws:
+                repeats += 1
+                assert not torch.equal(image, first_draws[index])
+            first_draws.setdefault(index, image)
+    assert repeats == 24 - len(first_draws) > 0
+    weights = torch.ones(len(data.train), dtype=torch.double)
+
+    def numbered(rank: int, world: int) -> list[list[tuple[int, int]]]:
+        return list(NumberedDraws(GlobalBatchSampler(len(data.train), 4, torch.Generator().manual_seed(3), rank, world,
+                                                     weights=weights, num_samples=24)))
+
+    alone, ranks = numbered(0, 1), [numbered(rank, 2) for rank in (0, 1)]
+    assert alone == [first + second for first, second in zip(*ranks)]
+    assert [[index for index, _ in batch] for batch in alone] == list(
+        GlobalBatchSampler(len(data.train), 4, torch.Generator().manual_seed(3), weights=weights, num_samples=24))
+    draws = [draw for batch in alone for _, draw in batch]
+    indices = [index for batch in alone for index, _ in batch]
+    assert draws == [indices[:position].count(index) for position, index in enumerate(indices)]
+
+
 @pytest.mark.parametrize("workers", [0, 2])
 def test_training_batches_blurred_on_the_device_are_the_loaders(tmp_path, workers):
     """`data.mri.blur_on: device`: the feeder's batches equal those blurred in the loader (here both on the CPU),

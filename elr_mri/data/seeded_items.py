@@ -4,7 +4,8 @@ A random stream per DataLoader worker made an example's crop depend on `data.num
 under torchrun, on which rank read it; a seed per example depends on neither, so a run draws the
 same crops with any worker count or number of processes (a resume with another worker count
 continues it exactly). ELR+'s two batch streams get different epoch seeds, so each network sees its
-own crops.
+own crops. Class-balanced batches draw with replacement: a scan drawn again in one epoch also counts its earlier
+draws into its seed, or it came back as the same crop and blur, the minority class's scans most often.
 """
 
 from __future__ import annotations
@@ -24,10 +25,15 @@ class SeedableDataset(Protocol):
     def item(self, index: int, seed: int | None) -> dict[str, Any]: ...
 
 
-def example_seed(epoch_seed: int, index: int) -> int:
-    """A 32-bit seed (what MONAI's NumPy random states take) hashed from both numbers with SplitMix64's
-    mixer, so nearby epochs and indices give unrelated streams; 1 µs, where NumPy's SeedSequence took 30."""
-    return _mix64((_mix64(epoch_seed) + index) & _MASK64) >> 32
+def example_seed(epoch_seed: int, index: int, draw: int = 0) -> int:
+    """A 32-bit seed (what MONAI's NumPy random states take) hashed from the numbers with SplitMix64's
+    mixer, so nearby epochs and indices give unrelated streams; 1 µs, where NumPy's SeedSequence took 30.
+    `draw`: the example's earlier draws this epoch (balanced batches draw with replacement); draw 0 keeps the seed
+    of runs made before draws were counted, so they resume to the crops they would have drawn."""
+    mixed = _mix64((_mix64(epoch_seed) + index) & _MASK64)
+    if draw:
+        mixed = _mix64((mixed + draw) & _MASK64)
+    return mixed >> 32
 
 
 def _mix64(value: int) -> int:
@@ -39,7 +45,8 @@ def _mix64(value: int) -> int:
 
 class SeededItems(Dataset):
     """One batch stream's view of a training set for one epoch: item i augmented from
-    `example_seed(epoch_seed, i)`."""
+    `example_seed(epoch_seed, i)`; an (i, draw) key, from `distributed.NumberedDraws`, gives a scan drawn twice
+    in an epoch two augmentations (with the example's seed alone both draws were the same volume)."""
 
     def __init__(self, dataset: SeedableDataset, epoch_seed: int) -> None:
         self.dataset = dataset
@@ -48,5 +55,6 @@ class SeededItems(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        return self.dataset.item(index, example_seed(self.epoch_seed, index))
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        index, draw = key if isinstance(key, tuple) else (key, 0)
+        return self.dataset.item(index, example_seed(self.epoch_seed, index, draw))

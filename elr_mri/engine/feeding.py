@@ -22,7 +22,7 @@ from elr_mri.data.device_batches import Assembly, DeviceImageBatches, supports_d
 from elr_mri.data.device_blur import blur_and_trim, kernel_radius
 from elr_mri.data.images import NoisyImageData
 from elr_mri.data.seeded_items import SeededItems
-from elr_mri.distributed import DistContext, GlobalBatchSampler
+from elr_mri.distributed import DistContext, GlobalBatchSampler, NumberedDraws
 
 __all__ = ["BatchFeeder", "BlurredOnDevice", "PairedBatches", "StreamsInTurn", "WithGlobalBatchSizes", "balanced_subset",
            "serves_from_device"]
@@ -137,8 +137,9 @@ class BatchFeeder:
         if self.on_device:
             train = self.device_sets["train"]
             batches: Iterable[Batch] = train.batches(sampler, train.generator(seed * 1009), sampler.slice_positions())
-        else:  # each example augmented from (this stream's epoch seed, its index): see SeededItems
-            batches = DataLoader(SeededItems(self.data.train, seed), batch_sampler=sampler, num_workers=self.cfg.data.num_workers,
+        else:  # each example augmented from (this stream's epoch seed, its index, its earlier draws): SeededItems
+            batches = DataLoader(SeededItems(self.data.train, seed), batch_sampler=NumberedDraws(sampler),
+                                 num_workers=self.cfg.data.num_workers,
                                  generator=torch.Generator().manual_seed(seed), pin_memory=torch.cuda.is_available())
             if self.blur_reach is not None:
                 batches = BlurredOnDevice(batches, self.device, self.blur_reach)
