@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import json
@@ -16,7 +17,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -1226,9 +1227,12 @@ def test_a_cpu_run_at_a_thread_a_core_on_a_busy_machine_is_told_to_try_one_threa
     cores = len(os.sched_getaffinity(0))
     monkeypatch.setattr(os, "getloadavg", lambda: (cores + 3.0, 0.0, 0.0))  # fault injection: other jobs' load
     monkeypatch.setattr(sys, "stderr", _Terminal())
-    assert busy_cores_note(0, torch.device("cpu")) == [
-        f"note: this machine is busy (load {cores + 3.0:.1f} on {cores} core(s)) and torch runs a thread a core, so the "
-        "threads wait on each other: --set train.threads=1 is often many times faster here"]
+    with _torch_threads(2):  # torch's default on 2 cores
+        assert busy_cores_note(0, torch.device("cpu")) == [
+            f"note: this machine is busy (load {cores + 3.0:.1f} on {cores} core(s)) and torch runs 2 threads, so the "
+            "threads wait on each other: --set train.threads=1 is often many times faster here"]
+    with _torch_threads(1):  # OMP_NUM_THREADS=1, as README advises there: the advice is taken already
+        assert busy_cores_note(0, torch.device("cpu")) == []
     assert busy_cores_note(1, torch.device("cpu")) == []  # the user chose a count
     assert busy_cores_note(0, torch.device("cuda")) == []
     monkeypatch.setattr(sys, "stderr", io.StringIO())  # a job's log: no one there to act on it
@@ -1236,6 +1240,17 @@ def test_a_cpu_run_at_a_thread_a_core_on_a_busy_machine_is_told_to_try_one_threa
     monkeypatch.setattr(sys, "stderr", _Terminal())
     monkeypatch.setattr(os, "getloadavg", lambda: (cores - 0.5, 0.0, 0.0))
     assert busy_cores_note(0, torch.device("cpu")) == []
+
+
+@contextlib.contextmanager
+def _torch_threads(count: int) -> Iterator[None]:
+    """torch's CPU threads set to `count` for the block (what OMP_NUM_THREADS gives a process at start)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class _Terminal(io.StringIO):

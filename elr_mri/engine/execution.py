@@ -204,16 +204,19 @@ def limit_cpu_threads(threads: int) -> None:
 
 
 def busy_cores_note(threads: int, device: torch.device) -> list[str]:
-    """A note for a CPU run at torch's one thread a core (`train.threads: 0`) on a machine whose cores other jobs
-    hold: its threads then wait on each other (on a loaded 2-core machine the README's first digits run took 19
-    minutes, its CE control 19 s with one thread). For someone at a terminal only: a job's log, or a test's, keeps its lines."""
+    """A note for a CPU run at torch's default threads (`train.threads: 0`: one a core) on a machine whose cores other
+    jobs hold: its threads then wait on each other (on a loaded 2-core machine the README's first digits run took 19
+    minutes, its CE control 19 s with one thread). None where that default is one thread already (`OMP_NUM_THREADS=1`,
+    as README advises for busy machines): the advice would be what the user did. For someone at a terminal only: a
+    job's log, or a test's, keeps its lines."""
     if threads or device.type != "cpu" or not sys.stderr.isatty():
         return []
+    running = torch.get_num_threads()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     load = os.getloadavg()[0]
-    if load <= cores:
+    if running <= 1 or load <= cores:
         return []
-    return [f"note: this machine is busy (load {load:.1f} on {cores} core(s)) and torch runs a thread a core, so the "
+    return [f"note: this machine is busy (load {load:.1f} on {cores} core(s)) and torch runs {running} threads, so the "
             "threads wait on each other: --set train.threads=1 is often many times faster here"]
 
 
