@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--subjects", type=int, default=48, help="ADNI-like participants, train/val/test (default 48)")
     parser.add_argument("--holdout-subjects", type=int, default=16, help="NACC-like participants (default 16)")
     parser.add_argument("--label-noise", type=float, default=0.3,
-                        help="fraction of training-site diagnoses flipped (default 0.3)")
+                        help="fraction of diagnoses flipped, at the training and the holdout site alike (default 0.3)")
     parser.add_argument("--epochs", type=int, default=8, help="epochs of each training run (default 8)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the cohort and the runs (default 0)")
     parser.add_argument("--jobs", type=int, default=2, help="processes simulating, preprocessing and measuring volumes (default 2)")

@@ -62,6 +62,19 @@ def test_settings_out_of_range_are_refused_before_the_folder_records_them(tmp_pa
         assert result.returncode == 2 and "must be" in result.stderr and not out.exists()
 
 
+def test_label_noise_is_said_to_flip_the_holdout_site_too() -> None:
+    """The simulator flips both sites' diagnoses at --label-noise (the report's "Share of labels flipped" lists
+    each), so the demo's holdout is scored against noisy labels too; --help had said only the training site's."""
+    from elr_mri.simulate.cohort import HOLDOUT_SITE, plan_cohort
+
+    holdout = [spec for spec in plan_cohort(12, 8, 0.25, seed=0) if spec.cohort == HOLDOUT_SITE]
+    assert sum(spec.diagnosis != spec.true_diagnosis for spec in holdout) == 2
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "mri_demo.py"), "--help"],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0 and "training-site diagnoses" not in result.stdout
+    assert "holdout site alike" in " ".join(result.stdout.split())
+
+
 def test_the_report_calls_differences_chance_only_at_a_size_where_the_cnn_did_not_learn() -> None:
     """A fixed sentence said "any difference here is chance" for a 200-subject demo too, beside its own verdicts."""
     from elr_mri.report import _size_caveat
