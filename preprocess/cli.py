@@ -21,7 +21,7 @@ from .signals import Terminated, sigterm_as_ctrl_c
 from .template import check_template_files
 from .user_errors import USER_ERRORS, as_path_name_error, nonempty_text, report_user_error, storage_error_or_raise
 
-__all__ = ["main", "merge_main", "build_parser"]
+__all__ = ["main", "merge_main", "build_parser", "build_merge_parser"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -141,14 +141,18 @@ def require_ncc_threshold(value: float) -> None:
         raise InputError(f"--qc-min-ncc {value}: an NCC threshold lies between -1 and 1; the default is 0.45")
 
 
-def merge_main(argv: list[str] | None = None) -> int:
-    """Join the shards' manifests in an output folder into manifest.csv and failures.csv."""
+def build_merge_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="elr-mri preprocess-merge",
                                      description="Join the manifests of all --shard I/N runs of one output folder.")
     parser.add_argument("--output", required=True, type=nonempty_text, help="the output folder the shards wrote to")
     parser.add_argument("--qc-min-ncc", type=float, default=None,
                         help="flag scans whose NCC is below this (default: the shards' --qc-min-ncc)")
-    args = parse_naming_unknown_options(parser, sys.argv[1:] if argv is None else argv)
+    return parser
+
+
+def merge_main(argv: list[str] | None = None) -> int:
+    """Join the shards' manifests in an output folder into manifest.csv and failures.csv."""
+    args = parse_naming_unknown_options(build_merge_parser(), sys.argv[1:] if argv is None else argv)
 
     try:
         if args.qc_min_ncc is not None:
