@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import re
 import shlex
+import typing
 from pathlib import Path
 
 import pytest
+import yaml
 
 from elr_mri.cli import _parser as elr_mri_parser
 from elr_mri.config import RunConfig, dotted_keys
@@ -25,6 +27,7 @@ FORWARDED = {"preprocess": preprocess_parser, "preprocess-merge": build_merge_pa
 # A setting as README writes one: a section, a dot, a key (`train.threads`, `data.mri.cache_dir`); not part of a
 # module path (`elr_mri.data.noise`), a file name (`elr_plus.yaml`) or a lock file (`RUN/.train.lock`)
 SETTING = re.compile(r"(?<![\w./])((?:data|model|loss|elr_plus|optim|schedule|train)(?:\.\w+)+)(?!\.?\w*\.(?:yaml|py))")
+SETTING_VALUES = re.compile(r"`((?:data|model|loss|elr_plus|optim|schedule|train)(?:\.\w+)+): ([\w|.-]+)`")
 PROJECT_PATH = re.compile(r"(?<![\w./-])((?:bench|configs|elr_mri|preprocess|scripts|tests)/[\w./{},-]*[\w}])")
 
 
@@ -88,6 +91,22 @@ def test_every_setting_readme_names_is_a_config_key() -> None:
     assert len(named) > 40  # the reading finds them
     unknown = sorted(name for name in named if name not in keys)
     assert not unknown, f"README names settings the schema lacks: {unknown}"
+
+
+def test_every_choice_readme_gives_a_setting_is_one_it_takes() -> None:
+    """`train.select: val_balanced_acc`, `data.mri.blur_on: auto|loader|device`: each value README writes for a
+    setting of a fixed set of choices is among them."""
+    wrong = []
+    for key, values in SETTING_VALUES.findall(README):
+        *sections, name = key.split(".")
+        section = RunConfig
+        for part in sections:
+            section = typing.get_type_hints(section)[part]
+        hint = typing.get_type_hints(section)[name]
+        if typing.get_origin(hint) is typing.Literal:
+            wrong += [f"{key}: {value}" for value in values.split("|")
+                      if yaml.safe_load(value) not in typing.get_args(hint)]
+    assert not wrong, f"README gives settings values they do not take: {wrong}"
 
 
 def test_every_project_file_readme_names_is_there() -> None:
