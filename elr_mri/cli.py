@@ -8,6 +8,7 @@ user's mistake into one line and an exit status; the commands themselves are in 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import select
 import shlex
@@ -32,6 +33,7 @@ __all__ = ["main"]
 def main(argv: list[str] | None = None) -> int:
     """Run `elr-mri ARGV` and return its exit status; a reader that closed the pipe early is no failure."""
     argv = sys.argv[1:] if argv is None else argv
+    _print_logged_warnings()
     try:
         return _run_command(argv)
     except BrokenPipeError:  # `elr-mri ... | head`: the reader left; a traceback (and exit 1) would read as a failure
@@ -45,6 +47,21 @@ def main(argv: list[str] | None = None) -> int:
         except OSError:  # stderr is the same closed pipe (`2>&1 | head`)
             os.dup2(nowhere, sys.stderr.fileno())
         return 128 + signal.SIGPIPE
+
+
+class _WarningLines(logging.Handler):
+    """The library's logged warnings as lines like the commands' own, `warning: ...` on stderr: without a handler
+    Python printed them bare. stderr is looked up at each line, so one redirected since (tests) gets them."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"{record.levelname.lower()}: {record.getMessage()}", file=sys.stderr)
+
+
+def _print_logged_warnings() -> None:
+    """Give the `elr_mri` loggers their one handler; `main` runs many times in one process (tests, scripts)."""
+    logger = logging.getLogger("elr_mri")
+    if not any(isinstance(handler, _WarningLines) for handler in logger.handlers):
+        logger.addHandler(_WarningLines(logging.WARNING))
 
 
 def _stdout_reader_gone() -> bool:
