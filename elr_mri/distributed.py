@@ -6,7 +6,10 @@ global batches: every rank walks the same global batch order and takes its own s
 batch (`GlobalBatchSampler`); each rank's loss is scaled by its share of the global batch, so
 DDP's gradient average is the global mean even when slices differ in size; and the ELR target
 table is updated with the whole global batch's predictions (`gather_rows`), so every rank holds
-the same, exact table.
+the same, exact table. Evaluation is shared out too: each rank scores its own run of whole evaluation
+batches (`evaluation_rows`) with rank 0's BatchNorm statistics (`share_rank0_buffers`), and the predictions are
+joined in the split's order, so every score is rank 0's alone over the whole split, as it was when every rank scored
+all of it.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from torch.utils.data import Sampler
 
 __all__ = ["DistContext", "init_distributed", "gather_rows", "gather_objects", "share_of_global_batch",
            "mean_over_ranks", "GlobalBatchSampler", "NumberedDraws", "slice_bounds", "barrier", "leave_distributed",
-           "part_rank_streams"]
+           "part_rank_streams", "evaluation_rows", "share_rank0_buffers"]
 
 RANK_SEED_STRIDE = 1_000_003  # between ranks' torch seeds; epochs step by 1, so no two (rank, epoch) pairs meet
 
@@ -125,6 +128,26 @@ def mean_over_ranks(tensor: torch.Tensor) -> torch.Tensor:
     summed = tensor.clone()
     dist.all_reduce(summed)
     return summed / dist.get_world_size()
+
+
+def evaluation_rows(num_examples: int, batch_size: int, context: DistContext) -> range:
+    """The examples of this rank's run of whole evaluation batches of a split: a process scores each example in the
+    batch one process puts it in, so its prediction is the same bits (a batch cut elsewhere could round otherwise).
+    Rank order is the split's order; with fewer batches than ranks the last ranks get none."""
+    batches = -(-num_examples // batch_size)
+    first, last = slice_bounds(batches, context.rank, context.world_size)
+    return range(first * batch_size, min(last * batch_size, num_examples))
+
+
+def share_rank0_buffers(modules: list[torch.nn.Module]) -> None:
+    """Give every rank rank 0's buffers (BatchNorm's running statistics), which rank 0 checkpoints: under DDP each
+    rank's last training step updated its own from its own slice, so ranks scoring parts of a split would score
+    them with different networks. Training is unchanged: DDP gives every forward pass rank 0's buffers anyway."""
+    if not _distributed():
+        return
+    for module in modules:
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
 
 
 def barrier() -> None:

@@ -16,12 +16,17 @@ import pytest
 import torch
 
 from elr_mri.config import load_config
+from elr_mri.data import build_data
 from elr_mri.distributed import DistContext, GlobalBatchSampler, part_rank_streams
 from elr_mri.engine.checkpoint import load_checkpoint
-from elr_mri.engine.runner import train
+from elr_mri.engine.execution import ExecutionPlan
+from elr_mri.engine.feeding import BatchFeeder
+from elr_mri.engine.methods import build_method
+from elr_mri.engine.runner import evaluate_split, train
 
 ROOT = Path(__file__).parents[1]
 DIGITS = ROOT / "configs" / "digits" / "elr_sym40.yaml"
+CPU = torch.device("cpu")
 OVERRIDES = ["data.train_subset=600", "train.epochs=3", "train.batch_size=64", "train.progress=false",
              "train.tensorboard=false", "model.hidden=64"]
 
@@ -93,6 +98,39 @@ def test_elr_plus_two_streams_under_two_processes_match_one(tmp_path: Path, alte
             for name, value in ours.items():
                 torch.testing.assert_close(value, theirs[name], rtol=1e-4, atol=1e-5)
     assert all((loss["targets"].sum(dim=1) > 0).all() for loss in a["losses"])  # every example seen by each net
+
+
+@pytest.mark.parametrize("loader", ["device", "dataloader"])
+def test_each_rank_scores_its_own_run_of_the_one_process_batches(loader: str) -> None:
+    """Every rank scored the whole validation and test splits each epoch, for rank 0's figures alone. Now each takes
+    a run of the batches one process scores (the same batches, so the same predictions), in the split's order."""
+    cfg = load_config(DIGITS, [*OVERRIDES, "train.eval_batch_size=16", f"train.loader={loader}"])
+    data = build_data(cfg.data)
+    for split, dataset in (("val", data.val), ("test", data.test)):
+        alone = [batch["index"].tolist() for batch in BatchFeeder(data, cfg, DistContext(), CPU).evaluation(split)]
+        for world in (2, 3, len(alone) + 1):
+            shares = [[batch["index"].tolist() for batch in BatchFeeder(
+                data, cfg, DistContext(rank, world), CPU).evaluation(split)] for rank in range(world)]
+            assert sum(shares, []) == alone and len(alone[0]) == 16 and len(sum(alone, [])) == len(dataset)
+            assert max(map(len, shares)) == -(-len(alone) // world)  # as even as whole batches allow
+
+
+def test_with_batchnorm_two_processes_score_the_weights_rank_0_keeps(tmp_path: Path) -> None:
+    """Ranks score parts of each split, so they must score with one network: DDP leaves each rank's BatchNorm
+    statistics as its own last slice moved them, and rank 0's are the ones last.pt keeps. Its metrics equal one
+    process scoring last.pt (slices of 2 move the statistics apart enough to change a test prediction)."""
+    extra = ("model.name=small_cnn", "train.eval_batch_size=16", "train.epochs=1", "train.batch_size=4")
+    _train(tmp_path / "two", 2, "ce", *extra)
+    cfg = load_config(tmp_path / "two" / "config.yaml")
+    data = build_data(cfg.data)
+    plan = ExecutionPlan.from_config(cfg.train, CPU)
+    method = build_method(cfg, data.input_shape, data.num_classes, len(data.train), plan)
+    method.load_state_dict(load_checkpoint(tmp_path / "two" / "checkpoints" / "last.pt")["method"])
+    feeder = BatchFeeder(data, cfg, DistContext(), CPU)
+    last = pd.read_csv(tmp_path / "two" / "metrics.csv").iloc[-1]
+    val, test = (evaluate_split(method, feeder.evaluation(split)) for split in ("val", "test"))
+    assert (last["val_acc"], last["val_balanced_acc"], last["test_acc"]) == (val.accuracy, val.balanced_accuracy,
+                                                                               test.accuracy)
 
 
 def test_resume_under_another_number_of_processes(tmp_path: Path) -> None:

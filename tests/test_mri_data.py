@@ -198,6 +198,12 @@ def test_volumes_are_scored_in_training_sized_batches_unless_eval_batch_size_is_
         cfg = RunConfig(data=data_cfg, train=TrainLoopConfig(batch_size=3, eval_batch_size=eval_batch_size))
         feeder = BatchFeeder(data, cfg, DistContext(), torch.device("cpu"))
         assert [len(batch["label"]) for batch in feeder.evaluation("test")] == sizes
+        # under torchrun each rank reads its run of those whole batches alone (every rank read every volume)
+        shares = [[batch["index"].tolist() for batch in BatchFeeder(data, cfg, DistContext(rank, 2), torch.device(
+            "cpu")).evaluation("test")] for rank in range(2)]
+        assert [[len(batch) for batch in share] for share in shares] == [sizes[:(len(sizes) + 1) // 2],
+                                                                          sizes[(len(sizes) + 1) // 2:]]
+        assert sum(sum(shares, []), []) == list(range(12))
 
 
 def test_volumes_keep_compiles_default_mode_without_cuda_graphs(tmp_path):

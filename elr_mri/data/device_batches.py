@@ -170,10 +170,12 @@ class DeviceImageBatches:
                 images = self._pixels(self.images.index_select(0, index))
             yield {"image": images, "label": self.labels[index], "index": index}
 
-    def in_order(self, batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
-        """Every example once, in data set order, never augmented: evaluation on any split."""
-        for start in range(0, len(self), batch_size):
-            stop = min(start + batch_size, len(self))
+    def in_order(self, batch_size: int, rows: range | None = None) -> Iterator[dict[str, torch.Tensor]]:
+        """Every example of `rows` (all by default) once, in data set order, never augmented: evaluation on any
+        split, or one rank's share of it (`evaluation_rows`)."""
+        rows = range(len(self)) if rows is None else rows
+        for start in range(rows.start, rows.stop, batch_size):
+            stop = min(start + batch_size, rows.stop)
             index = torch.arange(start, stop, device=self.device)
             yield {"image": self._pixels(self.images[start:stop]), "label": self.labels[index], "index": index}
 

@@ -15,14 +15,14 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from elr_mri.config import RunConfig, evaluation_batch_size
 from elr_mri.data.device_batches import Assembly, DeviceImageBatches, supports_device_batches
 from elr_mri.data.device_blur import blur_and_trim, kernel_radius
 from elr_mri.data.images import NoisyImageData
 from elr_mri.data.seeded_items import SeededItems
-from elr_mri.distributed import DistContext, GlobalBatchSampler, NumberedDraws
+from elr_mri.distributed import DistContext, GlobalBatchSampler, NumberedDraws, evaluation_rows
 
 __all__ = ["BatchFeeder", "BlurredOnDevice", "PairedBatches", "StreamsInTurn", "WithGlobalBatchSizes", "balanced_subset",
            "serves_from_device"]
@@ -146,14 +146,17 @@ class BatchFeeder:
         return WithGlobalBatchSizes(batches, sampler.global_batch_sizes())
 
     def evaluation(self, split: str) -> Iterable[Batch] | None:
-        """Un-augmented batches of "val", "test" or a further test set in order; None when the split is empty."""
+        """Un-augmented batches of "val", "test" or a further test set in order; None when the split is empty.
+        Under torchrun, this rank's run of them (`evaluation_rows`), which `evaluate_split` joins with the others'."""
         dataset = self._splits().get(split)
         if dataset is None:
             return None
         size = evaluation_batch_size(self.cfg)
+        rows = evaluation_rows(len(dataset), size, self.dist)
         if self.on_device:
-            return self.device_sets[split].in_order(size)
-        return DataLoader(dataset, batch_size=size, shuffle=False, num_workers=self.cfg.data.num_workers)
+            return self.device_sets[split].in_order(size, rows)
+        share = Subset(dataset, rows) if self.dist.enabled else dataset
+        return DataLoader(share, batch_size=size, shuffle=False, num_workers=self.cfg.data.num_workers)
 
     def _splits(self) -> dict[str, Dataset]:
         named = {**self.data.extra_tests, "train": self.data.train, "val": self.data.val, "test": self.data.test}

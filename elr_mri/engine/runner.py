@@ -31,7 +31,7 @@ from elr_mri.config import (
 )
 from elr_mri.data import build_data
 from elr_mri.distributed import (DistContext, barrier, gather_objects, gather_rows, init_distributed, leave_distributed,
-                                 mean_over_ranks, part_rank_streams, share_of_global_batch)
+                                 mean_over_ranks, part_rank_streams, share_of_global_batch, share_rank0_buffers)
 from elr_mri.data.device_blur import blurs_on_device
 from elr_mri.data.image_sources import (CLOTHING1M_VAL_LIST, clothing1m_lists_dir,
                                          require_clothing1m_validation_list)
@@ -221,6 +221,7 @@ def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, de
         pred, seen = tracker.predictions(), tracker.seen_this_epoch()
         row["train_acc_given"] = float((pred == data.train_labels)[seen].mean()) if seen.any() else float("nan")
         evaluation_started = time.perf_counter()
+        share_rank0_buffers(method.networks())  # each rank scores a share of each split, all with rank 0's networks
         val = evaluate_split(method, feeder.evaluation("val"))
         row["val_acc"], row["val_balanced_acc"] = val.accuracy, val.balanced_accuracy
         row["val_top_class_share"], row["val_label_top_share"] = val.top_class_share, val.label_top_share
@@ -289,11 +290,12 @@ class SplitScore(NamedTuple):
 def evaluate_split(method: Method, batches: Iterable[dict[str, torch.Tensor]] | None) -> SplitScore:
     """Top-1 accuracy of `method` over `batches`, its mean over the classes present (balanced accuracy:
     a network that calls everybody MCI is not rewarded for MCI being common), and the top-class shares a
-    collapse check compares."""
-    outputs = predict_split(method, batches)
+    collapse check compares. Under torchrun `batches` is this rank's share of the split (`BatchFeeder.evaluation`):
+    the ranks' predictions are joined in rank order, the split's, and every rank gets the whole split's scores."""
+    outputs = _joined(predict_split(method, batches))
     if outputs is None:
         return SplitScore(float("nan"), float("nan"), float("nan"), float("nan"), float("nan"))
-    pred, label, top5 = (part.cpu().numpy() for part in (outputs.predicted, outputs.labels, outputs.in_top5))
+    pred, label, top5 = (part.numpy() for part in (outputs.predicted, outputs.labels, outputs.in_top5))
     return SplitScore(float((pred == label).mean()), balanced_accuracy(label, pred, outputs.num_classes),
                       top_class_share(pred), top_class_share(label), float(top5.mean()))
 
@@ -323,6 +325,16 @@ def predict_split(method: Method, batches: Iterable[dict[str, torch.Tensor]] | N
     if not predicted:
         return None
     return SplitPredictions(torch.cat(predicted), torch.cat(labels), torch.cat(in_top5), num_classes)
+
+
+def _joined(share: SplitPredictions | None) -> SplitPredictions | None:
+    """Every rank's predictions of its share of a split, on the host and concatenated in rank order (one exchange a
+    split; a rank with an empty share gives None); alone, this process's."""
+    on_host = None if share is None else SplitPredictions(*(rows.cpu() for rows in share[:3]), share.num_classes)
+    parts = [part for part in gather_objects(on_host) if part is not None]
+    if len(parts) < 2:
+        return parts[0] if parts else None
+    return SplitPredictions(*(torch.cat(rows) for rows in zip(*(part[:3] for part in parts))), parts[0].num_classes)
 
 
 def _test_scores(method: Method, feeder: BatchFeeder, data: NoisyImageData) -> dict[str, float]:
