@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import signal
 import sys
 from pathlib import Path
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         table = read_inputs(args.input)
         summary = run_batch(table, args.output, params, jobs=args.jobs, shard=shard, min_ncc=args.qc_min_ncc,
                             progress=not args.no_progress)
-        print_summary(summary, Path(args.output) / shard_names(shard)[0])
+        print_summary(summary, Path(args.output) / shard_names(shard)[0], shard)
         return 1 if summary.failed else 0
 
     return _reporting_user_errors("elr-mri preprocess", preprocess, "finished scans are skipped")
@@ -128,11 +129,17 @@ def _require_input_kept(source: Path, output: Path, shard: tuple[int, int] | Non
                          "the copy")
 
 
-def print_summary(summary: Summary, manifest: Path) -> None:
-    """The run's counts, then the scans QC flagged by name: a count alone leaves them in the training data unseen."""
+def print_summary(summary: Summary, manifest: Path, shard: tuple[int, int] | None = None) -> None:
+    """The run's counts, then the scans QC flagged by name (a count alone leaves them in the training data unseen),
+    then the manifest written: the file the next step reads, or for a shard, the merge that makes it."""
     print(summary)
     if summary.flagged:
         print(flagged_report(manifest))
+    if shard is None:
+        print(f"manifest: {manifest}")
+    else:
+        print(f"manifest of shard {shard[0]}/{shard[1]}: {manifest}; once every shard has run, their manifest.csv: "
+              f"elr-mri preprocess-merge --output {shlex.quote(str(manifest.parent))}")
 
 
 def require_ncc_threshold(value: float) -> None:

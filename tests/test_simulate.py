@@ -113,11 +113,16 @@ def test_refuses_to_overwrite_a_cohort_without_the_flag(cohort: Path, capsys: py
     assert "--overwrite" in capsys.readouterr().err
 
 
-def test_overwrite_leaves_nothing_of_the_replaced_cohort(tmp_path: Path) -> None:
+def test_overwrite_leaves_nothing_of_the_replaced_cohort(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "cohort"
     assert main(["--out", str(out), "--subjects", "3", "--holdout-subjects", "1", "--resolution", "4"]) == 0
+    closing = capsys.readouterr().out.splitlines()[-1]  # the files the next step reads, named: no need to list --out
+    assert closing == (f"simulate-cohort: 4 scans -> {out / 'manifest.csv'}; by site: {out / 'manifest_adni_sim.csv'} "
+                       f"(training site, 3 scans), {out / 'manifest_nacc_sim.csv'} (holdout site, 1 scan); "
+                       f"{out / 'truth.csv'} for scoring only")
     assert main(["--out", str(out), "--subjects", "2", "--holdout-subjects", "0", "--resolution", "4",
                  "--overwrite"]) == 0
+    assert "manifest_nacc_sim" not in capsys.readouterr().out  # the one it removed is not named
     manifest = pd.read_csv(out / "manifest.csv")
     assert not (out / "manifest_nacc_sim.csv").exists(), "a stale holdout manifest would be preprocessed"
     scans = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.nii.gz"))

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from elr_mri.simulate.acquisition import SITES
 from elr_mri.simulate.anatomy import ANATOMIES, load_anatomy
-from elr_mri.simulate.cohort import CLASS_FRACTIONS, SubjectSpec, plan_cohort
+from elr_mri.simulate.cohort import CLASS_FRACTIONS, HOLDOUT_SITE, TRAIN_SITE, SubjectSpec, plan_cohort
 from elr_mri.simulate.disease import REGIONS
 from elr_mri.simulate.render import render_scan
 from preprocess.arguments import parse_naming_unknown_options
@@ -48,8 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parse_naming_unknown_options(parser, sys.argv[1:] if argv is None else argv)
     try:
-        simulate_cohort(args.out, args.subjects, args.holdout_subjects, args.label_noise, args.seed,
-                        args.resolution, args.anatomy, args.jobs, args.overwrite, args.atrophy_scale)
+        truth = simulate_cohort(args.out, args.subjects, args.holdout_subjects, args.label_noise, args.seed,
+                                args.resolution, args.anatomy, args.jobs, args.overwrite, args.atrophy_scale)
     except USER_ERRORS as err:
         return report_user_error("elr-mri simulate-cohort", err)
     except OSError as err:  # a full or read-only disk under --out
@@ -58,7 +58,21 @@ def main(argv: list[str] | None = None) -> int:
         print("elr-mri simulate-cohort: interrupted; run the same command again: finished scans are kept",
               file=sys.stderr)
         return 130
+    print(_written_manifests(Path(args.out), truth))
     return 0
+
+
+def _written_manifests(out: Path, truth: pd.DataFrame) -> str:
+    """The closing line: the manifests written, each site's for its own `preprocess` run, so a user need not list
+    --out to find the file the next step reads."""
+    roles = {TRAIN_SITE: "training site", HOLDOUT_SITE: "holdout site"}
+    def scans(count: int) -> str:
+        return f"{count} scan{'s' * (count != 1)}"
+
+    sites = [f"{out / f'manifest_{site}.csv'} ({roles[site]}, {scans(count)})"
+             for site, count in truth["cohort"].value_counts(sort=False).items()]
+    return (f"simulate-cohort: {scans(len(truth))} -> {out / 'manifest.csv'}; by site: {', '.join(sites)}; "
+            f"{out / 'truth.csv'} for scoring only")
 
 
 def simulate_cohort(out: Path, subjects: int, holdout_subjects: int | None = None, label_noise: float = 0.2,

@@ -116,11 +116,12 @@ def test_a_rerun_says_why_it_redoes_finished_scans(mixed_run, capsys, tmp_path):
     assert "preprocess: 1 processed, 1 skipped (already done)" in printed
     assert ("  1 of them redone, not skipped: other settings (normalise: 'zscore' then, 'minmax' now) "
             "(e.g. sub-01/ses-M00)") in printed.splitlines()
+    assert printed.splitlines()[-1] == f"manifest: {out / 'manifest.csv'}"  # the file the next step reads
 
 
-def test_shards_cover_every_scan_once_and_merge(mixed_run, tmp_path):
+def test_shards_cover_every_scan_once_and_merge(mixed_run, tmp_path, capsys):
     folder, scans, shared_out, _ = mixed_run
-    out = shutil.copytree(shared_out, tmp_path / "out")
+    out = shutil.copytree(shared_out, tmp_path / "out space")
     table = read_inputs(folder / "scans.csv")
     parts = [select_shard(table, i, 3) for i in range(3)]
     ids = sorted(pid for part in parts for pid in part.participant_id)
@@ -128,7 +129,11 @@ def test_shards_cover_every_scan_once_and_merge(mixed_run, tmp_path):
     for i in range(3):
         main(["--input", str(folder / "scans.csv"), "--output", str(out), "--shard", f"{i}/3", *FAST])
     assert not (out / "manifest.csv").exists(), "a shard run makes the merged manifest stale"
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"manifest of shard 2/3: {out / 'manifest-shard-2-of-3.csv'}; once every shard has run, their manifest.csv: "
+        f"elr-mri preprocess-merge --output '{out}'")
     assert merge_main(["--output", str(out)]) == 1  # merged, but the bad scans are still failures
+    assert capsys.readouterr().out.splitlines()[-1] == f"manifest: {out / 'manifest.csv'}"
     merged = pd.read_csv(out / "manifest.csv")
     assert sorted(merged.participant_id) == sorted(p for p in scans if p.startswith("sub-0"))
     assert len(pd.read_csv(out / "failures.csv")) == len(BAD_SCANS) + 2  # and the DICOM folder, the blank path
