@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from elr_mri.config import DataConfig, MRIDataConfig, NoiseConfig
+from elr_mri.data import build_data
 from elr_mri.data.cohort import IMAGE_COLUMN
 from elr_mri.data.grid import ScanReadError, VolumeGrid, read_grid
 from elr_mri.data.mri import (
@@ -640,3 +641,12 @@ def test_training_batches_blurred_on_the_device_are_the_loaders(tmp_path, worker
 
     in_loader = images(blur_on_device=False)
     assert torch.allclose(images(blur_on_device=True), in_loader, rtol=0, atol=2e-6)
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_filling_a_memory_cache_shows_a_bar_only_where_progress_allows(tmp_path, capfd, progress: bool):
+    """MONAI's bar showed with train.progress: false, and on every torchrun rank: the runner passes its own setting."""
+    manifest = make_cohort(tmp_path, participants=60, scans=3, age=70.0)
+    data = build_data(config(manifest, cache="memory", test_fraction=0.1), progress=progress)
+    assert len(data.train) > 100  # a smaller cache fills without a bar either way
+    assert ("Loading dataset" in capfd.readouterr().err) == progress

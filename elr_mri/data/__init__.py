@@ -15,17 +15,19 @@ if TYPE_CHECKING:
 __all__ = ["build_data"]
 
 
-def build_data(cfg: DataConfig, require_age: bool = False, blur_on_device: bool = False) -> NoisyImageData:
+def build_data(cfg: DataConfig, require_age: bool = False, blur_on_device: bool = False,
+               progress: bool = True) -> NoisyImageData:
     """The training, validation and test sets that `cfg.name` describes (MONAI is loaded only for MRI).
 
     `require_age`: the model reads each subject's age, so a scan without one is refused up front.
     `blur_on_device`: MRI training items leave their blur to the batch's device (`device_blur.blurs_on_device`).
+    `progress`: filling an MRI memory cache may show a bar (`train.progress`; under torchrun, the main rank's alone).
     """
     _require_files(cfg)
     if cfg.name == "mri":
         from elr_mri.data.mri import build_mri_data
 
-        return build_mri_data(cfg, require_age=require_age, blur_on_device=blur_on_device)
+        return build_mri_data(cfg, require_age=require_age, blur_on_device=blur_on_device, progress=progress)
     from elr_mri.data.images import build_image_data
 
     return build_image_data(cfg)

@@ -175,6 +175,7 @@ class MRIScans(Dataset):
         cache_dir: str | Path | None = None,
         num_workers: int = 0,
         cache_tag: str = "",
+        progress: bool = True,
     ) -> None:
         self.frame = frame.reset_index(drop=True)
         self.labels = np.asarray(labels, dtype=np.int64)
@@ -183,7 +184,7 @@ class MRIScans(Dataset):
         self.ages = self.frame["age"].to_numpy(dtype=np.float64)
         self.transform = transform
         records = [{"image": path, "cache_key": _cache_key(path, cache_tag)} for path in self.frame[IMAGE_COLUMN]]
-        self.volumes = _monai_dataset(records, transform, cache, cache_dir, num_workers)
+        self.volumes = _monai_dataset(records, transform, cache, cache_dir, num_workers, progress)
         self._random_state = _shared_random_state(transform)
         self._stream_seed: int | None = None
 
@@ -233,12 +234,14 @@ def _shared_random_state(transform: Compose) -> np.random.RandomState:
     return state
 
 
-def build_mri_data(cfg: DataConfig, require_age: bool = False, blur_on_device: bool = False) -> NoisyImageData:
+def build_mri_data(cfg: DataConfig, require_age: bool = False, blur_on_device: bool = False,
+                   progress: bool = True) -> NoisyImageData:
     """Train / val / test datasets of the cohort in `cfg.mri.manifest` (see the module docstring).
 
     `require_age`: refuse scans without an age (pass the model's `use_age`). Labels are noisy only
     as given unless `cfg.noise.mode` injects more; a `true_diagnosis` column (simulated cohorts)
-    supplies `train_clean_labels`. `blur_on_device`: see `mri_transforms`.
+    supplies `train_clean_labels`. `blur_on_device`: see `mri_transforms`. `progress`: whether filling a
+    memory cache may show a bar (`train.progress`, on the main rank only).
     """
     mri = cfg.mri
     if not mri.manifest:
@@ -291,7 +294,7 @@ def build_mri_data(cfg: DataConfig, require_age: bool = False, blur_on_device: b
         transform = mri_transforms(mri.crop_size, train, mri.blur_sigma_max, mri.flip, mri.max_shift,
                                    blur_on_device=train and blur_on_device)
         return MRIScans(frame.iloc[rows[name]], noisy[rows[name]], transform, mri.cache, mri.cache_dir,
-                        cfg.num_workers, cache_tag=_cache_tag(mri.crop_size, train, mri.max_shift))
+                        cfg.num_workers, cache_tag=_cache_tag(mri.crop_size, train, mri.max_shift), progress=progress)
 
     return NoisyImageData(
         train=scans("train", train=cfg.augment),
@@ -421,10 +424,14 @@ def split_balance_table(data: NoisyImageData) -> pd.DataFrame:
 
 
 def _monai_dataset(
-    records: list[dict], transform: Compose, cache: str, cache_dir: str | Path | None, num_workers: int
+    records: list[dict], transform: Compose, cache: str, cache_dir: str | Path | None, num_workers: int,
+    progress: bool = True,
 ) -> MonaiDataset:
+    """The volumes behind `MRIScans`; a memory cache shows MONAI's bar while it fills where `progress` allows and
+    it takes a while (over 100 scans)."""
     if cache == "memory":
-        return CacheDataset(records, transform, num_workers=max(1, num_workers), progress=len(records) > 100)
+        return CacheDataset(records, transform, num_workers=max(1, num_workers),
+                            progress=progress and len(records) > 100)
     if cache == "disk":
         if cache_dir is None:
             raise ValueError("data.mri.cache: disk needs data.mri.cache_dir, a folder for the cached volumes")

@@ -164,7 +164,8 @@ def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, de
     if dist.is_main and resume:  # (a new run's folder: start_run_dir, once the data is read)
         remove_leftovers(out_dir)
     blur_on_device = blurs_on_device(cfg.data, device)
-    data = build_data(cfg.data, require_age=uses_age(cfg), blur_on_device=blur_on_device)
+    show_progress = cfg.train.progress and dist.is_main
+    data = build_data(cfg.data, require_age=uses_age(cfg), blur_on_device=blur_on_device, progress=show_progress)
     _require_validation(data, cfg)
     plan = ExecutionPlan.from_config(cfg.train, device, volumetric=len(data.input_shape) == 4,
                                      graphs_tested=cuda_graphs_tested(cfg, data, dist))
@@ -203,7 +204,6 @@ def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, de
                   "paper starts Clothing1M from ImageNet weights: --set model.pretrained_checkpoint=PATH",
                   file=sys.stderr)
     writer = _tensorboard(out_dir, state.epoch) if cfg.train.tensorboard and dist.is_main else None
-    show_progress = cfg.train.progress and dist.is_main
     checkpoints = CheckpointWriter(out_dir, cfg.train.checkpoint_seconds, config_to_dict(cfg))
 
     epochs = range(state.epoch, cfg.train.epochs)
