@@ -511,6 +511,42 @@ def test_a_holdout_off_the_training_grid_is_refused(tmp_path):
         build_mri_eval_dataset(manifest, cfg, ["other"], grid=VolumeGrid((32, 32, 40), (1.5,) * 3))
 
 
+def _shifted(path: Path, mm: float) -> Path:
+    """The scan at `path` rewritten with its origin `mm` further along x: the same grid elsewhere in space."""
+    image = nib.load(path)
+    affine = image.affine.copy()
+    affine[0, 3] += mm
+    return write_volume(path, np.asarray(image.dataobj), affine)
+
+
+def test_scans_on_one_grid_but_elsewhere_in_space_are_refused_naming_one(tmp_path):
+    """Same shape and voxel size was all the check compared: scans of another origin were trained on, scored and
+    averaged into one saliency map (drawn on the first scan's affine) without a word."""
+    manifest = make_cohort(tmp_path, participants=6, scans=1)
+    _shifted(tmp_path / "sub-04_ses-0.nii.gz", 0.7)  # under half a voxel (1.5 mm): header rounding, not a move
+    assert build_mri_data(config(manifest)).volume_grid == VolumeGrid(SHAPE, (1.5, 1.5, 1.5))
+    odd = _shifted(tmp_path / "sub-03_ses-0.nii.gz", 12.0)
+    with pytest.raises(ValueError, match=rf"1 of 6 scan\(s\) are on its voxel grid but elsewhere in space, e\.g\. {odd} "
+                                         rf"lies up to 12 mm from {tmp_path / 'sub-00_ses-0.nii.gz'}.*same --template"):
+        build_mri_data(config(manifest))
+    (tmp_path / "holdout").mkdir()
+    holdout = make_cohort(tmp_path / "holdout", participants=3, scans=1)
+    odd = _shifted(tmp_path / "holdout" / "sub-01_ses-0.nii.gz", -9.0)
+    for grid in (VolumeGrid(SHAPE, (1.5, 1.5, 1.5)), None):  # None: a run from before its grid was recorded
+        with pytest.raises(ValueError, match=rf"1 of 3 scan\(s\) are on its voxel grid but elsewhere.*{odd} lies up"):
+            build_mri_eval_dataset(holdout, trained_elsewhere(tmp_path), ["other"], grid=grid)
+
+
+def test_a_scan_stored_in_another_axis_order_at_the_same_place_is_accepted(tmp_path):
+    """MONAI reorients to RAS, so a scan stored left-to-right reversed whose voxels land on the others' is fine."""
+    manifest = make_cohort(tmp_path, participants=6, scans=1)
+    path = tmp_path / "sub-02_ses-0.nii.gz"
+    las = np.diag([-1.5, 1.5, 1.5, 1.0])
+    las[0, 3] = 1.5 * (SHAPE[0] - 1)  # its last voxel along x at 0 mm, where the others' first is
+    write_volume(path, np.asarray(nib.load(path).dataobj)[::-1], las)
+    assert len(build_mri_data(config(manifest)).train) > 0
+
+
 def test_scans_smaller_than_the_crop_are_padded_with_a_warning(tmp_path, caplog):
     manifest = make_cohort(tmp_path, participants=6, scans=1)
     data = build_mri_data(config(manifest, crop_size=[16, 40, 16]))

@@ -3,7 +3,9 @@
 The network learns positions on one grid: scans registered to the template at one resolution. A scan
 on another grid (raw, not preprocessed, or preprocessed at another --resolution or --shape) still goes
 through the pad-and-crop transforms without complaint and is scored as nonsense, so a cohort's scans
-must share a grid, and a holdout cohort must be on the grid the run trained on.
+must share a grid, and a holdout cohort must be on the grid the run trained on. Within a cohort the scans must
+also sit at one place in space (their RAS affines): one of the same shape and voxel size registered to another
+template or cropped elsewhere puts other anatomy under each voxel, and explain draws every map on one affine.
 
 Public names: `VolumeGrid`, `ScanReadError`, `read_grid`, `common_grid`, `require_grid`.
 """
@@ -11,7 +13,7 @@ Public names: `VolumeGrid`, `ScanReadError`, `read_grid`, `common_grid`, `requir
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 import nibabel as nib
@@ -32,6 +34,9 @@ class VolumeGrid:
 
     shape: tuple[int, ...]
     voxel_size_mm: tuple[float, ...]
+    # voxel index -> mm of the RAS-oriented volume, from a scan's header; not part of a grid's identity (nor of what
+    # a run records), so that scans on one grid but in other places can be found and named (`_refuse_other_places`)
+    ras_affine: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def matches(self, other: VolumeGrid) -> bool:
         return self.shape == other.shape and bool(
@@ -67,7 +72,8 @@ def read_grid(path: str) -> VolumeGrid:
     ras_shape, ras_size = [0, 0, 0], [0.0, 0.0, 0.0]
     for axis, target in enumerate(axes):
         ras_shape[target], ras_size[target] = int(shape[axis]), float(zooms[axis])
-    return VolumeGrid(tuple(ras_shape), tuple(ras_size))
+    ras_affine = affine @ nib.orientations.inv_ornt_aff(nib.io_orientation(affine), shape)
+    return VolumeGrid(tuple(ras_shape), tuple(ras_size), ras_affine)
 
 
 def common_grid(paths: Iterable[str], source: str) -> VolumeGrid:
@@ -77,6 +83,7 @@ def common_grid(paths: Iterable[str], source: str) -> VolumeGrid:
         raise ValueError(f"{source}: no scans to read")
     usual, _ = Counter(grids.values()).most_common(1)[0]
     _refuse_other_grids(grids, usual, source, f"the other scans are {usual.describe()}")
+    _refuse_other_places(grids, source)
     return usual
 
 
@@ -84,6 +91,7 @@ def require_grid(paths: Iterable[str], grid: VolumeGrid, source: str) -> None:
     """Refuse scans in `paths` that are not on `grid`, the grid a run trained on."""
     grids = {path: read_grid(path) for path in paths}
     _refuse_other_grids(grids, grid, source, f"the run trained on {grid.describe()}")
+    _refuse_other_places(grids, source)
 
 
 def _refuse_other_grids(grids: dict[str, VolumeGrid], usual: VolumeGrid, source: str, expected: str) -> None:
@@ -93,3 +101,31 @@ def _refuse_other_grids(grids: dict[str, VolumeGrid], usual: VolumeGrid, source:
             f"{source}: {len(odd)} of {len(grids)} scan(s) are on another voxel grid, e.g. {odd[0]} is "
             f"{grids[odd[0]].describe()} and {expected}; run them through `preprocess` with the same "
             "--resolution and --shape (a network cannot read scans on another grid), or remove their rows")
+
+
+def _refuse_other_places(grids: dict[str, VolumeGrid], source: str) -> None:
+    """Refuse scans (read by `read_grid`, all on one grid) whose voxels sit elsewhere in space than the first scan's,
+    or than the first such scan's where most do: more than half a voxel apart at some corner of the volume (another
+    origin, orientation or tilt)."""
+    paths = list(grids)
+    if len(paths) < 2:
+        return
+    grid, half_voxel = grids[paths[0]], min(grids[paths[0]].voxel_size_mm) / 2
+    corners = np.array([[i, j, k, 1.0] for i in (0, grid.shape[0] - 1) for j in (0, grid.shape[1] - 1)
+                        for k in (0, grid.shape[2] - 1)]).T
+    affines = np.stack([grids[path].ras_affine for path in paths])
+
+    def apart_from(reference: int) -> np.ndarray:
+        return np.abs((affines - affines[reference]) @ corners).max(axis=(1, 2))
+
+    reference, apart = 0, apart_from(0)
+    if (apart > half_voxel).sum() > len(paths) / 2:  # the first scan is the odd one out
+        reference = int(np.argmax(apart > half_voxel))
+        apart = apart_from(reference)
+    odd = np.flatnonzero(apart > half_voxel)
+    if len(odd):
+        raise ValueError(
+            f"{source}: {len(odd)} of {len(paths)} scan(s) are on its voxel grid but elsewhere in space, e.g. "
+            f"{paths[odd[0]]} lies up to {apart[odd[0]]:.3g} mm from {paths[reference]} (another origin, orientation "
+            "or template), so a voxel would hold other anatomy from scan to scan; run them all through `preprocess` "
+            "with the same --template, --resolution and --shape, or remove their rows")

@@ -378,6 +378,8 @@ def load_holdout_manifest(
                             "failed); pass a manifest with at least one usable scan")
     if grid is not None:
         require_grid(frame[IMAGE_COLUMN], grid, source=str(manifest))
+    else:  # a run from before its grid was recorded: the holdout's scans must still share one, and one place
+        common_grid(frame[IMAGE_COLUMN], source=str(manifest))
     allow = cfg.mri.allow_participant_overlap
     notes = check_no_leakage({"training": training_participants, "holdout": frame["participant_id"]},
                              allow=allow, source=str(manifest), fix=f"Remove their scans from {manifest}")
