@@ -125,15 +125,22 @@ def _run_warnings(runs: dict[str, Path]) -> list[str]:
 
 
 def _metrics_section(runs: dict[str, Path], out: Path) -> str:
-    rows, figures = [], []
+    """The runs' participant-level metrics, a block of rows per set scored (the run's test split first) with the
+    networks in the runs' order before the baselines, as the truth table below orders them; then the figures."""
+    rows: dict[str, dict[str, str]] = {}  # evaluated on -> method -> table row
+    figures = []
     for loss, run in runs.items():
         for evaluation in sorted(run.glob("eval-*")):
+            where = evaluation.name.removeprefix("eval-")
             table = comparison_table(evaluation, loss)
             for method, values in table.groupby("method", sort=False):
                 cells = [str(Interval(r.estimate, r.low, r.high)) for r in values.itertuples()]
-                rows.append(f"| {method} | {evaluation.name.removeprefix('eval-')} | " + " | ".join(cells) + " |")
+                rows.setdefault(where, {}).setdefault(method, f"| {method} | {where} | " + " | ".join(cells) + " |")
             figures.append(f"{loss}, {evaluation.name}: ![ROC]({_relative(evaluation / 'roc.png', out)}) "
                            f"![confusion]({_relative(evaluation / 'confusion_participant.png', out)})")
+    networks_first = {loss: rank for rank, loss in enumerate(runs)}
+    ordered = [row for where in sorted(rows, key=lambda name: (name != "test", name))
+               for _, row in sorted(rows[where].items(), key=lambda item: networks_first.get(item[0], len(runs)))]
     header = "| method | evaluated on | " + " | ".join(HEADLINE_METRICS) + " |"
     return "\n".join([
         "## Results (participant level, 95% bootstrap intervals over participants)",
@@ -144,7 +151,12 @@ def _metrics_section(runs: dict[str, Path], out: Path) -> str:
         "with the same noisy labels; `*_without_suspected` leaves out the training scans ELR flagged (absent when "
         "those flags leave a single diagnosis to train on).",
         "",
-        header, "|---|---|" + "---|" * len(HEADLINE_METRICS), *rows, "", *figures,
+        header, "|---|---|" + "---|" * len(HEADLINE_METRICS), *ordered, "",
+        "### ROC curves (scan level) and confusion matrices (participant level)",
+        "Each ROC curve is drawn over scans; each confusion matrix counts participants (a participant's scans' mean "
+        "probability), as the table above does.",
+        "",
+        *figures,
     ])
 
 

@@ -11,7 +11,8 @@ import pandas as pd
 
 from elr_mri.evaluation.metrics import Interval
 from elr_mri.evaluation.truth import mean_paired_difference, rescore_against_truth
-from elr_mri.report import _truth_section, _verdict
+from elr_mri.evaluation.compare import HEADLINE_METRICS
+from elr_mri.report import _metrics_section, _truth_section, _verdict
 
 CLASSES = ["CN", "MCI", "AD"]
 
@@ -51,3 +52,29 @@ def test_the_truth_section_prints_the_default_scoring_of_each_run_and_the_paired
     pair = [(runs["ce"] / "eval-test" / "predictions.csv", runs["elr"] / "eval-test" / "predictions.csv")]
     accuracy = mean_paired_difference(pair, truth)
     assert f"| test | {accuracy} ({_verdict(accuracy)}) | " in section
+
+
+def _scored(folder: Path, accuracy: float) -> None:
+    """An evaluation folder's summary.json as `comparison_table` reads it (participant level)."""
+    folder.mkdir(parents=True)
+    figures = {m: {"estimate": accuracy, "low": accuracy - 0.1, "high": accuracy + 0.1, "resamples": 2000}
+               for m in HEADLINE_METRICS}
+    (folder / "summary.json").write_text(json.dumps({"participant": figures}))
+
+
+def test_the_results_table_groups_each_set_networks_first_and_names_the_rocs_level(tmp_path: Path) -> None:
+    """The rows came run by run (CE's test and holdout rows with the baselines fitted beside them, then ELR's last),
+    and the scan-level ROCs sat under a 'participant level' heading."""
+    runs = {"ce": tmp_path / "ce", "elr": tmp_path / "elr"}
+    for rank, (loss, run) in enumerate(runs.items()):
+        for where in ("test", "nacc_sim"):
+            _scored(run / f"eval-{where}", 0.5 + rank / 10)
+    for where in ("test", "nacc_sim"):  # the demo fits the baselines on the CE run's splits
+        for baseline in ("volumes_logreg", "voxels_linear_svm"):
+            _scored(runs["ce"] / f"eval-{where}" / "baselines" / baseline, 0.4)
+    section = _metrics_section(runs, tmp_path)
+    rows = [line.split(" | ")[:2] for line in section.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert rows == [[f"| {method}", where] for where in ("test", "nacc_sim")
+                    for method in ("ce", "elr", "volumes_logreg", "voxels_linear_svm")]
+    heading, figures = section.split("\n### ")[1].split("\n", 1)
+    assert "ROC curves (scan level)" in heading and "roc.png" in figures and "roc.png" not in section.split("\n### ")[0]
