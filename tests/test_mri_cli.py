@@ -704,6 +704,24 @@ def test_explaining_again_keeps_no_map_of_a_class_the_new_scans_lack(trained: di
     assert json.loads((out / "summary.json").read_text())["scans"] == 4
 
 
+def test_a_class_whose_name_holds_a_slash_gets_its_map_under_a_file_name(trained: dict[str, Path], tmp_path: Path,
+                                                                        cli_in_process: Cli) -> None:
+    """A class `MCI/AD` (a cohort's own grouping) trained and scored, then failed in explain when its map was written,
+    after every gradient had been computed."""
+    run, manifest = tmp_path / "run", tmp_path / "cohort.csv"
+    shutil.copytree(trained["run"], run)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["data"]["mri"]["classes"] = ["CN", "MCI/AD", "AD"]  # the run's classes, renamed: same network
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    shape = json.loads((run / "data_shape.json").read_text())
+    (run / "data_shape.json").write_text(json.dumps({**shape, "class_names": ["CN", "MCI/AD", "AD"]}))
+    pd.read_csv(trained["holdout"]).replace({"diagnosis": {"MCI": "MCI/AD"}}).to_csv(manifest, index=False)
+    result = cli_in_process("explain", "--run", str(run), "--manifest", str(manifest))
+    assert result.returncode == 0, result.stderr[-2000:]
+    names = {p.name for p in (run / "explain-cohort").glob("saliency_*")}
+    assert names == {f"saliency_{name}.{ext}" for name in ("CN", "MCI%2FAD", "AD") for ext in ("nii.gz", "png")}
+
+
 def test_an_unreadable_holdout_scan_after_training_says_the_run_finished(trained: dict[str, Path], tmp_path: Path,
                                                                           cli_in_process: Cli) -> None:
     holdout = pd.read_csv(trained["holdout"])

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from elr_mri.evaluation.explain import saliency_maps
+from elr_mri.evaluation.explain import map_file_stem, saliency_maps
 
 
 class _SumScorer(nn.Module):
@@ -138,3 +138,10 @@ def test_each_map_is_the_mean_input_gradient_of_the_log_probability_of_the_given
         expected[scan["label"]] += gradient.abs()[0, 0].numpy() / sum(s["label"] == scan["label"] for s in scans)
     for k in range(3):
         np.testing.assert_allclose(maps[k], expected[k], rtol=1e-4, atol=1e-7)
+
+
+def test_every_class_name_gives_its_own_file_name() -> None:
+    names = ["AD", "MCI/AD", "MCI%2FAD", "MCI-AD", "a\0b", "Démence"]
+    stems = [map_file_stem(name) for name in names]
+    assert stems[:2] == ["saliency_AD", "saliency_MCI%2FAD"] and stems[-1] == "saliency_Démence"
+    assert len(set(stems)) == len(names) and not any("/" in stem or "\0" in stem for stem in stems)

@@ -22,7 +22,9 @@ from elr_mri.evaluation.evaluate import (evaluation_set, explanation_dir, load_r
                                         require_own_folder, scored_fingerprint, scored_source)
 from preprocess.sidecar import atomic_path
 
-__all__ = ["crop_affine", "explain_run", "saliency_maps"]
+__all__ = ["crop_affine", "explain_run", "map_file_stem", "saliency_maps"]
+
+_UNSAFE_IN_FILE_NAMES = str.maketrans({"%": "%25", "/": "%2F", "\0": "%00"})  # see `map_file_stem`
 
 
 def explain_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = "best") -> Path:
@@ -47,9 +49,9 @@ def explain_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = "
     for k, class_name in enumerate(shape["class_names"]):
         if maps[k] is None:
             continue
-        _write_nifti(maps[k], affine, scan, out / f"saliency_{class_name}.nii.gz")
-        _write_png(maps[k], mean_input, affine, out / f"saliency_{class_name}.png",
-                   title=f"{class_name}: |∂ log p / ∂ input|")
+        name = map_file_stem(class_name)
+        _write_nifti(maps[k], affine, scan, out / f"{name}.nii.gz")
+        _write_png(maps[k], mean_input, affine, out / f"{name}.png", title=f"{class_name}: |∂ log p / ∂ input|")
     atomic_write_json({"manifest": scored_source(manifest), "manifest_sha256": scored_fingerprint(manifest),
                        "checkpoint": checkpoint, "checkpoint_epoch": run.epoch, "run_finished": run.finished,
                        "scans": len(dataset), "participant_overlap_notes": overlap_notes},
@@ -81,6 +83,12 @@ def saliency_maps(method: Method, dataset: Dataset, num_classes: int,
             counts[k] += 1
     maps = [None if s is None else s / c for s, c in zip(sums, counts)]
     return maps, mean_input / max(counts.sum(), 1)
+
+
+def map_file_stem(class_name: str) -> str:
+    """`saliency_<class>`, with the characters a file name cannot hold percent-encoded (the `/` of a class `MCI/AD`
+    failed only when the maps were written, after every gradient), and `%` itself, so no two classes share a file."""
+    return "saliency_" + class_name.translate(_UNSAFE_IN_FILE_NAMES)
 
 
 def crop_affine(volume_path: str, crop: tuple[int, ...]) -> np.ndarray:
