@@ -537,6 +537,29 @@ def test_scans_on_one_grid_but_elsewhere_in_space_are_refused_naming_one(tmp_pat
             build_mri_eval_dataset(holdout, trained_elsewhere(tmp_path), ["other"], grid=grid)
 
 
+def test_a_holdout_elsewhere_in_space_than_the_training_scans_is_refused_where_the_run_recorded_their_place(tmp_path):
+    """A holdout registered to another template or origin, all its scans in one place, is on the run's grid: only
+    the place recorded with the run (data_shape.json's volume_ras_affine) tells it from the training scans'."""
+    from elr_mri.engine.run_dir import record_run_data
+    from elr_mri.evaluation.evaluate import run_grid
+
+    data = build_mri_data(config(make_cohort(tmp_path, participants=6, scans=1)))
+    (tmp_path / "run").mkdir()
+    record_run_data(tmp_path / "run", data, record_ages=False)
+    recorded = run_grid(tmp_path / "run")
+    (tmp_path / "holdout").mkdir()
+    holdout = make_cohort(tmp_path / "holdout", participants=3, scans=1)
+    _shifted(tmp_path / "holdout" / "sub-00_ses-0.nii.gz", 0.7)  # under half a voxel: accepted
+    assert len(build_mri_eval_dataset(holdout, trained_elsewhere(tmp_path), ["other"], grid=recorded)[0]) == 3
+    for i in range(3):
+        _shifted(tmp_path / "holdout" / f"sub-0{i}_ses-0.nii.gz", 9.0)
+    with pytest.raises(ValueError, match=r"3 of 3 scan\(s\) are on the run's voxel grid but elsewhere in space than the "
+                                         r"scans it trained on, e\.g\. .*sub-00_ses-0\.nii\.gz lies up to 9\.7 mm"):
+        build_mri_eval_dataset(holdout, trained_elsewhere(tmp_path), ["other"], grid=recorded)
+    without_place = VolumeGrid.from_dict(data.volume_grid.as_dict())  # a run from before the place was recorded
+    assert len(build_mri_eval_dataset(holdout, trained_elsewhere(tmp_path), ["other"], grid=without_place)[0]) == 3
+
+
 def test_a_scan_stored_in_another_axis_order_at_the_same_place_is_accepted(tmp_path):
     """MONAI reorients to RAS, so a scan stored left-to-right reversed whose voxels land on the others' is fine."""
     manifest = make_cohort(tmp_path, participants=6, scans=1)

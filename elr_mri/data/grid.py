@@ -50,8 +50,10 @@ class VolumeGrid:
         return {"shape": list(self.shape), "voxel_size_mm": [round(v, 6) for v in self.voxel_size_mm]}
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> VolumeGrid:
-        return cls(tuple(int(s) for s in raw["shape"]), tuple(float(v) for v in raw["voxel_size_mm"]))
+    def from_dict(cls, raw: dict[str, Any], ras_affine: list[list[float]] | None = None) -> VolumeGrid:
+        """`ras_affine`: where a run's scans lay (recorded beside the grid since 2026-12-06; None before)."""
+        return cls(tuple(int(s) for s in raw["shape"]), tuple(float(v) for v in raw["voxel_size_mm"]),
+                   None if ras_affine is None else np.asarray(ras_affine, dtype=float))
 
 
 def read_grid(path: str) -> VolumeGrid:
@@ -88,10 +90,13 @@ def common_grid(paths: Iterable[str], source: str) -> VolumeGrid:
 
 
 def require_grid(paths: Iterable[str], grid: VolumeGrid, source: str) -> None:
-    """Refuse scans in `paths` that are not on `grid`, the grid a run trained on."""
+    """Refuse scans in `paths` that are not on `grid`, the grid a run trained on, or (where the run recorded it)
+    not where its scans lay: a holdout registered to another template would hold other anatomy in each voxel."""
     grids = {path: read_grid(path) for path in paths}
     _refuse_other_grids(grids, grid, source, f"the run trained on {grid.describe()}")
     _refuse_other_places(grids, source)
+    if grid.ras_affine is not None and grids:
+        _refuse_away_from_training(grids, grid.ras_affine, source)
 
 
 def _refuse_other_grids(grids: dict[str, VolumeGrid], usual: VolumeGrid, source: str, expected: str) -> None:
@@ -110,13 +115,11 @@ def _refuse_other_places(grids: dict[str, VolumeGrid], source: str) -> None:
     paths = list(grids)
     if len(paths) < 2:
         return
-    grid, half_voxel = grids[paths[0]], min(grids[paths[0]].voxel_size_mm) / 2
-    corners = np.array([[i, j, k, 1.0] for i in (0, grid.shape[0] - 1) for j in (0, grid.shape[1] - 1)
-                        for k in (0, grid.shape[2] - 1)]).T
+    half_voxel = min(grids[paths[0]].voxel_size_mm) / 2
     affines = np.stack([grids[path].ras_affine for path in paths])
 
     def apart_from(reference: int) -> np.ndarray:
-        return np.abs((affines - affines[reference]) @ corners).max(axis=(1, 2))
+        return _apart_at_corners(affines, affines[reference], grids[paths[0]].shape)
 
     reference, apart = 0, apart_from(0)
     if (apart > half_voxel).sum() > len(paths) / 2:  # the first scan is the odd one out
@@ -129,3 +132,26 @@ def _refuse_other_places(grids: dict[str, VolumeGrid], source: str) -> None:
             f"{paths[odd[0]]} lies up to {apart[odd[0]]:.3g} mm from {paths[reference]} (another origin, orientation "
             "or template), so a voxel would hold other anatomy from scan to scan; run them all through `preprocess` "
             "with the same --template, --resolution and --shape, or remove their rows")
+
+
+def _refuse_away_from_training(grids: dict[str, VolumeGrid], trained: np.ndarray, source: str) -> None:
+    """Refuse scans (all in one place, `_refuse_other_places`) more than half a voxel from where a run's scans lay."""
+    paths = list(grids)
+    grid = grids[paths[0]]
+    apart = _apart_at_corners(np.stack([grids[path].ras_affine for path in paths]), trained, grid.shape)
+    odd = np.flatnonzero(apart > min(grid.voxel_size_mm) / 2)
+    if len(odd):
+        raise ValueError(
+            f"{source}: {len(odd)} of {len(paths)} scan(s) are on the run's voxel grid but elsewhere in space than the "
+            f"scans it trained on, e.g. {paths[odd[0]]} lies up to {apart[odd[0]]:.3g} mm from them (another template "
+            "or origin), so a voxel would hold other anatomy than the network learnt there; run them through "
+            "`preprocess` with the run's --template, --resolution and --shape, or remove their rows")
+
+
+def _apart_at_corners(affines: np.ndarray, reference: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """For each of `affines` (voxel -> mm), the largest distance in mm from `reference`'s at a corner voxel of a
+    volume of `shape`: another origin, orientation or tilt moves some corner."""
+    corners = np.array([[i, j, k, 1.0] for i in (0, shape[0] - 1) for j in (0, shape[1] - 1)
+                        for k in (0, shape[2] - 1)]).T
+    return np.abs((affines - reference) @ corners).max(axis=(1, 2))
+

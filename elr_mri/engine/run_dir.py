@@ -240,8 +240,10 @@ def record_run_data(out_dir: Path, data: NoisyImageData, record_ages: bool) -> N
     shape = {"input_shape": list(data.input_shape), "num_classes": data.num_classes,
              "train_examples": len(data.train), "class_names": list(data.class_names),
              "train_labels_sha256": _train_labels_fingerprint(data)}
-    if data.volume_grid is not None:  # evaluation refuses holdout scans on another grid
+    if data.volume_grid is not None:  # evaluation refuses holdout scans on another grid, or elsewhere in space
         shape["volume_grid"] = data.volume_grid.as_dict()
+        if data.volume_grid.ras_affine is not None:  # not compared on resume: runs from before it have none
+            shape["volume_ras_affine"] = np.round(data.volume_grid.ras_affine, 6).tolist()
     if record_ages:
         shape["ages_sha256"] = _ages_fingerprint(data)
     if data.volume_grid is not None:

@@ -253,9 +253,11 @@ def evaluation_set(run_dir: Path, cfg: RunConfig, manifest: Path | None,
 
 
 def run_grid(run_dir: Path) -> VolumeGrid | None:
-    """The voxel grid an MRI run trained on (None for image runs and runs from before it was recorded)."""
-    recorded = read_data_shape(run_dir).get("volume_grid")
-    return None if recorded is None else VolumeGrid.from_dict(recorded)
+    """The voxel grid an MRI run trained on, with where its scans lay (None for image runs and runs from before the
+    grid was recorded; no place for runs from before 2026-12-06)."""
+    shape = read_data_shape(run_dir)
+    recorded = shape.get("volume_grid")
+    return None if recorded is None else VolumeGrid.from_dict(recorded, shape.get("volume_ras_affine"))
 
 
 def _require_run_grid(run_dir: Path, manifest: str, grid: VolumeGrid | None) -> None:
