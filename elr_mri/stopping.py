@@ -80,7 +80,8 @@ def terminating_at_safe_points() -> Iterator[None]:
     _interrupted.clear()
     signal.signal(signal.SIGTERM, _RecordTermination())
     own_sigint = signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    report_unraisable = sys.unraisablehook
+    report_unraisable, report_exception = sys.unraisablehook, sys.excepthook
+    sys.excepthook = _quiet_about_a_worker_gone_mid_handover(report_exception)
     if own_sigint:
         signal.signal(signal.SIGINT, _RecordInterrupt())
         sys.unraisablehook = _quiet_about_a_recorded_interrupt(report_unraisable)
@@ -88,6 +89,7 @@ def terminating_at_safe_points() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        sys.excepthook = report_exception
         if own_sigint:
             signal.signal(signal.SIGINT, signal.default_int_handler)
             sys.unraisablehook = report_unraisable
@@ -103,6 +105,28 @@ def _quiet_about_a_recorded_interrupt(report: Callable[[Any], object]) -> Callab
         report(unraisable)
 
     return hook
+
+
+def _quiet_about_a_worker_gone_mid_handover(report: Callable[..., object]) -> Callable[..., object]:
+    """sys.excepthook that leaves out a connection error in multiprocessing's resource sharer, the thread through
+    which DataLoader workers hand over their batches' tensors: a worker that a terminal's Ctrl-C (sent to the whole
+    group) or a batch system's SIGTERM ends mid-handover resets it, and the thread printed a traceback into the
+    run's one closing line. A worker that dies otherwise is still reported by the DataLoader itself."""
+
+    def hook(kind: type[BaseException], error: BaseException, trace: Any) -> None:
+        if isinstance(error, (ConnectionError, EOFError)) and _raised_in_resource_sharer(trace):
+            return
+        report(kind, error, trace)
+
+    return hook
+
+
+def _raised_in_resource_sharer(trace: Any) -> bool:
+    while trace is not None:
+        if trace.tb_frame.f_code.co_filename.endswith(os.path.join("multiprocessing", "resource_sharer.py")):
+            return True
+        trace = trace.tb_next
+    return False
 
 
 def terminated() -> bool:

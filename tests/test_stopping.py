@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 from collections.abc import Iterator
 
@@ -141,3 +142,26 @@ def test_the_other_commands_stop_on_sigterm_with_ctrl_c_s_line(monkeypatch: pyte
     assert capsys.readouterr().err == ("elr-mri volumes: stopped by SIGTERM (a job's time limit, scancel or kill); "
                                        "nothing half-written was kept; run the command again\n")
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+def _reset_a_handover() -> None:
+    """What a DataLoader worker killed mid-handover does to multiprocessing's resource sharer: connect to its
+    listener and go before the handshake, so the listener's thread fails in it and reports through sys.excepthook."""
+    from multiprocessing import resource_sharer
+
+    with open(os.devnull) as handle:
+        resource_sharer.DupFd(handle.fileno())  # starts the sharer's listener thread, as a worker's tensor would
+        peer = socket.socket(socket.AF_UNIX)
+        peer.connect(resource_sharer._resource_sharer._address)
+        peer.close()
+        time.sleep(0.5)  # the listener's thread meets the closed connection
+
+
+def test_a_worker_gone_mid_handover_prints_no_traceback_into_training_s_closing_line(capfd) -> None:
+    """A terminal's Ctrl-C reaches the DataLoader workers too; one killed while handing over a batch made the
+    resource sharer's thread print a traceback, glued to the run's one line about the interrupt."""
+    _reset_a_handover()
+    assert "Traceback" in capfd.readouterr().err  # what training printed
+    with terminating_at_safe_points():
+        _reset_a_handover()
+    assert "Traceback" not in capfd.readouterr().err
