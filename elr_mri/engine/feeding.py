@@ -156,7 +156,8 @@ class BatchFeeder:
         if self.on_device:
             return self.device_sets[split].in_order(size, rows)
         share = Subset(dataset, rows) if self.dist.enabled else dataset
-        return DataLoader(share, batch_size=size, shuffle=False, num_workers=self.cfg.data.num_workers)
+        return DataLoader(share, batch_size=size, shuffle=False, num_workers=self.cfg.data.num_workers,
+                          pin_memory=torch.cuda.is_available())  # as training's: the copies to the GPU are non-blocking
 
     def _splits(self) -> dict[str, Dataset]:
         named = {**self.data.extra_tests, "train": self.data.train, "val": self.data.val, "test": self.data.test}
