@@ -4,6 +4,7 @@ and the table-reproduction script plans every row without training. Seconds, no 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 import yaml
 
 from elr_mri.config import ConfigError, config_to_dict, load_config
+from elr_mri.data.images import NORMALISATION
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER_DIRS = ("cifar10", "cifar100", "cifar10n", "clothing1m", "webvision")
@@ -29,49 +31,67 @@ def test_paper_config_folders_are_not_empty():
         assert list((ROOT / "configs" / folder).glob("*.yaml")), folder
 
 
-@pytest.mark.parametrize("rate", [20, 40, 60, 80])
-def test_elr_cifar10_sym_matches_appendix(rate: int):
-    cfg = load_config(ROOT / f"configs/cifar10/elr_sym{rate}.yaml")
-    assert (cfg.model.name, cfg.loss.name, cfg.loss.beta, cfg.loss.lam) == ("resnet34", "elr", 0.7, 3.0)
-    assert (cfg.optim.name, cfg.optim.lr, cfg.optim.momentum, cfg.optim.weight_decay) == ("sgd", 0.02, 0.9, 1e-3)
-    assert (cfg.schedule.name, cfg.schedule.milestones, cfg.schedule.gamma) == ("multistep", [40, 80], 0.01)
-    assert (cfg.train.epochs, cfg.train.batch_size, cfg.data.val_fraction) == (120, 128, 0.1)
-    assert (cfg.data.noise.mode, cfg.data.noise.rate) == ("symmetric", rate / 100)
+# The appendix's CIFAR settings (DESIGN.md, "Hyperparameters of the paper", and the official config_*.json), one row
+# per (method, data set): every CIFAR config below must carry its row in full, whatever its noise.
+APPENDIX = {
+    ("elr", "cifar10"): dict(model="resnet34", lr=0.02, weight_decay=1e-3, milestones=[40, 80], gamma=0.01,
+                             epochs=120),
+    ("elr", "cifar100"): dict(model="resnet34", lr=0.02, weight_decay=1e-3, milestones=[80, 120], gamma=0.01,
+                              epochs=150),
+    ("elr_plus", "cifar10"): dict(model="preact_resnet18", lr=0.02, weight_decay=5e-4, milestones=[150], gamma=0.1,
+                                  epochs=200),
+    ("elr_plus", "cifar100"): dict(model="preact_resnet18", lr=0.02, weight_decay=5e-4, milestones=[200], gamma=0.1,
+                                   epochs=250),
+}
+# (β, λ) by data set and noise: CIFAR-10's asymmetric setting has its own, CIFAR-100's are one pair for all noise
+BETA_LAMBDA = {("cifar10", "sym"): (0.7, 3.0), ("cifar10", "asym"): (0.9, 1.0),
+               ("cifar100", "sym"): (0.9, 7.0), ("cifar100", "asym"): (0.9, 7.0)}
+# ELR+ only: mixup α, EMA γ and its ramp, the λ ramp (coef_step) and the label reweighting, per data set
+ELR_PLUS = {"cifar10": (1.0, 0.997, "ramp", 40000, 0, False), "cifar100": (1.0, 0.997, "ramp", 40000, 40000, True)}
+CIFAR_CONFIGS = sorted(p for folder in ("cifar10", "cifar100") for p in (ROOT / "configs" / folder).glob("elr*.yaml")
+                       if not p.stem.endswith("_cosine"))
 
 
-def test_elr_cifar10_asym_and_cosine_variant():
-    asym = load_config(ROOT / "configs/cifar10/elr_asym40.yaml")
-    assert (asym.data.noise.mode, asym.data.noise.rate, asym.loss.beta, asym.loss.lam) == (
-        "asymmetric_cifar10", 0.4, 0.9, 1.0)
+@pytest.mark.parametrize("path", CIFAR_CONFIGS, ids=lambda p: str(p.relative_to(ROOT / "configs")))
+def test_every_cifar_config_carries_its_appendix_row_and_the_noise_its_name_says(path: Path):
+    """Each file name says method, noise and rate (elr_plus_sym80: ELR+, symmetric, 80%); the rest must be the
+    appendix row of that method and data set, so an edit to one file of a family cannot drift unnoticed."""
+    data_set = path.parent.name
+    method, noise, rate = re.fullmatch(r"(elr|elr_plus)_(sym|asym)(\d+)", path.stem).groups()
+    cfg = load_config(path)
+    row = APPENDIX[(method, data_set)]
+    mode = "symmetric" if noise == "sym" else f"asymmetric_{data_set}"
+    assert (cfg.data.noise.mode, cfg.data.noise.rate) == (mode, int(rate) / 100)
+    assert (cfg.data.val_fraction, cfg.data.augment, cfg.train.select) == (0.1, True, "val_acc")
+    assert (cfg.model.name, cfg.loss.name) == (row["model"], method)
+    assert (cfg.loss.beta, cfg.loss.lam) == BETA_LAMBDA[(data_set, noise)]
+    assert (cfg.optim.name, cfg.optim.lr, cfg.optim.momentum, cfg.optim.weight_decay, cfg.optim.nesterov) == (
+        "sgd", row["lr"], 0.9, row["weight_decay"], False)
+    assert (cfg.schedule.name, cfg.schedule.milestones, cfg.schedule.gamma) == ("multistep", row["milestones"],
+                                                                               row["gamma"])
+    assert (cfg.train.epochs, cfg.train.batch_size) == (row["epochs"], 128)
+    if method == "elr_plus":
+        plus = cfg.elr_plus
+        assert (plus.mixup_alpha, plus.ema_decay, plus.ema_schedule, plus.ema_ramp_steps, plus.coef_step,
+                plus.reweight_labels) == ELR_PLUS[data_set]
+    # the official code's per-channel constants: CIFAR-10's for its JPEG folder, CIFAR-100's for torchvision's copy
+    assert NORMALISATION[cfg.data.normalization if cfg.data.normalization != "auto" else cfg.data.name] == \
+        NORMALISATION[data_set]
+
+
+def test_elr_cifar10_cosine_variant_differs_from_sym40_only_in_its_schedule():
     cosine = load_config(ROOT / "configs/cifar10/elr_sym40_cosine.yaml")
     assert (cosine.schedule.name, cosine.schedule.t0, cosine.schedule.eta_min, cosine.train.epochs) == (
         "cosine_warm_restarts", 10, 0.001, 150)
-
-
-@pytest.mark.parametrize("name", ["elr_sym20", "elr_sym80", "elr_asym40"])
-def test_elr_cifar100_matches_appendix(name: str):
-    cfg = load_config(ROOT / f"configs/cifar100/{name}.yaml")
-    assert (cfg.data.name, cfg.loss.beta, cfg.loss.lam) == ("cifar100", 0.9, 7.0)
-    assert (cfg.schedule.milestones, cfg.schedule.gamma, cfg.train.epochs) == ([80, 120], 0.01, 150)
+    multistep = config_to_dict(load_config(ROOT / "configs/cifar10/elr_sym40.yaml"))
+    assert {**config_to_dict(cosine), "schedule": multistep["schedule"], "train": multistep["train"]} == multistep
+    assert {**config_to_dict(cosine)["train"], "epochs": 120} == multistep["train"]
 
 
 @pytest.mark.parametrize("path", [p for p in [*CONFIGS, ROOT / "configs/adni/elr_plus.yaml"] if "elr_plus" in p.stem],
                          ids=lambda p: str(p.relative_to(ROOT / "configs")))
 def test_elr_plus_configs_alternate_the_networks_by_epoch_as_the_official_code(path: Path):
     assert load_config(path).elr_plus.alternation == "epoch"
-
-
-def test_elr_plus_cifar_matches_appendix():
-    c10 = load_config(ROOT / "configs/cifar10/elr_plus_sym50.yaml")
-    assert (c10.model.name, c10.loss.name, c10.loss.beta, c10.loss.lam) == ("preact_resnet18", "elr_plus", 0.7, 3.0)
-    assert (c10.optim.lr, c10.optim.weight_decay, c10.schedule.milestones, c10.schedule.gamma) == (0.02, 5e-4, [150], 0.1)
-    assert (c10.train.epochs, c10.elr_plus.mixup_alpha, c10.elr_plus.ema_decay) == (200, 1.0, 0.997)
-    assert (c10.elr_plus.ema_ramp_steps, c10.elr_plus.coef_step, c10.elr_plus.reweight_labels) == (40000, 0, False)
-    c10_asym = load_config(ROOT / "configs/cifar10/elr_plus_asym40.yaml")
-    assert (c10_asym.loss.beta, c10_asym.loss.lam) == (0.9, 1.0)
-    c100 = load_config(ROOT / "configs/cifar100/elr_plus_sym90.yaml")
-    assert (c100.loss.beta, c100.loss.lam, c100.schedule.milestones, c100.train.epochs) == (0.9, 7.0, [200], 250)
-    assert (c100.elr_plus.coef_step, c100.elr_plus.reweight_labels) == (40000, True)
 
 
 def test_clothing1m_matches_appendix():
@@ -84,6 +104,13 @@ def test_clothing1m_matches_appendix():
         "elr_plus", 0.002, 3000, 0.9999)
     assert plus.elr_plus.ema_schedule == "running_average"  # official: "ema_update": false, no 40k-step ramp
     assert (plus.schedule.milestones, plus.schedule.gamma, plus.train.epochs) == ([7], 0.1, 15)
+    assert (plus.elr_plus.mixup_alpha, plus.elr_plus.coef_step, plus.elr_plus.reweight_labels) == (1.0, 0, False)
+    for cfg in (elr, plus):  # what the two settings share
+        assert (cfg.data.name, cfg.data.noise.mode, cfg.data.balanced_subset, cfg.model.name) == (
+            "clothing1m", "none", True, "resnet50")
+        assert (cfg.loss.beta, cfg.loss.lam, cfg.optim.name, cfg.optim.momentum, cfg.optim.weight_decay) == (
+            0.7, 3.0, "sgd", 0.9, 1e-3)
+        assert (cfg.train.batch_size, cfg.train.select) == (64, "val_acc")
 
 
 def test_webvision_matches_appendix_and_official_config():
