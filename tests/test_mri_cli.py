@@ -698,9 +698,13 @@ def test_explaining_again_keeps_no_map_of_a_class_the_new_scans_lack(trained: di
     out = run / "explain-cohort"
     assert {p.name for p in out.glob("saliency_AD*")} == {"saliency_AD.nii.gz", "saliency_AD.png"}
     holdout[holdout["diagnosis"] != "AD"].to_csv(manifest, index=False)
+    (out / "saliency_MCI").mkdir()  # as code before percent-encoded names left a class `MCI/AD`'s map
+    (out / "saliency_MCI" / "AD.png").write_bytes((out / "saliency_AD.png").read_bytes())
+    (out / "saliency_notes.txt").write_text("the user's")
     result = cli_in_process("explain", "--run", str(run), "--manifest", str(manifest))
     assert result.returncode == 0, result.stderr[-2000:]
     assert not list(out.glob("saliency_AD*")) and (out / "saliency_CN.nii.gz").is_file()
+    assert (out / "saliency_MCI").is_dir() and (out / "saliency_notes.txt").read_text() == "the user's"
     assert json.loads((out / "summary.json").read_text())["scans"] == 4
 
 

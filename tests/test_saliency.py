@@ -145,3 +145,21 @@ def test_every_class_name_gives_its_own_file_name() -> None:
     stems = [map_file_stem(name) for name in names]
     assert stems[:2] == ["saliency_AD", "saliency_MCI%2FAD"] and stems[-1] == "saliency_Démence"
     assert len(set(stems)) == len(names) and not any("/" in stem or "\0" in stem for stem in stems)
+
+
+def test_explaining_again_removes_the_maps_older_code_left_in_a_folder_and_nothing_of_the_users(tmp_path) -> None:
+    """Before percent-encoded names, class `MCI/AD` left `saliency_MCI/AD.png`: that folder stopped the next
+    explain's clean-up (Is a directory) after it had deleted the earlier maps, summary.json and a user's notes."""
+    from elr_mri.evaluation.explain import remove_earlier_maps
+
+    ours = ["saliency_CN.nii.gz", "saliency_CN.png", "saliency_MCI%2FAD.png", "saliency_MCI/AD.nii.gz",
+            "saliency_MCI/AD.png", "saliency_A/B/C.png"]
+    theirs = ["saliency_notes.txt", "saliency_A/notes.txt", "saliency_MCI.nii.gz.md", "summary.json"]
+    for name in ours + theirs:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(name)
+    (tmp_path / "saliency_empty").mkdir()  # a folder of the user's, even an empty one, is not a map
+    remove_earlier_maps(tmp_path, ["CN", "MCI/AD", "A/B/C", "../CN"])
+    left = {str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")}
+    assert left == {*theirs, "saliency_A", "saliency_empty"}  # saliency_MCI/ and saliency_A/B/ emptied, so gone
+    assert all((tmp_path / name).read_text() == name for name in theirs)

@@ -8,6 +8,7 @@ the MNI template in any viewer, and as axial / sagittal PNGs over the mean input
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import nibabel as nib
@@ -22,8 +23,9 @@ from elr_mri.evaluation.evaluate import (evaluation_set, explanation_dir, load_r
                                         require_own_folder, scored_fingerprint, scored_source)
 from preprocess.sidecar import atomic_path
 
-__all__ = ["crop_affine", "explain_run", "map_file_stem", "saliency_maps"]
+__all__ = ["crop_affine", "explain_run", "map_file_stem", "remove_earlier_maps", "saliency_maps"]
 
+_MAP_SUFFIXES = (".nii.gz", ".png")
 _UNSAFE_IN_FILE_NAMES = str.maketrans({"%": "%25", "/": "%2F", "\0": "%00"})  # see `map_file_stem`
 
 
@@ -44,8 +46,7 @@ def explain_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = "
     affine = crop_affine(scan, tuple(cfg.data.mri.crop_size))
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").unlink(missing_ok=True)  # read as "complete": it goes first and comes back last
-    for stale in out.glob("saliency_*"):
-        stale.unlink()
+    remove_earlier_maps(out, shape["class_names"])
     for k, class_name in enumerate(shape["class_names"]):
         if maps[k] is None:
             continue
@@ -83,6 +84,24 @@ def saliency_maps(method: Method, dataset: Dataset, num_classes: int,
             counts[k] += 1
     maps = [None if s is None else s / c for s, c in zip(sums, counts)]
     return maps, mean_input / max(counts.sum(), 1)
+
+
+def remove_earlier_maps(out: Path, class_names: list[str]) -> None:
+    """Delete the maps an earlier explanation left in `out`: every `saliency_*.nii.gz` / `.png` file, and those that
+    code before the percent-encoded names wrote for a class holding a `/` (`saliency_MCI/AD.png`, in a folder
+    `saliency_MCI/`, removed once empty). Nothing else goes: a user's `saliency_notes.txt` or files in that folder stay."""
+    for stale in out.glob("saliency_*"):
+        if stale.name.endswith(_MAP_SUFFIXES) and not stale.is_dir():
+            stale.unlink()
+    for class_name in class_names:
+        legacy = out / f"saliency_{class_name}"
+        if "/" not in class_name or ".." in Path(class_name).parts:  # `..`: never a file outside `out`
+            continue
+        for suffix in _MAP_SUFFIXES:
+            legacy.with_name(legacy.name + suffix).unlink(missing_ok=True)
+        for folder in legacy.relative_to(out).parents[:-1]:  # innermost first; `out` itself stays
+            with contextlib.suppress(OSError):  # not empty (the user's files) or not there: left as it is
+                (out / folder).rmdir()
 
 
 def map_file_stem(class_name: str) -> str:
