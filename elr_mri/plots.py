@@ -13,9 +13,11 @@ import pandas as pd  # noqa: E402
 
 from elr_mri.evaluation.metrics import roc_points  # noqa: E402
 
+SALIENCY_DRAWN_FROM = 0.2  # of a saliency map's 99.5th percentile in the head: weaker voxels are left uncoloured
 LEGIBLE_CLASSES = 12  # above this many classes, confusion cells lose their counts and ROC curves their legend
 
-__all__ = ["plot_memorization", "plot_memorization_comparison", "plot_learning_curves", "plot_roc", "plot_confusion", "plot_saliency"]
+__all__ = ["plot_memorization", "plot_memorization_comparison", "plot_learning_curves", "plot_roc", "plot_confusion", "plot_saliency",
+           "head_mask"]
 
 
 def plot_memorization(metrics: pd.DataFrame, path: Path, title: str = "") -> None:
@@ -120,26 +122,45 @@ def plot_saliency(saliency: np.ndarray, background: np.ndarray, affine: np.ndarr
                   title: str = "") -> None:
     """Axial and sagittal slices of a saliency map (RAS volume, `affine` to millimetres) over the mean input, each
     through the slice holding most of the map drawn: the centre slices can miss it all (a sagittal midline never
-    crosses a hippocampus). Letters mark the sides, the axial view showing the subject's left on the left."""
-    top = np.percentile(saliency, 99.5) or saliency.max() or 1.0  # a map on few voxels: its own scale
-    drawn = np.where(saliency >= 0.2 * top, saliency, 0.0)
+    crosses a hippocampus). Letters at each view's edges mark the sides, the axial view showing the subject's left on the
+    left. Drawn inside the head only (`head_mask`): the gradient over the air around it, a fifth of the voxels drawn
+    before, hid the anatomy under speckle; the caption says what share of the map lies outside, undrawn."""
+    head = head_mask(background)
+    inside = saliency[head]
+    top = np.percentile(inside, 99.5) or inside.max() or 1.0  # a map on few voxels: its own scale
+    low = SALIENCY_DRAWN_FROM * top
+    drawn = np.where(head & (saliency >= low), saliency, 0.0)
     x, z = _strongest_slice(drawn, axis=0), _strongest_slice(drawn, axis=2)
     centre = np.array([s / 2 for s in saliency.shape])
     x_mm = (affine[:3, :3] @ [x, centre[1], centre[2]] + affine[:3, 3])[0]
     z_mm = (affine[:3, :3] @ [centre[0], centre[1], z] + affine[:3, 3])[2]
-    views = {f"axial, z = {z_mm:.0f} mm": (background[:, :, z].T, saliency[:, :, z].T, "LR"),
-             f"sagittal, x = {x_mm:.0f} mm": (background[x].T, saliency[x].T, "PA")}
-    fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.8))
+    views = {f"axial, z = {z_mm:.0f} mm": (background[:, :, z].T, drawn[:, :, z].T, "LR"),
+             f"sagittal, x = {x_mm:.0f} mm": (background[x].T, drawn[x].T, "PA")}
+    fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.9), layout="constrained")  # room for the colour bar and caption
     for ax, (name, (under, over, sides)) in zip(axes, views.items()):
         ax.imshow(under, cmap="gray", origin="lower")
-        ax.imshow(np.ma.masked_less(over, 0.2 * top), cmap="autumn", origin="lower", alpha=0.7, vmin=0, vmax=top)
-        for side, where in zip(sides, (0.03, 0.97)):
-            ax.text(where, 0.5, side, transform=ax.transAxes, ha="center", va="center", color="white", fontsize=9)
+        shown = ax.imshow(np.ma.masked_less(over, low), cmap="autumn", origin="lower", alpha=0.7, vmin=low, vmax=top)
+        for side, where in zip(sides, (0.04, 0.96)):  # on a dark box: bare white letters vanished over white matter
+            ax.text(where, 0.5, side, transform=ax.transAxes, ha="center", va="center", color="white", fontsize=9,
+                    weight="bold", bbox={"boxstyle": "round,pad=0.2", "facecolor": "black", "alpha": 0.7, "lw": 0})
         ax.set_title(name)
         ax.axis("off")
+    fig.colorbar(shown, ax=axes, shrink=0.75, extend="max", format="%.1e", label="|∂ log p / ∂ input|")
+    outside = saliency[~head].sum() / saliency.sum() if saliency.sum() > 0 else 0.0
+    fig.supxlabel(f"drawn inside the head, from {SALIENCY_DRAWN_FROM:.0%} of the map's 99.5th percentile there; "
+                  f"{outside:.0%} of the map lies outside the head, not drawn", fontsize=8)
     if title:
-        fig.suptitle(title)
-    _save(fig, path)
+        fig.suptitle(title, fontsize=10)
+    _save(fig, path, tight=False)  # laid out as it was made
+
+
+def head_mask(background: np.ndarray) -> np.ndarray:
+    """The head (the brain, for skull-stripped scans): the mean scan brighter than a tenth of its 99th percentile, the
+    cavities it encloses (ventricles) filled; all of it where nothing is that bright."""
+    from scipy import ndimage
+
+    head = ndimage.binary_fill_holes(background > 0.1 * np.percentile(background, 99))
+    return head if head.any() else np.ones(background.shape, dtype=bool)
 
 
 def _strongest_slice(drawn: np.ndarray, axis: int) -> int:
@@ -148,9 +169,11 @@ def _strongest_slice(drawn: np.ndarray, axis: int) -> int:
     return int(per_slice.argmax()) if per_slice.max() > 0 else drawn.shape[axis] // 2
 
 
-def _save(fig: plt.Figure, path: Path) -> None:
-    """Write the PNG under a temporary name, then rename: no half-written figure is ever visible."""
-    fig.tight_layout()
+def _save(fig: plt.Figure, path: Path, tight: bool = True) -> None:
+    """Write the PNG under a temporary name, then rename: no half-written figure is ever visible. `tight`: lay the
+    axes out tightly first (False for a figure made with a layout of its own)."""
+    if tight:
+        fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=110)
