@@ -516,6 +516,9 @@ def test_explain_writes_template_space_saliency(trained: dict[str, Path]) -> Non
     assert (out / "saliency_CN.png").exists()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["manifest"] == str(trained["holdout"].resolve()) and summary["checkpoint"] == "best"
+    # each map averages every holdout scan given its class (2 each), whatever the network predicts of it
+    assert summary["scans_per_map"] == {name: 2 for name in CLASSES} and summary["scans"] == 6
+    assert all(0 <= summary["predicted_as_given_per_map"][name] <= 2 for name in CLASSES)
 
 
 def test_import_cohort_joins_adnimerge_to_scans(tmp_path: Path, cli_in_process: Cli) -> None:

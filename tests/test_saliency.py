@@ -31,7 +31,8 @@ class _OneNetwork:
 
 def test_a_confidently_wrong_scan_keeps_its_gradient() -> None:
     scans = [{"image": torch.full((1, 3, 3, 3), 0.5), "label": 0}, {"image": torch.full((1, 3, 3, 3), 0.2), "label": 1}]
-    maps, mean_input = saliency_maps(_OneNetwork(_SumScorer()), scans, num_classes=2, batch_size=2)
+    maps, mean_input, counts, agreed = saliency_maps(_OneNetwork(_SumScorer()), scans, num_classes=2, batch_size=2)
+    assert counts.tolist() == [1, 1] and agreed.tolist() == [0, 1]  # each map averages its scan, predicted or not
     # d log p0 / d voxel = -(1 - p0) ≈ -1 for the scan labelled 0; log(softmax) clamped at 1e-12 gave 0 here
     np.testing.assert_allclose(maps[0], np.ones((3, 3, 3)), rtol=1e-6)
     # the scan labelled 1 is predicted as given: p1 ≈ 1, so its gradient vanishes (≈ e^-40), as it should
@@ -166,7 +167,8 @@ def test_each_map_is_the_mean_input_gradient_of_the_log_probability_of_the_given
     rng = np.random.default_rng(0)
     scans = [{"image": torch.from_numpy(rng.random((1, 6, 6, 6), dtype=np.float32)), "label": label,
               "age": 60.0 + 4 * i} for i, label in enumerate([0, 2, 2, 0, 1])]
-    maps, _ = saliency_maps(_Pair(nets), scans, num_classes=3, batch_size=2)
+    maps, _, counts, _ = saliency_maps(_Pair(nets), scans, num_classes=3, batch_size=2)
+    assert counts.tolist() == [2, 1, 2]
     expected = [np.zeros((6, 6, 6)) for _ in range(3)]
     for scan in scans:
         image = scan["image"][None].double().requires_grad_(True)

@@ -1,7 +1,8 @@
 """`elr-mri explain`: where in the brain the classifier looks, as input-gradient saliency maps.
 
 For every scan, the gradient of log p(class) with respect to the input volume (the class is the
-given diagnosis), in absolute value; maps are averaged per class. They are written as NIfTI in
+given diagnosis), in absolute value; maps are averaged per given class, over every scan of it, whatever the
+network predicts (summary.json says how many scans each map averages, and how many were predicted as given). They are written as NIfTI in
 template space (the crop the network saw, with its template-space affine), so they overlay on
 the MNI template in any viewer, and as axial / sagittal PNGs over the mean input.
 """
@@ -41,7 +42,7 @@ def explain_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = "
     if cfg.data.name != "mri":
         raise ValueError(f"explain makes 3D saliency maps of MRI runs; {run_dir} trained on {cfg.data.name}")
     dataset, _, overlap_notes = evaluation_set(run_dir, cfg, manifest)
-    maps, mean_input = saliency_maps(method, dataset, shape["num_classes"], evaluation_batch_size(cfg))
+    maps, mean_input, counts, agreed = saliency_maps(method, dataset, shape["num_classes"], evaluation_batch_size(cfg))
     scan = dataset.frame["image_path"].iloc[0]
     affine = crop_affine(scan, tuple(cfg.data.mri.crop_size))
     out.mkdir(parents=True, exist_ok=True)
@@ -52,21 +53,28 @@ def explain_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = "
             continue
         name = map_file_stem(class_name)
         _write_nifti(maps[k], affine, scan, out / f"{name}.nii.gz")
-        _write_png(maps[k], mean_input, affine, out / f"{name}.png", title=f"{class_name}: |∂ log p / ∂ input|")
+        _write_png(maps[k], mean_input, affine, out / f"{name}.png",
+                   title=f"given {class_name}: mean |∂ log p({class_name}) / ∂ input| of {counts[k]} scans, "
+                         f"{agreed[k]} of them predicted {class_name}")
+    present = [k for k in range(len(maps)) if maps[k] is not None]
     atomic_write_json({"manifest": scored_source(manifest), "manifest_sha256": scored_fingerprint(manifest),
                        "checkpoint": checkpoint, "checkpoint_epoch": run.epoch, "run_finished": run.finished,
-                       "scans": len(dataset), "participant_overlap_notes": overlap_notes},
+                       "scans": len(dataset), "participant_overlap_notes": overlap_notes,
+                       "scans_per_map": {shape["class_names"][k]: int(counts[k]) for k in present},
+                       "predicted_as_given_per_map": {shape["class_names"][k]: int(agreed[k]) for k in present}},
                       out / "summary.json")
     refuse_if_run_moved_on(run, run_dir, out)
     return out
 
 
 def saliency_maps(method: Method, dataset: Dataset, num_classes: int,
-                  batch_size: int) -> tuple[list[np.ndarray | None], np.ndarray]:
-    """Mean |input gradient| per given class (None for a class with no scan), and the mean input volume."""
+                  batch_size: int) -> tuple[list[np.ndarray | None], np.ndarray, np.ndarray, np.ndarray]:
+    """Mean |input gradient| per given class (None for a class with no scan), the mean input volume, and per class
+    the scans averaged and how many of them the network predicts as that class (the others are averaged in too)."""
     networks = [net.eval() for net in method.networks()]
     sums: list[np.ndarray | None] = [None] * num_classes
     counts = np.zeros(num_classes, dtype=int)
+    agreed = np.zeros(num_classes, dtype=int)
     mean_input = None
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
         images = batch["image"].to(next(networks[0].parameters()).device).requires_grad_(True)
@@ -79,11 +87,12 @@ def saliency_maps(method: Method, dataset: Dataset, num_classes: int,
         gradient = gradient.abs()[:, 0].cpu().numpy()
         volumes = images.detach()[:, 0].cpu().numpy()
         mean_input = volumes.sum(axis=0) if mean_input is None else mean_input + volumes.sum(axis=0)
-        for k, g in zip(batch["label"].tolist(), gradient):
+        for k, g, predicted in zip(batch["label"].tolist(), gradient, log_probs.argmax(dim=1).tolist()):
             sums[k] = g if sums[k] is None else sums[k] + g
             counts[k] += 1
+            agreed[k] += predicted == k
     maps = [None if s is None else s / c for s, c in zip(sums, counts)]
-    return maps, mean_input / max(counts.sum(), 1)
+    return maps, mean_input / max(counts.sum(), 1), counts, agreed
 
 
 def remove_earlier_maps(out: Path, class_names: list[str]) -> None:
