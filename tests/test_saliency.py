@@ -203,3 +203,26 @@ def test_explaining_again_removes_the_maps_older_code_left_in_a_folder_and_nothi
     left = {str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")}
     assert left == {*theirs, "saliency_A", "saliency_empty"}  # saliency_MCI/ and saliency_A/B/ emptied, so gone
     assert all((tmp_path / name).read_text() == name for name in theirs)
+
+
+def test_the_png_shows_the_subjects_left_and_front_on_the_sides_it_letters(tmp_path) -> None:
+    """RAS voxels: a map in the left (low x), front (high y) of the brain must lie on the L side of the axial view
+    and on the A side of the sagittal one, as the letters there say."""
+    import matplotlib.image
+
+    from elr_mri.plots import plot_saliency
+
+    saliency = np.zeros((40, 48, 40))
+    saliency[4:9, 38:44, 18:22] = 1.0
+    plot_saliency(saliency, np.full(saliency.shape, 0.5), np.eye(4), tmp_path / "map.png")
+    png = matplotlib.image.imread(tmp_path / "map.png")
+    for view, coloured, share in zip(_views(_grey_pixels(png)), _views(_coloured_pixels(png)), (0.15, 0.85)):
+        columns = np.flatnonzero(view.any(axis=0))  # the view's extent: its grey background
+        where = (np.flatnonzero(coloured.any(axis=0)).mean() - columns[0]) / (columns[-1] - columns[0])
+        assert abs(where - share) < 0.1, where  # L of the axial view: left; A of the sagittal view: right
+
+
+def _grey_pixels(png: np.ndarray) -> np.ndarray:
+    """Where the mean input of 0.5 shows, in `_coloured_pixels`' columns."""
+    kept = png[:, : int(0.85 * png.shape[1]), :3]
+    return (np.abs(kept - 0.5) < 0.05).all(axis=2)
