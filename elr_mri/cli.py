@@ -253,8 +253,9 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
 
 
 def _add_explain(commands: argparse._SubParsersAction) -> None:
-    explain = commands.add_parser("explain", help="input-gradient saliency maps of an MRI run, per class",
-                                  description="Input-gradient saliency maps of an MRI run, per class.")
+    explain = commands.add_parser("explain", help="input-gradient saliency maps of an MRI run, per given diagnosis",
+                                  description="Input-gradient saliency maps of an MRI run, each the mean over the scans "
+                                              "given one diagnosis, whatever the network predicts of them.")
     explain.add_argument("--run", type=nonempty_path, required=True, metavar="RUN_DIR",
                          help="an MRI run of `elr-mri train` (its --out)")
     explain.add_argument("--manifest", type=nonempty_path, help="scans to explain (default: the run's test split)")
