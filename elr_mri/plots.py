@@ -16,8 +16,8 @@ from elr_mri.evaluation.metrics import roc_points  # noqa: E402
 SALIENCY_DRAWN_FROM = 0.2  # of a saliency map's 99.5th percentile in the head: weaker voxels are left uncoloured
 LEGIBLE_CLASSES = 12  # above this many classes, confusion cells lose their counts and ROC curves their legend
 
-__all__ = ["plot_memorization", "plot_memorization_comparison", "plot_learning_curves", "plot_roc", "plot_confusion", "plot_saliency",
-           "head_mask"]
+__all__ = ["head_mask", "plot_memorization", "plot_memorization_comparison", "plot_learning_curves", "plot_roc",
+           "plot_confusion", "plot_saliency"]
 
 
 def plot_memorization(metrics: pd.DataFrame, path: Path, title: str = "") -> None:
