@@ -282,7 +282,8 @@ def _add_volumes(commands: argparse._SubParsersAction) -> None:
                                   description="Regional brain volumes of each preprocessed scan, from the registration's Jacobian.")
     volumes.add_argument("--manifest", type=nonempty_path, required=True, help="manifest written by `elr-mri preprocess`")
     volumes.add_argument("--out", type=nonempty_path, help="CSV to write (default: volumes.csv beside preprocess's "
-                         "manifest.csv, NAME_volumes.csv beside any other manifest NAME.csv)")
+                         "manifest.csv, NAME_volumes.csv beside any other manifest NAME.csv); the per-scan cache goes "
+                         "beside it, so a read-only preprocessed folder needs an --out elsewhere")
     volumes.add_argument("--jobs", type=int, default=1, help="scans measured in parallel (default 1)")
     volumes.add_argument("--registration-mm", type=float, default=2.0,
                          help="grid in mm of the SyN registration run for affinely preprocessed scans (default 2)")

@@ -96,7 +96,7 @@ class ScanOutputs:
     warp: Path  # written only with transform="syn"
     sidecar: Path
     overlay: Path
-    volumes: Path  # written by `elr-mri volumes` (regional volumes from the registration)
+    volumes: Path  # `elr-mri volumes` cached here before 2026-12-06 (still read; now beside its CSV)
 
     @classmethod
     def under(cls, root: str | Path, participant: str, session: str) -> "ScanOutputs":

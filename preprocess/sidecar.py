@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -21,8 +22,8 @@ from typing import Callable, Iterator
 _PAIR_TYPES = (("header", ".hdr"), ("image", ".img"), ("mat", ".mat"))
 _COMPRESSIONS = (".gz", ".bz2", ".zst")
 
-__all__ = ["file_sha256", "scan_files", "scan_sha256", "atomic_path", "remove_stale_temps", "write_json",
-           "read_sidecar", "output_hashes", "stale_reason"]
+__all__ = ["file_sha256", "scan_files", "scan_sha256", "atomic_path", "cannot_write", "remove_stale_temps",
+           "write_json", "read_sidecar", "output_hashes", "stale_reason"]
 
 
 def file_sha256(path: str | Path) -> str:
@@ -73,6 +74,19 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
         raise
     finally:
         temp.unlink(missing_ok=True)
+
+
+def cannot_write(folder: str | Path) -> str | None:
+    """Why no file can be made in `folder` (where it is not there yet: in the nearest folder above it that is, as
+    making it would need), in the OS's words; None when one can. On shared lab storage, often read-only, a command
+    learnt it only at its first write, after minutes of work. Making a file is the one test that sees a read-only
+    mount, permissions and a root-squashing NFS server alike (`os.access` asks the local permission bits)."""
+    existing = next(path for path in (Path(folder), *Path(folder).parents) if path.exists())
+    try:
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".tmp-write-test-"):
+            return None
+    except OSError as err:
+        return os.strerror(err.errno) if err.errno else str(err)
 
 
 def remove_stale_temps(folder: str | Path) -> None:

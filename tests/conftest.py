@@ -114,3 +114,28 @@ def cli_in_process() -> Callable[..., subprocess.CompletedProcess]:
     """`cli_in_process("train", ...)`: the command without a new Python process, whose imports (torch, MONAI)
     cost seconds a call. For the many error paths and setups; each command keeps tests that start it for real."""
     return _cli_in_process
+
+
+@pytest.fixture
+def read_only() -> Iterator[Callable[[Path], None]]:
+    """Make a folder read-only for the test: a read-only bind mount where this runs as root (root writes past
+    permissions, as on lab storage it may not), else its permissions; undone after the test."""
+    undo: list[list[str] | Path] = []
+
+    def make(folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() != 0:
+            folder.chmod(0o555)
+            undo.append(folder)
+            return
+        mounted = subprocess.run(["mount", "--bind", "-o", "ro", str(folder), str(folder)], capture_output=True)
+        if mounted.returncode != 0:
+            pytest.skip(f"root here, and a read-only bind mount was refused: {mounted.stderr.decode().strip()}")
+        undo.append(["umount", str(folder)])
+
+    yield make
+    for step in reversed(undo):
+        if isinstance(step, Path):
+            step.chmod(0o755)
+        else:
+            subprocess.run(step, check=True)

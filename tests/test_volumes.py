@@ -15,7 +15,7 @@ from elr_mri.volumes.jacobian import affine_determinant, integrate_regions, regi
 from elr_mri.volumes.measure import VolumeParams, measure_manifest, measure_scan  # noqa: E402
 from elr_mri.volumes.recovery import recovery_table  # noqa: E402
 from preprocess.pipeline import Params, ScanOutputs  # noqa: E402
-from preprocess.sidecar import output_hashes  # noqa: E402
+from preprocess.sidecar import file_sha256, output_hashes  # noqa: E402
 from preprocess.steps import to_nifti  # noqa: E402
 from preprocess.template import load_template  # noqa: E402
 
@@ -247,3 +247,81 @@ def test_scans_registered_to_a_template_of_the_users_warn_that_the_regions_are_m
             f"{manifest}: its scans were registered to preprocess's --template {template}, not nilearn's MNI152; the "
             "regions are ellipsoids in MNI mm, so their volumes are of the named structures only if that template is "
             "in MNI space"])
+
+
+def _fake_syn_preprocessed(template, folder: Path, participant: str, profile: str, scale: float) -> ScanOutputs:
+    """A `--transform syn` scan of `profile` whose warp magnifies by `scale` (fast: on the 2 mm template preprocess
+    registers to; reference's 1 mm warp is written only where `scale` is None, as an empty file for a cached scan)."""
+    outputs = _fake_preprocessed(template, folder, participant, 1.0)
+    outputs.sidecar.write_text(json.dumps({"params": Params(resolution=RESOLUTION, transform="syn",
+                                                            profile=profile).as_dict()}))
+    if scale is None:
+        outputs.warp.write_bytes(b"")
+    else:
+        _scaling_warp(template.coarse, scale, outputs.warp)
+    return outputs
+
+
+def _manifest(folder: Path, *scans: ScanOutputs) -> Path:
+    manifest = folder / "manifest.csv"
+    pd.DataFrame({"participant_id": [scan.image.parent.parent.name for scan in scans], "session_id": "ses-M00",
+                  "diagnosis": "CN", "processed_path": [str(scan.image.relative_to(folder)) for scan in scans],
+                  "status": "done"}).to_csv(manifest, index=False)
+    return manifest
+
+
+def _read_only_cohort(template, tmp_path: Path, read_only) -> tuple[Path, ScanOutputs, ScanOutputs]:
+    """A read-only preprocessed folder: sub-OLD magnified ×1.1 with its volumes cached beside it, as versions before
+    2026-12-06 cached them, and sub-NEW, unmeasured."""
+    pre = tmp_path / "pre"
+    old = _fake_syn_preprocessed(template, pre, "sub-OLD", "fast", 1.1)
+    assert measure_scan(old.image, VolumeParams(registration_mm=RESOLUTION))["status"] == "done"
+    assert old.volumes.is_file()
+    new = _fake_syn_preprocessed(template, pre, "sub-NEW", "fast", 1.0)
+    manifest = _manifest(pre, old, new)
+    read_only(pre)
+    return manifest, old, new
+
+
+def test_a_read_only_preprocessed_folder_is_refused_before_any_scan_and_caches_elsewhere(template, tmp_path: Path,
+                                                                                         read_only) -> None:
+    """Lab storage is often read-only: every scan was registered (minutes each), then failed writing its cache beside
+    the scan, and the default --out beside the manifest failed after all of them (2 scans: 23 s for nothing)."""
+    manifest, old, new = _read_only_cohort(template, tmp_path, read_only)
+    with pytest.raises(PermissionError, match=rf"^{manifest.parent}: cannot write there \((?:Read-only file system|"
+                                              r"Permission denied)\), where volumes.csv, its failures and its per-scan "
+                                              "cache volumes_cache/ go; pass --out a CSV in a folder you can write"):
+        measure_manifest(manifest, params=VolumeParams(registration_mm=RESOLUTION), progress=False)
+    cache = tmp_path / "mine" / "adni_cache"
+    reused = measure_scan(old.image, VolumeParams(registration_mm=RESOLUTION), cache_dir=cache)
+    assert reused["status"] == "skipped" and reused["regions"]["brain"]["ratio"] == pytest.approx(1.1**3, rel=0.02)
+    assert measure_scan(new.image, VolumeParams(registration_mm=RESOLUTION), cache_dir=cache)["status"] == "done"
+    assert [path.name for path in cache.iterdir()] == ["sub-NEW_ses-M00_volumes.json"]
+    assert measure_scan(new.image, VolumeParams(registration_mm=RESOLUTION), cache_dir=cache)["status"] == "skipped"
+
+
+@pytest.mark.slow  # a worker process for the scans: 15 s here
+def test_a_read_only_preprocessed_folder_is_measured_with_the_cache_beside_the_csv(template, tmp_path: Path,
+                                                                                   read_only) -> None:
+    manifest = _read_only_cohort(template, tmp_path, read_only)[0]
+    out = tmp_path / "mine" / "adni.csv"
+    measured = measure_manifest(manifest, out, VolumeParams(registration_mm=RESOLUTION), progress=False)
+    assert measured[0] == out and measured[2].empty
+    assert measured[1]["brain_ratio"].tolist() == pytest.approx([1.1**3, 1.0], rel=0.02)
+    assert sorted(path.name for path in out.parent.rglob("*")) == [
+        "adni.csv", "adni_cache", "adni_failures.csv", "sub-NEW_ses-M00_volumes.json"]  # the old scan's: reused
+
+
+def test_two_syn_preprocessings_of_other_profiles_are_told_apart_in_the_warp_column(template, tmp_path: Path) -> None:
+    """Both were `warp: preprocess`, so the baselines took a fast cohort (SyN to the 2 mm template) and a reference
+    one (to the 1 mm template) for one registration; a cache of that time is named by its profile too."""
+    fast = _fake_syn_preprocessed(template, tmp_path / "adni", "sub-A", "fast", 1.0)
+    assert measure_scan(fast.image, VolumeParams(registration_mm=RESOLUTION))["warp"] == "preprocess syn (fast profile)"
+    reference = _fake_syn_preprocessed(template, tmp_path / "nacc", "sub-B", "reference", None)
+    cached = json.loads(fast.volumes.read_text())
+    cached.update(warp="preprocess", image_sha256=file_sha256(reference.image))
+    reference.volumes.write_text(json.dumps(cached))
+    again = measure_scan(reference.image, VolumeParams(registration_mm=RESOLUTION))
+    assert again["status"] == "skipped" and again["warp"] == "preprocess syn (reference profile)"
+    affine = _fake_preprocessed(template, tmp_path / "ppmi", "sub-C", 1.0)
+    assert measure_scan(affine.image, VolumeParams(registration_mm=RESOLUTION))["warp"] == f"syn at {RESOLUTION:g} mm"

@@ -3,10 +3,11 @@
 A scan preprocessed with `--transform syn` already has its deformable warp; for the default
 (affine) preprocessing, a SyN registration of the template-space image to the template supplies
 it, at `registration_mm` (2 mm: the regions are 5 mm and larger, and it costs a few seconds a
-scan). Each scan's result is cached as `*_volumes.json` beside its image, keyed by the image's hash
-and the settings, so a rerun skips finished scans; a scan that fails is listed and the others go
-on. The CSV carries each region's volume in mm³, its ratio to the template's, and (except the
-brain) its fraction of the whole brain, the normalised volume the baselines use.
+scan). Each scan's result is cached as `*_volumes.json` in a folder beside the CSV (the scans' own folder is often
+read-only lab storage), keyed by the image's hash and the settings, so a rerun skips finished scans (and reuses what
+earlier versions cached beside the scans); a scan that fails is listed and the others go on. The CSV carries each
+region's volume in mm³, its ratio to the template's, and (except the brain) its fraction of the whole brain, the
+normalised volume the baselines use.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from elr_mri.volumes.jacobian import affine_determinant, integrate_regions, regi
 from preprocess.batch import failure_table, files_removed_at_start, telling_line, write_csv
 from preprocess.inputs import read_csv_table
 from preprocess.pipeline import Params, ScanOutputs
-from preprocess.sidecar import file_sha256, read_sidecar, write_json
+from preprocess.sidecar import cannot_write, file_sha256, read_sidecar, write_json
 from preprocess.user_errors import not_a_file
 from preprocess.workers import run_per_scan
 
@@ -59,10 +60,12 @@ def volume_columns() -> list[str]:
     return [f"{r.name}{NORMALISED_SUFFIX}" for r in REGIONS if r.name != "brain"]
 
 
-def measure_scan(image_path: str | Path, params: VolumeParams = VolumeParams(), workdirs: str | None = None) -> dict:
+def measure_scan(image_path: str | Path, params: VolumeParams = VolumeParams(), workdirs: str | None = None,
+                 cache_dir: str | Path | None = None) -> dict:
     """Regional volumes of one preprocessed scan ({region: {"mm3", "ratio"}} plus how they were
     measured), from its cache when the image and settings are unchanged. `workdirs`: where the registration's
-    temporary folder goes (None: the system's)."""
+    temporary folder goes (None: the system's). `cache_dir`: where its `*_volumes.json` goes (None: beside the
+    image, where versions before 2026-12-06 wrote every one; one there is reused from any `cache_dir`)."""
     if not Path(image_path).is_file():
         raise FileNotFoundError(f"{image_path}: processed image missing (moved since? point the manifest's "
                                 "processed_path at where it is now: a relative one is read from the manifest's "
@@ -83,17 +86,28 @@ def measure_scan(image_path: str | Path, params: VolumeParams = VolumeParams(), 
     if written is not None and written != image_hash:  # ITK reads a truncated gzip without complaint
         raise ValueError(f"{outputs.image}: not the file `elr-mri preprocess` wrote (its SHA-256 differs from "
                          "the sidecar's), so damaged or replaced since; rerun `elr-mri preprocess` on this scan")
-    cached = read_sidecar(outputs.volumes)
-    if (cached and cached.get("image_sha256") == image_hash and cached.get("params") == params.as_dict()
-            and cached.get("method") == MEASURE_VERSION):
-        return {**cached, "status": "skipped"}
-    jacobian, domain, masks, source = _deformation_jacobian(outputs, preprocessed, params, workdirs)
+    cache = Path(cache_dir) / outputs.volumes.name if cache_dir is not None else outputs.volumes
+    source = _warp_source(preprocessed, params)
+    for cached in map(read_sidecar, dict.fromkeys((cache, outputs.volumes))):
+        if (cached and cached.get("image_sha256") == image_hash and cached.get("params") == params.as_dict()
+                and cached.get("method") == MEASURE_VERSION):
+            return {**cached, "warp": source, "status": "skipped"}  # cached before the warp named the profile
+    jacobian, domain, masks = _deformation_jacobian(outputs, preprocessed, params, workdirs)
     volumes = integrate_regions(jacobian, masks, float(np.prod(domain.spacing)),
                                 affine_determinant(str(outputs.transform)))
     result = {"image_sha256": image_hash, "params": params.as_dict(), "method": MEASURE_VERSION, "warp": source,
               "regions": volumes}
-    write_json(outputs.volumes, result)
+    write_json(cache, result)
     return {**result, "status": "done"}
+
+
+def _warp_source(preprocessed: Params, params: VolumeParams) -> str:
+    """Where the warp came from, as the CSV's `warp` column names it for the baselines to refuse a mix: preprocess's
+    SyN per profile (fast registers to the 2 mm template, reference to the 1 mm one, and SyN smooths in voxels: ours
+    at 3 mm against 2 mm moved the hippocampus by 8%), else ours at `registration_mm`."""
+    if preprocessed.transform == "syn":
+        return f"preprocess syn ({preprocessed.profile} profile)"
+    return f"syn at {params.registration_mm:g} mm"
 
 
 def _preprocess_params(meta: dict, sidecar: Path) -> Params:
@@ -122,13 +136,13 @@ def _domain(template_key: tuple, image: str, registration_mm: float) -> tuple:
 
 
 def _deformation_jacobian(outputs: ScanOutputs, preprocessed: Params, params: VolumeParams, workdirs: str | None
-                          ) -> tuple[np.ndarray, Any, dict[str, np.ndarray], str]:
-    """(det Dφ on the domain's voxels, the domain, its region masks, where φ came from)."""
+                          ) -> tuple[np.ndarray, Any, dict[str, np.ndarray]]:
+    """(det Dφ on the domain's voxels, the domain, its region masks)."""
     import ants
 
     domain, masks = _measurement_domain(preprocessed, params)
     if preprocessed.transform == "syn":
-        return warp_jacobian(domain, str(outputs.warp)), domain, masks, "preprocess"
+        return warp_jacobian(domain, str(outputs.warp)), domain, masks
     # on the domain's grid first: SyN's smoothing is in voxels, so a scan on a finer or coarser grid than the domain
     # was blurred another amount and its tissue measured away from its size (the template registered to itself from
     # 3 mm onto 2 mm: hippocampus 0.95, entorhinal cortex 0.92)
@@ -138,7 +152,7 @@ def _deformation_jacobian(outputs: ScanOutputs, preprocessed: Params, params: Vo
         result = ants.registration(fixed=domain, moving=moving, type_of_transform="SyNOnly",
                                    reg_iterations=list(params.syn_iterations), outprefix=f"{workdir}/syn_")
         warp = next(t for t in result["fwdtransforms"] if t.endswith("Warp.nii.gz"))
-        return warp_jacobian(domain, warp), domain, masks, f"syn at {params.registration_mm:g} mm"
+        return warp_jacobian(domain, warp), domain, masks
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -178,7 +192,8 @@ def measure_manifest(manifest: str | Path, out_csv: str | Path | None = None, pa
                      jobs: int = 1, progress: bool = True) -> tuple[Path, pd.DataFrame, pd.DataFrame]:
     """Measure every usable scan of a preprocessed manifest; returns (CSV path, volumes, failures).
 
-    Failures go to `<CSV name>_failures.csv` beside the CSV (default: see `default_volumes_csv`). When no scan
+    Failures go to `<CSV name>_failures.csv` beside the CSV (default: see `default_volumes_csv`), the per-scan cache
+    into `<CSV name>_cache/`; a folder that cannot be written there is refused before any scan. When no scan
     could be measured (scans moved, a drive unmounted) the CSV is not written: an earlier one keeps its volumes.
     The registrations' temporary folders live in one folder this process removes, even after Ctrl-C, when its
     workers are stopped before they could clean up."""
@@ -191,6 +206,12 @@ def measure_manifest(manifest: str | Path, out_csv: str | Path | None = None, pa
         raise IsADirectoryError(f"--out {out_csv} is a folder; pass the CSV to write, e.g. {out_csv / 'volumes.csv'}")
     failures_csv = out_csv.with_name(f"{out_csv.stem}_failures.csv")
     _refuse_writing_over_inputs(manifest, out_csv, failures_csv)
+    cache_dir = out_csv.with_name(f"{out_csv.stem}_cache")
+    reason = cannot_write(out_csv.parent)
+    if reason is not None:
+        raise PermissionError(f"{out_csv.parent}: cannot write there ({reason}), where {out_csv.name}, its failures "
+                              f"and its per-scan cache {cache_dir.name}/ go; pass --out a CSV in a folder you can "
+                              "write (preprocessed scans on read-only storage are read there, not written)")
     table = read_csv_table(manifest, dtype={"participant_id": str, "session_id": str})
     if "processed_path" not in table.columns:
         raise ValueError(f"{manifest}: no processed_path column; pass the manifest `elr-mri preprocess` wrote")
@@ -206,7 +227,7 @@ def measure_manifest(manifest: str | Path, out_csv: str | Path | None = None, pa
     _check_the_template(manifest, table["processed_path"], params)
     workdirs = tempfile.mkdtemp(prefix="elr-volumes-")
     try:
-        arguments = {i: (_resolve(manifest, path), params, workdirs)
+        arguments = {i: (_resolve(manifest, path), params, workdirs, cache_dir)
                      for i, path in zip(table.index, table["processed_path"])}
         results = run_per_scan(_measure_one, arguments, jobs, "volumes", progress)
     finally:
@@ -243,12 +264,12 @@ def _resolve(manifest: Path, path: Any) -> str:
     return str(path if Path(path).is_absolute() else manifest.parent / path)
 
 
-def _measure_one(path: str, params: VolumeParams, workdirs: str) -> dict:
+def _measure_one(path: str, params: VolumeParams, workdirs: str, cache_dir: Path) -> dict:
     """One scan in a worker; never raises, so one bad scan cannot stop the others."""
     if not path:
         return {"status": "failed", "error": "the manifest row's processed_path is empty"}
     try:
-        return measure_scan(path, params, workdirs)
+        return measure_scan(path, params, workdirs, cache_dir)
     except Exception as exc:  # noqa: BLE001 - reported per scan, with its type and telling line
         return {"status": "failed", "error": f"{type(exc).__name__}: {telling_line(str(exc))}"}
 
