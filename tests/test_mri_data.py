@@ -401,6 +401,29 @@ def test_cached_volumes_are_written_in_the_cache_folder_itself(tmp_path, monkeyp
     assert len(list(cache.glob("*.pt"))) == 1 and not list(cache.glob(".tmp*"))
 
 
+def test_a_cache_dir_that_cannot_be_written_is_read_and_said_once(tmp_path, caplog, read_only):
+    """A lab's cache shared read-only: MONAI served it uncached without a word where the OS said "permission denied",
+    and a read-only mount stopped the first uncached item with a traceback naming a temporary file."""
+    manifest = make_cohort(tmp_path)
+    cache = tmp_path / "cache"
+    build_mri_data(config(manifest, cache="disk", cache_dir=str(cache))).val[0]
+    filled = sorted(cache.iterdir())
+    read_only(cache)
+    caplog.clear()
+    data = build_mri_data(config(manifest, cache="disk", cache_dir=str(cache)))  # train, val, test: one warning
+    assert torch.equal(data.val[0]["image"], data.val[0]["image"]) and data.train[0]["image"].shape == (1, 16, 16, 16)
+    assert sorted(cache.iterdir()) == filled
+    warned = [record.getMessage() for record in caplog.records if "cache_dir" in record.getMessage()]
+    assert len(warned) == 1 and re.fullmatch(
+        rf"data.mri.cache_dir = {cache}: cannot write there \((Read-only file system|Permission denied)\); the volumes "
+        "cached there are read, every other one is made from its scan each time it is loaded; name a folder you can "
+        "write to cache them", warned[0])
+    with pytest.raises(ValueError, match=rf"^data.mri.cache_dir = {cache / 'new'} cannot be made \((Read-only file "
+                                         r"system|Permission denied)\); name a folder you can write, or set "
+                                         "data.mri.cache: memory$"):
+        build_mri_data(config(manifest, cache="disk", cache_dir=str(cache / "new")))
+
+
 def test_a_cache_dir_that_is_a_file_is_named(tmp_path):
     occupied = tmp_path / "cache"
     occupied.write_text("")

@@ -4,7 +4,9 @@ MONAI writes a cached volume in the system's temporary folder and then moves it 
 on another drive (a local /tmp and the cache on shared storage, as on most clusters) that move is a copy, so a job
 killed during it left a file cut short under the final name, and every later run stopped at it with torch's zip
 error and a traceback. Here the file is renamed into place only once written, and a cached file that cannot be read
-(one left so by an earlier version) is made again from the scan.
+(one left so by an earlier version) is made again from the scan. A cache folder that cannot be written (a lab's cache
+shared read-only) is read, and said so once: MONAI served it uncached without a word where the OS said "permission
+denied", and a read-only mount stopped the first batch with a traceback.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import torch
 from monai.data import PersistentDataset
 from monai.utils import convert_to_tensor
 
-from preprocess.sidecar import atomic_path
+from elr_mri.data.cohort import warn_once
+from preprocess.sidecar import atomic_path, cannot_write
 
 __all__ = ["DiskCache"]
 
@@ -34,6 +37,15 @@ class DiskCache(PersistentDataset):
         if folder.exists() and not folder.is_dir():  # MONAI said only "cache_dir must be a directory."
             raise ValueError(f"data.mri.cache_dir = {folder} is a file, not a folder; name a folder for the cached "
                              "volumes (one that is not there is made)")
+        reason = cannot_write(folder)
+        if reason is not None and not folder.is_dir():
+            raise ValueError(f"data.mri.cache_dir = {folder} cannot be made ({reason}); name a folder you can write, "
+                             "or set data.mri.cache: memory")
+        self.read_only = reason is not None
+        if self.read_only:
+            warn_once(f"data.mri.cache_dir = {folder}: cannot write there ({reason}); the volumes cached there are "
+                      "read, every other one is made from its scan each time it is loaded; name a folder you can "
+                      "write to cache them")
         super().__init__(data, transform, cache_dir=folder)
 
     def _cachecheck(self, item_transformed: Any) -> Any:
@@ -45,9 +57,11 @@ class DiskCache(PersistentDataset):
                 reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
                 log.warning("%s: a cached volume that cannot be read (%s); made again from its scan", path, reason)
         cached = self._pre_transform(deepcopy(item_transformed))  # the item itself is what the file is named by
+        if self.read_only:
+            return cached
         try:
             with atomic_path(path) as temporary:
                 torch.save(convert_to_tensor(cached, convert_numeric=False, track_meta=self.track_meta), temporary)
-        except PermissionError:  # a cache shared read-only: served uncached, as MONAI does
+        except PermissionError:  # made unwritable since, or a file of another user's there: served uncached
             pass
         return cached
