@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -136,3 +137,23 @@ def test_a_path_the_os_refuses_by_its_name_is_one_line_naming_it(tmp_path: Path,
     loop.symlink_to(loop)
     assert str(user_problem(OSError(errno.ELOOP, os.strerror(errno.ELOOP), str(loop)))) == (
         f"{loop}: Too many levels of symbolic links; it runs through a loop of symbolic links; fix the link")
+
+
+def test_evaluate_and_explain_refuse_a_run_on_read_only_storage_before_scoring(
+        tmp_path: Path, read_only, cli_in_process) -> None:
+    """Runs are archived on read-only lab storage: `evaluate` scored the run (minutes for an MRI one), then stopped
+    at writing its folder, telling the user to write to "another output folder", which evaluate has no option for."""
+    from elr_mri.config import load_config
+    from elr_mri.engine.runner import train
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "digits" / "elr_sym40.yaml"
+    run = tmp_path / "run"
+    train(load_config(config, ["data.train_subset=200", "train.epochs=1", "train.progress=false",
+                               "train.tensorboard=false"]), run)
+    read_only(run)
+    for command, folder in (("evaluate", "eval-test"), ("explain", "explain-test")):  # explain: before "not MRI"
+        result = cli_in_process(command, "--run", str(run))
+        assert result.returncode == 2 and re.fullmatch(
+            rf"elr-mri {command}: error: {run / folder}: cannot write there \((Read-only file system|Permission "
+            rf"denied)\); the results go into the run's folder, so copy the run to a folder you can write \(cp -r "
+            rf"{run} NEW_RUN_DIR\) and pass that\n", result.stderr), result.stderr

@@ -32,7 +32,7 @@ from elr_mri.engine.run_dir import read_data_shape
 from elr_mri.engine.runner import SELECTION_RULES, resolve_device, selection_rule, uses_age
 from elr_mri.evaluation import N_BOOT
 from elr_mri.evaluation.metrics import MetricsReport, bootstrap_metrics, evaluate_predictions, non_finite_rows
-from preprocess.sidecar import file_sha256
+from preprocess.sidecar import cannot_write, file_sha256
 
 __all__ = ["LoadedRun", "load_run", "evaluate_run", "refuse_if_run_moved_on", "evaluation_dir", "evaluation_set", "explanation_dir", "predict",
            "require_own_folder", "run_grid", "scored_fingerprint", "scored_source", "write_evaluation"]
@@ -193,7 +193,12 @@ def scored_fingerprint(manifest: Path | None) -> str | None:
 
 def require_own_folder(out: Path, manifest: Path | None) -> None:
     """Output folders are named after the manifest's file name, so two cohorts' `manifest.csv` (or a
-    holdout named test.csv) would share one: refuse to overwrite what another manifest's scoring left."""
+    holdout named test.csv) would share one: refuse to overwrite what another manifest's scoring left.
+    One that cannot be written (a run archived on read-only storage) is refused first: it failed after the scoring."""
+    reason = cannot_write(out) if Path(out).parent.is_dir() else None  # no run there: loading it says so
+    if reason is not None:
+        raise PermissionError(f"{out}: cannot write there ({reason}); the results go into the run's folder, so copy "
+                              f"the run to a folder you can write (cp -r {Path(out).parent} NEW_RUN_DIR) and pass that")
     summary = Path(out) / "summary.json"
     if not summary.is_file():
         return
