@@ -69,11 +69,14 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
             os.fsync(written.fileno())
         os.replace(temp, final)
     except OSError as err:  # a full disk or quota (on NFS often only at the fsync): name the file, as a write's does not
-        if err.errno is not None and err.filename is None:
+        if err.errno is not None and err.filename in (None, str(temp)):  # a read-only folder's names the temp: ours
             err.filename = str(final)
         raise
     finally:
-        temp.unlink(missing_ok=True)
+        # a read-only folder refuses even the unlink of a temp it never let be made, an error that replaced the one
+        # saying why (both named the temp, not the file being written)
+        with contextlib.suppress(OSError):
+            temp.unlink()
 
 
 def cannot_write(folder: str | Path) -> str | None:

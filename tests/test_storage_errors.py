@@ -157,3 +157,17 @@ def test_evaluate_and_explain_refuse_a_run_on_read_only_storage_before_scoring(
             rf"elr-mri {command}: error: {run / folder}: cannot write there \((Read-only file system|Permission "
             rf"denied)\); the results go into the run's folder, so copy the run to a folder you can write \(cp -r "
             rf"{run} NEW_RUN_DIR\) and pass that\n", result.stderr), result.stderr
+
+
+def test_a_file_a_read_only_folder_refuses_is_named_not_its_temporary_file(tmp_path: Path, read_only) -> None:
+    """Every atomic write (a manifest, a sidecar, an evaluation's CSVs) into a read-only folder said
+    "Read-only file system (out/.tmp4242-manifest.csv)": the unlink of the temporary file that was never made failed
+    too, and replaced the error with its own."""
+    from preprocess.sidecar import write_json
+
+    folder = tmp_path / "archive"
+    read_only(folder)
+    with pytest.raises(OSError) as refused:
+        write_json(folder / "summary.json", {"done": True})
+    assert refused.value.errno in (errno.EROFS, errno.EACCES) and refused.value.filename == str(folder / "summary.json")
+    assert not list(folder.iterdir())
