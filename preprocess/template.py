@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .checks import load_option_file, load_scan
+from .checks import ScanError, load_option_file, load_scan
 from .sidecar import file_sha256, scan_files, scan_sha256
 from .steps import to_ants
 
 if TYPE_CHECKING:  # annotations only: ANTs is imported lazily at run time
     import ants
+    import nibabel as nib
 
 __all__ = ["DEFAULT_SHAPES", "Template", "check_template_files", "load_template", "template_file_digests"]
 
@@ -47,11 +48,28 @@ def check_template_files(path: str | None, mask_path: str | None) -> None:
     if mask_path is not None and path is None:
         raise ValueError(f"--template-mask {mask_path}: needs --template (the default MNI152 template brings its "
                          "own brain mask); add --template or leave --template-mask out")
-    if path is not None:
-        load_option_file(path, "--template", "pass a 3D T1 template NIfTI, or leave --template out for MNI152")
+    if path is None:
+        return
+    template = load_option_file(path, "--template", "pass a 3D T1 template NIfTI, or leave --template out for MNI152")
     if mask_path is not None:
-        load_option_file(mask_path, "--template-mask",
-                         "pass the template's 3D brain mask NIfTI, or leave it out for an Otsu mask of --template")
+        fix = "pass the template's 3D brain mask NIfTI, or leave it out for an Otsu mask of --template"
+        _require_mask_on(template, load_option_file(mask_path, "--template-mask", fix), f"--template-mask {mask_path}",
+                         fix)
+
+
+def _require_mask_on(template: nib.Nifti1Image, mask: nib.Nifti1Image, name: str, fix: str) -> None:
+    """A brain mask with no voxel of at least 0.5 (the threshold it is read with), or none within the template's field
+    of view (a mask of another template or origin), would be empty on the output grid: each worker then failed every
+    scan with ITK's "Lower threshold cannot be greater than upper threshold"."""
+    brain = np.argwhere(np.asarray(mask.dataobj) >= 0.5)
+    if brain.size == 0:
+        raise ScanError(name, f"has no voxel of at least 0.5 (values {float(np.min(mask.dataobj)):g} to "
+                        f"{float(np.max(mask.dataobj)):g}), so it marks no brain", fix)
+    to_template_voxels = np.linalg.inv(template.affine) @ mask.affine
+    inside = np.rint(brain @ to_template_voxels[:3, :3].T + to_template_voxels[:3, 3])
+    if not ((inside >= 0) & (inside < np.asarray(template.shape)[:3])).all(axis=1).any():
+        raise ScanError(name, "marks no voxel within --template's field of view (a mask of another template, or "
+                        "saved with another origin?)", fix)
 
 
 def template_file_digests(path: str | None, mask_path: str | None) -> dict[str, str]:

@@ -323,6 +323,10 @@ def test_bad_input_table_is_one_line_exit_2(tmp_path, capsys):
     (["--template", "{d}/head.nii.gz", "--template-mask", "{d}/scans.csv"],
      "--template-mask {d}/scans.csv: cannot be read as NIfTI"),
     (["--template-mask", "{d}/head.nii.gz"], "needs --template"),
+    (["--template", "{d}/head.nii.gz", "--template-mask", "{d}/far_mask.nii.gz"],  # of another template's space
+     "--template-mask {d}/far_mask.nii.gz: marks no voxel within --template's field of view"),
+    (["--template", "{d}/head.nii.gz", "--template-mask", "{d}/faint_mask.nii.gz"],  # probabilities below 0.5
+     "--template-mask {d}/faint_mask.nii.gz: has no voxel of at least 0.5 (values 0 to 0.4)"),
     (["--shape", "10", "-5", "10"], "shape=(10, -5, 10): need 3 voxel counts of at least 1"),
     (["--shape", "10", "0", "10"], "shape=(10, 0, 10): need 3 voxel counts of at least 1"),
     (["--resolution", "2", "--shape", "121", "1450", "121"], "spans 2900 mm, more than the 400 mm any head needs"),
@@ -331,6 +335,10 @@ def test_bad_run_wide_option_is_one_line_before_any_scan(tmp_path, capsys, flags
     """Checked once, not met again by every scan of the batch: no output folder, no failures.csv."""
     _nifti(np.random.default_rng(0).random((40, 40, 40)), tmp_path / "head.nii.gz")
     _nifti(np.ones((40, 40)), tmp_path / "flat.nii.gz")
+    brain, elsewhere = np.pad(np.ones((20, 20, 20)), 10), np.eye(4)
+    elsewhere[0, 3] = 500  # mm beyond the template's 40 mm
+    nib.Nifti1Image(brain.astype(np.float32), elsewhere).to_filename(tmp_path / "far_mask.nii.gz")
+    _nifti(0.4 * brain, tmp_path / "faint_mask.nii.gz")
     csv = _csv(tmp_path, {"sub-01": tmp_path / "head.nii.gz", "sub-02": tmp_path / "head.nii.gz"})
     flags = [flag.format(d=tmp_path) for flag in flags]
     assert main(["--input", str(csv), "--output", str(tmp_path / "out"), *flags, *FAST]) == 2
