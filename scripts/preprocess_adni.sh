@@ -6,6 +6,7 @@
 #
 #   On one machine:     scripts/preprocess_adni.sh ADNI_BIDS_OR_CSV OUT_DIR
 #   On a SLURM cluster: sbatch --array=0-15 --export=ALL,SHARDS=16 --cpus-per-task=4 scripts/preprocess_adni.sh IN OUT
+#                       (from the project's root, or with PYTHON=/path/to/.venv/bin/python in --export)
 #                       (task I runs shard I of SHARDS: a failed task resubmitted alone, --array=3,7, redoes its own
 #                       shards), then, once all tasks ended: SHARDS=merge scripts/preprocess_adni.sh IN OUT
 # Re-running the same command resumes: scans whose sidecar matches are skipped.
@@ -17,7 +18,18 @@ set -euo pipefail
                   exit 2; }
 INPUT=$1
 OUTPUT=$2
-PYTHON=${PYTHON:-"$(dirname "$0")/../.venv/bin/python"}
+# Under sbatch, $0 is Slurm's copy of this script (/var/spool/slurmd/job<N>/slurm_script), beside no .venv: the
+# project is then the folder sbatch ran in (its root, as in the usage above)
+ROOT="$(dirname "$0")/.."
+if [[ ! -e "$ROOT/.venv/bin/python" && -n "${SLURM_SUBMIT_DIR:-}" ]]; then
+    ROOT=$SLURM_SUBMIT_DIR
+fi
+PYTHON=${PYTHON:-"$ROOT/.venv/bin/python"}
+if ! command -v "$PYTHON" > /dev/null; then
+    echo "preprocess_adni.sh: error: no Python at $PYTHON; run the script (or sbatch) from the project's root, or" \
+         "set PYTHON to the project's environment (sbatch --export=ALL,PYTHON=/path/to/.venv/bin/python ...)" >&2
+    exit 2
+fi
 CORES=${SLURM_CPUS_PER_TASK:-$(nproc)}
 JOBS=${JOBS:-$(( CORES > 1 ? CORES / 2 : 1 ))}  # 2 ITK threads per worker suits 1 mm registrations
 

@@ -757,6 +757,27 @@ def test_the_adni_script_gives_an_array_task_its_shard_of_the_count_given_not_of
     assert one_based.returncode == 2 and "task ids are the shards' 0-based indices, --array=0-15" in one_based.stderr
 
 
+def test_the_adni_script_run_by_sbatch_from_slurms_copy_finds_the_projects_python(tmp_path):
+    """sbatch runs a copy of the script from its spool folder, where `$0/../.venv` is nothing: every array task of the
+    documented `sbatch ... scripts/preprocess_adni.sh IN OUT` died with exit 127, 'No such file or directory'."""
+    root = Path(__file__).resolve().parents[2]
+    spool = tmp_path / "slurmd" / "job42"
+    spool.mkdir(parents=True)
+    copy = shutil.copy(root / "scripts" / "preprocess_adni.sh", spool / "slurm_script")
+    task = {"PATH": os.environ["PATH"], "SLURM_JOB_ID": "42", "SLURM_ARRAY_TASK_ID": "0", "SHARDS": "2"}
+
+    def run(**env: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", str(copy), "missing.csv", "out"], capture_output=True, text=True,
+                              cwd=tmp_path, env={**task, **env})
+
+    submitted = run(SLURM_SUBMIT_DIR=str(root))  # sbatch run from the project's root: its Python reads the table
+    assert submitted.returncode == 2, submitted.stderr
+    assert submitted.stderr.startswith("elr-mri preprocess: error: missing.csv: no such CSV file")
+    elsewhere = run(SLURM_SUBMIT_DIR=str(tmp_path))
+    assert elsewhere.returncode == 2 and elsewhere.stderr.count("\n") == 1
+    assert elsewhere.stderr.startswith(f"preprocess_adni.sh: error: no Python at {tmp_path}/.venv/bin/python; run")
+
+
 @pytest.mark.parametrize(("raised", "message", "status"), [
     (OSError(30, "Read-only file system", "/prep/.preprocess.lock"),
      "error: [Errno 30] Read-only file system (/prep/.preprocess.lock); write elsewhere (another output folder)\n", 1),
