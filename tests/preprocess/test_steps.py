@@ -104,3 +104,25 @@ def test_a_qc_image_titled_in_a_script_the_font_lacks_is_written_without_warning
         warnings.simplefilter("error")
         overlay_png(image, SimpleNamespace(mask=mask), tmp_path / "qc.png", title="sub-李02_ses-基线")
     assert (tmp_path / "qc.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_n4_removes_most_of_a_bias_field_from_a_real_head(colin_path):
+    """What N4 is for, measured where a T1's intensities should be flat: white matter (Colin27's brightest fifth). The
+    ±35% field of `move_and_bias` quadruples its coefficient of variation; the fast profile's N4 brings it back within
+    half of the unbiased head's (measured: 0.027 clean, 0.109 biased, 0.031 corrected; 0.092 by the same N4 without
+    its head mask, whose zero background then rules the fit)."""
+    import ants
+
+    from preprocess.steps import n4
+    from preprocess.synthetic import move_and_bias
+
+    colin = ants.resample_image(ants.image_read(str(colin_path)), (2, 2, 2), use_voxels=False, interp_type=0)
+    clean = move_and_bias(colin, strength=0.0).numpy()
+    white = clean > np.quantile(clean[clean > 0], 0.8)
+
+    def variation(image: np.ndarray) -> float:
+        return float(image[white].std() / image[white].mean())
+
+    biased = move_and_bias(colin)
+    assert variation(biased.numpy()) > 3 * variation(clean)
+    assert variation(n4(biased, "fast").numpy()) < 1.5 * variation(clean)
