@@ -33,16 +33,41 @@
 # hopes, past epoch 80, the rate's last step, nearly at its final accuracy, and the cosine one read at the end of
 # each 10-epoch cycle. Their metrics.csv come back every 15 s, so a call cut by the device's own limit keeps them.
 set -u
+# a mistyped mode (`3D`, `steps`) or a ROW_SETTINGS that the mode would ignore ends here, before the device time goes
+# to something not asked for
+case "$#:${1:-}" in
+    0:|1:|1:gap|1:cifar10n) ;;
+    1:3d|1:step|1:jobs)
+        [ -z "${ROW_SETTINGS:-}" ] \
+            || { echo "ROW_SETTINGS is for the CIFAR rows (no mode, gap, cifar10n): $1 would ignore it"; exit 2; } ;;
+    *) echo "usage: bash bench/gpu_checks.sh [step|gap|jobs|3d|cifar10n] (one mode or none), not: $*"; exit 2 ;;
+esac
 OUT=${OUT:-gpu_out}
 DEADLINE=$(( $(date +%s) + ${GPU_CHECKS_SECONDS:-570} ))
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 PYTHON=${PYTHON:-python3}
+export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD
+# the settings every row trains with besides its torch.compile mode (`row`), and those of gap's clean-label row
+row_settings="--set train.progress=false --set train.tensorboard=false"
+clean_labels="--set data.noise.mode=none --set data.noise.rate=0"
+# check_row CONFIG [--set KEY=VALUE ...]: exit unless `elr-mri train` takes CONFIG with these settings, the rows' own
+# and ROW_SETTINGS: a typo fails here in a second, not as a failed row (and fallback) minutes into the call
+check_row() {
+    # shellcheck disable=SC2086  # word splitting intended: the settings hold several arguments
+    "$PYTHON" bench/check_row_settings.py --config "$@" $row_settings --set train.compile_mode=reduce-overhead \
+        ${ROW_SETTINGS:-} || exit 2
+}
+case "${1:-}" in
+    '') check_row configs/cifar10/elr_sym40.yaml ;;
+    # shellcheck disable=SC2086  # word splitting intended
+    gap) check_row configs/cifar10/elr_sym40.yaml $clean_labels; check_row configs/cifar10/elr_sym40_cosine.yaml ;;
+    cifar10n) check_row configs/cifar10n/elr.yaml ;;
+esac
 if [ -d .whl ]; then
     "$PYTHON" -m pip install -q --upgrade --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl || exit 1
-    export PYTHONPATH=/tmp/site
+    export PYTHONPATH=/tmp/site:$PYTHONPATH
 fi
-export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD
 # a missing carry fails here in seconds, not minutes into a mode
 "$PYTHON" -c "import monai, nibabel, nilearn" \
     || { echo "MONAI, nibabel or nilearn missing: run bench/gpu_prepare.sh and carry .whl"; exit 1; }
@@ -50,7 +75,9 @@ export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD
     || { echo "data/CIFAR-10_human.npz missing: run bench/gpu_prepare.sh and carry it"; exit 1; }
 case "${1:-}" in
     3d|step) ;;  # random pixels and volumes: no CIFAR images read
-    *) [ -d data/cifar10/train ] || tar -xJf data/cifar10-jpeg.tar.xz -C data/ || exit 1 ;;
+    *) [ -d data/cifar10/train ] || [ -f data/cifar10-jpeg.tar.xz ] \
+           || { echo "data/cifar10-jpeg.tar.xz missing: run bench/gpu_prepare.sh and carry it"; exit 1; }
+       [ -d data/cifar10/train ] || tar -xJf data/cifar10-jpeg.tar.xz -C data/ || exit 1 ;;
 esac
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/device.txt"
 "$PYTHON" -c "import torch; print('torch', torch.__version__)" | tee -a "$OUT/device.txt"
@@ -91,10 +118,10 @@ row() {
     rm -f "$OUT/${name}_${mode}_metrics.csv" "$OUT/${name}_${mode}_summary.json"
     keep_copying "/tmp/$name/metrics.csv" "$OUT/${name}_${mode}_metrics.csv" &
     local copier=$!
+    # shellcheck disable=SC2086  # word splitting intended: row_settings holds several arguments
     step "$name ($mode)" "$(( DEADLINE - $(date +%s) ))" "$OUT/${name}_$mode.log" \
         env TORCH_LOGS=perf_hints "$PYTHON" -m elr_mri.cli train --config "$config" \
-        --out "/tmp/$name" --set train.progress=false --set train.tensorboard=false \
-        --set train.compile_mode="$mode" "$@"
+        --out "/tmp/$name" $row_settings --set train.compile_mode="$mode" "$@"
     kill "$copier" 2>/dev/null
     wait "$copier" 2>/dev/null
     rm -f "$OUT/${name}_${mode}_metrics.csv.part"  # a copy the kill cut short
@@ -122,17 +149,17 @@ keep_copying() {
 # ROW_SETTINGS applies to both (e.g. "--set train.compile_step=true" once `step` shows that it works and pays).
 if [ "${1:-}" = gap ]; then
     # shellcheck disable=SC2086  # word splitting intended: ROW_SETTINGS holds several arguments
-    row cifar10_elr_clean reduce-overhead configs/cifar10/elr_sym40.yaml --set data.noise.mode=none \
-        --set data.noise.rate=0 ${ROW_SETTINGS:-} &
+    row cifar10_elr_clean reduce-overhead configs/cifar10/elr_sym40.yaml $clean_labels ${ROW_SETTINGS:-} &
     # shellcheck disable=SC2086
     row cifar10_elr_sym40_cosine reduce-overhead configs/cifar10/elr_sym40_cosine.yaml ${ROW_SETTINGS:-} &
     wait
     exit 0
 fi
-# `bash bench/gpu_checks.sh cifar10n`: the CIFAR-10N worst row (real human labels, 40.2% wrong), CUDA graphs; it needs
-# data/CIFAR-10_human.npz carried too (bench/gpu_prepare.sh copies it).
+# `bash bench/gpu_checks.sh cifar10n`: the CIFAR-10N worst row (real human labels, 40.2% wrong), CUDA graphs, with
+# ROW_SETTINGS; it needs data/CIFAR-10_human.npz carried too (bench/gpu_prepare.sh copies it).
 if [ "${1:-}" = cifar10n ]; then
-    row cifar10n_elr_worst reduce-overhead configs/cifar10n/elr.yaml
+    # shellcheck disable=SC2086  # word splitting intended: ROW_SETTINGS holds several arguments
+    row cifar10n_elr_worst reduce-overhead configs/cifar10n/elr.yaml ${ROW_SETTINGS:-}
     exit 0
 fi
 # `bash bench/gpu_checks.sh jobs`: the sym-40 row's first 15 epochs for two seeds, one after the other and then side by

@@ -1,0 +1,138 @@
+"""bench/gpu_checks.sh against the code it calls, on the CPU: a device session is 15 scarce minutes, and an option,
+setting or mode mistyped there wastes it. Every `--set` it passes (ROW_SETTINGS examples included) must be a setting
+its rows' configs take, every script it runs must take the options given, every pytest selection must select GPU
+tests; and the script itself must refuse a mistyped mode or setting before it starts anything."""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from elr_mri.config import RunConfig, dotted_keys, load_config
+
+ROOT = Path(__file__).parents[1]
+SCRIPT = ROOT / "bench" / "gpu_checks.sh"
+TEXT = SCRIPT.read_text()
+CODE = re.sub(r"\s*\\\n\s*", " ", TEXT)  # continuation lines joined
+README_SECTION = (ROOT / "README.md").read_text().split("#### Running the GPU checks")[1].split("\n## ")[0]
+ROWS = re.findall(r"^\s*row (\S+) (\S+) (\S+)", CODE, re.M)  # name, torch.compile mode, config
+CONFIGS = sorted({config for _, _, config in ROWS} | set(re.findall(r"--config (configs/\S+\.yaml)", CODE)))
+
+
+def _settings() -> list[str]:
+    """Every `--set KEY=VALUE` the script and README's section on it write, `$mode` as each mode its rows use."""
+    found = re.findall(r"--set ([a-z][\w.]*=[^\s\"`)]*(?:\"\$mode\")?)", TEXT + README_SECTION)
+    modes = {mode for _, mode, _ in ROWS}
+    return sorted({setting.replace('"$mode"', mode) for setting in found for mode in modes})
+
+
+def test_the_reading_finds_the_rows_settings_and_scripts() -> None:
+    assert {name for name, _, _ in ROWS} >= {"cifar10_elr_sym40", "cifar10_elr_clean", "cifar10n_elr_worst"}
+    assert {"configs/cifar10/elr_sym40.yaml", "configs/cifar10/elr_sym40_cosine.yaml",
+            "configs/cifar10n/elr.yaml"} <= set(CONFIGS)
+    assert {"train.compile_mode=reduce-overhead", "train.compile_mode=default", "data.noise.mode=none",
+            "train.compile_step=true", "train.precision=fp32"} <= set(_settings())
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_every_setting_the_gpu_checks_pass_is_one_each_row_config_takes(config: str) -> None:
+    keys = set(dotted_keys(RunConfig))
+    assert not [s for s in _settings() if s.split("=")[0] not in keys], "gpu_checks.sh --set: no such setting"
+    for setting in _settings():
+        load_config(ROOT / config, [setting])  # a wrong value raises ConfigError, naming it
+
+
+def test_every_script_the_gpu_checks_run_exists_and_takes_the_options_given() -> None:
+    calls = re.findall(r'"\$PYTHON" (bench/\S+\.py)((?: (?!>|\|)\S+)*)', CODE)
+    assert len({script for script, _ in calls}) >= 7
+    for script, words in calls:
+        source = (ROOT / script).read_text()
+        for option in {word.split("=")[0] for word in words.split() if word.startswith("--")}:
+            assert f'"{option}"' in source, f"gpu_checks.sh runs {script} {option}: the script has no such option"
+
+
+def test_every_pytest_selection_of_the_gpu_checks_selects_gpu_tests() -> None:
+    selections = re.findall(r"-m pytest (.*?)(?:\n|$)", CODE)
+    assert len(selections) == 3
+    for selection in selections:
+        words = selection.split()
+        files = [ROOT / word for word in words if word.startswith("tests/")]
+        names = words[words.index("-k") + 1] if "-k" in words else ""
+        assert files and "-m gpu" in selection
+        for path in files:
+            source = path.read_text()
+            assert "pytest.mark.gpu" in source, f"{path.name}: no GPU test to run"
+            if names:
+                assert re.search(rf"def test_\w*{names}", source), f"-k {names} selects nothing in {path.name}"
+
+
+def _run(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    """The script run on this machine, a stand-in `nvidia-smi` first on PATH, $OUT in tmp_path; in a tree of the
+    project's code alone, so that a checkout's own .whl/ (gpu_prepare.sh's) is not installed and data/ not read."""
+    tree, tools = tmp_path / "tree", tmp_path / "bin"
+    for folder in ("bench", "configs", "elr_mri", "preprocess", "tests"):
+        (tree / folder).parent.mkdir(exist_ok=True)
+        (tree / folder).symlink_to(ROOT / folder)
+    tools.mkdir()
+    smi = tools / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho 'name, driver_version, memory.total [MiB]'\necho 'Stand-in GPU, 0.0, 1 MiB'\n")
+    smi.chmod(smi.stat().st_mode | stat.S_IXUSR)
+    inherited = {key: value for key, value in os.environ.items() if key not in ("ROW_SETTINGS", "GPU_CHECKS_SECONDS")}
+    environ = {**inherited, "PATH": f"{tools}:{os.environ['PATH']}", "PYTHON": sys.executable,
+               "OUT": str(tmp_path / "out"), **env}
+    return subprocess.run(["bash", "bench/gpu_checks.sh", *args], cwd=tree, env=environ, capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.mark.parametrize("args", [["3D"], ["steps"], ["3d", "gap"]])
+def test_a_mistyped_mode_is_refused_before_anything_runs(tmp_path: Path, args: list[str]) -> None:
+    done = _run(tmp_path, *args)
+    assert done.returncode == 2
+    assert done.stdout.startswith("usage: bash bench/gpu_checks.sh [step|gap|jobs|3d|cifar10n]")
+    assert not (tmp_path / "out").exists()
+
+
+def test_row_settings_a_mode_would_ignore_are_refused(tmp_path: Path) -> None:
+    done = _run(tmp_path, "3d", ROW_SETTINGS="--set train.precision=fp32")
+    assert done.returncode == 2 and "3d would ignore it" in done.stdout
+
+
+@pytest.mark.parametrize("mode", ["", "gap", "cifar10n"])
+def test_a_mistyped_row_setting_is_refused_before_the_device_is_touched(tmp_path: Path, mode: str) -> None:
+    done = _run(tmp_path, *([mode] if mode else []), ROW_SETTINGS="--set train.compile_stp=true")
+    assert done.returncode == 2
+    assert "unknown key 'train.compile_stp' (did you mean train.compile_step?)" in done.stderr
+    assert not (tmp_path / "out" / "device.txt").exists()  # nvidia-smi not reached
+
+
+@pytest.mark.slow  # ~6 s on a quiet machine, 35 s on a loaded one: MONAI's, nibabel's and nilearn's import check
+def test_steps_the_deadline_leaves_no_time_for_are_skipped_and_said_so(tmp_path: Path) -> None:
+    """`step` mode under a 20 s deadline: both steps skipped (under 30 s each), the device and each skip recorded."""
+    done = _run(tmp_path, "step", GPU_CHECKS_SECONDS="20")
+    assert done.returncode == 0, done.stdout + done.stderr
+    device = (tmp_path / "out" / "device.txt").read_text()
+    assert "Stand-in GPU" in device and "torch " in device
+    assert re.search(r"^CUDA-graph engine tests: skipped, -?\d+ s for it$", device, re.M)
+    assert re.search(r"^cifar step by piece: skipped, -?\d+ s for it$", device, re.M)
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["device.txt"]
+
+
+@pytest.mark.slow  # a torch import each: ~20 s in all
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="parses to the GPU's refusal only without one")
+def test_every_bench_call_of_the_gpu_checks_parses_up_to_the_missing_gpu(tmp_path: Path) -> None:
+    """Each `--device cuda` call, run here as the script runs it: its parser takes every option and value (choices
+    included) and then refuses for want of a GPU, the first thing it checks after parsing."""
+    calls = sorted({(script, words) for script, words in
+                    re.findall(r'"\$PYTHON" (bench/\S+\.py)((?: (?!>|\|)\S+)*)', CODE) if "--device cuda" in words})
+    assert len(calls) >= 5
+    for script, words in calls:
+        argv = [word.strip('"').replace("$OUT", str(tmp_path)) for word in words.split()]
+        done = subprocess.run([sys.executable, script, *argv], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert done.returncode == 2 and "CUDA device" in done.stderr.splitlines()[-1], (script, done.stderr)
