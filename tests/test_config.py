@@ -272,6 +272,17 @@ def test_resume_may_change_how_a_run_runs_but_not_what_it_computes(tmp_path: Pat
         assert shlex.split(command)[:4] == ["elr-mri", "train", "--config", str(tmp_path / "my run" / "config.yaml")]
 
 
+def test_a_resume_may_move_the_mri_blur_between_loader_and_device() -> None:
+    """`data.mri.blur_on` says where the same blur runs (equal within 2e-6), as `train.loader` says where batches are
+    built: a run started on a GPU (auto: the device) may go on with `loader` on a machine without one."""
+    saved = config_from_dict({"data": {"name": "mri", "mri": {"manifest": "/cohort/adni.csv", "blur_on": "device"}},
+                              **MRI_MODEL})
+    for where in ("loader", "auto"):
+        resumed = config_from_dict({"data": {"name": "mri", "mri": {"manifest": "/cohort/adni.csv", "blur_on": where}},
+                                    **MRI_MODEL})
+        assert first_resume_change(saved, resumed) is None
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(p.parents[1])))
 def test_shipped_configs_validate(path: Path) -> None:
     load_config(path)

@@ -18,7 +18,7 @@ RESUME_MAY_CHANGE = frozenset({
     "train.compile_mode", "train.compile_step", "train.fused_optimizer", "train.channels_last", "train.cudnn_benchmark",
     "train.phase_grid_convs",
     "train.threads", "train.checkpoint_seconds", "train.tensorboard", "train.progress", "data.root", "data.num_workers",
-    "data.mri.cache", "data.mri.cache_dir",
+    "data.mri.cache", "data.mri.cache_dir", "data.mri.blur_on",
 })
 
 # Settings that name files or folders. A run records them absolute, so `evaluate`, `explain` and
