@@ -1286,6 +1286,29 @@ def test_a_resume_keeps_the_predictions_of_examples_the_epochs_since_did_not_dra
     assert tables[0] == tables[1]
 
 
+def test_a_resume_without_a_checkpoint_says_it_starts_over_and_replaces_the_logged_epochs(
+        tmp_path: Path, cli_in_process: Cli) -> None:
+    """Killed after logging two epochs but before its first checkpoint: the resume says, in one line, that it trains
+    from epoch 1 again and that those epochs had no checkpoint; metrics.csv then holds the new attempt's epochs
+    alone, the same figures an uninterrupted run logs, not a mixture of two attempts."""
+    donor, out = tmp_path / "uninterrupted", tmp_path / "run"
+    settings = [*SMALL, "train.epochs=3"]
+    train(load_config(DIGITS, settings), donor)
+    out.mkdir()
+    for name in ("config.yaml", "data_shape.json"):
+        shutil.copy(donor / name, out / name)
+    logged = pd.read_csv(donor / "metrics.csv")
+    logged.iloc[:2].to_csv(out / "metrics.csv", index=False)  # the killed attempt's two epochs, no checkpoint
+    result = cli_in_process("train", "--resume", str(out))
+    assert result.returncode == 0, result.stderr
+    said = [line for line in result.stderr.splitlines() if "no checkpoint yet" in line]
+    assert said == [f"{out}: no checkpoint yet (stopped before its first was written), so training starts again from "
+                    "epoch 1 with the run's settings; the 2 epochs metrics.csv logged then had no checkpoint and are "
+                    "trained again, their rows replaced"]
+    timings = ["epoch_seconds", "eval_seconds"]
+    pd.testing.assert_frame_equal(pd.read_csv(out / "metrics.csv").drop(columns=timings), logged.drop(columns=timings))
+
+
 def test_a_run_killed_twice_before_its_first_checkpoint_resumes(tmp_path: Path, cli_in_process: Cli) -> None:
     """Killed between best.pt and last.pt of its first checkpoint, then again before the first checkpoint of the
     attempt that started it over: that attempt removes the first one's best.pt, which would otherwise look like

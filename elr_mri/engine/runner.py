@@ -163,6 +163,8 @@ def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, de
     _main_rank_does(dist, lambda: check_run_dir(out_dir, resume))  # before the data: a refusal comes at once
     if dist.is_main and resume:  # (a new run's folder: start_run_dir, once the data is read)
         remove_leftovers(out_dir)
+        if not (out_dir / "checkpoints" / "last.pt").exists():  # said before the data, which may take minutes
+            print(_starting_over_note(out_dir), file=sys.stderr)
     blur_on_device = blurs_on_device(cfg.data, device)
     show_progress = cfg.train.progress and dist.is_main
     data = build_data(cfg.data, require_age=uses_age(cfg), blur_on_device=blur_on_device, progress=show_progress)
@@ -412,9 +414,7 @@ def _restore(out_dir: Path, cfg: RunConfig, method: Method, tracker: PredictionT
     `cfg` comes from the run's config.yaml, which a hand edit may have changed since: the settings the
     checkpoint was trained with (recorded in it) are compared, as `--set` changes are."""
     path = out_dir / "checkpoints" / "last.pt"
-    if not path.exists():  # killed before the first checkpoint was written (check_run_dir made sure)
-        print(f"{out_dir}: no checkpoint yet (stopped before the first was written); training starts from epoch 1",
-              file=sys.stderr)
+    if not path.exists():  # killed before the first checkpoint was written (check_run_dir made sure; said then)
         part_rank_streams(cfg.seed, 0, dist)  # as a new run's
         return
     ckpt = load_checkpoint(path)
@@ -445,6 +445,16 @@ def _restore(out_dir: Path, cfg: RunConfig, method: Method, tracker: PredictionT
     else:  # under another number of processes every rank takes rank 0's state, and the others part from it again
         restore_rng(ckpt["rng"])
         part_rank_streams(cfg.seed, state.epoch, dist)
+
+
+def _starting_over_note(out_dir: Path) -> str:
+    """The line of a --resume that finds no checkpoint: it starts over, and the epochs a killed attempt logged in
+    metrics.csv, which no checkpoint kept, are trained again and their rows replaced, not mixed with the new ones."""
+    logged = len(_read_metrics(out_dir))
+    kept = (f"the {logged} epoch{'s' if logged != 1 else ''} metrics.csv logged then had no checkpoint and are "
+            "trained again, their rows replaced" if logged else "no epoch had been logged, so nothing is lost")
+    return (f"{out_dir}: no checkpoint yet (stopped before its first was written), so training starts again from "
+            f"epoch 1 with the run's settings; {kept}")
 
 
 def _refuse_lost_best(out_dir: Path, best_epoch: int) -> None:
