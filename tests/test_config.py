@@ -131,6 +131,31 @@ def test_errors_name_the_key_and_the_file(tmp_path: Path, text: str, message: st
     assert str(path) in str(info.value) and "\n" not in str(info.value)
 
 
+def test_every_refused_set_is_named_in_one_line(tmp_path: Path) -> None:
+    """Two mistakes on one command line (a misspelt key, a value of the wrong type, a number in another base) are
+    both named, so a second attempt does not meet the second; one mistake, or one in the file itself, reads as
+    before, and --set values that are only wrong together are not blamed one by one."""
+    path = _write(tmp_path, "seed: 0\ntrain: {epochs: 3}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, ["train.epoch=3", "train.threads=1", "optim.lr=abc", "train.batch_size=010"])
+    assert str(info.value) == (
+        f"{path}: 3 --set values are refused: 1) --set 'train.epoch=3': unknown key 'train.epoch' (did you mean "
+        "train.epochs?); allowed in train: batch_size, channels_last, checkpoint_seconds, compile, compile_mode, "
+        "compile_step, cudnn_benchmark, device, epochs, eval_batch_size, fused_optimizer, loader, phase_grid_convs, "
+        "precision, progress, select, tensorboard, threads; 2) --set 'optim.lr=abc': optim.lr must be float, got "
+        "'abc'; 3) --set 'train.batch_size=010': 010 reads as 8 in YAML, which takes a leading 0 as octal, 0x as hex, "
+        "0b as binary and a ':' as base 60; write the number in decimal, e.g. 10, or quote it if it is text")
+    with pytest.raises(ConfigError, match=r"with --set train.threads=1 optim.lr=abc: optim.lr must be float"):
+        load_config(path, ["train.threads=1", "optim.lr=abc"])
+    broken = _write(tmp_path, "seed: 0\ntrain: {epochz: 3}\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'train.epochz'") as info:
+        load_config(broken, ["optim.lrr=1", "optim.lr=abc"])
+    assert "--set values are refused" not in str(info.value)
+    with pytest.raises(ConfigError) as info:  # fine alone, refused together: the checks of the whole config say why
+        load_config(path, ["schedule.name=cosine", "schedule.eta_min=1.0"])
+    assert "--set values are refused" not in str(info.value)
+
+
 def test_missing_file_and_bad_override(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "nope.yaml")

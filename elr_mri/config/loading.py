@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -48,9 +49,36 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
     if not raw:  # before the overrides: `--set` on an empty file would train the built-in defaults
         raise ConfigError(f"{path}: the config is empty; start from one in configs/, e.g. configs/digits/elr_sym40.yaml")
     overrides = overrides or []
-    apply_overrides(raw, overrides)
-    source = f"{path} with --set {' '.join(overrides)}" if overrides else str(path)
-    return config_from_dict(raw, source=source)
+    given = copy.deepcopy(raw)
+    try:
+        apply_overrides(raw, overrides)
+        source = f"{path} with --set {' '.join(overrides)}" if overrides else str(path)
+        return config_from_dict(raw, source=source)
+    except ConfigError:
+        refused = _refused_alone(given, overrides)
+        if len(refused) < 2:
+            raise
+        numbered = "; ".join(f"{i}) {problem}" for i, problem in enumerate(refused, 1))
+        raise ConfigError(f"{path}: {len(refused)} --set values are refused: {numbered}") from None
+
+
+def _refused_alone(raw: dict[str, Any], overrides: list[str]) -> list[str]:
+    """What is wrong with each `--set` that the file's settings refuse on its own (an unknown key, a wrong type),
+    so that a command line with several mistakes hears of all in one go, not one per attempt. None when the file
+    alone is refused: every --set would then be blamed for it."""
+    try:
+        build_section(RunConfig, copy.deepcopy(raw), prefix="", source="")
+    except ConfigError:
+        return []
+    refused = []
+    for item in overrides:
+        alone = copy.deepcopy(raw)
+        try:
+            apply_overrides(alone, [item])
+            build_section(RunConfig, alone, prefix="", source=f"--set {item!r}")
+        except ConfigError as err:
+            refused.append(str(err))
+    return refused
 
 
 def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> RunConfig:
