@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from elr_mri.config import config_to_dict, load_config
-from elr_mri.evaluation.compare import (comparison_table, paired_differences, require_same_scans, require_same_splits,
-                                        run_labels)
+from elr_mri.evaluation.compare import (comparison_table, paired_differences, record_comparison,
+                                        remove_comparisons_citing, require_same_scans, require_same_splits, run_labels)
 
 ROOT = Path(__file__).parents[1]
 CLASSES = ["CN", "MCI", "AD"]
@@ -117,3 +117,23 @@ def test_an_image_run_is_refused_as_not_an_mri_run(tmp_path: Path) -> None:
             require_same_splits(run, other)
     with pytest.raises(FileNotFoundError, match="no splits.csv, so not an MRI run directory"):
         require_same_splits(mri, tmp_path / "nothing")
+
+
+def test_a_comparison_goes_with_a_compared_runs_scores_unless_made_again_since(tmp_path: Path) -> None:
+    """The scores of a run compared in another run's table are removed when that run trains on: the table goes with
+    them, unless it was made again since (then it holds the run's new scores, or left the run out)."""
+    ours, theirs, elsewhere = (tmp_path / name / "eval-HLD" for name in ("elr", "ce", "gce"))
+    for folder in (ours, theirs, elsewhere):
+        folder.mkdir(parents=True)
+    comparisons = [ours / "comparison.csv", ours / "paired_differences.csv"]
+    for table in comparisons:
+        table.write_text("method\nelr\nce\n")
+    record_comparison(ours, {"ce (ce)": theirs, "gce (gce)": elsewhere})
+    assert json.loads((theirs / "compared_in.json").read_text()) == json.loads(
+        (elsewhere / "compared_in.json").read_text())
+    comparisons[0].write_text("method\nelr\ngce\n")  # made again since, without ce
+    assert remove_comparisons_citing(theirs) == [] and all(table.exists() for table in comparisons)
+    record_comparison(ours, {"gce (gce)": elsewhere})
+    assert remove_comparisons_citing(elsewhere) == [ours.resolve()]
+    assert not any(table.exists() for table in comparisons)
+    assert remove_comparisons_citing(tmp_path / "never_compared") == []

@@ -411,6 +411,30 @@ def test_evaluate_puts_another_run_and_the_voxel_baseline_in_one_table(trained: 
     assert set(paired["minus"]) == {"run (elr)"} and "minus run (elr), paired over the same participants" in result.stdout
 
 
+def test_a_comparison_is_removed_when_a_run_it_compared_trains_on(trained: dict[str, Path], tmp_path: Path,
+                                                                   cli_in_process: Cli) -> None:
+    """`evaluate --compare-with` puts another run's scores in this run's comparison.csv; that run, extended, removes
+    its scores, and this table with them (it showed the other run's earlier weights), saying so in its one line."""
+    ours, theirs = tmp_path / "elr", tmp_path / "other"
+    for run in (ours, theirs):
+        shutil.copytree(trained["run"], run)
+    holdout = trained["holdout"].stem
+    compared = cli_in_process("evaluate", "--run", str(ours), "--manifest", str(trained["holdout"]), "--bootstrap",
+                              "20", "--compare-with", str(theirs))
+    assert compared.returncode == 0, compared.stderr[-2000:]
+    tables = [ours / f"eval-{holdout}" / name for name in ("comparison.csv", "paired_differences.csv")]
+    assert all(table.is_file() for table in tables)
+    extended = cli_in_process("train", "--resume", str(theirs), "--set", "train.epochs=2", "--set",
+                              "train.progress=false")
+    assert extended.returncode == 0, extended.stderr[-2000:]
+    assert not any(table.exists() for table in tables)
+    assert (f"{theirs}: removed eval-{holdout} (they scored checkpoints this run replaces as it continues; once it "
+            f"ends, run elr-mri evaluate (explain) again); and comparison.csv and paired_differences.csv in "
+            f"{(ours / f'eval-{holdout}').resolve()}, which compared them (run that elr-mri evaluate --compare-with "
+            "again)") in extended.stderr
+    assert (ours / f"eval-{holdout}" / "summary.json").is_file()  # its own scores stay: they still hold
+
+
 def test_baseline_options_without_baselines_are_one_line_errors(trained: dict[str, Path], cli_in_process: Cli) -> None:
     result = cli_in_process("evaluate", "--run", str(trained["run"]), "--volumes", "volumes.csv")
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1 and "--baselines" in result.stderr

@@ -151,7 +151,8 @@ def _score_and_compare(args: argparse.Namespace, eval_dir: Path, baselines: list
     one table (also comparison.csv) and their paired differences; baseline results an earlier command left in
     eval_dir are not this comparison's."""
     from elr_mri.config import load_config
-    from elr_mri.evaluation.compare import comparison_table, paired_differences, require_same_scans, run_labels
+    from elr_mri.evaluation.compare import (comparison_table, paired_differences, record_comparison,
+                                            require_same_scans, run_labels)
     from elr_mri.evaluation.evaluate import evaluate_run
     from elr_mri.engine.checkpoint import atomic_write_text
 
@@ -172,6 +173,7 @@ def _score_and_compare(args: argparse.Namespace, eval_dir: Path, baselines: list
     print(f"minus {labels[0]}, paired over the same participants, 95% intervals; one that excludes 0 shows a "
           f"difference ({eval_dir / 'paired_differences.csv'}):")
     print(_wide(paired))
+    record_comparison(eval_dir, others)
 
 
 def _wide(table: pd.DataFrame) -> str:

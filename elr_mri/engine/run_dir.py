@@ -294,10 +294,17 @@ def _scored_a_finished_run(folder: Path) -> bool:
 
 
 def _remove_scores(out_dir: Path, folders: list[Path], why: str) -> None:
+    """Remove `folders` and, with them, other runs' comparisons that put their scores in a table (`evaluate
+    --compare-with`): those tables would go on showing this run's earlier weights beside the other run's."""
+    from elr_mri.evaluation.compare import COMPARISON_FILES, remove_comparisons_citing
+
+    comparisons = [str(table) for folder in folders for table in remove_comparisons_citing(folder)]
     for folder in folders:
         shutil.rmtree(folder)
     if folders:
-        print(f"{out_dir}: removed {', '.join(path.name for path in folders)} ({why})", file=sys.stderr)
+        tables = (f"; and {' and '.join(COMPARISON_FILES)} in {', '.join(comparisons)}, which compared them (run that "
+                  "elr-mri evaluate --compare-with again)" if comparisons else "")
+        print(f"{out_dir}: removed {', '.join(path.name for path in folders)} ({why}){tables}", file=sys.stderr)
 
 
 def refuse_stretched_cosine(trained_with: RunConfig, cfg: RunConfig, out_dir: Path) -> None:

@@ -17,13 +17,17 @@ from typing import Sequence
 import pandas as pd
 
 from elr_mri.config import RunConfig, load_config
+from elr_mri.engine.checkpoint import atomic_write_json
 from elr_mri.evaluation.metrics import N_BOOT
 from elr_mri.evaluation.truth import mean_paired_difference
+from preprocess.sidecar import file_sha256
 
-__all__ = ["HEADLINE_METRICS", "comparison_table", "paired_differences", "run_labels", "require_same_scans",
-           "require_same_splits"]
+__all__ = ["HEADLINE_METRICS", "COMPARISON_FILES", "comparison_table", "paired_differences", "run_labels",
+           "require_same_scans", "require_same_splits", "record_comparison", "remove_comparisons_citing"]
 
 HEADLINE_METRICS = ("accuracy", "balanced_accuracy", "auc_micro", "auc_macro")
+COMPARISON_FILES = ("comparison.csv", "paired_differences.csv")  # what `evaluate --compare-with` writes
+COMPARED_IN = "compared_in.json"  # in a compared run's scoring folder: the comparisons that read it
 
 
 def comparison_table(eval_dir: Path, cnn_name: str, level: str = "participant",
@@ -157,3 +161,44 @@ def _refuse_subset_run(run: Path, other: Path, ours: pd.DataFrame, theirs: pd.Da
                     f"{listed[folder].get(split, 0)} {kind} participants where {beside} lists "
                     f"{listed[beside].get(split, 0)}; compare runs {done} on the whole {kind} split (no "
                     f"data.{split}_subset)")
+
+
+def record_comparison(eval_dir: Path, others: dict[str, Path]) -> None:
+    """Note in the scoring folder of each run compared in `eval_dir` that this comparison read it, with the SHA-256
+    of its comparison.csv: when that run trains on, its scores are removed, and `remove_comparisons_citing` then
+    removes this comparison too, which would otherwise go on presenting the run's earlier weights as its result."""
+    digest = _sha256(eval_dir / COMPARISON_FILES[0])
+    for folder in others.values():
+        cited = _comparisons_cited(folder)
+        cited[str(eval_dir.resolve())] = digest
+        atomic_write_json(cited, folder / COMPARED_IN)
+
+
+def remove_comparisons_citing(folder: Path) -> list[Path]:
+    """Remove the comparisons that read the scores in `folder` (a compared run's scoring, about to be removed) and
+    are unchanged since; one made again since (with this run's new scores, or without this run) is not this one's.
+    Returns the folders they were in."""
+    removed = []
+    for eval_dir, digest in _comparisons_cited(folder).items():
+        if _sha256(Path(eval_dir) / COMPARISON_FILES[0]) != digest:
+            continue
+        for name in COMPARISON_FILES:
+            (Path(eval_dir) / name).unlink(missing_ok=True)
+        removed.append(Path(eval_dir))
+    return removed
+
+
+def _comparisons_cited(folder: Path) -> dict[str, str]:
+    try:
+        cited = json.loads((folder / COMPARED_IN).read_text())
+    except (OSError, ValueError):
+        return {}
+    return cited if isinstance(cited, dict) else {}
+
+
+def _sha256(path: Path) -> str | None:
+    """The file's SHA-256; None once it is gone."""
+    try:
+        return file_sha256(path)
+    except OSError:
+        return None

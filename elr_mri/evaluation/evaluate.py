@@ -31,6 +31,7 @@ from elr_mri.engine.methods import Method, build_method
 from elr_mri.engine.run_dir import read_data_shape
 from elr_mri.engine.runner import SELECTION_RULES, resolve_device, selection_rule, uses_age
 from elr_mri.evaluation import N_BOOT
+from elr_mri.evaluation.compare import COMPARISON_FILES
 from elr_mri.evaluation.metrics import MetricsReport, bootstrap_metrics, evaluate_predictions, non_finite_rows
 from preprocess.sidecar import cannot_write, file_sha256
 
@@ -329,7 +330,7 @@ def write_evaluation(out: Path, reports: dict[str, MetricsReport], labels: np.nd
 
 
 # what `evaluate --baselines` and `--compare-with` add beside a run's scoring, computed from that scoring
-_COMPARISON_OUTPUTS = ("comparison.csv", "paired_differences.csv", "baselines")
+_COMPARISON_OUTPUTS = (*COMPARISON_FILES, "baselines")
 # what decides a scoring's predictions and intervals (another value of any makes the comparisons stale), each with
 # how a removal names an earlier scoring's other value
 _SCORING_KEYS = {"manifest_sha256": "other scans (the manifest's content changed)",
