@@ -435,6 +435,27 @@ def test_a_comparison_is_removed_when_a_run_it_compared_trains_on(trained: dict[
     assert (ours / f"eval-{holdout}" / "summary.json").is_file()  # its own scores stay: they still hold
 
 
+def test_a_comparison_is_removed_when_a_run_it_compared_is_scored_otherwise(trained: dict[str, Path],
+                                                                            tmp_path: Path, cli_in_process: Cli) -> None:
+    """The compared run scored again on its own with other settings (here --bootstrap): this run's table, which
+    showed its earlier scoring, goes in the line that names the compared run's own comparisons removed."""
+    ours, theirs = tmp_path / "elr", tmp_path / "other"
+    for run in (ours, theirs):
+        shutil.copytree(trained["run"], run)
+    holdout = trained["holdout"].stem
+    evaluate = ["--manifest", str(trained["holdout"]), "--bootstrap", "20"]
+    compared = cli_in_process("evaluate", "--run", str(ours), *evaluate, "--compare-with", str(theirs))
+    assert compared.returncode == 0, compared.stderr[-2000:]
+    again = cli_in_process("evaluate", "--run", str(theirs), *evaluate)  # the same scoring: the table stays
+    assert again.returncode == 0 and (ours / f"eval-{holdout}" / "comparison.csv").is_file()
+    otherwise = cli_in_process("evaluate", "--run", str(theirs), *evaluate[:2], "--bootstrap", "30")
+    assert otherwise.returncode == 0, otherwise.stderr[-2000:]
+    tables = [(ours / f"eval-{holdout}").resolve() / name for name in ("comparison.csv", "paired_differences.csv")]
+    assert not any(table.exists() for table in tables)
+    assert (f"{theirs / f'eval-{holdout}'}: removed {tables[0]}, {tables[1]} (they were made beside a scoring with "
+            "--bootstrap 20 (now 30); --baselines and --compare-with make them again)") in otherwise.stderr
+
+
 def test_baseline_options_without_baselines_are_one_line_errors(trained: dict[str, Path], cli_in_process: Cli) -> None:
     result = cli_in_process("evaluate", "--run", str(trained["run"]), "--volumes", "volumes.csv")
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1 and "--baselines" in result.stderr

@@ -31,7 +31,7 @@ from elr_mri.engine.methods import Method, build_method
 from elr_mri.engine.run_dir import read_data_shape
 from elr_mri.engine.runner import SELECTION_RULES, resolve_device, selection_rule, uses_age
 from elr_mri.evaluation import N_BOOT
-from elr_mri.evaluation.compare import COMPARISON_FILES
+from elr_mri.evaluation.compare import COMPARISON_FILES, remove_comparisons_citing
 from elr_mri.evaluation.metrics import MetricsReport, bootstrap_metrics, evaluate_predictions, non_finite_rows
 from preprocess.sidecar import cannot_write, file_sha256
 
@@ -342,7 +342,8 @@ _SCORING_KEYS = {"manifest_sha256": "other scans (the manifest's content changed
 def _remove_comparisons_of_another_scoring(out: Path, scoring: dict[str, Any]) -> None:
     """Remove the comparisons an earlier scoring left in `out` when this one scores other scans (a manifest
     edited in place), another checkpoint or with other resamples: they would stand beside the new results
-    as theirs. A rescoring of the same keeps them; one after an interrupted scoring cannot tell, and removes them.
+    as theirs; so would other runs' comparisons that put the earlier scoring in their table (`--compare-with`).
+    A rescoring of the same keeps them; one after an interrupted scoring cannot tell, and removes them.
     One line names what was removed and why, as `train` does for the folders it removes."""
     summary = out / "summary.json"
     earlier = json.loads(summary.read_text()) if summary.is_file() else {}
@@ -358,6 +359,7 @@ def _remove_comparisons_of_another_scoring(out: Path, scoring: dict[str, Any]) -
         elif path.exists():
             path.unlink()
             removed.append(name)
+    removed += [str(folder / name) for folder in remove_comparisons_citing(out) for name in COMPARISON_FILES]
     if removed:
         print(f"{out}: removed {', '.join(removed)} ({_why_stale(earlier, scoring, changed)}; --baselines and "
               "--compare-with make them again)", file=sys.stderr)
