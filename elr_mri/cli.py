@@ -162,6 +162,8 @@ def _after_interrupt(args: argparse.Namespace) -> str:
         run_dir = train_run_dir(args)
         if (run_dir / "checkpoints" / "last.pt").exists():
             resume = f"train --resume {shlex.quote(str(run_dir))}"
+            if (run_dir / "summary.json").is_file():  # written when training ends, before the holdout is scored
+                return f"training had finished, the scoring of its holdout was cut short; finish it with: elr-mri {resume}"
             if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # in one process it would go on K times slower
                 return f"continue from the last checkpoint with the same torchrun launch and: {resume}"
             return f"continue from the last checkpoint with: elr-mri {resume}"

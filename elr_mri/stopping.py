@@ -15,8 +15,8 @@ from typing import Any
 
 from preprocess.signals import Terminated
 
-__all__ = ["Terminated", "terminating_at_safe_points", "stop_if_terminated", "terminated", "interrupted",
-           "holding_ctrl_c"]
+__all__ = ["Terminated", "terminating_at_safe_points", "terminating_at_once", "stop_if_terminated", "terminated",
+           "interrupted", "holding_ctrl_c"]
 
 _received = threading.Event()  # set by `_RecordTermination` in the process that installed it
 _interrupted = threading.Event()  # set by `_RecordInterrupt`
@@ -40,6 +40,16 @@ class _RecordTermination:
             return
         signal.signal(signal.SIGCHLD, _children_ended)
         _received.set()
+
+
+class _RaiseTermination(_RecordTermination):
+    """SIGTERM's handler where no training step comes to act on the record (the holdout's scoring once `train` has
+    finished): raised where it lands as well, as `evaluate` does; a job's SIGKILL follows within seconds."""
+
+    def __call__(self, signum: int, frame: object) -> None:
+        super().__call__(signum, frame)
+        if os.getpid() == self.owner:
+            raise Terminated
 
 
 def _children_ended(signum: int, frame: object) -> None:
@@ -127,6 +137,23 @@ def _raised_in_resource_sharer(trace: Any) -> bool:
             return True
         trace = trace.tb_next
     return False
+
+
+@contextmanager
+def terminating_at_once() -> Iterator[None]:
+    """Within `terminating_at_safe_points`, for work without steps (scoring the holdout after training): a SIGTERM or
+    dropped Ctrl-C recorded before the block stops it at its start, a SIGTERM during it where it lands. Recorded
+    only, the signal left the scoring running to its end, exit 0 without a word, or to the job's SIGKILL."""
+    recording = signal.getsignal(signal.SIGTERM)
+    if not isinstance(recording, _RecordTermination):
+        yield
+        return
+    stop_if_terminated()
+    signal.signal(signal.SIGTERM, _RaiseTermination())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, recording)
 
 
 def terminated() -> bool:

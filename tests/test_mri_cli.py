@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -99,6 +100,29 @@ def test_a_resume_finishes_holdout_scoring_cut_short(trained: dict[str, Path], t
     (run / "config.yaml").write_text(yaml.safe_dump(config))
     moved = cli_in_process("train", "--resume", str(run))  # training is done: a success, with a note saying how
     assert moved.returncode == 0 and "the scoring of its holdout" in moved.stderr and "is not there" in moved.stderr
+
+
+def test_sigterm_while_the_holdout_is_scored_after_training_stops_it_with_the_resume_line(
+        trained: dict[str, Path], tmp_path: Path) -> None:
+    """A job's time limit during the holdout's scoring at the end of `train`: recorded only, as between training
+    steps, it let the scoring run on and the command exit 0 without a word (or die at the job's SIGKILL). It stops
+    as `evaluate` does, saying training had finished and how the scoring is finished."""
+    run = tmp_path / "run"
+    shutil.copytree(trained["run"], run)
+    results = run / f"eval-{trained['holdout'].stem}" / "summary.json"
+    results.unlink()  # cut short before: a plain --resume scores it
+    proc = subprocess.Popen([sys.executable, "-m", "elr_mri.cli", "train", "--resume", str(run)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    first = proc.stderr.readline()
+    assert "nothing to train" in first  # said just before the scoring starts
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=60) == 143, first + rest
+    assert rest.strip().splitlines()[-1] == (
+        f"elr-mri train: stopped by SIGTERM (a job's time limit, scancel or kill); training had finished, the scoring "
+        f"of its holdout was cut short; finish it with: elr-mri train --resume {run}")
+    assert "Traceback" not in rest and not results.exists()
 
 
 def test_training_writes_splits_without_shared_participants(trained: dict[str, Path]) -> None:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from elr_mri.commands.evaluate import evaluate_and_print
 from elr_mri.commands.problems import user_problem
+from elr_mri.stopping import terminating_at_once
 
 if TYPE_CHECKING:
     from elr_mri.config import RunConfig
@@ -29,7 +30,8 @@ def train_command(args: argparse.Namespace) -> int:
     _print_summary(out_dir, summary)
     holdout = config.data.mri.holdout_manifest if config.data.name == "mri" else None
     if holdout and (not finished_before or _holdout_unscored(out_dir, Path(holdout))):
-        _evaluate_holdout_after_training(out_dir, Path(holdout))
+        with terminating_at_once():
+            _evaluate_holdout_after_training(out_dir, Path(holdout))
     return 0
 
 
