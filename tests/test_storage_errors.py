@@ -46,6 +46,19 @@ def test_a_checkpoint_the_disk_refused_part_way_is_said_as_a_full_disk_and_leave
     assert list(tmp_path.iterdir()) == []  # the temporary file removed
 
 
+def test_a_checkpoint_the_disk_refused_names_its_path_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through the real temporary file: its rename guard gave the one line the path a second time at its end
+    ("...with --resume): '.../last.pt'"). torch's failure on a full disk, seen on a 1.2 MB tmpfs, is imitated."""
+    full = "[enforce fail at inline_container.cc:672] . unexpected pos 460736 vs 460688"
+    monkeypatch.setattr(torch, "save", lambda obj, handle: (_ for _ in ()).throw(RuntimeError(full)))
+    path = tmp_path / "checkpoints" / "last.pt"
+    with pytest.raises(StorageError) as refused:
+        atomic_save({"step": 1}, path)
+    assert str(refused.value).startswith(f"[Errno 28] {path} could not be written ({full}; ")
+    assert str(refused.value).endswith("(a training run continues with --resume)")
+    assert list(path.parent.iterdir()) == []  # the temporary file removed
+
+
 def test_a_text_file_the_disk_refused_names_its_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """metrics.csv, summary.json: the OS's ENOSPC from a write has no file name, so the one line would lack it."""
     import contextlib

@@ -30,19 +30,20 @@ def atomic_save(obj: dict[str, Any], path: Path) -> None:
     """torch.save to a temporary file beside `path`, then rename it into place. The file is opened here, so
     a read-only or forbidden folder is the OS's own error; torch's writer reports a write the disk refused
     part-way as "unexpected pos", said here as the full disk it almost always is. Ctrl-C waits for the write."""
-    with holding_ctrl_c(), atomic_path(path) as tmp:
-        try:
+    try:  # around atomic_path, which would add the file's name to this line that names it already
+        with holding_ctrl_c(), atomic_path(path) as tmp:
             with open(tmp, "wb") as handle:
                 torch.save(obj, handle)
-        except (RuntimeError, OSError) as err:  # closing the file after torch's failed write raises ENOSPC itself
-            refused = (isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)) or (
-                isinstance(err, RuntimeError) and ("unexpected pos" in str(err) or "file write failed" in str(err)))
-            if not refused:
-                raise
-            free = shutil.disk_usage(Path(path).parent).free / 2**20
-            raise StorageError(errno.ENOSPC, f"{path} could not be written ({str(err).strip()}; {free:.0f} MiB free "
-                                             "there): free space, or write elsewhere, and run the command again (a "
-                                             "training run continues with --resume)") from None
+    except (RuntimeError, OSError) as err:  # closing the file after torch's failed write raises ENOSPC itself
+        refused = (isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)) or (
+            isinstance(err, RuntimeError) and ("unexpected pos" in str(err) or "file write failed" in str(err)))
+        if not refused:
+            raise
+        reason = err.strerror if isinstance(err, OSError) else str(err).strip()
+        free = shutil.disk_usage(Path(path).parent).free / 2**20
+        raise StorageError(errno.ENOSPC, f"{path} could not be written ({reason}; {free:.0f} MiB free there): free "
+                                         "space, or write elsewhere, and run the command again (a training run "
+                                         "continues with --resume)") from None
 
 
 def atomic_write_text(text: str, path: Path) -> None:
