@@ -20,7 +20,7 @@ from elr_mri import __version__
 from elr_mri.commands.cohort import import_cohort_command, volumes_command
 from elr_mri.commands.evaluate import evaluate_command, explain_command
 from elr_mri.commands.problems import user_problem
-from elr_mri.commands.train import train_command, train_run_dir
+from elr_mri.commands.train import HoldoutScoringStopped, train_command, train_run_dir
 from elr_mri.evaluation import N_BOOT
 from elr_mri.stopping import Terminated, interrupted, terminated, terminating_at_safe_points
 from preprocess.arguments import near_option, unknown_option
@@ -99,8 +99,8 @@ def _run_command(argv: list[str]) -> int:
             return args.handler(args)
     except KeyboardInterrupt as stop:
         if (training and terminated()) or isinstance(stop, Terminated):
-            return _say_terminated(args)
-        return _say_interrupted(args)
+            return _say_terminated(args, stop)
+        return _say_interrupted(args, stop)
     except Exception as err:
         if training and terminated():  # e.g. a DataLoader worker the same SIGTERM ended
             return _say_terminated(args)
@@ -134,18 +134,18 @@ def _stray_hint(argv: list[str], stray: list[str]) -> str:
     return ""
 
 
-def _say_interrupted(args: argparse.Namespace) -> int:
+def _say_interrupted(args: argparse.Namespace, stop: BaseException | None = None) -> int:
     """Ctrl-C: one line saying how to go on, exit 130."""
     if _speaks_for_the_run():
-        print(f"elr-mri {args.command}: interrupted; {_after_interrupt(args)}", file=sys.stderr)
+        print(f"elr-mri {args.command}: interrupted; {_after_interrupt(args, stop)}", file=sys.stderr)
     return 130
 
 
-def _say_terminated(args: argparse.Namespace) -> int:
+def _say_terminated(args: argparse.Namespace, stop: BaseException | None = None) -> int:
     """SIGTERM, the usual end of a job on a cluster (its time limit): Ctrl-C's line, exit 143."""
     if _speaks_for_the_run():
         print(f"elr-mri {args.command}: stopped by SIGTERM (a job's time limit, scancel or kill); "
-              f"{_after_interrupt(args)}", file=sys.stderr)
+              f"{_after_interrupt(args, stop)}", file=sys.stderr)
     return 128 + signal.SIGTERM
 
 
@@ -156,14 +156,16 @@ def _speaks_for_the_run() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
-def _after_interrupt(args: argparse.Namespace) -> str:
-    """What a user does after Ctrl-C: training resumes from its last checkpoint, the rest reruns."""
+def _after_interrupt(args: argparse.Namespace, stop: BaseException | None = None) -> str:
+    """What a user does after Ctrl-C (`stop`, where it was raised): training resumes from its last checkpoint, a
+    holdout's scoring after training is finished by the same resume, the rest reruns."""
     if args.command == "train":
         run_dir = train_run_dir(args)
         if (run_dir / "checkpoints" / "last.pt").exists():
             resume = f"train --resume {shlex.quote(str(run_dir))}"
-            if (run_dir / "summary.json").is_file():  # written when training ends, before the holdout is scored
-                return f"training had finished, the scoring of its holdout was cut short; finish it with: elr-mri {resume}"
+            if isinstance(stop, HoldoutScoringStopped):
+                return (f"training had finished, the scoring of its holdout was cut short; finish it with: "
+                        f"elr-mri {resume}")
             if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # in one process it would go on K times slower
                 return f"continue from the last checkpoint with the same torchrun launch and: {resume}"
             return f"continue from the last checkpoint with: elr-mri {resume}"

@@ -125,6 +125,23 @@ def test_sigterm_while_the_holdout_is_scored_after_training_stops_it_with_the_re
     assert "Traceback" not in rest and not results.exists()
 
 
+def test_a_stop_before_an_extension_trains_is_not_said_to_cut_the_holdouts_scoring(trained: dict[str, Path]) -> None:
+    """A finished run keeps its summary.json while an extension (`--resume RUN --set train.epochs=N`) reads its data,
+    which may take minutes: a Ctrl-C there continues from the last checkpoint; only one raised while the holdout is
+    scored says that training had finished."""
+    import argparse
+
+    from elr_mri.cli import _after_interrupt
+    from elr_mri.commands.train import HoldoutScoringStopped
+
+    args = argparse.Namespace(command="train", resume=trained["run"], out=None, config=None)
+    assert (trained["run"] / "summary.json").is_file()
+    assert _after_interrupt(args, KeyboardInterrupt()) == (
+        f"continue from the last checkpoint with: elr-mri train --resume {trained['run']}")
+    assert _after_interrupt(args, HoldoutScoringStopped()).startswith("training had finished, the scoring of its "
+                                                                       "holdout was cut short; finish it with: ")
+
+
 def test_training_writes_splits_without_shared_participants(trained: dict[str, Path]) -> None:
     splits = pd.read_csv(trained["run"] / "splits.csv")
     assert splits["participant_id"].is_unique and set(splits["split"]) == {"train", "val", "test"}
@@ -442,6 +459,8 @@ def test_a_comparison_is_removed_when_a_run_it_compared_trains_on(trained: dict[
     ours, theirs = tmp_path / "elr", tmp_path / "other"
     for run in (ours, theirs):
         shutil.copytree(trained["run"], run)
+        for scored in [*run.glob("eval-*"), *run.glob("explain-*")]:  # what other tests scored in the shared run
+            shutil.rmtree(scored)
     holdout = trained["holdout"].stem
     compared = cli_in_process("evaluate", "--run", str(ours), "--manifest", str(trained["holdout"]), "--bootstrap",
                               "20", "--compare-with", str(theirs))

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from elr_mri.commands.evaluate import evaluate_and_print
 from elr_mri.commands.problems import user_problem
-from elr_mri.stopping import terminating_at_once
+from elr_mri.stopping import interrupted, terminated, terminating_at_once
 
 if TYPE_CHECKING:
     from elr_mri.config import RunConfig
@@ -30,9 +30,19 @@ def train_command(args: argparse.Namespace) -> int:
     _print_summary(out_dir, summary)
     holdout = config.data.mri.holdout_manifest if config.data.name == "mri" else None
     if holdout and (not finished_before or _holdout_unscored(out_dir, Path(holdout))):
-        with terminating_at_once():
-            _evaluate_holdout_after_training(out_dir, Path(holdout))
+        try:
+            with terminating_at_once():
+                _evaluate_holdout_after_training(out_dir, Path(holdout))
+        except BaseException as stop:
+            if isinstance(stop, KeyboardInterrupt) or terminated() or interrupted():  # a loader worker ended with it
+                raise HoldoutScoringStopped from stop
+            raise
     return 0
+
+
+class HoldoutScoringStopped(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM while the holdout of a run that has finished training is scored: the closing line says
+    that, not that training goes on from its last checkpoint (the same `--resume` finishes the scoring)."""
 
 
 def train_run_dir(args: argparse.Namespace) -> Path:
