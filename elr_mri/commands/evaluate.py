@@ -166,6 +166,7 @@ def _score_and_compare(args: argparse.Namespace, eval_dir: Path, baselines: list
     require_same_scans(eval_dir, others)
     table = comparison_table(eval_dir, labels[0], others=others, baselines=baselines)
     atomic_write_text(table.to_csv(index=False), eval_dir / "comparison.csv")
+    record_comparison(eval_dir, others)  # now: a command cut short during the paired bootstrap leaves the table too
     print(f"participant level, 95% intervals ({eval_dir / 'comparison.csv'}):")
     print(_wide(table))
     paired = paired_differences(eval_dir, labels[0], others, baselines, args.bootstrap)
@@ -173,7 +174,6 @@ def _score_and_compare(args: argparse.Namespace, eval_dir: Path, baselines: list
     print(f"minus {labels[0]}, paired over the same participants, 95% intervals; one that excludes 0 shows a "
           f"difference ({eval_dir / 'paired_differences.csv'}):")
     print(_wide(paired))
-    record_comparison(eval_dir, others)
 
 
 def _wide(table: pd.DataFrame) -> str:
