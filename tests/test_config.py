@@ -132,9 +132,9 @@ def test_errors_name_the_key_and_the_file(tmp_path: Path, text: str, message: st
 
 
 def test_every_refused_set_is_named_in_one_line(tmp_path: Path) -> None:
-    """Two mistakes on one command line (a misspelt key, a value of the wrong type, a number in another base) are
-    both named, so a second attempt does not meet the second; one mistake, or one in the file itself, reads as
-    before, and --set values that are only wrong together are not blamed one by one."""
+    """Two mistakes on one command line (a misspelt key, a value of the wrong type or range, a number in another
+    base) are both named, so a second attempt does not meet the second; one mistake, or one in the file itself,
+    reads as before, and --set values that are only wrong together are not blamed one by one."""
     path = _write(tmp_path, "seed: 0\ntrain: {epochs: 3}\n")
     with pytest.raises(ConfigError) as info:
         load_config(path, ["train.epoch=3", "train.threads=1", "optim.lr=abc", "train.batch_size=010"])
@@ -147,6 +147,10 @@ def test_every_refused_set_is_named_in_one_line(tmp_path: Path) -> None:
         "0b as binary and a ':' as base 60; write the number in decimal, e.g. 10, or quote it if it is text")
     with pytest.raises(ConfigError, match=r"with --set train.threads=1 optim.lr=abc: optim.lr must be float"):
         load_config(path, ["train.threads=1", "optim.lr=abc"])
+    with pytest.raises(ConfigError, match=r": 2 --set values are refused: 1\) --set 'optim.lrr=0.1': unknown key "
+                                          r"'optim.lrr' .*; 2\) --set 'loss.beta=1.5': loss.beta = 1.5 must be in "
+                                          r"\[0, 1\)$"):
+        load_config(path, ["optim.lrr=0.1", "loss.beta=1.5"])
     broken = _write(tmp_path, "seed: 0\ntrain: {epochz: 3}\n")
     with pytest.raises(ConfigError, match=r"unknown key 'train.epochz'") as info:
         load_config(broken, ["optim.lrr=1", "optim.lr=abc"])

@@ -19,15 +19,21 @@ def refuse_contradictions(cfg: RunConfig, source: str) -> None:
     """Refuse numbers out of range and contradictory settings in `cfg`, read from `source` (named in each message).
 
     Where a config has several problems, the first check below that fails names the one reported."""
-    _check_finite(cfg, source)
+    check_each_value(cfg, source)
     _check_classes(cfg, source)
-    _check_ranges(cfg, source)
     _check_settings_read(cfg, source)
     _check_model_input(cfg, source)
     _check_data_source(cfg, source)
     _check_schedule_floor(cfg, source)
     _check_optimizer(cfg, source)
     _check_loss_trains(cfg, source)
+
+
+def check_each_value(cfg: RunConfig, source: str) -> None:
+    """The checks of one setting alone (a finite number in its range), which no other setting can satisfy: each
+    `--set` is put through them on its own, to name every refused one (`load_config`)."""
+    _check_finite(cfg, source)
+    _check_ranges(cfg, source)
 
 
 _AT_LEAST_ONE = ("at least 1", lambda v: v >= 1)

@@ -6,7 +6,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from elr_mri.config.checks import refuse_contradictions
+from elr_mri.config.checks import check_each_value, refuse_contradictions
 from elr_mri.config.coercion import build_section
 from elr_mri.config.schema import ConfigError, RunConfig
 from elr_mri.config.strict_yaml import apply_overrides, read_yaml_file
@@ -63,19 +63,21 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
 
 
 def _refused_alone(raw: dict[str, Any], overrides: list[str]) -> list[str]:
-    """What is wrong with each `--set` that the file's settings refuse on its own (an unknown key, a wrong type),
-    so that a command line with several mistakes hears of all in one go, not one per attempt. None when the file
-    alone is refused: every --set would then be blamed for it."""
+    """What is wrong with each `--set` that the file's settings refuse on its own (an unknown key, a wrong type, a
+    number out of its range), so that a command line with several mistakes hears of all in one go, not one per
+    attempt. None when the file alone is refused: every --set would then be blamed for it. Checks between settings
+    are left out: another --set may be what satisfies them."""
     try:
-        build_section(RunConfig, copy.deepcopy(raw), prefix="", source="")
+        check_each_value(build_section(RunConfig, copy.deepcopy(raw), prefix="", source=""), "")
     except ConfigError:
         return []
     refused = []
     for item in overrides:
         alone = copy.deepcopy(raw)
+        source = f"--set {item!r}"
         try:
             apply_overrides(alone, [item])
-            build_section(RunConfig, alone, prefix="", source=f"--set {item!r}")
+            check_each_value(build_section(RunConfig, alone, prefix="", source=source), source)
         except ConfigError as err:
             refused.append(str(err))
     return refused
