@@ -702,3 +702,15 @@ def test_sex_codes_a_mapping_does_not_list_are_counted_and_named_not_erased_unsa
     assert result.summary().startswith("4 scans imported (4 without a sex), 2 left out: ")
     assert result.unlisted_sex_codes == ["SEX 'Female' (3 scans)", "SEX 'Male' (1 scan)"]
     assert import_mapped_table(NACC, nacc_scans(), NACC_MAPPING).unlisted_sex_codes == []
+
+
+def test_an_adni_scan_named_by_its_rid_is_told_to_use_its_ptid():
+    """A manifest keyed by ADNI's RID (2 for 011_S_0002) met no row, each scan 'not in the table under that id'."""
+    scans = pd.DataFrame({"participant_id": ["2", "sub-0007", "011_S_0002", "ABC"], "session_id": "bl",
+                          "path": list("abcd")})
+    result = import_adnimerge(ADNIMERGE.assign(RID=["2", "2", "2", "7", "7", "9", "1"]), scans)
+    assert result.manifest["participant_id"].tolist() == ["011_S_0002"]
+    rid = ("without a clinical row for the participant (an ID of digits alone is ADNIMERGE's RID; rows are met by "
+           "PTID, as training and splits compare participants: name the scan by its PTID, e.g. 011_S_0002 for RID 2)")
+    assert result.dropped["reason"].tolist() == [rid, rid, "without a clinical row for the participant (not in the "
+                                                           "table under that id)"]

@@ -7,7 +7,9 @@ silently. Diagnoses come out as CN / MCI / AD.
 
 Join rule for ADNI (`adni_participant_key`, `adni_session_key`):
 - participant: ADNIMERGE's PTID ("011_S_0002") matches a scan's participant_id written either the
-  same way or as Clinica's BIDS label ("sub-ADNI011S0002"): both reduce to "011S0002".
+  same way or as Clinica's BIDS label ("sub-ADNI011S0002"): both reduce to "011S0002". An ID of digits alone is
+  ADNIMERGE's RID, which is not matched (training and splits compare participants by their PTID key): its scans are
+  dropped saying to name them by PTID.
 - session: VISCODE "bl" and "m06" match "ses-M00"/"M00"/"bl" and "ses-M06"/"M06"/"m06" (BIDS months,
   with or without zero padding, "M000" included): both reduce to the number of months. A scan of the
   screening visit ("sc", "scmri") is the baseline scan, as in ADNI1.
@@ -74,6 +76,7 @@ ADNI_SCREENING_VISITS = ("SC", "SCMRI")
 _ISO_DATE = re.compile(r"(\d{4})[-_/.](\d{1,2})[-_/.](\d{1,2})(?:[ T][\d:.]*)?")
 _DAY_MONTH_DATE = re.compile(r"\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}(?:[ T][\d:.]*)?")  # 3/4/2012: which is the month?
 _DATE_KEY = re.compile(r"(?:19|20)\d{6}")  # a session key that is a date (ses-20120304)
+_RID_KEY = re.compile(r"[0-9]+")  # an ADNI participant key of digits alone: ADNIMERGE's RID, not its PTID
 MAPPING_KEYS = ("columns", "values", "require", "cohort")
 MAPPED_FIELDS = ("participant_id", "session_id", "diagnosis", "age", "sex")
 RECODED_FIELDS = ("diagnosis", "age", "sex")  # the fields `values:` may recode
@@ -145,7 +148,10 @@ def import_adnimerge(
         clinical["sex"] = letters.combine_first(unreadable)  # kept as given: the manifest's check names the row
     return _join(*_read_scans(scans), clinical, adni_participant_key, adni_session_key, date_session_hint=(
         "ADNIMERGE's sessions are visits, VISCODE bl, m06, m12: name the scan's session by its visit, e.g. ses-M06, "
-        "not by its date"))  # an MRI's date is weeks from its visit's EXAMDATE: no date would meet it
+        "not by its date"),  # an MRI's date is weeks from its visit's EXAMDATE: no date would meet it
+        participant_hints={
+        _RID_KEY: "an ID of digits alone is ADNIMERGE's RID; rows are met by PTID, as training and splits compare "
+                  "participants: name the scan by its PTID, e.g. 011_S_0002 for RID 2"})
 
 
 def _years_since_baseline(years: pd.Series, is_baseline: pd.Series) -> pd.Series:
@@ -405,9 +411,11 @@ def _join(
     participant_key: Callable[[Any], str],
     session_key: Callable[[Any], str],
     date_session_hint: str = "",
+    participant_hints: dict[re.Pattern[str], str] | None = None,
 ) -> ImportResult:
     """Attach each scan's clinical row; list scans without one, with two, or without a usable diagnosis.
-    `date_session_hint`: why a scan whose session is a date meets none of the table's sessions, if known."""
+    `date_session_hint`: why a scan whose session is a date meets none of the table's sessions, if known;
+    `participant_hints`: why a scan whose participant key the pattern matches is in no row, where that is known."""
     _require(scans, ("participant_id", "session_id"), scans_source)
     keys = pd.DataFrame({"_participant": scans["participant_id"].map(participant_key),
                          "_session": scans["session_id"].map(session_key)})
@@ -432,6 +440,9 @@ def _join(
         dated = joined["_session"].map(lambda key: bool(_DATE_KEY.fullmatch(key)))
         reason[unmatched & in_table & dated] = f"without a clinical row at that session ({date_session_hint})"
     reason[unmatched & ~in_table] = "without a clinical row for the participant (not in the table under that id)"
+    for pattern, hint in (participant_hints or {}).items():
+        spelled = joined["_participant"].map(lambda key, pattern=pattern: bool(pattern.fullmatch(key)))
+        reason[unmatched & ~in_table & spelled] = f"without a clinical row for the participant ({hint})"
     # preprocess did not finish it: no volume to train on, and no rival to a finished scan of the same visit
     unusable = ~has_usable_status(joined["status"]) if "status" in joined else pd.Series(False, index=joined.index)
     same_visit = joined[~unusable].duplicated(["_participant", "_session"], keep=False).reindex(joined.index,
