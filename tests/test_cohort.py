@@ -694,6 +694,17 @@ def test_an_adni_scan_named_by_its_date_is_told_that_adnimerge_matches_visits():
         "scan's session by its visit, e.g. ses-M06, not by its date)"]
 
 
+def test_an_adni_scan_named_by_its_phase_s_own_visit_code_is_told_to_use_viscode2():
+    """ADNI-GO/2's v03 and ADNI3's init are not ADNIMERGE's VISCODE; the reason only said 'spells otherwise'."""
+    scans = pd.DataFrame({"participant_id": ["011_S_0002"] * 3 + ["022_S_0007"],
+                          "session_id": ["v03", "ses-init", "y1", "ses-M36"], "path": list("abcd")})
+    reasons = import_adnimerge(ADNIMERGE, scans).dropped["reason"].tolist()
+    phase_code = ("without a clinical row at that session (v03, init, y1 are a phase's own visit codes; ADNIMERGE's "
+                  "VISCODE is their VISCODE2: name the scan's session by it, e.g. bl or ses-M12)")
+    assert reasons == [phase_code] * 3 + ["without a clinical row at that session (the table has the participant at "
+                                          "other sessions: a visit it lacks, or one it spells otherwise)"]
+
+
 def test_sex_codes_a_mapping_does_not_list_are_counted_and_named_not_erased_unsaid():
     """A table spelling SEX Male/Female, read through values.sex {1: M, 2: F}, lost every scan's sex without a word."""
     table = NACC.assign(SEX=NACC["SEX"].map({1: "Male", 2: "Female"}))

@@ -77,6 +77,8 @@ _ISO_DATE = re.compile(r"(\d{4})[-_/.](\d{1,2})[-_/.](\d{1,2})(?:[ T][\d:.]*)?")
 _DAY_MONTH_DATE = re.compile(r"\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}(?:[ T][\d:.]*)?")  # 3/4/2012: which is the month?
 _DATE_KEY = re.compile(r"(?:19|20)\d{6}")  # a session key that is a date (ses-20120304)
 _RID_KEY = re.compile(r"[0-9]+")  # an ADNI participant key of digits alone: ADNIMERGE's RID, not its PTID
+# ADNI's own visit codes of a phase (ADNI-GO/2's v03, ADNI3's init, y1), where ADNIMERGE's VISCODE is VISCODE2 (bl, m06)
+_ADNI_PROTOCOL_VISIT = re.compile(r"V\d+|INIT|Y\d+")
 MAPPING_KEYS = ("columns", "values", "require", "cohort")
 MAPPED_FIELDS = ("participant_id", "session_id", "diagnosis", "age", "sex")
 RECODED_FIELDS = ("diagnosis", "age", "sex")  # the fields `values:` may recode
@@ -146,10 +148,12 @@ def import_adnimerge(
     if "PTGENDER" in table:  # without it the scans keep a sex column of their own
         letters, unreadable = sex_letters(table["PTGENDER"])
         clinical["sex"] = letters.combine_first(unreadable)  # kept as given: the manifest's check names the row
-    return _join(*_read_scans(scans), clinical, adni_participant_key, adni_session_key, date_session_hint=(
-        "ADNIMERGE's sessions are visits, VISCODE bl, m06, m12: name the scan's session by its visit, e.g. ses-M06, "
-        "not by its date"),  # an MRI's date is weeks from its visit's EXAMDATE: no date would meet it
-        participant_hints={
+    # an MRI's date is weeks from its visit's EXAMDATE: no date would meet it
+    return _join(*_read_scans(scans), clinical, adni_participant_key, adni_session_key, session_hints={
+        _DATE_KEY: "ADNIMERGE's sessions are visits, VISCODE bl, m06, m12: name the scan's session by its visit, e.g. "
+                   "ses-M06, not by its date",
+        _ADNI_PROTOCOL_VISIT: "v03, init, y1 are a phase's own visit codes; ADNIMERGE's VISCODE is their VISCODE2: "
+                              "name the scan's session by it, e.g. bl or ses-M12"}, participant_hints={
         _RID_KEY: "an ID of digits alone is ADNIMERGE's RID; rows are met by PTID, as training and splits compare "
                   "participants: name the scan by its PTID, e.g. 011_S_0002 for RID 2"})
 
@@ -322,7 +326,8 @@ def import_mapped_table(
             clinical.loc[fails, "_diagnosis_problem"] = f"{label} without {column} in {sorted(codes)} (require)"
     clinical["cohort"] = mapping.get("cohort", "")
     hint = _unguessed_dates(table[columns["session_id"]], columns["session_id"])
-    return _join(*_read_scans(scans), clinical, _bids_key, mapped_session_key, date_session_hint=hint)
+    return _join(*_read_scans(scans), clinical, _bids_key, mapped_session_key,
+                 session_hints={_DATE_KEY: hint} if hint else {})
 
 
 def _unguessed_dates(sessions: pd.Series, column: str) -> str:
@@ -410,12 +415,12 @@ def _join(
     clinical: pd.DataFrame,
     participant_key: Callable[[Any], str],
     session_key: Callable[[Any], str],
-    date_session_hint: str = "",
+    session_hints: dict[re.Pattern[str], str] | None = None,
     participant_hints: dict[re.Pattern[str], str] | None = None,
 ) -> ImportResult:
     """Attach each scan's clinical row; list scans without one, with two, or without a usable diagnosis.
-    `date_session_hint`: why a scan whose session is a date meets none of the table's sessions, if known;
-    `participant_hints`: why a scan whose participant key the pattern matches is in no row, where that is known."""
+    `session_hints`, `participant_hints`: why a scan whose session (participant) key the pattern matches, a date say,
+    meets none of the table's sessions (participants), where that is known."""
     _require(scans, ("participant_id", "session_id"), scans_source)
     keys = pd.DataFrame({"_participant": scans["participant_id"].map(participant_key),
                          "_session": scans["session_id"].map(session_key)})
@@ -436,13 +441,12 @@ def _join(
     in_table = joined["_participant"].isin(counts["_participant"])
     reason[unmatched & in_table] = ("without a clinical row at that session (the table has the participant at other "
                                     "sessions: a visit it lacks, or one it spells otherwise)")
-    if date_session_hint:
-        dated = joined["_session"].map(lambda key: bool(_DATE_KEY.fullmatch(key)))
-        reason[unmatched & in_table & dated] = f"without a clinical row at that session ({date_session_hint})"
     reason[unmatched & ~in_table] = "without a clinical row for the participant (not in the table under that id)"
-    for pattern, hint in (participant_hints or {}).items():
-        spelled = joined["_participant"].map(lambda key, pattern=pattern: bool(pattern.fullmatch(key)))
-        reason[unmatched & ~in_table & spelled] = f"without a clinical row for the participant ({hint})"
+    for key, hints, lacking, what in (("_session", session_hints, unmatched & in_table, "at that session"),
+                                      ("_participant", participant_hints, unmatched & ~in_table, "for the participant")):
+        for pattern, hint in (hints or {}).items():
+            spelled = joined[key].map(lambda value, pattern=pattern: bool(pattern.fullmatch(value)))
+            reason[lacking & spelled] = f"without a clinical row {what} ({hint})"
     # preprocess did not finish it: no volume to train on, and no rival to a finished scan of the same visit
     unusable = ~has_usable_status(joined["status"]) if "status" in joined else pd.Series(False, index=joined.index)
     same_visit = joined[~unusable].duplicated(["_participant", "_session"], keep=False).reindex(joined.index,
