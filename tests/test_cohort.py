@@ -391,6 +391,9 @@ def test_mapping_file_is_checked(tmp_path):
     bad.write_text(good + "values: {diagnosis: {1: CN, 4: AD}}\nrequire: {Dementia: {NACCALZP: [1]}}\n")
     with pytest.raises(ValueError, match=r"require.Dementia names no class of values.diagnosis \(AD, CN\)"):
         load_mapping(bad)
+    bad.write_text(good + "values: {diagnosis: {1: CN, 2: .nan, 3: mci, 4: Dementia}}\n")  # written, then refused
+    with pytest.raises(ValueError, match=r"values.diagnosis maps codes to 'Dementia'; map them to CN, MCI or AD"):
+        load_mapping(bad)  # by every train and evaluate
     for shape, message in (("require: {AD: [NACCALZP]}", r"require.AD must be a mapping of a column to its allowed "
                             r"codes, e.g. NACCALZP: \[1\]; it is \['NACCALZP'\]"),
                            ("require: {AD: {NACCALZP: {1: yes}}}", r"require.AD.NACCALZP must list the allowed codes"),

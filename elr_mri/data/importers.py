@@ -253,6 +253,11 @@ def load_mapping(path: str | Path) -> dict[str, Any]:
             raise ValueError(f"{path}: values.{field} recodes no mapped column; values may recode "
                              f"{', '.join(f for f in RECODED_FIELDS if f in columns)} (named under columns:)")
     classes = set(values["diagnosis"].values())
+    stages = set(ADNI_DIAGNOSES.values())  # what every run trains on; any case, as manifests read them
+    odd = sorted(str(label) for label in classes if not _blank(label) and str(label).strip().upper() not in stages)
+    if odd:  # the import wrote such scans as imported, and every train and evaluate refused them
+        raise ValueError(f"{path}: values.diagnosis maps codes to {odd[0]!r}; map them to CN, MCI or AD (a code not "
+                         "listed is left out, with the reason)")
     require = mapping.get("require") or {}
     _require_mapping(path, "require", require, "a class to its conditions")
     for label, conditions in require.items():  # a misspelt class would require nothing of the one meant
