@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -111,6 +112,22 @@ def test_truth_tables_that_disagree_on_a_scan_are_refused(tmp_path: Path, truth:
     with pytest.raises(ValueError, match=r"give s1 ses-M00 more than one true diagnosis \(AD, CN\)"):
         rescore_against_truth(predictions, pd.concat([other_cohort, truth]))
     assert rescore_against_truth(predictions, pd.concat([truth, truth]), n_boot=20).metrics["accuracy"].estimate == 1
+
+
+def test_a_scan_without_probabilities_is_refused_naming_the_file_not_scored_as_the_first_class(
+        tmp_path: Path, truth: pd.DataFrame) -> None:
+    """A predictions.csv with an empty cell (cut short, edited by hand): its NaN became the participant's mean, whose
+    argmax is 0, so the paired comparison scored s3 as CN without a word."""
+    right = _right_except(tmp_path / "right.csv")
+    broken = _write_probabilities(tmp_path / "broken.csv", [("s1", "CN", [0.8, 0.1, 0.1]),
+                                                            ("s2", "MCI", [0.1, 0.8, 0.1]),
+                                                            ("s3", "AD", [float("nan"), 0.1, 0.8]),
+                                                            ("s4", "MCI", [0.1, 0.8, 0.1])])
+    refusal = re.escape(f"{broken}: 1 scan(s) without a probability for every class") + r".*first: s3 ses-M00\)"
+    with pytest.raises(ValueError, match=refusal):
+        mean_paired_difference([(right, broken)], truth, n_boot=20)
+    with pytest.raises(ValueError, match=refusal):
+        rescore_against_truth(broken, truth, n_boot=20)
 
 
 def test_balanced_difference_weighs_each_true_class_equally(tmp_path: Path, truth: pd.DataFrame) -> None:

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from elr_mri.data.cohort import diagnoses_left_out, warn_once
-from elr_mri.evaluation.metrics import (N_BOOT, Interval, MetricsReport, bootstrap_metrics, participant_means,
-                                        participant_resamples, resampled_metrics)
+from elr_mri.evaluation.metrics import (N_BOOT, Interval, MetricsReport, bootstrap_metrics, non_finite_rows,
+                                        participant_means, participant_resamples, resampled_metrics)
 
 __all__ = ["predictions_with_truth", "rescore_against_truth", "mean_paired_difference",
            "PAIRED_METRICS"]
@@ -140,4 +140,10 @@ def _arrays(frame: pd.DataFrame, classes: Sequence[str], source: Path) -> tuple[
         raise ValueError(f"true diagnoses {sorted(unknown)} are not among the classes {list(classes)}")
     labels = truth.map(index).to_numpy()
     proba = frame[[f"p_{name}" for name in classes]].to_numpy(float)
+    broken = non_finite_rows(proba)
+    if broken.size:  # a mean over a participant's scans would carry it on, and argmax score it as the first class
+        first = frame.iloc[broken[0]]
+        raise ValueError(f"{source}: {broken.size} scan(s) without a probability for every class (empty, NaN or inf; "
+                         f"first: {first.participant_id} {first.session_id}); score the run again with "
+                         "`elr-mri evaluate` to write a whole predictions.csv")
     return labels, proba, frame["participant_id"].to_numpy(str)
