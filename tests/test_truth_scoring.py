@@ -130,6 +130,16 @@ def test_a_scan_without_probabilities_is_refused_naming_the_file_not_scored_as_t
         rescore_against_truth(broken, truth, n_boot=20)
 
 
+def test_a_true_diagnosis_outside_the_runs_classes_is_refused_naming_the_predictions_and_the_scan(
+        tmp_path: Path, truth: pd.DataFrame) -> None:
+    """A truth table in a cohort's own codes (Dementia for AD): the refusal said which codes, not for which file."""
+    predictions = _right_except(tmp_path / "p.csv")
+    recoded = truth.assign(true_diagnosis=truth["true_diagnosis"].replace({"AD": "Dementia"}))
+    with pytest.raises(ValueError, match=re.escape(f"{predictions}: the truth gives true diagnoses Dementia (first: "
+                                                   "s3 ses-M00), none of the run's classes CN, MCI, AD")):
+        rescore_against_truth(predictions, recoded)
+
+
 def test_balanced_difference_weighs_each_true_class_equally(tmp_path: Path, truth: pd.DataFrame) -> None:
     right = _right_except(tmp_path / "right.csv")
     misses_cn = _right_except(tmp_path / "cn.csv", s1="MCI")

@@ -137,7 +137,10 @@ def _arrays(frame: pd.DataFrame, classes: Sequence[str], source: Path) -> tuple[
         frame, truth = frame[~left_out], truth[~left_out]
     unknown = set(frame["true_diagnosis"][~truth.isin(set(index))])
     if unknown:
-        raise ValueError(f"true diagnoses {sorted(unknown)} are not among the classes {list(classes)}")
+        first = frame[frame["true_diagnosis"].isin(unknown)].iloc[0]
+        raise ValueError(f"{source}: the truth gives true diagnoses {', '.join(sorted(map(str, unknown)))} (first: "
+                         f"{first.participant_id} {first.session_id}), none of the run's classes "
+                         f"{', '.join(classes)}; recode them to these, as `elr-mri import-cohort` does")
     labels = truth.map(index).to_numpy()
     proba = frame[[f"p_{name}" for name in classes]].to_numpy(float)
     broken = non_finite_rows(proba)
