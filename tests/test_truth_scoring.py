@@ -239,3 +239,15 @@ def test_rescoring_against_the_truth_averages_each_participants_scans(tmp_path: 
     report = rescore_against_truth(predictions, _many_truth(), n_boot=20)
     assert (report.n_examples, report.n_participants) == (30, 30)  # 60 scans, one entry a participant
     assert report.metrics["accuracy"].estimate == pytest.approx(_participant_accuracy(predictions, np.arange(30)))
+
+
+def test_the_paired_comparison_pairs_participants_by_id_not_by_row(tmp_path: Path) -> None:
+    """Two runs' predictions.csv list the scans in any order (another manifest order, a baseline's): each participant
+    is set against itself, so shuffling one file's rows changes no figure."""
+    a, b = _many_participants(tmp_path / "a.csv", seed=1), _many_participants(tmp_path / "b.csv", seed=2)
+    shuffled = tmp_path / "shuffled.csv"
+    pd.read_csv(b).sample(frac=1, random_state=0).to_csv(shuffled, index=False)
+    for metric in ("accuracy", "balanced_accuracy", "auc_macro"):
+        assert (mean_paired_difference([(a, shuffled)], _many_truth(), n_boot=100, metric=metric)
+                == mean_paired_difference([(a, b)], _many_truth(), n_boot=100, metric=metric))
+    assert mean_paired_difference([(b, shuffled)], _many_truth(), n_boot=100).high == 0.0  # the same predictions
