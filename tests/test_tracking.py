@@ -61,6 +61,14 @@ def test_precision_counts_flags_and_suggestion_true_the_flags_that_also_name_the
     assert scores == {"flagged": 3, "truly_mislabelled": 2, "precision": 2 / 3, "recall": 1.0, "suggestion_true": 1}
 
 
+def test_a_scan_whose_truth_the_run_leaves_out_is_mislabelled_and_no_suggestion_for_it_is_true() -> None:
+    """A CN-vs-AD run trained on a scan given CN, truly MCI (clean label -1): its label is wrong, so flagging it is a
+    hit, but whichever class the table suggests is wrong too."""
+    given, clean = np.array([0, 0, 1, 1]), np.array([-1, 0, 1, 0])  # 0 (truly MCI) and 3 mislabelled
+    scores = mislabel_precision_recall(np.array([0, 2]), np.array([1, 0]), given, clean)
+    assert scores == {"flagged": 2, "truly_mislabelled": 2, "precision": 0.5, "recall": 0.5, "suggestion_true": 0}
+
+
 def test_the_report_shows_an_undefined_precision_as_a_dash(tmp_path) -> None:
     """Nothing flagged: precision is null in summary.json (strict JSON), which the demo report must print."""
     import json
