@@ -111,6 +111,18 @@ def test_forward_uses_age_and_demands_it():
         model(torch.rand(1, 1, 80, 80, 80), age=torch.tensor([70.0]))
 
 
+def test_ages_that_do_not_match_the_batch_are_refused():
+    """The age is added to the feature, which broadcasts: one age for three volumes gave all three that age, and a
+    column of ages (N, 1) gave (N, N, 3) logits, neither with an error."""
+    model = WidenedCNN3D(widening=1, use_age=True, input_size=SMALL).eval()
+    x = torch.rand(3, 1, *SMALL)
+    for age in (torch.tensor([70.0]), torch.tensor(70.0), torch.tensor([[60.0], [70.0], [80.0]])):
+        with pytest.raises(ValueError, match=r"one age per volume, shape \(3,\), got shape"):
+            model(x, age=age)
+    with torch.no_grad():
+        assert model(x, age=[60.0, 70.0, 80.0]).shape == (3, 3)  # a list of ages, one per volume, is fine
+
+
 def test_model_without_age_ignores_it_and_trains():
     torch.manual_seed(0)
     model = WidenedCNN3D(widening=1, use_age=False, input_size=SMALL)

@@ -56,7 +56,7 @@ _LAYERS: tuple[tuple[str, int, int, int, int, int], ...] = (
 
 
 class WidenedCNN3D(nn.Module):
-    """Four dilated 3D convolutions (each + InstanceNorm3d + ReLU) → Linear 1024 (+ age) → 512 → classes.
+    """1³ conv, three dilated convs (each + InstanceNorm3d + ReLU) → Linear 1024 (+ age) → 512 → classes.
 
     Args:
         in_channels: channels of the input volume (1 for a T1 scan).
@@ -128,6 +128,15 @@ class AgeEncoding(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, feature: torch.Tensor, age: torch.Tensor) -> torch.Tensor:
+        """`feature` (N, out_features) plus the encoding of `age` (N,) in years, one age per subject.
+
+        The shape is checked because the sum broadcasts: one age for a batch gave every volume that age, and ages
+        as a column (N, 1) gave (N, N, classes) logits, neither with a word.
+        """
+        age = torch.as_tensor(age)
+        if age.shape != feature.shape[:1]:
+            raise ValueError(f"age must hold one age per volume, shape ({feature.shape[0]},), got shape "
+                             f"{tuple(age.shape)}; pass a 1-D tensor of each subject's age in years")
         return self.dropout(feature + self.project(self.table[age_bins(age)]))
 
 
