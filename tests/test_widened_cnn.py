@@ -109,6 +109,8 @@ def test_forward_uses_age_and_demands_it():
         model(x)
     with pytest.raises(ValueError, match="built for input_size"):
         model(torch.rand(1, 1, 80, 80, 80), age=torch.tensor([70.0]))
+    with pytest.raises(ValueError, match=r"a batch of volumes \(N, C, D, H, W\) but got shape \(1, 72, 72, 72\)"):
+        model(x[0], age=torch.tensor([70.0]))  # one volume without its batch axis: not a crop of the wrong size
 
 
 def test_ages_that_do_not_match_the_batch_are_refused():

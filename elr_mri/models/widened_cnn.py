@@ -95,6 +95,11 @@ class WidenedCNN3D(nn.Module):
 
     def forward(self, x: torch.Tensor, age: torch.Tensor | None = None) -> torch.Tensor:
         """Logits for volumes `x` (N, C, D, H, W); `age` (N,) in years is required when `use_age`."""
+        if x.dim() != 5:
+            raise ValueError(
+                f"WidenedCNN3D takes a batch of volumes (N, C, D, H, W) but got shape {tuple(x.shape)}; give a single "
+                "volume a batch axis: model(x[None], age=torch.tensor([age_in_years]))"
+            )
         if tuple(x.shape[2:]) != self.input_size:
             raise ValueError(
                 f"WidenedCNN3D was built for input_size {self.input_size} but got a batch of shape "
