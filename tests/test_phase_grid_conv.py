@@ -16,6 +16,7 @@ from elr_mri.models.widened_cnn import WidenedCNN3D
 @pytest.mark.parametrize(("kernel", "padding", "dilation", "shape"), [
     (5, 2, 2, (21, 21, 21)),  # the ×8's third convolution at a 96³ crop
     (3, 0, 2, (15, 16, 17)),  # the second, on a grid whose sides are odd and even
+    (3, 1, 2, (7, 7, 7)),  # the fourth, after the 5/2 pool
     (3, 1, 3, (10, 11, 12)),  # another dilation: sides not divisible by it
     (3, 1, 1, (6, 7, 8)),  # no dilation: one phase grid, the plain convolution
 ])
@@ -38,19 +39,25 @@ def test_phase_grids_give_the_dilated_convolution_and_its_gradients(kernel: int,
 
 
 def test_the_switch_changes_the_path_not_the_parameters() -> None:
+    """In fp32 the ×1 + age network gives the same logits and parameter gradients either way. The convolutions' biases
+    have no gradient in exact arithmetic (the non-affine instance norm after each removes them): only rounding, ~1e-7."""
     torch.manual_seed(0)
-    model = WidenedCNN3D(1, 3, widening=1, use_age=False, input_size=(72, 72, 72)).eval()
+    model = WidenedCNN3D(1, 3, widening=1, use_age=True, input_size=(72, 72, 72)).eval()
     convs = [m for m in model.modules() if isinstance(m, PhaseGridConv3d)]
     assert len(convs) == 4 and sum(m.dilation[0] > 1 for m in convs) == 3
     keys = list(model.state_dict())
-    x = torch.rand(2, 1, 72, 72, 72)
-    with torch.no_grad():
-        library = model(x)
-        use_phase_grids(model, True)
-        assert all(m.on_phase_grids for m in convs)
-        phases = model(x)
+    x, age, labels = torch.rand(2, 1, 72, 72, 72), torch.tensor([64.0, 81.5]), torch.tensor([0, 2])
+    runs = []
+    for on in (False, True):
+        use_phase_grids(model, on)
+        assert all(m.on_phase_grids == on for m in convs)
+        model.zero_grad()
+        logits = model(x, age=age)
+        F.cross_entropy(logits, labels).backward()
+        runs.append([logits.detach(), *(p.grad.clone() for p in model.parameters())])
     assert list(model.state_dict()) == keys  # checkpoints load either way
-    torch.testing.assert_close(phases, library, rtol=1e-4, atol=1e-5)
+    for library, phases in zip(*runs):
+        torch.testing.assert_close(phases, library, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="stride 1, one group"):
         PhaseGridConv3d(1, 2, 3, stride=2)
     with pytest.raises(ValueError, match="the same kernel size"):  # the phase grids read the last axis's size
