@@ -56,7 +56,8 @@ def test_layer_order_and_non_affine_instance_norm():
     assert [(c.kernel_size[0], c.padding[0], c.dilation[0]) for c in convs] == [(1, 0, 1), (3, 0, 2), (5, 2, 2), (3, 1, 2)]
     pools = [m for m in model.features if isinstance(m, nn.MaxPool3d)]
     assert [(p.kernel_size, p.stride) for p in pools] == [(3, 2), (3, 2), (5, 2)]
-    assert all(not m.affine for m in model.features if isinstance(m, nn.InstanceNorm3d))
+    norms = [m for m in model.features if isinstance(m, nn.InstanceNorm3d)]
+    assert len(norms) == 4 and not any(m.affine or m.track_running_stats for m in norms)  # instance statistics in eval too
 
 
 def test_flatten_size_follows_the_input_size():
