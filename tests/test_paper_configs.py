@@ -130,6 +130,7 @@ def test_adni_configs_train_as_the_official_ml4h_code(name: str):
         "widened_cnn3d", 8, True, [96, 96, 96])
     assert (cfg.optim.name, cfg.optim.lr, cfg.optim.momentum, cfg.optim.weight_decay) == ("sgd", 0.01, 0.0, 0.0)
     assert cfg.train.batch_size == 4 and cfg.data.mri.blur_sigma_max == 1.0
+    assert cfg.train.select == "val_balanced_acc"  # main.py keeps the best validation balanced_accuracy_score
 
 
 def test_cifar10n_uses_human_worst_labels():
