@@ -398,10 +398,32 @@ def test_mapping_file_is_checked(tmp_path):
                             r"codes, e.g. NACCALZP: \[1\]; it is \['NACCALZP'\]"),
                            ("require: {AD: {NACCALZP: {1: yes}}}", r"require.AD.NACCALZP must list the allowed codes"),
                            ("require: [AD]", r"require must be a mapping of a class to its conditions"),
-                           ("values: {diagnosis: [CN, AD]}", r"values.diagnosis must be a mapping of the table's codes")):
+                           ("values: {diagnosis: [CN, AD]}", r"values.diagnosis must be a mapping of the table's codes"),
+                           ("values: {diagnosis: {1: CN, 4: [AD]}}", r"values.diagnosis.4 must be one value; it is "
+                            r"\['AD'\]"),
+                           ("cohort: [NACC]", r"cohort must be the cohort's name, e.g. cohort: NACC; it is \['NACC'\]")):
         bad.write_text(good + ("" if shape.startswith("values") else "values: {diagnosis: {1: CN, 4: AD}}\n") + shape)
         with pytest.raises(ValueError, match=message):
             load_mapping(bad)
+
+
+@pytest.mark.parametrize(("column", "message"), [
+    ("[NACCUDSD]", r"columns.diagnosis must name one column of the table; it is \['NACCUDSD'\]$"),
+    ("", r"columns.diagnosis must name one column of the table; it is None \(write the table's column name after"),
+    ("2024", r"columns.diagnosis must name one column of the table; it is 2024 \(quote a name YAML reads as a number: "
+             r"diagnosis: '2024'\)")])
+def test_a_mapped_column_that_is_no_column_name_is_one_line(tmp_path, column, message):
+    """A list or a blank for a column crashed the import with a TypeError from pandas; a number named no column."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"columns: {{participant_id: NACCID, session_id: NACCVNUM, diagnosis: {column}}}\n"
+                   "values: {diagnosis: {1: CN, 4: AD}}\n")
+    with pytest.raises(ValueError, match=message):
+        load_mapping(bad)
+
+
+def test_a_mapping_that_is_a_folder_is_named_as_one(tmp_path):
+    with pytest.raises(FileNotFoundError, match=rf"mapping file {tmp_path}: is a folder, not a file"):
+        load_mapping(tmp_path)
 
 
 def test_a_require_condition_may_give_one_code_alone(tmp_path):

@@ -38,6 +38,7 @@ import pandas as pd
 import yaml
 
 from preprocess.inputs import InputError, read_csv_table
+from preprocess.user_errors import not_a_file
 
 __all__ = [
     "ImportResult",
@@ -222,7 +223,7 @@ def load_mapping(path: str | Path) -> dict[str, Any]:
     """Read and check a YAML column-and-value mapping (see configs/nacc/nacc_mapping.yaml)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"mapping file not found: {path}")
+        raise FileNotFoundError(f"mapping file {path}: {not_a_file(path)}")
     try:
         mapping = yaml.safe_load(path.read_text()) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as err:
@@ -242,16 +243,27 @@ def load_mapping(path: str | Path) -> dict[str, Any]:
     bad = sorted(set(columns) - set(MAPPED_FIELDS))
     if bad:
         raise ValueError(f"{path}: columns.{bad[0]} is not a manifest field; allowed: {', '.join(MAPPED_FIELDS)}")
+    # a list or a blank crashed the import, and a number named no column (a CSV's header is text)
+    for field, column in columns.items():
+        if not isinstance(column, str) or not column.strip():
+            quote = (f" (quote a name YAML reads as a number: {field}: '{column}')" if isinstance(column, (int, float))
+                     else " (write the table's column name after the colon)" if column is None else "")
+            raise ValueError(f"{path}: columns.{field} must name one column of the table; it is {column!r}{quote}")
     values = mapping.get("values") or {}
     _require_mapping(path, "values", values, "fields to their recodings")
     for field, codes in values.items():
         _require_mapping(path, f"values.{field}", codes, "the table's codes to values")
+        for code, value in codes.items():  # one code becomes one value: a list crashed the import
+            if isinstance(value, (list, dict)):
+                raise ValueError(f"{path}: values.{field}.{code} must be one value; it is {value!r}")
     if not values.get("diagnosis"):
         raise ValueError(f"{path}: values.diagnosis must map the table's diagnosis codes to classes")
     for field in values:  # a misspelt field would be ignored, leaving its codes as they are
         if field not in RECODED_FIELDS or field not in columns:
             raise ValueError(f"{path}: values.{field} recodes no mapped column; values may recode "
                              f"{', '.join(f for f in RECODED_FIELDS if f in columns)} (named under columns:)")
+    if isinstance(mapping.get("cohort"), (list, dict)):  # pandas read a list as a column of the wrong length
+        raise ValueError(f"{path}: cohort must be the cohort's name, e.g. cohort: NACC; it is {mapping['cohort']!r}")
     classes = set(values["diagnosis"].values())
     stages = set(ADNI_DIAGNOSES.values())  # what every run trains on; any case, as manifests read them
     odd = sorted(str(label) for label in classes if not _blank(label) and str(label).strip().upper() not in stages)
