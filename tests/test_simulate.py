@@ -98,6 +98,25 @@ def test_killed_run_resumes_to_the_same_bytes_keeping_its_finished_scans(tmp_pat
     assert {scan: scan.stat().st_mtime_ns for scan in kept} == written
 
 
+def test_a_second_run_into_a_folder_being_written_is_refused(tmp_path: Path, uninterrupted: dict[str, str],
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """Two runs with other seeds into one --out both finished (exit 0), each writing its scans over the other's
+    under the truth.csv of the last to finish."""
+    out = tmp_path / "cohort"
+    command = [sys.executable, "-m", "elr_mri.simulate", "--out", str(out), "--seed", "5", *RESUMABLE]
+    first = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
+    deadline = time.monotonic() + 120
+    while not list((out / PROGRESS).glob("sub-*.json")) and time.monotonic() < deadline and first.poll() is None:
+        time.sleep(0.05)
+    assert first.poll() is None, "the first run ended before the second started"
+    assert main(["--out", str(out), "--seed", "6", *RESUMABLE]) == 2
+    assert capsys.readouterr().err == (f"elr-mri simulate-cohort: error: {out}: another simulate-cohort is writing a "
+                                       "cohort there; let it finish (or stop it) first, or choose another --out\n")
+    _, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err
+    assert file_hashes(out) == uninterrupted  # the first run's cohort, untouched by the second
+
+
 def test_rerun_with_other_settings_keeps_nothing_and_ctrl_c_says_how_to_go_on(tmp_path: Path,
                                                                               uninterrupted: dict[str, str]) -> None:
     out = tmp_path / "cohort"

@@ -11,13 +11,17 @@ An interrupted run resumes: rerun it and the scans it finished with the same set
 from __future__ import annotations
 
 import argparse
+import errno
+import fcntl
 import hashlib
 import json
 import multiprocessing
 import os
 import shutil
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import nibabel as nib
 import numpy as np
@@ -32,6 +36,7 @@ from elr_mri.simulate.cohort import CLASS_FRACTIONS, HOLDOUT_SITE, TRAIN_SITE, S
 from elr_mri.simulate.disease import REGIONS
 from elr_mri.simulate.render import render_scan
 from preprocess.arguments import parse_naming_unknown_options
+from preprocess.folder_locks import locks_unsupported, warn_unlocked
 from preprocess.sidecar import atomic_path, file_sha256, read_sidecar, remove_stale_temps, scan_sha256, write_json
 from preprocess.user_errors import USER_ERRORS, nonempty_path, report_user_error, storage_error_or_raise
 from preprocess.workers import start_worker_process
@@ -41,6 +46,7 @@ __all__ = ["main", "simulate_cohort", "MANIFEST_COLUMNS"]
 MANIFEST_COLUMNS = ["participant_id", "session_id", "path", "diagnosis", "age", "sex", "cohort"]
 # Below --out while a run is unfinished: one record a finished scan, what a rerun needs to keep it.
 PROGRESS = ".simulate-progress"
+LOCK = ".simulate.lock"  # held (lockf) by the simulate-cohort writing --out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,6 +97,16 @@ def simulate_cohort(out: Path, subjects: int, holdout_subjects: int | None = Non
     if seed < 0:
         raise ValueError(f"--seed {seed}: give 0 or more")
     out = Path(out)
+    _check_out(out, overwrite)
+    specs = plan_cohort(subjects, holdout, label_noise, seed, atrophy_scale)
+    load_anatomy(anatomy, resolution_mm)  # fail early, and let forked workers share the cache
+    with _exclusive(out):
+        _check_out(out, overwrite)  # again, under the lock: the run that held it may have finished a cohort there
+        return _write_cohort(out, specs, label_noise, seed, resolution_mm, anatomy, jobs, overwrite, atrophy_scale)
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    """Refuse an --out that is a file, holds a cohort (without --overwrite), or holds another tool's manifest."""
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"--out {out} is a file; pass a folder for the cohort (a new one is made)")
     if (out / "manifest.csv").exists() and not overwrite:
@@ -98,8 +114,31 @@ def simulate_cohort(out: Path, subjects: int, holdout_subjects: int | None = Non
     if (out / "manifest.csv").exists() and not (out / "simulation.json").is_file():
         raise FileExistsError(f"{out} holds a manifest.csv but no simulation.json: not a cohort simulate-cohort wrote "
                               "(a preprocess folder?), so --overwrite would delete others' files; choose another --out")
-    specs = plan_cohort(subjects, holdout, label_noise, seed, atrophy_scale)
-    load_anatomy(anatomy, resolution_mm)  # fail early, and let forked workers share the cache
+
+
+@contextmanager
+def _exclusive(out: Path) -> Iterator[None]:
+    """One simulate-cohort at a time in `out`: two with other settings wrote their scans over each other's, under
+    the truth.csv of whichever finished last. The lock file stays (as preprocess's do): removing it would let a third
+    run lock a new file while the second still holds the old one."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / LOCK, "a") as handle:
+        try:  # a POSIX record lock, which the forked workers do not inherit
+            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            if locks_unsupported(err):
+                warn_unlocked(out, err, "simulate-cohort runs")
+            elif err.errno in (errno.EACCES, errno.EAGAIN):
+                raise FileExistsError(f"{out}: another simulate-cohort is writing a cohort there; let it finish (or "
+                                      "stop it) first, or choose another --out") from None
+            else:
+                raise
+        yield
+
+
+def _write_cohort(out: Path, specs: list[SubjectSpec], label_noise: float, seed: int, resolution_mm: float,
+                  anatomy: str, jobs: int, overwrite: bool, atrophy_scale: float) -> pd.DataFrame:
+    """Render the planned scans (keeping those an interrupted run with the same settings finished), then the tables."""
     description = _description(specs, label_noise, seed, resolution_mm, anatomy, atrophy_scale)
     settings = hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()
     leftovers = _unfinished_scans_outside(out, settings, {spec.relative_path for spec in specs})
