@@ -353,6 +353,9 @@ def merge_shards(out_dir: str | Path, min_ncc: float | None = None) -> Summary:
     --qc-min-ncc). Refuses when a shard is missing or the shards ran on other settings or input tables."""
     out_dir = Path(out_dir)
     found = sorted(out_dir.glob("manifest-shard-*-of-*.csv"))
+    if not found and (out_dir / "manifest.csv").is_file():  # "run the shards first" sent a user to redo a whole run
+        raise FileNotFoundError(f"{out_dir}: no manifest-shard-I-of-N.csv files, and its manifest.csv is that of a run "
+                                "without --shard: nothing to merge; read that manifest.csv")
     if not found:
         raise FileNotFoundError(f"{out_dir}: no manifest-shard-I-of-N.csv files; run the shards first")
     with output_lock(out_dir, None):  # as a whole run: no shard may still write what is read here, nor start

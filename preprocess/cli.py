@@ -165,7 +165,8 @@ def merge_main(argv: list[str] | None = None) -> int:
         if args.qc_min_ncc is not None:
             require_ncc_threshold(args.qc_min_ncc)
         if not Path(args.output).is_dir():
-            raise InputError(f"--output {args.output}: no such folder; pass the output folder the shards wrote to")
+            what = "is a file" if Path(args.output).exists() else "no such folder"
+            raise InputError(f"--output {args.output}: {what}; pass the output folder the shards wrote to")
     except InputError as exc:  # the command line: 2, where the merge's own refusals are 1
         return report_user_error("elr-mri preprocess-merge", exc)
 

@@ -167,6 +167,21 @@ def test_merge_refuses_missing_shard(tmp_path, capsys):
     assert merge_main(["--output", str(tmp_path / "gone")]) == 2  # a typo in the folder: the command line's fault
     assert capsys.readouterr().err == (f"elr-mri preprocess-merge: error: --output {tmp_path / 'gone'}: no such "
                                        "folder; pass the output folder the shards wrote to\n")
+    manifest = tmp_path / "manifest-shard-0-of-2.csv"
+    assert merge_main(["--output", str(manifest)]) == 2  # a file of the folder, not the folder: not "no such folder"
+    assert capsys.readouterr().err == (f"elr-mri preprocess-merge: error: --output {manifest}: is a file; pass the "
+                                       "output folder the shards wrote to\n")
+
+
+def test_merging_a_run_without_shards_says_there_is_nothing_to_merge(tmp_path, capsys):
+    """A folder a whole run wrote was answered "run the shards first", sending its user to preprocess again."""
+    pd.DataFrame({"participant_id": ["a"], "session_id": ["b"], "status": ["done"]}).to_csv(tmp_path / "manifest.csv",
+                                                                                          index=False)
+    assert merge_main(["--output", str(tmp_path)]) == 1
+    assert capsys.readouterr().err == (f"elr-mri preprocess-merge: error: {tmp_path}: no manifest-shard-I-of-N.csv "
+                                       "files, and its manifest.csv is that of a run without --shard: nothing to "
+                                       "merge; read that manifest.csv\n")
+    assert (tmp_path / "manifest.csv").is_file()
 
 
 def test_merge_names_an_empty_shard_and_needs_no_failures_files(tmp_path, capsys):
