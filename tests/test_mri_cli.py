@@ -731,6 +731,28 @@ def test_contradicting_resume_and_out_is_one_line(trained: dict[str, Path], tmp_
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "elsewhere").exists()
 
 
+@pytest.mark.parametrize(("flag", "inside"), [("--run", "checkpoints/best.pt"), ("--run", "checkpoints"),
+                                             ("--compare-with", "config.yaml"), ("--drop-suspected", "config.yaml"),
+                                             ("explain", "config.yaml"), ("--resume", "checkpoints/last.pt")])
+def test_a_file_or_folder_of_a_run_passed_for_the_run_names_the_run(trained: dict[str, Path], cli_in_process: Cli,
+                                                                      flag: str, inside: str) -> None:
+    """A tab-completed RUN/checkpoints/best.pt was searched for RUN/checkpoints/best.pt/checkpoints/best.pt, and
+    the line asked whether it was a run directory instead of naming the run it lies in."""
+    run, holdout = trained["run"], str(trained["holdout"])
+    given = run / inside
+    kind = "folder" if given.is_dir() else "file"
+    argv = {"--run": ("evaluate", "--run", str(given), "--bootstrap", "20"),
+            "--compare-with": ("evaluate", "--run", str(run), "--manifest", holdout, "--compare-with", str(given)),
+            "--drop-suspected": ("evaluate", "--run", str(run), "--manifest", holdout, "--baselines",
+                                 "--drop-suspected", str(given)),
+            "explain": ("explain", "--run", str(given)),
+            "--resume": ("train", "--resume", str(given))}[flag]
+    result = cli_in_process(*argv)
+    said = (f"--resume {given}: is a {kind} of the run; pass the run's folder: --resume {run}" if flag == "--resume"
+            else f"{given}: is a {kind} of the run {run}; pass the run's folder, {run}")
+    assert result.returncode == 2 and result.stderr == f"elr-mri {argv[0]}: error: {said}\n", result.stderr[-2000:]
+
+
 def test_evaluate_refuses_too_few_bootstrap_resamples(trained: dict[str, Path]) -> None:
     result = _cli("evaluate", "--run", str(trained["run"]), "--bootstrap", "0")
     assert result.returncode == 2 and "--bootstrap 0: the 95% intervals need resamples" in result.stderr

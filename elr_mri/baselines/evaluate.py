@@ -27,7 +27,7 @@ from elr_mri.config import RunConfig, load_config
 from elr_mri.data.adjudicated import load_adjudicated_labels
 from elr_mri.data.cohort import IMAGE_COLUMN, SCAN_KEYS, label_indices, load_manifest
 from elr_mri.data.splits import load_splits, run_participants
-from elr_mri.engine.run_dir import labels_fingerprint, read_data_shape
+from elr_mri.engine.run_dir import labels_fingerprint, not_the_run_folder, read_data_shape
 from elr_mri.evaluation import N_BOOT
 from elr_mri.evaluation.compare import require_same_splits
 from elr_mri.evaluation.evaluate import evaluation_dir, write_evaluation
@@ -208,7 +208,8 @@ def _without_suspected(train: pd.DataFrame, flagging_run: Path, run_dir: Path
     required."""
     table = flagging_run / "suspected_mislabels.csv"
     if not table.exists():
-        raise FileNotFoundError(f"{table} not found: --drop-suspected needs a finished run directory")
+        raise FileNotFoundError(not_the_run_folder(flagging_run) or
+                                f"{table} not found: --drop-suspected needs a finished run directory")
     require_same_splits(run_dir, flagging_run)
     require_baseline_run(flagging_run)  # its flags are against the manifest's labels, not synthetic ones
     listed = table.read_bytes()  # hashed and read once: what was dropped is what the hash names

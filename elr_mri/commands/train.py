@@ -54,13 +54,16 @@ def _resumed_run_config(args: argparse.Namespace) -> RunConfig:
     """The config of the run `--resume` names, with `--set` applied; a path that is no run folder is one line
     saying which to pass."""
     from elr_mri.config import load_config
+    from elr_mri.engine.run_dir import enclosing_run
 
     if args.out is not None:
         raise ValueError(f"--out {args.out} with --resume {args.resume}: a resumed run continues in its own "
                          "directory; drop --out (or copy the run directory there first)")
     out_dir = args.resume
-    if out_dir.is_file() and (out_dir.parent / "config.yaml").is_file():  # RUN/config.yaml for RUN
-        raise ValueError(f"--resume {out_dir}: is a file of the run; pass the run's folder: --resume {out_dir.parent}")
+    run = None if (out_dir / "config.yaml").is_file() else enclosing_run(out_dir)
+    if run is not None:  # RUN/config.yaml or RUN/checkpoints/last.pt for RUN
+        kind = "folder" if out_dir.is_dir() else "file"
+        raise ValueError(f"--resume {out_dir}: is a {kind} of the run; pass the run's folder: --resume {run}")
     if not (out_dir / "config.yaml").is_file() and (out_dir / "checkpoints" / "last.pt").is_file():
         raise FileNotFoundError(f"--resume {out_dir}: its config.yaml is missing (checkpoints/last.pt is there); "
                                 "restore config.yaml from a copy of the run")

@@ -30,7 +30,7 @@ from elr_mri.data.images import NoisyImageData
 from elr_mri.engine.checkpoint import atomic_write_json, atomic_write_text, load_checkpoint
 from preprocess.folder_locks import locks_unsupported, warn_unlocked
 
-__all__ = ["exclusive_run_dir", "check_run_dir", "remove_leftovers", "start_run_dir", "reopen_run_dir",
+__all__ = ["exclusive_run_dir", "check_run_dir", "enclosing_run", "not_the_run_folder", "remove_leftovers", "start_run_dir", "reopen_run_dir",
            "remove_scores_made_while_training", "refuse_stretched_cosine", "require_same_data"]
 
 RUN_LOCK = ".train.lock"  # held (lockf) by the `elr-mri train` writing the run; released when it ends
@@ -88,6 +88,23 @@ def _still_there(handle: IO[str], path: Path) -> bool:
         return os.path.samestat(os.fstat(handle.fileno()), os.stat(path))
     except FileNotFoundError:
         return False
+
+
+def enclosing_run(path: Path) -> Path | None:
+    """The run folder that `path`, a file or subfolder of a run (RUN/config.yaml, RUN/checkpoints/best.pt), lies in;
+    None for any other path. Passed for the run itself, it was searched for checkpoints/best.pt inside it."""
+    for parent in list(Path(path).parents)[:2]:
+        if (parent / "config.yaml").is_file():
+            return parent
+    return None
+
+
+def not_the_run_folder(path: Path) -> str:
+    """Why `path`, passed for a run, is none, when it lies in one: '' otherwise."""
+    run = enclosing_run(path)
+    if run is None:
+        return ""
+    return f"{path}: is a {'folder' if Path(path).is_dir() else 'file'} of the run {run}; pass the run's folder, {run}"
 
 
 def check_run_dir(out_dir: Path, resume: bool) -> None:

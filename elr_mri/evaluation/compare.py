@@ -18,6 +18,7 @@ import pandas as pd
 
 from elr_mri.config import RunConfig, load_config
 from elr_mri.engine.checkpoint import atomic_write_json
+from elr_mri.engine.run_dir import not_the_run_folder
 from elr_mri.evaluation.metrics import N_BOOT
 from elr_mri.evaluation.truth import mean_paired_difference
 from preprocess.sidecar import file_sha256
@@ -117,8 +118,8 @@ def require_same_splits(run: Path, other: Path) -> None:
     for folder in (run, other):
         if not (Path(folder) / "splits.csv").is_file():
             _refuse_image_run(Path(folder))
-            raise FileNotFoundError(f"{folder}: no splits.csv, so not an MRI run directory of `elr-mri train`; "
-                                    "pass the --out of an MRI run")
+            raise FileNotFoundError(not_the_run_folder(Path(folder)) or f"{folder}: no splits.csv, so not an MRI run "
+                                    "directory of `elr-mri train`; pass the --out of an MRI run")
     ours, theirs = (_splits(r) for r in (run, other))
     if not ours.equals(theirs):
         _refuse_subset_run(Path(run), Path(other), ours, theirs)

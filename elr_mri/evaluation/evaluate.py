@@ -28,7 +28,7 @@ from elr_mri.data.splits import run_participants
 from elr_mri.engine.checkpoint import atomic_write_json, atomic_write_text, load_checkpoint
 from elr_mri.engine.execution import ExecutionPlan
 from elr_mri.engine.methods import Method, build_method
-from elr_mri.engine.run_dir import read_data_shape
+from elr_mri.engine.run_dir import not_the_run_folder, read_data_shape
 from elr_mri.engine.runner import SELECTION_RULES, resolve_device, selection_rule, uses_age
 from elr_mri.evaluation import N_BOOT
 from elr_mri.evaluation.compare import COMPARISON_FILES, remove_comparisons_citing
@@ -56,7 +56,8 @@ def load_run(run_dir: Path, checkpoint: str = "best") -> LoadedRun:
     run_dir = Path(run_dir)
     path = run_dir / "checkpoints" / f"{checkpoint}.pt"
     if not path.exists():
-        raise FileNotFoundError(f"{path} not found: is {run_dir} a finished `elr-mri train` run directory?")
+        raise FileNotFoundError(not_the_run_folder(run_dir) or
+                                f"{path} not found: is {run_dir} a finished `elr-mri train` run directory?")
     run_state = _run_state(run_dir)  # before reading the weights: a run that moves on from here shows
     cfg = load_config(run_dir / "config.yaml")
     cfg.train.compile = False  # one pass of inference: compiling would cost more than it saves
