@@ -88,6 +88,8 @@ def _claim_out(args: argparse.Namespace) -> None:
                          "or pass another --out (or delete that folder) to start anew")
     from preprocess.sidecar import write_json
 
+    if args.out.is_file():  # mkdir's "File exists" read as a folder already there that could not be written
+        raise SystemExit(f"--out {args.out}: is a file; pass a folder for the demo (a new one is made)")
     try:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as err:

@@ -62,6 +62,17 @@ def test_settings_out_of_range_are_refused_before_the_folder_records_them(tmp_pa
         assert result.returncode == 2 and "must be" in result.stderr and not out.exists()
 
 
+def test_an_out_that_is_a_file_is_called_a_file(tmp_path: Path) -> None:
+    """It was "cannot create it (File exists); pass a writable folder", as if a folder were there but read-only."""
+    out = tmp_path / "demo.txt"
+    out.write_text("notes\n")
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "mri_demo.py"), "--out", str(out)],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 1 and result.stderr == (f"--out {out}: is a file; pass a folder for the demo (a new "
+                                                        "one is made)\n")
+    assert out.read_text() == "notes\n"
+
+
 def test_label_noise_is_said_to_flip_the_holdout_site_too() -> None:
     """The simulator flips both sites' diagnoses at --label-noise (the report's "Share of labels flipped" lists
     each), so the demo's holdout is scored against noisy labels too; --help had said only the training site's."""
