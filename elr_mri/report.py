@@ -19,8 +19,9 @@ import yaml
 from elr_mri.config import SELECTION_RULE_KEY
 from elr_mri.engine.checkpoint import atomic_write_text
 from elr_mri.engine.run_dir import read_data_shape
+from elr_mri.evaluation import N_BOOT
 from elr_mri.evaluation.compare import HEADLINE_METRICS, comparison_table
-from elr_mri.evaluation.metrics import Interval
+from elr_mri.evaluation.metrics import Interval, rarely_defined_note
 from elr_mri.evaluation.truth import mean_paired_difference, rescore_against_truth
 from elr_mri.plots import plot_learning_curves, plot_memorization_comparison
 from elr_mri.volumes.recovery import read_truth, recovery_table
@@ -128,14 +129,19 @@ def _metrics_section(runs: dict[str, Path], out: Path) -> str:
     """The runs' participant-level metrics, a block of rows per set scored (the run's test split first) with the
     networks in the runs' order before the baselines, as the truth table below orders them; then the figures."""
     rows: dict[str, dict[str, str]] = {}  # evaluated on -> method -> table row
+    rare: dict[int, list[str]] = {}
     figures = []
     for loss, run in runs.items():
         for evaluation in sorted(run.glob("eval-*")):
             where = evaluation.name.removeprefix("eval-")
             table = comparison_table(evaluation, loss)
+            n_boot = json.loads((evaluation / "summary.json").read_text()).get("bootstrap_resamples", N_BOOT)
             for method, values in table.groupby("method", sort=False):
-                cells = [str(Interval(r.estimate, r.low, r.high)) for r in values.itertuples()]
-                rows.setdefault(where, {}).setdefault(method, f"| {method} | {where} | " + " | ".join(cells) + " |")
+                if method in rows.get(where, {}):  # a baseline scored beside each run: the first run's row stands
+                    continue
+                cells = [_cell(Interval(r.estimate, r.low, r.high, None if pd.isna(r.resamples) else int(r.resamples)),
+                               n_boot, f"{r.metric} on {where}", rare) for r in values.itertuples()]
+                rows.setdefault(where, {})[method] = f"| {method} | {where} | " + " | ".join(cells) + " |"
             figures.append(f"{loss}, {evaluation.name}: ![ROC]({_relative(evaluation / 'roc.png', out)}) "
                            f"![confusion]({_relative(evaluation / 'confusion_participant.png', out)})")
     networks_first = {loss: rank for rank, loss in enumerate(runs)}
@@ -151,7 +157,7 @@ def _metrics_section(runs: dict[str, Path], out: Path) -> str:
         "with the same noisy labels; `*_without_suspected` leaves out the training scans ELR flagged (absent when "
         "those flags leave a single diagnosis to train on).",
         "",
-        header, "|---|---|" + "---|" * len(HEADLINE_METRICS), *ordered, "",
+        header, "|---|---|" + "---|" * len(HEADLINE_METRICS), *ordered, *_rare_notes(rare), "",
         "### ROC curves (scan level) and confusion matrices (participant level)",
         "Each ROC curve is drawn over scans; each confusion matrix counts participants (a participant's scans' mean "
         "probability), as the table above does.",
@@ -163,6 +169,8 @@ def _metrics_section(runs: dict[str, Path], out: Path) -> str:
 def _truth_section(runs: dict[str, Path], truth: pd.DataFrame) -> str:
     """The same predictions scored against the simulated true diagnosis, and ELR − CE paired."""
     rows, differences = [], []
+    rare_rows: dict[int, list[str]] = {}
+    rare_differences: dict[int, list[str]] = {}
     first = next(iter(runs.values()))
     trained_on = read_data_shape(first)["train_examples"]
     for evaluation in sorted(first.glob("eval-*")):
@@ -172,18 +180,22 @@ def _truth_section(runs: dict[str, Path], truth: pd.DataFrame) -> str:
         for method, predictions in scored.items():
             if predictions.exists():
                 report = rescore_against_truth(predictions, truth)
-                rows.append(f"| {method} | {where} | " + " | ".join(str(report.metrics[m]) for m in HEADLINE_METRICS) + " |")
+                rows.append(f"| {method} | {where} | " + " | ".join(
+                    _cell(report.metrics[m], report.n_boot, f"{m} on {where}", rare_rows)
+                    for m in HEADLINE_METRICS) + " |")
         if {"ce", "elr"} <= scored.keys() and all(scored[loss].exists() for loss in ("ce", "elr")):
-            cells = [mean_paired_difference([(scored["ce"], scored["elr"])], truth, metric=metric)
-                     for metric in PAIRED_METRIC_NAMES]
-            differences.append(f"| {where} | " + " | ".join(f"{cell} ({_verdict(cell)})" for cell in cells) + " |")
+            cells = {name: mean_paired_difference([(scored["ce"], scored["elr"])], truth, N_BOOT, metric=metric)
+                     for metric, name in PAIRED_METRIC_NAMES.items()}
+            differences.append(f"| {where} | " + " | ".join(
+                f"{_cell(cell, N_BOOT, f'{name} on {where}', rare_differences)} ({_verdict(cell)})"
+                for name, cell in cells.items()) + " |")
     return "\n".join([
         "## Results against the true diagnosis",
         "The same predictions scored against the simulated truth (which a real cohort never has): on a noisy "
         "cohort this, not the table above, says which method learned the disease rather than the noise.",
         "",
         "| method | evaluated on | " + " | ".join(HEADLINE_METRICS) + " |", "|---|---|" + "---|" * len(HEADLINE_METRICS),
-        *rows,
+        *rows, *_rare_notes(rare_rows),
         "",
         "ELR minus CE against the truth, paired over the same participants (percentage points, 95% bootstrap "
         "interval). Balanced accuracy weighs each true diagnosis equally; the macro AUC does not depend on where "
@@ -191,7 +203,8 @@ def _truth_section(runs: dict[str, Path], truth: pd.DataFrame) -> str:
         "decision rather than a better ranking of the participants.",
         "",
         *(["| evaluated on | " + " | ".join(PAIRED_METRIC_NAMES.values()) + " |",
-           "|---|" + "---|" * len(PAIRED_METRIC_NAMES), *differences] if differences else ["Not available."]),
+           "|---|" + "---|" * len(PAIRED_METRIC_NAMES), *differences, *_rare_notes(rare_differences)]
+          if differences else ["Not available."]),
         "",
         _size_caveat(trained_on),
         "`bench/results/mri_n1200.md` in the repository measures them, over several seeds, on about 1000 training "
@@ -223,6 +236,23 @@ def _size_caveat(trained_on: int) -> str:
     return (f"These networks trained on {trained_on} scans, more than the {UNLEARNED_TRAINING_SCANS} with which the CNN "
             "did not learn the disease even from the true labels (`bench/results/mri_demo_scaling.md`): read the "
             "differences above by their intervals.")
+
+
+def _cell(interval: Interval, n_boot: int, name: str, rare: dict[int, list[str]]) -> str:
+    """An interval as the tables print it, marked † and named in `rare` (metric and set, with its count of
+    resamples) when it rests on fewer than 95% of them: unmarked, 33.3 [33.3, 33.3] from 78 of 200 resamples reads
+    as a settled figure. The methods scored on a set share its participants and so its counts: named once."""
+    if not interval.rarely_defined(n_boot):
+        return str(interval)
+    which = rare.setdefault(n_boot, [])
+    if f"{name} in {interval.resamples}" not in which:
+        which.append(f"{name} in {interval.resamples}")
+    return f"{interval} †"
+
+
+def _rare_notes(rare: dict[int, list[str]]) -> list[str]:
+    """The note under a table for its † intervals, as `elr-mri evaluate` prints it (a line per resample count)."""
+    return ["", *(f"† {rarely_defined_note(which, n_boot)}." for n_boot, which in rare.items())] if rare else []
 
 
 def _verdict(difference: Interval) -> str:

@@ -54,12 +54,13 @@ def test_the_truth_section_prints_the_default_scoring_of_each_run_and_the_paired
     assert f"| test | {accuracy} ({_verdict(accuracy)}) | " in section
 
 
-def _scored(folder: Path, accuracy: float) -> None:
-    """An evaluation folder's summary.json as `comparison_table` reads it (participant level)."""
+def _scored(folder: Path, accuracy: float, resamples: dict[str, int] | None = None) -> None:
+    """An evaluation folder's summary.json as `comparison_table` reads it (participant level), from 200 resamples,
+    each metric defined in all of them but those `resamples` names."""
     folder.mkdir(parents=True)
-    figures = {m: {"estimate": accuracy, "low": accuracy - 0.1, "high": accuracy + 0.1, "resamples": 2000}
-               for m in HEADLINE_METRICS}
-    (folder / "summary.json").write_text(json.dumps({"participant": figures}))
+    figures = {m: {"estimate": accuracy, "low": accuracy - 0.1, "high": accuracy + 0.1,
+                   "resamples": (resamples or {}).get(m, 200)} for m in HEADLINE_METRICS}
+    (folder / "summary.json").write_text(json.dumps({"bootstrap_resamples": 200, "participant": figures}))
 
 
 def test_the_results_table_groups_each_set_networks_first_and_names_the_rocs_level(tmp_path: Path) -> None:
@@ -78,3 +79,38 @@ def test_the_results_table_groups_each_set_networks_first_and_names_the_rocs_lev
                     for method in ("ce", "elr", "volumes_logreg", "voxels_linear_svm")]
     heading, figures = section.split("\n### ")[1].split("\n", 1)
     assert "ROC curves (scan level)" in heading and "roc.png" in figures and "roc.png" not in section.split("\n### ")[0]
+
+
+def test_the_results_table_marks_intervals_from_few_resamples_and_says_how_many(tmp_path: Path) -> None:
+    """A 4-participant holdout: macro AUC and balanced accuracy were defined in 78 of 200 resamples, printed like
+    any other interval; `elr-mri evaluate` says so, the report did not. 190 of 200 (95%) needs no note."""
+    runs = {"ce": tmp_path / "ce", "elr": tmp_path / "elr"}
+    for loss, run in runs.items():
+        _scored(run / "eval-test", 0.5, {"auc_micro": 190})
+        _scored(run / "eval-nacc_sim", 1 / 3, {"balanced_accuracy": 78, "auc_macro": 78})
+    section = _metrics_section(runs, tmp_path)
+    row = next(line for line in section.splitlines() if line.startswith("| elr | nacc_sim |"))
+    assert row.split(" | ")[2:] == ["33.3 [23.3, 43.3]", "33.3 [23.3, 43.3] †", "33.3 [23.3, 43.3]",
+                                    "33.3 [23.3, 43.3] † |"]
+    assert "†" not in next(line for line in section.splitlines() if line.startswith("| ce | test |"))
+    assert ("† defined in fewer than 95% of the 200 resamples: balanced_accuracy on nacc_sim in 78, auc_macro on "
+            "nacc_sim in 78 (the others drew no participant of a class)") in section  # once, not once a method
+
+
+def test_the_truth_tables_mark_intervals_from_few_resamples_with_their_counts(tmp_path: Path) -> None:
+    """Four participants, one of them AD: a resample holds every true diagnosis about a third of the time."""
+    truth = pd.DataFrame({"participant_id": ["s0", "s1", "s2", "s3"], "session_id": "ses-M00",
+                          "true_diagnosis": ["CN", "CN", "MCI", "AD"]})
+    runs = {"ce": _run(tmp_path / "ce", 1, truth), "elr": _run(tmp_path / "elr", 2, truth)}
+    section = _truth_section(runs, truth)
+    report = rescore_against_truth(runs["ce"] / "eval-test" / "predictions.csv", truth)
+    defined = report.metrics["balanced_accuracy"].resamples
+    assert defined < 0.95 * report.n_boot and report.metrics["accuracy"].resamples == report.n_boot
+    row = next(line for line in section.splitlines() if line.startswith("| ce | test |"))
+    assert f"| {report.metrics['accuracy']} | {report.metrics['balanced_accuracy']} † |" in row
+    assert (f"† defined in fewer than 95% of the {report.n_boot} resamples: balanced_accuracy on test in "
+            f"{defined}, auc_macro on test in {report.metrics['auc_macro'].resamples} (the others") in section
+    pair = [(runs["ce"] / "eval-test" / "predictions.csv", runs["elr"] / "eval-test" / "predictions.csv")]
+    auc = mean_paired_difference(pair, truth, metric="auc_macro")
+    assert f"| {auc} † ({_verdict(auc)}) |" in section
+    assert f"macro AUC on test in {auc.resamples} (the others drew no participant of a class)" in section

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -104,18 +103,17 @@ def _note_rarely_defined(reports: dict[str, MetricsReport], n_boot: int) -> None
     """Say which intervals rest on fewer than 95% of the resamples: an AUC or the balanced accuracy is undefined
     in a resample that drew no participant of a class, and its interval then comes from the resamples that drew
     every class. A set of one participant has no resamples at all."""
+    from elr_mri.evaluation.metrics import rarely_defined_note
+
     alone = {level: report.n_participants for level, report in reports.items() if report.n_participants < 2}
     for level, participants in alone.items():
         print(f"note: no intervals at {level} level (nan): resampling participants needs at least two, and this "
               f"set has {participants}", file=sys.stderr)
     rare = [f"{metric} ({level}) in {interval.resamples}"
             for level, report in reports.items() if level not in alone for metric, interval in report.metrics.items()
-            if not math.isnan(interval.estimate) and interval.resamples is not None
-            and interval.resamples < 0.95 * n_boot]
+            if interval.rarely_defined(n_boot)]
     if rare:
-        print(f"note: defined in fewer than 95% of the {n_boot} resamples: {', '.join(rare)} (the others drew no "
-              "participant of a class); those intervals come from the rest alone: more participants of each class "
-              "make them trustworthy", file=sys.stderr)
+        print(f"note: {rarely_defined_note(rare, n_boot)}", file=sys.stderr)
 
 
 def _note_scoring_caveats(run_dir: Path, eval_dir: Path, done: str = "scored",

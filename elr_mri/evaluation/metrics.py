@@ -11,7 +11,7 @@ true class the share of each prediction, with intervals). `evaluate_predictions`
 scan level and at participant level (each participant's mean probability per given diagnosis).
 Pure NumPy and SciPy; AUCs use the rank formula, ties counted half, which equals scikit-learn's.
 
-Public names: `Interval`, `MetricsReport`, `point_metrics`, `bootstrap_metrics`,
+Public names: `Interval`, `rarely_defined_note`, `MetricsReport`, `point_metrics`, `bootstrap_metrics`,
 `participant_means`, `participant_resamples`, `resampled_metrics`, `evaluate_predictions`, `roc_auc`,
 `confusion_counts`.
 """
@@ -29,6 +29,8 @@ from elr_mri.evaluation import N_BOOT
 __all__ = [
     "non_finite_rows",
     "Interval",
+    "RARELY_DEFINED",
+    "rarely_defined_note",
     "MetricsReport",
     "point_metrics",
     "TOP5_MIN_CLASSES",
@@ -45,6 +47,7 @@ __all__ = [
 
 TOP5_MIN_CLASSES = 5  # top-5 accuracy is reported only above this many classes, where it is not trivially 1
 CONFIDENCE = 0.95
+RARELY_DEFINED = 0.95  # an interval resting on fewer than this share of the resamples is named as such
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,20 @@ class Interval:
 
     def __str__(self) -> str:
         return f"{100 * self.estimate:.1f} [{100 * self.low:.1f}, {100 * self.high:.1f}]"
+
+    def rarely_defined(self, n_boot: int) -> bool:
+        """A defined estimate whose interval rests on fewer than 95% of the `n_boot` resamples: printed like any
+        other, it would hide that most of its resamples lacked a class (on a holdout of four, 39% had them all)."""
+        return (self.estimate == self.estimate and self.resamples is not None  # not NaN
+                and self.resamples < RARELY_DEFINED * n_boot)
+
+
+def rarely_defined_note(which: Sequence[str], n_boot: int) -> str:
+    """The words for `which` (each naming an interval and its count of resamples) that are `rarely_defined`:
+    one sentence, the same for `elr-mri evaluate` and the demo's report."""
+    return (f"defined in fewer than {100 * RARELY_DEFINED:.0f}% of the {n_boot} resamples: {', '.join(which)} (the "
+            "others drew no participant of a class); those intervals come from the rest alone: more participants "
+            "of each class make them trustworthy")
 
 
 @dataclass
