@@ -259,6 +259,8 @@ def _verdict(difference: Interval) -> str:
     """What the paired interval of ELR − CE supports, in words the report can print as it is."""
     if np.isnan(difference.estimate):
         return "not defined: a true diagnosis is missing here"
+    if np.isnan(difference.low) or np.isnan(difference.high):  # no resample, or none that drew every diagnosis
+        return "no interval: too few participants of each true diagnosis to resample"
     if difference.low > 0:
         return "ELR above CE"
     if difference.high < 0:

@@ -25,6 +25,13 @@ def test_the_report_claims_a_difference_only_when_the_paired_interval_excludes_z
     assert _verdict(Interval(float("nan"), float("nan"), float("nan"))).startswith("not defined")
 
 
+def test_a_difference_without_an_interval_is_not_read_as_no_difference() -> None:
+    """One shared participant (or no resample drawing every diagnosis): the estimate stands, the interval is NaN; it
+    read "no difference shown at this size", as if an interval had straddled zero."""
+    verdict = _verdict(Interval(0.5, float("nan"), float("nan"), 0))
+    assert verdict.startswith("no interval") and "too few participants" in verdict
+
+
 def _run(folder: Path, seed: int, truth: pd.DataFrame) -> Path:
     """A run folder as the report reads it: data_shape.json and eval-test/predictions.csv, one scan a participant."""
     rng = np.random.default_rng(seed)
