@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from elr_mri.evaluation.evaluate import write_evaluation
+from elr_mri.evaluation.evaluate import _require_run_test_split, write_evaluation
 from elr_mri.evaluation.metrics import evaluate_predictions
 
 CLASSES = ["CN", "MCI", "AD"]
@@ -66,3 +66,17 @@ def test_each_prediction_row_names_its_own_scan_given_and_predicted_class(tmp_pa
     assert written[["participant_id", "session_id", "given", "predicted"]].values.tolist() == [
         ["a", "ses-M00", "AD", "MCI"], ["b", "ses-M12", "CN", "CN"], ["c", "ses-M24", "MCI", "AD"]]
     np.testing.assert_allclose(written[["p_CN", "p_MCI", "p_AD"]], probs)
+
+
+def test_a_test_split_rebuilt_from_a_manifest_that_lost_participants_says_how_many_are_left(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A fixed data.mri.splits keeps the rest of the test split where it was, so nothing refused it: 2 of the 5
+    test participants went unscored without a word."""
+    pd.DataFrame({"participant_id": [f"sub-{i}" for i in range(8)],
+                  "split": ["train"] * 3 + ["test"] * 5}).to_csv(tmp_path / "splits.csv", index=False)
+    _require_run_test_split(tmp_path, "cohort.csv", pd.Series(["sub-3", "sub-3", "sub-5", "sub-6"]))
+    warning = capsys.readouterr().err.strip()
+    assert len(warning.splitlines()) == 1 and warning.startswith("warning: cohort.csv has lost 2 of the 5 participants")
+    assert "e.g. sub-4" in warning and "only the other 3 are scored" in warning
+    _require_run_test_split(tmp_path, "cohort.csv", pd.Series([f"sub-{i}" for i in range(3, 8)]))
+    assert capsys.readouterr().err == ""

@@ -277,7 +277,8 @@ def _require_run_grid(run_dir: Path, manifest: str, grid: VolumeGrid | None) -> 
 
 def _require_run_test_split(run_dir: Path, manifest: str, scored: pd.Series) -> None:
     """The test split is rebuilt from the manifest as it is now; refuse it when that manifest changed
-    since training so that participants the run trained or validated on would be scored as test."""
+    since training so that participants the run trained or validated on would be scored as test, and say so
+    when it lost test participants (a fixed data.mri.splits keeps the rest where they were): fewer are scored."""
     splits = pd.read_csv(Path(run_dir) / "splits.csv", dtype=str)
     tested = set(splits.loc[splits["split"] == "test", "participant_id"])
     foreign = sorted(set(scored.astype(str)) - tested)
@@ -286,6 +287,11 @@ def _require_run_test_split(run_dir: Path, manifest: str, scored: pd.Series) -> 
             f"{run_dir}: {manifest} has changed since training: {len(foreign)} "
             f"participant(s) now land in the test split that the run did not test on (e.g. {foreign[0]}, see "
             "splits.csv); restore the manifest the run trained on, or score other scans with --manifest HOLDOUT.csv")
+    lost = sorted(tested - set(scored.astype(str)))
+    if lost:
+        print(f"warning: {manifest} has lost {len(lost)} of the {len(tested)} participants {run_dir} tested on "
+              f"(e.g. {lost[0]}, see its splits.csv); only the other {len(tested) - len(lost)} are scored: restore "
+              "the manifest the run trained on to score them all", file=sys.stderr)
 
 
 def _row_ids(dataset: Dataset, size: int) -> pd.DataFrame:
