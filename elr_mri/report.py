@@ -130,26 +130,34 @@ def _metrics_section(runs: dict[str, Path], out: Path) -> str:
     networks in the runs' order before the baselines, as the truth table below orders them; then the figures."""
     rows: dict[str, dict[str, str]] = {}  # evaluated on -> method -> table row
     rare: dict[int, list[str]] = {}
+    lacking: dict[str, str] = {}  # evaluated on -> what its lacking class does to the metrics
     figures = []
     for loss, run in runs.items():
         for evaluation in sorted(run.glob("eval-*")):
             where = evaluation.name.removeprefix("eval-")
             table = comparison_table(evaluation, loss)
-            n_boot = json.loads((evaluation / "summary.json").read_text()).get("bootstrap_resamples", N_BOOT)
+            summary = json.loads((evaluation / "summary.json").read_text())
+            n_boot = summary.get("bootstrap_resamples", N_BOOT)
+            given = pd.read_csv(evaluation / "predictions.csv", dtype={"participant_id": str})
+            participants = given["participant_id"].nunique()
+            every = [column.removeprefix("p_") for column in given.columns if column.startswith("p_")]
+            note = _lacking_class_note(where, summary.get("balanced_accuracy_classes", every), every, "is labelled")
+            if note:
+                lacking.setdefault(where, note)
             for method, values in table.groupby("method", sort=False):
                 if method in rows.get(where, {}):  # a baseline scored beside each run: the first run's row stands
                     continue
                 cells = [_cell(Interval(r.estimate, r.low, r.high, None if pd.isna(r.resamples) else int(r.resamples)),
                                n_boot, f"{r.metric} on {where}", rare) for r in values.itertuples()]
-                rows.setdefault(where, {})[method] = f"| {method} | {where} | " + " | ".join(cells) + " |"
+                rows.setdefault(where, {})[method] = f"| {method} | {where} | {participants} | {' | '.join(cells)} |"
             figures.append(f"{loss}, {evaluation.name}: ![ROC]({_relative(evaluation / 'roc.png', out)}) "
                            f"![confusion]({_relative(evaluation / 'confusion_participant.png', out)})")
     networks_first = {loss: rank for rank, loss in enumerate(runs)}
     ordered = [row for where in sorted(rows, key=lambda name: (name != "test", name))
                for _, row in sorted(rows[where].items(), key=lambda item: networks_first.get(item[0], len(runs)))]
-    header = "| method | evaluated on | " + " | ".join(HEADLINE_METRICS) + " |"
+    header = "| method | evaluated on | participants | " + " | ".join(HEADLINE_METRICS) + " |"
     return "\n".join([
-        "## Results (participant level, 95% bootstrap intervals over participants)",
+        "## Results (participant level, %, 95% bootstrap intervals over participants)",
         "`test` is the held-out participants of the training site (their labels as given, i.e. noisy); the "
         "holdout manifest is the NACC-like site, scored against its given labels. Beside the CNNs: "
         "`volumes_logreg` (logistic regression on brain-normalised regional volumes + age + sex) and "
@@ -157,7 +165,8 @@ def _metrics_section(runs: dict[str, Path], out: Path) -> str:
         "with the same noisy labels; `*_without_suspected` leaves out the training scans ELR flagged (absent when "
         "those flags leave a single diagnosis to train on).",
         "",
-        header, "|---|---|" + "---|" * len(HEADLINE_METRICS), *ordered, *_rare_notes(rare), "",
+        header, "|---|---|---|" + "---|" * len(HEADLINE_METRICS), *ordered, *_rare_notes(rare),
+        *_notes([lacking[where] for where in sorted(lacking, key=lambda name: (name != "test", name))]), "",
         "### ROC curves (scan level) and confusion matrices (participant level)",
         "Each ROC curve is drawn over scans; each confusion matrix counts participants (a participant's scans' mean "
         "probability), as the table above does.",
@@ -171,6 +180,7 @@ def _truth_section(runs: dict[str, Path], truth: pd.DataFrame) -> str:
     rows, differences = [], []
     rare_rows: dict[int, list[str]] = {}
     rare_differences: dict[int, list[str]] = {}
+    lacking: list[str] = []
     first = next(iter(runs.values()))
     trained_on = read_data_shape(first)["train_examples"]
     for evaluation in sorted(first.glob("eval-*")):
@@ -180,7 +190,10 @@ def _truth_section(runs: dict[str, Path], truth: pd.DataFrame) -> str:
         for method, predictions in scored.items():
             if predictions.exists():
                 report = rescore_against_truth(predictions, truth)
-                rows.append(f"| {method} | {where} | " + " | ".join(
+                note = _lacking_class_note(where, report.balanced_accuracy_classes, report.class_names, "truly has")
+                if note and note not in lacking:
+                    lacking.append(note)
+                rows.append(f"| {method} | {where} | {report.n_participants} | " + " | ".join(
                     _cell(report.metrics[m], report.n_boot, f"{m} on {where}", rare_rows)
                     for m in HEADLINE_METRICS) + " |")
         if {"ce", "elr"} <= scored.keys() and all(scored[loss].exists() for loss in ("ce", "elr")):
@@ -192,10 +205,12 @@ def _truth_section(runs: dict[str, Path], truth: pd.DataFrame) -> str:
     return "\n".join([
         "## Results against the true diagnosis",
         "The same predictions scored against the simulated truth (which a real cohort never has): on a noisy "
-        "cohort this, not the table above, says which method learned the disease rather than the noise.",
+        "cohort this, not the table above, says which method learned the disease rather than the noise. Participant "
+        "level, %, 95% bootstrap intervals over participants.",
         "",
-        "| method | evaluated on | " + " | ".join(HEADLINE_METRICS) + " |", "|---|---|" + "---|" * len(HEADLINE_METRICS),
-        *rows, *_rare_notes(rare_rows),
+        "| method | evaluated on | participants | " + " | ".join(HEADLINE_METRICS) + " |",
+        "|---|---|---|" + "---|" * len(HEADLINE_METRICS),
+        *rows, *_rare_notes(rare_rows), *_notes(lacking),
         "",
         "ELR minus CE against the truth, paired over the same participants (percentage points, 95% bootstrap "
         "interval). Balanced accuracy weighs each true diagnosis equally; the macro AUC does not depend on where "
@@ -253,6 +268,22 @@ def _cell(interval: Interval, n_boot: int, name: str, rare: dict[int, list[str]]
 def _rare_notes(rare: dict[int, list[str]]) -> list[str]:
     """The note under a table for its † intervals, as `elr-mri evaluate` prints it (a line per resample count)."""
     return ["", *(f"† {rarely_defined_note(which, n_boot)}." for n_boot, which in rare.items())] if rare else []
+
+
+def _lacking_class_note(where: str, present: list[str], every: list[str], has: str) -> str | None:
+    """What a set without a participant of some class does to its metrics, as `elr-mri evaluate` notes it: its
+    balanced accuracy averages fewer recalls, so chance is higher (50.0 for CN, MCI), and its macro AUC is nan."""
+    absent = [name for name in every if name not in present]
+    if not absent or not present:
+        return None
+    return (f"On {where} no participant {has} {' or '.join(absent)}: balanced_accuracy is the mean recall over "
+            f"{', '.join(present)} only, so chance is {100 / len(present):.1f}, not {100 / len(every):.1f}; auc_macro "
+            f"is undefined (nan) there, as is the AUC of {' and '.join(absent)}.")
+
+
+def _notes(notes: list[str]) -> list[str]:
+    """Notes under a table, a paragraph each."""
+    return [line for note in notes for line in ("", note)]
 
 
 def _verdict(difference: Interval) -> str:

@@ -55,19 +55,25 @@ def test_the_truth_section_prints_the_default_scoring_of_each_run_and_the_paired
     for loss, run in runs.items():
         report = rescore_against_truth(run / "eval-test" / "predictions.csv", truth)
         cells = " | ".join(str(report.metrics[m]) for m in ("accuracy", "balanced_accuracy", "auc_micro", "auc_macro"))
-        assert f"| {loss} | test | {cells} |" in section
+        assert f"| {loss} | test | 24 | {cells} |" in section
     pair = [(runs["ce"] / "eval-test" / "predictions.csv", runs["elr"] / "eval-test" / "predictions.csv")]
     accuracy = mean_paired_difference(pair, truth)
     assert f"| test | {accuracy} ({_verdict(accuracy)}) | " in section
 
 
-def _scored(folder: Path, accuracy: float, resamples: dict[str, int] | None = None) -> None:
-    """An evaluation folder's summary.json as `comparison_table` reads it (participant level), from 200 resamples,
-    each metric defined in all of them but those `resamples` names."""
+def _scored(folder: Path, accuracy: float, resamples: dict[str, int] | None = None,
+            given: tuple[str, ...] = ("CN", "MCI", "AD")) -> None:
+    """An evaluation folder as `comparison_table` and the report read it: summary.json (participant level), from
+    200 resamples, each metric defined in all of them but those `resamples` names, and predictions.csv, a
+    participant a diagnosis of `given`."""
     folder.mkdir(parents=True)
     figures = {m: {"estimate": accuracy, "low": accuracy - 0.1, "high": accuracy + 0.1,
                    "resamples": (resamples or {}).get(m, 200)} for m in HEADLINE_METRICS}
-    (folder / "summary.json").write_text(json.dumps({"bootstrap_resamples": 200, "participant": figures}))
+    (folder / "summary.json").write_text(json.dumps({"bootstrap_resamples": 200, "participant": figures,
+                                                     "balanced_accuracy_classes": [c for c in CLASSES if c in given]}))
+    pd.DataFrame({"participant_id": [f"s{i}" for i in range(len(given))], "session_id": "ses-M00", "given": given,
+                  "predicted": "CN", **{f"p_{c}": 1 / 3 for c in CLASSES}}).to_csv(folder / "predictions.csv",
+                                                                                  index=False)
 
 
 def test_the_results_table_groups_each_set_networks_first_and_names_the_rocs_level(tmp_path: Path) -> None:
@@ -97,7 +103,7 @@ def test_the_results_table_marks_intervals_from_few_resamples_and_says_how_many(
         _scored(run / "eval-nacc_sim", 1 / 3, {"balanced_accuracy": 78, "auc_macro": 78})
     section = _metrics_section(runs, tmp_path)
     row = next(line for line in section.splitlines() if line.startswith("| elr | nacc_sim |"))
-    assert row.split(" | ")[2:] == ["33.3 [23.3, 43.3]", "33.3 [23.3, 43.3] †", "33.3 [23.3, 43.3]",
+    assert row.split(" | ")[3:] == ["33.3 [23.3, 43.3]", "33.3 [23.3, 43.3] †", "33.3 [23.3, 43.3]",
                                     "33.3 [23.3, 43.3] † |"]
     assert "†" not in next(line for line in section.splitlines() if line.startswith("| ce | test |"))
     assert ("† defined in fewer than 95% of the 200 resamples: balanced_accuracy on nacc_sim in 78, auc_macro on "
@@ -114,6 +120,7 @@ def test_the_truth_tables_mark_intervals_from_few_resamples_with_their_counts(tm
     defined = report.metrics["balanced_accuracy"].resamples
     assert defined < 0.95 * report.n_boot and report.metrics["accuracy"].resamples == report.n_boot
     row = next(line for line in section.splitlines() if line.startswith("| ce | test |"))
+    assert row.startswith("| ce | test | 4 | ")
     assert f"| {report.metrics['accuracy']} | {report.metrics['balanced_accuracy']} † |" in row
     assert (f"† defined in fewer than 95% of the {report.n_boot} resamples: balanced_accuracy on test in "
             f"{defined}, auc_macro on test in {report.metrics['auc_macro'].resamples} (the others") in section
@@ -121,3 +128,24 @@ def test_the_truth_tables_mark_intervals_from_few_resamples_with_their_counts(tm
     auc = mean_paired_difference(pair, truth, metric="auc_macro")
     assert f"| {auc} † ({_verdict(auc)}) |" in section
     assert f"macro AUC on test in {auc.resamples} (the others drew no participant of a class)" in section
+
+
+def test_the_tables_say_how_many_participants_each_set_has_and_what_a_lacking_class_does(tmp_path: Path) -> None:
+    """A demo's 2-participant test split (CN, MCI): balanced accuracy 50.0 read as above the chance of 33.3, and
+    auc_macro nan [nan, nan] came without a word, nor did the tables say how many participants they rest on."""
+    runs = {"ce": tmp_path / "ce", "elr": tmp_path / "elr"}
+    for run in runs.values():
+        _scored(run / "eval-test", 0.5, given=("CN", "MCI"))
+        _scored(run / "eval-nacc_sim", 0.5, given=("CN", "MCI", "AD", "AD"))
+    section = _metrics_section(runs, tmp_path)
+    assert "| ce | test | 2 | " in section and "| elr | nacc_sim | 4 | " in section
+    assert section.count("On test no participant is labelled AD: balanced_accuracy is the mean recall over CN, MCI "
+                         "only, so chance is 50.0, not 33.3; auc_macro is undefined (nan) there") == 1
+    assert "On nacc_sim" not in section
+    truth = pd.DataFrame({"participant_id": [f"s{i:02d}" for i in range(6)], "session_id": "ses-M00",
+                          "true_diagnosis": ["CN", "MCI"] * 3})
+    truth_runs = {"ce": _run(tmp_path / "truth" / "ce", 1, truth), "elr": _run(tmp_path / "truth" / "elr", 2, truth)}
+    section = _truth_section(truth_runs, truth)
+    assert "| ce | test | 6 | " in section
+    assert section.count("On test no participant truly has AD: balanced_accuracy is the mean recall over CN, MCI "
+                         "only, so chance is 50.0, not 33.3") == 1
