@@ -153,7 +153,7 @@ def _metrics_section(runs: dict[str, Path], out: Path) -> str:
             figures.append(f"{loss}, {evaluation.name}: ![ROC]({_relative(evaluation / 'roc.png', out)}) "
                            f"![confusion]({_relative(evaluation / 'confusion_participant.png', out)})")
     networks_first = {loss: rank for rank, loss in enumerate(runs)}
-    ordered = [row for where in sorted(rows, key=lambda name: (name != "test", name))
+    ordered = [row for where in sorted(rows, key=_test_first)
                for _, row in sorted(rows[where].items(), key=lambda item: networks_first.get(item[0], len(runs)))]
     header = "| method | evaluated on | participants | " + " | ".join(HEADLINE_METRICS) + " |"
     return "\n".join([
@@ -166,7 +166,7 @@ def _metrics_section(runs: dict[str, Path], out: Path) -> str:
         "those flags leave a single diagnosis to train on).",
         "",
         header, "|---|---|---|" + "---|" * len(HEADLINE_METRICS), *ordered, *_rare_notes(rare),
-        *_notes([lacking[where] for where in sorted(lacking, key=lambda name: (name != "test", name))]), "",
+        *_notes([lacking[where] for where in sorted(lacking, key=_test_first)]), "",
         "### ROC curves (scan level) and confusion matrices (participant level)",
         "Each ROC curve is drawn over scans; each confusion matrix counts participants (a participant's scans' mean "
         "probability), as the table above does.",
@@ -183,7 +183,7 @@ def _truth_section(runs: dict[str, Path], truth: pd.DataFrame) -> str:
     lacking: list[str] = []
     first = next(iter(runs.values()))
     trained_on = read_data_shape(first)["train_examples"]
-    for evaluation in sorted(first.glob("eval-*")):
+    for evaluation in sorted(first.glob("eval-*"), key=lambda folder: _test_first(folder.name.removeprefix("eval-"))):
         where = evaluation.name.removeprefix("eval-")
         scored = {loss: run / evaluation.name / "predictions.csv" for loss, run in runs.items()}
         scored.update({path.parent.name: path for path in sorted(evaluation.glob("baselines/*/predictions.csv"))})
@@ -268,6 +268,11 @@ def _cell(interval: Interval, n_boot: int, name: str, rare: dict[int, list[str]]
 def _rare_notes(rare: dict[int, list[str]]) -> list[str]:
     """The note under a table for its † intervals, as `elr-mri evaluate` prints it (a line per resample count)."""
     return ["", *(f"† {rarely_defined_note(which, n_boot)}." for n_boot, which in rare.items())] if rare else []
+
+
+def _test_first(where: str) -> tuple[bool, str]:
+    """The order of the sets in every table: the run's test split, then the holdouts by name."""
+    return where != "test", where
 
 
 def _lacking_class_note(where: str, present: list[str], every: list[str], has: str) -> str | None:

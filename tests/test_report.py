@@ -4,6 +4,7 @@ their default resamples, and its verdicts follow the paired interval. Seconds, n
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -149,3 +150,16 @@ def test_the_tables_say_how_many_participants_each_set_has_and_what_a_lacking_cl
     assert "| ce | test | 6 | " in section
     assert section.count("On test no participant truly has AD: balanced_accuracy is the mean recall over CN, MCI "
                          "only, so chance is 50.0, not 33.3") == 1
+
+
+def test_the_truth_tables_list_the_test_split_first_as_the_results_table_does(tmp_path: Path) -> None:
+    """eval-holdout_manifest sorted before eval-test: the truth tables put the holdout first, the table above last."""
+    truth = pd.DataFrame({"participant_id": [f"s{i:02d}" for i in range(6)], "session_id": "ses-M00",
+                          "true_diagnosis": [CLASSES[i % 3] for i in range(6)]})
+    runs = {"ce": _run(tmp_path / "ce", 1, truth), "elr": _run(tmp_path / "elr", 2, truth)}
+    for run in runs.values():
+        shutil.copytree(run / "eval-test", run / "eval-holdout_manifest")
+    lines = _truth_section(runs, truth).splitlines()
+    sets = [line.split(" | ")[1] for line in lines if line.startswith("| ce | ")]
+    paired = [line.split(" | ")[0] for line in lines if line.startswith("| test | ") or line.startswith("| holdout")]
+    assert sets == ["test", "holdout_manifest"] and paired == ["| test", "| holdout_manifest"]
