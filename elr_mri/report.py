@@ -24,6 +24,7 @@ from elr_mri.evaluation.compare import HEADLINE_METRICS, comparison_table
 from elr_mri.evaluation.metrics import Interval, rarely_defined_note
 from elr_mri.evaluation.truth import mean_paired_difference, rescore_against_truth
 from elr_mri.plots import plot_learning_curves, plot_memorization_comparison
+from elr_mri.simulate.disease import DIAGNOSES
 from elr_mri.volumes.recovery import read_truth, recovery_table
 
 # ELR − CE against the truth, column by column: the decision-free AUC tells a shifted decision from a better one
@@ -56,9 +57,11 @@ def write_demo_report(out: Path, runs: dict[str, Path], cohort: Path, processed:
 
 def _cohort_section(cohort: Path, settings: dict[str, Any]) -> str:
     truth = read_truth(cohort / "truth.csv")
-    counts = pd.crosstab([truth["cohort"], truth["true_diagnosis"]], truth["diagnosis"])
     flipped = (truth["diagnosis"] != truth["true_diagnosis"]).groupby(truth["cohort"]).mean()
-    ages = truth.groupby(["cohort", "true_diagnosis"])["age"].agg(["mean", "std"]).round(1)
+    stages = pd.CategoricalDtype(DIAGNOSES, ordered=True)  # by stage, as the tables below: CN, MCI, AD
+    truth = truth.astype({"diagnosis": stages, "true_diagnosis": stages})
+    counts = pd.crosstab([truth["cohort"], truth["true_diagnosis"]], truth["diagnosis"])
+    ages = truth.groupby(["cohort", "true_diagnosis"], observed=True)["age"].agg(["mean", "std"]).round(1)
     return "\n".join([
         "# elr-mri demo: CE against ELR on a simulated Alzheimer's cohort",
         "",

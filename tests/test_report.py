@@ -13,7 +13,8 @@ import pandas as pd
 from elr_mri.evaluation.metrics import Interval
 from elr_mri.evaluation.truth import mean_paired_difference, rescore_against_truth
 from elr_mri.evaluation.compare import HEADLINE_METRICS
-from elr_mri.report import _metrics_section, _truth_section, _verdict
+from elr_mri.report import _cohort_section, _metrics_section, _truth_section, _verdict
+from elr_mri.volumes.recovery import TRUTH_COLUMNS
 
 CLASSES = ["CN", "MCI", "AD"]
 
@@ -163,3 +164,21 @@ def test_the_truth_tables_list_the_test_split_first_as_the_results_table_does(tm
     sets = [line.split(" | ")[1] for line in lines if line.startswith("| ce | ")]
     paired = [line.split(" | ")[0] for line in lines if line.startswith("| test | ") or line.startswith("| holdout")]
     assert sets == ["test", "holdout_manifest"] and paired == ["| test", "| holdout_manifest"]
+
+
+def test_the_cohort_tables_order_the_diagnoses_by_stage(tmp_path: Path) -> None:
+    """pd.crosstab sorted them by name: AD, CN, MCI down the rows and across the columns."""
+    diagnoses = [("CN", "CN"), ("MCI", "CN"), ("MCI", "MCI"), ("AD", "MCI"), ("AD", "AD")]
+    truth = pd.DataFrame({column: 1.0 for column in TRUTH_COLUMNS}, index=range(len(diagnoses))).assign(
+        participant_id=[f"sub-{i}" for i in range(len(diagnoses))], session_id="ses-M00", cohort="adni_sim",
+        true_diagnosis=[true for true, _ in diagnoses], diagnosis=[given for _, given in diagnoses],
+        age=[70.0, 72.0, 74.0, 76.0, 78.0])
+    truth.to_csv(tmp_path / "truth.csv", index=False)
+    lines = _cohort_section(tmp_path, {}).splitlines()
+    assert "| cohort | true_diagnosis | CN | MCI | AD |" in lines
+    counts = lines[lines.index("| cohort | true_diagnosis | CN | MCI | AD |") + 2:][:3]
+    assert counts == ["| adni_sim | CN | 1 | 0 | 0 |", "| adni_sim | MCI | 1 | 1 | 0 |",
+                      "| adni_sim | AD | 0 | 1 | 1 |"]
+    ages = [line.split(" | ")[1] for line in lines if line.startswith("| adni_sim |")][3:]
+    assert ages == ["CN", "MCI", "AD"]
+    assert "Share of labels flipped: adni_sim 40.0%" in lines
