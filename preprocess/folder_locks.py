@@ -11,11 +11,13 @@ It lives here, in the package without torch, so that `elr-mri preprocess` can us
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import sys
 from pathlib import Path
+from typing import IO
 
-__all__ = ["locks_unsupported", "warn_unlocked"]
+__all__ = ["locks_unsupported", "lock_or_refuse", "warn_unlocked"]
 
 _NO_LOCKS = frozenset({errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP})
 
@@ -29,3 +31,20 @@ def warn_unlocked(folder: Path, err: OSError, runs: str) -> None:
     """One line on stderr: `folder` is not guarded against a second one of `runs` (e.g. "`elr-mri train` runs")."""
     print(f"warning: {folder} is on a file system without file locks ({os.strerror(err.errno or 0)}), so nothing "
           f"stops two {runs} writing into it at once: start one at a time", file=sys.stderr)
+
+
+def lock_or_refuse(handle: IO[str], folder: Path, runs: str) -> None:
+    """Take a POSIX record lock on the open lock file `handle` of `folder`, or refuse at once in one line naming `runs`
+    (e.g. "`elr-mri train`"): a run waiting silently looks hung. A record lock (lockf), not flock, because forked
+    workers do not inherit it: one that outlives a killed run by seconds cannot block the rerun. Where the file
+    system has no locks, a warning and the run goes on."""
+    try:
+        fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        if locks_unsupported(err):
+            warn_unlocked(folder, err, f"{runs} runs")
+        elif err.errno in (errno.EACCES, errno.EAGAIN):
+            raise FileExistsError(f"{folder}: another {runs} is writing there; let it finish (or stop it) first, "
+                                  "or choose another --out") from None
+        else:
+            raise

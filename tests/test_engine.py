@@ -835,7 +835,7 @@ def test_a_second_train_into_a_directory_being_written_is_refused(tmp_path: Path
     with exclusive_run_dir(out):  # as a running `elr-mri train` holds it; the second one is another process
         result = _cli("train", "--config", str(DIGITS), "--out", str(out), *[a for s in SMALL for a in ("--set", s)])
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr[-3000:]
-    assert "another `elr-mri train` is writing this run" in result.stderr
+    assert "another `elr-mri train` is writing there" in result.stderr
     assert not (out / "config.yaml").exists()
     (tmp_path / "file").write_text("")
     result = cli_in_process("train", "--config", str(DIGITS), "--out", str(tmp_path / "file"))
@@ -849,15 +849,15 @@ def test_a_lock_file_removed_between_its_opening_and_its_locking_is_taken_again(
     from elr_mri.engine import run_dir
 
     out, calls = tmp_path / "run", []
-    lock_run = run_dir._lock_run
+    lock = run_dir.lock_or_refuse
 
-    def removed_first(handle, folder):  # the refused `train` removes the file after this one opened it
+    def removed_first(handle, folder, runs):  # the refused `train` removes the file after this one opened it
         calls.append(handle.name)
         if len(calls) == 1:
             (folder / run_dir.RUN_LOCK).unlink()
-        lock_run(handle, folder)
+        lock(handle, folder, runs)
 
-    monkeypatch.setattr(run_dir, "_lock_run", removed_first)
+    monkeypatch.setattr(run_dir, "lock_or_refuse", removed_first)
     out.mkdir()
     (out / "notes.txt").write_text("mine")
     with exclusive_run_dir(out):

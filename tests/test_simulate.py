@@ -110,8 +110,8 @@ def test_a_second_run_into_a_folder_being_written_is_refused(tmp_path: Path, uni
         time.sleep(0.05)
     assert first.poll() is None, "the first run ended before the second started"
     assert main(["--out", str(out), "--seed", "6", *RESUMABLE]) == 2
-    assert capsys.readouterr().err == (f"elr-mri simulate-cohort: error: {out}: another simulate-cohort is writing a "
-                                       "cohort there; let it finish (or stop it) first, or choose another --out\n")
+    assert capsys.readouterr().err == (f"elr-mri simulate-cohort: error: {out}: another simulate-cohort is writing "
+                                       "there; let it finish (or stop it) first, or choose another --out\n")
     _, err = first.communicate(timeout=120)
     assert first.returncode == 0, err
     assert file_hashes(out) == uninterrupted  # the first run's cohort, untouched by the second

@@ -8,8 +8,6 @@ start a new run instead. A run that goes on training also removes what described
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import hashlib
 import json
 import os
@@ -28,7 +26,7 @@ import yaml
 from elr_mri.config import SELECTION_RULE_KEY, ConfigError, RunConfig
 from elr_mri.data.images import NoisyImageData
 from elr_mri.engine.checkpoint import atomic_write_json, atomic_write_text, load_checkpoint
-from preprocess.folder_locks import locks_unsupported, warn_unlocked
+from preprocess.folder_locks import lock_or_refuse
 
 __all__ = ["exclusive_run_dir", "check_run_dir", "enclosing_run", "not_the_run_folder", "remove_leftovers", "start_run_dir", "reopen_run_dir",
            "remove_scores_made_while_training", "refuse_stretched_cosine", "require_same_data"]
@@ -55,7 +53,7 @@ def exclusive_run_dir(out_dir: Path, create: bool = True) -> Iterator[None]:
         out_dir.mkdir(parents=True, exist_ok=True)
         found = {path.name for path in out_dir.iterdir()}
         with open(out_dir / RUN_LOCK, "a") as handle:
-            _lock_run(handle, out_dir)
+            lock_or_refuse(handle, out_dir, "`elr-mri train`")  # forked DataLoader workers cannot hold it
             if not _still_there(handle, out_dir / RUN_LOCK):
                 continue  # a refused `train` removed the file between our open and our lock: lock the new one
             try:
@@ -69,17 +67,6 @@ def exclusive_run_dir(out_dir: Path, create: bool = True) -> Iterator[None]:
             return
 
 
-def _lock_run(handle: IO[str], out_dir: Path) -> None:
-    try:  # a POSIX record lock, not flock: forked DataLoader workers, which outlive a killed run by seconds,
-        fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # do not inherit it and so cannot block its resume
-    except OSError as err:
-        if locks_unsupported(err):
-            warn_unlocked(out_dir, err, "`elr-mri train` runs")
-        elif err.errno in (errno.EACCES, errno.EAGAIN):
-            raise FileExistsError(f"{out_dir}: another `elr-mri train` is writing this run; let it finish (or "
-                                  "stop it) first, or choose another --out") from None
-        else:
-            raise
 
 
 def _still_there(handle: IO[str], path: Path) -> bool:

@@ -11,8 +11,6 @@ An interrupted run resumes: rerun it and the scans it finished with the same set
 from __future__ import annotations
 
 import argparse
-import errno
-import fcntl
 import hashlib
 import json
 import multiprocessing
@@ -36,7 +34,7 @@ from elr_mri.simulate.cohort import CLASS_FRACTIONS, HOLDOUT_SITE, TRAIN_SITE, S
 from elr_mri.simulate.disease import REGIONS
 from elr_mri.simulate.render import render_scan
 from preprocess.arguments import parse_naming_unknown_options
-from preprocess.folder_locks import locks_unsupported, warn_unlocked
+from preprocess.folder_locks import lock_or_refuse
 from preprocess.sidecar import atomic_path, file_sha256, read_sidecar, remove_stale_temps, scan_sha256, write_json
 from preprocess.user_errors import USER_ERRORS, nonempty_path, report_user_error, storage_error_or_raise
 from preprocess.workers import start_worker_process
@@ -123,16 +121,7 @@ def _exclusive(out: Path) -> Iterator[None]:
     run lock a new file while the second still holds the old one."""
     out.mkdir(parents=True, exist_ok=True)
     with open(out / LOCK, "a") as handle:
-        try:  # a POSIX record lock, which the forked workers do not inherit
-            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as err:
-            if locks_unsupported(err):
-                warn_unlocked(out, err, "simulate-cohort runs")
-            elif err.errno in (errno.EACCES, errno.EAGAIN):
-                raise FileExistsError(f"{out}: another simulate-cohort is writing a cohort there; let it finish (or "
-                                      "stop it) first, or choose another --out") from None
-            else:
-                raise
+        lock_or_refuse(handle, out, "simulate-cohort")
         yield
 
 
