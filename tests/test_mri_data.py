@@ -424,6 +424,34 @@ def test_a_cache_dir_that_cannot_be_written_is_read_and_said_once(tmp_path, capl
         build_mri_data(config(manifest, cache="disk", cache_dir=str(cache / "new")))
 
 
+def test_a_cached_volume_the_os_refuses_is_made_from_its_scan_and_said_once(tmp_path, caplog, monkeypatch):
+    """Another user's cached file (mode 000) in a shared cache: reading it stopped the first batch with a traceback,
+    and one that could not be replaced was served uncached without a word. As root the OS refuses no read, so
+    torch.load here raises the PermissionError open() raises for such a file."""
+    import errno
+    import os
+
+    from elr_mri.data import disk_cache
+
+    manifest = make_cohort(tmp_path)
+    cache = tmp_path / "cache"
+    build_mri_data(config(manifest, cache="disk", cache_dir=str(cache))).val[0]
+    filled = {path: path.read_bytes() for path in cache.iterdir()}
+
+    def refused(path: Path, **_) -> None:
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+
+    monkeypatch.setattr(disk_cache.torch, "load", refused)
+    caplog.clear()
+    data = build_mri_data(config(manifest, cache="disk", cache_dir=str(cache)))
+    assert torch.equal(data.val[0]["image"], data.val[0]["image"]) and data.val[0]["image"].shape == (1, 16, 16, 16)
+    assert {path: path.read_bytes() for path in cache.iterdir()} == filled  # theirs left as it is, once and again
+    warned = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert warned == [f"data.mri.cache_dir = {cache}: a cached volume there cannot be read or replaced (Permission "
+                      "denied; another user's file?); such volumes are made from their scans each time they are "
+                      "loaded; name a folder of your own to cache them"]
+
+
 def test_a_cache_dir_that_is_a_file_is_named(tmp_path):
     occupied = tmp_path / "cache"
     occupied.write_text("")

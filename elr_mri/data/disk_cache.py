@@ -53,6 +53,9 @@ class DiskCache(PersistentDataset):
         if path.is_file():
             try:
                 return torch.load(path, weights_only=self.weights_only)
+            except PermissionError as err:  # another user's file: made from its scan, theirs left as it is
+                self._uncached(err)
+                return self._pre_transform(deepcopy(item_transformed))
             except (RuntimeError, EOFError, pickle.UnpicklingError) as err:  # cut short, or not torch's
                 reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
                 log.warning("%s: a cached volume that cannot be read (%s); made again from its scan", path, reason)
@@ -62,6 +65,13 @@ class DiskCache(PersistentDataset):
         try:
             with atomic_path(path) as temporary:
                 torch.save(convert_to_tensor(cached, convert_numeric=False, track_meta=self.track_meta), temporary)
-        except PermissionError:  # made unwritable since, or a file of another user's there: served uncached
-            pass
+        except PermissionError as err:  # made unwritable since, or a file of another user's there: served uncached
+            self._uncached(err)
         return cached
+
+    def _uncached(self, err: PermissionError) -> None:
+        """Say once a run that some volumes are made from their scans each time: the OS refused a cached file (one
+        of another user's in a shared cache), and only the slower epochs showed it."""
+        warn_once(f"data.mri.cache_dir = {self.cache_dir}: a cached volume there cannot be read or replaced "
+                  f"({err.strerror}; another user's file?); such volumes are made from their scans each time they are "
+                  "loaded; name a folder of your own to cache them")
