@@ -21,7 +21,7 @@ from elr_mri.engine.checkpoint import atomic_write_text
 from elr_mri.engine.run_dir import read_data_shape
 from elr_mri.evaluation import N_BOOT
 from elr_mri.evaluation.compare import HEADLINE_METRICS, comparison_table
-from elr_mri.evaluation.metrics import Interval, rarely_defined_note
+from elr_mri.evaluation.metrics import Interval, rarely_defined_note, too_few_to_resample
 from elr_mri.evaluation.truth import mean_paired_difference, rescore_against_truth
 from elr_mri.plots import plot_learning_curves, plot_memorization_comparison
 from elr_mri.simulate.disease import DIAGNOSES
@@ -134,6 +134,7 @@ def _metrics_section(runs: dict[str, Path], out: Path) -> str:
     rows: dict[str, dict[str, str]] = {}  # evaluated on -> method -> table row
     rare: dict[int, list[str]] = {}
     lacking: dict[str, str] = {}  # evaluated on -> what its lacking class does to the metrics
+    alone: dict[str, int] = {}  # evaluated on -> its participants, where fewer than two
     figures = []
     for loss, run in runs.items():
         for evaluation in sorted(run.glob("eval-*")):
@@ -143,6 +144,8 @@ def _metrics_section(runs: dict[str, Path], out: Path) -> str:
             n_boot = summary.get("bootstrap_resamples", N_BOOT)
             given = pd.read_csv(evaluation / "predictions.csv", dtype={"participant_id": str})
             participants = given["participant_id"].nunique()
+            if participants < 2:
+                alone[where] = participants
             every = [column.removeprefix("p_") for column in given.columns if column.startswith("p_")]
             note = _lacking_class_note(where, summary.get("balanced_accuracy_classes", every), every, "is labelled")
             if note:
@@ -168,7 +171,7 @@ def _metrics_section(runs: dict[str, Path], out: Path) -> str:
         "with the same noisy labels; `*_without_suspected` leaves out the training scans ELR flagged (absent when "
         "those flags leave a single diagnosis to train on).",
         "",
-        header, "|---|---|---|" + "---|" * len(HEADLINE_METRICS), *ordered, *_rare_notes(rare),
+        header, "|---|---|---|" + "---|" * len(HEADLINE_METRICS), *ordered, *_rare_notes(rare), *_alone_notes(alone),
         *_notes([lacking[where] for where in sorted(lacking, key=_test_first)]), "",
         "### ROC curves (scan level) and confusion matrices (participant level)",
         "Each ROC curve is drawn over scans; each confusion matrix counts participants (a participant's scans' mean "
@@ -184,6 +187,7 @@ def _truth_section(runs: dict[str, Path], truth: pd.DataFrame) -> str:
     rare_rows: dict[int, list[str]] = {}
     rare_differences: dict[int, list[str]] = {}
     lacking: list[str] = []
+    alone: dict[str, int] = {}  # evaluated on -> its participants, where fewer than two
     first = next(iter(runs.values()))
     trained_on = read_data_shape(first)["train_examples"]
     for evaluation in sorted(first.glob("eval-*"), key=lambda folder: _test_first(folder.name.removeprefix("eval-"))):
@@ -196,6 +200,8 @@ def _truth_section(runs: dict[str, Path], truth: pd.DataFrame) -> str:
                 note = _lacking_class_note(where, report.balanced_accuracy_classes, report.class_names, "truly has")
                 if note and note not in lacking:
                     lacking.append(note)
+                if report.n_participants < 2:
+                    alone[where] = report.n_participants
                 rows.append(f"| {method} | {where} | {report.n_participants} | " + " | ".join(
                     _cell(report.metrics[m], report.n_boot, f"{m} on {where}", rare_rows)
                     for m in HEADLINE_METRICS) + " |")
@@ -213,7 +219,7 @@ def _truth_section(runs: dict[str, Path], truth: pd.DataFrame) -> str:
         "",
         "| method | evaluated on | participants | " + " | ".join(HEADLINE_METRICS) + " |",
         "|---|---|---|" + "---|" * len(HEADLINE_METRICS),
-        *rows, *_rare_notes(rare_rows), *_notes(lacking),
+        *rows, *_rare_notes(rare_rows), *_alone_notes(alone), *_notes(lacking),
         "",
         "ELR minus CE against the truth, paired over the same participants (percentage points, 95% bootstrap "
         "interval). Balanced accuracy weighs each true diagnosis equally; the macro AUC does not depend on where "
@@ -221,7 +227,8 @@ def _truth_section(runs: dict[str, Path], truth: pd.DataFrame) -> str:
         "decision rather than a better ranking of the participants.",
         "",
         *(["| evaluated on | " + " | ".join(PAIRED_METRIC_NAMES.values()) + " |",
-           "|---|" + "---|" * len(PAIRED_METRIC_NAMES), *differences, *_rare_notes(rare_differences)]
+           "|---|" + "---|" * len(PAIRED_METRIC_NAMES), *differences, *_rare_notes(rare_differences),
+           *_alone_notes(alone)]
           if differences else ["Not available."]),
         "",
         _size_caveat(trained_on),
@@ -259,8 +266,10 @@ def _size_caveat(trained_on: int) -> str:
 def _cell(interval: Interval, n_boot: int, name: str, rare: dict[int, list[str]]) -> str:
     """An interval as the tables print it, marked † and named in `rare` (metric and set, with its count of
     resamples) when it rests on fewer than 95% of them: unmarked, 33.3 [33.3, 33.3] from 78 of 200 resamples reads
-    as a settled figure. The methods scored on a set share its participants and so its counts: named once."""
-    if not interval.rarely_defined(n_boot):
+    as a settled figure. The methods scored on a set share its participants and so its counts: named once. One with
+    no resample at all is of a set of one participant, which `_alone_notes` names ("in 0" read as a set that drew
+    no participant of a class)."""
+    if interval.resamples == 0 or not interval.rarely_defined(n_boot):
         return str(interval)
     which = rare.setdefault(n_boot, [])
     if f"{name} in {interval.resamples}" not in which:
@@ -271,6 +280,12 @@ def _cell(interval: Interval, n_boot: int, name: str, rare: dict[int, list[str]]
 def _rare_notes(rare: dict[int, list[str]]) -> list[str]:
     """The note under a table for its † intervals, as `elr-mri evaluate` prints it (a line per resample count)."""
     return ["", *(f"† {rarely_defined_note(which, n_boot)}." for n_boot, which in rare.items())] if rare else []
+
+
+def _alone_notes(alone: dict[str, int]) -> list[str]:
+    """The note under a table for its sets too small to resample, in `elr-mri evaluate`'s words."""
+    return [line for where in sorted(alone, key=_test_first)
+            for line in ("", f"No intervals on {where} (nan): {too_few_to_resample(alone[where])}.")]
 
 
 def _test_first(where: str) -> tuple[bool, str]:

@@ -132,6 +132,22 @@ def test_the_truth_tables_mark_intervals_from_few_resamples_with_their_counts(tm
     assert f"macro AUC on test in {auc.resamples} (the others drew no participant of a class)" in section
 
 
+def test_a_set_of_one_participant_is_said_to_have_no_intervals_not_to_have_drawn_no_class(tmp_path: Path) -> None:
+    """One participant: no resample at all. Each table marked its intervals † "in 0 (the others drew no participant
+    of a class)", as if resamples had been drawn; `elr-mri evaluate` says why there is none."""
+    truth = pd.DataFrame({"participant_id": ["s0"], "session_id": "ses-M00", "true_diagnosis": ["CN"]})
+    runs = {"ce": _run(tmp_path / "ce", 1, truth), "elr": _run(tmp_path / "elr", 2, truth)}
+    said = "No intervals on {} (nan): resampling participants needs at least two, and this set has 1."
+    truth_section = _truth_section(runs, truth)
+    assert "†" not in truth_section and "in 0" not in truth_section
+    assert truth_section.count(said.format("test")) == 2  # under the scores and under the paired differences
+    scored = {"ce": tmp_path / "scored" / "ce", "elr": tmp_path / "scored" / "elr"}
+    for run in scored.values():
+        _scored(run / "eval-holdout", 1.0, dict.fromkeys(HEADLINE_METRICS, 0), given=("CN",))
+    metrics_section = _metrics_section(scored, tmp_path)
+    assert "†" not in metrics_section and "\n\n" + said.format("holdout") + "\n" in metrics_section
+
+
 def test_the_tables_say_how_many_participants_each_set_has_and_what_a_lacking_class_does(tmp_path: Path) -> None:
     """A demo's 2-participant test split (CN, MCI): balanced accuracy 50.0 read as above the chance of 33.3, and
     auc_macro nan [nan, nan] came without a word, nor did the tables say how many participants they rest on."""

@@ -103,12 +103,11 @@ def _note_rarely_defined(reports: dict[str, MetricsReport], n_boot: int) -> None
     """Say which intervals rest on fewer than 95% of the resamples: an AUC or the balanced accuracy is undefined
     in a resample that drew no participant of a class, and its interval then comes from the resamples that drew
     every class. A set of one participant has no resamples at all."""
-    from elr_mri.evaluation.metrics import rarely_defined_note
+    from elr_mri.evaluation.metrics import rarely_defined_note, too_few_to_resample
 
     alone = {level: report.n_participants for level, report in reports.items() if report.n_participants < 2}
     for level, participants in alone.items():
-        print(f"note: no intervals at {level} level (nan): resampling participants needs at least two, and this "
-              f"set has {participants}", file=sys.stderr)
+        print(f"note: no intervals at {level} level (nan): {too_few_to_resample(participants)}", file=sys.stderr)
     rare = [f"{metric} ({level}) in {interval.resamples}"
             for level, report in reports.items() if level not in alone for metric, interval in report.metrics.items()
             if interval.rarely_defined(n_boot)]

@@ -11,8 +11,8 @@ true class the share of each prediction, with intervals). `evaluate_predictions`
 scan level and at participant level (each participant's mean probability per given diagnosis).
 Pure NumPy and SciPy; AUCs use the rank formula, ties counted half, which equals scikit-learn's.
 
-Public names: `Interval`, `rarely_defined_note`, `MetricsReport`, `point_metrics`, `bootstrap_metrics`,
-`participant_means`, `participant_resamples`, `resampled_metrics`, `evaluate_predictions`, `roc_auc`,
+Public names: `Interval`, `rarely_defined_note`, `too_few_to_resample`, `MetricsReport`, `point_metrics`,
+`bootstrap_metrics`, `participant_means`, `participant_resamples`, `resampled_metrics`, `evaluate_predictions`, `roc_auc`,
 `confusion_counts`.
 """
 
@@ -31,6 +31,7 @@ __all__ = [
     "Interval",
     "RARELY_DEFINED",
     "rarely_defined_note",
+    "too_few_to_resample",
     "MetricsReport",
     "point_metrics",
     "TOP5_MIN_CLASSES",
@@ -78,6 +79,12 @@ def rarely_defined_note(which: Sequence[str], n_boot: int) -> str:
     return (f"defined in fewer than {100 * RARELY_DEFINED:.0f}% of the {n_boot} resamples: {', '.join(which)} (the "
             "others drew no participant of a class); those intervals come from the rest alone: more participants "
             "of each class make them trustworthy")
+
+
+def too_few_to_resample(participants: int) -> str:
+    """Why a set of `participants` (fewer than two) has no intervals: the same words for `elr-mri evaluate` and the
+    demo's report, where `rarely_defined_note` had called it a set whose resamples "drew no participant of a class"."""
+    return f"resampling participants needs at least two, and this set has {participants}"
 
 
 @dataclass
