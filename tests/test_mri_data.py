@@ -452,6 +452,31 @@ def test_a_cached_volume_the_os_refuses_is_made_from_its_scan_and_said_once(tmp_
                       "loaded; name a folder of your own to cache them"]
 
 
+def test_a_cached_volume_the_os_will_not_let_be_replaced_is_said_once(tmp_path, caplog, monkeypatch):
+    """A shared cache folder with the sticky bit (as /tmp) holding another user's file of the same name: the rename
+    onto it is refused, and the volume was served uncached each time without a word. As root no rename is refused,
+    so os.replace here raises the PermissionError the OS raises for one."""
+    import errno
+    import os
+
+    cache = tmp_path / "cache"
+    replace = os.replace
+
+    def refused(source: str, target: str) -> None:
+        if Path(target).parent == cache:
+            raise PermissionError(errno.EPERM, os.strerror(errno.EPERM), str(source), None, str(target))
+        replace(source, target)
+
+    monkeypatch.setattr(os, "replace", refused)
+    caplog.clear()
+    data = build_mri_data(config(make_cohort(tmp_path), cache="disk", cache_dir=str(cache)))
+    assert torch.equal(data.val[0]["image"], data.val[0]["image"]) and not list(cache.iterdir())
+    warned = [record.getMessage() for record in caplog.records if "cache_dir" in record.getMessage()]
+    assert warned == [f"data.mri.cache_dir = {cache}: a cached volume there cannot be read or replaced (Operation "
+                      "not permitted; another user's file?); such volumes are made from their scans each time they "
+                      "are loaded; name a folder of your own to cache them"]
+
+
 def test_a_cache_dir_that_is_a_file_is_named(tmp_path):
     occupied = tmp_path / "cache"
     occupied.write_text("")
