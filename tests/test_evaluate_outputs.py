@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from elr_mri.data.splits import read_run_splits, run_participants
 from elr_mri.evaluation.evaluate import _require_run_test_split, write_evaluation
 from elr_mri.evaluation.metrics import evaluate_predictions
 
@@ -80,3 +81,39 @@ def test_a_test_split_rebuilt_from_a_manifest_that_lost_participants_says_how_ma
     assert "e.g. sub-4" in warning and "only the other 3 are scored" in warning
     _require_run_test_split(tmp_path, "cohort.csv", pd.Series([f"sub-{i}" for i in range(3, 8)]))
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("damage, problem", [
+    ("", "cannot be read as a CSV table"),  # emptied
+    ("participant_id,split\n", "no participants listed"),  # cut after its header
+    ("participant_id,split\nsub-0,train\nsub-1,te", "row 2: split 'te' is not one of train, val, test"),  # mid-row
+    ("participant_id,split\nsub-0,train\nsub-4,test\n", "it lists 1 train participant(s) where the run's "
+                                                        "split_balance.csv counts 3"),  # at a row's end
+    ("participant_id\nsub-0\n", "missing column(s) split"),
+    ("participant_id,split\nsub-0,train\nsub-0,test\n", "participant sub-0 is listed more than once"),
+])
+def test_a_damaged_splits_csv_is_refused_in_one_line_naming_it_not_taken_for_an_edited_manifest(
+        tmp_path: Path, damage: str, problem: str) -> None:
+    """Every reader of a run's splits.csv goes through `read_run_splits`: a damaged one was read as it was, so
+    evaluate blamed the manifest, and the participants a holdout must not share shrank to what was left."""
+    pd.DataFrame({"split": ["train", "test"], "participants": [3, 5]}).to_csv(tmp_path / "split_balance.csv",
+                                                                               index=False)
+    (tmp_path / "splits.csv").write_text(damage)
+    with pytest.raises(ValueError) as refused:
+        _require_run_test_split(tmp_path, "cohort.csv", pd.Series([f"sub-{i}" for i in range(3, 8)]))
+    message = str(refused.value)
+    assert message.startswith(f"{tmp_path / 'splits.csv'}: ") and problem in message and "\n" not in message
+    assert message.endswith("the run's splits are damaged: restore the file `elr-mri train` wrote there (a copy of "
+                            "the run), or train the run anew")
+    assert "has changed since training" not in message
+    with pytest.raises(ValueError, match="the run's splits are damaged"):
+        run_participants(tmp_path)
+
+
+def test_a_whole_splits_csv_reads_as_train_wrote_it(tmp_path: Path) -> None:
+    """Ids stay text (0042 is not 42) and agree with split_balance.csv; runs from before that file are read alone."""
+    (tmp_path / "splits.csv").write_text("participant_id,split\n0042,train\n0043,test\n0044,test\n")
+    assert run_participants(tmp_path).tolist() == ["0042", "0043", "0044"]
+    pd.DataFrame({"split": ["train", "test"], "participants": [1, 2]}).to_csv(tmp_path / "split_balance.csv",
+                                                                               index=False)
+    assert read_run_splits(tmp_path)["split"].tolist() == ["train", "test", "test"]

@@ -901,3 +901,16 @@ def test_training_on_phase_grids_trains_as_the_dilated_kernels(trained: dict[str
     for column in ("train_loss", "val_acc", "test_acc"):
         np.testing.assert_allclose(metrics[True][column], metrics[False][column], rtol=1e-4, atol=1e-4)
     assert "dilated convolutions on phase grids" in json.loads((runs[True] / "summary.json").read_text())["execution"]
+
+
+def test_evaluate_refuses_a_run_whose_splits_csv_was_cut_short_not_blaming_the_manifest(
+        trained: dict[str, Path], tmp_path: Path, cli_in_process: Cli) -> None:
+    """A splits.csv cut at a row's end still parsed: evaluate said the manifest had changed since training."""
+    run = tmp_path / "run"
+    shutil.copytree(trained["run"], run)
+    rows = (run / "splits.csv").read_text().splitlines(keepends=True)
+    (run / "splits.csv").write_text("".join(rows[:-2]))
+    result = cli_in_process("evaluate", "--run", str(run), "--bootstrap", "20")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr[-2000:]
+    assert result.stderr.startswith(f"elr-mri evaluate: error: {run / 'splits.csv'}: it lists ")
+    assert "the run's splits are damaged" in result.stderr and "has changed since training" not in result.stderr

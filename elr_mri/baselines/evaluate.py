@@ -26,7 +26,7 @@ from elr_mri.baselines.models import BASELINES, Baseline, class_scores, fit_base
 from elr_mri.config import RunConfig, load_config
 from elr_mri.data.adjudicated import load_adjudicated_labels
 from elr_mri.data.cohort import IMAGE_COLUMN, SCAN_KEYS, label_indices, load_manifest
-from elr_mri.data.splits import load_splits, run_participants
+from elr_mri.data.splits import read_run_splits, run_participants, split_of_participants
 from elr_mri.engine.run_dir import labels_fingerprint, not_the_run_folder, read_data_shape
 from elr_mri.evaluation import N_BOOT
 from elr_mri.evaluation.compare import require_same_splits
@@ -111,7 +111,9 @@ def _baseline_inputs(run_dir: Path, volumes_csvs: Sequence[Path], manifest: Path
     volumes = read_volumes(volumes_csvs) if volumes_csvs else None
     classes = list(cfg.data.mri.classes)
     cohort = load_manifest(cfg.data.mri.manifest, classes)
-    split = cohort["participant_id"].map(load_splits(run_dir / "splits.csv", _split_participants(cfg, cohort, run_dir)))
+    listed = split_of_participants(read_run_splits(run_dir), _split_participants(cfg, cohort, run_dir),
+                                   run_dir / "splits.csv")
+    split = cohort["participant_id"].map(listed)
     train, val = cohort[split == "train"], cohort[split == "val"]
     _require_the_runs_training_labels(run_dir, cfg, label_indices(train["diagnosis"], classes))
     # C is chosen on the scans and labels the CNN's checkpoint was selected on

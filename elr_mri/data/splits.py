@@ -6,7 +6,7 @@ participants, stratified by each participant's diagnosis, and `check_no_leakage`
 of splits (or a holdout and the training set) that share a participant unless explicitly allowed.
 
 Public names: `LeakageError`, `SPLIT_NAMES`, `participant_diagnosis`, `split_participants`,
-`load_splits`, `run_participants`, `check_no_leakage`, `split_balance`.
+`load_splits`, `split_of_participants`, `read_run_splits`, `run_participants`, `check_no_leakage`, `split_balance`.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ __all__ = [
     "diagnoses_left_out",
     "split_participants",
     "load_splits",
+    "split_of_participants",
+    "read_run_splits",
     "run_participants",
     "check_no_leakage",
     "check_no_shared_scans",
@@ -93,19 +95,15 @@ def load_splits(path: str | Path, participants: Iterable[str]) -> pd.Series:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"splits file not found: {path}")
-    table = read_csv_table(path, dtype=str)
-    missing = [c for c in ("participant_id", "split") if c not in table.columns]
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; expected participant_id,split")
-    table["participant_id"] = table["participant_id"].str.strip()  # as the manifest's ids are read
-    table["split"] = table["split"].str.strip().str.lower()
-    bad = table[~table["split"].isin(SPLIT_NAMES)]
-    if len(bad):
-        raise ValueError(
-            f"{path}: row {bad.index[0] + 1}: split {bad['split'].iloc[0]!r} is not one of {', '.join(SPLIT_NAMES)}"
-        )
+    table = _split_table(read_csv_table(path, dtype=str), path)
     groups = {name: table.loc[table["split"] == name, "participant_id"] for name in SPLIT_NAMES}
     check_no_leakage(groups, source=str(path))
+    return split_of_participants(table, participants, path)
+
+
+def split_of_participants(table: pd.DataFrame, participants: Iterable[str], path: Path) -> pd.Series:
+    """participant_id → split of a checked split table (`path`, its file, for the message); each of `participants`
+    must be listed."""
     split = table.drop_duplicates("participant_id").set_index("participant_id")["split"]
     absent = sorted(set(participants) - set(split.index))
     if absent:
@@ -114,10 +112,67 @@ def load_splits(path: str | Path, participants: Iterable[str]) -> pd.Series:
     return split
 
 
+def _split_table(table: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """`table` (read from `path`) with its ids and split names tidied, refused where it lacks a column or names
+    a split other than train, val and test."""
+    missing = [c for c in ("participant_id", "split") if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; expected participant_id,split")
+    table = table.assign(participant_id=table["participant_id"].str.strip(),  # as the manifest's ids are read
+                         split=table["split"].str.strip().str.lower())
+    bad = table[~table["split"].isin(SPLIT_NAMES)]
+    if len(bad):
+        raise ValueError(
+            f"{path}: row {bad.index[0] + 1}: split {bad['split'].iloc[0]!r} is not one of {', '.join(SPLIT_NAMES)}"
+        )
+    return table
+
+
+def read_run_splits(run_dir: str | Path) -> pd.DataFrame:
+    """An MRI run's splits.csv (participant_id, split), as `elr-mri train` wrote it. Every reader of a run's splits
+    comes here: a truncated or hand-edited file would otherwise pass for an edited manifest, or shrink the set a
+    holdout must not share, so one that is empty, lacks a column, names another split, lists a participant twice or
+    an id blank, or counts other participants per split than the run's split_balance.csv is refused."""
+    path = Path(run_dir) / "splits.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found; it is written by `elr-mri train` for an MRI run")
+    fix = "restore the file `elr-mri train` wrote there (a copy of the run), or train the run anew"
+    try:
+        table = _split_table(read_csv_table(path, dtype=str), path)
+    except ValueError as err:  # InputError too: its advice is for tables a person saves
+        raise ValueError(f"{str(err).split('; ')[0]}; the run's splits are damaged: {fix}") from err
+    problem = _run_splits_problem(table, Path(run_dir) / "split_balance.csv")
+    if problem:
+        raise ValueError(f"{path}: {problem}; the run's splits are damaged: {fix}")
+    return table
+
+
+def _run_splits_problem(table: pd.DataFrame, balance_path: Path) -> str:
+    """What is wrong with a run's split table ("" where nothing is), against its split_balance.csv where that reads."""
+    if table.empty:
+        return "no participants listed"
+    blank = table["participant_id"].fillna("") == ""
+    if blank.any():
+        return f"row {blank.to_numpy().argmax() + 1}: no participant_id"
+    twice = table["participant_id"][table["participant_id"].duplicated()]
+    if len(twice):
+        return f"participant {twice.iloc[0]} is listed more than once"
+    try:
+        balance = pd.read_csv(balance_path, dtype={"split": str}).set_index("split")["participants"]
+    except (OSError, ValueError, KeyError, pd.errors.ParserError):
+        return ""  # runs from before split_balance.csv, or a damaged one: the table's own checks stand
+    counted = table["split"].value_counts()
+    for name, expected in balance.items():
+        if int(counted.get(name, 0)) != int(expected):
+            return (f"it lists {int(counted.get(name, 0))} {name} participant(s) where the run's split_balance.csv "
+                    f"counts {int(expected)}")
+    return ""
+
+
 def run_participants(run_dir: str | Path) -> pd.Series:
     """Every participant an MRI run trained, validated or tested on (its splits.csv), the set a
     holdout cohort must not share. Read as text: ids such as 0042 must not become 42."""
-    return pd.read_csv(Path(run_dir) / "splits.csv", dtype=str)["participant_id"]
+    return read_run_splits(run_dir)["participant_id"]
 
 
 def check_no_leakage(

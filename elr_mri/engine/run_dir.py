@@ -25,6 +25,7 @@ import yaml
 
 from elr_mri.config import SELECTION_RULE_KEY, ConfigError, RunConfig
 from elr_mri.data.images import NoisyImageData
+from elr_mri.data.splits import read_run_splits
 from elr_mri.engine.checkpoint import atomic_write_json, atomic_write_text, load_checkpoint
 from preprocess.folder_locks import lock_or_refuse
 
@@ -430,10 +431,9 @@ def _require_same_splits(out_dir: Path, data: NoisyImageData) -> None:
     redraws the split, moving test participants into training and ELR's per-scan targets onto other scans."""
     from elr_mri.data.mri import participants_by_split
 
-    path = out_dir / "splits.csv"
-    if not path.exists():
+    if not (out_dir / "splits.csv").exists():
         return
-    before = pd.read_csv(path, dtype=str).set_index("participant_id")["split"]
+    before = read_run_splits(out_dir).set_index("participant_id")["split"]
     now = participants_by_split(data).set_index("participant_id")["split"]
     moved = sorted(p for p in before.index.union(now.index) if before.get(p) != now.get(p))
     if moved:

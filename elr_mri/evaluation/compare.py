@@ -17,6 +17,7 @@ from typing import Sequence
 import pandas as pd
 
 from elr_mri.config import RunConfig, load_config
+from elr_mri.data.splits import read_run_splits
 from elr_mri.engine.checkpoint import atomic_write_json
 from elr_mri.engine.run_dir import not_the_run_folder
 from elr_mri.evaluation.metrics import N_BOOT
@@ -129,7 +130,7 @@ def require_same_splits(run: Path, other: Path) -> None:
 
 def _splits(run: Path) -> pd.DataFrame:
     """The run's splits.csv (participant_id, split), sorted by participant."""
-    return pd.read_csv(Path(run) / "splits.csv", dtype=str).sort_values("participant_id").reset_index(drop=True)
+    return read_run_splits(run).sort_values("participant_id").reset_index(drop=True)
 
 
 def _run_config(run: Path) -> RunConfig | None:

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from elr_mri.config import SELECTION_RULE_KEY, RunConfig, evaluation_batch_size, load_config
 from elr_mri.data.grid import VolumeGrid
-from elr_mri.data.splits import run_participants
+from elr_mri.data.splits import read_run_splits, run_participants
 from elr_mri.engine.checkpoint import atomic_write_json, atomic_write_text, load_checkpoint
 from elr_mri.engine.execution import ExecutionPlan
 from elr_mri.engine.methods import Method, build_method
@@ -279,7 +279,7 @@ def _require_run_test_split(run_dir: Path, manifest: str, scored: pd.Series) -> 
     """The test split is rebuilt from the manifest as it is now; refuse it when that manifest changed
     since training so that participants the run trained or validated on would be scored as test, and say so
     when it lost test participants (a fixed data.mri.splits keeps the rest where they were): fewer are scored."""
-    splits = pd.read_csv(Path(run_dir) / "splits.csv", dtype=str)
+    splits = read_run_splits(run_dir)
     tested = set(splits.loc[splits["split"] == "test", "participant_id"])
     foreign = sorted(set(scored.astype(str)) - tested)
     if foreign:
