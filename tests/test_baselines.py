@@ -21,6 +21,7 @@ from elr_mri.baselines.models import BASELINES, class_scores, fit_baseline, vali
 from elr_mri.config import config_to_dict, load_config  # noqa: E402
 from elr_mri.data import build_data  # noqa: E402
 from elr_mri.engine.run_dir import record_run_data  # noqa: E402
+from elr_mri.engine.runner import selection_rule  # noqa: E402
 from elr_mri.evaluation.compare import comparison_table  # noqa: E402
 from elr_mri.simulate.cli import main as simulate  # noqa: E402
 from elr_mri.volumes.measure import VolumeParams, measure_manifest, volume_columns  # noqa: E402
@@ -49,7 +50,8 @@ def cohort(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     run = root / "run"
     run.mkdir()
     cfg = load_config(ROOT / "configs" / "adni" / "cpu_small.yaml", [f"data.mri.manifest={sites['adni_sim']}"])
-    (run / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    (run / "config.yaml").write_text(yaml.safe_dump({**config_to_dict(cfg), "selection_rule": selection_rule(cfg)},
+                                                   sort_keys=False))
     record_run_data(run, build_data(cfg.data), record_ages=False)
     return {"run": run, "volumes": volumes, "holdout": sites["nacc_sim"], "truth": root / "raw" / "truth.csv"}
 
@@ -211,7 +213,8 @@ def test_baselines_fit_choose_and_score_on_the_scans_the_run_did(tmp_path: Path)
                        f"data.mri.splits={tmp_path / 'splits.csv'}", f"data.mri.val_labels={tmp_path / 'panel.csv'}"])
     run = tmp_path / "run"
     run.mkdir()
-    (run / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    (run / "config.yaml").write_text(yaml.safe_dump({**config_to_dict(cfg), "selection_rule": selection_rule(cfg)},
+                                                   sort_keys=False))
     data = build_data(cfg.data)
     record_run_data(run, data, record_ages=False)
     inputs = _baseline_inputs(run, [], None, None)

@@ -1377,3 +1377,22 @@ def test_a_checkpoint_with_a_bit_flipped_in_a_weight_is_refused_naming_it(tmp_pa
                                               r"Bad CRC-32 for file '[^']*data/0'\)"):
         load_checkpoint(path)
     assert load_checkpoint(path, mmap=True)["epoch"] == 3  # a look at the epoch reads no weight
+
+
+def test_a_runs_config_yaml_cut_short_is_refused_not_read_with_default_settings(tmp_path: Path,
+                                                                               cli_in_process: Cli) -> None:
+    """train writes selection_rule as config.yaml's last key (since its first version): a file cut above it lost
+    settings, which evaluate and --resume read as their defaults (here the loss, whose lam train wrote last but one)."""
+    out = tmp_path / "run"
+    sets = [a for s in [*SMALL, "train.epochs=1"] for a in ("--set", s)]
+    assert cli_in_process("train", "--config", str(DIGITS), "--out", str(out), *sets).returncode == 0
+    lines = (out / "config.yaml").read_text().splitlines(keepends=True)
+    cut = next(i for i, line in enumerate(lines) if line.startswith("loss:"))
+    (out / "config.yaml").write_text("".join(lines[:cut]))
+    assert load_config(out / "config.yaml").loss.name == "ce"  # the default, where the run trained with ELR
+    for command in (("evaluate", "--run", str(out), "--bootstrap", "2"), ("train", "--resume", str(out))):
+        result = cli_in_process(*command)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr[-3000:]
+        assert result.stderr == (f"elr-mri {command[0]}: error: {out / 'config.yaml'}: no selection_rule, the last "
+                                 "key `elr-mri train` writes there, so the file is cut short or not the run's; restore "
+                                 "the config.yaml the run was trained with\n")

@@ -544,7 +544,8 @@ def test_baselines_refuse_a_training_manifest_relabelled_since_training(trained:
 def test_baselines_of_an_image_run_are_refused_before_it_is_scored(tmp_path: Path, cli_in_process: Cli) -> None:
     run = tmp_path / "digits_run"
     (run / "checkpoints").mkdir(parents=True)
-    shutil.copy(ROOT / "configs" / "digits" / "elr_sym40.yaml", run / "config.yaml")
+    config = (ROOT / "configs" / "digits" / "elr_sym40.yaml").read_text()
+    (run / "config.yaml").write_text(f"{config}selection_rule: best accuracy on the validation split\n")  # as train's
     result = cli_in_process("evaluate", "--run", str(run), "--baselines")
     assert result.returncode == 2 and "baselines need an MRI run; this one trained on digits" in result.stderr
     assert not (run / "eval-test").exists()

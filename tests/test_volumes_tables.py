@@ -13,6 +13,7 @@ import yaml
 from elr_mri.baselines.evaluate import evaluate_baselines
 from elr_mri.baselines.features import read_volumes
 from elr_mri.config import config_to_dict, load_config
+from elr_mri.engine.runner import selection_rule
 from elr_mri.simulate.disease import REGIONS
 from elr_mri.volumes.measure import volume_columns
 from elr_mri.volumes.recovery import read_truth, recovery_table
@@ -85,7 +86,8 @@ def test_baselines_refuse_a_wrong_volumes_csv_before_reading_the_cohort(tmp_path
     run = tmp_path / "run"
     run.mkdir()
     cfg = load_config(ROOT / "configs" / "adni" / "cpu_small.yaml", [f"data.mri.manifest={tmp_path / 'none.csv'}"])
-    (run / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    (run / "config.yaml").write_text(yaml.safe_dump({**config_to_dict(cfg), "selection_rule": selection_rule(cfg)},
+                                                   sort_keys=False))
     junk = _write(tmp_path / "junk.csv", {"participant_id": ["001"], "session_id": ["01"]})
     with pytest.raises(ValueError, match=f"^{junk}: missing column\\(s\\) hippocampus_l_per_brain"):
         evaluate_baselines(run, [junk])

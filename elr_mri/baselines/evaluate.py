@@ -23,7 +23,7 @@ import pandas as pd
 from elr_mri.baselines.features import (read_volumes, require_volumes, training_age_mean, volume_features,
                                        voxel_features)
 from elr_mri.baselines.models import BASELINES, Baseline, class_scores, fit_baseline, validation_chooses_c
-from elr_mri.config import RunConfig, load_config
+from elr_mri.config import RunConfig, load_run_config
 from elr_mri.data.adjudicated import load_adjudicated_labels
 from elr_mri.data.cohort import IMAGE_COLUMN, SCAN_KEYS, label_indices, load_manifest
 from elr_mri.data.splits import read_run_splits, run_participants, split_of_participants
@@ -165,7 +165,7 @@ def _require_the_runs_training_labels(run_dir: Path, cfg: RunConfig, labels: np.
 def require_baseline_run(run_dir: Path) -> RunConfig:
     """The config of `run_dir`, refused when baselines cannot be compared with it: they fit MRI scans on the
     manifest's own labels and whole splits."""
-    cfg = load_config(Path(run_dir) / "config.yaml")
+    cfg = load_run_config(run_dir)
     if cfg.data.name != "mri":
         raise ValueError(f"{run_dir}: baselines need an MRI run; this one trained on {cfg.data.name}")
     if cfg.data.noise.mode != "none":

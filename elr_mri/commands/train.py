@@ -53,7 +53,7 @@ def train_run_dir(args: argparse.Namespace) -> Path:
 def _resumed_run_config(args: argparse.Namespace) -> RunConfig:
     """The config of the run `--resume` names, with `--set` applied; a path that is no run folder is one line
     saying which to pass."""
-    from elr_mri.config import load_config
+    from elr_mri.config import load_config, load_run_config
     from elr_mri.engine.run_dir import enclosing_run
 
     if args.out is not None:
@@ -70,7 +70,9 @@ def _resumed_run_config(args: argparse.Namespace) -> RunConfig:
     if not (out_dir / "config.yaml").is_file():
         raise FileNotFoundError(f"--resume {out_dir}: no run there (no config.yaml); pass the directory "
                                 "`elr-mri train` wrote (its --out), or start one with --config")
-    return load_config(out_dir / "config.yaml", args.overrides)
+    if (out_dir / "checkpoints" / "last.pt").is_file():  # a run's: cut short, it would go on with default settings
+        return load_run_config(out_dir, args.overrides)
+    return load_config(out_dir / "config.yaml", args.overrides)  # `check_run_dir` says what else the folder is
 
 
 def _new_run_config(args: argparse.Namespace, out_dir: Path) -> RunConfig:

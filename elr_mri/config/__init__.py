@@ -6,7 +6,7 @@ is reported as one line that names the key and the file instead of silently doin
 
 The rest of the code imports from here; the parts live in:
 - `schema`: the sections (dataclasses) and ways to read settings off them;
-- `loading`: `load_config` and `config_from_dict`, from YAML and `--set` to a checked `RunConfig`;
+- `loading`: `load_config` (`load_run_config`: a run folder's, checked whole) and `config_from_dict`, from YAML and `--set` to a checked `RunConfig`;
 - `strict_yaml`: the YAML reader that refuses what YAML 1.1 would silently reread, and `--set` overrides;
 - `coercion`: each value checked against its setting's type;
 - `checks`: ranges and settings that contradict each other, at load and when a run starts;
@@ -15,7 +15,8 @@ The rest of the code imports from here; the parts live in:
 """
 
 from elr_mri.config.checks import NUMERIC_RANGES, check_augment_settings, check_noise_settings
-from elr_mri.config.loading import RUN_RECORD_KEYS, SELECTION_RULE_KEY, config_from_dict, load_config
+from elr_mri.config.loading import (RUN_RECORD_KEYS, SELECTION_RULE_KEY, config_from_dict, load_config,
+                                    load_run_config)
 from elr_mri.config.resume import (
     PATH_KEYS, RESUME_MAY_CHANGE, first_resume_change, refuse_resume_changes, with_absolute_paths,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "TrainLoopConfig",
     "RunConfig",
     "load_config",
+    "load_run_config",
     "evaluation_batch_size",
     "IMAGE_EVAL_BATCH",
     "apply_overrides",

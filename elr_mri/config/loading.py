@@ -62,6 +62,18 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
         raise ConfigError(f"{path}: {len(refused)} --set values are refused: {numbered}") from None
 
 
+def load_run_config(run_dir: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """A run folder's config.yaml (`load_config`), refused where it lacks the selection rule: `elr-mri train` has
+    written it there as the last key since its first version, so a file without it was cut short or emptied, and
+    every setting it lost would otherwise be read as its default (a run scored as another model)."""
+    path = Path(run_dir) / "config.yaml"
+    raw = read_yaml_file(path) if path.is_file() else {SELECTION_RULE_KEY: ""}  # a missing one: load_config says so
+    if raw is None or (isinstance(raw, dict) and SELECTION_RULE_KEY not in raw):
+        raise ConfigError(f"{path}: no {SELECTION_RULE_KEY}, the last key `elr-mri train` writes there, so the file "
+                          "is cut short or not the run's; restore the config.yaml the run was trained with")
+    return load_config(path, overrides)
+
+
 def _refused_alone(raw: dict[str, Any], overrides: list[str]) -> list[str]:
     """What is wrong with each `--set` that the file's settings refuse on its own (an unknown key, a wrong type, a
     number out of its range), so that a command line with several mistakes hears of all in one go, not one per

@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from elr_mri.config import SELECTION_RULE_KEY, RunConfig, evaluation_batch_size, load_config
+from elr_mri.config import SELECTION_RULE_KEY, RunConfig, evaluation_batch_size, load_run_config
 from elr_mri.data.grid import VolumeGrid
 from elr_mri.data.splits import read_run_splits, run_participants
 from elr_mri.engine.checkpoint import atomic_write_json, atomic_write_text, load_checkpoint
@@ -59,7 +59,7 @@ def load_run(run_dir: Path, checkpoint: str = "best") -> LoadedRun:
         raise FileNotFoundError(not_the_run_folder(run_dir) or
                                 f"{path} not found: is {run_dir} a finished `elr-mri train` run directory?")
     run_state = _run_state(run_dir)  # before reading the weights: a run that moves on from here shows
-    cfg = load_config(run_dir / "config.yaml")
+    cfg = load_run_config(run_dir)
     cfg.train.compile = False  # one pass of inference: compiling would cost more than it saves
     shape = read_data_shape(run_dir)
     if cfg.train.device == "cuda" and not torch.cuda.is_available():
