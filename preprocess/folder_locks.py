@@ -33,9 +33,9 @@ def warn_unlocked(folder: Path, err: OSError, runs: str) -> None:
           f"stops two {runs} writing into it at once: start one at a time", file=sys.stderr)
 
 
-def lock_or_refuse(handle: IO[str], folder: Path, runs: str) -> None:
+def lock_or_refuse(handle: IO[str], folder: Path, runs: str, elsewhere: str = ", or choose another --out") -> None:
     """Take a POSIX record lock on the open lock file `handle` of `folder`, or refuse at once in one line naming `runs`
-    (e.g. "`elr-mri train`"): a run waiting silently looks hung. A record lock (lockf), not flock, because forked
+    (e.g. "`elr-mri train`") and, in `elsewhere`, where else to write: a run waiting silently looks hung. A record lock (lockf), not flock, because forked
     workers do not inherit it: one that outlives a killed run by seconds cannot block the rerun. Where the file
     system has no locks, a warning and the run goes on."""
     try:
@@ -44,7 +44,7 @@ def lock_or_refuse(handle: IO[str], folder: Path, runs: str) -> None:
         if locks_unsupported(err):
             warn_unlocked(folder, err, f"{runs} runs")
         elif err.errno in (errno.EACCES, errno.EAGAIN):
-            raise FileExistsError(f"{folder}: another {runs} is writing there; let it finish (or stop it) first, "
-                                  "or choose another --out") from None
+            raise FileExistsError(f"{folder}: another {runs} is writing there; let it finish (or stop it) "
+                                  f"first{elsewhere}") from None
         else:
             raise

@@ -1396,3 +1396,30 @@ def test_a_runs_config_yaml_cut_short_is_refused_not_read_with_default_settings(
         assert result.stderr == (f"elr-mri {command[0]}: error: {out / 'config.yaml'}: no selection_rule, the last "
                                  "key `elr-mri train` writes there, so the file is cut short or not the run's; restore "
                                  "the config.yaml the run was trained with\n")
+
+
+def test_a_second_evaluate_of_one_run_and_manifest_is_refused_while_the_first_writes(tmp_path: Path,
+                                                                                    cli_in_process: Cli) -> None:
+    """Two at once each wrote metrics.csv, predictions.csv and summary.json: one's summary could sit beside the
+    other's metrics. The first is imitated by a process holding the evaluation folder's lock."""
+    out = tmp_path / "run"
+    sets = [a for s in [*SMALL, "train.epochs=1"] for a in ("--set", s)]
+    assert cli_in_process("train", "--config", str(DIGITS), "--out", str(out), *sets).returncode == 0
+    (out / "eval-test").mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; lock = open(sys.argv[1], 'a'); "
+                               "fcntl.lockf(lock, fcntl.LOCK_EX); print('held', flush=True); time.sleep(120)",
+                               str(out / "eval-test" / ".evaluate.lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        result = cli_in_process("evaluate", "--run", str(out), "--bootstrap", "2")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.returncode == 2 and result.stderr == (
+        f"elr-mri evaluate: error: {out / 'eval-test'}: another `elr-mri evaluate` is writing there; let it finish "
+        "(or stop it) first\n")
+    assert not (out / "eval-test" / "summary.json").exists()
+    result = cli_in_process("evaluate", "--run", str(out), "--bootstrap", "2")  # once the first has ended
+    assert result.returncode == 0 and (out / "eval-test" / "summary.json").is_file(), result.stderr[-3000:]
+    result = cli_in_process("evaluate", "--run", str(out), "--manifest", str(tmp_path / "none.csv"))
+    assert result.returncode == 2 and not (out / "eval-none").exists()  # refused: no empty folder left behind

@@ -5,27 +5,55 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 from elr_mri.evaluation import N_BOOT
+from preprocess.folder_locks import lock_or_refuse
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from elr_mri.evaluation.metrics import MetricsReport
 
+EVALUATION_LOCK = ".evaluate.lock"  # held (lockf) by the `elr-mri evaluate` writing an evaluation folder
+
 
 def evaluate_command(args: argparse.Namespace) -> int:
     """`elr-mri evaluate`: score the run, then the baselines and the runs to compare with it, if asked for."""
     _refuse_evaluate_arguments(args)
     _check_before_scoring(args)
-    eval_dir = evaluate_and_print(args.run, args.manifest, args.checkpoint, args.bootstrap, args.test_set)
-    baselines = _evaluate_baselines(args) if args.baselines else []
-    if args.baselines or args.compare_with:
-        _score_and_compare(args, eval_dir, baselines)
+    from elr_mri.evaluation.evaluate import evaluation_dir
+
+    with _exclusive_evaluation(evaluation_dir(args.run, args.manifest, args.checkpoint, args.test_set)):
+        eval_dir = evaluate_and_print(args.run, args.manifest, args.checkpoint, args.bootstrap, args.test_set)
+        baselines = _evaluate_baselines(args) if args.baselines else []
+        if args.baselines or args.compare_with:
+            _score_and_compare(args, eval_dir, baselines)
     return 0
+
+
+@contextmanager
+def _exclusive_evaluation(eval_dir: Path) -> Iterator[None]:
+    """One `elr-mri evaluate` at a time in an evaluation folder: two would each write metrics.csv, predictions.csv
+    and summary.json, leaving one's summary beside the other's metrics. A folder it made and left empty (the scoring
+    refused) goes again, so that readers of every eval-*/ do not meet a folder without results."""
+    if not eval_dir.parent.is_dir():
+        yield  # no run there: loading it says so
+        return
+    made = not eval_dir.exists()
+    eval_dir.mkdir(exist_ok=True)
+    with open(eval_dir / EVALUATION_LOCK, "a") as handle:
+        lock_or_refuse(handle, eval_dir, "`elr-mri evaluate`", elsewhere="")
+        try:
+            yield
+        finally:  # removed while still locked: no other `evaluate` holds a lock on a removed file
+            left = [path.name for path in eval_dir.iterdir()] if eval_dir.is_dir() else []  # a run's clean-up took it
+            if made and left == [EVALUATION_LOCK]:
+                shutil.rmtree(eval_dir, ignore_errors=True)
 
 
 def _refuse_evaluate_arguments(args: argparse.Namespace) -> None:
