@@ -226,6 +226,30 @@ def test_losses_refuse_a_batch_whose_labels_or_indices_do_not_match_the_logits()
         plus(logits, torch.ones(3, 3) / 3, torch.arange(4), torch.arange(4), 1.0, step=0)
 
 
+def test_elr_plus_refuses_class_indices_for_its_mixed_labels_and_mismatched_rows() -> None:
+    """ELR+ scores mixed one-hot rows. Class indices, with as many examples as classes, broadcast against the
+    log-probabilities into a finite number that is not the loss; one row of the other network's logits
+    for several indices was folded into all their targets. Each is one line now, before any target changes."""
+    torch.manual_seed(0)
+    plus = ELRPlusLoss(20, 4)
+    logits, index, perm = torch.randn(4, 4), torch.arange(4), torch.tensor([1, 0, 3, 2])
+    with pytest.raises(ValueError, match=r"mixed_labels must both have shape \(4, 4\).*not class indices.*got "
+                                         r"\(4, 4\) and \(4,\)"):
+        plus(logits, torch.tensor([0, 1, 2, 3]), index, perm, 0.7, step=1)
+    with pytest.raises(ValueError, match=r"shape \(3, 4\).*got \(3, 5\) and \(3, 5\)"):
+        plus(torch.randn(3, 5), torch.ones(3, 5) / 5, torch.arange(3), torch.arange(3), 0.7, step=1)
+    with pytest.raises(ValueError, match=r"perm must pair each of the 4 examples.*got shape \(2,\)"):
+        plus(logits, torch.ones(4, 4) / 4, index, perm[:2], 0.7, step=1)
+    with pytest.raises(ValueError, match=r"one row of 4 class logits per index, shape \(4, 4\), got \(1, 4\)"):
+        plus.update_targets(index, torch.randn(1, 4))
+    with pytest.raises(ValueError, match=r"shape \(4, 4\), got \(4, 3\)"):
+        plus.update_targets(index, torch.randn(4, 3))
+    assert (plus.targets == 0).all()
+    plus.update_targets(index, logits)  # what the engine passes is accepted
+    one_hot = F.one_hot(torch.tensor([0, 1, 2, 3]), 4).float()
+    assert torch.isfinite(plus(logits, 0.7 * one_hot + 0.3 * one_hot[perm], index, perm, 0.7, step=1))
+
+
 def test_elr_leaves_its_table_alone_when_a_label_is_out_of_range() -> None:
     elr = ELRLoss(10, 3)
     with pytest.raises(IndexError):

@@ -52,6 +52,12 @@ class ELRPlusLoss(nn.Module):
     def update_targets(self, index: torch.Tensor, other_ema_logits: torch.Tensor,
                        global_batch_size: int | None = None) -> None:
         """Fold the other network's EMA prediction in (`elr.update_targets`: all ranks' rows under torchrun)."""
+        rows = index.numel()
+        if other_ema_logits.dim() != 2 or tuple(other_ema_logits.shape) != (rows, self.num_classes):
+            # one row of logits for several indices would broadcast into every one of their targets
+            raise ValueError(f"ELRPlusLoss.update_targets: other_ema_logits must have one row of "
+                             f"{self.num_classes} class logits per index, shape ({rows}, {self.num_classes}), "
+                             f"got {tuple(other_ema_logits.shape)}")
         update_targets(self.targets, index, F.softmax(at_least_fp32(other_ema_logits), dim=1), self.beta,
                        global_batch_size)
 
@@ -65,6 +71,7 @@ class ELRPlusLoss(nn.Module):
         step: int,
     ) -> torch.Tensor:
         check_batch_shapes("ELRPlusLoss", logits, mixed_labels, index)
+        _check_mixed_batch(logits, mixed_labels, perm, self.num_classes)
         logits = at_least_fp32(logits)
         batch_targets = self.targets[index].to(logits.dtype)
         mixed_targets = mix_lam * batch_targets + (1.0 - mix_lam) * batch_targets[perm]
@@ -75,6 +82,21 @@ class ELRPlusLoss(nn.Module):
         probs = F.softmax(logits, dim=1).clamp(PROB_CLAMP, 1.0 - PROB_CLAMP)
         ramp = sigmoid_rampup(step, self.coef_step)
         return ce + ramp * self.lam * elr_regularizer(probs, mixed_targets)
+
+
+def _check_mixed_batch(logits: torch.Tensor, mixed_labels: torch.Tensor, perm: torch.Tensor,
+                       num_classes: int) -> None:
+    """Shapes only (no host wait). The labels are mixed one-hot rows, one per example, as wide as the logits: class
+    indices would broadcast against the log-probabilities, into a number (where the batch has as many examples as
+    there are classes) that is not the loss. The pairing names one partner per example."""
+    shape = (logits.shape[0], num_classes)
+    if tuple(logits.shape) != shape or tuple(mixed_labels.shape) != shape:
+        raise ValueError(f"ELRPlusLoss: logits and mixed_labels must both have shape {shape} (examples × classes; "
+                         f"mixed_labels = mix_lam·one_hot + (1 − mix_lam)·one_hot[perm], not class indices), got "
+                         f"{tuple(logits.shape)} and {tuple(mixed_labels.shape)}")
+    if tuple(perm.shape) != (shape[0],):
+        raise ValueError(f"ELRPlusLoss: perm must pair each of the {shape[0]} examples with one other (a "
+                         f"permutation of the batch, shape ({shape[0]},)), got shape {tuple(perm.shape)}")
 
 
 def _reweighted(labels: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
