@@ -172,6 +172,17 @@ def test_ema_copies_average_their_networks_parameters_with_the_scheduled_momentu
         assert not torch.equal(averaged["head.weight"], before[k]["head.weight"])
 
 
+def test_elr_plus_weight_averages_start_as_copies_of_their_networks() -> None:
+    """README (ELR+, the differences left): each average starts as its own network's copy, where the official code
+    builds it afresh with other random weights; the two networks themselves start apart."""
+    pair = _method(_config("elr_plus"))
+    assert isinstance(pair, ELRPlusPair)
+    for ema, net in zip(pair.emas, pair.nets):
+        averaged, current = ema.state_dict(), net.state_dict()
+        assert averaged.keys() == current.keys() and all(torch.equal(averaged[k], current[k]) for k in current)
+    assert not torch.equal(pair.nets[0].state_dict()["head.weight"], pair.nets[1].state_dict()["head.weight"])
+
+
 @pytest.mark.parametrize("loss", ["elr", "elr_plus"])
 def test_training_follows_evaluation_in_training_mode(loss: str) -> None:
     """Steps switch BatchNorm back to batch statistics after an evaluation; the EMA copies of ELR+
