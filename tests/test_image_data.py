@@ -215,6 +215,31 @@ def test_image_folder_subset_and_human_labels_line_up(tmp_path):
     assert all(int(data.test.images[i, 0, 0, 0]) == data.test[i]["label"] for i in range(len(data.test)))
 
 
+def test_human_labels_refuse_an_image_folder_lacking_images_the_file_labels(tmp_path):
+    """An archive extracted in part (its last class folder cut short) trained CIFAR-10N on fewer images, that class
+    underweighted, without a word: every image left lined up with its label, so the clean_label check passed."""
+    classes = ["apple", "bee", "cat", "dog"]
+    truth = write_image_folder(tmp_path / "tree", classes, per_class=30)
+    clean = np.array([truth[i] for i in range(len(truth))])
+    np.savez(tmp_path / "human.npz", clean_label=clean, worse_label=(clean + 1) % 4)
+    lost = max(i for i, c in truth.items() if c == 3)
+    (tmp_path / "tree" / "train" / "dog" / f"{lost:05d}.png").unlink()
+    for subset in (None, 40):  # a subset is drawn from the whole folder, so its images are missing there too
+        cfg = DataConfig(name="imagefolder", root=str(tmp_path / "tree"), train_subset=subset,
+                         noise=NoiseConfig(mode="human", human_labels=str(tmp_path / "human.npz")))
+        with pytest.raises(ValueError, match=rf"human.npz: labels 120 training images, but 1 of them are not in the "
+                                             rf"data set \(e.g. original index {lost}; extracted in part\?\); extract "
+                                             r"the data set again \(for fewer images set data.train_subset\)$"):
+            build_image_data(cfg)
+    Image.new("RGB", (12, 10), (lost,) * 3).save(tmp_path / "tree" / "train" / "dog" / f"{lost:05d}.png")
+    Image.new("RGB", (12, 10)).save(tmp_path / "tree" / "train" / "dog" / "00120.png")  # one the file has no label for
+    cfg = DataConfig(name="imagefolder", root=str(tmp_path / "tree"), train_subset=12,
+                     noise=NoiseConfig(mode="human", human_labels=str(tmp_path / "human.npz")))
+    with pytest.raises(ValueError, match=r"holds 120 labels but the data set has original index 120; the label file "
+                                         r"does not belong to this data set, or an image folder's file names are not"):
+        build_image_data(cfg)  # refused whether or not the subset drawn takes that image
+
+
 def test_an_empty_class_folder_is_refused_and_a_macs_hidden_files_are_no_images(tmp_path):
     """An empty folder became a class no image carries, and symmetric noise handed it labels; ._x.png (the
     AppleDouble file a Mac's tar adds beside each image) failed as an unreadable image."""

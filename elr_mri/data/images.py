@@ -136,7 +136,8 @@ def build_image_data(cfg: DataConfig) -> NoisyImageData:
     if test is not None and cfg.test_subset is not None:
         test = test.take(stratified_subset(test.labels, cfg.test_subset, cfg.split_seed, "data.test_subset"))
 
-    noisy = apply_noise_config(cfg.noise, train.labels, source.num_classes, original_index=train.ids)
+    noisy = apply_noise_config(cfg.noise, train.labels, source.num_classes, original_index=train.ids,
+                               release_index=source.train.ids)
     clean = None if cfg.name in WEB_LABELLED else train.labels
     val = source.val
     if val is None and cfg.val_fraction > 0:

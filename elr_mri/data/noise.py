@@ -97,16 +97,18 @@ def apply_noise_config(
     labels: np.ndarray,
     num_classes: int,
     original_index: np.ndarray | None = None,
+    release_index: np.ndarray | None = None,
 ) -> np.ndarray:
     """Noisy labels for a `NoiseConfig`; mode ``human`` looks labels up by `original_index`.
 
     `original_index` is each example's position in the original release (CIFAR training order),
-    so a subset still lines up with CIFAR-10N / CIFAR-100N; by default 0..N-1.
+    so a subset still lines up with CIFAR-10N / CIFAR-100N; by default 0..N-1. `release_index`: the original
+    indices of the whole training set as loaded, before any subset; a CIFAR-N file must label exactly those.
     """
     if noise.mode == "human":
         if noise.human_labels is None:
             raise ValueError("noise mode 'human' needs data.noise.human_labels (a CIFAR-N label file)")
-        return _human_labels(noise.human_labels, noise.human_key, labels, num_classes, original_index)
+        return _human_labels(noise.human_labels, noise.human_key, labels, num_classes, original_index, release_index)
     transition = None
     if noise.mode == "transition":
         if noise.transition_matrix is None:
@@ -170,12 +172,15 @@ def transition_matrix(noisy: np.ndarray, clean: np.ndarray, num_classes: int) ->
 
 
 def _human_labels(
-    path: str | Path, key: str, labels: np.ndarray, num_classes: int, original_index: np.ndarray | None
+    path: str | Path, key: str, labels: np.ndarray, num_classes: int, original_index: np.ndarray | None,
+    release_index: np.ndarray | None = None,
 ) -> np.ndarray:
     """Human labels of the examples at `original_index`, after checking the file lines up with them.
 
     CIFAR-N files carry the clean labels too; if those disagree with the data set's labels, the
-    images are not in the file's order, and training on the result would be silently wrong.
+    images are not in the file's order, and training on the result would be silently wrong. The file labels
+    every training image of the release: one it labels that `release_index` lacks is an image missing from
+    the data set (a JPEG archive extracted in part), which would train a smaller, unbalanced set unnoticed.
     """
     path = Path(path)
     if "coarse" in key and num_classes != 20:  # CIFAR-100N's superclass labels, on the 100 fine classes
@@ -184,16 +189,25 @@ def _human_labels(
     arrays = _read_label_arrays(path)
     human = _pick(arrays, key, path)
     index = np.arange(len(labels)) if original_index is None else np.asarray(original_index)
-    if index.size and index.max() >= len(human):
+    loaded = index if release_index is None else np.asarray(release_index)
+    if loaded.size and loaded.max() >= len(human):
         raise ValueError(
-            f"{path}: holds {len(human)} labels but the data set has original index {index.max()}; "
-            "the label file does not belong to this data set"
+            f"{path}: holds {len(human)} labels but the data set has original index {loaded.max()}; "
+            "the label file does not belong to this data set, or an image folder's file names are not the original "
+            "indices counted from 0 (00000.jpg)"
         )
     if "clean_label" in arrays and int(arrays["clean_label"].max()) + 1 != num_classes:
         raise ValueError(
             f"{path}: its labels name {int(arrays['clean_label'].max()) + 1} classes and the data set has {num_classes}; "
             "the file belongs to another data set (CIFAR-10N's file for CIFAR-10, CIFAR-100N's for CIFAR-100), or the "
             "data set lacks classes (a class folder missing?)"
+        )
+    absent = np.array([]) if release_index is None else np.setdiff1d(np.arange(len(human)), loaded)
+    if absent.size:
+        raise ValueError(
+            f"{path}: labels {len(human)} training images, but {absent.size} of them are not in the data set (e.g. "
+            f"original index {absent[0]}; extracted in part?); extract the data set again (for fewer images set "
+            "data.train_subset)"
         )
     if "clean_label" in arrays:
         wrong = int((_pick(arrays, "clean_label", path)[index] != np.asarray(labels)).sum())
