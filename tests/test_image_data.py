@@ -627,21 +627,80 @@ def test_crops_and_resize(tmp_path):
     assert load_resized(tmp_path / "wide.png", 256).shape == (3, 256, 384)
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not (SHARED / "cifar10-jpeg.tar.xz").is_file(), reason="no CIFAR-10 JPEG archive")
-def test_real_cifar10_jpeg_with_cifar10n(tmp_path):
+@pytest.fixture(scope="module")
+def cifar10_jpeg(tmp_path_factory) -> Path:
+    """The shared CIFAR-10 JPEG archive, extracted once for this file's tests."""
     import tarfile
 
+    if not (SHARED / "cifar10-jpeg.tar.xz").is_file() or not (SHARED / "CIFAR-10_human.npz").is_file():
+        pytest.skip("no CIFAR-10 JPEG archive or CIFAR-10N labels in ../shared/data/cifar")
+    folder = tmp_path_factory.mktemp("cifar")
     with tarfile.open(SHARED / "cifar10-jpeg.tar.xz") as archive:
-        archive.extractall(tmp_path, filter="data")
+        archive.extractall(folder, filter="data")
+    return folder / "cifar10"
+
+
+@pytest.mark.slow
+def test_real_cifar10_jpeg_with_cifar10n(cifar10_jpeg):
     cfg = DataConfig(
-        name="imagefolder", root=str(tmp_path / "cifar10"), train_subset=10000,
+        name="imagefolder", root=str(cifar10_jpeg), train_subset=10000,
         noise=NoiseConfig(mode="human", human_labels=str(SHARED / "CIFAR-10_human.npz")),
     )
     data = build_image_data(cfg)
     assert (len(data.train), len(data.val), len(data.test)) == (9000, 1000, 10000)
     assert data.class_names[3] == "cat" and data.input_shape == (3, 32, 32)
     assert abs((data.train_labels != data.train_clean_labels).mean() - 0.402) < 0.02
+
+
+# Wei et al. 2022 (CIFAR-N), Table 1: the share of CIFAR-10's 50,000 training labels each label set gets wrong
+CIFAR10N_NOISE = {"aggre_label": 0.0903, "random_label1": 0.1723, "random_label2": 0.1812, "random_label3": 0.1764,
+                  "worse_label": 0.4021}
+
+
+@pytest.mark.slow
+def test_cifar10n_labels_land_on_their_images_in_the_paper_config(cifar10_jpeg):
+    """configs/cifar10n/elr.yaml on the real 50,000: every human label lands on the image of its original index.
+    The clean_label check proves only the class folders: images shuffled within their class would pass it, and
+    train on labels that fit no picture. Human mistakes depend on the picture (a doggish cat is called dog), so
+    the wrong labels must fit their images better than the same labels dealt at random within each class."""
+    from elr_mri.config import load_config
+
+    human = np.load(SHARED / "CIFAR-10_human.npz")
+    clean, worse = human["clean_label"], human["worse_label"]
+    for key, rate in CIFAR10N_NOISE.items():  # the file has the label sets the config names, as published
+        assert (human[key] != clean).mean() == pytest.approx(rate, abs=5e-4), key
+    config = Path(__file__).resolve().parents[1] / "configs/cifar10n/elr.yaml"
+    data = build_image_data(load_config(config, [f"data.root={cifar10_jpeg}",
+                                                 f"data.noise.human_labels={SHARED / 'CIFAR-10_human.npz'}"]).data)
+    assert (len(data.train), len(data.val), len(data.test)) == (45000, 5000, 10000)
+    ids = data.train_ids  # what suspected_mislabels.csv reports as original_index
+    assert np.array_equal(data.train_labels, worse[ids]) and np.array_equal(data.train_clean_labels, clean[ids])
+    held_out = np.setdiff1d(np.arange(50000), ids)  # the validation split, in original order, keeps its noisy labels
+    assert np.array_equal(data.val.labels, worse[held_out]) and np.bincount(clean[held_out]).tolist() == [500] * 10
+    assert np.bincount(data.test.labels).tolist() == [1000] * 10  # CIFAR-10's clean test set
+    for k in np.random.default_rng(0).choice(len(ids), 20, replace=False):  # the file its original index names
+        path = cifar10_jpeg / "train" / data.class_names[clean[ids[k]]] / f"{ids[k]:05d}.jpg"
+        assert np.array_equal(data.train.images[k].numpy(), np.asarray(Image.open(path)).transpose(2, 0, 1))
+
+    pooled = data.train.images.numpy().reshape(-1, 3, 8, 4, 8, 4).mean(axis=(3, 5)).reshape(len(ids), -1)
+    pooled = (pooled - pooled.mean(0)) / pooled.std(0)
+    given, true = data.train_labels, data.train_clean_labels
+    centres = np.stack([pooled[true == c].mean(0) for c in range(10)])
+    distance = ((pooled[:, None, :] - centres[None]) ** 2).sum(-1)  # to each class's mean picture
+
+    def fit(noisy: np.ndarray) -> float:  # how much nearer a wrong label's class is than the true one, on average
+        wrong = np.flatnonzero(noisy != true)
+        return float((distance[wrong, true[wrong]] - distance[wrong, noisy[wrong]]).mean())
+
+    rng = np.random.default_rng(0)
+    dealt = []
+    for _ in range(200):
+        order = np.arange(len(true))
+        for c in range(10):
+            members = np.flatnonzero(true == c)
+            order[members] = rng.permutation(members)
+        dealt.append(fit(given[order]))
+    assert fit(given) > np.mean(dealt) + 4 * np.std(dealt), (fit(given), dealt)
 
 
 @pytest.mark.parametrize("loader", ["dataloader", "device"])
