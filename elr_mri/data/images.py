@@ -30,7 +30,7 @@ from elr_mri.data.image_transforms import (
     ToFloat,
     load_resized,
 )
-from elr_mri.data.noise import apply_noise_config
+from elr_mri.data.noise import apply_noise_config, load_human_labels
 
 __all__ = ["NoisyImageData", "InMemoryImages", "ImageFiles", "build_image_data", "stratified_subset", "NORMALISATION"]
 
@@ -123,6 +123,8 @@ def build_image_data(cfg: DataConfig) -> NoisyImageData:
     if cfg.name in WEB_LABELLED and cfg.noise.mode != "none":
         raise ValueError(f"{cfg.name}'s labels are already noisy and its true labels unknown: set data.noise.mode "
                          "to none")
+    if cfg.noise.mode == "human" and cfg.noise.human_labels:  # a wrong file or key: said before 50,000 images decode
+        load_human_labels(cfg.noise.human_labels, cfg.noise.human_key)
     source = load_source(cfg.name, cfg.root)
     _refuse_a_partial_release(cfg, len(source.class_names))
     train, test = source.train, source.test

@@ -249,7 +249,8 @@ def _load_label_file(path: Path) -> object:
 
 def _pick(arrays: dict[str, np.ndarray], key: str, path: Path) -> np.ndarray:
     if key not in arrays:
-        raise ValueError(f"{path}: no labels named {key!r}; available: {', '.join(sorted(arrays))}")
+        raise ValueError(f"{path}: no labels named {key!r}; available: {', '.join(sorted(arrays))} (set "
+                         "data.noise.human_key to one of them)")
     return np.asarray(arrays[key], dtype=np.int64).reshape(-1)
 
 
