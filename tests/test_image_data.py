@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -213,6 +214,29 @@ def test_image_folder_subset_and_human_labels_line_up(tmp_path):
         original = int(data.val.images[item["index"], 0, 0, 0])
         assert item["label"] == human[original]
     assert all(int(data.test.images[i, 0, 0, 0]) == data.test[i]["label"] for i in range(len(data.test)))
+
+
+def test_a_human_label_runs_mislabel_table_names_each_image_by_its_index_in_the_label_file(tmp_path):
+    """configs/cifar10n/cpu_subset.yaml on a tree of four classes: a reviewer looks a flagged row up by its
+    original_index, in the label file and as the image file of that number."""
+    from elr_mri.config import load_config
+
+    truth = write_image_folder(tmp_path / "tree", ["apple", "bee", "cat", "dog"], per_class=30)
+    clean = np.array([truth[i] for i in range(len(truth))])
+    worse = np.where(np.arange(len(clean)) % 3 == 0, (clean + 1) % 4, clean)  # a third wrong
+    np.savez(tmp_path / "human.npz", clean_label=clean, worse_label=worse)
+    config = Path(__file__).resolve().parents[1] / "configs/cifar10n/cpu_subset.yaml"
+    settings = [f"data.root={tmp_path / 'tree'}", f"data.noise.human_labels={tmp_path / 'human.npz'}",
+                "data.train_subset=80", "data.test_subset=40", "data.normalization=auto", "model.hidden=16",
+                "train.epochs=3", "train.batch_size=16"]
+    train(load_config(config, settings), tmp_path / "run")
+    table = pd.read_csv(tmp_path / "run" / "suspected_mislabels.csv")
+    assert len(table) > 0 and table["original_index"].is_unique
+    originals = table["original_index"].to_numpy()
+    assert np.array_equal(table["given_label"], worse[originals])
+    names = ["apple", "bee", "cat", "dog"]
+    assert all((tmp_path / "tree" / "train" / names[clean[i]] / f"{i:05d}.png").is_file() for i in originals)
+    assert table["given_name"].tolist() == [names[k] for k in worse[originals]]
 
 
 def test_a_human_label_file_without_the_key_is_said_before_any_image_is_decoded(tmp_path):
@@ -510,8 +534,6 @@ def test_webvision_config_trains_and_scores_both_test_sets_top1_and_top5(tmp_pat
     """The shipped config, its network swapped for a small one: ELR+ on the files, the WebVision and
     ILSVRC12 figures of the paper's table per epoch and in summary.json."""
     import json
-
-    import pandas as pd
 
     from elr_mri.config import load_config
     from elr_mri.engine.runner import train
