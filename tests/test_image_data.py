@@ -295,6 +295,25 @@ def test_file_names_of_one_number_spelled_twice_are_not_taken_as_original_indice
     assert sorted(load_source("imagefolder", tmp_path).train.ids.tolist()) == list(range(7))  # positions, not 0 twice
 
 
+def test_a_stray_file_among_numbered_images_is_said_to_turn_their_numbers_into_positions(tmp_path, capsys):
+    """A copy `00001 (1).png` beside numbered images made every original index a position without a word: the
+    mislabel table's original_index then named other files. Test folders numbered per class (CIFAR-10's test/) and
+    folders named in words keep their positions quietly."""
+    write_image_folder(tmp_path, ["a", "b"], per_class=3)
+    assert sorted(load_source("imagefolder", tmp_path).train.ids.tolist()) == [0, 1, 2, 3, 4, 5]
+    assert capsys.readouterr().err == ""
+    stray = tmp_path / "train" / "a" / "00000 (1).png"
+    stray.write_bytes((tmp_path / "train" / "a" / "00000.png").read_bytes())
+    assert load_source("imagefolder", tmp_path).train.ids.tolist() == [0, 1, 2, 3, 4, 5, 6]  # positions
+    assert capsys.readouterr().err == (f"note: {tmp_path / 'train'}: 1 of 7 image names are not numbers (e.g. {stray}), "
+                                       "so each image's original index is its position in (class, file name) order, "
+                                       "not its file number; rename or remove them to keep the numbers\n")
+    for image in (tmp_path / "train").rglob("*.png"):
+        image.rename(image.with_name(f"img{image.name}"))
+    load_source("imagefolder", tmp_path)
+    assert capsys.readouterr().err == ""
+
+
 def test_image_folder_normalises_with_its_own_statistics_or_named_constants(tmp_path):
     write_image_folder(tmp_path, ["a", "b"], per_class=5)
     (tmp_path / "train" / ".ipynb_checkpoints").mkdir()  # not a class: it would shift every label by one

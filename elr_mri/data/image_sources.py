@@ -244,9 +244,21 @@ def _read_folder_split(directory: Path, class_names: list[str]) -> ImageSplit:
         ids = np.array(numbers, dtype=np.int64)
     else:
         ids = np.arange(len(paths), dtype=np.int64)
+        _note_stray_names(directory, paths)
     order = np.argsort(ids, kind="stable")
     images = _decode_all([paths[i] for i in order])
     return ImageSplit(images, np.asarray(labels, dtype=np.int64)[order], ids[order])
+
+
+def _note_stray_names(directory: Path, paths: list[Path]) -> None:
+    """Files numbered but for a few (a copy `00042 (1).jpg` beside the CIFAR-10 JPEGs): each index is then a position,
+    not its file number, so suspected_mislabels.csv's original_index names other files and a CIFAR-N label file other
+    images (automobile's 00004.jpg became 5001). Said on stderr; a folder named in words keeps its positions unsaid."""
+    strays = [p for p in paths if not p.stem.isdigit()]
+    if 0 < len(strays) < len(paths):
+        print(f"note: {directory}: {len(strays)} of {len(paths)} image names are not numbers (e.g. {strays[0]}), so "
+              "each image's original index is its position in (class, file name) order, not its file number; rename "
+              "or remove them to keep the numbers", file=sys.stderr)
 
 
 class ImageReadError(ValueError):
