@@ -16,10 +16,11 @@ import torch.nn.functional as F
 
 from elr_mri.config import RunConfig, load_config
 from elr_mri.engine.execution import ExecutionPlan
-from elr_mri.engine.methods import ELRPlusPair, Method, build_method, build_optimizer
+from elr_mri.engine.methods import ELRPlusPair, Method, NetworkWithLossTerms, build_method, build_optimizer
 from elr_mri.engine.runner import evaluate_split, predict_split
 from elr_mri.engine.tracking import PredictionTracker
-from elr_mri.losses import one_hot_rows, sigmoid_rampup
+from elr_mri.losses import ELRLoss, one_hot_rows, sigmoid_rampup
+from elr_mri.losses.elr import elr_terms
 
 DIGITS = Path(__file__).parents[1] / "configs" / "digits" / "elr_sym40.yaml"
 INPUT_SHAPE, NUM_CLASSES, NUM_EXAMPLES, BATCH = (1, 8, 8), 10, 64, 16
@@ -101,6 +102,28 @@ def test_elr_compiled_into_the_network_graph_trains_as_the_eager_loss() -> None:
         eager.train_step(batches[1])
     assert "aten::nll_loss_forward" in {event.name for event in eager_step.events()}
     assert "aten::nll_loss_forward" not in {event.name for event in fused_step.events()}
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_elr_terms_inside_the_networks_autocast_region_stay_float32(dtype: torch.dtype) -> None:
+    """`train.compile_step` computes ELR's terms inside the network's autocast region, where torch lowers matrix
+    products to bf16/fp16. A confident example's ⟨t, p⟩ ≈ 0.9996 must not be computed there: bf16's spacing just
+    below 1 is 2⁻⁸, so it would round to 1 and log(1 − ⟨t, p⟩) to −inf. The terms equal those computed outside the
+    region from the same (rounded) logits."""
+    network = torch.nn.Linear(4, 4, bias=False)
+    with torch.no_grad():
+        network.weight.copy_(torch.eye(4))  # the logits are the inputs, rounded to `dtype` as autocast's linear does
+    with_terms = NetworkWithLossTerms(network, ELRLoss(3, 4, beta=0.7))
+    inputs = torch.tensor([[12.0, 0.0, 0.0, 0.0], [9.0, 0.0, 0.0, 0.0], [0.0, 3.0, 0.0, 0.0]])
+    labels = torch.tensor([0, 0, 1])
+    old_rows = torch.tensor([[0.9997, 1e-4, 1e-4, 1e-4], [0.995, 0.002, 0.002, 0.001], [0.1, 0.7, 0.1, 0.1]])
+    with ExecutionPlan(torch.device("cpu"), autocast_dtype=dtype, compile=False, channels_last=False).autocast():
+        logits, *inside = with_terms(inputs, labels=labels, old_rows=old_rows)
+    assert logits.dtype == dtype  # the region is active
+    outside = elr_terms(logits.float(), labels, old_rows, 0.7, torch.float32)
+    for name, got, expected in zip(("ce", "reg", "rows"), inside, outside, strict=True):
+        assert got.dtype == torch.float32 and torch.equal(got, expected), name
+    assert torch.isfinite(inside[1])
 
 
 def test_elr_plus_with_compiled_ema_forwards_trains_as_eager() -> None:
