@@ -126,6 +126,38 @@ def test_elr_terms_inside_the_networks_autocast_region_stay_float32(dtype: torch
     assert torch.isfinite(inside[1])
 
 
+@pytest.mark.parametrize("loss", ["elr", "elr_plus"])
+def test_a_step_the_fp16_loss_scaler_skips_still_moves_the_targets(loss: str) -> None:
+    """fp16: a step whose scaled gradients overflow is skipped (weights kept, scale halved), but its forward pass was
+    the network's prediction, and the targets average those (t ← βt + (1 − β)p, p from the forward pass, which the
+    official code folds in before the backward; ELR+'s from the other network's average, before either steps). So
+    the rows move as in the step applied, the tracker gets the same predictions, and ELR+'s EMA copies still
+    average their (unchanged) networks."""
+    methods = {}
+    for skipped in (False, True):
+        torch.manual_seed(0)
+        np.random.seed(0)  # ELR+'s mixup weight
+        method = _method(_config(loss, "train.precision=fp16", "train.compile=false"))
+        method.train_step(_batch(0))  # a step applied: the networks move away from their EMA copies
+        scalers = method.scalers if isinstance(method, ELRPlusPair) else [method.scaler]
+        if skipped:
+            for scaler in scalers:
+                scaler.update(new_scale=2.0 ** 100)  # the scaled gradients overflow float16
+        weights = [{name: value.clone() for name, value in net.state_dict().items()} for net in method.networks()]
+        emas = [{name: value.clone() for name, value in ema.named_parameters()} for ema in getattr(method, "emas", [])]
+        methods[skipped] = (method, method.train_step(_batch(1))[1], weights, emas, scalers)
+    (applied, applied_logits, applied_before, *_), (method, logits, before, emas, scalers) = methods[False], methods[True]
+    assert [scaler.get_scale() for scaler in scalers] == [2.0 ** 99] * len(scalers)  # the step was skipped...
+    for net, weights in zip(method.networks(), before, strict=True):
+        assert all(torch.equal(value, weights[name]) for name, value in net.state_dict().items() if "weight" in name)
+    assert not torch.equal(applied.networks()[0].state_dict()["head.weight"], applied_before[0]["head.weight"])
+    for tables, applied_tables in zip(method.target_tables(), applied.target_tables(), strict=True):
+        assert torch.equal(tables, applied_tables)  # ...and its predictions moved the targets all the same
+    assert torch.equal(logits, applied_logits)
+    for ema, averaged in zip(getattr(method, "emas", []), emas):
+        assert not torch.equal(dict(ema.named_parameters())["head.weight"], averaged["head.weight"])
+
+
 def test_elr_plus_with_compiled_ema_forwards_trains_as_eager() -> None:
     """`train.compile_step` with ELR+: the EMA copies' forward passes are compiled too, and the pair trains as the
     eager one does."""
