@@ -24,7 +24,7 @@ from torch._dynamo.exc import BackendCompilerFailed
 from elr_mri.config import ConfigError, TrainLoopConfig
 from elr_mri.models.phase_grid_conv import PhaseGridConv3d, use_phase_grids
 
-__all__ = ["CompiledForFullBatches", "ExecutionPlan", "busy_cores_note", "limit_cpu_threads"]
+__all__ = ["CompiledForFullBatches", "ExecutionPlan", "busy_cores_note", "limit_cpu_threads", "precision_note"]
 
 
 @dataclass(frozen=True)
@@ -218,6 +218,38 @@ def busy_cores_note(threads: int, device: torch.device) -> list[str]:
         return []
     return [f"note: this machine is busy (load {load:.1f} on {cores} core(s)) and torch runs {running} threads, so the "
             "threads wait on each other: --set train.threads=1 is often many times faster here"]
+
+
+def precision_note(precision: str, device: torch.device) -> list[str]:
+    """A note where `train.precision` asks for a half type the device has no native arithmetic for: the same results,
+    slower than fp32, often many times (the figures in the notes, measured on this project's AMD EPYC). `auto` never
+    asks for one there: fp32 on a CPU, fp16 with loss scaling on a GPU without bf16."""
+    if precision not in ("bf16", "fp16"):
+        return []
+    if device.type == "cuda":
+        if precision == "fp16" or torch.version.hip or torch.cuda.get_device_capability(device) >= (8, 0):
+            return []
+        major, minor = torch.cuda.get_device_capability(device)
+        return [f"note: train.precision is bf16, but this GPU ({torch.cuda.get_device_name(device)}, compute "
+                f"capability {major}.{minor}) has no native bf16 (Ampere and later have): torch emulates it, slower "
+                "than fp16; train.precision: auto takes fp16 with loss scaling there"]
+    capabilities = getattr(torch.cpu, "get_capabilities", lambda: None)()  # older torch cannot tell: no note
+    native = _NATIVE_ON_CPU[precision]
+    if capabilities is None or any(capabilities.get(name, False) for name in native):
+        return []
+    instead = "fp32" if precision == "bf16" else "bf16 where the CPU has native bf16 (AVX-512 BF16 or AMX), else fp32"
+    slower = {"bf16": "slower than fp32 (a small CNN's step on an AVX-512 BF16 CPU with oneDNN held to AVX-512: 1.2 s "
+                      "against 1.0 s; to AVX2: 24 s against 1.2 s)",
+              "fp16": "many times slower than fp32 (a small CNN's step on an AVX-512 CPU: 16–18 s against 1.0–1.5 s)"}
+    name = f" ({capabilities['cpu_name']})" if capabilities.get("cpu_name") else ""
+    return [f"note: train.precision is {precision}, but this CPU{name} has no "
+            f"native {precision} (AVX-512 {precision.upper()} or AMX-{precision.upper()}): it trains "
+            f"{slower[precision]}; set train.precision: {instead}"]
+
+
+# the capability flags (torch.cpu.get_capabilities) of native half-precision arithmetic: x86's, then ARM's
+_NATIVE_ON_CPU = {"bf16": ("avx512_bf16", "amx_bf16", "bf16", "sve_bf16"),
+                  "fp16": ("avx512_fp16", "amx_fp16", "fp16_arith")}
 
 
 def _layout(dims: int) -> torch.memory_format:

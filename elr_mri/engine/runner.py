@@ -40,7 +40,7 @@ from elr_mri.data.noise import require_cifar10_classes
 from elr_mri.engine.checkpoint import (atomic_save, atomic_write_json, atomic_write_text, capture_rng, host_copy,
                                       load_checkpoint, restore_rng)
 from elr_mri.engine.diagnostics import collapse_warnings, top_class_share
-from elr_mri.engine.execution import ExecutionPlan, busy_cores_note, limit_cpu_threads
+from elr_mri.engine.execution import ExecutionPlan, busy_cores_note, limit_cpu_threads, precision_note
 from elr_mri.engine.feeding import BatchFeeder, serves_from_device
 from elr_mri.engine.methods import Method, build_method
 from elr_mri.engine.run_dir import (check_run_dir, exclusive_run_dir, record_run_data, refuse_stretched_cosine,
@@ -100,6 +100,7 @@ def train(cfg: RunConfig, out_dir: Path, resume: bool = False, notes: Sequence[s
     dist = init_distributed(device.type)
     if device.type == "cuda" and dist.enabled:
         device = torch.device("cuda", dist.local_rank)
+    notes = [*notes, *precision_note(cfg.train.precision, device)]
     if resume and not os.access(out_dir, os.W_OK) and finished_at(out_dir, cfg.train.epochs):
         leave_distributed()  # read-only storage: no lock can be taken there, and nothing would be written
         return _already_finished(out_dir, dist)
