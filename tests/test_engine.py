@@ -1207,18 +1207,36 @@ def test_a_run_refused_before_writing_anything_leaves_no_folder(tmp_path: Path, 
 
 def test_nan_in_the_elr_targets_is_divergence_too(tmp_path: Path) -> None:
     """A float16 forward pass that overflowed writes NaN into the targets of its rows while the loss scaler keeps
-    the weights finite: the run would go on with a NaN loss for good."""
+    the weights finite: the run would go on with a NaN loss for good. The refusal then names fp16's range as a cause
+    beside the learning rate (it named the learning rate alone)."""
     from elr_mri.engine.execution import ExecutionPlan
     from elr_mri.engine.methods import build_method
     from elr_mri.engine.runner import _refuse_divergence
 
-    cfg = load_config(DIGITS, [*SMALL, "model.name=mlp", "model.hidden=8"])
-    method = build_method(cfg, (1, 8, 8), 10, 20, ExecutionPlan.from_config(cfg.train, torch.device("cpu")))
-    _refuse_divergence(method, float("nan"), 0, cfg, tmp_path)  # everything finite: a skipped float16 step
+    def method_and_plan(precision: str) -> tuple:
+        torch.manual_seed(0)
+        cfg = load_config(DIGITS, [*SMALL, "model.name=mlp", "model.hidden=8", f"train.precision={precision}"])
+        plan = ExecutionPlan.from_config(cfg.train, torch.device("cpu"))
+        return cfg, build_method(cfg, (1, 8, 8), 10, 20, plan), plan
+
+    cfg, method, plan = method_and_plan("fp16")
+    _refuse_divergence(method, float("nan"), 0, cfg, tmp_path, plan)  # everything finite: a skipped float16 step
+    with torch.no_grad():
+        method.model.net[1].weight.mul_(1e5)  # the first layer's outputs pass float16's 65504
+    images = torch.full((8, 1, 8, 8), 10.0)
+    loss, _ = method.train_step({"image": images, "label": torch.arange(8), "index": torch.arange(8)})
+    assert method.scaler.get_scale() == 2.0 ** 15  # skipped: the weights stay finite, the targets do not
+    assert all(torch.isfinite(weight).all() for weight in method.model.parameters())
+    assert not torch.isfinite(method.targets()[:8]).any() and torch.isfinite(method.targets()[8:]).all()
+    _refuse_divergence(method, 1.5, 0, cfg, tmp_path, plan)  # a finite loss: nothing looked at
+    with pytest.raises(ValueError, match=r"training diverged in epoch 1 .*targets no longer finite.*lower optim.lr "
+                                         r"\(now 0.05\) or, as it ran in fp16 .* train.precision: bf16 where the GPU "
+                                         r"has it, else fp32$"):
+        _refuse_divergence(method, float(loss), 0, cfg, tmp_path, plan)
+    cfg, method, plan = method_and_plan("fp32")
     method.targets()[3, 0] = float("nan")
-    _refuse_divergence(method, 1.5, 0, cfg, tmp_path)  # a finite loss: nothing looked at
-    with pytest.raises(ValueError, match="training diverged in epoch 1 .*targets no longer finite"):
-        _refuse_divergence(method, float("nan"), 0, cfg, tmp_path)
+    with pytest.raises(ValueError, match=r"targets no longer finite.*lower optim.lr \(now 0.05\)$"):
+        _refuse_divergence(method, float("nan"), 0, cfg, tmp_path, plan)
 
 
 def test_a_cpu_run_at_a_thread_a_core_on_a_busy_machine_is_told_to_try_one_thread(monkeypatch) -> None:

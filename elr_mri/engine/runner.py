@@ -218,7 +218,7 @@ def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, de
         tracker.new_epoch()
         batches = feeder.train_epoch(epoch, method.batch_streams, method.streams_in_turn)
         train_loss = _train_epoch(method, batches, epoch, tracker, show_progress)
-        _refuse_divergence(method, train_loss, epoch, cfg, out_dir)
+        _refuse_divergence(method, train_loss, epoch, cfg, out_dir, plan)
         row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss,
                                "epoch_seconds": round(time.perf_counter() - epoch_started, 3)}
         pred, seen = tracker.predictions(), tracker.seen_this_epoch()
@@ -383,20 +383,24 @@ def _train_epoch(method: Method, batches: Iterable[dict[str, torch.Tensor]], epo
     return float(mean_over_ranks(total)) / steps if steps else float("nan")
 
 
-def _refuse_divergence(method: Method, train_loss: float, epoch: int, cfg: RunConfig, out_dir: Path) -> None:
+def _refuse_divergence(method: Method, train_loss: float, epoch: int, cfg: RunConfig, out_dir: Path,
+                       plan: ExecutionPlan) -> None:
     """Stop a run whose weights, BatchNorm statistics or ELR targets are no longer numbers, before it writes them:
     training never brings them back. A loss that is not finite alone is not divergence: the loss scaler skips a
-    float16 step that overflowed (its forward pass may still have fed NaN into the statistics or the targets).
-    The ranks of a torchrun job decide together (each has its own BatchNorm statistics)."""
+    float16 step that overflowed (its forward pass may still have fed NaN into the statistics or the targets, and
+    then fp16's range, ±65504, is as much the cause as the learning rate). The ranks of a torchrun job decide together
+    (each has its own BatchNorm statistics)."""
     if math.isfinite(train_loss):
         return
     tensors = [t for net in method.networks() for t in (*net.parameters(), *net.buffers()) if t.is_floating_point()]
     finite = torch.stack([torch.isfinite(t).all() for t in [*tensors, *method.target_tables()]])
     if bool(mean_over_ranks(finite.all().float()) == 1.0):
         return
+    fp16 = (" or, as it ran in fp16 (whose forward pass overflows past 65504), with train.precision: bf16 where the GPU "
+            "has it, else fp32") if plan.loss_scaling else ""
     raise ValueError(f"{out_dir}: training diverged in epoch {epoch + 1} (training loss {train_loss}; weights, "
                      f"statistics or targets no longer finite); nothing of that epoch was written. Start a new run with a lower optim.lr "
-                     f"(now {cfg.optim.lr})")
+                     f"(now {cfg.optim.lr}){fp16}")
 
 
 def _improves(value: float, best: float) -> bool:
