@@ -32,8 +32,19 @@ def test_auto_on_a_cpu_is_plain_fp32_eager() -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_auto_on_a_gpu_turns_every_switch_on() -> None:
     plan = ExecutionPlan.from_config(TrainLoopConfig(), torch.device("cuda"))
-    assert plan.autocast_dtype in (torch.bfloat16, torch.float16)
+    native_bf16 = torch.version.hip or torch.cuda.get_device_capability() >= (8, 0)
+    assert plan.autocast_dtype == (torch.bfloat16 if native_bf16 else torch.float16)
     assert plan.compile and plan.channels_last and plan.cudnn_benchmark and plan.fused_optimizer
+
+
+@pytest.mark.parametrize(("capability", "dtype"), [((7, 0), torch.float16), ((7, 5), torch.float16),
+                                                   ((8, 0), torch.bfloat16), ((9, 0), torch.bfloat16)])
+def test_auto_precision_is_bf16_from_ampere_on_and_fp16_with_loss_scaling_before(
+        monkeypatch: pytest.MonkeyPatch, capability: tuple[int, int], dtype: torch.dtype) -> None:
+    """As README says: V100 (7.0) and T4 (7.5) fp16 with a loss scaler, A100 (8.0) and H100 (9.0) bf16."""
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)  # a GPU this is not
+    plan = ExecutionPlan.from_config(TrainLoopConfig(), torch.device("cuda"))
+    assert plan.autocast_dtype == dtype and plan.loss_scaling == (dtype == torch.float16)
 
 
 def test_auto_leaves_channels_last_off_for_volumes_on_a_gpu() -> None:

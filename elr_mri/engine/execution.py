@@ -54,7 +54,7 @@ class ExecutionPlan:
         on_gpu = device.type == "cuda"
         precision = cfg.precision
         if precision == "auto":
-            precision = ("bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16") if on_gpu else "fp32"
+            precision = ("bf16" if _native_bf16_gpu(device) else "fp16") if on_gpu else "fp32"
         compile_mode = cfg.compile_mode
         if compile_mode == "auto":  # fp16's loss scaling has not run under CUDA graphs yet (bf16 and fp32 have)
             compile_mode = "reduce-overhead" if on_gpu and graphs_tested and precision != "fp16" else "default"
@@ -227,7 +227,7 @@ def precision_note(precision: str, device: torch.device) -> list[str]:
     if precision not in ("bf16", "fp16"):
         return []
     if device.type == "cuda":
-        if precision == "fp16" or torch.version.hip or torch.cuda.get_device_capability(device) >= (8, 0):
+        if precision == "fp16" or _native_bf16_gpu(device):
             return []
         major, minor = torch.cuda.get_device_capability(device)
         return [f"note: train.precision is bf16, but this GPU ({torch.cuda.get_device_name(device)}, compute "
@@ -245,6 +245,12 @@ def precision_note(precision: str, device: torch.device) -> list[str]:
     return [f"note: train.precision is {precision}, but this CPU{name} has no "
             f"native {precision} (AVX-512 {precision.upper()} or AMX-{precision.upper()}): it trains "
             f"{slower[precision]}; set train.precision: {instead}"]
+
+
+def _native_bf16_gpu(device: torch.device) -> bool:
+    """Whether the GPU computes bf16 natively: NVIDIA's from Ampere (compute capability 8.0) on, AMD's (ROCm) all.
+    Older ones emulate it, which `auto` avoids and an explicit bf16 is told about."""
+    return bool(torch.version.hip) or torch.cuda.get_device_capability(device) >= (8, 0)
 
 
 # the capability flags (torch.cpu.get_capabilities) of native half-precision arithmetic: x86's, then ARM's
