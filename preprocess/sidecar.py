@@ -22,8 +22,8 @@ from typing import Callable, Iterator
 _PAIR_TYPES = (("header", ".hdr"), ("image", ".img"), ("mat", ".mat"))
 _COMPRESSIONS = (".gz", ".bz2", ".zst")
 
-__all__ = ["file_sha256", "scan_files", "scan_sha256", "atomic_path", "cannot_write", "remove_stale_temps",
-           "write_json", "read_sidecar", "output_hashes", "stale_reason"]
+__all__ = ["file_sha256", "scan_files", "scan_sha256", "atomic_path", "cannot_write", "require_writable",
+           "remove_stale_temps", "write_json", "read_sidecar", "output_hashes", "stale_reason"]
 
 
 def file_sha256(path: str | Path) -> str:
@@ -90,6 +90,14 @@ def cannot_write(folder: str | Path) -> str | None:
             return None
     except OSError as err:
         return os.strerror(err.errno) if err.errno else str(err)
+
+
+def require_writable(folder: str | Path, written: str, fix: str) -> None:
+    """Refuse `folder` in one line, before any work, where no file can be made in it (`cannot_write`): `written` names
+    what would go there, `fix` what to do instead. Said at the first write, the error named one of those files only."""
+    reason = cannot_write(folder)
+    if reason is not None:
+        raise PermissionError(f"{folder}: cannot write there ({reason}), where {written} go; {fix}")
 
 
 def remove_stale_temps(folder: str | Path) -> None:

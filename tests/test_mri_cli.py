@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -610,17 +611,23 @@ def test_explain_writes_template_space_saliency(trained: dict[str, Path]) -> Non
     assert all(0 <= summary["predicted_as_given_per_map"][name] <= 2 for name in CLASSES)
 
 
-def test_import_cohort_joins_adnimerge_to_scans(tmp_path: Path, cli_in_process: Cli) -> None:
-    scans = tmp_path / "scans.csv"
+def _adni_import_inputs(folder: Path) -> tuple[Path, Path]:
+    """(preprocess's manifest of three scans, with a failures.csv of one more beside it; an ADNIMERGE for two)."""
+    scans = folder / "scans.csv"
     pd.DataFrame({"participant_id": ["sub-ADNI011S0002", "sub-ADNI011S0003", "sub-ADNI011S0099"],
                   "session_id": ["ses-M00", "ses-M06", "ses-M00"],
                   "path": ["a.nii.gz", "b.nii.gz", "c.nii.gz"]}).to_csv(scans, index=False)
-    adnimerge = tmp_path / "ADNIMERGE.csv"
+    adnimerge = folder / "ADNIMERGE.csv"
     pd.DataFrame({"PTID": ["011_S_0002", "011_S_0003", "011_S_0003"], "VISCODE": ["bl", "bl", "m06"],
                   "DX": ["CN", "MCI", "Dementia"], "DX_bl": ["CN", "LMCI", "LMCI"], "AGE": [74.3, 81.3, 81.3],
                   "Years_bl": [0.0, 0.0, 0.5], "PTGENDER": ["Male", "Female", "Female"]}).to_csv(adnimerge, index=False)
     pd.DataFrame({"participant_id": ["sub-ADNI011S0004"], "session_id": ["ses-M00"], "path": ["d.nii.gz"],
-                  "error": ["d.nii.gz: not a NIfTI file"]}).to_csv(tmp_path / "failures.csv", index=False)
+                  "error": ["d.nii.gz: not a NIfTI file"]}).to_csv(folder / "failures.csv", index=False)
+    return scans, adnimerge
+
+
+def test_import_cohort_joins_adnimerge_to_scans(tmp_path: Path, cli_in_process: Cli) -> None:
+    scans, adnimerge = _adni_import_inputs(tmp_path)
     out = tmp_path / "out" / "manifest.csv"
     importer = ("import-cohort", "--scans", str(scans), "--adnimerge", str(adnimerge))
     result = _cli(*importer, "--out", str(out))  # the command itself; its refusals below run in this process
@@ -651,6 +658,20 @@ def test_import_cohort_joins_adnimerge_to_scans(tmp_path: Path, cli_in_process: 
     result = cli_in_process(*importer, "--out", str(tmp_path / "out"))  # a folder: nothing written, its name said
     assert result.returncode == 2 and f"--out {tmp_path / 'out'} is a folder; pass the manifest CSV" in result.stderr
     assert sorted(tmp_path.rglob("*")) == before
+
+
+@pytest.mark.parametrize("below", ["", "new/"])
+def test_import_cohort_refuses_an_out_it_cannot_write_before_importing(tmp_path: Path, cli_in_process: Cli, read_only,
+                                                                       below: str) -> None:
+    """On read-only storage the import ran, said its notes, then failed naming only `*_dropped.csv`, its first write."""
+    scans, adnimerge = _adni_import_inputs(tmp_path)
+    read_only(tmp_path / "archive")
+    out = tmp_path / "archive" / below / "adni.csv"
+    result = cli_in_process("import-cohort", "--scans", str(scans), "--adnimerge", str(adnimerge), "--out", str(out))
+    assert result.returncode == 2 and result.stdout == ""
+    assert re.fullmatch(rf"elr-mri import-cohort: error: {re.escape(str(out.parent))}: cannot write there \((Read-only "
+                        r"file system|Permission denied)\), where adni.csv and adni_dropped.csv go; pass --out a CSV "
+                        r"in a folder you can write\n", result.stderr), result.stderr
 
 
 def test_a_resume_on_an_edited_manifest_is_refused(trained: dict[str, Path], tmp_path: Path,

@@ -23,7 +23,7 @@ def import_cohort_command(args: argparse.Namespace) -> int:
         print(note, file=sys.stderr)
     _warn_about_import(result, args.mapping)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    dropped = args.out.with_name(f"{args.out.stem}_dropped.csv")
+    dropped = _dropped_csv(args.out)
     atomic_write_text(result.dropped.to_csv(index=False), dropped)
     if result.manifest.empty:
         stale = args.out.is_file()  # an earlier import's, beside a list of drops that is not its own
@@ -35,14 +35,22 @@ def import_cohort_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dropped_csv(out: Path) -> Path:
+    """Where the scans an import leaves out are listed, with why: beside its manifest."""
+    return out.with_name(f"{out.stem}_dropped.csv")
+
+
 def _imported_cohort(args: argparse.Namespace) -> ImportResult:
-    """The import --adnimerge, or --table through --mapping, asks for; an --out that is a folder or an input, or an
-    option of the other kind of import, is refused first."""
+    """The import --adnimerge, or --table through --mapping, asks for; an --out that is a folder, an input or in a
+    folder that cannot be written, or an option of the other kind of import, is refused first."""
     from elr_mri.data.importers import import_adnimerge, import_mapped_table, load_mapping
+    from preprocess.sidecar import require_writable
 
     if args.out.is_dir():
         raise IsADirectoryError(f"--out {args.out} is a folder; pass the manifest CSV to write, e.g. "
                                 f"{args.out / 'manifest.csv'}")
+    require_writable(args.out.parent, f"{args.out.name} and {_dropped_csv(args.out).name}",
+                     "pass --out a CSV in a folder you can write")
     inputs = [path for path in (args.scans, args.adnimerge, args.table, args.mapping) if path is not None]
     if any(args.out.exists() and args.out.samefile(path) for path in inputs if Path(path).exists()):
         raise ValueError(f"--out {args.out} is one of the input files; name a new file for the manifest")

@@ -28,7 +28,7 @@ from elr_mri.volumes.jacobian import affine_determinant, integrate_regions, regi
 from preprocess.batch import failure_table, files_removed_at_start, telling_line, write_csv
 from preprocess.inputs import read_csv_table
 from preprocess.pipeline import Params, ScanOutputs
-from preprocess.sidecar import cannot_write, file_sha256, read_sidecar, write_json
+from preprocess.sidecar import file_sha256, read_sidecar, require_writable, write_json
 from preprocess.user_errors import not_a_file
 from preprocess.workers import run_per_scan
 
@@ -207,11 +207,9 @@ def measure_manifest(manifest: str | Path, out_csv: str | Path | None = None, pa
     failures_csv = out_csv.with_name(f"{out_csv.stem}_failures.csv")
     _refuse_writing_over_inputs(manifest, out_csv, failures_csv)
     cache_dir = out_csv.with_name(f"{out_csv.stem}_cache")
-    reason = cannot_write(out_csv.parent)
-    if reason is not None:
-        raise PermissionError(f"{out_csv.parent}: cannot write there ({reason}), where {out_csv.name}, its failures "
-                              f"and its per-scan cache {cache_dir.name}/ go; pass --out a CSV in a folder you can "
-                              "write (preprocessed scans on read-only storage are read there, not written)")
+    require_writable(out_csv.parent, f"{out_csv.name}, its failures and its per-scan cache {cache_dir.name}/",
+                     "pass --out a CSV in a folder you can write (preprocessed scans on read-only storage are read "
+                     "there, not written)")
     table = read_csv_table(manifest, dtype={"participant_id": str, "session_id": str})
     if "processed_path" not in table.columns:
         raise ValueError(f"{manifest}: no processed_path column; pass the manifest `elr-mri preprocess` wrote")
