@@ -296,20 +296,21 @@ def test_a_read_only_preprocessed_folder_is_refused_before_any_scan_and_caches_e
     reused = measure_scan(old.image, VolumeParams(registration_mm=RESOLUTION), cache_dir=cache)
     assert reused["status"] == "skipped" and reused["regions"]["brain"]["ratio"] == pytest.approx(1.1**3, rel=0.02)
     assert measure_scan(new.image, VolumeParams(registration_mm=RESOLUTION), cache_dir=cache)["status"] == "done"
-    assert [path.name for path in cache.iterdir()] == ["sub-NEW_ses-M00_volumes.json"]
+    assert [path.name for path in cache.iterdir()] == [f"sub-NEW_ses-M00_volumes-{file_sha256(new.image)[:16]}.json"]
     assert measure_scan(new.image, VolumeParams(registration_mm=RESOLUTION), cache_dir=cache)["status"] == "skipped"
 
 
 @pytest.mark.slow  # a worker process for the scans: 15 s here
 def test_a_read_only_preprocessed_folder_is_measured_with_the_cache_beside_the_csv(template, tmp_path: Path,
                                                                                    read_only) -> None:
-    manifest = _read_only_cohort(template, tmp_path, read_only)[0]
+    manifest, _, new = _read_only_cohort(template, tmp_path, read_only)
     out = tmp_path / "mine" / "adni.csv"
     measured = measure_manifest(manifest, out, VolumeParams(registration_mm=RESOLUTION), progress=False)
     assert measured[0] == out and measured[2].empty
     assert measured[1]["brain_ratio"].tolist() == pytest.approx([1.1**3, 1.0], rel=0.02)
     assert sorted(path.name for path in out.parent.rglob("*")) == [
-        "adni.csv", "adni_cache", "adni_failures.csv", "sub-NEW_ses-M00_volumes.json"]  # the old scan's: reused
+        "adni.csv", "adni_cache", "adni_failures.csv", f"sub-NEW_ses-M00_volumes-{file_sha256(new.image)[:16]}.json"
+    ]  # the old scan's: reused
 
 
 def test_two_syn_preprocessings_of_other_profiles_are_told_apart_in_the_warp_column(template, tmp_path: Path) -> None:
@@ -325,3 +326,24 @@ def test_two_syn_preprocessings_of_other_profiles_are_told_apart_in_the_warp_col
     assert again["status"] == "skipped" and again["warp"] == "preprocess syn (reference profile)"
     affine = _fake_preprocessed(template, tmp_path / "ppmi", "sub-C", 1.0)
     assert measure_scan(affine.image, VolumeParams(registration_mm=RESOLUTION))["warp"] == f"syn at {RESOLUTION:g} mm"
+
+
+def test_one_participant_and_session_in_two_preprocessed_folders_keep_their_own_cached_volumes(template,
+                                                                                               tmp_path: Path) -> None:
+    """Two cohorts (or pipelines) merged in one manifest may share a participant and session: their caches beside the
+    CSV were one file, so each scan's measurement threw the other's away and every rerun registered both again."""
+    cache = tmp_path / "volumes_cache"
+    scans = {scale: _fake_preprocessed(template, tmp_path / cohort, "sub-A", scale)
+             for cohort, scale in (("adni", 1.1), ("nacc", 1.0))}
+    measured = {scale: measure_scan(scan.image, VolumeParams(registration_mm=RESOLUTION), cache_dir=cache)
+                for scale, scan in scans.items()}
+    for scale, scan in scans.items():
+        again = measure_scan(scan.image, VolumeParams(registration_mm=RESOLUTION), cache_dir=cache)
+        assert again["status"] == "skipped" and again["regions"] == measured[scale]["regions"]
+        assert again["regions"]["brain"]["ratio"] == pytest.approx(scale**3, rel=0.03)
+    assert len(list(cache.iterdir())) == 2
+    # a cache the version before named by participant and session only is still read, when its image hash is the scan's
+    (cache / f"sub-A_ses-M00_volumes-{file_sha256(scans[1.1].image)[:16]}.json").rename(cache / "sub-A_ses-M00_volumes.json")
+    assert measure_scan(scans[1.1].image, VolumeParams(registration_mm=RESOLUTION), cache_dir=cache) == {
+        **measured[1.1], "status": "skipped"}
+    assert measure_scan(scans[1.0].image, VolumeParams(registration_mm=RESOLUTION), cache_dir=cache)["status"] == "skipped"

@@ -3,11 +3,11 @@
 A scan preprocessed with `--transform syn` already has its deformable warp; for the default
 (affine) preprocessing, a SyN registration of the template-space image to the template supplies
 it, at `registration_mm` (2 mm: the regions are 5 mm and larger, and it costs a few seconds a
-scan). Each scan's result is cached as `*_volumes.json` in a folder beside the CSV (the scans' own folder is often
-read-only lab storage), keyed by the image's hash and the settings, so a rerun skips finished scans (and reuses what
-earlier versions cached beside the scans); a scan that fails is listed and the others go on. The CSV carries each
-region's volume in mm³, its ratio to the template's, and (except the brain) its fraction of the whole brain, the
-normalised volume the baselines use.
+scan). Each scan's result is cached as `*_volumes-<image hash>.json` in a folder beside the CSV (the scans' own
+folder is often read-only lab storage), checked against the image's hash and the settings, so a rerun skips finished
+scans (and reuses what earlier versions cached); a scan that fails is listed and the others go on. The CSV carries
+each region's volume in mm³, its ratio to the template's, and (except the brain) its fraction of the whole brain,
+the normalised volume the baselines use.
 """
 
 from __future__ import annotations
@@ -64,8 +64,9 @@ def measure_scan(image_path: str | Path, params: VolumeParams = VolumeParams(), 
                  cache_dir: str | Path | None = None) -> dict:
     """Regional volumes of one preprocessed scan ({region: {"mm3", "ratio"}} plus how they were
     measured), from its cache when the image and settings are unchanged. `workdirs`: where the registration's
-    temporary folder goes (None: the system's). `cache_dir`: where its `*_volumes.json` goes (None: beside the
-    image, where versions before 2026-12-06 wrote every one; one there is reused from any `cache_dir`)."""
+    temporary folder goes (None: the system's). `cache_dir`: where its `*_volumes-<hash>.json` goes (None: beside the
+    image, as `*_volumes.json`, where versions before 2026-12-06 wrote every one; one there is reused from any
+    `cache_dir`)."""
     if not Path(image_path).is_file():
         raise FileNotFoundError(f"{image_path}: processed image missing (moved since? point the manifest's "
                                 "processed_path at where it is now: a relative one is read from the manifest's "
@@ -86,9 +87,9 @@ def measure_scan(image_path: str | Path, params: VolumeParams = VolumeParams(), 
     if written is not None and written != image_hash:  # ITK reads a truncated gzip without complaint
         raise ValueError(f"{outputs.image}: not the file `elr-mri preprocess` wrote (its SHA-256 differs from "
                          "the sidecar's), so damaged or replaced since; rerun `elr-mri preprocess` on this scan")
-    cache = Path(cache_dir) / outputs.volumes.name if cache_dir is not None else outputs.volumes
+    cache, *earlier = _cache_files(outputs, image_hash, cache_dir)
     source = _warp_source(preprocessed, params)
-    for cached in map(read_sidecar, dict.fromkeys((cache, outputs.volumes))):
+    for cached in map(read_sidecar, dict.fromkeys((cache, *earlier))):
         if (cached and cached.get("image_sha256") == image_hash and cached.get("params") == params.as_dict()
                 and cached.get("method") == MEASURE_VERSION):
             return {**cached, "warp": source, "status": "skipped"}  # cached before the warp named the profile
@@ -99,6 +100,17 @@ def measure_scan(image_path: str | Path, params: VolumeParams = VolumeParams(), 
               "regions": volumes}
     write_json(cache, result)
     return {**result, "status": "done"}
+
+
+def _cache_files(outputs: ScanOutputs, image_hash: str, cache_dir: str | Path | None) -> list[Path]:
+    """Where a scan's volumes are cached, then where earlier versions cached them (read, if their image hash is this
+    one's). In `cache_dir` the name holds the image's hash besides its participant and session: one manifest can list
+    two scans of one session from two preprocessed folders (two cohorts or pipelines), which shared one cache file, so
+    measuring each threw the other's away. Beside the image (`cache_dir` None) the scan's own name suffices."""
+    if cache_dir is None:
+        return [outputs.volumes]
+    named = Path(cache_dir) / outputs.volumes.name  # 2026-12-06 until this change
+    return [named.with_name(f"{named.stem}-{image_hash[:16]}{named.suffix}"), named, outputs.volumes]
 
 
 def _warp_source(preprocessed: Params, params: VolumeParams) -> str:
