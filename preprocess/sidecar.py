@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Collection, Iterator
 
 # The files of an Analyze or NIfTI pair as nibabel names them from either half, and the compressions it opens them
 # with. SPM's .mat holds an Analyze image's orientation (a NIfTI pair's is in its header; a .mat beside one is hashed
@@ -131,11 +131,12 @@ def output_hashes(outputs: list[Path]) -> dict[str, str]:
 
 def stale_reason(sidecar: str | Path, input_sha256: str, params: dict, outputs: list[Path],
                  template: dict[str, str] | None = None, pipeline_version: int | None = None,
-                 comparable: Callable[[dict], dict] = dict) -> str | None:
+                 comparable: Callable[[dict], dict] = dict, alike_versions: Collection[int] = ()) -> str | None:
     """Why a finished scan must be done again, in words ('' when it never finished: no sidecar), or None when a
     previous run finished it with the same input, parameters (as `comparable` has them compared), template files
     (`template`: the digests the sidecar's "template" must hold) and `pipeline_version` (None: a sidecar that records
-    none), and its outputs are still the files it wrote (a sidecar from before output hashes: they exist). In words
+    none) or one of `alike_versions` (earlier ones that wrote these outputs alike), and its outputs are still the files
+    it wrote (a sidecar from before output hashes: they exist). In words
     because a rerun that redoes a cohort for hours without saying why looks like a broken resume."""
     meta = read_sidecar(sidecar)
     if meta is None or not isinstance(meta.get("params"), dict):
@@ -147,7 +148,7 @@ def stale_reason(sidecar: str | Path, input_sha256: str, params: dict, outputs: 
     if changed:
         key = changed[0]
         return f"other settings ({key}: {meta['params'].get(key)!r} then, {params.get(key)!r} now)"
-    if meta.get("pipeline_version") != pipeline_version:  # other code made other outputs
+    if meta.get("pipeline_version") not in (pipeline_version, *alike_versions):  # other code made other outputs
         return f"other pipeline code (version {meta.get('pipeline_version')} then, {pipeline_version} now)"
     if any((meta.get("template") or {}).get(key) != digest for key, digest in (template or {}).items()):
         return "another template image (its file's SHA-256 changed)"

@@ -16,8 +16,8 @@ if TYPE_CHECKING:  # annotations only: ANTs and nibabel are imported lazily at r
     import ants
     import nibabel as nib
 
-__all__ = ["PROFILES", "TRANSFORMS", "NORMALISATIONS", "DTYPES", "OUTLIER_FACTOR", "to_ants", "to_nifti",
-           "non_negative", "cap_outliers", "n4", "register", "resample_to_grid", "normalise"]
+__all__ = ["PROFILES", "TRANSFORMS", "NORMALISATIONS", "DTYPES", "OUTLIER_FACTOR", "MNI152_CODE", "to_ants",
+           "to_nifti", "non_negative", "cap_outliers", "n4", "register", "resample_to_grid", "normalise"]
 
 # N4 settings and the fixed image used for registration, per profile.
 PROFILES: dict[str, dict] = {
@@ -32,6 +32,7 @@ DTYPES = ("float32", "int16")
 _LPS = np.diag([-1.0, -1.0, 1.0])
 # intensities above this multiple of a scan's 99.5th percentile (non-zero voxels) are outliers, not tissue
 OUTLIER_FACTOR = 3.0
+MNI152_CODE = 4  # NIfTI-1's qform/sform code for coordinates in MNI152 space, nilearn's template's
 
 
 def to_ants(img: nib.Nifti1Image) -> ants.ANTsImage:
@@ -44,8 +45,9 @@ def to_ants(img: nib.Nifti1Image) -> ants.ANTsImage:
                            spacing=spacing.tolist(), direction=linear / spacing)
 
 
-def to_nifti(image: ants.ANTsImage, dtype: str = "float32") -> nib.Nifti1Image:
-    """ANTs image -> nibabel image with the equivalent RAS affine, stored as `dtype`.
+def to_nifti(image: ants.ANTsImage, dtype: str = "float32", space_code: int = MNI152_CODE) -> nib.Nifti1Image:
+    """ANTs image -> nibabel image with the equivalent RAS affine, stored as `dtype`, its qform and sform coded
+    `space_code` (NIfTI's name for the space its coordinates are in: `template.space_code`).
 
     NIfTI-1 has no float16; `int16` is its half-size option: scaled integers and a scl_slope that every reader
     applies, so the values come back as floats. The scaling has no intercept, so 0 (a masked background) comes
@@ -64,8 +66,8 @@ def to_nifti(image: ants.ANTsImage, dtype: str = "float32") -> nib.Nifti1Image:
         out = nib.Nifti1Image(data, affine)
         out.set_data_dtype(dtype)
     out.header.set_xyzt_units("mm")
-    out.set_qform(affine, code=4)  # 4: aligned to a template (MNI)
-    out.set_sform(affine, code=4)
+    out.set_qform(affine, code=space_code)
+    out.set_sform(affine, code=space_code)
     return out
 
 

@@ -15,13 +15,14 @@ import numpy as np
 
 from .checks import ScanError, load_option_file, load_scan
 from .sidecar import file_sha256, scan_files, scan_sha256
-from .steps import to_ants
+from .steps import MNI152_CODE, to_ants
 
 if TYPE_CHECKING:  # annotations only: ANTs is imported lazily at run time
     import ants
     import nibabel as nib
 
-__all__ = ["DEFAULT_SHAPES", "Template", "check_template_files", "load_template", "template_file_digests"]
+__all__ = ["DEFAULT_SHAPES", "Template", "check_template_files", "load_template", "space_code",
+           "template_file_digests"]
 
 # Published input grids: Clinica t1-linear's 1 mm crop, and the ML4H paper's 1.5 mm input.
 DEFAULT_SHAPES: dict[float, tuple[int, int, int]] = {1.0: (169, 208, 179), 1.5: (121, 145, 121)}
@@ -84,6 +85,34 @@ def template_file_digests(path: str | None, mask_path: str | None) -> dict[str, 
     if mask_path is not None:
         digests["mask_sha256"] = _cached_sha256(mask_path, _stamp(mask_path))
     return digests
+
+
+# NIfTI-1's qform/sform codes of the standard spaces: Talairach, MNI152, and any other template ("normalized
+# coordinates for any general standard template space", NIFTI_XFORM_TEMPLATE_OTHER, in nifti1.h since 2019)
+_TEMPLATE_OTHER_CODE = 5
+_STANDARD_SPACE_CODES = (3, MNI152_CODE, _TEMPLATE_OTHER_CODE)
+
+
+def space_code(path: str | None) -> int:
+    """The qform/sform code of the outputs registered to the template at `path`: MNI152's for nilearn's (None); for a
+    --template, the standard space its own header names (the code of the affine nibabel reads: sform's, else qform's),
+    else "another template" (5). Outputs were coded MNI152 whatever the template, which software reading the code
+    (AFNI's view and space) and the saliency maps copying it took at its word. Not "aligned to another file"
+    (2): nibabel's maintainers note 2 stood in for a template space only until 5 existed, and AFNI now reads 2 as a
+    subject's own (orig) space. nibabel calls 5 'template'; ANTs and nibabel read a file coded 5 as any other."""
+    if path is None:
+        return MNI152_CODE
+    return _cached_space_code(path, _stamp(path))
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_space_code(path: str, stamp: tuple[tuple[int, int], ...]) -> int:
+    """`space_code` read once per image version and process: a batch's skipped scans ask it each."""
+    import nibabel as nib
+
+    header = nib.load(path).header
+    code = next((int(header[key]) for key in ("sform_code", "qform_code") if key in header and header[key]), 0)
+    return code if code in _STANDARD_SPACE_CODES else _TEMPLATE_OTHER_CODE
 
 
 def _stamp(path: str) -> tuple[tuple[int, int], ...]:

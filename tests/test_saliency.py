@@ -3,6 +3,7 @@ another class, which are the ones a mislabel review looks at."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -67,9 +68,11 @@ def test_the_png_shows_a_map_that_lies_off_the_centre_slices(tmp_path) -> None:
     assert axial.sum() > 20 and sagittal.sum() > 20  # both views show it
 
 
-def test_a_map_keeps_the_space_and_units_of_the_scans(tmp_path) -> None:
-    """`elr-mri preprocess` writes MNI152-coded scans in mm; a map coded "aligned" in unknown units is in another
-    space to a viewer that reads the codes (AFNI), which then does not lay it on the template."""
+@pytest.mark.parametrize(("space", "code"), [("mni", 4), ("template", 5)])  # preprocess's MNI152, a --template
+def test_a_map_keeps_the_space_and_units_of_the_scans(tmp_path, space: str, code: int) -> None:
+    """`elr-mri preprocess` writes scans in mm coded MNI152 (or another template, for a --template of one's own); a
+    map coded "aligned" in unknown units is in another space to a viewer that reads the codes (AFNI), which then does
+    not lay it on the template."""
     import nibabel as nib
 
     from elr_mri.evaluation.explain import _write_nifti, crop_affine
@@ -77,14 +80,14 @@ def test_a_map_keeps_the_space_and_units_of_the_scans(tmp_path) -> None:
     affine = np.diag([2.0, 2.0, 2.0, 1.0])
     affine[:3, 3] = [-90.0, -126.0, -72.0]
     scan = nib.Nifti1Image(np.random.default_rng(0).random((12, 14, 12), dtype=np.float32), affine)
-    scan.set_sform(affine, "mni")
-    scan.set_qform(affine, "mni")
+    scan.set_sform(affine, space)
+    scan.set_qform(affine, space)
     scan.header.set_xyzt_units("mm")
     nib.save(scan, tmp_path / "scan.nii.gz")
     crop = crop_affine(str(tmp_path / "scan.nii.gz"), (8, 8, 8))
     _write_nifti(np.ones((8, 8, 8)), crop, str(tmp_path / "scan.nii.gz"), tmp_path / "map.nii.gz")
     written = nib.load(tmp_path / "map.nii.gz")
-    assert int(written.header["sform_code"]) == int(written.header["qform_code"]) == 4  # MNI152
+    assert int(written.header["sform_code"]) == int(written.header["qform_code"]) == code
     assert written.header.get_xyzt_units()[0] == "mm"
     np.testing.assert_allclose(written.affine, crop)
     np.testing.assert_allclose(written.get_fdata(), 1.0)

@@ -133,9 +133,10 @@ def crop_affine(volume_path: str, crop: tuple[int, ...]) -> np.ndarray:
 
 
 def _write_nifti(volume: np.ndarray, affine: np.ndarray, scan: str, path: Path) -> None:
-    """`volume` on `affine`, in the space and units `scan`'s header names (MNI152 and mm for `elr-mri preprocess`
-    output): without them the map is "aligned to some anatomy" in unknown units, which a viewer reading the codes
-    (AFNI: +orig against the template's +tlrc) does not put in the space of the scans it is to overlay."""
+    """`volume` on `affine`, in the space and units `scan`'s header names (for `elr-mri preprocess` output mm, and
+    MNI152 or, registered to a --template of one's own, another template): without them the map is "aligned to some
+    anatomy" in unknown units, which a viewer reading the codes (AFNI: +orig against the template's +tlrc) does not
+    put in the space of the scans it is to overlay."""
     header = nib.load(scan).header
     image = nib.Nifti1Image(volume.astype(np.float32), affine)
     image.set_sform(affine, int(header["sform_code"]) or "aligned")

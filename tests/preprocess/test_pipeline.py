@@ -170,9 +170,62 @@ def test_outputs_of_another_pipeline_version_or_default_template_are_redone(tmp_
         raise RuntimeError("redoing the scan")
 
     monkeypatch.setattr(steps, "register", redoing)
-    outputs.sidecar.write_text(json.dumps({**meta, "pipeline_version": PIPELINE_VERSION - 1}))  # made uncapped
+    outputs.sidecar.write_text(json.dumps({**meta, "pipeline_version": 3}))  # coded MNI152 as now: kept
+    assert process_scan(moved_template, outputs, FAST_2MM)["status"] == "skipped"
+    outputs.sidecar.write_text(json.dumps({**meta, "pipeline_version": 2}))  # made uncapped
     with pytest.raises(RuntimeError, match="redoing the scan"):
         process_scan(moved_template, outputs, FAST_2MM)
+
+
+@pytest.mark.parametrize(("sform", "qform", "expected"), [
+    ("mni", "scanner", 4), ("unknown", "talairach", 3), ("template", "mni", 5),  # the affine nibabel reads: sform's
+    ("scanner", "scanner", 5), ("aligned", "unknown", 5)])  # no standard space named: "another template"
+def test_a_templates_space_code_is_the_one_its_header_names_or_another_templates(tmp_path, sform, qform, expected):
+    from preprocess.template import space_code
+
+    image = nib.Nifti1Image(np.zeros((4, 4, 4), dtype=np.float32), np.eye(4))
+    image.set_sform(np.eye(4), sform)
+    image.set_qform(np.eye(4), qform)
+    image.to_filename(tmp_path / "t.nii.gz")
+    assert space_code(str(tmp_path / "t.nii.gz")) == expected
+    assert space_code(None) == 4  # nilearn's MNI152
+
+
+def test_outputs_registered_to_a_template_of_ones_own_are_not_coded_mni152(tmp_path, template_2mm, moved_template,
+                                                                           monkeypatch):
+    """Every output said "MNI152" (qform/sform code 4), whatever --template it was registered to. Scans version 3
+    coded MNI152 wrongly are redone; those of a template whose header says MNI152 came out right and are kept."""
+    import shutil
+
+    from preprocess import steps
+    from preprocess.steps import to_nifti
+    from preprocess.template import template_file_digests
+
+    templates = {}
+    for name, code in (("study", "scanner"), ("mni", "mni")):  # one image: the 2 mm template, its header coded so
+        templates[name] = tmp_path / f"{name}.nii.gz"
+        to_nifti(template_2mm, space_code=nib.nifti1.xform_codes[code]).to_filename(templates[name])
+    outputs = ScanOutputs.under(tmp_path / "study", "sub-01", "ses-01")
+    study = Params(template=str(templates["study"]), resolution=2.0)
+    assert process_scan(moved_template, outputs, study)["qc"]["qc_ncc"] > 0.9
+    header = nib.load(outputs.image).header
+    assert int(header["sform_code"]) == int(header["qform_code"]) == 5  # NIFTI_XFORM_TEMPLATE_OTHER
+
+    def redoing(*args, **kwargs):  # reaching the registration is redoing the scan; its result is not needed
+        raise RuntimeError("redoing the scan")
+
+    monkeypatch.setattr(steps, "register", redoing)
+    meta = json.loads(outputs.sidecar.read_text())
+    assert process_scan(moved_template, outputs, study)["status"] == "skipped"
+    outputs.sidecar.write_text(json.dumps({**meta, "pipeline_version": 3}))
+    with pytest.raises(RuntimeError, match="redoing the scan"):
+        process_scan(moved_template, outputs, study)
+    # a version 3 result for the template coded MNI152 (its files are only compared with their hashes on resume)
+    shutil.copytree(outputs.image.parent, tmp_path / "mni" / "sub-01" / "ses-01")
+    mni = ScanOutputs.under(tmp_path / "mni", "sub-01", "ses-01")
+    mni.sidecar.write_text(json.dumps({**meta, "pipeline_version": 3, "template": {
+        **meta["template"], **template_file_digests(str(templates["mni"]), None)}}))
+    assert process_scan(moved_template, mni, Params(template=str(templates["mni"]), resolution=2.0))["status"] == "skipped"
 
 
 def test_real_head_lands_on_the_template(tmp_path, moved_colin_2mm):
@@ -311,14 +364,15 @@ def test_why_a_finished_scan_is_redone_is_said_in_words(tmp_path):
             "template": {"sha256": "t1"}, "outputs_sha256": output_hashes([output])}
     sidecar.write_text(json.dumps(meta))
 
-    def reason(input_sha256="abc", params=None, template=None, version=3):
+    def reason(input_sha256="abc", params=None, template=None, version=3, alike=()):
         return stale_reason(sidecar, input_sha256, params or {"normalise": "minmax"}, [output],
-                            template or {"sha256": "t1"}, version)
+                            template or {"sha256": "t1"}, version, dict, alike)
 
     assert reason() is None
     assert reason("def") == "its input file changed"
     assert reason(params={"normalise": "zscore"}) == "other settings (normalise: 'minmax' then, 'zscore' now)"
     assert reason(version=4) == "other pipeline code (version 3 then, 4 now)"
+    assert reason(version=4, alike=(3,)) is None  # version 4 would write these outputs alike
     assert reason(template={"sha256": "t2"}) == "another template image (its file's SHA-256 changed)"
     output.write_bytes(b"cut")
     assert reason() == "its output scan.nii.gz changed since it was written"
