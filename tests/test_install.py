@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import ast
 import importlib.metadata
+import os
+import platform
 import re
+import shutil
+import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -73,3 +78,66 @@ def test_every_declared_dependency_is_imported() -> None:
     names = [_name(requirement) for requirement in _pyproject()["project"]["dependencies"]]
     unused = [name for name in names if not provided.get(name, set()) & tops and USED_THROUGH.get(name) not in imported]
     assert not unused, "declared in pyproject.toml, imported nowhere"
+
+
+def _make_setup(folder: Path, *options: str) -> subprocess.CompletedProcess:
+    """`make setup` run by the project's Makefile in `folder`, pip reaching no index (nothing can be installed)."""
+    with socket.socket() as unreachable:  # bound, never listening: a connection is refused at once
+        unreachable.bind(("127.0.0.1", 0))
+        env = {key: value for key, value in os.environ.items() if not key.startswith(("PIP_", "MAKE", "MFLAGS"))}
+        env |= {"PIP_CONFIG_FILE": os.devnull, "PIP_FIND_LINKS": "", "PIP_RETRIES": "0",
+                "PIP_INDEX_URL": f"http://127.0.0.1:{unreachable.getsockname()[1]}/simple"}
+        return subprocess.run(["make", "-f", str(ROOT / "Makefile"), "setup", *options], cwd=folder, env=env,
+                              capture_output=True, text=True, timeout=300)
+
+
+def _project_needing(folder: Path, version: tuple[int, int] | None = None) -> Path:
+    """`folder` with the project's pyproject.toml, there requiring Python `version` or newer if given."""
+    text = (ROOT / "pyproject.toml").read_text()
+    if version is not None:
+        text = re.sub(r'requires-python = "[^"]*"', f'requires-python = ">={version[0]}.{version[1]}"', text)
+    (folder / "pyproject.toml").write_text(text)
+    return folder
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="no make")
+def test_setup_refuses_a_python_older_than_requires_python_in_one_line(tmp_path: Path) -> None:
+    """A too old python3 stopped at torch's wheel ("No matching distribution found for torch==2.13.0"), having made a
+    .venv that every later run, even one given a newer PYTHON, kept."""
+    newer = (sys.version_info.major, sys.version_info.minor + 1)
+    folder = _project_needing(tmp_path, newer)
+    result = _make_setup(folder, f"PYTHON={sys.executable}")
+    assert result.returncode != 0 and not (folder / ".venv").exists()
+    assert result.stderr.splitlines()[0] == (f"make setup: {sys.executable} is Python {platform.python_version()}; "
+                                             f"elr-mri needs {newer[0]}.{newer[1]} or newer: "
+                                             "make setup PYTHON=<a newer python3>")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder / ".venv")], check=True)
+    result = _make_setup(folder)
+    assert result.returncode != 0
+    assert result.stderr.splitlines()[0].endswith(f"needs {newer[0]}.{newer[1]} or newer: rm -rf .venv, then make "
+                                                  "setup PYTHON=<a newer python3>")
+    shutil.rmtree(folder / ".venv")
+    result = _make_setup(folder, "PYTHON=no-such-python3")
+    assert result.stderr.splitlines()[0] == ("make setup: no no-such-python3 on PATH: install Python 3, or name one: "
+                                             "make setup PYTHON=/path/to/python3")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("make") is None, reason="no make")
+def test_setup_completes_a_venv_left_without_pip_and_ends_a_failed_pip_with_what_to_do(tmp_path: Path) -> None:
+    """A python3 without ensurepip (Debian's without python3-venv) leaves a .venv with no pip, and `uv venv` makes one:
+    every later run stopped at "No module named pip". pip is added, what the .venv holds kept (a CUDA torch, say). And
+    pip's own last line for an index out of reach, "No matching distribution found for torch==2.13.0", reads as if
+    there were no such release."""
+    folder = _project_needing(tmp_path)
+    python = folder / ".venv" / "bin" / "python"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder / ".venv")], check=True)
+    site = Path(subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                               capture_output=True, text=True, check=True).stdout.strip())
+    (site / "kept_module.py").write_text("")
+    result = _make_setup(folder, f"PYTHON={sys.executable}")
+    assert result.returncode != 0 and "No module named pip" not in result.stderr
+    subprocess.run([python, "-c", "import kept_module, pip"], check=True)
+    assert result.stderr.splitlines()[-2].startswith("make setup: pip could not install torch==2.13.0 (above). pip's "
+                                                     '"from versions: none" means that its package index was out of '
+                                                     "reach")
