@@ -80,6 +80,22 @@ def test_every_declared_dependency_is_imported() -> None:
     assert not unused, "declared in pyproject.toml, imported nowhere"
 
 
+def test_environment_yml_installs_what_make_setup_does() -> None:
+    """The conda path: the Makefile's torch, then the package with its dev extra, on a Python requires-python takes;
+    no pin of its own (numpy's and scipy's live in pyproject.toml only)."""
+    import yaml
+
+    conda, pip = [], []
+    for entry in yaml.safe_load((ROOT / "environment.yml").read_text())["dependencies"]:
+        conda, pip = (conda + [entry], pip) if isinstance(entry, str) else (conda, pip + entry["pip"])
+    torch = re.search(r"^TORCH_SPEC \?= (\S+)$", (ROOT / "Makefile").read_text(), re.M).group(1)
+    assert pip == [torch, "-e .[dev]"] and f"`{torch}`" in (ROOT / "README.md").read_text()
+    python = next(entry.removeprefix("python=") for entry in conda if entry.startswith("python="))
+    needed = re.fullmatch(r">=(\d+)\.(\d+)", _pyproject()["project"]["requires-python"]).groups()
+    assert tuple(map(int, python.split("."))) >= tuple(map(int, needed))
+    assert sorted(conda) == ["pip", f"python={python}"]
+
+
 def _make_setup(folder: Path, *options: str) -> subprocess.CompletedProcess:
     """`make setup` run by the project's Makefile in `folder`, pip reaching no index (nothing can be installed)."""
     with socket.socket() as unreachable:  # bound, never listening: a connection is refused at once
