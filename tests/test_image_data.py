@@ -633,6 +633,15 @@ def test_mini_webvision_bad_lists_are_one_line(tmp_path):
     listing.write_text("val_x.jpg 70\n")
     with pytest.raises(ValueError, match=r"no image of classes 0..49 \(mini WebVision\) listed"):
         build_image_data(DataConfig(name="webvision", root=str(tmp_path)))
+    listing.write_text("val_000_0.jpg 0\nval_001_0.jpg ³\n")  # a digit int() refuses: it said "invalid literal"
+    with pytest.raises(ValueError, match=r"val_filelist.txt, line 2: expected `image-path class-number`, "
+                                         r"got 'val_001_0.jpg ³'; use the release's list$"):
+        build_image_data(DataConfig(name="webvision", root=str(tmp_path)))
+    listing.write_text("val_000_0.jpg 0\n")
+    (tmp_path / "imagenet/imagenet_val.txt").write_text("imagenet_000_0.jpg 0\nimagenet_001_0.jpg one\n")
+    with pytest.raises(ValueError, match=r"imagenet_val.txt, line 2: expected `image-path class-number`, got "
+                                         r"'imagenet_001_0.jpg one'; write it again with scripts/webvision_ilsvrc12_list.py$"):
+        build_image_data(DataConfig(name="webvision", root=str(tmp_path)))
 
 
 def test_a_data_root_one_level_too_deep_in_torchvisions_cifar_says_which_folder_to_give(tmp_path):

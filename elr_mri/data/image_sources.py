@@ -14,6 +14,7 @@ import sys
 import multiprocessing
 import os
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -366,21 +367,27 @@ def require_clothing1m_validation_list(root: Path) -> None:
 
 
 def _read_key_values(path: Path, num_classes: int) -> dict[str, int]:
-    """A label list of `image-key label` lines; a malformed line or a label outside 0..num_classes-1 is one
-    error naming the file and line (a wrong clean label would otherwise surface only after an epoch). The label is
-    the last word, as in WebVision's lists: the key lists take a whole line as the key, so a path may hold spaces."""
-    labels: dict[str, int] = {}
+    """A label list of `image-key label` lines, as a dict; a label outside 0..num_classes-1 is refused with its line
+    (a wrong clean label would otherwise surface only after an epoch)."""
+    labels = {key: label for _, key, label in _labelled_lines(
+        path, f"`image-key label` with a label 0..{num_classes - 1}", "use the release's file", num_classes)}
+    if not labels:  # else every listed image is "without a label", blamed on the key list
+        raise ValueError(f"{path}: lists no label; use the release's file")
+    return labels
+
+
+def _labelled_lines(path: Path, expected: str, how_to_fix: str,
+                    num_classes: int | None = None) -> Iterator[tuple[int, str, int]]:
+    """(line number counted from 1, path or key, label) of each non-blank line of a `path label` list; the label is
+    the last word, so a path may hold spaces. A line of another form, or a label from `num_classes` on, is one error
+    naming the file and line (`expected` says the form), before int() fails on it without either."""
     for number, line in enumerate(_read_list(path), start=1):
         words = line.strip().rsplit(maxsplit=1)
         if not words:
             continue
-        if len(words) != 2 or not words[1].isdecimal() or int(words[1]) >= num_classes:
-            raise ValueError(f"{path}, line {number}: expected `image-key label` with a label 0..{num_classes - 1}, "
-                             f"got {line.strip()!r}; use the release's file")
-        labels[words[0]] = int(words[1])
-    if not labels:  # else every listed image is "without a label", blamed on the key list
-        raise ValueError(f"{path}: lists no label; use the release's file")
-    return labels
+        if len(words) != 2 or not words[1].isdecimal() or (num_classes is not None and int(words[1]) >= num_classes):
+            raise ValueError(f"{path}, line {number}: expected {expected}, got {line.strip()!r}; {how_to_fix}")
+        yield number, words[0], int(words[1])
 
 
 def _listed_split(list_path: Path, root: Path, labels: dict[str, int]) -> ImageSplit:
@@ -421,32 +428,26 @@ def _mini_webvision(root: Path) -> ImageSource:
     if (root / IMAGENET_VAL_LIST).is_file():
         extra["ilsvrc12"] = _first_classes(root / IMAGENET_VAL_LIST, root / "imagenet" / "val",
                                            "put ILSVRC12's validation images there (scripts/webvision_ilsvrc12_list.py "
-                                           "lists a class-sorted copy elsewhere with absolute paths)")
+                                           "lists a class-sorted copy elsewhere with absolute paths)",
+                                           "write it again with scripts/webvision_ilsvrc12_list.py")
     elif (root / "imagenet").is_dir():
         print(f"note: {root / 'imagenet'} has no {Path(IMAGENET_VAL_LIST).name}, so ILSVRC12 is not scored; "
               "scripts/webvision_ilsvrc12_list.py writes it", file=sys.stderr)
     return ImageSource(train, test, _synset_names(root / "info" / "synsets.txt"), extra_tests=extra)
 
 
-def _first_classes(list_path: Path, image_dir: Path, how_to_fix: str = "extract the whole release there") -> ImageSplit:
+def _first_classes(list_path: Path, image_dir: Path, how_to_fix: str = "extract the whole release there",
+                   list_fix: str = "use the release's list") -> ImageSplit:
     """The images of a `file label` list whose label is one of mini WebVision's classes, each with its line in the
-    list (counted from 0) as its id: the position a user finds it at, not its rank among the kept classes."""
-    names, labels, lines = [], [], []
-    for number, line in enumerate(_read_list(list_path), start=1):
-        fields = line.strip().rsplit(maxsplit=1)  # the label is the last word: a path may hold spaces
-        if not fields:
-            continue
-        if len(fields) != 2 or not fields[1].isdigit():
-            raise ValueError(f"{list_path}, line {number}: expected `image-path class-number`, got {line.strip()!r}; "
-                             "use the release's list")
-        if int(fields[1]) < MINI_WEBVISION_CLASSES:
-            names.append(fields[0])
-            labels.append(int(fields[1]))
-            lines.append(number - 1)
-    if not names:
+    list (counted from 0) as its id: the position a user finds it at, not its rank among the kept classes.
+    `how_to_fix` says how to get a missing image, `list_fix` a malformed list."""
+    kept = [(number - 1, name, label) for number, name, label in
+            _labelled_lines(list_path, "`image-path class-number`", list_fix) if label < MINI_WEBVISION_CLASSES]
+    if not kept:
         raise ValueError(f"{list_path}: no image of classes 0..{MINI_WEBVISION_CLASSES - 1} (mini WebVision) listed; "
                          "is it the release's list?")
-    return _split_of_files(list_path, image_dir, names, labels, np.array(lines), how_to_fix)
+    lines, names, labels = zip(*kept)
+    return _split_of_files(list_path, image_dir, list(names), list(labels), np.array(lines), how_to_fix)
 
 
 def _read_list(path: Path) -> list[str]:
