@@ -628,7 +628,9 @@ def test_mini_webvision_bad_lists_are_one_line(tmp_path):
     with pytest.raises(ValueError, match=r"val_filelist.txt: not a UTF-8 text list \(byte 4\); use the release's"):
         build_image_data(DataConfig(name="webvision", root=str(tmp_path)))
     listing.write_text("val_x.jpg 7\n")
-    with pytest.raises(FileNotFoundError, match=r"val_filelist.txt: 1 of 1 listed images are not in .*val_images_256"):
+    with pytest.raises(FileNotFoundError, match=r"val_filelist.txt: 1 of 1 listed images are not in .*val_images_256, "
+                                                r"e.g. val_x.jpg; none is there: is data.root the release's folder \(the "
+                                                r"list's paths are read relative to .*val_images_256\)\?"):
         build_image_data(DataConfig(name="webvision", root=str(tmp_path)))
     listing.write_text("val_x.jpg 70\n")
     with pytest.raises(ValueError, match=r"no image of classes 0..49 \(mini WebVision\) listed"):

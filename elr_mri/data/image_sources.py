@@ -407,8 +407,9 @@ def _split_of_files(list_path: Path, image_dir: Path, names: list[str], labels: 
     looked for now, not in the middle of an epoch."""
     absent = [name for name in names if not (image_dir / name).is_file()]
     if absent:  # none there is a wrong data.root, not images to drop from the list
-        remedy = (f"none is there: is data.root the release's folder (the list's paths are relative to it)? "
-                  f"{how_to_fix}" if len(absent) == len(names) else f"{how_to_fix}, or remove them from the list")
+        remedy = (f"none is there: is data.root the release's folder (the list's paths are read relative to "
+                  f"{image_dir})? {how_to_fix}" if len(absent) == len(names)
+                  else f"{how_to_fix}, or remove them from the list")
         raise FileNotFoundError(f"{list_path}: {len(absent)} of {len(names)} listed images are not in {image_dir}, "
                                 f"e.g. {absent[0]}; {remedy}")
     paths = np.array([str(image_dir / name) for name in names])
