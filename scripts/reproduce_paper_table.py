@@ -37,7 +37,8 @@ from parallel_runs import PlannedRun, train_in_parallel
 
 from elr_mri.engine.checkpoint import atomic_write_text
 from elr_mri.config import ConfigError, RunConfig, load_config
-from elr_mri.data.image_sources import cifar_download_command
+from elr_mri.data.image_sources import (CLOTHING1M_LISTS, CLOTHING1M_VAL_LIST, IMAGENET_VAL_LIST, WEBVISION_LISTS,
+                                        cifar_download_command, clothing1m_lists_dir)
 from elr_mri.data.noise import CIFAR10_ASYMMETRIC_MODES
 from elr_mri.models import lacks_the_papers_pretrained_weights
 from preprocess.user_errors import USER_ERRORS, nonempty_path
@@ -267,15 +268,18 @@ def _plan_table(plan: list[tuple[Row, int, Path]], configs: dict[tuple[str, int]
 
 
 def _missing_inputs(cfg: RunConfig) -> list[tuple[str, str]]:
-    """(path, how to get it) of each input a run would stop at: a cheap look for the file or folder
-    the data set's reader needs first, for a human-noise row's CIFAR-N label file, and for the pretrained weights
-    named (a dry run said "found" and every Clothing1M run then stopped at a mistyped path)."""
+    """(path, how to get it) of each input a run would stop at, or (ILSVRC12's list) leave lines of the table empty
+    without: a cheap look for the file or folder the data set's reader needs first, then its label lists
+    (`_missing_lists`), for a human-noise row's CIFAR-N label file, and for the pretrained weights named (a dry run
+    said "found" and every Clothing1M run then stopped at a mistyped path)."""
     root = Path(cfg.data.root)  # load_config refuses an image data set without one
     missing = []
     marker = root / _DATA_MARKERS.get(cfg.data.name, "")
     if not marker.exists():
         how = _HOW_TO_GET.get(cfg.data.name, "see the Data section of --help")
         missing.append((str(marker), how.format(root=root, parent=root.parent)))
+    else:
+        missing += _missing_lists(cfg.data.name, root)
     labels = cfg.data.noise.human_labels if cfg.data.noise.mode == "human" else None
     if labels is not None and not Path(labels).is_file():
         missing.append((labels, f"the CIFAR-N human labels; cp ../shared/data/cifar/{Path(labels).name} {labels}, "
@@ -284,6 +288,26 @@ def _missing_inputs(cfg: RunConfig) -> list[tuple[str, str]]:
     if weights is not None and not Path(weights).is_file():
         missing.append((weights, "the ImageNet weights, a state dict saved with torch.save(model.state_dict(), PATH); "
                                  "--set model.pretrained_checkpoint=PATH names it"))
+    return missing
+
+
+def _missing_lists(name: str, root: Path) -> list[tuple[str, str]]:
+    """(path, how to get it) of the lists a Clothing1M or WebVision folder that is there lacks: a dry run said "found"
+    for images/ without the label lists, or without clean_val_key_list.txt, which a new run is refused without; and
+    WebVision trains without ILSVRC12's list, leaving the table's two ILSVRC12 lines empty after 100 epochs."""
+    if name == "clothing1m":
+        lists = clothing1m_lists_dir(root)
+        return [(str(lists / file), "restore it from the Clothing1M release (the label lists lie beside images/ or in "
+                                    "annotations/)")
+                for file in (*CLOTHING1M_LISTS, CLOTHING1M_VAL_LIST) if not (lists / file).is_file()]
+    if name != "webvision":
+        return []
+    missing = [(str(root / file), f"extract WebVision 1.0's info/ folder into {root}")
+               for file in WEBVISION_LISTS if not (root / file).is_file()]
+    if not (root / IMAGENET_VAL_LIST).is_file():
+        missing.append((str(root / IMAGENET_VAL_LIST), "without it the ILSVRC12 lines stay empty; "
+                        f".venv/bin/python scripts/webvision_ilsvrc12_list.py --imagenet-val DIR --webvision {root} "
+                        "writes it from ImageNet's validation images sorted one folder per synset"))
     return missing
 
 

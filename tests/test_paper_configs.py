@@ -175,14 +175,54 @@ def test_dry_run_says_found_when_every_input_is_there(reproduce, tmp_path: Path,
     assert f"| {tmp_path / 'cifar10'} | found |" in out and "missing" not in out
 
 
+CLOTHING1M_LISTS = ["noisy_label_kv.txt", "noisy_train_key_list.txt", "clean_label_kv.txt", "clean_test_key_list.txt",
+                    "clean_val_key_list.txt"]
+
+
 def test_dry_run_names_missing_pretrained_weights(reproduce, tmp_path: Path, capsys) -> None:
     (tmp_path / "clothing1m" / "images").mkdir(parents=True)
+    for name in CLOTHING1M_LISTS:
+        (tmp_path / "clothing1m" / name).write_text("")
     weights = tmp_path / "resnet50_imagenet.pt"
     assert reproduce.main(["--table", "3", "--dry-run", "--data-root", str(tmp_path), "--out", str(tmp_path / "runs"),
                            "--set", f"model.pretrained_checkpoint={weights}"]) == 0
     out = capsys.readouterr().out
     assert f"| {tmp_path / 'clothing1m'} | missing {weights} |" in out
     assert out.count(f"missing {weights}: the ImageNet weights, a state dict saved with torch.save(") == 1
+
+
+def test_dry_run_names_the_label_lists_a_found_release_lacks(reproduce, tmp_path: Path, capsys) -> None:
+    """images/ alone was "found", and every Clothing1M run then stopped at its start; a WebVision folder without
+    ILSVRC12's list was "found", and the table's ILSVRC12 lines came out empty after 100 epochs."""
+    clothing = tmp_path / "clothing1m"
+    (clothing / "images").mkdir(parents=True)
+    table = ["--dry-run", "--data-root", str(tmp_path), "--out", str(tmp_path / "runs")]
+    assert reproduce.main(["--table", "3", "--rows", "elr", *table]) == 0
+    out = capsys.readouterr().out
+    assert f"| {clothing} | missing {', '.join(str(clothing / name) for name in CLOTHING1M_LISTS)} |" in out
+    (clothing / "annotations").mkdir()  # the lists in annotations/, as some copies keep them
+    for name in CLOTHING1M_LISTS[:4]:
+        (clothing / "annotations" / name).write_text("")
+    assert reproduce.main(["--table", "3", "--rows", "elr", *table]) == 0
+    out = capsys.readouterr().out
+    assert (f"missing {clothing / 'annotations/clean_val_key_list.txt'}: restore it from the Clothing1M release"
+            in out) and out.count("missing") == 2  # its row and its line
+    (clothing / "annotations/clean_val_key_list.txt").write_text("")
+    assert reproduce.main(["--table", "3", "--rows", "elr", *table]) == 0
+    assert f"| {clothing} | found |" in capsys.readouterr().out
+    webvision = tmp_path / "webvision"
+    (webvision / "info").mkdir(parents=True)
+    for name in ("train_filelist_google.txt", "val_filelist.txt"):
+        (webvision / "info" / name).write_text("")
+    assert reproduce.main(["--table", "4", *table]) == 0
+    out = capsys.readouterr().out
+    assert (f"missing {webvision / 'imagenet/imagenet_val.txt'}: without it the ILSVRC12 lines stay empty; "
+            f".venv/bin/python scripts/webvision_ilsvrc12_list.py --imagenet-val DIR --webvision {webvision} writes") \
+        in out
+    (webvision / "imagenet").mkdir()
+    (webvision / "imagenet/imagenet_val.txt").write_text("")
+    assert reproduce.main(["--table", "4", *table]) == 0
+    assert f"| {webvision} | found |" in capsys.readouterr().out
 
 
 def test_a_run_made_with_data_root_is_planned_again_not_refused(reproduce, tmp_path: Path, capsys) -> None:

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 __all__ = ["ImageSplit", "ImageSource", "load_source", "read_rgb", "cifar_download_command", "ImageReadError",
-           "CLOTHING1M_CLASSES", "CLOTHING1M_VAL_LIST", "clothing1m_lists_dir", "require_clothing1m_validation_list",
+           "CLOTHING1M_CLASSES", "CLOTHING1M_LISTS", "CLOTHING1M_VAL_LIST", "clothing1m_lists_dir", "require_clothing1m_validation_list",
            "IMAGE_SUFFIXES", "MINI_WEBVISION_CLASSES", "WEBVISION_LISTS", "IMAGENET_VAL_LIST"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -32,7 +32,9 @@ CLOTHING1M_CLASSES = [
     "Downcoat", "Suit", "Shawl", "Dress", "Vest", "Underwear",
 ]
 DECODE_CHUNK = 1024  # images one decoding task reads (CIFAR-10's 50,000: 49 tasks)
-# the release's clean validation keys: a new run selects its checkpoints on them, as in the paper
+# the label lists every Clothing1M run reads, and the release's clean validation keys: a new run selects its
+# checkpoints on them, as in the paper
+CLOTHING1M_LISTS = ("noisy_label_kv.txt", "noisy_train_key_list.txt", "clean_label_kv.txt", "clean_test_key_list.txt")
 CLOTHING1M_VAL_LIST = "clean_val_key_list.txt"
 # mini WebVision (Jiang et al. 2018's protocol, the paper's): the Google images of the first 50 classes
 MINI_WEBVISION_CLASSES = 50
@@ -332,8 +334,7 @@ def _clothing1m(root: Path) -> ImageSource:
     new run is refused that: `require_clothing1m_validation_list`) a run made earlier evaluates and resumes on the
     noisy hold-out it selected on."""
     lists = clothing1m_lists_dir(root)
-    needed = ["noisy_label_kv.txt", "noisy_train_key_list.txt", "clean_label_kv.txt", "clean_test_key_list.txt"]
-    _require_files("clothing1m", lists, needed,
+    _require_files("clothing1m", lists, list(CLOTHING1M_LISTS),
                    "Clothing1M is not downloadable, ask its authors (Xiao et al. 2015) for access and extract the "
                    f"whole release into {root} (data.root: the folder that holds images/; the label lists beside it "
                    "or in annotations/)")
