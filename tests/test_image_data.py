@@ -589,8 +589,12 @@ def test_mini_webvision_without_imagenet_or_synsets_still_trains(tmp_path, capsy
     (tmp_path / "info/synsets.txt").unlink()
     data = build_image_data(DataConfig(name="webvision", root=str(tmp_path)))
     assert data.extra_tests == {} and data.class_names[49] == "class49"
-    assert "has no imagenet_val.txt, so ILSVRC12 is not scored; scripts/webvision_ilsvrc12_list.py" \
-        in capsys.readouterr().err  # an imagenet/ folder without its list is not dropped silently
+    note = f"note: {tmp_path} has no imagenet/imagenet_val.txt, so ILSVRC12 is not scored; " \
+        "scripts/webvision_ilsvrc12_list.py writes it"
+    assert note in capsys.readouterr().err  # an imagenet/ folder without its list is not dropped silently
+    (tmp_path / "imagenet").rename(tmp_path / "elsewhere")  # nor is a folder without imagenet/
+    assert build_image_data(DataConfig(name="webvision", root=str(tmp_path))).extra_tests == {}
+    assert note in capsys.readouterr().err
 
 
 def test_ilsvrc12_list_is_written_from_an_imagenet_folder_sorted_by_synset(tmp_path, import_script):
