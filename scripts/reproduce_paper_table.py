@@ -15,7 +15,7 @@ Data (the configs' paths are relative to the directory you run from, normally th
   data/cifar10/{train,test}/<class>/*.jpg   mkdir -p data && tar -xJf ../shared/data/cifar/cifar10-jpeg.tar.xz -C data/
       or data/cifar-10-batches-py           curl -L https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz | tar -xz -C data/
   data/cifar-100-python                     curl -L https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz | tar -xz -C data/
-  data/clothing1m/                          the official release (images/; label lists beside it or in annotations/), and
+  data/clothing1m/                          the official release (images/; label lists beside it, in annotations/ or images/),
                                             --set model.pretrained_checkpoint=IMAGENET_RESNET50.pt
   data/webvision/                           WebVision 1.0 resized images + info/ lists, imagenet/ for
                                             ILSVRC12 (configs/webvision/elr_plus.yaml says the layout)
@@ -106,8 +106,8 @@ _DATA_MARKERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python
 _HOW_TO_GET = {"cifar10": cifar_download_command("cifar10", "{root}"),
                "cifar100": cifar_download_command("cifar100", "{root}"),
                "imagefolder": "mkdir -p {parent} && tar -xJf ../shared/data/cifar/cifar10-jpeg.tar.xz -C {parent}",
-               "clothing1m": "put the official Clothing1M release in {root} (images/ there; the label lists beside it or in "
-                              "annotations/)",
+               "clothing1m": "put the official Clothing1M release in {root} (images/ there; the label lists beside it, in "
+                              "annotations/ or in images/)",
                "webvision": "put WebVision 1.0's resized images and info/ lists in {root}"}
 
 
@@ -297,8 +297,8 @@ def _missing_lists(name: str, root: Path) -> list[tuple[str, str]]:
     WebVision trains without ILSVRC12's list, leaving the table's two ILSVRC12 lines empty after 100 epochs."""
     if name == "clothing1m":
         lists = clothing1m_lists_dir(root)
-        return [(str(lists / file), "restore it from the Clothing1M release (the label lists lie beside images/ or in "
-                                    "annotations/)")
+        return [(str(lists / file), "restore it from the Clothing1M release (the label lists lie beside images/, in "
+                                    "annotations/ or in images/)")
                 for file in (*CLOTHING1M_LISTS, CLOTHING1M_VAL_LIST) if not (lists / file).is_file()]
     if name != "webvision":
         return []

@@ -457,11 +457,14 @@ def test_clothing1m_lists_in_an_annotations_folder_load_as_beside_the_images(tmp
 
 
 @pytest.mark.parametrize(("change", "error", "message"), [
-    ("no_test", FileNotFoundError, r"looked for clean_test_key_list.txt in .*the label lists beside it or in "
-                                   r"annotations"),
+    ("no_test", FileNotFoundError, r"looked for clean_test_key_list.txt in .*the label lists beside it, in "
+                                   r"annotations/ or in images/\)$"),
     ("empty_train", ValueError, r"noisy_train_key_list.txt: lists no image; use the release's file$"),
-    ("wrong_root", FileNotFoundError, r"8 of 8 listed images are not in .*none is there: is data.root the release's "
-                                      r"folder"),
+    ("wrong_root", FileNotFoundError, r"^clothing1m: data.root .*/release/images is the images/ folder itself, and the "
+                                      r"lists' keys \(images/0/...\) are read relative to data.root; set data.root to "
+                                      r".*/release \(the label lists may stay in images/\)$"),
+    ("moved_images", FileNotFoundError, r"8 of 8 listed images are not in .*none is there: is data.root the release's "
+                                        r"folder"),
 ])
 def test_an_incomplete_clothing1m_release_is_one_error_naming_what_to_fix(tmp_path, change, error, message):
     write_clothing1m(tmp_path / "release")
@@ -470,12 +473,23 @@ def test_an_incomplete_clothing1m_release_is_one_error_naming_what_to_fix(tmp_pa
         (root / "clean_test_key_list.txt").unlink()
     elif change == "empty_train":
         (root / "noisy_train_key_list.txt").write_text("\n")
-    else:  # the lists copied beside images/'s content, as the official code's data_dir is: keys name images/...
-        root = root / "images"
+    elif change == "wrong_root":  # the lists copied beside images/'s content, as the official code's data_dir is:
+        root = root / "images"  # keys name images/...
         for listed in (tmp_path / "release").glob("*.txt"):
             listed.rename(root / listed.name)
+    else:
+        (root / "images").rename(root / "pictures")
     with pytest.raises(error, match=message):
         build_image_data(DataConfig(name="clothing1m", root=str(root)))
+
+
+def test_clothing1m_lists_inside_images_as_the_official_code_keeps_them_load_from_the_release_folder(tmp_path):
+    write_clothing1m(tmp_path)
+    for listed in tmp_path.glob("*.txt"):
+        listed.rename(tmp_path / "images" / listed.name)
+    data = build_image_data(DataConfig(name="clothing1m", root=str(tmp_path)))
+    assert (len(data.train), len(data.val), len(data.test)) == (8, 2, 2)
+    assert data.train.paths[3] == str(tmp_path / "images/0/3.jpg") and data.train_labels.tolist() == list(range(8))
 
 
 @pytest.mark.parametrize(("file", "line", "shown"), [("noisy_label_kv.txt", "images/0/1.jpg 3 extra", "3 extra"),

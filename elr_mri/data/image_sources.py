@@ -329,15 +329,19 @@ def _decode_rgb_or_error(path: Path) -> np.ndarray | ImageReadError:
 
 
 def _clothing1m(root: Path) -> ImageSource:
-    """The official Clothing1M lists: image keys are paths relative to `root` (images/0/...); the lists lie in
-    `root` as released, or in `root/annotations/` as some copies keep them. Without the clean validation list (a
-    new run is refused that: `require_clothing1m_validation_list`) a run made earlier evaluates and resumes on the
-    noisy hold-out it selected on."""
+    """The official Clothing1M lists: image keys are paths relative to `root` (images/0/...); the lists lie where
+    `clothing1m_lists_dir` finds them. Without the clean validation list (a new run is refused that:
+    `require_clothing1m_validation_list`) a run made earlier evaluates and resumes on the noisy hold-out it selected
+    on."""
     lists = clothing1m_lists_dir(root)
+    if root.name == "images" and lists == root and not (root / "images").is_dir():  # the official code's data_dir
+        raise FileNotFoundError(f"clothing1m: data.root {root} is the images/ folder itself, and the lists' keys "
+                                f"(images/0/...) are read relative to data.root; set data.root to {root.parent} (the "
+                                "label lists may stay in images/)")
     _require_files("clothing1m", lists, list(CLOTHING1M_LISTS),
                    "Clothing1M is not downloadable, ask its authors (Xiao et al. 2015) for access and extract the "
-                   f"whole release into {root} (data.root: the folder that holds images/; the label lists beside it "
-                   "or in annotations/)")
+                   f"whole release into {root} (data.root: the folder that holds images/; the label lists beside it, "
+                   "in annotations/ or in images/)")
     noisy = _read_key_values(lists / "noisy_label_kv.txt", len(CLOTHING1M_CLASSES))
     clean = _read_key_values(lists / "clean_label_kv.txt", len(CLOTHING1M_CLASSES))
     val_list = lists / CLOTHING1M_VAL_LIST
@@ -350,10 +354,12 @@ def _clothing1m(root: Path) -> ImageSource:
 
 
 def clothing1m_lists_dir(root: Path) -> Path:
-    """The folder holding Clothing1M's label lists: `root` unless only `root/annotations/` has them."""
-    nested = root / "annotations"
-    if not (root / "noisy_label_kv.txt").is_file() and (nested / "noisy_label_kv.txt").is_file():
-        return nested
+    """The folder holding Clothing1M's label lists: `root` as released, else `root/annotations/` as some copies keep
+    them, or `root/images/`, where the official ELR code reads them (its data_dir is images/); `root` when none
+    has them."""
+    for folder in (root, root / "annotations", root / "images"):
+        if (folder / "noisy_label_kv.txt").is_file():
+            return folder
     return root
 
 
