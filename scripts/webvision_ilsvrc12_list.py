@@ -59,7 +59,8 @@ def ilsvrc12_lines(val_dir: Path, synsets: list[str]) -> list[str]:
                                 f"{missing[0]}; pass ImageNet's validation images sorted one folder per synset")
     lines = []
     for label, synset in enumerate(synsets):
-        images = sorted(p for p in (val_dir / synset).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        images = sorted(p for p in (val_dir / synset).iterdir()  # not hidden: a Mac's ._ILSVRC2012_val_*.JPEG is
+                        if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))  # no image
         if not images:
             raise FileNotFoundError(f"{val_dir / synset}: no images ({', '.join(IMAGE_SUFFIXES)}) in this class folder")
         lines += [f"{path} {label}\n" for path in images]

@@ -620,7 +620,8 @@ def test_ilsvrc12_list_is_written_from_an_imagenet_folder_sorted_by_synset(tmp_p
         (val / synset).mkdir(parents=True)
         for k in range(2):
             Image.new("RGB", (300, 280), (label, k, 0)).save(val / synset / f"ILSVRC2012_val_{label:04d}{k}.JPEG")
-    lister = import_script("webvision_ilsvrc12_list")
+    (val / synsets[1] / "._ILSVRC2012_val_00010.JPEG").write_bytes(b"\0\5\26\7")  # a Mac's AppleDouble file: it was
+    lister = import_script("webvision_ilsvrc12_list")  # listed, and the first epoch's ILSVRC12 score failed on it
     assert lister.main(["--imagenet-val", str(val), "--webvision", str(tmp_path / "webvision")]) == 0
     data = build_image_data(DataConfig(name="webvision", root=str(tmp_path / "webvision")))
     ilsvrc12 = data.extra_tests["ilsvrc12"]
