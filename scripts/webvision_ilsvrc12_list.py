@@ -5,9 +5,14 @@ reader (`data.name: webvision`) takes them from DATA/imagenet/imagenet_val.txt, 
 WebVision's class order. This writes that list from validation images kept one folder per synset
 (`val/n01440764/ILSVRC2012_val_00000293.JPEG`, the layout ImageNet's usual valprep script and
 torchvision's ImageFolder use), matching folders to classes by the synset ids of WebVision's
-info/synsets.txt. Paths are written absolute, so the images stay where they are.
+info/synsets.txt; or, with --devkit, from the flat folder ILSVRC2012_img_val.tar extracts to, by the
+devkit's labels. Those number the classes by ILSVRC2012_ID (1 is n02119789, kit fox), not in WebVision's
+order: a list written from them as they are scores every image against another class, so they are
+matched to synsets through the devkit's data/meta.mat. Paths are written absolute, so the images stay
+where they are.
 
     .venv/bin/python scripts/webvision_ilsvrc12_list.py --imagenet-val /data/imagenet/val
+    .venv/bin/python scripts/webvision_ilsvrc12_list.py --imagenet-val /data/img_val --devkit /data/devkit_t12
 """
 
 from __future__ import annotations
@@ -26,13 +31,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--imagenet-val", type=nonempty_path, required=True, metavar="DIR",
-                        help="ImageNet's validation images, one folder per synset (n01440764/...)")
+                        help="ImageNet's validation images, one folder per synset (n01440764/...); with --devkit, "
+                             "all in DIR as released (ILSVRC2012_val_00000001.JPEG, ...)")
+    parser.add_argument("--devkit", type=nonempty_path, metavar="DIR",
+                        help="ILSVRC2012's devkit (ILSVRC2012_devkit_t12): its data/ILSVRC2012_validation_ground_truth"
+                             ".txt labels the flat folder, its data/meta.mat names their synsets")
     parser.add_argument("--webvision", type=nonempty_path, default=ROOT / "data" / "webvision", metavar="DIR",
                         help="the WebVision folder (data.root of configs/webvision); the list goes to "
                              f"DIR/{IMAGENET_VAL_LIST}")
     args = parser.parse_args(argv)
     synsets = webvision_synsets(args.webvision / "info" / "synsets.txt")
-    lines = ilsvrc12_lines(args.imagenet_val.resolve(), synsets)
+    val_dir = args.imagenet_val.resolve()
+    lines = devkit_lines(val_dir, args.devkit, synsets) if args.devkit else ilsvrc12_lines(val_dir, synsets)
     out = args.webvision / IMAGENET_VAL_LIST
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text("".join(lines), out)
@@ -65,6 +75,42 @@ def ilsvrc12_lines(val_dir: Path, synsets: list[str]) -> list[str]:
             raise FileNotFoundError(f"{val_dir / synset}: no images ({', '.join(IMAGE_SUFFIXES)}) in this class folder")
         lines += [f"{path} {label}\n" for path in images]
     return lines
+
+
+def devkit_lines(val_dir: Path, devkit: Path, synsets: list[str]) -> list[str]:
+    """`absolute-path class` lines for the images of `val_dir` (flat, as released) whose devkit label is a synset of
+    `synsets`, numbered by `synsets`: the ground truth's line k labels ILSVRC2012_val_<k, 8 digits>.JPEG."""
+    truth, meta = devkit / "data" / "ILSVRC2012_validation_ground_truth.txt", devkit / "data" / "meta.mat"
+    for path in (truth, meta):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: --devkit takes the folder ILSVRC2012_devkit_t12.tar.gz "
+                                    "extracts to")
+    synset_of = devkit_synsets(meta)
+    label_of = {synset: label for label, synset in enumerate(synsets)}
+    lines = []
+    for number, word in enumerate(truth.read_text().split(), start=1):
+        if not word.isdecimal() or int(word) not in synset_of:
+            raise ValueError(f"{truth}, line {number}: {word!r} is not an ILSVRC2012_ID of {meta.name}; use the "
+                             "devkit's file")
+        if synset_of[int(word)] in label_of:
+            lines.append((val_dir / f"ILSVRC2012_val_{number:08d}.JPEG", label_of[synset_of[int(word)]]))
+    absent = [path for path, _ in lines if not path.is_file()]
+    if absent:
+        raise FileNotFoundError(f"{val_dir}: {len(absent)} of the {len(lines)} validation images of these classes are "
+                                f"not there, e.g. {absent[0].name}; pass the folder ILSVRC2012_img_val.tar extracts to")
+    return [f"{path} {label}\n" for path, label in lines]
+
+
+def devkit_synsets(meta: Path) -> dict[int, str]:
+    """ILSVRC2012_ID → synset id (WNID) of every synset in the devkit's meta.mat."""
+    from scipy.io import loadmat
+
+    try:
+        entries = loadmat(meta, squeeze_me=True)["synsets"]
+        return {int(entry["ILSVRC2012_ID"]): str(entry["WNID"]) for entry in entries}
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as err:
+        raise ValueError(f"{meta}: not the devkit's synset table ({type(err).__name__}: {err}); extract "
+                         "ILSVRC2012_devkit_t12.tar.gz again") from None
 
 
 if __name__ == "__main__":

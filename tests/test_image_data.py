@@ -634,6 +634,42 @@ def test_ilsvrc12_list_is_written_from_an_imagenet_folder_sorted_by_synset(tmp_p
         lister.main(["--imagenet-val", str(val), "--webvision", str(tmp_path / "webvision")])
 
 
+def test_ilsvrc12_list_from_the_flat_release_matches_the_devkits_class_numbers_to_webvisions_by_synset(
+        tmp_path, import_script):
+    """The devkit numbers classes by ILSVRC2012_ID (1 is kit fox, tench is 449): its labels, taken as WebVision's,
+    scored every image against another class."""
+    from scipy.io import savemat
+
+    write_mini_webvision(tmp_path / "webvision")
+    webvision_ids = [line.split()[0] for line in (tmp_path / "webvision/info/synsets.txt").read_text().splitlines()]
+    devkit_order = [webvision_ids[1], "n02119789", webvision_ids[0], webvision_ids[49]]  # ILSVRC2012_ID 1, 2, 3, 4
+    table = np.array([(k + 1, wnid) for k, wnid in enumerate(devkit_order)],
+                     dtype=[("ILSVRC2012_ID", object), ("WNID", object)])
+    (tmp_path / "devkit/data").mkdir(parents=True)
+    savemat(tmp_path / "devkit/data/meta.mat", {"synsets": table})
+    truth = [3, 1, 2, 4, 3]  # image 3 is a kit fox, no class of mini WebVision
+    (tmp_path / "devkit/data/ILSVRC2012_validation_ground_truth.txt").write_text("".join(f"{t}\n" for t in truth))
+    val = tmp_path / "ILSVRC2012_img_val"
+    val.mkdir()
+    for number in range(1, 6):
+        Image.new("RGB", (300, 280), (number, 0, 0)).save(val / f"ILSVRC2012_val_{number:08d}.JPEG")
+    lister = import_script("webvision_ilsvrc12_list")
+    assert lister.main(["--imagenet-val", str(val), "--devkit", str(tmp_path / "devkit"),
+                        "--webvision", str(tmp_path / "webvision")]) == 0
+    assert (tmp_path / "webvision/imagenet/imagenet_val.txt").read_text().splitlines() == [
+        f"{val / 'ILSVRC2012_val_00000001.JPEG'} 0", f"{val / 'ILSVRC2012_val_00000002.JPEG'} 1",
+        f"{val / 'ILSVRC2012_val_00000004.JPEG'} 49", f"{val / 'ILSVRC2012_val_00000005.JPEG'} 0"]
+    (val / "ILSVRC2012_val_00000004.JPEG").unlink()
+    with pytest.raises(FileNotFoundError, match=r"1 of the 4 validation images of these classes are not there, e.g. "
+                                                r"ILSVRC2012_val_00000004.JPEG; pass the folder ILSVRC2012_img_val.tar"):
+        lister.main(["--imagenet-val", str(val), "--devkit", str(tmp_path / "devkit"),
+                     "--webvision", str(tmp_path / "webvision")])
+    (tmp_path / "devkit/data/ILSVRC2012_validation_ground_truth.txt").write_text("3\n1001\n")
+    with pytest.raises(ValueError, match=r"ground_truth.txt, line 2: '1001' is not an ILSVRC2012_ID of meta.mat"):
+        lister.main(["--imagenet-val", str(val), "--devkit", str(tmp_path / "devkit"),
+                     "--webvision", str(tmp_path / "webvision")])
+
+
 def test_mini_webvision_bad_lists_are_one_line(tmp_path):
     write_mini_webvision(tmp_path)
     listing = tmp_path / "info/val_filelist.txt"
@@ -661,7 +697,8 @@ def test_mini_webvision_bad_lists_are_one_line(tmp_path):
     listing.write_text("val_000_0.jpg 0\n")
     (tmp_path / "imagenet/imagenet_val.txt").write_text("imagenet_000_0.jpg 0\nimagenet_001_0.jpg one\n")
     with pytest.raises(ValueError, match=r"imagenet_val.txt, line 2: expected `image-path class-number`, got "
-                                         r"'imagenet_001_0.jpg one'; write it again with scripts/webvision_ilsvrc12_list.py$"):
+                                         r"'imagenet_001_0.jpg one'; write it again with "
+                                         r"scripts/webvision_ilsvrc12_list.py$"):
         build_image_data(DataConfig(name="webvision", root=str(tmp_path)))
 
 

@@ -22,7 +22,8 @@ import numpy as np
 from PIL import Image
 
 __all__ = ["ImageSplit", "ImageSource", "load_source", "read_rgb", "cifar_download_command", "ImageReadError",
-           "CLOTHING1M_CLASSES", "CLOTHING1M_LISTS", "CLOTHING1M_VAL_LIST", "clothing1m_lists_dir", "require_clothing1m_validation_list",
+           "CLOTHING1M_CLASSES", "CLOTHING1M_LISTS", "CLOTHING1M_VAL_LIST", "clothing1m_lists_dir",
+           "require_clothing1m_validation_list",
            "IMAGE_SUFFIXES", "MINI_WEBVISION_CLASSES", "WEBVISION_LISTS", "IMAGENET_VAL_LIST"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
