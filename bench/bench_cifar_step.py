@@ -138,7 +138,7 @@ class StepTimer:
         epoch = 0
         while True:
             sampler = GlobalBatchSampler(len(self.batches), batch_size, torch.Generator().manual_seed(epoch))
-            full = [indices for indices in sampler if len(indices) == batch_size]  # no eager tail batch
+            full = [index for index in sampler.parts_on(self.device) if len(index) == batch_size]  # no eager tail
             yield from self.batches.batches(full, self.batches.generator(epoch))
             epoch += 1
 

@@ -89,7 +89,7 @@ def main() -> None:
     resident = DeviceImageBatches.from_dataset(train, device)
 
     def on_device(epoch: int) -> Iterable[dict]:
-        return resident.batches(sampler(epoch), resident.generator(epoch))
+        return resident.batches(sampler(epoch).parts_on(device), resident.generator(epoch))  # as the engine's feeder
 
     # (batches of an epoch, intra-op threads of this process); DataLoader workers use one thread each
     paths = {

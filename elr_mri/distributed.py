@@ -249,6 +249,14 @@ class GlobalBatchSampler(Sampler[list[int]]):
         for part in self.own_parts():
             yield self.order[part].tolist()
 
+    def parts_on(self, device: torch.device | str) -> Iterator[torch.Tensor]:
+        """This rank's slices as index tensors on `device`, views of the epoch's order copied there once. Why not
+        `iter(self)` for device-resident batches: each batch's list turned back into a tensor cost ~33 µs of host time
+        (CIFAR's 128 indices, this CPU) and a copy from pageable memory, which CUDA may hold until the queue drains."""
+        order = self.order.to(device)
+        for part in self.own_parts():
+            yield order[part]
+
     def own_parts(self) -> Iterator[slice]:
         """This rank's slice of each global batch, as positions in the epoch's order."""
         for start, stop in self._batch_bounds():

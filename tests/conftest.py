@@ -21,6 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "scripts"
 # Operators that read a tensor's value back to the host: on a GPU each makes the host wait for the device.
 HOST_READS = {"aten::item", "aten::_local_scalar_dense", "aten::is_nonzero", "aten::nonzero"}
+# Tensor methods that hand a tensor's values to Python. On a CPU, `.tolist()`, `.numpy()` and `.cpu()` read memory
+# the host holds and run no operator the profiler sees; on a GPU each is a copy back that waits for the device.
+PYTHON_READS = {"item", "tolist", "numpy", "cpu", "__bool__", "__float__", "__int__", "__index__", "__array__"}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -43,9 +46,34 @@ def import_script() -> Iterator[Callable[[str], ModuleType]]:
 
 
 @contextmanager
-def _no_host_waits(device: str) -> Iterator[None]:
-    """Fail if the block reads a value back to the host (seen by the CPU profiler on any device) or,
-    on a GPU, synchronises with it in any way (torch's sync debug mode turns that into an error)."""
+def _python_reads() -> Iterator[list[str]]:
+    """Collects "method (file:line)" for each `PYTHON_READS` call on a tensor in the block, the line the innermost
+    of the project's files (tests included) that asked."""
+    import traceback
+
+    from torch.overrides import TorchFunctionMode
+
+    found: list[str] = []
+
+    class Recorder(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+            name = getattr(func, "__name__", "")
+            if name in PYTHON_READS:
+                ours = [frame for frame in traceback.extract_stack()[:-1]
+                        if frame.filename.startswith(str(ROOT)) and not frame.filename.endswith("conftest.py")]
+                where = f"{Path(ours[-1].filename).relative_to(ROOT)}:{ours[-1].lineno}" if ours else "torch"
+                found.append(f"{name} ({where})")
+            return func(*args, **(kwargs or {}))
+
+    with Recorder():
+        yield found
+
+
+@contextmanager
+def _host_reads(device: str) -> Iterator[list[str]]:
+    """Collects the block's reads of values back to the host: the CPU profiler's `HOST_READS` operators on any device,
+    and `PYTHON_READS` calls, which on a CPU run no such operator. On a GPU any synchronisation with it fails the block
+    at once (torch's sync debug mode turns it into an error)."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
@@ -53,14 +81,22 @@ def _no_host_waits(device: str) -> Iterator[None]:
     if on_gpu:
         torch.cuda.synchronize()
         torch.cuda.set_sync_debug_mode("error")
+    found: list[str] = []
     try:
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
-            yield
+        with profile(activities=[ProfilerActivity.CPU]) as prof, _python_reads() as in_python:
+            yield found
     finally:
         if on_gpu:
             torch.cuda.set_sync_debug_mode("default")
-    reads = HOST_READS & {event.key for event in prof.key_averages()}
-    assert not reads, f"the block reads values back to the host: {sorted(reads)}"
+    found += in_python + [f"{event.key} ×{event.count}" for event in prof.key_averages() if event.key in HOST_READS]
+
+
+@contextmanager
+def _no_host_waits(device: str) -> Iterator[None]:
+    """Fail if the block reads a value back to the host (`_host_reads`)."""
+    with _host_reads(device) as reads:
+        yield
+    assert not reads, f"the block reads values back to the host: {reads}"
 
 
 @pytest.fixture
@@ -73,6 +109,12 @@ def host_read_ops() -> set[str]:
 def no_host_waits() -> Callable[[str], AbstractContextManager[None]]:
     """`with no_host_waits(device): ...` asserts that the block never makes the host wait for `device`."""
     return _no_host_waits
+
+
+@pytest.fixture
+def host_reads() -> Callable[[str], AbstractContextManager[list[str]]]:
+    """`with host_reads(device) as reads: ...` lists what the block read back to the host (filled at its end)."""
+    return _host_reads
 
 
 def _cli_in_process(*args: str) -> subprocess.CompletedProcess:

@@ -190,10 +190,11 @@ def test_serving_an_epoch_never_waits_for_the_device(cifar, device, no_host_wait
     batches = DeviceImageBatches.from_dataset(cifar.train, device)
     sampler = GlobalBatchSampler(len(cifar.train), 32, torch.Generator().manual_seed(1))
     generator = batches.generator(0)
-    next(batches.batches(sampler, generator))  # first-call set-up is not what we look at
-    with no_host_waits(device):
-        served = list(batches.batches(sampler, generator)) + list(batches.in_order(64))
+    next(batches.batches(sampler.parts_on(device), generator))  # first-call set-up is not what we look at
+    with no_host_waits(device):  # the feeder's index tensors: the epoch's order copied to the device once
+        served = list(batches.batches(sampler.parts_on(device), generator)) + list(batches.in_order(64))
     assert len(served) == len(sampler) + 3
+    assert torch.equal(torch.cat([batch["index"] for batch in served[:len(sampler)]]).cpu(), sampler.order)
 
 
 def test_a_seeded_generator_reproduces_the_epoch(cifar):

@@ -210,6 +210,7 @@ def test_global_batches_are_split_between_ranks_without_overlap() -> None:
     def slices(rank: int, world: int, n: int = 103) -> list[list[int]]:
         sampler = GlobalBatchSampler(n, 10, torch.Generator().manual_seed(5), rank, world)
         assert len(sampler) == len(list(sampler)) == len(sampler.global_batch_sizes())
+        assert [part.tolist() for part in sampler.parts_on("cpu")] == list(sampler)  # the device-resident path's
         return list(sampler)
 
     def global_sizes(world: int, n: int = 103) -> list[int]:

@@ -72,6 +72,36 @@ def test_a_training_step_never_waits_for_the_device(loss: str, device: str, no_h
             total = step_loss if total is None else total + step_loss  # as the epoch loop sums it
 
 
+@pytest.mark.parametrize("loss", ["ce", "elr", "elr_plus", "elr_plus-epoch"])
+def test_an_epoch_of_the_engines_loop_reads_back_once(loss: str, host_reads) -> None:
+    """The epoch loop as `train` runs it on device-resident batches: the feeder's batches (their indices too), the
+    steps, the progress bar and the memorisation tracking read nothing back; the host reads one value an epoch,
+    the mean loss for metrics.csv, however many steps the epoch has. A CPU sees no device, so any value handed to
+    Python counts (`.tolist()` of a host tensor too): a batch's indices went through a Python list once a step."""
+    from elr_mri.data import build_data
+    from elr_mri.distributed import DistContext
+    from elr_mri.engine.feeding import BatchFeeder
+    from elr_mri.engine.runner import _train_epoch
+
+    loss, _, alternation = loss.partition("-")
+    in_turn = [f"elr_plus.alternation={alternation}"] if alternation else []
+    cfg = _config(loss, "data.train_subset=200", "train.batch_size=32", "train.loader=device", "train.compile=false",
+                  *in_turn)
+    data = build_data(cfg.data)
+    plan = ExecutionPlan.from_config(cfg.train, torch.device("cpu"))
+    method = build_method(cfg, data.input_shape, data.num_classes, len(data.train), plan)
+    feeder = BatchFeeder(data, cfg, DistContext(), plan.device)
+    tracker = PredictionTracker(len(data.train), data.num_classes, plan.device)
+    epochs = [feeder.train_epoch(epoch, method.batch_streams, method.streams_in_turn) for epoch in range(2)]
+    _train_epoch(method, epochs[0], 0, tracker, show_progress=False)  # first-call set-up is not what we look at
+    with host_reads("cpu") as reads:
+        mean_loss = _train_epoch(method, epochs[1], 1, tracker, show_progress=True)
+    assert feeder.on_device and len(epochs[1]) >= 6 and np.isfinite(mean_loss)
+    float_read, *operators = reads
+    assert float_read.startswith("__float__ (elr_mri/engine/runner.py:"), reads  # the epoch's mean loss
+    assert sorted(operators) == ["aten::_local_scalar_dense ×1", "aten::item ×1"], reads  # that read, as torch runs it
+
+
 def test_elr_compiled_into_the_network_graph_trains_as_the_eager_loss() -> None:
     """`train.compile_step`: ELR's arithmetic runs in the compiled network's graph (no eager cross-entropy op is
     left in a step), and the losses, target table and weights follow the eager loss's, short batch included."""

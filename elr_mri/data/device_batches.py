@@ -157,7 +157,8 @@ class DeviceImageBatches:
         paired = (zip(index_batches, slice_positions, strict=True) if slice_positions is not None
                   else ((indices, None) for indices in index_batches))
         for indices, position in paired:
-            # non-blocking: a plain copy to a GPU waits for its queue to empty, once a batch
+            # index tensors already here (`GlobalBatchSampler.parts_on`, as the feeder passes them) are not copied;
+            # others non-blocking: a plain copy to a GPU waits for its queue to empty, once a batch
             index = torch.as_tensor(indices, dtype=torch.int64).to(self.device, non_blocking=True)
             if self.spec.augments:
                 global_size, start = position or (len(index), 0)

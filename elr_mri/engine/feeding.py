@@ -136,7 +136,8 @@ class BatchFeeder:
         sampler = self._sampler(torch.Generator().manual_seed(seed), stream)
         if self.on_device:
             train = self.device_sets["train"]
-            batches: Iterable[Batch] = train.batches(sampler, train.generator(seed * 1009), sampler.slice_positions())
+            batches: Iterable[Batch] = train.batches(sampler.parts_on(self.device), train.generator(seed * 1009),
+                                                      sampler.slice_positions())
         else:  # each example augmented from (this stream's epoch seed, its index, its earlier draws): SeededItems
             batches = DataLoader(SeededItems(self.data.train, seed), batch_sampler=NumberedDraws(sampler),
                                  num_workers=self.cfg.data.num_workers,
