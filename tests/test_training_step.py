@@ -284,6 +284,27 @@ def test_elr_plus_weight_averages_start_as_copies_of_their_networks() -> None:
     assert not torch.equal(pair.nets[0].state_dict()["head.weight"], pair.nets[1].state_dict()["head.weight"])
 
 
+def test_an_ema_update_is_two_multi_tensor_ops_whatever_the_number_of_parameters() -> None:
+    """ELR+'s averages move with one multiply and one add over all their parameters, the decay a Python number: a loop
+    over the parameters would launch two kernels per tensor from Python every step (≈200 for PreAct ResNet-18)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Ops(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.names: list[str] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+            self.names.append(func.overloadpacket.__name__)
+            return func(*args, **(kwargs or {}))
+
+    pair = _method(_config("elr_plus"))
+    assert isinstance(pair, ELRPlusPair) and len(pair.ema_pairs[0].averaged) == 10  # small_cnn's tensors
+    with Ops() as ops:
+        pair._update_ema(0)
+    assert ops.names == ["_foreach_mul_", "_foreach_add_"]
+
+
 @pytest.mark.parametrize("loss", ["elr", "elr_plus"])
 def test_training_follows_evaluation_in_training_mode(loss: str) -> None:
     """Steps switch BatchNorm back to batch statistics after an evaluation; the EMA copies of ELR+
