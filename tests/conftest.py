@@ -23,6 +23,7 @@ SCRIPTS = ROOT / "scripts"
 HOST_READS = {"aten::item", "aten::_local_scalar_dense", "aten::is_nonzero", "aten::nonzero"}
 # Tensor methods that hand a tensor's values to Python. On a CPU, `.tolist()`, `.numpy()` and `.cpu()` read memory
 # the host holds and run no operator the profiler sees; on a GPU each is a copy back that waits for the device.
+# `.to(device)` without non_blocking counts too: a CPU runs it as a no-op, a GPU copy in it waits for the queue.
 PYTHON_READS = {"item", "tolist", "numpy", "cpu", "__bool__", "__float__", "__int__", "__index__", "__array__"}
 
 
@@ -48,25 +49,39 @@ def import_script() -> Iterator[Callable[[str], ModuleType]]:
 @contextmanager
 def _python_reads() -> Iterator[list[str]]:
     """Collects "method (file:line)" for each `PYTHON_READS` call on a tensor in the block, the line the innermost
-    of the project's files (tests included) that asked."""
+    of the project's own files (tests included) that asked, and each `.to(device)` without non_blocking that they
+    make themselves (torch's own, as the fused optimizer's, are on the device already)."""
     import traceback
 
     from torch.overrides import TorchFunctionMode
 
     found: list[str] = []
 
+    def ours(frame: traceback.FrameSummary) -> bool:
+        return frame.filename.startswith(str(ROOT)) and not frame.filename.startswith(str(ROOT / ".venv")) \
+            and not frame.filename.endswith("conftest.py")
+
     class Recorder(TorchFunctionMode):
         def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
             name = getattr(func, "__name__", "")
-            if name in PYTHON_READS:
-                ours = [frame for frame in traceback.extract_stack()[:-1]
-                        if frame.filename.startswith(str(ROOT)) and not frame.filename.endswith("conftest.py")]
-                where = f"{Path(ours[-1].filename).relative_to(ROOT)}:{ours[-1].lineno}" if ours else "torch"
+            stack = traceback.extract_stack()[:-1]  # stack[-1]: the line that called `func`
+            if name in PYTHON_READS or (name == "to" and ours(stack[-1]) and _blocking_move(args[1:], kwargs or {})):
+                asked = [frame for frame in stack if ours(frame)]
+                where = f"{Path(asked[-1].filename).relative_to(ROOT)}:{asked[-1].lineno}" if asked else "torch"
                 found.append(f"{name} ({where})")
             return func(*args, **(kwargs or {}))
 
     with Recorder():
         yield found
+
+
+def _blocking_move(args: tuple, kwargs: dict) -> bool:
+    """Whether `Tensor.to(*args, **kwargs)` names a device without non_blocking (`.to(other)` is left out: the
+    project's take another tensor's type on the same device)."""
+    import torch
+
+    names_device = "device" in kwargs or any(isinstance(arg, (torch.device, str)) for arg in args)
+    return names_device and not (kwargs.get("non_blocking") or any(arg is True for arg in args))
 
 
 @contextmanager

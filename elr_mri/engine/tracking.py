@@ -31,7 +31,7 @@ class PredictionTracker:
         self.seen.zero_()
 
     def record(self, index: torch.Tensor, logits: torch.Tensor) -> None:
-        index = index.to(self.probs.device)
+        index = index.to(self.probs.device, non_blocking=True)  # the engine's are there already; a host one, no wait
         self.probs[index] = torch.softmax(logits.detach().float(), dim=1).to(self.probs)
         # index_fill_, not `seen[index] = True`: that copies a host scalar to the GPU, a wait every step
         self.seen.index_fill_(0, index, True)
