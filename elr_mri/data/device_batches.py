@@ -144,7 +144,8 @@ class DeviceImageBatches:
 
     def batches(self, index_batches: Iterable[Sequence[int] | torch.Tensor], generator: torch.Generator | None = None,
                 slice_positions: Iterable[tuple[int, int]] | None = None) -> Iterator[dict[str, torch.Tensor]]:
-        """One batch per element of `index_batches` (e.g. a `GlobalBatchSampler`), augmented per the spec.
+        """One batch per element of `index_batches` (lists, or index tensors: `GlobalBatchSampler.parts_on(device)`
+        hands the feeder's over already on this device), augmented per the spec.
 
         `generator` (on this device, e.g. from `self.generator(seed)`) is required when the spec
         augments; seed it per (seed, epoch). When the batches are one rank's slices of global batches,
@@ -157,8 +158,7 @@ class DeviceImageBatches:
         paired = (zip(index_batches, slice_positions, strict=True) if slice_positions is not None
                   else ((indices, None) for indices in index_batches))
         for indices, position in paired:
-            # index tensors already here (`GlobalBatchSampler.parts_on`, as the feeder passes them) are not copied;
-            # others non-blocking: a plain copy to a GPU waits for its queue to empty, once a batch
+            # not copied when already here (`parts_on`); else non-blocking: a plain copy to a GPU waits for its queue
             index = torch.as_tensor(indices, dtype=torch.int64).to(self.device, non_blocking=True)
             if self.spec.augments:
                 global_size, start = position or (len(index), 0)
