@@ -23,7 +23,8 @@ SCRIPTS = ROOT / "scripts"
 HOST_READS = {"aten::item", "aten::_local_scalar_dense", "aten::is_nonzero", "aten::nonzero"}
 # Tensor methods that hand a tensor's values to Python. On a CPU, `.tolist()`, `.numpy()` and `.cpu()` read memory
 # the host holds and run no operator the profiler sees; on a GPU each is a copy back that waits for the device.
-# `.to(device)` without non_blocking counts too: a CPU runs it as a no-op, a GPU copy in it waits for the queue.
+# The recorder also counts the project's `.to(device)` calls without non_blocking: a no-op on a CPU, on a GPU a copy
+# in one waits for the queue to empty.
 PYTHON_READS = {"item", "tolist", "numpy", "cpu", "__bool__", "__float__", "__int__", "__index__", "__array__"}
 
 

@@ -1,8 +1,10 @@
-"""One optimisation step of each method: nothing read back to the host, and ELR+'s EMA arithmetic.
+"""A step of each method and an epoch of the engine's loop: what they read back to the host; ELR+'s EMA arithmetic.
 
 On a GPU every value read back (`.item()`, `if tensor:`, `F.one_hot`'s range check) makes the host
-wait for the device, once a step; the CPU profiler sees the same reads, so this guards the GPU path
-on a CPU. On a GPU (`pytest -m gpu`) torch's sync debug mode also turns any wait into an error.
+wait for the device, once a step; the CPU profiler sees the same reads, and the checks (conftest's `host_reads`) also
+count values handed to Python (`.tolist()`, `.cpu()`) and blocking `.to(device)` calls, which a CPU runs without any
+operator to see, so this guards the GPU path on a CPU. On a GPU (`pytest -m gpu`) torch's sync debug mode also turns
+any wait into an error.
 """
 
 from __future__ import annotations
@@ -115,7 +117,7 @@ def test_an_epoch_of_the_engines_loop_reads_back_once(loss: str, host_reads) -> 
     assert feeder.on_device and len(epochs[1]) >= 6 and np.isfinite(mean_loss)
     float_read, *operators = reads
     assert float_read.startswith("__float__ (elr_mri/engine/runner.py:"), reads  # the epoch's mean loss
-    assert sorted(operators) == ["aten::_local_scalar_dense ×1", "aten::item ×1"], reads  # that read, as torch runs it
+    assert sorted(operators) == ["aten::_local_scalar_dense ×1", "aten::item ×1"], reads  # that read, in torch
 
 
 def test_elr_compiled_into_the_network_graph_trains_as_the_eager_loss() -> None:
