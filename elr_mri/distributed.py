@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
-__all__ = ["DistContext", "init_distributed", "gather_rows", "gather_objects", "share_of_global_batch",
+__all__ = ["DistContext", "init_distributed", "gather_rows", "gather_objects", "scaled_to_global_batch",
            "mean_over_ranks", "GlobalBatchSampler", "NumberedDraws", "slice_bounds", "barrier", "leave_distributed",
            "part_rank_streams", "evaluation_rows", "share_rank0_buffers"]
 
@@ -109,16 +109,18 @@ def gather_objects(value: Any) -> list[Any]:
     return gathered
 
 
-def share_of_global_batch(local_size: int, global_size: int | None) -> float:
-    """local/global batch size × world size: scaling each rank's mean loss by it makes DDP's
-    gradient average equal the mean over the global batch, also when the slices are uneven.
-    The global size comes with the batch (`GlobalBatchSampler.global_batch_sizes`) rather than from
-    an all-reduce, whose read-back would make the host wait for the GPU at every step."""
+def scaled_to_global_batch(loss: torch.Tensor, local_size: int, global_size: int | None) -> torch.Tensor:
+    """A rank's mean loss × local/global batch size × world size: that makes DDP's gradient average equal the mean
+    over the global batch, also when the slices are uneven. The global size comes with the batch
+    (`GlobalBatchSampler.global_batch_sizes`) rather than from an all-reduce, whose read-back would make the host
+    wait for the GPU at every step. A share of 1 (one process, or even slices) returns `loss` itself: the product
+    would be the same bits for a kernel, and one in the backward pass, that the host queues every step."""
     if not _distributed():
-        return 1.0
+        return loss
     if global_size is None:
         raise ValueError("under torchrun every training batch must carry its global_batch_size")
-    return local_size * dist.get_world_size() / global_size
+    share = local_size * dist.get_world_size() / global_size
+    return loss if share == 1.0 else loss * share
 
 
 def mean_over_ranks(tensor: torch.Tensor) -> torch.Tensor:

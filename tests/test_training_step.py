@@ -286,6 +286,34 @@ def test_elr_plus_weight_averages_start_as_copies_of_their_networks() -> None:
     assert not torch.equal(pair.nets[0].state_dict()["head.weight"], pair.nets[1].state_dict()["head.weight"])
 
 
+@pytest.mark.parametrize("loss", ["ce", "elr_plus"])
+def test_one_process_queues_no_multiplication_by_one(loss: str) -> None:
+    """Alone, a rank's share of the global batch is 1: scaling the loss by it would give the same bits for a kernel in
+    the step, one in its backward pass and one in the epoch's sum (two more for ELR+'s second network), each queued
+    by the host that the CIFAR step is bound by."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from elr_mri.engine.runner import _train_epoch
+
+    class TimesOne(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.found = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+            factor = args[1] if func.overloadpacket is torch.ops.aten.mul and len(args) > 1 else None
+            self.found += factor == 1 if isinstance(factor, float) else torch.is_tensor(factor) and factor.dim() == 0 \
+                and bool(factor == 1)
+            return func(*args, **(kwargs or {}))
+
+    method = _method(_config(loss, "train.compile=false"))  # mixup's weight, drawn in [0.5, 1), is not 1
+    batches = [{**_batch(seed), "global_batch_size": BATCH} for seed in range(2)]
+    tracker = PredictionTracker(NUM_EXAMPLES, NUM_CLASSES, torch.device("cpu"))
+    with TimesOne() as times_one:
+        _train_epoch(method, batches, 0, tracker, show_progress=False)
+    assert times_one.found == 0
+
+
 def test_an_ema_update_is_two_multi_tensor_ops_whatever_the_number_of_parameters() -> None:
     """ELR+'s averages move with one multiply and one add over all their parameters, the decay a Python number: a loop
     over the parameters would launch two kernels per tensor from Python every step (≈200 for PreAct ResNet-18)."""

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from elr_mri.config import RunConfig
-from elr_mri.distributed import DistContext, share_of_global_batch
+from elr_mri.distributed import DistContext, scaled_to_global_batch
 from elr_mri.engine.execution import ExecutionPlan
 from elr_mri.engine.feeding import Batch
 from elr_mri.losses import ELRLoss, ELRPlusLoss, build_loss, one_hot_rows, sigmoid_rampup, targets_dtype
@@ -132,7 +132,7 @@ class SingleNetwork:
             with self.plan.autocast():
                 logits = self.trained(images, **extra)
             loss = self.loss_fn(logits.float(), labels, index, global_batch_size=global_batch_size)
-        _step(self.optimizer, self.scaler, loss * share_of_global_batch(len(labels), global_batch_size))
+        _step(self.optimizer, self.scaler, scaled_to_global_batch(loss, len(labels), global_batch_size))
         return loss.detach(), logits.detach()
 
     @torch.no_grad()
@@ -260,7 +260,7 @@ class ELRPlusPair:
         with self.plan.autocast():
             logits = self.trained[k](mixed_images, **mixed_extra)
         loss = self.losses[k](logits.float(), mixed_labels, index, perm, mix_lam, self.network_steps[k] + 1)
-        _step(self.optimizers[k], self.scalers[k], loss * share_of_global_batch(len(labels), global_batch_size))
+        _step(self.optimizers[k], self.scalers[k], scaled_to_global_batch(loss, len(labels), global_batch_size))
         self._update_ema(k)
         return loss.detach()
 

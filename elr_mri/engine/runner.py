@@ -31,7 +31,7 @@ from elr_mri.config import (
 )
 from elr_mri.data import build_data
 from elr_mri.distributed import (DistContext, barrier, gather_objects, gather_rows, init_distributed, leave_distributed,
-                                 mean_over_ranks, part_rank_streams, share_of_global_batch, share_rank0_buffers)
+                                 mean_over_ranks, part_rank_streams, scaled_to_global_batch, share_rank0_buffers)
 from elr_mri.data.device_blur import blurs_on_device
 from elr_mri.data.image_sources import (CLOTHING1M_VAL_LIST, clothing1m_lists_dir,
                                          require_clothing1m_validation_list)
@@ -377,7 +377,7 @@ def _train_epoch(method: Method, batches: Iterable[dict[str, torch.Tensor]], epo
         if logits is not None:  # ELR+ in epoch turns: network 1's half is not tracked
             index = batch["index"].to(logits.device, non_blocking=True)
             tracker.record(*gather_rows(index, logits, global_size=batch.get("global_batch_size")))
-        loss = loss * share_of_global_batch(len(batch["index"]), batch.get("global_batch_size"))
+        loss = scaled_to_global_batch(loss, len(batch["index"]), batch.get("global_batch_size"))
         total = loss if total is None else total + loss  # summed on the device, read once an epoch
         steps += 1
     return float(mean_over_ranks(total)) / steps if steps else float("nan")
