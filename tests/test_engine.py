@@ -1434,8 +1434,8 @@ def test_a_second_evaluate_of_one_run_and_manifest_is_refused_while_the_first_wr
         holder.kill()
         holder.wait()
     assert result.returncode == 2 and result.stderr == (
-        f"elr-mri evaluate: error: {out / 'eval-test'}: another `elr-mri evaluate` is writing there; let it finish "
-        "(or stop it) first\n")
+        f"elr-mri evaluate: error: {out / 'eval-test'}: another `elr-mri evaluate` (or `train` scoring its "
+        "holdout) is writing there; let it finish (or stop it) first\n")
     assert not (out / "eval-test" / "summary.json").exists()
     result = cli_in_process("evaluate", "--run", str(out), "--bootstrap", "2")  # once the first has ended
     assert result.returncode == 0 and (out / "eval-test" / "summary.json").is_file(), result.stderr[-3000:]

@@ -103,6 +103,34 @@ def test_a_resume_finishes_holdout_scoring_cut_short(trained: dict[str, Path], t
     assert moved.returncode == 0 and "the scoring of its holdout" in moved.stderr and "is not there" in moved.stderr
 
 
+def test_the_holdouts_scoring_after_training_waits_for_no_evaluate_writing_there(trained: dict[str, Path],
+                                                                                 tmp_path: Path,
+                                                                                 cli_in_process: Cli) -> None:
+    """`train` scored its holdout into RUN/eval-<name>/ without the lock `evaluate` holds there, so an `evaluate` of
+    the same holdout meanwhile could leave one's summary.json beside the other's metrics.csv. The `evaluate` is
+    imitated by a process holding that folder's lock."""
+    run = tmp_path / "run"
+    shutil.copytree(trained["run"], run)
+    scored = run / f"eval-{trained['holdout'].stem}"
+    (scored / "summary.json").unlink()  # cut short: a plain --resume scores it
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; lock = open(sys.argv[1], 'a'); "
+                               "fcntl.lockf(lock, fcntl.LOCK_EX); print('held', flush=True); time.sleep(120)",
+                               str(scored / ".evaluate.lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        refused = cli_in_process("train", "--resume", str(run))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert refused.returncode == 2 and refused.stderr.strip().splitlines()[-1] == (
+        f"elr-mri train: error: training finished ({run}), but scoring the holdout failed: {scored}: another "
+        "`elr-mri evaluate` (or `train` scoring its holdout) is writing there; let it finish (or stop it) first; once "
+        f"fixed: elr-mri evaluate --run {run} --manifest {trained['holdout']}")
+    assert not (scored / "summary.json").exists()
+    resumed = cli_in_process("train", "--resume", str(run))  # once the `evaluate` has ended
+    assert resumed.returncode == 0 and (scored / "summary.json").is_file(), resumed.stderr[-3000:]
+
+
 def test_sigterm_while_the_holdout_is_scored_after_training_stops_it_with_the_resume_line(
         trained: dict[str, Path], tmp_path: Path) -> None:
     """A job's time limit during the holdout's scoring at the end of `train`: recorded only, as between training

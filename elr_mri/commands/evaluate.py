@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from elr_mri.evaluation.metrics import MetricsReport
 
 EVALUATION_LOCK = ".evaluate.lock"  # held (lockf) by the `elr-mri evaluate` writing an evaluation folder
+EVALUATION_WRITERS = "`elr-mri evaluate` (or `train` scoring its holdout)"  # who holds it, as a refusal names them
 
 
 def evaluate_command(args: argparse.Namespace) -> int:
@@ -28,7 +29,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
     _check_before_scoring(args)
     from elr_mri.evaluation.evaluate import evaluation_dir
 
-    with _exclusive_evaluation(evaluation_dir(args.run, args.manifest, args.checkpoint, args.test_set)):
+    with exclusive_evaluation(evaluation_dir(args.run, args.manifest, args.checkpoint, args.test_set)):
         eval_dir = evaluate_and_print(args.run, args.manifest, args.checkpoint, args.bootstrap, args.test_set)
         baselines = _evaluate_baselines(args) if args.baselines else []
         if args.baselines or args.compare_with:
@@ -37,17 +38,18 @@ def evaluate_command(args: argparse.Namespace) -> int:
 
 
 @contextmanager
-def _exclusive_evaluation(eval_dir: Path) -> Iterator[None]:
-    """One `elr-mri evaluate` at a time in an evaluation folder: two would each write metrics.csv, predictions.csv
-    and summary.json, leaving one's summary beside the other's metrics. A folder it made and left empty (the scoring
-    refused) goes again, so that readers of every eval-*/ do not meet a folder without results."""
+def exclusive_evaluation(eval_dir: Path) -> Iterator[None]:
+    """One `elr-mri evaluate` at a time in an evaluation folder, or `train` scoring its holdout there at the end: two
+    would each write metrics.csv, predictions.csv and summary.json, leaving one's summary beside the other's metrics.
+    A folder it made and left empty (the scoring refused) goes again, so that readers of every eval-*/ do not meet a
+    folder without results."""
     if not eval_dir.parent.is_dir():
         yield  # no run there: loading it says so
         return
     made = not eval_dir.exists()
     eval_dir.mkdir(exist_ok=True)
     with open(eval_dir / EVALUATION_LOCK, "a") as handle:
-        lock_or_refuse(handle, eval_dir, "`elr-mri evaluate`", elsewhere="")
+        lock_or_refuse(handle, eval_dir, EVALUATION_WRITERS, elsewhere="")
         try:
             yield
         finally:  # removed while still locked: no other `evaluate` holds a lock on a removed file

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from elr_mri.commands.evaluate import evaluate_and_print
+from elr_mri.commands.evaluate import evaluate_and_print, exclusive_evaluation
 from elr_mri.commands.problems import user_problem
 from elr_mri.stopping import interrupted, terminated, terminating_at_once
 
@@ -144,9 +144,13 @@ def _unread_setting_notes(config: RunConfig, overrides: list[str]) -> list[str]:
 
 
 def _evaluate_holdout_after_training(out_dir: Path, holdout: Path) -> None:
-    """Score the configured holdout; a problem there (an unreadable scan) says that training itself finished."""
+    """Score the configured holdout under `evaluate`'s lock of its folder; a problem there (an unreadable scan, an
+    `evaluate` of the same holdout still writing) says that training itself finished."""
+    from elr_mri.evaluation.evaluate import evaluation_dir
+
     try:
-        evaluate_and_print(out_dir, holdout)
+        with exclusive_evaluation(evaluation_dir(out_dir, holdout)):
+            evaluate_and_print(out_dir, holdout)
     except Exception as err:
         problem = user_problem(err)
         if problem is None:
