@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from elr_mri.config import SELECTION_RULE_KEY
+from elr_mri.config import load_run_config
 from elr_mri.engine.checkpoint import atomic_write_text
 from elr_mri.engine.run_dir import read_data_shape
+from elr_mri.engine.runner import selection_rule
 from elr_mri.evaluation import N_BOOT
 from elr_mri.evaluation.compare import HEADLINE_METRICS, comparison_table
 from elr_mri.evaluation.metrics import Interval, rarely_defined_note, too_few_to_resample
@@ -105,7 +105,7 @@ def _preprocess_section(processed: Path, out: Path) -> str:
 
 
 def _training_section(runs: dict[str, Path]) -> str:
-    rule = yaml.safe_load((next(iter(runs.values())) / "config.yaml").read_text())[SELECTION_RULE_KEY]
+    rule = selection_rule(load_run_config(next(iter(runs.values()))))  # a config.yaml cut short: one line, as evaluate
     return "\n".join([
         "## Training",
         f"Same participant splits and seed for every method; checkpoint selection: {rule}.",

@@ -9,14 +9,19 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
+import yaml
 
+from elr_mri.config import ConfigError, load_config
+from elr_mri.engine.runner import selection_rule
 from elr_mri.evaluation.metrics import Interval
 from elr_mri.evaluation.truth import mean_paired_difference, rescore_against_truth
 from elr_mri.evaluation.compare import HEADLINE_METRICS
-from elr_mri.report import _cohort_section, _metrics_section, _truth_section, _verdict
+from elr_mri.report import _cohort_section, _metrics_section, _training_section, _truth_section, _verdict
 from elr_mri.volumes.recovery import TRUTH_COLUMNS
 
 CLASSES = ["CN", "MCI", "AD"]
+CONFIG = Path(__file__).parents[1] / "configs" / "adni" / "cpu_small.yaml"
 
 
 def test_the_report_claims_a_difference_only_when_the_paired_interval_excludes_zero() -> None:
@@ -110,6 +115,21 @@ def test_the_results_table_marks_intervals_from_few_resamples_and_says_how_many(
     assert "†" not in next(line for line in section.splitlines() if line.startswith("| ce | test |"))
     assert ("† defined in fewer than 95% of the 200 resamples: balanced_accuracy on nacc_sim in 78, auc_macro on "
             "nacc_sim in 78 (the others drew no participant of a class)") in section  # once, not once a method
+
+
+def test_a_runs_config_yaml_cut_short_is_refused_in_one_line_not_a_key_error(tmp_path: Path) -> None:
+    """The report read the selection rule from config.yaml itself: a file cut short was a KeyError traceback."""
+    run = tmp_path / "ce"
+    run.mkdir()
+    settings = CONFIG.read_text()
+    (run / "summary.json").write_text("{}")
+    rule = selection_rule(load_config(CONFIG))
+    (run / "config.yaml").write_text(settings + yaml.safe_dump({"selection_rule": rule}))  # the last key `train` writes
+    assert f"checkpoint selection: {rule}." in _training_section({"ce": run})
+    (run / "config.yaml").write_text(settings)
+    with pytest.raises(ConfigError, match=r"config.yaml: no selection_rule, the last key `elr-mri train` writes "
+                                          "there, so the file is cut short"):
+        _training_section({"ce": run})
 
 
 def test_the_truth_tables_mark_intervals_from_few_resamples_with_their_counts(tmp_path: Path) -> None:
