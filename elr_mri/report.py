@@ -141,7 +141,6 @@ def _metrics_section(runs: dict[str, Path], out: Path) -> str:
             where = evaluation.name.removeprefix("eval-")
             table = comparison_table(evaluation, loss)
             summary = json.loads((evaluation / "summary.json").read_text())
-            n_boot = summary.get("bootstrap_resamples", N_BOOT)
             given = pd.read_csv(evaluation / "predictions.csv", dtype={"participant_id": str})
             participants = given["participant_id"].nunique()
             if participants < 2:
@@ -153,6 +152,7 @@ def _metrics_section(runs: dict[str, Path], out: Path) -> str:
             for method, values in table.groupby("method", sort=False):
                 if method in rows.get(where, {}):  # a baseline scored beside each run: the first run's row stands
                     continue
+                n_boot = _bootstrap_resamples(evaluation if method == loss else evaluation / "baselines" / method)
                 cells = [_cell(Interval(r.estimate, r.low, r.high, None if pd.isna(r.resamples) else int(r.resamples)),
                                n_boot, f"{r.metric} on {where}", rare) for r in values.itertuples()]
                 rows.setdefault(where, {})[method] = f"| {method} | {where} | {participants} | {' | '.join(cells)} |"
@@ -179,6 +179,12 @@ def _metrics_section(runs: dict[str, Path], out: Path) -> str:
         "",
         *figures,
     ])
+
+
+def _bootstrap_resamples(scored: Path) -> int:
+    """The resamples a method's intervals were drawn from, as its own summary.json records them: the CNN rescored
+    with another `--bootstrap` beside baselines the demo fitted with the default is no count for both."""
+    return json.loads((scored / "summary.json").read_text()).get("bootstrap_resamples", N_BOOT)
 
 
 def _truth_section(runs: dict[str, Path], truth: pd.DataFrame) -> str:

@@ -69,14 +69,14 @@ def test_the_truth_section_prints_the_default_scoring_of_each_run_and_the_paired
 
 
 def _scored(folder: Path, accuracy: float, resamples: dict[str, int] | None = None,
-            given: tuple[str, ...] = ("CN", "MCI", "AD")) -> None:
+            given: tuple[str, ...] = ("CN", "MCI", "AD"), n_boot: int = 200) -> None:
     """An evaluation folder as `comparison_table` and the report read it: summary.json (participant level), from
-    200 resamples, each metric defined in all of them but those `resamples` names, and predictions.csv, a
+    `n_boot` resamples, each metric defined in all of them but those `resamples` names, and predictions.csv, a
     participant a diagnosis of `given`."""
     folder.mkdir(parents=True)
     figures = {m: {"estimate": accuracy, "low": accuracy - 0.1, "high": accuracy + 0.1,
-                   "resamples": (resamples or {}).get(m, 200)} for m in HEADLINE_METRICS}
-    (folder / "summary.json").write_text(json.dumps({"bootstrap_resamples": 200, "participant": figures,
+                   "resamples": (resamples or {}).get(m, n_boot)} for m in HEADLINE_METRICS}
+    (folder / "summary.json").write_text(json.dumps({"bootstrap_resamples": n_boot, "participant": figures,
                                                      "balanced_accuracy_classes": [c for c in CLASSES if c in given]}))
     pd.DataFrame({"participant_id": [f"s{i}" for i in range(len(given))], "session_id": "ses-M00", "given": given,
                   "predicted": "CN", **{f"p_{c}": 1 / 3 for c in CLASSES}}).to_csv(folder / "predictions.csv",
@@ -115,6 +115,25 @@ def test_the_results_table_marks_intervals_from_few_resamples_and_says_how_many(
     assert "†" not in next(line for line in section.splitlines() if line.startswith("| ce | test |"))
     assert ("† defined in fewer than 95% of the 200 resamples: balanced_accuracy on nacc_sim in 78, auc_macro on "
             "nacc_sim in 78 (the others drew no participant of a class)") in section  # once, not once a method
+
+
+def test_each_methods_intervals_are_marked_against_its_own_count_of_resamples(tmp_path: Path) -> None:
+    """CE rescored with `evaluate --bootstrap 200`, then the demo rerun fitted the baselines with the default 1000:
+    every row was judged against CE's 200, so a baseline's balanced accuracy defined in 900 of its 1000 resamples
+    (90%) went unmarked, and a count of CE's was said to be of the baselines' resamples."""
+    runs = {"ce": tmp_path / "ce", "elr": tmp_path / "elr"}
+    _scored(runs["ce"] / "eval-test", 0.5, {"auc_macro": 180})
+    _scored(runs["ce"] / "eval-test" / "baselines" / "voxels_linear_svm", 0.4, {"balanced_accuracy": 900},
+            n_boot=1000)
+    _scored(runs["elr"] / "eval-test", 0.5, {"auc_macro": 900}, n_boot=1000)
+    lines = _metrics_section(runs, tmp_path).splitlines()
+    row = next(line for line in lines if line.startswith("| voxels_linear_svm | test |"))
+    assert row.split(" | ")[3:] == ["40.0 [30.0, 50.0]", "40.0 [30.0, 50.0] †", "40.0 [30.0, 50.0]",
+                                    "40.0 [30.0, 50.0] |"]
+    assert next(line for line in lines if line.startswith("| ce | test |")).endswith(" † |")
+    assert [line.split(" (the others")[0] for line in lines if line.startswith("† ")] == [
+        "† defined in fewer than 95% of the 200 resamples: auc_macro on test in 180",
+        "† defined in fewer than 95% of the 1000 resamples: balanced_accuracy on test in 900, auc_macro on test in 900"]
 
 
 def test_a_runs_config_yaml_cut_short_is_refused_in_one_line_not_a_key_error(tmp_path: Path) -> None:
