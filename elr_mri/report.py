@@ -21,6 +21,7 @@ from elr_mri.engine.run_dir import read_data_shape
 from elr_mri.engine.runner import selection_rule
 from elr_mri.evaluation import N_BOOT
 from elr_mri.evaluation.compare import HEADLINE_METRICS, comparison_table
+from elr_mri.evaluation.explain import map_file_stem
 from elr_mri.evaluation.metrics import Interval, rarely_defined_note, too_few_to_resample
 from elr_mri.evaluation.truth import mean_paired_difference, rescore_against_truth
 from elr_mri.plots import plot_learning_curves, plot_memorization_comparison
@@ -46,6 +47,7 @@ def write_demo_report(out: Path, runs: dict[str, Path], cohort: Path, processed:
         _volumes_section(volumes, cohort),
         _training_section(runs),
         _metrics_section(runs, out),
+        *_saliency_section(runs, out),
         _truth_section(runs, read_truth(cohort / "truth.csv")),
         _mislabel_section(runs),
         _timing_section(timings),
@@ -179,6 +181,35 @@ def _metrics_section(runs: dict[str, Path], out: Path) -> str:
         "",
         *figures,
     ])
+
+
+def _saliency_section(runs: dict[str, Path], out: Path) -> list[str]:
+    """The maps `elr-mri explain` wrote into the runs (explain-*/ with its summary.json, written last), where a user
+    made any (the demo makes none), saying what they average: a map of the scans given AD reads as the network's
+    view of AD, and on a noisy cohort some of those scans are not AD and most may be predicted otherwise."""
+    lines = []
+    for loss, run in runs.items():
+        for folder in sorted(run.glob("explain-*"), key=lambda found: _test_first(found.name.removeprefix("explain-"))):
+            if (folder / "summary.json").is_file():
+                summary = json.loads((folder / "summary.json").read_text())
+                lines += ["", f"{loss}, {folder.name}: " + " ".join(_saliency_links(folder, summary, out))]
+    return ["\n".join([
+        "## Saliency maps (`elr-mri explain`)",
+        "Each map is the mean |∂ log p(d) / ∂ input| over every scan whose *given* diagnosis is d, whatever the "
+        "network predicted of it (where labels are noisy, some of those scans truly have another); beside "
+        "each, how many scans it averages and how many of them the network predicted as given.",
+        *lines,
+    ])] if lines else []
+
+
+def _saliency_links(folder: Path, summary: dict[str, Any], out: Path) -> list[str]:
+    """Each map's PNG with how many scans it averages and how many of them were predicted as given."""
+    scans, agreed = summary.get("scans_per_map"), summary.get("predicted_as_given_per_map")
+    if scans is None:  # explained before the counts were recorded
+        return ["(counts not recorded: run `elr-mri explain` again for them)",
+                *(f"![saliency]({_relative(png, out)})" for png in sorted(folder.glob("saliency_*.png")))]
+    return [f"given {name}, {scans[name]} scan{'s' * (scans[name] != 1)}, {agreed[name]} of them predicted {name}: "
+            f"![saliency given {name}]({_relative(folder / f'{map_file_stem(name)}.png', out)})" for name in scans]
 
 
 def _bootstrap_resamples(scored: Path) -> int:

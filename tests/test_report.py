@@ -17,7 +17,8 @@ from elr_mri.engine.runner import selection_rule
 from elr_mri.evaluation.metrics import Interval
 from elr_mri.evaluation.truth import mean_paired_difference, rescore_against_truth
 from elr_mri.evaluation.compare import HEADLINE_METRICS
-from elr_mri.report import _cohort_section, _metrics_section, _training_section, _truth_section, _verdict
+from elr_mri.report import (_cohort_section, _metrics_section, _saliency_section, _training_section, _truth_section,
+                            _verdict)
 from elr_mri.volumes.recovery import TRUTH_COLUMNS
 
 CLASSES = ["CN", "MCI", "AD"]
@@ -149,6 +150,35 @@ def test_a_runs_config_yaml_cut_short_is_refused_in_one_line_not_a_key_error(tmp
     with pytest.raises(ConfigError, match=r"config.yaml: no selection_rule, the last key `elr-mri train` writes "
                                           "there, so the file is cut short"):
         _training_section({"ce": run})
+
+
+def test_saliency_maps_explain_wrote_are_linked_saying_what_each_averages(tmp_path: Path) -> None:
+    """`elr-mri explain` on a demo run left maps the report never mentioned; a map of the scans *given* AD, most of
+    them predicted otherwise, is easily read as where the network sees AD. None: no section."""
+    runs = {"ce": tmp_path / "runs" / "ce", "elr": tmp_path / "runs" / "elr"}
+    for run in runs.values():
+        run.mkdir(parents=True)
+    assert _saliency_section(runs, tmp_path) == []
+    explained = runs["elr"] / "explain-holdout_manifest"
+    explained.mkdir()
+    for name in ("saliency_CN.png", "saliency_AD.png"):
+        (explained / name).write_bytes(b"")
+    (runs["ce"] / "explain-test").mkdir()  # cut short: no summary.json, so no maps to show
+    assert _saliency_section(runs, tmp_path) == []
+    (explained / "summary.json").write_text(json.dumps({"scans_per_map": {"CN": 5, "AD": 3},
+                                                         "predicted_as_given_per_map": {"CN": 4, "AD": 0}}))
+    (section,) = _saliency_section(runs, tmp_path)
+    assert "over every scan whose *given* diagnosis is d, whatever the network predicted of it" in section
+    assert section.splitlines()[-1] == (
+        "elr, explain-holdout_manifest: given CN, 5 scans, 4 of them predicted CN: "
+        "![saliency given CN](runs/elr/explain-holdout_manifest/saliency_CN.png) given AD, 3 scans, 0 of them "
+        "predicted AD: ![saliency given AD](runs/elr/explain-holdout_manifest/saliency_AD.png)")
+    assert "explain-test" not in section
+    (explained / "summary.json").write_text("{}")  # explained before the counts were recorded: the maps alone
+    assert _saliency_section(runs, tmp_path)[0].splitlines()[-1] == (
+        "elr, explain-holdout_manifest: (counts not recorded: run `elr-mri explain` again for them) "
+        "![saliency](runs/elr/explain-holdout_manifest/saliency_AD.png) "
+        "![saliency](runs/elr/explain-holdout_manifest/saliency_CN.png)")
 
 
 def test_the_truth_tables_mark_intervals_from_few_resamples_with_their_counts(tmp_path: Path) -> None:
