@@ -18,7 +18,8 @@ from typing import Any, Callable, Iterable, NoReturn
 
 import numpy as np
 
-from elr_mri.config import ConfigError, RunConfig, check_noise_settings, load_config, refuse_resume_changes
+from elr_mri.config import (ConfigError, RunConfig, check_noise_settings, load_config, load_run_config,
+                            refuse_resume_changes)
 from elr_mri.engine.runner import train
 from elr_mri.stopping import terminating_at_safe_points
 from preprocess.signals import Terminated
@@ -62,12 +63,13 @@ def run_status(run_dir: Path) -> str:
 
 def run_config(config: Path, overrides: list[str], run_dir: Path) -> RunConfig:
     """The validated config (file + overrides) of a run, refused when `run_dir` already holds a run
-    made with settings that differ in what they compute."""
+    made with settings that differ in what they compute (its config.yaml cut short is refused as such: read with
+    defaults for what it lost, it was "made with other settings", or a model that cannot take the data)."""
     wanted = load_config(config, overrides)
     if run_status(run_dir) == "new":
         check_noise_settings(wanted.data.noise)  # what `train` checks when a run starts: a dry run says so too
         return wanted
-    saved = load_config(run_dir / "config.yaml")
+    saved = load_run_config(run_dir)
     refuse_resume_changes(saved, wanted, run_dir, fix=f"pass another --out, or delete {run_dir}")
     if wanted.train.epochs < saved.train.epochs:
         raise ConfigError(f"{run_dir} was asked for {saved.train.epochs} epochs, so train.epochs = "
@@ -79,7 +81,7 @@ def training_needed(config: Path, overrides: list[str], run_dir: Path) -> RunCon
     """The validated config of a run still to train (new, killed, or finished with fewer epochs than asked:
     continued); None when `run_dir` finished with these settings."""
     wanted = run_config(config, overrides, run_dir)
-    if run_status(run_dir) == "done" and wanted.train.epochs == load_config(run_dir / "config.yaml").train.epochs:
+    if run_status(run_dir) == "done" and wanted.train.epochs == load_run_config(run_dir).train.epochs:
         return None
     return wanted
 

@@ -14,6 +14,7 @@ import yaml
 
 from elr_mri.config import ConfigError, config_to_dict, load_config
 from elr_mri.data.images import NORMALISATION
+from elr_mri.engine.runner import selection_rule
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER_DIRS = ("cifar10", "cifar100", "cifar10n", "clothing1m", "webvision")
@@ -232,7 +233,8 @@ def test_a_run_made_with_data_root_is_planned_again_not_refused(reproduce, tmp_p
     row, run = reproduce.TABLES["cifar10n"][1][0], tmp_path / "runs" / "worst" / "seed0"
     config, overrides, _ = reproduce._row_args(row, 0, run, reproduce._parse(command))
     (run / "checkpoints").mkdir(parents=True)  # as an interrupted run leaves it: its config and a checkpoint
-    (run / "config.yaml").write_text(yaml.safe_dump(config_to_dict(load_config(config, overrides))))
+    cfg = load_config(config, overrides)
+    (run / "config.yaml").write_text(yaml.safe_dump({**config_to_dict(cfg), "selection_rule": selection_rule(cfg)}))
     (run / "checkpoints" / "last.pt").write_bytes(b"")
     assert reproduce.main([*command, "--dry-run"]) == 0
     assert f"| resume | {run} |" in capsys.readouterr().out

@@ -25,6 +25,12 @@ def test_a_run_is_read_back_continued_or_refused_by_its_settings(import_script, 
         paper_runs.run_or_resume(DIGITS, ["train.epochs=1", "loss.lam=1", *QUIET], run)
     paper_runs.run_or_resume(DIGITS, ["train.epochs=2", *QUIET], run)  # more epochs continue the run
     assert pd.read_csv(run / "metrics.csv")["epoch"].tolist() == [1, 2]
+    settings = (run / "config.yaml").read_text()
+    half = "".join(settings.splitlines(keepends=True)[:settings.count("\n") // 2])
+    for cut in (settings[:settings.index("selection_rule:")], half):  # its last key lost, or half its lines
+        (run / "config.yaml").write_text(cut)  # read with defaults: read back as the run, or "made with other settings"
+        with pytest.raises(ConfigError, match=r"config.yaml: no selection_rule, .* so the file is cut short"):
+            paper_runs.run_or_resume(DIGITS, ["train.epochs=2", *QUIET], run)
 
 
 def test_ctrl_c_in_a_script_is_one_line_saying_how_to_go_on(import_script, capsys) -> None:
