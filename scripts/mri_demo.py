@@ -21,7 +21,7 @@ from typing import Iterator
 
 import pandas as pd
 
-from preprocess.user_errors import nonempty_path
+from preprocess.user_errors import nonempty_path, report_user_error
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "adni" / "cpu_small.yaml"
@@ -233,3 +233,10 @@ if __name__ == "__main__":
         print("mri_demo.py: interrupted; run the same command again: every stage resumes where it stopped",
               file=sys.stderr)
         sys.exit(130)
+    except Exception as err:  # a run's config.yaml cut short, an --out on read-only storage: one line, as elr-mri's
+        from elr_mri.commands.problems import user_problem
+
+        problem = user_problem(err)
+        if problem is None:
+            raise
+        sys.exit(report_user_error("mri_demo.py", problem))

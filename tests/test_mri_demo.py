@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 import pytest
@@ -71,6 +72,17 @@ def test_an_out_that_is_a_file_is_called_a_file(tmp_path: Path) -> None:
     assert result.returncode == 1 and result.stderr == (f"--out {out}: is a file; pass a folder for the demo (a new "
                                                         "one is made)\n")
     assert out.read_text() == "notes\n"
+
+
+def test_a_users_problem_is_one_line_not_a_traceback(tmp_path: Path, read_only: Callable[[Path], None]) -> None:
+    """An --out on read-only storage, or a run's config.yaml cut short (refused by the report and the runs' readers),
+    ended the demo with a traceback; `elr-mri` says such problems in one line."""
+    out = tmp_path / "demo"
+    read_only(out)
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "mri_demo.py"), "--out", str(out)],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 2 and result.stderr.startswith("mri_demo.py: error: ")
+    assert len(result.stderr.splitlines()) == 1 and str(out / "demo_settings.json") in result.stderr
 
 
 def test_label_noise_is_said_to_flip_the_holdout_site_too() -> None:
