@@ -871,6 +871,33 @@ def test_explaining_again_keeps_no_map_of_a_class_the_new_scans_lack(trained: di
     assert json.loads((out / "summary.json").read_text())["scans"] == 4
 
 
+def test_a_second_explain_of_one_run_and_manifest_is_refused_while_the_first_writes(trained: dict[str, Path],
+                                                                                   tmp_path: Path,
+                                                                                   cli_in_process: Cli) -> None:
+    """Two `explain`s of one run and manifest each removed the other's maps and wrote their own, leaving one's
+    summary.json beside a mix of both. The first is imitated by a process holding the folder's lock."""
+    run = tmp_path / "run"
+    shutil.copytree(trained["run"], run)
+    out = run / f"explain-{trained['holdout'].stem}"
+    shutil.rmtree(out, ignore_errors=True)  # what an earlier test's explain of the shared run left
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; lock = open(sys.argv[1], 'a'); "
+                               "fcntl.lockf(lock, fcntl.LOCK_EX); print('held', flush=True); time.sleep(120)",
+                               str(out / ".explain.lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        refused = cli_in_process("explain", "--run", str(run), "--manifest", str(trained["holdout"]))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert refused.returncode == 2 and refused.stderr == (
+        f"elr-mri explain: error: {out}: another `elr-mri explain` is writing there; let it finish (or stop it) "
+        "first\n")
+    assert not list(out.glob("saliency_*")) and not (out / "summary.json").exists()
+    result = cli_in_process("explain", "--run", str(run), "--manifest", str(trained["holdout"]))  # the first ended
+    assert result.returncode == 0 and (out / "summary.json").is_file(), result.stderr[-2000:]
+
+
 def test_a_class_whose_name_holds_a_slash_gets_its_map_under_a_file_name(trained: dict[str, Path], tmp_path: Path,
                                                                         cli_in_process: Cli) -> None:
     """A class `MCI/AD` (a cohort's own grouping) trained and scored, then failed in explain when its map was written,

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 EVALUATION_LOCK = ".evaluate.lock"  # held (lockf) by the `elr-mri evaluate` writing an evaluation folder
 EVALUATION_WRITERS = "`elr-mri evaluate` (or `train` scoring its holdout)"  # who holds it, as a refusal names them
+EXPLANATION_LOCK = ".explain.lock"  # held (lockf) by the `elr-mri explain` writing an explanation folder
+EXPLANATION_WRITERS = "`elr-mri explain`"
 
 
 def evaluate_command(args: argparse.Namespace) -> int:
@@ -29,7 +31,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
     _check_before_scoring(args)
     from elr_mri.evaluation.evaluate import evaluation_dir
 
-    with exclusive_evaluation(evaluation_dir(args.run, args.manifest, args.checkpoint, args.test_set)):
+    with exclusive_output(evaluation_dir(args.run, args.manifest, args.checkpoint, args.test_set)):
         eval_dir = evaluate_and_print(args.run, args.manifest, args.checkpoint, args.bootstrap, args.test_set)
         baselines = _evaluate_baselines(args) if args.baselines else []
         if args.baselines or args.compare_with:
@@ -38,24 +40,24 @@ def evaluate_command(args: argparse.Namespace) -> int:
 
 
 @contextmanager
-def exclusive_evaluation(eval_dir: Path) -> Iterator[None]:
-    """One `elr-mri evaluate` at a time in an evaluation folder, or `train` scoring its holdout there at the end: two
-    would each write metrics.csv, predictions.csv and summary.json, leaving one's summary beside the other's metrics.
-    A folder it made and left empty (the scoring refused) goes again, so that readers of every eval-*/ do not meet a
-    folder without results."""
-    if not eval_dir.parent.is_dir():
+def exclusive_output(out: Path, lock: str = EVALUATION_LOCK, writers: str = EVALUATION_WRITERS) -> Iterator[None]:
+    """One writer at a time in a run's output folder, holding its `lock` file: one `elr-mri evaluate` (or `train`
+    scoring its holdout there at the end) in an eval-*/, one `elr-mri explain` in an explain-*/. Two would each write
+    their files, leaving one's summary.json beside the other's metrics or maps. A folder it made and left empty (the
+    command refused) goes again, so that readers of every such folder do not meet one without results."""
+    if not out.parent.is_dir():
         yield  # no run there: loading it says so
         return
-    made = not eval_dir.exists()
-    eval_dir.mkdir(exist_ok=True)
-    with open(eval_dir / EVALUATION_LOCK, "a") as handle:
-        lock_or_refuse(handle, eval_dir, EVALUATION_WRITERS, elsewhere="")
+    made = not out.exists()
+    out.mkdir(exist_ok=True)
+    with open(out / lock, "a") as handle:
+        lock_or_refuse(handle, out, writers, elsewhere="")
         try:
             yield
-        finally:  # removed while still locked: no other `evaluate` holds a lock on a removed file
-            left = [path.name for path in eval_dir.iterdir()] if eval_dir.is_dir() else []  # a run's clean-up took it
-            if made and left == [EVALUATION_LOCK]:
-                shutil.rmtree(eval_dir, ignore_errors=True)
+        finally:  # removed while still locked: no other writer holds a lock on a removed file
+            left = [path.name for path in out.iterdir()] if out.is_dir() else []  # a run's clean-up took it
+            if made and left == [lock]:
+                shutil.rmtree(out, ignore_errors=True)
 
 
 def _refuse_evaluate_arguments(args: argparse.Namespace) -> None:
@@ -213,9 +215,13 @@ def _wide(table: pd.DataFrame) -> str:
 
 def explain_command(args: argparse.Namespace) -> int:
     """`elr-mri explain`: saliency maps of the run's checkpoint, with the notes `evaluate` gives on it."""
+    from elr_mri.evaluation.evaluate import explanation_dir, require_own_folder
     from elr_mri.evaluation.explain import explain_run
 
-    out = explain_run(args.run, args.manifest, args.checkpoint)
+    out = explanation_dir(args.run, args.manifest, args.checkpoint)
+    require_own_folder(out, args.manifest)  # a read-only run is refused before its lock file is made there
+    with exclusive_output(out, EXPLANATION_LOCK, EXPLANATION_WRITERS):
+        explain_run(args.run, args.manifest, args.checkpoint)
     print(f"saliency maps: {out}")
     _note_scoring_caveats(args.run, out, done="explained",
                           overlap="these maps average them in, with what the network learned of them in training")

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from elr_mri.commands.evaluate import evaluate_and_print, exclusive_evaluation
+from elr_mri.commands.evaluate import evaluate_and_print, exclusive_output
 from elr_mri.commands.problems import user_problem
 from elr_mri.stopping import interrupted, terminated, terminating_at_once
 
@@ -149,7 +149,7 @@ def _evaluate_holdout_after_training(out_dir: Path, holdout: Path) -> None:
     from elr_mri.evaluation.evaluate import evaluation_dir
 
     try:
-        with exclusive_evaluation(evaluation_dir(out_dir, holdout)):
+        with exclusive_output(evaluation_dir(out_dir, holdout)):
             evaluate_and_print(out_dir, holdout)
     except Exception as err:
         problem = user_problem(err)
