@@ -20,9 +20,9 @@ import pandas as pd
 from .checks import ScanError
 from .folder_locks import locks_unsupported, warn_unlocked
 from .inputs import InputError, select_shard
-from .pipeline import PIPELINE_VERSION, Params, ScanOutputs, process_scan
+from .pipeline import PIPELINE_VERSION, Params, ScanOutputs, process_scan, versions_writing_alike
 from .sidecar import atomic_path, remove_stale_temps, write_json
-from .template import template_file_digests
+from .template import space_code, template_file_digests
 from .user_errors import as_storage_error
 from .workers import run_per_scan
 
@@ -302,6 +302,24 @@ def _shard_settings(table: pd.DataFrame, params: Params, min_ncc: float) -> dict
             "pipeline_version": PIPELINE_VERSION}
 
 
+def _versions_alike(first: dict, other: dict) -> bool:
+    """Whether two shards' pipeline versions wrote their outputs alike: the same version, or this one and an earlier
+    one whose outputs of the shards' template it keeps (`versions_writing_alike`), as after an upgrade between array
+    tasks that changed nothing for that template."""
+    versions = {first.get("pipeline_version"), other.get("pipeline_version")}
+    return len(versions) == 1 or versions <= {PIPELINE_VERSION, *versions_writing_alike(_recorded_space_code(first))}
+
+
+def _recorded_space_code(record: dict) -> int | None:
+    """The space code of the outputs of a shard, read from its --template (none: nilearn's MNI152); None where that
+    file is gone or no longer the one the shard recorded (a path relative to another folder, an image replaced)."""
+    template = (record.get("params") or {}).get("template")
+    if template is not None and not (Path(template).is_file() and template_file_digests(template, None)["sha256"]
+                                     == (record.get("template") or {}).get("sha256")):
+        return None
+    return space_code(template)
+
+
 def _sharded_run_identity(record: dict, shard: tuple[int, int] | None) -> str:
     """A digest of what the shards of one run share (`_shard_settings`) and their number: shards that agree on it
     process disjoint scans. The QC threshold is left out: it changes no output, and the merge flags again."""
@@ -407,7 +425,7 @@ def _shared_settings(out_dir: Path, count: int) -> float | None:
         if record.get("inputs_sha256") != first.get("inputs_sha256"):
             raise ValueError(f"{out_dir}: shards 0 and {index} of {count} read different input tables (edited "
                              "between them?); rerun every shard on one table, then merge")
-        if record.get("pipeline_version") != first.get("pipeline_version"):
+        if not _versions_alike(first, record):
             raise ValueError(f"{out_dir}: shards 0 and {index} of {count} ran different pipeline versions "
                              f"({first.get('pipeline_version')} vs {record.get('pipeline_version')}; none: before "
                              "versions were recorded); rerun the older shards with this code, then merge")

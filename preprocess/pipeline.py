@@ -23,12 +23,13 @@ from .sidecar import (atomic_path, output_hashes, read_sidecar, remove_stale_tem
 from .template import DEFAULT_SHAPES, load_template, space_code, template_file_digests
 from .user_errors import as_storage_error
 
-__all__ = ["PIPELINE_VERSION", "Params", "ScanOutputs", "process_scan", "software_versions"]
+__all__ = ["PIPELINE_VERSION", "Params", "ScanOutputs", "process_scan", "software_versions",
+           "versions_writing_alike"]
 
 # What produced a scan's outputs besides its parameters and template: bump it with any change to the steps (here,
 # steps.py, template.py, qc.py) that would change them; a rerun redoes each scan whose sidecar records another
 # version (or none: written before 2026-12-04) instead of keeping what older code made, except where
-# `_versions_writing_alike` says it would write them alike. 2 (2026-12-05): a zero background under
+# `versions_writing_alike` says it would write them alike. 2 (2026-12-05): a zero background under
 # `--normalise zscore --brain-mask`; 3 (2026-12-05): outlying intensities capped before N4; 4 (2026-12-06): outputs
 # coded as the space of a --template (template.space_code), not always MNI152
 PIPELINE_VERSION = 4
@@ -142,7 +143,7 @@ def process_scan(path: str | Path, outputs: ScanOutputs, params: Params) -> dict
     template_files = template_file_digests(params.template, params.template_mask)
     code = space_code(params.template)
     redone = stale_reason(outputs.sidecar, input_hash, params.as_dict(), finished, template_files, PIPELINE_VERSION,
-                          Params.comparable, _versions_writing_alike(code)) if input_hash else ""
+                          Params.comparable, versions_writing_alike(code)) if input_hash else ""
     if redone is None:
         remove_stale_temps(outputs.image.parent)  # a later run with other settings, killed on this scan, left them
         return {**read_sidecar(outputs.sidecar), "status": "skipped"}
@@ -187,9 +188,9 @@ def process_scan(path: str | Path, outputs: ScanOutputs, params: Params) -> dict
     return {**meta, "status": "done", "redone": redone}
 
 
-def _versions_writing_alike(code: int) -> tuple[int, ...]:
-    """The earlier pipeline versions whose outputs this one would write alike where they are coded `code`, so that a
-    rerun keeps them: version 4 changed only the code of outputs not in MNI152 space, and redoing every scan of a
+def versions_writing_alike(code: int | None) -> tuple[int, ...]:
+    """The earlier pipeline versions whose outputs this one would write alike where they are coded `code` (None: not
+    known), so that a rerun keeps them and preprocess-merge joins their shards with this version's: version 4 changed only the code of outputs not in MNI152 space, and redoing every scan of a
     default-template cohort (minutes each) for nothing would have been the price of upgrading. Empty again once a
     version changes every output."""
     return (3,) if code == steps.MNI152_CODE else ()

@@ -278,6 +278,43 @@ def test_shards_given_one_template_under_two_spellings_merge(tmp_path, capsys, m
     assert "ran with different" not in capsys.readouterr().err and len(pd.read_csv(out / "failures.csv")) == 2
 
 
+def test_shards_of_pipeline_versions_that_write_alike_merge_and_others_are_refused(tmp_path, capsys):
+    """Array tasks of one cohort that straddled the upgrade to version 4 (a --template's outputs coded as its space)
+    were refused as "different pipeline versions" even where version 3 wrote the same outputs, which a rerun keeps:
+    those of the default template or of one coded MNI152. A version 3 shard is the record that code wrote (the same
+    keys, checked against it), with its version."""
+    from nilearn.datasets import MNI152_FILE_PATH
+
+    nilearns = nib.load(MNI152_FILE_PATH)
+    coded_mni = nib.Nifti1Image(np.asanyarray(nilearns.dataobj), nilearns.affine)
+    coded_mni.set_sform(nilearns.affine, 4)
+    coded_mni.set_qform(nilearns.affine, 4)
+    coded_mni.to_filename(tmp_path / "mni.nii.gz")
+    shutil.copyfile(MNI152_FILE_PATH, tmp_path / "other.nii.gz")  # nilearn's file is coded 5, another template
+    scans = {pid: tmp_path / f"{pid}.nii.gz" for pid in ("sub-a", "sub-b")}
+    for path in scans.values():  # unreadable: each shard finishes at once
+        path.write_bytes(gzip.compress(b"garbage"))
+    table = str(_csv(tmp_path, scans))
+    for name, template, version, alike in (("default", None, 3, True), ("mni", "mni.nii.gz", 3, True),
+                                           ("other", "other.nii.gz", 3, False), ("older", None, 2, False)):
+        out = tmp_path / name
+        if name == "older":  # the default template's shards, the first from before version 3
+            shutil.copytree(tmp_path / "default", out)
+            (out / "manifest.csv").unlink()
+        for shard in ("0/2", "1/2") if name != "older" else ():
+            flags = [] if template is None else ["--template", str(tmp_path / template)]
+            main(["--input", table, "--output", str(out), "--shard", shard, *flags, *FAST])
+        record = json.loads((out / "shard-0-of-2.json").read_text())
+        (out / "shard-0-of-2.json").write_text(json.dumps({**record, "pipeline_version": version}))
+        capsys.readouterr()
+        assert merge_main(["--output", str(out)]) == 1  # every scan failed: merged, or refused
+        refused = f"shards 0 and 1 of 2 ran different pipeline versions ({version} vs {PIPELINE_VERSION};"
+        assert (refused in capsys.readouterr().err) is not alike and (out / "manifest.csv").exists() is alike, name
+    (tmp_path / "mni.nii.gz").unlink()  # its code can no longer be read: refused as before
+    assert merge_main(["--output", str(tmp_path / "mni")]) == 1
+    assert "ran different pipeline versions (3 vs" in capsys.readouterr().err
+
+
 def test_killed_run_resumes(tmp_path, good_scans):
     scans = dict(good_scans)  # --jobs 1 takes them in turn: killed once the first is written, during the second
     csv, out = _csv(tmp_path, scans), tmp_path / "out"
