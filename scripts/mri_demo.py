@@ -215,14 +215,15 @@ def _evaluate(run: Path, holdout_csv: Path) -> None:
 
 
 def _baselines(runs: dict[str, Path], volumes: Path, holdout_csv: Path) -> None:
-    """Linear baselines on the CE run's splits (ELR's are the same), plain and without ELR's flagged scans."""
-    from elr_mri.baselines.evaluate import evaluate_baselines
+    """Linear baselines on the CE run's splits (ELR's are the same), plain and without ELR's flagged scans; those
+    without them are skipped, saying why, where ELR's flags leave one diagnosis. Any other problem stops the demo."""
+    from elr_mri.baselines.evaluate import OneDiagnosisLeft, evaluate_baselines
 
     for manifest in (None, holdout_csv):
         for drop in (None, runs["elr"]):
             try:
                 evaluate_baselines(runs["ce"], [volumes], manifest, drop)
-            except ValueError as err:  # e.g. ELR flagged every scan but one diagnosis's
+            except OneDiagnosisLeft as err:
                 print(f"baselines skipped: {err}")
 
 

@@ -15,7 +15,7 @@ import yaml
 
 pytest.importorskip("ants")
 
-from elr_mri.baselines.evaluate import _baseline_inputs, evaluate_baselines  # noqa: E402
+from elr_mri.baselines.evaluate import OneDiagnosisLeft, _baseline_inputs, evaluate_baselines  # noqa: E402
 from elr_mri.baselines.features import training_age_mean, volume_features, voxel_features  # noqa: E402
 from elr_mri.baselines.models import BASELINES, class_scores, fit_baseline, validation_chooses_c  # noqa: E402
 from elr_mri.config import config_to_dict, load_config  # noqa: E402
@@ -114,7 +114,7 @@ def test_dropping_flagged_scans_trains_on_fewer(cohort: dict[str, Path], tmp_pat
         "participant_id")["diagnosis"].reindex(splits["participant_id"]).to_numpy()
     every_but_one_class = splits[(splits["split"] == "train") & (splits["diagnosis"] != "MCI")]
     every_but_one_class.assign(index=0, session_id="ses-M00").to_csv(flagging / "suspected_mislabels.csv", index=False)
-    with pytest.raises(ValueError, match="one diagnosis is left"):
+    with pytest.raises(OneDiagnosisLeft, match="one diagnosis is left"):  # the one case the demo skips
         evaluate_baselines(run, [cohort["volumes"]], None, flagging, n_boot=20)
 
 

@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Callable
 
 import pandas as pd
@@ -83,6 +84,20 @@ def test_a_users_problem_is_one_line_not_a_traceback(tmp_path: Path, read_only: 
                             capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 2 and result.stderr.startswith("mri_demo.py: error: ")
     assert len(result.stderr.splitlines()) == 1 and str(out / "demo_settings.json") in result.stderr
+
+
+def test_only_flags_that_leave_one_diagnosis_skip_the_baselines(tmp_path: Path,
+                                                                 import_script: Callable[[str], ModuleType]) -> None:
+    """Every ValueError of the baselines was printed as "baselines skipped" and the demo went on, so a run's
+    config.yaml cut short (or any other problem) left a report without baselines, said only in passing on stdout."""
+    from elr_mri.config import ConfigError
+
+    demo = import_script("mri_demo")
+    run = tmp_path / "ce"
+    run.mkdir()
+    (run / "config.yaml").write_text("data:\n  name: mri\n")  # cut short before its last key, selection_rule
+    with pytest.raises(ConfigError, match="no selection_rule"):
+        demo._baselines({"ce": run, "elr": run}, tmp_path / "volumes.csv", tmp_path / "holdout.csv")
 
 
 def test_label_noise_is_said_to_flip_the_holdout_site_too() -> None:

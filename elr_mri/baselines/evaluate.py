@@ -33,10 +33,16 @@ from elr_mri.evaluation.compare import require_same_splits
 from elr_mri.evaluation.evaluate import evaluation_dir, write_evaluation
 from elr_mri.evaluation.metrics import MetricsReport, evaluate_predictions
 
-__all__ = ["check_baseline_inputs", "evaluate_baselines", "require_baseline_run", "LAST_EPOCH_FLAGS", "VOXEL_BLOCK"]
+__all__ = ["check_baseline_inputs", "evaluate_baselines", "require_baseline_run", "LAST_EPOCH_FLAGS", "VOXEL_BLOCK",
+           "OneDiagnosisLeft"]
 
 VOXEL_BLOCK = 3  # voxels averaged per axis for the SVM: 2 mm scans become 6 mm features
 LAST_EPOCH_FLAGS = "last_epoch_prediction"  # suspected_mislabels.csv's source of a run without ELR targets
+
+
+class OneDiagnosisLeft(ValueError):
+    """The flagging run's suspected mislabels cover every training scan but those of one diagnosis: a property of
+    that run's flags, not a mistake, so the demo skips these baselines for it while any other error stops it."""
 
 
 def evaluate_baselines(run_dir: Path, volumes_csvs: Sequence[Path] = (), manifest: Path | None = None,
@@ -125,8 +131,8 @@ def _baseline_inputs(run_dir: Path, volumes_csvs: Sequence[Path], manifest: Path
     if drop_suspected is not None:
         train, dropped, flags_sha256, flags_source = _without_suspected(train, Path(drop_suspected), run_dir)
         if train["diagnosis"].nunique() < 2:
-            raise ValueError(f"{drop_suspected} flagged {len(dropped)} training scans; without them one diagnosis is left "
-                             "(its targets agree on one class), so there is nothing to fit")
+            raise OneDiagnosisLeft(f"{drop_suspected} flagged {len(dropped)} training scans; without them one diagnosis "
+                                   "is left (its targets agree on one class), so there is nothing to fit")
     name, scored, notes = _evaluation_rows(run_dir, cfg, cohort[split == "test"], manifest)
     if volumes is not None:
         for rows, source in ((train, "training split"), (val, "validation split"), (scored, name)):
