@@ -226,13 +226,18 @@ def test_a_cohort_preprocessed_on_a_grid_that_cuts_off_a_region_stops_before_any
 
 def test_scans_registered_to_a_template_of_the_users_warn_that_the_regions_are_mni(tmp_path: Path, caplog) -> None:
     """A study template in its own frame, whose grid still holds the ellipsoids, measured other anatomy than the
-    regions name without a word; nilearn's MNI152 (the default) needs no warning."""
+    regions name without a word; nilearn's MNI152 (the default) needs no warning, nor a template whose header codes
+    MNI152 space, as preprocess codes its outputs then (it was warned of as any other)."""
     import nibabel as nib
     from nilearn.datasets import load_mni152_template
 
-    template = tmp_path / "study_template.nii.gz"
+    template, coded_mni = tmp_path / "study_template.nii.gz", tmp_path / "mni_template.nii.gz"
     nib.save(load_mni152_template(resolution=2), template)
-    for name, chosen in (("default", None), ("own", str(template))):
+    mni = nib.load(template)
+    mni.set_sform(mni.affine, 4)  # MNI152's code
+    mni.set_qform(mni.affine, 4)
+    nib.save(mni, coded_mni)
+    for name, chosen in (("default", None), ("coded_mni", str(coded_mni)), ("own", str(template))):
         outputs = ScanOutputs.under(tmp_path / name, "sub-A", "ses-M00")
         outputs.sidecar.parent.mkdir(parents=True)
         outputs.sidecar.write_text(json.dumps({"params": Params(resolution=2.0, template=chosen).as_dict()}))
@@ -243,10 +248,10 @@ def test_scans_registered_to_a_template_of_the_users_warn_that_the_regions_are_m
         failures = measure_manifest(manifest, progress=False)[2]
         assert "processed image missing" in failures.loc[0, "error"]  # measured as before: only the warning is new
         warned = [record.getMessage() for record in caplog.records if "--template" in record.getMessage()]
-        assert warned == ([] if chosen is None else [
-            f"{manifest}: its scans were registered to preprocess's --template {template}, not nilearn's MNI152; the "
-            "regions are ellipsoids in MNI mm, so their volumes are of the named structures only if that template is "
-            "in MNI space"])
+        assert warned == ([] if name != "own" else [
+            f"{manifest}: its scans were registered to preprocess's --template {template}, not nilearn's MNI152, "
+            "and its header codes another space than MNI152 (code 5); the regions are ellipsoids in MNI "
+            "mm, so their volumes are of the named structures only if that template is in MNI space"])
 
 
 def _fake_syn_preprocessed(template, folder: Path, participant: str, profile: str, scale: float) -> ScanOutputs:

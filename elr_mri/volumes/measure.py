@@ -29,6 +29,8 @@ from preprocess.batch import failure_table, files_removed_at_start, telling_line
 from preprocess.inputs import read_csv_table
 from preprocess.pipeline import Params, ScanOutputs
 from preprocess.sidecar import file_sha256, read_sidecar, require_writable, write_json
+from preprocess.steps import MNI152_CODE
+from preprocess.template import space_code
 from preprocess.user_errors import not_a_file
 from preprocess.workers import run_per_scan
 
@@ -184,8 +186,9 @@ def _measurement_domain(preprocessed: Params, params: VolumeParams) -> tuple:
 def _check_the_template(manifest: Path, processed_paths: pd.Series, params: VolumeParams) -> None:
     """Once, from the first scan with readable settings: a template grid too small for the regions fails every scan
     alike, each after building the template again (seconds a scan), so it ends the command in one line instead. A
-    --template of the user's is warned of: the regions are MNI millimetres, and a template in another frame whose
-    grid still holds them (a study template centred on its own origin) measures other anatomy without a word."""
+    --template of the user's is warned of unless its header codes MNI152 space (as preprocess then codes the scans):
+    the regions are MNI millimetres, and a template in another frame whose grid still holds them (a study template
+    centred on its own origin) measures other anatomy without a word. Its file is there: the domain was built from it."""
     for path in processed_paths:
         try:
             sidecar = ScanOutputs.beside(_resolve(manifest, path)).sidecar
@@ -193,10 +196,12 @@ def _check_the_template(manifest: Path, processed_paths: pd.Series, params: Volu
         except ValueError:
             continue  # no preprocess output, or no settings: that scan fails on its own row
         _measurement_domain(preprocessed, params)  # a ValueError naming the region and the fix
-        if preprocessed.template is not None:
+        code = MNI152_CODE if preprocessed.template is None else space_code(preprocessed.template)
+        if code != MNI152_CODE:
             warn_once(f"{manifest}: its scans were registered to preprocess's --template {preprocessed.template}, not "
-                      "nilearn's MNI152; the regions are ellipsoids in MNI mm, so their volumes are of the named "
-                      "structures only if that template is in MNI space")
+                      f"nilearn's MNI152, and its header codes another space than MNI152 (code {code}); the regions "
+                      "are ellipsoids in MNI mm, so their volumes are of the named structures only if that template "
+                      "is in MNI space")
         return
 
 
