@@ -28,7 +28,7 @@ import yaml
 from elr_mri.cli import main
 from elr_mri.config import config_to_dict, load_config
 from elr_mri.engine.checkpoint import CheckpointError, atomic_save, atomic_write_json, load_checkpoint
-from elr_mri.engine.execution import ExecutionPlan, busy_cores_note
+from elr_mri.engine.execution import ExecutionPlan, busy_cores_note, precision_note
 from elr_mri.engine.methods import build_method
 from elr_mri.engine.run_dir import check_run_dir, exclusive_run_dir
 from elr_mri.engine.runner import CheckpointWriter, RunState, _improves, selection_rule, train
@@ -252,6 +252,26 @@ def test_resume_with_more_epochs_extends_a_finished_run(tmp_path: Path, cli_in_p
     assert not any(path.exists() for path in stale)
     assert list(pd.read_csv(out / "metrics.csv")["epoch"]) == list(range(1, reached + 3))
     assert json.loads((out / "summary.json").read_text())["epochs"] == reached + 2
+
+
+def test_a_resume_and_an_evaluate_in_a_half_precision_this_cpu_lacks_say_so(tmp_path: Path,
+                                                                             cli_in_process: Cli) -> None:
+    """A new run in fp16 on a CPU without native fp16 is told it trains many times slower; a resume switched to fp16
+    (train.precision may change on a resume) and an evaluate of that run, as slow, were silent."""
+    cpu = torch.device("cpu")
+    if not precision_note("fp16", cpu):
+        pytest.skip("this CPU computes fp16 natively: nothing to note")
+    out = tmp_path / "run"
+    sets = [a for s in ["data.train_subset=200", "train.progress=false", "train.tensorboard=false", "train.epochs=1",
+                        "model.name=small_cnn", "model.hidden=16"] for a in ("--set", s)]
+    new = cli_in_process("train", "--config", str(DIGITS), "--out", str(out), *sets)
+    assert new.returncode == 0 and "train.precision" not in new.stderr, new.stderr[-2000:]
+    resumed = cli_in_process("train", "--resume", str(out), "--set", "train.epochs=2", "--set", "train.precision=fp16")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert precision_note("fp16", cpu)[0] in resumed.stderr.splitlines()
+    scored = cli_in_process("evaluate", "--run", str(out), "--bootstrap", "2")
+    assert scored.returncode == 0, scored.stderr[-2000:]
+    assert precision_note("fp16", cpu, out / "config.yaml")[0] in scored.stderr.splitlines()
 
 
 def test_a_run_brought_back_to_its_checkpoints_length_says_that_length(tmp_path: Path, cli_in_process: Cli) -> None:

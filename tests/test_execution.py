@@ -187,6 +187,11 @@ def test_a_half_precision_the_device_has_no_native_arithmetic_for_is_noted(monke
         "note: train.precision is fp16, but this CPU (Intel Xeon) has no native fp16 (AVX-512 FP16 or AMX-FP16): it "
         "trains many times slower than fp32 (a small CNN's step on an AVX-512 CPU: 16–18 s against 1.0–1.5 s); set "
         "train.precision: bf16 where the CPU has native bf16 (AVX-512 BF16 or AMX), else fp32"]
+    assert precision_note("fp16", cpu, Path("run/config.yaml")) == [  # what evaluate and explain say of a run
+        "note: train.precision is fp16, but this CPU (Intel Xeon) has no native fp16 (AVX-512 FP16 or AMX-FP16): it "
+        "computes many times slower than fp32 (a small CNN's step on an AVX-512 CPU: 16–18 s against 1.0–1.5 s); set "
+        "train.precision: bf16 where the CPU has native bf16 (AVX-512 BF16 or AMX), else fp32 in run/config.yaml, "
+        "which evaluate and explain read"]
     [bf16] = precision_note("bf16", cpu)
     assert bf16.startswith("note: train.precision is bf16, but this CPU (Intel Xeon) has no native bf16 (AVX-512 BF16 "
                            "or AMX-BF16): it trains slower than fp32 (") and bf16.endswith("; set train.precision: fp32")

@@ -15,6 +15,7 @@ import sys
 from contextlib import nullcontext
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, ContextManager
 
 import torch
@@ -220,12 +221,14 @@ def busy_cores_note(threads: int, device: torch.device) -> list[str]:
             "threads wait on each other: --set train.threads=1 is often many times faster here"]
 
 
-def precision_note(precision: str, device: torch.device) -> list[str]:
+def precision_note(precision: str, device: torch.device, scored: Path | None = None) -> list[str]:
     """A note where `train.precision` asks for a half type the device has no native arithmetic for: the same results,
     slower than fp32, often many times (the figures in the notes, measured on this project's AMD EPYC). `auto` never
-    asks for one there: fp32 on a CPU, fp16 with loss scaling on a GPU without bf16."""
+    asks for one there: fp32 on a CPU, fp16 with loss scaling on a GPU without bf16. `scored`: the config.yaml of a
+    run that evaluate or explain computes with (its precision is read there), None for training (new or resumed)."""
     if precision not in ("bf16", "fp16"):
         return []
+    where = "" if scored is None else f" in {scored}, which evaluate and explain read"
     if device.type == "cuda":
         if precision == "fp16" or _native_bf16_gpu(device):
             return []
@@ -242,9 +245,9 @@ def precision_note(precision: str, device: torch.device) -> list[str]:
                       "against 1.0 s; to AVX2: 24 s against 1.2 s)",
               "fp16": "many times slower than fp32 (a small CNN's step on an AVX-512 CPU: 16–18 s against 1.0–1.5 s)"}
     name = f" ({capabilities['cpu_name']})" if capabilities.get("cpu_name") else ""
-    return [f"note: train.precision is {precision}, but this CPU{name} has no "
-            f"native {precision} (AVX-512 {precision.upper()} or AMX-{precision.upper()}): it trains "
-            f"{slower[precision]}; set train.precision: {instead}"]
+    return [f"note: train.precision is {precision}, but this CPU{name} has no native {precision} (AVX-512 "
+            f"{precision.upper()} or AMX-{precision.upper()}): it {'trains' if scored is None else 'computes'} "
+            f"{slower[precision]}; set train.precision: {instead}{where}"]
 
 
 def _native_bf16_gpu(device: torch.device) -> bool:

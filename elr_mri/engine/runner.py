@@ -79,7 +79,8 @@ def selection_rule(cfg: RunConfig) -> str:
 
 def train(cfg: RunConfig, out_dir: Path, resume: bool = False, notes: Sequence[str] = ()) -> dict[str, Any]:
     """Train as `cfg` says into `out_dir`; with `resume`, continue from `out_dir/checkpoints/last.pt`. `notes`: lines
-    for stderr once a new run has its folder and data, so that a refusal before then stays one line."""
+    for stderr once a new run has its folder and data (a resumed one, its checkpoint), so that a refusal before then
+    stays one line."""
     out_dir = Path(out_dir)
     cfg = with_absolute_paths(cfg)
     if resume and (out_dir / "config.yaml").exists():  # before loading data: a refused resume fails at once
@@ -189,6 +190,8 @@ def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, de
                               f"cannot shorten it; pass more than {state.epoch} to continue it")
         if dist.is_main and state.epoch < cfg.train.epochs:
             reopen_run_dir(out_dir, _config_text(cfg))
+            for note in notes:  # as a new run's: a precision switched to here, a --set that changes nothing
+                print(note, file=sys.stderr)
         elif dist.is_main:
             # nothing left to train, perhaps after an extension was stopped before its next checkpoint: the run ends
             # at the checkpoint's length, so its config and metrics say that length, not the stopped extension's

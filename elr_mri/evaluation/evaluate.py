@@ -26,7 +26,7 @@ from elr_mri.config import SELECTION_RULE_KEY, RunConfig, evaluation_batch_size,
 from elr_mri.data.grid import VolumeGrid
 from elr_mri.data.splits import read_run_splits, run_participants
 from elr_mri.engine.checkpoint import atomic_write_json, atomic_write_text, load_checkpoint
-from elr_mri.engine.execution import ExecutionPlan
+from elr_mri.engine.execution import ExecutionPlan, precision_note
 from elr_mri.engine.methods import Method, build_method
 from elr_mri.engine.run_dir import not_the_run_folder, read_data_shape
 from elr_mri.engine.runner import SELECTION_RULES, resolve_device, selection_rule, uses_age
@@ -66,8 +66,10 @@ def load_run(run_dir: Path, checkpoint: str = "best") -> LoadedRun:
         print(f"{run_dir}: trained with train.device cuda; no CUDA device is visible here, so it is scored on the CPU",
               file=sys.stderr)
         cfg.train.device = "cpu"
-    plan = ExecutionPlan.from_config(cfg.train, resolve_device(cfg.train.device),
-                                     volumetric=len(shape["input_shape"]) == 4)
+    device = resolve_device(cfg.train.device)
+    for note in precision_note(cfg.train.precision, device, run_dir / "config.yaml"):  # as slow as training there
+        print(note, file=sys.stderr)
+    plan = ExecutionPlan.from_config(cfg.train, device, volumetric=len(shape["input_shape"]) == 4)
     method = build_method(cfg, tuple(shape["input_shape"]), shape["num_classes"], shape["train_examples"], plan)
     saved = load_checkpoint(path)
     method.load_state_dict(saved["method"])
