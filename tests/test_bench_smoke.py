@@ -1,0 +1,93 @@
+"""Each benchmark of bench/ that can be made tiny, run at its smallest settings into a temporary file: a script that
+rotted as the code moved on (a setting, an option or a function renamed under it) fails here, not an hour into a
+measurement or a device session. Covered elsewhere: bench_cifar_step.py (test_bench_cifar_step.py),
+check_row_settings.py and the parsers of every `--device cuda` call (test_gpu_checks.py). Left out, as no setting
+makes them small: bench_compile_tail.py (ResNet-34 under torch.compile, minutes), bench_dilated_conv.py (the ×8's
+layers at 96³), bench_execution_variants.py and bench_mri_models.py (the 3D models, compiled or several, at 71³ and
+more), bench_preprocess.py (ANTs registrations of Colin27); mri_demo_scaling.py reads finished demo runs."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+DIGITS = ["--set", "train.epochs=2"]
+
+# script: (its tiny arguments, lines its results file must hold, as patterns)
+CASES = {
+    "bench_target_precision.py": (["--seeds", "1", "--set", "train.epochs=1"],
+                                  [r"^ELR target-table storage, digits, .*1 seeds, 1 epochs \(`python bench/",
+                                   *(rf"^\| {dtype} \| \d\.\d GB \| \d+\.\d\d ± 0\.00 \| -?\d+\.\d\d ± 0\.00 \| "
+                                     for dtype in ("float32", "bfloat16", "float16"))]),
+    "bench_side_by_side.py": (["--config", "configs/digits/elr_sym40.yaml", *DIGITS],
+                              [r"^\| one after the other \(each run alone\) \| \d+ \| \d+\.\d\d, \d+\.\d\d \|$",
+                               r"^\| side by side \(2 at once\) \| \d+ \| \d+\.\d\d, \d+\.\d\d \|$",
+                               r"^Epoch throughput side by side against alone: \*\*\d+\.\d\d×\*\*"]),
+    "bench_ddp_scaling.py": (["--processes", "1", "2", "--min-seconds", "0.01", "--epochs", "2", "--repeats", "1"],
+                             [r"^\| 1 \| \d+ \| \d+\.\d \| \d+ \(\d+–\d+\) \| 1\.00× \(1\.00–1\.00\) \|$",
+                              r"^\| 2 \| \d+ \| \d+\.\d \| \d+ \(\d+–\d+\) \| \d+\.\d\d× \(",
+                              r"^One round: whether other jobs changed|^Unsteady: "]),
+    "bench_device_batches.py": (["--random-pixels", "--repeats", "1", "--batch-size", "1024"],
+                                [r"^Data: random uint8; 45,000 training images, batches of 1024 ",
+                                 r"^\| per-item DataLoader, num_workers=2 \| [\d,]+ \| \d+\.\d\d \|$",
+                                 r"^\| device-resident \(cpu\), \d+ intra-op threads? \| [\d,]+ \| \d+\.\d\d \|$",
+                                 r"^Best device-resident path over best per-item path: \*\*\d+\.\d×\*\*"]),
+    "bench_image_decode.py": (["--rounds", "1"],  # --root: the folder the test writes
+                              [r"^\| 8 threads \| \d+\.\d \|$",
+                               r"^\| the default \(forked processes on Linux\) \| \d+\.\d \|$",
+                               r"^The default is (as fast \(within 5%: \d\.\d\d×\) as|\*\*\d+\.\d×\*\* (faster|slower) "
+                               r"than) 8 threads \(medians\)\.$"]),
+    "bench_mri_loader.py": (["--workers", "0", "--volumes", "2", "--batch-size", "1", "--crop", "32",
+                             "--resolution", "4", "--blur-on", "loader", "device"],
+                            [r"^2 synthetic scans at 4 mm \(\d+×\d+×\d+\), crop 32³, batches of 1",
+                             r"^\| 0 \| loader \| \d+\.\d \| 1\.00× \| 1\.00× \| \d+ \|",
+                             r"^\| 0 \| device \(cpu\) \| \d+\.\d \| 1\.00× \| \d+\.\d\d× \| \d+ \|"]),
+    "bench_fast_path_accuracy.py": (["--cases", "digits", "--seeds", "1", "--set", "train.epochs=1"],
+                                    [r"^### digits \(`configs/digits/elr_sym40\.yaml`\)$",
+                                     r"^\| plain: DataLoader, fp32, eager \| \d+\.\d\d ± 0\.00 \| .* \| 0\.00 ± 0\.00 ",
+                                     r"^\| device-resident, bf16, channels-last, compiled \| \d+\.\d\d ± 0\.00 \|"]),
+}
+
+
+def write_jpeg_folder(root: Path) -> None:
+    """A CIFAR-like image folder of a few 32×32 JPEGs per class and split, for the decoding benchmark."""
+    for c in range(3):
+        for split, count in (("train", 6), ("test", 2)):
+            (root / split / f"class{c}").mkdir(parents=True)
+            for k in range(count):
+                Image.new("RGB", (32, 32), (40 * c, 10 * k, 90)).save(root / split / f"class{c}" / f"{k:05d}.jpg")
+
+
+def _published() -> dict[str, str]:
+    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in sorted(RESULTS.iterdir())}
+
+
+@pytest.mark.slow  # 5–60 s each, ~3 minutes in all on 2 loaded cores; the last one, the compiled variant, the longest
+@pytest.mark.parametrize("script", list(CASES))
+def test_each_benchmark_runs_at_its_smallest_and_writes_its_table_where_told(tmp_path: Path, script: str) -> None:
+    arguments, patterns = CASES[script]
+    out = tmp_path / "results" / "report.md"
+    if script == "bench_image_decode.py":
+        write_jpeg_folder(tmp_path / "images")
+        arguments = [*arguments, "--root", str(tmp_path / "images")]
+    published = _published()
+    done = subprocess.run([sys.executable, f"bench/{script}", *arguments, "--out", str(out)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert f"wrote {out}" in done.stdout.splitlines()
+    text = out.read_text()
+    assert f"--out {out}" in text  # the command it was made with
+    for pattern in patterns:
+        assert re.search(pattern, text, re.M), f"{script}: no line matching {pattern!r} in\n{text}"
+    assert sorted(path.name for path in out.parent.iterdir()) == ["report.md"]  # written beside, renamed, nothing left
+    assert _published() == published, "a run told --out changed bench/results/"
