@@ -9,11 +9,13 @@ more), bench_preprocess.py (ANTs registrations of Colin27); mri_demo_scaling.py 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from PIL import Image
@@ -91,3 +93,18 @@ def test_each_benchmark_runs_at_its_smallest_and_writes_its_table_where_told(tmp
         assert re.search(pattern, text, re.M), f"{script}: no line matching {pattern!r} in\n{text}"
     assert sorted(path.name for path in out.parent.iterdir()) == ["report.md"]  # written beside, renamed, nothing left
     assert _published() == published, "a run told --out changed bench/results/"
+
+
+def _bench_module(name: str) -> ModuleType:
+    """A bench/ script imported as a module (bench/ is not a package; its scripts import each other)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+
+
+def test_the_decoding_benchmark_says_as_fast_as_or_how_many_times_faster_than() -> None:
+    compared = _bench_module("bench_image_decode").compared
+    assert compared(1.02) == "as fast (within 5%: 1.02×) as"  # was "as fast (…) than 8 threads"
+    assert compared(2.3) == "**2.3×** faster than" and compared(0.5) == "**2.0×** slower than"
