@@ -542,7 +542,11 @@ def model_notes(args: argparse.Namespace, m: Measurements) -> list[str]:
 
 
 def thread_note(m: Measurements) -> str:
-    """How each model's step time changed from the default thread count to one thread, in this run."""
+    """How each model's step time changed from the default thread count to one thread, in this run; where torch's
+    default is one thread (OMP_NUM_THREADS=1, one core) there was one setting, and the note says so."""
+    if len(thread_settings("cpu")) == 1:
+        return ("One thread setting only: torch's default here is one intra-op thread, so the default and one thread "
+                "are the same run.")
     ratios = []
     for spec in MODELS:
         results = m.timed.get(spec.label, {})

@@ -18,6 +18,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+import torch
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,3 +109,19 @@ def test_the_decoding_benchmark_says_as_fast_as_or_how_many_times_faster_than() 
     compared = _bench_module("bench_image_decode").compared
     assert compared(1.02) == "as fast (within 5%: 1.02×) as"  # was "as fast (…) than 8 threads"
     assert compared(2.3) == "**2.3×** faster than" and compared(0.5) == "**2.0×** slower than"
+
+
+def test_the_mri_models_thread_note_says_when_there_was_one_setting_only() -> None:
+    steps = _bench_module("bench_mri_models")
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # OMP_NUM_THREADS=1: the note listed no ratio, "…faster): . With other jobs…"
+        assert steps.thread_note(steps.Measurements(paper={}, small={}, resolution=2.0)).startswith(
+            "One thread setting only: torch's default here is one intra-op thread")
+        torch.set_num_threads(2)
+        timed = {threads: steps.StepResult(warmup=1, step_times=[9.0, seconds, seconds], peak_bytes=0, threads=threads,
+                                           load_before=0.0, load_after=0.0) for threads, seconds in ((2, 3.0), (1, 2.0))}
+        note = steps.thread_note(steps.Measurements(paper={}, small={}, resolution=2.0, timed={steps.X1.label: timed}))
+        assert note.startswith("Default threads ÷ one thread, step time (above 1: one thread was faster): widened ×1 1.5×.")
+    finally:
+        torch.set_num_threads(threads)
