@@ -12,6 +12,7 @@ import hashlib
 import importlib
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -125,3 +126,17 @@ def test_the_mri_models_thread_note_says_when_there_was_one_setting_only() -> No
         assert note.startswith("Default threads ÷ one thread, step time (above 1: one thread was faster): widened ×1 1.5×.")
     finally:
         torch.set_num_threads(threads)
+
+
+def test_the_preprocessing_benchmark_without_colin27_is_an_error_not_a_skip(tmp_path: Path) -> None:
+    """A checkout with no ../shared/data beside it: the run measured nothing, and said `skip` with exit status 0."""
+    tree = tmp_path / "checkout"
+    (tree / "bench").mkdir(parents=True)
+    for name in ("bench_preprocess.py", "results_file.py"):
+        shutil.copy(ROOT / "bench" / name, tree / "bench" / name)
+    (tree / "preprocess").symlink_to(ROOT / "preprocess")
+    done = subprocess.run([sys.executable, "bench/bench_preprocess.py", "--out", str(tmp_path / "preprocess.md")],
+                          cwd=tree, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": ""})
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"error: no Colin27 at {tmp_path}/shared/data/mri/colin27_ch2_t1.nii.gz" in done.stderr.splitlines()[-1]
+    assert not (tmp_path / "preprocess.md").exists()
