@@ -30,7 +30,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="applied to every run, e.g. --set train.epochs=2 for a quick check")
+                        help="applied to every run, e.g. --set train.epochs=2 --out /tmp/check.md for a quick check "
+                             "(the default --out is the published figures)")
     parser.add_argument("--out", type=nonempty_path, default=ROOT / "bench" / "results" / "target_precision.md")
     args = parser.parse_args()
     if args.seeds < 1:

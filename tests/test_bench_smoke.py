@@ -140,3 +140,11 @@ def test_the_preprocessing_benchmark_without_colin27_is_an_error_not_a_skip(tmp_
     assert done.returncode == 2, done.stdout + done.stderr
     assert f"error: no Colin27 at {tmp_path}/shared/data/mri/colin27_ch2_t1.nii.gz" in done.stderr.splitlines()[-1]
     assert not (tmp_path / "preprocess.md").exists()
+
+
+def test_the_quick_check_a_benchmark_suggests_keeps_the_published_figures() -> None:
+    """bench_target_precision's `--set` help suggested a quick check that, with the default --out, replaced
+    bench/results/target_precision.md (10 seeds, 150 epochs) by a 2-epoch run."""
+    for script in sorted((ROOT / "bench").glob("bench_*.py")):
+        for hint in re.findall(r'help="[^"]*quick[^)]*\)', script.read_text()):
+            assert "--out" in hint, f"{script.name}: {hint}"
