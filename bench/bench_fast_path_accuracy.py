@@ -53,6 +53,11 @@ def main() -> None:
         parser.error(f"--seeds {args.seeds}: must be at least 1")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is visible to torch")
+    switched = {switch.split("=")[0] for switches in VARIANTS.values() for switch in switches} | {"train.device"}
+    for override in args.overrides:  # applied last, it would make the variants alike under their own names
+        if override.split("=")[0].strip() in switched:
+            parser.error(f"--set {override}: each variant sets {override.split('=')[0].strip()} itself (the rows "
+                         "compare them); --device picks the device")
     if "cifar10n-subset" in args.cases and not ((CIFAR_IMAGES / "train").is_dir() and HUMAN_LABELS.is_file()):
         sys.exit(f"cifar10n-subset needs {CIFAR_IMAGES} (mkdir -p data && tar -xJf ../shared/data/cifar/cifar10-jpeg.tar.xz -C data/) "
                  f"and {HUMAN_LABELS}; or leave it out with --cases digits")

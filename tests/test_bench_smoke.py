@@ -148,3 +148,15 @@ def test_the_quick_check_a_benchmark_suggests_keeps_the_published_figures() -> N
     for script in sorted((ROOT / "bench").glob("bench_*.py")):
         for hint in re.findall(r'help="[^"]*quick[^)]*\)', script.read_text()):
             assert "--out" in hint, f"{script.name}: {hint}"
+
+
+@pytest.mark.parametrize("setting", ["train.compile=false", "train.loader=device", "train.device=cpu"])
+def test_the_fast_path_benchmark_refuses_a_setting_that_would_make_its_variants_alike(
+        setting: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--set` is applied after each variant's switches: `train.compile=false` made the "compiled" row an eager run
+    under that name (and `train.loader=device` the plain row a device-resident one)."""
+    monkeypatch.setattr(sys, "argv", ["bench_fast_path_accuracy.py", "--set", setting, "--out", "/nonexistent/x.md"])
+    with pytest.raises(SystemExit) as stopped:
+        _bench_module("bench_fast_path_accuracy").main()
+    assert stopped.value.code == 2
+    assert f"error: --set {setting}: each variant sets {setting.split('=')[0]} itself" in capsys.readouterr().err
