@@ -75,7 +75,8 @@ def _published() -> dict[str, str]:
     return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in sorted(RESULTS.iterdir())}
 
 
-@pytest.mark.slow  # 5–60 s each, ~3 minutes in all on 2 loaded cores; the last one, the compiled variant, the longest
+@pytest.mark.slow  # 7–120 s each, 5.3 minutes in all on 2 cores at a load average of 14 (side by side: four
+# training processes, 120 s; data-parallel: two torchrun launches, 72 s)
 @pytest.mark.parametrize("script", list(CASES))
 def test_each_benchmark_runs_at_its_smallest_and_writes_its_table_where_told(tmp_path: Path, script: str) -> None:
     arguments, patterns = CASES[script]
