@@ -319,6 +319,34 @@ def test_val_labels_missing_a_validation_scan_is_one_clear_error(tmp_path):
         build_mri_data(config(manifest, val_labels=str(labels)))
 
 
+def test_val_labels_listing_a_scan_with_an_unknown_or_blank_diagnosis_or_no_session_say_so(tmp_path):
+    """A panel writing AD as Dementia, leaving a cell blank or a session_id out was told "no diagnosis ... for
+    validation scan X; list every validation scan", though X was listed: the line now says what its row holds."""
+    manifest = make_cohort(tmp_path, participants=12)
+    val = build_mri_data(config(manifest)).val.frame
+    first = val.iloc[0]
+    labels = tmp_path / "panel.csv"
+    table = adjudicated_table(manifest, {first["participant_id"]: "Dementia"})
+    table.to_csv(labels, index=False)
+    with pytest.raises(ValueError, match=rf"panel.csv: validation scan {first['participant_id']} "
+                                         rf"{first['session_id']} has diagnosis 'Dementia' \(2 of {len(val)} .* none "
+                                         "of CN, MCI, AD\\); write each"):
+        build_mri_data(config(manifest, val_labels=str(labels)))
+    table.loc[table["participant_id"] == first["participant_id"], "diagnosis"] = ""
+    table.to_csv(labels, index=False)
+    with pytest.raises(ValueError, match=rf"validation scan {first['participant_id']} .* has a blank diagnosis"):
+        build_mri_data(config(manifest, val_labels=str(labels)))
+    # a second row of the scan with a readable diagnosis is the panel's word on it
+    pd.concat([table, adjudicated_table(manifest, {})]).to_csv(labels, index=False)
+    assert np.array_equal(build_mri_data(config(manifest, val_labels=str(labels))).val.labels,
+                          build_mri_data(config(manifest)).val.labels)
+    table = adjudicated_table(manifest, {})
+    table.loc[3, "session_id"] = None
+    table.to_csv(labels, index=False)
+    with pytest.raises(ValueError, match=r"panel.csv: data row 4 gives diagnosis '\w+' but no session_id \(1 such"):
+        build_mri_data(config(manifest, val_labels=str(labels)))
+
+
 def test_val_labels_as_spreadsheets_write_them_and_two_raters_disagreeing_on_a_scan(tmp_path):
     """Ids padded with spaces and a comma ending every row (a spreadsheet export) are the panel's ids; a scan listed
     twice with two diagnoses was given the first row's silently."""

@@ -64,15 +64,17 @@ def load_adjudicated_labels(path: str | Path, scans: pd.DataFrame, classes: Sequ
         needed = ", ".join(SCAN_KEYS) + " and diagnosis"
         raise ValueError(f"data.mri.val_labels {path}: needs the columns {needed}; it has {', '.join(table.columns)}")
     spelled = {name.lower(): name for name in classes} | {name: LEFT_OUT for name in diagnoses_left_out(classes)}
+    written = table[column].map(lambda value: "" if pd.isna(value) else str(value).strip())
     table = table.assign(**{key: table[key].str.strip() for key in SCAN_KEYS},  # as the manifest's are
-                         adjudicated=table[column].astype(str).str.strip().str.lower().map(spelled))
-    table = _with_match_keys(table.dropna(subset=["adjudicated"]))
-    _refuse_two_diagnoses_of_one_scan(path, table)
-    table = table.drop_duplicates(MATCH_KEYS)
-    joined = _with_match_keys(scans[SCAN_KEYS].astype(str)).merge(table[MATCH_KEYS + ["adjudicated"]], on=MATCH_KEYS,
-                                                                  how="left")
+                         written=written, adjudicated=written.str.lower().map(spelled))
+    table = _with_match_keys(_rows_naming_a_scan(path, table, column))
+    readable = table.dropna(subset=["adjudicated"])
+    _refuse_two_diagnoses_of_one_scan(path, readable)
+    joined = _with_match_keys(scans[SCAN_KEYS].astype(str)).merge(
+        readable.drop_duplicates(MATCH_KEYS)[MATCH_KEYS + ["adjudicated"]], on=MATCH_KEYS, how="left")
     absent = joined["adjudicated"].isna().to_numpy()
     if absent.any():
+        _refuse_unreadable_diagnoses(path, joined[absent], table, column, classes, len(joined))
         first = joined.loc[absent, SCAN_KEYS].iloc[0]
         raise ValueError(
             f"data.mri.val_labels {path}: no diagnosis among {', '.join(classes)} for validation scan "
@@ -80,6 +82,36 @@ def load_adjudicated_labels(path: str | Path, scans: pd.DataFrame, classes: Sequ
             "list every validation scan, or drop data.mri.val_labels to validate on the manifest's labels"
         )
     return true_label_indices(joined["adjudicated"], classes)
+
+
+def _rows_naming_a_scan(path: Path, table: pd.DataFrame, column: str) -> pd.DataFrame:
+    """The rows with both IDs; a diagnosis on a row without one is refused, naming the row: it was dropped, and the
+    scan it meant reported as missing from the file."""
+    blank = table[SCAN_KEYS].isna() | (table[SCAN_KEYS] == "")
+    unnamed = blank.any(axis=1) & (table["written"] != "")
+    if unnamed.any():
+        row = unnamed.to_numpy().nonzero()[0]
+        lacking = " and ".join(key for key in SCAN_KEYS if blank.iloc[row[0]][key])
+        raise ValueError(f"data.mri.val_labels {path}: data row {row[0] + 1} gives {column} "
+                         f"{table['written'].iloc[row[0]]!r} but no {lacking} ({len(row)} such row(s)); fill in "
+                         "both IDs of every scan the panel read")
+    return table[~blank.any(axis=1)]
+
+
+def _refuse_unreadable_diagnoses(path: Path, absent: pd.DataFrame, table: pd.DataFrame, column: str,
+                                 classes: Sequence[str], total: int) -> None:
+    """Validation scans the file lists with a blank or unknown diagnosis (`Dementia`, a code such as 3) are named
+    with what it says: "no diagnosis ... list every validation scan" sent a panel looking for rows it had."""
+    written = table[table["adjudicated"].isna()].drop_duplicates(MATCH_KEYS)[MATCH_KEYS + ["written"]]
+    listed = absent.merge(written, on=MATCH_KEYS, how="inner")
+    if listed.empty:
+        return
+    first = listed.iloc[0]
+    says = f"a blank {column}" if first.written == "" else f"{column} {first.written!r}"
+    known = list(classes) + sorted(name.upper() for name in diagnoses_left_out(classes))
+    raise ValueError(f"data.mri.val_labels {path}: validation scan {first.participant_id} {first.session_id} has {says} "
+                     f"({len(listed)} of {total} validation scans have a blank one or one that is none of "
+                     f"{', '.join(known)}); write each scan's diagnosis as one of those")
 
 
 def _with_match_keys(table: pd.DataFrame) -> pd.DataFrame:
