@@ -347,6 +347,32 @@ def test_val_labels_listing_a_scan_with_an_unknown_or_blank_diagnosis_or_no_sess
         build_mri_data(config(manifest, val_labels=str(labels)))
 
 
+def test_val_labels_that_change_nothing_or_label_no_validation_scan_say_why(tmp_path, caplog):
+    """A copy of the manifest with the panel's column added as `adjudicated` was read by its `diagnosis`, the noisy
+    labels, without a word; a panel's re-read of the flagged training scans was told to list every validation scan,
+    not that it listed none."""
+    manifest = make_cohort(tmp_path, participants=12)
+    plain = build_mri_data(config(manifest))
+    labels = tmp_path / "panel.csv"
+    relabel = {p: "AD" for p in plain.val.frame["participant_id"]}
+    pd.read_csv(manifest, dtype=str).assign(adjudicated=adjudicated_table(manifest, relabel)["diagnosis"]).to_csv(
+        labels, index=False)
+    data = build_mri_data(config(manifest, val_labels=str(labels)))
+    assert np.array_equal(data.val.labels, plain.val.labels)
+    assert (f"panel.csv: gives all {len(plain.val)} validation scans the manifest's own diagnoses, so the run "
+            "validates as without it") in caplog.text
+    caplog.clear()
+    adjudicated_table(manifest, relabel).to_csv(labels, index=False)  # a panel that changes a label: no warning
+    assert (build_mri_data(config(manifest, val_labels=str(labels))).val.labels == CLASSES.index("AD")).all()
+    assert "validates as without it" not in caplog.text
+    table = adjudicated_table(manifest, {})
+    flagged = table[table["participant_id"].isin(plain.train.frame["participant_id"])].head(5)
+    flagged.to_csv(labels, index=False)
+    with pytest.raises(ValueError, match=rf"\({len(plain.val)} of {len(plain.val)} lack one; none of its 5 rows is a "
+                                         "validation scan: it labels the validation split alone"):
+        build_mri_data(config(manifest, val_labels=str(labels)))
+
+
 def test_val_labels_as_spreadsheets_write_them_and_two_raters_disagreeing_on_a_scan(tmp_path):
     """Ids padded with spaces and a comma ending every row (a spreadsheet export) are the panel's ids; a scan listed
     twice with two diagnoses was given the first row's silently."""

@@ -76,9 +76,12 @@ def load_adjudicated_labels(path: str | Path, scans: pd.DataFrame, classes: Sequ
     if absent.any():
         _refuse_unreadable_diagnoses(path, joined[absent], table, column, classes, len(joined))
         first = joined.loc[absent, SCAN_KEYS].iloc[0]
+        # a panel's re-read of the flagged training scans (suspected_mislabels.csv) lists no validation scan
+        elsewhere = (f"; none of its {len(table)} rows is a validation scan: it labels the validation split alone, "
+                     "training scans keep the manifest's diagnoses" if absent.all() and len(table) else "")
         raise ValueError(
             f"data.mri.val_labels {path}: no diagnosis among {', '.join(classes)} for validation scan "
-            f"{first.participant_id} {first.session_id} ({int(absent.sum())} of {len(joined)} lack one); "
+            f"{first.participant_id} {first.session_id} ({int(absent.sum())} of {len(joined)} lack one{elsewhere}); "
             "list every validation scan, or drop data.mri.val_labels to validate on the manifest's labels"
         )
     return true_label_indices(joined["adjudicated"], classes)

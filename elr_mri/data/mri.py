@@ -283,6 +283,11 @@ def build_mri_data(cfg: DataConfig, require_age: bool = False, blur_on_device: b
             warn_once(f"data.mri.val_labels {mri.val_labels}: {int((~scored).sum())} validation scan(s) adjudicated as "
                       f"a diagnosis the run's classes {', '.join(classes)} leave out are not validated on")
         rows["val"] = rows["val"][scored]
+        if cfg.noise.mode == "none" and len(rows["val"]) and np.array_equal(adjudicated[scored], given[rows["val"]]):
+            warn_once(f"data.mri.val_labels {mri.val_labels}: gives all {len(rows['val'])} validation scans the "
+                      "manifest's own diagnoses, so the run validates as without it; it is read by its column "
+                      "true_diagnosis, else diagnosis: a panel's column of another name, beside the manifest's "
+                      "diagnosis, is not read")
         noisy[rows["val"]] = adjudicated[scored]
     if not len(rows["train"]):
         raise ValueError(f"{mri.manifest}: no training scans after splitting; the cohort is too small")
