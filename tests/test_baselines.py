@@ -18,8 +18,9 @@ pytest.importorskip("ants")
 from elr_mri.baselines.evaluate import OneDiagnosisLeft, _baseline_inputs, evaluate_baselines  # noqa: E402
 from elr_mri.baselines.features import training_age_mean, volume_features, voxel_features  # noqa: E402
 from elr_mri.baselines.models import BASELINES, class_scores, fit_baseline, validation_chooses_c  # noqa: E402
-from elr_mri.config import config_to_dict, load_config  # noqa: E402
+from elr_mri.config import config_to_dict, load_config, load_run_config  # noqa: E402
 from elr_mri.data import build_data  # noqa: E402
+from elr_mri.data.images import NoisyImageData  # noqa: E402
 from elr_mri.engine.run_dir import record_run_data  # noqa: E402
 from elr_mri.engine.runner import selection_rule  # noqa: E402
 from elr_mri.evaluation.compare import comparison_table  # noqa: E402
@@ -179,14 +180,14 @@ def test_baselines_choose_c_on_the_labels_the_run_validated_on(cohort: dict[str,
     panel.to_csv(tmp_path / "panel.csv", index=False)
     config["data"]["mri"]["val_labels"] = str(tmp_path / "panel.csv")
     (run / "config.yaml").write_text(yaml.safe_dump(config))
+    record_run_data(run, build_data(load_run_config(run).data), record_ages=False)  # as a run on that panel records
     inputs = _baseline_inputs(run, [cohort["volumes"]], None, None)
     assert len(inputs.val) and (inputs.val_labels == 2).all()
 
 
-def test_baselines_fit_choose_and_score_on_the_scans_the_run_did(tmp_path: Path) -> None:
-    """A CN-vs-AD run validated on a panel that calls some validation scans MCI leaves them out of validation, and
-    a participant with no other scan out of splits.csv: the baselines chose C counting those scans as AD (label -1
-    indexes the last class), or stopped saying that participant of the manifest had no split."""
+def _cn_vs_ad_run_on_a_panel(tmp_path: Path) -> tuple[Path, pd.DataFrame, pd.DataFrame, NoisyImageData]:
+    """(run, manifest rows, panel rows, data): what `elr-mri train` records before its first epoch for a CN-vs-AD
+    run on fixed splits, validated on a panel that calls three validation participants and every second scan MCI."""
     rng = np.random.default_rng(0)
     rows, splits = [], []
     for k, diagnosis in enumerate(("CN", "AD")):
@@ -217,6 +218,14 @@ def test_baselines_fit_choose_and_score_on_the_scans_the_run_did(tmp_path: Path)
                                                    sort_keys=False))
     data = build_data(cfg.data)
     record_run_data(run, data, record_ages=False)
+    return run, scans, panel, data
+
+
+def test_baselines_fit_choose_and_score_on_the_scans_the_run_did(tmp_path: Path) -> None:
+    """A CN-vs-AD run validated on a panel that calls some validation scans MCI leaves them out of validation, and
+    a participant with no other scan out of splits.csv: the baselines chose C counting those scans as AD (label -1
+    indexes the last class), or stopped saying that participant of the manifest had no split."""
+    run, scans, _, data = _cn_vs_ad_run_on_a_panel(tmp_path)
     inputs = _baseline_inputs(run, [], None, None)
     for rows, dataset in ((inputs.train, data.train), (inputs.val, data.val), (inputs.scored, data.test)):
         assert rows[["participant_id", "session_id"]].values.tolist() == (
@@ -229,4 +238,17 @@ def test_baselines_fit_choose_and_score_on_the_scans_the_run_did(tmp_path: Path)
     scans.iloc[[0]].assign(participant_id="sub-CNnew", path=str(tmp_path / "new.nii.gz")).to_csv(
         tmp_path / "manifest.csv", mode="a", header=False, index=False)
     with pytest.raises(ValueError, match=r"1 participant\(s\) of the manifest have no split, e.g. sub-CNnew$"):
+        _baseline_inputs(run, [], None, None)
+
+
+def test_baselines_refuse_a_panel_relabelled_since_the_run_trained(tmp_path: Path) -> None:
+    """A resume refused a validation panel edited since training, but `evaluate --baselines` read it as it is now and
+    chose C on other labels than the run's checkpoint was selected on, without a word."""
+    run, _, panel, _ = _cn_vs_ad_run_on_a_panel(tmp_path)
+    assert _baseline_inputs(run, [], None, None).val_labels.tolist() == [0]  # as recorded: accepted
+    panel.loc[panel["participant_id"] == "sub-CNval0", "diagnosis"] = "AD"
+    panel.to_csv(tmp_path / "panel.csv", index=False)
+    with pytest.raises(ValueError, match=rf"{run}: {tmp_path / 'panel.csv'} \(data.mri.val_labels\) or "
+                                         rf"{tmp_path / 'manifest.csv'} now gives its validation or test scans other "
+                                         "diagnoses than the run trained with"):
         _baseline_inputs(run, [], None, None)

@@ -27,7 +27,8 @@ from elr_mri.config import RunConfig, load_run_config
 from elr_mri.data.adjudicated import load_adjudicated_labels
 from elr_mri.data.cohort import IMAGE_COLUMN, SCAN_KEYS, label_indices, load_manifest
 from elr_mri.data.splits import read_run_splits, run_participants, split_of_participants
-from elr_mri.engine.run_dir import labels_fingerprint, not_the_run_folder, read_data_shape
+from elr_mri.engine.run_dir import (evaluation_labels_fingerprint, labels_fingerprint, not_the_run_folder,
+                                   read_data_shape)
 from elr_mri.evaluation import N_BOOT
 from elr_mri.evaluation.compare import require_same_splits
 from elr_mri.evaluation.evaluate import evaluation_dir, write_evaluation
@@ -127,6 +128,7 @@ def _baseline_inputs(run_dir: Path, volumes_csvs: Sequence[Path], manifest: Path
     if cfg.data.mri.val_labels:
         val_labels = load_adjudicated_labels(cfg.data.mri.val_labels, val, classes)
         val, val_labels = val[val_labels >= 0], val_labels[val_labels >= 0]  # -1: no class scores it, as in training
+    _require_the_runs_evaluation_labels(run_dir, cfg, val, val_labels, cohort[split == "test"])
     dropped, flags_sha256, flags_source = [], None, None
     if drop_suspected is not None:
         train, dropped, flags_sha256, flags_source = _without_suspected(train, Path(drop_suspected), run_dir)
@@ -166,6 +168,22 @@ def _require_the_runs_training_labels(run_dir: Path, cfg: RunConfig, labels: np.
         raise ValueError(f"{run_dir}: {cfg.data.mri.manifest} now gives its training scans other diagnoses (or other "
                          "scans) than the run trained on, so the baselines would fit other labels; restore that "
                          "manifest, or train a new run on this one")
+
+
+def _require_the_runs_evaluation_labels(run_dir: Path, cfg: RunConfig, val: pd.DataFrame, val_labels: np.ndarray,
+                                        test: pd.DataFrame) -> None:
+    """C is chosen on the validation labels the CNN's checkpoint was selected on: refuse a panel
+    (data.mri.val_labels) or manifest relabelled since the run trained, as a resume does (runs from before the
+    labels were recorded are not checked)."""
+    recorded = read_data_shape(run_dir).get("evaluation_labels_sha256")
+    now = evaluation_labels_fingerprint({
+        "val": (val_labels, val) if len(val) else None,
+        "test": (label_indices(test["diagnosis"], cfg.data.mri.classes), test) if len(test) else None})
+    if recorded is not None and recorded != now:
+        panel = f"{cfg.data.mri.val_labels} (data.mri.val_labels) or " if cfg.data.mri.val_labels else ""
+        raise ValueError(f"{run_dir}: {panel}{cfg.data.mri.manifest} now gives its validation or test scans other "
+                         "diagnoses than the run trained with, so the baselines would choose C on other labels than "
+                         "its checkpoint was selected on; restore that file, or train a new run on it")
 
 
 def require_baseline_run(run_dir: Path) -> RunConfig:

@@ -399,14 +399,22 @@ def _evaluation_labels_fingerprint(data: NoisyImageData) -> str:
     """SHA-256 of the validation and test splits' labels in order, with each scan's IDs for MRI: the selection
     compares every epoch's validation accuracy with the best so far, and metrics.csv lists the test accuracy by
     epoch, so both must be scored against the labels the run started with."""
+    return evaluation_labels_fingerprint({name: None if split is None else (split.labels, getattr(split, "frame", None))
+                                          for name, split in (("val", data.val), ("test", data.test))})
+
+
+def evaluation_labels_fingerprint(splits: dict[str, tuple[np.ndarray, pd.DataFrame | None] | None]) -> str:
+    """`evaluation_labels_sha256` of data_shape.json from {"val": (labels, scans), "test": ...} (None: no such
+    split; scans None: not MRI), so that `evaluate --baselines` can check the labels it chooses C on."""
     digest = hashlib.sha256()
-    for name, split in (("val", data.val), ("test", data.test)):
+    for name in ("val", "test"):
         digest.update(name.encode())
-        if split is None:
+        if splits[name] is None:
             continue
-        digest.update(np.asarray(split.labels, dtype=np.int64).tobytes())
-        if hasattr(split, "frame"):
-            digest.update("\n".join(split.frame["participant_id"] + "\t" + split.frame["session_id"]).encode())
+        labels, frame = splits[name]
+        digest.update(np.asarray(labels, dtype=np.int64).tobytes())
+        if frame is not None:
+            digest.update("\n".join(frame["participant_id"] + "\t" + frame["session_id"]).encode())
     return digest.hexdigest()
 
 
