@@ -623,6 +623,25 @@ def test_dropping_a_ce_runs_flags_warns_that_they_are_its_last_epoch_predictions
         assert recorded["flags_source"] == source and recorded["dropped_suspected"] == 1
 
 
+def test_a_scan_flagged_twice_is_left_out_once(trained: dict[str, Path], tmp_path: Path) -> None:
+    """Flags pasted together by hand may list a scan twice: the fit stopped on an IndexError traceback ("Boolean
+    index has wrong length")."""
+    from elr_mri.baselines.evaluate import _baseline_inputs
+
+    flagging = tmp_path / "elr"
+    flagging.mkdir()
+    for name in ("config.yaml", "splits.csv"):
+        shutil.copy(trained["run"] / name, flagging)
+    training = pd.read_csv(trained["run"] / "splits.csv").query("split == 'train'")["participant_id"]
+    scans = pd.read_csv(trained["train"])
+    first = scans[scans["participant_id"].isin(training)].iloc[[0, 0]]
+    first[["participant_id", "session_id"]].assign(given_name=first["diagnosis"]).to_csv(
+        flagging / "suspected_mislabels.csv", index=False)
+    inputs = _baseline_inputs(trained["run"], [], None, flagging)
+    assert inputs.dropped == [f"{first.participant_id.iloc[0]}/{first.session_id.iloc[0]}"]
+    assert len(inputs.train) == len(training) - 1  # one scan a participant here
+
+
 def test_explain_writes_template_space_saliency(trained: dict[str, Path]) -> None:
     result = _cli("explain", "--run", str(trained["run"]), "--manifest", str(trained["holdout"]))
     assert result.returncode == 0, result.stderr[-3000:]

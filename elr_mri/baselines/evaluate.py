@@ -256,7 +256,7 @@ def _without_suspected(train: pd.DataFrame, flagging_run: Path, run_dir: Path
             raise ValueError(f"{table}: {first.participant_id}/{first.session_id} was flagged as {first.given_name}, "
                              f"the manifest now says {first.diagnosis} (and {len(relabelled) - 1} more); flag with a "
                              "run on the manifest as it is")
-    keep = train[SCAN_KEYS].merge(flagged[SCAN_KEYS].assign(flagged=True), on=SCAN_KEYS, how="left")["flagged"]
-    keep = keep.isna().to_numpy()
+    # by membership: a scan listed twice (flags pasted together by hand) is left out once, not a length mismatch
+    keep = ~pd.MultiIndex.from_frame(train[SCAN_KEYS]).isin(pd.MultiIndex.from_frame(flagged[SCAN_KEYS]))
     dropped = train.loc[~keep, SCAN_KEYS]
     return train[keep], (dropped["participant_id"] + "/" + dropped["session_id"]).tolist(), flags_sha256, source
