@@ -619,6 +619,10 @@ def test_dropping_a_ce_runs_flags_warns_that_they_are_its_last_epoch_predictions
         warning = (f"warning: {flagging} flagged its suspected mislabels from its last epoch's predictions (source "
                    "last_epoch_prediction: its loss keeps no ELR targets), not from ELR targets")
         assert (warning in result.stderr) is warned
+        scored = len(pd.read_csv(holdout))
+        assert (f"baselines *_without_suspected: fitted without the 1 of {len(training)} training scans {flagging} "
+                f"flagged (dropped_scans in their summary.json); validated and scored as the others, on all {scored} "
+                f"scans of {holdout.stem}") in result.stdout  # one scan a participant here
         recorded = json.loads(summary.read_text())
         assert recorded["flags_source"] == source and recorded["dropped_suspected"] == 1
 

@@ -60,6 +60,10 @@ def evaluate_baselines(run_dir: Path, volumes_csvs: Sequence[Path] = (), manifes
               f"{LAST_EPOCH_FLAGS}: its loss keeps no ELR targets), not from ELR targets; the *_without_suspected "
               "baselines leave out the scans that network disagreed with (flags_source in their summary.json)",
               file=sys.stderr)
+    if drop_suspected is not None:  # how many: the table's *_without_suspected rows alone do not say
+        print(f"baselines *_without_suspected: fitted without the {len(inputs.dropped)} of "
+              f"{len(train) + len(inputs.dropped)} training scans {drop_suspected} flagged (dropped_scans in their "
+              f"summary.json); validated and scored as the others, on all {len(scored)} scans of {inputs.name}")
     results = {}
     for baseline in BASELINES:
         if baseline.features == "volumes" and inputs.volumes is None:
