@@ -21,7 +21,7 @@ from elr_mri.baselines.models import BASELINES, class_scores, fit_baseline, vali
 from elr_mri.config import config_to_dict, load_config, load_run_config  # noqa: E402
 from elr_mri.data import build_data  # noqa: E402
 from elr_mri.data.images import NoisyImageData  # noqa: E402
-from elr_mri.engine.run_dir import record_run_data  # noqa: E402
+from elr_mri.engine.run_records import record_run_data  # noqa: E402
 from elr_mri.engine.runner import selection_rule  # noqa: E402
 from elr_mri.evaluation.compare import comparison_table  # noqa: E402
 from elr_mri.simulate.cli import main as simulate  # noqa: E402

@@ -27,8 +27,8 @@ from elr_mri.config import RunConfig, load_run_config
 from elr_mri.data.adjudicated import load_adjudicated_labels
 from elr_mri.data.cohort import IMAGE_COLUMN, SCAN_KEYS, label_indices, load_manifest
 from elr_mri.data.splits import read_run_splits, run_participants, split_of_participants
-from elr_mri.engine.run_dir import (evaluation_labels_fingerprint, labels_fingerprint, not_the_run_folder,
-                                   read_data_shape)
+from elr_mri.engine.run_dir import not_the_run_folder
+from elr_mri.engine.run_records import evaluation_labels_fingerprint, labels_fingerprint, read_data_shape
 from elr_mri.evaluation import N_BOOT
 from elr_mri.evaluation.compare import require_same_splits
 from elr_mri.evaluation.evaluate import evaluation_dir, write_evaluation

@@ -43,9 +43,9 @@ from elr_mri.engine.diagnostics import collapse_warnings, top_class_share
 from elr_mri.engine.execution import ExecutionPlan, busy_cores_note, limit_cpu_threads, precision_note
 from elr_mri.engine.feeding import BatchFeeder, serves_from_device
 from elr_mri.engine.methods import Method, build_method
-from elr_mri.engine.run_dir import (check_run_dir, exclusive_run_dir, record_run_data, refuse_stretched_cosine,
-                                    remove_leftovers, remove_scores_made_while_training, reopen_run_dir,
-                                    require_same_data, start_run_dir)
+from elr_mri.engine.run_dir import (check_run_dir, exclusive_run_dir, remove_leftovers,
+                                    remove_scores_made_while_training, reopen_run_dir, start_run_dir)
+from elr_mri.engine.run_records import record_run_data, refuse_stretched_cosine, require_same_data
 from elr_mri.engine.schedule import lr_at
 from elr_mri.engine.tracking import PredictionTracker, memorization_fractions
 from elr_mri.evaluation.metrics import TOP5_MIN_CLASSES, balanced_accuracy

@@ -28,7 +28,8 @@ from elr_mri.data.splits import read_run_splits, run_participants
 from elr_mri.engine.checkpoint import atomic_write_json, atomic_write_text, load_checkpoint
 from elr_mri.engine.execution import ExecutionPlan, precision_note
 from elr_mri.engine.methods import Method, build_method
-from elr_mri.engine.run_dir import not_the_run_folder, read_data_shape
+from elr_mri.engine.run_dir import not_the_run_folder
+from elr_mri.engine.run_records import read_data_shape
 from elr_mri.engine.runner import SELECTION_RULES, resolve_device, selection_rule, uses_age
 from elr_mri.evaluation import N_BOOT
 from elr_mri.evaluation.compare import COMPARISON_FILES, remove_comparisons_citing
