@@ -618,7 +618,7 @@ def test_an_itk_error_is_reported_by_its_reason_not_its_source_line():
 
 
 def test_a_head_that_barely_overlaps_the_template_is_flagged_whatever_its_ncc():
-    from preprocess.batch import flag_outliers
+    from preprocess.qc_flags import flag_outliers
 
     manifest = pd.DataFrame({"qc_ncc": [0.63, 0.62], "qc_mask_dice": [0.0009, 0.75], "status": ["done", "done"]})
     assert flag_outliers(manifest, 0.45)["qc_flag"].tolist() == [True, False]  # the offset scan an audit found
@@ -626,7 +626,7 @@ def test_a_head_that_barely_overlaps_the_template_is_flagged_whatever_its_ncc():
 
 def test_a_scan_of_thick_slices_is_flagged_though_it_registers_well():
     """A 1×1×10 mm head reached NCC 0.52 (above 0.45): its output is that scan blurred along the slices."""
-    from preprocess.batch import flag_outliers
+    from preprocess.qc_flags import flag_outliers
 
     manifest = pd.DataFrame({"qc_ncc": [0.8] * 3, "qc_mask_dice": [0.8] * 3, "qc_input_voxel_mm": [1.2, 10.0, np.nan],
                              "status": ["done"] * 3})
@@ -773,7 +773,7 @@ def test_flagged_scans_are_named_with_their_reason_and_qc_image(tmp_path, capsys
     manifest = pd.read_csv(tmp_path / "manifest.csv", keep_default_na=False)
     assert manifest.qc_flag.tolist() == [True] * 23 + [False] * 2
     assert manifest.qc_reason[1] == "head overlap 0.200 < 0.5" and manifest.qc_reason[23] == ""
-    from preprocess.batch import qc_reasons
+    from preprocess.qc_flags import qc_reasons
 
     outlier = qc_reasons(np.array([0.8, 0.81, 0.79, 0.8, 0.82, 0.78, 0.8, 0.81, 0.79, 0.6]), np.full(10, 0.8), 0.45)
     assert outlier[:9] == [""] * 9 and outlier[9].startswith("NCC 0.600 far below the batch's (outliers < 0.7")
