@@ -7,7 +7,8 @@ is reported as one line naming the row (its 1-based data row and participant/ses
 once, so a user fixes the CSV in one pass instead of one error per run.
 
 Public names: `ManifestError`, `REQUIRED_COLUMNS`, `USABLE_STATUSES`, `SCAN_KEYS`, `load_manifest`, `warn_qc_flagged`,
-`validate_manifest`, `label_indices`, `true_label_indices`, `DIAGNOSES`, `diagnoses_left_out`, `warn_once`.
+`validate_manifest`, `label_indices`, `true_label_indices`, `DIAGNOSES`, `diagnoses_left_out`, `warn_once`,
+`has_usable_status`.
 """
 
 from __future__ import annotations

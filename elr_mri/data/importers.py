@@ -21,7 +21,7 @@ folder. Two scans of one visit, and a clinical value that maps to no class, are 
 
 Public names: `ImportResult`, `ADNI_DIAGNOSES`, `import_adnimerge`, `import_mapped_table`,
 `load_mapping`, `adni_participant_key`, `adni_session_key`, `adni_diagnosis`, `mapped_session_key`,
-`preprocess_failures`.
+`preprocess_failures`, `sex_letters`, `has_usable_status`, `USABLE_STATUSES`, `MAX_AGE_YEARS`.
 """
 
 from __future__ import annotations

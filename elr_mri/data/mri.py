@@ -12,7 +12,7 @@ validation set is noisy, as in the paper; test labels are left as given) → rep
 labels by adjudicated ones when data.mri.val_labels names them (`elr_mri.data.adjudicated`) → one
 dataset per split, each re-indexed 0..N-1 (the index the ELR targets are stored by).
 
-Public names: `MRIScans`, `ScanReadError`, `LoadScand`, `mri_transforms`,
+Public names: `MRIScans`, `ScanReadError`, `LoadScand`, `mri_transforms`, `read_scan_as_the_network_does`,
 `build_mri_data`, `build_mri_eval_dataset`, `load_holdout_manifest`, `participants_by_split`,
 `split_balance_table`.
 """

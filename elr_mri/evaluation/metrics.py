@@ -13,7 +13,8 @@ Pure NumPy and SciPy; AUCs use the rank formula, ties counted half, which equals
 
 Public names: `Interval`, `rarely_defined_note`, `too_few_to_resample`, `MetricsReport`, `point_metrics`,
 `bootstrap_metrics`, `participant_means`, `participant_resamples`, `resampled_metrics`, `evaluate_predictions`, `roc_auc`,
-`confusion_counts`.
+`confusion_counts`, `roc_points`,
+`balanced_accuracy`, `non_finite_rows`, `RARELY_DEFINED`, `TOP5_MIN_CLASSES`.
 """
 
 from __future__ import annotations
