@@ -293,7 +293,8 @@ def test_a_run_brought_back_to_its_checkpoints_length_says_that_length(tmp_path:
         assert json.loads((out / "summary.json").read_text())["epochs"] == 2
 
 
-def test_continuing_a_run_removes_the_evaluations_of_the_checkpoints_it_replaces(tmp_path: Path) -> None:
+def test_continuing_a_run_removes_the_evaluations_of_the_checkpoints_it_replaces(tmp_path: Path,
+                                                                                 cli_in_process: Cli) -> None:
     """eval-*/ scored best.pt or last.pt as they were: kept, a later `evaluate` run beside them or a script that
     skips evaluations already written (scripts/mri_n1200.py) would report an earlier epoch's weights."""
     from elr_mri.evaluation.evaluate import evaluate_run
@@ -305,13 +306,14 @@ def test_continuing_a_run_removes_the_evaluations_of_the_checkpoints_it_replaces
     explained = out / "explain-test"  # what `elr-mri explain` writes for an MRI run
     explained.mkdir()
     (explained / "summary.json").write_text("{}")
-    result = _cli("train", "--resume", str(out), "--set", "train.epochs=3")
+    result = cli_in_process("train", "--resume", str(out), "--set", "train.epochs=3")
     assert result.returncode == 0, result.stderr
     assert not any(out.glob("eval-*")) and not explained.exists()
     assert "eval-test" in result.stderr and "elr-mri evaluate" in result.stderr  # says what went and how to redo it
 
 
-def test_evaluations_made_while_a_run_trained_go_when_it_ends(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_evaluations_made_while_a_run_trained_go_when_it_ends(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              cli_in_process: Cli) -> None:
     """An evaluation of best.pt made mid-run stayed after the run ended, and the scripts that skip what is written
     reported that epoch's weights as the run's; one made after the end stays through a rerun of the end."""
     import elr_mri.engine.runner as runner
@@ -330,7 +332,7 @@ def test_evaluations_made_while_a_run_trained_go_when_it_ends(tmp_path: Path, mo
     assert not any(out.glob("eval-*"))
     monkeypatch.undo()
     evaluate_run(out, n_boot=2)
-    result = _cli("train", "--resume", str(out))
+    result = cli_in_process("train", "--resume", str(out))
     assert result.returncode == 0, result.stderr
     assert json.loads((out / "eval-test" / "summary.json").read_text())["run_finished"] is True
 
@@ -413,20 +415,20 @@ def test_an_extended_run_ends_as_a_run_of_that_length(tmp_path: Path, loss: str)
         _assert_nested_equal(a["method"], b["method"])
 
 
-def test_a_cosine_run_is_not_stretched_to_more_epochs(tmp_path: Path) -> None:
+def test_a_cosine_run_is_not_stretched_to_more_epochs(tmp_path: Path, cli_in_process: Cli) -> None:
     """A cosine schedule spans train.epochs: more epochs would raise the rate again part-way (0.007 at epoch 4
     of 4, then 0.025) and give neither a 4- nor an 8-epoch cosine run; a step schedule extends exactly. The new
     run's command is quoted for a shell: the folder's name has a space."""
     out = tmp_path / "cosine run"
     cosine = [*SMALL, "train.epochs=2", "schedule.name=cosine", "schedule.eta_min=0"]
     train(load_config(DIGITS, cosine), out)
-    result = _cli("train", "--resume", str(out), "--set", "train.epochs=4")
+    result = cli_in_process("train", "--resume", str(out), "--set", "train.epochs=4")
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr[-2000:]
     assert "cosine schedule spans train.epochs = 2" in result.stderr
     assert shlex.split(result.stderr.split("start a new run: ")[1]) == [
         "elr-mri", "train", "--config", str(out / "config.yaml"), "--set", "train.epochs=4", "--out", "NEW_RUN_DIR"]
     assert (out / "summary.json").exists() and "epochs: 2" in (out / "config.yaml").read_text()
-    result = _cli("train", "--resume", str(out))  # the same length: finishes as it is
+    result = cli_in_process("train", "--resume", str(out))  # the same length: finishes as it is
     assert result.returncode == 0, result.stderr[-2000:]
 
 
@@ -650,10 +652,10 @@ def test_the_engine_trains_elr_plus_as_a_plain_loop_of_the_papers_recipe(tmp_pat
         torch.testing.assert_close(saved["targets"], table, rtol=1e-5, atol=1e-6)
 
 
-def test_existing_run_is_not_overwritten(tmp_path: Path) -> None:
+def test_existing_run_is_not_overwritten(tmp_path: Path, cli_in_process: Cli) -> None:
     out = tmp_path / "run"
     train(load_config(DIGITS, [*SMALL, "train.epochs=1"]), out)
-    result = _cli("train", "--config", str(DIGITS), "--out", str(out))
+    result = cli_in_process("train", "--config", str(DIGITS), "--out", str(out))
     assert result.returncode == 2 and "--resume" in result.stderr
 
 

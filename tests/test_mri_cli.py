@@ -798,8 +798,9 @@ def test_a_resume_on_an_edited_validation_panel_is_refused(trained: dict[str, Pa
     _resume_to_two_epochs_is_refused(run, cli_in_process, "the data now gives other validation or test labels")
 
 
-def test_contradicting_resume_and_out_is_one_line(trained: dict[str, Path], tmp_path: Path) -> None:
-    result = _cli("train", "--resume", str(trained["run"]), "--out", str(tmp_path / "elsewhere"))
+def test_contradicting_resume_and_out_is_one_line(trained: dict[str, Path], tmp_path: Path,
+                                                  cli_in_process: Cli) -> None:
+    result = cli_in_process("train", "--resume", str(trained["run"]), "--out", str(tmp_path / "elsewhere"))
     assert result.returncode == 2 and "a resumed run continues in its own directory" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "elsewhere").exists()
 
@@ -826,8 +827,8 @@ def test_a_file_or_folder_of_a_run_passed_for_the_run_names_the_run(trained: dic
     assert result.returncode == 2 and result.stderr == f"elr-mri {argv[0]}: error: {said}\n", result.stderr[-2000:]
 
 
-def test_evaluate_refuses_too_few_bootstrap_resamples(trained: dict[str, Path]) -> None:
-    result = _cli("evaluate", "--run", str(trained["run"]), "--bootstrap", "0")
+def test_evaluate_refuses_too_few_bootstrap_resamples(trained: dict[str, Path], cli_in_process: Cli) -> None:
+    result = cli_in_process("evaluate", "--run", str(trained["run"]), "--bootstrap", "0")
     assert result.returncode == 2 and "--bootstrap 0: the 95% intervals need resamples" in result.stderr
 
 
