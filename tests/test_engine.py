@@ -1048,7 +1048,8 @@ def test_ctrl_c_from_a_terminal_with_dataloader_workers_stops_the_run(tmp_path: 
 
 
 @pytest.mark.parametrize("whole_group", [False, True], ids=["kill", "batch-system"])
-def test_sigterm_during_training_stops_it_as_ctrl_c_does(tmp_path: Path, whole_group: bool) -> None:
+def test_sigterm_during_training_stops_it_as_ctrl_c_does(tmp_path: Path, whole_group: bool,
+                                                        cli_in_process: Cli) -> None:
     """A cluster's time limit sends SIGTERM, whose default action ended a run without a word; now it gets Ctrl-C's
     one line (exit 143), with DataLoader workers running (ended by the same signal, for a batch system), and the run
     resumes."""
@@ -1059,8 +1060,7 @@ def test_sigterm_during_training_stops_it_as_ctrl_c_does(tmp_path: Path, whole_g
     assert stderr.strip() == (f"elr-mri train: stopped by SIGTERM (a job's time limit, scancel or kill); continue "
                               f"from the last checkpoint with: elr-mri train --resume {run}")
     epochs_done = len(pd.read_csv(run / "metrics.csv"))
-    resumed = subprocess.run([sys.executable, "-m", "elr_mri.cli", "train", "--resume", str(run), "--set",
-                              f"train.epochs={epochs_done + 1}"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    resumed = cli_in_process("train", "--resume", str(run), "--set", f"train.epochs={epochs_done + 1}")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert len(pd.read_csv(run / "metrics.csv")) == epochs_done + 1
 
