@@ -44,6 +44,15 @@ def test_both_problems_are_reported_and_a_collapsed_best_last_epoch_only_once() 
     assert len(collapse_warnings(_metrics([0.6, 1.0]), best_epoch=2, loss_name="elr")) == 1
 
 
+def test_a_collapsed_selected_last_epoch_gets_the_collapse_advice_not_a_pointer_to_itself() -> None:
+    """Selected at its last epoch (train.select=last, or the best accuracy came last), a collapsed run was told to
+    compare the last epoch, the one it had, and never got ELR's advice (digits, optim.lr=5: 100% at epoch 6 of 6)."""
+    (found,) = collapse_warnings(_metrics([0.6, 1.0]), best_epoch=2, loss_name="elr")
+    assert "last epoch 2, the selected one," in found and "loss.lam" in found and "--checkpoint last" not in found
+    (ce,) = collapse_warnings(_metrics([0.6, 1.0]), best_epoch=2, loss_name="ce")
+    assert "collapsed onto it" in ce and "--checkpoint last" not in ce
+
+
 def test_runs_without_the_column_or_without_validation_have_none() -> None:
     assert collapse_warnings(pd.DataFrame({"epoch": [1, 2]}), best_epoch=1, loss_name="elr") == []
     assert collapse_warnings(_metrics([float("nan")] * 2), best_epoch=1, loss_name="elr") == []

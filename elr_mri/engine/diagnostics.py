@@ -52,14 +52,15 @@ def collapse_warnings(metrics: pd.DataFrame, best_epoch: int, loss_name: str) ->
     labels_said = "" if np.isnan(label_share) else f" (its labels: {label_share:.0%} in their most common class)"
     last_epoch = int(share.index.max())
     found: list[str] = []
-    if share.get(best_epoch, 0.0) >= threshold:
+    if last_epoch != best_epoch and share.get(best_epoch, 0.0) >= threshold:
         found.append(
             f"the selected epoch {best_epoch} gives one class to {share[best_epoch]:.0%} of the validation "
             f"split{labels_said}, so it scores about the class prior: the validation labels found no better "
             "epoch; compare the last epoch (elr-mri evaluate --checkpoint last)")
-    if last_epoch != best_epoch and share[last_epoch] >= threshold:
+    if share[last_epoch] >= threshold:  # the selected one too, when it is the last: no other epoch to compare
         advice = ("; ELR's term held a network near the class prior on the majority class: lower loss.lam "
                   f"or {LATER_START[loss_name]}") if loss_name in LATER_START else ""
-        found.append(f"the last epoch {last_epoch} gives one class to {share[last_epoch]:.0%} of the "
+        selected = ", the selected one," if last_epoch == best_epoch else ""
+        found.append(f"the last epoch {last_epoch}{selected} gives one class to {share[last_epoch]:.0%} of the "
                      f"validation split{labels_said}: the network has collapsed onto it{advice}")
     return found
