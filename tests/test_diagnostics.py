@@ -78,3 +78,11 @@ def test_a_one_class_validation_split_is_named_instead_of_a_collapse() -> None:
     (found,) = collapse_warnings(_metrics([1.0, 1.0, 1.0]).assign(val_label_top_share=1.0), best_epoch=1,
                                  loss_name="elr")
     assert "labels are all one class" in found and "data.val_fraction" in found and "loss.lam" not in found
+
+
+def test_the_collapsed_class_is_named_where_the_metrics_record_it() -> None:
+    metrics = _metrics([0.6, 0.7, 0.99]).assign(val_top_class=[0, 1, 2])
+    (found,) = collapse_warnings(metrics, best_epoch=2, loss_name="elr", class_names=["CN", "MCI", "AD"])
+    assert "last epoch 3 gives class AD to 99%" in found
+    (unnamed,) = collapse_warnings(_metrics([0.6, 0.7, 0.99]), best_epoch=2, loss_name="elr", class_names=["CN"])
+    assert "gives one class to 99%" in unnamed  # metrics written before the column: no class to name

@@ -44,6 +44,22 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "elr_mri.cli", *args], capture_output=True, text=True, cwd=ROOT)
 
 
+def test_a_collapsed_run_selected_at_its_last_epoch_names_it_and_the_class(tmp_path: Path,
+                                                                           cli_in_process: Cli) -> None:
+    """A learning rate of 5 throws the digits MLP onto one class; selected at the last epoch, the warning names that
+    epoch and the class and gives ELR's advice, not "compare the last epoch" (itself)."""
+    out = tmp_path / "run"
+    sets = [*SMALL, "train.epochs=2", "optim.lr=5", "train.select=last"]
+    result = cli_in_process("train", "--config", str(DIGITS), "--out", str(out), *[a for s in sets for a in ("--set", s)])
+    assert result.returncode == 0, result.stderr
+    last = pd.read_csv(out / "metrics.csv").iloc[-1]
+    assert last["val_top_class_share"] == 1.0
+    (warning,) = json.loads((out / "summary.json").read_text())["warnings"]
+    assert f"last epoch 2, the selected one, gives class {int(last['val_top_class'])} to 100%" in warning
+    assert "loss.lam" in warning and "--checkpoint last" not in warning
+    assert warning in result.stderr
+
+
 def test_cli_train_writes_a_complete_run_directory(tmp_path: Path) -> None:
     out = tmp_path / "run"
     result = _cli("train", "--config", str(DIGITS), "--out", str(out), "--set", "train.epochs=4",
@@ -55,6 +71,7 @@ def test_cli_train_writes_a_complete_run_directory(tmp_path: Path) -> None:
     assert metrics["val_top_class_share"].between(0.1, 1.0).all()  # ten digit classes: at least a tenth
     assert metrics["val_label_top_share"].nunique() == 1  # the labels do not change between epochs
     assert metrics["val_label_top_share"].between(0.1, 0.5).all()  # ten roughly balanced digit classes
+    assert metrics["val_top_class"].between(0, 9).all()  # the class a collapse warning names
     summary = json.loads((out / "summary.json").read_text())
     assert "warnings" not in summary  # digits learns; neither the selected nor the last epoch is one class
     assert summary["selection_rule"].startswith("best accuracy on the validation split")

@@ -12,6 +12,8 @@ one class is not collapsed at 60% in one predicted class, but is at 95% (a λ 2 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
@@ -38,12 +40,20 @@ def collapse_threshold(label_top_share: float) -> float:
     return label_top_share + COLLAPSE_EXCESS * (1.0 - label_top_share)
 
 
-def collapse_warnings(metrics: pd.DataFrame, best_epoch: int, loss_name: str) -> list[str]:
+def collapse_warnings(metrics: pd.DataFrame, best_epoch: int, loss_name: str,
+                      class_names: Sequence[str] = ()) -> list[str]:
     """One sentence per problem: the selected epoch or the last epoch predicting (nearly) one class for the
-    whole validation split. Empty when the metrics carry no `val_top_class_share` (no validation split)."""
+    whole validation split, named from `val_top_class` where the metrics carry it (written since it was recorded).
+    Empty when the metrics carry no `val_top_class_share` (no validation split)."""
     if "val_top_class_share" not in metrics or metrics["val_top_class_share"].isna().all():
         return []
     share = metrics.set_index("epoch")["val_top_class_share"]
+    top_class = metrics.set_index("epoch").get("val_top_class", pd.Series(dtype=float))
+
+    def one_class(epoch: int) -> str:
+        k = top_class.get(epoch, float("nan"))
+        return f"class {class_names[int(k)]}" if not np.isnan(k) and 0 <= k < len(class_names) else "one class"
+
     label_share = metrics.get("val_label_top_share", pd.Series(dtype=float)).max()  # one value per run; NaN if absent
     if label_share >= 1.0:  # every prediction "collapses" onto a one-class split; the split is the problem
         return ["the validation split's labels are all one class, so selection cannot tell a network that learned "
@@ -54,13 +64,13 @@ def collapse_warnings(metrics: pd.DataFrame, best_epoch: int, loss_name: str) ->
     found: list[str] = []
     if last_epoch != best_epoch and share.get(best_epoch, 0.0) >= threshold:
         found.append(
-            f"the selected epoch {best_epoch} gives one class to {share[best_epoch]:.0%} of the validation "
-            f"split{labels_said}, so it scores about the class prior: the validation labels found no better "
+            f"the selected epoch {best_epoch} gives {one_class(best_epoch)} to {share[best_epoch]:.0%} of the "
+            f"validation split{labels_said}, so it scores about the class prior: the validation labels found no better "
             "epoch; compare the last epoch (elr-mri evaluate --checkpoint last)")
     if share[last_epoch] >= threshold:  # the selected one too, when it is the last: no other epoch to compare
         advice = ("; ELR's term held a network near the class prior on the majority class: lower loss.lam "
                   f"or {LATER_START[loss_name]}") if loss_name in LATER_START else ""
         selected = ", the selected one," if last_epoch == best_epoch else ""
-        found.append(f"the last epoch {last_epoch}{selected} gives one class to {share[last_epoch]:.0%} of the "
-                     f"validation split{labels_said}: the network has collapsed onto it{advice}")
+        found.append(f"the last epoch {last_epoch}{selected} gives {one_class(last_epoch)} to "
+                     f"{share[last_epoch]:.0%} of the validation split{labels_said}: the network has collapsed onto it{advice}")
     return found

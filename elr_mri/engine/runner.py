@@ -231,6 +231,7 @@ def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, de
         val = evaluate_split(method, feeder.evaluation("val"))
         row["val_acc"], row["val_balanced_acc"] = val.accuracy, val.balanced_accuracy
         row["val_top_class_share"], row["val_label_top_share"] = val.top_class_share, val.label_top_share
+        row["val_top_class"] = val.top_class
         row.update(_test_scores(method, feeder, data))
         # what a fast GPU epoch spends besides training (the rest of wall_seconds: start-up, checkpoints)
         row["eval_seconds"] = round(time.perf_counter() - evaluation_started, 3)
@@ -284,13 +285,15 @@ def resolve_device(name: str) -> torch.device:
 
 class SplitScore(NamedTuple):
     """One split's accuracy and balanced accuracy, the share of its most predicted class, the share
-    of its most common label, and top-5 accuracy (the label among the five most probable classes)."""
+    of its most common label, top-5 accuracy (the label among the five most probable classes), and which class
+    is predicted most (-1 without examples), for a collapse warning to name."""
 
     accuracy: float
     balanced_accuracy: float
     top_class_share: float
     label_top_share: float
     top5: float
+    top_class: int
 
 
 def evaluate_split(method: Method, batches: Iterable[dict[str, torch.Tensor]] | None) -> SplitScore:
@@ -300,10 +303,11 @@ def evaluate_split(method: Method, batches: Iterable[dict[str, torch.Tensor]] | 
     the ranks' predictions are joined in rank order, the split's, and every rank gets the whole split's scores."""
     outputs = _joined(predict_split(method, batches))
     if outputs is None:
-        return SplitScore(float("nan"), float("nan"), float("nan"), float("nan"), float("nan"))
+        return SplitScore(float("nan"), float("nan"), float("nan"), float("nan"), float("nan"), -1)
     pred, label, top5 = (part.numpy() for part in (outputs.predicted, outputs.labels, outputs.in_top5))
     return SplitScore(float((pred == label).mean()), balanced_accuracy(label, pred, outputs.num_classes),
-                      top_class_share(pred), top_class_share(label), float(top5.mean()))
+                      top_class_share(pred), top_class_share(label), float(top5.mean()),
+                      int(np.bincount(pred).argmax()))
 
 
 class SplitPredictions(NamedTuple):
@@ -589,7 +593,7 @@ def _finish(out_dir: Path, cfg: RunConfig, data: NoisyImageData, method: Method,
         "execution": plan.describe(method.networks()),  # how the networks ran on that device (this call's plan)
         "wall_seconds": round(state.seconds_before + time.perf_counter() - state.started, 2),
     }
-    found = collapse_warnings(metrics, int(best["epoch"]), cfg.loss.name)
+    found = collapse_warnings(metrics, int(best["epoch"]), cfg.loss.name, data.class_names)
     if not (out_dir / "checkpoints" / "best.pt").exists():  # its folder removed while the run trained
         found.append(f"checkpoints/best.pt is missing (deleted while the run trained?), so the weights of the selected "
                      f"epoch {int(best['epoch'])} are gone: evaluate with --checkpoint last, or train the run again")
