@@ -181,6 +181,16 @@ def test_training_writes_splits_without_shared_participants(trained: dict[str, P
     assert list(table.columns[:3]) == ["index", "participant_id", "session_id"]
 
 
+def test_a_run_without_true_diagnoses_has_no_memorisation_figures(trained: dict[str, Path]) -> None:
+    """No `true_diagnosis` column and no injected noise: nothing says which given label is wrong, so metrics.csv has
+    no Figure 1 columns (not columns of NaN), no memorization.png is drawn and summary.json scores no mislabels."""
+    run = trained["run"]
+    columns = set(pd.read_csv(run / "metrics.csv").columns)
+    assert "val_top_class" in columns and not any(c.startswith(("noisy_pred_", "clean_pred_")) for c in columns)
+    assert not (run / "memorization.png").exists()
+    assert "mislabels" not in json.loads((run / "summary.json").read_text())
+
+
 def test_each_suspected_mislabel_names_the_training_scan_at_its_index(trained: dict[str, Path]) -> None:
     """`index` counts the training scans in manifest order; the participant, session and given class beside it must
     be that scan's, or a clinician re-reviews the wrong person."""
