@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from results_file import busy_warning, command_line, write_report
+from results_file import busy_warning, command_line, intra_op_threads, write_report
 from torch.utils.data import DataLoader
 
 from elr_mri.config import DataConfig
@@ -95,7 +95,7 @@ def main() -> None:
     paths = {
         "per-item DataLoader, num_workers=0": (loader(0), threads),
         "per-item DataLoader, num_workers=2": (loader(2), threads),
-        f"device-resident ({device.type}), {threads} intra-op threads": (on_device, threads),
+        f"device-resident ({device.type}), {intra_op_threads(threads)}": (on_device, threads),
     }
     if device.type == "cpu" and threads > 1:  # batched CPU ops suffer most when other jobs hold the cores
         paths[f"device-resident ({device.type}), 1 intra-op thread"] = (on_device, 1)
@@ -118,7 +118,7 @@ def main() -> None:
         f"# Device-resident batches vs the per-item DataLoader (CIFAR-10 training epoch)\n\n"
         f"Command: `{command_line()}`\n\n"
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch "
-        f"{torch.__version__}, {threads} intra-op threads by default; device path on `{device}`. "
+        f"{torch.__version__}, {intra_op_threads(threads)} by default; device path on `{device}`. "
         f"Load average (1 min) {load_before:.1f} before, {load_after:.1f} after (other jobs share this machine)."
         f"{busy_warning(load_before)}\n\n"
         f"Data: {source}; {len(train):,} training images, batches of {args.batch_size} from "

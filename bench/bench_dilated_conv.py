@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from results_file import command_line, write_report
+from results_file import command_line, intra_op_threads, write_report
 
 from conv_as_gemm import conv3d_as_gemm
 
@@ -180,7 +180,7 @@ def report(args: argparse.Namespace, device: torch.device, rows: list[str]) -> s
     return "\n".join([
         f"# The ×8's dilated convolutions: the library's dilated kernels, phase grids and im2col GEMM ({args.device})",
         "", f"Command: `{command_line()}`", "",
-        f"Machine: {name}, torch {torch.__version__}, {torch.get_num_threads()} intra-op threads; cuDNN benchmark "
+        f"Machine: {name}, torch {torch.__version__}, {intra_op_threads(torch.get_num_threads())}; cuDNN benchmark "
         f"{'on' if on_gpu else 'n/a'}, TF32 convolutions {torch.backends.cudnn.allow_tf32} (torch's default) and matrix "
         f"products {torch.backends.cuda.matmul.allow_tf32} (set alike here, for the GEMM's fp32 rows). Batch "
         f"{args.batch_size}, forward + backward (input and weight gradients), median of runs filling {args.budget} s "

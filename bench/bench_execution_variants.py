@@ -19,7 +19,7 @@ from pathlib import Path
 
 import bench_mri_models as steps
 import torch
-from results_file import busy_warning, command_line, write_report
+from results_file import busy_warning, command_line, intra_op_threads, write_report
 
 from elr_mri.models.widened_cnn import MIN_INPUT_SIZE
 from preprocess.user_errors import nonempty_path
@@ -91,7 +91,7 @@ def _report(args: argparse.Namespace, spec: steps.ModelSpec, measured: dict[str,
     return "\n".join([
         f"# Execution variants of the {spec.label} at {args.size}³ ({args.device})", "",
         f"Command: `{command_line()}`", "", steps.machine_line(args.device),
-        f"CPU: {_cpu_name()}; {threads} intra-op thread(s) in the children. Load average (1 min) "
+        f"CPU: {_cpu_name()}; {intra_op_threads(threads)} in the children. Load average (1 min) "
         f"{load_start[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end.{busy_warning(load_start[0])}", "",
         *table, "",
         *([] if not results or steps.FP32_EAGER.label in results else

@@ -51,7 +51,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from profiling import busiest_kernels
-from results_file import busy_warning, command_line, print_child_result, read_child_result, write_report
+from results_file import (busy_warning, command_line, intra_op_threads, print_child_result, read_child_result,
+                          write_report)
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -635,7 +636,7 @@ def machine_line(device: str) -> str:
            f"{torch.backends.cuda.matmul.allow_tf32}), so 'fp32' convolutions may run in TF32."
            if device == "cuda" else "")
     return (f"Machine: {name}, torch {torch.__version__}, Python {platform.python_version()}, "
-            f"{torch.get_num_threads()} intra-op threads by default.{gpu}")
+            f"{intra_op_threads(torch.get_num_threads())} by default.{gpu}")
 
 
 def report(args: argparse.Namespace, m: Measurements, load_start: tuple, seconds: float) -> list[str]:

@@ -25,6 +25,11 @@ def command_line() -> str:
     return shlex.join(["python", str(shown), *sys.argv[1:]])
 
 
+def intra_op_threads(count: int) -> str:
+    """"1 intra-op thread" or "N intra-op threads", for headers that print torch's thread count."""
+    return f"{count} intra-op thread{'' if count == 1 else 's'}"
+
+
 CHILD_RESULT_TAG = "CHILD RESULT "
 
 

@@ -129,6 +129,19 @@ def test_the_mri_models_thread_note_says_when_there_was_one_setting_only() -> No
         torch.set_num_threads(threads)
 
 
+def test_the_machine_line_of_the_3d_benchmarks_counts_one_thread_in_the_singular() -> None:
+    """bench_mri_models' and bench_execution_variants' header said "1 intra-op threads" under OMP_NUM_THREADS=1."""
+    machine_line = _bench_module("bench_mri_models").machine_line
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert machine_line("cpu").endswith(", 1 intra-op thread by default.")
+        torch.set_num_threads(2)
+        assert machine_line("cpu").endswith(", 2 intra-op threads by default.")
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_the_preprocessing_benchmark_without_colin27_is_an_error_not_a_skip(tmp_path: Path) -> None:
     """A checkout with no ../shared/data beside it: the run measured nothing, and said `skip` with exit status 0."""
     tree = tmp_path / "checkout"
