@@ -22,7 +22,7 @@ from pathlib import Path
 
 from paper_runs import ROOT, run_script
 
-from elr_mri.data.image_sources import IMAGE_SUFFIXES, IMAGENET_VAL_LIST, MINI_WEBVISION_CLASSES
+from elr_mri.data.image_sources import IMAGE_SUFFIXES, IMAGENET_VAL_LIST, MINI_WEBVISION_CLASSES, read_text_list
 from elr_mri.engine.checkpoint import atomic_write_text
 from preprocess.user_errors import nonempty_path
 
@@ -55,7 +55,7 @@ def webvision_synsets(path: Path) -> list[str]:
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: it comes with WebVision 1.0's info/ folder; extract that into "
                                 f"{path.parent.parent}")
-    ids = [line.split()[0] for line in path.read_text().splitlines() if line.strip()][:MINI_WEBVISION_CLASSES]
+    ids = [line.split()[0] for line in read_text_list(path) if line.strip()][:MINI_WEBVISION_CLASSES]  # BOM dropped
     if len(ids) < MINI_WEBVISION_CLASSES:
         raise ValueError(f"{path}: {len(ids)} synsets, mini WebVision needs the first {MINI_WEBVISION_CLASSES}")
     return ids
@@ -88,7 +88,7 @@ def devkit_lines(val_dir: Path, devkit: Path, synsets: list[str]) -> list[str]:
     synset_of = devkit_synsets(meta)
     label_of = {synset: label for label, synset in enumerate(synsets)}
     lines = []
-    for number, word in enumerate(truth.read_text().split(), start=1):
+    for number, word in enumerate("\n".join(read_text_list(truth)).split(), start=1):
         if not word.isdecimal() or int(word) not in synset_of:
             raise ValueError(f"{truth}, line {number}: {word!r} is not an ILSVRC2012_ID of {meta.name}; use the "
                              "devkit's file")

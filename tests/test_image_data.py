@@ -634,6 +634,15 @@ def test_ilsvrc12_list_is_written_from_an_imagenet_folder_sorted_by_synset(tmp_p
         lister.main(["--imagenet-val", str(val), "--webvision", str(tmp_path / "webvision")])
 
 
+def test_ilsvrc12_list_reads_synsets_txt_saved_with_a_byte_order_mark(tmp_path, import_script):
+    """As the data reader does (`read_text_list`): the mark made the first synset '\ufeffn…', matching no folder."""
+    write_mini_webvision(tmp_path / "webvision")
+    synsets = tmp_path / "webvision/info/synsets.txt"
+    plain = import_script("webvision_ilsvrc12_list").webvision_synsets(synsets)
+    synsets.write_text(synsets.read_text(), encoding="utf-8-sig")
+    assert import_script("webvision_ilsvrc12_list").webvision_synsets(synsets) == plain
+
+
 def test_ilsvrc12_list_from_the_flat_release_matches_the_devkits_class_numbers_to_webvisions_by_synset(
         tmp_path, import_script):
     """The devkit numbers classes by ILSVRC2012_ID (1 is kit fox, tench is 449): its labels, taken as WebVision's,
@@ -648,7 +657,8 @@ def test_ilsvrc12_list_from_the_flat_release_matches_the_devkits_class_numbers_t
     (tmp_path / "devkit/data").mkdir(parents=True)
     savemat(tmp_path / "devkit/data/meta.mat", {"synsets": table})
     truth = [3, 1, 2, 4, 3]  # image 3 is a kit fox, no class of mini WebVision
-    (tmp_path / "devkit/data/ILSVRC2012_validation_ground_truth.txt").write_text("".join(f"{t}\n" for t in truth))
+    (tmp_path / "devkit/data/ILSVRC2012_validation_ground_truth.txt").write_text(  # a byte-order mark: line 1 was
+        "".join(f"{t}\n" for t in truth), encoding="utf-8-sig")  # '\ufeff3', "not an ILSVRC2012_ID"
     val = tmp_path / "ILSVRC2012_img_val"
     val.mkdir()
     for number in range(1, 6):

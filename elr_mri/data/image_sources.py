@@ -23,7 +23,7 @@ from PIL import Image
 
 __all__ = ["ImageSplit", "ImageSource", "load_source", "read_rgb", "cifar_download_command", "ImageReadError",
            "CLOTHING1M_CLASSES", "CLOTHING1M_LISTS", "CLOTHING1M_VAL_LIST", "clothing1m_lists_dir",
-           "require_clothing1m_validation_list",
+           "require_clothing1m_validation_list", "read_text_list",
            "IMAGE_SUFFIXES", "MINI_WEBVISION_CLASSES", "WEBVISION_LISTS", "IMAGENET_VAL_LIST"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -389,7 +389,7 @@ def _labelled_lines(path: Path, expected: str, how_to_fix: str,
     """(line number counted from 1, path or key, label) of each non-blank line of a `path label` list; the label is
     the last word, so a path may hold spaces. A line of another form, or a label from `num_classes` on, is one error
     naming the file and line (`expected` says the form), before int() fails on it without either."""
-    for number, line in enumerate(_read_list(path), start=1):
+    for number, line in enumerate(read_text_list(path), start=1):
         words = line.strip().rsplit(maxsplit=1)
         if not words:
             continue
@@ -399,7 +399,7 @@ def _labelled_lines(path: Path, expected: str, how_to_fix: str,
 
 
 def _listed_split(list_path: Path, root: Path, labels: dict[str, int]) -> ImageSplit:
-    keys = [line.strip() for line in _read_list(list_path) if line.strip()]
+    keys = [line.strip() for line in read_text_list(list_path) if line.strip()]
     if not keys:  # an empty training list surfaced as "ELRLoss needs num_examples > 0"
         raise ValueError(f"{list_path}: lists no image; use the release's file")
     unlabelled = [k for k in keys if k not in labels]
@@ -459,7 +459,7 @@ def _first_classes(list_path: Path, image_dir: Path, how_to_fix: str = "extract 
     return _split_of_files(list_path, image_dir, list(names), list(labels), np.array(lines), how_to_fix)
 
 
-def _read_list(path: Path) -> list[str]:
+def read_text_list(path: Path) -> list[str]:
     """The lines of a text list (a UTF-8 byte-order mark dropped); undecodable bytes are one error naming it."""
     try:
         return path.read_text(encoding="utf-8-sig").splitlines()
@@ -472,7 +472,7 @@ def _synset_names(path: Path) -> list[str]:
     class00..class49 without the file."""
     if not path.is_file():
         return [f"class{k:02d}" for k in range(MINI_WEBVISION_CLASSES)]
-    lines = [line.split(maxsplit=1) for line in _read_list(path) if line.strip()]
+    lines = [line.split(maxsplit=1) for line in read_text_list(path) if line.strip()]
     if len(lines) < MINI_WEBVISION_CLASSES:
         raise ValueError(f"{path}: {len(lines)} synsets, mini WebVision needs the first {MINI_WEBVISION_CLASSES}")
     return [(words[-1].split(",")[0].strip() or words[0]) for words in lines[:MINI_WEBVISION_CLASSES]]
