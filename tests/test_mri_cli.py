@@ -103,6 +103,26 @@ def test_a_resume_finishes_holdout_scoring_cut_short(trained: dict[str, Path], t
     assert moved.returncode == 0 and "the scoring of its holdout" in moved.stderr and "is not there" in moved.stderr
 
 
+def test_training_then_scoring_its_holdout_notes_a_half_precision_without_native_arithmetic_once(
+        trained: dict[str, Path], tmp_path: Path, cli_in_process: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The note training prints is not repeated by the scoring after it; a resume that only scores says it."""
+    import torch
+
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"cpu_name": "Intel Xeon", "avx2": True})  # no bf16
+    run = tmp_path / "run"
+    result = cli_in_process("train", "--config", str(CONFIG), "--out", str(run), "--set",
+                            f"data.mri.manifest={trained['train']}", "--set",
+                            f"data.mri.holdout_manifest={trained['holdout']}", "--set", "train.precision=bf16",
+                            "--set", "train.epochs=1", "--set", "train.progress=false", "--set",
+                            "train.tensorboard=false")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "results: " in result.stdout and result.stderr.count("has no native bf16") == 1
+    (run / f"eval-{trained['holdout'].stem}" / "summary.json").unlink()  # the scoring cut short
+    resumed = cli_in_process("train", "--resume", str(run))
+    assert resumed.returncode == 0 and "results: " in resumed.stdout, resumed.stderr[-3000:]
+    assert resumed.stderr.count("has no native bf16") == 1 and "which evaluate and explain read" in resumed.stderr
+
+
 def test_the_holdouts_scoring_after_training_waits_for_no_evaluate_writing_there(trained: dict[str, Path],
                                                                                  tmp_path: Path,
                                                                                  cli_in_process: Cli) -> None:

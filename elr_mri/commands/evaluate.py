@@ -92,12 +92,12 @@ def _check_before_scoring(args: argparse.Namespace) -> None:
 
 
 def evaluate_and_print(run_dir: Path, manifest: Path | None, checkpoint: str = "best",
-                        n_boot: int = N_BOOT, test_set: str = "test") -> Path:
+                        n_boot: int = N_BOOT, test_set: str = "test", *, note_precision: bool = True) -> Path:
     """Evaluate a run's checkpoint on `manifest` (None: its test set `test_set`), print the metrics and
-    return the evaluation's folder."""
+    return the evaluation's folder; `note_precision` as `load_run`'s."""
     from elr_mri.evaluation.evaluate import evaluate_run, evaluation_dir
 
-    reports = evaluate_run(run_dir, manifest, checkpoint, n_boot, test_set)
+    reports = evaluate_run(run_dir, manifest, checkpoint, n_boot, test_set, note_precision=note_precision)
     eval_dir = evaluation_dir(run_dir, manifest, checkpoint, test_set)
     _note_scoring_caveats(run_dir, eval_dir)
     _print_metrics(reports, eval_dir)

@@ -32,7 +32,8 @@ def train_command(args: argparse.Namespace) -> int:
     if holdout and (not finished_before or _holdout_unscored(out_dir, Path(holdout))):
         try:
             with terminating_at_once():
-                _evaluate_holdout_after_training(out_dir, Path(holdout))
+                # a run that trained here has printed its precision note; one finished before has not
+                _evaluate_holdout_after_training(out_dir, Path(holdout), note_precision=finished_before)
         except BaseException as stop:
             if isinstance(stop, KeyboardInterrupt) or terminated() or interrupted():  # a loader worker ended with it
                 raise HoldoutScoringStopped from stop
@@ -143,14 +144,14 @@ def _unread_setting_notes(config: RunConfig, overrides: list[str]) -> list[str]:
     return notes
 
 
-def _evaluate_holdout_after_training(out_dir: Path, holdout: Path) -> None:
+def _evaluate_holdout_after_training(out_dir: Path, holdout: Path, note_precision: bool) -> None:
     """Score the configured holdout under `evaluate`'s lock of its folder; a problem there (an unreadable scan, an
     `evaluate` of the same holdout still writing) says that training itself finished."""
     from elr_mri.evaluation.evaluate import evaluation_dir
 
     try:
         with exclusive_output(evaluation_dir(out_dir, holdout)):
-            evaluate_and_print(out_dir, holdout)
+            evaluate_and_print(out_dir, holdout, note_precision=note_precision)
     except Exception as err:
         problem = user_problem(err)
         if problem is None:

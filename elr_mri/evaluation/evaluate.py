@@ -52,8 +52,9 @@ class LoadedRun:
     run_state: tuple[int, int] | None  # `_run_state` when loaded: `refuse_if_run_moved_on` compares it after writing
 
 
-def load_run(run_dir: Path, checkpoint: str = "best") -> LoadedRun:
-    """The run in `run_dir` with the weights of checkpoints/<checkpoint>.pt."""
+def load_run(run_dir: Path, checkpoint: str = "best", *, note_precision: bool = True) -> LoadedRun:
+    """The run in `run_dir` with the weights of checkpoints/<checkpoint>.pt. `note_precision`: False where the
+    command has said it already (`train` scoring its holdout after the epochs it printed the note for)."""
     run_dir = Path(run_dir)
     path = run_dir / "checkpoints" / f"{checkpoint}.pt"
     if not path.exists():
@@ -68,8 +69,8 @@ def load_run(run_dir: Path, checkpoint: str = "best") -> LoadedRun:
               file=sys.stderr)
         cfg.train.device = "cpu"
     device = resolve_device(cfg.train.device)
-    for note in precision_note(cfg.train.precision, device, run_dir / "config.yaml"):  # as slow as training there
-        print(note, file=sys.stderr)
+    for note in precision_note(cfg.train.precision, device, run_dir / "config.yaml") if note_precision else ():
+        print(note, file=sys.stderr)  # as slow as training there
     plan = ExecutionPlan.from_config(cfg.train, device, volumetric=len(shape["input_shape"]) == 4)
     method = build_method(cfg, tuple(shape["input_shape"]), shape["num_classes"], shape["train_examples"], plan)
     saved = load_checkpoint(path)
@@ -110,13 +111,15 @@ def predict(method: Method, dataset: Dataset, batch_size: int) -> tuple[np.ndarr
 
 
 def evaluate_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = "best",
-                 n_boot: int = N_BOOT, test_set: str = "test") -> dict[str, MetricsReport]:
+                 n_boot: int = N_BOOT, test_set: str = "test", *,
+                 note_precision: bool = True) -> dict[str, MetricsReport]:
     """Evaluate `run_dir` on `manifest` (an independent cohort) or, without one, on its own test split
-    (`test_set`: "test", or a further test set of its data such as WebVision's "ilsvrc12")."""
+    (`test_set`: "test", or a further test set of its data such as WebVision's "ilsvrc12"); `note_precision` as
+    `load_run`'s."""
     run_dir = Path(run_dir)
     out = evaluation_dir(run_dir, manifest, checkpoint, test_set)
     require_own_folder(out, manifest)
-    run = load_run(run_dir, checkpoint)
+    run = load_run(run_dir, checkpoint, note_precision=note_precision)
     cfg, shape = run.cfg, run.shape
     dataset, _, notes = evaluation_set(run_dir, cfg, manifest, test_set)
     labels, probs = predict(run.method, dataset, evaluation_batch_size(cfg))
