@@ -156,6 +156,19 @@ def test_the_preprocessing_benchmark_without_colin27_is_an_error_not_a_skip(tmp_
     assert not (tmp_path / "preprocess.md").exists()
 
 
+def test_the_preprocessing_benchmark_of_one_scan_times_no_two_worker_batch_and_says_so() -> None:
+    """One scan runs in one worker of a pool of two (on half the cores' ITK threads): its "2 workers" s/scan
+    measured no sharing, and stood in the table as if it had."""
+    bench = _bench_module("bench_preprocess")
+    assert bench.batch_workers(1) == (1,) and bench.batch_workers(2) == (1, 2)
+    runs = {name: [(60.0, 0.9)] for name in ("reference", "fast")}
+    text = bench.report(runs, {(1.0, 1): 50.0, (1.5, 1): 30.0}, 1, (0.5, 0.5))
+    assert "| 1.0 mm | 50.0 s/scan | n/a |" in text.splitlines()
+    assert "2 workers: not run, one scan cannot be shared; pass --scans 2 or more." in text.splitlines()
+    rates = {(1.0, 1): 50.0, (1.0, 2): 28.0, (1.5, 1): 30.0, (1.5, 2): 17.0}
+    assert "| 1.5 mm | 30.0 s/scan | 17.0 s/scan |" in bench.report(runs, rates, 2, (0.5, 0.5)).splitlines()
+
+
 def test_the_quick_check_a_benchmark_suggests_keeps_the_published_figures() -> None:
     """bench_target_precision's `--set` help suggested a quick check that, with the default --out, replaced
     bench/results/target_precision.md (10 seeds, 150 epochs) by a 2-epoch run."""
