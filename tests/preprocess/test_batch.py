@@ -291,10 +291,9 @@ def test_shards_of_pipeline_versions_that_write_alike_merge_and_others_are_refus
     coded_mni.set_qform(nilearns.affine, 4)
     coded_mni.to_filename(tmp_path / "mni.nii.gz")
     shutil.copyfile(MNI152_FILE_PATH, tmp_path / "other.nii.gz")  # nilearn's file is coded 5, another template
-    scans = {pid: tmp_path / f"{pid}.nii.gz" for pid in ("sub-a", "sub-b")}
-    for path in scans.values():  # unreadable: each shard finishes at once
-        path.write_bytes(gzip.compress(b"garbage"))
-    table = str(_csv(tmp_path, scans))
+    scan = tmp_path / "sub-a.nii.gz"  # unreadable: shard 0 finishes at once; shard 1 has no scan, so starts no worker
+    scan.write_bytes(gzip.compress(b"garbage"))
+    table = str(_csv(tmp_path, {"sub-a": scan}))
     for name, template, version, alike in (("default", None, 3, True), ("mni", "mni.nii.gz", 3, True),
                                            ("other", "other.nii.gz", 3, False), ("older", None, 2, False)):
         out = tmp_path / name
