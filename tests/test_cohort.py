@@ -581,6 +581,19 @@ def test_splits_csv_is_checked(tmp_path):
         load_splits(path, ["A"])
 
 
+def test_a_participant_in_two_splits_of_a_splits_file_is_refused_without_offering_the_override(tmp_path):
+    """data.mri.allow_participant_overlap cannot let a splits file through (each participant gets one split), so the
+    error must not tell the user to set it: with it set, the same error came back, telling them to set it."""
+    path = tmp_path / "splits.csv"
+    path.write_text("participant_id,split\nA,train\nB,test\nsub-ADNI011S0002,val\n011_S_0002,train\n")
+    with pytest.raises(LeakageError) as err:
+        load_splits(path, ["A", "B", "011_S_0002"])
+    message = str(err.value)
+    assert "1 participant(s) are in both train and val, e.g. 011_S_0002 = sub-ADNI011S0002" in message
+    assert message.endswith("List each participant under one split only")
+    assert "allow_participant_overlap" not in message
+
+
 def test_ages_in_months_or_birth_years_are_refused_by_row(tmp_path):
     rows = [scan("P1", "M00", age=120), scan("P2", "M00", age=870), scan("P3", "M00", age=1948)]
     with pytest.raises(ManifestError) as err:

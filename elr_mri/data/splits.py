@@ -98,7 +98,8 @@ def load_splits(path: str | Path, participants: Iterable[str]) -> pd.Series:
         raise FileNotFoundError(f"splits file not found: {path}")
     table = _split_table(read_csv_table(path, dtype=str), path)
     groups = {name: table.loc[table["split"] == name, "participant_id"] for name in SPLIT_NAMES}
-    check_no_leakage(groups, source=str(path))
+    # no override: a participant has one split, so allow_participant_overlap could not let one through
+    check_no_leakage(groups, source=str(path), fix="List each participant under one split only", overridable=False)
     return split_of_participants(table, participants, path)
 
 
@@ -177,7 +178,8 @@ def run_participants(run_dir: str | Path) -> pd.Series:
 
 
 def check_no_leakage(
-    groups: Mapping[str, Iterable[str]], allow: bool = False, source: str = "splits", fix: str = "Fix the splits"
+    groups: Mapping[str, Iterable[str]], allow: bool = False, source: str = "splits", fix: str = "Fix the splits",
+    overridable: bool = True,
 ) -> list[str]:
     """Refuse participants shared by any two of `groups` (name → participant ids).
 
@@ -185,7 +187,8 @@ def check_no_leakage(
     separators ignored): cohorts spell one person's ID differently, 011_S_0002 in ADNIMERGE and
     sub-ADNI011S0002 in BIDS. With `allow` the overlap is returned as lines for the run's report
     instead of raised; an empty list means the groups are disjoint. `fix`: what to change (a holdout's own rows,
-    not the splits).
+    not the splits). `overridable`: whether the error offers data.mri.allow_participant_overlap (not for a splits
+    file, which can give a participant one split only).
     """
     spellings = {name: {adni_participant_key(i): str(i) for i in ids} for name, ids in groups.items()}
     names = list(spellings)
@@ -201,6 +204,8 @@ def check_no_leakage(
                 f"{source}: {len(shared)} participant(s) are in both {first} and {second}, "
                 f"e.g. {', '.join(examples)}"
             )
+            if not overridable:
+                raise LeakageError(f"{line}; results would be inflated. {fix}")
             if not allow:
                 raise LeakageError(
                     f"{line}; results would be inflated. {fix}, or set "
