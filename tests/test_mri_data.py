@@ -578,6 +578,28 @@ def test_holdout_sharing_participants_is_refused_unless_allowed(tmp_path):
     assert notes == [] and (clean.frame["split"] == "holdout").all()
 
 
+def test_a_converters_sessions_stay_in_one_split_stratified_by_their_most_frequent_diagnosis(tmp_path):
+    """Longitudinal cohorts: a participant whose diagnosis changes (CN → MCI → MCI) has every session in one split,
+    and is counted (stratified) under the diagnosis most of their scans carry."""
+    from elr_mri.data.mri import split_balance_table
+
+    diagnoses = []
+    for p in range(12):
+        first = CLASSES[p % 3]
+        later = CLASSES[min(p % 3 + 1, 2)] if p % 2 else first  # odd participants convert after their first scan
+        diagnoses += [first, later, later]
+    data = build_mri_data(config(make_cohort(tmp_path, participants=12, scans=3, diagnosis=diagnoses)))
+    frames = {name: getattr(data, name).frame for name in ("train", "val", "test")}
+    sessions = pd.concat(frames.values()).groupby("participant_id").size()
+    assert (sessions == 3).all() and len(sessions) == 12  # every session of every participant, each once
+    for name, frame in frames.items():
+        others = set().union(*(set(f["participant_id"]) for n, f in frames.items() if n != name))
+        assert not set(frame["participant_id"]) & others
+    balance = split_balance_table(data)
+    majority = pd.Series(diagnoses[1::3]).value_counts()  # the second and third scans agree
+    assert balance[CLASSES].sum().to_dict() == {c: int(majority.get(c, 0)) for c in CLASSES}
+
+
 def test_a_training_subset_keeps_each_diagnosis_share(tmp_path):
     cfg = config(make_cohort(tmp_path, participants=24, scans=1))
     full = build_mri_data(cfg)
