@@ -574,6 +574,9 @@ def test_splits_csv_is_checked(tmp_path):
     path.write_text("participant_id,split\nA,holdout\n")
     with pytest.raises(ValueError, match="'holdout' is not one of train, val, test"):
         load_splits(path, ["A"])
+    path.write_text("participant_id,split\nA,train\nB,\n")  # a cell left empty: not "split nan"
+    with pytest.raises(ValueError, match="row 2: no split for participant 'B'; write one of train, val, test$"):
+        load_splits(path, ["A", "B"])
     path.write_text("participant_id,split\nA,train,\nB,test,\n")  # a comma ending each row, as spreadsheets write
     assert load_splits(path, ["A", "B"]).to_dict() == {"A": "train", "B": "test"}
     path.write_text("")

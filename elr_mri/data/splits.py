@@ -124,9 +124,11 @@ def _split_table(table: pd.DataFrame, path: Path) -> pd.DataFrame:
                          split=table["split"].str.strip().str.lower())
     bad = table[~table["split"].isin(SPLIT_NAMES)]
     if len(bad):
-        raise ValueError(
-            f"{path}: row {bad.index[0] + 1}: split {bad['split'].iloc[0]!r} is not one of {', '.join(SPLIT_NAMES)}"
-        )
+        row, value = bad.index[0] + 1, bad["split"].iloc[0]
+        if pd.isna(value):  # an empty cell: read as NaN, it was named "split nan"
+            raise ValueError(f"{path}: row {row}: no split for participant {bad['participant_id'].iloc[0]!r}; write "
+                             f"one of {', '.join(SPLIT_NAMES)}")
+        raise ValueError(f"{path}: row {row}: split {value!r} is not one of {', '.join(SPLIT_NAMES)}")
     return table
 
 
