@@ -600,6 +600,25 @@ def test_a_converters_sessions_stay_in_one_split_stratified_by_their_most_freque
     assert balance[CLASSES].sum().to_dict() == {c: int(majority.get(c, 0)) for c in CLASSES}
 
 
+def test_scans_without_an_age_are_refused_only_for_a_model_that_reads_it(tmp_path):
+    """model.use_age defaults to true for every model, but only the widened CNN reads the age: a MONAI baseline on a
+    cohort without ages must train (the README's manifest checks say so)."""
+    from elr_mri.config import ModelConfig, RunConfig
+    from elr_mri.data.cohort import ManifestError
+    from elr_mri.engine.runner import uses_age
+
+    data_cfg = config(make_cohort(tmp_path, participants=6, scans=1, age=[np.nan] * 6))
+    for model, reads_age in ((ModelConfig(name="widened_cnn3d"), True), (ModelConfig(name="resnet18_3d"), False),
+                             (ModelConfig(name="widened_cnn3d", use_age=False), False)):
+        cfg = RunConfig(data=data_cfg, model=model)
+        assert uses_age(cfg) is reads_age, model
+        if reads_age:
+            with pytest.raises(ManifestError, match="no age"):
+                build_data(cfg.data, require_age=uses_age(cfg))
+        else:
+            assert np.isnan(build_data(cfg.data, require_age=uses_age(cfg)).train.ages).all()
+
+
 def test_a_training_subset_keeps_each_diagnosis_share(tmp_path):
     cfg = config(make_cohort(tmp_path, participants=24, scans=1))
     full = build_mri_data(cfg)
