@@ -566,7 +566,8 @@ def test_splits_csv_is_checked(tmp_path):
     path.write_text("participant_id,split\n A,train\nB ,test\nC,val\n")  # ids typed with spaces, as manifests'
     assert load_splits(path, ["A", "B", "C"]).to_dict() == {"A": "train", "B": "test", "C": "val"}
     path.write_text("participant_id,split\nA,train\nB,test\nC,Val\n")
-    with pytest.raises(ValueError, match="1 participant\\(s\\) of the manifest have no split, e.g. D"):
+    with pytest.raises(ValueError, match="1 participant\\(s\\) of the manifest have no split, e.g. D; give each a row "
+                                         "\\(participant_id,split\\), or remove their scans from the manifest$"):
         load_splits(path, ["A", "B", "C", "D"])
     path.write_text("participant_id,split\nA,train\nA,test\n")
     with pytest.raises(LeakageError):

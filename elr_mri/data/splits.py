@@ -100,17 +100,19 @@ def load_splits(path: str | Path, participants: Iterable[str]) -> pd.Series:
     groups = {name: table.loc[table["split"] == name, "participant_id"] for name in SPLIT_NAMES}
     # no override: a participant has one split, so allow_participant_overlap could not let one through
     check_no_leakage(groups, source=str(path), fix="List each participant under one split only", overridable=False)
-    return split_of_participants(table, participants, path)
+    return split_of_participants(table, participants, path,
+                                 fix="give each a row (participant_id,split), or remove their scans from the manifest")
 
 
-def split_of_participants(table: pd.DataFrame, participants: Iterable[str], path: Path) -> pd.Series:
+def split_of_participants(table: pd.DataFrame, participants: Iterable[str], path: Path, fix: str = "") -> pd.Series:
     """participant_id → split of a checked split table (`path`, its file, for the message); each of `participants`
-    must be listed."""
+    must be listed. `fix`: what to do where one is not (said after the examples)."""
     split = table.drop_duplicates("participant_id").set_index("participant_id")["split"]
     absent = sorted(set(participants) - set(split.index))
     if absent:
         examples = ", ".join(absent[:LISTED_PARTICIPANTS])
-        raise ValueError(f"{path}: {len(absent)} participant(s) of the manifest have no split, e.g. {examples}")
+        raise ValueError(f"{path}: {len(absent)} participant(s) of the manifest have no split, e.g. {examples}"
+                         + (f"; {fix}" if fix else ""))
     return split
 
 
