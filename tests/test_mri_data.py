@@ -768,8 +768,16 @@ def test_one_diagnosis_is_refused_and_an_absent_class_warned_of(tmp_path, caplog
     frame.assign(split=frame["diagnosis"].map({"MCI": "train", "CN": "val", "AD": "test"}))[
         ["participant_id", "split"]].to_csv(tmp_path / "splits.csv", index=False)
     with pytest.raises(ValueError, match=r"the 2 training scan\(s\) left after splitting are all labelled MCI, "
-                                         r"though the manifest has other diagnoses"):
+                                         r"though the manifest has other diagnoses; list participants of other "
+                                         r"diagnoses as train in data.mri.splits \(.*splits.csv\)") as err:
         build_mri_data(config(three, splits=str(tmp_path / "splits.csv")))
+    assert "test_fraction" not in str(err.value)  # not read where the splits are given
+    (tmp_path / "few_ad").mkdir()  # 10 CN, 2 AD at test_fraction 0.75: 8 CN and both AD go to test
+    few_ad = config(make_cohort(tmp_path / "few_ad", participants=12, scans=1, diagnosis=["CN"] * 10 + ["AD"] * 2),
+                    test_fraction=0.75)
+    with pytest.raises(ValueError, match=r"all labelled CN, though the manifest has other diagnoses; lower "
+                                         r"data.mri.test_fraction or data.val_fraction"):
+        build_mri_data(replace(few_ad, val_fraction=0.0))
 
 
 @pytest.mark.parametrize("shape", [(110, 120, 100), (98, 116, 94), (75, 80, 73)])

@@ -291,7 +291,7 @@ def build_mri_data(cfg: DataConfig, require_age: bool = False, blur_on_device: b
         noisy[rows["val"]] = adjudicated[scored]
     if not len(rows["train"]):
         raise ValueError(f"{mri.manifest}: no training scans after splitting; the cohort is too small")
-    _check_training_diagnoses(noisy[rows["train"]], noisy, classes, str(mri.manifest))
+    _check_training_diagnoses(noisy[rows["train"]], noisy, classes, str(mri.manifest), mri.splits)
 
     def scans(name: str, train: bool) -> MRIScans | None:
         if not len(rows[name]):
@@ -314,17 +314,20 @@ def build_mri_data(cfg: DataConfig, require_age: bool = False, blur_on_device: b
     )
 
 
-def _check_training_diagnoses(labels: np.ndarray, cohort_labels: np.ndarray, classes: list[str], source: str) -> None:
+def _check_training_diagnoses(labels: np.ndarray, cohort_labels: np.ndarray, classes: list[str], source: str,
+                              splits_file: str | None = None) -> None:
     """Refuse training on one diagnosis (nothing to tell apart) and warn of a class no training scan has;
-    `cohort_labels` (the whole manifest's) tell a one-diagnosis cohort from a split that left one."""
+    `cohort_labels` (the whole manifest's) tell a one-diagnosis cohort from a split that left one. `splits_file`:
+    data.mri.splits, which the fix is then made in (the fractions are not read)."""
     counts = np.bincount(labels, minlength=len(classes))
     present = [name for name, count in zip(classes, counts) if count]
     if len(present) < 2:
         if len(np.unique(cohort_labels)) > 1:
+            fix = (f"list participants of other diagnoses as train in data.mri.splits ({splits_file})" if splits_file
+                   else "lower data.mri.test_fraction or data.val_fraction (or give the splits in data.mri.splits)")
             raise ValueError(
                 f"{source}: the {len(labels)} training scan(s) left after splitting are all labelled {present[0]}, "
-                "though the manifest has other diagnoses; lower data.mri.test_fraction or data.val_fraction "
-                "(or data.train_subset, or move participants in data.mri.splits)")
+                f"though the manifest has other diagnoses; {fix}, or raise or drop data.train_subset")
         raise ValueError(f"{source}: every training scan is labelled {present[0]}; a classifier needs at least two "
                          f"of the diagnoses {', '.join(classes)} (check the diagnosis column, or data.mri.classes)")
     absent = [name for name, count in zip(classes, counts) if not count]
