@@ -598,6 +598,15 @@ def test_a_participant_in_two_splits_of_a_splits_file_is_refused_without_offerin
     assert "allow_participant_overlap" not in message
 
 
+def test_a_splits_file_meets_the_manifests_ids_spelled_another_way(tmp_path):
+    """As the leakage guard and the validation panel match them: a file written from a BIDS tree splits a manifest
+    of ADNIMERGE's IDs (it said their participants had no split)."""
+    path = tmp_path / "splits.csv"
+    path.write_text("participant_id,split\nsub-ADNI011S0002,train\nsub-ADNI011S0003,test\nsub-ADNI011S0009,val\n")
+    assert load_splits(path, ["011_S_0002", "011_S_0003"]).to_dict() == {"011_S_0002": "train", "011_S_0003": "test",
+                                                                        "sub-ADNI011S0009": "val"}
+
+
 def test_ages_in_months_or_birth_years_are_refused_by_row(tmp_path):
     rows = [scan("P1", "M00", age=120), scan("P2", "M00", age=870), scan("P3", "M00", age=1948)]
     with pytest.raises(ManifestError) as err:

@@ -92,7 +92,10 @@ def diagnoses_left_out(balance: pd.DataFrame, classes: Sequence[str], name: str)
 
 
 def load_splits(path: str | Path, participants: Iterable[str]) -> pd.Series:
-    """participant_id → split from a CSV (participant_id,split); every participant must have exactly one."""
+    """participant_id → split from a CSV (participant_id,split); every participant must have exactly one.
+
+    The file's IDs meet the manifest's as the leakage guard matches them (`adni_participant_key`): a file written
+    from a BIDS tree (sub-ADNI011S0002) splits a manifest of ADNIMERGE's IDs (011_S_0002)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"splits file not found: {path}")
@@ -100,6 +103,8 @@ def load_splits(path: str | Path, participants: Iterable[str]) -> pd.Series:
     groups = {name: table.loc[table["split"] == name, "participant_id"] for name in SPLIT_NAMES}
     # no override: a participant has one split, so allow_participant_overlap could not let one through
     check_no_leakage(groups, source=str(path), fix="List each participant under one split only", overridable=False)
+    spelled = {adni_participant_key(participant): participant for participant in participants}
+    table = table.assign(participant_id=[spelled.get(adni_participant_key(i), i) for i in table["participant_id"]])
     return split_of_participants(table, participants, path,
                                  fix="give each a row (participant_id,split), or remove their scans from the manifest")
 
