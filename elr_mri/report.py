@@ -197,19 +197,27 @@ def _saliency_section(runs: dict[str, Path], out: Path) -> list[str]:
         "## Saliency maps (`elr-mri explain`)",
         "Each map is the mean |∂ log p(d) / ∂ input| over every scan whose *given* diagnosis is d, whatever the "
         "network predicted of it (where labels are noisy, some of those scans truly have another); beside "
-        "each, how many scans it averages and how many of them the network predicted as given.",
+        "each, how many scans it averages, how many of them the network predicted as given and how much of the map "
+        "its largest scan gives (the gradient fades where the network is sure, so its least sure scans dominate).",
         *lines,
     ])] if lines else []
 
 
 def _saliency_links(folder: Path, summary: dict[str, Any], out: Path) -> list[str]:
-    """Each map's PNG with how many scans it averages and how many of them were predicted as given."""
+    """Each map's PNG with how many scans it averages, how many of them were predicted as given and how much of the
+    map its largest scan gives (a mean of scans the network is sure of is mostly its least sure scan's map)."""
     scans, agreed = summary.get("scans_per_map"), summary.get("predicted_as_given_per_map")
+    largest = summary.get("largest_scan_share_per_map", {})  # not recorded before 2026-12-06
     if scans is None:  # explained before the counts were recorded
         return ["(counts not recorded: run `elr-mri explain` again for them)",
                 *(f"![saliency]({_relative(png, out)})" for png in sorted(folder.glob("saliency_*.png")))]
-    return [f"given {name}, {scans[name]} scan{'s' * (scans[name] != 1)}, {agreed[name]} of them predicted {name}: "
+    return [f"given {name}, {scans[name]} scan{'s' * (scans[name] != 1)}, {agreed[name]} of them predicted {name}"
+            f"{_largest_scan_words(largest.get(name), scans[name])}: "
             f"![saliency given {name}]({_relative(folder / f'{map_file_stem(name)}.png', out)})" for name in scans]
+
+
+def _largest_scan_words(share: float | None, scans: int) -> str:
+    return "" if share is None or scans < 2 else f", the largest scan {_percent(share)} of the map"
 
 
 def _bootstrap_resamples(scored: Path) -> int:

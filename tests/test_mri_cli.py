@@ -690,6 +690,7 @@ def test_explain_writes_template_space_saliency(trained: dict[str, Path]) -> Non
     # each map averages every holdout scan given its class (2 each), whatever the network predicts of it
     assert summary["scans_per_map"] == {name: 2 for name in CLASSES} and summary["scans"] == 6
     assert all(0 <= summary["predicted_as_given_per_map"][name] <= 2 for name in CLASSES)
+    assert all(0.5 <= summary["largest_scan_share_per_map"][name] <= 1 for name in CLASSES)  # one of two scans
 
 
 def _adni_import_inputs(folder: Path) -> tuple[Path, Path]:

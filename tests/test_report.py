@@ -174,6 +174,13 @@ def test_saliency_maps_explain_wrote_are_linked_saying_what_each_averages(tmp_pa
         "![saliency given CN](runs/elr/explain-holdout_manifest/saliency_CN.png) given AD, 3 scans, 0 of them "
         "predicted AD: ![saliency given AD](runs/elr/explain-holdout_manifest/saliency_AD.png)")
     assert "explain-test" not in section
+    (explained / "summary.json").write_text(json.dumps({  # a mean over scans the network is sure of: mostly one scan
+        "scans_per_map": {"CN": 5, "AD": 1}, "predicted_as_given_per_map": {"CN": 4, "AD": 1},
+        "largest_scan_share_per_map": {"CN": 0.9912, "AD": 1.0}}))
+    assert _saliency_section(runs, tmp_path)[0].splitlines()[-1] == (
+        "elr, explain-holdout_manifest: given CN, 5 scans, 4 of them predicted CN, the largest scan 99.1% of the map: "
+        "![saliency given CN](runs/elr/explain-holdout_manifest/saliency_CN.png) given AD, 1 scan, 1 of them "
+        "predicted AD: ![saliency given AD](runs/elr/explain-holdout_manifest/saliency_AD.png)")
     (explained / "summary.json").write_text("{}")  # explained before the counts were recorded: the maps alone
     assert _saliency_section(runs, tmp_path)[0].splitlines()[-1] == (
         "elr, explain-holdout_manifest: (counts not recorded: run `elr-mri explain` again for them) "

@@ -11,15 +11,17 @@ from elr_mri.evaluation.explain import map_file_stem, saliency_maps
 
 
 class _SumScorer(nn.Module):
-    """Class 1's logit is 40 + the voxel sum, class 0's is 0: every scan is called class 1 with p(0) ≈ e^-40."""
+    """Class 1's logit is `offset` + the voxel sum, class 0's is 0: at the default 40 every scan is called class 1
+    with p(0) ≈ e^-40."""
 
-    def __init__(self) -> None:
+    def __init__(self, offset: float = 40.0) -> None:
         super().__init__()
         self.scale = nn.Parameter(torch.ones(()))  # the maps are taken on the device of the first parameter
+        self.offset = offset
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         total = self.scale * images.flatten(1).sum(dim=1)
-        return torch.stack([torch.zeros_like(total), 40.0 + total], dim=1)
+        return torch.stack([torch.zeros_like(total), self.offset + total], dim=1)
 
 
 class _OneNetwork:
@@ -32,7 +34,7 @@ class _OneNetwork:
 
 def test_a_confidently_wrong_scan_keeps_its_gradient() -> None:
     scans = [{"image": torch.full((1, 3, 3, 3), 0.5), "label": 0}, {"image": torch.full((1, 3, 3, 3), 0.2), "label": 1}]
-    maps, mean_input, counts, agreed = saliency_maps(_OneNetwork(_SumScorer()), scans, num_classes=2, batch_size=2)
+    maps, mean_input, counts, agreed, _ = saliency_maps(_OneNetwork(_SumScorer()), scans, num_classes=2, batch_size=2)
     assert counts.tolist() == [1, 1] and agreed.tolist() == [0, 1]  # each map averages its scan, predicted or not
     # d log p0 / d voxel = -(1 - p0) ≈ -1 for the scan labelled 0; log(softmax) clamped at 1e-12 gave 0 here
     np.testing.assert_allclose(maps[0], np.ones((3, 3, 3)), rtol=1e-6)
@@ -40,6 +42,16 @@ def test_a_confidently_wrong_scan_keeps_its_gradient() -> None:
     assert np.abs(maps[1]).max() < 1e-12
     np.testing.assert_allclose(mean_input, np.full((3, 3, 3), 0.35), rtol=1e-6)
 
+
+def test_each_map_says_how_much_of_it_its_largest_scan_gives() -> None:
+    """The gradient of log p fades as p nears 1: of two scans given 1, the one whose 27 voxels sum to 27
+    (p1 = 1 − 1.4e-6) adds 2.7e-6 of what the one summing to 13.5 (p1 = ½) adds, so their "mean" is the second's map.
+    Measured on a simulated cohort: the map of 3 held-out scans given AD was 99% one scan's, and nothing said so."""
+    scans = [{"image": torch.full((1, 3, 3, 3), value), "label": label}
+             for value, label in ((0.5, 1), (1.0, 1), (0.0, 0), (0.0, 0))]
+    *_, largest = saliency_maps(_OneNetwork(_SumScorer(offset=-13.5)), scans, num_classes=3, batch_size=3)
+    np.testing.assert_allclose(largest[:2], [0.5, 0.5 / (0.5 + 1 / (1 + np.exp(13.5)))], rtol=1e-6)  # 0: two alike
+    assert np.isnan(largest[2])  # no scan given class 2
 
 def _coloured_pixels(png: np.ndarray) -> np.ndarray:
     """Where the map shows over the grey background (grey has equal red and blue), left of the colour bar."""
@@ -170,7 +182,7 @@ def test_each_map_is_the_mean_input_gradient_of_the_log_probability_of_the_given
     rng = np.random.default_rng(0)
     scans = [{"image": torch.from_numpy(rng.random((1, 6, 6, 6), dtype=np.float32)), "label": label,
               "age": 60.0 + 4 * i} for i, label in enumerate([0, 2, 2, 0, 1])]
-    maps, _, counts, _ = saliency_maps(_Pair(nets), scans, num_classes=3, batch_size=2)
+    maps, _, counts, _, _ = saliency_maps(_Pair(nets), scans, num_classes=3, batch_size=2)
     assert counts.tolist() == [2, 1, 2]
     expected = [np.zeros((6, 6, 6)) for _ in range(3)]
     for scan in scans:

@@ -2,9 +2,11 @@
 
 For every scan, the gradient of log p(class) with respect to the input volume (the class is the
 given diagnosis), in absolute value; maps are averaged per given class, over every scan of it, whatever the
-network predicts (summary.json says how many scans each map averages, and how many were predicted as given). They are written as NIfTI in
-template space (the crop the network saw, with its template-space affine), so they overlay on
-the MNI template in any viewer, and as axial / sagittal PNGs over the mean input.
+network predicts (summary.json says how many scans each map averages, and how many were predicted as given).
+That gradient fades as p(class) nears 1, so a mean over scans the network is sure of is mostly its least sure
+scan's map (99% of one scan's, of 3, on a simulated cohort): summary.json and the PNG say how much the largest
+scan gives. They are written as NIfTI in template space (the crop the network saw, with its template-space
+affine), so they overlay on the MNI template in any viewer, and as axial / sagittal PNGs over the mean input.
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ def explain_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = "
     if cfg.data.name != "mri":
         raise ValueError(f"explain makes 3D saliency maps of MRI runs; {run_dir} trained on {cfg.data.name}")
     dataset, _, overlap_notes = evaluation_set(run_dir, cfg, manifest)
-    maps, mean_input, counts, agreed = saliency_maps(method, dataset, shape["num_classes"], evaluation_batch_size(cfg))
+    maps, mean_input, counts, agreed, largest = saliency_maps(method, dataset, shape["num_classes"],
+                                                              evaluation_batch_size(cfg))
     scan = dataset.frame["image_path"].iloc[0]
     affine = crop_affine(scan, tuple(cfg.data.mri.crop_size))
     out.mkdir(parents=True, exist_ok=True)
@@ -55,26 +58,30 @@ def explain_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = "
         _write_nifti(maps[k], affine, scan, out / f"{name}.nii.gz")
         _write_png(maps[k], mean_input, affine, out / f"{name}.png",
                    title=f"given {class_name}: mean |∂ log p({class_name}) / ∂ input| of {counts[k]} scans, "
-                         f"{agreed[k]} of them predicted {class_name}")
+                         f"{agreed[k]} of them predicted {class_name}" + _largest_scan_note(largest[k], counts[k]))
     present = [k for k in range(len(maps)) if maps[k] is not None]
     atomic_write_json({"manifest": scored_source(manifest), "manifest_sha256": scored_fingerprint(manifest),
                        "checkpoint": checkpoint, "checkpoint_epoch": run.epoch, "run_finished": run.finished,
                        "scans": len(dataset), "participant_overlap_notes": overlap_notes,
                        "scans_per_map": {shape["class_names"][k]: int(counts[k]) for k in present},
-                       "predicted_as_given_per_map": {shape["class_names"][k]: int(agreed[k]) for k in present}},
+                       "predicted_as_given_per_map": {shape["class_names"][k]: int(agreed[k]) for k in present},
+                       "largest_scan_share_per_map": {shape["class_names"][k]: _rounded_share(largest[k])
+                                                      for k in present}},
                       out / "summary.json")
     refuse_if_run_moved_on(run, run_dir, out)
     return out
 
 
-def saliency_maps(method: Method, dataset: Dataset, num_classes: int,
-                  batch_size: int) -> tuple[list[np.ndarray | None], np.ndarray, np.ndarray, np.ndarray]:
+def saliency_maps(method: Method, dataset: Dataset, num_classes: int, batch_size: int
+                  ) -> tuple[list[np.ndarray | None], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Mean |input gradient| per given class (None for a class with no scan), the mean input volume, and per class
-    the scans averaged and how many of them the network predicts as that class (the others are averaged in too)."""
+    the scans averaged, how many of them the network predicts as that class (the others are averaged in too) and
+    the share of the map's total that its largest scan gives (NaN for a class without scans or a map of zeros)."""
     networks = [net.eval() for net in method.networks()]
     sums: list[np.ndarray | None] = [None] * num_classes
     counts = np.zeros(num_classes, dtype=int)
     agreed = np.zeros(num_classes, dtype=int)
+    totals: list[list[float]] = [[] for _ in range(num_classes)]  # each scan's whole map, per class
     mean_input = None
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
         images = batch["image"].to(next(networks[0].parameters()).device).requires_grad_(True)
@@ -91,8 +98,19 @@ def saliency_maps(method: Method, dataset: Dataset, num_classes: int,
             sums[k] = g if sums[k] is None else sums[k] + g
             counts[k] += 1
             agreed[k] += predicted == k
+            totals[k].append(float(g.sum(dtype=np.float64)))
     maps = [None if s is None else s / c for s, c in zip(sums, counts)]
-    return maps, mean_input / max(counts.sum(), 1), counts, agreed
+    largest = np.array([max(t) / sum(t) if t and sum(t) > 0 else np.nan for t in totals])
+    return maps, mean_input / max(counts.sum(), 1), counts, agreed, largest
+
+
+def _rounded_share(share: float) -> float | None:
+    return None if np.isnan(share) else round(float(share), 4)
+
+
+def _largest_scan_note(share: float, count: int) -> str:
+    """The PNG title's word on how much of a mean over several scans one scan makes: "mean of 15" can be one scan."""
+    return "" if count < 2 or np.isnan(share) else f"\n(the largest single scan gives {share:.0%} of the map)"
 
 
 def remove_earlier_maps(out: Path, class_names: list[str]) -> None:
