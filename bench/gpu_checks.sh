@@ -42,8 +42,14 @@ case "$#:${1:-}" in
             || { echo "ROW_SETTINGS is for the CIFAR rows (no mode, gap, cifar10n): $1 would ignore it"; exit 2; } ;;
     *) echo "usage: bash bench/gpu_checks.sh [step|gap|jobs|3d|cifar10n] (one mode or none), not: $*"; exit 2 ;;
 esac
+# the budget too: a misspelt name (GPU_CHECK_SECONDS) would leave the default 570 s, past the shorter timeout_s of
+# the two calls planned above, and a unit (330s) would end the script in bash's arithmetic without naming the setting
+misspelt=$(compgen -e | grep -iE '^gpu_?checks?' | grep -vx GPU_CHECKS_SECONDS | tr '\n' ' ')
+[ -z "$misspelt" ] || { echo "no such setting: ${misspelt}(the time budget is GPU_CHECKS_SECONDS)"; exit 2; }
+budget=${GPU_CHECKS_SECONDS-570}
+[[ $budget =~ ^[0-9]+$ ]] || { echo "GPU_CHECKS_SECONDS='$budget': not a whole number of seconds (e.g. 330)"; exit 2; }
 OUT=${OUT:-gpu_out}
-DEADLINE=$(( $(date +%s) + ${GPU_CHECKS_SECONDS:-570} ))
+DEADLINE=$(( $(date +%s) + 10#$budget ))
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 PYTHON=${PYTHON:-python3}
@@ -64,13 +70,11 @@ case "${1:-}" in
     gap) check_row configs/cifar10/elr_sym40.yaml $clean_labels; check_row configs/cifar10/elr_sym40_cosine.yaml ;;
     cifar10n) check_row configs/cifar10n/elr.yaml ;;
 esac
-if [ -d .whl ]; then
-    "$PYTHON" -m pip install -q --upgrade --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl || exit 1
-    export PYTHONPATH=/tmp/site:$PYTHONPATH
-fi
-# a missing carry fails here in seconds, not minutes into a mode
-"$PYTHON" -c "import monai, nibabel, nilearn" \
-    || { echo "MONAI, nibabel or nilearn missing: run bench/gpu_prepare.sh and carry .whl"; exit 1; }
+# the budget said first, and whether it was given: a device call's timeout_s must leave it room
+given=GPU_CHECKS_SECONDS
+[ -n "${GPU_CHECKS_SECONDS+set}" ] || given="GPU_CHECKS_SECONDS unset: the default"
+echo "budget: $budget s ($given), to $(date -u -d "@$DEADLINE" +%H:%M:%S) UTC" | tee "$OUT/device.txt"
+# a missing carry fails here in seconds, not minutes into a mode: the files first, then the wheels' import
 [ "${1:-}" != cifar10n ] || [ -f data/CIFAR-10_human.npz ] \
     || { echo "data/CIFAR-10_human.npz missing: run bench/gpu_prepare.sh and carry it"; exit 1; }
 case "${1:-}" in
@@ -79,7 +83,13 @@ case "${1:-}" in
            || { echo "data/cifar10-jpeg.tar.xz missing: run bench/gpu_prepare.sh and carry it"; exit 1; }
        [ -d data/cifar10/train ] || tar -xJf data/cifar10-jpeg.tar.xz -C data/ || exit 1 ;;
 esac
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/device.txt"
+if [ -d .whl ]; then
+    "$PYTHON" -m pip install -q --upgrade --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl || exit 1
+    export PYTHONPATH=/tmp/site:$PYTHONPATH
+fi
+"$PYTHON" -c "import monai, nibabel, nilearn" \
+    || { echo "MONAI, nibabel or nilearn missing: run bench/gpu_prepare.sh and carry .whl"; exit 1; }
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee -a "$OUT/device.txt"
 "$PYTHON" -c "import torch; print('torch', torch.__version__)" | tee -a "$OUT/device.txt"
 
 # step NAME CAP LOG COMMAND...: COMMAND under min(CAP, seconds left less KILL_GRACE) (skipped under 30 s), its output

@@ -111,6 +111,37 @@ def test_a_mistyped_row_setting_is_refused_before_the_device_is_touched(tmp_path
     assert not (tmp_path / "out" / "device.txt").exists()  # nvidia-smi not reached
 
 
+@pytest.mark.parametrize("misspelt", ["GPU_CHECK_SECONDS", "gpu_checks_seconds", "GPU_CHECKS_SECS"])
+def test_a_misspelt_budget_is_refused_not_left_at_the_default(tmp_path: Path, misspelt: str) -> None:
+    """The default 570 s under the plan's `timeout_s` 350 would have the device cut the call mid-step."""
+    done = _run(tmp_path, "step", **{misspelt: "330"})
+    assert done.returncode == 2
+    assert done.stdout == f"no such setting: {misspelt} (the time budget is GPU_CHECKS_SECONDS)\n"
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("budget", ["330s", "5.5", ""])
+def test_a_budget_not_in_whole_seconds_is_refused_in_one_line(tmp_path: Path, budget: str) -> None:
+    done = _run(tmp_path, "step", GPU_CHECKS_SECONDS=budget)
+    assert done.returncode == 2 and not done.stderr
+    assert done.stdout == f"GPU_CHECKS_SECONDS='{budget}': not a whole number of seconds (e.g. 330)\n"
+
+
+@pytest.mark.parametrize(("mode", "budget", "said"), [("", None, "570 s (GPU_CHECKS_SECONDS unset: the default)"),
+                                                      ("gap", "330", "330 s (GPU_CHECKS_SECONDS)")])
+def test_the_budget_is_said_first_and_a_missing_archive_ends_the_call_before_any_import(
+        tmp_path: Path, mode: str, budget: str | None, said: str) -> None:
+    """The budget line opens the output and device.txt (whether GPU_CHECKS_SECONDS was given, so that a call's
+    timeout_s can be checked against it); a CIFAR mode without the carried archive then stops in a second, before
+    the wheels' install and MONAI's import (tens of seconds on a device machine's first call)."""
+    done = _run(tmp_path, *([mode] if mode else []), **({"GPU_CHECKS_SECONDS": budget} if budget else {}))
+    lines = done.stdout.splitlines()
+    assert done.returncode == 1 and len(lines) == 2, done.stdout + done.stderr
+    assert re.fullmatch(rf"budget: {re.escape(said)}, to \d\d:\d\d:\d\d UTC", lines[0])
+    assert lines[1] == "data/cifar10-jpeg.tar.xz missing: run bench/gpu_prepare.sh and carry it"
+    assert (tmp_path / "out" / "device.txt").read_text() == lines[0] + "\n"
+
+
 @pytest.mark.slow  # ~6 s on a quiet machine, 35 s on a loaded one: MONAI's, nibabel's and nilearn's import check
 def test_steps_the_deadline_leaves_no_time_for_are_skipped_and_said_so(tmp_path: Path) -> None:
     """`step` mode under a 20 s deadline: both steps skipped (under 30 s each), the device and each skip recorded."""
