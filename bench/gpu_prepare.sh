@@ -6,10 +6,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
-mkdir -p .whl data
+mkdir -p data
+# the wheels replace .whl/ once all are in: an earlier pin's wheel left beside this one's would stop gpu_checks.sh's
+# install on the device, and a download that fails keeps the wheels there were
+wheels=$(mktemp -d)
+trap 'rm -rf "$wheels"' EXIT
 python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-    --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl \
+    --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d "$wheels" \
     "monai==1.6.1" "nibabel==5.4.2" "nilearn==0.14.1"
+rm -rf .whl
+mv "$wheels" .whl
 cp -f ../shared/data/cifar/cifar10-jpeg.tar.xz ../shared/data/cifar/CIFAR-10_human.npz data/
 du -sh .whl data/cifar10-jpeg.tar.xz data/CIFAR-10_human.npz
 echo 'now: run(command="bash bench/gpu_checks.sh", carry=[".whl", "data/cifar10-jpeg.tar.xz"], timeout_s=600)'

@@ -10,6 +10,7 @@ import re
 import stat
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -167,3 +168,42 @@ def test_every_bench_call_of_the_gpu_checks_parses_up_to_the_missing_gpu(tmp_pat
         done = subprocess.run([sys.executable, script, *argv], cwd=ROOT, capture_output=True, text=True, timeout=300,
                               env={**os.environ, "PYTHONPATH": str(ROOT)})
         assert done.returncode == 2 and "CUDA device" in done.stderr.splitlines()[-1], (script, done.stderr)
+
+
+def _wheel(folder: Path, name: str, version: str) -> str:
+    """A pure-Python wheel of `name` `version` holding only its metadata, in `folder`: pip's download takes it."""
+    info = f"{name}-{version}.dist-info"
+    with zipfile.ZipFile(folder / f"{name}-{version}-py3-none-any.whl", "w") as wheel:
+        wheel.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+        wheel.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        wheel.writestr(f"{info}/RECORD", "")
+    return f"{name}-{version}-py3-none-any.whl"
+
+
+@pytest.mark.parametrize("downloads", [True, False])
+def test_gpu_prepare_replaces_the_wheels_only_once_all_are_in(tmp_path: Path, downloads: bool) -> None:
+    """Two versions of one package in .whl/ stop gpu_checks.sh's install on the device (pip: ResolutionImpossible),
+    a call's start spent: a wheel from an earlier gpu_prepare.sh (another pin) must go, but only once the new ones
+    are in. pip downloads here from a folder of stand-in wheels (PIP_NO_INDEX, PIP_FIND_LINKS), not the registry;
+    without nilearn's there, the download fails."""
+    pins = re.findall(r'"(\w+)==([\w.]+)"', (ROOT / "bench" / "gpu_prepare.sh").read_text())
+    assert {name for name, _ in pins} == {"monai", "nibabel", "nilearn"}
+    index, tree, tools, cifar = tmp_path / "index", tmp_path / "tree", tmp_path / "bin", tmp_path / "shared/data/cifar"
+    for folder in (index, tree / ".whl", tree / ".git" / "info", tools, cifar):
+        folder.mkdir(parents=True)
+    wanted = sorted(_wheel(index, name, version) for name, version in pins if downloads or name != "nilearn")
+    earlier = [_wheel(tree / ".whl", "nibabel", "5.3.2")]
+    (tree / "bench").symlink_to(ROOT / "bench")
+    (tools / "python3").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')  # this Python, with its pip
+    (tools / "python3").chmod(0o755)
+    for name in ("cifar10-jpeg.tar.xz", "CIFAR-10_human.npz"):
+        (cifar / name).write_bytes(b"stand-in")
+    environ = {**os.environ, "PATH": f"{tools}:{os.environ['PATH']}", "PIP_CONFIG_FILE": os.devnull,
+               "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(index)}  # this machine's pip settings left out too
+    done = subprocess.run(["bash", "bench/gpu_prepare.sh"], cwd=tree, env=environ, capture_output=True, text=True,
+                          timeout=120)
+    assert (done.returncode == 0) == downloads, done.stdout + done.stderr
+    assert sorted(path.name for path in (tree / ".whl").iterdir()) == (wanted if downloads else earlier)
+    assert (tree / ".git" / "info" / "exclude").read_text() == "/.whl/\n"
+    if downloads:
+        assert sorted(path.name for path in (tree / "data").iterdir()) == ["CIFAR-10_human.npz", "cifar10-jpeg.tar.xz"]
