@@ -93,7 +93,8 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee -a "$
 "$PYTHON" -c "import torch; print('torch', torch.__version__)" | tee -a "$OUT/device.txt"
 
 # step NAME CAP LOG COMMAND...: COMMAND under min(CAP, seconds left less KILL_GRACE) (skipped under 30 s), its output
-# appended to LOG; its exit status and wall time go to stdout and device.txt; LAST_CUT is 1 when the limit stopped it
+# appended to LOG; its start and limit, then its exit status and wall time, go to stdout and device.txt (a call cut
+# by the device's own limit still says which steps were under way); LAST_CUT is 1 when the limit stopped it
 # (or it was skipped), 0 when it ended on its own. A training run stops at the next step after timeout's SIGTERM,
 # saving what it did; -k: killed KILL_GRACE s later if it has not stopped by then, so at the deadline at the latest.
 LAST_CUT=0
@@ -108,6 +109,7 @@ step() {
         LAST_CUT=1
         return
     fi
+    echo "$name: started $(date -u +%H:%M:%S) UTC, limit ${limit} s" | tee -a "$OUT/device.txt"
     timeout -k "$KILL_GRACE" "$limit" "$@" >> "$log" 2>&1
     local code=$? wall=$(( $(date +%s) - start ))
     # 124: stopped by SIGTERM at the limit; 137 at or past it: killed KILL_GRACE s later (137 before it: something

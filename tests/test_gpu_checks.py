@@ -155,6 +155,20 @@ def test_steps_the_deadline_leaves_no_time_for_are_skipped_and_said_so(tmp_path:
     assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["device.txt"]
 
 
+@pytest.mark.slow  # ~25 s: the import check, the engine tests' collection (skipped here), the bench's refusal
+def test_each_step_says_its_start_and_limit_before_how_it_ended(tmp_path: Path) -> None:
+    """`step` mode with time for both steps: each says when it started and under what limit (what a call cut by the
+    device's own limit still brings back), then how it ended: the GPU tests skipped here, the bench refusing."""
+    done = _run(tmp_path, "step", GPU_CHECKS_SECONDS="400")
+    assert done.returncode == 0, done.stdout + done.stderr
+    device = (tmp_path / "out" / "device.txt").read_text()
+    assert device.startswith("budget: 400 s (GPU_CHECKS_SECONDS), to ") and device == done.stdout
+    for name, code in (("CUDA-graph engine tests", 0), ("cifar step by piece", 2)):
+        started = re.search(rf"^{name}: started \d\d:\d\d:\d\d UTC, limit (\d+) s$", device, re.M)
+        ended = re.search(rf"^{name}: exit {code}, \d+ s wall \(limit (\d+) s\)$", device, re.M)
+        assert started and ended and started.end() < ended.start() and started[1] == ended[1], device
+
+
 @pytest.mark.slow  # a torch import each: ~20 s in all
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="parses to the GPU's refusal only without one")
 def test_every_bench_call_of_the_gpu_checks_parses_up_to_the_missing_gpu(tmp_path: Path) -> None:
