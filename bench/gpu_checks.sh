@@ -25,13 +25,18 @@
 #   cifar10n  the CIFAR-10N worst row (needs data/CIFAR-10_human.npz carried)
 # Why a shared deadline: a device call has one fixed limit, and a step cut short must still leave the earlier steps'
 # figures (and its own log lines) in $OUT.
-# With 15 minutes of device time in all (machine start ~35 s included), what is still open fits as two calls:
-# `GPU_CHECKS_SECONDS=330 ... 3d` (timeout_s 350: the tests, the convolutions alone, and the variants table at least
-# as far as its phase-grid rows; its later rows and the loader are likely cut), then `gap` with GPU_CHECKS_SECONDS
-# set from the device time `status` then says is left (budget_left_s less ~40 s: transfers and the idle wait between
-# the calls count too; about 480) and timeout_s 20 s above it. Its rows are likely cut short; the clean one, one
-# hopes, past epoch 80, the rate's last step, nearly at its final accuracy, and the cosine one read at the end of
-# each 10-epoch cycle. Their metrics.csv come back every 15 s, so a call cut by the device's own limit keeps them.
+# With 15 minutes of device time in all (machine start ~35 s included), what is still open fits as two calls after
+# bench/gpu_prepare.sh, first
+#   run(command="GPU_CHECKS_SECONDS=330 bash bench/gpu_checks.sh 3d", carry=[".whl"], timeout_s=350)
+# (the tests, the convolutions alone, and the variants table at least as far as its phase-grid rows; its later rows
+# and the loader are likely cut), then, while the machine is warm (30 s after a call; a fresh start costs minutes of
+# the same time),
+#   run(command="GPU_CHECKS_SECONDS=480 bash bench/gpu_checks.sh gap", carry=[".whl", "data/cifar10-jpeg.tar.xz"],
+#       timeout_s=500)
+# with 480 the device time `status` then says is left less ~40 s (budget_left_s: transfers and the idle wait between
+# the calls count too) and timeout_s 20 s above it. Its rows are likely cut short; the clean one, one hopes, past
+# epoch 80, the rate's last step, nearly at its final accuracy, and the cosine one read at the end of each 10-epoch
+# cycle. Their metrics.csv come back every 15 s, so a call cut by the device's own limit keeps them.
 set -u
 # a mistyped mode (`3D`, `steps`) or a ROW_SETTINGS that the mode would ignore ends here, before the device time goes
 # to something not asked for

@@ -73,6 +73,28 @@ def test_every_pytest_selection_of_the_gpu_checks_selects_gpu_tests() -> None:
                 assert re.search(rf"def test_\w*{names}", source), f"-k {names} selects nothing in {path.name}"
 
 
+def test_the_device_calls_written_out_fit_the_device_tool_and_carry_what_their_mode_reads() -> None:
+    """The `run(...)` calls gpu_checks.sh's header and gpu_prepare.sh's last lines give, as a session would copy them:
+    a command of at most 2,000 characters, timeout_s at most 600 and 20 s past the budget (a call the device cuts
+    loses the steps' end lines and the rows' last 15 s), at most 8 carried paths, each one gpu_prepare.sh makes, and
+    those the mode reads (the wheels always, the CIFAR archive for the rows, the labels for cifar10n)."""
+    prepare = (ROOT / "bench" / "gpu_prepare.sh").read_text()
+    made = {".whl"} | {f"data/{name}" for name in re.findall(r"\.\./shared/data/cifar/(\S+)", prepare)}
+    assert made == {".whl", "data/cifar10-jpeg.tar.xz", "data/CIFAR-10_human.npz"}
+    written = re.sub(r"\n#\s+", " ", TEXT) + prepare
+    calls = re.findall(r'run\(command="([^"]*)", carry=\[([^]]*)\], timeout_s=(\d+)\)', written)
+    assert len(calls) == 3
+    for command, carry, timeout in calls:
+        carried = re.findall(r'"([^"]+)"', carry)
+        mode = re.fullmatch(r"(?:GPU_CHECKS_SECONDS=(\d+) )?bash bench/gpu_checks.sh ?(\w*)", command)
+        assert mode and len(command) <= 2000 and len(carried) <= 8 and set(carried) <= made, command
+        budget = int(mode[1] or re.search(r"GPU_CHECKS_SECONDS-(\d+)", TEXT)[1])
+        assert budget + 20 <= int(timeout) <= 600, command
+        needed = {".whl"} | ({"data/cifar10-jpeg.tar.xz"} if mode[2] not in ("3d", "step") else set()) \
+            | ({"data/CIFAR-10_human.npz"} if mode[2] == "cifar10n" else set())
+        assert needed <= set(carried), command
+
+
 def _run(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
     """The script run on this machine, a stand-in `nvidia-smi` first on PATH, $OUT in tmp_path; in a tree of the
     project's code alone, so that a checkout's own .whl/ (gpu_prepare.sh's) is not installed and data/ not read."""
