@@ -95,6 +95,17 @@ def test_the_device_calls_written_out_fit_the_device_tool_and_carry_what_their_m
         assert needed <= set(carried), command
 
 
+def test_the_row_settings_check_needs_none_of_the_carried_wheels() -> None:
+    """check_row runs before gpu_checks.sh installs .whl/ on the device machine, which lacks MONAI, nibabel and
+    nilearn (and ANTs): here, where they are installed, it must not import them either."""
+    code = ("import sys; sys.path.insert(0, 'bench'); import check_row_settings; "
+            "assert check_row_settings.main(['--config', 'configs/cifar10n/elr.yaml', '--set', 'seed=1']) == 0; "
+            "print(sorted({'monai', 'nibabel', 'nilearn', 'ants'} & {name.split('.')[0] for name in sys.modules}))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert (done.returncode, done.stdout) == (0, "[]\n"), done.stderr
+
+
 def _run(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
     """The script run on this machine, a stand-in `nvidia-smi` first on PATH, $OUT in tmp_path; in a tree of the
     project's code alone, so that a checkout's own .whl/ (gpu_prepare.sh's) is not installed and data/ not read."""
