@@ -34,7 +34,7 @@
 #   run(command="GPU_CHECKS_SECONDS=480 bash bench/gpu_checks.sh gap", carry=[".whl", "data/cifar10-jpeg.tar.xz"],
 #       timeout_s=500)
 # with 480 the device time `status` then says is left less ~40 s (budget_left_s: transfers and the idle wait between
-# the calls count too) and timeout_s 20 s above it. Its rows are likely cut short; the clean one, one hopes, past
+# the calls count too) and timeout_s 20 s above it. gap's rows are likely cut short; the clean one, one hopes, past
 # epoch 80, the rate's last step, nearly at its final accuracy, and the cosine one read at the end of each 10-epoch
 # cycle. Their metrics.csv come back every 15 s, so a call cut by the device's own limit keeps them.
 set -u

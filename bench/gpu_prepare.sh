@@ -18,5 +18,7 @@ rm -rf .whl
 mv "$wheels" .whl
 cp -f ../shared/data/cifar/cifar10-jpeg.tar.xz ../shared/data/cifar/CIFAR-10_human.npz data/
 du -sh .whl data/cifar10-jpeg.tar.xz data/CIFAR-10_human.npz
-echo 'now: run(command="bash bench/gpu_checks.sh", carry=[".whl", "data/cifar10-jpeg.tar.xz"], timeout_s=600)'
-echo '  (the cifar10n mode also carries "data/CIFAR-10_human.npz")'
+# what to run next: the device calls planned at the top of gpu_checks.sh, read from there (its default mode, which
+# this once printed, has its row measured; a call of it would spend most of a session's device time)
+echo 'now the calls planned at the top of bench/gpu_checks.sh (cifar10n, not in it, carries data/*.npz too):'
+sed -n 's/^#   \(run(\)/  \1/p; s/^#       \(timeout_s=\)/      \1/p' bench/gpu_checks.sh

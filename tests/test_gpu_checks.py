@@ -74,16 +74,15 @@ def test_every_pytest_selection_of_the_gpu_checks_selects_gpu_tests() -> None:
 
 
 def test_the_device_calls_written_out_fit_the_device_tool_and_carry_what_their_mode_reads() -> None:
-    """The `run(...)` calls gpu_checks.sh's header and gpu_prepare.sh's last lines give, as a session would copy them:
+    """The `run(...)` calls gpu_checks.sh's header gives (and gpu_prepare.sh prints), as a session would copy them:
     a command of at most 2,000 characters, timeout_s at most 600 and 20 s past the budget (a call the device cuts
     loses the steps' end lines and the rows' last 15 s), at most 8 carried paths, each one gpu_prepare.sh makes, and
     those the mode reads (the wheels always, the CIFAR archive for the rows, the labels for cifar10n)."""
     prepare = (ROOT / "bench" / "gpu_prepare.sh").read_text()
     made = {".whl"} | {f"data/{name}" for name in re.findall(r"\.\./shared/data/cifar/(\S+)", prepare)}
     assert made == {".whl", "data/cifar10-jpeg.tar.xz", "data/CIFAR-10_human.npz"}
-    written = re.sub(r"\n#\s+", " ", TEXT) + prepare
-    calls = re.findall(r'run\(command="([^"]*)", carry=\[([^]]*)\], timeout_s=(\d+)\)', written)
-    assert len(calls) == 3
+    calls = re.findall(r'run\(command="([^"]*)", carry=\[([^]]*)\], timeout_s=(\d+)\)', re.sub(r"\n#\s+", " ", TEXT))
+    assert len(calls) == 2
     for command, carry, timeout in calls:
         carried = re.findall(r'"([^"]+)"', carry)
         mode = re.fullmatch(r"(?:GPU_CHECKS_SECONDS=(\d+) )?bash bench/gpu_checks.sh ?(\w*)", command)
@@ -252,5 +251,8 @@ def test_gpu_prepare_replaces_the_wheels_only_once_all_are_in(tmp_path: Path, do
     assert (done.returncode == 0) == downloads, done.stdout + done.stderr
     assert sorted(path.name for path in (tree / ".whl").iterdir()) == (wanted if downloads else earlier)
     assert (tree / ".git" / "info" / "exclude").read_text() == "/.whl/\n"
-    if downloads:
+    if downloads:  # and then the calls the plan makes: not a mode whose figures are in (the default's row was)
         assert sorted(path.name for path in (tree / "data").iterdir()) == ["CIFAR-10_human.npz", "cifar10-jpeg.tar.xz"]
+        planned = re.findall(r"^#   (run\(.*?\))$", re.sub(r",\n#\s+timeout_s", ", timeout_s", TEXT), re.M)
+        printed = re.findall(r"^  (run\(.*?\))$", re.sub(r",\n\s+timeout_s", ", timeout_s", done.stdout), re.M)
+        assert printed == planned and len(planned) == 2
