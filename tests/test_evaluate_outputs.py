@@ -45,6 +45,48 @@ def test_a_rescoring_with_other_settings_names_the_comparisons_it_removes(tmp_pa
     assert capsys.readouterr().err == ""
 
 
+@pytest.mark.parametrize("labels", [[0, 1, 2, 2], [0, 1, 2]], ids=["relabelled", "one_scan_fewer"])
+def test_a_test_split_scored_again_with_other_labels_or_scans_removes_the_comparisons_beside_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture, labels: list[int]) -> None:
+    """The test split is rebuilt from the training manifest, which records no sha256: relabelled in place (a fixed
+    data.mri.splits keeps the split), or a scan fewer, it was scored anew while the comparison.csv saying the earlier
+    figures and the baselines scored against the earlier labels stayed beside the new metrics."""
+    def scored(given: list[int]) -> None:
+        probs = np.tile([0.8, 0.1, 0.1], (len(given), 1))
+        people = np.array([f"s{i}" for i in range(len(given))])
+        reports = evaluate_predictions(np.array(given), probs, people, CLASSES, n_boot=10)
+        ids = pd.DataFrame({"participant_id": people, "session_id": "ses-M00"})
+        about = {"manifest": None, "manifest_sha256": None, "checkpoint": "best", "checkpoint_epoch": 3}
+        write_evaluation(out, reports, np.array(given), probs, ids, CLASSES, [], about)
+
+    out = tmp_path / "eval-test"
+    scored([0, 1, 2, 0])
+    (out / "comparison.csv").write_text("method\n")
+    (out / "baselines" / "voxels_linear_svm").mkdir(parents=True)
+    capsys.readouterr()
+    scored([0, 1, 2, 0])  # the same scans and labels: kept
+    assert (out / "comparison.csv").is_file() and capsys.readouterr().err == ""
+    scored(labels)
+    assert not (out / "comparison.csv").exists() and not (out / "baselines").exists()
+    assert capsys.readouterr().err == (
+        f"{out}: removed comparison.csv, baselines/ (they were made beside a scoring with other scans or given labels "
+        "(the scored set or its labels changed); --baselines and --compare-with make them again)\n")
+
+
+def test_a_scoring_recorded_before_its_scans_were_keeps_its_comparisons(tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture) -> None:
+    """A summary.json without scored_sha256 cannot tell: its comparisons are not removed as if its scans changed."""
+    out = tmp_path / "eval-h"
+    _write(out, [0, 1, 2, 0], n_boot=10)
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary.pop("scored_sha256")) == 64
+    (out / "summary.json").write_text(json.dumps(summary))
+    (out / "comparison.csv").write_text("method\n")
+    capsys.readouterr()
+    _write(out, [0, 1, 2, 0], n_boot=10)
+    assert (out / "comparison.csv").is_file() and capsys.readouterr().err == ""
+
+
 def test_the_summary_names_the_classes_the_balanced_accuracy_averages_over(tmp_path: Path) -> None:
     _write(tmp_path / "without_ad", [0, 1, 0, 1], n_boot=10)
     summary = json.loads((tmp_path / "without_ad" / "summary.json").read_text())

@@ -10,6 +10,7 @@ participants, per-scan predictions, ROC curves and confusion matrices.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import sys
@@ -322,31 +323,41 @@ def write_evaluation(out: Path, reports: dict[str, MetricsReport], labels: np.nd
 
     out.mkdir(parents=True, exist_ok=True)
     n_boot = next(iter(reports.values())).n_boot
-    _remove_comparisons_of_another_scoring(out, {**about, "bootstrap_resamples": n_boot})
+    predictions = pd.DataFrame(probs, columns=[f"p_{c}" for c in classes])
+    predictions.insert(0, "given", [classes[i] for i in labels])
+    predictions.insert(1, "predicted", [classes[i] for i in probs.argmax(axis=1)])
+    predictions = pd.concat([ids.reset_index(drop=True), predictions], axis=1)
+    scoring = {**about, "bootstrap_resamples": n_boot, _SCORED_KEY: _scored_fingerprint(predictions, ids.columns)}
+    _remove_comparisons_of_another_scoring(out, scoring)
     (out / "summary.json").unlink(missing_ok=True)
     rows = [row for report in reports.values() for row in report.rows()]
     atomic_write_text(pd.DataFrame(rows).to_csv(index=False), out / "metrics.csv")
     confusion = [row for report in reports.values() for row in report.confusion_rows()]
     atomic_write_text(pd.DataFrame(confusion).to_csv(index=False), out / "confusion.csv")
-    predictions = pd.DataFrame(probs, columns=[f"p_{c}" for c in classes])
-    predictions.insert(0, "given", [classes[i] for i in labels])
-    predictions.insert(1, "predicted", [classes[i] for i in probs.argmax(axis=1)])
-    predictions = pd.concat([ids.reset_index(drop=True), predictions], axis=1)
     atomic_write_text(predictions.to_csv(index=False), out / "predictions.csv")
     plot_roc(labels, probs, classes, out / "roc.png")
     for level, report in reports.items():
         plot_confusion(report.confusion, classes, out / f"confusion_{level}.png", title=f"{level} level")
-    summary = {**about, "bootstrap_resamples": n_boot, "participant_overlap_notes": notes,
+    summary = {**scoring, "participant_overlap_notes": notes,
                "balanced_accuracy_classes": next(iter(reports.values())).balanced_accuracy_classes,
                **{level: {name: vars(v) for name, v in r.metrics.items()} for level, r in reports.items()}}
     atomic_write_json(summary, out / "summary.json")
 
 
+def _scored_fingerprint(predictions: pd.DataFrame, ids: pd.Index) -> str:
+    """SHA-256 of what was scored: each item's `ids` columns and given label, in order. The manifest's sha256 says
+    this for a holdout only; a test split rebuilt from a training manifest relabelled in place (a fixed
+    data.mri.splits keeps the split) or short of a participant changes this alone."""
+    return hashlib.sha256(predictions[[*ids, "given"]].to_csv(index=False).encode()).hexdigest()
+
+
+_SCORED_KEY = "scored_sha256"  # summary.json's `_scored_fingerprint`
 # what `evaluate --baselines` and `--compare-with` add beside a run's scoring, computed from that scoring
 _COMPARISON_OUTPUTS = (*COMPARISON_FILES, "baselines")
 # what decides a scoring's predictions and intervals (another value of any makes the comparisons stale), each with
 # how a removal names an earlier scoring's other value
 _SCORING_KEYS = {"manifest_sha256": "other scans (the manifest's content changed)",
+                 _SCORED_KEY: "other scans or given labels (the scored set or its labels changed)",
                  "checkpoint": "checkpoint {then} (now {now})",
                  "checkpoint_epoch": "the checkpoint's weights of epoch {then} (now {now})",
                  "bootstrap_resamples": "--bootstrap {then} (now {now})"}
@@ -360,7 +371,8 @@ def _remove_comparisons_of_another_scoring(out: Path, scoring: dict[str, Any]) -
     One line names what was removed and why, as `train` does for the folders it removes."""
     summary = out / "summary.json"
     earlier = json.loads(summary.read_text()) if summary.is_file() else {}
-    changed = [key for key in _SCORING_KEYS if earlier.get(key) != scoring.get(key)]
+    changed = [key for key in _SCORING_KEYS if earlier.get(key) != scoring.get(key)
+               and (key != _SCORED_KEY or key in earlier)]  # a scoring from before it was recorded: cannot tell
     if earlier and not changed:
         return
     removed = []
@@ -382,5 +394,6 @@ def _why_stale(earlier: dict[str, Any], scoring: dict[str, Any], changed: list[s
     """Why the comparisons beside the `earlier` scoring do not describe this one: the settings that differ."""
     if not earlier:
         return "the scoring they were made beside was cut short (no summary.json), so they may not match this one"
-    differences = [_SCORING_KEYS[key].format(then=earlier.get(key), now=scoring.get(key)) for key in changed]
+    said = [key for key in changed if not (key == _SCORED_KEY and "manifest_sha256" in changed)]  # "other scans" once
+    differences = [_SCORING_KEYS[key].format(then=earlier.get(key), now=scoring.get(key)) for key in said]
     return f"they were made beside a scoring with {', '.join(differences)}"
