@@ -173,6 +173,23 @@ def test_each_interval_counts_the_resamples_its_metric_was_defined_in() -> None:
         report.metrics["auc_macro"].resamples
 
 
+def test_each_confusion_rate_counts_the_resamples_that_drew_its_given_class() -> None:
+    """One AD participant of ten: the AD row's rates exist only in the resamples that drew them (about 65%), and its
+    interval of [100, 100] from one participant read as settled in confusion.csv, which said no count."""
+    from elr_mri.evaluation.metrics import participant_resamples
+
+    labels = np.array([0] * 5 + [1] * 4 + [2])
+    proba = np.eye(3)[labels] * 0.5 + 0.5 / 3  # every participant predicted as given
+    people = np.array([f"P{i}" for i in range(10)])
+    report = bootstrap_metrics(labels, proba, people, CLASSES, n_boot=200, seed=3)
+    drew = [{int(c) for c in labels[rows]} for rows in participant_resamples(people, 200, np.random.default_rng(3))]
+    counts = {row["given"]: row["resamples"] for row in report.confusion_rows()}
+    assert counts == {name: sum(c in classes for classes in drew) for c, name in enumerate(CLASSES)}
+    assert counts["AD"] < 0.8 * counts["CN"]
+    ad = [row for row in report.confusion_rows() if row["given"] == "AD" and row["predicted"] == "AD"][0]
+    assert (ad["rate"], ad["low"], ad["high"]) == (1.0, 1.0, 1.0)
+
+
 def test_balanced_accuracy_is_undefined_in_a_resample_that_drew_no_participant_of_a_class() -> None:
     """A network that calls everyone MCI has balanced accuracy 1/3 however the participants are drawn; a resample
     without an AD participant would average over two classes (1/2) and stretch the interval to 50%."""

@@ -99,7 +99,8 @@ class MetricsReport:
     n_boot: int
     metrics: dict[str, Interval]  # accuracy, balanced_accuracy, auc_micro, auc_macro, auc_<class>
     confusion: np.ndarray  # counts, rows = given class, columns = predicted class
-    confusion_rate: dict[str, np.ndarray] = field(default_factory=dict)  # estimate / low / high, rows sum to 1
+    # estimate / low / high (rows sum to 1), and resamples: those that drew the given class, where its rates exist
+    confusion_rate: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def balanced_accuracy_classes(self) -> list[str]:
@@ -117,11 +118,12 @@ class MetricsReport:
 
     def confusion_rows(self) -> list[dict[str, object]]:
         """One dict a (given, predicted) pair: count, and the share of the given class predicted so
-        with its interval (a row of the confusion matrix sums to 1)."""
+        with its interval (a row of the confusion matrix sums to 1) and the resamples it comes from."""
         rate = self.confusion_rate
         return [
             {"level": self.level, "given": given, "predicted": predicted, "count": int(self.confusion[i, j]),
-             "rate": rate["estimate"][i, j], "low": rate["low"][i, j], "high": rate["high"][i, j]}
+             "rate": rate["estimate"][i, j], "low": rate["low"][i, j], "high": rate["high"][i, j],
+             "resamples": int(rate["resamples"][i, j])}
             for i, given in enumerate(self.class_names) for j, predicted in enumerate(self.class_names)
         ]
 
@@ -186,7 +188,7 @@ def bootstrap_metrics(
                  for n, p, lo, hi, d in zip(shown, point, low, high, defined)},
         confusion=counts,
         confusion_rate={"estimate": _rates(counts), "low": _percentiles(boot_rates, tail),
-                        "high": _percentiles(boot_rates, 100 - tail)},
+                        "high": _percentiles(boot_rates, 100 - tail), "resamples": np.isfinite(boot_rates).sum(axis=0)},
     )
 
 
