@@ -123,12 +123,19 @@ def _print_metrics(reports: dict[str, MetricsReport], eval_dir: Path) -> None:
 
 
 def _note_undefined(reports: dict[str, MetricsReport]) -> None:
-    """Say why a metric is nan: the scored set lacks a class it needs."""
+    """Say why a metric is nan (on a set of any example, only an AUC can be): the set lacks the examples of a class
+    it needs, or has those of its class alone (auc_AD of an AD-only holdout), and which classes the set has."""
+    from elr_mri.plots import LEGIBLE_CLASSES
+
     undefined = sorted({metric for report in reports.values() for metric, interval in report.metrics.items()
                         if interval.estimate != interval.estimate})  # NaN
     if undefined:
-        print(f"note: {', '.join(undefined)} undefined (nan; null in summary.json): the set lacks a class these "
-              "need, e.g. an AUC of a diagnosis no scan here carries", file=sys.stderr)
+        report = next(iter(reports.values()))
+        present, every = report.balanced_accuracy_classes, report.class_names
+        has = ", ".join(present) if len(every) <= LEGIBLE_CLASSES else f"{len(present)} of the {len(every)} classes"
+        print(f"note: {', '.join(undefined)} undefined (nan; null in summary.json): the AUC of a class needs examples "
+              "given it and examples given another, and auc_macro the AUC of every class; this set has examples given "
+              f"{has} only", file=sys.stderr)
 
 
 def _note_rarely_defined(reports: dict[str, MetricsReport], n_boot: int) -> None:
