@@ -16,6 +16,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from .dicom import first_file_below, is_dicom
 from .sidecar import scan_files
 
 __all__ = ["ScanError", "load_scan", "load_option_file"]
@@ -89,14 +90,16 @@ def load_scan(path: str | Path) -> nib.Nifti1Image:
         raise ScanError("(empty path)", "the row's `path` cell is empty", "fill in the scan's .nii or .nii.gz file")
     path = Path(path)
     if path.is_dir():
-        if any(p.suffix.lower() in {".dcm", ".ima", ""} for p in path.iterdir() if p.is_file()):
-            raise ScanError(path, "is a folder (DICOM series?), not a NIfTI file",
-                            "convert it first, e.g. `dcm2niix -z y -o OUT_DIR FOLDER`")
+        dicom = first_file_below(path, is_dicom)
+        if dicom is not None:
+            raise ScanError(path, f"is a folder of DICOM files (e.g. {dicom.relative_to(path)}), not a NIfTI file",
+                            "convert it first, e.g. `dcm2niix -z y -o OUT_DIR FOLDER`, and point `path` at the T1's "
+                            ".nii.gz")
         raise ScanError(path, "is a folder, not a NIfTI file", "point `path` at the .nii or .nii.gz file")
     if not path.exists():
         raise ScanError(path, "file not found", "check the `path` column (relative paths are resolved "
                         "against the input CSV's folder)")
-    if path.suffix.lower() == ".dcm":
+    if is_dicom(path):
         raise ScanError(path, "is a DICOM file", "convert the series to NIfTI with `dcm2niix -z y`")
     _require_intact_gzip(path)
     try:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .dicom import DICOM_SUFFIXES, first_file_below, is_dicom
+
 __all__ = ["REQUIRED", "InputError", "read_inputs", "read_csv_table", "parse_shard", "select_shard"]
 
 REQUIRED = ("participant_id", "session_id", "path")
@@ -85,9 +87,10 @@ def read_inputs(source: str | Path) -> pd.DataFrame:
     source = Path(source)
     if source.is_dir():
         table, base = _read_bids(source), source
-    elif source.name.endswith(SCAN_SUFFIXES):
+    elif _is_scan(source):
+        first = "convert its series to NIfTI (`dcm2niix -z y`), then " if is_dicom(source) else ""
         raise InputError(f"{source}: --input takes a CSV table of scans (columns {', '.join(REQUIRED)}) or a BIDS "
-                         "folder, not a scan; list the scan in a CSV and pass that")
+                         f"folder, not a scan; {first}list the scan in a CSV and pass that")
     elif source.is_file():
         table, base = read_csv_table(source, dtype=str, keep_default_na=False, skipinitialspace=True), source.parent
     else:
@@ -97,9 +100,8 @@ def read_inputs(source: str | Path) -> pd.DataFrame:
     if missing:
         raise InputError(f"{source}: missing column(s) {missing} (found {list(table.columns)}); the CSV needs "
                          f"{list(REQUIRED)}")
-    if table.empty and source.is_dir() and any(path.name.endswith(SCAN_SUFFIXES) for path in source.iterdir()):
-        raise InputError(f"{source}: holds scans, but not in BIDS' layout (sub-*/ses-*/anat/*_T1w.nii.gz); list them "
-                         f"in a CSV table (columns {', '.join(REQUIRED)}) and pass that to --input")
+    if table.empty and source.is_dir():
+        _refuse_scans_outside_bids(source)
     if table.empty:
         raise InputError(f"{source}: no scans listed; add rows (or *_T1w.nii.gz files under sub-*/ses-*/anat)")
     bad_ids = table[table[["participant_id", "session_id"]].apply(
@@ -118,6 +120,36 @@ def read_inputs(source: str | Path) -> pd.DataFrame:
     table["resolved_path"] = [_resolved(p.strip(), base) for p in table["path"]]  # a cell typed "scan.nii.gz "
     _refuse_repeated_scans(source, table)
     return table.sort_values(["participant_id", "session_id"], kind="stable").reset_index(drop=True)
+
+
+def _is_scan(path: Path) -> bool:
+    """An image passed where a table of them is wanted, by its name in any case (a Windows export's SCAN.NII) or as
+    a DICOM file: read as a CSV, its bytes made a header kilobytes long or a decoding error."""
+    return _named_as_scan(path) or path.is_file() and is_dicom(path)
+
+
+def _named_as_scan(path: Path) -> bool:
+    """A NIfTI, Analyze, MGH or DICOM file by its name, in any case."""
+    return path.name.lower().endswith(SCAN_SUFFIXES + DICOM_SUFFIXES)
+
+
+def _refuse_scans_outside_bids(root: Path) -> None:
+    """A folder without BIDS T1s that holds scans below it, as an ADNI download does (002_S_0295/MPRAGE/<date>/
+    S13408/ADNI_...nii, or a DICOM series there): said as such, with the way from it to an input, where "no scans
+    listed" sent the user looking for a mistake in a folder that is full of scans."""
+    found = first_file_below(root, _named_as_scan)  # by name: opening every file of a mistyped folder would be slow
+    if found is None:
+        return
+    example = found.relative_to(root)
+    if is_dicom(found):
+        raise InputError(f"{root}: holds DICOM files (e.g. {example}), not NIfTI scans; convert them first (an ADNI "
+                         "download to a BIDS folder with Clinica's `clinica convert adni-to-bids`, or each series "
+                         "with `dcm2niix -z y` and list the .nii.gz files in a CSV table, columns "
+                         f"{', '.join(REQUIRED)}), and pass that to --input")
+    raise InputError(f"{root}: holds scans (e.g. {example}), but not in BIDS' layout (sub-*/ses-*/anat/*_T1w.nii.gz; "
+                     f"an ADNI download's folders are not); list them in a CSV table (columns {', '.join(REQUIRED)}; "
+                     "one T1 per session) or convert the download to BIDS (Clinica's `clinica convert adni-to-bids`), "
+                     "and pass that to --input")
 
 
 def _resolved(path: str, base: Path) -> str:

@@ -433,7 +433,8 @@ def test_inputs_that_are_not_a_table_of_scans_are_named_as_such(tmp_path, capsys
     _nifti(np.ones((40, 40, 40)), scan)
     with pytest.raises(InputError, match="--input takes a CSV table of scans .* or a BIDS folder, not a scan"):
         read_inputs(scan)
-    with pytest.raises(InputError, match="holds scans, but not in BIDS' layout .*list them in a CSV table"):
+    with pytest.raises(InputError, match=r"holds scans \(e\.g\. head\.nii\.gz\), but not in BIDS' layout .*list "
+                                         "them in a CSV table"):
         read_inputs(scan.parent)
     anat = tmp_path / "bids" / "sub-01" / "ses-01" / "anat"
     anat.mkdir(parents=True)
@@ -447,6 +448,46 @@ def test_inputs_that_are_not_a_table_of_scans_are_named_as_such(tmp_path, capsys
     assert capsys.readouterr().err == (f"elr-mri preprocess: error: --output {tmp_path / 'afile' / 'out'}: "
                                        f"{tmp_path / 'afile'} is a file, so no folder can be made in it; give another "
                                        "--output\n")
+
+
+ADNI_SERIES = "002_S_0295/MPRAGE/2006-04-18_08_20_30.0/S13408"  # an ADNI download: participant/series/date/image
+
+
+@pytest.mark.parametrize("name, payload, expected", [
+    ("ADNI_002_S_0295_MR_MPRAGE_br_raw_1_S13408_I45108.nii", None,
+     "holds scans (e.g. {series}/ADNI_002_S_0295_MR_MPRAGE_br_raw_1_S13408_I45108.nii), but not in BIDS' layout"),
+    ("ADNI_002_S_0295_MR_MPRAGE_br_raw_1_S13408_I45108.dcm", bytes(128) + b"DICM",
+     "holds DICOM files (e.g. {series}/ADNI_002_S_0295_MR_MPRAGE_br_raw_1_S13408_I45108.dcm), not NIfTI scans; "
+     "convert them first"),
+])
+def test_an_adni_download_folder_as_input_is_named_with_the_way_to_an_input(tmp_path, capsys, name, payload,
+                                                                           expected):
+    """Its scans lie four folders down, not in BIDS' layout: the run said "no scans listed" of a folder full of them."""
+    scan = tmp_path / "ADNI" / ADNI_SERIES / name
+    scan.parent.mkdir(parents=True)
+    (tmp_path / "ADNI" / "._002_S_0001.nii").write_bytes(b"")  # a Mac's copy of a file's metadata: no scan
+    _nifti(np.ones((40, 40, 40)), scan) if payload is None else scan.write_bytes(payload)
+    assert main(["--input", str(tmp_path / "ADNI"), "--output", str(tmp_path / "out"), *FAST]) == 2
+    err = capsys.readouterr().err
+    assert expected.format(series=ADNI_SERIES) in err and "clinica convert adni-to-bids" in err
+    assert err.count("\n") == 1 and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name, payload, first", [
+    ("HEAD.NII", None, ""), ("HEAD.NII.GZ", None, ""),
+    ("IM0001", bytes(128) + b"DICM" + bytes(400), "convert its series to NIfTI (`dcm2niix -z y`), then ")])
+def test_a_scan_in_capitals_or_a_dicom_file_as_input_is_named_as_a_scan(tmp_path, capsys, name, payload, first):
+    """Read as a CSV, a NIfTI's header bytes made an error line kilobytes long, and a DICOM's a "missing column"."""
+    scan = tmp_path / name
+    if payload is None:
+        _nifti(np.ones((40, 40, 40)), tmp_path / name.lower())
+        (tmp_path / name.lower()).rename(scan)
+    else:
+        scan.write_bytes(payload)
+    assert main(["--input", str(scan), "--output", str(tmp_path / "out"), *FAST]) == 2
+    assert capsys.readouterr().err == (f"elr-mri preprocess: error: {scan}: --input takes a CSV table of scans "
+                                       "(columns participant_id, session_id, path) or a BIDS folder, not a scan; "
+                                       f"{first}list the scan in a CSV and pass that\n")
 
 
 def test_a_path_cell_with_trailing_blanks_names_the_scan(tmp_path):

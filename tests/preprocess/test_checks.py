@@ -26,6 +26,14 @@ def _dicom_folder(root):
     return root / "dicom"
 
 
+def _adni_dicom_download(root):
+    """A participant's folder of an ADNI DICOM download: its slices four folders down, none at the top."""
+    series = root / "002_S_1018" / "MPRAGE" / "2006-11-29_09_00_00.0" / "S23128"
+    series.mkdir(parents=True)
+    _write(series / "ADNI_002_S_1018_MR_MPRAGE_br_raw_1_S23128_I40817.dcm", bytes(128) + b"DICM")
+    return root / "002_S_1018"
+
+
 def _singular_affine(path):
     """A file whose sform has a zero row: nibabel reads it, but no voxel-to-mm mapping exists."""
     img = nib.Nifti1Image(_head(), None)
@@ -71,8 +79,10 @@ def _head(shape=(32, 40, 36)):
 
 
 @pytest.mark.parametrize("make, expected", [
-    (_dicom_folder, "DICOM series"),
+    (_dicom_folder, "is a folder of DICOM files (e.g. IM0001.dcm)"),
+    (_adni_dicom_download, "is a folder of DICOM files (e.g. MPRAGE/2006-11-29_09_00_00.0/S23128/"),
     (lambda p: _write(p / "a.dcm", b"DICM"), "DICOM file"),
+    (lambda p: _write(p / "IM0001", bytes(128) + b"DICM" + bytes(64)), "is a DICOM file; convert the series"),
     (lambda p: p / "missing.nii.gz", "file not found"),
     (lambda p: "", "`path` cell is empty"),
     (lambda p: _write(p / "bad.nii.gz", gzip.compress(b"not a nifti")), "cannot be read"),
