@@ -57,7 +57,9 @@ def run_per_scan(work: Callable[..., dict], arguments: Mapping[Hashable, tuple],
     a crash inside ITK) breaks the whole pool, and every scan it still held fails with it; those scans
     go round again in a fresh pool, except the first `jobs + 1` of them (submission order: the ones that
     were running or handed out), which run one by one, each in a pool of its own, so that a scan that
-    kills its worker fails alone, by name, and the scans queued behind it still finish.
+    kills its worker fails alone, by name, and the scans queued behind it still finish. A round of fewer
+    scans than `jobs` starts a worker per scan, each with its share of the cores: an idle worker's share
+    (half the machine for one scan at `jobs` 2) went unused.
     """
     from tqdm import tqdm
 
@@ -65,7 +67,7 @@ def run_per_scan(work: Callable[..., dict], arguments: Mapping[Hashable, tuple],
     queue = dict(arguments)
     with tqdm(total=len(arguments), unit="scan", disable=not progress, desc=desc) as bar:
         while queue:
-            lost = _run_round(work, queue, jobs, results, bar)
+            lost = _run_round(work, queue, min(jobs, len(queue)), results, bar)
             for key in lost[:jobs + 1]:
                 if _run_round(work, {key: queue[key]}, 1, results, bar):
                     results[key] = {"status": "failed", "error": "its worker process died while it ran alone (killed "

@@ -103,3 +103,23 @@ def test_a_scan_that_kills_its_worker_fails_alone_and_the_queue_finishes() -> No
                            desc="test", progress=False)
     assert results["sub-1"]["status"] == "failed" and "died while it ran alone" in results["sub-1"]["error"]
     assert all(results[key] == {"status": "done", "key": key} for key in keys if key != "sub-1")
+
+
+def _itk_threads(key: str) -> dict:
+    """What a worker hands ANTs: the ITK thread count its pool gave it."""
+    time.sleep(0.2)  # the other scans of a round go to the other workers
+    return {"status": "done", "threads": int(os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"])}
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs 2 cores to share out")
+def test_workers_share_the_cores_and_fewer_scans_than_jobs_leave_none_idle() -> None:
+    """Each of `jobs` workers runs ITK on cores // jobs threads, so jobs × threads fits the machine; a batch of one
+    scan at --jobs 2 ran it on half the cores while the other worker's half sat idle."""
+    from preprocess.workers import run_per_scan, usable_cores
+
+    cores = usable_cores()
+    shared = run_per_scan(_itk_threads, {key: (key,) for key in "abcd"}, jobs=2, desc="test", progress=False)
+    assert {result["threads"] for result in shared.values()} == {cores // 2}
+    alone = run_per_scan(_itk_threads, {"a": ("a",)}, jobs=2, desc="test", progress=False)
+    assert alone["a"]["threads"] == cores
