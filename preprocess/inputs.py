@@ -216,6 +216,7 @@ def _read_bids(root: Path) -> pd.DataFrame:
     if twice is not None:
         raise InputError(f"{twice} is there both as .nii and as .nii.gz: one T1 saved twice; remove one of the files")
     per_session = pd.Series([(subject, session) for _, subject, session in found]).value_counts()
+    _warn_of_sessions_with_several_t1s(root, per_session)
     rows = [{"participant_id": subject, "session_id": session if per_session[(subject, session)] == 1
              else f"{session}_{_other_entities(path, subject, session)}", "path": str(path.relative_to(root))}
             for path, subject, session in found]
@@ -224,6 +225,19 @@ def _read_bids(root: Path) -> pd.DataFrame:
     if participants.exists():
         table = _join_participants_tsv(table, participants)
     return table
+
+
+def _warn_of_sessions_with_several_t1s(root: Path, per_session: pd.Series) -> None:
+    """Say before the registrations that sessions with several T1s (an ADNI visit's MPRAGE and its repeat, as runs)
+    are each processed, and that `import-cohort`, which meets scans by visit, then leaves out every scan of such a
+    visit: told only there, after hours of processing, the visit was lost."""
+    several = per_session[per_session > 1].sort_index()
+    if several.empty:
+        return
+    (subject, session), count = next(iter(several.items()))
+    print(f"warning: {root}: {len(several)} session(s) hold more than one *_T1w file (first: {subject}/{session}, "
+          f"{count}); each is processed as a session of its own, but import-cohort leaves out every scan of a visit "
+          "that has several: to keep one, pass a CSV that lists it", file=sys.stderr)
 
 
 def _join_participants_tsv(table: pd.DataFrame, participants: Path) -> pd.DataFrame:
