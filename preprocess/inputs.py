@@ -115,8 +115,9 @@ def read_inputs(source: str | Path) -> pd.DataFrame:
     if not dupes.empty:
         first = dupes.iloc[0]
         raise InputError(f"{source}: {len(dupes)} rows share participant/session ids (first: "
-                         f"{first.participant_id}/{first.session_id}); keep one T1 per session or make "
-                         "session_id unique")
+                         f"{first.participant_id}/{first.session_id}); keep one T1 per session (import-cohort, "
+                         "meeting scans by visit, leaves out every scan of a visit with several), or to process each, "
+                         "make session_id unique (ses-M00_run-2)")
     table["resolved_path"] = [_resolved(p.strip(), base) for p in table["path"]]  # a cell typed "scan.nii.gz "
     _refuse_repeated_scans(source, table)
     return table.sort_values(["participant_id", "session_id"], kind="stable").reset_index(drop=True)

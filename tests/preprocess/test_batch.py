@@ -361,7 +361,10 @@ def test_bad_input_table_is_one_line_exit_2(tmp_path, capsys):
     (tmp_path / "x.csv").write_bytes("participant_id,session_id,path\nJosé,ses-M00,a.nii\n".encode("latin-1"))
     with pytest.raises(InputError, match="save it as comma-separated UTF-8"):
         read_inputs(tmp_path / "x.csv")
-    with pytest.raises(InputError, match="share participant/session"):
+    # an ADNI visit's MPRAGE and its repeat: made unique, an import by visit would leave both out, as it says
+    with pytest.raises(InputError, match=r"2 rows share participant/session ids \(first: sub-a/ses-M00\); keep one T1 "
+                                         r"per session \(import-cohort, meeting scans by visit, leaves out every scan "
+                                         r"of a visit with several\), or to process each, make session_id unique"):
         _csv(tmp_path, {"sub-a": "a.nii"})
         table = pd.read_csv(tmp_path / "scans.csv")
         pd.concat([table, table]).to_csv(tmp_path / "scans.csv", index=False)
