@@ -43,10 +43,12 @@ def scan_workers(jobs: int) -> Iterator[ProcessPoolExecutor]:
 
 
 def usable_cores() -> int:
-    """The cores this process may run on (a SLURM job's --cpus-per-task, taskset), not the whole node's."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+    """The cores this process may run on (taskset, a SLURM job's cores where SLURM binds them), not the whole node's,
+    and no more than a SLURM job's --cpus-per-task: where SLURM does not bind (TaskPlugin task/none), every core of
+    the node is runnable, and 2 workers of a 4-CPU job each ran ITK on half of a 64-core node."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    allocated = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    return min(cores, int(allocated)) if allocated.isdigit() and int(allocated) > 0 else cores
 
 
 def run_per_scan(work: Callable[..., dict], arguments: Mapping[Hashable, tuple], jobs: int, desc: str,

@@ -123,3 +123,14 @@ def test_workers_share_the_cores_and_fewer_scans_than_jobs_leave_none_idle() -> 
     assert {result["threads"] for result in shared.values()} == {cores // 2}
     alone = run_per_scan(_itk_threads, {"a": ("a",)}, jobs=2, desc="test", progress=False)
     assert alone["a"]["threads"] == cores
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs 2 cores to tell the job's from the node's")
+@pytest.mark.parametrize("allocated, expected", [("1", 1), ("999", None), ("", None), ("0", None)])
+def test_a_slurm_jobs_cpus_per_task_bound_the_cores_where_slurm_does_not_bind_them(allocated, expected) -> None:
+    """Without core binding a job may run on every core of its node; --cpus-per-task is what it was given."""
+    probe = "from preprocess.workers import usable_cores; print(usable_cores())"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                            env={**os.environ, "SLURM_CPUS_PER_TASK": allocated})
+    assert int(result.stdout) == (expected or len(os.sched_getaffinity(0)))
