@@ -106,6 +106,8 @@ def _run_command(argv: list[str]) -> int:
             return _say_terminated(args)
         if training and interrupted():  # a DataLoader worker the same Ctrl-C (a terminal's, to the group) ended
             return _say_interrupted(args)
+        if training and _lost_another_process(err):
+            return _say_lost_process(args)
         problem = user_problem(err) or _out_of_memory(err, args)
         if problem is None or os.environ.get("ELR_MRI_DEBUG"):
             raise
@@ -147,6 +149,26 @@ def _say_terminated(args: argparse.Namespace, stop: BaseException | None = None)
         print(f"elr-mri {args.command}: stopped by SIGTERM (a job's time limit, scancel or kill); "
               f"{_after_interrupt(args, stop)}", file=sys.stderr)
     return 128 + signal.SIGTERM
+
+
+def _lost_another_process(err: Exception) -> bool:
+    """Under torchrun, whether `err` is this rank's collective failing because another rank has gone."""
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1 or os.environ.get("ELR_MRI_DEBUG"):
+        return False
+    from elr_mri.distributed import lost_another_process  # torch is loaded: the run got as far as a collective
+
+    return lost_another_process(err)
+
+
+def _say_lost_process(args: argparse.Namespace) -> int:
+    """Another rank ended (its own error line, or a kill that torchrun's report names) and this one's next collective
+    failed: rank 0 says so once, as one line with the way on, where each rank printed a traceback of the connection
+    the gone rank had closed. The ranks left exit 1, as torchrun does."""
+    if _speaks_for_the_run():
+        print(f"elr-mri {args.command}: error: another process of this torchrun job stopped (its own error is above, "
+              "or torchrun's report below names the signal that killed it), so this one could not go on; "
+              f"{_after_interrupt(args)}", file=sys.stderr)
+    return 1
 
 
 def _speaks_for_the_run() -> bool:

@@ -25,7 +25,7 @@ from torch.utils.data import Sampler
 
 __all__ = ["DistContext", "init_distributed", "gather_rows", "gather_objects", "scaled_to_global_batch",
            "mean_over_ranks", "GlobalBatchSampler", "NumberedDraws", "slice_bounds", "barrier", "leave_distributed",
-           "part_rank_streams", "evaluation_rows", "share_rank0_buffers"]
+           "part_rank_streams", "evaluation_rows", "share_rank0_buffers", "lost_another_process"]
 
 RANK_SEED_STRIDE = 1_000_003  # between ranks' torch seeds; epochs step by 1, so no two (rank, epoch) pairs meet
 
@@ -167,6 +167,20 @@ def leave_distributed() -> None:
     if dist.is_available() and dist.is_initialized():
         gc.collect()  # torch.compile's wrapper holds the DDP one in reference cycles: free it now, not at exit
         dist.destroy_process_group()
+
+
+# what gloo's RuntimeError says when the rank at the other end of a collective has gone (2.13: "[.../gloo/transport/
+# tcp/pair.cc:553] Connection closed by peer" when it exited, "pair.cc:537] Read error [...]: Connection reset by peer"
+# when it was killed)
+_PEER_GONE = ("Connection closed by peer", "Connection reset by peer")
+
+
+def lost_another_process(err: BaseException) -> bool:
+    """Whether `err` is a collective that failed because another rank of the job ended (its own error, a kill, the
+    out-of-memory killer) or its connection dropped: this rank's traceback would bury that rank's line. Only gloo's
+    transport says so: a socket of this process's own (a DataLoader worker's) raises ConnectionResetError instead."""
+    text = str(err)
+    return isinstance(err, RuntimeError) and "gloo/transport" in text and any(gone in text for gone in _PEER_GONE)
 
 
 def part_rank_streams(seed: int, epoch: int, context: DistContext) -> None:

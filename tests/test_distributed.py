@@ -361,3 +361,42 @@ def test_under_torchrun_rank_0_alone_says_ctrl_c_and_the_resume_hint_keeps_the_l
         # an error may be one rank's or one machine's alone (here: no torchrun around to join), so every rank says it
         assert cli.main(["train", "--config", str(DIGITS), "--out", str(tmp_path / "new")]) == 2
         assert capsys.readouterr().err.startswith("elr-mri train: error: ")
+
+
+@pytest.mark.slow
+def test_a_rank_killed_mid_run_stops_the_others_with_one_line_and_the_way_on(tmp_path: Path) -> None:
+    """Rank 1 killed once the first checkpoint is written (as the out-of-memory killer would): rank 0's next
+    collective failed and it printed a traceback of gloo's "Connection reset by peer" through the engine. It says in
+    one line that another process stopped and how to resume. torchrun watches its workers every 2 s here, so its
+    SIGTERM to rank 0 comes after rank 0's collective has failed, not before (a SIGTERM gets SIGTERM's line)."""
+    run = tmp_path / "run"
+    script = tmp_path / "killed_rank.py"
+    script.write_text(textwrap.dedent(f"""
+        import os, signal, sys, threading, time
+        from pathlib import Path
+        from elr_mri import cli
+
+        last = Path({str(run)!r}) / "checkpoints" / "last.pt"
+
+        def kill_at_first_checkpoint():
+            while not last.exists():
+                time.sleep(0.02)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        if os.environ["RANK"] == "1":
+            threading.Thread(target=kill_at_first_checkpoint, daemon=True).start()
+        sys.exit(cli.main(["train", "--config", {str(DIGITS)!r}, "--out", str(last.parents[1]),
+                           *{[a for s in [*OVERRIDES, "train.epochs=100", "train.checkpoint_seconds=0"]
+                              for a in ("--set", s)]!r}]))
+    """))
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone",
+                             "--monitor-interval", "2", str(script)], capture_output=True, text=True, cwd=ROOT,
+                            timeout=300, env={**os.environ, "TMPDIR": str(tmp_path)})
+    assert result.returncode != 0
+    said = [line for line in result.stderr.splitlines() if line.startswith("elr-mri train:")]
+    assert said == [f"elr-mri train: error: another process of this torchrun job stopped (its own error is above, or "
+                    "torchrun's report below names the signal that killed it), so this one could not go on; continue "
+                    f"from the last checkpoint with the same torchrun launch and: train --resume {run}"], \
+        result.stderr[-3000:]
+    assert "by peer" not in result.stderr and str(ROOT / "elr_mri") not in result.stderr  # no traceback of ours
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["epoch"] >= 1  # what the line says to resume from
