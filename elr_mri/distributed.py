@@ -23,6 +23,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
+from elr_mri.stopping import terminating_by_default
+
 __all__ = ["DistContext", "init_distributed", "gather_rows", "gather_objects", "scaled_to_global_batch",
            "mean_over_ranks", "GlobalBatchSampler", "NumberedDraws", "slice_bounds", "barrier", "leave_distributed",
            "part_rank_streams", "evaluation_rows", "share_rank0_buffers", "lost_another_process"]
@@ -56,7 +58,8 @@ def init_distributed(device_type: str) -> DistContext:
         backend = "nccl" if device_type == "cuda" else "gloo"
         if device_type == "cuda":
             torch.cuda.set_device(local_rank)
-        dist.init_process_group(backend=backend)
+        with terminating_by_default():  # until every rank has joined, torchrun's SIGTERM must end a waiting one
+            dist.init_process_group(backend=backend)
     return DistContext(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank)
 
 

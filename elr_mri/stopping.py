@@ -15,8 +15,8 @@ from typing import Any
 
 from preprocess.signals import Terminated
 
-__all__ = ["Terminated", "terminating_at_safe_points", "terminating_at_once", "stop_if_terminated", "terminated",
-           "interrupted", "holding_ctrl_c"]
+__all__ = ["Terminated", "terminating_at_safe_points", "terminating_at_once", "terminating_by_default",
+           "stop_if_terminated", "terminated", "interrupted", "holding_ctrl_c"]
 
 _received = threading.Event()  # set by `_RecordTermination` in the process that installed it
 _interrupted = threading.Event()  # set by `_RecordInterrupt`
@@ -150,6 +150,25 @@ def terminating_at_once() -> Iterator[None]:
         return
     stop_if_terminated()
     signal.signal(signal.SIGTERM, _RaiseTermination())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, recording)
+
+
+@contextmanager
+def terminating_by_default() -> Iterator[None]:
+    """Within `terminating_at_safe_points`, for a wait in C++ that no Python handler interrupts (joining torchrun's
+    process group): SIGTERM's default action during it. torchrun SIGTERMs the ranks waiting there once another has
+    failed before joining (a config or data path missing on its node); recorded only, the signal left them waiting
+    for torchrun's SIGKILL 30 s later ("Unable to shutdown process ... via 15"). Nothing is written before then, so
+    an end without a word loses nothing; a SIGTERM or dropped Ctrl-C recorded before the block stops it at its start."""
+    recording = signal.getsignal(signal.SIGTERM)
+    if not isinstance(recording, _RecordTermination):
+        yield
+        return
+    stop_if_terminated()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
         yield
     finally:

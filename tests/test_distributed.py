@@ -400,3 +400,26 @@ def test_a_rank_killed_mid_run_stops_the_others_with_one_line_and_the_way_on(tmp
         result.stderr[-3000:]
     assert "by peer" not in result.stderr and str(ROOT / "elr_mri") not in result.stderr  # no traceback of ours
     assert load_checkpoint(run / "checkpoints" / "last.pt")["epoch"] >= 1  # what the line says to resume from
+
+
+@pytest.mark.slow
+def test_a_rank_failing_before_it_joins_does_not_leave_the_others_waiting_for_torchruns_sigkill(tmp_path: Path) -> None:
+    """Rank 1's config is missing on its node: it says so and exits. Rank 0, waiting in init_process_group for it,
+    got torchrun's SIGTERM, which training's handler only recorded, and sat there until torchrun's SIGKILL 30 s
+    later ("Unable to shutdown process ... via 15, forcefully exiting via 9")."""
+    script = tmp_path / "missing_on_one_node.py"
+    script.write_text(textwrap.dedent(f"""
+        import os, sys
+        from elr_mri import cli
+
+        config = {str(DIGITS)!r} if os.environ["RANK"] == "0" else {str(tmp_path / "elsewhere.yaml")!r}
+        sys.exit(cli.main(["train", "--config", config, "--out", {str(tmp_path / "run")!r}]))
+    """))
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone",
+                             str(script)], capture_output=True, text=True, cwd=ROOT, timeout=300,
+                            env={**os.environ, "TMPDIR": str(tmp_path)})
+    assert result.returncode != 0
+    said = [line for line in result.stderr.splitlines() if line.startswith("elr-mri train:")]
+    assert said == [f"elr-mri train: error: config file not found: {tmp_path / 'elsewhere.yaml'} (pass an existing "
+                    "YAML file to --config)"], result.stderr[-3000:]
+    assert "forcefully exiting via 9" not in result.stderr, result.stderr[-3000:]

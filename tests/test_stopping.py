@@ -12,7 +12,7 @@ import pytest
 
 from elr_mri import stopping
 from elr_mri.stopping import (Terminated, holding_ctrl_c, interrupted, stop_if_terminated, terminated,
-                              terminating_at_safe_points)
+                              terminating_at_safe_points, terminating_by_default)
 
 
 @pytest.fixture(autouse=True)
@@ -31,6 +31,20 @@ def test_sigterm_is_recorded_and_acted_on_at_the_next_safe_point() -> None:
         with pytest.raises(Terminated):
             stop_if_terminated()
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+def test_joining_torchruns_process_group_leaves_sigterm_its_default_action_and_training_gets_it_back() -> None:
+    """init_process_group waits in C++, where a recorded SIGTERM (torchrun's, once another rank failed before
+    joining) never acts: the rank waited for torchrun's SIGKILL 30 s later (the end-to-end run: test_distributed)."""
+    with terminating_at_safe_points():
+        recording = signal.getsignal(signal.SIGTERM)
+        with terminating_by_default():
+            assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+        assert signal.getsignal(signal.SIGTERM) is recording
+        signal.raise_signal(signal.SIGTERM)  # recorded before the wait: it stops the run at its start
+        with pytest.raises(Terminated), terminating_by_default():
+            pytest.fail("the block ran though a SIGTERM was recorded")
+        assert signal.getsignal(signal.SIGTERM) is recording
 
 
 def test_a_sigterm_landing_where_exceptions_are_dropped_is_not_lost() -> None:
