@@ -119,6 +119,11 @@ def test_the_evaluation_batch_suits_the_data_unless_set(tmp_path: Path) -> None:
          r"\(did you mean data.name or loss.name or model.name or optim.name or schedule.name\?\)"),
         ("data: {root: 2024}\n", r"""data.root must be str, got 2024; quote it to keep it as text, e.g. """
                                   r"""--set "data.root='2024'"$"""),
+        # made absolute, an empty path was the current folder: a CIFAR download advised into it, a cache written there
+        ("data: {name: cifar10, root: ''}\n", r"data.root = '' is an empty path \(an unset shell variable\?\); give "
+                                              r"the path, or drop data.root$"),
+        ("data: {name: mri, mri: {cache: disk, cache_dir: ' '}}\nmodel: {name: widened_cnn3d}\n",
+         r"data.mri.cache_dir = ' ' is an empty path"),
         ("data: {root: yes}\n", r"""data.root must be str, got True; .*e.g. --set "data.root='...'"$"""),
         ("data: {name: mri, mri: {classes: [0, 1]}}\nmodel: {name: widened_cnn3d}\n",
          r"data.mri.classes\[0\] must be str, got 0; quote it to keep it as text, e.g. '0'$"),

@@ -9,6 +9,7 @@ import dataclasses
 import math
 from typing import Callable
 
+from elr_mri.config.resume import PATH_KEYS
 from elr_mri.config.schema import (
     ConfigError, DataConfig, ELRPlusConfig, MRIDataConfig, NoiseConfig, RunConfig, flat_settings, setting_value,
 )
@@ -30,10 +31,11 @@ def refuse_contradictions(cfg: RunConfig, source: str) -> None:
 
 
 def check_each_value(cfg: RunConfig, source: str) -> None:
-    """The checks of one setting alone (a finite number in its range), which no other setting can satisfy: each
-    `--set` is put through them on its own, to name every refused one (`load_config`)."""
+    """The checks of one setting alone (a finite number in its range, a path not empty), which no other setting can
+    satisfy: each `--set` is put through them on its own, to name every refused one (`load_config`)."""
     _check_finite(cfg, source)
     _check_ranges(cfg, source)
+    _check_paths(cfg, source)
 
 
 _AT_LEAST_ONE = ("at least 1", lambda v: v >= 1)
@@ -73,6 +75,16 @@ def _check_finite(cfg: RunConfig, source: str) -> None:
     for key, value in flat_settings(cfg).items():
         if isinstance(value, float) and not math.isfinite(value) and not (value == math.inf and key in _MAY_BE_INFINITE):
             raise ConfigError(f"{source}: {key} = {value} must be a finite number")
+
+
+def _check_paths(cfg: RunConfig, source: str) -> None:
+    """An empty path would be made absolute as the current folder (`with_absolute_paths`): a cache written there, or
+    a data set looked for (and its download advised) there, from `--set "data.root='$DIR'"` with DIR unset."""
+    for key in PATH_KEYS:
+        value = setting_value(cfg, key)
+        if value is not None and not value.strip():
+            raise ConfigError(f"{source}: {key} = {value!r} is an empty path (an unset shell variable?); "
+                              f"give the path, or drop {key}")
 
 
 def _check_classes(cfg: RunConfig, source: str) -> None:
