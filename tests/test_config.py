@@ -16,7 +16,7 @@ import pytest
 
 from elr_mri.config import (
     LOSS_READS, MODEL_READS, PATH_KEYS, SCHEDULE_READS, ConfigError, ELRPlusConfig, LossConfig, ModelConfig, RunConfig,
-    ScheduleConfig, check_augment_settings, check_noise_settings, config_from_dict, evaluation_batch_size,
+    ScheduleConfig, check_augment_settings, check_noise_settings, config_from_dict, dotted_keys, evaluation_batch_size,
     first_resume_change, load_config, refuse_resume_changes, unread_overrides, with_absolute_paths,
 )
 from elr_mri.models import MODEL_NAMES
@@ -134,6 +134,27 @@ def test_errors_name_the_key_and_the_file(tmp_path: Path, text: str, message: st
     with pytest.raises(ConfigError, match=message) as info:
         load_config(path)
     assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_key_in_another_section_is_pointed_to_its_own() -> None:
+    """Every setting written under a section it is not in is suggested where it is: a near spelling in the wrong
+    section took precedence (`train.milestones`: "did you mean train.compile_step?", `eta_min` at the top: "train?")."""
+    keys = dotted_keys(RunConfig)
+    sections = sorted({key.rpartition(".")[0] for key in keys if key.rpartition(".")[0] in keys} | {""})
+    misled = []
+    for key in keys:
+        section, _, name = key.rpartition(".")
+        for other in sections:
+            if other == section or f"{other}.{name}".lstrip(".") in keys:
+                continue
+            raw: dict = {}
+            functools.reduce(lambda node, part: node.setdefault(part, {}), filter(None, other.split(".")), raw)[name] = 1
+            with pytest.raises(ConfigError) as info:
+                config_from_dict(raw)
+            suggested = re.search(r"\(did you mean (.*)\?\)", str(info.value))
+            if not suggested or key not in suggested.group(1).split(" or "):
+                misled.append(f"{other or 'top level'}: {name} → {suggested and suggested.group(1)}")
+    assert not misled
 
 
 def test_every_refused_set_is_named_in_one_line(tmp_path: Path) -> None:

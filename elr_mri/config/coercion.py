@@ -36,10 +36,12 @@ def build_section(cls: type, raw: Any, prefix: str, source: str) -> Any:
 
 
 def _did_you_mean(prefix: str, name: str, names: set[str]) -> str:
-    """` (did you mean KEY?)` for the key an unknown one most likely meant: a near spelling in its own section, else
-    the same or a near name in another (`optim.epochs`: train.epochs), which the list of its section's keys misses."""
-    for keys in ([prefix + known for known in names], dotted_keys(RunConfig)):
-        near = difflib.get_close_matches(name, {key.rsplit(".", 1)[-1] for key in keys}, n=1)
+    """` (did you mean KEY?)` for the key an unknown one most likely meant: the same name in another section
+    (`optim.epochs`: train.epochs), which the list of its section's keys misses, else a near spelling in its own
+    section, else in another. The same name first: `train.milestones` is schedule's, not a misspelt train.compile_step."""
+    everywhere = dotted_keys(RunConfig)
+    for keys, cutoff in ((everywhere, 1.0), ([prefix + known for known in names], 0.6), (everywhere, 0.6)):
+        near = difflib.get_close_matches(name, {key.rsplit(".", 1)[-1] for key in keys}, n=1, cutoff=cutoff)
         if near:
             return f" (did you mean {' or '.join(sorted(k for k in keys if k.rsplit('.', 1)[-1] == near[0]))}?)"
     return ""
