@@ -65,6 +65,8 @@ def test_the_evaluation_batch_suits_the_data_unless_set(tmp_path: Path) -> None:
         ("data: {name: mri}\nmodel: {name: widened_cnn}\n", r"model.name = 'widened_cnn' is not one of 'densenet121_3d'"),
         ("schedule:\n  milestones: 40\n", r"schedule.milestones must be a list"),
         ("data: [1, 2]\n", r"data must be a mapping"),
+        ("train:\n  # epochs: 3\n", r"train is given no settings; indent them under it, or drop it$"),
+        ("data: {noise: }\n", r"data.noise is given no settings"),
         ("loss: {name: elr\n", r"not valid YAML"),
         ("optim: {name: adam, lr: 1e-4}\nschedule: {name: cosine}\n", r"schedule.eta_min = 0.001 is not below optim.lr"),
         ("schedule: {t0: 0}\n", r"schedule.t0 = 0 must be at least 1"),

@@ -21,6 +21,8 @@ def build_section(cls: type, raw: Any, prefix: str, source: str) -> Any:
     """An instance of the section dataclass `cls` from its mapping `raw`, refusing unknown keys and values of the
     wrong type; `prefix` (`data.`) and `source` (the file) name where a refused key stands."""
     where = prefix.rstrip(".") or "top level"
+    if raw is None:  # `train:` with nothing but comments under it, or `--set train=`: not Python's "NoneType"
+        raise ConfigError(f"{source}: {where} is given no settings; indent them under it, or drop it")
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: {where} must be a mapping, got {type(raw).__name__}")
     hints = typing.get_type_hints(cls)
