@@ -68,6 +68,7 @@ def test_the_evaluation_batch_suits_the_data_unless_set(tmp_path: Path) -> None:
         ("train:\n  # epochs: 3\n", r"train is given no settings; indent them under it, or drop it$"),
         ("data: {noise: }\n", r"data.noise is given no settings"),
         ("loss: {name: elr\n", r"not valid YAML"),
+        ("train:\n\tepochs: 3\n", r"line 2: a tab, where YAML takes only spaces .*; replace it with spaces$"),
         ("optim: {name: adam, lr: 1e-4}\nschedule: {name: cosine}\n", r"schedule.eta_min = 0.001 is not below optim.lr"),
         ("schedule: {t0: 0}\n", r"schedule.t0 = 0 must be at least 1"),
         ("train: {eval_batch_size: -1}\n", r"train.eval_batch_size = -1 must be 0 or more"),

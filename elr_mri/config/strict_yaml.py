@@ -26,7 +26,12 @@ def read_yaml_file(path: Path) -> Any:
         where = f" line {line + 1}" if line is not None else ""
         problem = getattr(err, "problem", err)
         what = problem if isinstance(err, _Refused) else f"not valid YAML ({problem})"
+        if str(problem) == _TAB_PROBLEM:  # the editor's indentation, which the scanner's words do not name
+            what = "a tab, where YAML takes only spaces (to indent, and after a key's colon); replace it with spaces"
         raise ConfigError(f"{path}{where}: {what}") from None
+
+
+_TAB_PROBLEM = f"found character {chr(9)!r} that cannot start any token"  # PyYAML's words for a tab
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
