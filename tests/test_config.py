@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import re
 import shlex
 import subprocess
@@ -151,7 +152,8 @@ def test_a_key_in_another_section_is_pointed_to_its_own() -> None:
             if other == section or f"{other}.{name}".lstrip(".") in keys:
                 continue
             raw: dict = {}
-            functools.reduce(lambda node, part: node.setdefault(part, {}), filter(None, other.split(".")), raw)[name] = 1
+            section_node = functools.reduce(lambda node, part: node.setdefault(part, {}), filter(None, other.split(".")), raw)
+            section_node[name] = 1
             with pytest.raises(ConfigError) as info:
                 config_from_dict(raw)
             suggested = re.search(r"\(did you mean (.*)\?\)", str(info.value))
@@ -408,6 +410,19 @@ def test_loading_a_config_imports_no_torch() -> None:
     assert result.stdout.splitlines() == ["<config>: data.mri.crop_size = [70, 96, 96] is too small for the widened "
                                           "CNN, which needs at least 71 voxels an axis; enlarge the crop (preprocess "
                                           "at a finer resolution if the scans are smaller)", "[]"]
+
+
+def test_a_config_is_read_as_utf8_whatever_the_locale(tmp_path: Path) -> None:
+    """Under an ASCII locale (LC_ALL=C without Python's coercion to UTF-8) the shipped configs, whose comments hold
+    "×" and "³", were refused as "not UTF-8 text; save the config as UTF-8": the locale's encoding read them."""
+    path = tmp_path / "run.yaml"
+    path.write_text("# 96³ crops, ×8\ndata: {name: mri, mri: {classes: [CN, Alzheimer’s]}}\n"
+                    "model: {name: widened_cnn3d}\n", encoding="utf-8")
+    code = f"from elr_mri.config import load_config; print(ascii(load_config({str(path)!r}).data.mri.classes))"
+    env = {**os.environ, "LC_ALL": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[1], env=env, capture_output=True,
+                            text=True)
+    assert result.stdout == "['CN', 'Alzheimer\\u2019s']\n", result.stderr
 
 
 @pytest.mark.parametrize("command", [[], ["train"]])

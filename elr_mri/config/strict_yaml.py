@@ -17,8 +17,8 @@ from elr_mri.config.schema import ConfigError
 
 def read_yaml_file(path: Path) -> Any:
     """The YAML document in `path` (None where the file is empty), a problem in it as one ConfigError line."""
-    try:
-        return yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
+    try:  # UTF-8 as the refusal below says, not the locale's encoding (ASCII under LC_ALL=C without coercion)
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text; save the config as UTF-8") from None
     except yaml.YAMLError as err:
