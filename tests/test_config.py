@@ -70,6 +70,9 @@ def test_the_evaluation_batch_suits_the_data_unless_set(tmp_path: Path) -> None:
         ("data: {noise: }\n", r"data.noise is given no settings"),
         ("loss: {name: elr\n", r"not valid YAML"),
         ("train:\n\tepochs: 3\n", r"line 2: a tab, where YAML takes only spaces .*; replace it with spaces$"),
+        # a terminal's colour code pasted in: PyYAML's words were two lines naming a character offset, not the line
+        ("seed: 0\ntrain:\n  epochs: \x1b[0m3\n",
+         r"line 3: not valid YAML \(the control character U\+001B, which YAML does not allow; delete it\)$"),
         ("optim: {name: adam, lr: 1e-4}\nschedule: {name: cosine}\n", r"schedule.eta_min = 0.001 is not below optim.lr"),
         ("schedule: {t0: 0}\n", r"schedule.t0 = 0 must be at least 1"),
         ("train: {eval_batch_size: -1}\n", r"train.eval_batch_size = -1 must be 0 or more"),
@@ -305,6 +308,9 @@ def test_keys_that_are_not_text_are_named_as_text() -> None:
 def test_unreadable_override_values_and_files_are_one_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"--set 'train.epochs=\[1': the value is not valid YAML"):
         load_config(_write(tmp_path, "seed: 0\n"), ["train.epochs=[1"])
+    with pytest.raises(ConfigError, match=r"the value is not valid YAML \(the control character U\+0007, .*\)") as info:
+        load_config(_write(tmp_path, "seed: 0\n"), ["train.epochs=\a3"])
+    assert "\n" not in str(info.value)
     latin = tmp_path / "latin.yaml"
     latin.write_bytes("loss:\n  name: elr  # λ\n".encode("utf-16"))
     with pytest.raises(ConfigError, match=rf"{latin}: not UTF-8 text"):

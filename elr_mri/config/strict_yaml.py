@@ -18,15 +18,19 @@ from elr_mri.config.schema import ConfigError
 def read_yaml_file(path: Path) -> Any:
     """The YAML document in `path` (None where the file is empty), a problem in it as one ConfigError line."""
     try:  # UTF-8 as the refusal below says, not the locale's encoding (ASCII under LC_ALL=C without coercion)
-        return yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+        text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text; save the config as UTF-8") from None
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as err:
         line = getattr(getattr(err, "problem_mark", None), "line", None)
+        if isinstance(err, yaml.reader.ReaderError):  # it has a position in characters, no mark
+            line = text.count("\n", 0, err.position)
         where = f" line {line + 1}" if line is not None else ""
-        problem = getattr(err, "problem", err)
+        problem = _problem(err)
         what = problem if isinstance(err, _Refused) else f"not valid YAML ({problem})"
-        if str(problem) == _TAB_PROBLEM:  # the editor's indentation, which the scanner's words do not name
+        if problem == _TAB_PROBLEM:  # the editor's indentation, which the scanner's words do not name
             what = "a tab, where YAML takes only spaces (to indent, and after a key's colon); replace it with spaces"
         raise ConfigError(f"{path}{where}: {what}") from None
 
@@ -42,6 +46,13 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 class _Refused(yaml.constructor.ConstructorError):
     """YAML that parses but that `_UniqueKeyLoader` refuses; `problem` says why and what to write instead."""
+
+
+def _problem(err: yaml.YAMLError) -> str:
+    """What YAML refused, in one line: a control character's own text is two lines, naming a character offset."""
+    if isinstance(err, yaml.reader.ReaderError):
+        return f"the control character U+{err.character:04X}, which YAML does not allow; delete it"
+    return str(getattr(err, "problem", err))
 
 
 def parse_yaml_value(text: str) -> Any:
@@ -119,7 +130,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> None:
         except _Refused as err:
             raise ConfigError(f"--set {item!r}: {err.problem}") from None
         except yaml.YAMLError as err:
-            raise ConfigError(f"--set {item!r}: the value is not valid YAML ({getattr(err, 'problem', err)}); "
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML ({_problem(err)}); "
                               "quote it, e.g. --set 'key=[1, 2]'") from None
         node[parts[-1]] = _merged(node.get(parts[-1]), parsed)
 
