@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import functools
+import io
 import os
 import re
 import shlex
 import subprocess
 import sys
+import tokenize
 import typing
 from pathlib import Path
 from typing import Callable
@@ -20,6 +23,7 @@ from elr_mri.config import (
     ScheduleConfig, check_augment_settings, check_noise_settings, config_from_dict, dotted_keys, evaluation_batch_size,
     first_resume_change, load_config, refuse_resume_changes, unread_overrides, with_absolute_paths,
 )
+from elr_mri.config import schema
 from elr_mri.models import MODEL_NAMES
 
 # every YAML under configs/ is a run config, except the importers' column mappings (*_mapping.yaml)
@@ -401,6 +405,26 @@ def test_a_model_of_the_other_dimension_is_refused(tmp_path: Path, data: str, mo
     """mlp on MRI data failed at its first step (it takes no age), a 3D model on images at its first convolution."""
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_config(_write(tmp_path, f"data:\n  name: {data}\nmodel:\n  name: {model}\n"))
+
+
+def test_every_setting_says_what_it_does() -> None:
+    """The schema is the settings' reference (README: "A config is YAML with the sections of schema.py"), and no
+    command lists them: each setting carries a comment, on its line or on the lines just above it."""
+    source = Path(schema.__file__).read_text(encoding="utf-8")
+    lines = source.splitlines()
+    commented = {token.start[0] for token in tokenize.generate_tokens(io.StringIO(source).readline)
+                 if token.type == tokenize.COMMENT}
+    bare = []
+    for section in ast.walk(ast.parse(source)):
+        if isinstance(section, ast.ClassDef) and dataclasses.is_dataclass(getattr(schema, section.name)):
+            for setting in section.body:
+                if not isinstance(setting, ast.AnnAssign) or "Config" in ast.unparse(setting.annotation):
+                    continue  # a docstring, or a section (its class docstring says what it is)
+                above = setting.lineno - 1
+                if not commented & set(range(setting.lineno, setting.end_lineno + 1)) and not (
+                        above in commented and lines[above - 1].lstrip().startswith("#")):
+                    bare.append(f"{section.name}.{ast.unparse(setting.target)}")
+    assert not bare
 
 
 def test_loading_a_config_imports_no_torch() -> None:

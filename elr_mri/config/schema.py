@@ -21,11 +21,12 @@ class NoiseConfig:
     mode: Literal[
         "none", "symmetric", "symmetric_exclusive", "pair", "asymmetric_cifar10", "asymmetric_cifar10_official",
         "asymmetric_cifar100", "transition", "human",
-    ] = "none"
-    rate: float = 0.0
-    seed: int = 0
+    ] = "none"  # how labels are flipped (README, "Label noise"); none: the labels as given
+    rate: float = 0.0  # the share of training labels a flipping mode changes
+    seed: int = 0  # the flips' own draw: the same noisy labels whatever the run's seed
     transition_matrix: str | None = None  # .npy / .csv path, for mode "transition"
     human_labels: str | None = None  # CIFAR-10N / CIFAR-100N label file, for mode "human"
+    # which labels of that file: CIFAR-10N's aggre_label, worse_label, random_label1..3, CIFAR-100N's noisy_label
     human_key: str = "worse_label"
 
 
@@ -37,14 +38,14 @@ class MRIDataConfig:
     holdout_manifest: str | None = None  # independent cohort (NACC): checked at the start, evaluated at the end
     splits: str | None = None  # CSV participant_id,split (train/val/test); made by participant when absent
     val_labels: str | None = None  # CSV participant_id,session_id,diagnosis: adjudicated labels the validation split scores against
-    test_fraction: float = 0.15
-    classes: list[str] = field(default_factory=lambda: ["CN", "MCI", "AD"])
-    crop_size: list[int] = field(default_factory=lambda: [96, 96, 96])
-    cache: Literal["none", "memory", "disk"] = "memory"
+    test_fraction: float = 0.15  # of each diagnosis's participants, for the test split (without data.mri.splits)
+    classes: list[str] = field(default_factory=lambda: ["CN", "MCI", "AD"])  # the diagnoses trained on, in this order
+    crop_size: list[int] = field(default_factory=lambda: [96, 96, 96])  # voxels; random in training, central otherwise
+    cache: Literal["none", "memory", "disk"] = "memory"  # scans kept loaded between epochs: in memory, on disk, or not
     cache_dir: str | None = None  # for cache: disk (MONAI PersistentDataset)
     blur_sigma_max: float = 1.0  # Gaussian blur σ ~ U(0, max), the ML4H paper's augmentation
     blur_on: Literal["auto", "loader", "device"] = "auto"  # where that blur runs; auto: the device on a GPU
-    flip: bool = False
+    flip: bool = False  # random left-right flips in training
     max_shift: int | None = None  # training crops within ±max_shift voxels of the centre crop; null: anywhere
     allow_participant_overlap: bool = False  # override the leakage guard; the report then says so
 
@@ -53,19 +54,20 @@ class MRIDataConfig:
 class DataConfig:
     """Where the images come from and how the noisy training set is split."""
 
+    # digits: sklearn's 8×8, installed with it; imagefolder: train/ and test/ folders of class folders (CIFAR-10 JPEGs)
     name: Literal["digits", "cifar10", "cifar100", "imagefolder", "clothing1m", "webvision", "mri"] = "digits"
-    root: str | None = None
+    root: str | None = None  # the data set's folder (README, "Reproducing the paper"); digits and mri read none
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     val_fraction: float = 0.1  # the paper holds out 10% of the (noisy) training set
-    split_seed: int = 0
-    train_subset: int | None = None  # keep this many training images (CPU smoke runs)
-    test_subset: int | None = None
-    augment: bool = True
+    split_seed: int = 0  # the validation (and MRI test) split's draw, and the subsets' below
+    train_subset: int | None = None  # keep this many training images (CPU smoke runs), each class in its share
+    test_subset: int | None = None  # keep this many test images, likewise
+    augment: bool = True  # random crops (padded by 4 for small images) and flips of training images; MRI: data.mri
     # per-channel mean/std: a data set's official constants (images.NORMALISATION), or "measured" on the training
     # images; auto: the constants of data.name where known, else measured (an image folder of CIFAR-10 JPEGs
     # should name cifar10, as the paper's configs here do)
     normalization: Literal["auto", "cifar10", "cifar100", "clothing1m", "webvision", "measured"] = "auto"
-    num_workers: int = 0
+    num_workers: int = 0  # DataLoader worker processes (0: the training process reads the data itself)
     balanced_batches: int | None = None  # class-balanced batches per epoch (Clothing1M; MRI cohorts one class dominates)
     # with balanced_batches: false redraws them with replacement each epoch; true draws once per run (per ELR+
     # network) a subset of balanced_batches × batch_size examples, at most an equal share per class, without
@@ -78,39 +80,39 @@ class DataConfig:
 class ModelConfig:
     """Which network to train (`elr_mri.models`) and its size; each model reads the settings that fit it."""
 
-    name: str = "mlp"
+    name: str = "mlp"  # one of elr_mri.models.MODEL_NAMES (an unknown name lists them); mri takes the 3D ones
     hidden: int = 256  # width of the small digits models
     widening: int = 8  # widened 3D CNN (Liu et al. 2019): channel factor e ∈ {1, 2, 4, 8}
     use_age: bool = True  # widened 3D CNN: add the sinusoidal age encoding to the image feature
-    pretrained_checkpoint: str | None = None
+    pretrained_checkpoint: str | None = None  # a state dict to start from (Clothing1M: ImageNet ResNet-50 weights)
 
 
 @dataclass
 class LossConfig:
     """Loss and its hyperparameters; unused ones are ignored by the other losses (LOSS_READS says which read what)."""
 
-    name: Literal["ce", "gce", "sce", "elr", "elr_plus"] = "ce"
+    name: Literal["ce", "gce", "sce", "elr", "elr_plus"] = "ce"  # elr_plus also reads the elr_plus section
     lam: float = 3.0  # ELR λ
     beta: float = 0.7  # ELR temporal-ensembling momentum β
     lam_ramp_steps: int = 0  # ELR: λ ramps in over this many steps, as elr_plus.coef_step (0: full λ at once)
     lam_start_steps: int = 0  # ELR: λ is 0 (plain CE) for this many steps, then ramps in (0: from the first step)
     targets_dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # half the memory for huge tables
-    gce_q: float = 0.7
-    sce_alpha: float = 0.1
-    sce_beta: float = 1.0
+    gce_q: float = 0.7  # generalized cross-entropy's q (Zhang & Sabuncu 2018): 1 is MAE, towards 0 CE
+    sce_alpha: float = 0.1  # symmetric cross-entropy (Wang et al. 2019): the CE term's weight
+    sce_beta: float = 1.0  # and the reverse CE term's
 
 
 @dataclass
 class ELRPlusConfig:
     """ELR+ extras (paper §4 and appendix): mixup, weight averaging, ramps."""
 
-    mixup_alpha: float = 1.0
-    ema_decay: float = 0.997
+    mixup_alpha: float = 1.0  # mixup's Beta(α, α); 0: no mixup
+    ema_decay: float = 0.997  # the weight averages' momentum once ramped in
     # ramp: decay = ema_decay·exp(-5(1-s/L)^2) over L = ema_ramp_steps (official CIFAR configs); running_average:
     # decay = min(1 - 1/(s+1), ema_decay), the plain mean of the weights so far until that reaches ema_decay
     # (official Clothing1M config, "ema_update": false)
     ema_schedule: Literal["ramp", "running_average"] = "ramp"
-    ema_ramp_steps: int = 40000
+    ema_ramp_steps: int = 40000  # L above, in steps of one network
     coef_step: int = 0  # λ ramps in over this many steps (0: full λ from the start)
     reweight_labels: bool = False  # CIFAR-100 setting: weight CE labels by the targets
     # epoch: network 1 trains a whole epoch on its stream, then network 2 on its own, each against the other's
@@ -123,34 +125,35 @@ class ELRPlusConfig:
 class OptimConfig:
     """The optimiser and its base learning rate (which `schedule` scales epoch by epoch)."""
 
-    name: Literal["sgd", "adam"] = "sgd"
-    lr: float = 0.02
+    name: Literal["sgd", "adam"] = "sgd"  # torch's SGD or Adam
+    lr: float = 0.02  # the base rate, where the schedule starts
     momentum: float = 0.9  # SGD's momentum; Adam's β1
-    weight_decay: float = 1e-3
-    nesterov: bool = False
+    weight_decay: float = 1e-3  # L2 penalty, as torch's optimisers apply it
+    nesterov: bool = False  # SGD's Nesterov momentum
 
 
 @dataclass
 class ScheduleConfig:
     """How the learning rate changes over epochs; each schedule reads its own settings (SCHEDULE_READS)."""
 
+    # multistep: drops at milestones; cosine: one decay over train.epochs; cosine_warm_restarts: one every t0 epochs
     name: Literal["constant", "multistep", "cosine_warm_restarts", "cosine"] = "multistep"
-    milestones: list[int] = field(default_factory=lambda: [40, 80])
-    gamma: float = 0.01
-    t0: int = 10
-    eta_min: float = 0.001
+    milestones: list[int] = field(default_factory=lambda: [40, 80])  # multistep: the epochs after which the rate drops
+    gamma: float = 0.01  # multistep: the factor at each milestone
+    t0: int = 10  # cosine_warm_restarts: epochs between restarts
+    eta_min: float = 0.001  # cosine schedules: the absolute floor the rate decays to (below optim.lr)
 
 
 @dataclass
 class TrainLoopConfig:
     """How long and on what the run trains, how fast, and which checkpoint it keeps; most may change on a resume."""
 
-    epochs: int = 120
-    batch_size: int = 128
+    epochs: int = 120  # may grow on a resume (a cosine schedule's may not)
+    batch_size: int = 128  # training examples a step (the global batch under torchrun)
     # examples a forward pass scores when evaluating; 0: 512 images, or train.batch_size MRI volumes
     # (`evaluation_batch_size`)
     eval_batch_size: int = 0
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: a CUDA GPU where one is visible, else the CPU
     # auto: bf16 autocast on a GPU that supports it (fp16 + loss scaling on older ones), fp32 on a CPU
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     loader: Literal["auto", "dataloader", "device"] = "auto"  # auto: device-resident batches when images fit
@@ -184,15 +187,15 @@ class TrainLoopConfig:
     # last.pt/best.pt at the end of an epoch once this many seconds passed since the last write, and after
     # the final epoch; 0: every epoch. A killed run loses at most this much plus the epoch in flight
     checkpoint_seconds: float = 60.0
-    tensorboard: bool = True
-    progress: bool = True
+    tensorboard: bool = True  # the metrics as TensorBoard scalars too, in RUN/tensorboard/
+    progress: bool = True  # progress bars on stderr: data loading, epochs, an epoch's batches
 
 
 @dataclass
 class RunConfig:
     """One run: the top level of a config file, a section each, plus the run's seed (split and noise have their own)."""
 
-    seed: int = 0
+    seed: int = 0  # Python's, NumPy's and torch's generators: initial weights, batch order, augmentation
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
