@@ -95,6 +95,9 @@ def test_the_evaluation_batch_suits_the_data_unless_set(tmp_path: Path) -> None:
         ("data: {name: cifar10, mri: {manifest: adni.csv}}\n", r"data.mri.manifest is set but data.name = cifar10 "
                                                                r"does not read data.mri"),
         ("data: {name: cifar10}\n", r"data.name = cifar10 needs data.root, the folder that holds the data set"),
+        ("data: {name: mri, mri: {cache: disk}}\nmodel: {name: widened_cnn3d}\n",
+         r"data.mri.cache: disk needs data.mri.cache_dir, a folder for the cached volumes; set it, or data.mri.cache: "
+         r"memory$"),
         ("# nothing yet\n", r"the config is empty; start from one in configs/"),
         ("schedule: {milestones: [0, 80]}\n", r"schedule.milestones = \[0, 80\] must each be at least 1"),
         ("seed: 0\ntrain: {epochs: 3}\nseed: 1\n", r"line 3: the key 'seed' is given twice in one section; keep one$"),
@@ -552,7 +555,8 @@ def test_a_setting_another_one_switches_off_is_named_with_the_choices_that_read_
     mri = {"model": {"name": "widened_cnn3d"}}
     assert unread({"data": {"name": "mri", "mri": {"cache": "memory"}}, **mri}, "data.mri.cache_dir=/tmp/c") == [
         ("data.mri.cache_dir", "data.mri.cache", ["disk"])]
-    assert unread({"data": {"name": "mri", "mri": {"cache": "disk"}}, **mri}, "data.mri.cache_dir=/tmp/c") == []
+    assert unread({"data": {"name": "mri", "mri": {"cache": "disk", "cache_dir": "/tmp/c"}}, **mri},
+                  "data.mri.cache_dir=/tmp/c") == []
     assert unread({"data": {"name": "mri"}, **mri}, "data.normalization=cifar10") == [
         ("data.normalization", "data.name", ["cifar10", "cifar100", "imagefolder", "clothing1m", "webvision"])]
     assert unread({"data": {"name": "cifar10", "root": "data"}}, "data.normalization=measured") == []

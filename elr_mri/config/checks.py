@@ -151,12 +151,16 @@ def _check_model_input(cfg: RunConfig, source: str) -> None:
 
 
 def _check_data_source(cfg: RunConfig, source: str) -> None:
-    """data.mri is read by MRI runs alone, and an image data set other than digits needs the folder it is in."""
+    """data.mri is read by MRI runs alone, a disk cache needs its folder (else refused once the manifest was read,
+    naming no file), and an image data set other than digits needs the folder it is in."""
     if cfg.data.name != "mri" and cfg.data.mri != MRIDataConfig():
         changed = next(f.name for f in dataclasses.fields(MRIDataConfig)
                        if getattr(cfg.data.mri, f.name) != getattr(MRIDataConfig(), f.name))
         raise ConfigError(f"{source}: data.mri.{changed} is set but data.name = {cfg.data.name} does not read "
                           "data.mri; drop the data.mri section, or set data.name: mri")
+    if cfg.data.mri.cache == "disk" and cfg.data.mri.cache_dir is None:
+        raise ConfigError(f"{source}: data.mri.cache: disk needs data.mri.cache_dir, a folder for the cached volumes; "
+                          "set it, or data.mri.cache: memory")
     if cfg.data.name not in ("digits", "mri") and cfg.data.root is None:
         raise ConfigError(f"{source}: data.name = {cfg.data.name} needs data.root, the folder that holds the data set "
                           f"(e.g. --set data.root={_ROOT_EXAMPLES[cfg.data.name]}); the README's 'Reproducing the "
