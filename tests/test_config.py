@@ -458,6 +458,17 @@ def test_a_config_is_read_as_utf8_whatever_the_locale(tmp_path: Path) -> None:
     assert result.stdout == "['CN', 'Alzheimer\\u2019s']\n", result.stderr
 
 
+def test_a_refused_config_is_answered_before_torch_loads(tmp_path: Path) -> None:
+    """`elr-mri train` imported the engine, and so torch (4 CPU-s, 15 s on a busy 2-core machine), before it read
+    the config: every mistake in one waited that long for its one line."""
+    config = _write(tmp_path, "loss: {lambda: 1}\n")
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "elr_mri", "train", "--config", str(config),
+                             "--out", str(tmp_path / "run")], capture_output=True, text=True)
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    assert result.returncode == 2 and "unknown key 'loss.lambda'" in result.stderr.splitlines()[-1]
+    assert "elr_mri.config" in imported and "torch" not in imported
+
+
 @pytest.mark.parametrize("command", [[], ["train"]])
 def test_help_imports_no_torch(command: list[str]) -> None:
     """`elr-mri --help` and `elr-mri train --help` answer at once: torch loads only in the handler that needs it."""

@@ -18,10 +18,10 @@ if TYPE_CHECKING:
 
 def train_command(args: argparse.Namespace) -> int:
     """`elr-mri train`: train a new run or resume one, print its summary, and score its holdout cohort if it has one."""
-    from elr_mri.engine.runner import finished_at, train
-
     out_dir = train_run_dir(args)
     config = _resumed_run_config(args) if args.resume is not None else _new_run_config(args, out_dir)
+    from elr_mri.engine.runner import finished_at, train  # torch: seconds, which a refused config need not wait
+
     finished_before = args.resume is not None and finished_at(out_dir, config.train.epochs)  # scored when it ended
     notes = _unread_setting_notes(config, args.overrides)
     summary = train(config, out_dir, resume=args.resume is not None, notes=notes)
