@@ -52,7 +52,8 @@ def test_defaults_and_overrides(tmp_path: Path) -> None:
 def test_the_evaluation_batch_suits_the_data_unless_set(tmp_path: Path) -> None:
     """512 images at once, but not 512 MRI volumes (~220 MB of activations each through the ×8 network)."""
     images = load_config(_write(tmp_path, "data: {name: cifar10, root: data}\ntrain: {batch_size: 128}\n"))
-    volumes = _write(tmp_path, "data: {name: mri}\nmodel: {name: widened_cnn3d}\ntrain: {batch_size: 4}\n")
+    volumes = _write(tmp_path, "data: {name: mri, mri: {manifest: adni.csv}}\nmodel: {name: widened_cnn3d}\n"
+                               "train: {batch_size: 4}\n")
     assert [evaluation_batch_size(images), evaluation_batch_size(load_config(volumes))] == [512, 4]
     assert evaluation_batch_size(load_config(volumes, ["train.eval_batch_size=16"])) == 16
 
@@ -95,7 +96,9 @@ def test_the_evaluation_batch_suits_the_data_unless_set(tmp_path: Path) -> None:
         ("data: {name: cifar10, mri: {manifest: adni.csv}}\n", r"data.mri.manifest is set but data.name = cifar10 "
                                                                r"does not read data.mri"),
         ("data: {name: cifar10}\n", r"data.name = cifar10 needs data.root, the folder that holds the data set"),
-        ("data: {name: mri, mri: {cache: disk}}\nmodel: {name: widened_cnn3d}\n",
+        ("data: {name: mri}\nmodel: {name: widened_cnn3d}\n",
+         r"data.name = mri needs data.mri.manifest, the cohort's CSV .*; set it, e.g. --set data.mri.manifest="),
+        ("data: {name: mri, mri: {manifest: adni.csv, cache: disk}}\nmodel: {name: widened_cnn3d}\n",
          r"data.mri.cache: disk needs data.mri.cache_dir, a folder for the cached volumes; set it, or data.mri.cache: "
          r"memory$"),
         ("# nothing yet\n", r"the config is empty; start from one in configs/"),
@@ -449,7 +452,7 @@ def test_a_config_is_read_as_utf8_whatever_the_locale(tmp_path: Path) -> None:
     """Under an ASCII locale (LC_ALL=C without Python's coercion to UTF-8) the shipped configs, whose comments hold
     "×" and "³", were refused as "not UTF-8 text; save the config as UTF-8": the locale's encoding read them."""
     path = tmp_path / "run.yaml"
-    path.write_text("# 96³ crops, ×8\ndata: {name: mri, mri: {classes: [CN, Alzheimer’s]}}\n"
+    path.write_text("# 96³ crops, ×8\ndata: {name: mri, mri: {manifest: adni.csv, classes: [CN, Alzheimer’s]}}\n"
                     "model: {name: widened_cnn3d}\n", encoding="utf-8")
     code = f"from elr_mri.config import load_config; print(ascii(load_config({str(path)!r}).data.mri.classes))"
     env = {**os.environ, "LC_ALL": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"}
@@ -484,10 +487,11 @@ def test_help_imports_no_torch(command: list[str]) -> None:
     (["data.mri.max_shift=0"], r"data.mri.max_shift not read"),
 ])
 def test_mri_augmentations_without_augment_are_refused(tmp_path: Path, settings: list[str], message: str) -> None:
-    cfg = load_config(_write(tmp_path, "data:\n  name: mri\n  augment: false\nmodel:\n  name: widened_cnn3d\n"), settings)
+    augmented = "data:\n  name: mri\n  mri: {manifest: adni.csv}\nmodel:\n  name: widened_cnn3d\n"
+    cfg = load_config(_write(tmp_path, augmented.replace("name: mri\n", "name: mri\n  augment: false\n")), settings)
     with pytest.raises(ConfigError, match=message):
         check_augment_settings(cfg.data)
-    check_augment_settings(load_config(_write(tmp_path, "data:\n  name: mri\nmodel:\n  name: widened_cnn3d\n"), settings).data)  # augmented: fine
+    check_augment_settings(load_config(_write(tmp_path, augmented), settings).data)  # augmented: fine
 
 
 def test_yaml_merge_keys_and_a_checkpoint_only_at_the_end_still_load(tmp_path: Path) -> None:
@@ -543,7 +547,7 @@ def test_settings_the_runs_model_does_not_read_are_named_with_the_models_that_do
     def unread(section: dict, *sets: str) -> list[tuple[str, str, list[str]]]:
         return unread_overrides(config_from_dict(section), list(sets))
 
-    mri = {"data": {"name": "mri"}}
+    mri = {"data": {"name": "mri", "mri": {"manifest": "adni.csv"}}}
     assert unread({**mri, "model": {"name": "resnet18_3d"}}, "model.widening=4", "model.use_age=false") == [
         ("model.widening", "model.name", ["widened_cnn3d"]), ("model.use_age", "model.name", ["widened_cnn3d"])]
     assert unread({**mri, "model": {"name": "widened_cnn3d"}}, "model.widening=4", "model.pretrained_checkpoint=w.pt",
@@ -564,11 +568,12 @@ def test_a_setting_another_one_switches_off_is_named_with_the_choices_that_read_
         ("train.compile_mode", "train.compile", ["auto", "true"])]
     assert unread({"train": {"compile": "auto"}}, "train.compile_mode=default") == []
     mri = {"model": {"name": "widened_cnn3d"}}
-    assert unread({"data": {"name": "mri", "mri": {"cache": "memory"}}, **mri}, "data.mri.cache_dir=/tmp/c") == [
-        ("data.mri.cache_dir", "data.mri.cache", ["disk"])]
-    assert unread({"data": {"name": "mri", "mri": {"cache": "disk", "cache_dir": "/tmp/c"}}, **mri},
+    cohort = {"manifest": "adni.csv"}
+    assert unread({"data": {"name": "mri", "mri": {**cohort, "cache": "memory"}}, **mri},
+                  "data.mri.cache_dir=/tmp/c") == [("data.mri.cache_dir", "data.mri.cache", ["disk"])]
+    assert unread({"data": {"name": "mri", "mri": {**cohort, "cache": "disk", "cache_dir": "/tmp/c"}}, **mri},
                   "data.mri.cache_dir=/tmp/c") == []
-    assert unread({"data": {"name": "mri"}, **mri}, "data.normalization=cifar10") == [
+    assert unread({"data": {"name": "mri", "mri": cohort}, **mri}, "data.normalization=cifar10") == [
         ("data.normalization", "data.name", ["cifar10", "cifar100", "imagefolder", "clothing1m", "webvision"])]
     assert unread({"data": {"name": "cifar10", "root": "data"}}, "data.normalization=measured") == []
     # the DataLoader's workers: none where the batches come from the device (auto on images held in memory)
@@ -577,7 +582,7 @@ def test_a_setting_another_one_switches_off_is_named_with_the_choices_that_read_
     assert unread({"data": {"name": "clothing1m", "root": "data"}, "train": {"loader": "device"}},
                   "data.num_workers=4") == [("data.num_workers", "train.loader", ["auto", "dataloader"])]
     assert unread({"data": {"name": "digits"}, "train": {"loader": "dataloader"}}, "data.num_workers=4") == []
-    assert unread({"data": {"name": "mri"}, **mri}, "data.num_workers=4") == []
+    assert unread({"data": {"name": "mri", "mri": cohort}, **mri}, "data.num_workers=4") == []
 
 
 def test_train_says_once_which_set_changes_nothing(tmp_path: Path, cli_in_process: Callable) -> None:

@@ -151,13 +151,17 @@ def _check_model_input(cfg: RunConfig, source: str) -> None:
 
 
 def _check_data_source(cfg: RunConfig, source: str) -> None:
-    """data.mri is read by MRI runs alone, a disk cache needs its folder (else refused once the manifest was read,
-    naming no file), and an image data set other than digits needs the folder it is in."""
+    """data.mri is read by MRI runs alone, which need their manifest, a disk cache needs its folder, and an image
+    data set other than digits needs the folder it is in: each refused here, naming the file, rather than once torch
+    has loaded (and for the cache, the manifest has been read) without naming it."""
     if cfg.data.name != "mri" and cfg.data.mri != MRIDataConfig():
         changed = next(f.name for f in dataclasses.fields(MRIDataConfig)
                        if getattr(cfg.data.mri, f.name) != getattr(MRIDataConfig(), f.name))
         raise ConfigError(f"{source}: data.mri.{changed} is set but data.name = {cfg.data.name} does not read "
                           "data.mri; drop the data.mri section, or set data.name: mri")
+    if cfg.data.name == "mri" and cfg.data.mri.manifest is None:
+        raise ConfigError(f"{source}: data.name = mri needs data.mri.manifest, the cohort's CSV (the one `elr-mri "
+                          "import-cohort` or `simulate-cohort` wrote); set it, e.g. --set data.mri.manifest=data/adni.csv")
     if cfg.data.mri.cache == "disk" and cfg.data.mri.cache_dir is None:
         raise ConfigError(f"{source}: data.mri.cache: disk needs data.mri.cache_dir, a folder for the cached volumes; "
                           "set it, or data.mri.cache: memory")
