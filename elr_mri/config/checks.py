@@ -11,7 +11,8 @@ from typing import Callable
 
 from elr_mri.config.resume import PATH_KEYS
 from elr_mri.config.schema import (
-    ConfigError, DataConfig, ELRPlusConfig, MRIDataConfig, NoiseConfig, RunConfig, flat_settings, setting_value,
+    HELD_IN_MEMORY, ConfigError, DataConfig, ELRPlusConfig, MRIDataConfig, NoiseConfig, RunConfig, flat_settings,
+    setting_value,
 )
 from elr_mri.models import MIN_INPUT_SIZE, MODEL_NAMES, VOLUME_MODELS
 
@@ -151,9 +152,10 @@ def _check_model_input(cfg: RunConfig, source: str) -> None:
 
 
 def _check_data_source(cfg: RunConfig, source: str) -> None:
-    """data.mri is read by MRI runs alone, which need their manifest, a disk cache needs its folder, and an image
-    data set other than digits needs the folder it is in: each refused here, naming the file, rather than once torch
-    has loaded (and for the cache, the manifest has been read) without naming it."""
+    """data.mri is read by MRI runs alone, which need their manifest, a disk cache needs its folder, device-resident
+    batches need images held in memory, and an image data set other than digits needs the folder it is in: each
+    refused here, naming the file, rather than once torch has loaded (for the last two, the data too: an MRI cohort's
+    memory cache fills before a loader is chosen) without naming it."""
     if cfg.data.name != "mri" and cfg.data.mri != MRIDataConfig():
         changed = next(f.name for f in dataclasses.fields(MRIDataConfig)
                        if getattr(cfg.data.mri, f.name) != getattr(MRIDataConfig(), f.name))
@@ -161,10 +163,15 @@ def _check_data_source(cfg: RunConfig, source: str) -> None:
                           "data.mri; drop the data.mri section, or set data.name: mri")
     if cfg.data.name == "mri" and cfg.data.mri.manifest is None:
         raise ConfigError(f"{source}: data.name = mri needs data.mri.manifest, the cohort's CSV (the one `elr-mri "
-                          "import-cohort` or `simulate-cohort` wrote); set it, e.g. --set data.mri.manifest=data/adni.csv")
+                          "import-cohort` or `simulate-cohort` wrote); set it, e.g. "
+                          "--set data.mri.manifest=data/adni.csv")
     if cfg.data.mri.cache == "disk" and cfg.data.mri.cache_dir is None:
         raise ConfigError(f"{source}: data.mri.cache: disk needs data.mri.cache_dir, a folder for the cached volumes; "
                           "set it, or data.mri.cache: memory")
+    if cfg.train.loader == "device" and cfg.data.name not in HELD_IN_MEMORY:  # else refused once the data loaded
+        raise ConfigError(f"{source}: train.loader = device serves images held in memory "
+                          f"({', '.join(HELD_IN_MEMORY)}), and data.name = {cfg.data.name} is read from files; set "
+                          "train.loader: auto or dataloader")
     if cfg.data.name not in ("digits", "mri") and cfg.data.root is None:
         raise ConfigError(f"{source}: data.name = {cfg.data.name} needs data.root, the folder that holds the data set "
                           f"(e.g. --set data.root={_ROOT_EXAMPLES[cfg.data.name]}); the README's 'Reproducing the "

@@ -76,6 +76,11 @@ class DataConfig:
     mri: MRIDataConfig = field(default_factory=MRIDataConfig)
 
 
+# The data sets whose images `build_data` holds in memory: `train.loader: auto` serves them from the device, with no
+# DataLoader and so no workers; the others are read from files an item at a time, which `loader: device` cannot serve.
+HELD_IN_MEMORY = ("digits", "cifar10", "cifar100", "imagefolder")
+
+
 @dataclass
 class ModelConfig:
     """Which network to train (`elr_mri.models`) and its size; each model reads the settings that fit it."""

@@ -9,7 +9,9 @@ from typing import Any
 
 import yaml
 
-from elr_mri.config.schema import DataConfig, ELRPlusConfig, MRIDataConfig, RunConfig, TrainLoopConfig, setting_value
+from elr_mri.config.schema import (
+    HELD_IN_MEMORY, DataConfig, ELRPlusConfig, MRIDataConfig, RunConfig, TrainLoopConfig, setting_value,
+)
 from elr_mri.config.strict_yaml import parse_yaml_value
 from elr_mri.models import MODEL_NAMES
 
@@ -68,15 +70,12 @@ _KEY_CHOSEN_BY: dict[str, tuple[str, dict[str, frozenset[str]]]] = {
     # per-channel image statistics: digits are used as sklearn gives them, volumes scaled per scan
     "data.normalization": _read_unless("data.normalization", "data.name", DataConfig, "name", ("digits", "mri")),
 }
-# The data sets whose images `build_data` holds in memory: `train.loader: auto` serves them from the device, with no
-# DataLoader and so no workers; the others are read from files an item at a time.
-_HELD_IN_MEMORY = ("digits", "cifar10", "cifar100", "imagefolder")
 
 
 def _chosen_by(cfg: RunConfig, key: str) -> tuple[str, dict[str, frozenset[str]]]:
     """The setting that chooses whether `cfg` reads `key` and what each of its choices reads; ("", {}) for none."""
     if key == "data.num_workers":  # the DataLoader's; whether auto takes one depends on the data set
-        off = ("device", "auto") if cfg.data.name in _HELD_IN_MEMORY else ("device",)
+        off = ("device", "auto") if cfg.data.name in HELD_IN_MEMORY else ("device",)
         return _read_unless(key, "train.loader", TrainLoopConfig, "loader", off)
     return _KEY_CHOSEN_BY.get(key) or _CHOSEN_BY.get(key.split(".")[0], ("", {}))
 
