@@ -100,6 +100,8 @@ def test_the_evaluation_batch_suits_the_data_unless_set(tmp_path: Path) -> None:
         ("data: {name: mri, mri: {manifest: adni.csv}}\nmodel: {name: widened_cnn3d}\ntrain: {loader: device}\n",
          r"train.loader = device serves images held in memory \(digits, cifar10, cifar100, imagefolder\), and "
          r"data.name = mri is read from files; set train.loader: auto or dataloader$"),
+        ("data: {name: clothing1m, root: data, normalization: measured}\n", r"data.normalization = measured measures "
+         r"images held in memory, and data.name = clothing1m is read from files; set data.normalization: auto"),
         ("data: {name: mri}\nmodel: {name: widened_cnn3d}\n",
          r"data.name = mri needs data.mri.manifest, the cohort's CSV .*; set it, e.g. --set data.mri.manifest="),
         ("data: {name: mri, mri: {manifest: adni.csv, cache: disk}}\nmodel: {name: widened_cnn3d}\n",

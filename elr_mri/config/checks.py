@@ -153,9 +153,9 @@ def _check_model_input(cfg: RunConfig, source: str) -> None:
 
 def _check_data_source(cfg: RunConfig, source: str) -> None:
     """data.mri is read by MRI runs alone, which need their manifest, a disk cache needs its folder, device-resident
-    batches need images held in memory, and an image data set other than digits needs the folder it is in: each
-    refused here, naming the file, rather than once torch has loaded (for the last two, the data too: an MRI cohort's
-    memory cache fills before a loader is chosen) without naming it."""
+    batches and measured statistics need images held in memory, and an image data set other than digits needs the
+    folder it is in: each refused here, naming the file, rather than once torch has loaded (for the loader and the
+    statistics, the data too: an MRI cohort's memory cache fills before a loader is chosen) without naming it."""
     if cfg.data.name != "mri" and cfg.data.mri != MRIDataConfig():
         changed = next(f.name for f in dataclasses.fields(MRIDataConfig)
                        if getattr(cfg.data.mri, f.name) != getattr(MRIDataConfig(), f.name))
@@ -172,6 +172,9 @@ def _check_data_source(cfg: RunConfig, source: str) -> None:
         raise ConfigError(f"{source}: train.loader = device serves images held in memory "
                           f"({', '.join(HELD_IN_MEMORY)}), and data.name = {cfg.data.name} is read from files; set "
                           "train.loader: auto or dataloader")
+    if cfg.data.normalization == "measured" and cfg.data.name not in (*HELD_IN_MEMORY, "mri"):
+        raise ConfigError(f"{source}: data.normalization = measured measures images held in memory, and data.name = "
+                          f"{cfg.data.name} is read from files; set data.normalization: auto (the release's constants)")
     if cfg.data.name not in ("digits", "mri") and cfg.data.root is None:
         raise ConfigError(f"{source}: data.name = {cfg.data.name} needs data.root, the folder that holds the data set "
                           f"(e.g. --set data.root={_ROOT_EXAMPLES[cfg.data.name]}); the README's 'Reproducing the "
