@@ -325,15 +325,16 @@ def nacc_scans() -> pd.DataFrame:
 def test_nacc_mapping_recodes_udsd_and_sex():
     result = import_mapped_table(NACC, nacc_scans(), NACC_MAPPING)
     m = result.manifest
-    assert m["diagnosis"].tolist() == ["CN", "MCI", "AD", "AD"]
-    assert m["sex"].tolist() == ["F", "F", "M", "F"]
-    assert m["age"].tolist() == [71, 72, 80, 77]
+    assert m["diagnosis"].tolist() == ["CN", "MCI", "AD"]
+    assert m["sex"].tolist() == ["F", "F", "M"]
+    assert m["age"].tolist() == [71, 72, 80]
     assert (m["cohort"] == "NACC").all()
     reasons = dict(zip(result.dropped["participant_id"], result.dropped["reason"]))
     blank = import_mapped_table(NACC.assign(NACCUDSD=[1, 3, 4, None, 4, 3]), nacc_scans(), NACC_MAPPING)
     assert "without a diagnosis (NACCUDSD) at that visit" in blank.dropped["reason"].tolist()
     assert reasons == {
         "NACC000003": "with NACCUDSD '2', not in the mapping's values.diagnosis",  # impaired, not MCI
+        "NACC000004": "with NACCUDSD '4' (AD) but NACCALZP '7', not 1 (the mapping's require)",  # dementia, not AD
         "NACC000005": "without a clinical row at that session (the table has the participant at other sessions: "
                       "a visit it lacks, or one it spells otherwise)",
     }
@@ -354,12 +355,30 @@ def test_an_age_recode_changes_only_the_codes_it_lists():
     did not list into no age, without a word."""
     mapping = load_mapping(NACC_MAPPING)
     mapping["values"] = {**mapping["values"], "age": {888: float("nan"), 999: "unknown"}}
-    table = NACC.assign(NACCAGE=[71, 72, 888, 66, "999", "77 y"], SEX=[2, 2, 9, 1, 2, 1])
+    table = NACC.assign(NACCAGE=[71, "999", 888, 66, 77, "77 y"], SEX=[2, 2, 9, 1, 2, 1])  # NACC000004: no AD
     result = import_mapped_table(table, nacc_scans().assign(session_id=["1", "2", "1", "1", "1", "1"]), mapping)
     ages = result.manifest["age"].tolist()
-    assert ages[:2] == [71, 72] and np.isnan(ages[2]) and np.isnan(ages[3]) and np.isnan(ages[4])
+    assert ages[0] == 71 and np.isnan(ages[1]) and np.isnan(ages[2]) and np.isnan(ages[3])
     assert result.age_problems == ["NACC000005/1: NACCAGE '77 y' is not a number"]  # the table's value, quoted
-    assert result.manifest["sex"].isna().tolist() == [False, False, True, False, False]  # sex 9: not listed, unknown
+    assert result.manifest["sex"].isna().tolist() == [False, False, True, False]  # sex 9: not listed, unknown
+
+
+def test_the_shipped_nacc_mapping_makes_ad_only_of_dementia_with_ad_as_its_primary_cause():
+    """NACCUDSD 4 is dementia of any cause; the shipped mapping made Lewy body, FTLD and vascular dementia AD. NACC
+    derives NACCALZP from form D1 (1 primary, 2 contributing, 3 non-contributing, 7 impaired with AD no cause)."""
+    table = pd.DataFrame({"NACCID": [f"NACC00000{i}" for i in range(1, 7)], "NACCVNUM": 1,
+                          "NACCUDSD": [4, 4, 4, 4, 4, 3], "NACCALZP": [1, 2, 7, -4, None, 7],
+                          "NACCETPR": [1, 2, 8, 99, 99, 2], "NACCAGE": 75, "SEX": 1})
+    scans = pd.DataFrame({"participant_id": table["NACCID"], "session_id": "ses-01", "path": list("abcdef")})
+    result = import_mapped_table(table, scans, NACC_MAPPING)
+    assert result.manifest[["participant_id", "diagnosis"]].values.tolist() == [["NACC000001", "AD"],
+                                                                                ["NACC000006", "MCI"]]
+    assert result.dropped["reason"].tolist() == [
+        f"with NACCUDSD '4' (AD) but {found}, not 1 (the mapping's require)"
+        for found in ("NACCALZP '2'", "NACCALZP '7'", "NACCALZP '-4'", "no NACCALZP")]
+    with pytest.raises(ValueError, match=r"missing column\(s\) NACCALZP \(.*\); the mapping's require.AD reads it: "
+                                         r"export it with the table, or delete that condition from the mapping$"):
+        import_mapped_table(table.drop(columns="NACCALZP"), scans, NACC_MAPPING)
 
 
 def test_mapping_require_keeps_only_ad_with_ad_as_primary_cause(tmp_path):
@@ -440,7 +459,7 @@ def test_a_require_condition_may_give_one_code_alone(tmp_path):
 def test_duplicate_clinical_rows_are_reported_not_guessed():
     repeated = pd.concat([NACC, NACC.iloc[[0]]], ignore_index=True)  # an export appended twice: still one visit
     assert import_mapped_table(repeated, nacc_scans(), NACC_MAPPING).manifest["participant_id"].tolist() == [
-        "NACC000001", "NACC000001", "sub-NACC000002", "NACC000004"]
+        "NACC000001", "NACC000001", "sub-NACC000002"]
     conflicting = pd.concat([NACC, NACC.iloc[[0]].assign(NACCUDSD=4)], ignore_index=True)
     result = import_mapped_table(conflicting, nacc_scans(), NACC_MAPPING)
     assert ("matching several clinical rows that differ (the table gives that visit two diagnoses, ages or sexes: keep "
@@ -475,7 +494,7 @@ def test_padded_sessions_match_visit_numbers_and_relative_paths_become_absolute(
     folder.mkdir()
     nacc_scans().assign(session_id=["ses-01", "ses-02", "01", "1", "1", "7"]).to_csv(folder / "s.csv", index=False)
     result = import_mapped_table(NACC, folder / "s.csv", NACC_MAPPING)
-    assert len(result.manifest) == 4
+    assert len(result.manifest) == 3
     assert result.manifest["path"].tolist()[0] == str(folder.resolve() / "n0.nii.gz")
 
 
@@ -761,8 +780,8 @@ def test_sex_codes_a_mapping_does_not_list_are_counted_and_named_not_erased_unsa
     table = NACC.assign(SEX=NACC["SEX"].map({1: "Male", 2: "Female"}))
     result = import_mapped_table(table, nacc_scans(), NACC_MAPPING)
     assert result.manifest["sex"].isna().all()
-    assert result.summary().startswith("4 scans imported (4 without a sex), 2 left out: ")
-    assert result.unlisted_sex_codes == ["SEX 'Female' (3 scans)", "SEX 'Male' (1 scan)"]
+    assert result.summary().startswith("3 scans imported (3 without a sex), 3 left out: ")
+    assert result.unlisted_sex_codes == ["SEX 'Female' (2 scans)", "SEX 'Male' (1 scan)"]
     assert import_mapped_table(NACC, nacc_scans(), NACC_MAPPING).unlisted_sex_codes == []
 
 

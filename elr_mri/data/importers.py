@@ -336,11 +336,16 @@ def import_mapped_table(
         for value in table[columns["diagnosis"]]]
     for label, conditions in (mapping.get("require") or {}).items():
         for column, allowed in conditions.items():
-            _require(table, (column,), where)
+            _require(table, (column,), where, f"the mapping's require.{label} reads it: export it with the table, or "
+                                              "delete that condition from the mapping")
             codes = _allowed_codes(allowed)
-            fails = (clinical["diagnosis"] == label) & ~table[column].map(_code).isin(codes)
+            given = table[column].map(lambda value: "" if _blank(value) else _code(value))
+            fails = (clinical["diagnosis"] == label) & ~given.isin(codes)
             clinical.loc[fails, "diagnosis"] = np.nan
-            clinical.loc[fails, "_diagnosis_problem"] = f"{label} without {column} in {sorted(codes)} (require)"
+            found = given.map(lambda value, column=column: f"{column} {value!r}" if value else f"no {column}")
+            clinical.loc[fails, "_diagnosis_problem"] = [  # the row's own value: NACCALZP 7 (another cause), -4
+                f"with {columns['diagnosis']} {_code(code)!r} ({label}) but {has}, not {' or '.join(sorted(codes))} "
+                "(the mapping's require)" for code, has in zip(table.loc[fails, columns["diagnosis"]], found[fails])]
     clinical["cohort"] = mapping.get("cohort", "")
     hint = _unguessed_dates(table[columns["session_id"]], columns["session_id"])
     return _join(*_read_scans(scans), clinical, _bids_key, mapped_session_key,
