@@ -285,6 +285,23 @@ def test_import_adnimerge_with_baseline_diagnosis():
     assert result.manifest["diagnosis"].tolist() == ["MCI", "MCI"]  # EMCI at baseline for both scans
 
 
+def test_dxsum_as_adnimerge_is_told_which_scans_a_mapping_would_meet():
+    """The refusal sent DXSUM to --table with a mapping, where Clinica's sub-ADNI011S0002 at ses-M00 (the BIDS names of
+    `clinica convert adni-to-bids`) meets none of its rows, each 'not in the table under that id'."""
+    dxsum = pd.DataFrame({"Phase": "ADNI3", "RID": 2, "PTID": "011_S_0002", "VISCODE": ["sc", "v06"],
+                          "VISCODE2": ["bl", "m06"], "DIAGNOSIS": [1, 2]})
+    clinica = pd.DataFrame({"participant_id": "sub-ADNI011S0002", "session_id": ["ses-M00", "ses-M06"],
+                            "path": ["a", "b"]})
+    with pytest.raises(ValueError, match=r"DXSUM as --table with a mapping meets only scans named as DXSUM names them, "
+                                         r"011_S_0002 at bl, not sub-ADNI011S0002 at ses-M00\)$"):
+        import_adnimerge(dxsum, clinica)
+    mapping = {"columns": {"participant_id": "PTID", "session_id": "VISCODE2", "diagnosis": "DIAGNOSIS"},
+               "values": {"diagnosis": {1: "CN", 2: "MCI", 3: "AD"}}}
+    assert import_mapped_table(dxsum, clinica, mapping).manifest.empty
+    named_as_dxsum = clinica.assign(participant_id="011_S_0002", session_id=["bl", "m06"])
+    assert import_mapped_table(dxsum, named_as_dxsum, mapping).manifest["diagnosis"].tolist() == ["CN", "MCI"]
+
+
 def test_import_errors_name_the_table_its_option_and_file(tmp_path):
     adnimerge = tmp_path / "ADNIMERGE.csv"
     ADNIMERGE.drop(columns="Years_bl").to_csv(adnimerge, index=False)

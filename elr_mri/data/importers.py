@@ -127,8 +127,8 @@ def import_adnimerge(
     """
     table, where = _read(adnimerge, "ADNIMERGE table (--adnimerge)")
     _require(table, ("PTID", "VISCODE", "DX", "DX_bl", "AGE", "Years_bl"), where,
-             "--adnimerge takes ADNIMERGE (DXSUM has no ages: export ADNIMERGE, or pass DXSUM as --table with a "
-             "mapping)")
+             "--adnimerge takes ADNIMERGE (DXSUM has no ages: export ADNIMERGE; DXSUM as --table with a mapping "
+             "meets only scans named as DXSUM names them, 011_S_0002 at bl, not sub-ADNI011S0002 at ses-M00)")
     is_baseline = table["VISCODE"].astype(str).str.strip().str.lower() == "bl"
     visit_empty = table["DX"].map(_blank)
     column = pd.Series("DX_bl" if use_baseline_diagnosis else "DX", index=table.index)
