@@ -754,6 +754,22 @@ def test_a_table_whose_visit_dates_are_month_or_day_first_says_so_for_the_scans_
         "which are not guessed: write them year first, YYYY-MM-DD, and import again)"}
 
 
+def test_a_scan_named_by_date_is_told_to_take_its_visit_number_where_the_table_holds_no_dates():
+    """NACC's MRI table dates each scan, and its UDS visits are numbered (NACCVNUM): a scan named by its MRI date was
+    dropped as a visit the table lacks or spells otherwise."""
+    scans = nacc_scans().assign(session_id=["ses-20120310", "2", "1", "1", "1", "1"])
+    result = import_mapped_table(NACC, scans, NACC_MAPPING)
+    assert result.dropped["reason"].tolist()[0] == (
+        "without a clinical row at that session (the table's NACCVNUM holds no dates, e.g. '1': name the scan's session "
+        "by its NACCVNUM, the visit its MRI belongs to, as an MRI's date is seldom its visit's)")
+    dated = NACC.assign(VISIT=["2012-03-04", "2013-03-05", "2012-11-20", "2012-01-02", "2012-01-03", "2012-01-04"])
+    mapping = load_mapping(NACC_MAPPING)
+    mapping["columns"]["session_id"] = "VISIT"
+    assert import_mapped_table(dated, scans, mapping).dropped["reason"].tolist()[0] == (
+        "without a clinical row at that session (the table has the participant at other sessions: a visit it lacks, "
+        "or one it spells otherwise)")  # a table of dates: this scan's date is one it lacks
+
+
 def test_a_missing_column_names_the_one_spelled_otherwise_and_a_wide_table_is_not_listed_whole():
     """R's ADNIMERGE package writes DX.bl and Years.bl, and was told to export ADNIMERGE; a NACC UDS table of ~1000
     columns with naccudsd in lower case made a refusal of 7 kB that hid it."""

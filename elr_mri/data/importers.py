@@ -347,20 +347,24 @@ def import_mapped_table(
                 f"with {columns['diagnosis']} {_code(code)!r} ({label}) but {has}, not {' or '.join(sorted(codes))} "
                 "(the mapping's require)" for code, has in zip(table.loc[fails, columns["diagnosis"]], found[fails])]
     clinical["cohort"] = mapping.get("cohort", "")
-    hint = _unguessed_dates(table[columns["session_id"]], columns["session_id"])
+    hint = _date_session_hint(table[columns["session_id"]], columns["session_id"])
     return _join(*_read_scans(scans), clinical, _bids_key, mapped_session_key,
                  session_hints={_DATE_KEY: hint} if hint else {})
 
 
-def _unguessed_dates(sessions: pd.Series, column: str) -> str:
-    """Why scans named by date meet none of the table's visits, where its dates are month or day first (Excel
-    re-saves 2012-03-04 as 3/4/2012): '' when it has none. The generic 'spells otherwise' left the fix unsaid."""
-    example = next((str(v).strip() for v in sessions if not _blank(v) and _DAY_MONTH_DATE.fullmatch(str(v).strip())),
-                   None)
-    if example is None:
-        return ""
-    return (f"the table's {column} writes dates month or day first, e.g. {example!r}, which are not guessed: write them "
-            "year first, YYYY-MM-DD, and import again")
+def _date_session_hint(sessions: pd.Series, column: str) -> str:
+    """Why scans named by date meet none of the table's visits, where that is known ('' otherwise): its dates are
+    month or day first (Excel re-saves 2012-03-04 as 3/4/2012), or it holds no dates at all (NACC's visit numbers,
+    NACCVNUM). The generic 'spells otherwise' left the fix unsaid."""
+    given = [str(v).strip() for v in sessions if not _blank(v)]
+    example = next((v for v in given if _DAY_MONTH_DATE.fullmatch(v)), None)
+    if example is not None:
+        return (f"the table's {column} writes dates month or day first, e.g. {example!r}, which are not guessed: write "
+                "them year first, YYYY-MM-DD, and import again")
+    if given and not any(_DATE_KEY.fullmatch(mapped_session_key(v)) for v in given):
+        return (f"the table's {column} holds no dates, e.g. {given[0]!r}: name the scan's session by its {column}, the "
+                "visit its MRI belongs to, as an MRI's date is seldom its visit's")
+    return ""
 
 
 def adni_participant_key(value: Any) -> str:
