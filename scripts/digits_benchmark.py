@@ -11,10 +11,15 @@ suspected-mislabel table. `make demo-digits` runs it. Runs resume as the paper r
 from __future__ import annotations
 
 import argparse
+import os
+import platform
+import shlex
+import sys
 import time
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from paper_runs import ROOT, mean_std, run_or_resume, run_script
 
@@ -52,8 +57,13 @@ def main() -> None:
                       f"memorized {rows[-1]['memorized']:.3f}")
     table = _summarise(pd.DataFrame(rows))
     training_s = sum(row["wall_s"] for row in rows)
+    command = shlex.join([".venv/bin/python", "scripts/digits_benchmark.py", *sys.argv[1:]])
     text = (f"Digits benchmark: {args.seeds} seeds, {args.epochs} epochs, MLP, {training_s:.0f} s of training in all "
-            f"(every call of each run; this call took {time.perf_counter() - started:.0f} s).\n\n{table}\n")
+            f"(every call of each run; this call took {time.perf_counter() - started:.0f} s).\n\n"
+            f"Command (from the project root): `{command}`\n\n"
+            f"Machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+            f"{torch.get_num_threads()} intra-op thread(s); the figures move with the CPU and the thread count.\n\n"
+            f"{table}\n")
     print(text)
     atomic_write_text(text, args.out / "results.md")
     if args.results:

@@ -105,12 +105,16 @@ def percent(value: float | None, digits: int = 2) -> str:
 def mean_std(values: Iterable[float], digits: int = 2) -> str:
     """Percent mean ± std over seeds (just the mean for one seed); '–' when nothing is defined. The std is the
     population one (numpy's default, ddof 0), as every figure recorded in bench/results and the README: the tables
-    that print it say so, since a paper's "± std" over five runs may be the sample one (×1.12 for five)."""
+    that print it say so, since a paper's "± std" over five runs may be the sample one (×1.12 for five). Where only
+    some seeds define the figure (a mislabel precision where a run flagged nothing), the cell says how many: a
+    bare '100.0' in a three-seed table read as all three seeds' when it was one's."""
+    values = list(values)
     finite = [v for v in values if v is not None and not np.isnan(v)]
     if not finite:
         return "–"
     mean = 100 * float(np.mean(finite))
-    return f"{mean:.{digits}f}" if len(finite) == 1 else f"{mean:.{digits}f} ± {100 * float(np.std(finite)):.{digits}f}"
+    text = f"{mean:.{digits}f}" if len(finite) == 1 else f"{mean:.{digits}f} ± {100 * float(np.std(finite)):.{digits}f}"
+    return text if len(finite) == len(values) else f"{text} ({len(finite)} of {len(values)} seeds)"
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:

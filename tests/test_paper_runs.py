@@ -43,3 +43,14 @@ def test_ctrl_c_in_a_script_is_one_line_saying_how_to_go_on(import_script, capsy
     assert capsys.readouterr().err.strip().endswith(
         "interrupted; run the same command again: finished runs are read back and the interrupted ones continue "
         "from their last checkpoint")
+
+
+def test_a_figure_some_seeds_lack_says_how_many_seeds_it_covers(import_script) -> None:
+    """A CE run that flags no label has no mislabel precision: the digits table's pair40 CE cell read '100.0' among
+    three-seed figures when it was one seed's."""
+    mean_std = import_script("paper_runs").mean_std
+    assert mean_std([1.0, None, float("nan")], 1) == "100.0 (1 of 3 seeds)"
+    assert mean_std([0.9, 1.0, None], 1) == "95.0 ± 5.0 (2 of 3 seeds)"
+    assert mean_std([0.9, 1.0, 0.95], 1) == "95.0 ± 4.1"
+    assert mean_std([None, float("nan")], 1) == "–"
+    assert mean_std(iter([0.5, 0.7]), 1) == "60.0 ± 10.0"  # any iterable, read once

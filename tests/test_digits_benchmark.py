@@ -1,0 +1,19 @@
+"""The digits benchmark's report: the published table (bench/results/digits.md) must say how it was made."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def test_the_report_records_its_command_and_threads(import_script, tmp_path: Path, monkeypatch) -> None:
+    """Its figures move with the CPU and the thread count (README, Digits), so the file names the command line and
+    the threads beside the table, as every other file in bench/results names its command."""
+    argv = ["--settings", "sym40", "--losses", "ce", "--seeds", "1", "--epochs", "1", "--out", str(tmp_path / "runs"),
+            "--results", str(tmp_path / "digits.md")]
+    monkeypatch.setattr(sys, "argv", ["scripts/digits_benchmark.py", *argv])
+    import_script("digits_benchmark").main()
+    report = (tmp_path / "digits.md").read_text()
+    assert f"Command (from the project root): `.venv/bin/python scripts/digits_benchmark.py {' '.join(argv)}`" in report
+    assert "intra-op thread(s)" in report
+    assert "| sym40 | ce | " in report
