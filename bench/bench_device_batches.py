@@ -97,7 +97,8 @@ def main() -> None:
         "per-item DataLoader, num_workers=2": (loader(2), threads),
         f"device-resident ({device.type}), {intra_op_threads(threads)}": (on_device, threads),
     }
-    if device.type == "cpu" and threads > 1:  # batched CPU ops suffer most when other jobs hold the cores
+    one_thread_row = device.type == "cpu" and threads > 1  # batched CPU ops suffer most when other jobs hold the cores
+    if one_thread_row:
         paths[f"device-resident ({device.type}), 1 intra-op thread"] = (on_device, 1)
     load_before = os.getloadavg()[0]
     rates = {}
@@ -119,7 +120,7 @@ def main() -> None:
         f"Command: `{command_line()}`\n\n"
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch "
         f"{torch.__version__}, {intra_op_threads(threads)} by default; device path on `{device}`. "
-        f"Load average (1 min) {load_before:.1f} before, {load_after:.1f} after (other jobs share this machine)."
+        f"Load average (1 min) {load_before:.1f} before, {load_after:.1f} after."
         f"{busy_warning(load_before)}\n\n"
         f"Data: {source}; {len(train):,} training images, batches of {args.batch_size} from "
         f"`GlobalBatchSampler`; crop 32 with 4-pixel zero padding, flip, CIFAR-10 normalisation. "
@@ -127,13 +128,21 @@ def main() -> None:
         f"(the DataLoader's copied there from pinned memory on a GPU).\n\n"
         f"| path | images/s | s / epoch |\n|---|---|---|\n{rows}\n\n"
         f"Best device-resident path over best per-item path: **{ratio:.1f}×** "
-        f"({best_resident} vs {best_item}).\n\n"
-        f"The per-item path transforms one image at a time (too little work to parallelise); the "
-        f"device path's batched ops split over intra-op threads, which stall each other when other "
-        f"jobs hold the cores (a load average above the core count), hence the 1-thread row.\n"
+        f"({best_resident} vs {best_item}).\n\n{reading(one_thread_row)}\n"
     )
     print(f"\nratio {ratio:.1f}×")
     write_report(args.out, text)
+
+
+def reading(one_thread_row: bool) -> str:
+    """Why the paths differ. The 1-thread row is explained only where the table has one: a GPU run or a process of one
+    thread has none, and its file (device_batches_cuda.md) said "hence the 1-thread row" all the same."""
+    why = ("The per-item path transforms one image at a time (too little work to parallelise); the device path's "
+           "batched ops split over intra-op threads")
+    if not one_thread_row:
+        return why + "."
+    return why + (", which stall each other when other jobs hold the cores (a load average above the core count), "
+                  "hence the 1-thread row.")
 
 
 def parse_device(parser: argparse.ArgumentParser, name: str) -> torch.device:

@@ -113,7 +113,9 @@ def mean_std(values: Iterable[float], digits: int = 2) -> str:
     if not finite:
         return "–"
     mean = 100 * float(np.mean(finite))
-    text = f"{mean:.{digits}f}" if len(finite) == 1 else f"{mean:.{digits}f} ± {100 * float(np.std(finite)):.{digits}f}"
+    text = f"{mean:.{digits}f}"
+    if len(finite) > 1:
+        text += f" ± {100 * float(np.std(finite)):.{digits}f}"
     return text if len(finite) == len(values) else f"{text} ({len(finite)} of {len(values)} seeds)"
 
 

@@ -41,7 +41,8 @@ CASES = {
                               r"^\| 2 \| \d+ \| \d+\.\d \| \d+ \(\d+–\d+\) \| \d+\.\d\d× \(",
                               r"^One round: whether other jobs changed|^Unsteady: "]),
     "bench_device_batches.py": (["--random-pixels", "--repeats", "1", "--batch-size", "1024"],
-                                [r"^Data: random uint8; 45,000 training images, batches of 1024 ",
+                                [r"^Machine: .* Load average \(1 min\) \d+\.\d before, \d+\.\d after\.( \*\*Busy.*)?$",
+                                 r"^Data: random uint8; 45,000 training images, batches of 1024 ",
                                  r"^\| per-item DataLoader, num_workers=2 \| [\d,]+ \| \d+\.\d\d \|$",
                                  r"^\| device-resident \(cpu\), \d+ intra-op threads? \| [\d,]+ \| \d+\.\d\d \|$",
                                  r"^Best device-resident path over best per-item path: \*\*\d+\.\d×\*\*"]),
@@ -111,6 +112,14 @@ def test_the_decoding_benchmark_says_as_fast_as_or_how_many_times_faster_than() 
     compared = _bench_module("bench_image_decode").compared
     assert compared(1.02) == "as fast (within 5%: 1.02×) as"  # was "as fast (…) than 8 threads"
     assert compared(2.3) == "**2.3×** faster than" and compared(0.5) == "**2.0×** slower than"
+
+
+def test_the_device_batches_reading_names_the_1_thread_row_only_where_there_is_one() -> None:
+    """device_batches_cuda.md (one device row, on a GPU) ended "hence the 1-thread row", as a 1-thread process's would."""
+    reading = _bench_module("bench_device_batches").reading
+    assert "1-thread row" not in reading(one_thread_row=False)
+    assert reading(one_thread_row=False).endswith("split over intra-op threads.")
+    assert reading(one_thread_row=True).endswith("hence the 1-thread row.")
 
 
 def test_the_mri_models_thread_note_says_when_there_was_one_setting_only() -> None:
