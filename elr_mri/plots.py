@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -15,6 +16,7 @@ from elr_mri.evaluation.metrics import roc_points  # noqa: E402
 
 SALIENCY_DRAWN_FROM = 0.2  # of a saliency map's 99.5th percentile in the head: weaker voxels are left uncoloured
 LEGIBLE_CLASSES = 12  # above this many classes, confusion cells lose their counts and ROC curves their legend
+MARKED_EPOCHS = 20  # up to this many epochs, each epoch's value is marked: a 1-epoch run's line has no length
 
 __all__ = ["head_mask", "plot_memorization", "plot_memorization_comparison", "plot_learning_curves", "plot_roc",
            "plot_confusion", "plot_saliency"]
@@ -23,16 +25,17 @@ __all__ = ["head_mask", "plot_memorization", "plot_memorization_comparison", "pl
 def plot_memorization(metrics: pd.DataFrame, path: Path, title: str = "") -> None:
     """The paper's Figure 1: per epoch, what the network predicts for wrongly and correctly labelled examples."""
     fig, (ax_clean, ax_noisy) = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
-    epochs = metrics["epoch"]
-    ax_clean.plot(epochs, metrics["clean_pred_true"], color="tab:green", label="true label")
-    ax_clean.plot(epochs, metrics["clean_pred_other"], color="tab:gray", label="other")
+    epochs, marks = metrics["epoch"], _epoch_marks(metrics)
+    ax_clean.plot(epochs, metrics["clean_pred_true"], color="tab:green", label="true label", **marks)
+    ax_clean.plot(epochs, metrics["clean_pred_other"], color="tab:gray", label="other", **marks)
     ax_clean.set_title("correctly labelled examples")
-    ax_noisy.plot(epochs, metrics["noisy_pred_true"], color="tab:green", label="true label")
-    ax_noisy.plot(epochs, metrics["noisy_pred_given"], color="tab:red", label="wrong (given) label: memorized")
-    ax_noisy.plot(epochs, metrics["noisy_pred_other"], color="tab:gray", label="other")
+    ax_noisy.plot(epochs, metrics["noisy_pred_true"], color="tab:green", label="true label", **marks)
+    ax_noisy.plot(epochs, metrics["noisy_pred_given"], color="tab:red", label="wrong (given) label: memorized",
+                  **marks)
+    ax_noisy.plot(epochs, metrics["noisy_pred_other"], color="tab:gray", label="other", **marks)
     ax_noisy.set_title("wrongly labelled examples")
     for ax in (ax_clean, ax_noisy):
-        ax.set_xlabel("epoch")
+        _epoch_axis(ax)
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -46,9 +49,12 @@ def plot_memorization_comparison(runs: dict[str, pd.DataFrame], path: Path, titl
     """Wrongly labelled examples only, one line style per run: does the network learn the wrong labels?"""
     fig, ax = plt.subplots(figsize=(9.6, 3.8))
     for (name, metrics), style in zip(runs.items(), ("--", "-", ":", "-.")):
-        ax.plot(metrics["epoch"], metrics["noisy_pred_true"], style, color="tab:green", label=f"{name}: true label")
-        ax.plot(metrics["epoch"], metrics["noisy_pred_given"], style, color="tab:red", label=f"{name}: wrong label")
-    ax.set_xlabel("epoch")
+        marks = _epoch_marks(metrics)
+        ax.plot(metrics["epoch"], metrics["noisy_pred_true"], style, color="tab:green", label=f"{name}: true label",
+                **marks)
+        ax.plot(metrics["epoch"], metrics["noisy_pred_given"], style, color="tab:red", label=f"{name}: wrong label",
+                **marks)
+    _epoch_axis(ax)
     ax.set_ylabel("wrongly labelled examples predicted as")
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
@@ -62,16 +68,30 @@ def plot_learning_curves(runs: dict[str, pd.DataFrame], path: Path) -> None:
     """Training loss and validation / test accuracy per epoch, one line style per run."""
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6))
     for (name, metrics), style in zip(runs.items(), ("--", "-", ":", "-.")):
-        ax_loss.plot(metrics["epoch"], metrics["train_loss"], style, color="black", label=name)
-        ax_acc.plot(metrics["epoch"], metrics["val_acc"], style, color="tab:blue", label=f"{name}: validation")
-        ax_acc.plot(metrics["epoch"], metrics["test_acc"], style, color="tab:orange", label=f"{name}: test")
+        marks = _epoch_marks(metrics)
+        ax_loss.plot(metrics["epoch"], metrics["train_loss"], style, color="black", label=name, **marks)
+        ax_acc.plot(metrics["epoch"], metrics["val_acc"], style, color="tab:blue", label=f"{name}: validation", **marks)
+        ax_acc.plot(metrics["epoch"], metrics["test_acc"], style, color="tab:orange", label=f"{name}: test", **marks)
     ax_loss.set_ylabel("training loss (ELR's goes negative)")
-    ax_acc.set_ylabel("accuracy")
+    ax_acc.set_ylabel("accuracy (fraction)")
     for ax in (ax_loss, ax_acc):
-        ax.set_xlabel("epoch")
+        _epoch_axis(ax)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     _save(fig, path)
+
+
+def _epoch_marks(metrics: pd.DataFrame) -> dict[str, object]:
+    """Markers on each epoch's value for a short run: a line through one point is not drawn at all, so a 1-epoch
+    run's figure came out as empty axes; a long run's markers would hide its curves."""
+    return {"marker": "o", "markersize": 3} if len(metrics) <= MARKED_EPOCHS else {}
+
+
+def _epoch_axis(ax: plt.Axes) -> None:
+    """An x axis of whole epochs: matplotlib ticked a 2-epoch run at 1.2, 1.4, ... and a 1-epoch run at 0.96, ...
+    (`min_n_ticks=1`: else the integer rule gives way where the axis spans a single whole number)."""
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
 
 
 def plot_roc(labels: np.ndarray, probs: np.ndarray, classes: list[str], path: Path) -> None:

@@ -1,0 +1,60 @@
+"""The figures a run folder holds, read back as a user sees them: what is drawn for a short run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.image
+import numpy as np
+import pandas as pd
+import pytest
+
+from elr_mri.plots import plot_learning_curves, plot_memorization
+
+RED = np.array([0xD6, 0x27, 0x28]) / 255  # matplotlib's tab:red, the memorized (wrong, given) label's curve
+BLUE = np.array([0x1F, 0x77, 0xB4]) / 255  # tab:blue, the learning curves' validation accuracy
+FRACTIONS = ("clean_pred_true", "clean_pred_other", "noisy_pred_true", "noisy_pred_given", "noisy_pred_other")
+
+
+def _pixels(path: Path, colour: np.ndarray = RED) -> int:
+    rgb = matplotlib.image.imread(path)[..., :3]
+    return int((np.abs(rgb - colour).max(axis=-1) < 0.08).sum())
+
+
+def _one_epoch(memorized: float) -> pd.DataFrame:
+    return pd.DataFrame({"epoch": [1], **{name: [0.2] for name in FRACTIONS}, "noisy_pred_given": [memorized]})
+
+
+def test_a_one_epoch_runs_memorization_figure_draws_its_values(tmp_path: Path) -> None:
+    """A line through one point has no length and is not drawn: a 1-epoch run's figure was empty axes with a legend
+    (as many red pixels as with no value at all: the legend's swatch)."""
+    plot_memorization(_one_epoch(0.5), tmp_path / "drawn.png")
+    plot_memorization(_one_epoch(float("nan")), tmp_path / "legend_only.png")
+    assert _pixels(tmp_path / "drawn.png") > _pixels(tmp_path / "legend_only.png") + 10
+
+
+@pytest.mark.parametrize("epochs", [1, 2, 300])
+def test_the_epoch_axis_is_ticked_at_whole_epochs(epochs: int) -> None:
+    """matplotlib ticked a 2-epoch run at 1.2, 1.4, 1.6 and a 1-epoch run at 0.96, 0.98, ...: no such epoch exists."""
+    import matplotlib.pyplot as plt
+
+    from elr_mri.plots import _epoch_axis
+
+    fig, ax = plt.subplots()
+    ax.plot(np.arange(1, epochs + 1), np.linspace(0, 1, epochs))
+    _epoch_axis(ax)
+    fig.canvas.draw()
+    low, high = ax.get_xlim()
+    ticks = [t for t in ax.get_xticks() if low <= t <= high]
+    plt.close(fig)
+    assert ticks and all(float(t).is_integer() for t in ticks)
+    assert ax.get_xlabel() == "epoch"
+
+
+def test_learning_curves_of_a_one_epoch_run_are_drawn(tmp_path: Path) -> None:
+    """The demo report's figure, from two runs' metrics.csv: one epoch each is a marked point, not nothing."""
+    one = pd.DataFrame({"epoch": [1], "train_loss": [0.5], "val_acc": [0.8], "test_acc": [0.4]})
+    empty = one.assign(train_loss=float("nan"), val_acc=float("nan"), test_acc=float("nan"))
+    plot_learning_curves({"ce": one, "elr": one}, tmp_path / "drawn.png")
+    plot_learning_curves({"ce": empty, "elr": empty}, tmp_path / "legend_only.png")
+    assert _pixels(tmp_path / "drawn.png", BLUE) > _pixels(tmp_path / "legend_only.png", BLUE) + 10
