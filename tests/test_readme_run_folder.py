@@ -62,6 +62,13 @@ def test_readme_names_every_summary_key_of_a_run(run: Path) -> None:
     assert _unnamed(named, _table_row("summary.json")) == []
 
 
+def test_readme_names_every_column_of_a_runs_mislabel_table(run: Path) -> None:
+    """Named there in plain words (`index (position in the training split), given_label, ...`)."""
+    columns = list(pd.read_csv(run / "suspected_mislabels.csv").columns)
+    row = _table_row("suspected_mislabels.csv")
+    assert [c for c in columns if not re.search(rf"(?<![\w`]){c}(?![\w`])|`{c}`", row)] == []
+
+
 def test_readme_names_every_column_of_an_evaluation(tmp_path: Path) -> None:
     from elr_mri.evaluation.evaluate import write_evaluation
     from elr_mri.evaluation.metrics import bootstrap_metrics
