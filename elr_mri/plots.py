@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from elr_mri.evaluation.metrics import roc_points  # noqa: E402
+from preprocess.sidecar import atomic_path  # noqa: E402
 
 SALIENCY_DRAWN_FROM = 0.2  # of a saliency map's 99.5th percentile in the head: weaker voxels are left uncoloured
 LEGIBLE_CLASSES = 12  # above this many classes, confusion cells lose their counts and ROC curves their legend
@@ -190,12 +191,14 @@ def _strongest_slice(drawn: np.ndarray, axis: int) -> int:
 
 
 def _save(fig: plt.Figure, path: Path, tight: bool = True) -> None:
-    """Write the PNG under a temporary name, then rename: no half-written figure is ever visible. `tight`: lay the
-    axes out tightly first (False for a figure made with a layout of its own)."""
-    if tight:
-        fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    """Write the PNG as every output is written (`atomic_path`: a temporary file beside it, on the disk, then renamed):
+    no half-written figure is ever visible, and a disk that refuses it (full, read-only) is named as `path`, not as a
+    hidden temporary file, which is not left behind. `tight`: lay the axes out tightly first (False for a figure made
+    with a layout of its own)."""
+    try:
+        if tight:
+            fig.tight_layout()
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110)
+    finally:
+        plt.close(fig)

@@ -58,3 +58,14 @@ def test_learning_curves_of_a_one_epoch_run_are_drawn(tmp_path: Path) -> None:
     plot_learning_curves({"ce": one, "elr": one}, tmp_path / "drawn.png")
     plot_learning_curves({"ce": empty, "elr": empty}, tmp_path / "legend_only.png")
     assert _pixels(tmp_path / "drawn.png", BLUE) > _pixels(tmp_path / "legend_only.png", BLUE) + 10
+
+
+def test_a_figure_the_disk_refuses_is_named_as_itself(tmp_path: Path, read_only) -> None:
+    """A run folder gone read-only (or full) by the end of training: the error named the hidden temporary
+    `.memorization.png.tmp.png` (a full disk, no file at all); it names memorization.png, as the run's other
+    outputs' errors do."""
+    folder = tmp_path / "run"
+    read_only(folder)
+    with pytest.raises(OSError) as refused:
+        plot_memorization(_one_epoch(0.5), folder / "memorization.png")
+    assert refused.value.filename == str(folder / "memorization.png")
