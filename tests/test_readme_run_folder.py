@@ -69,10 +69,12 @@ def test_readme_names_every_column_of_a_runs_mislabel_table(run: Path) -> None:
     assert [c for c in columns if not re.search(rf"(?<![\w`]){c}(?![\w`])|`{c}`", row)] == []
 
 
-def test_readme_names_every_column_of_an_evaluation(tmp_path: Path) -> None:
-    from elr_mri.evaluation.evaluate import write_evaluation
+def test_readme_names_every_column_and_key_of_an_evaluation(run: Path, tmp_path: Path) -> None:
+    """An image run's scoring of its test split (`evaluate --run`), and a scan-level and participant-level one."""
+    from elr_mri.evaluation.evaluate import evaluate_run, evaluation_dir, write_evaluation
     from elr_mri.evaluation.metrics import bootstrap_metrics
 
+    evaluate_run(run, n_boot=20)
     classes = ["CN", "MCI", "AD"]
     labels = np.array([0, 1, 2, 0, 1, 2])
     probs = np.eye(3)[[0, 1, 2, 1, 1, 2]] * 0.7 + 0.1
@@ -80,7 +82,12 @@ def test_readme_names_every_column_of_an_evaluation(tmp_path: Path) -> None:
     reports = {level: bootstrap_metrics(labels, probs, ids["participant_id"].to_numpy(), classes, n_boot=20,
                                         level=level) for level in ("scan", "participant")}
     write_evaluation(tmp_path, reports, labels, probs, ids, classes, [], {})
-    columns = [c for name in ("metrics.csv", "confusion.csv", "predictions.csv")
-               for c in pd.read_csv(tmp_path / name).columns]
-    named = [re.sub(rf"^p_({'|'.join(classes)})$", "p_<class>", c) for c in columns]
-    assert _unnamed(named, _evaluation_paragraph()) == []
+    names = []
+    for folder in (evaluation_dir(run, None), tmp_path):
+        names += [c for name in ("metrics.csv", "confusion.csv", "predictions.csv")
+                  for c in pd.read_csv(folder / name).columns]
+        summary = json.loads((folder / "summary.json").read_text())
+        names += [*summary, *next(v for v in summary.values() if isinstance(v, dict) and "accuracy" in v)["accuracy"]]
+    named = [re.sub(r"^p_(CN|MCI|AD|\d)$", "p_<class>", name) for name in names]
+    assert {"image", "scan", "participant", "checkpoint_epoch", "p_<class>"} <= set(named)
+    assert _unnamed(sorted(set(named)), _evaluation_paragraph()) == []
