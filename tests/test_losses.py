@@ -326,3 +326,25 @@ def test_elr_plus_label_reweighting_uses_the_mixed_targets() -> None:
     weights = labels * mixed / (labels * mixed).sum(dim=1, keepdim=True)
     expected = -(weights * F.log_softmax(logits, dim=1)).sum(1).mean()
     assert loss.item() == pytest.approx(expected.item(), rel=1e-10)
+
+
+def test_elr_loss_compiled_by_a_user_compiles_once_and_keeps_its_state() -> None:
+    """`torch.compile(loss_fn)`: the step count is a Python int, so a traced `combine` recompiled at every step until
+    dynamo's limit (8) and then ran eager with a warning. The table's bookkeeping stays eager; the arithmetic
+    compiles once and gives the eager loss, table and λ ramp."""
+    torch._dynamo.reset()
+    graphs = []
+
+    def counting_backend(graph: torch.fx.GraphModule, inputs: list) -> object:
+        graphs.append(graph)
+        return graph.forward
+
+    compiled_loss, eager = ELRLoss(50, 10, lam_ramp_steps=4), ELRLoss(50, 10, lam_ramp_steps=4)
+    compiled = torch.compile(compiled_loss, backend=counting_backend)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(12):
+        logits = torch.randn(8, 10, generator=generator)
+        labels, index = torch.randint(0, 10, (8,), generator=generator), torch.randperm(50, generator=generator)[:8]
+        assert torch.equal(compiled(logits, labels, index), eager(logits, labels, index))
+    assert len(graphs) == 1
+    assert torch.equal(compiled_loss.targets, eager.targets) and compiled_loss.steps_taken == 12

@@ -158,6 +158,7 @@ class ELRLoss(nn.Module):
         """`elr_terms` with this loss's β and table type: (CE, regulariser, new rows); changes nothing."""
         return elr_terms(logits, labels, old_rows, self.beta, self.targets.dtype)
 
+    @torch.compiler.disable  # traced, the step count (a Python int) would recompile the loss at every step
     def combine(self, index: torch.Tensor, ce: torch.Tensor, reg: torch.Tensor, new_rows: torch.Tensor,
                 global_batch_size: int | None = None) -> torch.Tensor:
         """Store the batch's new target rows (every rank's under data parallelism: the tables stay equal), count
