@@ -348,3 +348,26 @@ def test_elr_loss_compiled_by_a_user_compiles_once_and_keeps_its_state() -> None
         assert torch.equal(compiled(logits, labels, index), eager(logits, labels, index))
     assert len(graphs) == 1
     assert torch.equal(compiled_loss.targets, eager.targets) and compiled_loss.steps_taken == 12
+
+
+def test_elr_refuses_a_batch_the_table_cannot_take_in_one_line_before_it_changes() -> None:
+    """A column of indices (a data set returning tensor([i])), logits of another class count, and logits on another
+    device than a table never moved with `.to(device)` each failed deep in torch (a broadcast of (4, 4, 3) into
+    (4, 1, 3), a size mismatch, 'not on the expected device meta') without naming the loss or the fix."""
+    logits, labels, index = torch.randn(4, 3), torch.tensor([0, 1, 2, 0]), torch.arange(4)
+    elr, plus = ELRLoss(10, 3), ELRPlusLoss(10, 3)
+    with pytest.raises(ValueError, match=r"ELRLoss: index must hold one data set index per example, shape \(4,\), "
+                                         r"got \(4, 1\); flatten it"):
+        elr(logits, labels, index[:, None])
+    with pytest.raises(ValueError, match=r"ELRLoss: logits have 5 classes but the loss was built for 3"):
+        elr(torch.randn(4, 5), labels, index)
+    with pytest.raises(ValueError, match=r"ELRLoss: logits are on cpu but the target table is on meta; move the loss "
+                                         r"with the model \(loss_fn.to\(device\)\)"):
+        ELRLoss(10, 3).to("meta")(logits, labels, index)
+    one_hot = F.one_hot(labels, 3).float()
+    with pytest.raises(ValueError, match=r"ELRPlusLoss: logits are on cpu but the target table is on meta"):
+        ELRPlusLoss(10, 3).to("meta")(logits, one_hot, index, index, 1.0, step=0)
+    with pytest.raises(ValueError, match=r"ELRPlusLoss: index must hold .* got \(4, 1\)"):
+        plus(logits, one_hot, index[:, None], index, 1.0, step=0)
+    assert (elr.targets == 0).all() and elr.steps_taken == 0 and (plus.targets == 0).all()
+    assert torch.isfinite(elr(logits[:1], labels[:1], index[:1]))  # a batch of one

@@ -18,7 +18,7 @@ from torch import nn
 from elr_mri.distributed import gather_rows
 
 __all__ = ["ELRLoss", "elr_regularizer", "elr_terms", "blend_rows", "update_targets", "at_least_fp32", "one_hot_rows",
-           "sigmoid_rampup", "check_elr_settings", "check_batch_shapes", "PROB_CLAMP"]
+           "sigmoid_rampup", "check_elr_settings", "check_batch_shapes", "check_table_batch", "PROB_CLAMP"]
 
 PROB_CLAMP = 1e-4  # the official code clamps softmax to [1e-4, 1 − 1e-4] so log(1 − ⟨t, p⟩) stays finite
 
@@ -67,6 +67,22 @@ def check_batch_shapes(owner: str, logits: torch.Tensor, labels: torch.Tensor, i
     if label_rows != rows or index_rows not in (None, rows):
         given = f"{label_rows} labels" + ("" if index_rows is None else f" and {index_rows} indices")
         raise ValueError(f"{owner}: {rows} rows of logits but {given}; pass one per example of the batch")
+    index_shape = None if index is None else tuple(index.shape if torch.is_tensor(index) else np.shape(index))
+    if index_shape not in (None, (rows,)):
+        # a column of indices (a data set that returns tensor([i])) selects a (rows, 1, C) block of the table
+        raise ValueError(f"{owner}: index must hold one data set index per example, shape ({rows},), got "
+                         f"{index_shape}; flatten it (index.view(-1))")
+
+
+def check_table_batch(owner: str, logits: torch.Tensor, targets: torch.Tensor) -> None:
+    """Logits as wide as the target table and on its device; torch's own errors there name neither the loss nor the
+    fix (a table left on the CPU by a loss never moved with `.to(device)`)."""
+    if logits.shape[1] != targets.shape[1]:
+        raise ValueError(f"{owner}: logits have {logits.shape[1]} classes but the loss was built for "
+                         f"{targets.shape[1]} (num_classes)")
+    if logits.device != targets.device:
+        raise ValueError(f"{owner}: logits are on {logits.device} but the target table is on {targets.device}; "
+                         f"move the loss with the model (loss_fn.to(device))")
 
 
 def blend_rows(rows: torch.Tensor, probs: torch.Tensor, beta: float) -> torch.Tensor:
@@ -151,6 +167,7 @@ class ELRLoss(nn.Module):
     def forward(self, logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor,
                 global_batch_size: int | None = None) -> torch.Tensor:
         check_batch_shapes("ELRLoss", logits, labels, index)
+        check_table_batch("ELRLoss", logits, self.targets)
         return self.combine(index, *self.terms(logits, labels, self.targets[index]), global_batch_size=global_batch_size)
 
     def terms(self, logits: torch.Tensor, labels: torch.Tensor,

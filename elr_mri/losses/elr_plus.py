@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from elr_mri.losses.elr import (PROB_CLAMP, at_least_fp32, check_batch_shapes, check_elr_settings, elr_regularizer,
-                                sigmoid_rampup, update_targets)
+from elr_mri.losses.elr import (PROB_CLAMP, at_least_fp32, check_batch_shapes, check_elr_settings, check_table_batch,
+                                elr_regularizer, sigmoid_rampup, update_targets)
 
 __all__ = ["ELRPlusLoss"]
 
@@ -72,6 +72,7 @@ class ELRPlusLoss(nn.Module):
     ) -> torch.Tensor:
         check_batch_shapes("ELRPlusLoss", logits, mixed_labels, index)
         _check_mixed_batch(logits, mixed_labels, perm, self.num_classes)
+        check_table_batch("ELRPlusLoss", logits, self.targets)
         logits = at_least_fp32(logits)
         batch_targets = self.targets[index].to(logits.dtype)
         mixed_targets = mix_lam * batch_targets + (1.0 - mix_lam) * batch_targets[perm]
