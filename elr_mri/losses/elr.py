@@ -130,12 +130,32 @@ def elr_regularizer(probs: torch.Tensor, batch_targets: torch.Tensor) -> torch.T
 
 
 class ELRLoss(nn.Module):
-    """ELR loss with its table of per-example targets.
+    """ELR (Liu et al., "Early-Learning Regularization Prevents Memorization of Noisy Labels", NeurIPS 2020) with
+    its table of per-example targets t, one row per training example::
 
-    Call as ``loss_fn(logits, labels, index)`` where ``index`` holds the dataset indices of the
-    batch; under torchrun, passing ``global_batch_size`` too spares a host wait (see `combine`). ``targets`` is a registered buffer, so it is saved in ``state_dict()`` (and so in every
-    checkpoint) and moves with ``.to(device)``. The loss goes negative as ⟨t, p⟩ → 1; that is
-    expected.
+        p = clamp(softmax(logits), 1e-4, 1 − 1e-4)
+        t[i] ← β·t[i] + (1 − β)·p̂_i / Σp̂_i        (p̂ = p detached; written before the term reads it)
+        loss = CE(logits, labels) + λ · mean_i log(1 − ⟨t[i], p_i⟩)
+
+    as the authors' code (`elr_loss` in ELR/model/loss.py). Why: early in training the predictions follow the
+    clean pattern, so pulling p_i towards their running average keeps the network from fitting the wrong labels
+    later. The loss goes negative as ⟨t, p⟩ → 1; that is expected.
+
+    Arguments: ``num_examples`` (N, the training set's size: the table's rows), ``num_classes`` (C), ``lam`` (λ)
+    and ``beta`` (β); the defaults, λ = 3 and β = 0.7, are the paper's CIFAR-10 symmetric-noise values (its
+    CIFAR-100 ones: λ = 7, β = 0.9). ``targets_dtype`` bfloat16/float16 halves a large table's memory (its
+    arithmetic stays in float32).
+
+    Call as ``loss_fn(logits, labels, index)``: ``index`` holds the batch's data set indices, shape (B,), the rows
+    of the table. It returns the batch mean (there is no ``reduction``), in float32 at least (autocast's bf16/fp16
+    logits are upcast first). Every call writes the batch's rows, so call it on training batches only
+    (a validation loss is plain cross-entropy). ``targets`` is a registered buffer, so it is saved in
+    ``state_dict()`` (checkpoint it with the model) and moves with ``.to(device)``.
+
+    Data parallelism: under ``nn.DataParallel`` call it on the gathered logits, outside the wrapper. Under
+    DistributedDataParallel every rank calls it at every step on its own slice; the rows of all ranks are
+    gathered (an all-gather), so every rank's table holds the whole global batch's rows, as one process's would.
+    Passing ``global_batch_size`` (the size of the global batch) spares a host wait there (see `combine`).
 
     ``lam_ramp_steps`` > 0 ramps λ in with `sigmoid_rampup` over that many training steps while the
     targets already gather the predictions. Where a network spends its first epochs predicting the
