@@ -371,3 +371,30 @@ def test_elr_refuses_a_batch_the_table_cannot_take_in_one_line_before_it_changes
         plus(logits, one_hot, index[:, None], index, 1.0, step=0)
     assert (elr.targets == 0).all() and elr.steps_taken == 0 and (plus.targets == 0).all()
     assert torch.isfinite(elr(logits[:1], labels[:1], index[:1]))  # a batch of one
+
+
+def test_elr_follows_the_official_update_over_steps_in_value_gradient_and_table() -> None:
+    """Twenty steps of a linear model's SGD against the authors' recipe written out here: softmax clamped to
+    [1e-4, 1 − 1e-4], the rows written with the detached prediction before the term reads them back."""
+    torch.manual_seed(0)
+    num_examples, num_classes, batch = 40, 10, 8
+    start = torch.randn(num_classes, 5, dtype=torch.float64)
+    ours_w, ref_w = start.clone().requires_grad_(), start.clone().requires_grad_()
+    loss_fn = ELRLoss(num_examples, num_classes, lam=3.0, beta=0.7).double()
+    table = torch.zeros(num_examples, num_classes, dtype=torch.float64)
+    for _ in range(20):
+        index = torch.randperm(num_examples)[:batch]
+        inputs, labels = torch.randn(batch, 5, dtype=torch.float64) * 3, torch.randint(0, num_classes, (batch,))
+        ours = loss_fn(inputs @ ours_w.T, labels, index)
+        logits = inputs @ ref_w.T
+        p = F.softmax(logits, dim=1).clamp(1e-4, 1 - 1e-4)
+        table[index] = 0.7 * table[index] + 0.3 * p.detach() / p.detach().sum(dim=1, keepdim=True)
+        ref = F.cross_entropy(logits, labels) + 3.0 * torch.log(1 - (table[index] * p).sum(dim=1)).mean()
+        (ours_grad,), (ref_grad,) = torch.autograd.grad(ours, ours_w), torch.autograd.grad(ref, ref_w)
+        torch.testing.assert_close(ours, ref, rtol=1e-12, atol=0)
+        torch.testing.assert_close(ours_grad, ref_grad, rtol=1e-12, atol=1e-15)
+        torch.testing.assert_close(loss_fn.targets, table, rtol=1e-12, atol=0)
+        with torch.no_grad():
+            ours_w -= 0.5 * ours_grad
+            ref_w -= 0.5 * ref_grad
+    assert (loss_fn.targets.sum(dim=1) > 0).sum() > num_examples // 2  # rows visited, most of them more than once
