@@ -398,3 +398,21 @@ def test_elr_follows_the_official_update_over_steps_in_value_gradient_and_table(
             ours_w -= 0.5 * ours_grad
             ref_w -= 0.5 * ref_grad
     assert (loss_fn.targets.sum(dim=1) > 0).sum() > num_examples // 2  # rows visited, most of them more than once
+
+
+def test_elr_plus_target_update_and_sce_refuse_a_batch_they_cannot_take_in_one_line() -> None:
+    """ELR+'s target update took a column of indices and a table left on another device into torch's own errors (a
+    (4, 4, 3) broadcast, 'not on the expected device'); SCE, alone of the losses, had no shape check, so two labels
+    for four rows or logits of three classes for a loss of five failed in a broadcast naming neither."""
+    logits, index = torch.randn(4, 3), torch.arange(4)
+    plus = ELRPlusLoss(10, 3)
+    with pytest.raises(ValueError, match=r"ELRPlusLoss.update_targets: index must hold .* got \(4, 1\)"):
+        plus.update_targets(index[:, None], logits)
+    with pytest.raises(ValueError, match=r"ELRPlusLoss.update_targets: logits are on cpu but the target table is on "
+                                         r"meta"):
+        ELRPlusLoss(10, 3).to("meta").update_targets(index, logits)
+    assert (plus.targets == 0).all()
+    with pytest.raises(ValueError, match="SCELoss: 4 rows of logits but 2 labels"):
+        SCELoss(3)(logits, torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match=r"SCELoss: logits have 3 classes but the loss was built for 5"):
+        SCELoss(5)(logits, torch.tensor([0, 1, 2, 0]))

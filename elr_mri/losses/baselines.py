@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from elr_mri.losses.elr import at_least_fp32, check_batch_shapes, one_hot_rows
+from elr_mri.losses.elr import at_least_fp32, check_batch_shapes, check_class_count, one_hot_rows
 
 __all__ = ["CrossEntropy", "GCELoss", "SCELoss"]
 
@@ -50,6 +50,8 @@ class SCELoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor | None = None,
                 global_batch_size: int | None = None) -> torch.Tensor:
+        check_batch_shapes("SCELoss", logits, labels)
+        check_class_count("SCELoss", logits, self.num_classes)
         logits = at_least_fp32(logits)
         probs = F.softmax(logits, dim=1).clamp(1e-7, 1.0)
         one_hot = one_hot_rows(labels, self.num_classes, logits.dtype).clamp(1e-4, 1.0)

@@ -18,7 +18,8 @@ from torch import nn
 from elr_mri.distributed import gather_rows
 
 __all__ = ["ELRLoss", "elr_regularizer", "elr_terms", "blend_rows", "update_targets", "at_least_fp32", "one_hot_rows",
-           "sigmoid_rampup", "check_elr_settings", "check_batch_shapes", "check_table_batch", "PROB_CLAMP"]
+           "sigmoid_rampup", "check_elr_settings", "check_batch_shapes", "check_class_count", "check_index_shape",
+           "check_table_batch", "PROB_CLAMP"]
 
 PROB_CLAMP = 1e-4  # the official code clamps softmax to [1e-4, 1 − 1e-4] so log(1 − ⟨t, p⟩) stays finite
 
@@ -67,19 +68,30 @@ def check_batch_shapes(owner: str, logits: torch.Tensor, labels: torch.Tensor, i
     if label_rows != rows or index_rows not in (None, rows):
         given = f"{label_rows} labels" + ("" if index_rows is None else f" and {index_rows} indices")
         raise ValueError(f"{owner}: {rows} rows of logits but {given}; pass one per example of the batch")
-    index_shape = None if index is None else tuple(index.shape if torch.is_tensor(index) else np.shape(index))
-    if index_shape not in (None, (rows,)):
-        # a column of indices (a data set that returns tensor([i])) selects a (rows, 1, C) block of the table
-        raise ValueError(f"{owner}: index must hold one data set index per example, shape ({rows},), got "
-                         f"{index_shape}; flatten it (index.view(-1))")
+    if index is not None:
+        check_index_shape(owner, index, rows)
+
+
+def check_index_shape(owner: str, index: Any, rows: int) -> None:
+    """A flat vector of indices: a column of them (a data set that returns tensor([i])) selects a (rows, 1, C) block
+    of the table, which fails deep in torch."""
+    shape = tuple(index.shape if torch.is_tensor(index) else np.shape(index))
+    if shape != (rows,):
+        raise ValueError(f"{owner}: index must hold one data set index per example, shape ({rows},), got {shape}; "
+                         f"flatten it (index.view(-1))")
+
+
+def check_class_count(owner: str, logits: torch.Tensor, num_classes: int) -> None:
+    """Logits as wide as the loss's classes: otherwise a broadcast fails in torch without naming either."""
+    if logits.shape[1] != num_classes:
+        raise ValueError(f"{owner}: logits have {logits.shape[1]} classes but the loss was built for {num_classes} "
+                         f"(num_classes)")
 
 
 def check_table_batch(owner: str, logits: torch.Tensor, targets: torch.Tensor) -> None:
     """Logits as wide as the target table and on its device; torch's own errors there name neither the loss nor the
     fix (a table left on the CPU by a loss never moved with `.to(device)`)."""
-    if logits.shape[1] != targets.shape[1]:
-        raise ValueError(f"{owner}: logits have {logits.shape[1]} classes but the loss was built for "
-                         f"{targets.shape[1]} (num_classes)")
+    check_class_count(owner, logits, targets.shape[1])
     if logits.device != targets.device:
         raise ValueError(f"{owner}: logits are on {logits.device} but the target table is on {targets.device}; "
                          f"move the loss with the model (loss_fn.to(device))")

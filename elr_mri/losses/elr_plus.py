@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from elr_mri.losses.elr import (PROB_CLAMP, at_least_fp32, check_batch_shapes, check_elr_settings, check_table_batch,
-                                elr_regularizer, sigmoid_rampup, update_targets)
+from elr_mri.losses.elr import (PROB_CLAMP, at_least_fp32, check_batch_shapes, check_elr_settings, check_index_shape,
+                                check_table_batch, elr_regularizer, sigmoid_rampup, update_targets)
 
 __all__ = ["ELRPlusLoss"]
 
@@ -58,6 +58,8 @@ class ELRPlusLoss(nn.Module):
             raise ValueError(f"ELRPlusLoss.update_targets: other_ema_logits must have one row of "
                              f"{self.num_classes} class logits per index, shape ({rows}, {self.num_classes}), "
                              f"got {tuple(other_ema_logits.shape)}")
+        check_index_shape("ELRPlusLoss.update_targets", index, rows)
+        check_table_batch("ELRPlusLoss.update_targets", other_ema_logits, self.targets)
         update_targets(self.targets, index, F.softmax(at_least_fp32(other_ema_logits), dim=1), self.beta,
                        global_batch_size)
 
