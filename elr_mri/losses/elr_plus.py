@@ -19,12 +19,18 @@ __all__ = ["ELRPlusLoss"]
 
 
 class ELRPlusLoss(nn.Module):
-    """Loss of one ELR+ network.
+    """Loss of one ELR+ network (Liu et al. 2020, §4; the authors' `elr_plus_loss`)::
+
+        t[i] ← β·t[i] + (1 − β)·softmax(other network's EMA logits)_i     (`update_targets`, no gradient)
+        q = mix_lam·t[index] + (1 − mix_lam)·t[index][perm],  p = clamp(softmax(logits), 1e-4, 1 − 1e-4)
+        loss = mean_i −⟨mixed_labels_i, log softmax(logits)_i⟩ + ramp(step)·λ·mean_i log(1 − ⟨q_i, p_i⟩)
 
     ``update_targets(index, other_ema_logits, global_batch_size)`` first folds the other network's EMA prediction
-    into the targets; ``forward(logits, mixed_labels, index, perm, mix_lam, step)`` then scores
-    this network's logits on the mixed batch ``mix_lam·x + (1 − mix_lam)·x[perm]``.
-    ``reweight_labels`` is the CIFAR-100 setting that multiplies the labels by the targets.
+    on the un-mixed batch into the targets; ``forward(logits, mixed_labels, index, perm, mix_lam, step)`` then scores
+    this network's logits on the mixed batch ``mix_lam·x + (1 − mix_lam)·x[perm]``. ramp is `sigmoid_rampup` over
+    ``coef_step`` steps (0: λ in full from the first step, the CIFAR-10 setting). The defaults λ = 3, β = 0.7 are
+    the paper's CIFAR-10 values (CIFAR-100: 7, 0.9, coef_step 40000). ``reweight_labels`` is the CIFAR-100
+    setting that multiplies the labels by q.
     """
 
     def __init__(
