@@ -252,3 +252,20 @@ def test_baselines_refuse_a_panel_relabelled_since_the_run_trained(tmp_path: Pat
                                          rf"{tmp_path / 'manifest.csv'} now gives its validation or test scans other "
                                          "diagnoses than the run trained with"):
         _baseline_inputs(run, [], None, None)
+
+
+def test_the_scored_set_enters_no_fitted_step_of_the_volume_baseline(tmp_path: Path) -> None:
+    """Standardisation, class weights and C are the training (and validation) scans' alone: test volumes shifted
+    above every training scan's are all called CN, the diagnosis of the larger hippocampi. A scaler that saw the test
+    set would centre the shift away and call its AD scans AD."""
+    run, scans, _, _ = _cn_vs_ad_run_on_a_panel(tmp_path)
+    split = pd.read_csv(tmp_path / "splits.csv").set_index("participant_id")["split"]
+    noise = np.random.default_rng(1).normal(0, 0.0002, len(scans))
+    hippocampus = np.where(scans["diagnosis"] == "CN", 0.012, 0.009) + noise
+    hippocampus += np.where(scans["participant_id"].map(split) == "test", 0.006, 0.0)  # another scanner, say
+    volumes = scans[["participant_id", "session_id"]].assign(**{column: 0.01 for column in volume_columns()})
+    volumes["hippocampus_l_per_brain"] = hippocampus
+    volumes.to_csv(tmp_path / "volumes.csv", index=False)
+    evaluate_baselines(run, [tmp_path / "volumes.csv"], n_boot=20)
+    predictions = pd.read_csv(run / "eval-test" / "baselines" / "volumes_logreg" / "predictions.csv")
+    assert len(predictions) == 4 and (predictions["p_CN"] > 0.5).all()
