@@ -75,7 +75,8 @@ def _fake_preprocessed(template, folder: Path, participant: str, scale: float) -
     to_nifti(scan).to_filename(outputs.image)
     _write_affine(outputs.transform, 1.0)
     params = Params(resolution=RESOLUTION).as_dict()
-    outputs.sidecar.write_text(json.dumps({"params": params}))
+    outputs.sidecar.write_text(json.dumps({"params": params,
+                                           "template": {"name": template.name, "sha256": template.sha256}}))
     return outputs
 
 
@@ -115,8 +116,10 @@ def test_manifest_lists_a_broken_scan_and_measures_the_others(template, tmp_path
     assert volumes.loc[0, "brain_ratio"] == pytest.approx(1.0, abs=0.05)
     assert 0 < volumes.loc[0, "hippocampus_l_per_brain"] < 0.01
     assert list(failures["participant_id"]) == ["sub-BAD"] and "sidecar" in failures.loc[0, "error"]
+    assert volumes.loc[0, "template"] == template.name and volumes.loc[0, "template_sha256"] == template.sha256
     rerun = measure_manifest(manifest, params=VolumeParams(registration_mm=RESOLUTION), progress=False)[1]
     assert list(rerun.columns) == list(volumes.columns), "cached results must keep the columns in place"
+    assert rerun.loc[0, "template_sha256"] == template.sha256  # from the sidecar, whatever the cache holds
     # another cohort's manifest in the same folder: its own CSV; a status in capitals and an empty path, as the
     # manifest loader takes them (the empty one crashed the whole run, the capitals were skipped unsaid); a relative
     # path to nothing, read from the manifest's folder (its error called every processed_path absolute)

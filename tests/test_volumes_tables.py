@@ -74,6 +74,24 @@ def test_volumes_measured_by_other_registrations_are_refused(tmp_path: Path) -> 
         read_volumes([adni, coarse])
 
 
+def test_volumes_of_scans_registered_to_other_templates_are_refused(tmp_path: Path) -> None:
+    """Every volume is a ratio to the template's anatomy, and `warp` said "syn at 2 mm" whatever the template: a
+    holdout preprocessed onto another --template on the same grid (the CNN's check compares grids only) was
+    scored by a baseline fitted on volumes relative to another brain, without a word."""
+    def measured(name: str, participant: str, template: str, sha256: str) -> Path:
+        return _write(tmp_path / name, {"participant_id": [participant], "session_id": ["01"], "warp": ["syn at 2 mm"],
+                                         "template": [template], "template_sha256": [sha256],
+                                         **{c: [0.01] for c in volume_columns()}})
+
+    adni = measured("adni.csv", "001", "/lab/study.nii.gz", "ab" * 32)
+    assert len(read_volumes([adni, measured("nacc.csv", "101", "/mnt/study.nii.gz", "ab" * 32)])) == 2  # one file
+    colin = measured("ppmi.csv", "201", "/lab/colin27.nii.gz", "cd" * 32)
+    with pytest.raises(ValueError, match=rf"^the --volumes CSVs were of scans registered to other templates: "
+                                         rf"/lab/study.nii.gz \(SHA-256 abababababab\) \({adni}\), /lab/colin27.nii.gz "
+                                         rf"\(SHA-256 cdcdcdcdcdcd\) \({colin}\); preprocess every cohort with one "):
+        read_volumes([adni, colin])
+
+
 def test_an_empty_volumes_file_is_named_too(tmp_path: Path) -> None:
     empty = tmp_path / "empty.csv"
     empty.write_text("")

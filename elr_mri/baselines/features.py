@@ -9,7 +9,7 @@ CNN sees, without the crop.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -45,14 +45,24 @@ def read_volumes(paths: Sequence[str | Path]) -> pd.DataFrame:
 def _refuse_mixed_registrations(rows: pd.DataFrame) -> None:
     """Volumes measured by other registrations (`warp`: syn at 2 mm, at 3 mm, preprocess's) differ by more than the
     diagnoses do (hippocampus +8% from 3 mm against 2 mm): a baseline fitted on one and scored on the other measured
-    the registrations, and its holdout balanced accuracy fell from 30.6 to 8.3 without a word."""
-    if "warp" not in rows:  # a CSV of its own making
+    the registrations, and its holdout balanced accuracy fell from 30.6 to 8.3 without a word. So do volumes of scans
+    registered to other templates (`template_sha256`): each is a ratio to its own template's anatomy."""
+    _refuse_a_mix(rows, "warp", lambda row: row["warp"], "measured by other registrations", "measure every cohort "
+                  "with one `elr-mri volumes --registration-mm` (and one preprocessing --transform)")
+    _refuse_a_mix(rows, "template_sha256", lambda row: f"{row['template']} (SHA-256 {row['template_sha256'][:12]})",
+                  "of scans registered to other templates", "preprocess every cohort with one --template (or none: "
+                  "MNI152) and measure them with `elr-mri volumes`")
+
+
+def _refuse_a_mix(rows: pd.DataFrame, key: str, name: Callable[[pd.Series], str], what: str, fix: str) -> None:
+    """Refuse rows whose `key` takes two values, naming each (`name`) and a file it came from; rows without one (a
+    CSV of its own making, or of a version before the column) are not compared."""
+    if key not in rows:
         return
-    methods = rows.dropna(subset=["warp"]).groupby("warp")["_file"].first()
-    if len(methods) > 1:
-        named = ", ".join(f"{method} ({file})" for method, file in methods.items())
-        raise ValueError(f"the --volumes CSVs were measured by other registrations: {named}; measure every cohort "
-                         "with one `elr-mri volumes --registration-mm` (and one preprocessing --transform)")
+    kinds = rows.dropna(subset=[key]).drop_duplicates(key)
+    if len(kinds) > 1:
+        named = ", ".join(f"{name(row)} ({row['_file']})" for _, row in kinds.iterrows())
+        raise ValueError(f"the --volumes CSVs were {what}: {named}; {fix}")
 
 
 def volume_features(frame: pd.DataFrame, volumes: pd.DataFrame, source: str, age_fill: float) -> np.ndarray:

@@ -91,15 +91,17 @@ def measure_scan(image_path: str | Path, params: VolumeParams = VolumeParams(), 
                          "the sidecar's), so damaged or replaced since; rerun `elr-mri preprocess` on this scan")
     cache, *earlier = _cache_files(outputs, image_hash, cache_dir)
     source = _warp_source(preprocessed, params)
+    template = _template_of(preprocess_meta)
     for cached in map(read_sidecar, dict.fromkeys((cache, *earlier))):
         if (cached and cached.get("image_sha256") == image_hash and cached.get("params") == params.as_dict()
                 and cached.get("method") == MEASURE_VERSION):
-            return {**cached, "warp": source, "status": "skipped"}  # cached before the warp named the profile
+            # from the sidecar: caches written before the warp named the profile, or the template was recorded
+            return {**cached, "warp": source, **template, "status": "skipped"}
     jacobian, domain, masks = _deformation_jacobian(outputs, preprocessed, params, workdirs)
     volumes = integrate_regions(jacobian, masks, float(np.prod(domain.spacing)),
                                 affine_determinant(str(outputs.transform)))
     result = {"image_sha256": image_hash, "params": params.as_dict(), "method": MEASURE_VERSION, "warp": source,
-              "regions": volumes}
+              **template, "regions": volumes}
     write_json(cache, result)
     return {**result, "status": "done"}
 
@@ -122,6 +124,13 @@ def _warp_source(preprocessed: Params, params: VolumeParams) -> str:
     if preprocessed.transform == "syn":
         return f"preprocess syn ({preprocessed.profile} profile)"
     return f"syn at {params.registration_mm:g} mm"
+
+
+def _template_of(meta: dict) -> dict[str, str | None]:
+    """The template the scan was registered to, as its sidecar names it: the reference every volume is a ratio of,
+    so the baselines refuse cohorts registered to other ones (None where a sidecar does not say)."""
+    template = meta.get("template") or {}
+    return {"template": template.get("name"), "template_sha256": template.get("sha256")}
 
 
 def _preprocess_params(meta: dict, sidecar: Path) -> Params:
@@ -300,6 +309,6 @@ def _tables(table: pd.DataFrame, results: dict[int, dict]) -> tuple[pd.DataFrame
         row.update({f"{name}_ratio": round(v["ratio"], 5) for name, v in regions.items()})
         brain = regions["brain"]["mm3"]
         row.update({f"{name}{NORMALISED_SUFFIX}": v["mm3"] / brain for name, v in regions.items() if name != "brain"})
-        row["warp"] = results[i]["warp"]
+        row.update({key: results[i].get(key) for key in ("warp", "template", "template_sha256")})
         rows.append(row)
     return pd.DataFrame(rows), failure_table(table, results, FAILURE_COLUMNS[:-1])
