@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
 
 ants = pytest.importorskip("ants")
 
+from elr_mri.simulate.disease import REGIONS, atrophy_displacement  # noqa: E402
+from elr_mri.simulate.fields import grid_points, sample  # noqa: E402
 from elr_mri.volumes.jacobian import affine_determinant, integrate_regions, region_masks, warp_jacobian  # noqa: E402
 from elr_mri.volumes.measure import VolumeParams, measure_manifest, measure_scan  # noqa: E402
 from elr_mri.volumes.recovery import recovery_table  # noqa: E402
@@ -63,16 +66,23 @@ def test_jacobian_of_a_scaling_warp_and_affine_gives_the_cube_of_the_scale(templ
     assert masks["hippocampus_l"].sum() > 20 and masks["brain"].sum() > 100 * masks["hippocampus_l"].sum()
 
 
-def _fake_preprocessed(template, folder: Path, participant: str, scale: float) -> ScanOutputs:
-    """A template-space 'scan' that is the template magnified by `scale` about its centre, written
-    with the files `elr-mri preprocess` leaves (identity affine, sidecar with the settings)."""
+def _fake_preprocessed(template, folder: Path, participant: str, scale: float,
+                       atrophy: dict[str, float] | None = None) -> ScanOutputs:
+    """A template-space 'scan' that is the template magnified by `scale` about its centre (and its regions changed
+    in volume by `atrophy`, as the simulator does), written with the files `elr-mri preprocess` leaves (identity
+    affine, sidecar with the settings)."""
     outputs = ScanOutputs.under(folder, participant, "ses-M00")
     outputs.image.parent.mkdir(parents=True)
     grid = template.grid
     magnify = ants.create_ants_transform(transform_type="AffineTransform", dimension=3, matrix=np.eye(3) / scale,
                                          center=_centre(grid).tolist(), translation=(0.0, 0.0, 0.0))
-    scan = ants.apply_ants_transform_to_image(magnify, grid, grid, interpolation="linear")
-    to_nifti(scan).to_filename(outputs.image)
+    scan = to_nifti(ants.apply_ants_transform_to_image(magnify, grid, grid, interpolation="linear"))
+    if atrophy:
+        changes = {region.name: atrophy.get(region.name, 0.0) for region in REGIONS}
+        displacement = atrophy_displacement(scan.affine, scan.shape, changes)
+        points = grid_points(scan.shape, scan.affine) + np.moveaxis(displacement, 0, -1)
+        scan = nib.Nifti1Image(sample(np.asarray(scan.dataobj, np.float32), scan.affine, points), scan.affine)
+    scan.to_filename(outputs.image)
     _write_affine(outputs.transform, 1.0)
     params = Params(resolution=RESOLUTION).as_dict()
     outputs.sidecar.write_text(json.dumps({"params": params,
@@ -88,6 +98,19 @@ def test_measure_scan_recovers_a_magnified_brain_through_a_real_syn_registration
     assert result["regions"]["hippocampus_l"]["ratio"] == pytest.approx(1.1**3, rel=0.05)
     again = measure_scan(outputs.image, VolumeParams(registration_mm=RESOLUTION))
     assert again["status"] == "skipped" and again["regions"] == result["regions"]
+
+
+def test_regional_atrophy_moves_its_own_regions_the_way_it_was_simulated(template, tmp_path: Path) -> None:
+    """A magnified brain scales every region alike, so a mask on the wrong side or off its structure went unseen.
+    The left hippocampus shrunk by 30% and the left ventricle doubled, as the simulator deforms them: the SyN (3 mm,
+    40/20/0 iterations) recovers a part of each change (0.92 and 1.25 here), on its own side; the whole brain and
+    the right hippocampus stay near 1."""
+    outputs = _fake_preprocessed(template, tmp_path, "sub-AD", 1.0, {"hippocampus_l": -0.3, "ventricle_l": 1.0})
+    regions = measure_scan(outputs.image, VolumeParams(registration_mm=RESOLUTION))["regions"]
+    ratio = {name: region["ratio"] for name, region in regions.items()}
+    assert ratio["hippocampus_l"] < 0.95 and ratio["hippocampus_r"] == pytest.approx(1.0, abs=0.04)
+    assert ratio["ventricle_l"] > 1.15 and ratio["ventricle_l"] > ratio["ventricle_r"] + 0.1
+    assert ratio["brain"] == pytest.approx(1.0, abs=0.02)
 
 
 def test_unchanged_anatomy_on_a_grid_other_than_the_registrations_measures_ratio_one(template, tmp_path: Path
