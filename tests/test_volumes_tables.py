@@ -90,6 +90,10 @@ def test_volumes_of_scans_registered_to_other_templates_are_refused(tmp_path: Pa
                                          rf"/lab/study.nii.gz \(SHA-256 abababababab\) \({adni}\), /lab/colin27.nii.gz "
                                          rf"\(SHA-256 cdcdcdcdcdcd\) \({colin}\); preprocess every cohort with one "):
         read_volumes([adni, colin])
+    older = _write(tmp_path / "older.csv", {"participant_id": ["301"], "session_id": ["01"], "warp": ["syn at 2 mm"],
+                                            **{c: [0.01] for c in volume_columns()}})  # another template? method?
+    with pytest.raises(ValueError, match=rf"^{older}: no template_sha256, unlike the other --volumes CSVs "):
+        read_volumes([adni, older])
 
 
 def test_an_empty_volumes_file_is_named_too(tmp_path: Path) -> None:

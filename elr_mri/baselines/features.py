@@ -49,6 +49,12 @@ def _refuse_mixed_registrations(rows: pd.DataFrame) -> None:
     registered to other templates (`template_sha256`): each is a ratio to its own template's anatomy."""
     _refuse_a_mix(rows, "warp", lambda row: row["warp"], "measured by other registrations", "measure every cohort "
                   "with one `elr-mri volumes --registration-mm` (and one preprocessing --transform)")
+    if "template_sha256" in rows and rows["template_sha256"].notna().any() and rows["template_sha256"].isna().any():
+        older = rows.loc[rows["template_sha256"].isna(), "_file"].iloc[0]
+        raise ValueError(f"{older}: no template_sha256, unlike the other --volumes CSVs (an `elr-mri volumes` before "
+                         "2026-12-06 wrote it, or another tool), so its template and measurement cannot be compared "
+                         "with theirs; measure that cohort again with `elr-mri volumes`, which reuses what its cache "
+                         "still holds")
     _refuse_a_mix(rows, "template_sha256", lambda row: f"{row['template']} (SHA-256 {row['template_sha256'][:12]})",
                   "of scans registered to other templates", "preprocess every cohort with one --template (or none: "
                   "MNI152) and measure them with `elr-mri volumes`")
