@@ -62,3 +62,25 @@ def test_an_out_that_is_a_file_is_one_line(tmp_path: Path, capsys: pytest.Captur
     assert capsys.readouterr().err.strip() == (f"elr-mri simulate-cohort: error: --out {tmp_path / 'afile'} is a file; "
                                                "pass a folder for the cohort (a new one is made)")
     assert (tmp_path / "afile").read_text() == "kept"
+
+
+@pytest.mark.parametrize(("origin", "shift_mm"), [("corner", 0.0), ("shifted", 30.0)])
+def test_an_anatomy_not_in_mni_space_is_one_line_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                           origin: str, shift_mm: float) -> None:
+    """The MNI template saved with its origin at the first voxel (as converters write a scan) stopped with numpy's
+    'Shape of array too small to calculate a numerical gradient', naming nothing; moved 30 mm, it would have been
+    simulated with the right entorhinal cortex's atrophy deforming air."""
+    from nilearn.datasets import load_mni152_template
+
+    template = load_mni152_template(resolution=2)
+    affine = template.affine.copy()
+    affine[:3, 3] = 0.0 if origin == "corner" else affine[:3, 3] + [shift_mm, 0.0, 0.0]
+    head = tmp_path / f"{origin}.nii.gz"
+    nib.save(nib.Nifti1Image(template.get_fdata(dtype=np.float32), affine), head)
+    out = tmp_path / "cohort"
+    assert main(["--out", str(out), "--subjects", "1", "--holdout-subjects", "0", "--resolution", "4",
+                 "--anatomy", str(head)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith(f"elr-mri simulate-cohort: error: --anatomy {head}: only ")
+    assert "not in MNI space" in err and "or use --anatomy mni152" in err
+    assert not out.exists()

@@ -16,8 +16,9 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from elr_mri.simulate.disease import REGIONS, region_points
 from elr_mri.simulate.fields import dct_field, grid_points, sample
-from preprocess.checks import load_option_file
+from preprocess.checks import ScanError, load_option_file
 
 __all__ = ["Anatomy", "ANATOMIES", "load_anatomy", "natural_displacement", "DEFORMATION_SPACING_MM"]
 
@@ -33,6 +34,9 @@ HEAD_SCALE_SEX = {"M": 1.02, "F": 0.98}
 # Voxels above this (white matter = 1) are head; the support adds the largest displacement we draw.
 HEAD_THRESHOLD = 0.01
 SUPPORT_MARGIN_MM = 16.0
+# Share of each disease region that must be head: less, and the file is not in MNI space, so that region's atrophy
+# would deform air (MNI152 and Colin27: 98-99% of the whole-brain ellipsoid, all of every other region).
+MIN_REGION_IN_HEAD = 0.9
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,7 @@ def load_anatomy(name: str, resolution_mm: float) -> Anatomy:
         data = ndimage.gaussian_filter(data, sigma=extra_fwhm / 2.355 / source_mm)
     foreground = data[data > 0.1 * data.max()]
     data = np.clip(data / np.percentile(foreground, 99), 0.0, None).astype(np.float32)
+    _check_regions_in_head(name, data, image.affine)
     coefficients = ndimage.spline_filter(data, order=3, output=np.float32)
     grid_affine, grid_shape = _deformation_grid(image.affine, data.shape)
     head = sample(data, image.affine, grid_points(grid_shape, grid_affine)) > HEAD_THRESHOLD
@@ -71,6 +76,19 @@ def load_anatomy(name: str, resolution_mm: float) -> Anatomy:
     return Anatomy(name=Path(name).name if name not in ANATOMIES else name, affine=image.affine.copy(),
                    data=data, coefficients=coefficients, grid_affine=grid_affine, grid_shape=grid_shape,
                    support=support)
+
+
+def _check_regions_in_head(name: str, data: np.ndarray, affine: np.ndarray) -> None:
+    """Refuse an anatomy whose head is not where the disease regions are (MNI mm), before any scan is drawn: with
+    its origin at a corner voxel (as converters write a scan) numpy failed naming nothing, and a head a few cm off
+    was simulated with atrophy of regions lying partly in air, which truth.csv would still report."""
+    for region in REGIONS:
+        inside = float(np.mean(sample(data, affine, region_points(region)) > HEAD_THRESHOLD))
+        if inside < MIN_REGION_IN_HEAD:
+            raise ScanError(f"--anatomy {name}", f"only {inside:.0%} of the region {region.name} (around MNI "
+                            f"{region.center} mm) lies in its head, so it is not in MNI space (an origin at a corner "
+                            "voxel, or a scan not registered to MNI)",
+                            "register it to the MNI152 template first, or use --anatomy mni152")
 
 
 def _deformation_grid(affine: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, tuple[int, int, int]]:

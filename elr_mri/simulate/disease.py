@@ -17,7 +17,7 @@ import numpy as np
 from elr_mri.simulate.fields import apply_affine, crop_grid, grid_points, rotation_matrix
 
 __all__ = ["Region", "REGIONS", "DIAGNOSES", "REFERENCE_AGE", "draw_severity", "region_changes",
-           "atrophy_displacement", "region_mask", "volume_ratios"]
+           "atrophy_displacement", "region_mask", "region_points", "volume_ratios"]
 
 DIAGNOSES = ("CN", "MCI", "AD")
 # Age at which age-related change is zero; older subjects lose tissue, younger ones have more.
@@ -127,6 +127,14 @@ def atrophy_displacement(grid_affine: np.ndarray, shape: tuple[int, int, int],
 def region_mask(region: Region, points: np.ndarray) -> np.ndarray:
     """Which world points lie inside the region's ellipsoid (for volumetry on any grid)."""
     return region.normalised_radius2(points) <= 1.0
+
+
+def region_points(region: Region, spacing_mm: float = 1.0) -> np.ndarray:
+    """World points (N, 3) of a lattice filling the region's ellipsoid (for checks of an image on any grid)."""
+    low, high = region.center - region.half_extent_mm(), region.center + region.half_extent_mm()
+    axes = [np.arange(a, b + spacing_mm, spacing_mm, dtype=np.float32) for a, b in zip(low, high)]
+    points = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
+    return points[region_mask(region, points)]
 
 
 def volume_ratios(grid_affine: np.ndarray, displacement: np.ndarray) -> dict[str, float]:
