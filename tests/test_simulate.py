@@ -220,6 +220,21 @@ def test_label_noise_flips_only_neighbouring_stages_at_the_requested_rate() -> N
     assert all(s.diagnosis == s.true_diagnosis for s in plan_cohort(60, 20, 0.0, seed=1))
 
 
+def test_holdout_labels_are_noisy_too_whatever_the_severity_as_help_says(capsys: pytest.CaptureFixture) -> None:
+    """--help said only "fraction of diagnoses flipped": nothing told a user that the holdout manifest's diagnoses are
+    flipped as well, so scores against them are scores against noisy labels."""
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "at both sites (the holdout's too; truth.csv keeps the true ones)" in " ".join(capsys.readouterr().out.split())
+    specs = [s for s in plan_cohort(60, 3000, 0.3, seed=2) if s.cohort == "nacc_sim"]
+    for diagnosis in ("CN", "MCI", "AD"):  # about the rate in each class, whoever is flipped
+        rows = [s for s in specs if s.true_diagnosis == diagnosis]
+        flipped = [s.severity for s in rows if s.diagnosis != diagnosis]
+        kept = [s.severity for s in rows if s.diagnosis == diagnosis]
+        assert len(flipped) / len(rows) == pytest.approx(0.3, abs=0.04)
+        assert np.mean(flipped) == pytest.approx(np.mean(kept), abs=0.03)
+
+
 def test_raised_label_noise_keeps_every_earlier_flip_and_adds_only_neighbouring_ones() -> None:
     specs = plan_cohort(600, 0, 0.3, seed=1)
     truth, given = [s.true_diagnosis for s in specs], [s.diagnosis for s in specs]

@@ -262,7 +262,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--holdout-subjects", type=int, default=None,
                         help="subjects of the NACC-like holdout site (default: --subjects // 3)")
     parser.add_argument("--label-noise", type=float, default=0.2,
-                        help="fraction of diagnoses flipped to a neighbouring stage, CN<->MCI or MCI<->AD (default 0.2)")
+                        help="fraction of diagnoses flipped to a neighbouring stage, CN<->MCI or MCI<->AD, at both sites "
+                             "(the holdout's too; truth.csv keeps the true ones) (default 0.2)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0); same seed, same bytes")
     parser.add_argument("--resolution", type=float, default=2.0, help="voxel size of the written scans in mm (default 2)")
     parser.add_argument("--anatomy", default="mni152",
