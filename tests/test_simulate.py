@@ -158,8 +158,11 @@ def test_overwrite_deletes_only_a_simulated_cohorts_own_files(tmp_path: Path, ca
     elsewhere.mkdir()
     pd.DataFrame({"participant_id": ["sub-01"], "session_id": ["ses-M00"], "path": [str(raw)]}).to_csv(
         elsewhere / "manifest.csv", index=False)
-    assert main(["--out", str(elsewhere), "--subjects", "1", "--holdout-subjects", "0", "--overwrite"]) == 2
-    assert "no simulation.json: not a cohort simulate-cohort wrote" in capsys.readouterr().err and raw.exists()
+    for overwrite in ([], ["--overwrite"]):  # without it, the advice was to pass --overwrite, which is then refused
+        assert main(["--out", str(elsewhere), "--subjects", "1", "--holdout-subjects", "0", *overwrite]) == 2
+        err = capsys.readouterr().err
+        assert "no simulation.json: not a cohort simulate-cohort wrote" in err and "pass --overwrite" not in err
+    assert raw.exists()
     out = tmp_path / "cohort"
     assert main(["--out", str(out), "--subjects", "2", "--holdout-subjects", "0", "--resolution", "4"]) == 0
     listed = pd.read_csv(out / "manifest.csv")

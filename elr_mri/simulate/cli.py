@@ -107,11 +107,11 @@ def _check_out(out: Path, overwrite: bool) -> None:
     """Refuse an --out that is a file, holds a cohort (without --overwrite), or holds another tool's manifest."""
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"--out {out} is a file; pass a folder for the cohort (a new one is made)")
-    if (out / "manifest.csv").exists() and not overwrite:
-        raise FileExistsError(f"{out} already holds a cohort (manifest.csv); pass --overwrite to replace it")
-    if (out / "manifest.csv").exists() and not (out / "simulation.json").is_file():
+    if (out / "manifest.csv").exists() and not (out / "simulation.json").is_file():  # first: --overwrite cannot help
         raise FileExistsError(f"{out} holds a manifest.csv but no simulation.json: not a cohort simulate-cohort wrote "
                               "(a preprocess folder?), so --overwrite would delete others' files; choose another --out")
+    if (out / "manifest.csv").exists() and not overwrite:
+        raise FileExistsError(f"{out} already holds a cohort (manifest.csv); pass --overwrite to replace it")
 
 
 @contextmanager
