@@ -31,7 +31,8 @@ NATURAL_RMS_MM = 2.0
 NATURAL_BASIS = 5
 HEAD_SCALE_SD = 0.03
 HEAD_SCALE_SEX = {"M": 1.02, "F": 0.98}
-# Voxels above this (white matter = 1) are head; the support adds the largest displacement we draw.
+# Voxels above this (white matter = 1) are head; the support adds a margin that holds most heads' displacement
+# (render.py joins each head's own to it, for the large heads it does not hold).
 HEAD_THRESHOLD = 0.01
 SUPPORT_MARGIN_MM = 16.0
 # Share of each disease region that must be head: less, and the file is not in MNI space, so that region's atrophy
@@ -43,8 +44,8 @@ MIN_REGION_IN_HEAD = 0.9
 class Anatomy:
     """A T1 head in MNI space: intensities scaled so white matter is about 1, plus cubic-spline
     coefficients so each subject samples it once with cubic interpolation. Subjects' displacement
-    fields live on its 2 mm `grid_affine`/`grid_shape`; `support` marks there where the head may be
-    after deformation, so the scanner grid's empty air is never interpolated."""
+    fields live on its 2 mm `grid_affine`/`grid_shape`; `head` marks the template's head there, and `support`
+    where most subjects' heads may be after deformation, so the scanner grid's empty air is never interpolated."""
 
     name: str
     affine: np.ndarray
@@ -52,6 +53,7 @@ class Anatomy:
     coefficients: np.ndarray
     grid_affine: np.ndarray
     grid_shape: tuple[int, int, int]
+    head: np.ndarray
     support: np.ndarray
 
 
@@ -75,7 +77,7 @@ def load_anatomy(name: str, resolution_mm: float) -> Anatomy:
     support = ndimage.binary_dilation(head, iterations=margin).astype(np.uint8)
     return Anatomy(name=Path(name).name if name not in ANATOMIES else name, affine=image.affine.copy(),
                    data=data, coefficients=coefficients, grid_affine=grid_affine, grid_shape=grid_shape,
-                   support=support)
+                   head=head.astype(np.uint8), support=support)
 
 
 def _check_regions_in_head(name: str, data: np.ndarray, affine: np.ndarray) -> None:

@@ -17,7 +17,7 @@ from elr_mri.simulate.acquisition import SITES, corrupt, scanner_grid
 from elr_mri.simulate.anatomy import Anatomy, natural_displacement
 from elr_mri.simulate.cohort import STREAM_IMAGE, SubjectSpec, subject_rng
 from elr_mri.simulate.disease import atrophy_displacement, volume_ratios
-from elr_mri.simulate.fields import apply_affine, sample
+from elr_mri.simulate.fields import apply_affine, grid_points, sample
 
 __all__ = ["SubjectShape", "subject_shape", "sample_subject", "render_scan"]
 
@@ -29,6 +29,7 @@ class SubjectShape:
     displacement: np.ndarray  # (3, *anatomy.grid_shape), mm
     head_scale: float
     volume_ratios: dict[str, float]
+    support: np.ndarray  # anatomy.grid_shape, uint8: where this head may hold tissue
 
 
 def subject_shape(spec: SubjectSpec, anatomy: Anatomy, seed: int) -> SubjectShape:
@@ -45,7 +46,7 @@ def sample_subject(anatomy: Anatomy, shape: SubjectShape, voxel_to_head: np.ndar
     so the empty part of a scanner's field of view costs almost nothing.
     """
     to_support = np.linalg.inv(anatomy.grid_affine) @ voxel_to_head
-    inside = ndimage.affine_transform(anatomy.support, to_support[:3, :3], to_support[:3, 3],
+    inside = ndimage.affine_transform(shape.support, to_support[:3, :3], to_support[:3, 3],
                                       output_shape=output_shape, order=0, cval=0).astype(bool)
     index = np.nonzero(inside)
     points = apply_affine(voxel_to_head, np.stack(index, axis=-1).astype(np.float32))
@@ -78,4 +79,15 @@ def render_scan(spec: SubjectSpec, anatomy: Anatomy, seed: int, resolution_mm: f
 def _shape(rng: np.random.Generator, spec: SubjectSpec, anatomy: Anatomy) -> SubjectShape:
     natural, head_scale = natural_displacement(rng, anatomy.grid_affine, anatomy.grid_shape, spec.sex)
     displacement = natural + atrophy_displacement(anatomy.grid_affine, anatomy.grid_shape, spec.changes)
-    return SubjectShape(displacement, head_scale, volume_ratios(anatomy.grid_affine, displacement))
+    support = anatomy.support | _deformed_head(anatomy, displacement)
+    return SubjectShape(displacement, head_scale, volume_ratios(anatomy.grid_affine, displacement), support)
+
+
+def _deformed_head(anatomy: Anatomy, displacement: np.ndarray) -> np.ndarray:
+    """The subject's head on the anatomy's grid (the points whose template point y + u(y) is head), a grid step wider.
+
+    The anatomy's support alone, the template's head with a fixed margin, cut off the edge of large heads (scale 1.13
+    moves the occipital pole 13 mm, and the smooth field adds to it); joined to it, heads it held keep their bytes.
+    """
+    points = grid_points(anatomy.grid_shape, anatomy.grid_affine) + np.moveaxis(displacement, 0, -1)
+    return ndimage.binary_dilation(sample(anatomy.head, anatomy.grid_affine, points, order=0) > 0.5).astype(np.uint8)
