@@ -600,6 +600,32 @@ def test_baselines_refuse_a_training_manifest_relabelled_since_training(trained:
         result.stderr)
 
 
+def test_evaluate_warns_of_test_scans_relabelled_since_training(trained: dict[str, Path], tmp_path: Path,
+                                                               cli_in_process: Cli) -> None:
+    """A fixed split keeps a relabelled test scan in the test split: it was scored against its new diagnosis without
+    a word, while `--baselines` refuses the same manifest. The run's validation panel does not count as a change."""
+    run, manifest, splits = tmp_path / "run", tmp_path / "relabelled.csv", tmp_path / "splits.csv"
+    shutil.copytree(trained["run"], run)
+    shutil.copy(run / "splits.csv", splits)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["data"]["mri"].update(manifest=str(manifest), splits=str(splits))
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    frame = pd.read_csv(trained["train"])
+    frame.to_csv(manifest, index=False)
+    same = cli_in_process("evaluate", "--run", str(run), "--bootstrap", "20")
+    assert same.returncode == 0 and "warning" not in same.stderr, same.stderr[-2000:]
+    tested = pd.read_csv(run / "splits.csv").query("split == 'test'")["participant_id"]
+    first = frame.index[frame["participant_id"].isin(tested)][0]
+    before = frame.loc[first, "diagnosis"]
+    frame.loc[first, "diagnosis"] = after = "AD" if before != "AD" else "CN"  # a clinician's revision
+    frame.to_csv(manifest, index=False)
+    result = cli_in_process("evaluate", "--run", str(run), "--bootstrap", "20")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (f"warning: {manifest} now gives 1 of the {len(tested)} test scans another diagnosis than {run} trained "
+            f"with (e.g. {frame.loc[first, 'participant_id']} ses-M00: {before} then, {after} now; test_diagnoses in "
+            "its data_shape.json)") in result.stderr
+
+
 def test_baselines_of_an_image_run_are_refused_before_it_is_scored(tmp_path: Path, cli_in_process: Cli) -> None:
     run = tmp_path / "digits_run"
     (run / "checkpoints").mkdir(parents=True)

@@ -23,10 +23,11 @@ from elr_mri.data.images import NoisyImageData
 from elr_mri.data.splits import read_run_splits
 from elr_mri.engine.checkpoint import atomic_write_json, atomic_write_text
 
-__all__ = ["read_data_shape", "record_run_data", "labels_fingerprint", "evaluation_labels_fingerprint",
-           "refuse_stretched_cosine", "require_same_data"]
+__all__ = ["TEST_DIAGNOSES_KEY", "read_data_shape", "record_run_data", "labels_fingerprint",
+           "evaluation_labels_fingerprint", "refuse_stretched_cosine", "require_same_data"]
 
 RUN_RECORDS = ("data_shape.json", "splits.csv", "split_balance.csv")  # `record_run_data`'s
+TEST_DIAGNOSES_KEY = "test_diagnoses"  # data_shape.json's [participant_id, session_id, diagnosis] of each test scan
 
 
 def read_data_shape(run_dir: Path, required: bool = True) -> dict[str, Any] | None:
@@ -67,6 +68,8 @@ def record_run_data(out_dir: Path, data: NoisyImageData, record_ages: bool) -> N
     if data.volume_grid is not None:
         shape["train_scans_sha256"] = _training_scans_fingerprint(data)
     shape["evaluation_labels_sha256"] = _evaluation_labels_fingerprint(data)
+    if data.volume_grid is not None and data.test is not None:
+        shape[TEST_DIAGNOSES_KEY] = _test_diagnoses(data)
     atomic_write_json(shape, out_dir / "data_shape.json")
     if data.volume_grid is not None:  # MRI: evaluation refuses holdout participants seen in any of these splits
         from elr_mri.data.mri import participants_by_split, split_balance_table
@@ -179,6 +182,14 @@ def evaluation_labels_fingerprint(splits: dict[str, tuple[np.ndarray, pd.DataFra
         if frame is not None:
             digest.update("\n".join(frame["participant_id"] + "\t" + frame["session_id"]).encode())
     return digest.hexdigest()
+
+
+def _test_diagnoses(data: NoisyImageData) -> list[list[str]]:
+    """Each MRI test scan's IDs and given diagnosis: `evaluate` rebuilds the test split from the manifest as it is
+    then, and names the scans relabelled since training (a fingerprint could only say that some were)."""
+    frame = data.test.frame
+    return [[participant, session, data.class_names[label]]
+            for participant, session, label in zip(frame["participant_id"], frame["session_id"], data.test.labels)]
 
 
 def _training_scans_fingerprint(data: NoisyImageData) -> str:

@@ -30,7 +30,7 @@ from elr_mri.engine.checkpoint import atomic_write_json, atomic_write_text, load
 from elr_mri.engine.execution import ExecutionPlan, precision_note
 from elr_mri.engine.methods import Method, build_method
 from elr_mri.engine.run_dir import not_the_run_folder
-from elr_mri.engine.run_records import read_data_shape
+from elr_mri.engine.run_records import TEST_DIAGNOSES_KEY, read_data_shape
 from elr_mri.engine.runner import SELECTION_RULES, resolve_device, selection_rule, uses_age
 from elr_mri.evaluation import N_BOOT
 from elr_mri.evaluation.compare import COMPARISON_FILES, remove_comparisons_citing
@@ -255,6 +255,7 @@ def evaluation_set(run_dir: Path, cfg: RunConfig, manifest: Path | None,
             raise ValueError(f"{run_dir}: the run has no test split to score; {fix}")
         if cfg.data.name == "mri":
             _require_run_test_split(run_dir, cfg.data.mri.manifest, built.test.frame["participant_id"])
+            _warn_of_relabelled_test_scans(run_dir, cfg.data.mri.manifest, built.test)
             _require_run_grid(run_dir, cfg.data.mri.manifest, built.volume_grid)
         return built.test, "test", []
     if cfg.data.name != "mri":
@@ -299,6 +300,30 @@ def _require_run_test_split(run_dir: Path, manifest: str, scored: pd.Series) -> 
         print(f"warning: {manifest} has lost {len(lost)} of the {len(tested)} participants {run_dir} tested on "
               f"(e.g. {lost[0]}, see its splits.csv); only the other {len(tested) - len(lost)} are scored: restore "
               "the manifest the run trained on to score them all", file=sys.stderr)
+
+
+def _warn_of_relabelled_test_scans(run_dir: Path, manifest: str, test: Dataset) -> None:
+    """Say how many test scans the training manifest now gives another diagnosis than the run trained with (a fixed
+    data.mri.splits keeps them in the test split). `evaluate` scores them, and `explain` maps them, with the diagnoses
+    as they are now, which may be the point (a revised diagnosis), so this warns rather than refuses: nothing is chosen on these labels, as
+    `--baselines` chooses C on the validation labels it refuses relabelled; yet the figures then differ from the
+    test_acc of the run's metrics.csv. Runs from before the diagnoses were recorded are not checked; the
+    validation panel (data.mri.val_labels) relabels validation scans only, so it plays no part here."""
+    shape = read_data_shape(run_dir)
+    recorded = shape.get(TEST_DIAGNOSES_KEY)
+    if recorded is None:
+        return
+    then, classes = {(participant, session): diagnosis for participant, session, diagnosis in recorded}, shape["class_names"]
+    now = zip(test.frame["participant_id"], test.frame["session_id"], test.labels)
+    changed = [(participant, session, then[participant, session], classes[label]) for participant, session, label in now
+               if (participant, session) in then and then[participant, session] != classes[label]]
+    if changed:
+        participant, session, before, after = changed[0]
+        print(f"warning: {manifest} now gives {len(changed)} of the {len(test.labels)} test scans another diagnosis "
+              f"than {run_dir} trained with (e.g. {participant} {session}: {before} then, {after} now; "
+              f"{TEST_DIAGNOSES_KEY} in its data_shape.json); they are taken as they are now, unlike the test_acc of "
+              "its metrics.csv: restore the manifest the run trained on to use the labels it was tested on",
+              file=sys.stderr)
 
 
 def _row_ids(dataset: Dataset, size: int) -> pd.DataFrame:
