@@ -630,6 +630,25 @@ def test_a_training_subset_keeps_each_diagnosis_share(tmp_path):
         build_mri_data(replace(cfg, train_subset=13))
 
 
+def test_a_runs_splits_csv_passed_back_as_data_mri_splits_gives_the_same_splits(tmp_path):
+    """A run on a training subset listed only the participants it kept, so its splits.csv, passed back as
+    data.mri.splits to train again on the same splits, was refused for not listing the manifest's others."""
+    from elr_mri.data.splits import read_run_splits
+    from elr_mri.engine.run_records import record_run_data
+
+    cfg = replace(config(make_cohort(tmp_path, participants=24, scans=1)), train_subset=6)
+    first = build_mri_data(cfg)
+    (tmp_path / "run").mkdir()
+    record_run_data(tmp_path / "run", first, record_ages=False)
+    assert read_run_splits(tmp_path / "run")["participant_id"].tolist() == (
+        first.train.frame["participant_id"].tolist() + first.val.frame["participant_id"].tolist()
+        + first.test.frame["participant_id"].tolist())  # what the run used, as the leakage guard needs it
+    again = build_mri_data(replace(cfg, mri=replace(cfg.mri, splits=str(tmp_path / "run" / "splits.csv"))))
+    for split in ("train", "val", "test"):
+        assert getattr(again, split).frame["participant_id"].tolist() == (
+            getattr(first, split).frame["participant_id"].tolist())
+
+
 def test_a_configured_holdout_is_checked_before_training(tmp_path):
     manifest = make_cohort(tmp_path, participants=6, scans=1)
     with pytest.raises(LeakageError, match="in both training and holdout"):  # the cohort is its own holdout

@@ -13,6 +13,7 @@ test split here, and selection stays on the noisy hold-out.)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -31,6 +32,9 @@ from elr_mri.data.image_transforms import (
     load_resized,
 )
 from elr_mri.data.noise import apply_noise_config, load_human_labels
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["NoisyImageData", "InMemoryImages", "ImageFiles", "build_image_data", "stratified_subset", "NORMALISATION"]
 
@@ -65,6 +69,9 @@ class NoisyImageData:
     train_clean_labels: np.ndarray | None  # true labels aligned with "index" when known
     class_names: list[str]
     volume_grid: VolumeGrid | None = None  # MRI: the scans' voxel grid, recorded with the run for evaluation
+    # MRI: every manifest participant's split, those data.train_subset, data.test_subset or data.mri.val_labels left
+    # out included, so that the run's splits.csv can be passed back as data.mri.splits
+    participant_splits: pd.Series | None = None
     train_ids: np.ndarray | None = None  # images: each training example's position in the original release
     extra_tests: dict[str, Dataset] = field(default_factory=dict)  # clean, scored beside `test` (WebVision: ilsvrc12)
 

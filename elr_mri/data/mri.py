@@ -14,7 +14,7 @@ dataset per split, each re-indexed 0..N-1 (the index the ELR targets are stored 
 
 Public names: `MRIScans`, `ScanReadError`, `LoadScand`, `mri_transforms`, `read_scan_as_the_network_does`,
 `build_mri_data`, `build_mri_eval_dataset`, `load_holdout_manifest`, `participants_by_split`,
-`split_balance_table`.
+`run_splits_table`, `split_balance_table`.
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ __all__ = [
     "build_mri_eval_dataset",
     "load_holdout_manifest",
     "participants_by_split",
+    "run_splits_table",
     "split_balance_table",
 ]
 
@@ -311,6 +312,7 @@ def build_mri_data(cfg: DataConfig, require_age: bool = False, blur_on_device: b
         train_clean_labels=None if clean is None else clean[rows["train"]],
         class_names=classes,
         volume_grid=grid,
+        participant_splits=frame.drop_duplicates("participant_id").set_index("participant_id")["split"],
     )
 
 
@@ -413,10 +415,23 @@ def training_manifest_images(cfg: DataConfig) -> list[str]:
 
 
 def participants_by_split(data: NoisyImageData) -> pd.DataFrame:
-    """participant_id,split of an MRI run: save it as the run's splits.csv, read back by `load_splits`."""
+    """participant_id,split of the participants an MRI run has scans of, in its splits: what a resume compares."""
     frames = [d.frame for d in (data.train, data.val, data.test) if isinstance(d, MRIScans)]
     table = pd.concat(frames)[["participant_id", "split"]]
     return table.drop_duplicates().reset_index(drop=True)
+
+
+def run_splits_table(data: NoisyImageData) -> pd.DataFrame:
+    """The run's splits.csv: `participants_by_split`, used true, then the manifest's participants data.train_subset,
+    data.test_subset or data.mri.val_labels left every scan of out, used false. Those belong to the split all the
+    same: without them the file, passed back as data.mri.splits to train again on the same splits, was refused for
+    not listing every participant of the manifest; `read_run_splits` leaves them out."""
+    table = participants_by_split(data).assign(used=True)
+    if data.participant_splits is None:
+        return table
+    unused = data.participant_splits[~data.participant_splits.index.isin(table["participant_id"])]
+    left_out = pd.DataFrame({"participant_id": unused.index, "split": unused.to_numpy(), "used": False})
+    return pd.concat([table, left_out], ignore_index=True)
 
 
 def split_balance_table(data: NoisyImageData) -> pd.DataFrame:

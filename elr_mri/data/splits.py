@@ -140,8 +140,9 @@ def _split_table(table: pd.DataFrame, path: Path) -> pd.DataFrame:
 
 
 def read_run_splits(run_dir: str | Path) -> pd.DataFrame:
-    """An MRI run's splits.csv (participant_id, split), as `elr-mri train` wrote it. Every reader of a run's splits
-    comes here: a truncated or hand-edited file would otherwise pass for an edited manifest, or shrink the set a
+    """An MRI run's splits.csv (participant_id, split) as `elr-mri train` wrote it, less the participants it used no
+    scan of (`used` false: left out by data.train_subset, data.test_subset or the validation panel). Every reader of a
+    run's splits comes here: a truncated or hand-edited file would otherwise pass for an edited manifest, or shrink the set a
     holdout must not share, so one that is empty, lacks a column, names another split, lists a participant twice or
     an id blank, or counts other participants per split than the run's split_balance.csv is refused."""
     path = Path(run_dir) / "splits.csv"
@@ -152,10 +153,12 @@ def read_run_splits(run_dir: str | Path) -> pd.DataFrame:
         table = _split_table(read_csv_table(path, dtype=str), path)
     except ValueError as err:  # InputError too: its advice is for tables a person saves
         raise ValueError(f"{str(err).split('; ')[0]}; the run's splits are damaged: {fix}") from err
-    problem = _run_splits_problem(table, Path(run_dir) / "split_balance.csv")
+    if "used" in table.columns:  # runs from before 2026-12-06 list only the participants they used
+        table = table.loc[table["used"].str.strip().str.lower() != "false", ["participant_id", "split"]]
+    problem = _run_splits_problem(table.reset_index(drop=True), Path(run_dir) / "split_balance.csv")
     if problem:
         raise ValueError(f"{path}: {problem}; the run's splits are damaged: {fix}")
-    return table
+    return table.reset_index(drop=True)
 
 
 def _run_splits_problem(table: pd.DataFrame, balance_path: Path) -> str:

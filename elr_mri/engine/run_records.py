@@ -72,9 +72,9 @@ def record_run_data(out_dir: Path, data: NoisyImageData, record_ages: bool) -> N
         shape[TEST_DIAGNOSES_KEY] = _test_diagnoses(data)
     atomic_write_json(shape, out_dir / "data_shape.json")
     if data.volume_grid is not None:  # MRI: evaluation refuses holdout participants seen in any of these splits
-        from elr_mri.data.mri import participants_by_split, split_balance_table
+        from elr_mri.data.mri import run_splits_table, split_balance_table
 
-        atomic_write_text(participants_by_split(data).to_csv(index=False), out_dir / "splits.csv")
+        atomic_write_text(run_splits_table(data).to_csv(index=False), out_dir / "splits.csv")
         atomic_write_text(split_balance_table(data).to_csv(index=False), out_dir / "split_balance.csv")
 
 
