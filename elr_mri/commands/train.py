@@ -137,8 +137,12 @@ def _unread_setting_notes(config: RunConfig, overrides: list[str]) -> list[str]:
     notes = []
     for key, chooser, readers in unread_overrides(config, overrides):
         listed = f"{', '.join(readers[:-1])} and {readers[-1]}" if len(readers) > 1 else "".join(readers)
-        read_by = f"only {listed} read{'s' if len(readers) == 1 else ''} it" if readers \
-            else f"no {chooser.split('.')[0]} reads it"
+        if readers == ["null"]:  # the file it names takes the setting's place: "only null reads it" says nothing
+            read_by = f"only a run without {chooser} reads it"
+        elif readers:
+            read_by = f"only {listed} read{'s' if len(readers) == 1 else ''} it"
+        else:
+            read_by = f"no {chooser.split('.')[0]} reads it"
         chosen = setting_text(setting_value(config, chooser))
         notes.append(f"note: --set {key} changes nothing in this run: {chooser} is {chosen}, and {read_by}")
     return notes

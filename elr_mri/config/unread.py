@@ -48,7 +48,10 @@ _CHOSEN_BY: dict[str, tuple[str, dict[str, frozenset[str]]]] = {
 
 
 def setting_text(value: Any) -> str:
-    """A setting's value as YAML writes it (`true`, not Python's `True`), for messages and the choice tables."""
+    """A setting's value as YAML writes it (`true` and `null`, not Python's `True` and `None`), for messages and the
+    choice tables."""
+    if value is None:
+        return "null"
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
@@ -70,10 +73,16 @@ _KEY_CHOSEN_BY: dict[str, tuple[str, dict[str, frozenset[str]]]] = {
     # per-channel image statistics: digits are used as sklearn gives them, volumes scaled per scan
     "data.normalization": _read_unless("data.normalization", "data.name", DataConfig, "name", ("digits", "mri")),
 }
+# What an MRI run draws its participant split with unless data.mri.splits gives it (`build_mri_data`); the seed also
+# draws data.train_subset and data.test_subset.
+_DRAW_THE_SPLIT = ("data.mri.test_fraction", "data.val_fraction", "data.split_seed")
 
 
 def _chosen_by(cfg: RunConfig, key: str) -> tuple[str, dict[str, frozenset[str]]]:
     """The setting that chooses whether `cfg` reads `key` and what each of its choices reads; ("", {}) for none."""
+    if key in _DRAW_THE_SPLIT and cfg.data.name == "mri" and cfg.data.mri.splits and not (
+            key == "data.split_seed" and (cfg.data.train_subset is not None or cfg.data.test_subset is not None)):
+        return "data.mri.splits", {"null": frozenset({key})}  # a file gives the splits: only a run without one draws
     if key == "data.num_workers":  # the DataLoader's; whether auto takes one depends on the data set
         off = ("device", "auto") if cfg.data.name in HELD_IN_MEMORY else ("device",)
         return _read_unless(key, "train.loader", TrainLoopConfig, "loader", off)
