@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -647,6 +648,29 @@ def test_a_runs_splits_csv_passed_back_as_data_mri_splits_gives_the_same_splits(
     for split in ("train", "val", "test"):
         assert getattr(again, split).frame["participant_id"].tolist() == (
             getattr(first, split).frame["participant_id"].tolist())
+
+
+def test_a_diagnosis_a_given_test_split_lacks_is_warned_of_naming_the_splits_file(tmp_path, caplog):
+    """With data.mri.splits the fractions are not read, yet the warning said to raise data.mri.test_fraction."""
+    from elr_mri.data.mri import split_balance_table
+
+    manifest = make_cohort(tmp_path, participants=9, scans=1)  # sub-02, sub-05, sub-08 are AD
+    splits = tmp_path / "splits.csv"
+    given = {"sub-00": "test", "sub-01": "test", "sub-03": "val", "sub-04": "val", "sub-05": "val"}
+    pd.DataFrame({"participant_id": [f"sub-{p:02d}" for p in range(9)],
+                  "split": [given.get(f"sub-{p:02d}", "train") for p in range(9)]}).to_csv(splits, index=False)
+    with caplog.at_level(logging.WARNING, logger="elr_mri.data.mri"):
+        split_balance_table(build_mri_data(config(manifest, splits=str(splits))))
+    assert [message for message in caplog.messages if "test split holds no" in message] == [f"the run's test split holds no participant diagnosed AD, so nothing there scores it; "
+                               f"list some as test in data.mri.splits ({splits}), which gave the splits"]
+    caplog.clear()
+    (tmp_path / "drawn").mkdir()
+    drawn = make_cohort(tmp_path / "drawn", participants=12, scans=1, diagnosis=["CN", "MCI"] * 5 + ["AD"] * 2)
+    with caplog.at_level(logging.WARNING, logger="elr_mri.data.mri"):
+        split_balance_table(build_mri_data(config(drawn, test_fraction=0.2)))  # 2 AD: round(0.4) = 0
+    assert [message for message in caplog.messages if "test split holds no" in message] == [
+        "the run's test split holds no participant diagnosed AD, so nothing there scores it; raise "
+        "data.mri.test_fraction or give the splits in data.mri.splits"]
 
 
 def test_a_configured_holdout_is_checked_before_training(tmp_path):

@@ -72,6 +72,7 @@ class NoisyImageData:
     # MRI: every manifest participant's split, those data.train_subset, data.test_subset or data.mri.val_labels left
     # out included, so that the run's splits.csv can be passed back as data.mri.splits
     participant_splits: pd.Series | None = None
+    splits_file: str | None = None  # MRI: data.mri.splits, which gave the splits (None: drawn from the fractions)
     train_ids: np.ndarray | None = None  # images: each training example's position in the original release
     extra_tests: dict[str, Dataset] = field(default_factory=dict)  # clean, scored beside `test` (WebVision: ilsvrc12)
 

@@ -313,6 +313,7 @@ def build_mri_data(cfg: DataConfig, require_age: bool = False, blur_on_device: b
         class_names=classes,
         volume_grid=grid,
         participant_splits=frame.drop_duplicates("participant_id").set_index("participant_id")["split"],
+        splits_file=mri.splits,
     )
 
 
@@ -436,15 +437,18 @@ def run_splits_table(data: NoisyImageData) -> pd.DataFrame:
 
 def split_balance_table(data: NoisyImageData) -> pd.DataFrame:
     """`split_balance` of an MRI run's splits (given diagnoses), saved as the run's split_balance.csv; a diagnosis
-    the test or validation split has no participant of is warned of."""
+    the test or validation split has no participant of is warned of, with the setting that gave the split."""
     scans = pd.concat([d.frame for d in (data.train, data.val, data.test) if isinstance(d, MRIScans)])
     split = scans.drop_duplicates("participant_id").set_index("participant_id")["split"]
     balance = split_balance(scans, split, list(data.class_names))
     for name, setting in (("test", "data.mri.test_fraction"), ("val", "data.val_fraction")):
         left_out = diagnoses_left_out(balance, list(data.class_names), name)
-        if left_out:
-            log.warning("the run's %s split holds no participant diagnosed %s, so nothing there scores it; raise "
-                        "%s or give the splits in data.mri.splits", name, ", ".join(left_out), setting)
+        if not left_out:
+            continue
+        fix = (f"list some as {name} in data.mri.splits ({data.splits_file}), which gave the splits" if data.splits_file
+               else f"raise {setting} or give the splits in data.mri.splits")
+        log.warning("the run's %s split holds no participant diagnosed %s, so nothing there scores it; %s", name,
+                    ", ".join(left_out), fix)
     return balance
 
 
