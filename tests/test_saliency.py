@@ -31,6 +31,11 @@ class _OneNetwork:
     def networks(self) -> list[nn.Module]:
         return [self.net]
 
+    def predict_proba(self, batch: dict) -> torch.Tensor:
+        """As the methods predict: the softmax of the networks' mean logits."""
+        extra = {"age": batch["age"].float()} if "age" in batch else {}
+        return torch.stack([net(batch["image"], **extra) for net in self.networks()]).mean(dim=0).softmax(dim=1)
+
 
 def test_a_confidently_wrong_scan_keeps_its_gradient() -> None:
     scans = [{"image": torch.full((1, 3, 3, 3), 0.5), "label": 0}, {"image": torch.full((1, 3, 3, 3), 0.2), "label": 1}]
@@ -52,6 +57,30 @@ def test_each_map_says_how_much_of_it_its_largest_scan_gives() -> None:
     *_, largest = saliency_maps(_OneNetwork(_SumScorer(offset=-13.5)), scans, num_classes=3, batch_size=3)
     np.testing.assert_allclose(largest[:2], [0.5, 0.5 / (0.5 + 1 / (1 + np.exp(13.5)))], rtol=1e-6)  # 0: two alike
     assert np.isnan(largest[2])  # no scan given class 2
+
+def test_scans_predicted_as_given_are_counted_as_evaluate_predicts_them_in_the_runs_precision() -> None:
+    """The maps are taken in fp32, and the prediction counted in predicted_as_given_per_map came from that pass: on a
+    bf16 run a near tie went to the class fp32 favours, while evaluate's bf16 forward pass predicted the other. Here
+    class 1's logit is 2^-9 above class 0's, which bf16 (8 bits) rounds away: evaluate predicts class 0."""
+    from elr_mri.config import config_from_dict
+    from elr_mri.engine.execution import ExecutionPlan
+    from elr_mri.engine.methods import build_method
+    from elr_mri.evaluation.evaluate import predict
+
+    cfg = config_from_dict({"model": {"name": "mlp", "hidden": 4}, "loss": {"name": "ce"},
+                            "train": {"precision": "bf16", "device": "cpu"}})
+    method = build_method(cfg, (1, 2, 2, 2), 2, 2, ExecutionPlan.from_config(cfg.train, torch.device("cpu")))
+    (net,) = method.networks()
+    with torch.no_grad():
+        for param in net.parameters():
+            param.zero_()
+        net.net[-1].bias.copy_(torch.tensor([1.0, 1.0 + 2.0 ** -9]))
+    scans = [{"image": torch.ones((1, 2, 2, 2)), "label": label, "index": i} for i, label in enumerate((0, 1))]
+    _, probs = predict(method, scans, batch_size=2)
+    assert probs.argmax(axis=1).tolist() == [0, 0]  # bf16 rounds the two logits to one: the first class
+    _, _, counts, agreed, _ = saliency_maps(method, scans, num_classes=2, batch_size=2)
+    assert counts.tolist() == [1, 1] and agreed.tolist() == [1, 0]  # fp32 predicted class 1: [0, 1]
+
 
 def _coloured_pixels(png: np.ndarray) -> np.ndarray:
     """Where the map shows over the grey background (grey has equal red and blue), left of the colour bar."""

@@ -76,7 +76,9 @@ def saliency_maps(method: Method, dataset: Dataset, num_classes: int, batch_size
                   ) -> tuple[list[np.ndarray | None], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Mean |input gradient| per given class (None for a class with no scan), the mean input volume, and per class
     the scans averaged, how many of them the network predicts as that class (the others are averaged in too) and
-    the share of the map's total that its largest scan gives (NaN for a class without scans or a map of zeros)."""
+    the share of the map's total that its largest scan gives (NaN for a class without scans or a map of zeros).
+    The gradients are taken in fp32 whatever the run's precision (a bf16 gradient keeps 8 bits of each voxel's);
+    the predictions are `evaluate`'s, in that precision, so that both count a borderline scan alike."""
     networks = [net.eval() for net in method.networks()]
     sums: list[np.ndarray | None] = [None] * num_classes
     counts = np.zeros(num_classes, dtype=int)
@@ -94,7 +96,9 @@ def saliency_maps(method: Method, dataset: Dataset, num_classes: int, batch_size
         gradient = gradient.abs()[:, 0].cpu().numpy()
         volumes = images.detach()[:, 0].cpu().numpy()
         mean_input = volumes.sum(axis=0) if mean_input is None else mean_input + volumes.sum(axis=0)
-        for k, g, predicted in zip(batch["label"].tolist(), gradient, log_probs.argmax(dim=1).tolist()):
+        with torch.no_grad():  # as `evaluate` predicts, in the run's precision: fp32 may settle a near tie otherwise
+            predictions = method.predict_proba(batch).argmax(dim=1).tolist()
+        for k, g, predicted in zip(batch["label"].tolist(), gradient, predictions):
             sums[k] = g if sums[k] is None else sums[k] + g
             counts[k] += 1
             agreed[k] += predicted == k
