@@ -101,37 +101,47 @@ def main() -> None:
     if one_thread_row:
         paths[f"device-resident ({device.type}), 1 intra-op thread"] = (on_device, 1)
     load_before = os.getloadavg()[0]
-    rates = {}
+    rates: dict[str, float] = {}
     for name, (batches, count) in paths.items():
         torch.set_num_threads(count)
         seconds = [epoch_seconds(batches, epoch, sync) for epoch in range(args.repeats)]
         torch.set_num_threads(threads)
         rates[name] = len(train) / statistics.median(seconds)
         print(f"{name}: {rates[name]:,.0f} images/s (epochs: {', '.join(f'{s:.2f} s' for s in seconds)})", flush=True)
-    load_after = os.getloadavg()[0]
+        # after each row: a device call cut by its limit keeps what it measured
+        write_report(args.out, report(args, device, source, len(train), threads, rates, len(paths), load_before,
+                                      one_thread_row))
 
+
+def report(args: argparse.Namespace, device: torch.device, source: str, images: int, threads: int,
+           rates: dict[str, float], planned: int, load_before: float, one_thread_row: bool) -> str:
+    """The results file for the paths measured so far (`rates`, images/s over an epoch of `images`, of the `planned`
+    paths, `one_thread_row` among them or not); the ratio of the best of each kind comes once both kinds are
+    measured."""
     per_item = [name for name in rates if name.startswith("per-item")]
     resident_paths = [name for name in rates if name.startswith("device")]
-    best_item, best_resident = max(per_item, key=rates.get), max(resident_paths, key=rates.get)
-    ratio = rates[best_resident] / rates[best_item]
-    rows = "\n".join(f"| {name} | {rate:,.0f} | {len(train) / rate:.2f} |" for name, rate in rates.items())
-    text = (
+    if per_item and resident_paths:
+        best_item, best_resident = max(per_item, key=rates.get), max(resident_paths, key=rates.get)
+        ratio = rates[best_resident] / rates[best_item]
+        verdict = (f"Best device-resident path over best per-item path: **{ratio:.1f}×** ({best_resident} vs "
+                   f"{best_item}).")
+    else:
+        verdict = f"No ratio yet: {len(rates)} of the {planned} paths measured (the run was cut, or is running)."
+    rows = "\n".join(f"| {name} | {rate:,.0f} | {images / rate:.2f} |" for name, rate in rates.items())
+    return (
         f"# Device-resident batches vs the per-item DataLoader (CIFAR-10 training epoch)\n\n"
         f"Command: `{command_line()}`\n\n"
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch "
-        f"{torch.__version__}, {intra_op_threads(threads)} by default; device path on `{device}`. "
-        f"Load average (1 min) {load_before:.1f} before, {load_after:.1f} after."
+        f"{torch.__version__}, {intra_op_threads(threads)} by default; device path on `{device}`. Load average "
+        f"(1 min) {load_before:.1f} before, {os.getloadavg()[0]:.1f} after."
         f"{busy_warning(load_before)}\n\n"
-        f"Data: {source}; {len(train):,} training images, batches of {args.batch_size} from "
+        f"Data: {source}; {images:,} training images, batches of {args.batch_size} from "
         f"`GlobalBatchSampler`; crop 32 with 4-pixel zero padding, flip, CIFAR-10 normalisation. "
         f"Median of {args.repeats} epochs per path, no model; each path ends with the batch on `{device}` "
         f"(the DataLoader's copied there from pinned memory on a GPU).\n\n"
         f"| path | images/s | s / epoch |\n|---|---|---|\n{rows}\n\n"
-        f"Best device-resident path over best per-item path: **{ratio:.1f}×** "
-        f"({best_resident} vs {best_item}).\n\n{reading(one_thread_row)}\n"
+        f"{verdict}\n\n{reading(one_thread_row)}\n"
     )
-    print(f"\nratio {ratio:.1f}×")
-    write_report(args.out, text)
 
 
 def reading(one_thread_row: bool) -> str:

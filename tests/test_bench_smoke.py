@@ -99,6 +99,29 @@ def test_each_benchmark_runs_at_its_smallest_and_writes_its_table_where_told(tmp
     assert _published() == published, "a run told --out changed bench/results/"
 
 
+@pytest.mark.slow  # one epoch of 45,000 images through the per-item DataLoader: 10-30 s on 2 busy cores
+def test_the_device_batches_benchmark_writes_its_table_after_each_row(tmp_path: Path) -> None:
+    """It wrote its table only after the last path, so a device call cut by its limit (gpu_checks.sh gives it 40 s)
+    kept nothing, while README says the benches rewrite their files after each row. Stopped after its first row."""
+    out = tmp_path / "report.md"
+    bench = subprocess.Popen([sys.executable, "bench/bench_device_batches.py", "--random-pixels", "--repeats", "1",
+                              "--batch-size", "1024", "--out", str(out)], cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
+    try:
+        assert bench.stdout is not None
+        lines = [bench.stdout.readline()]
+        while lines[-1] and not lines[-1].startswith("wrote "):
+            lines.append(bench.stdout.readline())
+        text = out.read_text()  # as the first write left it
+    finally:
+        bench.kill()
+        bench.wait()
+    assert lines[-1] == f"wrote {out}\n", lines
+    rows = [line for line in text.splitlines() if line.startswith("| per-item") or line.startswith("| device")]
+    assert len(rows) == 1 and rows[0].startswith("| per-item DataLoader, num_workers=0 | "), text
+    assert "No ratio yet: 1 of the 3 paths measured" in text
+
+
 def _bench_module(name: str) -> ModuleType:
     """A bench/ script imported as a module (bench/ is not a package; its scripts import each other)."""
     sys.path.insert(0, str(ROOT / "bench"))
