@@ -12,8 +12,9 @@ import pytest
 import yaml
 
 from elr_mri.config import config_to_dict, load_config
-from elr_mri.evaluation.compare import (comparison_table, paired_differences, record_comparison,
-                                        remove_comparisons_citing, require_same_scans, require_same_splits, run_labels)
+from elr_mri.evaluation.compare import (HEADLINE_METRICS, comparison_table, paired_differences, record_comparison,
+                                        remove_comparisons_citing, require_same_scans, require_same_splits, run_labels,
+                                        wide_table)
 
 ROOT = Path(__file__).parents[1]
 CLASSES = ["CN", "MCI", "AD"]
@@ -61,6 +62,17 @@ def test_paired_differences_set_each_method_against_the_cnn_on_the_same_particip
     assert accuracy.loc["ce", "low"] >= 0  # ce is never wrong where the CNN is right: no resample puts it behind
     methods = comparison_table(cnn, "elr", others={"ce": other}, baselines=["voxels_linear_svm"])["method"]
     assert list(methods.unique()) == ["elr", "ce", "voxels_linear_svm"]
+
+
+def test_the_printed_table_keeps_the_csvs_order_of_methods_and_metrics(tmp_path: Path) -> None:
+    given = ["CN", "MCI", "AD"] * 4
+    cnn = _scored(tmp_path / "eval-test", given, given)
+    _scored(cnn / "baselines" / "voxels_linear_svm", given, ["MCI"] * 12)
+    table = comparison_table(cnn, "run_ce (ce)", others={"elr": _scored(tmp_path / "elr", given, given)})
+    header, _, *rows = wide_table(table).splitlines()  # pandas puts the rows' name ("method") on a line of its own
+    assert header.split() == ["metric", *HEADLINE_METRICS]  # not auc_macro, auc_micro, balanced_accuracy
+    assert [row.split()[0] for row in rows] == ["run_ce", "elr", "voxels_linear_svm"]
+    assert rows[-1].split()[1:3] == ["33.3", "[33.3,"]
 
 
 def test_paired_differences_need_the_cnn_scored(tmp_path: Path) -> None:

@@ -15,8 +15,6 @@ from elr_mri.evaluation import N_BOOT
 from preprocess.folder_locks import lock_or_refuse
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from elr_mri.evaluation.metrics import MetricsReport
 
 EVALUATION_LOCK = ".evaluate.lock"  # held (lockf) by the `elr-mri evaluate` writing an evaluation folder
@@ -188,7 +186,7 @@ def _score_and_compare(args: argparse.Namespace, eval_dir: Path, baselines: list
     eval_dir are not this comparison's."""
     from elr_mri.config import load_config
     from elr_mri.evaluation.compare import (comparison_table, paired_differences, record_comparison,
-                                            require_same_scans, run_labels)
+                                            require_same_scans, run_labels, wide_table)
     from elr_mri.evaluation.evaluate import evaluate_run
     from elr_mri.engine.checkpoint import atomic_write_text
 
@@ -204,20 +202,12 @@ def _score_and_compare(args: argparse.Namespace, eval_dir: Path, baselines: list
     atomic_write_text(table.to_csv(index=False), eval_dir / "comparison.csv")
     record_comparison(eval_dir, others)  # now: a command cut short during the paired bootstrap leaves the table too
     print(f"participant level, 95% intervals ({eval_dir / 'comparison.csv'}):")
-    print(_wide(table))
+    print(wide_table(table))
     paired = paired_differences(eval_dir, labels[0], others, baselines, args.bootstrap)
     atomic_write_text(paired.to_csv(index=False), eval_dir / "paired_differences.csv")
     print(f"minus {labels[0]}, paired over the same participants, 95% intervals; one that excludes 0 shows a "
           f"difference ({eval_dir / 'paired_differences.csv'}):")
-    print(_wide(paired))
-
-
-def _wide(table: pd.DataFrame) -> str:
-    """A method × metric table of 'estimate [low, high]' in percent, methods in their order in `table`."""
-    from elr_mri.evaluation.metrics import Interval
-
-    cells = table.assign(value=[str(Interval(r.estimate, r.low, r.high)) for r in table.itertuples()])
-    return cells.pivot(index="method", columns="metric", values="value").loc[table["method"].unique()].to_string()
+    print(wide_table(paired))
 
 
 def explain_command(args: argparse.Namespace) -> int:

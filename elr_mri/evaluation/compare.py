@@ -20,12 +20,12 @@ from elr_mri.config import RunConfig, load_config
 from elr_mri.data.splits import read_run_splits
 from elr_mri.engine.checkpoint import atomic_write_json
 from elr_mri.engine.run_dir import not_the_run_folder
-from elr_mri.evaluation.metrics import N_BOOT
+from elr_mri.evaluation.metrics import N_BOOT, Interval
 from elr_mri.evaluation.truth import mean_paired_difference
 from preprocess.sidecar import file_sha256
 
 __all__ = ["HEADLINE_METRICS", "COMPARISON_FILES", "comparison_table", "paired_differences", "run_labels",
-           "require_same_scans", "require_same_splits", "record_comparison", "remove_comparisons_citing"]
+           "require_same_scans", "require_same_splits", "record_comparison", "remove_comparisons_citing", "wide_table"]
 
 HEADLINE_METRICS = ("accuracy", "balanced_accuracy", "auc_micro", "auc_macro")
 COMPARISON_FILES = ("comparison.csv", "paired_differences.csv")  # what `evaluate --compare-with` writes
@@ -65,6 +65,14 @@ def paired_differences(eval_dir: Path, cnn_name: str, others: dict[str, Path] | 
         rows += [{"method": method, "minus": cnn_name, "metric": metric,
                   **vars(mean_paired_difference(pair, given, n_boot, metric=metric))} for metric in metrics]
     return pd.DataFrame(rows, columns=["method", "minus", "metric", "estimate", "low", "high", "resamples"])
+
+
+def wide_table(table: pd.DataFrame) -> str:
+    """A method × metric text table of 'estimate [low, high]' in percent of a `comparison_table` or
+    `paired_differences`, methods and metrics in their order there (the CSV's), not sorted by name."""
+    cells = table.assign(value=[str(Interval(r.estimate, r.low, r.high)) for r in table.itertuples()])
+    wide = cells.pivot(index="method", columns="metric", values="value")
+    return wide.loc[table["method"].unique(), table["metric"].unique()].to_string()
 
 
 def _scored_methods(eval_dir: Path, cnn_name: str, others: dict[str, Path] | None,
