@@ -340,13 +340,16 @@ def _test_first(where: str) -> tuple[bool, str]:
 
 def _lacking_class_note(where: str, present: list[str], every: list[str], has: str) -> str | None:
     """What a set without a participant of some class does to its metrics, as `elr-mri evaluate` notes it: its
-    balanced accuracy averages fewer recalls, so chance is higher (50.0 for CN, MCI), and its macro AUC is nan."""
+    balanced accuracy averages fewer recalls, so chance is higher (50.0 for CN, MCI), and its macro AUC is nan, as
+    are the AUCs of the absent classes; with one class left, its own AUC too (it needs participants of another)."""
     absent = [name for name in every if name not in present]
     if not absent or not present:
         return None
+    undefined = (f"the AUC of every class ({present[0]}'s too: the AUC of a class needs participants of it and of "
+                 "another)" if len(present) == 1 else f"the AUC of {' and '.join(absent)}")
     return (f"On {where} no participant {has} {' or '.join(absent)}: balanced_accuracy is the mean recall over "
             f"{', '.join(present)} only, so chance is {100 / len(present):.1f}, not {100 / len(every):.1f}; auc_macro "
-            f"is undefined (nan) there, as is the AUC of {' and '.join(absent)}.")
+            f"is undefined (nan) there, as is {undefined}.")
 
 
 def _notes(notes: list[str]) -> list[str]:

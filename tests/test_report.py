@@ -245,6 +245,21 @@ def test_the_tables_say_how_many_participants_each_set_has_and_what_a_lacking_cl
                          "only, so chance is 50.0, not 33.3") == 1
 
 
+def test_a_set_of_one_class_is_said_to_leave_that_classs_own_auc_undefined_too(tmp_path: Path) -> None:
+    """An AD-only holdout: the note said auc_macro was undefined "as is the AUC of CN and MCI", as if auc_AD stood;
+    it is nan too, with no participant of another class to rank AD against (`elr-mri evaluate` says so)."""
+    runs = {"ce": tmp_path / "ce", "elr": tmp_path / "elr"}
+    for run in runs.values():
+        _scored(run / "eval-nacc_sim", 0.5, given=("AD", "AD", "AD"))
+    assert ("On nacc_sim no participant is labelled CN or MCI: balanced_accuracy is the mean recall over AD only, so "
+            "chance is 100.0, not 33.3; auc_macro is undefined (nan) there, as is the AUC of every class (AD's too: "
+            "the AUC of a class needs participants of it and of another).") in _metrics_section(runs, tmp_path)
+    truth = pd.DataFrame({"participant_id": [f"s{i:02d}" for i in range(4)], "session_id": "ses-M00",
+                          "true_diagnosis": ["MCI"] * 4})
+    truth_runs = {"ce": _run(tmp_path / "truth" / "ce", 1, truth), "elr": _run(tmp_path / "truth" / "elr", 2, truth)}
+    assert "as is the AUC of every class (MCI's too" in _truth_section(truth_runs, truth)
+
+
 def test_the_truth_tables_list_the_test_split_first_as_the_results_table_does(tmp_path: Path) -> None:
     """eval-holdout_manifest sorted before eval-test: the truth tables put the holdout first, the table above last."""
     truth = pd.DataFrame({"participant_id": [f"s{i:02d}" for i in range(6)], "session_id": "ses-M00",
