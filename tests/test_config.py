@@ -282,6 +282,22 @@ def test_a_section_set_as_a_mapping_keeps_its_other_keys(tmp_path: Path) -> None
     assert (cfg.data.noise.mode, cfg.data.noise.rate) == ("pair", 0.2)
 
 
+def test_a_word_given_to_a_section_suggests_the_setting_it_picks(tmp_path: Path) -> None:
+    """`--set data.noise=symmetric` said only "must be a mapping, got str": the setting meant is data.noise.mode."""
+    path = _write(tmp_path, "loss:\n  name: elr\n")
+    for setting, meant in (("data.noise=symmetric", "--set data.noise.mode=symmetric"), ("loss=ce", "--set loss.name=ce"),
+                           ("model=widened_cnn3d", "--set model.name=widened_cnn3d")):  # name: any text, not a choice
+        with pytest.raises(ConfigError, match=rf"{setting}: {setting.split('=')[0]} must be a mapping, got str "
+                                              rf"\(did you mean {meant}\?\)$"):
+            load_config(path, [setting])
+    for setting in ("train=auto", "data.noise=0.4"):  # eight train settings take auto; a number picks no mode
+        with pytest.raises(ConfigError, match=r"must be a mapping, got (str|float)$"):
+            load_config(path, [setting])
+    with pytest.raises(ConfigError, match=r"data.noise must be a mapping, got str \(did you mean data.noise: "
+                                          r"\{mode: pair\}\?\)$"):
+        load_config(_write(tmp_path, "data:\n  noise: pair\n"))  # in the file: said as the file writes it
+
+
 def test_a_mistake_made_by_set_says_so(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"run.yaml with --set loss.lamm=3: unknown key 'loss.lamm'"):
         load_config(_write(tmp_path, "loss:\n  name: elr\n"), ["loss.lamm=3"])

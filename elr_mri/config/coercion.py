@@ -24,7 +24,8 @@ def build_section(cls: type, raw: Any, prefix: str, source: str) -> Any:
     if raw is None:  # `train:` with nothing but comments under it, or `--set train=`: not Python's "NoneType"
         raise ConfigError(f"{source}: {where} is given no settings; indent them under it, or drop it")
     if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: {where} must be a mapping, got {type(raw).__name__}")
+        raise ConfigError(f"{source}: {where} must be a mapping, got {type(raw).__name__}"
+                          f"{_scalar_meant(cls, raw, where, source)}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(str(key) for key in raw if key not in names)  # str: a dict not read from YAML may hold 1: or None:
@@ -35,6 +36,24 @@ def build_section(cls: type, raw: Any, prefix: str, source: str) -> Any:
     for name, value in raw.items():
         values[name] = _coerce(hints[name], value, f"{prefix}{name}", source)
     return cls(**values)
+
+
+def _scalar_meant(cls: type, raw: Any, where: str, source: str) -> str:
+    """` (did you mean KEY=VALUE?)` for a word given to a section (`--set data.noise=symmetric`): the one setting of
+    the section with that word among its choices (data.noise.mode), else its `name` or `mode`, which picks what the
+    section is; nothing where that is no guess (`train=auto`: eight settings take auto). Written as --set wrote it
+    where a --set gave it, else as the file's YAML."""
+    if not isinstance(raw, str):
+        return ""
+    hints = typing.get_type_hints(cls)
+    choosing = [key for key in ("name", "mode") if key in hints]
+    keys = [key for key, hint in hints.items() if typing.get_origin(hint) is Literal and raw in typing.get_args(hint)]
+    keys = (keys if len(keys) < 2 else [key for key in keys if key in choosing]) or \
+        [key for key in choosing if hints[key] is str]
+    if len(keys) != 1:
+        return ""
+    meant = f"--set {where}.{keys[0]}={raw}" if f"{where}={raw}" in source else f"{where}: {{{keys[0]}: {raw}}}"
+    return f" (did you mean {meant}?)"
 
 
 def _did_you_mean(prefix: str, name: str, names: set[str]) -> str:
