@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
 import shutil
@@ -69,6 +70,8 @@ def test_two_processes_match_one(tmp_path: Path, loss: str) -> None:
         assert (a["loss"]["targets"].sum(dim=1) > 0).all()
     ranks = load_checkpoint(tmp_path / "two" / "checkpoints" / "last.pt")["rng_by_rank"]
     assert not torch.equal(ranks[0]["torch"], ranks[1]["torch"])  # each rank its own dropout masks and pairings
+    summaries = [json.loads((tmp_path / run / "summary.json").read_text()) for run in ("one", "two")]
+    assert [(summary["processes"], summary["device"]) for summary in summaries] == [(1, "cpu"), (2, "cpu")]
 
 
 @pytest.mark.slow

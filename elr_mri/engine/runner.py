@@ -256,7 +256,7 @@ def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, de
         writer.close()
     if not dist.is_main:
         return {}
-    return _finish(out_dir, cfg, data, method, tracker, state, knows_clean, plan)
+    return _finish(out_dir, cfg, data, method, tracker, state, knows_clean, plan, dist.world_size)
 
 
 def _config_text(cfg: RunConfig) -> str:
@@ -575,8 +575,9 @@ def _tensorboard(out_dir: Path, epochs_kept: int) -> Any:
 
 
 def _finish(out_dir: Path, cfg: RunConfig, data: NoisyImageData, method: Method, tracker: PredictionTracker,
-            state: RunState, knows_clean: bool, plan: ExecutionPlan) -> dict[str, Any]:
-    """Write summary.json, the suspected-mislabel table and the memorization plot."""
+            state: RunState, knows_clean: bool, plan: ExecutionPlan, processes: int) -> dict[str, Any]:
+    """Write summary.json, the suspected-mislabel table and the memorization plot; `processes`: torchrun's world
+    size of this call (1 without torchrun)."""
     metrics = pd.DataFrame(state.rows)
     best = metrics.loc[metrics["epoch"] == state.best_epoch].iloc[0] if state.best_epoch else metrics.iloc[-1]
     summary: dict[str, Any] = {
@@ -590,6 +591,7 @@ def _finish(out_dir: Path, cfg: RunConfig, data: NoisyImageData, method: Method,
         **{f"{column}_{which}": float(row[column]) for column in metrics.columns if column.startswith("test_")
            for which, row in (("at_best", best), ("last", metrics.iloc[-1]))},
         "device": _device_name(plan.device),
+        "processes": processes,  # of this call, as execution is (a resume may change it)
         "execution": plan.describe(method.networks()),  # how the networks ran on that device (this call's plan)
         "wall_seconds": round(state.seconds_before + time.perf_counter() - state.started, 2),
     }
