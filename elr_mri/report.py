@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
@@ -30,6 +30,7 @@ from elr_mri.volumes.recovery import read_truth, recovery_table
 
 # ELR − CE against the truth, column by column: the decision-free AUC tells a shifted decision from a better one
 PAIRED_METRIC_NAMES = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "auc_macro": "macro AUC"}
+LAST_CHECKPOINT = " (last checkpoint)"  # after a set scored with last.pt (`evaluate --checkpoint last`: eval-<set>-last)
 
 __all__ = ["write_demo_report"]
 
@@ -140,17 +141,18 @@ def _metrics_section(runs: dict[str, Path], out: Path) -> str:
     figures = []
     for loss, run in runs.items():
         for evaluation in sorted(run.glob("eval-*")):
-            where = evaluation.name.removeprefix("eval-")
+            where = _scored_set(evaluation)
             table = comparison_table(evaluation, loss)
             summary = json.loads((evaluation / "summary.json").read_text())
             given = pd.read_csv(evaluation / "predictions.csv", dtype={"participant_id": str})
             participants = given["participant_id"].nunique()
+            scans = where.removesuffix(LAST_CHECKPOINT)  # its participants, whichever weights scored them
             if participants < 2:
-                alone[where] = participants
+                alone[scans] = participants
             every = [column.removeprefix("p_") for column in given.columns if column.startswith("p_")]
-            note = _lacking_class_note(where, summary.get("balanced_accuracy_classes", every), every, "is labelled")
+            note = _lacking_class_note(scans, summary.get("balanced_accuracy_classes", every), every, "is labelled")
             if note:
-                lacking.setdefault(where, note)
+                lacking.setdefault(scans, note)
             for method, values in table.groupby("method", sort=False):
                 if method in rows.get(where, {}):  # a baseline scored beside each run: the first run's row stands
                     continue
@@ -171,7 +173,7 @@ def _metrics_section(runs: dict[str, Path], out: Path) -> str:
         "`volumes_logreg` (logistic regression on brain-normalised regional volumes + age + sex) and "
         "`voxels_linear_svm` (linear SVM on voxels averaged to 6 mm), fitted on the same training participants "
         "with the same noisy labels; `*_without_suspected` leaves out the training scans ELR flagged (absent when "
-        "those flags leave a single diagnosis to train on).",
+        "those flags leave a single diagnosis to train on)." + _last_checkpoint_words(rows),
         "",
         header, "|---|---|---|" + "---|" * len(HEADLINE_METRICS), *ordered, *_rare_notes(rare), *_alone_notes(alone),
         *_notes([lacking[where] for where in sorted(lacking, key=_test_first)]), "",
@@ -235,18 +237,19 @@ def _truth_section(runs: dict[str, Path], truth: pd.DataFrame) -> str:
     alone: dict[str, int] = {}  # evaluated on -> its participants, where fewer than two
     first = next(iter(runs.values()))
     trained_on = read_data_shape(first)["train_examples"]
-    for evaluation in sorted(first.glob("eval-*"), key=lambda folder: _test_first(folder.name.removeprefix("eval-"))):
-        where = evaluation.name.removeprefix("eval-")
+    for evaluation in sorted(first.glob("eval-*"), key=lambda folder: _test_first(_scored_set(folder))):
+        where = _scored_set(evaluation)
+        scans = where.removesuffix(LAST_CHECKPOINT)
         scored = {loss: run / evaluation.name / "predictions.csv" for loss, run in runs.items()}
         scored.update({path.parent.name: path for path in sorted(evaluation.glob("baselines/*/predictions.csv"))})
         for method, predictions in scored.items():
             if predictions.exists():
                 report = rescore_against_truth(predictions, truth)
-                note = _lacking_class_note(where, report.balanced_accuracy_classes, report.class_names, "truly has")
+                note = _lacking_class_note(scans, report.balanced_accuracy_classes, report.class_names, "truly has")
                 if note and note not in lacking:
                     lacking.append(note)
                 if report.n_participants < 2:
-                    alone[where] = report.n_participants
+                    alone[scans] = report.n_participants
                 rows.append(f"| {method} | {where} | {report.n_participants} | " + " | ".join(
                     _cell(report.metrics[m], report.n_boot, f"{m} on {where}", rare_rows)
                     for m in HEADLINE_METRICS) + " |")
@@ -333,9 +336,31 @@ def _alone_notes(alone: dict[str, int]) -> list[str]:
             for line in ("", f"No intervals on {where} (nan): {too_few_to_resample(alone[where])}.")]
 
 
-def _test_first(where: str) -> tuple[bool, str]:
-    """The order of the sets in every table: the run's test split, then the holdouts by name."""
-    return where != "test", where
+def _test_first(where: str) -> tuple[bool, str, bool]:
+    """The order of the sets in every table: the run's test split, then the holdouts by name, each scored with the
+    selected checkpoint before the last."""
+    scans = where.removesuffix(LAST_CHECKPOINT)
+    return scans != "test", scans, where != scans
+
+
+def _scored_set(evaluation: Path) -> str:
+    """The set an eval-* folder scored, as the tables name it: eval-test-last is the test split scored with last.pt
+    (its summary.json's checkpoint; the name's -last where it has none, or no summary.json yet), not a set named
+    test-last."""
+    name = evaluation.name.removeprefix("eval-")
+    summary = evaluation / "summary.json"
+    recorded = json.loads(summary.read_text()).get("checkpoint") if summary.is_file() else None
+    if (recorded or ("last" if name.endswith("-last") else "best")) != "last":
+        return name
+    return name.removesuffix("-last") + LAST_CHECKPOINT
+
+
+def _last_checkpoint_words(sets: Iterable[str]) -> str:
+    """What the tables' "(last checkpoint)" means, where a set is so marked."""
+    if not any(where.endswith(LAST_CHECKPOINT) for where in sets):
+        return ""
+    return (" A set marked (last checkpoint) is the same participants scored with the networks' last epoch "
+            "(`elr-mri evaluate --checkpoint last`); unmarked, with the checkpoint each run selected (see Training).")
 
 
 def _lacking_class_note(where: str, present: list[str], every: list[str], has: str) -> str | None:

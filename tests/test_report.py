@@ -260,6 +260,34 @@ def test_a_set_of_one_class_is_said_to_leave_that_classs_own_auc_undefined_too(t
     assert "as is the AUC of every class (MCI's too" in _truth_section(truth_runs, truth)
 
 
+def test_a_set_scored_with_the_last_checkpoint_is_named_so_below_the_same_set(tmp_path: Path) -> None:
+    """`evaluate --checkpoint last` in a demo run writes eval-test-last: the tables listed "test-last" after the
+    holdout, as a set of its own, without a word on which weights scored it."""
+    runs = {"ce": tmp_path / "ce", "elr": tmp_path / "elr"}
+    for run in runs.values():
+        for where in ("test", "nacc_sim", "test-last"):
+            _scored(run / f"eval-{where}", 0.5, given=("CN", "MCI"))
+    _scored(runs["ce"] / "eval-old-last", 0.5)  # a holdout manifest named old-last.csv, scored with best.pt
+    summary = json.loads((runs["ce"] / "eval-old-last" / "summary.json").read_text())
+    (runs["ce"] / "eval-old-last" / "summary.json").write_text(json.dumps({**summary, "checkpoint": "best"}))
+    section = _metrics_section(runs, tmp_path)
+    sets = [line.split(" | ")[:2] for line in section.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert sets == [[f"| {loss}", where] for where in ("test", "test (last checkpoint)", "nacc_sim") for loss in runs] + [
+        ["| ce", "old-last"]]
+    assert "A set marked (last checkpoint) is the same participants scored with the networks' last epoch" in section
+    assert section.count("On test no participant") == 1 and "On test (last" not in section  # one note a set
+    truth = pd.DataFrame({"participant_id": [f"s{i:02d}" for i in range(6)], "session_id": "ses-M00",
+                          "true_diagnosis": [CLASSES[i % 3] for i in range(6)]})
+    truth_runs = {"ce": _run(tmp_path / "truth" / "ce", 1, truth), "elr": _run(tmp_path / "truth" / "elr", 2, truth)}
+    for run in truth_runs.values():  # no summary.json here: the folder's name says which checkpoint
+        shutil.copytree(run / "eval-test", run / "eval-test-last")
+    paired = [line.split(" | ")[0] for line in _truth_section(truth_runs, truth).splitlines() if line.startswith("| test")]
+    assert paired == ["| test", "| test (last checkpoint)"]
+    for run in runs.values():
+        shutil.rmtree(run / "eval-test-last")
+    assert "(last checkpoint)" not in _metrics_section(runs, tmp_path)  # no word of it where no set was so scored
+
+
 def test_the_truth_tables_list_the_test_split_first_as_the_results_table_does(tmp_path: Path) -> None:
     """eval-holdout_manifest sorted before eval-test: the truth tables put the holdout first, the table above last."""
     truth = pd.DataFrame({"participant_id": [f"s{i:02d}" for i in range(6)], "session_id": "ses-M00",
