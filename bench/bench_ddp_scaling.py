@@ -31,6 +31,7 @@ from typing import NoReturn
 
 import pandas as pd
 from results_file import busy_warning, command_line, write_report
+from preprocess.cores import usable_cores
 from preprocess.user_errors import nonempty_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,7 +95,7 @@ def _run(args: argparse.Namespace, processes: int) -> Timed:
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(processes)]
     overrides = [*args.overrides, f"train.epochs={MAX_EPOCHS}", "train.progress=false", "train.tensorboard=false"]
     # the same cores in every run: K processes get cores // K threads each (torchrun would set 1)
-    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // processes))}
+    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, usable_cores() // processes))}
     with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryFile("w+") as log:
         run_dir = Path(tmp)
         command = [*launcher, "-m", "elr_mri.cli", "train", "--config", str(args.config), "--out", str(run_dir),

@@ -26,7 +26,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 COLIN = ROOT / ".." / "shared" / "data" / "mri" / "colin27_ch2_t1.nii.gz"
 sys.path.insert(0, str(ROOT))
-from preprocess.workers import usable_cores  # noqa: E402  (no ANTs import)
+from preprocess.cores import usable_cores  # noqa: E402  (no ANTs import)
 
 CORES = usable_cores()
 os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", str(CORES))  # before ANTs is imported

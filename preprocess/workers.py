@@ -19,7 +19,9 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from typing import Callable, Hashable, Iterator, Mapping
 
-__all__ = ["scan_workers", "usable_cores", "run_per_scan", "start_worker_process", "die_with_parent"]
+from preprocess.cores import usable_cores
+
+__all__ = ["scan_workers", "run_per_scan", "start_worker_process", "die_with_parent"]
 
 _PR_SET_PDEATHSIG = 1  # prctl option from <linux/prctl.h>
 
@@ -42,15 +44,6 @@ def scan_workers(jobs: int) -> Iterator[ProcessPoolExecutor]:
     pool.shutdown(wait=True)
 
 
-def usable_cores() -> int:
-    """The cores this process may run on (taskset, a SLURM job's cores where SLURM binds them), not the whole node's,
-    and no more than a SLURM job's --cpus-per-task: where SLURM does not bind (TaskPlugin task/none), every core of
-    the node is runnable, and 2 workers of a 4-CPU job each ran ITK on half of a 64-core node."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    allocated = os.environ.get("SLURM_CPUS_PER_TASK", "")
-    return min(cores, int(allocated)) if allocated.isdigit() and int(allocated) > 0 else cores
-
-
 def run_per_scan(work: Callable[..., dict], arguments: Mapping[Hashable, tuple], jobs: int, desc: str,
                  progress: bool = True) -> dict[Hashable, dict]:
     """`work(*arguments[key])` for every key in `jobs` workers, with a progress bar: {key: result}.
@@ -61,10 +54,15 @@ def run_per_scan(work: Callable[..., dict], arguments: Mapping[Hashable, tuple],
     were running or handed out), which run one by one, each in a pool of its own, so that a scan that
     kills its worker fails alone, by name, and the scans queued behind it still finish. A round of fewer
     scans than `jobs` starts a worker per scan, each with its share of the cores: an idle worker's share
-    (half the machine for one scan at `jobs` 2) went unused.
+    (half the machine for one scan at `jobs` 2) went unused. More workers than usable cores run, with a note.
     """
     from tqdm import tqdm
 
+    cores = usable_cores()
+    if min(jobs, len(arguments)) > cores:
+        print(f"note: --jobs {jobs} is more than the {cores} core(s) this process may use (affinity, SLURM's "
+              "--cpus-per-task, a container's CPU quota): each worker gets 1 ITK thread and they share the cores, "
+              f"no faster than --jobs {cores}", file=sys.stderr)
     results: dict[Hashable, dict] = {}
     queue = dict(arguments)
     with tqdm(total=len(arguments), unit="scan", disable=not progress, desc=desc) as bar:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from elr_mri.stopping import stop_if_terminated
+from preprocess.cores import usable_cores
 from paper_runs import run_status, training_needed
 
 __all__ = ["PlannedRun", "train_command", "train_in_parallel", "visible_gpus"]
@@ -79,7 +80,7 @@ def train_in_parallel(runs: list[PlannedRun], jobs: int) -> dict[PlannedRun, dic
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
     gpus = visible_gpus()
-    threads = max(1, len(os.sched_getaffinity(0)) // jobs)  # the cores this process may use (SLURM, taskset)
+    threads = max(1, usable_cores() // jobs)
     results: dict[PlannedRun, dict[str, Any] | str] = {}
     pending = deque(runs)
     running: dict[int, tuple[PlannedRun, subprocess.Popen, float, int]] = {}  # run, process, start, log offset

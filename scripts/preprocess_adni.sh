@@ -30,8 +30,12 @@ if ! command -v "$PYTHON" > /dev/null; then
          "set PYTHON to the project's environment (sbatch --export=ALL,PYTHON=/path/to/.venv/bin/python ...)" >&2
     exit 2
 fi
-CORES=${SLURM_CPUS_PER_TASK:-$(nproc)}
-JOBS=${JOBS:-$(( CORES > 1 ? CORES / 2 : 1 ))}  # 2 ITK threads per worker suits 1 mm registrations
+if [[ -z "${JOBS:-}" ]]; then  # 2 ITK threads per worker suits 1 mm registrations
+    # the cores preprocess shares out (affinity, --cpus-per-task, a container's quota); nproc says 1 under the
+    # OMP_NUM_THREADS=1 that busy machines are advised, and the host's cores in a container
+    CORES=$("$PYTHON" -c "from preprocess.cores import usable_cores; print(usable_cores())")
+    JOBS=$(( CORES > 1 ? CORES / 2 : 1 ))
+fi
 
 COMMON=(--input "$INPUT" --output "$OUTPUT" --resolution 1.5 --transform affine --normalise minmax)
 

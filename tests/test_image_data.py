@@ -377,6 +377,19 @@ def test_images_decoded_in_forked_processes_are_the_threads_pixels_and_errors(tm
         build_image_data(cfg)
 
 
+def test_images_are_decoded_by_as_many_processes_as_there_are_usable_cores(monkeypatch):
+    """One usable core (a SLURM job's, a container's quota of 1 CPU): threads, as on a one-core machine, not a process
+    a runnable core; they counted the affinity, the host's every core in a container."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from elr_mri.data import image_sources
+
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
+    pool = image_sources._decoding_pool(4)
+    pool.shutdown()
+    assert isinstance(pool, ThreadPoolExecutor)
+
+
 def test_a_folder_normalised_as_a_cifar_release_must_have_its_classes(tmp_path):
     """A CIFAR-10 folder missing a class folder trained a 9-class network, reported beside the paper's figures."""
     write_image_folder(tmp_path, [f"c{k}" for k in range(9)], per_class=2)

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from preprocess.cores import usable_cores
 from test_image_data import write_cifar10
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,7 +67,7 @@ def test_each_run_gets_its_share_of_the_cores_and_one_failure_stops_no_other(par
     assert outcome[broken].startswith("exit 2: ") and "image folder not found" in outcome[broken]
     assert outcome[broken].endswith(f"see {broken.log}")
     saved = yaml.safe_load((good.run_dir / "config.yaml").read_text())
-    assert saved["train"]["threads"] == max(1, len(os.sched_getaffinity(0)) // 2) and saved["train"]["progress"] is False
+    assert saved["train"]["threads"] == max(1, usable_cores() // 2) and saved["train"]["progress"] is False
     assert outcome[good]["epochs"] == 2
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import pickle
 import sys
 import multiprocessing
-import os
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from preprocess.cores import usable_cores
 
 __all__ = ["ImageSplit", "ImageSource", "load_source", "read_rgb", "cifar_download_command", "ImageReadError",
            "CLOTHING1M_CLASSES", "CLOTHING1M_LISTS", "CLOTHING1M_VAL_LIST", "clothing1m_lists_dir",
@@ -312,7 +313,7 @@ def _decoding_pool(chunks: int) -> Executor:
     Python reading its headers, under the GIL: CIFAR-10's 50,000 training images took 12.9 s with 8 threads and
     3.7 s with 2 processes on a 2-core machine. Forked, not spawned: nothing is re-imported and the children only
     run Pillow and NumPy (as DataLoader workers, safe beside a CUDA context they never touch)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cores()
     if chunks > 1 and cores > 1 and sys.platform == "linux":
         return ProcessPoolExecutor(max_workers=min(chunks, cores), mp_context=multiprocessing.get_context("fork"))
     return ThreadPoolExecutor(max_workers=8)

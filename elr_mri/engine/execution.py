@@ -24,6 +24,7 @@ from torch._dynamo.exc import BackendCompilerFailed
 
 from elr_mri.config import ConfigError, TrainLoopConfig
 from elr_mri.models.phase_grid_conv import PhaseGridConv3d, use_phase_grids
+from preprocess.cores import runnable_cores
 
 __all__ = ["CompiledForFullBatches", "ExecutionPlan", "busy_cores_note", "limit_cpu_threads", "precision_note"]
 
@@ -213,7 +214,7 @@ def busy_cores_note(threads: int, device: torch.device) -> list[str]:
     if threads or device.type != "cpu" or not sys.stderr.isatty():
         return []
     running = torch.get_num_threads()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = runnable_cores()  # the load average is the whole machine's, not a container's: no quota here
     load = os.getloadavg()[0]
     if running <= 1 or load <= cores:
         return []

@@ -650,7 +650,7 @@ def test_an_unusable_participants_tsv_is_one_line_naming_it(tmp_path, tsv, messa
 
 def test_workers_share_the_cores_this_process_may_use_not_the_machines():
     probe = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
-             "from preprocess.workers import usable_cores; print(usable_cores())")
+             "from preprocess.cores import usable_cores; print(usable_cores())")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
                             cwd=Path(__file__).resolve().parents[2])
     assert result.stdout.strip() == "1"
@@ -846,7 +846,7 @@ def test_the_adni_script_gives_an_array_task_its_shard_of_the_count_given_not_of
 
     def run(**env: str) -> subprocess.CompletedProcess:
         return subprocess.run(["bash", str(script), "in.csv", "out"], capture_output=True, text=True,
-                              env={"PATH": os.environ["PATH"], "PYTHON": "echo", **env})
+                              env={"PATH": os.environ["PATH"], "PYTHON": "echo", "JOBS": "1", **env})
 
     resubmitted = run(SLURM_ARRAY_TASK_ID="7", SLURM_ARRAY_TASK_MIN="3", SLURM_ARRAY_TASK_MAX="7", SHARDS="16")
     assert resubmitted.returncode == 0 and "--shard 7/16 " in resubmitted.stdout
