@@ -28,7 +28,7 @@ import yaml
 from elr_mri.cli import main
 from elr_mri.config import config_to_dict, load_config
 from elr_mri.engine.checkpoint import CheckpointError, atomic_save, atomic_write_json, load_checkpoint
-from elr_mri.engine.execution import ExecutionPlan, busy_cores_note, precision_note
+from elr_mri.engine.execution import ExecutionPlan, busy_cores_note, limit_cpu_threads, precision_note
 from elr_mri.engine.methods import build_method
 from elr_mri.engine.run_dir import check_run_dir, exclusive_run_dir
 from elr_mri.engine.runner import CheckpointWriter, RunState, _improves, selection_rule, train
@@ -1322,6 +1322,28 @@ def _torch_threads(count: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def test_torchs_default_threads_are_no_more_than_the_usable_cores(tmp_path, monkeypatch) -> None:
+    """train.threads 0 kept torch's thread a runnable core: in a 2-CPU container on a 64-core host, 64 threads on 2
+    CPUs' time. The usable cores (here a SLURM job's one CPU) cap it, in training and in `evaluate`; OMP_NUM_THREADS
+    and train.threads stay as set."""
+    from elr_mri.evaluation.evaluate import load_run
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
+    with _torch_threads(2):
+        train(load_config(DIGITS, [*SMALL, "train.epochs=1"]), tmp_path / "run")
+        assert torch.get_num_threads() == 1
+    with _torch_threads(2):
+        load_run(tmp_path / "run")
+        assert torch.get_num_threads() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")  # the user's count
+    with _torch_threads(2):
+        limit_cpu_threads(0)
+        assert torch.get_num_threads() == 2
+        limit_cpu_threads(3)  # train.threads
+        assert torch.get_num_threads() == 3
 
 
 class _Terminal(io.StringIO):

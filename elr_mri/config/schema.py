@@ -187,7 +187,8 @@ class TrainLoopConfig:
     cudnn_benchmark: Literal["auto", True, False] = "auto"
     # checkpoint-selection rule, written in the run; val_balanced_acc where one class dominates the labels
     select: Literal["val_acc", "val_balanced_acc", "last"] = "val_acc"
-    # torch's CPU threads; 0: its default, one a core. 1 is often faster where other jobs hold the cores
+    # torch's CPU threads; 0: its default, one a core, no more than the usable cores (a container's quota). 1 is often
+    # faster where other jobs hold the cores
     threads: int = 0
     # last.pt/best.pt at the end of an epoch once this many seconds passed since the last write, and after
     # the final epoch; 0: every epoch. A killed run loses at most this much plus the epoch in flight

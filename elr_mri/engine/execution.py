@@ -24,7 +24,7 @@ from torch._dynamo.exc import BackendCompilerFailed
 
 from elr_mri.config import ConfigError, TrainLoopConfig
 from elr_mri.models.phase_grid_conv import PhaseGridConv3d, use_phase_grids
-from preprocess.cores import runnable_cores
+from preprocess.cores import runnable_cores, usable_cores
 
 __all__ = ["CompiledForFullBatches", "ExecutionPlan", "busy_cores_note", "limit_cpu_threads", "precision_note"]
 
@@ -198,9 +198,13 @@ _REPORTED_COMPILE_FAILURES: set[str] = set()
 
 
 def limit_cpu_threads(threads: int) -> None:
-    """Apply `train.threads`: torch's intra-op CPU threads (0 leaves torch's default)."""
+    """Apply `train.threads`: torch's intra-op CPU threads. 0 keeps torch's default of one a core, but no more than
+    the cores this process may use (`usable_cores`): torch counts the runnable cores, so in a 2-CPU container on a
+    64-core host it ran 64 threads on 2 CPUs' time. OMP_NUM_THREADS, where set, is the user's count and stays."""
     if threads < 0:
         raise ValueError(f"train.threads={threads}: use 0 (torch's default, one a core) or a positive count")
+    if not threads and not os.environ.get("OMP_NUM_THREADS"):
+        threads = min(torch.get_num_threads(), usable_cores())
     if threads:
         torch.set_num_threads(threads)
 

@@ -27,7 +27,7 @@ from elr_mri.config import SELECTION_RULE_KEY, RunConfig, evaluation_batch_size,
 from elr_mri.data.grid import VolumeGrid
 from elr_mri.data.splits import read_run_splits, run_participants
 from elr_mri.engine.checkpoint import atomic_write_json, atomic_write_text, load_checkpoint
-from elr_mri.engine.execution import ExecutionPlan, precision_note
+from elr_mri.engine.execution import ExecutionPlan, limit_cpu_threads, precision_note
 from elr_mri.engine.methods import Method, build_method
 from elr_mri.engine.run_dir import not_the_run_folder
 from elr_mri.engine.run_records import TEST_DIAGNOSES_KEY, read_data_shape
@@ -69,6 +69,7 @@ def load_run(run_dir: Path, checkpoint: str = "best", *, note_precision: bool = 
         print(f"{run_dir}: trained with train.device cuda; no CUDA device is visible here, so it is scored on the CPU",
               file=sys.stderr)
         cfg.train.device = "cpu"
+    limit_cpu_threads(0)  # torch's default threads, no more than the usable cores (a container's quota)
     device = resolve_device(cfg.train.device)
     for note in precision_note(cfg.train.precision, device, run_dir / "config.yaml") if note_precision else ():
         print(note, file=sys.stderr)  # as slow as training there
