@@ -8,6 +8,7 @@ user's mistake into one line and an exit status; the commands themselves are in 
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import os
 import select
@@ -23,7 +24,7 @@ from elr_mri.commands.problems import user_problem
 from elr_mri.commands.train import HoldoutScoringStopped, train_command, train_run_dir
 from elr_mri.evaluation import N_BOOT
 from elr_mri.stopping import Terminated, interrupted, terminated, terminating_at_safe_points
-from preprocess.arguments import near_option, unknown_option
+from preprocess.arguments import near_option, options_of, unknown_option, values_without_option
 from preprocess.signals import sigterm_as_ctrl_c
 from preprocess.user_errors import nonempty_path, report_user_error
 
@@ -82,11 +83,12 @@ def _run_command(argv: list[str]) -> int:
     if argv and argv[0] in _FORWARDED:  # these own their argument parsing
         return _FORWARDED[argv[0]](argv[1:])
     parser = _parser()
-    command_parser = _command_parsers(parser).get(argv[0]) if argv else None
-    stray = unknown_option(command_parser, argv[1:]) if command_parser is not None else None
-    if stray is not None:  # before argparse, whose check of required options would blame those (`--confg x`)
-        hint = near_option(command_parser, stray[0]) or _stray_hint(argv, stray)
-        print(f"elr-mri {argv[0]}: unrecognized arguments: {' '.join(stray)}{hint}", file=sys.stderr)
+    if not argv:  # argparse's "required: COMMAND" would not say which commands there are
+        parser.print_help(sys.stderr)
+        return 2
+    mistake = _mistyped(parser, argv)
+    if mistake is not None:  # before argparse, whose check of required arguments would blame those instead
+        print(mistake, file=sys.stderr)
         return 2
     args, stray = parser.parse_known_args(argv)
     if stray:  # one line naming the command, not the top-level usage argparse would print
@@ -112,6 +114,29 @@ def _run_command(argv: list[str]) -> int:
         if problem is None or os.environ.get("ELR_MRI_DEBUG"):
             raise
         return report_user_error(f"elr-mri {args.command}", problem)
+
+
+def _mistyped(parser: argparse.ArgumentParser, argv: list[str]) -> str | None:
+    """One line naming what argparse leaves unnamed behind a missing required argument or its list of every command: a
+    misspelt command (`tarin`) or option (`train --confg x`), an option put before the command (`--config x train`),
+    or a value typed without its option (`train configs/x.yaml`); None where argparse's own message says it."""
+    commands = _command_parsers(parser)
+    if argv[0].startswith("-"):
+        if unknown_option(parser, argv[:1]) is None:  # -h, --version
+            return None
+        owners = [name for name, command in commands.items() if argv[0].partition("=")[0] in options_of(command)]
+        hint = near_option(parser, argv[0]) or (f" (it goes after the command: elr-mri {owners[0]} {argv[0]} ...)"
+                                                if owners else "")
+        return f"elr-mri: unrecognized arguments: {argv[0]}{hint}"
+    if argv[0] not in commands:
+        near = difflib.get_close_matches(argv[0], commands, n=1, cutoff=0.6)
+        return f"elr-mri: unknown command {argv[0]} (did you mean {near[0]}?)" if near else None
+    stray = unknown_option(commands[argv[0]], argv[1:])
+    if stray is not None:
+        hint = near_option(commands[argv[0]], stray[0]) or _stray_hint(argv, stray)
+        return f"elr-mri {argv[0]}: unrecognized arguments: {' '.join(stray)}{hint}"
+    unplaced = values_without_option(commands[argv[0]], argv[1:])
+    return None if unplaced is None else f"elr-mri {argv[0]}: {unplaced}"
 
 
 def _stray_hint(argv: list[str], stray: list[str]) -> str:
@@ -223,9 +248,27 @@ def _command_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.Argu
     return dict(commands.choices)
 
 
+_DESCRIPTION = ("Classifiers trained on noisy labels with Early-Learning Regularization (ELR): raw T1 MRI scans to\n"
+                "template space, diagnoses joined to them, training, and scores on a holdout cohort; or image data "
+                "sets\n(CIFAR, Clothing1M, WebVision, digits) from a config.")
+# Lines that parse as they stand (tests/test_cli_output.py); README's "The MRI pipeline" has every step.
+_EPILOG = """examples:
+  elr-mri train --config configs/digits/elr_sym40.yaml      # a run in seconds on a CPU, into runs/elr_sym40
+  elr-mri evaluate --run runs/elr_sym40
+  elr-mri preprocess --input scans.csv --output prep --jobs 2
+  elr-mri import-cohort --scans prep/manifest.csv --adnimerge ADNIMERGE.csv --out adni.csv
+  elr-mri train --config configs/adni/cpu_small.yaml --set data.mri.manifest=adni.csv --out runs/adni
+
+Relative paths, those in a config too, are read from the current directory (the examples': the project's).
+`elr-mri COMMAND --help` says what each command takes. Exit status: 0 done; 1 some scans failed (preprocess,
+volumes: the failures CSV says why) or shards are missing (preprocess-merge); 2 a mistake in the command line,
+a path, a table or a config (one line on stderr says which); 130 Ctrl-C; 143 SIGTERM."""
+
+
 def _parser() -> argparse.ArgumentParser:
     """The parser of every subcommand, each with its handler; the forwarded ones (`_FORWARDED`) parse their own."""
-    parser = argparse.ArgumentParser(prog="elr-mri", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="elr-mri", description=_DESCRIPTION, epilog=_EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"elr-mri {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_train(commands)

@@ -34,3 +34,59 @@ def test_an_undefined_auc_is_said_to_need_examples_of_its_class_and_of_another(c
         "note: auc_AD, auc_CN, auc_MCI, auc_macro undefined (nan; null in summary.json): the AUC of a class needs "
         "examples given it and examples given another, and auc_macro the AUC of every class; this set has examples "
         "given AD only\n")
+
+
+def test_no_command_lists_the_commands_and_the_examples_parse(cli_in_process) -> None:
+    """`elr-mri` alone said only "the following arguments are required: COMMAND", naming none; --help had no example.
+    Each example line of --help parses with its command's parser as it stands."""
+    import shlex
+
+    from elr_mri.cli import _EPILOG, _mistyped, _parser
+    from preprocess.arguments import parse_naming_unknown_options
+    from preprocess.cli import build_parser as preprocess_parser
+
+    result = cli_in_process()
+    assert result.returncode == 2 and result.stdout == ""
+    assert all(command in result.stderr for command in ("train", "evaluate", "preprocess-merge", "examples:"))
+    examples = [shlex.split(line.split("#")[0])[1:] for line in _EPILOG.splitlines() if line.startswith("  elr-mri ")]
+    assert len(examples) == 5
+    for argv in examples:
+        if argv[0] == "preprocess":  # forwarded: its own parser, which refuses what _mistyped would
+            parse_naming_unknown_options(preprocess_parser(), argv[1:])
+        else:
+            assert _mistyped(_parser(), argv) is None, argv
+            _parser().parse_args(argv)
+
+
+@pytest.mark.parametrize(("typed", "expected"), [
+    (["tarin", "--config", "x.yaml"], "elr-mri: unknown command tarin (did you mean train?)"),
+    (["evalute", "--run", "runs/x"], "elr-mri: unknown command evalute (did you mean evaluate?)"),
+    (["--verison"], "elr-mri: unrecognized arguments: --verison (did you mean --version?)"),
+    (["--config", "x.yaml", "train"], "elr-mri: unrecognized arguments: --config (it goes after the command: "
+                                      "elr-mri train --config ...)"),
+    (["train", "configs/digits/elr_sym40.yaml"], "elr-mri train: unrecognized arguments: configs/digits/elr_sym40.yaml "
+                                                 "(a value goes after its option, and none was given to --config or "
+                                                 "--resume)"),
+    (["evaluate", "runs/x", "--bootstrap", "10"], "elr-mri evaluate: unrecognized arguments: runs/x (a value goes "
+                                                  "after its option, and none was given to --run)"),
+    (["preprocess", "scans.csv", "prep"], "elr-mri preprocess: unrecognized arguments: scans.csv prep (a value goes "
+                                          "after its option, and none was given to --input and --output)"),
+    (["simulate-cohort", "data/sim"], "elr-mri simulate-cohort: unrecognized arguments: data/sim (a value goes after "
+                                      "its option, and none was given to --out)"),
+])
+def test_a_mistyped_command_line_is_named_not_taken_for_a_missing_argument(cli_in_process, typed: list[str],
+                                                                          expected: str) -> None:
+    """argparse said "one of the arguments --config --resume is required" to `elr-mri train configs/x.yaml`, as if no
+    file had been typed, "required: COMMAND" to `--verison`, and listed every command for `tarin`."""
+    result = cli_in_process(*typed)
+    assert (result.returncode, result.stderr) == (2, expected + "\n")
+
+
+def test_argparse_keeps_its_own_messages_where_they_name_the_mistake(cli_in_process) -> None:
+    """A value after the required option is argparse's "unrecognized arguments", a bad value its own line, and a
+    command nothing is close to its list of commands: the check above stays out of their way."""
+    for typed, expected in ((["train", "--config", "x.yaml", "extra"], "elr-mri train: unrecognized arguments: extra\n"),
+                            (["evaluate", "--run", "x", "--bootstrap", "many", "y"], "invalid int value: 'many'"),
+                            (["xyz"], "invalid choice: 'xyz' (choose from 'train', ")):
+        result = cli_in_process(*typed)
+        assert result.returncode == 2 and expected in result.stderr, typed
