@@ -84,16 +84,16 @@ def _claim_out(args: argparse.Namespace) -> None:
     changed = [name for name in SETTINGS if name in recorded and recorded[name] != wanted[name]]
     if changed:
         held = " ".join(f"--{name.replace('_', '-')} {recorded[name]}" for name in changed)
-        raise SystemExit(f"{args.out} holds a demo made with {held}; rerun with those to resume it, "
+        raise ValueError(f"{args.out} holds a demo made with {held}; rerun with those to resume it, "
                          "or pass another --out (or delete that folder) to start anew")
     from preprocess.sidecar import write_json
 
     if args.out.is_file():  # mkdir's "File exists" read as a folder already there that could not be written
-        raise SystemExit(f"--out {args.out}: is a file; pass a folder for the demo (a new one is made)")
+        raise ValueError(f"--out {args.out}: is a file; pass a folder for the demo (a new one is made)")
     try:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise SystemExit(f"--out {args.out}: cannot create it ({err.strerror}); pass a writable folder") from None
+        raise ValueError(f"--out {args.out}: cannot create it ({err.strerror}); pass a writable folder") from None
     write_json(path, wanted)
 
 
@@ -155,7 +155,7 @@ def _require_every_split(cohort: Path, args: argparse.Namespace) -> None:
     split = split_participants(site, data.mri.test_fraction, data.val_fraction, args.seed)
     empty = [name for name in ("train", "val", "test") if not (split == name).any()]
     if empty:
-        raise SystemExit(f"--subjects {args.subjects} leaves the {' and '.join(empty)} split(s) without a participant "
+        raise ValueError(f"--subjects {args.subjects} leaves the {' and '.join(empty)} split(s) without a participant "
                          f"(configs/adni/cpu_small.yaml: test {data.mri.test_fraction:g}, validation "
                          f"{data.val_fraction:g} of each diagnosis); pass more --subjects and a new --out")
 

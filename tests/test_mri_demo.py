@@ -48,7 +48,7 @@ def test_demo_runs_end_to_end_and_reports_every_stage(tmp_path: Path) -> None:
     assert len(volumes) == 12 and (volumes["brain_ratio"].between(0.7, 1.4)).all()
 
     rerun = subprocess.run(command[:5] + ["12"] + command[6:], capture_output=True, text=True, cwd=ROOT)
-    assert rerun.returncode != 0 and "made with --subjects 9;" in rerun.stderr  # not the old cohort reported as new
+    assert rerun.returncode == 2 and "made with --subjects 9;" in rerun.stderr  # not the old cohort reported as new
     for loss in ("ce", "elr"):
         assert (out / "runs" / loss / "eval-test" / "summary.json").exists()
         assert (out / "runs" / loss / "eval-holdout_manifest" / "summary.json").exists()
@@ -65,14 +65,29 @@ def test_settings_out_of_range_are_refused_before_the_folder_records_them(tmp_pa
 
 
 def test_an_out_that_is_a_file_is_called_a_file(tmp_path: Path) -> None:
-    """It was "cannot create it (File exists); pass a writable folder", as if a folder were there but read-only."""
+    """It was "cannot create it (File exists); pass a writable folder", as if a folder were there but read-only; and,
+    unlike the demo's other mistakes of its user (a read-only --out), it ended with exit 1 and no `mri_demo.py: error:`
+    (as `elr-mri`'s commands and the other scripts say theirs)."""
     out = tmp_path / "demo.txt"
     out.write_text("notes\n")
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / "mri_demo.py"), "--out", str(out)],
                             capture_output=True, text=True, cwd=ROOT)
-    assert result.returncode == 1 and result.stderr == (f"--out {out}: is a file; pass a folder for the demo (a new "
-                                                        "one is made)\n")
+    assert result.returncode == 2 and result.stderr == (f"mri_demo.py: error: --out {out}: is a file; pass a folder "
+                                                        "for the demo (a new one is made)\n")
     assert out.read_text() == "notes\n"
+
+
+def test_a_folder_of_another_demo_is_refused_as_a_users_mistake(tmp_path: Path) -> None:
+    """Refused in one line but with exit 1 and no `mri_demo.py: error:`, as if the demo had failed part way."""
+    out = tmp_path / "demo"
+    out.mkdir()
+    settings = {"subjects": 9, "holdout_subjects": 16, "label_noise": 0.3, "epochs": 8, "seed": 0}
+    (out / "demo_settings.json").write_text(json.dumps(settings))
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "mri_demo.py"), "--out", str(out)],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 2 and result.stderr == (f"mri_demo.py: error: {out} holds a demo made with --subjects "
+                                                        "9; rerun with those to resume it, or pass another --out (or "
+                                                        "delete that folder) to start anew\n")
 
 
 def test_a_users_problem_is_one_line_not_a_traceback(tmp_path: Path, read_only: Callable[[Path], None]) -> None:
