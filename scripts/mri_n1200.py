@@ -32,6 +32,7 @@ truth in `truth_extra.csv`. They change no split, label or run; they only add ev
 from __future__ import annotations
 
 import argparse
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -170,7 +171,8 @@ def assemble(work: Path, first_only: bool = False) -> None:
 def train_and_evaluate(args: argparse.Namespace) -> None:
     work, run = args.work, args.work / "runs" / args.name
     if not (work / SPLITS[args.splits]).exists():
-        sys.exit(f"{work / SPLITS[args.splits]} is missing: run `python scripts/mri_n1200.py assemble` first")
+        raise FileNotFoundError(f"{work / SPLITS[args.splits]} is missing: run `python scripts/mri_n1200.py assemble` "
+                                "first")
     if not (run / "summary.json").exists():
         if (run / "checkpoints" / "last.pt").exists():
             _elr_mri("train", "--resume", run)
@@ -188,7 +190,7 @@ def evaluate_everywhere(work: Path, run: Path) -> None:
     """Best and last checkpoints of a finished run on the test split and every holdout manifest present;
     evaluations already written are kept."""
     if not (run / "summary.json").exists():
-        sys.exit(f"{run} has no summary.json: train it first (`python scripts/mri_n1200.py train …`)")
+        raise FileNotFoundError(f"{run} has no summary.json: train it first (`python scripts/mri_n1200.py train …`)")
     manifests = [work / name for name in EVALUATION_MANIFESTS if (work / name).exists()]
     for manifest in (None, *manifests):
         for checkpoint in ("best", "last"):
@@ -201,7 +203,8 @@ def _site_manifest(folder: Path) -> pd.DataFrame:
     """A cohort's preprocessed manifest with each participant's true diagnosis added (for scoring only)."""
     if not (folder / "preprocessed" / "manifest.csv").exists():
         step = "extra-sets" if folder.name == "extra" else "cohort"
-        sys.exit(f"{folder / 'preprocessed' / 'manifest.csv'} is missing: run `python scripts/mri_n1200.py {step}` first")
+        raise FileNotFoundError(f"{folder / 'preprocessed' / 'manifest.csv'} is missing: run `python "
+                                f"scripts/mri_n1200.py {step}` first")
     manifest = pd.read_csv(folder / "preprocessed" / "manifest.csv", dtype={"participant_id": str, "session_id": str})
     truth = pd.read_csv(folder / "cohort" / "truth.csv", dtype={"participant_id": str})
     return manifest.merge(truth[["participant_id", "true_diagnosis"]], on="participant_id", how="left")
@@ -212,10 +215,16 @@ def _write(frame: pd.DataFrame, path: Path) -> None:
 
 
 def _elr_mri(*arguments: object) -> None:
+    """Run an `elr-mri` command; where it fails, its own message (above) says why, and this script ends with its
+    exit status (a traceback of the call here said nothing more)."""
     command = [str(Path(sys.executable).with_name("elr-mri")), *map(str, arguments)]
-    print("+", " ".join(command), flush=True)
-    subprocess.run(command, check=True)
+    print("+", shlex.join(command), flush=True)
+    code = subprocess.run(command).returncode
+    if code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":
-    main()
+    from paper_runs import run_script
+
+    run_script(main)

@@ -84,3 +84,14 @@ def test_extra_sets_get_their_own_ids_one_manifest_per_site_and_a_truth_file(rec
     truth = pd.read_csv(tmp_path / "truth_extra.csv")
     earlier = pd.read_csv(tmp_path / "truth.csv")
     assert len(truth) == 50 and not set(truth["participant_id"]) & set(earlier["participant_id"])
+
+
+def test_a_step_run_too_early_or_a_failed_command_ends_as_a_users_mistake(recipe, tmp_path: Path) -> None:
+    """A step before the one it needs ended with exit 1 and no `mri_n1200.py: error:` (a `sys.exit` of the text), and
+    a failed `elr-mri` command, after its own one line, with a traceback of the call and exit 1."""
+    with pytest.raises(FileNotFoundError, match=r"splits_val110.csv is missing: run `python scripts/mri_n1200.py "
+                                                r"assemble` first"):
+        recipe.main(["--work", str(tmp_path), "train", "x", "--loss", "ce"])
+    with pytest.raises(SystemExit) as stopped:
+        recipe._elr_mri("tarin")  # refused by elr-mri's parser: exit 2
+    assert stopped.value.code == 2
