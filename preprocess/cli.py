@@ -124,9 +124,9 @@ def _require_input_kept(source: Path, output: Path, shard: tuple[int, int] | Non
     as the scan list into the same folder) would be lost: an interrupted run leaves nothing to run again from."""
     if source.is_file() and any(source.resolve() == path.resolve() for path in files_removed_at_start(output, shard)
                                 if path.exists()):
+        copy = shlex.join(["cp", str(source), str(output.parent / "scans.csv")])
         raise InputError(f"--input {source}: is a file this run removes from --output {output} before it redoes the "
-                         f"scans; copy it elsewhere first (e.g. cp {source} {output.parent / 'scans.csv'}) and pass "
-                         "the copy")
+                         f"scans; copy it elsewhere first (e.g. {copy}) and pass the copy")
 
 
 def print_summary(summary: Summary, manifest: Path, shard: tuple[int, int] | None = None) -> None:

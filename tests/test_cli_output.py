@@ -90,3 +90,33 @@ def test_argparse_keeps_its_own_messages_where_they_name_the_mistake(cli_in_proc
                             (["xyz"], "invalid choice: 'xyz' (choose from 'train', ")):
         result = cli_in_process(*typed)
         assert result.returncode == 2 and expected in result.stderr, typed
+
+
+def test_commands_suggested_for_paths_with_spaces_can_be_pasted(cli_in_process, tmp_path, capsys) -> None:
+    """`--resume my runs/a`, `elr-mri evaluate --run my runs/a --manifest ...` and `cp my scans.csv ...` were
+    printed as they are, so the shell split each path in two; `--resume` after Ctrl-C was already quoted."""
+    import shlex
+
+    from elr_mri.commands.train import _holdout_unscored
+    from preprocess.cli import main as preprocess
+
+    run = tmp_path / "my runs" / "digits"
+    train = ("train", "--config", "configs/digits/elr_sym40.yaml", "--set", "train.epochs=1", "--set",
+             "train.progress=false", "--set", "train.tensorboard=false", "--out", str(run))
+    assert cli_in_process(*train).returncode == 0
+    again = cli_in_process(*train)
+    assert again.returncode == 2 and f"continue it with --resume {shlex.quote(str(run))} or" in again.stderr
+    inside = cli_in_process("train", "--resume", str(run / "config.yaml"))
+    assert inside.stderr.endswith(f"pass the run's folder: --resume {shlex.quote(str(run))}\n")
+
+    holdout = tmp_path / "my holdout.csv"
+    assert not _holdout_unscored(run, holdout)
+    suggested = capsys.readouterr().err.split("once it can: ")[1]
+    assert shlex.split(suggested) == ["elr-mri", "evaluate", "--run", str(run), "--manifest", str(holdout)]
+
+    out = tmp_path / "my prep"
+    out.mkdir()
+    (out / "manifest.csv").write_text("participant_id,session_id,path\nsub-a,ses-M00,a.nii.gz\n")
+    assert preprocess(["--input", str(out / "manifest.csv"), "--output", str(out)]) == 2
+    copy = capsys.readouterr().err.split("(e.g. ")[1].split(") and pass")[0]
+    assert shlex.split(copy) == ["cp", str(out / "manifest.csv"), str(tmp_path / "scans.csv")]

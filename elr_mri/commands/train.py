@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -64,7 +65,8 @@ def _resumed_run_config(args: argparse.Namespace) -> RunConfig:
     run = None if (out_dir / "config.yaml").is_file() else enclosing_run(out_dir)
     if run is not None:  # RUN/config.yaml or RUN/checkpoints/last.pt for RUN
         kind = "folder" if out_dir.is_dir() else "file"
-        raise ValueError(f"--resume {out_dir}: is a {kind} of the run; pass the run's folder: --resume {run}")
+        raise ValueError(f"--resume {out_dir}: is a {kind} of the run; pass the run's folder: --resume "
+                         f"{shlex.quote(str(run))}")
     if not (out_dir / "config.yaml").is_file() and (out_dir / "checkpoints" / "last.pt").is_file():
         raise FileNotFoundError(f"--resume {out_dir}: its config.yaml is missing (checkpoints/last.pt is there); "
                                 "restore config.yaml from a copy of the run")
@@ -109,7 +111,7 @@ def _holdout_unscored(out_dir: Path, holdout: Path) -> bool:
         return True
     reason = "the manifest is not there" if not holdout.is_file() else "the run folder is read-only"
     print(f"note: {out_dir}: the scoring of its holdout {holdout} was cut short and cannot be finished here ({reason}); "
-          f"once it can: elr-mri evaluate --run {out_dir} --manifest {holdout}", file=sys.stderr)
+          f"once it can: {_evaluate_command(out_dir, holdout)}", file=sys.stderr)
     return False
 
 
@@ -161,4 +163,9 @@ def _evaluate_holdout_after_training(out_dir: Path, holdout: Path, note_precisio
         if problem is None:
             raise
         raise ValueError(f"training finished ({out_dir}), but scoring the holdout failed: {problem}; once fixed: "
-                         f"elr-mri evaluate --run {out_dir} --manifest {holdout}") from err
+                         f"{_evaluate_command(out_dir, holdout)}") from err
+
+
+def _evaluate_command(out_dir: Path, holdout: Path) -> str:
+    """The `elr-mri evaluate` that scores the run's holdout, its paths quoted for a shell (a space in either)."""
+    return f"elr-mri evaluate --run {shlex.quote(str(out_dir))} --manifest {shlex.quote(str(holdout))}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import sys
 from contextlib import contextmanager
@@ -101,8 +102,8 @@ def check_run_dir(out_dir: Path, resume: bool) -> None:
     last = out_dir / "checkpoints" / "last.pt"
     if last.exists():
         if not resume:
-            raise FileExistsError(f"{out_dir} already holds a run; continue it with --resume {out_dir} "
-                                  "or choose another --out")
+            raise FileExistsError(f"{out_dir} already holds a run; continue it with --resume "
+                                  f"{shlex.quote(str(out_dir))} or choose another --out")
         return
     if not out_dir.is_dir():
         return  # a new run's folder, made when it is taken (a resume of none is refused when it is taken)
