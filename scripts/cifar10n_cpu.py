@@ -66,13 +66,19 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", type=nonempty_path, help="CIFAR-10 image folder (default: extract the "
                         "shared JPEG archive into data/ and use data/cifar10)")
-    parser.add_argument("--human-labels", type=nonempty_path, default=HUMAN_LABELS, help="CIFAR-10N label file")
-    parser.add_argument("--losses", nargs="+", default=["ce", "elr"])
-    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--human-labels", type=nonempty_path, default=HUMAN_LABELS,
+                        help="CIFAR-10N label file (default: ../shared/data/cifar/CIFAR-10_human.npz beside the "
+                             "project)")
+    parser.add_argument("--losses", nargs="+", default=["ce", "elr"], help="each a loss.name (default: ce elr)")
+    parser.add_argument("--seeds", type=int, default=2,
+                        help="seeds 0..N-1, each training every loss on the same subset, labels and split (default 2)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a value of configs/cifar10n/cpu_subset.yaml, e.g. --set train.epochs=10")
-    parser.add_argument("--out", type=nonempty_path, default=ROOT / "runs" / "cifar10n_cpu")
-    parser.add_argument("--results", type=nonempty_path, default=ROOT / "bench" / "results" / "cifar10n_cpu.md")
+    parser.add_argument("--out", type=nonempty_path, default=ROOT / "runs" / "cifar10n_cpu",
+                        help="run directories go here (default: runs/cifar10n_cpu in the project)")
+    parser.add_argument("--results", type=nonempty_path, default=ROOT / "bench" / "results" / "cifar10n_cpu.md",
+                        help="the Markdown report, its memorization figure beside it (default: the recorded one, "
+                             "bench/results/cifar10n_cpu.md; pass another file to keep that)")
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error("--seeds must be at least 1")

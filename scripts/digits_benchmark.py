@@ -34,12 +34,16 @@ LOSSES = ("ce", "gce", "sce", "elr", "elr_plus")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=nonempty_path, default=ROOT / "demo" / "digits", help="run directories go here")
-    parser.add_argument("--losses", nargs="+", default=["ce", "gce", "sce", "elr"], choices=LOSSES)
-    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=150)
-    parser.add_argument("--results", type=nonempty_path, default=None, help="also write the Markdown table here")
+    parser.add_argument("--out", type=nonempty_path, default=ROOT / "demo" / "digits",
+                        help="run directories and results.md go here (default: demo/digits in the project)")
+    parser.add_argument("--losses", nargs="+", default=["ce", "gce", "sce", "elr"], choices=LOSSES,
+                        help="(default: ce gce sce elr)")
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS),
+                        help="label noise: symmetric 40%% or 60%%, pair flips 40%% (default: all three)")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 of each loss and setting (default 3)")
+    parser.add_argument("--epochs", type=int, default=150, help="epochs of each run (default 150)")
+    parser.add_argument("--results", type=nonempty_path, default=None,
+                        help="also write the Markdown table here (it is always in OUT/results.md)")
     args = parser.parse_args()
     if args.seeds < 1 or args.epochs < 1:
         parser.error("--seeds and --epochs must be at least 1")

@@ -81,13 +81,15 @@ def main(argv: list[str] | None = None) -> None:
                           help="leave out the added cohort: 326 training scans, trains in a third of the time")
     train = steps.add_parser("train", help="train one run, then evaluate it on test and holdout")
     train.add_argument("name", help="run folder under WORK/runs/")
-    train.add_argument("--loss", required=True, choices=["ce", "elr", "elr_plus"])
-    train.add_argument("--labels", choices=sorted(LABELS), default="given")
-    train.add_argument("--splits", choices=sorted(SPLITS), default="val110")
+    train.add_argument("--loss", required=True, choices=["ce", "elr", "elr_plus"], help="the loss trained")
+    train.add_argument("--labels", choices=sorted(LABELS), default="given",
+                       help="training labels: given (30%% wrong, default), given45 (45%%) or clean (the truth)")
+    train.add_argument("--splits", choices=sorted(SPLITS), default="val110",
+                       help="val110 (994 train, 110 validation, 96 test; default) or val58 (1046, 58, 96)")
     train.add_argument("--val", choices=["noisy", "clean"], default="noisy",
                        help="validation labels: as in the training labels, or the truth (a consensus panel's)")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--epochs", type=int, default=24)
+    train.add_argument("--seed", type=int, default=0, help="seed of the network and its batches (default 0)")
+    train.add_argument("--epochs", type=int, default=24, help="(default 24)")
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="further config overrides, e.g. loss.lam_ramp_steps=2000")
     args = parser.parse_args(argv)

@@ -188,7 +188,7 @@ def _train_side_by_side(plan: list[tuple[Row, int, Path]],
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--table", required=True, choices=list(TABLES))
+    parser.add_argument("--table", required=True, choices=list(TABLES), help="the paper's table to run (below)")
     parser.add_argument("--rows", nargs="+", metavar="ROW", help="only these rows (default: all of the table)")
     parser.add_argument("--data-root", type=nonempty_path, metavar="DIR",
                         help="the folder that holds the data sets, in place of the configs' data/")

@@ -120,3 +120,34 @@ def test_commands_suggested_for_paths_with_spaces_can_be_pasted(cli_in_process, 
     assert preprocess(["--input", str(out / "manifest.csv"), "--output", str(out)]) == 2
     copy = capsys.readouterr().err.split("(e.g. ")[1].split(") and pass")[0]
     assert shlex.split(copy) == ["cp", str(out / "manifest.csv"), str(tmp_path / "scans.csv")]
+
+
+def _options_without_help(text: str) -> list[str]:
+    """The options argparse's --help `text` lists with nothing said of them."""
+    lines = text.split("\noptions:\n")[1].split("\n\n")[0].splitlines()
+    return [line.strip() for line, after in zip(lines, [*lines[1:], ""]) if line.startswith("  -")
+            and "  " not in line.strip() and (not after.startswith("      ") or after.strip().startswith("-"))]
+
+
+def test_every_option_of_every_command_and_script_says_what_it_is_for(cli_in_process, import_script, capsys,
+                                                                      monkeypatch) -> None:
+    """cifar10n_cpu.py's --losses, --seeds, --out and --results (the last writes over bench/results/ by default),
+    digits_benchmark.py's --losses, --settings, --seeds and --epochs, reproduce_paper_table.py's --table and
+    mri_n1200.py train's options were listed bare: neither what they take nor their defaults."""
+    from elr_mri.cli import _FORWARDED, _command_parsers, _parser
+
+    helps = {command: cli_in_process(command, "--help").stdout for command in [*_command_parsers(_parser())]}
+    assert set(_FORWARDED) <= set(helps)
+    scripts = {"cifar10n_cpu": ["--help"], "digits_benchmark": ["--help"], "reproduce_paper_table": ["--help"],
+               "webvision_ilsvrc12_list": ["--help"], "mri_demo": ["--help"], "mri_n1200": ["train", "--help"]}
+    for name, argv in scripts.items():
+        monkeypatch.setattr("sys.argv", [f"{name}.py", *argv])  # digits_benchmark and mri_demo parse sys.argv
+        main = import_script(name).main
+        with pytest.raises(SystemExit):
+            if name in ("digits_benchmark", "mri_demo"):
+                main()
+            else:
+                main(argv)
+        helps[name] = capsys.readouterr().out
+    bare = {name: _options_without_help(text) for name, text in helps.items()}
+    assert not any(bare.values()), bare
