@@ -151,3 +151,14 @@ def test_every_option_of_every_command_and_script_says_what_it_is_for(cli_in_pro
         helps[name] = capsys.readouterr().out
     bare = {name: _options_without_help(text) for name, text in helps.items()}
     assert not any(bare.values()), bare
+
+
+def test_version_is_the_one_pyproject_gives(cli_in_process) -> None:
+    """`elr-mri --version` reads elr_mri.__version__, a second copy of pyproject.toml's: a release that bumps one
+    alone would report the old version."""
+    import re
+    from pathlib import Path
+
+    version = re.search(r'^version = "(.+)"$', (Path(__file__).parents[1] / "pyproject.toml").read_text(), re.M)
+    result = cli_in_process("--version")
+    assert (result.returncode, result.stdout) == (0, f"elr-mri {version.group(1)}\n")  # tomllib: Python 3.11+
