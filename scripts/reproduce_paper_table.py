@@ -26,6 +26,7 @@ Data (the configs' paths are relative to the directory you run from, normally th
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 from collections import Counter
@@ -101,11 +102,15 @@ TABLES: dict[str, tuple[str, list[Row]]] = {
 # what `elr_mri.data.image_sources` looks for first under data.root
 _DATA_MARKERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python", "imagefolder": "train",
                  "clothing1m": "images", "webvision": "info/train_filelist_google.txt"}
+# The shared copies of CIFAR-10 and its CIFAR-N labels beside the project, named absolute in the commands a dry run
+# prints: those run from the current directory, where ../shared was the wrong folder anywhere but the project's root.
+SHARED_CIFAR = ROOT.parent / "shared" / "data" / "cifar"
 # how to get each data set into data.root (ROOT, PARENT: that folder and the one above it); the
 # tables' image-folder rows are all CIFAR-10 as JPEGs
 _HOW_TO_GET = {"cifar10": cifar_download_command("cifar10", "{root}"),
                "cifar100": cifar_download_command("cifar100", "{root}"),
-               "imagefolder": "mkdir -p {parent} && tar -xJf ../shared/data/cifar/cifar10-jpeg.tar.xz -C {parent}",
+               "imagefolder": f"mkdir -p {{parent}} && tar -xJf {shlex.quote(str(SHARED_CIFAR / 'cifar10-jpeg.tar.xz'))} "
+                              "-C {parent}",
                "clothing1m": "put the official Clothing1M release in {root} (images/ there; the label lists beside it, in "
                               "annotations/ or in images/)",
                "webvision": "put WebVision 1.0's resized images and info/ lists in {root}"}
@@ -192,7 +197,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rows", nargs="+", metavar="ROW", help="only these rows (default: all of the table)")
     parser.add_argument("--data-root", type=nonempty_path, metavar="DIR",
                         help="the folder that holds the data sets, in place of the configs' data/")
-    parser.add_argument("--out", type=nonempty_path, help="run directories go here (default: runs/table<N>)")
+    parser.add_argument("--out", type=nonempty_path, help="run directories go here (default: runs/table<N> in the project, whatever the current "
+                             "directory)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value in every row, e.g. --set train.epochs=2 (repeatable)")
     parser.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per row (model, noise and split)")
@@ -282,7 +288,8 @@ def _missing_inputs(cfg: RunConfig) -> list[tuple[str, str]]:
         missing += _missing_lists(cfg.data.name, root)
     labels = cfg.data.noise.human_labels if cfg.data.noise.mode == "human" else None
     if labels is not None and not Path(labels).is_file():
-        missing.append((labels, f"the CIFAR-N human labels; cp ../shared/data/cifar/{Path(labels).name} {labels}, "
+        copy = shlex.join(["cp", str(SHARED_CIFAR / Path(labels).name), labels])
+        missing.append((labels, f"the CIFAR-N human labels; {copy}, "
                                 "or the official release's .pt: --set data.noise.human_labels=PATH/CIFAR-10_human.pt"))
     weights = cfg.model.pretrained_checkpoint
     if weights is not None and not Path(weights).is_file():

@@ -162,7 +162,8 @@ def test_dry_run_names_only_the_missing_cifar10n_label_file(reproduce, tmp_path:
                            "--out", str(tmp_path / "runs")]) == 0
     out = capsys.readouterr().out
     assert f"| {tmp_path / 'cifar10'} | missing {labels} |" in out
-    assert f"missing {labels}: the CIFAR-N human labels; cp ../shared/data/cifar/CIFAR-10_human.npz {labels}" in out
+    shared = reproduce.ROOT.parent / "shared" / "data" / "cifar"  # absolute: the command runs from anywhere
+    assert f"missing {labels}: the CIFAR-N human labels; cp {shared / 'CIFAR-10_human.npz'} {labels}" in out
     assert out.count(f"missing {labels}:") == 1  # one line per missing input, not per row
     assert "cifar10/train" not in out
 
@@ -244,7 +245,8 @@ def test_dry_run_says_how_to_get_missing_images(reproduce, tmp_path: Path, capsy
     assert reproduce.main(["--table", "1", "--rows", "cifar10-sym20", "cifar100-sym20", "--dry-run",
                            "--data-root", str(tmp_path), "--out", str(tmp_path / "runs")]) == 0
     out = capsys.readouterr().out
-    tar = f"mkdir -p {tmp_path} && tar -xJf ../shared/data/cifar/cifar10-jpeg.tar.xz -C {tmp_path}"
+    archive = reproduce.ROOT.parent / "shared" / "data" / "cifar" / "cifar10-jpeg.tar.xz"  # ../shared: from the root
+    tar = f"mkdir -p {tmp_path} && tar -xJf {archive} -C {tmp_path}"
     assert f"missing {tmp_path / 'cifar10' / 'train'}: {tar}" in out
     assert (f'missing {tmp_path / "cifar-100-python"}: mkdir -p {tmp_path} && curl -L '
             f'https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz | tar -xz -C {tmp_path}') in out
