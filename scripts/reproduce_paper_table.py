@@ -197,7 +197,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rows", nargs="+", metavar="ROW", help="only these rows (default: all of the table)")
     parser.add_argument("--data-root", type=nonempty_path, metavar="DIR",
                         help="the folder that holds the data sets, in place of the configs' data/")
-    parser.add_argument("--out", type=nonempty_path, help="run directories go here (default: runs/table<N> in the project, whatever the current "
+    parser.add_argument("--out", type=nonempty_path,
+                        help="run directories go here (default: runs/table<N> in the project, whatever the current "
                              "directory)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value in every row, e.g. --set train.epochs=2 (repeatable)")
