@@ -109,8 +109,8 @@ SHARED_CIFAR = ROOT.parent / "shared" / "data" / "cifar"
 # tables' image-folder rows are all CIFAR-10 as JPEGs
 _HOW_TO_GET = {"cifar10": cifar_download_command("cifar10", "{root}"),
                "cifar100": cifar_download_command("cifar100", "{root}"),
-               "imagefolder": f"mkdir -p {{parent}} && tar -xJf {shlex.quote(str(SHARED_CIFAR / 'cifar10-jpeg.tar.xz'))} "
-                              "-C {parent}",
+               "imagefolder": "mkdir -p {parent} && tar -xJf "
+                              f"{shlex.quote(str(SHARED_CIFAR / 'cifar10-jpeg.tar.xz'))} -C {{parent}}",
                "clothing1m": "put the official Clothing1M release in {root} (images/ there; the label lists beside it, in "
                               "annotations/ or in images/)",
                "webvision": "put WebVision 1.0's resized images and info/ lists in {root}"}

@@ -85,7 +85,8 @@ def test_a_mistyped_command_line_is_named_not_taken_for_a_missing_argument(cli_i
 def test_argparse_keeps_its_own_messages_where_they_name_the_mistake(cli_in_process) -> None:
     """A value after the required option is argparse's "unrecognized arguments", a bad value its own line, and a
     command nothing is close to its list of commands: the check above stays out of their way."""
-    for typed, expected in ((["train", "--config", "x.yaml", "extra"], "elr-mri train: unrecognized arguments: extra\n"),
+    for typed, expected in ((["train", "--config", "x.yaml", "extra"],
+                             "elr-mri train: unrecognized arguments: extra\n"),
                             (["evaluate", "--run", "x", "--bootstrap", "many", "y"], "invalid int value: 'many'"),
                             (["xyz"], "invalid choice: 'xyz' (choose from 'train', ")):
         result = cli_in_process(*typed)

@@ -110,8 +110,8 @@ def _holdout_unscored(out_dir: Path, holdout: Path) -> bool:
     if holdout.is_file() and os.access(out_dir, os.W_OK):
         return True
     reason = "the manifest is not there" if not holdout.is_file() else "the run folder is read-only"
-    print(f"note: {out_dir}: the scoring of its holdout {holdout} was cut short and cannot be finished here ({reason}); "
-          f"once it can: {_evaluate_command(out_dir, holdout)}", file=sys.stderr)
+    print(f"note: {out_dir}: the scoring of its holdout {holdout} was cut short and cannot be finished here "
+          f"({reason}); once it can: {_evaluate_command(out_dir, holdout)}", file=sys.stderr)
     return False
 
 
