@@ -249,8 +249,26 @@ def test_baselines_refuse_a_panel_relabelled_since_the_run_trained(tmp_path: Pat
     panel.loc[panel["participant_id"] == "sub-CNval0", "diagnosis"] = "AD"
     panel.to_csv(tmp_path / "panel.csv", index=False)
     with pytest.raises(ValueError, match=rf"{run}: {tmp_path / 'panel.csv'} \(data.mri.val_labels\) or "
-                                         rf"{tmp_path / 'manifest.csv'} now gives its validation or test scans other "
+                                         rf"{tmp_path / 'manifest.csv'} now gives its validation scans other "
                                          "diagnoses than the run trained with"):
+        _baseline_inputs(run, [], None, None)
+
+
+def test_baselines_take_a_relabelled_test_scan_as_evaluate_does(tmp_path: Path) -> None:
+    """C is chosen on validation labels only: a test scan relabelled since training (a revised diagnosis, which
+    `evaluate` scores with a warning) was refused saying the baselines 'would choose C on other labels'. A run from
+    before data_shape.json listed the test diagnoses cannot tell which set changed, and says so."""
+    run, scans, _, _ = _cn_vs_ad_run_on_a_panel(tmp_path)
+    scans.loc[scans["participant_id"] == "sub-CNtest0", "diagnosis"] = "AD"
+    scans.to_csv(tmp_path / "manifest.csv", index=False)
+    inputs = _baseline_inputs(run, [], None, None)
+    assert inputs.scored.set_index("participant_id").loc["sub-CNtest0", "diagnosis"] == "AD"  # scored as it is now
+    shape = json.loads((run / "data_shape.json").read_text())
+    del shape["test_diagnoses"]
+    (run / "data_shape.json").write_text(json.dumps(shape))
+    with pytest.raises(ValueError, match=r"now gives its validation or test scans other diagnoses than the run trained "
+                                         r"with \(its data_shape.json, from before test_diagnoses was recorded, "
+                                         "cannot say which"):
         _baseline_inputs(run, [], None, None)
 
 

@@ -28,7 +28,8 @@ from elr_mri.data.adjudicated import load_adjudicated_labels
 from elr_mri.data.cohort import IMAGE_COLUMN, SCAN_KEYS, label_indices, load_manifest
 from elr_mri.data.splits import read_run_splits, run_participants, split_of_participants
 from elr_mri.engine.run_dir import not_the_run_folder
-from elr_mri.engine.run_records import evaluation_labels_fingerprint, labels_fingerprint, read_data_shape
+from elr_mri.engine.run_records import (TEST_DIAGNOSES_KEY, evaluation_labels_fingerprint, labels_fingerprint,
+                                       read_data_shape)
 from elr_mri.evaluation import N_BOOT
 from elr_mri.evaluation.compare import require_same_splits
 from elr_mri.evaluation.evaluate import evaluation_dir, write_evaluation
@@ -177,17 +178,30 @@ def _require_the_runs_training_labels(run_dir: Path, cfg: RunConfig, labels: np.
 def _require_the_runs_evaluation_labels(run_dir: Path, cfg: RunConfig, val: pd.DataFrame, val_labels: np.ndarray,
                                         test: pd.DataFrame) -> None:
     """C is chosen on the validation labels the CNN's checkpoint was selected on: refuse a panel
-    (data.mri.val_labels) or manifest relabelled since the run trained, as a resume does (runs from before the
-    labels were recorded are not checked)."""
-    recorded = read_data_shape(run_dir).get("evaluation_labels_sha256")
-    now = evaluation_labels_fingerprint({
-        "val": (val_labels, val) if len(val) else None,
-        "test": (label_indices(test["diagnosis"], cfg.data.mri.classes), test) if len(test) else None})
-    if recorded is not None and recorded != now:
+    (data.mri.val_labels) or manifest relabelled there since the run trained, as a resume does. The recorded
+    fingerprint covers the test labels too; where data_shape.json lists the test diagnoses, they stand in for the
+    manifest's, so a relabelled test scan alone is not refused (`evaluate` warns of it when it scores the test
+    split; no baseline chooses anything on it). Runs from before the labels were recorded are not checked."""
+    shape = read_data_shape(run_dir)
+    recorded = shape.get("evaluation_labels_sha256")
+    if recorded is None:
+        return
+    tested = shape.get(TEST_DIAGNOSES_KEY)
+    if tested is not None:
+        test = pd.DataFrame(tested, columns=[*SCAN_KEYS, "diagnosis"])
+        test_labels = np.array([shape["class_names"].index(diagnosis) for diagnosis in test["diagnosis"]], dtype=int)
+    else:
+        test_labels = label_indices(test["diagnosis"], cfg.data.mri.classes)
+    now = evaluation_labels_fingerprint({"val": (val_labels, val) if len(val) else None,
+                                         "test": (test_labels, test) if len(test) else None})
+    if recorded != now:
         panel = f"{cfg.data.mri.val_labels} (data.mri.val_labels) or " if cfg.data.mri.val_labels else ""
-        raise ValueError(f"{run_dir}: {panel}{cfg.data.mri.manifest} now gives its validation or test scans other "
-                         "diagnoses than the run trained with, so the baselines would choose C on other labels than "
-                         "its checkpoint was selected on; restore that file, or train a new run on it")
+        which = ("validation scans other diagnoses than the run trained with, so" if tested is not None else
+                 "validation or test scans other diagnoses than the run trained with (its data_shape.json, from "
+                 f"before {TEST_DIAGNOSES_KEY} was recorded, cannot say which); if validation scans,")
+        raise ValueError(f"{run_dir}: {panel}{cfg.data.mri.manifest} now gives its {which} the baselines would choose "
+                         "C on other labels than its checkpoint was selected on; restore that file, or train a new run "
+                         "on it")
 
 
 def require_baseline_run(run_dir: Path) -> RunConfig:
