@@ -154,12 +154,13 @@ def _metrics_section(runs: dict[str, Path], out: Path) -> str:
             if note:
                 lacking.setdefault(scans, note)
             for method, values in table.groupby("method", sort=False):
-                if method in rows.get(where, {}):  # a baseline scored beside each run: the first run's row stands
+                shown = where if method == loss else scans  # a baseline has no checkpoint: once, beside the selected
+                if method in rows.get(shown, {}):  # a baseline scored beside each run: the first run's row stands
                     continue
                 n_boot = _bootstrap_resamples(evaluation if method == loss else evaluation / "baselines" / method)
                 cells = [_cell(Interval(r.estimate, r.low, r.high, None if pd.isna(r.resamples) else int(r.resamples)),
-                               n_boot, f"{r.metric} on {where}", rare) for r in values.itertuples()]
-                rows.setdefault(where, {})[method] = f"| {method} | {where} | {participants} | {' | '.join(cells)} |"
+                               n_boot, f"{r.metric} on {shown}", rare) for r in values.itertuples()]
+                rows.setdefault(shown, {})[method] = f"| {method} | {shown} | {participants} | {' | '.join(cells)} |"
             figures.append(f"{loss}, {evaluation.name}: ![ROC]({_relative(evaluation / 'roc.png', out)}) "
                            f"![confusion]({_relative(evaluation / 'confusion_participant.png', out)})")
     networks_first = {loss: rank for rank, loss in enumerate(runs)}
@@ -235,23 +236,29 @@ def _truth_section(runs: dict[str, Path], truth: pd.DataFrame) -> str:
     rare_differences: dict[int, list[str]] = {}
     lacking: list[str] = []
     alone: dict[str, int] = {}  # evaluated on -> its participants, where fewer than two
+    listed: set[tuple[str, str]] = set()  # (method, set) of the baselines' rows so far
     first = next(iter(runs.values()))
     trained_on = read_data_shape(first)["train_examples"]
     for evaluation in sorted(first.glob("eval-*"), key=lambda folder: _test_first(_scored_set(folder))):
         where = _scored_set(evaluation)
         scans = where.removesuffix(LAST_CHECKPOINT)
         scored = {loss: run / evaluation.name / "predictions.csv" for loss, run in runs.items()}
-        scored.update({path.parent.name: path for path in sorted(evaluation.glob("baselines/*/predictions.csv"))})
+        baselines = {path.parent.name: path for path in sorted(evaluation.glob("baselines/*/predictions.csv"))}
+        scored.update({name: path for name, path in baselines.items() if (name, scans) not in listed})
         for method, predictions in scored.items():
             if predictions.exists():
+                shown = where
+                if method in baselines:  # a baseline has no checkpoint: listed once a set, under its plain name
+                    shown = scans
+                    listed.add((method, scans))
                 report = rescore_against_truth(predictions, truth)
                 note = _lacking_class_note(scans, report.balanced_accuracy_classes, report.class_names, "truly has")
                 if note and note not in lacking:
                     lacking.append(note)
                 if report.n_participants < 2:
                     alone[scans] = report.n_participants
-                rows.append(f"| {method} | {where} | {report.n_participants} | " + " | ".join(
-                    _cell(report.metrics[m], report.n_boot, f"{m} on {where}", rare_rows)
+                rows.append(f"| {method} | {shown} | {report.n_participants} | " + " | ".join(
+                    _cell(report.metrics[m], report.n_boot, f"{m} on {shown}", rare_rows)
                     for m in HEADLINE_METRICS) + " |")
         if {"ce", "elr"} <= scored.keys() and all(scored[loss].exists() for loss in ("ce", "elr")):
             cells = {name: mean_paired_difference([(scored["ce"], scored["elr"])], truth, N_BOOT, metric=metric)
@@ -360,7 +367,8 @@ def _last_checkpoint_words(sets: Iterable[str]) -> str:
     if not any(where.endswith(LAST_CHECKPOINT) for where in sets):
         return ""
     return (" A set marked (last checkpoint) is the same participants scored with the networks' last epoch "
-            "(`elr-mri evaluate --checkpoint last`); unmarked, with the checkpoint each run selected (see Training).")
+            "(`elr-mri evaluate --checkpoint last`); unmarked, with the checkpoint each run selected (see Training). "
+            "A baseline has no checkpoint: it is listed once, under the unmarked set.")
 
 
 def _lacking_class_note(where: str, present: list[str], every: list[str], has: str) -> str | None:

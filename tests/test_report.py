@@ -288,6 +288,37 @@ def test_a_set_scored_with_the_last_checkpoint_is_named_so_below_the_same_set(tm
     assert "(last checkpoint)" not in _metrics_section(runs, tmp_path)  # no word of it where no set was so scored
 
 
+def test_baselines_fitted_beside_the_last_checkpoint_are_listed_once_under_the_plain_set(tmp_path: Path) -> None:
+    """`evaluate --checkpoint last --baselines` fits the baselines again into eval-test-last/baselines/: both tables
+    listed them a second time as rows of 'test (last checkpoint)', though a baseline has no checkpoint and its fit is
+    the same. A baseline fitted only there is listed under test."""
+    runs = {"ce": tmp_path / "ce", "elr": tmp_path / "elr"}
+    for run in runs.values():
+        for where in ("test", "test-last"):
+            _scored(run / f"eval-{where}", 0.5)
+    for where in ("test", "test-last"):
+        _scored(runs["ce"] / f"eval-{where}" / "baselines" / "volumes_logreg", 0.4)
+    _scored(runs["ce"] / "eval-test-last" / "baselines" / "voxels_linear_svm", 0.4)
+    section = _metrics_section(runs, tmp_path)
+    rows = [line.split(" | ")[:2] for line in section.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert rows == [["| ce", "test"], ["| elr", "test"], ["| volumes_logreg", "test"], ["| voxels_linear_svm", "test"],
+                    ["| ce", "test (last checkpoint)"], ["| elr", "test (last checkpoint)"]]
+    assert "A baseline has no checkpoint: it is listed once, under the unmarked set." in section
+    truth = pd.DataFrame({"participant_id": [f"s{i:02d}" for i in range(6)], "session_id": "ses-M00",
+                          "true_diagnosis": [CLASSES[i % 3] for i in range(6)]})
+    truth_runs = {"ce": _run(tmp_path / "truth" / "ce", 1, truth), "elr": _run(tmp_path / "truth" / "elr", 2, truth)}
+    for run in truth_runs.values():
+        shutil.copytree(run / "eval-test", run / "eval-test-last")
+    for where in ("test", "test-last"):
+        fitted = truth_runs["ce"] / f"eval-{where}" / "baselines" / "volumes_logreg"
+        fitted.mkdir(parents=True)
+        shutil.copy(truth_runs["ce"] / "eval-test" / "predictions.csv", fitted)
+    lines = _truth_section(truth_runs, truth).splitlines()
+    methods = [line.split(" | ")[:2] for line in lines if line.startswith(("| ce |", "| elr |", "| volumes_logreg |"))]
+    assert methods == [["| ce", "test"], ["| elr", "test"], ["| volumes_logreg", "test"],
+                       ["| ce", "test (last checkpoint)"], ["| elr", "test (last checkpoint)"]]
+
+
 def test_the_truth_tables_list_the_test_split_first_as_the_results_table_does(tmp_path: Path) -> None:
     """eval-holdout_manifest sorted before eval-test: the truth tables put the holdout first, the table above last."""
     truth = pd.DataFrame({"participant_id": [f"s{i:02d}" for i in range(6)], "session_id": "ses-M00",
