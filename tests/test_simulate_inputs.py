@@ -84,3 +84,20 @@ def test_an_anatomy_not_in_mni_space_is_one_line_naming_it(tmp_path: Path, capsy
     assert "\n" not in err and err.startswith(f"elr-mri simulate-cohort: error: --anatomy {head}: only ")
     assert "not in MNI space" in err and "or use --anatomy mni152" in err
     assert not out.exists()
+
+
+def test_a_scan_an_older_simulator_finished_is_drawn_again_on_resume(tmp_path: Path) -> None:
+    """The settings a resume keeps finished scans under carried no code version: a run cut short before the fix that
+    draws a large head's brain whole, rerun by the fixed code, kept its clipped scans beside newly drawn ones."""
+    from elr_mri.simulate.cli import _description, _finished_scan, settings_hash
+    from elr_mri.simulate.cohort import plan_cohort
+    from preprocess.sidecar import file_sha256, write_json
+
+    description = _description(plan_cohort(2, 0, 0.2, 0, 1.0), 0.2, 0, 2.0, "mni152", 1.0)
+    older = {key: value for key, value in description.items() if key != "simulator_version"}  # as written before
+    scan, record = tmp_path / "scan.nii.gz", tmp_path / "sub-0001.json"
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.int16), np.eye(4)), scan)
+    write_json(record, {"settings": settings_hash(older), "path": "scan.nii.gz", "scan_sha256": file_sha256(scan),
+                        "measured": [["brain_ratio", 1.0]]})
+    assert _finished_scan(scan, record, settings_hash(older)) == {"brain_ratio": 1.0}  # the older code kept it
+    assert _finished_scan(scan, record, settings_hash(description)) is None  # this one draws it again

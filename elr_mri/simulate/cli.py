@@ -32,7 +32,7 @@ from elr_mri.simulate.acquisition import SITES
 from elr_mri.simulate.anatomy import ANATOMIES, load_anatomy
 from elr_mri.simulate.cohort import CLASS_FRACTIONS, HOLDOUT_SITE, TRAIN_SITE, SubjectSpec, plan_cohort
 from elr_mri.simulate.disease import REGIONS
-from elr_mri.simulate.render import render_scan
+from elr_mri.simulate.render import SIMULATOR_VERSION, render_scan
 from preprocess.arguments import parse_naming_unknown_options
 from preprocess.folder_locks import lock_or_refuse
 from preprocess.sidecar import atomic_path, file_sha256, read_sidecar, remove_stale_temps, scan_sha256, write_json
@@ -129,7 +129,7 @@ def _write_cohort(out: Path, specs: list[SubjectSpec], label_noise: float, seed:
                   anatomy: str, jobs: int, overwrite: bool, atrophy_scale: float) -> pd.DataFrame:
     """Render the planned scans (keeping those an interrupted run with the same settings finished), then the tables."""
     description = _description(specs, label_noise, seed, resolution_mm, anatomy, atrophy_scale)
-    settings = hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()
+    settings = settings_hash(description)
     leftovers = _unfinished_scans_outside(out, settings, {spec.relative_path for spec in specs})
     if overwrite and (out / "manifest.csv").exists():
         _remove_previous_cohort(out, {spec.relative_path for spec in specs})
@@ -222,6 +222,11 @@ def _finished_scan(path: Path, record: Path, settings: str) -> dict[str, float] 
     return dict(meta["measured"]) if file_sha256(path) == meta.get("scan_sha256") else None
 
 
+def settings_hash(description: dict) -> str:
+    """What a progress record keeps a scan under: a resume keeps only the scans drawn with the same hash."""
+    return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()
+
+
 def _truth_row(spec: SubjectSpec, measured: dict[str, float]) -> dict:
     row = {"participant_id": spec.participant_id, "session_id": spec.session_id, "path": spec.relative_path,
            "diagnosis": spec.diagnosis, "age": spec.age, "sex": spec.sex, "cohort": spec.cohort,
@@ -242,6 +247,8 @@ def _description(specs: list[SubjectSpec], label_noise: float, seed: int, resolu
     return {
         "simulated": True,
         "note": "Simulated from the anatomy below; not real patients. truth.csv is for scoring only.",
+        # the code's own: a resume by a version that draws otherwise redraws the scans an older one finished
+        "simulator_version": SIMULATOR_VERSION,
         "seed": seed, "label_noise": label_noise, "resolution_mm": resolution_mm, "anatomy": anatomy,
         "atrophy_scale": atrophy_scale,
         # a file's content, not its name: another head saved under the same path is another cohort (resume)

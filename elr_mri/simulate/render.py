@@ -19,7 +19,11 @@ from elr_mri.simulate.cohort import STREAM_IMAGE, SubjectSpec, subject_rng
 from elr_mri.simulate.disease import atrophy_displacement, volume_ratios
 from elr_mri.simulate.fields import apply_affine, grid_points, sample
 
-__all__ = ["SubjectShape", "subject_shape", "sample_subject", "render_scan"]
+__all__ = ["SIMULATOR_VERSION", "SubjectShape", "subject_shape", "sample_subject", "render_scan"]
+
+# Raised whenever a seed draws other scans (here or in the modules this calls), so that a resumed simulate-cohort
+# redraws the scans an older version finished; 2: a large head's brain drawn whole (2026-12-06).
+SIMULATOR_VERSION = 2
 
 
 @dataclass(frozen=True)
