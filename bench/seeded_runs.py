@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from elr_mri.config import load_config
-from elr_mri.engine.runner import train
+from elr_mri.engine.start import train
 
 QUIET = ["train.progress=false", "train.tensorboard=false"]
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from elr_mri.config import (ConfigError, RunConfig, check_noise_settings, load_config, load_run_config,
                             refuse_resume_changes)
-from elr_mri.engine.runner import train
+from elr_mri.engine.start import train
 from elr_mri.stopping import terminating_at_safe_points
 from preprocess.signals import Terminated
 from preprocess.user_errors import USER_ERRORS, report_user_error

@@ -9,6 +9,7 @@ import io
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tokenize
@@ -468,6 +469,26 @@ def test_loading_a_config_imports_no_torch() -> None:
     assert result.stdout.splitlines() == ["<config>: data.mri.crop_size = [70, 96, 96] is too small for the widened "
                                           "CNN, which needs at least 71 voxels an axis; enlarge the crop (preprocess "
                                           "at a finer resolution if the scans are smaller)", "[]"]
+
+
+def test_train_refuses_settings_before_torch_loads(tmp_path: Path) -> None:
+    """A noise rate its mode does not read, flips without augmentation and a resume that changes the loss were refused
+    inside the training loop's module, after torch's import (7-15 s on a busy 2-core machine); config errors were
+    answered in 0.4 s."""
+    (tmp_path / "run").mkdir()
+    shutil.copy(Path(__file__).parents[1] / "configs" / "adni" / "elr.yaml", tmp_path / "run" / "config.yaml")
+    code = ("import sys; from elr_mri.config import load_config; from elr_mri.engine.start import train\n"
+            "for settings, resume in (['data.noise.rate=0.4'], False), (['data.augment=false', 'data.mri.flip=true'], "
+            "False), (['loss.lam=1'], True):\n"
+            " try:\n  train(load_config('configs/adni/elr.yaml', settings), sys.argv[1], resume=resume)\n"
+            " except ValueError as error: print(str(error).split(';')[0])\n"
+            "print(sorted(m for m in ('torch', 'monai') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "run")], cwd=Path(__file__).parents[1],
+                            capture_output=True, text=True, check=True)
+    assert result.stdout.splitlines() == [
+        "data.noise.rate = 0.4 is not read by data.noise.mode = none",
+        "data.mri.flip not read with data.augment: false (training then uses the centre crop as it is)",
+        f"{tmp_path / 'run'} was trained with loss.lam = 3.0", "[]"], result.stderr[-2000:]
 
 
 def test_a_config_is_read_as_utf8_whatever_the_locale(tmp_path: Path) -> None:

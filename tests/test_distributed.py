@@ -23,7 +23,8 @@ from elr_mri.engine.checkpoint import load_checkpoint
 from elr_mri.engine.execution import ExecutionPlan
 from elr_mri.engine.feeding import BatchFeeder
 from elr_mri.engine.methods import build_method
-from elr_mri.engine.runner import evaluate_split, train
+from elr_mri.engine.runner import evaluate_split
+from elr_mri.engine.start import train
 
 ROOT = Path(__file__).parents[1]
 DIGITS = ROOT / "configs" / "digits" / "elr_sym40.yaml"
@@ -332,7 +333,7 @@ def test_no_ddp_wrapper_outlives_training(tmp_path: Path) -> None:
         gc.disable()  # as if no automatic collection happened between the last epoch and the exit
         from torch.nn.parallel import DistributedDataParallel
         from elr_mri.config import load_config
-        from elr_mri.engine.runner import train
+        from elr_mri.engine.start import train
         train(load_config(Path({str(DIGITS)!r}), {[*OVERRIDES, "train.epochs=1", "train.compile=true"]!r}),
               Path({str(tmp_path)!r}) / "run")
         alive = sum(type(o) is DistributedDataParallel for o in gc.get_objects())  # isinstance trips on dead proxies

@@ -14,7 +14,7 @@ from torch._dynamo.utils import counters
 
 from elr_mri.config import ConfigError, TrainLoopConfig, load_config
 from elr_mri.engine.execution import CompiledForFullBatches, ExecutionPlan, limit_cpu_threads, precision_note
-from elr_mri.engine.runner import train
+from elr_mri.engine.start import train
 
 ROOT = Path(__file__).parents[1]
 DIGITS = ROOT / "configs" / "digits" / "elr_sym40.yaml"

@@ -17,7 +17,8 @@ from elr_mri.config import DataConfig, NoiseConfig, RunConfig
 from elr_mri.data.image_sources import ImageReadError, load_source
 from elr_mri.data.image_transforms import CenterCrop, RandomCrop, load_resized
 from elr_mri.data.images import NORMALISATION, build_image_data
-from elr_mri.engine.runner import selection_rule, train
+from elr_mri.engine.runner import selection_rule
+from elr_mri.engine.start import train
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cifar"
 
@@ -600,7 +601,7 @@ def test_webvision_config_trains_and_scores_both_test_sets_top1_and_top5(tmp_pat
     import json
 
     from elr_mri.config import load_config
-    from elr_mri.engine.runner import train
+    from elr_mri.engine.start import train
 
     write_mini_webvision(tmp_path / "webvision")
     config = Path(__file__).resolve().parents[1] / "configs/webvision/elr_plus.yaml"
@@ -915,7 +916,7 @@ def test_data_num_workers_is_called_unread_where_the_batches_come_from_the_devic
 
 def test_a_new_run_refuses_cifar10_asymmetric_noise_on_classes_that_are_not_cifar10s_in_order(tmp_path):
     from elr_mri.config import load_config
-    from elr_mri.engine.runner import train
+    from elr_mri.engine.start import train
 
     write_image_folder(tmp_path / "tree", [f"c{k}" for k in range(10)], per_class=2)
     config = Path(__file__).resolve().parents[1] / "configs/cifar10/elr_asym40.yaml"
@@ -930,7 +931,7 @@ def test_a_new_run_refuses_cifar10_asymmetric_noise_on_classes_that_are_not_cifa
 def test_the_clothing1m_config_without_imagenet_weights_says_it_trains_from_scratch(tmp_path, capsys):
     """The paper fine-tunes an ImageNet ResNet-50; a run from random weights is another experiment."""
     from elr_mri.config import load_config
-    from elr_mri.engine.runner import train
+    from elr_mri.engine.start import train
 
     write_clothing1m(tmp_path / "clothing1m")
     config = Path(__file__).resolve().parents[1] / "configs/clothing1m/elr.yaml"

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from elr_mri.config import load_config
-from elr_mri.engine.runner import train
+from elr_mri.engine.start import train
 
 ROOT = Path(__file__).parents[1]
 README = (ROOT / "README.md").read_text()

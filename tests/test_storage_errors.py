@@ -157,7 +157,7 @@ def test_evaluate_and_explain_refuse_a_run_on_read_only_storage_before_scoring(
     """Runs are archived on read-only lab storage: `evaluate` scored the run (minutes for an MRI one), then stopped
     at writing its folder, telling the user to write to "another output folder", which evaluate has no option for."""
     from elr_mri.config import load_config
-    from elr_mri.engine.runner import train
+    from elr_mri.engine.start import train
 
     config = Path(__file__).resolve().parents[1] / "configs" / "digits" / "elr_sym40.yaml"
     run = tmp_path / "run"

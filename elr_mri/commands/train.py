@@ -21,7 +21,7 @@ def train_command(args: argparse.Namespace) -> int:
     """`elr-mri train`: train a new run or resume one, print its summary, and score its holdout cohort if it has one."""
     out_dir = train_run_dir(args)
     config = _resumed_run_config(args) if args.resume is not None else _new_run_config(args, out_dir)
-    from elr_mri.engine.runner import finished_at, train  # torch: seconds, which a refused config need not wait
+    from elr_mri.engine.start import finished_at, train  # torch only once its refusals passed: seconds of imports
 
     finished_before = args.resume is not None and finished_at(out_dir, config.train.epochs)  # scored when it ended
     notes = _unread_setting_notes(config, args.overrides)

@@ -11,20 +11,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shlex
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 
-from elr_mri.config import ConfigError, RunConfig
 from elr_mri.data.images import NoisyImageData
 from elr_mri.data.splits import read_run_splits
 from elr_mri.engine.checkpoint import atomic_write_json, atomic_write_text
+from elr_mri.engine.start import new_run_command
 
 __all__ = ["TEST_DIAGNOSES_KEY", "read_data_shape", "record_run_data", "labels_fingerprint",
-           "evaluation_labels_fingerprint", "refuse_stretched_cosine", "require_same_data"]
+           "evaluation_labels_fingerprint", "require_same_data"]
 
 RUN_RECORDS = ("data_shape.json", "splits.csv", "split_balance.csv")  # `record_run_data`'s
 TEST_DIAGNOSES_KEY = "test_diagnoses"  # data_shape.json's [participant_id, session_id, diagnosis] of each test scan
@@ -78,24 +77,6 @@ def record_run_data(out_dir: Path, data: NoisyImageData, record_ages: bool) -> N
         atomic_write_text(split_balance_table(data).to_csv(index=False), out_dir / "split_balance.csv")
 
 
-def refuse_stretched_cosine(trained_with: RunConfig, cfg: RunConfig, out_dir: Path) -> None:
-    """A cosine schedule spans train.epochs, so the rate of every epoch trained so far depended on that length:
-    another length would raise the rate again part-way and give neither run. Step schedules and warm restarts
-    do not depend on it, so those runs extend exactly."""
-    before, after = trained_with.train.epochs, cfg.train.epochs
-    if cfg.schedule.name == "cosine" and before != after:
-        raise ConfigError(
-            f"{out_dir}: its cosine schedule spans train.epochs = {before}, and the epochs it trained followed it; "
-            f"train.epochs = {after} would restart the decay part-way and give neither a {before}- nor a "
-            f"{after}-epoch cosine run, so start a new run: {_new_run_command(out_dir, f'train.epochs={after}')}")
-
-
-def _new_run_command(out_dir: Path, setting: str = "") -> str:
-    """The command that trains a new run from `out_dir`'s settings (quoted for a shell: paths may hold spaces)."""
-    changed = f" --set {setting}" if setting else ""
-    return f"elr-mri train --config {shlex.quote(str(out_dir / 'config.yaml'))}{changed} --out NEW_RUN_DIR"
-
-
 def require_same_data(out_dir: Path, data: NoisyImageData) -> None:
     """Refuse a resume onto data other than the run's: its shape and training labels, for MRI runs the
     participants' splits, then (a model that reads it) the ages; each check names what changed."""
@@ -123,7 +104,7 @@ def _require_same_data_shape(out_dir: Path, data: NoisyImageData) -> None:
         what = ("other training examples or labels (same count, other order or content)" if key == "train_labels_sha256"
                 else f"{key} = {now[key]}, it trained on {before.get(key)}")
         raise ValueError(f"{out_dir}: the data now gives {what} (data.root or the manifest changed); restore that "
-                         f"data, or start a new run: {_new_run_command(out_dir)}")
+                         f"data, or start a new run: {new_run_command(out_dir)}")
 
 
 def _train_labels_fingerprint(data: NoisyImageData) -> str:
@@ -158,7 +139,7 @@ def _require_recorded(out_dir: Path, key: str, fingerprint: Callable[[NoisyImage
     recorded = (read_data_shape(out_dir, required=False) or {}).get(key)
     if recorded is not None and recorded != fingerprint(data):  # runs from before it was recorded have none
         raise ValueError(f"{out_dir}: the data now gives {what}; restore the manifest the run trained on, or start a "
-                         f"new run: {_new_run_command(out_dir)}")
+                         f"new run: {new_run_command(out_dir)}")
 
 
 def _evaluation_labels_fingerprint(data: NoisyImageData) -> str:
@@ -223,4 +204,4 @@ def _require_same_splits(out_dir: Path, data: NoisyImageData) -> None:
         raise ValueError(f"{out_dir}: the manifest has changed since training: {len(moved)} participant(s) are not in "
                          f"the split splits.csv gives them (e.g. {first}: {before.get(first, 'absent')} then, "
                          f"{now.get(first, 'absent')} now); restore the manifest the run trained on, or start a new "
-                         f"run: {_new_run_command(out_dir)}")
+                         f"run: {new_run_command(out_dir)}")

@@ -26,15 +26,13 @@ import yaml
 from tqdm import tqdm
 
 from elr_mri.config import (
-    SELECTION_RULE_KEY, ConfigError, RunConfig, check_augment_settings, check_noise_settings, config_from_dict,
-    config_to_dict, load_config, refuse_resume_changes, with_absolute_paths,
+    SELECTION_RULE_KEY, ConfigError, RunConfig, config_from_dict, config_to_dict, refuse_resume_changes,
 )
 from elr_mri.data import build_data
 from elr_mri.distributed import (DistContext, barrier, gather_objects, gather_rows, init_distributed, leave_distributed,
                                  mean_over_ranks, part_rank_streams, scaled_to_global_batch, share_rank0_buffers)
 from elr_mri.data.device_blur import blurs_on_device
-from elr_mri.data.image_sources import (CLOTHING1M_VAL_LIST, clothing1m_lists_dir,
-                                         require_clothing1m_validation_list)
+from elr_mri.data.image_sources import CLOTHING1M_VAL_LIST, clothing1m_lists_dir
 from elr_mri.data.images import NoisyImageData
 from elr_mri.data.noise import require_cifar10_classes
 from elr_mri.engine.checkpoint import (atomic_save, atomic_write_json, atomic_write_text, capture_rng, host_copy,
@@ -45,7 +43,8 @@ from elr_mri.engine.feeding import BatchFeeder, serves_from_device
 from elr_mri.engine.methods import Method, build_method
 from elr_mri.engine.run_dir import (check_run_dir, exclusive_run_dir, remove_leftovers,
                                     remove_scores_made_while_training, reopen_run_dir, start_run_dir)
-from elr_mri.engine.run_records import record_run_data, refuse_stretched_cosine, require_same_data
+from elr_mri.engine.run_records import record_run_data, require_same_data
+from elr_mri.engine.start import finished_at, refuse_stretched_cosine
 from elr_mri.engine.schedule import lr_at
 from elr_mri.engine.tracking import PredictionTracker, memorization_fractions
 from elr_mri.evaluation.metrics import TOP5_MIN_CLASSES, balanced_accuracy
@@ -53,7 +52,7 @@ from elr_mri.mislabels import mislabel_precision_recall, suspected_mislabels
 from elr_mri.models import lacks_the_papers_pretrained_weights
 from elr_mri.stopping import holding_ctrl_c, interrupted, stop_if_terminated, terminated
 
-__all__ = ["train", "cuda_graphs_tested", "resolve_device", "evaluate_split", "predict_split", "SplitPredictions", "SplitScore", "uses_age",
+__all__ = ["train_checked", "cuda_graphs_tested", "resolve_device", "evaluate_split", "predict_split", "SplitPredictions", "SplitScore", "uses_age",
            "selection_rule", "RunState", "CheckpointWriter"]
 
 SELECTION_RULES = {
@@ -77,22 +76,8 @@ def selection_rule(cfg: RunConfig) -> str:
     return SELECTION_RULES[cfg.train.select]
 
 
-def train(cfg: RunConfig, out_dir: Path, resume: bool = False, notes: Sequence[str] = ()) -> dict[str, Any]:
-    """Train as `cfg` says into `out_dir`; with `resume`, continue from `out_dir/checkpoints/last.pt`. `notes`: lines
-    for stderr once a new run has its folder and data (a resumed one, its checkpoint), so that a refusal before then
-    stays one line."""
-    out_dir = Path(out_dir)
-    cfg = with_absolute_paths(cfg)
-    if resume and (out_dir / "config.yaml").exists():  # before loading data: a refused resume fails at once
-        saved = load_config(out_dir / "config.yaml")
-        refuse_resume_changes(saved, cfg, out_dir)
-        if (out_dir / "checkpoints" / "last.pt").exists():
-            refuse_stretched_cosine(saved, cfg, out_dir)
-    if not resume:
-        check_noise_settings(cfg.data.noise)
-        check_augment_settings(cfg.data)
-        if cfg.data.name == "clothing1m" and cfg.data.root:
-            require_clothing1m_validation_list(Path(cfg.data.root))
+def train_checked(cfg: RunConfig, out_dir: Path, resume: bool, notes: Sequence[str]) -> dict[str, Any]:
+    """`elr_mri.engine.start.train` once its refusals passed (`cfg`'s paths absolute): the run itself."""
     state = RunState()  # its clock starts here: data loading counts in the run's wall time
     _seed_everything(cfg.seed)
     limit_cpu_threads(cfg.train.threads)
@@ -111,15 +96,6 @@ def train(cfg: RunConfig, out_dir: Path, resume: bool = False, notes: Sequence[s
             leave_distributed()
             return _already_finished(out_dir, dist)
         return _train_into(out_dir, cfg, resume, state, device, dist, notes)
-
-
-def finished_at(out_dir: Path, epochs: int) -> bool:
-    """Whether the run in `out_dir` has finished at `epochs` epochs: its summary.json says so, beside its last.pt."""
-    try:
-        summary = json.loads((out_dir / "summary.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return (out_dir / "checkpoints" / "last.pt").exists() and summary.get("epochs") == epochs
 
 
 def _already_finished(out_dir: Path, dist: DistContext) -> dict[str, Any]:

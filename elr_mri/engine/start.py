@@ -1,0 +1,65 @@
+"""`train`'s front: what a run is refused for from its settings and its folder alone, checked before the training
+loop's module, and torch with it (seconds of imports), is loaded, so that a mistaken `--set` or resume is answered
+at once, as a config error is.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+from typing import Any, Sequence
+
+from elr_mri.config import (ConfigError, RunConfig, check_augment_settings, check_noise_settings, load_config,
+                            refuse_resume_changes, with_absolute_paths)
+from elr_mri.data.image_sources import require_clothing1m_validation_list
+
+__all__ = ["train", "finished_at", "new_run_command", "refuse_stretched_cosine"]
+
+
+def train(cfg: RunConfig, out_dir: Path, resume: bool = False, notes: Sequence[str] = ()) -> dict[str, Any]:
+    """Train as `cfg` says into `out_dir`; with `resume`, continue from `out_dir/checkpoints/last.pt`. `notes`: lines
+    for stderr once a new run has its folder and data (a resumed one, its checkpoint), so that a refusal before then
+    stays one line."""
+    out_dir = Path(out_dir)
+    cfg = with_absolute_paths(cfg)
+    if resume and (out_dir / "config.yaml").exists():  # before loading data: a refused resume fails at once
+        saved = load_config(out_dir / "config.yaml")
+        refuse_resume_changes(saved, cfg, out_dir)
+        if (out_dir / "checkpoints" / "last.pt").exists():
+            refuse_stretched_cosine(saved, cfg, out_dir)
+    if not resume:
+        check_noise_settings(cfg.data.noise)
+        check_augment_settings(cfg.data)
+        if cfg.data.name == "clothing1m" and cfg.data.root:
+            require_clothing1m_validation_list(Path(cfg.data.root))
+    from elr_mri.engine.runner import train_checked  # torch
+
+    return train_checked(cfg, out_dir, resume, notes)
+
+
+def finished_at(out_dir: Path, epochs: int) -> bool:
+    """Whether the run in `out_dir` has finished at `epochs` epochs: its summary.json says so, beside its last.pt."""
+    try:
+        summary = json.loads((out_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return (out_dir / "checkpoints" / "last.pt").exists() and summary.get("epochs") == epochs
+
+
+def refuse_stretched_cosine(trained_with: RunConfig, cfg: RunConfig, out_dir: Path) -> None:
+    """A cosine schedule spans train.epochs, so the rate of every epoch trained so far depended on that length:
+    another length would raise the rate again part-way and give neither run. Step schedules and warm restarts
+    do not depend on it, so those runs extend exactly."""
+    before, after = trained_with.train.epochs, cfg.train.epochs
+    if cfg.schedule.name == "cosine" and before != after:
+        raise ConfigError(
+            f"{out_dir}: its cosine schedule spans train.epochs = {before}, and the epochs it trained followed it; "
+            f"train.epochs = {after} would restart the decay part-way and give neither a {before}- nor a "
+            f"{after}-epoch cosine run, so start a new run: {new_run_command(out_dir, f'train.epochs={after}')}")
+
+
+def new_run_command(out_dir: Path, setting: str = "") -> str:
+    """The command that trains a new run from `out_dir`'s settings (quoted for a shell: paths may hold spaces)."""
+    changed = f" --set {setting}" if setting else ""
+    return f"elr-mri train --config {shlex.quote(str(out_dir / 'config.yaml'))}{changed} --out NEW_RUN_DIR"
