@@ -632,7 +632,8 @@ def test_a_split_setting_a_splits_file_overrides_is_named_with_that_file() -> No
     nothing without a word; the seed still draws a training or test subset."""
     from elr_mri.commands.train import _unread_setting_notes
 
-    given = {"data": {"name": "mri", "mri": {"splits": "splits.csv"}}, "model": {"name": "widened_cnn3d"}}
+    given = {"data": {"name": "mri", "mri": {"manifest": "manifest.csv", "splits": "splits.csv"}},
+             "model": {"name": "widened_cnn3d"}}
     sets = ["data.mri.test_fraction=0.3", "data.val_fraction=0.2", "data.split_seed=3"]
     assert _unread_setting_notes(config_from_dict(given), sets) == [
         f"note: --set {key} changes nothing in this run: data.mri.splits is splits.csv, and only a run without "
@@ -640,7 +641,8 @@ def test_a_split_setting_a_splits_file_overrides_is_named_with_that_file() -> No
     subset = {**given, "data": {**given["data"], "train_subset": 6}}
     assert [key for key, _, _ in unread_overrides(config_from_dict(subset), sets)] == [
         "data.mri.test_fraction", "data.val_fraction"]
-    assert unread_overrides(config_from_dict({**given, "data": {"name": "mri"}}), sets) == []
+    assert unread_overrides(config_from_dict({**given, "data": {"name": "mri", "mri": {"manifest": "manifest.csv"}}}),
+                            sets) == []
 
 
 def test_train_says_once_which_set_changes_nothing(tmp_path: Path, cli_in_process: Callable) -> None:
