@@ -87,6 +87,23 @@ def test_a_scoring_recorded_before_its_scans_were_keeps_its_comparisons(tmp_path
     assert (out / "comparison.csv").is_file() and capsys.readouterr().err == ""
 
 
+def test_a_scoring_recorded_before_its_scans_were_is_told_from_its_predictions(tmp_path: Path,
+                                                                              capsys: pytest.CaptureFixture) -> None:
+    """A folder of a version before scored_sha256 (2026-12-06), its test split scored again after the training manifest
+    was relabelled in place: its predictions.csv says what it scored, so the stale comparisons go (they stayed:
+    comparison.csv's auc_micro 65.6 beside metrics.csv's 50.0 on a simulated cohort)."""
+    out = tmp_path / "eval-h"
+    _write(out, [0, 1, 2, 0], n_boot=10)
+    summary = json.loads((out / "summary.json").read_text())
+    del summary["scored_sha256"]
+    (out / "summary.json").write_text(json.dumps(summary))
+    (out / "comparison.csv").write_text("method\n")
+    capsys.readouterr()
+    _write(out, [0, 1, 2, 2], n_boot=10)
+    assert not (out / "comparison.csv").exists()
+    assert "other scans or given labels" in capsys.readouterr().err
+
+
 def test_the_summary_names_the_classes_the_balanced_accuracy_averages_over(tmp_path: Path) -> None:
     _write(tmp_path / "without_ad", [0, 1, 0, 1], n_boot=10)
     summary = json.loads((tmp_path / "without_ad" / "summary.json").read_text())

@@ -354,7 +354,7 @@ def write_evaluation(out: Path, reports: dict[str, MetricsReport], labels: np.nd
     predictions.insert(1, "predicted", [classes[i] for i in probs.argmax(axis=1)])
     predictions = pd.concat([ids.reset_index(drop=True), predictions], axis=1)
     scoring = {**about, "bootstrap_resamples": n_boot, _SCORED_KEY: _scored_fingerprint(predictions, ids.columns)}
-    _remove_comparisons_of_another_scoring(out, scoring)
+    _remove_comparisons_of_another_scoring(out, scoring, ids.columns)
     (out / "summary.json").unlink(missing_ok=True)
     rows = [row for report in reports.values() for row in report.rows()]
     atomic_write_text(pd.DataFrame(rows).to_csv(index=False), out / "metrics.csv")
@@ -389,7 +389,7 @@ _SCORING_KEYS = {"manifest_sha256": "other scans (the manifest's content changed
                  "bootstrap_resamples": "--bootstrap {then} (now {now})"}
 
 
-def _remove_comparisons_of_another_scoring(out: Path, scoring: dict[str, Any]) -> None:
+def _remove_comparisons_of_another_scoring(out: Path, scoring: dict[str, Any], ids: pd.Index) -> None:
     """Remove the comparisons an earlier scoring left in `out` when this one scores other scans (a manifest
     edited in place), another checkpoint or with other resamples: they would stand beside the new results
     as theirs; so would other runs' comparisons that put the earlier scoring in their table (`--compare-with`).
@@ -397,6 +397,8 @@ def _remove_comparisons_of_another_scoring(out: Path, scoring: dict[str, Any]) -
     One line names what was removed and why, as `train` does for the folders it removes."""
     summary = out / "summary.json"
     earlier = json.loads(summary.read_text()) if summary.is_file() else {}
+    if earlier and _SCORED_KEY not in earlier:
+        earlier = {**earlier, **_fingerprint_of_earlier_predictions(out, ids)}
     changed = [key for key in _SCORING_KEYS if earlier.get(key) != scoring.get(key)
                and (key != _SCORED_KEY or key in earlier)]  # a scoring from before it was recorded: cannot tell
     if earlier and not changed:
@@ -414,6 +416,17 @@ def _remove_comparisons_of_another_scoring(out: Path, scoring: dict[str, Any]) -
     if removed:
         print(f"{out}: removed {', '.join(removed)} ({_why_stale(earlier, scoring, changed)}; --baselines and "
               "--compare-with make them again)", file=sys.stderr)
+
+
+def _fingerprint_of_earlier_predictions(out: Path, ids: pd.Index) -> dict[str, str]:
+    """`_SCORED_KEY` of the scoring in `out` from its predictions.csv, for a summary.json written before the key was
+    (2026-12-06): a test split scored again after its training manifest was relabelled in place kept that scoring's
+    comparison.csv and baselines/ beside the new metrics. Nothing where the file does not read as one of these."""
+    try:
+        earlier = pd.read_csv(out / "predictions.csv", dtype=str, keep_default_na=False)
+        return {_SCORED_KEY: _scored_fingerprint(earlier, ids)}
+    except (OSError, ValueError, KeyError, pd.errors.ParserError):
+        return {}
 
 
 def _why_stale(earlier: dict[str, Any], scoring: dict[str, Any], changed: list[str]) -> str:
