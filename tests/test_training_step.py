@@ -444,7 +444,7 @@ def test_elr_plus_mixes_an_mri_models_age_with_the_images_weight_and_pairing() -
     """The age is part of an MRI model's input: a mixed volume of two subjects is read with their mixed age, by the
     same weight and pairing as the volumes and the labels (the unmixed age would name the first subject alone)."""
     cfg = load_config(Path(__file__).parents[1] / "configs" / "adni" / "cpu_small.yaml",
-                      ["loss.name=elr_plus", "elr_plus.alternation=epoch", "data.mri.manifest=null"])
+                      ["loss.name=elr_plus", "elr_plus.alternation=epoch"])
     pair = build_method(cfg, (1, 72, 72, 72), 3, 8, ExecutionPlan.from_config(cfg.train, torch.device("cpu")))
     assert isinstance(pair, ELRPlusPair)
     seen: list[torch.Tensor] = []
