@@ -257,6 +257,27 @@ def test_elr_leaves_its_table_alone_when_a_label_is_out_of_range() -> None:
     assert (elr.targets == 0).all() and elr.steps_taken == 0
 
 
+def test_elr_plus_takes_the_official_codes_list_of_indices_and_refuses_its_ellipsis_for_perm_in_one_line() -> None:
+    """The official trainer hands `update_hist` the batch's indices as a Python list and, without mixup, `...` for the
+    pairing. The forward pass (and ELRLoss) took a list or a NumPy array where the target update failed on
+    `index.numel()` (AttributeError: 'list' object has no attribute 'numel'), and `...` for perm failed on `.shape`."""
+    logits, perm = torch.randn(4, 3, generator=torch.Generator().manual_seed(0)), torch.tensor([1, 0, 3, 2])
+    one_hot = F.one_hot(torch.tensor([0, 1, 2, 0]), 3).float()
+    reference = ELRPlusLoss(10, 3)
+    reference.update_targets(torch.tensor([2, 5, 7, 9]), logits)
+    expected = reference(logits, one_hot, torch.tensor([2, 5, 7, 9]), perm, 0.7, step=1)
+    for index in ([2, 5, 7, 9], np.array([2, 5, 7, 9])):
+        plus = ELRPlusLoss(10, 3)
+        plus.update_targets(index, logits)
+        torch.testing.assert_close(plus.targets, reference.targets, rtol=0, atol=0)
+        torch.testing.assert_close(plus(logits, one_hot, index, perm, 0.7, step=1), expected, rtol=0, atol=0)
+        with pytest.raises(ValueError, match=r"ELRPlusLoss.update_targets: .*shape \(4, 3\), got \(3, 3\)"):
+            plus.update_targets(index, logits[:3])
+    with pytest.raises(ValueError, match=r"perm must pair each of the 4 examples.*torch.arange of it and mix_lam 1\), "
+                                         r"got shape \(\)"):
+        plus(logits, one_hot, index, ..., 1.0, step=1)
+
+
 @pytest.mark.parametrize("make", [lambda: ELRPlusLoss(0, 3), lambda: ELRPlusLoss(10, 1),
                                   lambda: ELRPlusLoss(10, 3, lam=-1.0), lambda: ELRPlusLoss(10, 3, coef_step=-5),
                                   lambda: ELRLoss(10, 3, lam=-1.0)])

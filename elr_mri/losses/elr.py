@@ -19,7 +19,7 @@ from elr_mri.distributed import gather_rows
 
 __all__ = ["ELRLoss", "elr_regularizer", "elr_terms", "blend_rows", "update_targets", "at_least_fp32", "one_hot_rows",
            "sigmoid_rampup", "check_elr_settings", "check_batch_shapes", "check_class_count", "check_index_shape",
-           "check_table_batch", "PROB_CLAMP"]
+           "check_table_batch", "index_rows", "PROB_CLAMP"]
 
 PROB_CLAMP = 1e-4  # the official code clamps softmax to [1e-4, 1 − 1e-4] so log(1 − ⟨t, p⟩) stays finite
 
@@ -64,12 +64,17 @@ def check_batch_shapes(owner: str, logits: torch.Tensor, labels: torch.Tensor, i
         raise ValueError(f"{owner}: logits must have shape (batch > 0, classes), got {tuple(logits.shape)}")
     rows = logits.shape[0]
     label_rows = labels.shape[0] if labels.dim() else 1
-    index_rows = None if index is None else (index.numel() if torch.is_tensor(index) else int(np.size(index)))
-    if label_rows != rows or index_rows not in (None, rows):
-        given = f"{label_rows} labels" + ("" if index_rows is None else f" and {index_rows} indices")
+    indices = None if index is None else index_rows(index)
+    if label_rows != rows or indices not in (None, rows):
+        given = f"{label_rows} labels" + ("" if indices is None else f" and {indices} indices")
         raise ValueError(f"{owner}: {rows} rows of logits but {given}; pass one per example of the batch")
     if index is not None:
         check_index_shape(owner, index, rows)
+
+
+def index_rows(index: Any) -> int:
+    """How many indices `index` holds: a tensor, a NumPy array or a list (the official code passes a list)."""
+    return index.numel() if torch.is_tensor(index) else int(np.size(index))
 
 
 def check_index_shape(owner: str, index: Any, rows: int) -> None:

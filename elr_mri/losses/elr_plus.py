@@ -8,12 +8,13 @@ targets are mixed with the same coefficient. The training loop that owns the two
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from elr_mri.losses.elr import (PROB_CLAMP, at_least_fp32, check_batch_shapes, check_elr_settings, check_index_shape,
-                                check_table_batch, elr_regularizer, sigmoid_rampup, update_targets)
+                                check_table_batch, elr_regularizer, index_rows, sigmoid_rampup, update_targets)
 
 __all__ = ["ELRPlusLoss"]
 
@@ -58,7 +59,7 @@ class ELRPlusLoss(nn.Module):
     def update_targets(self, index: torch.Tensor, other_ema_logits: torch.Tensor,
                        global_batch_size: int | None = None) -> None:
         """Fold the other network's EMA prediction in (`elr.update_targets`: all ranks' rows under torchrun)."""
-        rows = index.numel()
+        rows = index_rows(index)
         if other_ema_logits.dim() != 2 or tuple(other_ema_logits.shape) != (rows, self.num_classes):
             # one row of logits for several indices would broadcast into every one of their targets
             raise ValueError(f"ELRPlusLoss.update_targets: other_ema_logits must have one row of "
@@ -103,9 +104,11 @@ def _check_mixed_batch(logits: torch.Tensor, mixed_labels: torch.Tensor, perm: t
         raise ValueError(f"ELRPlusLoss: logits and mixed_labels must both have shape {shape} (examples × classes; "
                          f"mixed_labels = mix_lam·one_hot + (1 − mix_lam)·one_hot[perm], not class indices), got "
                          f"{tuple(logits.shape)} and {tuple(mixed_labels.shape)}")
-    if tuple(perm.shape) != (shape[0],):
+    perm_shape = tuple(perm.shape) if torch.is_tensor(perm) else np.shape(perm)  # the official code's `...`: ()
+    if perm_shape != (shape[0],):
         raise ValueError(f"ELRPlusLoss: perm must pair each of the {shape[0]} examples with one other (a "
-                         f"permutation of the batch, shape ({shape[0]},)), got shape {tuple(perm.shape)}")
+                         f"permutation of the batch, shape ({shape[0]},); without mixup torch.arange of it and "
+                         f"mix_lam 1), got shape {perm_shape}")
 
 
 def _reweighted(labels: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
