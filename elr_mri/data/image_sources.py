@@ -270,15 +270,15 @@ class ImageReadError(ValueError):
     """An image file that exists but cannot be decoded (truncated, empty, not an image)."""
 
 
-def read_rgb(path: str | Path) -> Image.Image:
-    """The image at `path` converted to RGB; an undecodable file raises `ImageReadError` naming it."""
+def read_rgb(path: str | Path, how_to_fix: str = "remove or replace the file") -> Image.Image:
+    """The image at `path` converted to RGB; an undecodable file raises `ImageReadError` naming it and `how_to_fix`."""
     try:
         with Image.open(path) as image:
             return image.convert("RGB")
     except (OSError, ValueError, Image.DecompressionBombError) as err:
         reason = (str(err).strip().splitlines() or [""])[0]
-        raise ImageReadError(f"{path}: cannot be read as an image ({type(err).__name__}: {reason}); "
-                             "remove or replace the file") from err
+        raise ImageReadError(f"{path}: cannot be read as an image ({type(err).__name__}: {reason}); {how_to_fix}") \
+            from err
 
 
 def _decode_all(paths: list[Path]) -> np.ndarray:

@@ -121,9 +121,10 @@ class Normalize:
         return (image - self.mean) / self.std
 
 
-def load_resized(path: str | Path, short_side: int) -> torch.Tensor:
-    """Decode an image as RGB uint8 (3, H, W) with its shorter side resized to `short_side` (bilinear)."""
-    image = read_rgb(path)
+def load_resized(path: str | Path, short_side: int, how_to_fix: str = "remove or replace the file") -> torch.Tensor:
+    """Decode an image as RGB uint8 (3, H, W) with its shorter side resized to `short_side` (bilinear); `how_to_fix`
+    ends the error of a file that cannot be decoded."""
+    image = read_rgb(path, how_to_fix)
     width, height = image.size
     if width <= height:  # the longer side is truncated, as torchvision's Resize(int) does
         size = (short_side, int(short_side * height / width))

@@ -112,8 +112,15 @@ class InMemoryImages(_LabelledImages):
         return self.images[index]
 
 
+# A listed image found unreadable mid-run: removing the file, then its line (as a folder's image may be) made other
+# data, which a resume of the run refuses; the run lost its epochs. Extracting the file again keeps it resumable.
+LISTED_IMAGE_FIX = ("extract this file again from the data set's release, then resume: a resume refuses lists that "
+                    "changed since the run began (a new run can go without the image: remove its line from the list)")
+
+
 class ImageFiles(_LabelledImages):
-    """Images decoded from disk on every access (Clothing1M's million files do not fit in memory)."""
+    """Images decoded from disk on every access (Clothing1M's million files do not fit in memory), named by the
+    release's lists."""
 
     def __init__(self, paths: np.ndarray, labels: np.ndarray, transform: Compose, short_side: int) -> None:
         super().__init__(labels, transform)
@@ -121,7 +128,7 @@ class ImageFiles(_LabelledImages):
         self.short_side = short_side
 
     def _load(self, index: int) -> torch.Tensor:
-        return load_resized(self.paths[index], self.short_side)
+        return load_resized(self.paths[index], self.short_side, LISTED_IMAGE_FIX)
 
 
 def build_image_data(cfg: DataConfig) -> NoisyImageData:
