@@ -64,9 +64,15 @@ def webvision_synsets(path: Path) -> list[str]:
 def ilsvrc12_lines(val_dir: Path, synsets: list[str]) -> list[str]:
     """`absolute-path class` lines for every image in val_dir/<synset>/, classes numbered by `synsets`."""
     missing = [s for s in synsets if not (val_dir / s).is_dir()]
+    flat = next(val_dir.glob("ILSVRC2012_val_*"), None)  # the folder ILSVRC2012_img_val.tar extracts to
+    if missing and flat is not None:  # "sort them one folder per synset" sent its user to a job --devkit does
+        raise FileNotFoundError(f"{val_dir}: the validation images lie flat, as ILSVRC2012_img_val.tar extracts "
+                                f"(e.g. {flat.name}), with no folder per synset; add --devkit DIR, the folder "
+                                "ILSVRC2012_devkit_t12.tar.gz extracts to, whose labels name their classes")
     if missing:
         raise FileNotFoundError(f"{val_dir}: no folder for {len(missing)} of the {len(synsets)} classes, e.g. "
-                                f"{missing[0]}; pass ImageNet's validation images sorted one folder per synset")
+                                f"{missing[0]}; pass ImageNet's validation images sorted one folder per synset, or "
+                                "the flat folder ILSVRC2012_img_val.tar extracts to with --devkit")
     lines = []
     for label, synset in enumerate(synsets):
         images = sorted(p for p in (val_dir / synset).iterdir()  # not hidden: a Mac's ._ILSVRC2012_val_*.JPEG is

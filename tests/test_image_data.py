@@ -675,8 +675,18 @@ def test_ilsvrc12_list_is_written_from_an_imagenet_folder_sorted_by_synset(tmp_p
     import shutil
 
     shutil.rmtree(val / "n00000007")
-    with pytest.raises(FileNotFoundError, match=r"no folder for 1 of the 50 classes, e.g. n00000007"):
+    with pytest.raises(FileNotFoundError, match=r"no folder for 1 of the 50 classes, e.g. n00000007; pass ImageNet's "
+                                                r"validation images sorted one folder per synset, or the flat folder "
+                                                r"ILSVRC2012_img_val.tar extracts to with --devkit$"):
         lister.main(["--imagenet-val", str(val), "--webvision", str(tmp_path / "webvision")])
+    # the release's flat folder without --devkit: it was told to sort the images itself, not that --devkit reads them
+    flat = tmp_path / "ILSVRC2012_img_val"
+    flat.mkdir()
+    Image.new("RGB", (300, 280)).save(flat / "ILSVRC2012_val_00000001.JPEG")
+    with pytest.raises(FileNotFoundError, match=rf"^{flat}: the validation images lie flat, as ILSVRC2012_img_val.tar "
+                                                r"extracts \(e.g. ILSVRC2012_val_00000001.JPEG\), with no folder per "
+                                                r"synset; add --devkit DIR, the folder ILSVRC2012_devkit_t12.tar.gz"):
+        lister.main(["--imagenet-val", str(flat), "--webvision", str(tmp_path / "webvision")])
 
 
 def test_ilsvrc12_list_reads_synsets_txt_saved_with_a_byte_order_mark(tmp_path, import_script):
