@@ -314,8 +314,9 @@ def _missing_lists(name: str, root: Path) -> list[tuple[str, str]]:
                for file in WEBVISION_LISTS if not (root / file).is_file()]
     if not (root / IMAGENET_VAL_LIST).is_file():
         missing.append((str(root / IMAGENET_VAL_LIST), "without it the ILSVRC12 lines stay empty; "
-                        f".venv/bin/python scripts/webvision_ilsvrc12_list.py --imagenet-val DIR --webvision {root} "
-                        "writes it from ImageNet's validation images sorted one folder per synset"))
+                        ".venv/bin/python scripts/webvision_ilsvrc12_list.py --imagenet-val DIR --webvision "
+                        f"{shlex.quote(str(root))} writes it from ImageNet's validation images sorted one folder per "
+                        "synset"))
     return missing
 
 

@@ -225,6 +225,13 @@ def test_dry_run_names_the_label_lists_a_found_release_lacks(reproduce, tmp_path
     (webvision / "imagenet/imagenet_val.txt").write_text("")
     assert reproduce.main(["--table", "4", *table]) == 0
     assert f"| {webvision} | found |" in capsys.readouterr().out
+    spaced = tmp_path / "my data"  # the printed command split the folder in two words: --webvision /…/my data/webvision
+    webvision.rename(tmp_path / "webvision-moved")
+    (spaced / "webvision/info").mkdir(parents=True)
+    for name in ("train_filelist_google.txt", "val_filelist.txt"):
+        (spaced / "webvision/info" / name).write_text("")
+    assert reproduce.main(["--table", "4", "--dry-run", "--data-root", str(spaced), "--out", str(tmp_path / "runs")]) == 0
+    assert f"--imagenet-val DIR --webvision '{spaced / 'webvision'}' writes" in capsys.readouterr().out
 
 
 def test_a_run_made_with_data_root_is_planned_again_not_refused(reproduce, tmp_path: Path, capsys) -> None:
