@@ -608,6 +608,16 @@ def test_mini_webvision_reads_the_first_50_classes_and_ilsvrc12(tmp_path):
         build_image_data(DataConfig(name="webvision", root=str(tmp_path), noise=NoiseConfig(mode="symmetric", rate=0.2)))
 
 
+def test_webvision_root_set_to_its_info_folder_is_sent_one_level_up(tmp_path):
+    """As Clothing1M's images/: it was told that info/train_filelist_google.txt is missing and to extract the release
+    into …/info."""
+    write_mini_webvision(tmp_path / "webvision")
+    with pytest.raises(FileNotFoundError, match=rf"^webvision: data.root {tmp_path}/webvision/info is the info/ folder "
+                                                rf"itself, .*; set data.root to {tmp_path}/webvision, the folder that "
+                                                r"holds info/, google/ and val_images_256/$"):
+        build_image_data(DataConfig(name="webvision", root=str(tmp_path / "webvision/info")))
+
+
 def test_webvision_config_trains_and_scores_both_test_sets_top1_and_top5(tmp_path):
     """The shipped config, its network swapped for a small one: ELR+ on the files, the WebVision and
     ILSVRC12 figures of the paper's table per epoch and in summary.json."""

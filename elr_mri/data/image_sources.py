@@ -429,6 +429,10 @@ def _mini_webvision(root: Path) -> ImageSource:
     """WebVision 1.0's Google images of the first 50 classes (training, noisy) and its validation images
     of those classes (`val_images_256/`, the paper's WebVision test figure); with `imagenet/imagenet_val.txt`
     and `imagenet/val/`, ILSVRC12's validation images of the same classes as the test set "ilsvrc12"."""
+    if root.name == "info" and (root / Path(WEBVISION_LISTS[0]).name).is_file():  # "extract them into …/info" misled
+        raise FileNotFoundError(f"webvision: data.root {root} is the info/ folder itself, and the lists' paths are "
+                                f"read relative to data.root; set data.root to {root.parent}, the folder that holds "
+                                "info/, google/ and val_images_256/")
     _require_files("webvision", root, list(WEBVISION_LISTS),
                    "download WebVision 1.0's resized images and info/ folder (data.vision.ee.ethz.ch/cvl/webvision) "
                    f"and extract them into {root}")
