@@ -560,6 +560,31 @@ def test_a_listed_image_unreadable_mid_run_is_to_be_extracted_again_not_removed(
         data.train[3]
 
 
+def test_clothing1m_as_released_with_windows_line_ends_under_a_folder_with_a_space(tmp_path):
+    """The release's own names and line forms (keys images/<d>/<dd>/<id>,<id>.jpg; the noisy labels cover more images
+    than the noisy training list, the clean labels the three clean lists; category names and clean_train_key_list.txt
+    beside them, unread), saved with CRLF line ends, in a folder whose path holds a space."""
+    root = tmp_path / "my data" / "clothing1m"
+    keys = [f"images/{k % 10}/{k:02d}/{3761328100 + k},{905362200 + k}.jpg" for k in range(16)]
+    for k, key in enumerate(keys):
+        (root / key).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (240 + k, 260), (k * 15, 0, 0)).save(root / key)
+    lists = {"noisy_label_kv": [f"{key} {k % 14}" for k, key in enumerate(keys[:12])],
+             "noisy_train_key_list": keys[:10],
+             "clean_label_kv": [f"{key} {(k + 5) % 14}" for k, key in enumerate(keys[8:])],
+             "clean_train_key_list": keys[8:10], "clean_val_key_list": keys[10:13], "clean_test_key_list": keys[13:],
+             "category_names_eng": ["T-Shirt", "Shirt", "Knitwear", "Chiffon", "Sweater", "Hoodie", "Windbreaker",
+                                    "Jacket", "Downcoat", "Suit", "Shawl", "Dress", "Vest", "Underwear"]}
+    for name, lines in lists.items():
+        (root / f"{name}.txt").write_bytes("".join(f"{line}\r\n" for line in lines).encode())
+    data = build_image_data(DataConfig(name="clothing1m", root=str(root)))
+    assert data.train.paths == [str(root / key) for key in keys[:10]] and data.train_labels.tolist() == list(range(10))
+    assert data.train_ids.tolist() == list(range(10))
+    assert [(data.val.paths[i], data.val[i]["label"]) for i in range(3)] == [
+        (str(root / keys[k]), (k - 8 + 5) % 14) for k in (10, 11, 12)]
+    assert [data.test[i]["label"] for i in range(3)] == [(k - 8 + 5) % 14 for k in (13, 14, 15)]
+
+
 def test_an_empty_clothing1m_label_list_is_named(tmp_path):
     write_clothing1m(tmp_path)
     (tmp_path / "noisy_label_kv.txt").write_text("")
@@ -606,6 +631,33 @@ def test_mini_webvision_reads_the_first_50_classes_and_ilsvrc12(tmp_path):
         [str(Path(p).relative_to(tmp_path)) for p in data.train.paths]
     with pytest.raises(ValueError, match="already noisy"):
         build_image_data(DataConfig(name="webvision", root=str(tmp_path), noise=NoiseConfig(mode="symmetric", rate=0.2)))
+
+
+def test_mini_webvision_as_released_with_windows_line_ends_under_a_folder_with_a_space(tmp_path):
+    """The release's names (google/q0001/00000001.jpg, val_images_256/val000001.jpg), lists not sorted by class with
+    classes past the first 50 among them, saved with CRLF line ends, in a folder whose path holds a space; ILSVRC12's
+    list as the official code's (names under imagenet/val/)."""
+    root = tmp_path / "web vision"
+    train = [(f"google/q{q:04d}/{k:08d}.jpg", label) for q, label in ((1, 0), (2, 917), (3, 49), (4, 50), (5, 1))
+             for k in (1, 2)]
+    val = [(f"val{k:06d}.jpg", label) for k, label in enumerate((3, 800, 0, 49, 50), start=1)]
+    ilsvrc12 = [(f"ILSVRC2012_val_{k:08d}.JPEG", label) for k, label in enumerate((65, 2, 970, 49), start=1)]
+    for folder, listed, list_file in (("", train, "info/train_filelist_google.txt"),
+                                      ("val_images_256", val, "info/val_filelist.txt"),
+                                      ("imagenet/val", ilsvrc12, "imagenet/imagenet_val.txt")):
+        for name, label in listed:
+            (root / folder / name).parent.mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (300, 256), (label % 256, 0, 0)).save(root / folder / name)
+        (root / list_file).parent.mkdir(parents=True, exist_ok=True)
+        (root / list_file).write_bytes("".join(f"{name} {label}\r\n" for name, label in listed).encode())
+    data = build_image_data(DataConfig(name="webvision", root=str(root), val_fraction=0.0))
+    assert list(zip(data.train.paths, data.train_labels.tolist(), data.train_ids.tolist())) == [
+        (str(root / name), label, line) for line, (name, label) in enumerate(train) if label < 50]
+    assert [(data.test.paths[i], data.test[i]["label"]) for i in range(len(data.test))] == [
+        (str(root / "val_images_256" / name), label) for name, label in val if label < 50]
+    ilsvrc12_test = data.extra_tests["ilsvrc12"]
+    assert [(ilsvrc12_test.paths[i], ilsvrc12_test[i]["label"]) for i in range(len(ilsvrc12_test))] == [
+        (str(root / "imagenet/val" / ilsvrc12[k][0]), ilsvrc12[k][1]) for k in (1, 3)]
 
 
 def test_webvision_root_set_to_its_info_folder_is_sent_one_level_up(tmp_path):
