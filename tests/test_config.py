@@ -625,6 +625,11 @@ def test_a_setting_another_one_switches_off_is_named_with_the_choices_that_read_
     assert unread({"data": {"name": "clothing1m", "root": "data"}}, "data.num_workers=4") == []  # read from files
     assert unread({"data": {"name": "digits"}, "train": {"loader": "dataloader"}}, "data.num_workers=4") == []
     assert unread({"data": {"name": "mri", "mri": cohort}, **mri}, "data.num_workers=4") == []
+    # Clothing1M validates on its clean list: `--set data.val_fraction=0.2` held nothing out, without a word
+    assert unread({"data": {"name": "clothing1m", "root": "data"}}, "data.val_fraction=0.2") == [
+        ("data.val_fraction", "data.name", ["digits", "cifar10", "cifar100", "imagefolder", "webvision", "mri"])]
+    assert unread({"data": {"name": "webvision", "root": "data"}}, "data.val_fraction=0.2") == []
+    assert unread({"data": {"name": "mri", "mri": cohort}, **mri}, "data.val_fraction=0.2") == []
 
 
 def test_a_split_setting_a_splits_file_overrides_is_named_with_that_file() -> None:

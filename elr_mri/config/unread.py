@@ -72,6 +72,8 @@ _KEY_CHOSEN_BY: dict[str, tuple[str, dict[str, frozenset[str]]]] = {
                                        ("memory", "none")),
     # per-channel image statistics: digits are used as sklearn gives them, volumes scaled per scan
     "data.normalization": _read_unless("data.normalization", "data.name", DataConfig, "name", ("digits", "mri")),
+    # Clothing1M validates on the release's clean list and holds nothing out (a new run without the list is refused)
+    "data.val_fraction": _read_unless("data.val_fraction", "data.name", DataConfig, "name", ("clothing1m",)),
 }
 # What an MRI run draws its participant split with unless data.mri.splits gives it (`build_mri_data`); the seed also
 # draws data.train_subset and data.test_subset.
