@@ -52,9 +52,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def webvision_synsets(path: Path) -> list[str]:
     """The synset ids of mini WebVision's classes, in order: the first word of synsets.txt's first 50 lines."""
+    given = path.parent.parent  # --webvision
+    if not path.is_file() and given.name == "info" and (given / path.name).is_file():  # "extract that into …/info"
+        raise FileNotFoundError(f"--webvision {given} is WebVision's info/ folder itself; pass the folder that holds "
+                                f"it, {given.parent}, where the list goes to {IMAGENET_VAL_LIST}")
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: it comes with WebVision 1.0's info/ folder; extract that into "
-                                f"{path.parent.parent}")
+                                f"{given}")
     ids = [line.split()[0] for line in read_text_list(path) if line.strip()][:MINI_WEBVISION_CLASSES]  # BOM dropped
     if len(ids) < MINI_WEBVISION_CLASSES:
         raise ValueError(f"{path}: {len(ids)} synsets, mini WebVision needs the first {MINI_WEBVISION_CLASSES}")

@@ -760,6 +760,17 @@ def test_ilsvrc12_list_reads_synsets_txt_saved_with_a_byte_order_mark(tmp_path, 
     assert import_script("webvision_ilsvrc12_list").webvision_synsets(synsets) == plain
 
 
+def test_ilsvrc12_list_given_webvisions_info_folder_is_sent_one_level_up(tmp_path, import_script):
+    """It was told that …/info/info/synsets.txt is missing and to extract WebVision's info/ folder into …/info."""
+    write_mini_webvision(tmp_path / "webvision")
+    info = tmp_path / "webvision/info"
+    with pytest.raises(FileNotFoundError, match=rf"^--webvision {info} is WebVision's info/ folder itself; pass the "
+                                                rf"folder that holds it, {tmp_path}/webvision, where the list goes to "
+                                                r"imagenet/imagenet_val.txt$"):
+        import_script("webvision_ilsvrc12_list").main(["--imagenet-val", str(tmp_path), "--webvision", str(info)])
+    assert not (info / "imagenet").exists()
+
+
 def test_ilsvrc12_list_from_the_flat_release_matches_the_devkits_class_numbers_to_webvisions_by_synset(
         tmp_path, import_script):
     """The devkit numbers classes by ILSVRC2012_ID (1 is kit fox, tench is 449): its labels, taken as WebVision's,
