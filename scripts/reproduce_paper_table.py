@@ -30,6 +30,7 @@ import shlex
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,15 +106,16 @@ _DATA_MARKERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python
 # The shared copies of CIFAR-10 and its CIFAR-N labels beside the project, named absolute in the commands a dry run
 # prints: those run from the current directory, where ../shared was the wrong folder anywhere but the project's root.
 SHARED_CIFAR = ROOT.parent / "shared" / "data" / "cifar"
-# how to get each data set into data.root (ROOT, PARENT: that folder and the one above it); the
-# tables' image-folder rows are all CIFAR-10 as JPEGs
-_HOW_TO_GET = {"cifar10": cifar_download_command("cifar10", "{root}"),
-               "cifar100": cifar_download_command("cifar100", "{root}"),
-               "imagefolder": "mkdir -p {parent} && tar -xJf "
-                              f"{shlex.quote(str(SHARED_CIFAR / 'cifar10-jpeg.tar.xz'))} -C {{parent}}",
-               "clothing1m": "put the official Clothing1M release in {root} (images/ there; the label lists beside it, in "
-                              "annotations/ or in images/)",
-               "webvision": "put WebVision 1.0's resized images and info/ lists in {root}"}
+# how to get each data set into data.root (given that folder; the tables' image-folder rows are all CIFAR-10 as JPEGs)
+_HOW_TO_GET: dict[str, Callable[[Path], str]] = {
+    "cifar10": lambda root: cifar_download_command("cifar10", root),
+    "cifar100": lambda root: cifar_download_command("cifar100", root),
+    "imagefolder": lambda root: shlex.join(["mkdir", "-p", str(root.parent)]) + " && "
+                                + shlex.join(["tar", "-xJf", str(SHARED_CIFAR / "cifar10-jpeg.tar.xz"), "-C",
+                                              str(root.parent)]),
+    "clothing1m": lambda root: f"put the official Clothing1M release in {root} (images/ there; the label lists beside "
+                              "it, in annotations/ or in images/)",
+    "webvision": lambda root: f"put WebVision 1.0's resized images and info/ lists in {root}"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -283,8 +285,8 @@ def _missing_inputs(cfg: RunConfig) -> list[tuple[str, str]]:
     missing = []
     marker = root / _DATA_MARKERS.get(cfg.data.name, "")
     if not marker.exists():
-        how = _HOW_TO_GET.get(cfg.data.name, "see the Data section of --help")
-        missing.append((str(marker), how.format(root=root, parent=root.parent)))
+        how = _HOW_TO_GET.get(cfg.data.name, lambda _: "see the Data section of --help")
+        missing.append((str(marker), how(root)))
     else:
         missing += _missing_lists(cfg.data.name, root)
     labels = cfg.data.noise.human_labels if cfg.data.noise.mode == "human" else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -249,14 +250,17 @@ def test_a_run_made_with_data_root_is_planned_again_not_refused(reproduce, tmp_p
 
 
 def test_dry_run_says_how_to_get_missing_images(reproduce, tmp_path: Path, capsys) -> None:
+    """The commands are pasted into a shell: a data root with a space in it was split there."""
+    root = tmp_path / "my data"
     assert reproduce.main(["--table", "1", "--rows", "cifar10-sym20", "cifar100-sym20", "--dry-run",
-                           "--data-root", str(tmp_path), "--out", str(tmp_path / "runs")]) == 0
+                           "--data-root", str(root), "--out", str(tmp_path / "runs")]) == 0
     out = capsys.readouterr().out
     archive = reproduce.ROOT.parent / "shared" / "data" / "cifar" / "cifar10-jpeg.tar.xz"  # ../shared: from the root
-    tar = f"mkdir -p {tmp_path} && tar -xJf {archive} -C {tmp_path}"
-    assert f"missing {tmp_path / 'cifar10' / 'train'}: {tar}" in out
-    assert (f'missing {tmp_path / "cifar-100-python"}: mkdir -p {tmp_path} && curl -L '
-            f'https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz | tar -xz -C {tmp_path}') in out
+    quoted = shlex.quote(str(root))
+    tar = f"mkdir -p {quoted} && tar -xJf {shlex.quote(str(archive))} -C {quoted}"
+    assert f"missing {root / 'cifar10' / 'train'}: {tar}" in out
+    assert (f'missing {root / "cifar-100-python"}: mkdir -p {quoted} && curl -L '
+            f'https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz | tar -xz -C {quoted}') in out
 
 
 def test_a_dry_run_refuses_what_training_would(reproduce, tmp_path: Path, capsys) -> None:

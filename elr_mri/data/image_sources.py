@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shlex
 import sys
 import multiprocessing
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
@@ -141,9 +142,11 @@ _CIFAR = {
 
 def cifar_download_command(name: str, root: str | Path) -> str:
     """The shell command that puts CIFAR-10's or CIFAR-100's python version (`name`: cifar10, cifar100) in `root`:
-    torchvision is not among the project's packages, and its download fetches the same archive."""
-    return (f"mkdir -p {root} && curl -L https://www.cs.toronto.edu/~kriz/{_CIFAR[name].archive} "
-            f"| tar -xz -C {root}")
+    torchvision is not among the project's packages, and its download fetches the same archive. `root` is quoted
+    for the shell: a path with a space was split when the command was pasted."""
+    folder = shlex.quote(str(root))
+    return (f"mkdir -p {folder} && curl -L https://www.cs.toronto.edu/~kriz/{_CIFAR[name].archive} "
+            f"| tar -xz -C {folder}")
 
 
 def _cifar_python(root: Path, name: str) -> ImageSource:
