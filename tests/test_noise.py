@@ -244,3 +244,36 @@ def test_symmetric_count_is_rounded_not_truncated() -> None:
     sets the count must be round(rate·N), as the docstring and `test_symmetric_exclusive_changes_exactly_rate` say."""
     _, changed = inject_noise(np.zeros(7, dtype=np.int64), "symmetric_exclusive", 0.5, 10, seed=0)
     assert changed.sum() == 4
+
+
+def test_symmetric_exclusive_lands_on_every_other_class_equally(cifar10_like):
+    """The count alone would pass an offset that never reaches one class; 40% over nine others is 4.4% each."""
+    noisy, _ = inject_noise(cifar10_like, "symmetric_exclusive", 0.4, 10, seed=0)
+    flips = transition_matrix(noisy, cifar10_like, 10)
+    np.testing.assert_allclose(flips[~np.eye(10, dtype=bool)], 0.4 / 9, atol=0.012)  # > 4 standard errors
+    np.testing.assert_allclose(np.diag(flips), 0.6, atol=0.03)
+
+
+def test_transition_redraws_each_label_from_its_own_row_not_column():
+    """A cyclic matrix (each row sums to 1, and each column: transposed, it is still a valid matrix) sends every 0
+    to 1, 1 to 2 and 2 to 0; read by column it would send them the other way round."""
+    cycle = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+    noisy, _ = inject_noise(np.array([0, 1, 2, 2]), "transition", 0.0, 3, seed=0, transition=cycle)
+    assert noisy.tolist() == [1, 2, 0, 0]
+
+
+def test_empirical_transition_matrix_rows_are_the_clean_class():
+    """Row i is P(noisy | clean = i): class 1 kept, class 0 a quarter to 1. Transposed it would read a third of the
+    1s as coming from 0, on data where no 1 ever changed."""
+    clean = np.array([0, 0, 0, 0, 1, 1])
+    noisy = np.array([0, 0, 0, 1, 1, 1])
+    np.testing.assert_allclose(transition_matrix(noisy, clean, 2), [[0.75, 0.25], [0.0, 1.0]])
+
+
+def test_class_conditional_flip_counts_are_rounded_not_truncated() -> None:
+    """round(rate·n_c) of each source class: 0.5 · 7 = 3.5 rounds to 4 (truncation: 3); 0.3 · 5 = 1.5 to 2 (1)."""
+    _, changed = inject_noise(np.zeros(7, dtype=np.int64), "pair", 0.5, 10, seed=0)
+    assert changed.sum() == 4
+    cats = np.full(5, 3, dtype=np.int64)
+    noisy, _ = inject_noise(cats, "asymmetric_cifar10", 0.3, 10, seed=0)
+    assert (noisy == 5).sum() == 2
