@@ -8,6 +8,7 @@ import pytest
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, roc_auc_score
 
 from elr_mri.evaluation.metrics import (
+    Interval,
     bootstrap_metrics,
     confusion_counts,
     evaluate_predictions,
@@ -265,3 +266,10 @@ def test_intervals_are_percentiles_of_the_metric_over_the_participant_resamples(
     np.testing.assert_allclose(report.confusion_rate["low"], np.percentile(rates, tail, axis=0), atol=1e-12)
     np.testing.assert_allclose(report.confusion_rate["high"], np.percentile(rates, 100 - tail, axis=0), atol=1e-12)
     assert (report.confusion_rate["high"] - report.confusion_rate["low"] > 0.05).any()
+
+
+def test_an_interval_is_rarely_defined_below_95_percent_of_the_resamples_not_at_it() -> None:
+    """'Fewer than 95%': of 1000 resamples, 950 is enough and 949 is not; an undefined estimate is never flagged."""
+    assert not Interval(0.5, 0.4, 0.6, resamples=950).rarely_defined(1000)
+    assert Interval(0.5, 0.4, 0.6, resamples=949).rarely_defined(1000)
+    assert not Interval(float("nan"), float("nan"), float("nan"), resamples=0).rarely_defined(1000)

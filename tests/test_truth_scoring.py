@@ -251,3 +251,21 @@ def test_the_paired_comparison_pairs_participants_by_id_not_by_row(tmp_path: Pat
         assert (mean_paired_difference([(a, shuffled)], _many_truth(), n_boot=100, metric=metric)
                 == mean_paired_difference([(a, b)], _many_truth(), n_boot=100, metric=metric))
     assert mean_paired_difference([(b, shuffled)], _many_truth(), n_boot=100).high == 0.0  # the same predictions
+
+
+def test_a_converters_two_entries_are_resampled_together(tmp_path: Path) -> None:
+    """Ten converters, truly CN at M00 and MCI at M12: run A calls both visits MCI, run B both CN, so each
+    participant's CN entry favours B and MCI entry A. Any resample of participants brings both, a difference of
+    exactly 0; resampling the entries one by one would draw unequal numbers of them and spread the interval."""
+    visits = {"ses-M00": "CN", "ses-M12": "MCI"}
+    truth = pd.DataFrame([{"participant_id": f"c{i}", "session_id": session, "true_diagnosis": true}
+                          for i in range(10) for session, true in visits.items()])
+    runs = []
+    for name, predicted in (("a", "MCI"), ("b", "CN")):
+        records = [{"participant_id": f"c{i}", "session_id": session, "given": true, "predicted": predicted,
+                    **{f"p_{c}": 0.8 if c == predicted else 0.1 for c in CLASSES}}
+                   for i in range(10) for session, true in visits.items()]
+        pd.DataFrame(records).to_csv(tmp_path / f"{name}.csv", index=False)
+        runs.append(tmp_path / f"{name}.csv")
+    difference = mean_paired_difference([tuple(runs)], truth, n_boot=200)
+    assert (difference.estimate, difference.low, difference.high) == (0.0, 0.0, 0.0)
