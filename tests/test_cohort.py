@@ -571,6 +571,16 @@ def test_split_balance_reports_diagnosis_age_and_sex():
     assert 0.0 <= table.loc["val", "female_fraction"] <= 1.0
 
 
+def test_split_balance_ages_and_sexes_count_each_participant_once_at_the_first_scan():
+    """Baseline age, one a participant: P1 scanned at 70 and 74, P2 at 80 and 90 give 75 ± 5 (their last scans,
+    82 ± 8; every scan, 78.5 ± 7.5)."""
+    frame = pd.DataFrame([scan("P2", "M120", age=90.0, sex="M"), scan("P1", "M00", age=70.0, sex="F"),
+                          scan("P2", "M00", age=80.0, sex="M"), scan("P1", "M48", age=74.0, sex="F")])
+    row = split_balance(frame, pd.Series({"P1": "train", "P2": "train"}), CLASSES).iloc[0]
+    assert (row["participants"], row["scans"], row["age_mean"], row["age_sd"]) == (2, 4, 75.0, 5.0)
+    assert row["female_fraction"] == 0.5
+
+
 def test_leakage_guard_refuses_shared_participants():
     assert check_no_leakage({"train": ["A", "B"], "val": ["C"], "test": ["D"]}) == []
     with pytest.raises(LeakageError, match="1 participant\\(s\\) are in both train and test, e.g. B"):
