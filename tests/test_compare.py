@@ -91,6 +91,17 @@ def test_evaluations_of_other_scans_are_refused_side_by_side(tmp_path: Path) -> 
         require_same_scans(cnn, {"ce": same, "other": relabelled})
 
 
+def test_an_evaluation_of_fewer_scans_is_refused_side_by_side(tmp_path: Path) -> None:
+    """A run that scored five of the six scans is not scored on the same test set, though each scan it has matches."""
+    given = ["CN", "MCI", "AD"] * 2
+    cnn = _scored(tmp_path / "eval-test", given, given)
+    fewer = _scored(tmp_path / "fewer" / "eval-test", given[:5], given[:5])
+    for ours, theirs in ((cnn, fewer), (fewer, cnn)):
+        with pytest.raises(ValueError, match=r"scored other scans than .*\(1 scan\(s\) with their given diagnosis in "
+                                             r"one only, e.g. s05 ses-M00 AD\)"):
+            require_same_scans(ours, {"ce": theirs})
+
+
 def _run(folder: Path, config: str, overrides: list[str], splits: dict[str, str] | None) -> Path:
     """A run folder as `elr-mri train` leaves it for comparisons: config.yaml and, for MRI runs, splits.csv."""
     folder.mkdir(parents=True)
@@ -118,6 +129,15 @@ def test_a_run_on_a_training_subset_is_refused_as_such_not_as_other_splits(tmp_p
     moved = _run(tmp_path / "moved", "adni/cpu_small.yaml", [], {**WHOLE, "s0": "val"})
     with pytest.raises(ValueError, match="used other participant splits than"):  # no subset: the splits differ
         require_same_splits(whole, moved)
+
+
+def test_runs_whose_splits_files_list_the_same_splits_in_another_order_compare(tmp_path: Path) -> None:
+    """splits.csv follows its manifest's row order; two manifests of the same participants in another order split
+    them alike, and their runs are comparable."""
+    first = _run(tmp_path / "first", "adni/cpu_small.yaml", [], WHOLE)
+    reordered = _run(tmp_path / "reordered", "adni/cpu_small.yaml", [], dict(reversed(WHOLE.items())))
+    require_same_splits(first, reordered)
+    require_same_splits(reordered, first)
 
 
 def test_an_image_run_is_refused_as_not_an_mri_run(tmp_path: Path) -> None:
