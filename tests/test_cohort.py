@@ -22,6 +22,7 @@ from elr_mri.data.importers import (
 from elr_mri.data.splits import (
     LeakageError,
     check_no_leakage,
+    check_no_shared_scans,
     diagnoses_left_out,
     load_splits,
     participant_diagnosis,
@@ -590,6 +591,22 @@ def test_leakage_guard_refuses_shared_participants():
     # one person, spelled as BIDS and as ADNIMERGE (or without the prefix) spell it
     with pytest.raises(LeakageError, match="e.g. sub-ADNI011S0002 = 011_S_0002, sub-X1 = x1;"):
         check_no_leakage({"training": ["sub-ADNI011S0002", "sub-X1"], "holdout": ["011_S_0002", "x1", "Y"]})
+
+
+def test_a_holdout_scan_reached_by_a_link_or_another_spelling_of_its_path_is_a_training_scan(tmp_path):
+    """A holdout put together from the training files under other names (a link, a path through ..) is refused."""
+    (tmp_path / "train").mkdir()
+    scan_file = tmp_path / "train" / "sub-01.nii.gz"
+    scan_file.write_bytes(b"")
+    (tmp_path / "holdout").mkdir()
+    (tmp_path / "holdout" / "sub-H1.nii.gz").symlink_to(scan_file)
+    other = tmp_path / "holdout" / "sub-H2.nii.gz"
+    other.write_bytes(b"")
+    holdout = [str(tmp_path / "holdout" / "sub-H1.nii.gz"), str(tmp_path / "holdout" / ".." / "train" / "sub-01.nii.gz"),
+               str(other)]
+    with pytest.raises(LeakageError, match="holdout: 2 scan\\(s\\) are files of the training manifest"):
+        check_no_shared_scans([str(scan_file)], holdout)
+    assert check_no_shared_scans([str(scan_file)], [str(other)]) == []
 
 
 def test_leakage_guard_override_is_reported():
