@@ -13,6 +13,7 @@ from elr_mri.evaluation.metrics import (
     confusion_counts,
     evaluate_predictions,
     participant_means,
+    participant_resamples,
     point_metrics,
     roc_auc,
     roc_points,
@@ -273,3 +274,16 @@ def test_an_interval_is_rarely_defined_below_95_percent_of_the_resamples_not_at_
     assert not Interval(0.5, 0.4, 0.6, resamples=950).rarely_defined(1000)
     assert Interval(0.5, 0.4, 0.6, resamples=949).rarely_defined(1000)
     assert not Interval(float("nan"), float("nan"), float("nan"), resamples=0).rarely_defined(1000)
+
+
+def test_a_resample_brings_every_scan_of_each_drawn_participant_once_per_draw() -> None:
+    """Participants a (rows 0, 2, 5), b (1, 4) and c (3) with scans in any order: a participant drawn k times
+    contributes each of its rows exactly k times, not its first row over and over."""
+    people = np.array(["a", "b", "a", "c", "b", "a"])
+    rows_of = {p: np.flatnonzero(people == p) for p in "abc"}
+    for rows in participant_resamples(people, 50, np.random.default_rng(0)):
+        counts = np.bincount(rows, minlength=len(people))
+        for mine in rows_of.values():
+            assert (counts[mine] == counts[mine[0]]).all()
+        draws = sum(counts[mine[0]] for mine in rows_of.values())
+        assert draws == 3 and len(rows) == sum(counts[mine[0]] * len(mine) for mine in rows_of.values())

@@ -277,3 +277,11 @@ def test_class_conditional_flip_counts_are_rounded_not_truncated() -> None:
     cats = np.full(5, 3, dtype=np.int64)
     noisy, _ = inject_noise(cats, "asymmetric_cifar10", 0.3, 10, seed=0)
     assert (noisy == 5).sum() == 2
+
+
+def test_symmetric_noise_falls_on_every_class_of_a_set_sorted_by_class():
+    """An image folder lists its examples class by class: the round(rate·N) redrawn are drawn from the whole set,
+    so each class loses ≈ rate·9/10 of its labels, not the first classes all of theirs."""
+    by_class = np.repeat(np.arange(10), 1000)
+    _, changed = inject_noise(by_class, "symmetric", 0.4, 10, seed=0)
+    np.testing.assert_allclose([changed[by_class == c].mean() for c in range(10)], 0.36, atol=0.05)
