@@ -516,3 +516,23 @@ def test_elr_plus_without_mixup_trains_on_the_batch_itself() -> None:
     batch = {**_batch(0, with_pair=False), "network": 0}
     pair.train_step(batch)
     assert torch.equal(seen[0], batch["image"])
+
+
+def test_elr_plus_mixes_the_labels_with_the_images_weight_and_pairing() -> None:
+    """A mixed image of examples i and perm[i] is scored against the same mix of their one-hot labels (the unmixed
+    labels would teach the network that a blend is wholly its first example), with the weight and pairing the loss
+    also mixes the targets with."""
+    pair = _method(_config("elr_plus", "elr_plus.alternation=epoch"))
+    assert isinstance(pair, ELRPlusPair)
+    images: list[torch.Tensor] = []
+    calls: list[tuple] = []
+    pair.nets[0].register_forward_pre_hook(lambda module, args: images.append(args[0].clone()))
+    pair.losses[0].register_forward_pre_hook(lambda module, args: calls.append(args))
+    batch = {**_batch(0, with_pair=False), "network": 0}
+    torch.manual_seed(1), np.random.seed(1)
+    pair.train_step(batch)
+    _, mixed_labels, _, perm, mix, _ = calls[0]
+    assert not torch.equal(perm, torch.arange(BATCH)) and mix < 1.0  # a real mixup, or the check below is empty
+    torch.testing.assert_close(images[0], mix * batch["image"] + (1.0 - mix) * batch["image"][perm])
+    one_hot = F.one_hot(batch["label"], NUM_CLASSES).float()
+    torch.testing.assert_close(mixed_labels, mix * one_hot + (1.0 - mix) * one_hot[perm])
