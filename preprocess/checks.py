@@ -1,7 +1,7 @@
 """Load a T1 scan with nibabel and refuse, in one clear line, anything the pipeline cannot use.
 
 Every problem a batch can meet in the wild (a DICOM folder, a truncated download, a 2D slice, a
-NaN-filled volume, a broken affine) becomes a :class:`ScanError` whose message says what is wrong,
+NaN-filled volume, integers that overflowed, a broken affine) becomes a :class:`ScanError` whose message says what is wrong,
 where, and how to fix it, so that one bad scan is reported and the others go on.
 """
 from __future__ import annotations
@@ -134,6 +134,10 @@ def load_scan(path: str | Path) -> nib.Nifti1Image:
                         "re-export the scan; NaNs usually come from a failed upstream step")
     if float(data.max()) <= float(data.min()):
         raise ScanError(path, "is empty (all voxels equal)", "check the export; the volume holds no image")
+    wrapped = _wrapped_integers(img, data)
+    if wrapped:
+        raise ScanError(path, wrapped, "re-export the scan as float32 or uint16 (unsigned values saved as signed: "
+                        "add 65536 to the negative ones)")
     unoriented = _missing_orientation(img)
     if unoriented:
         raise ScanError(path, f"has no orientation ({unoriented})",
@@ -147,6 +151,25 @@ def load_scan(path: str | Path) -> nib.Nifti1Image:
         raise ScanError(path, f"has voxel size {np.round(voxel, 3).tolist()} mm",
                         f"expected {_MIN_VOXEL_MM}-{_MAX_VOXEL_MM} mm; fix the header's units/zooms")
     return nib.as_closest_canonical(nib.Nifti1Image(data, affine))
+
+
+def _wrapped_integers(img: nib.spatialimages.SpatialImage, data: np.ndarray) -> str | None:
+    """What shows that the file's signed integers overflowed, or None. Values above the type's maximum (a scan
+    scaled too high, or unsigned data written as signed) wrap round to its most negative ones: the brightest tissue
+    comes out darker than the background, and the shift of negative values to 0 then turns the background grey.
+    QC flagged such a head only for its NCC (-0.40, Colin27 at 3 mm), a figure that does not point at the file. A
+    magnitude image stored without scaling never reaches both ends of a signed type (an offset background is a few
+    hundred below 0), so 90% of each end is the mark."""
+    stored = img.get_data_dtype()
+    proxy = img.dataobj
+    if stored.kind != "i" or (getattr(proxy, "slope", 1.0), getattr(proxy, "inter", 0.0)) != (1.0, 0.0):
+        return None
+    limits = np.iinfo(stored)
+    low, high = float(data.min()), float(data.max())
+    if low > 0.9 * limits.min or high < 0.9 * limits.max:
+        return None
+    return (f"holds {stored} values from {low:g} to {high:g}, both ends of the type: values too large for it wrapped "
+            "round to negative (integer overflow when it was written)")
 
 
 def _missing_orientation(img: nib.spatialimages.SpatialImage) -> str | None:

@@ -73,6 +73,20 @@ def _claims_a_huge_shape(path):
     return path
 
 
+def _int16(data, path, scaled=False):
+    """A head saved as int16: unscaled, as converters write it, or with the slope and intercept nibabel picks."""
+    img = nib.Nifti1Image(np.asarray(data, dtype=np.float32 if scaled else np.int16), np.eye(4))
+    img.set_data_dtype(np.int16)
+    img.to_filename(path)
+    return path
+
+
+def _wrapped(path):
+    """A head whose brightest voxels (up to 52000) went past int16's 32767 when it was written: they wrap round to
+    -32768 and up, darker than the background (QC flagged such a Colin27 at 3 mm only for its NCC, -0.40)."""
+    return _int16((_head() * 26000).astype(np.int32).astype(np.int16), path)
+
+
 def _head(shape=(32, 40, 36)):
     rng = np.random.default_rng(0)
     return rng.random(shape).astype(np.float32) + 1
@@ -102,6 +116,8 @@ def _head(shape=(32, 40, 36)):
                                                 "magnitude image"),
     (lambda p: _claims_a_huge_shape(p / "huge.nii.gz"), "declares (30000, 30000, 30000) voxels, 100582.8 GiB as "
                                                         "float32, more than this machine could allocate; check its"),
+    (lambda p: _wrapped(p / "wrapped.nii.gz"), "both ends of the type: values too large for it wrapped round to "
+                                               "negative (integer overflow when it was written); re-export"),
     (lambda p: _save(_head(), p / "plain.nii").rename(p / "plain.nii.gz"),  # intact, under a misleading name
      "the file is an uncompressed NIfTI: rename it to plain.nii"),
     (lambda p: _save(_head(), p / "gzipped.nii.gz").rename(p / "gzipped.nii"),
@@ -122,6 +138,13 @@ def test_truncated_file_is_a_scan_error(tmp_path):
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     with pytest.raises(ScanError, match="cannot be read"):
         load_scan(truncated)
+
+
+@pytest.mark.parametrize("data, scaled", [(_head() * 1000 - 400, False),  # an offset background, unscaled
+                                           (_head() * 1000 - 1400, True)])  # scaled: raw values span all of int16
+def test_int16_heads_that_did_not_overflow_load_as_written(tmp_path, data, scaled):
+    img = load_scan(_int16(data, tmp_path / "head.nii.gz", scaled))
+    np.testing.assert_allclose(img.get_fdata(), data if scaled else data.astype(np.int16), atol=0.05)
 
 
 @pytest.mark.parametrize("extra", [(1,), (1, 1)])
