@@ -1,8 +1,8 @@
 """Which scans of a preprocessed batch QC flags for a person to look at, and why (`qc_reason`).
 
-A scan is flagged when its registration's NCC is below the limit or far below the batch's, its head overlaps the
-template's too little, its input was too coarse to give more than a blurred scan, or its file holds the same image
-as another id's input. Flagged scans stay in the manifest: `batch.flagged_report` lists them when a run or merge ends.
+A scan is flagged when its registration's NCC is below the limit (well below 0: a contrast other than T1's) or far
+below the batch's, its head overlaps the template's too little, its input was too coarse to give more than a blurred
+scan, or its file holds the same image as another id's input. Flagged scans stay in the manifest: `batch.flagged_report` lists them when a run or merge ends.
 """
 from __future__ import annotations
 
@@ -18,6 +18,10 @@ MAX_INPUT_VOXEL_MM = 3.0
 # Colin27 0.75 at 2 mm and 0.88 at 1.5 mm);
 # far below is a head off the grid or an image whose background outshines it, which NCC inside the brain can miss.
 MIN_HEAD_DICE = 0.5
+# NCC this far below 0 is not a registration that missed (gross misplacements measured 0.07-0.30, Colin27 at 3 mm)
+# but a contrast the reverse of the template's: intensity-inverted Colin27, a T2 look-alike, registered well (MI 0.49
+# against a T1's 0.55) and measured -0.25
+ANTICORRELATED_NCC = -0.1
 
 
 def flag_outliers(manifest: pd.DataFrame, min_ncc: float) -> pd.DataFrame:
@@ -44,7 +48,9 @@ def qc_reasons(ncc: np.ndarray, dice: np.ndarray, min_ncc: float) -> list[str]:
     reasons = []
     for scan_ncc, scan_dice in zip(ncc, dice):
         found = []
-        if scan_ncc < min_ncc:
+        if scan_ncc < min(min_ncc, ANTICORRELATED_NCC):
+            found.append(f"NCC {scan_ncc:.3f} < {min_ncc:g}, anticorrelated: not a T1 contrast (a T2 or FLAIR?)")
+        elif scan_ncc < min_ncc:
             found.append(f"NCC {scan_ncc:.3f} < {min_ncc:g}")
         elif scan_ncc < outlier_below:
             found.append(f"NCC {scan_ncc:.3f} far below the batch's (outliers < {outlier_below:.3f})")

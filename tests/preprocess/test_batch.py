@@ -827,6 +827,17 @@ def test_flagged_scans_are_named_with_their_reason_and_qc_image(tmp_path, capsys
     assert outlier[:9] == [""] * 9 and outlier[9].startswith("NCC 0.600 far below the batch's (outliers < 0.7")
 
 
+def test_a_scan_anticorrelated_with_the_template_is_said_to_be_another_contrast():
+    """Colin27 with its intensities inverted (a T2 look-alike) registered well (MI 0.49, a T1's 0.55) and measured NCC
+    -0.25: 'NCC -0.250 < 0.45' alone read as a failed registration; gross misplacements measured 0.07 to 0.30."""
+    from preprocess.qc_flags import qc_reasons
+
+    reasons = qc_reasons(np.array([-0.25, 0.07, -0.05, 0.65]), np.full(4, 0.75), 0.45)
+    assert reasons[0] == "NCC -0.250 < 0.45, anticorrelated: not a T1 contrast (a T2 or FLAIR?)"
+    assert reasons[1:] == ["NCC 0.070 < 0.45", "NCC -0.050 < 0.45", ""]
+    assert qc_reasons(np.array([-0.25]), np.full(1, 0.75), -0.5) == [""]  # above a limit set lower
+
+
 @pytest.mark.parametrize("second", ["scans/../a.nii.gz", "link.nii.gz"])
 def test_one_scan_file_under_two_ids_is_refused_naming_both_rows(tmp_path, second):
     """It was processed twice, and a split by participant could put the one scan in training and test."""
