@@ -44,9 +44,12 @@ class Summary:
     redone: tuple[str, ...] = ()  # a line per reason finished scans were done again (`redone_lines`)
 
     def __str__(self) -> str:
+        """The counts; the failure list named beside the failed count, since the flagged scans are not in it (placed
+        after "flagged by QC", it sent a reader there to look for them)."""
+        failed = f"{self.failed} failed" + (f" (see {self.failures})" if self.failed else "")
         text = (f"preprocess: {self.done} processed, {self.skipped} skipped (already done), "
-                f"{self.failed} failed, {self.flagged} flagged by QC")
-        return "\n".join([text + (f" - see {self.failures}" if self.failed else ""), *self.redone])
+                f"{failed}, {self.flagged} flagged by QC")
+        return "\n".join([text, *self.redone])
 
 
 def redone_lines(ids: list[str], reasons: list[str]) -> tuple[str, ...]:

@@ -273,7 +273,7 @@ def test_shards_given_one_template_under_two_spellings_merge(tmp_path, capsys, m
     table, out = str(_csv(tmp_path, scans)), tmp_path / "out"
     for shard, template in (("0/2", str(tmp_path / "t.nii.gz")), ("1/2", "t.nii.gz")):
         assert main(["--input", table, "--output", str(out), "--shard", shard, "--template", template, *FAST]) == 1
-        assert f"1 failed, 0 flagged by QC - see {out / f'failures-shard-{shard[0]}-of-2.csv'}" in capsys.readouterr().out
+        assert f"1 failed (see {out / f'failures-shard-{shard[0]}-of-2.csv'}), 0 flagged by QC" in capsys.readouterr().out
     assert merge_main(["--output", str(out)]) == 1  # merged: every scan failed
     assert "ran with different" not in capsys.readouterr().err and len(pd.read_csv(out / "failures.csv")) == 2
 
