@@ -827,6 +827,20 @@ def test_flagged_scans_are_named_with_their_reason_and_qc_image(tmp_path, capsys
     assert outlier[:9] == [""] * 9 and outlier[9].startswith("NCC 0.600 far below the batch's (outliers < 0.7")
 
 
+def test_the_default_template_is_mirror_symmetric_so_no_asymmetry_check_could_see_a_left_right_flip():
+    """README says QC cannot catch a mirrored head and that comparing its asymmetry with the template's could not
+    either: nilearn's MNI152 2009 template (the symmetric variant) has no asymmetry to compare with."""
+    from nilearn import datasets
+
+    template = datasets.load_mni152_template(resolution=1)  # what the pipeline registers to, as it loads it
+    centre = -template.affine[0, 3] / template.affine[0, 0]  # the voxel index of x = 0
+    assert centre == int(centre) and template.affine[0, 1:3].tolist() == [0, 0]
+    data = template.get_fdata()
+    width = int(min(centre, data.shape[0] - 1 - centre))
+    left, right = data[int(centre) - width:int(centre)], data[int(centre) + 1:int(centre) + width + 1][::-1]
+    assert np.abs(data).mean() > 0.1 and np.array_equal(left, right)
+
+
 def test_a_scan_anticorrelated_with_the_template_is_said_to_be_another_contrast():
     """Colin27 with its intensities inverted (a T2 look-alike) registered well (MI 0.49, a T1's 0.55) and measured NCC
     -0.25: 'NCC -0.250 < 0.45' alone read as a failed registration; gross misplacements measured 0.07 to 0.30."""
