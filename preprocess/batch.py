@@ -30,7 +30,7 @@ from .workers import run_per_scan
 __all__ = ["QC_COLUMNS", "Summary", "run_batch", "files_removed_at_start", "merge_shards", "write_csv", "failure_table",
            "shard_names", "telling_line", "flagged_report", "redone_lines"]
 
-QC_COLUMNS = ["qc_ncc", "qc_mi", "qc_mask_dice", "qc_input_voxel_mm"]
+QC_COLUMNS = ["qc_ncc", "qc_mi", "qc_mask_dice", "qc_brain_coverage", "qc_input_voxel_mm"]
 FAILURE_COLUMNS = ["participant_id", "session_id", "path", "error"]
 
 

@@ -163,7 +163,9 @@ def process_scan(path: str | Path, outputs: ScanOutputs, params: Params) -> dict
         registered = steps.resample_to_grid(template.grid, moving, transforms)
         # QC judges the registration, before the output options: a brain mask would make every head overlap
         # the template's, and z-scoring moves the Otsu threshold the head overlap is measured with
-        figures = {**qc.qc_figures(registered, template), "qc_input_voxel_mm": qc.coarsest_voxel_mm(scan)}
+        figures = {**qc.qc_figures(registered, template),
+                   "qc_brain_coverage": qc.brain_coverage(moving, template, transforms),
+                   "qc_input_voxel_mm": qc.coarsest_voxel_mm(scan)}
         warped = registered * template.mask if params.brain_mask else registered
         warped = steps.normalise(warped, template.mask, params.normalise)
         if params.brain_mask:  # zero outside again: z-scoring moved the masked background to −mean/std

@@ -2,7 +2,8 @@
 
 NCC inside the template's brain mask is the main figure (a failed registration drops it sharply);
 mutual information tolerates contrast differences between scanners; the Dice of the head
-foregrounds catches gross misplacement (a head shifted out of the grid).
+foregrounds catches gross misplacement (a head shifted out of the grid); the share of the template's brain within the
+scan's field of view catches a head the scanner cut off (its top missing), which NCC reads as a poorer match at most.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ if TYPE_CHECKING:  # annotations only: ANTs is imported lazily at run time
 
     from .template import Template
 
-__all__ = ["ncc", "mutual_information", "foreground_dice", "qc_figures", "overlay_png"]
+__all__ = ["ncc", "mutual_information", "foreground_dice", "qc_figures", "brain_coverage", "overlay_png"]
 
 
 def ncc(image: ants.ANTsImage, reference: ants.ANTsImage, mask: ants.ANTsImage) -> float:
@@ -52,6 +53,19 @@ def qc_figures(image: ants.ANTsImage, template: Template) -> dict[str, float]:
     return {"qc_ncc": round(ncc(image, template.grid, template.mask), 5),
             "qc_mi": round(mutual_information(image, template.grid), 5),
             "qc_mask_dice": round(foreground_dice(image, template.grid), 5)}
+
+
+def brain_coverage(moving: ants.ANTsImage, template: Template, transforms: list[str]) -> float:
+    """The share of `template`'s brain mask that `moving`'s field of view reaches through the registration's
+    `transforms`: the rest of the output's brain is the resampling's zero fill. Colin27 with the top 10/20/30% of its
+    head cut off (3 mm) reached 0.985/0.921/0.792 with NCC 0.60/0.42/0.26, the whole head 0.999-1.0."""
+    import ants
+
+    reach = moving.new_image_like(np.ones(moving.shape, dtype=np.float32))
+    seen = ants.apply_transforms(fixed=template.grid, moving=reach, transformlist=transforms,
+                                 interpolator="nearestNeighbor").numpy()
+    brain = template.mask.numpy() > 0
+    return round(float((seen[brain] > 0.5).mean()), 5) if brain.any() else 1.0
 
 
 def coarsest_voxel_mm(scan: nib.Nifti1Image) -> float:

@@ -1,15 +1,15 @@
 """Which scans of a preprocessed batch QC flags for a person to look at, and why (`qc_reason`).
 
 A scan is flagged when its registration's NCC is below the limit (well below 0: a contrast other than T1's) or far
-below the batch's, its head overlaps the template's too little, its input was too coarse to give more than a blurred
-scan, or its file holds the same image as another id's input. Flagged scans stay in the manifest: `batch.flagged_report` lists them when a run or merge ends.
+below the batch's, its head overlaps the template's too little, its field of view missed part of the template's brain,
+its input was too coarse to give more than a blurred scan, or its file holds the same image as another id's input. Flagged scans stay in the manifest: `batch.flagged_report` lists them when a run or merge ends.
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["flag_outliers", "qc_reasons", "coarse_inputs", "repeated_images"]
+__all__ = ["flag_outliers", "qc_reasons", "cut_off_brains", "coarse_inputs", "repeated_images"]
 
 # a scan whose voxels are coarser than this along any axis (a clinical T1 of 5 mm slices) registers well enough to pass
 # the NCC check (0.52-0.54 measured for 10 mm voxels) while the output is only that scan blurred onto the grid
@@ -22,6 +22,9 @@ MIN_HEAD_DICE = 0.5
 # but a contrast the reverse of the template's: intensity-inverted Colin27, a T2 look-alike, registered well (MI 0.49
 # against a T1's 0.55) and measured -0.25
 ANTICORRELATED_NCC = -0.1
+# Share of the template's brain a scan's field of view must reach: Colin27 reached 0.9986-1.0 whole (its grid ends at
+# the brain) and 0.985 with the top 10% of its head cut off, which passed NCC (0.60) with the brain's top slices empty
+MIN_BRAIN_COVERAGE = 0.99
 
 
 def flag_outliers(manifest: pd.DataFrame, min_ncc: float) -> pd.DataFrame:
@@ -32,7 +35,8 @@ def flag_outliers(manifest: pd.DataFrame, min_ncc: float) -> pd.DataFrame:
     ncc = manifest["qc_ncc"].astype(float).to_numpy() if len(manifest) else np.zeros(0)
     dice = manifest["qc_mask_dice"].astype(float).to_numpy() if len(manifest) else np.zeros(0)
     reasons = ["; ".join(reason for reason in found if reason)
-               for found in zip(qc_reasons(ncc, dice, min_ncc), coarse_inputs(manifest), repeated_images(manifest))]
+               for found in zip(qc_reasons(ncc, dice, min_ncc), cut_off_brains(manifest), coarse_inputs(manifest),
+                                repeated_images(manifest))]
     manifest["qc_flag"] = [bool(reason) for reason in reasons]
     manifest["qc_reason"] = reasons
     return manifest[[c for c in manifest.columns if c != "status"] + ["status"]]  # status last
@@ -60,14 +64,25 @@ def qc_reasons(ncc: np.ndarray, dice: np.ndarray, min_ncc: float) -> list[str]:
     return reasons
 
 
+def cut_off_brains(manifest: pd.DataFrame) -> list[str]:
+    """For each row, the share of the template's brain its scan's field of view missed where more than
+    1 - MIN_BRAIN_COVERAGE ('' otherwise, and where the scan was finished before the column existed)."""
+    return [f"brain {1 - share:.1%} outside the scan's field of view > {1 - MIN_BRAIN_COVERAGE:.0%} (head cut off?)"
+            if share < MIN_BRAIN_COVERAGE else "" for share in _figures(manifest, "qc_brain_coverage")]
+
+
 def coarse_inputs(manifest: pd.DataFrame) -> list[str]:
     """For each row, its input's coarsest voxel size where above MAX_INPUT_VOXEL_MM ('' otherwise, and where the
     manifest predates the column)."""
-    if "qc_input_voxel_mm" not in manifest.columns:
-        return [""] * len(manifest)
-    sizes = pd.to_numeric(manifest["qc_input_voxel_mm"], errors="coerce").to_numpy(dtype=float)
     return [f"input voxels up to {size:g} mm > {MAX_INPUT_VOXEL_MM:g} (thick slices: blurred along them)"
-            if size > MAX_INPUT_VOXEL_MM else "" for size in sizes]
+            if size > MAX_INPUT_VOXEL_MM else "" for size in _figures(manifest, "qc_input_voxel_mm")]
+
+
+def _figures(manifest: pd.DataFrame, column: str) -> np.ndarray:
+    """A QC column as floats, NaN (never flagged) where empty or where the manifest predates the column."""
+    if column not in manifest.columns:
+        return np.full(len(manifest), np.nan)
+    return pd.to_numeric(manifest[column], errors="coerce").to_numpy(dtype=float)
 
 
 def repeated_images(manifest: pd.DataFrame) -> list[str]:

@@ -35,6 +35,25 @@ def test_moved_template_lands_back_on_the_template(template_result):
     assert result["status"] == "done"
     assert result["qc"]["qc_ncc"] > 0.9
     assert result["qc"]["qc_input_voxel_mm"] == 2.0  # the 2 mm template's voxels, the input's coarsest edge
+    # the pose turned the grid's corners away from the template's: the brain mask, reaching its bottom slice, lost 0.3%
+    assert 0.99 <= result["qc"]["qc_brain_coverage"] < 1
+
+
+def test_brain_coverage_is_the_share_of_the_brain_mask_within_the_scans_field_of_view(tmp_path):
+    """A head whose top the scanner cut off is empty there after resampling: the share of the brain mask its field of
+    view reaches says so (NCC only reads it as a poorer match: 0.60 for Colin27 without the top 10% of its head)."""
+    import ants
+
+    from preprocess.qc import brain_coverage
+
+    template = load_template(None, None, 4.0, None)
+    identity = str(tmp_path / "identity.mat")
+    ants.write_transform(ants.create_ants_transform(transform_type="AffineTransform", dimension=3), identity)
+    brain = template.mask.numpy() > 0
+    top = int(np.percentile(np.nonzero(brain)[2], 80))  # voxel index 2 runs upwards (RAS voxel order)
+    cut = ants.crop_indices(template.grid, (0, 0, 0), (*template.grid.shape[:2], top))
+    assert brain_coverage(cut, template, [identity]) == pytest.approx(brain[:, :, :top].sum() / brain.sum(), abs=1e-4)
+    assert brain_coverage(template.grid, template, [identity]) == 1.0
 
 
 def test_recovered_transform_is_the_inverse_of_the_pose(template_result, pose):
