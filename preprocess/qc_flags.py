@@ -23,7 +23,7 @@ MIN_HEAD_DICE = 0.5
 # against a T1's 0.55) and measured -0.25
 ANTICORRELATED_NCC = -0.1
 # Share of the template's brain a scan's field of view must reach: Colin27 reached 0.9986-1.0 whole (its grid ends at
-# the brain) and 0.985 with the top 10% of its head cut off, which passed NCC (0.60) with the brain's top slices empty
+# the brain) and 0.988 with the top 10% of its head cut off, which passed NCC (0.61) with the brain's top slices empty
 MIN_BRAIN_COVERAGE = 0.99
 
 

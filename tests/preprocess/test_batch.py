@@ -686,16 +686,16 @@ def test_a_scan_of_thick_slices_is_flagged_though_it_registers_well():
 
 
 def test_a_scan_whose_field_of_view_missed_part_of_the_brain_is_flagged_with_the_share():
-    """Colin27 with the top 10% of its head cut off registered well (NCC 0.60) with the brain's top slices empty; 20%
+    """Colin27 with the top 10% of its head cut off registered well (NCC 0.61) with the brain's top slices empty; 20%
     off measured NCC 0.42, flagged only as a poorer match."""
     from preprocess.qc_flags import flag_outliers
 
     manifest = pd.DataFrame({"qc_ncc": [0.6, 0.42, 0.65, 0.65], "qc_mask_dice": [0.75] * 4,
-                             "qc_brain_coverage": [0.9849, 0.9208, 0.9986, np.nan], "status": ["done"] * 4})
+                             "qc_brain_coverage": [0.98774, 0.91797, 0.99859, np.nan], "status": ["done"] * 4})
     flagged = flag_outliers(manifest, 0.45)
     assert flagged["qc_flag"].tolist() == [True, True, False, False]  # NaN: finished before the column existed
-    assert flagged["qc_reason"][0] == "brain 1.5% outside the scan's field of view > 1% (head cut off?)"
-    assert flagged["qc_reason"][1] == "NCC 0.420 < 0.45; brain 7.9% outside the scan's field of view > 1% (head cut off?)"
+    assert flagged["qc_reason"][0] == "brain 1.2% outside the scan's field of view > 1% (head cut off?)"
+    assert flagged["qc_reason"][1] == "NCC 0.420 < 0.45; brain 8.2% outside the scan's field of view > 1% (head cut off?)"
     assert not flag_outliers(manifest.drop(columns="qc_brain_coverage").iloc[[0, 2]], 0.45)["qc_flag"].any()
 
 

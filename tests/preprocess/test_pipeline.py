@@ -41,7 +41,7 @@ def test_moved_template_lands_back_on_the_template(template_result):
 
 def test_brain_coverage_is_the_share_of_the_brain_mask_within_the_scans_field_of_view(tmp_path):
     """A head whose top the scanner cut off is empty there after resampling: the share of the brain mask its field of
-    view reaches says so (NCC only reads it as a poorer match: 0.60 for Colin27 without the top 10% of its head)."""
+    view reaches says so (NCC only reads it as a poorer match: 0.61 for Colin27 without the top 10% of its head)."""
     import ants
 
     from preprocess.qc import brain_coverage
