@@ -1,8 +1,8 @@
 """Load a T1 scan with nibabel and refuse, in one clear line, anything the pipeline cannot use.
 
 Every problem a batch can meet in the wild (a DICOM folder, a truncated download, a 2D slice, a
-NaN-filled volume, integers that overflowed, a broken affine) becomes a :class:`ScanError` whose message says what is wrong,
-where, and how to fix it, so that one bad scan is reported and the others go on.
+NaN-filled volume, integers that overflowed, a broken affine) becomes a :class:`ScanError` whose message
+says what is wrong, where, and how to fix it, so that one bad scan is reported and the others go on.
 """
 from __future__ import annotations
 

@@ -2,7 +2,8 @@
 
 A scan is flagged when its registration's NCC is below the limit (well below 0: a contrast other than T1's) or far
 below the batch's, its head overlaps the template's too little, its field of view missed part of the template's brain,
-its input was too coarse to give more than a blurred scan, or its file holds the same image as another id's input. Flagged scans stay in the manifest: `batch.flagged_report` lists them when a run or merge ends.
+its input was too coarse to give more than a blurred scan, or its file holds the same image as another id's input.
+Flagged scans stay in the manifest: `batch.flagged_report` lists them when a run or merge ends.
 """
 from __future__ import annotations
 

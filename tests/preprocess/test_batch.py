@@ -695,7 +695,8 @@ def test_a_scan_whose_field_of_view_missed_part_of_the_brain_is_flagged_with_the
     flagged = flag_outliers(manifest, 0.45)
     assert flagged["qc_flag"].tolist() == [True, True, False, False]  # NaN: finished before the column existed
     assert flagged["qc_reason"][0] == "brain 1.2% outside the scan's field of view > 1% (head cut off?)"
-    assert flagged["qc_reason"][1] == "NCC 0.420 < 0.45; brain 8.2% outside the scan's field of view > 1% (head cut off?)"
+    assert flagged["qc_reason"][1] == ("NCC 0.420 < 0.45; brain 8.2% outside the scan's field of view > 1% "
+                                       "(head cut off?)")
     assert not flag_outliers(manifest.drop(columns="qc_brain_coverage").iloc[[0, 2]], 0.45)["qc_flag"].any()
 
 
