@@ -15,6 +15,7 @@ from typing import Callable
 
 import pandas as pd
 import pytest
+import yaml
 
 pytest.importorskip("ants")
 
@@ -113,6 +114,26 @@ def test_only_flags_that_leave_one_diagnosis_skip_the_baselines(tmp_path: Path,
     (run / "config.yaml").write_text("data:\n  name: mri\n")  # cut short before its last key, selection_rule
     with pytest.raises(ConfigError, match="no selection_rule"):
         demo._baselines({"ce": run, "elr": run}, tmp_path / "volumes.csv", tmp_path / "holdout.csv")
+
+
+def test_cpu_small_trains_on_the_demos_training_site_alone(tmp_path: Path,
+                                                          import_script: Callable[[str], ModuleType]) -> None:
+    """configs/adni/cpu_small.yaml named the demo's preprocessed/manifest.csv, which holds both sites: the config
+    run as it stands after `make demo` trained on the NACC-like holdout's 16 scans too (10 in its training split),
+    and only `evaluate --manifest demo/holdout_manifest.csv` refused it, 16 participants shared."""
+    demo = import_script("mri_demo")
+    out = tmp_path / "demo"
+    cohort, processed = out / "cohort", out / "preprocessed"
+    cohort.mkdir(parents=True)
+    processed.mkdir()
+    scans = pd.DataFrame({"participant_id": ["sub-ADNISIM0001", "sub-NACCSIM0001"], "session_id": ["ses-M00"] * 2,
+                          "diagnosis": ["CN", "AD"], "cohort": ["adni_sim", "nacc_sim"]})
+    scans.to_csv(processed / "manifest.csv", index=False)
+    scans.rename(columns={"diagnosis": "true_diagnosis"}).to_csv(cohort / "truth.csv", index=False)
+    demo._split_sites(out, processed, cohort)
+    manifest = yaml.safe_load((ROOT / "configs" / "adni" / "cpu_small.yaml").read_text())["data"]["mri"]["manifest"]
+    assert manifest.startswith("demo/")  # relative to the project, where `make demo` writes
+    assert set(pd.read_csv(tmp_path / manifest)["cohort"]) == {"adni_sim"}
 
 
 def test_label_noise_is_said_to_flip_the_holdout_site_too() -> None:
