@@ -125,3 +125,17 @@ def test_every_make_target_readme_names_is_in_the_makefile() -> None:
     named = set(re.findall(r"`(?:\w+=\S+ )*make ([\w-]+)", README)) | set(re.findall(r"^make ([\w-]+)", README, re.M))
     assert {"demo", "test", "demo-digits"} <= named
     assert named <= targets, f"README names make targets the Makefile lacks: {sorted(named - targets)}"
+
+
+def test_readme_gives_the_exit_statuses_help_gives() -> None:
+    """README's list of exit statuses says what `elr-mri --help` says: it gave 1 for failed scans only, where
+    `preprocess-merge` also exits 1 for shards that cannot be joined (none, some missing, other settings), which a
+    script testing for 2, README's status for a path, took for a success or another mistake."""
+    epilog = " ".join(elr_mri_parser().epilog.split())
+    statuses = re.search(r"Exit status: (.*)$", epilog).group(1)
+    listed = re.search(r"lists the commands with examples and the exit statuses \((.*?)\);", " ".join(README.split()))
+    assert listed, "README's list of exit statuses is not where this test reads it"
+    codes = re.findall(r"(?:^|; )(\d+) ", statuses)
+    assert codes == ["0", "1", "2", "130", "143"]  # the reading finds them
+    assert codes == re.findall(r"(?:^|, )(\d+) ", listed.group(1))
+    assert "preprocess-merge" in statuses and "preprocess-merge" in listed.group(1)
