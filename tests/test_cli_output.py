@@ -33,7 +33,8 @@ def test_an_undefined_auc_is_said_to_need_examples_of_its_class_and_of_another(c
     assert capsys.readouterr().err == (
         "note: auc_AD, auc_CN, auc_MCI, auc_macro undefined (nan; null in summary.json): the AUC of a class needs "
         "examples given it and examples given another, and auc_macro the AUC of every class; this set has examples "
-        "given AD only\n")
+        "given AD only; auc_micro counts the scores given to the absent classes as negatives only, which can lift it "
+        "above the AUCs of the classes present\n")
 
 
 def test_no_command_lists_the_commands_and_the_examples_parse(cli_in_process) -> None:

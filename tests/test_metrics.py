@@ -287,3 +287,16 @@ def test_a_resample_brings_every_scan_of_each_drawn_participant_once_per_draw() 
             assert (counts[mine] == counts[mine[0]]).all()
         draws = sum(counts[mine[0]] for mine in rows_of.values())
         assert draws == 3 and len(rows) == sum(counts[mine[0]] * len(mine) for mine in rows_of.values())
+
+
+def test_micro_auc_counts_an_absent_classs_scores_as_negatives_and_can_read_above_every_present_class() -> None:
+    """What `evaluate` and the report say of a set without AD: CN and MCI ranked at chance, AD given little to everyone,
+    and the micro AUC reads far above both classes' AUCs (the same figure scikit-learn gives over all three columns)."""
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 50)
+    cn = rng.uniform(0.3, 0.7, size=100)
+    proba = np.column_stack([cn * 0.9, (1 - cn) * 0.9, np.full(100, 0.1)])
+    values = point_metrics(labels, proba, 3)
+    onehot = labels[:, None] == np.arange(3)
+    assert values["auc_micro"] == pytest.approx(roc_auc_score(onehot.ravel(), proba.ravel()))
+    assert max(values["auc_0"], values["auc_1"]) < 0.6 < 0.7 < values["auc_micro"]

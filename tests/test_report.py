@@ -253,7 +253,9 @@ def test_a_set_of_one_class_is_said_to_leave_that_classs_own_auc_undefined_too(t
         _scored(run / "eval-nacc_sim", 0.5, given=("AD", "AD", "AD"))
     assert ("On nacc_sim no participant is labelled CN or MCI: balanced_accuracy is the mean recall over AD only, so "
             "chance is 100.0, not 33.3; auc_macro is undefined (nan) there, as is the AUC of every class (AD's too: "
-            "the AUC of a class needs participants of it and of another).") in _metrics_section(runs, tmp_path)
+            "the AUC of a class needs participants of it and of another); auc_micro counts the scores given to CN and "
+            "MCI as negatives only, which can lift it above the AUCs of the classes present.") in _metrics_section(
+                runs, tmp_path)
     truth = pd.DataFrame({"participant_id": [f"s{i:02d}" for i in range(4)], "session_id": "ses-M00",
                           "true_diagnosis": ["MCI"] * 4})
     truth_runs = {"ce": _run(tmp_path / "truth" / "ce", 1, truth), "elr": _run(tmp_path / "truth" / "elr", 2, truth)}

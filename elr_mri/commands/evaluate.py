@@ -120,6 +120,11 @@ def _print_metrics(reports: dict[str, MetricsReport], eval_dir: Path) -> None:
             print(f"    (the {len(report.class_names)} per-class AUCs: {eval_dir / 'metrics.csv'})")
 
 
+# auc_micro where a class is absent: defined, but every score given to that class is a negative, mostly an easy one
+_MICRO_AMONG_ABSENT = ("; auc_micro counts the scores given to the absent classes as negatives only, which can lift it "
+                       "above the AUCs of the classes present")
+
+
 def _note_undefined(reports: dict[str, MetricsReport]) -> None:
     """Say why a metric is nan (on a set of any example, only an AUC can be): the set lacks the examples of a class
     it needs, or has those of its class alone (auc_AD of an AD-only holdout), and which classes the set has."""
@@ -131,9 +136,11 @@ def _note_undefined(reports: dict[str, MetricsReport]) -> None:
         report = next(iter(reports.values()))
         present, every = report.balanced_accuracy_classes, report.class_names
         has = ", ".join(present) if len(every) <= LEGIBLE_CLASSES else f"{len(present)} of the {len(every)} classes"
+        micro = report.metrics["auc_micro"].estimate
         print(f"note: {', '.join(undefined)} undefined (nan; null in summary.json): the AUC of a class needs examples "
               "given it and examples given another, and auc_macro the AUC of every class; this set has examples given "
-              f"{has} only", file=sys.stderr)
+              f"{has} only{_MICRO_AMONG_ABSENT if len(present) < len(every) and micro == micro else ''}",
+              file=sys.stderr)
 
 
 def _note_rarely_defined(reports: dict[str, MetricsReport], n_boot: int) -> None:
