@@ -14,7 +14,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 from results_file import command_line, load_line, write_report
@@ -22,19 +22,27 @@ from results_file import command_line, load_line, write_report
 from elr_mri.config import DataConfig
 from elr_mri.data import image_sources
 from elr_mri.data.images import build_image_data
+from preprocess.cores import usable_cores
 from preprocess.user_errors import nonempty_path
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def seconds_to_build(root: Path, pool: Callable[[int], Executor]) -> float:
-    """Wall time of building the image folder's data set with `pool` making the decoding pool."""
-    default = image_sources._decoding_pool
-    image_sources._decoding_pool = pool
+def seconds_to_build(root: Path, pool: Callable[[int], Executor]) -> tuple[float, set[str]]:
+    """Wall time of building the image folder's data set with `pool` making the decoding pool, and the kinds of pool
+    it made ("processes", "threads"): the default makes threads for a split of one chunk or on one usable core."""
+    default, made = image_sources._decoding_pool, set()
+
+    def recorded(chunks: int) -> Executor:
+        executor = pool(chunks)
+        made.add("processes" if isinstance(executor, ProcessPoolExecutor) else "threads")
+        return executor
+
+    image_sources._decoding_pool = recorded
     try:
         started = time.perf_counter()
         build_image_data(DataConfig(name="imagefolder", root=str(root)))
-        return time.perf_counter() - started
+        return time.perf_counter() - started, made
     finally:
         image_sources._decoding_pool = default
 
@@ -54,18 +62,22 @@ def main() -> None:
     def threads(chunks: int) -> Executor:
         return ThreadPoolExecutor(max_workers=8)
 
-    default = "the default (forked processes on Linux)"
+    default = "the default"
     ways = {"8 threads": threads, default: image_sources._decoding_pool}
     times: dict[str, list[float]] = {name: [] for name in ways}
+    default_pools: set[str] = set()
     load_start = os.getloadavg()[0]
     for round_index in range(args.rounds):
         order = list(ways.items())
         for name, pool in order[::-1] if round_index % 2 else order:  # alternate which goes first: load drifts
-            times[name].append(seconds_to_build(args.root, pool))
+            seconds, made = seconds_to_build(args.root, pool)
+            times[name].append(seconds)
+            default_pools |= made if name == default else set()
             print(f"{name}: {times[name][-1]:.1f} s", flush=True)
     medians = {name: statistics.median(values) for name, values in times.items()}
     comparison = compared(medians['8 threads'] / medians[default])
-    rows = "\n".join(f"| {name} | {', '.join(f'{v:.1f}' for v in values)} |" for name, values in times.items())
+    names = {"8 threads": "8 threads", default: default_label(default_pools)}
+    rows = "\n".join(f"| {names[name]} | {', '.join(f'{v:.1f}' for v in values)} |" for name, values in times.items())
     text = f"""# Reading an image folder into memory
 
 Command: `{command_line()}`
@@ -81,6 +93,18 @@ The default is {comparison} 8 threads (medians).
 """
     print(text)
     write_report(args.out, text)
+
+
+def default_label(pools: set[str]) -> str:
+    """The default's row named by the pools it made: forked processes, or 8 threads (as the row above it) for a split
+    of one decoding chunk or where one core is usable, which a tiny folder or a pinned job gets."""
+    if pools == {"processes"}:
+        return "the default (forked processes on Linux)"
+    why = ("one core is usable" if usable_cores() == 1 else
+           f"a split of at most {image_sources.DECODE_CHUNK:,} images is one decoding chunk")
+    if pools == {"threads"}:
+        return f"the default (8 threads here: {why})"
+    return f"the default (forked processes, and 8 threads where {why})"
 
 
 def compared(ratio: float) -> str:

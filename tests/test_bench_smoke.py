@@ -48,7 +48,7 @@ CASES = {
                                  r"^Best device-resident path over best per-item path: \*\*\d+\.\d×\*\*"]),
     "bench_image_decode.py": (["--rounds", "1"],  # --root: the folder the test writes
                               [r"^\| 8 threads \| \d+\.\d \|$",
-                               r"^\| the default \(forked processes on Linux\) \| \d+\.\d \|$",
+                               r"^\| the default \(8 threads here: .*\) \| \d+\.\d \|$",  # 24 images
                                r"^The default is (as fast \(within 5%: \d\.\d\d×\) as|\*\*\d+\.\d×\*\* (faster|slower) "
                                r"than) 8 threads \(medians\)\.$"]),
     "bench_mri_loader.py": (["--workers", "0", "--volumes", "2", "--batch-size", "1", "--crop", "32",
@@ -135,6 +135,23 @@ def test_the_decoding_benchmark_says_as_fast_as_or_how_many_times_faster_than() 
     compared = _bench_module("bench_image_decode").compared
     assert compared(1.02) == "as fast (within 5%: 1.02×) as"  # was "as fast (…) than 8 threads"
     assert compared(2.3) == "**2.3×** faster than" and compared(0.5) == "**2.0×** slower than"
+
+
+def test_the_decoding_benchmark_names_the_pool_its_default_row_ran(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """A folder whose splits are one decoding chunk each is decoded by the default with the same 8 threads as the row
+    above it: the row was still called "forked processes on Linux" and read as a comparison of the two."""
+    write_jpeg_folder(tmp_path / "images")
+    out = tmp_path / "report.md"
+    monkeypatch.setattr(sys, "argv", ["bench_image_decode.py", "--root", str(tmp_path / "images"), "--rounds", "1",
+                                      "--out", str(out)])
+    bench = _bench_module("bench_image_decode")
+    bench.main()
+    capsys.readouterr()
+    assert "forked" not in out.read_text()
+    assert re.search(r"^\| the default \(8 threads here: a split of at most 1,024 images is one decoding chunk\) \| ",
+                     out.read_text(), re.M) or bench.usable_cores() == 1
+    assert bench.default_label({"processes"}) == "the default (forked processes on Linux)"  # CIFAR-10's splits
 
 
 def test_the_device_batches_reading_names_the_1_thread_row_only_where_there_is_one() -> None:
