@@ -605,9 +605,8 @@ def gpu_lines(m: Measurements, batch: int, device: str) -> list[str]:
     if not m.variants:
         return ["## GPU table: still open", "",
                 "No GPU on this machine. `python bench/bench_mri_models.py --device cuda` times every model at "
-                "96³ and then the ×8 + age at 96³, batch 4, under fp32 eager (TF32 on, torch's default, and off), bf16 "
-                "autocast, bf16 + channels-last "
-                "3D, bf16 + torch.compile and all three (the engine's `auto` on a GPU), each in a fresh process, "
+                "96³ and then the ×8 + age at 96³, batch 4, under each execution variant "
+                f"({'; '.join(v.label for v in variants_on('cuda'))}), each in a fresh process, "
                 "with `torch.cuda.max_memory_allocated`, and writes bench/results/mri_models_cuda.md. That run "
                 "has not been made yet."]
     return ["## GPU: execution variants of the ×8 + age at 96³", "",

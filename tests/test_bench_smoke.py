@@ -236,3 +236,13 @@ def test_the_fast_path_benchmark_refuses_a_setting_that_would_make_its_variants_
         _bench_module("bench_fast_path_accuracy").main()
     assert stopped.value.code == 2
     assert f"error: --set {setting}: each variant sets {setting.split('=')[0]} itself" in capsys.readouterr().err
+
+
+def test_the_mri_models_cpu_report_lists_the_gpu_variants_the_cuda_run_times() -> None:
+    """Its note on the GPU run called bf16 + channels-last + compile the engine's GPU `auto` (for volumes `auto` now
+    leaves channels-last off) and left out the phase-grid variants, which that run times."""
+    steps = _bench_module("bench_mri_models")
+    note = "\n".join(steps.gpu_lines(steps.Measurements(paper={}, small={}, resolution=2.0), 4, "cpu"))
+    assert "all three (the engine's `auto` on a GPU)" not in note
+    for variant in steps.variants_on("cuda"):
+        assert variant.label in note
