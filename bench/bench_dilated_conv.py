@@ -150,6 +150,7 @@ def main() -> None:
     layouts = (False, True) if on_gpu else (False,)  # channels-last 3D: a GPU layout (oneDNN picks its own)
     out = args.out or ROOT / "bench" / "results" / f"dilated_conv_{args.device}.md"
     rows = []
+    pending = len(LAYERS) * len(DTYPES) * len(layouts)  # timed rows still to come
     for layer in LAYERS:
         differences = largest_differences(layer, device)
         print(f"{layer.name}: fp32 largest relative differences from the library's {differences}", flush=True)
@@ -164,16 +165,18 @@ def main() -> None:
                             + " | ".join(f"{library / s:.2f}×" for s in seconds[1:]) + " | "
                             + " / ".join(f"{t:.3g}" for t in tflops) + " |")
                 print(rows[-1], flush=True)
-                write_report(out, report(args, device, rows))  # after each row: a device call may be cut
+                pending -= 1
+                write_report(out, report(args, device, rows, pending))  # after each row: a device call may be cut
         rows.append(f"| {layer.name}: fp32 largest differences from the library's (output / input gradient / "
                     "weight gradient), relative | | | " + " | ".join(differences.values()) + " | | | |")
-    text = report(args, device, rows)
+    text = report(args, device, rows, pending)
     write_report(out, text)
     print(text)
 
 
-def report(args: argparse.Namespace, device: torch.device, rows: list[str]) -> str:
-    """The bench's Markdown file with the rows measured so far."""
+def report(args: argparse.Namespace, device: torch.device, rows: list[str], pending: int) -> str:
+    """The bench's Markdown file with the rows measured so far, and how many timed rows are `pending`: a call cut by
+    its limit leaves a file that says it is short."""
     on_gpu = device.type == "cuda"
     name = torch.cuda.get_device_name(device) if on_gpu else f"{platform.machine()}, {os.cpu_count()} CPU cores"
     others = list(WAYS)[1:]
@@ -192,6 +195,7 @@ def report(args: argparse.Namespace, device: torch.device, rows: list[str]) -> s
         "multiply-adds (three products for forward + backward, 2 FLOPs each); the phase grids do the same ones plus "
         "the padding's. im2col GEMM: `bench/conv_as_gemm.py`, the windows gathered into rows and kept for the weight "
         "gradient.",
+        *([f"Still to measure when this was written: {pending} timed row(s)."] if pending else []),
         ""])
 
 

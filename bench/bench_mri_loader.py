@@ -50,7 +50,8 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as folder:
         paths, shape = steps.write_volumes(Path(folder), args.volumes, args.resolution)
-        for workers, where in [(w, b) for w in args.workers for b in args.blur_on]:
+        settings = [(w, b) for w in args.workers for b in args.blur_on]
+        for done, (workers, where) in enumerate(settings, start=1):
             blur_device = args.device if where == "device" else None
             results[workers, where] = steps.loader_rate(paths, args.crop, args.batch_size, workers, threads=1,
                                                         blur_device=blur_device)
@@ -60,7 +61,9 @@ def main() -> None:
                 f"{torch.__version__}; each worker and the main process with one intra-op thread.", "",
                 f"{args.volumes} synthetic scans at {args.resolution:g} mm ({'×'.join(map(str, shape))}), crop "
                 f"{args.crop}³, batches of {args.batch_size}; cached epochs after a first untimed one.{busy_warning(load_before)}",
-                "", *table(results, min(args.workers), args.device), ""])
+                "", *table(results, min(args.workers), args.device), "",
+                *([f"Still to measure when this was written: {len(settings) - done} setting(s).", ""]
+                  if done < len(settings) else [])])
             write_report(args.out, text)  # after each setting: a run cut short keeps what it measured
     print(text)
 

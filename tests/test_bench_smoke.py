@@ -8,6 +8,7 @@ more), bench_preprocess.py (ANTs registrations of Colin27); mri_demo_scaling.py 
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import importlib
 import os
@@ -246,3 +247,33 @@ def test_the_mri_models_cpu_report_lists_the_gpu_variants_the_cuda_run_times() -
     assert "all three (the engine's `auto` on a GPU)" not in note
     for variant in steps.variants_on("cuda"):
         assert variant.label in note
+
+
+def test_the_dilated_convolution_report_says_how_many_rows_a_cut_run_left_out() -> None:
+    """It is rewritten after each row for a device call that may be cut, and a cut file read like a finished one."""
+    bench = _bench_module("bench_dilated_conv")
+    args = argparse.Namespace(device="cpu", batch_size=1, budget=1.0)
+    assert "Still to measure when this was written: 3 timed row(s)." in bench.report(args, torch.device("cpu"),
+                                                                                     ["| a row |"], 3).splitlines()
+    assert "Still to measure" not in bench.report(args, torch.device("cpu"), ["| a row |"], 0)
+
+
+@pytest.mark.slow  # two synthetic scans written, then the loader timed: 10-40 s on 2 busy cores
+def test_the_mri_loader_benchmark_says_what_a_cut_run_left_out(tmp_path: Path) -> None:
+    """Its table is rewritten after each setting; the file a cut run leaves said nothing of the settings to come."""
+    out = tmp_path / "report.md"
+    bench = subprocess.Popen([sys.executable, "bench/bench_mri_loader.py", *CASES["bench_mri_loader.py"][0],
+                              "--out", str(out)], cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
+    try:
+        assert bench.stdout is not None
+        line = bench.stdout.readline()
+        while line and not line.startswith("wrote "):
+            line = bench.stdout.readline()
+        first = out.read_text()  # as the first write left it
+        bench.stdout.read()
+    finally:
+        bench.kill()
+        bench.wait()
+    assert "Still to measure when this was written: 1 setting(s)." in first.splitlines()
+    assert "Still to measure" not in out.read_text()
