@@ -113,8 +113,10 @@ def report(args: argparse.Namespace, device: torch.device, source: str, measured
             f"Command: `{command_line()}`\n\ntorch {torch.__version__}; data: {source}; ResNet-34, batch 128, "
             f"{args.steps} timed steps after {args.warmup} untimed. {load_line(load_start)}\n\n"
             f"| plan | first {args.warmup} steps s | loop ms/step | loop × the engine-auto plan's | batch ms | train_step ms | record ms | host-only ms/step | eval pass s ({args.eval_images:,} images) |\n"
-            "|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows(measured)) +
-            "\n\nAn epoch is 352 steps. The first steps' seconds are mostly compilation (and CUDA-graph recording): what a "
+            "|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows(measured)) + "\n\n" +
+            (f"Still to measure when this was written: {len(PLANS) - len(measured)} plan(s).\n\n"
+             if len(measured) < len(PLANS) else "") +
+            "An epoch is 352 steps. The first steps' seconds are mostly compilation (and CUDA-graph recording): what a "
             "run pays once a network at its start; a plan may reuse kernels an earlier plan of this call compiled "
             f"(inductor's cache), so the first plan's figure is the cold one. Busiest device kernels in compile's "
             f"default mode (no CUDA graphs):\n\n```\n{kernels or not_profiled}\n```\n")

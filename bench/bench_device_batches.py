@@ -125,6 +125,8 @@ def report(args: argparse.Namespace, device: torch.device, source: str, images: 
         ratio = rates[best_resident] / rates[best_item]
         verdict = (f"Best device-resident path over best per-item path: **{ratio:.1f}×** ({best_resident} vs "
                    f"{best_item}).")
+        if len(rates) < planned:  # the 1-thread row may yet be the best device-resident one
+            verdict += f" Still to measure when this was written: {planned - len(rates)} path(s)."
     else:
         verdict = f"No ratio yet: {len(rates)} of the {planned} paths measured (the run was cut, or is running)."
     rows = "\n".join(f"| {name} | {rate:,.0f} | {images / rate:.2f} |" for name, rate in rates.items())

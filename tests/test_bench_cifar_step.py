@@ -33,3 +33,23 @@ def test_a_run_stopped_during_the_profile_keeps_the_row_it_timed(tmp_path: Path)
     text = out.read_text()
     assert f"\n{printed}\n" in text and "(its plan timed, its profile not finished)" in text
     assert not list(tmp_path.glob(".tmp*"))
+
+
+def test_a_file_written_before_the_last_plan_says_how_many_plans_are_still_to_come() -> None:
+    """Rewritten after each plan for a device call that may be cut, the file read as a finished table of fewer plans."""
+    import argparse
+
+    import torch
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import bench_cifar_step as bench
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    args = argparse.Namespace(steps=1, warmup=1, eval_images=1)
+    timed = {"warmup": 1.0, "loop": 2.0, "batch": 0.1, "train_step": 1.5, "record": 0.1, "host": 1.0, "eval": 0.5}
+    first = next(iter(bench.PLANS))
+    text = bench.report(args, torch.device("cpu"), "random uint8", {first: timed}, "", 0.0)
+    assert f"Still to measure when this was written: {len(bench.PLANS) - 1} plan(s)." in text.splitlines()
+    assert "Still to measure" not in bench.report(args, torch.device("cpu"), "random uint8",
+                                                  {plan: timed for plan in bench.PLANS}, "", 0.0)

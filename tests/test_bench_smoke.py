@@ -277,3 +277,16 @@ def test_the_mri_loader_benchmark_says_what_a_cut_run_left_out(tmp_path: Path) -
         bench.wait()
     assert "Still to measure when this was written: 1 setting(s)." in first.splitlines()
     assert "Still to measure" not in out.read_text()
+
+
+def test_the_device_batches_ratio_written_before_the_last_path_says_a_path_is_still_to_come() -> None:
+    """With both kinds measured its ratio is written, and a file cut before the 1-thread row read as a finished one."""
+    bench = _bench_module("bench_device_batches")
+    args = argparse.Namespace(batch_size=128, repeats=1)
+    rates = {"per-item DataLoader, num_workers=0": 100.0, "per-item DataLoader, num_workers=2": 90.0,
+             "device-resident (cpu), 2 intra-op threads": 800.0}
+    text = bench.report(args, torch.device("cpu"), "random uint8", 45_000, 2, rates, 4, 0.0, True)
+    assert "**8.0×**" in text and "Still to measure when this was written: 1 path(s)." in text
+    rates["device-resident (cpu), 1 intra-op thread"] = 900.0
+    assert "Still to measure" not in bench.report(args, torch.device("cpu"), "random uint8", 45_000, 2, rates, 4, 0.0,
+                                                  True)
