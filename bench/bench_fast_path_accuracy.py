@@ -85,7 +85,7 @@ def main() -> None:
 def _table(results: dict[str, list[dict]]) -> str:
     """Accuracy at the last and the validation-selected epoch, and the paired difference from the first variant."""
     lines = ["| variant | test acc, last | test acc, selected | last − plain, paired: mean ± std (min, max) "
-             "| seconds / run |",
+             "| training s / run (wall_seconds) |",
              "|---|---|---|---|---|"]
     plain = np.array([run["test_acc_last"] for run in next(iter(results.values()))])
     for variant, runs in results.items():
@@ -93,7 +93,7 @@ def _table(results: dict[str, list[dict]]) -> str:
         selected = np.array([run["test_acc_at_best"] for run in runs])
         differences = last - plain
         spread = f"({100 * differences.min():+.2f}, {100 * differences.max():+.2f})"
-        seconds = np.mean([run["seconds"] for run in runs])
+        seconds = np.mean([run["wall_seconds"] for run in runs])
         lines.append(f"| {variant} | {percent_mean_std(last)} | {percent_mean_std(selected)} "
                      f"| {percent_mean_std(differences)} {spread} | {seconds:.1f} |")
     return "\n".join(lines)

@@ -41,11 +41,11 @@ def main() -> None:
     except ConfigError as error:
         parser.error(str(error))
     lines = ["| targets_dtype | table for 1,281,167 × 1000 | test acc (last), mean ± std | − float32, paired by seed "
-             "| seconds / run |", "|---|---|---|---|---|"]
+             "| training s / run (wall_seconds) |", "|---|---|---|---|---|"]
     float32_accs, load_start, devices = None, os.getloadavg()[0], set()
     for dtype in ("float32", "bfloat16", "float16"):
         runs = train_seeds(CONFIG, [*args.overrides, f"loss.targets_dtype={dtype}"], args.seeds)  # the dtype wins
-        accs, seconds = np.array([run["test_acc_last"] for run in runs]), [run["seconds"] for run in runs]
+        accs, seconds = np.array([run["test_acc_last"] for run in runs]), [run["wall_seconds"] for run in runs]
         devices |= {run["device"] for run in runs}
         float32_accs = accs if float32_accs is None else float32_accs
         gigabytes = np.prod(IMAGENET_TABLE) * torch.finfo(getattr(torch, dtype)).bits / 8 / 1e9
