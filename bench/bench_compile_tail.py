@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from results_file import command_line, print_child_result, read_child_result, write_report
+from results_file import command_line, load_line, print_child_result, read_child_result, write_report
 from torch import nn
 
 from elr_mri.config import ModelConfig
@@ -54,11 +54,11 @@ def main() -> None:
     if args.child:
         print_child_result(time_steps(args.child, torch.device(args.device), args.batch_size, args.tail))
         return
-    results = {}
+    results, load_start = {}, os.getloadavg()[0]
     for variant in VARIANTS:  # each a few minutes on a CPU: say each as it ends
         results[variant] = _in_fresh_process(variant, args)
         print(f"{VARIANTS[variant]}: {results[variant]}", flush=True)
-    text = _report(results, args)
+    text = _report(results, args, load_start)
     print(text)
     out = args.out or ROOT / "bench" / "results" / f"compile_tail_{args.device}.md"
     write_report(out, text)
@@ -112,7 +112,8 @@ def _in_fresh_process(variant: str, args: argparse.Namespace) -> dict[str, float
     return read_child_result(done.stdout, f"{variant} child")
 
 
-def _report(results: dict[str, dict[str, float]], args: argparse.Namespace) -> str:
+def _report(results: dict[str, dict[str, float]], args: argparse.Namespace, load_start: float) -> str:
+    """The results file; `load_start`: the 1-min load average before the first child."""
     phases = list(next(iter(results.values())))
     plain, engine = results["plain"], results["engine"]
     device = torch.cuda.get_device_name() if args.device == "cuda" else f"{os.cpu_count()} CPU cores"
@@ -122,7 +123,8 @@ def _report(results: dict[str, dict[str, float]], args: argparse.Namespace) -> s
     return "\n".join([
         f"# The short last batch under torch.compile, CIFAR ResNet-34 ({args.device})", "",
         f"Command: `{command_line()}`", "",
-        f"Machine: {platform.machine()}, {device}, torch {torch.__version__}, Python {platform.python_version()}.",
+        f"Machine: {platform.machine()}, {device}, torch {torch.__version__}, Python {platform.python_version()}. "
+        f"{load_line(load_start)}",
         f"Full batch {args.batch_size}, short batch {args.tail}; seconds of one SGD step (medians of {REPEATS} "
         "for the full-batch rows); each variant in a fresh process with an empty inductor cache.", "",
         "| variant | " + " | ".join(f"{phase} (s)" for phase in phases) + " |",

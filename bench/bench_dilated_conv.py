@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from results_file import command_line, intra_op_threads, write_report
+from results_file import command_line, intra_op_threads, load_line, write_report
 
 from conv_as_gemm import conv3d_as_gemm
 
@@ -149,7 +149,7 @@ def main() -> None:
     sync = torch.cuda.synchronize if on_gpu else (lambda: None)
     layouts = (False, True) if on_gpu else (False,)  # channels-last 3D: a GPU layout (oneDNN picks its own)
     out = args.out or ROOT / "bench" / "results" / f"dilated_conv_{args.device}.md"
-    rows = []
+    rows, load_start = [], os.getloadavg()[0]
     pending = len(LAYERS) * len(DTYPES) * len(layouts)  # timed rows still to come
     for layer in LAYERS:
         differences = largest_differences(layer, device)
@@ -166,17 +166,17 @@ def main() -> None:
                             + " / ".join(f"{t:.3g}" for t in tflops) + " |")
                 print(rows[-1], flush=True)
                 pending -= 1
-                write_report(out, report(args, device, rows, pending))  # after each row: a device call may be cut
+                write_report(out, report(args, device, rows, pending, load_start))  # after each row: a device call may be cut
         rows.append(f"| {layer.name}: fp32 largest differences from the library's (output / input gradient / "
                     "weight gradient), relative | | | " + " | ".join(differences.values()) + " | | | |")
-    text = report(args, device, rows, pending)
+    text = report(args, device, rows, pending, load_start)
     write_report(out, text)
     print(text)
 
 
-def report(args: argparse.Namespace, device: torch.device, rows: list[str], pending: int) -> str:
+def report(args: argparse.Namespace, device: torch.device, rows: list[str], pending: int, load_start: float) -> str:
     """The bench's Markdown file with the rows measured so far, and how many timed rows are `pending`: a call cut by
-    its limit leaves a file that says it is short."""
+    its limit leaves a file that says it is short. `load_start`: the 1-min load average before the first row."""
     on_gpu = device.type == "cuda"
     name = torch.cuda.get_device_name(device) if on_gpu else f"{platform.machine()}, {os.cpu_count()} CPU cores"
     others = list(WAYS)[1:]
@@ -187,7 +187,7 @@ def report(args: argparse.Namespace, device: torch.device, rows: list[str], pend
         f"{'on' if on_gpu else 'n/a'}, TF32 convolutions {torch.backends.cudnn.allow_tf32} (torch's default) and matrix "
         f"products {torch.backends.cuda.matmul.allow_tf32} (set alike here, for the GEMM's fp32 rows). Batch "
         f"{args.batch_size}, forward + backward (input and weight gradients), median of runs filling {args.budget} s "
-        "after two untimed.", "",
+        f"after two untimed. {load_line(load_start)}", "",
         "| layer at a 96³ crop | precision | " + " | ".join(f"{way} ms" for way in WAYS) + " | "
         + " | ".join(f"speed-up, {way}" for way in others) + " | TFLOP/s (" + " / ".join(WAYS) + ") |",
         "|---|---|" + "---|" * (2 * len(WAYS)), *rows, "",

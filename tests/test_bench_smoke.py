@@ -254,8 +254,22 @@ def test_the_dilated_convolution_report_says_how_many_rows_a_cut_run_left_out() 
     bench = _bench_module("bench_dilated_conv")
     args = argparse.Namespace(device="cpu", batch_size=1, budget=1.0)
     assert "Still to measure when this was written: 3 timed row(s)." in bench.report(args, torch.device("cpu"),
-                                                                                     ["| a row |"], 3).splitlines()
-    assert "Still to measure" not in bench.report(args, torch.device("cpu"), ["| a row |"], 0)
+                                                                                     ["| a row |"], 3, 0.0).splitlines()
+    assert "Still to measure" not in bench.report(args, torch.device("cpu"), ["| a row |"], 0, 0.0)
+
+
+def test_the_convolution_and_compile_benchmarks_say_when_other_work_held_the_cores() -> None:
+    """Their files gave no load average: a dilated-convolution run here at a load of 14 on 2 cores (20 s for a
+    1.5 s convolution) wrote its ratios with nothing to say they were not to be quoted."""
+    busy = float(2 * (os.cpu_count() or 1))
+    dilated = _bench_module("bench_dilated_conv").report(argparse.Namespace(device="cpu", batch_size=1, budget=1.0),
+                                                         torch.device("cpu"), [], 0, busy)
+    phases = dict.fromkeys(("first full batch", "full batch", "first short batch", "short batch again",
+                            "full batch after"), 1.0)
+    tail = _bench_module("bench_compile_tail")._report({"plain": phases, "engine": phases},
+                                                       argparse.Namespace(device="cpu", batch_size=16, tail=9), busy)
+    for text in (dilated, tail):
+        assert f"Load average {busy:.1f} at the start" in text and "**Busy machine: " in text
 
 
 @pytest.mark.slow  # two synthetic scans written, then the loader timed: 10-40 s on 2 busy cores
