@@ -3,8 +3,9 @@ rotted as the code moved on (a setting, an option or a function renamed under it
 measurement or a device session. Covered elsewhere: bench_cifar_step.py (test_bench_cifar_step.py),
 check_row_settings.py and the parsers of every `--device cuda` call (test_gpu_checks.py). Left out, as no setting
 makes them small: bench_compile_tail.py (ResNet-34 under torch.compile, minutes), bench_dilated_conv.py (the ×8's
-layers at 96³), bench_execution_variants.py and bench_mri_models.py (the 3D models, compiled or several, at 71³ and
-more), bench_preprocess.py (ANTs registrations of Colin27); mri_demo_scaling.py reads finished demo runs."""
+layers at 96³; its path on two small layers below), bench_execution_variants.py and bench_mri_models.py (the 3D
+models, compiled or several, at 71³ and more), bench_preprocess.py (ANTs registrations of Colin27);
+mri_demo_scaling.py reads finished demo runs."""
 
 from __future__ import annotations
 
@@ -314,3 +315,22 @@ def test_the_accuracy_benchmarks_time_a_run_by_its_own_wall_seconds() -> None:
     text = table({"plain": runs, "fast": runs})
     assert "| training s / run (wall_seconds) |" in text.splitlines()[0]
     assert text.splitlines()[-1].endswith(" | 3.0 |")
+
+
+def test_the_dilated_convolution_benchmark_runs_through_on_small_layers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """The bench's own layers (the ×8's at 96³) take minutes on a CPU; two small ones take its whole path: the three
+    ways timed, their agreement checked, the file written after each row and finished."""
+    bench = _bench_module("bench_dilated_conv")
+    monkeypatch.setattr(bench, "LAYERS", (bench.Layer("small, padded", 3, 4, 3, 2, 2, 7),
+                                          bench.Layer("small, unpadded", 2, 5, 3, 0, 2, 9)))
+    out = tmp_path / "dilated.md"
+    monkeypatch.setattr(sys, "argv", ["bench_dilated_conv.py", "--budget", "0.01", "--out", str(out)])
+    bench.main()
+    printed = capsys.readouterr().out
+    assert printed.count(f"wrote {out}") == 5  # after each of the 4 timed rows, then the finished file
+    text = out.read_text()
+    assert len(re.findall(r"^\| small, (un)?padded \| (fp32|bf16) \| [\d.]+ \| [\d.]+ \| [\d.]+ \| ", text, re.M)) == 4
+    differences = re.findall(r"relative \| \| \| (\S+) / (\S+) / (\S+) \| (\S+) / (\S+) / (\S+) \|", text)
+    assert len(differences) == 2 and all(float(value) < 1e-4 for row in differences for value in row)
+    assert "Still to measure" not in text and "Load average" in text
