@@ -42,21 +42,31 @@ def train_seeds(config: Path, overrides: list[str], seeds: int, jobs: int, folde
     for group in [runs] if jobs > 1 else [[run] for run in runs]:  # in turn: stop at the first run that fails
         failed = {run: outcome for run, outcome in train_in_parallel(group, jobs).items() if not isinstance(outcome, dict)}
         if failed:
-            kept = keep_failed_logs(list(failed), keep_logs) if keep_logs is not None else ""
-            sys.exit(f"bench_side_by_side: error: {'; '.join(f'{run.name}: {why}' for run, why in failed.items())}{kept}")
+            copies = keep_failed_logs(list(failed), keep_logs) if keep_logs is not None else {}
+            sys.exit("bench_side_by_side: error: "
+                     + "; ".join(failure(run, why, copies.get(run)) for run, why in failed.items()))
     wall = time.perf_counter() - started
     medians = [statistics.median(pd.read_csv(run.run_dir / "metrics.csv")["epoch_seconds"].iloc[1:]) for run in runs]
     return wall, medians
 
 
-def keep_failed_logs(runs: list[PlannedRun], folder: Path) -> str:
+def keep_failed_logs(runs: list[PlannedRun], folder: Path) -> dict[PlannedRun, Path]:
     """Copy the failed `runs`' logs into `folder` (side_by_side_in_turn_seed0.log, …: a few files, only the failed
-    ones, as a device call brings back few) before their temporary folder goes; says where, for the error message."""
+    ones, as a device call brings back few) before their temporary folder goes; each run's copy."""
     folder.mkdir(parents=True, exist_ok=True)
-    copies = [folder / f"side_by_side_{run.run_dir.parent.name}_{run.log.name}" for run in runs]
-    for run, copy in zip(runs, copies):
+    copies = {run: folder / f"side_by_side_{run.run_dir.parent.name}_{run.log.name}" for run in runs}
+    for run, copy in copies.items():
         shutil.copyfile(run.log, copy)
-    return f" (logs copied to {', '.join(map(str, copies))})"
+    return copies
+
+
+def failure(run: PlannedRun, why: str, copy: Path | None) -> str:
+    """A failed run's line with where its log is now: the `copy` --keep-logs made, or gone with the temporary folder
+    (the line named the log in that folder, deleted by the time it was read)."""
+    if copy is not None:
+        return f"{run.name}: {why.replace(str(run.log), str(copy))}"
+    return f"{run.name}: " + why.replace(f"see {run.log}", "its log went with the temporary run folder: "
+                                                           "pass --keep-logs DIR to keep a failed run's log")
 
 
 def main() -> None:

@@ -334,3 +334,23 @@ def test_the_dilated_convolution_benchmark_runs_through_on_small_layers(tmp_path
     differences = re.findall(r"relative \| \| \| (\S+) / (\S+) / (\S+) \| (\S+) / (\S+) / (\S+) \|", text)
     assert len(differences) == 2 and all(float(value) < 1e-4 for row in differences for value in row)
     assert "Still to measure" not in text and "Load average" in text
+
+
+@pytest.mark.slow  # two runs that fail at their start: 20-100 s on 2 busy cores
+def test_the_side_by_side_benchmark_names_a_failed_runs_log_where_it_still_is(tmp_path: Path) -> None:
+    """A failed run's line ended "see /tmp/tmp…/in_turn/seed0.log", a folder deleted before the line was read."""
+    def failed_run(*extra: str) -> str:
+        done = subprocess.run([sys.executable, "bench/bench_side_by_side.py", "--config",
+                               "configs/cifar10n/cpu_subset.yaml", "--set", f"data.root={tmp_path / 'no_images'}",
+                               "--out", str(tmp_path / "report.md"), *extra], cwd=ROOT, capture_output=True, text=True,
+                              timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
+        assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+        return done.stderr.splitlines()[-1]
+
+    line = failed_run()
+    assert line.startswith("bench_side_by_side: error: in_turn seed 0: exit 2: ")
+    assert line.endswith("; its log went with the temporary run folder: pass --keep-logs DIR to keep a failed run's log")
+    line = failed_run("--keep-logs", str(tmp_path / "logs"))
+    copy = tmp_path / "logs" / "side_by_side_in_turn_seed0.log"
+    assert line.endswith(f"; see {copy}") and "image folder not found" in copy.read_text()
+    assert not (tmp_path / "report.md").exists()
