@@ -424,10 +424,11 @@ def fastest(results: dict[int, StepResult]) -> StepResult:
     return min(results.values(), key=lambda r: r.step_s)
 
 
-def slow_job(x8: StepResult, small: dict, paper: dict, batch: int) -> tuple[StepJob | None, str]:
-    """The ×8 at 96³ on a CPU (faster thread setting), if two steps are predicted to fit `SLOW_LIMIT_S`."""
+def slow_job(x8: StepResult, small: dict, paper: dict, batch: int, size: int) -> tuple[StepJob | None, str]:
+    """The ×8 at 96³ on a CPU (faster thread setting), if two steps are predicted to fit `SLOW_LIMIT_S`; `x8` and
+    `small` are its step and figures at the timed crop of `size`³."""
     predicted = x8.step_s * paper["gflop"] / small["gflop"]
-    note = f"predicted {predicted:.0f} s/step (the 72³ step scaled by FLOPs)"
+    note = f"predicted {predicted:.0f} s/step (the {size}³ step scaled by FLOPs)"
     if 2 * predicted > SLOW_LIMIT_S:
         return None, f"skipped: {note}; two steps would exceed {SLOW_LIMIT_S:.0f} s"
     job = StepJob(X8, PAPER_SIZE, batch, "cpu", threads=x8.threads, warmup=1, min_steps=2, max_steps=2, budget_s=0.0)
@@ -472,7 +473,8 @@ def measure(args: argparse.Namespace, measured: Callable[[Measurements], None]) 
         m.timed[spec.label] = measure_model(args, spec)
         measured(m)
     if args.device == "cpu":
-        job, m.slow_note = slow_job(fastest(m.timed[X8.label]), m.small[X8.label], m.paper[X8.label], args.batch_size)
+        job, m.slow_note = slow_job(fastest(m.timed[X8.label]), m.small[X8.label], m.paper[X8.label], args.batch_size,
+                                    args.size)
         m.slow = in_fresh_process(job) if job is not None else None
     else:
         for variant in variants_on(args.device):
@@ -579,8 +581,9 @@ def loader_lines(m: Measurements, batch: int) -> list[str]:
     return lines
 
 
-def loader_notes(m: Measurements, batch: int) -> list[str]:
-    """Whether loading is the bottleneck for the ×1 (the cheapest model) at its faster thread setting."""
+def loader_notes(m: Measurements, batch: int, size: int) -> list[str]:
+    """Whether loading is the bottleneck for the ×1 (the cheapest model) at its faster thread setting, both timed at
+    a crop of `size`³."""
     if not m.loaders or X8.label not in m.timed:
         return []
     x1 = fastest(m.timed[X1.label])
@@ -594,7 +597,7 @@ def loader_notes(m: Measurements, batch: int) -> list[str]:
     return [f"The best loader (num_workers={best.num_workers}) delivers {ratio:.2f}× the step rate of the ×1 at its "
             f"faster setting ({x1.threads} thread(s), {model_rate:.2g} volumes/s), so it "
             f"{'keeps ahead of' if ratio > 1 else 'holds back'} the cheapest model; but with num_workers=0 the engine loads in series with the step, and loading then "
-            f"takes {100 * share:.0f}% of a ×1 epoch ({100 * x8_share:.1f}% of a ×8 epoch at 72³). Workers "
+            f"takes {100 * share:.0f}% of a ×1 epoch ({100 * x8_share:.1f}% of a ×8 epoch at {size}³). Workers "
             "overlap it, at the price of cores that the model also wants on this 2-core machine."]
 
 
@@ -663,7 +666,7 @@ def report(args: argparse.Namespace, m: Measurements, load_start: tuple, seconds
         f"(CacheDataset) and `mri_transforms(({args.size},)*3, train=True)`: blur σ ~ U(0, 1) of the whole volume, "
         f"random {args.size}³ crop; batches of {batch}, a DataLoader per epoch as the engine makes; epochs after the "
         f"first timed (≥ 3, ~{LOADER_BUDGET_S:.0f} s).", "",
-        *loader_lines(m, batch), "", *loader_notes(m, batch), "",
+        *loader_lines(m, batch), "", *loader_notes(m, batch, args.size), "",
         *gpu_lines(m, batch, args.device), ""]
 
 

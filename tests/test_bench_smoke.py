@@ -354,3 +354,22 @@ def test_the_side_by_side_benchmark_names_a_failed_runs_log_where_it_still_is(tm
     copy = tmp_path / "logs" / "side_by_side_in_turn_seed0.log"
     assert line.endswith(f"; see {copy}") and "image folder not found" in copy.read_text()
     assert not (tmp_path / "report.md").exists()
+
+
+def test_the_mri_models_notes_name_the_crop_that_was_timed() -> None:
+    """`--size 71` (the least the widened CNN takes) wrote "predicted 19 s/step (the 72³ step scaled by FLOPs)" and
+    "% of a ×8 epoch at 72³": the default crop, not the one timed."""
+    steps = _bench_module("bench_mri_models")
+
+    def timed(seconds: float) -> dict:
+        return {1: steps.StepResult(warmup=1, step_times=[seconds] * 3, peak_bytes=0, threads=1, load_before=0.0,
+                                    load_after=0.0)}
+
+    _, note = steps.slow_job(timed(5.5)[1], {"gflop": 170.8}, {"gflop": 594.3}, 1, 71)
+    assert note == "predicted 19 s/step (the 71³ step scaled by FLOPs)"
+    m = steps.Measurements(paper={}, small={}, resolution=2.0,
+                           timed={steps.X1.label: timed(0.22), steps.X8.label: timed(5.5)},
+                           loaders=[steps.LoaderResult(num_workers=0, threads=1, volumes_per_s=31.2, epochs=3,
+                                                       cache_fill_s=0.3, first_epoch_s=0.1, load_before=0.0,
+                                                       load_after=0.0)])
+    assert "% of a ×8 epoch at 71³)" in steps.loader_notes(m, 1, 71)[0]
