@@ -877,6 +877,10 @@ def test_a_second_train_into_a_directory_being_written_is_refused(tmp_path: Path
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr[-3000:]
     assert "another `elr-mri train` is writing there" in result.stderr
     assert not (out / "config.yaml").exists()
+    train(load_config(DIGITS, [*SMALL, "train.epochs=1"]), out)
+    with exclusive_run_dir(out, create=False):  # a resume of it, running: a second resume cannot go elsewhere
+        result = _cli("train", "--resume", str(out), "--set", "train.epochs=2")
+    assert result.returncode == 2 and result.stderr.strip().endswith("let it finish (or stop it) first"), result.stderr
     (tmp_path / "file").write_text("")
     result = cli_in_process("train", "--config", str(DIGITS), "--out", str(tmp_path / "file"))
     assert result.returncode == 2 and "is a file; choose a folder for the run" in result.stderr
@@ -891,11 +895,11 @@ def test_a_lock_file_removed_between_its_opening_and_its_locking_is_taken_again(
     out, calls = tmp_path / "run", []
     lock = run_dir.lock_or_refuse
 
-    def removed_first(handle, folder, runs):  # the refused `train` removes the file after this one opened it
+    def removed_first(handle, folder, runs, elsewhere):  # the refused `train` removes it after this one opened it
         calls.append(handle.name)
         if len(calls) == 1:
             (folder / run_dir.RUN_LOCK).unlink()
-        lock(handle, folder, runs)
+        lock(handle, folder, runs, elsewhere)
 
     monkeypatch.setattr(run_dir, "lock_or_refuse", removed_first)
     out.mkdir()

@@ -48,7 +48,8 @@ def exclusive_run_dir(out_dir: Path, create: bool = True) -> Iterator[None]:
         out_dir.mkdir(parents=True, exist_ok=True)
         found = {path.name for path in out_dir.iterdir()}
         with open(out_dir / RUN_LOCK, "a") as handle:
-            lock_or_refuse(handle, out_dir, "`elr-mri train`")  # forked DataLoader workers cannot hold it
+            # forked DataLoader workers cannot hold it; a resume cannot go elsewhere (--out with --resume is refused)
+            lock_or_refuse(handle, out_dir, "`elr-mri train`", elsewhere=", or choose another --out" if create else "")
             if not _still_there(handle, out_dir / RUN_LOCK):
                 continue  # a refused `train` removed the file between our open and our lock: lock the new one
             try:
