@@ -854,6 +854,24 @@ def test_a_plain_resume_of_a_finished_run_on_read_only_storage_prints_its_summar
     assert not (out / ".train.lock").exists()  # no lock taken
 
 
+def test_a_cpu_resume_under_another_thread_count_says_it_is_not_bit_for_bit(tmp_path: Path,
+                                                                           cli_in_process: Cli) -> None:
+    """Threads split torch's CPU sums (1 and 2 gave other gradients of a small CNN here), and `train.threads: 0`
+    takes whatever cores the resuming machine gives: without the note such a resume looked exact and was not."""
+    out, threads = tmp_path / "run", torch.get_num_threads()
+    try:
+        train(load_config(DIGITS, [*SMALL, "train.epochs=1", "train.threads=1", "train.device=cpu"]), out)
+        assert load_checkpoint(out / "checkpoints" / "last.pt")["cpu_threads"] == 1
+        same = cli_in_process("train", "--resume", str(out), "--set", "train.epochs=2")
+        assert same.returncode == 0 and "CPU thread" not in same.stderr, same.stderr
+        other = cli_in_process("train", "--resume", str(out), "--set", "train.epochs=3", "--set", "train.threads=2")
+    finally:
+        torch.set_num_threads(threads)
+    assert other.returncode == 0, other.stderr
+    assert ("note: last.pt was written by a run with 1 CPU thread and this resume runs 2, which sum in another order: "
+            "the run continues, but not bit for bit; --set train.threads=1 keeps it exact") in other.stderr
+
+
 def test_a_plain_resume_of_a_finished_run_leaves_it_as_it_was(tmp_path: Path, cli_in_process: Cli) -> None:
     """Finishing it again added the call's time to wall_seconds and recorded the resuming machine as the run's."""
     out = tmp_path / "run"

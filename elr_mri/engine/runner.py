@@ -166,8 +166,8 @@ def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, de
                               f"cannot shorten it; pass more than {state.epoch} to continue it")
         if dist.is_main and state.epoch < cfg.train.epochs:
             reopen_run_dir(out_dir, _config_text(cfg))
-            for note in notes:  # as a new run's: a precision switched to here, a --set that changes nothing
-                print(note, file=sys.stderr)
+            for note in [*notes, *_thread_count_note(state, device)]:  # as a new run's: a precision switched to
+                print(note, file=sys.stderr)  # here, a --set that changes nothing
         elif dist.is_main:
             # nothing left to train, perhaps after an extension was stopped before its next checkpoint: the run ends
             # at the checkpoint's length, so its config and metrics say that length, not the stopped extension's
@@ -345,6 +345,7 @@ class RunState:
         self.best_val = float("-inf")
         self.best_epoch = 0
         self.seconds_before = 0.0  # wall time of earlier calls (a resumed run)
+        self.threads_before: int | None = None  # torch's CPU threads when that run's last.pt was written
         self.rows: list[dict[str, Any]] = []
 
 
@@ -421,6 +422,7 @@ def _restore(out_dir: Path, cfg: RunConfig, method: Method, tracker: PredictionT
     tracker.load(ckpt["tracker_probs"])
     state.epoch, state.best_val, state.best_epoch = ckpt["epoch"], ckpt["best_val"], ckpt["best_epoch"]
     state.seconds_before = ckpt["wall_seconds"]
+    state.threads_before = ckpt.get("cpu_threads")  # checkpoints before 2026-12-06 lack it
     _refuse_lost_best(out_dir, state.best_epoch)
     _refuse_best_beyond(out_dir, state.epoch, cfg.train.epochs)
     state.rows = [row for row in _read_metrics(out_dir) if row["epoch"] <= state.epoch]
@@ -443,6 +445,18 @@ def _starting_over_note(out_dir: Path) -> str:
             "trained again, their rows replaced" if logged else "no epoch had been logged, so nothing is lost")
     return (f"{out_dir}: no checkpoint yet (stopped before its first was written), so training starts again from "
             f"epoch 1 with the run's settings; {kept}")
+
+
+def _thread_count_note(state: RunState, device: torch.device) -> list[str]:
+    """A CPU resume under another thread count than its last.pt was written with: torch's CPU kernels split their
+    sums by thread, so the run goes on, but not bit for bit. `train.threads: 0` takes the cores the machine gives
+    the run (or OMP_NUM_THREADS), which a resume on another node may change without a setting saying so."""
+    running = torch.get_num_threads()
+    if device.type != "cpu" or state.threads_before in (None, running):
+        return []
+    return [f"note: last.pt was written by a run with {state.threads_before} CPU thread"
+            f"{'s' if state.threads_before != 1 else ''} and this resume runs {running}, which sum in another order: "
+            f"the run continues, but not bit for bit; --set train.threads={state.threads_before} keeps it exact"]
 
 
 def _refuse_lost_best(out_dir: Path, best_epoch: int) -> None:
@@ -513,9 +527,16 @@ class CheckpointWriter:
             "best_epoch": state.best_epoch,
             "wall_seconds": state.seconds_before + time.perf_counter() - state.started,
             "rng": capture_rng() if rng_by_rank is None else rng_by_rank[0],
+            # a CPU run's threads, rank 0's under torchrun: a resume under another count is not bit for bit
+            **({"cpu_threads": torch.get_num_threads()} if _trains_on_cpu(method) else {}),
             **({} if rng_by_rank is None else {"rng_by_rank": rng_by_rank}),
             "config": self.config,
         }, self.folder / "last.pt")
+
+
+def _trains_on_cpu(method: Method) -> bool:
+    """Whether the CPU threads decide the run's arithmetic: a GPU run's host threads do not."""
+    return next(method.networks()[0].parameters()).device.type == "cpu"
 
 
 def _write_metrics(out_dir: Path, rows: list[dict[str, Any]], writer: Any) -> None:
