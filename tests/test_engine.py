@@ -481,6 +481,23 @@ def test_resume_refuses_other_settings_a_shorter_run_and_a_missing_run(tmp_path:
     assert "the data now gives other training examples or labels" in result.stderr
 
 
+def test_a_resume_that_would_shorten_the_run_is_refused_before_its_data_is_read(
+        tmp_path: Path, cli_in_process: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An MRI cohort takes minutes to load: the refusal came only after it, and after the networks were built."""
+    from elr_mri.engine import runner
+
+    out = tmp_path / "run"
+    train(load_config(DIGITS, [*SMALL, "train.epochs=2"]), out)
+
+    def read(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the data was read")
+
+    monkeypatch.setattr(runner, "build_data", read)
+    result = cli_in_process("train", "--resume", str(out), "--set", "train.epochs=1")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert f"{out} has trained 2 epochs, so train.epochs = 1 cannot shorten it; pass more than 2" in result.stderr
+
+
 def test_a_damaged_checkpoint_or_metrics_file_is_one_line_naming_it(tmp_path: Path, cli_in_process: Cli) -> None:
     out = tmp_path / "run"
     train(load_config(DIGITS, [*SMALL, "train.epochs=2"]), out)

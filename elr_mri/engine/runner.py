@@ -139,6 +139,8 @@ def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, de
                 dist: DistContext, notes: Sequence[str]) -> dict[str, Any]:
     """The run itself, once `train` holds its directory."""
     _main_rank_does(dist, lambda: check_run_dir(out_dir, resume))  # before the data: a refusal comes at once
+    if resume:
+        _main_rank_does(dist, lambda: _refuse_shortening(out_dir, cfg.train.epochs))
     if dist.is_main and resume:  # (a new run's folder: start_run_dir, once the data is read)
         remove_leftovers(out_dir)
         if not (out_dir / "checkpoints" / "last.pt").exists():  # said before the data, which may take minutes
@@ -161,9 +163,6 @@ def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, de
     if resume:
         require_same_data(out_dir, data)
         _restore(out_dir, cfg, method, tracker, state, dist)
-        if cfg.train.epochs < state.epoch:
-            raise ConfigError(f"{out_dir} has trained {state.epoch} epochs, so train.epochs = {cfg.train.epochs} "
-                              f"cannot shorten it; pass more than {state.epoch} to continue it")
         if dist.is_main and state.epoch < cfg.train.epochs:
             reopen_run_dir(out_dir, _config_text(cfg))
             for note in [*notes, *_thread_count_note(state, device)]:  # as a new run's: a precision switched to
@@ -435,6 +434,16 @@ def _restore(out_dir: Path, cfg: RunConfig, method: Method, tracker: PredictionT
     else:  # under another number of processes every rank takes rank 0's state, and the others part from it again
         restore_rng(ckpt["rng"])
         part_rank_streams(cfg.seed, state.epoch, dist)
+
+
+def _refuse_shortening(out_dir: Path, epochs: int) -> None:
+    """Before the data, which an MRI cohort takes minutes to load: a resume trains on from last.pt's epoch, never
+    back. An mmap look reads the epoch alone."""
+    path = out_dir / "checkpoints" / "last.pt"
+    trained = load_checkpoint(path, mmap=True).get("epoch", 0) if path.exists() else 0
+    if epochs < trained:
+        raise ConfigError(f"{out_dir} has trained {trained} epochs, so train.epochs = {epochs} cannot shorten it; "
+                          f"pass more than {trained} to continue it")
 
 
 def _starting_over_note(out_dir: Path) -> str:
