@@ -99,6 +99,8 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu", mmap: 
     try:
         if not mmap:
             _check_record_sums(path)
+        else:  # the archive's index alone: torch's mmap reader calls an empty or cut-short file an old format
+            zipfile.ZipFile(path).close()
         return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except FileNotFoundError:
         raise
