@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 import pytest
@@ -31,6 +32,7 @@ DIGITS = ROOT / "configs" / "digits" / "elr_sym40.yaml"
 CPU = torch.device("cpu")
 OVERRIDES = ["data.train_subset=600", "train.epochs=3", "train.batch_size=64", "train.progress=false",
              "train.tensorboard=false", "model.hidden=64"]
+UNEVEN = ("train.batch_size=63", "train.checkpoint_seconds=0")  # 2 ranks: slices of 32 and 31
 
 
 def _train(out: Path, processes: int, loss: str, *extra: str, resume: bool = False) -> None:
@@ -44,6 +46,29 @@ def _train(out: Path, processes: int, loss: str, *extra: str, resume: bool = Fal
     _torchrun(processes, ["-m", "elr_mri.cli", "train", *source, *sets], out.parent)
 
 
+@pytest.fixture(scope="module")
+def shared_run(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """`_train`'s run for (processes, loss, settings), trained once for every test of this file that asks for it:
+    most of a torchrun test's seconds are its launch, and several compare with the same run. Tests only read what it
+    returns; one that goes on from it resumes a copy."""
+    runs: dict[tuple[str, ...], Path] = {}
+
+    def run(processes: int, loss: str, *extra: str) -> Path:
+        key = (str(processes), loss, *extra)
+        if key not in runs:
+            runs[key] = tmp_path_factory.mktemp(f"{loss}-{processes}") / "run"
+            _train(runs[key], processes, loss, *extra)
+        return runs[key]
+
+    return run
+
+
+def _copy(run: Path, to: Path) -> Path:
+    """A copy of a shared run, for a test that trains it on."""
+    shutil.copytree(run, to)
+    return to
+
+
 def _torchrun(processes: int, command: list[str], tmp: Path) -> subprocess.CompletedProcess:
     """A gloo job of `processes` ranks; torch's elastic agent leaves a folder per job in TMPDIR, so it gets the test's."""
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(processes),
@@ -54,35 +79,35 @@ def _torchrun(processes: int, command: list[str], tmp: Path) -> subprocess.Compl
 
 
 @pytest.mark.parametrize("loss", ["elr", "ce"])
-def test_two_processes_match_one(tmp_path: Path, loss: str) -> None:
-    _train(tmp_path / "one", 1, loss)
-    _train(tmp_path / "two", 2, loss)
-    one = pd.read_csv(tmp_path / "one" / "metrics.csv")
-    two = pd.read_csv(tmp_path / "two" / "metrics.csv")
+def test_two_processes_match_one(shared_run: Callable[..., Path], loss: str) -> None:
+    runs = {"one": shared_run(1, loss), "two": shared_run(2, loss)}
+    one = pd.read_csv(runs["one"] / "metrics.csv")
+    two = pd.read_csv(runs["two"] / "metrics.csv")
     pd.testing.assert_series_equal(one["val_acc"], two["val_acc"])
     pd.testing.assert_series_equal(one["test_acc"], two["test_acc"])
     pd.testing.assert_series_equal(one["train_loss"], two["train_loss"], rtol=1e-5)  # the global batch's, not rank 0's
-    a = load_checkpoint(tmp_path / "one" / "checkpoints" / "last.pt")["method"]
-    b = load_checkpoint(tmp_path / "two" / "checkpoints" / "last.pt")["method"]
+    a = load_checkpoint(runs["one"] / "checkpoints" / "last.pt")["method"]
+    b = load_checkpoint(runs["two"] / "checkpoints" / "last.pt")["method"]
     for name, weight in a["model"].items():
         torch.testing.assert_close(weight, b["model"][name], rtol=1e-4, atol=1e-5)
     if loss == "elr":  # every example's target updated once per visit, whichever rank saw it
         torch.testing.assert_close(a["loss"]["targets"], b["loss"]["targets"], rtol=1e-4, atol=1e-5)
         assert (a["loss"]["targets"].sum(dim=1) > 0).all()
-    ranks = load_checkpoint(tmp_path / "two" / "checkpoints" / "last.pt")["rng_by_rank"]
+    ranks = load_checkpoint(runs["two"] / "checkpoints" / "last.pt")["rng_by_rank"]
     assert not torch.equal(ranks[0]["torch"], ranks[1]["torch"])  # each rank its own dropout masks and pairings
-    summaries = [json.loads((tmp_path / run / "summary.json").read_text()) for run in ("one", "two")]
+    summaries = [json.loads((runs[run] / "summary.json").read_text()) for run in ("one", "two")]
     assert [(summary["processes"], summary["device"]) for summary in summaries] == [(1, "cpu"), (2, "cpu")]
 
 
 @pytest.mark.slow
-def test_two_processes_with_elr_compiled_into_the_graph_match_one_eager(tmp_path: Path) -> None:
+def test_two_processes_with_elr_compiled_into_the_graph_match_one_eager(shared_run: Callable[..., Path],
+                                                                       tmp_path: Path) -> None:
     """`train.compile_step` under torchrun: each rank blends its own rows in the graph, the rows are gathered after."""
-    _train(tmp_path / "one", 1, "elr")
     _train(tmp_path / "two", 2, "elr", "train.compile=true", "train.compile_step=true")
-    one, two = (pd.read_csv(tmp_path / run / "metrics.csv") for run in ("one", "two"))
+    runs = (shared_run(1, "elr"), tmp_path / "two")
+    one, two = (pd.read_csv(run / "metrics.csv") for run in runs)
     pd.testing.assert_series_equal(one["train_loss"], two["train_loss"], rtol=1e-4)
-    a, b = (load_checkpoint(tmp_path / run / "checkpoints" / "last.pt")["method"] for run in ("one", "two"))
+    a, b = (load_checkpoint(run / "checkpoints" / "last.pt")["method"] for run in runs)
     torch.testing.assert_close(a["loss"]["targets"], b["loss"]["targets"], rtol=1e-4, atol=1e-5)
 
 
@@ -137,11 +162,10 @@ def test_with_batchnorm_two_processes_score_the_weights_rank_0_keeps(tmp_path: P
                                                                                test.accuracy)
 
 
-def test_resume_under_another_number_of_processes(tmp_path: Path) -> None:
-    """2 processes for 2 epochs, then 1 process to epoch 4: the same as 4 epochs in 1 process."""
+def test_resume_under_another_number_of_processes(shared_run: Callable[..., Path], tmp_path: Path) -> None:
+    """2 processes for 3 epochs, then 1 process to epoch 4: the same as 4 epochs in 1 process."""
     _train(tmp_path / "one", 1, "elr", "train.epochs=4")
-    _train(tmp_path / "mixed", 2, "elr", "train.epochs=2")
-    _train(tmp_path / "mixed", 1, "elr", "train.epochs=4", resume=True)
+    _train(_copy(shared_run(2, "elr"), tmp_path / "mixed"), 1, "elr", "train.epochs=4", resume=True)
     one = pd.read_csv(tmp_path / "one" / "metrics.csv")
     mixed = pd.read_csv(tmp_path / "mixed" / "metrics.csv")
     pd.testing.assert_series_equal(one["test_acc"], mixed["test_acc"])
@@ -152,13 +176,13 @@ def test_resume_under_another_number_of_processes(tmp_path: Path) -> None:
         torch.testing.assert_close(weight, b["model"][name], rtol=1e-4, atol=1e-5)
 
 
-def test_elr_plus_with_mixup_resumes_exactly_when_slices_are_uneven(tmp_path: Path) -> None:
+def test_elr_plus_with_mixup_resumes_exactly_when_slices_are_uneven(shared_run: Callable[..., Path],
+                                                                   tmp_path: Path) -> None:
     """Slices of 32 and 31 draw mixup pairings of unequal length, so the ranks' generators part ways; the checkpoint
     keeps each rank's (it kept rank 0's for all, and the resumed run's rank 1 drew other pairs)."""
-    extra = ("train.batch_size=63", "train.checkpoint_seconds=0")
-    _train(tmp_path / "straight", 2, "elr_plus", *extra, "train.epochs=2")
-    _train(tmp_path / "resumed", 2, "elr_plus", *extra, "train.epochs=1")
-    _train(tmp_path / "resumed", 2, "elr_plus", *extra, "train.epochs=2", resume=True)
+    _train(tmp_path / "straight", 2, "elr_plus", *UNEVEN, "train.epochs=2")
+    resumed = _copy(shared_run(2, "elr_plus", *UNEVEN, "train.epochs=1"), tmp_path / "resumed")
+    _train(resumed, 2, "elr_plus", *UNEVEN, "train.epochs=2", resume=True)
     a = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")["method"]
     b = load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.pt")["method"]
     for part in ("nets", "losses"):
@@ -167,32 +191,34 @@ def test_elr_plus_with_mixup_resumes_exactly_when_slices_are_uneven(tmp_path: Pa
                 torch.testing.assert_close(value, theirs[name], rtol=0, atol=0)
 
 
-def test_a_run_restarted_before_its_first_checkpoint_parts_the_ranks_streams_as_a_new_one(tmp_path: Path) -> None:
-    extra = ("train.epochs=1", "model.hidden=16")
-    _train(tmp_path / "fresh", 2, "elr_plus", *extra)
+def test_a_run_restarted_before_its_first_checkpoint_parts_the_ranks_streams_as_a_new_one(
+        shared_run: Callable[..., Path], tmp_path: Path) -> None:
+    extra = (*UNEVEN, "train.epochs=1")  # the mixup test's first epoch, shared: one launch fewer
+    fresh = shared_run(2, "elr_plus", *extra)
     killed = tmp_path / "killed"  # what a run stopped before its first checkpoint leaves
     (killed / "checkpoints").mkdir(parents=True)
     for name in ("config.yaml", "data_shape.json"):
-        shutil.copy(tmp_path / "fresh" / name, killed / name)
+        shutil.copy(fresh / name, killed / name)
     _train(killed, 2, "elr_plus", *extra, resume=True)
-    a, b = (load_checkpoint(tmp_path / run / "checkpoints" / "last.pt") for run in ("fresh", "killed"))
+    a, b = (load_checkpoint(run / "checkpoints" / "last.pt") for run in (fresh, killed))
     assert not torch.equal(b["rng_by_rank"][0]["torch"], b["rng_by_rank"][1]["torch"])
     for ours, theirs in zip(a["method"]["nets"], b["method"]["nets"]):
         for name, value in ours.items():
             torch.testing.assert_close(value, theirs[name], rtol=0, atol=0)
 
 
-def test_torchrun_into_a_run_folder_already_taken_stops_every_rank_with_one_line(tmp_path: Path) -> None:
+def test_torchrun_into_a_run_folder_already_taken_stops_every_rank_with_one_line(shared_run: Callable[..., Path],
+                                                                                 tmp_path: Path) -> None:
     """Rank 0 alone checks the folder: the other ranks trained on until their first collective and died there with
     a traceback of the connection rank 0 had closed."""
-    _train(tmp_path / "run", 1, "ce", "train.epochs=1")
+    run = shared_run(1, "ce")
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone", "-m",
-               "elr_mri.cli", "train", "--config", str(DIGITS), "--out", str(tmp_path / "run"),
+               "elr_mri.cli", "train", "--config", str(DIGITS), "--out", str(run),
                *[a for s in OVERRIDES for a in ("--set", s)]]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300,
                             env={**os.environ, "TMPDIR": str(tmp_path)})
     assert result.returncode != 0
-    assert f"elr-mri train: error: {tmp_path / 'run'} already holds a run; continue it with --resume" in result.stderr
+    assert f"elr-mri train: error: {run} already holds a run; continue it with --resume" in result.stderr
     assert "Connection closed" not in result.stderr and "gloo" not in result.stderr.lower()
 
 
@@ -344,23 +370,24 @@ def test_no_ddp_wrapper_outlives_training(tmp_path: Path) -> None:
 
 
 def test_under_torchrun_rank_0_alone_says_ctrl_c_and_the_resume_hint_keeps_the_launcher(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+        shared_run: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
     """Every rank printed the same Ctrl-C line, whose hint resumed in one process, K times slower.
     The ranks are stood for by torchrun's environment; Ctrl-C is raised by hand."""
     from elr_mri import cli
 
-    _train(tmp_path / "run", 1, "ce", "train.epochs=1")
+    run = shared_run(1, "ce")
 
     def interrupted(args: object) -> int:
         raise KeyboardInterrupt
 
     for rank, said in (("1", ""), ("0", f"elr-mri train: interrupted; continue from the last checkpoint with the same "
-                                        f"torchrun launch and: train --resume {tmp_path / 'run'}\n")):
+                                        f"torchrun launch and: train --resume {run}\n")):
         monkeypatch.setenv("WORLD_SIZE", "2")
         monkeypatch.setenv("RANK", rank)
         with monkeypatch.context() as stopped:
             stopped.setattr(cli, "train_command", interrupted)
-            assert cli.main(["train", "--resume", str(tmp_path / "run")]) == 130
+            assert cli.main(["train", "--resume", str(run)]) == 130
         assert capsys.readouterr().err == said
         # an error may be one rank's or one machine's alone (here: no torchrun around to join), so every rank says it
         assert cli.main(["train", "--config", str(DIGITS), "--out", str(tmp_path / "new")]) == 2
