@@ -115,7 +115,7 @@ def _no_host_waits(device: str) -> Iterator[None]:
     assert not reads, f"the block reads values back to the host: {reads}"
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def host_read_ops() -> set[str]:
     """The profiler's names of the ops that read a value back to the host (for checks in other processes)."""
     return set(HOST_READS)

@@ -266,14 +266,13 @@ def test_global_batches_are_split_between_ranks_without_overlap() -> None:
     assert [size for size, _ in positions(1, 2, n=101)][-1] == 11 and len(slices(1, 2, n=101)[-1]) == 5
 
 
-def test_under_torchrun_a_training_step_reads_nothing_back_to_the_host(tmp_path: Path,
-                                                                       host_read_ops: set[str]) -> None:
-    """Gathering the ranks' rows for ELR's targets and the tracking took each step's slice lengths from an
-    all-gather read back to the host (two waits a step for ELR, three for ELR+); each batch's global size now
-    gives them. Uneven slices (9 rows: 5 and 4) under 2 gloo ranks, seen by the CPU profiler as in
-    `test_training_step`."""
-    script = tmp_path / "host_reads.py"
-    script.write_text(textwrap.dedent(f"""
+@pytest.fixture(scope="module")
+def gathering_job(tmp_path_factory: pytest.TempPathFactory, host_read_ops: set[str]) -> str:
+    """stderr of one gloo job of 2 ranks that gathers rows both ways, then profiles training steps for host reads
+    (what the two tests below check): one torchrun launch, most of each one's seconds, for both."""
+    tmp = tmp_path_factory.mktemp("gathering")
+    script = tmp / "gathering.py"
+    script.write_text(textwrap.dedent("""
         import sys
         import torch
         from torch.profiler import ProfilerActivity, profile
@@ -284,6 +283,19 @@ def test_under_torchrun_a_training_step_reads_nothing_back_to_the_host(tmp_path:
         from elr_mri.engine.tracking import PredictionTracker
 
         dist = init_distributed("cpu")
+        start, stop = slice_bounds(7, dist.rank, dist.world_size)
+        index = torch.arange(start, stop)
+        rows = torch.arange(7 * 3, dtype=torch.float32).reshape(7, 3)[start:stop]
+        exchanged = gather_rows(index, rows)
+        told = gather_rows(index, rows, global_size=7)
+        assert all(torch.equal(a, b) for a, b in zip(exchanged, told)), (exchanged, told)
+        assert torch.equal(told[0], torch.arange(7))
+        if dist.rank == 1:  # checked before any collective, so rank 0's slice, right for 8 too, is not gathered
+            try:
+                gather_rows(index, rows, global_size=8)
+            except ValueError as error:
+                print(f"rank {dist.rank}: {error}", file=sys.stderr)
+    """) + textwrap.dedent(f"""
         start, stop = slice_bounds(9, dist.rank, dist.world_size)
 
         def batch(seed, **marks):
@@ -315,36 +327,22 @@ def test_under_torchrun_a_training_step_reads_nothing_back_to_the_host(tmp_path:
         del method
         leave_distributed()
     """))
-    result = _torchrun(2, [str(script)], tmp_path)
-    said = re.findall(r"host reads \[[^]]*\]", result.stderr)  # the ranks' lines may interleave
-    assert said == ["host reads []"] * 6, result.stderr[-3000:]
+    return _torchrun(2, [str(script)], tmp).stderr
 
 
-def test_rows_gathered_with_the_global_batch_size_equal_the_exchanged_ones(tmp_path: Path) -> None:
+def test_under_torchrun_a_training_step_reads_nothing_back_to_the_host(gathering_job: str) -> None:
+    """Gathering the ranks' rows for ELR's targets and the tracking took each step's slice lengths from an
+    all-gather read back to the host (two waits a step for ELR, three for ELR+); each batch's global size now
+    gives them. Uneven slices (9 rows: 5 and 4) under 2 gloo ranks, seen by the CPU profiler as in
+    `test_training_step`."""
+    said = re.findall(r"host reads \[[^]]*\]", gathering_job)  # the ranks' lines may interleave
+    assert said == ["host reads []"] * 6, gathering_job[-3000:]
+
+
+def test_rows_gathered_with_the_global_batch_size_equal_the_exchanged_ones(gathering_job: str) -> None:
     """Both ways of learning the slices' lengths gather the same rows in rank order; a slice that is not the
     sampler's for that global size is refused, not gathered into the wrong rows."""
-    script = tmp_path / "gather.py"
-    script.write_text(textwrap.dedent("""
-        import sys
-        import torch
-        from elr_mri.distributed import gather_rows, init_distributed, leave_distributed, slice_bounds
-        dist = init_distributed("cpu")
-        start, stop = slice_bounds(7, dist.rank, dist.world_size)
-        index = torch.arange(start, stop)
-        rows = torch.arange(7 * 3, dtype=torch.float32).reshape(7, 3)[start:stop]
-        exchanged = gather_rows(index, rows)
-        told = gather_rows(index, rows, global_size=7)
-        assert all(torch.equal(a, b) for a, b in zip(exchanged, told)), (exchanged, told)
-        assert torch.equal(told[0], torch.arange(7))
-        if dist.rank == 1:  # checked before any collective, so rank 0's slice, right for 8 too, is not gathered
-            try:
-                gather_rows(index, rows, global_size=8)
-            except ValueError as error:
-                print(f"rank {dist.rank}: {error}", file=sys.stderr)
-        leave_distributed()
-    """))
-    result = _torchrun(2, [str(script)], tmp_path)
-    assert "rank 1: rank 1 holds 3 rows of a global batch of 8, but GlobalBatchSampler gives it 4" in result.stderr
+    assert "rank 1: rank 1 holds 3 rows of a global batch of 8, but GlobalBatchSampler gives it 4" in gathering_job
 
 
 def test_no_ddp_wrapper_outlives_training(tmp_path: Path) -> None:
