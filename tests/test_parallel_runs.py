@@ -73,7 +73,9 @@ def test_each_run_gets_its_share_of_the_cores_and_one_failure_stops_no_other(par
 
 def test_ctrl_c_stops_the_runs_at_a_checkpoint_and_a_rerun_continues_them(parallel, tmp_path: Path, monkeypatch,
                                                                           capsys) -> None:
-    run = _seeds(parallel, tmp_path, "train.epochs=40", "train.checkpoint_seconds=0")[0]
+    # one thread, as the pool's other runs here: its default for one run, every core, made each epoch wait for a
+    # second thread on a busy machine (40 epochs took 82 s of training beside other tests, 5 s on one thread)
+    run = _seeds(parallel, tmp_path, "train.epochs=40", "train.checkpoint_seconds=0", "train.threads=1")[0]
     sleep, pressed = time.sleep, []
 
     def ctrl_c_after_a_checkpoint(seconds: float) -> None:  # once: waiting for the runs to stop sleeps too
