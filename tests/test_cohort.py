@@ -556,11 +556,27 @@ def test_a_diagnosis_too_small_for_the_test_split_is_named():
     """3 AD participants at test_fraction 0.15: round(0.45) = 0, so no AD participant is tested (nor validated)."""
     frame = pd.concat([cohort(n_per_class=20), pd.DataFrame([scan(f"AD9{i}", "M00", "AD", 75) for i in range(3)])])
     frame = frame[(frame["diagnosis"] != "AD") | frame["participant_id"].str.startswith("AD9")]
-    balance = split_balance(frame, split_participants(frame, 0.15, 0.1, seed=0), CLASSES)
-    assert diagnoses_left_out(balance, CLASSES, "test") == ["AD"] == diagnoses_left_out(balance, CLASSES, "val")
-    assert diagnoses_left_out(balance, CLASSES, "train") == []
-    no_val = split_balance(frame, split_participants(frame, 0.15, 0.0, seed=0), CLASSES)
-    assert diagnoses_left_out(no_val, CLASSES, "val") == []  # a run without a validation split: nothing to say
+    split = split_participants(frame, 0.15, 0.1, seed=0)
+    assert diagnoses_left_out(frame, split, CLASSES, "test") == ["AD"] == diagnoses_left_out(frame, split, CLASSES, "val")
+    assert diagnoses_left_out(frame, split, CLASSES, "train") == []
+    no_val = split_participants(frame, 0.15, 0.0, seed=0)
+    assert diagnoses_left_out(frame, no_val, CLASSES, "val") == []  # a run without a validation split: nothing to say
+
+
+def test_a_converters_scans_count_under_each_diagnosis_they_carry_when_a_split_lacks_one():
+    """The check counted participants by the diagnosis they are stratified under (most of their scans), so a
+    validation split whose one AD scan is a converter's third visit (MCI, MCI, AD) was said to hold "no participant
+    diagnosed AD, so nothing there scores it" while its balanced accuracy did score AD; and AD reached only by
+    converters, none of them tested, went unnamed."""
+    people = {"S1": "CN CN CN", "S2": "CN CN CN", "S3": "MCI MCI MCI", "S4": "MCI MCI MCI", "C1": "MCI MCI AD",
+              "C2": "MCI MCI AD", "C3": "MCI AD AD", "C4": "CN CN MCI"}
+    frame = pd.DataFrame([scan(p, f"M{6 * s:02d}", dx, 70 + s / 2) for p, visits in people.items()
+                          for s, dx in enumerate(visits.split())])
+    split = pd.Series({"S1": "train", "S2": "test", "S3": "train", "S4": "test", "C1": "val", "C2": "train",
+                       "C3": "train", "C4": "val"})
+    assert split_balance(frame, split, CLASSES).set_index("split").loc["val", "AD"] == 0  # C1 is stratified MCI
+    assert diagnoses_left_out(frame, split, CLASSES, "val") == []  # C1's M12 scan is AD
+    assert diagnoses_left_out(frame, split, CLASSES, "test") == ["AD"]  # C1, C2, C3 reach AD, none tested
 
 
 def test_split_balance_reports_diagnosis_age_and_sex():

@@ -437,12 +437,12 @@ def run_splits_table(data: NoisyImageData) -> pd.DataFrame:
 
 def split_balance_table(data: NoisyImageData) -> pd.DataFrame:
     """`split_balance` of an MRI run's splits (given diagnoses), saved as the run's split_balance.csv; a diagnosis
-    the test or validation split has no participant of is warned of, with the setting that gave the split."""
+    the test or validation split has no scan of is warned of, with the setting that gave the split."""
     scans = pd.concat([d.frame for d in (data.train, data.val, data.test) if isinstance(d, MRIScans)])
     split = scans.drop_duplicates("participant_id").set_index("participant_id")["split"]
     balance = split_balance(scans, split, list(data.class_names))
     for name, setting in (("test", "data.mri.test_fraction"), ("val", "data.val_fraction")):
-        left_out = diagnoses_left_out(balance, list(data.class_names), name)
+        left_out = diagnoses_left_out(scans, split, list(data.class_names), name)
         if not left_out:
             continue
         fix = (f"list some as {name} in data.mri.splits ({data.splits_file}), which gave the splits" if data.splits_file

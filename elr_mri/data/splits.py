@@ -81,14 +81,18 @@ def split_participants(
     return split
 
 
-def diagnoses_left_out(balance: pd.DataFrame, classes: Sequence[str], name: str) -> list[str]:
-    """Diagnoses of two or more participants that `split_balance`'s row `name` ("test", "val") has none of:
-    rounding leaves a small class out (3 AD participants at test_fraction 0.15: round(0.45) = 0), and nothing
-    there scores it. None for a split the run has not got at all (a fraction of 0)."""
-    row = balance[balance["split"] == name]
-    if row.empty:
+def diagnoses_left_out(scans: pd.DataFrame, split: pd.Series, classes: Sequence[str], name: str) -> list[str]:
+    """Diagnoses that scans of two or more participants carry and no scan of split `name` ("test", "val") does:
+    rounding leaves a small class out (3 AD participants at test_fraction 0.15: round(0.45) = 0), and nothing there
+    scores it. By scan, not by the diagnosis a participant is stratified under: a converter's later scans (MCI, MCI,
+    AD) score AD in their split, and a class that only converters reach has participants to miss. None for a split
+    the run has not got at all (a fraction of 0). `split`: participant_id -> split, as `split_participants` gives."""
+    if not (split == name).any():
         return []
-    return [label for label in classes if int(row[label].iloc[0]) == 0 and int(balance[label].sum()) >= 2]
+    where = scans["participant_id"].map(split)
+    present = set(scans.loc[where == name, "diagnosis"])
+    people = scans.groupby("diagnosis")["participant_id"].nunique()
+    return [label for label in classes if label not in present and int(people.get(label, 0)) >= 2]
 
 
 def load_splits(path: str | Path, participants: Iterable[str]) -> pd.Series:
