@@ -180,7 +180,8 @@ def _metrics_section(runs: dict[str, Path], out: Path) -> str:
         *_notes([lacking[where] for where in sorted(lacking, key=_test_first)]), "",
         "### ROC curves (scan level) and confusion matrices (participant level)",
         "Each ROC curve is drawn over scans; each confusion matrix counts participants (a participant's scans' mean "
-        "probability), as the table above does.",
+        "probability; one a diagnosis for a participant whose diagnosis changed between scans), as the table above "
+        "does.",
         "",
         *figures,
     ])

@@ -148,6 +148,16 @@ def test_evaluate_predictions_gives_both_levels():
     assert reports["participant"].level == "participant"
 
 
+def test_metrics_csv_counts_a_converter_once_a_diagnosis_in_n_and_once_in_participants():
+    """The README said metrics.csv's `n` at participant level counts participants; it counts a participant per given
+    diagnosis, so a converter (C: MCI then AD) is two items of one participant there, as the printed line says."""
+    labels = np.array([0, 0, 2, 1, 2, 1, 1])
+    proba = np.full((7, 3), 1 / 3) + np.eye(3)[[0, 1, 2, 1, 2, 1, 0]]
+    people = np.array(["A", "A", "B", "C", "C", "D", "D"])
+    row = evaluate_predictions(labels, proba, people, CLASSES, n_boot=20)["participant"].rows()[0]
+    assert (row["n"], row["participants"]) == (5, 4)
+
+
 def test_bad_shapes_are_refused():
     with pytest.raises(ValueError, match="shape \\(n, 3\\)"):
         evaluate_predictions([0, 1], np.ones((2, 2)), ["a", "b"], CLASSES)
