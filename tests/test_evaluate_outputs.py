@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from elr_mri.data.splits import read_run_splits, run_participants
-from elr_mri.evaluation.evaluate import _require_run_test_split, write_evaluation
+from elr_mri.evaluation.evaluate import _require_run_test_split, _warn_of_other_test_scans, write_evaluation
 from elr_mri.evaluation.metrics import evaluate_predictions
 
 CLASSES = ["CN", "MCI", "AD"]
@@ -140,6 +140,29 @@ def test_a_test_split_rebuilt_from_a_manifest_that_lost_participants_says_how_ma
     assert "e.g. sub-4" in warning and "only the other 3 are scored" in warning
     _require_run_test_split(tmp_path, "cohort.csv", pd.Series([f"sub-{i}" for i in range(3, 8)]))
     assert capsys.readouterr().err == ""
+
+
+def test_a_test_split_rebuilt_with_sessions_added_or_lost_since_training_says_so(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A longitudinal manifest gains visits: a later session of a test participant, added since training, was scored
+    without a word (the check compares participants), and the figures differed from the run's test_acc (a review
+    scored 10 scans for the run's 9: accuracy 60.0 against 66.7)."""
+    tested = [["sub-1", "ses-M00", "CN"], ["sub-1", "ses-M06", "CN"], ["sub-2", "ses-M00", "AD"],
+              ["sub-3", "ses-M00", "MCI"]]
+    (tmp_path / "data_shape.json").write_text(json.dumps({"class_names": CLASSES, "test_diagnoses": tested}))
+    scans = pd.DataFrame(tested, columns=["participant_id", "session_id", "diagnosis"])
+    _warn_of_other_test_scans(tmp_path, "cohort.csv", scans)
+    assert capsys.readouterr().err == ""
+    later = pd.concat([scans, pd.DataFrame([["sub-1", "ses-M12", "MCI"]], columns=scans.columns)])
+    _warn_of_other_test_scans(tmp_path, "cohort.csv", later)
+    warning = capsys.readouterr().err.strip()
+    assert len(warning.splitlines()) == 1, warning
+    assert warning.startswith(f"warning: cohort.csv now lists 1 scan(s) of {tmp_path}'s test participants that the "
+                              "run did not test on (e.g. sub-1 ses-M12) (test_diagnoses")
+    _warn_of_other_test_scans(tmp_path, "cohort.csv", later.iloc[[0, 2, 4]])  # sub-1 ses-M06 gone, sub-3 altogether
+    warning = capsys.readouterr().err
+    assert "lists 1 scan(s) of" in warning and "and lacks 1 scan(s) of them that it tested on (e.g. sub-1 ses-M06)" in (
+        warning)  # sub-3, a participant lost altogether, is _require_run_test_split's to name
 
 
 @pytest.mark.parametrize("damage, problem", [

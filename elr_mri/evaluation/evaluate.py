@@ -257,6 +257,7 @@ def evaluation_set(run_dir: Path, cfg: RunConfig, manifest: Path | None,
         if cfg.data.name == "mri":
             _require_run_test_split(run_dir, cfg.data.mri.manifest, built.test.frame["participant_id"])
             _warn_of_relabelled_test_scans(run_dir, cfg.data.mri.manifest, built.test)
+            _warn_of_other_test_scans(run_dir, cfg.data.mri.manifest, built.test.frame)
             _require_run_grid(run_dir, cfg.data.mri.manifest, built.volume_grid)
         return built.test, "test", []
     if cfg.data.name != "mri":
@@ -310,11 +311,10 @@ def _warn_of_relabelled_test_scans(run_dir: Path, manifest: str, test: Dataset) 
     `--baselines` chooses C on the validation labels it refuses relabelled; yet the figures then differ from the
     test_acc of the run's metrics.csv. Runs from before the diagnoses were recorded are not checked; the
     validation panel (data.mri.val_labels) relabels validation scans only, so it plays no part here."""
-    shape = read_data_shape(run_dir)
-    recorded = shape.get(TEST_DIAGNOSES_KEY)
-    if recorded is None:
+    then = _tested_scans(run_dir)
+    if then is None:
         return
-    then, classes = {(participant, session): diagnosis for participant, session, diagnosis in recorded}, shape["class_names"]
+    classes = read_data_shape(run_dir)["class_names"]
     now = zip(test.frame["participant_id"], test.frame["session_id"], test.labels)
     changed = [(participant, session, then[participant, session], classes[label]) for participant, session, label in now
                if (participant, session) in then and then[participant, session] != classes[label]]
@@ -325,6 +325,39 @@ def _warn_of_relabelled_test_scans(run_dir: Path, manifest: str, test: Dataset) 
               f"{TEST_DIAGNOSES_KEY} in its data_shape.json); they are taken as they are now, unlike the test_acc of "
               "its metrics.csv: restore the manifest the run trained on to use the labels it was tested on",
               file=sys.stderr)
+
+
+def _warn_of_other_test_scans(run_dir: Path, manifest: str, scans: pd.DataFrame) -> None:
+    """Say how many scans of the participants the run tested on the training manifest now lists that the run did not
+    test on (a later visit added since) or no longer lists: `_require_run_test_split` compares participants, so these
+    were scored without a word, and the figures differ from the test_acc of the run's metrics.csv. Scans of test
+    participants lost altogether are said there. Runs from before the test scans were recorded are not checked."""
+    then = _tested_scans(run_dir)
+    if then is None:
+        return
+    now = set(zip(scans["participant_id"].astype(str), scans["session_id"].astype(str)))
+    scored = {participant for participant, _ in now}
+    added = sorted(now - then.keys())
+    lost = sorted(key for key in then.keys() - now if key[0] in scored)
+    if not added and not lost:
+        return
+    whose = f"{run_dir}'s test participants"
+    said = ([f"lists {len(added)} scan(s) of {whose} that the run did not test on (e.g. {' '.join(added[0])})"]
+            if added else [])
+    said += ([f"lacks {len(lost)} scan(s) of {'them' if added else whose} that it tested on (e.g. {' '.join(lost[0])})"]
+             if lost else [])
+    print(f"warning: {manifest} now {' and '.join(said)} ({TEST_DIAGNOSES_KEY} in its data_shape.json); the test "
+          "split is scored as the manifest lists it now, so the figures differ from the test_acc of its metrics.csv: "
+          "restore the manifest the run trained on to score the scans it was tested on", file=sys.stderr)
+
+
+def _tested_scans(run_dir: Path) -> dict[tuple[str, str], str] | None:
+    """(participant, session) -> diagnosis of each scan the run tested on, as its data_shape.json records them (None
+    for runs from before they were recorded)."""
+    recorded = read_data_shape(run_dir).get(TEST_DIAGNOSES_KEY)
+    if recorded is None:
+        return None
+    return {(str(participant), str(session)): diagnosis for participant, session, diagnosis in recorded}
 
 
 def _row_ids(dataset: Dataset, size: int) -> pd.DataFrame:
