@@ -170,6 +170,23 @@ def test_human_labels_from_npz_and_pt(tmp_path):
         load_human_labels(tmp_path / "missing.npz", "worse_label")
 
 
+def test_a_human_label_file_under_the_other_suffix_is_told_to_be_renamed(tmp_path):
+    """CIFAR-10N's .pt saved as .npz offered 'archive/data.pkl' as a human_key; its .npz saved as .pt was called
+    damaged ('download the label file again'), though a rename was all it needed."""
+    arrays = {"clean_label": np.array([0, 1]), "worse_label": np.array([1, 1])}
+    torch.save(arrays, tmp_path / "zipped.npz")
+    torch.save(arrays, tmp_path / "legacy.npz", _use_new_zipfile_serialization=False)
+    np.savez(tmp_path / "human.pt", **arrays)
+    (tmp_path / "human.pt.npz").rename(tmp_path / "human.pt")  # np.savez appends .npz to any other suffix
+    for name in ("zipped.npz", "legacy.npz"):
+        with pytest.raises(ValueError, match=rf"^{tmp_path / name}: holds a PyTorch file \(.pt\), not a NumPy archive "
+                                             rf"\(.npz\); rename it to {name[:-4]}.pt$"):
+            load_human_labels(tmp_path / name, "worse_label")
+    with pytest.raises(ValueError, match=r"human.pt: holds a NumPy archive \(.npz\), not a PyTorch file \(.pt\); "
+                                         r"rename it to human.npz$"):
+        load_human_labels(tmp_path / "human.pt", "worse_label")
+
+
 def test_noise_config_human_uses_original_index(tmp_path):
     np.savez(tmp_path / "human.npz", worse_label=np.array([5, 6, 7, 8, 9]))
     config = NoiseConfig(mode="human", human_labels=str(tmp_path / "human.npz"))

@@ -28,6 +28,7 @@ Real human noise (CIFAR-10N / CIFAR-100N) comes from a file: see `load_human_lab
 from __future__ import annotations
 
 import warnings
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -227,6 +228,10 @@ def _read_label_arrays(path: Path) -> dict[str, np.ndarray]:
         )
     if path.suffix not in (".npz", ".pt"):
         raise ValueError(f"{path}: unsupported human label file; use .npz or .pt")
+    kind = _label_file_kind(path)
+    if kind is not None and kind != path.suffix:
+        raise ValueError(f"{path}: holds a {_LABEL_FILE_KINDS[kind]}, not a {_LABEL_FILE_KINDS[path.suffix]}; "
+                         f"rename it to {path.with_suffix(kind).name}")
     try:
         arrays = _load_label_file(path)
     except Exception as err:  # noqa: BLE001 - zip, pickle and torch each fail on a damaged file their own way
@@ -236,6 +241,27 @@ def _read_label_arrays(path: Path) -> dict[str, np.ndarray]:
     if not isinstance(arrays, dict):
         raise ValueError(f"{path}: expected a dict of label arrays, got {type(arrays).__name__}")
     return arrays
+
+
+_LABEL_FILE_KINDS = {".npz": "NumPy archive (.npz)", ".pt": "PyTorch file (.pt)"}
+_PICKLE_PROTOCOL_2 = b"\x80\x02"  # how torch.save's legacy (non-zip) format starts
+
+
+def _label_file_kind(path: Path) -> str | None:
+    """".npz" or ".pt" by the file's content, None where neither is recognised (a damaged file, left to the loader).
+
+    Each loader read the other's file as its own: a .pt named .npz offered its zip members (archive/data.pkl) as
+    label keys, an .npz named .pt was called damaged. Both are zip files: torch's holds a data.pkl, NumPy's .npy
+    members."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError):  # no zip: torch's legacy pickle, or a damaged file
+        with open(path, "rb") as handle:
+            return ".pt" if handle.read(2) == _PICKLE_PROTOCOL_2 else None
+    if any(name.endswith("data.pkl") for name in names):
+        return ".pt"
+    return ".npz" if all(name.endswith(".npy") for name in names) else None
 
 
 def _load_label_file(path: Path) -> object:
