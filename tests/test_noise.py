@@ -196,6 +196,20 @@ def test_noise_config_human_uses_original_index(tmp_path):
         apply_noise_config(config, np.zeros(1, dtype=np.int64), 10, original_index=np.array([5]))
 
 
+def test_a_human_label_file_longer_than_a_whole_data_set_is_not_called_a_partial_extraction(tmp_path):
+    """A file of 50,010 labels on all 50,000 CIFAR-10 JPEGs was refused as 'extracted in part?; extract the data set
+    again', which changes nothing: every image was there, and it is the file that runs past the last one."""
+    np.savez(tmp_path / "human.npz", clean_label=np.array([0, 1, 0, 1, 0, 1]), worse_label=np.array([1, 1, 0, 0, 1, 1]))
+    config = NoiseConfig(mode="human", human_labels=str(tmp_path / "human.npz"))
+    with pytest.raises(ValueError, match=r"human.npz: holds 6 labels, 2 more than the data set's 4 training images "
+                                         r"\(original index 0 to 3\); the label file belongs to another data set"):
+        apply_noise_config(config, np.array([0, 1, 0, 1]), 2, release_index=np.arange(4))
+    with pytest.raises(ValueError, match=r"but 1 of them are not in the data set \(e.g. original index 2; extracted "
+                                         r"in part\?\)"):  # an image missing between others: the folder lacks it
+        apply_noise_config(config, np.array([0, 1, 1, 0, 1]), 2, original_index=np.array([0, 1, 3, 4, 5]),
+                           release_index=np.array([0, 1, 3, 4, 5]))
+
+
 def test_cifar100n_coarse_labels_are_refused_for_the_fine_classes(tmp_path):
     np.savez(tmp_path / "human.npz", noisy_coarse_label=np.array([3, 19]), noisy_label=np.array([40, 99]))
     config = NoiseConfig(mode="human", human_labels=str(tmp_path / "human.npz"), human_key="noisy_coarse_label")

@@ -204,6 +204,13 @@ def _human_labels(
             "data set lacks classes (a class folder missing?)"
         )
     absent = np.array([]) if release_index is None else np.setdiff1d(np.arange(len(human)), loaded)
+    if absent.size and loaded.size and absent.min() > loaded.max():  # the file runs past every image there
+        raise ValueError(
+            f"{path}: holds {len(human)} labels, {absent.size} more than the data set's {loaded.size} training images "
+            f"(original index 0 to {loaded.max()}); the label file belongs to another data set (CIFAR-10N's file "
+            "labels CIFAR-10's 50,000, CIFAR-100N's CIFAR-100's), or the data set lacks its last images (extract it "
+            "again)"
+        )
     if absent.size:
         raise ValueError(
             f"{path}: labels {len(human)} training images, but {absent.size} of them are not in the data set (e.g. "
