@@ -23,7 +23,7 @@ import pandas as pd
 from paper_runs import ROOT, markdown_table, mean_std, run_or_resume, run_script
 
 from elr_mri.engine.checkpoint import atomic_write_text
-from elr_mri.config import load_config
+from elr_mri.config import RunConfig, load_config
 from elr_mri.plots import plot_memorization_comparison
 from preprocess.user_errors import nonempty_path
 
@@ -56,8 +56,9 @@ def main(argv: list[str] | None = None) -> None:
                   f"memorized {rows[-1]['memorized']:.3f}, {summary['wall_seconds']:.0f} s", flush=True)
     figure = args.results.with_name(args.results.stem + "_memorization.png")
     args.results.parent.mkdir(parents=True, exist_ok=True)
-    plot_memorization_comparison(curves, figure, title="CIFAR-10N worse_label subset, seed 0")
-    text = _report(pd.DataFrame(rows), args, time.perf_counter() - started, figure)
+    cfg = load_config(CONFIG, args.overrides)
+    plot_memorization_comparison(curves, figure, title=f"CIFAR-10N {cfg.data.noise.human_key} subset, seed 0")
+    text = _report(pd.DataFrame(rows), args, cfg, time.perf_counter() - started, figure)
     atomic_write_text(text, args.results)
     print(text)
 
@@ -105,15 +106,15 @@ def _row(loss: str, seed: int, summary: dict, last: pd.Series) -> dict:
         "memorized": last["noisy_pred_given"], "noisy_pred_true": last["noisy_pred_true"],
         "clean_pred_true": last["clean_pred_true"],
         "precision": summary["mislabels"]["precision"], "recall": summary["mislabels"]["recall"],
+        "wrong_labels": summary["mislabels"]["truly_mislabelled"] / summary["train_examples"],
         "wall_s": summary["wall_seconds"], "device": summary["device"],
     }
 
 
-def _report(runs: pd.DataFrame, args: argparse.Namespace, seconds: float, figure: Path) -> str:
-    """The Markdown results page: setting, command, table (mean ± std over seeds), figure."""
-    from elr_mri.config import load_config
-
-    cfg = load_config(CONFIG, args.overrides)
+def _report(runs: pd.DataFrame, args: argparse.Namespace, cfg: RunConfig, seconds: float, figure: Path) -> str:
+    """The Markdown results page: setting, command, table (mean ± std over seeds), figure. The label set and hold-out
+    are `cfg`'s (`--set data.noise.human_key=aggre_label` was reported as worse_label), with the share of wrong
+    training labels measured on the runs."""
     columns = ["test_acc_best", "test_acc_last", "memorized", "noisy_pred_true", "clean_pred_true",
                "precision", "recall"]
     lines = [[loss, *(mean_std(group[c], 1) for c in columns), f"{group['wall_s'].mean():.0f}"]
@@ -122,12 +123,15 @@ def _report(runs: pd.DataFrame, args: argparse.Namespace, seconds: float, figure
               "(memorized)", "wrong labels predicted as true", "clean labels predicted as true",
               "mislabel precision", "mislabel recall", "wall s / run"]
     command = " ".join(shlex.quote(a) for a in [".venv/bin/python", "scripts/cifar10n_cpu.py", *sys.argv[1:]])
-    return f"""# CIFAR-10N worse_label on a CPU: CE against ELR
+    key = cfg.data.noise.human_key
+    wrong = mean_std(runs.groupby("seed")["wrong_labels"].first(), 1)  # every loss of a seed trains on the same labels
+    return f"""# CIFAR-10N {key} on a CPU: CE against ELR
 
 Command (from the project root): `{command}`
 
 Setting: {cfg.data.train_subset} training images drawn stratified from the CIFAR-10 JPEG archive, their
-CIFAR-10N `worse_label` (real human noise), 10% of them held out (noisy) for model selection; {cfg.data.test_subset}
+CIFAR-10N `{key}` (real human noise; {wrong}% of the labels trained on are wrong),
+{cfg.data.val_fraction:.0%} of them held out (noisy) for model selection; {cfg.data.test_subset}
 clean test images. Model `{cfg.model.name}` (hidden {cfg.model.hidden}), SGD lr {cfg.optim.lr}, momentum
 {cfg.optim.momentum}, weight decay {cfg.optim.weight_decay}, {cfg.train.epochs} epochs, batch {cfg.train.batch_size},
 augmentation {cfg.data.augment}; ELR β {cfg.loss.beta}, λ {cfg.loss.lam}. Seeds 0..{args.seeds - 1}; per seed both

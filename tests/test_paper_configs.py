@@ -3,6 +3,7 @@ and the table-reproduction script plans every row without training. Seconds, no 
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import shlex
@@ -10,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -138,6 +140,22 @@ def test_adni_configs_train_as_the_official_ml4h_code(name: str):
 def test_cifar10n_uses_human_worst_labels():
     cfg = load_config(ROOT / "configs/cifar10n/elr.yaml")
     assert (cfg.data.name, cfg.data.noise.mode, cfg.data.noise.human_key) == ("imagefolder", "human", "worse_label")
+
+
+def test_the_cifar10n_cpu_report_names_the_label_set_and_hold_out_the_runs_had(import_script):
+    """`cifar10n_cpu.py --set data.noise.human_key=aggre_label` (9% wrong) was reported as worse_label (40% wrong),
+    and any data.val_fraction as a 10% hold-out."""
+    script = import_script("cifar10n_cpu")
+    overrides = ["data.noise.human_key=aggre_label", "data.val_fraction=0.2"]
+    args = argparse.Namespace(overrides=overrides, seeds=2)
+    runs = pd.DataFrame([{"loss": loss, "seed": seed, "wrong_labels": share, "wall_s": 10.0, "device": "cpu",
+                          **dict.fromkeys(["test_acc_best", "test_acc_last", "memorized", "noisy_pred_true",
+                                           "clean_pred_true", "precision", "recall"], 0.5)}
+                         for loss in ("ce", "elr") for seed, share in ((0, 0.09), (1, 0.094))])
+    report = script._report(runs, args, load_config(script.CONFIG, overrides), 20.0, Path("figure.png"))
+    assert report.startswith("# CIFAR-10N aggre_label on a CPU") and "worse_label" not in report
+    assert ("CIFAR-10N `aggre_label` (real human noise; 9.2 ± 0.2% of the labels trained on are wrong),\n"
+            "20% of them held out (noisy)") in report
 
 
 def test_every_table_row_names_a_shipped_config(reproduce):
