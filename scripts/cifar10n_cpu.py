@@ -12,9 +12,11 @@ Runs resume: a finished run is read back, a killed one continues from its checkp
 from __future__ import annotations
 
 import argparse
+import lzma
 import shlex
 import sys
 import tarfile
+import tempfile
 import time
 from pathlib import Path
 
@@ -86,16 +88,31 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _extracted_archive(dest: Path) -> Path:
-    """data/cifar10 from the shared JPEG archive, extracted once (a few seconds; data/ is git-ignored)."""
+def _extracted_archive(dest: Path, archive: Path = ARCHIVE) -> Path:
+    """data/cifar10 from the shared JPEG archive, extracted once (a few seconds; data/ is git-ignored).
+
+    Extracted beside it and then renamed into place: an extraction cut short (Ctrl-C, a damaged copy) left train/
+    part-filled, which every later call took as extracted, so the human labels' 'extract the data set again' could
+    not be followed by running the script again."""
     folder = dest / "cifar10"
-    if not (folder / "train").is_dir():
-        if not ARCHIVE.is_file():
-            raise FileNotFoundError(f"no CIFAR-10 images: {folder / 'train'} is missing and so is {ARCHIVE}; "
-                                    "pass --data-root DIR (a CIFAR-10 image folder with train/ and test/)")
-        print(f"extracting {ARCHIVE} into {dest}", flush=True)
-        with tarfile.open(ARCHIVE, "r:xz") as archive:
-            archive.extractall(dest, filter="data")
+    if (folder / "train").is_dir():
+        return folder
+    if not archive.is_file():
+        raise FileNotFoundError(f"no CIFAR-10 images: {folder / 'train'} is missing and so is {archive}; "
+                                "pass --data-root DIR (a CIFAR-10 image folder with train/ and test/)")
+    if folder.exists():
+        raise FileExistsError(f"{folder} exists without train/ (left by an extraction cut short?); remove it and run "
+                              "again to extract the archive there, or pass --data-root DIR")
+    print(f"extracting {archive} into {dest}", flush=True)
+    dest.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".cifar10-extracting-", dir=dest) as scratch:
+        try:
+            with tarfile.open(archive, "r:xz") as tar:
+                tar.extractall(scratch, filter="data")
+        except (tarfile.TarError, EOFError, lzma.LZMAError) as err:
+            raise ValueError(f"{archive}: cannot be extracted ({type(err).__name__}: {err}); copy the archive "
+                             "again") from None
+        (Path(scratch) / "cifar10").rename(folder)
     return folder
 
 

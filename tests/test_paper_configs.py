@@ -4,11 +4,13 @@ and the table-reproduction script plans every row without training. Seconds, no 
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import re
 import shlex
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pandas as pd
@@ -156,6 +158,27 @@ def test_the_cifar10n_cpu_report_names_the_label_set_and_hold_out_the_runs_had(i
     assert report.startswith("# CIFAR-10N aggre_label on a CPU") and "worse_label" not in report
     assert ("CIFAR-10N `aggre_label` (real human noise; 9.2 ± 0.2% of the labels trained on are wrong),\n"
             "20% of them held out (noisy)") in report
+
+
+def test_cifar10n_cpu_extracts_the_jpeg_archive_whole_or_not_at_all(import_script, tmp_path: Path) -> None:
+    """An extraction cut short (here a damaged copy of the archive) left data/cifar10/train part-filled, which every
+    later call took as extracted: the human labels then refused the folder as 'extracted in part' on every run."""
+    script = import_script("cifar10n_cpu")
+    members = [f"cifar10/test/a/{k}.jpg" for k in range(2)] + [f"cifar10/train/a/{k:05d}.jpg" for k in range(8)]
+    whole = tmp_path / "whole.tar.xz"
+    with tarfile.open(whole, "w:xz") as tar:
+        for name in members:  # incompressible, so that the cut below falls among the training images
+            info = tarfile.TarInfo(name)
+            info.size = 20_000
+            tar.addfile(info, io.BytesIO(os.urandom(info.size)))
+    cut = tmp_path / "cut.tar.xz"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 4 // 5])
+    data = tmp_path / "data"
+    with pytest.raises(ValueError, match=rf"^{cut}: cannot be extracted \(.*\); copy the archive again$"):
+        script._extracted_archive(data, cut)
+    assert not any(data.iterdir())  # nothing half-extracted, no scratch folder left
+    folder = script._extracted_archive(data, whole)
+    assert sorted(str(p.relative_to(data)) for p in folder.rglob("*.jpg")) == sorted(members)
 
 
 def test_every_table_row_names_a_shipped_config(reproduce):
