@@ -417,6 +417,9 @@ def test_a_resume_compares_paths_as_the_files_they_name(tmp_path: Path, monkeypa
     (["data.noise.mode=symmetric", "data.noise.rate=0.4", "data.noise.human_labels=h.npz"],
      r"data.noise.human_labels is set but data.noise.mode = symmetric does not read it; set data.noise.mode: human"),
     (["data.noise.transition_matrix=t.npy"], r"data.noise.transition_matrix is set but data.noise.mode = none"),
+    (["data.noise.mode=symmetric", "data.noise.rate=0.4", "data.noise.human_key=aggre_label"],  # trained sym 40%
+     r"data.noise.human_key = aggre_label is not read by data.noise.mode = symmetric; set data.noise.mode: human "
+     r"with data.noise.human_labels"),
 ])
 def test_noise_settings_the_mode_does_not_read_are_refused(tmp_path: Path, settings: list[str], message: str) -> None:
     """`--set data.noise.rate=0.4` without a mode would train on the labels as given while looking noisy."""

@@ -234,6 +234,10 @@ def check_noise_settings(noise: NoiseConfig) -> None:
         if getattr(noise, key) is not None and noise.mode != mode:
             raise ConfigError(f"data.noise.{key} is set but data.noise.mode = {noise.mode} does not read "
                               f"it; set data.noise.mode: {mode}, or drop data.noise.{key}")
+    if noise.mode != "human" and noise.human_key != NoiseConfig.human_key:  # which CIFAR-N labels, alone: no CIFAR-N
+        raise ConfigError(f"data.noise.human_key = {noise.human_key} is not read by data.noise.mode = {noise.mode}; "
+                          "set data.noise.mode: human with data.noise.human_labels (a CIFAR-N label file), or drop "
+                          "data.noise.human_key")
 
 
 def check_augment_settings(data: DataConfig) -> None:
