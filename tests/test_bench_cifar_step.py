@@ -38,12 +38,13 @@ def test_a_run_stopped_during_the_profile_keeps_the_row_it_timed(tmp_path: Path)
 def test_a_file_written_before_the_last_plan_says_how_many_plans_are_still_to_come() -> None:
     """Rewritten after each plan for a device call that may be cut, the file read as a finished table of fewer plans."""
     import argparse
+    import importlib
 
     import torch
 
     sys.path.insert(0, str(ROOT / "bench"))
     try:
-        import bench_cifar_step as bench
+        bench = importlib.import_module("bench_cifar_step")  # bench/ is not a package
     finally:
         sys.path.remove(str(ROOT / "bench"))
     args = argparse.Namespace(steps=1, warmup=1, eval_images=1)
