@@ -184,3 +184,21 @@ def test_a_file_a_read_only_folder_refuses_is_named_not_its_temporary_file(tmp_p
         write_json(folder / "summary.json", {"done": True})
     assert refused.value.errno in (errno.EROFS, errno.EACCES) and refused.value.filename == str(folder / "summary.json")
     assert not list(folder.iterdir())
+
+
+def test_a_full_disk_under_tensorboard_is_one_line_naming_the_event_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture) -> None:
+    """torch's SummaryWriter wrote from a thread of its own: on a full disk (a full tmpfs mounted over a run's
+    tensorboard/, then --resume) that thread printed its traceback, and train's one line named no file. /dev/full
+    refuses the event file's writes here as that disk did."""
+    import elr_mri.engine.scalar_log as scalar_log
+    from elr_mri.cli import main
+
+    monkeypatch.setattr(scalar_log, "open", lambda path, mode: open("/dev/full", "wb"), raising=False)
+    config = Path(__file__).resolve().parents[1] / "configs" / "digits" / "elr_sym40.yaml"
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--out", str(run), "--set", "data.train_subset=200",
+                 "--set", "train.epochs=1", "--set", "train.progress=false"]) == 2
+    assert re.fullmatch(rf"elr-mri train: error: \[Errno 28\] No space left on device \({re.escape(str(run))}/"
+                        r"tensorboard/events\.out\.tfevents\.[^/]+\); free space there, .*--resume\)\n",
+                        capfd.readouterr().err)

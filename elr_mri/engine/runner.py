@@ -17,7 +17,7 @@ import sys
 import time
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Callable, Iterable, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
@@ -51,6 +51,9 @@ from elr_mri.evaluation.metrics import TOP5_MIN_CLASSES, balanced_accuracy
 from elr_mri.mislabels import mislabel_precision_recall, suspected_mislabels
 from elr_mri.models import lacks_the_papers_pretrained_weights
 from elr_mri.stopping import holding_ctrl_c, interrupted, stop_if_terminated, terminated
+
+if TYPE_CHECKING:  # annotations only: TensorBoard is imported when a run logs to it
+    from elr_mri.engine.scalar_log import ScalarLog
 
 __all__ = ["train_checked", "cuda_graphs_tested", "resolve_device", "evaluate_split", "predict_split", "SplitPredictions", "SplitScore", "uses_age",
            "selection_rule", "RunState", "CheckpointWriter"]
@@ -548,13 +551,12 @@ def _trains_on_cpu(method: Method) -> bool:
     return next(method.networks()[0].parameters()).device.type == "cpu"
 
 
-def _write_metrics(out_dir: Path, rows: list[dict[str, Any]], writer: Any) -> None:
+def _write_metrics(out_dir: Path, rows: list[dict[str, Any]], writer: ScalarLog | None) -> None:
     atomic_write_text(pd.DataFrame(rows).to_csv(index=False), out_dir / "metrics.csv")
     if writer is not None:
         row = rows[-1]
-        for key, value in row.items():
-            if key != "epoch" and isinstance(value, float) and not np.isnan(value):
-                writer.add_scalar(key, value, row["epoch"])
+        writer.add({key: value for key, value in row.items()
+                    if key != "epoch" and isinstance(value, float) and not np.isnan(value)}, row["epoch"])
         writer.flush()
 
 
@@ -571,13 +573,13 @@ def _read_metrics(out_dir: Path) -> list[dict[str, Any]]:
     return table.to_dict("records") if readable else []
 
 
-def _tensorboard(out_dir: Path, epochs_kept: int) -> Any:
-    """The run's event writer; it purges the points an interrupted attempt logged after the last checkpoint
+def _tensorboard(out_dir: Path, epochs_kept: int) -> ScalarLog:
+    """The run's event log; it purges the points an interrupted attempt logged after the last checkpoint
     (after `epochs_kept`; all of them when it was killed before its first), which this one trains again, so
     TensorBoard shows each epoch once."""
-    from torch.utils.tensorboard import SummaryWriter  # imported late: it is slow to load
+    from elr_mri.engine.scalar_log import ScalarLog  # imported late: TensorBoard's protobufs are slow to load
 
-    return SummaryWriter(log_dir=str(out_dir / "tensorboard"), purge_step=epochs_kept + 1)
+    return ScalarLog(out_dir / "tensorboard", purge_from=epochs_kept + 1)
 
 
 def _finish(out_dir: Path, cfg: RunConfig, data: NoisyImageData, method: Method, tracker: PredictionTracker,
