@@ -22,20 +22,35 @@ class StorageError(OSError):
 # An unwritable or misplaced output path is the user's to fix too: the OS error names the path.
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError,
                StorageError)
-_STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+_STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
+RERUN = "run the command again (finished work is kept: preprocess skips finished scans, a training run continues with --resume)"
 
 
 def as_storage_error(err: BaseException) -> StorageError | None:
-    """`err` as a `StorageError` when it is the OS saying a disk is full, over quota or read-only, else None."""
+    """`err` as a `StorageError` when it is the OS saying a disk is full, over quota or read-only, or a file is over
+    the largest one this process may write, else None."""
     if isinstance(err, StorageError):
         return err
     if not isinstance(err, OSError) or err.errno not in _STORAGE_ERRNOS:
         return None
     where = f" ({err.filename})" if err.filename else ""
     fix = ("write elsewhere (another output folder)" if err.errno == errno.EROFS else
-           "free space there, or write elsewhere, and run the command again (finished work is kept: preprocess skips "
-           "finished scans, a training run continues with --resume)")
+           f"{file_size_limit()}, and {RERUN}" if err.errno == errno.EFBIG else
+           f"free space there, or write elsewhere, and {RERUN}")
     return StorageError(err.errno, f"{os.strerror(err.errno)}{where}; {fix}")
+
+
+def file_size_limit() -> str:
+    """What to do about a file the OS refused as too large ("File too large", EFBIG), in words: said as a full disk,
+    the line told a user with gigabytes free to free space. The usual cause is a shell's or a batch system's limit on
+    the size of a file a process may write (`ulimit -f`), else the filesystem's largest file (FAT32: 4 GiB)."""
+    import resource
+
+    soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if soft == resource.RLIM_INFINITY:
+        return "larger than that filesystem's largest file (FAT32: 4 GiB): write to another filesystem"
+    return (f"larger than this process may write ({soft // 1024} KiB: `ulimit -f` in the shell, or the batch system's "
+            "file size limit): raise that limit, or ask for it to be raised")
 
 
 # Paths the OS refuses by their name, whatever the disk: the user's to fix too.

@@ -202,3 +202,29 @@ def test_a_full_disk_under_tensorboard_is_one_line_naming_the_event_file(
     assert re.fullmatch(rf"elr-mri train: error: \[Errno 28\] No space left on device \({re.escape(str(run))}/"
                         r"tensorboard/events\.out\.tfevents\.[^/]+\); free space there, .*--resume\)\n",
                         capfd.readouterr().err)
+
+
+def test_a_file_over_the_file_size_limit_says_the_limit_not_a_full_disk(tmp_path: Path) -> None:
+    """`ulimit -f` (a batch system's file size limit): the OS refuses the write as "File too large", which torch's
+    writer turned into "unexpected pos", said as a full disk with "62958 MiB free there: free space"."""
+    import subprocess
+    import sys
+
+    script = ("import resource, sys, torch\nfrom pathlib import Path\n"
+              "from elr_mri.commands.problems import user_problem\n"
+              "from elr_mri.engine.checkpoint import atomic_save, atomic_write_text\n"
+              "resource.setrlimit(resource.RLIMIT_FSIZE, (100 * 1024, resource.RLIM_INFINITY))\n"
+              "for write in (lambda path: atomic_save({'weights': torch.zeros(100_000)}, path),\n"
+              "              lambda path: atomic_write_text('epoch\\n' * 50_000, path)):\n"
+              "    try:\n        write(Path(sys.argv[1]))\n    except Exception as err:\n"
+              "        print(f'{type(user_problem(err)).__name__}: {user_problem(err)}')\n")
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "last.pt")], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    limit = "larger than this process may write (100 KiB: `ulimit -f` in the shell, or the batch system's file size limit)"
+    assert out == [f"StorageError: [Errno 27] {tmp_path / 'last.pt'} could not be written (File too large): {limit}: "
+                   "raise that limit, or ask for it to be raised; then run the command again (a training run continues "
+                   "with --resume)",
+                   f"StorageError: [Errno 27] File too large ({tmp_path / 'last.pt'}); {limit}: raise that limit, or ask "
+                   "for it to be raised, and run the command again (finished work is kept: preprocess skips finished "
+                   "scans, a training run continues with --resume)"]
+    assert list(tmp_path.iterdir()) == []  # the temporary files removed, nothing half-written

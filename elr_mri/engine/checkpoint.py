@@ -9,18 +9,19 @@ from __future__ import annotations
 import errno
 import json
 import math
+import os
 import random
 import shutil
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
 
 from elr_mri.stopping import holding_ctrl_c
 from preprocess.sidecar import atomic_path
-from preprocess.user_errors import StorageError
+from preprocess.user_errors import StorageError, file_size_limit
 
 __all__ = ["CheckpointError", "atomic_save", "load_checkpoint", "atomic_write_text", "atomic_write_json", "capture_rng",
            "restore_rng", "host_copy"]
@@ -29,21 +30,44 @@ __all__ = ["CheckpointError", "atomic_save", "load_checkpoint", "atomic_write_te
 def atomic_save(obj: dict[str, Any], path: Path) -> None:
     """torch.save to a temporary file beside `path`, then rename it into place. The file is opened here, so
     a read-only or forbidden folder is the OS's own error; torch's writer reports a write the disk refused
-    part-way as "unexpected pos", said here as the full disk it almost always is. Ctrl-C waits for the write."""
+    part-way as "unexpected pos", said here as the OS's error that write met (recorded on the way), else as the full
+    disk it almost always is. Ctrl-C waits for the write."""
+    refusals: list[OSError] = []
     try:  # around atomic_path, which would add the file's name to this line that names it already
         with holding_ctrl_c(), atomic_path(path) as tmp:
             with open(tmp, "wb") as handle:
-                torch.save(obj, handle)
-    except (RuntimeError, OSError) as err:  # closing the file after torch's failed write raises ENOSPC itself
-        refused = (isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)) or (
-            isinstance(err, RuntimeError) and ("unexpected pos" in str(err) or "file write failed" in str(err)))
-        if not refused:
+                torch.save(obj, _RecordingWrites(handle, refusals))
+    except (RuntimeError, OSError) as err:  # closing the file after torch's failed write raises the OS's error again
+        refused = err if isinstance(err, OSError) else next(iter(refusals), None)
+        if refused is None and ("unexpected pos" in str(err) or "file write failed" in str(err)):
+            refused = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        if refused is None or refused.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
             raise
-        reason = err.strerror if isinstance(err, OSError) else str(err).strip()
+        reason = str(err).strip() if isinstance(err, RuntimeError) and not refusals else refused.strerror
+        if refused.errno == errno.EFBIG:
+            raise StorageError(errno.EFBIG, f"{path} could not be written ({reason}): {file_size_limit()}; then "
+                                            "run the command again (a training run continues with --resume)") from None
         free = shutil.disk_usage(Path(path).parent).free / 2**20
         raise StorageError(errno.ENOSPC, f"{path} could not be written ({reason}; {free:.0f} MiB free there): free "
                                          "space, or write elsewhere, and run the command again (a training run "
                                          "continues with --resume)") from None
+
+
+class _RecordingWrites:
+    """A file for torch.save that keeps the OS's error from a write: torch's writer drops it for "unexpected pos"."""
+
+    def __init__(self, handle: BinaryIO, refusals: list[OSError]) -> None:
+        self._handle, self._refusals = handle, refusals
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self._handle.write(data)
+        except OSError as err:
+            self._refusals.append(err)
+            raise
+
+    def flush(self) -> None:
+        self._handle.flush()
 
 
 def atomic_write_text(text: str, path: Path) -> None:
