@@ -8,6 +8,7 @@ that looks finished.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -16,11 +17,14 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Collection, Iterator
 
+from .user_errors import as_storage_error
+
 # The files of an Analyze or NIfTI pair as nibabel names them from either half, and the compressions it opens them
 # with. SPM's .mat holds an Analyze image's orientation (a NIfTI pair's is in its header; a .mat beside one is hashed
 # all the same, which can only redo a scan).
 _PAIR_TYPES = (("header", ".hdr"), ("image", ".img"), ("mat", ".mat"))
 _COMPRESSIONS = (".gz", ".bz2", ".zst")
+_PROBE_BYTES = 64 * 1024  # what `cannot_write` writes: a disk with less free is full for any output
 
 __all__ = ["file_sha256", "scan_files", "scan_sha256", "atomic_path", "cannot_write", "require_writable",
            "remove_stale_temps", "write_json", "read_sidecar", "output_hashes", "stale_reason"]
@@ -83,12 +87,19 @@ def cannot_write(folder: str | Path) -> str | None:
     """Why no file can be made in `folder` (where it is not there yet: in the nearest folder above it that is, as
     making it would need), in the OS's words; None when one can. On shared lab storage, often read-only, a command
     learnt it only at its first write, after minutes of work. Making a file is the one test that sees a read-only
-    mount, permissions and a root-squashing NFS server alike (`os.access` asks the local permission bits)."""
+    mount, permissions and a root-squashing NFS server alike (`os.access` asks the local permission bits). A full or
+    over-quota disk (or a file size limit) is raised, a `StorageError` naming `folder`: an empty file is made there
+    all the same, so the probe holds data (on NFS refused only at the fsync); its fix is space, not another folder."""
     existing = next(path for path in (Path(folder), *Path(folder).parents) if path.exists())
     try:
-        with tempfile.NamedTemporaryFile(dir=existing, prefix=".tmp-write-test-"):
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".tmp-write-test-") as probe:
+            probe.write(bytes(_PROBE_BYTES))
+            probe.flush()
+            os.fsync(probe.fileno())
             return None
     except OSError as err:
+        if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise as_storage_error(OSError(err.errno, os.strerror(err.errno), str(folder))) from None
         return os.strerror(err.errno) if err.errno else str(err)
 
 

@@ -228,3 +228,28 @@ def test_a_file_over_the_file_size_limit_says_the_limit_not_a_full_disk(tmp_path
                    "for it to be raised, and run the command again (finished work is kept: preprocess skips finished "
                    "scans, a training run continues with --resume)"]
     assert list(tmp_path.iterdir()) == []  # the temporary files removed, nothing half-written
+
+
+def test_evaluate_where_no_more_data_can_be_written_is_refused_before_scoring(tmp_path: Path, cli_in_process) -> None:
+    """A run on a full disk (a full tmpfs): `evaluate` scored it (minutes for an MRI run), then stopped at its first
+    file; its check of the folder made an empty file, which a full disk still allows. A file size limit refuses the
+    probe's data here as a full disk does."""
+    import resource
+
+    from elr_mri.config import load_config
+    from elr_mri.engine.start import train
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "digits" / "elr_sym40.yaml"
+    run = tmp_path / "run"
+    train(load_config(config, ["data.train_subset=200", "train.epochs=1", "train.progress=false",
+                               "train.tensorboard=false"]), run)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (16 * 1024, hard))
+    try:
+        result = cli_in_process("evaluate", "--run", str(run))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert result.returncode == 2 and result.stderr.startswith(
+        f"elr-mri evaluate: error: [Errno 27] File too large ({run / 'eval-test'}); larger than this process may "
+        "write (16 KiB: "), result.stderr
+    assert not (run / "eval-test").exists() and not list(run.glob(".tmp*"))
