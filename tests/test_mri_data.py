@@ -931,3 +931,24 @@ def test_filling_a_memory_cache_shows_a_bar_only_where_progress_allows(tmp_path,
     data = build_data(config(manifest, cache="memory", test_fraction=0.1), progress=progress)
     assert len(data.train) > 100  # a smaller cache fills without a bar either way
     assert ("Loading dataset" in capfd.readouterr().err) == progress
+
+
+def test_a_cache_dir_on_a_disk_that_fills_mid_run_serves_the_volumes_and_says_so_once(tmp_path, caplog):
+    """A cache disk that filled during a run (a 1 MB tmpfs, filled after the cache was opened): torch's writer stopped
+    the run at the next volume with "unexpected pos" and a traceback. A file size limit refuses the writes here as
+    that disk did."""
+    import resource
+
+    manifest = make_cohort(tmp_path)
+    cache = tmp_path / "cache"
+    expected = build_mri_data(config(manifest, cache="memory")).val[0]["image"]
+    data = build_mri_data(config(manifest, cache="disk", cache_dir=str(cache)))
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4 * 1024, hard))
+    try:
+        served = [data.val[0]["image"], data.train[0]["image"], data.val[0]["image"]]
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert torch.equal(served[0], expected) and torch.equal(served[2], expected)
+    assert not list(cache.iterdir())  # nothing cut short left, not even a temporary file
+    assert caplog.text.count("File too large there, so the volumes not cached yet are made from their scans") == 1

@@ -6,12 +6,15 @@ killed during it left a file cut short under the final name, and every later run
 error and a traceback. Here the file is renamed into place only once written, and a cached file that cannot be read
 (one left so by an earlier version) is made again from the scan. A cache folder that cannot be written (a lab's cache
 shared read-only) is read, and said so once: MONAI served it uncached without a word where the OS said "permission
-denied", and a read-only mount stopped the first batch with a traceback.
+denied", and a read-only mount stopped the first batch with a traceback. A cache folder on a full disk is served
+the same way, said once: torch's writer stopped the run with "unexpected pos" and a traceback.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import pickle
 from copy import deepcopy
 from pathlib import Path
@@ -22,7 +25,9 @@ from monai.data import PersistentDataset
 from monai.utils import convert_to_tensor
 
 from elr_mri.data.cohort import warn_once
-from preprocess.sidecar import atomic_path, cannot_write
+from elr_mri.engine.checkpoint import atomic_save
+from preprocess.sidecar import cannot_write
+from preprocess.user_errors import StorageError, file_size_limit
 
 __all__ = ["DiskCache"]
 
@@ -37,7 +42,10 @@ class DiskCache(PersistentDataset):
         if folder.exists() and not folder.is_dir():  # MONAI said only "cache_dir must be a directory."
             raise ValueError(f"data.mri.cache_dir = {folder} is a file, not a folder; name a folder for the cached "
                              "volumes (one that is not there is made)")
-        reason = cannot_write(folder)
+        try:
+            reason = cannot_write(folder)
+        except StorageError as full:  # as a cache that cannot be written: read, the rest made from the scans
+            reason = os.strerror(full.errno)
         if reason is not None and not folder.is_dir():
             raise ValueError(f"data.mri.cache_dir = {folder} cannot be made ({reason}); name a folder you can write, "
                              "or set data.mri.cache: memory")
@@ -63,10 +71,14 @@ class DiskCache(PersistentDataset):
         if self.read_only:
             return cached
         try:
-            with atomic_path(path) as temporary:
-                torch.save(convert_to_tensor(cached, convert_numeric=False, track_meta=self.track_meta), temporary)
+            atomic_save(convert_to_tensor(cached, convert_numeric=False, track_meta=self.track_meta), path)
         except PermissionError as err:  # made unwritable since, or a file of another user's there: served uncached
             self._uncached(err)
+        except StorageError as full:  # torch's writer said "unexpected pos", a traceback that stopped the run
+            self.read_only = True
+            fix = file_size_limit() if full.errno == errno.EFBIG else "free space there to cache them"
+            warn_once(f"data.mri.cache_dir = {self.cache_dir}: {os.strerror(full.errno)} there, so the volumes not "
+                      f"cached yet are made from their scans each time they are loaded; {fix}")
         return cached
 
     def _uncached(self, err: PermissionError) -> None:
