@@ -253,3 +253,25 @@ def test_evaluate_where_no_more_data_can_be_written_is_refused_before_scoring(tm
         f"elr-mri evaluate: error: [Errno 27] File too large ({run / 'eval-test'}); larger than this process may "
         "write (16 KiB: "), result.stderr
     assert not (run / "eval-test").exists() and not list(run.glob(".tmp*"))
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_simulate_cohort_stopped_by_the_disk_says_so_on_a_line_of_its_own(
+        tmp_path: Path, capfd: pytest.CaptureFixture, jobs: str) -> None:
+    """On a full disk (a 1 MB tmpfs) the one line began after the progress bar's text, on the bar's line, and the bar
+    was drawn again below it. A file size limit refuses the scans here as that disk did."""
+    import resource
+
+    import elr_mri.simulate.cli as simulate
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (100 * 1024, hard))
+    try:
+        status = simulate.main(["--out", str(tmp_path / "cohort"), "--subjects", "3", "--holdout-subjects", "0",
+                                "--resolution", "4", "--jobs", jobs])
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    err = capfd.readouterr().err
+    assert status == 2 and re.search(r"(^|\n)elr-mri simulate-cohort: error: \[Errno 27\] File too large \([^\n]*"
+                                     r"_T1w\.nii\.gz\); [^\n]*\n$", err), err
+    assert not (tmp_path / "cohort" / "manifest.csv").exists()

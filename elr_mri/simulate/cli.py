@@ -136,11 +136,14 @@ def _write_cohort(out: Path, specs: list[SubjectSpec], label_noise: float, seed:
     out.mkdir(parents=True, exist_ok=True)
     tasks = [((out, anatomy, seed, resolution_mm, settings), spec) for spec in specs]
     progress = {"total": len(tasks), "desc": "simulate-cohort", "unit": "scan"}
+    # the bar is closed (its line ended) before an error leaves: a full disk's one line began after the bar's text
     if jobs <= 1:
-        measured = [_write_scan(task) for task in tqdm(tasks, **progress)]
+        with tqdm(tasks, **progress) as bar:
+            measured = [_write_scan(task) for task in bar]
     else:
-        with multiprocessing.get_context("fork").Pool(jobs, start_worker_process, (os.getpid(),)) as pool:
-            measured = list(tqdm(pool.imap(_write_scan, tasks), **progress))
+        with (multiprocessing.get_context("fork").Pool(jobs, start_worker_process, (os.getpid(),)) as pool,
+              tqdm(pool.imap(_write_scan, tasks), **progress) as bar):
+            measured = list(bar)
     truth = pd.DataFrame([_truth_row(spec, extra) for spec, extra in zip(specs, measured)])
     with atomic_path(out / "truth.csv") as temp:
         truth.to_csv(temp, index=False)
