@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import nibabel as nib
@@ -20,6 +21,7 @@ from elr_mri.volumes.recovery import recovery_table  # noqa: E402
 from preprocess.pipeline import Params, ScanOutputs  # noqa: E402
 from preprocess.sidecar import file_sha256, output_hashes  # noqa: E402
 from preprocess.steps import to_nifti  # noqa: E402
+from preprocess.user_errors import StorageError  # noqa: E402
 from preprocess.template import load_template  # noqa: E402
 
 RESOLUTION = 3.0  # coarse enough that a SyN registration takes seconds
@@ -378,3 +380,19 @@ def test_one_participant_and_session_in_two_preprocessed_folders_keep_their_own_
     assert measure_scan(scans[1.1].image, VolumeParams(registration_mm=RESOLUTION), cache_dir=cache) == {
         **measured[1.1], "status": "skipped"}
     assert measure_scan(scans[1.0].image, VolumeParams(registration_mm=RESOLUTION), cache_dir=cache)["status"] == "skipped"
+
+
+def test_a_cache_the_disk_refuses_stops_the_run_at_the_first_scan(template, tmp_path: Path, read_only) -> None:
+    """The disk filled during a run (a tmpfs): every later scan was measured, then listed in the failures as
+    "OSError: [Errno 28] No space left on device" at writing its cache, as if the scan were at fault (preprocess stops
+    instead). A read-only cache folder refuses the writes here as that disk did (a bind mount: root only)."""
+    if os.geteuid() != 0:
+        pytest.skip("a read-only bind mount needs root; permissions give 'Permission denied', listed per scan")
+    first = _fake_preprocessed(template, tmp_path, "sub-1", 1.0)
+    second = _fake_preprocessed(template, tmp_path, "sub-2", 1.0)
+    manifest = _manifest(tmp_path, first, second)
+    read_only(tmp_path / "volumes_cache")
+    with pytest.raises(StorageError, match=rf"^\[Errno 30\] Read-only file system \({tmp_path / 'volumes_cache'}/"
+                                           r"sub-1_ses-M00_volumes-[0-9a-f]{16}\.json\); write elsewhere"):
+        measure_manifest(manifest, params=VolumeParams(registration_mm=RESOLUTION), progress=False)
+    assert not (tmp_path / "volumes.csv").exists() and not (tmp_path / "volumes_failures.csv").exists()

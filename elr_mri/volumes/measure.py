@@ -31,7 +31,7 @@ from preprocess.pipeline import Params, ScanOutputs
 from preprocess.sidecar import file_sha256, read_sidecar, require_writable, write_json
 from preprocess.steps import MNI152_CODE
 from preprocess.template import space_code
-from preprocess.user_errors import not_a_file
+from preprocess.user_errors import as_storage_error, not_a_file
 from preprocess.workers import run_per_scan
 
 __all__ = ["VolumeParams", "default_volumes_csv", "measure_scan", "measure_manifest", "volume_columns",
@@ -289,12 +289,16 @@ def _resolve(manifest: Path, path: Any) -> str:
 
 
 def _measure_one(path: str, params: VolumeParams, workdirs: str, cache_dir: Path) -> dict:
-    """One scan in a worker; never raises, so one bad scan cannot stop the others."""
+    """One scan in a worker: a bad scan fails alone, in its result, so it cannot stop the others. A full, over-quota or
+    read-only disk under the cache is raised instead (`StorageError`), stopping the run, as preprocess does: every
+    later scan was measured (minutes each), then listed as failed at writing its cache, as if the scan were at fault."""
     if not path:
         return {"status": "failed", "error": "the manifest row's processed_path is empty"}
     try:
         return measure_scan(path, params, workdirs, cache_dir)
     except Exception as exc:  # noqa: BLE001 - reported per scan, with its type and telling line
+        if as_storage_error(exc) is not None:
+            raise as_storage_error(exc) from None
         return {"status": "failed", "error": f"{type(exc).__name__}: {telling_line(str(exc))}"}
 
 
