@@ -11,19 +11,21 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["USER_ERRORS", "StorageError", "as_path_name_error", "as_storage_error", "nonempty_path", "nonempty_text",
-           "not_a_file", "report_user_error", "storage_error_or_raise"]
+__all__ = ["USER_ERRORS", "StorageError", "as_path_name_error", "as_storage_error", "file_size_limit", "nonempty_path",
+           "nonempty_text", "not_a_file", "report_user_error", "storage_error_or_raise"]
 
 
 class StorageError(OSError):
-    """A full, over-quota or read-only disk under an output: the user's to fix (free space, another folder)."""
+    """A full, over-quota or read-only disk under an output, or a file over the size limit: the user's to fix (free
+    space, another folder, a higher limit)."""
 
 
 # An unwritable or misplaced output path is the user's to fix too: the OS error names the path.
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError,
                StorageError)
 _STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
-RERUN = "run the command again (finished work is kept: preprocess skips finished scans, a training run continues with --resume)"
+_RERUN = ("run the command again (finished work is kept: preprocess skips finished scans, a training run continues "
+          "with --resume)")
 
 
 def as_storage_error(err: BaseException) -> StorageError | None:
@@ -35,8 +37,8 @@ def as_storage_error(err: BaseException) -> StorageError | None:
         return None
     where = f" ({err.filename})" if err.filename else ""
     fix = ("write elsewhere (another output folder)" if err.errno == errno.EROFS else
-           f"{file_size_limit()}, and {RERUN}" if err.errno == errno.EFBIG else
-           f"free space there, or write elsewhere, and {RERUN}")
+           f"{file_size_limit()}, and {_RERUN}" if err.errno == errno.EFBIG else
+           f"free space there, or write elsewhere, and {_RERUN}")
     return StorageError(err.errno, f"{os.strerror(err.errno)}{where}; {fix}")
 
 

@@ -12,6 +12,7 @@ import os
 import socket
 import time
 from pathlib import Path
+from typing import Callable, TypeVar
 
 from tensorboard.compat.proto.event_pb2 import Event, SessionLog
 from tensorboard.compat.proto.summary_pb2 import Summary
@@ -19,6 +20,7 @@ from tensorboard.summary.writer.record_writer import RecordWriter
 
 __all__ = ["ScalarLog"]
 
+T = TypeVar("T")
 _WRITERS = itertools.count()  # two logs opened by one process in one second get apart names
 
 
@@ -51,7 +53,7 @@ class ScalarLog:
     def _write(self, event: Event) -> None:
         self._named(lambda: self._records.write(event.SerializeToString()))
 
-    def _named(self, action):  # noqa: ANN001, ANN202 - any call on the file
+    def _named(self, action: Callable[[], T]) -> T:
         """`action()`, an OS error from it naming the event file: a write's or a flush's names none."""
         try:
             return action()
