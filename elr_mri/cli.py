@@ -339,7 +339,7 @@ def _add_import_cohort(commands: argparse._SubParsersAction) -> None:
                                    description="Join diagnoses and ages (ADNIMERGE, or a table through a mapping) to preprocessed scans.")
     importer.add_argument("--scans", type=nonempty_path, required=True, help="manifest written by `elr-mri preprocess`")
     table = importer.add_mutually_exclusive_group(required=True)
-    table.add_argument("--adnimerge", type=nonempty_path, help="ADNIMERGE.csv as downloaded from ADNI")
+    table.add_argument("--adnimerge", type=nonempty_path, help="ADNIMERGE.csv as downloaded from ADNI, or as its R package writes it")
     table.add_argument("--table", type=nonempty_path, help="another cohort's table (e.g. NACC UDS), read through --mapping")
     importer.add_argument("--mapping", type=nonempty_path, help="column-and-value mapping YAML (see configs/nacc/nacc_mapping.yaml)")
     importer.add_argument("--baseline-diagnosis", action="store_true", help="ADNI: every scan gets DX_bl")

@@ -813,13 +813,40 @@ def test_a_scan_named_by_date_is_told_to_take_its_visit_number_where_the_table_h
         "or one it spells otherwise)")  # a table of dates: this scan's date is one it lacks
 
 
+def test_adnimerge_as_the_r_package_writes_it_is_imported_as_loni_s(tmp_path):
+    """The ADNIMERGE R package's table, written by write.csv (row names, DX.bl, Years.bl, NA), is LONI's ADNIMERGE:
+    it was refused, told to export ADNIMERGE, and the user had to rename its columns by hand."""
+    scans = pd.DataFrame({"participant_id": ["sub-ADNI011S0002", "sub-ADNI022S0007", "sub-ADNI022S0007"],
+                          "session_id": ["ses-M012", "ses-M000", "ses-M024"], "path": list("abc")})
+    exported = tmp_path / "adnimerge_r.csv"
+    ADNIMERGE.replace("", "NA").rename(columns={"DX_bl": "DX.bl", "Years_bl": "Years.bl"}).to_csv(exported)
+    manifest = import_adnimerge(exported, scans).manifest
+    assert manifest["diagnosis"].tolist() == ["AD", "AD", "AD"]  # 022_S_0007's empty DX at bl: its DX.bl
+    assert manifest["age"].tolist() == pytest.approx([71.2, 81.0, 83.0])  # AGE + Years.bl
+
+
+def test_a_table_given_to_the_other_import_names_the_option_it_belongs_to():
+    """ADNIMERGE under --table was told to name its columns in the NACC mapping, a NACC table under --adnimerge to
+    export ADNIMERGE instead of DXSUM: neither said the table only went to the wrong option."""
+    with pytest.raises(ValueError, match=r"missing column\(s\) NACCID, NACCVNUM, NACCUDSD, NACCAGE, SEX \(it has PTID, "
+                                         r".*\); this is ADNIMERGE: pass it as --adnimerge, without --mapping$"):
+        import_mapped_table(ADNIMERGE, nacc_scans(), NACC_MAPPING)
+    with pytest.raises(ValueError, match=r"missing column\(s\) PTID, VISCODE, DX, DX_bl, AGE, Years_bl \(it has NACCID, "
+                                         r".*\); this is a mapped table, such as NACC's: pass it as --table with "
+                                         r"--mapping \(configs/nacc/nacc_mapping\.yaml\)$"):
+        import_adnimerge(NACC, nacc_scans())
+    dxsum = pd.DataFrame({"RID": ["2"], "PTID": ["011_S_0002"], "VISCODE": ["bl"], "DIAGNOSIS": ["1"]})
+    with pytest.raises(ValueError, match=r"; --adnimerge takes ADNIMERGE \(DXSUM has no ages: export ADNIMERGE;"):
+        import_adnimerge(dxsum, nacc_scans())
+
+
 def test_a_missing_column_names_the_one_spelled_otherwise_and_a_wide_table_is_not_listed_whole():
-    """R's ADNIMERGE package writes DX.bl and Years.bl, and was told to export ADNIMERGE; a NACC UDS table of ~1000
+    """R's ADNIMERGE package writes DX.bl: a table where it stands as dx_bl is told so; a NACC UDS table of ~1000
     columns with naccudsd in lower case made a refusal of 7 kB that hid it."""
     scans = pd.DataFrame({"participant_id": ["011_S_0002"], "session_id": ["bl"], "path": ["a"]})
-    with pytest.raises(ValueError, match=r"missing column\(s\) DX_bl, Years_bl \(spelled 'DX\.bl', 'Years\.bl' in it; "
-                                         r"it has PTID, VISCODE, DX\.bl, DX, AGE, Years\.bl, PTGENDER\)"):
-        import_adnimerge(ADNIMERGE.rename(columns={"DX_bl": "DX.bl", "Years_bl": "Years.bl"}), scans)
+    with pytest.raises(ValueError, match=r"missing column\(s\) DX_bl \(spelled 'dx_bl' in it; "
+                                         r"it has PTID, VISCODE, dx_bl, DX, AGE, Years_bl, PTGENDER\)"):
+        import_adnimerge(ADNIMERGE.rename(columns={"DX_bl": "dx_bl"}), scans)
     wide = pd.concat([NACC.rename(columns={"NACCUDSD": "naccudsd"}),
                       pd.DataFrame({f"VAR{i:03d}": [0] * len(NACC) for i in range(900)})], axis=1)
     with pytest.raises(ValueError) as err:

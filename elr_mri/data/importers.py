@@ -80,6 +80,9 @@ _DATE_KEY = re.compile(r"(?:19|20)\d{6}")  # a session key that is a date (ses-2
 _RID_KEY = re.compile(r"[0-9]+")  # an ADNI participant key of digits alone: ADNIMERGE's RID, not its PTID
 # ADNI's own visit codes of a phase (ADNI-GO/2's v03, ADNI3's init, y1), where ADNIMERGE's VISCODE is VISCODE2 (bl, m06)
 _ADNI_PROTOCOL_VISIT = re.compile(r"V\d+|INIT|Y\d+")
+ADNIMERGE_COLUMNS = ("PTID", "VISCODE", "DX", "DX_bl", "AGE", "Years_bl")  # the ones its import reads (and PTGENDER)
+# a table passed to the other import: NACC's UDS ids, and ADNIMERGE's own columns
+_MAPPED_TABLE_SIGNS = ("NACCID", "NACCVNUM", "NACCUDSD")
 MAPPING_KEYS = ("columns", "values", "require", "cohort")
 MAPPED_FIELDS = ("participant_id", "session_id", "diagnosis", "age", "sex")
 RECODED_FIELDS = ("diagnosis", "age", "sex")  # the fields `values:` may recode
@@ -126,7 +129,10 @@ def import_adnimerge(
     age at baseline, so the visit age is AGE + Years_bl.
     """
     table, where = _read(adnimerge, "ADNIMERGE table (--adnimerge)")
-    _require(table, ("PTID", "VISCODE", "DX", "DX_bl", "AGE", "Years_bl"), where,
+    table = _with_adnimerge_spellings(table)
+    _require(table, ADNIMERGE_COLUMNS, where,
+             "this is a mapped table, such as NACC's: pass it as --table with --mapping (configs/nacc/nacc_mapping.yaml)"
+             if set(table.columns) & set(_MAPPED_TABLE_SIGNS) else
              "--adnimerge takes ADNIMERGE (DXSUM has no ages: export ADNIMERGE; DXSUM as --table with a mapping "
              "meets only scans named as DXSUM names them, 011_S_0002 at bl, not sub-ADNI011S0002 at ses-M00)")
     is_baseline = table["VISCODE"].astype(str).str.strip().str.lower() == "bl"
@@ -157,6 +163,15 @@ def import_adnimerge(
                               "name the scan's session by it, e.g. bl or ses-M12"}, participant_hints={
         _RID_KEY: "an ID of digits alone is ADNIMERGE's RID; rows are met by PTID, as training and splits compare "
                   "participants: name the scan by its PTID, e.g. 011_S_0002 for RID 2"})
+
+
+def _with_adnimerge_spellings(table: pd.DataFrame) -> pd.DataFrame:
+    """ADNIMERGE as the ADNIMERGE R package exports it (write.csv), whose DX.bl and Years.bl are LONI's DX_bl and
+    Years_bl: R makes names with dots, the table is the same. Refused, the user had to rename columns by hand."""
+    dotted = {name: name.replace(".", "_") for name in table.columns if isinstance(name, str)}
+    renamed = {name: underscored for name, underscored in dotted.items()
+               if underscored != name and underscored in ADNIMERGE_COLUMNS and underscored not in table.columns}
+    return table.rename(columns=renamed)
 
 
 def _years_since_baseline(years: pd.Series, is_baseline: pd.Series) -> pd.Series:
@@ -309,7 +324,10 @@ def import_mapped_table(
         mapping = load_mapping(mapping)
     table, where = _read(table, "clinical table (--table)")
     columns: dict[str, str] = mapping["columns"]
-    _require(table, tuple(columns.values()), where, "name the table's own columns in the mapping's columns:")
+    _require(table, tuple(columns.values()), where,
+             "this is ADNIMERGE: pass it as --adnimerge, without --mapping"
+             if set(_with_adnimerge_spellings(table).columns) >= set(ADNIMERGE_COLUMNS) else
+             "name the table's own columns in the mapping's columns:")
     values = {field: {_code(k): v for k, v in codes.items()} for field, codes in (mapping.get("values") or {}).items()}
     clinical = pd.DataFrame({"_participant": table[columns["participant_id"]].map(_bids_key),
                              "_session": table[columns["session_id"]].map(mapped_session_key)})
@@ -544,7 +562,7 @@ LISTED_COLUMNS = 20  # a NACC UDS export has ~1000 columns: listed whole, they h
 
 def _columns_it_has(names: list[str], missing: list[str]) -> str:
     """The table's columns for a refusal: first those that spell a missing one in another case or with other
-    separators (R writes ADNIMERGE's DX_bl as DX.bl), then the first `LISTED_COLUMNS` of them."""
+    separators (dx_bl, naccudsd), then the first `LISTED_COLUMNS` of them."""
     near = [repr(name) for wanted in missing for name in names if _loose(name) == _loose(wanted)]
     spelled = f"spelled {', '.join(near)} in it; " if near else ""
     if len(names) <= LISTED_COLUMNS:
