@@ -20,7 +20,8 @@ Data (the configs' paths are relative to the directory you run from, normally th
   data/webvision/                           WebVision 1.0 resized images + info/ lists, imagenet/ for
                                             ILSVRC12 (configs/webvision/elr_plus.yaml says the layout)
   data/CIFAR-10_human.npz                   mkdir -p data && cp ../shared/data/cifar/CIFAR-10_human.npz data/
-                                            (or the release's .pt: --set data.noise.human_labels=PATH.pt)
+                                            (or the release's .pt: --set data.noise.human_labels=PATH.pt;
+                                            CIFAR-10_human.pt of github.com/UCSC-REAL/cifar-10-100n)
 """
 
 from __future__ import annotations
@@ -106,16 +107,37 @@ _DATA_MARKERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python
 # The shared copies of CIFAR-10 and its CIFAR-N labels beside the project, named absolute in the commands a dry run
 # prints: those run from the current directory, where ../shared was the wrong folder anywhere but the project's root.
 SHARED_CIFAR = ROOT.parent / "shared" / "data" / "cifar"
+# the CIFAR-N labels where a clone has no ../shared (the file in that repository's data/ folder)
+RELEASE_LABELS = "CIFAR-10_human.pt of github.com/UCSC-REAL/cifar-10-100n"
 # how to get each data set into data.root (given that folder; the tables' image-folder rows are all CIFAR-10 as JPEGs)
 _HOW_TO_GET: dict[str, Callable[[Path], str]] = {
     "cifar10": lambda root: cifar_download_command("cifar10", root),
     "cifar100": lambda root: cifar_download_command("cifar100", root),
-    "imagefolder": lambda root: shlex.join(["mkdir", "-p", str(root.parent)]) + " && "
-                                + shlex.join(["tar", "-xJf", str(SHARED_CIFAR / "cifar10-jpeg.tar.xz"), "-C",
-                                              str(root.parent)]),
+    "imagefolder": lambda root: _jpeg_or_pickles_command(root),
     "clothing1m": lambda root: f"put the official Clothing1M release in {root} (images/ there; the label lists beside "
                               "it, in annotations/ or in images/)",
     "webvision": lambda root: f"put WebVision 1.0's resized images and info/ lists in {root}"}
+
+
+def _jpeg_or_pickles_command(root: Path) -> str:
+    """Extract the shared JPEG archive where this workplace has it; else download torchvision's pickles beside
+    `root`, which a CIFAR-10 row reads where the JPEGs are absent: a clone with no ../shared was told to extract an
+    archive that was not there."""
+    archive = SHARED_CIFAR / "cifar10-jpeg.tar.xz"
+    if not archive.is_file():
+        return f"{cifar_download_command('cifar10', root.parent)} (the python version, read where the JPEGs are absent)"
+    return shlex.join(["mkdir", "-p", str(root.parent)]) + " && " + shlex.join(["tar", "-xJf", str(archive), "-C",
+                                                                                str(root.parent)])
+
+
+def _human_labels_source(labels: str) -> str:
+    """Where to get a missing CIFAR-N label file: the shared copy where this workplace has one, else the release."""
+    shared = SHARED_CIFAR / Path(labels).name
+    release = "--set data.noise.human_labels=PATH/CIFAR-10_human.pt"
+    if shared.is_file():
+        copy = shlex.join(["cp", str(shared), labels])
+        return f"the CIFAR-N human labels; {copy}, or the official release's .pt: {release}"
+    return f"the CIFAR-N human labels (no copy at {shared}); download {RELEASE_LABELS}, then {release}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -291,9 +313,7 @@ def _missing_inputs(cfg: RunConfig) -> list[tuple[str, str]]:
         missing += _missing_lists(cfg.data.name, root)
     labels = cfg.data.noise.human_labels if cfg.data.noise.mode == "human" else None
     if labels is not None and not Path(labels).is_file():
-        copy = shlex.join(["cp", str(SHARED_CIFAR / Path(labels).name), labels])
-        missing.append((labels, f"the CIFAR-N human labels; {copy}, "
-                                "or the official release's .pt: --set data.noise.human_labels=PATH/CIFAR-10_human.pt"))
+        missing.append((labels, _human_labels_source(labels)))
     weights = cfg.model.pretrained_checkpoint
     if weights is not None and not Path(weights).is_file():
         missing.append((weights, "the ImageNet weights, a state dict saved with torch.save(model.state_dict(), PATH); "

@@ -197,15 +197,28 @@ def test_dry_run_plans_every_row(reproduce, table: str, tmp_path: Path, capsys):
     assert not any(tmp_path.iterdir())  # nothing trained, nothing written
 
 
-def test_dry_run_names_only_the_missing_cifar10n_label_file(reproduce, tmp_path: Path, capsys) -> None:
+@pytest.fixture
+def shared_cifar(reproduce, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A ../shared/data/cifar holding the JPEG archive and the CIFAR-10N labels (as this workplace's), wherever the
+    test runs: a clone with no ../shared beside it is tested apart."""
+    shared = tmp_path / "shared" / "data" / "cifar"
+    shared.mkdir(parents=True)
+    for name in ("cifar10-jpeg.tar.xz", "CIFAR-10_human.npz"):
+        (shared / name).write_bytes(b"")
+    monkeypatch.setattr(reproduce, "SHARED_CIFAR", shared)
+    return shared
+
+
+def test_dry_run_names_only_the_missing_cifar10n_label_file(reproduce, shared_cifar: Path, tmp_path: Path,
+                                                            capsys) -> None:
     (tmp_path / "cifar10" / "train").mkdir(parents=True)  # the CIFAR-10 images are there, the labels are not
     labels = tmp_path / "CIFAR-10_human.npz"
     assert reproduce.main(["--table", "cifar10n", "--dry-run", "--data-root", str(tmp_path),
                            "--out", str(tmp_path / "runs")]) == 0
     out = capsys.readouterr().out
     assert f"| {tmp_path / 'cifar10'} | missing {labels} |" in out
-    shared = reproduce.ROOT.parent / "shared" / "data" / "cifar"  # absolute: the command runs from anywhere
-    assert f"missing {labels}: the CIFAR-N human labels; cp {shared / 'CIFAR-10_human.npz'} {labels}" in out
+    # absolute: the command runs from anywhere
+    assert f"missing {labels}: the CIFAR-N human labels; cp {shared_cifar / 'CIFAR-10_human.npz'} {labels}" in out
     assert out.count(f"missing {labels}:") == 1  # one line per missing input, not per row
     assert "cifar10/train" not in out
 
@@ -290,18 +303,36 @@ def test_a_run_made_with_data_root_is_planned_again_not_refused(reproduce, tmp_p
     assert f"| resume | {run} |" in capsys.readouterr().out
 
 
-def test_dry_run_says_how_to_get_missing_images(reproduce, tmp_path: Path, capsys) -> None:
+def test_dry_run_says_how_to_get_missing_images(reproduce, shared_cifar: Path, tmp_path: Path, capsys) -> None:
     """The commands are pasted into a shell: a data root with a space in it was split there."""
     root = tmp_path / "my data"
     assert reproduce.main(["--table", "1", "--rows", "cifar10-sym20", "cifar100-sym20", "--dry-run",
                            "--data-root", str(root), "--out", str(tmp_path / "runs")]) == 0
     out = capsys.readouterr().out
-    archive = reproduce.ROOT.parent / "shared" / "data" / "cifar" / "cifar10-jpeg.tar.xz"  # ../shared: from the root
+    archive = shared_cifar / "cifar10-jpeg.tar.xz"
     quoted = shlex.quote(str(root))
     tar = f"mkdir -p {quoted} && tar -xJf {shlex.quote(str(archive))} -C {quoted}"
     assert f"missing {root / 'cifar10' / 'train'}: {tar}" in out
     assert (f'missing {root / "cifar-100-python"}: mkdir -p {quoted} && curl -L '
             f'https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz | tar -xz -C {quoted}') in out
+
+
+def test_dry_run_without_shared_says_where_to_download(reproduce, tmp_path: Path, capsys,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A clone with no ../shared beside it was told to extract and copy files from there, commands that failed;
+    the pickles the row reads instead of absent JPEGs, and the labels' release, are what it can get."""
+    monkeypatch.setattr(reproduce, "SHARED_CIFAR", tmp_path / "shared" / "data" / "cifar")  # not there
+    root = tmp_path / "my data"
+    assert reproduce.main(["--table", "cifar10n", "--rows", "worst", "--dry-run", "--data-root", str(root),
+                           "--out", str(tmp_path / "runs")]) == 0
+    out = capsys.readouterr().out
+    quoted = shlex.quote(str(root))
+    assert (f"missing {root / 'cifar10' / 'train'}: mkdir -p {quoted} && curl -L "
+            f"https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz | tar -xz -C {quoted}") in out
+    assert (f"missing {root / 'CIFAR-10_human.npz'}: the CIFAR-N human labels (no copy at "
+            f"{tmp_path / 'shared' / 'data' / 'cifar' / 'CIFAR-10_human.npz'}); download CIFAR-10_human.pt of "
+            "github.com/UCSC-REAL/cifar-10-100n, then --set data.noise.human_labels=PATH/CIFAR-10_human.pt") in out
+    assert "tar -xJf" not in out and " cp " not in out
 
 
 def test_a_dry_run_refuses_what_training_would(reproduce, tmp_path: Path, capsys) -> None:
