@@ -8,7 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from elr_mri.simulate import main
+from elr_mri.simulate import anatomy, main
 
 
 def _nifti(shape: tuple[int, ...]) -> Callable[[Path], None]:
@@ -101,3 +101,19 @@ def test_a_scan_an_older_simulator_finished_is_drawn_again_on_resume(tmp_path: P
                         "measured": [["brain_ratio", 1.0]]})
     assert _finished_scan(scan, record, settings_hash(older)) == {"brain_ratio": 1.0}  # the older code kept it
     assert _finished_scan(scan, record, settings_hash(description)) is None  # this one draws it again
+
+
+def test_colin27_absent_beside_the_repository_is_one_line_saying_where_to_get_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A clone with no ../shared: `--anatomy colin27` named a path with `..` in it and no way to get the file."""
+    root = Path(__file__).resolve().parents[1]
+    assert anatomy.COLIN27 == root.parent / "shared" / "data" / "mri" / "colin27_ch2_t1.nii.gz"  # plain, no '..'
+    absent = tmp_path / "shared" / "data" / "mri" / "colin27_ch2_t1.nii.gz"
+    monkeypatch.setattr(anatomy, "COLIN27", absent)
+    out = tmp_path / "cohort"
+    assert main(["--out", str(out), "--subjects", "1", "--holdout-subjects", "0", "--anatomy", "colin27"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"elr-mri simulate-cohort: error: anatomy 'colin27': no file at {absent}; Colin27 does not ship "
+                   "with the repository (ANTsPy's ants.get_ants_data('ch2') downloads it): pass its path to "
+                   "--anatomy, or use --anatomy mni152")
+    assert not out.exists()

@@ -22,7 +22,7 @@ from preprocess.checks import ScanError, load_option_file
 
 __all__ = ["Anatomy", "ANATOMIES", "load_anatomy", "natural_displacement", "DEFORMATION_SPACING_MM"]
 
-COLIN27 = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "mri" / "colin27_ch2_t1.nii.gz"
+COLIN27 = Path(__file__).resolve().parents[3] / "shared" / "data" / "mri" / "colin27_ch2_t1.nii.gz"
 ANATOMIES = ("mni152", "colin27")
 # Displacement fields are smooth, so one 2 mm grid serves every output resolution.
 DEFORMATION_SPACING_MM = 2.0
@@ -126,7 +126,8 @@ def _load_image(name: str, resolution_mm: float) -> nib.Nifti1Image:
 
         return load_mni152_template(resolution=2 if resolution_mm >= 2 else 1)
     if name == "colin27" and not COLIN27.exists():
-        raise FileNotFoundError(f"anatomy 'colin27': no file at {COLIN27}; Colin27 does not ship with the repository: "
-                                "pass the path of colin27_ch2_t1.nii.gz to --anatomy, or use --anatomy mni152")
+        raise FileNotFoundError(f"anatomy 'colin27': no file at {COLIN27}; Colin27 does not ship with the repository "
+                                "(ANTsPy's ants.get_ants_data('ch2') downloads it): pass its path to --anatomy, "
+                                "or use --anatomy mni152")
     return load_option_file(COLIN27 if name == "colin27" else name, "--anatomy",
                             "pass a 3D T1 NIfTI in MNI space, or --anatomy mni152 (the template nilearn ships)")

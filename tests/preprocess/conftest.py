@@ -8,7 +8,7 @@ import pytest
 
 from preprocess.synthetic import move_and_bias, pose_transform
 
-COLIN = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "mri" / "colin27_ch2_t1.nii.gz"
+COLIN = Path(__file__).resolve().parents[3] / "shared" / "data" / "mri" / "colin27_ch2_t1.nii.gz"
 
 
 def write_nifti(image, path: Path) -> Path:
@@ -55,7 +55,8 @@ def moved_template(tmp_path_factory, template_2mm) -> Path:
 @pytest.fixture(scope="session")
 def colin_path() -> Path:
     if not COLIN.exists():
-        pytest.skip(f"real test head absent: {COLIN} (see ../shared/data/README.md)")
+        pytest.skip(f"real test head absent: no Colin27 at {COLIN} (not in the repository; ANTsPy's "
+                    "ants.get_ants_data('ch2') downloads it)")
     return COLIN
 
 
