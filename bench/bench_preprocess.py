@@ -1,7 +1,7 @@
 """Benchmark of preprocess/: the default (`fast`) profile against a reference pipeline, same run.
 
 Reference: ANTsPy's default N4 + `antsRegistrationSyNQuick[a]` to the 1 mm template (Clinica
-t1-linear's stages). Input: the real Colin27 head (../shared/data/mri) moved by known head poses
+t1-linear's stages). Input: the real Colin27 head (../shared/data/mri, or --colin PATH) moved by known head poses
 and bias fields, at 1 mm. Part 1 times both profiles in this process, alternating their order scan
 by scan so that machine load drifts hit both, and compares their NCC to the template. Part 2 runs
 the default as a batch (spawned workers, ITK threads = cores // jobs) at 1 mm and 1.5 mm with 1 and
@@ -41,11 +41,11 @@ from preprocess.user_errors import nonempty_path  # noqa: E402
 from results_file import busy_warning, command_line, write_report  # noqa: E402
 
 
-def make_scans(folder: Path, count: int) -> Path:
-    """`count` moved and biased copies of Colin27 (poses differ), listed in a CSV."""
+def make_scans(folder: Path, count: int, head: Path) -> Path:
+    """`count` moved and biased copies of Colin27 (`head`; poses differ), listed in a CSV."""
     import ants
 
-    colin = ants.image_read(str(COLIN))
+    colin = ants.image_read(str(head))
     rows = ["participant_id,session_id,path"]
     for i in range(count):
         sign = -1 if i % 2 else 1
@@ -130,15 +130,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scans", type=int, default=2, help="moved copies of Colin27 per measurement")
     parser.add_argument("--out", type=nonempty_path, default=ROOT / "bench" / "results" / "preprocess.md")
+    parser.add_argument("--colin", type=nonempty_path, default=COLIN.resolve(),
+                        help="Colin27, the head the benchmark moves (default: ../shared/data/mri/colin27_ch2_t1.nii.gz "
+                             "beside the project)")
     args = parser.parse_args()
     if args.scans < 1:
         parser.error(f"--scans {args.scans}: must be at least 1")
-    if not COLIN.exists():  # an error, not a skip: a run that measured nothing must not pass for one that did
-        parser.error(f"no Colin27 at {COLIN.resolve()}: the benchmark moves copies of it (see ../shared/data/README.md)")
+    if not args.colin.is_file():  # an error, not a skip: a run that measured nothing must not pass for one that did
+        parser.error(f"no Colin27 at {args.colin}: the benchmark moves copies of it; pass --colin PATH (not in the "
+                     "repository: ANTsPy's ants.get_ants_data('ch2') downloads it)")
     loads = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory(prefix="bench-preproc-") as tmp:
         work = Path(tmp)
-        table = read_inputs(make_scans(work, args.scans))
+        table = read_inputs(make_scans(work, args.scans, args.colin))
         print("same-run comparison at 1 mm:", flush=True)
         runs = compare_profiles(table, work / "compare")
         print("batch throughput of the default profile:", flush=True)

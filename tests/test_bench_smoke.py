@@ -203,8 +203,15 @@ def test_the_preprocessing_benchmark_without_colin27_is_an_error_not_a_skip(tmp_
     done = subprocess.run([sys.executable, "bench/bench_preprocess.py", "--out", str(tmp_path / "preprocess.md")],
                           cwd=tree, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": ""})
     assert done.returncode == 2, done.stdout + done.stderr
-    assert f"error: no Colin27 at {tmp_path}/shared/data/mri/colin27_ch2_t1.nii.gz" in done.stderr.splitlines()[-1]
+    assert done.stderr.splitlines()[-1].endswith(
+        f"error: no Colin27 at {tmp_path}/shared/data/mri/colin27_ch2_t1.nii.gz: the benchmark moves copies of it; pass "
+        "--colin PATH (not in the repository: ANTsPy's ants.get_ants_data('ch2') downloads it)")
     assert not (tmp_path / "preprocess.md").exists()
+    elsewhere = tmp_path / "heads" / "ch2.nii.gz"  # where the user put a copy: named by --colin, looked for there
+    done = subprocess.run([sys.executable, "bench/bench_preprocess.py", "--colin", str(elsewhere), "--out",
+                           str(tmp_path / "preprocess.md")],
+                          cwd=tree, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": ""})
+    assert done.returncode == 2 and f"error: no Colin27 at {elsewhere}: " in done.stderr.splitlines()[-1]
 
 
 def test_the_preprocessing_benchmark_of_one_scan_times_no_two_worker_batch_and_says_so() -> None:
