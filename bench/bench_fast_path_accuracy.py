@@ -24,11 +24,11 @@ from preprocess.user_errors import nonempty_path
 
 ROOT = Path(__file__).resolve().parents[1]
 CIFAR_IMAGES = ROOT / "data" / "cifar10"
-HUMAN_LABELS = ROOT.parent / "shared" / "data" / "cifar" / "CIFAR-10_human.npz"
+HUMAN_LABELS = ROOT.parent / "shared" / "data" / "cifar" / "CIFAR-10_human.npz"  # or --human-labels
 CASES = {
     "digits": (ROOT / "configs" / "digits" / "elr_sym40.yaml", []),
     "cifar10n-subset": (ROOT / "configs" / "cifar10n" / "cpu_subset.yaml",
-                        ["data.augment=true", f"data.root={CIFAR_IMAGES}", f"data.noise.human_labels={HUMAN_LABELS}"]),
+                        ["data.augment=true", f"data.root={CIFAR_IMAGES}"]),
 }
 VARIANTS = {
     "plain: DataLoader, fp32, eager": ["train.loader=dataloader", "train.precision=fp32",
@@ -48,6 +48,10 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="applied to every case and variant, e.g. --set train.epochs=10")
     parser.add_argument("--out", type=nonempty_path, default=ROOT / "bench" / "results" / "fast_path_accuracy.md")
+    parser.add_argument("--human-labels", type=nonempty_path, default=HUMAN_LABELS,
+                        help="cifar10n-subset's CIFAR-10N labels (default: ../shared/data/cifar/CIFAR-10_human.npz "
+                             "beside the project; or the release's CIFAR-10_human.pt of "
+                             "github.com/UCSC-REAL/cifar-10-100n)")
     args = parser.parse_args()
     if args.seeds < 1:
         parser.error(f"--seeds {args.seeds}: must be at least 1")
@@ -58,16 +62,18 @@ def main() -> None:
         if override.split("=")[0].strip() in switched:
             parser.error(f"--set {override}: each variant sets {override.split('=')[0].strip()} itself (the rows "
                          "compare them); --device picks the device")
-    if "cifar10n-subset" in args.cases and not ((CIFAR_IMAGES / "train").is_dir() and HUMAN_LABELS.is_file()):
+    if "cifar10n-subset" in args.cases and not ((CIFAR_IMAGES / "train").is_dir() and args.human_labels.is_file()):
         sys.exit(f"cifar10n-subset needs {CIFAR_IMAGES} (mkdir -p data && tar -xJf ../shared/data/cifar/cifar10-jpeg.tar.xz -C data/) "
-                 f"and {HUMAN_LABELS}; or leave it out with --cases digits")
+                 f"and {args.human_labels} (--human-labels FILE); or leave it out with --cases digits")
+    labels = {"cifar10n-subset": [f"data.noise.human_labels={args.human_labels}"]}
 
     sections = []
     for case in args.cases:
         config, case_overrides = CASES[case]
         results = {}
         for variant, switches in VARIANTS.items():
-            overrides = [*case_overrides, *switches, f"train.device={args.device}", *args.overrides]
+            overrides = [*case_overrides, *labels.get(case, []), *switches, f"train.device={args.device}",
+                         *args.overrides]
             results[variant] = train_seeds(config, overrides, args.seeds)
             accs = [run["test_acc_last"] for run in results[variant]]
             print(f"{case} | {variant}: test acc (last) {', '.join(f'{100 * a:.2f}' for a in accs)}", flush=True)

@@ -380,3 +380,27 @@ def test_the_mri_models_notes_name_the_crop_that_was_timed() -> None:
                                                        cache_fill_s=0.3, first_epoch_s=0.1, load_before=0.0,
                                                        load_after=0.0)])
     assert "% of a ×8 epoch at 71³)" in steps.loader_notes(m, 1, 71)[0]
+
+
+def test_the_fast_path_benchmark_takes_the_cifar10n_labels_from_where_the_user_has_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only ../shared's copy was looked for: a clone alone, its labels in data/ as the README says, was refused."""
+    bench = _bench_module("bench_fast_path_accuracy")
+    labels = tmp_path / "CIFAR-10_human.npz"
+    argv = ["bench_fast_path_accuracy.py", "--cases", "cifar10n-subset", "--human-labels", str(labels), "--out",
+            str(tmp_path / "x.md")]
+    monkeypatch.setattr(bench, "CIFAR_IMAGES", tmp_path / "cifar10")
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as stopped:  # neither images nor labels there: one line naming both
+        bench.main()
+    assert str(stopped.value) == (f"cifar10n-subset needs {tmp_path / 'cifar10'} (mkdir -p data && tar -xJf "
+                                  "../shared/data/cifar/cifar10-jpeg.tar.xz -C data/) and "
+                                  f"{labels} (--human-labels FILE); or leave it out with --cases digits")
+    (tmp_path / "cifar10" / "train").mkdir(parents=True)
+    labels.write_bytes(b"")
+    trained = []  # the overrides each variant would train with; the training itself is tested elsewhere
+    monkeypatch.setattr(bench, "train_seeds", lambda config, overrides, seeds: trained.append(overrides) or [
+        {"test_acc_last": 0.5, "test_acc_at_best": 0.5, "wall_seconds": 1.0}])
+    bench.main()
+    assert len(trained) == len(bench.VARIANTS)
+    assert all(f"data.noise.human_labels={labels}" in overrides for overrides in trained)
