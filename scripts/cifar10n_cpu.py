@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     args = _parse(argv)
     if not args.human_labels.is_file():
         raise FileNotFoundError(f"no CIFAR-10N labels at {args.human_labels}; pass --human-labels FILE "
-                                "(CIFAR-10_human.npz or .pt)")
+                                "(CIFAR-10_human.npz or .pt; the release's .pt: github.com/UCSC-REAL/cifar-10-100n)")
     for loss in args.losses:  # a typo in --losses or --set stops here, not after the first loss has trained
         load_config(CONFIG, [f"loss.name={loss}", *args.overrides])
     data_root = args.data_root or _extracted_archive(ROOT / "data")

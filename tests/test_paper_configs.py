@@ -181,6 +181,25 @@ def test_cifar10n_cpu_extracts_the_jpeg_archive_whole_or_not_at_all(import_scrip
     assert sorted(str(p.relative_to(data)) for p in folder.rglob("*.jpg")) == sorted(members)
 
 
+def test_cifar10n_cpu_without_shared_says_what_to_pass(import_script, tmp_path: Path) -> None:
+    """A clone with no ../shared: the defaults point there, so each missing input is one line naming the option
+    that replaces it (and the labels' release), before anything trains."""
+    script = import_script("cifar10n_cpu")
+    labels = tmp_path / "shared" / "CIFAR-10_human.npz"
+    with pytest.raises(FileNotFoundError) as missing:
+        script.main(["--human-labels", str(labels), "--out", str(tmp_path / "runs"), "--results",
+                     str(tmp_path / "r.md")])
+    assert str(missing.value) == (f"no CIFAR-10N labels at {labels}; pass --human-labels FILE (CIFAR-10_human.npz "
+                                  "or .pt; the release's .pt: github.com/UCSC-REAL/cifar-10-100n)")
+    archive = tmp_path / "shared" / "cifar10-jpeg.tar.xz"
+    with pytest.raises(FileNotFoundError) as missing:
+        script._extracted_archive(tmp_path / "clone" / "data", archive)
+    assert str(missing.value) == (f"no CIFAR-10 images: {tmp_path / 'clone' / 'data' / 'cifar10' / 'train'} is "
+                                  f"missing and so is {archive}; pass --data-root DIR (a CIFAR-10 image folder with "
+                                  "train/ and test/)")
+    assert not (tmp_path / "clone").exists() and not (tmp_path / "runs").exists()
+
+
 def test_every_table_row_names_a_shipped_config(reproduce):
     for _, rows in reproduce.TABLES.values():
         for row in rows:
