@@ -107,13 +107,13 @@ _DATA_MARKERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python
 # The shared copies of CIFAR-10 and its CIFAR-N labels beside the project, named absolute in the commands a dry run
 # prints: those run from the current directory, where ../shared was the wrong folder anywhere but the project's root.
 SHARED_CIFAR = ROOT.parent / "shared" / "data" / "cifar"
-# the CIFAR-N labels where a clone has no ../shared (the file in that repository's data/ folder)
+# the CIFAR-N labels where a clone has no ../shared: the official release
 RELEASE_LABELS = "CIFAR-10_human.pt of github.com/UCSC-REAL/cifar-10-100n"
 # how to get each data set into data.root (given that folder; the tables' image-folder rows are all CIFAR-10 as JPEGs)
 _HOW_TO_GET: dict[str, Callable[[Path], str]] = {
     "cifar10": lambda root: cifar_download_command("cifar10", root),
     "cifar100": lambda root: cifar_download_command("cifar100", root),
-    "imagefolder": lambda root: _jpeg_or_pickles_command(root),
+    "imagefolder": lambda root: _jpeg_or_pickles_command(root),  # defined below
     "clothing1m": lambda root: f"put the official Clothing1M release in {root} (images/ there; the label lists beside "
                               "it, in annotations/ or in images/)",
     "webvision": lambda root: f"put WebVision 1.0's resized images and info/ lists in {root}"}
