@@ -22,11 +22,12 @@ from elr_mri.data.splits import read_run_splits
 from elr_mri.engine.checkpoint import atomic_write_json, atomic_write_text
 from elr_mri.engine.start import new_run_command
 
-__all__ = ["TEST_DIAGNOSES_KEY", "read_data_shape", "record_run_data", "labels_fingerprint",
+__all__ = ["TEST_DIAGNOSES_KEY", "TRAIN_AGE_RANGE_KEY", "read_data_shape", "record_run_data", "labels_fingerprint",
            "evaluation_labels_fingerprint", "require_same_data"]
 
 RUN_RECORDS = ("data_shape.json", "splits.csv", "split_balance.csv")  # `record_run_data`'s
 TEST_DIAGNOSES_KEY = "test_diagnoses"  # data_shape.json's [participant_id, session_id, diagnosis] of each test scan
+TRAIN_AGE_RANGE_KEY = "train_age_range"  # data_shape.json's [youngest, oldest] training age in years (age models)
 
 
 def read_data_shape(run_dir: Path, required: bool = True) -> dict[str, Any] | None:
@@ -64,6 +65,7 @@ def record_run_data(out_dir: Path, data: NoisyImageData, record_ages: bool) -> N
             shape["volume_ras_affine"] = np.round(data.volume_grid.ras_affine, 6).tolist()
     if record_ages:
         shape["ages_sha256"] = _ages_fingerprint(data)
+        shape[TRAIN_AGE_RANGE_KEY] = _training_age_range(data)
     if data.volume_grid is not None:
         shape["train_scans_sha256"] = _training_scans_fingerprint(data)
     shape["evaluation_labels_sha256"] = _evaluation_labels_fingerprint(data)
@@ -187,6 +189,13 @@ def _ages_fingerprint(data: NoisyImageData) -> str:
     for split in (data.train, data.val, data.test):
         digest.update(np.asarray(getattr(split, "ages", ()), dtype=np.float64).tobytes())
     return digest.hexdigest()
+
+
+def _training_age_range(data: NoisyImageData) -> list[float]:
+    """The youngest and oldest training scan's age: the age encoding learns an offset only for the half-year bins
+    training fills, so evaluation says when it scores scans outside them (`evaluate`, NACC's 45-year-olds)."""
+    ages = np.asarray(data.train.ages, dtype=np.float64)
+    return [float(ages.min()), float(ages.max())]
 
 
 def _require_same_splits(out_dir: Path, data: NoisyImageData) -> None:

@@ -30,11 +30,12 @@ from elr_mri.engine.checkpoint import atomic_write_json, atomic_write_text, load
 from elr_mri.engine.execution import ExecutionPlan, limit_cpu_threads, precision_note
 from elr_mri.engine.methods import Method, build_method
 from elr_mri.engine.run_dir import not_the_run_folder
-from elr_mri.engine.run_records import TEST_DIAGNOSES_KEY, read_data_shape
+from elr_mri.engine.run_records import TEST_DIAGNOSES_KEY, TRAIN_AGE_RANGE_KEY, read_data_shape
 from elr_mri.engine.runner import SELECTION_RULES, resolve_device, selection_rule, uses_age
 from elr_mri.evaluation import N_BOOT
 from elr_mri.evaluation.compare import COMPARISON_FILES, remove_comparisons_citing
 from elr_mri.evaluation.metrics import MetricsReport, bootstrap_metrics, evaluate_predictions, non_finite_rows
+from elr_mri.models.widened_cnn import age_bins
 from preprocess.sidecar import cannot_write, file_sha256
 
 __all__ = ["LoadedRun", "load_run", "evaluate_run", "refuse_if_run_moved_on", "evaluation_dir", "evaluation_set", "explanation_dir", "predict",
@@ -266,6 +267,8 @@ def evaluation_set(run_dir: Path, cfg: RunConfig, manifest: Path | None,
 
     dataset, notes = build_mri_eval_dataset(manifest, data, run_participants(run_dir), require_age=uses_age(cfg),
                                             grid=run_grid(run_dir))
+    if uses_age(cfg):
+        _warn_of_untrained_ages(run_dir, str(manifest), dataset.frame)
     return dataset, Path(manifest).stem, notes
 
 
@@ -349,6 +352,26 @@ def _warn_of_other_test_scans(run_dir: Path, manifest: str, scans: pd.DataFrame)
     print(f"warning: {manifest} now {' and '.join(said)} ({TEST_DIAGNOSES_KEY} in its data_shape.json); the test "
           "split is scored as the manifest lists it now, so the figures differ from the test_acc of its metrics.csv: "
           "restore the manifest the run trained on to score the scans it was tested on", file=sys.stderr)
+
+
+def _warn_of_untrained_ages(run_dir: Path, manifest: str, scans: pd.DataFrame) -> None:
+    """Say how many scans have an age in a half-year bin outside those of the run's training scans: the age encoding
+    learned no offset for such bins, so a holdout of another age span (NACC has 45-year-olds, ADNI none under 55) is
+    scored with offsets no training scan shaped. Runs from before the range was recorded are not checked."""
+    recorded = read_data_shape(run_dir).get(TRAIN_AGE_RANGE_KEY)
+    if recorded is None:
+        return
+    youngest, oldest = age_bins(torch.tensor(recorded, dtype=torch.float64)).tolist()
+    bins = age_bins(torch.tensor(scans["age"].to_numpy(dtype=np.float64))).numpy()
+    outside = np.flatnonzero((bins < youngest) | (bins > oldest))
+    if not outside.size:
+        return
+    first = scans.iloc[outside[0]]
+    print(f"warning: {manifest}: {outside.size} of {len(scans)} scans are aged outside the {recorded[0]:g}-"
+          f"{recorded[1]:g} years of {run_dir}'s training scans (e.g. {first['participant_id']} "
+          f"{first['session_id']}, {first['age']:g}); the age encoding learned nothing for those ages, so their "
+          "predictions add an untrained age offset: read them apart, or compare with a run without age "
+          "(model.use_age: false)", file=sys.stderr)
 
 
 def _tested_scans(run_dir: Path) -> dict[tuple[str, str], str] | None:
