@@ -89,6 +89,25 @@ def test_a_pretrained_checkpoint_of_another_network_or_of_a_few_layers_is_refuse
     torch.testing.assert_close(model.features[0].weight, whole["features.0.weight"])
 
 
+def test_a_pretrained_widened_cnn_saved_with_other_settings_is_told_which_settings_size_it(tmp_path: Path) -> None:
+    """A widened CNN saved at another crop or without age has the same key names: it was asked whether it was a
+    widened_cnn3d state dict at all, or told to save the whole network, which it was."""
+    from elr_mri.models.widened_cnn import WidenedCNN3D
+
+    path = tmp_path / "widened.pt"
+    settings = "model.widening, model.use_age and data.mri.crop_size"
+    for saved, says in (
+        ({"input_size": (80,) * 3}, f"fc.weight (1024, 1728) against (1024, 512); is it a widened_cnn3d state dict "
+                                    f"saved with the same {settings}"),
+        ({"use_age": False}, f"e.g. age_encoding.project.0.weight; save the whole network's weights with "
+                             f"torch.save(model.state_dict(), PATH), or set {settings}"),
+    ):
+        torch.save(WidenedCNN3D(widening=1, **{"input_size": (72,) * 3, **saved}).state_dict(), path)
+        with pytest.raises(ValueError) as refused:
+            build_model(ModelConfig(name="widened_cnn3d", widening=1, pretrained_checkpoint=str(path)), (1, 72, 72, 72), 3)
+        assert says in str(refused.value) and "\n" not in str(refused.value)
+
+
 def test_a_pretrained_checkpoint_that_is_no_state_dict_is_one_line(tmp_path: Path) -> None:
     def build(path: Path) -> None:
         build_model(ModelConfig(name="small_cnn", hidden=16, pretrained_checkpoint=str(path)), (3, 8, 8), 14)

@@ -8,6 +8,14 @@ from torch import nn
 
 __all__ = ["load_pretrained"]
 
+# Settings besides model.name that size a network's tensors: a file of that network saved under other values has its
+# key names, but not their shapes (or not the age encoding's keys), and was refused as if of another network.
+_SIZING_SETTINGS = {
+    "mlp": "model.hidden",
+    "small_cnn": "model.hidden",
+    "widened_cnn3d": "model.widening, model.use_age and data.mri.crop_size (the first linear layer follows the crop)",
+}
+
 
 def load_pretrained(model: nn.Module, path: str, name: str) -> None:
     """Load a backbone's weights; only the classifier head (the last Linear layer) may be absent or of another size
@@ -17,22 +25,29 @@ def load_pretrained(model: nn.Module, path: str, name: str) -> None:
     own = model.state_dict()
     unexpected = [key for key in state if key not in own]
     if unexpected:
-        raise ValueError(f"{path}: keys not in {name}: {unexpected[:3]}; is it a {name} state dict?")
+        raise ValueError(f"{path}: keys not in {name}: {unexpected[:3]}; is it a {name} state dict{_sized_alike(name)}")
     head = _head_keys(model)
     resized = [key for key, value in state.items() if value.shape != own[key].shape]
     misfit = [key for key in resized if key not in head]
     if misfit:
         raise ValueError(f"{path}: {len(misfit)} tensors differ in shape from {name}'s, e.g. {misfit[0]} "
                          f"{tuple(state[misfit[0]].shape)} against {tuple(own[misfit[0]].shape)}; is it a {name} "
-                         "state dict?")
+                         f"state dict{_sized_alike(name)}")
     # BatchNorm's counter is absent from checkpoints saved before PyTorch 0.4.1 (torchvision's first ImageNet files)
     missing = [key for key in own if key not in state and key not in head and not key.endswith("num_batches_tracked")]
     if missing:
+        settings = f", or set {_SIZING_SETTINGS[name]} as they were" if name in _SIZING_SETTINGS else ""
         raise ValueError(f"{path}: lacks {len(missing)} of {name}'s {len(own)} tensors, e.g. {missing[0]}; save the "
-                         "whole network's weights with torch.save(model.state_dict(), PATH)")
+                         f"whole network's weights with torch.save(model.state_dict(), PATH){settings}")
     model.load_state_dict({k: v for k, v in state.items() if k not in resized}, strict=False)
     if resized:
         print(f"{path}: kept {name}'s new {', '.join(resized)} (the checkpoint's have another shape: its head)")
+
+
+def _sized_alike(name: str) -> str:
+    """The end of the question a misfit file gets: for a network that settings size, saved with the same ones?"""
+    settings = _SIZING_SETTINGS.get(name)
+    return f" saved with the same {settings}? set them as they were when it was saved" if settings else "?"
 
 
 def _head_keys(model: nn.Module) -> set[str]:
