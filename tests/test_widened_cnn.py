@@ -84,6 +84,7 @@ def test_sinusoid_table_values():
 def test_age_bins_are_half_years_clamped_at_120():
     bins = age_bins(torch.tensor([0.0, 70.0, 70.2, 70.3, 70.5, 119.5, 130.0]))
     assert bins.tolist() == [0, 140, 140, 141, 141, 239, 239]
+    assert age_bins(torch.tensor([70.25, 70.75])).tolist() == [140, 142]  # ties round half to even, as README says
     with pytest.raises(ValueError, match="NaN"):
         age_bins(torch.tensor([70.0, float("nan")]))
     with pytest.raises(ValueError, match="non-negative"):

@@ -119,7 +119,7 @@ class WidenedCNN3D(nn.Module):
 class AgeEncoding(nn.Module):
     """Age as a learned offset to the image feature: sinusoid table → Linear → LayerNorm → Linear.
 
-    Ages are rounded to half-year bins (240 bins, 0-119.5 years; older ages use the last bin) and
+    Ages are rounded to half-year bins (half to even; 240 bins, 0-119.5 years; older ages use the last bin) and
     each bin's row of the transformer-style sinusoid table (d = 512) goes through Linear 512 →
     LayerNorm → Linear `out_features`; the result is added to the feature, followed by dropout 0.1.
     """
