@@ -107,6 +107,8 @@ def load_scan(path: str | Path) -> nib.Nifti1Image:
             img = nib.load(str(path))
     except Exception as exc:  # nibabel raises many types for broken files
         raise _unreadable(path, exc) from None
+    if not isinstance(img, nib.spatialimages.SpatialImage):  # a GIFTI surface, a CIFTI matrix: no voxel grid
+        raise ScanError(path, f"is a {type(img).__name__}, not a volume", "pass the T1's .nii or .nii.gz file")
     if img.get_data_dtype().kind == "c":  # reading as float32 would drop the imaginary part without a word
         raise ScanError(path, "holds complex values (a phase/magnitude reconstruction)",
                         "pass the magnitude image (e.g. `fslcomplex -realabs`)")

@@ -62,6 +62,12 @@ def _complex(path):
     return path
 
 
+def _surface(path):
+    """A GIFTI surface (as fMRIPrep writes beside the T1s): nibabel loads it, but it holds no voxels."""
+    nib.save(nib.gifti.GiftiImage(darrays=[nib.gifti.GiftiDataArray(np.zeros((10, 3), np.float32))]), path)
+    return path
+
+
 def _claims_a_huge_shape(path):
     """A 1 KB file whose header declares 30000³ voxels (about 10⁵ GiB as float32): a damaged header, not a download."""
     header = nib.Nifti1Header()
@@ -114,6 +120,8 @@ def _head(shape=(32, 40, 36)):
     (lambda p: _save(_head(), p / "units.nii.gz", np.diag([0.01, 0.01, 0.01, 1.0])), "voxel size"),
     (lambda p: _complex(p / "complex.nii.gz"), "holds complex values (a phase/magnitude reconstruction); pass the "
                                                 "magnitude image"),
+    (lambda p: _surface(p / "sub-01_hemi-L_pial.surf.gii"), "is a GiftiImage, not a volume; pass the T1's .nii or "
+                                                            ".nii.gz file"),
     (lambda p: _claims_a_huge_shape(p / "huge.nii.gz"), "declares (30000, 30000, 30000) voxels, 100582.8 GiB as "
                                                         "float32, more than this machine could allocate; check its"),
     (lambda p: _wrapped(p / "wrapped.nii.gz"), "both ends of the type: values too large for it wrapped round to "
