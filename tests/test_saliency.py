@@ -134,6 +134,24 @@ def test_a_map_keeps_the_space_and_units_of_the_scans(tmp_path, space: str, code
     np.testing.assert_allclose(written.get_fdata(), 1.0)
 
 
+@pytest.mark.parametrize("name", ["scan.mgz", "scan.hdr"])  # FreeSurfer's format, an Analyze pair
+def test_a_map_of_scans_in_another_format_than_nifti_is_written_aligned_in_mm(tmp_path, name: str) -> None:
+    """Training reads any volume nibabel reads; the map's header copied NIfTI's codes from the scan's, so explain
+    stopped at "no field of name sform_code" after computing every map."""
+    import nibabel as nib
+
+    from elr_mri.evaluation.explain import _write_nifti, crop_affine
+
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    image_class = nib.MGHImage if name.endswith(".mgz") else nib.Spm2AnalyzeImage
+    nib.save(image_class(np.random.default_rng(0).random((12, 14, 12), dtype=np.float32), affine), tmp_path / name)
+    crop = crop_affine(str(tmp_path / name), (8, 8, 8))
+    _write_nifti(np.ones((8, 8, 8)), crop, str(tmp_path / name), tmp_path / "map.nii.gz")
+    written = nib.load(tmp_path / "map.nii.gz")
+    assert (int(written.header["sform_code"]), written.header.get_xyzt_units()[0]) == (2, "mm")
+    np.testing.assert_allclose(written.affine, crop)
+
+
 def test_the_png_shows_a_map_confined_to_a_few_voxels(tmp_path) -> None:
     """The colour scale tops out at the map's 99.5th percentile; where that is 0 (a map on fewer than 0.5% of the
     voxels) it must come from the map, not be 1: input gradients of 1e-3 were then all under the drawn threshold."""

@@ -160,6 +160,9 @@ def _write_nifti(volume: np.ndarray, affine: np.ndarray, scan: str, path: Path) 
     anatomy" in unknown units, which a viewer reading the codes (AFNI: +orig against the template's +tlrc) does not
     put in the space of the scans it is to overlay."""
     header = nib.load(scan).header
+    if not isinstance(header, nib.Nifti1Header):  # an .mgz or Analyze scan names no space; its world is in mm
+        header = nib.Nifti1Header()
+        header.set_xyzt_units("mm")
     image = nib.Nifti1Image(volume.astype(np.float32), affine)
     image.set_sform(affine, int(header["sform_code"]) or "aligned")
     image.set_qform(affine, int(header["qform_code"]))
