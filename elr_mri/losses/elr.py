@@ -184,6 +184,8 @@ class ELRLoss(nn.Module):
     no device sync per step).
     """
 
+    targets: torch.Tensor  # the buffer registered in __init__ (nn.Module types attributes Tensor | Module)
+
     def __init__(self, num_examples: int, num_classes: int, lam: float = 3.0, beta: float = 0.7,
                  targets_dtype: torch.dtype = torch.float32, lam_ramp_steps: int = 0,
                  lam_start_steps: int = 0) -> None:

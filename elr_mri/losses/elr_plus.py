@@ -34,6 +34,8 @@ class ELRPlusLoss(nn.Module):
     setting that multiplies the labels by q.
     """
 
+    targets: torch.Tensor  # the buffer registered in __init__ (nn.Module types attributes Tensor | Module)
+
     def __init__(
         self,
         num_examples: int,

@@ -124,6 +124,8 @@ class AgeEncoding(nn.Module):
     LayerNorm → Linear `out_features`; the result is added to the feature, followed by dropout 0.1.
     """
 
+    table: torch.Tensor  # the buffer registered in __init__ (nn.Module types attributes Tensor | Module)
+
     def __init__(self, out_features: int = FEATURE_DIM, dropout: float = AGE_DROPOUT) -> None:
         super().__init__()
         self.register_buffer("table", sinusoid_table(AGE_BINS, AGE_TABLE_DIM), persistent=False)
