@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal, overload
 
 import numpy as np
 import pandas as pd
@@ -30,6 +30,10 @@ TEST_DIAGNOSES_KEY = "test_diagnoses"  # data_shape.json's [participant_id, sess
 TRAIN_AGE_RANGE_KEY = "train_age_range"  # data_shape.json's [youngest, oldest] training age in years (age models)
 
 
+@overload
+def read_data_shape(run_dir: Path, required: Literal[True] = True) -> dict[str, Any]: ...
+@overload
+def read_data_shape(run_dir: Path, required: bool) -> dict[str, Any] | None: ...
 def read_data_shape(run_dir: Path, required: bool = True) -> dict[str, Any] | None:
     """A run's data_shape.json (what it trained on); None when it is missing and not `required`."""
     path = Path(run_dir) / "data_shape.json"
