@@ -162,7 +162,7 @@ class CompiledForFullBatches(nn.Module):
                  required: bool = False, failures: list[str] | None = None) -> None:
         super().__init__()
         self.eager = module
-        self.graph = torch.compile(module, dynamic=False, mode=mode)
+        self.graph: Callable[..., torch.Tensor] | None = torch.compile(module, dynamic=False, mode=mode)  # None: eager
         self.full_batch: int | None = None
         self.required = required
         self.failures = failures
