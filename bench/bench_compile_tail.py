@@ -80,7 +80,7 @@ def time_steps(variant: str, device: torch.device, batch_size: int, tail: int) -
     return {phase: round(value, 4) for phase, value in seconds.items()}
 
 
-def _stepper(run: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device) -> Callable[[int], float]:
+def _stepper(run: Callable[[torch.Tensor], torch.Tensor], optimizer: torch.optim.Optimizer, device: torch.device) -> Callable[[int], float]:
     def step(size: int) -> float:
         images = torch.randn(size, 3, 32, 32, device=device)
         labels = torch.randint(0, 10, (size,), device=device)

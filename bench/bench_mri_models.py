@@ -456,7 +456,7 @@ class Measurements:
     finished: bool = False
 
 
-def measure(args: argparse.Namespace, measured: Callable[[Measurements], None]) -> Measurements:
+def measure(args: argparse.Namespace, measured: Callable[[Measurements], object]) -> Measurements:
     """×1 (both thread settings), the loader, the other models, then the ×8 at 96³ or the GPU variants; `measured`
     is called after each part, so a run cut short (a device call's time limit) leaves what it measured."""
     m = Measurements(paper={s.label: static_figures(s, PAPER_SIZE) for s in MODELS},

@@ -62,7 +62,7 @@ def compare_profiles(table: pd.DataFrame, work: Path) -> dict:
     params = {name: Params(resolution=1.0, profile=name) for name in ("reference", "fast")}
     for p in params.values():
         load_template(*p.template_key())
-    runs = {name: [] for name in params}
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in params}  # (seconds, NCC) per scan
     for i, row in enumerate(table.itertuples()):
         for name in (("reference", "fast") if i % 2 == 0 else ("fast", "reference")):
             started = time.perf_counter()

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import torch
 
 
-def busiest_kernels(run: Callable[[], None], device: torch.device, rows: int = 20) -> str:
+def busiest_kernels(run: Callable[[], object], device: torch.device, rows: int = 20) -> str:
     """Profile `run` (a few steps, already warmed up) and list its busiest kernels: by device time on a GPU, by
     CPU time otherwise."""
     activities = [torch.profiler.ProfilerActivity.CPU]

@@ -12,6 +12,7 @@ import os
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 from preprocess.sidecar import atomic_path
 
@@ -39,7 +40,7 @@ def print_child_result(result: object) -> None:
     print(CHILD_RESULT_TAG + json.dumps(result), flush=True)
 
 
-def read_child_result(stdout: str, what: str) -> object:
+def read_child_result(stdout: str, what: str) -> Any:
     """The result `print_child_result` printed in `stdout`; RuntimeError naming `what` when there is none (a
     child cut short), so that a caller measuring several variants goes on with the next."""
     tagged = [line for line in stdout.splitlines() if line.startswith(CHILD_RESULT_TAG)]
