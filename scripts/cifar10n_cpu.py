@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> None:
         load_config(CONFIG, [f"loss.name={loss}", *args.overrides])
     data_root = args.data_root or _extracted_archive(ROOT / "data")
     started = time.perf_counter()
-    rows, curves = [], {}
+    rows: list[dict] = []
+    curves: dict[str, pd.DataFrame] = {}  # loss -> metrics.csv of seed 0
     for seed in range(args.seeds):
         for loss in args.losses:
             run_dir = args.out / f"{loss}-seed{seed}"
