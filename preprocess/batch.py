@@ -12,7 +12,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Hashable, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -204,7 +204,7 @@ def write_csv(frame: pd.DataFrame, path: Path) -> None:
         frame.to_csv(temp, index=False)
 
 
-def failure_table(table: pd.DataFrame, results: dict, columns: list[str]) -> pd.DataFrame:
+def failure_table(table: pd.DataFrame, results: Mapping[Hashable, dict], columns: list[str]) -> pd.DataFrame:
     """`columns` of the rows of `table` whose result failed, plus its error, in input order."""
     bad = [i for i in table.index if results[i]["status"] == "failed"]
     failures = table.loc[bad, columns].copy()
@@ -212,7 +212,7 @@ def failure_table(table: pd.DataFrame, results: dict, columns: list[str]) -> pd.
     return failures.reset_index(drop=True)
 
 
-def _tables(table: pd.DataFrame, results: dict[int, dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _tables(table: pd.DataFrame, results: Mapping[Hashable, dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split the results into the manifest (processed scans) and the failure list, in input order."""
     carried = [c for c in table.columns if c != "resolved_path"]
     ok = [i for i in table.index if results[i]["status"] != "failed"]

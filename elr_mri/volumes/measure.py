@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Hashable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -302,7 +302,7 @@ def _measure_one(path: str, params: VolumeParams, workdirs: str, cache_dir: Path
         return {"status": "failed", "error": f"{type(exc).__name__}: {telling_line(str(exc))}"}
 
 
-def _tables(table: pd.DataFrame, results: dict[int, dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _tables(table: pd.DataFrame, results: Mapping[Hashable, dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
     ok = [i for i in table.index if results[i]["status"] != "failed"]
     rows = []
     for i in ok:
