@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.stats import rankdata
 
 from elr_mri.evaluation import N_BOOT
@@ -129,9 +130,9 @@ class MetricsReport:
 
 
 def evaluate_predictions(
-    labels: Sequence[int],
+    labels: ArrayLike,
     proba: np.ndarray,
-    participants: Sequence[str],
+    participants: ArrayLike,
     class_names: Sequence[str],
     n_boot: int = N_BOOT,
     confidence: float = CONFIDENCE,
@@ -147,9 +148,9 @@ def evaluate_predictions(
 
 
 def bootstrap_metrics(
-    labels: Sequence[int],
+    labels: ArrayLike,
     proba: np.ndarray,
-    participants: Sequence[str],
+    participants: ArrayLike,
     class_names: Sequence[str],
     n_boot: int = N_BOOT,
     confidence: float = CONFIDENCE,
@@ -322,7 +323,7 @@ def _percentiles(values: np.ndarray, q: float) -> np.ndarray:
 
 
 def _check(
-    labels: Sequence[int], proba: np.ndarray, participants: Sequence[str], num_classes: int
+    labels: ArrayLike, proba: np.ndarray, participants: ArrayLike, num_classes: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     labels = np.asarray(labels, dtype=np.int64)
     proba = np.asarray(proba, dtype=np.float64)
