@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -82,7 +83,7 @@ def plot_learning_curves(runs: dict[str, pd.DataFrame], path: Path) -> None:
     _save(fig, path)
 
 
-def _epoch_marks(metrics: pd.DataFrame) -> dict[str, object]:
+def _epoch_marks(metrics: pd.DataFrame) -> dict[str, Any]:
     """Markers on each epoch's value for a short run: a line through one point is not drawn at all, so a 1-epoch
     run's figure came out as empty axes; a long run's markers would hide its curves."""
     return {"marker": "o", "markersize": 3} if len(metrics) <= MARKED_EPOCHS else {}

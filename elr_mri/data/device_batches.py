@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -205,7 +206,7 @@ class DeviceImageBatches:
         """Crop offsets (top, left) and flips, each (B, 1), drawn for all `global_size` examples of the global
         batch and the rows `mine` of them kept: an example is cropped alike whichever rank holds it."""
         out_h, out_w, padded_h, padded_w = self._crop_bounds()
-        draw = {"generator": generator, "device": self.device}
+        draw: dict[str, Any] = {"generator": generator, "device": self.device}
         top = torch.randint(0, padded_h - out_h + 1, (global_size, 1), **draw)[mine]
         left = torch.randint(0, padded_w - out_w + 1, (global_size, 1), **draw)[mine]
         flip = (torch.rand((global_size, 1), **draw) < self.spec.flip_p)[mine]

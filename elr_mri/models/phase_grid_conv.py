@@ -12,6 +12,8 @@ convolution's, so checkpoints do not depend on the switch.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -46,7 +48,7 @@ class PhaseGridConv3d(nn.Conv3d):
 
     on_phase_grids: bool = False
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         cubic = (len(set(self.kernel_size)) == 1 and len(set(self.dilation)) == 1
                  and isinstance(self.padding, tuple) and len(set(self.padding)) == 1)
