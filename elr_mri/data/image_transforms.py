@@ -130,5 +130,5 @@ def load_resized(path: str | Path, short_side: int, how_to_fix: str = "remove or
         size = (short_side, int(short_side * height / width))
     else:
         size = (int(short_side * width / height), short_side)
-    image = image.resize(size, Image.BILINEAR)
+    image = image.resize(size, Image.Resampling.BILINEAR)
     return torch.from_numpy(np.asarray(image, dtype=np.uint8).transpose(2, 0, 1).copy())
