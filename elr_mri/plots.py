@@ -130,7 +130,7 @@ def plot_confusion(counts: np.ndarray, classes: list[str], path: Path, title: st
         for i in range(len(classes)):
             for j in range(len(classes)):
                 color = "white" if rates[i, j] > 0.5 else "black"
-                ax.text(j, i, int(counts[i, j]), ha="center", va="center", color=color)
+                ax.text(j, i, str(int(counts[i, j])), ha="center", va="center", color=color)
     ax.set_xticks(range(len(classes)), classes, rotation=90 if many else 0, fontsize=6 if many else None)
     ax.set_yticks(range(len(classes)), classes, fontsize=6 if many else None)
     ax.set_xlabel("predicted")
