@@ -37,6 +37,27 @@ def test_an_undefined_auc_is_said_to_need_examples_of_its_class_and_of_another(c
         "above the AUCs of the classes present\n")
 
 
+def test_the_printed_metrics_say_what_was_scored_their_unit_and_their_interval(capsys: pytest.CaptureFixture) -> None:
+    """`evaluate` printed `accuracy 66.7 [33.3, 100.0]` under the folder's path alone: neither the unit (metrics.csv
+    holds fractions), the interval's level and kind, what was resampled, nor the set (a holdout or the test split)."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from elr_mri.commands.evaluate import _print_metrics, _scored_set_words
+    from elr_mri.evaluation.metrics import bootstrap_metrics
+
+    proba = np.array([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3], [0.3, 0.3, 0.4]])
+    report = bootstrap_metrics(np.array([0, 1, 1]), proba, np.array(["a", "b", "c"]), ["CN", "MCI", "AD"], n_boot=20)
+    _print_metrics({"participant": report}, Path("run/eval-nacc"), _scored_set_words(Path("data/nacc.csv"), "test"))
+    assert capsys.readouterr().out.splitlines()[:3] == [
+        "results: run/eval-nacc (the holdout data/nacc.csv, against its given labels)",
+        "  in %, each figure estimate [low, high]: a 95% percentile interval over 20 bootstrap resamples of "
+        "participants (all scans of each)",
+        "  participant level (3 examples, 3 participants):"]
+    assert _scored_set_words(None, "test") == "the run's test split, against its given labels"
+
+
 def test_no_command_lists_the_commands_and_the_examples_parse(cli_in_process) -> None:
     """`elr-mri` alone said only "the following arguments are required: COMMAND", naming none; --help had no example.
     Each example line of --help parses with its command's parser as it stands."""

@@ -98,17 +98,20 @@ def evaluate_and_print(run_dir: Path, manifest: Path | None, checkpoint: str = "
     reports = evaluate_run(run_dir, manifest, checkpoint, n_boot, test_set, note_precision=note_precision)
     eval_dir = evaluation_dir(run_dir, manifest, checkpoint, test_set)
     _note_scoring_caveats(run_dir, eval_dir)
-    _print_metrics(reports, eval_dir)
+    _print_metrics(reports, eval_dir, _scored_set_words(manifest, test_set))
     _note_undefined(reports)
     _note_rarely_defined(reports, n_boot)
     return eval_dir
 
 
-def _print_metrics(reports: dict[str, MetricsReport], eval_dir: Path) -> None:
-    """Each level's metrics with their intervals; per-class AUCs of more classes than a screen shows stay in the CSV."""
+def _print_metrics(reports: dict[str, MetricsReport], eval_dir: Path, scored_on: str) -> None:
+    """Each level's metrics with their intervals, under a line saying what was scored and how to read the figures
+    (metrics.csv holds fractions, the screen percent); per-class AUCs of more classes than a screen shows stay in
+    the CSV."""
     from elr_mri.plots import LEGIBLE_CLASSES
 
-    print(f"results: {eval_dir}")
+    print(f"results: {eval_dir} ({scored_on})")
+    print(f"  {_interval_words(next(iter(reports.values())))}")
     for level, report in reports.items():
         people = "" if level == "image" else f", {report.n_participants} participants"
         print(f"  {level} level ({report.n_examples} examples{people}):")
@@ -118,6 +121,22 @@ def _print_metrics(reports: dict[str, MetricsReport], eval_dir: Path) -> None:
                 print(f"    {metric:18s} {interval}")
         if many:
             print(f"    (the {len(report.class_names)} per-class AUCs: {eval_dir / 'metrics.csv'})")
+
+
+def _scored_set_words(manifest: Path | None, test_set: str) -> str:
+    """Which set the printed figures are of: a holdout and a run's test split both print as `eval-<name>`."""
+    scored = f"the holdout {manifest}" if manifest is not None else (
+        "the run's test split" if test_set == "test" else f"the run's test set {test_set}")
+    return f"{scored}, against its given labels"
+
+
+def _interval_words(report: MetricsReport) -> str:
+    """How to read `estimate [low, high]`: the unit, the interval's level and kind, and what was resampled."""
+    from elr_mri.evaluation.metrics import CONFIDENCE
+
+    drawn = "images" if report.level == "image" else "participants (all scans of each)"
+    return (f"in %, each figure estimate [low, high]: a {100 * CONFIDENCE:.0f}% percentile interval over "
+            f"{report.n_boot} bootstrap resamples of {drawn}")
 
 
 # auc_micro where a class is absent: defined, but every score given to that class is a negative, mostly an easy one
@@ -208,12 +227,12 @@ def _score_and_compare(args: argparse.Namespace, eval_dir: Path, baselines: list
     table = comparison_table(eval_dir, labels[0], others=others, baselines=baselines)
     atomic_write_text(table.to_csv(index=False), eval_dir / "comparison.csv")
     record_comparison(eval_dir, others)  # now: a command cut short during the paired bootstrap leaves the table too
-    print(f"participant level, 95% intervals ({eval_dir / 'comparison.csv'}):")
+    print(f"participant level, in %, 95% intervals ({eval_dir / 'comparison.csv'}):")
     print(wide_table(table))
     paired = paired_differences(eval_dir, labels[0], others, baselines, args.bootstrap)
     atomic_write_text(paired.to_csv(index=False), eval_dir / "paired_differences.csv")
-    print(f"minus {labels[0]}, paired over the same participants, 95% intervals; one that excludes 0 shows a "
-          f"difference ({eval_dir / 'paired_differences.csv'}):")
+    print(f"minus {labels[0]}, paired over the same participants, in percentage points, 95% intervals; one that "
+          f"excludes 0 shows a difference ({eval_dir / 'paired_differences.csv'}):")
     print(wide_table(paired))
 
 
