@@ -152,7 +152,7 @@ def test_metrics_csv_counts_a_converter_once_a_diagnosis_in_n_and_once_in_partic
     """The README said metrics.csv's `n` at participant level counts participants; it counts a participant per given
     diagnosis, so a converter (C: MCI then AD) is two items of one participant there, as the printed line says."""
     labels = np.array([0, 0, 2, 1, 2, 1, 1])
-    proba = np.full((7, 3), 1 / 3) + np.eye(3)[[0, 1, 2, 1, 2, 1, 0]]
+    proba = (np.full((7, 3), 1 / 3) + np.eye(3)[[0, 1, 2, 1, 2, 1, 0]]) / 2
     people = np.array(["A", "A", "B", "C", "C", "D", "D"])
     row = evaluate_predictions(labels, proba, people, CLASSES, n_boot=20)["participant"].rows()[0]
     assert (row["n"], row["participants"]) == (5, 4)
@@ -172,6 +172,20 @@ def test_probabilities_that_are_not_numbers_are_refused_not_scored_as_the_first_
     proba[1] = np.nan
     with pytest.raises(ValueError, match="1 of 3 probability rows are not numbers .*first: row 1, participant b"):
         evaluate_predictions([0, 0, 1], proba, ["a", "b", "c"], CLASSES)
+
+
+def test_logits_or_scores_are_refused_not_scored_as_probabilities():
+    """Logits passed for probabilities were scored without a word: their argmax is right, but a class's AUC ranks
+    its column, and here logit and probability order scans a and b oppositely (auc_CN 1, of the logits 0.5)."""
+    logits = np.array([[2.0, 1.9, -3.0], [1.0, -2.0, -2.0], [0.0, 3.0, 0.0]])
+    softmax = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    assert softmax[0, 0] < softmax[1, 0] and logits[0, 0] > logits[1, 0]
+    with pytest.raises(ValueError, match=r"3 of 3 probability rows are not probabilities \(first: row 0, participant "
+                                         r"a, summing to 0.9, its least -3\); pass each class's probability"):
+        evaluate_predictions([1, 0, 1], logits, ["a", "b", "c"], CLASSES)
+    rounded = np.round(softmax, 7)  # as a CSV of float32 holds them: within the tolerance
+    report = evaluate_predictions([1, 0, 1], rounded, ["a", "b", "c"], CLASSES, n_boot=5)["scan"]
+    assert report.metrics["auc_CN"].estimate == 1.0 and roc_auc([False, True, False], logits[:, 0]) == 0.5
 
 
 def test_each_interval_counts_the_resamples_its_metric_was_defined_in() -> None:

@@ -130,6 +130,22 @@ def test_a_scan_without_probabilities_is_refused_naming_the_file_not_scored_as_t
         rescore_against_truth(broken, truth, n_boot=20)
 
 
+def test_predictions_whose_columns_are_not_probabilities_are_refused_naming_the_scan(tmp_path: Path,
+                                                                                      truth: pd.DataFrame) -> None:
+    """A predictions.csv of another tool's scores (here s3's sum to 1.7) was averaged and ranked as probabilities."""
+    right = _right_except(tmp_path / "right.csv")
+    scores = _write_probabilities(tmp_path / "scores.csv", [("s1", "CN", [0.8, 0.1, 0.1]),
+                                                            ("s2", "MCI", [0.1, 0.8, 0.1]),
+                                                            ("s3", "AD", [0.1, 0.1, 1.5]),
+                                                            ("s4", "MCI", [0.1, 0.8, 0.1])])
+    refusal = re.escape(f"{scores}: 1 scan(s) whose p_<class> columns are not probabilities (first: s3 ses-M00, "
+                        "summing to 1.7); write each class's probability there")
+    with pytest.raises(ValueError, match=refusal):
+        mean_paired_difference([(right, scores)], truth, n_boot=20)
+    with pytest.raises(ValueError, match=refusal):
+        rescore_against_truth(scores, truth, n_boot=20)
+
+
 def test_a_true_diagnosis_outside_the_runs_classes_is_refused_naming_the_predictions_and_the_scan(
         tmp_path: Path, truth: pd.DataFrame) -> None:
     """A truth table in a cohort's own codes (Dementia for AD): the refusal said which codes, not for which file."""

@@ -14,7 +14,7 @@ Pure NumPy and SciPy; AUCs use the rank formula, ties counted half, which equals
 Public names: `Interval`, `rarely_defined_note`, `too_few_to_resample`, `MetricsReport`, `point_metrics`,
 `bootstrap_metrics`, `participant_means`, `participant_resamples`, `resampled_metrics`, `evaluate_predictions`, `roc_auc`,
 `confusion_counts`, `roc_points`,
-`balanced_accuracy`, `non_finite_rows`, `RARELY_DEFINED`, `TOP5_MIN_CLASSES`.
+`balanced_accuracy`, `non_finite_rows`, `non_probability_rows`, `row_words`, `RARELY_DEFINED`, `TOP5_MIN_CLASSES`.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ from elr_mri.evaluation import N_BOOT
 
 __all__ = [
     "non_finite_rows",
+    "non_probability_rows",
+    "row_words",
     "Interval",
     "RARELY_DEFINED",
     "rarely_defined_note",
@@ -51,6 +53,7 @@ __all__ = [
 TOP5_MIN_CLASSES = 5  # top-5 accuracy is reported only above this many classes, where it is not trivially 1
 CONFIDENCE = 0.95
 RARELY_DEFINED = 0.95  # an interval resting on fewer than this share of the resamples is named as such
+PROBABILITY_TOLERANCE = 1e-3  # a row's sum may miss 1 by this: float32 softmax and 7-digit CSVs miss it by ~1e-7
 
 
 @dataclass(frozen=True)
@@ -338,7 +341,26 @@ def _check(
     if broken.size:
         raise ValueError(f"{broken.size} of {len(proba)} probability rows are not numbers (NaN or inf; first: row "
                          f"{broken[0]}, participant {participants[broken[0]]}); they cannot be scored")
+    odd = non_probability_rows(proba)
+    if odd.size:
+        raise ValueError(f"{odd.size} of {len(proba)} probability rows are not probabilities (first: row {odd[0]}, "
+                         f"participant {participants[odd[0]]}, {row_words(proba[odd[0]])}); pass each class's "
+                         "probability (a softmax of the logits), not logits or other scores")
     return labels, proba, participants
+
+
+def non_probability_rows(proba: np.ndarray) -> np.ndarray:
+    """Finite rows that are no distribution over the classes (an entry below 0, or a sum more than
+    PROBABILITY_TOLERANCE from 1): logits or unnormalised scores. Their argmax is right, yet a class's AUC ranks its
+    column, which a logit and its probability can order otherwise, the micro AUC ranks rows of different scales in
+    one list, and a participant's mean weighs its scans by their scale: scored as probabilities, all would be off."""
+    proper = (proba >= 0).all(axis=1) & (np.abs(proba.sum(axis=1) - 1) <= PROBABILITY_TOLERANCE)
+    return np.flatnonzero(np.isfinite(proba).all(axis=1) & ~proper)
+
+
+def row_words(row: np.ndarray) -> str:
+    """What is wrong with a row of `non_probability_rows`, for its error message."""
+    return f"summing to {row.sum():.4g}" + (f", its least {row.min():.4g}" if row.min() < 0 else "")
 
 
 def non_finite_rows(proba: np.ndarray) -> np.ndarray:

@@ -18,7 +18,8 @@ import pandas as pd
 
 from elr_mri.data.cohort import diagnoses_left_out, warn_once
 from elr_mri.evaluation.metrics import (N_BOOT, Interval, MetricsReport, bootstrap_metrics, non_finite_rows,
-                                        participant_means, participant_resamples, resampled_metrics)
+                                        non_probability_rows, participant_means, participant_resamples,
+                                        resampled_metrics, row_words)
 
 __all__ = ["predictions_with_truth", "rescore_against_truth", "mean_paired_difference",
            "PAIRED_METRICS"]
@@ -149,4 +150,10 @@ def _arrays(frame: pd.DataFrame, classes: Sequence[str], source: Path) -> tuple[
         raise ValueError(f"{source}: {broken.size} scan(s) without a probability for every class (empty, NaN or inf; "
                          f"first: {first.participant_id} {first.session_id}); score the run again with "
                          "`elr-mri evaluate` to write a whole predictions.csv")
+    odd = non_probability_rows(proba)
+    if odd.size:  # logits or scores written by another tool: scored as probabilities, their AUCs and means are off
+        first = frame.iloc[odd[0]]
+        raise ValueError(f"{source}: {odd.size} scan(s) whose p_<class> columns are not probabilities (first: "
+                         f"{first.participant_id} {first.session_id}, {row_words(proba[odd[0]])}); write each class's "
+                         "probability there (a softmax of the logits), as `elr-mri evaluate` does")
     return labels, proba, frame["participant_id"].to_numpy(str)
