@@ -64,6 +64,18 @@ def test_paired_differences_set_each_method_against_the_cnn_on_the_same_particip
     assert list(methods.unique()) == ["elr", "ce", "voxels_linear_svm"]
 
 
+def test_both_tables_name_their_level_and_how_many_participants_they_rest_on(tmp_path: Path) -> None:
+    """comparison.csv had no n and paired_differences.csv neither n nor level: read apart from the printed tables,
+    0.0 [-33.3, 44.4] could be of 9 participants or of 900, of scans or of participants."""
+    given = ["CN", "MCI", "AD"] * 3
+    cnn = _scored(tmp_path / "eval-test", given, given)
+    _scored(cnn / "baselines" / "voxels_linear_svm", given, ["MCI"] * 9)
+    table = comparison_table(cnn, "elr")
+    paired = paired_differences(cnn, "elr", n_boot=20)
+    assert set(table["participants"]) == set(paired["participants"]) == {9}
+    assert set(paired["level"]) == {"participant"} and list(paired.columns[:4]) == ["method", "minus", "level", "metric"]
+
+
 def test_the_printed_table_keeps_the_csvs_order_of_methods_and_metrics(tmp_path: Path) -> None:
     given = ["CN", "MCI", "AD"] * 4
     cnn = _scored(tmp_path / "eval-test", given, given)

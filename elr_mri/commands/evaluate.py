@@ -227,7 +227,8 @@ def _score_and_compare(args: argparse.Namespace, eval_dir: Path, baselines: list
     table = comparison_table(eval_dir, labels[0], others=others, baselines=baselines)
     atomic_write_text(table.to_csv(index=False), eval_dir / "comparison.csv")
     record_comparison(eval_dir, others)  # now: a command cut short during the paired bootstrap leaves the table too
-    print(f"participant level, in %, 95% intervals ({eval_dir / 'comparison.csv'}):")
+    print(f"participant level ({table['participants'].iloc[0]} participants), in %, 95% intervals "
+          f"({eval_dir / 'comparison.csv'}):")
     print(wide_table(table))
     paired = paired_differences(eval_dir, labels[0], others, baselines, args.bootstrap)
     atomic_write_text(paired.to_csv(index=False), eval_dir / "paired_differences.csv")

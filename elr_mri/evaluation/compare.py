@@ -35,22 +35,26 @@ COMPARED_IN = "compared_in.json"  # in a compared run's scoring folder: the comp
 def comparison_table(eval_dir: Path, cnn_name: str, level: str = "participant",
                      metrics: Sequence[str] = HEADLINE_METRICS, others: dict[str, Path] | None = None,
                      baselines: Sequence[str] | None = None) -> pd.DataFrame:
-    """Rows: method, level, metric, estimate, low, high, resamples (those the metric was defined in): the CNN first, the `others` (name: evaluation
+    """Rows: method, level, metric, estimate, low, high, resamples (those the metric was defined in), participants
+    (scored): the CNN first, the `others` (name: evaluation
     folder of another run on the same set, e.g. ELR beside CE), then the `baselines` named (None: each
     one found in eval_dir/baselines/, including those an earlier command fitted)."""
     rows = []
     for method, folder in _scored_methods(Path(eval_dir), cnn_name, others, baselines):
         summary = json.loads((folder / "summary.json").read_text())
-        rows += [{"method": method, "level": level, "metric": m, **summary[level][m]} for m in metrics]
-    table = pd.DataFrame(rows, columns=["method", "level", "metric", "estimate", "low", "high", "resamples"])
+        people = len(_participants(folder))
+        rows += [{"method": method, "level": level, "metric": m, **summary[level][m], "participants": people}
+                 for m in metrics]
+    table = pd.DataFrame(rows, columns=["method", "level", "metric", "estimate", "low", "high", "resamples",
+                                        "participants"])
     return table.astype({"estimate": float, "low": float, "high": float})  # null (undefined) in summary.json: NaN
 
 
 def paired_differences(eval_dir: Path, cnn_name: str, others: dict[str, Path] | None = None,
                        baselines: Sequence[str] | None = None, n_boot: int = N_BOOT,
                        metrics: Sequence[str] = HEADLINE_METRICS) -> pd.DataFrame:
-    """Rows: method, minus, metric, estimate, low, high, resamples (those the difference was defined in): each
-    method of `comparison_table` but the CNN,
+    """Rows: method, minus, level, metric, estimate, low, high, resamples (those the difference was defined in),
+    participants (those both scored): each method of `comparison_table` but the CNN,
     minus the CNN, at participant level on the labels of the evaluated set, with a 95% interval from
     resampling participants, each resample scoring both methods on the same participants."""
     eval_dir = Path(eval_dir)
@@ -62,9 +66,17 @@ def paired_differences(eval_dir: Path, cnn_name: str, others: dict[str, Path] | 
     rows = []
     for method, folder in _scored_methods(eval_dir, cnn_name, others, baselines)[1:]:
         pair = [(cnn_predictions, folder / "predictions.csv")]
-        rows += [{"method": method, "minus": cnn_name, "metric": metric,
-                  **vars(mean_paired_difference(pair, given, n_boot, metric=metric))} for metric in metrics]
-    return pd.DataFrame(rows, columns=["method", "minus", "metric", "estimate", "low", "high", "resamples"])
+        people = len(_participants(eval_dir) & _participants(folder))
+        rows += [{"method": method, "minus": cnn_name, "level": "participant", "metric": metric,
+                  **vars(mean_paired_difference(pair, given, n_boot, metric=metric)), "participants": people}
+                 for metric in metrics]
+    return pd.DataFrame(rows, columns=["method", "minus", "level", "metric", "estimate", "low", "high", "resamples",
+                                       "participants"])
+
+
+def _participants(folder: Path) -> set[str]:
+    """The participants an evaluation folder's predictions.csv scored: the tables' n, which summary.json lacks."""
+    return set(pd.read_csv(folder / "predictions.csv", usecols=["participant_id"], dtype=str)["participant_id"])
 
 
 def wide_table(table: pd.DataFrame) -> str:
