@@ -114,6 +114,19 @@ def test_the_summary_names_the_classes_the_balanced_accuracy_averages_over(tmp_p
     assert json.loads((tmp_path / "every_class" / "summary.json").read_text())["balanced_accuracy_classes"] == CLASSES
 
 
+def test_the_summary_and_the_screen_state_the_intervals_level_as_it_was_computed(tmp_path: Path) -> None:
+    """summary.json gave each metric's low and high with the resamples' count but not the level they bound (95% was
+    in the README alone), and a scoring at another level would have been printed as 95%."""
+    from elr_mri.commands.evaluate import _interval_words
+
+    labels, probs, people = np.array([0, 1, 2, 1]), np.full((4, 3), 1 / 3), np.array(["a", "b", "c", "d"])
+    reports = evaluate_predictions(labels, probs, people, CLASSES, n_boot=10, confidence=0.9)
+    ids = pd.DataFrame({"participant_id": people, "session_id": "ses-M00"})
+    write_evaluation(tmp_path, reports, labels, probs, ids, CLASSES, [], {"manifest": None})
+    assert json.loads((tmp_path / "summary.json").read_text())["interval_level"] == 0.9
+    assert "a 90% percentile interval over 10 bootstrap resamples" in _interval_words(reports["scan"])
+
+
 def test_each_prediction_row_names_its_own_scan_given_and_predicted_class(tmp_path: Path) -> None:
     """The dataset's frame keeps the manifest's row numbers (scans of left-out diagnoses removed): rows are
     matched by position, not by those numbers, and `predicted` is each row's most probable class."""

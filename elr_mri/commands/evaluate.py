@@ -132,10 +132,8 @@ def _scored_set_words(manifest: Path | None, test_set: str) -> str:
 
 def _interval_words(report: MetricsReport) -> str:
     """How to read `estimate [low, high]`: the unit, the interval's level and kind, and what was resampled."""
-    from elr_mri.evaluation.metrics import CONFIDENCE
-
     drawn = "images" if report.level == "image" else "participants (all scans of each)"
-    return (f"in %, each figure estimate [low, high]: a {100 * CONFIDENCE:.0f}% percentile interval over "
+    return (f"in %, each figure estimate [low, high]: a {100 * report.confidence:.0f}% percentile interval over "
             f"{report.n_boot} bootstrap resamples of {drawn}")
 
 

@@ -404,12 +404,13 @@ def write_evaluation(out: Path, reports: dict[str, MetricsReport], labels: np.nd
     from elr_mri.plots import plot_confusion, plot_roc
 
     out.mkdir(parents=True, exist_ok=True)
-    n_boot = next(iter(reports.values())).n_boot
+    first = next(iter(reports.values()))
     predictions = pd.DataFrame(probs, columns=[f"p_{c}" for c in classes])
     predictions.insert(0, "given", [classes[i] for i in labels])
     predictions.insert(1, "predicted", [classes[i] for i in probs.argmax(axis=1)])
     predictions = pd.concat([ids.reset_index(drop=True), predictions], axis=1)
-    scoring = {**about, "bootstrap_resamples": n_boot, _SCORED_KEY: _scored_fingerprint(predictions, ids.columns)}
+    scoring = {**about, "bootstrap_resamples": first.n_boot, "interval_level": first.confidence,
+               _SCORED_KEY: _scored_fingerprint(predictions, ids.columns)}
     _remove_comparisons_of_another_scoring(out, scoring, ids.columns)
     (out / "summary.json").unlink(missing_ok=True)
     rows = [row for report in reports.values() for row in report.rows()]
@@ -421,7 +422,7 @@ def write_evaluation(out: Path, reports: dict[str, MetricsReport], labels: np.nd
     for level, report in reports.items():
         plot_confusion(report.confusion, classes, out / f"confusion_{level}.png", title=f"{level} level")
     summary = {**scoring, "participant_overlap_notes": notes,
-               "balanced_accuracy_classes": next(iter(reports.values())).balanced_accuracy_classes,
+               "balanced_accuracy_classes": first.balanced_accuracy_classes,
                **{level: {name: vars(v) for name, v in r.metrics.items()} for level, r in reports.items()}}
     atomic_write_json(summary, out / "summary.json")
 

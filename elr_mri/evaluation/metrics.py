@@ -105,6 +105,7 @@ class MetricsReport:
     confusion: np.ndarray  # counts, rows = given class, columns = predicted class
     # estimate / low / high (rows sum to 1), and resamples: those that drew the given class, where its rates exist
     confusion_rate: dict[str, np.ndarray] = field(default_factory=dict)
+    confidence: float = CONFIDENCE  # the intervals' level, which the outputs state beside them
 
     @property
     def balanced_accuracy_classes(self) -> list[str]:
@@ -193,6 +194,7 @@ def bootstrap_metrics(
         confusion=counts,
         confusion_rate={"estimate": _rates(counts), "low": _percentiles(boot_rates, tail),
                         "high": _percentiles(boot_rates, 100 - tail), "resamples": np.isfinite(boot_rates).sum(axis=0)},
+        confidence=confidence,
     )
 
 
