@@ -13,7 +13,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from elr_mri.evaluation.metrics import roc_points  # noqa: E402
+from elr_mri.evaluation.metrics import roc_auc, roc_points  # noqa: E402
 from preprocess.sidecar import atomic_path  # noqa: E402
 
 SALIENCY_DRAWN_FROM = 0.2  # of a saliency map's 99.5th percentile in the head: weaker voxels are left uncoloured
@@ -21,7 +21,7 @@ LEGIBLE_CLASSES = 12  # above this many classes, confusion cells lose their coun
 MARKED_EPOCHS = 20  # up to this many epochs, each epoch's value is marked: a 1-epoch run's line has no length
 
 __all__ = ["head_mask", "plot_memorization", "plot_memorization_comparison", "plot_learning_curves", "plot_roc",
-           "plot_confusion", "plot_saliency"]
+           "roc_figure", "plot_confusion", "plot_saliency"]
 
 
 def plot_memorization(metrics: pd.DataFrame, path: Path, title: str = "") -> None:
@@ -96,27 +96,35 @@ def _epoch_axis(ax: plt.Axes) -> None:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
 
 
-def plot_roc(labels: np.ndarray, probs: np.ndarray, classes: list[str], path: Path) -> None:
-    """One-vs-rest ROC curve per class, from the predicted probabilities."""
+def plot_roc(labels: np.ndarray, probs: np.ndarray, classes: list[str], path: Path, title: str = "") -> None:
+    """`roc_figure` written to `path`."""
+    _save(roc_figure(labels, probs, classes, title), path)
+
+
+def roc_figure(labels: np.ndarray, probs: np.ndarray, classes: list[str], title: str = "") -> plt.Figure:
+    """One-vs-rest ROC curve per class, from the predicted probabilities, each named with its AUC (in %, as
+    `evaluate` prints it) under `title`: the figure is read apart from metrics.csv, and the demo's report sets it,
+    drawn over scans, beside tables of participants."""
     fig, ax = plt.subplots(figsize=(4.6, 4.2))
     curves = 0
     for k, name in enumerate(classes):
         truth = labels == k
         if truth.all() or not truth.any():
             continue  # a class absent from (or alone in) the set has no ROC curve
-        ax.plot(*roc_points(truth, probs[:, k]), label=name)
+        ax.plot(*roc_points(truth, probs[:, k]), label=f"{name}, AUC {100 * roc_auc(truth, probs[:, k]):.1f}%")
         curves += 1
     ax.plot([0, 1], [0, 1], ":", color="gray")
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
     if not curves:  # one class in the whole set: no curve, and a legend would warn of having nothing to show
-        ax.set_title("no ROC curve: the set holds one class", fontsize=9)
+        title = ": ".join(filter(None, [title, "no ROC curve, the set holds one class"]))
     elif len(classes) <= LEGIBLE_CLASSES:
         ax.legend(fontsize=8)
     else:
-        ax.set_title(f"one curve per class ({len(classes)})", fontsize=9)
+        title = ": ".join(filter(None, [title, f"one curve per class ({len(classes)})"]))
+    ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
-    _save(fig, path)
+    return fig
 
 
 def plot_confusion(counts: np.ndarray, classes: list[str], path: Path, title: str = "") -> None:

@@ -418,7 +418,7 @@ def write_evaluation(out: Path, reports: dict[str, MetricsReport], labels: np.nd
     confusion = [row for report in reports.values() for row in report.confusion_rows()]
     atomic_write_text(pd.DataFrame(confusion).to_csv(index=False), out / "confusion.csv")
     atomic_write_text(predictions.to_csv(index=False), out / "predictions.csv")
-    plot_roc(labels, probs, classes, out / "roc.png")
+    plot_roc(labels, probs, classes, out / "roc.png", f"{first.level} level, {len(labels)} {first.level}s, one-vs-rest")
     for level, report in reports.items():
         plot_confusion(report.confusion, classes, out / f"confusion_{level}.png", title=f"{level} level")
     summary = {**scoring, "participant_overlap_notes": notes,
