@@ -185,3 +185,30 @@ def test_version_is_the_one_pyproject_gives(cli_in_process) -> None:
     version = re.search(r'^version = "(.+)"$', (Path(__file__).parents[1] / "pyproject.toml").read_text(), re.M)
     result = cli_in_process("--version")
     assert (result.returncode, result.stdout) == (0, f"elr-mri {version.group(1)}\n")  # tomllib: Python 3.11+
+
+
+def test_train_names_its_mislabel_table_with_its_length_and_what_the_true_labels_say(tmp_path, capsys) -> None:
+    """The printed figures skip summary.json's `mislabels` mapping: a run, even one without true labels, never
+    pointed at suspected_mislabels.csv, and a CE run's empty table went unnoticed."""
+    import numpy as np
+
+    from elr_mri.commands.train import _print_summary
+    from elr_mri.mislabels import suspected_mislabels
+
+    table = suspected_mislabels(np.array([[0.2, 0.8], [0.9, 0.1], [0.7, 0.3]]), np.array([0, 0, 1]), ["CN", "AD"])
+    table.assign(source="elr_target").to_csv(tmp_path / "suspected_mislabels.csv", index=False)
+    summary = {"epochs": 8, "train_examples": 3, "suspected_mislabels_epoch": 8,
+               "mislabels": {"flagged": 2, "truly_mislabelled": 1, "precision": 0.5, "recall": 1.0}}
+    _print_summary(tmp_path, summary)
+    assert (f"suspected mislabels: 2 of 3 training examples, from elr_target of epoch 8, widest margin first: "
+            f"{tmp_path / 'suspected_mislabels.csv'} (against the true labels 1 of them wrong, of 1 wrong in all)"
+            ) in capsys.readouterr().out
+    table.iloc[:0].to_csv(tmp_path / "suspected_mislabels.csv", index=False)  # a memorizing CE lists nothing
+    _print_summary(tmp_path, {"epochs": 8, "train_examples": 3, "suspected_mislabels_epoch": 8})
+    assert "suspected mislabels: 0 of 3 training examples of epoch 8" in capsys.readouterr().out
+    (tmp_path / "suspected_mislabels.csv").write_bytes(b"")  # emptied by hand: the finished run still prints
+    _print_summary(tmp_path, {"epochs": 8, "train_examples": 3, "suspected_mislabels_epoch": 8})
+    assert "suspected mislabels" not in capsys.readouterr().out
+    (tmp_path / "suspected_mislabels.csv").unlink()
+    _print_summary(tmp_path, {"epochs": 8, "train_examples": 3, "suspected_mislabels_epoch": 8})
+    assert "suspected mislabels" not in capsys.readouterr().out

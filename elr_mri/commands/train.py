@@ -94,8 +94,33 @@ def _print_summary(out_dir: Path, summary: dict[str, Any]) -> None:
     for key, value in summary.items():
         if not isinstance(value, (dict, list)):
             print(f"  {key}: {value}")
+    listed = _mislabel_table_line(out_dir / "suspected_mislabels.csv", summary)
+    if listed:
+        print(listed)
     for warning in summary.get("warnings", []):
         print(f"warning: {warning}", file=sys.stderr)
+
+
+def _mislabel_table_line(table: Path, summary: dict[str, Any]) -> str | None:
+    """Where the suspected-mislabel table is, how long and from what: the figures above skip summary.json's
+    `mislabels` (a mapping), so a run without true labels, a clinic's own, named the table nowhere, and an empty one
+    (a memorizing CE lists nothing) looked like any other. None where the table is gone or unreadable (saved over
+    from a spreadsheet): the run itself is still finished."""
+    import pandas as pd  # loaded already by the training this follows
+
+    try:
+        rows = pd.read_csv(table, dtype=str)
+    except (OSError, UnicodeDecodeError, pd.errors.EmptyDataError, pd.errors.ParserError):
+        return None
+    source = f", from {rows['source'].iloc[0]}" if len(rows) and "source" in rows else ""
+    of_all = f" of {summary['train_examples']}" if "train_examples" in summary else ""  # older runs lack the count
+    line = (f"suspected mislabels: {len(rows)}{of_all} training examples{source} of epoch "
+            f"{summary.get('suspected_mislabels_epoch', summary['epochs'])}, widest margin first: {table}")
+    found = summary.get("mislabels")
+    if found:
+        wrong = round((found["precision"] or 0.0) * found["flagged"])
+        line += f" (against the true labels {wrong} of them wrong, of {found['truly_mislabelled']} wrong in all)"
+    return line
 
 
 def _holdout_unscored(out_dir: Path, holdout: Path) -> bool:
