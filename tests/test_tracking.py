@@ -86,6 +86,23 @@ def test_the_report_shows_an_undefined_precision_as_a_dash(tmp_path) -> None:
     assert "| elr | ELR targets | 15 | 5 | 4 | 12 | 33.3% | 41.7% |" in _mislabel_section({"elr": tmp_path})
 
 
+def test_the_report_sets_each_precision_beside_that_of_flagging_at_random(tmp_path) -> None:
+    """A precision of 33% reads as a finding until it meets the share of training scans truly mislabelled (a
+    109-scan ELR run: 34% precision at 35% wrong labels, no better than chance)."""
+    import json
+
+    from elr_mri.report import _mislabel_section
+
+    found = {"flagged": 15, "truly_mislabelled": 12, "precision": 5 / 15, "recall": 5 / 12, "suggestion_true": 4}
+    (tmp_path / "summary.json").write_text(json.dumps({"train_examples": 36, "mislabels": found}))
+    (tmp_path / "suspected_mislabels.csv").write_text("index,given_label,suggested_label,source\n3,0,1,elr_target\n")
+    section = _mislabel_section({"elr": tmp_path})
+    assert "| precision | recall | precision of a random flag |" in section
+    assert "| elr | ELR targets | 15 | 5 | 4 | 12 | 33.3% | 41.7% | 33.3% |" in section
+    (tmp_path / "summary.json").write_text(json.dumps({"mislabels": found}))  # a run from before train_examples
+    assert "| 33.3% | 41.7% | – |" in _mislabel_section({"elr": tmp_path})
+
+
 def test_the_report_says_which_flags_came_from_predictions_rather_than_targets(tmp_path) -> None:
     """CE keeps no targets: its table is its last epoch's predictions, which a memorising network brings into line
     with the given labels; side by side with ELR's, the report must say so."""
