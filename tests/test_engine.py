@@ -496,6 +496,7 @@ def test_a_resume_that_would_shorten_the_run_is_refused_before_its_data_is_read(
     result = cli_in_process("train", "--resume", str(out), "--set", "train.epochs=1")
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert f"{out} has trained 2 epochs, so train.epochs = 1 cannot shorten it; pass more than 2" in result.stderr
+    assert "or 2 to end it where it stands" in result.stderr  # how a stopped run gets its summary and table
 
 
 def test_a_damaged_checkpoint_or_metrics_file_is_one_line_naming_it(tmp_path: Path, cli_in_process: Cli) -> None:

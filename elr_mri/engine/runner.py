@@ -446,7 +446,8 @@ def _refuse_shortening(out_dir: Path, epochs: int) -> None:
     trained = load_checkpoint(path, mmap=True).get("epoch", 0) if path.exists() else 0
     if epochs < trained:
         raise ConfigError(f"{out_dir} has trained {trained} epochs, so train.epochs = {epochs} cannot shorten it; "
-                          f"pass more than {trained} to continue it")
+                          f"pass more than {trained} to continue it, or {trained} to end it where it stands (its summary and "
+                          "mislabel table are written from the last epoch)")
 
 
 def _starting_over_note(out_dir: Path) -> str:
