@@ -155,11 +155,17 @@ def _refuse_scans_outside_bids(root: Path) -> None:
 
 def _resolved(path: str, base: Path) -> str:
     """An absolute path, `~` expanded as on the command line, relative ones taken from `base` (the table's folder);
-    '' stays '' (fails on its row)."""
+    '' stays '' (fails on its row). Only the folders of a relative path are resolved, not a link at its end: nibabel
+    finds a pair's .img beside the file it is given, and DataLad (git-annex) keeps each file as a link to an object
+    named otherwise, so a resolved `scan.hdr` lost its `scan.img` and a failure named an object the table never
+    listed."""
     if not path:
         return ""
     path = os.path.expanduser(path)
-    return path if Path(path).is_absolute() else str((base / path).resolve())
+    if Path(path).is_absolute():
+        return path
+    given = base / path
+    return str(given.parent.resolve() / given.name)
 
 
 def _refuse_repeated_scans(source: Path, table: pd.DataFrame) -> None:

@@ -585,6 +585,23 @@ def test_a_home_folder_in_the_path_column_is_expanded(tmp_path, monkeypatch):
     assert read_inputs(tmp_path / "x.csv")["resolved_path"].tolist() == [str(tmp_path / "home" / "scans" / "a.nii")]
 
 
+def test_a_pair_of_links_listed_relative_to_the_table_is_read_as_the_pair(tmp_path):
+    """DataLad (git-annex) keeps each file as a link to an object named otherwise: a relative `scan.hdr` resolved to
+    its object lost the `scan.img` beside it, and the failure named the object, a path the table never listed."""
+    from preprocess.checks import load_scan
+
+    (tmp_path / "objects").mkdir()
+    nib.Nifti1Pair(np.arange(16.0 ** 3, dtype=np.float32).reshape(16, 16, 16), np.eye(4)).to_filename(
+        tmp_path / "objects" / "scan.hdr")
+    for part, key in (("hdr", "SHA256E-s348--01"), ("img", "SHA256E-s16384--02")):
+        (tmp_path / "objects" / f"scan.{part}").rename(tmp_path / "objects" / f"{key}.{part}")
+        (tmp_path / f"scan.{part}").symlink_to(Path("objects") / f"{key}.{part}")
+    (tmp_path / "x.csv").write_text("participant_id,session_id,path\nsub-1,ses-M00,scan.hdr\n")
+    listed = read_inputs(tmp_path / "x.csv")["resolved_path"][0]
+    assert listed == str(tmp_path.resolve() / "scan.hdr")
+    assert load_scan(listed).shape == (16, 16, 16)
+
+
 def test_a_header_typed_with_spaces_is_read(tmp_path):
     (tmp_path / "x.csv").write_text("participant_id, session_id , path\nsub-1, ses-M00, a.nii\n")
     assert read_inputs(tmp_path / "x.csv")[["session_id", "path"]].values.tolist() == [["ses-M00", "a.nii"]]
