@@ -112,6 +112,10 @@ def load_scan(path: str | Path) -> nib.Nifti1Image:
     if img.get_data_dtype().kind == "c":  # reading as float32 would drop the imaginary part without a word
         raise ScanError(path, "holds complex values (a phase/magnitude reconstruction)",
                         "pass the magnitude image (e.g. `fslcomplex -realabs`)")
+    if img.get_data_dtype().names:  # NIfTI's RGB24/RGBA32: numpy's complaint about its fields said "re-download"
+        raise ScanError(path, f"holds colour voxels ({', '.join(img.get_data_dtype().names)}), not grey-scale "
+                        "intensities (a rendering or screenshot?)", "pass the grey-scale T1 as converted from "
+                        "DICOM, e.g. `dcm2niix -z y`")
     try:
         data = np.asanyarray(img.dataobj, dtype=np.float32)
     except MemoryError:

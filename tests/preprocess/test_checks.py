@@ -68,6 +68,15 @@ def _surface(path):
     return path
 
 
+def _rgb(path):
+    """A head saved as NIfTI's RGB24, each voxel three bytes, as viewers export a rendering."""
+    grey = (_head() * 100).astype(np.uint8)
+    colour = np.zeros(grey.shape, dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")])
+    colour["R"], colour["G"], colour["B"] = grey, grey, grey
+    nib.Nifti1Image(colour, np.eye(4)).to_filename(path)
+    return path
+
+
 def _claims_a_huge_shape(path):
     """A 1 KB file whose header declares 30000³ voxels (about 10⁵ GiB as float32): a damaged header, not a download."""
     header = nib.Nifti1Header()
@@ -122,6 +131,8 @@ def _head(shape=(32, 40, 36)):
                                                 "magnitude image"),
     (lambda p: _surface(p / "sub-01_hemi-L_pial.surf.gii"), "is a GiftiImage, not a volume; pass the T1's .nii or "
                                                             ".nii.gz file"),
+    (lambda p: _rgb(p / "rgb.nii.gz"), "holds colour voxels (R, G, B), not grey-scale intensities (a rendering or "
+                                       "screenshot?); pass the grey-scale T1"),
     (lambda p: _claims_a_huge_shape(p / "huge.nii.gz"), "declares (30000, 30000, 30000) voxels, 100582.8 GiB as "
                                                         "float32, more than this machine could allocate; check its"),
     (lambda p: _wrapped(p / "wrapped.nii.gz"), "both ends of the type: values too large for it wrapped round to "
