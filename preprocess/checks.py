@@ -24,6 +24,7 @@ __all__ = ["ScanError", "load_scan", "load_option_file"]
 # Voxel sizes outside this range (mm) are almost always a header in the wrong units.
 _MIN_VOXEL_MM, _MAX_VOXEL_MM = 0.1, 10.0
 _MIN_EXTENT = 16  # voxels per axis: fewer is a slab or a localiser, not a head
+_GZIP_SUFFIXES = (".gz", ".mgz")
 
 
 class ScanError(ValueError):
@@ -74,8 +75,8 @@ def _misnamed_compression(path: Path) -> str | None:
 def _require_intact_gzip(path: Path) -> None:
     """Read each gzip file of the scan to its end, so gzip checks its CRC and length: nibabel stops at the last voxel
     it needs, so a download cut short by its last bytes, or a bit flipped in transfer, loaded without a word (a
-    changed voxel processed, or its NaN blamed on an upstream step)."""
-    for part in (file for file in scan_files(path) if file.name.lower().endswith(".gz")):
+    changed voxel processed, or its NaN blamed on an upstream step). FreeSurfer's .mgz is gzip too."""
+    for part in (file for file in scan_files(path) if file.name.lower().endswith(_GZIP_SUFFIXES)):
         try:
             with gzip.open(part, "rb") as stream:
                 while stream.read(1 << 24):

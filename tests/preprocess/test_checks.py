@@ -201,16 +201,19 @@ def test_a_header_nibabel_repairs_is_reported_with_the_scans_name(tmp_path, capl
 def _damaged_gzip_end(path, damage):
     """A scan whose gzip stream lost its last bytes or holds a wrong CRC: every voxel decompresses, so nibabel, which
     stops reading at the last one, loads it; only the gzip trailer tells the file is not the one written."""
-    good = _save(_head(), path).read_bytes()
+    image = nib.MGHImage if path.suffix == ".mgz" else nib.Nifti1Image
+    image(_head(), np.eye(4)).to_filename(path)
+    good = path.read_bytes()
     path.write_bytes(good[:-4] if damage == "cut" else good[:-8] + bytes(b ^ 0xFF for b in good[-8:-4]) + good[-4:])
     return path
 
 
 @pytest.mark.parametrize("damage", ["cut", "crc"])
-def test_damaged_gzip_stream_is_a_scan_error(tmp_path, damage):
+@pytest.mark.parametrize("name", ["damaged.nii.gz", "damaged.mgz"])
+def test_damaged_gzip_stream_is_a_scan_error(tmp_path, damage, name):
     """A download cut short by a few bytes, or bits flipped in transfer, must fail like a file cut in half: otherwise
     a changed voxel is processed without a word (or its NaN blamed on an upstream step)."""
-    path = _damaged_gzip_end(tmp_path / "damaged.nii.gz", damage)
+    path = _damaged_gzip_end(tmp_path / name, damage)
     with pytest.raises(ScanError, match="cannot be read as NIfTI") as info:
         load_scan(path)
     assert str(path) in str(info.value) and "\n" not in str(info.value)
