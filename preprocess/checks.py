@@ -157,6 +157,10 @@ def load_scan(path: str | Path) -> nib.Nifti1Image:
     if (voxel < _MIN_VOXEL_MM).any() or (voxel > _MAX_VOXEL_MM).any():
         raise ScanError(path, f"has voxel size {np.round(voxel, 3).tolist()} mm",
                         f"expected {_MIN_VOXEL_MM}-{_MAX_VOXEL_MM} mm; fix the header's units/zooms")
+    disagreeing = _disagreeing_orientations(img)
+    if disagreeing:
+        raise ScanError(path, disagreeing, "find which is right (re-convert from DICOM, e.g. `dcm2niix -z y`), or "
+                        "copy it over the other (`fslorient -copysform2qform` or `-copyqform2sform`)")
     return nib.as_closest_canonical(nib.Nifti1Image(data, affine))
 
 
@@ -191,6 +195,21 @@ def _missing_orientation(img: nib.spatialimages.SpatialImage) -> str | None:
         if mat is None or mat.filename is None or not Path(mat.filename).exists():
             return "an Analyze .hdr/.img without SPM's .mat"
     return None
+
+
+def _disagreeing_orientations(img: nib.spatialimages.SpatialImage) -> str | None:
+    """How the header's qform and sform, both set, point an axis different ways, or None. nibabel (as ANTs) reads the
+    sform and ignores the qform, but one of them was edited without the other and either may be the right one: a
+    left-right mirror then went through unseen (QC cannot tell a mirrored head), where FSL warns of it. Axes within
+    45° of each other (a small tilt or shift between the two, or float rounding at an oblique 45°) are the sform's."""
+    if not isinstance(img, nib.Nifti1Pair) or not (img.header["qform_code"] and img.header["sform_code"]):
+        return None
+    qform, sform = img.header.get_qform(), img.header.get_sform()
+    directions = [matrix[:3, :3] / np.linalg.norm(matrix[:3, :3], axis=0) for matrix in (qform, sform)]
+    if not ((directions[0] * directions[1]).sum(axis=0) < np.cos(np.radians(45))).any():  # NaN (damaged): no call
+        return None
+    codes = ["".join(str(code) for code in nib.aff2axcodes(matrix)) for matrix in (qform, sform)]
+    return f"has a qform ({codes[0]}) and an sform ({codes[1]}) that point its axes different ways"
 
 
 def load_option_file(path: str | Path, option: str, fix: str) -> nib.Nifti1Image:

@@ -6,6 +6,7 @@ import gzip
 import nibabel as nib
 import numpy as np
 import pytest
+from scipy.spatial.transform import Rotation
 
 from preprocess.checks import ScanError, load_scan
 
@@ -46,6 +47,14 @@ def _singular_affine(path):
 def _unoriented(image_class, path):
     """A header that does not say where left is: nibabel would make up an x-flipped affine for it."""
     image_class(_head(), None).to_filename(path)
+    return path
+
+
+def _qform_beside_sform(path, qform, sform=np.eye(4)):
+    """A header whose qform and sform, both coded, differ: one of them edited without the other."""
+    img = nib.Nifti1Image(_head(), sform)
+    img.set_qform(qform, code=1)
+    img.to_filename(path)
     return path
 
 
@@ -126,6 +135,8 @@ def _head(shape=(32, 40, 36)):
     (lambda p: _unoriented(nib.Nifti2Image, p / "nocodes2.nii"), "no orientation (qform_code and sform_code"),
     (lambda p: _unoriented(nib.Nifti1Pair, p / "nocodes.hdr"), "no orientation (qform_code and sform_code"),
     (lambda p: _analyze(p / "analyze.hdr", np.eye(4), with_mat=False), "no orientation (an Analyze"),
+    (lambda p: _qform_beside_sform(p / "mirrored.nii.gz", np.diag([-1.0, 1.0, 1.0, 1.0])),
+     "has a qform (LAS) and an sform (RAS) that point its axes different ways; find which is right"),
     (lambda p: _save(_head(), p / "units.nii.gz", np.diag([0.01, 0.01, 0.01, 1.0])), "voxel size"),
     (lambda p: _complex(p / "complex.nii.gz"), "holds complex values (a phase/magnitude reconstruction); pass the "
                                                 "magnitude image"),
@@ -174,6 +185,20 @@ def test_good_scan_is_reoriented_to_ras_and_single_volume_4d_or_5d_accepted(tmp_
     assert nib.aff2axcodes(img.affine) == ("R", "A", "S")
     assert img.shape == data.shape
     np.testing.assert_allclose(img.get_fdata()[::-1, ::-1, :], data)
+
+
+def test_a_qform_shifted_or_tilted_from_the_sform_is_read_as_the_sform_says(tmp_path):
+    """Only axes pointing different ways are refused: a qform a few mm or degrees off the sform is read as nibabel,
+    ANTs and FSL read it, by its sform, and so is an oblique sform whose qform rounds differently near 45°."""
+    def turned(degrees, shift_mm):
+        matrix = np.eye(4)
+        matrix[:3, :3], matrix[:3, 3] = Rotation.from_euler("x", degrees, degrees=True).as_matrix(), shift_mm
+        return matrix
+
+    for qform, sform in ((turned(5, 3), np.eye(4)), (turned(45.1, 0), turned(44.9, 0))):
+        img = load_scan(_qform_beside_sform(tmp_path / "tilted.nii.gz", qform, sform))
+        np.testing.assert_allclose(img.affine, nib.as_closest_canonical(nib.Nifti1Image(_head(), sform)).affine,
+                                   atol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["pair.hdr", "pair.img", "pair.hdr.gz"])
