@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import logging
+import os
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,6 +50,17 @@ def _header_reports_naming(path: Path) -> Iterator[None]:
         yield
     finally:
         logger.removeFilter(name_the_scan)
+
+
+def _not_found(path: Path) -> ScanError:
+    """A missing scan, and a link whose target is missing said as such: a DataLad (git-annex) data set lists each
+    file as a link, pointing nowhere until its content is fetched, where "check the `path` column" sent the user to
+    look for a mistake in a path that is right."""
+    if path.is_symlink():
+        return ScanError(path, f"is a link to {os.readlink(path)}, which does not exist", "fetch the file (in a "
+                         "DataLad data set: `datalad get` it), or point `path` at the scan itself")
+    return ScanError(path, "file not found", "check the `path` column (relative paths are resolved against the "
+                     "input CSV's folder)")
 
 
 def _unreadable(path: Path, exc: Exception) -> ScanError:
@@ -98,8 +110,7 @@ def load_scan(path: str | Path) -> nib.Nifti1Image:
                             ".nii.gz")
         raise ScanError(path, "is a folder, not a NIfTI file", "point `path` at the .nii or .nii.gz file")
     if not path.exists():
-        raise ScanError(path, "file not found", "check the `path` column (relative paths are resolved "
-                        "against the input CSV's folder)")
+        raise _not_found(path)
     if is_dicom(path):
         raise ScanError(path, "is a DICOM file", "convert the series to NIfTI with `dcm2niix -z y`")
     _require_intact_gzip(path)

@@ -21,6 +21,12 @@ def _write(path, payload: bytes):
     return path
 
 
+def _link(path, target):
+    """A link pointing nowhere, as DataLad leaves a file whose content was not fetched."""
+    path.symlink_to(target)
+    return path
+
+
 def _dicom_folder(root):
     (root / "dicom").mkdir()
     _write(root / "dicom" / "IM0001.dcm", b"DICM")
@@ -122,6 +128,8 @@ def _head(shape=(32, 40, 36)):
     (lambda p: _write(p / "a.dcm", b"DICM"), "DICOM file"),
     (lambda p: _write(p / "IM0001", bytes(128) + b"DICM" + bytes(64)), "is a DICOM file; convert the series"),
     (lambda p: p / "missing.nii.gz", "file not found"),
+    (lambda p: _link(p / "unfetched.nii.gz", ".git/annex/objects/Xq/9v/MD5E-s1--a.nii.gz"),
+     "unfetched.nii.gz: is a link to .git/annex/objects/Xq/9v/MD5E-s1--a.nii.gz, which does not exist; fetch the file"),
     (lambda p: "", "`path` cell is empty"),
     (lambda p: _write(p / "bad.nii.gz", gzip.compress(b"not a nifti")), "cannot be read"),
     (lambda p: _save(np.ones((64, 64)), p / "slice.nii.gz"), "expected a 3D volume; pass the full 3D T1, not a"),
