@@ -118,9 +118,24 @@ def read_inputs(source: str | Path) -> pd.DataFrame:
                          f"{first.participant_id}/{first.session_id}); keep one T1 per session (import-cohort, "
                          "meeting scans by visit, leaves out every scan of a visit with several), or to process each, "
                          "make session_id unique (ses-M00_run-2)")
+    _refuse_ids_alike_but_for_case(source, table)
     table["resolved_path"] = [_resolved(p.strip(), base) for p in table["path"]]  # a cell typed "scan.nii.gz "
     _refuse_repeated_scans(source, table)
     return table.sort_values(["participant_id", "session_id"], kind="stable").reset_index(drop=True)
+
+
+def _refuse_ids_alike_but_for_case(source: Path, table: pd.DataFrame) -> None:
+    """Two rows whose ids differ only in case (sub-AB, sub-ab): on a disk that ignores case (macOS, Windows, their
+    shares) their outputs are one file, so the later scan overwrote the earlier and both rows named it; either way
+    they are most likely one participant typed two ways, whom a split by participant would put on both sides."""
+    folded = table[["participant_id", "session_id"]].apply(lambda column: column.str.casefold())
+    alike = table[folded.duplicated(keep=False)]
+    if alike.empty:
+        return
+    first, second = (f"{row.participant_id}/{row.session_id}" for row in alike.iloc[:2].itertuples())
+    raise InputError(f"{source}: rows {alike.index[0] + 1} ({first}) and {alike.index[1] + 1} ({second}) have ids that "
+                     "differ only in case, which name one output folder on a disk that ignores case (macOS, Windows); "
+                     "spell each participant's and session's id one way")
 
 
 def _is_scan(path: Path) -> bool:

@@ -897,6 +897,16 @@ def test_one_scan_file_under_two_ids_is_refused_naming_both_rows(tmp_path, secon
         read_inputs(tmp_path / "x.csv")
 
 
+def test_ids_that_differ_only_in_case_are_refused_naming_both_rows(tmp_path):
+    """On a disk that ignores case (macOS, Windows) the two rows' outputs were one file: the later scan overwrote the
+    earlier one, and both manifest rows named it."""
+    (tmp_path / "x.csv").write_text("participant_id,session_id,path\nsub-AB,ses-M00,a.nii.gz\nsub-c,ses-M00,c.nii.gz\n"
+                                    "sub-ab,SES-m00,b.nii.gz\nsub-ab,ses-M12,d.nii.gz\n")
+    with pytest.raises(InputError, match=r"x.csv: rows 1 \(sub-AB/ses-M00\) and 3 \(sub-ab/SES-m00\) have ids that "
+                                         "differ only in case, which name one output folder"):
+        read_inputs(tmp_path / "x.csv")
+
+
 def test_the_adni_script_gives_an_array_task_its_shard_of_the_count_given_not_of_the_arrays_bounds(tmp_path):
     """A failed task resubmitted alone (sbatch --array=3,7) was given shard 4/5 of a new count instead of 7/16."""
     script = Path(__file__).resolve().parents[2] / "scripts" / "preprocess_adni.sh"
