@@ -24,15 +24,20 @@ def is_dicom(path: Path) -> bool:
         return False
 
 
-def first_file_below(folder: Path, wanted: Callable[[Path], bool], depth: int = 6) -> Path | None:
-    """The first file, in name order, in `folder` or a folder up to `depth` levels under it that is `wanted`; hidden
-    files and folders (a Mac's `._*` copies, .git) left out. An ADNI download nests each series four folders deep
-    (002_S_0295/MPRAGE/<date>/S13408/), where a look at the top alone finds nothing; the bound keeps a mistyped
-    folder (a home folder) from being searched to its bottom."""
-    for parent, folders, files in os.walk(folder):
+def first_file_below(folder: Path, wanted: Callable[[Path], bool], depth: int = 6,
+                     files: int | None = None) -> Path | None:
+    """The first file, in name order, in `folder` or a folder up to `depth` levels under it that is `wanted`, among the
+    first `files` looked at (None: all); hidden files and folders (a Mac's `._*` copies, .git) left out. An ADNI
+    download nests each series four folders deep (002_S_0295/MPRAGE/<date>/S13408/), where a look at the top alone
+    finds nothing; the bounds keep a mistyped folder (a home folder) from being searched to its bottom."""
+    looked_at = 0
+    for parent, folders, names in os.walk(folder):
         below = len(Path(parent).relative_to(folder).parts) < depth
         folders[:] = sorted(name for name in folders if not name.startswith(".")) if below else []
-        for name in sorted(files):
-            if not name.startswith(".") and wanted(Path(parent) / name):
+        for name in sorted(name for name in names if not name.startswith(".")):
+            if files is not None and looked_at == files:
+                return None
+            looked_at += 1
+            if wanted(Path(parent) / name):
                 return Path(parent) / name
     return None

@@ -22,6 +22,7 @@ __all__ = ["REQUIRED", "InputError", "read_inputs", "read_csv_table", "parse_sha
 REQUIRED = ("participant_id", "session_id", "path")
 SCAN_SUFFIXES = (".nii", ".nii.gz", ".img", ".hdr", ".mgz")  # an image passed where a table of them is wanted
 NO_SESSION = "ses-none"  # session_id of the scans of a BIDS data set that has no session level
+_DICOM_PROBE_FILES = 100  # files opened to find a DICOM series named without suffixes in a folder given as --input
 
 
 class InputError(ValueError):
@@ -153,7 +154,9 @@ def _refuse_scans_outside_bids(root: Path) -> None:
     """A folder without BIDS T1s that holds scans below it, as an ADNI download does (002_S_0295/MPRAGE/<date>/
     S13408/ADNI_...nii, or a DICOM series there): said as such, with the way from it to an input, where "no scans
     listed" sent the user looking for a mistake in a folder that is full of scans."""
-    found = first_file_below(root, _named_as_scan)  # by name: opening every file of a mistyped folder would be slow
+    # by name, else by the content of the first files, for DICOM files named without a suffix (IM0001, as scanners
+    # export them): opening every file of a mistyped folder would be slow
+    found = first_file_below(root, _named_as_scan) or first_file_below(root, is_dicom, files=_DICOM_PROBE_FILES)
     if found is None:
         return
     example = found.relative_to(root)

@@ -467,6 +467,8 @@ ADNI_SERIES = "002_S_0295/MPRAGE/2006-04-18_08_20_30.0/S13408"  # an ADNI downlo
     ("ADNI_002_S_0295_MR_MPRAGE_br_raw_1_S13408_I45108.dcm", bytes(128) + b"DICM",
      "holds DICOM files (e.g. {series}/ADNI_002_S_0295_MR_MPRAGE_br_raw_1_S13408_I45108.dcm), not NIfTI scans; "
      "convert them first"),
+    ("IM0001", bytes(128) + b"DICM",  # a scanner's export names its DICOM files without a suffix
+     "holds DICOM files (e.g. {series}/IM0001), not NIfTI scans; convert them first"),
 ])
 def test_an_adni_download_folder_as_input_is_named_with_the_way_to_an_input(tmp_path, capsys, name, payload,
                                                                            expected):
