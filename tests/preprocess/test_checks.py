@@ -219,6 +219,15 @@ def test_oriented_pairs_load_with_their_own_orientation(tmp_path, name):
     assert np.array_equal(load_scan(analyze).get_fdata()[::-1, ::-1, :], _head())
 
 
+def test_a_freesurfer_mgz_loads_with_its_own_orientation(tmp_path):
+    """FreeSurfer conforms scans to LIA (x right to left, y superior to inferior, z posterior to anterior)."""
+    lia = np.array([[-1.0, 0, 0, 0], [0, 0, 1, 0], [0, -1, 0, 0], [0, 0, 0, 1]])
+    nib.MGHImage(_head(), lia).to_filename(tmp_path / "T1.mgz")
+    img = load_scan(tmp_path / "T1.mgz")
+    assert nib.aff2axcodes(img.affine) == ("R", "A", "S")
+    np.testing.assert_array_equal(img.get_fdata(), _head()[::-1].transpose(0, 2, 1)[:, :, ::-1])
+
+
 def test_a_header_nibabel_repairs_is_reported_with_the_scans_name(tmp_path, caplog):
     """In a batch the repair line sits among other scans' progress; without the name it points nowhere."""
     path = _save(_head(), tmp_path / "odd-header.nii")
