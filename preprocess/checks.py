@@ -55,10 +55,14 @@ def _header_reports_naming(path: Path) -> Iterator[None]:
 def _not_found(path: Path) -> ScanError:
     """A missing scan, and a link whose target is missing said as such: a DataLad (git-annex) data set lists each
     file as a link, pointing nowhere until its content is fetched, where "check the `path` column" sent the user to
-    look for a mistake in a path that is right."""
+    look for a mistake in a path that is right. So is a table written on Windows, whose `scans\\a.nii` is one name
+    here, not a folder and a file."""
     if path.is_symlink():
         return ScanError(path, f"is a link to {os.readlink(path)}, which does not exist", "fetch the file (in a "
                          "DataLad data set: `datalad get` it), or point `path` at the scan itself")
+    if "\\" in str(path):
+        return ScanError(path, "file not found", "write the `path` column's folders with / (a Windows path's \\ is "
+                         "part of a file name here)")
     return ScanError(path, "file not found", "check the `path` column (relative paths are resolved against the "
                      "input CSV's folder)")
 

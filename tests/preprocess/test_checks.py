@@ -128,6 +128,7 @@ def _head(shape=(32, 40, 36)):
     (lambda p: _write(p / "a.dcm", b"DICM"), "DICOM file"),
     (lambda p: _write(p / "IM0001", bytes(128) + b"DICM" + bytes(64)), "is a DICOM file; convert the series"),
     (lambda p: p / "missing.nii.gz", "file not found"),
+    (lambda p: p / "scans\\sub-01.nii.gz", "file not found; write the `path` column's folders with / (a Windows"),
     (lambda p: _link(p / "unfetched.nii.gz", ".git/annex/objects/Xq/9v/MD5E-s1--a.nii.gz"),
      "unfetched.nii.gz: is a link to .git/annex/objects/Xq/9v/MD5E-s1--a.nii.gz, which does not exist; fetch the file"),
     (lambda p: "", "`path` cell is empty"),
