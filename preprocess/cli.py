@@ -107,7 +107,13 @@ def _reporting_user_errors(command: str, work: Callable[[], int], on_rerun: str,
 
 def _require_output_folder(output: Path) -> None:
     """An --output that is a file, or a link whose folder is gone (a purged scratch space), named as such: the
-    folder creation would say "File exists"."""
+    folder creation would say "File exists". So is one whose path ANTs cannot take: every scan failed in its
+    registration with only "error code 1"."""
+    unsafe = steps.ants_unsafe(str(output))
+    if unsafe:
+        raise InputError(f"--output {output}: holds {unsafe}, which ANTs cannot take in the path of the "
+                         "folder it writes each registration's transforms into (its command line splits file names "
+                         "there); give a folder whose path has none")
     if output.exists() and not output.is_dir():
         raise InputError(f"--output {output}: is a file; give a folder for the processed scans")
     under_file = next((folder for folder in output.parents if folder.exists() and not folder.is_dir()), None)

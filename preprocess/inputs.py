@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from .dicom import DICOM_SUFFIXES, first_file_below, is_dicom
+from .steps import ants_unsafe
 
 __all__ = ["REQUIRED", "InputError", "read_inputs", "read_csv_table", "parse_shard", "select_shard"]
 
@@ -112,6 +113,7 @@ def read_inputs(source: str | Path) -> pd.DataFrame:
         raise InputError(f"{source}: row {bad_ids.index[0] + 1} has an empty, space-padded, path-like or control-"
                          "character (a line break?) participant/session id; ids name output folders, use e.g. "
                          "sub-002S0295 / ses-M00")
+    _refuse_ids_ants_cannot_take(source, table)
     dupes = table[table.duplicated(["participant_id", "session_id"], keep=False)]
     if not dupes.empty:
         first = dupes.iloc[0]
@@ -123,6 +125,17 @@ def read_inputs(source: str | Path) -> pd.DataFrame:
     table["resolved_path"] = [_resolved(p.strip(), base) for p in table["path"]]  # a cell typed "scan.nii.gz "
     _refuse_repeated_scans(source, table)
     return table.sort_values(["participant_id", "session_id"], kind="stable").reset_index(drop=True)
+
+
+def _refuse_ids_ants_cannot_take(source: Path, table: pd.DataFrame) -> None:
+    """Ids name the output folders, into which ANTs writes each registration's transforms: an id holding a character
+    its command line splits file names at failed that scan with only "Registration failed with error code 1"."""
+    for row, ids in enumerate(zip(table["participant_id"], table["session_id"])):
+        unsafe = ants_unsafe("".join(ids))
+        if unsafe:
+            raise InputError(f"{source}: row {row + 1} ({'/'.join(ids)}) has an id holding {unsafe}, which "
+                             "ANTs cannot take in the output folder's path it names (its command line splits file "
+                             "names there); use e.g. sub-002S0295 / ses-M00")
 
 
 def _refuse_ids_alike_but_for_case(source: Path, table: pd.DataFrame) -> None:

@@ -16,8 +16,8 @@ if TYPE_CHECKING:  # annotations only: ANTs and nibabel are imported lazily at r
     import ants
     import nibabel as nib
 
-__all__ = ["PROFILES", "TRANSFORMS", "NORMALISATIONS", "DTYPES", "OUTLIER_FACTOR", "MNI152_CODE", "to_ants",
-           "to_nifti", "non_negative", "cap_outliers", "n4", "register", "resample_to_grid", "normalise"]
+__all__ = ["PROFILES", "TRANSFORMS", "NORMALISATIONS", "DTYPES", "OUTLIER_FACTOR", "MNI152_CODE", "ants_unsafe",
+           "to_ants", "to_nifti", "non_negative", "cap_outliers", "n4", "register", "resample_to_grid", "normalise"]
 
 # N4 settings and the fixed image used for registration, per profile.
 PROFILES: dict[str, dict] = {
@@ -33,6 +33,15 @@ _LPS = np.diag([-1.0, -1.0, 1.0])
 # intensities above this multiple of a scan's 99.5th percentile (non-zero voxels) are outliers, not tissue
 OUTLIER_FACTOR = 3.0
 MNI152_CODE = 4  # NIfTI-1's qform/sform code for coordinates in MNI152 space, nilearn's template's
+# antsRegistration and antsApplyTransforms take file names inside `[name,...]` options, so a path holding one of these
+# is split or cut there (measured: "," failed the registration, "[" and "]" the resampling, with "error code 1")
+_ANTS_PATH_BREAKERS = ",[]"
+
+
+def ants_unsafe(path: str) -> str:
+    """The characters of `path` that ANTs cannot take in a file name, quoted for a message ('' for none): the
+    registration writes its transforms into the scan's output folder, whose path must be free of them."""
+    return " ".join(repr(character) for character in _ANTS_PATH_BREAKERS if character in path)
 
 
 def to_ants(img: nib.Nifti1Image) -> ants.ANTsImage:

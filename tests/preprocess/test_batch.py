@@ -384,7 +384,10 @@ def test_bad_input_table_is_one_line_exit_2(tmp_path, capsys):
     (["--shape", "10", "-5", "10"], "shape=(10, -5, 10): need 3 voxel counts of at least 1"),
     (["--shape", "10", "0", "10"], "shape=(10, 0, 10): need 3 voxel counts of at least 1"),
     (["--resolution", "2", "--shape", "121", "1450", "121"], "spans 2900 mm, more than the 400 mm any head needs"),
-    (["--qc-min-ncc", "45"], "--qc-min-ncc 45.0: an NCC threshold lies between -1 and 1")])
+    (["--qc-min-ncc", "45"], "--qc-min-ncc 45.0: an NCC threshold lies between -1 and 1"),
+    (["--output", "{d}/out[v2]"],
+     "--output {d}/out[v2]: holds '[' ']', which ANTs cannot take in the path of the folder it writes each "
+     "registration's transforms into")])
 def test_bad_run_wide_option_is_one_line_before_any_scan(tmp_path, capsys, flags, message):
     """Checked once, not met again by every scan of the batch: no output folder, no failures.csv."""
     _nifti(np.random.default_rng(0).random((40, 40, 40)), tmp_path / "head.nii.gz")
@@ -399,7 +402,7 @@ def test_bad_run_wide_option_is_one_line_before_any_scan(tmp_path, capsys, flags
     err = capsys.readouterr().err.strip()
     assert err.startswith("elr-mri preprocess: error: ") and "\n" not in err
     assert message.format(d=tmp_path) in err
-    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out[v2]").exists()
 
 
 def test_bids_tree_is_read_with_participants_columns(tmp_path):
@@ -578,6 +581,13 @@ def test_a_disk_full_from_the_start_stops_the_run_at_its_first_scan_naming_its_f
 def test_an_id_of_blanks_padded_with_them_or_broken_by_a_line_is_refused(tmp_path, participant):
     (tmp_path / "x.csv").write_text(f'participant_id,session_id,path\n"{participant}",ses-M00,a.nii\n')
     with pytest.raises(InputError, match="row 1 has an empty, space-padded, path-like or control-character"):
+        read_inputs(tmp_path / "x.csv")
+
+
+def test_an_id_that_ants_cannot_take_in_a_path_is_refused(tmp_path):
+    """The id names the folder ANTs writes the registration into: "sub-a,b" failed with "error code 1" alone."""
+    (tmp_path / "x.csv").write_text('participant_id,session_id,path\nsub-1,ses-M00,a.nii\n"sub-a,b",ses-M00,b.nii\n')
+    with pytest.raises(InputError, match=r"row 2 \(sub-a,b/ses-M00\) has an id holding ',', which ANTs cannot take"):
         read_inputs(tmp_path / "x.csv")
 
 
