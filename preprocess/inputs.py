@@ -21,7 +21,7 @@ from .steps import ants_unsafe
 __all__ = ["REQUIRED", "InputError", "read_inputs", "read_csv_table", "parse_shard", "select_shard"]
 
 REQUIRED = ("participant_id", "session_id", "path")
-SCAN_SUFFIXES = (".nii", ".nii.gz", ".img", ".hdr", ".mgz")  # an image passed where a table of them is wanted
+SCAN_SUFFIXES = (".nii", ".nii.gz", ".img", ".hdr", ".mgz", ".mgh")  # an image passed where a table of them is wanted
 NO_SESSION = "ses-none"  # session_id of the scans of a BIDS data set that has no session level
 _DICOM_PROBE_FILES = 100  # files opened to find a DICOM series named without suffixes in a folder given as --input
 

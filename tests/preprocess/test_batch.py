@@ -488,6 +488,7 @@ def test_an_adni_download_folder_as_input_is_named_with_the_way_to_an_input(tmp_
 
 @pytest.mark.parametrize("name, payload, first", [
     ("HEAD.NII", None, ""), ("HEAD.NII.GZ", None, ""),
+    ("T1.mgh", nib.MGHImage(np.ones((2, 2, 2), np.float32), np.eye(4)).to_bytes(), ""),  # FreeSurfer's, uncompressed
     ("IM0001", bytes(128) + b"DICM" + bytes(400), "convert its series to NIfTI (`dcm2niix -z y`), then ")])
 def test_a_scan_in_capitals_or_a_dicom_file_as_input_is_named_as_a_scan(tmp_path, capsys, name, payload, first):
     """Read as a CSV, a NIfTI's header bytes made an error line kilobytes long, and a DICOM's a "missing column"."""
