@@ -1257,6 +1257,25 @@ def test_a_diverging_run_stops_before_writing_the_epoch(tmp_path: Path, cli_in_p
     assert not (out / "metrics.csv").exists() and not (out / "checkpoints" / "last.pt").exists()
 
 
+def test_a_diverging_run_keeps_the_best_epoch_it_held_in_memory(tmp_path: Path, cli_in_process: Cli) -> None:
+    """Between checkpoints (train.checkpoint_seconds) a better epoch waits in host memory: a run that diverged lost
+    it with its last good epochs (here all of them: no checkpoint at all), and a resume only diverges again."""
+    out = tmp_path / "run"
+    result = cli_in_process("train", "--config", str(DIGITS), "--out", str(out), *(f"--set={s}" for s in SMALL),
+                            "--set", "optim.lr=200", "--set", "train.epochs=10")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr[-2000:]
+    diverged = int(re.search(r"training diverged in epoch (\d+)", result.stderr).group(1))
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert diverged > 1 and list(metrics["epoch"]) == list(range(1, diverged))
+    best = int(metrics.loc[metrics["val_acc"].idxmax(), "epoch"])
+    assert f"checkpoints/best.pt keeps epoch {best}, the epoch selected before it (elr-mri evaluate --run {out} " \
+           "scores it)" in result.stderr
+    kept = load_checkpoint(out / "checkpoints" / "best.pt")
+    assert kept["epoch"] == best and all(torch.isfinite(w).all() for w in kept["method"]["model"].values())
+    result = cli_in_process("evaluate", "--run", str(out), "--bootstrap", "20")
+    assert result.returncode == 0 and f"best checkpoint so far, from epoch {best}" in result.stderr, result.stderr
+
+
 def test_a_run_directory_without_its_data_record_is_named(tmp_path: Path, cli_in_process: Cli) -> None:
     """data_shape.json damaged: one line naming it. A run killed before its first checkpoint resumes, and one killed
     before its config.yaml (its records are written first) is started over by a new run, its records rewritten."""

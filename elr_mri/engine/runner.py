@@ -13,6 +13,7 @@ import json
 import math
 import os
 import random
+import shlex
 import sys
 import time
 from contextlib import ExitStack
@@ -199,7 +200,8 @@ def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, de
         tracker.new_epoch()
         batches = feeder.train_epoch(epoch, method.batch_streams, method.streams_in_turn)
         train_loss = _train_epoch(method, batches, epoch, tracker, show_progress)
-        _refuse_divergence(method, train_loss, epoch, cfg, out_dir, plan)
+        _refuse_divergence(method, train_loss, epoch, cfg, out_dir, plan,
+                           keep_best=lambda: checkpoints.keep_best(state) if dist.is_main else 0)
         row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss,
                                "epoch_seconds": round(time.perf_counter() - epoch_started, 3)}
         pred, seen = tracker.predictions(), tracker.seen_this_epoch()
@@ -370,12 +372,13 @@ def _train_epoch(method: Method, batches: Iterable[dict[str, torch.Tensor]], epo
 
 
 def _refuse_divergence(method: Method, train_loss: float, epoch: int, cfg: RunConfig, out_dir: Path,
-                       plan: ExecutionPlan) -> None:
+                       plan: ExecutionPlan, keep_best: Callable[[], int] = lambda: 0) -> None:
     """Stop a run whose weights, BatchNorm statistics or ELR targets are no longer numbers, before it writes them:
     training never brings them back. A loss that is not finite alone is not divergence: the loss scaler skips a
     float16 step that overflowed (its forward pass may still have fed NaN into the statistics or the targets, and
     then fp16's range, ±65504, is as much the cause as the learning rate). The ranks of a torchrun job decide together
-    (each has its own BatchNorm statistics)."""
+    (each has its own BatchNorm statistics). `keep_best` writes the selected epoch still held in memory and returns
+    the epoch best.pt holds (0: none): a resume would diverge again, so those weights are the run's result."""
     if math.isfinite(train_loss):
         return
     tensors = [t for net in method.networks() for t in (*net.parameters(), *net.buffers()) if t.is_floating_point()]
@@ -384,9 +387,12 @@ def _refuse_divergence(method: Method, train_loss: float, epoch: int, cfg: RunCo
         return
     fp16 = (" or, as it ran in fp16 (whose forward pass overflows past 65504), with train.precision: bf16 where the GPU "
             "has it, else fp32") if plan.loss_scaling else ""
+    best_epoch = keep_best()
+    kept = (f", and checkpoints/best.pt keeps epoch {best_epoch}, the epoch selected before it (elr-mri evaluate --run "
+            f"{shlex.quote(str(out_dir))} scores it)" if best_epoch else "")
     raise ValueError(f"{out_dir}: training diverged in epoch {epoch + 1} (training loss {train_loss}; weights, "
-                     f"statistics or targets no longer finite); nothing of that epoch was written. Start a new run with a lower optim.lr "
-                     f"(now {cfg.optim.lr}){fp16}")
+                     f"statistics or targets no longer finite); nothing of that epoch was written{kept}. Start a new "
+                     f"run with a lower optim.lr (now {cfg.optim.lr}){fp16}")
 
 
 def _improves(value: float, best: float) -> bool:
@@ -527,11 +533,20 @@ class CheckpointWriter:
             self._write(method, tracker, state, rng_by_rank)
         self.written_at = time.perf_counter()
 
-    def _write(self, method: Method, tracker: PredictionTracker, state: RunState,
-               rng_by_rank: list[dict[str, Any]] | None) -> None:
+    def keep_best(self, state: RunState) -> int:
+        """Write the better epoch waiting in host memory for a run that stops without another checkpoint (diverged:
+        its weights are no longer numbers); the epoch best.pt then holds, 0 without one."""
+        self._write_best(state)
+        return state.best_epoch if (self.folder / "best.pt").exists() else 0
+
+    def _write_best(self, state: RunState) -> None:
         if self.best is not None:  # with the epoch it is written at: a run stopped before last.pt is then known
             atomic_save({**self.best, "written_at_epoch": state.epoch}, self.folder / "best.pt")
             self.best = None
+
+    def _write(self, method: Method, tracker: PredictionTracker, state: RunState,
+               rng_by_rank: list[dict[str, Any]] | None) -> None:
+        self._write_best(state)
         atomic_save({
             "method": method.state_dict(),
             "tracker_probs": tracker.probs,
