@@ -39,6 +39,17 @@ def test_a_collapsed_last_epoch_gets_elr_advice_only_for_elr() -> None:
     assert "loss.lam_start_steps" in elr and "elr_plus.coef_step" in elr_plus  # each names a key it reads
 
 
+def test_a_collapse_after_the_training_loss_blew_up_names_the_learning_rate_not_elrs_term() -> None:
+    """At optim.lr 5 the digits MLP's loss reached 1.5e13 and CE collapsed as ELR did: lowering λ was wrong advice."""
+    blown = _metrics([0.6, 1.0]).assign(train_loss=[4.2, 1.54e13])
+    for loss_name in ("elr", "elr_plus", "ce"):
+        (found,) = collapse_warnings(blown, best_epoch=2, loss_name=loss_name)
+        assert found.endswith("collapsed onto it; its training loss reached 1.54e+13 in epoch 2, so its outputs blew "
+                              "up: lower optim.lr")
+    (elr,) = collapse_warnings(_metrics([0.6, 1.0]).assign(train_loss=[2.3, -40.0]), best_epoch=2, loss_name="elr")
+    assert "lower loss.lam" in elr  # a large λ drives the loss far below 0, not above
+
+
 def test_both_problems_are_reported_and_a_collapsed_best_last_epoch_only_once() -> None:
     assert len(collapse_warnings(_metrics([1.0, 0.6, 1.0]), best_epoch=1, loss_name="elr")) == 2
     assert len(collapse_warnings(_metrics([0.6, 1.0]), best_epoch=2, loss_name="elr")) == 1

@@ -48,7 +48,8 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 def test_a_collapsed_run_selected_at_its_last_epoch_names_it_and_the_class(tmp_path: Path,
                                                                            cli_in_process: Cli) -> None:
     """A learning rate of 5 throws the digits MLP onto one class; selected at the last epoch, the warning names that
-    epoch and the class and gives ELR's advice, not "compare the last epoch" (itself)."""
+    epoch and the class and, its training loss having blown up, the learning rate (CE collapses alike there), not
+    ELR's λ, nor "compare the last epoch" (itself)."""
     out = tmp_path / "run"
     sets = [*SMALL, "train.epochs=2", "optim.lr=5", "train.select=last"]
     result = cli_in_process("train", "--config", str(DIGITS), "--out", str(out), *[a for s in sets for a in ("--set", s)])
@@ -57,7 +58,8 @@ def test_a_collapsed_run_selected_at_its_last_epoch_names_it_and_the_class(tmp_p
     assert last["val_top_class_share"] == 1.0
     (warning,) = json.loads((out / "summary.json").read_text())["warnings"]
     assert f"last epoch 2, the selected one, gives class {int(last['val_top_class'])} to 100%" in warning
-    assert "loss.lam" in warning and "--checkpoint last" not in warning
+    assert "so its outputs blew up: lower optim.lr" in warning
+    assert "loss.lam" not in warning and "--checkpoint last" not in warning
     assert warning in result.stderr
 
 

@@ -17,7 +17,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["COLLAPSE_SHARE", "COLLAPSE_EXCESS", "collapse_threshold", "top_class_share", "collapse_warnings"]
+__all__ = ["COLLAPSE_SHARE", "COLLAPSE_EXCESS", "BLOWN_UP_LOSS", "collapse_threshold", "top_class_share",
+           "collapse_warnings"]
 
 COLLAPSE_SHARE = 0.98  # the bar when the labels' top-class share is unknown (metrics written before it was recorded)
 COLLAPSE_EXCESS = 0.8  # collapsed: predictions this far from the labels' top-class share towards one class for all
@@ -25,6 +26,10 @@ COLLAPSE_EXCESS = 0.8  # collapsed: predictions this far from the labels' top-cl
 # (digits, λ 30 at 60% noise: 999 of 1,132 training examples, each suggesting the collapsed class at 0.999).
 COLLAPSED_TABLE = ("suspected_mislabels.csv comes from this epoch, so it suggests that class for nearly every training "
                    "example given another: it is no list to re-review")
+# An epoch's mean training loss past which the network's outputs blew up: cross-entropy starts at log C (2.3 for ten
+# classes) and a mean of 100 gives the labels e^-100; ELR's term only lowers the loss, GCE's and SCE's are bounded.
+# Then the learning rate, not ELR's term, threw the network onto one class (digits at optim.lr 5: CE and ELR alike).
+BLOWN_UP_LOSS = 100.0
 # Where each ELR variant sets when its term comes in: ELR+ ramps λ with its own key.
 LATER_START = {"elr": "start the term later (loss.lam_start_steps)",
                "elr_plus": "ramp the term in more slowly (elr_plus.coef_step)"}
@@ -72,10 +77,23 @@ def collapse_warnings(metrics: pd.DataFrame, best_epoch: int, loss_name: str,
             f"validation split{labels_said}, so it scores about the class prior: the validation labels found no better "
             "epoch; compare the last epoch (elr-mri evaluate --checkpoint last)")
     if share[last_epoch] >= threshold:  # the selected one too, when it is the last: no other epoch to compare
-        advice = ("; ELR's term held a network near the class prior on the majority class: lower loss.lam "
-                  f"or {LATER_START[loss_name]}") if loss_name in LATER_START else ""
+        advice = _collapse_advice(metrics, loss_name)
         selected = ", the selected one," if last_epoch == best_epoch else ""
         found.append(f"the last epoch {last_epoch}{selected} gives {one_class(last_epoch)} to "
                      f"{share[last_epoch]:.0%} of the validation split{labels_said}: the network has collapsed onto it{advice}"
                      f"; {COLLAPSED_TABLE}")
     return found
+
+
+def _collapse_advice(metrics: pd.DataFrame, loss_name: str) -> str:
+    """Why a run collapsed, where its metrics tell: a training loss that blew up (`BLOWN_UP_LOSS`), the learning
+    rate's doing, which ELR's advice would only mislead about; else, for ELR, its term."""
+    losses = metrics.set_index("epoch")["train_loss"] if "train_loss" in metrics else pd.Series(dtype=float)
+    if (losses > BLOWN_UP_LOSS).any():
+        epoch = int(losses.idxmax())
+        return (f"; its training loss reached {losses[epoch]:.3g} in epoch {epoch}, so its outputs blew up: lower "
+                "optim.lr")
+    if loss_name in LATER_START:
+        return ("; ELR's term held a network near the class prior on the majority class: lower loss.lam or "
+                f"{LATER_START[loss_name]}")
+    return ""
