@@ -107,6 +107,21 @@ def test_elr_start_keeps_plain_cross_entropy_then_ramps_from_there() -> None:
     assert build_loss(LossConfig(name="elr", lam_start_steps=5), 5, 3).lam_start_steps == 5
 
 
+def test_elr_at_lambda_0_is_cross_entropy_bit_for_bit() -> None:
+    """λ = 0 is the CE control of an ELR config (`--set loss.lam=0`): its loss and gradient must be CE's exactly, on
+    a saturated prediction too, whose β = 0 target would make the term −inf without the clamp (0 · −inf is NaN)."""
+    logits = torch.randn(64, 10, generator=torch.Generator().manual_seed(0)) * 4
+    logits[0, 3] = 200.0
+    labels = torch.randint(0, 10, (64,), generator=torch.Generator().manual_seed(1))
+    elr, plain = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+    loss_fn = ELRLoss(64, 10, lam=0.0, beta=0.0)
+    for _ in range(2):  # the second step reads the targets the first wrote
+        elr.grad = plain.grad = None
+        ours, ce = loss_fn(elr, labels, torch.arange(64)), F.cross_entropy(plain, labels)
+        ours.backward(), ce.backward()
+        assert torch.equal(ours, ce) and torch.equal(elr.grad, plain.grad)
+
+
 @pytest.mark.parametrize("beta", [-0.1, 1.0])
 def test_elr_rejects_beta_outside_unit_interval(beta: float) -> None:
     with pytest.raises(ValueError, match="beta"):
