@@ -1278,6 +1278,23 @@ def test_a_diverging_run_keeps_the_best_epoch_it_held_in_memory(tmp_path: Path, 
     assert result.returncode == 0 and f"best checkpoint so far, from epoch {best}" in result.stderr, result.stderr
 
 
+def test_an_elr_run_whose_lambda_never_starts_says_it_trains_plain_cross_entropy(tmp_path: Path,
+                                                                                  cli_in_process: Cli) -> None:
+    """loss.lam_start_steps counts batches: 8 is a whole epoch of 450 digits at batch 64, read as 8 epochs."""
+    from elr_mri.engine.runner import _unreached_lam_start_note
+
+    out = tmp_path / "run"
+    result = cli_in_process("train", "--config", str(DIGITS), "--out", str(out), *(f"--set={s}" for s in SMALL),
+                            "--set", "train.epochs=1", "--set", "loss.lam_start_steps=8")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "note: loss.lam_start_steps = 8 counts training steps (batches), and this run takes 8 (1 epoch of 8), " \
+           "so λ stays 0: it trains plain cross-entropy" in result.stderr
+    cfg = load_config(DIGITS, [*SMALL, "train.epochs=1", "loss.lam_start_steps=7"])
+    assert _unreached_lam_start_note(cfg, 8) == []  # λ comes in at the last step
+    lam_0 = load_config(DIGITS, [*SMALL, "train.epochs=1", "loss.lam_start_steps=8", "loss.lam=0"])
+    assert _unreached_lam_start_note(lam_0, 8) == []  # asked for: the CE control
+
+
 def test_a_run_directory_without_its_data_record_is_named(tmp_path: Path, cli_in_process: Cli) -> None:
     """data_shape.json damaged: one line naming it. A run killed before its first checkpoint resumes, and one killed
     before its config.yaml (its records are written first) is started over by a new run, its records rewritten."""

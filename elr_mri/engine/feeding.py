@@ -131,6 +131,11 @@ class BatchFeeder:
         second = self._stream(epoch, stream=1)
         return StreamsInTurn(first, second) if in_turn else PairedBatches(first, second)
 
+    def steps_per_epoch(self) -> int:
+        """Training steps (global batches) an epoch takes, the unit of step-counted settings such as ELR's
+        loss.lam_start_steps: class-balanced batches or the training split over the batch size."""
+        return len(self._sampler(torch.Generator().manual_seed(self.cfg.seed), stream=0))
+
     def _stream(self, epoch: int, stream: int) -> Iterable[Batch]:
         seed = self.cfg.seed * 100_003 + epoch + stream * SECOND_STREAM_SEED
         sampler = self._sampler(torch.Generator().manual_seed(seed), stream)

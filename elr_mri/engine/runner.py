@@ -162,6 +162,7 @@ def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, de
     feeder = BatchFeeder(data, cfg, dist, device, channels_last=plan.channels_last, blur_on_device=blur_on_device,
                          compile_assembly=plan.compiled_function if plan.compiles_step else None)
     tracker = PredictionTracker(len(data.train), data.num_classes, device)
+    notes = [*notes, *_unreached_lam_start_note(cfg, feeder.steps_per_epoch())]
     knows_clean = data.train_clean_labels is not None  # benchmarks and simulated cohorts
 
     if resume:
@@ -464,6 +465,17 @@ def _starting_over_note(out_dir: Path) -> str:
             "trained again, their rows replaced" if logged else "no epoch had been logged, so nothing is lost")
     return (f"{out_dir}: no checkpoint yet (stopped before its first was written), so training starts again from "
             f"epoch 1 with the run's settings; {kept}")
+
+
+def _unreached_lam_start_note(cfg: RunConfig, steps_per_epoch: int) -> list[str]:
+    """ELR's loss.lam_start_steps counts batches, not epochs: one at or past the run's last step leaves λ at 0, and
+    the run trains plain cross-entropy under ELR's name without a word."""
+    steps = cfg.train.epochs * steps_per_epoch
+    if cfg.loss.name != "elr" or cfg.loss.lam == 0 or cfg.loss.lam_start_steps < steps:
+        return []
+    return [f"note: loss.lam_start_steps = {cfg.loss.lam_start_steps} counts training steps (batches), and this run "
+            f"takes {steps} ({cfg.train.epochs} epoch{'s' if cfg.train.epochs != 1 else ''} of {steps_per_epoch}), so "
+            "λ stays 0: it trains plain cross-entropy; lower loss.lam_start_steps or raise train.epochs"]
 
 
 def _thread_count_note(state: RunState, device: torch.device) -> list[str]:
