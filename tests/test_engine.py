@@ -1278,6 +1278,24 @@ def test_a_diverging_run_keeps_the_best_epoch_it_held_in_memory(tmp_path: Path, 
     assert result.returncode == 0 and f"best checkpoint so far, from epoch {best}" in result.stderr, result.stderr
 
 
+def test_a_best_checkpoint_a_resume_did_not_write_again_is_named(tmp_path: Path, cli_in_process: Cli) -> None:
+    """best.pt written after last.pt (a diverged run keeps its best epoch there) is trained again by a resume, which
+    rewrites it only if it selects that epoch again: under other execution settings it may not, and the summary
+    would name an epoch whose weights best.pt does not hold. Here the resumed epoch 3 does not beat epoch 1."""
+    out = tmp_path / "run"
+    sets = [*SMALL, "train.epochs=2", "train.checkpoint_seconds=0", "optim.lr=1e-9"]  # nothing learned: epoch 1 stays
+    assert cli_in_process("train", "--config", str(DIGITS), "--out", str(out),
+                          *(f"--set={s}" for s in sets)).returncode == 0
+    best = load_checkpoint(out / "checkpoints" / "best.pt")
+    assert best["epoch"] == 1
+    atomic_save({**best, "epoch": 3, "written_at_epoch": 3}, out / "checkpoints" / "best.pt")  # an earlier call's
+    result = cli_in_process("train", "--resume", str(out), "--set", "train.epochs=3")
+    assert result.returncode == 0, result.stderr[-2000:]
+    (warning,) = json.loads((out / "summary.json").read_text())["warnings"]
+    assert warning.startswith("checkpoints/best.pt holds epoch 3, not the selected epoch 1: a call before the resume "
+                              "wrote it") and warning in result.stderr
+
+
 def test_an_elr_run_whose_lambda_never_starts_says_it_trains_plain_cross_entropy(tmp_path: Path,
                                                                                   cli_in_process: Cli) -> None:
     """loss.lam_start_steps counts batches: 8 is a whole epoch of 450 digits at batch 64, read as 8 epochs."""

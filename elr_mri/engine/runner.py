@@ -631,10 +631,8 @@ def _finish(out_dir: Path, cfg: RunConfig, data: NoisyImageData, method: Method,
         "execution": plan.describe(method.networks()),  # how the networks ran on that device (this call's plan)
         "wall_seconds": round(state.seconds_before + time.perf_counter() - state.started, 2),
     }
-    found = collapse_warnings(metrics, int(best["epoch"]), cfg.loss.name, data.class_names)
-    if not (out_dir / "checkpoints" / "best.pt").exists():  # its folder removed while the run trained
-        found.append(f"checkpoints/best.pt is missing (deleted while the run trained?), so the weights of the selected "
-                     f"epoch {int(best['epoch'])} are gone: evaluate with --checkpoint last, or train the run again")
+    found = [*collapse_warnings(metrics, int(best["epoch"]), cfg.loss.name, data.class_names),
+             *_best_checkpoint_warnings(out_dir, int(best["epoch"]))]
     if found:
         summary["warnings"] = found
     table = _mislabel_table(method, tracker, data)
@@ -649,6 +647,23 @@ def _finish(out_dir: Path, cfg: RunConfig, data: NoisyImageData, method: Method,
     remove_scores_made_while_training(out_dir)
     atomic_write_json(summary, out_dir / "summary.json")
     return summary
+
+
+def _best_checkpoint_warnings(out_dir: Path, selected: int) -> list[str]:
+    """best.pt missing (its folder removed while the run trained), or holding another epoch than the selected one:
+    written after last.pt (a run stopped between the two, or one that diverged), its epoch is trained again by a
+    resume, which rewrites it only if that epoch is selected again; under other execution settings it may not be."""
+    path = out_dir / "checkpoints" / "best.pt"
+    if not path.exists():
+        return [f"checkpoints/best.pt is missing (deleted while the run trained?), so the weights of the selected epoch "
+                f"{selected} are gone: evaluate with --checkpoint last, or train the run again"]
+    held = load_checkpoint(path, mmap=True).get("epoch", selected)  # best.pt files before it was recorded: trusted
+    if held == selected:
+        return []
+    return [f"checkpoints/best.pt holds epoch {held}, not the selected epoch {selected}: a call before the resume "
+            f"wrote it, and the resume, which trained that epoch again otherwise (other execution settings or CPU "
+            f"threads), did not select it; epoch {selected}'s weights are gone: evaluate with --checkpoint last, or "
+            "train the run again"]
 
 
 def _mislabel_table(method: Method, tracker: PredictionTracker, data: NoisyImageData) -> pd.DataFrame:
