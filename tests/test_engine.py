@@ -1356,6 +1356,20 @@ def test_a_run_refused_before_writing_anything_leaves_no_folder(tmp_path: Path, 
     assert not out.exists()  # not a folder holding only the run lock
 
 
+def test_a_batchnorm_variance_that_overflowed_under_a_finite_loss_is_divergence(tmp_path: Path,
+                                                                               cli_in_process: Cli) -> None:
+    """At lr 50 small_cnn's BatchNorm running variance overflows to inf in epoch 2 while the loss stays finite
+    (1e16): the check, made only for a loss that is not finite, let the run write it to last.pt and finish."""
+    out = tmp_path / "run"
+    sets = [*SMALL, "model.name=small_cnn", "optim.lr=50", "train.epochs=3", "train.checkpoint_seconds=0"]
+    result = cli_in_process("train", "--config", str(DIGITS), "--out", str(out), *(f"--set={s}" for s in sets))
+    assert result.returncode == 2 and "training diverged in epoch" in result.stderr, result.stderr[-2000:]
+    assert "statistics or targets no longer finite" in result.stderr and "training loss nan" not in result.stderr
+    for name in ("last.pt", "best.pt"):
+        weights = load_checkpoint(out / "checkpoints" / name)["method"]["model"].values()
+        assert all(torch.isfinite(w).all() for w in weights if w.is_floating_point()), name
+
+
 def test_nan_in_the_elr_targets_is_divergence_too(tmp_path: Path) -> None:
     """A float16 forward pass that overflowed writes NaN into the targets of its rows while the loss scaler keeps
     the weights finite: the run would go on with a NaN loss for good. The refusal then names fp16's range as a cause
@@ -1379,7 +1393,8 @@ def test_nan_in_the_elr_targets_is_divergence_too(tmp_path: Path) -> None:
     assert method.scaler.get_scale() == 2.0 ** 15  # skipped: the weights stay finite, the targets do not
     assert all(torch.isfinite(weight).all() for weight in method.model.parameters())
     assert not torch.isfinite(method.targets()[:8]).any() and torch.isfinite(method.targets()[8:]).all()
-    _refuse_divergence(method, 1.5, 0, cfg, tmp_path, plan)  # a finite loss: nothing looked at
+    with pytest.raises(ValueError, match=r"\(training loss 1.5; weights, statistics or targets no longer finite\)"):
+        _refuse_divergence(method, 1.5, 0, cfg, tmp_path, plan)  # a finite loss too: the state is what counts
     with pytest.raises(ValueError, match=r"training diverged in epoch 1 .*targets no longer finite.*lower optim.lr "
                                          r"\(now 0.05\) or, as it ran in fp16 .* train.precision: bf16 where the GPU "
                                          r"has it, else fp32$"):

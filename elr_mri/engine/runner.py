@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import os
 import random
 import shlex
@@ -375,13 +374,13 @@ def _train_epoch(method: Method, batches: Iterable[dict[str, torch.Tensor]], epo
 def _refuse_divergence(method: Method, train_loss: float, epoch: int, cfg: RunConfig, out_dir: Path,
                        plan: ExecutionPlan, keep_best: Callable[[], int] = lambda: 0) -> None:
     """Stop a run whose weights, BatchNorm statistics or ELR targets are no longer numbers, before it writes them:
-    training never brings them back. A loss that is not finite alone is not divergence: the loss scaler skips a
+    training never brings them back. Looked at every epoch, whatever the loss: a BatchNorm running variance
+    overflowed to inf while the loss stayed finite (digits' small_cnn at lr 50: written to last.pt from epoch 2, and
+    the run finished so). A loss that is not finite alone is not divergence: the loss scaler skips a
     float16 step that overflowed (its forward pass may still have fed NaN into the statistics or the targets, and
     then fp16's range, ±65504, is as much the cause as the learning rate). The ranks of a torchrun job decide together
     (each has its own BatchNorm statistics). `keep_best` writes the selected epoch still held in memory and returns
     the epoch best.pt holds (0: none): a resume would diverge again, so those weights are the run's result."""
-    if math.isfinite(train_loss):
-        return
     tensors = [t for net in method.networks() for t in (*net.parameters(), *net.buffers()) if t.is_floating_point()]
     finite = torch.stack([torch.isfinite(t).all() for t in [*tensors, *method.target_tables()]])
     if bool(mean_over_ranks(finite.all().float()) == 1.0):
