@@ -1396,7 +1396,7 @@ def test_nan_in_the_elr_targets_is_divergence_too(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"\(training loss 1.5; weights, statistics or targets no longer finite\)"):
         _refuse_divergence(method, 1.5, 0, cfg, tmp_path, plan)  # a finite loss too: the state is what counts
     with pytest.raises(ValueError, match=r"training diverged in epoch 1 .*targets no longer finite.*lower optim.lr "
-                                         r"\(now 0.05\) or, as it ran in fp16 .* train.precision: bf16 where the GPU "
+                                         r"\(now 0.05\) or, as it ran in fp16 .* train.precision: bf16 where the CPU "
                                          r"has it, else fp32$"):
         _refuse_divergence(method, float(loss), 0, cfg, tmp_path, plan)
     cfg, method, plan = method_and_plan("fp32")

@@ -385,8 +385,8 @@ def _refuse_divergence(method: Method, train_loss: float, epoch: int, cfg: RunCo
     finite = torch.stack([torch.isfinite(t).all() for t in [*tensors, *method.target_tables()]])
     if bool(mean_over_ranks(finite.all().float()) == 1.0):
         return
-    fp16 = (" or, as it ran in fp16 (whose forward pass overflows past 65504), with train.precision: bf16 where the GPU "
-            "has it, else fp32") if plan.loss_scaling else ""
+    fp16 = (" or, as it ran in fp16 (whose forward pass overflows past 65504), with train.precision: bf16 where the "
+            f"{'GPU' if plan.device.type == 'cuda' else 'CPU'} has it, else fp32") if plan.loss_scaling else ""
     best_epoch = keep_best()
     kept = (f", and checkpoints/best.pt keeps epoch {best_epoch}, the epoch selected before it (elr-mri evaluate --run "
             f"{shlex.quote(str(out_dir))} scores it)" if best_epoch else "")
