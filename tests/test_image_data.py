@@ -12,11 +12,13 @@ import pytest
 import torch
 from PIL import Image
 from sklearn.datasets import load_digits
+from torch.utils.data import DataLoader
 
 from elr_mri.config import DataConfig, NoiseConfig, RunConfig
 from elr_mri.data.image_sources import ImageReadError, load_source
 from elr_mri.data.image_transforms import CenterCrop, RandomCrop, load_resized
 from elr_mri.data.images import NORMALISATION, build_image_data
+from elr_mri.data.seeded_items import SeededItems
 from elr_mri.engine.runner import selection_rule
 from elr_mri.engine.start import train
 
@@ -49,6 +51,16 @@ def test_digits_contract(digits_sym40):
         assert 0.0 <= item["image"].min() and item["image"].max() <= 1.0
     # 40% redrawn over all classes changes about 36%
     assert abs((data.train_labels != data.train_clean_labels).mean() - 0.36) < 0.05
+
+
+def test_a_spawned_dataloader_worker_reads_the_same_items(digits_sym40):
+    """macOS and Windows start DataLoader workers by spawning, as Linux does from Python 3.14 (forkserver): the data
+    set is pickled to them, and the torch.Generator it held killed every worker as it unpickled."""
+    seeded = SeededItems(digits_sym40.train, epoch_seed=7)
+    loader = DataLoader(seeded, batch_size=4, num_workers=1, multiprocessing_context="spawn")
+    batch = next(iter(loader))
+    assert torch.equal(batch["image"], torch.stack([seeded[i]["image"] for i in range(4)]))
+    assert batch["index"].tolist() == [0, 1, 2, 3]
 
 
 def test_digits_labels_line_up_with_images(digits_sym40):

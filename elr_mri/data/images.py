@@ -85,6 +85,15 @@ class _LabelledImages(Dataset):
         self.transform = transform
         self._generator = torch.Generator()  # reseeded per item: cheaper than a new one
 
+    def __getstate__(self) -> dict:
+        """All but the generator: a torch.Generator sent to a spawned DataLoader worker (macOS, Windows, Python
+        3.14's forkserver) fails to unpickle there and kills the worker; it holds no state worth sending."""
+        return {key: value for key, value in vars(self).items() if key != "_generator"}
+
+    def __setstate__(self, state: dict) -> None:
+        vars(self).update(state)
+        self._generator = torch.Generator()
+
     def __len__(self) -> int:
         return len(self.labels)
 
