@@ -18,7 +18,8 @@ import pandas as pd
 from .dicom import DICOM_SUFFIXES, first_file_below, is_dicom
 from .steps import ants_unsafe
 
-__all__ = ["REQUIRED", "InputError", "read_inputs", "read_csv_table", "parse_shard", "select_shard"]
+__all__ = ["REQUIRED", "InputError", "read_inputs", "read_csv_table", "parse_shard", "select_shard",
+           "windows_separators_read"]
 
 REQUIRED = ("participant_id", "session_id", "path")
 SCAN_SUFFIXES = (".nii", ".nii.gz", ".img", ".hdr", ".mgz", ".mgh")  # an image passed where a table of them is wanted
@@ -192,11 +193,20 @@ def _resolved(path: str, base: Path) -> str:
     listed."""
     if not path:
         return ""
-    path = os.path.expanduser(path)
+    path = os.path.expanduser(windows_separators_read(path, base))
     if Path(path).is_absolute():
         return path
     given = base / path
     return str(given.parent.resolve() / given.name)
+
+
+def windows_separators_read(path: str, base: Path) -> str:
+    """`path`, or with Windows' `\\` read as `/` where only that spelling names a file (relative ones from `base`): a
+    table made on Windows lists `scans\\sub-01.nii.gz`, which Linux and macOS took for one file name, not found."""
+    if os.sep == "\\" or "\\" not in path or (base / path).exists():
+        return path
+    posix = path.replace("\\", "/")
+    return posix if (base / posix).exists() else path
 
 
 def _refuse_repeated_scans(source: Path, table: pd.DataFrame) -> None:

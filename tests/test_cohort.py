@@ -60,6 +60,14 @@ def test_load_manifest_resolves_paths_and_normalises_diagnoses(tmp_path):
     assert label_indices(frame["diagnosis"], CLASSES).tolist() == [0, 2]
 
 
+def test_a_manifest_made_on_windows_finds_its_scans_by_backslashed_relative_paths(tmp_path):
+    """`scans\\P1.nii.gz`, from a table written on Windows, was one file name on Linux and macOS: not found."""
+    (tmp_path / "scans").mkdir()
+    path = write_manifest(tmp_path, [scan("P1", "M00", path="scans/P1.nii.gz")])
+    path.write_text(path.read_text().replace("scans/", "scans\\"))
+    assert load_manifest(path, CLASSES)["image_path"][0] == str(tmp_path / "scans" / "P1.nii.gz")
+
+
 def test_processed_path_is_loaded_and_failed_scans_are_dropped_loudly(tmp_path, caplog):
     (tmp_path / "p1.nii.gz").write_bytes(b"")
     rows = [scan("P1", "M00", processed_path="p1.nii.gz", status="ok"),

@@ -23,7 +23,7 @@ import pandas as pd
 
 from elr_mri.data.importers import (MAX_AGE_YEARS, USABLE_STATUSES, adni_participant_key, has_usable_status,
                                     sex_letters)
-from preprocess.inputs import read_csv_table
+from preprocess.inputs import read_csv_table, windows_separators_read
 from preprocess.user_errors import not_a_file
 
 __all__ = [
@@ -107,7 +107,8 @@ def validate_manifest(
     frame["age"] = pd.to_numeric(raw_age, errors="coerce")
     image_column = "processed_path" if "processed_path" in frame.columns else "path"
     base = Path(base_dir) if base_dir is not None else Path.cwd()
-    frame[IMAGE_COLUMN] = frame[image_column].map(lambda p: "" if pd.isna(p) else str(base / str(p).strip()))
+    frame[IMAGE_COLUMN] = frame[image_column].map(
+        lambda p: "" if pd.isna(p) else str(base / windows_separators_read(str(p).strip(), base)))
 
     spelled = {c.lower(): c for c in classes}
     problems: list[str] = []

@@ -509,6 +509,14 @@ def test_a_path_cell_with_trailing_blanks_names_the_scan(tmp_path):
     assert read_inputs(tmp_path / "x.csv")["resolved_path"][0] == str(tmp_path / "a.nii.gz")
 
 
+def test_a_table_made_on_windows_finds_its_scans_by_backslashed_relative_paths(tmp_path):
+    """Written on Windows, `scans\\a.nii.gz` was one file name on Linux and macOS: every scan failed, not found."""
+    (tmp_path / "scans").mkdir()
+    (tmp_path / "scans" / "a.nii.gz").write_bytes(b"")
+    (tmp_path / "x.csv").write_bytes(b"participant_id,session_id,path\r\nsub-a,ses-M00,scans\\a.nii.gz\r\n")
+    assert read_inputs(tmp_path / "x.csv")["resolved_path"][0] == str(tmp_path / "scans" / "a.nii.gz")
+
+
 @pytest.mark.parametrize("shard", [None, "1/2"])
 def test_an_input_table_that_the_run_would_remove_from_its_output_is_refused(tmp_path, capsys, shard):
     """A manifest.csv reused as the scan list into its own folder was removed at the start, so an interrupted run
