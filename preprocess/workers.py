@@ -17,11 +17,12 @@ import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
+from multiprocessing.context import BaseContext
 from typing import Callable, Hashable, Iterator, Mapping
 
 from preprocess.cores import usable_cores
 
-__all__ = ["scan_workers", "run_per_scan", "start_worker_process", "die_with_parent"]
+__all__ = ["scan_workers", "run_per_scan", "start_worker_process", "die_with_parent", "forked_on_linux"]
 
 _PR_SET_PDEATHSIG = 1  # prctl option from <linux/prctl.h>
 
@@ -99,6 +100,14 @@ def start_worker_process(parent_pid: int) -> None:
     KeyboardInterrupt only prints a traceback under the parent's one-line message), and die with it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     die_with_parent(parent_pid)
+
+
+def forked_on_linux() -> BaseContext:
+    """Forked workers on Linux, spawned elsewhere, whatever the default: a fork starts at once and shares what the
+    parent loaded, where Python 3.14's default there, forkserver, imports everything again in each worker. macOS's
+    system libraries make a fork unsafe (Python spawns there by default) and Windows cannot fork. (`scan_workers`
+    spawns everywhere: a forked worker would inherit preprocess's folder lock.)"""
+    return multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
 
 
 def die_with_parent(parent_pid: int) -> None:

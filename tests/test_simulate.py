@@ -70,6 +70,15 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return file_hashes(out)
 
 
+@pytest.mark.slow  # spawned workers import the simulator and load the anatomy: 18 s on 2 shared cores
+def test_spawned_workers_as_on_macos_write_the_bytes_of_one_process(tmp_path: Path, uninterrupted: dict[str, str],
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Spawned, each worker loads the anatomy itself rather than sharing the parent's: the cohort must not change."""
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert main(["--out", str(tmp_path / "cohort"), "--seed", "5", "--jobs", "2", *RESUMABLE]) == 0
+    assert file_hashes(tmp_path / "cohort") == uninterrupted
+
+
 def interrupt_run(out: Path, seed: int, how: signal.Signals) -> tuple[list[Path], int, str]:
     """Run simulate-cohort in a subprocess and send it `how` once 2 of its 5 scans are finished; return the
     finished scans, its exit status and its stderr."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import multiprocessing
 import os
 import shutil
 import sys
@@ -37,7 +36,7 @@ from preprocess.arguments import parse_naming_unknown_options
 from preprocess.folder_locks import lock_or_refuse
 from preprocess.sidecar import atomic_path, file_sha256, read_sidecar, remove_stale_temps, scan_sha256, write_json
 from preprocess.user_errors import USER_ERRORS, nonempty_path, report_user_error, storage_error_or_raise
-from preprocess.workers import start_worker_process
+from preprocess.workers import forked_on_linux, start_worker_process
 
 __all__ = ["main", "simulate_cohort", "MANIFEST_COLUMNS"]
 
@@ -97,7 +96,7 @@ def simulate_cohort(out: Path, subjects: int, holdout_subjects: int | None = Non
     out = Path(out)
     _check_out(out, overwrite)
     specs = plan_cohort(subjects, holdout, label_noise, seed, atrophy_scale)
-    load_anatomy(anatomy, resolution_mm)  # fail early, and let forked workers share the cache
+    load_anatomy(anatomy, resolution_mm)  # fail early, and let forked workers share the cache (forked_on_linux)
     with _exclusive(out):
         _check_out(out, overwrite)  # again, under the lock: the run that held it may have finished a cohort there
         return _write_cohort(out, specs, label_noise, seed, resolution_mm, anatomy, jobs, overwrite, atrophy_scale)
@@ -141,7 +140,7 @@ def _write_cohort(out: Path, specs: list[SubjectSpec], label_noise: float, seed:
         with tqdm(tasks, **progress) as bar:
             measured = [_write_scan(task) for task in bar]
     else:
-        with (multiprocessing.get_context("fork").Pool(jobs, start_worker_process, (os.getpid(),)) as pool,
+        with (forked_on_linux().Pool(jobs, start_worker_process, (os.getpid(),)) as pool,
               tqdm(pool.imap(_write_scan, tasks), **progress) as bar):
             measured = list(bar)
     truth = pd.DataFrame([_truth_row(spec, extra) for spec, extra in zip(specs, measured)])

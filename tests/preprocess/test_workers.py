@@ -142,3 +142,19 @@ def test_more_jobs_than_usable_cores_run_with_a_note(monkeypatch, capsys) -> Non
                                        "thread and they share the cores, no faster than --jobs 1\n")
     run_per_scan(_done, {"a": ("a",)}, jobs=2, desc="test", progress=False)  # one scan: one worker, no note
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("platform, method", [("linux", "fork"), ("darwin", "spawn"), ("win32", "spawn")])
+def test_workers_are_forked_on_linux_only(monkeypatch: pytest.MonkeyPatch, platform: str, method: str) -> None:
+    """macOS's system libraries make a fork unsafe (Python spawns there by default) and Windows cannot fork:
+    simulate-cohort's forked pool on every platform stopped `--jobs 2` on Windows ("cannot find context for 'fork'");
+    on Linux a fork, whatever Python's default (forkserver from 3.14, which imports torch again in each worker)."""
+    from preprocess.workers import forked_on_linux
+
+    default = multiprocessing.get_start_method(allow_none=True)
+    multiprocessing.set_start_method("forkserver", force=True)
+    monkeypatch.setattr(sys, "platform", platform)
+    try:
+        assert forked_on_linux().get_start_method() == method
+    finally:
+        multiprocessing.set_start_method(default, force=True)
