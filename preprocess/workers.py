@@ -17,7 +17,8 @@ import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
-from multiprocessing.context import BaseContext
+from multiprocessing import resource_tracker
+from multiprocessing.context import BaseContext, SpawnContext, SpawnProcess
 from typing import Callable, Hashable, Iterator, Mapping
 
 from preprocess.cores import usable_cores
@@ -107,7 +108,7 @@ def forked_on_linux() -> BaseContext:
     parent loaded, where Python 3.14's default there, forkserver, imports everything again in each worker. macOS's
     system libraries make a fork unsafe (Python spawns there by default) and Windows cannot fork. (`scan_workers`
     spawns everywhere: a forked worker would inherit preprocess's folder lock.)"""
-    return multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+    return multiprocessing.get_context("fork") if sys.platform == "linux" else _SpawnedDeafToCtrlC()
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -125,3 +126,22 @@ def _start_worker(threads: int, parent_pid: int) -> None:
     """Runs first in each spawned worker, before ANTs (and so ITK) is imported there."""
     os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(threads)
     start_worker_process(parent_pid)
+
+
+class _WorkerDeafToCtrlC(SpawnProcess):
+    """A spawned worker that starts with Ctrl-C blocked, as a forked one starts ignoring it (`start_worker_process`,
+    `elr_mri.stopping`): a terminal sends Ctrl-C to the whole group, and a DataLoader worker spawned moments before
+    printed a KeyboardInterrupt traceback from its imports around the parent's one-line message. The parent ends its
+    workers itself. The parent's own Ctrl-C, blocked while a worker starts, arrives once it has."""
+
+    def start(self) -> None:
+        resource_tracker.ensure_running()  # first, as the spawn would: starting it unblocks Ctrl-C again
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            super().start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+class _SpawnedDeafToCtrlC(SpawnContext):
+    Process = _WorkerDeafToCtrlC

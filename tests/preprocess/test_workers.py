@@ -158,3 +158,16 @@ def test_workers_are_forked_on_linux_only(monkeypatch: pytest.MonkeyPatch, platf
         assert forked_on_linux().get_start_method() == method
     finally:
         multiprocessing.set_start_method(default, force=True)
+
+
+def test_a_worker_spawned_off_linux_starts_deaf_to_ctrl_c(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A terminal's Ctrl-C reaches every worker: a DataLoader worker spawned on macOS moments before printed a
+    KeyboardInterrupt traceback from its imports around the one-line message (a forked one ignores it)."""
+    from preprocess.workers import forked_on_linux
+
+    monkeypatch.setattr(sys, "platform", "darwin")
+    worker = forked_on_linux().Process(target=signal.raise_signal, args=(signal.SIGINT,))
+    worker.start()
+    worker.join(timeout=60)
+    assert worker.exitcode == 0  # 1 after a KeyboardInterrupt
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])  # the parent's own is not blocked
