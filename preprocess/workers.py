@@ -23,7 +23,8 @@ from typing import Callable, Hashable, Iterator, Mapping
 
 from preprocess.cores import usable_cores
 
-__all__ = ["scan_workers", "run_per_scan", "start_worker_process", "die_with_parent", "forked_on_linux"]
+__all__ = ["scan_workers", "stopping_workers", "run_per_scan", "start_worker_process", "die_with_parent",
+           "forked_on_linux"]
 
 _PR_SET_PDEATHSIG = 1  # prctl option from <linux/prctl.h>
 
@@ -32,9 +33,18 @@ _PR_SET_PDEATHSIG = 1  # prctl option from <linux/prctl.h>
 def scan_workers(jobs: int) -> Iterator[ProcessPoolExecutor]:
     """`jobs` spawned workers with `cores // jobs` ITK threads each, so they do not oversubscribe the machine."""
     threads = max(1, usable_cores() // jobs)
+    with stopping_workers(jobs, multiprocessing.get_context("spawn"), _start_worker, (threads, os.getpid())) as pool:
+        yield pool
+
+
+@contextmanager
+def stopping_workers(jobs: int, context: BaseContext, initializer: Callable[..., None],
+                     initargs: tuple) -> Iterator[ProcessPoolExecutor]:
+    """`jobs` workers that end with the block: on Ctrl-C or an error the queued tasks are dropped and the running
+    ones ended (a `with` block of the pool waited for every task). A worker that dies breaks the pool, and its
+    results raise BrokenProcessPool, where multiprocessing.Pool waited for the lost task forever."""
     children_before = set(multiprocessing.active_children())
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_start_worker, initargs=(threads, os.getpid()))
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=initializer, initargs=initargs)
     try:
         yield pool
     except BaseException:  # Ctrl-C or an error in the caller: nothing more to wait for

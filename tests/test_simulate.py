@@ -107,6 +107,41 @@ def test_killed_run_resumes_to_the_same_bytes_keeping_its_finished_scans(tmp_pat
     assert {scan: scan.stat().st_mtime_ns for scan in kept} == written
 
 
+def children_of(pid: int) -> list[int]:
+    """The processes whose parent is `pid`, from /proc (Linux)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):  # a process that ended meanwhile
+            continue
+        if parent == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="finds the workers in /proc")
+def test_a_worker_killed_mid_cohort_stops_the_run_in_one_line_and_a_rerun_finishes_it(
+        tmp_path: Path, uninterrupted: dict[str, str]) -> None:
+    """A worker the kernel's out-of-memory killer ends: multiprocessing.Pool waited forever for the scan it held."""
+    out = tmp_path / "cohort"
+    command = [sys.executable, "-m", "elr_mri.simulate", "--out", str(out), "--seed", "5", *RESUMABLE, "--jobs", "2"]
+    run = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
+    deadline = time.monotonic() + 120
+    while not list((out / PROGRESS).glob("sub-*.json")) and time.monotonic() < deadline and run.poll() is None:
+        time.sleep(0.05)
+    os.kill(children_of(run.pid)[0], signal.SIGKILL)
+    try:
+        _, err = run.communicate(timeout=60)
+    finally:
+        run.kill()  # where it still waits for the dead worker's scan; its workers die with it
+    assert run.returncode == 1 and err.splitlines()[-1] == (
+        "elr-mri simulate-cohort: a worker process died (killed for memory? try fewer --jobs than 2 or a coarser "
+        "--resolution); run the same command again: finished scans are kept"), err
+    assert main(["--out", str(out), "--seed", "5", *RESUMABLE]) == 0
+    assert file_hashes(out) == uninterrupted
+
+
 def test_a_second_run_into_a_folder_being_written_is_refused(tmp_path: Path, uninterrupted: dict[str, str],
                                                              capsys: pytest.CaptureFixture[str]) -> None:
     """Two runs with other seeds into one --out both finished (exit 0), each writing its scans over the other's

@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import sys
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -36,7 +37,7 @@ from preprocess.arguments import parse_naming_unknown_options
 from preprocess.folder_locks import lock_or_refuse
 from preprocess.sidecar import atomic_path, file_sha256, read_sidecar, remove_stale_temps, scan_sha256, write_json
 from preprocess.user_errors import USER_ERRORS, nonempty_path, report_user_error, storage_error_or_raise
-from preprocess.workers import forked_on_linux, start_worker_process
+from preprocess.workers import forked_on_linux, start_worker_process, stopping_workers
 
 __all__ = ["main", "simulate_cohort", "MANIFEST_COLUMNS"]
 
@@ -61,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         print("elr-mri simulate-cohort: interrupted; run the same command again: finished scans are kept",
               file=sys.stderr)
         return 130
+    except BrokenProcessPool:
+        print(f"elr-mri simulate-cohort: a worker process died (killed for memory? try fewer --jobs than {args.jobs} "
+              "or a coarser --resolution); run the same command again: finished scans are kept", file=sys.stderr)
+        return 1
     print(_written_manifests(Path(args.out), truth))
     return 0
 
@@ -140,8 +145,8 @@ def _write_cohort(out: Path, specs: list[SubjectSpec], label_noise: float, seed:
         with tqdm(tasks, **progress) as bar:
             measured = [_write_scan(task) for task in bar]
     else:
-        with (forked_on_linux().Pool(jobs, start_worker_process, (os.getpid(),)) as pool,
-              tqdm(pool.imap(_write_scan, tasks), **progress) as bar):
+        with (stopping_workers(jobs, forked_on_linux(), start_worker_process, (os.getpid(),)) as pool,
+              tqdm(pool.map(_write_scan, tasks), **progress) as bar):
             measured = list(bar)
     truth = pd.DataFrame([_truth_row(spec, extra) for spec, extra in zip(specs, measured)])
     with atomic_path(out / "truth.csv") as temp:
