@@ -44,8 +44,8 @@ def test_a_collapse_after_the_training_loss_blew_up_names_the_learning_rate_not_
     blown = _metrics([0.6, 1.0]).assign(train_loss=[4.2, 1.54e13])
     for loss_name in ("elr", "elr_plus", "ce"):
         (found,) = collapse_warnings(blown, best_epoch=2, loss_name=loss_name)
-        assert found.endswith("collapsed onto it; its training loss reached 1.54e+13 in epoch 2, so its outputs blew "
-                              "up: lower optim.lr")
+        assert ("collapsed onto it; its training loss reached 1.54e+13 in epoch 2, so its outputs blew up: lower "
+                "optim.lr; suspected_mislabels.csv") in found
     (elr,) = collapse_warnings(_metrics([0.6, 1.0]).assign(train_loss=[2.3, -40.0]), best_epoch=2, loss_name="elr")
     assert "lower loss.lam" in elr  # a large λ drives the loss far below 0, not above
 
