@@ -37,6 +37,16 @@ def pytest_configure(config: pytest.Config) -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _without_debug_tracebacks() -> Iterator[None]:
+    """ELR_MRI_DEBUG=1, which a maintainer may have exported to see a command's traceback, turns the one-line errors
+    the tests check into tracebacks, in this process and in the commands it starts: the tests check what a user
+    sees, so they run without it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("ELR_MRI_DEBUG", raising=False)
+        yield
+
+
 @pytest.fixture(scope="session")
 def import_script() -> Iterator[Callable[[str], ModuleType]]:
     """Import a file of scripts/ as a module (scripts/ is not a package; its files import each other)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 
@@ -56,6 +58,15 @@ def test_the_printed_metrics_say_what_was_scored_their_unit_and_their_interval(c
         "participants (all scans of each)",
         "  participant level (3 examples, 3 participants):"]
     assert _scored_set_words(None, "test") == "the run's test split, against its given labels"
+
+
+def test_a_debug_switch_left_exported_does_not_turn_the_checked_lines_into_tracebacks(cli_in_process) -> None:
+    """`ELR_MRI_DEBUG=1 make test` (the switch still exported from debugging a command) failed the tests of one-line
+    errors, which got tracebacks: the suite runs without it (conftest)."""
+    assert "ELR_MRI_DEBUG" not in os.environ
+    result = cli_in_process("train", "--config", "missing.yaml")
+    assert (result.returncode, result.stderr) == (2, "elr-mri train: error: config file not found: missing.yaml (pass an "
+                                                     "existing YAML file to --config)\n")
 
 
 def test_no_command_lists_the_commands_and_the_examples_parse(cli_in_process) -> None:
