@@ -47,6 +47,25 @@ def _without_debug_tracebacks() -> Iterator[None]:
         yield
 
 
+def _torch_arithmetic() -> tuple | None:
+    """torch's process-wide switches of fp32 arithmetic, None before torch is imported (the preprocess tests)."""
+    if "torch" not in sys.modules:
+        return None
+    import torch
+
+    return (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32, torch.get_default_dtype())
+
+
+@pytest.fixture(autouse=True)
+def _torch_arithmetic_left_as_found() -> Iterator[None]:
+    """A switch of torch's arithmetic that a test leaves set changes what every later test computes (TF32 matrix
+    products on a GPU), so a test's results would depend on the tests before it: each test puts back what it set."""
+    before = _torch_arithmetic()
+    yield
+    after = _torch_arithmetic()
+    assert before is None or after == before, f"the test left torch's arithmetic changed: {before} -> {after}"
+
+
 @pytest.fixture(scope="session")
 def import_script() -> Iterator[Callable[[str], ModuleType]]:
     """Import a file of scripts/ as a module (scripts/ is not a package; its files import each other)."""

@@ -333,7 +333,11 @@ def test_the_dilated_convolution_benchmark_runs_through_on_small_layers(tmp_path
                                           bench.Layer("small, unpadded", 2, 5, 3, 0, 2, 9)))
     out = tmp_path / "dilated.md"
     monkeypatch.setattr(sys, "argv", ["bench_dilated_conv.py", "--budget", "0.01", "--out", str(out)])
-    bench.main()
+    tf32_matmuls, cudnn_search = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.benchmark
+    try:
+        bench.main()
+    finally:  # main sets both for the whole process: TF32 matrix products would reach every later test's
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.benchmark = tf32_matmuls, cudnn_search
     printed = capsys.readouterr().out
     assert printed.count(f"wrote {out}") == 5  # after each of the 4 timed rows, then the finished file
     text = out.read_text()
