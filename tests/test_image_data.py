@@ -1,6 +1,5 @@
 """Image benchmarks: the NoisyImageData contract on digits, tiny CIFAR / ImageFolder / Clothing1M / WebVision trees."""
 
-import os
 import pickle
 import sys
 from dataclasses import replace
@@ -21,6 +20,7 @@ from elr_mri.data.images import NORMALISATION, build_image_data
 from elr_mri.data.seeded_items import SeededItems
 from elr_mri.engine.runner import selection_rule
 from elr_mri.engine.start import train
+from preprocess.cores import usable_cores
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cifar"
 
@@ -379,7 +379,7 @@ def test_images_decoded_in_forked_processes_are_the_threads_pixels_and_errors(tm
     write_image_folder(tmp_path, ["a", "b"], per_class=5)
     monkeypatch.setattr(image_sources, "DECODE_CHUNK", 3)  # 10 training images: 4 chunks
     cfg = DataConfig(name="imagefolder", root=str(tmp_path), val_fraction=0.0)
-    if sys.platform == "linux" and len(os.sched_getaffinity(0)) > 1:
+    if sys.platform == "linux" and usable_cores() > 1:  # the pool's own count: a 1-CPU quota or SLURM job has threads
         assert isinstance(image_sources._decoding_pool(4), ProcessPoolExecutor)
     by_pool = build_image_data(cfg).train.images
     with monkeypatch.context() as threads_only:

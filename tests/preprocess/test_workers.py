@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from preprocess.cores import usable_cores
 from preprocess.workers import start_worker_process
 
 # A run whose two workers each hold a long scan, with more queued; it prints the workers' pids.
@@ -111,12 +112,11 @@ def _itk_threads(key: str) -> dict:
     return {"status": "done", "threads": int(os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"])}
 
 
-@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
-                    reason="needs 2 cores to share out")
+@pytest.mark.skipif(usable_cores() < 2, reason="needs 2 usable cores to share out (SLURM's --cpus-per-task, a CPU "
+                                                "quota and the affinity count)")
 def test_workers_share_the_cores_and_fewer_scans_than_jobs_leave_none_idle() -> None:
     """Each of `jobs` workers runs ITK on cores // jobs threads, so jobs × threads fits the machine; a batch of one
     scan at --jobs 2 ran it on half the cores while the other worker's half sat idle."""
-    from preprocess.cores import usable_cores
     from preprocess.workers import run_per_scan
 
     cores = usable_cores()
