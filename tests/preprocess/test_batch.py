@@ -877,7 +877,18 @@ def test_flagged_scans_are_named_with_their_reason_and_qc_image(tmp_path, capsys
     from preprocess.qc_flags import qc_reasons
 
     outlier = qc_reasons(np.array([0.8, 0.81, 0.79, 0.8, 0.82, 0.78, 0.8, 0.81, 0.79, 0.6]), np.full(10, 0.8), 0.45)
-    assert outlier[:9] == [""] * 9 and outlier[9].startswith("NCC 0.600 far below the batch's (outliers < 0.7")
+    assert outlier[:9] == [""] * 9 and outlier[9].startswith("NCC 0.600 far below the batch's (outliers < 0.695)")
+
+
+def test_a_batch_of_near_identical_good_scans_flags_none_of_its_slightly_lower_ones():
+    """A review's batch of NCC 0.625 flagged good scans at 0.614-0.620 (spread floor 1e-3); a scan about 5 mm
+    off (0.11-0.19 lower on Colin27) still stands out."""
+    from preprocess.qc_flags import qc_reasons
+
+    batch = np.array([0.625] * 8 + [0.614, 0.62])
+    assert qc_reasons(batch, np.full(10, 0.8), 0.45) == [""] * 10
+    flagged = qc_reasons(np.append(batch, 0.515), np.full(11, 0.8), 0.45)
+    assert flagged[:10] == [""] * 10 and flagged[10] == "NCC 0.515 far below the batch's (outliers < 0.520)"
 
 
 def test_the_default_template_is_mirror_symmetric_so_no_asymmetry_check_could_see_a_left_right_flip():
