@@ -26,12 +26,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 COLIN = ROOT / ".." / "shared" / "data" / "mri" / "colin27_ch2_t1.nii.gz"
 sys.path.insert(0, str(ROOT))
-from preprocess.cores import usable_cores  # noqa: E402  (no ANTs import)
-
-CORES = usable_cores()
-os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", str(CORES))  # before ANTs is imported
-
 from preprocess.batch import run_batch  # noqa: E402
+from preprocess.cores import usable_cores  # noqa: E402
 from preprocess.inputs import read_inputs  # noqa: E402
 from preprocess.pipeline import Params, ScanOutputs, process_scan  # noqa: E402
 from preprocess.steps import to_nifti  # noqa: E402
@@ -101,7 +97,7 @@ def report(runs: dict, rates: dict, scans: int, loads: tuple) -> str:
     ref_ncc, fast_ncc = (mean([c for _, c in runs[n]]) for n in ("reference", "fast"))
     lines = [
         "# preprocess benchmark", "",
-        f"Machine: {platform.machine()}, {CORES} cores, Python {platform.python_version()}; "
+        f"Machine: {platform.machine()}, {usable_cores()} cores, Python {platform.python_version()}; "
         f"load average {loads[0]:.1f} at start, {loads[1]:.1f} at end (other work shares the machine, "
         f"so compare ratios taken in the same run, not absolute times across runs).{busy_warning(loads[0])}",
         f"Input: Colin27 (real head, 1 mm) moved by {scans} known poses and bias fields.", "",
@@ -139,6 +135,8 @@ def main() -> int:
     if not args.colin.is_file():  # an error, not a skip: a run that measured nothing must not pass for one that did
         parser.error(f"no Colin27 at {args.colin}: the benchmark moves copies of it; pass --colin PATH (not in the "
                      "repository: ANTsPy's ants.get_ants_data('ch2') downloads it)")
+    # here, not at import: a test importing this module set ITK's thread count for every later test of its session
+    os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", str(usable_cores()))  # before ANTs is imported
     loads = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory(prefix="bench-preproc-") as tmp:
         work = Path(tmp)

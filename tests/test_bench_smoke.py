@@ -227,6 +227,15 @@ def test_the_preprocessing_benchmark_of_one_scan_times_no_two_worker_batch_and_s
     assert "| 1.5 mm | 30.0 s/scan | 17.0 s/scan |" in bench.report(runs, rates, 2, (0.5, 0.5)).splitlines()
 
 
+def test_importing_the_preprocessing_benchmark_leaves_itk_threads_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """It set ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS at import: every later test of the session (and the ANTs
+    subprocesses they start) ran with the benchmark's thread count instead of the user's setting or ITK's own."""
+    monkeypatch.delenv("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", raising=False)
+    monkeypatch.delitem(sys.modules, "bench_preprocess", raising=False)  # imported afresh, as a first import is
+    _bench_module("bench_preprocess")
+    assert "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS" not in os.environ
+
+
 def test_the_quick_check_a_benchmark_suggests_keeps_the_published_figures() -> None:
     """bench_target_precision's `--set` help suggested a quick check that, with the default --out, replaced
     bench/results/target_precision.md (10 seeds, 150 epochs) by a 2-epoch run."""
