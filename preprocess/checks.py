@@ -70,8 +70,19 @@ def _not_found(path: Path) -> ScanError:
 def _unreadable(path: Path, exc: Exception) -> ScanError:
     """A file nibabel could not read: its reason, and a fix."""
     reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return ScanError(path, f"cannot be read as NIfTI ({reason})", _misnamed_compression(path)
+    return ScanError(path, f"cannot be read as {_format_name(path)} ({reason})", _misnamed_compression(path)
                      or "re-download or re-convert the file")
+
+
+def _format_name(path: Path) -> str:
+    """The format nibabel read `path` as, from its name: a broken .mgz said "cannot be read as NIfTI", sending the
+    user to look for a NIfTI where there is none."""
+    name = path.name.lower().removesuffix(".gz")
+    if name.endswith((".mgz", ".mgh")):
+        return "FreeSurfer MGH"
+    if name.endswith((".hdr", ".img")):
+        return "an Analyze/NIfTI .hdr/.img pair"
+    return "NIfTI"
 
 
 def _misnamed_compression(path: Path) -> str | None:

@@ -252,11 +252,21 @@ def _damaged_gzip_end(path, damage):
 
 
 @pytest.mark.parametrize("damage", ["cut", "crc"])
-@pytest.mark.parametrize("name", ["damaged.nii.gz", "damaged.mgz"])
-def test_damaged_gzip_stream_is_a_scan_error(tmp_path, damage, name):
+@pytest.mark.parametrize(("name", "kind"), [("damaged.nii.gz", "NIfTI"), ("damaged.mgz", "FreeSurfer MGH")])
+def test_damaged_gzip_stream_is_a_scan_error(tmp_path, damage, name, kind):
     """A download cut short by a few bytes, or bits flipped in transfer, must fail like a file cut in half: otherwise
-    a changed voxel is processed without a word (or its NaN blamed on an upstream step)."""
+    a changed voxel is processed without a word (or its NaN blamed on an upstream step). The error names the
+    format the file is in: a broken .mgz said "cannot be read as NIfTI"."""
     path = _damaged_gzip_end(tmp_path / name, damage)
-    with pytest.raises(ScanError, match="cannot be read as NIfTI") as info:
+    with pytest.raises(ScanError, match=f"cannot be read as {kind} ") as info:
         load_scan(path)
     assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_an_analyze_pair_cut_short_is_named_as_one(tmp_path):
+    """An Analyze .img cut short said "cannot be read as NIfTI", about a pair that holds no NIfTI."""
+    path = _analyze(tmp_path / "cut.hdr", np.eye(4), with_mat=True)
+    with open(tmp_path / "cut.img", "r+b") as image:
+        image.truncate(100)
+    with pytest.raises(ScanError, match=r"cut.hdr: cannot be read as an Analyze/NIfTI .hdr/.img pair \(Expected "):
+        load_scan(path)
