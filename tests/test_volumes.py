@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import tempfile
 from pathlib import Path
 
 import nibabel as nib
@@ -344,6 +346,24 @@ def test_a_read_only_preprocessed_folder_is_measured_with_the_cache_beside_the_c
     assert sorted(path.name for path in out.parent.rglob("*")) == [
         "adni.csv", "adni_cache", "adni_failures.csv", f"sub-NEW_ses-M00_volumes-{file_sha256(new.image)[:16]}.json"
     ]  # the old scan's: reused
+
+
+def test_a_temporary_folder_ants_cannot_take_is_refused_before_any_scan(template, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under a TMPDIR holding `[`, `]` or `,` every scan's SyN failed with only "Registration failed with error code
+    1". A preprocessed folder whose own path holds them is measured: ANTs reads its files, writes none there."""
+    cohort = tmp_path / "adni[2],v2"
+    scan = _fake_syn_preprocessed(template, cohort, "sub-A", "fast", 1.1)
+    measured = measure_scan(scan.image, VolumeParams(registration_mm=RESOLUTION))
+    assert measured["regions"]["brain"]["ratio"] == pytest.approx(1.1**3, rel=0.02)
+    manifest = _manifest(cohort, scan)
+    unsafe = tmp_path / "scratch[1]"
+    unsafe.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(unsafe))
+    with pytest.raises(ValueError, match=rf"^temporary folder {re.escape(str(unsafe))}: holds '\[' '\]', which ANTs "
+                                         "cannot take in the path .*; set TMPDIR to a folder whose path has none$"):
+        measure_manifest(manifest, tmp_path / "again.csv", VolumeParams(registration_mm=RESOLUTION), progress=False)
+    assert not (tmp_path / "again_failures.csv").exists()
 
 
 def test_two_syn_preprocessings_of_other_profiles_are_told_apart_in_the_warp_column(template, tmp_path: Path) -> None:

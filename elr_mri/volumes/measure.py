@@ -29,7 +29,7 @@ from preprocess.batch import failure_table, files_removed_at_start, telling_line
 from preprocess.inputs import read_csv_table
 from preprocess.pipeline import Params, ScanOutputs
 from preprocess.sidecar import file_sha256, read_sidecar, require_writable, write_json
-from preprocess.steps import MNI152_CODE
+from preprocess.steps import MNI152_CODE, ants_unsafe
 from preprocess.template import space_code
 from preprocess.user_errors import as_storage_error, not_a_file
 from preprocess.workers import run_per_scan
@@ -236,6 +236,7 @@ def measure_manifest(manifest: str | Path, out_csv: str | Path | None = None, pa
     require_writable(out_csv.parent, f"{out_csv.name}, its failures and its per-scan cache {cache_dir.name}/",
                      "pass --out a CSV in a folder you can write (preprocessed scans on read-only storage are read "
                      "there, not written)")
+    _require_ants_safe_temp()
     table = read_csv_table(manifest, dtype={"participant_id": str, "session_id": str})
     if "processed_path" not in table.columns:
         raise ValueError(f"{manifest}: no processed_path column; pass the manifest `elr-mri preprocess` wrote")
@@ -262,6 +263,16 @@ def measure_manifest(manifest: str | Path, out_csv: str | Path | None = None, pa
         write_csv(volumes, out_csv)
     write_csv(failures, failures_csv)
     return out_csv, volumes, failures
+
+
+def _require_ants_safe_temp() -> None:
+    """The registrations write their transforms under the temporary folder, whose path ANTs splits at `[`, `]` and
+    `,`: under a TMPDIR holding one, every affinely preprocessed scan failed with only "Registration failed with
+    error code 1"."""
+    unsafe = ants_unsafe(tempfile.gettempdir())
+    if unsafe:
+        raise ValueError(f"temporary folder {tempfile.gettempdir()}: holds {unsafe}, which ANTs cannot take in the "
+                         "path it writes each registration's transforms to; set TMPDIR to a folder whose path has none")
 
 
 def _refuse_writing_over_inputs(manifest: Path, out_csv: Path, failures_csv: Path) -> None:
