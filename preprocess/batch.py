@@ -17,7 +17,7 @@ from typing import Hashable, Iterator, Mapping
 import numpy as np
 import pandas as pd
 
-from .checks import ScanError
+from .checks import ScanError, not_found
 from .folder_locks import locks_unsupported, warn_unlocked
 from .inputs import InputError, select_shard
 from .pipeline import PIPELINE_VERSION, Params, ScanOutputs, process_scan, versions_writing_alike
@@ -165,9 +165,10 @@ def run_batch(table: pd.DataFrame, out_dir: str | Path, params: Params, jobs: in
             path.unlink(missing_ok=True)
         if shard is not None:
             table = select_shard(table, *shard)
+        results = _missing_scans(table)
         arguments = {i: (row.resolved_path, out_dir, row.participant_id, row.session_id, params)
-                     for i, row in zip(table.index, table.itertuples())}
-        results = run_per_scan(_run_one, arguments, jobs, "preprocess", progress)
+                     for i, row in zip(table.index, table.itertuples()) if i not in results}
+        results.update(run_per_scan(_run_one, arguments, jobs, "preprocess", progress))
         manifest, failures = _tables(table, results)
         manifest = flag_outliers(manifest, min_ncc)
         write_csv(manifest, out_dir / manifest_name)
@@ -180,6 +181,13 @@ def run_batch(table: pd.DataFrame, out_dir: str | Path, params: Params, jobs: in
                        failed=len(failures), flagged=int(manifest["qc_flag"].sum()) if len(manifest) else 0,
                        failures=out_dir / failures_name,
                        redone=redone_lines(ids, [results[i].get("redone", "") for i in table.index]))
+
+
+def _missing_scans(table: pd.DataFrame) -> dict[Hashable, dict]:
+    """The failed results of the rows whose scan file is not there, found here: a worker process (seconds to start,
+    minutes of queueing behind other scans) was started only to say so. The message is the one the scan's checks give."""
+    return {i: {"status": "failed", "error": str(not_found(Path(path)))}
+            for i, path in zip(table.index, table["resolved_path"]) if str(path).strip() and not Path(path).exists()}
 
 
 def flagged_report(manifest_path: Path, limit: int = 20) -> str:

@@ -20,7 +20,7 @@ import numpy as np
 from .dicom import first_file_below, is_dicom
 from .sidecar import scan_files
 
-__all__ = ["ScanError", "load_scan", "load_option_file"]
+__all__ = ["ScanError", "load_scan", "load_option_file", "not_found"]
 
 # Voxel sizes outside this range (mm) are almost always a header in the wrong units.
 _MIN_VOXEL_MM, _MAX_VOXEL_MM = 0.1, 10.0
@@ -52,7 +52,7 @@ def _header_reports_naming(path: Path) -> Iterator[None]:
         logger.removeFilter(name_the_scan)
 
 
-def _not_found(path: Path) -> ScanError:
+def not_found(path: Path) -> ScanError:
     """A missing scan, and a link whose target is missing said as such: a DataLad (git-annex) data set lists each
     file as a link, pointing nowhere until its content is fetched, where "check the `path` column" sent the user to
     look for a mistake in a path that is right. So is a table written on Windows, whose `scans\\a.nii` is one name
@@ -125,7 +125,7 @@ def load_scan(path: str | Path) -> nib.Nifti1Image:
                             ".nii.gz")
         raise ScanError(path, "is a folder, not a NIfTI file", "point `path` at the .nii or .nii.gz file")
     if not path.exists():
-        raise _not_found(path)
+        raise not_found(path)
     if is_dicom(path):
         raise ScanError(path, "is a DICOM file", "convert the series to NIfTI with `dcm2niix -z y`")
     _require_intact_gzip(path)

@@ -85,6 +85,33 @@ def test_bad_scans_fail_alone_with_their_own_reason(mixed_run, good_scans):
     assert all(Path(p).exists() for p in manifest.processed_path)
 
 
+def test_a_listed_scan_that_is_not_there_fails_without_a_worker_and_the_others_run(tmp_path, monkeypatch):
+    """A missing file (or a DataLad link not fetched) started a worker process only to say so; it is found when the
+    batch starts, fails alone with the checks' message, and the others still go to the workers."""
+    import preprocess.batch
+
+    given = []
+
+    def recording(work, arguments, *rest):
+        given.extend(arguments)
+        return run_per_scan(work, arguments, *rest)
+
+    run_per_scan = preprocess.batch.run_per_scan
+    monkeypatch.setattr(preprocess.batch, "run_per_scan", recording)
+    BAD_SCANS["sub-corrupt"][0](tmp_path / "corrupt.nii.gz")
+    (tmp_path / "unfetched.nii.gz").symlink_to(".git/annex/objects/x")
+    scans = {"sub-a": tmp_path / "gone.nii.gz", "sub-b": tmp_path / "corrupt.nii.gz",
+             "sub-c": tmp_path / "unfetched.nii.gz"}
+    assert main(["--input", str(_csv(tmp_path, scans)), "--output", str(tmp_path / "out"), *FAST]) == 1
+    assert given == [1]  # the corrupt scan's row alone
+    failures = pd.read_csv(tmp_path / "out" / "failures.csv")
+    assert failures.participant_id.tolist() == ["sub-a", "sub-b", "sub-c"]
+    assert failures.error[0] == (f"{scans['sub-a']}: file not found; check the `path` column (relative paths are "
+                                 "resolved against the input CSV's folder)")
+    assert "cannot be read as NIfTI" in failures.error[1]
+    assert failures.error[2].startswith(f"{scans['sub-c']}: is a link to .git/annex/objects/x, which does not exist")
+
+
 def test_rerun_skips_finished_scans(mixed_run, capsys, tmp_path):
     folder, _, shared_out, _ = mixed_run
     out = shutil.copytree(shared_out, tmp_path / "out")  # the other tests read the first run's outputs
