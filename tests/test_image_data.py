@@ -361,6 +361,19 @@ def test_image_folder_normalises_with_its_own_statistics_or_named_constants(tmp_
     assert data.test[0]["image"][0, 0, 0].item() == pytest.approx((0 - mean) / std, rel=1e-4)
 
 
+def test_a_channel_the_same_in_every_image_is_centred_not_scaled_so_padding_stays_small(tmp_path, caplog):
+    for c, name in enumerate(["a", "b"]):
+        for split in ("train", "test"):
+            (tmp_path / split / name).mkdir(parents=True)
+            for k in range(4):
+                Image.new("RGB", (12, 10), (40 * k + c, 9, 9)).save(tmp_path / split / name / f"{k}.png")
+    data = build_image_data(DataConfig(name="imagefolder", root=str(tmp_path), val_fraction=0.0))
+    assert "image channel(s) [1, 2] spread under one grey level" in caplog.text
+    padded = torch.stack([data.train[i]["image"] for i in range(len(data.train))])
+    assert padded[:, 1:].abs().max().item() == pytest.approx(9 / 255, rel=1e-5)  # a zero pad, centred on 9/255
+    assert padded[:, 0].abs().max().item() < 10  # the varying channel is still scaled by its std
+
+
 def test_unreadable_images_are_counted_and_named(tmp_path):
     write_image_folder(tmp_path, ["a", "b"], per_class=5)
     truncated = next((tmp_path / "train" / "a").glob("*.png"))

@@ -12,6 +12,7 @@ test split here, and selection stays on the noisy hold-out.)
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -54,6 +55,10 @@ DIGITS_TEST_SEED = 0
 FILE_RESIZE = 256
 FILE_CROP = {"clothing1m": 224, "webvision": 227}
 CIFAR_PADDING = 4
+# A channel spread over less than one grey level is constant: dividing by its std would blow padding up to ~1e5.
+FLAT_CHANNEL_STD = 1 / 255
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -247,8 +252,18 @@ def _channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, 
         squares += (chunk**2).sum(axis=(0, 2, 3))
     count = images.shape[0] * images.shape[2] * images.shape[3]
     mean = total / count
-    std = np.sqrt(np.maximum(squares / count - mean**2, 1e-12))
-    return tuple(mean.tolist()), tuple(std.tolist())
+    std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
+    return tuple(mean.tolist()), _unit_std_where_flat(std)
+
+
+def _unit_std_where_flat(std: np.ndarray) -> tuple[float, ...]:
+    """std 1 for a channel the same in every training image (e.g. an empty colour channel), said once: scaled by
+    its ~0 std, the crops' zero padding and any pixel unlike the training set's became inputs of ~1e5."""
+    flat = [channel for channel, spread in enumerate(std) if spread < FLAT_CHANNEL_STD]
+    if flat:
+        log.warning("image channel(s) %s spread under one grey level across the training images; they are centred "
+                    "but not scaled (std 1)", flat)
+    return tuple(1.0 if spread < FLAT_CHANNEL_STD else float(spread) for spread in std)
 
 
 def stratified_subset(labels: np.ndarray, size: int, seed: int, key: str) -> np.ndarray:
