@@ -187,6 +187,22 @@ def test_a_human_label_file_under_the_other_suffix_is_told_to_be_renamed(tmp_pat
         load_human_labels(tmp_path / "human.pt", "worse_label")
 
 
+@pytest.mark.parametrize("worse", [[0.0, 0.5, 3.7], [0, -1, 2], ["0", "1", "2"]])
+def test_human_labels_that_are_no_class_numbers_are_refused_naming_file_and_key(tmp_path, worse):
+    """A cast to int64 read 3.7 as class 3 and 0.5 as class 0, silently training on other labels."""
+    np.savez(tmp_path / "human.npz", worse_label=np.array(worse))
+    with pytest.raises(ValueError, match=rf"^{tmp_path / 'human.npz'}: 'worse_label' holds .*not( a)? class number"):
+        load_human_labels(tmp_path / "human.npz", "worse_label")
+
+
+def test_a_human_label_past_the_last_class_is_refused_even_on_an_image_left_out(tmp_path):
+    np.savez(tmp_path / "human.npz", worse_label=np.array([1, 0, 10]))
+    config = NoiseConfig(mode="human", human_labels=str(tmp_path / "human.npz"))
+    with pytest.raises(ValueError, match=r"human.npz: 'worse_label' holds label 10, outside the data set's 10 classes "
+                                         r"\(0 to 9\)"):
+        apply_noise_config(config, np.zeros(2, dtype=np.int64), 10, original_index=np.array([0, 1]))
+
+
 def test_noise_config_human_uses_original_index(tmp_path):
     np.savez(tmp_path / "human.npz", worse_label=np.array([5, 6, 7, 8, 9]))
     config = NoiseConfig(mode="human", human_labels=str(tmp_path / "human.npz"))

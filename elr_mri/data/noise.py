@@ -203,6 +203,9 @@ def _human_labels(
             "the file belongs to another data set (CIFAR-10N's file for CIFAR-10, CIFAR-100N's for CIFAR-100), or the "
             "data set lacks classes (a class folder missing?)"
         )
+    if human.size and human.max() >= num_classes:
+        raise ValueError(f"{path}: {key!r} holds label {human.max()}, outside the data set's {num_classes} classes "
+                         f"(0 to {num_classes - 1}); the file belongs to another data set, or names another key")
     absent = np.array([]) if release_index is None else np.setdiff1d(np.arange(len(human)), loaded)
     if absent.size and loaded.size and absent.min() > loaded.max():  # the file runs past every image there
         raise ValueError(
@@ -284,7 +287,19 @@ def _pick(arrays: dict[str, np.ndarray], key: str, path: Path) -> np.ndarray:
     if key not in arrays:
         raise ValueError(f"{path}: no labels named {key!r}; available: {', '.join(sorted(arrays))} (set "
                          "data.noise.human_key to one of them)")
-    return np.asarray(arrays[key], dtype=np.int64).reshape(-1)
+    return _class_numbers(np.asarray(arrays[key]).reshape(-1), key, path)
+
+
+def _class_numbers(values: np.ndarray, key: str, path: Path) -> np.ndarray:
+    """int64 labels, refusing values a cast would silently turn into other classes (3.7 → 3, -1 → a huge index)."""
+    if values.dtype.kind not in "iuf":
+        raise ValueError(f"{path}: {key!r} holds {values.dtype} values, not class numbers; give the file's labels as "
+                         "integers 0, 1, 2, …")
+    wrong = np.flatnonzero(~np.isfinite(values) | (values != np.round(values)) | (values < 0))
+    if wrong.size:
+        raise ValueError(f"{path}: {key!r} holds {values[wrong[0]]} at position {wrong[0]} ({wrong.size} such), not a "
+                         "class number; give the file's labels as integers 0, 1, 2, …")
+    return values.astype(np.int64)
 
 
 def _check_labels(labels: np.ndarray, num_classes: int) -> np.ndarray:
