@@ -1299,6 +1299,10 @@ def test_a_diverging_run_keeps_the_best_epoch_it_held_in_memory(tmp_path: Path, 
     assert kept["epoch"] == best and all(torch.isfinite(w).all() for w in kept["method"]["model"].values())
     result = cli_in_process("evaluate", "--run", str(out), "--bootstrap", "20")
     assert result.returncode == 0 and f"best checkpoint so far, from epoch {best}" in result.stderr, result.stderr
+    result = cli_in_process("train", "--resume", str(out))  # its eval-test/ was refused as "not a run's" files
+    assert f"{out}: removed eval-test (they scored checkpoints/best.pt, which training anew here replaces" \
+           in result.stderr and f"training diverged in epoch {diverged} " in result.stderr, result.stderr[-2000:]
+    assert not (out / "eval-test").exists()
 
 
 def test_a_best_checkpoint_a_resume_did_not_write_again_is_named(tmp_path: Path, cli_in_process: Cli) -> None:

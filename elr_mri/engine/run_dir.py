@@ -156,12 +156,15 @@ def _stopped_writing_its_first_checkpoint(out_dir: Path, best: Path) -> bool:
 
 
 def _require_killed_before_first_checkpoint(out_dir: Path, fix: str) -> None:
-    """Only what a run writes before its first checkpoint (and a best.pt `check_run_dir` accepted): its records
+    """Only what a run writes before its first checkpoint (and a best.pt `check_run_dir` accepted, with the eval-*/
+    explain-* folders that scored it: a diverged run's, evaluated as its error line advises): its records
     alone (killed before the config), or with them a config.yaml that `elr-mri train` wrote. A run's config.yaml
     without the records is refused: the user's copy of one, which the new run would rewrite."""
-    leftovers = {*_run_temp_files(out_dir), *_run_temp_files(out_dir / "checkpoints"), out_dir / "checkpoints" / "best.pt"}
+    best = out_dir / "checkpoints" / "best.pt"
+    leftovers = {*_run_temp_files(out_dir), *_run_temp_files(out_dir / "checkpoints"), best}
+    scores = set(_scored_folders(out_dir)) if best.exists() else set()  # a run's only with what they scored
     others = sorted(path.name for path in out_dir.iterdir()
-                    if path.name not in BEFORE_FIRST_CHECKPOINT and path not in leftovers)
+                    if path.name not in BEFORE_FIRST_CHECKPOINT and path not in leftovers | scores)
     if (out_dir / "checkpoints").is_dir():
         others += sorted(f"checkpoints/{path.name}" for path in (out_dir / "checkpoints").iterdir()
                          if path not in leftovers)
@@ -194,12 +197,15 @@ def _run_temp_files(folder: Path) -> list[Path]:
 
 def remove_leftovers(out_dir: Path) -> None:
     """Before a run writes into a folder it was accepted into: a killed run's temporary files are never read (a
-    ResNet checkpoint's is 170 MB), and without last.pt a best.pt is from a first checkpoint it did not finish."""
+    ResNet checkpoint's is 170 MB), and without last.pt a best.pt is from a first checkpoint it did not finish (or
+    a diverged run's), whose evaluations go with it."""
     for folder in (out_dir, out_dir / "checkpoints"):
         for path in _run_temp_files(folder):
             path.unlink(missing_ok=True)
     if not (out_dir / "checkpoints" / "last.pt").exists():
         (out_dir / "checkpoints" / "best.pt").unlink(missing_ok=True)
+        _remove_scores(out_dir, _scored_folders(out_dir), "they scored checkpoints/best.pt, which training anew here "
+                       "replaces; once it ends, run elr-mri evaluate (explain) again")
 
 
 def start_run_dir(out_dir: Path, config_text: str, data: NoisyImageData, record_ages: bool) -> None:
