@@ -108,8 +108,10 @@ def _run_round(work: Callable[..., dict], arguments: Mapping[Hashable, tuple], j
 
 def start_worker_process(parent_pid: int) -> None:
     """A pool worker's first step: leave Ctrl-C to the parent, which ends the workers itself (a worker's own
-    KeyboardInterrupt only prints a traceback under the parent's one-line message), and die with it."""
+    KeyboardInterrupt only prints a traceback under the parent's one-line message), and die with it. A forked one
+    also drops the parent's SIGTERM handler (`sigterm_as_ctrl_c`): a job's SIGTERM to the group printed its raise."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     die_with_parent(parent_pid)
 
 

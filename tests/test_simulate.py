@@ -79,10 +79,10 @@ def test_spawned_workers_as_on_macos_write_the_bytes_of_one_process(tmp_path: Pa
     assert file_hashes(tmp_path / "cohort") == uninterrupted
 
 
-def interrupt_run(out: Path, seed: int, how: signal.Signals) -> tuple[list[Path], int, str]:
-    """Run simulate-cohort in a subprocess and send it `how` once 2 of its 5 scans are finished; return the
-    finished scans, its exit status and its stderr."""
-    command = [sys.executable, "-m", "elr_mri.simulate", "--out", str(out), "--seed", str(seed), *RESUMABLE]
+def interrupt_run(out: Path, seed: int, how: signal.Signals, *more: str) -> tuple[list[Path], int, str]:
+    """Run simulate-cohort (with `more` arguments) in a subprocess and send its process group `how` once 2 of its 5
+    scans are finished; return the finished scans, its exit status and its stderr."""
+    command = [sys.executable, "-m", "elr_mri.simulate", "--out", str(out), "--seed", str(seed), *RESUMABLE, *more]
     run = subprocess.Popen(command, start_new_session=True, stderr=subprocess.PIPE, text=True,
                            cwd=Path(__file__).resolve().parents[1])
     deadline = time.monotonic() + 120
@@ -169,6 +169,15 @@ def test_rerun_with_other_settings_keeps_nothing_and_ctrl_c_says_how_to_go_on(tm
     assert "Traceback" not in err
     assert main(["--out", str(out), "--seed", "5", *RESUMABLE]) == 0
     assert file_hashes(out) == uninterrupted
+
+
+def test_sigterm_stops_it_as_ctrl_c_does(tmp_path: Path) -> None:
+    """A job's time limit (or `kill`) ended it with no word, exit -15; its forked workers, given the parent's handler,
+    printed tracebacks of their own."""
+    _, code, err = interrupt_run(tmp_path / "cohort", 6, signal.SIGTERM, "--jobs", "2")
+    assert code == 143 and "Traceback" not in err, err
+    assert err.endswith("elr-mri simulate-cohort: stopped by SIGTERM (a job's time limit, scancel or kill); run the "
+                        "same command again: finished scans are kept\n")
 
 
 def test_refuses_to_overwrite_a_cohort_without_the_flag(cohort: Path, capsys: pytest.CaptureFixture) -> None:

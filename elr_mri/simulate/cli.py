@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import sys
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
@@ -35,6 +36,7 @@ from elr_mri.simulate.disease import REGIONS
 from elr_mri.simulate.render import SIMULATOR_VERSION, render_scan
 from preprocess.arguments import parse_naming_unknown_options
 from preprocess.folder_locks import lock_or_refuse
+from preprocess.signals import Terminated, sigterm_as_ctrl_c
 from preprocess.sidecar import atomic_path, file_sha256, read_sidecar, remove_stale_temps, scan_sha256, write_json
 from preprocess.user_errors import USER_ERRORS, nonempty_path, report_user_error, storage_error_or_raise
 from preprocess.workers import forked_on_linux, start_worker_process, stopping_workers
@@ -52,12 +54,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parse_naming_unknown_options(parser, sys.argv[1:] if argv is None else argv)
     try:
-        truth = simulate_cohort(args.out, args.subjects, args.holdout_subjects, args.label_noise, args.seed,
-                                args.resolution, args.anatomy, args.jobs, args.overwrite, args.atrophy_scale)
+        with sigterm_as_ctrl_c():  # `kill` or a job's time limit ended it without a word (exit -15)
+            truth = simulate_cohort(args.out, args.subjects, args.holdout_subjects, args.label_noise, args.seed,
+                                    args.resolution, args.anatomy, args.jobs, args.overwrite, args.atrophy_scale)
     except USER_ERRORS as err:
         return report_user_error("elr-mri simulate-cohort", err)
     except OSError as err:  # a full or read-only disk under --out
         return report_user_error("elr-mri simulate-cohort", storage_error_or_raise(err))
+    except Terminated:
+        print("elr-mri simulate-cohort: stopped by SIGTERM (a job's time limit, scancel or kill); run the same "
+              "command again: finished scans are kept", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("elr-mri simulate-cohort: interrupted; run the same command again: finished scans are kept",
               file=sys.stderr)
