@@ -29,6 +29,7 @@ from elr_mri.data.image_transforms import Compose, Normalize, RandomCrop, Random
 from elr_mri.data.images import CIFAR_PADDING, NORMALISATION, InMemoryImages, build_image_data
 from elr_mri.data.seeded_items import SeededItems
 from elr_mri.distributed import GlobalBatchSampler
+from elr_mri.engine.feeding import worker_start
 from preprocess.user_errors import nonempty_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,15 +78,6 @@ def main() -> None:
     def sampler(epoch: int) -> GlobalBatchSampler:
         return GlobalBatchSampler(len(train), args.batch_size, torch.Generator().manual_seed(epoch))
 
-    def loader(workers: int) -> Callable[[int], Iterable[dict]]:
-        """The engine's DataLoader; on a GPU each batch is copied from pinned memory as the engine does, so
-        both paths end with the batch where the model is."""
-        def batches(epoch: int) -> Iterator[dict]:
-            for batch in DataLoader(SeededItems(train, epoch), batch_sampler=sampler(epoch), num_workers=workers,
-                                    pin_memory=device.type == "cuda"):
-                yield {key: value.to(device, non_blocking=True) for key, value in batch.items()}
-        return batches
-
     resident = DeviceImageBatches.from_dataset(train, device)
 
     def on_device(epoch: int) -> Iterable[dict]:
@@ -93,8 +85,8 @@ def main() -> None:
 
     # (batches of an epoch, intra-op threads of this process); DataLoader workers use one thread each
     paths = {
-        "per-item DataLoader, num_workers=0": (loader(0), threads),
-        "per-item DataLoader, num_workers=2": (loader(2), threads),
+        "per-item DataLoader, num_workers=0": (loader(train, sampler, 0, device), threads),
+        "per-item DataLoader, num_workers=2": (loader(train, sampler, 2, device), threads),
         f"device-resident ({device.type}), {intra_op_threads(threads)}": (on_device, threads),
     }
     one_thread_row = device.type == "cpu" and threads > 1  # batched CPU ops suffer most when other jobs hold the cores
@@ -111,6 +103,18 @@ def main() -> None:
         # after each row: a device call cut by its limit keeps what it measured
         write_report(args.out, report(args, device, source, len(train), threads, rates, len(paths), load_before,
                                       one_thread_row))
+
+
+def loader(train: InMemoryImages, sampler: Callable[[int], GlobalBatchSampler], workers: int,
+           device: torch.device) -> Callable[[int], Iterable[dict]]:
+    """The engine's DataLoader, its workers started as the engine's (`worker_start`: forked on Linux, where Python
+    3.14's forkserver imported torch again in each); on a GPU each batch is copied from pinned memory as the engine
+    does, so both paths end with the batch where the model is."""
+    def batches(epoch: int) -> Iterator[dict]:
+        for batch in DataLoader(SeededItems(train, epoch), batch_sampler=sampler(epoch), num_workers=workers,
+                                multiprocessing_context=worker_start(workers), pin_memory=device.type == "cuda"):
+            yield {key: value.to(device, non_blocking=True) for key, value in batch.items()}
+    return batches
 
 
 def report(args: argparse.Namespace, device: torch.device, source: str, images: int, threads: int,

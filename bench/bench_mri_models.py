@@ -364,11 +364,12 @@ def epoch_seconds(dataset: object, batch: int, num_workers: int, seed: int, blur
 
     from elr_mri.data.device_blur import kernel_radius
     from elr_mri.data.seeded_items import SeededItems
-    from elr_mri.engine.feeding import BlurredOnDevice
+    from elr_mri.engine.feeding import BlurredOnDevice, worker_start
 
     started = time.perf_counter()
     loader = DataLoader(SeededItems(dataset, seed), batch_size=batch, shuffle=True, num_workers=num_workers,
-                        generator=torch.Generator().manual_seed(seed), pin_memory=torch.cuda.is_available())
+                        multiprocessing_context=worker_start(num_workers), generator=torch.Generator().manual_seed(seed),
+                        pin_memory=torch.cuda.is_available())
     batches = loader if blur_device is None else BlurredOnDevice(loader, torch.device(blur_device), kernel_radius(1.0))
     for _ in batches:
         pass

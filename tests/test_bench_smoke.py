@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib
+import multiprocessing
 import os
 import re
 import shutil
@@ -131,6 +132,42 @@ def _bench_module(name: str) -> ModuleType:
         return importlib.import_module(name)
     finally:
         sys.path.remove(str(ROOT / "bench"))
+
+
+class _NamingItsWorker:
+    """Items that leave, in `folder`, the name of the process drawing them: ForkProcess-1, ForkServerProcess-1."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def __len__(self) -> int:
+        return 4
+
+    def item(self, index: int, seed: int | None) -> dict[str, torch.Tensor]:
+        (self.folder / multiprocessing.current_process().name).touch()
+        return {"image": torch.zeros(1)}
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="workers are forked on Linux only")
+def test_the_loader_benchmarks_fork_their_workers_as_training_does(tmp_path: Path) -> None:
+    """Under Python 3.14's default start method, forkserver, their DataLoader workers imported torch again each epoch,
+    which training's (`worker_start`) do not: the benchmarks timed a start-up that training does not have."""
+    from elr_mri.distributed import GlobalBatchSampler
+
+    device_batches, mri_models = _bench_module("bench_device_batches"), _bench_module("bench_mri_models")
+    draws = {"device_batches": lambda items: list(device_batches.loader(
+                 items, lambda epoch: GlobalBatchSampler(4, 2, torch.Generator().manual_seed(epoch)), 1,
+                 torch.device("cpu"))(0)),
+             "mri_models": lambda items: mri_models.epoch_seconds(items, 2, 1, 0)}
+    default = multiprocessing.get_start_method(allow_none=True)
+    multiprocessing.set_start_method("forkserver", force=True)  # Python 3.14's default on Linux
+    try:
+        for name, draw in draws.items():
+            (tmp_path / name).mkdir()
+            draw(_NamingItsWorker(tmp_path / name))
+            assert {path.name.rsplit("-", 1)[0] for path in (tmp_path / name).iterdir()} == {"ForkProcess"}, name
+    finally:
+        multiprocessing.set_start_method(default, force=True)
 
 
 def test_the_decoding_benchmark_says_as_fast_as_or_how_many_times_faster_than() -> None:

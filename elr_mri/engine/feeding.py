@@ -27,7 +27,7 @@ from elr_mri.distributed import DistContext, GlobalBatchSampler, NumberedDraws, 
 from preprocess.workers import forked_on_linux
 
 __all__ = ["BatchFeeder", "BlurredOnDevice", "PairedBatches", "StreamsInTurn", "WithGlobalBatchSizes", "balanced_subset",
-           "serves_from_device"]
+           "serves_from_device", "worker_start"]
 
 Batch = dict[str, Any]  # tensors, the training batches' global_batch_size, and a second stream's batch ("pair")
 SECOND_STREAM_SEED = 50_000_017  # added to an epoch's seed for the second stream: another order, other crops
@@ -148,7 +148,7 @@ class BatchFeeder:
         else:  # each example augmented from (this stream's epoch seed, its index, its earlier draws): SeededItems
             batches = DataLoader(SeededItems(self.data.train, seed), batch_sampler=NumberedDraws(sampler),
                                  num_workers=self.cfg.data.num_workers,
-                                 multiprocessing_context=_worker_start(self.cfg.data.num_workers),
+                                 multiprocessing_context=worker_start(self.cfg.data.num_workers),
                                  generator=torch.Generator().manual_seed(seed), pin_memory=torch.cuda.is_available())
             if self.blur_reach is not None:
                 batches = BlurredOnDevice(batches, self.device, self.blur_reach)
@@ -166,7 +166,7 @@ class BatchFeeder:
             return self.device_sets[split].in_order(size, rows)
         share = Subset(dataset, rows) if self.dist.enabled else dataset
         return DataLoader(share, batch_size=size, shuffle=False, num_workers=self.cfg.data.num_workers,
-                          multiprocessing_context=_worker_start(self.cfg.data.num_workers),
+                          multiprocessing_context=worker_start(self.cfg.data.num_workers),
                           pin_memory=torch.cuda.is_available())  # as training's: the copies to the GPU are non-blocking
 
     def _splits(self) -> dict[str, Dataset]:
@@ -200,9 +200,9 @@ def balanced_subset(labels: np.ndarray, num_classes: int, size: int, seed: int) 
     return chosen[:size]
 
 
-def _worker_start(workers: int) -> BaseContext | None:
+def worker_start(workers: int) -> BaseContext | None:
     """How DataLoader workers start: forked on Linux whatever Python's default (`forked_on_linux`). Under Python 3.14's
     default there, forkserver, each worker of each epoch's loaders imported torch again: an epoch of digits with 2
     workers took 23 s (training 8-9 s, scoring 14-15 s) against 0.7 s forked (2 busy cores), and the workers no longer
-    inherited the signal handling `elr_mri.stopping` gives them."""
+    inherited the signal handling `elr_mri.stopping` gives them. The benchmarks' loaders start theirs so too."""
     return forked_on_linux() if workers > 0 else None  # a DataLoader without workers refuses a context
