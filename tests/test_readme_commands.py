@@ -139,3 +139,13 @@ def test_readme_gives_the_exit_statuses_help_gives() -> None:
     assert codes == ["0", "1", "2", "130", "143"]  # the reading finds them
     assert codes == re.findall(r"(?:^|, )(\d+) ", listed.group(1))
     assert "preprocess-merge" in statuses and "preprocess-merge" in listed.group(1)
+
+
+def test_every_environment_switch_the_code_reads_is_in_readme() -> None:
+    """`ELR_MRI_DEBUG`, which turns a command's one-line error back into its traceback, was read by the code and named
+    in no place a user hunting a bug would look: each `ELR_MRI_*` variable the project reads must be in README."""
+    read = {name for folder in ("elr_mri", "preprocess", "scripts", "bench") for path in (ROOT / folder).rglob("*.py")
+            for name in re.findall(r"\bELR_MRI_[A-Z_]+\b", path.read_text())}
+    assert "ELR_MRI_DEBUG" in read  # the search finds them
+    missing = sorted(name for name in read if f"`{name}=" not in README)
+    assert not missing, f"README does not say how to set {missing}"
