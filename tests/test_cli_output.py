@@ -39,6 +39,26 @@ def test_an_undefined_auc_is_said_to_need_examples_of_its_class_and_of_another(c
         "above the AUCs of the classes present\n")
 
 
+def test_an_image_runs_notes_and_metrics_csv_call_its_images_images(capsys: pytest.CaptureFixture) -> None:
+    """An image run's bootstrap draws images, yet its metrics.csv had a `participants` column (the image count) and
+    its rarely-defined note said the resamples "drew no participant of a class"; MRI runs keep both."""
+    import numpy as np
+
+    from elr_mri.commands.evaluate import _note_rarely_defined
+    from elr_mri.evaluation.metrics import bootstrap_metrics
+
+    proba = np.array([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3], [0.3, 0.3, 0.4], [0.2, 0.2, 0.6]])
+    labels, ids = np.array([0, 1, 2, 2]), np.array(["0", "1", "2", "3"])
+    image = bootstrap_metrics(labels, proba, ids, ["CN", "MCI", "AD"], n_boot=50, level="image")
+    _note_rarely_defined({"image": image}, 50)
+    note = capsys.readouterr().err
+    assert "(the others drew no image of a class); those intervals come from the rest alone: more images " in note
+    assert "participant" not in note and "participants" not in image.rows()[0]
+    scan = bootstrap_metrics(labels, proba, ids, ["CN", "MCI", "AD"], n_boot=50)
+    _note_rarely_defined({"scan": scan}, 50)
+    assert "drew no participant of a class" in capsys.readouterr().err and scan.rows()[0]["participants"] == 4
+
+
 def test_the_printed_metrics_say_what_was_scored_their_unit_and_their_interval(capsys: pytest.CaptureFixture) -> None:
     """`evaluate` printed `accuracy 66.7 [33.3, 100.0]` under the folder's path alone: neither the unit (metrics.csv
     holds fractions), the interval's level and kind, what was resampled, nor the set (a holdout or the test split)."""

@@ -132,7 +132,7 @@ def _scored_set_words(manifest: Path | None, test_set: str) -> str:
 
 def _interval_words(report: MetricsReport) -> str:
     """How to read `estimate [low, high]`: the unit, the interval's level and kind, and what was resampled."""
-    drawn = "images" if report.level == "image" else "participants (all scans of each)"
+    drawn = "images" if report.unit == "image" else "participants (all scans of each)"
     return (f"in %, each figure estimate [low, high]: a {100 * report.confidence:.0f}% percentile interval over "
             f"{report.n_boot} bootstrap resamples of {drawn}")
 
@@ -166,14 +166,15 @@ def _note_rarely_defined(reports: dict[str, MetricsReport], n_boot: int) -> None
     every class. A set of one participant has no resamples at all."""
     from elr_mri.evaluation.metrics import rarely_defined_note, too_few_to_resample
 
+    unit = next(iter(reports.values())).unit
     alone = {level: report.n_participants for level, report in reports.items() if report.n_participants < 2}
-    for level, participants in alone.items():
-        print(f"note: no intervals at {level} level (nan): {too_few_to_resample(participants)}", file=sys.stderr)
+    for level, count in alone.items():
+        print(f"note: no intervals at {level} level (nan): {too_few_to_resample(count, unit)}", file=sys.stderr)
     rare = [f"{metric} ({level}) in {interval.resamples}"
             for level, report in reports.items() if level not in alone for metric, interval in report.metrics.items()
             if interval.rarely_defined(n_boot)]
     if rare:
-        print(f"note: {rarely_defined_note(rare, n_boot)}", file=sys.stderr)
+        print(f"note: {rarely_defined_note(rare, n_boot, unit)}", file=sys.stderr)
 
 
 def _note_scoring_caveats(run_dir: Path, eval_dir: Path, done: str = "scored",

@@ -78,18 +78,19 @@ class Interval:
                 and self.resamples < RARELY_DEFINED * n_boot)
 
 
-def rarely_defined_note(which: Sequence[str], n_boot: int) -> str:
+def rarely_defined_note(which: Sequence[str], n_boot: int, unit: str = "participant") -> str:
     """The words for `which` (each naming an interval and its count of resamples) that are `rarely_defined`:
-    one sentence, the same for `elr-mri evaluate` and the demo's report."""
+    one sentence, the same for `elr-mri evaluate` and the demo's report; `unit`: what the resamples drew
+    (`MetricsReport.unit`)."""
     return (f"defined in fewer than {100 * RARELY_DEFINED:.0f}% of the {n_boot} resamples: {', '.join(which)} (the "
-            "others drew no participant of a class); those intervals come from the rest alone: more participants "
+            f"others drew no {unit} of a class); those intervals come from the rest alone: more {unit}s "
             "of each class make them trustworthy")
 
 
-def too_few_to_resample(participants: int) -> str:
-    """Why a set of `participants` (fewer than two) has no intervals: the same words for `elr-mri evaluate` and the
+def too_few_to_resample(count: int, unit: str = "participant") -> str:
+    """Why a set of `count` `unit`s (fewer than two) has no intervals: the same words for `elr-mri evaluate` and the
     demo's report, where `rarely_defined_note` had called it a set whose resamples "drew no participant of a class"."""
-    return f"resampling participants needs at least two, and this set has {participants}"
+    return f"resampling {unit}s needs at least two, and this set has {count}"
 
 
 @dataclass
@@ -108,16 +109,24 @@ class MetricsReport:
     confidence: float = CONFIDENCE  # the intervals' level, which the outputs state beside them
 
     @property
+    def unit(self) -> str:
+        """What the bootstrap drew: an image of an image data set is its own subject, where scans are drawn by
+        participant; an image run's words and tables must not call its images participants."""
+        return "image" if self.level == "image" else "participant"
+
+    @property
     def balanced_accuracy_classes(self) -> list[str]:
         """The classes the set has examples of, which its balanced accuracy averages recall over (as scikit-learn):
         on a set lacking a class its chance level is 1/len(these), not 1/len(class_names)."""
         return [name for name, count in zip(self.class_names, self.confusion.sum(1)) if count]
 
     def rows(self) -> list[dict[str, object]]:
-        """One dict a metric (level, metric, estimate, low, high, n), ready for a CSV or a table."""
+        """One dict a metric (level, metric, estimate, low, high, resamples, n and, for scans, participants), ready
+        for a CSV or a table: an image level has no participants, and its n already counts what was resampled."""
+        people = {} if self.unit == "image" else {"participants": self.n_participants}
         return [
             {"level": self.level, "metric": name, "estimate": v.estimate, "low": v.low, "high": v.high,
-             "resamples": v.resamples, "n": self.n_examples, "participants": self.n_participants}
+             "resamples": v.resamples, "n": self.n_examples, **people}
             for name, v in self.metrics.items()
         ]
 
