@@ -1,8 +1,9 @@
 """Run the per-scan pipeline over a table of scans with N worker processes, and join shards.
 
 Workers come from `workers.scan_workers` (ITK threads shared out, stopped with the run). A scan that
-fails is caught in its worker and listed in `failures.csv`; the others finish. The output manifest holds the input columns plus
-`processed_path`, `input_sha256`, the QC figures, `qc_flag`, `qc_reason` and `status`; it is what training reads.
+fails is caught in its worker and listed in `failures.csv`; the others finish. The output manifest holds the input columns
+plus `processed_path`, `input_sha256`, `input_voxels_sha256`, the QC figures, `qc_flag`, `qc_reason` and `status`; it
+is what training reads.
 """
 from __future__ import annotations
 
@@ -229,6 +230,7 @@ def _tables(table: pd.DataFrame, results: Mapping[Hashable, dict]) -> tuple[pd.D
     manifest["path"] = table.loc[ok, "resolved_path"]
     manifest["processed_path"] = [results[i]["processed_path"] for i in ok]
     manifest["input_sha256"] = [results[i]["input_sha256"] for i in ok]
+    manifest["input_voxels_sha256"] = [results[i]["input_voxels_sha256"] for i in ok]
     for column in QC_COLUMNS:  # a scan finished before a column existed has none in its sidecar: empty
         manifest[column] = [results[i]["qc"].get(column, np.nan) for i in ok]
     manifest["status"] = [results[i]["status"] for i in ok]
@@ -299,7 +301,9 @@ def _run_one(path: str, out_dir: Path, participant: str, session: str, params: P
             raise as_storage_error(exc) from None
         return {"status": "failed", "error": f"{path}: {type(exc).__name__}: {telling_line(str(exc))}"}
     return {"status": result["status"], "qc": result["qc"], "processed_path": str(outputs.image.resolve()),
-            "input_sha256": result["input_sha256"], "redone": result.get("redone", "")}
+            "input_sha256": result["input_sha256"],
+            # none in a sidecar written before 2026-12-06: only its file's hash then finds the scan's twins
+            "input_voxels_sha256": result.get("input_voxels_sha256", ""), "redone": result.get("redone", "")}
 
 
 def telling_line(message: str) -> str:

@@ -19,7 +19,7 @@ from typing import Iterator
 from . import qc, steps
 from .checks import load_scan
 from .sidecar import (atomic_path, output_hashes, read_sidecar, remove_stale_temps, scan_sha256, stale_reason,
-                      write_json)
+                      voxels_sha256, write_json)
 from .template import DEFAULT_SHAPES, load_template, space_code, template_file_digests
 from .user_errors import as_storage_error
 
@@ -181,7 +181,8 @@ def process_scan(path: str | Path, outputs: ScanOutputs, params: Params) -> dict
             outputs.warp.unlink(missing_ok=True)
         with atomic_path(outputs.overlay) as temp:
             qc.overlay_png(warped, template, temp, title=outputs.image.name)
-    meta = {"input_path": str(path), "input_sha256": input_hash, "params": params.as_dict(),
+    meta = {"input_path": str(path), "input_sha256": input_hash, "input_voxels_sha256": voxels_sha256(scan),
+            "params": params.as_dict(),
             "pipeline_version": PIPELINE_VERSION,
             "template": {"name": template.name, "sha256": template.sha256, **template_files},
             "software": software_versions(), "qc": figures, "outputs_sha256": output_hashes(finished),

@@ -2,7 +2,8 @@
 
 A scan is flagged when its registration's NCC is below the limit (well below 0: a contrast other than T1's) or far
 below the batch's, its head overlaps the template's too little, its field of view missed part of the template's brain,
-its input was too coarse to give more than a blurred scan, or its file holds the same image as another id's input.
+its input was too coarse to give more than a blurred scan, or it holds the same image (file or voxels) as another id's
+input.
 Flagged scans stay in the manifest: `batch.flagged_report` lists them when a run or merge ends.
 """
 from __future__ import annotations
@@ -94,16 +95,30 @@ def _figures(manifest: pd.DataFrame, column: str) -> np.ndarray:
 
 
 def repeated_images(manifest: pd.DataFrame) -> list[str]:
-    """For each row, the other ids whose scan file holds the same bytes ('' when none). Found here from the hashes
-    the scans' sidecars hold anyway, not by hashing every input before the run (minutes for thousands of scans, in
-    every shard); the input table already refuses one file listed twice. One image under two ids could sit in
-    training and test at once."""
-    if "input_sha256" not in manifest.columns:  # shards written before the manifest listed the inputs' hashes
-        return [""] * len(manifest)
+    """For each row, the other ids whose scan holds the same image ('' when none): the same file bytes (`input_sha256`)
+    or the same decoded voxels (`input_voxels_sha256`: one scan saved as .nii and as .nii.gz, or in another data type,
+    whose files differ). Found here from the hashes the scans' sidecars hold anyway, not by hashing every input before
+    the run (minutes for thousands of scans, in every shard); the input table already refuses one file listed twice.
+    One image under two ids could sit in training and test at once."""
+    twins: list[set[int]] = [set() for _ in range(len(manifest))]
+    for column in ("input_sha256", "input_voxels_sha256"):
+        for rows in _rows_sharing(manifest, column):
+            for row in rows:
+                twins[row].update(rows)
+    others = [sorted(found - {row}) for row, found in enumerate(twins)]
+    if not any(others):  # nor need a table of QC figures alone hold ids
+        return [""] * len(others)
     ids = (manifest["participant_id"].astype(str) + "/" + manifest["session_id"].astype(str)).tolist()
-    by_image: dict[str, list[str]] = {}
-    for scan, digest in zip(ids, manifest["input_sha256"]):
-        by_image.setdefault(digest, []).append(scan)
-    twins = [[other for other in by_image[digest] if other != scan]
-             for scan, digest in zip(ids, manifest["input_sha256"])]
-    return [f"same image as {', '.join(others)}" if others else "" for others in twins]
+    return [f"same image as {', '.join(ids[other] for other in found)}" if found else "" for found in others]
+
+
+def _rows_sharing(manifest: pd.DataFrame, column: str) -> list[list[int]]:
+    """The positions of the rows that hold one value of `column`, for each value held by more than one row. Empty
+    values share nothing: a scan whose sidecar (or a shard whose manifest) predates the column has none."""
+    if column not in manifest.columns:
+        return []
+    by_value: dict[str, list[int]] = {}
+    for row, value in enumerate(manifest[column]):
+        if isinstance(value, str) and value:
+            by_value.setdefault(value, []).append(row)
+    return [rows for rows in by_value.values() if len(rows) > 1]

@@ -15,9 +15,14 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable, Collection, Iterator
+from typing import TYPE_CHECKING, Callable, Collection, Iterator
+
+import numpy as np
 
 from .user_errors import as_storage_error
+
+if TYPE_CHECKING:  # annotations only: the rest needs no nibabel
+    import nibabel as nib
 
 # The files of an Analyze or NIfTI pair as nibabel names them from either half, and the compressions it opens them
 # with. SPM's .mat holds an Analyze image's orientation (a NIfTI pair's is in its header; a .mat beside one is hashed
@@ -26,8 +31,8 @@ _PAIR_TYPES = (("header", ".hdr"), ("image", ".img"), ("mat", ".mat"))
 _COMPRESSIONS = (".gz", ".bz2", ".zst")
 _PROBE_BYTES = 64 * 1024  # what `cannot_write` writes: a disk with less free is full for any output
 
-__all__ = ["file_sha256", "scan_files", "scan_sha256", "atomic_path", "cannot_write", "require_writable",
-           "remove_stale_temps", "write_json", "read_sidecar", "output_hashes", "stale_reason"]
+__all__ = ["file_sha256", "scan_files", "scan_sha256", "voxels_sha256", "atomic_path", "cannot_write",
+           "require_writable", "remove_stale_temps", "write_json", "read_sidecar", "output_hashes", "stale_reason"]
 
 
 def file_sha256(path: str | Path) -> str:
@@ -57,6 +62,16 @@ def scan_sha256(path: str | Path) -> str:
     if len(files) == 1:
         return file_sha256(files[0])
     return hashlib.sha256(" ".join(file_sha256(file) for file in files).encode()).hexdigest()
+
+
+def voxels_sha256(scan: nib.Nifti1Image) -> str:
+    """SHA-256 of a loaded scan's voxels (as `checks.load_scan` decodes them: float32, RAS) and their shape. One image
+    saved twice, as .nii and .nii.gz or in another data type or axis order, has two file hashes but this one: listed
+    under two ids it would be processed and split as two participants."""
+    voxels = np.ascontiguousarray(scan.dataobj, dtype=np.float32)
+    digest = hashlib.sha256(str(voxels.shape).encode())
+    digest.update(voxels.data)
+    return digest.hexdigest()
 
 
 @contextlib.contextmanager

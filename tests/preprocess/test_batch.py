@@ -44,8 +44,11 @@ def _csv(tmp_path: Path, scans: dict[str, Path | str]) -> Path:
 
 @pytest.fixture(scope="module")
 def good_scans(tmp_path_factory, moved_template) -> dict[str, Path]:
+    """One image under two ids, saved once as .nii.gz and once as .nii: two files, one image."""
     folder = tmp_path_factory.mktemp("good")
-    return {f"sub-{i:02d}": shutil.copy(moved_template, folder / f"scan{i}.nii.gz") for i in range(1, 3)}
+    image = nib.load(moved_template)
+    nib.Nifti1Image(image.get_fdata(dtype=np.float32), image.affine, image.header).to_filename(folder / "scan2.nii")
+    return {"sub-01": shutil.copy(moved_template, folder / "scan1.nii.gz"), "sub-02": folder / "scan2.nii"}
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +82,9 @@ def test_bad_scans_fail_alone_with_their_own_reason(mixed_run, good_scans):
             "qc_mi", "qc_mask_dice", "qc_flag", "status"} <= set(manifest.columns)
     assert list(manifest.columns)[-3:] == ["qc_flag", "qc_reason", "status"]
     assert (manifest.status == "done").all()
-    # the two good scans are copies of one file: the image under two ids is flagged (QC figures flag neither)
+    # the two good scans hold one image in two files: the image under two ids is flagged (QC figures flag neither)
     assert manifest.input_sha256.tolist() == [file_sha256(good_scans[pid]) for pid in manifest.participant_id]
+    assert manifest.input_voxels_sha256.nunique() == 1 and manifest.input_sha256.nunique() == 2
     assert manifest.qc_reason.tolist() == ["same image as sub-02/ses-M00", "same image as sub-01/ses-M00"]
     assert all(Path(p).exists() for p in manifest.processed_path)
 
@@ -763,6 +767,22 @@ def test_a_scan_whose_field_of_view_missed_part_of_the_brain_is_flagged_with_the
     assert flagged["qc_reason"][1] == ("NCC 0.420 < 0.45; brain 8.2% outside the scan's field of view > 1% "
                                        "(head cut off?)")
     assert not flag_outliers(manifest.drop(columns="qc_brain_coverage").iloc[[0, 2]], 0.45)["qc_flag"].any()
+
+
+def test_one_image_under_two_ids_is_flagged_by_its_file_or_its_voxels():
+    """The same file copied, or the same voxels saved as .nii and .nii.gz: either way one scan counted as two people.
+    A scan finished before the voxel hash existed (empty) is still found by its file's hash."""
+    from preprocess.qc_flags import flag_outliers
+
+    manifest = pd.DataFrame({"participant_id": ["sub-01", "sub-02", "sub-03", "sub-04", "sub-05", "sub-06"],
+                             "session_id": ["ses-M00"] * 6, "qc_ncc": [0.8] * 6, "qc_mask_dice": [0.8] * 6,
+                             "input_sha256": ["f1", "f1", "f2", "f3", "f4", "f5"],
+                             "input_voxels_sha256": ["v1", "", "v1", "v2", "", ""], "status": ["done"] * 6})
+    reasons = flag_outliers(manifest, 0.45)["qc_reason"].tolist()
+    assert reasons == ["same image as sub-02/ses-M00, sub-03/ses-M00", "same image as sub-01/ses-M00",
+                       "same image as sub-01/ses-M00", "", "", ""]  # empty voxel hashes (old sidecars) match nothing
+    assert flag_outliers(manifest.drop(columns="input_voxels_sha256"), 0.45)["qc_reason"].tolist()[:3] == [
+        "same image as sub-02/ses-M00", "same image as sub-01/ses-M00", ""]  # a shard written before the column
 
 
 def _held(lock: Path, mode: int):
