@@ -26,7 +26,7 @@ from .qc_flags import flag_outliers
 from .sidecar import atomic_path, remove_stale_temps, write_json
 from .template import space_code, template_file_digests
 from .user_errors import as_storage_error
-from .workers import run_per_scan
+from .workers import leave_if_starting_a_worker, run_per_scan
 
 __all__ = ["QC_COLUMNS", "Summary", "run_batch", "files_removed_at_start", "merge_shards", "write_csv", "failure_table",
            "shard_names", "telling_line", "flagged_report", "redone_lines"]
@@ -155,6 +155,7 @@ def run_batch(table: pd.DataFrame, out_dir: str | Path, params: Params, jobs: in
               shard: tuple[int, int] | None = None, min_ncc: float = 0.45, progress: bool = True) -> Summary:
     """Process every row of `table` (from inputs.read_inputs), or of its `shard` (I, N), and write the
     manifest and failures (a shard: its own, plus the record `merge_shards` checks)."""
+    leave_if_starting_a_worker()  # before the folder lock, which the parent running this same call holds
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     record = _shard_settings(table, params, min_ncc)

@@ -19,22 +19,44 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from multiprocessing import resource_tracker
 from multiprocessing.context import BaseContext, SpawnContext, SpawnProcess
+from multiprocessing.sharedctypes import Synchronized
 from typing import Callable, Hashable, Iterator, Mapping
 
 from preprocess.cores import usable_cores
 
-__all__ = ["scan_workers", "stopping_workers", "run_per_scan", "start_worker_process", "die_with_parent",
-           "forked_on_linux"]
+__all__ = ["NO_WORKER_STARTED", "WorkersDidNotStart", "scan_workers", "leave_if_starting_a_worker", "stopping_workers",
+           "run_per_scan", "start_worker_process", "die_with_parent", "forked_on_linux"]
 
 _PR_SET_PDEATHSIG = 1  # prctl option from <linux/prctl.h>
 
 
+# A worker's end before it started, said once by the parent: the usual cause, and its fix
+NO_WORKER_STARTED = ("every worker process died while starting, before any scan: a script that calls preprocess (or "
+                     "elr_mri.volumes) runs again in each worker, so its calls must sit under `if __name__ == "
+                     "\"__main__\":`; if they do, check that `python -c \"import preprocess\"` works")
+
+
+class WorkersDidNotStart(RuntimeError):
+    """No worker of a pool got as far as its first scan: every scan would fail alike, so the run stops."""
+
+
 @contextmanager
-def scan_workers(jobs: int) -> Iterator[ProcessPoolExecutor]:
-    """`jobs` spawned workers with `cores // jobs` ITK threads each, so they do not oversubscribe the machine."""
+def scan_workers(jobs: int, started: Synchronized | None = None) -> Iterator[ProcessPoolExecutor]:
+    """`jobs` spawned workers with `cores // jobs` ITK threads each, so they do not oversubscribe the machine; each
+    adds 1 to `started` once it has started."""
     threads = max(1, usable_cores() // jobs)
-    with stopping_workers(jobs, multiprocessing.get_context("spawn"), _start_worker, (threads, os.getpid())) as pool:
+    with stopping_workers(jobs, multiprocessing.get_context("spawn"), _start_worker,
+                          (threads, os.getpid(), started)) as pool:
         yield pool
+
+
+def leave_if_starting_a_worker() -> None:
+    """End this process quietly where it is a worker still starting: spawning it ran the user's script again, and the
+    script reached a call that starts a batch, one not under `if __name__ == "__main__":`. Each such worker printed a
+    traceback of that nested batch (refused for the parent's folder lock), which hid the cause; the parent names it
+    (`NO_WORKER_STARTED`)."""
+    if getattr(multiprocessing.current_process(), "_inheriting", False):  # as multiprocessing's own check reads it
+        raise SystemExit(1)
 
 
 @contextmanager
@@ -70,6 +92,7 @@ def run_per_scan(work: Callable[..., dict], arguments: Mapping[Hashable, tuple],
     """
     from tqdm import tqdm
 
+    leave_if_starting_a_worker()
     cores = usable_cores()
     if min(jobs, len(arguments)) > cores:
         print(f"note: --jobs {jobs} is more than the {cores} core(s) this process may use (affinity, SLURM's "
@@ -92,9 +115,10 @@ def run_per_scan(work: Callable[..., dict], arguments: Mapping[Hashable, tuple],
 def _run_round(work: Callable[..., dict], arguments: Mapping[Hashable, tuple], jobs: int,
                results: dict[Hashable, dict], bar) -> list[Hashable]:
     """Run `arguments` in a fresh pool, storing results; return the keys lost to a dead worker, in
-    submission order."""
+    submission order. Raises WorkersDidNotStart where the pool broke before any worker started."""
     lost = []
-    with scan_workers(jobs) as pool:
+    started = multiprocessing.get_context("spawn").Value("i", 0)
+    with scan_workers(jobs, started) as pool:
         futures = {pool.submit(work, *args): key for key, args in arguments.items()}
         for future in as_completed(futures):
             try:
@@ -102,6 +126,8 @@ def _run_round(work: Callable[..., dict], arguments: Mapping[Hashable, tuple], j
                 bar.update()
             except BrokenProcessPool:
                 lost.append(futures[future])
+    if lost and not started.value:
+        raise WorkersDidNotStart(NO_WORKER_STARTED)
     order = list(arguments)
     return sorted(lost, key=order.index)
 
@@ -134,10 +160,13 @@ def die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
-def _start_worker(threads: int, parent_pid: int) -> None:
+def _start_worker(threads: int, parent_pid: int, started: Synchronized | None) -> None:
     """Runs first in each spawned worker, before ANTs (and so ITK) is imported there."""
     os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(threads)
     start_worker_process(parent_pid)
+    if started is not None:
+        with started.get_lock():
+            started.value += 1
 
 
 class _WorkerDeafToCtrlC(SpawnProcess):

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -171,3 +172,29 @@ def test_a_worker_spawned_off_linux_starts_deaf_to_ctrl_c(monkeypatch: pytest.Mo
     worker.join(timeout=60)
     assert worker.exitcode == 0  # 1 after a KeyboardInterrupt
     assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])  # the parent's own is not blocked
+
+
+# A user's script calling the batch at top level, without `if __name__ == "__main__":`; spawned workers run it again
+UNGUARDED_SCRIPT = """
+import sys
+from preprocess.batch import run_batch
+from preprocess.inputs import read_inputs
+from preprocess.pipeline import Params
+run_batch(read_inputs(sys.argv[1]), sys.argv[2], Params(resolution=2), jobs=2, progress=False)
+"""
+
+
+def test_a_script_without_a_main_guard_is_told_to_add_one(tmp_path) -> None:
+    """Every scan failed as "its worker process died ... killed for memory?", each worker printing a traceback of a
+    second batch refused for the folder lock: both pointed away from the missing `if __name__ == "__main__":`."""
+    (tmp_path / "scan.nii.gz").write_bytes(b"never read: no worker starts")
+    (tmp_path / "scans.csv").write_text("participant_id,session_id,path\nsub-01,ses-M00,scan.nii.gz\n")
+    (tmp_path / "script.py").write_text(UNGUARDED_SCRIPT)
+    root = Path(__file__).resolve().parents[2]
+    run = subprocess.run([sys.executable, str(tmp_path / "script.py"), str(tmp_path / "scans.csv"),
+                          str(tmp_path / "out")], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(root)})
+    assert run.returncode == 1
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("preprocess.workers.WorkersDidNotStart: ") and 'if __name__ == "__main__":' in last
+    assert "in use by another preprocess run" not in run.stderr and not (tmp_path / "out" / "failures.csv").exists()
