@@ -22,7 +22,7 @@ from .checks import ScanError, not_found
 from .folder_locks import locks_unsupported, warn_unlocked
 from .inputs import InputError, select_shard
 from .pipeline import PIPELINE_VERSION, Params, ScanOutputs, process_scan, versions_writing_alike
-from .qc_flags import flag_outliers
+from .qc_flags import actions_for, flag_outliers
 from .sidecar import atomic_path, remove_stale_temps, write_json
 from .template import space_code, template_file_digests
 from .user_errors import as_storage_error
@@ -204,8 +204,11 @@ def flagged_report(manifest_path: Path, limit: int = 20) -> str:
               f"{ScanOutputs.beside(row.processed_path).overlay}" for row in flagged.head(limit).itertuples()]
     if len(flagged) > limit:
         lines.append(f"  … and {len(flagged) - limit} more; see {manifest_path}")
-    lines.append("They stay in the manifest, and training reads every row: look at each one's QC image (and qc_ncc, "
-                 "qc_mask_dice), then drop the rows of scans you reject, or fix those scans and run again.")
+    lines.append("They stay in the manifest, and training reads every row. What to do:")
+    lines += [f"  {advice}" for advice in actions_for(flagged["qc_reason"].tolist())]
+    lines.append("Drop a row from the input table (a BIDS folder: list its scans in a CSV), then run again (finished "
+                 "scans are skipped): each run writes the manifest anew from its input, so a row deleted from "
+                 "the manifest comes back.")
     return "\n".join(lines)
 
 

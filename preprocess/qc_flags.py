@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["flag_outliers", "qc_reasons", "cut_off_brains", "coarse_inputs", "repeated_images"]
+__all__ = ["ACTIONS", "flag_outliers", "qc_reasons", "cut_off_brains", "coarse_inputs", "repeated_images",
+           "actions_for"]
 
 # a scan whose voxels are coarser than this along any axis (a clinical T1 of 5 mm slices) registers well enough to pass
 # the NCC check (0.52-0.54 measured for 10 mm voxels) while the output is only that scan blurred onto the grid
@@ -32,6 +33,20 @@ MIN_BRAIN_COVERAGE = 0.99
 # and good scans of one batch lie up to 0.05 below its mean (demo: mean 0.78, lowest 0.73); a floor of 1e-3 flagged
 # good scans 0.005-0.011 below a batch of near-identical ones.
 MIN_NCC_SPREAD = 0.03
+
+# What a person does about each kind of flag, by the words its `qc_reason` holds: "look at the QC image" was the one
+# advice for all, where a duplicate's or a thick-sliced scan's image looks right
+ACTIONS = (
+    (("same image as",), "same image: one scan under several ids (a copy, or one image saved twice); keep the row of "
+     "the participant it belongs to and drop the others"),
+    (("anticorrelated",), "anticorrelated: not a T1 series; point `path` at the session's T1"),
+    (("thick slices",), "thick slices: use the session's 3D T1 (1-1.5 mm voxels) if it has one; else drop the row, "
+     "or keep a scan blurred along its slices"),
+    (("head cut off",), "head cut off: that part of the brain is empty in the output; keep the scan only if what you "
+     "study lies inside its field of view"),
+    (("NCC", "head overlap"), "NCC or head overlap: look at the QC image: a brain off the red template outline was "
+     "misregistered (drop the row, or fix the scan's header and run again); one on it is a false alarm"),
+)
 
 
 def flag_outliers(manifest: pd.DataFrame, min_ncc: float) -> pd.DataFrame:
@@ -122,3 +137,8 @@ def _rows_sharing(manifest: pd.DataFrame, column: str) -> list[list[int]]:
         if isinstance(value, str) and value:
             by_value.setdefault(value, []).append(row)
     return [rows for rows in by_value.values() if len(rows) > 1]
+
+
+def actions_for(reasons: list[str]) -> list[str]:
+    """The advice (`ACTIONS`) for each kind of flag among `reasons`, in ACTIONS's order."""
+    return [advice for words, advice in ACTIONS if any(word in reason for reason in reasons for word in words)]

@@ -785,6 +785,25 @@ def test_one_image_under_two_ids_is_flagged_by_its_file_or_its_voxels():
         "same image as sub-02/ses-M00", "same image as sub-01/ses-M00", ""]  # a shard written before the column
 
 
+def test_the_flagged_report_says_what_to_do_about_each_kind_of_flag_it_lists(tmp_path):
+    """"Look at each one's QC image" was the one advice for every flag, though a duplicate's or a thick-sliced scan's
+    image looks right; and "drop the rows" meant the manifest's, which the next run writes again with them."""
+    from preprocess.batch import flagged_report, write_csv
+    from preprocess.qc_flags import flag_outliers
+
+    ids = ["sub-01", "sub-02", "sub-03", "sub-04"]
+    manifest = flag_outliers(pd.DataFrame({
+        "participant_id": ids, "session_id": ["ses-M00"] * 4, "qc_ncc": [0.8, 0.8, 0.8, 0.8],
+        "qc_mask_dice": [0.8] * 4, "qc_input_voxel_mm": [1.0, 1.0, 5.0, 1.0], "input_sha256": ["a", "a", "b", "c"],
+        "processed_path": [f"/p/{pid}_ses-M00_space-template_T1w.nii.gz" for pid in ids], "status": ["done"] * 4}), 0.45)
+    write_csv(manifest, tmp_path / "manifest.csv")
+    report = flagged_report(tmp_path / "manifest.csv")
+    assert "keep the row of the participant it belongs to and drop the others" in report
+    assert "use the session's 3D T1" in report
+    assert "anticorrelated" not in report and "head cut off" not in report and "NCC or head overlap" not in report
+    assert report.splitlines()[-1].startswith("Drop a row from the input table")
+
+
 def _held(lock: Path, mode: int):
     """`lock` flock'ed as another run holds it: a second open file description conflicts even in this process."""
     import fcntl
@@ -917,7 +936,8 @@ def test_flagged_scans_are_named_with_their_reason_and_qc_image(tmp_path, capsys
     assert "  sub-00/ses-M00: NCC 0.300 < 0.45; head overlap 0.200 < 0.5 - /prep/sub-00/ses-M00/sub-00_ses-M00_qc.png" in out
     assert "  sub-01/ses-M00: head overlap 0.200 < 0.5 - " in out and "  sub-19/ses-M00: NCC 0.300 < 0.45 - " in out
     assert "sub-20/ses-M00" not in out and f"… and 3 more; see {tmp_path / 'manifest.csv'}" in out
-    assert "drop the rows of scans you reject, or fix those scans and run again" in out
+    assert "  NCC or head overlap: look at the QC image: a brain off the red template outline" in out
+    assert "same image" not in out and "Drop a row from the input table" in out
     manifest = pd.read_csv(tmp_path / "manifest.csv", keep_default_na=False)
     assert manifest.qc_flag.tolist() == [True] * 23 + [False] * 2
     assert manifest.qc_reason[1] == "head overlap 0.200 < 0.5" and manifest.qc_reason[23] == ""
