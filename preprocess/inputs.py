@@ -40,6 +40,7 @@ def read_csv_table(path: str | Path, **options: object) -> pd.DataFrame:
     if options.get("sep", ",") == ",":
         _refuse_other_separators(path)  # from the header: a row's decimal comma ("73,5") splits a semicolon row
     try:
+        options = {**options, **_header_without_spaces(path, options)}
         with warnings.catch_warnings():  # "loss of data" where rows are longer: checked below
             warnings.simplefilter("ignore", pd.errors.ParserWarning)
             table = pd.read_csv(path, index_col=False, **options)
@@ -51,6 +52,17 @@ def read_csv_table(path: str | Path, **options: object) -> pd.DataFrame:
         raise InputError(f"{path}: cannot be read as a {table_kind} table ({reason}); save it as {separated} UTF-8 "
                          "text with a header row") from err
     return table
+
+
+def _header_without_spaces(path: str | Path, options: dict[str, object]) -> dict[str, object]:
+    """The options that read a header typed with spaces around its names ("participant_id, session_id") under the
+    names alone, so that a `dtype` given by name reaches its column: read as " session_id", ids such as 01 became
+    the number 1 and every reader of the table missed the column. No options where the header has no such space."""
+    names = [str(name) for name in pd.read_csv(path, nrows=0, **options).columns]
+    stripped = [name.strip() for name in names]
+    if stripped == names or len(set(stripped)) < len(stripped):  # a name typed twice: pandas tells the two apart
+        return {}
+    return {"header": 0, "names": stripped}
 
 
 def _refuse_other_separators(path: str | Path) -> None:
@@ -98,7 +110,6 @@ def read_inputs(source: str | Path) -> pd.DataFrame:
         table, base = read_csv_table(source, dtype=str, keep_default_na=False, skipinitialspace=True), source.parent
     else:
         raise InputError(f"{source}: no such CSV file or BIDS folder; check --input")
-    table.columns = [str(column).strip() for column in table.columns]  # a header typed "a ,b"
     missing = [c for c in REQUIRED if c not in table.columns]
     if missing:
         raise InputError(f"{source}: missing column(s) {missing} (found {list(table.columns)}); the CSV needs "

@@ -60,6 +60,20 @@ def test_load_manifest_resolves_paths_and_normalises_diagnoses(tmp_path):
     assert label_indices(frame["diagnosis"], CLASSES).tolist() == [0, 2]
 
 
+def test_a_manifest_typed_with_spaces_around_its_column_names_is_read_with_its_ids_as_text(tmp_path):
+    """Typed as `participant_id, session_id , path`, training refused it for missing the columns it shows (preprocess
+    reads it); named " session_id", that column also escaped the ids' text reading: session 01 came out as 1."""
+    for name in ("0042_01.nii.gz", "0043_02.nii.gz"):
+        (tmp_path / name).write_bytes(b"")
+    path = tmp_path / "manifest.csv"
+    path.write_text("participant_id, session_id , path,diagnosis , age\n0042,01,0042_01.nii.gz,CN,70\n"
+                    "0043,02,0043_02.nii.gz,AD,71.5\n")
+    frame = load_manifest(path, CLASSES)
+    assert frame[["participant_id", "session_id", "diagnosis"]].values.tolist() == [["0042", "01", "CN"],
+                                                                                   ["0043", "02", "AD"]]
+    assert frame["age"].tolist() == [70.0, 71.5]
+
+
 def test_a_manifest_made_on_windows_finds_its_scans_by_backslashed_relative_paths(tmp_path):
     """`scans\\P1.nii.gz`, from a table written on Windows, was one file name on Linux and macOS: not found."""
     (tmp_path / "scans").mkdir()

@@ -545,7 +545,6 @@ def _read(source: str | Path | pd.DataFrame, what: str) -> tuple[pd.DataFrame, s
     if not path.is_file():
         raise FileNotFoundError(f"{what} {path}: file not found")
     table = read_csv_table(path, dtype=str, sep="\t" if path.suffix in (".tsv", ".tab") else ",")
-    table.columns = [str(column).strip() for column in table.columns]  # a header typed "RID, PTID"
     return table, f"{what} {path}"
 
 
