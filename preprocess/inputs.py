@@ -8,11 +8,14 @@ acquisitions) one row each, its session_id extended by the file's other entities
 """
 from __future__ import annotations
 
+import csv
+import io
 import os
 import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .dicom import DICOM_SUFFIXES, first_file_below, is_dicom
@@ -126,6 +129,7 @@ def read_inputs(source: str | Path) -> pd.DataFrame:
                          "character (a line break?) participant/session id; ids name output folders, use e.g. "
                          "sub-002S0295 / ses-M00")
     _refuse_ids_ants_cannot_take(source, table)
+    _refuse_ids_read_as_missing(source, table)
     dupes = table[table.duplicated(["participant_id", "session_id"], keep=False)]
     if not dupes.empty:
         first = dupes.iloc[0]
@@ -148,6 +152,26 @@ def _refuse_ids_ants_cannot_take(source: Path, table: pd.DataFrame) -> None:
             raise InputError(f"{source}: row {row + 1} ({'/'.join(ids)}) has an id holding {unsafe}, which "
                              "ANTs cannot take in the output folder's path it names (its command line splits file "
                              "names there); use e.g. sub-002S0295 / ses-M00")
+
+
+def _refuse_ids_read_as_missing(source: Path, table: pd.DataFrame) -> None:
+    """An id such as NA, None, null or nan names an output folder here, but every table written after (the output
+    manifest, volumes.csv) is read back with such text as a missing value: training refused those scans as having an
+    empty participant_id, and `elr-mri volumes` wrote them with none, several scans under one blank id."""
+    for column in ("participant_id", "session_id"):
+        missing = _read_as_missing(table[column])
+        if missing.any():
+            row = int(missing.argmax())
+            raise InputError(f"{source}: row {row + 1} has {column} {table[column][row]!r}, which tables read as a "
+                             "missing value (pandas, R, and so training); rename it, e.g. sub-NA / ses-01")
+
+
+def _read_as_missing(values: pd.Series) -> np.ndarray:
+    """Which of the texts `values` (a column of a table with rows) pandas' CSV reader takes for a missing value by
+    default (NA, None, null, nan, N/A, #N/A, ... and ''), asked of the reader itself, whose list may change."""
+    lines = io.StringIO()
+    csv.writer(lines, quoting=csv.QUOTE_ALL).writerows([value] for value in values)
+    return pd.read_csv(io.StringIO(lines.getvalue()), header=None, dtype=str)[0].isna().to_numpy()
 
 
 def _refuse_ids_alike_but_for_case(source: Path, table: pd.DataFrame) -> None:

@@ -60,6 +60,14 @@ def test_load_manifest_resolves_paths_and_normalises_diagnoses(tmp_path):
     assert label_indices(frame["diagnosis"], CLASSES).tolist() == [0, 2]
 
 
+def test_an_id_read_as_missing_is_named_as_such_not_only_as_empty(tmp_path):
+    """A participant typed NA is read as a missing value: "empty participant_id" sent the user to a cell that is not."""
+    path = write_manifest(tmp_path, [scan("NA", "M00"), scan("P2", "M00")])
+    with pytest.raises(ManifestError, match=r"line 2 \(participant '', session 'M00'\): no participant_id \(empty, or a "
+                                            r"text such as NA or None that tables read as missing\)"):
+        load_manifest(path, CLASSES)
+
+
 def test_a_manifest_typed_with_spaces_around_its_column_names_is_read_with_its_ids_as_text(tmp_path):
     """Typed as `participant_id, session_id , path`, training refused it for missing the columns it shows (preprocess
     reads it); named " session_id", that column also escaped the ids' text reading: session 01 came out as 1."""

@@ -121,7 +121,8 @@ def validate_manifest(
             frame[column] = frame[column].mask(outside, raw.str.upper())
             problems += _unknown_classes(frame, raw, column, classes)
     for column in ("participant_id", "session_id"):
-        problems += [f"{_where(frame, i)}: empty {column}" for i in np.flatnonzero(frame[column] == "")]
+        problems += [f"{_where(frame, i)}: no {column} (empty, or a text such as NA or None that tables read as "
+                     "missing)" for i in np.flatnonzero(frame[column] == "")]
     problems += [f"{_where(frame, i)}: age is negative" for i in np.flatnonzero(frame["age"] < 0)]
     problems += [f"{_where(frame, i)}: age {frame['age'][i]:g} is over {MAX_AGE_YEARS}; ages are years at the scan "
                  "(months? divide by 12; a birth year? use the scan's year minus it)"

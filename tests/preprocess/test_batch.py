@@ -631,6 +631,18 @@ def test_an_id_that_ants_cannot_take_in_a_path_is_refused(tmp_path):
         read_inputs(tmp_path / "x.csv")
 
 
+@pytest.mark.parametrize("column, text", [("participant_id", "NA"), ("participant_id", "None"),
+                                          ("session_id", "null"), ("session_id", "nan")])
+def test_an_id_that_tables_read_as_missing_is_refused(tmp_path, column, text):
+    """Such an id named its output folder, but every table after read it as missing: training refused its scans as
+    having an empty participant_id, and `elr-mri volumes` wrote three such scans under one blank id."""
+    ids = {"participant_id": "sub-1", "session_id": "ses-M00", column: text}
+    (tmp_path / "x.csv").write_text("participant_id,session_id,path\n007,01,a.nii\n"
+                                    f"{ids['participant_id']},{ids['session_id']},b.nii\n")
+    with pytest.raises(InputError, match=f"row 2 has {column} '{text}', which tables read as a missing value"):
+        read_inputs(tmp_path / "x.csv")
+
+
 def test_a_home_folder_in_the_path_column_is_expanded(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     (tmp_path / "x.csv").write_text("participant_id,session_id,path\nsub-1,ses-M00,~/scans/a.nii\n")
