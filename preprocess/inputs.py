@@ -43,7 +43,7 @@ def read_csv_table(path: str | Path, **options: object) -> pd.DataFrame:
     if options.get("sep", ",") == ",":
         _refuse_other_separators(path)  # from the header: a row's decimal comma ("73,5") splits a semicolon row
     try:
-        options = {**options, **_header_without_spaces(path, options)}
+        options = {**options, **_header_names(path, options)}
         with warnings.catch_warnings():  # "loss of data" where rows are longer: checked below
             warnings.simplefilter("ignore", pd.errors.ParserWarning)
             table = pd.read_csv(path, index_col=False, **options)
@@ -57,15 +57,22 @@ def read_csv_table(path: str | Path, **options: object) -> pd.DataFrame:
     return table
 
 
-def _header_without_spaces(path: str | Path, options: dict[str, object]) -> dict[str, object]:
+def _header_names(path: str | Path, options: dict[str, object]) -> dict[str, object]:
     """The options that read a header typed with spaces around its names ("participant_id, session_id") under the
     names alone, so that a `dtype` given by name reaches its column: read as " session_id", ids such as 01 became
-    the number 1 and every reader of the table missed the column. No options where the header has no such space."""
-    names = [str(name) for name in pd.read_csv(path, nrows=0, **options).columns]
-    stripped = [name.strip() for name in names]
-    if stripped == names or len(set(stripped)) < len(stripped):  # a name typed twice: pandas tells the two apart
+    the number 1 and every reader of the table missed the column. A name given twice is refused: pandas reads the
+    second as "diagnosis.1", and every reader took the first without a word."""
+    parsing = {key: options[key] for key in ("sep", "skipinitialspace") if key in options}
+    header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False, **parsing).iloc[0].tolist()
+    stripped = [name.strip() for name in header]
+    named = [name for name in stripped if name]  # blank cells, as a separator ending the header, name no column
+    twice = next((name for i, name in enumerate(named) if name in named[:i]), None)
+    if twice is not None:
+        raise InputError(f"{path}: the header names column {twice!r} twice, and only the first would be read; keep "
+                         "one of them, or rename the other")
+    if stripped == header:
         return {}
-    return {"header": 0, "names": stripped}
+    return {"header": 0, "names": [name or f"Unnamed: {i}" for i, name in enumerate(stripped)]}
 
 
 def _refuse_other_separators(path: str | Path) -> None:

@@ -60,6 +60,17 @@ def test_load_manifest_resolves_paths_and_normalises_diagnoses(tmp_path):
     assert label_indices(frame["diagnosis"], CLASSES).tolist() == [0, 2]
 
 
+def test_a_column_named_twice_in_a_manifest_is_refused_not_read_from_its_first(tmp_path):
+    """A corrected diagnosis pasted as a second `diagnosis` column: pandas read it as "diagnosis.1" and training
+    took the first, the labels it was meant to replace, without a word."""
+    (tmp_path / "a.nii.gz").write_bytes(b"")
+    path = tmp_path / "manifest.csv"
+    path.write_text("participant_id,session_id,path,diagnosis,age, diagnosis\n007,01,a.nii.gz,CN,70,AD\n")
+    with pytest.raises(ValueError, match="manifest.csv: the header names column 'diagnosis' twice, and only the first "
+                                         "would be read; keep one of them, or rename the other$"):
+        load_manifest(path, CLASSES)
+
+
 def test_an_id_read_as_missing_is_named_as_such_not_only_as_empty(tmp_path):
     """A participant typed NA is read as a missing value: "empty participant_id" sent the user to a cell that is not."""
     path = write_manifest(tmp_path, [scan("NA", "M00"), scan("P2", "M00")])
