@@ -60,6 +60,20 @@ def test_load_manifest_resolves_paths_and_normalises_diagnoses(tmp_path):
     assert label_indices(frame["diagnosis"], CLASSES).tolist() == [0, 2]
 
 
+def test_an_age_typed_with_a_decimal_comma_is_named_as_such(tmp_path):
+    """"70,5", quoted in a comma-separated table as a European spreadsheet writes it, was only "not a number" in
+    training and an imported age dropped with a warning: the one fix, a decimal point, is said."""
+    path = write_manifest(tmp_path, [scan("007", "01", age="70,5"), scan("008", "01")])
+    with pytest.raises(ManifestError, match=r"line 2 \(participant '007', session '01'\): age '70,5' is not a number "
+                                            r"\(a decimal comma\? write 70\.5\)$"):
+        load_manifest(path, CLASSES)
+    adnimerge = tmp_path / "ADNIMERGE.csv"
+    adnimerge.write_text('PTID,VISCODE,DX,DX_bl,AGE,Years_bl\n011_S_0001,bl,CN,CN,"73,5",0\n')
+    scans = pd.DataFrame({"participant_id": ["011_S_0001"], "session_id": "bl", "path": ["a"]})
+    assert import_adnimerge(adnimerge, scans).age_problems == [
+        "011_S_0001/bl: AGE '73,5' is not a number (a decimal comma? write 73.5)"]
+
+
 def test_a_column_named_twice_in_a_manifest_is_refused_not_read_from_its_first(tmp_path):
     """A corrected diagnosis pasted as a second `diagnosis` column: pandas read it as "diagnosis.1" and training
     took the first, the labels it was meant to replace, without a word."""

@@ -21,8 +21,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from elr_mri.data.importers import (MAX_AGE_YEARS, USABLE_STATUSES, adni_participant_key, has_usable_status,
-                                    sex_letters)
+from elr_mri.data.importers import (MAX_AGE_YEARS, USABLE_STATUSES, adni_participant_key, decimal_comma_hint,
+                                    has_usable_status, sex_letters)
 from preprocess.inputs import read_csv_table, windows_separators_read
 from preprocess.user_errors import not_a_file
 
@@ -128,8 +128,8 @@ def validate_manifest(
                  "(months? divide by 12; a birth year? use the scan's year minus it)"
                  for i in np.flatnonzero(frame["age"] > MAX_AGE_YEARS)]
     not_numbers = frame["age"].isna() & raw_age.notna()
-    problems += [f"{_where(frame, i)}: age {raw_age[i]!r} is not a number (years at the scan)"
-                 for i in np.flatnonzero(not_numbers)]
+    problems += [f"{_where(frame, i)}: age {raw_age[i]!r} is not a number"
+                 f"{decimal_comma_hint(raw_age[i]) or ' (years at the scan)'}" for i in np.flatnonzero(not_numbers)]
     if require_age:
         problems += [
             f"{_where(frame, i)}: no age (the model uses age; fill it in, or train a model without it: "

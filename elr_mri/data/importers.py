@@ -21,7 +21,8 @@ folder. Two scans of one visit, and a clinical value that maps to no class, are 
 
 Public names: `ImportResult`, `ADNI_DIAGNOSES`, `import_adnimerge`, `import_mapped_table`,
 `load_mapping`, `adni_participant_key`, `adni_session_key`, `adni_diagnosis`, `mapped_session_key`,
-`preprocess_failures`, `sex_letters`, `has_usable_status`, `USABLE_STATUSES`, `MAX_AGE_YEARS`.
+`preprocess_failures`, `sex_letters`, `has_usable_status`, `USABLE_STATUSES`, `MAX_AGE_YEARS`,
+`decimal_comma_hint`.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ __all__ = [
     "has_usable_status",
     "USABLE_STATUSES",
     "MAX_AGE_YEARS",
+    "decimal_comma_hint",
 ]
 
 UNKNOWN_SEX_LETTERS = ("U", "O", "X")  # unknown, other, X: kept as unknown
@@ -187,7 +189,8 @@ def _age_problems(given: dict[str, pd.Series], age: pd.Series) -> list[str]:
                   for name, column in given.items()}
     problems = []
     for i in age.index:
-        texts = [f"{name} {given[name][i]!r} is not a number" for name in given if unreadable[name][i]]
+        texts = [f"{name} {given[name][i]!r} is not a number{decimal_comma_hint(given[name][i])}" for name in given
+                 if unreadable[name][i]]
         if texts:
             problems.append("; ".join(texts))
         elif age[i] < 0 or age[i] > MAX_AGE_YEARS:
@@ -195,6 +198,13 @@ def _age_problems(given: dict[str, pd.Series], age: pd.Series) -> list[str]:
         else:
             problems.append("")
     return problems
+
+
+def decimal_comma_hint(value: Any) -> str:
+    """' (a decimal comma? write 73.5)' for a number typed with one ("73,5", as a European spreadsheet writes it,
+    quoted in a comma-separated table), which is text to every reader here; '' for anything else."""
+    number = re.fullmatch(r"\s*(\d+),(\d+)\s*", str(value))
+    return f" (a decimal comma? write {number[1]}.{number[2]})" if number else ""
 
 
 def has_usable_status(status: pd.Series) -> pd.Series:
