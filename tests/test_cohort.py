@@ -214,7 +214,19 @@ def test_a_missing_age_column_is_one_line_and_a_folder_is_named_as_one(tmp_path)
 def test_missing_columns_are_named(tmp_path):
     path = tmp_path / "m.csv"
     pd.DataFrame({"participant_id": ["P1"], "path": ["x"]}).to_csv(path, index=False)
-    with pytest.raises(ManifestError, match="missing column\\(s\\) session_id, diagnosis"):
+    with pytest.raises(ManifestError, match="missing column\\(s\\) session_id, diagnosis \\(it has participant_id, "
+                                            "path\\); a manifest needs participant_id, session_id, path, diagnosis$"):
+        load_manifest(path, CLASSES)
+
+
+def test_a_required_column_spelled_otherwise_is_named_beside_the_one_missing(tmp_path):
+    """"Participant_ID" or "Session ID", as spreadsheets and other tools write them: "missing column(s)
+    participant_id" alone sent the user looking for a column the file seems to have."""
+    path = tmp_path / "m.csv"
+    path.write_text("Participant_ID,Session ID,path,diagnosis\n007,01,x,CN\n")
+    with pytest.raises(ManifestError, match="missing column\\(s\\) participant_id, session_id \\(spelled "
+                                            "'Participant_ID', 'Session ID' in it; it has Participant_ID, Session ID, "
+                                            "path, diagnosis\\)"):
         load_manifest(path, CLASSES)
 
 

@@ -21,8 +21,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from elr_mri.data.importers import (MAX_AGE_YEARS, USABLE_STATUSES, adni_participant_key, decimal_comma_hint,
-                                    has_usable_status, sex_letters)
+from elr_mri.data.importers import (MAX_AGE_YEARS, USABLE_STATUSES, adni_participant_key, columns_it_has,
+                                    decimal_comma_hint, has_usable_status, sex_letters)
 from preprocess.inputs import read_csv_table, windows_separators_read
 from preprocess.user_errors import not_a_file
 
@@ -91,9 +91,9 @@ def validate_manifest(
     """Check a manifest already in memory (see `load_manifest`); raises `ManifestError` listing every bad row."""
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
-        raise ManifestError(
-            f"{source}: missing column(s) {', '.join(missing)}; a manifest needs {', '.join(REQUIRED_COLUMNS)}"
-        )
+        found = columns_it_has([str(column) for column in frame.columns], missing)
+        raise ManifestError(f"{source}: missing column(s) {', '.join(missing)} ({found}); a manifest needs "
+                            f"{', '.join(REQUIRED_COLUMNS)}")
     if require_age and "age" not in frame.columns:
         raise ManifestError(f"{source}: no age column, and the model uses age; add an age column (years at the scan), "
                             "or train a model without it (model.use_age: false)")

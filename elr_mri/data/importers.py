@@ -22,7 +22,7 @@ folder. Two scans of one visit, and a clinical value that maps to no class, are 
 Public names: `ImportResult`, `ADNI_DIAGNOSES`, `import_adnimerge`, `import_mapped_table`,
 `load_mapping`, `adni_participant_key`, `adni_session_key`, `adni_diagnosis`, `mapped_session_key`,
 `preprocess_failures`, `sex_letters`, `has_usable_status`, `USABLE_STATUSES`, `MAX_AGE_YEARS`,
-`decimal_comma_hint`.
+`decimal_comma_hint`, `columns_it_has`.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ __all__ = [
     "USABLE_STATUSES",
     "MAX_AGE_YEARS",
     "decimal_comma_hint",
+    "columns_it_has",
 ]
 
 UNKNOWN_SEX_LETTERS = ("U", "O", "X")  # unknown, other, X: kept as unknown
@@ -562,14 +563,14 @@ def _require(table: pd.DataFrame, columns: tuple[str, ...], where: str, fix: str
     """Refuse a table without `columns`, naming the ones it has; `fix`: how to get the right table or mapping."""
     missing = [c for c in columns if c not in table.columns]
     if missing:
-        found = _columns_it_has([str(c) for c in table.columns], missing)
+        found = columns_it_has([str(c) for c in table.columns], missing)
         raise ValueError(f"{where}: missing column(s) {', '.join(missing)} ({found}){'; ' + fix if fix else ''}")
 
 
 LISTED_COLUMNS = 20  # a NACC UDS export has ~1000 columns: listed whole, they hid the one spelled otherwise
 
 
-def _columns_it_has(names: list[str], missing: list[str]) -> str:
+def columns_it_has(names: list[str], missing: list[str]) -> str:
     """The table's columns for a refusal: first those that spell a missing one in another case or with other
     separators (dx_bl, naccudsd), then the first `LISTED_COLUMNS` of them."""
     near = [repr(name) for wanted in missing for name in names if _loose(name) == _loose(wanted)]
