@@ -71,8 +71,10 @@ check_row() {
 }
 case "${1:-}" in
     '') check_row configs/cifar10/elr_sym40.yaml ;;
-    # shellcheck disable=SC2086  # word splitting intended
-    gap) check_row configs/cifar10/elr_sym40.yaml $clean_labels; check_row configs/cifar10/elr_sym40_cosine.yaml ;;
+    gap)
+        # shellcheck disable=SC2086  # word splitting intended: clean_labels holds several arguments
+        check_row configs/cifar10/elr_sym40.yaml $clean_labels
+        check_row configs/cifar10/elr_sym40_cosine.yaml ;;
     cifar10n) check_row configs/cifar10n/elr.yaml ;;
 esac
 # the budget said first, and whether it was given: a device call's timeout_s must leave it room

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import stat
 import subprocess
 import sys
@@ -103,6 +104,15 @@ def test_the_row_settings_check_needs_none_of_the_carried_wheels() -> None:
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert (done.returncode, done.stdout) == (0, "[]\n"), done.stderr
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
+def test_shellcheck_reads_the_device_scripts_through_and_finds_nothing() -> None:
+    """A shellcheck directive where shellcheck cannot place it (before a case branch) is a parse error that stops it
+    there: nothing after it is checked, the script's other `disable` comments included."""
+    done = subprocess.run(["shellcheck", "bench/gpu_checks.sh", "bench/gpu_prepare.sh"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def _run(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
