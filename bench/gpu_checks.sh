@@ -133,8 +133,9 @@ step() {
 row() {
     local name=$1 mode=$2 config=$3
     shift 3
-    rm -rf "/tmp/$name"  # a rerun on the same machine starts the row afresh, and its figures in a reused OUT go
-    rm -f "$OUT/${name}_${mode}_metrics.csv" "$OUT/${name}_${mode}_summary.json"
+    rm -rf "/tmp/$name"  # a rerun on the same machine starts the row afresh, and its figures in a reused OUT go,
+    # its log too (appended to by step: an earlier run's summary or error would read as this run's)
+    rm -f "$OUT/${name}_${mode}.log" "$OUT/${name}_${mode}_metrics.csv" "$OUT/${name}_${mode}_summary.json"
     keep_copying "/tmp/$name/metrics.csv" "$OUT/${name}_${mode}_metrics.csv" &
     local copier=$!
     # shellcheck disable=SC2086  # word splitting intended: row_settings holds several arguments

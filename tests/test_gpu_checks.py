@@ -226,6 +226,22 @@ def test_every_bench_call_of_the_gpu_checks_parses_up_to_the_missing_gpu(tmp_pat
         assert done.returncode == 2 and "CUDA device" in done.stderr.splitlines()[-1], (script, done.stderr)
 
 
+@pytest.mark.slow  # ~15 s on a quiet machine, 60 s on a loaded one: the import check, then the row's failed start
+def test_a_rerun_into_the_same_out_leaves_no_earlier_row_log_behind(tmp_path: Path) -> None:
+    """`OUT=gpu_out` reused on a GPU machine: a row's log from an earlier run went on under the new run's lines (its
+    figures, or an error since fixed, read as this run's), though the row's metrics and summary were cleared."""
+    out, data = tmp_path / "out", tmp_path / "tree" / "data"
+    (data / "cifar10" / "train").mkdir(parents=True)
+    (data / "CIFAR-10_human.npz").write_bytes(b"")  # no labels in it: the row fails at once
+    out.mkdir()
+    (out / "cifar10n_elr_worst_reduce-overhead.log").write_text("an earlier run's line\n")
+    done = _run(tmp_path, "cifar10n", GPU_CHECKS_SECONDS="100")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.search(r"^cifar10n_elr_worst \(reduce-overhead\): exit [1-9]\d*, ", done.stdout, re.M), done.stdout
+    log = (out / "cifar10n_elr_worst_reduce-overhead.log").read_text()
+    assert log.startswith("elr-mri train: error: "), log
+
+
 def _wheel(folder: Path, name: str, version: str) -> str:
     """A pure-Python wheel of `name` `version` holding only its metadata, in `folder`: pip's download takes it."""
     info = f"{name}-{version}.dist-info"
