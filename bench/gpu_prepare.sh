@@ -5,6 +5,9 @@
 # Both go to git-ignored paths (data/ is ignored; .whl/ is added to .git/info/exclude) named in `carry`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# a worktree's .whl/ and data/ would not travel: a device call carries those of the checkout the session started in
+[ -d .git ] || { echo "bench/gpu_prepare.sh: $PWD has no .git folder (a git worktree's .git is a file): run it in" \
+    "the checkout the device calls send, whose .whl/ and data/ they carry" >&2; exit 1; }
 grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
 mkdir -p data
 # the wheels replace .whl/ once all are in: an earlier pin's wheel left beside this one's would stop gpu_checks.sh's

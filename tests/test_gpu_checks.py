@@ -252,6 +252,19 @@ def _wheel(folder: Path, name: str, version: str) -> str:
     return f"{name}-{version}-py3-none-any.whl"
 
 
+def test_gpu_prepare_in_a_git_worktree_says_where_to_run_it(tmp_path: Path) -> None:
+    """A worktree's .git is a file (it failed with `.git/info/exclude: Not a directory`), and its .whl/ and data/
+    would not travel: a device call carries them from the checkout the session started in."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / ".git").write_text(f"gitdir: {ROOT}/.git/worktrees/tree\n")
+    (tree / "bench").symlink_to(ROOT / "bench")
+    done = subprocess.run(["bash", "bench/gpu_prepare.sh"], cwd=tree, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and not done.stdout and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith(f"bench/gpu_prepare.sh: {tree} has no .git folder (a git worktree's .git is a file): ")
+    assert sorted(path.name for path in tree.iterdir()) == [".git", "bench"]
+
+
 @pytest.mark.parametrize("downloads", [True, False])
 def test_gpu_prepare_replaces_the_wheels_only_once_all_are_in(tmp_path: Path, downloads: bool) -> None:
     """Two versions of one package in .whl/ stop gpu_checks.sh's install on the device (pip: ResolutionImpossible),
