@@ -306,7 +306,8 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
                           help="an image run's test set: test (default) or a further one of its data set "
                                "(WebVision: ilsvrc12); results go to RUN_DIR/eval-NAME")
     evaluate.add_argument("--checkpoint", choices=["best", "last"], default="best",
-                          help="best: the run's selection rule (config.yaml says which); last: the final epoch")
+                          help="best (default): the epoch the run's selection rule chose (config.yaml says which); last: "
+                               "the final epoch")
     evaluate.add_argument("--bootstrap", type=int, default=N_BOOT, help="participant resamples for the 95%% intervals (default %(default)s)")
     evaluate.add_argument("--baselines", action="store_true",
                           help="MRI runs only: also fit the linear baselines on the run's splits and put them in the "

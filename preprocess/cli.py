@@ -42,14 +42,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="output grid in voxels, centred on the template (default: 169 208 179 at 1 mm, "
                              "121 145 121 at 1.5 mm, else the template's field of view)")
     parser.add_argument("--transform", choices=sorted(steps.TRANSFORMS), default="affine",
-                        help="affine: rigid then affine (antsRegistrationSyNQuick[a]); syn: + deformable")
+                        help="affine (default): rigid then affine (antsRegistrationSyNQuick[a]); syn: + deformable")
     parser.add_argument("--profile", choices=sorted(steps.PROFILES), default="fast",
                         help="fast (default) or reference (ANTsPy default N4, registration to the 1 mm template)")
     parser.add_argument("--normalise", choices=steps.NORMALISATIONS, default="minmax",
-                        help="minmax: clip to 0.5-99.5th percentile then [0, 1]; zscore: in the brain mask")
+                        help="minmax (default): clip to 0.5-99.5th percentile then [0, 1]; zscore: in the brain mask; "
+                             "none: the N4-corrected intensities as they are")
     parser.add_argument("--brain-mask", action="store_true", help="zero voxels outside the template brain mask")
     parser.add_argument("--dtype", choices=steps.DTYPES, default="float32",
-                        help="int16: scaled integers (NIfTI has no float16), half the disk of float32")
+                        help="float32 (default), or int16: scaled integers (NIfTI has no float16), half the disk")
     parser.add_argument("--deterministic", action="store_true",
                         help="reproducible registration (ANTs Repro stages, fixed seed, 1 ITK thread)")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1); ITK threads = cores // jobs")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 
 import pytest
@@ -205,6 +206,26 @@ def test_every_option_of_every_command_and_script_says_what_it_is_for(cli_in_pro
         helps[name] = capsys.readouterr().out
     bare = {name: _options_without_help(text) for name, text in helps.items()}
     assert not any(bare.values()), bare
+
+
+def _options_with_unsaid_defaults(parser: argparse.ArgumentParser) -> list[str]:
+    """The options of `parser` that take a value by default and whose help does not say which."""
+    return [action.option_strings[-1] for action in parser._actions if action.option_strings
+            and not (action.default in (None, [], argparse.SUPPRESS) or action.default is False)
+            and "default" not in (action.help or "")]
+
+
+def test_every_option_that_has_a_default_says_it_in_its_help() -> None:
+    """evaluate --checkpoint, preprocess --transform, --normalise and --dtype and simulate-cohort --anatomy listed
+    their choices without the one a command takes when the option is left out."""
+    from elr_mri.cli import _command_parsers, _parser
+    from elr_mri.simulate.cli import _parser as simulate_parser
+    from preprocess.cli import build_merge_parser, build_parser
+
+    parsers = {**_command_parsers(_parser()), "preprocess": build_parser(), "preprocess-merge": build_merge_parser(),
+               "simulate-cohort": simulate_parser()}
+    unsaid = {name: _options_with_unsaid_defaults(parser) for name, parser in parsers.items()}
+    assert not any(unsaid.values()), unsaid
 
 
 def test_version_is_the_one_pyproject_gives(cli_in_process) -> None:
