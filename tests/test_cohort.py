@@ -474,6 +474,18 @@ def test_mapping_require_keeps_only_ad_with_ad_as_primary_cause(tmp_path):
     assert "NACC000004" in result.dropped["participant_id"].tolist()  # dementia without AD (NACCALZP 7)
 
 
+def test_a_mapping_code_given_twice_or_in_another_base_is_refused_naming_its_line(tmp_path):
+    """Plain YAML kept the last of a code given twice: `3: MCI` then `3: AD` imported every MCI scan as AD."""
+    bad = tmp_path / "bad.yaml"
+    columns = "columns: {participant_id: NACCID, session_id: NACCVNUM, diagnosis: NACCUDSD}\n"
+    bad.write_text(columns + "values:\n  diagnosis:\n    1: CN\n    3: MCI\n    3: AD\n")
+    with pytest.raises(ValueError, match=rf"^{bad} line 6: the key '3' is given twice in one section; keep one$"):
+        load_mapping(bad)
+    bad.write_text(columns + "values: {diagnosis: {1: CN, 3: MCI, 4: AD}}\nrequire: {AD: {NACCALZP: [010]}}\n")
+    with pytest.raises(ValueError, match=rf"^{bad} line 3: 010 reads as 8 in YAML"):
+        load_mapping(bad)
+
+
 def test_mapping_file_is_checked(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("columns: {participant_id: NACCID, session_id: NACCVNUM}\nvalues: {diagnosis: {1: CN}}\n")
@@ -483,7 +495,7 @@ def test_mapping_file_is_checked(tmp_path):
     with pytest.raises(ValueError, match="unknown key 'colums'"):
         load_mapping(bad)
     bad.write_text("columns: {participant_id: NACCID\n")
-    with pytest.raises(ValueError, match=rf"{bad}: not a readable YAML mapping"):
+    with pytest.raises(ValueError, match=rf"{bad} line 2: not valid YAML"):
         load_mapping(bad)
     bad.write_text("- columns\n- values\n")
     with pytest.raises(ValueError, match="the top level must be a mapping with columns: and values:"):

@@ -36,8 +36,8 @@ from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
-import yaml
 
+from elr_mri.config.strict_yaml import read_yaml_file
 from preprocess.inputs import InputError, read_csv_table
 from preprocess.user_errors import not_a_file
 
@@ -250,11 +250,9 @@ def load_mapping(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"mapping file {path}: {not_a_file(path)}")
-    try:
-        mapping = yaml.safe_load(path.read_text()) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: not a readable YAML mapping ({getattr(err, 'problem', None) or err}); "
-                         "compare configs/nacc/nacc_mapping.yaml") from None
+    # read as strictly as a run's config: plain YAML keeps the last of a code given twice (`3: MCI` then `3: AD` made
+    # every MCI an AD) and reads a code 010 as 8
+    mapping = read_yaml_file(path) or {}
     if not isinstance(mapping, dict):
         raise ValueError(f"{path}: the top level must be a mapping with columns: and values: (see "
                          "configs/nacc/nacc_mapping.yaml)")
