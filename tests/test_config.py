@@ -314,6 +314,10 @@ def test_a_mistake_made_by_set_says_so(tmp_path: Path) -> None:
     (["loss.name.x=1"], r"^--set 'loss.name.x=1': 'name' is not a section$"),  # set in the file: not a null one
     (["loss.lambda=1"], r"with --set loss.lambda=1: unknown key 'loss.lambda' \(did you mean loss.lam\?\)"),
     (["data.root=2024"], r"--set data.root=2024: data.root must be str, got 2024; quote it to keep it as text"),
+    # read as null, `--set model.pretrained_checkpoint=$WEIGHTS` with WEIGHTS unset trained from scratch silently
+    (["model.pretrained_checkpoint="], r"^--set 'model.pretrained_checkpoint=': no value after '=' \(an unset shell "
+                                       r"variable\?\); give one, or write null where the setting may be left unset$"),
+    (["data.mri.splits= "], r"^--set 'data.mri.splits= ': no value after '='"),
 ])
 def test_a_set_value_is_read_as_a_file_is(tmp_path: Path, settings: list[str], message: str) -> None:
     with pytest.raises(ConfigError, match=message) as info:

@@ -117,6 +117,9 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> None:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set train.epochs=5")
+        if not value.strip():  # YAML reads it as null: `--set model.pretrained_checkpoint=$UNSET` trained from scratch
+            raise ConfigError(f"--set {item!r}: no value after '=' (an unset shell variable?); give one, or write "
+                              "null where the setting may be left unset")
         node = raw
         parts = key.split(".")
         for part in parts[:-1]:
