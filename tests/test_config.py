@@ -65,7 +65,10 @@ def test_the_evaluation_batch_suits_the_data_unless_set(tmp_path: Path) -> None:
         ("loss:\n  nmae: elr\n", r"unknown key 'loss.nmae'"),
         ("trian:\n  epochs: 3\n", r"unknown key 'trian'"),
         ("train:\n  epochs: three\n", r"train.epochs must be int, got 'three'"),
-        ("train:\n  epochs: 2.5\n", r"train.epochs must be int"),
+        ("train:\n  epochs: 2.5\n", r"train.epochs must be int, got 2.5$"),
+        # YAML 1.1 reads 4e4 as text: the count meant is plain, and said
+        ("elr_plus: {ema_ramp_steps: 4e4}\n", r"elr_plus.ema_ramp_steps must be int, got '4e4'; write it as 40000$"),
+        ("train:\n  epochs: 100.0\n", r"train.epochs must be int, got 100.0; write it as 100$"),
         ("train:\n  tensorboard: 1\n", r"train.tensorboard must be bool"),
         ("loss:\n  name: elrr\n", r"loss.name = 'elrr' is not one of 'ce', 'gce'"),
         ("model: {name: resnet35}\n", r"model.name = 'resnet35' is not one of 'densenet121_3d', 'inception_resnet_v2', "),

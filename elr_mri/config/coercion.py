@@ -103,5 +103,19 @@ def _coerce(hint: Any, value: Any, key: str, source: str) -> Any:
             text = "..." if isinstance(value, bool) else value  # True was yes, on or true: the text is gone
             example = f"'{text}'" if "[" in key else f"--set \"{key}='{text}'\""  # a list item: no --set of its own
             quote = f"; quote it to keep it as text, e.g. {example}"
+        if hint is int:
+            quote = _whole_number_meant(value)
         raise ConfigError(f"{source}: {key} must be {hint.__name__}, got {value!r}{quote}")
     return value
+
+
+def _whole_number_meant(value: Any) -> str:
+    """`; write it as 40000` for a count written as a float (`ema_ramp_steps: 4e4`, which YAML 1.1 reads as text,
+    or `epochs: 100.0`): the number meant is plain, but a float would be a fraction of a step to the code."""
+    if isinstance(value, bool) or not isinstance(value, (str, float)):
+        return ""
+    try:
+        number = float(value)
+    except ValueError:
+        return ""
+    return f"; write it as {int(number)}" if number.is_integer() else ""
