@@ -142,6 +142,12 @@ def test_the_evaluation_batch_suits_the_data_unless_set(tmp_path: Path) -> None:
         ("loss: {lambda: 1}\n", r"unknown key 'loss.lambda' \(did you mean loss.lam\?\); allowed in loss: beta, "),
         ("optim: {epochs: 3}\n", r"unknown key 'optim.epochs' \(did you mean train.epochs\?\); allowed in optim"),
         ("noise: {rate: 0.2}\n", r"unknown key 'noise' \(did you mean data.noise\?\)"),
+        # no spelling is near these: `arch` was asked "did you mean data.mri.cache?", `amp` "loss.lam?"
+        ("model: {arch: resnet34}\n", r"unknown key 'model.arch' \(did you mean model.name\?\)"),
+        ("train: {amp: true}\n", r"unknown key 'train.amp' \(did you mean train.precision\?\)"),
+        ("optim: {learning_rate: 0.1}\n", r"unknown key 'optim.learning_rate' \(did you mean optim.lr\?\)"),
+        ("train: {percent: 0.4}\n", r"\(did you mean data.noise.rate\?\)"),  # the official ELR config's noise rate
+        ("train: {milestone: [40]}\n", r"\(did you mean schedule.milestones\?\)"),  # was train.compile_step
         ("train: {name: x}\n",
          r"\(did you mean data.name or loss.name or model.name or optim.name or schedule.name\?\)"),
         ("data: {root: 2024}\n", r"""data.root must be str, got 2024; quote it to keep it as text, e.g. """
@@ -161,6 +167,14 @@ def test_errors_name_the_key_and_the_file(tmp_path: Path, text: str, message: st
     with pytest.raises(ConfigError, match=message) as info:
         load_config(path)
     assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_each_name_known_from_other_code_points_to_a_setting() -> None:
+    """A setting renamed here would otherwise leave a suggestion of a key that is refused in turn."""
+    from elr_mri.config.coercion import _KNOWN_AS
+
+    assert set(_KNOWN_AS.values()) <= set(dotted_keys(RunConfig))
+    assert not set(_KNOWN_AS) & {key.rsplit(".", 1)[-1] for key in dotted_keys(RunConfig)}
 
 
 def test_a_key_in_another_section_is_pointed_to_its_own() -> None:

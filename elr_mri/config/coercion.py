@@ -56,13 +56,28 @@ def _scalar_meant(cls: type, raw: Any, where: str, source: str) -> str:
     return f" (did you mean {meant}?)"
 
 
+# Names other code gives these settings (the official ELR configs' `percent`, `arch`, `lr_scheduler`; common trainers'
+# `learning_rate`, `amp`), which no spelling is near: without them `model.arch` was asked "did you mean data.mri.cache?"
+_KNOWN_AS = {
+    "learning_rate": "optim.lr", "wd": "optim.weight_decay", "arch": "model.name", "architecture": "model.name",
+    "network": "model.name", "percent": "data.noise.rate", "asym": "data.noise.mode", "lr_scheduler": "schedule",
+    "trainer": "train", "train_loss": "loss", "amp": "train.precision", "mixed_precision": "train.precision",
+    "step_size": "schedule.milestones", "bs": "train.batch_size", "n_gpu": "train.device",
+}
+
+
 def _did_you_mean(prefix: str, name: str, names: set[str]) -> str:
-    """` (did you mean KEY?)` for the key an unknown one most likely meant: the same name in another section
-    (`optim.epochs`: train.epochs), which the list of its section's keys misses, else a near spelling in its own
-    section, else in another. The same name first: `train.milestones` is schedule's, not a misspelt train.compile_step."""
+    """` (did you mean KEY?)` for the key an unknown one most likely meant: the setting another code's name for it
+    names (_KNOWN_AS), else the same name, or it with an s added or dropped, in another section (`optim.epochs`:
+    train.epochs), which the list of its section's keys misses, else a near spelling in its own section, else in
+    another. The same name first: `train.milestones` is schedule's, not a misspelt train.compile_step."""
+    if name in _KNOWN_AS:
+        return f" (did you mean {_KNOWN_AS[name]}?)"
     everywhere = dotted_keys(RunConfig)
     for keys, cutoff in ((everywhere, 1.0), ([prefix + known for known in names], 0.6), (everywhere, 0.6)):
-        near = difflib.get_close_matches(name, {key.rsplit(".", 1)[-1] for key in keys}, n=1, cutoff=cutoff)
+        leaves = {key.rsplit(".", 1)[-1] for key in keys}
+        near = difflib.get_close_matches(name, leaves, n=1, cutoff=cutoff) if cutoff < 1 else \
+            [same for same in (name, name + "s", name.removesuffix("s")) if same in leaves][:1]
         if near:
             return f" (did you mean {' or '.join(sorted(k for k in keys if k.rsplit('.', 1)[-1] == near[0]))}?)"
     return ""
