@@ -335,6 +335,8 @@ def test_a_mistake_made_by_set_says_so(tmp_path: Path) -> None:
     (["model.pretrained_checkpoint="], r"^--set 'model.pretrained_checkpoint=': no value after '=' \(an unset shell "
                                        r"variable\?\); give one, or write null where the setting may be left unset$"),
     (["data.mri.splits= "], r"^--set 'data.mri.splits= ': no value after '='"),
+    # a tab pasted from a table: "not valid YAML (found character '\t' ...); quote it", which would keep it
+    (["optim.lr=0.1\t"], r"^--set 'optim.lr=0.1\\t': a tab, where YAML takes only spaces .*; replace it with spaces$"),
 ])
 def test_a_set_value_is_read_as_a_file_is(tmp_path: Path, settings: list[str], message: str) -> None:
     with pytest.raises(ConfigError, match=message) as info:

@@ -31,11 +31,12 @@ def read_yaml_file(path: Path) -> Any:
         problem = _problem(err)
         what = problem if isinstance(err, _Refused) else f"not valid YAML ({problem})"
         if problem == _TAB_PROBLEM:  # the editor's indentation, which the scanner's words do not name
-            what = "a tab, where YAML takes only spaces (to indent, and after a key's colon); replace it with spaces"
+            what = _TAB_FIX
         raise ConfigError(f"{path}{where}: {what}") from None
 
 
 _TAB_PROBLEM = f"found character {chr(9)!r} that cannot start any token"  # PyYAML's words for a tab
+_TAB_FIX = "a tab, where YAML takes only spaces (to indent, and after a key's colon); replace it with spaces"
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -133,6 +134,8 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> None:
         except _Refused as err:
             raise ConfigError(f"--set {item!r}: {err.problem}") from None
         except yaml.YAMLError as err:
+            if _problem(err) == _TAB_PROBLEM:  # pasted from a table: quoting, the advice below, would keep it
+                raise ConfigError(f"--set {item!r}: {_TAB_FIX}") from None
             raise ConfigError(f"--set {item!r}: the value is not valid YAML ({_problem(err)}); "
                               "quote it, e.g. --set 'key=[1, 2]'") from None
         node[parts[-1]] = _merged(node.get(parts[-1]), parsed)
