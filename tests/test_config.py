@@ -50,6 +50,16 @@ def test_defaults_and_overrides(tmp_path: Path) -> None:
     assert cfg.data.val_fraction == 0.1  # untouched default
 
 
+def test_the_column_mapping_beside_the_run_configs_is_named_as_one() -> None:
+    """`--config configs/nacc/nacc_mapping.yaml` was told only "unknown key 'cohort'" (allowed: data, ...)."""
+    mappings = [p for p in DIGITS.parents[1].rglob("*.yaml") if p not in CONFIGS]
+    assert mappings
+    for path in mappings:
+        with pytest.raises(ConfigError, match=rf"^{path}: a column mapping for `elr-mri import-cohort --mapping`, not a "
+                                              r"run config; pass a run config, e.g. configs/adni/elr.yaml$"):
+            load_config(path)
+
+
 def test_the_evaluation_batch_suits_the_data_unless_set(tmp_path: Path) -> None:
     """512 images at once, but not 512 MRI volumes (~220 MB of activations each through the ×8 network)."""
     images = load_config(_write(tmp_path, "data: {name: cifar10, root: data}\ntrain: {batch_size: 128}\n"))

@@ -44,6 +44,9 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
     raw = read_yaml_file(path) or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections (data:, model:, ...)")
+    if _is_column_mapping(raw):  # it sits in configs/ beside the run configs; its `cohort:` was the key refused
+        raise ConfigError(f"{path}: a column mapping for `elr-mri import-cohort --mapping`, not a run config; pass a "
+                          "run config, e.g. configs/adni/elr.yaml")
     for key in RUN_RECORD_KEYS:
         raw.pop(key, None)
     if not raw:  # before the overrides: `--set` on an empty file would train the built-in defaults
@@ -60,6 +63,15 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
             raise
         numbered = "; ".join(f"{i}) {problem}" for i, problem in enumerate(refused, 1))
         raise ConfigError(f"{path}: {len(refused)} --set values are refused: {numbered}") from None
+
+
+def _is_column_mapping(raw: dict[str, Any]) -> bool:
+    """Whether `raw` is an import's column-and-value mapping (configs/nacc/nacc_mapping.yaml) rather than a run."""
+    if "columns" not in raw:
+        return False
+    from elr_mri.data.importers import MAPPING_KEYS  # pandas: loaded for no run config
+
+    return set(raw) <= set(MAPPING_KEYS)
 
 
 def load_run_config(run_dir: str | Path, overrides: list[str] | None = None) -> RunConfig:
