@@ -15,6 +15,7 @@ import typing
 from typing import Any, Literal, Union
 
 from elr_mri.config.schema import ConfigError, RunConfig, dotted_keys
+from elr_mri.config.unread import setting_text
 
 
 def build_section(cls: type, raw: Any, prefix: str, source: str) -> Any:
@@ -96,7 +97,7 @@ def _coerce(hint: Any, value: Any, key: str, source: str) -> Any:
         return _coerce(inner[0], value, key, source)
     if origin is Literal:  # by type too: 1 == True, and `compile: 1` would pass for true but not act as it
         if not any(type(value) is type(allowed) and value == allowed for allowed in args):
-            choices = ", ".join(repr(a) for a in args)
+            choices = ", ".join(repr(a) if isinstance(a, str) else setting_text(a) for a in args)  # YAML's true
             raise ConfigError(f"{source}: {key} = {value!r} is not one of {choices}")
         return value
     if origin is list:
