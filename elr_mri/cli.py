@@ -261,9 +261,10 @@ _EPILOG = """examples:
 
 Relative paths, those in a config too, are read from the current directory (the examples': the project's).
 `elr-mri COMMAND --help` says what each command takes. Exit status: 0 done; 1 some scans failed (preprocess,
-volumes: the failures CSV says why) or shards that cannot be joined (preprocess-merge: none, some missing, or
-run with other settings); 2 a mistake in the command line, a path, a table or a config (one line on stderr
-says which); 130 Ctrl-C; 143 SIGTERM."""
+volumes: the failures CSV says why), shards that cannot be joined (preprocess-merge: none, some missing, or
+run with other settings), a worker process that died (simulate-cohort) or another process of a torchrun job that
+stopped (train); 2 a mistake in the command line, a path, a table or a config (one line on stderr says which);
+130 Ctrl-C; 141 the output's reader closed the pipe (`| head`); 143 SIGTERM."""
 
 
 def _parser() -> argparse.ArgumentParser:
