@@ -145,6 +145,8 @@ def _stray_hint(argv: list[str], stray: list[str]) -> str:
     for flag, key, value in zip(argv, argv[1:], argv[2:]):
         if flag == "--set" and "=" not in key and value == stray[0]:
             return f" (--set takes KEY=VALUE with no space: --set {key}={value})"
+        if flag == "--set" and value == stray[0] and _unclosed(key):
+            return f" (quote a --set value that holds spaces: --set {shlex.quote(_rejoined(key, stray))})"
     if argv[:1] != ["train"]:  # the only command with --set
         return ""
     if "=" in stray[0] and not stray[0].startswith("-"):
@@ -159,6 +161,21 @@ def _stray_hint(argv: list[str], stray: list[str]) -> str:
         if keys:
             return f" (settings go through --set: --set {' or --set '.join(f'{key}={value}' for key in keys)})"
     return ""
+
+
+def _unclosed(text: str) -> bool:
+    """Whether `text` opens more YAML brackets than it closes: a list or mapping the shell split at a space."""
+    return text.count("[") + text.count("{") > text.count("]") + text.count("}")
+
+
+def _rejoined(value: str, stray: list[str]) -> str:
+    """A --set `value` the shell split at its spaces (`schedule.milestones=[40,` `80]`), joined with the words
+    that followed it until its brackets close."""
+    for word in stray:
+        if not _unclosed(value):
+            break
+        value = f"{value} {word}"
+    return value
 
 
 def _say_interrupted(args: argparse.Namespace, stop: BaseException | None = None) -> int:

@@ -127,6 +127,13 @@ def test_no_command_lists_the_commands_and_the_examples_parse(cli_in_process) ->
                                           "after its option, and none was given to --input and --output)"),
     (["simulate-cohort", "data/sim"], "elr-mri simulate-cohort: unrecognized arguments: data/sim (a value goes after "
                                       "its option, and none was given to --out)"),
+    # a YAML list or mapping the shell split at its spaces: said only "unrecognized arguments: 80]"
+    (["train", "--config", "x.yaml", "--set", "schedule.milestones=[40,", "80]"],
+     "elr-mri train: unrecognized arguments: 80] (quote a --set value that holds spaces: "
+     "--set 'schedule.milestones=[40, 80]')"),
+    (["train", "--config", "x.yaml", "--set", "train={epochs:", "3,", "batch_size:", "4}", "--out", "y"],
+     "elr-mri train: unrecognized arguments: 3, batch_size: 4} (quote a --set value that holds spaces: "
+     "--set 'train={epochs: 3, batch_size: 4}')"),
 ])
 def test_a_mistyped_command_line_is_named_not_taken_for_a_missing_argument(cli_in_process, typed: list[str],
                                                                           expected: str) -> None:
