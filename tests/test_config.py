@@ -342,9 +342,11 @@ def test_a_mistake_made_by_set_says_so(tmp_path: Path) -> None:
     (["loss.lambda=1"], r"with --set loss.lambda=1: unknown key 'loss.lambda' \(did you mean loss.lam\?\)"),
     (["data.root=2024"], r"--set data.root=2024: data.root must be str, got 2024; quote it to keep it as text"),
     # read as null, `--set model.pretrained_checkpoint=$WEIGHTS` with WEIGHTS unset trained from scratch silently
-    (["model.pretrained_checkpoint="], r"^--set 'model.pretrained_checkpoint=': no value after '=' \(an unset shell "
-                                       r"variable\?\); give one, or write null where the setting may be left unset$"),
-    (["data.mri.splits= "], r"^--set 'data.mri.splits= ': no value after '='"),
+    (["model.pretrained_checkpoint="], r"^--set 'model.pretrained_checkpoint=': no value \(an unset shell variable, "
+                                       r"or text after a #, which YAML reads as a comment\?\); give one, quoting a #, "
+                                       r"or write null where the setting may be left unset$"),
+    (["data.mri.splits= "], r"^--set 'data.mri.splits= ': no value \("),
+    (["data.mri.splits=#2.csv"], r"^--set 'data.mri.splits=#2.csv': no value \("),  # a comment: null, as empty
     # a tab pasted from a table: "not valid YAML (found character '\t' ...); quote it", which would keep it
     (["optim.lr=0.1\t"], r"^--set 'optim.lr=0.1\\t': a tab, where YAML takes only spaces .*; replace it with spaces$"),
 ])

@@ -111,6 +111,10 @@ _UniqueKeyLoader.add_constructor(_INT_TAG, _decimal_number)
 _UniqueKeyLoader.add_constructor("tag:yaml.org,2002:float", _decimal_number)
 
 
+# The words YAML reads as null (and an empty value, which a --set is not given on purpose).
+_NULL_WORDS = ("null", "Null", "NULL", "~")
+
+
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> None:
     """Set dotted keys in place: `train.epochs=5` or `loss.name=elr` (values parsed as YAML). A mapping given to a
     section (`optim={lr: 0.1}`) sets the keys it names and keeps the section's others, as one `--set` each would."""
@@ -118,9 +122,6 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> None:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set train.epochs=5")
-        if not value.strip():  # YAML reads it as null: `--set model.pretrained_checkpoint=$UNSET` trained from scratch
-            raise ConfigError(f"--set {item!r}: no value after '=' (an unset shell variable?); give one, or write "
-                              "null where the setting may be left unset")
         node = raw
         parts = key.split(".")
         for part in parts[:-1]:
@@ -138,6 +139,10 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> None:
                 raise ConfigError(f"--set {item!r}: {_TAB_FIX}") from None
             raise ConfigError(f"--set {item!r}: the value is not valid YAML ({_problem(err)}); "
                               "quote it, e.g. --set 'key=[1, 2]'") from None
+        if parsed is None and value.strip() not in _NULL_WORDS:  # `model.pretrained_checkpoint=$UNSET`: from scratch
+            raise ConfigError(f"--set {item!r}: no value (an unset shell variable, or text after a #, which YAML "
+                              "reads as a comment?); give one, quoting a #, or write null where the setting may be "
+                              "left unset")
         node[parts[-1]] = _merged(node.get(parts[-1]), parsed)
 
 
