@@ -331,9 +331,10 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
                           help="MRI runs only: also fit the linear baselines on the run's splits and put them in the "
                                "same table")
     evaluate.add_argument("--volumes", type=nonempty_path, nargs="+", default=[], metavar="CSV",
-                          help="`elr-mri volumes` CSVs of the training cohort and the holdout (for the volume baseline)")
+                          help="with --baselines: `elr-mri volumes` CSVs of the training cohort and the holdout (for "
+                               "the volume baseline)")
     evaluate.add_argument("--drop-suspected", type=nonempty_path, metavar="ELR_RUN",
-                          help="MRI runs only: also fit the baselines without the training scans this run flagged as "
+                          help="with --baselines: also fit them without the training scans ELR_RUN flagged as "
                                "mislabelled (by ELR targets; a CE run's last-epoch predictions with a warning)")
     evaluate.add_argument("--compare-with", type=nonempty_path, nargs="+", default=[], metavar="RUN_DIR",
                           help="MRI runs only: other runs on the same participant splits (e.g. ELR beside CE), scored "

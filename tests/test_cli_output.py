@@ -235,6 +235,20 @@ def test_every_option_that_has_a_default_says_it_in_its_help() -> None:
     assert not any(unsaid.values()), unsaid
 
 
+def test_the_options_evaluate_refuses_without_baselines_say_so_in_their_help(cli_in_process) -> None:
+    """`--volumes` was "CSVs ... (for the volume baseline)" and `--drop-suspected` "MRI runs only: ...", and each was
+    refused when given alone, for want of --baselines."""
+    from elr_mri.cli import _command_parsers, _parser
+
+    evaluate = _command_parsers(_parser())["evaluate"]
+    for option in ("--volumes", "--drop-suspected"):
+        refused = cli_in_process("evaluate", "--run", "runs/x", option, "x.csv")
+        assert (refused.returncode, refused.stderr) == (2, "elr-mri evaluate: error: --volumes and --drop-suspected "
+                                                           "belong to --baselines; add --baselines\n")
+        help_text = next(action.help for action in evaluate._actions if option in action.option_strings)
+        assert help_text.startswith("with --baselines: "), help_text
+
+
 def test_version_is_the_one_pyproject_gives(cli_in_process) -> None:
     """`elr-mri --version` reads elr_mri.__version__, a second copy of pyproject.toml's: a release that bumps one
     alone would report the old version."""
