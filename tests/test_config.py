@@ -342,11 +342,14 @@ def test_a_mistake_made_by_set_says_so(tmp_path: Path) -> None:
     (["loss.lambda=1"], r"with --set loss.lambda=1: unknown key 'loss.lambda' \(did you mean loss.lam\?\)"),
     (["data.root=2024"], r"--set data.root=2024: data.root must be str, got 2024; quote it to keep it as text"),
     # read as null, `--set model.pretrained_checkpoint=$WEIGHTS` with WEIGHTS unset trained from scratch silently
-    (["model.pretrained_checkpoint="], r"^--set 'model.pretrained_checkpoint=': no value \(an unset shell variable, "
-                                       r"or text after a #, which YAML reads as a comment\?\); give one, quoting a #, "
-                                       r"or write null where the setting may be left unset$"),
-    (["data.mri.splits= "], r"^--set 'data.mri.splits= ': no value \("),
-    (["data.mri.splits=#2.csv"], r"^--set 'data.mri.splits=#2.csv': no value \("),  # a comment: null, as empty
+    (["model.pretrained_checkpoint="], r"^--set 'model.pretrained_checkpoint=': no value after '=' \(an unset shell "
+                                       r"variable\?\); give one, or write null where the setting may be left unset$"),
+    (["data.mri.splits= "], r"^--set 'data.mri.splits= ': no value after '='"),
+    # a YAML comment: the path cut short at it, or null (as an empty value) where it comes first
+    (["data.root=/scans #2"], r"""^--set 'data.root=/scans #2': YAML reads the text from its # on as a comment, """
+                              r"""leaving '/scans'; quote the value to keep it, e.g. --set "data.root='/scans #2'"$"""),
+    (["data.mri.splits=#2.csv"], r"^--set 'data.mri.splits=#2.csv': YAML reads .* comment, leaving nothing; quote"),
+    (["optim.lr=0.1 #x"], r"^--set 'optim.lr=0.1 #x': YAML reads .* comment, leaving 0.1; drop the comment$"),
     # a tab pasted from a table: "not valid YAML (found character '\t' ...); quote it", which would keep it
     (["optim.lr=0.1\t"], r"^--set 'optim.lr=0.1\\t': a tab, where YAML takes only spaces .*; replace it with spaces$"),
 ])

@@ -7,6 +7,7 @@ a word, so each is refused here as one line naming the line and what to write in
 from __future__ import annotations
 
 import collections.abc
+import re
 from pathlib import Path
 from typing import Any
 
@@ -139,11 +140,22 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> None:
                 raise ConfigError(f"--set {item!r}: {_TAB_FIX}") from None
             raise ConfigError(f"--set {item!r}: the value is not valid YAML ({_problem(err)}); "
                               "quote it, e.g. --set 'key=[1, 2]'") from None
-        if parsed is None and value.strip() not in _NULL_WORDS:  # `model.pretrained_checkpoint=$UNSET`: from scratch
-            raise ConfigError(f"--set {item!r}: no value (an unset shell variable, or text after a #, which YAML "
-                              "reads as a comment?); give one, quoting a #, or write null where the setting may be "
-                              "left unset")
+        _refuse_lost_text(item, key, value, parsed)
         node[parts[-1]] = _merged(node.get(parts[-1]), parsed)
+
+
+def _refuse_lost_text(item: str, key: str, value: str, parsed: Any) -> None:
+    """Refuse a --set `value` that YAML reads as less than was typed, which would train other settings without a
+    word: from a # first or after a space it is a comment (`data.root=/scans #2` is '/scans'), and an empty value is
+    null (`model.pretrained_checkpoint=$UNSET` trained from scratch)."""
+    if re.search(r"(^|\s)#", value) and "#" not in str(parsed):
+        left = "nothing" if parsed is None else repr(parsed)
+        text = parsed is None or isinstance(parsed, str)
+        fix = f"quote the value to keep it, e.g. --set \"{key}='{value}'\"" if text else "drop the comment"
+        raise ConfigError(f"--set {item!r}: YAML reads the text from its # on as a comment, leaving {left}; {fix}")
+    if parsed is None and value.strip() not in _NULL_WORDS:
+        raise ConfigError(f"--set {item!r}: no value after '=' (an unset shell variable?); give one, or write null "
+                          "where the setting may be left unset")
 
 
 def _merged(old: Any, new: Any) -> Any:
