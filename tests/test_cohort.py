@@ -486,6 +486,14 @@ def test_a_mapping_code_given_twice_or_in_another_base_is_refused_naming_its_lin
         load_mapping(bad)
 
 
+def test_a_mapping_code_before_a_colon_is_read_as_written(tmp_path):
+    """Plain YAML read `010: AD` as the code 8, which met no row of a table that writes 010 (tables are read as text)."""
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text("columns: {participant_id: NACCID, session_id: NACCVNUM, diagnosis: NACCUDSD}\n"
+                       "values: {diagnosis: {010: AD, 1: CN}}\n")
+    assert load_mapping(mapping)["values"] == {"diagnosis": {"010": "AD", "1": "CN"}}
+
+
 def test_mapping_file_is_checked(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("columns: {participant_id: NACCID, session_id: NACCVNUM}\nvalues: {diagnosis: {1: CN}}\n")
