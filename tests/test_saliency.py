@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from elr_mri.evaluation.explain import map_file_stem, saliency_maps
+from elr_mri.evaluation.explain import map_file_stem, map_title, saliency_maps
 
 
 class _SumScorer(nn.Module):
@@ -240,6 +240,15 @@ def test_each_map_is_the_mean_input_gradient_of_the_log_probability_of_the_given
         expected[scan["label"]] += gradient.abs()[0, 0].numpy() / sum(s["label"] == scan["label"] for s in scans)
     for k in range(3):
         np.testing.assert_allclose(maps[k], expected[k], rtol=1e-4, atol=1e-7)
+
+
+def test_the_png_title_of_a_map_of_one_scan_says_one_scan() -> None:
+    """A class with one scan in a small holdout was titled "of 1 scans, 1 of them predicted CN"."""
+    gradient = "mean |∂ log p(CN) / ∂ input| of"
+    assert map_title("CN", 1, 1, 1.0) == f"given CN: {gradient} 1 scan, predicted CN"
+    assert map_title("CN", 1, 0, 1.0) == f"given CN: {gradient} 1 scan, not predicted CN"
+    assert map_title("CN", 3, 2, 0.5) == (f"given CN: {gradient} 3 scans, 2 of them predicted CN\n"
+                                          "(the largest single scan gives 50% of the map)")
 
 
 def test_every_class_name_gives_its_own_file_name() -> None:

@@ -26,7 +26,7 @@ from elr_mri.evaluation.evaluate import (evaluation_set, explanation_dir, load_r
                                         require_own_folder, scored_fingerprint, scored_source)
 from preprocess.sidecar import atomic_path
 
-__all__ = ["crop_affine", "explain_run", "map_file_stem", "remove_earlier_maps", "saliency_maps"]
+__all__ = ["crop_affine", "explain_run", "map_file_stem", "map_title", "remove_earlier_maps", "saliency_maps"]
 
 _MAP_SUFFIXES = (".nii.gz", ".png")
 _UNSAFE_IN_FILE_NAMES = str.maketrans({"%": "%25", "/": "%2F", "\0": "%00"})  # see `map_file_stem`
@@ -57,8 +57,7 @@ def explain_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = "
         name = map_file_stem(class_name)
         _write_nifti(maps[k], affine, scan, out / f"{name}.nii.gz")
         _write_png(maps[k], mean_input, affine, out / f"{name}.png",
-                   title=f"given {class_name}: mean |∂ log p({class_name}) / ∂ input| of {counts[k]} scans, "
-                         f"{agreed[k]} of them predicted {class_name}" + _largest_scan_note(largest[k], counts[k]))
+                   title=map_title(class_name, int(counts[k]), int(agreed[k]), largest[k]))
     present = [k for k in range(len(maps)) if maps[k] is not None]
     atomic_write_json({"manifest": scored_source(manifest), "manifest_sha256": scored_fingerprint(manifest),
                        "checkpoint": checkpoint, "checkpoint_epoch": run.epoch, "run_finished": run.finished,
@@ -106,6 +105,17 @@ def saliency_maps(method: Method, dataset: Dataset, num_classes: int, batch_size
     maps = [None if s is None else s / c for s, c in zip(sums, counts)]
     largest = np.array([max(t) / sum(t) if t and sum(t) > 0 else np.nan for t in totals])
     return maps, mean_input / max(counts.sum(), 1), counts, agreed, largest
+
+
+def map_title(class_name: str, count: int, agreed: int, largest_share: float) -> str:
+    """The PNG's title: which scans the map averages and how many the network predicts as given. A map of one scan
+    (a small holdout's class) read "of 1 scans, 1 of them predicted CN"."""
+    if count == 1:
+        scans = f"1 scan, {'' if agreed else 'not '}predicted {class_name}"
+    else:
+        scans = f"{count} scans, {agreed} of them predicted {class_name}"
+    return (f"given {class_name}: mean |∂ log p({class_name}) / ∂ input| of {scans}"
+            + _largest_scan_note(largest_share, count))
 
 
 def _rounded_share(share: float) -> float | None:
