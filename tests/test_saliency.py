@@ -126,12 +126,31 @@ def test_a_map_keeps_the_space_and_units_of_the_scans(tmp_path, space: str, code
     scan.header.set_xyzt_units("mm")
     nib.save(scan, tmp_path / "scan.nii.gz")
     crop = crop_affine(str(tmp_path / "scan.nii.gz"), (8, 8, 8))
-    _write_nifti(np.ones((8, 8, 8)), crop, str(tmp_path / "scan.nii.gz"), tmp_path / "map.nii.gz")
+    _write_nifti(np.ones((8, 8, 8)), crop, str(tmp_path / "scan.nii.gz"), tmp_path / "map.nii.gz", "")
     written = nib.load(tmp_path / "map.nii.gz")
     assert int(written.header["sform_code"]) == int(written.header["qform_code"]) == code
     assert written.header.get_xyzt_units()[0] == "mm"
     np.testing.assert_allclose(written.affine, crop)
     np.testing.assert_allclose(written.get_fdata(), 1.0)
+
+
+def test_a_maps_nifti_says_what_it_holds(tmp_path) -> None:
+    """Opened alone in a viewer, a map's values (about 1e-2) said nothing of being gradients, of which class's log
+    probability, over how many scans or with respect to which input scale. The header's field holds 80 ASCII bytes:
+    a longer description is cut, a letter beyond ASCII written `?`."""
+    import nibabel as nib
+
+    from elr_mri.evaluation.explain import _write_nifti, map_description
+
+    nib.save(nib.Nifti1Image(np.ones((8, 8, 8), dtype=np.float32), np.eye(4)), tmp_path / "scan.nii.gz")
+
+    def written(class_name: str) -> str:
+        _write_nifti(np.ones((8, 8, 8)), np.eye(4), str(tmp_path / "scan.nii.gz"), tmp_path / "map.nii.gz",
+                     map_description(class_name, 9))
+        return nib.load(tmp_path / "map.nii.gz").header["descrip"].item().decode()
+
+    assert written("AD") == "mean |d log p(AD)/d x| of 9 scans given AD; x: scan min-max scaled to [0,1]"
+    assert written("Démence") == "mean |d log p(D?mence)/d x| of 9 scans given D?mence; x: scan min-max scaled to "
 
 
 @pytest.mark.parametrize("name", ["scan.mgz", "scan.hdr"])  # FreeSurfer's format, an Analyze pair
@@ -146,7 +165,7 @@ def test_a_map_of_scans_in_another_format_than_nifti_is_written_aligned_in_mm(tm
     image_class = nib.MGHImage if name.endswith(".mgz") else nib.Spm2AnalyzeImage
     nib.save(image_class(np.random.default_rng(0).random((12, 14, 12), dtype=np.float32), affine), tmp_path / name)
     crop = crop_affine(str(tmp_path / name), (8, 8, 8))
-    _write_nifti(np.ones((8, 8, 8)), crop, str(tmp_path / name), tmp_path / "map.nii.gz")
+    _write_nifti(np.ones((8, 8, 8)), crop, str(tmp_path / name), tmp_path / "map.nii.gz", "")
     written = nib.load(tmp_path / "map.nii.gz")
     assert (int(written.header["sform_code"]), written.header.get_xyzt_units()[0]) == (2, "mm")
     np.testing.assert_allclose(written.affine, crop)

@@ -26,7 +26,7 @@ from elr_mri.evaluation.evaluate import (evaluation_set, explanation_dir, load_r
                                         require_own_folder, scored_fingerprint, scored_source)
 from preprocess.sidecar import atomic_path
 
-__all__ = ["crop_affine", "explain_run", "map_file_stem", "map_title", "remove_earlier_maps", "saliency_maps"]
+__all__ = ["crop_affine", "explain_run", "map_description", "map_file_stem", "map_title", "remove_earlier_maps", "saliency_maps"]
 
 _MAP_SUFFIXES = (".nii.gz", ".png")
 _UNSAFE_IN_FILE_NAMES = str.maketrans({"%": "%25", "/": "%2F", "\0": "%00"})  # see `map_file_stem`
@@ -55,7 +55,7 @@ def explain_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = "
         if maps[k] is None:
             continue
         name = map_file_stem(class_name)
-        _write_nifti(maps[k], affine, scan, out / f"{name}.nii.gz")
+        _write_nifti(maps[k], affine, scan, out / f"{name}.nii.gz", map_description(class_name, int(counts[k])))
         _write_png(maps[k], mean_input, affine, out / f"{name}.png",
                    title=map_title(class_name, int(counts[k]), int(agreed[k]), largest[k]))
     present = [k for k in range(len(maps)) if maps[k] is not None]
@@ -118,6 +118,12 @@ def map_title(class_name: str, count: int, agreed: int, largest_share: float) ->
             + _largest_scan_note(largest_share, count))
 
 
+def map_description(class_name: str, count: int) -> str:
+    """What a map's NIfTI holds, for its header: opened alone in a viewer, its values of about 1e-2 said nothing of
+    being gradients, of what, or with respect to which input scale."""
+    return f"mean |d log p({class_name})/d x| of {count} scans given {class_name}; x: scan min-max scaled to [0,1]"
+
+
 def _rounded_share(share: float) -> float | None:
     return None if np.isnan(share) else round(float(share), 4)
 
@@ -164,11 +170,11 @@ def crop_affine(volume_path: str, crop: tuple[int, ...]) -> np.ndarray:
     return affine
 
 
-def _write_nifti(volume: np.ndarray, affine: np.ndarray, scan: str, path: Path) -> None:
+def _write_nifti(volume: np.ndarray, affine: np.ndarray, scan: str, path: Path, description: str) -> None:
     """`volume` on `affine`, in the space and units `scan`'s header names (for `elr-mri preprocess` output mm, and
     MNI152 or, registered to a --template of one's own, another template): without them the map is "aligned to some
     anatomy" in unknown units, which a viewer reading the codes (AFNI: +orig against the template's +tlrc) does not
-    put in the space of the scans it is to overlay."""
+    put in the space of the scans it is to overlay. `description` goes into the header's 80-byte descrip field."""
     header = nib.load(scan).header
     if not isinstance(header, nib.Nifti1Header):  # an .mgz or Analyze scan names no space; its world is in mm
         header = nib.Nifti1Header()
@@ -177,6 +183,7 @@ def _write_nifti(volume: np.ndarray, affine: np.ndarray, scan: str, path: Path) 
     image.set_sform(affine, int(header["sform_code"]) or "aligned")
     image.set_qform(affine, int(header["qform_code"]))
     image.header.set_xyzt_units(*header.get_xyzt_units())
+    image.header["descrip"] = description.encode("ascii", "replace")[:80]
     with atomic_path(path) as tmp:
         nib.save(image, tmp)
 
