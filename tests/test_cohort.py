@@ -712,6 +712,12 @@ def test_a_holdout_scan_reached_by_a_link_or_another_spelling_of_its_path_is_a_t
     assert check_no_shared_scans([str(scan_file)], [str(other)]) == []
 
 
+def test_the_leakage_refusal_names_both_commands_that_read_the_override_from_the_runs_config():
+    """explain refuses a shared holdout as evaluate does; its user was told the setting was for evaluate only."""
+    with pytest.raises(LeakageError, match="for `elr-mri evaluate` or `explain`: in the run's config.yaml"):
+        check_no_leakage({"training": ["A", "B"], "holdout": ["B", "C"]})
+
+
 def test_leakage_guard_override_is_reported():
     notes = check_no_leakage({"training": ["A", "B"], "holdout": ["B", "C"]}, allow=True)
     assert len(notes) == 1 and "allowed by data.mri.allow_participant_overlap" in notes[0] and "B" in notes[0]

@@ -39,6 +39,9 @@ __all__ = [
 
 SPLIT_NAMES = ("train", "val", "test")
 LISTED_PARTICIPANTS = 5
+# The way past a leakage refusal; evaluate and explain read the setting from the run's config.yaml, not a --set.
+OVERLAP_OVERRIDE = ("data.mri.allow_participant_overlap: true (for `elr-mri evaluate` or `explain`: in the run's "
+                    "config.yaml) to proceed anyway (the report will say so)")
 
 
 class LeakageError(ValueError):
@@ -224,9 +227,7 @@ def check_no_leakage(
                 raise LeakageError(f"{line}; results would be inflated. {fix}")
             if not allow:
                 raise LeakageError(
-                    f"{line}; results would be inflated. {fix}, or set "
-                    "data.mri.allow_participant_overlap: true (for `elr-mri evaluate`: in the run's config.yaml) "
-                    "to proceed anyway (the report will say so)"
+                    f"{line}; results would be inflated. {fix}, or set {OVERLAP_OVERRIDE}"
                 )
             notes.append(f"{line} (allowed by data.mri.allow_participant_overlap)")
     return notes
@@ -244,9 +245,7 @@ def check_no_shared_scans(
         return []
     line = f"{source}: {len(shared)} scan(s) are files of the training manifest, e.g. {shared[0]}"
     if not allow:
-        raise LeakageError(f"{line}; results would be inflated. List other scans, or set "
-                           "data.mri.allow_participant_overlap: true (for `elr-mri evaluate`: in the run's "
-                           "config.yaml) to proceed anyway (the report will say so)")
+        raise LeakageError(f"{line}; results would be inflated. List other scans, or set {OVERLAP_OVERRIDE}")
     return [f"{line} (allowed by data.mri.allow_participant_overlap)"]
 
 
