@@ -795,6 +795,7 @@ def test_scans_flagged_by_qc_are_kept_and_named(tmp_path, caplog):
         frame = load_manifest(write_manifest(tmp_path, rows), CLASSES)
     assert len(frame) == 3
     assert "2 scan(s) flagged by preprocessing QC are used: P2/M06 (NCC 0.312 < 0.45), P3/M00;" in caplog.text
+    assert "drop a bad scan's row from preprocess's input table" in caplog.text  # manifest.csv is rewritten
     caplog.clear()
     with caplog.at_level(logging.WARNING):  # evaluate reads one manifest for each baseline: said once a process
         load_manifest(write_manifest(tmp_path, rows), CLASSES)

@@ -223,7 +223,8 @@ _WARNINGS_GIVEN: set[str] = set()  # one process reads a manifest many times (ev
 
 def warn_qc_flagged(frame: pd.DataFrame, source: str) -> None:
     """Name the scans preprocess/ flagged as likely failed registrations: they stay in (QC flags have false
-    positives, and only a look at the overlay tells), but training on a misregistered brain should be a choice.
+    positives, and only a look at the overlay tells), but training on a misregistered brain should be a choice. The
+    advice points at preprocess's input: the manifest is rewritten from it on every run, undoing edits made to it.
     Once a process for the same manifest and scans: repeated, the warning buried the command's own output."""
     if "qc_flag" not in frame.columns:
         return
@@ -234,8 +235,9 @@ def warn_qc_flagged(frame: pd.DataFrame, source: str) -> None:
                  for p, s, why in zip(frame["participant_id"][flagged], frame["session_id"][flagged], reasons[flagged])]
         more = f" and {len(names) - MAX_LISTED} more" if len(names) > MAX_LISTED else ""
         warning = (f"{source}: {len(names)} scan(s) flagged by preprocessing QC are used: "
-                   f"{', '.join(names[:MAX_LISTED])}{more}; look at their QC overlays, then drop the rows or set "
-                   "qc_flag to False")
+                   f"{', '.join(names[:MAX_LISTED])}{more}; look at their QC overlays, then drop a bad scan's row from "
+                   "preprocess's input table and run preprocess again (a row deleted, or a qc_flag set to False, only in "
+                   "preprocess's manifest.csv comes back on its next run)")
         warn_once(warning)
 
 
