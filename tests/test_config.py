@@ -96,7 +96,8 @@ def test_the_evaluation_batch_suits_the_data_unless_set(tmp_path: Path) -> None:
         ("schedule: {t0: 0}\n", r"schedule.t0 = 0 must be at least 1"),
         ("train: {eval_batch_size: -1}\n", r"train.eval_batch_size = -1 must be 0 or more"),
         ("data: {balanced_batches: -3}\n", r"data.balanced_batches = -3 must be at least 1"),
-        ("loss: {beta: 1.0}\n", r"loss.beta = 1.0 must be in \[0, 1\)"),  # the targets would never move
+        ("loss: {beta: 1.0}\n", r"loss.beta = 1.0 must be in \[0, 1\): at 1 the ELR targets would never move from "
+                                 r"their start, all zeros, and the ELR term would stay 0; the paper uses 0.7"),
         ("seed: -1\n", r"seed = -1 must be in \[0, 2\*\*32 - 1\]"),
         ("data: {noise: {seed: 4294967296}}\n", r"data.noise.seed = 4294967296 must be in \[0, 2\*\*32 - 1\]"),
         ("data: {name: mri, mri: {classes: [CN]}}\nmodel: {name: widened_cnn3d}\n",
@@ -227,7 +228,7 @@ def test_every_refused_set_is_named_in_one_line(tmp_path: Path) -> None:
         load_config(path, ["train.threads=1", "optim.lr=abc"])
     with pytest.raises(ConfigError, match=r": 2 --set values are refused: 1\) --set 'optim.lrr=0.1': unknown key "
                                           r"'optim.lrr' .*; 2\) --set 'loss.beta=1.5': loss.beta = 1.5 must be in "
-                                          r"\[0, 1\)$"):
+                                          r"\[0, 1\): at 1 the ELR targets .*, or 0.9 on CIFAR-100$"):
         load_config(path, ["optim.lrr=0.1", "loss.beta=1.5"])
     broken = _write(tmp_path, "seed: 0\ntrain: {epochz: 3}\n")
     with pytest.raises(ConfigError, match=r"unknown key 'train.epochz'") as info:

@@ -124,7 +124,8 @@ def test_elr_at_lambda_0_is_cross_entropy_bit_for_bit() -> None:
 
 @pytest.mark.parametrize("beta", [-0.1, 1.0])
 def test_elr_rejects_beta_outside_unit_interval(beta: float) -> None:
-    with pytest.raises(ValueError, match="beta"):
+    """β = 1 says why it is refused: the targets would stay zeros and the loss be plain cross-entropy."""
+    with pytest.raises(ValueError, match=rf"beta must be in \[0, 1\), got {beta}: at 1 the ELR targets would never move"):
         ELRLoss(5, 3, beta=beta)
 
 

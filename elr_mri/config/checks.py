@@ -46,6 +46,9 @@ _FRACTION = ("in [0, 1]", lambda v: 0 <= v <= 1)
 _UNIT = ("in (0, 1]", lambda v: 0 < v <= 1)  # schedule.gamma above 1 would raise the rate at each milestone
 _PART = ("in [0, 1)", lambda v: 0 <= v < 1)
 _SEED = ("in [0, 2**32 - 1] (numpy's and torch's range)", lambda v: 0 <= v < 2**32)
+# β is the weight of a target's old value in its running average: at 1 a target is never updated
+BETA_AT_ONE = "at 1 the ELR targets would never move from their start, all zeros, and the ELR term would stay 0"
+_TARGET_MEMORY = (f"in [0, 1): {BETA_AT_ONE}; the paper uses 0.7, or 0.9 on CIFAR-100", lambda v: 0 <= v < 1)
 # Numeric settings outside these ranges fail deep inside training (a division by zero, an empty
 # sampler) or silently do nothing sensible; checked at load, they are one line naming the key.
 NUMERIC_RANGES: dict[str, tuple[str, Callable[[float], bool]]] = {
@@ -54,7 +57,7 @@ NUMERIC_RANGES: dict[str, tuple[str, Callable[[float], bool]]] = {
     "schedule.t0": _AT_LEAST_ONE, "schedule.gamma": _UNIT, "schedule.eta_min": _NON_NEGATIVE,
     "optim.lr": _POSITIVE, "optim.momentum": _PART, "optim.weight_decay": _NON_NEGATIVE,
     "seed": _SEED, "data.split_seed": _SEED, "data.noise.seed": _SEED,
-    "loss.lam": _NON_NEGATIVE, "loss.beta": _PART, "loss.lam_ramp_steps": _NON_NEGATIVE,
+    "loss.lam": _NON_NEGATIVE, "loss.beta": _TARGET_MEMORY, "loss.lam_ramp_steps": _NON_NEGATIVE,
     "loss.lam_start_steps": _NON_NEGATIVE, "loss.gce_q": _UNIT,
     "loss.sce_alpha": _NON_NEGATIVE, "loss.sce_beta": _NON_NEGATIVE,
     "elr_plus.mixup_alpha": _NON_NEGATIVE, "elr_plus.ema_decay": _FRACTION,

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from elr_mri.config.checks import BETA_AT_ONE
 from elr_mri.distributed import gather_rows
 
 __all__ = ["ELRLoss", "elr_regularizer", "elr_terms", "blend_rows", "update_targets", "at_least_fp32", "one_hot_rows",
@@ -51,7 +52,7 @@ def check_elr_settings(owner: str, num_examples: int, num_classes: int, lam: flo
     if lam < 0:
         raise ValueError(f"{owner} lam must be >= 0, got {lam}")
     if not 0.0 <= beta < 1.0:
-        raise ValueError(f"{owner} beta must be in [0, 1), got {beta}")
+        raise ValueError(f"{owner} beta must be in [0, 1), got {beta}: {BETA_AT_ONE}")
 
 
 def check_batch_shapes(owner: str, logits: torch.Tensor, labels: torch.Tensor, index: Any = None) -> None:
