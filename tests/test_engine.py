@@ -1282,7 +1282,8 @@ def test_a_diverging_run_stops_before_writing_the_epoch(tmp_path: Path, cli_in_p
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr[-2000:]
     assert f"{out}: training diverged in epoch 1 (training loss nan; weights, statistics or targets no longer finite)" \
            in result.stderr
-    assert "lower optim.lr (now 1e+30)" in result.stderr
+    assert f"A plain --resume would diverge there again: start a new run with a lower optim.lr (now 1e+30), e.g. " \
+           f"elr-mri train --config {out / 'config.yaml'} --set optim.lr=1e+29 --out NEW_RUN_DIR\n" in result.stderr
     assert not (out / "metrics.csv").exists() and not (out / "checkpoints" / "last.pt").exists()
 
 
@@ -1427,12 +1428,13 @@ def test_nan_in_the_elr_targets_is_divergence_too(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"\(training loss 1.5; weights, statistics or targets no longer finite\)"):
         _refuse_divergence(method, 1.5, 0, cfg, tmp_path, plan)  # a finite loss too: the state is what counts
     with pytest.raises(ValueError, match=r"training diverged in epoch 1 .*targets no longer finite.*lower optim.lr "
-                                         r"\(now 0.05\) or, as it ran in fp16 .* train.precision: bf16 where the CPU "
-                                         r"has it, else fp32$"):
+                                         r"\(now 0.05\), e.g. .*; or, as it ran in fp16 .*, go on in (bf16|fp32) "
+                                         rf"\(.*\): elr-mri train --resume {tmp_path} --set train.precision=\1$"):
         _refuse_divergence(method, float(loss), 0, cfg, tmp_path, plan)
     cfg, method, plan = method_and_plan("fp32")
     method.targets()[3, 0] = float("nan")
-    with pytest.raises(ValueError, match=r"targets no longer finite.*lower optim.lr \(now 0.05\)$"):
+    with pytest.raises(ValueError, match=r"targets no longer finite.*lower optim.lr \(now 0.05\), e.g. .* --set "
+                                         r"optim.lr=0.005 --out NEW_RUN_DIR$"):  # fp32: no precision to change
         _refuse_divergence(method, float("nan"), 0, cfg, tmp_path, plan)
 
 

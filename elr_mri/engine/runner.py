@@ -385,14 +385,28 @@ def _refuse_divergence(method: Method, train_loss: float, epoch: int, cfg: RunCo
     finite = torch.stack([torch.isfinite(t).all() for t in [*tensors, *method.target_tables()]])
     if bool(mean_over_ranks(finite.all().float()) == 1.0):
         return
-    fp16 = (" or, as it ran in fp16 (whose forward pass overflows past 65504), with train.precision: bf16 where the "
-            f"{'GPU' if plan.device.type == 'cuda' else 'CPU'} has it, else fp32") if plan.loss_scaling else ""
     best_epoch = keep_best()
     kept = (f", and checkpoints/best.pt keeps epoch {best_epoch}, the epoch selected before it (elr-mri evaluate --run "
             f"{shlex.quote(str(out_dir))} scores it)" if best_epoch else "")
     raise ValueError(f"{out_dir}: training diverged in epoch {epoch + 1} (training loss {train_loss}; weights, "
-                     f"statistics or targets no longer finite); nothing of that epoch was written{kept}. Start a new "
-                     f"run with a lower optim.lr (now {cfg.optim.lr}){fp16}")
+                     f"statistics or targets no longer finite); nothing of that epoch was written{kept}. "
+                     f"{_divergence_remedy(cfg, out_dir, plan)}")
+
+
+def _divergence_remedy(cfg: RunConfig, out_dir: Path, plan: ExecutionPlan) -> str:
+    """What to run after a divergence, as commands: a plain resume trains the same way from the last checkpoint and
+    diverges again (bit for bit on a CPU). The learning rate is a new run's to change; the precision, a resume's."""
+    run = shlex.quote(str(out_dir))
+    remedy = (f"A plain --resume would diverge there again: start a new run with a lower optim.lr (now "
+              f"{cfg.optim.lr:g}), e.g. elr-mri train --config {shlex.quote(str(out_dir / 'config.yaml'))} "
+              f"--set optim.lr={cfg.optim.lr / 10:g} --out NEW_RUN_DIR")
+    if not plan.loss_scaling:
+        return remedy
+    device = "GPU" if plan.device.type == "cuda" else "CPU"
+    half = "fp32" if precision_note("bf16", plan.device) else "bf16"  # a note: bf16 is emulated there, slowly
+    why = f"native on this {device}" if half == "bf16" else f"this {device} has no native bf16"
+    return (f"{remedy}; or, as it ran in fp16 (whose forward pass overflows past 65504), go on in {half} ({why}): "
+            f"elr-mri train --resume {run} --set train.precision={half}")
 
 
 def _improves(value: float, best: float) -> bool:
