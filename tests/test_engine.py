@@ -1032,7 +1032,7 @@ def test_evaluate_refuses_probabilities_that_are_not_numbers_in_one_line(tmp_pat
     best = load_checkpoint(out / "checkpoints" / "best.pt")
     weights = best["method"]["model"]
     name = next(key for key in weights if key.endswith("weight"))
-    weights[name][0] = float("nan")  # one hidden unit: NaN reaches the logits of every image
+    weights[name][0] = 3e38  # finite, but one hidden unit overflows to inf, and inf - inf is NaN in every image's logits
     torch.save(best, out / "checkpoints" / "best.pt")
     result = cli_in_process("evaluate", "--run", str(out), "--bootstrap", "2")
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr[-3000:]
@@ -1041,6 +1041,25 @@ def test_evaluate_refuses_probabilities_that_are_not_numbers_in_one_line(tmp_pat
     assert "(first: image 0), so nothing was scored" in result.stderr
     assert f"set train.precision: fp32 in {out / 'config.yaml'}" in result.stderr
     assert not (out / "eval-test").exists()
+
+
+def test_evaluate_refuses_a_checkpoint_whose_batchnorm_statistics_are_not_numbers(tmp_path: Path,
+                                                                                 cli_in_process: Cli) -> None:
+    """An inf running variance (a run that diverged before training refused to write one) zeroes its channel and the
+    rest was scored, garbage under a table of figures; NaN weights were refused only at the probabilities, blaming
+    fp16. One line naming the file and the first such tensor, before anything is scored."""
+    out = tmp_path / "run"
+    train(load_config(DIGITS, [*SMALL, "model.name=small_cnn", "train.epochs=1", "data.train_subset=100"]), out)
+    best = load_checkpoint(out / "checkpoints" / "best.pt")
+    best["method"]["model"]["features.4.running_var"][3] = float("inf")
+    torch.save(best, out / "checkpoints" / "best.pt")
+    for command in ("evaluate", "explain"):
+        result = cli_in_process(command, "--run", str(out))
+        assert result.returncode == 2 and result.stderr == (
+            f"elr-mri {command}: error: {out / 'checkpoints' / 'best.pt'}: features.4.running_var holds values that "
+            "are not numbers (NaN or inf), so it was not used; use the run's last.pt if it is whole (--checkpoint "
+            "last), or train the run again with a lower optim.lr (the weights diverged)\n"), result.stderr[-3000:]
+    assert not (out / "eval-test").exists() and not (out / "explain-test").exists()
 
 
 @pytest.mark.parametrize(

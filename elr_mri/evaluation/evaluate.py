@@ -78,7 +78,23 @@ def load_run(run_dir: Path, checkpoint: str = "best", *, note_precision: bool = 
     method = build_method(cfg, tuple(shape["input_shape"]), shape["num_classes"], shape["train_examples"], plan)
     saved = load_checkpoint(path)
     method.load_state_dict(saved["method"])
+    _refuse_non_finite_weights(method, path, checkpoint)
     return LoadedRun(cfg, shape, method, int(saved["epoch"]), (run_dir / "summary.json").exists(), run_state)
+
+
+def _refuse_non_finite_weights(method: Method, path: Path, checkpoint: str) -> None:
+    """Weights or BatchNorm statistics that are not numbers (a run that diverged before training refused to write
+    them, or a file of the user's own) would be scored: an inf running variance silently zeroes its channel, and NaN
+    weights were refused only at the probabilities, as an fp16 overflow. One line naming the first such tensor."""
+    nets = method.networks()
+    for k, net in enumerate(nets):
+        for name, tensor in (*net.named_parameters(), *net.named_buffers()):
+            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                where = name if len(nets) == 1 else f"network {k + 1}'s {name}"
+                other = "last" if checkpoint == "best" else "best"
+                raise ValueError(f"{path}: {where} holds values that are not numbers (NaN or inf), so it was not "
+                                 f"used; use the run's {other}.pt if it is whole (--checkpoint {other}), or train the "
+                                 "run again with a lower optim.lr (the weights diverged)")
 
 
 def _run_state(run_dir: Path) -> tuple[int, int] | None:
