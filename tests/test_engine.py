@@ -1327,6 +1327,25 @@ def test_a_diverging_run_keeps_the_best_epoch_it_held_in_memory(tmp_path: Path, 
     assert f"{out}: removed eval-test (they scored checkpoints/best.pt, which training anew here replaces" \
            in result.stderr and f"training diverged in epoch {diverged} " in result.stderr, result.stderr[-2000:]
     assert not (out / "eval-test").exists()
+    # the resume said what happened (it read as a killed run's start) and that it would diverge again, before training
+    assert f"{out}: no checkpoint yet (training diverged in epoch {diverged} before its first was written), so " \
+           "training starts again from epoch 1" in result.stderr
+    assert f"note: training diverged in epoch {diverged} when {out} last ran, and this resume trains it as it did " \
+           "then (the same optim.lr, fp32), so it will diverge there again; to avoid that, start a new run with a " \
+           f"lower optim.lr (now 200), e.g. elr-mri train --config {out / 'config.yaml'} --set optim.lr=20 --out " \
+           "NEW_RUN_DIR\n" in result.stderr
+
+
+def test_a_resume_of_a_diverged_run_is_warned_only_where_it_trains_as_that_run_did() -> None:
+    """Another precision (the advice for fp16), or a resume that ends before the diverged epoch, may well go on."""
+    from elr_mri.engine.runner import _diverging_again_note
+
+    cpu, out = torch.device("cpu"), Path("run")
+    assert _diverging_again_note(out, load_config(DIGITS, ["train.epochs=5"]), cpu, (5, "fp32"))
+    assert _diverging_again_note(out, load_config(DIGITS, ["train.epochs=5"]), cpu, None) == []
+    assert _diverging_again_note(out, load_config(DIGITS, ["train.epochs=5", "train.precision=bf16"]), cpu,
+                                 (5, "fp32")) == []
+    assert _diverging_again_note(out, load_config(DIGITS, ["train.epochs=4"]), cpu, (5, "fp32")) == []
 
 
 def test_a_best_checkpoint_a_resume_did_not_write_again_is_named(tmp_path: Path, cli_in_process: Cli) -> None:

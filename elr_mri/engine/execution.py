@@ -97,6 +97,11 @@ class ExecutionPlan:
         torch.backends.cudnn.benchmark = self.cudnn_benchmark
 
     @property
+    def precision(self) -> str:
+        """train.precision as it runs, `auto` resolved: what a diverged run records it ran in."""
+        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.autocast_dtype]
+
+    @property
     def loss_scaling(self) -> bool:
         """fp16 gradients underflow without a loss scale; bf16 has fp32's range and needs none."""
         return self.autocast_dtype == torch.float16

@@ -20,18 +20,20 @@ import yaml
 
 from elr_mri.config import SELECTION_RULE_KEY
 from elr_mri.data.images import NoisyImageData
-from elr_mri.engine.checkpoint import atomic_write_text, load_checkpoint
+from elr_mri.engine.checkpoint import atomic_write_json, atomic_write_text, load_checkpoint
 from elr_mri.engine.run_records import RUN_RECORDS, record_run_data
 from preprocess.folder_locks import lock_or_refuse
 
 __all__ = ["exclusive_run_dir", "check_run_dir", "enclosing_run", "not_the_run_folder", "remove_leftovers", "start_run_dir", "reopen_run_dir",
-           "remove_scores_made_while_training"]
+           "remove_scores_made_while_training", "record_divergence", "read_divergence"]
 
 RUN_LOCK = ".train.lock"  # held (lockf) by the `elr-mri train` writing the run; released when it ends
 END_PRODUCTS = ("summary.json", "suspected_mislabels.csv", "memorization.png")  # written when a run ends
 CHECKPOINT_PRODUCTS = ("eval-*", "explain-*")  # folders of `elr-mri evaluate` and `explain`, from best.pt or last.pt
+DIVERGED = "diverged.json"  # a run that diverged: in which epoch and precision (`record_divergence`)
 # what a run writes before its first checkpoint: a new run may start over in a folder that holds only these
-BEFORE_FIRST_CHECKPOINT = (RUN_LOCK, "config.yaml", *RUN_RECORDS, "metrics.csv", "tensorboard", "checkpoints")
+BEFORE_FIRST_CHECKPOINT = (RUN_LOCK, "config.yaml", *RUN_RECORDS, "metrics.csv", "tensorboard", "checkpoints",
+                           DIVERGED)
 RUN_TEMP = re.compile(r"\.tmp\d+-.+")  # `atomic_path`'s temporary file name: .tmp<pid>-<final name>
 
 
@@ -195,13 +197,31 @@ def _run_temp_files(folder: Path) -> list[Path]:
     return [path for path in folder.glob(".tmp*") if path.is_file() and RUN_TEMP.fullmatch(path.name)]
 
 
+def record_divergence(out_dir: Path, epoch: int, precision: str) -> None:
+    """Leave word that the run diverged in `epoch` (from 1) under `precision`: the next `train --resume` starts again
+    from the last checkpoint (or epoch 1) and, trained the same way, diverges there again, which it then says before
+    the data is read rather than a start that reads as a killed run's."""
+    atomic_write_json({"epoch": epoch, "precision": precision}, out_dir / DIVERGED)
+
+
+def read_divergence(out_dir: Path) -> tuple[int, str] | None:
+    """(epoch, precision) of `record_divergence`; None where the run did not diverge (or the record is unreadable:
+    it only adds a note)."""
+    try:
+        record = json.loads((out_dir / DIVERGED).read_text())
+        return int(record["epoch"]), str(record["precision"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def remove_leftovers(out_dir: Path) -> None:
     """Before a run writes into a folder it was accepted into: a killed run's temporary files are never read (a
     ResNet checkpoint's is 170 MB), and without last.pt a best.pt is from a first checkpoint it did not finish (or
-    a diverged run's), whose evaluations go with it."""
+    a diverged run's), whose evaluations go with it. A divergence record was read by then: this call trains anew."""
     for folder in (out_dir, out_dir / "checkpoints"):
         for path in _run_temp_files(folder):
             path.unlink(missing_ok=True)
+    (out_dir / DIVERGED).unlink(missing_ok=True)
     if not (out_dir / "checkpoints" / "last.pt").exists():
         (out_dir / "checkpoints" / "best.pt").unlink(missing_ok=True)
         _remove_scores(out_dir, _scored_folders(out_dir), "they scored checkpoints/best.pt, which training anew here "

@@ -41,8 +41,8 @@ from elr_mri.engine.diagnostics import collapse_warnings, top_class_share
 from elr_mri.engine.execution import ExecutionPlan, busy_cores_note, limit_cpu_threads, precision_note
 from elr_mri.engine.feeding import BatchFeeder, serves_from_device
 from elr_mri.engine.methods import Method, build_method
-from elr_mri.engine.run_dir import (check_run_dir, exclusive_run_dir, remove_leftovers,
-                                    remove_scores_made_while_training, reopen_run_dir, start_run_dir)
+from elr_mri.engine.run_dir import (check_run_dir, exclusive_run_dir, read_divergence, record_divergence,
+                                    remove_leftovers, remove_scores_made_while_training, reopen_run_dir, start_run_dir)
 from elr_mri.engine.run_records import record_run_data, require_same_data
 from elr_mri.engine.start import finished_at, refuse_stretched_cosine
 from elr_mri.engine.schedule import lr_at
@@ -145,9 +145,12 @@ def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, de
     if resume:
         _main_rank_does(dist, lambda: _refuse_shortening(out_dir, cfg.train.epochs))
     if dist.is_main and resume:  # (a new run's folder: start_run_dir, once the data is read)
+        diverged = read_divergence(out_dir)  # before remove_leftovers, which removes its record
         remove_leftovers(out_dir)
         if not (out_dir / "checkpoints" / "last.pt").exists():  # said before the data, which may take minutes
-            print(_starting_over_note(out_dir), file=sys.stderr)
+            print(_starting_over_note(out_dir, diverged), file=sys.stderr)
+        for note in _diverging_again_note(out_dir, cfg, device, diverged):
+            print(note, file=sys.stderr)
     blur_on_device = blurs_on_device(cfg.data, device)
     show_progress = cfg.train.progress and dist.is_main
     data = build_data(cfg.data, require_age=uses_age(cfg), blur_on_device=blur_on_device, progress=show_progress)
@@ -201,7 +204,8 @@ def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, de
         batches = feeder.train_epoch(epoch, method.batch_streams, method.streams_in_turn)
         train_loss = _train_epoch(method, batches, epoch, tracker, show_progress)
         _refuse_divergence(method, train_loss, epoch, cfg, out_dir, plan,
-                           keep_best=lambda: checkpoints.keep_best(state) if dist.is_main else 0)
+                           keep_best=lambda: _record_divergence(out_dir, epoch + 1, plan, checkpoints, state)
+                           if dist.is_main else 0)
         row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss,
                                "epoch_seconds": round(time.perf_counter() - epoch_started, 3)}
         pred, seen = tracker.predictions(), tracker.seen_this_epoch()
@@ -389,17 +393,24 @@ def _refuse_divergence(method: Method, train_loss: float, epoch: int, cfg: RunCo
     kept = (f", and checkpoints/best.pt keeps epoch {best_epoch}, the epoch selected before it (elr-mri evaluate --run "
             f"{shlex.quote(str(out_dir))} scores it)" if best_epoch else "")
     raise ValueError(f"{out_dir}: training diverged in epoch {epoch + 1} (training loss {train_loss}; weights, "
-                     f"statistics or targets no longer finite); nothing of that epoch was written{kept}. "
-                     f"{_divergence_remedy(cfg, out_dir, plan)}")
+                     f"statistics or targets no longer finite); nothing of that epoch was written{kept}. A plain "
+                     f"--resume would diverge there again: {_divergence_remedy(cfg, out_dir, plan)}")
+
+
+def _record_divergence(out_dir: Path, epoch: int, plan: ExecutionPlan, checkpoints: CheckpointWriter,
+                       state: RunState) -> int:
+    """The main rank's part of stopping a diverged run: the record a resume reads (`record_divergence`), and the
+    selected epoch still in memory written (`CheckpointWriter.keep_best`, whose epoch it returns)."""
+    record_divergence(out_dir, epoch, plan.precision)
+    return checkpoints.keep_best(state)
 
 
 def _divergence_remedy(cfg: RunConfig, out_dir: Path, plan: ExecutionPlan) -> str:
     """What to run after a divergence, as commands: a plain resume trains the same way from the last checkpoint and
     diverges again (bit for bit on a CPU). The learning rate is a new run's to change; the precision, a resume's."""
     run = shlex.quote(str(out_dir))
-    remedy = (f"A plain --resume would diverge there again: start a new run with a lower optim.lr (now "
-              f"{cfg.optim.lr:g}), e.g. elr-mri train --config {shlex.quote(str(out_dir / 'config.yaml'))} "
-              f"--set optim.lr={cfg.optim.lr / 10:g} --out NEW_RUN_DIR")
+    remedy = (f"start a new run with a lower optim.lr (now {cfg.optim.lr:g}), e.g. elr-mri train --config "
+              f"{shlex.quote(str(out_dir / 'config.yaml'))} --set optim.lr={cfg.optim.lr / 10:g} --out NEW_RUN_DIR")
     if not plan.loss_scaling:
         return remedy
     device = "GPU" if plan.device.type == "cuda" else "CPU"
@@ -470,14 +481,31 @@ def _refuse_shortening(out_dir: Path, epochs: int) -> None:
                           "mislabel table are written from the last epoch)")
 
 
-def _starting_over_note(out_dir: Path) -> str:
-    """The line of a --resume that finds no checkpoint: it starts over, and the epochs a killed attempt logged in
-    metrics.csv, which no checkpoint kept, are trained again and their rows replaced, not mixed with the new ones."""
+def _starting_over_note(out_dir: Path, diverged: tuple[int, str] | None) -> str:
+    """The line of a --resume that finds no checkpoint: it starts over, and the epochs a killed (or diverged) attempt
+    logged in metrics.csv, which no checkpoint kept, are trained again and their rows replaced, not mixed with the
+    new ones. `diverged`: `read_divergence`'s."""
     logged = len(_read_metrics(out_dir))
     kept = (f"the {logged} epoch{'s' if logged != 1 else ''} metrics.csv logged then had no checkpoint and are "
             "trained again, their rows replaced" if logged else "no epoch had been logged, so nothing is lost")
-    return (f"{out_dir}: no checkpoint yet (stopped before its first was written), so training starts again from "
+    how = f"training diverged in epoch {diverged[0]}" if diverged else "stopped"
+    return (f"{out_dir}: no checkpoint yet ({how} before its first was written), so training starts again from "
             f"epoch 1 with the run's settings; {kept}")
+
+
+def _diverging_again_note(out_dir: Path, cfg: RunConfig, device: torch.device,
+                          diverged: tuple[int, str] | None) -> list[str]:
+    """A resume of a diverged run trains as that run did up to the epoch it diverged in, and diverges there again
+    (bit for bit on a CPU): said before the data, with what to run instead. One in another precision (the advice
+    for fp16), or ending before that epoch (`--set train.epochs`), may go on without a word."""
+    if diverged is None:
+        return []
+    plan = ExecutionPlan.from_config(cfg.train, device)
+    if plan.precision != diverged[1] or cfg.train.epochs < diverged[0]:
+        return []
+    return [f"note: training diverged in epoch {diverged[0]} when {out_dir} last ran, and this resume trains it as it "
+            f"did then (the same optim.lr, {plan.precision}), so it will diverge there again; to avoid that, "
+            f"{_divergence_remedy(cfg, out_dir, plan)}"]
 
 
 def _unreached_lam_start_note(cfg: RunConfig, steps_per_epoch: int) -> list[str]:
