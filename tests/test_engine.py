@@ -1438,6 +1438,13 @@ def test_a_batchnorm_variance_that_overflowed_under_a_finite_loss_is_divergence(
     for name in ("last.pt", "best.pt"):
         weights = load_checkpoint(out / "checkpoints" / name)["method"]["model"].values()
         assert all(torch.isfinite(w).all() for w in weights if w.is_floating_point()), name
+    # the line offers to end the run at its last checkpoint, and that command does
+    kept = load_checkpoint(out / "checkpoints" / "last.pt")["epoch"]
+    end = f"elr-mri train --resume {out} --set train.epochs={kept}"
+    assert f"; or end this run at epoch {kept}, its last checkpoint (summary and mislabel table from there): {end}\n" \
+           in result.stderr, result.stderr[-2000:]
+    assert cli_in_process(*end.split()[1:]).returncode == 0
+    assert json.loads((out / "summary.json").read_text())["epochs"] == kept and not (out / "diverged.json").exists()
 
 
 def test_nan_in_the_elr_targets_is_divergence_too(tmp_path: Path) -> None:

@@ -411,6 +411,10 @@ def _divergence_remedy(cfg: RunConfig, out_dir: Path, plan: ExecutionPlan) -> st
     run = shlex.quote(str(out_dir))
     remedy = (f"start a new run with a lower optim.lr (now {cfg.optim.lr:g}), e.g. elr-mri train --config "
               f"{shlex.quote(str(out_dir / 'config.yaml'))} --set optim.lr={cfg.optim.lr / 10:g} --out NEW_RUN_DIR")
+    end = _epochs_to_end_at(out_dir)
+    if end:
+        remedy += (f"; or end this run at epoch {end}, its last checkpoint (summary and mislabel table from there): "
+                   f"elr-mri train --resume {run} --set train.epochs={end}")
     if not plan.loss_scaling:
         return remedy
     device = "GPU" if plan.device.type == "cuda" else "CPU"
@@ -418,6 +422,16 @@ def _divergence_remedy(cfg: RunConfig, out_dir: Path, plan: ExecutionPlan) -> st
     why = f"native on this {device}" if half == "bf16" else f"this {device} has no native bf16"
     return (f"{remedy}; or, as it ran in fp16 (whose forward pass overflows past 65504), go on in {half} ({why}): "
             f"elr-mri train --resume {run} --set train.precision={half}")
+
+
+def _epochs_to_end_at(out_dir: Path) -> int:
+    """The train.epochs that ends a diverged run at its last checkpoint: last.pt's epoch, where best.pt holds none
+    later (a resume that ends before best.pt's epoch is refused: `_refuse_best_beyond`); 0 where there is none."""
+    last, best = (out_dir / "checkpoints" / f"{name}.pt" for name in ("last", "best"))
+    if not last.exists():
+        return 0
+    epoch = load_checkpoint(last, mmap=True).get("epoch", 0)
+    return epoch if not best.exists() or load_checkpoint(best, mmap=True).get("epoch", 0) <= epoch else 0
 
 
 def _improves(value: float, best: float) -> bool:
