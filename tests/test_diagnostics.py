@@ -26,7 +26,8 @@ def test_a_healthy_run_has_no_warnings() -> None:
 def test_a_selected_epoch_at_the_class_prior_is_named() -> None:
     found = collapse_warnings(_metrics([1.0, 0.6, 0.5]), best_epoch=1, loss_name="ce")
     assert len(found) == 1
-    assert "selected epoch 1" in found[0] and "100%" in found[0] and "--checkpoint last" in found[0]
+    assert "selected epoch 1" in found[0] and "100%" in found[0]
+    assert found[0].endswith("compare the last epoch (elr-mri evaluate --run RUN_DIR --checkpoint last)")  # a command
 
 
 def test_a_collapsed_last_epoch_gets_elr_advice_only_for_elr() -> None:

@@ -75,7 +75,7 @@ def collapse_warnings(metrics: pd.DataFrame, best_epoch: int, loss_name: str,
         found.append(
             f"the selected epoch {best_epoch} gives {one_class(best_epoch)} to {share[best_epoch]:.0%} of the "
             f"validation split{labels_said}, so it scores about the class prior: the validation labels found no better "
-            "epoch; compare the last epoch (elr-mri evaluate --checkpoint last)")
+            "epoch; compare the last epoch (elr-mri evaluate --run RUN_DIR --checkpoint last)")
     if share[last_epoch] >= threshold:  # the selected one too, when it is the last: no other epoch to compare
         advice = _collapse_advice(metrics, loss_name)
         selected = ", the selected one," if last_epoch == best_epoch else ""
