@@ -46,15 +46,18 @@ def _mix64(value: int) -> int:
 class SeededItems(Dataset):
     """One batch stream's view of a training set for one epoch: item i augmented from
     `example_seed(epoch_seed, i)`; an (i, draw) key, from `distributed.NumberedDraws`, gives a scan drawn twice
-    in an epoch two augmentations (with the example's seed alone both draws were the same volume)."""
+    in an epoch two augmentations (with the example's seed alone both draws were the same volume). An
+    (i, draw, epoch seed) key names its epoch itself: one DataLoader, its workers kept, then serves every epoch
+    (`engine.feeding.EpochDraws`), as its workers hold the copy of this object they started with."""
 
-    def __init__(self, dataset: SeedableDataset, epoch_seed: int) -> None:
+    def __init__(self, dataset: SeedableDataset, epoch_seed: int | None = None) -> None:
         self.dataset = dataset
         self.epoch_seed = epoch_seed
 
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
-        index, draw = key if isinstance(key, tuple) else (key, 0)
-        return self.dataset.item(index, example_seed(self.epoch_seed, index, draw))
+    def __getitem__(self, key: int | tuple[int, int] | tuple[int, int, int]) -> dict[str, Any]:
+        index, draw, *named = key if isinstance(key, tuple) else (key, 0)
+        epoch_seed = named[0] if named else self.epoch_seed
+        return self.dataset.item(index, example_seed(epoch_seed, index, draw))

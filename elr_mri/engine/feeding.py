@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from elr_mri.config import RunConfig, evaluation_batch_size
 from elr_mri.data.device_batches import Assembly, DeviceImageBatches, supports_device_batches
@@ -26,8 +26,8 @@ from elr_mri.data.seeded_items import SeededItems
 from elr_mri.distributed import DistContext, GlobalBatchSampler, NumberedDraws, evaluation_rows
 from preprocess.workers import forked_on_linux
 
-__all__ = ["BatchFeeder", "BlurredOnDevice", "PairedBatches", "StreamsInTurn", "WithGlobalBatchSizes", "balanced_subset",
-           "serves_from_device", "worker_start"]
+__all__ = ["BatchFeeder", "BlurredOnDevice", "EpochDraws", "PairedBatches", "StreamsInTurn", "WithGlobalBatchSizes",
+           "balanced_subset", "serves_from_device", "worker_start"]
 
 Batch = dict[str, Any]  # tensors, the training batches' global_batch_size, and a second stream's batch ("pair")
 SECOND_STREAM_SEED = 50_000_017  # added to an epoch's seed for the second stream: another order, other crops
@@ -79,6 +79,25 @@ class StreamsInTurn:
                 yield {**batch, "network": network}
 
 
+class EpochDraws(Sampler[list[tuple[int, int, int]]]):
+    """The batches of the epoch `start` set last, each key (index, draw, the epoch's seed) for `SeededItems`: the
+    DataLoader of a stream keeps this one sampler, and so its workers, from epoch to epoch."""
+
+    def __init__(self) -> None:
+        self.draws: NumberedDraws | None = None
+        self.seed = 0
+
+    def start(self, draws: NumberedDraws, seed: int) -> None:
+        self.draws, self.seed = draws, seed
+
+    def __len__(self) -> int:
+        return len(self.draws or ())
+
+    def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
+        for batch in self.draws or ():
+            yield [(index, draw, self.seed) for index, draw in batch]
+
+
 class BlurredOnDevice:
     """MRI training batches whose images arrive as crops with the blur kernel's reach around them and a σ each
     (`data.mri.blur_on: device`): moved to the device and blurred there, the reach trimmed off."""
@@ -118,6 +137,7 @@ class BatchFeeder:
         self.blur_reach = kernel_radius(cfg.data.mri.blur_sigma_max) if blur_on_device else None
         self.on_device = serves_from_device(data, cfg)
         self.device_sets: dict[str, DeviceImageBatches] = {}
+        self._loaders: dict[str, DataLoader] = {}  # by split, and "train" + stream: kept, with their workers
         if self.on_device:
             self.device_sets = {name: DeviceImageBatches.from_dataset(split, device, channels_last,
                                                                       compile_assembly if name == "train" else None)
@@ -146,10 +166,7 @@ class BatchFeeder:
             batches: Iterable[Batch] = train.batches(sampler.parts_on(self.device), train.generator(seed * 1009),
                                                       sampler.slice_positions())
         else:  # each example augmented from (this stream's epoch seed, its index, its earlier draws): SeededItems
-            batches = DataLoader(SeededItems(self.data.train, seed), batch_sampler=NumberedDraws(sampler),
-                                 num_workers=self.cfg.data.num_workers,
-                                 multiprocessing_context=worker_start(self.cfg.data.num_workers),
-                                 generator=torch.Generator().manual_seed(seed), pin_memory=torch.cuda.is_available())
+            batches = self._training_loader(stream, NumberedDraws(sampler), seed)
             if self.blur_reach is not None:
                 batches = BlurredOnDevice(batches, self.device, self.blur_reach)
         return WithGlobalBatchSizes(batches, sampler.global_batch_sizes())
@@ -165,9 +182,34 @@ class BatchFeeder:
         if self.on_device:
             return self.device_sets[split].in_order(size, rows)
         share = Subset(dataset, rows) if self.dist.enabled else dataset
-        return DataLoader(share, batch_size=size, shuffle=False, num_workers=self.cfg.data.num_workers,
-                          multiprocessing_context=worker_start(self.cfg.data.num_workers),
-                          pin_memory=torch.cuda.is_available())  # as training's: the copies to the GPU are non-blocking
+        # A new loader's pass drew its workers' seed from torch's global generator, which ELR+'s mixup and dropout
+        # draw from next; a kept one draws from its own, so this draw keeps their numbers, and a run, as they were.
+        torch.empty((), dtype=torch.int64).random_()
+        return self._kept_loader(split, lambda: self._loader(share, batch_size=size, shuffle=False))
+
+    def _training_loader(self, stream: int, draws: NumberedDraws, seed: int) -> DataLoader:
+        """Stream `stream`'s loader, set to serve `draws`, augmented from the epoch's `seed`."""
+        loader = self._kept_loader(f"train{stream}",
+                                   lambda: self._loader(SeededItems(self.data.train), batch_sampler=EpochDraws()))
+        loader.batch_sampler.start(draws, seed)
+        return loader
+
+    def _kept_loader(self, name: str, build: Callable[[], DataLoader]) -> DataLoader:
+        """The loader `name`, built on first use and kept with its workers for the run: a loader made each epoch
+        started its workers each epoch, and spawned ones (macOS) each imported torch and unpickled the split
+        again (with `data.mri.cache: memory` every volume): 36 s an epoch of digits with 2 workers, against 0.6 s."""
+        if name not in self._loaders:
+            self._loaders[name] = build()
+        return self._loaders[name]
+
+    def _loader(self, dataset: Dataset, **batching: Any) -> DataLoader:
+        """A DataLoader on `data.num_workers` workers that outlive each pass. Its generator only seeds the workers,
+        whose items come from seeds of their own (`SeededItems`) or are not random (evaluation). Pinned memory:
+        the copies to the GPU are non-blocking."""
+        workers = self.cfg.data.num_workers
+        return DataLoader(dataset, num_workers=workers, multiprocessing_context=worker_start(workers),
+                          persistent_workers=workers > 0, generator=torch.Generator().manual_seed(self.cfg.seed),
+                          pin_memory=torch.cuda.is_available(), **batching)
 
     def _splits(self) -> dict[str, Dataset]:
         named = {**self.data.extra_tests, "train": self.data.train, "val": self.data.val, "test": self.data.test}
