@@ -408,12 +408,12 @@ def _verdict(difference: Interval) -> str:
 
 
 def _volumes_section(volumes: Path, cohort: Path) -> str:
-    table = recovery_table(pd.read_csv(volumes, dtype={"participant_id": str}),
-                           read_truth(cohort / "truth.csv"))
-    table = table.set_index("region").round(3)
+    measured = pd.read_csv(volumes, dtype={"participant_id": str})
+    warps = ", ".join(sorted(measured["warp"].dropna().unique())) if "warp" in measured else "syn"
+    table = recovery_table(measured, read_truth(cohort / "truth.csv")).set_index("region").round(3)
     return "\n".join([
         "## Regional volumes against the simulated truth",
-        "`elr-mri volumes`: a SyN registration of each template-space scan to MNI152 (2 mm), its Jacobian "
+        f"`elr-mri volumes`: a SyN registration of each template-space scan to MNI152 ({warps}), its Jacobian "
         "determinant times the affine's integrated over ellipsoidal regions in MNI millimetres. Scan volume over "
         "template volume, measured and simulated, mean per true diagnosis, and Pearson r over scans:",
         "",
