@@ -259,6 +259,18 @@ def test_adni_keys_match_ptid_viscode_and_bids_labels():
     assert mapped_session_key("03/04/2012") == "03/04/2012"  # month or day first: not guessed
 
 
+def test_participant_keys_keep_digits_apart_and_read_ids_of_digits_as_numbers():
+    """Dropping every separator made 1.5 and 15 (12.0 and 120) one person, while 007 and the 7 a spreadsheet re-saves
+    it as were two."""
+    key = adni_participant_key
+    assert key("1.5") == key("1_5") == key("1 - 5") != key("15")
+    assert key("12.5") != key("125") and key("2_13") != key("21_3") and key("P1.5") != key("P15")
+    assert key("007") == key("7") == key("sub-007") == key("7.0") == key("_007") == "7"  # 7.0: a float column's 7
+    assert key("12.0") == "12" != key("120")
+    assert key("P007") != key("P7")  # a spreadsheet keeps text as it is: only IDs of digits alone are numbers
+    assert key("ADNI_011_S_0002") == key("011 S 0002") == "011S0002"
+
+
 def test_import_adnimerge_maps_diagnoses_and_visit_age():
     scans = pd.DataFrame({
         "participant_id": ["sub-ADNI011S0002", "sub-ADNI011S0002", "011_S_0002", "sub-ADNI022S0007",
@@ -696,6 +708,17 @@ def test_leakage_guard_refuses_shared_participants():
         check_no_leakage({"training": ["sub-ADNI011S0002", "sub-X1"], "holdout": ["011_S_0002", "x1", "Y"]})
 
 
+def test_leakage_guard_tells_ids_apart_by_the_digits_and_names_a_number_re_saved_without_its_zeros():
+    assert check_no_leakage({"training": ["1.5", "12.0", "2_13"], "holdout": ["15", "120", "213"]}) == []
+    with pytest.raises(LeakageError, match=r"e\.g\. 007 = 7 \(IDs of digits alone are compared as numbers, as a "
+                                           r"spreadsheet drops leading zeros: give two people IDs that are not one "
+                                           r"number\); results would be inflated"):
+        check_no_leakage({"training": ["007", "A"], "holdout": ["7", "B"]})
+    with pytest.raises(LeakageError) as err:  # the same number written alike: no note
+        check_no_leakage({"training": ["sub-7"], "holdout": ["7"]})
+    assert "e.g. sub-7 = 7; results" in str(err.value)
+
+
 def test_a_holdout_scan_reached_by_a_link_or_another_spelling_of_its_path_is_a_training_scan(tmp_path):
     """A holdout put together from the training files under other names (a link, a path through ..) is refused."""
     (tmp_path / "train").mkdir()
@@ -777,6 +800,26 @@ def test_a_splits_file_meets_the_manifests_ids_spelled_another_way(tmp_path):
     path.write_text("participant_id,split\nsub-ADNI011S0002,train\nsub-ADNI011S0003,test\nsub-ADNI011S0009,val\n")
     assert load_splits(path, ["011_S_0002", "011_S_0003"]).to_dict() == {"011_S_0002": "train", "011_S_0003": "test",
                                                                         "sub-ADNI011S0009": "val"}
+
+
+def test_a_splits_file_re_saved_by_a_spreadsheet_splits_the_manifests_zero_padded_ids(tmp_path):
+    """Excel writes 007 back as 7: the file said 007 had no split, while 1.5 and 15 were one person in two splits."""
+    path = tmp_path / "splits.csv"
+    path.write_text("participant_id,split\n7,train\n8,test\n1.5,train\n15,val\n")
+    assert load_splits(path, ["007", "008", "1.5", "15"]).to_dict() == {"007": "train", "008": "test", "1.5": "train",
+                                                                        "15": "val"}
+
+
+def test_a_manifest_holds_ids_apart_by_their_digits_and_names_two_read_as_one_number(tmp_path):
+    """1.5 and 15 were refused as one person spelled two ways; 007 and 7 are one number, which the refusal says."""
+    frame = load_manifest(write_manifest(tmp_path, [scan("1.5", "M00"), scan("15", "M00"), scan("12.0", "M00"),
+                                                    scan("120", "M00")]), CLASSES)
+    assert frame["participant_id"].tolist() == ["1.5", "15", "12.0", "120"]
+    with pytest.raises(ManifestError) as err:
+        load_manifest(write_manifest(tmp_path, [scan("007", "M00"), scan("7", "M06")]), CLASSES)
+    assert ("line 3 (participant '7', session 'M06'): the participant of line 2 spelled another way ('007': IDs of "
+            "digits alone are compared as numbers, as a spreadsheet drops leading zeros); write one ID per person, or "
+            "give two people IDs that are not one number") in str(err.value)
 
 
 def test_ages_in_months_or_birth_years_are_refused_by_row(tmp_path):

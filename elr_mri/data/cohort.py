@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from elr_mri.data.importers import (MAX_AGE_YEARS, USABLE_STATUSES, adni_participant_key, columns_it_has,
-                                    decimal_comma_hint, has_usable_status, sex_letters)
+                                    decimal_comma_hint, has_usable_status, sex_letters, spelled_as_numbers)
 from preprocess.inputs import read_csv_table, windows_separators_read
 from preprocess.user_errors import not_a_file
 
@@ -277,8 +277,16 @@ def _spellings(frame: pd.DataFrame) -> list[str]:
         if participant and participant != frame["participant_id"][j] and participant not in reported:
             reported.add(participant)
             problems.append(f"{_where(frame, i)}: the participant of line {frame['_row'][j]} spelled another way "
-                            f"({frame['participant_id'][j]!r}); write one ID per person")
+                            f"({_other_spelling(frame['participant_id'][j], participant)}")
     return problems
+
+
+def _other_spelling(first: str, second: str) -> str:
+    """The end of a two-spellings problem: `first`, and the fix; IDs one only as numbers may be two people."""
+    if spelled_as_numbers(first, second):
+        return (f"{first!r}: IDs of digits alone are compared as numbers, as a spreadsheet drops leading zeros); write "
+                "one ID per person, or give two people IDs that are not one number")
+    return f"{first!r}); write one ID per person"
 
 
 def _unknown_classes(frame: pd.DataFrame, raw: pd.Series, column: str, classes: Sequence[str]) -> list[str]:

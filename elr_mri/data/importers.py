@@ -20,8 +20,8 @@ padding: "ses-01" is visit 1). Relative image paths of the scans table are made 
 folder. Two scans of one visit, and a clinical value that maps to no class, are left out with the reason.
 
 Public names: `ImportResult`, `ADNI_DIAGNOSES`, `import_adnimerge`, `import_mapped_table`,
-`load_mapping`, `adni_participant_key`, `adni_session_key`, `adni_diagnosis`, `mapped_session_key`,
-`preprocess_failures`, `sex_letters`, `has_usable_status`, `USABLE_STATUSES`, `MAX_AGE_YEARS`,
+`load_mapping`, `adni_participant_key`, `spelled_as_numbers`, `adni_session_key`, `adni_diagnosis`,
+`mapped_session_key`, `preprocess_failures`, `sex_letters`, `has_usable_status`, `USABLE_STATUSES`, `MAX_AGE_YEARS`,
 `decimal_comma_hint`, `columns_it_has`.
 """
 
@@ -48,6 +48,7 @@ __all__ = [
     "import_mapped_table",
     "load_mapping",
     "adni_participant_key",
+    "spelled_as_numbers",
     "adni_session_key",
     "adni_diagnosis",
     "mapped_session_key",
@@ -81,6 +82,8 @@ _ISO_DATE = re.compile(r"(\d{4})[-_/.](\d{1,2})[-_/.](\d{1,2})(?:[ T][\d:.]*)?")
 _DAY_MONTH_DATE = re.compile(r"\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}(?:[ T][\d:.]*)?")  # 3/4/2012: which is the month?
 _DATE_KEY = re.compile(r"(?:19|20)\d{6}")  # a session key that is a date (ses-20120304)
 _RID_KEY = re.compile(r"[0-9]+")  # an ADNI participant key of digits alone: ADNIMERGE's RID, not its PTID
+_SEPARATORS = re.compile(r"[\W_]+")  # what a participant ID's key drops (or, between digits, keeps as one "-")
+_FLOAT_OF_INTEGER = re.compile(r"\d+\.0")  # a participant ID 7 as a float column writes it
 # ADNI's own visit codes of a phase (ADNI-GO/2's v03, ADNI3's init, y1), where ADNIMERGE's VISCODE is VISCODE2 (bl, m06)
 _ADNI_PROTOCOL_VISIT = re.compile(r"V\d+|INIT|Y\d+")
 ADNIMERGE_COLUMNS = ("PTID", "VISCODE", "DX", "DX_bl", "AGE", "Years_bl")  # the ones its import reads (and PTGENDER)
@@ -397,10 +400,23 @@ def _date_session_hint(sessions: pd.Series, column: str) -> str:
 def adni_participant_key(value: Any) -> str:
     """"011_S_0002" and "sub-ADNI011S0002" → "011S0002". Separators go, letters of any alphabet stay: sub-Ä01 and
     sub-Ö01 are two people. Composed first (NFC): an Ä typed as A plus a combining mark (macOS file names) is the same
-    Ä, where the mark alone would go as a separator and make it sub-A01."""
+    Ä, where the mark alone would go as a separator and make it sub-A01. A separator between two digits stays (as
+    "-"): 1.5 and 15, 12.0 and 120 are two people. An ID of digits alone is a number, as a spreadsheet or a float
+    column re-saves it: 007, 7 and 7.0 are one person (`spelled_as_numbers` says when that joined two IDs)."""
     text = re.sub(r"^sub-", "", unicodedata.normalize("NFC", str(value).strip()), flags=re.IGNORECASE)
     text = re.sub(r"^ADNI", "", text, flags=re.IGNORECASE)
-    return re.sub(r"[\W_]", "", text).upper()
+    if _FLOAT_OF_INTEGER.fullmatch(text):
+        text = text[:-2]
+    key = _SEPARATORS.sub(_separator, text).upper()
+    return str(int(key)) if key.isdecimal() else key
+
+
+def spelled_as_numbers(first: Any, second: Any) -> bool:
+    """Whether two IDs are one participant only as numbers (007 and 7): a spreadsheet's doing, or two people whose
+    IDs differ only in leading zeros; messages name both spellings then, where "write one ID" may be the wrong fix."""
+    key = adni_participant_key(first)
+    digits = [re.sub(r"\D", "", str(value)) for value in (first, second)]
+    return key == adni_participant_key(second) and key.isdecimal() and digits[0] != digits[1]
 
 
 def adni_session_key(value: Any) -> str:
@@ -430,6 +446,12 @@ def mapped_session_key(value: Any) -> str:
         year, month, day = date.groups()
         return f"{year}{int(month):02d}{int(day):02d}"
     return str(int(text)) if text.isdigit() else text
+
+
+def _separator(match: re.Match[str]) -> str:
+    """A run of separators in a participant ID as its key keeps it: "-" between two digits, nothing elsewhere."""
+    text, start, end = match.string, match.start(), match.end()
+    return "-" if 0 < start and end < len(text) and text[start - 1].isdecimal() and text[end].isdecimal() else ""
 
 
 def _without_entities(session: str) -> str:

@@ -19,7 +19,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from elr_mri.data.importers import adni_participant_key
+from elr_mri.data.importers import adni_participant_key, spelled_as_numbers
 from preprocess.inputs import read_csv_table
 
 __all__ = [
@@ -203,11 +203,12 @@ def check_no_leakage(
     """Refuse participants shared by any two of `groups` (name → participant ids).
 
     IDs are matched on the key the ADNI importer joins on (`sub-` and `ADNI` prefixes, case and
-    separators ignored): cohorts spell one person's ID differently, 011_S_0002 in ADNIMERGE and
-    sub-ADNI011S0002 in BIDS. With `allow` the overlap is returned as lines for the run's report
-    instead of raised; an empty list means the groups are disjoint. `fix`: what to change (a holdout's own rows,
-    not the splits). `overridable`: whether the error offers data.mri.allow_participant_overlap (not for a splits
-    file, which can give a participant one split only).
+    separators ignored, but for one between digits; IDs of digits alone as numbers): cohorts spell one person's ID
+    differently, 011_S_0002 in ADNIMERGE and sub-ADNI011S0002 in BIDS, 007 in one table and 7 in a re-saved one.
+    With `allow` the overlap is returned as lines for the run's report instead of raised; an empty list means the
+    groups are disjoint. `fix`: what to change (a holdout's own rows, not the splits). `overridable`: whether the
+    error offers data.mri.allow_participant_overlap (not for a splits file, which can give a participant one split
+    only).
     """
     spellings = {name: {adni_participant_key(i): str(i) for i in ids} for name, ids in groups.items()}
     names = list(spellings)
@@ -217,11 +218,10 @@ def check_no_leakage(
             shared = sorted(spellings[first].keys() & spellings[second].keys())
             if not shared:
                 continue
-            examples = [_same_person(spellings[first][key], spellings[second][key])
-                        for key in shared[:LISTED_PARTICIPANTS]]
+            pairs = [(spellings[first][key], spellings[second][key]) for key in shared[:LISTED_PARTICIPANTS]]
             line = (
                 f"{source}: {len(shared)} participant(s) are in both {first} and {second}, "
-                f"e.g. {', '.join(examples)}"
+                f"e.g. {', '.join(_same_person(*pair) for pair in pairs)}{_as_numbers_note(pairs)}"
             )
             if not overridable:
                 raise LeakageError(f"{line}; results would be inflated. {fix}")
@@ -251,6 +251,15 @@ def check_no_shared_scans(
 
 def _same_person(first: str, second: str) -> str:
     return first if first == second else f"{first} = {second}"
+
+
+def _as_numbers_note(pairs: list[tuple[str, str]]) -> str:
+    """Why 007 = 7 among the examples: IDs of digits alone meet as numbers, since a spreadsheet re-saves 007 as 7;
+    said so that two people numbered so are told from one person re-saved."""
+    if not any(spelled_as_numbers(*pair) for pair in pairs):
+        return ""
+    return (" (IDs of digits alone are compared as numbers, as a spreadsheet drops leading zeros: give two people IDs "
+            "that are not one number)")
 
 
 def split_balance(frame: pd.DataFrame, split: pd.Series, classes: Sequence[str]) -> pd.DataFrame:
