@@ -810,6 +810,23 @@ def test_a_splits_file_re_saved_by_a_spreadsheet_splits_the_manifests_zero_padde
                                                                         "15": "val"}
 
 
+def test_ids_apart_only_by_a_separator_between_digits_are_named_with_both_spellings(tmp_path, caplog):
+    """02_013 and its BIDS label sub-02013 are two people to the key, as 1.5 and 15 are: maybe one person, so the
+    guard warns naming both, and a splits file's 'no split' names the file's spelling beside the manifest's."""
+    with caplog.at_level(logging.WARNING, logger="elr_mri.data.splits"):
+        assert check_no_leakage({"training": ["02_013", "1.5", "A"], "holdout": ["sub-02013", "15", "B"]},
+                                source="nacc.csv") == []
+    assert ("nacc.csv: training's 02_013 and holdout's sub-02013 differ only in a separator between digits, as 1.5 "
+            "and 15 do, so they are taken for two people (and 1 more such pair(s)); if one, write one ID for both and "
+            "run again") in caplog.messages
+    path = tmp_path / "splits.csv"
+    path.write_text("participant_id,split\nsub-02013,train\nA,test\n")
+    with pytest.raises(ValueError, match=r"no split, e\.g\. 02_013; .* \(the file's sub-02013 and the manifest's "
+                                         r"02_013 differ only in a separator between digits, as 1\.5 and 15 do: if "
+                                         r"one person, write the manifest's ID\)$"):
+        load_splits(path, ["02_013", "A"])
+
+
 def test_a_manifest_holds_ids_apart_by_their_digits_and_names_two_read_as_one_number(tmp_path):
     """1.5 and 15 were refused as one person spelled two ways; 007 and 7 are one number, which the refusal says."""
     frame = load_manifest(write_manifest(tmp_path, [scan("1.5", "M00"), scan("15", "M00"), scan("12.0", "M00"),

@@ -12,6 +12,7 @@ Public names: `LeakageError`, `SPLIT_NAMES`, `participant_diagnosis`, `split_par
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -36,6 +37,8 @@ __all__ = [
     "check_no_shared_scans",
     "split_balance",
 ]
+
+log = logging.getLogger(__name__)
 
 SPLIT_NAMES = ("train", "val", "test")
 LISTED_PARTICIPANTS = 5
@@ -112,8 +115,11 @@ def load_splits(path: str | Path, participants: Iterable[str]) -> pd.Series:
     check_no_leakage(groups, source=str(path), fix="List each participant under one split only", overridable=False)
     spelled = {adni_participant_key(participant): participant for participant in participants}
     table = table.assign(participant_id=[spelled.get(adni_participant_key(i), i) for i in table["participant_id"]])
-    return split_of_participants(table, participants, path,
-                                 fix="give each a row (participant_id,split), or remove their scans from the manifest")
+    fix = "give each a row (participant_id,split), or remove their scans from the manifest"
+    near = _near_misses(table["participant_id"], spelled.values())
+    if near:  # an ID spelled by its digits alone, as a BIDS label would be (sub-02013 for 02_013)
+        fix += f" ({_near_miss(*near[0], 'the file', 'the manifest')}: if one person, write the manifest's ID)"
+    return split_of_participants(table, participants, path, fix=fix)
 
 
 def split_of_participants(table: pd.DataFrame, participants: Iterable[str], path: Path, fix: str = "") -> pd.Series:
@@ -215,6 +221,11 @@ def check_no_leakage(
     notes = []
     for i, first in enumerate(names):
         for second in names[i + 1 :]:
+            near = _near_misses(spellings[first].values(), spellings[second].values())
+            if near:
+                more = f" (and {len(near) - 1} more such pair(s))" if len(near) > 1 else ""
+                log.warning("%s: %s, so they are taken for two people%s; if one, write one ID for both and run again",
+                            source, _near_miss(*near[0], first, second), more)
             shared = sorted(spellings[first].keys() & spellings[second].keys())
             if not shared:
                 continue
@@ -251,6 +262,25 @@ def check_no_shared_scans(
 
 def _same_person(first: str, second: str) -> str:
     return first if first == second else f"{first} = {second}"
+
+
+def _near_misses(first: Iterable[str], second: Iterable[str]) -> list[tuple[str, str]]:
+    """Pairs of IDs, one of `first` and one of `second`, whose keys differ only in a separator between digits
+    (02_013, sub-02013): two people to the guard (1.5 is not 15), yet maybe one person whose BIDS label dropped it."""
+    loose = {_without_digit_separators(i): i for i in first}
+    pairs = ((loose.get(_without_digit_separators(i)), i) for i in second)
+    return [(a, b) for a, b in pairs if a is not None and adni_participant_key(a) != adni_participant_key(b)]
+
+
+def _without_digit_separators(participant: str) -> str:
+    """A participant's key less the separators it keeps between digits, keyed again (02-013 less its separator is
+    the number 2013): 02_013 and sub-02013 meet on it."""
+    return adni_participant_key(adni_participant_key(participant).replace("-", ""))
+
+
+def _near_miss(first: str, second: str, first_place: str, second_place: str) -> str:
+    return (f"{first_place}'s {first} and {second_place}'s {second} differ only in a separator between digits, as "
+            "1.5 and 15 do")
 
 
 def _as_numbers_note(pairs: list[tuple[str, str]]) -> str:
