@@ -419,6 +419,16 @@ def nacc_scans() -> pd.DataFrame:
     })
 
 
+def test_a_mapped_tables_numeric_ids_meet_the_zero_padded_bids_labels_of_their_scans():
+    """sub-007 missed the table's 7 (a spreadsheet's re-save, or a numeric id column), while the leakage guard and a
+    splits file take them for one participant."""
+    table = NACC.assign(NACCID=["7", "7", "12.0", "3", "4", "5"])
+    scans = nacc_scans().assign(participant_id=["sub-007", "0007", "12", "sub-03", "NACC000004", "5"])
+    result = import_mapped_table(table, scans, NACC_MAPPING)
+    assert result.manifest["participant_id"].tolist() == ["sub-007", "0007", "12"]
+    assert result.dropped["participant_id"].tolist() == ["sub-03", "NACC000004", "5"]  # NACCUDSD 2; not listed; no visit 7
+
+
 def test_nacc_mapping_recodes_udsd_and_sex():
     result = import_mapped_table(NACC, nacc_scans(), NACC_MAPPING)
     m = result.manifest

@@ -15,8 +15,8 @@ Join rule for ADNI (`adni_participant_key`, `adni_session_key`):
   screening visit ("sc", "scmri") is the baseline scan, as in ADNI1.
 
 NACC (or any cohort) goes through a YAML column-and-value mapping (configs/nacc/nacc_mapping.yaml);
-participants and sessions match after stripping BIDS "sub-"/"ses-" prefixes (and a session's zero
-padding: "ses-01" is visit 1). Relative image paths of the scans table are made absolute against its
+participants and sessions match after stripping BIDS "sub-"/"ses-" prefixes (and the zero padding of one of
+digits alone: "ses-01" is visit 1, "sub-007" the table's participant 7). Relative image paths of the scans table are made absolute against its
 folder. Two scans of one visit, and a clinical value that maps to no class, are left out with the reason.
 
 Public names: `ImportResult`, `ADNI_DIAGNOSES`, `import_adnimerge`, `import_mapped_table`,
@@ -461,8 +461,10 @@ def _without_entities(session: str) -> str:
 
 def _bids_key(value: Any) -> str:
     """A participant or session as a join key: without BIDS' sub-/ses- and in one case, since BIDS labels are often
-    lower-cased copies of a table's ids (sub-nacc0002 for NACC0002), as the ADNI join reads them too."""
-    return re.sub(r"^(sub|ses)-", "", unicodedata.normalize("NFC", _code(value)), flags=re.IGNORECASE).upper()
+    lower-cased copies of a table's ids (sub-nacc0002 for NACC0002), as the ADNI join reads them too; one of digits
+    alone as a number (sub-007 for a table's 7), as the leakage guard reads participants."""
+    text = re.sub(r"^(sub|ses)-", "", unicodedata.normalize("NFC", _code(value)), flags=re.IGNORECASE).upper()
+    return str(int(text)) if text.isdecimal() else text
 
 
 def _blank(value: Any) -> bool:
