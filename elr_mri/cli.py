@@ -23,6 +23,7 @@ from elr_mri.commands.evaluate import evaluate_command, explain_command
 from elr_mri.commands.problems import user_problem
 from elr_mri.commands.train import HoldoutScoringStopped, train_command, train_run_dir
 from elr_mri.evaluation import N_BOOT
+from elr_mri.shipped import shipped_copy
 from elr_mri.stopping import Terminated, interrupted, terminated, terminating_at_safe_points
 from preprocess.arguments import near_option, options_of, unknown_option, values_without_option
 from preprocess.signals import sigterm_as_ctrl_c
@@ -95,6 +96,7 @@ def _run_command(argv: list[str]) -> int:
         print(f"elr-mri {args.command}: unrecognized arguments: {' '.join(stray)}{_stray_hint(argv, stray)}",
               file=sys.stderr)
         return 2
+    _read_shipped_configs(args)
     training = args.command == "train"  # the signals recorded (`terminated`, `interrupted`) are training's
     try:
         with terminating_at_safe_points() if training else sigterm_as_ctrl_c():
@@ -282,6 +284,14 @@ volumes: the failures CSV says why), shards that cannot be joined (preprocess-me
 run with other settings), a worker process that died (simulate-cohort) or another process of a torchrun job that
 stopped (train); 2 a mistake in the command line, a path, a table or a config (one line on stderr says which);
 130 Ctrl-C; 141 the output's reader closed the pipe (`| head`); 143 SIGTERM."""
+
+
+def _read_shipped_configs(args: argparse.Namespace) -> None:
+    """`--config` and `--mapping` given as `configs/...` where there is no such file, as after a pip install outside
+    the repository: the installed copy (`shipped_copy`). After parsing, which runs argparse's types twice."""
+    for name in ("config", "mapping"):
+        if getattr(args, name, None) is not None:
+            setattr(args, name, shipped_copy(getattr(args, name)))
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -15,6 +15,8 @@ import shutil
 import socket
 import subprocess
 import sys
+import sysconfig
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -155,3 +157,51 @@ def test_setup_completes_a_venv_left_without_pip_and_ends_a_failed_pip_with_what
     assert result.stderr.splitlines()[-2].startswith("make setup: pip could not install torch==2.13.0 (above). pip's "
                                                      '"from versions: none" means that its package index was out of '
                                                      "reach")
+
+
+def _wheel(folder: Path) -> Path:
+    """The wheel pip builds from a copy of the project's packaged files (no build/ left in the project), offline."""
+    source = folder / "source"
+    for name in ("elr_mri", "preprocess", "configs"):
+        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(ROOT / name, source / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
+                    "-w", str(folder / "wheel"), str(source)], check=True, capture_output=True, timeout=300)
+    return next((folder / "wheel").glob("elr_mri-*.whl"))
+
+
+def test_the_wheel_holds_every_module_and_the_configs(tmp_path: Path) -> None:
+    """A user who pip-installs elr-mri has no repository: `--config configs/digits/elr_sym40.yaml`, the example of
+    `elr-mri --help`, found nothing, since the wheel held the two packages' modules only."""
+    names = set(zipfile.ZipFile(_wheel(tmp_path)).namelist())
+    modules = {path.relative_to(ROOT).as_posix() for name in ("elr_mri", "preprocess")
+               for path in (ROOT / name).rglob("*.py")}
+    configs = {f"elr_mri/{path.relative_to(ROOT).as_posix()}" for path in (ROOT / "configs").rglob("*.yaml")}
+    assert modules <= names and configs <= names
+
+
+@pytest.mark.slow
+def test_an_installed_elr_mri_trains_from_a_shipped_config_outside_the_repository(tmp_path: Path) -> None:
+    """The wheel installed (not editable) into a new venv that reads this one's dependencies, run from a folder
+    without configs/: the README's `--config configs/...` reads the installed copy, saying so."""
+    wheel = _wheel(tmp_path)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([venv / "bin" / "python", "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", str(wheel)],
+                   check=True, capture_output=True)
+    site = subprocess.run([venv / "bin" / "python", "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    # this environment's site-packages for the dependencies (a path line: its editable hook's .pth is not run)
+    (Path(site) / "dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    result = subprocess.run([venv / "bin" / "elr-mri", "train", "--config", "configs/digits/elr_sym40.yaml", "--set",
+                             "train.epochs=1", "--set", "train.threads=1", "--out", "run"], cwd=work, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    installed = Path(site) / "elr_mri" / "configs" / "digits" / "elr_sym40.yaml"
+    note = f"note: no configs/digits/elr_sym40.yaml in {work}; reading the copy installed with elr-mri, {installed}"
+    assert result.stderr.splitlines().count(note) == 1
+    assert (work / "run" / "summary.json").is_file()
