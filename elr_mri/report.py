@@ -115,11 +115,23 @@ def _training_section(runs: dict[str, Path]) -> str:
         "",
         "![learning curves](figures/learning_curves.png)",
         "",
-        "What the networks predict for the training scans whose given label is wrong (dashed: CE, solid: ELR):",
+        "What the networks predict for the training scans whose given label is wrong (dashed: CE, solid: ELR)"
+        f"{_mislabelled_count_words(runs)}:",
         "",
         "![memorization](figures/memorization.png)",
         *_run_warnings(runs),
     ])
+
+
+def _mislabelled_count_words(runs: dict[str, Path]) -> str:
+    """How many training scans each point of the memorization figure is a share of: at the demo's smaller sizes
+    it is one or two, and a curve at 1.0 read as "memorised them all" (a 6-scan run: 1 scan)."""
+    for run in runs.values():
+        found = json.loads((run / "summary.json").read_text()).get("mislabels")
+        if found:  # the same training split for every run: the first count stands for all
+            count = found["truly_mislabelled"]
+            return f"; each point is a share of {count} scan{'s' * (count != 1)}"
+    return ""
 
 
 def _run_warnings(runs: dict[str, Path]) -> list[str]:

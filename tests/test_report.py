@@ -152,6 +152,21 @@ def test_a_runs_config_yaml_cut_short_is_refused_in_one_line_not_a_key_error(tmp
         _training_section({"ce": run})
 
 
+def test_the_memorization_figure_says_how_many_mislabelled_scans_its_shares_are_of(tmp_path: Path) -> None:
+    """A 6-scan demo run had one truly mislabelled training scan: its curves sat at 1.0 and 0.0 with no count, read
+    as every wrong label memorised."""
+    runs = {"ce": tmp_path / "ce", "elr": tmp_path / "elr"}
+    for run in runs.values():
+        run.mkdir()
+        (run / "config.yaml").write_text(CONFIG.read_text() + yaml.safe_dump(
+            {"selection_rule": selection_rule(load_config(CONFIG))}))
+        (run / "summary.json").write_text(json.dumps({"mislabels": {"flagged": 4, "truly_mislabelled": 1}}))
+    assert "(dashed: CE, solid: ELR); each point is a share of 1 scan:" in _training_section(runs)
+    (runs["ce"] / "summary.json").write_text("{}")  # trained without the true labels: no count, no words
+    (runs["elr"] / "summary.json").write_text("{}")
+    assert "(dashed: CE, solid: ELR):" in _training_section(runs)
+
+
 def test_saliency_maps_explain_wrote_are_linked_saying_what_each_averages(tmp_path: Path) -> None:
     """`elr-mri explain` on a demo run left maps the report never mentioned; a map of the scans *given* AD, most of
     them predicted otherwise, is easily read as where the network sees AD. None: no section."""
