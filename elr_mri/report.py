@@ -182,7 +182,11 @@ def _metrics_section(runs: dict[str, Path], out: Path) -> str:
     return "\n".join([
         "## Results (participant level, %, 95% bootstrap intervals over participants)",
         "`test` is the held-out participants of the training site (their labels as given, i.e. noisy); the "
-        "holdout manifest is the NACC-like site, scored against its given labels. Beside the CNNs: "
+        "holdout manifest is the NACC-like site (nacc_sim above), scored against its given labels, which are noisy "
+        "too (the share flipped at each site is given above): neither set's figures here say how often a method "
+        "finds the true diagnosis, the section after them does. Each network is one training run of one seed: "
+        "the intervals cover which participants were scored, not how another seed's training would differ. "
+        "Beside the CNNs: "
         "`volumes_logreg` (logistic regression on brain-normalised regional volumes + age + sex) and "
         "`voxels_linear_svm` (linear SVM on voxels averaged to 6 mm), fitted on the same training participants "
         "with the same noisy labels; `*_without_suspected` leaves out the training scans ELR flagged (absent when "

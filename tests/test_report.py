@@ -102,6 +102,19 @@ def test_the_results_table_groups_each_set_networks_first_and_names_the_rocs_lev
     assert "ROC curves (scan level)" in heading and "roc.png" in figures and "roc.png" not in section.split("\n### ")[0]
 
 
+def test_the_results_table_says_the_holdouts_labels_are_noisy_too_and_that_each_network_is_one_seed(
+        tmp_path: Path) -> None:
+    """The demo flips the holdout site's diagnoses as it does the training site's, yet the report said only that the
+    holdout was scored against its given labels, beside the test split's 'i.e. noisy', and nowhere by the numbers
+    that each network is a single seed's."""
+    runs = {"ce": tmp_path / "ce", "elr": tmp_path / "elr"}
+    for run in runs.values():
+        _scored(run / "eval-holdout_manifest", 0.5)
+    section = " ".join(_metrics_section(runs, tmp_path).split())
+    assert "scored against its given labels, which are noisy too" in section
+    assert "Each network is one training run of one seed" in section
+
+
 def test_the_results_table_marks_intervals_from_few_resamples_and_says_how_many(tmp_path: Path) -> None:
     """A 4-participant holdout: macro AUC and balanced accuracy were defined in 78 of 200 resamples, printed like
     any other interval; `elr-mri evaluate` says so, the report did not. 190 of 200 (95%) needs no note."""
