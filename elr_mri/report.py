@@ -152,7 +152,7 @@ def _metrics_section(runs: dict[str, Path], out: Path) -> str:
     alone: dict[str, int] = {}  # evaluated on -> its participants, where fewer than two
     figures = []
     for loss, run in runs.items():
-        for evaluation in sorted(run.glob("eval-*")):
+        for evaluation in sorted(run.glob("eval-*"), key=lambda folder: _test_first(_scored_set(folder))):
             where = _scored_set(evaluation)
             table = comparison_table(evaluation, loss)
             summary = json.loads((evaluation / "summary.json").read_text())

@@ -115,6 +115,17 @@ def test_the_results_table_says_the_holdouts_labels_are_noisy_too_and_that_each_
     assert "Each network is one training run of one seed" in section
 
 
+def test_the_figures_list_each_runs_test_split_first_as_the_tables_do(tmp_path: Path) -> None:
+    """eval-holdout_manifest sorted before eval-test: each run's ROC and confusion figures came holdout first, under
+    a table that lists the test split first."""
+    runs = {"ce": tmp_path / "ce", "elr": tmp_path / "elr"}
+    for run in runs.values():
+        for where in ("holdout_manifest", "test"):
+            _scored(run / f"eval-{where}", 0.5)
+    figures = [line.split(":")[0] for line in _metrics_section(runs, tmp_path).splitlines() if "![ROC]" in line]
+    assert figures == ["ce, eval-test", "ce, eval-holdout_manifest", "elr, eval-test", "elr, eval-holdout_manifest"]
+
+
 def test_the_results_table_marks_intervals_from_few_resamples_and_says_how_many(tmp_path: Path) -> None:
     """A 4-participant holdout: macro AUC and balanced accuracy were defined in 78 of 200 resamples, printed like
     any other interval; `elr-mri evaluate` says so, the report did not. 190 of 200 (95%) needs no note."""
