@@ -113,6 +113,9 @@ def _training_section(runs: dict[str, Path]) -> str:
         "## Training",
         f"Same participant splits and seed for every method; checkpoint selection: {rule}.",
         "",
+        "Training loss, and each epoch's accuracy on the validation and test splits, scan by scan against their "
+        "given (noisy) labels (dashed: CE, solid: ELR):",
+        "",
         "![learning curves](figures/learning_curves.png)",
         "",
         "What the networks predict for the training scans whose given label is wrong (dashed: CE, solid: ELR)"

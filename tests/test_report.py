@@ -176,19 +176,32 @@ def test_a_runs_config_yaml_cut_short_is_refused_in_one_line_not_a_key_error(tmp
         _training_section({"ce": run})
 
 
+def _trained(run: Path, summary: dict) -> Path:
+    """A run folder as the training section reads it: a whole config.yaml and `summary`."""
+    run.mkdir()
+    (run / "config.yaml").write_text(CONFIG.read_text() + yaml.safe_dump(
+        {"selection_rule": selection_rule(load_config(CONFIG))}))
+    (run / "summary.json").write_text(json.dumps(summary))
+    return run
+
+
 def test_the_memorization_figure_says_how_many_mislabelled_scans_its_shares_are_of(tmp_path: Path) -> None:
     """A 6-scan demo run had one truly mislabelled training scan: its curves sat at 1.0 and 0.0 with no count, read
     as every wrong label memorised."""
-    runs = {"ce": tmp_path / "ce", "elr": tmp_path / "elr"}
-    for run in runs.values():
-        run.mkdir()
-        (run / "config.yaml").write_text(CONFIG.read_text() + yaml.safe_dump(
-            {"selection_rule": selection_rule(load_config(CONFIG))}))
-        (run / "summary.json").write_text(json.dumps({"mislabels": {"flagged": 4, "truly_mislabelled": 1}}))
+    runs = {loss: _trained(tmp_path / loss, {"mislabels": {"flagged": 4, "truly_mislabelled": 1}})
+            for loss in ("ce", "elr")}
     assert "(dashed: CE, solid: ELR); each point is a share of 1 scan:" in _training_section(runs)
     (runs["ce"] / "summary.json").write_text("{}")  # trained without the true labels: no count, no words
     (runs["elr"] / "summary.json").write_text("{}")
     assert "(dashed: CE, solid: ELR):" in _training_section(runs)
+
+
+def test_the_learning_curves_are_said_to_score_the_given_noisy_labels_scan_by_scan(tmp_path: Path) -> None:
+    """The figure sat under no words: its test accuracy, against the test split's noisy labels and over scans, read
+    as the participant-level accuracy against the truth the tables below give."""
+    lines = _training_section({"ce": _trained(tmp_path / "ce", {})}).splitlines()
+    caption = lines[lines.index("![learning curves](figures/learning_curves.png)") - 2]
+    assert "scan by scan against their given (noisy) labels" in caption
 
 
 def test_saliency_maps_explain_wrote_are_linked_saying_what_each_averages(tmp_path: Path) -> None:
