@@ -126,6 +126,20 @@ def test_the_figures_list_each_runs_test_split_first_as_the_tables_do(tmp_path: 
     assert figures == ["ce, eval-test", "ce, eval-holdout_manifest", "elr, eval-test", "elr, eval-holdout_manifest"]
 
 
+def test_the_results_say_how_many_training_scans_the_baselines_without_suspected_kept(tmp_path: Path) -> None:
+    """ELR flagged 4 of a 6-scan demo's training scans: its `*_without_suspected` rows were fitted on 2, and the
+    report said only that they leave out the flagged scans."""
+    runs = {"ce": tmp_path / "ce", "elr": tmp_path / "elr"}
+    for run in runs.values():
+        _scored(run / "eval-test", 0.5)
+    for name in ("volumes_logreg", "volumes_logreg_without_suspected"):
+        _scored(runs["ce"] / "eval-test" / "baselines" / name, 0.4)
+    kept = runs["ce"] / "eval-test" / "baselines" / "volumes_logreg_without_suspected" / "summary.json"
+    kept.write_text(json.dumps({**json.loads(kept.read_text()), "train_scans": 2, "dropped_suspected": 4}))
+    section = " ".join(_metrics_section(runs, tmp_path).split())
+    assert "a single diagnosis to train on); here fitted on 2 training scans, the 4 flagged left out." in section
+
+
 def test_the_results_table_marks_intervals_from_few_resamples_and_says_how_many(tmp_path: Path) -> None:
     """A 4-participant holdout: macro AUC and balanced accuracy were defined in 78 of 200 resamples, printed like
     any other interval; `elr-mri evaluate` says so, the report did not. 190 of 200 (95%) needs no note."""
