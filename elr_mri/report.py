@@ -65,6 +65,7 @@ def _cohort_section(cohort: Path, settings: dict[str, Any]) -> str:
     truth = truth.astype({"diagnosis": stages, "true_diagnosis": stages})
     counts = pd.crosstab([truth["cohort"], truth["true_diagnosis"]], truth["diagnosis"])
     ages = truth.groupby(["cohort", "true_diagnosis"], observed=True)["age"].agg(["mean", "std"]).round(1)
+    ages["std"] = ages["std"].map(lambda std: "–" if pd.isna(std) else std)  # one scan: no spread, not "nan"
     return "\n".join([
         "# elr-mri demo: CE against ELR on a simulated Alzheimer's cohort",
         "",

@@ -416,3 +416,13 @@ def test_the_cohort_tables_order_the_diagnoses_by_stage(tmp_path: Path) -> None:
     ages = [line.split(" | ")[1] for line in lines if line.startswith("| adni_sim |")][3:]
     assert ages == ["CN", "MCI", "AD"]
     assert "Share of labels flipped: adni_sim 40.0%" in lines
+
+
+def test_the_age_of_a_group_of_one_scan_has_no_spread_printed_not_nan(tmp_path: Path) -> None:
+    """A 3-participant holdout has one scan a diagnosis: its age rows read 'nan' for the standard deviation."""
+    truth = pd.DataFrame({column: 1.0 for column in TRUTH_COLUMNS}, index=range(3)).assign(
+        participant_id=["sub-0", "sub-1", "sub-2"], session_id="ses-M00", cohort="nacc_sim",
+        true_diagnosis=["CN", "CN", "AD"], diagnosis=["CN", "CN", "AD"], age=[70.0, 74.0, 95.0])
+    truth.to_csv(tmp_path / "truth.csv", index=False)
+    lines = _cohort_section(tmp_path, {}).splitlines()
+    assert "| nacc_sim | CN | 72.0 | 2.8 |" in lines and "| nacc_sim | AD | 95.0 | – |" in lines
