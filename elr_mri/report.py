@@ -77,12 +77,12 @@ def _cohort_section(cohort: Path, settings: dict[str, Any]) -> str:
         f"Settings: {json.dumps(settings, default=str)}",
         "",
         "## Cohort and label noise",
-        "True diagnosis (rows) against the diagnosis the manifest gives (columns): off-diagonal cells are the "
+        "Scans by true diagnosis (rows) and the diagnosis the manifest gives (columns): off-diagonal cells are the "
         "simulated clinician disagreements (CN↔MCI, MCI↔AD). The true labels are used for scoring only.",
         "",
         _markdown(counts),
         "",
-        "Share of labels flipped: " + ", ".join(f"{site} {100 * rate:.1f}%" for site, rate in flipped.items()),
+        "Share of scans' labels flipped: " + ", ".join(f"{site} {100 * rate:.1f}%" for site, rate in flipped.items()),
         "",
         "Age by site and true diagnosis (years):",
         "",

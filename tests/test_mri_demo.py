@@ -138,7 +138,7 @@ def test_cpu_small_trains_on_the_demos_training_site_alone(tmp_path: Path,
 
 
 def test_label_noise_is_said_to_flip_the_holdout_site_too() -> None:
-    """The simulator flips both sites' diagnoses at --label-noise (the report's "Share of labels flipped" lists
+    """The simulator flips both sites' diagnoses at --label-noise (the report's "Share of scans' labels flipped" lists
     each), so the demo's holdout is scored against noisy labels too; --help had said only the training site's."""
     from elr_mri.simulate.cohort import HOLDOUT_SITE, plan_cohort
 

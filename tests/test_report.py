@@ -415,7 +415,8 @@ def test_the_cohort_tables_order_the_diagnoses_by_stage(tmp_path: Path) -> None:
                       "| adni_sim | AD | 0 | 1 | 1 |"]
     ages = [line.split(" | ")[1] for line in lines if line.startswith("| adni_sim |")][3:]
     assert ages == ["CN", "MCI", "AD"]
-    assert "Share of labels flipped: adni_sim 40.0%" in lines
+    assert "Share of scans' labels flipped: adni_sim 40.0%" in lines
+    assert any(line.startswith("Scans by true diagnosis (rows)") for line in lines)  # counts of scans, not people
 
 
 def test_the_age_of_a_group_of_one_scan_has_no_spread_printed_not_nan(tmp_path: Path) -> None:
