@@ -207,3 +207,7 @@ def test_an_installed_elr_mri_trains_from_a_shipped_config_outside_the_repositor
     note = f"note: no configs/digits/elr_sym40.yaml in {work}; reading the copy installed with elr-mri, {installed}"
     assert result.stderr.splitlines().count(note) == 1
     assert (work / "run" / "summary.json").is_file()
+    # Colin27 was looked for beside the package, in lib/python3.x/shared/...: an installed one has no checkout
+    result = subprocess.run([venv / "bin" / "elr-mri", "simulate-cohort", "--out", "cohort", "--anatomy", "colin27"],
+                            cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "beside a checkout of elr-mri, and this one is installed" in result.stderr

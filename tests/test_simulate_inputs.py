@@ -8,6 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from elr_mri.shipped import checkout_root
 from elr_mri.simulate import anatomy, main
 
 
@@ -114,6 +115,25 @@ def test_colin27_absent_beside_the_repository_is_one_line_saying_where_to_get_it
     assert main(["--out", str(out), "--subjects", "1", "--holdout-subjects", "0", "--anatomy", "colin27"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == (f"elr-mri simulate-cohort: error: anatomy 'colin27': no file at {absent}; Colin27 does not ship "
-                   "with the repository (ANTsPy's ants.get_ants_data('ch2') downloads it): pass its path to "
+                   "with elr-mri (ANTsPy's ants.get_ants_data('ch2') downloads it): pass its path to "
                    "--anatomy, or use --anatomy mni152")
+    assert not out.exists()
+
+
+def test_colin27_of_an_installed_package_is_looked_for_nowhere_and_said_so(
+        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Installed, the lookup beside the package named lib/python3.x/shared/data/mri/..., a folder of the Python
+    installation that no user has: there is no checkout to look beside, so the line says to pass the path."""
+    module = tmp_path / "lib" / "python3.11" / "site-packages" / "elr_mri" / "shipped.py"
+    module.parent.mkdir(parents=True)
+    assert checkout_root(module) is None
+    (tmp_path / "lib" / "python3.11" / "site-packages" / "pyproject.toml").write_text("")  # a checkout's marker
+    assert checkout_root(module) == tmp_path / "lib" / "python3.11" / "site-packages"
+    monkeypatch.setattr(anatomy, "COLIN27", None)
+    out = tmp_path / "cohort"
+    assert main(["--out", str(out), "--subjects", "1", "--holdout-subjects", "0", "--anatomy", "colin27"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "elr-mri simulate-cohort: error: anatomy 'colin27': it names the copy in ../shared/data/mri beside a checkout "
+        "of elr-mri, and this one is installed; Colin27 does not ship with elr-mri (ANTsPy's "
+        "ants.get_ants_data('ch2') downloads it): pass its path to --anatomy, or use --anatomy mni152")
     assert not out.exists()

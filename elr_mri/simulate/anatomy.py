@@ -1,8 +1,8 @@
 """Real anatomy to start from, and the per-subject shape variability that makes heads differ.
 
 The MNI152 2009 template ships inside nilearn's wheel, so a user with only the repository can
-simulate; Colin27 (a real single-subject head; the copy in ../shared/data is skull-stripped, although its README says
-skull on) is used where that folder has it.
+simulate; Colin27 (a real single-subject head; the copy in ../shared/data beside a checkout is skull-stripped,
+although its README says skull on) is used where that folder has it; an installed package has no such folder.
 Both are in MNI space, which is what lets disease regions be given in MNI millimetres.
 """
 
@@ -18,11 +18,14 @@ from scipy import ndimage
 
 from elr_mri.simulate.disease import REGIONS, region_points
 from elr_mri.simulate.fields import dct_field, grid_points, sample
+from elr_mri.shipped import checkout_root
 from preprocess.checks import ScanError, load_option_file
 
 __all__ = ["Anatomy", "ANATOMIES", "load_anatomy", "natural_displacement", "DEFORMATION_SPACING_MM"]
 
-COLIN27 = Path(__file__).resolve().parents[3] / "shared" / "data" / "mri" / "colin27_ch2_t1.nii.gz"
+_CHECKOUT = checkout_root()
+# the development data's copy beside a checkout; None where the package is installed (no folder beside it to look in)
+COLIN27 = _CHECKOUT.parent / "shared" / "data" / "mri" / "colin27_ch2_t1.nii.gz" if _CHECKOUT else None
 ANATOMIES = ("mni152", "colin27")
 # Displacement fields are smooth, so one 2 mm grid serves every output resolution.
 DEFORMATION_SPACING_MM = 2.0
@@ -125,9 +128,16 @@ def _load_image(name: str, resolution_mm: float) -> nib.Nifti1Image:
         from nilearn.datasets import load_mni152_template
 
         return load_mni152_template(resolution=2 if resolution_mm >= 2 else 1)
-    if name == "colin27" and not COLIN27.exists():
-        raise FileNotFoundError(f"anatomy 'colin27': no file at {COLIN27}; Colin27 does not ship with the repository "
+    if name == "colin27" and (COLIN27 is None or not COLIN27.exists()):
+        raise FileNotFoundError(f"anatomy 'colin27': {_colin27_absence()}; Colin27 does not ship with elr-mri "
                                 "(ANTsPy's ants.get_ants_data('ch2') downloads it): pass its path to --anatomy, "
                                 "or use --anatomy mni152")
     return load_option_file(COLIN27 if name == "colin27" else name, "--anatomy",
                             "pass a 3D T1 NIfTI in MNI space, or --anatomy mni152 (the template nilearn ships)")
+
+
+def _colin27_absence() -> str:
+    """Where `colin27` was looked for: beside the checkout, or nowhere, for an installed package."""
+    if COLIN27 is None:
+        return "it names the copy in ../shared/data/mri beside a checkout of elr-mri, and this one is installed"
+    return f"no file at {COLIN27}"

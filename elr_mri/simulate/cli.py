@@ -288,7 +288,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0); same seed, same bytes")
     parser.add_argument("--resolution", type=float, default=2.0, help="voxel size of the written scans in mm (default 2)")
     parser.add_argument("--anatomy", default="mni152",
-                        help=f"{' or '.join(ANATOMIES)} (Colin27 from ../shared/data/mri), or a T1 NIfTI in MNI space "
+                        help=f"{' or '.join(ANATOMIES)} (colin27: the copy in ../shared/data/mri beside a checkout; "
+                             "an installed elr-mri has none: pass Colin27's path), or a T1 NIfTI in MNI space "
                              "(default %(default)s)")
     parser.add_argument("--atrophy-scale", type=float, default=1.0,
                         help="multiply the disease's volume changes (default 1, ADNI-like; at most 2: a plainer signal)")
