@@ -30,7 +30,7 @@ from elr_mri.config import config_to_dict, load_config
 from elr_mri.engine.checkpoint import CheckpointError, atomic_save, atomic_write_json, load_checkpoint
 from elr_mri.engine.execution import ExecutionPlan, busy_cores_note, limit_cpu_threads, precision_note
 from elr_mri.engine.methods import build_method
-from elr_mri.engine.run_dir import check_run_dir, exclusive_run_dir
+from elr_mri.engine.run_dir import check_run_dir, exclusive_run_dir, holds_a_run
 from elr_mri.engine.runner import CheckpointWriter, RunState, _improves, selection_rule
 from elr_mri.engine.start import train
 from elr_mri.engine.tracking import PredictionTracker
@@ -944,6 +944,26 @@ def test_the_default_out_of_another_configs_run_is_refused_not_offered_for_resum
     _refuse_another_configs_run(load_config(DIGITS), tmp_path / "nothing")
 
 
+def test_a_runs_saved_config_trained_again_without_out_is_refused_not_sent_to_runs_config(
+        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`train --config runs/a/config.yaml` wrote runs/config, named after the file every run's config shares, and
+    the same for runs/b's was then offered `--resume runs/config`; `--config runs/a` was told to pass the first.
+    A user's own config.yaml, in no run, is no run's."""
+    run = tmp_path / "runs" / "a"
+    train(load_config(DIGITS, [*SMALL, "train.epochs=1"]), run)
+    monkeypatch.chdir(tmp_path)
+    for given, what in (("runs/a/config.yaml", "the saved config"), ("runs/a", "the folder")):
+        assert main(["train", "--config", given]) == 2
+        assert capsys.readouterr().err.strip() == (
+            f"elr-mri train: error: --config {given}: is {what} of the run runs/a, and without --out a new run of its "
+            "settings would go to runs/config (the default is named after the config file, as every run's is); pass "
+            "--config runs/a/config.yaml --out NEW_RUN_DIR, or continue that run with --resume runs/a")
+    assert sorted(path.name for path in (tmp_path / "runs").iterdir()) == ["a"]
+    (tmp_path / "mine").mkdir()
+    shutil.copy(run / "config.yaml", tmp_path / "mine" / "config.yaml")
+    assert not holds_a_run(tmp_path / "mine") and holds_a_run(run)
+
+
 def test_a_plain_resume_of_a_finished_run_on_read_only_storage_prints_its_summary(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Taking the run's lock needs write access, which a read-only mount (an archive of runs) refuses; checked by
@@ -1331,7 +1351,7 @@ def test_a_killed_runs_loader_workers_do_not_hold_its_lock(tmp_path: Path) -> No
     script = textwrap.dedent("""
         import os, signal, sys, time
         from pathlib import Path
-        from elr_mri.engine.run_dir import check_run_dir, exclusive_run_dir
+        from elr_mri.engine.run_dir import check_run_dir, exclusive_run_dir, holds_a_run
         with exclusive_run_dir(Path(sys.argv[1])):
             worker = os.fork()
             if worker == 0:  # keeps the lock's file open, as a loader worker does, but not the test's pipes

@@ -82,10 +82,28 @@ def _new_run_config(args: argparse.Namespace, out_dir: Path) -> RunConfig:
     """The config `--config` and `--set` give a new run in `out_dir`."""
     from elr_mri.config import load_config
 
+    if args.out is None:
+        _refuse_a_runs_config_without_out(args.config)
     config = load_config(args.config, args.overrides)
     if args.out is None:
         _refuse_another_configs_run(config, out_dir)
     return config
+
+
+def _refuse_a_runs_config_without_out(path: Path) -> None:
+    """A run's saved settings trained again (`--config RUN/config.yaml`) without --out went to runs/config, the
+    default named after the file, which every run's saved config shares: the next run's was offered --resume there.
+    `--config RUN` was told to pass RUN/config.yaml, which led there."""
+    from elr_mri.engine.run_dir import holds_a_run
+
+    run = path if path.is_dir() else path.parent
+    if not holds_a_run(run) or not (path.is_dir() or path.name == "config.yaml"):
+        return
+    what = "the folder" if path.is_dir() else "the saved config"
+    raise ValueError(f"--config {path}: is {what} of the run {run}, and without --out a new run of its settings would "
+                     "go to runs/config (the default is named after the config file, as every run's is); pass "
+                     f"--config {shlex.quote(str(run / 'config.yaml'))} --out NEW_RUN_DIR, or continue that run with "
+                     f"--resume {shlex.quote(str(run))}")
 
 
 def _print_summary(out_dir: Path, summary: dict[str, Any]) -> None:

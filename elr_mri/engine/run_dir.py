@@ -24,7 +24,7 @@ from elr_mri.engine.checkpoint import atomic_write_json, atomic_write_text, load
 from elr_mri.engine.run_records import RUN_RECORDS, record_run_data
 from preprocess.folder_locks import lock_or_refuse
 
-__all__ = ["exclusive_run_dir", "check_run_dir", "enclosing_run", "not_the_run_folder", "remove_leftovers", "start_run_dir", "reopen_run_dir",
+__all__ = ["exclusive_run_dir", "check_run_dir", "enclosing_run", "holds_a_run", "not_the_run_folder", "remove_leftovers", "start_run_dir", "reopen_run_dir",
            "remove_scores_made_while_training", "record_divergence", "read_divergence"]
 
 RUN_LOCK = ".train.lock"  # held (lockf) by the `elr-mri train` writing the run; released when it ends
@@ -82,6 +82,13 @@ def enclosing_run(path: Path) -> Path | None:
         if (parent / "config.yaml").is_file():
             return parent
     return None
+
+
+def holds_a_run(folder: Path) -> bool:
+    """Whether `folder` has a run's files beside its config.yaml (those written first, or at the end), unlike a
+    folder where a user keeps configs."""
+    written = [name for name in (*BEFORE_FIRST_CHECKPOINT, *END_PRODUCTS) if name != "config.yaml"]
+    return (folder / "config.yaml").is_file() and any((folder / name).exists() for name in written)
 
 
 def not_the_run_folder(path: Path) -> str:
