@@ -14,6 +14,7 @@ from sklearn.datasets import load_digits
 from torch.utils.data import DataLoader
 
 from elr_mri.config import DataConfig, NoiseConfig, RunConfig
+from elr_mri.data import image_sources
 from elr_mri.data.image_sources import ImageReadError, load_source
 from elr_mri.data.image_transforms import CenterCrop, RandomCrop, load_resized
 from elr_mri.data.images import NORMALISATION, build_image_data
@@ -876,9 +877,9 @@ def test_a_data_root_one_level_too_deep_in_torchvisions_cifar_says_which_folder_
 @pytest.mark.parametrize(
     "name, expected",
     [
-        ("cifar10", ["cifar-10-batches-py", "data_batch_1", "kriz/cifar-10-python.tar.gz | tar -xz -C", "tar -xJf"]),
+        ("cifar10", ["cifar-10-batches-py", "data_batch_1", "kriz/cifar-10-python.tar.gz | tar -xz -C"]),
         ("cifar100", ["cifar-100-python", "train, test, meta", "kriz/cifar-100-python.tar.gz"]),
-        ("imagefolder", ["train/<class>", "mkdir -p DIR && tar -xJf ../shared/data/cifar/cifar10-jpeg.tar.xz -C DIR",
+        ("imagefolder", ["train/<class>",
                          "for torchvision's copy (DIR/cifar-10-batches-py) use data.name: cifar10 with data.root: DIR"]),
         ("clothing1m", ["noisy_label_kv.txt", "Xiao et al."]),
         ("webvision", ["info/train_filelist_google.txt, info/val_filelist.txt", "resized images"]),
@@ -893,6 +894,26 @@ def test_missing_data_set_is_one_clear_error(tmp_path, name, expected):
         assert fragment in message
     with pytest.raises(FileNotFoundError, match="needs data.root"):
         build_image_data(DataConfig(name=name))
+
+
+def test_the_cifar10_jpegs_are_offered_only_where_the_development_data_has_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`tar -xJf ../shared/data/cifar/cifar10-jpeg.tar.xz` was offered to everyone: a path that holds only from a
+    checkout's folder, beside the development data, and names nothing to an installed elr-mri."""
+    nowhere = DataConfig(name="imagefolder", root=str(tmp_path / "nowhere"))
+    monkeypatch.setattr(image_sources, "DEVELOPMENT_CIFAR", None)  # installed: no checkout to look beside
+    with pytest.raises(FileNotFoundError) as error:
+        build_image_data(nowhere)
+    assert "tar -xJf" not in str(error.value) and "shared" not in str(error.value)
+    with pytest.raises(FileNotFoundError, match="kriz/cifar-100-python.tar.gz [^;]*$"):
+        build_image_data(DataConfig(name="cifar100", root=str(tmp_path / "nowhere")))
+    shared = tmp_path / "my data" / "cifar"
+    shared.mkdir(parents=True)
+    (shared / "cifar10-jpeg.tar.xz").write_bytes(b"")
+    monkeypatch.setattr(image_sources, "DEVELOPMENT_CIFAR", shared)
+    with pytest.raises(FileNotFoundError) as error:
+        build_image_data(nowhere)
+    assert f"`mkdir -p DIR && tar -xJf '{shared}/cifar10-jpeg.tar.xz' -C DIR`" in str(error.value)
 
 
 def test_crops_and_resize(tmp_path):

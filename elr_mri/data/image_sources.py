@@ -15,13 +15,14 @@ import shlex
 import sys
 import multiprocessing
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from elr_mri.shipped import checkout_root
 from preprocess.cores import usable_cores
 
 __all__ = ["ImageSplit", "ImageSource", "load_source", "read_rgb", "cifar_download_command", "ImageReadError",
@@ -45,11 +46,9 @@ MINI_WEBVISION_CLASSES = 50
 WEBVISION_LISTS = ("info/train_filelist_google.txt", "info/val_filelist.txt")
 # ILSVRC12 validation images of the same classes, listed as `file label` in WebVision's class order
 IMAGENET_VAL_LIST = "imagenet/imagenet_val.txt"
-_CIFAR_JPEG_HINT = (
-    "for CIFAR-10 as JPEG files run `mkdir -p DIR && tar -xJf ../shared/data/cifar/cifar10-jpeg.tar.xz -C DIR` "
-    "and use data.name: imagefolder with data.root: DIR/cifar10; for torchvision's copy (DIR/cifar-10-batches-py) "
-    "use data.name: cifar10 with data.root: DIR"
-)
+# the development data beside a checkout (None where the package is installed): CIFAR-10 as JPEG files, no CIFAR-100
+_CHECKOUT = checkout_root()
+DEVELOPMENT_CIFAR = _CHECKOUT.parent / "shared" / "data" / "cifar" if _CHECKOUT else None
 
 
 @dataclass
@@ -125,17 +124,28 @@ class _CifarLayout:
     label_key: str
     names_key: str
     archive: str  # the python version's archive at its authors' site (torchvision downloads the same)
-    hint: str
+    hint: Callable[[], str]  # what else gets the data set ("" for nothing)
+
+
+def _cifar_jpeg_hint() -> str:
+    """CIFAR-10 as JPEG files from the development data, where it is there (a path relative to the project, which
+    only a checkout has, failed from any other folder), and which data.name reads torchvision's copy."""
+    torchvision = "for torchvision's copy (DIR/cifar-10-batches-py) use data.name: cifar10 with data.root: DIR"
+    archive = DEVELOPMENT_CIFAR / "cifar10-jpeg.tar.xz" if DEVELOPMENT_CIFAR else None
+    if archive is None or not archive.is_file():
+        return torchvision
+    return (f"for CIFAR-10 as JPEG files run `mkdir -p DIR && tar -xJf {shlex.quote(str(archive))} -C DIR` and use "
+            f"data.name: imagefolder with data.root: DIR/cifar10; {torchvision}")
 
 
 _CIFAR = {
     "cifar10": _CifarLayout(
         "cifar-10-batches-py", tuple(f"data_batch_{i}" for i in range(1, 6)), "test_batch",
-        "batches.meta", "labels", "label_names", "cifar-10-python.tar.gz", _CIFAR_JPEG_HINT,
+        "batches.meta", "labels", "label_names", "cifar-10-python.tar.gz", _cifar_jpeg_hint,
     ),
     "cifar100": _CifarLayout(
         "cifar-100-python", ("train",), "test", "meta", "fine_labels", "fine_label_names", "cifar-100-python.tar.gz",
-        "../shared/data holds no CIFAR-100",
+        lambda: "../shared/data holds no CIFAR-100" if DEVELOPMENT_CIFAR else "",
     ),
 }
 
@@ -157,8 +167,8 @@ def _cifar_python(root: Path, name: str) -> ImageSource:
         raise FileNotFoundError(f"{name}: data.root {root} is the {layout.folder} folder itself; set data.root to "
                                 f"the folder that holds it ({root.parent})")
     files = [*layout.train_files, layout.test_file, layout.meta_file]
-    _require_files(name, directory, files, f"on a machine with internet, {cifar_download_command(name, root)}; "
-                   f"{layout.hint}")
+    fixes = [f"on a machine with internet, {cifar_download_command(name, root)}", layout.hint()]
+    _require_files(name, directory, files, "; ".join(fix for fix in fixes if fix))
     how_to_fix = f"extract {layout.archive} again ({cifar_download_command(name, root)})"
     (names,) = _unpickled_entries(directory / layout.meta_file, (layout.names_key,), how_to_fix)
     class_names = [str(n) for n in names]
@@ -207,7 +217,7 @@ def _image_folder(root: Path) -> ImageSource:
     if not class_names:
         raise FileNotFoundError(
             f"image folder not found: looked for class folders in {train_dir} (layout "
-            f"ROOT/train/<class>/<image>, ROOT/test/<class>/<image>); {_CIFAR_JPEG_HINT}"
+            f"ROOT/train/<class>/<image>, ROOT/test/<class>/<image>); {_cifar_jpeg_hint()}"
         )
     train = _read_folder_split(train_dir, class_names)
     empty = [name for label, name in enumerate(class_names) if not (train.labels == label).any()]
