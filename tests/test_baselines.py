@@ -16,7 +16,7 @@ import yaml
 pytest.importorskip("ants")
 
 from elr_mri.baselines.evaluate import OneDiagnosisLeft, _baseline_inputs, evaluate_baselines  # noqa: E402
-from elr_mri.baselines.features import training_age_mean, volume_features, voxel_features  # noqa: E402
+from elr_mri.baselines.features import read_volumes, training_age_mean, volume_features, voxel_features  # noqa: E402
 from elr_mri.baselines.models import BASELINES, class_scores, fit_baseline, validation_chooses_c  # noqa: E402
 from elr_mri.config import config_to_dict, load_config, load_run_config  # noqa: E402
 from elr_mri.data import build_data  # noqa: E402
@@ -168,6 +168,22 @@ def test_a_missing_age_is_filled_with_the_training_mean_in_every_set() -> None:
     features = volume_features(scored, volumes, "test", training_age_mean(train))
     assert features[:, -2].tolist() == [90.0, 70.0]
     assert training_age_mean(train.assign(age=None)) == 0.0
+
+
+
+def test_a_blank_or_unreadable_volume_is_refused_naming_the_file_scan_and_region(tmp_path: Path) -> None:
+    """A volumes CSV with an empty or n/a cell past its first region passed the check made before the CNN was scored, then
+    stopped in scikit-learn ("Input X contains NaN") naming no file or scan; "7e-3x" failed as a float conversion."""
+    keys = {"participant_id": ["a", "b"], "session_id": ["ses-M00"] * 2}
+    volumes = pd.DataFrame({**keys, **{column: [0.1, 0.2] for column in volume_columns()}})
+    volumes.to_csv(tmp_path / "good.csv", index=False)
+    assert read_volumes([tmp_path / "good.csv"])[volume_columns()].to_numpy().tolist() == [[0.1] * 6, [0.2] * 6]
+    for value, shown in ((None, "missing"), ("n/a", "missing"), ("7e-3x", "'7e-3x'"), ("inf", "'inf'")):
+        volumes.astype(object).assign(ventricle_r_per_brain=[0.1, value]).to_csv(tmp_path / "bad.csv", index=False)
+        with pytest.raises(ValueError, match=rf"^{tmp_path / 'bad.csv'}: 1 scan\(s\) have a missing, non-numeric or "
+                                             rf"infinite regional volume \(first b ses-M00: ventricle_r_per_brain "
+                                             rf"{shown}\); measure that cohort again with `elr-mri volumes`$"):
+            read_volumes([tmp_path / "good.csv", tmp_path / "bad.csv"])
 
 
 @pytest.mark.slow  # simulating and preprocessing 21 scans: 1-3 min on 2 cores

@@ -29,7 +29,8 @@ def read_volumes(paths: Sequence[str | Path]) -> pd.DataFrame:
     of them with other volumes is refused: two cohorts whose ids coincide (every simulated cohort names its first
     participant sub-ADNISIM0001), or a CSV of an earlier preprocessing, whose rows would replace the right ones."""
     expected = "the volumes.csv `elr-mri volumes --manifest MANIFEST` writes (one per cohort)"
-    tables = [read_scan_table(p, [*SCAN_KEYS, *volume_columns()], expected).assign(_file=str(p)) for p in paths]
+    tables = [_numeric_volumes(read_scan_table(p, [*SCAN_KEYS, *volume_columns()], expected), p).assign(_file=str(p))
+              for p in paths]
     rows = pd.concat(tables, ignore_index=True).drop_duplicates([*SCAN_KEYS, *volume_columns()])
     clash = rows[rows.duplicated(SCAN_KEYS, keep=False)]
     if not clash.empty:
@@ -40,6 +41,22 @@ def read_volumes(paths: Sequence[str | Path]) -> pd.DataFrame:
                          "pass each cohort's volumes.csv once, from its own `elr-mri volumes` run")
     _refuse_mixed_registrations(rows)
     return rows.drop(columns="_file").reset_index(drop=True)
+
+
+def _numeric_volumes(table: pd.DataFrame, path: str | Path) -> pd.DataFrame:
+    """`table` with its feature columns as numbers, refused naming the first missing, non-numeric or infinite one: the
+    baselines used to pass it to scikit-learn, whose error came after the CNN was scored and named no scan."""
+    values = table[volume_columns()].apply(pd.to_numeric, errors="coerce")
+    bad = ~np.isfinite(values.to_numpy(dtype=np.float64))
+    if bad.any():
+        row, column = np.argwhere(bad)[0]
+        name = volume_columns()[column]
+        first = table.iloc[row]
+        value = "missing" if pd.isna(first[name]) else f"'{first[name]}'"
+        raise ValueError(f"{path}: {int(bad.any(axis=1).sum())} scan(s) have a missing, non-numeric or infinite "
+                         f"regional volume (first {first.participant_id} {first.session_id}: {name} {value}); "
+                         "measure that cohort again with `elr-mri volumes`")
+    return table.assign(**values)
 
 
 def _refuse_mixed_registrations(rows: pd.DataFrame) -> None:
