@@ -143,6 +143,18 @@ def test_models_learn_a_separable_signal_from_both_feature_kinds(tmp_path: Path)
     assert blocks.shape == (1, 8) and blocks[0, 0] == pytest.approx((volume / volume.max())[:3, :3, :3].mean())
 
 
+
+def test_a_refit_gives_the_same_scores() -> None:
+    """LinearSVC's dual solver shuffles the scans with numpy's global generator unless seeded: two fits on the same
+    matrix differed by ~1e-6, so a rerun of `evaluate --baselines` could move a score across a decision boundary."""
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], 10)
+    x = rng.normal(size=(30, 400)) + y[:, None] * 0.3  # more voxels than scans, as the SVM's features
+    for baseline in BASELINES:
+        first, second = (class_scores(fit_baseline(baseline, x, y, None, None, 3)[0], x, 3) for _ in range(2))
+        assert np.array_equal(first, second), baseline.name
+
+
 def test_voxel_features_are_the_scan_as_the_network_reads_it(tmp_path: Path) -> None:
     """The SVM read raw arrays: the same scan stored in LPS axis order, in scanner units or with a NaN voxel (which
     the CNN reads as 0) gave other features, or crashed scikit-learn after the CNN was scored."""
