@@ -16,7 +16,8 @@ import yaml
 pytest.importorskip("ants")
 
 from elr_mri.baselines.evaluate import OneDiagnosisLeft, _baseline_inputs, evaluate_baselines  # noqa: E402
-from elr_mri.baselines.features import read_volumes, training_age_mean, volume_features, voxel_features  # noqa: E402
+from elr_mri.baselines.features import (CovariateFill, read_volumes, training_fill, volume_features,  # noqa: E402
+                                       voxel_features)
 from elr_mri.baselines.models import BASELINES, class_scores, fit_baseline, validation_chooses_c  # noqa: E402
 from elr_mri.config import config_to_dict, load_config, load_run_config  # noqa: E402
 from elr_mri.data import build_data  # noqa: E402
@@ -123,7 +124,7 @@ def test_dropping_flagged_scans_trains_on_fewer(cohort: dict[str, Path], tmp_pat
 def test_missing_volumes_name_the_scan_and_the_fix(cohort: dict[str, Path]) -> None:
     frame = pd.read_csv(cohort["holdout"], dtype={"participant_id": str})
     with pytest.raises(ValueError, match="run `elr-mri volumes"):
-        volume_features(frame, pd.read_csv(cohort["volumes"]).iloc[:0], "holdout.csv", 0.0)
+        volume_features(frame, pd.read_csv(cohort["volumes"]).iloc[:0], "holdout.csv", CovariateFill(0.0, 0.5))
 
 
 def test_models_learn_a_separable_signal_from_both_feature_kinds(tmp_path: Path) -> None:
@@ -177,9 +178,24 @@ def test_a_missing_age_is_filled_with_the_training_mean_in_every_set() -> None:
     volumes = pd.DataFrame({**keys, **{column: [0.1, 0.2] for column in volume_columns()}})
     train = pd.DataFrame({**keys, "age": [60.0, 80.0]})
     scored = pd.DataFrame({**keys, "age": [90.0, None], "sex": ["F", "M"]})
-    features = volume_features(scored, volumes, "test", training_age_mean(train))
+    features = volume_features(scored, volumes, "test", training_fill(train))
     assert features[:, -2].tolist() == [90.0, 70.0]
-    assert training_age_mean(train.assign(age=None)) == 0.0
+    assert training_fill(train.assign(age=None)).age == 0.0
+
+
+def test_a_missing_sex_is_filled_with_the_training_share_of_men_in_every_set() -> None:
+    """A fixed 0.5 for an unknown sex: with three in four training scans women, standardisation put it 0.58 sd
+    towards men, and a set without sex (a holdout whose manifest has no column) was pushed that way as a whole. The
+    training share maps to 0, where the sex coefficient adds nothing."""
+    keys = {"participant_id": list("abcd"), "session_id": ["ses-M00"] * 4}
+    volumes = pd.DataFrame({**keys, **{column: [0.1, 0.2, 0.3, 0.4] for column in volume_columns()}})
+    train = pd.DataFrame({**keys, "age": 70.0, "sex": ["F", "F", "F", "M"]})
+    fill = training_fill(train)
+    assert fill.sex == 0.25
+    assert volume_features(train.assign(sex=["F", None, "M", None]), volumes, "test", fill)[:, -1].tolist() == [
+        0.0, 0.25, 1.0, 0.25]
+    assert (volume_features(train.drop(columns="sex"), volumes, "holdout", fill)[:, -1] == 0.25).all()
+    assert training_fill(train.drop(columns="sex")).sex == 0.5  # none known: a constant column, any value would do
 
 
 

@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from elr_mri.baselines.features import (read_volumes, require_volumes, training_age_mean, volume_features,
+from elr_mri.baselines.features import (CovariateFill, read_volumes, require_volumes, training_fill, volume_features,
                                        voxel_features)
 from elr_mri.baselines.models import BASELINES, Baseline, class_scores, fit_baseline, validation_chooses_c
 from elr_mri.config import RunConfig, load_run_config
@@ -69,7 +69,7 @@ def evaluate_baselines(run_dir: Path, volumes_csvs: Sequence[Path] = (), manifes
     for baseline in BASELINES:
         if baseline.features == "volumes" and inputs.volumes is None:
             continue
-        features = _Features(baseline, inputs.volumes, training_age_mean(train))
+        features = _Features(baseline, inputs.volumes, training_fill(train))
         y_train = label_indices(train["diagnosis"], classes)
         model, c = fit_baseline(baseline, features(train, "training split"), y_train,
                                 features(val, "validation split") if len(val) else None,
@@ -222,12 +222,12 @@ def require_baseline_run(run_dir: Path) -> RunConfig:
 class _Features:
     """The feature matrix of a baseline for a set of manifest rows."""
 
-    def __init__(self, baseline: Baseline, volumes: pd.DataFrame | None, age_fill: float) -> None:
-        self.baseline, self.volumes, self.age_fill = baseline, volumes, age_fill
+    def __init__(self, baseline: Baseline, volumes: pd.DataFrame | None, fill: CovariateFill) -> None:
+        self.baseline, self.volumes, self.fill = baseline, volumes, fill
 
     def __call__(self, rows: pd.DataFrame, source: str) -> np.ndarray:
         if self.baseline.features == "volumes":
-            return volume_features(rows, self.volumes, source, self.age_fill)
+            return volume_features(rows, self.volumes, source, self.fill)
         return voxel_features(rows[IMAGE_COLUMN].tolist(), VOXEL_BLOCK)
 
 

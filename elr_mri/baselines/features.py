@@ -8,6 +8,7 @@ CNN sees, without the crop.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -19,9 +20,9 @@ from elr_mri.data.mri import read_scan_as_the_network_does
 from elr_mri.volumes.measure import volume_columns
 from elr_mri.volumes.tables import read_scan_table
 
-__all__ = ["read_volumes", "require_volumes", "training_age_mean", "volume_features", "voxel_features"]
+__all__ = ["CovariateFill", "read_volumes", "require_volumes", "training_fill", "volume_features", "voxel_features"]
 
-SEX_CODES = {"M": 1.0, "F": 0.0}  # unknown sex: 0.5, between the two
+SEX_CODES = {"M": 1.0, "F": 0.0}  # unknown sex: the training scans' share of men (CovariateFill)
 
 
 def read_volumes(paths: Sequence[str | Path]) -> pd.DataFrame:
@@ -88,20 +89,40 @@ def _refuse_a_mix(rows: pd.DataFrame, key: str, name: Callable[[pd.Series], str]
         raise ValueError(f"the --volumes CSVs were {what}: {named}; {fix}")
 
 
-def volume_features(frame: pd.DataFrame, volumes: pd.DataFrame, source: str, age_fill: float) -> np.ndarray:
-    """(scans, regions + 2) matrix: normalised regional volumes, age (missing: `age_fill`, the training mean,
-    so nothing of a scored set enters its own features) and sex."""
+@dataclass(frozen=True)
+class CovariateFill:
+    """What a missing age or sex is filled with in every set: the training scans' mean (sex coded M 1, F 0: their
+    share of men). Standardised, that mean is 0, so a scan without the covariate gets no push from its coefficient
+    (a fixed 0.5 pushed a set without sex towards whichever sex the training scans had fewer of), and nothing of a
+    scored set enters its own features."""
+
+    age: float
+    sex: float
+
+
+def training_fill(train: pd.DataFrame) -> CovariateFill:
+    """The training scans' CovariateFill (age 0 and sex 0.5 where none has one: the column is constant then)."""
+    return CovariateFill(_mean_or(_ages(train), 0.0), _mean_or(_sexes(train), 0.5))
+
+
+def volume_features(frame: pd.DataFrame, volumes: pd.DataFrame, source: str, fill: CovariateFill) -> np.ndarray:
+    """(scans, regions + 2) matrix: normalised regional volumes, age and sex (missing ones: `fill`)."""
     joined = require_volumes(frame, volumes, source)
-    age = pd.to_numeric(frame["age"], errors="coerce") if "age" in frame else pd.Series(np.nan, index=frame.index)
-    age = age.fillna(age_fill).to_numpy(dtype=np.float64)
-    sex = frame["sex"].map(SEX_CODES).fillna(0.5) if "sex" in frame else pd.Series(0.5, index=frame.index)
-    return np.column_stack([joined[volume_columns()].to_numpy(dtype=np.float64), age, sex.to_numpy(dtype=np.float64)])
+    return np.column_stack([joined[volume_columns()].to_numpy(dtype=np.float64),
+                            _ages(frame).fillna(fill.age).to_numpy(dtype=np.float64),
+                            _sexes(frame).fillna(fill.sex).to_numpy(dtype=np.float64)])
 
 
-def training_age_mean(train: pd.DataFrame) -> float:
-    """What a missing age is filled with in every set: the training scans' mean age (0 when none has one)."""
-    age = pd.to_numeric(train["age"], errors="coerce") if "age" in train else pd.Series(dtype=float)
-    return float(age.mean()) if age.notna().any() else 0.0
+def _ages(frame: pd.DataFrame) -> pd.Series:
+    return pd.to_numeric(frame["age"], errors="coerce") if "age" in frame else pd.Series(np.nan, index=frame.index)
+
+
+def _sexes(frame: pd.DataFrame) -> pd.Series:
+    return frame["sex"].map(SEX_CODES) if "sex" in frame else pd.Series(np.nan, index=frame.index)
+
+
+def _mean_or(values: pd.Series, default: float) -> float:
+    return float(values.mean()) if values.notna().any() else default
 
 
 def require_volumes(frame: pd.DataFrame, volumes: pd.DataFrame, source: str) -> pd.DataFrame:
