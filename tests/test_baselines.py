@@ -133,9 +133,11 @@ def test_models_learn_a_separable_signal_from_both_feature_kinds(tmp_path: Path)
     x = rng.normal(size=(60, 5)) + y[:, None] * 3.0
     assert validation_chooses_c(y) and not validation_chooses_c(np.ones(5)) and not validation_chooses_c(None)
     for baseline in BASELINES:
-        _, kept = fit_baseline(baseline, x[::2], y[::2], x[1::2], np.ones(30, dtype=int), 3)
-        assert kept == 1.0  # one validation diagnosis ranks no C above another
-        model, _ = fit_baseline(baseline, x[::2], y[::2], x[1::2], y[1::2], 3)
+        _, kept, tried = fit_baseline(baseline, x[::2], y[::2], x[1::2], np.ones(30, dtype=int), 3)
+        assert kept == 1.0 and tried == {}  # one validation diagnosis ranks no C above another
+        model, chosen, tried = fit_baseline(baseline, x[::2], y[::2], x[1::2], y[1::2], 3)
+        assert list(tried) == ["0.001", "0.01", "0.1", "1.0", "10.0"]  # for summary.json: was anything chosen?
+        assert chosen == min(float(c) for c, score in tried.items() if score == max(tried.values()))
         scores = class_scores(model, x[1::2], 3)
         assert (scores.argmax(1) == y[1::2]).mean() > 0.9
     volume = np.arange(6 * 6 * 6, dtype=np.float32).reshape(6, 6, 6)
@@ -278,6 +280,7 @@ def test_baselines_fit_choose_and_score_on_the_scans_the_run_did(tmp_path: Path)
     evaluate_baselines(run, n_boot=20)
     summary = json.loads((run / "eval-test" / "baselines" / "voxels_linear_svm" / "summary.json").read_text())
     assert summary["C"] == 1.0 and not summary["C_chosen_on_validation"]  # the run validated on CN alone
+    assert summary["validation_balanced_accuracy_by_C"] == {}
     shutil.copy(scans["path"].iloc[0], tmp_path / "new.nii.gz")  # a participant added to the manifest since the run
     scans.iloc[[0]].assign(participant_id="sub-CNnew", path=str(tmp_path / "new.nii.gz")).to_csv(
         tmp_path / "manifest.csv", mode="a", header=False, index=False)

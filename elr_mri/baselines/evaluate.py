@@ -22,7 +22,7 @@ import pandas as pd
 
 from elr_mri.baselines.features import (CovariateFill, read_volumes, require_volumes, training_fill, volume_features,
                                        voxel_features)
-from elr_mri.baselines.models import BASELINES, Baseline, class_scores, fit_baseline, validation_chooses_c
+from elr_mri.baselines.models import BASELINES, Baseline, class_scores, fit_baseline
 from elr_mri.config import RunConfig, load_run_config
 from elr_mri.data.adjudicated import load_adjudicated_labels
 from elr_mri.data.cohort import IMAGE_COLUMN, SCAN_KEYS, label_indices, load_manifest
@@ -71,7 +71,7 @@ def evaluate_baselines(run_dir: Path, volumes_csvs: Sequence[Path] = (), manifes
             continue
         features = _Features(baseline, inputs.volumes, training_fill(train))
         y_train = label_indices(train["diagnosis"], classes)
-        model, c = fit_baseline(baseline, features(train, "training split"), y_train,
+        model, c, by_c = fit_baseline(baseline, features(train, "training split"), y_train,
                                 features(val, "validation split") if len(val) else None,
                                 inputs.val_labels if len(val) else None, len(classes))
         probs = class_scores(model, features(scored, inputs.name), len(classes))
@@ -79,7 +79,7 @@ def evaluate_baselines(run_dir: Path, volumes_csvs: Sequence[Path] = (), manifes
         reports = evaluate_predictions(labels, probs, scored["participant_id"].to_numpy(), classes, n_boot=n_boot)
         tag = baseline.name + ("_without_suspected" if drop_suspected is not None else "")
         about = {"baseline": tag, "description": baseline.description, "C": c, "train_scans": len(train),
-                 "C_chosen_on_validation": bool(len(val)) and validation_chooses_c(inputs.val_labels),  # else C = 1
+                 "C_chosen_on_validation": bool(by_c), "validation_balanced_accuracy_by_C": by_c,  # {}: C = 1
                  "dropped_suspected": len(inputs.dropped), "dropped_scans": inputs.dropped,
                  "flags_sha256": inputs.flags_sha256,  # which suspected_mislabels.csv: the run may be trained on
                  "flags_source": inputs.flags_source,
