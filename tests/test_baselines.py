@@ -288,6 +288,24 @@ def test_baselines_fit_choose_and_score_on_the_scans_the_run_did(tmp_path: Path)
         _baseline_inputs(run, [], None, None)
 
 
+
+def test_baselines_refuse_a_run_that_trained_on_a_balanced_subset_of_its_scans(tmp_path: Path) -> None:
+    """A run with data.balanced_subset trained on at most balanced_batches × batch_size / classes scans of each
+    diagnosis; the baselines fitted all of them, unlike data.train_subset, which is refused, and nothing said so."""
+    run, _, _, _ = _cn_vs_ad_run_on_a_panel(tmp_path)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["data"].update(balanced_batches=1, balanced_subset=True)
+    config["train"]["batch_size"] = 8  # a subset of every one of the 4 CN and 4 AD training scans: accepted
+    (run / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    assert len(_baseline_inputs(run, [], None, None).train) == 8
+    config["train"]["batch_size"] = 4  # two of each
+    (run / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    with pytest.raises(ValueError, match=rf"^{run}: the run trained on a class-balanced subset of 4 of its 8 training "
+                                         r"scans \(data.balanced_subset, 1 balanced_batches × 4 batch_size\); the "
+                                         "baselines fit them all"):
+        _baseline_inputs(run, [], None, None)
+
+
 def test_baselines_refuse_a_panel_relabelled_since_the_run_trained(tmp_path: Path) -> None:
     """A resume refused a validation panel edited since training, but `evaluate --baselines` read it as it is now and
     chose C on other labels than the run's checkpoint was selected on, without a word."""

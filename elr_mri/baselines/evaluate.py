@@ -127,7 +127,9 @@ def _baseline_inputs(run_dir: Path, volumes_csvs: Sequence[Path], manifest: Path
                                    run_dir / "splits.csv")
     split = cohort["participant_id"].map(listed)
     train, val = cohort[split == "train"], cohort[split == "val"]
-    _require_the_runs_training_labels(run_dir, cfg, label_indices(train["diagnosis"], classes))
+    trained_on = label_indices(train["diagnosis"], classes)
+    _require_the_runs_training_labels(run_dir, cfg, trained_on)
+    _require_every_training_scan(run_dir, cfg, trained_on)
     # C is chosen on the scans and labels the CNN's checkpoint was selected on
     val_labels = label_indices(val["diagnosis"], classes)
     if cfg.data.mri.val_labels:
@@ -173,6 +175,23 @@ def _require_the_runs_training_labels(run_dir: Path, cfg: RunConfig, labels: np.
         raise ValueError(f"{run_dir}: {cfg.data.mri.manifest} now gives its training scans other diagnoses (or other "
                          "scans) than the run trained on, so the baselines would fit other labels; restore that "
                          "manifest, or train a new run on this one")
+
+
+def _require_every_training_scan(run_dir: Path, cfg: RunConfig, labels: np.ndarray) -> None:
+    """The baselines fit every training scan: refuse a run whose network trained on a class-capped subset of them
+    (data.balanced_subset smaller than the split: the dominant diagnosis cut), as data.train_subset is refused. How
+    many the subset keeps depends on the class counts alone, not on its seed."""
+    if not cfg.data.balanced_subset:
+        return
+    from elr_mri.engine.feeding import balanced_subset
+
+    size = cfg.data.balanced_batches * cfg.train.batch_size
+    kept = len(balanced_subset(labels, len(cfg.data.mri.classes), size, cfg.seed))
+    if kept < len(labels):
+        raise ValueError(f"{run_dir}: the run trained on a class-balanced subset of {kept} of its {len(labels)} "
+                         f"training scans (data.balanced_subset, {cfg.data.balanced_batches} balanced_batches × "
+                         f"{cfg.train.batch_size} batch_size); the baselines fit them all, so the comparison would be "
+                         "unfair; compare against a run without data.balanced_subset")
 
 
 def _require_the_runs_evaluation_labels(run_dir: Path, cfg: RunConfig, val: pd.DataFrame, val_labels: np.ndarray,
