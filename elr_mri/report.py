@@ -21,6 +21,7 @@ from elr_mri.engine.run_records import read_data_shape
 from elr_mri.engine.runner import selection_rule
 from elr_mri.evaluation import N_BOOT
 from elr_mri.evaluation.compare import HEADLINE_METRICS, comparison_table
+from elr_mri.evaluation.evaluate import WARNINGS_KEY
 from elr_mri.evaluation.explain import map_file_stem
 from elr_mri.evaluation.metrics import Interval, rarely_defined_note, too_few_to_resample
 from elr_mri.evaluation.truth import mean_paired_difference, rescore_against_truth
@@ -144,7 +145,12 @@ def _run_warnings(runs: dict[str, Path]) -> list[str]:
     for loss, run in runs.items():
         for warning in json.loads((run / "summary.json").read_text()).get("warnings", []):
             lines.append(f"- **{loss}**: {warning}")
-    return ["", "Warnings from training:", "", *lines] if lines else []
+    return _warning_list("training", lines)
+
+
+def _warning_list(stage: str, lines: list[str]) -> list[str]:
+    """A stage's warnings as a list under a heading line; nothing where there are none."""
+    return ["", f"Warnings from {stage}:", "", *lines] if lines else []
 
 
 def _metrics_section(runs: dict[str, Path], out: Path) -> str:
@@ -154,6 +160,7 @@ def _metrics_section(runs: dict[str, Path], out: Path) -> str:
     rare: dict[int, list[str]] = {}
     lacking: dict[str, str] = {}  # evaluated on -> what its lacking class does to the metrics
     alone: dict[str, int] = {}  # evaluated on -> its participants, where fewer than two
+    warned: list[str] = []  # what `evaluate` warned of each scoring (holdout ages the runs never trained on)
     figures = []
     for loss, run in runs.items():
         for evaluation in sorted(run.glob("eval-*"), key=lambda folder: _test_first(_scored_set(folder))):
@@ -169,6 +176,7 @@ def _metrics_section(runs: dict[str, Path], out: Path) -> str:
             note = _lacking_class_note(scans, summary.get("balanced_accuracy_classes", every), every, "is labelled")
             if note:
                 lacking.setdefault(scans, note)
+            warned += [f"- **{loss}** on {where}: {warning}" for warning in summary.get(WARNINGS_KEY, [])]
             for method, values in table.groupby("method", sort=False):
                 shown = where if method == loss else scans  # a baseline has no checkpoint: once, beside the selected
                 if method in rows.get(shown, {}):  # a baseline scored beside each run: the first run's row stands
@@ -198,7 +206,7 @@ def _metrics_section(runs: dict[str, Path], out: Path) -> str:
         + _last_checkpoint_words(rows),
         "",
         header, "|---|---|---|" + "---|" * len(HEADLINE_METRICS), *ordered, *_rare_notes(rare), *_alone_notes(alone),
-        *_notes([lacking[where] for where in sorted(lacking, key=_test_first)]), "",
+        *_notes([lacking[where] for where in sorted(lacking, key=_test_first)]), *_warning_list("scoring", warned), "",
         "### ROC curves (scan level) and confusion matrices (participant level)",
         "Each ROC curve is drawn over scans; each confusion matrix counts participants (a participant's scans' mean "
         "probability; one a diagnosis for a participant whose diagnosis changed between scans), as the table above "

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from elr_mri.data.splits import read_run_splits, run_participants
-from elr_mri.evaluation.evaluate import (_require_run_test_split, _warn_of_other_test_scans, _warn_of_untrained_ages,
+from elr_mri.evaluation.evaluate import (_require_run_test_split, _warn_of_other_test_scans, _untrained_ages_warning,
                                          write_evaluation)
 from elr_mri.evaluation.metrics import evaluate_predictions
 
@@ -179,23 +179,19 @@ def test_a_test_split_rebuilt_with_sessions_added_or_lost_since_training_says_so
         warning)  # sub-3, a participant lost altogether, is _require_run_test_split's to name
 
 
-def test_holdout_scans_aged_outside_the_training_ages_are_named(tmp_path: Path,
-                                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_holdout_scans_aged_outside_the_training_ages_are_named(tmp_path: Path) -> None:
     """The age encoding learns an offset only for the half-year bins training fills: a NACC 45-year-old scored by an
     ADNI run (55-92) got an untrained offset without a word. Ages in the training range's end bins are not named."""
     scans = pd.DataFrame({"participant_id": ["sub-1", "sub-2", "sub-3", "sub-4", "sub-5"], "session_id": "ses-M00",
                           "age": [70.0, 45.0, 100.0, 55.4, 91.9]})
     (tmp_path / "data_shape.json").write_text(json.dumps({"class_names": CLASSES}))  # a run from before the record
-    _warn_of_untrained_ages(tmp_path, "nacc.csv", scans)
-    assert capsys.readouterr().err == ""
+    assert _untrained_ages_warning(tmp_path, "nacc.csv", scans) is None
     (tmp_path / "data_shape.json").write_text(json.dumps({"class_names": CLASSES, "train_age_range": [55.3, 91.8]}))
-    _warn_of_untrained_ages(tmp_path, "nacc.csv", scans)
-    warning = capsys.readouterr().err.strip()
+    warning = _untrained_ages_warning(tmp_path, "nacc.csv", scans)
     assert len(warning.splitlines()) == 1, warning
-    assert warning.startswith(f"warning: nacc.csv: 2 of 5 scans are aged outside the 55.3-91.8 years of {tmp_path}'s "
+    assert warning.startswith(f"nacc.csv: 2 of 5 scans are aged outside the 55.3-91.8 years of {tmp_path}'s "
                               "training scans (e.g. sub-2 ses-M00, 45); the age encoding learned nothing for those ")
-    _warn_of_untrained_ages(tmp_path, "nacc.csv", scans.iloc[[0, 3, 4]])
-    assert capsys.readouterr().err == ""
+    assert _untrained_ages_warning(tmp_path, "nacc.csv", scans.iloc[[0, 3, 4]]) is None
 
 
 @pytest.mark.parametrize("damage, problem", [

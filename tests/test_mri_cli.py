@@ -253,7 +253,7 @@ def test_evaluate_on_a_holdout_cohort(trained: dict[str, Path]) -> None:
 def test_evaluate_names_holdout_scans_aged_outside_the_training_ages(trained: dict[str, Path], tmp_path: Path,
                                                                    cli_in_process: Cli) -> None:
     """The run records its training scans' age span; a holdout scan outside it gets an age offset no training scan
-    shaped, which evaluate now says (a holdout of 45-year-olds was scored without a word)."""
+    shaped, which evaluate now says (a holdout of 45-year-olds was scored without a word), and keeps in summary.json."""
     run = trained["run"]
     splits = pd.read_csv(run / "splits.csv")
     cohort = pd.read_csv(trained["train"])
@@ -264,8 +264,11 @@ def test_evaluate_names_holdout_scans_aged_outside_the_training_ages(trained: di
     pd.read_csv(trained["holdout"]).assign(age=[45.0] + [float(np.mean(recorded))] * 5).to_csv(younger, index=False)
     result = cli_in_process("evaluate", "--run", str(run), "--manifest", str(younger), "--bootstrap", "20")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert f"warning: {younger}: 1 of 6 scans are aged outside the {recorded[0]:g}-{recorded[1]:g} years" in (
-        result.stderr)
+    warning = f"{younger}: 1 of 6 scans are aged outside the {recorded[0]:g}-{recorded[1]:g} years"
+    assert f"warning: {warning}" in result.stderr
+    # kept with the scores, for readers of the folder (the demo report): it was printed only
+    saved = json.loads((run / "eval-younger" / "summary.json").read_text())["warnings"]
+    assert len(saved) == 1 and saved[0].startswith(warning) and saved[0] in result.stderr
 
 
 def test_evaluating_the_last_checkpoint_leaves_the_selected_ones_results_alone(trained: dict[str, Path],

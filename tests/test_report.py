@@ -140,6 +140,23 @@ def test_the_results_say_how_many_training_scans_the_baselines_without_suspected
     assert "a single diagnosis to train on); here fitted on 2 training scans, the 4 flagged left out." in section
 
 
+def test_the_results_name_what_evaluate_warned_of_beside_the_scores_it_qualifies(tmp_path: Path) -> None:
+    """`evaluate` printed that holdout scans were aged outside the training ages and kept it nowhere, so the report
+    showed their scores without it; a summary.json from before it was kept has no such key."""
+    runs = {"ce": tmp_path / "ce", "elr": tmp_path / "elr"}
+    for run in runs.values():
+        _scored(run / "eval-test", 0.5)
+        _scored(run / "eval-nacc", 0.4)
+    aged = "nacc.csv: 1 of 3 scans are aged outside the 55.3-91.8 years of ce's training scans (e.g. s1 ses-M00, 45)"
+    summary = runs["ce"] / "eval-nacc" / "summary.json"
+    summary.write_text(json.dumps({**json.loads(summary.read_text()), "warnings": [aged]}))
+    lines = _metrics_section(runs, tmp_path).splitlines()
+    assert lines.index(f"- **ce** on nacc: {aged}") == lines.index("Warnings from scoring:") + 2
+    assert lines.index("Warnings from scoring:") < lines.index("### ROC curves (scan level) and confusion matrices "
+                                                                 "(participant level)")
+    assert sum("aged outside" in line for line in lines) == 1
+
+
 def test_the_results_table_marks_intervals_from_few_resamples_and_says_how_many(tmp_path: Path) -> None:
     """A 4-participant holdout: macro AUC and balanced accuracy were defined in 78 of 200 resamples, printed like
     any other interval; `elr-mri evaluate` says so, the report did not. 190 of 200 (95%) needs no note."""

@@ -39,7 +39,7 @@ from elr_mri.models.widened_cnn import age_bins
 from preprocess.sidecar import cannot_write, file_sha256
 
 __all__ = ["LoadedRun", "load_run", "evaluate_run", "refuse_if_run_moved_on", "evaluation_dir", "evaluation_set", "explanation_dir", "predict",
-           "require_own_folder", "run_grid", "scored_fingerprint", "scored_source", "write_evaluation"]
+           "require_own_folder", "run_grid", "scored_fingerprint", "scored_source", "write_evaluation", "WARNINGS_KEY"]
 
 
 @dataclass
@@ -140,7 +140,7 @@ def evaluate_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = 
     require_own_folder(out, manifest)
     run = load_run(run_dir, checkpoint, note_precision=note_precision)
     cfg, shape = run.cfg, run.shape
-    dataset, _, notes = evaluation_set(run_dir, cfg, manifest, test_set)
+    dataset, _, notes, warnings = evaluation_set(run_dir, cfg, manifest, test_set)
     labels, probs = predict(run.method, dataset, evaluation_batch_size(cfg))
     frame = getattr(dataset, "frame", None)
     _refuse_non_finite(probs, frame, run_dir, checkpoint)
@@ -154,7 +154,7 @@ def evaluate_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = 
     write_evaluation(out, reports, labels, probs, _row_ids(dataset, len(labels)), classes, notes,
                      {"manifest": scored_source(manifest), "manifest_sha256": scored_fingerprint(manifest),
                       "checkpoint": checkpoint, "checkpoint_epoch": run.epoch, "run_finished": run.finished,
-                      SELECTION_RULE_KEY: rule})
+                      SELECTION_RULE_KEY: rule, WARNINGS_KEY: warnings})
     refuse_if_run_moved_on(run, run_dir, out)
     _note_partial_balanced_accuracy(out, next(iter(reports.values())))
     return reports
@@ -245,8 +245,10 @@ def require_own_folder(out: Path, manifest: Path | None) -> None:
 
 
 def evaluation_set(run_dir: Path, cfg: RunConfig, manifest: Path | None,
-                   test_set: str = "test") -> tuple[Dataset, str, list[str]]:
-    """(dataset, name, participant-overlap notes): the holdout `manifest`, or the run's own test set `test_set`.
+                   test_set: str = "test") -> tuple[Dataset, str, list[str], list[str]]:
+    """(dataset, name, participant-overlap notes, warnings printed about the scans, which `evaluate` keeps in its
+    summary.json for readers of the results such as the demo report): the holdout `manifest`, or the run's own test
+    set `test_set`.
 
     MRI scans are read without a cache: each is predicted once, and a memory cache would first load
     every training and validation volume of the run to build datasets that are never read. Neither
@@ -266,7 +268,7 @@ def evaluation_set(run_dir: Path, cfg: RunConfig, manifest: Path | None,
                 where = f"{cfg.data.name}, {cfg.data.root}" if cfg.data.root else cfg.data.name
                 raise ValueError(f"{run_dir}: its data ({where}) has no test set "
                                  f"{test_set!r}; it has: {sets}")
-            return built.extra_tests[test_set], test_set, []
+            return built.extra_tests[test_set], test_set, [], []
         if built.test is None:
             fix = ("pass --manifest HOLDOUT.csv" if cfg.data.name == "mri" else
                    f"its data.root ({cfg.data.root}) holds no test images; put them there (e.g. a test/ folder)")
@@ -276,16 +278,17 @@ def evaluation_set(run_dir: Path, cfg: RunConfig, manifest: Path | None,
             _warn_of_relabelled_test_scans(run_dir, cfg.data.mri.manifest, built.test)
             _warn_of_other_test_scans(run_dir, cfg.data.mri.manifest, built.test.frame)
             _require_run_grid(run_dir, cfg.data.mri.manifest, built.volume_grid)
-        return built.test, "test", []
+        return built.test, "test", [], []
     if cfg.data.name != "mri":
         raise ValueError(f"--manifest evaluates MRI runs; {run_dir} trained on {cfg.data.name}")
     from elr_mri.data.mri import build_mri_eval_dataset
 
     dataset, notes = build_mri_eval_dataset(manifest, data, run_participants(run_dir), require_age=uses_age(cfg),
                                             grid=run_grid(run_dir))
-    if uses_age(cfg):
-        _warn_of_untrained_ages(run_dir, str(manifest), dataset.frame)
-    return dataset, Path(manifest).stem, notes
+    warning = _untrained_ages_warning(run_dir, str(manifest), dataset.frame) if uses_age(cfg) else None
+    if warning is not None:
+        print(f"warning: {warning}", file=sys.stderr)
+    return dataset, Path(manifest).stem, notes, [] if warning is None else [warning]
 
 
 def run_grid(run_dir: Path) -> VolumeGrid | None:
@@ -370,24 +373,24 @@ def _warn_of_other_test_scans(run_dir: Path, manifest: str, scans: pd.DataFrame)
           "restore the manifest the run trained on to score the scans it was tested on", file=sys.stderr)
 
 
-def _warn_of_untrained_ages(run_dir: Path, manifest: str, scans: pd.DataFrame) -> None:
-    """Say how many scans have an age in a half-year bin outside those of the run's training scans: the age encoding
-    learned no offset for such bins, so a holdout of another age span (NACC has 45-year-olds, ADNI none under 55) is
-    scored with offsets no training scan shaped. Runs from before the range was recorded are not checked."""
+def _untrained_ages_warning(run_dir: Path, manifest: str, scans: pd.DataFrame) -> str | None:
+    """How many scans have an age in a half-year bin outside those of the run's training scans (None: none): the age
+    encoding learned no offset for such bins, so a holdout of another age span (NACC has 45-year-olds, ADNI none under
+    55) is scored with offsets no training scan shaped. Runs from before the range was recorded are not checked."""
     recorded = read_data_shape(run_dir).get(TRAIN_AGE_RANGE_KEY)
     if recorded is None:
-        return
+        return None
     youngest, oldest = age_bins(torch.tensor(recorded, dtype=torch.float64)).tolist()
     bins = age_bins(torch.tensor(scans["age"].to_numpy(dtype=np.float64))).numpy()
     outside = np.flatnonzero((bins < youngest) | (bins > oldest))
     if not outside.size:
-        return
+        return None
     first = scans.iloc[outside[0]]
-    print(f"warning: {manifest}: {outside.size} of {len(scans)} scans are aged outside the {recorded[0]:g}-"
-          f"{recorded[1]:g} years of {run_dir}'s training scans (e.g. {first['participant_id']} "
-          f"{first['session_id']}, {first['age']:g}); the age encoding learned nothing for those ages, so their "
-          "predictions add an untrained age offset: read them apart, or compare with a run without age "
-          "(model.use_age: false)", file=sys.stderr)
+    return (f"{manifest}: {outside.size} of {len(scans)} scans are aged outside the {recorded[0]:g}-"
+            f"{recorded[1]:g} years of {run_dir}'s training scans (e.g. {first['participant_id']} "
+            f"{first['session_id']}, {first['age']:g}); the age encoding learned nothing for those ages, so their "
+            "predictions add an untrained age offset: read them apart, or compare with a run without age "
+            "(model.use_age: false)")
 
 
 def _tested_scans(run_dir: Path) -> dict[tuple[str, str], str] | None:
@@ -451,6 +454,7 @@ def _scored_fingerprint(predictions: pd.DataFrame, ids: pd.Index) -> str:
 
 
 _SCORED_KEY = "scored_sha256"  # summary.json's `_scored_fingerprint`
+WARNINGS_KEY = "warnings"  # summary.json's warnings about the scans scored, as printed (absent before 2026-12-06)
 # what `evaluate --baselines` and `--compare-with` add beside a run's scoring, computed from that scoring
 _COMPARISON_OUTPUTS = (*COMPARISON_FILES, "baselines")
 # what decides a scoring's predictions and intervals (another value of any makes the comparisons stale), each with

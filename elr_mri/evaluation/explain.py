@@ -43,7 +43,7 @@ def explain_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = "
     cfg, shape, method = run.cfg, run.shape, run.method
     if cfg.data.name != "mri":
         raise ValueError(f"explain makes 3D saliency maps of MRI runs; {run_dir} trained on {cfg.data.name}")
-    dataset, _, overlap_notes = evaluation_set(run_dir, cfg, manifest)
+    dataset, _, overlap_notes, _ = evaluation_set(run_dir, cfg, manifest)  # its warnings printed
     maps, mean_input, counts, agreed, largest = saliency_maps(method, dataset, shape["num_classes"],
                                                               evaluation_batch_size(cfg))
     scan = dataset.frame["image_path"].iloc[0]
