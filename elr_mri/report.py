@@ -24,7 +24,7 @@ from elr_mri.evaluation.compare import HEADLINE_METRICS, comparison_table
 from elr_mri.evaluation.evaluate import WARNINGS_KEY
 from elr_mri.evaluation.explain import map_file_stem
 from elr_mri.evaluation.metrics import Interval, rarely_defined_note, too_few_to_resample
-from elr_mri.evaluation.truth import mean_paired_difference, rescore_against_truth
+from elr_mri.evaluation.truth import mean_paired_difference, participants_predicted_alike, rescore_against_truth
 from elr_mri.plots import plot_learning_curves, plot_memorization_comparison
 from elr_mri.simulate.disease import DIAGNOSES
 from elr_mri.volumes.recovery import read_truth, recovery_table
@@ -307,8 +307,9 @@ def _truth_section(runs: dict[str, Path], truth: pd.DataFrame) -> str:
         if {"ce", "elr"} <= scored.keys() and all(scored[loss].exists() for loss in ("ce", "elr")):
             cells = {name: mean_paired_difference([(scored["ce"], scored["elr"])], truth, N_BOOT, metric=metric)
                      for metric, name in PAIRED_METRIC_NAMES.items()}
+            alike = participants_predicted_alike(scored["ce"], scored["elr"], truth)
             differences.append(f"| {where} | " + " | ".join(
-                f"{_cell(cell, N_BOOT, f'{name} on {where}', rare_differences)} ({_verdict(cell)})"
+                _difference_cell(cell, f"{name} on {where}", rare_differences, alike)
                 for name, cell in cells.items()) + " |")
     return "\n".join([
         "## Results against the true diagnosis",
@@ -435,6 +436,15 @@ def _lacking_class_note(where: str, present: list[str], every: list[str], has: s
 def _notes(notes: list[str]) -> list[str]:
     """Notes under a table, a paragraph each."""
     return [line for note in notes for line in ("", note)]
+
+
+def _difference_cell(difference: Interval, name: str, rare: dict[int, list[str]], alike: int | None) -> str:
+    """A paired difference with its verdict, as `_cell` prints it; where CE and ELR gave each of the `alike`
+    participants the same diagnosis and so differ by 0 in every resample, that: "0.0 [0.0, 0.0] (no difference shown
+    at this size)" read as a precise result of two runs that both called every participant MCI."""
+    if alike is not None and difference.estimate == difference.low == difference.high == 0:
+        return f"0.0 (identical predictions on all {alike} participants)"
+    return f"{_cell(difference, N_BOOT, name, rare)} ({_verdict(difference)})"
 
 
 def _verdict(difference: Interval) -> str:

@@ -69,6 +69,24 @@ def test_the_truth_section_prints_the_default_scoring_of_each_run_and_the_paired
     assert f"| test | {accuracy} ({_verdict(accuracy)}) | " in section
 
 
+def test_two_runs_that_predict_alike_are_said_to_not_an_interval_of_width_zero(tmp_path: Path) -> None:
+    """CE and ELR both called every participant MCI (a tiny demo): the paired accuracy read "0.0 [0.0, 0.0] (no
+    difference shown at this size)", a precise-looking result. Their probabilities differ, so the AUC's stays."""
+    truth = pd.DataFrame({"participant_id": [f"s{i:02d}" for i in range(12)], "session_id": "ses-M00",
+                          "true_diagnosis": [CLASSES[i % 3] for i in range(12)]})
+    runs = {"ce": _run(tmp_path / "ce", 1, truth), "elr": _run(tmp_path / "elr", 2, truth)}
+    for shift, run in enumerate(runs.values()):
+        predictions = pd.read_csv(run / "eval-test" / "predictions.csv")
+        p_mci = 0.6 + 0.02 * np.random.default_rng(shift).permutation(len(truth))  # MCI for all, in another order
+        predictions = predictions.assign(predicted="MCI", p_CN=(1 - p_mci) / 3, p_MCI=p_mci, p_AD=2 * (1 - p_mci) / 3)
+        predictions.to_csv(run / "eval-test" / "predictions.csv", index=False)
+    section = _truth_section(runs, truth)
+    row = next(line for line in section.splitlines() if line.startswith("| test | "))
+    cells = row.strip("| ").split(" | ")[1:]
+    assert cells[:2] == ["0.0 (identical predictions on all 12 participants)"] * 2, row
+    assert cells[2].endswith(")") and "identical" not in cells[2] and "[" in cells[2]
+
+
 def _scored(folder: Path, accuracy: float, resamples: dict[str, int] | None = None,
             given: tuple[str, ...] = ("CN", "MCI", "AD"), n_boot: int = 200) -> None:
     """An evaluation folder as `comparison_table` and the report read it: summary.json (participant level), from

@@ -21,7 +21,7 @@ from elr_mri.evaluation.metrics import (N_BOOT, Interval, MetricsReport, bootstr
                                         non_probability_rows, participant_means, participant_resamples,
                                         resampled_metrics, row_words)
 
-__all__ = ["predictions_with_truth", "rescore_against_truth", "mean_paired_difference",
+__all__ = ["predictions_with_truth", "rescore_against_truth", "mean_paired_difference", "participants_predicted_alike",
            "PAIRED_METRICS"]
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,18 @@ def mean_paired_difference(pairs: Sequence[tuple[Path, Path]], truth: pd.DataFra
     draws = draws[~np.isnan(draws)]  # an AUC or the balanced accuracy is undefined in a resample that lacks a class
     low, high = np.percentile(draws, [2.5, 97.5]) if draws.size else (np.nan, np.nan)
     return Interval(difference(np.arange(len(labels))), float(low), float(high), int(draws.size))
+
+
+def participants_predicted_alike(a: Path, b: Path, truth: pd.DataFrame) -> int | None:
+    """How many participants the predictions `a` and `b` share, where both give each of them the same diagnosis (None
+    where they differ on one): their paired difference of accuracy or balanced accuracy is then 0 in every resample,
+    whose interval of width 0 reads as a precise measurement rather than as two runs that decided alike."""
+    classes = _classes(pd.read_csv(a, nrows=0))
+    ours, theirs = (_participant_probabilities(path, truth, classes) for path in (a, b))
+    shared = ours.index.intersection(theirs.index)
+    if (ours.loc[shared].to_numpy().argmax(1) != theirs.loc[shared].to_numpy().argmax(1)).any():
+        return None
+    return shared.get_level_values("participant").nunique()
 
 
 def _participant_probabilities(predictions: Path, truth: pd.DataFrame, classes: Sequence[str]) -> pd.DataFrame:
