@@ -711,18 +711,43 @@ def test_a_scan_flagged_twice_is_left_out_once(trained: dict[str, Path], tmp_pat
     index has wrong length")."""
     from elr_mri.baselines.evaluate import _baseline_inputs
 
+    flagging, training = _flagging_run(trained, tmp_path)
+    first = training.iloc[[0, 0]]
+    first[["participant_id", "session_id"]].assign(given_name=first["diagnosis"]).to_csv(
+        flagging / "suspected_mislabels.csv", index=False)
+    inputs = _baseline_inputs(trained["run"], [], None, flagging)
+    assert inputs.dropped == [f"{first.participant_id.iloc[0]}/{first.session_id.iloc[0]}"]
+    assert len(inputs.train) == len(training) - 1  # one scan a participant here
+
+
+def _flagging_run(trained: dict[str, Path], tmp_path: Path) -> tuple[Path, pd.DataFrame]:
+    """(a folder that passes for a run on the trained run's splits, to write its suspected_mislabels.csv into; the
+    trained run's training scans)."""
     flagging = tmp_path / "elr"
     flagging.mkdir()
     for name in ("config.yaml", "splits.csv"):
         shutil.copy(trained["run"] / name, flagging)
     training = pd.read_csv(trained["run"] / "splits.csv").query("split == 'train'")["participant_id"]
     scans = pd.read_csv(trained["train"])
-    first = scans[scans["participant_id"].isin(training)].iloc[[0, 0]]
-    first[["participant_id", "session_id"]].assign(given_name=first["diagnosis"]).to_csv(
+    return flagging, scans[scans["participant_id"].isin(training)]
+
+
+def test_flags_whose_ids_were_respelled_by_hand_are_said_to_be_not_sent_to_another_run(
+        trained: dict[str, Path], tmp_path: Path) -> None:
+    """The table's ids are matched as `train` wrote them; one re-spelled by hand (sub-TRN200 saved as TRN200) was
+    refused with "flag with a run on the same manifest", though the flagging run was on that manifest."""
+    from elr_mri.baselines.evaluate import _baseline_inputs
+
+    flagging, training = _flagging_run(trained, tmp_path)
+    first = training.iloc[[0]]
+    flags = first[["participant_id", "session_id"]].assign(given_name=first["diagnosis"])
+    flags.assign(participant_id=flags["participant_id"].str.removeprefix("sub-")).to_csv(
         flagging / "suspected_mislabels.csv", index=False)
-    inputs = _baseline_inputs(trained["run"], [], None, flagging)
-    assert inputs.dropped == [f"{first.participant_id.iloc[0]}/{first.session_id.iloc[0]}"]
-    assert len(inputs.train) == len(training) - 1  # one scan a participant here
+    with pytest.raises(ValueError, match=f"the manifest spells that participant {first.participant_id.iloc[0]}: "):
+        _baseline_inputs(trained["run"], [], None, flagging)
+    flags.assign(session_id="ses-M99").to_csv(flagging / "suspected_mislabels.csv", index=False)
+    with pytest.raises(ValueError, match="are not training scans of .*; flag with a run on the same manifest$"):
+        _baseline_inputs(trained["run"], [], None, flagging)
 
 
 def test_explain_writes_template_space_saliency(trained: dict[str, Path]) -> None:

@@ -26,6 +26,7 @@ from elr_mri.baselines.models import BASELINES, Baseline, class_scores, fit_base
 from elr_mri.config import RunConfig, load_run_config
 from elr_mri.data.adjudicated import load_adjudicated_labels
 from elr_mri.data.cohort import IMAGE_COLUMN, SCAN_KEYS, label_indices, load_manifest
+from elr_mri.data.importers import adni_participant_key
 from elr_mri.data.splits import read_run_splits, run_participants, split_of_participants
 from elr_mri.engine.run_dir import not_the_run_folder
 from elr_mri.engine.run_records import (TEST_DIAGNOSES_KEY, evaluation_labels_fingerprint, labels_fingerprint,
@@ -263,12 +264,27 @@ def _evaluation_rows(run_dir: Path, cfg: RunConfig, test: pd.DataFrame, manifest
     return Path(manifest).stem, frame, notes
 
 
+def _flagged_elsewhere_fix(participant: str, training: pd.Series) -> str:
+    """How to go on from a flagged scan that is not a training scan: its participant id re-spelled by hand (007 for 7,
+    a spreadsheet's re-save) is said so, as "flag with a run on the same manifest" would send the user elsewhere."""
+    spelled = {adni_participant_key(known): known for known in training}
+    known = spelled.get(adni_participant_key(participant))
+    if known is None or known == participant:
+        return "flag with a run on the same manifest"
+    return (f"the manifest spells that participant {known}: the table's ids are matched as `elr-mri train` wrote them, "
+            "so restore them (or train the flagging run again)")
+
+
 def _without_suspected(train: pd.DataFrame, flagging_run: Path, run_dir: Path
                        ) -> tuple[pd.DataFrame, list[str], str, str | None]:
     """(training rows minus the scans `flagging_run` listed as suspected mislabels, those scans as
     "participant/session", the SHA-256 of the list read: the flagging run may be trained on and flag others later,
     and the list's source: ELR targets or, for a run without them, its last epoch's predictions). Same splits
-    required."""
+    required.
+
+    The ids are matched as written, not by `adni_participant_key` as a user's splits or panel are: `train` writes the
+    table from the manifest the baselines read, and the two runs' splits.csv must be equal as written, so a table
+    spelled otherwise was edited by hand, and a session key would join the several T1s of one visit (`_run-2`)."""
     table = flagging_run / "suspected_mislabels.csv"
     if not table.exists():
         raise FileNotFoundError(not_the_run_folder(flagging_run) or
@@ -285,7 +301,8 @@ def _without_suspected(train: pd.DataFrame, flagging_run: Path, run_dir: Path
     if len(strangers):
         first = strangers.iloc[0]
         raise ValueError(f"{table}: {len(strangers)} flagged scan(s) are not training scans of {run_dir} (e.g. "
-                         f"{first.participant_id}/{first.session_id}); flag with a run on the same manifest")
+                         f"{first.participant_id}/{first.session_id}); "
+                         + _flagged_elsewhere_fix(first.participant_id, train["participant_id"]))
     if "given_name" in joined:
         relabelled = joined[joined["given_name"] != joined["diagnosis"]]
         if len(relabelled):
