@@ -285,3 +285,17 @@ def test_train_names_its_mislabel_table_with_its_length_and_what_the_true_labels
     (tmp_path / "suspected_mislabels.csv").unlink()
     _print_summary(tmp_path, {"epochs": 8, "train_examples": 3, "suspected_mislabels_epoch": 8})
     assert "suspected mislabels" not in capsys.readouterr().out
+
+
+def test_train_says_each_epoch_in_a_line_where_stderr_is_no_terminal(cli_in_process, tmp_path) -> None:
+    """Under nohup, SLURM or `| tee` stderr is a file or a pipe: tqdm's bars went there as carriage returns and cursor
+    moves, and no line said an epoch's loss or accuracy until the run ended. There a line per epoch replaces them."""
+    import re
+
+    result = cli_in_process("train", "--config", "configs/digits/elr_sym40.yaml", "--set", "data.train_subset=200",
+                            "--set", "train.epochs=2", "--set", "train.tensorboard=false", "--out", str(tmp_path / "run"))
+    assert result.returncode == 0 and "\r" not in result.stderr and "\x1b" not in result.stderr
+    first, last = [line for line in result.stderr.splitlines() if " epoch " in line]
+    scores = r"lr 0\.05, train_loss \S+, train_acc_given [\d.]+, val_acc [\d.]+, val_balanced_acc [\d.]+, test_acc [\d.]+"
+    assert re.fullmatch(rf"\d\d:\d\d:\d\d epoch 1/2: {scores} \(best val_acc so far\); [\d.]+ s, [\d.]+ s left", first)
+    assert re.fullmatch(rf"\d\d:\d\d:\d\d epoch 2/2: {scores}( \(best val_acc so far\))?; [\d.]+ s, the last epoch", last)

@@ -194,7 +194,7 @@ class TrainLoopConfig:
     # the final epoch; 0: every epoch. A killed run loses at most this much plus the epoch in flight
     checkpoint_seconds: float = 60.0
     tensorboard: bool = True  # the metrics as TensorBoard scalars too, in RUN/tensorboard/
-    progress: bool = True  # progress bars on stderr: data loading, epochs, an epoch's batches
+    progress: bool = True  # a line per epoch on stderr, and bars (data loading, epochs, batches) on a terminal
 
 
 @dataclass

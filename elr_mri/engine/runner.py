@@ -38,6 +38,7 @@ from elr_mri.data.noise import require_cifar10_classes
 from elr_mri.engine.checkpoint import (atomic_save, atomic_write_json, atomic_write_text, capture_rng, host_copy,
                                       load_checkpoint, restore_rng)
 from elr_mri.engine.diagnostics import collapse_warnings, top_class_share
+from elr_mri.engine.epoch_lines import EpochLines, draws_bars
 from elr_mri.engine.execution import ExecutionPlan, busy_cores_note, limit_cpu_threads, precision_note
 from elr_mri.engine.feeding import BatchFeeder, serves_from_device
 from elr_mri.engine.methods import Method, build_method
@@ -152,7 +153,7 @@ def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, de
         for note in _diverging_again_note(out_dir, cfg, device, diverged):
             print(note, file=sys.stderr)
     blur_on_device = blurs_on_device(cfg.data, device)
-    show_progress = cfg.train.progress and dist.is_main
+    show_progress = draws_bars(cfg.train.progress) and dist.is_main
     data = build_data(cfg.data, require_age=uses_age(cfg), blur_on_device=blur_on_device, progress=show_progress)
     _require_validation(data, cfg)
     plan = ExecutionPlan.from_config(cfg.train, device, volumetric=len(data.input_shape) == 4,
@@ -193,6 +194,7 @@ def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, de
                   file=sys.stderr)
     writer = _tensorboard(out_dir, state.epoch) if cfg.train.tensorboard and dist.is_main else None
     checkpoints = CheckpointWriter(out_dir, cfg.train.checkpoint_seconds, config_to_dict(cfg))
+    lines = EpochLines(cfg.train.epochs, state.epoch, cfg.train.select) if cfg.train.progress and dist.is_main else None
 
     epochs = range(state.epoch, cfg.train.epochs)
     for epoch in tqdm(epochs, desc="epochs", disable=not show_progress, initial=state.epoch,
@@ -232,6 +234,8 @@ def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, de
             _write_metrics(out_dir, state.rows, writer)
             checkpoints.after_epoch(method, tracker, state, is_best, final=state.epoch == cfg.train.epochs,
                                     rng_by_rank=rng_by_rank)
+        if lines is not None:
+            lines.say(row, is_best)
         barrier()  # nobody runs ahead of the checkpoint a resume would start from
     method.end_training()
     leave_distributed()  # the rest is rank 0's alone
