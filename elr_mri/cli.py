@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import io
 import logging
 import os
 import select
@@ -36,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run `elr-mri ARGV` and return its exit status; a reader that closed the pipe early is no failure."""
     argv = sys.argv[1:] if argv is None else argv
     _print_logged_warnings()
+    _stdout_by_line()
     try:
         return _run_command(argv)
     except BrokenPipeError:  # `elr-mri ... | head`: the reader left; a traceback (and exit 1) would read as a failure
@@ -64,6 +66,13 @@ def _print_logged_warnings() -> None:
     logger = logging.getLogger("elr_mri")
     if not any(isinstance(handler, _WarningLines) for handler in logger.handlers):
         logger.addHandler(_WarningLines(logging.WARNING))
+
+
+def _stdout_by_line() -> None:
+    """Write stdout a line at a time, as stderr is: into a file (nohup, SLURM's log) Python held it in 8 KB blocks,
+    so a run's summary came after the holdout scoring's notes that followed it, or was lost with a job killed then."""
+    if isinstance(sys.stdout, io.TextIOWrapper):  # not a test's or a notebook's replacement
+        sys.stdout.reconfigure(line_buffering=True)
 
 
 def _stdout_reader_gone() -> bool:

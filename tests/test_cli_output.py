@@ -299,3 +299,26 @@ def test_train_says_each_epoch_in_a_line_where_stderr_is_no_terminal(cli_in_proc
     scores = r"lr 0\.05, train_loss \S+, train_acc_given [\d.]+, val_acc [\d.]+, val_balanced_acc [\d.]+, test_acc [\d.]+"
     assert re.fullmatch(rf"\d\d:\d\d:\d\d epoch 1/2: {scores} \(best val_acc so far\); [\d.]+ s, [\d.]+ s left", first)
     assert re.fullmatch(rf"\d\d:\d\d:\d\d epoch 2/2: {scores}( \(best val_acc so far\))?; [\d.]+ s, the last epoch", last)
+
+
+@pytest.mark.slow  # a fresh process (its imports): a block-buffered stdout is a new process's
+def test_stdout_and_stderr_keep_their_order_in_one_log_file(cli_in_process, tmp_path) -> None:
+    """`elr-mri ... > log 2>&1` (nohup, SLURM): Python held stdout in blocks, so the summary a command printed came
+    after the stderr lines that followed it (here a finished run's warning), or never, where the job was killed."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    run = tmp_path / "run"
+    assert cli_in_process("train", "--config", "configs/digits/elr_sym40.yaml", "--set", "data.train_subset=200",
+                          "--set", "train.epochs=1", "--set", "train.progress=false", "--set", "train.tensorboard=false",
+                          "--out", str(run)).returncode == 0
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({**summary, "warnings": ["a warning printed after the summary"]}))
+    batch_job = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}  # as a job's
+    with open(tmp_path / "log", "w") as log:
+        subprocess.run([sys.executable, "-m", "elr_mri", "train", "--resume", str(run)], stdout=log, env=batch_job,
+                       stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[1], check=True)
+    lines = (tmp_path / "log").read_text().splitlines()
+    assert lines[1] == f"run directory: {run}" and lines[-1] == "warning: a warning printed after the summary", lines
