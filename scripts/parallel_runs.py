@@ -73,7 +73,7 @@ def train_in_parallel(runs: list[PlannedRun], jobs: int) -> dict[PlannedRun, dic
     """Train `runs`, at most `jobs` at a time; returns each run's summary.json, or why it failed (one line).
 
     Run slot k uses GPU k mod (number of visible GPUs). Each run gets the CPU's cores divided by `jobs` as its torch
-    threads unless its overrides set train.threads, and no progress bars (its output goes to a file). One run
+    threads unless its overrides set train.threads; its log (a file: no bars) gets `train`'s line per epoch. One run
     failing stops none of the others. On Ctrl-C (or any error here) the running ones are stopped as Ctrl-C stops
     `elr-mri train`, after their last checkpoint, and the exception goes on.
     """
@@ -89,7 +89,7 @@ def train_in_parallel(runs: list[PlannedRun], jobs: int) -> dict[PlannedRun, dic
             while pending and len(running) < jobs:
                 run = pending.popleft()
                 slot = min(set(range(jobs)) - set(running))
-                extra = ["train.progress=false"]
+                extra = []
                 if not any(override.startswith("train.threads=") for override in run.overrides):
                     extra.append(f"train.threads={threads}")
                 command = train_command(run, extra)
