@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from elr_mri.config import ConfigError, config_to_dict, load_config
+from elr_mri.data.image_sources import cifar_download_command
 from elr_mri.data.images import NORMALISATION
 from elr_mri.engine.runner import selection_rule
 
@@ -83,6 +84,36 @@ def test_every_cifar_config_carries_its_appendix_row_and_the_noise_its_name_says
     # the official code's per-channel constants: CIFAR-10's for its JPEG folder, CIFAR-100's for torchvision's copy
     assert NORMALISATION[cfg.data.normalization if cfg.data.normalization != "auto" else cfg.data.name] == \
         NORMALISATION[data_set]
+
+
+# The command a config's comment gives for CIFAR-10's JPEG archive (and, for CIFAR-10N, its labels), as pasted at the
+# root of a fresh clone: everything up to the comment's two spaces or its end
+JPEG_COMMAND = re.compile(r"((?:mkdir -p \S+ && )?tar -xJf \S+ -C \S+(?: && cp \S+ \S+)?)")
+
+
+@pytest.mark.parametrize("path", [p for p in CONFIGS if "tar -xJf" in p.read_text()],
+                         ids=lambda p: str(p.relative_to(ROOT / "configs")))
+def test_a_configs_jpeg_archive_command_works_in_a_fresh_clone(path: Path, tmp_path: Path) -> None:
+    """data/ is ignored by git, so a fresh clone has none: the comments' `tar -xJf … -C data/` stopped at
+    "data/: Cannot open" until the folder was made by hand."""
+    (command,) = JPEG_COMMAND.findall(path.read_text())
+    shared = tmp_path / "shared" / "data" / "cifar"
+    shared.mkdir(parents=True)
+    with tarfile.open(shared / "cifar10-jpeg.tar.xz", "w:xz") as tar:
+        tar.addfile(tarfile.TarInfo("cifar10/train/airplane/00000.jpg"), io.BytesIO(b""))
+    (shared / "CIFAR-10_human.npz").write_bytes(b"")
+    clone = tmp_path / "clone"
+    clone.mkdir()
+    result = subprocess.run(["bash", "-c", command], cwd=clone, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, f"{command}: {result.stderr}"
+    assert (clone / "data/cifar10/train/airplane/00000.jpg").is_file()
+
+
+def test_cifar100_configs_say_how_to_get_the_data_with_what_the_project_installs() -> None:
+    """They said to run torchvision.datasets.CIFAR100(..., download=True), and torchvision is no package of the
+    project: the command is the one a run missing the data prints."""
+    for path in sorted((ROOT / "configs" / "cifar100").glob("*.yaml")):
+        assert f"data/cifar-100-python: {cifar_download_command('cifar100', 'data')}\n" in path.read_text(), path
 
 
 def test_elr_cifar10_cosine_variant_differs_from_sym40_only_in_its_schedule():
