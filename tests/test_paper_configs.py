@@ -13,6 +13,7 @@ import sys
 import tarfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -20,6 +21,7 @@ import yaml
 from elr_mri.config import ConfigError, RunConfig, config_to_dict, load_config
 from elr_mri.data.image_sources import cifar_download_command
 from elr_mri.data.images import NORMALISATION
+from elr_mri.data.noise import inject_noise
 from elr_mri.engine.runner import selection_rule
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,6 +57,7 @@ BETA_LAMBDA = {("cifar10", "sym"): (0.7, 3.0), ("cifar10", "asym"): (0.9, 1.0),
                ("cifar100", "sym"): (0.9, 7.0), ("cifar100", "asym"): (0.9, 7.0)}
 # ELR+ only: mixup α, EMA γ and its ramp, the λ ramp (coef_step) and the label reweighting, per data set
 ELR_PLUS = {"cifar10": (1.0, 0.997, "ramp", 40000, 0, False), "cifar100": (1.0, 0.997, "ramp", 40000, 40000, True)}
+NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
 CIFAR_CONFIGS = sorted(p for folder in ("cifar10", "cifar100") for p in (ROOT / "configs" / folder).glob("elr*.yaml")
                        if not p.stem.endswith("_cosine"))
 
@@ -90,6 +93,23 @@ def _assert_appendix_row(cfg: RunConfig, method: str, data_set: str, noise: str)
     # the official code's per-channel constants: CIFAR-10's for its JPEG folder, CIFAR-100's for torchvision's copy
     assert NORMALISATION[cfg.data.normalization if cfg.data.normalization != "auto" else cfg.data.name] == \
         NORMALISATION[data_set]
+
+
+# A symmetric row's noise line and the share of wrong labels its comment gives
+SYMMETRIC_SHARE = re.compile(r"noise: \{mode: symmetric, rate: ([\d.]+), seed: (\d+)\}  # .*≈([\d.]+)% end wrong\n")
+
+
+@pytest.mark.parametrize("path", [p for p in CONFIGS if "mode: symmetric," in p.read_text()],
+                         ids=lambda p: str(p.relative_to(ROOT / "configs")))
+def test_a_symmetric_row_says_the_share_of_labels_its_noise_leaves_wrong(path: Path) -> None:
+    """The paper's symmetric noise redraws a label over all classes, the true one included, so `rate` 0.4 leaves
+    36% of CIFAR-10's labels wrong, not 40%: the share a run's mislabel counts are to be read against."""
+    rate, seed, share = SYMMETRIC_SHARE.search(path.read_text()).groups()
+    classes = NUM_CLASSES[path.parent.name]
+    _, wrong = inject_noise(np.repeat(np.arange(classes), 50_000 // classes), "symmetric", float(rate), classes,
+                            int(seed))
+    assert float(share) == pytest.approx(100 * float(rate) * (classes - 1) / classes)
+    assert 100 * wrong.mean() == pytest.approx(float(share), abs=0.5)
 
 
 # The command a config's comment gives for CIFAR-10's JPEG archive (and, for CIFAR-10N, its labels), as pasted at the
