@@ -12,7 +12,7 @@ import math
 import os
 from pathlib import Path
 
-__all__ = ["runnable_cores", "usable_cores", "cgroup_cpu_quota"]
+__all__ = ["runnable_cores", "usable_cores", "cgroup_cpu_quota", "cgroup_folders"]
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PROC_CGROUP = Path("/proc/self/cgroup")
@@ -39,19 +39,28 @@ def cgroup_cpu_quota(cgroup_root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_C
     quota. cgroup v2: cpu.max "200000 100000" is 2 CPUs, "max 100000" none; v1: cpu.cfs_quota_us over
     cpu.cfs_period_us, -1 none. Where /proc/self/cgroup names a path that the mount does not show (a container
     without its own cgroup namespace sees its own cgroup at the root), the root's files still count."""
+    found = [quota for quota in (_v2_quota(folder) if version == 2 else _v1_quota(folder)
+                                 for version, folder in cgroup_folders("cpu", cgroup_root, proc_cgroup))
+             if quota is not None]
+    return min(found) if found else None
+
+
+def cgroup_folders(controller: str, cgroup_root: Path = CGROUP_ROOT,
+                   proc_cgroup: Path = PROC_CGROUP) -> list[tuple[int, Path]]:
+    """(cgroup version, folder) of this process's cgroup and each one above it, where `controller`'s limits may be
+    (a limit set on any of them holds): v2's unified tree, and v1's tree of `controller` where it is mounted."""
     try:
         lines = proc_cgroup.read_text().splitlines()
     except OSError:
-        return None
-    quotas = []
+        return []
+    folders: list[tuple[int, Path]] = []
     for line in lines:
         _, controllers, path = (line.split(":", 2) + ["", ""])[:3]
         if controllers == "":  # v2's unified hierarchy
-            quotas += [_v2_quota(folder) for folder in _up_to(cgroup_root, path)]
-        elif "cpu" in controllers.split(","):
-            quotas += [_v1_quota(folder) for folder in _up_to(cgroup_root / "cpu", path)]
-    found = [quota for quota in quotas if quota is not None]
-    return min(found) if found else None
+            folders += [(2, folder) for folder in _up_to(cgroup_root, path)]
+        elif controller in controllers.split(","):
+            folders += [(1, folder) for folder in _up_to(cgroup_root / controller, path)]
+    return folders
 
 
 def _up_to(root: Path, path: str) -> list[Path]:
