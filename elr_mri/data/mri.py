@@ -26,7 +26,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 import torch
-from monai.data import CacheDataset, Dataset as MonaiDataset
+from monai.data import Dataset as MonaiDataset
 from monai.data.meta_tensor import MetaTensor
 from monai.transforms import (
     CenterSpatialCropd,
@@ -51,6 +51,7 @@ from elr_mri.data.cohort import (IMAGE_COLUMN, ManifestError, label_indices, loa
 from elr_mri.data.disk_cache import DiskCache
 from elr_mri.data.grid import ScanReadError, VolumeGrid, common_grid, require_grid
 from elr_mri.data.images import NoisyImageData, stratified_subset
+from elr_mri.data.memory_cache import MemoryCache
 from elr_mri.data.noise import apply_noise_config
 from elr_mri.data.splits import (check_no_leakage, check_no_shared_scans, diagnoses_left_out, load_splits,
                                  split_balance, split_participants)
@@ -459,8 +460,8 @@ def _monai_dataset(
     """The volumes behind `MRIScans`; a memory cache shows MONAI's bar while it fills where `progress` allows and
     it takes a while (over 100 scans)."""
     if cache == "memory":
-        return CacheDataset(records, transform, num_workers=max(1, num_workers),
-                            progress=progress and len(records) > 100)
+        return MemoryCache(records, transform, num_workers=max(1, num_workers),
+                           progress=progress and len(records) > 100)
     if cache == "disk":
         if cache_dir is None:
             raise ValueError("data.mri.cache: disk needs data.mri.cache_dir, a folder for the cached volumes")
