@@ -1,9 +1,10 @@
-"""`data.mri.cache: memory`: filled at the volumes' own size."""
+"""`data.mri.cache: memory`: refused before it fills where it cannot fit, and filled at the volumes' own size."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import nibabel as nib
@@ -11,8 +12,33 @@ import numpy as np
 import pytest
 
 import elr_mri.data.memory_cache as memory_cache
+from elr_mri.data.memory_cache import cached_scan_bytes
+from elr_mri.data.mri import build_mri_data
+from test_mri_data import config, make_cohort
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_a_memory_cache_larger_than_the_memory_available_is_refused_before_it_fills(tmp_path, monkeypatch):
+    """1000 scans at 1 mm are 25 GB, which filled for tens of minutes before the OOM killer ended the run."""
+    manifest = make_cohort(tmp_path)  # 24 scans of 32³: 12 train, cached whole for their 16³ crops; 12 evaluated
+    needed = 12 * cached_scan_bytes((32, 32, 32), (16, 16, 16), whole=True) + 12 * 16**3 * 4
+    monkeypatch.setattr(memory_cache, "available_memory", lambda: needed - 1)
+    with pytest.raises(ValueError, match=r"^data.mri.cache: memory would hold 0.0 GB of volumes \(12 training scans "
+                                         r"whole, 32x32x32 voxels as float32, and 12 evaluation crops\) but 0.0 GB of "
+                                         r"memory is available; set data.mri.cache: disk .* or data.mri.cache: none"):
+        build_mri_data(config(manifest, cache="memory"))
+    monkeypatch.setattr(memory_cache, "available_memory", lambda: needed)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # torchrun: each process on the node fills its own
+    with pytest.raises(ValueError, match="in each of the node's 2 torchrun processes"):
+        build_mri_data(config(manifest, cache="memory"))
+
+
+def test_memory_cache_check_counts_crops_alone_without_augmentation(tmp_path, monkeypatch):
+    """`data.augment: false` trains on the centre crop, which is all the cache keeps of a training scan then."""
+    monkeypatch.setattr(memory_cache, "available_memory", lambda: 24 * 16**3 * 4)
+    data = build_mri_data(replace(config(make_cohort(tmp_path), cache="memory"), augment=False))
+    assert len(data.train) == 12
 
 
 WRITE_THEN_FILL = """

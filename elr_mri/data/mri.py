@@ -51,7 +51,7 @@ from elr_mri.data.cohort import (IMAGE_COLUMN, ManifestError, label_indices, loa
 from elr_mri.data.disk_cache import DiskCache
 from elr_mri.data.grid import ScanReadError, VolumeGrid, common_grid, require_grid
 from elr_mri.data.images import NoisyImageData, stratified_subset
-from elr_mri.data.memory_cache import MemoryCache
+from elr_mri.data.memory_cache import MemoryCache, require_memory_for_cache
 from elr_mri.data.noise import apply_noise_config
 from elr_mri.data.splits import (check_no_leakage, check_no_shared_scans, diagnoses_left_out, load_splits,
                                  split_balance, split_participants)
@@ -294,6 +294,9 @@ def build_mri_data(cfg: DataConfig, require_age: bool = False, blur_on_device: b
     if not len(rows["train"]):
         raise ValueError(f"{mri.manifest}: no training scans after splitting; the cohort is too small")
     _check_training_diagnoses(noisy[rows["train"]], noisy, classes, str(mri.manifest), mri.splits)
+    if mri.cache == "memory":  # before it fills for tens of minutes, to be ended by the OOM killer
+        whole = len(rows["train"]) if cfg.augment else 0  # training's random crops are cut from the whole volume
+        require_memory_for_cache(whole, sum(map(len, rows.values())) - whole, grid.shape, mri.crop_size)
 
     def scans(name: str, train: bool) -> MRIScans | None:
         if not len(rows[name]):
