@@ -1,4 +1,5 @@
-"""`data.mri.cache: memory`: refused before it fills where it cannot fit, and filled at the volumes' own size."""
+"""The MRI caches' size, checked before they fill: a memory cache that cannot fit refused, a disk cache larger than
+the free space warned of; and a memory cache filled at the volumes' own size."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import nibabel as nib
 import numpy as np
 import pytest
 
+import elr_mri.data.disk_cache as disk_cache
 import elr_mri.data.memory_cache as memory_cache
 from elr_mri.data.memory_cache import cached_scan_bytes
 from elr_mri.data.mri import build_mri_data
@@ -20,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_a_memory_cache_larger_than_the_memory_available_is_refused_before_it_fills(tmp_path, monkeypatch):
-    """1000 scans at 1 mm are 25 GB, which filled for tens of minutes before the OOM killer ended the run."""
+    """1000 scans at 1 mm are 25 GB: the cache would fill for tens of minutes before the OOM killer ended the run."""
     manifest = make_cohort(tmp_path)  # 24 scans of 32³: 12 train, cached whole for their 16³ crops; 12 evaluated
     needed = 12 * cached_scan_bytes((32, 32, 32), (16, 16, 16), whole=True) + 12 * 16**3 * 4
     monkeypatch.setattr(memory_cache, "available_memory", lambda: needed - 1)
@@ -39,6 +42,22 @@ def test_memory_cache_check_counts_crops_alone_without_augmentation(tmp_path, mo
     monkeypatch.setattr(memory_cache, "available_memory", lambda: 24 * 16**3 * 4)
     data = build_mri_data(replace(config(make_cohort(tmp_path), cache="memory"), augment=False))
     assert len(data.train) == 12
+
+
+def test_a_disk_cache_larger_than_the_free_space_is_warned_of_before_it_fills(tmp_path, monkeypatch, caplog):
+    """A full disk leaves the volumes not cached read from their scans each time and fails a checkpoint written
+    there; it was said only once the disk had filled, during the first epoch."""
+    manifest, cache = make_cohort(tmp_path), tmp_path / "cache"
+    needed = 12 * cached_scan_bytes((32, 32, 32), (16, 16, 16), whole=True) + 12 * 16**3 * 4
+    monkeypatch.setattr(disk_cache, "disk_usage", lambda folder: SimpleNamespace(free=needed - 1))
+    data = build_mri_data(config(manifest, cache="disk", cache_dir=str(cache)))
+    assert f"data.mri.cache_dir = {cache}: the cache needs 0.0 GB (0.0 GB more than it holds) but 0.0 GB is free" in \
+        caplog.text
+    for split in (data.train, data.val, data.test):
+        [split[index] for index in range(len(split))]  # every volume cached
+    caplog.clear()
+    build_mri_data(config(manifest, cache="disk", cache_dir=str(cache)))
+    assert "the cache needs" not in caplog.text  # what it holds already is not needed again
 
 
 WRITE_THEN_FILL = """

@@ -18,6 +18,7 @@ import os
 import pickle
 from copy import deepcopy
 from pathlib import Path
+from shutil import disk_usage
 from typing import Any, Callable, Sequence
 
 import torch
@@ -26,10 +27,11 @@ from monai.utils import convert_to_tensor
 
 from elr_mri.data.cohort import warn_once
 from elr_mri.engine.checkpoint import atomic_save
+from preprocess.memory import gigabytes
 from preprocess.sidecar import cannot_write
 from preprocess.user_errors import StorageError, file_size_limit
 
-__all__ = ["DiskCache"]
+__all__ = ["DiskCache", "warn_if_the_disk_cannot_hold"]
 
 log = logging.getLogger(__name__)
 
@@ -87,3 +89,18 @@ class DiskCache(PersistentDataset):
         warn_once(f"data.mri.cache_dir = {self.cache_dir}: a cached volume there cannot be read or replaced "
                   f"({err.strerror}; another user's file?); such volumes are made from their scans each time they are "
                   "loaded; name a folder of your own to cache them")
+
+
+def warn_if_the_disk_cannot_hold(cache_dir: str | Path, needed: int) -> None:
+    """Say before a run whose disk cache (`needed` bytes in all) outgrows the free space of its disk: it fills the
+    disk, then reads the volumes left from their scans each time, and the run's other writes to that disk fail."""
+    folder = Path(cache_dir)
+    held = sum(path.stat().st_size for path in folder.glob("*.pt")) if folder.is_dir() else 0
+    existing = next(above for above in (folder.absolute(), *folder.absolute().parents) if above.is_dir())
+    free = disk_usage(existing).free
+    if needed - held <= free:
+        return
+    warn_once(f"data.mri.cache_dir = {folder}: the cache needs {gigabytes(needed)} ({gigabytes(needed - held)} more "
+              f"than it holds) but {gigabytes(free)} is free there; once the disk is full the "
+              "volumes left are read from their scans each time and other writes to that disk (a run's checkpoints "
+              "there) fail; free space there, or name a folder on a larger disk")

@@ -21,7 +21,7 @@ from monai.data import CacheDataset
 
 from preprocess.memory import available_memory, gigabytes
 
-__all__ = ["MemoryCache", "cached_scan_bytes", "require_memory_for_cache"]
+__all__ = ["MemoryCache", "cache_bytes", "cached_scan_bytes", "require_memory_for_cache"]
 
 FLOAT32_BYTES = 4
 
@@ -33,11 +33,16 @@ def cached_scan_bytes(grid_shape: Sequence[int], crop_size: Sequence[int], whole
     return math.prod(int(size) for size in kept) * FLOAT32_BYTES
 
 
+def cache_bytes(whole_scans: int, cropped_scans: int, grid_shape: Sequence[int], crop_size: Sequence[int]) -> int:
+    """A cache of `whole_scans` kept whole and `cropped_scans` kept as their crop, in memory or on disk alike."""
+    return (whole_scans * cached_scan_bytes(grid_shape, crop_size, whole=True)
+            + cropped_scans * cached_scan_bytes(grid_shape, crop_size, whole=False))
+
+
 def require_memory_for_cache(whole_scans: int, cropped_scans: int, grid_shape: Sequence[int],
                              crop_size: Sequence[int]) -> None:
     """Refuse a memory cache larger than the memory available (the node's, or what a job's cgroup limit leaves)."""
-    per_process = (whole_scans * cached_scan_bytes(grid_shape, crop_size, whole=True)
-                   + cropped_scans * cached_scan_bytes(grid_shape, crop_size, whole=False))
+    per_process = cache_bytes(whole_scans, cropped_scans, grid_shape, crop_size)
     processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
     available = available_memory()
     if available is None or per_process * processes <= available:

@@ -43,15 +43,15 @@ from monai.transforms import (
 )
 from torch.utils.data import Dataset
 
-from elr_mri.config import DataConfig
+from elr_mri.config import DataConfig, MRIDataConfig
 from elr_mri.data.adjudicated import load_adjudicated_labels
 from elr_mri.data.blurred_crop import RandBlurredCropd
 from elr_mri.data.cohort import (IMAGE_COLUMN, ManifestError, label_indices, load_manifest, true_label_indices,
                                  warn_once)
-from elr_mri.data.disk_cache import DiskCache
+from elr_mri.data.disk_cache import DiskCache, warn_if_the_disk_cannot_hold
 from elr_mri.data.grid import ScanReadError, VolumeGrid, common_grid, require_grid
 from elr_mri.data.images import NoisyImageData, stratified_subset
-from elr_mri.data.memory_cache import MemoryCache, require_memory_for_cache
+from elr_mri.data.memory_cache import MemoryCache, cache_bytes, require_memory_for_cache
 from elr_mri.data.noise import apply_noise_config
 from elr_mri.data.splits import (check_no_leakage, check_no_shared_scans, diagnoses_left_out, load_splits,
                                  split_balance, split_participants)
@@ -294,9 +294,7 @@ def build_mri_data(cfg: DataConfig, require_age: bool = False, blur_on_device: b
     if not len(rows["train"]):
         raise ValueError(f"{mri.manifest}: no training scans after splitting; the cohort is too small")
     _check_training_diagnoses(noisy[rows["train"]], noisy, classes, str(mri.manifest), mri.splits)
-    if mri.cache == "memory":  # before it fills for tens of minutes, to be ended by the OOM killer
-        whole = len(rows["train"]) if cfg.augment else 0  # training's random crops are cut from the whole volume
-        require_memory_for_cache(whole, sum(map(len, rows.values())) - whole, grid.shape, mri.crop_size)
+    _check_room_for_cache(mri, grid, len(rows["train"]) if cfg.augment else 0, sum(map(len, rows.values())))
 
     def scans(name: str, train: bool) -> MRIScans | None:
         if not len(rows[name]):
@@ -341,6 +339,16 @@ def _check_training_diagnoses(labels: np.ndarray, cohort_labels: np.ndarray, cla
     if absent:
         warn_once(f"{source}: no training scan is labelled {', '.join(absent)}; the network will never predict it "
                   "(set data.mri.classes to the diagnoses the cohort has)")
+
+
+def _check_room_for_cache(mri: MRIDataConfig, grid: VolumeGrid, whole_scans: int, scans: int) -> None:
+    """Before a cache fills for tens of minutes: refuse one in memory that cannot fit, and say so of one on a disk too
+    small. `whole_scans` of the `scans` are kept whole: training's random crops are cut from them."""
+    if mri.cache == "memory":
+        require_memory_for_cache(whole_scans, scans - whole_scans, grid.shape, mri.crop_size)
+    elif mri.cache == "disk" and mri.cache_dir is not None:
+        warn_if_the_disk_cannot_hold(mri.cache_dir, cache_bytes(whole_scans, scans - whole_scans, grid.shape,
+                                                                 mri.crop_size))
 
 
 # a crop more than this many times a scan's extent along an axis is mostly padding: a typo, or scans of another grid
