@@ -51,6 +51,17 @@ def test_a_collapse_after_the_training_loss_blew_up_names_the_learning_rate_not_
     assert "lower loss.lam" in elr  # a large λ drives the loss far below 0, not above
 
 
+def test_a_short_run_that_never_left_one_class_is_told_to_train_longer_not_to_lower_lambda() -> None:
+    """1-epoch CIFAR-10 smoke runs collapsed with CE as with ELR; blaming λ misled. A longer run keeps ELR's advice."""
+    for shares in ([1.0], [1.0, 0.99, 1.0]):
+        (found,) = collapse_warnings(_metrics(shares), best_epoch=len(shares), loss_name="elr")
+        assert "train longer before changing the loss" in found and "loss.lam" not in found
+    (found,) = collapse_warnings(_metrics([1.0]), best_epoch=1, loss_name="elr")
+    assert "1 epoch cannot tell why" in found
+    (longer,) = collapse_warnings(_metrics([1.0] * 4), best_epoch=4, loss_name="elr")
+    assert "lower loss.lam" in longer
+
+
 def test_both_problems_are_reported_and_a_collapsed_best_last_epoch_only_once() -> None:
     assert len(collapse_warnings(_metrics([1.0, 0.6, 1.0]), best_epoch=1, loss_name="elr")) == 2
     assert len(collapse_warnings(_metrics([0.6, 1.0]), best_epoch=2, loss_name="elr")) == 1
