@@ -1140,6 +1140,30 @@ def test_evaluate_refuses_a_checkpoint_whose_batchnorm_statistics_are_not_number
     assert not (out / "eval-test").exists() and not (out / "explain-test").exists()
 
 
+def test_evaluate_refuses_another_programs_or_another_runs_checkpoint_in_one_line(tmp_path: Path,
+                                                                                  cli_in_process: Cli) -> None:
+    """A shared run whose best.pt is a bare `model.state_dict()` stopped at a KeyError traceback, and one whose weights
+    are another model's at torch's traceback listing every tensor: one line naming the file and what to restore."""
+    out = tmp_path / "run"
+    train(load_config(DIGITS, [*SMALL, "train.epochs=1", "data.train_subset=100"]), out)
+    path = out / "checkpoints" / "best.pt"
+    best = load_checkpoint(path)
+    torch.save(best["method"]["model"], path)
+    result = cli_in_process("evaluate", "--run", str(out))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr[-3000:]
+    assert result.stderr.startswith(f"elr-mri evaluate: error: {path}: not a checkpoint of `elr-mri train` (it holds "
+                                    "net.1.weight, net.1.bias, net.3.weight, not the method's state and its epoch;")
+    best["method"]["model"]["net.1.weight"] = torch.zeros(3, 64)
+    torch.save(best, path)
+    result = cli_in_process("evaluate", "--run", str(out))
+    assert result.returncode == 2 and result.stderr == (
+        f"elr-mri evaluate: error: {path}: its weights do not fit the model {out / 'config.yaml'} describes (size "
+        "mismatch for net.1.weight: copying a param with shape torch.Size([3, 64]) from checkpoint, the shape in "
+        "current model is torch.Size([256, 64])); edited since the run trained, or best.pt copied from another run? "
+        "restore either from a copy\n"), result.stderr[-3000:]
+    assert not (out / "eval-test").exists()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

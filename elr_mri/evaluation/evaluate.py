@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from elr_mri.config import SELECTION_RULE_KEY, RunConfig, evaluation_batch_size, load_run_config
 from elr_mri.data.grid import VolumeGrid
 from elr_mri.data.splits import read_run_splits, run_participants
-from elr_mri.engine.checkpoint import atomic_write_json, atomic_write_text, load_checkpoint
+from elr_mri.engine.checkpoint import CheckpointError, atomic_write_json, atomic_write_text, load_checkpoint
 from elr_mri.engine.execution import ExecutionPlan, limit_cpu_threads, precision_note
 from elr_mri.engine.methods import Method, build_method
 from elr_mri.engine.run_dir import not_the_run_folder
@@ -76,10 +76,31 @@ def load_run(run_dir: Path, checkpoint: str = "best", *, note_precision: bool = 
         print(note, file=sys.stderr)  # as slow as training there
     plan = ExecutionPlan.from_config(cfg.train, device, volumetric=len(shape["input_shape"]) == 4)
     method = build_method(cfg, tuple(shape["input_shape"]), shape["num_classes"], shape["train_examples"], plan)
-    saved = load_checkpoint(path)
-    method.load_state_dict(saved["method"])
+    epoch = _load_weights(method, path, run_dir / "config.yaml")
     _refuse_non_finite_weights(method, path, checkpoint)
-    return LoadedRun(cfg, shape, method, int(saved["epoch"]), (run_dir / "summary.json").exists(), run_state)
+    return LoadedRun(cfg, shape, method, epoch, (run_dir / "summary.json").exists(), run_state)
+
+
+def _load_weights(method: Method, path: Path, config: Path) -> int:
+    """The checkpoint's weights into `method`, and their epoch. A shared run's checkpoint may be another program's
+    (a bare `model.state_dict()`, the official ELR code's) or another run's: torch said so as a KeyError or a
+    traceback of every tensor's size; here one line names the file and what to restore."""
+    saved = load_checkpoint(path)
+    if not isinstance(saved, dict) or not {"method", "epoch"} <= saved.keys():
+        held = ", ".join(map(str, list(saved)[:3])) if isinstance(saved, dict) else type(saved).__name__
+        raise CheckpointError(f"{path}: not a checkpoint of `elr-mri train` (it holds {held or 'nothing'}, not the "
+                              "method's state and its epoch; a bare model state dict or another program's file?); "
+                              "restore the run's own from a copy (to start a run from other weights, set "
+                              "model.pretrained_checkpoint)")
+    try:
+        method.load_state_dict(saved["method"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        lines = [line.strip().rstrip(".") for line in str(err).splitlines() if line.strip()]
+        first = (lines[1:] or lines or [type(err).__name__])[0]  # torch's heading names only the module's class
+        raise CheckpointError(f"{path}: its weights do not fit the model {config} describes ({first}); edited since "
+                              f"the run trained, or {path.name} copied from another run? restore either from a "
+                              "copy") from None
+    return int(saved["epoch"])
 
 
 def _refuse_non_finite_weights(method: Method, path: Path, checkpoint: str) -> None:
