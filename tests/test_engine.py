@@ -1765,6 +1765,29 @@ def test_a_checkpoint_with_a_bit_flipped_in_a_weight_is_refused_naming_it(tmp_pa
     assert load_checkpoint(path, mmap=True)["epoch"] == 3  # a look at the epoch reads no weight
 
 
+class _MakesAFolder:
+    """A pickle that makes a folder when loaded: what a shared file made to run code does on `torch.load`."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def __reduce__(self) -> tuple:
+        return os.mkdir, (str(self.folder),)
+
+
+def test_a_checkpoint_holding_code_is_not_run_and_named_another_programs(tmp_path: Path) -> None:
+    """torch's refusal advised loading with weights_only=False, and the engine's line called the file damaged."""
+    path, ran = tmp_path / "best.pt", tmp_path / "ran"
+    torch.save({"method": _MakesAFolder(ran), "epoch": 3}, path)
+    with pytest.raises(CheckpointError) as refused:
+        load_checkpoint(path)
+    assert str(refused.value) == (
+        f"{path}: not loaded, as it holds Python objects ({os.mkdir.__module__}.mkdir) that only running code from the "
+        "file could make: `elr-mri train` writes none, so it is another program's file (or one made to run code); "
+        "restore the run's own from a copy")
+    assert not ran.exists()
+
+
 def test_a_runs_config_yaml_cut_short_is_refused_not_read_with_default_settings(tmp_path: Path,
                                                                                cli_in_process: Cli) -> None:
     """train writes selection_rule as config.yaml's last key (since its first version): a file cut above it lost

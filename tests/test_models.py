@@ -120,7 +120,8 @@ def test_a_pretrained_checkpoint_that_is_no_state_dict_is_one_line(tmp_path: Pat
     text.write_text("weights are on the other disk\n")
     run_checkpoint = tmp_path / "best.pt"  # an elr-mri run's checkpoint: the weights sit under "method"
     torch.save({"method": {"model": {}}, "epoch": 3}, run_checkpoint)
-    for path, says in ((whole, "not a state dict torch can read safely"), (text, "not a state dict torch can read"),
+    for path, says in ((whole, r"not loaded, as it holds Python objects \(elr_mri\.models\.small\.SmallCNN, torch\.nn\.modules\."),
+                       (text, "not a state dict torch can read"),
                        (run_checkpoint, "holds a dict, not a state dict of tensors")):
         with pytest.raises(ValueError, match=f"{says}.*torch.save\\(model.state_dict\\(\\), PATH\\)") as info:
             build(path)

@@ -10,6 +10,7 @@ import errno
 import json
 import math
 import os
+import pickle
 import random
 import shutil
 import zipfile
@@ -23,8 +24,8 @@ from elr_mri.stopping import holding_ctrl_c
 from preprocess.sidecar import atomic_path
 from preprocess.user_errors import StorageError, file_size_limit
 
-__all__ = ["CheckpointError", "atomic_save", "load_checkpoint", "atomic_write_text", "atomic_write_json", "capture_rng",
-           "restore_rng", "host_copy"]
+__all__ = ["CheckpointError", "atomic_save", "load_checkpoint", "unsafe_objects", "atomic_write_text",
+           "atomic_write_json", "capture_rng", "restore_rng", "host_copy"]
 
 
 def atomic_save(obj: dict[str, Any], path: Path) -> None:
@@ -129,10 +130,27 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu", mmap: 
     except FileNotFoundError:
         raise
     except Exception as err:  # noqa: BLE001 - zip, pickle and EOF errors all mean the same here
+        unsafe = unsafe_objects(path, err)
+        if unsafe:
+            raise CheckpointError(f"{path}: not loaded, as it holds Python objects ({unsafe}) that only running code "
+                                  "from the file could make: `elr-mri train` writes none, so it is another program's "
+                                  "file (or one made to run code); restore the run's own from a copy") from None
         reason = (str(err).strip().splitlines() or [""])[0]
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: {reason}); written "
                               "atomically by the engine, so something else damaged it: restore it from a "
                               "copy, or delete the run directory and train again") from err
+
+
+def unsafe_objects(path: str | Path, err: Exception) -> str:
+    """The first Python objects (e.g. `posix.system`) for which torch.load(weights_only=True) refused `path` with
+    `err`, "" where it refused it for another reason (torch says "weights only load failed" of a text file too).
+    Torch's own words suggested loading with weights_only=False, which runs whatever code a shared file holds."""
+    if not isinstance(err, pickle.UnpicklingError) or "weights only load failed" not in str(err).lower():
+        return ""
+    try:
+        return ", ".join(sorted(torch.serialization.get_unsafe_globals_in_checkpoint(path))[:3])
+    except Exception:  # noqa: BLE001 - a file torch cannot list is damaged, not one of objects
+        return ""
 
 
 def _check_record_sums(path: Path) -> None:

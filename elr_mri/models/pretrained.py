@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from elr_mri.engine.checkpoint import unsafe_objects
+
 __all__ = ["load_pretrained"]
 
 # Settings besides model.name that size a network's tensors: a file of that network saved under other values has its
@@ -67,6 +69,10 @@ def _read_state_dict(path: str) -> dict[str, torch.Tensor]:
         raise FileNotFoundError(f"model.pretrained_checkpoint = {path}: file not found; pass an existing "
                                 "state-dict file, or drop the setting to start from random weights") from None
     except Exception as err:  # noqa: BLE001 - pickle, zip and weights-only refusals all mean the same here
+        unsafe = unsafe_objects(path, err)
+        if unsafe:
+            raise ValueError(f"model.pretrained_checkpoint = {path}: not loaded, as it holds Python objects ({unsafe}) "
+                             f"that only running code from the file could make; {how}") from None
         reason = (str(err).strip().splitlines() or [""])[0]
         raise ValueError(f"model.pretrained_checkpoint = {path}: not a state dict torch can read safely "
                          f"({type(err).__name__}: {reason[:120]}); {how}") from None
