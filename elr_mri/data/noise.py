@@ -135,8 +135,8 @@ def require_cifar10_classes(noise: NoiseConfig, class_names: Sequence[str]) -> N
 def load_human_labels(path: str | Path, key: str) -> np.ndarray:
     """One label array (int64, original training order) from a CIFAR-10N / CIFAR-100N file.
 
-    `.npz` files load safely with `numpy.load`. The official `.pt` files are pickles, loaded with
-    `torch.load(weights_only=False)`, which can run arbitrary code: load only files you trust.
+    `.npz` files load with `numpy.load`, the official `.pt` files (pickles) with `torch.load(weights_only=True)`
+    allowing NumPy's numeric arrays besides: a shared file holding anything else is refused, its code not run.
     """
     return _pick(_read_label_arrays(Path(path)), key, Path(path))
 
@@ -245,6 +245,13 @@ def _read_label_arrays(path: Path) -> dict[str, np.ndarray]:
     try:
         arrays = _load_label_file(path)
     except Exception as err:  # noqa: BLE001 - zip, pickle and torch each fail on a damaged file their own way
+        from elr_mri.engine.checkpoint import unsafe_objects  # torch's, loaded here already: .npz runs need none
+
+        unsafe = unsafe_objects(path, err, _numpy_array_globals())
+        if unsafe:
+            raise ValueError(f"{path}: not loaded, as it holds Python objects ({unsafe}) besides label arrays, which "
+                             "only running code from the file could make; use the official release (CIFAR-10N / "
+                             "CIFAR-100N), or save the arrays with numpy.savez as a .npz") from None
         reason = (str(err).strip().splitlines() or [""])[0]
         raise ValueError(f"{path}: cannot be read ({type(err).__name__}: {reason}); download the label file "
                          "again (CIFAR-10N / CIFAR-100N)") from err
@@ -280,7 +287,18 @@ def _load_label_file(path: Path) -> object:
             return {name: archive[name] for name in archive.files}
     import torch
 
-    return torch.load(path, map_location="cpu", weights_only=False)
+    with torch.serialization.safe_globals(_numpy_array_globals()):
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _numpy_array_globals() -> list:
+    """What a pickled numeric NumPy array names, for torch's weights-only loader: the official CIFAR-N `.pt` files
+    are dicts of them, which `weights_only=False` loaded by running whatever code the file held. The rebuilding
+    function is named by its NumPy 1 module in the release, by its NumPy 2 one in a file saved since."""
+    rebuild = np.zeros(0).__reduce__()[0]
+    numeric = {type(np.dtype(code)) for code in "?" + np.typecodes["AllInteger"] + np.typecodes["AllFloat"]}
+    return [(rebuild, "numpy.core.multiarray._reconstruct"), (rebuild, "numpy._core.multiarray._reconstruct"),
+            np.ndarray, np.dtype, *numeric]
 
 
 def _pick(arrays: dict[str, np.ndarray], key: str, path: Path) -> np.ndarray:

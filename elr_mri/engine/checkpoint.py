@@ -141,14 +141,16 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu", mmap: 
                               "copy, or delete the run directory and train again") from err
 
 
-def unsafe_objects(path: str | Path, err: Exception) -> str:
-    """The first Python objects (e.g. `posix.system`) for which torch.load(weights_only=True) refused `path` with
-    `err`, "" where it refused it for another reason (torch says "weights only load failed" of a text file too).
-    Torch's own words suggested loading with weights_only=False, which runs whatever code a shared file holds."""
+def unsafe_objects(path: str | Path, err: Exception, allowed: list | None = None) -> str:
+    """The first Python objects (e.g. `posix.system`) for which torch.load(weights_only=True), allowing `allowed`
+    besides torch's own (`torch.serialization.safe_globals`), refused `path` with `err`; "" where it refused it for
+    another reason (torch says "weights only load failed" of a text file too). Torch's own words suggested loading
+    with weights_only=False, which runs whatever code a shared file holds."""
     if not isinstance(err, pickle.UnpicklingError) or "weights only load failed" not in str(err).lower():
         return ""
     try:
-        return ", ".join(sorted(torch.serialization.get_unsafe_globals_in_checkpoint(path))[:3])
+        with torch.serialization.safe_globals(allowed or []):
+            return ", ".join(sorted(torch.serialization.get_unsafe_globals_in_checkpoint(path))[:3])
     except Exception:  # noqa: BLE001 - a file torch cannot list is damaged, not one of objects
         return ""
 
