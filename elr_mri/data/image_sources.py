@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from elr_mri.data.array_pickles import load_array_pickle
 from elr_mri.shipped import checkout_root
 from preprocess.cores import usable_cores
 
@@ -200,11 +201,12 @@ def _cifar_split(path: Path, label_key: str, num_classes: int, how_to_fix: str) 
 
 
 def _unpickled_entries(path: Path, keys: tuple[str, ...], how_to_fix: str) -> list:
-    """The entries `keys` of a CIFAR pickle (as released by its authors: load only trusted copies); a file cut
-    short, empty or of another layout is one line naming it, not a traceback from inside pickle."""
+    """The entries `keys` of a CIFAR pickle, read without running code a shared copy might hold; a file cut short,
+    empty, of another layout or holding more than arrays and plain values is one line naming it, not a traceback
+    from inside pickle."""
     try:
         with open(path, "rb") as handle:
-            content = pickle.load(handle, encoding="latin1")
+            content = load_array_pickle(handle, encoding="latin1")
         return [content[key] for key in keys]
     except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError, AttributeError) as err:
         raise ValueError(f"{path}: cannot be read as a CIFAR file ({type(err).__name__}: {err}); {how_to_fix}") from None

@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from elr_mri.data.array_pickles import numpy_array_globals
+
 if TYPE_CHECKING:
     from elr_mri.config import NoiseConfig
 
@@ -291,14 +293,10 @@ def _load_label_file(path: Path) -> object:
         return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def _numpy_array_globals() -> list:
-    """What a pickled numeric NumPy array names, for torch's weights-only loader: the official CIFAR-N `.pt` files
-    are dicts of them, which `weights_only=False` loaded by running whatever code the file held. The rebuilding
-    function is named by its NumPy 1 module in the release, by its NumPy 2 one in a file saved since."""
-    rebuild = np.zeros(0).__reduce__()[0]
-    numeric = {type(np.dtype(code)) for code in "?" + np.typecodes["AllInteger"] + np.typecodes["AllFloat"]}
-    return [(rebuild, "numpy.core.multiarray._reconstruct"), (rebuild, "numpy._core.multiarray._reconstruct"),
-            np.ndarray, np.dtype, *numeric]
+def _numpy_array_globals() -> list[tuple]:
+    """`numpy_array_globals` for torch's weights-only loader: the official CIFAR-N `.pt` files are dicts of arrays,
+    which `weights_only=False` loaded by running whatever code the file held."""
+    return [(found, name) for name, found in numpy_array_globals().items()]
 
 
 def _pick(arrays: dict[str, np.ndarray], key: str, path: Path) -> np.ndarray:
