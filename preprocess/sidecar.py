@@ -12,6 +12,7 @@ import errno
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import tempfile
 from pathlib import Path
@@ -81,7 +82,7 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
     renamed before its data was written can come back empty (a run's last.pt, which only deleting the run fixed)."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    temp = final.with_name(f".tmp{os.getpid()}-{final.name}")
+    temp = _new_temp_beside(final)
     try:
         yield temp
         with open(temp, "rb") as written:
@@ -92,10 +93,27 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
             err.filename = str(final)
         raise
     finally:
-        # a read-only folder refuses even the unlink of a temp it never let be made, an error that replaced the one
-        # saying why (both named the temp, not the file being written)
+        # gone once renamed; a folder made read-only since refuses the unlink, an error that would replace the one
+        # saying why
         with contextlib.suppress(OSError):
             temp.unlink()
+
+
+def _new_temp_beside(final: Path) -> Path:
+    """An empty file made beside `final` for `atomic_path`: `.tmp<pid>-<random>-<final name>`, created exclusively.
+    Named by the process id alone, the name could be foreseen: in a folder others write (a lab's shared cache) a link
+    planted under it had the write land on the link's target, another user's file, and a job of the same process id
+    on another node of shared storage wrote into the same file. Its mode is the umask's, as `open` gives."""
+    while True:
+        temp = final.with_name(f".tmp{os.getpid()}-{secrets.token_hex(4)}-{final.name}")
+        try:
+            os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return temp
+        except FileExistsError:  # a file or link of that name already: another name is drawn
+            continue
+        except OSError as err:  # a folder that refuses it (read-only, another user's): said of the file written
+            err.filename = str(final)
+            raise
 
 
 def cannot_write(folder: str | Path) -> str | None:

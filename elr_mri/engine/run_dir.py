@@ -34,7 +34,7 @@ DIVERGED = "diverged.json"  # a run that diverged: in which epoch and precision 
 # what a run writes before its first checkpoint: a new run may start over in a folder that holds only these
 BEFORE_FIRST_CHECKPOINT = (RUN_LOCK, "config.yaml", *RUN_RECORDS, "metrics.csv", "tensorboard", "checkpoints",
                            DIVERGED)
-RUN_TEMP = re.compile(r"\.tmp\d+-.+")  # `atomic_path`'s temporary file name: .tmp<pid>-<final name>
+RUN_TEMP = re.compile(r"\.tmp\d+-.+")  # `atomic_path`'s temporary file: .tmp<pid>-<random>-<final name>
 
 
 @contextmanager
@@ -197,7 +197,7 @@ def _written_by_train(config_path: Path) -> bool:
 
 
 def _run_temp_files(folder: Path) -> list[Path]:
-    """What the run's atomic writes (`.tmp<pid>-<file name>`) left when it was killed; other `.tmp*` names (a
+    """What the run's atomic writes (`.tmp<pid>-<random>-<file name>`) left when it was killed; other `.tmp*` names (a
     user's own, folders) are not the run's to remove."""
     if not folder.is_dir():
         return []

@@ -4,6 +4,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -1111,9 +1112,34 @@ def test_an_atomic_write_reaches_the_disk_before_its_rename(tmp_path: Path, monk
                                                  real_fsync(fd))[1])
     monkeypatch.setattr(os, "replace", lambda src, dst: (events.append(f"replace {src}"), real_replace(src, dst))[1])
     sidecar.write_json(tmp_path / "scan.json", {"status": "done"})
-    temp = tmp_path / f".tmp{os.getpid()}-scan.json"
+    (temp,) = {event.split()[1] for event in events}
+    assert re.fullmatch(rf"{tmp_path}/\.tmp{os.getpid()}-[0-9a-f]{{8}}-scan\.json", temp)
     assert events == [f"fsync {temp}", f"replace {temp}"]
     assert json.loads((tmp_path / "scan.json").read_text()) == {"status": "done"}
+
+
+def test_an_atomic_write_never_writes_through_a_file_already_under_its_temporary_name(tmp_path: Path) -> None:
+    """The temporary name was .tmp<pid>-<name>: in a folder others write (a shared cache), a link planted under it
+    had the write land on its target, another user's file, and left the output a link to it; two jobs of the same
+    process id on shared storage wrote into one file. The file is made exclusively, under a name of its own, with
+    the umask's mode as any file's."""
+    from preprocess import sidecar
+
+    elsewhere = tmp_path / "notes.txt"
+    elsewhere.write_text("not the cache's\n")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / f".tmp{os.getpid()}-scan.json").symlink_to(elsewhere)
+    previous = os.umask(0o027)
+    try:
+        with sidecar.atomic_path(shared / "scan.json") as first, sidecar.atomic_path(shared / "scan.json") as second:
+            first.write_text("1\n")
+            second.write_text("2\n")
+    finally:
+        os.umask(previous)
+    assert first != second and elsewhere.read_text() == "not the cache's\n"
+    final = shared / "scan.json"
+    assert not final.is_symlink() and final.read_text() == "1\n" and final.stat().st_mode & 0o777 == 0o640
 
 
 def test_a_full_disk_seen_only_when_flushing_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
