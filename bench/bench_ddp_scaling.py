@@ -118,9 +118,12 @@ def _run(args: argparse.Namespace, processes: int) -> Timed:
 
 
 def _failed(processes: int, returncode: int, output: str) -> NoReturn:
-    """Exit with one line: the run's own error if it printed one, and where its whole output is kept."""
-    kept = Path(tempfile.gettempdir()) / f"bench_ddp_scaling_{processes}p.log"
-    kept.write_text(output)
+    """Exit with one line: the run's own error if it printed one, and where its whole output is kept: a new file of
+    its own in the temporary folder (a fixed name there was written through whatever link another user put under it,
+    and another user's log of that name stopped the line at a PermissionError)."""
+    handle, kept = tempfile.mkstemp(prefix=f"bench_ddp_scaling_{processes}p-", suffix=".log")
+    with os.fdopen(handle, "w") as log:
+        log.write(output)
     errors = [line.strip() for line in output.splitlines()
               if re.search(r": error:|^\s*\w[\w.]*(Error|Exception): \S", line) and "ChildFailedError" not in line]
     cause = errors[0] if errors else "no error line"

@@ -18,6 +18,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from types import ModuleType
 
@@ -391,6 +392,22 @@ def test_the_dilated_convolution_benchmark_runs_through_on_small_layers(tmp_path
     differences = re.findall(r"relative \| \| \| (\S+) / (\S+) / (\S+) \| (\S+) / (\S+) / (\S+) \|", text)
     assert len(differences) == 2 and all(float(value) < 1e-4 for row in differences for value in row)
     assert "Still to measure" not in text and "Load average" in text
+
+
+def test_the_ddp_benchmark_keeps_a_failed_runs_log_in_a_file_of_its_own(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The log went to /tmp/bench_ddp_scaling_<K>p.log: written through a link another user put under that name."""
+    bench = _bench_module("bench_ddp_scaling")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    elsewhere = tmp_path / "notes.txt"
+    elsewhere.write_text("another user's\n")
+    (tmp_path / "bench_ddp_scaling_2p.log").symlink_to(elsewhere)
+    with pytest.raises(SystemExit) as stopped:
+        bench._failed(2, 1, "elr-mri train: error: out of cores\n")
+    kept = re.fullmatch(r"bench_ddp_scaling.py: error: the 2-process run failed \(rc 1\): elr-mri train: error: out "
+                        r"of cores \(its output: (.+)\)", str(stopped.value)).group(1)
+    assert Path(kept).parent == tmp_path and Path(kept).read_text() == "elr-mri train: error: out of cores\n"
+    assert elsewhere.read_text() == "another user's\n"
 
 
 @pytest.mark.slow  # two runs that fail at their start: 20-100 s on 2 busy cores
