@@ -1788,6 +1788,16 @@ def test_a_checkpoint_holding_code_is_not_run_and_named_another_programs(tmp_pat
     assert not ran.exists()
 
 
+def test_a_checkpoint_that_is_no_dict_is_one_line_naming_it(tmp_path: Path) -> None:
+    """Every caller looks its entries up: a list as last.pt stopped `train --resume` at an AttributeError."""
+    path = tmp_path / "last.pt"
+    torch.save([1, 2, 3], path)
+    for mmap in (False, True):
+        with pytest.raises(CheckpointError, match=rf"^{re.escape(str(path))}: not a checkpoint of `elr-mri train` \(it "
+                                                  r"holds a list, not a dict\); restore the run's own from a copy$"):
+            load_checkpoint(path, mmap=mmap)
+
+
 def test_a_runs_config_yaml_cut_short_is_refused_not_read_with_default_settings(tmp_path: Path,
                                                                                cli_in_process: Cli) -> None:
     """train writes selection_rule as config.yaml's last key (since its first version): a file cut above it lost

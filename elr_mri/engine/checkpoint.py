@@ -126,7 +126,7 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu", mmap: 
             _check_record_sums(path)
         else:  # the archive's index alone: torch's mmap reader calls an empty or cut-short file an old format
             zipfile.ZipFile(path).close()
-        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+        saved = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except FileNotFoundError:
         raise
     except Exception as err:  # noqa: BLE001 - zip, pickle and EOF errors all mean the same here
@@ -139,6 +139,10 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu", mmap: 
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: {reason}); written "
                               "atomically by the engine, so something else damaged it: restore it from a "
                               "copy, or delete the run directory and train again") from err
+    if not isinstance(saved, dict):  # its callers look up entries: a list stopped at an AttributeError traceback
+        raise CheckpointError(f"{path}: not a checkpoint of `elr-mri train` (it holds a {type(saved).__name__}, not a "
+                              "dict); restore the run's own from a copy")
+    return saved
 
 
 def unsafe_objects(path: str | Path, err: Exception, allowed: list | None = None) -> str:

@@ -86,8 +86,8 @@ def _load_weights(method: Method, path: Path, config: Path) -> int:
     (a bare `model.state_dict()`, the official ELR code's) or another run's: torch said so as a KeyError or a
     traceback of every tensor's size; here one line names the file and what to restore."""
     saved = load_checkpoint(path)
-    if not isinstance(saved, dict) or not {"method", "epoch"} <= saved.keys():
-        held = ", ".join(map(str, list(saved)[:3])) if isinstance(saved, dict) else type(saved).__name__
+    if not {"method", "epoch"} <= saved.keys():
+        held = ", ".join(map(str, list(saved)[:3]))
         raise CheckpointError(f"{path}: not a checkpoint of `elr-mri train` (it holds {held or 'nothing'}, not the "
                               "method's state and its epoch; a bare model state dict or another program's file?); "
                               "restore the run's own from a copy (to start a run from other weights, set "
