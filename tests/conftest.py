@@ -226,3 +226,21 @@ def read_only() -> Iterator[Callable[[Path], None]]:
             step.chmod(0o755)
         else:
             subprocess.run(step, check=True)
+
+
+class _MakesAFolder:
+    """Pickled, a call of os.mkdir: what loading a shared file made to run code does, made visible and harmless."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def __reduce__(self) -> tuple:
+        return os.mkdir, (str(self.folder),)
+
+
+@pytest.fixture
+def code_in_a_pickle(tmp_path: Path) -> tuple[object, Path]:
+    """(an object whose pickle makes a folder when loaded, that folder): a loader that runs a file's code makes it.
+    Its pickle names `os.mkdir` by the module that defines it (posix on Linux and macOS)."""
+    ran = tmp_path / "ran"
+    return _MakesAFolder(ran), ran

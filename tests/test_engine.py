@@ -1765,20 +1765,11 @@ def test_a_checkpoint_with_a_bit_flipped_in_a_weight_is_refused_naming_it(tmp_pa
     assert load_checkpoint(path, mmap=True)["epoch"] == 3  # a look at the epoch reads no weight
 
 
-class _MakesAFolder:
-    """A pickle that makes a folder when loaded: what a shared file made to run code does on `torch.load`."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-
-    def __reduce__(self) -> tuple:
-        return os.mkdir, (str(self.folder),)
-
-
-def test_a_checkpoint_holding_code_is_not_run_and_named_another_programs(tmp_path: Path) -> None:
+def test_a_checkpoint_holding_code_is_not_run_and_named_another_programs(tmp_path: Path,
+                                                                          code_in_a_pickle: tuple) -> None:
     """torch's refusal advised loading with weights_only=False, and the engine's line called the file damaged."""
-    path, ran = tmp_path / "best.pt", tmp_path / "ran"
-    torch.save({"method": _MakesAFolder(ran), "epoch": 3}, path)
+    (code, ran), path = code_in_a_pickle, tmp_path / "best.pt"
+    torch.save({"method": code, "epoch": 3}, path)
     with pytest.raises(CheckpointError) as refused:
         load_checkpoint(path)
     assert str(refused.value) == (

@@ -192,17 +192,7 @@ def test_a_damaged_cifar_pickle_is_one_line_naming_it(tmp_path, damage):
         build_image_data(DataConfig(name="cifar10", root=str(tmp_path)))
 
 
-class _MakesAFolder:
-    """A pickle that makes a folder when loaded: what a shared batch made to run code does on `pickle.load`."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-
-    def __reduce__(self) -> tuple:
-        return os.mkdir, (str(self.folder),)
-
-
-def test_a_cifar_batch_is_read_without_running_code_it_holds(tmp_path):
+def test_a_cifar_batch_is_read_without_running_code_it_holds(tmp_path, code_in_a_pickle):
     """pickle.load ran whatever a shared copy of a batch held. Arrays pickled as Python 2 did (protocol 2, the
     release) and as NumPy 2 does under protocol 5 still load; a batch holding anything else is one line naming it."""
     pixels = write_cifar10(tmp_path)
@@ -212,10 +202,10 @@ def test_a_cifar_batch_is_read_without_running_code_it_holds(tmp_path):
             content = pickle.load(handle)
         (folder / name).write_bytes(pickle.dumps(content, protocol=protocol))
     assert np.array_equal(load_source("cifar10", tmp_path).train.images, pixels)
-    ran, batch = tmp_path / "ran", folder / "data_batch_2"
+    (code, ran), batch = code_in_a_pickle, folder / "data_batch_2"
     with open(batch, "rb") as handle:
         content = pickle.load(handle)
-    batch.write_bytes(pickle.dumps({**content, "note": _MakesAFolder(ran)}))
+    batch.write_bytes(pickle.dumps({**content, "note": code}))
     with pytest.raises(ValueError, match=rf"^{batch}: cannot be read as a CIFAR file \(UnpicklingError: it holds "
                                          rf"{os.mkdir.__module__}\.mkdir, which only running code from the file could "
                                          r"make, so it was not loaded\); extract cifar-10-python.tar.gz again"):

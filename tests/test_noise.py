@@ -171,17 +171,7 @@ def test_human_labels_from_npz_and_pt(tmp_path):
         load_human_labels(tmp_path / "missing.npz", "worse_label")
 
 
-class _MakesAFolder:
-    """A pickle that makes a folder when loaded: what a shared .pt made to run code does on `torch.load`."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-
-    def __reduce__(self) -> tuple:
-        return os.mkdir, (str(self.folder),)
-
-
-def test_a_human_label_pt_is_read_without_running_code_it_holds(tmp_path):
+def test_a_human_label_pt_is_read_without_running_code_it_holds(tmp_path, code_in_a_pickle):
     """The .pt files were read with weights_only=False: a shared one ran whatever it held. Arrays of the release's
     NumPy 1 pickles (the shared copy), of NumPy 2's and of torch's legacy format load; anything else is refused."""
     arrays = {"clean_label": np.array([0, 1, 2]), "worse_label": np.array([1, 1, 0], dtype=np.uint8)}
@@ -192,8 +182,8 @@ def test_a_human_label_pt_is_read_without_running_code_it_holds(tmp_path):
     release = CIFAR10N.with_suffix(".pt")
     if release.is_file():
         assert np.array_equal(load_human_labels(release, "worse_label"), load_human_labels(CIFAR10N, "worse_label"))
-    ran = tmp_path / "ran"
-    torch.save({**arrays, "note": _MakesAFolder(ran)}, tmp_path / "human.pt")
+    code, ran = code_in_a_pickle
+    torch.save({**arrays, "note": code}, tmp_path / "human.pt")
     with pytest.raises(ValueError) as refused:
         load_human_labels(tmp_path / "human.pt", "worse_label")
     assert str(refused.value) == (
