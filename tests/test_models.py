@@ -120,9 +120,25 @@ def test_a_pretrained_checkpoint_that_is_no_state_dict_is_one_line(tmp_path: Pat
     text.write_text("weights are on the other disk\n")
     run_checkpoint = tmp_path / "best.pt"  # an elr-mri run's checkpoint: the weights sit under "method"
     torch.save({"method": {"model": {}}, "epoch": 3}, run_checkpoint)
-    for path, says in ((whole, r"not loaded, as it holds Python objects \(elr_mri\.models\.small\.SmallCNN, torch\.nn\.modules\."),
+    for path, says in ((whole, r"not loaded, as it holds Python objects \(elr_mri\.models\.small\.SmallCNN, "
+                               r"torch\.nn\.modules\."),
                        (text, "not a state dict torch can read"),
                        (run_checkpoint, "holds a dict, not a state dict of tensors")):
         with pytest.raises(ValueError, match=f"{says}.*torch.save\\(model.state_dict\\(\\), PATH\\)") as info:
             build(path)
         assert "\n" not in str(info.value)
+
+
+def test_a_training_checkpoint_given_as_pretrained_weights_is_told_which_entry_holds_them(tmp_path: Path) -> None:
+    """The official ELR code saves {'arch', 'epoch', 'state_dict', ...}, a run of ours {'method': {'model': ...}}: both
+    were told only to save a state dict, which their files held."""
+    weights = build_model(ModelConfig(name="small_cnn", hidden=16), (3, 8, 8), 14).state_dict()
+    for name, saved, entry in (("trainer.pt", {"arch": "SmallCNN", "epoch": 3, "state_dict": weights}, "['state_dict']"),
+                               ("best.pt", {"method": {"model": weights}, "epoch": 3}, "['method']['model']")):
+        torch.save(saved, tmp_path / name)
+        with pytest.raises(ValueError) as refused:
+            build_model(ModelConfig(name="small_cnn", hidden=16, pretrained_checkpoint=str(tmp_path / name)), (3, 8, 8),
+                        14)
+        assert str(refused.value) == (
+            f"model.pretrained_checkpoint = {tmp_path / name}: holds a dict, not a state dict of tensors; its {entry} "
+            f"entry holds one: save that, torch.save(torch.load(PATH){entry}, NEW_PATH)")

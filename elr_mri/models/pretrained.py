@@ -78,5 +78,19 @@ def _read_state_dict(path: str) -> dict[str, torch.Tensor]:
                          f"({type(err).__name__}: {reason[:120]}); {how}") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"model.pretrained_checkpoint = {path}: holds a {type(state).__name__}, not a state dict "
-                         f"of tensors; {how}")
+                         f"of tensors; {_weights_inside(state) or how}")
     return state
+
+
+def _weights_inside(state: object) -> str:
+    """How to save the state dict a training checkpoint holds under one entry (the official ELR code's and most
+    trainers' `state_dict`, a run of ours' `method`/`model`), "" where there is none: told only to save a state dict,
+    its owner could not see that the file held one."""
+    for keys in (("state_dict",), ("model",), ("method", "model")):
+        inner = state
+        for key in keys:
+            inner = inner.get(key) if isinstance(inner, dict) else None
+        if isinstance(inner, dict) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
+            entry = "".join(f"[{key!r}]" for key in keys)
+            return f"its {entry} entry holds one: save that, torch.save(torch.load(PATH){entry}, NEW_PATH)"
+    return ""
