@@ -129,9 +129,9 @@ def test_a_pretrained_checkpoint_that_is_no_state_dict_is_one_line(tmp_path: Pat
         assert "\n" not in str(info.value)
 
 
-def test_a_training_checkpoint_given_as_pretrained_weights_is_told_which_entry_holds_them(tmp_path: Path) -> None:
-    """The official ELR code saves {'arch', 'epoch', 'state_dict', ...}, a run of ours {'method': {'model': ...}}: both
-    were told only to save a state dict, which their files held."""
+def test_a_training_checkpoint_given_as_pretrained_weights_is_told_where_its_weights_are(tmp_path: Path) -> None:
+    """The official ELR code saves {'arch', 'epoch', 'state_dict', ...} of a DataParallel network, a run of ours
+    {'method': {'model': ...}}: each was told only to save a state dict, or that its keys were not the network's."""
     weights = build_model(ModelConfig(name="small_cnn", hidden=16), (3, 8, 8), 14).state_dict()
     for name, saved, entry in (("trainer.pt", {"arch": "SmallCNN", "epoch": 3, "state_dict": weights}, "['state_dict']"),
                                ("best.pt", {"method": {"model": weights}, "epoch": 3}, "['method']['model']")):
@@ -142,3 +142,10 @@ def test_a_training_checkpoint_given_as_pretrained_weights_is_told_which_entry_h
         assert str(refused.value) == (
             f"model.pretrained_checkpoint = {tmp_path / name}: holds a dict, not a state dict of tensors; its {entry} "
             f"entry holds one: save that, torch.save(torch.load(PATH){entry}, NEW_PATH)")
+    wrapped = tmp_path / "data_parallel.pt"  # the official ELR code trains inside DataParallel
+    torch.save({f"module.{key}": value for key, value in weights.items()}, wrapped)
+    with pytest.raises(ValueError) as refused:
+        build_model(ModelConfig(name="small_cnn", hidden=16, pretrained_checkpoint=str(wrapped)), (3, 8, 8), 14)
+    assert str(refused.value) == (
+        f"{wrapped}: every key starts with 'module.' (saved from a DataParallel or DistributedDataParallel wrapper); "
+        "save the network inside it, torch.save(model.module.state_dict(), PATH)")

@@ -26,6 +26,9 @@ def load_pretrained(model: nn.Module, path: str, name: str) -> None:
     state = _read_state_dict(path)
     own = model.state_dict()
     unexpected = [key for key in state if key not in own]
+    if unexpected and all(key.startswith("module.") for key in state):
+        raise ValueError(f"{path}: every key starts with 'module.' (saved from a DataParallel or DistributedDataParallel "
+                         "wrapper); save the network inside it, torch.save(model.module.state_dict(), PATH)")
     if unexpected:
         raise ValueError(f"{path}: keys not in {name}: {unexpected[:3]}; is it a {name} state dict{_sized_alike(name)}")
     head = _head_keys(model)
