@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -442,6 +443,20 @@ def test_a_cached_volume_cut_short_is_made_again(tmp_path, caplog):
     assert torch.equal(again.val[0]["image"], expected[0]) and torch.equal(again.train.item(0, 5)["image"], expected[1])
     assert "a cached volume that cannot be read" in caplog.text
     assert all(torch.load(cached, weights_only=True) is not None for cached in cache.glob("*.pt"))  # written whole
+
+
+def test_a_cached_volume_holding_code_is_not_run_but_made_again(tmp_path, caplog, code_in_a_pickle):
+    """A shared cache's file made to run code: torch refused it, and the warning repeated torch's first line, which
+    invited loading it with weights_only=False; it names the objects."""
+    manifest = make_cohort(tmp_path)
+    cache = tmp_path / "cache"
+    expected = build_mri_data(config(manifest, cache="disk", cache_dir=str(cache))).val[0]["image"].clone()
+    (code, ran), (cached,) = code_in_a_pickle, list(cache.glob("*.pt"))
+    torch.save({"image": code}, cached)
+    assert torch.equal(build_mri_data(config(manifest, cache="disk", cache_dir=str(cache))).val[0]["image"], expected)
+    assert (f"{cached}: a cached volume that cannot be read (it holds Python objects ({os.mkdir.__module__}.mkdir) "
+            "that only running code from it could make, so it was not loaded); made again from its scan") in caplog.text
+    assert not ran.exists()
 
 
 def test_cached_volumes_are_written_in_the_cache_folder_itself(tmp_path, monkeypatch):

@@ -26,7 +26,7 @@ from monai.data import PersistentDataset
 from monai.utils import convert_to_tensor
 
 from elr_mri.data.cohort import warn_once
-from elr_mri.engine.checkpoint import atomic_save
+from elr_mri.engine.checkpoint import atomic_save, unsafe_objects
 from preprocess.memory import gigabytes
 from preprocess.sidecar import cannot_write
 from preprocess.user_errors import StorageError, file_size_limit
@@ -67,7 +67,7 @@ class DiskCache(PersistentDataset):
                 self._uncached(err)
                 return self._pre_transform(deepcopy(item_transformed))
             except (RuntimeError, EOFError, pickle.UnpicklingError) as err:  # cut short, or not torch's
-                reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+                reason = _why_unread(path, err)
                 log.warning("%s: a cached volume that cannot be read (%s); made again from its scan", path, reason)
         cached = self._pre_transform(deepcopy(item_transformed))  # the item itself is what the file is named by
         if self.read_only:
@@ -104,3 +104,12 @@ def warn_if_the_disk_cannot_hold(cache_dir: str | Path, needed: int) -> None:
               f"than it holds) but {gigabytes(free)} is free there; once the disk is full the "
               "volumes left are read from their scans each time and other writes to that disk (a run's checkpoints "
               "there) fail; free space there, or name a folder on a larger disk")
+
+
+def _why_unread(path: Path, err: Exception) -> str:
+    """Why torch refused a cached volume, in one line: for a file holding code (a shared cache), the objects, not
+    torch's first line, which invited loading it with weights_only=False."""
+    unsafe = unsafe_objects(path, err)
+    if unsafe:
+        return f"it holds Python objects ({unsafe}) that only running code from it could make, so it was not loaded"
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
