@@ -14,6 +14,7 @@ from elr_mri.data.noise import (
     inject_noise,
     load_human_labels,
     load_transition_matrix,
+    torch_allows_named_globals,
     transition_matrix,
 )
 
@@ -191,6 +192,14 @@ def test_a_human_label_pt_is_read_without_running_code_it_holds(tmp_path, code_i
         "arrays, which only running code from the file could make; use the official release (CIFAR-10N / "
         "CIFAR-100N), or save the arrays with numpy.savez as a .npz")
     assert not ran.exists()
+
+
+@pytest.mark.parametrize(("version", "allows"), [("2.4.1", False), ("2.5.1+cu124", False), ("2.6.0", True),
+                                                 ("2.13.0+cpu", True), ("3.0.0a0", True)])
+def test_a_human_label_pt_needs_a_torch_that_allows_numpys_arrays_by_their_pickled_names(version, allows):
+    """pyproject allows torch 2.4, whose safe globals take no (object, name) entries: a .pt load failed there as a
+    damaged file ("download the label file again"); it is told which torch reads it."""
+    assert torch_allows_named_globals(version) is allows
 
 
 def test_a_human_label_file_under_the_other_suffix_is_told_to_be_renamed(tmp_path):

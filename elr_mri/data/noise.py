@@ -27,6 +27,7 @@ Real human noise (CIFAR-10N / CIFAR-100N) comes from a file: see `load_human_lab
 
 from __future__ import annotations
 
+import re
 import warnings
 import zipfile
 from collections.abc import Sequence
@@ -47,6 +48,7 @@ __all__ = [
     "load_human_labels",
     "load_transition_matrix",
     "require_cifar10_classes",
+    "torch_allows_named_globals",
     "transition_matrix",
 ]
 
@@ -244,6 +246,8 @@ def _read_label_arrays(path: Path) -> dict[str, np.ndarray]:
     if kind is not None and kind != path.suffix:
         raise ValueError(f"{path}: holds a {_LABEL_FILE_KINDS[kind]}, not a {_LABEL_FILE_KINDS[path.suffix]}; "
                          f"rename it to {path.with_suffix(kind).name}")
+    if path.suffix == ".pt":
+        _require_torch_reading_arrays_safely(path)
     try:
         arrays = _load_label_file(path)
     except Exception as err:  # noqa: BLE001 - zip, pickle and torch each fail on a damaged file their own way
@@ -260,6 +264,23 @@ def _read_label_arrays(path: Path) -> dict[str, np.ndarray]:
     if not isinstance(arrays, dict):
         raise ValueError(f"{path}: expected a dict of label arrays, got {type(arrays).__name__}")
     return arrays
+
+
+def _require_torch_reading_arrays_safely(path: Path) -> None:
+    """torch's weights-only loader takes NumPy's arrays under the names the release pickled them by from torch 2.6 on
+    (`safe_globals` entries of (object, name)); under an older torch the load failed as a damaged file's."""
+    import torch
+
+    if not torch_allows_named_globals(torch.__version__):
+        raise ValueError(f"{path}: a .pt label file is read without running code it may hold from torch 2.6 on, and "
+                         f"this is torch {torch.__version__}; use the release's .npz (numpy.savez of its arrays), or a "
+                         "newer torch")
+
+
+def torch_allows_named_globals(version: str) -> bool:
+    """Whether torch `version` (e.g. 2.13.0+cpu) takes (object, "module.name") entries in its safe globals."""
+    major, minor = (int(part) for part in re.findall(r"\d+", version)[:2])
+    return (major, minor) >= (2, 6)
 
 
 _LABEL_FILE_KINDS = {".npz": "NumPy archive (.npz)", ".pt": "PyTorch file (.pt)"}
