@@ -151,7 +151,7 @@ def process_scan(path: str | Path, outputs: ScanOutputs, params: Params) -> dict
     import ants  # after the checks: a bad scan fails without paying for the ANTs import
 
     if params.deterministic:  # fixed seed and one ITK thread for the rest of this process
-        ants.config.set_ants_deterministic(True, seed_value=123)
+        ants.config.set_ants_deterministic(True, seed_value=steps.REGISTRATION_SEED)
     template = load_template(*params.template_key())
     moving = steps.n4(steps.cap_outliers(steps.non_negative(steps.to_ants(scan))), params.profile)
     fixed = template.coarse if steps.PROFILES[params.profile]["fixed"] == "coarse" else template.full
