@@ -413,8 +413,17 @@ def test_elr_plus_predicts_with_the_mean_logits_of_its_two_trained_networks() ->
     images = _batch(5)["image"]
     with torch.no_grad():
         expected = F.softmax((pair.nets[0].eval()(images) + pair.nets[1].eval()(images)) / 2, dim=1)
-    torch.testing.assert_close(pair.predict_proba({"image": images, "label": torch.zeros(BATCH, dtype=torch.long),
-                                                   "index": torch.arange(BATCH)}), expected)
+    torch.testing.assert_close(pair.predict_proba({"image": images}), expected)
+
+
+def test_a_single_network_predicts_new_images_without_labels_or_indices() -> None:
+    """Prediction reads the images (and an MRI model's ages) alone: new scans have no label and no row in the
+    training set, as a notebook user who loads a run (`load_run`) and predicts finds."""
+    method = _method(_config("elr"))
+    images = _batch(5)["image"]
+    with torch.no_grad():
+        expected = F.softmax(method.networks()[0].eval()(images), dim=1)
+    torch.testing.assert_close(method.predict_proba({"image": images}), expected)
 
 
 def test_one_hot_rows_match_torch_one_hot() -> None:

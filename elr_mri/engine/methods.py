@@ -137,7 +137,7 @@ class SingleNetwork:
 
     @torch.no_grad()
     def predict_proba(self, batch: Batch) -> torch.Tensor:
-        images, _, _, extra = _unpack(batch, self.plan)
+        images, extra = _model_inputs(batch, self.plan)
         self.model.eval()
         with self.plan.autocast():
             logits = self.model(images, **extra)
@@ -291,7 +291,7 @@ class ELRPlusPair:
 
     @torch.no_grad()
     def predict_proba(self, batch: Batch) -> torch.Tensor:
-        images, _, _, extra = _unpack(batch, self.plan)
+        images, extra = _model_inputs(batch, self.plan)
         for net in self.nets:
             net.eval()
         with self.plan.autocast():
@@ -387,11 +387,17 @@ def _step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, loss: 
 
 
 def _unpack(batch: Batch, plan: ExecutionPlan) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-    """(images, labels, index, extra model inputs): MRI batches carry the subject's age."""
-    device = plan.device
-    labels, index = (batch[key].to(device, non_blocking=True) for key in ("label", "index"))
-    extra = {"age": batch["age"].to(device, dtype=torch.float32, non_blocking=True)} if "age" in batch else {}
-    return plan.place_input(batch["image"]), labels, index, extra
+    """(images, labels, index, extra model inputs) of a training batch."""
+    images, extra = _model_inputs(batch, plan)
+    labels, index = (batch[key].to(plan.device, non_blocking=True) for key in ("label", "index"))
+    return images, labels, index, extra
+
+
+def _model_inputs(batch: Batch, plan: ExecutionPlan) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """(images, extra model inputs): MRI batches carry the subject's age. Prediction reads these alone, so a batch of
+    new scans or images needs no label or data set index."""
+    extra = {"age": batch["age"].to(plan.device, dtype=torch.float32, non_blocking=True)} if "age" in batch else {}
+    return plan.place_input(batch["image"]), extra
 
 
 def _load_scaler_state(scaler: torch.amp.GradScaler, state: dict[str, Any]) -> None:
