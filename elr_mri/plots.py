@@ -1,20 +1,23 @@
-"""Figures written into run directories (matplotlib, Agg backend: no display needed)."""
+"""Figures written into run directories.
+
+Made as bare matplotlib `Figure`s, which draw without a display and leave pyplot alone: choosing the Agg backend
+here (`matplotlib.use`) switched a notebook's own backend, so its figures stopped showing once this module was
+imported (by `evaluate_run`, the report, a run's memorization figure).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from elr_mri.evaluation.metrics import roc_auc, roc_points  # noqa: E402
-from preprocess.sidecar import atomic_path  # noqa: E402
+from elr_mri.evaluation.metrics import roc_auc, roc_points
+from preprocess.sidecar import atomic_path
 
 SALIENCY_DRAWN_FROM = 0.2  # of a saliency map's 99.5th percentile in the head: weaker voxels are left uncoloured
 LEGIBLE_CLASSES = 12  # above this many classes, confusion cells lose their counts and ROC curves their legend
@@ -26,7 +29,8 @@ __all__ = ["head_mask", "plot_memorization", "plot_memorization_comparison", "pl
 
 def plot_memorization(metrics: pd.DataFrame, path: Path, title: str = "") -> None:
     """The paper's Figure 1: per epoch, what the network predicts for wrongly and correctly labelled examples."""
-    fig, (ax_clean, ax_noisy) = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+    fig = Figure(figsize=(10, 3.6))
+    ax_clean, ax_noisy = fig.subplots(1, 2, sharey=True)
     epochs, marks = metrics["epoch"], _epoch_marks(metrics)
     ax_clean.plot(epochs, metrics["clean_pred_true"], color="tab:green", label="true label", **marks)
     ax_clean.plot(epochs, metrics["clean_pred_other"], color="tab:gray", label="other", **marks)
@@ -49,7 +53,8 @@ def plot_memorization(metrics: pd.DataFrame, path: Path, title: str = "") -> Non
 
 def plot_memorization_comparison(runs: dict[str, pd.DataFrame], path: Path, title: str = "") -> None:
     """Wrongly labelled examples only, one line style per run: does the network learn the wrong labels?"""
-    fig, ax = plt.subplots(figsize=(9.6, 3.8))
+    fig = Figure(figsize=(9.6, 3.8))
+    ax = fig.subplots()
     for (name, metrics), style in zip(runs.items(), ("--", "-", ":", "-.")):
         marks = _epoch_marks(metrics)
         ax.plot(metrics["epoch"], metrics["noisy_pred_true"], style, color="tab:green", label=f"{name}: true label",
@@ -68,7 +73,8 @@ def plot_memorization_comparison(runs: dict[str, pd.DataFrame], path: Path, titl
 
 def plot_learning_curves(runs: dict[str, pd.DataFrame], path: Path) -> None:
     """Training loss and validation / test accuracy per epoch, one line style per run."""
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig = Figure(figsize=(10, 3.6))
+    ax_loss, ax_acc = fig.subplots(1, 2)
     for (name, metrics), style in zip(runs.items(), ("--", "-", ":", "-.")):
         marks = _epoch_marks(metrics)
         ax_loss.plot(metrics["epoch"], metrics["train_loss"], style, color="black", label=name, **marks)
@@ -89,7 +95,7 @@ def _epoch_marks(metrics: pd.DataFrame) -> dict[str, Any]:
     return {"marker": "o", "markersize": 3} if len(metrics) <= MARKED_EPOCHS else {}
 
 
-def _epoch_axis(ax: plt.Axes) -> None:
+def _epoch_axis(ax: Axes) -> None:
     """An x axis of whole epochs: matplotlib ticked a 2-epoch run at 1.2, 1.4, ... and a 1-epoch run at 0.96, ...
     (`min_n_ticks=1`: else the integer rule gives way where the axis spans a single whole number)."""
     ax.set_xlabel("epoch")
@@ -101,11 +107,12 @@ def plot_roc(labels: np.ndarray, probs: np.ndarray, classes: list[str], path: Pa
     _save(roc_figure(labels, probs, classes, title), path)
 
 
-def roc_figure(labels: np.ndarray, probs: np.ndarray, classes: list[str], title: str = "") -> plt.Figure:
+def roc_figure(labels: np.ndarray, probs: np.ndarray, classes: list[str], title: str = "") -> Figure:
     """One-vs-rest ROC curve per class, from the predicted probabilities, each named with its AUC (in %, as
     `evaluate` prints it) under `title`: the figure is read apart from metrics.csv, and the demo's report sets it,
     drawn over scans, beside tables of participants."""
-    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    fig = Figure(figsize=(4.6, 4.2))
+    ax = fig.subplots()
     curves = 0
     for k, name in enumerate(classes):
         truth = labels == k
@@ -132,7 +139,8 @@ def plot_confusion(counts: np.ndarray, classes: list[str], path: Path, title: st
     rates = counts / np.clip(counts.sum(axis=1, keepdims=True), 1, None)
     many = len(classes) > LEGIBLE_CLASSES  # WebVision's 50: colours and small names, no counts in the cells
     side = 0.22 * len(classes) + 2.5 if many else 4.0
-    fig, ax = plt.subplots(figsize=(side + 0.2, side - 0.2))
+    fig = Figure(figsize=(side + 0.2, side - 0.2))
+    ax = fig.subplots()
     ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
     if not many:
         for i in range(len(classes)):
@@ -166,7 +174,8 @@ def plot_saliency(saliency: np.ndarray, background: np.ndarray, affine: np.ndarr
     z_mm = (affine[:3, :3] @ [centre[0], centre[1], z] + affine[:3, 3])[2]
     views = {f"axial, z = {z_mm:.0f} mm": (background[:, :, z].T, drawn[:, :, z].T, "LR"),
              f"sagittal, x = {x_mm:.0f} mm": (background[x].T, drawn[x].T, "PA")}
-    fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.9), layout="constrained")  # room for the colour bar and caption
+    fig = Figure(figsize=(8.4, 3.9), layout="constrained")  # room for the colour bar and caption
+    axes = fig.subplots(1, 2)
     for ax, (name, (under, over, sides)) in zip(axes, views.items()):
         ax.imshow(under, cmap="gray", origin="lower")
         shown = ax.imshow(np.ma.masked_less(over, low), cmap="autumn", origin="lower", alpha=0.7, vmin=low, vmax=top)
@@ -199,15 +208,12 @@ def _strongest_slice(drawn: np.ndarray, axis: int) -> int:
     return int(per_slice.argmax()) if per_slice.max() > 0 else drawn.shape[axis] // 2
 
 
-def _save(fig: plt.Figure, path: Path, tight: bool = True) -> None:
+def _save(fig: Figure, path: Path, tight: bool = True) -> None:
     """Write the PNG as every output is written (`atomic_path`: a temporary file beside it, on the disk, then renamed):
     no half-written figure is ever visible, and a disk that refuses it (full, read-only) is named as `path`, not as a
     hidden temporary file, which is not left behind. `tight`: lay the axes out tightly first (False for a figure made
-    with a layout of its own)."""
-    try:
-        if tight:
-            fig.tight_layout()
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=110)
-    finally:
-        plt.close(fig)
+    with a layout of its own). Nothing to close: pyplot never held the figure."""
+    if tight:
+        fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)

@@ -238,8 +238,6 @@ def test_one_participant_gives_no_interval_rather_than_one_of_zero_width() -> No
 def test_the_roc_figure_names_its_level_and_each_curves_auc() -> None:
     """roc.png showed curves named by class alone, untitled: drawn over scans, it sits in the demo's report beside
     tables of participants, and its AUCs were in metrics.csv only."""
-    import matplotlib.pyplot as plt
-
     from elr_mri.plots import roc_figure
 
     labels = np.array([0, 0, 1, 1, 2, 2])
@@ -249,7 +247,6 @@ def test_the_roc_figure_names_its_level_and_each_curves_auc() -> None:
     assert [text.get_text() for text in ax.get_legend().get_texts()] == [
         f"{name}, AUC {100 * roc_auc(labels == k, proba[:, k]):.1f}%" for k, name in enumerate(CLASSES)]
     assert ax.get_legend().get_texts()[0].get_text() == "CN, AUC 87.5%"
-    plt.close("all")
 
 
 def test_the_roc_figure_of_a_one_class_set_is_written_without_a_warning(tmp_path, recwarn) -> None:
