@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -408,6 +409,23 @@ def test_elr_refuses_a_batch_the_table_cannot_take_in_one_line_before_it_changes
         plus(logits, one_hot, index[:, None], index, 1.0, step=0)
     assert (elr.targets == 0).all() and elr.steps_taken == 0 and (plus.targets == 0).all()
     assert torch.isfinite(elr(logits[:1], labels[:1], index[:1]))  # a batch of one
+
+
+@pytest.mark.parametrize("make", [lambda: ELRLoss(10, 3), GCELoss, lambda: SCELoss(3)], ids=["elr", "gce", "sce"])
+def test_losses_refuse_labels_that_are_not_class_indices_on_the_logits_device_in_one_line(make) -> None:
+    """Labels of NumPy's int32, one-hot rows, a list, or a tensor on another device than the logits failed in torch
+    ('expected target dtype to be Long', "'list' object has no attribute 'dim'", a gather's index type) without
+    naming the loss or the fix; the ELR table is left as it was."""
+    loss, logits, index = make(), torch.randn(4, 3), torch.arange(4)
+    labels = torch.tensor([0, 1, 2, 0])
+    refused = {"torch.int32 on cpu, shape (4,)": labels.int(), "torch.int64 on cpu, shape (4, 3)": F.one_hot(labels, 3),
+               "a list": labels.tolist(), "torch.int64 on meta": labels.to("meta")}
+    for got, wrong in refused.items():
+        with pytest.raises(ValueError, match=r"Loss: labels must be class indices, a 1-D torch.long tensor on the "
+                                             rf"logits' device \(cpu\), got {re.escape(got)}.*\.long\(\)\.to\("):
+            loss(logits, wrong, index)
+    assert not getattr(loss, "targets", torch.zeros(1)).any()
+    assert torch.isfinite(loss(logits, labels, index))
 
 
 def test_elr_follows_the_official_update_over_steps_in_value_gradient_and_table() -> None:

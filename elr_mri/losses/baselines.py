@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from elr_mri.losses.elr import at_least_fp32, check_batch_shapes, check_class_count, one_hot_rows
+from elr_mri.losses.elr import at_least_fp32, check_batch_shapes, check_class_count, check_class_labels, one_hot_rows
 
 __all__ = ["CrossEntropy", "GCELoss", "SCELoss"]
 
@@ -34,6 +34,7 @@ class GCELoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor | None = None,
                 global_batch_size: int | None = None) -> torch.Tensor:
+        check_class_labels("GCELoss", logits, labels)
         check_batch_shapes("GCELoss", logits, labels)
         p_y = F.softmax(at_least_fp32(logits), dim=1).gather(1, labels[:, None]).squeeze(1)
         return ((1.0 - p_y.clamp_min(1e-7) ** self.q) / self.q).mean()
@@ -50,6 +51,7 @@ class SCELoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor | None = None,
                 global_batch_size: int | None = None) -> torch.Tensor:
+        check_class_labels("SCELoss", logits, labels)
         check_batch_shapes("SCELoss", logits, labels)
         check_class_count("SCELoss", logits, self.num_classes)
         logits = at_least_fp32(logits)

@@ -19,8 +19,8 @@ from elr_mri.config.checks import BETA_AT_ONE
 from elr_mri.distributed import gather_rows
 
 __all__ = ["ELRLoss", "elr_regularizer", "elr_terms", "blend_rows", "update_targets", "at_least_fp32", "one_hot_rows",
-           "sigmoid_rampup", "check_elr_settings", "check_batch_shapes", "check_class_count", "check_index_shape",
-           "check_table_batch", "index_rows", "PROB_CLAMP"]
+           "sigmoid_rampup", "check_elr_settings", "check_batch_shapes", "check_class_count", "check_class_labels",
+           "check_index_shape", "check_table_batch", "index_rows", "PROB_CLAMP"]
 
 PROB_CLAMP = 1e-4  # the official code clamps softmax to [1e-4, 1 − 1e-4] so log(1 − ⟨t, p⟩) stays finite
 
@@ -71,6 +71,20 @@ def check_batch_shapes(owner: str, logits: torch.Tensor, labels: torch.Tensor, i
         raise ValueError(f"{owner}: {rows} rows of logits but {given}; pass one per example of the batch")
     if index is not None:
         check_index_shape(owner, index, rows)
+
+
+def check_class_labels(owner: str, logits: torch.Tensor, labels: Any) -> None:
+    """Labels as class indices: a flat torch.long tensor on the logits' device. Another integer type (NumPy's int32),
+    one-hot rows, a list or a tensor left on the CPU failed deep in torch, naming neither the loss nor the fix. The
+    type, shape and device only: checking the values would make the host wait for the GPU at every step."""
+    if (torch.is_tensor(labels) and labels.dtype == torch.long and labels.dim() == 1
+            and labels.device == logits.device):
+        return
+    got = (f"{labels.dtype} on {labels.device}, shape {tuple(labels.shape)}" if torch.is_tensor(labels)
+           else f"a {type(labels).__name__}")
+    raise ValueError(f"{owner}: labels must be class indices, a 1-D torch.long tensor on the logits' device "
+                     f"({logits.device}), got {got}; pass torch.as_tensor(labels).long().to(logits.device) "
+                     "(one-hot rows: .argmax(1) first)")
 
 
 def index_rows(index: Any) -> int:
@@ -164,8 +178,8 @@ class ELRLoss(nn.Module):
     CIFAR-100 ones: λ = 7, β = 0.9). ``targets_dtype`` bfloat16/float16 halves a large table's memory (its
     arithmetic stays in float32).
 
-    Call as ``loss_fn(logits, labels, index)``: ``index`` holds the batch's data set indices, shape (B,), the rows
-    of the table. It returns the batch mean (there is no ``reduction``), in float32 at least (autocast's bf16/fp16
+    Call as ``loss_fn(logits, labels, index)``: ``labels`` are class indices, a torch.long tensor of shape (B,) on the
+    logits' device; ``index`` holds the batch's data set indices, shape (B,), the rows of the table. It returns the batch mean (there is no ``reduction``), in float32 at least (autocast's bf16/fp16
     logits are upcast first). Every call writes the batch's rows, so call it on training batches only
     (a validation loss is plain cross-entropy). ``targets`` is a registered buffer, so it is saved in
     ``state_dict()`` (checkpoint it with the model) and moves with ``.to(device)``.
@@ -206,6 +220,7 @@ class ELRLoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor,
                 global_batch_size: int | None = None) -> torch.Tensor:
+        check_class_labels("ELRLoss", logits, labels)
         check_batch_shapes("ELRLoss", logits, labels, index)
         check_table_batch("ELRLoss", logits, self.targets)
         return self.combine(index, *self.terms(logits, labels, self.targets[index]), global_batch_size=global_batch_size)
