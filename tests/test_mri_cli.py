@@ -250,6 +250,24 @@ def test_evaluate_on_a_holdout_cohort(trained: dict[str, Path]) -> None:
     assert summary["selection_rule"].startswith("best accuracy on the validation split")
 
 
+def test_a_notebook_predicts_a_holdout_and_one_scan_of_it_as_readme_says(trained: dict[str, Path]) -> None:
+    """README's "A trained run from Python", MRI lines: a holdout manifest read as `evaluate` reads it, and one
+    preprocessed scan read by the evaluation transforms and predicted with its age alone (no label, no index)."""
+    import torch
+
+    from elr_mri.data.mri import mri_transforms
+    from elr_mri.evaluation.evaluate import evaluation_set, load_run, predict
+
+    run = load_run(trained["run"])
+    holdout = evaluation_set(trained["run"], run.cfg, trained["holdout"])[0]
+    labels, probs = predict(run.method, holdout, batch_size=4)
+    scan = holdout.frame.iloc[2]
+    volume = mri_transforms(run.cfg.data.mri.crop_size, train=False)({"image": scan["processed_path"]})["image"]
+    one = run.method.predict_proba({"image": volume[None], "age": torch.tensor([scan["age"]])})
+    assert len(labels) == 6 and one.shape == (1, 3)
+    np.testing.assert_allclose(one[0].numpy(), probs[2], rtol=1e-5)
+
+
 def test_evaluate_names_holdout_scans_aged_outside_the_training_ages(trained: dict[str, Path], tmp_path: Path,
                                                                    cli_in_process: Cli) -> None:
     """The run records its training scans' age span; a holdout scan outside it gets an age offset no training scan
