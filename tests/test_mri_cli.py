@@ -252,20 +252,26 @@ def test_evaluate_on_a_holdout_cohort(trained: dict[str, Path]) -> None:
 
 def test_a_notebook_predicts_a_holdout_and_one_scan_of_it_as_readme_says(trained: dict[str, Path]) -> None:
     """README's "A trained run from Python", MRI lines: a holdout manifest read as `evaluate` reads it, and one
-    preprocessed scan read by the evaluation transforms and predicted with its age alone (no label, no index)."""
+    preprocessed scan read by the evaluation transforms and predicted with its age alone (no label, no index). The
+    loaded network, called directly, predicts the same: it comes in eval mode (in training mode its age encoding's
+    dropout made every call differ)."""
     import torch
 
     from elr_mri.data.mri import mri_transforms
     from elr_mri.evaluation.evaluate import evaluation_set, load_run, predict
 
     run = load_run(trained["run"])
+    assert not any(net.training for net in run.method.networks())  # before anything predicts, which sets eval mode
     holdout = evaluation_set(trained["run"], run.cfg, trained["holdout"])[0]
-    labels, probs = predict(run.method, holdout, batch_size=4)
     scan = holdout.frame.iloc[2]
     volume = mri_transforms(run.cfg.data.mri.crop_size, train=False)({"image": scan["processed_path"]})["image"]
+    with torch.no_grad():
+        direct = run.method.networks()[0](volume[None], age=torch.tensor([scan["age"]], dtype=torch.float32))
+    labels, probs = predict(run.method, holdout, batch_size=4)
     one = run.method.predict_proba({"image": volume[None], "age": torch.tensor([scan["age"]])})
     assert len(labels) == 6 and one.shape == (1, 3)
     np.testing.assert_allclose(one[0].numpy(), probs[2], rtol=1e-5)
+    torch.testing.assert_close(direct.softmax(1), one)
 
 
 def test_evaluate_names_holdout_scans_aged_outside_the_training_ages(trained: dict[str, Path], tmp_path: Path,

@@ -78,6 +78,8 @@ def load_run(run_dir: Path, checkpoint: str = "best", *, note_precision: bool = 
     method = build_method(cfg, tuple(shape["input_shape"]), shape["num_classes"], shape["train_examples"], plan)
     epoch = _load_weights(method, path, run_dir / "config.yaml")
     _refuse_non_finite_weights(method, path, checkpoint)
+    for net in method.networks():
+        net.eval()  # built for training, dropout on: a network called directly (a notebook's) varied call to call
     return LoadedRun(cfg, shape, method, epoch, (run_dir / "summary.json").exists(), run_state)
 
 
