@@ -31,3 +31,17 @@ def test_the_public_names_a_docstring_lists_are_its_modules_all():
         exported = _exported(tree)
         assert listed == exported, (f"{path.relative_to(ROOT)}: its docstring lists {sorted(listed - exported)} "
                                     f"beyond __all__ and leaves out {sorted(exported - listed)}")
+
+
+def test_the_packages_docstring_names_modules_that_export_what_it_says() -> None:
+    """`help(elr_mri)` is a notebook user's map of where the names live: each `module`: `Name` it gives must hold."""
+    import importlib
+
+    import elr_mri
+
+    entries = re.findall(r"^- (.*)$", elr_mri.__doc__, re.M)
+    assert len(entries) >= 5
+    for entry in entries:
+        for module, names in re.findall(r"`(elr_mri[\w.]*)`: ((?:`\w+`(?:, )?)+)", entry):
+            exported = set(importlib.import_module(module).__all__)
+            assert set(re.findall(r"`(\w+)`", names)) <= exported, (module, names)
