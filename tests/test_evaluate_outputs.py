@@ -12,7 +12,7 @@ import pytest
 
 from elr_mri.data.splits import read_run_splits, run_participants
 from elr_mri.evaluation.evaluate import (_require_run_test_split, _warn_of_other_test_scans, _untrained_ages_warning,
-                                         write_evaluation)
+                                         load_run, write_evaluation)
 from elr_mri.evaluation.metrics import evaluate_predictions
 
 CLASSES = ["CN", "MCI", "AD"]
@@ -228,3 +228,11 @@ def test_a_whole_splits_csv_reads_as_train_wrote_it(tmp_path: Path) -> None:
     pd.DataFrame({"split": ["train", "test"], "participants": [1, 2]}).to_csv(tmp_path / "split_balance.csv",
                                                                                index=False)
     assert read_run_splits(tmp_path)["split"].tolist() == ["train", "test", "test"]
+
+
+def test_loading_a_checkpoint_a_run_never_keeps_names_the_two_it_does(tmp_path: Path) -> None:
+    """`load_run(run, "final")` from Python (the CLI offers best and last alone) said checkpoints/final.pt was not
+    found and asked whether the folder was a finished run, blaming the folder for the name."""
+    with pytest.raises(ValueError, match=r"^checkpoint='final': a run keeps 'best' \(the epoch its selection rule "
+                                         r"chose\) and 'last' \(its last epoch\); pass one of them$"):
+        load_run(tmp_path, "final")

@@ -42,6 +42,9 @@ __all__ = ["LoadedRun", "load_run", "evaluate_run", "refuse_if_run_moved_on", "e
            "require_own_folder", "run_grid", "scored_fingerprint", "scored_source", "write_evaluation", "WARNINGS_KEY"]
 
 
+CHECKPOINTS = ("best", "last")  # the weights a run folder keeps, checkpoints/<name>.pt
+
+
 @dataclass
 class LoadedRun:
     """A run directory's config, data shape (data_shape.json) and method with one checkpoint's weights."""
@@ -55,9 +58,12 @@ class LoadedRun:
 
 
 def load_run(run_dir: Path, checkpoint: str = "best", *, note_precision: bool = True) -> LoadedRun:
-    """The run in `run_dir` with the weights of checkpoints/<checkpoint>.pt. `note_precision`: False where the
-    command has said it already (`train` scoring its holdout after the epochs it printed the note for)."""
+    """The run in `run_dir` with the weights of checkpoints/<checkpoint>.pt ("best" or "last"). `note_precision`: False
+    where the command has said it already (`train` scoring its holdout after the epochs it printed the note for)."""
     run_dir = Path(run_dir)
+    if checkpoint not in CHECKPOINTS:  # else "not found: is RUN a finished run directory?" blamed the folder
+        raise ValueError(f"checkpoint={checkpoint!r}: a run keeps 'best' (the epoch its selection rule chose) and "
+                         "'last' (its last epoch); pass one of them")
     path = run_dir / "checkpoints" / f"{checkpoint}.pt"
     if not path.exists():
         raise FileNotFoundError(not_the_run_folder(run_dir) or
