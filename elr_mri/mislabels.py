@@ -10,12 +10,13 @@ a target of (0.46, 0.44, 0.10) against the given second class doubts it far less
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 import pandas as pd
 
 __all__ = ["suspected_mislabels", "mislabel_precision_recall"]
 
 
-def suspected_mislabels(targets: np.ndarray, given: np.ndarray, class_names: list[str] | None = None) -> pd.DataFrame:
+def suspected_mislabels(targets: ArrayLike, given: ArrayLike, class_names: list[str] | None = None) -> pd.DataFrame:
     """Rows (index, given_label, suggested_label, confidence, given_share, margin, tied_with) where the target puts
     less on the given label than on another, the widest margin (confidence − given_share) first. `tied_with` names
     the other classes sharing the top share (separated by |; empty for most rows): argmax suggests the first of
@@ -23,7 +24,11 @@ def suspected_mislabels(targets: np.ndarray, given: np.ndarray, class_names: lis
 
     An all-zero row (an example a class-balanced sampler never drew, so no target gathered) suggests nothing, nor
     does a tie between the given label and the top one (argmax alone would take the lower class index, and a
-    bfloat16 table, `loss.targets_dtype`, ties at 3 significant digits)."""
+    bfloat16 table, `loss.targets_dtype`, ties at 3 significant digits).
+
+    `targets` and `given` may be CPU tensors or lists: a notebook passes a loaded run's `method.targets()` as it is,
+    which failed in a comparison of a tensor with torch's (values, indices) pair."""
+    targets, given = np.asarray(targets), np.asarray(given)
     suggested = targets.argmax(axis=1)
     total = targets.sum(axis=1)
     top = targets.max(axis=1)

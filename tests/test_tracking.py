@@ -55,6 +55,18 @@ def test_suspected_mislabels_are_ranked_by_how_far_the_target_is_from_the_given_
     assert table["suggested_name"].tolist() == ["CN", "CN"] and table["tied_with"].tolist() == ["AD", ""]  # split
 
 
+def test_a_loaded_runs_target_table_and_labels_as_tensors_give_the_same_table() -> None:
+    """A notebook passes `run.method.targets()`, a tensor, with labels as a tensor or a list: a TypeError comparing a
+    tensor with torch's (values, indices) pair, or a list index error, where NumPy arrays gave the table."""
+    targets, given = np.array([[0.46, 0.44, 0.10], [0.45, 0.10, 0.45], [0.2, 0.7, 0.1]]), np.array([1, 1, 1])
+    expected = suspected_mislabels(targets, given, ["CN", "MCI", "AD"])
+    for as_given in (torch.from_numpy(given), given.tolist()):
+        table = suspected_mislabels(torch.from_numpy(targets).float(), as_given, ["CN", "MCI", "AD"])
+        assert table.drop(columns=["confidence", "given_share", "margin"]).equals(
+            expected.drop(columns=["confidence", "given_share", "margin"]))
+        np.testing.assert_allclose(table["margin"], expected["margin"], atol=1e-6)
+
+
 def test_precision_counts_flags_and_suggestion_true_the_flags_that_also_name_the_true_class() -> None:
     given, clean = np.array([0, 2, 1, 1]), np.array([0, 1, 1, 0])  # 1 and 3 were mislabelled
     scores = mislabel_precision_recall(np.array([1, 2, 3]), np.array([0, 0, 0]), given, clean)
