@@ -235,6 +235,15 @@ def test_one_participant_gives_no_interval_rather_than_one_of_zero_width() -> No
     assert accuracy.resamples == 0 and np.isnan(report.confusion_rate["low"]).all()
 
 
+def test_two_participants_are_enough_to_resample() -> None:
+    """The fewest that have an interval: of one right and one wrong, a resample draws both wrong (accuracy 0), one of
+    each (0.5) or both right (1), with chances 1/4, 1/2, 1/4, so the 95% interval of 200 resamples spans [0, 1]."""
+    report = bootstrap_metrics(np.array([0, 0]), np.array([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1]]), np.array(["a", "b"]),
+                               CLASSES, n_boot=200)
+    accuracy = report.metrics["accuracy"]
+    assert (accuracy.estimate, accuracy.low, accuracy.high, accuracy.resamples) == (0.5, 0.0, 1.0, 200)
+
+
 def test_the_roc_figure_names_its_level_and_each_curves_auc() -> None:
     """roc.png showed curves named by class alone, untitled: drawn over scans, it sits in the demo's report beside
     tables of participants, and its AUCs were in metrics.csv only."""
