@@ -67,6 +67,15 @@ def test_a_loaded_runs_target_table_and_labels_as_tensors_give_the_same_table() 
         np.testing.assert_allclose(table["margin"], expected["margin"], atol=1e-6)
 
 
+def test_each_suspected_mislabel_names_the_label_it_was_given_beside_the_one_suggested() -> None:
+    """The reviewer re-reads a scan given one class whose target suggests another: both must be the example's own."""
+    targets = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.2, 0.7, 0.1]])
+    table = suspected_mislabels(targets, np.array([2, 0, 1]), ["CN", "MCI", "AD"])
+    assert table["index"].tolist() == [0, 1]  # row 2 agrees with its label
+    assert table["given_label"].tolist() == [2, 0] and table["given_name"].tolist() == ["AD", "CN"]
+    assert table["suggested_label"].tolist() == [0, 2] and table["suggested_name"].tolist() == ["CN", "AD"]
+
+
 def test_precision_counts_flags_and_suggestion_true_the_flags_that_also_name_the_true_class() -> None:
     given, clean = np.array([0, 2, 1, 1]), np.array([0, 1, 1, 0])  # 1 and 3 were mislabelled
     scores = mislabel_precision_recall(np.array([1, 2, 3]), np.array([0, 0, 0]), given, clean)
