@@ -926,6 +926,37 @@ def test_validation_fraction_is_taken_of_the_participants_left_after_test() -> N
         assert (counts["test"], counts["val"], counts["train"]) == (3, 5, 12), label
 
 
+def test_each_classs_test_count_is_rounded_and_a_fraction_of_one_is_refused() -> None:
+    """9 participants a class at test_fraction 0.3: round(2.7) = 3 test, not the 2 a truncation gives; then
+    round(0.1 · 6) = 1 validates. A fraction of 1 would leave no participant to train on."""
+    frame = cohort(n_per_class=9)
+    split = split_participants(frame, test_fraction=0.3, val_fraction=0.1, seed=0)
+    diagnosis = participant_diagnosis(frame)
+    for label in CLASSES:
+        counts = split[diagnosis == label].value_counts()
+        assert (counts["test"], counts["val"], counts["train"]) == (3, 1, 5), label
+    for fractions in ((1.0, 0.1), (0.15, 1.0)):
+        with pytest.raises(ValueError, match=r"must lie in \[0, 1\)"):
+            split_participants(frame, *fractions, seed=0)
+
+
+def test_a_diagnosis_of_one_participant_is_not_named_missing_from_the_splits_it_cannot_reach() -> None:
+    """One person sits in one split, so every other split lacks their diagnosis whatever the fractions: no rounding
+    left it out, and naming it would say nothing a user could change."""
+    frame = pd.concat([cohort(n_per_class=20).query("diagnosis != 'AD'"), pd.DataFrame([scan("AD900", "M00", "AD")])])
+    split = split_participants(frame, 0.15, 0.1, seed=0)
+    assert split["AD900"] == "train" and diagnoses_left_out(frame, split, CLASSES, "test") == []
+
+
+def test_split_balance_reads_age_and_sex_where_known() -> None:
+    """P1's first scan has no age: the first with one (71) is theirs, not a gap. P3's sex is unknown: the female
+    share is of the two whose sex is known (1 of 2), not of all three."""
+    frame = pd.DataFrame([scan("P1", "M00", age=None, sex="F"), scan("P1", "M12", age=71.0, sex="F"),
+                          scan("P2", "M00", age=79.0, sex="M"), scan("P3", "M00", age=75.0, sex=None)])
+    row = split_balance(frame, pd.Series({"P1": "train", "P2": "train", "P3": "train"}), CLASSES).iloc[0]
+    assert (row["age_mean"], row["female_fraction"]) == (75.0, 0.5)
+
+
 def test_a_word_that_only_starts_like_male_or_female_is_refused_not_read_as_a_sex(tmp_path):
     """`missing` was read as M and `Fehlend` (German: missing) as F, from their first letters."""
     rows = [scan("P0", "M00", sex="MALE"), scan("P1", "M00", sex="fem"), scan("P2", "M00", sex="missing"),
