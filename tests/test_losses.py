@@ -139,6 +139,17 @@ def test_gce_matches_formula_and_limits() -> None:
     assert GCELoss(q=1e-4)(logits, labels).item() == pytest.approx(-math.log(p_y), rel=1e-3)  # CE end
 
 
+def test_gce_gradient_stays_finite_where_the_labels_probability_underflows() -> None:
+    """A label the network rules out (p_y = 0 in float32): d(p^q)/dp = q·p^(q−1) is infinite at 0, and times
+    softmax's zero gradient it is NaN, which an optimiser step would write into every weight."""
+    logits = torch.tensor([[0.0, -200.0], [1.0, 0.0]], requires_grad=True)
+    loss = GCELoss(q=0.7)(logits, torch.tensor([1, 0]))
+    loss.backward()
+    p_y = _softmax([1.0, 0.0])[0]  # the ruled-out label's probability is read as 1e-7, the loss's floor
+    assert loss.item() == pytest.approx(((1 - 1e-7**0.7) / 0.7 + (1 - p_y**0.7) / 0.7) / 2, rel=1e-6)
+    assert torch.isfinite(logits.grad).all()
+
+
 def test_sce_is_weighted_ce_plus_reverse_ce() -> None:
     logits = torch.tensor([[1.0, 2.0, 0.0]])
     labels = torch.tensor([0])
