@@ -188,6 +188,14 @@ def test_logits_or_scores_are_refused_not_scored_as_probabilities():
     assert report.metrics["auc_CN"].estimate == 1.0 and roc_auc([False, True, False], logits[:, 0]) == 0.5
 
 
+def test_certain_predictions_and_probabilities_rounded_to_four_decimals_are_scored() -> None:
+    """A probability of exactly 0 is a probability (a confident network, a one-hot CSV), and a row written with four
+    decimals (1/3 each: 0.9999 in all) is within the tolerance: neither is a logit to refuse."""
+    proba = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.3333, 0.3333, 0.3333]])
+    report = evaluate_predictions([0, 1, 2], proba, ["a", "b", "c"], CLASSES, n_boot=5)["scan"]
+    assert report.metrics["accuracy"].estimate == pytest.approx(2 / 3)  # the tied row's argmax is CN
+
+
 def test_each_interval_counts_the_resamples_its_metric_was_defined_in() -> None:
     """With one participant a class, most resamples miss a class: the AUCs' intervals come from the few that do not."""
     labels, participants = np.array([0, 1, 2]), np.array(["a", "b", "c"])
