@@ -915,29 +915,28 @@ def test_sex_spellings_become_m_or_f_and_a_code_is_refused(tmp_path):
         load_manifest(write_manifest(tmp_path, [scan("P0", "M00", sex=1), scan("P1", "M00", sex=2)]), CLASSES)
 
 
-def test_validation_fraction_is_taken_of_the_participants_left_after_test() -> None:
+@pytest.mark.parametrize("n_per_class, test_fraction, val_fraction, expected", [
+    (20, 0.15, 0.3, (3, 5, 12)),
+    (9, 0.3, 0.1, (3, 1, 5)),
+])
+def test_validation_fraction_is_taken_of_the_participants_left_after_test(
+        n_per_class: int, test_fraction: float, val_fraction: float, expected: tuple[int, int, int]) -> None:
     """val_fraction splits what test leaves (the paper's 90/10 of the training set): of 20 a class, 15% (3) test,
-    then 30% of the other 17, round(5.1) = 5, validate; 30% of all 20 would be 6."""
-    frame = cohort(n_per_class=20)
-    split = split_participants(frame, test_fraction=0.15, val_fraction=0.3, seed=3)
+    then 30% of the other 17, round(5.1) = 5, validate; 30% of all 20 would be 6. Counts are rounded, not truncated:
+    of 9 at 30%, round(2.7) = 3 test, then round(0.1 · 6) = 1 validates."""
+    frame = cohort(n_per_class=n_per_class)
+    split = split_participants(frame, test_fraction=test_fraction, val_fraction=val_fraction, seed=3)
     diagnosis = participant_diagnosis(frame)
     for label in CLASSES:
         counts = split[diagnosis == label].value_counts()
-        assert (counts["test"], counts["val"], counts["train"]) == (3, 5, 12), label
+        assert (counts["test"], counts["val"], counts["train"]) == expected, label
 
 
-def test_each_classs_test_count_is_rounded_and_a_fraction_of_one_is_refused() -> None:
-    """9 participants a class at test_fraction 0.3: round(2.7) = 3 test, not the 2 a truncation gives; then
-    round(0.1 · 6) = 1 validates. A fraction of 1 would leave no participant to train on."""
-    frame = cohort(n_per_class=9)
-    split = split_participants(frame, test_fraction=0.3, val_fraction=0.1, seed=0)
-    diagnosis = participant_diagnosis(frame)
-    for label in CLASSES:
-        counts = split[diagnosis == label].value_counts()
-        assert (counts["test"], counts["val"], counts["train"]) == (3, 1, 5), label
-    for fractions in ((1.0, 0.1), (0.15, 1.0)):
-        with pytest.raises(ValueError, match=r"must lie in \[0, 1\)"):
-            split_participants(frame, *fractions, seed=0)
+@pytest.mark.parametrize("test_fraction, val_fraction", [(1.0, 0.1), (0.15, 1.0)])
+def test_a_split_fraction_of_one_is_refused(test_fraction: float, val_fraction: float) -> None:
+    """Either would leave no participant to train on."""
+    with pytest.raises(ValueError, match=r"must lie in \[0, 1\)"):
+        split_participants(cohort(n_per_class=3), test_fraction, val_fraction, seed=0)
 
 
 def test_a_diagnosis_of_one_participant_is_not_named_missing_from_the_splits_it_cannot_reach() -> None:
