@@ -718,6 +718,13 @@ def test_leakage_guard_refuses_shared_participants():
         check_no_leakage({"training": ["sub-ADNI011S0002", "sub-X1"], "holdout": ["011_S_0002", "x1", "Y"]})
 
 
+@pytest.mark.parametrize("spelling", ["sub-adni011s0002", "Sub-Adni011S0002", " sub-ADNI011S0002 "])
+def test_leakage_guard_meets_a_bids_label_in_any_case_and_with_spaces_around_it(spelling: str) -> None:
+    """BIDS labels and hand-typed tables spell the prefixes in any case and keep stray spaces: still one person."""
+    with pytest.raises(LeakageError, match="1 participant"):
+        check_no_leakage({"training": [spelling, "A"], "holdout": ["011_S_0002", "B"]})
+
+
 def test_leakage_guard_tells_ids_apart_by_the_digits_and_names_a_number_re_saved_without_its_zeros():
     assert check_no_leakage({"training": ["1.5", "12.0", "2_13"], "holdout": ["15", "120", "213"]}) == []
     with pytest.raises(LeakageError, match=r"e\.g\. 007 = 7 \(IDs of digits alone are compared as numbers, as a "
