@@ -25,6 +25,14 @@ def test_fractions_count_only_the_examples_this_epoch_predicted() -> None:
     assert every["noisy_pred_other"] == 0.5
 
 
+def test_an_example_never_predicted_has_no_prediction_rather_than_the_first_class() -> None:
+    """Its row is empty (NaN): read as class 0 (argmax of nothing), it would pass for a prediction of class 0 where
+    `memorization_fractions` counts every row (no `seen`)."""
+    tracker = PredictionTracker(3, 3)
+    tracker.record(torch.tensor([1]), torch.tensor([[0.0, 0.0, 4.0]]))
+    assert tracker.predictions().tolist() == [-1, 2, -1]
+
+
 def test_a_clean_label_run_has_no_noisy_fractions_rather_than_all_other() -> None:
     labels, pred = np.array([0, 1, 2, 1]), np.array([0, 1, 1, 1])
     fractions = memorization_fractions(pred, labels, labels.copy())
