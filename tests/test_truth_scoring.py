@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from elr_mri.evaluation.truth import mean_paired_difference, rescore_against_truth
+from elr_mri.evaluation.truth import mean_paired_difference, participants_predicted_alike, rescore_against_truth
 
 CLASSES = ["CN", "MCI", "AD"]
 
@@ -269,19 +269,33 @@ def test_the_paired_comparison_pairs_participants_by_id_not_by_row(tmp_path: Pat
     assert mean_paired_difference([(b, shuffled)], _many_truth(), n_boot=100).high == 0.0  # the same predictions
 
 
+def _converter_runs(tmp_path: Path, count: int, predicted: tuple[str, str]) -> tuple[pd.DataFrame, tuple[Path, Path]]:
+    """`count` converters, truly CN at M00 and MCI at M12, and two runs (a, b) that call both visits of everyone
+    `predicted[0]` and `predicted[1]`: the truth and the two predictions.csv."""
+    visits = {"ses-M00": "CN", "ses-M12": "MCI"}
+    truth = pd.DataFrame([{"participant_id": f"c{i}", "session_id": session, "true_diagnosis": true}
+                          for i in range(count) for session, true in visits.items()])
+    for name, label in zip("ab", predicted):
+        records = [{"participant_id": f"c{i}", "session_id": session, "given": true, "predicted": label,
+                    **{f"p_{c}": 0.8 if c == label else 0.1 for c in CLASSES}}
+                   for i in range(count) for session, true in visits.items()]
+        pd.DataFrame(records).to_csv(tmp_path / f"{name}.csv", index=False)
+    return truth, (tmp_path / "a.csv", tmp_path / "b.csv")
+
+
 def test_a_converters_two_entries_are_resampled_together(tmp_path: Path) -> None:
     """Ten converters, truly CN at M00 and MCI at M12: run A calls both visits MCI, run B both CN, so each
     participant's CN entry favours B and MCI entry A. Any resample of participants brings both, a difference of
     exactly 0; resampling the entries one by one would draw unequal numbers of them and spread the interval."""
-    visits = {"ses-M00": "CN", "ses-M12": "MCI"}
-    truth = pd.DataFrame([{"participant_id": f"c{i}", "session_id": session, "true_diagnosis": true}
-                          for i in range(10) for session, true in visits.items()])
-    runs = []
-    for name, predicted in (("a", "MCI"), ("b", "CN")):
-        records = [{"participant_id": f"c{i}", "session_id": session, "given": true, "predicted": predicted,
-                    **{f"p_{c}": 0.8 if c == predicted else 0.1 for c in CLASSES}}
-                   for i in range(10) for session, true in visits.items()]
-        pd.DataFrame(records).to_csv(tmp_path / f"{name}.csv", index=False)
-        runs.append(tmp_path / f"{name}.csv")
-    difference = mean_paired_difference([tuple(runs)], truth, n_boot=200)
+    truth, runs = _converter_runs(tmp_path, 10, ("MCI", "CN"))
+    difference = mean_paired_difference([runs], truth, n_boot=200)
     assert (difference.estimate, difference.low, difference.high) == (0.0, 0.0, 0.0)
+
+
+def test_runs_predicting_alike_count_a_converter_once_not_once_a_diagnosis(tmp_path: Path) -> None:
+    """Three converters are six participant entries (one per true diagnosis) but three participants, as the report
+    says them beside the paired difference; runs that differ on any entry are not alike."""
+    truth, alike = _converter_runs(tmp_path, 3, ("MCI", "MCI"))
+    assert participants_predicted_alike(*alike, truth) == 3
+    truth, unlike = _converter_runs(tmp_path, 3, ("MCI", "CN"))
+    assert participants_predicted_alike(*unlike, truth) is None
