@@ -74,16 +74,16 @@ def coarsest_voxel_mm(scan: nib.Nifti1Image) -> float:
 
 
 def overlay_png(image: ants.ANTsImage, template: Template, path: str | Path, title: str) -> None:
-    """Three orthogonal mid-slices of `image` with the template's brain contour drawn over them."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """Three orthogonal mid-slices of `image` with the template's brain contour drawn over them. Drawn on a bare
+    matplotlib `Figure`, which needs no display and leaves pyplot alone: choosing the Agg backend here switched a
+    notebook's own backend (`preprocess` run from one, `--jobs 1`), so its figures stopped showing."""
+    from matplotlib.figure import Figure
 
     data, outline = image.numpy(), template.mask.numpy()
     low, high = np.percentile(data, (1, 99.5))
     centre = [s // 2 for s in data.shape]
-    fig, axes = plt.subplots(1, 3, figsize=(9, 3.4), facecolor="black")
+    fig = Figure(figsize=(9, 3.4), facecolor="black")
+    axes = fig.subplots(1, 3)
     for axis, ax in enumerate(axes):
         cut = [slice(None)] * 3
         cut[axis] = centre[axis]
@@ -95,7 +95,6 @@ def overlay_png(image: ants.ANTsImage, template: Template, path: str | Path, tit
         warnings.filterwarnings("ignore", message="Glyph .* missing from font", category=UserWarning)
         fig.tight_layout()
         fig.savefig(path, dpi=80, facecolor="black")
-    plt.close(fig)
 
 
 def _foreground(image: ants.ANTsImage) -> np.ndarray:
