@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -155,12 +156,13 @@ def test_a_path_the_os_refuses_by_its_name_is_one_line_naming_it(tmp_path: Path,
 def test_evaluate_and_explain_refuse_a_run_on_read_only_storage_before_scoring(
         tmp_path: Path, read_only, cli_in_process) -> None:
     """Runs are archived on read-only lab storage: `evaluate` scored the run (minutes for an MRI one), then stopped
-    at writing its folder, telling the user to write to "another output folder", which evaluate has no option for."""
+    at writing its folder, telling the user to write to "another output folder", which evaluate has no option for.
+    The copy command it gives is quoted: lab storage folders hold spaces."""
     from elr_mri.config import load_config
     from elr_mri.engine.start import train
 
     config = Path(__file__).resolve().parents[1] / "configs" / "digits" / "elr_sym40.yaml"
-    run = tmp_path / "run"
+    run = tmp_path / "lab runs"
     train(load_config(config, ["data.train_subset=200", "train.epochs=1", "train.progress=false",
                                "train.tensorboard=false"]), run)
     read_only(run)
@@ -169,7 +171,7 @@ def test_evaluate_and_explain_refuse_a_run_on_read_only_storage_before_scoring(
         assert result.returncode == 2 and re.fullmatch(
             rf"elr-mri {command}: error: {run / folder}: cannot write there \((Read-only file system|Permission "
             rf"denied)\); the results go into the run's folder, so copy the run to a folder you can write \(cp -r "
-            rf"{run} NEW_RUN_DIR\) and pass that\n", result.stderr), result.stderr
+            rf"{re.escape(shlex.quote(str(run)))} NEW_RUN_DIR\) and pass that\n", result.stderr), result.stderr
 
 
 def test_a_file_a_read_only_folder_refuses_is_named_not_its_temporary_file(tmp_path: Path, read_only) -> None:

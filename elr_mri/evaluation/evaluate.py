@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 import shutil
 import sys
 from dataclasses import dataclass, replace
@@ -254,7 +255,7 @@ def require_own_folder(out: Path, manifest: Path | None) -> None:
     reason = cannot_write(out) if Path(out).parent.is_dir() else None  # no run there: loading it says so
     if reason is not None:
         raise PermissionError(f"{out}: cannot write there ({reason}); the results go into the run's folder, so copy "
-                              f"the run to a folder you can write (cp -r {Path(out).parent} NEW_RUN_DIR) and pass that")
+                              f"the run to a folder you can write (cp -r {shlex.quote(str(Path(out).parent))} NEW_RUN_DIR) and pass that")
     summary = Path(out) / "summary.json"
     if not summary.is_file():
         return
