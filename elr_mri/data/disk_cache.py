@@ -62,7 +62,7 @@ class DiskCache(PersistentDataset):
         path = self.cache_dir / f"{self.hash_func(item_transformed).decode('utf-8')}{self.transform_hash}.pt"
         if path.is_file():
             try:
-                return torch.load(path, weights_only=self.weights_only)
+                return torch.load(path, weights_only=True)  # plain tensors (below): no pickled code runs
             except PermissionError as err:  # another user's file: made from its scan, theirs left as it is
                 self._uncached(err)
                 return self._pre_transform(deepcopy(item_transformed))
@@ -73,7 +73,9 @@ class DiskCache(PersistentDataset):
         if self.read_only:
             return cached
         try:
-            atomic_save(convert_to_tensor(cached, convert_numeric=False, track_meta=self.track_meta), path)
+            # MetaTensors saved as plain tensors, numbers kept: what loads with weights_only (set here, not read
+            # from MONAI's attributes, which only 1.6 has)
+            atomic_save(convert_to_tensor(cached, convert_numeric=False, track_meta=False), path)
         except PermissionError as err:  # made unwritable since, or a file of another user's there: served uncached
             self._uncached(err)
         except StorageError as full:  # torch's writer said "unexpected pos", a traceback that stopped the run
