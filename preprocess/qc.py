@@ -92,7 +92,8 @@ def overlay_png(image: ants.ANTsImage, template: Template, path: str | Path, tit
         ax.axis("off")
     fig.suptitle(title, color="white", fontsize=9)
     with warnings.catch_warnings():  # ids in a script the font lacks (sub-李02): a warning per glyph, naming no scan
-        warnings.filterwarnings("ignore", message="Glyph .* missing from font", category=UserWarning)
+        # "missing from font(s) DejaVu Sans." in matplotlib 3.11, "missing from current font." in 3.8
+        warnings.filterwarnings("ignore", message="Glyph .* missing from (current )?font", category=UserWarning)
         fig.tight_layout()
         fig.savefig(path, dpi=80, facecolor="black")
 
