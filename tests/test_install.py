@@ -96,6 +96,27 @@ def test_environment_yml_installs_what_make_setup_does() -> None:
     assert sorted(conda) == ["pip", f"python={python}"]
 
 
+def _release(version: str) -> tuple[int, ...]:
+    """`1.26` and `1.26.0` as one release (trailing zeros dropped), as pip compares them."""
+    parts = [int(part) for part in version.split(".")]
+    while len(parts) > 1 and parts[-1] == 0:
+        parts.pop()
+    return tuple(parts)
+
+
+def test_the_lower_bounds_are_the_versions_the_readme_says_were_tested() -> None:
+    """A bound raised or lowered without the README's table (or the table without the bound) claimed a test that no
+    one ran: pandas>=2.1 was declared where nilearn takes no pandas older than 2.2."""
+    section = (ROOT / "README.md").read_text().split("### Lowest versions tested\n", 1)[1].split("\n#", 1)[0]
+    rows = dict(re.findall(r"^\| ([a-z-]+) \| ([\d.]+(?: \(bound: [\d.]+\))?) \|$", section, re.M))
+    floors = {_name(requirement): re.search(r">=([\d.]+)", requirement).group(1)
+              for requirement in _pyproject()["project"]["dependencies"]}
+    assert sorted(rows) == sorted(floors), "a dependency missing from the README's table, or one it has no longer"
+    for name, tested in rows.items():
+        bound = re.search(r"\(bound: ([\d.]+)\)", tested)
+        assert _release(bound.group(1) if bound else tested.split()[0]) == _release(floors[name]), name
+
+
 def _make_setup(folder: Path, *options: str) -> subprocess.CompletedProcess:
     """`make setup` run by the project's Makefile in `folder`, pip reaching no index (nothing can be installed)."""
     with socket.socket() as unreachable:  # bound, never listening: a connection is refused at once
