@@ -32,8 +32,8 @@ _PAIR_TYPES = (("header", ".hdr"), ("image", ".img"), ("mat", ".mat"))
 _COMPRESSIONS = (".gz", ".bz2", ".zst")
 _PROBE_BYTES = 64 * 1024  # what `cannot_write` writes: a disk with less free is full for any output
 
-__all__ = ["file_sha256", "scan_files", "scan_sha256", "voxels_sha256", "atomic_path", "cannot_write",
-           "require_writable", "remove_stale_temps", "write_json", "read_sidecar", "output_hashes", "stale_reason"]
+__all__ = ["file_sha256", "scan_files", "scan_sha256", "voxels_sha256", "atomic_path", "nearest_existing",
+           "cannot_write", "require_writable", "remove_stale_temps", "write_json", "read_sidecar", "output_hashes", "stale_reason"]
 
 
 def file_sha256(path: str | Path) -> str:
@@ -116,6 +116,12 @@ def _new_temp_beside(final: Path) -> Path:
             raise
 
 
+def nearest_existing(path: str | Path) -> Path:
+    """`path`, or the nearest folder above it that exists: where a file or folder not made yet would be made, and
+    so the disk whose space and permissions decide whether it can be."""
+    return next(folder for folder in (Path(path), *Path(path).parents) if folder.exists())
+
+
 def cannot_write(folder: str | Path) -> str | None:
     """Why no file can be made in `folder` (where it is not there yet: in the nearest folder above it that is, as
     making it would need), in the OS's words; None when one can. On shared lab storage, often read-only, a command
@@ -123,9 +129,8 @@ def cannot_write(folder: str | Path) -> str | None:
     mount, permissions and a root-squashing NFS server alike (`os.access` asks the local permission bits). A full or
     over-quota disk (or a file size limit) is raised, a `StorageError` naming `folder`: an empty file is made there
     all the same, so the probe holds data (on NFS refused only at the fsync); its fix is space, not another folder."""
-    existing = next(path for path in (Path(folder), *Path(folder).parents) if path.exists())
     try:
-        with tempfile.NamedTemporaryFile(dir=existing, prefix=".tmp-write-test-") as probe:
+        with tempfile.NamedTemporaryFile(dir=nearest_existing(folder), prefix=".tmp-write-test-") as probe:
             probe.write(bytes(_PROBE_BYTES))
             probe.flush()
             os.fsync(probe.fileno())

@@ -60,6 +60,30 @@ def test_a_checkpoint_the_disk_refused_names_its_path_once(tmp_path: Path, monke
     assert list(path.parent.iterdir()) == []  # the temporary file removed
 
 
+def test_a_checkpoint_folder_the_full_disk_refused_is_said_as_the_full_disk(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first checkpoint makes `checkpoints/`, which a disk out of inodes refused (a 8-inode tmpfs, for real): the
+    line asked the missing folder for its free space and said "No such file or directory" instead."""
+    def full(path: object, *args: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(os, "mkdir", full)
+    path = tmp_path / "run" / "checkpoints" / "best.pt"
+    with pytest.raises(StorageError, match=rf"^\[Errno 28\] {path} could not be written \(No space left on device; "
+                                           r"\d+ MiB free there"):
+        atomic_save({"step": 1}, path)
+
+
+def test_a_disk_out_of_inodes_is_said_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Megabytes free beside "No space left on device" read as a contradiction: the disk has no file left to make."""
+    import elr_mri.engine.checkpoint as checkpoint
+
+    real = os.statvfs(tmp_path)
+    no_inodes = os.statvfs_result((*real[:6], 0, 0, *real[8:]))  # f_ffree and f_favail used up
+    monkeypatch.setattr(checkpoint.os, "statvfs", lambda path: no_inodes if Path(path) == tmp_path else real)
+    assert checkpoint._room_left(tmp_path).endswith("MiB free there, but no new file: its inodes are used up")
+
+
 def test_a_text_file_the_disk_refused_names_its_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """metrics.csv, summary.json: the OS's ENOSPC from a write has no file name, so the one line would lack it."""
     import contextlib

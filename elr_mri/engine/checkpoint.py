@@ -12,7 +12,6 @@ import math
 import os
 import pickle
 import random
-import shutil
 import zipfile
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -21,7 +20,7 @@ import numpy as np
 import torch
 
 from elr_mri.stopping import holding_ctrl_c
-from preprocess.sidecar import atomic_path
+from preprocess.sidecar import atomic_path, nearest_existing
 from preprocess.user_errors import StorageError, file_size_limit
 
 __all__ = ["CheckpointError", "atomic_save", "load_checkpoint", "unsafe_objects", "atomic_write_text",
@@ -48,10 +47,20 @@ def atomic_save(obj: dict[str, Any], path: Path) -> None:
         if refused.errno == errno.EFBIG:
             raise StorageError(errno.EFBIG, f"{path} could not be written ({reason}): {file_size_limit()}; then "
                                             "run the command again (a training run continues with --resume)") from None
-        free = shutil.disk_usage(Path(path).parent).free / 2**20
-        raise StorageError(errno.ENOSPC, f"{path} could not be written ({reason}; {free:.0f} MiB free there): free "
+        raise StorageError(errno.ENOSPC, f"{path} could not be written ({reason}; {_room_left(Path(path).parent)}): free "
                                          "space, or write elsewhere, and run the command again (a training run "
                                          "continues with --resume)") from None
+
+
+def _room_left(folder: Path) -> str:
+    """What the disk under `folder` has left, in words. Asked of the nearest folder there: a full disk can refuse the
+    folder itself (the first checkpoint's `checkpoints/`), and asking about that one hid the full disk behind "No such
+    file or directory". Free MiB with no file left to make is a disk whose inodes are used up (many small files)."""
+    stats = os.statvfs(nearest_existing(folder))
+    free = f"{stats.f_bavail * stats.f_frsize / 2**20:.0f} MiB free there"
+    if stats.f_files > 0 and stats.f_favail == 0:  # f_files 0: a file system without an inode count (btrfs)
+        return f"{free}, but no new file: its inodes are used up"
+    return free
 
 
 class _RecordingWrites:
