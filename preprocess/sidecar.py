@@ -81,6 +81,9 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
     it onto `final` only if the block succeeds, its data on the disk first: after a crash or a power cut, a file
     renamed before its data was written can come back empty (a run's last.pt, which only deleting the run fixed)."""
     final = Path(final)
+    if final.is_dir():  # refused before the work: os.replace onto it failed after it, "Is a directory: 'F' -> 'F'"
+        raise IsADirectoryError(errno.EISDIR, f"{os.strerror(errno.EISDIR)} where this file goes: move or remove that "
+                                "folder and run the command again", str(final))
     final.parent.mkdir(parents=True, exist_ok=True)
     temp = _new_temp_beside(final)
     try:

@@ -84,6 +84,18 @@ def test_a_disk_out_of_inodes_is_said_so(tmp_path: Path, monkeypatch: pytest.Mon
     assert checkpoint._room_left(tmp_path).endswith("MiB free there, but no new file: its inodes are used up")
 
 
+def test_a_folder_where_an_output_file_goes_is_one_clear_line(tmp_path: Path) -> None:
+    """A `summary.json/` folder in a run: the rename onto it failed after the work, "Is a directory: 'F' -> 'F'"."""
+    import elr_mri.engine.checkpoint as checkpoint
+
+    (tmp_path / "summary.json").mkdir()
+    with pytest.raises(IsADirectoryError) as refused:
+        checkpoint.atomic_write_json({"epochs": 3}, tmp_path / "summary.json")
+    assert str(refused.value) == (f"[Errno 21] Is a directory where this file goes: move or remove that folder and run "
+                                  f"the command again: '{tmp_path / 'summary.json'}'")
+    assert [path.name for path in tmp_path.iterdir()] == ["summary.json"]
+
+
 def test_a_text_file_the_disk_refused_names_its_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """metrics.csv, summary.json: the OS's ENOSPC from a write has no file name, so the one line would lack it."""
     import contextlib
