@@ -28,7 +28,7 @@ from monai.utils import convert_to_tensor
 from elr_mri.data.cohort import warn_once
 from elr_mri.engine.checkpoint import atomic_save, unsafe_objects
 from preprocess.memory import gigabytes
-from preprocess.sidecar import cannot_write
+from preprocess.sidecar import cannot_write, nearest_existing
 from preprocess.user_errors import StorageError, file_size_limit
 
 __all__ = ["DiskCache", "warn_if_the_disk_cannot_hold"]
@@ -98,8 +98,7 @@ def warn_if_the_disk_cannot_hold(cache_dir: str | Path, needed: int) -> None:
     disk, then reads the volumes left from their scans each time, and the run's other writes to that disk fail."""
     folder = Path(cache_dir)
     held = sum(path.stat().st_size for path in folder.glob("*.pt")) if folder.is_dir() else 0
-    existing = next(above for above in (folder.absolute(), *folder.absolute().parents) if above.is_dir())
-    free = disk_usage(existing).free
+    free = disk_usage(nearest_existing(folder.absolute())).free
     if needed - held <= free:
         return
     warn_once(f"data.mri.cache_dir = {folder}: the cache needs {gigabytes(needed)} ({gigabytes(needed - held)} more "
