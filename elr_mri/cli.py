@@ -396,6 +396,9 @@ def _add_volumes(commands: argparse._SubParsersAction) -> None:
     volumes.add_argument("--jobs", type=int, default=1, help="scans measured in parallel (default 1)")
     volumes.add_argument("--registration-mm", type=float, default=2.0,
                          help="grid in mm of the SyN registration run for affinely preprocessed scans (default 2)")
+    volumes.add_argument("--deterministic", action="store_true",
+                         help="SyN on 1 ITK thread per job: the same volumes on any machine and --jobs (pass --jobs "
+                              "as many as the cores to keep the speed)")
     volumes.add_argument("--truth", type=nonempty_path, help="simulated cohort's truth.csv: report how well volumes recover it")
     volumes.set_defaults(handler=volumes_command)
 

@@ -41,10 +41,11 @@ class WorkersDidNotStart(RuntimeError):
 
 
 @contextmanager
-def scan_workers(jobs: int, started: Synchronized | None = None) -> Iterator[ProcessPoolExecutor]:
-    """`jobs` spawned workers with `cores // jobs` ITK threads each, so they do not oversubscribe the machine; each
-    adds 1 to `started` once it has started."""
-    threads = max(1, usable_cores() // jobs)
+def scan_workers(jobs: int, started: Synchronized | None = None, threads: int | None = None
+                 ) -> Iterator[ProcessPoolExecutor]:
+    """`jobs` spawned workers with `threads` ITK threads each (None: `cores // jobs`, so they do not oversubscribe
+    the machine); each adds 1 to `started` once it has started."""
+    threads = threads or max(1, usable_cores() // jobs)
     with stopping_workers(jobs, multiprocessing.get_context("spawn"), _start_worker,
                           (threads, os.getpid(), started)) as pool:
         yield pool
@@ -79,7 +80,7 @@ def stopping_workers(jobs: int, context: BaseContext, initializer: Callable[...,
 
 
 def run_per_scan(work: Callable[..., dict], arguments: Mapping[Hashable, tuple], jobs: int, desc: str,
-                 progress: bool = True) -> dict[Hashable, dict]:
+                 progress: bool = True, threads: int | None = None) -> dict[Hashable, dict]:
     """`work(*arguments[key])` for every key in `jobs` workers, with a progress bar: {key: result}.
 
     `work` reports a bad scan in its result rather than raising. A worker that dies (killed for memory,
@@ -89,6 +90,7 @@ def run_per_scan(work: Callable[..., dict], arguments: Mapping[Hashable, tuple],
     kills its worker fails alone, by name, and the scans queued behind it still finish. A round of fewer
     scans than `jobs` starts a worker per scan, each with its share of the cores: an idle worker's share
     (half the machine for one scan at `jobs` 2) went unused. More workers than usable cores run, with a note.
+    `threads` fixes each worker's ITK threads instead: a result that must not depend on the cores or `jobs`.
     """
     from tqdm import tqdm
 
@@ -102,9 +104,9 @@ def run_per_scan(work: Callable[..., dict], arguments: Mapping[Hashable, tuple],
     queue = dict(arguments)
     with tqdm(total=len(arguments), unit="scan", disable=not progress, desc=desc) as bar:
         while queue:
-            lost = _run_round(work, queue, min(jobs, len(queue)), results, bar)
+            lost = _run_round(work, queue, min(jobs, len(queue)), results, bar, threads)
             for key in lost[:jobs + 1]:
-                if _run_round(work, {key: queue[key]}, 1, results, bar):
+                if _run_round(work, {key: queue[key]}, 1, results, bar, threads):
                     results[key] = {"status": "failed", "error": "its worker process died while it ran alone (killed "
                                     "for memory? a crash inside ANTs/ITK); check the scan, or leave it out"}
                     bar.update()
@@ -113,12 +115,12 @@ def run_per_scan(work: Callable[..., dict], arguments: Mapping[Hashable, tuple],
 
 
 def _run_round(work: Callable[..., dict], arguments: Mapping[Hashable, tuple], jobs: int,
-               results: dict[Hashable, dict], bar) -> list[Hashable]:
+               results: dict[Hashable, dict], bar, threads: int | None = None) -> list[Hashable]:
     """Run `arguments` in a fresh pool, storing results; return the keys lost to a dead worker, in
     submission order. Raises WorkersDidNotStart where the pool broke before any worker started."""
     lost = []
     started = multiprocessing.get_context("spawn").Value("i", 0)
-    with scan_workers(jobs, started) as pool:
+    with scan_workers(jobs, started, threads) as pool:
         futures = {pool.submit(work, *args): key for key, args in arguments.items()}
         for future in as_completed(futures):
             try:

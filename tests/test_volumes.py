@@ -20,6 +20,7 @@ from elr_mri.simulate.fields import grid_points, sample  # noqa: E402
 from elr_mri.volumes.jacobian import affine_determinant, integrate_regions, region_masks, warp_jacobian  # noqa: E402
 from elr_mri.volumes.measure import VolumeParams, measure_manifest, measure_scan  # noqa: E402
 from elr_mri.volumes.recovery import recovery_table  # noqa: E402
+from preprocess.cores import usable_cores  # noqa: E402
 from preprocess.pipeline import Params, ScanOutputs  # noqa: E402
 from preprocess.sidecar import file_sha256, output_hashes  # noqa: E402
 from preprocess.steps import to_nifti  # noqa: E402
@@ -416,3 +417,27 @@ def test_a_cache_the_disk_refuses_stops_the_run_at_the_first_scan(template, tmp_
                                            r"sub-1_ses-M00_volumes-[0-9a-f]{16}\.json\); write elsewhere"):
         measure_manifest(manifest, params=VolumeParams(registration_mm=RESOLUTION), progress=False)
     assert not (tmp_path / "volumes.csv").exists() and not (tmp_path / "volumes_failures.csv").exists()
+
+
+def test_caches_measured_before_the_deterministic_setting_stay_valid_and_a_deterministic_one_is_told_apart() -> None:
+    """A default run records the settings as before `deterministic` existed, so its caches are read; a deterministic
+    run's differ, so it does not read the multi-threaded volumes a default run cached."""
+    assert VolumeParams(2.0).as_dict() == {"registration_mm": 2.0, "syn_iterations": [40, 20, 0]}
+    assert VolumeParams(2.0, deterministic=True).as_dict() != VolumeParams(2.0).as_dict()
+
+
+@pytest.mark.slow  # five SyN registrations, three worker processes: 30 s here
+@pytest.mark.skipif(usable_cores() < 2, reason="needs 2 usable cores: one job then registers on 2 ITK threads")
+def test_deterministic_volumes_are_the_same_at_any_jobs_and_ignore_a_default_runs_cache(template,
+                                                                                      tmp_path: Path) -> None:
+    """SyN's metric sums in an order set by its ITK threads, cores // --jobs: the same scans at --jobs 1 and 2 moved a
+    region by up to 1.4% (three simulated scans, 2 cores). --deterministic registers on one thread, and does not read
+    what a default run cached."""
+    scans = [_fake_preprocessed(template, tmp_path, participant, scale)
+             for participant, scale in (("sub-A", 1.1), ("sub-B", 1.0))]
+    manifest = _manifest(tmp_path, *scans)
+    deterministic = VolumeParams(registration_mm=RESOLUTION, deterministic=True)
+    measure_scan(scans[0].image, VolumeParams(registration_mm=RESOLUTION), cache_dir=tmp_path / "one" / "volumes_cache")
+    one_job = measure_manifest(manifest, tmp_path / "one" / "volumes.csv", deterministic, jobs=1, progress=False)[1]
+    two_jobs = measure_manifest(manifest, tmp_path / "two" / "volumes.csv", deterministic, jobs=2, progress=False)[1]
+    pd.testing.assert_frame_equal(one_job, two_jobs)

@@ -91,7 +91,8 @@ def volumes_command(args: argparse.Namespace) -> int:
         raise ValueError(f"--jobs must be at least 1 and --registration-mm a positive number of mm (got --jobs "
                          f"{args.jobs}, --registration-mm {args.registration_mm})")
     truth = read_truth(args.truth) if args.truth is not None else None  # a wrong file: known before measuring
-    out, volumes, failures = measure_manifest(args.manifest, args.out, VolumeParams(args.registration_mm), args.jobs)
+    params = VolumeParams(args.registration_mm, deterministic=args.deterministic)
+    out, volumes, failures = measure_manifest(args.manifest, args.out, params, args.jobs)
     if len(volumes):
         print(f"volumes: {len(volumes)} scans measured, {len(failures)} failed -> {out}")
     else:

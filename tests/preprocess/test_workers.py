@@ -117,7 +117,7 @@ def _itk_threads(key: str) -> dict:
                                                 "quota and the affinity count)")
 def test_workers_share_the_cores_and_fewer_scans_than_jobs_leave_none_idle() -> None:
     """Each of `jobs` workers runs ITK on cores // jobs threads, so jobs × threads fits the machine; a batch of one
-    scan at --jobs 2 ran it on half the cores while the other worker's half sat idle."""
+    scan at --jobs 2 ran it on half the cores while the other worker's half sat idle. `threads` overrides the share."""
     from preprocess.workers import run_per_scan
 
     cores = usable_cores()
@@ -125,6 +125,8 @@ def test_workers_share_the_cores_and_fewer_scans_than_jobs_leave_none_idle() -> 
     assert {result["threads"] for result in shared.values()} == {cores // 2}
     alone = run_per_scan(_itk_threads, {"a": ("a",)}, jobs=2, desc="test", progress=False)
     assert alone["a"]["threads"] == cores
+    pinned = run_per_scan(_itk_threads, {"a": ("a",)}, jobs=1, desc="test", progress=False, threads=1)
+    assert pinned["a"]["threads"] == 1, "a result that must not depend on the cores (volumes --deterministic)"
 
 
 def _done(key: str) -> dict:
