@@ -194,3 +194,13 @@ def test_rows_a_manifest_marks_as_not_usable_are_listed_as_not_measured(tmp_path
     assert len(volumes) == 0 and failures["participant_id"].tolist() == ["002", "001"]
     assert failures["error"][0] == "not measured: its status in cohort.csv is 'failed'"
     assert "moved since? point the manifest's processed_path at where it is now" in failures["error"][1]
+
+
+def test_readme_names_every_region_column_of_the_volumes_csv() -> None:
+    """The README listed the suffixes (`_mm3`, `_ratio`, `_per_brain`) but no region, so a user selecting the
+    hippocampus had to open the CSV to learn it is `hippocampus_l` and `hippocampus_r`, and which side `_l` is."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### Regional volumes and linear baselines"):]
+    section = section[:section.index("\n- **Baselines**")]
+    assert [region.name for region in REGIONS if f"`{region.name}`" not in section] == []
+    assert "left hemisphere" in section and "`participant_id`, `session_id`" in section
