@@ -1619,17 +1619,16 @@ def _torch_threads(count: int) -> Iterator[None]:
 
 def test_torchs_default_threads_are_no_more_than_the_usable_cores(tmp_path, monkeypatch) -> None:
     """train.threads 0 kept torch's thread a runnable core: in a 2-CPU container on a 64-core host, 64 threads on 2
-    CPUs' time. The usable cores (here a SLURM job's one CPU) cap it, in training and in `evaluate`; OMP_NUM_THREADS
+    CPUs' time. The usable cores (here a SLURM job's one CPU) cap it, in training (last.pt records its threads) and
+    in `evaluate`, which ask `limit_cpu_threads(0)` and give the caller's count back at their end; OMP_NUM_THREADS
     and train.threads stay as set."""
-    from elr_mri.evaluation.evaluate import load_run
-
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
     with _torch_threads(2):
-        train(load_config(DIGITS, [*SMALL, "train.epochs=1"]), tmp_path / "run")
-        assert torch.get_num_threads() == 1
-    with _torch_threads(2):
-        load_run(tmp_path / "run")
+        train(load_config(DIGITS, [*SMALL, "train.epochs=1", "train.device=cpu"]), tmp_path / "run")
+        assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["cpu_threads"] == 1
+        assert torch.get_num_threads() == 2
+        limit_cpu_threads(0)
         assert torch.get_num_threads() == 1
     monkeypatch.setenv("OMP_NUM_THREADS", "2")  # the user's count
     with _torch_threads(2):

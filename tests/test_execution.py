@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -15,6 +17,7 @@ from torch._dynamo.utils import counters
 from elr_mri.config import ConfigError, TrainLoopConfig, load_config
 from elr_mri.engine.execution import CompiledForFullBatches, ExecutionPlan, limit_cpu_threads, precision_note
 from elr_mri.engine.start import train
+from elr_mri.evaluation.evaluate import evaluate_run
 
 ROOT = Path(__file__).parents[1]
 DIGITS = ROOT / "configs" / "digits" / "elr_sym40.yaml"
@@ -138,6 +141,31 @@ def test_thread_limit_is_applied_and_a_negative_count_refused() -> None:
     with pytest.raises(ValueError, match="train.threads=-1"):
         limit_cpu_threads(-1)
     assert load_config(DIGITS, ["train.threads=1"]).train.threads == 1
+
+
+def _process_settings() -> tuple[Any, ...]:
+    """What a training run or its scoring may change process-wide: threads, cuDNN's search, the generators."""
+    return (torch.get_num_threads(), torch.backends.cudnn.benchmark, torch.get_rng_state(),
+            np.random.get_state()[1].copy(), random.getstate())
+
+
+def _assert_same_settings(before: tuple[Any, ...], after: tuple[Any, ...]) -> None:
+    assert after[:2] == before[:2]
+    assert torch.equal(after[2], before[2]) and np.array_equal(after[3], before[3]) and after[4] == before[4]
+
+
+def test_train_and_evaluate_leave_a_notebooks_threads_and_generators_as_they_were(tmp_path: Path) -> None:
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        torch.manual_seed(123)  # a notebook's own seed: its next draws must not become the run's
+        before = _process_settings()
+        train(load_config(DIGITS, [*BASE, "train.epochs=1", "train.threads=1"]), tmp_path / "run")
+        _assert_same_settings(before, _process_settings())
+        evaluate_run(tmp_path / "run", n_boot=10)  # builds the network afresh: it drew from torch's generator
+        _assert_same_settings(before, _process_settings())
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _losses(tmp_path: Path, name: str, *switches: str) -> pd.Series:

@@ -181,8 +181,9 @@ def _check_record_sums(path: Path) -> None:
                         pass
 
 
-def capture_rng() -> dict[str, Any]:
-    """Python, NumPy and torch generator states as tensors and plain values (weights_only-safe)."""
+def capture_rng(cuda: bool = True) -> dict[str, Any]:
+    """Python, NumPy and torch generator states as tensors and plain values (weights_only-safe); the GPU's with
+    `cuda` where one is visible (reading it starts CUDA)."""
     np_state = np.random.get_state()
     state: dict[str, Any] = {
         "python": random.getstate(),
@@ -190,7 +191,7 @@ def capture_rng() -> dict[str, Any]:
         "numpy_rest": [int(np_state[2]), int(np_state[3]), float(np_state[4])],
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available():  # this process's device only: a machine with other GPUs visible can resume it
+    if cuda and torch.cuda.is_available():  # this process's device only: a machine with other GPUs visible can resume it
         state["cuda"] = torch.cuda.get_rng_state(torch.cuda.current_device())
     return state
 

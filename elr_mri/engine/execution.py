@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import os
 import sys
-from contextlib import nullcontext
-from collections.abc import Sequence
+from contextlib import contextmanager, nullcontext
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, ContextManager
@@ -23,10 +23,12 @@ from torch import nn
 from torch._dynamo.exc import BackendCompilerFailed
 
 from elr_mri.config import ConfigError, TrainLoopConfig
+from elr_mri.engine.checkpoint import capture_rng, restore_rng
 from elr_mri.models.phase_grid_conv import PhaseGridConv3d, use_phase_grids
 from preprocess.cores import runnable_cores, usable_cores
 
-__all__ = ["CompiledForFullBatches", "ExecutionPlan", "busy_cores_note", "limit_cpu_threads", "precision_note"]
+__all__ = ["CompiledForFullBatches", "ExecutionPlan", "busy_cores_note", "limit_cpu_threads", "precision_note",
+           "process_settings_kept"]
 
 
 @dataclass(frozen=True)
@@ -212,6 +214,22 @@ def limit_cpu_threads(threads: int) -> None:
         threads = min(torch.get_num_threads(), usable_cores())
     if threads:
         torch.set_num_threads(threads)
+
+
+@contextmanager
+def process_settings_kept() -> Iterator[None]:
+    """torch's CPU threads, cuDNN's benchmark switch and the Python, NumPy and torch generators back as they were
+    once the block ends, however it ends. Why: a notebook that trained (`train.threads`, the run's seed) or scored a
+    run went on with them changed, its own code slower or faster and drawing other numbers without a word. The
+    GPU's generator only where CUDA had started: reading it would start CUDA before a CPU run forks its workers."""
+    threads, benchmark = torch.get_num_threads(), torch.backends.cudnn.benchmark
+    generators = capture_rng(cuda=torch.cuda.is_initialized())
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.backends.cudnn.benchmark = benchmark
+        restore_rng(generators)
 
 
 def busy_cores_note(threads: int, device: torch.device) -> list[str]:

@@ -39,7 +39,8 @@ from elr_mri.engine.checkpoint import (atomic_save, atomic_write_json, atomic_wr
                                       load_checkpoint, restore_rng)
 from elr_mri.engine.diagnostics import collapse_warnings, top_class_share
 from elr_mri.engine.epoch_lines import EpochLines, draws_bars
-from elr_mri.engine.execution import ExecutionPlan, busy_cores_note, limit_cpu_threads, precision_note
+from elr_mri.engine.execution import (ExecutionPlan, busy_cores_note, limit_cpu_threads, precision_note,
+                                     process_settings_kept)
 from elr_mri.engine.feeding import BatchFeeder, serves_from_device
 from elr_mri.engine.methods import Method, build_method
 from elr_mri.engine.run_dir import (check_run_dir, exclusive_run_dir, read_divergence, record_divergence,
@@ -80,6 +81,7 @@ def selection_rule(cfg: RunConfig) -> str:
     return SELECTION_RULES[cfg.train.select]
 
 
+@process_settings_kept()  # the threads and seed it sets are the run's, not the calling notebook's
 def train_checked(cfg: RunConfig, out_dir: Path, resume: bool, notes: Sequence[str]) -> dict[str, Any]:
     """`elr_mri.engine.start.train` once its refusals passed (`cfg`'s paths absolute): the run itself."""
     state = RunState()  # its clock starts here: data loading counts in the run's wall time

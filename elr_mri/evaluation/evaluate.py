@@ -28,7 +28,7 @@ from elr_mri.config import SELECTION_RULE_KEY, RunConfig, evaluation_batch_size,
 from elr_mri.data.grid import VolumeGrid
 from elr_mri.data.splits import read_run_splits, run_participants
 from elr_mri.engine.checkpoint import CheckpointError, atomic_write_json, atomic_write_text, load_checkpoint
-from elr_mri.engine.execution import ExecutionPlan, limit_cpu_threads, precision_note
+from elr_mri.engine.execution import ExecutionPlan, limit_cpu_threads, precision_note, process_settings_kept
 from elr_mri.engine.methods import Method, build_method
 from elr_mri.engine.run_dir import not_the_run_folder
 from elr_mri.engine.run_records import TEST_DIAGNOSES_KEY, TRAIN_AGE_RANGE_KEY, read_data_shape
@@ -77,7 +77,6 @@ def load_run(run_dir: Path, checkpoint: str = "best", *, note_precision: bool = 
         print(f"{run_dir}: trained with train.device cuda; no CUDA device is visible here, so it is scored on the CPU",
               file=sys.stderr)
         cfg.train.device = "cpu"
-    limit_cpu_threads(0)  # torch's default threads, no more than the usable cores (a container's quota)
     device = resolve_device(cfg.train.device)
     for note in precision_note(cfg.train.precision, device, run_dir / "config.yaml") if note_precision else ():
         print(note, file=sys.stderr)  # as slow as training there
@@ -159,6 +158,7 @@ def predict(method: Method, dataset: Dataset, batch_size: int) -> tuple[np.ndarr
     return np.concatenate(labels), np.concatenate(probs)
 
 
+@process_settings_kept()  # a notebook keeps its own threads and generators
 def evaluate_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = "best",
                  n_boot: int = N_BOOT, test_set: str = "test", *,
                  note_precision: bool = True) -> dict[str, MetricsReport]:
@@ -168,6 +168,7 @@ def evaluate_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = 
     run_dir = Path(run_dir)
     out = evaluation_dir(run_dir, manifest, checkpoint, test_set)
     require_own_folder(out, manifest)
+    limit_cpu_threads(0)  # torch's default threads, no more than the usable cores (a container's quota)
     run = load_run(run_dir, checkpoint, note_precision=note_precision)
     cfg, shape = run.cfg, run.shape
     dataset, _, notes, warnings = evaluation_set(run_dir, cfg, manifest, test_set)

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from elr_mri.config import evaluation_batch_size
 from elr_mri.engine.checkpoint import atomic_write_json
+from elr_mri.engine.execution import limit_cpu_threads, process_settings_kept
 from elr_mri.engine.methods import Method
 from elr_mri.evaluation.evaluate import (evaluation_set, explanation_dir, load_run, refuse_if_run_moved_on,
                                         require_own_folder, scored_fingerprint, scored_source)
@@ -32,6 +33,7 @@ _MAP_SUFFIXES = (".nii.gz", ".png")
 _UNSAFE_IN_FILE_NAMES = str.maketrans({"%": "%25", "/": "%2F", "\0": "%00"})  # see `map_file_stem`
 
 
+@process_settings_kept()  # a notebook keeps its own threads and generators
 def explain_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = "best") -> Path:
     """Write saliency_<class>.nii.gz and .png per class into RUN_DIR/explain-<name>/ (explain-<name>-last/
     for the last checkpoint) with a summary.json saying what was scored, written last; returns that folder.
@@ -39,6 +41,7 @@ def explain_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = "
     run_dir = Path(run_dir)
     out = explanation_dir(run_dir, manifest, checkpoint)
     require_own_folder(out, manifest)
+    limit_cpu_threads(0)  # torch's default threads, no more than the usable cores (a container's quota)
     run = load_run(run_dir, checkpoint)
     cfg, shape, method = run.cfg, run.shape, run.method
     if cfg.data.name != "mri":
