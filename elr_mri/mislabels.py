@@ -52,11 +52,15 @@ def suspected_mislabels(targets: ArrayLike, given: ArrayLike, class_names: list[
     return table.sort_values("margin", ascending=False, kind="stable").reset_index(drop=True)
 
 
-def mislabel_precision_recall(flagged_index: np.ndarray, suggested: np.ndarray, given: np.ndarray,
-                              clean: np.ndarray) -> dict[str, float]:
+def mislabel_precision_recall(flagged_index: ArrayLike, suggested: ArrayLike, given: ArrayLike,
+                              clean: ArrayLike) -> dict[str, float]:
     """Precision and recall of the flagged set against the examples whose label was really changed, and how many
     flagged rows also suggest the true label (`suggested`, one per flagged row): a re-review that trusts the
-    suggestion needs that too (a scan given AD, truly MCI, suggested CN is a right flag and a wrong suggestion)."""
+    suggestion needs that too (a scan given AD, truly MCI, suggested CN is a right flag and a wrong suggestion).
+
+    Each may be a CPU tensor or a list, as for `suspected_mislabels`: a list failed in indexing, a tensor in NumPy's
+    sum."""
+    flagged_index, suggested, given, clean = map(np.asarray, (flagged_index, suggested, given, clean))
     truly_wrong = np.flatnonzero(given != clean)
     hits = np.intersect1d(flagged_index, truly_wrong).size
     return {

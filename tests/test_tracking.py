@@ -3,7 +3,10 @@ predicted (class-balanced batches skip some), and suspected mislabels only where
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import numpy as np
+import pytest
 import torch
 
 from elr_mri.engine.tracking import PredictionTracker, memorization_fractions
@@ -87,6 +90,14 @@ def test_each_suspected_mislabel_names_the_label_it_was_given_beside_the_one_sug
 def test_precision_counts_flags_and_suggestion_true_the_flags_that_also_name_the_true_class() -> None:
     given, clean = np.array([0, 2, 1, 1]), np.array([0, 1, 1, 0])  # 1 and 3 were mislabelled
     scores = mislabel_precision_recall(np.array([1, 2, 3]), np.array([0, 0, 0]), given, clean)
+    assert scores == {"flagged": 3, "truly_mislabelled": 2, "precision": 2 / 3, "recall": 1.0, "suggestion_true": 1}
+
+
+@pytest.mark.parametrize("convert", [list, torch.tensor])
+def test_precision_takes_a_notebooks_tensors_and_lists(convert: Callable[[list[int]], Any]) -> None:
+    """A loaded run's labels are tensors, a hand-made check's lists: a list failed in indexing, a tensor in sum."""
+    scores = mislabel_precision_recall(*(convert(values) for values in ([1, 2, 3], [0, 0, 0], [0, 2, 1, 1],
+                                                                       [0, 1, 1, 0])))
     assert scores == {"flagged": 3, "truly_mislabelled": 2, "precision": 2 / 3, "recall": 1.0, "suggestion_true": 1}
 
 
