@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -113,6 +115,19 @@ def test_forward_uses_age_and_demands_it():
         model(torch.rand(1, 1, 80, 80, 80), age=torch.tensor([70.0]))
     with pytest.raises(ValueError, match=r"a batch of volumes \(N, C, D, H, W\) but got shape \(1, 72, 72, 72\)"):
         model(x[0], age=torch.tensor([70.0]))  # one volume without its batch axis: not a crop of the wrong size
+
+
+@pytest.mark.parametrize(("volumes", "message"), [
+    (torch.zeros(1, 1, *SMALL, dtype=torch.float64), r"weights are torch.float32 but the volumes are torch.float64; "
+                                                     r"convert them: model\(x.to\(torch.float32\), age=...\)"),
+    (np.zeros((1, 1, *SMALL), dtype=np.float32), "takes a torch tensor of volumes but got ndarray"),
+])
+def test_volumes_the_trunk_cannot_take_are_one_line_naming_the_conversion(volumes: Any, message: str) -> None:
+    """A scan read with NumPy or nibabel is float64, or still an array: torch said "Input type (double) and bias
+    type (float) should be the same", or that an ndarray has no attribute `dim`."""
+    model = WidenedCNN3D(widening=1, use_age=True, input_size=SMALL)
+    with pytest.raises(TypeError, match=message):
+        model(volumes, age=torch.tensor([70.0]))
 
 
 def test_ages_that_do_not_match_the_batch_are_refused():

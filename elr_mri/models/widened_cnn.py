@@ -95,6 +95,23 @@ class WidenedCNN3D(nn.Module):
 
     def forward(self, x: torch.Tensor, age: torch.Tensor | None = None) -> torch.Tensor:
         """Logits for volumes `x` (N, C, D, H, W); `age` (N,) in years is required when `use_age`."""
+        self._check_volumes(x)
+        feature = self.fc(torch.flatten(self.features(x), 1))
+        if self.age_encoding is not None:
+            if age is None:
+                raise ValueError(
+                    "WidenedCNN3D(use_age=True) needs each subject's age: call model(x, age=ages_in_years) "
+                    "or build it with use_age=False"
+                )
+            feature = self.age_encoding(feature, age)
+        return self.head(feature)
+
+    def _check_volumes(self, x: torch.Tensor) -> None:
+        """One line naming the fix for a batch the trunk cannot take: torch's own errors named a convolution's bias
+        type (a float64 volume, as NumPy and nibabel read one) or a missing attribute (a NumPy array)."""
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"WidenedCNN3D takes a torch tensor of volumes but got {type(x).__name__}; convert it: "
+                            "model(torch.as_tensor(volumes, dtype=torch.float32), age=...)")
         if x.dim() != 5:
             raise ValueError(
                 f"WidenedCNN3D takes a batch of volumes (N, C, D, H, W) but got shape {tuple(x.shape)}; give a single "
@@ -105,15 +122,10 @@ class WidenedCNN3D(nn.Module):
                 f"WidenedCNN3D was built for input_size {self.input_size} but got a batch of shape "
                 f"{tuple(x.shape)}; crop to the configured size or rebuild the model"
             )
-        feature = self.fc(torch.flatten(self.features(x), 1))
-        if self.age_encoding is not None:
-            if age is None:
-                raise ValueError(
-                    "WidenedCNN3D(use_age=True) needs each subject's age: call model(x, age=ages_in_years) "
-                    "or build it with use_age=False"
-                )
-            feature = self.age_encoding(feature, age)
-        return self.head(feature)
+        weights = self.fc.weight.dtype
+        if x.dtype != weights:
+            raise TypeError(f"WidenedCNN3D's weights are {weights} but the volumes are {x.dtype}; convert them: "
+                            f"model(x.to({weights}), age=...)")
 
 
 class AgeEncoding(nn.Module):
