@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import random
+import signal
+import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
@@ -15,6 +20,7 @@ from torch import nn
 from torch._dynamo.utils import counters
 
 from elr_mri.config import ConfigError, TrainLoopConfig, load_config
+from elr_mri.engine.checkpoint import load_checkpoint
 from elr_mri.engine.execution import CompiledForFullBatches, ExecutionPlan, limit_cpu_threads, precision_note
 from elr_mri.engine.start import train
 from elr_mri.evaluation.evaluate import evaluate_run
@@ -164,6 +170,37 @@ def test_train_and_evaluate_leave_a_notebooks_threads_and_generators_as_they_wer
         _assert_same_settings(before, _process_settings())
         evaluate_run(tmp_path / "run", n_boot=10)  # builds the network afresh: it drew from torch's generator
         _assert_same_settings(before, _process_settings())
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _interrupt_once_written(path: Path) -> threading.Thread:
+    """Ctrl-C to this process once `path` exists, as a notebook's stop button sends it."""
+    def wait() -> None:
+        while not path.exists():
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    watcher = threading.Thread(target=wait, daemon=True)
+    watcher.start()
+    return watcher
+
+
+def test_a_notebooks_interrupted_run_leaves_its_settings_and_resumes_in_the_same_process(tmp_path: Path) -> None:
+    threads, out = torch.get_num_threads(), tmp_path / "run"
+    cfg = load_config(DIGITS, [*BASE, "train.epochs=400", "train.threads=1", "train.checkpoint_seconds=0",
+                               "data.num_workers=1"])
+    try:
+        torch.set_num_threads(2)
+        before = _process_settings()
+        watcher = _interrupt_once_written(out / "checkpoints" / "last.pt")
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg, out)
+        watcher.join()
+        _assert_same_settings(before, _process_settings())
+        assert not multiprocessing.active_children()  # its DataLoader worker ended
+        cfg.train.epochs = load_checkpoint(out / "checkpoints" / "last.pt")["epoch"] + 1
+        assert train(cfg, out, resume=True)["epochs"] == cfg.train.epochs  # the folder's lock was let go
     finally:
         torch.set_num_threads(threads)
 
