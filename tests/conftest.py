@@ -244,3 +244,21 @@ def code_in_a_pickle(tmp_path: Path) -> tuple[object, Path]:
     Its pickle names `os.mkdir` by the module that defines it (posix on Linux and macOS)."""
     ran = tmp_path / "ran"
     return _MakesAFolder(ran), ran
+
+
+def _drawn_in_a_notebook(drawing: str) -> str:
+    """What a fresh process, standing for a notebook's kernel that chose the svg backend and holds one figure, prints
+    as its backend and open figures after running `drawing` (Python statements): "svg [1]" when both were left alone.
+    A module that chose the Agg backend for the whole process stopped a notebook's figures from showing."""
+    notebook = (f"import matplotlib, matplotlib.pyplot as plt; plt.switch_backend('svg'); plt.figure()\n{drawing}\n"
+                "print(matplotlib.get_backend(), plt.get_fignums())")
+    result = subprocess.run([sys.executable, "-c", notebook], capture_output=True, text=True,
+                            cwd=Path(__file__).parents[1])
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout.splitlines()[-1]
+
+
+@pytest.fixture
+def drawn_in_a_notebook() -> Callable[[str], str]:
+    """`drawn_in_a_notebook(statements)`: the backend and open figures a notebook's process is left with."""
+    return _drawn_in_a_notebook

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import matplotlib.image
@@ -73,17 +71,12 @@ def test_a_figure_the_disk_refuses_is_named_as_itself(tmp_path: Path, read_only)
     assert refused.value.filename == str(folder / "memorization.png")
 
 
-def test_a_figure_drawn_leaves_a_notebooks_matplotlib_backend_and_figures_alone(tmp_path: Path) -> None:
+def test_a_figure_drawn_leaves_a_notebooks_matplotlib_backend_and_figures_alone(tmp_path: Path,
+                                                                                drawn_in_a_notebook) -> None:
     """`import elr_mri.plots` chose the Agg backend for the whole process: a notebook that called `evaluate_run` or
-    trained a run switched from its inline backend to Agg, and its figures stopped showing. In a fresh process, as a
-    notebook's kernel: the backend it chose stays, and so does its open figure."""
+    trained a run switched from its inline backend to Agg, and its figures stopped showing."""
     roc = tmp_path / "roc.png"
-    notebook = ("import matplotlib.pyplot as plt, numpy as np; plt.switch_backend('svg'); plt.figure(); "
-                "from elr_mri.plots import plot_roc; "
-                f"plot_roc(np.array([0, 1]), np.array([[0.8, 0.2], [0.3, 0.7]]), ['a', 'b'], {str(roc)!r}); "
-                "import matplotlib; print(matplotlib.get_backend(), plt.get_fignums())")
-    result = subprocess.run([sys.executable, "-c", notebook], capture_output=True, text=True,
-                            cwd=Path(__file__).parents[1])
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.split("\n")[0] == "svg [1]"
+    drawing = ("import numpy as np; from elr_mri.plots import plot_roc\n"
+               f"plot_roc(np.array([0, 1]), np.array([[0.8, 0.2], [0.3, 0.7]]), ['a', 'b'], {str(roc)!r})")
+    assert drawn_in_a_notebook(drawing) == "svg [1]"
     assert _pixels(roc, BLUE) > 0  # drawn all the same: the first class's curve

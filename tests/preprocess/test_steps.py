@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -111,20 +110,14 @@ def test_a_qc_image_titled_in_a_script_the_font_lacks_is_written_without_warning
     assert (tmp_path / "qc.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_a_qc_image_leaves_a_notebooks_matplotlib_backend_and_figures_alone(tmp_path):
+def test_a_qc_image_leaves_a_notebooks_matplotlib_backend_and_figures_alone(tmp_path, drawn_in_a_notebook):
     """`overlay_png` chose the Agg backend for the whole process: preprocessing from a notebook (`--jobs 1` draws in
-    its process) switched it from its inline backend, and its figures stopped showing. In a fresh process, as a
-    notebook's kernel: the backend it chose stays, and so does its open figure."""
-    notebook = ("import matplotlib.pyplot as plt, numpy as np, ants; from types import SimpleNamespace; "
-                "plt.switch_backend('svg'); plt.figure(); from preprocess.qc import overlay_png; "
-                "image = ants.from_numpy(np.random.default_rng(0).random((20, 24, 20)).astype(np.float32)); "
-                "mask = image.new_image_like((image.numpy() > 0.5).astype(np.float32)); "
-                f"overlay_png(image, SimpleNamespace(mask=mask), {str(tmp_path / 'qc.png')!r}, title='sub-01'); "
-                "import matplotlib; print(matplotlib.get_backend(), plt.get_fignums())")
-    result = subprocess.run([sys.executable, "-c", notebook], capture_output=True, text=True,
-                            cwd=Path(__file__).parents[2])
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.split("\n")[0] == "svg [1]"
+    its process) switched it from its inline backend, and its figures stopped showing."""
+    drawing = ("import numpy as np, ants; from types import SimpleNamespace; from preprocess.qc import overlay_png\n"
+               "image = ants.from_numpy(np.random.default_rng(0).random((20, 24, 20)).astype(np.float32))\n"
+               "mask = image.new_image_like((image.numpy() > 0.5).astype(np.float32))\n"
+               f"overlay_png(image, SimpleNamespace(mask=mask), {str(tmp_path / 'qc.png')!r}, title='sub-01')")
+    assert drawn_in_a_notebook(drawing) == "svg [1]"
     assert (tmp_path / "qc.png").read_bytes()[:4] == b"\x89PNG"
 
 
