@@ -51,13 +51,25 @@ def test_a_disk_cache_larger_than_the_free_space_is_warned_of_before_it_fills(tm
     needed = 12 * cached_scan_bytes((32, 32, 32), (16, 16, 16), whole=True) + 12 * 16**3 * 4
     monkeypatch.setattr(disk_cache, "disk_usage", lambda folder: SimpleNamespace(free=needed - 1))
     data = build_mri_data(config(manifest, cache="disk", cache_dir=str(cache)))
-    assert f"data.mri.cache_dir = {cache}: the cache needs 0.0 GB (0.0 GB more than it holds) but 0.0 GB is free" in \
-        caplog.text
+    assert (f"data.mri.cache_dir = {cache}: the cache needs 0.0 GB (0.0 GB more than it holds for this run's scans "
+            "and settings) but 0.0 GB is free") in caplog.text
     for split in (data.train, data.val, data.test):
         [split[index] for index in range(len(split))]  # every volume cached
     caplog.clear()
     build_mri_data(config(manifest, cache="disk", cache_dir=str(cache)))
     assert "the cache needs" not in caplog.text  # what it holds already is not needed again
+
+
+def test_the_disk_cache_warning_counts_only_the_files_this_run_would_read(tmp_path, monkeypatch, caplog):
+    """A shared cache folder holds volumes of other crops and cohorts too: counted as held, they kept the warning
+    silent for a run that would fill the disk all the same."""
+    manifest, cache = make_cohort(tmp_path), tmp_path / "cache"
+    other = build_mri_data(config(manifest, cache="disk", cache_dir=str(cache), crop_size=[24, 24, 24]))
+    [other.test[index] for index in range(len(other.test))]  # another crop's evaluation volumes, 24³ each
+    needed = 12 * cached_scan_bytes((32, 32, 32), (16, 16, 16), whole=True) + 12 * 16**3 * 4
+    monkeypatch.setattr(disk_cache, "disk_usage", lambda folder: SimpleNamespace(free=needed - 1))
+    build_mri_data(config(manifest, cache="disk", cache_dir=str(cache)))
+    assert "the cache needs 0.0 GB (0.0 GB more than it holds for this run's scans and settings)" in caplog.text
 
 
 WRITE_THEN_FILL = """

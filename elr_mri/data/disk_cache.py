@@ -17,12 +17,14 @@ import logging
 import os
 import pickle
 from copy import deepcopy
+from functools import partial
 from pathlib import Path
 from shutil import disk_usage
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 from monai.data import PersistentDataset
+from monai.data.utils import pickle_hashing
 from monai.utils import convert_to_tensor
 
 from elr_mri.data.cohort import warn_once
@@ -31,7 +33,7 @@ from preprocess.memory import gigabytes
 from preprocess.sidecar import cannot_write, nearest_existing
 from preprocess.user_errors import StorageError, file_size_limit
 
-__all__ = ["DiskCache", "warn_if_the_disk_cannot_hold"]
+__all__ = ["DiskCache", "cached_file", "warn_if_the_disk_cannot_hold"]
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +61,7 @@ class DiskCache(PersistentDataset):
         super().__init__(data, transform, cache_dir=folder)
 
     def _cachecheck(self, item_transformed: Any) -> Any:
-        path = self.cache_dir / f"{self.hash_func(item_transformed).decode('utf-8')}{self.transform_hash}.pt"
+        path = cached_file(self.cache_dir, item_transformed)
         if path.is_file():
             try:
                 return torch.load(path, weights_only=True)  # plain tensors (below): no pickled code runs
@@ -93,18 +95,25 @@ class DiskCache(PersistentDataset):
                   "loaded; name a folder of your own to cache them")
 
 
-def warn_if_the_disk_cannot_hold(cache_dir: str | Path, needed: int) -> None:
-    """Say before a run whose disk cache (`needed` bytes in all) outgrows the free space of its disk: it fills the
-    disk, then reads the volumes left from their scans each time, and the run's other writes to that disk fail."""
+def cached_file(cache_dir: Path, item: dict) -> Path:
+    """The file `item`'s volume is cached in: named by MONAI's hash of the item (its path and `cache_key`, which
+    hold the scan's size, mtime and the cached steps' settings), as `PersistentDataset` names it."""
+    return cache_dir / f"{pickle_hashing(item).decode('utf-8')}.pt"
+
+
+def warn_if_the_disk_cannot_hold(cache_dir: str | Path, needed: int, items: Iterable[dict]) -> None:
+    """Say before a run whose disk cache (`needed` bytes in all for `items`) outgrows the free space of its disk: it
+    fills the disk, then reads the volumes left from their scans each time, and the run's other writes to that disk
+    fail. Only the files of `items` count as held: those of another crop or cohort in the folder are not this run's."""
     folder = Path(cache_dir)
-    held = sum(path.stat().st_size for path in folder.glob("*.pt")) if folder.is_dir() else 0
+    held = sum(path.stat().st_size for path in map(partial(cached_file, folder), items) if path.is_file())
     free = disk_usage(nearest_existing(folder.absolute())).free
     if needed - held <= free:
         return
     warn_once(f"data.mri.cache_dir = {folder}: the cache needs {gigabytes(needed)} ({gigabytes(needed - held)} more "
-              f"than it holds) but {gigabytes(free)} is free there; once the disk is full the "
-              "volumes left are read from their scans each time and other writes to that disk (a run's checkpoints "
-              "there) fail; free space there, or name a folder on a larger disk")
+              f"than it holds for this run's scans and settings) but {gigabytes(free)} is free there; once the disk "
+              "is full the volumes left are read from their scans each time and other writes to that disk (a run's "
+              "checkpoints there) fail; free space there, or name a folder on a larger disk")
 
 
 def _why_unread(path: Path, err: Exception) -> str:

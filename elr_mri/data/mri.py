@@ -185,7 +185,7 @@ class MRIScans(Dataset):
             raise ValueError(f"{len(self.labels)} labels for {len(self.frame)} scans")
         self.ages = self.frame["age"].to_numpy(dtype=np.float64)
         self.transform = transform
-        records = [{"image": path, "cache_key": _cache_key(path, cache_tag)} for path in self.frame[IMAGE_COLUMN]]
+        records = _cache_records(self.frame[IMAGE_COLUMN], cache_tag)
         self.volumes = _monai_dataset(records, transform, cache, cache_dir, num_workers, progress)
         self._random_state = _shared_random_state(transform)
         self._stream_seed: int | None = None
@@ -294,7 +294,7 @@ def build_mri_data(cfg: DataConfig, require_age: bool = False, blur_on_device: b
     if not len(rows["train"]):
         raise ValueError(f"{mri.manifest}: no training scans after splitting; the cohort is too small")
     _check_training_diagnoses(noisy[rows["train"]], noisy, classes, str(mri.manifest), mri.splits)
-    _check_room_for_cache(mri, grid, len(rows["train"]) if cfg.augment else 0, sum(map(len, rows.values())))
+    _check_room_for_cache(mri, grid, *_cached_items(frame, rows, mri, cfg.augment))
 
     def scans(name: str, train: bool) -> MRIScans | None:
         if not len(rows[name]):
@@ -341,14 +341,29 @@ def _check_training_diagnoses(labels: np.ndarray, cohort_labels: np.ndarray, cla
                   "(set data.mri.classes to the diagnoses the cohort has)")
 
 
-def _check_room_for_cache(mri: MRIDataConfig, grid: VolumeGrid, whole_scans: int, scans: int) -> None:
+def _cached_items(frame: pd.DataFrame, rows: dict[str, np.ndarray], mri: MRIDataConfig,
+                  augment: bool) -> tuple[list[dict], list[dict]]:
+    """The `_cache_records` of the splits' scans as `scans` caches them: those kept whole (training's, augmented: its
+    random crops are cut from them), then those kept as their centre crop."""
+    whole = ["train"] if augment else []
+
+    def items(name: str) -> list[dict]:
+        return _cache_records(frame[IMAGE_COLUMN].iloc[rows[name]], _cache_tag(mri.crop_size, name in whole,
+                                                                               mri.max_shift))
+
+    return ([item for name in whole for item in items(name)],
+            [item for name in rows if name not in whole for item in items(name)])
+
+
+def _check_room_for_cache(mri: MRIDataConfig, grid: VolumeGrid, whole: list[dict], cropped: list[dict]) -> None:
     """Before a cache fills for tens of minutes: refuse one in memory that cannot fit, and say so of one on a disk too
-    small. `whole_scans` of the `scans` are kept whole: training's random crops are cut from them."""
+    small. The scans of `whole` are kept whole (training's random crops are cut from them), those of `cropped` as
+    their centre crop; both are `_cache_records`."""
     if mri.cache == "memory":
-        require_memory_for_cache(whole_scans, scans - whole_scans, grid.shape, mri.crop_size)
+        require_memory_for_cache(len(whole), len(cropped), grid.shape, mri.crop_size)
     elif mri.cache == "disk" and mri.cache_dir is not None:
-        warn_if_the_disk_cannot_hold(mri.cache_dir, cache_bytes(whole_scans, scans - whole_scans, grid.shape,
-                                                                 mri.crop_size))
+        warn_if_the_disk_cannot_hold(mri.cache_dir, cache_bytes(len(whole), len(cropped), grid.shape, mri.crop_size),
+                                     [*whole, *cropped])
 
 
 # a crop more than this many times a scan's extent along an axis is mostly padding: a typo, or scans of another grid
@@ -480,6 +495,11 @@ def _monai_dataset(
     if cache == "none":
         return MonaiDataset(records, transform)
     raise ValueError(f"data.mri.cache = {cache!r} is not one of none, memory, disk")
+
+
+def _cache_records(paths: Iterable[str], tag: str) -> list[dict]:
+    """The items MONAI's dataset loads, one a scan; a disk cache names each one's file by the whole item."""
+    return [{"image": path, "cache_key": _cache_key(path, tag)} for path in paths]
 
 
 def _cache_key(path: str, tag: str) -> str:
