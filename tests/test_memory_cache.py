@@ -72,6 +72,16 @@ def test_the_disk_cache_warning_counts_only_the_files_this_run_would_read(tmp_pa
     assert "the cache needs 0.0 GB (0.0 GB more than it holds for this run's scans and settings)" in caplog.text
 
 
+def test_a_disk_cached_evaluation_crop_is_the_size_of_the_crop(tmp_path):
+    """The centre crop is a view of its volume, and torch.save wrote the view's whole storage: at 1 mm each
+    evaluation scan's file was the 25 MB volume, not its 3.5 MB crop at 96³, and every epoch read it whole."""
+    manifest, cache = make_cohort(tmp_path), tmp_path / "cache"
+    data = build_mri_data(config(manifest, cache="disk", cache_dir=str(cache)))
+    data.test[0]
+    [cached] = cache.glob("*.pt")
+    assert cached.stat().st_size < 2 * 16**3 * 4  # the 16³ crop (and torch's wrapping), not the 32³ volume
+
+
 WRITE_THEN_FILL = """
 import sys
 from pathlib import Path

@@ -20,7 +20,7 @@ from copy import deepcopy
 from functools import partial
 from pathlib import Path
 from shutil import disk_usage
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 from monai.data import PersistentDataset
@@ -77,7 +77,7 @@ class DiskCache(PersistentDataset):
         try:
             # MetaTensors saved as plain tensors, numbers kept: what loads with weights_only (set here, not read
             # from MONAI's attributes, which only 1.6 has)
-            atomic_save(convert_to_tensor(cached, convert_numeric=False, track_meta=False), path)
+            atomic_save(_compact(convert_to_tensor(cached, convert_numeric=False, track_meta=False)), path)
         except PermissionError as err:  # made unwritable since, or a file of another user's there: served uncached
             self._uncached(err)
         except StorageError as full:  # torch's writer said "unexpected pos", a traceback that stopped the run
@@ -114,6 +114,16 @@ def warn_if_the_disk_cannot_hold(cache_dir: str | Path, needed: int, items: Iter
               f"than it holds for this run's scans and settings) but {gigabytes(free)} is free there; once the disk "
               "is full the volumes left are read from their scans each time and other writes to that disk (a run's "
               "checkpoints there) fail; free space there, or name a folder on a larger disk")
+
+
+def _compact(item: Any) -> Any:
+    """`item` with each tensor in a storage of its own size: torch.save writes a view's whole storage, so an
+    evaluation crop, a view of its volume, was cached (and read back each epoch) as the whole 25 MB 1 mm volume."""
+    if isinstance(item, Mapping):
+        return {key: _compact(value) for key, value in item.items()}
+    if isinstance(item, torch.Tensor) and item.untyped_storage().nbytes() > item.numel() * item.element_size():
+        return item.clone(memory_format=torch.contiguous_format)
+    return item
 
 
 def _why_unread(path: Path, err: Exception) -> str:
