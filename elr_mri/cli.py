@@ -28,7 +28,7 @@ from elr_mri.shipped import shipped_copy
 from elr_mri.stopping import Terminated, interrupted, terminated, terminating_at_safe_points
 from preprocess.arguments import near_option, options_of, unknown_option, values_without_option
 from preprocess.signals import sigterm_as_ctrl_c
-from preprocess.user_errors import nonempty_path, report_user_error
+from preprocess.user_errors import TRAINING_RESUMES, StorageError, nonempty_path, report_user_error
 
 __all__ = ["main"]
 
@@ -124,7 +124,20 @@ def _run_command(argv: list[str]) -> int:
         problem = user_problem(err) or _out_of_memory(err, args)
         if problem is None or os.environ.get("ELR_MRI_DEBUG"):
             raise
-        return report_user_error(f"elr-mri {args.command}", problem)
+        return report_user_error(f"elr-mri {args.command}", _rerun_said_for_the_run(args, problem))
+
+
+def _rerun_said_for_the_run(args: argparse.Namespace, problem: BaseException) -> BaseException:
+    """A full disk's line, for `train`, ending in what reruns this run: before its first checkpoint `--resume` has
+    nothing to continue from (a run stopped before its config.yaml is "no run there"), and the same command again
+    starts it over."""
+    text = str(getattr(problem, "strerror", None))
+    if args.command != "train" or not isinstance(problem, StorageError) or not text.endswith(TRAINING_RESUMES):
+        return problem
+    run_dir = train_run_dir(args)
+    advice = (f"continue from the last checkpoint with: elr-mri train --resume {shlex.quote(str(run_dir))}"
+              if (run_dir / "checkpoints" / "last.pt").exists() else "no checkpoint was written yet: it starts over")
+    return StorageError(problem.errno, f"{text.rpartition(' (')[0]} ({advice})")
 
 
 def _mistyped(parser: argparse.ArgumentParser, argv: list[str]) -> str | None:

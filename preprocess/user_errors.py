@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["USER_ERRORS", "StorageError", "as_path_name_error", "as_storage_error", "file_size_limit", "nonempty_path",
+__all__ = ["TRAINING_RESUMES", "USER_ERRORS", "StorageError", "as_path_name_error", "as_storage_error", "file_size_limit", "nonempty_path",
            "nonempty_text", "not_a_file", "report_user_error", "storage_error_or_raise"]
 
 
@@ -24,8 +24,9 @@ class StorageError(OSError):
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError,
                StorageError)
 _STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
-_RERUN = ("run the command again (finished work is kept: preprocess skips finished scans, a training run continues "
-          "with --resume)")
+# the end of every full-disk line; `elr-mri train` says instead whether its run has a checkpoint to resume from
+TRAINING_RESUMES = "a training run continues with --resume)"
+_RERUN = f"run the command again (finished work is kept: preprocess skips finished scans, {TRAINING_RESUMES}"
 
 
 def as_storage_error(err: BaseException) -> StorageError | None:

@@ -3,6 +3,7 @@ Seconds; the disk is not filled for real (torch's writer failing part-way is imi
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
@@ -32,8 +33,6 @@ def test_a_full_or_read_only_disk_is_a_user_error_naming_the_path() -> None:
 def test_a_checkpoint_the_disk_refused_part_way_is_said_as_a_full_disk_and_leaves_nothing(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """/dev/full refuses every write with ENOSPC, as a full disk does: torch's writer fails part-way."""
-    import contextlib
-
     import elr_mri.engine.checkpoint as checkpoint
 
     monkeypatch.setattr(checkpoint, "atomic_path", lambda path: contextlib.nullcontext(Path("/dev/full")))
@@ -238,8 +237,28 @@ def test_a_full_disk_under_tensorboard_is_one_line_naming_the_event_file(
     assert main(["train", "--config", str(config), "--out", str(run), "--set", "data.train_subset=200",
                  "--set", "train.epochs=1", "--set", "train.progress=false"]) == 2
     assert re.fullmatch(rf"elr-mri train: error: \[Errno 28\] No space left on device \({re.escape(str(run))}/"
-                        r"tensorboard/events\.out\.tfevents\.[^/]+\); free space there, .*--resume\)\n",
+                        r"tensorboard/events\.out\.tfevents\.[^/]+\); free space there, or write elsewhere, and run "
+                        r"the command again \(no checkpoint was written yet: it starts over\)\n",
                         capfd.readouterr().err)
+
+
+def test_a_full_disk_says_resume_only_where_the_run_has_a_checkpoint(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture) -> None:
+    """A full disk before the first checkpoint said "a training run continues with --resume"; where it came before
+    config.yaml (a 4-inode tmpfs, for real), --resume then said "no run there". With a checkpoint it names the
+    resume. /dev/full refuses the resumed run's checkpoint here as a full disk does."""
+    import elr_mri.engine.checkpoint as checkpoint
+    from elr_mri.cli import main
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "digits" / "elr_sym40.yaml"
+    run = tmp_path / "run"
+    settings = ["--set", "data.train_subset=200", "--set", "train.progress=false", "--set", "train.tensorboard=false"]
+    assert main(["train", "--config", str(config), "--out", str(run), "--set", "train.epochs=1", *settings]) == 0
+    capfd.readouterr()
+    monkeypatch.setattr(checkpoint, "atomic_path", lambda path: contextlib.nullcontext(Path("/dev/full")))
+    assert main(["train", "--resume", str(run), "--set", "train.epochs=2"]) == 2
+    assert capfd.readouterr().err.endswith("run the command again (continue from the last checkpoint with: elr-mri "
+                                           f"train --resume {run})\n")
 
 
 def test_a_file_over_the_file_size_limit_says_the_limit_not_a_full_disk(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ import torch
 
 from elr_mri.stopping import holding_ctrl_c
 from preprocess.sidecar import atomic_path, nearest_existing
-from preprocess.user_errors import StorageError, file_size_limit
+from preprocess.user_errors import TRAINING_RESUMES, StorageError, file_size_limit
 
 __all__ = ["CheckpointError", "atomic_save", "load_checkpoint", "unsafe_objects", "atomic_write_text",
            "atomic_write_json", "capture_rng", "restore_rng", "host_copy"]
@@ -46,10 +46,10 @@ def atomic_save(obj: dict[str, Any], path: Path) -> None:
         reason = str(err).strip() if isinstance(err, RuntimeError) and not refusals else refused.strerror
         if refused.errno == errno.EFBIG:
             raise StorageError(errno.EFBIG, f"{path} could not be written ({reason}): {file_size_limit()}; then "
-                                            "run the command again (a training run continues with --resume)") from None
+                                            f"run the command again ({TRAINING_RESUMES}") from None
         raise StorageError(errno.ENOSPC, f"{path} could not be written ({reason}; {_room_left(Path(path).parent)}): free "
-                                         "space, or write elsewhere, and run the command again (a training run "
-                                         "continues with --resume)") from None
+                                         "space, or write elsewhere, and run the command again "
+                                         f"({TRAINING_RESUMES}") from None
 
 
 def _room_left(folder: Path) -> str:
