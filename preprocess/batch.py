@@ -173,8 +173,7 @@ def run_batch(table: pd.DataFrame, out_dir: str | Path, params: Params, jobs: in
         results.update(run_per_scan(_run_one, arguments, jobs, "preprocess", progress))
         manifest, failures = _tables(table, results)
         manifest = flag_outliers(manifest, min_ncc)
-        write_csv(manifest, out_dir / manifest_name)
-        write_csv(failures, out_dir / failures_name)
+        write_tables(manifest, failures, out_dir / manifest_name, out_dir / failures_name)
         if shard is not None:
             write_json(out_dir / shard_record_name(shard), record)
         counts = manifest["status"].value_counts() if len(manifest) else {}
@@ -215,6 +214,14 @@ def flagged_report(manifest_path: Path, limit: int = 20) -> str:
 def write_csv(frame: pd.DataFrame, path: Path) -> None:
     with atomic_path(path) as temp:
         frame.to_csv(temp, index=False)
+
+
+def write_tables(manifest: pd.DataFrame, failures: pd.DataFrame, manifest_path: Path, failures_path: Path) -> None:
+    """The failure list first, the manifest last: the manifest marks a finished run, so a disk that fills between
+    them leaves no manifest, not a new one beside a failure list missing (removed at the start) or left by an earlier
+    run, which `import-cohort`'s note on the failed scans would have read as this run's."""
+    write_csv(failures, failures_path)
+    write_csv(manifest, manifest_path)
 
 
 def failure_table(table: pd.DataFrame, results: Mapping[Hashable, dict], columns: list[str]) -> pd.DataFrame:
@@ -354,8 +361,7 @@ def _merge(out_dir: Path, found: list[Path], min_ncc: float | None) -> Summary:
     by_scan = ["participant_id", "session_id"]  # a single run's order: its input table is sorted so
     manifest = flag_outliers(manifest.sort_values(by_scan, kind="stable"), min_ncc)
     failures = failures.sort_values(by_scan, kind="stable")
-    write_csv(manifest, out_dir / "manifest.csv")
-    write_csv(failures, out_dir / "failures.csv")
+    write_tables(manifest, failures, out_dir / "manifest.csv", out_dir / "failures.csv")
     statuses = manifest["status"].value_counts()
     return Summary(done=int(statuses.get("done", 0)), skipped=int(statuses.get("skipped", 0)),
                    failed=len(failures), flagged=int(manifest["qc_flag"].sum()), failures=out_dir / "failures.csv")

@@ -602,6 +602,22 @@ def test_a_full_output_disk_stops_the_run_rather_than_failing_every_scan_after_i
     assert failed["status"] == "failed" and failed["error"] == "a.nii.gz: OSError: [Errno 5] Input/output error"
 
 
+def test_a_disk_that_fills_between_the_two_tables_leaves_no_manifest(tmp_path, capsys):
+    """manifest.csv was written before failures.csv: a disk that filled between them (a file size limit here, as a
+    disk does) left a new manifest beside no failure list, so `import-cohort` said nothing of the failed scans."""
+    import resource
+
+    csv = _csv(tmp_path, {"sub-a": tmp_path / "gone.nii.gz", "sub-b": tmp_path / "gone-too.nii.gz"})
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (250, hard))  # the manifest of no scan fits, two failures do not
+    try:
+        main(["--input", str(csv), "--output", str(tmp_path / "out"), *FAST])
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert "File too large" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "manifest.csv").exists() and not (tmp_path / "out" / "failures.csv").exists()
+
+
 @pytest.fixture
 def full_disk(tmp_path: Path):
     """A small tmpfs filled to the last byte: a real full disk (root only; skipped where mounting is not allowed)."""
