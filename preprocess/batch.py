@@ -23,7 +23,7 @@ from .folder_locks import locks_unsupported, warn_unlocked
 from .inputs import InputError, select_shard
 from .pipeline import PIPELINE_VERSION, Params, ScanOutputs, process_scan, versions_writing_alike
 from .qc_flags import actions_for, flag_outliers
-from .sidecar import atomic_path, remove_stale_temps, write_json
+from .sidecar import atomic_path, refuse_a_folder_at, remove_stale_temps, write_json
 from .template import space_code, template_file_digests
 from .user_errors import as_storage_error
 from .workers import leave_if_starting_a_worker, run_per_scan
@@ -164,6 +164,7 @@ def run_batch(table: pd.DataFrame, out_dir: str | Path, params: Params, jobs: in
         if shard is None:
             remove_stale_temps(out_dir)  # a killed run's half-written manifest; no shard can be writing its own now
         for path in files_removed_at_start(out_dir, shard):
+            refuse_a_folder_at(path)  # said with its fix, before any scan
             path.unlink(missing_ok=True)
         if shard is not None:
             table = select_shard(table, *shard)

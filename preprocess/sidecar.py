@@ -32,7 +32,7 @@ _PAIR_TYPES = (("header", ".hdr"), ("image", ".img"), ("mat", ".mat"))
 _COMPRESSIONS = (".gz", ".bz2", ".zst")
 _PROBE_BYTES = 64 * 1024  # what `cannot_write` writes: a disk with less free is full for any output
 
-__all__ = ["file_sha256", "scan_files", "scan_sha256", "voxels_sha256", "atomic_path", "nearest_existing",
+__all__ = ["file_sha256", "scan_files", "scan_sha256", "voxels_sha256", "atomic_path", "refuse_a_folder_at", "nearest_existing",
            "cannot_write", "require_writable", "remove_stale_temps", "write_json", "read_sidecar", "output_hashes", "stale_reason"]
 
 
@@ -81,9 +81,7 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
     it onto `final` only if the block succeeds, its data on the disk first: after a crash or a power cut, a file
     renamed before its data was written can come back empty (a run's last.pt, which only deleting the run fixed)."""
     final = Path(final)
-    if final.is_dir():  # refused before the work: os.replace onto it failed after it, "Is a directory: 'F' -> 'F'"
-        raise IsADirectoryError(errno.EISDIR, f"{os.strerror(errno.EISDIR)} where this file goes: move or remove that "
-                                "folder and run the command again", str(final))
+    refuse_a_folder_at(final)  # refused before the work: os.replace onto it failed after it, "Is a directory: 'F' -> 'F'"
     final.parent.mkdir(parents=True, exist_ok=True)
     temp = _new_temp_beside(final)
     try:
@@ -100,6 +98,14 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
         # saying why
         with contextlib.suppress(OSError):
             temp.unlink()
+
+
+def refuse_a_folder_at(final: Path) -> None:
+    """One line with the fix where a folder stands at `final`, a file an output goes to: the OS's own error (from
+    an unlink or a rename) named the path but not what to do."""
+    if final.is_dir():
+        raise IsADirectoryError(errno.EISDIR, f"{os.strerror(errno.EISDIR)} where this file goes: move or remove that "
+                                "folder and run the command again", str(final))
 
 
 def _new_temp_beside(final: Path) -> Path:

@@ -602,6 +602,16 @@ def test_a_full_output_disk_stops_the_run_rather_than_failing_every_scan_after_i
     assert failed["status"] == "failed" and failed["error"] == "a.nii.gz: OSError: [Errno 5] Input/output error"
 
 
+@pytest.mark.parametrize("name", ["manifest.csv", "failures.csv"])
+def test_a_folder_where_a_table_goes_is_refused_before_any_scan_with_its_fix(tmp_path, capsys, name):
+    """Refused by the removal of the earlier table, as "[Errno 21] Is a directory: PATH", which said no fix."""
+    (tmp_path / "out" / name).mkdir(parents=True)
+    csv = _csv(tmp_path, {"sub-a": tmp_path / "gone.nii.gz"})
+    assert main(["--input", str(csv), "--output", str(tmp_path / "out"), *FAST]) == 2
+    assert capsys.readouterr().err == ("elr-mri preprocess: error: [Errno 21] Is a directory where this file goes: "
+                                       f"move or remove that folder and run the command again: '{tmp_path / 'out' / name}'\n")
+
+
 def test_a_disk_that_fills_between_the_two_tables_leaves_no_manifest(tmp_path, capsys):
     """manifest.csv was written before failures.csv: a disk that filled between them (a file size limit here, as a
     disk does) left a new manifest beside no failure list, so `import-cohort` said nothing of the failed scans."""
