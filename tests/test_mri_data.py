@@ -18,7 +18,9 @@ from torch.utils.data import DataLoader
 from elr_mri.config import DataConfig, MRIDataConfig, NoiseConfig
 from elr_mri.data import build_data
 from elr_mri.data.cohort import IMAGE_COLUMN
+from elr_mri.data.disk_cache import DiskCache
 from elr_mri.data.grid import ScanReadError, VolumeGrid, read_grid
+from elr_mri.data.memory_cache import MemoryCache
 from elr_mri.data.mri import (
     MRIScans,
     build_mri_data,
@@ -592,6 +594,19 @@ def test_holdout_sharing_participants_is_refused_unless_allowed(tmp_path):
     assert len(holdout) == 3 and holdout[2]["label"] == 2 and holdout[0]["image"].shape == (1, 16, 16, 16)
     clean, notes = build_mri_eval_dataset(manifest, trained_elsewhere(tmp_path), training_participants=["other"])
     assert notes == [] and (clean.frame["split"] == "holdout").all()
+
+
+def test_a_holdout_is_read_without_the_runs_cache(tmp_path):
+    """Each holdout scan is scored once: with the run's cache: disk its crops were written into the run's cache_dir,
+    with cache: memory every volume was held, neither checked against the room there."""
+    (tmp_path / "holdout").mkdir()
+    manifest = make_cohort(tmp_path / "holdout", participants=3, scans=1)
+    for cache in ("disk", "memory"):
+        cfg = config(tmp_path / "moved" / "manifest.csv", cache=cache, cache_dir=str(tmp_path / "cache"))
+        holdout, _ = build_mri_eval_dataset(manifest, cfg, ["other"])
+        assert [holdout[i]["label"] for i in range(len(holdout))] == [0, 1, 2]
+        assert not isinstance(holdout.volumes, (DiskCache, MemoryCache))
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
 
 
 def test_a_converters_sessions_stay_in_one_split_stratified_by_their_most_frequent_diagnosis(tmp_path):

@@ -394,12 +394,16 @@ def build_mri_eval_dataset(
 
     Returns the dataset and the overlap notes to print in the report (non-empty only when
     `cfg.mri.allow_participant_overlap` let an overlap through).
+
+    Its scans are read without a cache, whatever `cfg.mri.cache` says: each is scored once, so a memory cache only
+    held every volume (unchecked against the memory available) and a disk cache wrote the holdout's crops into the
+    run's `cache_dir` (unchecked against its free space).
     """
     mri = cfg.mri
     frame, notes = load_holdout_manifest(manifest, cfg, training_participants, require_age, grid)
     transform = mri_transforms(mri.crop_size, train=False)
     dataset = MRIScans(frame.assign(split="holdout"), label_indices(frame["diagnosis"], mri.classes), transform,
-                       mri.cache, mri.cache_dir, cfg.num_workers, cache_tag=_cache_tag(mri.crop_size, train=False))
+                       "none", num_workers=cfg.num_workers)
     return dataset, notes
 
 
