@@ -28,6 +28,7 @@ __all__ = ["NO_WORKER_STARTED", "WorkersDidNotStart", "scan_workers", "leave_if_
            "run_per_scan", "start_worker_process", "die_with_parent", "forked_on_linux"]
 
 _PR_SET_PDEATHSIG = 1  # prctl option from <linux/prctl.h>
+ITK_THREADS = "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"
 
 
 # A worker's end before it started, said once by the parent: the usual cause, and its fix
@@ -44,11 +45,21 @@ class WorkersDidNotStart(RuntimeError):
 def scan_workers(jobs: int, started: Synchronized | None = None, threads: int | None = None
                  ) -> Iterator[ProcessPoolExecutor]:
     """`jobs` spawned workers with `threads` ITK threads each (None: `cores // jobs`, so they do not oversubscribe
-    the machine); each adds 1 to `started` once it has started."""
-    threads = threads or max(1, usable_cores() // jobs)
+    the machine), no more than the user's ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS; each adds 1 to `started` once it
+    has started."""
+    share = threads or max(1, usable_cores() // jobs)
+    threads = min(share, user_itk_threads() or share)
     with stopping_workers(jobs, multiprocessing.get_context("spawn"), _start_worker,
                           (threads, os.getpid(), started)) as pool:
         yield pool
+
+
+def user_itk_threads() -> int | None:
+    """The ITK thread count exported here (a shared node's rule, a user sparing cores for other work), None where
+    unset or not a positive whole number (ITK itself ignores such a value). A worker's count is capped by it: it
+    was overwritten with cores // jobs, so ANTs ran on more threads than the user allowed."""
+    value = os.environ.get(ITK_THREADS, "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None
 
 
 def leave_if_starting_a_worker() -> None:
@@ -164,7 +175,7 @@ def die_with_parent(parent_pid: int) -> None:
 
 def _start_worker(threads: int, parent_pid: int, started: Synchronized | None) -> None:
     """Runs first in each spawned worker, before ANTs (and so ITK) is imported there."""
-    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(threads)
+    os.environ[ITK_THREADS] = str(threads)
     start_worker_process(parent_pid)
     if started is not None:
         with started.get_lock():

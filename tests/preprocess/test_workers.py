@@ -129,6 +129,25 @@ def test_workers_share_the_cores_and_fewer_scans_than_jobs_leave_none_idle() -> 
     assert pinned["a"]["threads"] == 1, "a result that must not depend on the cores (volumes --deterministic)"
 
 
+@pytest.mark.skipif(usable_cores() < 2, reason="needs 2 usable cores, so that the share is more than the cap")
+def test_an_exported_itk_thread_count_caps_each_workers_share(monkeypatch) -> None:
+    """A user's (or a shared node's) ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS was overwritten with cores // jobs, so ANTs
+    ran on more threads than allowed; it caps the share, never raises it, and a value ITK ignores is ignored."""
+    from preprocess.workers import run_per_scan
+
+    monkeypatch.setenv("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "1")
+    capped = run_per_scan(_itk_threads, {"a": ("a",)}, jobs=1, desc="test", progress=False)
+    assert capped["a"]["threads"] == 1
+    monkeypatch.setenv("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "999")
+    raised = run_per_scan(_itk_threads, {"a": ("a",)}, jobs=1, desc="test", progress=False)
+    assert raised["a"]["threads"] == usable_cores(), "a cap, not a count: no more threads than the cores"
+    pinned = run_per_scan(_itk_threads, {"a": ("a",)}, jobs=1, desc="test", progress=False, threads=1)
+    assert pinned["a"]["threads"] == 1, "--deterministic's 1 thread stays"
+    monkeypatch.setenv("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "many")
+    unread = run_per_scan(_itk_threads, {"a": ("a",)}, jobs=1, desc="test", progress=False)
+    assert unread["a"]["threads"] == usable_cores()
+
+
 def _done(key: str) -> dict:
     return {"status": "done"}
 
