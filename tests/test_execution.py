@@ -446,3 +446,22 @@ def test_an_fp16_runs_loss_scale_is_restored_on_resume(loss: str) -> None:
     resumed = method()
     resumed.load_state_dict(trained.state_dict())
     assert [scaler.get_scale() for scaler in scalers(resumed)] == [1024.0] * len(scalers(trained))
+
+
+def test_compiling_keeps_inductors_cache_in_the_users_own_folder(monkeypatch, tmp_path) -> None:
+    """torch's default cache, /tmp/torchinductor_<user>, is a name another local user can create first, and inductor
+    runs the code compiled there; a cache folder the user chose stays theirs. (Wrapping compiles nothing yet.)"""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    cache = tmp_path / "elr-mri" / "torchinductor"
+    for unchosen in (None, os.path.abspath(default_cache_dir())):  # importing torch._dynamo writes the default there
+        if unchosen is None:
+            monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+        else:
+            monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", unchosen)
+        CompiledForFullBatches(nn.Linear(2, 2))
+        assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(cache) and cache.stat().st_mode & 0o077 == 0
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
+    CompiledForFullBatches(nn.Linear(2, 2))
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "mine")

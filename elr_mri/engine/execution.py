@@ -27,8 +27,8 @@ from elr_mri.engine.checkpoint import capture_rng, restore_rng
 from elr_mri.models.phase_grid_conv import PhaseGridConv3d, use_phase_grids
 from preprocess.cores import runnable_cores, usable_cores
 
-__all__ = ["CompiledForFullBatches", "ExecutionPlan", "busy_cores_note", "limit_cpu_threads", "precision_note",
-           "process_settings_kept"]
+__all__ = ["CompiledForFullBatches", "ExecutionPlan", "busy_cores_note", "keep_compile_cache_private",
+           "limit_cpu_threads", "precision_note", "process_settings_kept"]
 
 
 @dataclass(frozen=True)
@@ -169,6 +169,7 @@ class CompiledForFullBatches(nn.Module):
                  required: bool = False, failures: list[str] | None = None) -> None:
         super().__init__()
         self.eager = module
+        keep_compile_cache_private()
         self.graph: Callable[..., torch.Tensor] | None = torch.compile(module, dynamic=False, mode=mode)  # None: eager
         self.full_batch: int | None = None
         self.required = required
@@ -202,6 +203,24 @@ class CompiledForFullBatches(nn.Module):
 
 
 _REPORTED_COMPILE_FAILURES: set[str] = set()
+
+
+def keep_compile_cache_private() -> None:
+    """Point torch.compile's cache at the user's own cache folder (XDG_CACHE_HOME or ~/.cache, then
+    elr-mri/torchinductor) in place of torch's default, /tmp/torchinductor_<user>: a name another local user can
+    create first, and inductor then runs the code it finds compiled there. Importing torch._dynamo writes that default
+    into TORCHINDUCTOR_CACHE_DIR, so only another value there is the user's choice, and stays. Where the folder cannot
+    be made (no home, a read-only one), torch's default stays: compiling still works."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    if os.environ.get("TORCHINDUCTOR_CACHE_DIR") not in (None, os.path.abspath(default_cache_dir())):
+        return
+    try:
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "elr-mri" / "torchinductor"
+        cache.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except (OSError, RuntimeError):  # RuntimeError: Path.home() without a home
+        return
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache)
 
 
 def limit_cpu_threads(threads: int) -> None:
