@@ -115,11 +115,12 @@ def _itk_threads(key: str) -> dict:
 
 @pytest.mark.skipif(usable_cores() < 2, reason="needs 2 usable cores to share out (SLURM's --cpus-per-task, a CPU "
                                                 "quota and the affinity count)")
-def test_workers_share_the_cores_and_fewer_scans_than_jobs_leave_none_idle() -> None:
+def test_workers_share_the_cores_and_fewer_scans_than_jobs_leave_none_idle(monkeypatch) -> None:
     """Each of `jobs` workers runs ITK on cores // jobs threads, so jobs × threads fits the machine; a batch of one
     scan at --jobs 2 ran it on half the cores while the other worker's half sat idle. `threads` overrides the share."""
     from preprocess.workers import run_per_scan
 
+    monkeypatch.delenv("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", raising=False)  # a shell's own cap would lower it
     cores = usable_cores()
     shared = run_per_scan(_itk_threads, {key: (key,) for key in "abcd"}, jobs=2, desc="test", progress=False)
     assert {result["threads"] for result in shared.values()} == {cores // 2}
