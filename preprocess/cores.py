@@ -12,7 +12,7 @@ import math
 import os
 from pathlib import Path
 
-__all__ = ["runnable_cores", "usable_cores", "cgroup_cpu_quota", "cgroup_folders"]
+__all__ = ["runnable_cores", "usable_cores", "thread_share", "exported_count", "cgroup_cpu_quota", "cgroup_folders"]
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PROC_CGROUP = Path("/proc/self/cgroup")
@@ -32,6 +32,21 @@ def usable_cores(cgroup_root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_CGROU
         cores = min(cores, int(allocated))
     quota = cgroup_cpu_quota(cgroup_root, proc_cgroup)
     return max(1, min(cores, math.ceil(quota))) if quota is not None else cores
+
+
+def thread_share(jobs: int, cap_variable: str) -> int:
+    """Threads for each of `jobs` processes: the usable cores // `jobs`, no more than the count exported in
+    `cap_variable` (ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS, OMP_NUM_THREADS), a node's rule or a user sparing cores
+    for other work: each process's variable is set to the share, which overwrote the user's lower count."""
+    share = max(1, usable_cores() // jobs)
+    return min(share, exported_count(cap_variable) or share)
+
+
+def exported_count(variable: str) -> int | None:
+    """The positive whole number exported in `variable`, None where unset or anything else (ITK and OpenMP ignore
+    such a value too)."""
+    value = os.environ.get(variable, "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None
 
 
 def cgroup_cpu_quota(cgroup_root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_CGROUP) -> float | None:

@@ -22,7 +22,7 @@ from multiprocessing.context import BaseContext, SpawnContext, SpawnProcess
 from multiprocessing.sharedctypes import Synchronized
 from typing import Callable, Hashable, Iterator, Mapping
 
-from preprocess.cores import usable_cores
+from preprocess.cores import thread_share, usable_cores
 
 __all__ = ["NO_WORKER_STARTED", "WorkersDidNotStart", "scan_workers", "leave_if_starting_a_worker", "stopping_workers",
            "run_per_scan", "start_worker_process", "die_with_parent", "forked_on_linux"]
@@ -47,19 +47,10 @@ def scan_workers(jobs: int, started: Synchronized | None = None, threads: int | 
     """`jobs` spawned workers with `threads` ITK threads each (None: `cores // jobs`, so they do not oversubscribe
     the machine), no more than the user's ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS; each adds 1 to `started` once it
     has started."""
-    share = threads or max(1, usable_cores() // jobs)
-    threads = min(share, user_itk_threads() or share)
+    threads = threads or thread_share(jobs, ITK_THREADS)
     with stopping_workers(jobs, multiprocessing.get_context("spawn"), _start_worker,
                           (threads, os.getpid(), started)) as pool:
         yield pool
-
-
-def user_itk_threads() -> int | None:
-    """The ITK thread count exported here (a shared node's rule, a user sparing cores for other work), None where
-    unset or not a positive whole number (ITK itself ignores such a value). A worker's count is capped by it: it
-    was overwritten with cores // jobs, so ANTs ran on more threads than the user allowed."""
-    value = os.environ.get(ITK_THREADS, "").strip()
-    return int(value) if value.isdigit() and int(value) > 0 else None
 
 
 def leave_if_starting_a_worker() -> None:

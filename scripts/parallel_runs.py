@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from elr_mri.stopping import stop_if_terminated
-from preprocess.cores import usable_cores
+from preprocess.cores import thread_share
 from paper_runs import run_status, training_needed
 
 __all__ = ["PlannedRun", "train_command", "train_in_parallel", "visible_gpus"]
@@ -72,15 +72,15 @@ def visible_gpus() -> list[str]:
 def train_in_parallel(runs: list[PlannedRun], jobs: int) -> dict[PlannedRun, dict[str, Any] | str]:
     """Train `runs`, at most `jobs` at a time; returns each run's summary.json, or why it failed (one line).
 
-    Run slot k uses GPU k mod (number of visible GPUs). Each run gets the CPU's cores divided by `jobs` as its torch
-    threads unless its overrides set train.threads; its log (a file: no bars) gets `train`'s line per epoch. One run
+    Run slot k uses GPU k mod (number of visible GPUs). Each run gets the CPU's cores divided by `jobs` (no more than
+    an exported OMP_NUM_THREADS) as its torch threads unless its overrides set train.threads; its log (a file: no bars) gets `train`'s line per epoch. One run
     failing stops none of the others. On Ctrl-C (or any error here) the running ones are stopped as Ctrl-C stops
     `elr-mri train`, after their last checkpoint, and the exception goes on.
     """
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
     gpus = visible_gpus()
-    threads = max(1, usable_cores() // jobs)
+    threads = thread_share(jobs, "OMP_NUM_THREADS")
     results: dict[PlannedRun, dict[str, Any] | str] = {}
     pending = deque(runs)
     running: dict[int, tuple[PlannedRun, subprocess.Popen, float, int]] = {}  # run, process, start, log offset

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from preprocess.cores import cgroup_cpu_quota, runnable_cores, usable_cores
+from preprocess.cores import cgroup_cpu_quota, runnable_cores, thread_share, usable_cores
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -94,3 +94,17 @@ def test_the_adni_script_sizes_jobs_by_the_usable_cores(tmp_path) -> None:
     free = subprocess.run(["bash", str(ROOT / "scripts" / "preprocess_adni.sh"), "in.csv", "out"],
                           capture_output=True, text=True, env={**env, "SLURM_CPUS_PER_TASK": ""}, check=True)
     assert f"--jobs {max(1, usable_cores() // 2)}" in free.stdout
+
+
+def test_an_exported_thread_count_caps_each_processs_share(monkeypatch) -> None:
+    """parallel_runs gave each run cores // jobs torch threads over a user's OMP_NUM_THREADS=1 (preprocess's workers
+    so overwrote ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS): the exported count caps the share and never raises it."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
+    monkeypatch.setattr("preprocess.cores.cgroup_cpu_quota", lambda *folders: None)
+    for exported, share in ((None, 4), ("1", 1), ("16", 4), ("many", 4), ("0", 4)):
+        if exported is None:
+            monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        else:
+            monkeypatch.setenv("OMP_NUM_THREADS", exported)
+        assert thread_share(2, "OMP_NUM_THREADS") == share, exported
