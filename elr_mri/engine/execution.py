@@ -210,9 +210,12 @@ def keep_compile_cache_private() -> None:
     elr-mri/torchinductor) in place of torch's default, /tmp/torchinductor_<user>: a name another local user can
     create first, and inductor then runs the code it finds compiled there. Importing torch._dynamo writes that default
     into TORCHINDUCTOR_CACHE_DIR, so only another value there is the user's choice, and stays. Where the folder cannot
-    be made (no home, a read-only one), torch's default stays: compiling still works."""
-    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
-
+    be made (no home, a read-only one), or a torch older than this helper's module, torch's default stays: compiling
+    still works."""
+    try:
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+    except ImportError:  # a private module of torch's: not in every version pyproject allows
+        return
     if os.environ.get("TORCHINDUCTOR_CACHE_DIR") not in (None, os.path.abspath(default_cache_dir())):
         return
     try:
