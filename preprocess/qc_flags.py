@@ -52,8 +52,9 @@ ACTIONS = (
 def flag_outliers(manifest: pd.DataFrame, min_ncc: float) -> pd.DataFrame:
     """Set `qc_flag` where NCC is below `min_ncc` or the head overlap below MIN_HEAD_DICE, or (10+ scans)
     NCC is far below the batch's median: more than 3.5 robust standard deviations (1.4826 MAD, at least
-    MIN_NCC_SPREAD); `qc_reason` says which (empty when not flagged); so does one image listed under two ids. Flagged
-    scans stay in the manifest."""
+    MIN_NCC_SPREAD); likewise where the scan's field of view missed part of the template's brain (`cut_off_brains`),
+    its input is too coarse (`coarse_inputs`) or its image is listed under another id too (`repeated_images`).
+    `qc_reason` says which (empty when not flagged). Flagged scans stay in the manifest."""
     manifest = manifest.copy()
     ncc = manifest["qc_ncc"].astype(float).to_numpy() if len(manifest) else np.zeros(0)
     dice = manifest["qc_mask_dice"].astype(float).to_numpy() if len(manifest) else np.zeros(0)
