@@ -1,7 +1,8 @@
 """`elr-mri preprocess` and `elr-mri preprocess-merge`: raw T1 scans to template space, in batch.
 
-Exit codes: 0 all scans done or skipped; 1 some scans failed (listed in failures.csv) or shards are
-missing at merge; 2 the command line or the input table is unusable.
+Exit codes: 0 all scans done or skipped; 1 some scans failed (listed in failures.csv), or the merge cannot join
+the shards (none, some missing, or run with other settings or input tables); 2 the command line or the input table
+is unusable; 130 Ctrl-C; 143 SIGTERM.
 """
 from __future__ import annotations
 
@@ -54,7 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="float32 (default), or int16: scaled integers (NIfTI has no float16), half the disk")
     parser.add_argument("--deterministic", action="store_true",
                         help="reproducible registration (ANTs Repro stages, fixed seed, 1 ITK thread)")
-    parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1); ITK threads = cores // jobs")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="worker processes (default 1); ITK threads = cores // jobs, at most an exported "
+                             "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS (1 with --deterministic)")
     parser.add_argument("--shard", default=None, metavar="I/N",
                         help="process shard I of N (0-based), e.g. $SLURM_ARRAY_TASK_ID/8; then run the merge")
     parser.add_argument("--qc-min-ncc", type=float, default=0.45, help="flag scans whose NCC is below this (default 0.45)")
