@@ -7,7 +7,8 @@ import re
 from preprocess.user_errors import USER_ERRORS, as_path_name_error, as_storage_error
 
 # torch re-raises a DataLoader worker's error with the worker's traceback as its text; an error of
-# this project's (all are ValueErrors) is a line "elr_mri.module.NameError: message" in it.
+# this project's (ValueErrors, but for preprocess's StorageError, an OSError) is a line
+# "elr_mri.module.NameError: message" in it, and comes back as a ValueError holding its message.
 _PROJECT_ERROR_LINE = re.compile(r"^(?:elr_mri|preprocess)\.[\w.]*Error: (.+)$", re.MULTILINE)
 
 
