@@ -1,9 +1,10 @@
 """What a command does when the file system of its output folder has no file locks.
 
 Why: cluster file systems are often mounted without them (Lustre without `-o flock`, NFS without its lock service),
-and the OS then answers a lock request with ENOLCK, ENOSYS or EOPNOTSUPP. The locks of `elr-mri train` and
-`elr-mri preprocess` only keep a second run out of a folder one is writing; refusing to run at all there would
-make the tools unusable on the machines their users have, so the run goes on and says that this guard is off.
+and the OS then answers a lock request with ENOLCK, ENOSYS or EOPNOTSUPP. The locks of `elr-mri train`, `preprocess`,
+`simulate-cohort`, `evaluate` and `explain` only keep a second run out of a folder one is writing; refusing to run at
+all there would make the tools unusable on the machines their users have, so the run goes on and says that this guard
+is off.
 
 It lives here, in the package without torch, so that `elr-mri preprocess` can use it too.
 """

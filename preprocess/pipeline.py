@@ -3,7 +3,8 @@
 `process_scan` loads and checks the scan, corrects the bias field, registers it to the template,
 resamples it once onto the output grid, normalises it and writes the volume, the forward
 transform, a QC overlay and last the JSON sidecar. It skips a scan whose sidecar already records
-the same input hash, parameters, template files and PIPELINE_VERSION.
+the same input hash, parameters, template files and PIPELINE_VERSION (or a version `versions_writing_alike` names),
+and whose outputs are still the files it wrote.
 """
 from __future__ import annotations
 

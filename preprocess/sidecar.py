@@ -1,7 +1,8 @@
 """Hashes, atomic writes and the JSON sidecar that lets an interrupted batch resume.
 
 A scan counts as done only when its sidecar exists and records the same input hash,
-parameters, template files and pipeline version; the sidecar is written last, and every file
+parameters, template files and pipeline version (or one that wrote the outputs alike), and its outputs are still the
+files it wrote (`stale_reason`); the sidecar is written last, and every file
 goes through a temporary name and `os.replace`, so a run killed at any moment leaves nothing
 that looks finished.
 """
