@@ -64,7 +64,8 @@ __all__ = [
 UNKNOWN_SEX_LETTERS = ("U", "O", "X")  # unknown, other, X: kept as unknown
 # preprocess/ statuses of a scan whose processed volume exists; other rows (failed) are dropped, and said so
 USABLE_STATUSES = ("ok", "done", "skipped")
-# Ages above this are units gone wrong (months, a birth year), not people; the age encoding's last bin is 119.75.
+# Ages above this are units gone wrong (months, a birth year), not people; the age encoding's last bin, which every
+# age past 119.25 shares, is 119.5 years.
 MAX_AGE_YEARS = 120
 
 # ADNIMERGE's visit diagnosis DX (CN, MCI, Dementia) and baseline DX_bl (CN, SMC, EMCI, LMCI, AD); older

@@ -160,7 +160,7 @@ class AgeEncoding(nn.Module):
 
 
 def age_bins(age: torch.Tensor) -> torch.Tensor:
-    """Half-year bin of each age in years (0 → 0, 70.5 → 141, ≥ 119.75 → 239); NaN or negative is an error.
+    """Half-year bin of each age in years (0 → 0, 70.5 → 141, past 119.25 → 239); NaN or negative is an error.
 
     Values are checked only on the CPU outside torch.compile: on a GPU the check would make the host
     wait for the network's whole trunk at every forward, and under compile it would split the graph.
