@@ -358,7 +358,9 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--checkpoint", choices=["best", "last"], default="best",
                           help="best (default): the epoch the run's selection rule chose (config.yaml says which); last: "
                                "the final epoch")
-    evaluate.add_argument("--bootstrap", type=int, default=N_BOOT, help="participant resamples for the 95%% intervals (default %(default)s)")
+    evaluate.add_argument("--bootstrap", type=int, default=N_BOOT,
+                          help="bootstrap resamples for the 95%% intervals, of participants (an image run's: of "
+                               "images) (default %(default)s)")
     evaluate.add_argument("--baselines", action="store_true",
                           help="MRI runs only: also fit the linear baselines on the run's splits and put them in the "
                                "same table")
