@@ -290,8 +290,9 @@ def _other_spelling(first: str, second: str) -> str:
 
 
 def _unknown_classes(frame: pd.DataFrame, raw: pd.Series, column: str, classes: Sequence[str]) -> list[str]:
-    """A problem per diagnosis outside `classes`, naming its first row and how many share it: a class the run
-    leaves out (data.mri.classes [CN, AD] on a cohort with MCI) is one line, not one per scan."""
+    """A problem per diagnosis outside `classes`, naming its first row and how many share it: a cohort's own code
+    (Dementia, not recoded by `import-cohort`) is one line, not one per scan. The project's diagnoses that `classes`
+    leaves out (MCI of a CN-vs-AD run) do not come here: their scans are left out before, in one warning."""
     unknown = np.flatnonzero(frame[column].isna())
     problems = []
     for value in dict.fromkeys(raw[i] for i in unknown):
