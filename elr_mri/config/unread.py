@@ -34,11 +34,12 @@ SCHEDULE_READS: dict[str, frozenset[str]] = {
     "cosine": frozenset({"schedule.eta_min"}),
     "cosine_warm_restarts": frozenset({"schedule.t0", "schedule.eta_min"}),
 }
-# The model settings each network reads (`build_model`): its width where it has one; every one reads pretrained weights.
-_MODEL_WIDTHS = {"mlp": {"model.hidden"}, "small_cnn": {"model.hidden"},
-                 "widened_cnn3d": {"model.widening", "model.use_age"}}
+# The model settings each network reads (`build_model`): its width where it has one, and the widened CNN its age input;
+# every one reads pretrained weights.
+_MODEL_OWN_SETTINGS = {"mlp": {"model.hidden"}, "small_cnn": {"model.hidden"},
+                       "widened_cnn3d": {"model.widening", "model.use_age"}}
 MODEL_READS: dict[str, frozenset[str]] = {
-    name: frozenset({"model.pretrained_checkpoint", *_MODEL_WIDTHS.get(name, ())}) for name in MODEL_NAMES
+    name: frozenset({"model.pretrained_checkpoint", *_MODEL_OWN_SETTINGS.get(name, ())}) for name in MODEL_NAMES
 }
 # The setting that chooses which of a section's settings a run reads, and what each choice reads.
 _CHOSEN_BY: dict[str, tuple[str, dict[str, frozenset[str]]]] = {
