@@ -120,8 +120,7 @@ def _check_settings_read(cfg: RunConfig, source: str) -> None:
         for key in _ELR_ONLY:
             value = setting_value(cfg, key)
             if value:
-                ramp_for_elr_plus = cfg.loss.name == "elr_plus" and key.startswith("loss.")
-                instead = ("ramp ELR+'s λ in with elr_plus.coef_step instead" if ramp_for_elr_plus
+                instead = ("ramp ELR+'s λ in with elr_plus.coef_step instead" if cfg.loss.name == "elr_plus"
                            else "drop it, or set loss.name: elr")
                 raise ConfigError(f"{source}: {key} = {value} is an ELR setting that loss.name = "
                                   f"{cfg.loss.name} does not read; {instead}")
