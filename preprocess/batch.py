@@ -78,8 +78,8 @@ def shard_record_name(shard: tuple[int, int]) -> str:
 
 
 RUN_LOCK = ".preprocess.lock"  # flock'ed by every run into the folder: exclusively by a whole run, shared by shards
-# A whole run removes them all; the shards' locks too, which no run can hold while it holds RUN_LOCK.
 PROBE_LOCK = ".preprocess-probe.lock"  # held while a shard tests other sharded runs' locks
+# The shards' files: a whole run removes them all; their locks too, which no run can hold while it holds RUN_LOCK.
 SHARD_FILE_PATTERNS = ("manifest-shard-*-of-*.csv", "failures-shard-*-of-*.csv", "shard-*-of-*.json",
                        ".preprocess-shard-*-of-*.lock", ".preprocess-sharded-run-*.lock", PROBE_LOCK)
 
