@@ -1,8 +1,11 @@
 """The demo's report: one Markdown page a person reads top to bottom, with its figures beside it.
 
 It says first that the cohort is simulated, then shows each stage's evidence: the cohort and its
-label noise, preprocessing QC, learning curves and memorization, the metrics with intervals on
-both holdouts, and how well each method's suspected-mislabel table finds the flipped labels.
+label noise, preprocessing QC, the regional volumes against the simulated ones, learning curves and
+memorization, the metrics with intervals on the test split and the holdout (the CNNs beside the linear
+baselines), the saliency maps where `elr-mri explain` made any, the same predictions scored against the
+true diagnosis (ELR − CE paired), how well each method's suspected-mislabel table finds the flipped
+labels, and where the time went.
 """
 
 from __future__ import annotations
