@@ -1,7 +1,8 @@
 """The training loop shared by every run: data, method, epochs, evaluation, checkpoints, reports.
 
-A run directory holds everything needed to read or continue a run: the resolved `config.yaml`,
-`metrics.csv`, `checkpoints/last.pt` and `best.pt`, `summary.json`, the suspected-mislabel table
+A run directory holds everything needed to read or continue a run: the resolved `config.yaml`, the record of
+what it trained on (`data_shape.json`; for MRI runs `splits.csv` and `split_balance.csv`: `run_records`),
+`metrics.csv` (and `tensorboard/`), `checkpoints/last.pt` and `best.pt`, `summary.json`, the suspected-mislabel table
 and the memorization plot. `--resume` reloads `last.pt` (models, EMA copies, optimizers, loss
 targets, RNG state) and finishes with the same metrics an uninterrupted run would have.
 """
