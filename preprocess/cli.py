@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--template", default=None, type=nonempty_text,
                         help="template T1 NIfTI (default: nilearn's MNI152 2009)")
     parser.add_argument("--template-mask", default=None, type=nonempty_text,
-                        help="brain mask of --template (default: Otsu mask)")
+                        help="brain mask of --template (default: its voxels above its mean intensity, cleaned "
+                             "up morphologically: ANTs' get_mask)")
     parser.add_argument("--resolution", type=float, default=1.5, help="output voxel size in mm (default 1.5)")
     parser.add_argument("--shape", type=int, nargs=3, metavar=("X", "Y", "Z"), default=None,
                         help="output grid in voxels, centred on the template (default: 169 208 179 at 1 mm, "

@@ -53,7 +53,8 @@ def check_template_files(path: str | None, mask_path: str | None) -> None:
         return
     template = load_option_file(path, "--template", "pass a 3D T1 template NIfTI, or leave --template out for MNI152")
     if mask_path is not None:
-        fix = "pass the template's 3D brain mask NIfTI, or leave it out for an Otsu mask of --template"
+        fix = ("pass the template's 3D brain mask NIfTI, or leave it out for a mask of --template's voxels above its "
+               "mean intensity (ANTs' get_mask)")
         _require_mask_on(template, load_option_file(mask_path, "--template-mask", fix), f"--template-mask {mask_path}",
                          fix)
 
