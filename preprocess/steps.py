@@ -126,8 +126,9 @@ def register(fixed: ants.ANTsImage, moving: ants.ANTsImage, transform: str, dete
              outprefix: str) -> list[str]:
     """Register `moving` to `fixed`; return the forward transform files (template -> scan).
 
-    Deterministic mode needs ANTs' "Repro" variant of the same stages (GC metric, fixed seed):
-    ANTsPy refuses any other transform once `set_ants_deterministic` is on. Either way the sampling is seeded
+    Deterministic mode takes ANTs' "Repro" variant of the same stages (GC metric, fixed seed), the only kind ANTsPy's
+    deterministic mode means to allow (antspyx 0.6.3 checks a copy of its flag taken at import, so refuses none after
+    `set_ants_deterministic`: the choice is made here). Either way the sampling is seeded
     (`ANTS_RANDOM_SEED`, a seed of the user's own kept), so a rerun on one ITK thread gives the same transform; the
     default stages' MI metric still sums in another order on several threads."""
     import ants
