@@ -244,7 +244,8 @@ def balanced_subset(labels: np.ndarray, num_classes: int, size: int, seed: int) 
 
 def worker_start(workers: int) -> BaseContext | None:
     """How DataLoader workers start: forked on Linux whatever Python's default (`forked_on_linux`). Under Python 3.14's
-    default there, forkserver, each worker of each epoch's loaders imported torch again: an epoch of digits with 2
-    workers took 23 s (training 8-9 s, scoring 14-15 s) against 0.7 s forked (2 busy cores), and the workers no longer
-    inherited the signal handling `elr_mri.stopping` gives them. The benchmarks' loaders start theirs so too."""
+    default there, forkserver, each worker imports torch again (measured while loaders were made anew each epoch: an
+    epoch of digits with 2 workers took 23 s, training 8-9 s and scoring 14-15 s, against 0.7 s forked on 2 busy cores;
+    the kept loaders, `BatchFeeder._kept_loader`, pay it once a run), and the workers no longer inherit the signal
+    handling `elr_mri.stopping` gives them. The benchmarks' loaders start theirs so too."""
     return forked_on_linux() if workers > 0 else None  # a DataLoader without workers refuses a context
