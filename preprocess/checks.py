@@ -224,8 +224,9 @@ def _missing_orientation(img: nib.spatialimages.SpatialImage) -> str | None:
 
 
 def _disagreeing_orientations(img: nib.spatialimages.SpatialImage) -> str | None:
-    """How the header's qform and sform, both set, point an axis different ways, or None. nibabel (as ANTs) reads the
-    sform and ignores the qform, but one of them was edited without the other and either may be the right one: a
+    """How the header's qform and sform, both set, point an axis different ways, or None. nibabel, which the pipeline
+    reads scans with, takes the sform and ignores the qform (ANTs' reader, ITK's, the sform only where its code is 1,
+    scanner, else the qform), but one of them was edited without the other and either may be the right one: a
     left-right mirror then went through unseen (QC cannot tell a mirrored head), where FSL warns of it. Axes within
     45° of each other (a small tilt or shift between the two, or float rounding at an oblique 45°) are the sform's."""
     if not isinstance(img, nib.Nifti1Pair) or not (img.header["qform_code"] and img.header["sform_code"]):
