@@ -193,6 +193,7 @@ def _human_labels(
                          "classes of this data set; use noisy_label, CIFAR-100N's fine labels")
     arrays = _read_label_arrays(path)
     human = _pick(arrays, key, path)
+    file_clean = _clean_labels_beside(arrays, human, key, path)
     index = np.arange(len(labels)) if original_index is None else np.asarray(original_index)
     loaded = index if release_index is None else np.asarray(release_index)
     if loaded.size and loaded.max() >= len(human):
@@ -201,9 +202,9 @@ def _human_labels(
             "the label file does not belong to this data set, or an image folder's file names are not the original "
             "indices counted from 0 (00000.jpg)"
         )
-    if "clean_label" in arrays and int(arrays["clean_label"].max()) + 1 != num_classes:
+    if file_clean is not None and int(file_clean.max()) + 1 != num_classes:
         raise ValueError(
-            f"{path}: its labels name {int(arrays['clean_label'].max()) + 1} classes and the data set has {num_classes}; "
+            f"{path}: its labels name {int(file_clean.max()) + 1} classes and the data set has {num_classes}; "
             "the file belongs to another data set (CIFAR-10N's file for CIFAR-10, CIFAR-100N's for CIFAR-100), or the "
             "data set lacks classes (a class folder missing?)"
         )
@@ -224,8 +225,8 @@ def _human_labels(
             f"original index {absent[0]}; extracted in part?); extract the data set again (for fewer images set "
             "data.train_subset)"
         )
-    if "clean_label" in arrays:
-        wrong = int((_pick(arrays, "clean_label", path)[index] != np.asarray(labels)).sum())
+    if file_clean is not None:
+        wrong = int((file_clean[index] != np.asarray(labels)).sum())
         if wrong:
             raise ValueError(
                 f"{path}: its clean_label disagrees with the data set's labels on {wrong} of {len(index)} "
@@ -233,6 +234,19 @@ def _human_labels(
                 "training images by their original index, e.g. 00042.jpg)"
             )
     return _check_labels(human[index], num_classes)
+
+
+def _clean_labels_beside(arrays: dict[str, np.ndarray], human: np.ndarray, key: str, path: Path) -> np.ndarray | None:
+    """The file's `clean_label` (None without one), checked as its noisy labels are and against their length: used
+    unchecked, a NaN, a text or a shorter array stopped training with a bare NumPy error naming neither file nor key."""
+    if "clean_label" not in arrays:
+        return None
+    clean = _pick(arrays, "clean_label", path)
+    if len(clean) != len(human):
+        raise ValueError(f"{path}: 'clean_label' holds {len(clean)} labels and {key!r} {len(human)}, where both label "
+                         "the release's training images in order; the file is damaged or mixes two data sets: use the "
+                         "release's file (CIFAR-10N / CIFAR-100N)")
+    return clean
 
 
 def _read_label_arrays(path: Path) -> dict[str, np.ndarray]:
