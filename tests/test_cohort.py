@@ -195,6 +195,17 @@ def test_scans_of_a_class_the_run_leaves_out_are_dropped_in_one_warning_and_othe
         "import-cohort`)"]
 
 
+def test_a_scan_without_a_diagnosis_is_said_to_have_none(tmp_path):
+    """An empty cell (or NA, which tables read as missing) was quoted as diagnosis '' with advice to recode a cohort's
+    own codes through import-cohort, which an empty cell is not."""
+    rows = [scan("P1", "M00"), scan("P2", "M00", None), scan("P3", "M00", "NA"), scan("P4", "M00", "AD")]
+    with pytest.raises(ManifestError) as err:
+        load_manifest(write_manifest(tmp_path, rows), CLASSES)
+    assert str(err.value).splitlines()[1:] == [
+        "  line 3 (participant 'P2', session 'M00') and 1 more row(s): no diagnosis (empty, or a text such as NA or "
+        "None that tables read as missing); give the scan one of CN, MCI, AD, or remove its row"]
+
+
 def test_missing_age_is_fine_when_the_model_does_not_use_it(tmp_path):
     path = write_manifest(tmp_path, [scan("P1", "M00", age=None)])
     assert len(load_manifest(path, CLASSES, require_age=False)) == 1

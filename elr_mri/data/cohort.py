@@ -298,10 +298,18 @@ def _unknown_classes(frame: pd.DataFrame, raw: pd.Series, column: str, classes: 
     for value in dict.fromkeys(raw[i] for i in unknown):
         rows = [i for i in unknown if raw[i] == value]
         others = f" and {len(rows) - 1} more row(s)" if len(rows) > 1 else ""
-        problems.append(f"{_where(frame, rows[0])}{others}: {column} {value!r} is not one of {', '.join(classes)} "
-                        "(the run's classes, data.mri.classes; a cohort's own codes, such as Dementia, are recoded "
-                        "into these by `elr-mri import-cohort`)")
+        problems.append(f"{_where(frame, rows[0])}{others}: {_not_a_class(column, value, classes)}")
     return problems
+
+
+def _not_a_class(column: str, value: str, classes: Sequence[str]) -> str:
+    """Why `value` names no class: an empty cell was quoted as `''` with advice to recode a cohort's codes, which
+    it is not."""
+    if not value:
+        return (f"no {column} (empty, or a text such as NA or None that tables read as missing); give the scan one of "
+                f"{', '.join(classes)}, or remove its row")
+    return (f"{column} {value!r} is not one of {', '.join(classes)} (the run's classes, data.mri.classes; a cohort's own "
+            "codes, such as Dementia, are recoded into these by `elr-mri import-cohort`)")
 
 
 def _where(frame: pd.DataFrame, i: int) -> str:
