@@ -21,8 +21,8 @@ import pytest
 
 from elr_mri.config import (
     LOSS_READS, MODEL_READS, PATH_KEYS, SCHEDULE_READS, ConfigError, ELRPlusConfig, LossConfig, ModelConfig, RunConfig,
-    ScheduleConfig, check_augment_settings, check_noise_settings, config_from_dict, dotted_keys, evaluation_batch_size,
-    first_resume_change, load_config, refuse_resume_changes, unread_overrides, with_absolute_paths,
+    ScheduleConfig, check_augment_settings, check_noise_fits_data, check_noise_settings, config_from_dict, dotted_keys,
+    evaluation_batch_size, first_resume_change, load_config, refuse_resume_changes, unread_overrides, with_absolute_paths,
 )
 from elr_mri.config import schema
 from elr_mri.models import MODEL_NAMES
@@ -466,6 +466,19 @@ def test_noise_settings_the_mode_does_not_read_are_refused(tmp_path: Path, setti
     with pytest.raises(ConfigError, match=message) as info:  # but a new run does not start
         check_noise_settings(cfg.data.noise)
     assert "\n" not in str(info.value)
+
+
+def test_human_label_files_are_refused_for_an_mri_run(tmp_path: Path) -> None:
+    """A CIFAR-N file on an MRI run gave the scans its labels in manifest order, whatever its length, without a word;
+    image data sets still read it by each image's index in the release."""
+    human = ["data.noise.mode=human", "data.noise.human_labels=h.npz"]
+    mri = "data:\n  name: mri\n  mri:\n    manifest: m.csv\nmodel:\n  name: widened_cnn3d\n"
+    cfg = load_config(_write(tmp_path, mri), human)
+    with pytest.raises(ConfigError, match=r"^data.noise.mode = human reads a CIFAR-10N / CIFAR-100N label file by each "
+                                          r"image's index in its release, which an MRI cohort has not; give the noisy "
+                                          r"diagnoses in the manifest's diagnosis column"):
+        check_noise_fits_data(cfg.data)
+    check_noise_fits_data(load_config(_write(tmp_path, "data:\n  name: cifar10\n  root: data\n"), human).data)
 
 
 @pytest.mark.parametrize(("data", "model", "message"), [

@@ -14,7 +14,8 @@ The rest of the code imports from here; the parts live in:
 - `unread`: `--set` overrides the chosen loss, schedule, model or data set does not read.
 """
 
-from elr_mri.config.checks import NUMERIC_RANGES, check_augment_settings, check_noise_settings
+from elr_mri.config.checks import (NUMERIC_RANGES, check_augment_settings, check_noise_fits_data,
+                                   check_noise_settings)
 from elr_mri.config.loading import (RUN_RECORD_KEYS, SELECTION_RULE_KEY, config_from_dict, load_config,
                                     load_run_config)
 from elr_mri.config.resume import (
@@ -56,6 +57,7 @@ __all__ = [
     "refuse_resume_changes",
     "first_resume_change",
     "check_noise_settings",
+    "check_noise_fits_data",
     "check_augment_settings",
     "NUMERIC_RANGES",
     "with_absolute_paths",

@@ -242,6 +242,16 @@ def check_noise_settings(noise: NoiseConfig) -> None:
                           "data.noise.human_key")
 
 
+def check_noise_fits_data(data: DataConfig) -> None:
+    """`human` looks CIFAR-10N / CIFAR-100N labels up by each image's index in its release; an MRI cohort has no such
+    index, and its scans took the file's labels in manifest order, whatever the file's length, without a word.
+    Checked when a run starts, as `check_noise_settings`."""
+    if data.name == "mri" and data.noise.mode == "human":
+        raise ConfigError("data.noise.mode = human reads a CIFAR-10N / CIFAR-100N label file by each image's index in "
+                          "its release, which an MRI cohort has not; give the noisy diagnoses in the manifest's "
+                          "diagnosis column (data.noise.mode: none), or inject noise with symmetric, pair or transition")
+
+
 def check_augment_settings(data: DataConfig) -> None:
     """`data.mri.flip` or `max_shift` with `data.augment: false` would look like an augmented run that is not one:
     without augmentation every training scan is the centre crop as it is. Checked when a run starts, as
