@@ -223,10 +223,16 @@ def test_a_missing_age_column_is_one_line_and_a_folder_is_named_as_one(tmp_path)
 
 
 def test_missing_columns_are_named(tmp_path):
+    """Without diagnoses, as preprocess writes its manifest, the refusal says where they come from."""
     path = tmp_path / "m.csv"
     pd.DataFrame({"participant_id": ["P1"], "path": ["x"]}).to_csv(path, index=False)
     with pytest.raises(ManifestError, match="missing column\\(s\\) session_id, diagnosis \\(it has participant_id, "
-                                            "path\\); a manifest needs participant_id, session_id, path, diagnosis$"):
+                                            "path\\); a manifest needs participant_id, session_id, path, diagnosis; "
+                                            "preprocess's manifest has no diagnoses: `elr-mri import-cohort` joins a "
+                                            "cohort's \\(ADNIMERGE, NACC\\) to it$"):
+        load_manifest(path, CLASSES)
+    pd.DataFrame({"participant_id": ["P1"], "path": ["x"], "diagnosis": ["CN"]}).to_csv(path, index=False)
+    with pytest.raises(ManifestError, match="a manifest needs participant_id, session_id, path, diagnosis$"):
         load_manifest(path, CLASSES)
 
 

@@ -92,8 +92,10 @@ def validate_manifest(
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         found = columns_it_has([str(column) for column in frame.columns], missing)
+        joined = ("; preprocess's manifest has no diagnoses: `elr-mri import-cohort` joins a cohort's (ADNIMERGE, "
+                  "NACC) to it" if "diagnosis" in missing else "")
         raise ManifestError(f"{source}: missing column(s) {', '.join(missing)} ({found}); a manifest needs "
-                            f"{', '.join(REQUIRED_COLUMNS)}")
+                            f"{', '.join(REQUIRED_COLUMNS)}{joined}")
     if require_age and "age" not in frame.columns:
         raise ManifestError(f"{source}: no age column, and the model uses age; add an age column (years at the scan), "
                             "or train a model without it (model.use_age: false)")
