@@ -235,11 +235,14 @@ def test_human_labels_that_are_no_class_numbers_are_refused_naming_file_and_key(
 ])
 def test_a_damaged_clean_label_beside_the_human_labels_is_refused_naming_file_and_key(tmp_path, clean, refusal):
     """The file's clean_label, which checks the images' order, was used unchecked: a NaN stopped training with
-    "cannot convert float NaN to integer", a shorter array with a bare IndexError, naming neither file nor key."""
+    "cannot convert float NaN to integer", a shorter array with a bare IndexError, naming neither file nor key. It is
+    refused by the first read too, which training makes before decoding an image."""
     np.savez(tmp_path / "human.npz", clean_label=np.array(clean), worse_label=np.array([1, 0, 1]))
     config = NoiseConfig(mode="human", human_labels=str(tmp_path / "human.npz"))
     with pytest.raises(ValueError, match=rf"^{tmp_path / 'human.npz'}: {refusal}"):
         apply_noise_config(config, np.array([0, 1, 0]), 2, release_index=np.arange(3))
+    with pytest.raises(ValueError, match=rf"^{tmp_path / 'human.npz'}: {refusal}"):
+        load_human_labels(tmp_path / "human.npz", "worse_label")
 
 
 def test_a_human_label_past_the_last_class_is_refused_even_on_an_image_left_out(tmp_path):

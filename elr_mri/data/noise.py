@@ -140,9 +140,10 @@ def load_human_labels(path: str | Path, key: str) -> np.ndarray:
     """One label array (int64, original training order) from a CIFAR-10N / CIFAR-100N file.
 
     `.npz` files load with `numpy.load`, the official `.pt` files (pickles) with `torch.load(weights_only=True)`
-    allowing NumPy's numeric arrays besides: a shared file holding anything else is refused, its code not run.
+    allowing NumPy's numeric arrays besides: a shared file holding anything else is refused, its code not run. The
+    file's `clean_label` is checked too, so that a damaged one is refused before an image is decoded.
     """
-    return _pick(_read_label_arrays(Path(path)), key, Path(path))
+    return _key_and_clean_labels(Path(path), key)[0]
 
 
 def load_transition_matrix(path: str | Path) -> np.ndarray:
@@ -191,9 +192,7 @@ def _human_labels(
     if "coarse" in key and num_classes != 20:  # CIFAR-100N's superclass labels, on the 100 fine classes
         raise ValueError(f"data.noise.human_key = {key}: coarse (20-superclass) labels cannot label the {num_classes} "
                          "classes of this data set; use noisy_label, CIFAR-100N's fine labels")
-    arrays = _read_label_arrays(path)
-    human = _pick(arrays, key, path)
-    file_clean = _clean_labels_beside(arrays, human, key, path)
+    human, file_clean = _key_and_clean_labels(path, key)
     index = np.arange(len(labels)) if original_index is None else np.asarray(original_index)
     loaded = index if release_index is None else np.asarray(release_index)
     if loaded.size and loaded.max() >= len(human):
@@ -236,17 +235,20 @@ def _human_labels(
     return _check_labels(human[index], num_classes)
 
 
-def _clean_labels_beside(arrays: dict[str, np.ndarray], human: np.ndarray, key: str, path: Path) -> np.ndarray | None:
-    """The file's `clean_label` (None without one), checked as its noisy labels are and against their length: used
-    unchecked, a NaN, a text or a shorter array stopped training with a bare NumPy error naming neither file nor key."""
+def _key_and_clean_labels(path: Path, key: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """The labels under `key` and the file's `clean_label` (None without one), this checked as those are and against
+    their length: used unchecked, a NaN, a text or a shorter array stopped training with a bare NumPy error naming
+    neither file nor key."""
+    arrays = _read_label_arrays(path)
+    human = _pick(arrays, key, path)
     if "clean_label" not in arrays:
-        return None
+        return human, None
     clean = _pick(arrays, "clean_label", path)
     if len(clean) != len(human):
         raise ValueError(f"{path}: 'clean_label' holds {len(clean)} labels and {key!r} {len(human)}, where both label "
                          "the release's training images in order; the file is damaged or mixes two data sets: use the "
                          "release's file (CIFAR-10N / CIFAR-100N)")
-    return clean
+    return human, clean
 
 
 def _read_label_arrays(path: Path) -> dict[str, np.ndarray]:
