@@ -118,13 +118,13 @@ def test_a_manifest_made_on_windows_finds_its_scans_by_backslashed_relative_path
 def test_processed_path_is_loaded_and_failed_scans_are_dropped_loudly(tmp_path, caplog):
     (tmp_path / "p1.nii.gz").write_bytes(b"")
     rows = [scan("P1", "M00", processed_path="p1.nii.gz", status="ok"),
-            scan("P2", "M00", processed_path="", status="failed")]
+            scan("P2", "M00", processed_path="", status="failed"), scan("P3", "M00", processed_path="", status=None)]
     path = write_manifest(tmp_path, rows, touch=False)
     with caplog.at_level(logging.WARNING):
         frame = load_manifest(path, CLASSES)
     assert frame["participant_id"].tolist() == ["P1"]
     assert frame["image_path"][0] == str(tmp_path / "p1.nii.gz")
-    assert "dropped 1 scan(s)" in caplog.text and "failed: 1" in caplog.text
+    assert "dropped 2 scan(s) whose preprocessing status is not ok/done/skipped (failed: 1, empty: 1)" in caplog.text
 
 
 def test_every_problem_is_one_line_naming_its_row(tmp_path):

@@ -211,13 +211,19 @@ def _usable_rows(frame: pd.DataFrame, source: str) -> pd.DataFrame:
         return frame
     usable = has_usable_status(frame["status"])
     if not usable.all():
-        dropped = frame.loc[~usable, "status"].astype(str).value_counts()
+        dropped = frame.loc[~usable, "status"].map(_status_words).value_counts()
         log.warning(
             "%s: dropped %d scan(s) whose preprocessing status is not %s (%s)",
             source, int((~usable).sum()), "/".join(USABLE_STATUSES),
             ", ".join(f"{name}: {count}" for name, count in dropped.items()),
         )
     return frame[usable].reset_index(drop=True)
+
+
+def _status_words(status: object) -> str:
+    """A dropped row's status as the warning counts it: an empty cell was left out of the count, which then read
+    `()` with no reason for the rows it dropped."""
+    return "empty" if pd.isna(status) or not str(status).strip() else str(status).strip()
 
 
 _WARNINGS_GIVEN: set[str] = set()  # one process reads a manifest many times (evaluate with baselines: 10)
