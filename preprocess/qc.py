@@ -19,7 +19,8 @@ if TYPE_CHECKING:  # annotations only: ANTs is imported lazily at run time
 
     from .template import Template
 
-__all__ = ["ncc", "mutual_information", "foreground_dice", "qc_figures", "brain_coverage", "overlay_png"]
+__all__ = ["ncc", "mutual_information", "foreground_dice", "qc_figures", "brain_coverage", "overlay_png",
+           "coarsest_voxel_mm"]
 
 
 def ncc(image: ants.ANTsImage, reference: ants.ANTsImage, mask: ants.ANTsImage) -> float:
