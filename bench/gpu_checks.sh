@@ -23,6 +23,8 @@
 #             their TFLOP/s and the engine's variant's busiest kernels, then the MRI loader by workers and blur
 #             place (~8.5 min)
 #   cifar10n  the CIFAR-10N worst row (needs data/CIFAR-10_human.npz carried)
+# It ends with one line naming the steps that failed, were cut at their limit or skipped for time, and exits 1
+# if any failed (2: refused before anything ran).
 # Why a shared deadline: a device call has one fixed limit, and a step cut short must still leave the earlier steps'
 # figures (and its own log lines) in $OUT.
 # With 15 minutes of device time in all (machine start ~35 s included), what is still open fits as two calls after
@@ -100,32 +102,59 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee -a "$
 "$PYTHON" -c "import torch; print('torch', torch.__version__)" | tee -a "$OUT/device.txt"
 
 # step NAME CAP LOG COMMAND...: COMMAND under min(CAP, seconds left less KILL_GRACE) (skipped under 30 s), its output
-# appended to LOG; its start and limit, then its exit status and wall time, go to stdout and device.txt (a call cut
-# by the device's own limit still says which steps were under way); LAST_CUT is 1 when the limit stopped it
-# (or it was skipped), 0 when it ended on its own. A training run stops at the next step after timeout's SIGTERM,
-# saving what it did; -k: killed KILL_GRACE s later if it has not stopped by then, so at the deadline at the latest.
+# appended to LOG; its start and limit, then its exit status, wall time and, unless it ended well, how it ended, go to
+# stdout and device.txt (a call cut by the device's own limit still says which steps were under way), and to
+# OUTCOMES for `finish`; LAST_CUT is 1 when the limit stopped it (or it was skipped), 0 when it ended on its own. A
+# training run stops at the next step after timeout's SIGTERM, saving what it did; -k: killed KILL_GRACE s later if it
+# has not stopped by then, so at the deadline at the latest.
 LAST_CUT=0
 KILL_GRACE=15
+OUTCOMES=$(mktemp)  # a file, not a variable: gap's rows run their steps in subshells
+trap 'rm -f "$OUTCOMES"' EXIT
 step() {
     local name=$1 cap=$2 log=$3 left=$(( DEADLINE - $(date +%s) - KILL_GRACE ))
     shift 3
-    local limit=$(( cap < left ? cap : left )) start
+    local limit=$(( cap < left ? cap : left )) start ended
     start=$(date +%s)
     if [ "$limit" -lt 30 ]; then
         echo "$name: skipped, ${limit} s for it" | tee -a "$OUT/device.txt"
+        printf 'skipped for time\t%s\n' "$name" >> "$OUTCOMES"
         LAST_CUT=1
         return
     fi
     echo "$name: started $(date -u +%H:%M:%S) UTC, limit ${limit} s" | tee -a "$OUT/device.txt"
     timeout -k "$KILL_GRACE" "$limit" "$@" >> "$log" 2>&1
     local code=$? wall=$(( $(date +%s) - start ))
-    # 124: stopped by SIGTERM at the limit; 137 at or past it: killed KILL_GRACE s later (137 before it: something
-    # else, OOM)
+    ended=$(ending "$code" "$wall" "$limit" "$cap")
     LAST_CUT=0
+    [[ $ended != cut* ]] || LAST_CUT=1
+    echo "$name: exit $code, $wall s wall (limit ${limit} s)${ended:+, $ended}" | tee -a "$OUT/device.txt"
+    [ -z "$ended" ] || printf '%s\t%s\n' "$ended" "$name" >> "$OUTCOMES"
+}
+
+# ending CODE WALL LIMIT CAP: how a step under LIMIT (the smaller of its CAP and the time left) ended, if not well:
+# 124 is timeout's SIGTERM at the limit, 137 at or past it the kill KILL_GRACE s later (137 before it: something else,
+# OOM); cut by the budget where the deadline set the limit, so that a step the plan gave too little time reads as that
+ending() {
+    local code=$1 wall=$2 limit=$3 cap=$4
     if [ "$code" -eq 124 ] || { [ "$code" -eq 137 ] && [ "$wall" -ge "$limit" ]; }; then
-        LAST_CUT=1
+        if [ "$limit" -lt "$cap" ]; then echo "cut by the budget"; else echo "cut at its own limit"; fi
+    elif [ "$code" -ne 0 ]; then
+        echo "failed"
     fi
-    echo "$name: exit $code, $wall s wall (limit ${limit} s)" | tee -a "$OUT/device.txt"
+}
+
+# finish: the steps that did not end well in one line (stdout and device.txt), then exit 1 if any failed, 0 if not: a
+# step cut or skipped for time is a planned call's expected end, a failed one (its log in $OUT) is not
+finish() {
+    local kind names said=""
+    for kind in failed "cut by the budget" "cut at its own limit" "skipped for time"; do
+        names=$(awk -F '\t' -v kind="$kind" '$1 == kind { printf "%s\"%s\"", (n++ ? ", " : ""), $2 }' "$OUTCOMES")
+        [ -z "$names" ] || said+="${said:+; }$kind: $names"
+    done
+    echo "end: ${said:-every step ended well}" | tee -a "$OUT/device.txt"
+    if grep -q $'^failed\t' "$OUTCOMES"; then exit 1; fi
+    exit 0
 }
 
 # row NAME MODE CONFIG [--set KEY=VALUE ...]: a CIFAR-10 row (CONFIG) under torch.compile's MODE and the settings
@@ -173,14 +202,14 @@ if [ "${1:-}" = gap ]; then
     # shellcheck disable=SC2086
     row cifar10_elr_sym40_cosine reduce-overhead configs/cifar10/elr_sym40_cosine.yaml ${ROW_SETTINGS:-} &
     wait
-    exit 0
+    finish
 fi
 # `bash bench/gpu_checks.sh cifar10n`: the CIFAR-10N worst row (real human labels, 40.2% wrong), CUDA graphs, with
 # ROW_SETTINGS; it needs data/CIFAR-10_human.npz carried too (bench/gpu_prepare.sh copies it).
 if [ "${1:-}" = cifar10n ]; then
     # shellcheck disable=SC2086  # word splitting intended: ROW_SETTINGS holds several arguments
     row cifar10n_elr_worst reduce-overhead configs/cifar10n/elr.yaml ${ROW_SETTINGS:-}
-    exit 0
+    finish
 fi
 # `bash bench/gpu_checks.sh jobs`: the sym-40 row's first 15 epochs for two seeds, one after the other and then side by
 # side on the one GPU (bench/bench_side_by_side.py, the code path of `reproduce_paper_table.py --jobs`), CUDA graphs:
@@ -190,7 +219,7 @@ if [ "${1:-}" = jobs ]; then
         "$PYTHON" bench/bench_side_by_side.py --config configs/cifar10/elr_sym40.yaml --seeds 2 \
         --set train.epochs=15 --set train.compile_mode=reduce-overhead --out "$OUT/side_by_side_cuda.md" \
         --keep-logs "$OUT"  # a failed run's log only: at most 2 more files
-    exit 0
+    finish
 fi
 # `bash bench/gpu_checks.sh step` (~5.5 min): the CUDA-graph engine tests (at most 2 min), then
 # bench/bench_cifar_step.py in the time left (~3.5 min): a CIFAR step's time by piece under each plan, the whole step
@@ -202,7 +231,7 @@ if [ "${1:-}" = step ]; then
         -p no:cacheprovider tests/test_execution.py -k cuda_graphs
     step "cifar step by piece" "$(( DEADLINE - $(date +%s) ))" "$OUT/bench.log" "$PYTHON" bench/bench_cifar_step.py \
         --device cuda --out "$OUT/cifar_step_cuda.md"
-    exit 0
+    finish
 fi
 # `bash bench/gpu_checks.sh 3d`: what has never run on a GPU first (the phase-grid tests, the two dilated convolutions
 # alone three ways, the variants table with its phase-grid rows right after the two anchors), the MRI loader last;
@@ -216,7 +245,7 @@ if [ "${1:-}" = 3d ]; then
         --device cuda --size 96 --budget 4 --profile 5 --out "$OUT/execution_variants_cuda.md"
     step "mri loader by workers and blur" 120 "$OUT/bench.log" "$PYTHON" bench/bench_mri_loader.py \
         --workers 0 4 8 --blur-on loader device --device cuda --out "$OUT/mri_loader_gpu_machine.md"
-    exit 0
+    finish
 fi
 # ROW_SETTINGS="--set KEY=VALUE ..." adds settings to this row (e.g. --set train.compile_step=true)
 # shellcheck disable=SC2086  # word splitting intended: ROW_SETTINGS holds several arguments
@@ -238,3 +267,4 @@ step "gpu tests" 90 "$OUT/gpu_tests.log" "$PYTHON" -m pytest -v --tb=short -m gp
     tests/test_execution.py tests/test_training_step.py tests/test_device_batches.py
 step "cifar step by piece" 90 "$OUT/bench.log" "$PYTHON" bench/bench_cifar_step.py --device cuda \
     --out "$OUT/cifar_step_cuda.md"
+finish

@@ -185,6 +185,51 @@ def test_the_budget_is_said_first_and_a_missing_archive_ends_the_call_before_any
     assert (tmp_path / "out" / "device.txt").read_text() == lines[0] + "\n"
 
 
+def _functions(code: str) -> subprocess.CompletedProcess:
+    """`code` run by bash after the script's own step, ending and finish: how a step's end is told and the call's exit
+    status, tried here on small commands (the whole script needs a device machine's minutes to get there)."""
+    functions = "".join(re.search(rf"^{name}\(\) {{\n.*?^}}\n", TEXT, re.M | re.S)[0]
+                        for name in ("step", "ending", "finish"))
+    return subprocess.run(["bash", "-c", functions + code], capture_output=True, text=True, timeout=60)
+
+
+def test_a_failed_step_fails_the_call_after_the_steps_left_and_the_end_says_which(tmp_path: Path) -> None:
+    """A failed step made no difference to the exit status: a call whose every benchmark had failed read as 0. The
+    steps after it still run, and the last line names the failed and those the deadline left no time for."""
+    done = _functions(f"""OUT={tmp_path} OUTCOMES={tmp_path}/outcomes KILL_GRACE=15 DEADLINE=$(( $(date +%s) + 100 ))
+        step "a failing step" 60 "$OUT/a.log" bash -c 'echo its error; exit 3'
+        step "a good step" 60 "$OUT/a.log" true
+        DEADLINE=$(date +%s)
+        step "a late step" 60 "$OUT/a.log" true
+        finish""")
+    assert done.returncode == 1 and not done.stderr, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert re.fullmatch(r"a failing step: exit 3, \d+ s wall \(limit 60 s\), failed", lines[1])
+    assert re.fullmatch(r"a good step: exit 0, \d+ s wall \(limit 60 s\)", lines[3])
+    assert re.fullmatch(r"a late step: skipped, -\d+ s for it", lines[4])
+    assert lines[5:] == ['end: failed: "a failing step"; skipped for time: "a late step"']
+    assert (tmp_path / "device.txt").read_text() == done.stdout and (tmp_path / "a.log").read_text() == "its error\n"
+
+
+def test_a_call_whose_steps_ended_well_or_were_skipped_for_time_exits_0(tmp_path: Path) -> None:
+    done = _functions(f"""OUT={tmp_path} OUTCOMES={tmp_path}/outcomes KILL_GRACE=15 DEADLINE=$(( $(date +%s) + 100 ))
+        step "a good step" 60 "$OUT/a.log" true
+        DEADLINE=$(date +%s)
+        step "a late step" 60 "$OUT/a.log" true
+        finish""")
+    assert done.returncode == 0 and done.stdout.splitlines()[-1] == 'end: skipped for time: "a late step"', done.stdout
+
+
+@pytest.mark.parametrize(("code", "wall", "limit", "cap", "said"), [
+    (0, 10, 60, 60, ""), (2, 3, 60, 60, "failed"), (124, 32, 32, 300, "cut by the budget"),
+    (124, 60, 60, 60, "cut at its own limit"), (137, 47, 32, 300, "cut by the budget"), (137, 5, 32, 300, "failed")])
+def test_a_step_cut_at_its_limit_says_whether_the_budget_or_its_own_limit_cut_it(
+        code: int, wall: int, limit: int, cap: int, said: str) -> None:
+    """137 before the limit is a kill from elsewhere (the OOM killer): a failure, not a cut."""
+    done = _functions(f"ending {code} {wall} {limit} {cap}")
+    assert (done.returncode, done.stdout) == (0, said + "\n" if said else ""), done.stderr
+
+
 @pytest.mark.slow  # ~6 s on a quiet machine, 35 s on a loaded one: MONAI's, nibabel's and nilearn's import check
 def test_steps_the_deadline_leaves_no_time_for_are_skipped_and_said_so(tmp_path: Path) -> None:
     """`step` mode under a 20 s deadline: both steps skipped (under 30 s each), the device and each skip recorded."""
@@ -194,21 +239,24 @@ def test_steps_the_deadline_leaves_no_time_for_are_skipped_and_said_so(tmp_path:
     assert "Stand-in GPU" in device and "torch " in device
     assert re.search(r"^CUDA-graph engine tests: skipped, -?\d+ s for it$", device, re.M)
     assert re.search(r"^cifar step by piece: skipped, -?\d+ s for it$", device, re.M)
+    assert device.endswith('\nend: skipped for time: "CUDA-graph engine tests", "cifar step by piece"\n')
     assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["device.txt"]
 
 
 @pytest.mark.slow  # ~25 s: the import check, the engine tests' collection (skipped here), the bench's refusal
 def test_each_step_says_its_start_and_limit_before_how_it_ended(tmp_path: Path) -> None:
     """`step` mode with time for both steps: each says when it started and under what limit (what a call cut by the
-    device's own limit still brings back), then how it ended: the GPU tests skipped here, the bench refusing."""
+    device's own limit still brings back), then how it ended: the GPU tests skipped here, the bench refusing, a
+    failed step, so that the call exits 1."""
     done = _run(tmp_path, "step", GPU_CHECKS_SECONDS="400")
-    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.returncode == 1, done.stdout + done.stderr
     device = (tmp_path / "out" / "device.txt").read_text()
     assert device.startswith("budget: 400 s (GPU_CHECKS_SECONDS), to ") and device == done.stdout
-    for name, code in (("CUDA-graph engine tests", 0), ("cifar step by piece", 2)):
+    for name, code, said in (("CUDA-graph engine tests", 0, ""), ("cifar step by piece", 2, ", failed")):
         started = re.search(rf"^{name}: started \d\d:\d\d:\d\d UTC, limit (\d+) s$", device, re.M)
-        ended = re.search(rf"^{name}: exit {code}, \d+ s wall \(limit (\d+) s\)$", device, re.M)
+        ended = re.search(rf"^{name}: exit {code}, \d+ s wall \(limit (\d+) s\){said}$", device, re.M)
         assert started and ended and started.end() < ended.start() and started[1] == ended[1], device
+    assert device.endswith('\nend: failed: "cifar step by piece"\n')
 
 
 @pytest.mark.slow  # a torch import each: ~20 s in all
@@ -236,7 +284,7 @@ def test_a_rerun_into_the_same_out_leaves_no_earlier_row_log_behind(tmp_path: Pa
     out.mkdir()
     (out / "cifar10n_elr_worst_reduce-overhead.log").write_text("an earlier run's line\n")
     done = _run(tmp_path, "cifar10n", GPU_CHECKS_SECONDS="100")
-    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.returncode == 1, done.stdout + done.stderr
     assert re.search(r"^cifar10n_elr_worst \(reduce-overhead\): exit [1-9]\d*, ", done.stdout, re.M), done.stdout
     log = (out / "cifar10n_elr_worst_reduce-overhead.log").read_text()
     assert log.startswith("elr-mri train: error: "), log
