@@ -23,8 +23,9 @@
 #             their TFLOP/s and the engine's variant's busiest kernels, then the MRI loader by workers and blur
 #             place (~8.5 min)
 #   cifar10n  the CIFAR-10N worst row (needs data/CIFAR-10_human.npz carried)
-# It ends with one line naming the steps that failed, were cut at their limit or skipped for time, and exits 1
-# if any failed (2: refused before anything ran).
+# It may be started from any folder (relative OUT and PYTHON are read from there); it ends with one line naming the
+# steps that failed, were cut at their limit or skipped for time, and exits 1 if any failed (2: refused before
+# anything ran).
 # Why a shared deadline: a device call has one fixed limit, and a step cut short must still leave the earlier steps'
 # figures (and its own log lines) in $OUT.
 # With 15 minutes of device time in all (machine start ~35 s included), what is still open fits as two calls after
@@ -55,11 +56,16 @@ misspelt=$(compgen -e | grep -iE '^gpu_?checks?' | grep -vx GPU_CHECKS_SECONDS |
 [ -z "$misspelt" ] || { echo "no such setting: ${misspelt}(the time budget is GPU_CHECKS_SECONDS)"; exit 2; }
 budget=${GPU_CHECKS_SECONDS-570}
 [[ $budget =~ ^[0-9]+$ ]] || { echo "GPU_CHECKS_SECONDS='$budget': not a whole number of seconds (e.g. 330)"; exit 2; }
+# OUT and PYTHON as given where the script was started (a bare name: python3 on PATH), then the repository root:
+# every path below (bench/, configs/, tests/, data/, .whl/) is relative to it
 OUT=${OUT:-gpu_out}
+[[ $OUT = /* ]] || OUT=$PWD/$OUT
+PYTHON=${PYTHON:-python3}
+[[ $PYTHON != */* || $PYTHON = /* ]] || PYTHON=$PWD/$PYTHON
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
 DEADLINE=$(( $(date +%s) + 10#$budget ))
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
-PYTHON=${PYTHON:-python3}
 export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD
 # the settings every row trains with besides its torch.compile mode (`row`), and those of gap's clean-label row
 row_settings="--set train.progress=false --set train.tensorboard=false"

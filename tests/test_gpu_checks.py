@@ -115,9 +115,10 @@ def test_shellcheck_reads_the_device_scripts_through_and_finds_nothing() -> None
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def _run(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+def _run(tmp_path: Path, *args: str, where: Path | None = None, **env: str) -> subprocess.CompletedProcess:
     """The script run on this machine, a stand-in `nvidia-smi` first on PATH, $OUT in tmp_path; in a tree of the
-    project's code alone, so that a checkout's own .whl/ (gpu_prepare.sh's) is not installed and data/ not read."""
+    project's code alone, so that a checkout's own .whl/ (gpu_prepare.sh's) is not installed and data/ not read;
+    started at the tree's root, or in `where` as tree/bench/gpu_checks.sh."""
     tree, tools = tmp_path / "tree", tmp_path / "bin"
     for folder in ("bench", "configs", "elr_mri", "preprocess", "tests"):
         (tree / folder).parent.mkdir(exist_ok=True)
@@ -129,8 +130,8 @@ def _run(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
     inherited = {key: value for key, value in os.environ.items() if key not in ("ROW_SETTINGS", "GPU_CHECKS_SECONDS")}
     environ = {**inherited, "PATH": f"{tools}:{os.environ['PATH']}", "PYTHON": sys.executable,
                "OUT": str(tmp_path / "out"), **env}
-    return subprocess.run(["bash", "bench/gpu_checks.sh", *args], cwd=tree, env=environ, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(["bash", str(tree / "bench" / "gpu_checks.sh") if where else "bench/gpu_checks.sh", *args],
+                          cwd=where or tree, env=environ, capture_output=True, text=True, timeout=120)
 
 
 @pytest.mark.parametrize("args", [["3D"], ["steps"], ["3d", "gap"]])
@@ -183,6 +184,19 @@ def test_the_budget_is_said_first_and_a_missing_archive_ends_the_call_before_any
     assert re.fullmatch(rf"budget: {re.escape(said)}, to \d\d:\d\d:\d\d UTC", lines[0])
     assert lines[1] == "data/cifar10-jpeg.tar.xz missing: run bench/gpu_prepare.sh and carry it"
     assert (tmp_path / "out" / "device.txt").read_text() == lines[0] + "\n"
+
+
+def test_started_from_another_folder_it_reads_the_repository_and_writes_out_where_it_was_started(
+        tmp_path: Path) -> None:
+    """It read bench/, configs/, tests/ and data/ from the folder it was started in: from any other its first check
+    failed (`can't open file 'bench/check_row_settings.py'`), or, in a mode without that check, every step did. A
+    relative OUT and PYTHON are read from where it was started."""
+    elsewhere = tmp_path / "elsewhere" / "deeper"
+    elsewhere.mkdir(parents=True)
+    done = _run(tmp_path, "gap", where=elsewhere, OUT="out", PYTHON=os.path.relpath(sys.executable, elsewhere))
+    assert done.returncode == 1 and not done.stderr, done.stdout + done.stderr
+    assert done.stdout.splitlines()[1] == "data/cifar10-jpeg.tar.xz missing: run bench/gpu_prepare.sh and carry it"
+    assert (elsewhere / "out" / "device.txt").read_text() == done.stdout.splitlines()[0] + "\n"
 
 
 def _functions(code: str) -> subprocess.CompletedProcess:
