@@ -24,8 +24,10 @@
 #             place (~8.5 min)
 #   cifar10n  the CIFAR-10N worst row (needs data/CIFAR-10_human.npz carried)
 # It may be started from any folder (relative OUT and PYTHON are read from there); it ends with one line naming the
-# steps that failed, were cut at their limit or skipped for time, and exits 1 if any failed (2: refused before
-# anything ran).
+# steps that failed, were cut at their limit or skipped for time, and exits 1 if any failed (before any step: 2 for
+# a setting refused, 1 for a carry missing). Where $PYTHON's torch sees no CUDA device it stops (1) in one line, unless
+# GPU_CHECKS_DRY_RUN=1: then every step runs here and is refused within seconds for want of CUDA (a check of each
+# mode's steps, their options and the script's ending on a CPU).
 # Why a shared deadline: a device call has one fixed limit, and a step cut short must still leave the earlier steps'
 # figures (and its own log lines) in $OUT.
 # With 15 minutes of device time in all (machine start ~35 s included), what is still open fits as two calls after
@@ -52,8 +54,11 @@ case "$#:${1:-}" in
 esac
 # the budget too: a misspelt name (GPU_CHECK_SECONDS) would leave the default 570 s, past the shorter timeout_s of
 # the two calls planned above, and a unit (330s) would end the script in bash's arithmetic without naming the setting
-misspelt=$(compgen -e | grep -iE '^gpu_?checks?' | grep -vx GPU_CHECKS_SECONDS | tr '\n' ' ')
-[ -z "$misspelt" ] || { echo "no such setting: ${misspelt}(the time budget is GPU_CHECKS_SECONDS)"; exit 2; }
+misspelt=$(compgen -e | grep -iE '^gpu_?checks?' | grep -vxE 'GPU_CHECKS_(SECONDS|DRY_RUN)' | tr '\n' ' ')
+[ -z "$misspelt" ] || { echo "no such setting: ${misspelt}(the time budget is GPU_CHECKS_SECONDS; the CPU's dry run" \
+    "GPU_CHECKS_DRY_RUN)"; exit 2; }
+[[ ${GPU_CHECKS_DRY_RUN:-0} =~ ^[01]$ ]] \
+    || { echo "GPU_CHECKS_DRY_RUN='$GPU_CHECKS_DRY_RUN': 1 (steps run without CUDA) or 0"; exit 2; }
 budget=${GPU_CHECKS_SECONDS-570}
 [[ $budget =~ ^[0-9]+$ ]] || { echo "GPU_CHECKS_SECONDS='$budget': not a whole number of seconds (e.g. 330)"; exit 2; }
 # OUT and PYTHON as given where the script was started (a bare name: python3 on PATH), then the repository root:
@@ -67,8 +72,9 @@ DEADLINE=$(( $(date +%s) + 10#$budget ))
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD
-# the settings every row trains with besides its torch.compile mode (`row`), and those of gap's clean-label row
-row_settings="--set train.progress=false --set train.tensorboard=false"
+# the settings every row trains with besides its torch.compile mode (`row`), and those of gap's clean-label row;
+# train.device=cuda: a torch without CUDA refuses the row at once instead of training it on the CPU to the deadline
+row_settings="--set train.progress=false --set train.tensorboard=false --set train.device=cuda"
 clean_labels="--set data.noise.mode=none --set data.noise.rate=0"
 # check_row CONFIG [--set KEY=VALUE ...]: exit unless `elr-mri train` takes CONFIG with these settings, the rows' own
 # and ROW_SETTINGS: a typo fails here in a second, not as a failed row (and fallback) minutes into the call
@@ -92,20 +98,30 @@ echo "budget: $budget s ($given), to $(date -u -d "@$DEADLINE" +%H:%M:%S) UTC" |
 # a missing carry fails here in seconds, not minutes into a mode: the files first, then the wheels' import
 [ "${1:-}" != cifar10n ] || [ -f data/CIFAR-10_human.npz ] \
     || { echo "data/CIFAR-10_human.npz missing: run bench/gpu_prepare.sh and carry it"; exit 1; }
+unpack=""  # the CIFAR archive, where a mode reads the images and they are not unpacked yet
 case "${1:-}" in
     3d|step) ;;  # random pixels and volumes: no CIFAR images read
-    *) [ -d data/cifar10/train ] || [ -f data/cifar10-jpeg.tar.xz ] \
-           || { echo "data/cifar10-jpeg.tar.xz missing: run bench/gpu_prepare.sh and carry it"; exit 1; }
-       [ -d data/cifar10/train ] || tar -xJf data/cifar10-jpeg.tar.xz -C data/ || exit 1 ;;
+    *) [ -d data/cifar10/train ] || unpack=data/cifar10-jpeg.tar.xz
+       [ -z "$unpack" ] || [ -f "$unpack" ] \
+           || { echo "$unpack missing: run bench/gpu_prepare.sh and carry it"; exit 1; } ;;
 esac
+# no CUDA: each step would fail, or train on the CPU until the deadline; said in one line, before the archive's
+# extraction and the wheels' install (GPU_CHECKS_DRY_RUN=1 goes on, as the header says). torch's version line for
+# device.txt comes from the same import (seconds on a device machine's first call)
+torch_said=$("$PYTHON" -c 'import torch
+print("torch " + torch.__version__ + ("" if torch.cuda.is_available() else " sees no CUDA device"))' 2>&1 | tail -n 1)
+[[ $torch_said = "torch "* && $torch_said != *" sees no CUDA device" ]] || [ "${GPU_CHECKS_DRY_RUN:-0}" = 1 ] \
+    || { echo "$PYTHON: $torch_said: the checks need torch with a CUDA device (PYTHON=... names another Python;" \
+             "GPU_CHECKS_DRY_RUN=1 runs the steps here, each refused for want of CUDA)"; exit 1; }
+[ -z "$unpack" ] || tar -xJf "$unpack" -C data/ || exit 1
 if [ -d .whl ]; then
     "$PYTHON" -m pip install -q --upgrade --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl || exit 1
     export PYTHONPATH=/tmp/site:$PYTHONPATH
 fi
 "$PYTHON" -c "import monai, nibabel, nilearn" \
     || { echo "MONAI, nibabel or nilearn missing: run bench/gpu_prepare.sh and carry .whl"; exit 1; }
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee -a "$OUT/device.txt"
-"$PYTHON" -c "import torch; print('torch', torch.__version__)" | tee -a "$OUT/device.txt"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 | tee -a "$OUT/device.txt"
+echo "$torch_said" | tee -a "$OUT/device.txt"
 
 # step NAME CAP LOG COMMAND...: COMMAND under min(CAP, seconds left less KILL_GRACE) (skipped under 30 s), its output
 # appended to LOG; its start and limit, then its exit status, wall time and, unless it ended well, how it ended, go to
@@ -223,8 +239,8 @@ fi
 if [ "${1:-}" = jobs ]; then
     step "sym-40 two seeds, alone and side by side" "$(( DEADLINE - $(date +%s) ))" "$OUT/bench.log" \
         "$PYTHON" bench/bench_side_by_side.py --config configs/cifar10/elr_sym40.yaml --seeds 2 \
-        --set train.epochs=15 --set train.compile_mode=reduce-overhead --out "$OUT/side_by_side_cuda.md" \
-        --keep-logs "$OUT"  # a failed run's log only: at most 2 more files
+        --set train.epochs=15 --set train.compile_mode=reduce-overhead --set train.device=cuda \
+        --out "$OUT/side_by_side_cuda.md" --keep-logs "$OUT"  # a failed run's log only: at most 2 more files
     finish
 fi
 # `bash bench/gpu_checks.sh step` (~5.5 min): the CUDA-graph engine tests (at most 2 min), then

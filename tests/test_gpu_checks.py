@@ -39,7 +39,7 @@ def test_the_reading_finds_the_rows_settings_and_scripts() -> None:
     assert {"configs/cifar10/elr_sym40.yaml", "configs/cifar10/elr_sym40_cosine.yaml",
             "configs/cifar10n/elr.yaml"} <= set(CONFIGS)
     assert {"train.compile_mode=reduce-overhead", "train.compile_mode=default", "data.noise.mode=none",
-            "train.compile_step=true", "train.precision=fp32"} <= set(_settings())
+            "train.compile_step=true", "train.precision=fp32", "train.device=cuda"} <= set(_settings())
 
 
 @pytest.mark.parametrize("config", CONFIGS)
@@ -116,7 +116,8 @@ def test_shellcheck_reads_the_device_scripts_through_and_finds_nothing() -> None
 
 
 def _run(tmp_path: Path, *args: str, where: Path | None = None, **env: str) -> subprocess.CompletedProcess:
-    """The script run on this machine, a stand-in `nvidia-smi` first on PATH, $OUT in tmp_path; in a tree of the
+    """The script run on this machine as a dry run (its steps run without CUDA), a stand-in `nvidia-smi` first on
+    PATH, $OUT in tmp_path; in a tree of the
     project's code alone, so that a checkout's own .whl/ (gpu_prepare.sh's) is not installed and data/ not read;
     started at the tree's root, or in `where` as tree/bench/gpu_checks.sh."""
     tree, tools = tmp_path / "tree", tmp_path / "bin"
@@ -129,7 +130,7 @@ def _run(tmp_path: Path, *args: str, where: Path | None = None, **env: str) -> s
     smi.chmod(smi.stat().st_mode | stat.S_IXUSR)
     inherited = {key: value for key, value in os.environ.items() if key not in ("ROW_SETTINGS", "GPU_CHECKS_SECONDS")}
     environ = {**inherited, "PATH": f"{tools}:{os.environ['PATH']}", "PYTHON": sys.executable,
-               "OUT": str(tmp_path / "out"), **env}
+               "OUT": str(tmp_path / "out"), "GPU_CHECKS_DRY_RUN": "1", **env}
     return subprocess.run(["bash", str(tree / "bench" / "gpu_checks.sh") if where else "bench/gpu_checks.sh", *args],
                           cwd=where or tree, env=environ, capture_output=True, text=True, timeout=120)
 
@@ -155,12 +156,14 @@ def test_a_mistyped_row_setting_is_refused_before_the_device_is_touched(tmp_path
     assert not (tmp_path / "out" / "device.txt").exists()  # nvidia-smi not reached
 
 
-@pytest.mark.parametrize("misspelt", ["GPU_CHECK_SECONDS", "gpu_checks_seconds", "GPU_CHECKS_SECS"])
+@pytest.mark.parametrize("misspelt", ["GPU_CHECK_SECONDS", "gpu_checks_seconds", "GPU_CHECKS_SECS",
+                                      "GPU_CHECKS_DRYRUN"])
 def test_a_misspelt_budget_is_refused_not_left_at_the_default(tmp_path: Path, misspelt: str) -> None:
     """The default 570 s under the plan's `timeout_s` 350 would have the device cut the call mid-step."""
     done = _run(tmp_path, "step", **{misspelt: "330"})
     assert done.returncode == 2
-    assert done.stdout == f"no such setting: {misspelt} (the time budget is GPU_CHECKS_SECONDS)\n"
+    assert done.stdout == (f"no such setting: {misspelt} (the time budget is GPU_CHECKS_SECONDS; the CPU's dry run "
+                           "GPU_CHECKS_DRY_RUN)\n")
     assert not (tmp_path / "out").exists()
 
 
@@ -169,6 +172,24 @@ def test_a_budget_not_in_whole_seconds_is_refused_in_one_line(tmp_path: Path, bu
     done = _run(tmp_path, "step", GPU_CHECKS_SECONDS=budget)
     assert done.returncode == 2 and not done.stderr
     assert done.stdout == f"GPU_CHECKS_SECONDS='{budget}': not a whole number of seconds (e.g. 330)\n"
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="a machine without CUDA")
+def test_without_cuda_it_stops_in_one_line_before_any_step(tmp_path: Path) -> None:
+    """Without CUDA each step failed after its start (in 3d, 1.5 minutes of this 2-core machine), or a CIFAR row
+    trained on the CPU until the deadline."""
+    done = _run(tmp_path, "3d", GPU_CHECKS_DRY_RUN="0")
+    lines = done.stdout.splitlines()
+    assert done.returncode == 1 and len(lines) == 2 and not done.stderr, done.stdout + done.stderr
+    assert re.fullmatch(rf"{re.escape(sys.executable)}: torch \S+ sees no CUDA device: the checks need torch with a "
+                        r"CUDA device \(.*GPU_CHECKS_DRY_RUN=1 .*\)", lines[1])
+    assert (tmp_path / "out" / "device.txt").read_text() == lines[0] + "\n"
+
+
+@pytest.mark.parametrize("value", ["yes", "true", "2"])
+def test_a_dry_run_setting_other_than_0_or_1_is_refused(tmp_path: Path, value: str) -> None:
+    done = _run(tmp_path, "3d", GPU_CHECKS_DRY_RUN=value)
+    assert (done.returncode, done.stdout) == (2, f"GPU_CHECKS_DRY_RUN='{value}': 1 (steps run without CUDA) or 0\n")
 
 
 @pytest.mark.parametrize(("mode", "budget", "said"), [("", None, "570 s (GPU_CHECKS_SECONDS unset: the default)"),
