@@ -80,7 +80,7 @@ def test_the_device_calls_written_out_fit_the_device_tool_and_carry_what_their_m
     loses the steps' end lines and the rows' last 15 s), at most 8 carried paths, each one gpu_prepare.sh makes, and
     those the mode reads (the wheels always, the CIFAR archive for the rows, the labels for cifar10n)."""
     prepare = (ROOT / "bench" / "gpu_prepare.sh").read_text()
-    made = {".whl"} | {f"data/{name}" for name in re.findall(r"\.\./shared/data/cifar/(\S+)", prepare)}
+    made = {".whl"} | {f"data/{name}" for name in re.findall(r"\.\./shared/data/cifar/([\w.-]+)", prepare)}
     assert made == {".whl", "data/cifar10-jpeg.tar.xz", "data/CIFAR-10_human.npz"}
     calls = re.findall(r'run\(command="([^"]*)", carry=\[([^]]*)\], timeout_s=(\d+)\)', re.sub(r"\n#\s+", " ", TEXT))
     assert len(calls) == 2
@@ -346,6 +346,21 @@ def test_gpu_prepare_in_a_git_worktree_says_where_to_run_it(tmp_path: Path) -> N
     assert done.returncode == 1 and not done.stdout and done.stderr.count("\n") == 1, done.stderr
     assert done.stderr.startswith(f"bench/gpu_prepare.sh: {tree} has no .git folder (a git worktree's .git is a file): ")
     assert sorted(path.name for path in tree.iterdir()) == [".git", "bench"]
+
+
+def test_gpu_prepare_beside_no_shared_cifar_files_says_so_before_the_download(tmp_path: Path) -> None:
+    """A checkout not beside ../shared (a clone elsewhere) had its wheels downloaded and .whl/ replaced, then stopped
+    on cp's `cannot stat`, two lines for the two files."""
+    tree = tmp_path / "tree"
+    (tree / ".git" / "info").mkdir(parents=True)
+    (tree / "bench").symlink_to(ROOT / "bench")
+    environ = {**os.environ, "PIP_CONFIG_FILE": os.devnull, "PIP_NO_INDEX": "1"}  # no download, whatever happens
+    done = subprocess.run(["bash", "bench/gpu_prepare.sh"], cwd=tree, env=environ, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 1 and not done.stdout and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith(
+        f"bench/gpu_prepare.sh: ../shared/data/cifar/cifar10-jpeg.tar.xz missing beside {tree}: run it in ")
+    assert sorted(path.name for path in tree.rglob("*")) == [".git", "bench", "info"]
 
 
 @pytest.mark.parametrize("downloads", [True, False])
