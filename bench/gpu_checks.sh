@@ -42,6 +42,8 @@
 # the calls count too) and timeout_s 20 s above it. gap's rows are likely cut short; the clean one, one hopes, past
 # epoch 80, the rate's last step, nearly at its final accuracy, and the cosine one read at the end of each 10-epoch
 # cycle. Their metrics.csv come back every 15 s, so a call cut by the device's own limit keeps them.
+# `sh bench/gpu_checks.sh` (dash) failed on the first bash-only line with a misleading message
+[ -n "${BASH_VERSION:-}" ] || { echo "bench/gpu_checks.sh is a bash script: run it as bash bench/gpu_checks.sh"; exit 2; }
 set -u
 # a mistyped mode (`3D`, `steps`) or a ROW_SETTINGS that the mode would ignore ends here, before the device time goes
 # to something not asked for

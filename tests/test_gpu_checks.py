@@ -135,6 +135,13 @@ def _run(tmp_path: Path, *args: str, where: Path | None = None, **env: str) -> s
                           cwd=where or tree, env=environ, capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.skipif(shutil.which("dash") is None, reason="dash (a POSIX sh that is not bash) is not installed")
+def test_run_by_a_shell_other_than_bash_it_says_so_in_one_line() -> None:
+    done = subprocess.run(["dash", "bench/gpu_checks.sh", "3d"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (
+        2, "bench/gpu_checks.sh is a bash script: run it as bash bench/gpu_checks.sh\n", "")
+
+
 @pytest.mark.parametrize("args", [["3D"], ["steps"], ["3d", "gap"]])
 def test_a_mistyped_mode_is_refused_before_anything_runs(tmp_path: Path, args: list[str]) -> None:
     done = _run(tmp_path, *args)
