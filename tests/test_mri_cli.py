@@ -8,8 +8,9 @@ import shutil
 import signal
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import nibabel as nib
 import numpy as np
@@ -47,6 +48,20 @@ def _cohort(folder: Path, prefix: str, per_class: int, seed: int) -> Path:
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "elr_mri.cli", *args], capture_output=True, text=True, cwd=ROOT)
+
+
+@contextmanager
+def _lock_held_elsewhere(lock: Path) -> Iterator[None]:
+    """`lock` held (lockf) by another process, as a command writing its folder holds it, until the block ends."""
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; lock = open(sys.argv[1], 'a'); "
+                               "fcntl.lockf(lock, fcntl.LOCK_EX); print('held', flush=True); time.sleep(120)",
+                               str(lock)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        yield
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 @pytest.fixture(scope="module")
@@ -133,15 +148,8 @@ def test_the_holdouts_scoring_after_training_waits_for_no_evaluate_writing_there
     shutil.copytree(trained["run"], run)
     scored = run / f"eval-{trained['holdout'].stem}"
     (scored / "summary.json").unlink()  # cut short: a plain --resume scores it
-    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; lock = open(sys.argv[1], 'a'); "
-                               "fcntl.lockf(lock, fcntl.LOCK_EX); print('held', flush=True); time.sleep(120)",
-                               str(scored / ".evaluate.lock")], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    with _lock_held_elsewhere(scored / ".evaluate.lock"):
         refused = cli_in_process("train", "--resume", str(run))
-    finally:
-        holder.kill()
-        holder.wait()
     assert refused.returncode == 2 and refused.stderr.strip().splitlines()[-1] == (
         f"elr-mri train: error: training finished ({run}), but scoring the holdout failed: {scored}: another "
         "`elr-mri evaluate` (or `train` scoring its holdout) is writing there; let it finish (or stop it) first; once "
@@ -409,6 +417,31 @@ def test_comparing_with_an_unfinished_run_says_so(trained: dict[str, Path], tmp_
     assert f"note: {other} has not finished training (no summary.json); scored its best checkpoint so far, from " \
            "epoch 1" in result.stderr
     assert f"note: {trained['run']} has not finished" not in result.stderr
+
+
+def test_comparing_with_a_run_another_evaluate_scores_is_refused_before_scoring(trained: dict[str, Path],
+                                                                              tmp_path: Path,
+                                                                              cli_in_process: Cli) -> None:
+    """`--compare-with` scored the other run into its eval folder without that folder's lock: with an `evaluate` of
+    that run (or its `train` scoring its holdout) at the same time, one's summary.json could sit beside the other's
+    metrics, and the comparison read either. The other `evaluate` is imitated by a process holding the lock."""
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    shutil.copytree(trained["run"], ours)
+    shutil.copytree(trained["run"], theirs)
+    scored, ours_scored = (run / f"eval-{trained['holdout'].stem}" for run in (theirs, ours))
+    (scored / "summary.json").unlink()  # as while the other evaluate writes it
+    def results() -> dict[str, int]:
+        return {path.name: path.stat().st_mtime_ns for path in ours_scored.iterdir() if path.name != ".evaluate.lock"}
+
+    before = results()
+    with _lock_held_elsewhere(scored / ".evaluate.lock"):
+        refused = cli_in_process("evaluate", "--run", str(ours), "--manifest", str(trained["holdout"]),
+                                 "--bootstrap", "20", "--compare-with", str(theirs))
+    assert refused.returncode == 2 and refused.stderr == (
+        f"elr-mri evaluate: error: {scored}: another `elr-mri evaluate` (or `train` scoring its holdout) is writing "
+        "there; let it finish (or stop it) first\n")
+    assert not (scored / "summary.json").exists()
+    assert results() == before  # nothing scored
 
 
 @pytest.mark.parametrize(("command", "effect"), [("evaluate", "these scores count them, so they are inflated"),
@@ -1034,15 +1067,8 @@ def test_a_second_explain_of_one_run_and_manifest_is_refused_while_the_first_wri
     out = run / f"explain-{trained['holdout'].stem}"
     shutil.rmtree(out, ignore_errors=True)  # what an earlier test's explain of the shared run left
     out.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; lock = open(sys.argv[1], 'a'); "
-                               "fcntl.lockf(lock, fcntl.LOCK_EX); print('held', flush=True); time.sleep(120)",
-                               str(out / ".explain.lock")], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    with _lock_held_elsewhere(out / ".explain.lock"):
         refused = cli_in_process("explain", "--run", str(run), "--manifest", str(trained["holdout"]))
-    finally:
-        holder.kill()
-        holder.wait()
     assert refused.returncode == 2 and refused.stderr == (
         f"elr-mri explain: error: {out}: another `elr-mri explain` is writing there; let it finish (or stop it) "
         "first\n")

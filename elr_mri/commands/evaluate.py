@@ -7,7 +7,7 @@ import argparse
 import json
 import shutil
 import sys
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
@@ -24,12 +24,16 @@ EXPLANATION_WRITERS = "`elr-mri explain`"
 
 
 def evaluate_command(args: argparse.Namespace) -> int:
-    """`elr-mri evaluate`: score the run, then the baselines and the runs to compare with it, if asked for."""
+    """`elr-mri evaluate`: score the run, then the baselines and the runs to compare with it, if asked for. The
+    compared runs' evaluation folders are held too, from the start: an `evaluate` (or `train` scoring its holdout)
+    of one of them at the same time would otherwise write its files there between this command's."""
     _refuse_evaluate_arguments(args)
     _check_before_scoring(args)
     from elr_mri.evaluation.evaluate import evaluation_dir
 
-    with exclusive_output(evaluation_dir(args.run, args.manifest, args.checkpoint, args.test_set)):
+    with ExitStack() as writing:
+        for run in (args.run, *args.compare_with):  # each run's folder this command writes and then reads back
+            writing.enter_context(exclusive_output(evaluation_dir(run, args.manifest, args.checkpoint, args.test_set)))
         eval_dir = evaluate_and_print(args.run, args.manifest, args.checkpoint, args.bootstrap, args.test_set)
         baselines = _evaluate_baselines(args) if args.baselines else []
         if args.baselines or args.compare_with:
