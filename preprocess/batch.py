@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .checks import ScanError, not_found
-from .folder_locks import locks_unsupported, warn_unlocked
+from .folder_locks import forget_holder, holder_named_in, locks_unsupported, name_holder, warn_unlocked
 from .inputs import InputError, select_shard
 from .pipeline import PIPELINE_VERSION, Params, ScanOutputs, process_scan, versions_writing_alike
 from .qc_flags import actions_for, flag_outliers
@@ -122,19 +122,25 @@ def _hold_refusing_other_sharded_runs(held: contextlib.ExitStack, out_dir: Path,
 
 def _hold(held: contextlib.ExitStack, lock: Path, mode: int) -> bool:
     """flock `lock` in `mode` until `held` closes, or refuse at once: a run waiting silently looks hung. Workers are
-    spawned, not forked, so none inherits the lock and outlives the run holding it. False, after a warning, where the
-    file system has no locks."""
+    spawned, not forked, so none inherits the lock and outlives the run holding it. Held alone, the file names this
+    process meanwhile, for a refused run to say. False, after a warning, where the file system has no locks."""
     handle = held.enter_context(open(lock, "a"))
     try:
         fcntl.flock(handle, mode | fcntl.LOCK_NB)
     except BlockingIOError:
-        raise InputError(f"{lock.parent} is in use by another preprocess run (lock {lock}); wait for it or choose "
-                         "another --output") from None
+        holder = holder_named_in(lock)
+        raise InputError(f"{lock.parent} is in use by another preprocess run (lock {lock}"
+                         f"{f', held by {holder}' if holder else ''}); wait for it or choose another --output") from None
     except OSError as err:
         if not locks_unsupported(err):
             raise
         warn_unlocked(lock.parent, err, "preprocess runs (or a run and a merge)")
         return False
+    if mode == fcntl.LOCK_EX:
+        name_holder(handle)
+    else:
+        forget_holder(handle)  # a line a whole run killed outright left: a shard is one of several holders
+    held.callback(forget_holder, handle)  # let go: before the file is closed
     return True
 
 

@@ -1031,9 +1031,10 @@ def test_a_lock_file_removed_between_its_opening_and_its_locking_is_taken_again(
     """A refused `train` removes the lock file it made; one that opened that file just before then locks a file no
     longer in the folder, beside which a third `train` could lock a new one: it locks the new one itself."""
     from elr_mri.engine import run_dir
+    from preprocess import folder_locks
 
     out, calls = tmp_path / "run", []
-    lock = run_dir.lock_or_refuse
+    lock = folder_locks.lock_or_refuse
 
     def removed_first(handle, folder, runs, elsewhere):  # the refused `train` removes it after this one opened it
         calls.append(handle.name)
@@ -1041,7 +1042,7 @@ def test_a_lock_file_removed_between_its_opening_and_its_locking_is_taken_again(
             (folder / run_dir.RUN_LOCK).unlink()
         lock(handle, folder, runs, elsewhere)
 
-    monkeypatch.setattr(run_dir, "lock_or_refuse", removed_first)
+    monkeypatch.setattr(folder_locks, "lock_or_refuse", removed_first)
     out.mkdir()
     (out / "notes.txt").write_text("mine")
     with exclusive_run_dir(out):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -145,17 +146,19 @@ def test_a_worker_killed_mid_cohort_stops_the_run_in_one_line_and_a_rerun_finish
 def test_a_second_run_into_a_folder_being_written_is_refused(tmp_path: Path, uninterrupted: dict[str, str],
                                                              capsys: pytest.CaptureFixture[str]) -> None:
     """Two runs with other seeds into one --out both finished (exit 0), each writing its scans over the other's
-    under the truth.csv of the last to finish."""
+    under the truth.csv of the last to finish. The refusal names the first, a batch job's task here."""
     out = tmp_path / "cohort"
     command = [sys.executable, "-m", "elr_mri.simulate", "--out", str(out), "--seed", "5", *RESUMABLE]
-    first = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
+    first = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1],
+                             env={**os.environ, "SLURM_JOB_ID": "4242"})
     deadline = time.monotonic() + 120
     while not list((out / PROGRESS).glob("sub-*.json")) and time.monotonic() < deadline and first.poll() is None:
         time.sleep(0.05)
     assert first.poll() is None, "the first run ended before the second started"
     assert main(["--out", str(out), "--seed", "6", *RESUMABLE]) == 2
     assert capsys.readouterr().err == (f"elr-mri simulate-cohort: error: {out}: another simulate-cohort is writing "
-                                       "there; let it finish (or stop it) first, or choose another --out\n")
+                                       f"there (PID {first.pid} on {socket.gethostname()}, SLURM job 4242); let it "
+                                       "finish (or stop it) first, or choose another --out\n")
     _, err = first.communicate(timeout=120)
     assert first.returncode == 0, err
     assert file_hashes(out) == uninterrupted  # the first run's cohort, untouched by the second

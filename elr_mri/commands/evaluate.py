@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 from elr_mri.evaluation import N_BOOT
-from preprocess.folder_locks import lock_or_refuse
+from preprocess.folder_locks import held_lock
 
 if TYPE_CHECKING:
     from elr_mri.evaluation.metrics import MetricsReport
@@ -52,8 +52,7 @@ def exclusive_output(out: Path, lock: str = EVALUATION_LOCK, writers: str = EVAL
         return
     made = not out.exists()
     out.mkdir(exist_ok=True)
-    with open(out / lock, "a") as handle:
-        lock_or_refuse(handle, out, writers, elsewhere="")
+    with held_lock(out / lock, out, writers, elsewhere=""):
         try:
             yield
         finally:  # removed while still locked: no other writer holds a lock on a removed file

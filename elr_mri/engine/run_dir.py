@@ -22,7 +22,7 @@ from elr_mri.config import SELECTION_RULE_KEY
 from elr_mri.data.images import NoisyImageData
 from elr_mri.engine.checkpoint import atomic_write_json, atomic_write_text, load_checkpoint
 from elr_mri.engine.run_records import RUN_RECORDS, record_run_data
-from preprocess.folder_locks import lock_or_refuse
+from preprocess.folder_locks import held_lock
 
 __all__ = ["exclusive_run_dir", "check_run_dir", "enclosing_run", "holds_a_run", "not_the_run_folder", "remove_leftovers", "start_run_dir", "reopen_run_dir",
            "remove_scores_made_while_training", "record_divergence", "read_divergence"]
@@ -49,9 +49,9 @@ def exclusive_run_dir(out_dir: Path, create: bool = True) -> Iterator[None]:
         made = not out_dir.exists()
         out_dir.mkdir(parents=True, exist_ok=True)
         found = {path.name for path in out_dir.iterdir()}
-        with open(out_dir / RUN_LOCK, "a") as handle:
-            # forked DataLoader workers cannot hold it; a resume cannot go elsewhere (--out with --resume is refused)
-            lock_or_refuse(handle, out_dir, "`elr-mri train`", elsewhere=", or choose another --out" if create else "")
+        # forked DataLoader workers cannot hold it; a resume cannot go elsewhere (--out with --resume is refused)
+        with held_lock(out_dir / RUN_LOCK, out_dir, "`elr-mri train`",
+                       elsewhere=", or choose another --out" if create else "") as handle:
             if not _still_there(handle, out_dir / RUN_LOCK):
                 continue  # a refused `train` removed the file between our open and our lock: lock the new one
             try:

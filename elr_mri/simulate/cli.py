@@ -35,7 +35,7 @@ from elr_mri.simulate.cohort import CLASS_FRACTIONS, HOLDOUT_SITE, TRAIN_SITE, S
 from elr_mri.simulate.disease import REGIONS
 from elr_mri.simulate.render import SIMULATOR_VERSION, render_scan
 from preprocess.arguments import parse_naming_unknown_options
-from preprocess.folder_locks import lock_or_refuse
+from preprocess.folder_locks import held_lock
 from preprocess.signals import Terminated, sigterm_as_ctrl_c
 from preprocess.sidecar import atomic_path, file_sha256, read_sidecar, remove_stale_temps, scan_sha256, write_json
 from preprocess.user_errors import USER_ERRORS, nonempty_path, report_user_error, storage_error_or_raise
@@ -131,8 +131,7 @@ def _exclusive(out: Path) -> Iterator[None]:
     the truth.csv of whichever finished last. The lock file stays (as preprocess's do): removing it would let a third
     run lock a new file while the second still holds the old one."""
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / LOCK, "a") as handle:
-        lock_or_refuse(handle, out, "simulate-cohort")
+    with held_lock(out / LOCK, out, "simulate-cohort"):
         yield
 
 

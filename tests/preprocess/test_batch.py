@@ -896,6 +896,27 @@ def test_a_run_into_a_folder_another_run_holds_is_refused_and_shards_share_it(tm
         assert main(["--input", table, "--output", str(out), *FAST]) == 1
 
 
+def test_a_refused_run_names_the_whole_run_holding_the_folder_but_no_shard(tmp_path, capsys, monkeypatch):
+    """The refusal said 'another preprocess run' only, and on a cluster that may be any node's job. Shards share the
+    folder's lock, so none is named there (not the PID an earlier whole run left in the file either)."""
+    import socket
+
+    from preprocess.batch import output_lock
+
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)  # not a batch job's run, even where the tests run in one
+    scan = tmp_path / "sub-a.nii.gz"
+    scan.write_bytes(gzip.compress(b"garbage"))  # unreadable: a run that is not refused finishes at once
+    table, out = str(_csv(tmp_path, {"sub-a": scan})), tmp_path / "out"
+    out.mkdir()
+    refusal = f"{out} is in use by another preprocess run (lock {out / '.preprocess.lock'}{{}}); wait for it"
+    with output_lock(out, None):  # a whole run, in this process: flock's locks of two opens conflict
+        assert main(["--input", table, "--output", str(out), *FAST]) == 2
+        assert refusal.format(f", held by PID {os.getpid()} on {socket.gethostname()}") in capsys.readouterr().err
+    with output_lock(out, (0, 2), "run"):
+        assert main(["--input", table, "--output", str(out), *FAST]) == 2
+        assert refusal.format("") in capsys.readouterr().err
+
+
 def test_shards_of_another_run_are_refused_while_shards_of_the_same_run_share_the_folder(tmp_path, capsys):
     """Shards of another N (or other settings or table) would process the same scans at once as these and remove each
     other's temporary files: a good scan failed with an empty StopIteration."""
