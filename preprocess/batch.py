@@ -8,7 +8,6 @@ is what training reads.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .checks import ScanError, not_found
+from .folder_locks import fcntl  # None on Windows
 from .folder_locks import forget_holder, holder_named_in, locks_unsupported, name_holder, warn_unlocked
 from .inputs import InputError, select_shard
 from .pipeline import PIPELINE_VERSION, Params, ScanOutputs, process_scan, versions_writing_alike
@@ -91,7 +91,10 @@ def output_lock(out_dir: Path, shard: tuple[int, int] | None, sharded_run: str =
     (`sharded_run`: what identifies it, see `_sharded_run_identity`) process disjoint scans and so may share the
     folder, but not with a whole run, nor a shard with its own double, nor with the shards of another run (another
     N, settings or input table), whose scans overlap theirs. A run leaves its lock files (removing one would let a
-    later run lock a new file while another still holds the old)."""
+    later run lock a new file while another still holds the old). On Windows, without file locks, nothing is held."""
+    if fcntl is None:
+        yield
+        return
     with contextlib.ExitStack() as held:
         locked = _hold(held, out_dir / RUN_LOCK, fcntl.LOCK_EX if shard is None else fcntl.LOCK_SH)
         if shard is not None and locked:

@@ -16,13 +16,17 @@ It lives here, in the package without torch, so that `elr-mri preprocess` can us
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import socket
 import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterator
+
+try:
+    import fcntl
+except ImportError:  # Windows, which has no such locks: the commands run there unguarded, as the README says
+    fcntl = None  # type: ignore[assignment]
 
 __all__ = ["forget_holder", "held_lock", "holder_named_in", "locks_unsupported", "lock_or_refuse", "name_holder",
            "warn_unlocked"]
@@ -57,7 +61,9 @@ def lock_or_refuse(handle: IO[str], folder: Path, runs: str, elsewhere: str = ",
     """Take a POSIX record lock on the open lock file `handle` of `folder`, or refuse at once in one line naming `runs`
     (e.g. "`elr-mri train`") and, in `elsewhere`, where else to write: a run waiting silently looks hung. A record lock (lockf), not flock, because forked
     workers do not inherit it: one that outlives a killed run by seconds cannot block the rerun. Where the file
-    system has no locks, a warning and the run goes on."""
+    system has no locks, a warning and the run goes on; on Windows nothing is locked."""
+    if fcntl is None:
+        return
     try:
         fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as err:

@@ -41,3 +41,15 @@ def test_a_lock_let_go_names_no_one(tmp_path: Path) -> None:
     with held_lock(tmp_path / ".simulate.lock", tmp_path, "simulate-cohort"):
         assert (tmp_path / ".simulate.lock").read_text().startswith(f"PID {os.getpid()} on ")
     assert (tmp_path / ".simulate.lock").read_bytes() == b""
+
+
+def test_without_fcntl_as_on_windows_the_commands_load_and_run_unguarded(tmp_path: Path) -> None:
+    """Windows has no fcntl: imported at the top of the lock module, it stopped every command, `elr-mri --help`
+    too. Imitated by a process in which importing it fails."""
+    code = ("import sys; sys.modules['fcntl'] = None\n"
+            "from pathlib import Path; import elr_mri.cli; from preprocess.batch import output_lock; "
+            "from preprocess.folder_locks import held_lock\n"
+            "folder = Path(sys.argv[1])\n"
+            "with held_lock(folder / '.train.lock', folder, 'train'), output_lock(folder, (0, 2), 'run'): print('ran')")
+    ran = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
+    assert (ran.returncode, ran.stdout, ran.stderr) == (0, "ran\n", "")
