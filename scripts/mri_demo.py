@@ -55,8 +55,17 @@ def main() -> None:
     if not 0 <= args.seed < 2**32:
         parser.error(f"--seed {args.seed} must be within [0, 2**32 - 1]")
     _claim_out(args)
-    timings = _Timings(args.out / "demo_timings.json")
+    from preprocess.folder_locks import held_lock
 
+    # a second demo in OUT would rerun preprocess under the first (which then lost its manifest.csv) and add its
+    # seconds to the first's timings
+    with held_lock(args.out / ".demo.lock", args.out, "mri_demo.py", elsewhere=", or pass another --out"):
+        _run_stages(args)
+
+
+def _run_stages(args: argparse.Namespace) -> None:
+    """Every stage, each skipping what OUT already holds, then report.md."""
+    timings = _Timings(args.out / "demo_timings.json")
     with timings.stage("simulate"):
         cohort = _simulate(args)
     _require_every_split(cohort, args)

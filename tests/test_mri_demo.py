@@ -95,6 +95,29 @@ def test_a_folder_of_another_demo_is_refused_as_a_users_mistake(tmp_path: Path) 
                                                         "delete that folder) to start anew\n")
 
 
+def test_a_second_demo_into_a_folder_one_is_writing_is_refused(tmp_path: Path) -> None:
+    """`make demo` in a second terminal reran preprocess under the first (whose volumes or training then found no
+    manifest.csv) and added its seconds to the first's timings. The first is imitated by a process holding the lock."""
+    out = tmp_path / "demo"
+    (out / "cohort").mkdir(parents=True)
+    (out / "cohort" / "manifest.csv").write_text("participant_id\n")  # not simulated again: a demo let in stops soon
+    holding = ("import sys, time; from pathlib import Path; from preprocess.folder_locks import held_lock\n"
+               "with held_lock(Path(sys.argv[1]) / '.demo.lock', Path(sys.argv[1]), 'x'):\n"
+               "    print('held', flush=True); time.sleep(120)")
+    holder = subprocess.Popen([sys.executable, "-c", holding, str(out)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        result = subprocess.run([sys.executable, str(ROOT / "scripts" / "mri_demo.py"), "--out", str(out)],
+                                capture_output=True, text=True, cwd=ROOT)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.returncode == 2 and result.stderr.startswith(f"mri_demo.py: error: {out}: another mri_demo.py is "
+                                                               f"writing there (PID {holder.pid} on ")
+    assert result.stderr.endswith("let it finish (or stop it) first, or pass another --out\n")
+    assert sorted(path.name for path in out.iterdir()) == [".demo.lock", "cohort", "demo_settings.json"]
+
+
 def test_a_users_problem_is_one_line_not_a_traceback(tmp_path: Path, read_only: Callable[[Path], None]) -> None:
     """An --out on read-only storage, or a run's config.yaml cut short (refused by the report and the runs' readers),
     ended the demo with a traceback; `elr-mri` says such problems in one line."""
