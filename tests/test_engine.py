@@ -564,6 +564,31 @@ def test_resume_refuses_other_settings_a_shorter_run_and_a_missing_run(tmp_path:
     assert "the data now gives other training examples or labels" in result.stderr
 
 
+def test_a_run_from_before_its_training_labels_were_recorded_is_not_trained_on(
+        tmp_path: Path, cli_in_process: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run made before 2026-12-03 has no train_labels_sha256: its digits validation split (and so the noisy labels
+    of its training split) was drawn otherwise then, and the resume went on silently on the labels drawn now. It is
+    refused before its data is read; a plain resume of it finished still prints its summary."""
+    from elr_mri.engine import runner
+
+    out = tmp_path / "old run"
+    train(load_config(DIGITS, [*SMALL, "train.epochs=1"]), out)
+    shape = json.loads((out / "data_shape.json").read_text())
+    del shape["train_labels_sha256"]  # as data_shape.json was written before 2026-12-03
+    (out / "data_shape.json").write_text(json.dumps(shape))
+    assert cli_in_process("train", "--resume", str(out)).returncode == 0  # finished: its summary, nothing trained
+
+    def read(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the data was read")
+
+    monkeypatch.setattr(runner, "build_data", read)
+    result = cli_in_process("train", "--resume", str(out), "--set", "train.epochs=2")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr[-2000:]
+    assert "from before 2026-12-03, which recorded no train_labels_sha256" in result.stderr
+    assert result.stderr.endswith(f"--config {shlex.quote(str(out / 'config.yaml'))} --set train.epochs=2 "
+                                  "--out NEW_RUN_DIR\n")
+
+
 def test_a_resume_that_would_shorten_the_run_is_refused_before_its_data_is_read(
         tmp_path: Path, cli_in_process: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
     """An MRI cohort takes minutes to load: the refusal came only after it, and after the networks were built."""

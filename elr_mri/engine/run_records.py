@@ -20,7 +20,7 @@ import pandas as pd
 from elr_mri.data.images import NoisyImageData
 from elr_mri.data.splits import read_run_splits
 from elr_mri.engine.checkpoint import atomic_write_json, atomic_write_text
-from elr_mri.engine.start import new_run_command
+from elr_mri.engine.start import TRAIN_LABELS_KEY, new_run_command
 
 __all__ = ["TEST_DIAGNOSES_KEY", "TRAIN_AGE_RANGE_KEY", "read_data_shape", "record_run_data", "labels_fingerprint",
            "evaluation_labels_fingerprint", "require_same_data"]
@@ -62,7 +62,7 @@ def record_run_data(out_dir: Path, data: NoisyImageData, record_ages: bool) -> N
     the age, so a resume compares it too."""
     shape = {"input_shape": list(data.input_shape), "num_classes": data.num_classes,
              "train_examples": len(data.train), "class_names": list(data.class_names),
-             "train_labels_sha256": _train_labels_fingerprint(data)}
+             TRAIN_LABELS_KEY: _train_labels_fingerprint(data)}
     if data.volume_grid is not None:  # evaluation refuses holdout scans on another grid, or elsewhere in space
         shape["volume_grid"] = data.volume_grid.as_dict()
         if data.volume_grid.ras_affine is not None:  # not compared on resume: runs from before it have none
@@ -102,12 +102,12 @@ def _require_same_data_shape(out_dir: Path, data: NoisyImageData) -> None:
     now = {"input_shape": list(data.input_shape), "num_classes": data.num_classes, "train_examples": len(data.train)}
     if data.volume_grid is not None and "volume_grid" in before:  # scans preprocessed again at another resolution
         now["volume_grid"] = data.volume_grid.as_dict()
-    if "train_labels_sha256" in before:  # runs from before it was recorded have none
-        now["train_labels_sha256"] = _train_labels_fingerprint(data)
+    if TRAIN_LABELS_KEY in before:  # runs from before it was recorded have none (a resume refuses them first)
+        now[TRAIN_LABELS_KEY] = _train_labels_fingerprint(data)
     changed = [key for key, value in now.items() if before.get(key) != value]
     if changed:
         key = changed[0]
-        what = ("other training examples or labels (same count, other order or content)" if key == "train_labels_sha256"
+        what = ("other training examples or labels (same count, other order or content)" if key == TRAIN_LABELS_KEY
                 else f"{key} = {now[key]}, it trained on {before.get(key)}")
         raise ValueError(f"{out_dir}: the data now gives {what} (data.root or the manifest changed); restore that "
                          f"data, or start a new run: {new_run_command(out_dir)}")

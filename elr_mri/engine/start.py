@@ -16,6 +16,9 @@ from elr_mri.data.image_sources import require_clothing1m_validation_list
 
 __all__ = ["train", "finished_at", "new_run_command", "refuse_stretched_cosine"]
 
+# data_shape.json's record of the training labels, written by every run since 2026-12-03 (commit b01cc99)
+TRAIN_LABELS_KEY = "train_labels_sha256"
+
 
 def train(cfg: RunConfig, out_dir: Path, resume: bool = False, notes: Sequence[str] = ()) -> dict[str, Any]:
     """Train as `cfg` says into `out_dir`; with `resume`, continue from `out_dir/checkpoints/last.pt`. `notes`: lines
@@ -28,6 +31,8 @@ def train(cfg: RunConfig, out_dir: Path, resume: bool = False, notes: Sequence[s
         refuse_resume_changes(saved, cfg, out_dir)
         if (out_dir / "checkpoints" / "last.pt").exists():
             refuse_stretched_cosine(saved, cfg, out_dir)
+            if not finished_at(out_dir, cfg.train.epochs):  # a plain resume of a finished run only prints its summary
+                _refuse_unfingerprinted_run(saved, cfg, out_dir)
     if not resume:
         check_noise_settings(cfg.data.noise)
         check_noise_fits_data(cfg.data)
@@ -64,3 +69,23 @@ def new_run_command(out_dir: Path, setting: str = "") -> str:
     """The command that trains a new run from `out_dir`'s settings (quoted for a shell: paths may hold spaces)."""
     changed = f" --set {setting}" if setting else ""
     return f"elr-mri train --config {shlex.quote(str(out_dir / 'config.yaml'))}{changed} --out NEW_RUN_DIR"
+
+
+def _refuse_unfingerprinted_run(trained_with: RunConfig, cfg: RunConfig, out_dir: Path) -> None:
+    """A run made before its training labels were recorded cannot be checked against the data rebuilt now, and
+    that data did change: image data sets' validation split (and so their training split and its noisy labels)
+    and ELR+'s training changed on 2026-12-03. Resumed, such a run went on silently under other labels, ELR's
+    targets kept by row then belonging to other examples. `evaluate` and `explain` read the weights alone."""
+    try:
+        recorded = json.loads((out_dir / "data_shape.json").read_text())
+    except (OSError, ValueError):
+        return  # lost or damaged: the resume's own checks name the file
+    if not isinstance(recorded, dict) or TRAIN_LABELS_KEY in recorded:
+        return
+    epochs = cfg.train.epochs
+    setting = f"train.epochs={epochs}" if epochs != trained_with.train.epochs else ""
+    raise ConfigError(
+        f"{out_dir}: made by an elr-mri from before 2026-12-03, which recorded no {TRAIN_LABELS_KEY} in its "
+        "data_shape.json, so a resume cannot check that it goes on with the training labels and splits it began "
+        "with (image data sets' validation split and ELR+'s training changed that day); evaluate and explain still "
+        f"read it; to train on, start a new run: {new_run_command(out_dir, setting)}")
