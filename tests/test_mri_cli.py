@@ -557,6 +557,29 @@ def test_a_holdout_on_another_voxel_grid_is_refused(trained: dict[str, Path], tm
     assert not (trained["run"] / "eval-raw").exists()
 
 
+def test_a_run_from_before_its_grid_was_recorded_refuses_a_holdout_all_on_another_grid(
+        trained: dict[str, Path], tmp_path: Path, cli_in_process: Cli) -> None:
+    """A run made before 2026-12-03 has no volume_grid in data_shape.json: a holdout whose scans all shared another grid
+    (a simulated NACC-like site at 2.5 mm, not preprocessed) was scored as nonsense without a word. The grid of the
+    training manifest's scans stands in for the record; the run's own holdout still scores."""
+    run = tmp_path / "old run"
+    shutil.copytree(trained["run"], run, ignore=shutil.ignore_patterns("eval-*", "explain-*"))
+    shape = json.loads((run / "data_shape.json").read_text())
+    (run / "data_shape.json").write_text(json.dumps(
+        {key: value for key, value in shape.items() if key not in ("volume_grid", "volume_ras_affine")}))
+    manifest, rng = pd.read_csv(trained["holdout"]), np.random.default_rng(0)
+    for row in manifest.index:
+        coarse, volume = tmp_path / f"coarse{row}.nii.gz", rng.normal(100, 10, (60, 60, 60)).astype(np.float32)
+        nib.save(nib.Nifti1Image(volume, np.diag([2.5, 2.5, 2.5, 1.0])), coarse)
+        manifest.loc[row, "processed_path"] = str(coarse)
+    manifest.to_csv(tmp_path / "coarse.csv", index=False)
+    result = cli_in_process("evaluate", "--run", str(run), "--manifest", str(tmp_path / "coarse.csv"))
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr[-2000:]
+    assert "is 60x60x60 voxels of 2.5x2.5x2.5 mm and the run trained on 74x74x74 voxels of 2x2x2 mm" in result.stderr
+    result = cli_in_process("evaluate", "--run", str(run), "--manifest", str(trained["holdout"]), "--bootstrap", "20")
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
 def test_a_worker_error_is_one_line_only_when_it_is_this_projects() -> None:
     worker_text = ("Caught RuntimeError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n"
                    '  File "x.py", line 1, in f\n{}\n\nThe above exception was the direct cause of the following '

@@ -24,8 +24,8 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from elr_mri.config import SELECTION_RULE_KEY, RunConfig, evaluation_batch_size, load_run_config
-from elr_mri.data.grid import VolumeGrid
+from elr_mri.config import SELECTION_RULE_KEY, DataConfig, RunConfig, evaluation_batch_size, load_run_config
+from elr_mri.data.grid import VolumeGrid, read_grid
 from elr_mri.data.splits import read_run_splits, run_participants
 from elr_mri.engine.checkpoint import CheckpointError, atomic_write_json, atomic_write_text, load_checkpoint
 from elr_mri.engine.execution import ExecutionPlan, limit_cpu_threads, precision_note, process_settings_kept
@@ -315,7 +315,7 @@ def evaluation_set(run_dir: Path, cfg: RunConfig, manifest: Path | None,
     from elr_mri.data.mri import build_mri_eval_dataset
 
     dataset, notes = build_mri_eval_dataset(manifest, data, run_participants(run_dir), require_age=uses_age(cfg),
-                                            grid=run_grid(run_dir))
+                                            grid=_holdout_grid(run_dir, data))
     warning = _untrained_ages_warning(run_dir, str(manifest), dataset.frame) if uses_age(cfg) else None
     if warning is not None:
         print(f"warning: {warning}", file=sys.stderr)
@@ -328,6 +328,19 @@ def run_grid(run_dir: Path) -> VolumeGrid | None:
     shape = read_data_shape(run_dir)
     recorded = shape.get("volume_grid")
     return None if recorded is None else VolumeGrid.from_dict(recorded, shape.get("volume_ras_affine"))
+
+
+def _holdout_grid(run_dir: Path, data: DataConfig) -> VolumeGrid | None:
+    """The grid a holdout's scans must be on: the run's recorded one or, for a run from before that record
+    (2026-12-03), the grid of the first scan of its training manifest still on disk, since a holdout all on another
+    grid was otherwise scored as nonsense without a word; None where neither is there."""
+    recorded = run_grid(run_dir)
+    if recorded is not None:
+        return recorded
+    from elr_mri.data.mri import training_manifest_images
+
+    on_disk = next((path for path in training_manifest_images(data) if Path(path).is_file()), None)
+    return None if on_disk is None else read_grid(on_disk)
 
 
 def _require_run_grid(run_dir: Path, manifest: str, grid: VolumeGrid | None) -> None:
