@@ -13,7 +13,7 @@ import pytest
 from elr_mri.data.splits import read_run_splits, run_participants
 from elr_mri.evaluation.evaluate import (_require_run_test_split, _warn_of_other_test_scans, _untrained_ages_warning,
                                          load_run, write_evaluation)
-from elr_mri.evaluation.metrics import evaluate_predictions
+from elr_mri.evaluation.metrics import bootstrap_metrics, evaluate_predictions
 
 CLASSES = ["CN", "MCI", "AD"]
 
@@ -125,6 +125,18 @@ def test_the_summary_and_the_screen_state_the_intervals_level_as_it_was_computed
     write_evaluation(tmp_path, reports, labels, probs, ids, CLASSES, [], {"manifest": None})
     assert json.loads((tmp_path / "summary.json").read_text())["interval_level"] == 0.9
     assert "a 90% percentile interval over 10 bootstrap resamples" in _interval_words(reports["scan"])
+
+
+def test_an_image_runs_scoring_removes_the_scan_and_participant_plots_of_an_earlier_version(tmp_path: Path) -> None:
+    """Image runs were scored at a scan and a participant level until 2026-12-03: scored again now, at the image
+    level, the folder kept the old confusion_scan.png and confusion_participant.png beside the new figures."""
+    labels, probs, images = np.array([0, 1, 2, 1]), np.full((4, 3), 1 / 3), np.array(["0", "1", "2", "3"])
+    old = evaluate_predictions(labels, probs, images, CLASSES, n_boot=10)
+    write_evaluation(tmp_path, old, labels, probs, pd.DataFrame({"index": range(4)}), CLASSES, [], {"manifest": None})
+    assert sorted(p.name for p in tmp_path.glob("confusion_*")) == ["confusion_participant.png", "confusion_scan.png"]
+    now = {"image": bootstrap_metrics(labels, probs, images, CLASSES, 10, level="image")}
+    write_evaluation(tmp_path, now, labels, probs, pd.DataFrame({"index": range(4)}), CLASSES, [], {"manifest": None})
+    assert [p.name for p in tmp_path.glob("confusion_*")] == ["confusion_image.png"]
 
 
 def test_each_prediction_row_names_its_own_scan_given_and_predicted_class(tmp_path: Path) -> None:

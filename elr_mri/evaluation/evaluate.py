@@ -484,10 +484,20 @@ def write_evaluation(out: Path, reports: dict[str, MetricsReport], labels: np.nd
     plot_roc(labels, probs, classes, out / "roc.png", f"{first.level} level, {len(labels)} {first.level}s, one-vs-rest")
     for level, report in reports.items():
         plot_confusion(report.confusion, classes, out / f"confusion_{level}.png", title=f"{level} level")
+    _remove_other_levels_plots(out, reports)
     summary = {**scoring, "participant_overlap_notes": notes,
                "balanced_accuracy_classes": first.balanced_accuracy_classes,
                **{level: {name: vars(v) for name, v in r.metrics.items()} for level, r in reports.items()}}
     atomic_write_json(summary, out / "summary.json")
+
+
+def _remove_other_levels_plots(out: Path, reports: dict[str, MetricsReport]) -> None:
+    """Image runs were scored at a scan and a participant level until 2026-12-03, now at one image level: the
+    earlier scoring's confusion_scan.png and confusion_participant.png stayed beside this one's figures."""
+    written = {f"confusion_{level}.png" for level in reports}
+    for plot in out.glob("confusion_*.png"):
+        if plot.name not in written:
+            plot.unlink()
 
 
 def _scored_fingerprint(predictions: pd.DataFrame, ids: pd.Index) -> str:
