@@ -982,3 +982,16 @@ def test_a_cache_dir_on_a_disk_that_fills_mid_run_serves_the_volumes_and_says_so
     assert torch.equal(served[0], expected) and torch.equal(served[2], expected)
     assert not list(cache.iterdir())  # nothing cut short left, not even a temporary file
     assert caplog.text.count("File too large there, so the volumes not cached yet are made from their scans") == 1
+
+
+def test_a_relative_manifest_path_not_found_says_where_it_was_read_from(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs made before 2026-12-03 recorded their paths as given: evaluated from another directory, such a run's
+    manifest was "no such file ... put the file back there", though it lay where it was, beside the directory the
+    run had trained in."""
+    monkeypatch.chdir(tmp_path)
+    line = (f"data.mri.manifest = cohort/manifest.csv: no such file; a relative path, read from {tmp_path}, which does "
+            "not hold it; a run made before 2026-12-03 recorded its paths as given: run the command from the directory "
+            "it was trained in")
+    with pytest.raises(ValueError, match=f"^{re.escape(line)}$"):
+        build_data(DataConfig(name="mri", mri=MRIDataConfig(manifest="cohort/manifest.csv")))

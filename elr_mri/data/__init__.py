@@ -44,6 +44,14 @@ def _require_files(cfg: DataConfig) -> None:
         used |= {f"mri.{key}": getattr(cfg.mri, key) for key in files}
     for key, path in used.items():
         if path and not Path(path).is_file():
-            raise ConfigError(f"data.{key} = {path}: {not_a_file(path)}; for a new run correct the path in the config or "
-                              f"with --set data.{key}=PATH; a run already made (--resume, evaluate, explain) "
-                              "reads it from that path, so put the file back there")
+            raise ConfigError(f"data.{key} = {path}: {not_a_file(path)}; {_missing_file_fix(key, path)}")
+
+
+def _missing_file_fix(key: str, path: str) -> str:
+    """How to find the file again. A new run's paths are made absolute before its data is read, so a relative one here
+    is a run's own, recorded as given by a version before 2026-12-03: it is there from the directory it trained in."""
+    if not Path(path).is_absolute():
+        return (f"a relative path, read from {Path.cwd()}, which does not hold it; a run made before 2026-12-03 "
+                "recorded its paths as given: run the command from the directory it was trained in")
+    return (f"for a new run correct the path in the config or with --set data.{key}=PATH; a run already made "
+            "(--resume, evaluate, explain) reads it from that path, so put the file back there")
