@@ -614,15 +614,21 @@ def test_evaluate_puts_another_run_and_the_voxel_baseline_in_one_table(trained: 
     assert set(paired["minus"]) == {"run (elr)"} and "minus run (elr), paired over the same participants" in result.stdout
 
 
+def _copy_unscored(run: Path, copy: Path) -> None:
+    """Copy the shared trained run without what other tests scored in it (e.g. a comparison.csv left by a
+    --compare-with test), so that a test's outcome does not depend on which tests ran before it."""
+    shutil.copytree(run, copy)
+    for scored in [*copy.glob("eval-*"), *copy.glob("explain-*")]:
+        shutil.rmtree(scored)
+
+
 def test_a_comparison_is_removed_when_a_run_it_compared_trains_on(trained: dict[str, Path], tmp_path: Path,
                                                                    cli_in_process: Cli) -> None:
     """`evaluate --compare-with` puts another run's scores in this run's comparison.csv; that run, extended, removes
     its scores, and this table with them (it showed the other run's earlier weights), saying so in its one line."""
     ours, theirs = tmp_path / "elr", tmp_path / "other"
     for run in (ours, theirs):
-        shutil.copytree(trained["run"], run)
-        for scored in [*run.glob("eval-*"), *run.glob("explain-*")]:  # what other tests scored in the shared run
-            shutil.rmtree(scored)
+        _copy_unscored(trained["run"], run)
     holdout = trained["holdout"].stem
     compared = cli_in_process("evaluate", "--run", str(ours), "--manifest", str(trained["holdout"]), "--bootstrap",
                               "20", "--compare-with", str(theirs))
@@ -646,7 +652,7 @@ def test_a_comparison_is_removed_when_a_run_it_compared_is_scored_otherwise(trai
     showed its earlier scoring, goes in the line that names the compared run's own comparisons removed."""
     ours, theirs = tmp_path / "elr", tmp_path / "other"
     for run in (ours, theirs):
-        shutil.copytree(trained["run"], run)
+        _copy_unscored(trained["run"], run)
     holdout = trained["holdout"].stem
     evaluate = ["--manifest", str(trained["holdout"]), "--bootstrap", "20"]
     compared = cli_in_process("evaluate", "--run", str(ours), *evaluate, "--compare-with", str(theirs))
