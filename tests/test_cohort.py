@@ -622,6 +622,23 @@ def test_older_adnimerge_spellings_and_the_screening_scan_are_read():
                                                  "Dementia, AD, NL, 'X to Y')"]  # not DX_bl SMC in its place
 
 
+def test_dxsum_codes_as_dx_are_named_once_in_the_summary():
+    """DXSUM's DIAGNOSIS 1/2/3 copied into DX dropped every scan "with DX '1'", nowhere saying what the codes were."""
+    scans = pd.DataFrame({"participant_id": ["011_S_0002", "022_S_0007", "033_S_0009"], "session_id": "bl",
+                          "path": ["a", "b", "c"]})
+    coded = ADNIMERGE.assign(DX=["1", "", "3", "3.0", "", 2, "nonsense"], DX_bl=["1", "", "", "3", "", "2", ""])
+    result = import_adnimerge(coded, scans)
+    assert result.dropped["reason"].str.startswith("with DX ").all()
+    assert result.summary().endswith(" (DX 1, 2, 3 are DXSUM's DIAGNOSIS codes, 1 CN, 2 MCI, 3 Dementia, which "
+                                     "ADNIMERGE writes as words: write DX and DX_bl as CN, MCI, Dementia and import "
+                                     "again)")
+    assert result.summary().count("DXSUM") == 1
+    worded = import_adnimerge(ADNIMERGE.assign(DX="nonsense", DX_bl="nonsense"), scans)
+    assert "DXSUM" not in worded.summary()  # another unknown value: no hint
+    unmet = import_adnimerge(pd.concat([ADNIMERGE, coded.iloc[[6]].assign(PTID="099_S_0001", DX="2")]), scans)
+    assert "DXSUM" not in unmet.summary()  # a code in a row no scan meets
+
+
 def test_two_scans_of_one_visit_are_left_out_with_the_reason():
     scans = pd.DataFrame({"participant_id": ["011_S_0002", "sub-ADNI011S0002", "011_S_0002"],
                           "session_id": ["bl", "ses-M00", "m06"], "path": ["a", "b", "c"]})

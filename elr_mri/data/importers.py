@@ -76,6 +76,11 @@ ADNI_DIAGNOSES = {
     "CN": "CN", "NL": "CN", "SMC": "CN", "EMCI": "MCI", "LMCI": "MCI", "MCI": "MCI", "Dementia": "AD", "AD": "AD",
 }
 _ADNI_DIAGNOSES_UPPER = {spelling.upper(): stage for spelling, stage in ADNI_DIAGNOSES.items()}
+# DXSUM's DIAGNOSIS (1 CN, 2 MCI, 3 Dementia), copied into an ADNIMERGE-like table's DX: every scan was dropped
+# "with DX '1'", nothing said where the codes came from
+DXSUM_DIAGNOSIS_CODES = ("1", "2", "3")
+DXSUM_CODES_HINT = ("DX 1, 2, 3 are DXSUM's DIAGNOSIS codes, 1 CN, 2 MCI, 3 Dementia, which ADNIMERGE writes as "
+                    "words: write DX and DX_bl as CN, MCI, Dementia and import again")
 # ADNI's screening visit: in ADNI1 its MRI is the baseline scan, and ADNIMERGE has no "sc" row to join it to.
 ADNI_SCREENING_VISITS = ("SC", "SCMRI")
 # year first (03/04/2012 is ambiguous), month and day padded or not (2012/3/4: spreadsheets in East Asian locales)
@@ -109,6 +114,8 @@ class ImportResult:
     two_spellings: list[str] = dataclasses.field(default_factory=list)
     # "SEX 'Male' (3 scans)": imported sex codes that a mapping's values.sex does not list, written as unknown sex
     unlisted_sex_codes: list[str] = dataclasses.field(default_factory=list)
+    # what many of the drops share and how to fix it, said once in the summary (DXSUM's codes 1/2/3 as DX)
+    hint: str = ""
 
     def summary(self) -> str:
         reasons = self.dropped["reason"].value_counts()
@@ -118,7 +125,8 @@ class ImportResult:
         missing = [f"{ageless} without an age"] * bool(ageless) + [f"{sexless} without a sex"] * bool(sexless)
         imported = f"{len(self.manifest)} scans imported" + (  # a model with age refuses those without at training
             f" ({' and '.join(missing)})" if missing else "")
-        return f"{imported}, {len(self.dropped)} left out: {left_out}" if left_out else imported
+        line = f"{imported}, {len(self.dropped)} left out: {left_out}" if left_out else imported
+        return f"{line} ({self.hint})" if self.hint else line
 
 
 SCANS = "scans manifest (--scans)"  # the table of scans both importers join their clinical rows to
@@ -163,13 +171,17 @@ def import_adnimerge(
         letters, unreadable = sex_letters(table["PTGENDER"])
         clinical["sex"] = letters.combine_first(unreadable)  # kept as given: the manifest's check names the row
     # an MRI's date is weeks from its visit's EXAMDATE: no date would meet it
-    return _join(*_read_scans(scans), clinical, adni_participant_key, adni_session_key, session_hints={
+    result = _join(*_read_scans(scans), clinical, adni_participant_key, adni_session_key, session_hints={
         _DATE_KEY: "ADNIMERGE's sessions are visits, VISCODE bl, m06, m12: name the scan's session by its visit, e.g. "
                    "ses-M06, not by its date",
         _ADNI_PROTOCOL_VISIT: "v03, init, y1 are a phase's own visit codes; ADNIMERGE's VISCODE is their VISCODE2: "
                               "name the scan's session by it, e.g. bl or ses-M12"}, participant_hints={
         _RID_KEY: "an ID of digits alone is ADNIMERGE's RID; rows are met by PTID, as training and splits compare "
                   "participants: name the scan by its PTID, e.g. 011_S_0002 for RID 2"})
+    coded = diagnosis.isna() & raw.map(lambda value: not _blank(value) and _code(value) in DXSUM_DIAGNOSIS_CODES)
+    if result.dropped["reason"].isin(clinical.loc[coded, "_diagnosis_problem"]).any():
+        result.hint = DXSUM_CODES_HINT
+    return result
 
 
 def _with_adnimerge_spellings(table: pd.DataFrame) -> pd.DataFrame:
