@@ -633,6 +633,21 @@ def test_clothing1m_as_released_with_windows_line_ends_under_a_folder_with_a_spa
     assert [data.test[i]["label"] for i in range(3)] == [(k - 8 + 5) % 14 for k in (13, 14, 15)]
 
 
+def test_a_clothing1m_key_listed_twice_is_refused_with_two_labels_and_read_once_with_one(tmp_path, caplog):
+    """A key listed twice kept its last label, silently: a clean test label edited by appending a line, say."""
+    write_clothing1m(tmp_path)
+    clean = tmp_path / "clean_label_kv.txt"
+    clean.write_text(clean.read_text() + "images/0/10.jpg 11\nimages/0/3.jpg 4\n")  # 10.jpg's own label, 3.jpg's
+    data = build_image_data(DataConfig(name="clothing1m", root=str(tmp_path)))
+    assert [data.test[i]["label"] for i in range(2)] == [11, 12]
+    assert "clean_label_kv.txt: 2 line(s) repeat a key with the label it already has, each read once (first: " \
+           "images/0/10.jpg, lines 11 and 13)" in caplog.text
+    clean.write_text(clean.read_text() + "images/0/11.jpg 0\n")
+    with pytest.raises(ValueError, match=r"clean_label_kv.txt, lines 12 and 15: images/0/11.jpg is labelled 12 and 0; "
+                                         r"keep one line, with its right label, or use the release's file$"):
+        build_image_data(DataConfig(name="clothing1m", root=str(tmp_path)))
+
+
 def test_an_empty_clothing1m_label_list_is_named(tmp_path):
     write_clothing1m(tmp_path)
     (tmp_path / "noisy_label_kv.txt").write_text("")

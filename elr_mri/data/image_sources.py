@@ -9,6 +9,7 @@ looked for and how to get it there; nothing is ever downloaded.
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import shlex
@@ -50,6 +51,8 @@ IMAGENET_VAL_LIST = "imagenet/imagenet_val.txt"
 # the development data beside a checkout (None where the package is installed): CIFAR-10 as JPEG files, no CIFAR-100
 _CHECKOUT = checkout_root()
 DEVELOPMENT_CIFAR = _CHECKOUT.parent / "shared" / "data" / "cifar" if _CHECKOUT else None
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -393,12 +396,33 @@ def require_clothing1m_validation_list(root: Path) -> None:
 
 def _read_key_values(path: Path, num_classes: int) -> dict[str, int]:
     """A label list of `image-key label` lines, as a dict; a label outside 0..num_classes-1 is refused with its line
-    (a wrong clean label would otherwise surface only after an epoch)."""
-    labels = {key: label for _, key, label in _labelled_lines(
-        path, f"`image-key label` with a label 0..{num_classes - 1}", "use the release's file", num_classes)}
+    (a wrong clean label would otherwise surface only after an epoch). The release lists each image once: a key
+    given two labels is refused (the last one silently won), a key repeated with its label is read once, warned."""
+    expected = f"`image-key label` with a label 0..{num_classes - 1}"
+    labels: dict[str, int] = {}
+    repeats: list[tuple[str, int]] = []  # (key, line) of each line that repeats a key with its label
+    for number, key, label in _labelled_lines(path, expected, "use the release's file", num_classes):
+        if key not in labels:
+            labels[key] = label
+        elif labels[key] == label:
+            repeats.append((key, number))
+        else:
+            raise ValueError(f"{path}, lines {_first_line_of(path, key)} and {number}: {key} is labelled "
+                             f"{labels[key]} and {label}; keep one line, with its right label, or use the release's file")
     if not labels:  # else every listed image is "without a label", blamed on the key list
         raise ValueError(f"{path}: lists no label; use the release's file")
+    if repeats:
+        key, number = repeats[0]
+        log.warning("%s: %d line(s) repeat a key with the label it already has, each read once (first: %s, lines "
+                    "%d and %d)", path, len(repeats), key, _first_line_of(path, key), number)
     return labels
+
+
+def _first_line_of(path: Path, key: str) -> int:
+    """The line number, from 1, of `key`'s first line in a label list: looked up again for a message only, so
+    reading a million labels keeps no line numbers."""
+    return next(number for number, line in enumerate(read_text_list(path), start=1)
+                if line.strip().rsplit(maxsplit=1)[:1] == [key])
 
 
 def _labelled_lines(path: Path, expected: str, how_to_fix: str,
