@@ -342,6 +342,8 @@ def test_scans_preprocess_did_not_finish_are_left_out_at_import_with_the_reason(
     result = import_adnimerge(adnimerge, scans)
     assert result.manifest["participant_id"].tolist() == ["011_S_0001", "sub-ADNI011S0002"]  # the visit's finished one
     assert result.dropped["reason"].tolist() == ["its status in --scans is 'failed'"]
+    blank = import_adnimerge(adnimerge, scans.assign(status=["done", "failed", np.nan]))
+    assert blank.dropped["reason"].tolist()[1] == "its status in --scans is empty"  # it read `is nan`
 
 
 def test_one_person_under_two_ids_in_the_scans_is_named_at_import():

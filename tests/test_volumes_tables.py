@@ -185,15 +185,16 @@ def test_rows_a_manifest_marks_as_not_usable_are_listed_as_not_measured(tmp_path
     was measured without the warning training gives."""
     from elr_mri.volumes.measure import measure_manifest
 
-    manifest = _write(tmp_path / "cohort.csv", {"participant_id": ["001", "002"], "session_id": ["01", "01"],
-                                                 "processed_path": ["moved.nii.gz", "x.nii.gz"],
-                                                 "status": ["ok", "failed"], "qc_flag": [True, False],
-                                                 "qc_reason": ["NCC 0.312 < 0.45", ""]})
+    manifest = _write(tmp_path / "cohort.csv", {"participant_id": ["001", "002", "003"], "session_id": ["01"] * 3,
+                                                 "processed_path": ["moved.nii.gz", "x.nii.gz", "y.nii.gz"],
+                                                 "status": ["ok", "failed", ""], "qc_flag": [True, False, False],
+                                                 "qc_reason": ["NCC 0.312 < 0.45", "", ""]})
     _, volumes, failures = measure_manifest(manifest, progress=False)
     assert "1 scan(s) flagged by preprocessing QC are used: 001/01 (NCC 0.312 < 0.45)" in caplog.text
-    assert len(volumes) == 0 and failures["participant_id"].tolist() == ["002", "001"]
+    assert len(volumes) == 0 and failures["participant_id"].tolist() == ["002", "003", "001"]
     assert failures["error"][0] == "not measured: its status in cohort.csv is 'failed'"
-    assert "moved since? point the manifest's processed_path at where it is now" in failures["error"][1]
+    assert failures["error"][1] == "not measured: its status in cohort.csv is empty"  # a blank cell read `is nan`
+    assert "moved since? point the manifest's processed_path at where it is now" in failures["error"][2]
 
 
 def test_readme_names_every_region_column_of_the_volumes_csv() -> None:

@@ -21,8 +21,8 @@ folder. Two scans of one visit, and a clinical value that maps to no class, are 
 
 Public names: `ImportResult`, `ADNI_DIAGNOSES`, `import_adnimerge`, `import_mapped_table`,
 `load_mapping`, `adni_participant_key`, `spelled_as_numbers`, `adni_session_key`, `adni_diagnosis`,
-`mapped_session_key`, `preprocess_failures`, `sex_letters`, `has_usable_status`, `USABLE_STATUSES`, `MAX_AGE_YEARS`,
-`decimal_comma_hint`, `columns_it_has`.
+`mapped_session_key`, `preprocess_failures`, `sex_letters`, `has_usable_status`, `status_in_words`, `USABLE_STATUSES`,
+`MAX_AGE_YEARS`, `decimal_comma_hint`, `columns_it_has`.
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ __all__ = [
     "preprocess_failures",
     "sex_letters",
     "has_usable_status",
+    "status_in_words",
     "USABLE_STATUSES",
     "MAX_AGE_YEARS",
     "decimal_comma_hint",
@@ -227,6 +228,12 @@ def decimal_comma_hint(value: Any) -> str:
 def has_usable_status(status: pd.Series) -> pd.Series:
     """Whether each manifest row's preprocessing status says its scan can be read (any case, spaces around)."""
     return status.astype(str).str.strip().str.lower().isin(USABLE_STATUSES)
+
+
+def status_in_words(status: Any) -> str:
+    """A manifest row's status as a message quotes it: 'failed' as written, a blank cell as empty (it read `nan`, a
+    value no one wrote)."""
+    return "empty" if _blank(status) else repr(status)
 
 
 def sex_letters(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -543,7 +550,7 @@ def _join(
                                                                                                fill_value=False)
     reason[same_visit] = "one of several scans of one visit (e.g. bl and ses-M00): keep one in --scans"
     if unusable.any():
-        reason[unusable] = [f"its status in --scans is {status!r}" for status in joined.loc[unusable, "status"]]
+        reason[unusable] = [f"its status in --scans is {status_in_words(status)}" for status in joined.loc[unusable, "status"]]
     dropped = joined.loc[reason != "", ["participant_id", "session_id"]].assign(reason=reason[reason != ""])
     kept = joined[reason == ""].copy()
     problems = kept["_age_problem"].fillna("") if "_age_problem" in kept else pd.Series("", index=kept.index)

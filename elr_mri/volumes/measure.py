@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from elr_mri.data.cohort import USABLE_STATUSES, has_usable_status, warn_once, warn_qc_flagged
+from elr_mri.data.importers import status_in_words
 from elr_mri.simulate.disease import REGIONS
 from elr_mri.volumes.jacobian import affine_determinant, integrate_regions, region_masks, warp_jacobian
 from preprocess.batch import failure_table, files_removed_at_start, telling_line, write_csv
@@ -249,7 +250,7 @@ def measure_manifest(manifest: str | Path, out_csv: str | Path | None = None, pa
         raise ValueError(f"{manifest}: no processed_path column; pass the manifest `elr-mri preprocess` wrote")
     unusable = ~has_usable_status(table["status"]) if "status" in table.columns else pd.Series(False, table.index)
     left_out = table[unusable].reindex(columns=FAILURE_COLUMNS[:-1]).assign(
-        error=[f"not measured: its status in {manifest.name} is {status!r}" for status in table["status"][unusable]]
+        error=[f"not measured: its status in {manifest.name} is {status_in_words(status)}" for status in table["status"][unusable]]
         if unusable.any() else [])
     table = table[~unusable]
     warn_qc_flagged(table, str(manifest))  # their volumes feed the baselines as any other scan's
