@@ -12,7 +12,7 @@ import pytest
 
 from elr_mri.data.splits import read_run_splits, run_participants
 from elr_mri.evaluation.evaluate import (_require_run_test_split, _warn_of_other_test_scans, _untrained_ages_warning,
-                                         load_run, write_evaluation)
+                                         _untrained_classes_warning, load_run, write_evaluation)
 from elr_mri.evaluation.metrics import bootstrap_metrics, evaluate_predictions
 
 CLASSES = ["CN", "MCI", "AD"]
@@ -204,6 +204,24 @@ def test_holdout_scans_aged_outside_the_training_ages_are_named(tmp_path: Path) 
     assert warning.startswith(f"nacc.csv: 2 of 5 scans are aged outside the 55.3-91.8 years of {tmp_path}'s "
                               "training scans (e.g. sub-2 ses-M00, 45); the age encoding learned nothing for those ")
     assert _untrained_ages_warning(tmp_path, "nacc.csv", scans.iloc[[0, 3, 4]]) is None
+
+
+def test_holdout_scans_of_a_class_the_run_never_trained_on_are_named(tmp_path: Path) -> None:
+    """A run trained on a manifest without AD warned at its start; evaluate scored a holdout's AD scans, recall ~0 by
+    construction, without a word."""
+    scans = pd.DataFrame({"participant_id": [f"sub-{i}" for i in range(5)], "session_id": "ses-M00",
+                          "diagnosis": ["CN", "AD", "MCI", "AD", "CN"]})
+    (tmp_path / "data_shape.json").write_text(json.dumps({"class_names": CLASSES}))  # a run from before the record
+    assert _untrained_classes_warning(tmp_path, "nacc.csv", scans) is None
+    (tmp_path / "data_shape.json").write_text(json.dumps({"class_names": CLASSES,
+                                                          "train_class_counts": {"CN": 6, "MCI": 4, "AD": 0}}))
+    warning = _untrained_classes_warning(tmp_path, "nacc.csv", scans)
+    assert len(warning.splitlines()) == 1, warning
+    assert warning.startswith(f"nacc.csv: 2 AD scan(s) of a class none of {tmp_path}'s training scans had; the network "
+                              "never learned AD, so its recall is ~0 by construction")
+    assert warning.endswith("train again on a manifest with such scans, or with data.mri.classes set to the classes "
+                            "it has (a holdout's scans of other classes are then left out)")
+    assert _untrained_classes_warning(tmp_path, "nacc.csv", scans[scans["diagnosis"] != "AD"]) is None
 
 
 @pytest.mark.parametrize("damage, problem", [

@@ -292,6 +292,9 @@ def test_evaluate_names_holdout_scans_aged_outside_the_training_ages(trained: di
     ages = cohort[cohort["participant_id"].isin(splits.query("split == 'train'")["participant_id"])]["age"]
     recorded = json.loads((run / "data_shape.json").read_text())["train_age_range"]
     assert recorded == [ages.min(), ages.max()]
+    diagnoses = cohort[cohort["participant_id"].isin(splits.query("split == 'train'")["participant_id"])]["diagnosis"]
+    assert json.loads((run / "data_shape.json").read_text())["train_class_counts"] == {  # evaluate names a class at 0
+        name: int((diagnoses == name).sum()) for name in ("CN", "MCI", "AD")}
     younger = tmp_path / "younger.csv"
     pd.read_csv(trained["holdout"]).assign(age=[45.0] + [float(np.mean(recorded))] * 5).to_csv(younger, index=False)
     result = cli_in_process("evaluate", "--run", str(run), "--manifest", str(younger), "--bootstrap", "20")

@@ -31,7 +31,8 @@ from elr_mri.engine.checkpoint import CheckpointError, atomic_write_json, atomic
 from elr_mri.engine.execution import ExecutionPlan, limit_cpu_threads, precision_note, process_settings_kept
 from elr_mri.engine.methods import Method, build_method
 from elr_mri.engine.run_dir import not_the_run_folder
-from elr_mri.engine.run_records import TEST_DIAGNOSES_KEY, TRAIN_AGE_RANGE_KEY, read_data_shape
+from elr_mri.engine.run_records import (TEST_DIAGNOSES_KEY, TRAIN_AGE_RANGE_KEY, TRAIN_CLASS_COUNTS_KEY,
+                                       read_data_shape)
 from elr_mri.engine.runner import SELECTION_RULES, resolve_device, selection_rule, uses_age
 from elr_mri.evaluation import N_BOOT
 from elr_mri.evaluation.compare import COMPARISON_FILES, remove_comparisons_citing
@@ -316,10 +317,29 @@ def evaluation_set(run_dir: Path, cfg: RunConfig, manifest: Path | None,
 
     dataset, notes = build_mri_eval_dataset(manifest, data, run_participants(run_dir), require_age=uses_age(cfg),
                                             grid=_holdout_grid(run_dir, data))
-    warning = _untrained_ages_warning(run_dir, str(manifest), dataset.frame) if uses_age(cfg) else None
-    if warning is not None:
+    warnings = [_untrained_classes_warning(run_dir, str(manifest), dataset.frame),
+                _untrained_ages_warning(run_dir, str(manifest), dataset.frame) if uses_age(cfg) else None]
+    for warning in filter(None, warnings):
         print(f"warning: {warning}", file=sys.stderr)
-    return dataset, Path(manifest).stem, notes, [] if warning is None else [warning]
+    return dataset, Path(manifest).stem, notes, [warning for warning in warnings if warning]
+
+
+def _untrained_classes_warning(run_dir: Path, manifest: str, scans: pd.DataFrame) -> str | None:
+    """The holdout's diagnoses that none of the run's training scans had (None: none): the network never learned
+    them, so their recall is ~0 by construction and the balanced accuracy counts it; training warned only at its
+    start. Runs from before the counts were recorded are not checked."""
+    counts = read_data_shape(run_dir).get(TRAIN_CLASS_COUNTS_KEY)
+    if counts is None:
+        return None
+    held = scans["diagnosis"].value_counts()
+    untrained = [name for name, count in counts.items() if not count and held.get(name, 0)]
+    if not untrained:
+        return None
+    scored = ", ".join(f"{held[name]} {name}" for name in untrained)
+    return (f"{manifest}: {scored} scan(s) of a class none of {run_dir}'s training scans had; the network never "
+            f"learned {' or '.join(untrained)}, so its recall is ~0 by construction and pulls the balanced accuracy "
+            "down: train again on a manifest with such scans, or with data.mri.classes set to the classes it has "
+            "(a holdout's scans of other classes are then left out)")
 
 
 def run_grid(run_dir: Path) -> VolumeGrid | None:
