@@ -892,6 +892,12 @@ def test_import_cohort_joins_adnimerge_to_scans(tmp_path: Path, cli_in_process: 
     assert result.returncode == 2 and "no manifest was written" in result.stderr and not (tmp_path / "none.csv").exists()
     result = cli_in_process(*importer, "--out", str(out))
     assert "no manifest was written (the earlier one removed)" in result.stderr and not out.exists()  # not stale
+    pd.read_csv(adnimerge).assign(DX=[1, 2, 3], DX_bl=[1, 2, 2]).to_csv(adnimerge, index=False)  # DXSUM's codes
+    nothing.assign(participant_id="sub-ADNI011S0002").to_csv(scans, index=False)
+    result = cli_in_process(*importer, "--out", str(out))
+    assert result.returncode == 2 and "matched" not in result.stderr  # it met its row, whose DX is a code
+    assert f"no scan of {scans} could be imported (0 scans imported, 1 left out: 1 with DX '1', " in result.stderr
+    assert "(DX 1, 2, 3 are DXSUM's DIAGNOSIS codes, 1 CN, 2 MCI, 3 Dementia" in result.stderr
     result = cli_in_process(*importer, "--out", str(scans))
     assert result.returncode == 2 and "is one of the input files" in result.stderr and scans.exists()
     result = cli_in_process(*importer, "--mapping", "x.yaml", "--out", str(out))

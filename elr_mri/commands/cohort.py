@@ -28,7 +28,7 @@ def import_cohort_command(args: argparse.Namespace) -> int:
     if result.manifest.empty:
         stale = args.out.is_file()  # an earlier import's, beside a list of drops that is not its own
         args.out.unlink(missing_ok=True)
-        raise ValueError(f"no scan of {args.scans} matched a row of the table ({result.summary()}); the reasons "
+        raise ValueError(f"no scan of {args.scans} could be imported ({result.summary()}); the reasons "
                          f"are in {dropped}, no manifest was written{' (the earlier one removed)' if stale else ''}")
     atomic_write_text(result.manifest.to_csv(index=False), args.out)
     print(f"{args.out}: {result.summary()}" + (f" (reasons in {dropped})" if len(result.dropped) else ""))
