@@ -53,6 +53,7 @@ from elr_mri.data.grid import ScanReadError, VolumeGrid, common_grid, require_gr
 from elr_mri.data.images import NoisyImageData, stratified_subset
 from elr_mri.data.memory_cache import MemoryCache, cache_bytes, require_memory_for_cache
 from elr_mri.data.noise import apply_noise_config
+from elr_mri.data.preprocessing import compare_preprocessing
 from elr_mri.data.splits import (check_no_leakage, check_no_shared_scans, diagnoses_left_out, load_splits,
                                  split_balance, split_participants)
 
@@ -413,7 +414,9 @@ def load_holdout_manifest(
 ) -> tuple[pd.DataFrame, list[str]]:
     """The holdout's validated rows and overlap notes; refuses participants seen in training and image files
     of the training manifest (`training_images`, default: those of `cfg.mri.manifest` where it still is) unless
-    `cfg.mri.allow_participant_overlap`, and scans off the training `grid` when one is given."""
+    `cfg.mri.allow_participant_overlap`, scans off the training `grid` when one is given, and scans preprocessed
+    otherwise than those files (`compare_preprocessing`: another normalisation, brain mask, registration or template).
+    """
     frame = load_manifest(manifest, cfg.mri.classes, require_age=require_age)
     if frame.empty:
         raise ManifestError(f"{manifest}: no scans to score (no rows, or only scans whose status says preprocessing "
@@ -426,7 +429,11 @@ def load_holdout_manifest(
     notes = check_no_leakage({"training": training_participants, "holdout": frame["participant_id"]},
                              allow=allow, source=str(manifest), fix=f"Remove their scans from {manifest}")
     images = training_manifest_images(cfg) if training_images is None else training_images
-    return frame, notes + check_no_shared_scans(images, frame[IMAGE_COLUMN], allow, source=str(manifest))
+    notes += check_no_shared_scans(images, frame[IMAGE_COLUMN], allow, source=str(manifest))
+    warning = compare_preprocessing(images, frame[IMAGE_COLUMN], source=str(manifest))
+    if warning is not None:
+        warn_once(warning)
+    return frame, notes
 
 
 def training_manifest_images(cfg: DataConfig) -> list[str]:

@@ -1,0 +1,87 @@
+"""A holdout cohort preprocessed otherwise than the training cohort (`elr_mri.data.preprocessing`): compared from the
+sidecars `elr-mri preprocess` writes beside each scan, where the voxel grid alone cannot tell."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from elr_mri.config import DataConfig, MRIDataConfig
+from elr_mri.data.mri import build_mri_eval_dataset
+from preprocess.pipeline import PIPELINE_VERSION, Params, ScanOutputs
+from preprocess.sidecar import write_json
+from test_mri_data import CLASSES, CROP, SHAPE, write_volume
+
+MNI = {"name": "MNI152-2009 (nilearn)", "sha256": "421a10e872fd6cadae7f61d358dffbcc1795a497d61ee76c5dda2503e1a1e9e6"}
+
+
+def preprocessed_cohort(folder: Path, prefix: str, participants: int = 3, sidecars: bool = True,
+                        version: int = PIPELINE_VERSION, template: dict = MNI, template_path: str | None = None,
+                        **params) -> Path:
+    """A manifest of scans named and recorded as `elr-mri preprocess` writes them, with `params` in their sidecars and
+    `template` as the sidecar records the template (`template_path`: the --template given, None for nilearn's)."""
+    rows = []
+    for p in range(participants):
+        outputs = ScanOutputs.under(folder, f"sub-{prefix}{p:02d}", "ses-M00")
+        outputs.image.parent.mkdir(parents=True)
+        write_volume(outputs.image, np.random.default_rng(p).random(SHAPE) + p)
+        if sidecars:
+            write_json(outputs.sidecar, {"params": Params(resolution=2.0, template=template_path, **params).as_dict(), "template": template,
+                                         "pipeline_version": version})
+        rows.append({"participant_id": f"sub-{prefix}{p:02d}", "session_id": "ses-M00",
+                     "path": str(outputs.image), "processed_path": str(outputs.image),
+                     "diagnosis": CLASSES[p % 3], "age": 70.0 + p})
+    manifest = folder / "manifest.csv"
+    pd.DataFrame(rows).to_csv(manifest, index=False)
+    return manifest
+
+
+def trained_on(manifest: Path) -> DataConfig:
+    return DataConfig(name="mri", mri=MRIDataConfig(manifest=str(manifest), cache="none", crop_size=CROP))
+
+
+def test_a_holdout_normalised_or_masked_otherwise_is_refused_naming_both_settings(tmp_path):
+    """On the training grid and in its place, a holdout preprocessed with --normalise zscore --brain-mask was scored
+    without a word: min-max scaling its masked, z-scored voxels gives other inputs than the training scans'."""
+    cfg = trained_on(preprocessed_cohort(tmp_path / "adni", "A"))
+    holdout = preprocessed_cohort(tmp_path / "nacc", "N", normalise="zscore", brain_mask=True)
+    with pytest.raises(ValueError, match=rf"{holdout}: its scans were preprocessed with normalise 'zscore', brain_mask "
+                                         r"True \(e\.g\. .*sub-N00.*\), the run's training scans with normalise "
+                                         r"'minmax', brain_mask False \(e\.g\. .*sub-A00.*\), so the network would score"):
+        build_mri_eval_dataset(holdout, cfg, ["other"])
+
+
+def test_a_holdout_of_a_later_pipeline_with_the_same_settings_is_scored_with_a_warning(tmp_path, caplog):
+    cfg = trained_on(preprocessed_cohort(tmp_path / "adni", "A", version=PIPELINE_VERSION - 1))
+    with caplog.at_level(logging.WARNING):
+        assert len(build_mri_eval_dataset(preprocessed_cohort(tmp_path / "nacc", "N"), cfg, ["other"])[0]) == 3
+    assert f"preprocessed with pipeline_version {PIPELINE_VERSION}" in caplog.text
+    assert f"the training scans with pipeline_version {PIPELINE_VERSION - 1}" in caplog.text
+
+
+def test_a_holdout_preprocessed_alike_or_without_sidecars_is_scored_without_a_word(tmp_path, caplog):
+    """A --template moved since (another path, the same file) is the same template; scans without a sidecar (made
+    elsewhere) are not compared."""
+    def own_template(path: str) -> dict:
+        return {"template": {"name": path, "sha256": "ab" * 32}, "template_path": path, "normalise": "zscore"}
+
+    cfg = trained_on(preprocessed_cohort(tmp_path / "adni", "A", **own_template("/lab/t1.nii.gz")))
+    with caplog.at_level(logging.WARNING):
+        for name, sidecars in (("nacc", True), ("elsewhere", False)):
+            holdout = preprocessed_cohort(tmp_path / name, name, sidecars=sidecars, **own_template("/moved/t1.nii.gz"))
+            assert len(build_mri_eval_dataset(holdout, cfg, ["other"])[0]) == 3
+    assert "preprocessed with" not in caplog.text
+
+
+def test_a_holdout_registered_to_another_template_file_is_refused(tmp_path):
+    """Another template on the same grid and in the same place (a study template in MNI space) passes the grid check."""
+    cfg = trained_on(preprocessed_cohort(tmp_path / "adni", "A"))
+    holdout = preprocessed_cohort(tmp_path / "nacc", "N", template={"name": "/lab/t1.nii.gz", "sha256": "ab" * 32},
+                                  template_path="/lab/t1.nii.gz")
+    with pytest.raises(ValueError, match=r"preprocessed with template 'sha256 abababababab' .* the run's training scans "
+                                         r"with template 'sha256 421a10e872fd \(nilearn MNI152 2009\)'"):
+        build_mri_eval_dataset(holdout, cfg, ["other"])
