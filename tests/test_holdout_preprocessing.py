@@ -10,8 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from elr_mri.config import DataConfig, MRIDataConfig
-from elr_mri.data.mri import build_mri_eval_dataset
+from elr_mri.config import DataConfig, MRIDataConfig, RunConfig
+from elr_mri.data.mri import build_mri_data, build_mri_eval_dataset
+from elr_mri.engine.run_records import record_run_data
+from elr_mri.evaluation.evaluate import evaluation_set
 from preprocess.pipeline import PIPELINE_VERSION, Params, ScanOutputs
 from preprocess.sidecar import write_json
 from test_mri_data import CLASSES, CROP, SHAPE, write_volume
@@ -41,7 +43,8 @@ def preprocessed_cohort(folder: Path, prefix: str, participants: int = 3, sideca
 
 
 def trained_on(manifest: Path) -> DataConfig:
-    return DataConfig(name="mri", mri=MRIDataConfig(manifest=str(manifest), cache="none", crop_size=CROP))
+    return DataConfig(name="mri", val_fraction=0.25, mri=MRIDataConfig(manifest=str(manifest), cache="none",
+                                                                        crop_size=CROP, test_fraction=0.25))
 
 
 def test_a_holdout_normalised_or_masked_otherwise_is_refused_naming_both_settings(tmp_path):
@@ -85,3 +88,15 @@ def test_a_holdout_registered_to_another_template_file_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"preprocessed with template 'sha256 abababababab' .* the run's training scans "
                                          r"with template 'sha256 421a10e872fd \(nilearn MNI152 2009\)'"):
         build_mri_eval_dataset(holdout, cfg, ["other"])
+
+
+def test_a_run_compares_a_holdout_with_the_preprocessing_it_recorded_after_its_manifest_moved(tmp_path):
+    """The training manifest is where the comparison's settings came from; a run archived without it (or whose
+    training scans were made anew since) still knows how the scans it trained on were made (data_shape.json)."""
+    cfg = RunConfig(data=trained_on(preprocessed_cohort(tmp_path / "adni", "A", participants=8)))
+    (tmp_path / "run").mkdir()
+    record_run_data(tmp_path / "run", build_mri_data(cfg.data), record_ages=False)
+    (tmp_path / "adni" / "manifest.csv").rename(tmp_path / "adni" / "moved.csv")
+    holdout = preprocessed_cohort(tmp_path / "nacc", "N", brain_mask=True)
+    with pytest.raises(ValueError, match=r"preprocessed with brain_mask True .* training scans with brain_mask False"):
+        evaluation_set(tmp_path / "run", cfg, holdout)

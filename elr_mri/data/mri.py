@@ -53,7 +53,7 @@ from elr_mri.data.grid import ScanReadError, VolumeGrid, common_grid, require_gr
 from elr_mri.data.images import NoisyImageData, stratified_subset
 from elr_mri.data.memory_cache import MemoryCache, cache_bytes, require_memory_for_cache
 from elr_mri.data.noise import apply_noise_config
-from elr_mri.data.preprocessing import compare_preprocessing
+from elr_mri.data.preprocessing import cohort_preprocessing, compare_preprocessing
 from elr_mri.data.splits import (check_no_leakage, check_no_shared_scans, diagnoses_left_out, load_splits,
                                  split_balance, split_participants)
 
@@ -388,10 +388,11 @@ def _note_padding(grid: VolumeGrid, crop_size: Sequence[int], source: str) -> No
 
 def build_mri_eval_dataset(
     manifest: str | Path, cfg: DataConfig, training_participants: Iterable[str], require_age: bool = False,
-    grid: VolumeGrid | None = None,
+    grid: VolumeGrid | None = None, trained_preprocessing: dict[str, dict] | None = None,
 ) -> tuple[MRIScans, list[str]]:
     """A holdout cohort (e.g. NACC) for evaluation, refused if it shares participants with training or,
-    given the run's `grid`, has scans on another voxel grid.
+    given the run's `grid`, has scans on another voxel grid, or was preprocessed otherwise than the run's training
+    scans (`trained_preprocessing`, as the run recorded them; None: read from its manifest's scans).
 
     Returns the dataset and the overlap notes to print in the report (non-empty only when
     `cfg.mri.allow_participant_overlap` let an overlap through).
@@ -401,7 +402,8 @@ def build_mri_eval_dataset(
     run's `cache_dir` (unchecked against its free space).
     """
     mri = cfg.mri
-    frame, notes = load_holdout_manifest(manifest, cfg, training_participants, require_age, grid)
+    frame, notes = load_holdout_manifest(manifest, cfg, training_participants, require_age, grid,
+                                         trained_preprocessing=trained_preprocessing)
     transform = mri_transforms(mri.crop_size, train=False)
     dataset = MRIScans(frame.assign(split="holdout"), label_indices(frame["diagnosis"], mri.classes), transform,
                        "none", num_workers=cfg.num_workers)
@@ -411,12 +413,13 @@ def build_mri_eval_dataset(
 def load_holdout_manifest(
     manifest: str | Path, cfg: DataConfig, training_participants: Iterable[str], require_age: bool = False,
     grid: VolumeGrid | None = None, training_images: Iterable[str] | None = None,
+    trained_preprocessing: dict[str, dict] | None = None,
 ) -> tuple[pd.DataFrame, list[str]]:
     """The holdout's validated rows and overlap notes; refuses participants seen in training and image files
     of the training manifest (`training_images`, default: those of `cfg.mri.manifest` where it still is) unless
     `cfg.mri.allow_participant_overlap`, scans off the training `grid` when one is given, and scans preprocessed
-    otherwise than those files (`compare_preprocessing`: another normalisation, brain mask, registration or template).
-    """
+    otherwise (`compare_preprocessing`: another normalisation, brain mask, registration or template) than the run
+    recorded (`trained_preprocessing`) or, for a run from before that record, than those files."""
     frame = load_manifest(manifest, cfg.mri.classes, require_age=require_age)
     if frame.empty:
         raise ManifestError(f"{manifest}: no scans to score (no rows, or only scans whose status says preprocessing "
@@ -430,7 +433,8 @@ def load_holdout_manifest(
                              allow=allow, source=str(manifest), fix=f"Remove their scans from {manifest}")
     images = training_manifest_images(cfg) if training_images is None else training_images
     notes += check_no_shared_scans(images, frame[IMAGE_COLUMN], allow, source=str(manifest))
-    warning = compare_preprocessing(images, frame[IMAGE_COLUMN], source=str(manifest))
+    trained = cohort_preprocessing(images) if trained_preprocessing is None else trained_preprocessing
+    warning = compare_preprocessing(trained, frame[IMAGE_COLUMN], source=str(manifest))
     if warning is not None:
         warn_once(warning)
     return frame, notes

@@ -8,7 +8,11 @@ of a network fed inputs it never saw; those settings are refused. Settings that 
 later pipeline version, the registration profile, int16 storage) are said in a warning. Scans without a sidecar
 (preprocessed elsewhere) are not compared.
 
-Public names: `SETTINGS_REFUSED`, `SETTINGS_WARNED`, `preprocessing_settings`, `compare_preprocessing`.
+A run records its training scans' settings (`cohort_preprocessing`, in data_shape.json), so that a holdout is
+compared with what the run trained on even after the training manifest has moved or its scans were made again.
+
+Public names: `SETTINGS_REFUSED`, `SETTINGS_WARNED`, `preprocessing_settings`, `cohort_preprocessing`,
+`compare_preprocessing`.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from typing import Any, Iterable
 from preprocess.pipeline import ScanOutputs
 from preprocess.sidecar import read_sidecar
 
-__all__ = ["SETTINGS_REFUSED", "SETTINGS_WARNED", "preprocessing_settings", "compare_preprocessing"]
+__all__ = ["SETTINGS_REFUSED", "SETTINGS_WARNED", "preprocessing_settings", "cohort_preprocessing",
+           "compare_preprocessing"]
 
 SETTINGS_REFUSED = ("normalise", "brain_mask", "transform", "template")  # change the voxels the network reads
 SETTINGS_WARNED = ("pipeline_version", "profile", "dtype")  # the same inputs, up to registration and rounding
@@ -40,13 +45,24 @@ def preprocessing_settings(image: str) -> dict[str, Any] | None:
             "dtype": params.get("dtype")}
 
 
-def compare_preprocessing(training_images: Iterable[str], holdout_images: Iterable[str], source: str) -> str | None:
-    """Refuse holdout scans preprocessed with other `SETTINGS_REFUSED` than every training scan, naming both; return
-    a warning when they differ only in `SETTINGS_WARNED`, else None."""
-    trained = _distinct_settings(training_images)
+def cohort_preprocessing(images: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The distinct settings among a cohort's scans, each keyed by the path of the first scan made so; scans without a
+    sidecar are left out (empty: none has one)."""
+    distinct: dict[str, dict[str, Any]] = {}
+    for image in images:
+        settings = preprocessing_settings(str(image))
+        if settings is not None and settings not in distinct.values():
+            distinct[str(image)] = settings
+    return distinct
+
+
+def compare_preprocessing(trained: dict[str, dict[str, Any]], holdout_images: Iterable[str], source: str) -> str | None:
+    """Refuse holdout scans preprocessed with other `SETTINGS_REFUSED` than every training scan (`trained`, as
+    `cohort_preprocessing` gives them), naming both; return a warning when they differ only in `SETTINGS_WARNED`, else
+    None."""
     if not trained:
         return None
-    held_out = _distinct_settings(holdout_images)
+    held_out = cohort_preprocessing(holdout_images)
     for image, settings in held_out.items():
         if not any(_differing(settings, other, SETTINGS_REFUSED) == [] for other in trained.values()):
             raise ValueError(_refusal(source, image, settings, trained))
@@ -67,16 +83,6 @@ def _template_identity(template: dict[str, Any], given: str | None) -> str:
     if template.get("mask_sha256"):
         identity += f", mask {str(template['mask_sha256'])[:12]}"
     return identity + (" (nilearn MNI152 2009)" if given is None else "")
-
-
-def _distinct_settings(images: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """One scan per distinct set of settings, keyed by its path (the first found), scans without a sidecar left out."""
-    distinct: dict[str, dict[str, Any]] = {}
-    for image in images:
-        settings = preprocessing_settings(str(image))
-        if settings is not None and settings not in distinct.values():
-            distinct[str(image)] = settings
-    return distinct
 
 
 def _differing(settings: dict[str, Any], other: dict[str, Any], keys: tuple[str, ...]) -> list[str]:

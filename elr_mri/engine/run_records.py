@@ -22,13 +22,14 @@ from elr_mri.data.splits import read_run_splits
 from elr_mri.engine.checkpoint import atomic_write_json, atomic_write_text
 from elr_mri.engine.start import TRAIN_LABELS_KEY, new_run_command
 
-__all__ = ["TEST_DIAGNOSES_KEY", "TRAIN_AGE_RANGE_KEY", "TRAIN_CLASS_COUNTS_KEY", "read_data_shape", "record_run_data",
-           "labels_fingerprint", "evaluation_labels_fingerprint", "require_same_data"]
+__all__ = ["PREPROCESSING_KEY", "TEST_DIAGNOSES_KEY", "TRAIN_AGE_RANGE_KEY", "TRAIN_CLASS_COUNTS_KEY", "read_data_shape",
+           "record_run_data", "labels_fingerprint", "evaluation_labels_fingerprint", "require_same_data"]
 
 RUN_RECORDS = ("data_shape.json", "splits.csv", "split_balance.csv")  # `record_run_data`'s
 TEST_DIAGNOSES_KEY = "test_diagnoses"  # data_shape.json's [participant_id, session_id, diagnosis] of each test scan
 TRAIN_AGE_RANGE_KEY = "train_age_range"  # data_shape.json's [youngest, oldest] training age in years (age models)
 TRAIN_CLASS_COUNTS_KEY = "train_class_counts"  # data_shape.json's {class: training examples given it} (MRI runs)
+PREPROCESSING_KEY = "preprocessing"  # data_shape.json's {a scan: its preprocess settings} per distinct setting (MRI)
 
 
 @overload
@@ -74,6 +75,7 @@ def record_run_data(out_dir: Path, data: NoisyImageData, record_ages: bool) -> N
     if data.volume_grid is not None:
         shape["train_scans_sha256"] = _training_scans_fingerprint(data)
         shape[TRAIN_CLASS_COUNTS_KEY] = _training_class_counts(data)
+        shape[PREPROCESSING_KEY] = _scans_preprocessing(data)  # holdouts are compared with it
     shape["evaluation_labels_sha256"] = _evaluation_labels_fingerprint(data)
     if data.volume_grid is not None and data.test is not None:
         shape[TEST_DIAGNOSES_KEY] = _test_diagnoses(data)
@@ -90,6 +92,17 @@ def _training_class_counts(data: NoisyImageData) -> dict[str, int]:
     (its recall is ~0 by construction), which training warned of only at its start."""
     counts = np.bincount(np.asarray(data.train_labels, dtype=np.int64), minlength=data.num_classes)
     return {str(name): int(count) for name, count in zip(data.class_names, counts)}
+
+
+def _scans_preprocessing(data: NoisyImageData) -> dict[str, dict[str, Any]]:
+    """The preprocess settings of an MRI run's scans, from their sidecars, as `compare_preprocessing` reads them: kept
+    with the run, a holdout is compared with them after the training manifest has moved or its scans were made anew."""
+    from elr_mri.data.cohort import IMAGE_COLUMN
+    from elr_mri.data.mri import MRIScans
+    from elr_mri.data.preprocessing import cohort_preprocessing
+
+    scans = [d.frame[IMAGE_COLUMN] for d in (data.train, data.val, data.test) if isinstance(d, MRIScans)]
+    return cohort_preprocessing(pd.concat(scans)) if scans else {}
 
 
 def require_same_data(out_dir: Path, data: NoisyImageData) -> None:

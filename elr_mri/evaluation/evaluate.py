@@ -31,8 +31,8 @@ from elr_mri.engine.checkpoint import CheckpointError, atomic_write_json, atomic
 from elr_mri.engine.execution import ExecutionPlan, limit_cpu_threads, precision_note, process_settings_kept
 from elr_mri.engine.methods import Method, build_method
 from elr_mri.engine.run_dir import not_the_run_folder
-from elr_mri.engine.run_records import (TEST_DIAGNOSES_KEY, TRAIN_AGE_RANGE_KEY, TRAIN_CLASS_COUNTS_KEY,
-                                       read_data_shape)
+from elr_mri.engine.run_records import (PREPROCESSING_KEY, TEST_DIAGNOSES_KEY, TRAIN_AGE_RANGE_KEY,
+                                       TRAIN_CLASS_COUNTS_KEY, read_data_shape)
 from elr_mri.engine.runner import SELECTION_RULES, resolve_device, selection_rule, uses_age
 from elr_mri.evaluation import N_BOOT
 from elr_mri.evaluation.compare import COMPARISON_FILES, remove_comparisons_citing
@@ -316,7 +316,8 @@ def evaluation_set(run_dir: Path, cfg: RunConfig, manifest: Path | None,
     from elr_mri.data.mri import build_mri_eval_dataset
 
     dataset, notes = build_mri_eval_dataset(manifest, data, run_participants(run_dir), require_age=uses_age(cfg),
-                                            grid=_holdout_grid(run_dir, data))
+                                            grid=_holdout_grid(run_dir, data),
+                                            trained_preprocessing=read_data_shape(run_dir).get(PREPROCESSING_KEY))
     warnings = [_untrained_classes_warning(run_dir, str(manifest), dataset.frame),
                 _untrained_ages_warning(run_dir, str(manifest), dataset.frame) if uses_age(cfg) else None]
     for warning in filter(None, warnings):
