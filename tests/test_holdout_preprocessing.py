@@ -66,18 +66,25 @@ def test_a_holdout_of_a_later_pipeline_with_the_same_settings_is_scored_with_a_w
     assert f"the training scans with pipeline_version {PIPELINE_VERSION - 1}" in caplog.text
 
 
-def test_a_holdout_preprocessed_alike_or_without_sidecars_is_scored_without_a_word(tmp_path, caplog):
-    """A --template moved since (another path, the same file) is the same template; scans without a sidecar (made
-    elsewhere) are not compared."""
+def test_a_holdout_preprocessed_alike_is_scored_without_a_word(tmp_path, caplog):
+    """A --template moved since (another path, the same file) is the same template."""
     def own_template(path: str) -> dict:
         return {"template": {"name": path, "sha256": "ab" * 32}, "template_path": path, "normalise": "zscore"}
 
     cfg = trained_on(preprocessed_cohort(tmp_path / "adni", "A", **own_template("/lab/t1.nii.gz")))
     with caplog.at_level(logging.WARNING):
-        for name, sidecars in (("nacc", True), ("elsewhere", False)):
-            holdout = preprocessed_cohort(tmp_path / name, name, sidecars=sidecars, **own_template("/moved/t1.nii.gz"))
-            assert len(build_mri_eval_dataset(holdout, cfg, ["other"])[0]) == 3
-    assert "preprocessed with" not in caplog.text
+        holdout = preprocessed_cohort(tmp_path / "nacc", "N", **own_template("/moved/t1.nii.gz"))
+        assert len(build_mri_eval_dataset(holdout, cfg, ["other"])[0]) == 3
+    assert caplog.text == ""
+
+
+def test_holdout_scans_without_a_sidecar_are_scored_with_a_warning_that_they_were_not_compared(tmp_path, caplog):
+    """Scans made by another pipeline on the same grid (Clinica's t1-linear, 1 mm MNI) passed every check silently."""
+    cfg = trained_on(preprocessed_cohort(tmp_path / "adni", "A"))
+    with caplog.at_level(logging.WARNING):
+        holdout = preprocessed_cohort(tmp_path / "clinica", "C", sidecars=False)
+        assert len(build_mri_eval_dataset(holdout, cfg, ["other"])[0]) == 3
+    assert f"{holdout}: 3 of 3 scans have no `elr-mri preprocess` sidecar (e.g. " in caplog.text
 
 
 def test_a_holdout_registered_to_another_template_file_is_refused(tmp_path):

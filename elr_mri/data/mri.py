@@ -434,8 +434,7 @@ def load_holdout_manifest(
     images = training_manifest_images(cfg) if training_images is None else training_images
     notes += check_no_shared_scans(images, frame[IMAGE_COLUMN], allow, source=str(manifest))
     trained = cohort_preprocessing(images) if trained_preprocessing is None else trained_preprocessing
-    warning = compare_preprocessing(trained, frame[IMAGE_COLUMN], source=str(manifest))
-    if warning is not None:
+    for warning in compare_preprocessing(trained, frame[IMAGE_COLUMN], source=str(manifest)):
         warn_once(warning)
     return frame, notes
 

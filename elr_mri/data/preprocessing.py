@@ -5,8 +5,8 @@ The voxel grid and where it lies are compared from the headers (`grid.py`); a gr
 normalisation, the brain mask, the registration or the template. A holdout preprocessed months later with
 `--normalise zscore` or `--brain-mask` sits on the training grid and was scored without a word, its figures those
 of a network fed inputs it never saw; those settings are refused. Settings that leave the inputs nearly alike (a
-later pipeline version, the registration profile, int16 storage) are said in a warning. Scans without a sidecar
-(preprocessed elsewhere) are not compared.
+later pipeline version, the registration profile, int16 storage) are said in a warning. Holdout scans without a
+sidecar (preprocessed elsewhere) are not compared, with a warning.
 
 A run records its training scans' settings (`cohort_preprocessing`, in data_shape.json), so that a holdout is
 compared with what the run trained on even after the training manifest has moved or its scans were made again.
@@ -48,32 +48,50 @@ def preprocessing_settings(image: str) -> dict[str, Any] | None:
 def cohort_preprocessing(images: Iterable[str]) -> dict[str, dict[str, Any]]:
     """The distinct settings among a cohort's scans, each keyed by the path of the first scan made so; scans without a
     sidecar are left out (empty: none has one)."""
-    distinct: dict[str, dict[str, Any]] = {}
-    for image in images:
-        settings = preprocessing_settings(str(image))
-        if settings is not None and settings not in distinct.values():
-            distinct[str(image)] = settings
-    return distinct
+    return _distinct({str(image): preprocessing_settings(str(image)) for image in images})
 
 
-def compare_preprocessing(trained: dict[str, dict[str, Any]], holdout_images: Iterable[str], source: str) -> str | None:
+def compare_preprocessing(trained: dict[str, dict[str, Any]], holdout_images: Iterable[str], source: str) -> list[str]:
     """Refuse holdout scans preprocessed with other `SETTINGS_REFUSED` than every training scan (`trained`, as
-    `cohort_preprocessing` gives them), naming both; return a warning when they differ only in `SETTINGS_WARNED`, else
-    None."""
+    `cohort_preprocessing` gives them), naming both; return warnings of scans that differ only in `SETTINGS_WARNED`
+    and of scans without a sidecar, whose preprocessing cannot be compared."""
     if not trained:
-        return None
-    held_out = cohort_preprocessing(holdout_images)
+        return []
+    by_scan = {str(image): preprocessing_settings(str(image)) for image in holdout_images}
+    held_out = _distinct(by_scan)
     for image, settings in held_out.items():
         if not any(_differing(settings, other, SETTINGS_REFUSED) == [] for other in trained.values()):
             raise ValueError(_refusal(source, image, settings, trained))
+    warnings = [_unrecorded_warning(source, by_scan)]
     for image, settings in held_out.items():
         if not any(_differing(settings, other, SETTINGS_WARNED) == [] for other in trained.values()):
             train_image, other = next(iter(trained.items()))
             keys = _differing(settings, other, SETTINGS_WARNED)
-            return (f"{source}: its scans were preprocessed with {_described(settings, keys)} (e.g. {image}), the "
-                    f"training scans with {_described(other, keys)} (e.g. {train_image}); the same normalisation, "
-                    "brain mask, registration and template, so they are scored, but the figures may differ by it")
-    return None
+            warnings.append(f"{source}: its scans were preprocessed with {_described(settings, keys)} (e.g. {image}), "
+                            f"the training scans with {_described(other, keys)} (e.g. {train_image}); the same "
+                            "normalisation, brain mask, registration and template, so they are scored, but the figures "
+                            "may differ by it")
+            break
+    return [warning for warning in warnings if warning]
+
+
+def _distinct(by_scan: dict[str, dict[str, Any] | None]) -> dict[str, dict[str, Any]]:
+    distinct: dict[str, dict[str, Any]] = {}
+    for image, settings in by_scan.items():
+        if settings is not None and settings not in distinct.values():
+            distinct[image] = settings
+    return distinct
+
+
+def _unrecorded_warning(source: str, by_scan: dict[str, dict[str, Any] | None]) -> str:
+    """Holdout scans made by another pipeline (Clinica's t1-linear writes the 1 mm MNI grid preprocess does) pass the
+    grid check; nothing says whether they were normalised and masked as the training scans were."""
+    unrecorded = [image for image, settings in by_scan.items() if settings is None]
+    if not unrecorded:
+        return ""
+    return (f"{source}: {len(unrecorded)} of {len(by_scan)} scans have no `elr-mri preprocess` sidecar (e.g. "
+            f"{unrecorded[0]}), so their normalisation, brain mask, registration and template are not compared with "
+            "the training scans': make sure they were made alike, or preprocess them with `elr-mri preprocess`")
 
 
 def _template_identity(template: dict[str, Any], given: str | None) -> str:
