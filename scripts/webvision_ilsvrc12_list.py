@@ -114,11 +114,12 @@ def devkit_lines(val_dir: Path, devkit: Path, synsets: list[str]) -> list[str]:
 def devkit_synsets(meta: Path) -> dict[int, str]:
     """ILSVRC2012_ID → synset id (WNID) of every synset in the devkit's meta.mat."""
     from scipy.io import loadmat
+    from scipy.io.matlab import MatReadError
 
     try:
         entries = loadmat(meta, squeeze_me=True)["synsets"]
         return {int(entry["ILSVRC2012_ID"]): str(entry["WNID"]) for entry in entries}
-    except (OSError, ValueError, KeyError, TypeError, IndexError) as err:
+    except (OSError, ValueError, KeyError, TypeError, IndexError, MatReadError) as err:  # MatReadError: cut short
         raise ValueError(f"{meta}: not the devkit's synset table ({type(err).__name__}: {err}); extract "
                          "ILSVRC2012_devkit_t12.tar.gz again") from None
 
