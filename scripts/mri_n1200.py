@@ -10,7 +10,8 @@ lets anyone rebuild the cohort and rerun a row. Three steps, each resumable (rer
   python scripts/mri_n1200.py extra-sets        # optional: 200 + 200 new participants to evaluate on (~50 min)
   python scripts/mri_n1200.py evaluate NAME ... # evaluate finished runs on every set present (after extra-sets)
 
-`train` runs `elr-mri train` (configs/adni/cpu_small.yaml, 24 epochs, one thread; resumes a killed run) and
+`train` runs `elr-mri train` (configs/adni/cpu_small.yaml, 24 epochs, one thread; resumes a killed run, continues
+a finished one to more --epochs, and refuses a run folder trained with other settings) and
 then `elr-mri evaluate` of the best and last checkpoints on the test split, the NACC-like holdout and, once
 `extra-sets` has run, the extra sets. Score finished runs against the truth with
 `bench/mri_demo_scaling.py --truth WORK/truth.csv [--truth WORK/truth_extra.csv] --paired CE ELR`.
@@ -39,6 +40,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from parallel_runs import PlannedRun, train_command
 
 from elr_mri.data.cohort import load_manifest
 from elr_mri.data.splits import split_participants
@@ -175,17 +178,22 @@ def train_and_evaluate(args: argparse.Namespace) -> None:
     if not (work / SPLITS[args.splits]).exists():
         raise FileNotFoundError(f"{work / SPLITS[args.splits]} is missing: run `python scripts/mri_n1200.py assemble` "
                                 "first")
-    if not (run / "summary.json").exists():
-        if (run / "checkpoints" / "last.pt").exists():
-            _elr_mri("train", "--resume", run)
-        else:
-            overrides = [f"loss.name={args.loss}", f"data.mri.manifest={work / LABELS[args.labels]}",
-                         f"data.mri.splits={work / SPLITS[args.splits]}", f"train.epochs={args.epochs}",
-                         f"seed={args.seed}", "train.threads=1", *args.overrides]
-            if args.val == "clean":
-                overrides.append(f"data.mri.val_labels={work / 'truth.csv'}")
-            _elr_mri("train", "--config", CONFIG, *(x for o in overrides for x in ("--set", o)), "--out", run)
+    # a folder holding a run of other settings is refused here: it was evaluated as the run asked for
+    command = train_command(PlannedRun(args.name, CONFIG, tuple(_train_overrides(args)), run), [])
+    if command is not None:
+        _run(command)
     evaluate_everywhere(work, run)
+
+
+def _train_overrides(args: argparse.Namespace) -> list[str]:
+    """The --set settings of the run `train` asks for, on top of configs/adni/cpu_small.yaml."""
+    work = args.work
+    overrides = [f"loss.name={args.loss}", f"data.mri.manifest={work / LABELS[args.labels]}",
+                 f"data.mri.splits={work / SPLITS[args.splits]}", f"train.epochs={args.epochs}",
+                 f"seed={args.seed}", "train.threads=1", *args.overrides]
+    if args.val == "clean":
+        overrides.append(f"data.mri.val_labels={work / 'truth.csv'}")
+    return overrides
 
 
 def evaluate_everywhere(work: Path, run: Path) -> None:
@@ -217,9 +225,13 @@ def _write(frame: pd.DataFrame, path: Path) -> None:
 
 
 def _elr_mri(*arguments: object) -> None:
-    """Run an `elr-mri` command; where it fails, its own message (above) says why, and this script ends with its
-    exit status (a traceback of the call here said nothing more)."""
-    command = [str(Path(sys.executable).with_name("elr-mri")), *map(str, arguments)]
+    """Run an `elr-mri` command (`_run`)."""
+    _run([str(Path(sys.executable).with_name("elr-mri")), *map(str, arguments)])
+
+
+def _run(command: list[str]) -> None:
+    """Run `command`; where it fails, its own message (above) says why, and this script ends with its exit status (a
+    traceback of the call here said nothing more)."""
     print("+", shlex.join(command), flush=True)
     code = subprocess.run(command).returncode
     if code:

@@ -95,3 +95,24 @@ def test_a_step_run_too_early_or_a_failed_command_ends_as_a_users_mistake(recipe
     with pytest.raises(SystemExit) as stopped:
         recipe._elr_mri("tarin")  # refused by elr-mri's parser: exit 2
     assert stopped.value.code == 2
+
+
+def test_train_into_a_run_of_other_settings_is_refused_not_evaluated_as_the_run_asked_for(recipe,
+                                                                                            tmp_path: Path) -> None:
+    """`train NAME --loss ce` over a finished ELR run of that name evaluated the ELR run as the CE one asked for (a
+    killed one was resumed as it was): the other scripts refuse a run folder of other settings, naming the setting."""
+    import yaml
+
+    from elr_mri.config import SELECTION_RULE_KEY, ConfigError, config_to_dict, load_config
+
+    (tmp_path / "splits_val110.csv").write_text("participant_id,split\n")
+    elr = ["loss.name=elr", f"data.mri.manifest={tmp_path / 'train_given.csv'}", "train.epochs=24", "seed=0",
+           f"data.mri.splits={tmp_path / 'splits_val110.csv'}", "train.threads=1"]  # what `train r1 --loss elr` sets
+    settings = config_to_dict(load_config(recipe.CONFIG, elr))
+    run = tmp_path / "runs" / "r1"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(yaml.safe_dump({**settings, SELECTION_RULE_KEY: "best validation accuracy"}))
+    (run / "summary.json").write_text("{}")
+    with pytest.raises(ConfigError, match=r"r1 was trained with loss.name = 'elr'; .* start a new run for loss.name = "
+                                          r"'ce'"):
+        recipe.main(["--work", str(tmp_path), "train", "r1", "--loss", "ce"])
