@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from paper_runs import ROOT, markdown_table, mean_std, run_or_resume, run_script
+from paper_runs import ROOT, markdown_table, mean_std, output_file, output_folder, run_or_resume, run_script
 
 from elr_mri.engine.checkpoint import atomic_write_text
 from elr_mri.config import RunConfig, load_config
@@ -78,9 +78,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                         help="seeds 0..N-1, each training every loss on the same subset, labels and split (default 2)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a value of configs/cifar10n/cpu_subset.yaml, e.g. --set train.epochs=10")
-    parser.add_argument("--out", type=nonempty_path, default=ROOT / "runs" / "cifar10n_cpu",
+    parser.add_argument("--out", type=output_folder, default=ROOT / "runs" / "cifar10n_cpu",
                         help="run directories go here (default: runs/cifar10n_cpu in the project)")
-    parser.add_argument("--results", type=nonempty_path, default=ROOT / "bench" / "results" / "cifar10n_cpu.md",
+    parser.add_argument("--results", type=output_file, default=ROOT / "bench" / "results" / "cifar10n_cpu.md",
                         help="the Markdown report, its memorization figure beside it (default: the recorded one, "
                              "bench/results/cifar10n_cpu.md; pass another file to keep that)")
     args = parser.parse_args(argv)

@@ -21,11 +21,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from paper_runs import ROOT, mean_std, run_or_resume, run_script
+from paper_runs import ROOT, mean_std, output_file, output_folder, run_or_resume, run_script
 
 from elr_mri.engine.checkpoint import atomic_write_text
 from elr_mri.plots import plot_memorization_comparison
-from preprocess.user_errors import nonempty_path
 
 BASE_CONFIG = ROOT / "configs" / "digits" / "elr_sym40.yaml"
 SETTINGS = {"sym40": ("symmetric", 0.4), "sym60": ("symmetric", 0.6), "pair40": ("pair", 0.4)}
@@ -34,7 +33,7 @@ LOSSES = ("ce", "gce", "sce", "elr", "elr_plus")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=nonempty_path, default=ROOT / "demo" / "digits",
+    parser.add_argument("--out", type=output_folder, default=ROOT / "demo" / "digits",
                         help="run directories and results.md go here (default: demo/digits in the project)")
     parser.add_argument("--losses", nargs="+", default=["ce", "gce", "sce", "elr"], choices=LOSSES,
                         help="(default: ce gce sce elr)")
@@ -42,7 +41,7 @@ def main() -> None:
                         help="label noise: symmetric 40%% or 60%%, pair flips 40%% (default: all three)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 of each loss and setting (default 3)")
     parser.add_argument("--epochs", type=int, default=150, help="epochs of each run (default 150)")
-    parser.add_argument("--results", type=nonempty_path, default=None,
+    parser.add_argument("--results", type=output_file, default=None,
                         help="also write the Markdown table here (it is always in OUT/results.md)")
     args = parser.parse_args()
     if args.seeds < 1 or args.epochs < 1:

@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from paper_runs import output_folder, run_script
 from parallel_runs import PlannedRun, train_command
 
 from elr_mri.data.cohort import load_manifest
@@ -48,7 +49,6 @@ from elr_mri.data.splits import split_participants
 from elr_mri.engine.checkpoint import atomic_write_text
 from elr_mri.evaluation.evaluate import evaluation_dir
 from elr_mri.simulate.cohort import HOLDOUT_SITE, TRAIN_SITE, raise_label_noise
-from preprocess.user_errors import nonempty_path
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "adni" / "cpu_small.yaml"
@@ -73,7 +73,7 @@ EVALUATION_MANIFESTS = ["holdout_manifest.csv", "extra_test_manifest.csv", "extr
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work", type=nonempty_path, default=ROOT / "runs" / "n1200", help="folder for everything")
+    parser.add_argument("--work", type=output_folder, default=ROOT / "runs" / "n1200", help="folder for everything")
     steps = parser.add_subparsers(dest="step", required=True)
     steps.add_parser("cohort", help="simulate both cohorts and preprocess them (resumable)")
     steps.add_parser("extra-sets", help="simulate and preprocess 200 + 200 new participants to evaluate on")
@@ -239,6 +239,4 @@ def _run(command: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    from paper_runs import run_script
-
     run_script(main)

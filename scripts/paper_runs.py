@@ -10,6 +10,7 @@ run asked for; more epochs continue it.
 
 from __future__ import annotations
 
+import argparse
 import json
 import signal
 import sys
@@ -23,10 +24,10 @@ from elr_mri.config import (ConfigError, RunConfig, check_noise_settings, load_c
 from elr_mri.engine.start import train
 from elr_mri.stopping import terminating_at_safe_points
 from preprocess.signals import Terminated
-from preprocess.user_errors import USER_ERRORS, report_user_error
+from preprocess.user_errors import USER_ERRORS, nonempty_path, report_user_error
 
-__all__ = ["ROOT", "run_script", "run_status", "run_config", "training_needed", "run_or_resume", "percent", "mean_std",
-           "markdown_table"]
+__all__ = ["ROOT", "run_script", "output_folder", "output_file", "run_status", "run_config", "training_needed",
+           "run_or_resume", "percent", "mean_std", "markdown_table"]
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,6 +51,24 @@ def run_script(main: Callable[[], int | None]) -> NoReturn:
     except KeyboardInterrupt:
         print(f"{Path(sys.argv[0]).name}: interrupted; {again}", file=sys.stderr)
         sys.exit(130)
+
+
+def output_folder(text: str) -> Path:
+    """An --out option's folder (argparse type), refused where a file has its name: every run under it failed with
+    "Not a directory" one after the other, and the table said the same command would continue them."""
+    path = nonempty_path(text)
+    if path.is_file():
+        raise argparse.ArgumentTypeError(f"{path} is a file; pass a folder (a new one is made)")
+    return path
+
+
+def output_file(text: str) -> Path:
+    """A --results option's file (argparse type), refused where a folder has its name: it was refused only once every
+    run had trained, when the report was written."""
+    path = nonempty_path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is a folder; pass the report's file name, e.g. {path / 'results.md'}")
+    return path
 
 
 def run_status(run_dir: Path) -> str:

@@ -35,7 +35,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from paper_runs import ROOT, markdown_table, mean_std, percent, run_config, run_or_resume, run_script, run_status
+from paper_runs import (ROOT, markdown_table, mean_std, output_folder, percent, run_config, run_or_resume, run_script,
+                        run_status)
 from parallel_runs import PlannedRun, train_in_parallel
 
 from elr_mri.engine.checkpoint import atomic_write_text
@@ -221,7 +222,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rows", nargs="+", metavar="ROW", help="only these rows (default: all of the table)")
     parser.add_argument("--data-root", type=nonempty_path, metavar="DIR",
                         help="the folder that holds the data sets, in place of the configs' data/")
-    parser.add_argument("--out", type=nonempty_path,
+    parser.add_argument("--out", type=output_folder,
                         help="run directories go here (default: runs/table<N> in the project, whatever the current "
                              "directory)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

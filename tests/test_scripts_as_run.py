@@ -27,3 +27,30 @@ def test_a_devkit_meta_mat_cut_short_is_named_not_a_scipy_traceback(
                                          r"ILSVRC2012_devkit_t12.tar.gz again$"):
         lister.main(["--imagenet-val", str(tmp_path), "--devkit", str(tmp_path / "devkit"),
                      "--webvision", str(tmp_path / "webvision")])
+
+
+@pytest.mark.parametrize("script, flags", [
+    ("reproduce_paper_table", ["--table", "1", "--rows", "cifar10-sym20", "--out", "{file}"]),
+    ("cifar10n_cpu", ["--out", "{file}", "--human-labels", "{folder}/absent.npz"]),
+    ("cifar10n_cpu", ["--results", "{folder}", "--human-labels", "{folder}/absent.npz"]),
+    ("digits_benchmark", ["--out", "{file}"]),
+    ("digits_benchmark", ["--results", "{folder}", "--out", "{folder}/runs", "--epochs", "1", "--seeds", "1",
+                          "--settings", "sym40", "--losses", "ce"]),
+    ("mri_n1200", ["--work", "{file}", "cohort"]),
+])
+def test_an_output_folder_that_is_a_file_or_a_report_that_is_a_folder_is_refused_before_any_run(
+        script: str, flags: list[str], tmp_path: Path, import_script: Callable[[str], ModuleType], capsys,
+        monkeypatch) -> None:
+    """An --out naming a file failed every run under it with "Not a directory", one after the other (the table then
+    said the same command would continue them); a --results naming a folder was refused only once every run had
+    trained."""
+    (tmp_path / "notes.txt").write_text("mine\n")
+    argv = [flag.format(file=tmp_path / "notes.txt", folder=tmp_path) for flag in flags]
+    monkeypatch.setattr("sys.argv", [f"{script}.py", *argv])
+    with pytest.raises(SystemExit) as stopped:
+        import_script(script).main()
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert stopped.value.code == 2 and error.endswith(
+        f"{tmp_path / 'notes.txt'} is a file; pass a folder (a new one is made)" if "{file}" in flags else
+        f"{tmp_path} is a folder; pass the report's file name, e.g. {tmp_path / 'results.md'}")
+    assert (tmp_path / "notes.txt").read_text() == "mine\n" and sorted(tmp_path.iterdir()) == [tmp_path / "notes.txt"]
