@@ -36,19 +36,21 @@ import argparse
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from paper_runs import output_folder, run_script
-from parallel_runs import PlannedRun, train_command
+from parallel_runs import POLL_SECONDS, PlannedRun, stop_processes, train_command
 
 from elr_mri.data.cohort import load_manifest
 from elr_mri.data.splits import split_participants
 from elr_mri.engine.checkpoint import atomic_write_text
 from elr_mri.evaluation.evaluate import evaluation_dir
 from elr_mri.simulate.cohort import HOLDOUT_SITE, TRAIN_SITE, raise_label_noise
+from elr_mri.stopping import stop_if_terminated
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "adni" / "cpu_small.yaml"
@@ -231,11 +233,19 @@ def _elr_mri(*arguments: object) -> None:
 
 def _run(command: list[str]) -> None:
     """Run `command`; where it fails, its own message (above) says why, and this script ends with its exit status (a
-    traceback of the call here said nothing more)."""
+    traceback of the call here said nothing more). A SIGTERM to this script (a job's time limit, recorded by
+    `run_script`) or a Ctrl-C stops the command as Ctrl-C stops `elr-mri`, resumable: the SIGTERM was left waiting
+    while the command ran on, and every later step after it; a Ctrl-C killed it a quarter second later."""
     print("+", shlex.join(command), flush=True)
-    code = subprocess.run(command).returncode
-    if code:
-        sys.exit(code)
+    process = subprocess.Popen(command)
+    try:
+        while process.poll() is None:
+            time.sleep(POLL_SECONDS)
+            stop_if_terminated()
+    finally:
+        stop_processes([process])
+    if process.returncode:
+        sys.exit(process.returncode)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from elr_mri.stopping import stop_if_terminated
 from preprocess.cores import thread_share
 from paper_runs import run_status, training_needed
 
-__all__ = ["PlannedRun", "train_command", "train_in_parallel", "visible_gpus"]
+__all__ = ["PlannedRun", "train_command", "train_in_parallel", "visible_gpus", "stop_processes"]
 
 POLL_SECONDS = 0.5
 OWN_CTRL_C_SECONDS = 5  # a Ctrl-C at the terminal reaches every run itself: time to stop before a second one is sent
@@ -118,7 +118,7 @@ def train_in_parallel(runs: list[PlannedRun], jobs: int) -> dict[PlannedRun, dic
                 state = "done" if isinstance(results[run], dict) else f"failed ({results[run]})"
                 print(f"{run.name}: {state}, {time.perf_counter() - started:.0f} s", flush=True)
     finally:
-        _stop([process for _, process, _, _ in running.values()])
+        stop_processes([process for _, process, _, _ in running.values()])
     return results
 
 
@@ -143,7 +143,7 @@ def _summary(run: PlannedRun) -> dict[str, Any]:
     return json.loads((run.run_dir / "summary.json").read_text())
 
 
-def _stop(processes: list[subprocess.Popen]) -> None:
+def stop_processes(processes: list[subprocess.Popen]) -> None:
     """Stop the processes still running as Ctrl-C stops `elr-mri train` (resumable from the last checkpoint).
 
     A Ctrl-C typed at the terminal has reached them already: they get OWN_CTRL_C_SECONDS to stop on their own (a

@@ -116,3 +116,32 @@ def test_train_into_a_run_of_other_settings_is_refused_not_evaluated_as_the_run_
     with pytest.raises(ConfigError, match=r"r1 was trained with loss.name = 'elr'; .* start a new run for loss.name = "
                                           r"'ce'"):
         recipe.main(["--work", str(tmp_path), "train", "r1", "--loss", "ce"])
+
+
+def test_sigterm_to_the_script_stops_the_command_it_waits_on_as_ctrl_c_does(recipe, import_script, tmp_path: Path,
+                                                                             capsys) -> None:
+    """A job's time limit signals the script alone: the SIGTERM was recorded and left waiting while the step's
+    `elr-mri` command ran on to its end, and every later step after it, and the script then ended with exit 0."""
+    import signal
+    import sys
+
+    marks = tmp_path / "command.txt"
+    command = ("import os, pathlib, signal, sys, time\n"
+               f"marks = pathlib.Path({str(marks)!r})\n"
+               "marks.write_text('started')\n"
+               "os.kill(os.getppid(), signal.SIGTERM)  # as a batch system signals the script\n"
+               "try:\n"
+               "    time.sleep(30)\n"
+               "except KeyboardInterrupt:\n"
+               "    marks.write_text('stopped as by Ctrl-C')\n"
+               "    sys.exit(130)\n")
+    from elr_mri.stopping import terminating_at_safe_points
+
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            import_script("paper_runs").run_script(lambda: recipe._run([sys.executable, "-c", command]))
+    finally:
+        with terminating_at_safe_points():  # clears the SIGTERM recorded here, which a later test's training would
+            pass  # take for its own and stop at its first step
+    assert stopped.value.code == 128 + signal.SIGTERM and "stopped by SIGTERM" in capsys.readouterr().err
+    assert marks.read_text() == "stopped as by Ctrl-C"
