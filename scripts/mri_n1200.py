@@ -74,8 +74,10 @@ EVALUATION_MANIFESTS = ["holdout_manifest.csv", "extra_test_manifest.csv", "extr
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work", type=output_folder, default=ROOT / "runs" / "n1200", help="folder for everything")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n\n", 1)[1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # the steps, in order
+    parser.add_argument("--work", type=output_folder, default=ROOT / "runs" / "n1200",
+                        help="folder for everything, given before the step (default: runs/n1200 in the project)")
     steps = parser.add_subparsers(dest="step", required=True)
     steps.add_parser("cohort", help="simulate both cohorts and preprocess them (resumable)")
     steps.add_parser("extra-sets", help="simulate and preprocess 200 + 200 new participants to evaluate on")

@@ -227,7 +227,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                              "directory)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value in every row, e.g. --set train.epochs=2 (repeatable)")
-    parser.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per row (model, noise and split)")
+    parser.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per row (model, noise and split; default 1)")
     parser.add_argument("--dry-run", action="store_true", help="validate every row's config, print the plan")
     parser.add_argument("--jobs", type=int, default=1,
                         help="runs trained at once, each a process of its own, spread over the visible GPUs; its "

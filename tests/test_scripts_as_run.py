@@ -54,3 +54,17 @@ def test_an_output_folder_that_is_a_file_or_a_report_that_is_a_folder_is_refused
         f"{tmp_path / 'notes.txt'} is a file; pass a folder (a new one is made)" if "{file}" in flags else
         f"{tmp_path} is a folder; pass the report's file name, e.g. {tmp_path / 'results.md'}")
     assert (tmp_path / "notes.txt").read_text() == "mine\n" and sorted(tmp_path.iterdir()) == [tmp_path / "notes.txt"]
+
+
+@pytest.mark.parametrize("script, argv, told", [
+    ("mri_n1200", ["--help"], ["python scripts/mri_n1200.py assemble", "(default: runs/n1200 in the project)"]),
+    ("reproduce_paper_table", ["--help"], ["noise and split; default 1)"]),
+])
+def test_help_says_the_steps_and_the_defaults(script: str, argv: list[str], told: list[str],
+                                              import_script: Callable[[str], ModuleType], capsys) -> None:
+    """mri_n1200.py's --help listed its five steps without their order (`assemble` needs `cohort`, `train` needs
+    `assemble`) or where --work is; reproduce_paper_table.py's gave no default number of seeds."""
+    with pytest.raises(SystemExit) as stopped:
+        import_script(script).main(argv)
+    shown = " ".join(capsys.readouterr().out.split())  # argparse wraps the option help
+    assert stopped.value.code == 0 and all(" ".join(text.split()) in shown for text in told), shown
