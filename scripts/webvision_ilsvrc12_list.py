@@ -42,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     synsets = webvision_synsets(args.webvision / "info" / "synsets.txt")
     val_dir = args.imagenet_val.resolve()
+    if not val_dir.is_dir():  # it was "no folder for 50 of the 50 classes", as if DIR held other synsets
+        raise FileNotFoundError(f"--imagenet-val {args.imagenet_val}: no such folder; pass the folder of ImageNet's "
+                                "validation images")
     lines = devkit_lines(val_dir, args.devkit, synsets) if args.devkit else ilsvrc12_lines(val_dir, synsets)
     out = args.webvision / IMAGENET_VAL_LIST
     out.parent.mkdir(parents=True, exist_ok=True)

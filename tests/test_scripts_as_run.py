@@ -68,3 +68,16 @@ def test_help_says_the_steps_and_the_defaults(script: str, argv: list[str], told
         import_script(script).main(argv)
     shown = " ".join(capsys.readouterr().out.split())  # argparse wraps the option help
     assert stopped.value.code == 0 and all(" ".join(text.split()) in shown for text in told), shown
+
+
+def test_an_imagenet_val_folder_that_is_not_there_is_said_to_be_missing(
+        tmp_path: Path, import_script: Callable[[str], ModuleType]) -> None:
+    """A mistyped --imagenet-val was told "no folder for 50 of the 50 classes", as if it held the wrong synsets."""
+    (tmp_path / "webvision" / "info").mkdir(parents=True)
+    (tmp_path / "webvision" / "info" / "synsets.txt").write_text("".join(f"n{k:08d} class{k}\n" for k in range(50)))
+    for given in (tmp_path / "vall", tmp_path / "webvision" / "info" / "synsets.txt"):
+        with pytest.raises(FileNotFoundError, match=rf"^--imagenet-val {given}: no such folder; pass the folder of "
+                                                    r"ImageNet's validation images$"):
+            import_script("webvision_ilsvrc12_list").main(["--imagenet-val", str(given),
+                                                           "--webvision", str(tmp_path / "webvision")])
+    assert not (tmp_path / "webvision" / "imagenet").exists()
