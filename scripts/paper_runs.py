@@ -26,10 +26,11 @@ from elr_mri.stopping import terminating_at_safe_points
 from preprocess.signals import Terminated
 from preprocess.user_errors import USER_ERRORS, nonempty_path, report_user_error
 
-__all__ = ["ROOT", "run_script", "output_folder", "output_file", "run_status", "run_config", "training_needed",
-           "run_or_resume", "percent", "mean_std", "markdown_table"]
+__all__ = ["ROOT", "run_script", "output_folder", "output_file", "refuse_seed_overrides", "run_status", "run_config",
+           "training_needed", "run_or_resume", "percent", "mean_std", "markdown_table"]
 
 ROOT = Path(__file__).resolve().parents[1]
+SEED_KEYS = ("seed", "data.noise.seed", "data.split_seed")  # what --seeds sets, run by run
 
 
 def run_script(main: Callable[[], int | None]) -> NoReturn:
@@ -69,6 +70,16 @@ def output_file(text: str) -> Path:
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{path} is a folder; pass the report's file name, e.g. {path / 'results.md'}")
     return path
+
+
+def refuse_seed_overrides(parser: argparse.ArgumentParser, overrides: list[str], seeds: int, seeded: str) -> None:
+    """Stop (`parser.error`) at a --set of a seed that --seeds sets run by run (`seeded` says which, in words), where
+    there are several seeds: it gave every seed's run that seed, and the table's mean ± std over "seeds" came from
+    runs that shared it."""
+    fixed = next((item for item in overrides if item.split("=", 1)[0].strip() in SEED_KEYS), None)
+    if fixed and seeds > 1:
+        parser.error(f"--set {fixed} would give all {seeds} seeds' runs that seed; --seeds N sets seeds 0..N-1 "
+                     f"({seeded}), one a run")
 
 
 def run_status(run_dir: Path) -> str:

@@ -35,8 +35,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from paper_runs import (ROOT, markdown_table, mean_std, output_folder, percent, run_config, run_or_resume, run_script,
-                        run_status)
+from paper_runs import (ROOT, markdown_table, mean_std, output_folder, percent, refuse_seed_overrides, run_config,
+                        run_or_resume, run_script, run_status)
 from parallel_runs import PlannedRun, train_in_parallel
 
 from elr_mri.engine.checkpoint import atomic_write_text
@@ -237,6 +237,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--seeds must be at least 1")
     if args.jobs < 1:
         parser.error("--jobs must be at least 1")
+    refuse_seed_overrides(parser, args.overrides, args.seeds, "model, noise and split")
     data_sets = [item for item in args.overrides if item.split("=", 1)[0] in ("data.name", "data.root")]
     if data_sets:  # CIFAR-100 rows trained on CIFAR-10, reported beside the paper's CIFAR-100 figures
         parser.error(f"--set {data_sets[0]} would give every row one data set; put each data set where its rows "

@@ -81,3 +81,22 @@ def test_an_imagenet_val_folder_that_is_not_there_is_said_to_be_missing(
             import_script("webvision_ilsvrc12_list").main(["--imagenet-val", str(given),
                                                            "--webvision", str(tmp_path / "webvision")])
     assert not (tmp_path / "webvision" / "imagenet").exists()
+
+
+@pytest.mark.parametrize("script, flags", [
+    ("reproduce_paper_table", ["--table", "1", "--seeds", "3", "--set", "seed=1"]),
+    ("reproduce_paper_table", ["--table", "1", "--seeds", "2", "--set", "data.split_seed=4"]),
+    ("cifar10n_cpu", ["--seeds", "2", "--set", "seed=1"]),
+])
+def test_a_seed_set_for_every_seed_is_refused(script: str, flags: list[str], import_script: Callable[[str], ModuleType],
+                                              capsys) -> None:
+    """`--seeds 3 --set seed=1` gave the three seeds' runs one model seed (the row's --set comes after the seed's),
+    and the table's mean ± std over seeds then came from runs that shared it. With one seed it picks that seed."""
+    module = import_script(script)
+    with pytest.raises(SystemExit) as stopped:
+        module._parse(flags)
+    fixed, seeds = flags[-1], flags[flags.index("--seeds") + 1]
+    assert stopped.value.code == 2 and (f"error: --set {fixed} would give all {seeds} seeds' runs that seed; --seeds N "
+                                        "sets seeds 0..N-1 (") in capsys.readouterr().err
+    one_seed = [flag if flag != seeds else "1" for flag in flags]
+    assert module._parse(one_seed).overrides == [fixed]
