@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
                                 "(CIFAR-10_human.npz or .pt; the release's .pt: github.com/UCSC-REAL/cifar-10-100n)")
     for loss in args.losses:  # a typo in --losses or --set stops here, not after the first loss has trained
         load_config(CONFIG, [f"loss.name={loss}", *args.overrides])
-    data_root = args.data_root or _extracted_archive(ROOT / "data")
+    data_root = _image_folder(args.data_root) if args.data_root else _extracted_archive(ROOT / "data")
     started = time.perf_counter()
     rows: list[dict] = []
     curves: dict[str, pd.DataFrame] = {}  # loss -> metrics.csv of seed 0
@@ -69,8 +69,8 @@ def main(argv: list[str] | None = None) -> None:
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-root", type=nonempty_path, help="CIFAR-10 image folder (default: extract the "
-                        "shared JPEG archive into data/ and use data/cifar10)")
+    parser.add_argument("--data-root", type=nonempty_path, help="CIFAR-10 image folder, or the folder holding it as "
+                        "cifar10/ (default: extract the shared JPEG archive into data/ and use data/cifar10)")
     parser.add_argument("--human-labels", type=nonempty_path, default=HUMAN_LABELS,
                         help="CIFAR-10N label file (default: ../shared/data/cifar/CIFAR-10_human.npz beside the "
                              "project)")
@@ -89,6 +89,14 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--seeds must be at least 1")
     refuse_seed_overrides(parser, args.overrides, args.seeds, "model and split")
     return args
+
+
+def _image_folder(data_root: Path) -> Path:
+    """The CIFAR-10 image folder --data-root names: itself, or its cifar10/ where it is the folder that holds that, as
+    reproduce_paper_table.py's --data-root does (the run stopped at "image folder not found" once its labels loaded)."""
+    if not (data_root / "train").is_dir() and (data_root / "cifar10" / "train").is_dir():
+        return data_root / "cifar10"
+    return data_root
 
 
 def _extracted_archive(dest: Path, archive: Path = ARCHIVE) -> Path:

@@ -100,3 +100,13 @@ def test_a_seed_set_for_every_seed_is_refused(script: str, flags: list[str], imp
                                         "sets seeds 0..N-1 (") in capsys.readouterr().err
     one_seed = [flag if flag != seeds else "1" for flag in flags]
     assert module._parse(one_seed).overrides == [fixed]
+
+
+def test_cifar10n_cpu_data_root_may_be_the_folder_holding_cifar10(tmp_path: Path,
+                                                                  import_script: Callable[[str], ModuleType]) -> None:
+    """reproduce_paper_table.py's --data-root is the folder holding cifar10/; given here, the same folder stopped the
+    runs at "image folder not found" once the labels had loaded."""
+    image_folder = import_script("cifar10n_cpu")._image_folder
+    (tmp_path / "cifar10" / "train").mkdir(parents=True)
+    assert image_folder(tmp_path) == image_folder(tmp_path / "cifar10") == tmp_path / "cifar10"
+    assert image_folder(tmp_path / "elsewhere") == tmp_path / "elsewhere"  # train's reader names what is missing
