@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 from pathlib import Path
 
 import bench_mri_models as steps
@@ -76,6 +77,15 @@ def main() -> None:
         text = _report(args, spec, measured, failed, load_start, pending=len(order) - done, gflop=gflop)
         write_report(out, text)
     print(text)
+    if failed:
+        sys.exit(failure_line(failed, len(order)))
+
+
+def failure_line(failed: list[str], planned: int) -> str:
+    """The error line a run with failed variants exits with (status 1): bench/gpu_checks.sh flags a step by its exit
+    status, and a `Failed:` line in the table alone let a device session end with figures missing unflagged."""
+    return (f"bench_execution_variants: error: {len(failed)} of {planned} variant(s) failed (the others are in the "
+            f"table): " + "; ".join(failed))
 
 
 def _report(args: argparse.Namespace, spec: steps.ModelSpec, measured: dict[str, steps.StepResult],

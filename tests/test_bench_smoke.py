@@ -471,3 +471,26 @@ def test_the_fast_path_benchmark_takes_the_cifar10n_labels_from_where_the_user_h
     bench.main()
     assert len(trained) == len(bench.VARIANTS)
     assert all(f"data.noise.human_labels={labels}" in overrides for overrides in trained)
+
+
+@pytest.mark.slow  # two child processes, each importing torch and MONAI: 15-25 s on 2 busy cores
+def test_the_execution_variants_benchmark_exits_with_an_error_naming_a_failed_variant(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A variant that failed was a `Failed:` line in the table and the script exited 0, so bench/gpu_checks.sh's end
+    line called the step well ended. Here the ×1's fp32 eager at its smallest crop, then a variant whose child fails at
+    once (a precision the engine has not): the table keeps the one measured, the exit names the other."""
+    bench = _bench_module("bench_execution_variants")
+    broken = bench.steps.Variant("fp8 (no such precision)", precision="fp8")
+    monkeypatch.setattr(bench.steps, "variants_on", lambda device: (bench.steps.FP32_EAGER, broken))
+    out = tmp_path / "variants.md"
+    monkeypatch.setattr(sys, "argv", ["bench_execution_variants.py", "--model", "x1", "--size",
+                                      str(bench.MIN_INPUT_SIZE), "--batch-size", "1", "--budget", "0.01",
+                                      "--out", str(out)])
+    with pytest.raises(SystemExit) as exited:
+        bench.main()
+    assert str(exited.value).startswith("bench_execution_variants: error: 1 of 2 variant(s) failed (the others are "
+                                        "in the table): fp8 (no such precision): ")
+    assert "\n" not in str(exited.value)
+    text = out.read_text()
+    assert re.search(r"^\| fp32 eager \| ", text, re.M) and "Failed: fp8 (no such precision): " in text
+    assert "(cpu)" in text.splitlines()[0]
