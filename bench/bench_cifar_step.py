@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -72,24 +74,50 @@ def main() -> None:
         parser.error(f"--eval-images {args.eval_images}: the data has {len(train):,} images")
     load_start = os.getloadavg()[0]
     measured: dict[str, dict[str, float]] = {}
+    failed: dict[str, str] = {}  # plan (or its profile): the error's first line
     kernels = ""
+
+    def write() -> None:
+        write_report(args.out, report(args, device, source, measured, kernels, load_start, failed))
+
     for name, overrides in PLANS.items():
-        cfg = load_config(CONFIG, overrides)
-        plan = ExecutionPlan.from_config(cfg.train, device, graphs_tested=True)  # an ELR step on device batches
-        plan.configure_backends()
-        torch.compiler.reset()  # each plan compiles and records its CUDA graphs as a run of its own does
-        timer = StepTimer(cfg, plan, train, device, args.eval_images)
-        warmup = timer.warmup_s(args.warmup)
-        loop = timer.loop_ms(args.steps)
-        pieces = timer.pieces_ms(args.steps)
-        host = timer.host_ms(args.steps) if not plan.compile else float("nan")
-        evaluation = timer.evaluation_s()
-        measured[name] = {"warmup": warmup, "loop": loop, **pieces, "host": host, "eval": evaluation}
-        print(rows(measured)[-1], flush=True)
-        write_report(args.out, report(args, device, source, measured, kernels, load_start))  # a call may be cut
-        if name == PROFILED:  # its row is written above: a deadline during the profile loses no timing
-            kernels = busiest_kernels(lambda: timer.run(min(args.steps, 20)), device)
-            write_report(args.out, report(args, device, source, measured, kernels, load_start))
+        try:  # one plan failing (compile, CUDA graphs, memory) leaves the later plans to time
+            timer, measured[name] = time_plan(load_config(CONFIG, overrides), train, device, args)
+            print(rows(measured)[-1], flush=True)
+        except Exception as error:  # noqa: BLE001 - whatever it is, the next plan is still worth timing
+            failed[name] = said_failed(name, error)
+        write()  # after each plan: a call may be cut
+        if name == PROFILED and name in measured:  # its row is written above: a deadline here loses no timing
+            try:
+                kernels = busiest_kernels(lambda: timer.run(min(args.steps, 20)), device)
+            except Exception as error:  # noqa: BLE001 - as a plan's: the plans after it still run
+                failed[f"{name}, its profile"] = said_failed(f"{name}, its profile", error)
+            write()
+    if failed:  # exit 1: bench/gpu_checks.sh flags a failed step by its exit status
+        sys.exit(f"bench_cifar_step: error: {len(failed)} failed (the rest are in {args.out}): "
+                 + "; ".join(f"{name}: {why}" for name, why in failed.items()))
+
+
+def time_plan(cfg: RunConfig, train: InMemoryImages, device: torch.device,
+              args: argparse.Namespace) -> tuple[StepTimer, dict[str, float]]:
+    """One plan's timer and figures: the first steps, the loop, its pieces, the host's share and the evaluation."""
+    plan = ExecutionPlan.from_config(cfg.train, device, graphs_tested=True)  # an ELR step on device batches
+    plan.configure_backends()
+    torch.compiler.reset()  # each plan compiles and records its CUDA graphs as a run of its own does
+    timer = StepTimer(cfg, plan, train, device, args.eval_images)
+    warmup = timer.warmup_s(args.warmup)
+    loop = timer.loop_ms(args.steps)
+    pieces = timer.pieces_ms(args.steps)
+    host = timer.host_ms(args.steps) if not plan.compile else float("nan")
+    return timer, {"warmup": warmup, "loop": loop, **pieces, "host": host, "eval": timer.evaluation_s()}
+
+
+def said_failed(what: str, error: Exception) -> str:
+    """`error`'s first line, for the table and the exit line; its traceback to stderr (the bench's log) first."""
+    traceback.print_exception(error)
+    print(f"{what}: failed, left out of the table", file=sys.stderr, flush=True)
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else '(no message)'}"
 
 
 def rows(measured: dict[str, dict[str, float]]) -> list[str]:
@@ -106,16 +134,19 @@ def times(value: float, reference: float | None) -> str:
 
 
 def report(args: argparse.Namespace, device: torch.device, source: str, measured: dict[str, dict[str, float]],
-           kernels: str, load_start: float) -> str:
-    """The bench's Markdown file with the plans timed so far."""
-    not_profiled = "(its plan timed, its profile not finished)" if PROFILED in measured else "(its plan not reached yet)"
+           kernels: str, load_start: float, failed: dict[str, str]) -> str:
+    """The bench's Markdown file with the plans timed so far, then those that failed."""
+    pending = sum(name not in measured and name not in failed for name in PLANS)
+    not_profiled = ("(failed: see above)" if any(name.startswith(PROFILED) for name in failed) else
+                    "(its plan timed, its profile not finished)" if PROFILED in measured else
+                    "(its plan not reached yet)")
     return (f"# Time of one CIFAR-10 ELR training step, by piece ({torch.cuda.get_device_name(device) if device.type == 'cuda' else device})\n\n"
             f"Command: `{command_line()}`\n\ntorch {torch.__version__}; data: {source}; ResNet-34, batch 128, "
             f"{args.steps} timed steps after {args.warmup} untimed. {load_line(load_start)}\n\n"
             f"| plan | first {args.warmup} steps s | loop ms/step | loop × the engine-auto plan's | batch ms | train_step ms | record ms | host-only ms/step | eval pass s ({args.eval_images:,} images) |\n"
             "|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows(measured)) + "\n\n" +
-            (f"Still to measure when this was written: {len(PLANS) - len(measured)} plan(s).\n\n"
-             if len(measured) < len(PLANS) else "") +
+            "".join(f"Failed: {name}: {why}\n\n" for name, why in failed.items()) +
+            (f"Still to measure when this was written: {pending} plan(s).\n\n" if pending else "") +
             "An epoch is 352 steps. The first steps' seconds are mostly compilation (and CUDA-graph recording): what a "
             "run pays once a network at its start; a plan may reuse kernels an earlier plan of this call compiled "
             f"(inductor's cache), so the first plan's figure is the cold one. Busiest device kernels in compile's "
