@@ -138,8 +138,8 @@ def report(args: argparse.Namespace, device: torch.device, source: str, images: 
         f"# Device-resident batches vs the per-item DataLoader (CIFAR-10 training epoch)\n\n"
         f"Command: `{command_line()}`\n\n"
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch "
-        f"{torch.__version__}, {intra_op_threads(threads)} by default; device path on `{device}`. Load average "
-        f"(1 min) {load_before:.1f} before, {os.getloadavg()[0]:.1f} after."
+        f"{torch.__version__}, {intra_op_threads(threads)} by default; device path on `{device}`{gpu_name(device)}. "
+        f"Load average (1 min) {load_before:.1f} before, {os.getloadavg()[0]:.1f} after."
         f"{busy_warning(load_before)}\n\n"
         f"Data: {source}; {images:,} training images, batches of {args.batch_size} from "
         f"`GlobalBatchSampler`; crop 32 with 4-pixel zero padding, flip, CIFAR-10 normalisation. "
@@ -148,6 +148,12 @@ def report(args: argparse.Namespace, device: torch.device, source: str, images: 
         f"| path | images/s | s / epoch |\n|---|---|---|\n{rows}\n\n"
         f"{verdict}\n\n{reading(one_thread_row)}\n"
     )
+
+
+def gpu_name(device: torch.device) -> str:
+    """The card's name in brackets for a CUDA device, empty for the CPU: a GPU's figures hold for that card only, and
+    a device call may land on an H100 or an H200 (the file said `cuda` alone)."""
+    return f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""
 
 
 def reading(one_thread_row: bool) -> str:

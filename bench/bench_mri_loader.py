@@ -23,6 +23,7 @@ from pathlib import Path
 
 import bench_mri_models as steps
 import torch
+from bench_device_batches import gpu_name
 from results_file import busy_warning, command_line, write_report
 
 from preprocess.user_errors import nonempty_path
@@ -55,17 +56,24 @@ def main() -> None:
             blur_device = args.device if where == "device" else None
             results[workers, where] = steps.loader_rate(paths, args.crop, args.batch_size, workers, threads=1,
                                                         blur_device=blur_device)
-            text = "\n".join([
-                "# MRI training loader by DataLoader workers", "", f"Command: `{command_line()}`", "",
-                f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch "
-                f"{torch.__version__}; each worker and the main process with one intra-op thread.", "",
-                f"{args.volumes} synthetic scans at {args.resolution:g} mm ({'×'.join(map(str, shape))}), crop "
-                f"{args.crop}³, batches of {args.batch_size}; cached epochs after a first untimed one.{busy_warning(load_before)}",
-                "", *table(results, min(args.workers), args.device), "",
-                *([f"Still to measure when this was written: {len(settings) - done} setting(s).", ""]
-                  if done < len(settings) else [])])
+            text = report(args, shape, results, len(settings) - done, load_before)
             write_report(args.out, text)  # after each setting: a run cut short keeps what it measured
     print(text)
+
+
+def report(args: argparse.Namespace, shape: tuple[int, ...], results: dict[tuple[int, str], steps.LoaderResult],
+           pending: int, load_before: float) -> str:
+    """The results file with the settings measured so far and how many are `pending`."""
+    device_blur = (f"; the device blur on `{args.device}`{gpu_name(torch.device(args.device))}"
+                   if "device" in args.blur_on else "")
+    return "\n".join([
+        "# MRI training loader by DataLoader workers", "", f"Command: `{command_line()}`", "",
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch "
+        f"{torch.__version__}; each worker and the main process with one intra-op thread{device_blur}.", "",
+        f"{args.volumes} synthetic scans at {args.resolution:g} mm ({'×'.join(map(str, shape))}), crop "
+        f"{args.crop}³, batches of {args.batch_size}; cached epochs after a first untimed one.{busy_warning(load_before)}",
+        "", *table(results, min(args.workers), args.device), "",
+        *([f"Still to measure when this was written: {pending} setting(s).", ""] if pending else [])])
 
 
 def table(results: dict[tuple[int, str], steps.LoaderResult], fewest: int, device: str) -> list[str]:

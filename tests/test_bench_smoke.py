@@ -494,3 +494,19 @@ def test_the_execution_variants_benchmark_exits_with_an_error_naming_a_failed_va
     text = out.read_text()
     assert re.search(r"^\| fp32 eager \| ", text, re.M) and "Failed: fp8 (no such precision): " in text
     assert "(cpu)" in text.splitlines()[0]
+
+
+def test_the_loader_benchmarks_name_the_gpu_their_device_rows_ran_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """device_batches_cuda.md said "device path on `cuda`" and the MRI loader's file named no device at all: a device
+    call may land on an H100 or an H200, whose figures differ. No GPU here: torch's name for one is given."""
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H200")
+    batches = _bench_module("bench_device_batches").report(
+        argparse.Namespace(batch_size=128, repeats=1), torch.device("cuda"), "random uint8", 45_000, 16, {}, 3, 0.0,
+        False)
+    assert "device path on `cuda` (NVIDIA H200)." in batches
+    loader = _bench_module("bench_mri_loader")
+    args = argparse.Namespace(device="cuda", blur_on=["loader", "device"], volumes=2, resolution=1.5, crop=32,
+                              batch_size=1, workers=[0])
+    assert "; the device blur on `cuda` (NVIDIA H200)." in loader.report(args, (121, 145, 121), {}, 2, 0.0)
+    on_cpu = loader.report(argparse.Namespace(**{**vars(args), "device": "cpu"}), (121, 145, 121), {}, 2, 0.0)
+    assert "; the device blur on `cpu`." in on_cpu and "NVIDIA" not in on_cpu
