@@ -20,14 +20,13 @@ import argparse
 import os
 import sys
 import time
-import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
 from bench_device_batches import load_train
 from profiling import busiest_kernels
-from results_file import command_line, load_line, write_report
+from results_file import command_line, load_line, said_failed, write_report
 
 from elr_mri.config import RunConfig, evaluation_batch_size, load_config
 from elr_mri.data.device_batches import DeviceImageBatches
@@ -110,14 +109,6 @@ def time_plan(cfg: RunConfig, train: InMemoryImages, device: torch.device,
     pieces = timer.pieces_ms(args.steps)
     host = timer.host_ms(args.steps) if not plan.compile else float("nan")
     return timer, {"warmup": warmup, "loop": loop, **pieces, "host": host, "eval": timer.evaluation_s()}
-
-
-def said_failed(what: str, error: Exception) -> str:
-    """`error`'s first line, for the table and the exit line; its traceback to stderr (the bench's log) first."""
-    traceback.print_exception(error)
-    print(f"{what}: failed, left out of the table", file=sys.stderr, flush=True)
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0] if lines else '(no message)'}"
 
 
 def rows(measured: dict[str, dict[str, float]]) -> list[str]:

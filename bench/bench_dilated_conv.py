@@ -22,6 +22,7 @@ import argparse
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from results_file import command_line, intra_op_threads, load_line, write_report
+from results_file import command_line, intra_op_threads, load_line, said_failed, write_report
 
 from conv_as_gemm import conv3d_as_gemm
 
@@ -149,32 +150,52 @@ def main() -> None:
     sync = torch.cuda.synchronize if on_gpu else (lambda: None)
     layouts = (False, True) if on_gpu else (False,)  # channels-last 3D: a GPU layout (oneDNN picks its own)
     out = args.out or ROOT / "bench" / "results" / f"dilated_conv_{args.device}.md"
-    rows, load_start = [], os.getloadavg()[0]
+    rows: list[str] = []
+    failed: list[str] = []  # "case: the error's first line", each a `Failed:` line and part of the exit line
+    load_start = os.getloadavg()[0]
     pending = len(LAYERS) * len(DTYPES) * len(layouts)  # timed rows still to come
     for layer in LAYERS:
-        differences = largest_differences(layer, device)
-        print(f"{layer.name}: fp32 largest relative differences from the library's {differences}", flush=True)
-        for precision, dtype in DTYPES.items():
+        try:
+            differences = largest_differences(layer, device)
+            print(f"{layer.name}: fp32 largest relative differences from the library's {differences}", flush=True)
+        except Exception as error:  # noqa: BLE001 - the layer's timings are still worth measuring
+            differences = None
+            failed.append(f"{layer.name}, agreement: {said_failed(f'{layer.name}, agreement', error)}")
+        for precision in DTYPES:
             for channels_last in layouts:
-                inputs = tensors(layer, args.batch_size, dtype, device, channels_last)
-                seconds = [step_seconds(way, inputs, layer, args.budget, sync) for way in WAYS.values()]
-                library = seconds[0]
-                tflops = [layer.training_flops(args.batch_size) / s / 1e12 for s in seconds]
-                rows.append(f"| {layer.name} | {precision}{', channels-last' if channels_last else ''} | "
-                            + " | ".join(f"{1e3 * s:.2f}" for s in seconds) + " | "
-                            + " | ".join(f"{library / s:.2f}×" for s in seconds[1:]) + " | "
-                            + " / ".join(f"{t:.3g}" for t in tflops) + " |")
-                print(rows[-1], flush=True)
+                setting = f"{precision}{', channels-last' if channels_last else ''}"
+                try:  # one case failing (memory, a kernel the library lacks) leaves the rest to time
+                    cells = timed_cells(layer, DTYPES[precision], channels_last, args, device, sync)
+                    rows.append(f"| {layer.name} | {setting} | {cells} |")
+                    print(rows[-1], flush=True)
+                except Exception as error:  # noqa: BLE001
+                    case = f"{layer.name}, {setting}"
+                    failed.append(f"{case}: {said_failed(case, error)}")
                 pending -= 1
-                write_report(out, report(args, device, rows, pending, load_start))  # after each row: a device call may be cut
-        rows.append(f"| {layer.name}: fp32 largest differences from the library's (output / input gradient / "
-                    "weight gradient), relative | | | " + " | ".join(differences.values()) + " | | | |")
-    text = report(args, device, rows, pending, load_start)
+                # after each row: a device call may be cut
+                write_report(out, report(args, device, rows, failed, pending, load_start))
+        if differences is not None:
+            rows.append(f"| {layer.name}: fp32 largest differences from the library's (output / input gradient / "
+                        "weight gradient), relative | | | " + " | ".join(differences.values()) + " | | | |")
+    text = report(args, device, rows, failed, pending, load_start)
     write_report(out, text)
     print(text)
+    if failed:  # exit 1: bench/gpu_checks.sh flags a failed step by its exit status
+        sys.exit(f"bench_dilated_conv: error: {len(failed)} failed (the rest are in {out}): " + "; ".join(failed))
 
 
-def report(args: argparse.Namespace, device: torch.device, rows: list[str], pending: int, load_start: float) -> str:
+def timed_cells(layer: Layer, dtype: torch.dtype, channels_last: bool, args: argparse.Namespace,
+                device: torch.device, sync: Callable[[], None]) -> str:
+    """A case's table cells: each way's ms, the others' speed-ups over the library's, and each way's TFLOP/s."""
+    inputs = tensors(layer, args.batch_size, dtype, device, channels_last)
+    seconds = [step_seconds(way, inputs, layer, args.budget, sync) for way in WAYS.values()]
+    tflops = [layer.training_flops(args.batch_size) / s / 1e12 for s in seconds]
+    return (" | ".join(f"{1e3 * s:.2f}" for s in seconds) + " | "
+            + " | ".join(f"{seconds[0] / s:.2f}×" for s in seconds[1:]) + " | "
+            + " / ".join(f"{t:.3g}" for t in tflops))
+
+def report(args: argparse.Namespace, device: torch.device, rows: list[str], failed: list[str], pending: int,
+           load_start: float) -> str:
     """The bench's Markdown file with the rows measured so far, and how many timed rows are `pending`: a call cut by
     its limit leaves a file that says it is short. `load_start`: the 1-min load average before the first row."""
     on_gpu = device.type == "cuda"
@@ -195,6 +216,7 @@ def report(args: argparse.Namespace, device: torch.device, rows: list[str], pend
         "multiply-adds (three products for forward + backward, 2 FLOPs each); the phase grids do the same ones plus "
         "the padding's. im2col GEMM: `bench/conv_as_gemm.py`, the windows gathered into rows and kept for the weight "
         "gradient.",
+        *([""] if failed else []), *[f"Failed: {line}" for line in failed],
         *([f"Still to measure when this was written: {pending} timed row(s)."] if pending else []),
         ""])
 

@@ -11,6 +11,7 @@ import json
 import os
 import shlex
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,15 @@ def read_child_result(stdout: str, what: str) -> Any:
     if not tagged:
         raise RuntimeError(f"its last output:\n{stdout[-3000:]}\n{what}: the child printed no result")  # reason last
     return json.loads(tagged[-1][len(CHILD_RESULT_TAG):])
+
+
+def said_failed(what: str, error: Exception) -> str:
+    """`error`'s type and first line, for a results file's `Failed:` line and the exit line of a benchmark that goes
+    on past a failed row (the rows after it still worth measuring); its traceback to stderr, the benchmark's log."""
+    traceback.print_exception(error)
+    print(f"{what}: failed, left out of the table", file=sys.stderr, flush=True)
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else '(no message)'}"
 
 
 def write_report(path: Path, text: str) -> None:

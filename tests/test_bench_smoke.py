@@ -308,9 +308,9 @@ def test_the_dilated_convolution_report_says_how_many_rows_a_cut_run_left_out() 
     """It is rewritten after each row for a device call that may be cut, and a cut file read like a finished one."""
     bench = _bench_module("bench_dilated_conv")
     args = argparse.Namespace(device="cpu", batch_size=1, budget=1.0)
-    assert "Still to measure when this was written: 3 timed row(s)." in bench.report(args, torch.device("cpu"),
-                                                                                     ["| a row |"], 3, 0.0).splitlines()
-    assert "Still to measure" not in bench.report(args, torch.device("cpu"), ["| a row |"], 0, 0.0)
+    cut = bench.report(args, torch.device("cpu"), ["| a row |"], [], 3, 0.0)
+    assert "Still to measure when this was written: 3 timed row(s)." in cut.splitlines()
+    assert "Still to measure" not in bench.report(args, torch.device("cpu"), ["| a row |"], [], 0, 0.0)
 
 
 def test_the_convolution_and_compile_benchmarks_say_when_other_work_held_the_cores() -> None:
@@ -318,7 +318,7 @@ def test_the_convolution_and_compile_benchmarks_say_when_other_work_held_the_cor
     1.5 s convolution) wrote its ratios with nothing to say they were not to be quoted."""
     busy = float(2 * (os.cpu_count() or 1))
     dilated = _bench_module("bench_dilated_conv").report(argparse.Namespace(device="cpu", batch_size=1, budget=1.0),
-                                                         torch.device("cpu"), [], 0, busy)
+                                                         torch.device("cpu"), [], [], 0, busy)
     phases = dict.fromkeys(("first full batch", "full batch", "first short batch", "short batch again",
                             "full batch after"), 1.0)
     tail = _bench_module("bench_compile_tail")._report({"plain": phases, "engine": phases},
@@ -371,20 +371,26 @@ def test_the_accuracy_benchmarks_time_a_run_by_its_own_wall_seconds() -> None:
     assert text.splitlines()[-1].endswith(" | 3.0 |")
 
 
-def test_the_dilated_convolution_benchmark_runs_through_on_small_layers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                        capsys: pytest.CaptureFixture[str]) -> None:
-    """The bench's own layers (the ×8's at 96³) take minutes on a CPU; two small ones take its whole path: the three
-    ways timed, their agreement checked, the file written after each row and finished."""
+def _run_dilated_conv(monkeypatch: pytest.MonkeyPatch, layers: tuple, out: Path) -> None:
+    """bench_dilated_conv.py's main on `layers` (its own, the ×8's at 96³, take minutes on a CPU), its file to `out`."""
     bench = _bench_module("bench_dilated_conv")
-    monkeypatch.setattr(bench, "LAYERS", (bench.Layer("small, padded", 3, 4, 3, 2, 2, 7),
-                                          bench.Layer("small, unpadded", 2, 5, 3, 0, 2, 9)))
-    out = tmp_path / "dilated.md"
+    monkeypatch.setattr(bench, "LAYERS", layers)
     monkeypatch.setattr(sys, "argv", ["bench_dilated_conv.py", "--budget", "0.01", "--out", str(out)])
     tf32_matmuls, cudnn_search = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.benchmark
     try:
         bench.main()
     finally:  # main sets both for the whole process: TF32 matrix products would reach every later test's
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.benchmark = tf32_matmuls, cudnn_search
+
+
+def test_the_dilated_convolution_benchmark_runs_through_on_small_layers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """Two small layers take the bench's whole path: the three ways timed, their agreement checked, the file written
+    after each row and finished."""
+    layer = _bench_module("bench_dilated_conv").Layer
+    out = tmp_path / "dilated.md"
+    _run_dilated_conv(monkeypatch, (layer("small, padded", 3, 4, 3, 2, 2, 7), layer("small, unpadded", 2, 5, 3, 0, 2, 9)),
+                      out)
     printed = capsys.readouterr().out
     assert printed.count(f"wrote {out}") == 5  # after each of the 4 timed rows, then the finished file
     text = out.read_text()
@@ -392,6 +398,24 @@ def test_the_dilated_convolution_benchmark_runs_through_on_small_layers(tmp_path
     differences = re.findall(r"relative \| \| \| (\S+) / (\S+) / (\S+) \| (\S+) / (\S+) / (\S+) \|", text)
     assert len(differences) == 2 and all(float(value) < 1e-4 for row in differences for value in row)
     assert "Still to measure" not in text and "Load average" in text
+
+
+def test_the_dilated_convolution_benchmark_times_the_layers_after_a_failed_one_then_exits_naming_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failed row (memory, a kernel the library lacks) ended the bench with a traceback, the later layers untimed.
+    Here a layer whose grid is smaller than its dilated kernel's reach fails every way, before a small one that
+    works."""
+    layer = _bench_module("bench_dilated_conv").Layer
+    out = tmp_path / "dilated.md"
+    layers = (layer("too small", 2, 3, 3, 0, 2, 3), layer("small, unpadded", 2, 5, 3, 0, 2, 9))
+    with pytest.raises(SystemExit) as exited:
+        _run_dilated_conv(monkeypatch, layers, out)
+    said = str(exited.value)
+    assert said.startswith(f"bench_dilated_conv: error: 3 failed (the rest are in {out}): too small, agreement: ")
+    assert "; too small, fp32: " in said and "; too small, bf16: " in said and "\n" not in said
+    text = out.read_text()
+    assert len(re.findall(r"^\| small, unpadded \| (fp32|bf16) \| [\d.]+ \| ", text, re.M)) == 2
+    assert len(re.findall(r"^Failed: too small, ", text, re.M)) == 3 and "Still to measure" not in text
 
 
 def test_the_ddp_benchmark_keeps_a_failed_runs_log_in_a_file_of_its_own(tmp_path: Path,
