@@ -100,10 +100,31 @@ def test_a_holdout_registered_to_another_template_file_is_refused(tmp_path):
 def test_a_run_compares_a_holdout_with_the_preprocessing_it_recorded_after_its_manifest_moved(tmp_path):
     """The training manifest is where the comparison's settings came from; a run archived without it (or whose
     training scans were made anew since) still knows how the scans it trained on were made (data_shape.json)."""
+    cfg = recorded_run(tmp_path)
+    holdout = preprocessed_cohort(tmp_path / "nacc", "N", brain_mask=True)
+    with pytest.raises(ValueError, match=r"preprocessed with brain_mask True .* training scans with brain_mask False"):
+        evaluation_set(tmp_path / "run", cfg, holdout)
+
+
+def recorded_run(tmp_path: Path) -> RunConfig:
+    """A run folder holding what training records of its scans (data_shape.json, splits.csv) in tmp_path/run, its
+    training manifest then moved away: the holdout is compared with the run's record alone."""
     cfg = RunConfig(data=trained_on(preprocessed_cohort(tmp_path / "adni", "A", participants=8)))
     (tmp_path / "run").mkdir()
     record_run_data(tmp_path / "run", build_mri_data(cfg.data), record_ages=False)
     (tmp_path / "adni" / "manifest.csv").rename(tmp_path / "adni" / "moved.csv")
-    holdout = preprocessed_cohort(tmp_path / "nacc", "N", brain_mask=True)
-    with pytest.raises(ValueError, match=r"preprocessed with brain_mask True .* training scans with brain_mask False"):
-        evaluation_set(tmp_path / "run", cfg, holdout)
+    return cfg
+
+
+def test_a_holdouts_preprocessing_and_qc_warnings_are_kept_for_summary_json_each_time_it_is_scored(tmp_path):
+    """They were logged once a process and kept nowhere: a reader of eval-*/summary.json could not see them."""
+    cfg = recorded_run(tmp_path)
+    holdout = preprocessed_cohort(tmp_path / "clinica", "C", sidecars=False)
+    table = pd.read_csv(holdout).assign(qc_flag=[True, False, False], qc_reason=["low NCC", "", ""])
+    table.to_csv(holdout, index=False)
+    for _ in range(2):
+        warnings = evaluation_set(tmp_path / "run", cfg, holdout)[3]
+        assert [warning.split(": ")[1] for warning in warnings] == [
+            "1 scan(s) flagged by preprocessing QC are used", "3 of 3 scans have no `elr-mri preprocess` sidecar (e.g. "
+            f"{tmp_path}/clinica/sub-C00/ses-M00/sub-C00_ses-M00_space-template_T1w.nii.gz), so their normalisation, "
+            "brain mask, registration and template are not compared with the training scans'"]

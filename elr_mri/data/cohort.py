@@ -8,15 +8,16 @@ once, so a user fixes the CSV in one pass instead of one error per run.
 
 Public names: `ManifestError`, `REQUIRED_COLUMNS`, `USABLE_STATUSES`, `SCAN_KEYS`, `load_manifest`, `warn_qc_flagged`,
 `validate_manifest`, `label_indices`, `true_label_indices`, `DIAGNOSES`, `diagnoses_left_out`, `warn_once`,
-`has_usable_status`.
+`kept_warnings`, `has_usable_status`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -40,6 +41,7 @@ __all__ = [
     "DIAGNOSES",
     "diagnoses_left_out",
     "warn_once",
+    "kept_warnings",
 ]
 
 log = logging.getLogger(__name__)
@@ -227,6 +229,7 @@ def _status_words(status: object) -> str:
 
 
 _WARNINGS_GIVEN: set[str] = set()  # one process reads a manifest many times (evaluate with baselines: 10)
+_KEEPERS: list[list[str]] = []  # the lists of open `kept_warnings` blocks
 
 
 def warn_qc_flagged(frame: pd.DataFrame, source: str) -> None:
@@ -251,10 +254,24 @@ def warn_qc_flagged(frame: pd.DataFrame, source: str) -> None:
 
 def warn_once(warning: str) -> None:
     """Log a cohort's warning once a process: a command reads one manifest several times (training, then scoring
-    its test split), and repeats buried its own output."""
+    its test split), and repeats buried its own output. Every open `kept_warnings` block keeps it all the same."""
+    for kept in _KEEPERS:
+        kept.append(warning)
     if warning not in _WARNINGS_GIVEN:
         _WARNINGS_GIVEN.add(warning)
         log.warning("%s", warning)
+
+
+@contextmanager
+def kept_warnings() -> Iterator[list[str]]:
+    """The warnings `warn_once` is given inside the block, logged or not: results record them (summary.json) for
+    a reader who never saw the log, and a warning already logged earlier in the process belongs there too."""
+    kept: list[str] = []
+    _KEEPERS.append(kept)
+    try:
+        yield kept
+    finally:
+        _KEEPERS.remove(kept)
 
 
 def _duplicates(frame: pd.DataFrame, image_column: str) -> list[str]:

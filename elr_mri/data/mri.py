@@ -13,15 +13,15 @@ labels by adjudicated ones when data.mri.val_labels names them (`elr_mri.data.ad
 dataset per split, each re-indexed 0..N-1 (the index the ELR targets are stored by).
 
 Public names: `MRIScans`, `ScanReadError`, `LoadScand`, `mri_transforms`, `read_scan_as_the_network_does`,
-`build_mri_data`, `build_mri_eval_dataset`, `load_holdout_manifest`, `participants_by_split`,
-`run_splits_table`, `split_balance_table`.
+`build_mri_data`, `build_mri_eval_dataset`, `HoldoutRows`, `load_holdout_manifest`, `holdout_dataset`,
+`participants_by_split`, `run_splits_table`, `split_balance_table`.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
@@ -46,8 +46,8 @@ from torch.utils.data import Dataset
 from elr_mri.config import DataConfig, MRIDataConfig
 from elr_mri.data.adjudicated import load_adjudicated_labels
 from elr_mri.data.blurred_crop import RandBlurredCropd
-from elr_mri.data.cohort import (IMAGE_COLUMN, ManifestError, label_indices, load_manifest, true_label_indices,
-                                 warn_once)
+from elr_mri.data.cohort import (IMAGE_COLUMN, ManifestError, kept_warnings, label_indices, load_manifest,
+                                 true_label_indices, warn_once)
 from elr_mri.data.disk_cache import DiskCache, warn_if_the_disk_cannot_hold
 from elr_mri.data.grid import ScanReadError, VolumeGrid, common_grid, require_grid
 from elr_mri.data.images import NoisyImageData, stratified_subset
@@ -65,7 +65,9 @@ __all__ = [
     "read_scan_as_the_network_does",
     "build_mri_data",
     "build_mri_eval_dataset",
+    "HoldoutRows",
     "load_holdout_manifest",
+    "holdout_dataset",
     "participants_by_split",
     "run_splits_table",
     "split_balance_table",
@@ -401,42 +403,56 @@ def build_mri_eval_dataset(
     held every volume (unchecked against the memory available) and a disk cache wrote the holdout's crops into the
     run's `cache_dir` (unchecked against its free space).
     """
-    mri = cfg.mri
-    frame, notes = load_holdout_manifest(manifest, cfg, training_participants, require_age, grid,
-                                         trained_preprocessing=trained_preprocessing)
-    transform = mri_transforms(mri.crop_size, train=False)
-    dataset = MRIScans(frame.assign(split="holdout"), label_indices(frame["diagnosis"], mri.classes), transform,
-                       "none", num_workers=cfg.num_workers)
-    return dataset, notes
+    frame, notes, _ = load_holdout_manifest(manifest, cfg, training_participants, require_age, grid,
+                                            trained_preprocessing=trained_preprocessing)
+    return holdout_dataset(frame, cfg), notes
+
+
+def holdout_dataset(frame: pd.DataFrame, cfg: DataConfig) -> MRIScans:
+    """The rows of `load_holdout_manifest` as the network reads them: centre crops, no cache (see
+    `build_mri_eval_dataset`)."""
+    transform = mri_transforms(cfg.mri.crop_size, train=False)
+    return MRIScans(frame.assign(split="holdout"), label_indices(frame["diagnosis"], cfg.mri.classes), transform,
+                    "none", num_workers=cfg.num_workers)
+
+
+class HoldoutRows(NamedTuple):
+    """A holdout manifest as checked for scoring."""
+
+    frame: pd.DataFrame  # its validated rows
+    notes: list[str]  # participant-overlap notes, non-empty only when data.mri.allow_participant_overlap let one in
+    warnings: list[str]  # given about its scans (QC flags, other preprocessing, no sidecars), for summary.json
 
 
 def load_holdout_manifest(
     manifest: str | Path, cfg: DataConfig, training_participants: Iterable[str], require_age: bool = False,
     grid: VolumeGrid | None = None, training_images: Iterable[str] | None = None,
     trained_preprocessing: dict[str, dict] | None = None,
-) -> tuple[pd.DataFrame, list[str]]:
-    """The holdout's validated rows and overlap notes; refuses participants seen in training and image files
-    of the training manifest (`training_images`, default: those of `cfg.mri.manifest` where it still is) unless
-    `cfg.mri.allow_participant_overlap`, scans off the training `grid` when one is given, and scans preprocessed
-    otherwise (`compare_preprocessing`: another normalisation, brain mask, registration or template) than the run
-    recorded (`trained_preprocessing`) or, for a run from before that record, than those files."""
-    frame = load_manifest(manifest, cfg.mri.classes, require_age=require_age)
-    if frame.empty:
-        raise ManifestError(f"{manifest}: no scans to score (no rows, or only scans whose status says preprocessing "
-                            "failed); pass a manifest with at least one usable scan")
-    if grid is not None:
-        require_grid(frame[IMAGE_COLUMN], grid, source=str(manifest))
-    else:  # a run from before its grid was recorded: the holdout's scans must still share one, and one place
-        common_grid(frame[IMAGE_COLUMN], source=str(manifest))
-    allow = cfg.mri.allow_participant_overlap
-    notes = check_no_leakage({"training": training_participants, "holdout": frame["participant_id"]},
-                             allow=allow, source=str(manifest), fix=f"Remove their scans from {manifest}")
+) -> HoldoutRows:
+    """The holdout's validated rows, overlap notes and the warnings given about its scans; refuses participants seen
+    in training and image files of the training manifest (`training_images`, default: those of `cfg.mri.manifest`
+    where it still is) unless `cfg.mri.allow_participant_overlap`, scans off the training `grid` when one is given,
+    and scans preprocessed otherwise (`compare_preprocessing`: another normalisation, brain mask, registration or
+    template) than the run recorded (`trained_preprocessing`) or, for a run from before that record, than those
+    files. The training manifest is read first, so that its own warnings are not kept as the holdout's."""
     images = training_manifest_images(cfg) if training_images is None else training_images
-    notes += check_no_shared_scans(images, frame[IMAGE_COLUMN], allow, source=str(manifest))
-    trained = cohort_preprocessing(images) if trained_preprocessing is None else trained_preprocessing
-    for warning in compare_preprocessing(trained, frame[IMAGE_COLUMN], source=str(manifest)):
-        warn_once(warning)
-    return frame, notes
+    with kept_warnings() as warnings:
+        frame = load_manifest(manifest, cfg.mri.classes, require_age=require_age)
+        if frame.empty:
+            raise ManifestError(f"{manifest}: no scans to score (no rows, or only scans whose status says "
+                                "preprocessing failed); pass a manifest with at least one usable scan")
+        if grid is not None:
+            require_grid(frame[IMAGE_COLUMN], grid, source=str(manifest))
+        else:  # a run from before its grid was recorded: the holdout's scans must still share one, and one place
+            common_grid(frame[IMAGE_COLUMN], source=str(manifest))
+        allow = cfg.mri.allow_participant_overlap
+        notes = check_no_leakage({"training": training_participants, "holdout": frame["participant_id"]},
+                                 allow=allow, source=str(manifest), fix=f"Remove their scans from {manifest}")
+        notes += check_no_shared_scans(images, frame[IMAGE_COLUMN], allow, source=str(manifest))
+        trained = cohort_preprocessing(images) if trained_preprocessing is None else trained_preprocessing
+        for warning in compare_preprocessing(trained, frame[IMAGE_COLUMN], source=str(manifest)):
+            warn_once(warning)
+    return HoldoutRows(frame, notes, warnings)
 
 
 def training_manifest_images(cfg: DataConfig) -> list[str]:

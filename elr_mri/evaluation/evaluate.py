@@ -17,7 +17,7 @@ import shutil
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -40,8 +40,11 @@ from elr_mri.evaluation.metrics import MetricsReport, bootstrap_metrics, evaluat
 from elr_mri.models.widened_cnn import age_bins
 from preprocess.sidecar import cannot_write, file_sha256
 
+if TYPE_CHECKING:  # MONAI's import is left to the commands that read scans
+    from elr_mri.data.mri import HoldoutRows
+
 __all__ = ["LoadedRun", "load_run", "evaluate_run", "refuse_if_run_moved_on", "evaluation_dir", "evaluation_set", "explanation_dir", "predict",
-           "require_own_folder", "run_grid", "scored_fingerprint", "scored_source", "write_evaluation", "WARNINGS_KEY"]
+           "require_own_folder", "load_run_holdout", "run_grid", "scored_fingerprint", "scored_source", "write_evaluation", "WARNINGS_KEY"]
 
 
 CHECKPOINTS = ("best", "last")  # the weights a run folder keeps, checkpoints/<name>.pt
@@ -278,9 +281,9 @@ def require_own_folder(out: Path, manifest: Path | None) -> None:
 
 def evaluation_set(run_dir: Path, cfg: RunConfig, manifest: Path | None,
                    test_set: str = "test") -> tuple[Dataset, str, list[str], list[str]]:
-    """(dataset, name, participant-overlap notes, warnings printed about the scans, which `evaluate` keeps in its
-    summary.json for readers of the results such as the demo report): the holdout `manifest`, or the run's own test
-    set `test_set`.
+    """(dataset, name, participant-overlap notes, warnings given about the scans (a holdout's QC flags and
+    preprocessing among them), which `evaluate` keeps in its summary.json for readers of the results such as the demo
+    report): the holdout `manifest`, or the run's own test set `test_set`.
 
     MRI scans are read without a cache: each is predicted once, and a memory cache would first load
     every training and validation volume of the run to build datasets that are never read. Neither
@@ -313,16 +316,25 @@ def evaluation_set(run_dir: Path, cfg: RunConfig, manifest: Path | None,
         return built.test, "test", [], []
     if cfg.data.name != "mri":
         raise ValueError(f"--manifest evaluates MRI runs; {run_dir} trained on {cfg.data.name}")
-    from elr_mri.data.mri import build_mri_eval_dataset
+    from elr_mri.data.mri import holdout_dataset
 
-    dataset, notes = build_mri_eval_dataset(manifest, data, run_participants(run_dir), require_age=uses_age(cfg),
-                                            grid=_holdout_grid(run_dir, data),
-                                            trained_preprocessing=read_data_shape(run_dir).get(PREPROCESSING_KEY))
-    warnings = [_untrained_classes_warning(run_dir, str(manifest), dataset.frame),
-                _untrained_ages_warning(run_dir, str(manifest), dataset.frame) if uses_age(cfg) else None]
-    for warning in filter(None, warnings):
+    holdout = load_run_holdout(run_dir, data, manifest, require_age=uses_age(cfg))
+    warnings = [_untrained_classes_warning(run_dir, str(manifest), holdout.frame),
+                _untrained_ages_warning(run_dir, str(manifest), holdout.frame) if uses_age(cfg) else None]
+    warnings = [warning for warning in warnings if warning]
+    for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    return dataset, Path(manifest).stem, notes, [warning for warning in warnings if warning]
+    return holdout_dataset(holdout.frame, data), Path(manifest).stem, holdout.notes, [*holdout.warnings, *warnings]
+
+
+def load_run_holdout(run_dir: Path, data: DataConfig, manifest: Path, require_age: bool = False) -> HoldoutRows:
+    """The holdout `manifest` checked against what `run_dir` trained on: its participants, its voxel grid and its
+    scans' preprocessing as the run recorded them. One path for `evaluate`, `explain` and `--baselines`: the baselines
+    compared participants alone, and scored a holdout on another grid or normalised otherwise without a word."""
+    from elr_mri.data.mri import load_holdout_manifest
+
+    return load_holdout_manifest(manifest, data, run_participants(run_dir), require_age, _holdout_grid(run_dir, data),
+                                 trained_preprocessing=read_data_shape(run_dir).get(PREPROCESSING_KEY))
 
 
 def _untrained_classes_warning(run_dir: Path, manifest: str, scans: pd.DataFrame) -> str | None:
