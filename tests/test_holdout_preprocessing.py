@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from elr_mri.baselines.evaluate import _evaluation_rows
 from elr_mri.config import DataConfig, MRIDataConfig, RunConfig
 from elr_mri.data.mri import build_mri_data, build_mri_eval_dataset
 from elr_mri.engine.run_records import record_run_data
@@ -116,8 +117,18 @@ def recorded_run(tmp_path: Path) -> RunConfig:
     return cfg
 
 
+def test_baselines_compare_a_holdout_with_the_preprocessing_the_run_recorded(tmp_path):
+    """`evaluate --baselines` read the holdout with the participant check alone: a holdout preprocessed with
+    --brain-mask was refused for the network and scored for the baselines beside it."""
+    cfg = recorded_run(tmp_path)
+    holdout = preprocessed_cohort(tmp_path / "nacc", "N", brain_mask=True)
+    with pytest.raises(ValueError, match=r"preprocessed with brain_mask True .* training scans with brain_mask False"):
+        _evaluation_rows(tmp_path / "run", cfg, pd.DataFrame(), holdout)
+
+
 def test_a_holdouts_preprocessing_and_qc_warnings_are_kept_for_summary_json_each_time_it_is_scored(tmp_path):
-    """They were logged once a process and kept nowhere: a reader of eval-*/summary.json could not see them."""
+    """They were logged once a process and kept nowhere: a reader of eval-*/summary.json could not see them, nor
+    could the baselines' summaries when `evaluate --baselines` had logged them for the network's scoring."""
     cfg = recorded_run(tmp_path)
     holdout = preprocessed_cohort(tmp_path / "clinica", "C", sidecars=False)
     table = pd.read_csv(holdout).assign(qc_flag=[True, False, False], qc_reason=["low NCC", "", ""])
@@ -128,3 +139,4 @@ def test_a_holdouts_preprocessing_and_qc_warnings_are_kept_for_summary_json_each
             "1 scan(s) flagged by preprocessing QC are used", "3 of 3 scans have no `elr-mri preprocess` sidecar (e.g. "
             f"{tmp_path}/clinica/sub-C00/ses-M00/sub-C00_ses-M00_space-template_T1w.nii.gz), so their normalisation, "
             "brain mask, registration and template are not compared with the training scans'"]
+        assert _evaluation_rows(tmp_path / "run", cfg, pd.DataFrame(), holdout)[3] == warnings

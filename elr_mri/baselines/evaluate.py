@@ -33,7 +33,7 @@ from elr_mri.engine.run_records import (TEST_DIAGNOSES_KEY, evaluation_labels_fi
                                        read_data_shape)
 from elr_mri.evaluation import N_BOOT
 from elr_mri.evaluation.compare import require_same_splits
-from elr_mri.evaluation.evaluate import evaluation_dir, write_evaluation
+from elr_mri.evaluation.evaluate import WARNINGS_KEY, evaluation_dir, load_run_holdout, write_evaluation
 from elr_mri.evaluation.metrics import MetricsReport, evaluate_predictions
 
 __all__ = ["check_baseline_inputs", "evaluate_baselines", "require_baseline_run", "LAST_EPOCH_FLAGS", "VOXEL_BLOCK",
@@ -84,7 +84,8 @@ def evaluate_baselines(run_dir: Path, volumes_csvs: Sequence[Path] = (), manifes
                  "dropped_suspected": len(inputs.dropped), "dropped_scans": inputs.dropped,
                  "flags_sha256": inputs.flags_sha256,  # which suspected_mislabels.csv: the run may be trained on
                  "flags_source": inputs.flags_source,
-                 "flagging_run": str(Path(drop_suspected).resolve()) if drop_suspected is not None else None}
+                 "flagging_run": str(Path(drop_suspected).resolve()) if drop_suspected is not None else None,
+                 WARNINGS_KEY: inputs.warnings}
         out = evaluation_dir(run_dir, manifest, beside_checkpoint) / "baselines" / tag
         write_evaluation(out, reports, labels, probs, scored[["participant_id", "session_id"]], classes, inputs.notes,
                          about)
@@ -112,6 +113,7 @@ class _BaselineInputs:
     scored: pd.DataFrame
     name: str  # of the scored set: "test" or the holdout's
     notes: list[str]  # participant-overlap notes of the holdout
+    warnings: list[str]  # given about the holdout's scans (QC flags, preprocessing), kept in summary.json
     volumes: pd.DataFrame | None
     dropped: list[str]  # training scans left out as suspected mislabels, "participant/session"
     flags_sha256: str | None  # of the suspected_mislabels.csv they came from
@@ -143,12 +145,12 @@ def _baseline_inputs(run_dir: Path, volumes_csvs: Sequence[Path], manifest: Path
         if train["diagnosis"].nunique() < 2:
             raise OneDiagnosisLeft(f"{drop_suspected} flagged {len(dropped)} training scans; without them one diagnosis "
                                    "is left (its targets agree on one class), so there is nothing to fit")
-    name, scored, notes = _evaluation_rows(run_dir, cfg, cohort[split == "test"], manifest)
+    name, scored, notes, warnings = _evaluation_rows(run_dir, cfg, cohort[split == "test"], manifest)
     if volumes is not None:
         for rows, source in ((train, "training split"), (val, "validation split"), (scored, name)):
             require_volumes(rows, volumes, source)
-    return _BaselineInputs(classes, train, val, val_labels, scored, name, notes, volumes, dropped, flags_sha256,
-                           flags_source)
+    return _BaselineInputs(classes, train, val, val_labels, scored, name, notes, warnings, volumes, dropped,
+                           flags_sha256, flags_source)
 
 
 def _split_participants(cfg: RunConfig, cohort: pd.DataFrame, run_dir: Path) -> pd.Series:
@@ -252,16 +254,15 @@ class _Features:
 
 
 def _evaluation_rows(run_dir: Path, cfg: RunConfig, test: pd.DataFrame, manifest: Path | None
-                     ) -> tuple[str, pd.DataFrame, list[str]]:
-    """(name, rows, overlap notes): the run's test participants, or the holdout manifest's scans."""
+                     ) -> tuple[str, pd.DataFrame, list[str], list[str]]:
+    """(name, rows, overlap notes, warnings about the scans): the run's test participants, or the holdout manifest's
+    scans, checked as `evaluate` checks them."""
     if manifest is None:
         if test.empty:
             raise ValueError(f"{run_dir}: the run has no test split; pass --manifest HOLDOUT.csv")
-        return "test", test, []
-    from elr_mri.data.mri import load_holdout_manifest
-
-    frame, notes = load_holdout_manifest(manifest, cfg.data, run_participants(run_dir))
-    return Path(manifest).stem, frame, notes
+        return "test", test, [], []
+    frame, notes, warnings = load_run_holdout(run_dir, cfg.data, manifest)
+    return Path(manifest).stem, frame, notes, warnings
 
 
 def _flagged_elsewhere_fix(participant: str, training: pd.Series) -> str:
