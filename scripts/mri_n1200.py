@@ -236,16 +236,18 @@ def _elr_mri(*arguments: object) -> None:
 def _run(command: list[str]) -> None:
     """Run `command`; where it fails, its own message (above) says why, and this script ends with its exit status (a
     traceback of the call here said nothing more). A SIGTERM to this script (a job's time limit, recorded by
-    `run_script`) or a Ctrl-C stops the command as Ctrl-C stops `elr-mri`, resumable: the SIGTERM was left waiting
-    while the command ran on, and every later step after it; a Ctrl-C killed it a quarter second later."""
+    `run_script`) or a Ctrl-C stops the command as that signal stops `elr-mri`, resumable (`stop_processes`): the
+    SIGTERM was left waiting while the command ran on, and every later step after it; a Ctrl-C killed it a quarter
+    second later."""
     print("+", shlex.join(command), flush=True)
     process = subprocess.Popen(command)
     try:
         while process.poll() is None:
             time.sleep(POLL_SECONDS)
             stop_if_terminated()
-    finally:
-        stop_processes([process])
+    except BaseException as stop:
+        stop_processes([process], stop)
+        raise
     if process.returncode:
         sys.exit(process.returncode)
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from elr_mri.stopping import stop_if_terminated
+from elr_mri.stopping import Terminated, stop_if_terminated
 from preprocess.cores import thread_share
 from paper_runs import run_status, training_needed
 
@@ -74,8 +74,8 @@ def train_in_parallel(runs: list[PlannedRun], jobs: int) -> dict[PlannedRun, dic
 
     Run slot k uses GPU k mod (number of visible GPUs). Each run gets the CPU's cores divided by `jobs` (no more than
     an exported OMP_NUM_THREADS) as its torch threads unless its overrides set train.threads; its log (a file: no bars) gets `train`'s line per epoch. One run
-    failing stops none of the others. On Ctrl-C (or any error here) the running ones are stopped as Ctrl-C stops
-    `elr-mri train`, after their last checkpoint, and the exception goes on.
+    failing stops none of the others. On Ctrl-C, SIGTERM (or any error here) the running ones are stopped as those
+    stop `elr-mri train`, after their last checkpoint, and the exception goes on (`stop_processes`).
     """
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
@@ -117,8 +117,9 @@ def train_in_parallel(runs: list[PlannedRun], jobs: int) -> dict[PlannedRun, dic
                 results[run] = _outcome(run, process.returncode, logged_before)
                 state = "done" if isinstance(results[run], dict) else f"failed ({results[run]})"
                 print(f"{run.name}: {state}, {time.perf_counter() - started:.0f} s", flush=True)
-    finally:
-        stop_processes([process for _, process, _, _ in running.values()])
+    except BaseException as stop:
+        stop_processes([process for _, process, _, _ in running.values()], stop)
+        raise
     return results
 
 
@@ -143,19 +144,28 @@ def _summary(run: PlannedRun) -> dict[str, Any]:
     return json.loads((run.run_dir / "summary.json").read_text())
 
 
-def stop_processes(processes: list[subprocess.Popen]) -> None:
-    """Stop the processes still running as Ctrl-C stops `elr-mri train` (resumable from the last checkpoint).
+def stop_processes(processes: list[subprocess.Popen], cause: BaseException) -> None:
+    """Stop the processes still running as `cause` stops `elr-mri train` (resumable from the last checkpoint).
 
-    A Ctrl-C typed at the terminal has reached them already: they get OWN_CTRL_C_SECONDS to stop on their own (a
-    second one would break into their own stopping); then the rest get one, and what has not stopped after
-    STOP_WAIT_SECONDS is killed."""
+    A Ctrl-C or SIGTERM sent to the whole group has reached them already: they get OWN_CTRL_C_SECONDS to stop on
+    their own (a second signal would break into their own stopping); then the rest get `_stop_signal(cause)`, and
+    what has not stopped after STOP_WAIT_SECONDS is killed."""
     _wait_all(processes, OWN_CTRL_C_SECONDS)
     for process in processes:
         if process.poll() is None:
-            process.send_signal(signal.SIGINT)
+            process.send_signal(_stop_signal(cause))
     for process in _wait_all(processes, STOP_WAIT_SECONDS):
         process.kill()
         process.wait()
+
+
+def _stop_signal(cause: BaseException) -> signal.Signals:
+    """SIGINT for a Ctrl-C, SIGTERM for anything else (a SIGTERM, an error). Why not SIGINT always: a script started
+    with `&` from a non-interactive shell (`nohup ... &` on a server) passes on an ignored SIGINT to its runs, which
+    then trained on until STOP_WAIT_SECONDS ran out and were killed; no shell ignores SIGTERM, and `elr-mri train`
+    stops on it at its next step as on Ctrl-C."""
+    ctrl_c = isinstance(cause, KeyboardInterrupt) and not isinstance(cause, Terminated)
+    return signal.SIGINT if ctrl_c else signal.SIGTERM
 
 
 def _wait_all(processes: list[subprocess.Popen], seconds: float) -> list[subprocess.Popen]:

@@ -99,6 +99,21 @@ def test_ctrl_c_stops_the_runs_at_a_checkpoint_and_a_rerun_continues_them(parall
     assert pd.read_csv(run.run_dir / "metrics.csv")["epoch"].tolist() == list(range(1, 41))
 
 
+def _ignoring_ctrl_c() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("cause", [KeyboardInterrupt(), ValueError("a fault of the pool")])
+def test_processes_are_stopped_by_ctrl_c_or_else_by_sigterm(parallel, monkeypatch, cause: BaseException) -> None:
+    """A process started with `&` from a non-interactive shell ignores SIGINT: one SIGINT for any cause left a stop
+    waiting STOP_WAIT_SECONDS, then killed it. Ctrl-C still sends Ctrl-C (SIGTERM would end a run already stopping)."""
+    monkeypatch.setattr(parallel, "OWN_CTRL_C_SECONDS", 0)
+    ctrl_c = isinstance(cause, KeyboardInterrupt)
+    process = subprocess.Popen(["sleep", "600"], preexec_fn=None if ctrl_c else _ignoring_ctrl_c)
+    parallel.stop_processes([process], cause)
+    assert process.returncode == -(signal.SIGINT if ctrl_c else signal.SIGTERM)
+
+
 def test_a_run_killed_by_a_signal_is_said_to_be_and_not_by_an_earlier_attempts_line(parallel, tmp_path: Path,
                                                                                        monkeypatch) -> None:
     """The kernel's out-of-memory killer ends a run without a word: it was reported as "exit -9" with the last line in
@@ -155,8 +170,9 @@ def test_a_seed_that_fails_is_reported_alone_in_turn_as_side_by_side(import_scri
     assert not (tmp_path / "runs" / "results.md").exists()
 
 
-def _pool_of_two_long_runs(tmp_path: Path) -> tuple[subprocess.Popen, list[str]]:
-    """A script training two long digits runs side by side through run_script, once both wrote a checkpoint."""
+def _pool_of_two_long_runs(tmp_path: Path, ignoring_ctrl_c: bool = False) -> tuple[subprocess.Popen, list[str]]:
+    """A script training two long digits runs side by side through run_script, once both wrote a checkpoint;
+    `ignoring_ctrl_c` as a non-interactive shell's `&` starts it (`nohup python scripts/... &` on a server)."""
     runs = [str(tmp_path / f"seed{seed}") for seed in range(2)]
     driver = f"""
 import sys
@@ -170,7 +186,8 @@ runs = [PlannedRun(f"seed {{seed}}", Path({str(DIGITS)!r}), (*settings, f"seed={
 run_script(lambda: len(train_in_parallel(runs, 2)))
 """
     pool = subprocess.Popen([sys.executable, "-c", driver], start_new_session=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_ignoring_ctrl_c if ignoring_ctrl_c else None)
     deadline = time.monotonic() + 120
     while not all((Path(run) / "checkpoints" / "last.pt").exists() for run in runs):
         assert time.monotonic() < deadline and pool.poll() is None, pool.communicate()
@@ -193,14 +210,15 @@ def test_ctrl_c_at_the_terminal_reaches_every_run_once(tmp_path: Path) -> None:
 
 def test_sigterm_to_the_script_stops_its_runs_as_ctrl_c_does(tmp_path: Path) -> None:
     """A batch system's time limit signals the script alone: its default action ended it without a word and left the
-    runs training as orphans, which a rerun then found holding their folders."""
-    pool, runs = _pool_of_two_long_runs(tmp_path)
+    runs training as orphans, which a rerun then found holding their folders. Started with `&`, the runs ignore the
+    SIGINT they were then sent, and trained on until killed 60 s later."""
+    pool, runs = _pool_of_two_long_runs(tmp_path, ignoring_ctrl_c=True)
     os.kill(pool.pid, signal.SIGTERM)
     _, err = pool.communicate(timeout=120)
     assert pool.returncode == 128 + signal.SIGTERM and "stopped by SIGTERM" in err, err
     from elr_mri.engine.run_dir import exclusive_run_dir
 
     for run in runs:
-        assert "interrupted" in Path(run + ".log").read_text()
+        assert "elr-mri train: stopped by SIGTERM" in Path(run + ".log").read_text()
         with exclusive_run_dir(Path(run)):  # refused while a run still trains there
             pass
