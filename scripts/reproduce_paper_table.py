@@ -154,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     plan = [(row, seed, out / row.name / f"seed{seed}") for row in rows for seed in range(args.seeds)]
     configs = {(row.name, seed): _row_config(row, seed, run_dir, args) for row, seed, run_dir in plan}
     print(_plan_table(plan, configs))
-    for path, how in dict(item for cfg in configs.values() for item in _missing_inputs(cfg)).items():
+    missing = dict(item for cfg in configs.values() for item in _missing_inputs(cfg))
+    for path, how in missing.items():
         print(f"missing {path}: {how}")
     unweighted = sorted({row.name for row, _, _ in plan if lacks_the_papers_pretrained_weights(configs[(row.name, 0)])})
     for name in unweighted:
@@ -172,13 +173,22 @@ def main(argv: list[str] | None = None) -> int:
     text = f"{title}\n\n{_results_table(rows, summaries)}{overridden}\n"
     print("\n" + text)
     if failures:  # a table of holes would replace a finished one
-        print(f"{out / 'results.md'} not written: {failures} run(s) did not finish; the same command continues them",
+        print(f"{out / 'results.md'} not written: {failures} run(s) did not finish; {_how_to_go_on(missing)}",
               file=sys.stderr)
         return 1
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(text, out / "results.md")
     print(f"written to {out / 'results.md'}")
     return 0
+
+
+def _how_to_go_on(missing: dict[str, str]) -> str:
+    """What finishes the table: a rerun alone where the runs were stopped, but a run that stopped for its data stops
+    again until the data is there (the table said "the same command continues them" then too)."""
+    if not missing:
+        return "the same command continues them"
+    return (f"put the data listed as missing above in place first ({', '.join(missing)}; the Data section of --help "
+            "and README's 'Reproducing the paper' say where each goes), then run the same command")
 
 
 def _train_in_turn(plan: list[tuple[Row, int, Path]], args: argparse.Namespace) -> tuple[dict[str, list[dict]], int]:

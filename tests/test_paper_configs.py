@@ -396,6 +396,16 @@ def test_dry_run_says_how_to_get_missing_images(reproduce, shared_cifar: Path, t
             f'https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz | tar -xz -C {quoted}') in out
 
 
+def test_a_run_stopped_for_missing_data_says_to_get_it_before_a_rerun(reproduce, tmp_path: Path, capsys) -> None:
+    """The closing line said "the same command continues them", which stops at the same missing folder again."""
+    assert reproduce.main(["--table", "1", "--rows", "cifar10-sym40", "--data-root", str(tmp_path / "empty"),
+                           "--out", str(tmp_path / "runs"), "--set", "train.epochs=1"]) == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "the same command continues them" not in last
+    assert (f"put the data listed as missing above in place first ({tmp_path / 'empty' / 'cifar10' / 'train'}; "
+            "the Data section of --help and README's 'Reproducing the paper' say where each goes)") in last
+
+
 def test_dry_run_without_shared_says_where_to_download(reproduce, tmp_path: Path, capsys,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """A clone with no ../shared beside it was told to extract and copy files from there, commands that failed;
