@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
                                 "(CIFAR-10_human.npz or .pt; the release's .pt: github.com/UCSC-REAL/cifar-10-100n)")
     for loss in args.losses:  # a typo in --losses or --set stops here, not after the first loss has trained
         load_config(CONFIG, [f"loss.name={loss}", *args.overrides])
-    data_root = _image_folder(args.data_root) if args.data_root else _extracted_archive(ROOT / "data")
+    data_root = _data_root(args)
     started = time.perf_counter()
     rows: list[dict] = []
     curves: dict[str, pd.DataFrame] = {}  # loss -> metrics.csv of seed 0
@@ -89,6 +89,21 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--seeds must be at least 1")
     refuse_seed_overrides(parser, args.overrides, args.seeds, "model and split")
     return args
+
+
+def _data_root(args: argparse.Namespace) -> Path:
+    """The image folder the runs read: --data-root's (`_image_folder`), checked here where it lacks train/, as the
+    loader's "image folder not found" named the config keys data.name and data.root, not --data-root; or the shared
+    archive extracted into data/. A `--set data.name` of another reader (CIFAR-10's pickles) is left to it."""
+    if args.data_root is None:
+        return _extracted_archive(ROOT / "data")
+    folder = _image_folder(args.data_root)
+    if load_config(CONFIG, args.overrides).data.name == "imagefolder" and not (folder / "train").is_dir():
+        raise FileNotFoundError(f"--data-root {args.data_root}: no CIFAR-10 images there (train/ and test/ of class "
+                                "folders, or cifar10/ holding them); extract them with `mkdir -p DIR && tar -xJf "
+                                f"{shlex.quote(str(ARCHIVE))} -C DIR` and pass --data-root DIR, or leave --data-root out to extract "
+                                "that archive into data/")
+    return folder
 
 
 def _image_folder(data_root: Path) -> Path:

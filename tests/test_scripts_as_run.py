@@ -109,4 +109,15 @@ def test_cifar10n_cpu_data_root_may_be_the_folder_holding_cifar10(tmp_path: Path
     image_folder = import_script("cifar10n_cpu")._image_folder
     (tmp_path / "cifar10" / "train").mkdir(parents=True)
     assert image_folder(tmp_path) == image_folder(tmp_path / "cifar10") == tmp_path / "cifar10"
-    assert image_folder(tmp_path / "elsewhere") == tmp_path / "elsewhere"  # train's reader names what is missing
+    assert image_folder(tmp_path / "elsewhere") == tmp_path / "elsewhere"
+
+
+def test_cifar10n_cpu_data_root_without_images_names_the_flag(tmp_path: Path,
+                                                              import_script: Callable[[str], ModuleType]) -> None:
+    """The loader's "image folder not found" told the user to set data.name and data.root, keys this script sets
+    itself from --data-root."""
+    module = import_script("cifar10n_cpu")
+    with pytest.raises(FileNotFoundError, match=f"^--data-root {tmp_path}: no CIFAR-10 images there "):
+        module._data_root(module._parse(["--data-root", str(tmp_path)]))
+    pickles = module._parse(["--data-root", str(tmp_path), "--set", "data.name=cifar10"])
+    assert module._data_root(pickles) == tmp_path  # CIFAR-10's pickles: their reader names what is missing
