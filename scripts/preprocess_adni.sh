@@ -14,7 +14,13 @@
 # run with other settings; 2 bad input table or settings.
 set -euo pipefail
 
-[ $# -eq 2 ] || { echo "usage: scripts/preprocess_adni.sh ADNI_BIDS_DIR_OR_CSV OUT_DIR (see the comments at its top)" >&2
+USAGE="usage: scripts/preprocess_adni.sh ADNI_BIDS_DIR_OR_CSV OUT_DIR"
+if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then  # the usage and the comments above, as a command's --help
+    echo "$USAGE"
+    sed -n '2,/^set /s/^# \{0,1\}//p' "$0"
+    exit 0
+fi
+[ $# -eq 2 ] || { echo "$USAGE (--help, or the comments at its top, say more)" >&2
                   exit 2; }
 INPUT=$1
 OUTPUT=$2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from types import ModuleType
 from typing import Callable
@@ -121,3 +122,15 @@ def test_cifar10n_cpu_data_root_without_images_names_the_flag(tmp_path: Path,
         module._data_root(module._parse(["--data-root", str(tmp_path)]))
     pickles = module._parse(["--data-root", str(tmp_path), "--set", "data.name=cifar10"])
     assert module._data_root(pickles) == tmp_path  # CIFAR-10's pickles: their reader names what is missing
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_preprocess_adni_help_prints_the_usage_and_its_comments_and_exits_0(flag: str) -> None:
+    """--help printed the usage line on stderr and exited 2, as a mistake does, with "see the comments at its top"."""
+    script = Path(__file__).resolve().parents[1] / "scripts" / "preprocess_adni.sh"
+    shown = subprocess.run(["bash", str(script), flag], capture_output=True, text=True)
+    assert shown.returncode == 0 and shown.stderr == ""
+    assert shown.stdout.startswith("usage: scripts/preprocess_adni.sh ADNI_BIDS_DIR_OR_CSV OUT_DIR\nPreprocess ADNI T1")
+    assert "SHARDS=merge scripts/preprocess_adni.sh IN OUT" in shown.stdout and "set -euo" not in shown.stdout
+    mistake = subprocess.run(["bash", str(script), "in.csv"], capture_output=True, text=True)
+    assert mistake.returncode == 2 and mistake.stderr.startswith("usage: scripts/preprocess_adni.sh ")
