@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from paper_runs import (ROOT, markdown_table, mean_std, output_file, output_folder, refuse_seed_overrides,
-                        run_or_resume, run_script)
+from paper_runs import (ROOT, markdown_table, mean_std, output_file, output_folder, refuse_repeats,
+                        refuse_seed_overrides, run_or_resume, run_script)
 
 from elr_mri.engine.checkpoint import atomic_write_text
 from elr_mri.config import RunConfig, load_config
@@ -88,6 +88,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     if args.seeds < 1:
         parser.error("--seeds must be at least 1")
     refuse_seed_overrides(parser, args.overrides, args.seeds, "model and split")
+    refuse_repeats(parser, "--losses", args.losses)
     return args
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from paper_runs import ROOT, mean_std, output_file, output_folder, run_or_resume, run_script
+from paper_runs import ROOT, mean_std, output_file, output_folder, refuse_repeats, run_or_resume, run_script
 
 from elr_mri.engine.checkpoint import atomic_write_text
 from elr_mri.plots import plot_memorization_comparison
@@ -46,6 +46,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.seeds < 1 or args.epochs < 1:
         parser.error("--seeds and --epochs must be at least 1")
+    refuse_repeats(parser, "--losses", args.losses)
+    refuse_repeats(parser, "--settings", args.settings)
 
     rows = []
     started = time.perf_counter()

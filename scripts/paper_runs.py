@@ -26,7 +26,7 @@ from elr_mri.stopping import terminating_at_safe_points
 from preprocess.signals import Terminated
 from preprocess.user_errors import USER_ERRORS, nonempty_path, report_user_error
 
-__all__ = ["ROOT", "run_script", "output_folder", "output_file", "refuse_seed_overrides", "run_status", "run_config",
+__all__ = ["ROOT", "run_script", "output_folder", "output_file", "refuse_seed_overrides", "refuse_repeats", "run_status", "run_config",
            "training_needed", "run_or_resume", "percent", "mean_std", "markdown_table"]
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,6 +80,14 @@ def refuse_seed_overrides(parser: argparse.ArgumentParser, overrides: list[str],
     if fixed and seeds > 1:
         parser.error(f"--set {fixed} would give all {seeds} seeds' runs that seed; --seeds N sets seeds 0..N-1 "
                      f"({seeded}), one a run")
+
+
+def refuse_repeats(parser: argparse.ArgumentParser, option: str, values: list[str]) -> None:
+    """Stop (`parser.error`) at a value given twice to a list option (`--losses ce ce`): both runs went to one
+    run directory, the second read back the first, and the table showed one run as two seeds, ± 0."""
+    repeated = next((value for index, value in enumerate(values) if value in values[:index]), None)
+    if repeated is not None:
+        parser.error(f"{option}: {repeated} is given twice; name each once")
 
 
 def run_status(run_dir: Path) -> str:

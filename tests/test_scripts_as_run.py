@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Callable
@@ -134,3 +135,21 @@ def test_preprocess_adni_help_prints_the_usage_and_its_comments_and_exits_0(flag
     assert "SHARDS=merge scripts/preprocess_adni.sh IN OUT" in shown.stdout and "set -euo" not in shown.stdout
     mistake = subprocess.run(["bash", str(script), "in.csv"], capture_output=True, text=True)
     assert mistake.returncode == 2 and mistake.stderr.startswith("usage: scripts/preprocess_adni.sh ")
+
+
+@pytest.mark.parametrize(("script", "flags", "repeated"), [
+    ("cifar10n_cpu", ["--losses", "ce", "elr", "ce"], "--losses: ce"),
+    ("digits_benchmark", ["--losses", "elr", "elr"], "--losses: elr"),
+    ("digits_benchmark", ["--settings", "sym40", "pair40", "pair40"], "--settings: pair40"),
+])
+def test_a_loss_or_setting_given_twice_is_refused(script: str, flags: list[str], repeated: str, monkeypatch,
+                                                  capsys, tmp_path: Path,
+                                                  import_script: Callable[[str], ModuleType]) -> None:
+    """Both runs went to one folder, the second read the first back, and the table showed it as two seeds, ± 0."""
+    module = import_script(script)
+    small = ["--seeds", "1", "--epochs", "1", "--out", str(tmp_path)]  # where it is not refused, a short benchmark
+    monkeypatch.setattr(sys, "argv", [f"scripts/{script}.py", *flags, *small])  # digits_benchmark parses sys.argv
+    with pytest.raises(SystemExit) as stopped:
+        module._parse(flags) if script == "cifar10n_cpu" else module.main()
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith(f"error: {repeated} is given twice; name each once")
