@@ -15,13 +15,16 @@ import pytest
 from preprocess.cores import usable_cores
 from preprocess.workers import start_worker_process
 
-# A run whose two workers each hold a long scan, with more queued; it prints the workers' pids.
+# A run whose two workers each hold a long scan, with more queued; it prints the workers' pids once both have started
+# (each then takes a scan at once), not after a fixed 3 s that every test using it waited through.
 RUN = """
 import multiprocessing, time
 from preprocess.workers import scan_workers
-with scan_workers(2) as pool:
+started = multiprocessing.get_context("spawn").Value("i", 0)
+with scan_workers(2, started) as pool:
     futures = [pool.submit(time.sleep, 60) for _ in range(6)]
-    time.sleep(3)
+    while started.value < 2:
+        time.sleep(0.05)
     print(*[child.pid for child in multiprocessing.active_children()], flush=True)
     for future in futures:
         future.result()
