@@ -39,10 +39,29 @@ ROOT = Path(__file__).parents[1]
 DIGITS = ROOT / "configs" / "digits" / "elr_sym40.yaml"
 SMALL = ["data.train_subset=500", "train.progress=false", "train.tensorboard=false"]
 Cli = Callable[..., subprocess.CompletedProcess]  # the cli_in_process fixture
+Finished = Callable[..., Path]  # the finished_run fixture
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "elr_mri.cli", *args], capture_output=True, text=True, cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Finished:
+    """`finished_run(epochs, to, *settings)`: a copy at `to` of a finished digits run of `epochs` epochs (SMALL and
+    `settings`), trained once for this file. A score of tests start from such a run and each trained its own: the
+    same files, as the run is seeded and none of them names its folder, so a copy is what the test's own training
+    wrote."""
+    trained: dict[tuple[str, ...], Path] = {}
+
+    def copy(epochs: int, to: Path, *settings: str) -> Path:
+        key = (*SMALL, f"train.epochs={epochs}", *settings)
+        if key not in trained:
+            trained[key] = tmp_path_factory.mktemp(f"digits-{epochs}-epochs") / "run"
+            train(load_config(DIGITS, list(key)), trained[key])
+        return Path(shutil.copytree(trained[key], to))
+
+    return copy
 
 
 def test_dataloader_workers_are_forked_on_linux_whatever_pythons_default() -> None:
@@ -333,9 +352,10 @@ def test_json_outputs_write_undefined_figures_as_null(tmp_path: Path) -> None:
     assert json.loads(path.read_text()) == {"auc": {"estimate": None, "low": None}, "n": 3, "rows": [0.5, "text"]}
 
 
-def test_resume_with_more_epochs_extends_a_finished_run(tmp_path: Path, cli_in_process: Cli) -> None:
+def test_resume_with_more_epochs_extends_a_finished_run(tmp_path: Path, finished_run: Finished,
+                                                        cli_in_process: Cli) -> None:
     out = tmp_path / "run"
-    train(load_config(DIGITS, [*SMALL, "train.epochs=2"]), out)
+    finished_run(2, out)
     assert json.loads((out / "summary.json").read_text())["epochs"] == 2
 
     _kill_after_epochs(4, out, "--resume", str(out), "--set", "train.epochs=40")
@@ -375,12 +395,13 @@ def test_a_resume_and_an_evaluate_in_a_half_precision_this_cpu_lacks_say_so(tmp_
     assert precision_note("fp16", cpu, out / "config.yaml")[0] in scored.stderr.splitlines()
 
 
-def test_a_run_brought_back_to_its_checkpoints_length_says_that_length(tmp_path: Path, cli_in_process: Cli) -> None:
+def test_a_run_brought_back_to_its_checkpoints_length_says_that_length(tmp_path: Path, finished_run: Finished,
+                                                                       cli_in_process: Cli) -> None:
     """An extension stopped before its next checkpoint leaves config.yaml and metrics.csv ahead of last.pt; a resume
     at the checkpoint's length ends the run there, and its records must say so, or a later plain --resume would
     drop the summary and train the abandoned extension on."""
     out = tmp_path / "run"
-    train(load_config(DIGITS, [*SMALL, "train.epochs=2"]), out)
+    finished_run(2, out)
     kept = {name: (out / "checkpoints" / name).read_bytes() for name in ("last.pt", "best.pt")}
     assert cli_in_process("train", "--resume", str(out), "--set", "train.epochs=3").returncode == 0
     for name, content in kept.items():  # as if the extension had been stopped before writing a checkpoint
@@ -394,14 +415,14 @@ def test_a_run_brought_back_to_its_checkpoints_length_says_that_length(tmp_path:
         assert json.loads((out / "summary.json").read_text())["epochs"] == 2
 
 
-def test_continuing_a_run_removes_the_evaluations_of_the_checkpoints_it_replaces(tmp_path: Path,
+def test_continuing_a_run_removes_the_evaluations_of_the_checkpoints_it_replaces(tmp_path: Path, finished_run: Finished,
                                                                                  cli_in_process: Cli) -> None:
     """eval-*/ scored best.pt or last.pt as they were: kept, a later `evaluate` run beside them or a script that
     skips evaluations already written (scripts/mri_n1200.py) would report an earlier epoch's weights."""
     from elr_mri.evaluation.evaluate import evaluate_run
 
     out = tmp_path / "run"
-    train(load_config(DIGITS, [*SMALL, "train.epochs=2"]), out)
+    finished_run(2, out)
     for checkpoint in ("best", "last"):
         evaluate_run(out, checkpoint=checkpoint, n_boot=2)
     explained = out / "explain-test"  # what `elr-mri explain` writes for an MRI run
@@ -439,13 +460,14 @@ def test_evaluations_made_while_a_run_trained_go_when_it_ends(tmp_path: Path, mo
 
 
 def test_an_evaluation_cut_short_while_rewriting_its_folder_leaves_no_summary(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, finished_run: Finished, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
     """summary.json is what says an evaluation is complete (scripts skip a folder that has one), so a scoring
     killed after writing the new predictions must not leave the previous scoring's summary beside them."""
     import elr_mri.evaluation.evaluate as evaluate
 
     out = tmp_path / "run"
-    train(load_config(DIGITS, [*SMALL, "train.epochs=1"]), out)
+    finished_run(1, out)
     evaluate.evaluate_run(out, n_boot=2)
 
     def killed(*args: object) -> None:
@@ -462,15 +484,15 @@ def test_an_evaluation_cut_short_while_rewriting_its_folder_leaves_no_summary(
 
 
 @pytest.mark.parametrize("moved_on", ["finished", "extended", "extended and finished again", "new best.pt"])
-def test_an_evaluation_the_run_moved_on_under_is_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                         moved_on: str) -> None:
+def test_an_evaluation_the_run_moved_on_under_is_removed(tmp_path: Path, finished_run: Finished,
+                                                         monkeypatch: pytest.MonkeyPatch, moved_on: str) -> None:
     """`evaluate` takes no lock: a run that ended or was extended while it scored may have cleaned up its eval folders
     before this one was written, which would then stay, describing old weights. A new checkpoint of a run still
     training is no such case: the run removes that folder when it ends."""
     import elr_mri.evaluation.evaluate as evaluate
 
     out = tmp_path / "run"
-    train(load_config(DIGITS, [*SMALL, "train.epochs=1"]), out)
+    finished_run(1, out)
     summary = out / "summary.json"
     if moved_on in ("finished", "new best.pt"):  # evaluated mid-run
         summary.rename(tmp_path / "summary.json")
@@ -533,9 +555,10 @@ def test_a_cosine_run_is_not_stretched_to_more_epochs(tmp_path: Path, cli_in_pro
     assert result.returncode == 0, result.stderr[-2000:]
 
 
-def test_resume_refuses_other_settings_a_shorter_run_and_a_missing_run(tmp_path: Path, cli_in_process: Cli) -> None:
+def test_resume_refuses_other_settings_a_shorter_run_and_a_missing_run(tmp_path: Path, finished_run: Finished,
+                                                                       cli_in_process: Cli) -> None:
     out = tmp_path / "run"
-    train(load_config(DIGITS, [*SMALL, "train.epochs=2"]), out)
+    finished_run(2, out)
     config_before = (out / "config.yaml").read_text()
     (out / "config.yaml").write_text(config_before.replace("lam: 3.0", "lam: 0.0"))  # edited by hand
     result = cli_in_process("train", "--resume", str(out), "--set", "train.epochs=3")
@@ -590,12 +613,12 @@ def test_a_run_from_before_its_training_labels_were_recorded_is_not_trained_on(
 
 
 def test_a_resume_that_would_shorten_the_run_is_refused_before_its_data_is_read(
-        tmp_path: Path, cli_in_process: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, finished_run: Finished, cli_in_process: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
     """An MRI cohort takes minutes to load: the refusal came only after it, and after the networks were built."""
     from elr_mri.engine import runner
 
     out = tmp_path / "run"
-    train(load_config(DIGITS, [*SMALL, "train.epochs=2"]), out)
+    finished_run(2, out)
 
     def read(*args: object, **kwargs: object) -> None:
         raise AssertionError("the data was read")
@@ -607,9 +630,10 @@ def test_a_resume_that_would_shorten_the_run_is_refused_before_its_data_is_read(
     assert "or 2 to end it where it stands" in result.stderr  # how a stopped run gets its summary and table
 
 
-def test_a_damaged_checkpoint_or_metrics_file_is_one_line_naming_it(tmp_path: Path, cli_in_process: Cli) -> None:
+def test_a_damaged_checkpoint_or_metrics_file_is_one_line_naming_it(tmp_path: Path, finished_run: Finished,
+                                                                    cli_in_process: Cli) -> None:
     out = tmp_path / "run"
-    train(load_config(DIGITS, [*SMALL, "train.epochs=2"]), out)
+    finished_run(2, out)
     metrics = out / "metrics.csv"
     kept = metrics.read_text()
     metrics.write_text(kept[:len(kept) * 2 // 3])  # the last row cut short
@@ -797,9 +821,9 @@ def test_the_engine_trains_elr_plus_as_a_plain_loop_of_the_papers_recipe(tmp_pat
         torch.testing.assert_close(saved["targets"], table, rtol=1e-5, atol=1e-6)
 
 
-def test_existing_run_is_not_overwritten(tmp_path: Path, cli_in_process: Cli) -> None:
+def test_existing_run_is_not_overwritten(tmp_path: Path, finished_run: Finished, cli_in_process: Cli) -> None:
     out = tmp_path / "run"
-    train(load_config(DIGITS, [*SMALL, "train.epochs=1"]), out)
+    finished_run(1, out)
     result = cli_in_process("train", "--config", str(DIGITS), "--out", str(out))
     assert result.returncode == 2 and "--resume" in result.stderr
 
@@ -905,10 +929,11 @@ def test_a_resume_does_not_end_before_the_epoch_of_a_best_pt_written_after_last_
     assert load_checkpoint(out / "checkpoints" / "best.pt")["epoch"] == 3
 
 
-def test_a_resume_refuses_a_run_whose_best_pt_is_lost(tmp_path: Path, cli_in_process: Cli) -> None:
+def test_a_resume_refuses_a_run_whose_best_pt_is_lost(tmp_path: Path, finished_run: Finished,
+                                                      cli_in_process: Cli) -> None:
     """Otherwise it trains on and finishes with a summary naming a best epoch whose weights no file holds."""
     out = tmp_path / "run"
-    train(load_config(DIGITS, [*SMALL, "train.epochs=2"]), out)
+    finished_run(2, out)
     (out / "checkpoints" / "best.pt").unlink()
     result = cli_in_process("train", "--resume", str(out), "--set", "train.epochs=3")
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
@@ -955,13 +980,14 @@ def test_a_run_whose_best_pt_was_deleted_while_it_trained_says_so_at_its_end(
                                        "the run again")
 
 
-def test_the_default_out_of_another_configs_run_is_refused_not_offered_for_resume(tmp_path: Path) -> None:
+def test_the_default_out_of_another_configs_run_is_refused_not_offered_for_resume(tmp_path: Path,
+                                                                                 finished_run: Finished) -> None:
     """configs/cifar10/elr_sym40.yaml and configs/cifar100/elr_sym40.yaml share runs/elr_sym40: the second was told to
     continue the first's run with --resume."""
     from elr_mri.commands.train import _refuse_another_configs_run
 
     out = tmp_path / "elr_sym40"
-    train(load_config(DIGITS, [*SMALL, "train.epochs=1"]), out)
+    finished_run(1, out)
     _refuse_another_configs_run(load_config(DIGITS, [*SMALL, "train.epochs=3"]), out)  # its own: --resume is right
     with pytest.raises(FileExistsError, match=rf"^{out}, the default --out \(runs/<config file name>\), holds a run of "
                                               r"other settings \(loss.name = 'elr' there, 'ce' here\), .*; pass --out"):
@@ -970,12 +996,12 @@ def test_the_default_out_of_another_configs_run_is_refused_not_offered_for_resum
 
 
 def test_a_runs_saved_config_trained_again_without_out_is_refused_not_sent_to_runs_config(
-        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, finished_run: Finished, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     """`train --config runs/a/config.yaml` wrote runs/config, named after the file every run's config shares, and
     the same for runs/b's was then offered `--resume runs/config`; `--config runs/a` was told to pass the first.
     A user's own config.yaml, in no run, is no run's."""
     run = tmp_path / "runs" / "a"
-    train(load_config(DIGITS, [*SMALL, "train.epochs=1"]), run)
+    finished_run(1, run)
     monkeypatch.chdir(tmp_path)
     for given, what in (("runs/a/config.yaml", "the saved config"), ("runs/a", "the folder")):
         assert main(["train", "--config", given]) == 2
@@ -990,11 +1016,11 @@ def test_a_runs_saved_config_trained_again_without_out_is_refused_not_sent_to_ru
 
 
 def test_a_plain_resume_of_a_finished_run_on_read_only_storage_prints_its_summary(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, finished_run: Finished, monkeypatch: pytest.MonkeyPatch) -> None:
     """Taking the run's lock needs write access, which a read-only mount (an archive of runs) refuses; checked by
     hand on a read-only bind mount, imitated here by the OS saying the folder is not writable."""
-    out = tmp_path / "run"
-    finished = train(load_config(DIGITS, [*SMALL, "train.epochs=1"]), out)
+    out = finished_run(1, tmp_path / "run")
+    finished = json.loads((out / "summary.json").read_text())
     (out / ".train.lock").unlink()
     monkeypatch.setattr(os, "access", lambda path, mode: mode != os.W_OK)
     assert train(load_config(out / "config.yaml"), out, resume=True) == finished
@@ -1019,10 +1045,11 @@ def test_a_cpu_resume_under_another_thread_count_says_it_is_not_bit_for_bit(tmp_
             "the run continues, but not bit for bit; --set train.threads=1 keeps it exact") in other.stderr
 
 
-def test_a_plain_resume_of_a_finished_run_leaves_it_as_it_was(tmp_path: Path, cli_in_process: Cli) -> None:
+def test_a_plain_resume_of_a_finished_run_leaves_it_as_it_was(tmp_path: Path, finished_run: Finished,
+                                                              cli_in_process: Cli) -> None:
     """Finishing it again added the call's time to wall_seconds and recorded the resuming machine as the run's."""
     out = tmp_path / "run"
-    train(load_config(DIGITS, [*SMALL, "train.epochs=1"]), out)
+    finished_run(1, out)
     before = _files(out)
     result = cli_in_process("train", "--resume", str(out))
     assert result.returncode == 0 and "finished at its train.epochs (summary.json), nothing to train" in result.stderr
@@ -1371,7 +1398,8 @@ def _date_back(folder: Path) -> None:
         path.rename(path.with_name(f"{prefix}{int(stamp) - 3600:010d}.{rest}"))
 
 
-def test_a_run_started_over_before_its_first_checkpoint_logs_each_epoch_once(tmp_path: Path) -> None:
+def test_a_run_started_over_before_its_first_checkpoint_logs_each_epoch_once(tmp_path: Path,
+                                                                             finished_run: Finished) -> None:
     """Killed before its first checkpoint, a run trains again from epoch 1 (a resume, or a new run into the
     same --out): the killed attempt's points go, or TensorBoard draws two curves over each other."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -1379,7 +1407,7 @@ def test_a_run_started_over_before_its_first_checkpoint_logs_each_epoch_once(tmp
 
     out, donor = tmp_path / "run", tmp_path / "donor"
     cfg = load_config(DIGITS, ["data.train_subset=300", "train.progress=false", "train.epochs=2"])
-    train(load_config(DIGITS, [*SMALL, "train.epochs=1"]), donor)
+    finished_run(1, donor)
     out.mkdir()  # what the killed attempt wrote before its first epoch
     for name in ("config.yaml", "data_shape.json"):
         shutil.copy(donor / name, out / name)
@@ -1511,11 +1539,12 @@ def test_an_elr_run_whose_lambda_never_starts_says_it_trains_plain_cross_entropy
     assert _unreached_lam_start_note(lam_0, 8) == []  # asked for: the CE control
 
 
-def test_a_run_directory_without_its_data_record_is_named(tmp_path: Path, cli_in_process: Cli) -> None:
+def test_a_run_directory_without_its_data_record_is_named(tmp_path: Path, finished_run: Finished,
+                                                         cli_in_process: Cli) -> None:
     """data_shape.json damaged: one line naming it. A run killed before its first checkpoint resumes, and one killed
     before its config.yaml (its records are written first) is started over by a new run, its records rewritten."""
     out = tmp_path / "run"
-    train(load_config(DIGITS, [*SMALL, "train.epochs=1"]), out)
+    finished_run(1, out)
     recorded = (out / "data_shape.json").read_text()
     (out / "data_shape.json").write_text("")
     for command in (("evaluate", "--run", str(out)), ("train", "--resume", str(out), "--set", "train.epochs=2")):
@@ -1738,12 +1767,12 @@ def test_a_run_killed_twice_before_its_first_checkpoint_resumes(tmp_path: Path, 
 
 @pytest.mark.parametrize(("seconds", "started_over"), [([10.0, 50.0], True), ([40.0, 50.0], False)])
 def test_a_run_killed_writing_its_first_checkpoint_is_told_from_one_that_lost_its_checkpoints(
-        tmp_path: Path, seconds: list[float], started_over: bool) -> None:
+        tmp_path: Path, finished_run: Finished, seconds: list[float], started_over: bool) -> None:
     """With train.checkpoint_seconds 30, epochs of 10 and 50 s first write at the end of epoch 2: a run without
     checkpoints there was killed writing them and starts over. Epochs of 40 and 50 s wrote at epoch 1: the
     checkpoints were deleted since, and the folder is refused."""
     out = tmp_path / "run"
-    train(load_config(DIGITS, [*SMALL, "train.epochs=2", "train.checkpoint_seconds=30"]), out)
+    finished_run(2, out, "train.checkpoint_seconds=30")
     for written_later in ("summary.json", "suspected_mislabels.csv", "memorization.png"):
         (out / written_later).unlink()
     shutil.rmtree(out / "checkpoints")
