@@ -225,7 +225,8 @@ def test_balanced_accuracy_selection_keeps_the_epoch_with_the_best_mean_recall(t
 def test_killed_run_resumes_to_the_same_result(tmp_path: Path, loss: str, checkpoint_seconds: int,
                                                cli_in_process: Cli) -> None:
     loss, _, alternation = loss.partition("-")
-    overrides = [*SMALL, f"loss.name={loss}", "train.epochs=12", "schedule.milestones=[6]",
+    # killed after epoch 3 (or 4): the resumed run crosses the learning rate's drop at 5 (12 epochs crossed no more)
+    overrides = [*SMALL, f"loss.name={loss}", "train.epochs=8", "schedule.milestones=[5]",
                  "elr_plus.ema_ramp_steps=50", f"train.checkpoint_seconds={checkpoint_seconds}",
                  *([f"elr_plus.alternation={alternation}"] if alternation else [])]
     reference = train(load_config(DIGITS, overrides), tmp_path / "uninterrupted")
@@ -233,7 +234,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path: Path, loss: str, checkp
     out = tmp_path / "killed"
     _kill_after_epochs(3, out, "--config", str(DIGITS), "--out", str(out),
                        *[a for s in overrides for a in ("--set", s)])
-    assert 3 <= _rows(out) < 12, "the run should have been killed part-way"
+    assert 3 <= _rows(out) < 8, "the run should have been killed part-way"
     last = out / "checkpoints" / "last.pt"
     if checkpoint_seconds:  # nothing written yet: the run starts over in place
         assert not last.exists() and not (out / "checkpoints" / "best.pt").exists()
