@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -464,6 +465,52 @@ def test_nacc_mapping_recodes_udsd_and_sex():
         "NACC000005": "without a clinical row at that session (the table has the participant at other sessions: "
                       "a visit it lacks, or one it spells otherwise)",
     }
+
+
+UDS = pd.DataFrame({  # NACC's UDS export: one row a visit, numbered (NACCVNUM) and dated in three columns
+    "NACCID": ["NACC000001", "NACC000001", "NACC000002", "NACC000002", "NACC000003", "NACC000003", "NACC000004"],
+    "NACCVNUM": [1, 2, 1, 2, 1, 2, 1],
+    "VISITYR": [2010, 2011, 2012, 2013, 2008, 2008, 2015], "VISITMO": [3, 3, 6, 6, 7, 7, 88],
+    "VISITDAY": [4, 10, 1, 1, 7, 17, 2], "NACCUDSD": [1, 3, 4, 1, 1, 3, 3], "NACCALZP": [8, 1, 1, 8, 8, 1, 1],
+    "NACCAGE": [63, 64, 75, 76, 59, 59, 70], "SEX": [1, 1, 2, 2, 2, 2, 1],
+})
+
+
+def test_a_scan_named_by_its_mri_date_takes_the_uds_visit_nearest_in_time_within_the_window():
+    """NACC dates each MRI (its MRI table's MRIYR, MRIMO, MRIDY) and numbers and dates each UDS visit: the mapping could
+    name no visit date, so every scan named by its date was dropped, and the user had to find its visit by hand."""
+    scans = pd.DataFrame({"participant_id": ["NACC000001", "NACC000001", "NACC000002", "NACC000002", "NACC000003",
+                                             "NACC000004"],
+                          "session_id": ["ses-20110120", "ses-01", "ses-20121201", "ses-20130601", "ses-20080712",
+                                         "ses-20150202"], "path": list("abcdef")})
+    result = import_mapped_table(UDS, scans, NACC_MAPPING)
+    m = result.manifest
+    assert m["session_id"].tolist() == ["ses-20110120", "ses-01", "ses-20130601", "ses-20080712"]
+    assert m["diagnosis"].tolist() == ["MCI", "CN", "CN", "CN"]  # visit 2 of 001 (49 days on); the earlier of a tie
+    assert m["age"].tolist() == [64, 63, 76, 59]
+    assert m["days_from_visit"].tolist()[:1] + m["days_from_visit"].tolist()[2:] == [-49, 0, 5]
+    assert np.isnan(m["days_from_visit"][1]) and m["days_from_visit"].dtype == float  # met by its visit number
+    assert dict(zip(result.dropped["session_id"], result.dropped["reason"])) == {
+        "ses-20121201": "without a clinical visit within 180 days of its date (the nearest, 2013-06-01, is 182 days "
+                        "after it; the mapping's visit_window_days sets the limit)",
+        "ses-20150202": "without a clinical visit whose date can be read (the mapping's columns.visit_date)"}
+
+
+def test_a_mappings_visit_date_and_window_are_refused_where_they_cannot_be_read(tmp_path):
+    """A visit date without a window (or a window without dates, or a window that is no number of days) would match
+    scans by rules the user did not mean; each is one line naming the key."""
+    base = "columns: {participant_id: NACCID, session_id: NACCVNUM, diagnosis: NACCUDSD%s}\nvalues: {diagnosis: {1: CN}}\n"
+    cases = {
+        ", visit_date: [VISITYR, VISITMO, VISITDAY]": "columns.visit_date needs visit_window_days",
+        "}\nvisit_window_days: 90\n#": "visit_window_days needs columns.visit_date",
+        ", visit_date: VISITDATE}\nvisit_window_days: soon\n#": "visit_window_days must be a number of days, 0 or more",
+        ", visit_date: [VISITYR, VISITMO]}\nvisit_window_days: 90\n#": "columns.visit_date must name one column of dates",
+    }
+    for i, (extra, message) in enumerate(cases.items()):
+        mapping = tmp_path / f"m{i}.yaml"
+        mapping.write_text(base % extra)
+        with pytest.raises(ValueError, match=re.escape(f"{mapping}: {message}")):
+            load_mapping(mapping)
 
 
 def test_mapped_ids_join_in_any_case_and_an_unmatched_visit_is_told_from_an_unknown_participant():
@@ -1010,13 +1057,21 @@ def test_a_word_that_only_starts_like_male_or_female_is_refused_not_read_as_a_se
     assert "line 5 (participant 'P3', session 'M00'): sex 'Fehlend' is neither male nor female" in str(err.value)
 
 
+def visits_by_date_mapping() -> dict:
+    """The shipped NACC mapping for a table whose visits are named by one column of dates, VISIT, that scans' sessions
+    meet as they are (without a nearest-visit window)."""
+    mapping = load_mapping(NACC_MAPPING)
+    mapping["columns"]["session_id"] = "VISIT"
+    del mapping["columns"]["visit_date"], mapping["visit_window_days"]
+    return mapping
+
+
 def test_a_year_first_date_without_zero_padding_meets_the_bids_session_of_that_day():
     """Spreadsheets in East Asian locales write 2012/3/4; it met no `ses-20120304` scan, every scan dropped."""
     assert {mapped_session_key(d) for d in ("2012/3/4", "2012-3-04 0:00", "2012.03.4")} == {"20120304"}
     table = NACC.assign(VISIT=["2012/3/4", "2013/3/5", "2012/11/20", "2012/1/2", "2012/1/3", "2012/1/4"])
     scans = nacc_scans().assign(session_id=["ses-20120304", "ses-20130305", "ses-20121120", "x", "x", "x"])
-    mapping = load_mapping(NACC_MAPPING)
-    mapping["columns"]["session_id"] = "VISIT"
+    mapping = visits_by_date_mapping()
     assert import_mapped_table(table, scans, mapping).manifest["session_id"].tolist() == scans["session_id"][:3].tolist()
 
 
@@ -1025,8 +1080,7 @@ def test_a_table_whose_visit_dates_are_month_or_day_first_says_so_for_the_scans_
     table = NACC.assign(VISIT=["3/4/2012", "3/5/2013", "11/20/2012", "1/2/2012", "1/3/2012", "1/4/2012"])
     scans = nacc_scans().assign(session_id=["ses-20120304", "ses-20130305", "ses-20121120", "ses-20120102",
                                             "ses-20120103", "ses-20120105"])
-    mapping = load_mapping(NACC_MAPPING)
-    mapping["columns"]["session_id"] = "VISIT"
+    mapping = visits_by_date_mapping()
     result = import_mapped_table(table, scans, mapping)
     assert result.manifest.empty and len(result.dropped) == 6
     assert set(result.dropped["reason"]) == {
@@ -1038,13 +1092,19 @@ def test_a_scan_named_by_date_is_told_to_take_its_visit_number_where_the_table_h
     """NACC's MRI table dates each scan, and its UDS visits are numbered (NACCVNUM): a scan named by its MRI date was
     dropped as a visit the table lacks or spells otherwise."""
     scans = nacc_scans().assign(session_id=["ses-20120310", "2", "1", "1", "1", "1"])
-    result = import_mapped_table(NACC, scans, NACC_MAPPING)
+    by_number = load_mapping(NACC_MAPPING)  # a mapping without the visits' dates
+    del by_number["columns"]["visit_date"], by_number["visit_window_days"]
+    result = import_mapped_table(NACC, scans, by_number)
     assert result.dropped["reason"].tolist()[0] == (
         "without a clinical row at that session (the table's NACCVNUM holds no dates, e.g. '1': name the scan's session "
-        "by its NACCVNUM, the visit its MRI belongs to, as an MRI's date is seldom its visit's)")
+        "by its NACCVNUM, the visit its MRI belongs to, or name the visits' dates in the mapping (columns.visit_date "
+        "with visit_window_days, as configs/nacc/nacc_mapping.yaml does) to meet the visit nearest the MRI)")
+    with pytest.raises(ValueError, match=r"missing column\(s\) VISITYR, VISITMO, VISITDAY \(it has NACCID, .*\); the "
+                                         r"mapping's columns.visit_date reads it .*or name the scans' sessions by "
+                                         r"NACCVNUM$"):
+        import_mapped_table(NACC, scans, NACC_MAPPING)  # the shipped mapping reads them for a scan named by date
     dated = NACC.assign(VISIT=["2012-03-04", "2013-03-05", "2012-11-20", "2012-01-02", "2012-01-03", "2012-01-04"])
-    mapping = load_mapping(NACC_MAPPING)
-    mapping["columns"]["session_id"] = "VISIT"
+    mapping = visits_by_date_mapping()
     assert import_mapped_table(dated, scans, mapping).dropped["reason"].tolist()[0] == (
         "without a clinical row at that session (the table has the participant at other sessions: a visit it lacks, "
         "or one it spells otherwise)")  # a table of dates: this scan's date is one it lacks

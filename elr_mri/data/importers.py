@@ -16,7 +16,9 @@ Join rule for ADNI (`adni_participant_key`, `adni_session_key`):
 
 NACC (or any cohort) goes through a YAML column-and-value mapping (configs/nacc/nacc_mapping.yaml);
 participants and sessions match after stripping BIDS "sub-"/"ses-" prefixes (and the zero padding of one of
-digits alone: "ses-01" is visit 1, "sub-007" the table's participant 7). Relative image paths of the scans table are made absolute against its
+digits alone: "ses-01" is visit 1, "sub-007" the table's participant 7). A scan named by its date (ses-20120304)
+takes its participant's visit nearest in time where the mapping names the visits' dates (columns.visit_date) and the
+widest gap (visit_window_days). Relative image paths of the scans table are made absolute against its
 folder. Two scans of one visit, and a clinical value that maps to no class, are left out with the reason.
 
 Public names: `ImportResult`, `ADNI_DIAGNOSES`, `import_adnimerge`, `import_mapped_table`,
@@ -30,6 +32,7 @@ from __future__ import annotations
 import re
 import unicodedata
 import dataclasses
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -96,8 +99,11 @@ _ADNI_PROTOCOL_VISIT = re.compile(r"V\d+|INIT|Y\d+")
 ADNIMERGE_COLUMNS = ("PTID", "VISCODE", "DX", "DX_bl", "AGE", "Years_bl")  # the ones its import reads (and PTGENDER)
 # a table passed to the other import: NACC's UDS ids, and ADNIMERGE's own columns
 _MAPPED_TABLE_SIGNS = ("NACCID", "NACCVNUM", "NACCUDSD")
-MAPPING_KEYS = ("columns", "values", "require", "cohort")
-MAPPED_FIELDS = ("participant_id", "session_id", "diagnosis", "age", "sex")
+MAPPING_KEYS = ("columns", "values", "require", "cohort", "visit_window_days")
+# visit_date: the visit's date, one column of dates or NACC's [VISITYR, VISITMO, VISITDAY]; a scan named by its MRI date
+# takes the visit nearest in time within visit_window_days
+MAPPED_FIELDS = ("participant_id", "session_id", "diagnosis", "age", "sex", "visit_date")
+DATE_PARTS = ("year", "month", "day")  # the order of visit_date's columns when it names three
 RECODED_FIELDS = ("diagnosis", "age", "sex")  # the fields `values:` may recode
 
 
@@ -292,10 +298,13 @@ def load_mapping(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path}: columns.{bad[0]} is not a manifest field; allowed: {', '.join(MAPPED_FIELDS)}")
     # a list or a blank crashed the import, and a number named no column (a CSV's header is text)
     for field, column in columns.items():
-        if not isinstance(column, str) or not column.strip():
+        if field == "visit_date" and isinstance(column, list):
+            _require_date_parts(path, column)
+        elif not isinstance(column, str) or not column.strip():
             quote = (f" (quote a name YAML reads as a number: {field}: '{column}')" if isinstance(column, (int, float))
                      else " (write the table's column name after the colon)" if column is None else "")
             raise ValueError(f"{path}: columns.{field} must name one column of the table; it is {column!r}{quote}")
+    _require_visit_window(path, mapping)
     values = mapping.get("values") or {}
     _require_mapping(path, "values", values, "fields to their recodings")
     for field, codes in values.items():
@@ -330,6 +339,28 @@ def load_mapping(path: str | Path) -> dict[str, Any]:
     return mapping
 
 
+def _require_date_parts(path: Path, parts: list[Any]) -> None:
+    """visit_date as three columns: NACC's UDS splits a visit's date into VISITYR, VISITMO, VISITDAY."""
+    if len(parts) != len(DATE_PARTS) or not all(isinstance(part, str) and part.strip() for part in parts):
+        raise ValueError(f"{path}: columns.visit_date must name one column of dates or the three columns of its "
+                         f"{', '.join(DATE_PARTS)}, e.g. [VISITYR, VISITMO, VISITDAY]; it is {parts!r}")
+
+
+def _require_visit_window(path: Path, mapping: dict[str, Any]) -> None:
+    """visit_date and visit_window_days come together: a date without a window would meet only scans taken on the
+    visit's very day, and a window without dates has nothing to measure."""
+    window = mapping.get("visit_window_days")
+    has_dates = "visit_date" in mapping["columns"]
+    if has_dates and window is None:
+        raise ValueError(f"{path}: columns.visit_date needs visit_window_days, the most days between a scan and the "
+                         "visit it takes, e.g. visit_window_days: 180")
+    if window is not None and not has_dates:
+        raise ValueError(f"{path}: visit_window_days needs columns.visit_date, the column(s) of the visit's date, e.g. "
+                         "visit_date: [VISITYR, VISITMO, VISITDAY]")
+    if window is not None and (isinstance(window, bool) or not isinstance(window, (int, float)) or not window >= 0):
+        raise ValueError(f"{path}: visit_window_days must be a number of days, 0 or more, e.g. 180; it is {window!r}")
+
+
 def _require_mapping(path: Path, key: str, value: Any, maps: str) -> None:
     """A mapping file's `key` given as a list or a single value: the import would crash, or quietly read it
     another way, far from the line to fix."""
@@ -355,8 +386,8 @@ def import_mapped_table(
     if not isinstance(mapping, dict):
         mapping = load_mapping(mapping)
     table, where = _read(table, "clinical table (--table)")
-    columns: dict[str, str] = mapping["columns"]
-    _require(table, tuple(columns.values()), where,
+    columns: dict[str, Any] = mapping["columns"]
+    _require(table, tuple(column for field, column in columns.items() if field != "visit_date"), where,
              "this is ADNIMERGE: pass it as --adnimerge, without --mapping"
              if set(_with_adnimerge_spellings(table).columns) >= set(ADNIMERGE_COLUMNS) else
              "name the table's own columns in the mapping's columns:")
@@ -397,9 +428,67 @@ def import_mapped_table(
                 f"with {columns['diagnosis']} {_code(code)!r} ({label}) but {has}, not {' or '.join(sorted(codes))} "
                 "(the mapping's require)" for code, has in zip(table.loc[fails, columns["diagnosis"]], found[fails])]
     clinical["cohort"] = mapping.get("cohort", "")
+    scans_table, scans_where = _read_scans(scans)
+    nearest = None
+    if "visit_date" in columns and _named_by_date(scans_table).any():  # read only for scans that need it
+        clinical["_visit_day"] = _visit_days(table, columns["visit_date"], where, columns["session_id"])
+        window = float(mapping["visit_window_days"])
+        nearest = functools.partial(_nearest_visits, clinical=clinical, window=window)
     hint = _date_session_hint(table[columns["session_id"]], columns["session_id"])
-    return _join(*_read_scans(scans), clinical, _bids_key, mapped_session_key,
-                 session_hints={_DATE_KEY: hint} if hint else {})
+    return _join(scans_table, scans_where, clinical, _bids_key, mapped_session_key,
+                 session_hints={_DATE_KEY: hint} if hint else {}, nearest=nearest)
+
+
+def _named_by_date(scans: pd.DataFrame) -> pd.Series:
+    """Which scans' sessions are dates (ses-20120304), as a cohort without visit numbers names its MRIs."""
+    if "session_id" not in scans:  # refused by the join, naming the column
+        return pd.Series(False, index=scans.index)
+    return scans["session_id"].map(lambda value: bool(_DATE_KEY.fullmatch(mapped_session_key(value))))
+
+
+def _visit_days(table: pd.DataFrame, column: str | list[str], where: str, session: str) -> pd.Series:
+    """Each visit's date (NaT where it cannot be read: a missing-data code such as 88 for the month), from one column
+    of dates or from NACC's three, year, month and day."""
+    names = (column,) if isinstance(column, str) else tuple(column)
+    _require(table, names, where, "the mapping's columns.visit_date reads it to give a scan named by its date its "
+                                  f"nearest visit: export it with the table, or name the scans' sessions by {session}")
+    if isinstance(column, str):
+        keys = table[column].map(lambda value: "" if _blank(value) else mapped_session_key(value))
+        return _day_of_keys(keys)
+    parts = pd.DataFrame({part: pd.to_numeric(table[name], errors="coerce") for part, name in zip(DATE_PARTS, names)})
+    return pd.to_datetime(parts, errors="coerce")
+
+
+def _day_of_keys(keys: pd.Series) -> pd.Series:
+    """Session keys as dates: YYYYMMDD keys read, every other key (a visit number, an impossible date) NaT."""
+    dated = keys.map(lambda key: bool(_DATE_KEY.fullmatch(key)))
+    return pd.to_datetime(keys.where(dated), format="%Y%m%d", errors="coerce")
+
+
+def _nearest_visits(keys: pd.DataFrame, clinical: pd.DataFrame, window: float) -> pd.DataFrame:
+    """`keys` (a scan's _participant, _session) where each scan named by its date takes the session of its
+    participant's visit nearest in time (the earlier of two as near), if within `window` days: an MRI is seldom taken
+    on its visit's day. Adds days_from_visit (scan minus visit) and _far, why a dated scan took no visit."""
+    scans = pd.DataFrame({"_row": np.arange(len(keys)), "_participant": keys["_participant"].to_numpy(),
+                          "_scan_day": _day_of_keys(keys["_session"]).to_numpy()}).dropna(subset=["_scan_day"])
+    pairs = scans.merge(clinical[["_participant", "_session", "_visit_day"]], on="_participant")
+    pairs["_days"] = (pairs["_scan_day"] - pairs["_visit_day"]).dt.days
+    pairs["_gap"] = pairs["_days"].abs()
+    # per scan, its nearest visit, the earlier of two as near; a visit without a date (NaN gap) sorts last
+    nearest = pairs.sort_values(["_row", "_gap", "_visit_day"], kind="stable").drop_duplicates("_row")
+    keys = keys.assign(days_from_visit=np.nan, _far="")
+    near = nearest[nearest["_gap"] <= window]
+    keys.loc[keys.index[near["_row"]], "_session"] = near["_session"].to_numpy()
+    keys.loc[keys.index[near["_row"]], "days_from_visit"] = near["_days"].to_numpy(dtype=float)
+    undated = nearest[nearest["_gap"].isna()]  # a missing-data code in a date part (VISITMO 88)
+    keys.loc[keys.index[undated["_row"]], "_far"] = ("without a clinical visit whose date can be read (the mapping's "
+                                                     "columns.visit_date)")
+    far = nearest[nearest["_gap"] > window]
+    keys.loc[keys.index[far["_row"]], "_far"] = [
+        f"without a clinical visit within {window:g} days of its date (the nearest, {visit:%Y-%m-%d}, is {abs(days):g} "
+        f"days {'before' if days > 0 else 'after'} it; the mapping's visit_window_days sets the limit)"
+        for visit, days in zip(far["_visit_day"], far["_days"])]
+    return keys
 
 
 def _date_session_hint(sessions: pd.Series, column: str) -> str:
@@ -413,7 +502,8 @@ def _date_session_hint(sessions: pd.Series, column: str) -> str:
                 "them year first, YYYY-MM-DD, and import again")
     if given and not any(_DATE_KEY.fullmatch(mapped_session_key(v)) for v in given):
         return (f"the table's {column} holds no dates, e.g. {given[0]!r}: name the scan's session by its {column}, the "
-                "visit its MRI belongs to, as an MRI's date is seldom its visit's")
+                "visit its MRI belongs to, or name the visits' dates in the mapping (columns.visit_date with "
+                "visit_window_days, as configs/nacc/nacc_mapping.yaml does) to meet the visit nearest the MRI")
     return ""
 
 
@@ -514,13 +604,17 @@ def _join(
     session_key: Callable[[Any], str],
     session_hints: dict[re.Pattern[str], str] | None = None,
     participant_hints: dict[re.Pattern[str], str] | None = None,
+    nearest: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
 ) -> ImportResult:
     """Attach each scan's clinical row; list scans without one, with two, or without a usable diagnosis.
     `session_hints`, `participant_hints`: why a scan whose session (participant) key the pattern matches, a date say,
-    meets none of the table's sessions (participants), where that is known."""
+    meets none of the table's sessions (participants), where that is known. `nearest`: gives scans named by date the
+    session of a visit near it (`_nearest_visits`)."""
     _require(scans, ("participant_id", "session_id"), scans_source)
     keys = pd.DataFrame({"_participant": scans["participant_id"].map(participant_key),
                          "_session": scans["session_id"].map(session_key)})
+    if nearest is not None:
+        keys = nearest(keys)
     clinical = clinical.drop_duplicates()  # a row repeated as it is (an appended export) is still one visit
     counts = clinical.groupby(["_participant", "_session"]).size().rename("_matches").reset_index()
     clinical = clinical.drop_duplicates(["_participant", "_session"], keep=False)
@@ -544,6 +638,9 @@ def _join(
         for pattern, hint in (hints or {}).items():
             spelled = joined[key].map(lambda value, pattern=pattern: bool(pattern.fullmatch(value)))
             reason[lacking & spelled] = f"without a clinical row {what} ({hint})"
+    if "_far" in joined:
+        far = unmatched & (joined["_far"] != "")
+        reason[far] = joined.loc[far, "_far"]
     # preprocess did not finish it: no volume to train on, and no rival to a finished scan of the same visit
     unusable = ~has_usable_status(joined["status"]) if "status" in joined else pd.Series(False, index=joined.index)
     same_visit = joined[~unusable].duplicated(["_participant", "_session"], keep=False).reindex(joined.index,
@@ -561,7 +658,7 @@ def _join(
     spellings = kept.groupby("_participant", sort=False)["participant_id"].unique()
     two_spellings = [" and ".join(map(str, names)) for names in spellings if len(names) > 1]
     manifest = kept.drop(columns=["_participant", "_session", "_matches", "_diagnosis_problem", "_age_problem",
-                                  "_sex_unlisted"], errors="ignore")
+                                  "_sex_unlisted", "_far", "_visit_day"], errors="ignore")
     return ImportResult(manifest=manifest.reset_index(drop=True), dropped=dropped.reset_index(drop=True),
                         age_problems=age_problems, two_spellings=two_spellings,
                         unlisted_sex_codes=_counted(kept.get("_sex_unlisted")))
