@@ -496,6 +496,17 @@ def test_a_scan_named_by_its_mri_date_takes_the_uds_visit_nearest_in_time_within
         "ses-20150202": "without a clinical visit whose date can be read (the mapping's columns.visit_date)"}
 
 
+def test_two_mris_whose_nearest_visit_is_one_are_two_scans_and_two_runs_of_one_day_are_not():
+    """Two MRIs months apart both nearest one UDS visit were dropped as one visit's scan given twice."""
+    scans = pd.DataFrame({"participant_id": "NACC000001", "path": list("abcd"),
+                          "session_id": ["ses-20110120", "ses-20110401", "ses-20100301", "ses-20100301_run-2"]})
+    result = import_mapped_table(UDS, scans, NACC_MAPPING)
+    assert result.manifest["session_id"].tolist() == ["ses-20110120", "ses-20110401"]
+    assert result.manifest["days_from_visit"].tolist() == [-49, 22]
+    assert set(result.dropped["reason"]) == {"one of several scans of one visit (e.g. bl and ses-M00): keep one in "
+                                             "--scans"}
+
+
 def test_a_mappings_visit_date_and_window_are_refused_where_they_cannot_be_read(tmp_path):
     """A visit date without a window (or a window without dates, or a window that is no number of days) would match
     scans by rules the user did not mean; each is one line naming the key."""

@@ -643,8 +643,9 @@ def _join(
         reason[far] = joined.loc[far, "_far"]
     # preprocess did not finish it: no volume to train on, and no rival to a finished scan of the same visit
     unusable = ~has_usable_status(joined["status"]) if "status" in joined else pd.Series(False, index=joined.index)
-    same_visit = joined[~unusable].duplicated(["_participant", "_session"], keep=False).reindex(joined.index,
-                                                                                               fill_value=False)
+    # MRIs of two dates that share their nearest visit are two scans (days_from_visit tells them apart), not one twice
+    scan = ["_participant", "_session"] + ["days_from_visit"] * ("days_from_visit" in joined)
+    same_visit = joined[~unusable].duplicated(scan, keep=False).reindex(joined.index, fill_value=False)
     reason[same_visit] = "one of several scans of one visit (e.g. bl and ses-M00): keep one in --scans"
     if unusable.any():
         reason[unusable] = [f"its status in --scans is {status_in_words(status)}" for status in joined.loc[unusable, "status"]]
