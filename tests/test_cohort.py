@@ -507,6 +507,18 @@ def test_two_mris_whose_nearest_visit_is_one_are_two_scans_and_two_runs_of_one_d
                                              "--scans"}
 
 
+def test_nacc_s_mri_table_given_as_the_clinical_table_is_told_to_pass_the_uds_table():
+    """NACC delivers an MRI table (one row an MRI: NACCMRFI, MRIYR, MRIMO, MRIDY) beside the UDS one; passed as
+    --table it was told to name its own columns in the mapping, which has no diagnosis to name."""
+    mri = pd.DataFrame({"NACCID": ["NACC000001"], "MRIMO": [1], "MRIDY": [20], "MRIYR": [2011],
+                        "NACCMRFI": ["mri1000.zip"], "NACCMNUM": [1], "MRIT1": [1]})
+    scans = pd.DataFrame({"participant_id": ["NACC000001"], "session_id": ["ses-20110120"], "path": ["a"]})
+    with pytest.raises(ValueError, match=r"missing column\(s\) NACCVNUM, NACCUDSD, NACCAGE, SEX \(it has NACCID, .*\); "
+                                         r"this is NACC's MRI table, which dates the scans but holds no diagnosis: pass "
+                                         r"NACC's UDS table as --table, .* ses-YYYYMMDD from MRIYR, MRIMO, MRIDY$"):
+        import_mapped_table(mri, scans, NACC_MAPPING)
+
+
 def test_a_mappings_visit_date_and_window_are_refused_where_they_cannot_be_read(tmp_path):
     """A visit date without a window (or a window without dates, or a window that is no number of days) would match
     scans by rules the user did not mean; each is one line naming the key."""

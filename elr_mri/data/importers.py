@@ -99,6 +99,7 @@ _ADNI_PROTOCOL_VISIT = re.compile(r"V\d+|INIT|Y\d+")
 ADNIMERGE_COLUMNS = ("PTID", "VISCODE", "DX", "DX_bl", "AGE", "Years_bl")  # the ones its import reads (and PTGENDER)
 # a table passed to the other import: NACC's UDS ids, and ADNIMERGE's own columns
 _MAPPED_TABLE_SIGNS = ("NACCID", "NACCVNUM", "NACCUDSD")
+_NACC_MRI_TABLE_SIGNS = ("NACCMRFI", "MRIYR")  # NACC's MRI table: one row an MRI session (its file, its date)
 MAPPING_KEYS = ("columns", "values", "require", "cohort", "visit_window_days")
 # visit_date: the visit's date, one column of dates or NACC's [VISITYR, VISITMO, VISITDAY]; a scan named by its MRI date
 # takes the visit nearest in time within visit_window_days
@@ -388,9 +389,7 @@ def import_mapped_table(
     table, where = _read(table, "clinical table (--table)")
     columns: dict[str, Any] = mapping["columns"]
     _require(table, tuple(column for field, column in columns.items() if field != "visit_date"), where,
-             "this is ADNIMERGE: pass it as --adnimerge, without --mapping"
-             if set(_with_adnimerge_spellings(table).columns) >= set(ADNIMERGE_COLUMNS) else
-             "name the table's own columns in the mapping's columns:")
+             _mapped_table_fix(table))
     values = {field: {_code(k): v for k, v in codes.items()} for field, codes in (mapping.get("values") or {}).items()}
     clinical = pd.DataFrame({"_participant": table[columns["participant_id"]].map(_bids_key),
                              "_session": table[columns["session_id"]].map(mapped_session_key)})
@@ -437,6 +436,18 @@ def import_mapped_table(
     hint = _date_session_hint(table[columns["session_id"]], columns["session_id"])
     return _join(scans_table, scans_where, clinical, _bids_key, mapped_session_key,
                  session_hints={_DATE_KEY: hint} if hint else {}, nearest=nearest)
+
+
+def _mapped_table_fix(table: pd.DataFrame) -> str:
+    """How to fix a --table without the mapping's columns: it may be another table the user has beside it, ADNIMERGE
+    or NACC's MRI table (delivered with the UDS one), where 'name the table's own columns' sent them to the mapping."""
+    if set(_with_adnimerge_spellings(table).columns) >= set(ADNIMERGE_COLUMNS):
+        return "this is ADNIMERGE: pass it as --adnimerge, without --mapping"
+    if set(_NACC_MRI_TABLE_SIGNS) <= set(table.columns):
+        return ("this is NACC's MRI table, which dates the scans but holds no diagnosis: pass NACC's UDS table as "
+                "--table, and name each scan's session in --scans by its MRI's date, ses-YYYYMMDD from MRIYR, MRIMO, "
+                "MRIDY")
+    return "name the table's own columns in the mapping's columns:"
 
 
 def _named_by_date(scans: pd.DataFrame) -> pd.Series:
