@@ -285,7 +285,8 @@ def test_a_notebook_predicts_a_holdout_and_one_scan_of_it_as_readme_says(trained
 def test_evaluate_names_holdout_scans_aged_outside_the_training_ages(trained: dict[str, Path], tmp_path: Path,
                                                                    cli_in_process: Cli) -> None:
     """The run records its training scans' age span; a holdout scan outside it gets an age offset no training scan
-    shaped, which evaluate now says (a holdout of 45-year-olds was scored without a word), and keeps in summary.json."""
+    shaped, which evaluate now says (a holdout of 45-year-olds was scored without a word), and keeps in summary.json,
+    as explain does in its own."""
     run = trained["run"]
     splits = pd.read_csv(run / "splits.csv")
     cohort = pd.read_csv(trained["train"])
@@ -304,6 +305,9 @@ def test_evaluate_names_holdout_scans_aged_outside_the_training_ages(trained: di
     # kept with the scores, for readers of the folder (the demo report): it was printed only
     saved = json.loads((run / "eval-younger" / "summary.json").read_text())["warnings"]
     assert len(saved) == 1 and saved[0].startswith(warning) and saved[0] in result.stderr
+    explained = cli_in_process("explain", "--run", str(run), "--manifest", str(younger))
+    assert explained.returncode == 0, explained.stderr[-3000:]  # its maps average that scan in: kept there too
+    assert json.loads((run / "explain-younger" / "summary.json").read_text())["warnings"] == saved
 
 
 def test_evaluating_the_last_checkpoint_leaves_the_selected_ones_results_alone(trained: dict[str, Path],

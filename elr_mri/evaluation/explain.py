@@ -23,8 +23,8 @@ from elr_mri.config import evaluation_batch_size
 from elr_mri.engine.checkpoint import atomic_write_json
 from elr_mri.engine.execution import limit_cpu_threads, process_settings_kept
 from elr_mri.engine.methods import Method
-from elr_mri.evaluation.evaluate import (evaluation_set, explanation_dir, load_run, refuse_if_run_moved_on,
-                                        require_own_folder, scored_fingerprint, scored_source)
+from elr_mri.evaluation.evaluate import (WARNINGS_KEY, evaluation_set, explanation_dir, load_run,
+                                        refuse_if_run_moved_on, require_own_folder, scored_fingerprint, scored_source)
 from preprocess.sidecar import atomic_path
 
 __all__ = ["crop_affine", "explain_run", "map_description", "map_file_stem", "map_title", "remove_earlier_maps", "saliency_maps"]
@@ -46,7 +46,7 @@ def explain_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = "
     cfg, shape, method = run.cfg, run.shape, run.method
     if cfg.data.name != "mri":
         raise ValueError(f"explain makes 3D saliency maps of MRI runs; {run_dir} trained on {cfg.data.name}")
-    dataset, _, overlap_notes, _ = evaluation_set(run_dir, cfg, manifest)  # its warnings printed
+    dataset, _, overlap_notes, warnings = evaluation_set(run_dir, cfg, manifest)
     maps, mean_input, counts, agreed, largest = saliency_maps(method, dataset, shape["num_classes"],
                                                               evaluation_batch_size(cfg))
     scan = dataset.frame["image_path"].iloc[0]
@@ -68,7 +68,8 @@ def explain_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = "
                        "scans_per_map": {shape["class_names"][k]: int(counts[k]) for k in present},
                        "predicted_as_given_per_map": {shape["class_names"][k]: int(agreed[k]) for k in present},
                        "largest_scan_share_per_map": {shape["class_names"][k]: _rounded_share(largest[k])
-                                                      for k in present}},
+                                                      for k in present},
+                       WARNINGS_KEY: warnings},  # as evaluate keeps them: printed once, then lost with the terminal
                       out / "summary.json")
     refuse_if_run_moved_on(run, run_dir, out)
     return out
