@@ -454,6 +454,7 @@ class Measurements:
     slow: StepResult | None = None
     slow_note: str = ""
     variants: dict[str, StepResult] = field(default_factory=dict)
+    failed: list[str] = field(default_factory=list)  # "<variant>: <its error's last line>", the table leaves them out
     finished: bool = False
 
 
@@ -478,15 +479,30 @@ def measure(args: argparse.Namespace, measured: Callable[[Measurements], object]
                                     args.size)
         m.slow = in_fresh_process(job) if job is not None else None
     else:
-        for variant in variants_on(args.device):
-            try:
-                m.variants[variant.label] = in_fresh_process(StepJob(X8, PAPER_SIZE, args.batch_size, args.device,
-                                                                     variant, warmup=3, min_steps=10, budget_s=10.0))
-            except RuntimeError as error:  # one variant failing (compile, memory) leaves the others to measure
-                log(f"{variant.label}: failed, left out of the table: {error}")
-            measured(m)
+        measure_variants(args, m, measured)
     m.finished = True
     return m
+
+
+def measure_variants(args: argparse.Namespace, m: Measurements, measured: Callable[[Measurements], object]) -> None:
+    """The ×8 + age at 96³ under each execution variant, into `m.variants`, or `m.failed` for one that failed: one
+    variant failing (compile, memory) leaves the others to measure, and the run's exit status names it."""
+    for variant in variants_on(args.device):
+        try:
+            m.variants[variant.label] = in_fresh_process(StepJob(X8, PAPER_SIZE, args.batch_size, args.device,
+                                                                 variant, warmup=3, min_steps=10, budget_s=10.0))
+        except RuntimeError as error:  # in_fresh_process and read_child_result put the reason last
+            log(f"{variant.label}: failed, left out of the table: {error}")
+            m.failed.append(f"{variant.label}: {str(error).strip().splitlines()[-1]}")
+        measured(m)
+
+
+def failure_line(m: Measurements, out: Path) -> str:
+    """The error line a run with failed variants exits with (status 1), as bench_execution_variants' does: it exited 0
+    with variants missing from the table, so a device session's script, which reads the exit status, called it done."""
+    planned = len(m.variants) + len(m.failed)
+    return (f"bench_mri_models: error: {len(m.failed)} of {planned} variant(s) failed (the others are in {out}): "
+            + "; ".join(m.failed))
 
 
 # ---------------------------------------------------------------------------------------- report
@@ -604,8 +620,9 @@ def loader_notes(m: Measurements, batch: int, size: int) -> list[str]:
 
 def gpu_lines(m: Measurements, batch: int, device: str) -> list[str]:
     """The execution-variant table, or the note that it is still open."""
+    failed = [f"Failed: {line}" for line in m.failed]
     if not m.variants and device == "cuda":
-        return ["## GPU: execution variants of the ×8 + age at 96³", "", "Not measured yet."]
+        return ["## GPU: execution variants of the ×8 + age at 96³", "", *(failed or ["Not measured yet."])]
     if not m.variants:
         return ["## GPU table: still open", "",
                 "No GPU on this machine. `python bench/bench_mri_models.py --device cuda` times every model at "
@@ -615,7 +632,7 @@ def gpu_lines(m: Measurements, batch: int, device: str) -> list[str]:
                 "has not been made yet."]
     return ["## GPU: execution variants of the ×8 + age at 96³", "",
             *variant_table(m.variants, f"×8 + age, 96³, batch {batch}", batch, "max_memory_allocated",
-                           m.paper[X8.label]["gflop"])]
+                           m.paper[X8.label]["gflop"]), *([""] if failed else []), *failed]
 
 
 def variant_table(variants: dict[str, StepResult], title: str, batch: int, memory: str,
@@ -704,7 +721,10 @@ def main() -> None:
         write_report(out, text)
         return text
 
-    print(write(measure(args, write)))
+    m = measure(args, write)
+    print(write(m))
+    if m.failed:
+        sys.exit(failure_line(m, out))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 from types import ModuleType
+from typing import Callable
 
 import pytest
 import torch
@@ -518,6 +519,34 @@ def test_the_execution_variants_benchmark_exits_with_an_error_naming_a_failed_va
     text = out.read_text()
     assert re.search(r"^\| fp32 eager \| ", text, re.M) and "Failed: fp8 (no such precision): " in text
     assert "(cpu)" in text.splitlines()[0]
+
+
+@pytest.mark.slow  # a child process importing torch and MONAI: 10-30 s on 2 busy cores
+def test_the_mri_models_benchmark_exits_with_an_error_naming_a_failed_gpu_variant(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its GPU variants' stage left a failed variant out of the table with a line on stderr and exited 0, which a
+    device session's script reads as a run well ended (bench_execution_variants exits 1 naming it). Here that stage
+    alone (the CPU models before it take minutes), with a variant whose child fails at once."""
+    bench = _bench_module("bench_mri_models")
+    broken = bench.Variant("fp8 (no such precision)", precision="fp8")
+    monkeypatch.setattr(bench, "variants_on", lambda device: (broken,))
+
+    def variants_only(args: argparse.Namespace, measured: Callable[..., object]) -> object:
+        m = bench.Measurements(paper={s.label: bench.static_figures(s, bench.PAPER_SIZE) for s in bench.MODELS},
+                               small={s.label: bench.static_figures(s, args.size) for s in bench.MODELS},
+                               resolution=1.5)
+        bench.measure_variants(args, m, measured)
+        return m
+
+    monkeypatch.setattr(bench, "measure", variants_only)
+    out = tmp_path / "mri_models.md"
+    monkeypatch.setattr(sys, "argv", ["bench_mri_models.py", "--batch-size", "1", "--out", str(out)])
+    with pytest.raises(SystemExit) as exited:
+        bench.main()
+    assert str(exited.value) == (f"bench_mri_models: error: 1 of 1 variant(s) failed (the others are in {out}): "
+                                 "fp8 (no such precision): KeyError: 'fp8'")
+    failed = bench.Measurements(paper={}, small={}, resolution=1.5, failed=["fp8 (no such precision): KeyError"])
+    assert "Failed: fp8 (no such precision): KeyError" in bench.gpu_lines(failed, 1, "cuda")  # the file says so too
 
 
 def test_the_loader_benchmarks_name_the_gpu_their_device_rows_ran_on(monkeypatch: pytest.MonkeyPatch) -> None:
