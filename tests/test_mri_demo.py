@@ -7,6 +7,7 @@ test split and the NACC-like site → linear baselines → report.md. A few minu
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,28 @@ import yaml
 pytest.importorskip("ants")
 
 ROOT = Path(__file__).parents[1]
+DEMO = ROOT / "scripts" / "mri_demo.py"
+
+
+def _run(*command: str) -> subprocess.CompletedProcess:
+    """`python COMMAND...` from the project root, with this checkout first on PYTHONPATH: a script run by its path
+    imports `elr_mri` and `preprocess` from the environment, which in a clone sharing another tree's editable venv is
+    the other tree's code, so the demo tests tested that."""
+    inherited = [os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []
+    return subprocess.run([sys.executable, *command], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *inherited])})
+
+
+def _demo(*args: str) -> subprocess.CompletedProcess:
+    return _run(str(DEMO), *args)
+
+
+def test_scripts_run_by_the_demo_tests_import_this_checkouts_code(tmp_path: Path) -> None:
+    probe = tmp_path / "probe.py"  # run by its path, as the demo: its folder, not the project, starts sys.path
+    probe.write_text("import elr_mri, preprocess\nprint(elr_mri.__file__)\nprint(preprocess.__file__)\n")
+    result = _run(str(probe))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert [Path(path).resolve().parents[1] for path in result.stdout.split()] == [ROOT.resolve()] * 2
 
 
 def test_demo_runs_end_to_end_and_reports_every_stage(tmp_path: Path) -> None:
@@ -28,9 +51,9 @@ def test_demo_runs_end_to_end_and_reports_every_stage(tmp_path: Path) -> None:
     # participants and at each site: fewer, and a split or an interval below is missing. Seed 1 has one at 9 + 2
     # subjects (seed 0, the default, needs 9 + 3). Every scan costs an ANTs registration and a SyN registration, most
     # of this test's time (the SyN at 4 mm: 24.6 s -> 5.8 s for 3 scans).
-    command = [sys.executable, str(ROOT / "scripts" / "mri_demo.py"), "--out", str(out), "--subjects", "9",
-               "--holdout-subjects", "2", "--seed", "1", "--epochs", "1", "--volumes-mm", "4", "--jobs", "2"]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    flags = ["--out", str(out), "--subjects", "9", "--holdout-subjects", "2", "--seed", "1", "--epochs", "1",
+             "--volumes-mm", "4", "--jobs", "2"]
+    result = _demo(*flags)
     assert result.returncode == 0, result.stderr[-3000:]
     report = (out / "report.md").read_text()
     for heading in ("Cohort and label noise", "Preprocessing", "Regional volumes against the simulated truth",
@@ -53,7 +76,7 @@ def test_demo_runs_end_to_end_and_reports_every_stage(tmp_path: Path) -> None:
     assert len(volumes) == 11 and (volumes["brain_ratio"].between(0.7, 1.4)).all()
     assert "to MNI152 (syn at 4 mm)" in report  # --volumes-mm reached the registration, and the report says so
 
-    rerun = subprocess.run(command[:5] + ["12"] + command[6:], capture_output=True, text=True, cwd=ROOT)
+    rerun = _demo(*flags[:3], "12", *flags[4:])
     assert rerun.returncode == 2 and "made with --subjects 9;" in rerun.stderr  # not the old cohort reported as new
     for loss in ("ce", "elr"):
         assert (out / "runs" / loss / "eval-test" / "summary.json").exists()
@@ -65,8 +88,7 @@ def test_settings_out_of_range_are_refused_before_the_folder_records_them(tmp_pa
     rerun was then refused as another demo's folder."""
     out = tmp_path / "demo"
     for flags in (["--label-noise", "1.5"], ["--seed", "-1"], ["--seed", str(2**32)], ["--volumes-mm", "0.5"]):
-        result = subprocess.run([sys.executable, str(ROOT / "scripts" / "mri_demo.py"), "--out", str(out), *flags],
-                                capture_output=True, text=True, cwd=ROOT)
+        result = _demo("--out", str(out), *flags)
         assert result.returncode == 2 and "must be" in result.stderr and not out.exists()
 
 
@@ -76,8 +98,7 @@ def test_an_out_that_is_a_file_is_called_a_file(tmp_path: Path) -> None:
     (as `elr-mri`'s commands and the other scripts say theirs)."""
     out = tmp_path / "demo.txt"
     out.write_text("notes\n")
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "mri_demo.py"), "--out", str(out)],
-                            capture_output=True, text=True, cwd=ROOT)
+    result = _demo("--out", str(out))
     assert result.returncode == 2 and result.stderr == (f"mri_demo.py: error: --out {out}: is a file; pass a folder "
                                                         "for the demo (a new one is made)\n")
     assert out.read_text() == "notes\n"
@@ -89,8 +110,7 @@ def test_a_folder_of_another_demo_is_refused_as_a_users_mistake(tmp_path: Path) 
     out.mkdir()
     settings = {"subjects": 9, "holdout_subjects": 16, "label_noise": 0.3, "epochs": 8, "seed": 0}
     (out / "demo_settings.json").write_text(json.dumps(settings))
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "mri_demo.py"), "--out", str(out)],
-                            capture_output=True, text=True, cwd=ROOT)
+    result = _demo("--out", str(out))
     assert result.returncode == 2 and result.stderr == (f"mri_demo.py: error: {out} holds a demo made with --subjects "
                                                         "9; rerun with those to resume it, or pass another --out (or "
                                                         "delete that folder) to start anew\n")
@@ -108,8 +128,7 @@ def test_a_second_demo_into_a_folder_one_is_writing_is_refused(tmp_path: Path) -
     holder = subprocess.Popen([sys.executable, "-c", holding, str(out)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "held\n"
-        result = subprocess.run([sys.executable, str(ROOT / "scripts" / "mri_demo.py"), "--out", str(out)],
-                                capture_output=True, text=True, cwd=ROOT)
+        result = _demo("--out", str(out))
     finally:
         holder.kill()
         holder.wait()
@@ -124,8 +143,7 @@ def test_a_users_problem_is_one_line_not_a_traceback(tmp_path: Path, read_only: 
     ended the demo with a traceback; `elr-mri` says such problems in one line."""
     out = tmp_path / "demo"
     read_only(out)
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "mri_demo.py"), "--out", str(out)],
-                            capture_output=True, text=True, cwd=ROOT)
+    result = _demo("--out", str(out))
     assert result.returncode == 2 and result.stderr.startswith("mri_demo.py: error: ")
     assert len(result.stderr.splitlines()) == 1 and str(out / "demo_settings.json") in result.stderr
 
@@ -171,8 +189,7 @@ def test_label_noise_is_said_to_flip_the_holdout_site_too() -> None:
 
     holdout = [spec for spec in plan_cohort(12, 8, 0.25, seed=0) if spec.cohort == HOLDOUT_SITE]
     assert sum(spec.diagnosis != spec.true_diagnosis for spec in holdout) == 2
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "mri_demo.py"), "--help"],
-                            capture_output=True, text=True, cwd=ROOT)
+    result = _demo("--help")
     assert result.returncode == 0 and "training-site diagnoses" not in result.stdout
     assert "holdout site alike" in " ".join(result.stdout.split())
 
