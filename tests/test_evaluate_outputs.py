@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 
 from elr_mri.data.splits import read_run_splits, run_participants
-from elr_mri.evaluation.evaluate import (_require_run_test_split, _warn_of_other_test_scans, _untrained_ages_warning,
-                                         _untrained_classes_warning, load_run, write_evaluation)
+from elr_mri.evaluation.evaluate import (_note_partial_balanced_accuracy, _require_run_test_split,
+                                         _untrained_ages_warning, _untrained_classes_warning, _warn_of_other_test_scans,
+                                         load_run, write_evaluation)
 from elr_mri.evaluation.metrics import bootstrap_metrics, evaluate_predictions
 
 CLASSES = ["CN", "MCI", "AD"]
@@ -266,3 +267,23 @@ def test_loading_a_checkpoint_a_run_never_keeps_names_the_two_it_does(tmp_path: 
     with pytest.raises(ValueError, match=r"^checkpoint='final': a run keeps 'best' \(the epoch its selection rule "
                                          r"chose\) and 'last' \(its last epoch\); pass one of them$"):
         load_run(tmp_path, "final")
+
+
+def test_a_set_of_one_class_is_told_its_balanced_accuracy_is_that_classs_recall(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """An AD-only holdout printed "chance is 100.0, not the 33.3 of all 3 classes": true of a network calling everyone
+    AD, and of no use beside a figure that is AD's recall, the accuracy again. Without AD the chance level still
+    stands (everyone called CN scores 50.0 over CN and MCI)."""
+    people = np.array(["s0", "s1", "s2"])
+    one_class = evaluate_predictions(np.array([2, 2, 2]), np.tile([0.2, 0.2, 0.6], (3, 1)), people, CLASSES, n_boot=10)
+    _note_partial_balanced_accuracy(tmp_path, one_class["participant"])
+    said = capsys.readouterr().err
+    assert said == (f"note: {tmp_path}: balanced_accuracy is the recall of AD alone (every example here is labelled "
+                    "AD), so it equals accuracy: the share of AD scans called AD, not how well the classes are told "
+                    "apart (calling every scan AD scores 100.0); compare it only with AD's recall elsewhere (the rate "
+                    "given AD, predicted AD in confusion.csv), not with a balanced accuracy over several classes\n")
+    two_classes = evaluate_predictions(np.array([0, 1, 1]), np.tile([0.8, 0.1, 0.1], (3, 1)), people, CLASSES,
+                                       n_boot=10)
+    _note_partial_balanced_accuracy(tmp_path, two_classes["participant"])
+    said = capsys.readouterr().err
+    assert "over CN, MCI only (no example here is labelled AD), so chance is 50.0, not the 33.3" in said

@@ -203,6 +203,9 @@ def _note_partial_balanced_accuracy(out: Path, report: MetricsReport) -> None:
     present, every = report.balanced_accuracy_classes, report.class_names
     if not present or len(present) == len(every):
         return
+    if len(present) == 1:
+        print(f"note: {out}: {_one_class_balanced_accuracy(present[0])}", file=sys.stderr)
+        return
     absent = [name for name in every if name not in present]
     legible = len(every) <= LEGIBLE_CLASSES  # WebVision's 50 would make a line of names
     over = ", ".join(present) if legible else f"{len(present)} of the classes"
@@ -211,6 +214,15 @@ def _note_partial_balanced_accuracy(out: Path, report: MetricsReport) -> None:
           f"{lacking}), so chance is {100 / len(present):.1f}, not the {100 / len(every):.1f} of all {len(every)} "
           "classes; compare it only with figures over the same classes (balanced_accuracy_classes in summary.json)",
           file=sys.stderr)
+
+
+def _one_class_balanced_accuracy(name: str) -> str:
+    """On a set of one class "chance is 100.0" was true (calling every scan that class scores it) and of no use: the
+    figure is that class's recall, which says nothing of telling classes apart."""
+    return (f"balanced_accuracy is the recall of {name} alone (every example here is labelled {name}), so it equals "
+            f"accuracy: the share of {name} scans called {name}, not how well the classes are told apart (calling "
+            f"every scan {name} scores 100.0); compare it only with {name}'s recall elsewhere (the rate given {name}, "
+            f"predicted {name} in confusion.csv), not with a balanced accuracy over several classes")
 
 
 def _refuse_non_finite(probs: np.ndarray, frame: pd.DataFrame | None, run_dir: Path, checkpoint: str) -> None:
