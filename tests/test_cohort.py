@@ -711,6 +711,27 @@ def test_dxsum_codes_as_dx_are_named_once_in_the_summary():
     assert "DXSUM" not in unmet.summary()  # a code in a row no scan meets
 
 
+def test_adni1_dxsum_codes_are_named_as_such():
+    """ADNI1's DXSUM has DXCURREN (1 NL, 2 MCI, 3 AD) and DXCHANGE (1 to 9), not the later phases' DIAGNOSIS: DXCHANGE
+    copied into DX was a generic "with DX '5'", and a mapping naming DIAGNOSIS was told to name "the table's own
+    columns", neither saying which or how to code them."""
+    scans = pd.DataFrame({"participant_id": ["011_S_0002", "022_S_0007"], "session_id": "bl", "path": ["a", "b"]})
+    changes = import_adnimerge(ADNIMERGE.assign(DX=["2", "", "", "5", "", "", ""], DX_bl=""), scans)
+    assert changes.summary().endswith(" (DX 4 to 9 are DXSUM's DXCHANGE codes, a change of stage: the stage reached "
+                                      "is NL for 1, 7, 9, MCI for 2, 4, 8 and Dementia for 3, 5, 6; ADNIMERGE writes "
+                                      "it as words: write DX and DX_bl as CN, MCI, Dementia and import again)")
+    dxsum = pd.DataFrame({"RID": ["2"], "PTID": ["011_S_0002"], "VISCODE": ["bl"], "DXCHANGE": [""], "DXCURREN": ["1"]})
+    mapping = {"columns": {"participant_id": "PTID", "session_id": "VISCODE", "diagnosis": "DIAGNOSIS"},
+               "values": {"diagnosis": {1: "CN", 2: "MCI", 3: "AD"}}}
+    with pytest.raises(ValueError, match=r"missing column\(s\) DIAGNOSIS \(it has .*\); ADNI1's DXSUM gives the "
+                                         r"diagnosis as DXCURREN, 1 NL, 2 MCI, 3 AD \(its DXCHANGE, 1 to 9, is a "
+                                         r"change of stage\): name DXCURREN as the mapping's columns.diagnosis, "
+                                         r"with values.diagnosis \{1: CN, 2: MCI, 3: AD\}$"):
+        import_mapped_table(dxsum, scans, mapping)
+    mapping["columns"]["diagnosis"] = "DXCURREN"
+    assert import_mapped_table(dxsum, scans, mapping).manifest["diagnosis"].tolist() == ["CN"]  # as the hint says
+
+
 def test_two_scans_of_one_visit_are_left_out_with_the_reason():
     scans = pd.DataFrame({"participant_id": ["011_S_0002", "sub-ADNI011S0002", "011_S_0002"],
                           "session_id": ["bl", "ses-M00", "m06"], "path": ["a", "b", "c"]})

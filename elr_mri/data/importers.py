@@ -85,6 +85,16 @@ _ADNI_DIAGNOSES_UPPER = {spelling.upper(): stage for spelling, stage in ADNI_DIA
 DXSUM_DIAGNOSIS_CODES = ("1", "2", "3")
 DXSUM_CODES_HINT = ("DX 1, 2, 3 are DXSUM's DIAGNOSIS codes, 1 CN, 2 MCI, 3 Dementia, which ADNIMERGE writes as "
                     "words: write DX and DX_bl as CN, MCI, Dementia and import again")
+# DXSUM's DXCHANGE (ADNI-GO/2): the stage since the last visit, 1-3 stable NL/MCI/AD, 4-6 a conversion, 7-9 a reversion
+DXCHANGE_CODES = tuple("456789")  # those DIAGNOSIS does not share
+DXCHANGE_CODES_HINT = ("DX 4 to 9 are DXSUM's DXCHANGE codes, a change of stage: the stage reached is NL for 1, 7, 9, "
+                       "MCI for 2, 4, 8 and Dementia for 3, 5, 6; ADNIMERGE writes it as words: write DX and DX_bl as "
+                       "CN, MCI, Dementia and import again")
+# ADNI1's DXSUM has no DIAGNOSIS, the column of the later phases: a mapping naming it was told to name "the table's
+# own columns", not which
+ADNI1_DXSUM_HINT = ("ADNI1's DXSUM gives the diagnosis as DXCURREN, 1 NL, 2 MCI, 3 AD (its DXCHANGE, 1 to 9, is a "
+                    "change of stage): name DXCURREN as the mapping's columns.diagnosis, with values.diagnosis "
+                    "{1: CN, 2: MCI, 3: AD}")
 # ADNI's screening visit: in ADNI1 its MRI is the baseline scan, and ADNIMERGE has no "sc" row to join it to.
 ADNI_SCREENING_VISITS = ("SC", "SCMRI")
 # year first (03/04/2012 is ambiguous), month and day padded or not (2012/3/4: spreadsheets in East Asian locales)
@@ -186,10 +196,18 @@ def import_adnimerge(
                               "name the scan's session by it, e.g. bl or ses-M12"}, participant_hints={
         _RID_KEY: "an ID of digits alone is ADNIMERGE's RID; rows are met by PTID, as training and splits compare "
                   "participants: name the scan by its PTID, e.g. 011_S_0002 for RID 2"})
-    coded = diagnosis.isna() & raw.map(lambda value: not _blank(value) and _code(value) in DXSUM_DIAGNOSIS_CODES)
-    if result.dropped["reason"].isin(clinical.loc[coded, "_diagnosis_problem"]).any():
-        result.hint = DXSUM_CODES_HINT
+    result.hint = _dxsum_codes_hint(raw, diagnosis, clinical["_diagnosis_problem"], result.dropped["reason"])
     return result
+
+
+def _dxsum_codes_hint(raw: pd.Series, diagnosis: pd.Series, problems: pd.Series, dropped: pd.Series) -> str:
+    """The hint for scans dropped with DXSUM's numeric codes as DX, '' for none: DXCHANGE's where a dropped scan has
+    one of its own (4 to 9), else DIAGNOSIS's (1, 2, 3), which DXCHANGE shares."""
+    code = raw.map(lambda value: "" if _blank(value) else _code(value)).where(diagnosis.isna(), "")
+    for codes, hint in ((DXCHANGE_CODES, DXCHANGE_CODES_HINT), (DXSUM_DIAGNOSIS_CODES, DXSUM_CODES_HINT)):
+        if dropped.isin(problems[code.isin(codes)]).any():
+            return hint
+    return ""
 
 
 def _with_adnimerge_spellings(table: pd.DataFrame) -> pd.DataFrame:
@@ -389,7 +407,7 @@ def import_mapped_table(
     table, where = _read(table, "clinical table (--table)")
     columns: dict[str, Any] = mapping["columns"]
     _require(table, tuple(column for field, column in columns.items() if field != "visit_date"), where,
-             _mapped_table_fix(table))
+             _mapped_table_fix(table, columns.get("diagnosis")))
     values = {field: {_code(k): v for k, v in codes.items()} for field, codes in (mapping.get("values") or {}).items()}
     clinical = pd.DataFrame({"_participant": table[columns["participant_id"]].map(_bids_key),
                              "_session": table[columns["session_id"]].map(mapped_session_key)})
@@ -438,15 +456,18 @@ def import_mapped_table(
                  session_hints={_DATE_KEY: hint} if hint else {}, nearest=nearest)
 
 
-def _mapped_table_fix(table: pd.DataFrame) -> str:
+def _mapped_table_fix(table: pd.DataFrame, diagnosis_column: str | None) -> str:
     """How to fix a --table without the mapping's columns: it may be another table the user has beside it, ADNIMERGE
-    or NACC's MRI table (delivered with the UDS one), where 'name the table's own columns' sent them to the mapping."""
+    or NACC's MRI table (delivered with the UDS one), or ADNI1's DXSUM, which codes its diagnosis in DXCURREN, where
+    'name the table's own columns' sent them to the mapping."""
     if set(_with_adnimerge_spellings(table).columns) >= set(ADNIMERGE_COLUMNS):
         return "this is ADNIMERGE: pass it as --adnimerge, without --mapping"
     if set(_NACC_MRI_TABLE_SIGNS) <= set(table.columns):
         return ("this is NACC's MRI table, which dates the scans but holds no diagnosis: pass NACC's UDS table as "
                 "--table, and name each scan's session in --scans by its MRI's date, ses-YYYYMMDD from MRIYR, MRIMO, "
                 "MRIDY")
+    if diagnosis_column not in table and "DXCURREN" in table:
+        return ADNI1_DXSUM_HINT
     return "name the table's own columns in the mapping's columns:"
 
 
