@@ -25,7 +25,8 @@ from elr_mri.commands.problems import user_problem
 from elr_mri.commands.train import HoldoutScoringStopped, train_command, train_run_dir
 from elr_mri.evaluation import N_BOOT
 from elr_mri.shipped import shipped_copy
-from elr_mri.stopping import Terminated, interrupted, terminated, terminating_at_safe_points
+from elr_mri.stopping import (Terminated, forget_recorded_signals, interrupted, terminated,
+                              terminating_at_safe_points)
 from preprocess.arguments import near_option, options_of, unknown_option, values_without_option
 from preprocess.signals import sigterm_as_ctrl_c
 from preprocess.user_errors import TRAINING_RESUMES, StorageError, nonempty_path, report_user_error
@@ -125,6 +126,8 @@ def _run_command(argv: list[str]) -> int:
         if problem is None or os.environ.get("ELR_MRI_DEBUG"):
             raise
         return report_user_error(f"elr-mri {args.command}", _rerun_said_for_the_run(args, problem))
+    finally:
+        forget_recorded_signals()  # read above; a `train` called next in this process (a notebook's) must not stop
 
 
 def _rerun_said_for_the_run(args: argparse.Namespace, problem: BaseException) -> BaseException:

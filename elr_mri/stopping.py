@@ -16,7 +16,7 @@ from typing import Any
 from preprocess.signals import Terminated
 
 __all__ = ["Terminated", "terminating_at_safe_points", "terminating_at_once", "terminating_by_default",
-           "stop_if_terminated", "terminated", "interrupted", "holding_ctrl_c"]
+           "stop_if_terminated", "terminated", "interrupted", "forget_recorded_signals", "holding_ctrl_c"]
 
 _received = threading.Event()  # set by `_RecordTermination` in the process that installed it
 _interrupted = threading.Event()  # set by `_RecordInterrupt`
@@ -86,8 +86,7 @@ def terminating_at_safe_points() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
         yield
         return
-    _received.clear()
-    _interrupted.clear()
+    forget_recorded_signals()
     signal.signal(signal.SIGTERM, _RecordTermination())
     own_sigint = signal.getsignal(signal.SIGINT) is signal.default_int_handler
     report_unraisable, report_exception = sys.unraisablehook, sys.excepthook
@@ -185,6 +184,14 @@ def interrupted() -> bool:
     """Whether a Ctrl-C was recorded during training: an error raised after it (a DataLoader worker the same Ctrl-C
     ended) is its consequence, not a fault of the run."""
     return _interrupted.is_set()
+
+
+def forget_recorded_signals() -> None:
+    """Drop the SIGTERM and Ctrl-C recorded during training, once the command has said how it ended: they outlive
+    `terminating_at_safe_points` for that. Left set, `train` called next in the same process (a notebook's, after an
+    in-process `elr_mri.cli.main`) stopped at its first step, and would have read a worker's error as their doing."""
+    _received.clear()
+    _interrupted.clear()
 
 
 def stop_if_terminated() -> None:

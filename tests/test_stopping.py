@@ -108,6 +108,28 @@ def test_a_worker_error_after_a_ctrl_c_is_the_interrupt_s_line(monkeypatch: pyte
     assert capsys.readouterr().err.startswith("elr-mri train: interrupted; ")
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_recorded_by_one_in_process_train_does_not_stop_the_next(monkeypatch: pytest.MonkeyPatch, capsys,
+                                                                         signum: int) -> None:
+    """The record outlived the command that said how it ended: `train` called next in the same process (a notebook
+    after `elr_mri.cli.main(["train", ...])`) stopped at its first step, with no signal sent to it."""
+    from elr_mri import cli
+
+    def training(args: object) -> int:
+        try:
+            signal.raise_signal(signum)
+        except KeyboardInterrupt:
+            pass  # a Ctrl-C dropped where it landed, as in logging's after-fork hook: the record stops the run
+        stop_if_terminated()  # the next step
+        return 0
+
+    monkeypatch.setattr(cli, "train_command", training)
+    assert cli.main(["train", "--config", "configs/digits/elr_sym40.yaml", "--out", "runs/never"]) != 0
+    assert "elr-mri train: " in capsys.readouterr().err
+    assert not terminated() and not interrupted()
+    stop_if_terminated()  # what the next run's first step calls
+
+
 def test_a_forked_child_still_dies_of_sigterm() -> None:
     """A DataLoader worker inherits the handler; its parent stops it with SIGTERM, which must still end it."""
     with terminating_at_safe_points():
