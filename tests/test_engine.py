@@ -673,15 +673,38 @@ def test_a_damaged_checkpoint_or_metrics_file_is_one_line_naming_it(tmp_path: Pa
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+_STALL_S = 300.0  # the longest wait for a run's next epoch (the first: its start-up too) before calling it stuck
+
+
 def _kill_after_epochs(epochs: int, out: Path, *train_args: str) -> None:
-    """Start `elr-mri train` and SIGKILL it once `out/metrics.csv` has `epochs` rows (or after 2 min)."""
-    proc = subprocess.Popen([sys.executable, "-m", "elr_mri.cli", "train", *train_args], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and _rows(out) < epochs:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    """Start `elr-mri train` and SIGKILL it once `out/metrics.csv` has `epochs` rows. The wait follows the run's
+    progress, not a clock: 2 minutes in all ran out twice at a load of ~19 on 2 cores, the run then killed too early;
+    now each epoch may take `_STALL_S`, and a run that ends first, or makes no progress, fails with its stderr."""
+    errors = out.parent / f"{out.name}_stderr.txt"
+    with errors.open("w") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", "elr_mri.cli", "train", *train_args], cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=stderr)
+        rows, progressed = 0, time.monotonic()
+        while proc.poll() is None and rows < epochs and time.monotonic() - progressed < _STALL_S:
+            time.sleep(0.02)
+            if _rows(out) > rows:
+                rows, progressed = _rows(out), time.monotonic()
+        ended, rows = proc.poll(), max(rows, _rows(out))  # a last row written as the run ended
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    if rows < epochs:
+        how = f"ended (exit {ended})" if ended is not None else f"logged no epoch in {_STALL_S:.0f} s"
+        raise AssertionError(f"the run {how} after {rows} of the {epochs} epochs to kill it after; its stderr:\n"
+                             f"{errors.read_text()[-3000:]}")
+
+
+def test_a_run_to_kill_that_fails_first_is_said_to_at_once(tmp_path: Path) -> None:
+    """The kill tests' helper waited out its 2 minutes for a run that had already failed, then returned as if it had
+    killed it, leaving the test to fail on a row count that said nothing of why."""
+    missing = tmp_path / "missing.yaml"
+    with pytest.raises(AssertionError, match=rf"the run ended \(exit 2\) after 0 of the 3 epochs to kill it after; "
+                                             rf"its stderr:\n.*{re.escape(str(missing))}"):
+        _kill_after_epochs(3, tmp_path / "run", "--config", str(missing), "--out", str(tmp_path / "run"))
 
 
 def _rows(out: Path) -> int:
