@@ -16,9 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from results_file import command_line, load_line, write_report
-from seeded_runs import percent_mean_std, train_seeds
+from seeded_runs import add_overrides_option, checked_epochs, percent_mean_std, train_seeds
 
-from elr_mri.config import ConfigError, load_config
 from preprocess.user_errors import nonempty_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,17 +28,10 @@ IMAGENET_TABLE = (1_281_167, 1000)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="applied to every run, e.g. --set train.epochs=2 --out /tmp/check.md for a quick check "
-                             "(the default --out is the published figures)")
+    add_overrides_option(parser)
     parser.add_argument("--out", type=nonempty_path, default=ROOT / "bench" / "results" / "target_precision.md")
     args = parser.parse_args()
-    if args.seeds < 1:
-        parser.error(f"--seeds {args.seeds}: must be at least 1")
-    try:
-        epochs = load_config(CONFIG, args.overrides).train.epochs  # the report's figure, and bad settings refused now
-    except ConfigError as error:
-        parser.error(str(error))
+    epochs = checked_epochs(parser, args, CONFIG)
     lines = ["| targets_dtype | table for 1,281,167 × 1000 | test acc (last), mean ± std | − float32, paired by seed "
              "| training s / run (wall_seconds) |", "|---|---|---|---|---|"]
     float32_accs, load_start, devices = None, os.getloadavg()[0], set()

@@ -37,6 +37,10 @@ CASES = {
                                   [r"^ELR target-table storage, digits, .*1 seeds, 1 epochs \(`python bench/",
                                    *(rf"^\| {dtype} \| \d\.\d GB \| \d+\.\d\d ± 0\.00 \| -?\d+\.\d\d ± 0\.00 \| "
                                      for dtype in ("float32", "bfloat16", "float16"))]),
+    "bench_mislabel_source.py": (["--settings", "pair40", "--losses", "elr", "--seeds", "1", *DIGITS],
+                                 [r"^Suspected-mislabel table from the selected epoch's ELR targets .*1 seeds, 2 epochs ",
+                                  *(rf"^\| pair40 \| elr \| 0 \| {source} \(epoch \d\) \| \d+ \| \d+ \| \d+\.\d \| "
+                                    for source in ("best", "last"))]),
     "bench_side_by_side.py": (["--config", "configs/digits/elr_sym40.yaml", *DIGITS],
                               [r"^\| one after the other \(each run alone\) \| \d+ \| \d+\.\d\d, \d+\.\d\d \|$",
                                r"^\| side by side \(2 at once\) \| \d+ \| \d+\.\d\d, \d+\.\d\d \|$",
@@ -278,7 +282,7 @@ def test_importing_the_preprocessing_benchmark_leaves_itk_threads_unset(monkeypa
 def test_the_quick_check_a_benchmark_suggests_keeps_the_published_figures() -> None:
     """bench_target_precision's `--set` help suggested a quick check that, with the default --out, replaced
     bench/results/target_precision.md (10 seeds, 150 epochs) by a 2-epoch run."""
-    for script in sorted((ROOT / "bench").glob("bench_*.py")):
+    for script in sorted((ROOT / "bench").glob("*.py")):  # seeded_runs.py: the accuracy benchmarks' --set
         for hint in re.findall(r'help="[^"]*quick[^)]*\)', script.read_text()):
             assert "--out" in hint, f"{script.name}: {hint}"
 

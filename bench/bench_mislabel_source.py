@@ -1,0 +1,92 @@
+"""Which ELR targets make the better suspected-mislabel table: the selected epoch's (best.pt) or the last epoch's?
+
+`suspected_mislabels.csv` is made from the targets at the end of training, while the network scored on the holdout
+is the selected epoch's. Both are in the run folder (the targets are part of the loss's state in each checkpoint), so
+each run here scores both tables against the clean labels: digits with injected noise, ELR and ELR+, several seeds.
+Writes one row per setting, loss and seed to bench/results/mislabel_source.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from results_file import command_line, intra_op_threads, write_report
+from seeded_runs import add_overrides_option, checked_epochs, train_seeds
+
+from elr_mri.data import build_data
+from elr_mri.evaluation.evaluate import load_run
+from elr_mri.mislabels import mislabel_precision_recall, suspected_mislabels
+from preprocess.user_errors import nonempty_path
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "configs" / "digits" / "elr_sym40.yaml"
+SETTINGS = {"sym40": ("symmetric", 0.4), "pair40": ("pair", 0.4), "sym60": ("symmetric", 0.6)}
+SOURCES = ("best", "last")
+HEADER = ("| setting | loss | seed | source | flagged | truly mislabelled | precision | recall | suggesting the true "
+          "label | flagged by this source alone (of them truly mislabelled) |\n|---|---|---|---|---|---|---|---|---|---|")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--settings", nargs="+", default=["sym40", "pair40"], choices=list(SETTINGS))
+    parser.add_argument("--losses", nargs="+", default=["elr", "elr_plus"], choices=["elr", "elr_plus"])
+    add_overrides_option(parser)
+    parser.add_argument("--out", type=nonempty_path, default=ROOT / "bench" / "results" / "mislabel_source.md")
+    args = parser.parse_args()
+    epochs = checked_epochs(parser, args, CONFIG)
+    rows: list[str] = []
+    for setting in args.settings:
+        mode, rate = SETTINGS[setting]
+        for loss in args.losses:
+            noise = [f"loss.name={loss}", f"data.noise.mode={mode}", f"data.noise.rate={rate}", *args.overrides]
+            for seed, run in enumerate(train_seeds(CONFIG, noise, args.seeds, tables_from_both_sources)):
+                rows += [_row(setting, loss, seed, run, source) for source in SOURCES]
+            text = (f"Suspected-mislabel table from the selected epoch's ELR targets (best) and the last epoch's "
+                    f"(last, the one `train` writes), digits, {args.seeds} seeds, {epochs} epochs "
+                    f"(`{command_line()}`):\n\n{HEADER}\n" + "\n".join(rows) + "\n\n"
+                    f"Machine: {platform.machine()}, torch {torch.__version__}, "
+                    f"{intra_op_threads(torch.get_num_threads())}; the figures move with the CPU and the threads.\n")
+            write_report(args.out, text)  # after each loss: a cut run keeps what it measured
+
+
+def tables_from_both_sources(run_dir: Path) -> dict[str, Any]:
+    """Each checkpoint's table scored against the clean labels, with the epoch it holds and the rows that only it
+    lists (how many, and of them truly mislabelled): whether one table is the other and more."""
+    tables, epochs = {}, {}
+    for source in SOURCES:
+        run = load_run(run_dir, source, note_precision=False)
+        labels = build_data(run.cfg.data)  # digits: read in a moment
+        tables[source] = suspected_mislabels(run.method.targets().float().numpy(), labels.train_labels)
+        epochs[source] = run.epoch
+    wrong = labels.train_labels != labels.train_clean_labels
+    found: dict[str, Any] = {}
+    for source, other in zip(SOURCES, reversed(SOURCES)):
+        table = tables[source]
+        alone = np.setdiff1d(table["index"], tables[other]["index"])
+        found[source] = {"epoch": epochs[source], "alone": alone.size, "alone_wrong": int(wrong[alone].sum()),
+                         **mislabel_precision_recall(table["index"].to_numpy(), table["suggested_label"].to_numpy(),
+                                                     labels.train_labels, labels.train_clean_labels)}
+    return found
+
+
+def _row(setting: str, loss: str, seed: int, run: dict[str, Any], source: str) -> str:
+    found = run[source]
+    return (f"| {setting} | {loss} | {seed} | {source} (epoch {found['epoch']}) "
+            f"| {found['flagged']} | {found['truly_mislabelled']} | {_percent(found['precision'])} "
+            f"| {_percent(found['recall'])} | {found['suggestion_true']} | {found['alone']} ({found['alone_wrong']}) |")
+
+
+def _percent(fraction: float) -> str:
+    """A precision of a table that flags nothing is undefined (NaN): '–', as the digits benchmark writes it."""
+    return "–" if math.isnan(fraction) else f"{100 * fraction:.1f}"
+
+
+if __name__ == "__main__":
+    main()
