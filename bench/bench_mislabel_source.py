@@ -63,7 +63,7 @@ def tables_from_both_sources(run_dir: Path) -> dict[str, Any]:
     for source in SOURCES:
         run = load_run(run_dir, source, note_precision=False)
         labels = build_data(run.cfg.data)  # digits: read in a moment
-        tables[source] = suspected_mislabels(run.method.targets().float().numpy(), labels.train_labels)
+        tables[source] = suspected_mislabels(run.method.targets(), labels.train_labels)
         epochs[source] = run.epoch
     wrong = labels.train_labels != labels.train_clean_labels
     found: dict[str, Any] = {}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 import pandas as pd
+import torch
 
 __all__ = ["suspected_mislabels", "mislabel_precision_recall"]
 
@@ -26,9 +27,9 @@ def suspected_mislabels(targets: ArrayLike, given: ArrayLike, class_names: list[
     does a tie between the given label and the top one (argmax alone would take the lower class index, and a
     bfloat16 table, `loss.targets_dtype`, ties at 3 significant digits).
 
-    `targets` and `given` may be CPU tensors or lists: a notebook passes a loaded run's `method.targets()` as it is,
-    which failed in a comparison of a tensor with torch's (values, indices) pair."""
-    targets, given = np.asarray(targets), np.asarray(given)
+    `targets` and `given` may be tensors (on any device; bfloat16 too) or lists: a notebook passes a loaded run's
+    `method.targets()` as it is, which failed in a comparison of a tensor with torch's (values, indices) pair."""
+    targets, given = _host_array(targets), _host_array(given)
     suggested = targets.argmax(axis=1)
     total = targets.sum(axis=1)
     top = targets.max(axis=1)
@@ -58,9 +59,8 @@ def mislabel_precision_recall(flagged_index: ArrayLike, suggested: ArrayLike, gi
     flagged rows also suggest the true label (`suggested`, one per flagged row): a re-review that trusts the
     suggestion needs that too (a scan given AD, truly MCI, suggested CN is a right flag and a wrong suggestion).
 
-    Each may be a CPU tensor or a list, as for `suspected_mislabels`: a list failed in indexing, a tensor in NumPy's
-    sum."""
-    flagged_index, suggested, given, clean = map(np.asarray, (flagged_index, suggested, given, clean))
+    Each may be a tensor or a list, as for `suspected_mislabels`: a list failed in indexing, a tensor in NumPy's sum."""
+    flagged_index, suggested, given, clean = map(_host_array, (flagged_index, suggested, given, clean))
     truly_wrong = np.flatnonzero(given != clean)
     hits = np.intersect1d(flagged_index, truly_wrong).size
     return {
@@ -70,3 +70,12 @@ def mislabel_precision_recall(flagged_index: ArrayLike, suggested: ArrayLike, gi
         "recall": hits / truly_wrong.size if truly_wrong.size else float("nan"),
         "suggestion_true": int(np.sum(clean[flagged_index] == suggested)),
     }
+
+
+def _host_array(values: ArrayLike | torch.Tensor) -> np.ndarray:
+    """`values` as a NumPy array. A tensor comes to the host first (a run loaded on a GPU keeps its targets there) and
+    a bfloat16 one as float32: NumPy has no bfloat16, and `loss.targets_dtype: bfloat16` stores ELR's table so."""
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu()
+        values = values.float() if values.dtype == torch.bfloat16 else values
+    return np.asarray(values)

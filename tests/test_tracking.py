@@ -78,6 +78,18 @@ def test_a_loaded_runs_target_table_and_labels_as_tensors_give_the_same_table() 
         np.testing.assert_allclose(table["margin"], expected["margin"], atol=1e-6)
 
 
+def test_a_bfloat16_target_table_gives_the_table_of_its_float32_values() -> None:
+    """`loss.targets_dtype: bfloat16` keeps ELR's table in bfloat16, so a notebook's `run.method.targets()` is one:
+    NumPy has no such type, and the table was a TypeError ("Got unsupported ScalarType BFloat16")."""
+    targets = torch.tensor([[0.5, 0.25, 0.25], [0.125, 0.75, 0.125], [0.25, 0.25, 0.5]], dtype=torch.bfloat16)
+    given = torch.tensor([1, 1, 1])
+    table = suspected_mislabels(targets, given, ["CN", "MCI", "AD"])
+    assert table.equals(suspected_mislabels(targets.float().numpy(), given.numpy(), ["CN", "MCI", "AD"]))
+    assert table["index"].tolist() == [0, 2]
+    assert mislabel_precision_recall(table["index"], table["suggested_label"], given, torch.tensor([0, 1, 1]))[
+        "precision"] == 0.5
+
+
 def test_each_suspected_mislabel_names_the_label_it_was_given_beside_the_one_suggested() -> None:
     """The reviewer re-reads a scan given one class whose target suggests another: both must be the example's own."""
     targets = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.2, 0.7, 0.1]])
