@@ -24,7 +24,7 @@ LEGIBLE_CLASSES = 12  # above this many classes, confusion cells lose their coun
 MARKED_EPOCHS = 20  # up to this many epochs, each epoch's value is marked: a 1-epoch run's line has no length
 
 __all__ = ["head_mask", "plot_memorization", "plot_memorization_comparison", "plot_learning_curves", "plot_roc",
-           "roc_figure", "plot_confusion", "plot_saliency"]
+           "roc_figure", "plot_confusion", "plot_reliability", "plot_saliency"]
 
 
 def plot_memorization(metrics: pd.DataFrame, path: Path, title: str = "") -> None:
@@ -153,6 +153,32 @@ def plot_confusion(counts: np.ndarray, classes: list[str], path: Path, title: st
     ax.set_ylabel("given")
     if title:
         ax.set_title(title)
+    _save(fig, path)
+
+
+def plot_reliability(bins: dict[str, np.ndarray], path: Path, title: str = "") -> None:
+    """Reliability diagram of `reliability_bins`: each bin's accuracy against its mean confidence, over the diagonal
+    that perfect calibration follows (below it: overconfident), each point named with its count, and the counts as
+    bars beneath: a bin of three examples is far off the diagonal by chance alone, which its count tells."""
+    fig = Figure(figsize=(4.6, 5.2))
+    ax, ax_count = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    filled = bins["count"] > 0
+    confidence, accuracy, counts = bins["confidence"][filled], bins["accuracy"][filled], bins["count"][filled]
+    ax.plot([0, 1], [0, 1], ":", color="gray", label="calibrated")
+    ax.plot(confidence, accuracy, "o-", color="tab:blue", label="per confidence bin")
+    for x, y, count in zip(confidence, accuracy, counts):
+        ax.annotate(str(int(count)), (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7)
+    ax.set_ylabel("accuracy (share predicted right)")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(-0.02, 1.08)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")  # where no bin's point is: underconfident bins fill the upper left
+    edges = bins["edges"]
+    ax_count.bar(edges[:-1], bins["count"], width=np.diff(edges), align="edge", color="tab:gray", edgecolor="white")
+    ax_count.set_xlabel("confidence (probability of the predicted class)")
+    ax_count.set_ylabel("count")
+    if title:
+        ax.set_title(title, fontsize=9)
     _save(fig, path)
 
 

@@ -128,6 +128,32 @@ def test_the_summary_and_the_screen_state_the_intervals_level_as_it_was_computed
     assert "a 90% percentile interval over 10 bootstrap resamples" in _interval_words(reports["scan"])
 
 
+def test_calibration_is_scored_at_each_level_with_a_reliability_diagram_beside_the_other_plots(tmp_path: Path) -> None:
+    """ECE and Brier in summary.json and metrics.csv at scan and participant level (the participant's is of its
+    scans' mean probabilities), and each level's reliability bins in reliability.csv and a PNG. Hand-computed: scans
+    confident 0.9, 0.7 (right), 0.6, 0.5 (wrong) in four bins give ECE (0.1 + 0.3 + 0.6 + 0.5) / 4; participants
+    (0.8, .125, .075) right and (0.5, 0.4, 0.1) wrong give (0.2 + 0.5) / 2."""
+    labels, people = np.array([0, 0, 1, 1]), np.array(["a", "a", "b", "b"])
+    probs = np.array([[0.9, 0.05, 0.05], [0.7, 0.2, 0.1], [0.6, 0.3, 0.1], [0.4, 0.5, 0.1]])
+    reports = evaluate_predictions(labels, probs, people, CLASSES, n_boot=10)
+    ids = pd.DataFrame({"participant_id": people, "session_id": ["ses-M00", "ses-M12"] * 2})
+    write_evaluation(tmp_path, reports, labels, probs, ids, CLASSES, [], {"manifest": None})
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["scan"]["ece"]["estimate"] == pytest.approx(1.5 / 4)
+    assert summary["participant"]["ece"]["estimate"] == pytest.approx(0.7 / 2)
+    by_person = [0.2 ** 2 + 0.125 ** 2 + 0.075 ** 2, 0.5 ** 2 + 0.6 ** 2 + 0.1 ** 2]
+    assert summary["participant"]["brier"]["estimate"] == pytest.approx(np.mean(by_person))
+    assert summary["participant"]["brier"]["resamples"] == 10
+    metrics = pd.read_csv(tmp_path / "metrics.csv").set_index(["level", "metric"])
+    assert metrics.loc[("scan", "ece"), "estimate"] == pytest.approx(0.375)
+    bins = pd.read_csv(tmp_path / "reliability.csv")
+    assert bins.groupby("level", sort=False)["count"].sum().to_dict() == {"scan": 4, "participant": 2}
+    assert bins.query("level == 'participant' and count > 0")[["low", "high", "accuracy"]].values.tolist() == [
+        [0.4, 0.5, 0.0], [0.7, 0.8, 1.0]]
+    assert sorted(p.name for p in tmp_path.glob("reliability_*.png")) == ["reliability_participant.png",
+                                                                          "reliability_scan.png"]
+
+
 def test_an_image_runs_scoring_removes_the_scan_and_participant_plots_of_an_earlier_version(tmp_path: Path) -> None:
     """Image runs were scored at a scan and a participant level until 2026-12-03: scored again now, at the image
     level, the folder kept the old confusion_scan.png and confusion_participant.png beside the new figures."""

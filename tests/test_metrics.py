@@ -10,11 +10,14 @@ from sklearn.metrics import accuracy_score, auc, balanced_accuracy_score, confus
 from elr_mri.evaluation.metrics import (
     Interval,
     bootstrap_metrics,
+    brier_score,
     confusion_counts,
     evaluate_predictions,
+    expected_calibration_error,
     participant_means,
     participant_resamples,
     point_metrics,
+    reliability_bins,
     roc_auc,
     roc_points,
 )
@@ -69,6 +72,38 @@ def test_point_metrics_match_scikit_learn(make):
     np.testing.assert_array_equal(confusion_counts(labels, predicted, 3), confusion_matrix(labels, predicted, labels=[0, 1, 2]))
 
 
+def test_ece_is_near_zero_where_confidence_is_the_hit_rate_and_the_gap_where_it_is_not() -> None:
+    """Hand-computed: a constant 0.99 at 50% accuracy is one bin 0.49 off; predictions right with the probability
+    they state are calibrated, whatever that probability (only the bins' sampling noise is left)."""
+    rng = np.random.default_rng(0)
+    half_right = np.tile([0.99, 0.005, 0.005], (1000, 1))
+    assert expected_calibration_error(np.repeat([0, 1], 500), half_right) == pytest.approx(0.49)
+    stated = rng.uniform(1 / 3, 1, 20000)
+    labels = np.where(rng.random(20000) < stated, 0, 1)  # class 0, predicted, is right with the stated probability
+    calibrated = np.column_stack([stated, (1 - stated) / 2, (1 - stated) / 2])
+    assert expected_calibration_error(labels, calibrated) < 0.015
+    assert expected_calibration_error(labels, np.column_stack([stated ** 0.3, *(2 * [(1 - stated ** 0.3) / 2])])) > 0.1
+
+
+def test_reliability_bins_count_each_example_once_in_its_confidence_bin() -> None:
+    """Equal-width bins (low, high]: 0.7 lies in (0.6, 0.7], and a bin's accuracy is its share of right argmaxes."""
+    proba = np.array([[0.7, 0.3], [0.3, 0.7], [0.95, 0.05], [0.5, 0.5]])
+    bins = reliability_bins(np.array([0, 0, 1, 0]), proba, bins=10)
+    assert bins["count"].tolist() == [0, 0, 0, 0, 1, 0, 2, 0, 0, 1]
+    assert (bins["confidence"][6], bins["accuracy"][6], bins["accuracy"][9], bins["accuracy"][4]) == (0.7, 0.5, 0, 1)
+    assert np.isnan(bins["accuracy"][0]) and bins["edges"][[0, -1]].tolist() == [0, 1]
+
+
+def test_brier_score_is_the_squared_distance_to_the_one_hot_label() -> None:
+    assert brier_score(np.array([1]), np.array([[0.0, 1.0, 0.0]])) == 0
+    assert brier_score(np.array([0, 2]), np.array([[0.5, 0.5, 0.0], [0.2, 0.2, 0.6]])) == pytest.approx(
+        ((0.25 + 0.25) + (0.04 + 0.04 + 0.16)) / 2)
+    labels, proba = predictions(200, seed=4)
+    from sklearn.metrics import brier_score_loss  # binary: half the multiclass score of two classes
+    two = np.column_stack([proba[:, 0], 1 - proba[:, 0]])
+    assert brier_score((labels != 0).astype(int), two) == pytest.approx(2 * brier_score_loss(labels == 0, two[:, 0]))
+
+
 def test_balanced_accuracy_ignores_classes_without_support_like_scikit_learn():
     labels = np.array([0, 0, 1, 1])
     proba = np.array([[0.9, 0.05, 0.05], [0.1, 0.1, 0.8], [0.2, 0.7, 0.1], [0.6, 0.3, 0.1]])
@@ -94,7 +129,8 @@ def test_report_names_per_class_auc_and_brackets_the_estimate():
     labels, proba = predictions(300, seed=2)
     people = [f"P{i // 3}" for i in range(300)]
     report = bootstrap_metrics(labels, proba, people, CLASSES, n_boot=300, seed=0)
-    assert list(report.metrics) == ["accuracy", "balanced_accuracy", "auc_micro", "auc_macro", "auc_CN", "auc_MCI", "auc_AD"]
+    assert list(report.metrics) == ["accuracy", "balanced_accuracy", "auc_micro", "auc_macro", "ece", "brier", "auc_CN",
+                                    "auc_MCI", "auc_AD"]
     for interval in report.metrics.values():
         assert interval.low <= interval.estimate <= interval.high and interval.high - interval.low > 0.01
     assert (report.n_examples, report.n_participants) == (300, 100)

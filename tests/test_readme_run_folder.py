@@ -84,7 +84,7 @@ def test_readme_names_every_column_and_key_of_an_evaluation(run: Path, tmp_path:
     write_evaluation(tmp_path, reports, labels, probs, ids, classes, [], {})
     names = []
     for folder in (evaluation_dir(run, None), tmp_path):
-        names += [c for name in ("metrics.csv", "confusion.csv", "predictions.csv")
+        names += [c for name in ("metrics.csv", "confusion.csv", "reliability.csv", "predictions.csv")
                   for c in pd.read_csv(folder / name).columns]
         summary = json.loads((folder / "summary.json").read_text())
         names += [*summary, *next(v for v in summary.values() if isinstance(v, dict) and "accuracy" in v)["accuracy"]]

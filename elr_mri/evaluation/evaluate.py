@@ -506,10 +506,11 @@ def _row_ids(dataset: Dataset, size: int) -> pd.DataFrame:
 
 def write_evaluation(out: Path, reports: dict[str, MetricsReport], labels: np.ndarray, probs: np.ndarray,
                      ids: pd.DataFrame, classes: list[str], notes: list[str], about: dict[str, Any]) -> None:
-    """metrics.csv, confusion.csv, predictions.csv (`ids`' columns first, a row an item), ROC and confusion PNGs
-    and summary.json (`about` first) under `out`. summary.json, which readers take as "complete", goes first and comes back last: a
-    scoring killed part-way leaves no earlier scoring's summary beside its new files."""
-    from elr_mri.plots import plot_confusion, plot_roc
+    """metrics.csv, confusion.csv, reliability.csv, predictions.csv (`ids`' columns first, a row an item), ROC,
+    confusion and reliability PNGs and summary.json (`about` first) under `out`. summary.json, which readers take as
+    "complete", goes first and comes back last: a scoring killed part-way leaves no earlier scoring's summary beside
+    its new files."""
+    from elr_mri.plots import plot_confusion, plot_reliability, plot_roc
 
     out.mkdir(parents=True, exist_ok=True)
     first = next(iter(reports.values()))
@@ -525,10 +526,14 @@ def write_evaluation(out: Path, reports: dict[str, MetricsReport], labels: np.nd
     atomic_write_text(pd.DataFrame(rows).to_csv(index=False), out / "metrics.csv")
     confusion = [row for report in reports.values() for row in report.confusion_rows()]
     atomic_write_text(pd.DataFrame(confusion).to_csv(index=False), out / "confusion.csv")
+    reliability = [row for report in reports.values() for row in report.reliability_rows()]
+    atomic_write_text(pd.DataFrame(reliability).to_csv(index=False), out / "reliability.csv")
     atomic_write_text(predictions.to_csv(index=False), out / "predictions.csv")
     plot_roc(labels, probs, classes, out / "roc.png", f"{first.level} level, {len(labels)} {first.level}s, one-vs-rest")
     for level, report in reports.items():
         plot_confusion(report.confusion, classes, out / f"confusion_{level}.png", title=f"{level} level")
+        plot_reliability(report.reliability, out / f"reliability_{level}.png",
+                         title=f"{level} level, ECE {100 * report.metrics['ece'].estimate:.1f}%")
     _remove_other_levels_plots(out, reports)
     summary = {**scoring, "participant_overlap_notes": notes,
                "balanced_accuracy_classes": first.balanced_accuracy_classes,

@@ -7,13 +7,15 @@ counts as one draw (cluster bootstrap).
 
 Metrics (as the ML4H paper reports them): accuracy, balanced accuracy, micro and
 macro one-vs-rest AUC on probabilities, per-class AUC, and the confusion matrix (counts, and per
-true class the share of each prediction, with intervals). `evaluate_predictions` gives them at
-scan level and at participant level (each participant's mean probability per given diagnosis).
+true class the share of each prediction, with intervals); and, since label noise and ELR's targets change how far
+a probability can be taken at its word, two of calibration: the expected calibration error and the Brier score.
+`evaluate_predictions` gives them at scan level and at participant level (each participant's mean probability per
+given diagnosis).
 Pure NumPy and SciPy; AUCs use the rank formula, ties counted half, which equals scikit-learn's.
 
 Public names: `Interval`, `rarely_defined_note`, `too_few_to_resample`, `MetricsReport`, `point_metrics`,
 `bootstrap_metrics`, `participant_means`, `participant_resamples`, `resampled_metrics`, `evaluate_predictions`, `roc_auc`,
-`confusion_counts`, `roc_points`,
+`confusion_counts`, `roc_points`, `expected_calibration_error`, `brier_score`, `reliability_bins`, `CALIBRATION_BINS`,
 `balanced_accuracy`, `non_finite_rows`, `non_probability_rows`, `row_words`, `RARELY_DEFINED`, `TOP5_MIN_CLASSES`.
 """
 
@@ -48,11 +50,20 @@ __all__ = [
     "roc_auc",
     "roc_points",
     "confusion_counts",
+    "expected_calibration_error",
+    "brier_score",
+    "reliability_bins",
+    "CALIBRATION_BINS",
 ]
 
 TOP5_MIN_CLASSES = 5  # top-5 accuracy is reported only above this many classes, where it is not trivially 1
 CONFIDENCE = 0.95
 RARELY_DEFINED = 0.95  # an interval resting on fewer than this share of the resamples is named as such
+# equal-width bins of top-label confidence for the ECE and the reliability diagram: fewer than Guo et al.'s 15, since
+# a holdout has a few hundred participants and three classes leave only the bins above 1/3 in use (~7 of 10), which
+# keeps some 40 participants a bin; with fewer, each bin's |accuracy - confidence| is mostly sampling noise, an ECE
+# biased upwards
+CALIBRATION_BINS = 10
 PROBABILITY_TOLERANCE = 1e-3  # a row's sum may miss 1 by this: float32 softmax and 7-digit CSVs miss it by ~1e-7
 
 
@@ -102,10 +113,11 @@ class MetricsReport:
     n_examples: int
     n_participants: int
     n_boot: int
-    metrics: dict[str, Interval]  # accuracy, balanced_accuracy, auc_micro, auc_macro, auc_<class>
+    metrics: dict[str, Interval]  # accuracy, balanced_accuracy, auc_micro, auc_macro, ece, brier, auc_<class>
     confusion: np.ndarray  # counts, rows = given class, columns = predicted class
     # estimate / low / high (rows sum to 1), and resamples: those that drew the given class, where its rates exist
     confusion_rate: dict[str, np.ndarray] = field(default_factory=dict)
+    reliability: dict[str, np.ndarray] = field(default_factory=dict)  # `reliability_bins` of the whole set
     confidence: float = CONFIDENCE  # the intervals' level, which the outputs state beside them
 
     @property
@@ -140,6 +152,15 @@ class MetricsReport:
              "resamples": int(rate["resamples"][i, j])}
             for i, given in enumerate(self.class_names) for j, predicted in enumerate(self.class_names)
         ]
+
+    def reliability_rows(self) -> list[dict[str, object]]:
+        """One dict a confidence bin (level, low, high, count, confidence, accuracy; the last two NaN where empty):
+        the reliability diagram's figures, for a reader who would draw or test them otherwise."""
+        bins = self.reliability
+        return [{"level": self.level, "low": low, "high": high, "count": int(count), "confidence": confidence,
+                 "accuracy": accuracy}
+                for low, high, count, confidence, accuracy in zip(bins["edges"][:-1], bins["edges"][1:],
+                                                                  bins["count"], bins["confidence"], bins["accuracy"])]
 
 
 def evaluate_predictions(
@@ -204,11 +225,12 @@ def bootstrap_metrics(
         confusion_rate={"estimate": _rates(counts), "low": _percentiles(boot_rates, tail),
                         "high": _percentiles(boot_rates, 100 - tail), "resamples": np.isfinite(boot_rates).sum(axis=0)},
         confidence=confidence,
+        reliability=reliability_bins(labels, proba),
     )
 
 
 def point_metrics(labels: np.ndarray, proba: np.ndarray, num_classes: int) -> dict[str, float]:
-    """accuracy, top5_accuracy (more than five classes only), balanced_accuracy, auc_micro, auc_macro
+    """accuracy, top5_accuracy (more than five classes only), balanced_accuracy, auc_micro, auc_macro, ece, brier
     and auc_<k> for class index k."""
     labels = np.asarray(labels)
     proba = np.asarray(proba, dtype=np.float64)
@@ -223,6 +245,8 @@ def point_metrics(labels: np.ndarray, proba: np.ndarray, num_classes: int) -> di
         "balanced_accuracy": _mean_recall(counts),
         "auc_micro": roc_auc(onehot.ravel(), proba.ravel()),
         "auc_macro": float(np.mean(per_class)),  # NaN if any class is absent, as scikit-learn refuses it
+        "ece": expected_calibration_error(labels, proba),
+        "brier": brier_score(labels, proba),
     })
     values.update({f"auc_{c}": a for c, a in enumerate(per_class)})
     return values
@@ -243,6 +267,40 @@ def balanced_accuracy(labels: np.ndarray, predicted: np.ndarray, num_classes: in
     """Mean recall over the classes present in `labels` (NaN without labels): a model that gives
     everyone the majority class scores 1/(classes present), whatever the majority's share."""
     return _mean_recall(confusion_counts(labels, predicted, num_classes))
+
+
+def expected_calibration_error(labels: np.ndarray, proba: np.ndarray, bins: int = CALIBRATION_BINS) -> float:
+    """Top-label ECE (Guo et al. 2017): the mean over examples of |accuracy - mean confidence| of their confidence
+    bin, so 0 where "p = 0.9" is right 90% of the time, whatever the accuracy; NaN without examples."""
+    counts, confidence, accuracy = (reliability_bins(labels, proba, bins)[key] for key in
+                                    ("count", "confidence", "accuracy"))
+    if not counts.sum():
+        return float("nan")
+    filled = counts > 0
+    return float((counts[filled] * np.abs(accuracy[filled] - confidence[filled])).sum() / counts.sum())
+
+
+def brier_score(labels: np.ndarray, proba: np.ndarray) -> float:
+    """Multiclass Brier score: the mean over examples of the squared distance from the probability vector to the
+    one-hot label (0 perfect, 2 the worst), which, unlike the ECE, rewards sharpness as well as calibration."""
+    if not len(labels):
+        return float("nan")
+    onehot = np.asarray(labels)[:, None] == np.arange(proba.shape[1])[None, :]
+    return float(((np.asarray(proba, dtype=np.float64) - onehot) ** 2).sum(1).mean())
+
+
+def reliability_bins(labels: np.ndarray, proba: np.ndarray, bins: int = CALIBRATION_BINS) -> dict[str, np.ndarray]:
+    """Per equal-width bin of top-label confidence, (low, high] (the first from 0): edges, count, mean confidence and
+    accuracy (NaN where empty). The confidence is the probability of the predicted class, the argmax."""
+    labels, proba = np.asarray(labels), np.asarray(proba, dtype=np.float64)
+    edges = np.linspace(0.0, 1.0, bins + 1).round(12)  # 0.3, not 0.30000000000000004, in reliability.csv
+    confidence, hits = proba.max(1), proba.argmax(1) == labels
+    which = np.searchsorted(edges[1:-1], confidence, side="left")  # a confidence on an edge belongs to the lower bin
+    counts = np.bincount(which, minlength=bins)
+    with np.errstate(invalid="ignore"):
+        return {"edges": edges, "count": counts,
+                "confidence": np.bincount(which, confidence, bins) / counts,
+                "accuracy": np.bincount(which, hits, bins) / counts}
 
 
 def _mean_recall(counts: np.ndarray) -> float:
@@ -299,7 +357,8 @@ def participant_means(
 def _metric_names(num_classes: int) -> list[str]:
     """Keys of `point_metrics` in report order."""
     top5 = ["top5_accuracy"] if num_classes > TOP5_MIN_CLASSES else []
-    return ["accuracy", *top5, "balanced_accuracy", "auc_micro", "auc_macro"] + [f"auc_{c}" for c in range(num_classes)]
+    return (["accuracy", *top5, "balanced_accuracy", "auc_micro", "auc_macro", "ece", "brier"]
+            + [f"auc_{c}" for c in range(num_classes)])
 
 
 def participant_resamples(participants: np.ndarray, n_boot: int, rng: np.random.Generator) -> list[np.ndarray]:
