@@ -26,7 +26,7 @@ from elr_mri.evaluation import N_BOOT
 from elr_mri.evaluation.compare import HEADLINE_METRICS, comparison_table
 from elr_mri.evaluation.evaluate import WARNINGS_KEY
 from elr_mri.evaluation.explain import map_file_stem
-from elr_mri.evaluation.metrics import Interval, rarely_defined_note, too_few_to_resample
+from elr_mri.evaluation.metrics import CALIBRATION_BINS, Interval, rarely_defined_note, too_few_to_resample
 from elr_mri.evaluation.truth import mean_paired_difference, participants_predicted_alike, rescore_against_truth
 from elr_mri.plots import plot_learning_curves, plot_memorization_comparison
 from elr_mri.simulate.disease import DIAGNOSES
@@ -189,7 +189,8 @@ def _metrics_section(runs: dict[str, Path], out: Path) -> str:
                                n_boot, f"{r.metric} on {shown}", rare) for r in values.itertuples()]
                 rows.setdefault(shown, {})[method] = f"| {method} | {shown} | {participants} | {' | '.join(cells)} |"
             figures.append(f"{loss}, {evaluation.name}: ![ROC]({_relative(evaluation / 'roc.png', out)}) "
-                           f"![confusion]({_relative(evaluation / 'confusion_participant.png', out)})")
+                           f"![confusion]({_relative(evaluation / 'confusion_participant.png', out)}) "
+                           f"![reliability]({_relative(evaluation / 'reliability_participant.png', out)})")
     networks_first = {loss: rank for rank, loss in enumerate(runs)}
     ordered = [row for where in sorted(rows, key=_test_first)
                for _, row in sorted(rows[where].items(), key=lambda item: networks_first.get(item[0], len(runs)))]
@@ -210,10 +211,13 @@ def _metrics_section(runs: dict[str, Path], out: Path) -> str:
         "",
         header, "|---|---|---|" + "---|" * len(HEADLINE_METRICS), *ordered, *_rare_notes(rare), *_alone_notes(alone),
         *_notes([lacking[where] for where in sorted(lacking, key=_test_first)]), *_warning_list("scoring", warned), "",
-        "### ROC curves (scan level) and confusion matrices (participant level)",
+        "### ROC curves (scan level), confusion matrices and reliability diagrams (participant level)",
         "Each ROC curve is drawn over scans; each confusion matrix counts participants (a participant's scans' mean "
         "probability; one a diagnosis for a participant whose diagnosis changed between scans), as the table above "
-        "does.",
+        "does; each reliability diagram sets the participants' accuracy against their confidence (the probability of "
+        f"the predicted class) in bins of {1 / CALIBRATION_BINS:g}, with each bin's count: on the diagonal, a stated 0.9 is right 90% of "
+        "the time; `ece` above is the participant-weighted mean gap, `brier` the mean squared distance of the "
+        "probabilities from the given diagnosis (both lower is better).",
         "",
         *figures,
     ])

@@ -42,7 +42,7 @@ def _scored(folder: Path, given: list[str], predicted: list[str]) -> Path:
     frame.to_csv(folder / "predictions.csv", index=False)
     accuracy = float(np.mean(np.array(given) == np.array(predicted)))
     interval = {"estimate": accuracy, "low": accuracy, "high": accuracy}
-    metrics = {m: interval for m in ("accuracy", "balanced_accuracy", "auc_micro", "auc_macro")}
+    metrics = {m: interval for m in HEADLINE_METRICS}
     (folder / "summary.json").write_text(json.dumps({"participant": metrics}))
     return folder
 
@@ -62,6 +62,20 @@ def test_paired_differences_set_each_method_against_the_cnn_on_the_same_particip
     assert accuracy.loc["ce", "low"] >= 0  # ce is never wrong where the CNN is right: no resample puts it behind
     methods = comparison_table(cnn, "elr", others={"ce": other}, baselines=["voxels_linear_svm"])["method"]
     assert list(methods.unique()) == ["elr", "ce", "voxels_linear_svm"]
+
+
+def test_a_baseline_scored_before_the_calibration_metrics_reads_as_undefined_there(tmp_path: Path) -> None:
+    """Its summary.json has no ece or brier: the comparison (and the demo report reading it) stopped at a KeyError."""
+    given = ["CN", "MCI", "AD"] * 3
+    cnn = _scored(tmp_path / "eval-test", given, given)
+    earlier = _scored(cnn / "baselines" / "voxels_linear_svm", given, ["MCI"] * 9) / "summary.json"
+    summary = json.loads(earlier.read_text())
+    summary["participant"] = {m: v for m, v in summary["participant"].items() if m not in ("ece", "brier")}
+    earlier.write_text(json.dumps(summary))
+    table = comparison_table(cnn, "elr").set_index(["method", "metric"])
+    assert np.isnan(table.loc[("voxels_linear_svm", "ece"), "estimate"])
+    assert table.loc[("voxels_linear_svm", "accuracy"), "estimate"] == pytest.approx(1 / 3)
+    assert table.loc[("elr", "ece"), "estimate"] == 1.0  # as _scored writes it
 
 
 def test_both_tables_name_their_level_and_how_many_participants_they_rest_on(tmp_path: Path) -> None:

@@ -611,7 +611,8 @@ def test_evaluate_puts_another_run_and_the_voxel_baseline_in_one_table(trained: 
     assert result.returncode == 0, result.stderr[-3000:]
     assert "only the voxel SVM" in result.stdout
     headers = re.findall(r"^metric +(.+)$", result.stdout, re.M)  # printed as comparison.csv lists them, not sorted
-    assert [header.split() for header in headers] == [["accuracy", "balanced_accuracy", "auc_micro", "auc_macro"]] * 2
+    assert [header.split() for header in headers] == [["accuracy", "balanced_accuracy", "auc_micro", "auc_macro", "ece",
+                                                       "brier"]] * 2
     table = pd.read_csv(trained["run"] / f"eval-{trained['holdout'].stem}" / "comparison.csv")
     assert list(table["method"].unique()) == ["run (elr)", "run_ce (ce)", "voxels_linear_svm"]
     assert ((table["low"] <= table["estimate"] + 1e-12) & (table["estimate"] <= table["high"] + 1e-12)).all()

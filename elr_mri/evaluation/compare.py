@@ -27,9 +27,13 @@ from preprocess.sidecar import file_sha256
 __all__ = ["HEADLINE_METRICS", "COMPARISON_FILES", "comparison_table", "paired_differences", "run_labels",
            "require_same_scans", "require_same_splits", "record_comparison", "remove_comparisons_citing", "wide_table"]
 
-HEADLINE_METRICS = ("accuracy", "balanced_accuracy", "auc_micro", "auc_macro")
+# the calibration figures too: two methods of one accuracy can differ in how far their probabilities can be trusted
+HEADLINE_METRICS = ("accuracy", "balanced_accuracy", "auc_micro", "auc_macro", "ece", "brier")
 COMPARISON_FILES = ("comparison.csv", "paired_differences.csv")  # what `evaluate --compare-with` writes
 COMPARED_IN = "compared_in.json"  # in a compared run's scoring folder: the comparisons that read it
+# a metric a summary.json lacks: a baseline scored before ece and brier were (2026-12-07), which a rescoring with
+# --baselines fills in; NaN in the table rather than a KeyError for the whole comparison or demo report
+_NOT_SCORED = {"estimate": None, "low": None, "high": None, "resamples": None}
 
 
 def comparison_table(eval_dir: Path, cnn_name: str, level: str = "participant",
@@ -43,8 +47,8 @@ def comparison_table(eval_dir: Path, cnn_name: str, level: str = "participant",
     for method, folder in _scored_methods(Path(eval_dir), cnn_name, others, baselines):
         summary = json.loads((folder / "summary.json").read_text())
         people = len(_participants(folder))
-        rows += [{"method": method, "level": level, "metric": m, **summary[level][m], "participants": people}
-                 for m in metrics]
+        rows += [{"method": method, "level": level, "metric": m, **summary[level].get(m, _NOT_SCORED),
+                  "participants": people} for m in metrics]
     table = pd.DataFrame(rows, columns=["method", "level", "metric", "estimate", "low", "high", "resamples",
                                         "participants"])
     return table.astype({"estimate": float, "low": float, "high": float})  # null (undefined) in summary.json: NaN

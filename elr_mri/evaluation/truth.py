@@ -58,7 +58,7 @@ def rescore_against_truth(predictions: Path, truth: pd.DataFrame, n_boot: int = 
                              level="participant")
 
 
-PAIRED_METRICS = ("accuracy", "balanced_accuracy", "auc_macro", "auc_micro")
+PAIRED_METRICS = ("accuracy", "balanced_accuracy", "auc_macro", "auc_micro", "ece", "brier")
 
 
 def mean_paired_difference(pairs: Sequence[tuple[Path, Path]], truth: pd.DataFrame, n_boot: int = N_BOOT,
@@ -70,7 +70,8 @@ def mean_paired_difference(pairs: Sequence[tuple[Path, Path]], truth: pd.DataFra
     `metric` is one of PAIRED_METRICS. `balanced_accuracy` (mean recall over the true classes) shows a
     method that trades majority-class hits for minority-class ones, which accuracy hides; `auc_macro`
     (one-vs-rest, from the probabilities) does not depend on where the decision falls, so a method that
-    only shifts its predictions between classes gains nothing on it.
+    only shifts its predictions between classes gains nothing on it; `ece` and `brier` (lower is better, so a
+    negative difference favours B) say whether B's probabilities are nearer the frequencies they state.
 
     The interval covers the choice of participants; with few seeds it says little about how much a
     further seed could move the mean, so report the per-pair differences beside it.
