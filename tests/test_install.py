@@ -91,9 +91,28 @@ def test_environment_yml_installs_what_make_setup_does() -> None:
     torch = re.search(r"^TORCH_SPEC \?= (\S+)$", (ROOT / "Makefile").read_text(), re.M).group(1)
     assert pip == [torch, "-e .[dev]"] and f"`{torch}`" in (ROOT / "README.md").read_text()
     python = next(entry.removeprefix("python=") for entry in conda if entry.startswith("python="))
-    needed = re.fullmatch(r">=(\d+)\.(\d+)", _pyproject()["project"]["requires-python"]).groups()
-    assert tuple(map(int, python.split("."))) >= tuple(map(int, needed))
+    lowest, refused = _pythons()
+    assert lowest <= tuple(map(int, python.split("."))) < refused
     assert sorted(conda) == ["pip", f"python={python}"]
+
+
+def _pythons() -> tuple[tuple[int, int], tuple[int, int]]:
+    """requires-python `>=3.10,<3.14` as the lowest Python it takes and the first it refuses."""
+    bounds = re.fullmatch(r">=(\d+)\.(\d+),<(\d+)\.(\d+)", _pyproject()["project"]["requires-python"])
+    assert bounds, "requires-python is not '>=X.Y,<X.Z'"
+    numbers = tuple(map(int, bounds.groups()))
+    return numbers[:2], numbers[2:]
+
+
+def test_requires_python_refuses_a_python_antspyx_has_no_wheel_for() -> None:
+    """antspyx 0.6.3 has no wheel for Python 3.14, nor has any scipy below antspyx's pin of 1.16: there pip would
+    build both from source (scipy needs a Fortran compiler, antspyx ITK and ANTs), where README said "3.10 or newer".
+    Lift the bound, here and in README, once antspyx ships a 3.14 wheel and a scipy it takes has one."""
+    lowest, refused = _pythons()
+    assert refused <= (3, 14), "antspyx and scipy<1.16 have no wheel for Python 3.14"
+    readme = (ROOT / "README.md").read_text()
+    stated = f"Python {lowest[0]}.{lowest[1]} to {refused[0]}.{refused[1] - 1}"
+    assert stated in readme and f"`python3` ({stated.removeprefix('Python ')}:" in readme, stated
 
 
 def _release(version: str) -> tuple[int, ...]:
