@@ -8,12 +8,17 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 STAMP := $(VENV)/.installed
-# Exit with one line unless this Python is at least pyproject.toml's requires-python (argument: how to fix it): a too
-# old one otherwise stopped at torch's wheel, "No matching distribution found for torch==2.13.0", as if there were none.
+# Exit with one line unless this Python is within pyproject.toml's requires-python (argument: how to fix it): a too
+# old one otherwise stopped at torch's wheel, "No matching distribution found for torch==2.13.0", as if there were none;
+# a too new one (3.14) sent pip to build scipy and antspyx from source after installing torch.
 CHECK_PYTHON := import platform, re, sys; \
-    need = tuple(map(int, re.search(r'requires-python = \W*(\d+)\.(\d+)', open('pyproject.toml').read()).groups())); \
-    sys.exit(None if sys.version_info >= need else 'make setup: %s is Python %s; elr-mri needs %d.%d or newer: %s' \
-             % (sys.executable, platform.python_version(), need[0], need[1], sys.argv[1]))
+    spec = re.search(r'requires-python = (.*)', open('pyproject.toml').read()).group(1); \
+    low, high = (tuple(map(int, m.groups())) if m else None \
+                 for m in (re.search(r'>=\s*(\d+)\.(\d+)', spec), re.search(r'<\s*(\d+)\.(\d+)', spec))); \
+    words = '%d.%d to %d.%d' % (low + (high[0], high[1] - 1)) if high else '%d.%d or newer' % low; \
+    sys.exit(None if low <= sys.version_info[:2] and (high is None or sys.version_info[:2] < high) else \
+             'make setup: %s is Python %s; elr-mri needs %s: %s' \
+             % (sys.executable, platform.python_version(), words, sys.argv[1]))
 # The last line after a failed pip, whose own ("No matching distribution found for torch==2.13.0") reads as if there
 # were no such release where the index was out of reach. Exported, so that the echoed recipe does not repeat it.
 export ELR_MRI_SETUP_HINT := pip's "from versions: none" means that its package index was out of reach (the network, \
@@ -24,7 +29,7 @@ PIP_FAILED = { echo "make setup: pip could not install $(1) (above). $$ELR_MRI_S
 # holds was for that python)
 NEW_VENV = { command -v $(PYTHON) >/dev/null || { echo "make setup: no $(PYTHON) on PATH: install Python 3, or name \
 one: make setup PYTHON=/path/to/python3" >&2; exit 1; }; \
-    $(PYTHON) -c "$(CHECK_PYTHON)" "make setup PYTHON=<a newer python3>" && $(PYTHON) -m venv --clear $(VENV); }
+    $(PYTHON) -c "$(CHECK_PYTHON)" "make setup PYTHON=<a python3 in that range>" && $(PYTHON) -m venv --clear $(VENV); }
 
 .PHONY: setup test test-slow demo demo-digits clean
 
@@ -33,7 +38,7 @@ setup: $(STAMP)
 # A .venv without pip (what a python3 lacking ensurepip, Debian's without python3-venv, leaves behind; `uv venv`'s) gets
 # it, its packages kept: every run stopped at "No module named pip".
 $(STAMP): pyproject.toml
-	@test ! -x $(PY) || $(PY) -c "$(CHECK_PYTHON)" "rm -rf $(VENV), then make setup PYTHON=<a newer python3>"
+	@test ! -x $(PY) || $(PY) -c "$(CHECK_PYTHON)" "rm -rf $(VENV), then make setup PYTHON=<a python3 in that range>"
 	@$(PY) -c "" 2>/dev/null || $(NEW_VENV)
 	@$(PY) -m pip --version >/dev/null 2>&1 || $(PY) -m ensurepip
 	$(PY) -m pip install --upgrade --quiet pip

@@ -147,11 +147,11 @@ def _make_setup(folder: Path, *options: str) -> subprocess.CompletedProcess:
                               capture_output=True, text=True, timeout=300)
 
 
-def _project_needing(folder: Path, version: tuple[int, int] | None = None) -> Path:
-    """`folder` with the project's pyproject.toml, there requiring Python `version` or newer if given."""
+def _project_needing(folder: Path, requires_python: str | None = None) -> Path:
+    """`folder` with the project's pyproject.toml, there with `requires_python` as its requires-python if given."""
     text = (ROOT / "pyproject.toml").read_text()
-    if version is not None:
-        text = re.sub(r'requires-python = "[^"]*"', f'requires-python = ">={version[0]}.{version[1]}"', text)
+    if requires_python is not None:
+        text = re.sub(r'requires-python = "[^"]*"', f'requires-python = "{requires_python}"', text)
     (folder / "pyproject.toml").write_text(text)
     return folder
 
@@ -161,21 +161,34 @@ def test_setup_refuses_a_python_older_than_requires_python_in_one_line(tmp_path:
     """A too old python3 stopped at torch's wheel ("No matching distribution found for torch==2.13.0"), having made a
     .venv that every later run, even one given a newer PYTHON, kept."""
     newer = (sys.version_info.major, sys.version_info.minor + 1)
-    folder = _project_needing(tmp_path, newer)
+    folder = _project_needing(tmp_path, f">={newer[0]}.{newer[1]}")
     result = _make_setup(folder, f"PYTHON={sys.executable}")
     assert result.returncode != 0 and not (folder / ".venv").exists()
     assert result.stderr.splitlines()[0] == (f"make setup: {sys.executable} is Python {platform.python_version()}; "
                                              f"elr-mri needs {newer[0]}.{newer[1]} or newer: "
-                                             "make setup PYTHON=<a newer python3>")
+                                             "make setup PYTHON=<a python3 in that range>")
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder / ".venv")], check=True)
     result = _make_setup(folder)
     assert result.returncode != 0
     assert result.stderr.splitlines()[0].endswith(f"needs {newer[0]}.{newer[1]} or newer: rm -rf .venv, then make "
-                                                  "setup PYTHON=<a newer python3>")
+                                                  "setup PYTHON=<a python3 in that range>")
     shutil.rmtree(folder / ".venv")
     result = _make_setup(folder, "PYTHON=no-such-python3")
     assert result.stderr.splitlines()[0] == ("make setup: no no-such-python3 on PATH: install Python 3, or name one: "
                                              "make setup PYTHON=/path/to/python3")
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="no make")
+def test_setup_refuses_a_python_newer_than_requires_python_allows_before_installing_torch(tmp_path: Path) -> None:
+    """On a Python past requires-python's upper bound (3.14: no antspyx or scipy<1.16 wheel), setup installed torch
+    and only then met pip's refusal of the package, or pip building scipy and antspyx from source."""
+    lowest = (sys.version_info.major, sys.version_info.minor - 1)
+    folder = _project_needing(tmp_path, f">={lowest[0]}.{lowest[1]},<{lowest[0]}.{lowest[1] + 1}")
+    result = _make_setup(folder, f"PYTHON={sys.executable}")
+    assert result.returncode != 0 and not (folder / ".venv").exists()
+    assert result.stderr.splitlines()[0] == (f"make setup: {sys.executable} is Python {platform.python_version()}; "
+                                             f"elr-mri needs {lowest[0]}.{lowest[1]} to {lowest[0]}.{lowest[1]}: "
+                                             "make setup PYTHON=<a python3 in that range>")
 
 
 @pytest.mark.slow
