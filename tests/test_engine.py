@@ -1518,14 +1518,14 @@ def test_a_diverging_run_keeps_the_best_epoch_it_held_in_memory(tmp_path: Path, 
 
 def test_a_resume_of_a_diverged_run_is_warned_only_where_it_trains_as_that_run_did() -> None:
     """Another precision (the advice for fp16), or a resume that ends before the diverged epoch, may well go on."""
-    from elr_mri.engine.runner import _diverging_again_note
+    from elr_mri.engine.divergence import diverging_again_note
 
     cpu, out = torch.device("cpu"), Path("run")
-    assert _diverging_again_note(out, load_config(DIGITS, ["train.epochs=5"]), cpu, (5, "fp32"))
-    assert _diverging_again_note(out, load_config(DIGITS, ["train.epochs=5"]), cpu, None) == []
-    assert _diverging_again_note(out, load_config(DIGITS, ["train.epochs=5", "train.precision=bf16"]), cpu,
-                                 (5, "fp32")) == []
-    assert _diverging_again_note(out, load_config(DIGITS, ["train.epochs=4"]), cpu, (5, "fp32")) == []
+    assert diverging_again_note(out, load_config(DIGITS, ["train.epochs=5"]), cpu, (5, "fp32"))
+    assert diverging_again_note(out, load_config(DIGITS, ["train.epochs=5"]), cpu, None) == []
+    assert diverging_again_note(out, load_config(DIGITS, ["train.epochs=5", "train.precision=bf16"]), cpu,
+                                (5, "fp32")) == []
+    assert diverging_again_note(out, load_config(DIGITS, ["train.epochs=4"]), cpu, (5, "fp32")) == []
 
 
 def test_a_best_checkpoint_a_resume_did_not_write_again_is_named(tmp_path: Path, cli_in_process: Cli) -> None:
@@ -1634,7 +1634,7 @@ def test_nan_in_the_elr_targets_is_divergence_too(tmp_path: Path) -> None:
     beside the learning rate (it named the learning rate alone)."""
     from elr_mri.engine.execution import ExecutionPlan
     from elr_mri.engine.methods import build_method
-    from elr_mri.engine.runner import _refuse_divergence
+    from elr_mri.engine.divergence import refuse_divergence
 
     def method_and_plan(precision: str) -> tuple:
         torch.manual_seed(0)
@@ -1643,7 +1643,7 @@ def test_nan_in_the_elr_targets_is_divergence_too(tmp_path: Path) -> None:
         return cfg, build_method(cfg, (1, 8, 8), 10, 20, plan), plan
 
     cfg, method, plan = method_and_plan("fp16")
-    _refuse_divergence(method, float("nan"), 0, cfg, tmp_path, plan)  # everything finite: a skipped float16 step
+    refuse_divergence(method, float("nan"), 0, cfg, tmp_path, plan)  # everything finite: a skipped float16 step
     with torch.no_grad():
         method.model.net[1].weight.mul_(1e5)  # the first layer's outputs pass float16's 65504
     images = torch.full((8, 1, 8, 8), 10.0)
@@ -1652,16 +1652,16 @@ def test_nan_in_the_elr_targets_is_divergence_too(tmp_path: Path) -> None:
     assert all(torch.isfinite(weight).all() for weight in method.model.parameters())
     assert not torch.isfinite(method.targets()[:8]).any() and torch.isfinite(method.targets()[8:]).all()
     with pytest.raises(ValueError, match=r"\(training loss 1.5; weights, statistics or targets no longer finite\)"):
-        _refuse_divergence(method, 1.5, 0, cfg, tmp_path, plan)  # a finite loss too: the state is what counts
+        refuse_divergence(method, 1.5, 0, cfg, tmp_path, plan)  # a finite loss too: the state is what counts
     with pytest.raises(ValueError, match=r"training diverged in epoch 1 .*targets no longer finite.*lower optim.lr "
                                          r"\(now 0.05\), e.g. .*; or, as it ran in fp16 .*, go on in (bf16|fp32) "
                                          rf"\(.*\): elr-mri train --resume {tmp_path} --set train.precision=\1$"):
-        _refuse_divergence(method, float(loss), 0, cfg, tmp_path, plan)
+        refuse_divergence(method, float(loss), 0, cfg, tmp_path, plan)
     cfg, method, plan = method_and_plan("fp32")
     method.targets()[3, 0] = float("nan")
     with pytest.raises(ValueError, match=r"targets no longer finite.*lower optim.lr \(now 0.05\), e.g. .* --set "
                                          r"optim.lr=0.005 --out NEW_RUN_DIR$"):  # fp32: no precision to change
-        _refuse_divergence(method, float("nan"), 0, cfg, tmp_path, plan)
+        refuse_divergence(method, float("nan"), 0, cfg, tmp_path, plan)
 
 
 def test_a_cpu_run_at_a_thread_a_core_on_a_busy_machine_is_told_to_try_one_thread(monkeypatch) -> None:

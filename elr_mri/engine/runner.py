@@ -13,7 +13,6 @@ import io
 import json
 import os
 import random
-import shlex
 import sys
 import time
 from contextlib import ExitStack
@@ -39,6 +38,7 @@ from elr_mri.data.noise import require_cifar10_classes
 from elr_mri.engine.checkpoint import (atomic_save, atomic_write_json, atomic_write_text, capture_rng, host_copy,
                                       load_checkpoint, restore_rng)
 from elr_mri.engine.diagnostics import collapse_warnings
+from elr_mri.engine.divergence import diverging_again_note, refuse_divergence
 from elr_mri.engine.epoch_lines import EpochLines, draws_bars
 from elr_mri.engine.execution import (ExecutionPlan, busy_cores_note, limit_cpu_threads, precision_note,
                                      process_settings_kept)
@@ -154,7 +154,7 @@ def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, de
         remove_leftovers(out_dir)
         if not (out_dir / "checkpoints" / "last.pt").exists():  # said before the data, which may take minutes
             print(_starting_over_note(out_dir, diverged), file=sys.stderr)
-        for note in _diverging_again_note(out_dir, cfg, device, diverged):
+        for note in diverging_again_note(out_dir, cfg, device, diverged):
             print(note, file=sys.stderr)
     blur_on_device = blurs_on_device(cfg.data, device)
     show_progress = draws_bars(cfg.train.progress) and dist.is_main
@@ -209,9 +209,9 @@ def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, de
         tracker.new_epoch()
         batches = feeder.train_epoch(epoch, method.batch_streams, method.streams_in_turn)
         train_loss = _train_epoch(method, batches, epoch, tracker, show_progress)
-        _refuse_divergence(method, train_loss, epoch, cfg, out_dir, plan,
-                           keep_best=lambda: _record_divergence(out_dir, epoch + 1, plan, checkpoints, state)
-                           if dist.is_main else 0)
+        refuse_divergence(method, train_loss, epoch, cfg, out_dir, plan,
+                          keep_best=lambda: _record_divergence(out_dir, epoch + 1, plan, checkpoints, state)
+                          if dist.is_main else 0)
         row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss,
                                "epoch_seconds": round(time.perf_counter() - epoch_started, 3)}
         pred, seen = tracker.predictions(), tracker.seen_this_epoch()
@@ -306,63 +306,12 @@ def _train_epoch(method: Method, batches: Iterable[dict[str, torch.Tensor]], epo
     return float(mean_over_ranks(total)) / steps if steps else float("nan")
 
 
-def _refuse_divergence(method: Method, train_loss: float, epoch: int, cfg: RunConfig, out_dir: Path,
-                       plan: ExecutionPlan, keep_best: Callable[[], int] = lambda: 0) -> None:
-    """Stop a run whose weights, BatchNorm statistics or ELR targets are no longer numbers, before it writes them:
-    training never brings them back. Looked at every epoch, whatever the loss: a BatchNorm running variance
-    overflowed to inf while the loss stayed finite (digits' small_cnn at lr 50: written to last.pt from epoch 2, and
-    the run finished so). A loss that is not finite alone is not divergence: the loss scaler skips a
-    float16 step that overflowed (its forward pass may still have fed NaN into the statistics or the targets, and
-    then fp16's range, ±65504, is as much the cause as the learning rate). The ranks of a torchrun job decide together
-    (each has its own BatchNorm statistics). `keep_best` writes the selected epoch still held in memory and returns
-    the epoch best.pt holds (0: none): a resume would diverge again, so those weights are the run's result."""
-    tensors = [t for net in method.networks() for t in (*net.parameters(), *net.buffers()) if t.is_floating_point()]
-    finite = torch.stack([torch.isfinite(t).all() for t in [*tensors, *method.target_tables()]])
-    if bool(mean_over_ranks(finite.all().float()) == 1.0):
-        return
-    best_epoch = keep_best()
-    kept = (f", and checkpoints/best.pt keeps epoch {best_epoch}, the epoch selected before it (elr-mri evaluate --run "
-            f"{shlex.quote(str(out_dir))} scores it)" if best_epoch else "")
-    raise ValueError(f"{out_dir}: training diverged in epoch {epoch + 1} (training loss {train_loss}; weights, "
-                     f"statistics or targets no longer finite); nothing of that epoch was written{kept}. A plain "
-                     f"--resume would diverge there again: {_divergence_remedy(cfg, out_dir, plan)}")
-
-
 def _record_divergence(out_dir: Path, epoch: int, plan: ExecutionPlan, checkpoints: CheckpointWriter,
                        state: RunState) -> int:
     """The main rank's part of stopping a diverged run: the record a resume reads (`record_divergence`), and the
     selected epoch still in memory written (`CheckpointWriter.keep_best`, whose epoch it returns)."""
     record_divergence(out_dir, epoch, plan.precision)
     return checkpoints.keep_best(state)
-
-
-def _divergence_remedy(cfg: RunConfig, out_dir: Path, plan: ExecutionPlan) -> str:
-    """What to run after a divergence, as commands: a plain resume trains the same way from the last checkpoint and
-    diverges again (bit for bit on a CPU). The learning rate is a new run's to change; the precision, a resume's."""
-    run = shlex.quote(str(out_dir))
-    remedy = (f"start a new run with a lower optim.lr (now {cfg.optim.lr:g}), e.g. elr-mri train --config "
-              f"{shlex.quote(str(out_dir / 'config.yaml'))} --set optim.lr={cfg.optim.lr / 10:g} --out NEW_RUN_DIR")
-    end = _epochs_to_end_at(out_dir)
-    if end:
-        remedy += (f"; or end this run at epoch {end}, its last checkpoint (summary and mislabel table from there): "
-                   f"elr-mri train --resume {run} --set train.epochs={end}")
-    if not plan.loss_scaling:
-        return remedy
-    device = "GPU" if plan.device.type == "cuda" else "CPU"
-    half = "fp32" if precision_note("bf16", plan.device) else "bf16"  # a note: bf16 is emulated there, slowly
-    why = f"native on this {device}" if half == "bf16" else f"this {device} has no native bf16"
-    return (f"{remedy}; or, as it ran in fp16 (whose forward pass overflows past 65504), go on in {half} ({why}): "
-            f"elr-mri train --resume {run} --set train.precision={half}")
-
-
-def _epochs_to_end_at(out_dir: Path) -> int:
-    """The train.epochs that ends a diverged run at its last checkpoint: last.pt's epoch, where best.pt holds none
-    later (a resume that ends before best.pt's epoch is refused: `_refuse_best_beyond`); 0 where there is none."""
-    last, best = (out_dir / "checkpoints" / f"{name}.pt" for name in ("last", "best"))
-    if not last.exists():
-        return 0
-    epoch = load_checkpoint(last, mmap=True).get("epoch", 0)
-    return epoch if not best.exists() or load_checkpoint(best, mmap=True).get("epoch", 0) <= epoch else 0
 
 
 def _improves(value: float, best: float) -> bool:
@@ -436,21 +385,6 @@ def _starting_over_note(out_dir: Path, diverged: tuple[int, str] | None) -> str:
     how = f"training diverged in epoch {diverged[0]}" if diverged else "stopped"
     return (f"{out_dir}: no checkpoint yet ({how} before its first was written), so training starts again from "
             f"epoch 1 with the run's settings; {kept}")
-
-
-def _diverging_again_note(out_dir: Path, cfg: RunConfig, device: torch.device,
-                          diverged: tuple[int, str] | None) -> list[str]:
-    """A resume of a diverged run trains as that run did up to the epoch it diverged in, and diverges there again
-    (bit for bit on a CPU): said before the data, with what to run instead. One in another precision (the advice
-    for fp16), or ending before that epoch (`--set train.epochs`), may go on without a word."""
-    if diverged is None:
-        return []
-    plan = ExecutionPlan.from_config(cfg.train, device)
-    if plan.precision != diverged[1] or cfg.train.epochs < diverged[0]:
-        return []
-    return [f"note: training diverged in epoch {diverged[0]} when {out_dir} last ran, and this resume trains it as it "
-            f"did then (the same optim.lr, {plan.precision}), so it will diverge there again; to avoid that, "
-            f"{_divergence_remedy(cfg, out_dir, plan)}"]
 
 
 def _unreached_lam_start_note(cfg: RunConfig, steps_per_epoch: int) -> list[str]:
