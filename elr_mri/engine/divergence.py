@@ -63,7 +63,8 @@ def divergence_remedy(cfg: RunConfig, out_dir: Path, plan: ExecutionPlan) -> str
 
 def _epochs_to_end_at(out_dir: Path) -> int:
     """The train.epochs that ends a diverged run at its last checkpoint: last.pt's epoch, where best.pt holds none
-    later (a resume that ends before best.pt's epoch is refused: `runner._refuse_best_beyond`); 0 where there is none."""
+    later (a resume that ends before best.pt's epoch is refused: `resuming._refuse_best_beyond`); 0 where there is
+    none."""
     last, best = (out_dir / "checkpoints" / f"{name}.pt" for name in ("last", "best"))
     if not last.exists():
         return 0
