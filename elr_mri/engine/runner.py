@@ -144,16 +144,7 @@ def cuda_graphs_tested(cfg: RunConfig, data: NoisyImageData, dist: DistContext) 
 def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, device: torch.device,
                 dist: DistContext, notes: Sequence[str]) -> dict[str, Any]:
     """The run itself, once `train` holds its directory."""
-    _main_rank_does(dist, lambda: check_run_dir(out_dir, resume))  # before the data: a refusal comes at once
-    if resume:
-        _main_rank_does(dist, lambda: refuse_shortening(out_dir, cfg.train.epochs))
-    if dist.is_main and resume:  # (a new run's folder: start_run_dir, once the data is read)
-        diverged = read_divergence(out_dir)  # before remove_leftovers, which removes its record
-        remove_leftovers(out_dir)
-        if not (out_dir / "checkpoints" / "last.pt").exists():  # said before the data, which may take minutes
-            print(starting_over_note(out_dir, diverged), file=sys.stderr)
-        for note in diverging_again_note(out_dir, cfg, device, diverged):
-            print(note, file=sys.stderr)
+    _check_before_the_data(out_dir, cfg, resume, device, dist)
     blur_on_device = blurs_on_device(cfg.data, device)
     show_progress = draws_bars(cfg.train.progress) and dist.is_main
     data = build_data(cfg.data, require_age=uses_age(cfg), blur_on_device=blur_on_device, progress=show_progress)
@@ -171,29 +162,9 @@ def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, de
     knows_clean = data.train_clean_labels is not None  # benchmarks and simulated cohorts
 
     if resume:
-        require_same_data(out_dir, data)
-        restore_last_checkpoint(out_dir, cfg, method, tracker, state, dist)
-        if dist.is_main and state.epoch < cfg.train.epochs:
-            reopen_run_dir(out_dir, _config_text(cfg))
-            for note in [*notes, *thread_count_note(state, device)]:  # as a new run's: a precision switched to
-                print(note, file=sys.stderr)  # here, a --set that changes nothing
-        elif dist.is_main:
-            # nothing left to train, perhaps after an extension was stopped before its next checkpoint: the run ends
-            # at the checkpoint's length, so its config and metrics say that length, not the stopped extension's
-            atomic_write_text(_config_text(cfg), out_dir / "config.yaml")
-            _write_metrics(out_dir, state.rows, None)
-        if dist.is_main and state.epoch == 0:  # killed before the first checkpoint, perhaps before these records
-            record_run_data(out_dir, data, record_ages=uses_age(cfg))
+        _pick_up_run(out_dir, cfg, data, method, tracker, state, device, dist, notes)
     else:
-        part_rank_streams(cfg.seed, 0, dist)
-        require_cifar10_classes(cfg.data.noise, data.class_names)
-        _main_rank_does(dist, lambda: start_run_dir(out_dir, _config_text(cfg), data, record_ages=uses_age(cfg)))
-        for note in notes if dist.is_main else ():
-            print(note, file=sys.stderr)
-        if dist.is_main and lacks_the_papers_pretrained_weights(cfg):
-            print(f"note: {cfg.model.name} starts from random weights (model.pretrained_checkpoint is unset); the "
-                  "paper starts Clothing1M from ImageNet weights: --set model.pretrained_checkpoint=PATH",
-                  file=sys.stderr)
+        _start_run(out_dir, cfg, data, dist, notes)
     writer = _tensorboard(out_dir, state.epoch) if cfg.train.tensorboard and dist.is_main else None
     checkpoints = CheckpointWriter(out_dir, cfg.train.checkpoint_seconds, config_to_dict(cfg))
     lines = EpochLines(cfg.train.epochs, state.epoch, cfg.train.select) if cfg.train.progress and dist.is_main else None
@@ -211,20 +182,8 @@ def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, de
                           keep_best=lambda: _record_divergence(out_dir, epoch + 1, plan, checkpoints, state)
                           if dist.is_main else 0)
         row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss,
-                               "epoch_seconds": round(time.perf_counter() - epoch_started, 3)}
-        pred, seen = tracker.predictions(), tracker.seen_this_epoch()
-        row["train_acc_given"] = float((pred == data.train_labels)[seen].mean()) if seen.any() else float("nan")
-        evaluation_started = time.perf_counter()
-        share_rank0_buffers(method.networks())  # each rank scores a share of each split, all with rank 0's networks
-        val = evaluate_split(method, feeder.evaluation("val"))
-        row["val_acc"], row["val_balanced_acc"] = val.accuracy, val.balanced_accuracy
-        row["val_top_class_share"], row["val_label_top_share"] = val.top_class_share, val.label_top_share
-        row["val_top_class"] = val.top_class
-        row.update(scores_on_test_sets(method, feeder, data))
-        # what a fast GPU epoch spends besides training (the rest of wall_seconds: start-up, checkpoints)
-        row["eval_seconds"] = round(time.perf_counter() - evaluation_started, 3)
-        if knows_clean:
-            row.update(memorization_fractions(pred, data.train_labels, data.train_clean_labels, seen))
+                               "epoch_seconds": round(time.perf_counter() - epoch_started, 3),
+                               **_epoch_scores(method, feeder, tracker, data, knows_clean)}
         state.rows.append(row)
         is_best = cfg.train.select == "last" or _improves(row[cfg.train.select], state.best_val)
         if is_best:
@@ -247,6 +206,76 @@ def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, de
     if not dist.is_main:
         return {}
     return _finish(out_dir, cfg, data, method, tracker, state, knows_clean, plan, dist.world_size)
+
+
+def _check_before_the_data(out_dir: Path, cfg: RunConfig, resume: bool, device: torch.device,
+                           dist: DistContext) -> None:
+    """The folder's refusals and a resume's notes, before the data, which an MRI cohort takes minutes to load: a
+    refusal comes at once, and a resume that starts over or will diverge again says so before the wait."""
+    _main_rank_does(dist, lambda: check_run_dir(out_dir, resume))
+    if resume:
+        _main_rank_does(dist, lambda: refuse_shortening(out_dir, cfg.train.epochs))
+    if dist.is_main and resume:  # (a new run's folder: start_run_dir, once the data is read)
+        diverged = read_divergence(out_dir)  # before remove_leftovers, which removes its record
+        remove_leftovers(out_dir)
+        if not (out_dir / "checkpoints" / "last.pt").exists():
+            print(starting_over_note(out_dir, diverged), file=sys.stderr)
+        for note in diverging_again_note(out_dir, cfg, device, diverged):
+            print(note, file=sys.stderr)
+
+
+def _pick_up_run(out_dir: Path, cfg: RunConfig, data: NoisyImageData, method: Method, tracker: PredictionTracker,
+                 state: RunState, device: torch.device, dist: DistContext, notes: Sequence[str]) -> None:
+    """A resume, once its data is read: last.pt restored into `method`, `tracker` and `state`, and the folder
+    reopened for the epochs left, or brought back to the checkpoint's length where none is left."""
+    require_same_data(out_dir, data)
+    restore_last_checkpoint(out_dir, cfg, method, tracker, state, dist)
+    if dist.is_main and state.epoch < cfg.train.epochs:
+        reopen_run_dir(out_dir, _config_text(cfg))
+        for note in [*notes, *thread_count_note(state, device)]:  # as a new run's: a precision switched to
+            print(note, file=sys.stderr)  # here, a --set that changes nothing
+    elif dist.is_main:
+        # nothing left to train, perhaps after an extension was stopped before its next checkpoint: the run ends
+        # at the checkpoint's length, so its config and metrics say that length, not the stopped extension's
+        atomic_write_text(_config_text(cfg), out_dir / "config.yaml")
+        _write_metrics(out_dir, state.rows, None)
+    if dist.is_main and state.epoch == 0:  # killed before the first checkpoint, perhaps before these records
+        record_run_data(out_dir, data, record_ages=uses_age(cfg))
+
+
+def _start_run(out_dir: Path, cfg: RunConfig, data: NoisyImageData, dist: DistContext, notes: Sequence[str]) -> None:
+    """A new run, once its data is read: its folder written (config, data records) and its notes said."""
+    part_rank_streams(cfg.seed, 0, dist)
+    require_cifar10_classes(cfg.data.noise, data.class_names)
+    _main_rank_does(dist, lambda: start_run_dir(out_dir, _config_text(cfg), data, record_ages=uses_age(cfg)))
+    for note in notes if dist.is_main else ():
+        print(note, file=sys.stderr)
+    if dist.is_main and lacks_the_papers_pretrained_weights(cfg):
+        print(f"note: {cfg.model.name} starts from random weights (model.pretrained_checkpoint is unset); the "
+              "paper starts Clothing1M from ImageNet weights: --set model.pretrained_checkpoint=PATH",
+              file=sys.stderr)
+
+
+def _epoch_scores(method: Method, feeder: BatchFeeder, tracker: PredictionTracker, data: NoisyImageData,
+                  knows_clean: bool) -> dict[str, Any]:
+    """An epoch's metrics.csv columns after its training loss: accuracy on the given labels of the training examples
+    it drew, the validation and test scores and the seconds they took, and, where the clean labels are known, the
+    memorisation shares."""
+    pred, seen = tracker.predictions(), tracker.seen_this_epoch()
+    row: dict[str, Any] = {"train_acc_given": float((pred == data.train_labels)[seen].mean()) if seen.any()
+                           else float("nan")}
+    evaluation_started = time.perf_counter()
+    share_rank0_buffers(method.networks())  # each rank scores a share of each split, all with rank 0's networks
+    val = evaluate_split(method, feeder.evaluation("val"))
+    row["val_acc"], row["val_balanced_acc"] = val.accuracy, val.balanced_accuracy
+    row["val_top_class_share"], row["val_label_top_share"] = val.top_class_share, val.label_top_share
+    row["val_top_class"] = val.top_class
+    row.update(scores_on_test_sets(method, feeder, data))
+    # what a fast GPU epoch spends besides training (the rest of wall_seconds: start-up, checkpoints)
+    row["eval_seconds"] = round(time.perf_counter() - evaluation_started, 3)
+    if knows_clean:
+        row.update(memorization_fractions(pred, data.train_labels, data.train_clean_labels, seen))
+    return row
 
 
 def _config_text(cfg: RunConfig) -> str:
