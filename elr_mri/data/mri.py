@@ -13,15 +13,16 @@ labels by adjudicated ones when data.mri.val_labels names them (`elr_mri.data.ad
 dataset per split, each re-indexed 0..N-1 (the index the ELR targets are stored by).
 
 Public names: `MRIScans`, `ScanReadError`, `LoadScand`, `mri_transforms`, `read_scan_as_the_network_does`,
-`build_mri_data`, `build_mri_eval_dataset`, `HoldoutRows`, `load_holdout_manifest`, `holdout_dataset`,
-`participants_by_split`, `run_splits_table`, `split_balance_table`.
+`build_mri_data`, `build_mri_eval_dataset`, `HoldoutRows`, `load_holdout_manifest`, `training_manifest_images`,
+`holdout_dataset`, `participants_by_split`, `run_splits_table`, `split_balance_table` (the holdout's checks live in
+`elr_mri.data.holdout`).
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Iterable, NamedTuple, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -46,16 +47,14 @@ from torch.utils.data import Dataset
 from elr_mri.config import DataConfig, MRIDataConfig
 from elr_mri.data.adjudicated import load_adjudicated_labels
 from elr_mri.data.blurred_crop import RandBlurredCropd
-from elr_mri.data.cohort import (IMAGE_COLUMN, ManifestError, kept_warnings, label_indices, load_manifest,
-                                 true_label_indices, warn_once)
+from elr_mri.data.cohort import IMAGE_COLUMN, label_indices, load_manifest, true_label_indices, warn_once
 from elr_mri.data.disk_cache import DiskCache, warn_if_the_disk_cannot_hold
-from elr_mri.data.grid import ScanReadError, VolumeGrid, common_grid, require_grid
+from elr_mri.data.grid import ScanReadError, VolumeGrid, common_grid
+from elr_mri.data.holdout import HoldoutRows, load_holdout_manifest, training_manifest_images
 from elr_mri.data.images import NoisyImageData, stratified_subset
 from elr_mri.data.memory_cache import MemoryCache, cache_bytes, require_memory_for_cache
 from elr_mri.data.noise import apply_noise_config
-from elr_mri.data.preprocessing import cohort_preprocessing, compare_preprocessing
-from elr_mri.data.splits import (check_no_leakage, check_no_shared_scans, diagnoses_left_out, load_splits,
-                                 split_balance, split_participants)
+from elr_mri.data.splits import diagnoses_left_out, load_splits, split_balance, split_participants
 
 __all__ = [
     "MRIScans",
@@ -67,6 +66,7 @@ __all__ = [
     "build_mri_eval_dataset",
     "HoldoutRows",
     "load_holdout_manifest",
+    "training_manifest_images",
     "holdout_dataset",
     "participants_by_split",
     "run_splits_table",
@@ -414,62 +414,6 @@ def holdout_dataset(frame: pd.DataFrame, cfg: DataConfig) -> MRIScans:
     transform = mri_transforms(cfg.mri.crop_size, train=False)
     return MRIScans(frame.assign(split="holdout"), label_indices(frame["diagnosis"], cfg.mri.classes), transform,
                     "none", num_workers=cfg.num_workers)
-
-
-class HoldoutRows(NamedTuple):
-    """A holdout manifest as checked for scoring."""
-
-    frame: pd.DataFrame  # its validated rows
-    notes: list[str]  # participant-overlap notes, non-empty only when data.mri.allow_participant_overlap let one in
-    warnings: list[str]  # given about its scans (QC flags, other preprocessing, no sidecars), for summary.json
-
-
-def load_holdout_manifest(
-    manifest: str | Path, cfg: DataConfig, training_participants: Iterable[str], require_age: bool = False,
-    grid: VolumeGrid | None = None, training_images: Iterable[str] | None = None,
-    trained_preprocessing: dict[str, dict] | None = None,
-) -> HoldoutRows:
-    """The holdout's validated rows, overlap notes and the warnings given about its scans; refuses participants seen
-    in training and image files of the training manifest (`training_images`, default: those of `cfg.mri.manifest`
-    where it still is) unless `cfg.mri.allow_participant_overlap`, scans off the training `grid` when one is given,
-    and scans preprocessed otherwise (`compare_preprocessing`: another normalisation, brain mask, registration or
-    template) than the run recorded (`trained_preprocessing`) or, for a run from before that record, than those
-    files. The training manifest is read first, so that its own warnings are not kept as the holdout's."""
-    images = training_manifest_images(cfg) if training_images is None else training_images
-    with kept_warnings() as warnings:
-        frame = load_manifest(manifest, cfg.mri.classes, require_age=require_age)
-        if frame.empty:
-            raise ManifestError(f"{manifest}: no scans to score (no rows, or only scans whose status says "
-                                "preprocessing failed); pass a manifest with at least one usable scan")
-        if grid is not None:
-            require_grid(frame[IMAGE_COLUMN], grid, source=str(manifest))
-        else:  # a run from before its grid was recorded: the holdout's scans must still share one, and one place
-            common_grid(frame[IMAGE_COLUMN], source=str(manifest))
-        allow = cfg.mri.allow_participant_overlap
-        notes = check_no_leakage({"training": training_participants, "holdout": frame["participant_id"]},
-                                 allow=allow, source=str(manifest), fix=f"Remove their scans from {manifest}")
-        notes += check_no_shared_scans(images, frame[IMAGE_COLUMN], allow, source=str(manifest))
-        trained = cohort_preprocessing(images) if trained_preprocessing is None else trained_preprocessing
-        for warning in compare_preprocessing(trained, frame[IMAGE_COLUMN], source=str(manifest)):
-            warn_once(warning)
-    return HoldoutRows(frame, notes, warnings)
-
-
-def training_manifest_images(cfg: DataConfig) -> list[str]:
-    """The image files of a run's manifest, for the holdout's check; none when it has moved or no longer loads
-    (the participant check still runs). Its QC warning is not repeated: none of its scans is scored here."""
-    path = cfg.mri.manifest
-    if not path:
-        return []
-    if not Path(path).is_file():
-        log.warning("%s has moved, so holdout scans are not compared with its files; participants still are", path)
-        return []
-    try:
-        return load_manifest(path, cfg.mri.classes, check_files=False, warn_qc=False)[IMAGE_COLUMN].tolist()
-    except ManifestError as err:
-        log.warning("%s no longer loads (%s), so holdout scans are not compared with its files; participants "
-                    "still are", path, str(err).splitlines()[0])
-        return []
 
 
 def participants_by_split(data: NoisyImageData) -> pd.DataFrame:
