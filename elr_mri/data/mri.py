@@ -267,33 +267,13 @@ def build_mri_data(cfg: DataConfig, require_age: bool = False, blur_on_device: b
         load_holdout_manifest(mri.holdout_manifest, cfg, frame["participant_id"], require_age, grid,
                               training_images=frame[IMAGE_COLUMN])
 
-    given = label_indices(frame["diagnosis"], classes)
-    noisy = given.copy()
-    pool = np.flatnonzero(frame["split"] != "test")
-    if cfg.noise.mode != "none":
-        noisy[pool] = apply_noise_config(cfg.noise, given[pool], len(classes))
-    if "true_diagnosis" in frame.columns:
-        clean: np.ndarray | None = true_label_indices(frame["true_diagnosis"], classes)
-    else:
-        clean = given if cfg.noise.mode != "none" else None
-
+    given, noisy, clean = _cohort_labels(frame, cfg, classes)
     rows = {name: np.flatnonzero(frame["split"] == name) for name in ("train", "val", "test")}
     for name, size in (("train", cfg.train_subset), ("test", cfg.test_subset)):
         if size is not None:  # by the given diagnoses, as image data sets keep their class shares
             rows[name] = rows[name][stratified_subset(given[rows[name]], size, cfg.split_seed, f"data.{name}_subset")]
     if mri.val_labels:
-        adjudicated = load_adjudicated_labels(mri.val_labels, frame.iloc[rows["val"]], classes)
-        scored = adjudicated >= 0  # -1: adjudicated as a diagnosis the run leaves out, so no class is right for it
-        if not scored.all():
-            warn_once(f"data.mri.val_labels {mri.val_labels}: {int((~scored).sum())} validation scan(s) adjudicated as "
-                      f"a diagnosis the run's classes {', '.join(classes)} leave out are not validated on")
-        rows["val"] = rows["val"][scored]
-        if cfg.noise.mode == "none" and len(rows["val"]) and np.array_equal(adjudicated[scored], given[rows["val"]]):
-            warn_once(f"data.mri.val_labels {mri.val_labels}: gives all {len(rows['val'])} validation scans the "
-                      "manifest's own diagnoses, so the run validates as without it; it is read by its column "
-                      "true_diagnosis, else diagnosis: a panel's column of another name, beside the manifest's "
-                      "diagnosis, is not read")
-        noisy[rows["val"]] = adjudicated[scored]
+        rows["val"] = _validate_on_adjudicated(cfg, frame, rows["val"], given, noisy, classes)
     if not len(rows["train"]):
         raise ValueError(f"{mri.manifest}: no training scans after splitting; the cohort is too small")
     _check_training_diagnoses(noisy[rows["train"]], noisy, classes, str(mri.manifest), mri.splits)
@@ -320,6 +300,43 @@ def build_mri_data(cfg: DataConfig, require_age: bool = False, blur_on_device: b
         participant_splits=frame.drop_duplicates("participant_id").set_index("participant_id")["split"],
         splits_file=mri.splits,
     )
+
+
+def _cohort_labels(frame: pd.DataFrame, cfg: DataConfig,
+                   classes: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Every scan's label index as the manifest gives it, as the run trains on it (with data.noise injected into the
+    train and validation scans; test labels stay as given) and, where known, as it truly is: a simulated cohort's
+    true_diagnosis, else the given labels when the noise is the run's own."""
+    given = label_indices(frame["diagnosis"], classes)
+    noisy = given.copy()
+    pool = np.flatnonzero(frame["split"] != "test")
+    if cfg.noise.mode != "none":
+        noisy[pool] = apply_noise_config(cfg.noise, given[pool], len(classes))
+    if "true_diagnosis" in frame.columns:
+        clean: np.ndarray | None = true_label_indices(frame["true_diagnosis"], classes)
+    else:
+        clean = given if cfg.noise.mode != "none" else None
+    return given, noisy, clean
+
+
+def _validate_on_adjudicated(cfg: DataConfig, frame: pd.DataFrame, val_rows: np.ndarray, given: np.ndarray,
+                             noisy: np.ndarray, classes: list[str]) -> np.ndarray:
+    """The validation rows data.mri.val_labels scores, their labels in `noisy` replaced by the adjudicated ones; a
+    scan adjudicated as a diagnosis the run leaves out has no right class, so it is dropped from validation."""
+    mri = cfg.mri
+    adjudicated = load_adjudicated_labels(mri.val_labels, frame.iloc[val_rows], classes)
+    scored = adjudicated >= 0  # -1: adjudicated as a diagnosis the run leaves out, so no class is right for it
+    if not scored.all():
+        warn_once(f"data.mri.val_labels {mri.val_labels}: {int((~scored).sum())} validation scan(s) adjudicated as "
+                  f"a diagnosis the run's classes {', '.join(classes)} leave out are not validated on")
+    val_rows = val_rows[scored]
+    if cfg.noise.mode == "none" and len(val_rows) and np.array_equal(adjudicated[scored], given[val_rows]):
+        warn_once(f"data.mri.val_labels {mri.val_labels}: gives all {len(val_rows)} validation scans the "
+                  "manifest's own diagnoses, so the run validates as without it; it is read by its column "
+                  "true_diagnosis, else diagnosis: a panel's column of another name, beside the manifest's "
+                  "diagnosis, is not read")
+    noisy[val_rows] = adjudicated[scored]
+    return val_rows
 
 
 def _check_training_diagnoses(labels: np.ndarray, cohort_labels: np.ndarray, classes: list[str], source: str,
