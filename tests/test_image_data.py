@@ -410,16 +410,16 @@ def test_images_decoded_in_forked_processes_are_the_threads_pixels_and_errors(tm
     """More than one chunk on a multi-core Linux machine: processes decode; same pixels and the same error count."""
     from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
-    from elr_mri.data import image_sources
+    from elr_mri.data import image_decoding
 
     write_image_folder(tmp_path, ["a", "b"], per_class=5)
-    monkeypatch.setattr(image_sources, "DECODE_CHUNK", 3)  # 10 training images: 4 chunks
+    monkeypatch.setattr(image_decoding, "DECODE_CHUNK", 3)  # 10 training images: 4 chunks
     cfg = DataConfig(name="imagefolder", root=str(tmp_path), val_fraction=0.0)
     if sys.platform == "linux" and usable_cores() > 1:  # the pool's own count: a 1-CPU quota or SLURM job has threads
-        assert isinstance(image_sources._decoding_pool(4), ProcessPoolExecutor)
+        assert isinstance(image_decoding._decoding_pool(4), ProcessPoolExecutor)
     by_pool = build_image_data(cfg).train.images
     with monkeypatch.context() as threads_only:
-        threads_only.setattr(image_sources, "_decoding_pool", lambda chunks: ThreadPoolExecutor(max_workers=2))
+        threads_only.setattr(image_decoding, "_decoding_pool", lambda chunks: ThreadPoolExecutor(max_workers=2))
         assert torch.equal(build_image_data(cfg).train.images, by_pool)
     (tmp_path / "train" / "b" / "99999.jpg").write_text("not an image")
     with pytest.raises(ImageReadError, match=rf"1 of 11 images cannot be read, e\.g\. {tmp_path}/train/b/99999.jpg"):
@@ -431,10 +431,10 @@ def test_images_are_decoded_by_as_many_processes_as_there_are_usable_cores(monke
     a runnable core; they counted the affinity, the host's every core in a container."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from elr_mri.data import image_sources
+    from elr_mri.data import image_decoding
 
     monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
-    pool = image_sources._decoding_pool(4)
+    pool = image_decoding._decoding_pool(4)
     pool.shutdown()
     assert isinstance(pool, ThreadPoolExecutor)
 

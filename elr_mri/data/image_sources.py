@@ -14,18 +14,15 @@ import os
 import pickle
 import shlex
 import sys
-import multiprocessing
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from elr_mri.data.array_pickles import load_array_pickle
+from elr_mri.data.image_decoding import ImageReadError, decode_all, read_rgb
 from elr_mri.shipped import checkout_root
-from preprocess.cores import usable_cores
 
 __all__ = ["ImageSplit", "ImageSource", "load_source", "read_rgb", "cifar_download_command", "ImageReadError",
            "CLOTHING1M_CLASSES", "CLOTHING1M_LISTS", "CLOTHING1M_VAL_LIST", "clothing1m_lists_dir",
@@ -38,7 +35,6 @@ CLOTHING1M_CLASSES = [
     "T-Shirt", "Shirt", "Knitwear", "Chiffon", "Sweater", "Hoodie", "Windbreaker", "Jacket",
     "Downcoat", "Suit", "Shawl", "Dress", "Vest", "Underwear",
 ]
-DECODE_CHUNK = 1024  # images one decoding task reads (CIFAR-10's 50,000: 49 tasks)
 # the label lists every Clothing1M run reads, and the release's clean validation keys: a new run selects its
 # checkpoints on them, as in the paper
 CLOTHING1M_LISTS = ("noisy_label_kv.txt", "noisy_train_key_list.txt", "clean_label_kv.txt", "clean_test_key_list.txt")
@@ -270,7 +266,7 @@ def _read_folder_split(directory: Path, class_names: list[str]) -> ImageSplit:
         ids = np.arange(len(paths), dtype=np.int64)
         _note_stray_names(directory, paths)
     order = np.argsort(ids, kind="stable")
-    images = _decode_all([paths[i] for i in order])
+    images = decode_all([paths[i] for i in order])
     return ImageSplit(images, np.asarray(labels, dtype=np.int64)[order], ids[order])
 
 
@@ -283,70 +279,6 @@ def _note_stray_names(directory: Path, paths: list[Path]) -> None:
         print(f"note: {directory}: {len(strays)} of {len(paths)} image names are not numbers (e.g. {strays[0]}), so "
               "each image's original index is its position in (class, file name) order, not its file number; rename "
               "or remove them to keep the numbers", file=sys.stderr)
-
-
-class ImageReadError(ValueError):
-    """An image file that exists but cannot be decoded (truncated, empty, not an image)."""
-
-
-def read_rgb(path: str | Path, how_to_fix: str = "remove or replace the file") -> Image.Image:
-    """The image at `path` converted to RGB; an undecodable file raises `ImageReadError` naming it and `how_to_fix`."""
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except (OSError, ValueError, Image.DecompressionBombError) as err:
-        reason = (str(err).strip().splitlines() or [""])[0]
-        raise ImageReadError(f"{path}: cannot be read as an image ({type(err).__name__}: {reason}); {how_to_fix}") \
-            from err
-
-
-def _decode_all(paths: list[Path]) -> np.ndarray:
-    """Decode in parallel (`_decoding_pool`) and stack same-sized images.
-
-    Every image is tried before failing, so one error counts all the unreadable files."""
-    # A few dozen tasks, not one per image: submitting 50,000 takes long enough for Ctrl-C to land inside
-    # the pool's own locking and leave it hung; and on Ctrl-C the chunks still queued are dropped, where a
-    # `with` block would decode every image first.
-    chunks = [paths[start : start + DECODE_CHUNK] for start in range(0, len(paths), DECODE_CHUNK)]
-    pool = _decoding_pool(len(chunks))
-    try:
-        arrays = [array for chunk in pool.map(_decode_chunk, chunks) for array in chunk]
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-    unreadable = [a for a in arrays if isinstance(a, ImageReadError)]
-    if unreadable:
-        raise ImageReadError(f"{len(unreadable)} of {len(paths)} images cannot be read, e.g. {unreadable[0]}")
-    first_of_size: dict[tuple[int, ...], Path] = {}
-    for path, array in zip(paths, arrays):
-        first_of_size.setdefault(array.shape, path)
-    if len(first_of_size) > 1:
-        examples = ", ".join(f"{path} is {shape[1]}x{shape[0]}" for shape, path in list(first_of_size.items())[:2])
-        raise ValueError(f"images under {paths[0].parent.parent} differ in size ({examples}); an in-memory "
-                         "image folder needs one size: resize them, or remove the odd ones")
-    return np.stack(arrays).transpose(0, 3, 1, 2).copy()
-
-
-def _decoding_pool(chunks: int) -> Executor:
-    """Forked processes, one a usable core, where Linux can fork and there is more than one chunk; 8 threads
-    otherwise. Why processes: Pillow releases the GIL while decoding, but for a 32×32 JPEG most of the ~200 µs is
-    Python reading its headers, under the GIL: CIFAR-10's 50,000 training images took 12.9 s with 8 threads and
-    3.7 s with 2 processes on a 2-core machine. Forked, not spawned: nothing is re-imported and the children only
-    run Pillow and NumPy (as DataLoader workers, safe beside a CUDA context they never touch)."""
-    cores = usable_cores()
-    if chunks > 1 and cores > 1 and sys.platform == "linux":
-        return ProcessPoolExecutor(max_workers=min(chunks, cores), mp_context=multiprocessing.get_context("fork"))
-    return ThreadPoolExecutor(max_workers=8)
-
-
-def _decode_chunk(paths: list[Path]) -> list[np.ndarray | ImageReadError]:
-    return [_decode_rgb_or_error(path) for path in paths]
-
-
-def _decode_rgb_or_error(path: Path) -> np.ndarray | ImageReadError:
-    try:
-        return np.asarray(read_rgb(path), dtype=np.uint8)
-    except ImageReadError as err:
-        return err
 
 
 def _clothing1m(root: Path) -> ImageSource:

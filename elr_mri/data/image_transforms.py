@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from elr_mri.data.image_sources import read_rgb
+from elr_mri.data.image_decoding import read_rgb
 
 __all__ = [
     "Transform",
