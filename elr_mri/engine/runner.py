@@ -4,7 +4,10 @@ A run directory holds everything needed to read or continue a run: the resolved 
 what it trained on (`data_shape.json`; for MRI runs `splits.csv` and `split_balance.csv`: `run_records`),
 `metrics.csv` (and `tensorboard/`), `checkpoints/last.pt` and `best.pt`, `summary.json`, the suspected-mislabel table
 and the memorization plot. `--resume` reloads `last.pt` (models, EMA copies, optimizers, loss
-targets, RNG state) and finishes with the same metrics an uninterrupted run would have.
+targets, RNG state: `resuming`) and finishes with the same metrics an uninterrupted run would have.
+
+The loop's other parts live beside it: each epoch's validation and test scores in `split_scores`, the check that
+stops a diverged run and what it suggests in `divergence`.
 """
 
 from __future__ import annotations
