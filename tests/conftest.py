@@ -203,6 +203,27 @@ def cli_in_process() -> Callable[..., subprocess.CompletedProcess]:
     return _cli_in_process
 
 
+@contextmanager
+def _lock_held_elsewhere(lock: Path) -> Iterator[None]:
+    """`lock` held (lockf) by another process, as a command writing its folder holds it, until the block ends. A
+    small one: the command refused runs in this process (a lockf lock is a process's, so not its own)."""
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; lock = open(sys.argv[1], 'a'); "
+                               "fcntl.lockf(lock, fcntl.LOCK_EX); print('held', flush=True); time.sleep(120)",
+                               str(lock)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        yield
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+@pytest.fixture
+def lock_held_elsewhere() -> Callable[[Path], AbstractContextManager[None]]:
+    """`with lock_held_elsewhere(folder / ".x.lock"): ...` stands for another command writing that folder."""
+    return _lock_held_elsewhere
+
+
 @pytest.fixture
 def read_only() -> Iterator[Callable[[Path], None]]:
     """Make a folder read-only for the test: a read-only bind mount where this runs as root (root writes past

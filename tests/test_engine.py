@@ -30,7 +30,7 @@ from elr_mri.config import config_to_dict, load_config
 from elr_mri.engine.checkpoint import CheckpointError, atomic_save, atomic_write_json, load_checkpoint
 from elr_mri.engine.execution import ExecutionPlan, busy_cores_note, limit_cpu_threads, precision_note
 from elr_mri.engine.methods import build_method
-from elr_mri.engine.run_dir import check_run_dir, exclusive_run_dir, holds_a_run
+from elr_mri.engine.run_dir import RUN_LOCK, check_run_dir, exclusive_run_dir, holds_a_run
 from elr_mri.engine.runner import CheckpointWriter, RunState, _improves, selection_rule
 from elr_mri.engine.start import train
 from elr_mri.engine.tracking import PredictionTracker
@@ -40,6 +40,7 @@ DIGITS = ROOT / "configs" / "digits" / "elr_sym40.yaml"
 SMALL = ["data.train_subset=500", "train.progress=false", "train.tensorboard=false"]
 Cli = Callable[..., subprocess.CompletedProcess]  # the cli_in_process fixture
 Finished = Callable[..., Path]  # the finished_run fixture
+Locked = Callable[[Path], contextlib.AbstractContextManager[None]]  # the lock_held_elsewhere fixture
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
@@ -1085,17 +1086,20 @@ def test_a_plain_resume_of_a_finished_run_leaves_it_as_it_was(tmp_path: Path, fi
     assert json.loads((out / "summary.json").read_text())["epochs"] == 2
 
 
-def test_a_second_train_into_a_directory_being_written_is_refused(tmp_path: Path, cli_in_process: Cli) -> None:
+def test_a_second_train_into_a_directory_being_written_is_refused(tmp_path: Path, cli_in_process: Cli,
+                                                                  lock_held_elsewhere: Locked) -> None:
     """Until its first checkpoint a run leaves nothing that marks its directory as taken but the lock."""
     out = tmp_path / "run"
-    with exclusive_run_dir(out):  # as a running `elr-mri train` holds it; the second one is another process
-        result = _cli("train", "--config", str(DIGITS), "--out", str(out), *[a for s in SMALL for a in ("--set", s)])
+    out.mkdir()
+    with lock_held_elsewhere(out / RUN_LOCK):  # as a running `elr-mri train` holds it
+        result = cli_in_process("train", "--config", str(DIGITS), "--out", str(out),
+                                *[a for s in SMALL for a in ("--set", s)])
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr[-3000:]
     assert "another `elr-mri train` is writing there" in result.stderr
     assert not (out / "config.yaml").exists()
     train(load_config(DIGITS, [*SMALL, "train.epochs=1"]), out)
-    with exclusive_run_dir(out, create=False):  # a resume of it, running: a second resume cannot go elsewhere
-        result = _cli("train", "--resume", str(out), "--set", "train.epochs=2")
+    with lock_held_elsewhere(out / RUN_LOCK):  # a resume of it, running: a second resume cannot go elsewhere
+        result = cli_in_process("train", "--resume", str(out), "--set", "train.epochs=2")
     assert result.returncode == 2 and result.stderr.strip().endswith("let it finish (or stop it) first"), result.stderr
     (tmp_path / "file").write_text("")
     result = cli_in_process("train", "--config", str(DIGITS), "--out", str(tmp_path / "file"))
@@ -1886,23 +1890,16 @@ def test_a_runs_config_yaml_cut_short_is_refused_not_read_with_default_settings(
                                  "the config.yaml the run was trained with\n")
 
 
-def test_a_second_evaluate_of_one_run_and_manifest_is_refused_while_the_first_writes(tmp_path: Path,
-                                                                                    cli_in_process: Cli) -> None:
+def test_a_second_evaluate_of_one_run_and_manifest_is_refused_while_the_first_writes(
+        tmp_path: Path, cli_in_process: Cli, lock_held_elsewhere: Locked) -> None:
     """Two at once each wrote metrics.csv, predictions.csv and summary.json: one's summary could sit beside the
     other's metrics. The first is imitated by a process holding the evaluation folder's lock."""
     out = tmp_path / "run"
     sets = [a for s in [*SMALL, "train.epochs=1"] for a in ("--set", s)]
     assert cli_in_process("train", "--config", str(DIGITS), "--out", str(out), *sets).returncode == 0
     (out / "eval-test").mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; lock = open(sys.argv[1], 'a'); "
-                               "fcntl.lockf(lock, fcntl.LOCK_EX); print('held', flush=True); time.sleep(120)",
-                               str(out / "eval-test" / ".evaluate.lock")], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline() == "held\n"
+    with lock_held_elsewhere(out / "eval-test" / ".evaluate.lock"):
         result = cli_in_process("evaluate", "--run", str(out), "--bootstrap", "2")
-    finally:
-        holder.kill()
-        holder.wait()
     assert result.returncode == 2 and result.stderr == (
         f"elr-mri evaluate: error: {out / 'eval-test'}: another `elr-mri evaluate` (or `train` scoring its "
         "holdout) is writing there; let it finish (or stop it) first\n")

@@ -8,9 +8,9 @@ import shutil
 import signal
 import subprocess
 import sys
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import nibabel as nib
 import numpy as np
@@ -25,6 +25,7 @@ CONFIG = ROOT / "configs" / "adni" / "cpu_small.yaml"
 CLASSES = ("CN", "MCI", "AD")
 Completed = subprocess.CompletedProcess
 Cli = Callable[..., Completed]  # the cli_in_process fixture
+Locked = Callable[[Path], AbstractContextManager[None]]  # the lock_held_elsewhere fixture
 
 
 def _cohort(folder: Path, prefix: str, per_class: int, seed: int) -> Path:
@@ -48,20 +49,6 @@ def _cohort(folder: Path, prefix: str, per_class: int, seed: int) -> Path:
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "elr_mri.cli", *args], capture_output=True, text=True, cwd=ROOT)
-
-
-@contextmanager
-def _lock_held_elsewhere(lock: Path) -> Iterator[None]:
-    """`lock` held (lockf) by another process, as a command writing its folder holds it, until the block ends."""
-    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; lock = open(sys.argv[1], 'a'); "
-                               "fcntl.lockf(lock, fcntl.LOCK_EX); print('held', flush=True); time.sleep(120)",
-                               str(lock)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
-        yield
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 @pytest.fixture(scope="module")
@@ -138,9 +125,8 @@ def test_training_then_scoring_its_holdout_notes_a_half_precision_without_native
     assert resumed.stderr.count("has no native bf16") == 1 and "which evaluate and explain read" in resumed.stderr
 
 
-def test_the_holdouts_scoring_after_training_waits_for_no_evaluate_writing_there(trained: dict[str, Path],
-                                                                                 tmp_path: Path,
-                                                                                 cli_in_process: Cli) -> None:
+def test_the_holdouts_scoring_after_training_waits_for_no_evaluate_writing_there(
+        trained: dict[str, Path], tmp_path: Path, cli_in_process: Cli, lock_held_elsewhere: Locked) -> None:
     """`train` scored its holdout into RUN/eval-<name>/ without the lock `evaluate` holds there, so an `evaluate` of
     the same holdout meanwhile could leave one's summary.json beside the other's metrics.csv. The `evaluate` is
     imitated by a process holding that folder's lock."""
@@ -148,7 +134,7 @@ def test_the_holdouts_scoring_after_training_waits_for_no_evaluate_writing_there
     shutil.copytree(trained["run"], run)
     scored = run / f"eval-{trained['holdout'].stem}"
     (scored / "summary.json").unlink()  # cut short: a plain --resume scores it
-    with _lock_held_elsewhere(scored / ".evaluate.lock"):
+    with lock_held_elsewhere(scored / ".evaluate.lock"):
         refused = cli_in_process("train", "--resume", str(run))
     assert refused.returncode == 2 and refused.stderr.strip().splitlines()[-1] == (
         f"elr-mri train: error: training finished ({run}), but scoring the holdout failed: {scored}: another "
@@ -426,9 +412,8 @@ def test_comparing_with_an_unfinished_run_says_so(trained: dict[str, Path], tmp_
     assert f"note: {trained['run']} has not finished" not in result.stderr
 
 
-def test_comparing_with_a_run_another_evaluate_scores_is_refused_before_scoring(trained: dict[str, Path],
-                                                                              tmp_path: Path,
-                                                                              cli_in_process: Cli) -> None:
+def test_comparing_with_a_run_another_evaluate_scores_is_refused_before_scoring(
+        trained: dict[str, Path], tmp_path: Path, cli_in_process: Cli, lock_held_elsewhere: Locked) -> None:
     """`--compare-with` scored the other run into its eval folder without that folder's lock: with an `evaluate` of
     that run (or its `train` scoring its holdout) at the same time, one's summary.json could sit beside the other's
     metrics, and the comparison read either. The other `evaluate` is imitated by a process holding the lock."""
@@ -441,7 +426,7 @@ def test_comparing_with_a_run_another_evaluate_scores_is_refused_before_scoring(
         return {path.name: path.stat().st_mtime_ns for path in ours_scored.iterdir() if path.name != ".evaluate.lock"}
 
     before = results()
-    with _lock_held_elsewhere(scored / ".evaluate.lock"):
+    with lock_held_elsewhere(scored / ".evaluate.lock"):
         refused = cli_in_process("evaluate", "--run", str(ours), "--manifest", str(trained["holdout"]),
                                  "--bootstrap", "20", "--compare-with", str(theirs))
     assert refused.returncode == 2 and refused.stderr == (
@@ -1100,9 +1085,8 @@ def test_explaining_again_keeps_no_map_of_a_class_the_new_scans_lack(trained: di
     assert json.loads((out / "summary.json").read_text())["scans"] == 4
 
 
-def test_a_second_explain_of_one_run_and_manifest_is_refused_while_the_first_writes(trained: dict[str, Path],
-                                                                                   tmp_path: Path,
-                                                                                   cli_in_process: Cli) -> None:
+def test_a_second_explain_of_one_run_and_manifest_is_refused_while_the_first_writes(
+        trained: dict[str, Path], tmp_path: Path, cli_in_process: Cli, lock_held_elsewhere: Locked) -> None:
     """Two `explain`s of one run and manifest each removed the other's maps and wrote their own, leaving one's
     summary.json beside a mix of both. The first is imitated by a process holding the folder's lock."""
     run = tmp_path / "run"
@@ -1110,7 +1094,7 @@ def test_a_second_explain_of_one_run_and_manifest_is_refused_while_the_first_wri
     out = run / f"explain-{trained['holdout'].stem}"
     shutil.rmtree(out, ignore_errors=True)  # what an earlier test's explain of the shared run left
     out.mkdir()
-    with _lock_held_elsewhere(out / ".explain.lock"):
+    with lock_held_elsewhere(out / ".explain.lock"):
         refused = cli_in_process("explain", "--run", str(run), "--manifest", str(trained["holdout"]))
     assert refused.returncode == 2 and refused.stderr == (
         f"elr-mri explain: error: {out}: another `elr-mri explain` is writing there; let it finish (or stop it) "
