@@ -164,7 +164,7 @@ def test_a_collapsed_run_selected_at_its_last_epoch_names_it_and_the_class(tmp_p
     assert warning in result.stderr
 
 
-def test_cli_train_writes_a_complete_run_directory(tmp_path: Path) -> None:
+def test_cli_train_writes_a_complete_run_directory(tmp_path: Path, cli_in_process: Cli) -> None:
     out = tmp_path / "run"
     result = _cli("train", "--config", str(DIGITS), "--out", str(out), "--set", "train.epochs=4",
                   *[a for s in SMALL for a in ("--set", s)])
@@ -191,7 +191,8 @@ def test_cli_train_writes_a_complete_run_directory(tmp_path: Path) -> None:
     ckpt = load_checkpoint(out / "checkpoints" / "last.pt")  # weights_only=True
     assert ckpt["epoch"] == 4 and ckpt["method"]["loss"]["targets"].shape[1] == 10
     assert "selection_rule" in (out / "config.yaml").read_text()
-    result = _cli("evaluate", "--run", str(out), "--bootstrap", "20")  # images: one level, resampled image by image
+    # images: one level, resampled image by image (`evaluate` started for real: test_mri_cli.py)
+    result = cli_in_process("evaluate", "--run", str(out), "--bootstrap", "20")
     assert result.returncode == 0, result.stderr
     scored = pd.read_csv(out / "eval-test" / "predictions.csv")
     test_images = len(scored)
