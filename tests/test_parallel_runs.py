@@ -14,6 +14,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from elr_mri.engine.run_dir import exclusive_run_dir
+from elr_mri.stopping import Terminated
 from preprocess.cores import usable_cores
 from test_image_data import write_cifar10
 
@@ -75,8 +77,9 @@ def test_each_run_gets_its_share_of_the_cores_and_one_failure_stops_no_other(par
 def test_ctrl_c_stops_the_runs_at_a_checkpoint_and_a_rerun_continues_them(parallel, tmp_path: Path, monkeypatch,
                                                                           capsys) -> None:
     # one thread, as the pool's other runs here: its default for one run, every core, made each epoch wait for a
-    # second thread on a busy machine (40 epochs took 82 s of training beside other tests, 5 s on one thread)
-    run = _seeds(parallel, tmp_path, "train.epochs=40", "train.checkpoint_seconds=0", "train.threads=1")[0]
+    # second thread on a busy machine (40 epochs took 82 s of training beside other tests, 5 s on one thread); the
+    # Ctrl-C comes within a poll (POLL_SECONDS) of the first checkpoint, a few of the 20 epochs in
+    run = _seeds(parallel, tmp_path, "train.epochs=20", "train.checkpoint_seconds=0", "train.threads=1")[0]
     sleep, pressed = time.sleep, []
 
     def ctrl_c_after_a_checkpoint(seconds: float) -> None:  # once: waiting for the runs to stop sleeps too
@@ -91,27 +94,70 @@ def test_ctrl_c_stops_the_runs_at_a_checkpoint_and_a_rerun_continues_them(parall
         parallel.train_in_parallel([run], jobs=1)
     assert "interrupted" in run.log.read_text() and not (run.run_dir / "summary.json").exists()
     stopped_at = len(pd.read_csv(run.run_dir / "metrics.csv"))
-    assert 1 <= stopped_at < 40
+    assert 1 <= stopped_at < 20
     monkeypatch.setattr(parallel.time, "sleep", sleep)
-    assert parallel.train_in_parallel([run], jobs=1)[run]["epochs"] == 40
+    assert parallel.train_in_parallel([run], jobs=1)[run]["epochs"] == 20
     out = capsys.readouterr().out
     assert out.count("digits seed 0: started on") == 2 and "(new)" in out and "(resume)" in out
-    assert pd.read_csv(run.run_dir / "metrics.csv")["epoch"].tolist() == list(range(1, 41))
+    assert pd.read_csv(run.run_dir / "metrics.csv")["epoch"].tolist() == list(range(1, 21))
 
 
 def _ignoring_ctrl_c() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-@pytest.mark.parametrize("cause", [KeyboardInterrupt(), ValueError("a fault of the pool")])
+@pytest.mark.parametrize("cause", [KeyboardInterrupt(), Terminated(), ValueError("a fault of the pool")],
+                         ids=["ctrl-c", "sigterm", "error"])
 def test_processes_are_stopped_by_ctrl_c_or_else_by_sigterm(parallel, monkeypatch, cause: BaseException) -> None:
     """A process started with `&` from a non-interactive shell ignores SIGINT: one SIGINT for any cause left a stop
-    waiting STOP_WAIT_SECONDS, then killed it. Ctrl-C still sends Ctrl-C (SIGTERM would end a run already stopping)."""
+    waiting STOP_WAIT_SECONDS, then killed it. Ctrl-C still sends Ctrl-C (SIGTERM would end a run already stopping);
+    a SIGTERM the script got (Terminated, a KeyboardInterrupt to Python) sends SIGTERM."""
     monkeypatch.setattr(parallel, "OWN_CTRL_C_SECONDS", 0)
-    ctrl_c = isinstance(cause, KeyboardInterrupt)
+    ctrl_c = type(cause) is KeyboardInterrupt
     process = subprocess.Popen(["sleep", "600"], preexec_fn=None if ctrl_c else _ignoring_ctrl_c)
     parallel.stop_processes([process], cause)
     assert process.returncode == -(signal.SIGINT if ctrl_c else signal.SIGTERM)
+
+
+def test_runs_a_terminals_ctrl_c_reached_get_no_second_one_while_they_stop(parallel, tmp_path: Path) -> None:
+    """A terminal sends Ctrl-C to the pool and its runs alike: a second one from the pool, at once, broke into a run's
+    own stopping with a traceback. The run here takes a second to stop on its Ctrl-C and notes any other it gets."""
+    noted = tmp_path / "second_ctrl_c"
+    stopping = ("import pathlib, signal, sys, time\n"
+                f"def second(signum, frame): pathlib.Path({str(noted)!r}).write_text('got one')\n"
+                "def stop(signum, frame):\n"
+                "    signal.signal(signal.SIGINT, second)\n"
+                "    print('stopping', flush=True)\n"
+                "    time.sleep(1)\n"
+                "    sys.exit(130)\n"
+                "signal.signal(signal.SIGINT, stop)\n"
+                "print('ready', flush=True)\n"
+                "time.sleep(600)\n")
+    process = subprocess.Popen([sys.executable, "-c", stopping], stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None and process.stdout.readline() == "ready\n"
+    process.send_signal(signal.SIGINT)  # the terminal's
+    assert process.stdout.readline() == "stopping\n"
+    parallel.stop_processes([process], KeyboardInterrupt())
+    assert process.returncode == 130 and not noted.exists()
+
+
+def test_a_sigterm_the_script_recorded_stops_the_pool_while_it_waits_on_its_runs(parallel, tmp_path: Path,
+                                                                                 monkeypatch) -> None:
+    """run_script records a SIGTERM (a batch system's time limit) for the pool's loop to act on between its polls:
+    unread, the pool waited on its runs to their end. The runs are then stopped as Terminated says (above)."""
+    from elr_mri.stopping import terminating_at_safe_points
+
+    monkeypatch.setattr(parallel, "OWN_CTRL_C_SECONDS", 0)  # the SIGTERM reached the pool alone
+    run = _seeds(parallel, tmp_path, "train.epochs=400")[0]
+    try:
+        with terminating_at_safe_points(), pytest.raises(Terminated):
+            os.kill(os.getpid(), signal.SIGTERM)
+            parallel.train_in_parallel([run], jobs=1)
+    finally:
+        with terminating_at_safe_points():  # clears the SIGTERM recorded here, which a later test's training would
+            pass  # take for its own and stop at its first step
+    with exclusive_run_dir(run.run_dir):  # refused while the run still trains there
+        pass
 
 
 def test_a_run_killed_by_a_signal_is_said_to_be_and_not_by_an_earlier_attempts_line(parallel, tmp_path: Path,
@@ -195,6 +241,8 @@ run_script(lambda: len(train_in_parallel(runs, 2)))
     return pool, runs
 
 
+# the pool's part, cheaply: test_runs_a_terminals_ctrl_c_reached_get_no_second_one_while_they_stop
+@pytest.mark.slow
 def test_ctrl_c_at_the_terminal_reaches_every_run_once(tmp_path: Path) -> None:
     """As from a terminal: the pool and its runs (one process group) get the same Ctrl-C; each run stops on its own,
     with its one-line message and no traceback from a second Ctrl-C, and the pool exits 130 saying how to go on."""
@@ -208,6 +256,11 @@ def test_ctrl_c_at_the_terminal_reaches_every_run_once(tmp_path: Path) -> None:
         assert not (Path(run) / "summary.json").exists()
 
 
+# in parts, cheaply: test_a_sigterm_the_script_recorded_stops_the_pool_while_it_waits_on_its_runs (the pool's loop),
+# test_processes_are_stopped_by_ctrl_c_or_else_by_sigterm[sigterm] (the signal the runs get), test_engine.py's
+# test_sigterm_during_training_stops_it_as_ctrl_c_does (a run stopping on it) and test_mri_n1200_recipe.py's
+# test_sigterm_to_the_script_stops_the_command_it_waits_on_as_ctrl_c_does (run_script's SIGTERM and its line)
+@pytest.mark.slow
 def test_sigterm_to_the_script_stops_its_runs_as_ctrl_c_does(tmp_path: Path) -> None:
     """A batch system's time limit signals the script alone: its default action ended it without a word and left the
     runs training as orphans, which a rerun then found holding their folders. Started with `&`, the runs ignore the
@@ -216,8 +269,6 @@ def test_sigterm_to_the_script_stops_its_runs_as_ctrl_c_does(tmp_path: Path) -> 
     os.kill(pool.pid, signal.SIGTERM)
     _, err = pool.communicate(timeout=120)
     assert pool.returncode == 128 + signal.SIGTERM and "stopped by SIGTERM" in err, err
-    from elr_mri.engine.run_dir import exclusive_run_dir
-
     for run in runs:
         assert "elr-mri train: stopped by SIGTERM" in Path(run + ".log").read_text()
         with exclusive_run_dir(Path(run)):  # refused while a run still trains there
