@@ -1326,6 +1326,8 @@ def test_ctrl_c_during_training_is_one_line_saying_how_to_go_on(tmp_path: Path, 
                                   "command again")
 
 
+@pytest.mark.slow  # test_stopping.py pins its parts: the dropped Ctrl-C, the worker's error after it, the worker's
+# handler; a whole group stopped with workers running: test_sigterm_during_training_stops_it_as_ctrl_c_does
 def test_ctrl_c_from_a_terminal_with_dataloader_workers_stops_the_run(tmp_path: Path) -> None:
     """A terminal sends Ctrl-C to the whole group, workers included: the run stops with its line and exit 130 (it
     trained on to its end, or ended in a worker's traceback, when the interrupt landed while workers were forked).

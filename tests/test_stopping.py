@@ -145,6 +145,22 @@ def test_a_forked_child_still_dies_of_sigterm() -> None:
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM
 
 
+def test_a_forked_child_ignores_the_ctrl_c_its_parent_stops_on() -> None:
+    """A terminal's Ctrl-C reaches the DataLoader workers too, each of which printed a traceback of its own while the
+    parent, stopping, ended them itself. A worker inherits the handler, which there ignores Ctrl-C from then on."""
+    with terminating_at_safe_points():
+        child = os.fork()
+        if child == 0:  # the worker
+            code = 3  # kept if the Ctrl-C raised here
+            try:
+                signal.raise_signal(signal.SIGINT)
+                code = 0 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN else 4
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(child, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 and not interrupted()
+
+
 def test_a_sigchld_pending_with_the_sigterm_is_not_reported_as_a_race(monkeypatch: pytest.MonkeyPatch) -> None:
     """A batch system's SIGTERM ends DataLoader workers too: their SIGCHLD, pending when the SIGTERM handler replaced
     torch's SIGCHLD handler with SIG_DFL, made Python print "Signal 17 ignored due to race condition" (seen in CI)."""
