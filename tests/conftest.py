@@ -196,10 +196,11 @@ def _cli_in_process(*args: str) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(["elr-mri", *args], code, stdout.getvalue(), stderr.getvalue())
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def cli_in_process() -> Callable[..., subprocess.CompletedProcess]:
     """`cli_in_process("train", ...)`: the command without a new Python process, whose imports (torch, MONAI)
-    cost seconds a call. For the many error paths and setups; each command keeps tests that start it for real."""
+    cost seconds a call. For the many error paths and setups (a module's shared run too, hence the session);
+    each command keeps tests that start it for real."""
     return _cli_in_process
 
 

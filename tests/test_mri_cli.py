@@ -52,16 +52,19 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def trained(tmp_path_factory: pytest.TempPathFactory, cli_in_process: Cli) -> dict[str, Path]:
+    """The module's run, trained in this process (`train` started for real: test_engine.py's complete-run test, and
+    in test_mri_demo.py, an MRI run; a resume of this one below, in the SIGTERM test)."""
     folder = tmp_path_factory.mktemp("cohort")
     train_manifest = _cohort(folder, "TRN", per_class=5, seed=0)
     holdout = _cohort(folder, "HLD", per_class=2, seed=1)
     panel = folder / "panel.csv"  # adjudicated validation labels: here the given ones, so results are unchanged
     pd.read_csv(train_manifest)[["participant_id", "session_id", "diagnosis"]].to_csv(panel, index=False)
     run = folder / "run"
-    result = _cli("train", "--config", str(CONFIG), "--out", str(run), "--set", f"data.mri.manifest={train_manifest}",
-                  "--set", f"data.mri.val_labels={panel}", "--set", f"data.mri.holdout_manifest={holdout}",
-                  "--set", "train.epochs=1", "--set", "train.progress=false", "--set", "train.tensorboard=false")
+    result = cli_in_process("train", "--config", str(CONFIG), "--out", str(run), "--set",
+                            f"data.mri.manifest={train_manifest}", "--set", f"data.mri.val_labels={panel}", "--set",
+                            f"data.mri.holdout_manifest={holdout}", "--set", "train.epochs=1", "--set",
+                            "train.progress=false", "--set", "train.tensorboard=false")
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"results: {run / f'eval-{holdout.stem}'}" in result.stdout  # the configured holdout, evaluated
     assert (run / f"eval-{holdout.stem}" / "summary.json").exists()
