@@ -156,17 +156,24 @@ def _project_needing(folder: Path, requires_python: str | None = None) -> Path:
     return folder
 
 
+def _first_line_refusing_this_python(folder: Path) -> str:
+    """The Pythons `make setup PYTHON=<this one>` in `folder` says elr-mri needs, checking that it refused in one
+    line before making a .venv."""
+    result = _make_setup(folder, f"PYTHON={sys.executable}")
+    assert result.returncode != 0 and not (folder / ".venv").exists()
+    refusal = re.fullmatch(f"make setup: {re.escape(sys.executable)} is Python {re.escape(platform.python_version())}; "
+                           r"elr-mri needs (.+): make setup PYTHON=<a python3 in that range>", result.stderr.splitlines()[0])
+    assert refusal, result.stderr
+    return refusal.group(1)
+
+
 @pytest.mark.skipif(shutil.which("make") is None, reason="no make")
 def test_setup_refuses_a_python_older_than_requires_python_in_one_line(tmp_path: Path) -> None:
     """A too old python3 stopped at torch's wheel ("No matching distribution found for torch==2.13.0"), having made a
     .venv that every later run, even one given a newer PYTHON, kept."""
     newer = (sys.version_info.major, sys.version_info.minor + 1)
     folder = _project_needing(tmp_path, f">={newer[0]}.{newer[1]}")
-    result = _make_setup(folder, f"PYTHON={sys.executable}")
-    assert result.returncode != 0 and not (folder / ".venv").exists()
-    assert result.stderr.splitlines()[0] == (f"make setup: {sys.executable} is Python {platform.python_version()}; "
-                                             f"elr-mri needs {newer[0]}.{newer[1]} or newer: "
-                                             "make setup PYTHON=<a python3 in that range>")
+    assert _first_line_refusing_this_python(folder) == f"{newer[0]}.{newer[1]} or newer"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder / ".venv")], check=True)
     result = _make_setup(folder)
     assert result.returncode != 0
@@ -184,11 +191,7 @@ def test_setup_refuses_a_python_newer_than_requires_python_allows_before_install
     and only then met pip's refusal of the package, or pip building scipy and antspyx from source."""
     lowest = (sys.version_info.major, sys.version_info.minor - 1)
     folder = _project_needing(tmp_path, f">={lowest[0]}.{lowest[1]},<{lowest[0]}.{lowest[1] + 1}")
-    result = _make_setup(folder, f"PYTHON={sys.executable}")
-    assert result.returncode != 0 and not (folder / ".venv").exists()
-    assert result.stderr.splitlines()[0] == (f"make setup: {sys.executable} is Python {platform.python_version()}; "
-                                             f"elr-mri needs {lowest[0]}.{lowest[1]} to {lowest[0]}.{lowest[1]}: "
-                                             "make setup PYTHON=<a python3 in that range>")
+    assert _first_line_refusing_this_python(folder) == f"{lowest[0]}.{lowest[1]} to {lowest[0]}.{lowest[1]}"
 
 
 @pytest.mark.slow
