@@ -20,7 +20,7 @@ from pathlib import Path
 from results_file import command_line, load_line, write_report
 
 from elr_mri.config import DataConfig
-from elr_mri.data import image_sources
+from elr_mri.data import image_decoding
 from elr_mri.data.images import build_image_data
 from preprocess.cores import usable_cores
 from preprocess.user_errors import nonempty_path
@@ -31,20 +31,20 @@ ROOT = Path(__file__).resolve().parents[1]
 def seconds_to_build(root: Path, pool: Callable[[int], Executor]) -> tuple[float, set[str]]:
     """Wall time of building the image folder's data set with `pool` making the decoding pool, and the kinds of pool
     it made ("processes", "threads"): the default makes threads for a split of one chunk or on one usable core."""
-    default, made = image_sources._decoding_pool, set()
+    default, made = image_decoding._decoding_pool, set()
 
     def recorded(chunks: int) -> Executor:
         executor = pool(chunks)
         made.add("processes" if isinstance(executor, ProcessPoolExecutor) else "threads")
         return executor
 
-    image_sources._decoding_pool = recorded
+    image_decoding._decoding_pool = recorded
     try:
         started = time.perf_counter()
         build_image_data(DataConfig(name="imagefolder", root=str(root)))
         return time.perf_counter() - started, made
     finally:
-        image_sources._decoding_pool = default
+        image_decoding._decoding_pool = default
 
 
 def main() -> None:
@@ -63,7 +63,7 @@ def main() -> None:
         return ThreadPoolExecutor(max_workers=8)
 
     default = "the default"
-    ways = {"8 threads": threads, default: image_sources._decoding_pool}
+    ways = {"8 threads": threads, default: image_decoding._decoding_pool}
     times: dict[str, list[float]] = {name: [] for name in ways}
     default_pools: set[str] = set()
     load_start = os.getloadavg()[0]
@@ -101,7 +101,7 @@ def default_label(pools: set[str]) -> str:
     if pools == {"processes"}:
         return "the default (forked processes on Linux)"
     why = ("one core is usable" if usable_cores() == 1 else
-           f"a split of at most {image_sources.DECODE_CHUNK:,} images is one decoding chunk")
+           f"a split of at most {image_decoding.DECODE_CHUNK:,} images is one decoding chunk")
     if pools == {"threads"}:
         return f"the default (8 threads here: {why})"
     return f"the default (forked processes, and 8 threads where {why})"
