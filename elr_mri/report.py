@@ -24,7 +24,7 @@ from elr_mri.engine.run_records import read_data_shape
 from elr_mri.engine.runner import selection_rule
 from elr_mri.evaluation import N_BOOT
 from elr_mri.evaluation.compare import HEADLINE_METRICS, comparison_table
-from elr_mri.evaluation.evaluate import WARNINGS_KEY
+from elr_mri.evaluation.evaluate import WARNINGS_KEY, one_class_balanced_accuracy
 from elr_mri.evaluation.explain import map_file_stem
 from elr_mri.evaluation.metrics import CALIBRATION_BINS, Interval, rarely_defined_note, too_few_to_resample
 from elr_mri.evaluation.truth import mean_paired_difference, participants_predicted_alike, rescore_against_truth
@@ -176,7 +176,8 @@ def _metrics_section(runs: dict[str, Path], out: Path) -> str:
             if participants < 2:
                 alone[scans] = participants
             every = [column.removeprefix("p_") for column in given.columns if column.startswith("p_")]
-            note = _lacking_class_note(scans, summary.get("balanced_accuracy_classes", every), every, "is labelled")
+            note = _lacking_class_note(scans, summary.get("balanced_accuracy_classes", every), every, "is labelled",
+                                      "confusion.csv")
             if note:
                 lacking.setdefault(scans, note)
             warned += [f"- **{loss}** on {where}: {warning}" for warning in summary.get(WARNINGS_KEY, [])]
@@ -303,7 +304,8 @@ def _truth_section(runs: dict[str, Path], truth: pd.DataFrame) -> str:
                     shown = scans
                     listed.add((method, scans))
                 report = rescore_against_truth(predictions, truth)
-                note = _lacking_class_note(scans, report.balanced_accuracy_classes, report.class_names, "truly has")
+                note = _lacking_class_note(scans, report.balanced_accuracy_classes, report.class_names, "truly has",
+                                           None)
                 if note and note not in lacking:
                     lacking.append(note)
                 if report.n_participants < 2:
@@ -423,21 +425,25 @@ def _last_checkpoint_words(sets: Iterable[str]) -> str:
             "A baseline has no checkpoint: it is listed once, under the unmarked set.")
 
 
-def _lacking_class_note(where: str, present: list[str], every: list[str], has: str) -> str | None:
+def _lacking_class_note(where: str, present: list[str], every: list[str], has: str,
+                        recall_in: str | None) -> str | None:
     """What a set without a participant of some class does to its metrics, as `elr-mri evaluate` notes it: its
-    balanced accuracy averages fewer recalls, so chance is higher (50.0 for CN, MCI), and its macro AUC is nan, as
-    are the AUCs of the absent classes; with one class left, its own AUC too (it needs participants of another). Its
-    micro AUC stays defined but ranks every score given to an absent class among the negatives, the easy ones of a
-    model that rarely predicts that class: a demo holdout without AD read 78 micro beside per-class AUCs of 25."""
+    balanced accuracy averages fewer recalls, so chance is higher (50.0 for CN, MCI), or with one class left is that
+    class's recall (`recall_in` holds it elsewhere); its macro AUC is nan, as are the AUCs of the absent classes; with
+    one class left, its own AUC too (it needs participants of another). Its micro AUC stays defined but ranks every
+    score given to an absent class among the negatives, the easy ones of a model that rarely predicts that class: a
+    demo holdout without AD read 78 micro beside per-class AUCs of 25."""
     absent = [name for name in every if name not in present]
     if not absent or not present:
         return None
     undefined = (f"the AUC of every class ({present[0]}'s too: the AUC of a class needs participants of it and of "
                  "another)" if len(present) == 1 else f"the AUC of {' and '.join(absent)}")
-    return (f"On {where} no participant {has} {' or '.join(absent)}: balanced_accuracy is the mean recall over "
-            f"{', '.join(present)} only, so chance is {100 / len(present):.1f}, not {100 / len(every):.1f}; auc_macro "
-            f"is undefined (nan) there, as is {undefined}; auc_micro counts the scores given to {' and '.join(absent)} "
-            "as negatives only, which can lift it above the AUCs of the classes present.")
+    balanced = (one_class_balanced_accuracy(present[0], f"every participant here {has} {present[0]}", recall_in)
+                if len(present) == 1 else f"balanced_accuracy is the mean recall over {', '.join(present)} only, so "
+                f"chance is {100 / len(present):.1f}, not {100 / len(every):.1f}")
+    return (f"On {where} no participant {has} {' or '.join(absent)}: {balanced}; auc_macro is undefined (nan) there, "
+            f"as is {undefined}; auc_micro counts the scores given to {' and '.join(absent)} as negatives only, which "
+            "can lift it above the AUCs of the classes present.")
 
 
 def _notes(notes: list[str]) -> list[str]:

@@ -348,19 +348,25 @@ def test_the_tables_say_how_many_participants_each_set_has_and_what_a_lacking_cl
 
 def test_a_set_of_one_class_is_said_to_leave_that_classs_own_auc_undefined_too(tmp_path: Path) -> None:
     """An AD-only holdout: the note said auc_macro was undefined "as is the AUC of CN and MCI", as if auc_AD stood;
-    it is nan too, with no participant of another class to rank AD against (`elr-mri evaluate` says so)."""
+    it is nan too, with no participant of another class to rank AD against (`elr-mri evaluate` says so). Its
+    balanced accuracy is AD's recall, as `elr-mri evaluate` says: the note said "chance is 100.0, not 33.3"."""
     runs = {"ce": tmp_path / "ce", "elr": tmp_path / "elr"}
     for run in runs.values():
         _scored(run / "eval-nacc_sim", 0.5, given=("AD", "AD", "AD"))
-    assert ("On nacc_sim no participant is labelled CN or MCI: balanced_accuracy is the mean recall over AD only, so "
-            "chance is 100.0, not 33.3; auc_macro is undefined (nan) there, as is the AUC of every class (AD's too: "
-            "the AUC of a class needs participants of it and of another); auc_micro counts the scores given to CN and "
-            "MCI as negatives only, which can lift it above the AUCs of the classes present.") in _metrics_section(
-                runs, tmp_path)
+    assert ("On nacc_sim no participant is labelled CN or MCI: balanced_accuracy is the recall of AD alone (every "
+            "participant here is labelled AD), so it equals accuracy: the share of AD scans called AD, not how well "
+            "the classes are told apart (calling every scan AD scores 100.0); compare it only with AD's recall elsewhere "
+            "(the rate given AD, predicted AD in confusion.csv), not with a balanced accuracy over several classes; "
+            "auc_macro is undefined (nan) there, as is the AUC of every class (AD's too: the AUC of a class needs "
+            "participants of it and of another); auc_micro counts the scores given to CN and MCI as negatives only, "
+            "which can lift it above the AUCs of the classes present.") in _metrics_section(runs, tmp_path)
     truth = pd.DataFrame({"participant_id": [f"s{i:02d}" for i in range(4)], "session_id": "ses-M00",
                           "true_diagnosis": ["MCI"] * 4})
     truth_runs = {"ce": _run(tmp_path / "truth" / "ce", 1, truth), "elr": _run(tmp_path / "truth" / "elr", 2, truth)}
-    assert "as is the AUC of every class (MCI's too" in _truth_section(truth_runs, truth)
+    truth_note = _truth_section(truth_runs, truth)
+    assert ("balanced_accuracy is the recall of MCI alone (every participant here truly has MCI), so it equals "
+            "accuracy") in truth_note and "compare it only with MCI's recall elsewhere, not with" in truth_note
+    assert "as is the AUC of every class (MCI's too" in truth_note and "chance is 100.0" not in truth_note
 
 
 def test_a_set_scored_with_the_last_checkpoint_is_named_so_below_the_same_set(tmp_path: Path) -> None:

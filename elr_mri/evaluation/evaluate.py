@@ -204,7 +204,8 @@ def _note_partial_balanced_accuracy(out: Path, report: MetricsReport) -> None:
     if not present or len(present) == len(every):
         return
     if len(present) == 1:
-        print(f"note: {out}: {_one_class_balanced_accuracy(present[0])}", file=sys.stderr)
+        alone = f"every example here is labelled {present[0]}"
+        print(f"note: {out}: {one_class_balanced_accuracy(present[0], alone, 'confusion.csv')}", file=sys.stderr)
         return
     absent = [name for name in every if name not in present]
     legible = len(every) <= LEGIBLE_CLASSES  # WebVision's 50 would make a line of names
@@ -216,13 +217,15 @@ def _note_partial_balanced_accuracy(out: Path, report: MetricsReport) -> None:
           file=sys.stderr)
 
 
-def _one_class_balanced_accuracy(name: str) -> str:
+def one_class_balanced_accuracy(name: str, alone: str, recall_in: str | None) -> str:
     """On a set of one class "chance is 100.0" was true (calling every scan that class scores it) and of no use: the
-    figure is that class's recall, which says nothing of telling classes apart."""
-    return (f"balanced_accuracy is the recall of {name} alone (every example here is labelled {name}), so it equals "
-            f"accuracy: the share of {name} scans called {name}, not how well the classes are told apart (calling "
-            f"every scan {name} scores 100.0); compare it only with {name}'s recall elsewhere (the rate given {name}, "
-            f"predicted {name} in confusion.csv), not with a balanced accuracy over several classes")
+    figure is that class's recall, which says nothing of telling classes apart. One wording for this note and the
+    report's tables: `alone` says why the set is of `name` only, `recall_in` names the file holding that recall
+    elsewhere (None where no file holds it, as for recall against the true diagnoses)."""
+    shown = f" (the rate given {name}, predicted {name} in {recall_in})" if recall_in else ""
+    return (f"balanced_accuracy is the recall of {name} alone ({alone}), so it equals accuracy: the share of {name} "
+            f"scans called {name}, not how well the classes are told apart (calling every scan {name} scores 100.0); "
+            f"compare it only with {name}'s recall elsewhere{shown}, not with a balanced accuracy over several classes")
 
 
 def _refuse_non_finite(probs: np.ndarray, frame: pd.DataFrame | None, run_dir: Path, checkpoint: str) -> None:
