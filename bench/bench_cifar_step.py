@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 from bench_device_batches import load_train
-from profiling import busiest_kernels
+from kernel_profile import busiest_kernels
 from results_file import command_line, load_line, said_failed, write_report
 
 from elr_mri.config import RunConfig, evaluation_batch_size, load_config

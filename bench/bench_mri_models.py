@@ -50,7 +50,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from profiling import busiest_kernels
+from kernel_profile import busiest_kernels
 from results_file import (busy_warning, command_line, intra_op_threads, print_child_result, read_child_result,
                           write_report)
 from torch import nn

@@ -567,3 +567,17 @@ def test_the_loader_benchmarks_name_the_gpu_their_device_rows_ran_on(monkeypatch
     assert "; the device blur on `cuda` (NVIDIA H200)." in loader.report(args, (121, 145, 121), {}, 2, 0.0)
     on_cpu = loader.report(argparse.Namespace(**{**vars(args), "device": "cpu"}), (121, 145, 121), {}, 2, 0.0)
     assert "; the device blur on `cpu`." in on_cpu and "NVIDIA" not in on_cpu
+
+
+# standard-library modules newer than the Python running the tests, which sys.stdlib_module_names cannot know
+NEWER_STANDARD_LIBRARY = {"profiling"}  # Python 3.15 (PEP 799)
+
+
+def test_no_bench_or_scripts_module_is_named_as_a_standard_library_one() -> None:
+    """bench/ and scripts/ import their siblings by plain name, so one named as a standard-library module is the
+    library's wherever that was imported first (`cProfile` imports Python 3.15's `profiling`): bench/profiling.py
+    was, and `from profiling import busiest_kernels` would then fail."""
+    taken = set(sys.stdlib_module_names) | NEWER_STANDARD_LIBRARY
+    clashes = [f"{folder}/{path.name}" for folder in ("bench", "scripts") for path in (ROOT / folder).glob("*.py")
+               if path.stem in taken]
+    assert not clashes, f"rename {clashes}: each shares its name with a standard-library module"
