@@ -21,7 +21,7 @@ import pandas as pd
 from elr_mri.config import load_run_config
 from elr_mri.engine.checkpoint import atomic_write_text
 from elr_mri.engine.run_records import read_data_shape
-from elr_mri.engine.runner import selection_rule
+from elr_mri.engine.selection import selection_rule
 from elr_mri.evaluation import N_BOOT
 from elr_mri.evaluation.compare import HEADLINE_METRICS, comparison_table
 from elr_mri.evaluation.evaluate import WARNINGS_KEY, one_class_balanced_accuracy

@@ -31,7 +31,8 @@ from elr_mri.engine.checkpoint import CheckpointError, atomic_save, atomic_write
 from elr_mri.engine.execution import ExecutionPlan, busy_cores_note, limit_cpu_threads, precision_note
 from elr_mri.engine.methods import build_method
 from elr_mri.engine.run_dir import RUN_LOCK, check_run_dir, exclusive_run_dir, holds_a_run
-from elr_mri.engine.runner import CheckpointWriter, RunState, _improves, selection_rule
+from elr_mri.engine.runner import CheckpointWriter, RunState, _improves
+from elr_mri.engine.selection import selection_rule
 from elr_mri.engine.start import train
 from elr_mri.engine.tracking import PredictionTracker
 

@@ -20,7 +20,7 @@ from elr_mri.data.image_sources import ImageReadError, load_source
 from elr_mri.data.image_transforms import CenterCrop, RandomCrop, load_resized
 from elr_mri.data.images import NORMALISATION, build_image_data
 from elr_mri.data.seeded_items import SeededItems
-from elr_mri.engine.runner import selection_rule
+from elr_mri.engine.selection import selection_rule
 from elr_mri.engine.start import train
 from preprocess.cores import usable_cores
 

@@ -22,7 +22,7 @@ from elr_mri.config import ConfigError, RunConfig, config_to_dict, load_config
 from elr_mri.data.image_sources import cifar_download_command
 from elr_mri.data.images import NORMALISATION
 from elr_mri.data.noise import inject_noise
-from elr_mri.engine.runner import selection_rule
+from elr_mri.engine.selection import selection_rule
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER_DIRS = ("cifar10", "cifar100", "cifar10n", "clothing1m", "webvision")

@@ -45,3 +45,19 @@ def test_the_packages_docstring_names_modules_that_export_what_it_says() -> None
         for module, names in re.findall(r"`(elr_mri[\w.]*)`: ((?:`\w+`(?:, )?)+)", entry):
             exported = set(importlib.import_module(module).__all__)
             assert set(re.findall(r"`(\w+)`", names)) <= exported, (module, names)
+
+
+def test_the_selection_rules_are_read_without_importing_the_training_loop() -> None:
+    """evaluate and the report name a run's selection rule: they imported it from `runner`, the whole training loop,
+    whose `__all__` did not list `SELECTION_RULES`. `selection` holds both, light; `runner` still exports the rule."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from elr_mri.engine.selection import SELECTION_RULES, selection_rule; "
+            "print(sorted(name for name in sys.modules if name.startswith('elr_mri.engine.') or name == 'torch'))")
+    loaded = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert loaded.stdout == "['elr_mri.engine.selection']\n", loaded.stdout
+    from elr_mri.engine import runner, selection
+
+    assert selection.__all__ == ["SELECTION_RULES", "selection_rule"]
+    assert runner.selection_rule is selection.selection_rule

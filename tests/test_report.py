@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from elr_mri.config import ConfigError, load_config
-from elr_mri.engine.runner import selection_rule
+from elr_mri.engine.selection import selection_rule
 from elr_mri.evaluation.metrics import Interval
 from elr_mri.evaluation.truth import mean_paired_difference, rescore_against_truth
 from elr_mri.evaluation.compare import HEADLINE_METRICS

@@ -13,7 +13,7 @@ import yaml
 from elr_mri.baselines.evaluate import evaluate_baselines
 from elr_mri.baselines.features import read_volumes
 from elr_mri.config import config_to_dict, load_config
-from elr_mri.engine.runner import selection_rule
+from elr_mri.engine.selection import selection_rule
 from elr_mri.simulate.disease import REGIONS
 from elr_mri.volumes.measure import volume_columns
 from elr_mri.volumes.recovery import read_truth, recovery_table

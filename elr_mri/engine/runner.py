@@ -32,7 +32,6 @@ from elr_mri.data import build_data
 from elr_mri.distributed import (DistContext, barrier, gather_objects, gather_rows, init_distributed, leave_distributed,
                                  mean_over_ranks, part_rank_streams, scaled_to_global_batch, share_rank0_buffers)
 from elr_mri.data.device_blur import blurs_on_device
-from elr_mri.data.image_sources import CLOTHING1M_VAL_LIST, clothing1m_lists_dir
 from elr_mri.data.images import NoisyImageData
 from elr_mri.data.noise import require_cifar10_classes
 from elr_mri.engine.checkpoint import (atomic_save, atomic_write_json, atomic_write_text, capture_rng, host_copy,
@@ -50,6 +49,7 @@ from elr_mri.engine.resuming import refuse_shortening, restore_last_checkpoint, 
 from elr_mri.engine.run_records import record_run_data, require_same_data
 from elr_mri.engine.start import finished_at
 from elr_mri.engine.schedule import lr_at
+from elr_mri.engine.selection import selection_rule  # in __all__: imported from here before selection.py
 from elr_mri.engine.split_scores import (SplitPredictions, SplitScore, evaluate_split, predict_split,  # in __all__:
                                          scores_on_test_sets)  # imported from here before split_scores.py
 from elr_mri.engine.tracking import PredictionTracker, memorization_fractions
@@ -62,26 +62,6 @@ if TYPE_CHECKING:  # annotations only: TensorBoard is imported when a run logs t
 
 __all__ = ["train_checked", "cuda_graphs_tested", "resolve_device", "evaluate_split", "predict_split", "SplitPredictions", "SplitScore", "uses_age",
            "selection_rule", "RunState", "CheckpointWriter"]
-
-SELECTION_RULES = {
-    "val_acc": "best accuracy on the validation split, held out from the training set with its noisy labels (data.val_fraction), as the paper",
-    "val_balanced_acc": "best balanced accuracy (mean recall over the classes) on the validation split, held out from the training set with its noisy labels (data.val_fraction)",
-    "last": "the last epoch",
-}
-SCORE_NAMES = {"val_acc": "accuracy", "val_balanced_acc": "balanced accuracy (mean recall over the classes)"}
-
-
-def selection_rule(cfg: RunConfig) -> str:
-    """How the kept checkpoint was chosen, in words for summary.json and the report: with adjudicated
-    validation labels (data.mri.val_labels) the validation split is no longer scored on noisy labels."""
-    if cfg.train.select in SCORE_NAMES and cfg.data.name == "mri" and cfg.data.mri.val_labels:
-        return (f"best {SCORE_NAMES[cfg.train.select]} on the validation split, scored against the adjudicated "
-                f"labels in {cfg.data.mri.val_labels} (data.mri.val_labels)")
-    if cfg.train.select in SCORE_NAMES and cfg.data.name == "clothing1m" and cfg.data.root \
-            and (clothing1m_lists_dir(Path(cfg.data.root)) / CLOTHING1M_VAL_LIST).is_file():
-        return (f"best {SCORE_NAMES[cfg.train.select]} on Clothing1M's clean validation images "
-                f"({CLOTHING1M_VAL_LIST}), as the paper")
-    return SELECTION_RULES[cfg.train.select]
 
 
 @process_settings_kept()  # the threads and seed it sets are the run's, not the calling notebook's

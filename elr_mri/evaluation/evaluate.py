@@ -33,7 +33,8 @@ from elr_mri.engine.methods import Method, build_method
 from elr_mri.engine.run_dir import not_the_run_folder
 from elr_mri.engine.run_records import (PREPROCESSING_KEY, TEST_DIAGNOSES_KEY, TRAIN_AGE_RANGE_KEY,
                                        TRAIN_CLASS_COUNTS_KEY, read_data_shape)
-from elr_mri.engine.runner import SELECTION_RULES, resolve_device, selection_rule, uses_age
+from elr_mri.engine.runner import resolve_device, uses_age
+from elr_mri.engine.selection import SELECTION_RULES, selection_rule
 from elr_mri.evaluation import N_BOOT
 from elr_mri.evaluation.compare import COMPARISON_FILES, remove_comparisons_citing
 from elr_mri.evaluation.metrics import MetricsReport, bootstrap_metrics, evaluate_predictions, non_finite_rows
