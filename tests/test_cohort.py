@@ -1212,8 +1212,32 @@ def test_a_missing_column_names_the_one_spelled_otherwise_and_a_wide_table_is_no
     with pytest.raises(ValueError) as err:
         import_mapped_table(wide, nacc_scans(), NACC_MAPPING)
     message = str(err.value)
-    assert "missing column(s) NACCUDSD (spelled 'naccudsd' in it; it has 906 columns: NACCID, NACCVNUM," in message
+    assert "it spells the mapping's NACCUDSD otherwise, as 'naccudsd': write them so in the mapping" in message
     assert len(message) < 500 and "VAR899" not in message
+    with pytest.raises(ValueError) as err:  # a column missing, not spelled otherwise: the table's first columns
+        import_mapped_table(wide.drop(columns="naccudsd"), nacc_scans(), NACC_MAPPING)
+    assert "missing column(s) NACCUDSD (it has 905 columns: NACCID, NACCVNUM," in str(err.value)
+    assert len(str(err.value)) < 500
+
+
+def test_a_nacc_export_in_lower_case_is_told_every_column_the_mapping_spells_otherwise_at_once() -> None:
+    """A NACC export with lower-case headers was refused a part at a time: the mapping's columns, then (renamed)
+    require.AD's NACCALZP, said to be missing from the table and to be exported, then the visits' dates."""
+    lower = NACC.assign(VISITYR=2012, VISITMO=3, VISITDAY=4).rename(columns=str.lower)
+    with pytest.raises(ValueError, match=r"^clinical table \(--table\): it spells the mapping's NACCID, NACCVNUM, "
+                                         r"VISITYR, VISITMO, VISITDAY, NACCUDSD, NACCAGE, SEX, NACCALZP otherwise, as "
+                                         r"'naccid', 'naccvnum', 'visityr', 'visitmo', 'visitday', 'naccudsd', "
+                                         r"'naccage', 'sex', 'naccalzp': write them so in the mapping, or the table's "
+                                         r"header as the mapping does \(names are matched as written: a table may "
+                                         r"hold both\)$"):
+        import_mapped_table(lower, nacc_scans(), NACC_MAPPING)
+    both = pd.concat([NACC, lower[["naccid"]]], axis=1)  # both spellings: the mapping's is read, as written
+    assert len(import_mapped_table(both, nacc_scans(), NACC_MAPPING).manifest) == len(
+        import_mapped_table(NACC, nacc_scans(), NACC_MAPPING).manifest)
+    by_number = nacc_scans()  # visit dates alone spelled otherwise, unread for scans named by visit number
+    dates_lower = NACC.assign(visityr=2012, visitmo=3, visitday=4)
+    assert len(import_mapped_table(dates_lower, by_number, NACC_MAPPING).manifest) == len(
+        import_mapped_table(NACC, by_number, NACC_MAPPING).manifest)
 
 
 def test_an_adni_scan_named_by_its_date_is_told_that_adnimerge_matches_visits():

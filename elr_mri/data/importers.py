@@ -404,6 +404,7 @@ def import_mapped_table(
         mapping = load_mapping(mapping)
     table, where = _read(table, "clinical table (--table)")
     columns: dict[str, Any] = mapping["columns"]
+    _refuse_other_spellings(table, mapping, where)
     _require(table, tuple(column for field, column in columns.items() if field != "visit_date"), where,
              _mapped_table_fix(table, columns.get("diagnosis")))
     values = {field: {_code(k): v for k, v in codes.items()} for field, codes in (mapping.get("values") or {}).items()}
@@ -452,6 +453,31 @@ def import_mapped_table(
     hint = _date_session_hint(table[columns["session_id"]], columns["session_id"])
     return _join(scans_table, scans_where, clinical, _bids_key, mapped_session_key,
                  session_hints={_DATE_KEY: hint} if hint else {}, nearest=nearest)
+
+
+def _refuse_other_spellings(table: pd.DataFrame, mapping: dict[str, Any], where: str) -> None:
+    """Refuse a table that spells the mapping's columns in another case or with other separators (a NACC export in
+    lower case, naccid for NACCID), naming every such column at once: refused a part at a time, the user renamed the
+    mapping's columns, then its visit dates, then met require.AD told to export a NACCALZP the table had. Names are
+    not matched loosely, as a table may hold both spellings. A visit-date column is named only beside another, as
+    the import reads those dates only for scans named by date."""
+    named = [_as_list(column) for column in mapping["columns"].values()]
+    named += [list(conditions) for conditions in (mapping.get("require") or {}).values()]
+    dates = _as_list(mapping["columns"].get("visit_date") or [])
+    spelled: dict[Any, str] = {}
+    for name in dict.fromkeys(name for names in named for name in names):
+        found = [str(column) for column in table.columns if _loose(str(column)) == _loose(str(name))]
+        if name not in table.columns and found:
+            spelled[name] = found[0]
+    if set(spelled) - set(dates):
+        raise ValueError(f"{where}: it spells the mapping's {', '.join(map(str, spelled))} otherwise, as "
+                         f"{', '.join(map(repr, spelled.values()))}: write them so in the mapping, or the table's "
+                         "header as the mapping does (names are matched as written: a table may hold both)")
+
+
+def _as_list(column: str | list[str]) -> list[str]:
+    """A mapping's column as a list: visit_date names one column or three (year, month, day)."""
+    return [column] if isinstance(column, str) else column
 
 
 def _mapped_table_fix(table: pd.DataFrame, diagnosis_column: str | None) -> str:
