@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import lzma
+import platform
 import shlex
 import sys
 import tarfile
@@ -101,9 +102,8 @@ def _data_root(args: argparse.Namespace) -> Path:
     folder = _image_folder(args.data_root)
     if load_config(CONFIG, args.overrides).data.name == "imagefolder" and not (folder / "train").is_dir():
         raise FileNotFoundError(f"--data-root {args.data_root}: no CIFAR-10 images there (train/ and test/ of class "
-                                "folders, or cifar10/ holding them); extract them with `mkdir -p DIR && tar -xJf "
-                                f"{shlex.quote(str(ARCHIVE))} -C DIR` and pass --data-root DIR, or leave --data-root out to extract "
-                                "that archive into data/")
+                                f"folders, or cifar10/ holding them); {_extract_by_hand(ARCHIVE)}, or leave "
+                                "--data-root out to extract that archive into data/")
     return folder
 
 
@@ -113,6 +113,21 @@ def _image_folder(data_root: Path) -> Path:
     if not (data_root / "train").is_dir() and (data_root / "cifar10" / "train").is_dir():
         return data_root / "cifar10"
     return data_root
+
+
+def _extract_by_hand(archive: Path) -> str:
+    """The shell commands that extract `archive` where this script will not, and the option that then reads it."""
+    return f"extract them with `mkdir -p DIR && tar -xJf {shlex.quote(str(archive))} -C DIR` and pass --data-root DIR"
+
+
+def _refuse_unfiltered_extraction(archive: Path) -> None:
+    """Refuse a Python whose tarfile has no extraction filters (PEP 706: 3.10.12, 3.11.4, 3.12 and later;
+    requires-python takes 3.10.0): there `extractall(filter="data")` failed with a TypeError traceback, and extracting
+    without the filter would let a replaced shared copy write outside data/."""
+    if not hasattr(tarfile, "data_filter"):
+        raise ValueError(f"Python {platform.python_version()}'s tarfile cannot extract the images in {archive} "
+                         "safely (its extraction filters came with 3.10.12, 3.11.4 and 3.12); "
+                         f"{_extract_by_hand(archive)}, or use a newer Python")
 
 
 def _extracted_archive(dest: Path, archive: Path = ARCHIVE) -> Path:
@@ -130,6 +145,7 @@ def _extracted_archive(dest: Path, archive: Path = ARCHIVE) -> Path:
     if folder.exists():
         raise FileExistsError(f"{folder} exists without train/ (left by an extraction cut short?); remove it and run "
                               "again to extract the archive there, or pass --data-root DIR")
+    _refuse_unfiltered_extraction(archive)
     print(f"extracting {archive} into {dest}", flush=True)
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".cifar10-extracting-", dir=dest) as scratch:

@@ -241,6 +241,23 @@ def test_cifar10n_cpu_extracts_the_jpeg_archive_whole_or_not_at_all(import_scrip
     assert sorted(str(p.relative_to(data)) for p in folder.rglob("*.jpg")) == sorted(members)
 
 
+def test_cifar10n_cpu_on_a_python_without_tar_filters_says_how_to_extract(import_script, tmp_path: Path,
+                                                                         monkeypatch) -> None:
+    """requires-python takes 3.10.0, whose tarfile has no extraction filters (3.10.12 and 3.11.4 brought them):
+    `extractall(filter="data")` stopped there with a TypeError traceback. It is one line with the tar command."""
+    script = import_script("cifar10n_cpu")
+    archive = tmp_path / "cifar10-jpeg.tar.xz"
+    with tarfile.open(archive, "w:xz"):
+        pass
+    monkeypatch.delattr(tarfile, "data_filter", raising=False)  # as on Python 3.10.11
+    path = re.escape(str(archive))
+    with pytest.raises(ValueError, match=rf"tarfile cannot extract the images in {path} safely .*; extract them with "
+                                         rf"`mkdir -p DIR && tar -xJf {path} -C DIR` and pass --data-root DIR, or use "
+                                         "a newer Python$"):
+        script._extracted_archive(tmp_path / "data", archive)
+    assert not (tmp_path / "data").exists()
+
+
 def test_cifar10n_cpu_without_shared_says_what_to_pass(import_script, tmp_path: Path) -> None:
     """A clone with no ../shared: the defaults point there, so each missing input is one line naming the option
     that replaces it (and the labels' release), before anything trains."""
