@@ -508,6 +508,17 @@ def test_two_mris_whose_nearest_visit_is_one_are_two_scans_and_two_runs_of_one_d
                                              "--scans"}
 
 
+def test_a_visit_named_by_its_number_and_by_a_date_near_it_is_not_imported_twice():
+    """ses-02 and ses-20110301 (nine days before visit 2) were both imported as visit 2: one MRI under two names, as a
+    merge of two exports leaves it, trained on twice. A failed scan rivals none; visit 1's dated scan stays."""
+    scans = pd.DataFrame({"participant_id": "NACC000001", "path": list("abcd"),
+                          "session_id": ["ses-02", "ses-20110301", "ses-20100301", "ses-01"],
+                          "status": ["ok", "ok", "ok", "failed"]})
+    result = import_mapped_table(UDS, scans, NACC_MAPPING)
+    assert result.manifest["session_id"].tolist() == ["ses-20100301"]
+    assert result.dropped["reason"].tolist()[:2] == [importers.NAMED_BY_NUMBER_AND_DATE] * 2
+
+
 def test_nacc_s_mri_table_given_as_the_clinical_table_is_told_to_pass_the_uds_table():
     """NACC delivers an MRI table (one row an MRI: NACCMRFI, MRIYR, MRIMO, MRIDY) beside the UDS one; passed as
     --table it was told to name its own columns in the mapping, which has no diagnosis to name."""

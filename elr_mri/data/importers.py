@@ -111,6 +111,10 @@ ADNIMERGE_COLUMNS = ("PTID", "VISCODE", "DX", "DX_bl", "AGE", "Years_bl")  # the
 # a table passed to the other import: NACC's UDS ids, and ADNIMERGE's own columns
 _MAPPED_TABLE_SIGNS = ("NACCID", "NACCVNUM", "NACCUDSD")
 _NACC_MRI_TABLE_SIGNS = ("NACCMRFI", "MRIYR")  # NACC's MRI table: one row an MRI session (its file, its date)
+# a visit's scan named by the visit's number and another named by a date that visit is nearest
+NAMED_BY_NUMBER_AND_DATE = ("one of several scans of one visit, named by its number and by a date near it (e.g. ses-02 "
+                            "and ses-20110901): one MRI under two names, or two MRIs that only their dates tell apart; "
+                            "name each by its MRI's date, ses-YYYYMMDD, or keep one in --scans")
 MAPPING_KEYS = ("columns", "values", "require", "cohort", "visit_window_days")
 # visit_date: the visit's date, one column of dates or NACC's [VISITYR, VISITMO, VISITDAY]; a scan named by its MRI date
 # takes the visit nearest in time within visit_window_days
@@ -709,6 +713,9 @@ def _join(
     scan = ["_participant", "_session"] + ["days_from_visit"] * ("days_from_visit" in joined)
     same_visit = joined[~unusable].duplicated(scan, keep=False).reindex(joined.index, fill_value=False)
     reason[same_visit] = "one of several scans of one visit (e.g. bl and ses-M00): keep one in --scans"
+    if "days_from_visit" in joined:
+        twice = _named_by_number_and_date(joined[~unusable]).reindex(joined.index, fill_value=False)
+        reason[twice] = NAMED_BY_NUMBER_AND_DATE
     if unusable.any():
         reason[unusable] = [f"its status in --scans is {status_in_words(status)}" for status in joined.loc[unusable, "status"]]
     dropped = joined.loc[reason != "", ["participant_id", "session_id"]].assign(reason=reason[reason != ""])
@@ -725,6 +732,15 @@ def _join(
     return ImportResult(manifest=manifest.reset_index(drop=True), dropped=dropped.reset_index(drop=True),
                         age_problems=age_problems, two_spellings=two_spellings,
                         unlisted_sex_codes=_counted(kept.get("_sex_unlisted")))
+
+
+def _named_by_number_and_date(scans: pd.DataFrame) -> pd.Series:
+    """Whether each scan's visit is named both by its number (ses-02) and by a date near it (ses-20110901): the dated
+    scan may be the numbered one under its other name, and the numbered one has no days_from_visit to tell them apart
+    by, so keeping both could train on one MRI twice."""
+    days = scans.groupby(["_participant", "_session"])["days_from_visit"]
+    dated = days.transform("count")
+    return (dated > 0) & (dated < days.transform("size"))
 
 
 def _counted(codes: pd.Series | None) -> list[str]:
