@@ -519,6 +519,16 @@ def test_a_visit_named_by_its_number_and_by_a_date_near_it_is_not_imported_twice
     assert result.dropped["reason"].tolist()[:2] == [importers.NAMED_BY_NUMBER_AND_DATE] * 2
 
 
+def test_an_imported_manifest_imported_again_has_days_from_visit_once():
+    """Given as --scans again (to import with an edited mapping), an imported manifest came back with days_from_visit
+    twice, a manifest every train refuses."""
+    scans = pd.DataFrame({"participant_id": "NACC000001", "session_id": ["ses-01", "ses-20110120"], "path": list("ab")})
+    imported = import_mapped_table(UDS, scans, NACC_MAPPING).manifest
+    again = import_mapped_table(UDS, imported, NACC_MAPPING).manifest
+    assert list(again.columns) == list(imported.columns)
+    assert again["days_from_visit"].tolist()[1:] == [-49]
+
+
 def test_nacc_s_mri_table_given_as_the_clinical_table_is_told_to_pass_the_uds_table():
     """NACC delivers an MRI table (one row an MRI: NACCMRFI, MRIYR, MRIMO, MRIDY) beside the UDS one; passed as
     --table it was told to name its own columns in the mapping, which has no diagnosis to name."""

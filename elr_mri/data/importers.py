@@ -685,7 +685,9 @@ def _join(
     counts = clinical.groupby(["_participant", "_session"]).size().rename("_matches").reset_index()
     clinical = clinical.drop_duplicates(["_participant", "_session"], keep=False)
     imported = [c for c in clinical.columns if not c.startswith("_")]
-    joined = pd.concat([scans.drop(columns=[c for c in imported if c in scans.columns]), keys], axis=1)
+    # the scans' own columns of those names (an imported manifest given as --scans again) are replaced, not doubled
+    written = imported + [c for c in keys.columns if not c.startswith("_")]
+    joined = pd.concat([scans.drop(columns=[c for c in written if c in scans.columns]), keys], axis=1)
     joined = joined.merge(counts, on=["_participant", "_session"], how="left").merge(
         clinical, on=["_participant", "_session"], how="left"
     )
