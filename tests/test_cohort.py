@@ -488,13 +488,31 @@ def test_a_scan_named_by_its_mri_date_takes_the_uds_visit_nearest_in_time_within
     m = result.manifest
     assert m["session_id"].tolist() == ["ses-20110120", "ses-01", "ses-20130601", "ses-20080712"]
     assert m["diagnosis"].tolist() == ["MCI", "CN", "CN", "CN"]  # visit 2 of 001 (49 days on); the earlier of a tie
-    assert m["age"].tolist() == [64, 63, 76, 59]
+    assert m["age"].tolist() == [round(64 - 49 / 365.25, 2), 63, 76, round(59 + 5 / 365.25, 2)]  # at the scan
     assert m["days_from_visit"].tolist()[:1] + m["days_from_visit"].tolist()[2:] == [-49, 0, 5]
     assert np.isnan(m["days_from_visit"][1]) and m["days_from_visit"].dtype == float  # met by its visit number
     assert dict(zip(result.dropped["session_id"], result.dropped["reason"])) == {
         "ses-20121201": "without a clinical visit within 180 days of its date (the nearest, 2013-06-01, is 182 days "
                         "after it; the mapping's visit_window_days sets the limit)",
         "ses-20150202": "without a clinical visit whose date can be read (the mapping's columns.visit_date)"}
+
+
+def test_a_scan_named_by_its_date_is_given_its_age_at_the_scan_not_at_its_visit():
+    """NACCAGE is the age at the UDS visit, up to visit_window_days from the MRI: a scan 175 days after its visit was
+    given the visit's age, a bin off in the model's half-year age encoding. A scan named by the visit's number, whose
+    date is unknown, keeps the visit's age; age_at says which each row holds."""
+    table = UDS.assign(NACCAGE=[63, 64, 75, 76, 59, 59, "-4"])
+    scans = pd.DataFrame({"participant_id": ["NACC000001", "NACC000001", "NACC000001", "NACC000004"],
+                          "session_id": ["ses-01", "ses-20110901", "ses-20110120", "ses-01"], "path": list("abcd")})
+    m = import_mapped_table(table, scans, NACC_MAPPING).manifest
+    assert m["age"].tolist()[:3] == [63, round(64 + 175 / 365.25, 2), round(64 - 49 / 365.25, 2)]
+    assert m["age_at"].tolist()[:3] == ["visit", "scan", "scan"] and m["age"].isna().tolist()[3]
+    assert pd.isna(m["age_at"][3])  # no age, at no date
+    ages_of_scans = UDS.drop(columns="NACCAGE")
+    without_age = load_mapping(NACC_MAPPING)
+    del without_age["columns"]["age"]  # the scans manifest's own age (NACCMRIA) is the scan's already
+    m = import_mapped_table(ages_of_scans, scans.assign(age=70.5), without_age).manifest
+    assert m["age"].tolist() == [70.5] * 4 and "age_at" not in m
 
 
 def test_two_mris_whose_nearest_visit_is_one_are_two_scans_and_two_runs_of_one_day_are_not():
@@ -527,6 +545,7 @@ def test_an_imported_manifest_imported_again_has_days_from_visit_once():
     again = import_mapped_table(UDS, imported, NACC_MAPPING).manifest
     assert list(again.columns) == list(imported.columns)
     assert again["days_from_visit"].tolist()[1:] == [-49]
+    assert again["age"].tolist() == imported["age"].tolist()  # the visit's age moved once, not twice
 
 
 def test_nacc_s_mri_table_given_as_the_clinical_table_is_told_to_pass_the_uds_table():

@@ -18,8 +18,9 @@ NACC (or any cohort) goes through a YAML column-and-value mapping (configs/nacc/
 participants and sessions match after stripping BIDS "sub-"/"ses-" prefixes (and the zero padding of one of
 digits alone: "ses-01" is visit 1, "sub-007" the table's participant 7). A scan named by its date (ses-20120304)
 takes its participant's visit nearest in time where the mapping names the visits' dates (columns.visit_date) and the
-widest gap (visit_window_days). Relative image paths of the scans table are made absolute against its
-folder. Two scans of one visit, and a clinical value that maps to no class, are left out with the reason.
+widest gap (visit_window_days), with the table's age, the visit's, moved to the scan's date (`age_at`). Relative image
+paths of the scans table are made absolute against its folder. Two scans of one visit, and a clinical value that maps
+to no class, are left out with the reason.
 
 Public names: `ImportResult`, `ADNI_DIAGNOSES`, `import_adnimerge`, `import_mapped_table`,
 `load_mapping`, `adni_participant_key`, `spelled_as_numbers`, `adni_session_key`, `adni_diagnosis`,
@@ -69,6 +70,7 @@ __all__ = [
 UNKNOWN_SEX_LETTERS = ("U", "O", "X")  # unknown, other, X: kept as unknown
 # preprocess/ statuses of a scan whose processed volume exists; other rows (failed) are dropped, and said so
 USABLE_STATUSES = ("ok", "done", "skipped")
+DAYS_PER_YEAR = 365.25  # moves a visit's age to its scan's date, days_from_visit away
 # Ages above this are units gone wrong (months, a birth year), not people; the age encoding's last bin, which every
 # age past 119.25 shares, is 119.5 years.
 MAX_AGE_YEARS = 120
@@ -455,8 +457,23 @@ def import_mapped_table(
         window = float(mapping["visit_window_days"])
         nearest = functools.partial(_nearest_visits, clinical=clinical, window=window)
     hint = _date_session_hint(table[columns["session_id"]], columns["session_id"])
-    return _join(scans_table, scans_where, clinical, _bids_key, mapped_session_key,
-                 session_hints={_DATE_KEY: hint} if hint else {}, nearest=nearest)
+    result = _join(scans_table, scans_where, clinical, _bids_key, mapped_session_key,
+                   session_hints={_DATE_KEY: hint} if hint else {}, nearest=nearest)
+    if "age" in columns and "days_from_visit" in result.manifest:
+        result.manifest = _age_at_scan(result.manifest)
+    return result
+
+
+def _age_at_scan(manifest: pd.DataFrame) -> pd.DataFrame:
+    """The table's age, the visit's (NACCAGE), moved by days_from_visit to the scan's date where the join knows it (a
+    scan named by its date), and age_at saying which age each row holds: a visit is up to visit_window_days from its
+    MRI, and the model tells ages half a year apart. A scan named by its visit's number keeps the visit's age."""
+    days = manifest["days_from_visit"]
+    at = pd.Series(np.where(days.notna(), "scan", "visit"), index=manifest.index).where(manifest["age"].notna())
+    manifest = manifest.drop(columns="age_at", errors="ignore")  # the scans' own, from an earlier import
+    manifest = manifest.assign(age=(manifest["age"] + days.fillna(0) / DAYS_PER_YEAR).round(2))
+    manifest.insert(manifest.columns.get_loc("age") + 1, "age_at", at)
+    return manifest
 
 
 def _refuse_other_spellings(table: pd.DataFrame, mapping: dict[str, Any], where: str) -> None:
