@@ -1173,6 +1173,21 @@ def test_a_table_whose_visit_dates_are_month_or_day_first_says_so_for_the_scans_
         "which are not guessed: write them year first, YYYY-MM-DD, and import again)"}
 
 
+def test_visit_dates_written_month_first_are_named_as_such_for_the_dated_scans_they_leave_out():
+    """A column of visit dates (columns.visit_date: VISITDATE) re-saved by Excel as 3/10/2011 gave every scan named by
+    its date 'without a clinical visit whose date can be read', naming the mapping's key but not what was wrong."""
+    mapping = load_mapping(NACC_MAPPING)
+    mapping["columns"]["visit_date"] = "VISITDATE"
+    scans = pd.DataFrame({"participant_id": "NACC000001", "session_id": ["ses-20110120"], "path": ["a"]})
+    table = UDS.assign(VISITDATE=["3/4/2010", "3/10/2011", "6/1/2012", "6/1/2013", "7/7/2008", "7/17/2008", ""])
+    assert import_mapped_table(table, scans, mapping).dropped["reason"].tolist() == [
+        "without a clinical visit whose date can be read (the mapping's columns.visit_date: the table's VISITDATE "
+        "writes dates month or day first, e.g. '3/4/2010', which are not guessed: write them year first, YYYY-MM-DD, "
+        "and import again)"]
+    year_first = table.assign(VISITDATE=["2010-03-04", "2011-03-10", "2012-06-01", "2013-06-01", "", "", ""])
+    assert import_mapped_table(year_first, scans, mapping).manifest["days_from_visit"].tolist() == [-49]
+
+
 def test_a_tables_ages_and_visits_are_read_per_problem_and_per_spelling_not_per_row(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """A NACC UDS table has 200,000 rows: its ages' problems and its visits' spellings were worked out a row at a

@@ -455,7 +455,8 @@ def import_mapped_table(
     if "visit_date" in columns and _named_by_date(scans_table).any():  # read only for scans that need it
         clinical["_visit_day"] = _visit_days(table, columns["visit_date"], where, columns["session_id"])
         window = float(mapping["visit_window_days"])
-        nearest = functools.partial(_nearest_visits, clinical=clinical, window=window)
+        nearest = functools.partial(_nearest_visits, clinical=clinical, window=window,
+                                    undated=_undated_visit_reason(table, columns["visit_date"]))
     hint = _date_session_hint(table[columns["session_id"]], columns["session_id"])
     result = _join(scans_table, scans_where, clinical, _bids_key, mapped_session_key,
                    session_hints={_DATE_KEY: hint} if hint else {}, nearest=nearest)
@@ -536,16 +537,40 @@ def _visit_days(table: pd.DataFrame, column: str | list[str], where: str, sessio
     return pd.to_datetime(parts, errors="coerce")
 
 
+def _undated_visit_reason(table: pd.DataFrame, column: str | list[str]) -> str:
+    """Why a scan named by its date took no visit where none of its participant's visits has a date that can be read:
+    a missing-data code (VISITMO 88), or a column of dates written month or day first, which is said with its fix (it
+    left every such scan out naming only the mapping's key)."""
+    hint = _day_first_hint(_spellings(table[column]), column) if isinstance(column, str) else ""
+    return f"without a clinical visit whose date can be read (the mapping's columns.visit_date{': ' * bool(hint)}{hint})"
+
+
+def _spellings(values: pd.Series) -> list[str]:
+    """A column's values as written, each once, in the table's order: a dozen visits, not 200,000 rows, to read."""
+    return list(values[~_blanks(values)].astype(str).str.strip().unique())
+
+
+def _day_first_hint(given: list[str], column: str) -> str:
+    """How to fix a column whose dates are month or day first (Excel re-saves 2012-03-04 as 3/4/2012), which no
+    reader here guesses; '' where `given`, its spellings, has none."""
+    example = next((v for v in given if _DAY_MONTH_DATE.fullmatch(v)), None)
+    if example is None:
+        return ""
+    return (f"the table's {column} writes dates month or day first, e.g. {example!r}, which are not guessed: write them "
+            "year first, YYYY-MM-DD, and import again")
+
+
 def _day_of_keys(keys: pd.Series) -> pd.Series:
     """Session keys as dates: YYYYMMDD keys read, every other key (a visit number, an impossible date) NaT."""
     dated = keys.map(lambda key: bool(_DATE_KEY.fullmatch(key)))
     return pd.to_datetime(keys.where(dated), format="%Y%m%d", errors="coerce")
 
 
-def _nearest_visits(keys: pd.DataFrame, clinical: pd.DataFrame, window: float) -> pd.DataFrame:
+def _nearest_visits(keys: pd.DataFrame, clinical: pd.DataFrame, window: float, undated: str) -> pd.DataFrame:
     """`keys` (a scan's _participant, _session) where each scan named by its date takes the session of its
     participant's visit nearest in time (the earlier of two as near), if within `window` days: an MRI is seldom taken
-    on its visit's day. Adds days_from_visit (scan minus visit) and _far, why a dated scan took no visit."""
+    on its visit's day. Adds days_from_visit (scan minus visit) and _far, why a dated scan took no visit (`undated`
+    where none of its participant's visits has a date that can be read)."""
     scans = pd.DataFrame({"_row": np.arange(len(keys)), "_participant": keys["_participant"].to_numpy(),
                           "_scan_day": _day_of_keys(keys["_session"]).to_numpy()}).dropna(subset=["_scan_day"])
     pairs = scans.merge(clinical[["_participant", "_session", "_visit_day"]], on="_participant")
@@ -557,9 +582,8 @@ def _nearest_visits(keys: pd.DataFrame, clinical: pd.DataFrame, window: float) -
     near = nearest[nearest["_gap"] <= window]
     keys.loc[keys.index[near["_row"]], "_session"] = near["_session"].to_numpy()
     keys.loc[keys.index[near["_row"]], "days_from_visit"] = near["_days"].to_numpy(dtype=float)
-    undated = nearest[nearest["_gap"].isna()]  # a missing-data code in a date part (VISITMO 88)
-    keys.loc[keys.index[undated["_row"]], "_far"] = ("without a clinical visit whose date can be read (the mapping's "
-                                                     "columns.visit_date)")
+    undated_rows = nearest[nearest["_gap"].isna()]  # a missing-data code in a date part (VISITMO 88)
+    keys.loc[keys.index[undated_rows["_row"]], "_far"] = undated
     far = nearest[nearest["_gap"] > window]
     keys.loc[keys.index[far["_row"]], "_far"] = [
         f"without a clinical visit within {window:g} days of its date (the nearest, {visit:%Y-%m-%d}, is {abs(days):g} "
@@ -573,11 +597,10 @@ def _date_session_hint(sessions: pd.Series, column: str) -> str:
     month or day first (Excel re-saves 2012-03-04 as 3/4/2012), or it holds no dates at all (NACC's visit numbers,
     NACCVNUM). The generic 'spells otherwise' left the fix unsaid. Each spelling is read once, in the table's
     order."""
-    given = list(sessions[~_blanks(sessions)].astype(str).str.strip().unique())  # a dozen visits, not 200,000 rows
-    example = next((v for v in given if _DAY_MONTH_DATE.fullmatch(v)), None)
-    if example is not None:
-        return (f"the table's {column} writes dates month or day first, e.g. {example!r}, which are not guessed: write "
-                "them year first, YYYY-MM-DD, and import again")
+    given = _spellings(sessions)
+    day_first = _day_first_hint(given, column)
+    if day_first:
+        return day_first
     if given and not any(_DATE_KEY.fullmatch(mapped_session_key(v)) for v in given):
         return (f"the table's {column} holds no dates, e.g. {given[0]!r}: name the scan's session by its {column}, the "
                 "visit its MRI belongs to, or name the visits' dates in the mapping (columns.visit_date with "
