@@ -465,3 +465,16 @@ def test_compiling_keeps_inductors_cache_in_the_users_own_folder(monkeypatch, tm
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
     CompiledForFullBatches(nn.Linear(2, 2))
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "mine")
+
+
+def test_a_relative_xdg_cache_home_is_ignored_as_the_xdg_spec_says(monkeypatch, tmp_path) -> None:
+    """A relative XDG_CACHE_HOME made the cache a relative path, another folder in each working directory (a
+    DataLoader worker's, the next run's), and a folder in whatever directory training was started from."""
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative-cache")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    (tmp_path / "started-here").mkdir()
+    monkeypatch.chdir(tmp_path / "started-here")
+    CompiledForFullBatches(nn.Linear(2, 2))
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "home" / ".cache" / "elr-mri" / "torchinductor")
+    assert not any((tmp_path / "started-here").iterdir())

@@ -206,9 +206,9 @@ _REPORTED_COMPILE_FAILURES: set[str] = set()
 
 
 def keep_compile_cache_private() -> None:
-    """Point torch.compile's cache at the user's own cache folder (XDG_CACHE_HOME or ~/.cache, then
-    elr-mri/torchinductor) in place of torch's default, /tmp/torchinductor_<user>: a name another local user can
-    create first, and inductor then runs the code it finds compiled there. Importing torch._dynamo writes that default
+    """Point torch.compile's cache at the user's own cache folder (`_user_cache_home`, then elr-mri/torchinductor) in
+    place of torch's default, /tmp/torchinductor_<user>: a name another local user can create first, and inductor
+    then runs the code it finds compiled there. Importing torch._dynamo writes that default
     into TORCHINDUCTOR_CACHE_DIR, so only another value there is the user's choice, and stays. Where the folder cannot
     be made (no home, a read-only one), or a torch older than this helper's module, torch's default stays: compiling
     still works."""
@@ -219,11 +219,18 @@ def keep_compile_cache_private() -> None:
     if os.environ.get("TORCHINDUCTOR_CACHE_DIR") not in (None, os.path.abspath(default_cache_dir())):
         return
     try:
-        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "elr-mri" / "torchinductor"
+        cache = _user_cache_home() / "elr-mri" / "torchinductor"
         cache.mkdir(mode=0o700, parents=True, exist_ok=True)
     except (OSError, RuntimeError):  # RuntimeError: Path.home() without a home
         return
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache)
+
+
+def _user_cache_home() -> Path:
+    """XDG_CACHE_HOME where it is an absolute path, else ~/.cache: the XDG spec has a relative one ignored, since it
+    would name another folder in each working directory (a DataLoader worker's, a later run's)."""
+    chosen = os.environ.get("XDG_CACHE_HOME", "")
+    return Path(chosen) if os.path.isabs(chosen) else Path.home() / ".cache"
 
 
 def limit_cpu_threads(threads: int) -> None:
