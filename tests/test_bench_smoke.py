@@ -309,6 +309,16 @@ def test_the_mri_models_cpu_report_lists_the_gpu_variants_the_cuda_run_times() -
         assert variant.label in note
 
 
+def test_the_published_gpu_variants_table_names_its_rows_as_the_bench_names_them_now() -> None:
+    """execution_variants_cuda.md called bf16 + channels-last + compile the engine's GPU `auto` after `auto` had left
+    channels-last off for volumes: a reader took the slower row for what training runs."""
+    steps = _bench_module("bench_mri_models")
+    labels = {variant.label: variant for variant in steps.VARIANTS}
+    rows = re.findall(r"^\| ([^|]+?) \| \d+\.\d{4} \|", (RESULTS / "execution_variants_cuda.md").read_text(), re.M)
+    assert len(rows) == 6 and set(rows) <= set(labels), rows
+    assert [labels[row] for row in rows if "`auto`" in row] == [steps.VARIANTS[-1]]  # the bench's `auto`: last
+
+
 def test_the_dilated_convolution_report_says_how_many_rows_a_cut_run_left_out() -> None:
     """It is rewritten after each row for a device call that may be cut, and a cut file read like a finished one."""
     bench = _bench_module("bench_dilated_conv")
