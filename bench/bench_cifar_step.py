@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from bench_device_batches import load_train
 from kernel_profile import busiest_kernels
-from results_file import command_line, load_line, said_failed, write_report
+from results_file import command_line, failures_line, load_line, said_failed, write_report
 
 from elr_mri.config import RunConfig, evaluation_batch_size, load_config
 from elr_mri.data.device_batches import DeviceImageBatches
@@ -93,8 +93,7 @@ def main() -> None:
                 failed[f"{name}, its profile"] = said_failed(f"{name}, its profile", error)
             write()
     if failed:  # exit 1: bench/gpu_checks.sh flags a failed step by its exit status
-        sys.exit(f"bench_cifar_step: error: {len(failed)} failed (the rest are in {args.out}): "
-                 + "; ".join(f"{name}: {why}" for name, why in failed.items()))
+        sys.exit(failures_line("bench_cifar_step", [f"{name}: {why}" for name, why in failed.items()], args.out))
 
 
 def time_plan(cfg: RunConfig, train: InMemoryImages, device: torch.device,

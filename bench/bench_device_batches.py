@@ -14,13 +14,14 @@ import argparse
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
-from results_file import busy_warning, command_line, intra_op_threads, write_report
+from results_file import busy_warning, command_line, failures_line, intra_op_threads, said_failed, write_report
 from torch.utils.data import DataLoader
 
 from elr_mri.config import DataConfig
@@ -94,15 +95,32 @@ def main() -> None:
         paths[f"device-resident ({device.type}), 1 intra-op thread"] = (on_device, 1)
     load_before = os.getloadavg()[0]
     rates: dict[str, float] = {}
+    failed: list[str] = []  # "path: the error's first line", each a `Failed:` line and part of the exit line
     for name, (batches, count) in paths.items():
-        torch.set_num_threads(count)
-        seconds = [epoch_seconds(batches, epoch, sync) for epoch in range(args.repeats)]
-        torch.set_num_threads(threads)
-        rates[name] = len(train) / statistics.median(seconds)
-        print(f"{name}: {rates[name]:,.0f} images/s (epochs: {', '.join(f'{s:.2f} s' for s in seconds)})", flush=True)
+        try:  # one path failing (a worker killed, the device's memory) leaves the others to time
+            seconds = epochs_seconds(batches, count, args.repeats, sync)
+            rates[name] = len(train) / statistics.median(seconds)
+            print(f"{name}: {rates[name]:,.0f} images/s (epochs: {', '.join(f'{s:.2f} s' for s in seconds)})",
+                  flush=True)
+        except Exception as error:  # noqa: BLE001 - whatever it is, the next path is still worth timing
+            failed.append(f"{name}: {said_failed(name, error)}")
         # after each row: a device call cut by its limit keeps what it measured
-        write_report(args.out, report(args, device, source, len(train), threads, rates, len(paths), load_before,
-                                      one_thread_row))
+        write_report(args.out, report(args, device, source, len(train), threads, rates, failed, len(paths),
+                                      load_before, one_thread_row))
+    if failed:  # exit 1: bench/gpu_checks.sh flags a failed step by its exit status
+        sys.exit(failures_line("bench_device_batches", failed, args.out))
+
+
+def epochs_seconds(batches: Callable[[int], Iterable[dict]], threads: int, repeats: int,
+                   sync: Callable[[], None]) -> list[float]:
+    """`repeats` epochs' wall times under `threads` intra-op threads; torch's count is restored after, a failed
+    path's too, so that the paths after it run with the count they are labelled with."""
+    default = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return [epoch_seconds(batches, epoch, sync) for epoch in range(repeats)]
+    finally:
+        torch.set_num_threads(default)
 
 
 def loader(train: InMemoryImages, sampler: Callable[[int], GlobalBatchSampler], workers: int,
@@ -118,21 +136,25 @@ def loader(train: InMemoryImages, sampler: Callable[[int], GlobalBatchSampler], 
 
 
 def report(args: argparse.Namespace, device: torch.device, source: str, images: int, threads: int,
-           rates: dict[str, float], planned: int, load_before: float, one_thread_row: bool) -> str:
+           rates: dict[str, float], failed: list[str], planned: int, load_before: float, one_thread_row: bool) -> str:
     """The results file for the paths measured so far (`rates`, images/s over an epoch of `images`, of the `planned`
-    paths, `one_thread_row` among them or not); the ratio of the best of each kind comes once both kinds are
-    measured."""
+    paths, `one_thread_row` among them or not) and those that `failed`; the ratio of the best of each kind comes
+    once both kinds are measured."""
     per_item = [name for name in rates if name.startswith("per-item")]
     resident_paths = [name for name in rates if name.startswith("device")]
+    pending = planned - len(rates) - len(failed)
     if per_item and resident_paths:
         best_item, best_resident = max(per_item, key=rates.get), max(resident_paths, key=rates.get)
         ratio = rates[best_resident] / rates[best_item]
         verdict = (f"Best device-resident path over best per-item path: **{ratio:.1f}×** ({best_resident} vs "
                    f"{best_item}).")
-        if len(rates) < planned:  # the 1-thread row may yet be the best device-resident one
-            verdict += f" Still to measure when this was written: {planned - len(rates)} path(s)."
-    else:
+        if pending:  # the 1-thread row may yet be the best device-resident one
+            verdict += f" Still to measure when this was written: {pending} path(s)."
+    elif pending:
         verdict = f"No ratio yet: {len(rates)} of the {planned} paths measured (the run was cut, or is running)."
+    else:
+        verdict = f"No ratio: {len(rates)} of the {planned} paths measured, the others failed."
+    verdict += "".join(f"\n\nFailed: {line}" for line in failed)
     rows = "\n".join(f"| {name} | {rate:,.0f} | {images / rate:.2f} |" for name, rate in rates.items())
     return (
         f"# Device-resident batches vs the per-item DataLoader (CIFAR-10 training epoch)\n\n"

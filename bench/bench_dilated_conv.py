@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from results_file import command_line, intra_op_threads, load_line, said_failed, write_report
+from results_file import command_line, failures_line, intra_op_threads, load_line, said_failed, write_report
 
 from conv_as_gemm import conv3d_as_gemm
 
@@ -181,7 +181,7 @@ def main() -> None:
     write_report(out, text)
     print(text)
     if failed:  # exit 1: bench/gpu_checks.sh flags a failed step by its exit status
-        sys.exit(f"bench_dilated_conv: error: {len(failed)} failed (the rest are in {out}): " + "; ".join(failed))
+        sys.exit(failures_line("bench_dilated_conv", failed, out))
 
 
 def timed_cells(layer: Layer, dtype: torch.dtype, channels_last: bool, args: argparse.Namespace,

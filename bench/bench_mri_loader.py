@@ -18,13 +18,14 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import tempfile
 from pathlib import Path
 
 import bench_mri_models as steps
 import torch
 from bench_device_batches import gpu_name
-from results_file import busy_warning, command_line, write_report
+from results_file import busy_warning, command_line, failures_line, said_failed, write_report
 
 from preprocess.user_errors import nonempty_path
 
@@ -48,22 +49,29 @@ def main() -> None:
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is visible to torch")
     results: dict[tuple[int, str], steps.LoaderResult] = {}
+    failed: list[str] = []  # "setting: the error's first line", each a `Failed:` line and part of the exit line
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as folder:
         paths, shape = steps.write_volumes(Path(folder), args.volumes, args.resolution)
         settings = [(w, b) for w in args.workers for b in args.blur_on]
         for done, (workers, where) in enumerate(settings, start=1):
             blur_device = args.device if where == "device" else None
-            results[workers, where] = steps.loader_rate(paths, args.crop, args.batch_size, workers, threads=1,
-                                                        blur_device=blur_device)
-            text = report(args, shape, results, len(settings) - done, load_before)
+            try:  # one setting failing (a worker's memory, the device blur) leaves the others to time
+                results[workers, where] = steps.loader_rate(paths, args.crop, args.batch_size, workers, threads=1,
+                                                            blur_device=blur_device)
+            except Exception as error:  # noqa: BLE001 - whatever it is, the next setting is still worth timing
+                setting = f"{workers} workers, blur on {where}"
+                failed.append(f"{setting}: {said_failed(setting, error)}")
+            text = report(args, shape, results, failed, len(settings) - done, load_before)
             write_report(args.out, text)  # after each setting: a run cut short keeps what it measured
     print(text)
+    if failed:  # exit 1: bench/gpu_checks.sh flags a failed step by its exit status
+        sys.exit(failures_line("bench_mri_loader", failed, args.out))
 
 
 def report(args: argparse.Namespace, shape: tuple[int, ...], results: dict[tuple[int, str], steps.LoaderResult],
-           pending: int, load_before: float) -> str:
-    """The results file with the settings measured so far and how many are `pending`."""
+           failed: list[str], pending: int, load_before: float) -> str:
+    """The results file with the settings measured so far, those that `failed`, and how many are `pending`."""
     device_blur = (f"; the device blur on `{args.device}`{gpu_name(torch.device(args.device))}"
                    if "device" in args.blur_on else "")
     return "\n".join([
@@ -73,6 +81,7 @@ def report(args: argparse.Namespace, shape: tuple[int, ...], results: dict[tuple
         f"{args.volumes} synthetic scans at {args.resolution:g} mm ({'×'.join(map(str, shape))}), crop "
         f"{args.crop}³, batches of {args.batch_size}; cached epochs after a first untimed one.{busy_warning(load_before)}",
         "", *table(results, min(args.workers), args.device), "",
+        *[f"Failed: {line}" for line in failed], *([""] if failed else []),
         *([f"Still to measure when this was written: {pending} setting(s).", ""] if pending else [])])
 
 

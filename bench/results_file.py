@@ -56,7 +56,14 @@ def said_failed(what: str, error: Exception) -> str:
     traceback.print_exception(error)
     print(f"{what}: failed, left out of the table", file=sys.stderr, flush=True)
     lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0] if lines else '(no message)'}"
+    return f"{type(error).__name__}: {lines[0].rstrip() if lines else '(no message)'}"
+
+
+def failures_line(script: str, failed: list[str], out: Path) -> str:
+    """The one line a benchmark that went on past failed rows exits with (status 1, `failed` each "row: why"):
+    bench/gpu_checks.sh flags a step by its exit status, and a `Failed:` line in the table alone reads as a run well
+    ended."""
+    return f"{script}: error: {len(failed)} failed (the rest are in {out}): " + "; ".join(failed)
 
 
 def write_report(path: Path, text: str) -> None:

@@ -369,11 +369,60 @@ def test_the_device_batches_ratio_written_before_the_last_path_says_a_path_is_st
     args = argparse.Namespace(batch_size=128, repeats=1)
     rates = {"per-item DataLoader, num_workers=0": 100.0, "per-item DataLoader, num_workers=2": 90.0,
              "device-resident (cpu), 2 intra-op threads": 800.0}
-    text = bench.report(args, torch.device("cpu"), "random uint8", 45_000, 2, rates, 4, 0.0, True)
+    text = bench.report(args, torch.device("cpu"), "random uint8", 45_000, 2, rates, [], 4, 0.0, True)
     assert "**8.0×**" in text and "Still to measure when this was written: 1 path(s)." in text
     rates["device-resident (cpu), 1 intra-op thread"] = 900.0
-    assert "Still to measure" not in bench.report(args, torch.device("cpu"), "random uint8", 45_000, 2, rates, 4, 0.0,
-                                                  True)
+    assert "Still to measure" not in bench.report(args, torch.device("cpu"), "random uint8", 45_000, 2, rates, [], 4,
+                                                  0.0, True)
+
+
+def _killed_worker(*args: object, **kwargs: object) -> None:
+    """What a DataLoader whose worker the OOM killer took raises, in place of a loader bench's measurement."""
+    raise RuntimeError("DataLoader worker (pid 4242) is killed by signal: Killed. \nmore of torch's message")
+
+
+@pytest.mark.slow  # two small scans written, then 0 workers' loader timed: 18 s at a load average of 11 on 2 cores
+def test_the_mri_loader_benchmark_times_the_settings_after_a_failed_one_then_exits_naming_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failed setting (a worker killed, the GPU's memory) ended the bench with a traceback, the later settings
+    untimed, where the other benches go on and exit 1 naming it. Here the 1-worker setting fails, then 0 workers run."""
+    bench = _bench_module("bench_mri_loader")
+    measured = bench.steps.loader_rate
+    monkeypatch.setattr(bench.steps, "LOADER_BUDGET_S", 0.0)  # its least: 3 timed epochs of 2 small scans
+    monkeypatch.setattr(bench.steps, "loader_rate", lambda paths, crop, batch, workers, **options: (
+        _killed_worker() if workers else measured(paths, crop, batch, workers, **options)))
+    out = tmp_path / "loader.md"
+    monkeypatch.setattr(sys, "argv", ["bench_mri_loader.py", "--workers", "1", "0", "--volumes", "2", "--batch-size",
+                                      "1", "--crop", "32", "--resolution", "4", "--out", str(out)])
+    with pytest.raises(SystemExit) as exited:
+        bench.main()
+    assert str(exited.value) == (f"bench_mri_loader: error: 1 failed (the rest are in {out}): 1 workers, blur on "
+                                 "loader: RuntimeError: DataLoader worker (pid 4242) is killed by signal: Killed.")
+    text = out.read_text()
+    assert re.search(r"^\| 0 \| loader \| \d+\.\d \| 1\.00× \| 1\.00× \| 3 \|", text, re.M), text
+    assert "Failed: 1 workers, blur on loader: RuntimeError: DataLoader worker" in text and "Still to" not in text
+
+
+@pytest.mark.slow  # 45,000 random images, an epoch of them on each device path: 15 s at a load average of 11
+def test_the_device_batches_benchmark_times_the_paths_after_a_failed_one_then_exits_naming_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As the MRI loader's: here both DataLoader paths fail (their workers killed), the device-resident ones run."""
+    bench = _bench_module("bench_device_batches")
+    monkeypatch.setattr(bench, "loader", lambda *args: _killed_worker)
+    out = tmp_path / "batches.md"
+    monkeypatch.setattr(sys, "argv", ["bench_device_batches.py", "--random-pixels", "--repeats", "1", "--batch-size",
+                                      "4096", "--out", str(out)])
+    threads = torch.get_num_threads()
+    with pytest.raises(SystemExit) as exited:
+        bench.main()
+    assert torch.get_num_threads() == threads
+    said = str(exited.value)
+    assert said.startswith(f"bench_device_batches: error: 2 failed (the rest are in {out}): per-item DataLoader, "
+                           "num_workers=0: RuntimeError: DataLoader worker (pid 4242) is killed by signal: Killed.; ")
+    assert "; per-item DataLoader, num_workers=2: RuntimeError: " in said and "\n" not in said
+    text = out.read_text()
+    assert re.search(r"^\| device-resident \(cpu\), \d+ intra-op threads? \| [\d,]+ \| ", text, re.M), text
+    assert text.count("\nFailed: per-item DataLoader, ") == 2 and "No ratio: " in text and "Still to" not in text
 
 
 def test_the_accuracy_benchmarks_time_a_run_by_its_own_wall_seconds() -> None:
@@ -568,14 +617,14 @@ def test_the_loader_benchmarks_name_the_gpu_their_device_rows_ran_on(monkeypatch
     call may land on an H100 or an H200, whose figures differ. No GPU here: torch's name for one is given."""
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H200")
     batches = _bench_module("bench_device_batches").report(
-        argparse.Namespace(batch_size=128, repeats=1), torch.device("cuda"), "random uint8", 45_000, 16, {}, 3, 0.0,
+        argparse.Namespace(batch_size=128, repeats=1), torch.device("cuda"), "random uint8", 45_000, 16, {}, [], 3, 0.0,
         False)
     assert "device path on `cuda` (NVIDIA H200)." in batches
     loader = _bench_module("bench_mri_loader")
     args = argparse.Namespace(device="cuda", blur_on=["loader", "device"], volumes=2, resolution=1.5, crop=32,
                               batch_size=1, workers=[0])
-    assert "; the device blur on `cuda` (NVIDIA H200)." in loader.report(args, (121, 145, 121), {}, 2, 0.0)
-    on_cpu = loader.report(argparse.Namespace(**{**vars(args), "device": "cpu"}), (121, 145, 121), {}, 2, 0.0)
+    assert "; the device blur on `cuda` (NVIDIA H200)." in loader.report(args, (121, 145, 121), {}, [], 2, 0.0)
+    on_cpu = loader.report(argparse.Namespace(**{**vars(args), "device": "cpu"}), (121, 145, 121), {}, [], 2, 0.0)
     assert "; the device blur on `cpu`." in on_cpu and "NVIDIA" not in on_cpu
 
 
