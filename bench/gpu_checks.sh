@@ -183,6 +183,8 @@ finish() {
 
 # row NAME MODE CONFIG [--set KEY=VALUE ...]: a CIFAR-10 row (CONFIG) under torch.compile's MODE and the settings
 # given, with all the time left but step's KILL_GRACE; TORCH_LOGS=perf_hints makes torch log why it would skip CUDA graphs.
+# Then a line (stdout, device.txt) with its seconds before the first epoch, decoding included, and how much longer its
+# first epoch took than the later ones (compilation, graph capture): bench/row_setup.py.
 row() {
     local name=$1 mode=$2 config=$3
     shift 3
@@ -190,7 +192,8 @@ row() {
     # its log too (appended to by step: an earlier run's summary or error would read as this run's)
     rm -f "$OUT/${name}_${mode}.log" "$OUT/${name}_${mode}_metrics.csv" "$OUT/${name}_${mode}_summary.json"
     keep_copying "/tmp/$name/metrics.csv" "$OUT/${name}_${mode}_metrics.csv" &
-    local copier=$!
+    local copier=$! started
+    started=$(date +%s.%N)
     # shellcheck disable=SC2086  # word splitting intended: row_settings holds several arguments
     step "$name ($mode)" "$(( DEADLINE - $(date +%s) ))" "$OUT/${name}_$mode.log" \
         env TORCH_LOGS=perf_hints "$PYTHON" -m elr_mri.cli train --config "$config" \
@@ -200,6 +203,9 @@ row() {
     rm -f "$OUT/${name}_${mode}_metrics.csv.part"  # a copy the kill cut short
     cp "/tmp/$name/metrics.csv" "$OUT/${name}_${mode}_metrics.csv" 2>/dev/null
     cp "/tmp/$name/summary.json" "$OUT/${name}_${mode}_summary.json" 2>/dev/null
+    # its setup apart from its training: metrics.csv starts at the first epoch (a row skipped for time has no folder)
+    [ ! -d "/tmp/$name" ] || timeout 10 "$PYTHON" bench/row_setup.py "/tmp/$name" "$started" "$name ($mode)" \
+        | tee -a "$OUT/device.txt"
 }
 
 # keep_copying FROM TO: FROM onto TO every 15 s (whole files: copied beside, then renamed). A device call cut by its

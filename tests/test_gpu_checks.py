@@ -5,6 +5,7 @@ tests; and the script itself must refuse a mistyped mode or setting before it st
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import shutil
@@ -233,6 +234,53 @@ def _functions(code: str) -> subprocess.CompletedProcess:
     functions = "".join(re.search(rf"^{name}\(\) {{\n.*?^}}\n", TEXT, re.M | re.S)[0]
                         for name in ("step", "ending", "finish"))
     return subprocess.run(["bash", "-c", functions + code], capture_output=True, text=True, timeout=60)
+
+
+def test_a_rows_setup_line_splits_its_time_before_the_first_epoch_from_its_first_epochs_extra(tmp_path: Path) -> None:
+    """A row's time before its first step (the imports, the JPEGs decoded, the model built) was in no file of a row
+    the deadline cut, and its first epoch's compilation only in that epoch's seconds: a session could not tell setup
+    from training. config.yaml, written last before the first epoch, stamps that epoch's start."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        setup_line = importlib.import_module("row_setup").setup_line
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    run, started = tmp_path / "run", 1_000_000.0
+    run.mkdir()
+    assert setup_line(run, started, "clean (reduce-overhead)", started + 40.4) == (
+        "clean (reduce-overhead): no epoch begun in its 40 s (its log says why)")
+    (run / "config.yaml").write_text("seed: 0\n")
+    os.utime(run / "config.yaml", (started + 21.25, started + 21.25))
+    before = "clean (reduce-overhead): 21.2 s before its first epoch (imports, the images decoded, the model and " \
+             "batches built)"
+    assert setup_line(run, started, "clean (reduce-overhead)", started + 30) == before + "; no epoch finished"
+    (run / "metrics.csv").write_text("epoch,epoch_seconds,val_acc\n1,44.267,0.2\n2,2.82,0.3\n3,2.37,0.4\n4,2.35,0.4\n")
+    assert setup_line(run, started, "clean (reduce-overhead)", started + 90) == before + (
+        "; epoch 1 44.3 s against a median of 2.37 s over epochs 2-4: 41.9 s more (compilation, CUDA-graph capture)")
+
+
+@pytest.mark.slow  # a digits row of 2 epochs on the CPU: 30 s at a load average of 11 on 2 cores, most of it imports
+def test_a_row_says_its_setup_in_device_txt_as_it_ends(tmp_path: Path) -> None:
+    """The script's own row function on the CPU (digits, 2 epochs, in place of a CIFAR row on CUDA): its line with the
+    seconds before its first epoch follows the row's end in device.txt."""
+    functions = "".join(re.search(rf"^{name}\(\) {{\n.*?^}}\n", TEXT, re.M | re.S)[0]
+                        for name in ("step", "ending", "finish", "row", "keep_copying"))
+    name = f"elr_row_setup_test_{os.getpid()}"  # row trains into /tmp/NAME
+    code = f"""OUT={tmp_path} OUTCOMES={tmp_path}/outcomes KILL_GRACE=15 DEADLINE=$(( $(date +%s) + 300 ))
+        PYTHON={sys.executable} row_settings="--set train.progress=false --set train.tensorboard=false"
+        row {name} default configs/digits/elr_sym40.yaml --set train.epochs=2
+        finish"""
+    try:
+        done = subprocess.run(["bash", "-c", functions + code], cwd=ROOT, capture_output=True, text=True,
+                              timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
+    finally:
+        shutil.rmtree(f"/tmp/{name}", ignore_errors=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = (tmp_path / "device.txt").read_text().splitlines()
+    assert re.fullmatch(rf"{name} \(default\): exit 0, \d+ s wall \(limit \d+ s\)", lines[1]), lines
+    assert re.fullmatch(rf"{name} \(default\): \d+\.\d s before its first epoch \(imports, .*\); epoch 1 \d+\.\d s "
+                        r"against a median of \d+\.\d\d s over epochs 2-2: -?\d+\.\d s more \(.*\)", lines[2]), lines
+    assert lines[3:] == ["end: every step ended well"]
 
 
 def test_a_failed_step_fails_the_call_after_the_steps_left_and_the_end_says_which(tmp_path: Path) -> None:
