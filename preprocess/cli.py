@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="float32 (default), or int16: scaled integers (NIfTI has no float16), half the disk")
     parser.add_argument("--deterministic", action="store_true",
                         help="reproducible registration (ANTs Repro stages, fixed seed, 1 ITK thread)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="seed of the registration's random point sampling, recorded in each sidecar (default: "
+                             f"an exported ANTS_RANDOM_SEED, else {steps.REGISTRATION_SEED})")
     parser.add_argument("--jobs", type=int, default=1,
                         help="worker processes (default 1); ITK threads = cores // jobs, at most an exported "
                              "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS (1 with --deterministic)")
@@ -79,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         params = Params(template=args.template, template_mask=args.template_mask, resolution=args.resolution,
                         shape=tuple(args.shape) if args.shape else None, transform=args.transform,
                         profile=args.profile, normalise=args.normalise, brain_mask=args.brain_mask,
-                        dtype=args.dtype, deterministic=args.deterministic)
+                        dtype=args.dtype, deterministic=args.deterministic,
+                        seed=_registration_seed(args.seed, os.environ.get("ANTS_RANDOM_SEED")))
         check_template_files(params.template, params.template_mask)
         shard = parse_shard(args.shard) if args.shard else None
         _require_input_kept(Path(args.input), Path(args.output), shard)
@@ -169,6 +173,20 @@ def print_summary(summary: Summary, manifest: Path, shard: tuple[int, int] | Non
     else:
         print(f"manifest of shard {shard[0]}/{shard[1]}: {manifest}; once every shard has run, their manifest.csv: "
               f"elr-mri preprocess-merge --output {shlex.quote(str(manifest.parent))}")
+
+
+def _registration_seed(given: int | None, exported: str | None) -> int:
+    """--seed, else an exported ANTS_RANDOM_SEED (ANTs' own setting, which runs before the seed was an option
+    honoured: a lab's reproducibility setup exports one), else the default; whichever is recorded in the sidecars."""
+    if given is not None:
+        return given
+    if exported is None or not exported.strip():
+        return steps.REGISTRATION_SEED
+    try:
+        return int(exported)
+    except ValueError:
+        raise InputError(f"ANTS_RANDOM_SEED={exported!r} (exported): not a whole number, so it cannot seed the "
+                         "registration; export a number, unset it, or pass --seed N") from None
 
 
 def require_ncc_threshold(value: float) -> None:

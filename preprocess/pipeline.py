@@ -51,12 +51,16 @@ class Params:
     brain_mask: bool = False  # multiply the output by the template's brain mask
     dtype: str = "float32"
     deterministic: bool = False
+    seed: int = steps.REGISTRATION_SEED  # of the registration's random sampling: another seed, another transform
 
     def __post_init__(self) -> None:
         for name, allowed in (("transform", steps.TRANSFORMS), ("profile", steps.PROFILES),
                               ("normalise", steps.NORMALISATIONS), ("dtype", steps.DTYPES)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r} unknown; choose one of {sorted(allowed)}")
+        if not 1 <= self.seed <= steps.MAX_SEED:
+            raise ValueError(f"seed={self.seed!r}: need a whole number from 1 to {steps.MAX_SEED} (--seed N), "
+                             f"e.g. {steps.REGISTRATION_SEED}, the default")
         if not 0.25 <= self.resolution <= 4:
             raise ValueError(f"resolution={self.resolution} mm out of range; use 0.25-4 mm (e.g. 1 or 1.5)")
         if self.shape is not None and (len(self.shape) != 3 or min(self.shape) < 1):
@@ -77,8 +81,10 @@ class Params:
     def comparable(recorded: dict) -> dict:
         """Recorded parameters as reruns and shards compare them. The template files count by content (their
         SHA-256s are compared beside), so a template path spelled otherwise (./t.nii.gz, /abs/t.nii.gz) or moved
-        redoes nothing; a --shape equal to the resolution's default grid is the default."""
-        out = dict(recorded)
+        redoes nothing; a --shape equal to the resolution's default grid is the default. Outputs recorded before the
+        seed was (2026-12-07) were registered with the default seed (unless ANTS_RANDOM_SEED was exported), so count
+        as made with it: redoing a cohort for a record it lacks would cost minutes a scan."""
+        out = {"seed": steps.REGISTRATION_SEED, **recorded}
         for key in ("template", "template_mask"):  # given or not still matters: nilearn's template has its own mask
             out[key] = out.get(key) is not None
         default = DEFAULT_SHAPES.get(float(out.get("resolution") or 0))
@@ -152,13 +158,13 @@ def process_scan(path: str | Path, outputs: ScanOutputs, params: Params) -> dict
     import ants  # after the checks: a bad scan fails without paying for the ANTs import
 
     if params.deterministic:  # fixed seed and one ITK thread for the rest of this process
-        ants.config.set_ants_deterministic(True, seed_value=steps.REGISTRATION_SEED)
+        ants.config.set_ants_deterministic(True, seed_value=params.seed)
     template = load_template(*params.template_key())
     moving = steps.n4(steps.cap_outliers(steps.non_negative(steps.to_ants(scan))), params.profile)
     fixed = template.coarse if steps.PROFILES[params.profile]["fixed"] == "coarse" else template.full
     with _registration_workdir(outputs.image.parent) as workdir:
         transforms = steps.register(fixed, moving, params.transform, params.deterministic,
-                                    outprefix=f"{workdir}/reg_")
+                                    outprefix=f"{workdir}/reg_", seed=params.seed)
         affine = _written_transform(transforms, ".mat", workdir)
         warp = _written_transform(transforms, "Warp.nii.gz", workdir) if params.transform == "syn" else None
         registered = steps.resample_to_grid(template.grid, moving, transforms)

@@ -18,8 +18,8 @@ if TYPE_CHECKING:  # annotations only: ANTs and nibabel are imported lazily at r
     import nibabel as nib
 
 __all__ = ["PROFILES", "TRANSFORMS", "NORMALISATIONS", "DTYPES", "OUTLIER_FACTOR", "MNI152_CODE", "REGISTRATION_SEED",
-           "ants_unsafe", "to_ants", "to_nifti", "non_negative", "cap_outliers", "n4", "register", "resample_to_grid",
-           "normalise"]
+           "MAX_SEED", "ants_unsafe", "to_ants", "to_nifti", "non_negative", "cap_outliers", "n4", "register",
+           "resample_to_grid", "normalise"]
 
 # N4 settings and the fixed image used for registration, per profile.
 PROFILES: dict[str, dict] = {
@@ -39,8 +39,9 @@ MNI152_CODE = 4  # NIfTI-1's qform/sform code for coordinates in MNI152 space, n
 # is split or cut there (measured: "," failed the registration, "[" and "]" the resampling, with "error code 1")
 _ANTS_PATH_BREAKERS = ",[]"
 # antsRegistration seeds the random sampling of its linear stages from the clock unless given a seed: one scan
-# registered twice on one ITK thread moved by up to 0.2 mm. ANTsPy's deterministic mode uses this seed too.
+# registered twice on one ITK thread moved by up to 0.2 mm. The default of `--seed` (Params.seed).
 REGISTRATION_SEED = 123
+MAX_SEED = 2**31 - 1  # antsRegistration reads its seed as a C int
 
 
 def ants_unsafe(path: str) -> str:
@@ -123,17 +124,18 @@ def n4(image: ants.ANTsImage, profile: str) -> ants.ANTsImage:
 
 
 def register(fixed: ants.ANTsImage, moving: ants.ANTsImage, transform: str, deterministic: bool,
-             outprefix: str) -> list[str]:
+             outprefix: str, seed: int = REGISTRATION_SEED) -> list[str]:
     """Register `moving` to `fixed`; return the forward transform files (template -> scan).
 
     Deterministic mode takes ANTs' "Repro" variant of the same stages (GC metric, fixed seed), the only kind ANTsPy's
     deterministic mode means to allow (antspyx 0.6.3 checks a copy of its flag taken at import, so refuses none after
-    `set_ants_deterministic`: the choice is made here). Either way the sampling is seeded
-    (`ANTS_RANDOM_SEED`, a seed of the user's own kept), so a rerun on one ITK thread gives the same transform; the
-    default stages' MI metric still sums in another order on several threads."""
+    `set_ants_deterministic`: the choice is made here). Either way the sampling is seeded with `seed` (through
+    `ANTS_RANDOM_SEED`, which antsRegistration reads; deterministic mode's `--random-seed` is the same seed), so a rerun
+    on one ITK thread gives the same transform; the default stages' MI metric still sums in another order on several
+    threads."""
     import ants
 
-    os.environ.setdefault("ANTS_RANDOM_SEED", str(REGISTRATION_SEED))
+    os.environ["ANTS_RANDOM_SEED"] = str(seed)
     kind = TRANSFORMS[transform]
     if deterministic:
         kind = kind.replace("Quick", "QuickRepro")

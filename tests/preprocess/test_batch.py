@@ -309,6 +309,32 @@ def test_shards_of_other_settings_or_an_edited_table_are_not_merged(tmp_path, ca
     assert len(failures) == 3 and all(Path(p).is_absolute() for p in failures["path"])
 
 
+def test_shards_registered_with_another_seed_are_not_merged_and_older_records_count_as_the_default(
+        tmp_path, capsys, monkeypatch):
+    """The registration's seed changes its transform, but came from an exported ANTS_RANDOM_SEED and was recorded
+    nowhere: shards of nodes exporting other seeds merged, and a rerun with another seed kept the old outputs."""
+    scans = {pid: tmp_path / f"{pid}.nii.gz" for pid in ("sub-a", "sub-b")}
+    for path in scans.values():  # unreadable: each shard finishes at once
+        path.write_bytes(gzip.compress(b"garbage"))
+    table, out = str(_csv(tmp_path, scans)), tmp_path / "out"
+    monkeypatch.setenv("ANTS_RANDOM_SEED", "not a number")
+    assert main(["--input", table, "--output", str(out), *FAST]) == 2
+    assert "ANTS_RANDOM_SEED='not a number' (exported): not a whole number" in capsys.readouterr().err
+    monkeypatch.setenv("ANTS_RANDOM_SEED", "7")
+    main(["--input", table, "--output", str(out), "--shard", "0/2", *FAST])
+    monkeypatch.delenv("ANTS_RANDOM_SEED")
+    main(["--input", table, "--output", str(out), "--shard", "1/2", *FAST])
+    assert merge_main(["--output", str(out)]) == 1
+    assert "ran with different params (seed: 7 vs 123)" in capsys.readouterr().err
+    main(["--input", table, "--output", str(out), "--shard", "0/2", "--seed", "123", *FAST])
+    record = out / "shard-0-of-2.json"
+    older = json.loads(record.read_text())
+    del older["params"]["seed"]  # written before the seed was recorded
+    record.write_text(json.dumps(older))
+    assert merge_main(["--output", str(out)]) == 1  # merged: every scan failed
+    assert "ran with different" not in capsys.readouterr().err and len(pd.read_csv(out / "failures.csv")) == 2
+
+
 def test_shards_given_one_template_under_two_spellings_merge(tmp_path, capsys, monkeypatch):
     """The shards' settings compared the --template path as typed: ./t.nii.gz and /abs/t.nii.gz were other runs."""
     from nilearn.datasets import MNI152_FILE_PATH

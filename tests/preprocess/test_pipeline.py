@@ -115,6 +115,10 @@ def test_settings_spelled_otherwise_skip_and_other_template_choices_redo(tmp_pat
     assert not done(Params(resolution=1.5))  # nilearn's template, with its own mask
     assert not done(Params(template="t.nii.gz", template_mask="m.nii.gz", resolution=1.5))
     assert not is_done(sidecar, "abc", recorded.as_dict() | {"template": "t.nii.gz"}, [output])  # compared as typed
+    assert not done(Params(template="t.nii.gz", resolution=1.5, seed=7))  # another registration
+    unseeded = {key: value for key, value in recorded.as_dict().items() if key != "seed"}  # before seeds were recorded
+    sidecar.write_text(json.dumps({"input_sha256": "abc", "params": unseeded}))
+    assert done(Params(template="t.nii.gz", resolution=1.5))  # made with the default seed
 
 
 def test_an_output_damaged_since_is_redone_not_skipped(tmp_path):
