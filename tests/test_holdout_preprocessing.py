@@ -4,6 +4,7 @@ sidecars `elr-mri preprocess` writes beside each scan, where the voxel grid alon
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +106,22 @@ def test_a_run_compares_a_holdout_with_the_preprocessing_it_recorded_after_its_m
     holdout = preprocessed_cohort(tmp_path / "nacc", "N", brain_mask=True)
     with pytest.raises(ValueError, match=r"preprocessed with brain_mask True .* training scans with brain_mask False"):
         evaluation_set(tmp_path / "run", cfg, holdout)
+
+
+def test_a_holdout_preprocessed_otherwise_is_scored_with_a_kept_warning_where_the_run_allows_it(tmp_path):
+    """A study of the shift other preprocessing makes (a z-scored, masked holdout scored by a min-max-trained network)
+    had no way through the refusal, which named none."""
+    cfg = recorded_run(tmp_path)
+    holdout = preprocessed_cohort(tmp_path / "nacc", "N", brain_mask=True, profile="reference")
+    with pytest.raises(ValueError, match=r"or, to measure that shift, set data\.mri\.allow_other_preprocessing: true"):
+        evaluation_set(tmp_path / "run", cfg, holdout)
+    cfg.data.mri.allow_other_preprocessing = True
+    dataset, _, _, warnings = evaluation_set(tmp_path / "run", cfg, holdout)
+    assert len(dataset) == 3 and len(warnings) == 1
+    assert re.fullmatch(rf"{holdout}: its scans were preprocessed with brain_mask True, profile 'reference' \(e\.g\. "
+                        r".*\), the run's training scans with brain_mask False, profile 'fast' \(e\.g\. .*\); scored all "
+                        r"the same \(data\.mri\.allow_other_preprocessing\), so the figures measure that shift as "
+                        r"well as the network", warnings[0])
 
 
 def recorded_run(tmp_path: Path) -> RunConfig:

@@ -48,6 +48,7 @@ class MRIDataConfig:
     flip: bool = False  # random left-right flips in training
     max_shift: int | None = None  # training crops within ±max_shift voxels of the centre crop; null: anywhere
     allow_participant_overlap: bool = False  # override the leakage guard; the report then says so
+    allow_other_preprocessing: bool = False  # score a holdout normalised, masked or registered otherwise; warned of
 
 
 @dataclass

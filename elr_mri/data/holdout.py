@@ -43,7 +43,7 @@ def load_holdout_manifest(
     where it still is) unless `cfg.mri.allow_participant_overlap`, scans off the training `grid` when one is given,
     and scans preprocessed otherwise (`compare_preprocessing`: another normalisation, brain mask, registration or
     template) than the run recorded (`trained_preprocessing`) or, for a run from before that record, than those
-    files. The training manifest is read first, so that its own warnings are not kept as the holdout's."""
+    files, unless `cfg.mri.allow_other_preprocessing` (then a warning). The training manifest is read first, so that its own warnings are not kept as the holdout's."""
     images = training_manifest_images(cfg) if training_images is None else training_images
     with kept_warnings() as warnings:
         frame = load_manifest(manifest, cfg.mri.classes, require_age=require_age)
@@ -59,7 +59,8 @@ def load_holdout_manifest(
                                  allow=allow, source=str(manifest), fix=f"Remove their scans from {manifest}")
         notes += check_no_shared_scans(images, frame[IMAGE_COLUMN], allow, source=str(manifest))
         trained = cohort_preprocessing(images) if trained_preprocessing is None else trained_preprocessing
-        for warning in compare_preprocessing(trained, frame[IMAGE_COLUMN], source=str(manifest)):
+        for warning in compare_preprocessing(trained, frame[IMAGE_COLUMN], str(manifest),
+                                             allow=cfg.mri.allow_other_preprocessing):
             warn_once(warning)
     return HoldoutRows(frame, notes, warnings)
 

@@ -4,7 +4,8 @@ writes beside each scan.
 The voxel grid and where it lies are compared from the headers (`grid.py`); a grid cannot show the intensity
 normalisation, the brain mask, the registration or the template. A holdout preprocessed months later with
 `--normalise zscore` or `--brain-mask` sits on the training grid and was scored without a word, its figures those
-of a network fed inputs it never saw; those settings are refused. Settings that leave the inputs nearly alike (a
+of a network fed inputs it never saw; those settings are refused, unless `data.mri.allow_other_preprocessing` lets
+them through for a study of that very shift (then warned of, in summary.json too). Settings that leave the inputs nearly alike (a
 later pipeline version, the registration profile, int16 storage) are said in a warning. Holdout scans without a
 sidecar (preprocessed elsewhere) are not compared, with a warning.
 
@@ -51,18 +52,22 @@ def cohort_preprocessing(images: Iterable[str]) -> dict[str, dict[str, Any]]:
     return _distinct({str(image): preprocessing_settings(str(image)) for image in images})
 
 
-def compare_preprocessing(trained: dict[str, dict[str, Any]], holdout_images: Iterable[str], source: str) -> list[str]:
+def compare_preprocessing(trained: dict[str, dict[str, Any]], holdout_images: Iterable[str], source: str,
+                          allow: bool = False) -> list[str]:
     """Refuse holdout scans preprocessed with other `SETTINGS_REFUSED` than every training scan (`trained`, as
-    `cohort_preprocessing` gives them), naming both; return warnings of scans that differ only in `SETTINGS_WARNED`
-    and of scans without a sidecar, whose preprocessing cannot be compared."""
+    `cohort_preprocessing` gives them), naming both, or with `allow` return that as a warning; return warnings of scans
+    that differ only in `SETTINGS_WARNED` and of scans without a sidecar, whose preprocessing cannot be compared."""
     if not trained:
         return []
     by_scan = {str(image): preprocessing_settings(str(image)) for image in holdout_images}
     held_out = _distinct(by_scan)
-    for image, settings in held_out.items():
-        if not any(_differing(settings, other, SETTINGS_REFUSED) == [] for other in trained.values()):
-            raise ValueError(_refusal(source, image, settings, trained))
+    unlike = next(((image, settings) for image, settings in held_out.items()
+                   if not any(_differing(settings, other, SETTINGS_REFUSED) == [] for other in trained.values())), None)
+    if unlike is not None and not allow:
+        raise ValueError(_refusal(source, *unlike, trained))
     warnings = [_unrecorded_warning(source, by_scan)]
+    if unlike is not None:  # let through: its warning names every setting that differs, so no other is needed
+        return [warning for warning in (_allowed_warning(source, *unlike, trained), *warnings) if warning]
     for image, settings in held_out.items():
         if not any(_differing(settings, other, SETTINGS_WARNED) == [] for other in trained.values()):
             train_image, other = next(iter(trained.items()))
@@ -111,11 +116,24 @@ def _described(settings: dict[str, Any], keys: list[str]) -> str:
     return ", ".join(f"{key} {settings[key]!r}" for key in keys)
 
 
-def _refusal(source: str, image: str, settings: dict[str, Any], trained: dict[str, dict[str, Any]]) -> str:
-    """One line: the holdout scan's settings and the training scans', where they differ, and how to go on."""
+def _difference(source: str, image: str, settings: dict[str, Any], trained: dict[str, dict[str, Any]],
+                keys: tuple[str, ...]) -> str:
+    """The holdout scan's settings among `keys` and the training scans', where they differ, naming a scan of each."""
     train_image, other = next(iter(trained.items()))
-    keys = _differing(settings, other, SETTINGS_REFUSED)
-    return (f"{source}: its scans were preprocessed with {_described(settings, keys)} (e.g. {image}), the run's "
-            f"training scans with {_described(other, keys)} (e.g. {train_image}), so the network would score inputs "
+    differing = _differing(settings, other, keys)
+    return (f"{source}: its scans were preprocessed with {_described(settings, differing)} (e.g. {image}), the run's "
+            f"training scans with {_described(other, differing)} (e.g. {train_image})")
+
+
+def _refusal(source: str, image: str, settings: dict[str, Any], trained: dict[str, dict[str, Any]]) -> str:
+    """One line: how the holdout was made otherwise, and the two ways on."""
+    return (_difference(source, image, settings, trained, SETTINGS_REFUSED) + ", so the network would score inputs "
             "it never saw; preprocess the holdout again with the training scans' settings (their sidecars' params) "
-            "into another --output and pass its manifest")
+            "into another --output and pass its manifest, or, to measure that shift, set "
+            "data.mri.allow_other_preprocessing: true (for `elr-mri evaluate` or `explain`: in the run's config.yaml)")
+
+
+def _allowed_warning(source: str, image: str, settings: dict[str, Any], trained: dict[str, dict[str, Any]]) -> str:
+    """What the override let through, kept in summary.json: without it the scores read as a like-for-like holdout's."""
+    return (_difference(source, image, settings, trained, SETTINGS_REFUSED + SETTINGS_WARNED) + "; scored all the "
+            "same (data.mri.allow_other_preprocessing), so the figures measure that shift as well as the network")
