@@ -23,7 +23,8 @@ from .folder_locks import forget_holder, holder_named_in, locks_unsupported, nam
 from .inputs import InputError, select_shard
 from .pipeline import PIPELINE_VERSION, Params, ScanOutputs, process_scan, versions_writing_alike
 from .qc_flags import actions_for, flag_outliers
-from .sidecar import atomic_path, refuse_a_folder_at, remove_stale_temps, write_json
+from .sidecar import (atomic_path, compared_template_digests, refuse_a_folder_at, remove_stale_temps, template_identity,
+                      write_json)
 from .template import space_code, template_file_digests
 from .user_errors import as_storage_error
 from .workers import leave_if_starting_a_worker, run_per_scan
@@ -294,6 +295,7 @@ def _sharded_run_identity(record: dict, shard: tuple[int, int] | None) -> str:
         return ""
     processing = {key: value for key, value in record.items() if key != "qc_min_ncc"}
     processing["params"] = Params.comparable(processing["params"])
+    processing["template"] = template_identity(processing["template"])
     text = json.dumps({"shards": shard[1], **processing}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -397,8 +399,10 @@ def _shared_settings(out_dir: Path, count: int) -> float | None:
             raise ValueError(f"{out_dir}: shards 0 and {index} of {count} ran different pipeline versions "
                              f"({first.get('pipeline_version')} vs {record.get('pipeline_version')}; none: before "
                              "versions were recorded); rerun the older shards with this code, then merge")
-        for section, comparable in (("params", Params.comparable), ("template", dict)):
-            ours, theirs = first.get(section) or {}, record.get(section) or {}
+        templates = compared_template_digests(first.get("template") or {}, record.get("template") or {})
+        for section, ours, theirs, comparable in (
+                ("params", first.get("params") or {}, record.get("params") or {}, Params.comparable),
+                ("template", *templates, dict)):
             changed = sorted(key for key in ours.keys() | theirs.keys()
                              if comparable(ours).get(key) != comparable(theirs).get(key))
             if changed:

@@ -34,7 +34,8 @@ _COMPRESSIONS = (".gz", ".bz2", ".zst")
 _PROBE_BYTES = 64 * 1024  # what `cannot_write` writes: a disk with less free is full for any output
 
 __all__ = ["file_sha256", "scan_files", "scan_sha256", "voxels_sha256", "atomic_path", "refuse_a_folder_at", "nearest_existing",
-           "cannot_write", "require_writable", "remove_stale_temps", "write_json", "read_sidecar", "output_hashes", "stale_reason"]
+           "cannot_write", "require_writable", "remove_stale_temps", "write_json", "read_sidecar", "output_hashes",
+           "template_identity", "compared_template_digests", "same_template", "stale_reason"]
 
 
 def file_sha256(path: str | Path) -> str:
@@ -188,14 +189,36 @@ def output_hashes(outputs: list[Path]) -> dict[str, str]:
     return {Path(p).name: file_sha256(p) for p in outputs}
 
 
+def template_identity(digests: dict) -> dict:
+    """The digests of a template record (a sidecar's "template", `template.template_file_digests`) that tell templates
+    apart: their images' where recorded, so that a template re-saved (by nibabel, recompressed, as .nii) is the same,
+    else, in records from before 2026-12-07, their files'."""
+    keys = ("content_sha256", "mask_content_sha256") if "content_sha256" in digests else ("sha256", "mask_sha256")
+    return {key: digests[key] for key in keys if key in digests}
+
+
+def compared_template_digests(first: dict, other: dict) -> tuple[dict, dict]:
+    """The digests of two template records that tell whether they name one template: their images' where both have
+    them, else (one recorded before they were) their files'."""
+    both = "content_sha256" in first and "content_sha256" in other
+    keys = ("content_sha256", "mask_content_sha256") if both else ("sha256", "mask_sha256")
+    return {key: first.get(key) for key in keys}, {key: other.get(key) for key in keys}
+
+
+def same_template(recorded: dict, current: dict) -> bool:
+    """Whether two template records name one template (`compared_template_digests`)."""
+    ours, theirs = compared_template_digests(recorded, current)
+    return ours == theirs
+
+
 def stale_reason(sidecar: str | Path, input_sha256: str, params: dict, outputs: list[Path],
                  template: dict[str, str] | None = None, pipeline_version: int | None = None,
                  comparable: Callable[[dict], dict] = dict, alike_versions: Collection[int] = ()) -> str | None:
     """Why a finished scan must be done again, in words ('' when it never finished: no sidecar), or None when a
-    previous run finished it with the same input, parameters (as `comparable` has them compared), template files
-    (`template`: the digests the sidecar's "template" must hold) and `pipeline_version` (None: a sidecar that records
-    none) or one of `alike_versions` (earlier ones that wrote these outputs alike), and its outputs are still the files
-    it wrote (a sidecar from before output hashes: they exist). In words
+    previous run finished it with the same input, parameters (as `comparable` has them compared), template
+    (`template`: digests that the sidecar's "template" must match, `same_template`) and `pipeline_version` (None: a
+    sidecar that records none) or one of `alike_versions` (earlier ones that wrote these outputs alike), and its
+    outputs are still the files it wrote (a sidecar from before output hashes: they exist). In words
     because a rerun that redoes a cohort for hours without saying why looks like a broken resume."""
     meta = read_sidecar(sidecar)
     if meta is None or not isinstance(meta.get("params"), dict):
@@ -209,8 +232,8 @@ def stale_reason(sidecar: str | Path, input_sha256: str, params: dict, outputs: 
         return f"other settings ({key}: {meta['params'].get(key)!r} then, {params.get(key)!r} now)"
     if meta.get("pipeline_version") not in (pipeline_version, *alike_versions):  # other code made other outputs
         return f"other pipeline code (version {meta.get('pipeline_version')} then, {pipeline_version} now)"
-    if any((meta.get("template") or {}).get(key) != digest for key, digest in (template or {}).items()):
-        return "another template image (its file's SHA-256 changed)"
+    if template is not None and not same_template(meta.get("template") or {}, template):
+        return "another template image (its SHA-256 changed)"
     missing = next((Path(p).name for p in outputs if not Path(p).exists()), None)
     if missing is not None:
         return f"its output {missing} is missing"

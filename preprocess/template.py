@@ -7,6 +7,7 @@ output grid (a centred crop at the chosen resolution). Everything is an ANTs ima
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .checks import ScanError, load_option_file, load_scan
-from .sidecar import file_sha256, scan_files, scan_sha256
+from .sidecar import file_sha256, scan_files, scan_sha256, voxels_sha256
 from .steps import MNI152_CODE, to_ants
 
 if TYPE_CHECKING:  # annotations only: ANTs is imported lazily at run time
@@ -75,17 +76,31 @@ def _require_mask_on(template: nib.Nifti1Image, mask: nib.Nifti1Image, name: str
 
 
 def template_file_digests(path: str | None, mask_path: str | None) -> dict[str, str]:
-    """SHA-256 of the --template ("sha256") and --template-mask ("mask_sha256") files, as sidecars record
-    them, so that a rerun redoes scans when a file under the same name now holds another image; for nilearn's
-    packaged template (`path` None) its file's, which another nilearn may replace (its mask is made from it)."""
+    """SHA-256 of the --template ("sha256") and --template-mask ("mask_sha256") files, and of the images they hold
+    ("content_sha256", "mask_content_sha256": `_image_sha256`), as sidecars record them, so that a rerun redoes scans
+    when a file under the same name now holds another image; for nilearn's packaged template (`path` None) its
+    file's, which another nilearn may replace (its mask is made from it). Templates are told apart by content
+    (`sidecar.same_template`): one re-saved (nibabel, another compression, .nii for .nii.gz) is the same."""
     if path is None:
         from nilearn.datasets import MNI152_FILE_PATH
 
         path = str(MNI152_FILE_PATH)
-    digests = {"sha256": _cached_sha256(path, _stamp(path))}
+    digests = {"sha256": _cached_sha256(path, _stamp(path)), "content_sha256": _image_sha256(path, _stamp(path))}
     if mask_path is not None:
         digests["mask_sha256"] = _cached_sha256(mask_path, _stamp(mask_path))
+        digests["mask_content_sha256"] = _image_sha256(mask_path, _stamp(mask_path))
     return digests
+
+
+@functools.lru_cache(maxsize=8)
+def _image_sha256(path: str, stamp: tuple[tuple[int, int], ...]) -> str:
+    """SHA-256 of what of the image at `path` the outputs depend on: its voxels as read (float32, RAS), its affine (to
+    0.1 µm: float32 and float64 headers of one grid agree) and its space code (`space_code`, copied into outputs).
+    Once per image version and process."""
+    image = load_scan(path)
+    affine = np.round(np.asarray(image.affine, dtype=np.float64), 4) + 0.0  # + 0.0: -0.0 hashes as 0.0
+    text = f"{voxels_sha256(image)} {affine.tolist()} {_cached_space_code(path, stamp)}"
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 # NIfTI-1's qform/sform codes of the standard spaces: Talairach, MNI152, and any other template ("normalized

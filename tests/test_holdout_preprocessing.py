@@ -99,6 +99,24 @@ def test_a_holdout_registered_to_another_template_file_is_refused(tmp_path):
         build_mri_eval_dataset(holdout, cfg, ["other"])
 
 
+def test_a_holdout_registered_to_a_re_saved_copy_of_the_template_is_scored_without_a_word(tmp_path, caplog):
+    """The template was told by its file's SHA-256: a copy re-saved by nibabel (the same image) was another template,
+    and the holdout refused. Sidecars record the image's digest too; a run or holdout from before it has the file's."""
+    def made_with(path: str, file_digest: str, content: str | None = "cd" * 32) -> dict:
+        template = {"name": path, "sha256": file_digest} | ({"content_sha256": content} if content else {})
+        return {"template": template, "template_path": path}
+
+    cfg = trained_on(preprocessed_cohort(tmp_path / "adni", "A", **made_with("/lab/t1.nii.gz", "ab" * 32)))
+    with caplog.at_level(logging.WARNING):
+        holdout = preprocessed_cohort(tmp_path / "nacc", "N", **made_with("/lab/t1_resaved.nii", "ef" * 32))
+        assert len(build_mri_eval_dataset(holdout, cfg, ["other"])[0]) == 3
+    assert caplog.text == ""
+    older = preprocessed_cohort(tmp_path / "older", "O", **made_with("/lab/t1_resaved.nii", "ef" * 32, content=None))
+    with pytest.raises(ValueError, match=r"preprocessed with template 'sha256 efefefefefef' .* training scans with "
+                                         r"template 'sha256 abababababab'"):
+        build_mri_eval_dataset(older, cfg, ["other"])
+
+
 def test_a_run_compares_a_holdout_with_the_preprocessing_it_recorded_after_its_manifest_moved(tmp_path):
     """The training manifest is where the comparison's settings came from; a run archived without it (or whose
     training scans were made anew since) still knows how the scans it trained on were made (data_shape.json)."""

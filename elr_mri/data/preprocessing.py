@@ -42,6 +42,7 @@ def preprocessing_settings(image: str) -> dict[str, Any] | None:
     params, template = sidecar["params"], sidecar.get("template") or {}
     return {"normalise": params.get("normalise"), "brain_mask": params.get("brain_mask"),
             "transform": params.get("transform"), "template": _template_identity(template, params.get("template")),
+            "template_content": _template_content(template, params.get("template")),
             "pipeline_version": sidecar.get("pipeline_version"), "profile": params.get("profile"),
             "dtype": params.get("dtype")}
 
@@ -108,8 +109,27 @@ def _template_identity(template: dict[str, Any], given: str | None) -> str:
     return identity + (" (nilearn MNI152 2009)" if given is None else "")
 
 
+def _template_content(template: dict[str, Any], given: str | None) -> str | None:
+    """A template by its image's (and its mask's) content digest, which sidecars record since 2026-12-07 (None before):
+    a template re-saved (by nibabel, recompressed, as .nii) has another file digest but the same image."""
+    if not template.get("content_sha256"):
+        return None
+    identity = f"content {str(template['content_sha256'])[:12]}"
+    if template.get("mask_content_sha256"):
+        identity += f", mask content {str(template['mask_content_sha256'])[:12]}"
+    return identity + (" (nilearn MNI152 2009)" if given is None else "")
+
+
 def _differing(settings: dict[str, Any], other: dict[str, Any], keys: tuple[str, ...]) -> list[str]:
-    return [key for key in keys if settings[key] != other[key]]
+    return [key for key in keys if not _alike(settings, other, key)]
+
+
+def _alike(settings: dict[str, Any], other: dict[str, Any], key: str) -> bool:
+    """One setting of two scans alike; the template by its image's content where both record it (runs and sidecars
+    from before 2026-12-07 have the file's digest alone)."""
+    if key == "template" and settings.get("template_content") and other.get("template_content"):
+        return settings["template_content"] == other["template_content"]
+    return settings[key] == other[key]
 
 
 def _described(settings: dict[str, Any], keys: list[str]) -> str:

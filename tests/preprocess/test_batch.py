@@ -352,6 +352,29 @@ def test_shards_given_one_template_under_two_spellings_merge(tmp_path, capsys, m
     assert "ran with different" not in capsys.readouterr().err and len(pd.read_csv(out / "failures.csv")) == 2
 
 
+def test_shards_given_a_template_and_a_re_saved_copy_merge_and_another_image_is_refused(tmp_path, capsys):
+    """Shards compared the template files' SHA-256: a node given a copy re-saved by nibabel (the same image) was
+    refused as another template."""
+    from nilearn.datasets import MNI152_FILE_PATH
+
+    original = nib.load(MNI152_FILE_PATH)
+    templates = {"copy": tmp_path / "copy.nii", "other": tmp_path / "other.nii"}
+    nib.Nifti1Image(original.dataobj, original.affine, original.header).to_filename(templates["copy"])
+    nib.Nifti1Image(original.get_fdata(dtype=np.float32)[:, ::-1].copy(), original.affine).to_filename(
+        templates["other"])  # y reversed: the template is symmetric in x
+    scans = {pid: tmp_path / f"{pid}.nii.gz" for pid in ("sub-a", "sub-b")}
+    for path in scans.values():  # unreadable: each shard finishes at once
+        path.write_bytes(gzip.compress(b"garbage"))
+    table = str(_csv(tmp_path, scans))
+    for second, merged in (("copy", True), ("other", False)):
+        out = tmp_path / second
+        for shard, template in (("0/2", str(MNI152_FILE_PATH)), ("1/2", str(templates[second]))):
+            main(["--input", table, "--output", str(out), "--shard", shard, "--template", template, *FAST])
+        assert merge_main(["--output", str(out)]) == 1  # every scan failed: merged, or refused
+        assert (out / "manifest.csv").exists() == merged
+        assert ("ran with different template (content_sha256: " in capsys.readouterr().err) != merged
+
+
 def test_shards_of_pipeline_versions_that_write_alike_merge_and_others_are_refused(tmp_path, capsys):
     """Array tasks of one cohort that straddled the upgrade to version 4 (a --template's outputs coded as its space)
     were refused as "different pipeline versions" even where version 3 wrote the same outputs, which a rerun keeps:

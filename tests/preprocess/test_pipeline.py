@@ -10,7 +10,7 @@ import pytest
 from preprocess.batch import QC_COLUMNS
 from preprocess.checks import ScanError
 from preprocess.pipeline import Params, ScanOutputs, process_scan
-from preprocess.sidecar import file_sha256, output_hashes, stale_reason
+from preprocess.sidecar import file_sha256, output_hashes, same_template, stale_reason
 from preprocess.template import load_template
 
 FAST_2MM = Params(resolution=2.0)
@@ -152,17 +152,43 @@ def test_a_template_file_rewritten_under_its_name_redoes_the_scan(tmp_path):
     from preprocess.template import template_file_digests
 
     template, mask = tmp_path / "template.nii.gz", tmp_path / "mask.nii.gz"
-    template.write_bytes(b"template one")
-    mask.write_bytes(b"mask")
+    image = _small_template()
+    image.to_filename(template)
+    nib.Nifti1Image((image.get_fdata() > 0.5).astype(np.uint8), image.affine).to_filename(mask)
     output = tmp_path / "scan.nii.gz"
     output.write_bytes(b"written by preprocess")
     recorded = template_file_digests(str(template), str(mask))
     sidecar = tmp_path / "scan.json"
     sidecar.write_text(json.dumps({"input_sha256": "abc", "params": {}, "template": {"name": "t", **recorded}}))
     assert is_done(sidecar, "abc", {}, [output], template_file_digests(str(template), str(mask)))
-    template.write_bytes(b"template two, another image under the same name")
+    nib.Nifti1Image(image.get_fdata()[::-1].copy(), image.affine).to_filename(template)  # another image, same name
     assert not is_done(sidecar, "abc", {}, [output], template_file_digests(str(template), str(mask)))
 
+
+def _small_template() -> nib.Nifti1Image:
+    return nib.Nifti1Image(np.random.default_rng(0).random((20, 22, 24), np.float32), np.diag([2.0, 2.0, 2.0, 1.0]))
+
+
+def test_a_template_re_saved_is_the_same_template_and_sidecars_before_content_digests_compare_its_file(tmp_path):
+    """Template identity was its file's SHA-256: the same image re-saved by nibabel (measured on nilearn's MNI152:
+    another SHA-256, the same voxels and affine), as .nii or stored axes reversed redid every scan of a rerun, kept
+    shards from merging and a holdout from being scored."""
+    from preprocess.template import template_file_digests
+
+    image = _small_template()
+    image.to_filename(tmp_path / "t.nii.gz")
+    reverse_x = np.diag([-1.0, 1.0, 1.0, 1.0])
+    reverse_x[0, 3] = image.shape[0] - 1
+    flipped = nib.Nifti1Image(image.get_fdata()[::-1].copy(), image.affine @ reverse_x)  # stored in the other x order
+    for copy in (nib.Nifti1Image(image.dataobj, image.affine, image.header), flipped):
+        copy.to_filename(tmp_path / "copy.nii")
+        ours, theirs = (template_file_digests(str(tmp_path / name), None) for name in ("t.nii.gz", "copy.nii"))
+        assert ours["sha256"] != theirs["sha256"] and ours["content_sha256"] == theirs["content_sha256"]
+        assert same_template(ours, theirs)
+    nib.Nifti1Image(image.get_fdata() * 1.01, image.affine).to_filename(tmp_path / "brighter.nii")
+    assert not same_template(ours, template_file_digests(str(tmp_path / "brighter.nii"), None))
+    before = {"name": "t", "sha256": ours["sha256"]}  # recorded before images were digested: the file decides
+    assert same_template(before, ours) and not same_template(before, theirs)
 
 
 def test_outputs_of_another_pipeline_version_or_default_template_are_redone(tmp_path, template_result, moved_template,
@@ -181,8 +207,7 @@ def test_outputs_of_another_pipeline_version_or_default_template_are_redone(tmp_
     outputs = ScanOutputs.under(tmp_path, "sub-01", "ses-01")
     meta = json.loads(outputs.sidecar.read_text())
     assert meta["pipeline_version"] == PIPELINE_VERSION
-    assert template_file_digests(None, None) == {"sha256": file_sha256(MNI152_FILE_PATH)} == {
-        "sha256": meta["template"]["sha256"]}
+    assert template_file_digests(None, None)["sha256"] == file_sha256(MNI152_FILE_PATH) == meta["template"]["sha256"]
     assert process_scan(moved_template, outputs, FAST_2MM)["status"] == "skipped"
     for stale in ({"pipeline_version": PIPELINE_VERSION - 1}, {"template": {"sha256": "another nilearn's"}}):
         outputs.sidecar.write_text(json.dumps({**meta, **stale}))
@@ -396,7 +421,7 @@ def test_why_a_finished_scan_is_redone_is_said_in_words(tmp_path):
     assert reason(params={"normalise": "zscore"}) == "other settings (normalise: 'minmax' then, 'zscore' now)"
     assert reason(version=4) == "other pipeline code (version 3 then, 4 now)"
     assert reason(version=4, alike=(3,)) is None  # version 4 would write these outputs alike
-    assert reason(template={"sha256": "t2"}) == "another template image (its file's SHA-256 changed)"
+    assert reason(template={"sha256": "t2"}) == "another template image (its SHA-256 changed)"
     output.write_bytes(b"cut")
     assert reason() == "its output scan.nii.gz changed since it was written"
     output.unlink()
