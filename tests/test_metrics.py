@@ -85,6 +85,18 @@ def test_ece_is_near_zero_where_confidence_is_the_hit_rate_and_the_gap_where_it_
     assert expected_calibration_error(labels, np.column_stack([stated ** 0.3, *(2 * [(1 - stated ** 0.3) / 2])])) > 0.1
 
 
+def test_ece_weighs_each_of_its_ten_bins_by_its_examples() -> None:
+    """Hand-computed, the README's definition: 50 examples in (0.8, 0.9] at mean confidence 0.85 and 86% right, and
+    10 at 0.6 all right, give (50·0.01 + 10·0.4)/60. A mean over bins (0.205) lets a bin of a few outweigh the rest;
+    15 bins (0.142) part 0.82 from 0.88, whose gaps of −0.10 and +0.08 the tenth bin nets out. A bin of one example
+    counts as any other."""
+    confidence = np.repeat([0.82, 0.88, 0.6], [25, 25, 10])
+    right = np.concatenate([np.arange(25) < 23, np.arange(25) < 20, np.ones(10, dtype=bool)])
+    proba = np.column_stack([confidence, (1 - confidence) / 2, (1 - confidence) / 2])
+    assert expected_calibration_error(np.where(right, 0, 1), proba) == pytest.approx((50 * 0.01 + 10 * 0.4) / 60)
+    assert expected_calibration_error(np.array([1]), np.array([[0.95, 0.05]])) == pytest.approx(0.95)
+
+
 def test_reliability_bins_count_each_example_once_in_its_confidence_bin() -> None:
     """Equal-width bins (low, high]: 0.7 lies in (0.6, 0.7], and a bin's accuracy is its share of right argmaxes."""
     proba = np.array([[0.7, 0.3], [0.3, 0.7], [0.95, 0.05], [0.5, 0.5]])
