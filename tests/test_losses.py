@@ -192,6 +192,20 @@ def test_elr_plus_mixes_targets_and_ramps_lambda() -> None:
     assert loss.item() == pytest.approx((ce + sigmoid_rampup(5, 10) * 3.0 * reg).item(), rel=1e-10)
 
 
+def test_elr_plus_targets_keep_a_beta_share_of_their_past_at_each_update() -> None:
+    """The temporal ensemble t ← β·t + (1 − β)·softmax: a first update from zero rows cannot tell it from a table
+    that forgets (β·0 is 0), the β = 0 of paper App. H, under which ELR+ collapses. A second update must keep β of
+    the first, for the rows it revisits only."""
+    loss_fn = ELRPlusLoss(num_examples=4, num_classes=3, lam=3.0, beta=0.7).double()
+    first, second = torch.randn(2, 3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    loss_fn.update_targets(torch.tensor([0, 1, 2]), first)
+    loss_fn.update_targets(torch.tensor([2, 3, 0]), second)
+    old = 0.3 * F.softmax(first, dim=1)
+    new = 0.3 * F.softmax(second, dim=1)
+    expected = torch.stack([0.7 * old[0] + new[2], old[1], 0.7 * old[2] + new[0], new[1]])
+    torch.testing.assert_close(loss_fn.targets, expected, rtol=1e-12, atol=0)
+
+
 def test_elr_plus_label_reweighting_uses_targets() -> None:
     loss_fn = ELRPlusLoss(2, 2, lam=0.0, reweight_labels=True).double()
     loss_fn.targets.copy_(torch.tensor([[0.9, 0.1], [0.2, 0.8]], dtype=torch.float64))
