@@ -8,11 +8,13 @@ acquisitions) one row each, its session_id extended by the file's other entities
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +29,7 @@ __all__ = ["REQUIRED", "InputError", "read_inputs", "read_csv_table", "parse_sha
 REQUIRED = ("participant_id", "session_id", "path")
 SCAN_SUFFIXES = (".nii", ".nii.gz", ".img", ".hdr", ".mgz", ".mgh")  # an image passed where a table of them is wanted
 NO_SESSION = "ses-none"  # session_id of the scans of a BIDS data set that has no session level
+_CHECKED_ROWS = 1000  # rows parsed at a time to check them: ~60 MB of a 1000-column table
 _DICOM_PROBE_FILES = 100  # files opened to find a DICOM series named without suffixes in a folder given as --input
 
 
@@ -37,24 +40,28 @@ class InputError(ValueError):
 def read_csv_table(path: str | Path, **options: object) -> pd.DataFrame:
     """`pd.read_csv`, failing with one line that names the file and says how to fix it: an empty file, a
     spreadsheet export in another encoding, a table separated by tabs or semicolons in a .csv, or rows with
-    values past the header's columns (`_without_fields_past_the_header`: empty ones are dropped; pandas alone would
-    take each row's first value as its index and shift every value one column left)."""
-    table_kind, separated = ("TSV", "tab-separated") if options.get("sep") == "\t" else ("CSV", "comma-separated")
-    if options.get("sep", ",") == ",":
-        _refuse_other_separators(path)  # from the header: a row's decimal comma ("73,5") splits a semicolon row
-    try:
+    values past the header's columns (empty ones are dropped; pandas alone would take each row's first value as its
+    index and shift every value one column left). `usecols` reads only those columns, every row still checked whole,
+    one chunk at a time where a quick look cannot rule out a long row: a NACC UDS export has ~1000 columns."""
+    with _unreadable_as_a_table(path, options):
         options = {**options, **_header_names(path, options)}
-        with warnings.catch_warnings():  # "loss of data" where rows are longer: checked below
+        if not _no_line_past_the_header(path, str(options.get("sep", ","))):
+            _refuse_values_past_the_header(path, options)
+        with warnings.catch_warnings():  # "loss of data" where rows end in empty values: checked above
             warnings.simplefilter("ignore", pd.errors.ParserWarning)
-            table = pd.read_csv(path, index_col=False, **options)
-        as_pandas_reads_it = pd.read_csv(path, **options)
-        if not table.equals(as_pandas_reads_it):  # rows longer than the header
-            table = _without_fields_past_the_header(path, table, as_pandas_reads_it)
+            return pd.read_csv(path, index_col=False, **options)
+
+
+@contextlib.contextmanager
+def _unreadable_as_a_table(path: str | Path, options: dict[str, object]) -> Iterator[None]:
+    """pandas' refusals of a file as one line naming it, with how to save it instead."""
+    table_kind, separated = ("TSV", "tab-separated") if options.get("sep") == "\t" else ("CSV", "comma-separated")
+    try:
+        yield
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
         reason = (str(err).strip().splitlines() or [""])[0]
         raise InputError(f"{path}: cannot be read as a {table_kind} table ({reason}); save it as {separated} UTF-8 "
                          "text with a header row") from err
-    return table
 
 
 def _header_names(path: str | Path, options: dict[str, object]) -> dict[str, object]:
@@ -62,6 +69,8 @@ def _header_names(path: str | Path, options: dict[str, object]) -> dict[str, obj
     names alone, so that a `dtype` given by name reaches its column: read as " session_id", ids such as 01 became
     the number 1 and every reader of the table missed the column. A name given twice is refused: pandas reads the
     second as "diagnosis.1", and every reader took the first without a word."""
+    if options.get("sep", ",") == ",":
+        _refuse_other_separators(path)  # from the header: a row's decimal comma ("73,5") splits a semicolon row
     parsing = {key: options[key] for key in ("sep", "skipinitialspace") if key in options}
     header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False, **parsing).iloc[0].tolist()
     stripped = [name.strip() for name in header]
@@ -91,20 +100,47 @@ def _refuse_other_separators(path: str | Path) -> None:
                              "comma-separated (with decimal points, not commas)")
 
 
-def _without_fields_past_the_header(path: str | Path, plain: pd.DataFrame, shifted: pd.DataFrame) -> pd.DataFrame:
-    """The table of a file whose rows are longer than its header. `shifted` is pandas' reading, each row's first
-    values taken as its index and the rest under the header; `plain` keeps the first values under the header and
-    drops the last ones. Empty last fields (a separator ending every row, as spreadsheets write): `plain`. Anything
-    else is refused, naming its row: an unquoted separator inside a value, an unnamed column, or R's row names
-    (`write.table(sep = ",")` writes no header cell for them), which numeric ids 1..n cannot be told from."""
-    extra = shifted.index.nlevels
-    past = shifted.iloc[:, -extra:].astype("string").fillna("").apply(lambda column: column.str.strip())
+def _no_line_past_the_header(path: str | Path, separator: str) -> bool:
+    """Whether no line of the file holds more separators than its first, the header, told from its bytes alone
+    (no parse): then no row is longer than the header, and `_refuse_values_past_the_header`, a whole parse, is not
+    needed. A quote anywhere (a quoted separator, a value over two lines) leaves it to that parse, and so do lines
+    ended by a lone carriage return (old Mac spreadsheets), which pandas splits rows at: the header is the first."""
+    mark = separator.encode()
+    try:
+        with open(path, "rb") as handle:
+            header = handle.readline()
+            if b'"' in header or b"\r" in header.rstrip(b"\r\n"):
+                return False
+            width = header.count(mark)
+            return all(line.count(mark) <= width and b'"' not in line for line in handle)
+    except OSError:
+        return True  # the read names it
+
+
+def _refuse_values_past_the_header(path: str | Path, options: dict[str, object]) -> None:
+    """Parse the file as pandas reads it by default, a chunk of rows at a time (with `usecols`, pandas lets longer
+    rows pass without a word): a row longer than the first is its ParserError; where the first is longer, pandas
+    takes each row's first values as its index, the rest under the header. Empty last values (a separator ending
+    every row, as spreadsheets write) are then dropped by the read; anything else is refused, naming its row: an
+    unquoted separator inside a value, an unnamed column, or R's row names (`write.table(sep = ",")` writes no
+    header cell for them), which numeric ids 1..n cannot be told from."""
+    whole = {key: value for key, value in options.items() if key != "usecols"}
+    rows_before = 0
+    with pd.read_csv(path, chunksize=_CHECKED_ROWS, **whole) as chunks:
+        for shifted in chunks:
+            if not isinstance(shifted.index, pd.RangeIndex):
+                _refuse_filled_past_the_header(path, shifted, rows_before)
+            rows_before += len(shifted)
+
+
+def _refuse_filled_past_the_header(path: str | Path, shifted: pd.DataFrame, rows_before: int) -> None:
+    """Refuse rows of `shifted` (read with their first values as the index) whose last values are not empty."""
+    past = shifted.iloc[:, -shifted.index.nlevels:].astype("string").fillna("").apply(lambda column: column.str.strip())
     filled = (past != "").any(axis=1).to_numpy()
-    if not filled.any():
-        return plain
-    raise InputError(f"{path}: data row {int(filled.argmax()) + 1} has more values than the header has columns; "
-                     "quote values that hold the separator (\"a,b\"), name the extra column in the header, or from R "
-                     "write the table with row.names = FALSE")
+    if filled.any():
+        raise InputError(f"{path}: data row {rows_before + int(filled.argmax()) + 1} has more values than the header "
+                         "has columns; quote values that hold the separator (\"a,b\"), name the extra column in the "
+                         "header, or from R write the table with row.names = FALSE")
 
 
 def read_inputs(source: str | Path) -> pd.DataFrame:

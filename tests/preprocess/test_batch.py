@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from preprocess.cli import main, merge_main
-from preprocess.inputs import InputError, read_inputs, select_shard
+from preprocess.inputs import InputError, read_csv_table, read_inputs, select_shard
 from preprocess.pipeline import PIPELINE_VERSION
 from preprocess.sidecar import file_sha256
 
@@ -791,6 +791,31 @@ def test_a_separator_ending_every_row_is_dropped_not_read_as_a_shift_of_every_va
     with pytest.raises(InputError, match=r"x.csv: data row 1 has more values .* from R write the table with "
                                          r"row.names = FALSE"):
         read_inputs(tmp_path / "x.csv")
+
+
+def test_rows_past_the_header_are_told_when_only_some_columns_are_read(tmp_path):
+    """A NACC import reads 9 of ~1000 columns (`usecols`), where pandas lets a row longer than the header pass
+    without a word, and a separator ending every row put each row's values one column left in the columns read."""
+    path, some = tmp_path / "x.csv", ["participant_id", "session_id"]
+    path.write_text("participant_id,session_id,path\nsub-01,ses-01,a.nii,\nsub-02,ses-02,b.nii,\n")
+    assert read_csv_table(path, dtype=str, usecols=some).values.tolist() == [["sub-01", "ses-01"], ["sub-02", "ses-02"]]
+    path.write_text('participant_id,session_id,path\nsub-01,ses-01,"my,scan.nii"\n')
+    assert read_csv_table(path, dtype=str, usecols=["path"])["path"].tolist() == ["my,scan.nii"]
+    path.write_text("participant_id,session_id,path\nsub-01,ses-01,a.nii\nsub-02,ses-01,my,scan.nii\n")
+    with pytest.raises(InputError, match=r"x.csv: cannot be read as a CSV table \(.*Expected 3 fields in line 3, saw "
+                                         r"4\); save it as comma-separated"):
+        read_csv_table(path, dtype=str, usecols=some)
+    path.write_text('"participant_id","session_id","path, as written"\nsub-01,ses-01,a.nii,x\n')  # a quoted header
+    with pytest.raises(InputError, match=r"x.csv: data row 1 has more values than the header has columns"):
+        read_csv_table(path, dtype=str, usecols=some)
+    path.write_bytes(b"participant_id,session_id,path\rsub-01,ses-01,a.nii,x\rsub-02,ses-01,b.nii,\r")  # old Mac
+    with pytest.raises(InputError, match=r"x.csv: data row 1 has more values than the header has columns"):
+        read_csv_table(path, dtype=str, usecols=some)
+    rows = ['"sub-01",ses-01,a.nii,'] * 1500  # quoted: checked by a parse, a chunk of rows at a time
+    rows[1199] += "x"
+    path.write_text("participant_id,session_id,path\n" + "\n".join(rows) + "\n")
+    with pytest.raises(InputError, match=r"x.csv: data row 1200 has more values than the header has columns"):
+        read_csv_table(path, dtype=str, usecols=some)
 
 
 def _bids_of(tmp_path: Path, participants_tsv: str) -> Path:
