@@ -23,7 +23,7 @@ import pandas as pd
 from .dicom import DICOM_SUFFIXES, first_file_below, is_dicom
 from .steps import ants_unsafe
 
-__all__ = ["REQUIRED", "InputError", "read_inputs", "read_csv_table", "parse_shard", "select_shard",
+__all__ = ["REQUIRED", "InputError", "read_inputs", "read_csv_table", "read_csv_header", "parse_shard", "select_shard",
            "windows_separators_read"]
 
 REQUIRED = ("participant_id", "session_id", "path")
@@ -50,6 +50,14 @@ def read_csv_table(path: str | Path, **options: object) -> pd.DataFrame:
         with warnings.catch_warnings():  # "loss of data" where rows end in empty values: checked above
             warnings.simplefilter("ignore", pd.errors.ParserWarning)
             return pd.read_csv(path, index_col=False, **options)
+
+
+def read_csv_header(path: str | Path, **options: object) -> list[str]:
+    """The names `read_csv_table` gives the columns of `path`, from its first line alone: a reader of a few columns
+    of a wide table still names the others where it refuses it."""
+    with _unreadable_as_a_table(path, options):
+        options = {**options, **_header_names(path, options)}
+        return pd.read_csv(path, nrows=0, index_col=False, **options).columns.tolist()
 
 
 @contextlib.contextmanager

@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 from elr_mri.config.strict_yaml import read_yaml_file
-from preprocess.inputs import InputError, read_csv_table
+from preprocess.inputs import InputError, read_csv_header, read_csv_table
 from preprocess.user_errors import not_a_file
 
 __all__ = [
@@ -408,11 +408,11 @@ def import_mapped_table(
     """
     if not isinstance(mapping, dict):
         mapping = load_mapping(mapping)
-    table, where = _read(table, "clinical table (--table)")
+    table, header, where = _read_mapped(table, mapping)
     columns: dict[str, Any] = mapping["columns"]
-    _refuse_other_spellings(table, mapping, where)
-    _require(table, tuple(column for field, column in columns.items() if field != "visit_date"), where,
-             _mapped_table_fix(table, columns.get("diagnosis")))
+    _refuse_other_spellings(header, mapping, where)
+    _require(header, tuple(column for field, column in columns.items() if field != "visit_date"), where,
+             _mapped_table_fix(header, columns.get("diagnosis")))
     values = {field: {_code(k): v for k, v in codes.items()} for field, codes in (mapping.get("values") or {}).items()}
     clinical = pd.DataFrame({"_participant": table[columns["participant_id"]].map(_bids_key),
                              "_session": table[columns["session_id"]].map(mapped_session_key)})
@@ -439,8 +439,8 @@ def import_mapped_table(
         for value in table[columns["diagnosis"]]]
     for label, conditions in (mapping.get("require") or {}).items():
         for column, allowed in conditions.items():
-            _require(table, (column,), where, f"the mapping's require.{label} reads it: export it with the table, or "
-                                              "delete that condition from the mapping")
+            _require(header, (column,), where, f"the mapping's require.{label} reads it: export it with the table, or "
+                                               "delete that condition from the mapping")
             codes = _allowed_codes(allowed)
             given = table[column].map(lambda value: "" if _blank(value) else _code(value))
             fails = (clinical["diagnosis"] == label) & ~given.isin(codes)
@@ -453,7 +453,8 @@ def import_mapped_table(
     scans_table, scans_where = _read_scans(scans)
     nearest = None
     if "visit_date" in columns and _named_by_date(scans_table).any():  # read only for scans that need it
-        clinical["_visit_day"] = _visit_days(table, columns["visit_date"], where, columns["session_id"])
+        _require_visit_dates(header, columns["visit_date"], where, columns["session_id"])
+        clinical["_visit_day"] = _visit_days(table, columns["visit_date"])
         window = float(mapping["visit_window_days"])
         nearest = functools.partial(_nearest_visits, clinical=clinical, window=window,
                                     undated=_undated_visit_reason(table, columns["visit_date"]))
@@ -483,11 +484,9 @@ def _refuse_other_spellings(table: pd.DataFrame, mapping: dict[str, Any], where:
     mapping's columns, then its visit dates, then met require.AD told to export a NACCALZP the table had. Names are
     not matched loosely, as a table may hold both spellings. A visit-date column is named only beside another, as
     the import reads those dates only for scans named by date."""
-    named = [_as_list(column) for column in mapping["columns"].values()]
-    named += [list(conditions) for conditions in (mapping.get("require") or {}).values()]
     dates = _as_list(mapping["columns"].get("visit_date") or [])
     spelled: dict[Any, str] = {}
-    for name in dict.fromkeys(name for names in named for name in names):
+    for name in _mapping_reads(mapping):
         found = [str(column) for column in table.columns if _loose(str(column)) == _loose(str(name))]
         if name not in table.columns and found:
             spelled[name] = found[0]
@@ -495,6 +494,13 @@ def _refuse_other_spellings(table: pd.DataFrame, mapping: dict[str, Any], where:
         raise ValueError(f"{where}: it spells the mapping's {', '.join(map(str, spelled))} otherwise, as "
                          f"{', '.join(map(repr, spelled.values()))}: write them so in the mapping, or the table's "
                          "header as the mapping does (names are matched as written: a table may hold both)")
+
+
+def _mapping_reads(mapping: dict[str, Any]) -> list[Any]:
+    """Every column the mapping reads, once: its columns (visit_date's three) and those its `require` tests."""
+    named = [_as_list(column) for column in mapping["columns"].values()]
+    named += [list(conditions) for conditions in (mapping.get("require") or {}).values()]
+    return list(dict.fromkeys(name for names in named for name in names))
 
 
 def _as_list(column: str | list[str]) -> list[str]:
@@ -524,16 +530,20 @@ def _named_by_date(scans: pd.DataFrame) -> pd.Series:
     return scans["session_id"].map(lambda value: bool(_DATE_KEY.fullmatch(mapped_session_key(value))))
 
 
-def _visit_days(table: pd.DataFrame, column: str | list[str], where: str, session: str) -> pd.Series:
+def _require_visit_dates(header: pd.DataFrame, column: str | list[str], where: str, session: str) -> None:
+    """Refuse a table without the visit-date columns the mapping names, read only for scans named by their date."""
+    _require(header, tuple(_as_list(column)), where, "the mapping's columns.visit_date reads it to give a scan named "
+                                                     "by its date its nearest visit: export it with the table, or "
+                                                     f"name the scans' sessions by {session}")
+
+
+def _visit_days(table: pd.DataFrame, column: str | list[str]) -> pd.Series:
     """Each visit's date (NaT where it cannot be read: a missing-data code such as 88 for the month), from one column
     of dates or from NACC's three, year, month and day."""
-    names = (column,) if isinstance(column, str) else tuple(column)
-    _require(table, names, where, "the mapping's columns.visit_date reads it to give a scan named by its date its "
-                                  f"nearest visit: export it with the table, or name the scans' sessions by {session}")
     if isinstance(column, str):
         keys = table[column].map(lambda value: "" if _blank(value) else mapped_session_key(value))
         return _day_of_keys(keys)
-    parts = pd.DataFrame({part: pd.to_numeric(table[name], errors="coerce") for part, name in zip(DATE_PARTS, names)})
+    parts = pd.DataFrame({part: pd.to_numeric(table[name], errors="coerce") for part, name in zip(DATE_PARTS, column)})
     return pd.to_datetime(parts, errors="coerce")
 
 
@@ -810,13 +820,38 @@ def _read(source: str | Path | pd.DataFrame, what: str) -> tuple[pd.DataFrame, s
     """(table, what and where it is, for messages): `what` names the table and the option it came from."""
     if isinstance(source, pd.DataFrame):
         return source.reset_index(drop=True), what
+    path = _table_file(source, what)
+    return read_csv_table(path, dtype=str, sep=_column_separator(path)), f"{what} {path}"
+
+
+def _read_mapped(source: str | Path | pd.DataFrame, mapping: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """(the clinical table's columns that the mapping reads, a table of no rows under all its columns for the
+    refusals that name them, what and where it is): a NACC UDS export has ~1000 columns, of which the shipped
+    mapping reads 9, and ~190k visits: an import reading 30,000 of them whole took ~1 GB of memory."""
+    what = "clinical table (--table)"
+    if isinstance(source, pd.DataFrame):
+        table, where = _read(source, what)
+        return table, table.iloc[:0], where
+    path = _table_file(source, what)
+    separator = _column_separator(path)
+    names, reads = read_csv_header(path, sep=separator), set(_mapping_reads(mapping))
+    table = read_csv_table(path, dtype=str, sep=separator, usecols=[name for name in names if name in reads])
+    return table, pd.DataFrame(columns=names), f"{what} {path}"
+
+
+def _table_file(source: str | Path, what: str) -> Path:
+    """`source` as the path of a file, refused in one line where it is a folder or nothing."""
     path = Path(source)
     if path.is_dir():
         raise IsADirectoryError(f"{what} {path}: is a folder; pass the table's CSV file")
     if not path.is_file():
         raise FileNotFoundError(f"{what} {path}: file not found")
-    table = read_csv_table(path, dtype=str, sep="\t" if path.suffix in (".tsv", ".tab") else ",")
-    return table, f"{what} {path}"
+    return path
+
+
+def _column_separator(path: Path) -> str:
+    """A .tsv or .tab table is read tab-separated, any other comma-separated."""
+    return "\t" if path.suffix in (".tsv", ".tab") else ","
 
 
 def _require(table: pd.DataFrame, columns: tuple[str, ...], where: str, fix: str = "") -> None:
