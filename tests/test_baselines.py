@@ -15,15 +15,18 @@ import yaml
 
 pytest.importorskip("ants")
 
-from elr_mri.baselines.evaluate import OneDiagnosisLeft, _baseline_inputs, evaluate_baselines  # noqa: E402
+from elr_mri.baselines.evaluate import (OneDiagnosisLeft, _baseline_inputs, _warn_if_unscaled,  # noqa: E402
+                                       evaluate_baselines)
 from elr_mri.baselines.features import (CovariateFill, read_volumes, training_fill, volume_features,  # noqa: E402
                                        voxel_features)
-from elr_mri.baselines.models import BASELINES, class_scores, fit_baseline, validation_chooses_c  # noqa: E402
+from elr_mri.baselines.models import (BASELINES, ScaledSVM, class_scores, fit_baseline,  # noqa: E402
+                                     validation_chooses_c)
 from elr_mri.config import config_to_dict, load_config, load_run_config  # noqa: E402
 from elr_mri.data import build_data  # noqa: E402
 from elr_mri.data.images import NoisyImageData  # noqa: E402
 from elr_mri.engine.run_records import record_run_data  # noqa: E402
 from elr_mri.engine.selection import selection_rule  # noqa: E402
+from elr_mri.evaluation.metrics import brier_score, expected_calibration_error  # noqa: E402
 from elr_mri.evaluation.compare import comparison_table  # noqa: E402
 from elr_mri.simulate.cli import main as simulate  # noqa: E402
 from elr_mri.volumes.measure import VolumeParams, measure_manifest, volume_columns  # noqa: E402
@@ -133,9 +136,9 @@ def test_models_learn_a_separable_signal_from_both_feature_kinds(tmp_path: Path)
     x = rng.normal(size=(60, 5)) + y[:, None] * 3.0
     assert validation_chooses_c(y) and not validation_chooses_c(np.ones(5)) and not validation_chooses_c(None)
     for baseline in BASELINES:
-        _, kept, tried = fit_baseline(baseline, x[::2], y[::2], x[1::2], np.ones(30, dtype=int), 3)
+        _, kept, tried = fit_baseline(baseline, x[::2], y[::2], np.arange(30), x[1::2], np.ones(30, dtype=int), 3)
         assert kept == 1.0 and tried == {}  # one validation diagnosis ranks no C above another
-        model, chosen, tried = fit_baseline(baseline, x[::2], y[::2], x[1::2], y[1::2], 3)
+        model, chosen, tried = fit_baseline(baseline, x[::2], y[::2], np.arange(30), x[1::2], y[1::2], 3)
         assert list(tried) == ["0.001", "0.01", "0.1", "1.0", "10.0"]  # for summary.json: was anything chosen?
         assert chosen == min(float(c) for c, score in tried.items() if score == max(tried.values()))
         scores = class_scores(model, x[1::2], 3)
@@ -154,8 +157,48 @@ def test_a_refit_gives_the_same_scores() -> None:
     y = np.repeat([0, 1, 2], 10)
     x = rng.normal(size=(30, 400)) + y[:, None] * 0.3  # more voxels than scans, as the SVM's features
     for baseline in BASELINES:
-        first, second = (class_scores(fit_baseline(baseline, x, y, None, None, 3)[0], x, 3) for _ in range(2))
+        first, second = (class_scores(fit_baseline(baseline, x, y, np.arange(30), None, None, 3)[0], x, 3)
+                         for _ in range(2))
         assert np.array_equal(first, second), baseline.name
+
+
+def _three_diagnoses(rng: np.random.Generator, scans: int) -> tuple[np.ndarray, np.ndarray]:
+    """Voxel-like features (more than scans) of which 30 carry the diagnosis: 80% accuracy for a linear model."""
+    y = np.arange(scans) % 3
+    x = rng.normal(size=(scans, 300))
+    x[:, :30] += np.repeat(y[:, None] == np.arange(3), 10, axis=1)
+    return x, y
+
+
+def test_the_svm_probabilities_are_calibrated_on_held_out_participants_and_keep_its_predictions() -> None:
+    """The SVM's probabilities were the softmax of its raw margins: at the C validation picks most often (0.001) they
+    sat near 1/3 while it was right 80% of the time, an ECE of 39 that spoke of its C, not of its calibration."""
+    rng = np.random.default_rng(0)
+    (x, y), (x_new, y_new) = _three_diagnoses(rng, 60), _three_diagnoses(rng, 600)
+    svm, logreg = (next(b for b in BASELINES if b.features == kind) for kind in ("voxels", "volumes"))
+    model, chosen, _ = fit_baseline(svm, x, y, np.arange(60), x_new[:30], y_new[:30], 3)
+    assert isinstance(model, ScaledSVM) and chosen == 0.001 and model.held_out == 60
+    probs = class_scores(model, x_new, 3)
+    assert np.array_equal(probs.argmax(1), model.svm.predict(x_new))  # the SVM's own predictions
+    assert (probs.argmax(1) == y_new).mean() > 0.75
+    assert expected_calibration_error(y_new, probs) < 0.05 and brier_score(y_new, probs) < 0.3
+    lr = fit_baseline(logreg, x, y, np.arange(60), None, None, 3)[0]
+    assert np.array_equal(class_scores(lr, x_new, 3), lr.predict_proba(x_new))  # its own probabilities, as they are
+
+
+def test_the_svm_scale_holds_out_whole_participants(capsys: pytest.CaptureFixture[str]) -> None:
+    """Two near-alike scans of each participant (visits of a stable person): folds that split a participant fitted
+    the scale on margins of scans whose twin the SVM had fitted, and made it sure of them (a scale of 69, not 3-4)."""
+    rng = np.random.default_rng(1)
+    x, y = _three_diagnoses(rng, 30)
+    alone = fit_baseline(BASELINES[1], x, y, np.arange(30), None, None, 3)[0]
+    visits = np.repeat(x, 2, axis=0) + rng.normal(0, 0.3, (60, x.shape[1]))
+    twice = fit_baseline(BASELINES[1], visits, np.repeat(y, 2), np.repeat(np.arange(30), 2), None, None, 3)[0]
+    assert twice.held_out == 60 and 0.5 < twice.scale / alone.scale < 2
+    two = fit_baseline(BASELINES[1], x[:2], y[:2], np.arange(2), None, None, 3)[0]  # no fold holds both diagnoses
+    assert (two.scale, two.held_out) == (1.0, 0)
+    _warn_if_unscaled(two, "voxels_linear_svm", 2)  # said, once: its ece and brier are then the raw margins'
+    assert capsys.readouterr().err.count("\n") == 1
 
 
 def test_voxel_features_are_the_scan_as_the_network_reads_it(tmp_path: Path) -> None:
@@ -281,6 +324,7 @@ def test_baselines_fit_choose_and_score_on_the_scans_the_run_did(tmp_path: Path)
     summary = json.loads((run / "eval-test" / "baselines" / "voxels_linear_svm" / "summary.json").read_text())
     assert summary["C"] == 1.0 and not summary["C_chosen_on_validation"]  # the run validated on CN alone
     assert summary["validation_balanced_accuracy_by_C"] == {}
+    assert summary["probability_scale"] > 0 and summary["probability_scale_scans"] == 8  # every training scan
     shutil.copy(scans["path"].iloc[0], tmp_path / "new.nii.gz")  # a participant added to the manifest since the run
     scans.iloc[[0]].assign(participant_id="sub-CNnew", path=str(tmp_path / "new.nii.gz")).to_csv(
         tmp_path / "manifest.csv", mode="a", header=False, index=False)

@@ -22,7 +22,7 @@ import pandas as pd
 
 from elr_mri.baselines.features import (CovariateFill, read_volumes, require_volumes, training_fill, volume_features,
                                        voxel_features)
-from elr_mri.baselines.models import BASELINES, Baseline, class_scores, fit_baseline
+from elr_mri.baselines.models import BASELINES, Baseline, ScaledSVM, class_scores, fit_baseline
 from elr_mri.config import RunConfig, load_run_config
 from elr_mri.data.adjudicated import load_adjudicated_labels
 from elr_mri.data.cohort import IMAGE_COLUMN, SCAN_KEYS, label_indices, load_manifest
@@ -71,26 +71,44 @@ def evaluate_baselines(run_dir: Path, volumes_csvs: Sequence[Path] = (), manifes
         if baseline.features == "volumes" and inputs.volumes is None:
             continue
         features = _Features(baseline, inputs.volumes, training_fill(train))
+        tag = baseline.name + ("_without_suspected" if drop_suspected is not None else "")
         y_train = label_indices(train["diagnosis"], classes)
         model, c, by_c = fit_baseline(baseline, features(train, "training split"), y_train,
-                                features(val, "validation split") if len(val) else None,
-                                inputs.val_labels if len(val) else None, len(classes))
+                                      train["participant_id"].to_numpy(),
+                                      features(val, "validation split") if len(val) else None,
+                                      inputs.val_labels if len(val) else None, len(classes))
+        _warn_if_unscaled(model, tag, len(train))
         probs = class_scores(model, features(scored, inputs.name), len(classes))
         labels = label_indices(scored["diagnosis"], classes)
         reports = evaluate_predictions(labels, probs, scored["participant_id"].to_numpy(), classes, n_boot=n_boot)
-        tag = baseline.name + ("_without_suspected" if drop_suspected is not None else "")
         about = {"baseline": tag, "description": baseline.description, "C": c, "train_scans": len(train),
                  "C_chosen_on_validation": bool(by_c), "validation_balanced_accuracy_by_C": by_c,  # {}: C = 1
                  "dropped_suspected": len(inputs.dropped), "dropped_scans": inputs.dropped,
                  "flags_sha256": inputs.flags_sha256,  # which suspected_mislabels.csv: the run may be trained on
                  "flags_source": inputs.flags_source,
                  "flagging_run": str(Path(drop_suspected).resolve()) if drop_suspected is not None else None,
-                 WARNINGS_KEY: inputs.warnings}
+                 **_probability_scale(model), WARNINGS_KEY: inputs.warnings}
         out = evaluation_dir(run_dir, manifest, beside_checkpoint) / "baselines" / tag
         write_evaluation(out, reports, labels, probs, scored[["participant_id", "session_id"]], classes, inputs.notes,
                          about)
         results[tag] = reports
     return results
+
+
+def _probability_scale(model: object) -> dict[str, float | int | None]:
+    """summary.json's record of the SVM's probabilities: the scale of its margins and the held-out training scans it
+    was fitted on (null for the logistic regression, whose probabilities are its own)."""
+    scaled = isinstance(model, ScaledSVM)
+    return {"probability_scale": model.scale if scaled else None,
+            "probability_scale_scans": model.held_out if scaled else None}
+
+
+def _warn_if_unscaled(model: object, name: str, scans: int) -> None:
+    """Say when no held-out margins fitted the SVM's scale: its ece and brier are then those of raw margins."""
+    if isinstance(model, ScaledSVM) and not model.held_out:
+        print(f"warning: {name}: no participant-grouped fold of its {scans} training scans held every diagnosis, so "
+              "its probabilities are the softmax of its raw margins (probability_scale 1), not calibrated: compare "
+              "its accuracies, not its ece or brier", file=sys.stderr)
 
 
 def check_baseline_inputs(run_dir: Path, volumes_csvs: Sequence[Path] = (), manifest: Path | None = None,
