@@ -636,7 +636,7 @@ def test_scans_without_an_age_are_refused_only_for_a_model_that_reads_it(tmp_pat
     cohort without ages must train (the README's manifest checks say so)."""
     from elr_mri.config import ModelConfig, RunConfig
     from elr_mri.data.cohort import ManifestError
-    from elr_mri.engine.runner import uses_age
+    from elr_mri.models import uses_age
 
     data_cfg = config(make_cohort(tmp_path, participants=6, scans=1, age=[np.nan] * 6))
     for model, reads_age in ((ModelConfig(name="widened_cnn3d"), True), (ModelConfig(name="resnet18_3d"), False),

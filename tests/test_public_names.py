@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,14 +52,25 @@ def test_the_packages_docstring_names_modules_that_export_what_it_says() -> None
 def test_the_selection_rules_are_read_without_importing_the_training_loop() -> None:
     """evaluate and the report name a run's selection rule: they imported it from `runner`, the whole training loop,
     whose `__all__` did not list `SELECTION_RULES`. `selection` holds both, light; `runner` still exports the rule."""
-    import subprocess
-    import sys
-
-    code = ("import sys; from elr_mri.engine.selection import SELECTION_RULES, selection_rule; "
-            "print(sorted(name for name in sys.modules if name.startswith('elr_mri.engine.') or name == 'torch'))")
-    loaded = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert loaded.stdout == "['elr_mri.engine.selection']\n", loaded.stdout
+    loaded = _modules_loaded_by("from elr_mri.engine.selection import SELECTION_RULES, selection_rule")
+    assert {name for name in loaded if name.startswith("elr_mri.engine.") or name == "torch"} == {
+        "elr_mri.engine.selection"}
     from elr_mri.engine import runner, selection
 
     assert selection.__all__ == ["SELECTION_RULES", "selection_rule"]
     assert runner.selection_rule is selection.selection_rule
+
+
+def test_scoring_a_run_does_not_import_the_training_loop() -> None:
+    """`evaluate`, `explain` and the report took `resolve_device` and `uses_age` from `runner`, the training loop:
+    a change to training could break scoring. They live with the device switches and the models now."""
+    loaded = _modules_loaded_by("import elr_mri.commands.evaluate, elr_mri.evaluation.evaluate, "
+                                "elr_mri.evaluation.explain, elr_mri.report")
+    assert "elr_mri.evaluation.evaluate" in loaded and "elr_mri.engine.runner" not in loaded
+
+
+def _modules_loaded_by(imports: str) -> set[str]:
+    """The modules a fresh interpreter holds after `imports`: which others importing them pulls in."""
+    code = f"import sys; {imports}; print(' '.join(sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    return set(loaded.stdout.split())

@@ -28,7 +28,7 @@ from elr_mri.models.phase_grid_conv import PhaseGridConv3d, use_phase_grids
 from preprocess.cores import runnable_cores, usable_cores
 
 __all__ = ["CompiledForFullBatches", "ExecutionPlan", "busy_cores_note", "keep_compile_cache_private",
-           "limit_cpu_threads", "precision_note", "process_settings_kept"]
+           "limit_cpu_threads", "precision_note", "process_settings_kept", "resolve_device"]
 
 
 @dataclass(frozen=True)
@@ -305,6 +305,16 @@ def precision_note(precision: str, device: torch.device, scored: Path | None = N
     return [f"note: train.precision is {precision}, but this CPU{name} has no native {precision} (AVX-512 "
             f"{precision.upper()} or AMX-{precision.upper()}): it {'trains' if scored is None else 'computes'} "
             f"{slower[precision]}; set train.precision: {instead}{where}"]
+
+
+def resolve_device(name: str) -> torch.device:
+    """`train.device` as torch's device: `auto` takes a visible GPU. Here, not in the training loop, because scoring
+    a run (`elr-mri evaluate`, `explain`) picks its device the same way and should not import that loop."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device = 'cuda' but no CUDA device is visible; use 'auto' or 'cpu'")
+    return torch.device(name)
 
 
 def _native_bf16_gpu(device: torch.device) -> bool:

@@ -40,7 +40,7 @@ from elr_mri.engine.diagnostics import collapse_warnings
 from elr_mri.engine.divergence import diverging_again_note, refuse_divergence
 from elr_mri.engine.epoch_lines import EpochLines, draws_bars
 from elr_mri.engine.execution import (ExecutionPlan, busy_cores_note, limit_cpu_threads, precision_note,
-                                     process_settings_kept)
+                                     process_settings_kept, resolve_device)
 from elr_mri.engine.feeding import BatchFeeder, serves_from_device
 from elr_mri.engine.methods import Method, build_method
 from elr_mri.engine.run_dir import (check_run_dir, exclusive_run_dir, read_divergence, record_divergence,
@@ -54,13 +54,13 @@ from elr_mri.engine.split_scores import (SplitPredictions, SplitScore, evaluate_
                                          scores_on_test_sets)  # imported from here before split_scores.py
 from elr_mri.engine.tracking import PredictionTracker, memorization_fractions
 from elr_mri.mislabels import mislabel_precision_recall, suspected_mislabels
-from elr_mri.models import lacks_the_papers_pretrained_weights
+from elr_mri.models import lacks_the_papers_pretrained_weights, uses_age
 from elr_mri.stopping import holding_ctrl_c, interrupted, stop_if_terminated, terminated
 
 if TYPE_CHECKING:  # annotations only: TensorBoard is imported when a run logs to it
     from elr_mri.engine.scalar_log import ScalarLog
 
-__all__ = ["train_checked", "cuda_graphs_tested", "resolve_device", "evaluate_split", "predict_split", "SplitPredictions", "SplitScore", "uses_age",
+__all__ = ["train_checked", "cuda_graphs_tested", "evaluate_split", "predict_split", "SplitPredictions", "SplitScore",
            "selection_rule", "RunState", "CheckpointWriter"]
 
 
@@ -277,14 +277,6 @@ def _require_validation(data: NoisyImageData, cfg: RunConfig) -> None:
             "data, or set train.select=last")
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device = 'cuda' but no CUDA device is visible; use 'auto' or 'cpu'")
-    return torch.device(name)
-
-
 class RunState:
     """Counters that a checkpoint carries besides the method: where we are and what was best."""
 
@@ -326,11 +318,6 @@ def _record_divergence(out_dir: Path, epoch: int, plan: ExecutionPlan, checkpoin
 
 def _improves(value: float, best: float) -> bool:
     return not np.isnan(value) and value > best
-
-
-def uses_age(cfg: RunConfig) -> bool:
-    """Whether the configured model reads the subject's age (only the widened 3D CNN can)."""
-    return cfg.model.name == "widened_cnn3d" and cfg.model.use_age
 
 
 def _unreached_lam_start_note(cfg: RunConfig, steps_per_epoch: int) -> list[str]:

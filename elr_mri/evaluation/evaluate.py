@@ -28,16 +28,17 @@ from elr_mri.config import SELECTION_RULE_KEY, DataConfig, RunConfig, evaluation
 from elr_mri.data.grid import VolumeGrid, read_grid
 from elr_mri.data.splits import read_run_splits, run_participants
 from elr_mri.engine.checkpoint import CheckpointError, atomic_write_json, atomic_write_text, load_checkpoint
-from elr_mri.engine.execution import ExecutionPlan, limit_cpu_threads, precision_note, process_settings_kept
+from elr_mri.engine.execution import (ExecutionPlan, limit_cpu_threads, precision_note, process_settings_kept,
+                                     resolve_device)
 from elr_mri.engine.methods import Method, build_method
 from elr_mri.engine.run_dir import not_the_run_folder
 from elr_mri.engine.run_records import (PREPROCESSING_KEY, TEST_DIAGNOSES_KEY, TRAIN_AGE_RANGE_KEY,
                                        TRAIN_CLASS_COUNTS_KEY, read_data_shape)
-from elr_mri.engine.runner import resolve_device, uses_age
 from elr_mri.engine.selection import SELECTION_RULES, selection_rule
 from elr_mri.evaluation import N_BOOT
 from elr_mri.evaluation.compare import COMPARISON_FILES, remove_comparisons_citing
 from elr_mri.evaluation.metrics import MetricsReport, bootstrap_metrics, evaluate_predictions, non_finite_rows
+from elr_mri.models import uses_age
 from elr_mri.models.widened_cnn import age_bins
 from preprocess.sidecar import cannot_write, file_sha256
 

@@ -13,7 +13,8 @@ if TYPE_CHECKING:
 
     from elr_mri.config import ModelConfig, RunConfig
 
-__all__ = ["build_model", "MODEL_NAMES", "VOLUME_MODELS", "MIN_INPUT_SIZE", "lacks_the_papers_pretrained_weights"]
+__all__ = ["build_model", "MODEL_NAMES", "VOLUME_MODELS", "MIN_INPUT_SIZE", "lacks_the_papers_pretrained_weights",
+           "uses_age"]
 
 MIN_INPUT_SIZE = 71  # the widened 3D CNN's smallest crop: it leaves 2 voxels per axis after the last convolution
 
@@ -109,3 +110,9 @@ def lacks_the_papers_pretrained_weights(cfg: RunConfig) -> bool:
     """Clothing1M: the paper fine-tunes an ImageNet-pretrained ResNet-50; from random weights the run is
     another experiment than the table row it is compared with."""
     return cfg.data.name == "clothing1m" and not cfg.model.pretrained_checkpoint
+
+
+def uses_age(cfg: RunConfig) -> bool:
+    """Whether the configured model reads the subject's age (only the widened 3D CNN can): training and scoring a
+    run both ask it, to refuse scans without an age before a network needs one."""
+    return cfg.model.name == "widened_cnn3d" and cfg.model.use_age
