@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -26,7 +27,8 @@ from elr_mri.evaluation import N_BOOT
 from elr_mri.evaluation.compare import HEADLINE_METRICS, comparison_table
 from elr_mri.evaluation.evaluate import WARNINGS_KEY, one_class_balanced_accuracy
 from elr_mri.evaluation.explain import map_file_stem
-from elr_mri.evaluation.metrics import CALIBRATION_BINS, Interval, rarely_defined_note, too_few_to_resample
+from elr_mri.evaluation.metrics import (CALIBRATION_BINS, Interval, MetricsReport, rarely_defined_note,
+                                      too_few_to_resample)
 from elr_mri.evaluation.truth import mean_paired_difference, participants_predicted_alike, rescore_against_truth
 from elr_mri.plots import plot_learning_curves, plot_memorization_comparison
 from elr_mri.simulate.disease import DIAGNOSES
@@ -283,75 +285,109 @@ def _bootstrap_resamples(scored: Path) -> int:
 
 def _truth_section(runs: dict[str, Path], truth: pd.DataFrame) -> str:
     """The same predictions scored against the simulated true diagnosis, and ELR − CE paired."""
-    rows, differences = [], []
-    rare_rows: dict[int, list[str]] = {}
-    rare_differences: dict[int, list[str]] = {}
-    lacking: list[str] = []
-    alone: dict[str, int] = {}  # evaluated on -> its participants, where fewer than two
-    listed: set[tuple[str, str]] = set()  # (method, set) of the baselines' rows so far
+    tables = _TruthTables()
     first = next(iter(runs.values()))
-    trained_on = read_data_shape(first)["train_examples"]
     for evaluation in sorted(first.glob("eval-*"), key=lambda folder: _test_first(_scored_set(folder))):
-        where = _scored_set(evaluation)
-        scans = where.removesuffix(LAST_CHECKPOINT)
-        scored = {loss: run / evaluation.name / "predictions.csv" for loss, run in runs.items()}
-        baselines = {path.parent.name: path for path in sorted(evaluation.glob("baselines/*/predictions.csv"))}
-        scored.update({name: path for name, path in baselines.items() if (name, scans) not in listed})
-        for method, predictions in scored.items():
-            if predictions.exists():
-                shown = where
-                if method in baselines:  # a baseline has no checkpoint: listed once a set, under its plain name
-                    shown = scans
-                    listed.add((method, scans))
-                report = rescore_against_truth(predictions, truth)
-                note = _lacking_class_note(scans, report.balanced_accuracy_classes, report.class_names, "truly has",
-                                           None)
-                if note and note not in lacking:
-                    lacking.append(note)
-                if report.n_participants < 2:
-                    alone[scans] = report.n_participants
-                rows.append(f"| {method} | {shown} | {report.n_participants} | " + " | ".join(
-                    _cell(report.metrics[m], report.n_boot, f"{m} on {shown}", rare_rows)
-                    for m in HEADLINE_METRICS) + " |")
-        if {"ce", "elr"} <= scored.keys() and all(scored[loss].exists() for loss in ("ce", "elr")):
-            cells = {name: mean_paired_difference([(scored["ce"], scored["elr"])], truth, N_BOOT, metric=metric)
-                     for metric, name in PAIRED_METRIC_NAMES.items()}
-            alike = participants_predicted_alike(scored["ce"], scored["elr"], truth)
-            differences.append(f"| {where} | " + " | ".join(
-                _difference_cell(cell, f"{name} on {where}", rare_differences, alike)
-                for name, cell in cells.items()) + " |")
+        tables.add_set(runs, evaluation, truth)
     return "\n".join([
         "## Results against the true diagnosis",
         "The same predictions scored against the simulated truth (which a real cohort never has): on a noisy "
         "cohort this, not the table above, says which method learned the disease rather than the noise. Participant "
         "level, %, 95% bootstrap intervals over participants.",
         "",
-        "| method | evaluated on | participants | " + " | ".join(HEADLINE_METRICS) + " |",
-        "|---|---|---|" + "---|" * len(HEADLINE_METRICS),
-        *rows, *_rare_notes(rare_rows), *_alone_notes(alone), *_notes(lacking),
+        *tables.truth_lines(),
         "",
         "ELR minus CE against the truth, paired over the same participants (percentage points, 95% bootstrap "
         "interval). Balanced accuracy weighs each true diagnosis equally; the macro AUC does not depend on where "
         "the decision between classes falls, so a gain in accuracy without one in AUC is a shift of the "
         "decision rather than a better ranking of the participants.",
         "",
-        *(["| evaluated on | " + " | ".join(PAIRED_METRIC_NAMES.values()) + " |",
-           "|---|" + "---|" * len(PAIRED_METRIC_NAMES), *differences, *_rare_notes(rare_differences),
-           *_alone_notes(alone)]
-          if differences else ["Not available."]),
+        *tables.paired_lines(),
         "",
-        _size_caveat(trained_on),
-        "`bench/results/mri_n1200.md` in the repository measures them, over several seeds, on about 1000 training "
-        "scans of the same simulator. With 30% of diagnoses flipped, ELR holds back memorisation, and with "
-        "checkpoints selected on the noisy validation split (the paper's protocol) it is ahead of CE on 200 new "
-        "participants of each site by about 3 points of accuracy over three seeds (large in one seed, level or "
-        "behind in the others), and not reliably at the last epoch. With 45% flipped, "
-        "a noisy validation split scores a perfect network no higher than the majority class, so it cannot select; "
-        "validate on adjudicated labels there (data.mri.val_labels). There, scored on 200 new participants of each "
-        "site, CE stopped at its best validation epoch is the better network on the training site in every "
-        "setting tried, and ELR's earlier leads on a 40-participant holdout did not hold up; run to the end, "
-        "ELR ranks the participants better than CE, which has memorised (macro AUC a few points higher).",
+        _size_caveat(read_data_shape(first)["train_examples"]),
+        MRI_N1200_FINDINGS,
     ])
+
+
+# what `bench/results/mri_n1200.md` found, for a reader of the demo's few scans to weigh its tables against
+MRI_N1200_FINDINGS = (
+    "`bench/results/mri_n1200.md` in the repository measures them, over several seeds, on about 1000 training "
+    "scans of the same simulator. With 30% of diagnoses flipped, ELR holds back memorisation, and with "
+    "checkpoints selected on the noisy validation split (the paper's protocol) it is ahead of CE on 200 new "
+    "participants of each site by about 3 points of accuracy over three seeds (large in one seed, level or "
+    "behind in the others), and not reliably at the last epoch. With 45% flipped, "
+    "a noisy validation split scores a perfect network no higher than the majority class, so it cannot select; "
+    "validate on adjudicated labels there (data.mri.val_labels). There, scored on 200 new participants of each "
+    "site, CE stopped at its best validation epoch is the better network on the training site in every "
+    "setting tried, and ELR's earlier leads on a 40-participant holdout did not hold up; run to the end, "
+    "ELR ranks the participants better than CE, which has memorised (macro AUC a few points higher).")
+
+
+@dataclass
+class _TruthTables:
+    """The truth section's two tables (each method against the truth; ELR − CE paired) as they fill set by set, with
+    what their notes need: one object, so that the walk over the sets and each table's rows are functions apart."""
+
+    rows: list[str] = field(default_factory=list)
+    differences: list[str] = field(default_factory=list)
+    rare_rows: dict[int, list[str]] = field(default_factory=dict)
+    rare_differences: dict[int, list[str]] = field(default_factory=dict)
+    lacking: list[str] = field(default_factory=list)
+    alone: dict[str, int] = field(default_factory=dict)  # evaluated on -> its participants, where fewer than two
+    listed: set[tuple[str, str]] = field(default_factory=set)  # (method, set) of the baselines' rows so far
+
+    def add_set(self, runs: dict[str, Path], evaluation: Path, truth: pd.DataFrame) -> None:
+        """The rows of one eval-* folder: each run's and each baseline's not listed yet, and ELR − CE where both
+        scored it."""
+        where = _scored_set(evaluation)
+        scans = where.removesuffix(LAST_CHECKPOINT)
+        scored = {loss: run / evaluation.name / "predictions.csv" for loss, run in runs.items()}
+        baselines = {path.parent.name: path for path in sorted(evaluation.glob("baselines/*/predictions.csv"))}
+        scored.update({name: path for name, path in baselines.items() if (name, scans) not in self.listed})
+        for method, predictions in scored.items():
+            if predictions.exists():
+                shown = where
+                if method in baselines:  # a baseline has no checkpoint: listed once a set, under its plain name
+                    shown = scans
+                    self.listed.add((method, scans))
+                self.add_row(method, shown, scans, rescore_against_truth(predictions, truth))
+        if {"ce", "elr"} <= scored.keys() and all(scored[loss].exists() for loss in ("ce", "elr")):
+            self.add_difference(where, scored["ce"], scored["elr"], truth)
+
+    def add_row(self, method: str, shown: str, scans: str, report: MetricsReport) -> None:
+        """A method's row on a set (`shown` as the table names it; `scans`, without the checkpoint, as its notes
+        do), and the notes its set needs: a true class absent, too few participants to resample."""
+        note = _lacking_class_note(scans, report.balanced_accuracy_classes, report.class_names, "truly has", None)
+        if note and note not in self.lacking:
+            self.lacking.append(note)
+        if report.n_participants < 2:
+            self.alone[scans] = report.n_participants
+        self.rows.append(f"| {method} | {shown} | {report.n_participants} | " + " | ".join(
+            _cell(report.metrics[m], report.n_boot, f"{m} on {shown}", self.rare_rows)
+            for m in HEADLINE_METRICS) + " |")
+
+    def add_difference(self, where: str, ce: Path, elr: Path, truth: pd.DataFrame) -> None:
+        """The row of ELR − CE on a set, paired over its participants."""
+        cells = {name: mean_paired_difference([(ce, elr)], truth, N_BOOT, metric=metric)
+                 for metric, name in PAIRED_METRIC_NAMES.items()}
+        alike = participants_predicted_alike(ce, elr, truth)
+        self.differences.append(f"| {where} | " + " | ".join(
+            _difference_cell(cell, f"{name} on {where}", self.rare_differences, alike)
+            for name, cell in cells.items()) + " |")
+
+    def truth_lines(self) -> list[str]:
+        """The table of each method against the truth, with its notes."""
+        return ["| method | evaluated on | participants | " + " | ".join(HEADLINE_METRICS) + " |",
+                "|---|---|---|" + "---|" * len(HEADLINE_METRICS),
+                *self.rows, *_rare_notes(self.rare_rows), *_alone_notes(self.alone), *_notes(self.lacking)]
+
+    def paired_lines(self) -> list[str]:
+        """The table of ELR − CE with its notes, or that there is none (a demo without both runs)."""
+        if not self.differences:
+            return ["Not available."]
+        return ["| evaluated on | " + " | ".join(PAIRED_METRIC_NAMES.values()) + " |",
+                "|---|" + "---|" * len(PAIRED_METRIC_NAMES), *self.differences, *_rare_notes(self.rare_differences),
+                *_alone_notes(self.alone)]
 
 
 # measured (bench/results/mri_demo_scaling.md): with this many training scans or fewer the CNN did not learn the
