@@ -161,45 +161,40 @@ def _warning_list(stage: str, lines: list[str]) -> list[str]:
 def _metrics_section(runs: dict[str, Path], out: Path) -> str:
     """The runs' participant-level metrics, a block of rows per set scored (the run's test split first) with the
     networks in the runs' order before the baselines, as the truth table below orders them; then the figures."""
-    rows: dict[str, dict[str, str]] = {}  # evaluated on -> method -> table row
-    rare: dict[int, list[str]] = {}
-    lacking: dict[str, str] = {}  # evaluated on -> what its lacking class does to the metrics
-    alone: dict[str, int] = {}  # evaluated on -> its participants, where fewer than two
-    warned: list[str] = []  # what `evaluate` warned of each scoring (holdout ages the runs never trained on)
+    tables = _MetricsTables()
     figures = []
     for loss, run in runs.items():
         for evaluation in sorted(run.glob("eval-*"), key=lambda folder: _test_first(_scored_set(folder))):
-            where = _scored_set(evaluation)
-            table = comparison_table(evaluation, loss)
-            summary = json.loads((evaluation / "summary.json").read_text())
-            given = pd.read_csv(evaluation / "predictions.csv", dtype={"participant_id": str})
-            participants = given["participant_id"].nunique()
-            scans = where.removesuffix(LAST_CHECKPOINT)  # its participants, whichever weights scored them
-            if participants < 2:
-                alone[scans] = participants
-            every = [column.removeprefix("p_") for column in given.columns if column.startswith("p_")]
-            note = _lacking_class_note(scans, summary.get("balanced_accuracy_classes", every), every, "is labelled",
-                                      "confusion.csv")
-            if note:
-                lacking.setdefault(scans, note)
-            warned += [f"- **{loss}** on {where}: {warning}" for warning in summary.get(WARNINGS_KEY, [])]
-            for method, values in table.groupby("method", sort=False):
-                shown = where if method == loss else scans  # a baseline has no checkpoint: once, beside the selected
-                if method in rows.get(shown, {}):  # a baseline scored beside each run: the first run's row stands
-                    continue
-                n_boot = _bootstrap_resamples(evaluation if method == loss else evaluation / "baselines" / method)
-                cells = [_cell(Interval(r.estimate, r.low, r.high, None if pd.isna(r.resamples) else int(r.resamples)),
-                               n_boot, f"{r.metric} on {shown}", rare) for r in values.itertuples()]
-                rows.setdefault(shown, {})[method] = f"| {method} | {shown} | {participants} | {' | '.join(cells)} |"
+            tables.add_set(loss, evaluation)
             figures.append(f"{loss}, {evaluation.name}: ![ROC]({_relative(evaluation / 'roc.png', out)}) "
                            f"![confusion]({_relative(evaluation / 'confusion_participant.png', out)}) "
                            f"![reliability]({_relative(evaluation / 'reliability_participant.png', out)})")
-    networks_first = {loss: rank for rank, loss in enumerate(runs)}
-    ordered = [row for where in sorted(rows, key=_test_first)
-               for _, row in sorted(rows[where].items(), key=lambda item: networks_first.get(item[0], len(runs)))]
-    header = "| method | evaluated on | participants | " + " | ".join(HEADLINE_METRICS) + " |"
     return "\n".join([
         "## Results (participant level, %, 95% bootstrap intervals over participants)",
+        _metrics_words(runs, tables.rows),
+        "",
+        *tables.lines(list(runs)),
+        "",
+        "### ROC curves (scan level), confusion matrices and reliability diagrams (participant level)",
+        FIGURE_WORDS,
+        "",
+        *figures,
+    ])
+
+
+# what the metrics section's figures show, and how their participants are counted as the table counts them
+FIGURE_WORDS = (
+    "Each ROC curve is drawn over scans; each confusion matrix counts participants (a participant's scans' mean "
+    "probability; one a diagnosis for a participant whose diagnosis changed between scans), as the table above "
+    "does; each reliability diagram sets the participants' accuracy against their confidence (the probability of "
+    f"the predicted class) in bins of {1 / CALIBRATION_BINS:g}, with each bin's count: on the diagonal, a stated 0.9 is right 90% of "
+    "the time; `ece` above is the participant-weighted mean gap, `brier` the mean squared distance of the "
+    "probabilities from the given diagnosis (both lower is better).")
+
+
+def _metrics_words(runs: dict[str, Path], sets: Iterable[str]) -> str:
+    """What the metrics table's sets and methods are, and what its figures cannot say (the labels are noisy)."""
+    return (
         "`test` is the held-out participants of the training site (their labels as given, i.e. noisy); the "
         "holdout manifest is the NACC-like site (nacc_sim above), scored against its given labels, which are noisy "
         "too (the share flipped at each site is given above): neither set's figures here say how often a method "
@@ -210,20 +205,58 @@ def _metrics_section(runs: dict[str, Path], out: Path) -> str:
         "`voxels_linear_svm` (linear SVM on voxels averaged to 6 mm), fitted on the same training participants "
         "with the same noisy labels; `*_without_suspected` leaves out the training scans ELR flagged (absent when "
         "those flags leave a single diagnosis to train on)" + _without_suspected_words(runs) + "."
-        + _last_checkpoint_words(rows),
-        "",
-        header, "|---|---|---|" + "---|" * len(HEADLINE_METRICS), *ordered, *_rare_notes(rare), *_alone_notes(alone),
-        *_notes([lacking[where] for where in sorted(lacking, key=_test_first)]), *_warning_list("scoring", warned), "",
-        "### ROC curves (scan level), confusion matrices and reliability diagrams (participant level)",
-        "Each ROC curve is drawn over scans; each confusion matrix counts participants (a participant's scans' mean "
-        "probability; one a diagnosis for a participant whose diagnosis changed between scans), as the table above "
-        "does; each reliability diagram sets the participants' accuracy against their confidence (the probability of "
-        f"the predicted class) in bins of {1 / CALIBRATION_BINS:g}, with each bin's count: on the diagonal, a stated 0.9 is right 90% of "
-        "the time; `ece` above is the participant-weighted mean gap, `brier` the mean squared distance of the "
-        "probabilities from the given diagnosis (both lower is better).",
-        "",
-        *figures,
-    ])
+        + _last_checkpoint_words(sets))
+
+
+@dataclass
+class _MetricsTables:
+    """The metrics table as it fills, run by run and set by set, with what its notes need."""
+
+    rows: dict[str, dict[str, str]] = field(default_factory=dict)  # evaluated on -> method -> table row
+    rare: dict[int, list[str]] = field(default_factory=dict)
+    lacking: dict[str, str] = field(default_factory=dict)  # evaluated on -> what its lacking class does to the metrics
+    alone: dict[str, int] = field(default_factory=dict)  # evaluated on -> its participants, where fewer than two
+    warned: list[str] = field(default_factory=list)  # what `evaluate` warned of each scoring (holdout ages untrained)
+
+    def add_set(self, loss: str, evaluation: Path) -> None:
+        """The rows of one of `loss`'s eval-* folders: its network's, and each baseline's not listed yet."""
+        where = _scored_set(evaluation)
+        table = comparison_table(evaluation, loss)
+        summary = json.loads((evaluation / "summary.json").read_text())
+        given = pd.read_csv(evaluation / "predictions.csv", dtype={"participant_id": str})
+        participants = given["participant_id"].nunique()
+        scans = where.removesuffix(LAST_CHECKPOINT)  # its participants, whichever weights scored them
+        self.add_notes(loss, where, summary, given, participants)
+        for method, values in table.groupby("method", sort=False):
+            shown = where if method == loss else scans  # a baseline has no checkpoint: once, beside the selected
+            if method in self.rows.get(shown, {}):  # a baseline scored beside each run: the first run's row stands
+                continue
+            n_boot = _bootstrap_resamples(evaluation if method == loss else evaluation / "baselines" / method)
+            cells = [_cell(Interval(r.estimate, r.low, r.high, None if pd.isna(r.resamples) else int(r.resamples)),
+                           n_boot, f"{r.metric} on {shown}", self.rare) for r in values.itertuples()]
+            self.rows.setdefault(shown, {})[method] = f"| {method} | {shown} | {participants} | {' | '.join(cells)} |"
+
+    def add_notes(self, loss: str, where: str, summary: dict[str, Any], given: pd.DataFrame, participants: int) -> None:
+        """What a scored set needs said under the table: too few participants, a class absent, evaluate's warnings."""
+        scans = where.removesuffix(LAST_CHECKPOINT)
+        if participants < 2:
+            self.alone[scans] = participants
+        every = [column.removeprefix("p_") for column in given.columns if column.startswith("p_")]
+        note = _lacking_class_note(scans, summary.get("balanced_accuracy_classes", every), every, "is labelled",
+                                   "confusion.csv")
+        if note:
+            self.lacking.setdefault(scans, note)
+        self.warned += [f"- **{loss}** on {where}: {warning}" for warning in summary.get(WARNINGS_KEY, [])]
+
+    def lines(self, networks: list[str]) -> list[str]:
+        """The table, each set's networks in `networks`' order before its baselines, and its notes."""
+        rank = {loss: place for place, loss in enumerate(networks)}
+        ordered = [row for where in sorted(self.rows, key=_test_first)
+                   for _, row in sorted(self.rows[where].items(), key=lambda item: rank.get(item[0], len(networks)))]
+        lacking = [self.lacking[where] for where in sorted(self.lacking, key=_test_first)]
+        return ["| method | evaluated on | participants | " + " | ".join(HEADLINE_METRICS) + " |",
+                "|---|---|---|" + "---|" * len(HEADLINE_METRICS), *ordered, *_rare_notes(self.rare),
+                *_alone_notes(self.alone), *_notes(lacking), *_warning_list("scoring", self.warned)]
 
 
 def _without_suspected_words(runs: dict[str, Path]) -> str:
