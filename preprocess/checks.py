@@ -117,6 +117,15 @@ def load_scan(path: str | Path) -> nib.Nifti1Image:
     if not str(path).strip():  # Path("") would be the working folder
         raise ScanError("(empty path)", "the row's `path` cell is empty", "fill in the scan's .nii or .nii.gz file")
     path = Path(path)
+    _require_a_scan_file(path)
+    img = _open_volume(path)
+    data = _read_voxels(path, img)
+    _require_a_head(path, img, data)
+    return nib.as_closest_canonical(nib.Nifti1Image(data, _usable_affine(path, img)))
+
+
+def _require_a_scan_file(path: Path) -> None:
+    """Refuse what is not a file of one scan: a folder (of DICOM files or not), a missing file, a DICOM file."""
     if path.is_dir():
         dicom = first_file_below(path, is_dicom)
         if dicom is not None:
@@ -128,6 +137,11 @@ def load_scan(path: str | Path) -> nib.Nifti1Image:
         raise not_found(path)
     if is_dicom(path):
         raise ScanError(path, "is a DICOM file", "convert the series to NIfTI with `dcm2niix -z y`")
+
+
+def _open_volume(path: Path) -> nib.spatialimages.SpatialImage:
+    """The scan's image as nibabel opens it (its voxels not read yet), refused where the file is damaged or holds no
+    voxel grid."""
     _require_intact_gzip(path)
     try:
         with _header_reports_naming(path):
@@ -136,6 +150,12 @@ def load_scan(path: str | Path) -> nib.Nifti1Image:
         raise _unreadable(path, exc) from None
     if not isinstance(img, nib.spatialimages.SpatialImage):  # a GIFTI surface, a CIFTI matrix: no voxel grid
         raise ScanError(path, f"is a {type(img).__name__}, not a volume", "pass the T1's .nii or .nii.gz file")
+    return img
+
+
+def _read_voxels(path: Path, img: nib.spatialimages.SpatialImage) -> np.ndarray:
+    """The voxels as float32, one volume stored with trailing axes of 1 as 3D; refused where they are no grey-scale
+    intensities or do not fit in memory."""
     if img.get_data_dtype().kind == "c":  # reading as float32 would drop the imaginary part without a word
         raise ScanError(path, "holds complex values (a phase/magnitude reconstruction)",
                         "pass the magnitude image (e.g. `fslcomplex -realabs`)")
@@ -154,6 +174,11 @@ def load_scan(path: str | Path) -> nib.Nifti1Image:
         raise _unreadable(path, exc) from None
     if data.ndim > 3 and set(data.shape[3:]) == {1}:  # one volume stored as (X, Y, Z, 1, ...), as converters may
         data = data.reshape(data.shape[:3])
+    return data
+
+
+def _require_a_head(path: Path, img: nib.spatialimages.SpatialImage, data: np.ndarray) -> None:
+    """Refuse voxels that are no head volume: not 3D, too thin, not finite, all equal, or overflowed integers."""
     if data.ndim != 3:
         fix = ("pass a single 3D T1 (split 4D series with `fslsplit` or nibabel)" if data.ndim > 3 else
                "pass the full 3D T1, not a single slice")
@@ -171,6 +196,11 @@ def load_scan(path: str | Path) -> nib.Nifti1Image:
     if wrapped:
         raise ScanError(path, wrapped, "re-export the scan as float32 or uint16 (unsigned values saved as signed: "
                         "add 65536 to the negative ones)")
+
+
+def _usable_affine(path: Path, img: nib.spatialimages.SpatialImage) -> np.ndarray:
+    """The scan's affine, refused where its orientation is missing, singular, in the wrong units or disagrees
+    between the qform and the sform: each would register the head upside down or at the wrong size."""
     unoriented = _missing_orientation(img)
     if unoriented:
         raise ScanError(path, f"has no orientation ({unoriented})",
@@ -187,7 +217,7 @@ def load_scan(path: str | Path) -> nib.Nifti1Image:
     if disagreeing:
         raise ScanError(path, disagreeing, "find which is right (re-convert from DICOM, e.g. `dcm2niix -z y`), or "
                         "copy it over the other (`fslorient -copysform2qform` or `-copyqform2sform`)")
-    return nib.as_closest_canonical(nib.Nifti1Image(data, affine))
+    return affine
 
 
 def _wrapped_integers(img: nib.spatialimages.SpatialImage, data: np.ndarray) -> str | None:
