@@ -22,7 +22,7 @@ from .folder_locks import fcntl  # None on Windows
 from .folder_locks import forget_holder, holder_named_in, locks_unsupported, name_holder, warn_unlocked
 from .inputs import InputError, select_shard
 from .pipeline import PIPELINE_VERSION, Params, ScanOutputs, process_scan, versions_writing_alike
-from .qc_flags import actions_for, flag_outliers
+from .qc_flags import actions_for, with_qc_flags
 from .sidecar import (atomic_path, compared_template_digests, refuse_a_folder_at, remove_stale_temps, template_identity,
                       write_json)
 from .template import space_code, template_file_digests
@@ -183,7 +183,7 @@ def run_batch(table: pd.DataFrame, out_dir: str | Path, params: Params, jobs: in
                      for i, row in zip(table.index, table.itertuples()) if i not in results}
         results.update(run_per_scan(_run_one, arguments, jobs, "preprocess", progress))
         manifest, failures = _tables(table, results)
-        manifest = flag_outliers(manifest, min_ncc)
+        manifest = with_qc_flags(manifest, min_ncc)
         write_tables(manifest, failures, out_dir / manifest_name, out_dir / failures_name)
         if shard is not None:
             write_json(out_dir / shard_record_name(shard), record)
@@ -371,7 +371,7 @@ def _merge(out_dir: Path, found: list[Path], min_ncc: float | None) -> Summary:
     failures = pd.concat([pd.DataFrame(columns=FAILURE_COLUMNS)]
                          + [_read_csv(out_dir / f) for _, f in names if (out_dir / f).exists()], ignore_index=True)
     by_scan = ["participant_id", "session_id"]  # a single run's order: its input table is sorted so
-    manifest = flag_outliers(manifest.sort_values(by_scan, kind="stable"), min_ncc)
+    manifest = with_qc_flags(manifest.sort_values(by_scan, kind="stable"), min_ncc)
     failures = failures.sort_values(by_scan, kind="stable")
     write_tables(manifest, failures, out_dir / "manifest.csv", out_dir / "failures.csv")
     statuses = manifest["status"].value_counts()

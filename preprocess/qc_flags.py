@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["ACTIONS", "flag_outliers", "qc_reasons", "cut_off_brains", "coarse_inputs", "repeated_images",
+__all__ = ["ACTIONS", "with_qc_flags", "qc_reasons", "cut_off_brains", "coarse_inputs", "repeated_images",
            "actions_for"]
 
 # a scan whose voxels are coarser than this along any axis (a clinical T1 of 5 mm slices) registers well enough to pass
@@ -49,12 +49,13 @@ ACTIONS = (
 )
 
 
-def flag_outliers(manifest: pd.DataFrame, min_ncc: float) -> pd.DataFrame:
-    """Set `qc_flag` where NCC is below `min_ncc` or the head overlap below MIN_HEAD_DICE, or (10+ scans)
-    NCC is far below the batch's median: more than 3.5 robust standard deviations (1.4826 MAD, at least
-    MIN_NCC_SPREAD); likewise where the scan's field of view missed part of the template's brain (`cut_off_brains`),
-    its input is too coarse (`coarse_inputs`) or its image is listed under another id too (`repeated_images`).
-    `qc_reason` says which (empty when not flagged). Flagged scans stay in the manifest."""
+def with_qc_flags(manifest: pd.DataFrame, min_ncc: float) -> pd.DataFrame:
+    """A copy of `manifest` with `qc_flag` and `qc_reason` (empty when not flagged) for every check a person should
+    follow up, not only the batch's outliers (its name until 2026-12 was `flag_outliers`): NCC below `min_ncc`, head
+    overlap below MIN_HEAD_DICE, or (10+ scans) NCC far below the batch's median: more than 3.5 robust standard
+    deviations (1.4826 MAD, at least MIN_NCC_SPREAD); likewise where the scan's field of view missed part of the
+    template's brain (`cut_off_brains`), its input is too coarse (`coarse_inputs`) or its image is listed under
+    another id too (`repeated_images`). Flagged scans stay in the manifest."""
     manifest = manifest.copy()
     ncc = manifest["qc_ncc"].astype(float).to_numpy() if len(manifest) else np.zeros(0)
     dice = manifest["qc_mask_dice"].astype(float).to_numpy() if len(manifest) else np.zeros(0)

@@ -864,53 +864,53 @@ def test_an_itk_error_is_reported_by_its_reason_not_its_source_line():
 
 
 def test_a_head_that_barely_overlaps_the_template_is_flagged_whatever_its_ncc():
-    from preprocess.qc_flags import flag_outliers
+    from preprocess.qc_flags import with_qc_flags
 
     manifest = pd.DataFrame({"qc_ncc": [0.63, 0.62], "qc_mask_dice": [0.0009, 0.75], "status": ["done", "done"]})
-    assert flag_outliers(manifest, 0.45)["qc_flag"].tolist() == [True, False]  # the offset scan an audit found
+    assert with_qc_flags(manifest, 0.45)["qc_flag"].tolist() == [True, False]  # the offset scan an audit found
 
 
 def test_a_scan_of_thick_slices_is_flagged_though_it_registers_well():
     """A 1×1×10 mm head reached NCC 0.52 (above 0.45): its output is that scan blurred along the slices."""
-    from preprocess.qc_flags import flag_outliers
+    from preprocess.qc_flags import with_qc_flags
 
     manifest = pd.DataFrame({"qc_ncc": [0.8] * 3, "qc_mask_dice": [0.8] * 3, "qc_input_voxel_mm": [1.2, 10.0, np.nan],
                              "status": ["done"] * 3})
-    flagged = flag_outliers(manifest, 0.45)
+    flagged = with_qc_flags(manifest, 0.45)
     assert flagged["qc_flag"].tolist() == [False, True, False]  # NaN: a scan finished before the column existed
     assert flagged["qc_reason"][1] == "input voxels up to 10 mm > 3 (thick slices: blurred along them)"
-    older = flag_outliers(manifest.drop(columns="qc_input_voxel_mm"), 0.45)  # a shard written before the column
+    older = with_qc_flags(manifest.drop(columns="qc_input_voxel_mm"), 0.45)  # a shard written before the column
     assert not older["qc_flag"].any()
 
 
 def test_a_scan_whose_field_of_view_missed_part_of_the_brain_is_flagged_with_the_share():
     """Colin27 with the top 10% of its head cut off registered well (NCC 0.61) with the brain's top slices empty; 20%
     off measured NCC 0.42, flagged only as a poorer match."""
-    from preprocess.qc_flags import flag_outliers
+    from preprocess.qc_flags import with_qc_flags
 
     manifest = pd.DataFrame({"qc_ncc": [0.6, 0.42, 0.65, 0.65], "qc_mask_dice": [0.75] * 4,
                              "qc_brain_coverage": [0.98774, 0.91797, 0.99859, np.nan], "status": ["done"] * 4})
-    flagged = flag_outliers(manifest, 0.45)
+    flagged = with_qc_flags(manifest, 0.45)
     assert flagged["qc_flag"].tolist() == [True, True, False, False]  # NaN: finished before the column existed
     assert flagged["qc_reason"][0] == "brain 1.2% outside the scan's field of view > 1% (head cut off?)"
     assert flagged["qc_reason"][1] == ("NCC 0.420 < 0.45; brain 8.2% outside the scan's field of view > 1% "
                                        "(head cut off?)")
-    assert not flag_outliers(manifest.drop(columns="qc_brain_coverage").iloc[[0, 2]], 0.45)["qc_flag"].any()
+    assert not with_qc_flags(manifest.drop(columns="qc_brain_coverage").iloc[[0, 2]], 0.45)["qc_flag"].any()
 
 
 def test_one_image_under_two_ids_is_flagged_by_its_file_or_its_voxels():
     """The same file copied, or the same voxels saved as .nii and .nii.gz: either way one scan counted as two people.
     A scan finished before the voxel hash existed (empty) is still found by its file's hash."""
-    from preprocess.qc_flags import flag_outliers
+    from preprocess.qc_flags import with_qc_flags
 
     manifest = pd.DataFrame({"participant_id": ["sub-01", "sub-02", "sub-03", "sub-04", "sub-05", "sub-06"],
                              "session_id": ["ses-M00"] * 6, "qc_ncc": [0.8] * 6, "qc_mask_dice": [0.8] * 6,
                              "input_sha256": ["f1", "f1", "f2", "f3", "f4", "f5"],
                              "input_voxels_sha256": ["v1", "", "v1", "v2", "", ""], "status": ["done"] * 6})
-    reasons = flag_outliers(manifest, 0.45)["qc_reason"].tolist()
+    reasons = with_qc_flags(manifest, 0.45)["qc_reason"].tolist()
     assert reasons == ["same image as sub-02/ses-M00, sub-03/ses-M00", "same image as sub-01/ses-M00",
                        "same image as sub-01/ses-M00", "", "", ""]  # empty voxel hashes (old sidecars) match nothing
-    assert flag_outliers(manifest.drop(columns="input_voxels_sha256"), 0.45)["qc_reason"].tolist()[:3] == [
+    assert with_qc_flags(manifest.drop(columns="input_voxels_sha256"), 0.45)["qc_reason"].tolist()[:3] == [
         "same image as sub-02/ses-M00", "same image as sub-01/ses-M00", ""]  # a shard written before the column
 
 
@@ -918,10 +918,10 @@ def test_the_flagged_report_says_what_to_do_about_each_kind_of_flag_it_lists(tmp
     """"Look at each one's QC image" was the one advice for every flag, though a duplicate's or a thick-sliced scan's
     image looks right; and "drop the rows" meant the manifest's, which the next run writes again with them."""
     from preprocess.batch import flagged_report, write_csv
-    from preprocess.qc_flags import flag_outliers
+    from preprocess.qc_flags import with_qc_flags
 
     ids = ["sub-01", "sub-02", "sub-03", "sub-04"]
-    manifest = flag_outliers(pd.DataFrame({
+    manifest = with_qc_flags(pd.DataFrame({
         "participant_id": ids, "session_id": ["ses-M00"] * 4, "qc_ncc": [0.8, 0.8, 0.8, 0.8],
         "qc_mask_dice": [0.8] * 4, "qc_input_voxel_mm": [1.0, 1.0, 5.0, 1.0], "input_sha256": ["a", "a", "b", "c"],
         "processed_path": [f"/p/{pid}_ses-M00_space-template_T1w.nii.gz" for pid in ids], "status": ["done"] * 4}), 0.45)
