@@ -132,11 +132,7 @@ def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, de
     show_progress = draws_bars(cfg.train.progress) and dist.is_main
     data = build_data(cfg.data, require_age=uses_age(cfg), blur_on_device=blur_on_device, progress=show_progress)
     _require_validation(data, cfg)
-    plan = ExecutionPlan.from_config(cfg.train, device, volumetric=len(data.input_shape) == 4,
-                                     graphs_tested=cuda_graphs_tested(cfg, data, dist))
-    plan.configure_backends()
-    if plan.compile:  # each run compiles as in a fresh process, the way its CUDA graphs were tested: not on top of
-        torch.compiler.reset()  # an earlier run's graphs in this process (reproduce_paper_table.py, --jobs 1)
+    plan = _execution_plan(cfg, device, data, dist)
     method = build_method(cfg, data.input_shape, data.num_classes, len(data.train), plan, dist)
     feeder = BatchFeeder(data, cfg, dist, device, channels_last=plan.channels_last, blur_on_device=blur_on_device,
                          compile_assembly=plan.compiled_function if plan.compiles_step else None)
@@ -167,11 +163,7 @@ def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, de
         row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss,
                                "epoch_seconds": round(time.perf_counter() - epoch_started, 3),
                                **_epoch_scores(method, feeder, tracker, data, knows_clean)}
-        state.rows.append(row)
-        is_best = cfg.train.select == "last" or _improves(row[cfg.train.select], state.best_val)
-        if is_best:
-            state.best_val, state.best_epoch = row.get(cfg.train.select, float("nan")), epoch + 1
-        state.epoch = epoch + 1
+        is_best = state.record_epoch(row, cfg.train.select)
         # each rank's generators: seeded apart (part_rank_streams), and uneven slices draw unequal amounts
         rng_by_rank = gather_objects(capture_rng()) if dist.enabled else None
         if dist.is_main:
@@ -189,6 +181,16 @@ def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, de
     if not dist.is_main:
         return {}
     return _finish(out_dir, cfg, data, method, tracker, state, knows_clean, plan, dist.world_size)
+
+
+def _execution_plan(cfg: RunConfig, device: torch.device, data: NoisyImageData, dist: DistContext) -> ExecutionPlan:
+    """How the run's networks run (precision, layout, compilation), with torch's backends set for it."""
+    plan = ExecutionPlan.from_config(cfg.train, device, volumetric=len(data.input_shape) == 4,
+                                     graphs_tested=cuda_graphs_tested(cfg, data, dist))
+    plan.configure_backends()
+    if plan.compile:  # each run compiles as in a fresh process, the way its CUDA graphs were tested: not on top of
+        torch.compiler.reset()  # an earlier run's graphs in this process (reproduce_paper_table.py, --jobs 1)
+    return plan
 
 
 def _check_before_the_data(out_dir: Path, cfg: RunConfig, resume: bool, device: torch.device,
@@ -288,6 +290,16 @@ class RunState:
         self.seconds_before = 0.0  # wall time of earlier calls (a resumed run)
         self.threads_before: int | None = None  # torch's CPU threads when that run's last.pt was written
         self.rows: list[dict[str, Any]] = []
+
+    def record_epoch(self, row: dict[str, Any], select: str) -> bool:
+        """Count the finished epoch whose metrics.csv row is `row`, and whether it is the best so far by `select`
+        (a metrics column, or `last`: each epoch is)."""
+        self.rows.append(row)
+        is_best = select == "last" or _improves(row[select], self.best_val)
+        if is_best:
+            self.best_val, self.best_epoch = row.get(select, float("nan")), row["epoch"]
+        self.epoch = row["epoch"]
+        return is_best
 
 
 def _train_epoch(method: Method, batches: Iterable[dict[str, torch.Tensor]], epoch: int,
