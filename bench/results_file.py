@@ -15,7 +15,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from preprocess.sidecar import atomic_path
+from elr_mri.atomic_files import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,9 +69,8 @@ def failures_line(script: str, failed: list[str], out: Path) -> str:
 def write_report(path: Path, text: str) -> None:
     """Write `text` to `path` (folders made) and say so: a default `--out` replaces a published figure. Written
     beside and renamed into place, since scripts rewrite it after each row: a call cut mid-write keeps the last whole
-    file (`atomic_path`, not checkpoint's `atomic_write_text`, to spare scripts without torch its import)."""
-    with atomic_path(path) as temporary:
-        temporary.write_text(text)
+    file."""
+    atomic_write_text(text, path)
     print(f"wrote {path}")
 
 

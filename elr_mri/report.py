@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from elr_mri.config import load_run_config
-from elr_mri.engine.checkpoint import atomic_write_text
+from elr_mri.atomic_files import atomic_write_text
 from elr_mri.engine.run_records import read_data_shape
 from elr_mri.engine.selection import selection_rule
 from elr_mri.evaluation import N_BOOT

@@ -26,7 +26,7 @@ import pandas as pd
 from paper_runs import (ROOT, markdown_table, mean_std, output_file, output_folder, refuse_repeats,
                         refuse_seed_overrides, run_or_resume, run_script)
 
-from elr_mri.engine.checkpoint import atomic_write_text
+from elr_mri.atomic_files import atomic_write_text
 from elr_mri.config import RunConfig, load_config
 from elr_mri.plots import plot_memorization_comparison
 from preprocess.user_errors import nonempty_path

@@ -23,7 +23,7 @@ import torch
 
 from paper_runs import ROOT, mean_std, output_file, output_folder, refuse_repeats, run_or_resume, run_script
 
-from elr_mri.engine.checkpoint import atomic_write_text
+from elr_mri.atomic_files import atomic_write_text
 from elr_mri.plots import plot_memorization_comparison
 
 BASE_CONFIG = ROOT / "configs" / "digits" / "elr_sym40.yaml"

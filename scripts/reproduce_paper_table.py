@@ -39,7 +39,7 @@ from paper_runs import (ROOT, markdown_table, mean_std, output_folder, percent, 
                         run_or_resume, run_script, run_status)
 from parallel_runs import PlannedRun, train_in_parallel
 
-from elr_mri.engine.checkpoint import atomic_write_text
+from elr_mri.atomic_files import atomic_write_text
 from elr_mri.config import ConfigError, RunConfig, load_config
 from elr_mri.data.image_sources import (CLOTHING1M_LISTS, CLOTHING1M_VAL_LIST, IMAGENET_VAL_LIST, WEBVISION_LISTS,
                                         cifar_download_command, clothing1m_lists_dir)

@@ -23,7 +23,7 @@ from pathlib import Path
 from paper_runs import ROOT, run_script
 
 from elr_mri.data.image_sources import IMAGE_SUFFIXES, IMAGENET_VAL_LIST, MINI_WEBVISION_CLASSES, read_text_list
-from elr_mri.engine.checkpoint import atomic_write_text
+from elr_mri.atomic_files import atomic_write_text
 from preprocess.user_errors import nonempty_path
 
 

@@ -85,11 +85,11 @@ def test_a_disk_out_of_inodes_is_said_so(tmp_path: Path, monkeypatch: pytest.Mon
 
 def test_a_folder_where_an_output_file_goes_is_one_clear_line(tmp_path: Path) -> None:
     """A `summary.json/` folder in a run: the rename onto it failed after the work, "Is a directory: 'F' -> 'F'"."""
-    import elr_mri.engine.checkpoint as checkpoint
+    from elr_mri.atomic_files import atomic_write_json
 
     (tmp_path / "summary.json").mkdir()
     with pytest.raises(IsADirectoryError) as refused:
-        checkpoint.atomic_write_json({"epochs": 3}, tmp_path / "summary.json")
+        atomic_write_json({"epochs": 3}, tmp_path / "summary.json")
     assert str(refused.value) == (f"[Errno 21] Is a directory where this file goes: move or remove that folder and run "
                                   f"the command again: '{tmp_path / 'summary.json'}'")
     assert [path.name for path in tmp_path.iterdir()] == ["summary.json"]
@@ -99,11 +99,11 @@ def test_a_text_file_the_disk_refused_names_its_path(tmp_path: Path, monkeypatch
     """metrics.csv, summary.json: the OS's ENOSPC from a write has no file name, so the one line would lack it."""
     import contextlib
 
-    import elr_mri.engine.checkpoint as checkpoint
+    import elr_mri.atomic_files as atomic_files
 
-    monkeypatch.setattr(checkpoint, "atomic_path", lambda path: contextlib.nullcontext(Path("/dev/full")))
+    monkeypatch.setattr(atomic_files, "atomic_path", lambda path: contextlib.nullcontext(Path("/dev/full")))
     with pytest.raises(OSError) as refused:
-        checkpoint.atomic_write_text("epoch\n1\n" * 10_000, tmp_path / "metrics.csv")
+        atomic_files.atomic_write_text("epoch\n1\n" * 10_000, tmp_path / "metrics.csv")
     assert str(as_storage_error(refused.value)).startswith(f"[Errno 28] No space left on device ({tmp_path / 'metrics.csv'}); ")
 
 
@@ -269,7 +269,8 @@ def test_a_file_over_the_file_size_limit_says_the_limit_not_a_full_disk(tmp_path
 
     script = ("import resource, sys, torch\nfrom pathlib import Path\n"
               "from elr_mri.commands.problems import user_problem\n"
-              "from elr_mri.engine.checkpoint import atomic_save, atomic_write_text\n"
+              "from elr_mri.atomic_files import atomic_write_text\n"
+              "from elr_mri.engine.checkpoint import atomic_save\n"
               "resource.setrlimit(resource.RLIMIT_FSIZE, (100 * 1024, resource.RLIM_INFINITY))\n"
               "for write in (lambda path: atomic_save({'weights': torch.zeros(100_000)}, path),\n"
               "              lambda path: atomic_write_text('epoch\\n' * 50_000, path)):\n"

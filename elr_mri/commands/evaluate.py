@@ -216,7 +216,7 @@ def _score_and_compare(args: argparse.Namespace, eval_dir: Path, baselines: list
     from elr_mri.evaluation.compare import (comparison_table, paired_differences, record_comparison,
                                             require_same_scans, run_labels, wide_table)
     from elr_mri.evaluation.evaluate import evaluate_run
-    from elr_mri.engine.checkpoint import atomic_write_text
+    from elr_mri.atomic_files import atomic_write_text
 
     runs = [args.run, *args.compare_with]
     labels = [f"{name} ({load_config(run / 'config.yaml').loss.name})" for run, name in zip(runs, run_labels(runs))]

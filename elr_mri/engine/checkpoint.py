@@ -7,8 +7,6 @@ to a temporary name in the same directory and renamed over the target.
 from __future__ import annotations
 
 import errno
-import json
-import math
 import os
 import pickle
 import random
@@ -23,8 +21,8 @@ from elr_mri.stopping import holding_ctrl_c
 from preprocess.sidecar import atomic_path, nearest_existing
 from preprocess.user_errors import TRAINING_RESUMES, StorageError, file_size_limit
 
-__all__ = ["CheckpointError", "atomic_save", "load_checkpoint", "unsafe_objects", "atomic_write_text",
-           "atomic_write_json", "capture_rng", "restore_rng", "host_copy"]
+__all__ = ["CheckpointError", "atomic_save", "load_checkpoint", "unsafe_objects", "capture_rng", "restore_rng",
+           "host_copy"]
 
 
 def atomic_save(obj: dict[str, Any], path: Path) -> None:
@@ -78,37 +76,6 @@ class _RecordingWrites:
 
     def flush(self) -> None:
         self._handle.flush()
-
-
-def atomic_write_text(text: str, path: Path) -> None:
-    """`text` to a temporary file beside `path`, then renamed into place. A write the disk refused names `path`:
-    the OS's error from a write, unlike one from opening, carries no file name."""
-    with atomic_path(path) as tmp:
-        try:
-            tmp.write_text(text)
-        except OSError as err:
-            if err.filename is None:
-                err.filename = str(path)
-            raise
-
-
-def atomic_write_json(payload: dict[str, Any], path: Path) -> None:
-    """Indented strict JSON: an undefined figure (NaN, e.g. an AUC with one class absent) is written as
-    null, since NaN is not JSON and tools other than Python's (jq, browsers) refuse the file."""
-    atomic_write_text(json.dumps(_finite_or_none(payload), indent=2, allow_nan=False) + "\n", path)
-
-
-def _finite_or_none(value: Any) -> Any:
-    """`value` with every non-finite float (numpy's included) inside dicts and lists replaced by None."""
-    if isinstance(value, dict):
-        return {key: _finite_or_none(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite_or_none(item) for item in value]
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
 
 
 def host_copy(state: Any) -> Any:

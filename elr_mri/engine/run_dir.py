@@ -20,7 +20,8 @@ import yaml
 
 from elr_mri.config import SELECTION_RULE_KEY
 from elr_mri.data.images import NoisyImageData
-from elr_mri.engine.checkpoint import atomic_write_json, atomic_write_text, load_checkpoint
+from elr_mri.atomic_files import atomic_write_json, atomic_write_text
+from elr_mri.engine.checkpoint import load_checkpoint
 from elr_mri.engine.run_records import RUN_RECORDS, record_run_data
 from preprocess.folder_locks import held_lock
 

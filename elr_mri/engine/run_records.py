@@ -19,7 +19,7 @@ import pandas as pd
 
 from elr_mri.data.images import NoisyImageData
 from elr_mri.data.splits import read_run_splits
-from elr_mri.engine.checkpoint import atomic_write_json, atomic_write_text
+from elr_mri.atomic_files import atomic_write_json, atomic_write_text
 from elr_mri.engine.start import TRAIN_LABELS_KEY, new_run_command
 
 __all__ = ["PREPROCESSING_KEY", "TEST_DIAGNOSES_KEY", "TRAIN_AGE_RANGE_KEY", "TRAIN_CLASS_COUNTS_KEY", "read_data_shape",

@@ -27,7 +27,8 @@ from torch.utils.data import DataLoader, Dataset
 from elr_mri.config import SELECTION_RULE_KEY, DataConfig, RunConfig, evaluation_batch_size, load_run_config
 from elr_mri.data.grid import VolumeGrid, read_grid
 from elr_mri.data.splits import read_run_splits, run_participants
-from elr_mri.engine.checkpoint import CheckpointError, atomic_write_json, atomic_write_text, load_checkpoint
+from elr_mri.atomic_files import atomic_write_json, atomic_write_text
+from elr_mri.engine.checkpoint import CheckpointError, load_checkpoint
 from elr_mri.engine.execution import (ExecutionPlan, limit_cpu_threads, precision_note, process_settings_kept,
                                      resolve_device)
 from elr_mri.engine.methods import Method, build_method

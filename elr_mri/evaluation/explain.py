@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from elr_mri.config import evaluation_batch_size
-from elr_mri.engine.checkpoint import atomic_write_json
+from elr_mri.atomic_files import atomic_write_json
 from elr_mri.engine.execution import limit_cpu_threads, process_settings_kept
 from elr_mri.engine.methods import Method
 from elr_mri.evaluation.evaluate import (WARNINGS_KEY, evaluation_set, explanation_dir, load_run,
