@@ -1,16 +1,15 @@
 """The repository's configs/ folder as installed with the package: a wheel holds it as elr_mri/configs, so that
 `--config configs/digits/elr_sym40.yaml` (the README's and `--help`'s examples) works for a user who installed elr-mri
-and has no repository to run it from. In a checkout (an editable install too) configs/ is read from the project,
-and the development data beside it (../shared) is found from `checkout_root`."""
+and has no repository to run it from. In a checkout (the editable install `make setup` makes) the project's configs/
+stands in for it, so the same command run from a folder of one's own finds it there too; the development data beside
+the checkout (../shared) is found from `checkout_root`."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-__all__ = ["SHIPPED_CONFIGS", "checkout_root", "shipped_copy"]
-
-SHIPPED_CONFIGS = Path(__file__).resolve().parent / "configs"
+__all__ = ["checkout_root", "shipped_copy"]
 
 
 def checkout_root(module: Path = Path(__file__)) -> Path | None:
@@ -21,13 +20,24 @@ def checkout_root(module: Path = Path(__file__)) -> Path | None:
     return root if (root / "pyproject.toml").is_file() else None
 
 
+def _own_configs() -> tuple[Path, str]:
+    """The folder of elr-mri's own configs and how the note names it: the checkout's configs/ where the package runs
+    from one (an editable install has no elr_mri/configs: run outside the project, `--config configs/...` found
+    nothing), else the copy a wheel installs inside the package."""
+    root = checkout_root()
+    if root is not None:
+        return root / "configs", "the copy in elr-mri's checkout"
+    return Path(__file__).resolve().parent / "configs", "the copy installed with elr-mri"
+
+
 def shipped_copy(path: Path) -> Path:
-    """`path`, or the installed copy of it where `path` is a relative `configs/...` file missing here that the
-    installed package holds, said in one line on stderr (a file of the user's own of that name is always read)."""
+    """`path`, or elr-mri's own copy of it (`_own_configs`) where `path` is a relative `configs/...` file missing
+    here, said in one line on stderr (a file of the user's own of that name is always read)."""
     if path.exists() or path.is_absolute() or path.parts[:1] != ("configs",):
         return path
-    copy = SHIPPED_CONFIGS.joinpath(*path.parts[1:])
+    folder, which = _own_configs()
+    copy = folder.joinpath(*path.parts[1:])
     if not copy.is_file():
         return path
-    print(f"note: no {path} in {Path.cwd()}; reading the copy installed with elr-mri, {copy}", file=sys.stderr)
+    print(f"note: no {path} in {Path.cwd()}; reading {which}, {copy}", file=sys.stderr)
     return copy

@@ -239,6 +239,23 @@ def test_the_wheel_holds_every_module_and_the_configs(tmp_path: Path) -> None:
     assert folders <= set(_pyproject()["tool"]["setuptools"]["packages"]), "a configs/ folder setuptools warns of"
 
 
+def test_a_checkout_run_outside_the_project_reads_its_configs_saying_so(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """`make setup` installs elr-mri editable, which holds no elr_mri/configs: run from a folder of one's own, the
+    `--config configs/...` and `--mapping configs/nacc/...` that README and `--help` show found no file, where a wheel
+    reads its copy. The checkout's configs/ stands in for that copy."""
+    from elr_mri.shipped import shipped_copy
+
+    monkeypatch.chdir(tmp_path)
+    assert shipped_copy(Path("configs/nacc/nacc_mapping.yaml")) == ROOT / "configs" / "nacc" / "nacc_mapping.yaml"
+    assert capsys.readouterr().err == (f"note: no configs/nacc/nacc_mapping.yaml in {tmp_path}; reading the copy in "
+                                       f"elr-mri's checkout, {ROOT / 'configs' / 'nacc' / 'nacc_mapping.yaml'}\n")
+    (tmp_path / "configs" / "nacc").mkdir(parents=True)
+    (tmp_path / "configs" / "nacc" / "nacc_mapping.yaml").write_text("columns: {}\n")
+    assert shipped_copy(Path("configs/nacc/nacc_mapping.yaml")) == Path("configs/nacc/nacc_mapping.yaml")  # the user's
+    assert shipped_copy(Path("configs/absent.yaml")) == Path("configs/absent.yaml")  # left to the missing file's line
+
+
 @pytest.mark.slow
 def test_an_installed_elr_mri_trains_from_a_shipped_config_outside_the_repository(tmp_path: Path) -> None:
     """The wheel installed (not editable) into a new venv that reads this one's dependencies, run from a folder
