@@ -119,7 +119,7 @@ def test_dropping_flagged_scans_trains_on_fewer(cohort: dict[str, Path], tmp_pat
         "participant_id")["diagnosis"].reindex(splits["participant_id"]).to_numpy()
     every_but_one_class = splits[(splits["split"] == "train") & (splits["diagnosis"] != "MCI")]
     every_but_one_class.assign(index=0, session_id="ses-M00").to_csv(flagging / "suspected_mislabels.csv", index=False)
-    with pytest.raises(OneDiagnosisLeft, match="one diagnosis is left"):  # the one case the demo skips
+    with pytest.raises(OneDiagnosisLeft, match="only MCI is left"):  # the one case the demo skips
         evaluate_baselines(run, [cohort["volumes"]], None, flagging, n_boot=20)
 
 

@@ -796,6 +796,30 @@ def test_dropping_a_ce_runs_flags_warns_that_they_are_its_last_epoch_predictions
         assert recorded["flags_source"] == source and recorded["dropped_suspected"] == 1
 
 
+def test_flags_that_leave_one_diagnosis_are_one_line_with_the_way_on(trained: dict[str, Path], tmp_path: Path,
+                                                                      cli_in_process: Cli) -> None:
+    """README's step 6 on a small cohort: the ELR run flagged every training scan of two diagnoses. The line said
+    "its targets agree on one class, so there is nothing to fit", and neither which diagnosis was left nor how to go
+    on (README's prose: drop --drop-suspected)."""
+    flagging = tmp_path / "elr"
+    flagging.mkdir()
+    for name in ("config.yaml", "splits.csv"):
+        shutil.copy(trained["run"] / name, flagging)
+    training = set(pd.read_csv(trained["run"] / "splits.csv").query("split == 'train'")["participant_id"])
+    scans = pd.read_csv(trained["train"])
+    scans = scans[scans["participant_id"].isin(training)]
+    flagged = scans[scans["diagnosis"] != "MCI"]
+    pd.DataFrame({"index": 0, "participant_id": flagged["participant_id"], "session_id": flagged["session_id"],
+                  "given_name": flagged["diagnosis"], "source": "elr_target"}).to_csv(
+        flagging / "suspected_mislabels.csv", index=False)
+    result = cli_in_process("evaluate", "--run", str(trained["run"]), "--manifest", str(trained["holdout"]),
+                            "--bootstrap", "20", "--baselines", "--drop-suspected", str(flagging))
+    assert result.returncode == 2 and result.stdout == ""  # refused before the CNN is scored
+    assert result.stderr == (f"elr-mri evaluate: error: {flagging} flagged {len(flagged)} training scans; without "
+                             "them only MCI is left, so there is nothing to fit: drop --drop-suspected to fit the "
+                             "baselines on every training scan\n")
+
+
 def test_a_scan_flagged_twice_is_left_out_once(trained: dict[str, Path], tmp_path: Path) -> None:
     """Flags pasted together by hand may list a scan twice: the fit stopped on an IndexError traceback ("Boolean
     index has wrong length")."""

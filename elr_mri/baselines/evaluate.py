@@ -161,8 +161,9 @@ def _baseline_inputs(run_dir: Path, volumes_csvs: Sequence[Path], manifest: Path
     if drop_suspected is not None:
         train, dropped, flags_sha256, flags_source = _without_suspected(train, Path(drop_suspected), run_dir)
         if train["diagnosis"].nunique() < 2:
-            raise OneDiagnosisLeft(f"{drop_suspected} flagged {len(dropped)} training scans; without them one diagnosis "
-                                   "is left (its targets agree on one class), so there is nothing to fit")
+            left = " and ".join(train["diagnosis"].unique()) or "no scan"
+            raise OneDiagnosisLeft(f"{drop_suspected} flagged {len(dropped)} training scans; without them only {left} "
+                                   "is left, so there is nothing to fit")
     name, scored, notes, warnings = _evaluation_rows(run_dir, cfg, cohort[split == "test"], manifest)
     if volumes is not None:
         for rows, source in ((train, "training split"), (val, "validation split"), (scored, name)):

@@ -87,9 +87,12 @@ def _check_before_scoring(args: argparse.Namespace) -> None:
     for run in (args.run, *args.compare_with):  # before any scoring: a folder another manifest's results hold
         require_own_folder(evaluation_dir(run, args.manifest, args.checkpoint, args.test_set), args.manifest)
     if args.baselines and (args.run / "config.yaml").is_file():  # what the baselines refuse, before the CNN is scored
-        from elr_mri.baselines.evaluate import check_baseline_inputs
+        from elr_mri.baselines.evaluate import OneDiagnosisLeft, check_baseline_inputs
 
-        check_baseline_inputs(args.run, args.volumes, args.manifest, args.drop_suspected)
+        try:
+            check_baseline_inputs(args.run, args.volumes, args.manifest, args.drop_suspected)
+        except OneDiagnosisLeft as err:  # the flagging run's property, not a typo: say how to go on
+            raise OneDiagnosisLeft(f"{err}: drop --drop-suspected to fit the baselines on every training scan") from err
 
 
 def evaluate_and_print(run_dir: Path, manifest: Path | None, checkpoint: str = "best",
