@@ -30,25 +30,36 @@ __all__ = ["head_mask", "plot_memorization", "plot_memorization_comparison", "pl
 def plot_memorization(metrics: pd.DataFrame, path: Path, title: str = "") -> None:
     """The paper's Figure 1: per epoch, what the network predicts for wrongly and correctly labelled examples."""
     fig = Figure(figsize=(10, 3.6))
-    ax_clean, ax_noisy = fig.subplots(1, 2, sharey=True)
+    ax_clean, ax_noisy = fig.subplots(1, 2, sharex=True, sharey=True)
     epochs, marks = metrics["epoch"], _epoch_marks(metrics)
     ax_clean.plot(epochs, metrics["clean_pred_true"], color="tab:green", label="true label", **marks)
     ax_clean.plot(epochs, metrics["clean_pred_other"], color="tab:gray", label="other", **marks)
     ax_clean.set_title("correctly labelled examples")
-    ax_noisy.plot(epochs, metrics["noisy_pred_true"], color="tab:green", label="true label", **marks)
-    ax_noisy.plot(epochs, metrics["noisy_pred_given"], color="tab:red", label="wrong (given) label: memorized",
-                  **marks)
-    ax_noisy.plot(epochs, metrics["noisy_pred_other"], color="tab:gray", label="other", **marks)
+    if metrics[["noisy_pred_true", "noisy_pred_given", "noisy_pred_other"]].isna().all(axis=None):
+        _say_no_wrong_labels(ax_noisy)
+    else:
+        ax_noisy.plot(epochs, metrics["noisy_pred_true"], color="tab:green", label="true label", **marks)
+        ax_noisy.plot(epochs, metrics["noisy_pred_given"], color="tab:red", label="wrong (given) label: memorized",
+                      **marks)
+        ax_noisy.plot(epochs, metrics["noisy_pred_other"], color="tab:gray", label="other", **marks)
     ax_noisy.set_title("wrongly labelled examples")
     for ax in (ax_clean, ax_noisy):
         _epoch_axis(ax)
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.lines:
+            ax.legend(fontsize=8)
     ax_clean.set_ylabel("fraction of examples predicted as")
     if title:
         fig.suptitle(title)
     _save(fig, path)
+
+
+def _say_no_wrong_labels(ax: Axes) -> None:
+    """A training split whose given labels are all true (a small simulated cohort's, noise 0) has no curve here: the
+    panel was left empty under a legend of three curves, ticked at epoch 0, as if the figure had failed."""
+    ax.text(0.5, 0.5, "no training example is wrongly labelled:\nnothing to memorize", transform=ax.transAxes,
+            ha="center", va="center", color="tab:gray")
 
 
 def plot_memorization_comparison(runs: dict[str, pd.DataFrame], path: Path, title: str = "") -> None:

@@ -33,6 +33,28 @@ def test_a_one_epoch_runs_memorization_figure_draws_its_values(tmp_path: Path) -
     assert _pixels(tmp_path / "drawn.png") > _pixels(tmp_path / "legend_only.png") + 10
 
 
+def test_a_run_without_wrong_labels_says_so_in_the_empty_panel(tmp_path: Path) -> None:
+    """A simulated cohort's training split with no flipped diagnosis (noise 0, or a small one whose flips all went
+    to the test split): the right panel was empty under a legend of three curves (its red swatch), ticked at epoch 0."""
+    from matplotlib.figure import Figure
+
+    clean = pd.concat([_one_epoch(float("nan")), _one_epoch(float("nan")).assign(epoch=2)])
+    clean[["noisy_pred_true", "noisy_pred_other"]] = float("nan")
+    texts: list[str] = []
+    original = Figure.savefig
+
+    def keep_texts(fig: Figure, *args, **kwargs) -> None:
+        texts.extend(text.get_text() for ax in fig.axes for text in ax.texts)
+        assert fig.axes[1].get_xlim() == fig.axes[0].get_xlim()  # the same epochs as the other panel
+        original(fig, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Figure, "savefig", keep_texts)
+        plot_memorization(clean, tmp_path / "clean.png")
+    assert texts == ["no training example is wrongly labelled:\nnothing to memorize"]
+    assert _pixels(tmp_path / "clean.png") == 0  # no legend naming curves that are not there
+
+
 @pytest.mark.parametrize("epochs", [1, 2, 300])
 def test_the_epoch_axis_is_ticked_at_whole_epochs(epochs: int) -> None:
     """matplotlib ticked a 2-epoch run at 1.2, 1.4, 1.6 and a 1-epoch run at 0.96, 0.98, ...: no such epoch exists."""
