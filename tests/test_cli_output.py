@@ -235,6 +235,20 @@ def test_every_option_that_has_a_default_says_it_in_its_help() -> None:
     assert not any(unsaid.values()), unsaid
 
 
+def test_every_commands_help_opens_with_a_sentence_of_what_it_does() -> None:
+    """`elr-mri simulate-cohort --help` opened with "`elr-mri simulate-cohort`: write a ...", the module docstring's
+    first line, backticks and all, where every other command's says what it does ("Train a classifier ...")."""
+    from elr_mri.cli import _command_parsers, _parser
+    from elr_mri.simulate.cli import _parser as simulate_parser
+    from preprocess.cli import build_merge_parser, build_parser
+
+    parsers = {**_command_parsers(_parser()), "preprocess": build_parser(), "preprocess-merge": build_merge_parser(),
+               "simulate-cohort": simulate_parser()}
+    unlike = {name: parser.description for name, parser in parsers.items()
+              if not (parser.description[0].isupper() and "elr-mri" not in parser.description.split(".")[0])}
+    assert not unlike, unlike
+
+
 def test_the_options_evaluate_refuses_without_baselines_say_so_in_their_help(cli_in_process) -> None:
     """`--volumes` was "CSVs ... (for the volume baseline)" and `--drop-suspected` "MRI runs only: ...", and each was
     refused when given alone, for want of --baselines."""

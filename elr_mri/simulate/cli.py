@@ -296,7 +296,8 @@ def _description(specs: list[SubjectSpec], label_noise: float, seed: int, resolu
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="elr-mri simulate-cohort", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="elr-mri simulate-cohort", description=(
+        "Write a simulated ADNI-like cohort and a NACC-like holdout to a folder, their true diagnoses apart."))
     parser.add_argument("--out", type=nonempty_path, required=True, help="output folder")
     parser.add_argument("--subjects", type=int, default=120, help="subjects of the ADNI-like training site (default 120)")
     parser.add_argument("--holdout-subjects", type=int, default=None,
