@@ -79,6 +79,9 @@ def test_the_printed_metrics_say_what_was_scored_their_unit_and_their_interval(c
         "participants (all scans of each)",
         "  participant level (3 examples, 3 participants):"]
     assert _scored_set_words(None, "test") == "the run's test split, against its given labels"
+    one = bootstrap_metrics(np.array([0]), proba[:1], np.array(["a"]), ["CN", "MCI", "AD"], n_boot=20)
+    _print_metrics({"scan": one}, Path("run/eval-colin"), _scored_set_words(Path("colin.csv"), "test"))
+    assert "  scan level (1 example, 1 participant):" in capsys.readouterr().out.splitlines()  # not "1 examples"
 
 
 def test_a_debug_switch_left_exported_does_not_turn_the_checked_lines_into_tracebacks(cli_in_process) -> None:

@@ -110,6 +110,11 @@ def evaluate_and_print(run_dir: Path, manifest: Path | None, checkpoint: str = "
     return eval_dir
 
 
+def _counted(count: int, noun: str) -> str:
+    """`count` `noun`s, as a sentence says them: a holdout of one scan was "1 examples, 1 participants"."""
+    return f"{count} {noun}{'s' * (count != 1)}"
+
+
 def _print_metrics(reports: dict[str, MetricsReport], eval_dir: Path, scored_on: str) -> None:
     """Each level's metrics with their intervals, under a line saying what was scored and how to read the figures
     (metrics.csv holds fractions, the screen percent); per-class AUCs of more classes than a screen shows stay in
@@ -119,8 +124,8 @@ def _print_metrics(reports: dict[str, MetricsReport], eval_dir: Path, scored_on:
     print(f"results: {eval_dir} ({scored_on})")
     print(f"  {_interval_words(next(iter(reports.values())))}")
     for level, report in reports.items():
-        people = "" if level == "image" else f", {report.n_participants} participants"
-        print(f"  {level} level ({report.n_examples} examples{people}):")
+        people = "" if level == "image" else f", {_counted(report.n_participants, 'participant')}"
+        print(f"  {level} level ({_counted(report.n_examples, 'example')}{people}):")
         many = len(report.class_names) > LEGIBLE_CLASSES
         for metric, interval in report.metrics.items():
             if not (many and metric in {f"auc_{name}" for name in report.class_names}):
