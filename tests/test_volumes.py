@@ -25,7 +25,7 @@ from preprocess.pipeline import Params, ScanOutputs  # noqa: E402
 from preprocess.sidecar import file_sha256, output_hashes  # noqa: E402
 from preprocess.steps import to_nifti  # noqa: E402
 from preprocess.user_errors import StorageError  # noqa: E402
-from preprocess.template import load_template  # noqa: E402
+from preprocess.template import load_template, template_file_digests  # noqa: E402
 
 RESOLUTION = 3.0  # coarse enough that a SyN registration takes seconds
 
@@ -90,8 +90,8 @@ def _fake_preprocessed(template, folder: Path, participant: str, scale: float,
     scan.to_filename(outputs.image)
     _write_affine(outputs.transform, 1.0)
     params = Params(resolution=RESOLUTION).as_dict()
-    outputs.sidecar.write_text(json.dumps({"params": params,
-                                           "template": {"name": template.name, "sha256": template.sha256}}))
+    recorded = {"name": template.name, "sha256": template.sha256, **template_file_digests(None, None)}  # as preprocess
+    outputs.sidecar.write_text(json.dumps({"params": params, "template": recorded}))
     return outputs
 
 
@@ -148,6 +148,8 @@ def test_manifest_lists_a_broken_scan_and_measures_the_others(template, tmp_path
     rerun = measure_manifest(manifest, params=VolumeParams(registration_mm=RESOLUTION), progress=False)[1]
     assert list(rerun.columns) == list(volumes.columns), "cached results must keep the columns in place"
     assert rerun.loc[0, "template_sha256"] == template.sha256  # from the sidecar, whatever the cache holds
+    # and its image's digest, by which the baselines take a re-saved copy of the template for the same one
+    assert rerun.loc[0, "template_content_sha256"] == template_file_digests(None, None)["content_sha256"]
     # another cohort's manifest in the same folder: its own CSV; a status in capitals and an empty path, as the
     # manifest loader takes them (the empty one crashed the whole run, the capitals were skipped unsaid); a relative
     # path to nothing, read from the manifest's folder (its error called every processed_path absolute)

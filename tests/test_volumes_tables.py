@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,6 +18,8 @@ from elr_mri.engine.selection import selection_rule
 from elr_mri.simulate.disease import REGIONS
 from elr_mri.volumes.measure import volume_columns
 from elr_mri.volumes.recovery import read_truth, recovery_table
+from preprocess.sidecar import file_sha256
+from preprocess.template import template_file_digests
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -94,6 +97,38 @@ def test_volumes_of_scans_registered_to_other_templates_are_refused(tmp_path: Pa
                                             **{c: [0.01] for c in volume_columns()}})  # another template? method?
     with pytest.raises(ValueError, match=rf"^{older}: no template_sha256, unlike the other --volumes CSVs "):
         read_volumes([adni, older])
+
+
+def test_volumes_of_a_resaved_copy_of_the_template_are_of_one_template_and_another_image_is_refused(tmp_path: Path
+                                                                                                  ) -> None:
+    """Preprocess tells a template by its image: a copy nibabel re-saved (other bytes, the same voxels) preprocesses
+    a cohort as the original does, but the volumes carried the file's SHA-256 alone, so the baselines refused such a
+    cohort as "registered to other templates". The digests are the ones preprocess records of each file. A CSV from
+    before (measured from sidecars with the file's digest alone) still counts by the file, as it did."""
+    study, copy, other = tmp_path / "study.nii.gz", tmp_path / "copy.nii", tmp_path / "other.nii.gz"
+    voxels = np.random.default_rng(0).random((16, 17, 18), dtype=np.float32)
+    nib.Nifti1Image(voxels, np.diag([2.0, 2.0, 2.0, 1.0])).to_filename(study)
+    nib.save(nib.load(study), copy)
+    nib.Nifti1Image(voxels * 1.01, np.diag([2.0, 2.0, 2.0, 1.0])).to_filename(other)
+
+    def measured(name: str, participant: str, template: Path, content: bool = True) -> Path:
+        digests = template_file_digests(str(template), None)
+        return _write(tmp_path / name, {
+            "participant_id": [participant], "session_id": ["01"], "warp": ["syn at 2 mm"], "template": [str(template)],
+            "template_sha256": [digests["sha256"]], **{c: [0.01] for c in volume_columns()},
+            **({"template_content_sha256": [digests["content_sha256"]]} if content else {})})
+
+    adni, nacc = measured("adni.csv", "001", study), measured("nacc.csv", "101", copy)
+    assert file_sha256(study) != file_sha256(copy) and len(read_volumes([adni, nacc])) == 2
+    older = measured("older.csv", "201", study, content=False)
+    assert len(read_volumes([adni, older])) == 2
+    with pytest.raises(ValueError, match=rf"^the --volumes CSVs were of scans registered to other templates: "
+                                         rf"{copy} \(SHA-256 {file_sha256(copy)[:12]}\) \({nacc}\), {study} "):
+        read_volumes([nacc, older])  # older's image unknown: its file is another
+    ppmi = measured("ppmi.csv", "301", other)
+    with pytest.raises(ValueError, match=rf"^the --volumes CSVs were of scans registered to other templates: "
+                                         rf"{study} .*\({adni}\), {other} .*\({ppmi}\); preprocess every cohort "):
+        read_volumes([adni, ppmi])
 
 
 def test_an_empty_volumes_file_is_named_too(tmp_path: Path) -> None:

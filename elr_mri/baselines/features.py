@@ -8,6 +8,7 @@ CNN sees, without the crop.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -19,6 +20,7 @@ from elr_mri.data.cohort import SCAN_KEYS
 from elr_mri.data.mri import read_scan_as_the_network_does
 from elr_mri.volumes.measure import volume_columns
 from elr_mri.volumes.tables import read_scan_table
+from preprocess.sidecar import same_template
 
 __all__ = ["CovariateFill", "read_volumes", "require_volumes", "training_fill", "volume_features", "voxel_features"]
 
@@ -64,26 +66,52 @@ def _refuse_mixed_registrations(rows: pd.DataFrame) -> None:
     """Volumes measured by other registrations (`warp`: syn at 2 mm, at 3 mm, preprocess's) differ by more than the
     diagnoses do (hippocampus +8% from 3 mm against 2 mm): a baseline fitted on one and scored on the other measured
     the registrations, and its holdout balanced accuracy fell from 30.6 to 8.3 without a word. So do volumes of scans
-    registered to other templates (`template_sha256`): each is a ratio to its own template's anatomy."""
-    _refuse_a_mix(rows, "warp", lambda row: row["warp"], "measured by other registrations", "measure every cohort "
-                  "with one `elr-mri volumes --registration-mm` (and one preprocessing --transform)")
+    registered to other templates (`_other_templates`): each is a ratio to its own template's anatomy."""
+    _refuse_a_mix(_distinct(rows, "warp"), lambda row: row["warp"], "measured by other registrations", "measure "
+                  "every cohort with one `elr-mri volumes --registration-mm` (and one preprocessing --transform)")
     if "template_sha256" in rows and rows["template_sha256"].notna().any() and rows["template_sha256"].isna().any():
         older = rows.loc[rows["template_sha256"].isna(), "_file"].iloc[0]
         raise ValueError(f"{older}: no template_sha256, unlike the other --volumes CSVs (an `elr-mri volumes` before "
                          "2026-12-06 wrote it, or another tool), so its template and measurement cannot be compared "
                          "with theirs; measure that cohort again with `elr-mri volumes`, which reuses what its cache "
                          "still holds")
-    _refuse_a_mix(rows, "template_sha256", lambda row: f"{row['template']} (SHA-256 {row['template_sha256'][:12]})",
+    _refuse_a_mix(_other_templates(rows), lambda row: f"{row['template']} (SHA-256 {row['template_sha256'][:12]})",
                   "of scans registered to other templates", "preprocess every cohort with one --template (or none: "
                   "MNI152) and measure them with `elr-mri volumes`")
 
 
-def _refuse_a_mix(rows: pd.DataFrame, key: str, name: Callable[[pd.Series], str], what: str, fix: str) -> None:
-    """Refuse rows whose `key` takes two values, naming each (`name`) and a file it came from; rows without one (a
-    CSV of its own making, or of a version before the column) are not compared."""
-    if key not in rows:
-        return
-    kinds = rows.dropna(subset=[key]).drop_duplicates(key)
+def _distinct(rows: pd.DataFrame, key: str) -> pd.DataFrame:
+    """A row of each value of `key`; none where no row has one (a CSV of its own making, or of a version before the
+    column: not compared)."""
+    return rows.dropna(subset=[key]).drop_duplicates(key) if key in rows else rows.iloc[:0]
+
+
+def _other_templates(rows: pd.DataFrame) -> pd.DataFrame:
+    """Two rows registered to other templates, told apart as preprocess tells them (`same_template`): by their
+    images' digests where both record one (`template_content_sha256`, from sidecars since 2026-12-07), else by their
+    files', so that a copy of the template re-saved by nibabel (other bytes, the same image) is the same; none if
+    every row's is one template."""
+    if "template_sha256" not in rows:
+        return rows.iloc[:0]
+    recorded = [column for column in ("template_sha256", "template_content_sha256") if column in rows]
+    kinds = rows.dropna(subset=["template_sha256"]).drop_duplicates(recorded)
+    pairs = itertools.combinations(range(len(kinds)), 2)
+    unlike = next(([first, other] for first, other in pairs if not same_template(
+        _template_digests(kinds.iloc[first]), _template_digests(kinds.iloc[other]))), [])
+    return kinds.iloc[unlike]
+
+
+def _template_digests(row: pd.Series) -> dict[str, str]:
+    """A row's template as a sidecar's "template" records it: its file's digest, and its image's where measured from a
+    sidecar that records one."""
+    digests = {"sha256": row["template_sha256"]}
+    if pd.notna(row.get("template_content_sha256")):
+        digests["content_sha256"] = row["template_content_sha256"]
+    return digests
+
+
+def _refuse_a_mix(kinds: pd.DataFrame, name: Callable[[pd.Series], str], what: str, fix: str) -> None:
+    """Refuse rows of more than one kind (`kinds`: a row of each), naming each (`name`) and a file it came from."""
     if len(kinds) > 1:
         named = ", ".join(f"{name(row)} ({row['_file']})" for _, row in kinds.iterrows())
         raise ValueError(f"the --volumes CSVs were {what}: {named}; {fix}")

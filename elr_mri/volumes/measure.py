@@ -136,9 +136,12 @@ def _warp_source(preprocessed: Params, params: VolumeParams) -> str:
 
 def _template_of(meta: dict) -> dict[str, str | None]:
     """The template the scan was registered to, as its sidecar names it: the reference every volume is a ratio of,
-    so the baselines refuse cohorts registered to other ones (None where a sidecar does not say)."""
+    so the baselines refuse cohorts registered to other ones (None where a sidecar does not say). Its image's digest
+    beside its file's, so that a copy of it re-saved (nibabel, recompressed, .nii) counts as the same template, as
+    preprocess counts it (`preprocess.sidecar.same_template`; sidecars before 2026-12-07 record the file's alone)."""
     template = meta.get("template") or {}
-    return {"template": template.get("name"), "template_sha256": template.get("sha256")}
+    return {"template": template.get("name"), "template_sha256": template.get("sha256"),
+            "template_content_sha256": template.get("content_sha256")}
 
 
 def _preprocess_params(meta: dict, sidecar: Path) -> Params:
@@ -333,6 +336,7 @@ def _tables(table: pd.DataFrame, results: Mapping[Hashable, dict]) -> tuple[pd.D
         row.update({f"{name}_ratio": round(v["ratio"], 5) for name, v in regions.items()})
         brain = regions["brain"]["mm3"]
         row.update({f"{name}{NORMALISED_SUFFIX}": v["mm3"] / brain for name, v in regions.items() if name != "brain"})
-        row.update({key: results[i].get(key) for key in ("warp", "template", "template_sha256")})
+        row.update({key: results[i].get(key) for key in ("warp", "template", "template_sha256",
+                                                         "template_content_sha256")})
         rows.append(row)
     return pd.DataFrame(rows), failure_table(table, results, FAILURE_COLUMNS[:-1])
