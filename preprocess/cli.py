@@ -17,7 +17,7 @@ from typing import Callable
 from . import steps
 from .batch import Summary, files_removed_at_start, flagged_report, merge_shards, run_batch, shard_names
 from .arguments import parse_naming_unknown_options
-from .inputs import InputError, parse_shard, read_inputs
+from .inputs import InputError, parse_shard, read_inputs, registration_seed
 from .memory import available_memory, gigabytes
 from .pipeline import Params
 from .signals import Terminated, sigterm_as_ctrl_c
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                         shape=tuple(args.shape) if args.shape else None, transform=args.transform,
                         profile=args.profile, normalise=args.normalise, brain_mask=args.brain_mask,
                         dtype=args.dtype, deterministic=args.deterministic,
-                        seed=_registration_seed(args.seed, os.environ.get("ANTS_RANDOM_SEED")))
+                        seed=registration_seed(args.seed, os.environ.get("ANTS_RANDOM_SEED")))
         check_template_files(params.template, params.template_mask)
         shard = parse_shard(args.shard) if args.shard else None
         _require_input_kept(Path(args.input), Path(args.output), shard)
@@ -173,20 +173,6 @@ def print_summary(summary: Summary, manifest: Path, shard: tuple[int, int] | Non
     else:
         print(f"manifest of shard {shard[0]}/{shard[1]}: {manifest}; once every shard has run, their manifest.csv: "
               f"elr-mri preprocess-merge --output {shlex.quote(str(manifest.parent))}")
-
-
-def _registration_seed(given: int | None, exported: str | None) -> int:
-    """--seed, else an exported ANTS_RANDOM_SEED (ANTs' own setting, which runs before the seed was an option
-    honoured: a lab's reproducibility setup exports one), else the default; whichever is recorded in the sidecars."""
-    if given is not None:
-        return given
-    if exported is None or not exported.strip():
-        return steps.REGISTRATION_SEED
-    try:
-        return int(exported)
-    except ValueError:
-        raise InputError(f"ANTS_RANDOM_SEED={exported!r} (exported): not a whole number, so it cannot seed the "
-                         "registration; export a number, unset it, or pass --seed N") from None
 
 
 def require_ncc_threshold(value: float) -> None:

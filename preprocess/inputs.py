@@ -21,10 +21,10 @@ import numpy as np
 import pandas as pd
 
 from .dicom import DICOM_SUFFIXES, first_file_below, is_dicom
-from .steps import ants_unsafe
+from .steps import MAX_SEED, REGISTRATION_SEED, ants_unsafe
 
 __all__ = ["REQUIRED", "InputError", "read_inputs", "read_csv_table", "read_csv_header", "parse_shard", "select_shard",
-           "windows_separators_read"]
+           "windows_separators_read", "registration_seed"]
 
 REQUIRED = ("participant_id", "session_id", "path")
 SCAN_SUFFIXES = (".nii", ".nii.gz", ".img", ".hdr", ".mgz", ".mgh")  # an image passed where a table of them is wanted
@@ -320,6 +320,26 @@ def _file_identity(path: str) -> tuple[int, int] | None:
     except OSError:
         return None
     return status.st_dev, status.st_ino
+
+
+def registration_seed(given: int | None, exported: str | None) -> int:
+    """--seed, else an exported ANTS_RANDOM_SEED (ANTs' own setting, which runs before the seed was an option
+    honoured: a lab's reproducibility setup exports one), else the default; whichever is recorded in the sidecars.
+    An export that cannot seed one is refused (ANTs failed on 'abc' or a number past 2^31 with only "stoi"); a blank
+    one is no export. `elr-mri volumes` takes it alike."""
+    if given is not None:
+        return given
+    if exported is None or not exported.strip():
+        return REGISTRATION_SEED
+    try:
+        seed = int(exported)
+    except ValueError:
+        seed = 0
+    if not 1 <= seed <= MAX_SEED:
+        raise InputError(f"ANTS_RANDOM_SEED={exported!r} (exported): not a whole number from 1 to {MAX_SEED}, so it "
+                         "cannot seed the registration; export one or unset it (`elr-mri preprocess --seed N` "
+                         "overrides it)")
+    return seed
 
 
 def parse_shard(text: str) -> tuple[int, int]:

@@ -369,6 +369,29 @@ def test_a_temporary_folder_ants_cannot_take_is_refused_before_any_scan(template
     assert not (tmp_path / "again_failures.csv").exists()
 
 
+@pytest.mark.parametrize("exported", ["abc", "99999999999"])
+def test_an_exported_seed_ants_cannot_read_is_refused_before_any_scan(template, tmp_path: Path, exported: str,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """ANTs parses ANTS_RANDOM_SEED at every registration: one it could not read failed each scan with only
+    "ValueError: stoi" (past 2^31: "IndexError: stoi"). Refused as preprocess refuses it."""
+    manifest = _manifest(tmp_path, _fake_preprocessed(template, tmp_path, "sub-A", 1.0))
+    monkeypatch.setenv("ANTS_RANDOM_SEED", exported)
+    with pytest.raises(ValueError, match=rf"^ANTS_RANDOM_SEED='{exported}' \(exported\): not a whole number from 1 "
+                                         r"to 2147483647, so it cannot seed the registration; export one or unset it"):
+        measure_manifest(manifest, params=VolumeParams(registration_mm=RESOLUTION), progress=False)
+    assert not (tmp_path / "volumes_failures.csv").exists()
+
+
+def test_a_blank_exported_seed_is_no_seed_as_for_preprocess(template, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Preprocess takes `export ANTS_RANDOM_SEED=` for none; ANTs failed on it ("ValueError: stoi") in our SyN. Its
+    metric samples every voxel, so no seed changes the volumes: this scan measures as with none."""
+    scan = _fake_preprocessed(template, tmp_path, "sub-A", 1.1)
+    monkeypatch.setenv("ANTS_RANDOM_SEED", " ")
+    measured = measure_scan(scan.image, VolumeParams(registration_mm=RESOLUTION))
+    assert measured["regions"]["brain"]["ratio"] == pytest.approx(1.1**3, rel=0.05)
+
+
 def test_two_syn_preprocessings_of_other_profiles_are_told_apart_in_the_warp_column(template, tmp_path: Path) -> None:
     """Both were `warp: preprocess`, so the baselines took a fast cohort (SyN to the 2 mm template) and a reference
     one (to the 1 mm template) for one registration; a cache of that time is named by its profile too."""

@@ -13,6 +13,7 @@ the normalised volume the baselines use.
 from __future__ import annotations
 
 import functools
+import os
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass
@@ -27,7 +28,7 @@ from elr_mri.data.importers import status_in_words
 from elr_mri.simulate.disease import REGIONS
 from elr_mri.volumes.jacobian import affine_determinant, integrate_regions, region_masks, warp_jacobian
 from preprocess.batch import failure_table, files_removed_at_start, telling_line, write_csv
-from preprocess.inputs import read_csv_table
+from preprocess.inputs import read_csv_table, registration_seed
 from preprocess.pipeline import Params, ScanOutputs
 from preprocess.sidecar import file_sha256, read_sidecar, require_writable, write_json
 from preprocess.steps import MNI152_CODE, ants_unsafe
@@ -181,6 +182,7 @@ def _deformation_jacobian(outputs: ScanOutputs, preprocessed: Params, params: Vo
     # was blurred another amount and its tissue measured away from its size (the template registered to itself from
     # 3 mm onto 2 mm: hippocampus 0.95, entorhinal cortex 0.92)
     moving = ants.resample_image_to_target(ants.image_read(str(outputs.image)), domain, interp_type="linear")
+    os.environ["ANTS_RANDOM_SEED"] = str(_registration_seed())
     workdir = tempfile.mkdtemp(prefix="elr-volumes-", dir=workdirs)
     try:
         result = ants.registration(fixed=domain, moving=moving, type_of_transform="SyNOnly",
@@ -189,6 +191,15 @@ def _deformation_jacobian(outputs: ScanOutputs, preprocessed: Params, params: Vo
         return warp_jacobian(domain, warp), domain, masks
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _registration_seed() -> int:
+    """The seed ANTs reads from ANTS_RANDOM_SEED, taken as preprocess takes it (`registration_seed`). Our SyN samples
+    every voxel, so it draws nothing from it (seeds 7, 123, 99999 and none gave identical volumes on one ITK thread,
+    7 and 123 on two) and none is recorded; but ANTs parses the export at each registration, and one it could not read
+    (blank, 'abc', past 2^31) failed every scan with only "ValueError: stoi". So such an export is refused before any
+    scan, and a blank one, no export to preprocess, is its default here too."""
+    return registration_seed(None, os.environ.get("ANTS_RANDOM_SEED"))
 
 
 def _measurement_domain(preprocessed: Params, params: VolumeParams) -> tuple:
@@ -248,6 +259,7 @@ def measure_manifest(manifest: str | Path, out_csv: str | Path | None = None, pa
                      "pass --out a CSV in a folder you can write (preprocessed scans on read-only storage are read "
                      "there, not written)")
     _require_ants_safe_temp()
+    _registration_seed()  # an export ANTs cannot read: refused here, not at each scan
     table = read_csv_table(manifest, dtype={"participant_id": str, "session_id": str})
     if "processed_path" not in table.columns:
         raise ValueError(f"{manifest}: no processed_path column; pass the manifest `elr-mri preprocess` wrote")
