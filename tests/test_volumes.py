@@ -287,6 +287,40 @@ def test_scans_registered_to_a_template_of_the_users_warn_that_the_regions_are_m
             "mm, so their volumes are of the named structures only if that template is in MNI space"])
 
 
+def test_a_template_replaced_or_gone_since_preprocessing_is_named_and_a_resaved_copy_is_the_same(template,
+                                                                                                tmp_path: Path) -> None:
+    """The volumes are measured on the --template read where preprocess read it: one replaced there by another image
+    measured the scans against anatomy they were not registered to, under the recorded template's digest, and one gone
+    failed with a hint about preprocess's input CSV. A copy re-saved in its place is the same template."""
+    from nilearn.datasets import load_mni152_template
+
+    study = tmp_path / "study.nii.gz"
+    nib.save(load_mni152_template(resolution=2), study)
+    scan = _fake_syn_preprocessed(template, tmp_path, "sub-A", "fast", 1.1)
+    params = Params(resolution=RESOLUTION, transform="syn", profile="fast", template=str(study)).as_dict()
+    scan.sidecar.write_text(json.dumps({"params": params, "template": {"name": str(study),
+                                                                        **template_file_digests(str(study), None)}}))
+    image = nib.load(study)
+    resaved = nib.Nifti1Image(np.asarray(image.dataobj, dtype=np.float64), image.affine, image.header)
+    resaved.set_data_dtype(np.float64)
+    before = file_sha256(study)
+    resaved.to_filename(study)
+    assert file_sha256(study) != before
+    measured = measure_scan(scan.image, VolumeParams(registration_mm=RESOLUTION), cache_dir=tmp_path / "first")
+    assert measured["regions"]["brain"]["ratio"] == pytest.approx(1.1**3, rel=0.03)
+    nib.Nifti1Image(np.asarray(image.dataobj) * 1.01, image.affine, image.header).to_filename(study)
+    with pytest.raises(ValueError, match=rf"^{scan.sidecar}: its scan was registered to another image than the "
+                                         rf"template at {study} now \(replaced since preprocessing\?\)"):
+        measure_scan(scan.image, VolumeParams(registration_mm=RESOLUTION), cache_dir=tmp_path / "second")
+    study.unlink()
+    with pytest.raises(FileNotFoundError, match=rf"^{scan.sidecar}: its scan was registered to preprocess's "
+                                                rf"--template {study}, which is not there now"):
+        measure_manifest(_manifest(tmp_path, scan), params=VolumeParams(registration_mm=RESOLUTION), progress=False)
+    scan.sidecar.write_text(json.dumps({"params": {**params, "template": "study.nii.gz"}}))  # as typed, elsewhere
+    with pytest.raises(FileNotFoundError, match=r"; run from the folder preprocess ran in \(a relative path is read"):
+        measure_scan(scan.image, VolumeParams(registration_mm=RESOLUTION), cache_dir=tmp_path / "second")
+
+
 def _fake_syn_preprocessed(template, folder: Path, participant: str, profile: str, scale: float) -> ScanOutputs:
     """A `--transform syn` scan of `profile` whose warp magnifies by `scale` (fast: on the 2 mm template preprocess
     registers to; reference's 1 mm warp is written only where `scale` is None, as an empty file for a cached scan)."""

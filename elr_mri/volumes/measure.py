@@ -30,9 +30,9 @@ from elr_mri.volumes.jacobian import affine_determinant, integrate_regions, regi
 from preprocess.batch import failure_table, files_removed_at_start, telling_line, write_csv
 from preprocess.inputs import read_csv_table, registration_seed
 from preprocess.pipeline import Params, ScanOutputs
-from preprocess.sidecar import file_sha256, read_sidecar, require_writable, write_json
+from preprocess.sidecar import file_sha256, read_sidecar, require_writable, same_template, write_json
 from preprocess.steps import MNI152_CODE, ants_unsafe
-from preprocess.template import space_code
+from preprocess.template import space_code, template_file_digests
 from preprocess.user_errors import as_storage_error, not_a_file
 from preprocess.workers import run_per_scan
 
@@ -106,6 +106,7 @@ def measure_scan(image_path: str | Path, params: VolumeParams = VolumeParams(), 
                 and cached.get("method") == MEASURE_VERSION):
             # from the sidecar: caches written before the warp named the profile, or the template was recorded
             return {**cached, "warp": source, **template, "status": "skipped"}
+    _require_the_recorded_template(preprocess_meta, preprocessed, outputs.sidecar)
     jacobian, domain, masks = _deformation_jacobian(outputs, preprocessed, params, workdirs)
     volumes = integrate_regions(jacobian, masks, float(np.prod(domain.spacing)),
                                 affine_determinant(str(outputs.transform)))
@@ -143,6 +144,27 @@ def _template_of(meta: dict) -> dict[str, str | None]:
     template = meta.get("template") or {}
     return {"template": template.get("name"), "template_sha256": template.get("sha256"),
             "template_content_sha256": template.get("content_sha256")}
+
+
+def _require_the_recorded_template(meta: dict, preprocessed: Params, sidecar: Path) -> None:
+    """The volumes are measured on the template read where preprocess read it: one gone since failed with the hint
+    of a preprocess input ("check the `path` column"), and one replaced there by another image measured the scans
+    against anatomy they were not registered to, under the recorded template's name and digest. Its image is compared
+    with the sidecar's record as preprocess compares them (`same_template`: a re-saved copy is the same); a sidecar from
+    before 2026-12-07 records the file's digest alone and is taken as it was."""
+    for option, path in (("--template", preprocessed.template), ("--template-mask", preprocessed.template_mask)):
+        if path is not None and not Path(path).is_file():
+            fix = ("put it, or a copy of the same image, back there" if Path(path).is_absolute() else "run from "
+                   "the folder preprocess ran in (a relative path is read from the current one), or put it there")
+            raise FileNotFoundError(f"{sidecar}: its scan was registered to preprocess's {option} {path}, which is "
+                                    f"not there now (moved or deleted since?), and is measured on it; {fix}")
+    recorded = meta.get("template") or {}
+    if "content_sha256" in recorded and not same_template(
+            recorded, template_file_digests(preprocessed.template, preprocessed.template_mask)):
+        raise ValueError(f"{sidecar}: its scan was registered to another image than the template at "
+                         f"{preprocessed.template or 'nilearn MNI152'} now (replaced since preprocessing?), so its "
+                         "volumes would be ratios to another brain; put that template back, or rerun `elr-mri "
+                         "preprocess` on these scans")
 
 
 def _preprocess_params(meta: dict, sidecar: Path) -> Params:
@@ -223,9 +245,11 @@ def _check_the_template(manifest: Path, processed_paths: pd.Series, params: Volu
     for path in processed_paths:
         try:
             sidecar = ScanOutputs.beside(_resolve(manifest, path)).sidecar
-            preprocessed = _preprocess_params(read_sidecar(sidecar) or {}, sidecar)
+            meta = read_sidecar(sidecar) or {}
+            preprocessed = _preprocess_params(meta, sidecar)
         except ValueError:
             continue  # no preprocess output, or no settings: that scan fails on its own row
+        _require_the_recorded_template(meta, preprocessed, sidecar)
         _measurement_domain(preprocessed, params)  # a ValueError naming the region and the fix
         code = MNI152_CODE if preprocessed.template is None else space_code(preprocessed.template)
         if code != MNI152_CODE:
