@@ -511,9 +511,57 @@ def test_a_scan_named_by_its_date_is_given_its_age_at_the_scan_not_at_its_visit(
     assert pd.isna(m["age_at"][3])  # no age, at no date
     ages_of_scans = UDS.drop(columns="NACCAGE")
     without_age = load_mapping(NACC_MAPPING)
-    del without_age["columns"]["age"]  # the scans manifest's own age (NACCMRIA) is the scan's already
+    del without_age["columns"]["age"], without_age["columns"]["birth_date"]  # the scans' own age (NACCMRIA) is
+    # the scan's already
     m = import_mapped_table(ages_of_scans, scans.assign(age=70.5), without_age).manifest
     assert m["age"].tolist() == [70.5] * 4 and "age_at" not in m
+
+
+def test_an_age_is_computed_from_the_birth_date_in_decimal_years_not_read_from_naccage_s_whole_ones():
+    """NACCAGE is in whole years, 0.5 under ADNI's decimal ages on average: NACC was evaluated half a year younger than
+    ADNI trained on, a bin of the age encoding. The shipped mapping computes the age from BIRTHYR and BIRTHMO (born
+    mid-month) at the scan's date, or the visit's for a scan named by its number; where a birth or visit date is a
+    missing-data code (9999, 99, VISITMO 88), NACCAGE is used, and age_from says which."""
+    table = UDS.assign(BIRTHYR=[1946, 1946, 1936, 1936, 1949, 1949, 1945],
+                       BIRTHMO=[9, 9, 99, 99, 1, 1, 2]).astype({"BIRTHYR": object})
+    table.loc[4:5, "BIRTHYR"] = ["9999", "1949"]  # a code, as a CSV read as text gives it
+    scans = pd.DataFrame({"participant_id": ["NACC000001", "NACC000001", "NACC000002", "NACC000003", "NACC000003",
+                                             "NACC000004"],
+                          "session_id": ["ses-01", "ses-20110901", "ses-01", "ses-01", "ses-02", "ses-01"],
+                          "path": list("abcdef")})
+    result = import_mapped_table(table, scans, NACC_MAPPING)
+    m = result.manifest
+    born = pd.Timestamp("1946-09-16")  # mid-September (30 days: the 1st plus 15)
+    assert m["age"].tolist() == [round((pd.Timestamp(day) - born).days / 365.25, 2) for day in ("2010-03-04",
+                                                                                                "2011-09-01")] + [
+        75, 59, round((pd.Timestamp("2008-07-17") - pd.Timestamp("1949-01-16 12:00")).days / 365.25, 2), 70]
+    assert m["age"][1] == 64.96  # NACCAGE 64, the visit's, moved to the scan: 64.48
+    assert m["age_at"].tolist() == ["visit", "scan", "visit", "visit", "visit", "visit"]
+    assert m["age_from"].tolist() == ["birth date", "birth date", "NACCAGE", "NACCAGE", "birth date", "NACCAGE"]
+    assert "4 aged by NACCAGE" not in result.summary() and "3 aged by NACCAGE, whole years" in result.summary()
+
+
+def test_a_birth_date_gives_the_age_where_naccage_is_a_code_and_a_mapping_without_its_partners_is_refused(tmp_path):
+    """A NACCAGE code (-4) beside a readable birth date is no age problem: the birth date gives the age. A mapping's
+    birth_date needs the visits' dates (an age is at a date) and the age column (where a birth date is a code)."""
+    table = UDS.assign(BIRTHYR=[1940] * 4 + [9999] * 2 + [1940], BIRTHMO=6, NACCAGE=[63, 64, 75, 76, -4, 59, -4],
+                       VISITMO=[3, 3, 6, 6, 7, 7, 2])
+    scans = pd.DataFrame({"participant_id": ["NACC000004", "NACC000003"], "session_id": ["ses-01", "ses-01"],
+                          "path": ["a", "b"]})
+    result = import_mapped_table(table, scans, NACC_MAPPING)
+    m = result.manifest
+    assert m["age"][0] == 74.63 and m["age_from"][0] == "birth date"  # 2015-02-02 from 1940-06-16
+    assert np.isnan(m["age"][1]) and m[["age_at", "age_from"]].iloc[1].isna().all()  # neither gives an age
+    assert result.age_problems == ["NACC000003/ses-01: age -4 is outside 0-120 years"]
+    text = NACC_MAPPING.read_text()
+    for cut, message in (("  visit_date: [VISITYR, VISITMO, VISITDAY]\n", "birth_date needs columns.visit_date"),
+                         ("  age: NACCAGE\n", "birth_date needs columns.age, e.g. age: NACCAGE"),
+                         ("BIRTHYR, BIRTHMO", "birth_date must name the two columns of the birth's year, month")):
+        path = tmp_path / "m.yaml"
+        path.write_text(text.replace(cut, "BIRTHYR" if cut.startswith("B") else "").replace(
+            "visit_window_days: 180\n", "" if "visit_date" in cut else "visit_window_days: 180\n"))
+        with pytest.raises(ValueError, match=re.escape(message)):
+            load_mapping(path)
 
 
 def test_two_mris_whose_nearest_visit_is_one_are_two_scans_and_two_runs_of_one_day_are_not():
@@ -1343,7 +1391,8 @@ def test_sex_codes_a_mapping_does_not_list_are_counted_and_named_not_erased_unsa
     table = NACC.assign(SEX=NACC["SEX"].map({1: "Male", 2: "Female"}))
     result = import_mapped_table(table, nacc_scans(), NACC_MAPPING)
     assert result.manifest["sex"].isna().all()
-    assert result.summary().startswith("3 scans imported (3 without a sex), 3 left out: ")
+    assert result.summary().startswith("3 scans imported (3 without a sex and 3 aged by NACCAGE, whole years, not by "
+                                       "the birth date), 3 left out: ")  # NACC has no birth date or visit date
     assert result.unlisted_sex_codes == ["SEX 'Female' (2 scans)", "SEX 'Male' (1 scan)"]
     assert import_mapped_table(NACC, nacc_scans(), NACC_MAPPING).unlisted_sex_codes == []
 

@@ -18,7 +18,8 @@ NACC (or any cohort) goes through a YAML column-and-value mapping (configs/nacc/
 participants and sessions match after stripping BIDS "sub-"/"ses-" prefixes (and the zero padding of one of
 digits alone: "ses-01" is visit 1, "sub-007" the table's participant 7). A scan named by its date (ses-20120304)
 takes its participant's visit nearest in time where the mapping names the visits' dates (columns.visit_date) and the
-widest gap (visit_window_days), with the table's age, the visit's, moved to the scan's date (`age_at`). Relative image
+widest gap (visit_window_days), with the table's age, the visit's, moved to the scan's date (`age_at`); a mapping's
+columns.birth_date gives that age in decimal years from the birth's year and month (`age_from`). Relative image
 paths of the scans table are made absolute against its folder. Two scans of one visit, and a clinical value that maps
 to no class, are left out with the reason.
 
@@ -120,8 +121,11 @@ NAMED_BY_NUMBER_AND_DATE = ("one of several scans of one visit, named by its num
 MAPPING_KEYS = ("columns", "values", "require", "cohort", "visit_window_days")
 # visit_date: the visit's date, one column of dates or NACC's [VISITYR, VISITMO, VISITDAY]; a scan named by its MRI date
 # takes the visit nearest in time within visit_window_days
-MAPPED_FIELDS = ("participant_id", "session_id", "diagnosis", "age", "sex", "visit_date")
+MAPPED_FIELDS = ("participant_id", "session_id", "diagnosis", "age", "sex", "visit_date", "birth_date")
 DATE_PARTS = ("year", "month", "day")  # the order of visit_date's columns when it names three
+# birth_date: NACC's [BIRTHYR, BIRTHMO], from which an age in decimal years is computed where NACCAGE has whole years
+BIRTH_PARTS = ("year", "month")
+BIRTH_DATE = "birth date"  # age_from of an age computed from the birth date, not read from the age column
 RECODED_FIELDS = ("diagnosis", "age", "sex")  # the fields `values:` may recode
 
 
@@ -147,11 +151,21 @@ class ImportResult:
         left_out = "; ".join(f"{count} {reason}" for reason, count in reasons.items())
         ageless = int(self.manifest["age"].isna().sum()) if "age" in self.manifest else len(self.manifest)
         sexless = int(self.manifest["sex"].isna().sum()) if "sex" in self.manifest else 0
+        whole_years = _aged_without_birth_date(self.manifest)
         missing = [f"{ageless} without an age"] * bool(ageless) + [f"{sexless} without a sex"] * bool(sexless)
+        missing += [whole_years] * bool(whole_years)
         imported = f"{len(self.manifest)} scans imported" + (  # a model with age refuses those without at training
             f" ({' and '.join(missing)})" if missing else "")
         line = f"{imported}, {len(self.dropped)} left out: {left_out}" if left_out else imported
         return f"{line} ({self.hint})" if self.hint else line
+
+
+def _aged_without_birth_date(manifest: pd.DataFrame) -> str:
+    """'3 aged by NACCAGE, whole years, not by the birth date' where a mapping's birth_date could not date some ages
+    (a missing-data code, a table without those columns), '' otherwise: said, as few read the manifest's age_from."""
+    sources = manifest.get("age_from", pd.Series(dtype=object)).dropna()
+    whole = sources[sources != BIRTH_DATE]
+    return f"{len(whole)} aged by {whole.iloc[0]}, whole years, not by the birth date" if len(whole) else ""
 
 
 SCANS = "scans manifest (--scans)"  # the table of scans both importers join their clinical rows to
@@ -323,6 +337,8 @@ def load_mapping(path: str | Path) -> dict[str, Any]:
     for field, column in columns.items():
         if field == "visit_date" and isinstance(column, list):
             _require_date_parts(path, column)
+        elif field == "birth_date":
+            _require_birth_parts(path, column, columns)
         elif not isinstance(column, str) or not column.strip():
             quote = (f" (quote a name YAML reads as a number: {field}: '{column}')" if isinstance(column, (int, float))
                      else " (write the table's column name after the colon)" if column is None else "")
@@ -369,6 +385,21 @@ def _require_date_parts(path: Path, parts: list[Any]) -> None:
                          f"{', '.join(DATE_PARTS)}, e.g. [VISITYR, VISITMO, VISITDAY]; it is {parts!r}")
 
 
+def _require_birth_parts(path: Path, parts: Any, columns: dict[str, Any]) -> None:
+    """birth_date as NACC's two columns, year and month (UDS has no day of birth), and only beside the visits' dates,
+    as an age is the time from birth to a date, and the age column, the age where a birth date is a missing-data
+    code."""
+    if not isinstance(parts, list) or len(parts) != len(BIRTH_PARTS) or not all(
+            isinstance(part, str) and part.strip() for part in parts):
+        raise ValueError(f"{path}: columns.birth_date must name the two columns of the birth's "
+                         f"{', '.join(BIRTH_PARTS)}, e.g. [BIRTHYR, BIRTHMO]; it is {parts!r}")
+    for needed, example in (("visit_date", "[VISITYR, VISITMO, VISITDAY], the visit's date to give the age at"),
+                            ("age", "NACCAGE, the age where a birth date cannot be read")):
+        if needed not in columns:
+            raise ValueError(f"{path}: columns.birth_date needs columns.{needed}, e.g. {needed}: {example} (or "
+                             "delete birth_date)")
+
+
 def _require_visit_window(path: Path, mapping: dict[str, Any]) -> None:
     """visit_date and visit_window_days come together: a date without a window would meet only scans taken on the
     visit's very day, and a window without dates has nothing to measure."""
@@ -411,8 +442,8 @@ def import_mapped_table(
     table, header, where = _read_mapped(table, mapping)
     columns: dict[str, Any] = mapping["columns"]
     _refuse_other_spellings(header, mapping, where)
-    _require(header, tuple(column for field, column in columns.items() if field != "visit_date"), where,
-             _mapped_table_fix(header, columns.get("diagnosis")))
+    _require(header, tuple(column for field, column in columns.items() if field not in ("visit_date", "birth_date")),
+             where, _mapped_table_fix(header, columns.get("diagnosis")))
     values = {field: {_code(k): v for k, v in codes.items()} for field, codes in (mapping.get("values") or {}).items()}
     clinical = pd.DataFrame({"_participant": table[columns["participant_id"]].map(_bids_key),
                              "_session": table[columns["session_id"]].map(mapped_session_key)})
@@ -449,6 +480,8 @@ def import_mapped_table(
             clinical.loc[fails, "_diagnosis_problem"] = [  # the row's own value: NACCALZP 7 (another cause), -4
                 f"with {columns['diagnosis']} {_code(code)!r} ({label}) but {has}, not {' or '.join(sorted(codes))} "
                 "(the mapping's require)" for code, has in zip(table.loc[fails, columns["diagnosis"]], found[fails])]
+    if "birth_date" in columns and "age" in columns:  # a mapping file is refused one without the other
+        clinical = _with_age_from_birth(clinical, table, header, columns)
     clinical["cohort"] = mapping.get("cohort", "")
     scans_table, scans_where = _read_scans(scans)
     nearest = None
@@ -461,20 +494,53 @@ def import_mapped_table(
     hint = _date_session_hint(table[columns["session_id"]], columns["session_id"])
     result = _join(scans_table, scans_where, clinical, _bids_key, mapped_session_key,
                    session_hints={_DATE_KEY: hint} if hint else {}, nearest=nearest)
-    if "age" in columns and "days_from_visit" in result.manifest:
+    if "birth_date" in columns or ("age" in columns and "days_from_visit" in result.manifest):
         result.manifest = _age_at_scan(result.manifest)
     return result
 
 
+def _with_age_from_birth(clinical: pd.DataFrame, table: pd.DataFrame, header: pd.DataFrame,
+                         columns: dict[str, Any]) -> pd.DataFrame:
+    """`clinical` with each visit's age computed from the birth date where it can be (NACCAGE is in whole years, 0.5
+    under ADNI's decimal ages on average, a bin of the model's age encoding), the age column's where it cannot (a
+    missing-data code in a birth or visit date, a table exported without those columns), and age_from saying which,
+    as the import's summary does."""
+    dated = "visit_date" in columns and set(columns["birth_date"]) | set(_as_list(columns["visit_date"])) <= set(
+        header.columns)
+    exact = (_age_from_birth(table, columns["birth_date"], _visit_days(table, columns["visit_date"])) if dated
+             else pd.Series(np.nan, index=clinical.index))
+    known = exact.notna()
+    source = pd.Series(columns["age"], index=clinical.index, dtype=object).where(clinical["age"].notna())
+    clinical = clinical.assign(age=exact.where(known, clinical["age"]), age_from=source.mask(known, BIRTH_DATE))
+    clinical["_age_problem"] = clinical["_age_problem"].mask(known, "")  # the age column's code is not used there
+    return clinical
+
+
+def _age_from_birth(table: pd.DataFrame, birth: list[str], visit_day: pd.Series) -> pd.Series:
+    """Age in years at each visit from the birth's year and month, born in the middle of the month (UDS has no day:
+    the age is within half a month); NaN where a date cannot be read or the age is no person's (a code such as
+    9999 or 99 in a birth part)."""
+    year, month = (pd.to_numeric(table[column], errors="coerce") for column in birth)
+    year = year.where(year.between(pd.Timestamp.min.year + 1, pd.Timestamp.max.year - 1))  # 9999: past a timestamp
+    first = pd.to_datetime(pd.DataFrame({"year": year, "month": month, "day": 1}), errors="coerce")
+    born = first + pd.to_timedelta(first.dt.days_in_month / 2, unit="D")
+    age = (visit_day - born).dt.total_seconds() / (DAYS_PER_YEAR * 86400)
+    return age.where((age >= 0) & (age <= MAX_AGE_YEARS))
+
+
 def _age_at_scan(manifest: pd.DataFrame) -> pd.DataFrame:
-    """The table's age, the visit's (NACCAGE), moved by days_from_visit to the scan's date where the join knows it (a
-    scan named by its date), and age_at saying which age each row holds: a visit is up to visit_window_days from its
-    MRI, and the model tells ages half a year apart. A scan named by its visit's number keeps the visit's age."""
-    days = manifest["days_from_visit"]
+    """The visit's age (NACCAGE's, or the birth date's), moved by days_from_visit to the scan's date where the join
+    knows it (a scan named by its date), and age_at saying which age each row holds (age_from, from what, beside it):
+    a visit is up to visit_window_days from its MRI, and the model tells ages half a year apart. A scan named by its
+    visit's number keeps the visit's age."""
+    days = manifest.get("days_from_visit", pd.Series(np.nan, index=manifest.index))
     at = pd.Series(np.where(days.notna(), "scan", "visit"), index=manifest.index).where(manifest["age"].notna())
     manifest = manifest.drop(columns="age_at", errors="ignore")  # the scans' own, from an earlier import
     manifest = manifest.assign(age=(manifest["age"] + days.fillna(0) / DAYS_PER_YEAR).round(2))
     manifest.insert(manifest.columns.get_loc("age") + 1, "age_at", at)
+    if "age_from" in manifest:  # none where the age column's value was a code (NACCAGE -4), written as no age
+        source = manifest.pop("age_from").where(manifest["age"].notna())
+        manifest.insert(manifest.columns.get_loc("age_at") + 1, "age_from", source)
     return manifest
 
 
