@@ -564,6 +564,18 @@ def test_a_birth_date_gives_the_age_where_naccage_is_a_code_and_a_mapping_withou
             load_mapping(path)
 
 
+def test_an_imported_manifest_imported_again_without_birth_date_keeps_no_stale_age_from():
+    """Imported again through a mapping without birth_date, a manifest kept the age_from 'birth date' of its first
+    import beside NACCAGE's whole years."""
+    scans = pd.DataFrame({"participant_id": "NACC000001", "session_id": ["ses-01"], "path": ["a"]})
+    imported = import_mapped_table(UDS.assign(BIRTHYR=1946, BIRTHMO=9), scans, NACC_MAPPING).manifest
+    assert imported["age_from"].tolist() == ["birth date"]
+    mapping = load_mapping(NACC_MAPPING)
+    del mapping["columns"]["birth_date"]
+    again = import_mapped_table(UDS, imported, mapping).manifest
+    assert again["age"].tolist() == [63] and "age_from" not in again
+
+
 def test_two_mris_whose_nearest_visit_is_one_are_two_scans_and_two_runs_of_one_day_are_not():
     """Two MRIs months apart both nearest one UDS visit were dropped as one visit's scan given twice."""
     scans = pd.DataFrame({"participant_id": "NACC000001", "path": list("abcd"),

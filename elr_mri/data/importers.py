@@ -496,6 +496,8 @@ def import_mapped_table(
                    session_hints={_DATE_KEY: hint} if hint else {}, nearest=nearest)
     if "birth_date" in columns or ("age" in columns and "days_from_visit" in result.manifest):
         result.manifest = _age_at_scan(result.manifest)
+    elif "age" in columns:  # an imported manifest given as --scans again: its age_from named the age now replaced
+        result.manifest = result.manifest.drop(columns="age_from", errors="ignore")
     return result
 
 
