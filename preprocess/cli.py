@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--shard", default=None, metavar="I/N",
                         help="process shard I of N (0-based), e.g. $SLURM_ARRAY_TASK_ID/8; then run the merge")
     parser.add_argument("--qc-min-ncc", type=float, default=0.45, help="flag scans whose NCC is below this (default 0.45)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs, cluster jobs)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress output (in a log file or a pipe a line a minute stands for the bar)")
     return parser
 
 

@@ -23,6 +23,7 @@ from multiprocessing.sharedctypes import Synchronized
 from typing import Callable, Hashable, Iterator, Mapping
 
 from preprocess.cores import thread_share, usable_cores
+from preprocess.progress import ScanProgress
 
 __all__ = ["NO_WORKER_STARTED", "WorkersDidNotStart", "scan_workers", "leave_if_starting_a_worker", "stopping_workers",
            "run_per_scan", "start_worker_process", "die_with_parent", "forked_on_linux"]
@@ -83,7 +84,7 @@ def stopping_workers(jobs: int, context: BaseContext, initializer: Callable[...,
 
 def run_per_scan(work: Callable[..., dict], arguments: Mapping[Hashable, tuple], jobs: int, desc: str,
                  progress: bool = True, threads: int | None = None) -> dict[Hashable, dict]:
-    """`work(*arguments[key])` for every key in `jobs` workers, with a progress bar: {key: result}.
+    """`work(*arguments[key])` for every key in `jobs` workers, showing progress (`ScanProgress`): {key: result}.
 
     `work` reports a bad scan in its result rather than raising. A worker that dies (killed for memory,
     a crash inside ITK) breaks the whole pool, and every scan it still held fails with it; those scans
@@ -94,8 +95,6 @@ def run_per_scan(work: Callable[..., dict], arguments: Mapping[Hashable, tuple],
     (half the machine for one scan at `jobs` 2) went unused. More workers than usable cores run, with a note.
     `threads` fixes each worker's ITK threads instead: a result that must not depend on the cores or `jobs`.
     """
-    from tqdm import tqdm
-
     leave_if_starting_a_worker()
     cores = usable_cores()
     if min(jobs, len(arguments)) > cores:
@@ -104,20 +103,20 @@ def run_per_scan(work: Callable[..., dict], arguments: Mapping[Hashable, tuple],
               f"no faster than --jobs {cores}", file=sys.stderr)
     results: dict[Hashable, dict] = {}
     queue = dict(arguments)
-    with tqdm(total=len(arguments), unit="scan", disable=not progress, desc=desc) as bar:
+    with ScanProgress(len(arguments), desc, progress) as shown:
         while queue:
-            lost = _run_round(work, queue, min(jobs, len(queue)), results, bar, threads)
+            lost = _run_round(work, queue, min(jobs, len(queue)), results, shown, threads)
             for key in lost[:jobs + 1]:
-                if _run_round(work, {key: queue[key]}, 1, results, bar, threads):
+                if _run_round(work, {key: queue[key]}, 1, results, shown, threads):
                     results[key] = {"status": "failed", "error": "its worker process died while it ran alone (killed "
                                     "for memory? a crash inside ANTs/ITK); check the scan, or leave it out"}
-                    bar.update()
+                    shown.finished("failed")
             queue = {key: queue[key] for key in lost[jobs + 1:]}
     return results
 
 
 def _run_round(work: Callable[..., dict], arguments: Mapping[Hashable, tuple], jobs: int,
-               results: dict[Hashable, dict], bar, threads: int | None = None) -> list[Hashable]:
+               results: dict[Hashable, dict], shown: ScanProgress, threads: int | None = None) -> list[Hashable]:
     """Run `arguments` in a fresh pool, storing results; return the keys lost to a dead worker, in
     submission order. Raises WorkersDidNotStart where the pool broke before any worker started."""
     lost = []
@@ -126,8 +125,8 @@ def _run_round(work: Callable[..., dict], arguments: Mapping[Hashable, tuple], j
         futures = {pool.submit(work, *args): key for key, args in arguments.items()}
         for future in as_completed(futures):
             try:
-                results[futures[future]] = future.result()
-                bar.update()
+                results[futures[future]] = result = future.result()
+                shown.finished(result["status"])
             except BrokenProcessPool:
                 lost.append(futures[future])
     if lost and not started.value:

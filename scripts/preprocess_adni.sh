@@ -59,7 +59,7 @@ elif [[ -n "${SLURM_ARRAY_TASK_ID:-}" ]]; then
              "shards' 0-based indices, --array=0-$(( SHARDS - 1 ))" >&2
         exit 2
     fi
-    exec "$PYTHON" -m preprocess "${COMMON[@]}" --jobs "$JOBS" --shard "$SLURM_ARRAY_TASK_ID/$SHARDS" --no-progress
+    exec "$PYTHON" -m preprocess "${COMMON[@]}" --jobs "$JOBS" --shard "$SLURM_ARRAY_TASK_ID/$SHARDS"
 else
     exec "$PYTHON" -m preprocess "${COMMON[@]}" --jobs "$JOBS"
 fi

@@ -14,6 +14,8 @@ from typing import Any
 
 from tqdm import tqdm
 
+from preprocess.progress import duration, stderr_is_terminal
+
 __all__ = ["draws_bars", "EpochLines"]
 
 SHOWN = ("lr", "train_loss", "train_acc_given", "val_acc", "val_balanced_acc")  # then the test columns' accuracies
@@ -21,8 +23,7 @@ SHOWN = ("lr", "train_loss", "train_acc_given", "val_acc", "val_balanced_acc")  
 
 def draws_bars(progress: bool) -> bool:
     """Whether `train.progress` shows bars: only on a terminal; in a file or a pipe the epoch lines stand for them."""
-    isatty = getattr(sys.stderr, "isatty", None)  # None: stderr closed at start (`2>&-`)
-    return progress and callable(isatty) and isatty()
+    return progress and stderr_is_terminal()
 
 
 class EpochLines:
@@ -45,15 +46,5 @@ class EpochLines:
         scores = ", ".join(f"{key} {row[key]:.4g}" for key in shown if not math.isnan(row.get(key, math.nan)))
         best = f" (best {self.select} so far)" if is_best and self.select != "last" else ""
         left = (now - self.started) / (epoch - self.first_epoch) * (self.epochs - epoch)
-        when = f"{_duration(left)} left" if epoch < self.epochs else "the last epoch"
-        return f"{time.strftime('%H:%M:%S')} epoch {epoch}/{self.epochs}: {scores}{best}; {_duration(seconds)}, {when}"
-
-
-def _duration(seconds: float) -> str:
-    """A time span as a person reads it: 0.4 s, 52 s, 14 min, 3 h 05 min."""
-    if seconds < 10:
-        return f"{seconds:.1f} s"
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    minutes = round(seconds / 60)
-    return f"{minutes} min" if minutes < 90 else f"{minutes // 60} h {minutes % 60:02d} min"
+        when = f"{duration(left)} left" if epoch < self.epochs else "the last epoch"
+        return f"{time.strftime('%H:%M:%S')} epoch {epoch}/{self.epochs}: {scores}{best}; {duration(seconds)}, {when}"

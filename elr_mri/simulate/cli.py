@@ -27,7 +27,6 @@ import numpy as np
 import pandas as pd
 import scipy
 from threadpoolctl import threadpool_limits
-from tqdm import tqdm
 
 from elr_mri.simulate.acquisition import SITES
 from elr_mri.simulate.anatomy import ANATOMIES, load_anatomy
@@ -36,6 +35,7 @@ from elr_mri.simulate.disease import REGIONS
 from elr_mri.simulate.render import SIMULATOR_VERSION, render_scan
 from preprocess.arguments import parse_naming_unknown_options
 from preprocess.folder_locks import held_lock
+from preprocess.progress import ScanProgress
 from preprocess.qc_flags import MAX_INPUT_VOXEL_MM
 from preprocess.signals import Terminated, sigterm_as_ctrl_c
 from preprocess.sidecar import atomic_path, file_sha256, read_sidecar, remove_stale_temps, scan_sha256, write_json
@@ -165,15 +165,14 @@ def _write_cohort(out: Path, specs: list[SubjectSpec], label_noise: float, seed:
         _remove_previous_cohort(out, {spec.relative_path for spec in specs})
     out.mkdir(parents=True, exist_ok=True)
     tasks = [((out, anatomy, seed, resolution_mm, settings), spec) for spec in specs]
-    progress = {"total": len(tasks), "desc": "simulate-cohort", "unit": "scan"}
     # the bar is closed (its line ended) before an error leaves: a full disk's one line began after the bar's text
     if jobs <= 1:
-        with tqdm(tasks, **progress) as bar:
-            measured = [_write_scan(task) for task in bar]
+        with ScanProgress(len(tasks), "simulate-cohort") as shown:
+            measured = list(shown.track(map(_write_scan, tasks)))
     else:
         with (stopping_workers(jobs, forked_on_linux(), start_worker_process, (os.getpid(),)) as pool,
-              tqdm(pool.map(_write_scan, tasks), **progress) as bar):
-            measured = list(bar)
+              ScanProgress(len(tasks), "simulate-cohort") as shown):
+            measured = list(shown.track(pool.map(_write_scan, tasks)))
     truth = pd.DataFrame([_truth_row(spec, extra) for spec, extra in zip(specs, measured)])
     with atomic_path(out / "truth.csv") as temp:
         truth.to_csv(temp, index=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -168,6 +169,15 @@ def test_more_jobs_than_usable_cores_run_with_a_note(monkeypatch, capsys) -> Non
                                        "thread and they share the cores, no faster than --jobs 1\n")
     run_per_scan(_done, {"a": ("a",)}, jobs=2, desc="test", progress=False)  # one scan: one worker, no note
     assert capsys.readouterr().err == ""
+
+
+def test_a_batch_logged_to_a_file_writes_lines_not_a_bar(capfd) -> None:
+    """stderr to a file (a cluster job's log): tqdm's bar wrote carriage returns there, ten redraws a second."""
+    from preprocess.workers import run_per_scan
+
+    run_per_scan(_done, {key: (key,) for key in "ab"}, jobs=1, desc="test")
+    err = capfd.readouterr().err
+    assert "\r" not in err and re.fullmatch(r"\d\d:\d\d:\d\d test: 2/2 scans, 0 failed; all done in [\d.]+ s\n", err)
 
 
 @pytest.mark.parametrize("platform, method", [("linux", "fork"), ("darwin", "spawn"), ("win32", "spawn")])

@@ -1,0 +1,50 @@
+"""What a batch of scans writes to a log file: a plain line now and then, never tqdm's carriage returns."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from preprocess.progress import LINE_EVERY_S, ScanProgress
+
+
+class FakeClock:
+    """Seconds that pass only when a test says so."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _lines(err: str) -> list[str]:
+    return [re.sub(r"^\d\d:\d\d:\d\d ", "", line) for line in err.splitlines()]
+
+
+def test_a_log_gets_a_line_a_minute_and_the_last_with_failures_and_the_time_left(capsys) -> None:
+    clock = FakeClock()
+    with ScanProgress(5, "preprocess", clock=clock) as shown:
+        for seconds, status in ((1, "skipped"), (30, "done"), (LINE_EVERY_S + 10, "failed"), (80, "done"),
+                                (200, "done")):
+            clock.now = seconds
+            shown.finished(status)
+    # the skipped scan took no time: 2 scans worked in 70 s, so the 2 left take 70 s more
+    assert _lines(capsys.readouterr().err) == ["preprocess: 3/5 scans (1 already done), 1 failed; 70 s left",
+                                               "preprocess: 5/5 scans (1 already done), 1 failed; all done in 3 min"]
+
+
+def test_scans_all_skipped_so_far_promise_no_time(capsys) -> None:
+    clock = FakeClock()
+    with ScanProgress(3, "volumes", clock=clock) as shown:
+        clock.now = LINE_EVERY_S
+        shown.finished("skipped")
+    assert _lines(capsys.readouterr().err) == ["volumes: 1/3 scans (1 already done), 0 failed; time left not known yet"]
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_no_progress_means_no_line(capsys, enabled: bool) -> None:
+    with ScanProgress(2, "simulate-cohort", enabled=enabled, clock=FakeClock()) as shown:
+        assert list(shown.track(["a", "b"])) == ["a", "b"]
+    assert ("simulate-cohort: 2/2 scans" in capsys.readouterr().err) == enabled
