@@ -193,8 +193,8 @@ def _volumes(args: argparse.Namespace, processed: Path) -> Path:
     """Regional volumes of every scan (SyN on the template-space images; cached per scan)."""
     from elr_mri.volumes.measure import VolumeParams, measure_manifest
 
-    out, _, failures = measure_manifest(processed / "manifest.csv", params=VolumeParams(registration_mm=args.volumes_mm),
-                                        jobs=args.jobs)
+    out, _, failures, _ = measure_manifest(processed / "manifest.csv",
+                                           params=VolumeParams(registration_mm=args.volumes_mm), jobs=args.jobs)
     if len(failures):
         print(f"volumes: {len(failures)} scans failed, see {out.with_name(out.stem + '_failures.csv')}")
     return out

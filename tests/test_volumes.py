@@ -15,6 +15,7 @@ import pytest
 
 ants = pytest.importorskip("ants")
 
+from elr_mri.cli import main  # noqa: E402
 from elr_mri.simulate.disease import REGIONS, atrophy_displacement  # noqa: E402
 from elr_mri.simulate.fields import grid_points, sample  # noqa: E402
 from elr_mri.volumes.jacobian import affine_determinant, integrate_regions, region_masks, warp_jacobian  # noqa: E402
@@ -131,21 +132,27 @@ def test_unchanged_anatomy_on_a_grid_other_than_the_registrations_measures_ratio
     assert measure_scan(outputs.image, VolumeParams(registration_mm=2.0))["status"] == "done"
 
 
-def test_manifest_lists_a_broken_scan_and_measures_the_others(template, tmp_path: Path) -> None:
+def test_manifest_lists_a_broken_scan_and_measures_the_others(template, tmp_path: Path, capsys) -> None:
     good = _fake_preprocessed(template, tmp_path, "sub-OK", 1.0)
     broken = _fake_preprocessed(template, tmp_path, "sub-BAD", 1.0)
     broken.sidecar.unlink()
     manifest = tmp_path / "manifest.csv"
     pd.DataFrame({"participant_id": ["sub-OK", "sub-BAD"], "session_id": "ses-M00", "diagnosis": "CN",
                   "processed_path": [str(good.image), str(broken.image)], "status": "done"}).to_csv(manifest, index=False)
-    out, volumes, failures = measure_manifest(manifest, params=VolumeParams(registration_mm=RESOLUTION), progress=False)
+    out, volumes, failures, cached = measure_manifest(manifest, params=VolumeParams(registration_mm=RESOLUTION),
+                                                      progress=False)
     assert out == tmp_path / "volumes.csv" and out.exists() and (tmp_path / "volumes_failures.csv").exists()
+    assert cached == 0
     assert list(volumes["participant_id"]) == ["sub-OK"]
     assert volumes.loc[0, "brain_ratio"] == pytest.approx(1.0, abs=0.05)
     assert 0 < volumes.loc[0, "hippocampus_l_per_brain"] < 0.01
     assert list(failures["participant_id"]) == ["sub-BAD"] and "sidecar" in failures.loc[0, "error"]
     assert volumes.loc[0, "template"] == template.name and volumes.loc[0, "template_sha256"] == template.sha256
-    rerun = measure_manifest(manifest, params=VolumeParams(registration_mm=RESOLUTION), progress=False)[1]
+    rerun = measure_manifest(manifest, params=VolumeParams(registration_mm=RESOLUTION), progress=False).volumes
+    # the command's rerun says its scan came from the cache: "1 scans measured" in a second looked like a measurement
+    assert main(["volumes", "--manifest", str(manifest), "--registration-mm", str(RESOLUTION)]) == 1  # sub-BAD failed
+    assert capsys.readouterr().out.startswith(f"volumes: 1 scans measured (0 now, 1 read from the cache of an earlier "
+                                              f"run), 1 failed -> {out}\n")
     assert list(rerun.columns) == list(volumes.columns), "cached results must keep the columns in place"
     assert rerun.loc[0, "template_sha256"] == template.sha256  # from the sidecar, whatever the cache holds
     # and its image's digest, by which the baselines take a re-saved copy of the template for the same one
@@ -157,7 +164,7 @@ def test_manifest_lists_a_broken_scan_and_measures_the_others(template, tmp_path
     pd.DataFrame({"participant_id": ["sub-OK", "sub-EMPTY", "sub-GONE"], "session_id": "ses-M00", "diagnosis": "CN",
                   "processed_path": [str(good.image), "", "gone/sub-GONE.nii.gz"], "status": [" OK", "Done", "done"]}
                  ).to_csv(other, index=False)
-    out, volumes, failures = measure_manifest(other, params=VolumeParams(registration_mm=RESOLUTION), progress=False)
+    out, volumes, failures, _ = measure_manifest(other, params=VolumeParams(registration_mm=RESOLUTION), progress=False)
     assert out == tmp_path / "nacc_volumes.csv" and (tmp_path / "nacc_volumes_failures.csv").exists()
     assert list(volumes["participant_id"]) == ["sub-OK"] and len(pd.read_csv(tmp_path / "volumes.csv")) == 1
     assert failures[["participant_id", "error"]].values.tolist() == [

@@ -185,7 +185,7 @@ def test_a_volumes_run_that_measures_nothing_keeps_the_earlier_csv(tmp_path: Pat
     manifest = _write(tmp_path / "manifest.csv", {"participant_id": ["001"], "session_id": ["01"],
                                                    "processed_path": ["moved.nii.gz"], "status": ["ok"]})
     earlier = _volumes_csv(tmp_path / "volumes.csv").read_text()
-    out, volumes, failures = measure_manifest(manifest, progress=False)
+    out, volumes, failures, _ = measure_manifest(manifest, progress=False)
     assert (len(volumes), len(failures)) == (0, 1) and out.read_text() == earlier
     assert (tmp_path / "volumes_failures.csv").is_file()
     with pytest.raises(IsADirectoryError, match=f"--out {tmp_path} is a folder; pass the CSV to write"):
@@ -224,7 +224,7 @@ def test_rows_a_manifest_marks_as_not_usable_are_listed_as_not_measured(tmp_path
                                                  "processed_path": ["moved.nii.gz", "x.nii.gz", "y.nii.gz"],
                                                  "status": ["ok", "failed", ""], "qc_flag": [True, False, False],
                                                  "qc_reason": ["NCC 0.312 < 0.45", "", ""]})
-    _, volumes, failures = measure_manifest(manifest, progress=False)
+    _, volumes, failures, _ = measure_manifest(manifest, progress=False)
     assert "1 scan(s) flagged by preprocessing QC are used: 001/01 (NCC 0.312 < 0.45)" in caplog.text
     assert len(volumes) == 0 and failures["participant_id"].tolist() == ["002", "003", "001"]
     assert failures["error"][0] == "not measured: its status in cohort.csv is 'failed'"

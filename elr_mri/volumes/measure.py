@@ -18,7 +18,7 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Hashable, Mapping
+from typing import Any, Hashable, Mapping, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -36,7 +36,7 @@ from preprocess.template import space_code, template_file_digests
 from preprocess.user_errors import as_storage_error, not_a_file
 from preprocess.workers import run_per_scan
 
-__all__ = ["VolumeParams", "default_volumes_csv", "measure_scan", "measure_manifest", "volume_columns",
+__all__ = ["Measured", "VolumeParams", "default_volumes_csv", "measure_scan", "measure_manifest", "volume_columns",
            "NORMALISED_SUFFIX"]
 
 NORMALISED_SUFFIX = "_per_brain"
@@ -260,9 +260,20 @@ def _check_the_template(manifest: Path, processed_paths: pd.Series, params: Volu
         return
 
 
+class Measured(NamedTuple):
+    """What `measure_manifest` did: `cached` of the `volumes` rows came from the per-scan cache, not measured now
+    (a rerun of 12 cached scans said "12 scans measured" in seconds, as if it had measured them)."""
+
+    csv: Path
+    volumes: pd.DataFrame
+    failures: pd.DataFrame
+    cached: int
+
+
 def measure_manifest(manifest: str | Path, out_csv: str | Path | None = None, params: VolumeParams = VolumeParams(),
-                     jobs: int = 1, progress: bool = True) -> tuple[Path, pd.DataFrame, pd.DataFrame]:
-    """Measure every usable scan of a preprocessed manifest; returns (CSV path, volumes, failures).
+                     jobs: int = 1, progress: bool = True) -> Measured:
+    """Measure every usable scan of a preprocessed manifest; returns the CSV's path, the volumes, the failures and
+    how many of the volumes came from the cache.
 
     Failures go to `<CSV name>_failures.csv` beside the CSV (default: see `default_volumes_csv`), the per-scan cache
     into `<CSV name>_cache/`; a folder that cannot be written there is refused before any scan. When no scan
@@ -310,7 +321,7 @@ def measure_manifest(manifest: str | Path, out_csv: str | Path | None = None, pa
     if len(volumes):
         write_csv(volumes, out_csv)
     write_csv(failures, failures_csv)
-    return out_csv, volumes, failures
+    return Measured(out_csv, volumes, failures, sum(result["status"] == "skipped" for result in results.values()))
 
 
 def _require_ants_safe_temp() -> None:
