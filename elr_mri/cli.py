@@ -28,6 +28,7 @@ from elr_mri.shipped import shipped_copy
 from elr_mri.stopping import (Terminated, forget_recorded_signals, interrupted, terminated,
                               terminating_at_safe_points)
 from preprocess.arguments import near_option, options_of, unknown_option, values_without_option
+from preprocess.progress import NO_PROGRESS_HELP
 from preprocess.signals import sigterm_as_ctrl_c
 from preprocess.user_errors import TRAINING_RESUMES, StorageError, nonempty_path, report_user_error
 
@@ -418,6 +419,7 @@ def _add_volumes(commands: argparse._SubParsersAction) -> None:
                          help="SyN on 1 ITK thread per job: the same volumes on any machine and --jobs (pass --jobs "
                               "as many as the cores to keep the speed)")
     volumes.add_argument("--truth", type=nonempty_path, help="simulated cohort's truth.csv: report how well volumes recover it")
+    volumes.add_argument("--no-progress", action="store_true", help=NO_PROGRESS_HELP)
     volumes.set_defaults(handler=volumes_command)
 
 

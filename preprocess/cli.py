@@ -20,6 +20,7 @@ from .arguments import parse_naming_unknown_options
 from .inputs import InputError, parse_shard, read_inputs, registration_seed
 from .memory import available_memory, gigabytes
 from .pipeline import Params
+from .progress import NO_PROGRESS_HELP
 from .signals import Terminated, sigterm_as_ctrl_c
 from .template import check_template_files
 from .user_errors import USER_ERRORS, as_path_name_error, nonempty_text, report_user_error, storage_error_or_raise
@@ -65,8 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--shard", default=None, metavar="I/N",
                         help="process shard I of N (0-based), e.g. $SLURM_ARRAY_TASK_ID/8; then run the merge")
     parser.add_argument("--qc-min-ncc", type=float, default=0.45, help="flag scans whose NCC is below this (default 0.45)")
-    parser.add_argument("--no-progress", action="store_true",
-                        help="no progress output (in a log file or a pipe a line a minute stands for the bar)")
+    parser.add_argument("--no-progress", action="store_true", help=NO_PROGRESS_HELP)
     return parser
 
 

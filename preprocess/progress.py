@@ -13,11 +13,10 @@ import sys
 import time
 from typing import Callable, Iterable, Iterator, TypeVar
 
-from tqdm import tqdm
-
-__all__ = ["LINE_EVERY_S", "ScanProgress", "duration", "stderr_is_terminal"]
+__all__ = ["LINE_EVERY_S", "NO_PROGRESS_HELP", "ScanProgress", "duration", "stderr_is_terminal"]
 
 LINE_EVERY_S = 60.0
+NO_PROGRESS_HELP = "no progress output (in a log file or a pipe a line a minute stands for the bar)"
 T = TypeVar("T")
 
 
@@ -49,6 +48,8 @@ class ScanProgress:
         self.total, self.desc, self.clock, self.every_s = total, desc, clock, every_s
         self.finished_count = self.skipped = self.failed = 0
         self.started = self.last_line = clock()
+        from tqdm import tqdm  # here: the CLIs read NO_PROGRESS_HELP at start, and tqdm takes 40 ms to import
+
         self.bar = tqdm(total=total, unit="scan", desc=desc) if enabled and stderr_is_terminal() else None
         self.lines = enabled and self.bar is None
 

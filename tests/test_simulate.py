@@ -199,6 +199,16 @@ def test_refuses_to_overwrite_a_cohort_without_the_flag(cohort: Path, capsys: py
     assert "--overwrite" in capsys.readouterr().err
 
 
+def test_a_log_gets_a_line_of_progress_and_no_progress_gets_none(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """stderr to a file or a pipe (here, pytest's capture): the bar's carriage returns filled a cluster job's log."""
+    one_scan = ["--subjects", "1", "--holdout-subjects", "0", "--resolution", "4"]
+    assert main(["--out", str(tmp_path / "logged"), *one_scan]) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err and " simulate-cohort: 1/1 scans, 0 failed; all done in " in err
+    assert main(["--out", str(tmp_path / "quiet"), *one_scan, "--no-progress"]) == 0
+    assert "simulate-cohort: 1/1" not in capsys.readouterr().err
+
+
 def test_overwrite_leaves_nothing_of_the_replaced_cohort(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "cohort"
     assert main(["--out", str(out), "--subjects", "3", "--holdout-subjects", "1", "--resolution", "4"]) == 0

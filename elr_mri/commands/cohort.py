@@ -92,7 +92,7 @@ def volumes_command(args: argparse.Namespace) -> int:
                          f"{args.jobs}, --registration-mm {args.registration_mm})")
     truth = read_truth(args.truth) if args.truth is not None else None  # a wrong file: known before measuring
     params = VolumeParams(args.registration_mm, deterministic=args.deterministic)
-    out, volumes, failures, cached = measure_manifest(args.manifest, args.out, params, args.jobs)
+    out, volumes, failures, cached = measure_manifest(args.manifest, args.out, params, args.jobs, not args.no_progress)
     if len(volumes):
         how = f" ({len(volumes) - cached} now, {cached} read from the cache of an earlier run)" if cached else ""
         print(f"volumes: {len(volumes)} scans measured{how}, {len(failures)} failed -> {out}")

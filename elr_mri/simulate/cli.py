@@ -35,7 +35,7 @@ from elr_mri.simulate.disease import REGIONS
 from elr_mri.simulate.render import SIMULATOR_VERSION, render_scan
 from preprocess.arguments import parse_naming_unknown_options
 from preprocess.folder_locks import held_lock
-from preprocess.progress import ScanProgress
+from preprocess.progress import NO_PROGRESS_HELP, ScanProgress
 from preprocess.qc_flags import MAX_INPUT_VOXEL_MM
 from preprocess.signals import Terminated, sigterm_as_ctrl_c
 from preprocess.sidecar import atomic_path, file_sha256, read_sidecar, remove_stale_temps, scan_sha256, write_json
@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with sigterm_as_ctrl_c():  # `kill` or a job's time limit ended it without a word (exit -15)
             truth = simulate_cohort(args.out, args.subjects, args.holdout_subjects, args.label_noise, args.seed,
-                                    args.resolution, args.anatomy, args.jobs, args.overwrite, args.atrophy_scale)
+                                    args.resolution, args.anatomy, args.jobs, args.overwrite, args.atrophy_scale,
+                                    not args.no_progress)
     except USER_ERRORS as err:
         return report_user_error("elr-mri simulate-cohort", err)
     except OSError as err:  # a full or read-only disk under --out
@@ -112,7 +113,7 @@ def _written_manifests(out: Path, truth: pd.DataFrame) -> str:
 
 def simulate_cohort(out: Path, subjects: int, holdout_subjects: int | None = None, label_noise: float = 0.2,
                     seed: int = 0, resolution_mm: float = 2.0, anatomy: str = "mni152", jobs: int = 1,
-                    overwrite: bool = False, atrophy_scale: float = 1.0) -> pd.DataFrame:
+                    overwrite: bool = False, atrophy_scale: float = 1.0, progress: bool = True) -> pd.DataFrame:
     """Simulate, write everything under `out`, and return the truth table."""
     holdout = subjects // 3 if holdout_subjects is None else holdout_subjects
     if not 0.5 <= resolution_mm <= 4.0:
@@ -131,7 +132,8 @@ def simulate_cohort(out: Path, subjects: int, holdout_subjects: int | None = Non
     load_anatomy(anatomy, resolution_mm)  # fail early, and let forked workers share the cache (forked_on_linux)
     with _exclusive(out):
         _check_out(out, overwrite)  # again, under the lock: the run that held it may have finished a cohort there
-        return _write_cohort(out, specs, label_noise, seed, resolution_mm, anatomy, jobs, overwrite, atrophy_scale)
+        return _write_cohort(out, specs, label_noise, seed, resolution_mm, anatomy, jobs, overwrite, atrophy_scale,
+                             progress)
 
 
 def _check_out(out: Path, overwrite: bool) -> None:
@@ -156,7 +158,7 @@ def _exclusive(out: Path) -> Iterator[None]:
 
 
 def _write_cohort(out: Path, specs: list[SubjectSpec], label_noise: float, seed: int, resolution_mm: float,
-                  anatomy: str, jobs: int, overwrite: bool, atrophy_scale: float) -> pd.DataFrame:
+                  anatomy: str, jobs: int, overwrite: bool, atrophy_scale: float, progress: bool) -> pd.DataFrame:
     """Render the planned scans (keeping those an interrupted run with the same settings finished), then the tables."""
     description = _description(specs, label_noise, seed, resolution_mm, anatomy, atrophy_scale)
     settings = settings_hash(description)
@@ -167,11 +169,11 @@ def _write_cohort(out: Path, specs: list[SubjectSpec], label_noise: float, seed:
     tasks = [((out, anatomy, seed, resolution_mm, settings), spec) for spec in specs]
     # the bar is closed (its line ended) before an error leaves: a full disk's one line began after the bar's text
     if jobs <= 1:
-        with ScanProgress(len(tasks), "simulate-cohort") as shown:
+        with ScanProgress(len(tasks), "simulate-cohort", progress) as shown:
             measured = list(shown.track(map(_write_scan, tasks)))
     else:
         with (stopping_workers(jobs, forked_on_linux(), start_worker_process, (os.getpid(),)) as pool,
-              ScanProgress(len(tasks), "simulate-cohort") as shown):
+              ScanProgress(len(tasks), "simulate-cohort", progress) as shown):
             measured = list(shown.track(pool.map(_write_scan, tasks)))
     truth = pd.DataFrame([_truth_row(spec, extra) for spec, extra in zip(specs, measured)])
     with atomic_path(out / "truth.csv") as temp:
@@ -315,4 +317,5 @@ def _parser() -> argparse.ArgumentParser:
                         help="multiply the disease's volume changes (default 1, ADNI-like; at most 2: a plainer signal)")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1; results do not depend on it)")
     parser.add_argument("--overwrite", action="store_true", help="replace a cohort already in --out")
+    parser.add_argument("--no-progress", action="store_true", help=NO_PROGRESS_HELP)
     return parser
