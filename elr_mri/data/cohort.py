@@ -91,6 +91,25 @@ def validate_manifest(
     warn_qc: bool = True,
 ) -> pd.DataFrame:
     """Check a manifest already in memory (see `load_manifest`); raises `ManifestError` listing every bad row."""
+    _require_columns(frame, require_age, source)
+    frame = _usable_rows(frame.reset_index(drop=True), source)
+    frame = _without_scans_of_diagnoses_left_out(frame, classes, source, say=warn_qc)
+    if warn_qc:
+        warn_qc_flagged(frame, source)
+    image_column = "processed_path" if "processed_path" in frame.columns else "path"
+    raw_age = _tidy_fields(frame, image_column, base_dir)
+    problems = (_class_problems(frame, classes) + _id_problems(frame) + _age_problems(frame, raw_age, require_age)
+                + _sex_problems(frame) + _duplicates(frame, image_column) + _spellings(frame))
+    absent = _absent_images(frame) if check_files else []
+    problems += [f"{_where(frame, i)}: {_file_problem(frame[IMAGE_COLUMN][i], image_column)}" for i in absent]
+    if problems:
+        raise ManifestError(_problems_message(problems, source, len(absent) == len(frame) > 1, len(frame),
+                                              image_column))
+    return frame.drop(columns="_row")
+
+
+def _require_columns(frame: pd.DataFrame, require_age: bool, source: str) -> None:
+    """Refuse a manifest lacking a column every row needs: one line for the whole file, not one per row."""
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         found = columns_it_has([str(column) for column in frame.columns], missing)
@@ -101,19 +120,23 @@ def validate_manifest(
     if require_age and "age" not in frame.columns:
         raise ManifestError(f"{source}: no age column, and the model uses age; add an age column (years at the scan), "
                             "or train a model without it (model.use_age: false)")
-    frame = _usable_rows(frame.reset_index(drop=True), source)
-    frame = _without_scans_of_diagnoses_left_out(frame, classes, source, say=warn_qc)
-    if warn_qc:
-        warn_qc_flagged(frame, source)
+
+
+def _tidy_fields(frame: pd.DataFrame, image_column: str, base_dir: Path | None) -> pd.Series:
+    """Strip the ids and paths, read ages as numbers and add `IMAGE_COLUMN` (`image_column` under `base_dir`), in
+    place; return the ages as given, which a problem quotes (a decimal comma is lost once read as a number)."""
     for column in ("participant_id", "session_id", "path"):
         frame[column] = frame[column].map(lambda v: "" if pd.isna(v) else str(v).strip())
     raw_age = frame["age"] if "age" in frame else pd.Series(np.nan, index=frame.index)
     frame["age"] = pd.to_numeric(raw_age, errors="coerce")
-    image_column = "processed_path" if "processed_path" in frame.columns else "path"
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     frame[IMAGE_COLUMN] = frame[image_column].map(
         lambda p: "" if pd.isna(p) else str(base / windows_separators_read(str(p).strip(), base)))
+    return raw_age
 
+
+def _class_problems(frame: pd.DataFrame, classes: Sequence[str]) -> list[str]:
+    """Spell diagnosis and true_diagnosis as in `classes`, in place; list the values that are no class."""
     spelled = {c.lower(): c for c in classes}
     problems: list[str] = []
     for column in ("diagnosis", "true_diagnosis"):
@@ -124,10 +147,18 @@ def validate_manifest(
             outside = raw.str.lower().isin(diagnoses_left_out(classes)) & (column == "true_diagnosis")
             frame[column] = frame[column].mask(outside, raw.str.upper())
             problems += _unknown_classes(frame, raw, column, classes)
-    for column in ("participant_id", "session_id"):
-        problems += [f"{_where(frame, i)}: no {column} (empty, or a text such as NA or None that tables read as "
-                     "missing)" for i in np.flatnonzero(frame[column] == "")]
-    problems += [f"{_where(frame, i)}: age is negative" for i in np.flatnonzero(frame["age"] < 0)]
+    return problems
+
+
+def _id_problems(frame: pd.DataFrame) -> list[str]:
+    """Rows without a participant or session: the split and every join key on them."""
+    return [f"{_where(frame, i)}: no {column} (empty, or a text such as NA or None that tables read as missing)"
+            for column in ("participant_id", "session_id") for i in np.flatnonzero(frame[column] == "")]
+
+
+def _age_problems(frame: pd.DataFrame, raw_age: pd.Series, require_age: bool) -> list[str]:
+    """Ages out of range, not numbers, or (where the model uses age) missing; `raw_age`: as the manifest gives them."""
+    problems = [f"{_where(frame, i)}: age is negative" for i in np.flatnonzero(frame["age"] < 0)]
     problems += [f"{_where(frame, i)}: age {frame['age'][i]:g} is over {MAX_AGE_YEARS}; ages are years at the scan "
                  "(months? divide by 12; a birth year? use the scan's year minus it)"
                  for i in np.flatnonzero(frame["age"] > MAX_AGE_YEARS)]
@@ -140,22 +171,32 @@ def validate_manifest(
             "model.use_age: false)"
             for i in np.flatnonzero(frame["age"].isna() & ~not_numbers)
         ]
-    if "sex" in frame.columns:
-        frame["sex"], unreadable = sex_letters(frame["sex"])
-        problems += [f"{_where(frame, i)}: sex {value!r} is neither male nor female (M/F, Male/Female); leave it "
-                     "empty when unknown" for i, value in unreadable.items()]
-    problems += _duplicates(frame, image_column) + _spellings(frame)
+    return problems
+
+
+def _sex_problems(frame: pd.DataFrame) -> list[str]:
+    """Spell a sex column as M/F, in place; list the values that are neither."""
+    if "sex" not in frame.columns:
+        return []
+    frame["sex"], unreadable = sex_letters(frame["sex"])
+    return [f"{_where(frame, i)}: sex {value!r} is neither male nor female (M/F, Male/Female); leave it "
+            "empty when unknown" for i, value in unreadable.items()]
+
+
+def _absent_images(frame: pd.DataFrame) -> list[int]:
+    """Rows whose volume to load is not a file."""
     images = frame[IMAGE_COLUMN]
-    absent = [i for i in range(len(frame)) if not images[i] or not Path(images[i]).is_file()] if check_files else []
-    problems += [f"{_where(frame, i)}: {_file_problem(frame[IMAGE_COLUMN][i], image_column)}" for i in absent]
-    if problems:
-        listed = "\n  ".join(problems[:MAX_LISTED])
-        more = f"\n  ... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
-        moved = (f" (not one of the {len(frame)} scans' files is there: did their folder move, or is its drive not "
-                 f"mounted? point {image_column} at where they are now)"
-                 if len(absent) == len(frame) > 1 else "")
-        raise ManifestError(f"{source}: {len(problems)} problem(s){moved}:\n  {listed}{more}")
-    return frame.drop(columns="_row")
+    return [i for i in range(len(frame)) if not images[i] or not Path(images[i]).is_file()]
+
+
+def _problems_message(problems: list[str], source: str, none_there: bool, scans: int, image_column: str) -> str:
+    """Every problem on its own line, the first `MAX_LISTED` of them; `none_there`: not one scan's file exists, which
+    says more (a moved folder, an unmounted drive) than the list of them."""
+    listed = "\n  ".join(problems[:MAX_LISTED])
+    more = f"\n  ... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
+    moved = (f" (not one of the {scans} scans' files is there: did their folder move, or is its drive not "
+             f"mounted? point {image_column} at where they are now)" if none_there else "")
+    return f"{source}: {len(problems)} problem(s){moved}:\n  {listed}{more}"
 
 
 def label_indices(diagnoses: pd.Series, classes: Sequence[str]) -> np.ndarray:
