@@ -314,6 +314,21 @@ def preprocess_failures(scans: str | Path) -> str | None:
 def load_mapping(path: str | Path) -> dict[str, Any]:
     """Read and check a YAML column-and-value mapping (see configs/nacc/nacc_mapping.yaml)."""
     path = Path(path)
+    mapping = _read_mapping_file(path)
+    columns = mapping.get("columns") or {}
+    _require_mapped_columns(path, columns)
+    _require_visit_window(path, mapping)
+    values = mapping.get("values") or {}
+    _require_recodings(path, values, columns)
+    if isinstance(mapping.get("cohort"), (list, dict)):  # pandas read a list as a column of the wrong length
+        raise ValueError(f"{path}: cohort must be the cohort's name, e.g. cohort: NACC; it is {mapping['cohort']!r}")
+    classes = _mapped_classes(path, values["diagnosis"])
+    _require_conditions(path, mapping.get("require") or {}, classes)
+    return mapping
+
+
+def _read_mapping_file(path: Path) -> dict[str, Any]:
+    """The mapping file's top level, refused unless a mapping of `MAPPING_KEYS`."""
     if not path.is_file():
         raise FileNotFoundError(f"mapping file {path}: {not_a_file(path)}")
     # read as strictly as a run's config: plain YAML keeps the last of a code given twice (`3: MCI` then `3: AD` made
@@ -325,7 +340,11 @@ def load_mapping(path: str | Path) -> dict[str, Any]:
     unknown = sorted(set(mapping) - set(MAPPING_KEYS))
     if unknown:
         raise ValueError(f"{path}: unknown key {unknown[0]!r}; allowed: {', '.join(MAPPING_KEYS)}")
-    columns = mapping.get("columns") or {}
+    return mapping
+
+
+def _require_mapped_columns(path: Path, columns: Any) -> None:
+    """columns: names one table column for each manifest field it lists, and lists the fields a manifest needs."""
     _require_mapping(path, "columns", columns, "manifest fields to the table's columns")
     missing = [f for f in ("participant_id", "session_id", "diagnosis") if f not in columns]
     if missing:
@@ -343,8 +362,10 @@ def load_mapping(path: str | Path) -> dict[str, Any]:
             quote = (f" (quote a name YAML reads as a number: {field}: '{column}')" if isinstance(column, (int, float))
                      else " (write the table's column name after the colon)" if column is None else "")
             raise ValueError(f"{path}: columns.{field} must name one column of the table; it is {column!r}{quote}")
-    _require_visit_window(path, mapping)
-    values = mapping.get("values") or {}
+
+
+def _require_recodings(path: Path, values: Any, columns: dict[str, Any]) -> None:
+    """values: recodes a mapped column's codes, one value each, and recodes the diagnosis at least."""
     _require_mapping(path, "values", values, "fields to their recodings")
     for field, codes in values.items():
         _require_mapping(path, f"values.{field}", codes, "the table's codes to values")
@@ -357,15 +378,21 @@ def load_mapping(path: str | Path) -> dict[str, Any]:
         if field not in RECODED_FIELDS or field not in columns:
             raise ValueError(f"{path}: values.{field} recodes no mapped column; values may recode "
                              f"{', '.join(f for f in RECODED_FIELDS if f in columns)} (named under columns:)")
-    if isinstance(mapping.get("cohort"), (list, dict)):  # pandas read a list as a column of the wrong length
-        raise ValueError(f"{path}: cohort must be the cohort's name, e.g. cohort: NACC; it is {mapping['cohort']!r}")
-    classes = set(values["diagnosis"].values())
+
+
+def _mapped_classes(path: Path, diagnoses: dict[Any, Any]) -> set[Any]:
+    """The classes values.diagnosis recodes into, refused unless each is a stage every run trains on."""
+    classes = set(diagnoses.values())
     stages = set(ADNI_DIAGNOSES.values())  # what every run trains on; any case, as manifests read them
     odd = sorted(str(label) for label in classes if not _blank(label) and str(label).strip().upper() not in stages)
     if odd:  # the import wrote such scans as imported, and every train and evaluate refused them
         raise ValueError(f"{path}: values.diagnosis maps codes to {odd[0]!r}; map them to CN, MCI or AD (a code not "
                          "listed is left out, with the reason)")
-    require = mapping.get("require") or {}
+    return classes
+
+
+def _require_conditions(path: Path, require: Any, classes: set[Any]) -> None:
+    """require: gives conditions to classes values.diagnosis has, each a column and the codes it allows."""
     _require_mapping(path, "require", require, "a class to its conditions")
     for label, conditions in require.items():  # a misspelt class would require nothing of the one meant
         if label not in classes:
@@ -375,7 +402,6 @@ def load_mapping(path: str | Path) -> dict[str, Any]:
         for column, allowed in conditions.items():
             if isinstance(allowed, dict):
                 raise ValueError(f"{path}: require.{label}.{column} must list the allowed codes, e.g. [1, 2]")
-    return mapping
 
 
 def _require_date_parts(path: Path, parts: list[Any]) -> None:
