@@ -268,12 +268,7 @@ def build_mri_data(cfg: DataConfig, require_age: bool = False, blur_on_device: b
                               training_images=frame[IMAGE_COLUMN])
 
     given, noisy, clean = _cohort_labels(frame, cfg, classes)
-    rows = {name: np.flatnonzero(frame["split"] == name) for name in ("train", "val", "test")}
-    for name, size in (("train", cfg.train_subset), ("test", cfg.test_subset)):
-        if size is not None:  # by the given diagnoses, as image data sets keep their class shares
-            rows[name] = rows[name][stratified_subset(given[rows[name]], size, cfg.split_seed, f"data.{name}_subset")]
-    if mri.val_labels:
-        rows["val"] = _validate_on_adjudicated(cfg, frame, rows["val"], given, noisy, classes)
+    rows = _split_rows(frame, cfg, given, noisy, classes)
     if not len(rows["train"]):
         raise ValueError(f"{mri.manifest}: no training scans after splitting; the cohort is too small")
     _check_training_diagnoses(noisy[rows["train"]], noisy, classes, str(mri.manifest), mri.splits)
@@ -300,6 +295,19 @@ def build_mri_data(cfg: DataConfig, require_age: bool = False, blur_on_device: b
         participant_splits=frame.drop_duplicates("participant_id").set_index("participant_id")["split"],
         splits_file=mri.splits,
     )
+
+
+def _split_rows(frame: pd.DataFrame, cfg: DataConfig, given: np.ndarray, noisy: np.ndarray,
+                classes: list[str]) -> dict[str, np.ndarray]:
+    """The rows of `frame` each split uses: its scans, less those data.train_subset / data.test_subset leave out,
+    and with data.mri.val_labels only the validation scans it scores (their labels in `noisy` then adjudicated)."""
+    rows = {name: np.flatnonzero(frame["split"] == name) for name in ("train", "val", "test")}
+    for name, size in (("train", cfg.train_subset), ("test", cfg.test_subset)):
+        if size is not None:  # by the given diagnoses, as image data sets keep their class shares
+            rows[name] = rows[name][stratified_subset(given[rows[name]], size, cfg.split_seed, f"data.{name}_subset")]
+    if cfg.mri.val_labels:
+        rows["val"] = _validate_on_adjudicated(cfg, frame, rows["val"], given, noisy, classes)
+    return rows
 
 
 def _cohort_labels(frame: pd.DataFrame, cfg: DataConfig,
