@@ -806,35 +806,10 @@ def _code(value: Any) -> str:
     return text[:-2] if re.fullmatch(r"-?\d+\.0", text) else text
 
 
-def _join(
-    scans: pd.DataFrame,
-    scans_source: str,
-    clinical: pd.DataFrame,
-    participant_key: Callable[[Any], str],
-    session_key: Callable[[Any], str],
-    session_hints: dict[re.Pattern[str], str] | None = None,
-    participant_hints: dict[re.Pattern[str], str] | None = None,
-    nearest: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
-) -> ImportResult:
-    """Attach each scan's clinical row; list scans without one, with two, or without a usable diagnosis.
-    `session_hints`, `participant_hints`: why a scan whose session (participant) key the pattern matches, a date say,
-    meets none of the table's sessions (participants), where that is known. `nearest`: gives scans named by date the
-    session of a visit near it (`_nearest_visits`)."""
-    _require(scans, ("participant_id", "session_id"), scans_source)
-    keys = pd.DataFrame({"_participant": scans["participant_id"].map(participant_key),
-                         "_session": scans["session_id"].map(session_key)})
-    if nearest is not None:
-        keys = nearest(keys)
-    clinical = clinical.drop_duplicates()  # a row repeated as it is (an appended export) is still one visit
-    counts = clinical.groupby(["_participant", "_session"]).size().rename("_matches").reset_index()
-    clinical = clinical.drop_duplicates(["_participant", "_session"], keep=False)
-    imported = [c for c in clinical.columns if not c.startswith("_")]
-    # the scans' own columns of those names (an imported manifest given as --scans again) are replaced, not doubled
-    written = imported + [c for c in keys.columns if not c.startswith("_")]
-    joined = pd.concat([scans.drop(columns=[c for c in written if c in scans.columns]), keys], axis=1)
-    joined = joined.merge(counts, on=["_participant", "_session"], how="left").merge(
-        clinical, on=["_participant", "_session"], how="left"
-    )
+def _drop_reasons(joined: pd.DataFrame, counts: pd.DataFrame, session_hints: dict[re.Pattern[str], str] | None,
+                  participant_hints: dict[re.Pattern[str], str] | None) -> pd.Series:
+    """Why each scan of `joined` (the scans beside their clinical rows) is left out, "" for one kept; a later reason
+    overrides an earlier one, the most telling last. `counts`: how many clinical rows each key met (see `_join`)."""
     reason = pd.Series("", index=joined.index)
     no_class = joined["diagnosis"].isna()
     reason[no_class] = joined.loc[no_class, "_diagnosis_problem"]
@@ -864,6 +839,39 @@ def _join(
         reason[twice] = NAMED_BY_NUMBER_AND_DATE
     if unusable.any():
         reason[unusable] = [f"its status in --scans is {status_in_words(status)}" for status in joined.loc[unusable, "status"]]
+    return reason
+
+
+def _join(
+    scans: pd.DataFrame,
+    scans_source: str,
+    clinical: pd.DataFrame,
+    participant_key: Callable[[Any], str],
+    session_key: Callable[[Any], str],
+    session_hints: dict[re.Pattern[str], str] | None = None,
+    participant_hints: dict[re.Pattern[str], str] | None = None,
+    nearest: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
+) -> ImportResult:
+    """Attach each scan's clinical row; list scans without one, with two, or without a usable diagnosis.
+    `session_hints`, `participant_hints`: why a scan whose session (participant) key the pattern matches, a date say,
+    meets none of the table's sessions (participants), where that is known. `nearest`: gives scans named by date the
+    session of a visit near it (`_nearest_visits`)."""
+    _require(scans, ("participant_id", "session_id"), scans_source)
+    keys = pd.DataFrame({"_participant": scans["participant_id"].map(participant_key),
+                         "_session": scans["session_id"].map(session_key)})
+    if nearest is not None:
+        keys = nearest(keys)
+    clinical = clinical.drop_duplicates()  # a row repeated as it is (an appended export) is still one visit
+    counts = clinical.groupby(["_participant", "_session"]).size().rename("_matches").reset_index()
+    clinical = clinical.drop_duplicates(["_participant", "_session"], keep=False)
+    imported = [c for c in clinical.columns if not c.startswith("_")]
+    # the scans' own columns of those names (an imported manifest given as --scans again) are replaced, not doubled
+    written = imported + [c for c in keys.columns if not c.startswith("_")]
+    joined = pd.concat([scans.drop(columns=[c for c in written if c in scans.columns]), keys], axis=1)
+    joined = joined.merge(counts, on=["_participant", "_session"], how="left").merge(
+        clinical, on=["_participant", "_session"], how="left"
+    )
+    reason = _drop_reasons(joined, counts, session_hints, participant_hints)
     dropped = joined.loc[reason != "", ["participant_id", "session_id"]].assign(reason=reason[reason != ""])
     kept = joined[reason == ""].copy()
     problems = kept["_age_problem"].fillna("") if "_age_problem" in kept else pd.Series("", index=kept.index)
