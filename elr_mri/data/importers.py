@@ -453,6 +453,25 @@ def _allowed_codes(allowed: Any) -> set[str]:
     return {_code(code) for code in (allowed if isinstance(allowed, (list, tuple, set)) else [allowed])}
 
 
+def _apply_requirements(clinical: pd.DataFrame, table: pd.DataFrame, header: pd.DataFrame, where: str,
+                        mapping: dict[str, Any]) -> None:
+    """Take the class from each clinical row that fails its class's `require` conditions, in place, saying why with
+    the row's own values (NACCALZP 7: another cause)."""
+    diagnosis = mapping["columns"]["diagnosis"]
+    for label, conditions in (mapping.get("require") or {}).items():
+        for column, allowed in conditions.items():
+            _require(header, (column,), where, f"the mapping's require.{label} reads it: export it with the table, or "
+                                               "delete that condition from the mapping")
+            codes = _allowed_codes(allowed)
+            given = table[column].map(lambda value: "" if _blank(value) else _code(value))
+            fails = (clinical["diagnosis"] == label) & ~given.isin(codes)
+            clinical.loc[fails, "diagnosis"] = np.nan
+            found = given.map(lambda value, column=column: f"{column} {value!r}" if value else f"no {column}")
+            clinical.loc[fails, "_diagnosis_problem"] = [  # the row's own value: NACCALZP 7 (another cause), -4
+                f"with {diagnosis} {_code(code)!r} ({label}) but {has}, not {' or '.join(sorted(codes))} "
+                "(the mapping's require)" for code, has in zip(table.loc[fails, diagnosis], found[fails])]
+
+
 def import_mapped_table(
     table: str | Path | pd.DataFrame, scans: str | Path | pd.DataFrame, mapping: dict[str, Any] | str | Path
 ) -> ImportResult:
@@ -494,18 +513,7 @@ def import_mapped_table(
     clinical["_diagnosis_problem"] = [
         _diagnosis_problem(columns["diagnosis"], "" if _blank(value) else _code(value), "in the mapping's values.diagnosis")
         for value in table[columns["diagnosis"]]]
-    for label, conditions in (mapping.get("require") or {}).items():
-        for column, allowed in conditions.items():
-            _require(header, (column,), where, f"the mapping's require.{label} reads it: export it with the table, or "
-                                               "delete that condition from the mapping")
-            codes = _allowed_codes(allowed)
-            given = table[column].map(lambda value: "" if _blank(value) else _code(value))
-            fails = (clinical["diagnosis"] == label) & ~given.isin(codes)
-            clinical.loc[fails, "diagnosis"] = np.nan
-            found = given.map(lambda value, column=column: f"{column} {value!r}" if value else f"no {column}")
-            clinical.loc[fails, "_diagnosis_problem"] = [  # the row's own value: NACCALZP 7 (another cause), -4
-                f"with {columns['diagnosis']} {_code(code)!r} ({label}) but {has}, not {' or '.join(sorted(codes))} "
-                "(the mapping's require)" for code, has in zip(table.loc[fails, columns["diagnosis"]], found[fails])]
+    _apply_requirements(clinical, table, header, where, mapping)
     if "birth_date" in columns and "age" in columns:  # a mapping file is refused one without the other
         clinical = _with_age_from_birth(clinical, table, header, columns)
     clinical["cohort"] = mapping.get("cohort", "")
