@@ -15,14 +15,18 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from . import qc, steps
 from .checks import load_scan
 from .sidecar import (atomic_path, output_hashes, read_sidecar, remove_stale_temps, scan_sha256, stale_reason,
                       voxels_sha256, write_json)
-from .template import DEFAULT_SHAPES, load_template, space_code, template_file_digests
+from .template import DEFAULT_SHAPES, Template, load_template, space_code, template_file_digests
 from .user_errors import as_storage_error
+
+if TYPE_CHECKING:  # annotations only: a bad scan fails before paying for the ANTs import
+    import ants
+    import nibabel as nib
 
 __all__ = ["PIPELINE_VERSION", "Params", "ScanOutputs", "process_scan", "software_versions",
            "versions_writing_alike"]
@@ -160,6 +164,22 @@ def process_scan(path: str | Path, outputs: ScanOutputs, params: Params) -> dict
     if params.deterministic:  # fixed seed and one ITK thread for the rest of this process
         ants.config.set_ants_deterministic(True, seed_value=params.seed)
     template = load_template(*params.template_key())
+    figures = _register_and_write(scan, outputs, params, template, code)
+    meta = {"input_path": str(path), "input_sha256": input_hash, "input_voxels_sha256": voxels_sha256(scan),
+            "params": params.as_dict(),
+            "pipeline_version": PIPELINE_VERSION,
+            "template": {"name": template.name, "sha256": template.sha256, **template_files},
+            "software": software_versions(), "qc": figures, "outputs_sha256": output_hashes(finished),
+            "seconds": round(time.perf_counter() - started, 2)}
+    write_json(outputs.sidecar, meta)
+    return {**meta, "status": "done", "redone": redone}
+
+
+def _register_and_write(scan: nib.Nifti1Image, outputs: ScanOutputs, params: Params, template: Template,
+                        code: int | None) -> dict:
+    """Correct, register and resample `scan` onto `template`'s grid and write its volume (coded `code`), transforms
+    and QC overlay; return its QC figures. The transforms ANTs writes live in a work folder beside the outputs, gone
+    once they are copied."""
     moving = steps.n4(steps.cap_outliers(steps.non_negative(steps.to_ants(scan))), params.profile)
     fixed = template.coarse if steps.PROFILES[params.profile]["fixed"] == "coarse" else template.full
     with _registration_workdir(outputs.image.parent) as workdir:
@@ -173,10 +193,7 @@ def process_scan(path: str | Path, outputs: ScanOutputs, params: Params) -> dict
         figures = {**qc.qc_figures(registered, template),
                    "qc_brain_coverage": qc.brain_coverage(moving, template, transforms),
                    "qc_input_voxel_mm": qc.coarsest_voxel_mm(scan)}
-        warped = registered * template.mask if params.brain_mask else registered
-        warped = steps.normalise(warped, template.mask, params.normalise)
-        if params.brain_mask:  # zero outside again: z-scoring moved the masked background to −mean/std
-            warped = warped * template.mask
+        warped = _output_volume(registered, template, params)
         with atomic_path(outputs.image) as temp:
             steps.to_nifti(warped, params.dtype, code).to_filename(temp)
         with atomic_path(outputs.transform) as temp:  # ITK affine: template point -> scan point
@@ -188,14 +205,16 @@ def process_scan(path: str | Path, outputs: ScanOutputs, params: Params) -> dict
             outputs.warp.unlink(missing_ok=True)
         with atomic_path(outputs.overlay) as temp:
             qc.overlay_png(warped, template, temp, title=outputs.image.name)
-    meta = {"input_path": str(path), "input_sha256": input_hash, "input_voxels_sha256": voxels_sha256(scan),
-            "params": params.as_dict(),
-            "pipeline_version": PIPELINE_VERSION,
-            "template": {"name": template.name, "sha256": template.sha256, **template_files},
-            "software": software_versions(), "qc": figures, "outputs_sha256": output_hashes(finished),
-            "seconds": round(time.perf_counter() - started, 2)}
-    write_json(outputs.sidecar, meta)
-    return {**meta, "status": "done", "redone": redone}
+    return figures
+
+
+def _output_volume(registered: ants.ANTsImage, template: Template, params: Params) -> ants.ANTsImage:
+    """The registered scan as the output options ask: masked to the template's brain and normalised."""
+    warped = registered * template.mask if params.brain_mask else registered
+    warped = steps.normalise(warped, template.mask, params.normalise)
+    if params.brain_mask:  # zero outside again: z-scoring moved the masked background to −mean/std
+        warped = warped * template.mask
+    return warped
 
 
 def versions_writing_alike(code: int | None) -> tuple[int, ...]:
