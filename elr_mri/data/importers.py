@@ -472,6 +472,20 @@ def _apply_requirements(clinical: pd.DataFrame, table: pd.DataFrame, header: pd.
                 "(the mapping's require)" for code, has in zip(table.loc[fails, diagnosis], found[fails])]
 
 
+def _visit_finder(clinical: pd.DataFrame, table: pd.DataFrame, header: pd.DataFrame, where: str,
+                  mapping: dict[str, Any], scans: pd.DataFrame) -> Callable[[pd.DataFrame], pd.DataFrame] | None:
+    """`_join`'s `nearest` where the mapping dates the visits and some scans are named by their date, adding each
+    visit's day to `clinical`; None otherwise, as the dates are read only for scans that need them."""
+    columns = mapping["columns"]
+    if "visit_date" not in columns or not _named_by_date(scans).any():
+        return None
+    _require_visit_dates(header, columns["visit_date"], where, columns["session_id"])
+    clinical["_visit_day"] = _visit_days(table, columns["visit_date"])
+    window = float(mapping["visit_window_days"])
+    return functools.partial(_nearest_visits, clinical=clinical, window=window,
+                             undated=_undated_visit_reason(table, columns["visit_date"]))
+
+
 def import_mapped_table(
     table: str | Path | pd.DataFrame, scans: str | Path | pd.DataFrame, mapping: dict[str, Any] | str | Path
 ) -> ImportResult:
@@ -518,13 +532,7 @@ def import_mapped_table(
         clinical = _with_age_from_birth(clinical, table, header, columns)
     clinical["cohort"] = mapping.get("cohort", "")
     scans_table, scans_where = _read_scans(scans)
-    nearest = None
-    if "visit_date" in columns and _named_by_date(scans_table).any():  # read only for scans that need it
-        _require_visit_dates(header, columns["visit_date"], where, columns["session_id"])
-        clinical["_visit_day"] = _visit_days(table, columns["visit_date"])
-        window = float(mapping["visit_window_days"])
-        nearest = functools.partial(_nearest_visits, clinical=clinical, window=window,
-                                    undated=_undated_visit_reason(table, columns["visit_date"]))
+    nearest = _visit_finder(clinical, table, header, where, mapping, scans_table)
     hint = _date_session_hint(table[columns["session_id"]], columns["session_id"])
     result = _join(scans_table, scans_where, clinical, _bids_key, mapped_session_key,
                    session_hints={_DATE_KEY: hint} if hint else {}, nearest=nearest)
