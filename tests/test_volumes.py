@@ -7,6 +7,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
+from typing import Callable, Hashable, Mapping
 
 import nibabel as nib
 import numpy as np
@@ -15,6 +16,7 @@ import pytest
 
 ants = pytest.importorskip("ants")
 
+import elr_mri.volumes.measure  # noqa: E402
 from elr_mri.cli import main  # noqa: E402
 from elr_mri.simulate.disease import REGIONS, atrophy_displacement  # noqa: E402
 from elr_mri.simulate.fields import grid_points, sample  # noqa: E402
@@ -34,6 +36,20 @@ RESOLUTION = 3.0  # coarse enough that a SyN registration takes seconds
 @pytest.fixture(scope="module")
 def template():
     return load_template(None, None, RESOLUTION, None)
+
+
+def _in_turn(work: Callable[..., dict], arguments: Mapping[Hashable, tuple], *rest: object, **options: object
+             ) -> dict[Hashable, dict]:
+    """`run_per_scan`'s results, each scan's work called in this process."""
+    return {key: work(*args) for key, args in arguments.items()}
+
+
+def _scans_in_this_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`measure_manifest` measures its scans here from now on, not in a worker process: a worker's start (a Python
+    importing `elr_mri.volumes` and ANTs) cost 2-5 s a call on 2 CI cores and adds nothing to what a test of the
+    manifest's tables or warnings checks. Results and errors crossing a real worker stay checked where a test
+    measures a manifest without this (the broken scan's first run; a full disk's StorageError)."""
+    monkeypatch.setattr(elr_mri.volumes.measure, "run_per_scan", _in_turn)
 
 
 def _centre(image) -> np.ndarray:
@@ -132,7 +148,8 @@ def test_unchanged_anatomy_on_a_grid_other_than_the_registrations_measures_ratio
     assert measure_scan(outputs.image, VolumeParams(registration_mm=2.0))["status"] == "done"
 
 
-def test_manifest_lists_a_broken_scan_and_measures_the_others(template, tmp_path: Path, capsys) -> None:
+def test_manifest_lists_a_broken_scan_and_measures_the_others(template, tmp_path: Path, capsys,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     good = _fake_preprocessed(template, tmp_path, "sub-OK", 1.0)
     broken = _fake_preprocessed(template, tmp_path, "sub-BAD", 1.0)
     broken.sidecar.unlink()
@@ -148,6 +165,7 @@ def test_manifest_lists_a_broken_scan_and_measures_the_others(template, tmp_path
     assert 0 < volumes.loc[0, "hippocampus_l_per_brain"] < 0.01
     assert list(failures["participant_id"]) == ["sub-BAD"] and "sidecar" in failures.loc[0, "error"]
     assert volumes.loc[0, "template"] == template.name and volumes.loc[0, "template_sha256"] == template.sha256
+    _scans_in_this_process(monkeypatch)  # the run above crossed a real worker; the reruns check the tables
     rerun = measure_manifest(manifest, params=VolumeParams(registration_mm=RESOLUTION), progress=False).volumes
     # the command's rerun says its scan came from the cache: "1 scans measured" in a second looked like a measurement
     assert main(["volumes", "--manifest", str(manifest), "--registration-mm", str(RESOLUTION), "--no-progress"]) == 1
@@ -265,7 +283,9 @@ def test_a_cohort_preprocessed_on_a_grid_that_cuts_off_a_region_stops_before_any
     assert not (tmp_path / "volumes_failures.csv").exists()
 
 
-def test_scans_registered_to_a_template_of_the_users_warn_that_the_regions_are_mni(tmp_path: Path, caplog) -> None:
+def test_scans_registered_to_a_template_of_the_users_warn_that_the_regions_are_mni(tmp_path: Path, caplog,
+                                                                                  monkeypatch: pytest.MonkeyPatch
+                                                                                  ) -> None:
     """A study template in its own frame, whose grid still holds the ellipsoids, measured other anatomy than the
     regions name without a word; nilearn's MNI152 (the default) needs no warning, nor a template whose header codes
     MNI152 space, as preprocess codes its outputs then (it was warned of as any other)."""
@@ -273,6 +293,7 @@ def test_scans_registered_to_a_template_of_the_users_warn_that_the_regions_are_m
     from nilearn.datasets import load_mni152_template
 
     template, coded_mni = tmp_path / "study_template.nii.gz", tmp_path / "mni_template.nii.gz"
+    _scans_in_this_process(monkeypatch)
     nib.save(load_mni152_template(resolution=2), template)
     mni = nib.load(template)
     mni.set_sform(mni.affine, 4)  # MNI152's code
