@@ -307,7 +307,7 @@ def test_scans_registered_to_a_template_of_the_users_warn_that_the_regions_are_m
         pd.DataFrame([{"participant_id": "sub-A", "session_id": "ses-M00", "diagnosis": "CN",
                        "processed_path": str(outputs.image), "status": "done"}]).to_csv(manifest, index=False)
         caplog.clear()
-        failures = measure_manifest(manifest, progress=False)[2]
+        failures = measure_manifest(manifest, params=VolumeParams(registration_mm=RESOLUTION), progress=False)[2]
         assert "processed image missing" in failures.loc[0, "error"]  # measured as before: only the warning is new
         warned = [record.getMessage() for record in caplog.records if "--template" in record.getMessage()]
         assert warned == ([] if name != "own" else [
