@@ -181,7 +181,7 @@ def run_batch(table: pd.DataFrame, out_dir: str | Path, params: Params, jobs: in
         results = _missing_scans(table)
         arguments = {i: (row.resolved_path, out_dir, row.participant_id, row.session_id, params)
                      for i, row in zip(table.index, table.itertuples()) if i not in results}
-        results.update(run_per_scan(_run_one, arguments, jobs, "preprocess", progress))
+        results.update(run_per_scan(_run_one, arguments, jobs, "preprocess", progress, failed_before=len(results)))
         manifest, failures = _tables(table, results)
         manifest = with_qc_flags(manifest, min_ncc)
         write_tables(manifest, failures, out_dir / manifest_name, out_dir / failures_name)

@@ -41,12 +41,12 @@ class ScanProgress:
 
     `finished` takes each scan's status: "skipped" ones (done by an earlier run, or cached) took no time, so the
     time left is reckoned from the others alone; a resumed batch that skipped half its scans in its first seconds
-    otherwise promised to end twice as soon as it would."""
+    otherwise promised to end twice as soon as it would. So did scans `failed_unstarted` (their file missing)."""
 
     def __init__(self, total: int, desc: str, enabled: bool = True, clock: Callable[[], float] = time.monotonic,
                  every_s: float = LINE_EVERY_S) -> None:
         self.total, self.desc, self.clock, self.every_s = total, desc, clock, every_s
-        self.finished_count = self.skipped = self.failed = 0
+        self.finished_count = self.skipped = self.failed = self.unstarted = 0
         self.started = self.last_line = clock()
         from tqdm import tqdm  # here: the CLIs read NO_PROGRESS_HELP at start, and tqdm takes 40 ms to import
 
@@ -75,6 +75,13 @@ class ScanProgress:
             self.last_line = now
             print(self.line(now), file=sys.stderr, flush=True)
 
+    def failed_unstarted(self, count: int) -> None:
+        """Count `count` scans that failed before any work started (their file missing): the summary counts them
+        as failed, so the progress does too, though they took no time."""
+        self.unstarted += count
+        for _ in range(count):
+            self.finished("failed")
+
     def track(self, results: Iterable[T]) -> Iterator[T]:
         """Each of `results` as it comes, counted as a scan done."""
         for result in results:
@@ -84,7 +91,7 @@ class ScanProgress:
     def line(self, now: float) -> str:
         """E.g. `14:03:52 preprocess: 37/120 scans (5 already done), 2 failed; 1 h 10 min left`."""
         already = f" ({self.skipped} already done)" if self.skipped else ""
-        worked = self.finished_count - self.skipped
+        worked = self.finished_count - self.skipped - self.unstarted
         left = self.total - self.finished_count
         if not left:
             when = f"all done in {duration(now - self.started)}"

@@ -83,7 +83,7 @@ def stopping_workers(jobs: int, context: BaseContext, initializer: Callable[...,
 
 
 def run_per_scan(work: Callable[..., dict], arguments: Mapping[Hashable, tuple], jobs: int, desc: str,
-                 progress: bool = True, threads: int | None = None) -> dict[Hashable, dict]:
+                 progress: bool = True, threads: int | None = None, failed_before: int = 0) -> dict[Hashable, dict]:
     """`work(*arguments[key])` for every key in `jobs` workers, showing progress (`ScanProgress`): {key: result}.
 
     `work` reports a bad scan in its result rather than raising. A worker that dies (killed for memory,
@@ -94,6 +94,7 @@ def run_per_scan(work: Callable[..., dict], arguments: Mapping[Hashable, tuple],
     scans than `jobs` starts a worker per scan, each with its share of the cores: an idle worker's share
     (half the machine for one scan at `jobs` 2) went unused. More workers than usable cores run, with a note.
     `threads` fixes each worker's ITK threads instead: a result that must not depend on the cores or `jobs`.
+    `failed_before` scans of the batch failed before it came here (their file missing): shown as failed with the rest.
     """
     leave_if_starting_a_worker()
     cores = usable_cores()
@@ -103,7 +104,8 @@ def run_per_scan(work: Callable[..., dict], arguments: Mapping[Hashable, tuple],
               f"no faster than --jobs {cores}", file=sys.stderr)
     results: dict[Hashable, dict] = {}
     queue = dict(arguments)
-    with ScanProgress(len(arguments), desc, progress) as shown:
+    with ScanProgress(len(arguments) + failed_before, desc, progress) as shown:
+        shown.failed_unstarted(failed_before)
         while queue:
             lost = _run_round(work, queue, min(jobs, len(queue)), results, shown, threads)
             for key in lost[:jobs + 1]:

@@ -90,16 +90,17 @@ def test_bad_scans_fail_alone_with_their_own_reason(mixed_run, good_scans):
     assert all(Path(p).exists() for p in manifest.processed_path)
 
 
-def test_a_listed_scan_that_is_not_there_fails_without_a_worker_and_the_others_run(tmp_path, monkeypatch):
+def test_a_listed_scan_that_is_not_there_fails_without_a_worker_and_the_others_run(tmp_path, monkeypatch, capsys):
     """A missing file (or a DataLad link not fetched) started a worker process only to say so; it is found when the
-    batch starts, fails alone with the checks' message, and the others still go to the workers."""
+    batch starts, fails alone with the checks' message, and the others still go to the workers. The progress counts
+    it too: its last line said "1/1 scans, 1 failed" where the summary said 3 failed."""
     import preprocess.batch
 
     given = []
 
-    def recording(work, arguments, *rest):
+    def recording(work, arguments, *rest, **named):
         given.extend(arguments)
-        return run_per_scan(work, arguments, *rest)
+        return run_per_scan(work, arguments, *rest, **named)
 
     run_per_scan = preprocess.batch.run_per_scan
     monkeypatch.setattr(preprocess.batch, "run_per_scan", recording)
@@ -107,8 +108,9 @@ def test_a_listed_scan_that_is_not_there_fails_without_a_worker_and_the_others_r
     (tmp_path / "unfetched.nii.gz").symlink_to(".git/annex/objects/x")
     scans = {"sub-a": tmp_path / "gone.nii.gz", "sub-b": tmp_path / "corrupt.nii.gz",
              "sub-c": tmp_path / "unfetched.nii.gz"}
-    assert main(["--input", str(_csv(tmp_path, scans)), "--output", str(tmp_path / "out"), *FAST]) == 1
+    assert main(["--input", str(_csv(tmp_path, scans)), "--output", str(tmp_path / "out"), "--resolution", "2"]) == 1
     assert given == [1]  # the corrupt scan's row alone
+    assert "preprocess: 3/3 scans, 3 failed; all done" in capsys.readouterr().err
     failures = pd.read_csv(tmp_path / "out" / "failures.csv")
     assert failures.participant_id.tolist() == ["sub-a", "sub-b", "sub-c"]
     assert failures.error[0] == (f"{scans['sub-a']}: file not found; check the `path` column (relative paths are "

@@ -48,3 +48,14 @@ def test_no_progress_means_no_line(capsys, enabled: bool) -> None:
     with ScanProgress(2, "simulate-cohort", enabled=enabled, clock=FakeClock()) as shown:
         assert list(shown.track(["a", "b"])) == ["a", "b"]
     assert ("simulate-cohort: 2/2 scans" in capsys.readouterr().err) == enabled
+
+
+def test_scans_failed_before_the_workers_count_as_failed_but_take_no_time(capsys) -> None:
+    """preprocess fails a scan whose file is missing before any worker starts: the progress said "0 failed" where
+    the summary said 1; counted as worked, such a scan would also shorten the time left."""
+    clock = FakeClock()
+    with ScanProgress(4, "preprocess", clock=clock) as shown:
+        shown.failed_unstarted(1)
+        clock.now = LINE_EVERY_S
+        shown.finished("done")
+    assert _lines(capsys.readouterr().err) == ["preprocess: 2/4 scans, 1 failed; 2 min left"]
