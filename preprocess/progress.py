@@ -82,10 +82,10 @@ class ScanProgress:
         for _ in range(count):
             self.finished("failed")
 
-    def track(self, results: Iterable[T]) -> Iterator[T]:
-        """Each of `results` as it comes, counted as a scan done."""
-        for result in results:
-            self.finished()
+    def track(self, results: Iterable[tuple[T, str]]) -> Iterator[T]:
+        """Each of `results`, (result, status) pairs, as it comes, counted as a scan with that status."""
+        for result, status in results:
+            self.finished(status)
             yield result
 
     def line(self, now: float) -> str:

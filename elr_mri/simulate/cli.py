@@ -228,14 +228,15 @@ def _unfinished_scans_outside(out: Path, settings: str, planned: set[str]) -> li
     return found
 
 
-def _write_scan(task: tuple[tuple[Path, str, int, float, str], SubjectSpec]) -> dict[str, float]:
+def _write_scan(task: tuple[tuple[Path, str, int, float, str], SubjectSpec]) -> tuple[dict[str, float], str]:
     """Render and save one scan, unless an interrupted run with the same `settings` (a hash of
-    simulation.json) finished it; returns what was measured on it (runs in a worker)."""
+    simulation.json) finished it; returns what was measured on it and its progress status, "skipped" for a
+    kept scan, which took no time (runs in a worker)."""
     (out, anatomy, seed, resolution_mm, settings), spec = task
     path, record = out / spec.relative_path, out / PROGRESS / f"{spec.participant_id}.json"
     kept = _finished_scan(path, record, settings)
     if kept is not None:
-        return kept
+        return kept, "skipped"
     with threadpool_limits(1):  # tiny matrix products: threads only contend with the other workers
         image, measured = render_scan(spec, load_anatomy(anatomy, resolution_mm), seed, resolution_mm)
     remove_stale_temps(path.parent)
@@ -244,7 +245,7 @@ def _write_scan(task: tuple[tuple[Path, str, int, float, str], SubjectSpec]) -> 
     # (name, value) pairs: write_json sorts keys, and truth.csv keeps the order render_scan gave
     write_json(record, {"settings": settings, "path": spec.relative_path, "scan_sha256": file_sha256(path),
                         "measured": list(measured.items())})
-    return measured
+    return measured, "done"
 
 
 def _finished_scan(path: Path, record: Path, settings: str) -> dict[str, float] | None:

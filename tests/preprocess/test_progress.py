@@ -46,7 +46,7 @@ def test_scans_all_skipped_so_far_promise_no_time(capsys) -> None:
 @pytest.mark.parametrize("enabled", [True, False])
 def test_no_progress_means_no_line(capsys, enabled: bool) -> None:
     with ScanProgress(2, "simulate-cohort", enabled=enabled, clock=FakeClock()) as shown:
-        assert list(shown.track(["a", "b"])) == ["a", "b"]
+        assert list(shown.track([("a", "done"), ("b", "skipped")])) == ["a", "b"]
     assert ("simulate-cohort: 2/2 scans" in capsys.readouterr().err) == enabled
 
 
