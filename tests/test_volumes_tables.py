@@ -215,16 +215,18 @@ def test_volumes_never_write_over_the_manifest_or_preprocess_s_files(tmp_path: P
     assert manifest.read_text() == kept and not (tmp_path / "manifest_failures.csv").exists()
 
 
-def test_rows_a_manifest_marks_as_not_usable_are_listed_as_not_measured(tmp_path: Path, caplog) -> None:
+def test_rows_a_manifest_marks_as_not_usable_are_listed_as_not_measured(tmp_path: Path, caplog, capsys) -> None:
     """A row of status failed was skipped unsaid: 2 of 3 rows counted, the third in neither table; a scan QC flagged
-    was measured without the warning training gives."""
+    was measured without the warning training gives. The progress counts the rows not measured as failed, as the
+    failures table lists them (it said '1/1 scans, 1 failed')."""
     from elr_mri.volumes.measure import measure_manifest
 
     manifest = _write(tmp_path / "cohort.csv", {"participant_id": ["001", "002", "003"], "session_id": ["01"] * 3,
                                                  "processed_path": ["moved.nii.gz", "x.nii.gz", "y.nii.gz"],
                                                  "status": ["ok", "failed", ""], "qc_flag": [True, False, False],
                                                  "qc_reason": ["NCC 0.312 < 0.45", "", ""]})
-    _, volumes, failures, _ = measure_manifest(manifest, progress=False)
+    _, volumes, failures, _ = measure_manifest(manifest)
+    assert "volumes: 3/3 scans, 3 failed; all done" in capsys.readouterr().err  # stderr is no terminal here: lines
     assert "1 scan(s) flagged by preprocessing QC are used: 001/01 (NCC 0.312 < 0.45)" in caplog.text
     assert len(volumes) == 0 and failures["participant_id"].tolist() == ["002", "003", "001"]
     assert failures["error"][0] == "not measured: its status in cohort.csv is 'failed'"

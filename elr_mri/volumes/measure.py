@@ -313,7 +313,7 @@ def measure_manifest(manifest: str | Path, out_csv: str | Path | None = None, pa
         arguments = {i: (_resolve(manifest, path), params, workdirs, cache_dir)
                      for i, path in zip(table.index, table["processed_path"])}
         results = run_per_scan(_measure_one, arguments, jobs, "volumes", progress,
-                               threads=1 if params.deterministic else None)
+                               threads=1 if params.deterministic else None, failed_before=len(left_out))
     finally:
         shutil.rmtree(workdirs, ignore_errors=True)
     volumes, failures = _tables(table, results)
