@@ -406,9 +406,10 @@ def _shared_settings(out_dir: Path, count: int) -> float | None:
             changed = sorted(key for key in ours.keys() | theirs.keys()
                              if comparable(ours).get(key) != comparable(theirs).get(key))
             if changed:
-                key = changed[0]
+                key = changed[0]  # as recorded, or as counted where a shard from before recorded none
+                first_value, other_value = (side.get(key, comparable(side).get(key)) for side in (ours, theirs))
                 raise ValueError(f"{out_dir}: shards 0 and {index} of {count} ran with different {section} "
-                                 f"({key}: {ours.get(key)!r} vs {theirs.get(key)!r}); rerun the shards with one "
+                                 f"({key}: {first_value!r} vs {other_value!r}); rerun the shards with one "
                                  "command line, then merge")
     thresholds = {record.get("qc_min_ncc") for record in records}
     return thresholds.pop() if len(thresholds) == 1 else None

@@ -228,8 +228,9 @@ def stale_reason(sidecar: str | Path, input_sha256: str, params: dict, outputs: 
     ours, theirs = comparable(meta["params"]), comparable(params)
     changed = sorted(key for key in ours.keys() | theirs.keys() if ours.get(key) != theirs.get(key))
     if changed:
-        key = changed[0]
-        return f"other settings ({key}: {meta['params'].get(key)!r} then, {params.get(key)!r} now)"
+        key = changed[0]  # as recorded, or as counted where unrecorded (a seed before 2026-12-07: the default)
+        then = meta["params"].get(key, ours.get(key))
+        return f"other settings ({key}: {then!r} then, {params.get(key, theirs.get(key))!r} now)"
     if meta.get("pipeline_version") not in (pipeline_version, *alike_versions):  # other code made other outputs
         return f"other pipeline code (version {meta.get('pipeline_version')} then, {pipeline_version} now)"
     if template is not None and not same_template(meta.get("template") or {}, template):

@@ -335,6 +335,9 @@ def test_shards_registered_with_another_seed_are_not_merged_and_older_records_co
     record.write_text(json.dumps(older))
     assert merge_main(["--output", str(out)]) == 1  # merged: every scan failed
     assert "ran with different" not in capsys.readouterr().err and len(pd.read_csv(out / "failures.csv")) == 2
+    main(["--input", table, "--output", str(out), "--shard", "1/2", "--seed", "7", *FAST])
+    assert merge_main(["--output", str(out)]) == 1  # the older record's seed is said as counted, not as None
+    assert "ran with different params (seed: 123 vs 7)" in capsys.readouterr().err
 
 
 def test_shards_given_one_template_under_two_spellings_merge(tmp_path, capsys, monkeypatch):

@@ -419,6 +419,9 @@ def test_why_a_finished_scan_is_redone_is_said_in_words(tmp_path):
     assert reason() is None
     assert reason("def") == "its input file changed"
     assert reason(params={"normalise": "zscore"}) == "other settings (normalise: 'minmax' then, 'zscore' now)"
+    seeded = stale_reason(sidecar, "abc", {"normalise": "minmax", "seed": 7}, [output], {"sha256": "t1"}, 3,
+                          Params.comparable)  # a sidecar from before the seed was recorded: made with the default
+    assert seeded == "other settings (seed: 123 then, 7 now)"
     assert reason(version=4) == "other pipeline code (version 3 then, 4 now)"
     assert reason(version=4, alike=(3,)) is None  # version 4 would write these outputs alike
     assert reason(template={"sha256": "t2"}) == "another template image (its SHA-256 changed)"
