@@ -574,6 +574,10 @@ def test_an_imported_manifest_imported_again_without_birth_date_keeps_no_stale_a
     del mapping["columns"]["birth_date"]
     again = import_mapped_table(UDS, imported, mapping).manifest
     assert again["age"].tolist() == [63] and "age_from" not in again
+    dated = pd.DataFrame({"participant_id": "NACC000001", "session_id": ["ses-20100310"], "path": ["a"]})
+    imported = import_mapped_table(UDS.assign(BIRTHYR=1946, BIRTHMO=9), dated, NACC_MAPPING).manifest
+    again = import_mapped_table(UDS, imported, mapping).manifest  # a scan named by its date kept 'birth date'
+    assert again["age"].tolist() == [63.02] and "age_from" not in again
 
 
 def test_two_mris_whose_nearest_visit_is_one_are_two_scans_and_two_runs_of_one_day_are_not():

@@ -536,10 +536,10 @@ def import_mapped_table(
     hint = _date_session_hint(table[columns["session_id"]], columns["session_id"])
     result = _join(scans_table, scans_where, clinical, _bids_key, mapped_session_key,
                    session_hints={_DATE_KEY: hint} if hint else {}, nearest=nearest)
+    if "age" in columns and "birth_date" not in columns:  # an imported manifest given as --scans again (dated scans
+        result.manifest = result.manifest.drop(columns="age_from", errors="ignore")  # too): its age_from is stale
     if "birth_date" in columns or ("age" in columns and "days_from_visit" in result.manifest):
         result.manifest = _age_at_scan(result.manifest)
-    elif "age" in columns:  # an imported manifest given as --scans again: its age_from named the age now replaced
-        result.manifest = result.manifest.drop(columns="age_from", errors="ignore")
     return result
 
 
