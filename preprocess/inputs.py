@@ -322,11 +322,13 @@ def _file_identity(path: str) -> tuple[int, int] | None:
     return status.st_dev, status.st_ino
 
 
-def registration_seed(given: int | None, exported: str | None) -> int:
+def registration_seed(given: int | None, exported: str | None,
+                      override: str = "`elr-mri preprocess --seed N` overrides it") -> int:
     """--seed, else an exported ANTS_RANDOM_SEED (ANTs' own setting, which runs before the seed was an option
     honoured: a lab's reproducibility setup exports one), else the default; whichever is recorded in the sidecars.
-    An export that cannot seed one is refused (ANTs failed on 'abc' or a number past 2^31 with only "stoi"); a blank
-    one is no export. `elr-mri volumes` takes it alike."""
+    An export that cannot seed one is refused (ANTs failed on 'abc' or a number past 2^31 with only "stoi"), the
+    refusal ending with `override`, what the command offers instead; a blank one is no export. `elr-mri volumes`
+    takes it alike."""
     if given is not None:
         return given
     if exported is None or not exported.strip():
@@ -337,8 +339,7 @@ def registration_seed(given: int | None, exported: str | None) -> int:
         seed = 0
     if not 1 <= seed <= MAX_SEED:
         raise InputError(f"ANTS_RANDOM_SEED={exported!r} (exported): not a whole number from 1 to {MAX_SEED}, so it "
-                         "cannot seed the registration; export one or unset it (`elr-mri preprocess --seed N` "
-                         "overrides it)")
+                         f"cannot seed the registration; export one or unset it ({override})")
     return seed
 
 

@@ -440,7 +440,8 @@ def test_an_exported_seed_ants_cannot_read_is_refused_before_any_scan(template, 
     manifest = _manifest(tmp_path, _fake_preprocessed(template, tmp_path, "sub-A", 1.0))
     monkeypatch.setenv("ANTS_RANDOM_SEED", exported)
     with pytest.raises(ValueError, match=rf"^ANTS_RANDOM_SEED='{exported}' \(exported\): not a whole number from 1 "
-                                         r"to 2147483647, so it cannot seed the registration; export one or unset it"):
+                                         r"to 2147483647, so it cannot seed the registration; export one or unset it "
+                                         r"\(`elr-mri volumes` draws nothing from it, but ANTs reads it at each scan\)$"):
         measure_manifest(manifest, params=VolumeParams(registration_mm=RESOLUTION), progress=False)
     assert not (tmp_path / "volumes_failures.csv").exists()
 

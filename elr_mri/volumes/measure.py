@@ -221,7 +221,8 @@ def _registration_seed() -> int:
     7 and 123 on two) and none is recorded; but ANTs parses the export at each registration, and one it could not read
     (blank, 'abc', past 2^31) failed every scan with only "ValueError: stoi". So such an export is refused before any
     scan, and a blank one, no export to preprocess, is its default here too."""
-    return registration_seed(None, os.environ.get("ANTS_RANDOM_SEED"))
+    return registration_seed(None, os.environ.get("ANTS_RANDOM_SEED"),  # volumes has no --seed to offer
+                             override="`elr-mri volumes` draws nothing from it, but ANTs reads it at each scan")
 
 
 def _measurement_domain(preprocessed: Params, params: VolumeParams) -> tuple:
