@@ -383,7 +383,8 @@ class _TruthTables:
                 if method in baselines:  # a baseline has no checkpoint: listed once a set, under its plain name
                     shown = scans
                     self.listed.add((method, scans))
-                self.add_row(method, shown, scans, rescore_against_truth(predictions, truth))
+                n_boot = _bootstrap_resamples(predictions.parent)
+                self.add_row(method, shown, scans, rescore_against_truth(predictions, truth, n_boot))
         if {"ce", "elr"} <= scored.keys() and all(scored[loss].exists() for loss in ("ce", "elr")):
             self.add_difference(where, scored["ce"], scored["elr"], truth)
 
@@ -400,12 +401,14 @@ class _TruthTables:
             for m in HEADLINE_METRICS) + " |")
 
     def add_difference(self, where: str, ce: Path, elr: Path, truth: pd.DataFrame) -> None:
-        """The row of ELR − CE on a set, paired over its participants."""
-        cells = {name: mean_paired_difference([(ce, elr)], truth, N_BOOT, metric=metric)
+        """The row of ELR − CE on a set, paired over its participants, with as many resamples as evaluate drew for
+        CE there."""
+        n_boot = _bootstrap_resamples(ce.parent)
+        cells = {name: mean_paired_difference([(ce, elr)], truth, n_boot, metric=metric)
                  for metric, name in PAIRED_METRIC_NAMES.items()}
         alike = participants_predicted_alike(ce, elr, truth)
         self.differences.append(f"| {where} | " + " | ".join(
-            _difference_cell(cell, f"{name} on {where}", self.rare_differences, alike)
+            _difference_cell(cell, n_boot, f"{name} on {where}", self.rare_differences, alike)
             for name, cell in cells.items()) + " |")
 
     def truth_lines(self) -> list[str]:
@@ -520,13 +523,14 @@ def _notes(notes: list[str]) -> list[str]:
     return [line for note in notes for line in ("", note)]
 
 
-def _difference_cell(difference: Interval, name: str, rare: dict[int, list[str]], alike: int | None) -> str:
+def _difference_cell(difference: Interval, n_boot: int, name: str, rare: dict[int, list[str]],
+                     alike: int | None) -> str:
     """A paired difference with its verdict, as `_cell` prints it; where CE and ELR gave each of the `alike`
     participants the same diagnosis and so differ by 0 in every resample, that: "0.0 [0.0, 0.0] (no difference shown
     at this size)" read as a precise result of two runs that both called every participant MCI."""
     if alike is not None and difference.estimate == difference.low == difference.high == 0:
         return f"0.0 (identical predictions on all {alike} participants)"
-    return f"{_cell(difference, N_BOOT, name, rare)} ({_verdict(difference)})"
+    return f"{_cell(difference, n_boot, name, rare)} ({_verdict(difference)})"
 
 
 def _verdict(difference: Interval) -> str:

@@ -1,5 +1,5 @@
 """The demo report's tables against the truth: the figures it prints are those of the scoring functions, with
-their default resamples, and its verdicts follow the paired interval. Seconds, nothing trained."""
+the resamples evaluate drew, and its verdicts follow the paired interval. Seconds, nothing trained."""
 
 from __future__ import annotations
 
@@ -40,10 +40,12 @@ def test_a_difference_without_an_interval_is_not_read_as_no_difference() -> None
     assert verdict.startswith("no interval") and "too few participants" in verdict
 
 
-def _run(folder: Path, seed: int, truth: pd.DataFrame) -> Path:
-    """A run folder as the report reads it: data_shape.json and eval-test/predictions.csv, one scan a participant."""
+def _run(folder: Path, seed: int, truth: pd.DataFrame, n_boot: int = 200) -> Path:
+    """A run folder as the report reads it: data_shape.json, eval-test/predictions.csv, one scan a participant, and
+    eval-test/summary.json saying evaluate drew `n_boot` resamples (fewer than the default, as the tests need)."""
     rng = np.random.default_rng(seed)
     (folder / "eval-test").mkdir(parents=True)
+    (folder / "eval-test" / "summary.json").write_text(json.dumps({"bootstrap_resamples": n_boot}))
     (folder / "data_shape.json").write_text(json.dumps({"train_examples": 34}))
     probs = rng.dirichlet([1, 1, 1], len(truth))
     probs[np.arange(len(truth)), truth["true_diagnosis"].map(CLASSES.index)] += 0.4
@@ -58,7 +60,7 @@ def _run(folder: Path, seed: int, truth: pd.DataFrame) -> Path:
 def test_the_truth_section_prints_the_default_scoring_of_each_run_and_the_paired_difference(tmp_path: Path) -> None:
     truth = pd.DataFrame({"participant_id": [f"s{i:02d}" for i in range(24)], "session_id": "ses-M00",
                           "true_diagnosis": [CLASSES[i % 3] for i in range(24)]})
-    runs = {"ce": _run(tmp_path / "ce", 1, truth), "elr": _run(tmp_path / "elr", 2, truth)}
+    runs = {"ce": _run(tmp_path / "ce", 1, truth, 1000), "elr": _run(tmp_path / "elr", 2, truth, 1000)}
     section = _truth_section(runs, truth)
     for loss, run in runs.items():
         report = rescore_against_truth(run / "eval-test" / "predictions.csv", truth)
@@ -290,12 +292,13 @@ def test_saliency_maps_explain_wrote_are_linked_saying_what_each_averages(tmp_pa
 
 
 def test_the_truth_tables_mark_intervals_from_few_resamples_with_their_counts(tmp_path: Path) -> None:
-    """Four participants, one of them AD: a resample holds every true diagnosis about a third of the time."""
+    """Four participants, one of them AD: a resample holds every true diagnosis about a third of the time. The runs
+    were scored with `evaluate --bootstrap 200`: the truth tables drew the default 1000 whatever evaluate drew."""
     truth = pd.DataFrame({"participant_id": ["s0", "s1", "s2", "s3"], "session_id": "ses-M00",
                           "true_diagnosis": ["CN", "CN", "MCI", "AD"]})
     runs = {"ce": _run(tmp_path / "ce", 1, truth), "elr": _run(tmp_path / "elr", 2, truth)}
     section = _truth_section(runs, truth)
-    report = rescore_against_truth(runs["ce"] / "eval-test" / "predictions.csv", truth)
+    report = rescore_against_truth(runs["ce"] / "eval-test" / "predictions.csv", truth, 200)
     defined = report.metrics["balanced_accuracy"].resamples
     assert defined < 0.95 * report.n_boot and report.metrics["accuracy"].resamples == report.n_boot
     row = next(line for line in section.splitlines() if line.startswith("| ce | test |"))
@@ -304,7 +307,7 @@ def test_the_truth_tables_mark_intervals_from_few_resamples_with_their_counts(tm
     assert (f"† defined in fewer than 95% of the {report.n_boot} resamples: balanced_accuracy on test in "
             f"{defined}, auc_macro on test in {report.metrics['auc_macro'].resamples} (the others") in section
     pair = [(runs["ce"] / "eval-test" / "predictions.csv", runs["elr"] / "eval-test" / "predictions.csv")]
-    auc = mean_paired_difference(pair, truth, metric="auc_macro")
+    auc = mean_paired_difference(pair, truth, 200, metric="auc_macro")
     assert f"| {auc} † ({_verdict(auc)}) |" in section
     assert f"macro AUC on test in {auc.resamples} (the others drew no participant of a class)" in section
 
@@ -421,7 +424,8 @@ def test_baselines_fitted_beside_the_last_checkpoint_are_listed_once_under_the_p
     for where in ("test", "test-last"):
         fitted = truth_runs["ce"] / f"eval-{where}" / "baselines" / "volumes_logreg"
         fitted.mkdir(parents=True)
-        shutil.copy(truth_runs["ce"] / "eval-test" / "predictions.csv", fitted)
+        for name in ("predictions.csv", "summary.json"):  # as evaluate --baselines writes them
+            shutil.copy(truth_runs["ce"] / "eval-test" / name, fitted)
     lines = _truth_section(truth_runs, truth).splitlines()
     methods = [line.split(" | ")[:2] for line in lines if line.startswith(("| ce |", "| elr |", "| volumes_logreg |"))]
     assert methods == [["| ce", "test"], ["| elr", "test"], ["| volumes_logreg", "test"],
