@@ -26,7 +26,6 @@ from typing import Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.stats import rankdata
 
 from elr_mri.evaluation import N_BOOT
 
@@ -314,8 +313,21 @@ def roc_auc(truth: np.ndarray, score: np.ndarray) -> float:
     positives, negatives = int(truth.sum()), int((~truth).sum())
     if positives == 0 or negatives == 0:
         return float("nan")
-    ranks = rankdata(score)
+    ranks = _midranks(np.asarray(score))
     return float((ranks[truth].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+def _midranks(score: np.ndarray) -> np.ndarray:
+    """Ranks from 1, tied scores sharing their mean rank, as scipy's `rankdata` gives them (half-integers, so exactly)
+    without its checks for any axis and dtype: a bootstrap calls this k + 1 times a resample, and on 300 participants
+    of 3 classes those checks took 1.3 s of 1000 resamples' 2.2 (measured; now 0.5 in all)."""
+    order = np.argsort(score, kind="stable")
+    ordered = score[order]
+    first = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])  # where each run of tied scores starts
+    sizes = np.diff(np.r_[first, len(score)])
+    ranks = np.empty(len(score))
+    ranks[order] = np.repeat(first + (sizes + 1) / 2, sizes)
+    return ranks
 
 
 def roc_points(truth: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
