@@ -21,6 +21,7 @@ from typing import Iterator
 
 import pandas as pd
 
+from elr_mri.evaluation import N_BOOT
 from preprocess.user_errors import nonempty_path, report_user_error
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,7 +45,12 @@ def main() -> None:
                         help="grid of the regional volumes' SyN registration in mm (default 2; 4 is coarser and about "
                              "4x faster, as the tests run it)")
     parser.add_argument("--jobs", type=int, default=2, help="processes simulating, preprocessing and measuring volumes (default 2)")
+    parser.add_argument("--bootstrap", type=int, default=N_BOOT,
+                        help=f"resamples of participants behind each 95%% interval (default {N_BOOT}; 10000 for "
+                             "steadier interval ends)")
     args = parser.parse_args()
+    if args.bootstrap < 2:
+        parser.error(f"--bootstrap {args.bootstrap} must be at least 2 (the intervals need resamples); default {N_BOOT}")
     for name in ("subjects", "holdout_subjects", "epochs", "jobs"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
@@ -79,9 +85,9 @@ def _run_stages(args: argparse.Namespace) -> None:
         with timings.stage(f"train {loss}"):
             runs[loss] = _train(args, loss, train_csv)
         with timings.stage(f"evaluate {loss}"):
-            _evaluate(runs[loss], holdout_csv)
+            _evaluate(runs[loss], holdout_csv, args.bootstrap)
     with timings.stage("baselines"):
-        _baselines(runs, volumes, holdout_csv)
+        _baselines(runs, volumes, holdout_csv, args.bootstrap)
     from elr_mri.report import write_demo_report
 
     seconds = {**timings.seconds, "total": sum(timings.seconds.values())}
@@ -221,15 +227,18 @@ def _train(args: argparse.Namespace, loss: str, train_csv: Path) -> Path:
     return run
 
 
-def _evaluate(run: Path, holdout_csv: Path) -> None:
+def _evaluate(run: Path, holdout_csv: Path, n_boot: int) -> None:
+    """Score `run` on its test split and the holdout, again where a summary.json drew another count of resamples:
+    a rerun with another --bootstrap must not report the first one's intervals."""
     from elr_mri.evaluation.evaluate import evaluate_run, evaluation_dir
 
     for manifest in (None, holdout_csv):
-        if not (evaluation_dir(run, manifest) / "summary.json").exists():
-            evaluate_run(run, manifest)
+        summary = evaluation_dir(run, manifest) / "summary.json"
+        if not summary.exists() or json.loads(summary.read_text()).get("bootstrap_resamples", N_BOOT) != n_boot:
+            evaluate_run(run, manifest, n_boot=n_boot)
 
 
-def _baselines(runs: dict[str, Path], volumes: Path, holdout_csv: Path) -> None:
+def _baselines(runs: dict[str, Path], volumes: Path, holdout_csv: Path, n_boot: int) -> None:
     """Linear baselines on the CE run's splits (ELR's are the same), plain and without ELR's flagged scans; those
     without them are skipped, saying why, where ELR's flags leave one diagnosis. Any other problem stops the demo."""
     from elr_mri.baselines.evaluate import OneDiagnosisLeft, evaluate_baselines
@@ -237,7 +246,7 @@ def _baselines(runs: dict[str, Path], volumes: Path, holdout_csv: Path) -> None:
     for manifest in (None, holdout_csv):
         for drop in (None, runs["elr"]):
             try:
-                evaluate_baselines(runs["ce"], [volumes], manifest, drop)
+                evaluate_baselines(runs["ce"], [volumes], manifest, drop, n_boot)
             except OneDiagnosisLeft as err:
                 print(f"baselines skipped: {err}")
 

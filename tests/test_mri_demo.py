@@ -87,7 +87,8 @@ def test_settings_out_of_range_are_refused_before_the_folder_records_them(tmp_pa
     """--label-noise 1.5 was written into demo_settings.json before the simulator refused it, and the corrected
     rerun was then refused as another demo's folder."""
     out = tmp_path / "demo"
-    for flags in (["--label-noise", "1.5"], ["--seed", "-1"], ["--seed", str(2**32)], ["--volumes-mm", "0.5"]):
+    for flags in (["--label-noise", "1.5"], ["--seed", "-1"], ["--seed", str(2**32)], ["--volumes-mm", "0.5"],
+                  ["--bootstrap", "1"]):
         result = _demo("--out", str(out), *flags)
         assert result.returncode == 2 and "must be" in result.stderr and not out.exists()
 
