@@ -160,7 +160,7 @@ def test_only_flags_that_leave_one_diagnosis_skip_the_baselines(tmp_path: Path,
     run.mkdir()
     (run / "config.yaml").write_text("data:\n  name: mri\n")  # cut short before its last key, selection_rule
     with pytest.raises(ConfigError, match="no selection_rule"):
-        demo._baselines({"ce": run, "elr": run}, tmp_path / "volumes.csv", tmp_path / "holdout.csv")
+        demo._baselines({"ce": run, "elr": run}, tmp_path / "volumes.csv", tmp_path / "holdout.csv", n_boot=200)
 
 
 def test_cpu_small_trains_on_the_demos_training_site_alone(tmp_path: Path,
