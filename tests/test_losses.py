@@ -328,6 +328,20 @@ def test_elr_and_elr_plus_refuse_settings_out_of_range(make) -> None:
         make()
 
 
+@pytest.mark.parametrize("loss", [ELRLoss, ELRPlusLoss])
+@pytest.mark.parametrize(("setting", "message"), [
+    ({"lam": math.nan}, "lam must be a finite number >= 0, got nan"),
+    ({"lam": math.inf}, "lam must be a finite number >= 0, got inf"),
+    ({"targets_dtype": torch.int64}, "targets_dtype must be a torch floating-point type .* got torch.int64"),
+    ({"targets_dtype": "bfloat16"}, "targets_dtype must be a torch floating-point type .* got 'bfloat16'"),
+])
+def test_elr_and_elr_plus_refuse_a_lambda_or_table_type_that_would_train_nonsense(loss, setting, message) -> None:
+    """A NaN or infinite λ passed `lam < 0` and made every loss NaN or −inf; an integer table rounded every target
+    to 0, so ELR trained plain cross-entropy without a word; the config's name of a type failed deep in torch."""
+    with pytest.raises(ValueError, match=f"{loss.__name__} {message}"):
+        loss(10, 3, **setting)
+
+
 def test_elr_clamps_a_confident_prediction_and_renormalises_its_target_row() -> None:
     """softmax([12, 0, −3]) clamps to [1 − 1e-4, 1e-4, 1e-4], which sums to 1.0001: the target row is that
     divided by its sum (the official code's p̂/Σp̂), and both the clamp and the division move the row's digits."""

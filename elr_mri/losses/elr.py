@@ -45,14 +45,20 @@ def one_hot_rows(labels: torch.Tensor, num_classes: int, dtype: torch.dtype = to
     return rows.scatter_(1, labels.unsqueeze(1), 1.0)
 
 
-def check_elr_settings(owner: str, num_examples: int, num_classes: int, lam: float, beta: float) -> None:
-    """What a target table and the ELR term need, checked once when a loss is built (ELR and ELR+)."""
+def check_elr_settings(owner: str, num_examples: int, num_classes: int, lam: float, beta: float,
+                       targets_dtype: torch.dtype = torch.float32) -> None:
+    """What a target table and the ELR term need, checked once when a loss is built (ELR and ELR+). A NaN or
+    infinite λ made every loss NaN or −inf from the first step; an integer table rounded every target to 0 (ELR
+    then trained plain cross-entropy without a word), a bool one to 1 (−inf)."""
     if num_examples <= 0 or num_classes <= 1:
         raise ValueError(f"{owner} needs num_examples > 0 and num_classes > 1, got {num_examples}, {num_classes}")
-    if lam < 0:
-        raise ValueError(f"{owner} lam must be >= 0, got {lam}")
+    if not (math.isfinite(lam) and lam >= 0):
+        raise ValueError(f"{owner} lam must be a finite number >= 0, got {lam}")
     if not 0.0 <= beta < 1.0:
         raise ValueError(f"{owner} beta must be in [0, 1), got {beta}: {BETA_AT_ONE}")
+    if not (isinstance(targets_dtype, torch.dtype) and targets_dtype.is_floating_point):
+        raise ValueError(f"{owner} targets_dtype must be a torch floating-point type (torch.float32, torch.bfloat16 "
+                         f"or torch.float16) to hold probabilities, got {targets_dtype!r}")
 
 
 def check_batch_shapes(owner: str, logits: torch.Tensor, labels: torch.Tensor, index: Any = None) -> None:
@@ -205,7 +211,7 @@ class ELRLoss(nn.Module):
                  targets_dtype: torch.dtype = torch.float32, lam_ramp_steps: int = 0,
                  lam_start_steps: int = 0) -> None:
         super().__init__()
-        check_elr_settings("ELRLoss", num_examples, num_classes, lam, beta)
+        check_elr_settings("ELRLoss", num_examples, num_classes, lam, beta, targets_dtype)
         for name, steps in (("lam_ramp_steps", lam_ramp_steps), ("lam_start_steps", lam_start_steps)):
             if steps < 0:
                 raise ValueError(f"ELRLoss {name} must be >= 0, got {steps}")

@@ -47,7 +47,7 @@ class ELRPlusLoss(nn.Module):
         targets_dtype: torch.dtype = torch.float32,
     ) -> None:
         super().__init__()
-        check_elr_settings("ELRPlusLoss", num_examples, num_classes, lam, beta)
+        check_elr_settings("ELRPlusLoss", num_examples, num_classes, lam, beta, targets_dtype)
         if coef_step < 0:
             raise ValueError(f"ELRPlusLoss coef_step must be >= 0, got {coef_step}")
         self.num_classes = num_classes
