@@ -159,6 +159,15 @@ def test_sce_is_weighted_ce_plus_reverse_ce() -> None:
     assert SCELoss(3, alpha=0.1, beta=1.0)(logits, labels).item() == pytest.approx(expected, rel=1e-5)
 
 
+@pytest.mark.parametrize("setting", [{"num_classes": 1}, {"alpha": math.nan}, {"beta": -1.0}])
+def test_sce_refuses_weights_that_would_train_nonsense(setting: dict) -> None:
+    """β = −1 gave a loss that falls as mass moves onto the wrong classes, α = NaN a NaN loss, one class a loss of 0:
+    each trained without a word."""
+    arguments = {"num_classes": 3, **setting}
+    with pytest.raises(ValueError, match=r"SCELoss needs num_classes > 1 and finite weights alpha, beta >= 0"):
+        SCELoss(**arguments)
+
+
 def test_ce_equals_torch_cross_entropy() -> None:
     logits, labels = torch.randn(6, 5), torch.randint(0, 5, (6,))
     assert CrossEntropy()(logits, labels).item() == pytest.approx(F.cross_entropy(logits, labels).item())

@@ -6,6 +6,8 @@ which ELR's per-example table needs.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -45,6 +47,10 @@ class SCELoss(nn.Module):
 
     def __init__(self, num_classes: int, alpha: float = 0.1, beta: float = 1.0) -> None:
         super().__init__()
+        # a negative weight rewards mass on the wrong classes, a NaN one makes every loss NaN: both trained silently
+        if num_classes <= 1 or not all(math.isfinite(w) and w >= 0 for w in (alpha, beta)):
+            raise ValueError(f"SCELoss needs num_classes > 1 and finite weights alpha, beta >= 0, got "
+                             f"num_classes={num_classes}, alpha={alpha}, beta={beta}")
         self.num_classes = num_classes
         self.alpha = alpha
         self.beta = beta
