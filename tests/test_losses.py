@@ -503,6 +503,45 @@ def test_elr_follows_the_official_update_over_steps_in_value_gradient_and_table(
     assert (loss_fn.targets.sum(dim=1) > 0).sum() > num_examples // 2  # rows visited, most of them more than once
 
 
+@pytest.mark.parametrize("reweight", [False, True])
+def test_elr_plus_follows_the_official_update_over_steps_in_value_gradient_and_table(reweight: bool) -> None:
+    """Twenty mixup steps of a linear model's SGD against the authors' ELR+ recipe written out here: the rows blended
+    with the other network's unclamped softmax first, then mixed with the batch's pairing and weight, the labels
+    (CIFAR-100's setting) weighed by those mixed rows and renormalised, λ ramped at the step, softmax clamped."""
+    torch.manual_seed(0)
+    num_examples, num_classes, batch, lam, beta, coef_step = 40, 10, 8, 7.0, 0.9, 10
+    start = torch.randn(num_classes, 5, dtype=torch.float64)
+    ours_w, ref_w = start.clone().requires_grad_(), start.clone().requires_grad_()
+    loss_fn = ELRPlusLoss(num_examples, num_classes, lam=lam, beta=beta, coef_step=coef_step,
+                          reweight_labels=reweight).double()
+    table = torch.zeros(num_examples, num_classes, dtype=torch.float64)
+    for step in range(1, 21):
+        index, perm = torch.randperm(num_examples)[:batch], torch.randperm(batch)
+        inputs, other = (torch.randn(batch, d, dtype=torch.float64) * 3 for d in (5, num_classes))
+        mix = max(u := float(np.random.default_rng(step).beta(1.0, 1.0)), 1 - u)
+        one_hot = F.one_hot(torch.randint(0, num_classes, (batch,)), num_classes).double()
+        mixed_inputs, mixed_labels = (mix * v + (1 - mix) * v[perm] for v in (inputs, one_hot))
+        loss_fn.update_targets(index, other)
+        ours = loss_fn(mixed_inputs @ ours_w.T, mixed_labels, index, perm, mix, step)
+        q = F.softmax(other, dim=1)
+        table[index] = beta * table[index] + (1 - beta) * q / q.sum(dim=1, keepdim=True)
+        mixed_rows = mix * table[index] + (1 - mix) * table[index][perm]
+        labels = mixed_labels * mixed_rows if reweight else mixed_labels
+        labels = labels / labels.sum(dim=1, keepdim=True)
+        logits = mixed_inputs @ ref_w.T
+        p = F.softmax(logits, dim=1).clamp(1e-4, 1 - 1e-4)
+        ramp = math.exp(-5 * (1 - min(step, coef_step) / coef_step) ** 2)
+        ref = (-(labels * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+               + ramp * lam * torch.log(1 - (mixed_rows * p).sum(dim=1)).mean())
+        (ours_grad,), (ref_grad,) = torch.autograd.grad(ours, ours_w), torch.autograd.grad(ref, ref_w)
+        torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-15)
+        torch.testing.assert_close(ours_grad, ref_grad, rtol=1e-10, atol=1e-13)
+        torch.testing.assert_close(loss_fn.targets, table, rtol=1e-12, atol=0)
+        with torch.no_grad():
+            ours_w -= 0.1 * ours_grad
+            ref_w -= 0.1 * ref_grad
+
+
 def test_elr_plus_target_update_and_sce_refuse_a_batch_they_cannot_take_in_one_line() -> None:
     """ELR+'s target update took a column of indices and a table left on another device into torch's own errors (a
     (4, 4, 3) broadcast, 'not on the expected device'); SCE, alone of the losses, had no shape check, so two labels
