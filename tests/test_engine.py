@@ -1572,6 +1572,32 @@ def test_an_elr_run_whose_lambda_never_starts_says_it_trains_plain_cross_entropy
     assert _unreached_lam_start_note(lam_0, 8) == []  # asked for: the CE control
 
 
+def test_an_elr_plus_run_far_shorter_than_its_ramps_says_so(tmp_path: Path, cli_in_process: Cli) -> None:
+    """ELR+'s ramps count each network's steps (the official 40,000): a run of 8 left the weight averages' momentum at
+    0.7% of γ, averages that do not average, without a word. Both ramps are named where they end below half; a run
+    whose ramps finish, or one whose averages use the running mean (no ramp), gets no note."""
+    from elr_mri.engine.runner import _unfinished_ramp_notes
+
+    result = cli_in_process("train", "--config", str(DIGITS), "--out", str(tmp_path / "run"),
+                            *(f"--set={s}" for s in SMALL), "--set", "train.epochs=1", "--set", "loss.name=elr_plus")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert ("note: elr_plus.ema_ramp_steps = 40000 counts each network's training steps, and this run takes 8 (1 "
+            "epoch of 8), so the weight averages' momentum ends at 0.0068 of its full value; lower "
+            "elr_plus.ema_ramp_steps or raise train.epochs") in result.stderr
+    both = load_config(DIGITS, ["loss.name=elr_plus", "train.epochs=2", "elr_plus.coef_step=100"])
+    assert [note.split(" = ")[0] for note in _unfinished_ramp_notes(both, 8)] == [
+        "note: elr_plus.coef_step", "note: elr_plus.ema_ramp_steps"]
+    assert "takes 16 (2 epochs of 8), so λ ends at 0.029 of its full value" in _unfinished_ramp_notes(both, 8)[0]
+    finished = load_config(DIGITS, ["loss.name=elr_plus", "elr_plus.coef_step=1200", "elr_plus.ema_ramp_steps=1200"])
+    assert _unfinished_ramp_notes(finished, 8) == []  # 150 epochs of 8: both ramps end at 1
+    running_mean = load_config(DIGITS, ["loss.name=elr_plus", "train.epochs=1", "elr_plus.ema_schedule=running_average"])
+    assert _unfinished_ramp_notes(running_mean, 8) == []
+    asked_for = load_config(DIGITS, ["loss.name=elr_plus", "train.epochs=1", "elr_plus.coef_step=100", "loss.lam=0",
+                                     "elr_plus.ema_decay=0"])
+    assert _unfinished_ramp_notes(asked_for, 8) == []  # no λ, no averaging: nothing to ramp
+    assert _unfinished_ramp_notes(load_config(DIGITS, ["train.epochs=1"]), 8) == []  # ELR has no such ramps
+
+
 def test_a_run_directory_without_its_data_record_is_named(tmp_path: Path, finished_run: Finished,
                                                          cli_in_process: Cli) -> None:
     """data_shape.json damaged: one line naming it. A run killed before its first checkpoint resumes, and one killed

@@ -53,6 +53,7 @@ from elr_mri.engine.selection import selection_rule  # in __all__: imported from
 from elr_mri.engine.split_scores import (SplitPredictions, SplitScore, evaluate_split, predict_split,  # in __all__:
                                          scores_on_test_sets)  # imported from here before split_scores.py
 from elr_mri.engine.tracking import PredictionTracker, memorization_fractions
+from elr_mri.losses import sigmoid_rampup
 from elr_mri.mislabels import mislabel_precision_recall, suspected_mislabels
 from elr_mri.models import lacks_the_papers_pretrained_weights, uses_age
 from elr_mri.stopping import holding_ctrl_c, interrupted, stop_if_terminated, terminated
@@ -137,7 +138,8 @@ def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, de
     feeder = BatchFeeder(data, cfg, dist, device, channels_last=plan.channels_last, blur_on_device=blur_on_device,
                          compile_assembly=plan.compiled_function if plan.compiles_step else None)
     tracker = PredictionTracker(len(data.train), data.num_classes, device)
-    notes = [*notes, *_unreached_lam_start_note(cfg, feeder.steps_per_epoch())]
+    steps_per_epoch = feeder.steps_per_epoch()
+    notes = [*notes, *_unreached_lam_start_note(cfg, steps_per_epoch), *_unfinished_ramp_notes(cfg, steps_per_epoch)]
     knows_clean = data.train_clean_labels is not None  # benchmarks and simulated cohorts
 
     if resume:
@@ -341,6 +343,23 @@ def _unreached_lam_start_note(cfg: RunConfig, steps_per_epoch: int) -> list[str]
     return [f"note: loss.lam_start_steps = {cfg.loss.lam_start_steps} counts training steps (batches), and this run "
             f"takes {steps} ({cfg.train.epochs} epoch{'s' if cfg.train.epochs != 1 else ''} of {steps_per_epoch}), so "
             "λ stays 0: it trains plain cross-entropy; lower loss.lam_start_steps or raise train.epochs"]
+
+
+def _unfinished_ramp_notes(cfg: RunConfig, steps_per_epoch: int) -> list[str]:
+    """ELR+'s ramps count each network's steps, as its official configs do (40,000: 114 CIFAR-10 epochs): a run far
+    shorter (the digits' 150 epochs take 2,700) ends with λ, or the weight averages' momentum, near 0, averages that
+    barely average, under ELR+'s name without a word. Said where the ramp ends below half its full value."""
+    if cfg.loss.name != "elr_plus":
+        return []
+    steps, plus = cfg.train.epochs * steps_per_epoch, cfg.elr_plus
+    ramps = [("elr_plus.coef_step", plus.coef_step, "λ", sigmoid_rampup(steps, plus.coef_step))] if cfg.loss.lam else []
+    if plus.ema_schedule == "ramp" and plus.ema_decay:  # the momentum of a network's n-th step ramps at n + 1
+        ramps.append(("elr_plus.ema_ramp_steps", plus.ema_ramp_steps, "the weight averages' momentum",
+                      sigmoid_rampup(steps + 1, plus.ema_ramp_steps)))
+    run = f"{steps} ({cfg.train.epochs} epoch{'s' if cfg.train.epochs != 1 else ''} of {steps_per_epoch})"
+    return [f"note: {key} = {length} counts each network's training steps, and this run takes {run}, so {ramped} "
+            f"ends at {reached:.2g} of its full value; lower {key} or raise train.epochs"
+            for key, length, ramped, reached in ramps if reached < 0.5]
 
 
 class CheckpointWriter:
