@@ -22,7 +22,7 @@ Public names: `Interval`, `rarely_defined_note`, `too_few_to_resample`, `Metrics
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -201,10 +201,9 @@ def bootstrap_metrics(
     shown = names[: -k] + [f"auc_{name}" for name in class_names]  # per-class AUCs by class name: auc_AD
     estimate = point_metrics(labels, proba, k)
     point = np.array([estimate[n] for n in names])
-    draws = participant_resamples(participants, n_boot, np.random.default_rng(seed))
-    boot = np.empty((len(draws), len(names)))
-    boot_rates = np.empty((len(draws), k, k))
-    for b, rows in enumerate(draws):
+    boot = np.full((n_boot, len(names)), np.nan)  # stays NaN, undefined, where fewer than two participants give none
+    boot_rates = np.full((n_boot, k, k), np.nan)
+    for b, rows in enumerate(participant_resamples(participants, n_boot, np.random.default_rng(seed))):
         values = resampled_metrics(labels, proba, rows, k)
         boot[b] = [values[n] for n in names]
         boot_rates[b] = _rates(confusion_counts(labels[rows], proba[rows].argmax(1), k))
@@ -373,22 +372,22 @@ def _metric_names(num_classes: int) -> list[str]:
             + [f"auc_{c}" for c in range(num_classes)])
 
 
-def participant_resamples(participants: np.ndarray, n_boot: int, rng: np.random.Generator) -> list[np.ndarray]:
+def participant_resamples(participants: np.ndarray, n_boot: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
     """Row indices of each resample: participants drawn with replacement, each bringing all its rows. None
-    with fewer than two participants: every resample would be the set itself, an interval of zero width."""
+    with fewer than two participants: every resample would be the set itself, an interval of zero width.
+    Drawn one at a time as they are scored: all 100,000 of `--bootstrap 100000` on 300 participants of three
+    scans each held 707 MiB before a metric was computed."""
     _, codes = np.unique(participants, return_inverse=True)
     if codes.size == 0 or codes.max() < 1:
-        return []
+        return
     order = np.argsort(codes, kind="stable")
     sizes = np.bincount(codes)
     starts = np.cumsum(sizes) - sizes
-    resamples = []
     for _ in range(n_boot):
         drawn = rng.integers(0, len(sizes), size=len(sizes))
         lengths = sizes[drawn]
         offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        resamples.append(order[np.repeat(starts[drawn], lengths) + offsets])
-    return resamples
+        yield order[np.repeat(starts[drawn], lengths) + offsets]
 
 
 def _rates(counts: np.ndarray) -> np.ndarray:
