@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
@@ -29,6 +30,7 @@ __all__ = ["NO_WORKER_STARTED", "WorkersDidNotStart", "scan_workers", "leave_if_
            "run_per_scan", "start_worker_process", "die_with_parent", "forked_on_linux"]
 
 _PR_SET_PDEATHSIG = 1  # prctl option from <linux/prctl.h>
+FORK_BESIDE_THREADS = r"This process \(pid=\d+\) is multi-threaded, use of fork\(\) may lead to deadlocks"  # 3.12+
 ITK_THREADS = "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"
 
 
@@ -150,8 +152,9 @@ def forked_on_linux() -> BaseContext:
     """Forked workers on Linux, spawned elsewhere, whatever the default: a fork starts at once and shares what the
     parent loaded, where Python 3.14's default there, forkserver, imports everything again in each worker. macOS's
     system libraries make a fork unsafe (Python spawns there by default) and Windows cannot fork. (`scan_workers`
-    spawns everywhere: a forked worker would inherit preprocess's folder lock.)"""
-    return multiprocessing.get_context("fork") if sys.platform == "linux" else _SpawnedDeafToCtrlC()
+    spawns everywhere: a forked worker would inherit preprocess's folder lock.) `_ForkedBesideThreads` says why
+    Python 3.12's warning of a fork beside other threads is not shown."""
+    return _ForkedBesideThreadsContext() if sys.platform == "linux" else _SpawnedDeafToCtrlC()
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -187,6 +190,25 @@ class _WorkerDeafToCtrlC(SpawnProcess):
             super().start()
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+if sys.platform == "linux":  # the only one forking (`forked_on_linux`); Windows has no ForkProcess
+    class _ForkedBesideThreads(multiprocessing.context.ForkProcess):
+        """A forked worker started without the DeprecationWarning Python 3.12 and 3.13 give a fork while other
+        threads run: a training run's DataLoader workers fork beside tqdm's monitor thread (started by any bar, a
+        hidden one too) and the queue feeder threads of the workers started before them, so pytest and `python -W
+        default` printed it once a worker. The risk it names, a lock another thread held at the fork, is not taken:
+        multiprocessing resets its queues in a forked child, and the child only reads and transforms data (a
+        DataLoader worker on one torch thread of its own), without a bar. Forking is the choice `forked_on_linux`
+        explains; the warning is ignored for this start alone, not for a fork of the user's own."""
+
+        def start(self) -> None:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", FORK_BESIDE_THREADS, DeprecationWarning)
+                super().start()
+
+    class _ForkedBesideThreadsContext(multiprocessing.context.ForkContext):
+        Process = _ForkedBesideThreads
 
 
 class _SpawnedDeafToCtrlC(SpawnContext):

@@ -5,7 +5,6 @@ Pillow's decoding, is most of its time. An undecodable file is an `ImageReadErro
 
 from __future__ import annotations
 
-import multiprocessing
 import sys
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
@@ -14,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from preprocess.cores import usable_cores
+from preprocess.workers import forked_on_linux
 
 __all__ = ["ImageReadError", "read_rgb", "decode_all"]
 
@@ -69,7 +69,7 @@ def _decoding_pool(chunks: int) -> Executor:
     run Pillow and NumPy (as DataLoader workers, safe beside a CUDA context they never touch)."""
     cores = usable_cores()
     if chunks > 1 and cores > 1 and sys.platform == "linux":
-        return ProcessPoolExecutor(max_workers=min(chunks, cores), mp_context=multiprocessing.get_context("fork"))
+        return ProcessPoolExecutor(max_workers=min(chunks, cores), mp_context=forked_on_linux())
     return ThreadPoolExecutor(max_workers=8)
 
 
