@@ -414,6 +414,18 @@ def test_the_bootstrap_holds_one_resample_at_a_time_not_all_of_them() -> None:
     assert peak(80) - peak(20) < 500_000
 
 
+def test_more_resamples_than_memory_holds_are_refused_in_one_line_with_the_count_that_fits() -> None:
+    """`--bootstrap 1000000000` stopped on a MemoryError's traceback: every resample's metrics and confusion rates
+    are kept for the percentiles, 18 values with three classes."""
+    labels, proba = predictions(30, seed=1)
+    people = np.array([f"P{i:02d}" for i in range(30)])
+    with pytest.raises(ValueError, match=r"^--bootstrap 1000000000: every resample's 18 values \(3 classes\) are kept "
+                                         r"for the percentiles, 134\.1 GiB; pass at most 7,456,540 \(the default is "
+                                         r"1000\)$"):
+        bootstrap_metrics(labels, proba, people, CLASSES, n_boot=10**9)
+    assert bootstrap_metrics(labels, proba, people, CLASSES, n_boot=20).n_boot == 20
+
+
 def test_a_resample_brings_every_scan_of_each_drawn_participant_once_per_draw() -> None:
     """Participants a (rows 0, 2, 5), b (1, 4) and c (3) with scans in any order: a participant drawn k times
     contributes each of its rows exactly k times, not its first row over and over."""

@@ -64,6 +64,7 @@ RARELY_DEFINED = 0.95  # an interval resting on fewer than this share of the res
 # biased upwards
 CALIBRATION_BINS = 10
 PROBABILITY_TOLERANCE = 1e-3  # a row's sum may miss 1 by this: float32 softmax and 7-digit CSVs miss it by ~1e-7
+KEPT_RESAMPLES_BYTES = 2**30  # the most the resamples' values may take: computing the percentiles about doubles it
 
 
 @dataclass(frozen=True)
@@ -201,6 +202,7 @@ def bootstrap_metrics(
     shown = names[: -k] + [f"auc_{name}" for name in class_names]  # per-class AUCs by class name: auc_AD
     estimate = point_metrics(labels, proba, k)
     point = np.array([estimate[n] for n in names])
+    _refuse_resamples_past_memory(n_boot, len(names) + k * k, k)
     boot = np.full((n_boot, len(names)), np.nan)  # stays NaN, undefined, where fewer than two participants give none
     boot_rates = np.full((n_boot, k, k), np.nan)
     for b, rows in enumerate(participant_resamples(participants, n_boot, np.random.default_rng(seed))):
@@ -225,6 +227,16 @@ def bootstrap_metrics(
         confidence=confidence,
         reliability=reliability_bins(labels, proba),
     )
+
+
+def _refuse_resamples_past_memory(n_boot: int, values: int, num_classes: int) -> None:
+    """A percentile interval needs every resample's value, so each resample's metrics and k×k confusion rates are
+    kept: `--bootstrap 1000000000` stopped on a MemoryError's traceback (67 GiB), and 100,000 resamples of a
+    100-class run would take 8 GB. Refused before any resample is drawn, in one line, with the count that fits."""
+    if n_boot * values * 8 > KEPT_RESAMPLES_BYTES:
+        raise ValueError(f"--bootstrap {n_boot}: every resample's {values} values ({num_classes} classes) are kept for "
+                         f"the percentiles, {n_boot * values * 8 / 2**30:.1f} GiB; pass at most "
+                         f"{KEPT_RESAMPLES_BYTES // (values * 8):,} (the default is {N_BOOT})")
 
 
 def point_metrics(labels: np.ndarray, proba: np.ndarray, num_classes: int) -> dict[str, float]:
