@@ -497,6 +497,21 @@ def test_webvision_row_reports_every_figure_of_table_4(reproduce):
     assert table.endswith(f"\n\nHow the runs ran:\n- webvision-elr_plus on NVIDIA H100: {graphs} (2 runs)")
 
 
+def test_the_table_says_how_its_runs_chose_the_selected_epoch(reproduce) -> None:
+    """From the runs' summary.json: under `--set train.select=last` the note said "best accuracy on the noisy 10%
+    validation split" of runs that had kept their last epoch."""
+    rows = reproduce.TABLES["3"][1]
+    run = {"test_acc_at_best": 0.7, "test_acc_last": 0.7, "wall_seconds": 60, "device": "cpu"}
+    last = {**run, "selection_rule": "the last epoch"}
+    table = reproduce._results_table(rows, {"elr": [last, last], "elr_plus": [last]})
+    assert " Selected epoch: the last epoch. Wall time:" in table and "validation" not in table
+    clean = {**run, "selection_rule": "best accuracy on Clothing1M's clean validation images"}
+    table = reproduce._results_table(rows, {"elr": [clean], "elr_plus": [last]})
+    assert " Selected epoch: elr: best accuracy on Clothing1M's clean validation images; elr_plus: the last epoch." \
+        in table
+    assert "Selected epoch" not in reproduce._results_table(rows, {"elr": [run], "elr_plus": []})  # not recorded
+
+
 @pytest.mark.parametrize(("script", "args", "says"), [
     ("reproduce_paper_table.py", ["--table", "1", "--rows", "cifar10-sym30", "--dry-run"],
      "reproduce_paper_table.py: error: --rows: no row 'cifar10-sym30' in table 1; rows: cifar10-sym20"),
