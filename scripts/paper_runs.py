@@ -26,7 +26,8 @@ from elr_mri.stopping import terminating_at_safe_points
 from preprocess.signals import Terminated
 from preprocess.user_errors import USER_ERRORS, nonempty_path, report_user_error
 
-__all__ = ["ROOT", "run_script", "output_folder", "output_file", "refuse_seed_overrides", "refuse_repeats", "run_status", "run_config",
+__all__ = ["ROOT", "run_script", "output_folder", "output_file", "refuse_seed_overrides", "refuse_repeats", "run_status", "planned_status",
+           "run_config",
            "training_needed", "run_or_resume", "percent", "mean_std", "markdown_table"]
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,6 +98,14 @@ def run_status(run_dir: Path) -> str:
     if (run_dir / "checkpoints" / "last.pt").exists():
         return "resume"
     return "new"
+
+
+def planned_status(run_dir: Path, epochs: int) -> str:
+    """`run_status` of a run to be brought to `epochs`, where a finished run asked for more epochs is said to be
+    continued: a dry run's plan called it 'done', read as nothing left to train."""
+    status = run_status(run_dir)
+    trained = load_run_config(run_dir).train.epochs if status == "done" else epochs
+    return status if trained >= epochs else f"continue {trained} → {epochs} epochs"
 
 
 def run_config(config: Path, overrides: list[str], run_dir: Path) -> RunConfig:

@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from elr_mri.config import load_config
 from elr_mri.stopping import Terminated, stop_if_terminated
 from preprocess.cores import thread_share
-from paper_runs import run_status, training_needed
+from paper_runs import planned_status, run_status, training_needed
 
 __all__ = ["PlannedRun", "train_command", "train_in_parallel", "visible_gpus", "stop_processes"]
 
@@ -102,12 +103,13 @@ def train_in_parallel(runs: list[PlannedRun], jobs: int) -> dict[PlannedRun, dic
                 if gpus:
                     env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
                     where = f"GPU {env['CUDA_VISIBLE_DEVICES']}"
+                status = planned_status(run.run_dir, load_config(run.config, list(run.overrides)).train.epochs)
                 run.run_dir.parent.mkdir(parents=True, exist_ok=True)
                 with open(run.log, "ab") as log:
                     logged_before = log.tell()  # before the run shares the file's offset and moves it
                     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
                 running[slot] = (run, process, time.perf_counter(), logged_before)
-                print(f"{run.name}: started on {where} ({run_status(run.run_dir)}), log {run.log}", flush=True)
+                print(f"{run.name}: started on {where} ({status}), log {run.log}", flush=True)
             time.sleep(POLL_SECONDS)
             stop_if_terminated()  # a SIGTERM recorded (run_script): stop the runs as Ctrl-C does
             for slot, (run, process, started, logged_before) in list(running.items()):

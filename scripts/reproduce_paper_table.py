@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from paper_runs import (ROOT, markdown_table, mean_std, output_folder, percent, refuse_seed_overrides, run_config,
-                        run_or_resume, run_script, run_status)
+                        planned_status, run_or_resume, run_script)
 from parallel_runs import PlannedRun, train_in_parallel
 
 from elr_mri.atomic_files import atomic_write_text
@@ -197,9 +197,11 @@ def _train_in_turn(plan: list[tuple[Row, int, Path]], args: argparse.Namespace) 
     failures = 0
     for row, seed, run_dir in plan:
         started = time.perf_counter()
-        print(f"\n== {row.name} seed {seed} ({run_status(run_dir)}) -> {run_dir}", flush=True)
         try:
-            summaries[row.name].append(run_or_resume(*_row_args(row, seed, run_dir, args)))
+            config, overrides, _ = _row_args(row, seed, run_dir, args)
+            status = planned_status(run_dir, load_config(config, overrides).train.epochs)
+            print(f"\n== {row.name} seed {seed} ({status}) -> {run_dir}", flush=True)
+            summaries[row.name].append(run_or_resume(config, overrides, run_dir))
         except USER_ERRORS as err:  # missing data or weights, a run folder taken...: report, go on, as --jobs does
             failures += 1
             print(f"{row.name} seed {seed}: not finished: {err}", file=sys.stderr)
@@ -304,7 +306,8 @@ def _plan_table(plan: list[tuple[Row, int, Path]], configs: dict[tuple[str, int]
         missing = ", ".join(path for path, _ in _missing_inputs(cfg))
         lines.append([row.name, str(seed), row.config, cfg.data.name, str(cfg.data.root),
                       f"missing {missing}" if missing else "found", cfg.model.name, cfg.loss.name,
-                      str(cfg.train.epochs), percent(row.paper), run_status(run_dir), str(run_dir)])
+                      str(cfg.train.epochs), percent(row.paper), planned_status(run_dir, cfg.train.epochs),
+                      str(run_dir)])
     header = ["row", "seed", "config", "data", "data root", "inputs", "model", "loss", "epochs", "paper %", "status",
               "run dir"]
     return markdown_table(header, lines)

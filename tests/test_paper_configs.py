@@ -399,6 +399,22 @@ def test_a_run_made_with_data_root_is_planned_again_not_refused(reproduce, tmp_p
     assert f"| resume | {run} |" in capsys.readouterr().out
 
 
+def test_dry_run_says_a_finished_run_asked_for_more_epochs_is_continued(reproduce, tmp_path: Path, capsys) -> None:
+    """The plan said 'done' of a run that would train on from 1 epoch to 2, read as nothing left to train."""
+    (tmp_path / "cifar10" / "train").mkdir(parents=True)
+    command = ["--table", "1", "--rows", "cifar10-sym40", "--data-root", str(tmp_path), "--out", str(tmp_path / "runs")]
+    row, run = reproduce.TABLES["1"][1][1], tmp_path / "runs" / "cifar10-sym40" / "seed0"
+    config, overrides, _ = reproduce._row_args(row, 0, run, reproduce._parse([*command, "--set", "train.epochs=1"]))
+    run.mkdir(parents=True)  # as a finished run leaves it: its config and its summary
+    cfg = load_config(config, overrides)
+    (run / "config.yaml").write_text(yaml.safe_dump({**config_to_dict(cfg), "selection_rule": selection_rule(cfg)}))
+    (run / "summary.json").write_text("{}")
+    assert reproduce.main([*command, "--set", "train.epochs=1", "--dry-run"]) == 0
+    assert f"| done | {run} |" in capsys.readouterr().out
+    assert reproduce.main([*command, "--set", "train.epochs=2", "--dry-run"]) == 0
+    assert f"| continue 1 → 2 epochs | {run} |" in capsys.readouterr().out
+
+
 def test_dry_run_says_how_to_get_missing_images(reproduce, shared_cifar: Path, tmp_path: Path, capsys) -> None:
     """The commands are pasted into a shell: a data root with a space in it was split there."""
     root = tmp_path / "my data"
