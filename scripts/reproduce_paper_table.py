@@ -4,6 +4,11 @@ Tables: 1 (ELR, CIFAR-10 and CIFAR-100, ResNet-34), 2 (ELR+, PreAct ResNet-18), 
 WebVision and ILSVRC12), cifar10n (ELR on CIFAR-10N human labels; the paper has no such row). Each row is a config under
 configs/ with the appendix hyperparameters; every run lands in OUT/<row>/seed<k>, and a row whose
 summary.json exists is read back, a killed one resumes, so the script can be restarted at will.
+Seed k is one noise realisation: it sets the initial weights (seed), the noisy labels (data.noise.seed; the human
+and web labels of cifar10n, Clothing1M and WebVision are fixed) and the validation split (data.split_seed). The
+labels depend on nothing else than the data set, the noise mode and rate, so a rerun draws them again alike, and a
+row of table 1 and table 2's row of that name train seed k on the same noisy labels and split: ELR against ELR+ on
+equal terms (each run's data_shape.json holds train_labels_sha256 to compare).
 These are GPU-sized runs: a CIFAR-10 ELR run took 6.6 minutes on an H200 with CUDA graphs (what
 `train.compile_mode: auto` takes for ELR there; ~20 minutes in compile's default mode, which ELR+ keeps), and would
 take about two days on 2 CPU cores (3.9 s a step); `--dry-run` validates every config and prints the plan.

@@ -293,6 +293,23 @@ def test_dry_run_plans_every_row(reproduce, table: str, tmp_path: Path, capsys):
     assert not any(tmp_path.iterdir())  # nothing trained, nothing written
 
 
+def test_a_row_of_tables_1_and_2_draws_seed_k_the_same_noisy_labels_and_split(reproduce, tmp_path: Path) -> None:
+    """What --help promises: ELR and ELR+ rows of one name read the same data settings, and the noise draw of seed k
+    depends on nothing the rows differ in (model, loss, epochs)."""
+    args = reproduce._parse(["--table", "1", "--data-root", str(tmp_path), "--seeds", "2"])
+    elr, elr_plus = ({row.name: row for row in reproduce.TABLES[table][1]} for table in ("1", "2"))
+    shared = sorted(set(elr) & set(elr_plus))
+    assert shared == ["cifar10-asym40", "cifar10-sym20", "cifar10-sym80", "cifar100-asym40", "cifar100-sym20",
+                      "cifar100-sym80"]
+    for name in shared:
+        data = [load_config(*reproduce._row_args(row, 1, tmp_path / name, args)[:2]).data for row in
+                (elr[name], elr_plus[name])]
+        assert data[0] == data[1] and data[0].noise.seed == data[0].split_seed == 1, name
+    labels = np.repeat(np.arange(10), 50)
+    draws = [inject_noise(labels, "symmetric", 0.4, 10, seed)[0] for seed in (0, 1, 0)]
+    assert (draws[0] != draws[1]).any() and (draws[0] == draws[2]).all()
+
+
 @pytest.fixture
 def shared_cifar(reproduce, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A ../shared/data/cifar holding the JPEG archive and the CIFAR-10N labels (as this workplace's), wherever the
