@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     overridden = f"\n\nEvery row with --set {' '.join(args.overrides)}." if args.overrides else ""
     if unweighted:  # the title names the paper's setting, which these rows did not have
         overridden += f"\n\nStarted from random weights, not ImageNet's: {', '.join(unweighted)}."
-    text = f"{title}\n\n{_results_table(rows, summaries)}{overridden}\n"
+    text = f"{title}\n\n{_results_table(rows, summaries, args.seeds)}{overridden}\n"
     print("\n" + text)
     if failures:  # a table of holes would replace a finished one
         print(f"{out / 'results.md'} not written: {failures} run(s) did not finish; {_how_to_go_on(missing)}",
@@ -362,15 +362,17 @@ def _missing_lists(name: str, root: Path) -> list[tuple[str, str]]:
     return missing
 
 
-def _results_table(rows: list[Row], summaries: dict[str, list[dict]]) -> str:
-    """Paper figure beside ours (mean ± std over seeds), with the runs' wall times added up (what the row cost; side
-    by side it took less time than that) and their device."""
+def _results_table(rows: list[Row], summaries: dict[str, list[dict]], seeds: int) -> str:
+    """Paper figure beside ours (mean ± std over the finished runs of the `seeds` asked for: a row some of whose
+    seeds failed says how many of them its figures cover), with the runs' wall times added up (what the row cost;
+    side by side it took less time than that) and their device."""
     lines = []
     for row in rows:
         runs = summaries[row.name]
         wall = sum(s["wall_seconds"] for s in runs)
         devices = ", ".join(sorted({s["device"] for s in runs})) or "–"
-        lines.append([row.name, percent(row.paper), *_ours(runs, "test_acc"), str(len(runs)),
+        lines.append([row.name, percent(row.paper), *_ours(runs, "test_acc"),
+                      str(len(runs)) if len(runs) == seeds else f"{len(runs)} of {seeds}",
                       f"{wall / 3600:.2f}" if runs else "–", devices])
         lines += [[f"{row.name} {label}", percent(paper), *_ours(runs, column), "", "", ""]
                   for label, column, paper in row.also]  # the same runs: their count and time are on the line above

@@ -519,14 +519,14 @@ def test_webvision_row_reports_every_figure_of_table_4(reproduce):
     figures = {"test_acc": 0.75, "test_top5": 0.9, "test_ilsvrc12_acc": 0.68, "test_ilsvrc12_top5": 0.88}
     run = {**{f"{k}_at_best": v for k, v in figures.items()}, **{f"{k}_last": v - 0.01 for k, v in figures.items()},
            "wall_seconds": 7200, "device": "NVIDIA H100"}
-    table = reproduce._results_table(rows, {"elr": [], "elr_plus": [], "webvision-elr_plus": [run]})
+    table = reproduce._results_table(rows, {"elr": [], "elr_plus": [], "webvision-elr_plus": [run]}, 1)
     assert "| webvision-elr_plus | 77.78 | 75.00 | 74.00 | 1 | 2.00 | NVIDIA H100 |" in table
     assert "| webvision-elr_plus ILSVRC12 top-5 | 89.76 | 88.00 | 87.00 |  |  |  |" in table
-    assert "| elr | 72.87 | – | – | 0 | – | – |" in table
+    assert "| elr | 72.87 | – | – | 0 of 1 | – | – |" in table
     assert not table.endswith("run)")  # a summary from before `execution` was recorded: nothing said
     graphs = "bf16 autocast, channels-last, torch.compile (reduce-overhead), fused optimizer, cuDNN benchmark"
     table = reproduce._results_table(rows, {"elr": [], "elr_plus": [], "webvision-elr_plus": [
-        {**run, "execution": graphs}, {**run, "execution": graphs}]})
+        {**run, "execution": graphs}, {**run, "execution": graphs}]}, 2)
     assert table.endswith(f"\n\nHow the runs ran:\n- webvision-elr_plus on NVIDIA H100: {graphs} (2 runs)")
 
 
@@ -536,13 +536,13 @@ def test_the_table_says_how_its_runs_chose_the_selected_epoch(reproduce) -> None
     rows = reproduce.TABLES["3"][1]
     run = {"test_acc_at_best": 0.7, "test_acc_last": 0.7, "wall_seconds": 60, "device": "cpu"}
     last = {**run, "selection_rule": "the last epoch"}
-    table = reproduce._results_table(rows, {"elr": [last, last], "elr_plus": [last]})
+    table = reproduce._results_table(rows, {"elr": [last, last], "elr_plus": [last]}, 2)
     assert " Selected epoch: the last epoch. Wall time:" in table and "validation" not in table
     clean = {**run, "selection_rule": "best accuracy on Clothing1M's clean validation images"}
-    table = reproduce._results_table(rows, {"elr": [clean], "elr_plus": [last]})
+    table = reproduce._results_table(rows, {"elr": [clean], "elr_plus": [last]}, 1)
     assert " Selected epoch: elr: best accuracy on Clothing1M's clean validation images; elr_plus: the last epoch." \
         in table
-    assert "Selected epoch" not in reproduce._results_table(rows, {"elr": [run], "elr_plus": []})  # not recorded
+    assert "Selected epoch" not in reproduce._results_table(rows, {"elr": [run], "elr_plus": []}, 1)  # unrecorded
 
 
 @pytest.mark.parametrize(("script", "args", "says"), [

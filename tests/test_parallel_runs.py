@@ -211,7 +211,7 @@ def test_a_seed_that_fails_is_reported_alone_in_turn_as_side_by_side(import_scri
     assert code == 1
     out, err = capsys.readouterr()
     assert "cifar10-sym40 seed 0: not finished: " in err and "is a file; choose a folder for the run" in err, err
-    assert "seed 1: not finished" not in err and "| cifar10-sym40 | 89.15 |" in out and "| 1 |" in out
+    assert "seed 1: not finished" not in err and "| cifar10-sym40 | 89.15 |" in out and "| 1 of 2 |" in out
     assert (tmp_path / "runs" / "cifar10-sym40" / "seed1" / "summary.json").exists()
     assert not (tmp_path / "runs" / "results.md").exists()
 
