@@ -378,7 +378,8 @@ def _results_table(rows: list[Row], summaries: dict[str, list[dict]], seeds: int
                   for label, column, paper in row.also]  # the same runs: their count and time are on the line above
     header = ["row", "paper", "ours (selected epoch)", "ours (last epoch)", "seeds", "wall h", "device"]
     note = (f"\n\nOurs: mean ± population std (ddof 0) over the seeds.{_selection(rows, summaries)} Wall time: the "
-            "row's runs added up (side by side, --jobs, they took less), all calls of each, resumed parts included.")
+            "row's runs added up (side by side, --jobs, they took less), resumed parts included, but not what a stopped "
+            "call trained past its last checkpoint (redone when resumed).")
     return markdown_table(header, lines) + note + _executions(summaries)
 
 

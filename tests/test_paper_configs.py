@@ -538,6 +538,8 @@ def test_the_table_says_how_its_runs_chose_the_selected_epoch(reproduce) -> None
     last = {**run, "selection_rule": "the last epoch"}
     table = reproduce._results_table(rows, {"elr": [last, last], "elr_plus": [last]}, 2)
     assert " Selected epoch: the last epoch. Wall time:" in table and "validation" not in table
+    # summary.json's wall_seconds: a resume adds to the last checkpoint's, so a stop's lost part is not in it
+    assert "resumed parts included, but not what a stopped call trained past its last checkpoint" in table
     clean = {**run, "selection_rule": "best accuracy on Clothing1M's clean validation images"}
     table = reproduce._results_table(rows, {"elr": [clean], "elr_plus": [last]}, 1)
     assert " Selected epoch: elr: best accuracy on Clothing1M's clean validation images; elr_plus: the last epoch." \
