@@ -177,14 +177,23 @@ def main(argv: list[str] | None = None) -> int:
         overridden += f"\n\nStarted from random weights, not ImageNet's: {', '.join(unweighted)}."
     text = f"{title}\n\n{_results_table(rows, summaries, args.seeds)}{overridden}\n"
     print("\n" + text)
+    report = out / _report_name(args.table, rows)
     if failures:  # a table of holes would replace a finished one
-        print(f"{out / 'results.md'} not written: {failures} run(s) did not finish; {_how_to_go_on(missing)}",
+        print(f"{report} not written: {failures} run(s) did not finish; {_how_to_go_on(missing)}",
               file=sys.stderr)
         return 1
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(text, out / "results.md")
-    print(f"written to {out / 'results.md'}")
+    atomic_write_text(text, report)
+    print(f"written to {report}")
     return 0
+
+
+def _report_name(table: str, rows: list[Row]) -> str:
+    """results.md for the whole table, results-<row>+<row>.md for some of its rows (--rows): a row rerun alone wrote
+    its one line over the whole table's file."""
+    if len(rows) == len(TABLES[table][1]):
+        return "results.md"
+    return "results-" + "+".join(row.name for row in rows) + ".md"
 
 
 def _how_to_go_on(missing: dict[str, str]) -> str:

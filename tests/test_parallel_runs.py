@@ -193,6 +193,8 @@ def test_a_table_row_trains_its_seeds_side_by_side(import_script, tmp_path: Path
     assert "| cifar10-sym40 | 89.15 |" in out and "| 2 |" in out
     assert "Wall time: the row's runs added up (side by side, --jobs, they took less)" in out  # not the elapsed time
     assert (tmp_path / "runs" / "cifar10-sym40" / "seed1.log").exists()
+    # a row of the table: its own file, not the whole table's results.md (a row rerun alone wrote over that)
+    assert [path.name for path in (tmp_path / "runs").glob("*.md")] == ["results-cifar10-sym40.md"]
 
 
 @pytest.mark.parametrize("jobs", [1, pytest.param(2, marks=pytest.mark.slow)])
@@ -213,7 +215,7 @@ def test_a_seed_that_fails_is_reported_alone_in_turn_as_side_by_side(import_scri
     assert "cifar10-sym40 seed 0: not finished: " in err and "is a file; choose a folder for the run" in err, err
     assert "seed 1: not finished" not in err and "| cifar10-sym40 | 89.15 |" in out and "| 1 of 2 |" in out
     assert (tmp_path / "runs" / "cifar10-sym40" / "seed1" / "summary.json").exists()
-    assert not (tmp_path / "runs" / "results.md").exists()
+    assert not list((tmp_path / "runs").glob("*.md"))
 
 
 def _pool_of_two_long_runs(tmp_path: Path, ignoring_ctrl_c: bool = False) -> tuple[subprocess.Popen, list[str]]:
