@@ -608,6 +608,18 @@ def test_a_listed_image_unreadable_mid_run_is_to_be_extracted_again_not_removed(
         data.train[3]
 
 
+def test_an_empty_listed_image_is_refused_before_training_not_in_the_middle_of_an_epoch(tmp_path):
+    """A 0-byte file (a copy cut off, a disk full while extracting) was found only when a batch drew it, hours into a
+    Clothing1M run; the stat that looks for every listed file sees it for free."""
+    write_clothing1m(tmp_path)
+    (tmp_path / "images/0/3.jpg").write_bytes(b"")
+    (tmp_path / "images/0/9.jpg").write_bytes(b"")  # a clean validation image
+    with pytest.raises(ImageReadError, match=rf"^{tmp_path}/noisy_train_key_list.txt: 1 of 8 listed images are empty "
+                                             rf"files \(0 bytes\), e.g. images/0/3.jpg in {tmp_path}; copy them again "
+                                             r"from the release \(a new run may instead drop their lines from the list\)$"):
+        build_image_data(DataConfig(name="clothing1m", root=str(tmp_path)))
+
+
 def test_clothing1m_as_released_with_windows_line_ends_under_a_folder_with_a_space(tmp_path):
     """The release's own names and line forms (keys images/<d>/<dd>/<id>,<id>.jpg; the noisy labels cover more images
     than the noisy training list, the clean labels the three clean lists; category names and clean_train_key_list.txt

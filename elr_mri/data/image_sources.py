@@ -13,6 +13,7 @@ import logging
 import os
 import pickle
 import shlex
+import stat
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -390,14 +391,29 @@ def _split_of_files(list_path: Path, image_dir: Path, names: list[str], labels: 
     train, resume and evaluate."""
     folder = str(image_dir)
     paths = [os.path.join(folder, name) for name in names]
-    absent = [name for name, path in zip(names, paths) if not os.path.isfile(path)]
+    sizes = [_file_size(path) for path in paths]
+    absent = [name for name, size in zip(names, sizes) if size < 0]
     if absent:  # none there is a wrong data.root, not images to drop from the list
         remedy = (f"none is there: is data.root the release's folder (the list's paths are read relative to "
                   f"{image_dir})? {how_to_fix}" if len(absent) == len(names)
                   else f"{how_to_fix}, or remove them from the list")
         raise FileNotFoundError(f"{list_path}: {len(absent)} of {len(names)} listed images are not in {image_dir}, "
                                 f"e.g. {absent[0]}; {remedy}")
+    empty = [name for name, size in zip(names, sizes) if size == 0]
+    if empty:  # found by the stat above for free; decoded, each stopped a run in the middle of an epoch
+        raise ImageReadError(f"{list_path}: {len(empty)} of {len(names)} listed images are empty files (0 bytes), "
+                             f"e.g. {empty[0]} in {image_dir}; copy them again from the release (a new run may "
+                             "instead drop their lines from the list)")
     return ImageSplit(np.array(paths), np.array(labels, dtype=np.int64), np.asarray(ids, dtype=np.int64))
+
+
+def _file_size(path: str) -> int:
+    """The size in bytes of the file at `path`; -1 where there is none (absent, a folder, a broken link)."""
+    try:
+        status = os.stat(path)
+    except (OSError, ValueError):  # as os.path.isfile: a name holding a NUL is no file
+        return -1
+    return status.st_size if stat.S_ISREG(status.st_mode) else -1
 
 
 def _mini_webvision(root: Path) -> ImageSource:
