@@ -2,6 +2,7 @@
 
 import os
 import pickle
+import shutil
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -545,6 +546,12 @@ def test_clothing1m_lists_in_an_annotations_folder_load_as_beside_the_images(tmp
                                       r".*/release \(the label lists may stay in images/\)$"),
     ("moved_images", FileNotFoundError, r"8 of 8 listed images are not in .*none is there: is data.root the release's "
                                         r"folder"),
+    ("archived_images", FileNotFoundError, r"8 of 8 listed images .*folder .*\? .*/release/images holds 1 tar "
+                                           r"archive\(s\) \(0.tar, ...\): extract them all, so that the listed keys "
+                                           r"\(images/...\) name files under .*/release$"),
+    ("keys_without_prefix", FileNotFoundError, r"8 of 8 listed images .*\? the lists' keys lack the release's images/ "
+                                               r"prefix \(0/0.jpg is in .*/release/images\): use the release's label "
+                                               r"lists, whose keys start with images/$"),
 ])
 def test_an_incomplete_clothing1m_release_is_one_error_naming_what_to_fix(tmp_path, change, error, message):
     write_clothing1m(tmp_path / "release")
@@ -557,6 +564,14 @@ def test_an_incomplete_clothing1m_release_is_one_error_naming_what_to_fix(tmp_pa
         root = root / "images"  # keys name images/...
         for listed in (tmp_path / "release").glob("*.txt"):
             listed.rename(root / listed.name)
+    elif change == "archived_images":  # as released: the annotations unzipped, the images' tar files not extracted
+        shutil.make_archive(str(root / "0"), "tar", root / "images", "0")
+        shutil.rmtree(root / "images")
+        (root / "images").mkdir()
+        (root / "0.tar").rename(root / "images/0.tar")
+    elif change == "keys_without_prefix":  # "is data.root the release's folder?" sent its user to images/, refused
+        for listed in root.glob("*.txt"):
+            listed.write_text(listed.read_text().replace("images/", ""))
     else:
         (root / "images").rename(root / "pictures")
     with pytest.raises(error, match=message):

@@ -380,7 +380,22 @@ def _listed_split(list_path: Path, root: Path, labels: dict[str, int]) -> ImageS
     if unlabelled:
         raise ValueError(f"{list_path}: {len(unlabelled)} keys have no label, e.g. {unlabelled[0]}; use the release's "
                          "label lists (noisy_label_kv.txt, clean_label_kv.txt) beside it")
-    return _split_of_files(list_path, root, keys, [labels[k] for k in keys], np.arange(len(keys)))
+    return _split_of_files(list_path, root, keys, [labels[k] for k in keys], np.arange(len(keys)),
+                           _clothing1m_images_fix(root, keys[0]))
+
+
+def _clothing1m_images_fix(root: Path, first_key: str) -> str:
+    """How to get a list's images where the cause shows: the release's images still in their tar archives, or keys
+    without the release's `images/` prefix (a repacked copy), for which "is data.root the release's folder?" sent
+    its user to data.root images/, refused as the images/ folder itself: each error pointed at the other."""
+    archives = sorted(path.name for path in (root / "images").glob("*.tar"))
+    if archives:
+        return (f"{root / 'images'} holds {len(archives)} tar archive(s) ({archives[0]}, ...): extract them all, so "
+                f"that the listed keys (images/...) name files under {root}")
+    if not os.path.isfile(os.path.join(root, first_key)) and os.path.isfile(os.path.join(root, "images", first_key)):
+        return (f"the lists' keys lack the release's images/ prefix ({first_key} is in {root / 'images'}): use the "
+                "release's label lists, whose keys start with images/")
+    return "extract the whole release there"
 
 
 def _split_of_files(list_path: Path, image_dir: Path, names: list[str], labels: list[int], ids: np.ndarray,
