@@ -107,6 +107,10 @@ def devkit_lines(val_dir: Path, devkit: Path, synsets: list[str]) -> list[str]:
                              "devkit's file")
         if synset_of[int(word)] in label_of:
             lines.append((val_dir / f"ILSVRC2012_val_{number:08d}.JPEG", label_of[synset_of[int(word)]]))
+    if not lines:  # an empty list was written and "wrote 0 validation images" said as success; training then refused it
+        raise ValueError(f"{truth}: none of its images is of a mini WebVision class (no label's synset in meta.mat is "
+                         f"one of the first {len(synsets)} of WebVision's synsets.txt, e.g. {synsets[0]}); pass "
+                         "WebVision 1.0's folder as --webvision and ILSVRC2012's devkit as --devkit")
     absent = [path for path, _ in lines if not path.is_file()]
     if absent:
         raise FileNotFoundError(f"{val_dir}: {len(absent)} of the {len(lines)} validation images of these classes are "

@@ -892,6 +892,13 @@ def test_ilsvrc12_list_from_the_flat_release_matches_the_devkits_class_numbers_t
                                                 r"ILSVRC2012_val_00000004.JPEG; pass the folder ILSVRC2012_img_val.tar"):
         lister.main(["--imagenet-val", str(val), "--devkit", str(tmp_path / "devkit"),
                      "--webvision", str(tmp_path / "webvision")])
+    (tmp_path / "devkit/data/ILSVRC2012_validation_ground_truth.txt").write_text("2\n2\n")  # kit foxes only
+    with pytest.raises(ValueError, match=r"ground_truth.txt: none of its images is of a mini WebVision class \(no "
+                                         r"label's synset in meta.mat is one of the first 50 of WebVision's synsets.txt, "
+                                         r"e.g. n01440764\); pass WebVision 1.0's folder as --webvision and "
+                                         r"ILSVRC2012's devkit as --devkit$"):  # it wrote an empty list, rc 0
+        lister.main(["--imagenet-val", str(val), "--devkit", str(tmp_path / "devkit"),
+                     "--webvision", str(tmp_path / "webvision")])
     (tmp_path / "devkit/data/ILSVRC2012_validation_ground_truth.txt").write_text("3\n1001\n")
     with pytest.raises(ValueError, match=r"ground_truth.txt, line 2: '1001' is not an ILSVRC2012_ID of meta.mat"):
         lister.main(["--imagenet-val", str(val), "--devkit", str(tmp_path / "devkit"),
