@@ -923,8 +923,14 @@ def test_mini_webvision_bad_lists_are_one_line(tmp_path):
                                                 r"list's paths are read relative to .*val_images_256\)\?"):
         build_image_data(DataConfig(name="webvision", root=str(tmp_path)))
     listing.write_text("val_x.jpg 70\n")
-    with pytest.raises(ValueError, match=r"no image of classes 0..49 \(mini WebVision\) listed"):
+    with pytest.raises(ValueError, match=r"no image of classes 0..49 \(mini WebVision\) listed; use the release's list$"):
         build_image_data(DataConfig(name="webvision", root=str(tmp_path)))
+    listing.write_text("".join(f"val_{c:03d}_0.jpg {c}\n" for c in range(50)))
+    ilsvrc12 = tmp_path / "imagenet/imagenet_val.txt"  # written by the script, so to be written again, not "released"
+    ilsvrc12.write_text("val_x.jpg 70\n")
+    with pytest.raises(ValueError, match=r"imagenet_val.txt: no image of classes 0..49 \(mini WebVision\) listed; write "
+                                         r"it again with scripts/webvision_ilsvrc12_list.py$"):
+        load_source("webvision", tmp_path)
     listing.write_text("val_000_0.jpg 0\nval_001_0.jpg ³\n")  # a digit int() refuses: it said "invalid literal"
     with pytest.raises(ValueError, match=r"val_filelist.txt, line 2: expected `image-path class-number`, "
                                          r"got 'val_001_0.jpg ³'; use the release's list$"):

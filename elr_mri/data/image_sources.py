@@ -465,7 +465,7 @@ def _first_classes(list_path: Path, image_dir: Path, how_to_fix: str = "extract 
             _labelled_lines(list_path, "`image-path class-number`", list_fix) if label < MINI_WEBVISION_CLASSES]
     if not kept:
         raise ValueError(f"{list_path}: no image of classes 0..{MINI_WEBVISION_CLASSES - 1} (mini WebVision) listed; "
-                         "is it the release's list?")
+                         f"{list_fix}")  # the ILSVRC12 list is no release's: it was asked "is it the release's list?"
     lines, names, labels = zip(*kept)
     return _split_of_files(list_path, image_dir, list(names), list(labels), np.array(lines), how_to_fix)
 
