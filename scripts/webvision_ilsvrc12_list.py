@@ -5,10 +5,12 @@ reader (`data.name: webvision`) takes them from DATA/imagenet/imagenet_val.txt, 
 WebVision's class order. This writes that list from validation images kept one folder per synset
 (`val/n01440764/ILSVRC2012_val_00000293.JPEG`, the layout ImageNet's usual valprep script and
 torchvision's ImageFolder use), matching folders to classes by the synset ids of WebVision's
-info/synsets.txt; or, with --devkit, from the flat folder ILSVRC2012_img_val.tar extracts to, by the
-devkit's labels. Those number the classes by ILSVRC2012_ID (1 is n02119789, kit fox), not in WebVision's
-order: a list written from them as they are scores every image against another class, so they are
-matched to synsets through the devkit's data/meta.mat. Paths are written absolute, so the images stay
+info/synsets.txt, or one folder per class number (`val/0/` to `val/49/` in WebVision's order, as
+DivideMix's loader reads imagenet/val/); or, with --devkit, from the flat folder
+ILSVRC2012_img_val.tar extracts to, by the devkit's labels. Those number the classes by
+ILSVRC2012_ID (1 is n02119789, kit fox), not in WebVision's order: a list written from them as
+they are scores every image against another class, so they are matched to synsets through the
+devkit's data/meta.mat. Paths are written absolute, so the images stay
 where they are.
 
     .venv/bin/python scripts/webvision_ilsvrc12_list.py --imagenet-val /data/imagenet/val
@@ -31,8 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--imagenet-val", type=nonempty_path, required=True, metavar="DIR",
-                        help="ImageNet's validation images, one folder per synset (n01440764/...); with --devkit, "
-                             "all in DIR as released (ILSVRC2012_val_00000001.JPEG, ...)")
+                        help="ImageNet's validation images, one folder per synset (n01440764/...) or class "
+                             "number (0/ to 49/, WebVision's order); with --devkit, all in DIR as released "
+                             "(ILSVRC2012_val_00000001.JPEG, ...)")
     parser.add_argument("--devkit", type=nonempty_path, metavar="DIR",
                         help="ILSVRC2012's devkit (ILSVRC2012_devkit_t12): its data/ILSVRC2012_validation_ground_truth"
                              ".txt labels the flat folder, its data/meta.mat names their synsets")
@@ -69,8 +72,10 @@ def webvision_synsets(path: Path) -> list[str]:
 
 
 def ilsvrc12_lines(val_dir: Path, synsets: list[str]) -> list[str]:
-    """`absolute-path class` lines for every image in val_dir/<synset>/, classes numbered by `synsets`."""
-    missing = [s for s in synsets if not (val_dir / s).is_dir()]
+    """`absolute-path class` lines for every image in each class's folder (`class_folders`), classes numbered by
+    `synsets`."""
+    folders = class_folders(val_dir, synsets)
+    missing = [folder.name for folder in folders if not folder.is_dir()]
     flat = next(val_dir.glob("ILSVRC2012_val_*"), None)  # the folder ILSVRC2012_img_val.tar extracts to
     if missing and flat is not None:  # "sort them one folder per synset" sent its user to a job --devkit does
         raise FileNotFoundError(f"{val_dir}: the validation images lie flat, as ILSVRC2012_img_val.tar extracts "
@@ -78,16 +83,28 @@ def ilsvrc12_lines(val_dir: Path, synsets: list[str]) -> list[str]:
                                 "ILSVRC2012_devkit_t12.tar.gz extracts to, whose labels name their classes")
     if missing:
         raise FileNotFoundError(f"{val_dir}: no folder for {len(missing)} of the {len(synsets)} classes, e.g. "
-                                f"{missing[0]}; pass ImageNet's validation images sorted one folder per synset, or "
-                                "the flat folder ILSVRC2012_img_val.tar extracts to with --devkit")
+                                f"{missing[0]}; pass ImageNet's validation images sorted one folder per synset (or "
+                                f"class number, 0 to {len(synsets) - 1}), or the flat folder ILSVRC2012_img_val.tar "
+                                "extracts to with --devkit")
     lines = []
-    for label, synset in enumerate(synsets):
-        images = sorted(p for p in (val_dir / synset).iterdir()  # not hidden: a Mac's ._ILSVRC2012_val_*.JPEG is
+    for label, folder in enumerate(folders):
+        images = sorted(p for p in folder.iterdir()  # not hidden: a Mac's ._ILSVRC2012_val_*.JPEG is
                         if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))  # no image
         if not images:
-            raise FileNotFoundError(f"{val_dir / synset}: no images ({', '.join(IMAGE_SUFFIXES)}) in this class folder")
+            raise FileNotFoundError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in this class folder")
         lines += [f"{path} {label}\n" for path in images]
     return lines
+
+
+def class_folders(val_dir: Path, synsets: list[str]) -> list[Path]:
+    """Each class's folder: named by its synset, or, where those are not all there and 0/ to 49/ are, by its number
+    in WebVision's order, the imagenet/val/<class>/ that DivideMix's WebVision loader reads (that layout was refused
+    as "no folder for 50 of the 50 classes")."""
+    by_synset = [val_dir / synset for synset in synsets]
+    by_number = [val_dir / str(label) for label in range(len(synsets))]
+    if not all(folder.is_dir() for folder in by_synset) and all(folder.is_dir() for folder in by_number):
+        return by_number
+    return by_synset
 
 
 def devkit_lines(val_dir: Path, devkit: Path, synsets: list[str]) -> list[str]:

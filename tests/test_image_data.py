@@ -828,8 +828,9 @@ def test_ilsvrc12_list_is_written_from_an_imagenet_folder_sorted_by_synset(tmp_p
 
     shutil.rmtree(val / "n00000007")
     with pytest.raises(FileNotFoundError, match=r"no folder for 1 of the 50 classes, e.g. n00000007; pass ImageNet's "
-                                                r"validation images sorted one folder per synset, or the flat folder "
-                                                r"ILSVRC2012_img_val.tar extracts to with --devkit$"):
+                                                r"validation images sorted one folder per synset \(or class number, "
+                                                r"0 to 49\), or the flat folder ILSVRC2012_img_val.tar extracts to with "
+                                                r"--devkit$"):
         lister.main(["--imagenet-val", str(val), "--webvision", str(tmp_path / "webvision")])
     # the release's flat folder without --devkit: it was told to sort the images itself, not that --devkit reads them
     flat = tmp_path / "ILSVRC2012_img_val"
@@ -839,6 +840,26 @@ def test_ilsvrc12_list_is_written_from_an_imagenet_folder_sorted_by_synset(tmp_p
                                                 r"extracts \(e.g. ILSVRC2012_val_00000001.JPEG\), with no folder per "
                                                 r"synset; add --devkit DIR, the folder ILSVRC2012_devkit_t12.tar.gz"):
         lister.main(["--imagenet-val", str(flat), "--webvision", str(tmp_path / "webvision")])
+
+
+def test_ilsvrc12_list_reads_class_folders_numbered_as_dividemix_keeps_imagenet_val(tmp_path, import_script):
+    """imagenet/val/0/ to 49/, in WebVision's order, as DivideMix's WebVision loader reads them, was refused as "no
+    folder for 50 of the 50 classes"; one folder short of the 50 still names a missing synset folder."""
+    write_mini_webvision(tmp_path / "webvision")
+    val = tmp_path / "webvision/imagenet/val"
+    for label in range(50):
+        (val / str(label)).mkdir(parents=True)
+        Image.new("RGB", (40, 30), (label, 0, 0)).save(val / str(label) / f"ILSVRC2012_val_{label + 1:08d}.JPEG")
+    lister = import_script("webvision_ilsvrc12_list")
+    assert lister.main(["--imagenet-val", str(val), "--webvision", str(tmp_path / "webvision")]) == 0
+    ilsvrc12 = build_image_data(DataConfig(name="webvision", root=str(tmp_path / "webvision"))).extra_tests["ilsvrc12"]
+    assert [(ilsvrc12.paths[i], ilsvrc12.labels[i]) for i in (0, 49)] == [
+        (str(val / "0/ILSVRC2012_val_00000001.JPEG"), 0), (str(val / "49/ILSVRC2012_val_00000050.JPEG"), 49)]
+    (val / "49").rename(val / "fifty")
+    with pytest.raises(FileNotFoundError, match=r"no folder for 50 of the 50 classes, e.g. n01440764; pass ImageNet's "
+                                                r"validation images sorted one folder per synset \(or class number, 0 "
+                                                r"to 49\)"):
+        lister.main(["--imagenet-val", str(val), "--webvision", str(tmp_path / "webvision")])
 
 
 def test_ilsvrc12_list_reads_synsets_txt_saved_with_a_byte_order_mark(tmp_path, import_script):
