@@ -205,10 +205,11 @@ def bootstrap_metrics(
     _refuse_resamples_past_memory(n_boot, len(names) + k * k, k)
     boot = np.full((n_boot, len(names)), np.nan)  # stays NaN, undefined, where fewer than two participants give none
     boot_rates = np.full((n_boot, k, k), np.nan)
+    resampling = _Resampling(labels, proba, k)
     for b, rows in enumerate(participant_resamples(participants, n_boot, np.random.default_rng(seed))):
-        values = resampled_metrics(labels, proba, rows, k)
+        values = resampling.metrics(rows)
         boot[b] = [values[n] for n in names]
-        boot_rates[b] = _rates(confusion_counts(labels[rows], proba[rows].argmax(1), k))
+        boot_rates[b] = _rates(resampling.counts(rows))
     tail = 100 * (1 - confidence) / 2
     low, high = _percentiles(boot, tail), _percentiles(boot, 100 - tail)
     defined = np.isfinite(boot).sum(axis=0)
@@ -247,19 +248,33 @@ def point_metrics(labels: np.ndarray, proba: np.ndarray, num_classes: int) -> di
     counts = confusion_counts(labels, proba.argmax(1), num_classes)
     onehot = labels[:, None] == np.arange(num_classes)[None, :]
     per_class = [roc_auc(onehot[:, c], proba[:, c]) for c in range(num_classes)]
-    values = {"accuracy": float(np.trace(counts) / len(labels)) if len(labels) else float("nan")}
-    if num_classes > TOP5_MIN_CLASSES:
-        top5 = np.argpartition(-proba, 4, axis=1)[:, :5]
-        values["top5_accuracy"] = float((top5 == labels[:, None]).any(1).mean()) if len(labels) else float("nan")
+    top5 = _top5_hits(labels, proba) if num_classes > TOP5_MIN_CLASSES else None
+    return _metric_values(counts, top5, per_class, roc_auc(onehot.ravel(), proba.ravel()),
+                          expected_calibration_error(labels, proba), brier_score(labels, proba))
+
+
+def _metric_values(counts: np.ndarray, top5: np.ndarray | None, per_class: Sequence[float], micro: float, ece: float,
+                   brier: float) -> dict[str, float]:
+    """`point_metrics`' dict from the parts a set (or a resample) gives: its confusion counts, whether each example's
+    label is among its five likeliest classes (None: five classes or fewer), its AUCs, ECE and Brier score."""
+    examples = int(counts.sum())
+    values = {"accuracy": float(np.trace(counts) / examples) if examples else float("nan")}
+    if top5 is not None:
+        values["top5_accuracy"] = float(top5.mean()) if examples else float("nan")
     values.update({
         "balanced_accuracy": _mean_recall(counts),
-        "auc_micro": roc_auc(onehot.ravel(), proba.ravel()),
+        "auc_micro": micro,
         "auc_macro": float(np.mean(per_class)),  # NaN if any class is absent, as scikit-learn refuses it
-        "ece": expected_calibration_error(labels, proba),
-        "brier": brier_score(labels, proba),
+        "ece": ece,
+        "brier": brier,
     })
     values.update({f"auc_{c}": a for c, a in enumerate(per_class)})
     return values
+
+
+def _top5_hits(labels: np.ndarray, proba: np.ndarray) -> np.ndarray:
+    """Whether each example's label is among its five likeliest classes (ties at the fifth as argpartition picks)."""
+    return (np.argpartition(-proba, 4, axis=1)[:, :5] == labels[:, None]).any(1)
 
 
 def resampled_metrics(labels: np.ndarray, proba: np.ndarray, rows: np.ndarray, num_classes: int) -> dict[str, float]:
@@ -273,6 +288,102 @@ def resampled_metrics(labels: np.ndarray, proba: np.ndarray, rows: np.ndarray, n
     return values
 
 
+class _Resampling:
+    """What every resample of one set shares, computed once, so that a resample costs O(n·k) passes instead of
+    `resampled_metrics`' sorts: per example its prediction, confidence, top-5 hit and Brier term, and each class's
+    scores (and all scores, for the micro AUC) in sorted order. A resample is scored through its multiplicities,
+    how often it drew each example; every value is the very float `resampled_metrics` gives at the same rows."""
+
+    def __init__(self, labels: np.ndarray, proba: np.ndarray, num_classes: int) -> None:
+        proba = np.ascontiguousarray(proba, dtype=np.float64)  # laid out as proba[rows]: each row's sums alike
+        n, self.num_classes, predicted = len(labels), num_classes, proba.argmax(1)
+        self.examples = n
+        self.pairs = labels * num_classes + predicted  # each example's cell of the confusion matrix
+        self.confidence, self.hits = proba.max(1), predicted == labels
+        self.top5 = _top5_hits(labels, proba) if num_classes > TOP5_MIN_CLASSES else None
+        self.squared = _squared_errors(labels, proba)
+        onehot = labels[:, None] == np.arange(num_classes)[None, :]
+        self.per_class = _RankedColumns.of(proba.T, np.broadcast_to(np.arange(n), (num_classes, n)), onehot.T)
+        self.micro = _RankedColumns.of(proba.reshape(1, -1), np.repeat(np.arange(n), num_classes)[None],
+                                       onehot.reshape(1, -1))
+        self.present = np.bincount(labels, minlength=num_classes) > 0
+
+    def counts(self, rows: np.ndarray) -> np.ndarray:
+        """`confusion_counts` of the resample `rows`."""
+        k = self.num_classes
+        return np.bincount(self.pairs[rows], minlength=k * k).reshape(k, k)
+
+    def metrics(self, rows: np.ndarray) -> dict[str, float]:
+        """`resampled_metrics(labels, proba, rows, num_classes)`, to the bit."""
+        weights = np.bincount(rows, minlength=self.examples)
+        counts = self.counts(rows)
+        values = _metric_values(counts, None if self.top5 is None else self.top5[rows],
+                                self.per_class.auc(weights).tolist(), float(self.micro.auc(weights)[0]),
+                                _binned_error(_confidence_bins(self.confidence[rows], self.hits[rows],
+                                                               CALIBRATION_BINS)),
+                                float(self.squared[rows].mean()) if len(rows) else float("nan"))
+        if (self.present & (counts.sum(1) == 0)).any():  # as resampled_metrics: a class of the set not drawn
+            values["balanced_accuracy"] = float("nan")
+        return values
+
+
+@dataclass(frozen=True)
+class _RankedColumns:
+    """Columns of scores sorted once for a whole set, with their runs of tied scores: a resample's rank sums then
+    come from its multiplicities in one pass over that order, O(n), rather than from sorting the resample. Only the
+    runs holding a positive enter a rank sum, so beyond that pass the work is O(positives)."""
+
+    rows: np.ndarray  # the example of each sorted entry, column after column
+    column_edges: np.ndarray  # where each column's entries start among them, and their count last
+    run_first: np.ndarray  # per run of ties holding a positive: its first entry,
+    run_end: np.ndarray  # the entry after its last,
+    run_column_first: np.ndarray  # the first entry of its column,
+    column_runs: np.ndarray  # and where each column's such runs start among them (their count last)
+    positive_rows: np.ndarray  # the example of each positive entry, in sorted order
+    positive_edges: np.ndarray  # where each run's positive entries start among them (their count last)
+
+    @classmethod
+    def of(cls, scores: np.ndarray, rows: np.ndarray, positive: np.ndarray) -> _RankedColumns:
+        """From (columns, entries) arrays of scores, the example of each entry, and whether it is a positive."""
+        columns, length = scores.shape
+        order = np.argsort(scores, axis=1, kind="stable")
+        ordered = np.take_along_axis(scores, order, 1)
+        starts = np.ones(ordered.shape, dtype=bool)
+        starts[:, 1:] = ordered[:, 1:] != ordered[:, :-1]  # ties as `_midranks` finds them
+        run_starts = np.flatnonzero(starts)
+        flat_rows = np.take_along_axis(rows, order, 1).ravel()
+        positives = np.flatnonzero(np.take_along_axis(positive, order, 1))
+        runs, first_positive = np.unique(np.cumsum(starts)[positives] - 1, return_index=True)
+        run_first = run_starts[runs]
+        run_column = run_first // length
+        return cls(flat_rows, np.arange(columns + 1) * length, run_first, np.r_[run_starts[1:], starts.size][runs],
+                   run_column * length, np.searchsorted(run_column, np.arange(columns + 1)), flat_rows[positives],
+                   np.r_[first_positive, positives.size])
+
+    def auc(self, weights: np.ndarray) -> np.ndarray:
+        """Each column's `roc_auc` in the resample that drew example i `weights[i]` times (NaN without both classes).
+        Its copies of a run of ties share the run's midrank: twice a column's rank sum is the sum over runs of the
+        positives drawn times (2 × entries drawn before the run + entries drawn in it + 1), an integer; so the
+        numerator is exact, as `roc_auc`'s half-integer sums are, and the one rounding is the same final division."""
+        drawn_before = np.zeros(len(self.rows) + 1, dtype=np.int64)
+        np.cumsum(weights[self.rows], out=drawn_before[1:])  # [i]: entries drawn before sorted entry i
+        positives = _group_sums(weights[self.positive_rows], self.positive_edges)  # drawn in each run
+        before = drawn_before[self.run_first] - drawn_before[self.run_column_first]
+        in_run = drawn_before[self.run_end] - drawn_before[self.run_first]
+        twice_rank_sum = _group_sums(positives * (2 * before + in_run + 1), self.column_runs)
+        pos = _group_sums(positives, self.column_runs)
+        neg = np.diff(drawn_before[self.column_edges]) - pos
+        with np.errstate(divide="ignore", invalid="ignore"):
+            auc = (twice_rank_sum - pos * (pos + 1)).astype(np.float64) / 2 / (pos * neg).astype(np.float64)
+        return np.where((pos > 0) & (neg > 0), auc, np.nan)
+
+
+def _group_sums(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Sums of `values` between consecutive `edges` (0 where two are equal, as `np.add.reduceat` does not give)."""
+    through = np.zeros(len(values) + 1, dtype=np.int64)
+    np.cumsum(values, out=through[1:])
+    return through[edges[1:]] - through[edges[:-1]]
+
 def balanced_accuracy(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> float:
     """Mean recall over the classes present in `labels` (NaN without labels): a model that gives
     everyone the majority class scores 1/(classes present), whatever the majority's share."""
@@ -282,8 +393,12 @@ def balanced_accuracy(labels: np.ndarray, predicted: np.ndarray, num_classes: in
 def expected_calibration_error(labels: np.ndarray, proba: np.ndarray, bins: int = CALIBRATION_BINS) -> float:
     """Top-label ECE (Guo et al. 2017): the mean over examples of |accuracy - mean confidence| of their confidence
     bin, so 0 where "p = 0.9" is right 90% of the time, whatever the accuracy; NaN without examples."""
-    counts, confidence, accuracy = (reliability_bins(labels, proba, bins)[key] for key in
-                                    ("count", "confidence", "accuracy"))
+    return _binned_error(reliability_bins(labels, proba, bins))
+
+
+def _binned_error(bins: dict[str, np.ndarray]) -> float:
+    """The ECE of `reliability_bins`' figures."""
+    counts, confidence, accuracy = bins["count"], bins["confidence"], bins["accuracy"]
     if not counts.sum():
         return float("nan")
     filled = counts > 0
@@ -293,18 +408,25 @@ def expected_calibration_error(labels: np.ndarray, proba: np.ndarray, bins: int 
 def brier_score(labels: np.ndarray, proba: np.ndarray) -> float:
     """Multiclass Brier score: the mean over examples of the squared distance from the probability vector to the
     one-hot label (0 perfect, 2 the worst), which, unlike the ECE, rewards sharpness as well as calibration."""
-    if not len(labels):
-        return float("nan")
+    return float(_squared_errors(labels, proba).mean()) if len(labels) else float("nan")
+
+
+def _squared_errors(labels: np.ndarray, proba: np.ndarray) -> np.ndarray:
+    """Each example's squared distance from its probability vector to its one-hot label: the Brier score's terms."""
     onehot = np.asarray(labels)[:, None] == np.arange(proba.shape[1])[None, :]
-    return float(((np.asarray(proba, dtype=np.float64) - onehot) ** 2).sum(1).mean())
+    return ((np.asarray(proba, dtype=np.float64) - onehot) ** 2).sum(1)
 
 
 def reliability_bins(labels: np.ndarray, proba: np.ndarray, bins: int = CALIBRATION_BINS) -> dict[str, np.ndarray]:
     """Per equal-width bin of top-label confidence, (low, high] (the first from 0): edges, count, mean confidence and
     accuracy (NaN where empty). The confidence is the probability of the predicted class, the argmax."""
     labels, proba = np.asarray(labels), np.asarray(proba, dtype=np.float64)
+    return _confidence_bins(proba.max(1), proba.argmax(1) == labels, bins)
+
+
+def _confidence_bins(confidence: np.ndarray, hits: np.ndarray, bins: int) -> dict[str, np.ndarray]:
+    """`reliability_bins` of examples of these top-label confidences and hits (predicted class = label)."""
     edges = np.linspace(0.0, 1.0, bins + 1).round(12)  # 0.3, not 0.30000000000000004, in reliability.csv
-    confidence, hits = proba.max(1), proba.argmax(1) == labels
     which = np.searchsorted(edges[1:-1], confidence, side="left")  # a confidence on an edge belongs to the lower bin
     counts = np.bincount(which, minlength=bins)
     with np.errstate(invalid="ignore"):
