@@ -506,3 +506,19 @@ def test_the_bootstrap_scores_each_resample_to_the_bit_as_resampled_metrics_does
         assert fast.confusion_rate[part].tobytes() == rates.tobytes(), part
     if n < 10 * k:  # some resample missed a class: its AUC was NaN, left out of that interval
         assert min(interval.resamples for interval in plain.metrics.values()) < 30
+
+
+def test_percentiles_of_columns_every_resample_defines_are_those_nanpercentile_gives_to_the_bit() -> None:
+    """Columns without an undefined resample take the vectorised np.percentile: the same floats, beside columns with
+    some undefined resamples (np.nanpercentile) and none defined (NaN)."""
+    from elr_mri.evaluation.metrics import _percentiles
+
+    rng = np.random.default_rng(2)
+    values = np.round(rng.random((41, 3, 6)) * 7) / 7  # ties, as accuracies of small sets have
+    values[rng.random(values.shape) < 0.05] = np.nan
+    values[:, 0, 0] = np.nan
+    values[:, 1, :2] = rng.random((41, 2))  # complete
+    for q in (2.5, 97.5, 5.0):
+        with np.errstate(all="ignore"), pytest.warns(RuntimeWarning, match="All-NaN slice"):
+            expected = np.nanpercentile(values, q, axis=0)
+        assert _percentiles(values, q).tobytes() == expected.tobytes()
