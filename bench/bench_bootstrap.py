@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from elr_mri.evaluation.metrics import _Resampling, confusion_counts, participant_resamples, resampled_metrics
+from elr_mri.evaluation.metrics import Resampling, confusion_counts, participant_resamples, resampled_metrics
 
 Scored = tuple[dict[str, float], np.ndarray]
 
@@ -36,7 +36,7 @@ def main() -> None:
         return resampled_metrics(labels, proba, rows, k), confusion_counts(labels[rows], proba[rows].argmax(1), k)
 
     start = time.process_time()
-    resampling = _Resampling(labels, proba, k)
+    resampling = Resampling(labels, proba, k)
     setup = time.process_time() - start
     before, old = timed(plain, draws)
     after, new = timed(lambda rows: (resampling.metrics(rows), resampling.counts(rows)), draws)

@@ -497,7 +497,7 @@ def test_the_bootstrap_scores_each_resample_to_the_bit_as_resampled_metrics_does
         def counts(self, rows: np.ndarray) -> np.ndarray:
             return confusion_counts(self.labels[rows], self.proba[rows].argmax(1), k)
 
-    monkeypatch.setattr(metrics, "_Resampling", Plain)
+    monkeypatch.setattr(metrics, "Resampling", Plain)
     plain = bootstrap_metrics(labels, proba, people, names, n_boot=30, seed=4)
     assert list(fast.metrics) == list(plain.metrics) and ("top5_accuracy" in fast.metrics) == (k > 5)
     for name, interval in plain.metrics.items():

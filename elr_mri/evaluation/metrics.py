@@ -14,9 +14,10 @@ given diagnosis).
 Pure NumPy and SciPy; AUCs use the rank formula, ties counted half, which equals scikit-learn's.
 
 Public names: `Interval`, `rarely_defined_note`, `too_few_to_resample`, `MetricsReport`, `point_metrics`,
-`bootstrap_metrics`, `participant_means`, `participant_resamples`, `resampled_metrics`, `evaluate_predictions`, `roc_auc`,
-`confusion_counts`, `roc_points`, `expected_calibration_error`, `brier_score`, `reliability_bins`, `CALIBRATION_BINS`,
-`balanced_accuracy`, `non_finite_rows`, `non_probability_rows`, `row_words`, `RARELY_DEFINED`, `TOP5_MIN_CLASSES`.
+`bootstrap_metrics`, `participant_means`, `participant_resamples`, `resampled_metrics`, `Resampling`,
+`evaluate_predictions`, `roc_auc`, `confusion_counts`, `roc_points`, `expected_calibration_error`, `brier_score`,
+`reliability_bins`, `CALIBRATION_BINS`, `balanced_accuracy`, `non_finite_rows`, `non_probability_rows`, `row_words`,
+`RARELY_DEFINED`, `TOP5_MIN_CLASSES`.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ __all__ = [
     "participant_means",
     "participant_resamples",
     "resampled_metrics",
+    "Resampling",
     "evaluate_predictions",
     "roc_auc",
     "roc_points",
@@ -205,7 +207,7 @@ def bootstrap_metrics(
     _refuse_resamples_past_memory(n_boot, len(names) + k * k, k)
     boot = np.full((n_boot, len(names)), np.nan)  # stays NaN, undefined, where fewer than two participants give none
     boot_rates = np.full((n_boot, k, k), np.nan)
-    resampling = _Resampling(labels, proba, k)
+    resampling = Resampling(labels, proba, k)
     for b, rows in enumerate(participant_resamples(participants, n_boot, np.random.default_rng(seed))):
         values = resampling.metrics(rows)
         boot[b] = [values[n] for n in names]
@@ -288,7 +290,7 @@ def resampled_metrics(labels: np.ndarray, proba: np.ndarray, rows: np.ndarray, n
     return values
 
 
-class _Resampling:
+class Resampling:
     """What every resample of one set shares, computed once, so that a resample costs O(n·k) passes instead of
     `resampled_metrics`' sorts: per example its prediction, confidence, top-5 hit and Brier term, and each class's
     scores (and all scores, for the micro AUC) in sorted order. A resample is scored through its multiplicities,

@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 
 from elr_mri.data.cohort import diagnoses_left_out, warn_once
-from elr_mri.evaluation.metrics import (N_BOOT, Interval, MetricsReport, bootstrap_metrics, non_finite_rows,
-                                        non_probability_rows, participant_means, participant_resamples,
-                                        resampled_metrics, row_words)
+from elr_mri.evaluation.metrics import (N_BOOT, Interval, MetricsReport, Resampling, bootstrap_metrics,
+                                        non_finite_rows, non_probability_rows, participant_means,
+                                        participant_resamples, row_words)
 
 __all__ = ["predictions_with_truth", "rescore_against_truth", "mean_paired_difference", "participants_predicted_alike",
            "PAIRED_METRICS"]
@@ -91,12 +91,13 @@ def mean_paired_difference(pairs: Sequence[tuple[Path, Path]], truth: pd.DataFra
         log.warning("the paired comparison covers the %d participant entries every run has; a run has %d "
                     "(were they evaluated on the same split or holdout?)", len(shared), most)
     labels = shared.get_level_values("label").to_numpy()
-    runs = [(a.loc[shared].to_numpy(), b.loc[shared].to_numpy()) for a, b in scored]
-    num_classes = runs[0][0].shape[1]
+    num_classes = scored[0][0].shape[1]
+    # each run's scores sorted once: a resample of an image-sized set costs O(n) passes, not a sort per metric
+    runs = [(Resampling(labels, a.loc[shared].to_numpy(), num_classes),
+             Resampling(labels, b.loc[shared].to_numpy(), num_classes)) for a, b in scored]
 
     def difference(rows: np.ndarray) -> float:
-        return float(np.mean([resampled_metrics(labels, b, rows, num_classes)[metric]
-                              - resampled_metrics(labels, a, rows, num_classes)[metric] for a, b in runs]))
+        return float(np.mean([b.metrics(rows)[metric] - a.metrics(rows)[metric] for a, b in runs]))
 
     # resample participants (a converter's entries, one per true diagnosis, travel together), as bootstrap_metrics
     resamples = participant_resamples(shared.get_level_values("participant").to_numpy(), n_boot,
