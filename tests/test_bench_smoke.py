@@ -1,8 +1,8 @@
 """Each benchmark of bench/ that can be made tiny, run at its smallest settings into a temporary file: a script that
 rotted as the code moved on (a setting, an option or a function renamed under it) fails here, not an hour into a
 measurement or a device session. Covered elsewhere: bench_cifar_step.py (test_bench_cifar_step.py),
-check_row_settings.py and the parsers of every `--device cuda` call (test_gpu_checks.py). bench_bootstrap.py writes no
-file: its own test is at the end. Left out, as no setting
+check_row_settings.py and the parsers of every `--device cuda` call (test_gpu_checks.py). bench_bootstrap.py has its
+own test at the end. Left out, as no setting
 makes them small: bench_compile_tail.py (ResNet-34 under torch.compile, minutes), bench_dilated_conv.py (the ×8's
 layers at 96³; its path on two small layers below), bench_execution_variants.py and bench_mri_models.py (the 3D
 models, compiled or several, at 71³ and more), bench_preprocess.py (ANTs registrations of Colin27);
@@ -645,11 +645,11 @@ def test_no_bench_or_scripts_module_is_named_as_a_standard_library_one() -> None
     assert not clashes, f"rename {clashes}: each shares its name with a standard-library module"
 
 
-def test_the_bootstrap_benchmark_scores_resamples_both_ways_alike(monkeypatch: pytest.MonkeyPatch,
-                                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    """bench_bootstrap.py (which prints only, so it is no case above) at its smallest: its figure in README is only
-    worth quoting while the resamples it times come out alike to the bit."""
-    monkeypatch.setattr(sys, "argv", ["bench_bootstrap.py", "--examples", "300", "--classes", "7", "--resamples", "3"])
+def test_the_bootstrap_benchmark_scores_resamples_both_ways_alike(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """bench_bootstrap.py at its smallest, in-process (it trains nothing): its figure in README is only worth quoting
+    while the resamples it times come out alike to the bit."""
+    out = tmp_path / "bootstrap.md"
+    monkeypatch.setattr(sys, "argv", ["bench_bootstrap.py", "--examples", "300", "--classes", "7", "--resamples", "3",
+                                      "--out", str(out)])
     _bench_module("bench_bootstrap").main()
-    out = capsys.readouterr().out
-    assert re.search(r"^speed-up \d+\.\d×; every value alike to the bit: True$", out, re.M), out
+    assert re.search(r"^speed-up \d+\.\d×; every value alike to the bit: True$", out.read_text(), re.M), out.read_text()
