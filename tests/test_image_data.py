@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 from elr_mri.config import DataConfig, NoiseConfig, RunConfig
 from elr_mri.data import image_sources
 from elr_mri.data.image_sources import ImageReadError, load_source
-from elr_mri.data.image_transforms import CenterCrop, RandomCrop, load_resized
+from elr_mri.data.image_transforms import CenterCrop, RandomCrop, RandomHorizontalFlip, load_resized
 from elr_mri.data.images import NORMALISATION, build_image_data
 from elr_mri.data.seeded_items import SeededItems
 from elr_mri.engine.selection import selection_rule
@@ -1027,6 +1027,23 @@ def test_crops_and_resize(tmp_path):
     assert torch.equal(CenterCrop(2)(image), image[:, 2:4, 2:4])
     Image.new("RGB", (300, 200)).save(tmp_path / "wide.png")
     assert load_resized(tmp_path / "wide.png", 256).shape == (3, 256, 384)
+
+
+def test_centre_crop_of_a_non_square_image_rounds_each_offset_as_torchvision() -> None:
+    """Clothing1M's and WebVision's images reach `CenterCrop` resized by their short side, so wider than high:
+    the left offset comes from the width, and an odd margin rounds half to even (5 − 2 = 3 rows: top 2, not 1)."""
+    image = torch.arange(5 * 8, dtype=torch.float32).view(1, 5, 8)
+    assert torch.equal(CenterCrop(2)(image), image[:, 2:4, 3:5])
+
+
+def test_a_per_item_flip_happens_with_probability_p() -> None:
+    """p is the chance of a flip, not of keeping the image; CIFAR's 0.5 cannot tell the two readings apart."""
+    image = torch.arange(4, dtype=torch.float32).repeat(1, 4, 1)
+    generator = torch.Generator().manual_seed(0)
+    assert torch.equal(RandomHorizontalFlip(1.0)(image, generator), image.flip(-1))
+    assert torch.equal(RandomHorizontalFlip(0.0)(image, generator), image)
+    flipped = [RandomHorizontalFlip(0.25)(image, generator)[0, 0, 0] > 0 for _ in range(1000)]
+    assert abs(sum(flipped) / 1000 - 0.25) < 0.05  # 3.7 standard deviations of 1000 draws
 
 
 @pytest.fixture(scope="module")
