@@ -261,3 +261,19 @@ def test_flip_probability_is_the_share_of_flipped_images() -> None:
     assert flipped.all() and torch.equal(images, unflipped.flip(-1))
     _, flipped = flipped_share(0.25)
     assert abs(flipped.float().mean().item() - 0.25) < 0.05  # 4.7 standard deviations of 1000 draws
+
+
+def test_each_ranks_slice_of_a_global_batch_gets_the_crops_one_process_gives_it(cifar) -> None:
+    """Under torchrun each rank draws the crops of the whole global batch and keeps its slice's (`slice_positions`):
+    an example is cropped and flipped alike whichever rank holds it, so K processes train on 1 process's batches."""
+    batches = DeviceImageBatches.from_dataset(cifar.train, "cpu")
+
+    def sampler(rank: int, world: int) -> GlobalBatchSampler:
+        return GlobalBatchSampler(len(batches), 48, torch.Generator().manual_seed(7), rank, world)
+
+    alone = [b["image"] for b in batches.batches(sampler(0, 1), batches.generator(3))]
+    for rank in range(3):
+        ranks = sampler(rank, 3)
+        served = batches.batches(ranks, batches.generator(3), ranks.slice_positions())
+        for whole, (size, start), batch in zip(alone, ranks.slice_positions(), served, strict=True):
+            assert len(whole) == size and torch.equal(batch["image"], whole[start : start + len(batch["image"])])
