@@ -882,6 +882,12 @@ def test_participant_diagnosis_is_majority_then_earliest():
     assert participant_diagnosis(reverted).to_dict() == {"C": "CN"}
 
 
+def test_a_tie_is_not_given_to_a_scan_without_an_age():
+    """A scan of unknown age is not known to be the earliest: the tie goes to the dated scan's diagnosis."""
+    frame = pd.DataFrame([scan("D", "M00", "CN", 70), scan("D", "M12", "AD", None)])
+    assert participant_diagnosis(frame).to_dict() == {"D": "CN"}
+
+
 def test_split_is_by_participant_and_stratified():
     frame = cohort(n_per_class=20)
     split = split_participants(frame, test_fraction=0.15, val_fraction=0.1, seed=3)

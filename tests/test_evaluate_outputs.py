@@ -287,6 +287,16 @@ def test_a_whole_splits_csv_reads_as_train_wrote_it(tmp_path: Path) -> None:
     assert read_run_splits(tmp_path)["split"].tolist() == ["train", "test", "test"]
 
 
+def test_a_splits_csv_row_whose_id_was_blanked_is_refused_though_the_counts_agree(tmp_path: Path) -> None:
+    """pandas reads an empty id as NaN, not as "": the row must still be refused, or a holdout would be checked
+    against one participant fewer than the run had."""
+    (tmp_path / "splits.csv").write_text("participant_id,split\n0042,train\n,test\n")
+    pd.DataFrame({"split": ["train", "test"], "participants": [1, 1]}).to_csv(tmp_path / "split_balance.csv",
+                                                                               index=False)
+    with pytest.raises(ValueError, match=r"splits.csv: row 2: no participant_id; the run's splits are damaged"):
+        read_run_splits(tmp_path)
+
+
 def test_loading_a_checkpoint_a_run_never_keeps_names_the_two_it_does(tmp_path: Path) -> None:
     """`load_run(run, "final")` from Python (the CLI offers best and last alone) said checkpoints/final.pt was not
     found and asked whether the folder was a finished run, blaming the folder for the name."""
