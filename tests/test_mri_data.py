@@ -128,6 +128,20 @@ def test_max_shift_keeps_training_crops_near_the_centre_crop(tmp_path):
         mri_transforms(CROP, train=True, max_shift=-1)
 
 
+def test_the_training_flip_mirrors_left_and_right_half_the_time(tmp_path):
+    """data.mri.flip mirrors a RAS volume along its first axis, the one a brain is roughly symmetric about: a flip
+    front to back or top to bottom would train on heads no scanner gives."""
+    data = np.random.default_rng(4).random((12, 10, 8))
+    path = write_volume(tmp_path / "v.nii.gz", data)
+    scaled = (data - data.min()) / (data.max() - data.min())
+    transform = mri_transforms(list(data.shape), train=True, blur_sigma_max=0.0, flip=True)
+    transform.set_random_state(seed=0)
+    outputs = [transform({"image": str(path)})["image"][0].numpy() for _ in range(40)]
+    flipped = [np.allclose(out, scaled[::-1], atol=1e-6) for out in outputs]
+    assert all(f or np.allclose(out, scaled, atol=1e-6) for f, out in zip(flipped, outputs))
+    assert 10 <= sum(flipped) <= 30  # p = 0.5: 20 ± 3.2 of 40
+
+
 def test_nan_voxels_are_zeroed_before_min_max(tmp_path):
     data = np.random.default_rng(0).random((20, 20, 20)).astype(np.float32) + 1.0
     data[0, 0, 0] = np.nan  # e.g. background an external pipeline masked out
