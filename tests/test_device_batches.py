@@ -277,3 +277,9 @@ def test_each_ranks_slice_of_a_global_batch_gets_the_crops_one_process_gives_it(
         served = batches.batches(ranks, batches.generator(3), ranks.slice_positions())
         for whole, (size, start), batch in zip(alone, ranks.slice_positions(), served, strict=True):
             assert len(whole) == size and torch.equal(batch["image"], whole[start : start + len(batch["image"])])
+
+
+def test_a_data_set_without_a_validation_split_is_still_served_on_the_device(cifar) -> None:
+    """data.val_fraction 0 leaves no validation set: the train and test sets alone decide, so such a run is not
+    sent back to the per-item loader, which spends most of a small-image step feeding the GPU."""
+    assert supports_device_batches(replace(cifar, val=None))
