@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 
 from elr_mri.config import DataConfig, MRIDataConfig, NoiseConfig
 from elr_mri.data import build_data
-from elr_mri.data.cohort import IMAGE_COLUMN
+from elr_mri.data.cohort import IMAGE_COLUMN, ManifestError
 from elr_mri.data.disk_cache import DiskCache
 from elr_mri.data.grid import ScanReadError, VolumeGrid, read_grid
 from elr_mri.data.memory_cache import MemoryCache
@@ -608,6 +608,14 @@ def test_holdout_sharing_participants_is_refused_unless_allowed(tmp_path):
     assert len(holdout) == 3 and holdout[2]["label"] == 2 and holdout[0]["image"].shape == (1, 16, 16, 16)
     clean, notes = build_mri_eval_dataset(manifest, trained_elsewhere(tmp_path), training_participants=["other"])
     assert notes == [] and (clean.frame["split"] == "holdout").all()
+
+
+def test_a_holdout_whose_scans_all_failed_preprocessing_is_refused_before_scoring(tmp_path):
+    """A holdout of failed scans alone is dropped to no rows by the manifest's reader: one line saying so, not an
+    empty evaluation."""
+    manifest = make_cohort(tmp_path, participants=2, scans=1, status=["failed", "failed"])
+    with pytest.raises(ManifestError, match=rf"{re.escape(str(manifest))}: no scans to score"):
+        build_mri_eval_dataset(manifest, trained_elsewhere(tmp_path), training_participants=["other"])
 
 
 def test_a_holdout_is_read_without_the_runs_cache(tmp_path):
