@@ -1113,6 +1113,28 @@ def test_a_batch_of_near_identical_good_scans_flags_none_of_its_slightly_lower_o
     assert flagged[:10] == [""] * 10 and flagged[10] == "NCC 0.515 far below the batch's (outliers < 0.520)"
 
 
+def test_the_outlier_limit_of_a_widely_spread_batch_is_3_5_standard_deviations_read_from_the_mad():
+    """1.4826 MAD is a normal batch's standard deviation: a batch of good scans spread by several scanners (MAD 0.1)
+    flags below 0.7 - 3.5 × 0.148 = 0.181, and its scan at 0.3 is not an outlier (3.5 MADs would have said so)."""
+    from preprocess.qc_flags import qc_reasons
+
+    batch = np.array([0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.6, 0.7, 0.8])
+    assert qc_reasons(np.append(batch, 0.3), np.full(11, 0.8), 0.1)[10] == ""
+    flagged = qc_reasons(np.append(batch, 0.15), np.full(11, 0.8), 0.1)[10]
+    assert flagged == "NCC 0.150 far below the batch's (outliers < 0.181)"
+
+
+def test_a_scan_exactly_at_the_coverage_or_voxel_size_limit_is_not_flagged():
+    """The limits are what a scan may reach: 99% of the template's brain in view, voxels of 3 mm (a common clinical
+    slice thickness), each passes; just beyond, each is flagged."""
+    from preprocess.qc_flags import coarse_inputs, cut_off_brains
+
+    assert coarse_inputs(pd.DataFrame({"qc_input_voxel_mm": [3.0, 3.001]})) == [
+        "", "input voxels up to 3.001 mm > 3 (thick slices: blurred along them)"]
+    at_limit, beyond = cut_off_brains(pd.DataFrame({"qc_brain_coverage": [0.99, 0.98999]}))
+    assert at_limit == "" and beyond.startswith("brain 1.0% outside the scan's field of view")
+
+
 def test_the_default_template_is_mirror_symmetric_so_no_asymmetry_check_could_see_a_left_right_flip():
     """README says QC cannot catch a mirrored head and that comparing its asymmetry with the template's could not
     either: nilearn's MNI152 2009 template (the symmetric variant) has no asymmetry to compare with."""
