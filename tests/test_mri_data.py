@@ -446,6 +446,24 @@ def test_disk_cache_is_keyed_by_settings(tmp_path):
         build_mri_data(config(manifest, cache="disk"))
 
 
+def test_a_scan_written_again_at_the_same_size_is_not_served_from_the_disk_cache(tmp_path):
+    """The disk cache is keyed by each scan's size and modification time: a scan preprocessed again in place is read
+    anew, though an uncompressed .nii of the same grid keeps its size to the byte."""
+    manifest = make_cohort(tmp_path, participants=12, scans=1)
+    frame = pd.read_csv(manifest)
+    for name in frame["path"]:
+        nib.save(nib.load(tmp_path / name), tmp_path / name.replace(".nii.gz", ".nii"))
+    frame.assign(path=frame["path"].str.replace(".nii.gz", ".nii")).to_csv(manifest, index=False)
+    cfg = config(manifest, cache="disk", cache_dir=str(tmp_path / "cache"))
+    data = build_mri_data(cfg)
+    before, scan = data.val[0]["image"].clone(), Path(data.val.frame[IMAGE_COLUMN].iloc[0])
+    size, written = scan.stat().st_size, scan.stat().st_mtime_ns
+    write_volume(scan, np.random.default_rng(9).random(SHAPE))
+    os.utime(scan, ns=(written + 10**9, written + 10**9))  # a later write, whatever the file system's clock step
+    assert scan.stat().st_size == size
+    assert not torch.equal(build_mri_data(cfg).val[0]["image"], before)
+
+
 def test_a_cached_volume_cut_short_is_made_again(tmp_path, caplog):
     """A job killed while a cached volume was copied into a cache on another drive left it cut short: torch's zip
     error and a traceback at every later run, where the scan itself is fine."""
