@@ -1124,6 +1124,14 @@ def test_the_outlier_limit_of_a_widely_spread_batch_is_3_5_standard_deviations_r
     assert flagged == "NCC 0.150 far below the batch's (outliers < 0.181)"
 
 
+def test_a_scan_below_the_ncc_limit_is_given_that_one_reason_not_also_the_batchs():
+    """One figure, one reason: "NCC 0.300 < 0.45" says all there is; "far below the batch's" after it repeated it."""
+    from preprocess.qc_flags import qc_reasons
+
+    batch = np.array([0.8, 0.81, 0.79, 0.8, 0.82, 0.78, 0.8, 0.81, 0.79, 0.3])
+    assert qc_reasons(batch, np.full(10, 0.8), 0.45)[9] == "NCC 0.300 < 0.45"
+
+
 def test_a_scan_exactly_at_the_coverage_or_voxel_size_limit_is_not_flagged():
     """The limits are what a scan may reach: 99% of the template's brain in view, voxels of 3 mm (a common clinical
     slice thickness), each passes; just beyond, each is flagged."""
