@@ -9,6 +9,7 @@ import json
 import shlex
 import shutil
 import os
+import random
 import re
 import signal
 import struct
@@ -312,6 +313,43 @@ def test_ctrl_c_while_best_pt_is_written_waits_for_last_pt_too(tmp_path: Path,
         CheckpointWriter(tmp_path, every_seconds=0, config={}).after_epoch(method, tracker, state, is_best=True,
                                                                           final=True)
     assert (tmp_path / "checkpoints" / "last.pt").exists() and (tmp_path / "checkpoints" / "best.pt").exists()
+
+
+@pytest.mark.parametrize("loss", ["elr", "elr_plus"])
+def test_a_resume_loads_every_part_of_last_pt_back(tmp_path: Path, loss: str) -> None:
+    """Weights, optimizer, ELR's targets, ELR+'s EMA copies and step, the tracked predictions, the best score to beat
+    and the generators: a part not brought back trains on from a fresh one, which the killed-run comparison sees
+    only where that part changes the few epochs it trains (ELR+'s EMA copies are not scored)."""
+    from elr_mri.distributed import DistContext
+    from elr_mri.engine.resuming import restore_last_checkpoint
+
+    cfg = load_config(DIGITS, ["model.name=small_cnn", "model.hidden=8", f"loss.name={loss}"])
+    plan = ExecutionPlan.from_config(cfg.train, torch.device("cpu"))
+    method, tracker, state = build_method(cfg, (1, 8, 8), 10, 32, plan), PredictionTracker(32, 10), RunState()
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        batch = {"image": torch.rand(32, 1, 8, 8, generator=generator), "index": torch.arange(32),
+                 "label": torch.randint(0, 10, (32,), generator=generator)}
+        method.train_step({**batch, "pair": batch} if loss == "elr_plus" else batch)
+    tracker.load(torch.rand(32, 10, generator=generator))
+    state.epoch, state.best_epoch, state.best_val = 1, 1, 0.75
+    rng = torch.get_rng_state(), np.random.get_state(), random.getstate()
+    CheckpointWriter(tmp_path, every_seconds=0, config=config_to_dict(cfg)).after_epoch(method, tracker, state,
+                                                                                        is_best=True, final=True)
+    (tmp_path / "metrics.csv").write_text("epoch\n1\n")
+    torch.rand(3), np.random.rand(3), random.random()  # the generators move on after the checkpoint
+    again, tracked, resumed = build_method(cfg, (1, 8, 8), 10, 32, plan), PredictionTracker(32, 10), RunState()
+    restore_last_checkpoint(tmp_path, cfg, again, tracked, resumed, DistContext())
+    _assert_nested_equal(again.state_dict(), method.state_dict())
+    # compared as held, not through state_dict, which would miss a table or copy it saved wrongly on both sides
+    _assert_nested_equal(again.target_tables(), method.target_tables())
+    if loss == "elr_plus":
+        assert not torch.equal(method.emas[0].state_dict()["head.weight"], method.nets[0].state_dict()["head.weight"])
+        _assert_nested_equal([e.state_dict() for e in again.emas], [e.state_dict() for e in method.emas])
+    assert torch.equal(tracked.probs, tracker.probs) and torch.equal(torch.get_rng_state(), rng[0])
+    numpy_state = np.random.get_state()
+    assert np.array_equal(numpy_state[1], rng[1][1]) and numpy_state[2:] == rng[1][2:] and random.getstate() == rng[2]
+    assert (resumed.epoch, resumed.best_epoch, resumed.best_val) == (1, 1, 0.75)
 
 
 def test_an_epoch_ended_after_a_sigterm_is_checkpointed_before_the_run_stops(tmp_path: Path,
