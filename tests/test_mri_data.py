@@ -23,6 +23,7 @@ from elr_mri.data.grid import ScanReadError, VolumeGrid, read_grid
 from elr_mri.data.memory_cache import MemoryCache
 from elr_mri.data.mri import (
     MRIScans,
+    _note_padding,
     build_mri_data,
     build_mri_eval_dataset,
     mri_transforms,
@@ -149,6 +150,26 @@ def test_nan_voxels_are_zeroed_before_min_max(tmp_path):
     nib.Nifti1Image(data, np.eye(4)).to_filename(path)
     image = mri_transforms((16, 16, 16), train=False)({"image": str(path)})["image"]
     assert torch.isfinite(image).all() and 0.0 <= float(image.min()) and float(image.max()) <= 1.0
+
+
+def test_nan_voxels_are_scaled_as_zeros(tmp_path):
+    """As in the official code, masked-out background (NaN) is 0 before min-max: a scan of 1..2 with a NaN voxel
+    scales from 0, so that voxel reads 0 and the others x / max (read as 1, the scan would scale from 1)."""
+    data = np.random.default_rng(0).random((8, 8, 8)).astype(np.float32) + 1.0
+    data[4, 4, 4] = np.nan
+    path = tmp_path / "scan.nii.gz"
+    nib.Nifti1Image(data, np.eye(4)).to_filename(path)
+    expected = np.nan_to_num(data, nan=0.0) / np.nanmax(data)
+    np.testing.assert_allclose(read_scan_as_the_network_does(path), expected, atol=1e-6)
+
+
+def test_a_crop_the_size_of_the_scans_is_not_said_to_pad_them(tmp_path, caplog):
+    """Padding is warned of where a scan is smaller than the crop along an axis, not where it is just as large."""
+    grid, source = VolumeGrid((32, 32, 32), (1.5, 1.5, 1.5)), str(tmp_path / "manifest.csv")
+    _note_padding(grid, [32, 32, 32], source)
+    assert "zero-padded" not in caplog.text
+    _note_padding(grid, [32, 33, 32], source)
+    assert "smaller than data.mri.crop_size [32, 33, 32] along axis 1 and are zero-padded" in caplog.text
 
 
 @pytest.mark.parametrize("blank", ["+inf", "-inf", "all NaN", "constant"])
