@@ -722,6 +722,16 @@ def test_a_training_subset_keeps_each_diagnosis_share(tmp_path):
         build_mri_data(replace(cfg, train_subset=13))
 
 
+def test_a_training_subset_of_a_noisy_run_keeps_the_given_diagnoses_shares(tmp_path):
+    """The subset is drawn by the manifest's diagnoses, as an image data set's by its classes, not by the labels the
+    run's injected noise gave: those would keep the noise's shares and unbalance the scans' diagnoses."""
+    noise = NoiseConfig(mode="symmetric_exclusive", rate=0.5, seed=1)
+    cfg = replace(config(make_cohort(tmp_path, participants=24, scans=1)), noise=noise, train_subset=6)
+    subset = build_mri_data(cfg)
+    assert np.bincount(subset.train_clean_labels).tolist() == [2, 2, 2]
+    assert np.bincount(subset.train_labels).tolist() != [2, 2, 2]  # the noise moved the shares: the test can tell
+
+
 def test_a_runs_splits_csv_passed_back_as_data_mri_splits_gives_the_same_splits(tmp_path):
     """A run on a training subset listed only the participants it kept, so its splits.csv, passed back as
     data.mri.splits to train again on the same splits, was refused for not listing the manifest's others."""
