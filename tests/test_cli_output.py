@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 import pytest
 
@@ -32,7 +33,7 @@ def test_an_undefined_auc_is_said_to_need_examples_of_its_class_and_of_another(c
 
     proba = np.array([[0.2, 0.3, 0.5], [0.1, 0.6, 0.3], [0.3, 0.3, 0.4]])
     report = bootstrap_metrics(np.array([2, 2, 2]), proba, np.array(["a", "b", "c"]), ["CN", "MCI", "AD"], n_boot=10)
-    _note_undefined({"scan": report})
+    _note_undefined({"scan": report}, Path("metrics.csv"))
     assert capsys.readouterr().err == (
         "note: auc_AD, auc_CN, auc_MCI, auc_macro undefined (nan; null in summary.json): the AUC of a class needs "
         "examples given it and examples given another, and auc_macro the AUC of every class; this set has examples "
@@ -51,13 +52,35 @@ def test_an_image_runs_notes_and_metrics_csv_call_its_images_images(capsys: pyte
     proba = np.array([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3], [0.3, 0.3, 0.4], [0.2, 0.2, 0.6]])
     labels, ids = np.array([0, 1, 2, 2]), np.array(["0", "1", "2", "3"])
     image = bootstrap_metrics(labels, proba, ids, ["CN", "MCI", "AD"], n_boot=50, level="image")
-    _note_rarely_defined({"image": image}, 50)
+    _note_rarely_defined({"image": image}, 50, Path("metrics.csv"))
     note = capsys.readouterr().err
     assert "(the others drew no image of a class); those intervals come from the rest alone: more images " in note
     assert "participant" not in note and "participants" not in image.rows()[0]
     scan = bootstrap_metrics(labels, proba, ids, ["CN", "MCI", "AD"], n_boot=50)
-    _note_rarely_defined({"scan": scan}, 50)
+    _note_rarely_defined({"scan": scan}, 50, Path("metrics.csv"))
     assert "drew no participant of a class" in capsys.readouterr().err and scan.rows()[0]["participants"] == 4
+
+
+def test_a_many_class_sets_notes_name_a_few_metrics_and_the_csv_holding_them_all(capsys) -> None:
+    """On a WebVision-like set of 20 of its 50 classes, the undefined and rarely-defined notes each named every
+    per-class AUC in one line of dozens of names; past a screen's worth they name a few, the count and metrics.csv."""
+    import numpy as np
+
+    from elr_mri.commands.evaluate import _note_rarely_defined, _note_undefined
+    from elr_mri.evaluation.metrics import bootstrap_metrics
+
+    labels = np.repeat(np.arange(20), 2)
+    proba = np.random.default_rng(0).dirichlet(np.ones(50), size=40)
+    report = bootstrap_metrics(labels, proba, np.arange(40).astype(str), [f"n{i:08d}" for i in range(50)],
+                               n_boot=40, level="image")
+    csv = Path("eval-test/metrics.csv")
+    _note_undefined({"image": report}, csv)
+    _note_rarely_defined({"image": report}, 40, csv)
+    undefined, rare = capsys.readouterr().err.splitlines()
+    assert undefined.startswith("note: auc_macro, auc_n00000020, auc_n00000021, auc_n00000022, auc_n00000023, and 26 "
+                                "more (31 in all; the rows of eval-test/metrics.csv with no estimate) undefined (nan;")
+    assert "and " in rare and " more (" in rare and "the rows of eval-test/metrics.csv with fewer than 38 resamples" in rare
+    assert rare.count(" in ") < 12 and "auc_n00000019" not in rare
 
 
 def test_the_printed_metrics_say_what_was_scored_their_unit_and_their_interval(capsys: pytest.CaptureFixture) -> None:

@@ -21,6 +21,7 @@ EVALUATION_LOCK = ".evaluate.lock"  # held (lockf) by the `elr-mri evaluate` wri
 EVALUATION_WRITERS = "`elr-mri evaluate` (or `train` scoring its holdout)"  # who holds it, as a refusal names them
 EXPLANATION_LOCK = ".explain.lock"  # held (lockf) by the `elr-mri explain` writing an explanation folder
 EXPLANATION_WRITERS = "`elr-mri explain`"
+NAMED_OF_MANY = 5  # the metrics a note names of a list too long for a line; metrics.csv holds them all
 
 
 def evaluate_command(args: argparse.Namespace) -> int:
@@ -105,8 +106,8 @@ def evaluate_and_print(run_dir: Path, manifest: Path | None, checkpoint: str = "
     eval_dir = evaluation_dir(run_dir, manifest, checkpoint, test_set)
     _note_scoring_caveats(run_dir, eval_dir)
     _print_metrics(reports, eval_dir, _scored_set_words(manifest, test_set))
-    _note_undefined(reports)
-    _note_rarely_defined(reports, n_boot)
+    _note_undefined(reports, eval_dir / "metrics.csv")
+    _note_rarely_defined(reports, n_boot, eval_dir / "metrics.csv")
     return eval_dir
 
 
@@ -153,9 +154,20 @@ _MICRO_AMONG_ABSENT = ("; auc_micro counts the scores given to the absent classe
                        "above the AUCs of the classes present")
 
 
-def _note_undefined(reports: dict[str, MetricsReport]) -> None:
+def _first_few(names: list[str], rest: str) -> list[str]:
+    """`names` as a note lists them: past `LEGIBLE_CLASSES`, the first few, a count and `rest`, where they all are; a
+    WebVision set lacking classes had a note naming each of its dozens of undefined AUCs in one line."""
+    from elr_mri.plots import LEGIBLE_CLASSES
+
+    if len(names) <= LEGIBLE_CLASSES:
+        return names
+    return [*names[:NAMED_OF_MANY], f"and {len(names) - NAMED_OF_MANY} more ({len(names)} in all; {rest})"]
+
+
+def _note_undefined(reports: dict[str, MetricsReport], csv: Path) -> None:
     """Say why a metric is nan (on a set of any example, only an AUC can be): the set lacks the examples of a class
-    it needs, or has those of its class alone (auc_AD of an AD-only holdout), and which classes the set has."""
+    it needs, or has those of its class alone (auc_AD of an AD-only holdout), and which classes the set has; a long
+    list names its first few and the `csv` (metrics.csv) holding them all."""
     from elr_mri.plots import LEGIBLE_CLASSES
 
     undefined = sorted({metric for report in reports.values() for metric, interval in report.metrics.items()
@@ -165,17 +177,19 @@ def _note_undefined(reports: dict[str, MetricsReport]) -> None:
         present, every = report.balanced_accuracy_classes, report.class_names
         has = ", ".join(present) if len(every) <= LEGIBLE_CLASSES else f"{len(present)} of the {len(every)} classes"
         micro = report.metrics["auc_micro"].estimate
-        print(f"note: {', '.join(undefined)} undefined (nan; null in summary.json): the AUC of a class needs examples "
+        named = _first_few(undefined, f"the rows of {csv} with no estimate")
+        print(f"note: {', '.join(named)} undefined (nan; null in summary.json): the AUC of a class needs examples "
               "given it and examples given another, and auc_macro the AUC of every class; this set has examples given "
               f"{has} only{_MICRO_AMONG_ABSENT if len(present) < len(every) and micro == micro else ''}",
               file=sys.stderr)
 
 
-def _note_rarely_defined(reports: dict[str, MetricsReport], n_boot: int) -> None:
+def _note_rarely_defined(reports: dict[str, MetricsReport], n_boot: int, csv: Path) -> None:
     """Say which intervals rest on fewer than 95% of the resamples: an AUC or the balanced accuracy is undefined
     in a resample that drew no participant of a class, and its interval then comes from the resamples that drew
-    every class. A set of one participant has no resamples at all."""
-    from elr_mri.evaluation.metrics import rarely_defined_note, too_few_to_resample
+    every class. A set of one participant has no resamples at all. A long list names its first few and the `csv`
+    (metrics.csv, column resamples) holding them all."""
+    from elr_mri.evaluation.metrics import RARELY_DEFINED, rarely_defined_note, too_few_to_resample
 
     unit = next(iter(reports.values())).unit
     alone = {level: report.n_participants for level, report in reports.items() if report.n_participants < 2}
@@ -185,7 +199,8 @@ def _note_rarely_defined(reports: dict[str, MetricsReport], n_boot: int) -> None
             for level, report in reports.items() if level not in alone for metric, interval in report.metrics.items()
             if interval.rarely_defined(n_boot)]
     if rare:
-        print(f"note: {rarely_defined_note(rare, n_boot, unit)}", file=sys.stderr)
+        named = _first_few(rare, f"the rows of {csv} with fewer than {RARELY_DEFINED * n_boot:g} resamples")
+        print(f"note: {rarely_defined_note(named, n_boot, unit)}", file=sys.stderr)
 
 
 def _note_scoring_caveats(run_dir: Path, eval_dir: Path, done: str = "scored",
