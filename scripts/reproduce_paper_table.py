@@ -32,6 +32,7 @@ Data (the configs' paths are relative to the directory you run from, normally th
 from __future__ import annotations
 
 import argparse
+import functools
 import shlex
 import sys
 import time
@@ -47,7 +48,7 @@ from parallel_runs import PlannedRun, train_in_parallel
 from elr_mri.atomic_files import atomic_write_text
 from elr_mri.config import ConfigError, RunConfig, load_config
 from elr_mri.data.image_sources import (CLOTHING1M_LISTS, CLOTHING1M_VAL_LIST, IMAGENET_VAL_LIST, WEBVISION_LISTS,
-                                        cifar_download_command, clothing1m_lists_dir)
+                                        cifar_download_command, clothing1m_lists_dir, load_source)
 from elr_mri.data.noise import CIFAR10_ASYMMETRIC_MODES
 from elr_mri.models import lacks_the_papers_pretrained_weights
 from preprocess.user_errors import USER_ERRORS, nonempty_path
@@ -158,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or ROOT / "runs" / f"table{args.table}"
     plan = [(row, seed, out / row.name / f"seed{seed}") for row in rows for seed in range(args.seeds)]
     configs = {(row.name, seed): _row_config(row, seed, run_dir, args) for row, seed, run_dir in plan}
+    _unreadable_release.cache_clear()  # read again at each call: the user may have extracted the images since
     print(_plan_table(plan, configs))
     missing = dict(item for cfg in configs.values() for item in _missing_inputs(cfg))
     for path, how in missing.items():
@@ -167,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: {name} starts from random weights (model.pretrained_checkpoint is unset); the paper "
               "starts Clothing1M from ImageNet weights", file=sys.stderr)
     if args.dry_run:
-        print(f"\ndry run: {len(plan)} run(s) validated, nothing trained")
+        stop = f", but they would stop at the {len(missing)} missing input(s) above" if missing else ""
+        print(f"\ndry run: {len(plan)} run(s) validated{stop}; nothing trained")
         return 0
 
     train_all = _train_side_by_side if args.jobs > 1 else _train_in_turn
@@ -356,9 +359,12 @@ def _missing_lists(name: str, root: Path) -> list[tuple[str, str]]:
     WebVision trains without ILSVRC12's list, leaving the table's two ILSVRC12 lines empty after 100 epochs."""
     if name == "clothing1m":
         lists = clothing1m_lists_dir(root)
-        return [(str(lists / file), "restore it from the Clothing1M release (the label lists lie beside images/, in "
-                                    "annotations/ or in images/)")
-                for file in (*CLOTHING1M_LISTS, CLOTHING1M_VAL_LIST) if not (lists / file).is_file()]
+        missing = [(str(lists / file), "restore it from the Clothing1M release (the label lists lie beside images/, "
+                                       "in annotations/ or in images/)")
+                   for file in (*CLOTHING1M_LISTS, CLOTHING1M_VAL_LIST) if not (lists / file).is_file()]
+        if all((lists / file).is_file() for file in CLOTHING1M_LISTS):
+            missing += _unreadable_release(name, root)
+        return missing
     if name != "webvision":
         return []
     missing = [(str(root / file), f"extract WebVision 1.0's info/ folder into {root}")
@@ -369,6 +375,19 @@ def _missing_lists(name: str, root: Path) -> list[tuple[str, str]]:
                         f"{shlex.quote(str(root))} writes it from ImageNet's validation images sorted one folder per "
                         "synset"))
     return missing
+
+
+@functools.cache
+def _unreadable_release(name: str, root: Path) -> list[tuple[str, str]]:
+    """(what, the loader's error) where `train` would stop reading a release whose lists are there: images still in
+    the release's tar archives, listed images missing or empty, a malformed list. A dry run that looked at the lists
+    alone said "found", and every run stopped at its start; the loader itself looks, as a run does (it stats every
+    listed file: seconds for Clothing1M's million), once per folder and call however many rows and seeds read it."""
+    try:
+        load_source(name, root)
+    except USER_ERRORS as err:
+        return [(f"readable images under {root}", str(err))]
+    return []
 
 
 def _results_table(rows: list[Row], summaries: dict[str, list[dict]], seeds: int) -> str:

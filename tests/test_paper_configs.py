@@ -23,6 +23,7 @@ from elr_mri.data.image_sources import cifar_download_command
 from elr_mri.data.images import NORMALISATION
 from elr_mri.data.noise import inject_noise
 from elr_mri.engine.selection import selection_rule
+from test_image_data import write_clothing1m
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER_DIRS = ("cifar10", "cifar100", "cifar10n", "clothing1m", "webvision")
@@ -350,9 +351,7 @@ CLOTHING1M_LISTS = ["noisy_label_kv.txt", "noisy_train_key_list.txt", "clean_lab
 
 
 def test_dry_run_names_missing_pretrained_weights(reproduce, tmp_path: Path, capsys) -> None:
-    (tmp_path / "clothing1m" / "images").mkdir(parents=True)
-    for name in CLOTHING1M_LISTS:
-        (tmp_path / "clothing1m" / name).write_text("")
+    write_clothing1m(tmp_path / "clothing1m")
     weights = tmp_path / "resnet50_imagenet.pt"
     assert reproduce.main(["--table", "3", "--dry-run", "--data-root", str(tmp_path), "--out", str(tmp_path / "runs"),
                            "--set", f"model.pretrained_checkpoint={weights}"]) == 0
@@ -364,20 +363,22 @@ def test_dry_run_names_missing_pretrained_weights(reproduce, tmp_path: Path, cap
 def test_dry_run_names_the_label_lists_a_found_release_lacks(reproduce, tmp_path: Path, capsys) -> None:
     """images/ alone was "found", and every Clothing1M run then stopped at its start; a WebVision folder without
     ILSVRC12's list was "found", and the table's ILSVRC12 lines came out empty after 100 epochs."""
-    clothing = tmp_path / "clothing1m"
-    (clothing / "images").mkdir(parents=True)
+    clothing, release = tmp_path / "clothing1m", tmp_path / "release"
+    write_clothing1m(release)
+    clothing.mkdir()
+    (release / "images").rename(clothing / "images")
     table = ["--dry-run", "--data-root", str(tmp_path), "--out", str(tmp_path / "runs")]
     assert reproduce.main(["--table", "3", "--rows", "elr", *table]) == 0
     out = capsys.readouterr().out
     assert f"| {clothing} | missing {', '.join(str(clothing / name) for name in CLOTHING1M_LISTS)} |" in out
     (clothing / "annotations").mkdir()  # the lists in annotations/, as some copies keep them
     for name in CLOTHING1M_LISTS[:4]:
-        (clothing / "annotations" / name).write_text("")
+        (release / name).rename(clothing / "annotations" / name)
     assert reproduce.main(["--table", "3", "--rows", "elr", *table]) == 0
     out = capsys.readouterr().out
     assert (f"missing {clothing / 'annotations/clean_val_key_list.txt'}: restore it from the Clothing1M release"
-            in out) and out.count("missing") == 2  # its row and its line
-    (clothing / "annotations/clean_val_key_list.txt").write_text("")
+            in out) and out.count("missing") == 3  # its row, its line and the closing line
+    (release / "clean_val_key_list.txt").rename(clothing / "annotations/clean_val_key_list.txt")
     assert reproduce.main(["--table", "3", "--rows", "elr", *table]) == 0
     assert f"| {clothing} | found |" in capsys.readouterr().out
     webvision = tmp_path / "webvision"
@@ -400,6 +401,26 @@ def test_dry_run_names_the_label_lists_a_found_release_lacks(reproduce, tmp_path
         (spaced / "webvision/info" / name).write_text("")
     assert reproduce.main(["--table", "4", "--dry-run", "--data-root", str(spaced), "--out", str(tmp_path / "runs")]) == 0
     assert f"--imagenet-val DIR --webvision '{spaced / 'webvision'}' writes" in capsys.readouterr().out
+
+
+def test_dry_run_meets_the_image_check_a_clothing1m_run_meets_at_its_start(reproduce, tmp_path: Path, capsys) -> None:
+    """With every label list there, a release whose images were still in images/*.tar, or partly missing, was
+    "found" and "validated", and each run then stopped at its start; the dry run now reads it as a run does."""
+    clothing = tmp_path / "clothing1m"
+    write_clothing1m(clothing)
+    with tarfile.open(clothing / "images/0.tar", "w") as tar:
+        tar.add(clothing / "images/0", arcname="images/0")
+    (clothing / "images/0").rename(tmp_path / "extracted")
+    dry_run = ["--table", "3", "--dry-run", "--data-root", str(tmp_path), "--out", str(tmp_path / "runs")]
+    assert reproduce.main(dry_run) == 0
+    out = capsys.readouterr().out
+    assert f"| {clothing} | missing readable images under {clothing} |" in out
+    assert (f"{clothing / 'images'} holds 1 tar archive(s) (0.tar, ...): extract them all" in out
+            and "dry run: 2 run(s) validated, but they would stop at the 1 missing input(s) above;" in out)
+    (tmp_path / "extracted").rename(clothing / "images/0")
+    (clothing / "images/0/3.jpg").unlink()
+    assert reproduce.main(["--rows", "elr", *dry_run]) == 0
+    assert "noisy_train_key_list.txt: 1 of 8 listed images are not in" in capsys.readouterr().out
 
 
 def test_a_run_made_with_data_root_is_planned_again_not_refused(reproduce, tmp_path: Path, capsys) -> None:
