@@ -108,19 +108,21 @@ def planned_status(run_dir: Path, epochs: int) -> str:
     return status if trained >= epochs else f"continue {trained} → {epochs} epochs"
 
 
-def run_config(config: Path, overrides: list[str], run_dir: Path) -> RunConfig:
+def run_config(config: Path, overrides: list[str], run_dir: Path, fix: str | None = None) -> RunConfig:
     """The validated config (file + overrides) of a run, refused when `run_dir` already holds a run
     made with settings that differ in what they compute (its config.yaml cut short is refused as such: read with
-    defaults for what it lost, it was "made with other settings", or a model that cannot take the data)."""
+    defaults for what it lost, it was "made with other settings", or a model that cannot take the data). `fix`:
+    how to start afresh instead (default: another --out, or delete `run_dir`)."""
     wanted = load_config(config, overrides)
     if run_status(run_dir) == "new":
         check_noise_settings(wanted.data.noise)  # what `train` checks when a run starts: a dry run says so too
         return wanted
     saved = load_run_config(run_dir)
-    refuse_resume_changes(saved, wanted, run_dir, fix=f"pass another --out, or delete {run_dir}")
+    fix = fix or f"pass another --out, or delete {run_dir}"
+    refuse_resume_changes(saved, wanted, run_dir, fix=fix)
     if wanted.train.epochs < saved.train.epochs:
         raise ConfigError(f"{run_dir} was asked for {saved.train.epochs} epochs, so train.epochs = "
-                          f"{wanted.train.epochs} cannot shorten it; pass another --out, or delete {run_dir}")
+                          f"{wanted.train.epochs} cannot shorten it; {fix}")
     return wanted
 
 

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from paper_runs import (ROOT, markdown_table, mean_std, output_folder, percent, refuse_seed_overrides, run_config,
-                        planned_status, run_or_resume, run_script)
+                        planned_status, run_or_resume, run_script, run_status)
 from parallel_runs import PlannedRun, train_in_parallel
 
 from elr_mri.atomic_files import atomic_write_text
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = [r for r in rows if r.name in args.rows]
     out = args.out or ROOT / "runs" / f"table{args.table}"
     plan = [(row, seed, out / row.name / f"seed{seed}") for row in rows for seed in range(args.seeds)]
-    configs = {(row.name, seed): _row_config(row, seed, run_dir, args) for row, seed, run_dir in plan}
+    configs = _row_configs(plan, args)
     _unreadable_release.cache_clear()  # read again at each call: the user may have extracted the images since
     print(_plan_table(plan, configs))
     missing = dict(item for cfg in configs.values() for item in _missing_inputs(cfg))
@@ -286,11 +286,42 @@ def _row_args(row: Row, seed: int, run_dir: Path, args: argparse.Namespace) -> t
     return config, overrides, run_dir
 
 
-def _row_config(row: Row, seed: int, run_dir: Path, args: argparse.Namespace) -> RunConfig:
-    """The run's validated config, with what `train` would refuse at its start said before anything trains (a
-    CIFAR-10 noise mode on a CIFAR-100 row, `--set data.noise.mode=none` beside a row's rate), naming the row."""
+def _row_configs(plan: list[tuple[Row, int, Path]], args: argparse.Namespace) -> dict[tuple[str, int], RunConfig]:
+    """Each run's validated config by (row, seed). Where a row's runs were made with other settings (another
+    --set), the refusal names every one of them: it named seed0 alone, and each seed folder deleted in turn was
+    followed by the same refusal for the next."""
+    made_otherwise: dict[str, list[Path]] = {}
+    for row, seed, run_dir in plan:
+        if run_status(run_dir) != "new" and not _fits(row, seed, run_dir, args):
+            made_otherwise.setdefault(row.name, []).append(run_dir)
+    return {(row.name, seed): _row_config(row, seed, run_dir, args, _start_afresh(made_otherwise.get(row.name, [])))
+            for row, seed, run_dir in plan}
+
+
+def _fits(row: Row, seed: int, run_dir: Path, args: argparse.Namespace) -> bool:
+    """Whether the run in `run_dir` can be read back or continued with the settings asked for."""
     try:
-        cfg = run_config(*_row_args(row, seed, run_dir, args))
+        run_config(*_row_args(row, seed, run_dir, args))
+    except ConfigError:
+        return False
+    return True
+
+
+def _start_afresh(runs: list[Path]) -> str | None:
+    """How to start a row afresh whose `runs` were made with other settings: one command for them all; None (the
+    refusal's own words) for one run."""
+    if len(runs) < 2:
+        return None
+    remove = shlex.join(["rm", "-r", *map(str, runs)])
+    return f"pass another --out, or delete the row's {len(runs)} runs made so: {remove}"
+
+
+def _row_config(row: Row, seed: int, run_dir: Path, args: argparse.Namespace, fix: str | None = None) -> RunConfig:
+    """The run's validated config, with what `train` would refuse at its start said before anything trains (a
+    CIFAR-10 noise mode on a CIFAR-100 row, `--set data.noise.mode=none` beside a row's rate), naming the row;
+    `fix` as `run_config`'s."""
+    try:
+        cfg = run_config(*_row_args(row, seed, run_dir, args), fix)
     except ConfigError as err:
         raise ConfigError(f"row {row.name}: {err}") from None
     if cfg.data.noise.mode in CIFAR10_ASYMMETRIC_MODES and cfg.data.name == "cifar100":

@@ -437,6 +437,27 @@ def test_a_run_made_with_data_root_is_planned_again_not_refused(reproduce, tmp_p
     assert f"| resume | {run} |" in capsys.readouterr().out
 
 
+def test_a_rows_runs_made_with_other_settings_are_named_at_once(reproduce, tmp_path: Path, capsys) -> None:
+    """The refusal named seed0 alone ("delete …/seed0"), and each seed folder deleted was followed by the same
+    refusal for the next; it names every run of the row made so, in one line."""
+    (tmp_path / "cifar10" / "train").mkdir(parents=True)
+    (tmp_path / "CIFAR-10_human.npz").write_bytes(b"")
+    command = ["--table", "cifar10n", "--rows", "worst", "--seeds", "3", "--data-root", str(tmp_path),
+               "--out", str(tmp_path / "runs"), "--dry-run"]
+    row, runs = reproduce.TABLES["cifar10n"][1][0], [tmp_path / "runs" / "worst" / f"seed{k}" for k in range(3)]
+    for seed in (0, 2):  # made with --set loss.lam=5; seed1 not yet started
+        config, overrides, _ = reproduce._row_args(row, seed, runs[seed], reproduce._parse(command))
+        (runs[seed] / "checkpoints").mkdir(parents=True)
+        cfg = load_config(config, [*overrides, "loss.lam=5"])
+        (runs[seed] / "config.yaml").write_text(yaml.safe_dump({**config_to_dict(cfg),
+                                                                "selection_rule": selection_rule(cfg)}))
+        (runs[seed] / "checkpoints" / "last.pt").write_bytes(b"")
+    with pytest.raises(ConfigError) as refused:
+        reproduce.main(command)
+    assert str(refused.value).endswith(f"pass another --out, or delete the row's 2 runs made so: rm -r {runs[0]} "
+                                       f"{runs[2]}") and "\n" not in str(refused.value)
+
+
 def test_dry_run_says_a_finished_run_asked_for_more_epochs_is_continued(reproduce, tmp_path: Path, capsys) -> None:
     """The plan said 'done' of a run that would train on from 1 epoch to 2, read as nothing left to train."""
     (tmp_path / "cifar10" / "train").mkdir(parents=True)
