@@ -50,6 +50,7 @@ from elr_mri.config import ConfigError, RunConfig, load_config
 from elr_mri.data.image_sources import (CLOTHING1M_LISTS, CLOTHING1M_VAL_LIST, IMAGENET_VAL_LIST, WEBVISION_LISTS,
                                         cifar_download_command, clothing1m_lists_dir, load_source)
 from elr_mri.data.noise import CIFAR10_ASYMMETRIC_MODES
+from elr_mri.engine.run_dir import read_divergence
 from elr_mri.models import lacks_the_papers_pretrained_weights
 from preprocess.user_errors import USER_ERRORS, nonempty_path
 
@@ -182,8 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + text)
     report = out / _report_name(args.table, rows)
     if failures:  # a table of holes would replace a finished one
-        print(f"{report} not written: {failures} run(s) did not finish; {_how_to_go_on(missing)}",
-              file=sys.stderr)
+        print(f"{report} not written: {len(failures)} run(s) did not finish; "
+              f"{_how_to_go_on(missing, failures)}", file=sys.stderr)
         return 1
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(text, report)
@@ -199,19 +200,26 @@ def _report_name(table: str, rows: list[Row]) -> str:
     return "results-" + "+".join(row.name for row in rows) + ".md"
 
 
-def _how_to_go_on(missing: dict[str, str]) -> str:
+def _how_to_go_on(missing: dict[str, str], failed: list[Path]) -> str:
     """What finishes the table: a rerun alone where the runs were stopped, but a run that stopped for its data stops
-    again until the data is there (the table said "the same command continues them" then too)."""
-    if not missing:
-        return "the same command continues them"
-    return (f"put the data listed as missing above in place first ({', '.join(missing)}; the Data section of --help "
-            "and README's 'Reproducing the paper' say where each goes), then run the same command")
+    again until the data is there (the table said "the same command continues them" then too), and one that diverged
+    (its `diverged.json`) diverges again: its own line gives the remedy."""
+    again = "the same command continues them" if not missing else (
+        f"put the data listed as missing above in place first ({', '.join(missing)}; the Data section of --help and "
+        "README's 'Reproducing the paper' say where each goes), then run the same command")
+    diverged = [run for run in failed if read_divergence(run) is not None]
+    if not diverged:
+        return again
+    remedy = (f"{len(diverged)} diverged ({', '.join(map(str, diverged))}), as a rerun would again: "
+              "each one's line above gives the remedy")
+    return remedy if len(diverged) == len(failed) else f"{remedy}; for the other {len(failed) - len(diverged)}, {again}"
 
 
-def _train_in_turn(plan: list[tuple[Row, int, Path]], args: argparse.Namespace) -> tuple[dict[str, list[dict]], int]:
-    """Each run in this process, one after the other: (summaries by row, number of runs not finished)."""
+def _train_in_turn(plan: list[tuple[Row, int, Path]],
+                   args: argparse.Namespace) -> tuple[dict[str, list[dict]], list[Path]]:
+    """Each run in this process, one after the other: (summaries by row, folders of the runs not finished)."""
     summaries: dict[str, list[dict]] = {row.name: [] for row, _, _ in plan}
-    failures = 0
+    failures: list[Path] = []
     for row, seed, run_dir in plan:
         started = time.perf_counter()
         try:
@@ -220,26 +228,26 @@ def _train_in_turn(plan: list[tuple[Row, int, Path]], args: argparse.Namespace) 
             print(f"\n== {row.name} seed {seed} ({status}) -> {run_dir}", flush=True)
             summaries[row.name].append(run_or_resume(config, overrides, run_dir))
         except USER_ERRORS as err:  # missing data or weights, a run folder taken...: report, go on, as --jobs does
-            failures += 1
+            failures.append(run_dir)
             print(f"{row.name} seed {seed}: not finished: {err}", file=sys.stderr)
         print(f"{row.name} seed {seed}: {time.perf_counter() - started:.0f} s", flush=True)
     return summaries, failures
 
 
 def _train_side_by_side(plan: list[tuple[Row, int, Path]],
-                        args: argparse.Namespace) -> tuple[dict[str, list[dict]], int]:
+                        args: argparse.Namespace) -> tuple[dict[str, list[dict]], list[Path]]:
     """--jobs runs at a time, each a process of its own (`parallel_runs`): as `_train_in_turn`."""
     summaries: dict[str, list[dict]] = {row.name: [] for row, _, _ in plan}
     rows = {}
     for row, seed, run_dir in plan:
         config, overrides, _ = _row_args(row, seed, run_dir, args)
         rows[PlannedRun(f"{row.name} seed {seed}", config, tuple(overrides), run_dir)] = row
-    failures = 0
+    failures: list[Path] = []
     for run, outcome in train_in_parallel(list(rows), args.jobs).items():
         if isinstance(outcome, dict):
             summaries[rows[run].name].append(outcome)
         else:
-            failures += 1
+            failures.append(run.run_dir)
             print(f"{run.name}: not finished: {outcome}", file=sys.stderr)
     return summaries, failures
 

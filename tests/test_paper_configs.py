@@ -498,6 +498,23 @@ def test_a_run_stopped_for_missing_data_says_to_get_it_before_a_rerun(reproduce,
             "the Data section of --help and README's 'Reproducing the paper' say where each goes)") in last
 
 
+def test_the_closing_hint_sends_diverged_runs_to_their_remedy_not_to_a_rerun(reproduce, tmp_path: Path) -> None:
+    """"the same command continues them" was said of a seed that diverged, which a rerun trains into the same
+    divergence: the hint names the diverged runs (their own lines give the remedy) and keeps "continues" for the
+    others."""
+    from elr_mri.engine.run_dir import record_divergence
+
+    diverged, stopped = tmp_path / "row" / "seed0", tmp_path / "row" / "seed1"
+    for run in (diverged, stopped):
+        run.mkdir(parents=True)
+    record_divergence(diverged, 3, "fp32")
+    assert reproduce._how_to_go_on({}, [stopped]) == "the same command continues them"
+    assert reproduce._how_to_go_on({}, [diverged]) == (f"1 diverged ({diverged}), as a rerun would again: each one's "
+                                                       "line above gives the remedy")
+    assert reproduce._how_to_go_on({}, [diverged, stopped]).endswith(
+        "gives the remedy; for the other 1, the same command continues them")
+
+
 def test_dry_run_without_shared_says_where_to_download(reproduce, tmp_path: Path, capsys,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """A clone with no ../shared beside it was told to extract and copy files from there, commands that failed;
