@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + text)
     report = out / _report_name(args.table, rows)
     if failures:  # a table of holes would replace a finished one
-        print(f"{report} not written: {len(failures)} run(s) did not finish; "
+        print(f"{report} not written{_earlier_table(report)}: {len(failures)} run(s) did not finish; "
               f"{_how_to_go_on(missing, failures)}", file=sys.stderr)
         return 1
     out.mkdir(parents=True, exist_ok=True)
@@ -198,6 +198,17 @@ def _report_name(table: str, rows: list[Row]) -> str:
     if len(rows) == len(TABLES[table][1]):
         return "results.md"
     return "results-" + "+".join(row.name for row in rows) + ".md"
+
+
+def _earlier_table(report: Path) -> str:
+    """What the `report` left in place is: an earlier call's table, with its date and --set line, so that it is not
+    read as this call's."""
+    if not report.is_file():
+        return ""
+    written = time.strftime("%Y-%m-%d %H:%M", time.localtime(report.stat().st_mtime))
+    settings = next((line.rstrip(".") for line in report.read_text(errors="replace").splitlines()
+                     if line.startswith("Every row with --set ")), "Every row as its config gives it")
+    return f" (the one there is an earlier call's table, written {written}: {settings[0].lower()}{settings[1:]})"
 
 
 def _how_to_go_on(missing: dict[str, str], failed: list[Path]) -> str:

@@ -498,6 +498,23 @@ def test_a_run_stopped_for_missing_data_says_to_get_it_before_a_rerun(reproduce,
             "the Data section of --help and README's 'Reproducing the paper' say where each goes)") in last
 
 
+def test_a_table_not_written_says_the_file_left_there_is_an_earlier_calls(reproduce, tmp_path: Path, capsys) -> None:
+    """With runs missing the table is not written, and the results file an earlier call left read as this call's:
+    the closing line says it is an earlier table, with its date and its --set line."""
+    import time
+
+    earlier = tmp_path / "runs" / "results-cifar10-sym40.md"
+    earlier.parent.mkdir()
+    earlier.write_text("Table 1: ...\n\n| row |\n\nEvery row with --set train.epochs=1.\n")
+    written = time.mktime((2026, 3, 4, 5, 6, 0, 0, 0, -1))
+    os.utime(earlier, (written, written))
+    assert reproduce.main(["--table", "1", "--rows", "cifar10-sym40", "--data-root", str(tmp_path / "empty"),
+                           "--out", str(tmp_path / "runs"), "--set", "train.epochs=2"]) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(
+        f"{earlier} not written (the one there is an earlier call's table, written 2026-03-04 05:06: every row with "
+        "--set train.epochs=1): 1 run(s) did not finish; ")
+
+
 def test_the_closing_hint_sends_diverged_runs_to_their_remedy_not_to_a_rerun(reproduce, tmp_path: Path) -> None:
     """"the same command continues them" was said of a seed that diverged, which a rerun trains into the same
     divergence: the hint names the diverged runs (their own lines give the remedy) and keeps "continues" for the
