@@ -43,6 +43,12 @@ def _csv(tmp_path: Path, scans: dict[str, Path | str]) -> Path:
     return out
 
 
+def _absent_scans(folder: Path, *participants: str) -> dict[str, Path]:
+    """Listed scans that are not on disk: a run fails them as it starts, spawning no worker, so the shard and lock
+    tests finish at once (an unreadable file is failed in a worker, about 2 s of CPU for each run)."""
+    return {pid: folder / f"{pid}.nii.gz" for pid in participants}
+
+
 @pytest.fixture(scope="module")
 def good_scans(tmp_path_factory, moved_template) -> dict[str, Path]:
     """One image under two ids, saved once as .nii.gz and once as .nii: two files, one image."""
@@ -287,10 +293,7 @@ def test_merge_uses_the_shards_qc_threshold_and_refuses_a_shard_without_its_reco
 
 def test_shards_of_other_settings_or_an_edited_table_are_not_merged(tmp_path, capsys):
     """Array tasks that started apart may see an edited table or another command line: overlaps, gaps, mixed grids."""
-    scans = {}
-    for pid in ("sub-a", "sub-b", "sub-c"):  # unreadable scans: each shard finishes at once, failing them
-        scans[pid] = tmp_path / f"{pid}.nii.gz"
-        scans[pid].write_bytes(gzip.compress(b"garbage"))
+    scans = _absent_scans(tmp_path, "sub-a", "sub-b", "sub-c")
     table, out = _csv(tmp_path, scans), tmp_path / "out"
     main(["--input", str(table), "--output", str(out), "--shard", "0/2", *FAST])
     main(["--input", str(table), "--output", str(out), "--shard", "1/2", "--resolution", "3", "--no-progress"])
@@ -315,9 +318,7 @@ def test_shards_registered_with_another_seed_are_not_merged_and_older_records_co
         tmp_path, capsys, monkeypatch):
     """The registration's seed changes its transform, but came from an exported ANTS_RANDOM_SEED and was recorded
     nowhere: shards of nodes exporting other seeds merged, and a rerun with another seed kept the old outputs."""
-    scans = {pid: tmp_path / f"{pid}.nii.gz" for pid in ("sub-a", "sub-b")}
-    for path in scans.values():  # unreadable: each shard finishes at once
-        path.write_bytes(gzip.compress(b"garbage"))
+    scans = _absent_scans(tmp_path, "sub-a", "sub-b")
     table, out = str(_csv(tmp_path, scans)), tmp_path / "out"
     monkeypatch.setenv("ANTS_RANDOM_SEED", "not a number")
     assert main(["--input", table, "--output", str(out), *FAST]) == 2
@@ -346,9 +347,7 @@ def test_shards_given_one_template_under_two_spellings_merge(tmp_path, capsys, m
 
     shutil.copyfile(MNI152_FILE_PATH, tmp_path / "t.nii.gz")
     monkeypatch.chdir(tmp_path)
-    scans = {pid: tmp_path / f"{pid}.nii.gz" for pid in ("sub-a", "sub-b")}
-    for path in scans.values():  # unreadable: each shard finishes at once
-        path.write_bytes(gzip.compress(b"garbage"))
+    scans = _absent_scans(tmp_path, "sub-a", "sub-b")
     table, out = str(_csv(tmp_path, scans)), tmp_path / "out"
     for shard, template in (("0/2", str(tmp_path / "t.nii.gz")), ("1/2", "t.nii.gz")):
         assert main(["--input", table, "--output", str(out), "--shard", shard, "--template", template, *FAST]) == 1
@@ -367,10 +366,7 @@ def test_shards_given_a_template_and_a_re_saved_copy_merge_and_another_image_is_
     nib.Nifti1Image(original.dataobj, original.affine, original.header).to_filename(templates["copy"])
     nib.Nifti1Image(original.get_fdata(dtype=np.float32)[:, ::-1].copy(), original.affine).to_filename(
         templates["other"])  # y reversed: the template is symmetric in x
-    scans = {pid: tmp_path / f"{pid}.nii.gz" for pid in ("sub-a", "sub-b")}
-    for path in scans.values():  # unreadable: each shard finishes at once
-        path.write_bytes(gzip.compress(b"garbage"))
-    table = str(_csv(tmp_path, scans))
+    table = str(_csv(tmp_path, _absent_scans(tmp_path, "sub-a", "sub-b")))
     for second, merged in (("copy", True), ("other", False)):
         out = tmp_path / second
         for shard, template in (("0/2", str(MNI152_FILE_PATH)), ("1/2", str(templates[second]))):
@@ -393,9 +389,7 @@ def test_shards_of_pipeline_versions_that_write_alike_merge_and_others_are_refus
     coded_mni.set_qform(nilearns.affine, 4)
     coded_mni.to_filename(tmp_path / "mni.nii.gz")
     shutil.copyfile(MNI152_FILE_PATH, tmp_path / "other.nii.gz")  # nilearn's file is coded 5, another template
-    scan = tmp_path / "sub-a.nii.gz"  # unreadable: shard 0 finishes at once; shard 1 has no scan, so starts no worker
-    scan.write_bytes(gzip.compress(b"garbage"))
-    table = str(_csv(tmp_path, {"sub-a": scan}))
+    table = str(_csv(tmp_path, _absent_scans(tmp_path, "sub-a")))  # shard 1 has no scan
     for name, template, version, alike in (("default", None, 3, True), ("mni", "mni.nii.gz", 3, True),
                                            ("other", "other.nii.gz", 3, False), ("older", None, 2, False)):
         out = tmp_path / name
@@ -951,11 +945,7 @@ def test_a_run_into_a_folder_another_run_holds_is_refused_and_shards_share_it(tm
     """Two runs over the same scans removed each other's temporary files; the shards of one run process other scans."""
     import fcntl
 
-    scans = {}
-    for pid in ("sub-a", "sub-b"):  # unreadable scans: a run finishes at once, failing them
-        scans[pid] = tmp_path / f"{pid}.nii.gz"
-        scans[pid].write_bytes(gzip.compress(b"garbage"))
-    table, out = str(_csv(tmp_path, scans)), tmp_path / "out"
+    table, out = str(_csv(tmp_path, _absent_scans(tmp_path, "sub-a", "sub-b"))), tmp_path / "out"
     out.mkdir()
     (out / "manifest.csv").write_text("participant_id\nsub-a\n")  # the other run's, kept
     run_lock, shard_lock = out / ".preprocess.lock", out / ".preprocess-shard-0-of-2.lock"
@@ -983,9 +973,7 @@ def test_a_refused_run_names_the_whole_run_holding_the_folder_but_no_shard(tmp_p
     from preprocess.batch import output_lock
 
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)  # not a batch job's run, even where the tests run in one
-    scan = tmp_path / "sub-a.nii.gz"
-    scan.write_bytes(gzip.compress(b"garbage"))  # unreadable: a run that is not refused finishes at once
-    table, out = str(_csv(tmp_path, {"sub-a": scan})), tmp_path / "out"
+    table, out = str(_csv(tmp_path, _absent_scans(tmp_path, "sub-a"))), tmp_path / "out"
     out.mkdir()
     refusal = f"{out} is in use by another preprocess run (lock {out / '.preprocess.lock'}{{}}); wait for it"
     with output_lock(out, None):  # a whole run, in this process: flock's locks of two opens conflict
@@ -1001,11 +989,7 @@ def test_shards_of_another_run_are_refused_while_shards_of_the_same_run_share_th
     other's temporary files: a good scan failed with an empty StopIteration."""
     import fcntl
 
-    scans = {}
-    for pid in ("sub-a", "sub-b", "sub-c"):  # unreadable scans: a shard finishes at once, failing them
-        scans[pid] = tmp_path / f"{pid}.nii.gz"
-        scans[pid].write_bytes(gzip.compress(b"garbage"))
-    table, out = str(_csv(tmp_path, scans)), tmp_path / "out"
+    table, out = str(_csv(tmp_path, _absent_scans(tmp_path, "sub-a", "sub-b", "sub-c"))), tmp_path / "out"
     assert main(["--input", table, "--output", str(out), "--shard", "0/2", *FAST]) == 1
     run_lock, = out.glob(".preprocess-sharded-run-*.lock")
     with _held(out / ".preprocess.lock", fcntl.LOCK_SH), _held(run_lock, fcntl.LOCK_SH):  # shard 0/2 running
@@ -1042,12 +1026,10 @@ def test_a_run_on_a_file_system_without_locks_goes_on_with_one_warning(tmp_path,
         raise OSError(errno.ENOSYS, os.strerror(errno.ENOSYS))
 
     monkeypatch.setattr(fcntl, "flock", flock_unsupported)
-    scan = tmp_path / "sub-a.nii.gz"
-    scan.write_bytes(gzip.compress(b"garbage"))  # unreadable: the run finishes at once, failing it
-    out = tmp_path / "out"
+    table, out = _csv(tmp_path, _absent_scans(tmp_path, "sub-a")), tmp_path / "out"
     # a shard takes two locks: still one warning
     for shard, failures in (([], "failures.csv"), (["--shard", "0/2"], "failures-shard-0-of-2.csv")):
-        assert main(["--input", str(_csv(tmp_path, {"sub-a": scan})), "--output", str(out), *shard, *FAST]) == 1
+        assert main(["--input", str(table), "--output", str(out), *shard, *FAST]) == 1
         warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
         assert warnings == [f"warning: {out} is on a file system without file locks (Function not implemented), so "
                             "nothing stops two preprocess runs (or a run and a merge) writing into it at once: start "
