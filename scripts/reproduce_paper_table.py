@@ -406,33 +406,37 @@ def _missing_inputs(cfg: RunConfig) -> list[tuple[str, str]]:
 def _missing_lists(name: str, root: Path) -> list[tuple[str, str]]:
     """(path, how to get it) of the lists a Clothing1M or WebVision folder that is there lacks: a dry run said "found"
     for images/ without the label lists, or without clean_val_key_list.txt, which a new run is refused without; and
-    WebVision trains without ILSVRC12's list, leaving the table's two ILSVRC12 lines empty after 100 epochs."""
+    WebVision trains without ILSVRC12's list, leaving the table's two ILSVRC12 lines empty after 100 epochs. With the
+    lists a run cannot start without there, the release is read as a run reads it (`_unreadable_release`)."""
     if name == "clothing1m":
         lists = clothing1m_lists_dir(root)
-        missing = [(str(lists / file), "restore it from the Clothing1M release (the label lists lie beside images/, "
-                                       "in annotations/ or in images/)")
-                   for file in (*CLOTHING1M_LISTS, CLOTHING1M_VAL_LIST) if not (lists / file).is_file()]
-        if all((lists / file).is_file() for file in CLOTHING1M_LISTS):
-            missing += _unreadable_release(name, root)
-        return missing
-    if name != "webvision":
+        required = [lists / file for file in CLOTHING1M_LISTS]
+        missing = [(str(path), "restore it from the Clothing1M release (the label lists lie beside images/, in "
+                               "annotations/ or in images/)")
+                   for path in (*required, lists / CLOTHING1M_VAL_LIST) if not path.is_file()]
+    elif name == "webvision":
+        required = [root / file for file in WEBVISION_LISTS]
+        missing = [(str(path), f"extract WebVision 1.0's info/ folder into {root}")
+                   for path in required if not path.is_file()]
+        if not (root / IMAGENET_VAL_LIST).is_file():
+            missing.append((str(root / IMAGENET_VAL_LIST), "without it the ILSVRC12 lines stay empty; "
+                            ".venv/bin/python scripts/webvision_ilsvrc12_list.py --imagenet-val DIR --webvision "
+                            f"{shlex.quote(str(root))} writes it from ImageNet's validation images sorted one folder "
+                            "per synset"))
+    else:
         return []
-    missing = [(str(root / file), f"extract WebVision 1.0's info/ folder into {root}")
-               for file in WEBVISION_LISTS if not (root / file).is_file()]
-    if not (root / IMAGENET_VAL_LIST).is_file():
-        missing.append((str(root / IMAGENET_VAL_LIST), "without it the ILSVRC12 lines stay empty; "
-                        ".venv/bin/python scripts/webvision_ilsvrc12_list.py --imagenet-val DIR --webvision "
-                        f"{shlex.quote(str(root))} writes it from ImageNet's validation images sorted one folder per "
-                        "synset"))
+    if all(path.is_file() for path in required):
+        missing += _unreadable_release(name, root)
     return missing
 
 
 @functools.cache
 def _unreadable_release(name: str, root: Path) -> list[tuple[str, str]]:
     """(what, the loader's error) where `train` would stop reading a release whose lists are there: images still in
-    the release's tar archives, listed images missing or empty, a malformed list. A dry run that looked at the lists
-    alone said "found", and every run stopped at its start; the loader itself looks, as a run does (it stats every
-    listed file: seconds for Clothing1M's million), once per folder and call however many rows and seeds read it."""
+    the release's tar archives, listed images missing or empty (WebVision's ILSVRC12 ones too, its list there), a
+    malformed list. A dry run that looked at the lists alone said "found", and every run stopped at its start; the
+    loader itself looks, as a run does (it stats every listed file: seconds for Clothing1M's million), once per folder
+    and call however many rows and seeds read it."""
     try:
         load_source(name, root)
     except USER_ERRORS as err:

@@ -8,6 +8,7 @@ import io
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -23,7 +24,7 @@ from elr_mri.data.image_sources import cifar_download_command
 from elr_mri.data.images import NORMALISATION
 from elr_mri.data.noise import inject_noise
 from elr_mri.engine.selection import selection_rule
-from test_image_data import write_clothing1m
+from test_image_data import write_clothing1m, write_mini_webvision
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER_DIRS = ("cifar10", "cifar100", "cifar10n", "clothing1m", "webvision")
@@ -382,23 +383,20 @@ def test_dry_run_names_the_label_lists_a_found_release_lacks(reproduce, tmp_path
     assert reproduce.main(["--table", "3", "--rows", "elr", *table]) == 0
     assert f"| {clothing} | found |" in capsys.readouterr().out
     webvision = tmp_path / "webvision"
-    (webvision / "info").mkdir(parents=True)
-    for name in ("train_filelist_google.txt", "val_filelist.txt"):
-        (webvision / "info" / name).write_text("")
+    write_mini_webvision(webvision, classes=2)
+    (webvision / "imagenet/imagenet_val.txt").rename(tmp_path / "imagenet_val.txt")
     assert reproduce.main(["--table", "4", *table]) == 0
     out = capsys.readouterr().out
     assert (f"missing {webvision / 'imagenet/imagenet_val.txt'}: without it the ILSVRC12 lines stay empty; "
             f".venv/bin/python scripts/webvision_ilsvrc12_list.py --imagenet-val DIR --webvision {webvision} writes") \
         in out
-    (webvision / "imagenet").mkdir()
-    (webvision / "imagenet/imagenet_val.txt").write_text("")
+    (tmp_path / "imagenet_val.txt").rename(webvision / "imagenet/imagenet_val.txt")
     assert reproduce.main(["--table", "4", *table]) == 0
     assert f"| {webvision} | found |" in capsys.readouterr().out
     spaced = tmp_path / "my data"  # the printed command split the folder in two words: --webvision /…/my data/webvision
-    webvision.rename(tmp_path / "webvision-moved")
-    (spaced / "webvision/info").mkdir(parents=True)
-    for name in ("train_filelist_google.txt", "val_filelist.txt"):
-        (spaced / "webvision/info" / name).write_text("")
+    spaced.mkdir()
+    webvision.rename(spaced / "webvision")
+    (spaced / "webvision/imagenet/imagenet_val.txt").unlink()
     assert reproduce.main(["--table", "4", "--dry-run", "--data-root", str(spaced), "--out", str(tmp_path / "runs")]) == 0
     assert f"--imagenet-val DIR --webvision '{spaced / 'webvision'}' writes" in capsys.readouterr().out
 
@@ -421,6 +419,26 @@ def test_dry_run_meets_the_image_check_a_clothing1m_run_meets_at_its_start(repro
     (clothing / "images/0/3.jpg").unlink()
     assert reproduce.main(["--rows", "elr", *dry_run]) == 0
     assert "noisy_train_key_list.txt: 1 of 8 listed images are not in" in capsys.readouterr().out
+
+
+def test_dry_run_meets_the_image_check_a_webvision_run_meets_at_its_start(reproduce, tmp_path: Path, capsys) -> None:
+    """With info/'s lists there, a WebVision tree missing listed images, or ILSVRC12's list without its images, was
+    "found" and "validated", and the run then stopped at its start; the dry run now reads it as a run does."""
+    webvision = tmp_path / "webvision"
+    write_mini_webvision(webvision, classes=2)
+    (webvision / "google/train_001_0.jpg").rename(tmp_path / "aside.jpg")
+    dry_run = ["--table", "4", "--dry-run", "--data-root", str(tmp_path), "--out", str(tmp_path / "runs")]
+    assert reproduce.main(dry_run) == 0
+    out = capsys.readouterr().out
+    assert f"| {webvision} | missing readable images under {webvision} |" in out
+    assert (f"train_filelist_google.txt: 1 of 2 listed images are not in {webvision}, e.g. google/train_001_0.jpg"
+            in out and "dry run: 1 run(s) validated, but they would stop at the 1 missing input(s) above;" in out)
+    (tmp_path / "aside.jpg").rename(webvision / "google/train_001_0.jpg")
+    shutil.rmtree(webvision / "imagenet/val")  # the list written, ILSVRC12's images not put there
+    assert reproduce.main(dry_run) == 0
+    out = capsys.readouterr().out
+    assert (f"imagenet_val.txt: 2 of 2 listed images are not in {webvision / 'imagenet/val'}, e.g. "
+            "imagenet_000_0.jpg; none is there" in out and "would stop at the 1 missing input(s) above;" in out)
 
 
 def test_a_run_made_with_data_root_is_planned_again_not_refused(reproduce, tmp_path: Path, capsys) -> None:
