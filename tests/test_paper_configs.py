@@ -390,6 +390,7 @@ def test_dry_run_names_the_label_lists_a_found_release_lacks(reproduce, tmp_path
     assert (f"missing {webvision / 'imagenet/imagenet_val.txt'}: without it the ILSVRC12 lines stay empty; "
             f".venv/bin/python scripts/webvision_ilsvrc12_list.py --imagenet-val DIR --webvision {webvision} writes") \
         in out
+    assert "dry run: 1 run(s) validated, but without the missing input(s) above lines of the table stay empty;" in out
     (tmp_path / "imagenet_val.txt").rename(webvision / "imagenet/imagenet_val.txt")
     assert reproduce.main(["--table", "4", *table]) == 0
     assert f"| {webvision} | found |" in capsys.readouterr().out
@@ -439,6 +440,11 @@ def test_dry_run_meets_the_image_check_a_webvision_run_meets_at_its_start(reprod
     out = capsys.readouterr().out
     assert (f"imagenet_val.txt: 2 of 2 listed images are not in {webvision / 'imagenet/val'}, e.g. "
             "imagenet_000_0.jpg; none is there" in out and "would stop at the 1 missing input(s) above;" in out)
+    (webvision / "imagenet/imagenet_val.txt").unlink()  # a run trains without it: it does not stop the runs
+    (webvision / "google/train_001_0.jpg").unlink()
+    assert reproduce.main(dry_run) == 0
+    assert "dry run: 1 run(s) validated, but they would stop at 1 of the 2 missing input(s) above;" \
+        in capsys.readouterr().out
 
 
 def test_a_run_made_with_data_root_is_planned_again_not_refused(reproduce, tmp_path: Path, capsys) -> None:
