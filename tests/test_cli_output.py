@@ -362,3 +362,22 @@ def test_stdout_and_stderr_keep_their_order_in_one_log_file(cli_in_process, tmp_
                        stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[1], check=True)
     lines = (tmp_path / "log").read_text().splitlines()
     assert lines[1] == f"run directory: {run}" and lines[-1] == "warning: a warning printed after the summary", lines
+
+
+def test_a_bootstrap_past_memory_is_refused_before_the_run_is_read(tmp_path: Path, cli_in_process) -> None:
+    """`evaluate --bootstrap` past 1 GiB of kept resamples was refused after the checkpoint was read and the whole set
+    predicted (minutes for a holdout): the run's data_shape.json has its class count, so it is refused first, here
+    before a damaged best.pt that loading would refuse."""
+    from elr_mri.config import load_config
+    from elr_mri.engine.start import train
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "digits" / "elr_sym40.yaml"
+    run = tmp_path / "run"
+    train(load_config(config, ["data.train_subset=200", "train.epochs=1", "train.progress=false",
+                               "train.tensorboard=false"]), run)
+    (run / "checkpoints" / "best.pt").write_bytes(b"not a checkpoint")
+    result = cli_in_process("evaluate", "--run", str(run), "--bootstrap", "1000000000")
+    assert (result.returncode, result.stdout, result.stderr) == (
+        2, "", "elr-mri evaluate: error: --bootstrap 1000000000: every resample's 117 values (10 classes) are kept for "
+               "the percentiles, 871.7 GiB; pass at most 1,147,160 (the default is 1000)\n")
+    assert not (run / "eval-test").exists()

@@ -77,6 +77,7 @@ def _refuse_evaluate_arguments(args: argparse.Namespace) -> None:
 def _check_before_scoring(args: argparse.Namespace) -> None:
     """What would stop `evaluate` part way, checked before the first run is scored (which takes minutes): runs that
     cannot be compared, an output folder another manifest's results hold, baseline inputs that are refused."""
+    _refuse_resamples_past_memory(args.run, args.bootstrap)
     if args.compare_with:  # before the evaluations: a run that cannot be compared is known at once
         from elr_mri.evaluation.compare import require_same_splits, run_labels
 
@@ -94,6 +95,17 @@ def _check_before_scoring(args: argparse.Namespace) -> None:
             check_baseline_inputs(args.run, args.volumes, args.manifest, args.drop_suspected)
         except OneDiagnosisLeft as err:  # the flagging run's property, not a typo: say how to go on
             raise OneDiagnosisLeft(f"{err}: drop --drop-suspected to fit the baselines on every training scan") from err
+
+
+def _refuse_resamples_past_memory(run: Path, n_boot: int) -> None:
+    """The resamples' values past memory, refused from the run's class count before its predictions (minutes on a
+    holdout or a GPU-sized test set), not after them; a run without data_shape.json is refused when it loads."""
+    from elr_mri.engine.run_records import read_data_shape
+    from elr_mri.evaluation.metrics import refuse_resamples_past_memory
+
+    classes = (read_data_shape(run, required=False) or {}).get("num_classes") if run.is_dir() else None
+    if isinstance(classes, int):
+        refuse_resamples_past_memory(n_boot, classes)
 
 
 def evaluate_and_print(run_dir: Path, manifest: Path | None, checkpoint: str = "best",

@@ -14,7 +14,7 @@ given diagnosis).
 Pure NumPy and SciPy; AUCs use the rank formula, ties counted half, which equals scikit-learn's.
 
 Public names: `Interval`, `rarely_defined_note`, `too_few_to_resample`, `MetricsReport`, `point_metrics`,
-`bootstrap_metrics`, `participant_means`, `participant_resamples`, `resampled_metrics`, `Resampling`,
+`bootstrap_metrics`, `refuse_resamples_past_memory`, `participant_means`, `participant_resamples`, `resampled_metrics`, `Resampling`,
 `evaluate_predictions`, `roc_auc`, `confusion_counts`, `roc_points`, `expected_calibration_error`, `brier_score`,
 `reliability_bins`, `CALIBRATION_BINS`, `balanced_accuracy`, `non_finite_rows`, `non_probability_rows`, `row_words`,
 `RARELY_DEFINED`, `TOP5_MIN_CLASSES`.
@@ -43,6 +43,7 @@ __all__ = [
     "TOP5_MIN_CLASSES",
     "balanced_accuracy",
     "bootstrap_metrics",
+    "refuse_resamples_past_memory",
     "participant_means",
     "participant_resamples",
     "resampled_metrics",
@@ -204,7 +205,7 @@ def bootstrap_metrics(
     shown = names[: -k] + [f"auc_{name}" for name in class_names]  # per-class AUCs by class name: auc_AD
     estimate = point_metrics(labels, proba, k)
     point = np.array([estimate[n] for n in names])
-    _refuse_resamples_past_memory(n_boot, len(names) + k * k, k)
+    refuse_resamples_past_memory(n_boot, k)
     boot = np.full((n_boot, len(names)), np.nan)  # stays NaN, undefined, where fewer than two participants give none
     boot_rates = np.full((n_boot, k, k), np.nan)
     resampling = Resampling(labels, proba, k)
@@ -232,10 +233,12 @@ def bootstrap_metrics(
     )
 
 
-def _refuse_resamples_past_memory(n_boot: int, values: int, num_classes: int) -> None:
+def refuse_resamples_past_memory(n_boot: int, num_classes: int) -> None:
     """A percentile interval needs every resample's value, so each resample's metrics and k×k confusion rates are
     kept: `--bootstrap 1000000000` stopped on a MemoryError's traceback (67 GiB), and 100,000 resamples of a
-    100-class run would take 8 GB. Refused before any resample is drawn, in one line, with the count that fits."""
+    100-class run would take 8 GB. Refused before any resample is drawn, in one line, with the count that fits;
+    `evaluate` asks before it predicts, which takes minutes on a holdout."""
+    values = len(_metric_names(num_classes)) + num_classes * num_classes
     if n_boot * values * 8 > KEPT_RESAMPLES_BYTES:
         raise ValueError(f"--bootstrap {n_boot}: every resample's {values} values ({num_classes} classes) are kept for "
                          f"the percentiles, {n_boot * values * 8 / 2**30:.1f} GiB; pass at most "
