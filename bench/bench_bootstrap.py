@@ -33,6 +33,9 @@ def main() -> None:
     parser.add_argument("--resamples", type=int, default=20, help="resamples timed each way (default 20)")
     parser.add_argument("--out", type=nonempty_path, default=ROOT / "bench" / "results" / "bootstrap.md")
     args = parser.parse_args()
+    if min(args.examples, args.classes) < 2 or args.resamples < 1:  # else a traceback, or a file of no figures
+        parser.error(f"--examples {args.examples}, --classes {args.classes}, --resamples {args.resamples}: a test set "
+                     "needs at least 2 examples and 2 classes, and the timing at least 1 resample")
     labels, proba = test_set(args.examples, args.classes)
     draws = list(participant_resamples(np.arange(args.examples).astype(str), args.resamples,
                                        np.random.default_rng(0)))

@@ -653,3 +653,17 @@ def test_the_bootstrap_benchmark_scores_resamples_both_ways_alike(monkeypatch: p
                                       "--out", str(out)])
     _bench_module("bench_bootstrap").main()
     assert re.search(r"^speed-up \d+\.\d×; every value alike to the bit: True$", out.read_text(), re.M), out.read_text()
+
+
+@pytest.mark.parametrize("option", ["--examples", "--classes", "--resamples"])
+def test_the_bootstrap_benchmark_refuses_a_size_it_cannot_time_in_one_line(
+        option: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--examples 0`, `--classes 0` or `--resamples 0` stopped on a ZeroDivisionError's (or numpy's) traceback."""
+    sizes = {"--examples": "30", "--classes": "3", "--resamples": "2", option: "0"}
+    monkeypatch.setattr(sys, "argv", ["bench_bootstrap.py", *(word for pair in sizes.items() for word in pair),
+                                      "--out", str(tmp_path / "bootstrap.md")])
+    with pytest.raises(SystemExit) as stopped:
+        _bench_module("bench_bootstrap").main()
+    assert stopped.value.code == 2 and not (tmp_path / "bootstrap.md").exists()
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert error.startswith(f"bench_bootstrap.py: error: --examples {sizes['--examples']}, ") and "at least 2" in error
