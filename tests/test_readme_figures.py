@@ -112,3 +112,15 @@ def test_the_command_a_results_file_records_still_runs_as_written(path: Path) ->
         source = (ROOT / script).read_text()
         for option in {word.split("=")[0] for word in words if word.startswith("--")}:
             assert f'"{option}"' in source, f"{path.name} records `{command}`: {script} has no {option}"
+
+
+def test_the_bootstrap_timing_at_a_thousand_classes_names_the_most_resamples_evaluate_takes_there() -> None:
+    """README timed one resample of a 50,000 × 1000 set as if the default 1000 resamples ran there, beside the
+    refusal of a count whose kept values pass 1 GiB, which at 1000 classes refuses any count past 134."""
+    from elr_mri.evaluation.metrics import refuse_resamples_past_memory
+
+    with pytest.raises(ValueError, match=r"pass at most (\d+) ") as refused:
+        refuse_resamples_past_memory(10**6, 1000)
+    most = re.search(r"pass at most (\d+) ", str(refused.value)).group(1)
+    timing = re.search(r"50,000 images × 1000 classes [^;]*", _plain(README))
+    assert timing and f"at 1000 classes `--bootstrap` takes at most {most}," in timing.group(0), timing
