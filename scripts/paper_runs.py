@@ -21,6 +21,7 @@ import numpy as np
 
 from elr_mri.config import (ConfigError, RunConfig, check_noise_settings, load_config, load_run_config,
                             refuse_resume_changes)
+from elr_mri.engine.run_dir import check_run_dir
 from elr_mri.engine.start import train
 from elr_mri.stopping import terminating_at_safe_points
 from preprocess.signals import Terminated
@@ -109,13 +110,15 @@ def planned_status(run_dir: Path, epochs: int) -> str:
 
 
 def run_config(config: Path, overrides: list[str], run_dir: Path, fix: str | None = None) -> RunConfig:
-    """The validated config (file + overrides) of a run, refused when `run_dir` already holds a run
+    """The validated config (file + overrides) of a run, refused where `train` would refuse `run_dir` at its start
+    (a new run's folder holding files that are not a run's), or when `run_dir` already holds a run
     made with settings that differ in what they compute (its config.yaml cut short is refused as such: read with
     defaults for what it lost, it was "made with other settings", or a model that cannot take the data). `fix`:
     how to start afresh instead (default: another --out, or delete `run_dir`)."""
     wanted = load_config(config, overrides)
     if run_status(run_dir) == "new":
         check_noise_settings(wanted.data.noise)  # what `train` checks when a run starts: a dry run says so too
+        check_run_dir(run_dir, resume=False)  # a folder of other files: planned 'new', then refused at its start
         return wanted
     saved = load_run_config(run_dir)
     fix = fix or f"pass another --out, or delete {run_dir}"

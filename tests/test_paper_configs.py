@@ -295,6 +295,16 @@ def test_dry_run_plans_every_row(reproduce, table: str, tmp_path: Path, capsys):
     assert not any(tmp_path.iterdir())  # nothing trained, nothing written
 
 
+def test_dry_run_refuses_a_seed_folder_of_other_files_as_train_would(reproduce, tmp_path: Path) -> None:
+    """Planned 'new' and validated, it was refused by `elr-mri train` at its start, and again at every rerun."""
+    taken = tmp_path / "cifar10-sym40" / "seed0"
+    taken.mkdir(parents=True)
+    (taken / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match=rf"^{taken} holds files that are not a run's \(notes.txt\); .*--out"):
+        reproduce.main(["--table", "1", "--rows", "cifar10-sym40", "--dry-run", "--out", str(tmp_path)])
+    assert [path.name for path in taken.iterdir()] == ["notes.txt"]
+
+
 def test_a_row_of_tables_1_and_2_draws_seed_k_the_same_noisy_labels_and_split(reproduce, tmp_path: Path) -> None:
     """What --help promises: ELR and ELR+ rows of one name read the same data settings, and the noise draw of seed k
     depends on nothing the rows differ in (model, loss, epochs)."""
