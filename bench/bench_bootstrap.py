@@ -19,7 +19,7 @@ import numpy as np
 from results_file import command_line, write_report
 
 from elr_mri.evaluation.metrics import Resampling, confusion_counts, participant_resamples, resampled_metrics
-from preprocess.user_errors import nonempty_path
+from preprocess.user_errors import output_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,7 +31,7 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=10_000)
     parser.add_argument("--classes", type=int, default=100)
     parser.add_argument("--resamples", type=int, default=20, help="resamples timed each way (default 20)")
-    parser.add_argument("--out", type=nonempty_path, default=ROOT / "bench" / "results" / "bootstrap.md")
+    parser.add_argument("--out", type=output_file, default=ROOT / "bench" / "results" / "bootstrap.md")
     args = parser.parse_args()
     if min(args.examples, args.classes) < 2 or args.resamples < 1:  # else a traceback, or a file of no figures
         parser.error(f"--examples {args.examples}, --classes {args.classes}, --resamples {args.resamples}: a test set "

@@ -35,7 +35,7 @@ from elr_mri.distributed import GlobalBatchSampler
 from elr_mri.engine.execution import ExecutionPlan
 from elr_mri.engine.methods import build_method
 from elr_mri.engine.tracking import PredictionTracker
-from preprocess.user_errors import nonempty_path
+from preprocess.user_errors import output_file
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "cifar10" / "elr_sym40.yaml"
@@ -58,7 +58,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60, help="timed steps per measurement")
     parser.add_argument("--warmup", type=int, default=8, help="untimed steps first (compilation, cuDNN search)")
     parser.add_argument("--eval-images", type=int, default=EVAL_IMAGES, help="images in the timed evaluation pass")
-    parser.add_argument("--out", type=nonempty_path, default=None,
+    parser.add_argument("--out", type=output_file, default=None,
                         help="default bench/results/cifar_step_<device>.md")
     args = parser.parse_args()
     if args.device.startswith("cuda") and not torch.cuda.is_available():

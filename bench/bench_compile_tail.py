@@ -31,7 +31,7 @@ from torch import nn
 from elr_mri.config import ModelConfig
 from elr_mri.engine.execution import CompiledForFullBatches
 from elr_mri.models import build_model
-from preprocess.user_errors import nonempty_path
+from preprocess.user_errors import output_file
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = {"plain": "plain torch.compile", "engine": "engine: compiled full batches, eager short batch"}
@@ -44,7 +44,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16, help="full batch (the engine's CIFAR runs: 128)")
     parser.add_argument("--tail", type=int, default=9, help="the epoch's short last batch (CIFAR-10: 72)")
     parser.add_argument("--child", choices=list(VARIANTS), help=argparse.SUPPRESS)
-    parser.add_argument("--out", type=nonempty_path, help="default bench/results/compile_tail_<device>.md")
+    parser.add_argument("--out", type=output_file, help="default bench/results/compile_tail_<device>.md")
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is visible to torch")

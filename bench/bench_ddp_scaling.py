@@ -32,7 +32,7 @@ from typing import NoReturn
 import pandas as pd
 from results_file import busy_warning, command_line, write_report
 from preprocess.cores import usable_cores
-from preprocess.user_errors import nonempty_path
+from preprocess.user_errors import nonempty_path, output_file
 
 ROOT = Path(__file__).resolve().parents[1]
 WARMUP_EPOCHS = 1
@@ -63,7 +63,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="rounds over the process counts; medians reported")
     parser.add_argument("--set", dest="overrides", action="append",
                         default=["model.name=small_cnn", "model.hidden=64", "train.batch_size=128"])
-    parser.add_argument("--out", type=nonempty_path, default=ROOT / "bench" / "results" / "ddp_scaling.md")
+    parser.add_argument("--out", type=output_file, default=ROOT / "bench" / "results" / "ddp_scaling.md")
     args = parser.parse_args()
     if not WARMUP_EPOCHS < args.epochs <= MAX_EPOCHS:
         parser.error(f"--epochs {args.epochs}: the first epoch is warm-up, so give {WARMUP_EPOCHS + 1} to {MAX_EPOCHS}")

@@ -31,7 +31,7 @@ from elr_mri.data.images import CIFAR_PADDING, NORMALISATION, InMemoryImages, bu
 from elr_mri.data.seeded_items import SeededItems
 from elr_mri.distributed import GlobalBatchSampler
 from elr_mri.engine.feeding import worker_start
-from preprocess.user_errors import nonempty_path
+from preprocess.user_errors import output_file
 
 ROOT = Path(__file__).resolve().parents[1]
 CIFAR_JPEG = ROOT / "data" / "cifar10"
@@ -66,7 +66,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="epochs timed per path; the median is reported")
     parser.add_argument("--device", default="cpu", help="where the device-resident path runs")
     parser.add_argument("--random-pixels", action="store_true", help="random uint8 images, not the JPEG copy")
-    parser.add_argument("--out", type=nonempty_path, default=ROOT / "bench" / "results" / "device_batches.md")
+    parser.add_argument("--out", type=output_file, default=ROOT / "bench" / "results" / "device_batches.md")
     args = parser.parse_args()
     for flag, value in (("--batch-size", args.batch_size), ("--repeats", args.repeats)):
         if value < 1:

@@ -35,7 +35,7 @@ from results_file import command_line, failures_line, intra_op_threads, load_lin
 from conv_as_gemm import conv3d_as_gemm
 
 from elr_mri.models.phase_grid_conv import conv3d_on_phases
-from preprocess.user_errors import nonempty_path
+from preprocess.user_errors import output_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -136,7 +136,7 @@ def main() -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--batch-size", type=int, default=4, help="volumes a step (the ADNI configs': 4)")
     parser.add_argument("--budget", type=float, default=2.0, help="seconds of timed runs per case")
-    parser.add_argument("--out", type=nonempty_path, help="default bench/results/dilated_conv_<device>.md")
+    parser.add_argument("--out", type=output_file, help="default bench/results/dilated_conv_<device>.md")
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is visible to torch")

@@ -23,7 +23,7 @@ import torch
 from results_file import busy_warning, command_line, intra_op_threads, write_report
 
 from elr_mri.models.widened_cnn import MIN_INPUT_SIZE
-from preprocess.user_errors import nonempty_path
+from preprocess.user_errors import output_file
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = {"x1": steps.X1, "x8": steps.X8}
@@ -40,7 +40,7 @@ def main() -> None:
     parser.add_argument("--profile", type=int, default=0, metavar="STEPS",
                         help="then profile this many steps of the engine's GPU `auto` variant (bf16 + compile): its "
                              "busiest kernels")
-    parser.add_argument("--out", type=nonempty_path, help="default bench/results/execution_variants_<device>.md")
+    parser.add_argument("--out", type=output_file, help="default bench/results/execution_variants_<device>.md")
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is visible to torch")

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from results_file import command_line, write_report
 from seeded_runs import percent_mean_std, train_seeds
-from preprocess.user_errors import nonempty_path
+from preprocess.user_errors import nonempty_path, output_file
 
 ROOT = Path(__file__).resolve().parents[1]
 CIFAR_IMAGES = ROOT / "data" / "cifar10"
@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="applied to every case and variant, e.g. --set train.epochs=10")
-    parser.add_argument("--out", type=nonempty_path, default=ROOT / "bench" / "results" / "fast_path_accuracy.md")
+    parser.add_argument("--out", type=output_file, default=ROOT / "bench" / "results" / "fast_path_accuracy.md")
     parser.add_argument("--human-labels", type=nonempty_path, default=HUMAN_LABELS,
                         help="cifar10n-subset's CIFAR-10N labels (default: ../shared/data/cifar/CIFAR-10_human.npz "
                              "beside the project; or the release's CIFAR-10_human.pt of "

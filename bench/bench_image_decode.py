@@ -23,7 +23,7 @@ from elr_mri.config import DataConfig
 from elr_mri.data import image_decoding
 from elr_mri.data.images import build_image_data
 from preprocess.cores import usable_cores
-from preprocess.user_errors import nonempty_path
+from preprocess.user_errors import output_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,7 +51,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=ROOT / "data" / "cifar10", help="image folder (train/, test/)")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--out", type=nonempty_path, default=ROOT / "bench" / "results" / "image_decode.md")
+    parser.add_argument("--out", type=output_file, default=ROOT / "bench" / "results" / "image_decode.md")
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error(f"--rounds {args.rounds}: must be at least 1")

@@ -22,7 +22,7 @@ from seeded_runs import add_overrides_option, checked_epochs, train_seeds
 from elr_mri.data import build_data
 from elr_mri.evaluation.evaluate import load_run
 from elr_mri.mislabels import mislabel_precision_recall, suspected_mislabels
-from preprocess.user_errors import nonempty_path
+from preprocess.user_errors import output_file
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "digits" / "elr_sym40.yaml"
@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument("--settings", nargs="+", default=["sym40", "pair40"], choices=list(SETTINGS))
     parser.add_argument("--losses", nargs="+", default=["elr", "elr_plus"], choices=["elr", "elr_plus"])
     add_overrides_option(parser)
-    parser.add_argument("--out", type=nonempty_path, default=ROOT / "bench" / "results" / "mislabel_source.md")
+    parser.add_argument("--out", type=output_file, default=ROOT / "bench" / "results" / "mislabel_source.md")
     args = parser.parse_args()
     epochs = checked_epochs(parser, args, CONFIG)
     rows: list[str] = []

@@ -27,7 +27,7 @@ import torch
 from bench_device_batches import gpu_name
 from results_file import busy_warning, command_line, failures_line, said_failed, write_report
 
-from preprocess.user_errors import nonempty_path
+from preprocess.user_errors import output_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument("--blur-on", nargs="+", choices=("loader", "device"), default=["loader"],
                         help="where the training blur runs (each timed)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="the device of --blur-on device")
-    parser.add_argument("--out", type=nonempty_path, default=ROOT / "bench" / "results" / "mri_loader.md")
+    parser.add_argument("--out", type=output_file, default=ROOT / "bench" / "results" / "mri_loader.md")
     args = parser.parse_args()
     if min(args.workers) < 0 or args.volumes < args.batch_size:
         parser.error("--workers must be >= 0 and --volumes at least --batch-size")

@@ -60,7 +60,7 @@ sys.path.insert(0, str(ROOT))
 
 from elr_mri.engine.execution import ExecutionPlan  # noqa: E402
 from elr_mri.models.widened_cnn import MIN_INPUT_SIZE, WidenedCNN3D, model_report, monai_baseline  # noqa: E402
-from preprocess.user_errors import nonempty_path  # noqa: E402
+from preprocess.user_errors import output_file  # noqa: E402
 
 PAPER_SIZE = 96
 PAPER_GRID_1_5MM = (121, 145, 121)  # the ML4H paper's 1.5 mm MNI grid (preprocess/ DEFAULT_SHAPES)
@@ -700,7 +700,7 @@ def main() -> None:
                         help=f"timed crop (default 72 on cpu, 96 on cuda; at least {MIN_INPUT_SIZE})")
     parser.add_argument("--budget", type=float, default=8.0, help="seconds of timed steps per model on cpu")
     parser.add_argument("--volumes", type=int, default=16, help="synthetic scans for the loader")
-    parser.add_argument("--out", type=nonempty_path, help="default bench/results/mri_models.md (cuda: mri_models_cuda.md)")
+    parser.add_argument("--out", type=output_file, help="default bench/results/mri_models.md (cuda: mri_models_cuda.md)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

@@ -33,7 +33,7 @@ from preprocess.pipeline import Params, ScanOutputs, process_scan  # noqa: E402
 from preprocess.steps import to_nifti  # noqa: E402
 from preprocess.synthetic import move_and_bias, pose_transform  # noqa: E402
 from preprocess.template import load_template  # noqa: E402
-from preprocess.user_errors import nonempty_path  # noqa: E402
+from preprocess.user_errors import nonempty_path, output_file  # noqa: E402
 from results_file import busy_warning, command_line, write_report  # noqa: E402
 
 
@@ -125,7 +125,7 @@ def _rate(rates: dict, resolution: float, jobs: int) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scans", type=int, default=2, help="moved copies of Colin27 per measurement")
-    parser.add_argument("--out", type=nonempty_path, default=ROOT / "bench" / "results" / "preprocess.md")
+    parser.add_argument("--out", type=output_file, default=ROOT / "bench" / "results" / "preprocess.md")
     parser.add_argument("--colin", type=nonempty_path, default=COLIN.resolve(),
                         help="Colin27, the head the benchmark moves (default: ../shared/data/mri/colin27_ch2_t1.nii.gz "
                              "beside the project)")

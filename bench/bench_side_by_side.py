@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from parallel_runs import PlannedRun, train_in_parallel  # noqa: E402  (scripts/ is not a package)
 
 from elr_mri.config import ConfigError, load_config  # noqa: E402
-from preprocess.user_errors import nonempty_path  # noqa: E402
+from preprocess.user_errors import nonempty_path, output_file  # noqa: E402
 
 
 def train_seeds(config: Path, overrides: list[str], seeds: int, jobs: int, folder: Path,
@@ -75,7 +75,7 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="config overrides for every run (e.g. train.epochs=6)")
     parser.add_argument("--seeds", type=int, default=2, help="runs, and how many run side by side")
-    parser.add_argument("--out", type=nonempty_path, default=ROOT / "bench/results/side_by_side.md")
+    parser.add_argument("--out", type=output_file, default=ROOT / "bench/results/side_by_side.md")
     parser.add_argument("--keep-logs", type=nonempty_path, metavar="DIR",
                         help="copy a failed run's log here (the runs' folders are temporary)")
     args = parser.parse_args()

@@ -18,7 +18,7 @@ import torch
 from results_file import command_line, load_line, write_report
 from seeded_runs import add_overrides_option, checked_epochs, percent_mean_std, train_seeds
 
-from preprocess.user_errors import nonempty_path
+from preprocess.user_errors import output_file
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "digits" / "elr_sym40.yaml"
@@ -29,7 +29,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
     add_overrides_option(parser)
-    parser.add_argument("--out", type=nonempty_path, default=ROOT / "bench" / "results" / "target_precision.md")
+    parser.add_argument("--out", type=output_file, default=ROOT / "bench" / "results" / "target_precision.md")
     args = parser.parse_args()
     epochs = checked_epochs(parser, args, CONFIG)
     lines = ["| targets_dtype | table for 1,281,167 × 1000 | test acc (last), mean ± std | − float32, paired by seed "

@@ -11,8 +11,8 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["TRAINING_RESUMES", "USER_ERRORS", "StorageError", "as_path_name_error", "as_storage_error", "file_size_limit", "nonempty_path",
-           "nonempty_text", "not_a_file", "report_user_error", "storage_error_or_raise"]
+__all__ = ["TRAINING_RESUMES", "USER_ERRORS", "StorageError", "as_path_name_error", "as_storage_error", "file_size_limit",
+           "nonempty_path", "output_file", "nonempty_text", "not_a_file", "report_user_error", "storage_error_or_raise"]
 
 
 class StorageError(OSError):
@@ -93,6 +93,15 @@ def nonempty_text(text: str) -> str:
 def nonempty_path(text: str) -> Path:
     """`nonempty_text` as a Path."""
     return Path(nonempty_text(text))
+
+
+def output_file(text: str) -> Path:
+    """A report's file option (argparse type: a script's --results, a benchmark's --out), refused where a folder has
+    its name: it was refused only once every run had trained, with a traceback from the write."""
+    path = nonempty_path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is a folder; pass the report's file name, e.g. {path / 'results.md'}")
+    return path
 
 
 def report_user_error(command: str, err: BaseException, status: int = 2) -> int:

@@ -25,7 +25,7 @@ from elr_mri.engine.run_dir import check_run_dir
 from elr_mri.engine.start import train
 from elr_mri.stopping import terminating_at_safe_points
 from preprocess.signals import Terminated
-from preprocess.user_errors import USER_ERRORS, nonempty_path, report_user_error
+from preprocess.user_errors import USER_ERRORS, nonempty_path, output_file, report_user_error
 
 __all__ = ["ROOT", "run_script", "output_folder", "output_file", "refuse_seed_overrides", "refuse_repeats", "run_status", "planned_status",
            "run_config",
@@ -62,15 +62,6 @@ def output_folder(text: str) -> Path:
     path = nonempty_path(text)
     if path.is_file():
         raise argparse.ArgumentTypeError(f"{path} is a file; pass a folder (a new one is made)")
-    return path
-
-
-def output_file(text: str) -> Path:
-    """A --results option's file (argparse type), refused where a folder has its name: it was refused only once every
-    run had trained, when the report was written."""
-    path = nonempty_path(text)
-    if path.is_dir():
-        raise argparse.ArgumentTypeError(f"{path} is a folder; pass the report's file name, e.g. {path / 'results.md'}")
     return path
 
 

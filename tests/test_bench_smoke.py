@@ -667,3 +667,20 @@ def test_the_bootstrap_benchmark_refuses_a_size_it_cannot_time_in_one_line(
     assert stopped.value.code == 2 and not (tmp_path / "bootstrap.md").exists()
     error = capsys.readouterr().err.splitlines()[-1]
     assert error.startswith(f"bench_bootstrap.py: error: --examples {sizes['--examples']}, ") and "at least 2" in error
+
+
+WRITING_BENCHMARKS = sorted(path.stem for path in (ROOT / "bench").glob("*.py")
+                            if '"--out", type=' in path.read_text())
+
+
+@pytest.mark.parametrize("script", WRITING_BENCHMARKS)
+def test_an_out_that_is_a_folder_is_refused_before_anything_runs(
+        script: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Given a folder, a benchmark ran all its rows and then ended in a traceback from the report's atomic write."""
+    monkeypatch.setattr(sys, "argv", [f"{script}.py", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit) as stopped:
+        _bench_module(script).main()
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith(
+        f"{tmp_path} is a folder; pass the report's file name, e.g. {tmp_path / 'results.md'}")
+    assert not any(tmp_path.iterdir())
