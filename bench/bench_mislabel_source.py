@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import math
 import platform
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,19 +20,19 @@ import torch
 from results_file import command_line, intra_op_threads, write_report
 from seeded_runs import add_overrides_option, checked_epochs, train_seeds
 
-from elr_mri.data import build_data
-from elr_mri.evaluation.evaluate import load_run
-from elr_mri.mislabels import mislabel_precision_recall, suspected_mislabels
-from preprocess.user_errors import output_file
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+from paper_runs import DIGITS_ELR_PLUS_SETTINGS  # noqa: E402  (scripts/ is not a package)
+
+from elr_mri.data import build_data  # noqa: E402
+from elr_mri.evaluation.evaluate import load_run  # noqa: E402
+from elr_mri.mislabels import (mislabel_precision_recall,  # noqa: E402
+                               suspected_mislabels)
+from preprocess.user_errors import output_file  # noqa: E402
+
 CONFIG = ROOT / "configs" / "digits" / "elr_sym40.yaml"
 SETTINGS = {"sym40": ("symmetric", 0.4), "pair40": ("pair", 0.4), "sym60": ("symmetric", 0.6)}
 SOURCES = ("best", "last")
-# ELR+ as its official CIFAR-10 runs take it, scaled to digits: the networks alternate by epoch, and the weight
-# averages' momentum ramps over 1,500 of the run's 2,700 steps (150 epochs of 18), where the official 40,000 end at
-# 57% of 200 CIFAR-10 epochs; the config's default 40,000 would leave the averages at about 0.013 of their momentum
-ELR_PLUS_SETTINGS = ["elr_plus.alternation=epoch", "elr_plus.ema_ramp_steps=1500"]
 HEADER = ("| setting | loss | seed | source | flagged | truly mislabelled | precision | recall | suggesting the true "
           "label | flagged by this source alone (of them truly mislabelled) |\n|---|---|---|---|---|---|---|---|---|---|")
 
@@ -49,7 +50,7 @@ def main() -> None:
     for setting in args.settings:
         mode, rate = SETTINGS[setting]
         for loss in args.losses:
-            plus = ELR_PLUS_SETTINGS if loss == "elr_plus" else []
+            plus = DIGITS_ELR_PLUS_SETTINGS if loss == "elr_plus" else []
             noise = [f"loss.name={loss}", f"data.noise.mode={mode}", f"data.noise.rate={rate}", *plus, *args.overrides]
             for seed, run in enumerate(train_seeds(CONFIG, noise, args.seeds, tables_from_both_sources)):
                 rows += [_row(setting, loss, seed, run, source) for source in SOURCES]

@@ -21,7 +21,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from paper_runs import ROOT, mean_std, output_file, output_folder, refuse_repeats, run_or_resume, run_script
+from paper_runs import (DIGITS_ELR_PLUS_SETTINGS, ROOT, mean_std, output_file, output_folder, refuse_repeats,
+                        run_or_resume, run_script)
 
 from elr_mri.atomic_files import atomic_write_text
 from elr_mri.plots import plot_memorization_comparison
@@ -91,8 +92,10 @@ def _plot_first_setting(args: argparse.Namespace, folder: Path) -> None:
 
 
 def _run(run_dir: Path, loss: str, mode: str, rate: float, seed: int, epochs: int) -> dict:
-    """Train one run, or read it back when it already finished (the benchmark is resumable)."""
-    overrides = [f"loss.name={loss}", f"data.noise.mode={mode}", f"data.noise.rate={rate}",
+    """Train one run, or read it back when it already finished (the benchmark is resumable). ELR+ takes the settings
+    that scale it to a digits run: the config's default ramp of its weight averages outlasts the run 15 times."""
+    plus = DIGITS_ELR_PLUS_SETTINGS if loss == "elr_plus" else []
+    overrides = [f"loss.name={loss}", f"data.noise.mode={mode}", f"data.noise.rate={rate}", *plus,
                  f"data.noise.seed={seed}", f"data.split_seed={seed}", f"seed={seed}",
                  f"train.epochs={epochs}", "train.progress=false", "train.tensorboard=false"]
     summary = run_or_resume(BASE_CONFIG, overrides, run_dir)
