@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from paper_runs import (ROOT, markdown_table, mean_std, output_file, output_folder, refuse_repeats,
-                        refuse_seed_overrides, run_or_resume, run_script)
+from paper_runs import (ROOT, WALL_TIME_COUNTED, markdown_table, mean_std, output_file, output_folder,
+                        refuse_repeats, refuse_seed_overrides, run_or_resume, run_script)
 
 from elr_mri.atomic_files import atomic_write_text
 from elr_mri.config import RunConfig, load_config
@@ -196,7 +196,7 @@ clean test images. Model `{cfg.model.name}` (hidden {cfg.model.hidden}), SGD lr 
 {cfg.optim.momentum}, weight decay {cfg.optim.weight_decay}, {cfg.train.epochs} epochs, batch {cfg.train.batch_size},
 augmentation {cfg.data.augment}; ELR β {cfg.loss.beta}, λ {cfg.loss.lam}. Seeds 0..{args.seeds - 1}; per seed both
 losses see the same subset, labels and split. Device: {", ".join(sorted(set(runs["device"])))}. Wall time: {runs["wall_s"].sum():.0f} s
-of training in all (every call of each run; this call took {seconds:.0f} s).
+of training in all ({WALL_TIME_COUNTED}; this call took {seconds:.0f} s).
 
 Mean ± population std (ddof 0) over seeds, in percent. Memorization columns are the last epoch's training predictions
 (the paper's Figure 1); the mislabel table comes from ELR's targets, for CE from its last predictions.

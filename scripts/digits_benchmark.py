@@ -21,8 +21,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from paper_runs import (DIGITS_ELR_PLUS_SETTINGS, ROOT, mean_std, output_file, output_folder, refuse_repeats,
-                        run_or_resume, run_script)
+from paper_runs import (DIGITS_ELR_PLUS_SETTINGS, ROOT, WALL_TIME_COUNTED, mean_std, output_file,
+                        output_folder, refuse_repeats, run_or_resume, run_script)
 
 from elr_mri.atomic_files import atomic_write_text
 from elr_mri.plots import plot_memorization_comparison
@@ -65,7 +65,7 @@ def main() -> None:
     training_s = sum(row["wall_s"] for row in rows)
     command = shlex.join([".venv/bin/python", "scripts/digits_benchmark.py", *sys.argv[1:]])
     text = (f"Digits benchmark: {args.seeds} seeds, {args.epochs} epochs, MLP, {training_s:.0f} s of training in all "
-            f"(every call of each run; this call took {time.perf_counter() - started:.0f} s).\n\n"
+            f"({WALL_TIME_COUNTED}; this call took {time.perf_counter() - started:.0f} s).\n\n"
             f"Command (from the project root): `{command}`\n\n"
             f"Machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
             f"{torch.get_num_threads()} intra-op thread(s); the figures move with the CPU and the thread count.\n\n"

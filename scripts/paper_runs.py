@@ -29,7 +29,7 @@ from preprocess.user_errors import USER_ERRORS, nonempty_path, output_file, repo
 
 __all__ = ["ROOT", "DIGITS_ELR_PLUS_SETTINGS", "run_script", "output_folder", "output_file", "refuse_seed_overrides",
            "refuse_repeats", "run_status", "planned_status", "run_config", "training_needed", "run_or_resume",
-           "percent", "mean_std", "markdown_table"]
+           "percent", "mean_std", "markdown_table", "WALL_TIME_COUNTED"]
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED_KEYS = ("seed", "data.noise.seed", "data.split_seed")  # what --seeds sets, run by run
@@ -38,6 +38,10 @@ SEED_KEYS = ("seed", "data.noise.seed", "data.split_seed")  # what --seeds sets,
 # the run's 2,700 steps (150 epochs of 18), where the official 40,000 end at 57% of 200 CIFAR-10 epochs; the config's
 # default 40,000 would leave the averages at about 0.013 of their momentum
 DIGITS_ELR_PLUS_SETTINGS = ["elr_plus.alternation=epoch", "elr_plus.ema_ramp_steps=1500"]
+# what summary.json's wall_seconds holds, as the reports say it: a resume adds its time to the last checkpoint's, so
+# the part of a stopped call past that checkpoint is in no run's time
+WALL_TIME_COUNTED = ("resumed parts included, but not what a stopped call trained past its last checkpoint (redone "
+                     "when resumed)")
 
 
 def run_script(main: Callable[[], int | None]) -> NoReturn:

@@ -41,8 +41,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from paper_runs import (ROOT, markdown_table, mean_std, output_folder, percent, refuse_seed_overrides, run_config,
-                        planned_status, run_or_resume, run_script, run_status)
+from paper_runs import (ROOT, WALL_TIME_COUNTED, markdown_table, mean_std, output_folder, percent,
+                        refuse_seed_overrides, run_config, planned_status, run_or_resume, run_script, run_status)
 from parallel_runs import PlannedRun, train_in_parallel
 
 from elr_mri.atomic_files import atomic_write_text
@@ -469,8 +469,7 @@ def _results_table(rows: list[Row], summaries: dict[str, list[dict]], seeds: int
                   for label, column, paper in row.also]  # the same runs: their count and time are on the line above
     header = ["row", "paper", "ours (selected epoch)", "ours (last epoch)", "seeds", "wall h", "device"]
     note = (f"\n\nOurs: mean ± population std (ddof 0) over the seeds.{_selection(rows, summaries)} Wall time: the "
-            "row's runs added up (side by side, --jobs, they took less), resumed parts included, but not what a stopped "
-            "call trained past its last checkpoint (redone when resumed).")
+            f"row's runs added up (side by side, --jobs, they took less), {WALL_TIME_COUNTED}.")
     return markdown_table(header, lines) + note + _executions(summaries)
 
 

@@ -19,6 +19,9 @@ def test_the_report_records_its_command_and_threads(import_script, tmp_path: Pat
     assert f"Command (from the project root): `.venv/bin/python scripts/digits_benchmark.py {' '.join(argv)}`" in report
     assert "intra-op thread(s)" in report
     assert "| sym40 | ce | " in report
+    # summary.json's wall_seconds: a resume adds to the last checkpoint's, so a stopped call's lost part is not in it
+    assert "resumed parts included, but not what a stopped call trained past its last checkpoint" in report
+    assert "every call" not in report
 
 
 def test_elr_plus_runs_take_the_settings_scaled_to_a_digits_run(import_script, tmp_path: Path, monkeypatch) -> None:

@@ -220,6 +220,9 @@ def test_the_cifar10n_cpu_report_names_the_label_set_and_hold_out_the_runs_had(i
     assert report.startswith("# CIFAR-10N aggre_label on a CPU") and "worse_label" not in report
     assert ("CIFAR-10N `aggre_label` (real human noise; 9.2 ± 0.2% of the labels trained on are wrong),\n"
             "20% of them held out (noisy)") in report
+    # wall_seconds leaves out a stopped call's part past its last checkpoint: the time is not "every call of each run"
+    assert ("of training in all (resumed parts included, but not what a stopped call trained past its last "
+            "checkpoint") in report.replace("\n", " ") and "every call" not in report
 
 
 def test_cifar10n_cpu_extracts_the_jpeg_archive_whole_or_not_at_all(import_script, tmp_path: Path) -> None:
