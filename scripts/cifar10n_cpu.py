@@ -194,12 +194,13 @@ CIFAR-10N `{key}` (real human noise; {wrong}% of the labels trained on are wrong
 {cfg.data.val_fraction:.0%} of them held out (noisy) for model selection; {cfg.data.test_subset}
 clean test images. Model `{cfg.model.name}` (hidden {cfg.model.hidden}), SGD lr {cfg.optim.lr}, momentum
 {cfg.optim.momentum}, weight decay {cfg.optim.weight_decay}, {cfg.train.epochs} epochs, batch {cfg.train.batch_size},
-augmentation {cfg.data.augment}; ELR β {cfg.loss.beta}, λ {cfg.loss.lam}. Seeds 0..{args.seeds - 1}; per seed both
-losses see the same subset, labels and split. Device: {", ".join(sorted(set(runs["device"])))}. Wall time: {runs["wall_s"].sum():.0f} s
+augmentation {cfg.data.augment}; ELR β {cfg.loss.beta}, λ {cfg.loss.lam}. Seeds 0..{args.seeds - 1}; per seed every
+loss sees the same subset, labels and split. Device: {", ".join(sorted(set(runs["device"])))}. Wall time: {runs["wall_s"].sum():.0f} s
 of training in all ({WALL_TIME_COUNTED}; this call took {seconds:.0f} s).
 
 Mean ± population std (ddof 0) over seeds, in percent. Memorization columns are the last epoch's training predictions
-(the paper's Figure 1); the mislabel table comes from ELR's targets, for CE from its last predictions.
+(the paper's Figure 1); the mislabel columns come from ELR's (and ELR+'s) targets, for any other loss from its last
+predictions.
 
 {markdown_table(header, lines)}
 

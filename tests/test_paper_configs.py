@@ -215,9 +215,13 @@ def test_the_cifar10n_cpu_report_names_the_label_set_and_hold_out_the_runs_had(i
     runs = pd.DataFrame([{"loss": loss, "seed": seed, "wrong_labels": share, "wall_s": 10.0, "device": "cpu",
                           **dict.fromkeys(["test_acc_best", "test_acc_last", "memorized", "noisy_pred_true",
                                            "clean_pred_true", "precision", "recall"], 0.5)}
-                         for loss in ("ce", "elr") for seed, share in ((0, 0.09), (1, 0.094))])
+                         for loss in ("ce", "gce", "elr") for seed, share in ((0, 0.09), (1, 0.094))])
     report = script._report(runs, args, load_config(script.CONFIG, overrides), 20.0, Path("figure.png"))
     assert report.startswith("# CIFAR-10N aggre_label on a CPU") and "worse_label" not in report
+    # --losses takes any number of losses: three were said to be "both", and GCE's flags to come from ELR's targets
+    flat = " ".join(report.split())
+    assert "per seed every loss sees the same subset" in flat and "both losses" not in flat
+    assert "for any other loss from its last predictions" in flat
     assert ("CIFAR-10N `aggre_label` (real human noise; 9.2 ± 0.2% of the labels trained on are wrong),\n"
             "20% of them held out (noisy)") in report
     # wall_seconds leaves out a stopped call's part past its last checkpoint: the time is not "every call of each run"
