@@ -192,7 +192,7 @@ Command (from the project root): `{command}`
 Setting: {cfg.data.train_subset} training images drawn stratified from the CIFAR-10 JPEG archive, their
 CIFAR-10N `{key}` (real human noise; {wrong}% of the labels trained on are wrong),
 {cfg.data.val_fraction:.0%} of them held out (noisy) for model selection; {cfg.data.test_subset}
-clean test images. Model `{cfg.model.name}` (hidden {cfg.model.hidden}), SGD lr {cfg.optim.lr}, momentum
+clean test images. Model `{cfg.model.name}` (hidden {cfg.model.hidden}), `{cfg.optim.name}` lr {cfg.optim.lr}, momentum
 {cfg.optim.momentum}, weight decay {cfg.optim.weight_decay}, {cfg.train.epochs} epochs, batch {cfg.train.batch_size},
 augmentation {cfg.data.augment}; ELR β {cfg.loss.beta}, λ {cfg.loss.lam}. Seeds 0..{args.seeds - 1}; per seed every
 loss sees the same subset, labels and split. Device: {", ".join(sorted(set(runs["device"])))}. Wall time: {runs["wall_s"].sum():.0f} s

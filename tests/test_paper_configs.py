@@ -210,7 +210,7 @@ def test_the_cifar10n_cpu_report_names_the_label_set_and_hold_out_the_runs_had(i
     """`cifar10n_cpu.py --set data.noise.human_key=aggre_label` (9% wrong) was reported as worse_label (40% wrong),
     and any data.val_fraction as a 10% hold-out."""
     script = import_script("cifar10n_cpu")
-    overrides = ["data.noise.human_key=aggre_label", "data.val_fraction=0.2"]
+    overrides = ["data.noise.human_key=aggre_label", "data.val_fraction=0.2", "optim.name=adam"]
     args = argparse.Namespace(overrides=overrides, seeds=2)
     runs = pd.DataFrame([{"loss": loss, "seed": seed, "wrong_labels": share, "wall_s": 10.0, "device": "cpu",
                           **dict.fromkeys(["test_acc_best", "test_acc_last", "memorized", "noisy_pred_true",
@@ -222,6 +222,7 @@ def test_the_cifar10n_cpu_report_names_the_label_set_and_hold_out_the_runs_had(i
     flat = " ".join(report.split())
     assert "per seed every loss sees the same subset" in flat and "both losses" not in flat
     assert "for any other loss from its last predictions" in flat
+    assert "`adam` lr 0.02" in flat and "SGD" not in flat  # the optimiser --set gave the runs, not always SGD
     assert ("CIFAR-10N `aggre_label` (real human noise; 9.2 ± 0.2% of the labels trained on are wrong),\n"
             "20% of them held out (noisy)") in report
     # wall_seconds leaves out a stopped call's part past its last checkpoint: the time is not "every call of each run"
