@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from elr_mri.config import ConfigError, load_config
+from elr_mri.config import ConfigError, check_new_run_settings, load_config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="a setting as `elr-mri train --set` takes it; repeated for more")
     args = parser.parse_args(argv)
     try:
-        load_config(args.config, args.overrides)
+        check_new_run_settings(load_config(args.config, args.overrides).data)  # a new run's start refuses more
     except ConfigError as err:
         print(f"{parser.prog}: {err}", file=sys.stderr)
         return 2

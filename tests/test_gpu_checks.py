@@ -107,6 +107,18 @@ def test_the_row_settings_check_needs_none_of_the_carried_wheels() -> None:
     assert (done.returncode, done.stdout) == (0, "[]\n"), done.stderr
 
 
+def test_the_row_settings_check_refuses_what_a_new_run_refuses_at_its_start() -> None:
+    """check_row is there to stop a ROW_SETTINGS typo before the device call's minutes go: it loaded the config alone,
+    so `--set data.noise.mode=none` beside the row's rate 0.4, which `train` refuses as a run starts, passed it and
+    failed the row (and its fallback) on the GPU instead."""
+    done = subprocess.run([sys.executable, "bench/check_row_settings.py", "--config", "configs/cifar10/elr_sym40.yaml",
+                           "--set", "data.noise.mode=none"], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 2 and done.stdout == "", done.stderr
+    assert done.stderr.startswith("bench/check_row_settings.py: data.noise.rate = 0.4 is not read by data.noise.mode "
+                                  "= none;") and done.stderr.count("\n") == 1
+
+
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
 def test_shellcheck_reads_the_device_scripts_through_and_finds_nothing() -> None:
     """A shellcheck directive where shellcheck cannot place it (before a case branch) is a parse error that stops it

@@ -14,8 +14,8 @@ The rest of the code imports from here; the parts live in:
 - `unread`: `--set` overrides the chosen loss, schedule, model or data set does not read.
 """
 
-from elr_mri.config.checks import (NUMERIC_RANGES, check_augment_settings, check_noise_fits_data,
-                                   check_noise_settings)
+from elr_mri.config.checks import (NUMERIC_RANGES, check_augment_settings, check_new_run_settings,
+                                   check_noise_fits_data, check_noise_settings)
 from elr_mri.config.loading import (RUN_RECORD_KEYS, SELECTION_RULE_KEY, config_from_dict, load_config,
                                     load_run_config)
 from elr_mri.config.resume import (
@@ -59,6 +59,7 @@ __all__ = [
     "check_noise_settings",
     "check_noise_fits_data",
     "check_augment_settings",
+    "check_new_run_settings",
     "NUMERIC_RANGES",
     "with_absolute_paths",
     "PATH_KEYS",

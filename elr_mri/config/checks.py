@@ -260,3 +260,11 @@ def check_augment_settings(data: DataConfig) -> None:
     if data.name == "mri" and not data.augment and unread:
         raise ConfigError(f"data.mri.{' and data.mri.'.join(unread)} not read with data.augment: false (training "
                           "then uses the centre crop as it is); set data.augment: true, or drop them")
+
+
+def check_new_run_settings(data: DataConfig) -> None:
+    """The settings a new run is refused for at its start, not when its config loads (runs made before these checks
+    still evaluate and resume): `train`'s, and bench/check_row_settings.py's, which must refuse what `train` would."""
+    check_noise_settings(data.noise)
+    check_noise_fits_data(data)
+    check_augment_settings(data)

@@ -10,8 +10,8 @@ import shlex
 from pathlib import Path
 from typing import Any, Sequence
 
-from elr_mri.config import (ConfigError, RunConfig, check_augment_settings, check_noise_fits_data, check_noise_settings,
-                            load_config, refuse_resume_changes, with_absolute_paths)
+from elr_mri.config import (ConfigError, RunConfig, check_new_run_settings, load_config, refuse_resume_changes,
+                            with_absolute_paths)
 from elr_mri.data.image_sources import require_clothing1m_validation_list
 
 __all__ = ["train", "finished_at", "new_run_command", "refuse_stretched_cosine"]
@@ -34,9 +34,7 @@ def train(cfg: RunConfig, out_dir: Path, resume: bool = False, notes: Sequence[s
             if not finished_at(out_dir, cfg.train.epochs):  # a plain resume of a finished run only prints its summary
                 _refuse_unfingerprinted_run(saved, cfg, out_dir)
     if not resume:
-        check_noise_settings(cfg.data.noise)
-        check_noise_fits_data(cfg.data)
-        check_augment_settings(cfg.data)
+        check_new_run_settings(cfg.data)
         if cfg.data.name == "clothing1m" and cfg.data.root:
             require_clothing1m_validation_list(Path(cfg.data.root))
     from elr_mri.engine.runner import train_checked  # torch
