@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, NoReturn
 
 import numpy as np
 
-from elr_mri.config import (ConfigError, RunConfig, check_noise_settings, load_config, load_run_config,
+from elr_mri.config import (ConfigError, RunConfig, check_new_run_settings, load_config, load_run_config,
                             refuse_resume_changes)
 from elr_mri.engine.run_dir import check_run_dir
 from elr_mri.engine.start import train
@@ -117,7 +117,7 @@ def run_config(config: Path, overrides: list[str], run_dir: Path, fix: str | Non
     how to start afresh instead (default: another --out, or delete `run_dir`)."""
     wanted = load_config(config, overrides)
     if run_status(run_dir) == "new":
-        check_noise_settings(wanted.data.noise)  # what `train` checks when a run starts: a dry run says so too
+        check_new_run_settings(wanted.data)  # what `train` checks when a run starts: a dry run says so too
         check_run_dir(run_dir, resume=False)  # a folder of other files: planned 'new', then refused at its start
         return wanted
     saved = load_run_config(run_dir)

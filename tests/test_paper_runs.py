@@ -33,6 +33,14 @@ def test_a_run_is_read_back_continued_or_refused_by_its_settings(import_script, 
             paper_runs.run_or_resume(DIGITS, ["train.epochs=2", *QUIET], run)
 
 
+def test_a_new_run_is_refused_for_what_train_refuses_at_a_runs_start(import_script, tmp_path: Path) -> None:
+    """run_config says it refuses a new run as `train` would at its start; it checked the noise settings alone, so an
+    MRI run's flips without augmentation (mri_demo's, mri_n1200's --set) passed it and stopped in `train` instead."""
+    config = ROOT / "configs" / "adni" / "cpu_small.yaml"  # data.augment: false
+    with pytest.raises(ConfigError, match=r"^data.mri.flip not read with data.augment: false"):
+        import_script("paper_runs").run_config(config, ["data.mri.flip=true"], tmp_path / "new")
+
+
 def test_ctrl_c_in_a_script_is_one_line_saying_how_to_go_on(import_script, capsys) -> None:
     def interrupted() -> int:
         raise KeyboardInterrupt
