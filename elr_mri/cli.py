@@ -354,7 +354,9 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
 def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     evaluate = commands.add_parser("evaluate", help="score a run on its test split or on a holdout cohort",
                                    description="Score a run on its test split or on a holdout cohort (--manifest).")
-    evaluate.add_argument("--run", type=nonempty_path, required=True, metavar="RUN_DIR", help="a finished training run")
+    evaluate.add_argument("--run", type=nonempty_path, required=True, metavar="RUN_DIR",
+                          help="a run of `elr-mri train` (its --out; one still training is scored from its checkpoint "
+                               "so far, with a note)")
     evaluate.add_argument("--manifest", type=nonempty_path, help="holdout cohort manifest (e.g. NACC); default: the run's test split")
     evaluate.add_argument("--test-set", default="test", metavar="NAME",
                           help="an image run's test set: test (default) or a further one of its data set "

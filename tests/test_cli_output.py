@@ -289,6 +289,16 @@ def test_the_options_evaluate_refuses_without_baselines_say_so_in_their_help(cli
         assert help_text.startswith("with --baselines: "), help_text
 
 
+def test_evaluates_run_help_does_not_ask_for_a_finished_run() -> None:
+    """`--run` said "a finished training run", yet a run still training is scored from its checkpoint so far, with a
+    note (test_mri_cli.py's unfinished-run test), which a user waiting for a long run's first figures wants."""
+    from elr_mri.cli import _command_parsers, _parser
+
+    evaluate = _command_parsers(_parser())["evaluate"]
+    help_text = next(action.help for action in evaluate._actions if "--run" in action.option_strings)
+    assert "finished" not in help_text and "one still training is scored from its checkpoint so far" in help_text
+
+
 def test_version_is_the_one_pyproject_gives(cli_in_process) -> None:
     """`elr-mri --version` reads elr_mri.__version__, a second copy of pyproject.toml's: a release that bumps one
     alone would report the old version."""
