@@ -323,3 +323,16 @@ def test_a_set_of_one_class_is_told_its_balanced_accuracy_is_that_classs_recall(
     _note_partial_balanced_accuracy(tmp_path, two_classes["participant"])
     said = capsys.readouterr().err
     assert "over CN, MCI only (no example here is labelled AD), so chance is 50.0, not the 33.3" in said
+
+
+def test_a_run_before_its_first_checkpoint_is_not_asked_whether_it_is_a_finished_run(tmp_path: Path) -> None:
+    """evaluate scores a run still training from its checkpoint so far; one that has written none yet was asked "is
+    RUN a finished `elr-mri train` run directory?", as if it had to be finished, or were no run at all."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("seed: 0\n")  # a run's folder as its start leaves it, before a checkpoint
+    with pytest.raises(FileNotFoundError, match=rf"^{run}/checkpoints/best.pt not found: {run} has written no best "
+                                                r"checkpoint yet \(.*\): score it once it has one$"):
+        load_run(run)
+    with pytest.raises(FileNotFoundError, match=r"is .* an `elr-mri train` run directory \(its --out\)\?$"):
+        load_run(tmp_path)

@@ -69,13 +69,12 @@ def load_run(run_dir: Path, checkpoint: str = "best", *, note_precision: bool = 
     """The run in `run_dir` with the weights of checkpoints/<checkpoint>.pt ("best" or "last"). `note_precision`: False
     where the command has said it already (`train` scoring its holdout after the epochs it printed the note for)."""
     run_dir = Path(run_dir)
-    if checkpoint not in CHECKPOINTS:  # else "not found: is RUN a finished run directory?" blamed the folder
+    if checkpoint not in CHECKPOINTS:  # else "not found: is RUN an `elr-mri train` run directory?" blamed the folder
         raise ValueError(f"checkpoint={checkpoint!r}: a run keeps 'best' (the epoch its selection rule chose) and "
                          "'last' (its last epoch); pass one of them")
     path = run_dir / "checkpoints" / f"{checkpoint}.pt"
     if not path.exists():
-        raise FileNotFoundError(not_the_run_folder(run_dir) or
-                                f"{path} not found: is {run_dir} a finished `elr-mri train` run directory?")
+        raise FileNotFoundError(not_the_run_folder(run_dir) or _no_checkpoint(run_dir, path))
     run_state = _run_state(run_dir)  # before reading the weights: a run that moves on from here shows
     cfg = load_run_config(run_dir)
     cfg.train.compile = False  # one pass of inference: compiling would cost more than it saves
@@ -94,6 +93,16 @@ def load_run(run_dir: Path, checkpoint: str = "best", *, note_precision: bool = 
     for net in method.networks():
         net.eval()  # built for training, dropout on: a network called directly (a notebook's) varied call to call
     return LoadedRun(cfg, shape, method, epoch, (run_dir / "summary.json").exists(), run_state)
+
+
+def _no_checkpoint(run_dir: Path, path: Path) -> str:
+    """Why `path` is missing, in one line: a run (its config.yaml there) still before its first checkpoint, which
+    evaluate then scores as any unfinished run, was asked whether it was "a finished run directory"."""
+    if not (run_dir / "config.yaml").is_file():
+        return f"{path} not found: is {run_dir} an `elr-mri train` run directory (its --out)?"
+    return (f"{path} not found: {run_dir} has written no {path.stem} checkpoint yet (a run writes its first at the end "
+            "of the first epoch that ends train.checkpoint_seconds after its start, or of its last; one stopped "
+            "before then has none): score it once it has one")
 
 
 def _load_weights(method: Method, path: Path, config: Path) -> int:
