@@ -1,4 +1,5 @@
-"""`elr-mri evaluate`: score a finished run on its test split or on an independent holdout cohort.
+"""`elr-mri evaluate`: score a run (finished, or from its checkpoint so far) on its test split or on an independent
+holdout cohort.
 
 The run directory says everything needed: the resolved config, the data shape, the selected
 checkpoint and, for MRI runs, every participant the run saw (splits.csv), so a holdout cohort
