@@ -13,7 +13,8 @@ import pytest
 from elr_mri.data.splits import read_run_splits, run_participants
 from elr_mri.evaluation.evaluate import (_note_partial_balanced_accuracy, _require_run_test_split,
                                          _untrained_ages_warning, _untrained_classes_warning, _warn_of_other_test_scans,
-                                         load_run, write_evaluation)
+                                         MANIFEST_ROWS_KEY, load_run, manifest_rows_fingerprint, scored_fingerprint,
+                                         write_evaluation)
 from elr_mri.evaluation.metrics import bootstrap_metrics, evaluate_predictions
 
 CLASSES = ["CN", "MCI", "AD"]
@@ -45,6 +46,34 @@ def test_a_rescoring_with_other_settings_names_the_comparisons_it_removes(tmp_pa
     assert not (out / "comparison.csv").exists() and not (out / "baselines").exists()
     _write(out, [0, 1, 2, 0], n_boot=10)  # nothing left to remove: nothing said
     assert capsys.readouterr().err == ""
+
+
+def test_a_holdout_copied_again_after_a_preprocess_rerun_keeps_the_comparisons_beside_its_scoring(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Rerun over finished scans, preprocess marks each one `skipped`, not `done`: the same holdout copied again
+    (README, step 2) and scored again lost its baselines and comparisons, said to be of "other scans". An edited
+    cell other than that still makes them stale."""
+    def scored(manifest: Path) -> None:
+        reports = evaluate_predictions(np.array([0, 1]), np.tile([0.8, 0.1, 0.1], (2, 1)), people, CLASSES, n_boot=10)
+        about = {"manifest": str(manifest), "manifest_sha256": scored_fingerprint(manifest),
+                 MANIFEST_ROWS_KEY: manifest_rows_fingerprint(manifest), "checkpoint": "best", "checkpoint_epoch": 3}
+        write_evaluation(out, reports, np.array([0, 1]), np.tile([0.8, 0.1, 0.1], (2, 1)),
+                         pd.DataFrame({"participant_id": people, "session_id": "ses-M00"}), CLASSES, [], about)
+
+    out, holdout, people = tmp_path / "eval-h", tmp_path / "h.csv", np.array(["s0", "s1"])
+    rows = pd.DataFrame({"participant_id": people, "session_id": "ses-M00", "diagnosis": ["CN", "MCI"],
+                         "age": [70.5, 81.0], "status": "done"})
+    rows.to_csv(holdout, index=False)
+    scored(holdout)
+    (out / "comparison.csv").write_text("method\n")
+    (out / "baselines" / "volumes_logreg").mkdir(parents=True)
+    capsys.readouterr()
+    rows.assign(status="skipped").to_csv(holdout, index=False)  # preprocess run again, its manifest copied again
+    scored(holdout)
+    assert capsys.readouterr().err == "" and (out / "comparison.csv").is_file() and (out / "baselines").is_dir()
+    rows.assign(status="skipped", age=[70.5, 18.0]).to_csv(holdout, index=False)  # the baselines read the age
+    scored(holdout)
+    assert not (out / "comparison.csv").exists() and "other scans (the manifest's content changed)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("labels", [[0, 1, 2, 2], [0, 1, 2]], ids=["relabelled", "one_scan_fewer"])

@@ -201,7 +201,8 @@ def evaluate_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = 
     rule = selection_rule(cfg) if checkpoint == "best" else SELECTION_RULES["last"]
     write_evaluation(out, reports, labels, probs, _row_ids(dataset, len(labels)), classes, notes,
                      {"manifest": scored_source(manifest), "manifest_sha256": scored_fingerprint(manifest),
-                      "checkpoint": checkpoint, "checkpoint_epoch": run.epoch, "run_finished": run.finished,
+                      MANIFEST_ROWS_KEY: manifest_rows_fingerprint(manifest), "checkpoint": checkpoint,
+                      "checkpoint_epoch": run.epoch, "run_finished": run.finished,
                       SELECTION_RULE_KEY: rule, WARNINGS_KEY: warnings})
     refuse_if_run_moved_on(run, run_dir, out)
     _note_partial_balanced_accuracy(out, next(iter(reports.values())))
@@ -279,6 +280,18 @@ def scored_source(manifest: Path | None) -> str | None:
 def scored_fingerprint(manifest: Path | None) -> str | None:
     """The manifest's sha256 beside its path: the same file after the project moved is still the same."""
     return None if manifest is None else file_sha256(manifest)
+
+
+def manifest_rows_fingerprint(manifest: Path | None) -> str | None:
+    """SHA-256 of the manifest's cells, a scan's `status` "skipped" read as "done": preprocess, run again over finished
+    scans, marks each one "skipped", so a copy of its manifest made after that rerun was taken for other scans, and
+    the baselines and comparisons beside the holdout's scoring were removed."""
+    if manifest is None:
+        return None
+    rows = pd.read_csv(manifest, dtype=str, keep_default_na=False)
+    if "status" in rows:
+        rows["status"] = rows["status"].replace("skipped", "done")
+    return hashlib.sha256(rows.to_csv(index=False).encode()).hexdigest()
 
 
 def require_own_folder(out: Path, manifest: Path | None) -> None:
@@ -574,6 +587,7 @@ def _scored_fingerprint(predictions: pd.DataFrame, ids: pd.Index) -> str:
 
 
 _SCORED_KEY = "scored_sha256"  # summary.json's `_scored_fingerprint`
+MANIFEST_ROWS_KEY = "manifest_rows_sha256"  # summary.json's `manifest_rows_fingerprint` (absent before 2026-12-07)
 WARNINGS_KEY = "warnings"  # summary.json's warnings about the scans scored, as printed (absent before 2026-12-06)
 # what `evaluate --baselines` and `--compare-with` add beside a run's scoring, computed from that scoring
 _COMPARISON_OUTPUTS = (*COMPARISON_FILES, "baselines")
@@ -596,8 +610,7 @@ def _remove_comparisons_of_another_scoring(out: Path, scoring: dict[str, Any], i
     earlier = json.loads(summary.read_text()) if summary.is_file() else {}
     if earlier and _SCORED_KEY not in earlier:
         earlier = {**earlier, **_fingerprint_of_earlier_predictions(out, ids)}
-    changed = [key for key in _SCORING_KEYS if earlier.get(key) != scoring.get(key)
-               and (key != _SCORED_KEY or key in earlier)]  # a scoring from before it was recorded: cannot tell
+    changed = _changed_scoring_keys(earlier, scoring)
     if earlier and not changed:
         return
     removed = []
@@ -613,6 +626,16 @@ def _remove_comparisons_of_another_scoring(out: Path, scoring: dict[str, Any], i
     if removed:
         print(f"{out}: removed {', '.join(removed)} ({_why_stale(earlier, scoring, changed)}; --baselines and "
               "--compare-with make them again)", file=sys.stderr)
+
+
+def _changed_scoring_keys(earlier: dict[str, Any], scoring: dict[str, Any]) -> list[str]:
+    """The `_SCORING_KEYS` whose values differ between two scorings of a folder. The manifest's rows decide where
+    both scorings recorded them, not its bytes, which a preprocess rerun changes without changing a scan."""
+    rows = earlier.get(MANIFEST_ROWS_KEY)
+    same_rows = rows is not None and rows == scoring.get(MANIFEST_ROWS_KEY)
+    return [key for key in _SCORING_KEYS if earlier.get(key) != scoring.get(key)
+            and (key != _SCORED_KEY or key in earlier)  # a scoring from before it was recorded: cannot tell
+            and not (key == "manifest_sha256" and same_rows)]
 
 
 def _fingerprint_of_earlier_predictions(out: Path, ids: pd.Index) -> dict[str, str]:
