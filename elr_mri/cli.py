@@ -134,7 +134,10 @@ def _run_command(argv: list[str]) -> int:
 def _rerun_said_for_the_run(args: argparse.Namespace, problem: BaseException) -> BaseException:
     """A full disk's line, for `train`, ending in what reruns this run: before its first checkpoint `--resume` has
     nothing to continue from (a run stopped before its config.yaml is "no run there"), and the same command again
-    starts it over."""
+    starts it over. A listed image found unreadable mid-epoch ends in the same way on, which its dataset cannot
+    name: the same command again is refused once the run has a checkpoint."""
+    if args.command == "train" and _unreadable_listed_image(problem):
+        return type(problem)(f"{problem}; {_after_interrupt(args)}")
     text = str(getattr(problem, "strerror", None))
     if args.command != "train" or not isinstance(problem, StorageError) or not text.endswith(TRAINING_RESUMES):
         return problem
@@ -142,6 +145,13 @@ def _rerun_said_for_the_run(args: argparse.Namespace, problem: BaseException) ->
     advice = (f"continue from the last checkpoint with: elr-mri train --resume {shlex.quote(str(run_dir))}"
               if (run_dir / "checkpoints" / "last.pt").exists() else "no checkpoint was written yet: it starts over")
     return StorageError(problem.errno, f"{text.rpartition(' (')[0]} ({advice})")
+
+
+def _unreadable_listed_image(problem: BaseException) -> bool:
+    """Whether `problem` is a listed image's decoding error (a DataLoader worker's comes back as a ValueError); read
+    from the image module only where it is loaded, so that a mistake in a config does not import torch to be said."""
+    images = sys.modules.get("elr_mri.data.images")
+    return images is not None and isinstance(problem, ValueError) and str(problem).endswith(images.LISTED_IMAGE_FIX)
 
 
 def _mistyped(parser: argparse.ArgumentParser, argv: list[str]) -> str | None:

@@ -618,9 +618,55 @@ def test_a_listed_image_unreadable_mid_run_is_to_be_extracted_again_not_removed(
     image = tmp_path / "images/0/3.jpg"
     image.write_bytes(image.read_bytes()[:300])  # cut short after the run began (a disk fault, a copy interrupted)
     with pytest.raises(ImageReadError, match=rf"^{image}: cannot be read as an image \(OSError: .*\); extract this "
-                                             r"file again from the data set's release, then resume: a resume refuses "
-                                             r"lists that changed since the run began"):
+                                             r"file again from the data set's release and keep the lists as they are "
+                                             r"\(a resume refuses lists that changed since the run began"):
         data.train[3]
+
+
+def test_an_unreadable_listed_image_in_training_names_what_continues_the_run(tmp_path):
+    """The dataset's line cannot name the run; `train` ends it in the way on: the resume once there is a checkpoint
+    (the same command again is then refused: "already holds a run"), the same command before."""
+    from argparse import Namespace
+
+    from elr_mri.cli import _rerun_said_for_the_run
+    from elr_mri.data.images import LISTED_IMAGE_FIX
+
+    args = Namespace(command="train", resume=None, out=tmp_path / "run", config=None)
+    problem = ValueError(f"{tmp_path}/images/0/3.jpg: cannot be read as an image (OSError: x); {LISTED_IMAGE_FIX}")
+    assert str(_rerun_said_for_the_run(args, problem)).endswith("; no checkpoint was written yet (the first comes "
+                                                                "after train.checkpoint_seconds and an epoch), so "
+                                                                "nothing to resume: run the same command again")
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "run" / "checkpoints" / "last.pt").write_bytes(b"")
+    assert str(_rerun_said_for_the_run(args, problem)) == (f"{problem}; continue from the last checkpoint with: "
+                                                           f"elr-mri train --resume {tmp_path / 'run'}")
+    assert _rerun_said_for_the_run(Namespace(command="evaluate"), problem) is problem
+
+
+@pytest.mark.slow
+def test_a_listed_image_cut_short_after_a_checkpoint_names_the_resume_that_continues_the_run(tmp_path, capfd):
+    """Its line said "then resume", but the same command again is refused once the run has a checkpoint ("already
+    holds a run"): the line now ends in the resume that continues it, and that resume, the file restored, goes on
+    from the checkpoint. Read by a DataLoader worker, as the configs do: its error comes back as a ValueError."""
+    from elr_mri.cli import main
+
+    write_clothing1m(tmp_path / "c1m")
+    config = Path(__file__).resolve().parents[1] / "configs" / "clothing1m" / "elr.yaml"
+    run = tmp_path / "run"
+    settings = [f"data.root={tmp_path / 'c1m'}", "data.balanced_batches=2", "data.num_workers=1",
+                "model.name=mlp", "train.batch_size=4", "train.progress=false", "train.tensorboard=false"]
+    sets = [arg for setting in settings for arg in ("--set", setting)]
+    assert main(["train", "--config", str(config), "--out", str(run), "--set", "train.epochs=1", *sets]) == 0
+    image = tmp_path / "c1m/images/0/9.jpg"  # a validation image, scored every epoch
+    whole = image.read_bytes()
+    image.write_bytes(whole[:300])
+    capfd.readouterr()
+    assert main(["train", "--resume", str(run), "--set", "train.epochs=2"]) == 2
+    assert capfd.readouterr().err.endswith(f"remove its line from the list); continue from the last checkpoint with: "
+                                           f"elr-mri train --resume {run}\n")
+    image.write_bytes(whole)
+    assert main(["train", "--resume", str(run), "--set", "train.epochs=2"]) == 0
+    assert len(pd.read_csv(run / "metrics.csv")) == 2
 
 
 def test_an_empty_listed_image_is_refused_before_training_not_in_the_middle_of_an_epoch(tmp_path):

@@ -128,8 +128,9 @@ class InMemoryImages(_LabelledImages):
 
 # A listed image found unreadable mid-run: removing the file, then its line (as a folder's image may be) made other
 # data, which a resume of the run refuses; the run lost its epochs. Extracting the file again keeps it resumable.
-LISTED_IMAGE_FIX = ("extract this file again from the data set's release, then resume: a resume refuses lists that "
-                    "changed since the run began (a new run can go without the image: remove its line from the list)")
+LISTED_IMAGE_FIX = ("extract this file again from the data set's release and keep the lists as they are (a resume "
+                    "refuses lists that changed since the run began; a new run can go without the image: remove its "
+                    "line from the list)")
 
 
 class ImageFiles(_LabelledImages):
