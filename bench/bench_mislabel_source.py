@@ -22,7 +22,7 @@ from seeded_runs import add_overrides_option, checked_epochs, train_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
-from paper_runs import DIGITS_ELR_PLUS_SETTINGS  # noqa: E402  (scripts/ is not a package)
+from paper_runs import digits_elr_plus_settings  # noqa: E402  (scripts/ is not a package)
 
 from elr_mri.data import build_data  # noqa: E402
 from elr_mri.evaluation.evaluate import load_run  # noqa: E402
@@ -50,8 +50,9 @@ def main() -> None:
     for setting in args.settings:
         mode, rate = SETTINGS[setting]
         for loss in args.losses:
-            plus = DIGITS_ELR_PLUS_SETTINGS if loss == "elr_plus" else []
-            noise = [f"loss.name={loss}", f"data.noise.mode={mode}", f"data.noise.rate={rate}", *plus, *args.overrides]
+            noise = [f"loss.name={loss}", f"data.noise.mode={mode}", f"data.noise.rate={rate}"]
+            plus = digits_elr_plus_settings(CONFIG, [*noise, *args.overrides]) if loss == "elr_plus" else []
+            noise = [*noise, *plus, *args.overrides]  # an --set of the ramp still wins
             for seed, run in enumerate(train_seeds(CONFIG, noise, args.seeds, tables_from_both_sources)):
                 rows += [_row(setting, loss, seed, run, source) for source in SOURCES]
             text = (f"Suspected-mislabel table from the selected epoch's ELR targets (best) and the last epoch's "

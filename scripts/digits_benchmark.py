@@ -21,8 +21,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from paper_runs import (DIGITS_ELR_PLUS_SETTINGS, ROOT, WALL_TIME_COUNTED, mean_std, output_file,
-                        output_folder, refuse_repeats, run_or_resume, run_script)
+from paper_runs import (ROOT, WALL_TIME_COUNTED, digits_elr_plus_settings, mean_std, output_file, output_folder,
+                        refuse_repeats, run_or_resume, run_script)
 
 from elr_mri.atomic_files import atomic_write_text
 from elr_mri.plots import plot_memorization_comparison
@@ -93,11 +93,12 @@ def _plot_first_setting(args: argparse.Namespace, folder: Path) -> None:
 
 def _run(run_dir: Path, loss: str, mode: str, rate: float, seed: int, epochs: int) -> dict:
     """Train one run, or read it back when it already finished (the benchmark is resumable). ELR+ takes the settings
-    that scale it to a digits run: the config's default ramp of its weight averages outlasts the run 15 times."""
-    plus = DIGITS_ELR_PLUS_SETTINGS if loss == "elr_plus" else []
-    overrides = [f"loss.name={loss}", f"data.noise.mode={mode}", f"data.noise.rate={rate}", *plus,
+    that scale it to the run's steps: the config's default ramp of its weight averages outlasts 150 epochs 15 times."""
+    overrides = [f"loss.name={loss}", f"data.noise.mode={mode}", f"data.noise.rate={rate}",
                  f"data.noise.seed={seed}", f"data.split_seed={seed}", f"seed={seed}",
                  f"train.epochs={epochs}", "train.progress=false", "train.tensorboard=false"]
+    if loss == "elr_plus":
+        overrides += digits_elr_plus_settings(BASE_CONFIG, overrides)
     summary = run_or_resume(BASE_CONFIG, overrides, run_dir)
     last = pd.read_csv(run_dir / "metrics.csv").iloc[-1]
     return {

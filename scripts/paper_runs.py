@@ -18,30 +18,43 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, NoReturn
 
 import numpy as np
+import torch
 
 from elr_mri.config import (ConfigError, RunConfig, check_new_run_settings, load_config, load_run_config,
                             refuse_resume_changes)
+from elr_mri.data import build_data
+from elr_mri.distributed import DistContext
+from elr_mri.engine.feeding import BatchFeeder
 from elr_mri.engine.run_dir import check_run_dir
 from elr_mri.engine.start import train
 from elr_mri.stopping import terminating_at_safe_points
 from preprocess.signals import Terminated
 from preprocess.user_errors import USER_ERRORS, nonempty_path, output_file, report_user_error
 
-__all__ = ["ROOT", "DIGITS_ELR_PLUS_SETTINGS", "run_script", "output_folder", "output_file", "refuse_seed_overrides",
+__all__ = ["ROOT", "digits_elr_plus_settings", "run_script", "output_folder", "output_file", "refuse_seed_overrides",
            "refuse_repeats", "run_status", "planned_status", "run_config", "training_needed", "run_or_resume",
            "percent", "mean_std", "markdown_table", "WALL_TIME_COUNTED"]
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED_KEYS = ("seed", "data.noise.seed", "data.split_seed")  # what --seeds sets, run by run
-# ELR+ as its official CIFAR-10 runs take it, scaled to a 150-epoch digits run (digits_benchmark.py, bench/'s
-# bench_mislabel_source.py): the networks alternate by epoch, and the weight averages' momentum ramps over 1,500 of
-# the run's 2,700 steps (150 epochs of 18), where the official 40,000 end at 57% of 200 CIFAR-10 epochs; the config's
-# default 40,000 would leave the averages at about 0.013 of their momentum
-DIGITS_ELR_PLUS_SETTINGS = ["elr_plus.alternation=epoch", "elr_plus.ema_ramp_steps=1500"]
+# The official CIFAR-10 ELR+ ramps its weight averages' momentum over 40,000 of its 70,400 steps (200 epochs of 352)
+OFFICIAL_EMA_RAMP_SHARE = 40_000 / 70_400
 # what summary.json's wall_seconds holds, as the reports say it: a resume adds its time to the last checkpoint's, so
 # the part of a stopped call past that checkpoint is in no run's time
 WALL_TIME_COUNTED = ("resumed parts included, but not what a stopped call trained past its last checkpoint (redone "
                      "when resumed)")
+
+
+def digits_elr_plus_settings(config: Path, overrides: list[str]) -> list[str]:
+    """ELR+ as its official CIFAR-10 runs take it, scaled to the digits run `config` with `overrides` makes
+    (digits_benchmark.py, bench/'s bench_mislabel_source.py): the networks alternate by epoch, and the averages'
+    momentum ramps over the official share of the run's steps, to two significant figures (1,500 of the 2,700 that
+    150 epochs of 18 batches take). A fixed length ended the ramp at 13% of its value in a 30-epoch run; the config's
+    default 40,000 would leave it at about 0.013 of it in 150 epochs."""
+    cfg = load_config(config, overrides)
+    per_epoch = BatchFeeder(build_data(cfg.data), cfg, DistContext(), torch.device("cpu")).steps_per_epoch()
+    ramp = float(f"{OFFICIAL_EMA_RAMP_SHARE * cfg.train.epochs * per_epoch:.2g}")
+    return ["elr_plus.alternation=epoch", f"elr_plus.ema_ramp_steps={max(1, round(ramp))}"]
 
 
 def run_script(main: Callable[[], int | None]) -> NoReturn:
