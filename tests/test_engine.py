@@ -1440,6 +1440,20 @@ def test_a_balanced_subset_is_drawn_once_capped_per_class_and_reshuffled_each_ep
     assert set(epochs[0][0].tolist()) != set(epochs[0][1].tolist())  # each ELR+ network has its own subset
 
 
+def test_a_balanced_subset_smaller_than_the_split_is_said_at_the_run_start(tmp_path: Path, capfd) -> None:
+    """data.balanced_subset trains every epoch on the same class-capped subset: a run on 120 of its 450 examples
+    said so nowhere (train_examples in its summary is the split's 450). One line at the start says it, per class;
+    a subset that keeps the whole split says nothing."""
+    settings = [*SMALL, "data.balanced_subset=true", "train.batch_size=40", "train.epochs=1"]
+    train(load_config(DIGITS, [*settings, "data.balanced_batches=3"]), tmp_path / "cut")
+    notes = [line for line in capfd.readouterr().err.splitlines() if "balanced_subset" in line]
+    assert notes == ["note: data.balanced_subset: every epoch trains on the same 120 of the 450 training examples (3 "
+                     "balanced_batches × 40 batch_size, an equal share a class at most), per class: 0 12/48, 1 12/38, "
+                     "2 12/43, 3 12/48, 4 12/42, 5 12/38, 6 12/46, 7 12/47, 8 12/46, 9 12/54"]
+    train(load_config(DIGITS, [*settings, "data.balanced_batches=30"]), tmp_path / "whole")  # 1,200 ≥ 450
+    assert "balanced_subset" not in capfd.readouterr().err
+
+
 def test_a_resumed_run_logs_each_epoch_once_to_tensorboard(tmp_path: Path) -> None:
     """Epochs an interrupted run logged after its last checkpoint are trained again; their old points go."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

@@ -215,14 +215,34 @@ class BatchFeeder:
         named = {**self.data.extra_tests, "train": self.data.train, "val": self.data.val, "test": self.data.test}
         return {name: split for name, split in named.items() if split is not None and len(split) > 0}
 
+    def subset_note(self) -> list[str]:
+        """A line where data.balanced_subset trains on fewer examples than the split: the same subset every epoch,
+        the rest never seen, which a run said nowhere (Clothing1M's 128,000 of about a million)."""
+        subset, labels = self._balanced_subset(stream=0), self.data.train_labels
+        if subset is None or len(subset) == len(labels):
+            return []
+        kept, whole = (np.bincount(part, minlength=self.data.num_classes) for part in (labels[subset], labels))
+        classes = ", ".join(f"{name} {k:,}/{n:,}" for name, k, n in zip(self.data.class_names, kept, whole))
+        each = "; each ELR+ network draws its own" if self.cfg.loss.name == "elr_plus" else ""
+        return [f"note: data.balanced_subset: every epoch trains on the same {len(subset):,} of the {len(labels):,} "
+                f"training examples ({self.cfg.data.balanced_batches:,} balanced_batches × "
+                f"{self.cfg.train.batch_size} batch_size, an equal share a class at most{each}), per class: {classes}"]
+
+    def _balanced_subset(self, stream: int) -> np.ndarray | None:
+        """Stream `stream`'s class-capped subset (data.balanced_subset), drawn from the run's seed; None without one."""
+        if not (self.cfg.data.balanced_batches and self.cfg.data.balanced_subset):
+            return None
+        return balanced_subset(self.data.train_labels, self.data.num_classes,
+                               self.cfg.data.balanced_batches * self.cfg.train.batch_size,
+                               self.cfg.seed * 100_003 + stream * SECOND_STREAM_SEED)
+
     def _sampler(self, generator: torch.Generator, stream: int) -> GlobalBatchSampler:
         weights, num_samples, subset = None, None, None
         if self.cfg.data.balanced_batches:
             labels = self.data.train_labels
             num_samples = self.cfg.data.balanced_batches * self.cfg.train.batch_size
             if self.cfg.data.balanced_subset:
-                subset = torch.as_tensor(balanced_subset(labels, self.data.num_classes, num_samples,
-                                                         self.cfg.seed * 100_003 + stream * SECOND_STREAM_SEED))
+                subset = torch.as_tensor(self._balanced_subset(stream))
             else:
                 counts = np.bincount(labels, minlength=self.data.num_classes)
                 weights = torch.as_tensor(1.0 / counts[labels], dtype=torch.double)

@@ -139,7 +139,8 @@ def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, de
                          compile_assembly=plan.compiled_function if plan.compiles_step else None)
     tracker = PredictionTracker(len(data.train), data.num_classes, device)
     steps_per_epoch = feeder.steps_per_epoch()
-    notes = [*notes, *_unreached_lam_start_note(cfg, steps_per_epoch), *_unfinished_ramp_notes(cfg, steps_per_epoch)]
+    notes = [*notes, *feeder.subset_note(), *_unreached_lam_start_note(cfg, steps_per_epoch),
+             *_unfinished_ramp_notes(cfg, steps_per_epoch)]
     knows_clean = data.train_clean_labels is not None  # benchmarks and simulated cohorts
 
     if resume:
