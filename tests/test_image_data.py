@@ -643,7 +643,6 @@ def test_an_unreadable_listed_image_in_training_names_what_continues_the_run(tmp
     assert _rerun_said_for_the_run(Namespace(command="evaluate"), problem) is problem
 
 
-@pytest.mark.slow
 def test_a_listed_image_cut_short_after_a_checkpoint_names_the_resume_that_continues_the_run(tmp_path, capfd):
     """Its line said "then resume", but the same command again is refused once the run has a checkpoint ("already
     holds a run"): the line now ends in the resume that continues it, and that resume, the file restored, goes on
@@ -654,7 +653,8 @@ def test_a_listed_image_cut_short_after_a_checkpoint_names_the_resume_that_conti
     config = Path(__file__).resolve().parents[1] / "configs" / "clothing1m" / "elr.yaml"
     run = tmp_path / "run"
     settings = [f"data.root={tmp_path / 'c1m'}", "data.balanced_batches=2", "data.num_workers=1",
-                "model.name=mlp", "train.batch_size=4", "train.progress=false", "train.tensorboard=false"]
+                "model.name=mlp", "model.hidden=8", "train.batch_size=4", "train.progress=false",
+                "train.tensorboard=false"]
     sets = [arg for setting in settings for arg in ("--set", setting)]
     assert main(["train", "--config", str(config), "--out", str(run), "--set", "train.epochs=1", *sets]) == 0
     image = tmp_path / "c1m/images/0/9.jpg"  # a validation image, scored every epoch
