@@ -124,6 +124,14 @@ def test_the_evaluation_batch_suits_the_data_unless_set(tmp_path: Path) -> None:
          r"memory$"),
         ("# nothing yet\n", r"the config is empty; start from one in configs/"),
         ("schedule: {milestones: [0, 80]}\n", r"schedule.milestones = \[0, 80\] must each be at least 1"),
+        # a typo for [40, 80]: the rate dropped by gamma² at 40, without a word
+        ("schedule: {milestones: [40, 40]}\n", r"schedule.milestones = \[40, 40\] lists epoch 40 more than once, "
+                                               r"and the rate would drop by schedule.gamma once for each"),
+        # past 64 bits: a traceback from torch's "Overflow when unpacking long long" once training started
+        ("model: {hidden: 99999999999999999999}\n", r"model.hidden = 99999999999999999999 is beyond the 64-bit "
+                                                    r"integers torch and numpy hold"),
+        ("schedule: {milestones: [99999999999999999999]}\n", r"schedule.milestones = \[99999999999999999999\] is "
+                                                             r"beyond the 64-bit integers"),
         ("seed: 0\ntrain: {epochs: 3}\nseed: 1\n", r"line 3: the key 'seed' is given twice in one section; keep one$"),
         ("train: {epochs: 3, epochs: 4}\n", r"the key 'epochs' is given twice in one section"),
         ("train:\n  <<: {epochs: 2, epochs: 3}\n", r"line 2: the key 'epochs' is given twice in one section; keep one"),

@@ -35,6 +35,7 @@ def check_each_value(cfg: RunConfig, source: str) -> None:
     """The checks of one setting alone (a finite number in its range, a path not empty), which no other setting can
     satisfy: each `--set` is put through them on its own, to name every refused one (`load_config`)."""
     _check_finite(cfg, source)
+    _check_int64(cfg, source)
     _check_ranges(cfg, source)
     _check_paths(cfg, source)
 
@@ -81,6 +82,19 @@ def _check_finite(cfg: RunConfig, source: str) -> None:
             raise ConfigError(f"{source}: {key} = {value} must be a finite number")
 
 
+_INT64_MAX = 2**63 - 1
+
+
+def _check_int64(cfg: RunConfig, source: str) -> None:
+    """A whole number past 64 bits reached torch as a traceback (`model.hidden`: "Overflow when unpacking long long")
+    or as an error that names no key (`train.threads`); no count here is meant to be that large."""
+    for key, value in flat_settings(cfg).items():
+        for number in value if isinstance(value, list) else [value]:
+            if isinstance(number, int) and number > _INT64_MAX:  # below 0 each is refused by its range
+                raise ConfigError(f"{source}: {key} = {value} is beyond the 64-bit integers torch and numpy hold "
+                                  "(a mistyped number?); give a smaller one")
+
+
 def _check_paths(cfg: RunConfig, source: str) -> None:
     """An empty path would be made absolute as the current folder (`with_absolute_paths`): a cache written there, or
     a data set looked for (and its download advised) there, from `--set "data.root='$DIR'"` with DIR unset."""
@@ -103,7 +117,7 @@ def _check_classes(cfg: RunConfig, source: str) -> None:
 
 
 def _check_ranges(cfg: RunConfig, source: str) -> None:
-    """Each number within its NUMERIC_RANGES, and each LR milestone an epoch after the first."""
+    """Each number within its NUMERIC_RANGES, and each LR milestone an epoch after the first, listed once."""
     flat = flat_settings(cfg)
     for key, (allowed, holds) in NUMERIC_RANGES.items():
         if flat[key] is not None and not holds(flat[key]):
@@ -111,6 +125,11 @@ def _check_ranges(cfg: RunConfig, source: str) -> None:
     if any(milestone < 1 for milestone in cfg.schedule.milestones):  # a milestone 0 would start at lr × gamma
         raise ConfigError(f"{source}: schedule.milestones = {cfg.schedule.milestones} must each be at least 1 "
                           "(the epochs after which the rate drops)")
+    repeated = sorted({m for m in cfg.schedule.milestones if cfg.schedule.milestones.count(m) > 1})
+    if repeated:  # each listing is a drop: [40, 40], a typo for [40, 80], multiplied the rate by gamma² at 40
+        raise ConfigError(f"{source}: schedule.milestones = {cfg.schedule.milestones} lists epoch "
+                          f"{', '.join(map(str, repeated))} more than once, and the rate would drop by "
+                          "schedule.gamma once for each; list each epoch once")
 
 
 def _check_settings_read(cfg: RunConfig, source: str) -> None:
