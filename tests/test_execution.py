@@ -149,6 +149,16 @@ def test_thread_limit_is_applied_and_a_negative_count_refused() -> None:
     assert load_config(DIGITS, ["train.threads=1"]).train.threads == 1
 
 
+def test_a_thread_count_far_past_the_cpus_is_refused_before_the_run_folder(tmp_path: Path) -> None:
+    """1000000 threads (for 1000?) passed the config's checks and killed the run in a segmentation fault once training
+    began: torch's OpenMP could not start them. Refused when the run starts, in one line, leaving no folder."""
+    cpus = os.cpu_count() or 1
+    with pytest.raises(ConfigError, match=rf"^train.threads = {4 * cpus + 1} is more than 4 a CPU on this machine "
+                                          rf"\({cpus} CPUs\).*; set train.threads: {cpus} or fewer, or 0"):
+        train(load_config(DIGITS, [f"train.threads={4 * cpus + 1}"]), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
 def _process_settings() -> tuple[Any, ...]:
     """What a training run or its scoring may change process-wide: threads, cuDNN's search, the generators."""
     return (torch.get_num_threads(), torch.backends.cudnn.benchmark, torch.get_rng_state(),

@@ -6,6 +6,7 @@ at once, as a config error is.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 from pathlib import Path
 from typing import Any, Sequence
@@ -26,6 +27,7 @@ def train(cfg: RunConfig, out_dir: Path, resume: bool = False, notes: Sequence[s
     stays one line."""
     out_dir = Path(out_dir)
     cfg = with_absolute_paths(cfg)
+    _refuse_threads_past_cpus(cfg.train.threads)
     if resume and (out_dir / "config.yaml").exists():  # before loading data: a refused resume fails at once
         saved = load_config(out_dir / "config.yaml")
         refuse_resume_changes(saved, cfg, out_dir)
@@ -40,6 +42,22 @@ def train(cfg: RunConfig, out_dir: Path, resume: bool = False, notes: Sequence[s
     from elr_mri.engine.runner import train_checked  # torch
 
     return train_checked(cfg, out_dir, resume, notes)
+
+
+# train.threads above this many a CPU: the most a run here may ask for (more only wait on each other), with room for
+# the count of a run made on a larger machine, kept on a resume for the same sums
+_THREADS_PER_CPU = 4
+
+
+def _refuse_threads_past_cpus(threads: int) -> None:
+    """A thread count far past the machine's CPUs, a slip of the keyboard (1000000 for 1000?): torch's OpenMP could not
+    start them, and the run died in a segmentation fault once training began, its data loaded. A machine-dependent
+    limit, so checked when a run starts, not when a config loads (`evaluate` reads a run's config on any machine)."""
+    cpus = os.cpu_count() or 1
+    if threads > _THREADS_PER_CPU * cpus:
+        raise ConfigError(f"train.threads = {threads} is more than {_THREADS_PER_CPU} a CPU on this machine ({cpus} "
+                          "CPUs): past one a CPU threads only wait on each other, and a count far past them killed "
+                          f"the run once training began; set train.threads: {cpus} or fewer, or 0 for torch's default")
 
 
 def finished_at(out_dir: Path, epochs: int) -> bool:
