@@ -12,6 +12,7 @@ import difflib
 import io
 import logging
 import os
+import re
 import select
 import shlex
 import signal
@@ -280,21 +281,36 @@ def _after_interrupt(args: argparse.Namespace, stop: BaseException | None = None
 
 
 def _out_of_memory(err: BaseException, args: argparse.Namespace) -> MemoryError | None:
-    """A GPU's out-of-memory error as one line naming the setting to lower (a batch too large for the GPU is a
-    setting, not a bug); None for any other error. Only the batch sizes of scoring may change on a resume."""
-    torch = sys.modules.get("torch")
-    if torch is None or not isinstance(err, torch.OutOfMemoryError) or args.command not in ("train", "evaluate",
-                                                                                              "explain"):
+    """A GPU's out-of-memory error, or the machine's refusal of an allocation past its memory, as one line naming the
+    settings to lower (a batch, a crop or a network too large is a setting, not a bug); None for any other error.
+    Only the batch sizes of scoring may change on a resume."""
+    what = _memory_refused(err)
+    if what is None or args.command not in ("train", "evaluate", "explain"):
         return None
-    what = ". ".join(str(err).split(". ")[:2])  # torch's "CUDA out of memory. Tried to allocate 2.00 GiB"
     if args.command == "train":
-        fix = ("a smaller train.batch_size or data.mri.crop_size (or train.precision bf16) fits in a new run; if "
-               "it ran out while scoring, a smaller train.eval_batch_size continues this one: elr-mri train --resume "
-               f"{shlex.quote(str(train_run_dir(args)))} --set train.eval_batch_size=N")
+        fix = ("a smaller train.batch_size, data.mri.crop_size or network (model.hidden, model.widening), or "
+               "train.precision bf16, fits in a new run; if it ran out while scoring, a smaller train.eval_batch_size "
+               f"continues this one: elr-mri train --resume {shlex.quote(str(train_run_dir(args)))} "
+               "--set train.eval_batch_size=N")
     else:
         others = " (and in those of the runs compared with it)" if getattr(args, "compare_with", None) else ""
         fix = f"lower train.eval_batch_size in {args.run / 'config.yaml'}{others} and run the command again"
-    return MemoryError(f"the GPU ran out of memory ({what}); {fix}")
+    return MemoryError(f"{what}; {fix}")
+
+
+# torch's CPU allocator refusing a request past the machine's memory (`model.hidden: 10000000000`: 2.5 TB of weights)
+_CPU_ALLOCATION = re.compile(r"DefaultCPUAllocator: can't allocate memory: you tried to allocate (\d+) bytes")
+
+
+def _memory_refused(err: BaseException) -> str | None:
+    """What ran out, in words, where `err` is the GPU's or the machine's memory running out; else None."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(err, torch.OutOfMemoryError):
+        return f"the GPU ran out of memory ({'. '.join(str(err).split('. ')[:2])})"  # torch's "... Tried to allocate"
+    refused = _CPU_ALLOCATION.search(str(err)) if isinstance(err, RuntimeError) else None
+    if refused is not None:
+        return f"the machine's memory cannot hold one allocation of {int(refused.group(1)) / 2**30:,.1f} GiB"
+    return f"the machine ran out of memory ({err})" if isinstance(err, MemoryError) else None
 
 
 def _command_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:

@@ -1226,6 +1226,17 @@ def test_a_gpu_out_of_memory_is_one_line_naming_the_setting_to_lower(
         f"train.eval_batch_size in {out / 'config.yaml'} and run the command again\n")
 
 
+def test_a_network_past_the_machines_memory_is_one_line_naming_the_settings(tmp_path: Path, cli_in_process: Cli) -> None:
+    """`model.hidden: 10000000000000` (a mistyped width) asked torch's CPU allocator for 2.3 PB, past any machine's
+    address space, and came out as its traceback; now one line saying what could not be held and what to lower."""
+    sets = [a for s in [*SMALL, "train.epochs=1", "model.hidden=10000000000000"] for a in ("--set", s)]
+    result = cli_in_process("train", "--config", str(DIGITS), "--out", str(tmp_path / "run"), *sets)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr[-3000:]
+    assert re.match(r"elr-mri train: error: the machine's memory cannot hold one allocation of [\d,.]+ GiB; a "
+                    r"smaller train.batch_size, data.mri.crop_size or network \(model.hidden, model.widening\)",
+                    result.stderr), result.stderr
+
+
 def test_evaluate_refuses_probabilities_that_are_not_numbers_in_one_line(tmp_path: Path, cli_in_process: Cli) -> None:
     """A forward pass that overflowed (fp16) gives NaN rows, which argmax would score as the first class."""
     out = tmp_path / "run"
