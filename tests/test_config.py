@@ -693,6 +693,12 @@ def test_a_setting_another_one_switches_off_is_named_with_the_choices_that_read_
         ("data.val_fraction", "data.name", ["digits", "cifar10", "cifar100", "imagefolder", "webvision", "mri"])]
     assert unread({"data": {"name": "webvision", "root": "data"}}, "data.val_fraction=0.2") == []
     assert unread({"data": {"name": "mri", "mri": cohort}, **mri}, "data.val_fraction=0.2") == []
+    # digits come with sklearn, a cohort's scans are the manifest's paths: a data root there trained them silently
+    images = ["cifar10", "cifar100", "imagefolder", "clothing1m", "webvision"]
+    assert unread({"data": {"name": "digits"}}, "data.root=data/cifar10") == [("data.root", "data.name", images)]
+    assert unread({"data": {"name": "mri", "mri": cohort}, **mri}, "data.root=data") == [
+        ("data.root", "data.name", images)]
+    assert unread({"data": {"name": "cifar10", "root": "data"}}, "data.root=/data") == []
 
 
 def test_a_split_setting_a_splits_file_overrides_is_named_with_that_file() -> None:

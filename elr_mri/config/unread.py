@@ -73,6 +73,9 @@ _KEY_CHOSEN_BY: dict[str, tuple[str, dict[str, frozenset[str]]]] = {
                                        ("memory", "none")),
     # per-channel image statistics: digits are used as sklearn gives them, volumes scaled per scan
     "data.normalization": _read_unless("data.normalization", "data.name", DataConfig, "name", ("digits", "mri")),
+    # digits come with sklearn and a cohort's scans are the manifest's paths: `--set data.root=data/cifar10` on the
+    # digits config trained digits without a word
+    "data.root": _read_unless("data.root", "data.name", DataConfig, "name", ("digits", "mri")),
     # Clothing1M validates on the release's clean list and holds nothing out (a new run without the list is refused)
     "data.val_fraction": _read_unless("data.val_fraction", "data.name", DataConfig, "name", ("clothing1m",)),
 }
