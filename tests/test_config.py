@@ -138,6 +138,10 @@ def test_the_evaluation_batch_suits_the_data_unless_set(tmp_path: Path) -> None:
         ("optim: {lr: .inf}\n", r"optim.lr = inf must be a finite number"),
         ("loss: {beta: .nan}\n", r"loss.beta = nan must be a finite number"),
         ("data: {name: mri, mri: {classes: [CN, MCI, AD, ad]}}\n", r"names AD, ad more than once; list each"),
+        # a manifest's diagnoses are read stripped: ' MCI' matched none of its MCI scans, '' trained a class of none
+        ("data: {name: mri, mri: {classes: [CN, ' MCI', AD]}}\n", r"data.mri.classes = \['CN', ' MCI', 'AD'\] names "
+                                                                 r"' MCI', which no manifest diagnosis can match"),
+        ("data: {name: mri, mri: {classes: [CN, MCI, AD, '']}}\n", r"names '', which no manifest diagnosis can match"),
         ("elr_plus: {ema_schedule: running_average, ema_ramp_steps: 1000}\n",
          r"elr_plus.ema_ramp_steps = 1000 is the ramp's length, which elr_plus.ema_schedule = running_average does not"),
         ("data: {balanced_subset: true}\n", r"data.balanced_subset needs data.balanced_batches"),

@@ -106,8 +106,15 @@ def _check_paths(cfg: RunConfig, source: str) -> None:
 
 
 def _check_classes(cfg: RunConfig, source: str) -> None:
-    """A diagnosis listed twice (in any case) would split one label into two classes; one class has nothing to learn."""
+    """A diagnosis listed twice (in any case) would split one label into two classes; one class has nothing to learn;
+    a name empty or with spaces around it matches no manifest's diagnosis, which is read stripped (`' MCI'` was
+    refused as the manifest's MCI scans not being of the classes, over two lines, and `''` trained a class of none)."""
     classes = cfg.data.mri.classes
+    unmatched = [name for name in classes if not name or name != name.strip()]
+    if unmatched:
+        raise ConfigError(f"{source}: data.mri.classes = {classes} names {unmatched[0]!r}, which no manifest "
+                          "diagnosis can match (they are read without spaces around them); write each diagnosis as "
+                          "the manifest gives it, e.g. [CN, MCI, AD]")
     repeated = sorted({name for name in classes if [c.lower() for c in classes].count(name.lower()) > 1})
     if repeated:
         raise ConfigError(f"{source}: data.mri.classes = {classes} names {', '.join(repeated)} more than once; "
