@@ -69,6 +69,15 @@ def test_the_evaluation_batch_suits_the_data_unless_set(tmp_path: Path) -> None:
     assert evaluation_batch_size(load_config(volumes, ["train.eval_batch_size=16"])) == 16
 
 
+def test_the_largest_blur_a_refusal_names_is_allowed(tmp_path: Path) -> None:
+    """The bound said is one the check lets through: a kernel reaching as far as the crop, no farther."""
+    config = _write(tmp_path, "data: {name: mri, mri: {manifest: adni.csv, crop_size: [72, 80, 96]}}\n"
+                              "model: {name: widened_cnn3d}\n")
+    assert load_config(config, ["data.mri.blur_sigma_max=9"]).data.mri.blur_sigma_max == 9
+    with pytest.raises(ConfigError, match=r"73 voxels, past the whole 72-voxel crop .*; set it at most 9 "):
+        load_config(config, ["data.mri.blur_sigma_max=9.07"])
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -138,6 +147,10 @@ def test_the_evaluation_batch_suits_the_data_unless_set(tmp_path: Path) -> None:
         ("optim: {lr: .inf}\n", r"optim.lr = inf must be a finite number"),
         ("loss: {beta: .nan}\n", r"loss.beta = nan must be a finite number"),
         ("data: {name: mri, mri: {classes: [CN, MCI, AD, ad]}}\n", r"names AD, ad more than once; list each"),
+        # 8σ past the crop: a grey crop, and hours of blur a scan that no Ctrl-C stopped (σ 320 took 16 s on 74³)
+        ("data: {name: mri, mri: {manifest: adni.csv, blur_sigma_max: 1000000}}\nmodel: {name: widened_cnn3d}\n",
+         r"data.mri.blur_sigma_max = 1000000.0 blurs with a kernel reaching 8σ, 8000000 voxels, past the whole "
+         r"96-voxel crop \(data.mri.crop_size\): .*; set it at most 12 \(the paper's is 1\)$"),
         # a manifest's diagnoses are read stripped: ' MCI' matched none of its MCI scans, '' trained a class of none
         ("data: {name: mri, mri: {classes: [CN, ' MCI', AD]}}\n", r"data.mri.classes = \['CN', ' MCI', 'AD'\] names "
                                                                  r"' MCI', which no manifest diagnosis can match"),

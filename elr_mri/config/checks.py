@@ -11,8 +11,8 @@ from typing import Callable
 
 from elr_mri.config.resume import PATH_KEYS
 from elr_mri.config.schema import (
-    HELD_IN_MEMORY, ConfigError, DataConfig, ELRPlusConfig, MRIDataConfig, NoiseConfig, RunConfig, flat_settings,
-    setting_value,
+    BLUR_TRUNCATE, HELD_IN_MEMORY, ConfigError, DataConfig, ELRPlusConfig, MRIDataConfig, NoiseConfig, RunConfig,
+    flat_settings, kernel_radius, setting_value,
 )
 from elr_mri.models import MIN_INPUT_SIZE, MODEL_NAMES, VOLUME_MODELS
 
@@ -25,6 +25,7 @@ def refuse_contradictions(cfg: RunConfig, source: str) -> None:
     _check_classes(cfg, source)
     _check_settings_read(cfg, source)
     _check_model_input(cfg, source)
+    _check_blur_reach(cfg, source)
     _check_data_source(cfg, source)
     _check_schedule_floor(cfg, source)
     _check_optimizer(cfg, source)
@@ -177,6 +178,17 @@ def _check_model_input(cfg: RunConfig, source: str) -> None:
         raise ConfigError(f"{source}: data.mri.crop_size = {cfg.data.mri.crop_size} is too small for the "
                           f"widened CNN, which needs at least {MIN_INPUT_SIZE} voxels an axis; enlarge the crop "
                           "(preprocess at a finer resolution if the scans are smaller)")
+
+
+def _check_blur_reach(cfg: RunConfig, source: str) -> None:
+    """A blur whose kernel (8σ) reaches past the whole crop leaves a near-uniform grey, and its cost grows with σ: at
+    `blur_sigma_max: 1000000` (for 1.0?) one scan's blur would take hours, a step no Ctrl-C or SIGTERM stopped."""
+    mri = cfg.data.mri
+    if cfg.data.name == "mri" and kernel_radius(mri.blur_sigma_max) > min(mri.crop_size):
+        raise ConfigError(f"{source}: data.mri.blur_sigma_max = {mri.blur_sigma_max} blurs with a kernel reaching "
+                          f"{BLUR_TRUNCATE:g}σ, {kernel_radius(mri.blur_sigma_max)} voxels, past the whole "
+                          f"{min(mri.crop_size)}-voxel crop (data.mri.crop_size): a near-uniform grey, at a cost that "
+                          f"grows with σ; set it at most {min(mri.crop_size) / BLUR_TRUNCATE:g} (the paper's is 1)")
 
 
 def _check_data_source(cfg: RunConfig, source: str) -> None:

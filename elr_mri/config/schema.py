@@ -247,6 +247,14 @@ def dotted_keys(cls: type, prefix: str = "") -> list[str]:
     return keys
 
 
+BLUR_TRUNCATE = 8.0  # the official code's truncate: the MRI training blur's kernel reaches 8σ
+
+
+def kernel_radius(sigma: float) -> int:
+    """Voxels scipy's Gaussian reaches on each side at `sigma` (its own rounding of truncate·σ)."""
+    return int(BLUR_TRUNCATE * sigma + 0.5)
+
+
 IMAGE_EVAL_BATCH = 512
 
 

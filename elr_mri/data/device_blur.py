@@ -11,16 +11,9 @@ from __future__ import annotations
 import torch
 
 from elr_mri.config import DataConfig
+from elr_mri.config.schema import BLUR_TRUNCATE, kernel_radius  # torch-free: the config's checks read it too
 
 __all__ = ["BLUR_TRUNCATE", "kernel_radius", "gaussian_kernels", "blur_and_trim", "blurs_on_device"]
-
-BLUR_TRUNCATE = 8.0  # the official code's truncate: the kernel reaches 8σ
-
-
-def kernel_radius(sigma: float) -> int:
-    """Voxels scipy's Gaussian reaches on each side at `sigma` (its own rounding of truncate·σ)."""
-    return int(BLUR_TRUNCATE * sigma + 0.5)
-
 
 def gaussian_kernels(sigmas: torch.Tensor, reach: int) -> torch.Tensor:
     """One normalised Gaussian per σ over offsets −reach..reach; σ = 0 gives the identity. Not cut at scipy's
