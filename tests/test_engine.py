@@ -1660,7 +1660,23 @@ def test_an_elr_plus_run_far_shorter_than_its_ramps_says_so(tmp_path: Path, cli_
     asked_for = load_config(DIGITS, ["loss.name=elr_plus", "train.epochs=1", "elr_plus.coef_step=100", "loss.lam=0",
                                      "elr_plus.ema_decay=0"])
     assert _unfinished_ramp_notes(asked_for, 8) == []  # no λ, no averaging: nothing to ramp
-    assert _unfinished_ramp_notes(load_config(DIGITS, ["train.epochs=1"]), 8) == []  # ELR has no such ramps
+    assert _unfinished_ramp_notes(load_config(DIGITS, ["train.epochs=1"]), 8) == []  # ELR's own ramp is off: 0
+
+
+def test_an_elr_run_far_shorter_than_its_lambda_ramp_says_so() -> None:
+    """`loss.lam_ramp_steps: 100000` (read as epochs?) on the digits' 2,700 steps ended λ below 1% of loss.lam: plain
+    cross-entropy under ELR's name, without a word. The ramp starts at loss.lam_start_steps, so that shortens it."""
+    from elr_mri.engine.runner import _unfinished_ramp_notes
+
+    assert _unfinished_ramp_notes(load_config(DIGITS, ["loss.lam_ramp_steps=100000"]), 18) == [
+        "note: loss.lam_ramp_steps = 100000 counts training steps after loss.lam_start_steps, and this run takes 2700 "
+        "(150 epochs of 18), so λ ends at 0.0088 of its full value; lower loss.lam_ramp_steps or raise train.epochs"]
+    assert _unfinished_ramp_notes(load_config(DIGITS, ["loss.lam_ramp_steps=1000"]), 18) == []  # finished
+    late = ["loss.lam_ramp_steps=2000", "loss.lam_start_steps=2000"]  # 699 steps of the ramp: λ at 0.12
+    assert "so λ ends at 0.12 of its full value" in _unfinished_ramp_notes(load_config(DIGITS, late), 18)[0]
+    never = ["loss.lam_ramp_steps=2000", "loss.lam_start_steps=2700"]  # loss.lam_start_steps's own note says so
+    assert _unfinished_ramp_notes(load_config(DIGITS, never), 18) == []
+    assert _unfinished_ramp_notes(load_config(DIGITS, ["loss.lam_ramp_steps=100000", "loss.lam=0"]), 18) == []
 
 
 def test_a_run_directory_without_its_data_record_is_named(tmp_path: Path, finished_run: Finished,

@@ -349,18 +349,24 @@ def _unreached_lam_start_note(cfg: RunConfig, steps_per_epoch: int) -> list[str]
 def _unfinished_ramp_notes(cfg: RunConfig, steps_per_epoch: int) -> list[str]:
     """ELR+'s ramps count each network's steps, as its official configs do (40,000: 114 CIFAR-10 epochs): a run far
     shorter (the digits' 150 epochs take 2,700) ends with λ, or the weight averages' momentum, near 0, averages that
-    barely average, under ELR+'s name without a word. Said where the ramp ends below half its full value."""
-    if cfg.loss.name != "elr_plus":
-        return []
+    barely average, under ELR+'s name without a word. ELR's loss.lam_ramp_steps counts batches too, from
+    loss.lam_start_steps (`loss.lam_ramp_steps: 100000` on the digits left λ below 1% of its value, plain
+    cross-entropy). Said where the ramp ends below half its full value."""
     steps, plus = cfg.train.epochs * steps_per_epoch, cfg.elr_plus
-    ramps = [("elr_plus.coef_step", plus.coef_step, "λ", sigmoid_rampup(steps, plus.coef_step))] if cfg.loss.lam else []
-    if plus.ema_schedule == "ramp" and plus.ema_decay:  # the momentum of a network's n-th step ramps at n + 1
-        ramps.append(("elr_plus.ema_ramp_steps", plus.ema_ramp_steps, "the weight averages' momentum",
-                      sigmoid_rampup(steps + 1, plus.ema_ramp_steps)))
+    ramps = []
+    if cfg.loss.name == "elr" and cfg.loss.lam and cfg.loss.lam_start_steps < steps:  # else the start's own note
+        ramps.append(("loss.lam_ramp_steps", cfg.loss.lam_ramp_steps, "training steps after loss.lam_start_steps",
+                      "λ", sigmoid_rampup(steps - 1 - cfg.loss.lam_start_steps, cfg.loss.lam_ramp_steps)))
+    if cfg.loss.name == "elr_plus" and cfg.loss.lam:
+        ramps.append(("elr_plus.coef_step", plus.coef_step, "each network's training steps", "λ",
+                      sigmoid_rampup(steps, plus.coef_step)))
+    if cfg.loss.name == "elr_plus" and plus.ema_schedule == "ramp" and plus.ema_decay:  # n-th step ramps at n + 1
+        ramps.append(("elr_plus.ema_ramp_steps", plus.ema_ramp_steps, "each network's training steps",
+                      "the weight averages' momentum", sigmoid_rampup(steps + 1, plus.ema_ramp_steps)))
     run = f"{steps} ({cfg.train.epochs} epoch{'s' if cfg.train.epochs != 1 else ''} of {steps_per_epoch})"
-    return [f"note: {key} = {length} counts each network's training steps, and this run takes {run}, so {ramped} "
-            f"ends at {reached:.2g} of its full value; lower {key} or raise train.epochs"
-            for key, length, ramped, reached in ramps if reached < 0.5]
+    return [f"note: {key} = {length} counts {counted}, and this run takes {run}, so {ramped} ends at {reached:.2g} of "
+            f"its full value; lower {key} or raise train.epochs" for key, length, counted, ramped, reached in ramps
+            if reached < 0.5]
 
 
 class CheckpointWriter:
