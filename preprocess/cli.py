@@ -23,7 +23,8 @@ from .pipeline import Params
 from .progress import NO_PROGRESS_HELP
 from .signals import Terminated, sigterm_as_ctrl_c
 from .template import check_template_files
-from .user_errors import USER_ERRORS, as_path_name_error, nonempty_text, report_user_error, storage_error_or_raise
+from .user_errors import (USER_ERRORS, as_path_name_error, file_above, nonempty_text, report_user_error,
+                          storage_error_or_raise)
 
 __all__ = ["main", "merge_main", "build_parser", "build_merge_parser", "note_memory_for_jobs"]
 
@@ -144,7 +145,7 @@ def _require_output_folder(output: Path) -> None:
                          "there); give a folder whose path has none")
     if output.exists() and not output.is_dir():
         raise InputError(f"--output {output}: is a file; give a folder for the processed scans")
-    under_file = next((folder for folder in output.parents if folder.exists() and not folder.is_dir()), None)
+    under_file = file_above(output)
     if under_file is not None:
         raise InputError(f"--output {output}: {under_file} is a file, so no folder can be made in it; give another "
                          "--output")

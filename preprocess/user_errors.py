@@ -11,7 +11,8 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["TRAINING_RESUMES", "USER_ERRORS", "StorageError", "as_path_name_error", "as_storage_error", "file_size_limit",
+__all__ = ["TRAINING_RESUMES", "USER_ERRORS", "StorageError", "as_path_name_error", "as_storage_error", "file_above",
+           "file_size_limit",
            "nonempty_path", "output_file", "nonempty_text", "not_a_file", "report_user_error", "storage_error_or_raise"]
 
 
@@ -80,6 +81,12 @@ def storage_error_or_raise(err: OSError) -> StorageError:
 def not_a_file(path: str | Path) -> str:
     """Why `path`, expected to be a file, cannot be read, in words: a folder passed for a file said as such."""
     return "is a folder, not a file (pass the file in it)" if Path(path).is_dir() else "no such file"
+
+
+def file_above(path: Path) -> Path | None:
+    """The file among `path`'s parents, where one is: no folder can be made under it, and the OS's words for that
+    ("Not a directory: 'notes.txt/run'") name neither the file nor the option."""
+    return next((folder for folder in path.parents if folder.exists() and not folder.is_dir()), None)
 
 
 def nonempty_text(text: str) -> str:

@@ -1147,6 +1147,10 @@ def test_a_second_train_into_a_directory_being_written_is_refused(tmp_path: Path
     (tmp_path / "file").write_text("")
     result = cli_in_process("train", "--config", str(DIGITS), "--out", str(tmp_path / "file"))
     assert result.returncode == 2 and "is a file; choose a folder for the run" in result.stderr
+    result = cli_in_process("train", "--config", str(DIGITS), "--out", str(tmp_path / "file" / "run"))
+    assert result.returncode == 2 and result.stderr == (  # was the OS's "[Errno 20] Not a directory: '.../file/run'"
+        f"elr-mri train: error: --out {tmp_path / 'file' / 'run'}: {tmp_path / 'file'} is a file, so no folder can be "
+        "made in it; choose another --out\n")
 
 
 def test_a_lock_file_removed_between_its_opening_and_its_locking_is_taken_again(

@@ -24,6 +24,7 @@ from elr_mri.atomic_files import atomic_write_json, atomic_write_text
 from elr_mri.engine.checkpoint import load_checkpoint
 from elr_mri.engine.run_records import RUN_RECORDS, record_run_data
 from preprocess.folder_locks import held_lock
+from preprocess.user_errors import file_above
 
 __all__ = ["exclusive_run_dir", "check_run_dir", "enclosing_run", "holds_a_run", "not_the_run_folder", "remove_leftovers", "start_run_dir", "reopen_run_dir",
            "remove_scores_made_while_training", "record_divergence", "read_divergence"]
@@ -44,6 +45,9 @@ def exclusive_run_dir(out_dir: Path, create: bool = True) -> Iterator[None]:
     taken, and two runs would interleave their checkpoints, config and metrics."""
     if out_dir.exists() and not out_dir.is_dir():
         raise NotADirectoryError(f"--out {out_dir} is a file; choose a folder for the run")
+    if create and file_above(out_dir) is not None:
+        raise NotADirectoryError(f"--out {out_dir}: {file_above(out_dir)} is a file, so no folder can be made in it; "
+                                 "choose another --out")
     if not create and not out_dir.is_dir():
         raise FileNotFoundError(f"{out_dir}: no such run directory to resume")
     while True:

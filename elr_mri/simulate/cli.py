@@ -39,7 +39,7 @@ from preprocess.progress import NO_PROGRESS_HELP, ScanProgress
 from preprocess.qc_flags import MAX_INPUT_VOXEL_MM
 from preprocess.signals import Terminated, sigterm_as_ctrl_c
 from preprocess.sidecar import atomic_path, file_sha256, read_sidecar, remove_stale_temps, scan_sha256, write_json
-from preprocess.user_errors import USER_ERRORS, nonempty_path, report_user_error, storage_error_or_raise
+from preprocess.user_errors import USER_ERRORS, file_above, nonempty_path, report_user_error, storage_error_or_raise
 from preprocess.workers import forked_on_linux, start_worker_process, stopping_workers
 
 __all__ = ["main", "simulate_cohort", "MANIFEST_COLUMNS"]
@@ -140,6 +140,9 @@ def _check_out(out: Path, overwrite: bool) -> None:
     """Refuse an --out that is a file, holds a cohort (without --overwrite), or holds another tool's manifest."""
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"--out {out} is a file; pass a folder for the cohort (a new one is made)")
+    if file_above(out) is not None:
+        raise NotADirectoryError(f"--out {out}: {file_above(out)} is a file, so no folder can be made in it; choose "
+                                 "another --out")
     if (out / "manifest.csv").exists() and not (out / "simulation.json").is_file():  # first: --overwrite cannot help
         raise FileExistsError(f"{out} holds a manifest.csv but no simulation.json: not a cohort simulate-cohort wrote "
                               "(a preprocess folder?), so --overwrite would delete others' files; choose another --out")
