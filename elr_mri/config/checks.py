@@ -30,6 +30,7 @@ def refuse_contradictions(cfg: RunConfig, source: str) -> None:
     _check_schedule_floor(cfg, source)
     _check_optimizer(cfg, source)
     _check_loss_trains(cfg, source)
+    _check_averages_move(cfg, source)
 
 
 def check_each_value(cfg: RunConfig, source: str) -> None:
@@ -248,6 +249,18 @@ def _check_loss_trains(cfg: RunConfig, source: str) -> None:
     if cfg.loss.name == "sce" and cfg.loss.sce_alpha == cfg.loss.sce_beta == 0:
         raise ConfigError(f"{source}: loss.sce_alpha and loss.sce_beta are both 0, so the loss is 0 and nothing "
                           "trains; set one above 0")
+
+
+def _check_averages_move(cfg: RunConfig, source: str) -> None:
+    """ELR+'s weight averages keep ema_decay of themselves each step: at 1 the ramp ends in averages that no longer
+    move (with ema_ramp_steps 0, from the first step: the initial weights), and the targets come from them. 1 is what
+    code that weighs the new weights instead would write for "no averaging"; here that is 0."""
+    plus = cfg.elr_plus
+    if cfg.loss.name == "elr_plus" and plus.ema_schedule == "ramp" and plus.ema_decay == 1:
+        raise ConfigError(f"{source}: elr_plus.ema_decay = 1 keeps the weight averages as they are once "
+                          f"elr_plus.ema_ramp_steps ({plus.ema_ramp_steps}) have passed, and ELR+'s targets come from "
+                          "them; set it below 1 (the official 0.997; 0 averages nothing), or elr_plus.ema_schedule: "
+                          "running_average for the mean of every step's weights")
 
 
 # A data.root for each image data set as the README lays them out (cifar10/100: the folder above torchvision's).
