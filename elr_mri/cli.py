@@ -310,7 +310,9 @@ def _memory_refused(err: BaseException) -> str | None:
     refused = _CPU_ALLOCATION.search(str(err)) if isinstance(err, RuntimeError) else None
     if refused is not None:
         return f"the machine's memory cannot hold one allocation of {int(refused.group(1)) / 2**30:,.1f} GiB"
-    return f"the machine ran out of memory ({err})" if isinstance(err, MemoryError) else None
+    if not isinstance(err, MemoryError):
+        return None
+    return f"the machine ran out of memory ({err})" if str(err) else "the machine ran out of memory"
 
 
 def _command_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:

@@ -158,7 +158,7 @@ def test_the_largest_blur_a_refusal_names_is_allowed(tmp_path: Path) -> None:
         ("elr_plus: {ema_schedule: running_average, ema_ramp_steps: 1000}\n",
          r"elr_plus.ema_ramp_steps = 1000 is the ramp's length, which elr_plus.ema_schedule = running_average does not"),
         ("data: {balanced_subset: true}\n", r"data.balanced_subset needs data.balanced_batches"),
-        # the averages stopped moving at the ramp's end (from the first step with ema_ramp_steps 0): targets of fixed weights
+        # the averages stopped moving at the ramp's end (with ema_ramp_steps 0, at once): targets of fixed weights
         ("loss: {name: elr_plus}\nelr_plus: {ema_decay: 1}\n", r"elr_plus.ema_decay = 1 keeps the weight averages as "
                                                               r"they are once elr_plus.ema_ramp_steps \(40000\) have "
                                                               r"passed, .*; set it below 1 \(the official 0.997; 0"),

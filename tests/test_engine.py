@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import copy
 import io
@@ -1230,7 +1231,8 @@ def test_a_gpu_out_of_memory_is_one_line_naming_the_setting_to_lower(
         f"train.eval_batch_size in {out / 'config.yaml'} and run the command again\n")
 
 
-def test_a_network_past_the_machines_memory_is_one_line_naming_the_settings(tmp_path: Path, cli_in_process: Cli) -> None:
+def test_a_network_past_the_machines_memory_is_one_line_naming_the_settings(tmp_path: Path,
+                                                                             cli_in_process: Cli) -> None:
     """`model.hidden: 10000000000000` (a mistyped width) asked torch's CPU allocator for 2.3 PB, past any machine's
     address space, and came out as its traceback; now one line saying what could not be held and what to lower."""
     sets = [a for s in [*SMALL, "train.epochs=1", "model.hidden=10000000000000"] for a in ("--set", s)]
@@ -1239,6 +1241,15 @@ def test_a_network_past_the_machines_memory_is_one_line_naming_the_settings(tmp_
     assert re.match(r"elr-mri train: error: the machine's memory cannot hold one allocation of [\d,.]+ GiB; a "
                     r"smaller train.batch_size, data.mri.crop_size or network \(model.hidden, model.widening\)",
                     result.stderr), result.stderr
+    from elr_mri.cli import _out_of_memory  # numpy's refusal, and Python's own, which may say nothing
+
+    scoring = argparse.Namespace(command="evaluate", run=tmp_path / "run", compare_with=[])
+    numpy_said = MemoryError("Unable to allocate 2.33 TiB for an array with shape (640000000000,) and data type "
+                             "float32")
+    assert str(_out_of_memory(numpy_said, scoring)) == (
+        f"the machine ran out of memory ({numpy_said}); lower train.eval_batch_size in "
+        f"{tmp_path / 'run' / 'config.yaml'} and run the command again")
+    assert str(_out_of_memory(MemoryError(), scoring)).startswith("the machine ran out of memory; lower ")
 
 
 def test_evaluate_refuses_probabilities_that_are_not_numbers_in_one_line(tmp_path: Path, cli_in_process: Cli) -> None:

@@ -65,9 +65,9 @@ def test_an_out_that_is_a_file_is_one_line(tmp_path: Path, capsys: pytest.Captur
     assert (tmp_path / "afile").read_text() == "kept"
     # under the file: the OS's "[Errno 20] Not a directory: '.../afile/cohort'" named neither the file nor --out
     assert main(["--out", str(tmp_path / "afile" / "cohort"), "--subjects", "1", "--holdout-subjects", "0"]) == 2
-    assert capsys.readouterr().err.strip() == (f"elr-mri simulate-cohort: error: --out {tmp_path / 'afile' / 'cohort'}: "
-                                               f"{tmp_path / 'afile'} is a file, so no folder can be made in it; choose "
-                                               "another --out")
+    assert capsys.readouterr().err.strip() == (
+        f"elr-mri simulate-cohort: error: --out {tmp_path / 'afile' / 'cohort'}: {tmp_path / 'afile'} is a file, so no "
+        "folder can be made in it; choose another --out")
 
 
 @pytest.mark.parametrize(("origin", "shift_mm"), [("corner", 0.0), ("shifted", 30.0)])
