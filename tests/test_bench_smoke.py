@@ -42,6 +42,9 @@ CASES = {
                                  [r"^Suspected-mislabel table from the selected epoch's ELR targets .*1 seeds, 2 epochs ",
                                   *(rf"^\| pair40 \| elr \| 0 \| {source} \(epoch \d\) \| \d+ \| \d+ \| \d+\.\d \| "
                                     for source in ("best", "last"))]),
+    "bench_mri_mislabels.py": (["--subjects", "20", "--losses", "elr", "--seeds", "1", "--set", "train.epochs=1"],
+                               [r"^Suspected-mislabel table on a simulated MRI cohort: 20 training-site participants ",
+                                r"^\| elr \| 0 \| \d+ \| \d+ \| \d+ \| (\d+\.\d|–) \| (\d+\.\d|–) \| \d+ \| (\d+\.\d|–) \| "]),
     "bench_side_by_side.py": (["--config", "configs/digits/elr_sym40.yaml", *DIGITS],
                               [r"^\| one after the other \(each run alone\) \| \d+ \| \d+\.\d\d, \d+\.\d\d \|$",
                                r"^\| side by side \(2 at once\) \| \d+ \| \d+\.\d\d, \d+\.\d\d \|$",
