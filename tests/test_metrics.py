@@ -285,6 +285,16 @@ def test_balanced_accuracy_is_undefined_in_a_resample_that_drew_no_participant_o
     assert balanced.resamples == report.metrics["auc_macro"].resamples < 1000  # the same resamples drew every class
 
 
+def test_a_set_without_a_class_keeps_the_balanced_accuracy_of_each_resample_that_drew_the_classes_it_has() -> None:
+    """A holdout without AD: its balanced accuracy is the mean recall over CN and MCI, and a resample that draws
+    both is as defined as the set; only a class the set has and the resample lacks makes it undefined."""
+    labels = np.array([0, 1] * 20)
+    proba = np.tile([0.5, 0.3, 0.2], (len(labels), 1))  # everyone called CN: recall 1 and 0, a mean of 1/2
+    report = bootstrap_metrics(labels, proba, np.arange(len(labels)).astype(str), CLASSES, n_boot=200)
+    balanced = report.metrics["balanced_accuracy"]
+    assert balanced.estimate == balanced.low == balanced.high == 0.5 and balanced.resamples == 200
+
+
 def test_one_participant_gives_no_interval_rather_than_one_of_zero_width() -> None:
     report = bootstrap_metrics(np.array([1, 1]), np.array([[0.1, 0.8, 0.1]] * 2), np.array(["a", "a"]), CLASSES,
                                n_boot=100)
@@ -426,6 +436,16 @@ def test_more_resamples_than_memory_holds_are_refused_in_one_line_with_the_count
                                          r"1000\)$"):
         bootstrap_metrics(labels, proba, people, CLASSES, n_boot=10**9)
     assert bootstrap_metrics(labels, proba, people, CLASSES, n_boot=20).n_boot == 20
+
+
+def test_the_count_of_resamples_said_to_fit_is_the_most_that_is_not_refused() -> None:
+    """"pass at most N" is taken at its word: N resamples of 18 eight-byte values fit in the 1 GiB kept, one more
+    is refused (a limit counted in values, not bytes, let 8 GiB through)."""
+    from elr_mri.evaluation.metrics import refuse_resamples_past_memory
+
+    refuse_resamples_past_memory(7_456_540, 3)
+    with pytest.raises(ValueError, match=r"^--bootstrap 7456541: .*, 1\.0 GiB; pass at most 7,456,540 "):
+        refuse_resamples_past_memory(7_456_541, 3)
 
 
 def test_a_resample_brings_every_scan_of_each_drawn_participant_once_per_draw() -> None:
