@@ -1006,6 +1006,35 @@ def test_shards_of_another_run_are_refused_while_shards_of_the_same_run_share_th
     assert main(["--input", table, "--output", str(out), "--shard", "0/3", *FAST]) == 1  # once those ended
 
 
+def test_a_shard_started_again_while_it_runs_is_refused_and_its_siblings_are_not(tmp_path, capsys):
+    """An array task resubmitted while the first still runs would process the same scans at once. The shard running
+    holds the folder as `output_lock` does, not by a lock mode the test picks: a shard's own lock taken shared let
+    its double in beside it."""
+    from preprocess.batch import output_lock
+
+    table, out = str(_csv(tmp_path, _absent_scans(tmp_path, "sub-a", "sub-b"))), tmp_path / "out"
+    shard = ["--input", table, "--output", str(out), "--shard", "0/2", *FAST]
+    assert main(shard) == 1  # ran, failing its scan
+    run_lock, = out.glob(".preprocess-sharded-run-*.lock")
+    identity = run_lock.name.removeprefix(".preprocess-sharded-run-").removesuffix(".lock")
+    capsys.readouterr()
+    with output_lock(out, (0, 2), identity):  # shard 0/2 still running
+        assert main(shard) == 2
+        assert f"(lock {out / '.preprocess-shard-0-of-2.lock'}" in capsys.readouterr().err
+        assert main(["--input", table, "--output", str(out), "--shard", "1/2", *FAST]) == 1
+
+
+def test_a_whole_run_removes_the_files_of_shards_run_before_it(tmp_path):
+    """A later merge would put the shards' manifests back over the whole run's manifest.csv; and what a killed run
+    was writing (a manifest's temporary file) only takes space."""
+    table, out = str(_csv(tmp_path, _absent_scans(tmp_path, "sub-a", "sub-b"))), tmp_path / "out"
+    for shard in ("0/2", "1/2"):
+        assert main(["--input", table, "--output", str(out), "--shard", shard, *FAST]) == 1
+    (out / ".tmp4242-0a1b2c3d-manifest.csv").write_text("participant_id\n")
+    assert main(["--input", table, "--output", str(out), *FAST]) == 1
+    assert sorted(path.name for path in out.iterdir()) == [".preprocess.lock", "failures.csv", "manifest.csv"]
+
+
 def test_a_registration_that_wrote_no_transform_names_the_cause(tmp_path: Path) -> None:
     from preprocess.pipeline import _written_transform
 
