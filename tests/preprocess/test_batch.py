@@ -256,18 +256,33 @@ def test_merge_names_an_empty_shard_and_needs_no_failures_files(tmp_path, capsys
         "a,b,0.9,0.75,0042,False,,done", "c,b,0.9,0.75,1e3,False,,done"]
 
 
-def test_merged_failures_are_in_the_order_a_single_run_lists_them(tmp_path):
-    """A single run lists failures by participant and session, as its manifest; the merge listed them shard by shard."""
+def test_shards_of_two_counts_in_one_folder_are_not_merged(tmp_path, capsys):
+    """Shards run again with another N leave the first N's files beside theirs (a shard removes its own alone):
+    merging either set would take its scans as they were then, or call the other set's shards missing."""
+    for index, count in ((0, 2), (1, 2), (0, 3)):
+        pd.DataFrame({"participant_id": [f"sub-{index}{count}"], "session_id": ["ses-M00"], "qc_ncc": [0.8],
+                      "qc_mask_dice": [0.8], "status": ["done"]}).to_csv(
+            tmp_path / f"manifest-shard-{index}-of-{count}.csv", index=False)
+        _shard_record(tmp_path, index, count)
+    assert merge_main(["--output", str(tmp_path)]) == 1
+    assert capsys.readouterr().err == (f"elr-mri preprocess-merge: error: {tmp_path}: shard files of different N "
+                                       "(['2', '3']); keep one set of shards\n")
+    assert not (tmp_path / "manifest.csv").exists()
+
+
+def test_merged_tables_are_in_the_order_a_single_run_lists_them(tmp_path):
+    """A single run lists scans and failures by participant and session; the merge listed them shard by shard."""
     failed = {0: ["sub-01", "sub-03"], 1: ["sub-02"]}  # --shard I/2 takes every second row of the sorted table
+    done = {0: ["sub-04", "sub-06"], 1: ["sub-05"]}
     for index, participants in failed.items():
-        pd.DataFrame({"participant_id": [f"sub-0{5 + index}"], "session_id": ["ses-M00"], "qc_ncc": [0.7],
-                      "qc_mask_dice": [0.75], "status": ["done"]}).to_csv(
-            tmp_path / f"manifest-shard-{index}-of-2.csv", index=False)
+        pd.DataFrame({"participant_id": done[index], "session_id": "ses-M00", "qc_ncc": 0.7, "qc_mask_dice": 0.75,
+                      "status": "done"}).to_csv(tmp_path / f"manifest-shard-{index}-of-2.csv", index=False)
         pd.DataFrame({"participant_id": participants, "session_id": "ses-M00", "path": "/x.nii.gz",
                       "error": "bad"}).to_csv(tmp_path / f"failures-shard-{index}-of-2.csv", index=False)
         _shard_record(tmp_path, index, 2)
     assert merge_main(["--output", str(tmp_path)]) == 1
     assert pd.read_csv(tmp_path / "failures.csv").participant_id.tolist() == ["sub-01", "sub-02", "sub-03"]
+    assert pd.read_csv(tmp_path / "manifest.csv").participant_id.tolist() == ["sub-04", "sub-05", "sub-06"]
 
 
 def test_merge_uses_the_shards_qc_threshold_and_refuses_a_shard_without_its_record(tmp_path, capsys):
@@ -289,6 +304,22 @@ def test_merge_uses_the_shards_qc_threshold_and_refuses_a_shard_without_its_reco
     _shard_record(tmp_path, 1, 2, version=None)  # a shard run by code from before versions were recorded
     assert merge_main(["--output", str(tmp_path)]) == 1
     assert f"shards 0 and 1 of 2 ran different pipeline versions ({PIPELINE_VERSION} vs None" in capsys.readouterr().err
+
+
+def test_shards_of_two_qc_thresholds_are_merged_only_at_one_given(tmp_path, capsys):
+    """Which of the shards' thresholds a merge would flag the whole cohort at is not for it to pick."""
+    for index, ncc in enumerate((0.8, 0.6)):
+        pd.DataFrame({"participant_id": [f"p{index}"], "session_id": ["b"], "qc_ncc": [0.7], "qc_mask_dice": [0.75],
+                      "processed_path": [f"/prep/p{index}_b_space-template_T1w.nii.gz"], "status": ["done"]}).to_csv(
+            tmp_path / f"manifest-shard-{index}-of-2.csv", index=False)
+        _shard_record(tmp_path, index, 2, qc_min_ncc=ncc)
+    assert merge_main(["--output", str(tmp_path)]) == 1
+    assert capsys.readouterr().err == (f"elr-mri preprocess-merge: error: {tmp_path}: the shards ran with different "
+                                       "--qc-min-ncc; give the threshold to merge with (preprocess-merge "
+                                       "--qc-min-ncc X)\n")
+    assert not (tmp_path / "manifest.csv").exists()
+    assert merge_main(["--output", str(tmp_path), "--qc-min-ncc", "0.75"]) == 0
+    assert pd.read_csv(tmp_path / "manifest.csv")["qc_flag"].tolist() == [True, True]
 
 
 def test_shards_of_other_settings_or_an_edited_table_are_not_merged(tmp_path, capsys):
