@@ -506,9 +506,10 @@ def test_dry_run_says_a_finished_run_asked_for_more_epochs_is_continued(reproduc
     command = ["--table", "1", "--rows", "cifar10-sym40", "--data-root", str(tmp_path), "--out", str(tmp_path / "runs")]
     row, run = reproduce.TABLES["1"][1][1], tmp_path / "runs" / "cifar10-sym40" / "seed0"
     config, overrides, _ = reproduce._row_args(row, 0, run, reproduce._parse([*command, "--set", "train.epochs=1"]))
-    run.mkdir(parents=True)  # as a finished run leaves it: its config and its summary
+    (run / "checkpoints").mkdir(parents=True)  # as a finished run leaves it: its config, last checkpoint and summary
     cfg = load_config(config, overrides)
     (run / "config.yaml").write_text(yaml.safe_dump({**config_to_dict(cfg), "selection_rule": selection_rule(cfg)}))
+    (run / "checkpoints" / "last.pt").write_bytes(b"")  # kept, to continue it: not what makes it 'resume'
     (run / "summary.json").write_text("{}")
     assert reproduce.main([*command, "--set", "train.epochs=1", "--dry-run"]) == 0
     assert f"| done | {run} |" in capsys.readouterr().out
@@ -599,6 +600,9 @@ def test_a_dry_run_refuses_what_training_would(reproduce, tmp_path: Path, capsys
     with pytest.raises(SystemExit):
         reproduce.main([*table, "--set", "data.name=cifar10"])
     assert "--set data.name=cifar10 would give every row one data set" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # the CIFAR-100 rows would read CIFAR-10's folder
+        reproduce.main([*table, "--set", f"data.root={tmp_path / 'cifar10'}"])
+    assert f"--set data.root={tmp_path / 'cifar10'} would give every row one data set" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="^row cifar10-sym20: data.noise.rate = 0.2 is not read by data.noise.mode"):
         reproduce.main([*table, "--set", "data.noise.mode=none"])
     with pytest.raises(ConfigError, match="^row cifar100-sym20: data.noise.mode = asymmetric_cifar10_official flips"):
@@ -646,6 +650,14 @@ def test_webvision_row_reports_every_figure_of_table_4(reproduce):
     table = reproduce._results_table(rows, {"elr": [], "elr_plus": [], "webvision-elr_plus": [
         {**run, "execution": graphs}, {**run, "execution": graphs}]}, 2)
     assert table.endswith(f"\n\nHow the runs ran:\n- webvision-elr_plus on NVIDIA H100: {graphs} (2 runs)")
+
+
+def test_rows_run_apart_write_tables_of_their_own(reproduce) -> None:
+    """A table's results file is named by the rows it holds: `--rows a b` named by its first row alone wrote over
+    the table of `--rows a`."""
+    rows = reproduce.TABLES["1"][1]
+    assert [reproduce._report_name("1", part) for part in (rows, rows[:1], rows[:2])] == [
+        "results.md", "results-cifar10-sym20.md", "results-cifar10-sym20+cifar10-sym40.md"]
 
 
 def test_the_table_says_how_its_runs_chose_the_selected_epoch(reproduce) -> None:

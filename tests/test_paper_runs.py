@@ -25,6 +25,8 @@ def test_a_run_is_read_back_continued_or_refused_by_its_settings(import_script, 
         paper_runs.run_or_resume(DIGITS, ["train.epochs=1", "loss.lam=1", *QUIET], run)
     paper_runs.run_or_resume(DIGITS, ["train.epochs=2", *QUIET], run)  # more epochs continue the run
     assert pd.read_csv(run / "metrics.csv")["epoch"].tolist() == [1, 2]
+    with pytest.raises(ConfigError, match=r"was asked for 2 epochs, so train.epochs = 1 cannot shorten it; pass "):
+        paper_runs.run_config(DIGITS, ["train.epochs=1", *QUIET], run)  # as a dry run checks it, training nothing
     settings = (run / "config.yaml").read_text()
     half = "".join(settings.splitlines(keepends=True)[:settings.count("\n") // 2])
     for cut in (settings[:settings.index("selection_rule:")], half):  # its last key lost, or half its lines
@@ -62,3 +64,10 @@ def test_a_figure_some_seeds_lack_says_how_many_seeds_it_covers(import_script) -
     assert mean_std([0.9, 1.0, 0.95], 1) == "95.0 ± 4.1"
     assert mean_std([None, float("nan")], 1) == "–"
     assert mean_std(iter([0.5, 0.7]), 1) == "60.0 ± 10.0"  # any iterable, read once
+
+
+def test_a_fraction_of_1_is_100_percent_and_a_paper_figure_stays_as_it_is(import_script) -> None:
+    """`percent` reads a figure above 1 as a paper's percent: a run at 100% test accuracy (1.0) must not print 1.00."""
+    percent = import_script("paper_runs").percent
+    assert [percent(value) for value in (1.0, 0.9915, 91.16, None, float("nan"))] == [
+        "100.00", "99.15", "91.16", "–", "–"]
