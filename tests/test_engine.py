@@ -1668,6 +1668,10 @@ def test_an_elr_plus_run_far_shorter_than_its_ramps_says_so(tmp_path: Path, cli_
     assert [note.split(" = ")[0] for note in _unfinished_ramp_notes(both, 8)] == [
         "note: elr_plus.coef_step", "note: elr_plus.ema_ramp_steps"]
     assert "takes 16 (2 epochs of 8), so λ ends at 0.029 of its full value" in _unfinished_ramp_notes(both, 8)[0]
+    near_half = load_config(DIGITS, ["loss.name=elr_plus", "train.epochs=2", "elr_plus.coef_step=32",
+                                     "elr_plus.ema_ramp_steps=21"])  # 16 steps: λ at 0.29, the momentum at 0.83
+    notes = _unfinished_ramp_notes(near_half, 8)
+    assert len(notes) == 1 and "so λ ends at 0.29 of its full value" in notes[0]
     finished = load_config(DIGITS, ["loss.name=elr_plus", "elr_plus.coef_step=1200", "elr_plus.ema_ramp_steps=1200"])
     assert _unfinished_ramp_notes(finished, 8) == []  # 150 epochs of 8: both ramps end at 1
     running_mean = load_config(DIGITS, ["loss.name=elr_plus", "train.epochs=1", "elr_plus.ema_schedule=running_average"])
