@@ -159,13 +159,20 @@ def test_sce_is_weighted_ce_plus_reverse_ce() -> None:
     assert SCELoss(3, alpha=0.1, beta=1.0)(logits, labels).item() == pytest.approx(expected, rel=1e-5)
 
 
-@pytest.mark.parametrize("setting", [{"num_classes": 1}, {"alpha": math.nan}, {"beta": -1.0}])
+@pytest.mark.parametrize("setting", [{"num_classes": 1}, {"alpha": math.nan}, {"alpha": math.inf}, {"beta": -1.0}])
 def test_sce_refuses_weights_that_would_train_nonsense(setting: dict) -> None:
-    """β = −1 gave a loss that falls as mass moves onto the wrong classes, α = NaN a NaN loss, one class a loss of 0:
-    each trained without a word."""
+    """β = −1 gave a loss that falls as mass moves onto the wrong classes, α = NaN a NaN loss (∞ an infinite one),
+    one class a loss of 0: each trained without a word."""
     arguments = {"num_classes": 3, **setting}
     with pytest.raises(ValueError, match=r"SCELoss needs num_classes > 1 and finite weights alpha, beta >= 0"):
         SCELoss(**arguments)
+
+
+@pytest.mark.parametrize("q", [0.0, -0.5, 1.5, math.nan])
+def test_gce_refuses_a_q_outside_0_to_1(q: float) -> None:
+    """(1 − p^q)/q is 0/0 at q = 0: a NaN loss from the first step; past 1 it is no longer between CE and MAE."""
+    with pytest.raises(ValueError, match=r"^GCE q must be in \(0, 1\], got "):
+        GCELoss(q=q)
 
 
 def test_ce_equals_torch_cross_entropy() -> None:
