@@ -1342,6 +1342,23 @@ def test_an_atomic_write_never_writes_through_a_file_already_under_its_temporary
     assert not final.is_symlink() and final.read_text() == "1\n" and final.stat().st_mode & 0o777 == 0o640
 
 
+def test_an_atomic_write_draws_another_temporary_name_where_its_first_is_taken(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The random part makes a taken name unlikely, not impossible (a link planted under each name a process id may
+    draw, a second job of that id on shared storage): the file is made exclusively, so a taken name is passed over,
+    never written through."""
+    from preprocess import sidecar
+
+    elsewhere = tmp_path / "notes.txt"
+    elsewhere.write_text("not the cache's\n")
+    drawn = iter(["0badc0de", "600dc0de"])
+    monkeypatch.setattr(sidecar.secrets, "token_hex", lambda size: next(drawn))
+    (tmp_path / f".tmp{os.getpid()}-0badc0de-scan.json").symlink_to(elsewhere)
+    sidecar.write_json(tmp_path / "scan.json", {"status": "done"})
+    assert elsewhere.read_text() == "not the cache's\n" and not (tmp_path / "scan.json").is_symlink()
+    assert json.loads((tmp_path / "scan.json").read_text()) == {"status": "done"}
+
+
 def test_a_full_disk_seen_only_when_flushing_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """On NFS a full disk or quota often shows first at fsync, whose error names no file."""
     import errno
@@ -1355,3 +1372,19 @@ def test_a_full_disk_seen_only_when_flushing_names_the_file(tmp_path: Path, monk
     with pytest.raises(OSError, match="No space left on device") as info:
         sidecar.write_json(tmp_path / "scan.json", {"status": "done"})
     assert info.value.filename == str(tmp_path / "scan.json") and not list(tmp_path.iterdir())  # nothing left
+
+
+def test_a_refused_rename_names_the_file_written_not_its_temporary_one(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """os.replace's error names the temporary file first, which is gone by the time the user reads it."""
+    import errno
+
+    from preprocess import sidecar
+
+    def refused(source: str, target: str) -> None:
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(source), None, str(target))
+
+    monkeypatch.setattr(os, "replace", refused)
+    with pytest.raises(PermissionError) as info:
+        sidecar.write_json(tmp_path / "scan.json", {"status": "done"})
+    assert info.value.filename == str(tmp_path / "scan.json") and not list(tmp_path.iterdir())
