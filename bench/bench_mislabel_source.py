@@ -45,7 +45,7 @@ def main() -> None:
     add_overrides_option(parser)
     parser.add_argument("--out", type=output_file, default=ROOT / "bench" / "results" / "mislabel_source.md")
     args = parser.parse_args()
-    epochs = checked_epochs(parser, args, CONFIG)
+    epochs = checked_epochs(parser, args, CONFIG, args.losses)
     rows: list[str] = []
     for setting in args.settings:
         mode, rate = SETTINGS[setting]

@@ -61,7 +61,7 @@ def main() -> None:
     parser.add_argument("--out", type=output_file, default=ROOT / "bench" / "results" / "mri_mislabels.md")
     args = parser.parse_args()
     _check_cohort_options(parser, args)
-    epochs = checked_epochs(parser, args, CONFIG)
+    epochs = checked_epochs(parser, args, CONFIG, args.losses)
     load_start, started = os.getloadavg()[0], time.monotonic()
     with tempfile.TemporaryDirectory() as folder:
         cohort = Path(folder)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from elr_mri.data.cohort import load_manifest
 from elr_mri.data.grid import read_grid
@@ -39,3 +40,17 @@ def test_the_drawn_cohort_is_on_the_grid_the_network_reads_with_its_truth(tmp_pa
     assert grid.shape == (72, 72, 72) and grid.voxel_size_mm == (2.0, 2.0, 2.0)
     written = pd.read_csv(manifest)
     assert (written["true_diagnosis"] == written["diagnosis"]).all()  # each run injects its own flips
+
+
+def test_a_setting_one_of_the_losses_refuses_ends_before_the_cohort_is_drawn(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--set loss.lam_ramp_steps=2000` passes under the config's ELR but CE refuses it: that ended the benchmark in a
+    traceback at CE's first run, after the cohort's ten-minute draw. Each loss's settings are checked first now."""
+    bench = _bench()
+    monkeypatch.setattr(sys, "argv", ["bench_mri_mislabels.py", "--losses", "elr", "ce", "--set",
+                                      "loss.lam_ramp_steps=2000", "--out", str(tmp_path / "out.md")])
+    monkeypatch.setattr(bench, "write_cohort", lambda *_: pytest.fail("the cohort was drawn"))
+    with pytest.raises(SystemExit) as stop:
+        bench.main()
+    assert stop.value.code == 2
+    assert "loss.lam_ramp_steps = 2000 is an ELR setting that loss.name = ce does not read" in capsys.readouterr().err
