@@ -109,9 +109,17 @@ def test_the_command_a_results_file_records_still_runs_as_written(path: Path) ->
     for command in RECORDED.findall(path.read_text()):
         _, script, *words = shlex.split(command.removeprefix(".venv/bin/"))
         assert (ROOT / script).is_file(), f"{path.name} records `{command}`: {script} is not in the project"
-        source = (ROOT / script).read_text()
+        source = _option_source(ROOT / script)
         for option in {word.split("=")[0] for word in words if word.startswith("--")}:
             assert f'"{option}"' in source, f"{path.name} records `{command}`: {script} has no {option}"
+
+
+def _option_source(script: Path) -> str:
+    """The script's text and that of the modules beside it that it imports: several benchmarks take their --set from
+    bench/seeded_runs.py."""
+    text = script.read_text()
+    helpers = [script.parent / f"{name}.py" for name in re.findall(r"^from (\w+) import", text, re.M)]
+    return text + "".join(path.read_text() for path in helpers if path.is_file())
 
 
 def test_the_bootstrap_timing_at_a_thousand_classes_names_the_most_resamples_evaluate_takes_there() -> None:
