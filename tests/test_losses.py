@@ -466,6 +466,20 @@ def test_elr_refuses_a_batch_the_table_cannot_take_in_one_line_before_it_changes
     assert torch.isfinite(elr(logits[:1], labels[:1], index[:1]))  # a batch of one
 
 
+@pytest.mark.parametrize("index", [torch.arange(4.0), torch.tensor([True, False, True, False]), [0.0, 1.0, 2.0, 3.0]],
+                         ids=["float-tensor", "bool-mask", "float-list"])
+def test_elr_refuses_an_index_that_holds_no_whole_numbers_in_one_line(index) -> None:
+    """A float index ended in torch's bare IndexError; a bool one of the batch's length would pick the table's rows as
+    a mask, a silently wrong update. Refused by dtype alone, before the table changes; a list of ints still works."""
+    logits, labels = torch.randn(4, 3), torch.tensor([0, 1, 2, 0])
+    elr = ELRLoss(10, 3)
+    with pytest.raises(ValueError, match=r"ELRLoss: index must hold whole data set indices \(an integer dtype\), "
+                                         r"got .*; pass index.long\(\)"):
+        elr(logits, labels, index)
+    assert (elr.targets == 0).all() and elr.steps_taken == 0
+    assert torch.isfinite(elr(logits, labels, [0, 1, 2, 3]))
+
+
 @pytest.mark.parametrize("make", [lambda: ELRLoss(10, 3), GCELoss, lambda: SCELoss(3)], ids=["elr", "gce", "sce"])
 def test_losses_refuse_labels_that_are_not_class_indices_on_the_logits_device_in_one_line(make) -> None:
     """Labels of NumPy's int32, one-hot rows, a list, or a tensor on another device than the logits failed in torch

@@ -105,6 +105,17 @@ def check_index_shape(owner: str, index: Any, rows: int) -> None:
     if shape != (rows,):
         raise ValueError(f"{owner}: index must hold one data set index per example, shape ({rows},), got {shape}; "
                          f"flatten it (index.view(-1))")
+    if not _holds_integers(index):  # a float index ended in torch's IndexError; a bool one selects rows as a mask
+        dtype = index.dtype if torch.is_tensor(index) else np.asarray(index).dtype
+        raise ValueError(f"{owner}: index must hold whole data set indices (an integer dtype), got {dtype}; "
+                         "pass index.long()")
+
+
+def _holds_integers(index: Any) -> bool:
+    """Whether `index`'s dtype is an integer one: its dtype only, so no device data is read."""
+    if torch.is_tensor(index):
+        return not (index.dtype.is_floating_point or index.dtype.is_complex or index.dtype == torch.bool)
+    return np.asarray(index).dtype.kind in "iu"
 
 
 def check_class_count(owner: str, logits: torch.Tensor, num_classes: int) -> None:
