@@ -3,6 +3,7 @@ preprocessed scans' or a matrix of other than neighbouring flips would measure t
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import sys
 from pathlib import Path
@@ -54,3 +55,8 @@ def test_a_setting_one_of_the_losses_refuses_ends_before_the_cohort_is_drawn(
         bench.main()
     assert stop.value.code == 2
     assert "loss.lam_ramp_steps = 2000 is an ELR setting that loss.name = ce does not read" in capsys.readouterr().err
+
+
+def test_the_report_counts_one_seed_in_the_singular() -> None:
+    args = argparse.Namespace(subjects=480, atrophy_scale=2.0, noise=0.2, seeds=1)
+    assert ", 30 epochs, 1 seed (`" in _bench()._report(args, 30, [], 0.0, 60.0)
