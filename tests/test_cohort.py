@@ -314,6 +314,8 @@ def test_import_adnimerge_maps_diagnoses_and_visit_age():
         "sub-ADNI099S0099/ses-M00": "without a clinical row for the participant (not in the table under that id)",
     }
     assert result.summary().startswith("5 scans imported, 2 left out")
+    one = import_adnimerge(ADNIMERGE, scans[scans["participant_id"] == "sub-ADNI033S0009"])
+    assert one.summary() == "1 scan imported"  # not "1 scans"
 
 
 def test_imported_ages_that_are_not_years_at_the_scan_are_named_and_a_blank_baseline_year_is_0():

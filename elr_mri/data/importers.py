@@ -154,7 +154,8 @@ class ImportResult:
         whole_years = _aged_without_birth_date(self.manifest)
         missing = [f"{ageless} without an age"] * bool(ageless) + [f"{sexless} without a sex"] * bool(sexless)
         missing += [whole_years] * bool(whole_years)
-        imported = f"{len(self.manifest)} scans imported" + (  # a model with age refuses those without at training
+        count = len(self.manifest)
+        imported = f"{count} scan{'s' * (count != 1)} imported" + (  # a model with age refuses those without at training
             f" ({' and '.join(missing)})" if missing else "")
         line = f"{imported}, {len(self.dropped)} left out: {left_out}" if left_out else imported
         return f"{line} ({self.hint})" if self.hint else line
