@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Iterator
 import pandas as pd
 
 from elr_mri.evaluation import N_BOOT
+from preprocess.signals import Terminated
 from preprocess.user_errors import nonempty_path, report_user_error
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -156,11 +158,19 @@ def _simulate(args: argparse.Namespace) -> Path:
         code = simulate(["--out", str(cohort), "--subjects", str(args.subjects), "--holdout-subjects",
                          str(args.holdout_subjects), "--label-noise", str(args.label_noise), "--seed", str(args.seed),
                          "--jobs", str(args.jobs), "--overwrite"])
-        if code == 130:  # Ctrl-C, which simulate-cohort reported as its exit code
-            raise KeyboardInterrupt
+        _stop_if_stopped(code)
         if code:
             raise SystemExit(f"simulate-cohort failed (exit {code})")
     return cohort
+
+
+def _stop_if_stopped(code: int) -> None:
+    """A step's exit code of Ctrl-C (130) or SIGTERM (143) raised again here: the demo then stops saying how to go on,
+    where reading it as any other code called a step stopped by a job's time limit failed."""
+    if code == 128 + signal.SIGTERM:
+        raise Terminated
+    if code == 130:
+        raise KeyboardInterrupt
 
 
 def _require_every_split(cohort: Path, args: argparse.Namespace) -> None:
@@ -188,9 +198,8 @@ def _preprocess(args: argparse.Namespace, cohort: Path) -> Path:
                        "--jobs", str(args.jobs)])
     if code == 1:  # a failed scan is listed in failures.csv; the others go on to training
         print(f"preprocess: some scans failed, see {processed / 'failures.csv'}")
-    elif code == 130:  # Ctrl-C, which preprocess reported as its exit code
-        raise KeyboardInterrupt
-    elif code:
+    _stop_if_stopped(code)
+    if code > 1:
         raise SystemExit(f"preprocess stopped (exit {code}); its message above says why")
     return processed
 
@@ -254,10 +263,11 @@ def _baselines(runs: dict[str, Path], volumes: Path, holdout_csv: Path, n_boot: 
 if __name__ == "__main__":
     try:
         main()
-    except KeyboardInterrupt:
-        print("mri_demo.py: interrupted; run the same command again: every stage resumes where it stopped",
-              file=sys.stderr)
-        sys.exit(130)
+    except KeyboardInterrupt as stop:
+        by_sigterm = isinstance(stop, Terminated)
+        how = "stopped by SIGTERM (a job's time limit, scancel or kill)" if by_sigterm else "interrupted"
+        print(f"mri_demo.py: {how}; run the same command again: every stage resumes where it stopped", file=sys.stderr)
+        sys.exit(128 + signal.SIGTERM if by_sigterm else 130)
     except Exception as err:  # a run's config.yaml cut short, an --out on read-only storage: one line, as elr-mri's
         from elr_mri.commands.problems import user_problem
 

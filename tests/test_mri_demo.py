@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 from typing import Callable
@@ -28,9 +30,13 @@ def _run(*command: str) -> subprocess.CompletedProcess:
     """`python COMMAND...` from the project root, with this checkout first on PYTHONPATH: a script run by its path
     imports `elr_mri` and `preprocess` from the environment, which in a clone sharing another tree's editable venv is
     the other tree's code, so the demo tests tested that."""
+    return subprocess.run([sys.executable, *command], capture_output=True, text=True, cwd=ROOT, env=_this_checkout())
+
+
+def _this_checkout() -> dict[str, str]:
+    """The environment with this checkout first on PYTHONPATH (see `_run`)."""
     inherited = [os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []
-    return subprocess.run([sys.executable, *command], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *inherited])})
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *inherited])}
 
 
 def _demo(*args: str) -> subprocess.CompletedProcess:
@@ -137,6 +143,22 @@ def test_a_second_demo_into_a_folder_one_is_writing_is_refused(tmp_path: Path) -
                                                                f"writing there (PID {holder.pid} on ")
     assert result.stderr.endswith("let it finish (or stop it) first, or pass another --out\n")
     assert sorted(path.name for path in out.iterdir()) == [".demo.lock", "cohort", "demo_settings.json"]
+
+
+def test_sigterm_while_simulating_says_stopped_not_failed(tmp_path: Path) -> None:
+    """simulate-cohort's exit 143 read as any other code: a job's time limit printed 'simulate-cohort failed (exit
+    143)' and exit 1, where Ctrl-C's 130 said how to go on. A cohort of 400 is far from simulated when SIGTERM lands."""
+    out = tmp_path / "demo"
+    demo = subprocess.Popen([sys.executable, str(DEMO), "--out", str(out), "--subjects", "400", "--jobs", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=_this_checkout())
+    while demo.poll() is None and not (out / "cohort").exists():  # simulate-cohort's SIGTERM handler is set by then
+        time.sleep(0.05)
+    demo.send_signal(signal.SIGTERM)
+    _, stderr = demo.communicate()
+    assert demo.returncode == 143, stderr
+    assert "failed" not in stderr
+    assert stderr.endswith("mri_demo.py: stopped by SIGTERM (a job's time limit, scancel or kill); run the same "
+                           "command again: every stage resumes where it stopped\n")
 
 
 def test_a_users_problem_is_one_line_not_a_traceback(tmp_path: Path, read_only: Callable[[Path], None]) -> None:
