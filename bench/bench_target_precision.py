@@ -1,4 +1,4 @@
-"""Does storing the ELR target table in bf16 / fp16 cost accuracy? Digits, ELR, 40% symmetric noise.
+"""Does storing the ELR target table in bf16 / fp16 cost accuracy? Digits, ELR, 40% symmetric noise (or --set's).
 
 Half-precision storage halves the table: an ImageNet-size table (1,281,167 × 1000) is 5.1 GB in
 float32 and 2.6 GB in bf16/fp16. The update arithmetic runs in float32 either way. Prints one
@@ -18,6 +18,7 @@ import torch
 from results_file import command_line, load_line, write_report
 from seeded_runs import add_overrides_option, checked_epochs, percent_mean_std, train_seeds
 
+from elr_mri.config import RunConfig, load_config
 from preprocess.user_errors import output_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,12 +44,24 @@ def main() -> None:
         gigabytes = np.prod(IMAGENET_TABLE) * torch.finfo(getattr(torch, dtype)).bits / 8 / 1e9
         lines.append(f"| {dtype} | {gigabytes:.1f} GB | {percent_mean_std(accs)} "
                      f"| {percent_mean_std(accs - float32_accs)} | {np.mean(seconds):.1f} |")
-    text = (f"ELR target-table storage, digits, 40% symmetric noise, {args.seeds} seeds, {epochs} epochs "
+    text = (f"ELR target-table storage, {_data_in_words(load_config(CONFIG, args.overrides))}, {args.seeds} seeds, "
+            f"{epochs} epochs "
             f"(`{command_line()}`):\n\n" + "\n".join(lines) + "\n\n"
             f"Machine: {platform.machine()}, trained on {', '.join(sorted(devices))}, torch {torch.__version__}. "
             f"{load_line(load_start)}\n")
     print(text)
     write_report(args.out, text)
+
+
+def _data_in_words(config: RunConfig) -> str:
+    """'digits, 40% symmetric noise' as the runs' config has it: a --set of data.noise.* or data.name changes what the
+    table measured, and its title must say so."""
+    noise = config.data.noise
+    if noise.mode == "none":
+        return f"{config.data.name}, no label noise"
+    if noise.mode in ("transition", "human"):  # rate unused: a matrix or a file of labels gives the flips
+        return f"{config.data.name}, {noise.mode} noise"
+    return f"{config.data.name}, {noise.rate * 100:g}% {noise.mode} noise"
 
 
 if __name__ == "__main__":

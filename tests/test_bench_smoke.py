@@ -293,6 +293,19 @@ def test_the_quick_check_a_benchmark_suggests_keeps_the_published_figures() -> N
             assert "--out" in hint, f"{script.name}: {hint}"
 
 
+@pytest.mark.parametrize(("overrides", "title"), [
+    ([], "digits, 40% symmetric noise"),  # the published file's, unchanged
+    (["data.noise.rate=0.2", "data.noise.mode=pair"], "digits, 20% pair noise"),
+    (["data.noise.mode=none"], "digits, no label noise"),
+])
+def test_the_target_precision_table_names_the_noise_its_runs_trained_with(overrides: list[str], title: str) -> None:
+    """Its title said "40% symmetric noise" whatever `--set data.noise.*` made the runs train with."""
+    from elr_mri.config import load_config
+
+    bench = _bench_module("bench_target_precision")
+    assert bench._data_in_words(load_config(bench.CONFIG, overrides)) == title
+
+
 @pytest.mark.parametrize("setting", ["train.compile=false", "train.loader=device", "train.device=cpu"])
 def test_the_fast_path_benchmark_refuses_a_setting_that_would_make_its_variants_alike(
         setting: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
