@@ -51,6 +51,7 @@ from elr_mri.data.image_sources import (CLOTHING1M_LISTS, CLOTHING1M_VAL_LIST, I
                                         cifar_download_command, clothing1m_lists_dir, load_source)
 from elr_mri.data.noise import CIFAR10_ASYMMETRIC_MODES
 from elr_mri.engine.run_dir import read_divergence
+from elr_mri.engine.start import refuse_threads_past_cpus
 from elr_mri.models import lacks_the_papers_pretrained_weights
 from preprocess.user_errors import USER_ERRORS, nonempty_path
 
@@ -346,10 +347,12 @@ def _start_afresh(runs: list[Path]) -> str | None:
 
 def _row_config(row: Row, seed: int, run_dir: Path, args: argparse.Namespace, fix: str | None = None) -> RunConfig:
     """The run's validated config, with what `train` would refuse at its start said before anything trains (a
-    CIFAR-10 noise mode on a CIFAR-100 row, `--set data.noise.mode=none` beside a row's rate), naming the row;
+    CIFAR-10 noise mode on a CIFAR-100 row, `--set data.noise.mode=none` beside a row's rate, more train.threads
+    than this machine's CPUs take), naming the row;
     `fix` as `run_config`'s."""
     try:
         cfg = run_config(*_row_args(row, seed, run_dir, args), fix)
+        refuse_threads_past_cpus(cfg.train.threads)  # this machine's limit, which a row's config cannot know
     except ConfigError as err:
         raise ConfigError(f"row {row.name}: {err}") from None
     if cfg.data.noise.mode in CIFAR10_ASYMMETRIC_MODES and cfg.data.name == "cifar100":

@@ -313,6 +313,16 @@ def test_dry_run_refuses_a_seed_folder_of_other_files_as_train_would(reproduce, 
     assert [path.name for path in taken.iterdir()] == ["notes.txt"]
 
 
+def test_dry_run_refuses_more_threads_than_this_machine_takes_as_train_would(reproduce, tmp_path: Path) -> None:
+    """`--set train.threads=1000000` was validated by the dry run and refused by `elr-mri train` at its start."""
+    cpus = os.cpu_count() or 1
+    with pytest.raises(ConfigError, match=rf"^row cifar10-sym40: train.threads = 1000000 is more than 4 a CPU on this "
+                                          rf"machine \({cpus} CPUs\)"):
+        reproduce.main(["--table", "1", "--rows", "cifar10-sym40", "--dry-run", "--out", str(tmp_path),
+                        "--set", "train.threads=1000000"])
+    assert not any(tmp_path.iterdir())
+
+
 def test_a_row_of_tables_1_and_2_draws_seed_k_the_same_noisy_labels_and_split(reproduce, tmp_path: Path) -> None:
     """What --help promises: ELR and ELR+ rows of one name read the same data settings, and the noise draw of seed k
     depends on nothing the rows differ in (model, loss, epochs)."""

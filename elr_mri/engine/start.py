@@ -15,7 +15,7 @@ from elr_mri.config import (ConfigError, RunConfig, check_new_run_settings, load
                             with_absolute_paths)
 from elr_mri.data.image_sources import require_clothing1m_validation_list
 
-__all__ = ["train", "finished_at", "new_run_command", "refuse_stretched_cosine"]
+__all__ = ["train", "finished_at", "new_run_command", "refuse_stretched_cosine", "refuse_threads_past_cpus"]
 
 # data_shape.json's record of the training labels, written by every run since 2026-12-03 (commit b01cc99)
 TRAIN_LABELS_KEY = "train_labels_sha256"
@@ -27,7 +27,7 @@ def train(cfg: RunConfig, out_dir: Path, resume: bool = False, notes: Sequence[s
     stays one line."""
     out_dir = Path(out_dir)
     cfg = with_absolute_paths(cfg)
-    _refuse_threads_past_cpus(cfg.train.threads)
+    refuse_threads_past_cpus(cfg.train.threads)
     if resume and (out_dir / "config.yaml").exists():  # before loading data: a refused resume fails at once
         saved = load_config(out_dir / "config.yaml")
         refuse_resume_changes(saved, cfg, out_dir)
@@ -49,7 +49,7 @@ def train(cfg: RunConfig, out_dir: Path, resume: bool = False, notes: Sequence[s
 _THREADS_PER_CPU = 4
 
 
-def _refuse_threads_past_cpus(threads: int) -> None:
+def refuse_threads_past_cpus(threads: int) -> None:
     """A thread count far past the machine's CPUs, a slip of the keyboard (1000000 for 1000?): torch's OpenMP could not
     start them, and the run died in a segmentation fault once training began, its data loaded. A machine-dependent
     limit, so checked when a run starts, not when a config loads (`evaluate` reads a run's config on any machine)."""
