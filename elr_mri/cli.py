@@ -288,14 +288,27 @@ def _out_of_memory(err: BaseException, args: argparse.Namespace) -> MemoryError 
     if what is None or args.command not in ("train", "evaluate", "explain"):
         return None
     if args.command == "train":
-        fix = ("a smaller train.batch_size, data.mri.crop_size or network (model.hidden, model.widening), or "
-               "train.precision bf16, fits in a new run; if it ran out while scoring, a smaller train.eval_batch_size "
-               f"continues this one: elr-mri train --resume {shlex.quote(str(train_run_dir(args)))} "
-               "--set train.eval_batch_size=N")
+        balanced = _balanced_batches(args)
+        fix = (f"a smaller {f'data.balanced_batches (here {balanced:,}), ' if balanced else ''}train.batch_size, "
+               "data.mri.crop_size or network (model.hidden, model.widening), or train.precision bf16, fits in a new "
+               "run; if it ran out while scoring, a smaller train.eval_batch_size continues this one: elr-mri train "
+               f"--resume {shlex.quote(str(train_run_dir(args)))} --set train.eval_batch_size=N")
     else:
         others = " (and in those of the runs compared with it)" if getattr(args, "compare_with", None) else ""
         fix = f"lower train.eval_batch_size in {args.run / 'config.yaml'}{others} and run the command again"
     return MemoryError(f"{what}; {fix}")
+
+
+def _balanced_batches(args: argparse.Namespace) -> int | None:
+    """The run's data.balanced_batches (None where unset or its config cannot be read again): its epoch of that many
+    batches is drawn as one table of indexes, which a count mistyped (1000000000) made past any machine's memory."""
+    from elr_mri.config import ConfigError, load_config
+
+    config = args.resume / "config.yaml" if args.resume is not None else args.config
+    try:
+        return load_config(config, args.overrides).data.balanced_batches
+    except (ConfigError, OSError):
+        return None
 
 
 # torch's CPU allocator refusing a request past the machine's memory (`model.hidden: 10000000000`: 2.5 TB of weights)

@@ -1252,6 +1252,21 @@ def test_a_network_past_the_machines_memory_is_one_line_naming_the_settings(tmp_
     assert str(_out_of_memory(MemoryError(), scoring)).startswith("the machine ran out of memory; lower ")
 
 
+def test_a_memory_error_of_a_run_with_balanced_batches_names_that_setting(tmp_path: Path) -> None:
+    """`data.balanced_batches: 1000000000` draws an epoch's indexes past the machine's memory, and the one line named
+    only batch, crop and network sizes to lower; a run without the setting is not sent to it."""
+    from elr_mri.cli import _out_of_memory
+
+    def training(*overrides: str) -> argparse.Namespace:
+        return argparse.Namespace(command="train", resume=None, out=tmp_path / "run", config=DIGITS,
+                                  overrides=list(overrides))
+
+    balanced = str(_out_of_memory(MemoryError(), training("data.balanced_batches=1000000000")))
+    assert balanced.startswith("the machine ran out of memory; a smaller data.balanced_batches (here 1,000,000,000), "
+                               "train.batch_size, data.mri.crop_size or network"), balanced
+    assert "balanced_batches" not in str(_out_of_memory(MemoryError(), training()))
+
+
 def test_evaluate_refuses_probabilities_that_are_not_numbers_in_one_line(tmp_path: Path, cli_in_process: Cli) -> None:
     """A forward pass that overflowed (fp16) gives NaN rows, which argmax would score as the first class."""
     out = tmp_path / "run"
