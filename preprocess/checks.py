@@ -135,6 +135,9 @@ def _require_a_scan_file(path: Path) -> None:
         raise ScanError(path, "is a folder, not a NIfTI file", "point `path` at the .nii or .nii.gz file")
     if not path.exists():
         raise not_found(path)
+    if not path.is_file():  # opening a named pipe waits for a writer: the batch hung on it for good
+        raise ScanError(path, "is not a regular file (a named pipe, socket or device)",
+                        "point `path` at the scan's .nii or .nii.gz file")
     if is_dicom(path):
         raise ScanError(path, "is a DICOM file", "convert the series to NIfTI with `dcm2niix -z y`")
 

@@ -1,7 +1,10 @@
 """Each kind of unusable input gives its own one-line error that says what, where and how to fix."""
 from __future__ import annotations
 
+import contextlib
 import gzip
+import os
+import threading
 
 import nibabel as nib
 import numpy as np
@@ -270,3 +273,36 @@ def test_an_analyze_pair_cut_short_is_named_as_one(tmp_path):
         image.truncate(100)
     with pytest.raises(ScanError, match=r"cut.hdr: cannot be read as an Analyze/NIfTI .hdr/.img pair \(Expected "):
         load_scan(path)
+
+
+@contextlib.contextmanager
+def _pipe_that_answers_every_reader(path):
+    """A named pipe at `path` whose readers each get an empty stream: opening one blocks until a writer comes, so
+    without one the check under test would wait for good instead of failing."""
+    os.mkfifo(path)
+    done = threading.Event()
+
+    def answer_readers():
+        while not done.is_set():
+            try:
+                os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:  # ENXIO: no reader waiting yet
+                done.wait(0.01)
+
+    answering = threading.Thread(target=answer_readers, daemon=True)
+    answering.start()
+    try:
+        yield path
+    finally:
+        done.set()
+        answering.join()
+
+
+def test_a_named_pipe_is_refused_before_it_is_opened(tmp_path):
+    """A pipe (or a socket, a device) at a scan's path is no scan: reading it blocked the batch's worker until someone
+    wrote to it, and the run never finished. It is refused without being opened."""
+    with _pipe_that_answers_every_reader(tmp_path / "scan.nii.gz") as pipe:
+        with pytest.raises(ScanError) as info:
+            load_scan(pipe)
+    assert str(info.value) == (f"{pipe}: is not a regular file (a named pipe, socket or device); point `path` at the "
+                               "scan's .nii or .nii.gz file")
