@@ -225,6 +225,17 @@ def test_a_missing_age_column_is_one_line_and_a_folder_is_named_as_one(tmp_path)
         load_manifest(folder, CLASSES)
 
 
+def test_a_row_without_its_path_is_said_to_have_none(tmp_path):
+    """An empty path cell was read as the manifest's own folder: the row was said to name a folder, and a second
+    such row to name the same file as the first."""
+    rows = [scan("P1", "M00"), scan("P2", "M00", path=None), scan("P3", "M00", path="  ")]
+    with pytest.raises(ManifestError) as err:
+        load_manifest(write_manifest(tmp_path, rows), CLASSES)
+    assert str(err.value).splitlines()[1:] == [
+        f"  line {line} (participant 'P{line - 1}', session 'M00'): no path (the cell is empty); fill in the scan's "
+        ".nii or .nii.gz file, or remove its row" for line in (3, 4)]
+
+
 def test_missing_columns_are_named(tmp_path):
     """Without diagnoses, as preprocess writes its manifest, the refusal says where they come from."""
     path = tmp_path / "m.csv"

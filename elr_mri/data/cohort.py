@@ -130,9 +130,15 @@ def _tidy_fields(frame: pd.DataFrame, image_column: str, base_dir: Path | None) 
     raw_age = frame["age"] if "age" in frame else pd.Series(np.nan, index=frame.index)
     frame["age"] = pd.to_numeric(raw_age, errors="coerce")
     base = Path(base_dir) if base_dir is not None else Path.cwd()
-    frame[IMAGE_COLUMN] = frame[image_column].map(
-        lambda p: "" if pd.isna(p) else str(base / windows_separators_read(str(p).strip(), base)))
+    frame[IMAGE_COLUMN] = frame[image_column].map(lambda p: _image_under(p, base))
     return raw_age
+
+
+def _image_under(cell: object, base: Path) -> str:
+    """The file a path cell names, read from `base`; "" for an empty cell, which `base / ""` made the manifest's
+    folder: a row left without its path was said to name a folder, and two such rows to name one file."""
+    text = "" if pd.isna(cell) else str(cell).strip()
+    return str(base / windows_separators_read(text, base)) if text else ""
 
 
 def _class_problems(frame: pd.DataFrame, classes: Sequence[str]) -> list[str]:
@@ -240,7 +246,7 @@ def _without_scans_of_diagnoses_left_out(frame: pd.DataFrame, classes: Sequence[
 
 def _file_problem(path: str, column: str) -> str:
     if not path:
-        return f"file not found: (empty {column})"
+        return f"no {column} (the cell is empty); fill in the scan's .nii or .nii.gz file, or remove its row"
     if Path(path).is_dir():
         return f"{path} is a folder, not a NIfTI file; point {column} at the .nii or .nii.gz file"
     return f"file not found: {path}"
