@@ -77,6 +77,20 @@ def test_an_age_typed_with_a_decimal_comma_is_named_as_such(tmp_path):
         "011_S_0001/bl: AGE '73,5' is not a number (a decimal comma? write 73.5)"]
 
 
+def test_a_clinical_table_of_a_header_alone_is_refused_in_one_line(tmp_path):
+    """An export that stopped after its header (or a filter that kept no visit) ended in a pandas traceback."""
+    scans = pd.DataFrame({"participant_id": ["011_S_0001"], "session_id": "bl", "path": ["a"]})
+    adnimerge = tmp_path / "ADNIMERGE.csv"
+    adnimerge.write_text("PTID,VISCODE,DX,DX_bl,AGE,Years_bl\n")
+    with pytest.raises(ValueError, match=rf"^ADNIMERGE table \(--adnimerge\) {adnimerge}: has a header but no rows; "
+                                         "export the table again with its visits$"):
+        import_adnimerge(adnimerge, scans)
+    uds = tmp_path / "UDS.csv"
+    uds.write_text("NACCID,NACCVNUM,VISITYR,VISITMO,VISITDAY,BIRTHYR,BIRTHMO,NACCUDSD,NACCAGE,SEX,NACCALZP\n")
+    with pytest.raises(ValueError, match=rf"^clinical table \(--table\) {uds}: has a header but no rows; export"):
+        import_mapped_table(uds, scans.assign(participant_id="NACC000001", session_id="ses-01"), NACC_MAPPING)
+
+
 def test_a_column_named_twice_in_a_manifest_is_refused_not_read_from_its_first(tmp_path):
     """A corrected diagnosis pasted as a second `diagnosis` column: pandas read it as "diagnosis.1" and training
     took the first, the labels it was meant to replace, without a word."""

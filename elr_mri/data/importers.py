@@ -190,6 +190,7 @@ def import_adnimerge(
              if set(table.columns) & set(_MAPPED_TABLE_SIGNS) else
              "--adnimerge takes ADNIMERGE (DXSUM has no ages: export ADNIMERGE; DXSUM as --table with a mapping "
              "meets only scans named as DXSUM names them, 011_S_0002 at bl, not sub-ADNI011S0002 at ses-M00)")
+    _require_rows(table, where)
     is_baseline = table["VISCODE"].astype(str).str.strip().str.lower() == "bl"
     visit_empty = table["DX"].map(_blank)
     column = pd.Series("DX_bl" if use_baseline_diagnosis else "DX", index=table.index)
@@ -504,6 +505,7 @@ def import_mapped_table(
     _refuse_other_spellings(header, mapping, where)
     _require(header, tuple(column for field, column in columns.items() if field not in ("visit_date", "birth_date")),
              where, _mapped_table_fix(header, columns.get("diagnosis")))
+    _require_rows(table, where)
     values = {field: {_code(k): v for k, v in codes.items()} for field, codes in (mapping.get("values") or {}).items()}
     clinical = pd.DataFrame({"_participant": table[columns["participant_id"]].map(_bids_key),
                              "_session": table[columns["session_id"]].map(mapped_session_key)})
@@ -979,6 +981,13 @@ def _require(table: pd.DataFrame, columns: tuple[str, ...], where: str, fix: str
     if missing:
         found = columns_it_has([str(c) for c in table.columns], missing)
         raise ValueError(f"{where}: missing column(s) {', '.join(missing)} ({found}){'; ' + fix if fix else ''}")
+
+
+def _require_rows(table: pd.DataFrame, where: str) -> None:
+    """Refuse a clinical table of a header alone (an export that stopped, a filter that kept nothing): the join of no
+    rows ended in a pandas traceback."""
+    if table.empty:
+        raise ValueError(f"{where}: has a header but no rows; export the table again with its visits")
 
 
 LISTED_COLUMNS = 20  # a NACC UDS export has ~1000 columns: listed whole, they hid the one spelled otherwise
