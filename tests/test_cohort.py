@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 from pathlib import Path
 
@@ -228,7 +229,7 @@ def test_missing_age_is_fine_when_the_model_does_not_use_it(tmp_path):
     assert len(load_manifest(path, CLASSES, require_age=False)) == 1
 
 
-def test_a_missing_age_column_is_one_line_and_a_folder_is_named_as_one(tmp_path):
+def test_a_missing_age_column_is_one_line_and_a_folder_or_a_pipe_is_named_as_one(tmp_path):
     rows = [{k: v for k, v in scan(f"P{i}", "M00").items() if k != "age"} for i in range(30)]
     with pytest.raises(ManifestError, match=r"manifest.csv: no age column, and the model uses age") as err:
         load_manifest(write_manifest(tmp_path, rows), CLASSES, require_age=True)
@@ -237,6 +238,11 @@ def test_a_missing_age_column_is_one_line_and_a_folder_is_named_as_one(tmp_path)
     folder = write_manifest(tmp_path, [scan("P1", "M00", path="scans")], touch=False)
     with pytest.raises(ManifestError, match=rf"{tmp_path / 'scans'} is a folder, not a NIfTI file; point path at"):
         load_manifest(folder, CLASSES)
+    os.mkfifo(tmp_path / "pipe.nii.gz")  # not opened: the check asks the file system what it is
+    pipe = write_manifest(tmp_path, [scan("P1", "M00", path="pipe.nii.gz")], touch=False)
+    with pytest.raises(ManifestError, match=rf"{tmp_path / 'pipe.nii.gz'} is not a regular file \(a named pipe, socket "
+                                            r"or device\); point path at the .nii or .nii.gz file$"):
+        load_manifest(pipe, CLASSES)
 
 
 def test_a_row_without_its_path_is_said_to_have_none(tmp_path):

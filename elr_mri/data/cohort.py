@@ -249,6 +249,9 @@ def _file_problem(path: str, column: str) -> str:
         return f"no {column} (the cell is empty); fill in the scan's .nii or .nii.gz file, or remove its row"
     if Path(path).is_dir():
         return f"{path} is a folder, not a NIfTI file; point {column} at the .nii or .nii.gz file"
+    if Path(path).exists():  # a named pipe, say: "file not found" sent the user to look for one that is there
+        return (f"{path} is not a regular file (a named pipe, socket or device); point {column} at the .nii or "
+                ".nii.gz file")
     return f"file not found: {path}"
 
 
