@@ -22,6 +22,7 @@ import pandas as pd
 
 from .dicom import DICOM_SUFFIXES, first_file_below, is_dicom
 from .steps import MAX_SEED, REGISTRATION_SEED, ants_unsafe
+from .user_errors import not_a_file
 
 __all__ = ["REQUIRED", "InputError", "read_inputs", "read_csv_table", "read_csv_header", "parse_shard", "select_shard",
            "windows_separators_read", "registration_seed"]
@@ -162,6 +163,8 @@ def read_inputs(source: str | Path) -> pd.DataFrame:
                          f"folder, not a scan; {first}list the scan in a CSV and pass that")
     elif source.is_file():
         table, base = read_csv_table(source, dtype=str, keep_default_na=False, skipinitialspace=True), source.parent
+    elif source.exists():
+        raise InputError(f"{source}: {not_a_file(source)}")
     else:
         raise InputError(f"{source}: no such CSV file or BIDS folder; check --input")
     missing = [c for c in REQUIRED if c not in table.columns]

@@ -79,8 +79,15 @@ def storage_error_or_raise(err: OSError) -> StorageError:
 
 
 def not_a_file(path: str | Path) -> str:
-    """Why `path`, expected to be a file, cannot be read, in words: a folder passed for a file said as such."""
-    return "is a folder, not a file (pass the file in it)" if Path(path).is_dir() else "no such file"
+    """Why `path`, expected to be a file, cannot be read, in words: a folder passed for a file said as such, and so is
+    a pipe, such as the shell's `<(grep -v sub-05 manifest.csv)`: "no such file" named one that is there, and a table
+    is read more than once, which a pipe cannot be."""
+    path = Path(path)
+    if path.is_dir():
+        return "is a folder, not a file (pass the file in it)"
+    if path.exists():
+        return "is a pipe or device, not a file (a shell's <(...)?); write the table to a file and pass that"
+    return "no such file"
 
 
 def file_above(path: Path) -> Path | None:

@@ -391,3 +391,25 @@ def test_a_bootstrap_past_memory_is_refused_before_the_run_is_read(tmp_path: Pat
         2, "", "elr-mri evaluate: error: --bootstrap 1000000000: every resample's 117 values (10 classes) are kept for "
                "the percentiles, 871.7 GiB; pass at most 1,147,160 (the default is 1000)\n")
     assert not (run / "eval-test").exists()
+
+
+@pytest.mark.parametrize("arguments, shown, fix", [
+    (lambda pipe, folder: ["preprocess", "--input", pipe, "--output", folder / "prep"], "", ""),
+    (lambda pipe, folder: ["import-cohort", "--scans", folder / "scans.csv", "--adnimerge", pipe, "--out",
+                           folder / "adni.csv"], "ADNIMERGE table (--adnimerge) ", ""),
+    (lambda pipe, folder: ["volumes", "--manifest", pipe], "--manifest ", "; pass the manifest `elr-mri preprocess` wrote"),
+    (lambda pipe, folder: ["train", "--config", "configs/adni/cpu_small.yaml", "--set", f"data.mri.manifest={pipe}"],
+     "data.mri.manifest = ", ""),
+])
+def test_a_table_given_as_a_pipe_is_said_to_be_one(cli_in_process, tmp_path, arguments, shown, fix) -> None:
+    """The shell's `<(grep -v sub-05 manifest.csv)` passes a pipe (/dev/fd/63), which exists but is no file: each
+    command said "no such file" (or "file not found"), naming one that is there. A table is read more than once,
+    which a pipe cannot be, so it is refused, unopened, saying what it is."""
+    pipe = tmp_path / "table.csv"
+    os.mkfifo(pipe)
+    (tmp_path / "scans.csv").write_text("participant_id,session_id,path\n")
+    command = [str(argument) for argument in arguments(pipe, tmp_path)]
+    result = cli_in_process(*command)
+    assert (result.returncode, result.stderr.splitlines()[-1]) == (
+        2, f"elr-mri {command[0]}: error: {shown}{pipe}: is a pipe or device, not a file (a shell's <(...)?); write "
+           f"the table to a file and pass that{fix}")

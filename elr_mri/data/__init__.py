@@ -43,8 +43,9 @@ def _require_files(cfg: DataConfig) -> None:
         files = ("manifest", "holdout_manifest", "splits", "val_labels")
         used |= {f"mri.{key}": getattr(cfg.mri, key) for key in files}
     for key, path in used.items():
-        if path and not Path(path).is_file():
-            raise ConfigError(f"data.{key} = {path}: {not_a_file(path)}; {_missing_file_fix(key, path)}")
+        if path and not Path(path).is_file():  # where to find it again, for one not there (not a folder or pipe)
+            found_again = "" if Path(path).exists() else f"; {_missing_file_fix(key, path)}"
+            raise ConfigError(f"data.{key} = {path}: {not_a_file(path)}{found_again}")
 
 
 def _missing_file_fix(key: str, path: str) -> str:

@@ -966,7 +966,8 @@ def _table_file(source: str | Path, what: str) -> Path:
     if path.is_dir():
         raise IsADirectoryError(f"{what} {path}: is a folder; pass the table's CSV file")
     if not path.is_file():
-        raise FileNotFoundError(f"{what} {path}: file not found")
+        why = not_a_file(path) if path.exists() else "file not found"  # a pipe, such as the shell's <(...)
+        raise FileNotFoundError(f"{what} {path}: {why}")
     return path
 
 
