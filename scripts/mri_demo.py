@@ -18,11 +18,12 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pandas as pd
 
 from elr_mri.evaluation import N_BOOT
+from elr_mri.stopping import terminating_at_once, terminating_at_safe_points
 from preprocess.signals import Terminated
 from preprocess.user_errors import nonempty_path, report_user_error
 
@@ -74,26 +75,27 @@ def main() -> None:
 def _run_stages(args: argparse.Namespace) -> None:
     """Every stage, each skipping what OUT already holds, then report.md."""
     timings = _Timings(args.out / "demo_timings.json")
-    with timings.stage("simulate"):
+    with _stage(timings, "simulate"):
         cohort = _simulate(args)
     _require_every_split(cohort, args)
-    with timings.stage("preprocess"):
+    with _stage(timings, "preprocess"):
         processed = _preprocess(args, cohort)
-    with timings.stage("volumes"):
+    with _stage(timings, "volumes"):
         volumes = _volumes(args, processed)
     train_csv, holdout_csv = _split_sites(args.out, processed, cohort)
     runs = {}
     for loss in LOSSES:
-        with timings.stage(f"train {loss}"):
+        with timings.stage(f"train {loss}"):  # a SIGTERM stops training at its next step (`terminating_at_safe_points`)
             runs[loss] = _train(args, loss, train_csv)
-        with timings.stage(f"evaluate {loss}"):
+        with _stage(timings, f"evaluate {loss}"):
             _evaluate(runs[loss], holdout_csv, args.bootstrap)
-    with timings.stage("baselines"):
+    with _stage(timings, "baselines"):
         _baselines(runs, volumes, holdout_csv, args.bootstrap)
     from elr_mri.report import write_demo_report
 
     seconds = {**timings.seconds, "total": sum(timings.seconds.values())}
-    report = write_demo_report(args.out, runs, cohort, processed, volumes, vars(args), seconds)
+    with terminating_at_once():
+        report = write_demo_report(args.out, runs, cohort, processed, volumes, vars(args), seconds)
     print(f"report: {report}  ({seconds['total'] / 60:.1f} min in all)")
 
 
@@ -148,6 +150,15 @@ class _Timings:
             from preprocess.sidecar import write_json
 
             write_json(self.path, self.seconds)
+
+
+@contextlib.contextmanager
+def _stage(timings: _Timings, name: str) -> Iterator[None]:
+    """A timed stage without training steps: a SIGTERM during it stops it where it lands, one recorded before (while
+    training or between stages) at its start. Only recorded, it left the stage running to its end and the next one
+    on, and before `terminating_at_safe_points` its default action ended the demo without a word."""
+    with timings.stage(name), terminating_at_once():
+        yield
 
 
 def _simulate(args: argparse.Namespace) -> Path:
@@ -260,18 +271,25 @@ def _baselines(runs: dict[str, Path], volumes: Path, holdout_csv: Path, n_boot: 
                 print(f"baselines skipped: {err}")
 
 
-if __name__ == "__main__":
+def _run_saying_how_it_ended(demo: Callable[[], None]) -> None:
+    """Run `demo`; a SIGTERM or Ctrl-C at any stage ends it with one line saying how to go on (exit 143 or 130), and
+    a user's problem (a run's config.yaml cut short, an --out on read-only storage) in one line, as elr-mri's."""
     try:
-        main()
+        with terminating_at_safe_points():
+            demo()
     except KeyboardInterrupt as stop:
         by_sigterm = isinstance(stop, Terminated)
         how = "stopped by SIGTERM (a job's time limit, scancel or kill)" if by_sigterm else "interrupted"
         print(f"mri_demo.py: {how}; run the same command again: every stage resumes where it stopped", file=sys.stderr)
         sys.exit(128 + signal.SIGTERM if by_sigterm else 130)
-    except Exception as err:  # a run's config.yaml cut short, an --out on read-only storage: one line, as elr-mri's
+    except Exception as err:
         from elr_mri.commands.problems import user_problem
 
         problem = user_problem(err)
         if problem is None:
             raise
         sys.exit(report_user_error("mri_demo.py", problem))
+
+
+if __name__ == "__main__":
+    _run_saying_how_it_ended(main)

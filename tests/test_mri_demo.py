@@ -161,6 +161,52 @@ def test_sigterm_while_simulating_says_stopped_not_failed(tmp_path: Path) -> Non
                            "command again: every stage resumes where it stopped\n")
 
 
+# A demo of stand-in stages that signal the process (argv[3]) inside the demo's stage runner and wait. With more
+# arguments the first is a training stage (timed only; training acts on the signal at its next step), and the
+# stages named after it follow.
+_SIGNALLED_STAGE = """
+import os, signal, sys, time
+from pathlib import Path
+sys.path.insert(0, "scripts")
+import mri_demo
+out, stage, signal_name, then_stages = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4:]
+timings = mri_demo._Timings(out / "demo_timings.json")
+def demo():
+    if then_stages:
+        with timings.stage(stage):
+            os.kill(os.getpid(), getattr(signal, signal_name))
+    else:
+        with mri_demo._stage(timings, stage):
+            os.kill(os.getpid(), getattr(signal, signal_name))
+            time.sleep(60)
+    for name in then_stages:
+        with mri_demo._stage(timings, name):
+            print(name, "ran")
+mri_demo._run_saying_how_it_ended(demo)
+"""
+
+
+@pytest.mark.parametrize(("stage", "signal_name", "code", "how"), [
+    ("volumes", "SIGTERM", 143, "stopped by SIGTERM (a job's time limit, scancel or kill)"),
+    ("baselines", "SIGINT", 130, "interrupted")])
+def test_a_signal_in_any_later_stage_stops_it_saying_how_to_go_on(tmp_path: Path, stage: str, signal_name: str,
+                                                                  code: int, how: str) -> None:
+    """Only simulate and preprocess set a SIGTERM handler (their own): a job's time limit in the regional volumes,
+    evaluation, baselines or report stage ended the demo with exit 143 and no line at all."""
+    result = _run("-c", _SIGNALLED_STAGE, str(tmp_path), stage, signal_name)
+    assert result.returncode == code, result.stderr
+    assert result.stderr == f"mri_demo.py: {how}; run the same command again: every stage resumes where it stopped\n"
+    assert stage in json.loads((tmp_path / "demo_timings.json").read_text())  # its seconds still count
+
+
+def test_a_sigterm_during_training_stops_the_demo_before_its_next_stage(tmp_path: Path) -> None:
+    """Training records a SIGTERM and stops at its next step; one landing after the last step (or while a finished
+    run is read back) must stop the demo at the next stage's start, not be forgotten there."""
+    result = _run("-c", _SIGNALLED_STAGE, str(tmp_path), "train ce", "SIGTERM", "evaluate ce")
+    assert result.returncode == 143, result.stderr
+    assert result.stdout == "" and result.stderr.startswith("mri_demo.py: stopped by SIGTERM")
+
+
 def test_a_users_problem_is_one_line_not_a_traceback(tmp_path: Path, read_only: Callable[[Path], None]) -> None:
     """An --out on read-only storage, or a run's config.yaml cut short (refused by the report and the runs' readers),
     ended the demo with a traceback; `elr-mri` says such problems in one line."""
