@@ -288,15 +288,24 @@ def _out_of_memory(err: BaseException, args: argparse.Namespace) -> MemoryError 
     if what is None or args.command not in ("train", "evaluate", "explain"):
         return None
     if args.command == "train":
-        balanced = _balanced_batches(args)
-        fix = (f"a smaller {f'data.balanced_batches (here {balanced:,}), ' if balanced else ''}train.batch_size, "
-               "data.mri.crop_size or network (model.hidden, model.widening), or train.precision bf16, fits in a new "
-               "run; if it ran out while scoring, a smaller train.eval_batch_size continues this one: elr-mri train "
-               f"--resume {shlex.quote(str(train_run_dir(args)))} --set train.eval_batch_size=N")
-    else:
-        others = " (and in those of the runs compared with it)" if getattr(args, "compare_with", None) else ""
-        fix = f"lower train.eval_batch_size in {args.run / 'config.yaml'}{others} and run the command again"
-    return MemoryError(f"{what}; {fix}")
+        return MemoryError(f"{what}; {_training_memory_fix(args)}")
+    others = " (and in those of the runs compared with it)" if getattr(args, "compare_with", None) else ""
+    return MemoryError(f"{what}; lower train.eval_batch_size in {args.run / 'config.yaml'}{others} and run the command "
+                       "again")
+
+
+def _training_memory_fix(args: argparse.Namespace) -> str:
+    """The settings that fit a run in memory, and how to rerun it. A run that ran out before its folder had a
+    config.yaml (building its network) was never scored and has nothing to resume: `--resume` there is "no run
+    there", so the same command with a smaller setting starts it."""
+    balanced = _balanced_batches(args)
+    smaller = (f"a smaller {f'data.balanced_batches (here {balanced:,}), ' if balanced else ''}train.batch_size, "
+               "data.mri.crop_size or network (model.hidden, model.widening), or train.precision bf16")
+    run_dir = train_run_dir(args)
+    if not (run_dir / "config.yaml").is_file():
+        return f"{smaller}, fits; nothing was written yet: run the same command with one of them (--set KEY=VALUE)"
+    return (f"{smaller}, fits in a new run; if it ran out while scoring, a smaller train.eval_batch_size continues "
+            f"this one: elr-mri train --resume {shlex.quote(str(run_dir))} --set train.eval_batch_size=N")
 
 
 def _balanced_batches(args: argparse.Namespace) -> int | None:

@@ -1234,13 +1234,18 @@ def test_a_gpu_out_of_memory_is_one_line_naming_the_setting_to_lower(
 def test_a_network_past_the_machines_memory_is_one_line_naming_the_settings(tmp_path: Path,
                                                                              cli_in_process: Cli) -> None:
     """`model.hidden: 10000000000000` (a mistyped width) asked torch's CPU allocator for 2.3 PB, past any machine's
-    address space, and came out as its traceback; now one line saying what could not be held and what to lower."""
+    address space, and came out as its traceback; now one line saying what could not be held and what to lower. It
+    also offered `--resume` of the run, whose folder did not exist yet, "if it ran out while scoring"."""
     sets = [a for s in [*SMALL, "train.epochs=1", "model.hidden=10000000000000"] for a in ("--set", s)]
     result = cli_in_process("train", "--config", str(DIGITS), "--out", str(tmp_path / "run"), *sets)
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr[-3000:]
     assert re.match(r"elr-mri train: error: the machine's memory cannot hold one allocation of [\d,.]+ GiB; a "
                     r"smaller train.batch_size, data.mri.crop_size or network \(model.hidden, model.widening\)",
                     result.stderr), result.stderr
+    # out of memory building the network, before the run's folder: no --resume (there it is "no run there")
+    assert result.stderr.endswith("or train.precision bf16, fits; nothing was written yet: run the same command with "
+                                  "one of them (--set KEY=VALUE)\n"), result.stderr
+    assert not (tmp_path / "run").exists()
     from elr_mri.cli import _out_of_memory  # numpy's refusal, and Python's own, which may say nothing
 
     scoring = argparse.Namespace(command="evaluate", run=tmp_path / "run", compare_with=[])
