@@ -2,7 +2,8 @@
 
 Tables: 1 (ELR, CIFAR-10 and CIFAR-100, ResNet-34), 2 (ELR+, PreAct ResNet-18), 3 (Clothing1M), 4 (mini
 WebVision and ILSVRC12), cifar10n (ELR on CIFAR-10N human labels; the paper has no such row). Each row is a config under
-configs/ with the appendix hyperparameters; every run lands in OUT/<row>/seed<k>, and a row whose
+configs/ with the appendix hyperparameters; every run lands in OUT/<row>/seed<k> (named by the seeds it trains
+with, seed<s>-noise<n>-split<p>, where a --set beside --seeds 1 gives it others), and a row whose
 summary.json exists is read back, a killed one resumes, so the script can be restarted at will.
 Seed k is one noise realisation: it sets the initial weights (seed), the noisy labels (data.noise.seed; the human
 and web labels of cifar10n, Clothing1M and WebVision are fixed) and the validation split (data.split_seed). The
@@ -41,7 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from paper_runs import (ROOT, WALL_TIME_COUNTED, markdown_table, mean_std, output_folder, percent,
+from paper_runs import (ROOT, SEED_KEYS, WALL_TIME_COUNTED, markdown_table, mean_std, output_folder, percent,
                         refuse_seed_overrides, run_config, planned_status, run_or_resume, run_script, run_status)
 from parallel_runs import PlannedRun, train_in_parallel
 
@@ -159,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
                              + ", ".join(r.name for r in rows))
         rows = [r for r in rows if r.name in args.rows]
     out = args.out or ROOT / "runs" / f"table{args.table}"
-    plan = [(row, seed, out / row.name / f"seed{seed}") for row in rows for seed in range(args.seeds)]
+    plan = [(row, seed, out / row.name / _seed_folder(seed, args.overrides))
+            for row in rows for seed in range(args.seeds)]
     configs = _row_configs(plan, args)
     _unreadable_release.cache_clear()  # read again at each call: the user may have extracted the images since
     print(_plan_table(plan, configs))
@@ -194,6 +196,24 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_text(text, report)
     print(f"written to {report}")
     return 0
+
+
+def _seed_folder(seed: int, overrides: list[str]) -> str:
+    """seed<k>, the folder of seed k, which sets the three `SEED_KEYS`; where a --set (taken beside --seeds 1) gives
+    one of them another value, seed<s>-noise<n>-split<p>, the seeds the run trains with: its folder and the plan said
+    seed0 for `--set seed=3`, and a later --seeds 2 found that seed0 made with other settings."""
+    used = {key: str(seed) for key in SEED_KEYS}
+    for key, _, value in (item.partition("=") for item in overrides):
+        if key.strip() in used:
+            used[key.strip()] = value.strip()
+    model, noise, split = (used[key] for key in SEED_KEYS)
+    return f"seed{model}" if model == noise == split else f"seed{model}-noise{noise}-split{split}"
+
+
+def _seed_name(run_dir: Path) -> str:
+    """Which seed(s) the run in `run_dir` trains with, as the plan and the progress lines say it: '3', or
+    '3-noise0-split0' where a --set made them differ."""
+    return run_dir.name.removeprefix("seed")
 
 
 def _report_name(table: str, rows: list[Row]) -> str:
@@ -246,12 +266,12 @@ def _train_in_turn(plan: list[tuple[Row, int, Path]],
         try:
             config, overrides, _ = _row_args(row, seed, run_dir, args)
             status = planned_status(run_dir, load_config(config, overrides).train.epochs)
-            print(f"\n== {row.name} seed {seed} ({status}) -> {run_dir}", flush=True)
+            print(f"\n== {row.name} seed {_seed_name(run_dir)} ({status}) -> {run_dir}", flush=True)
             summaries[row.name].append(run_or_resume(config, overrides, run_dir))
         except USER_ERRORS as err:  # missing data or weights, a run folder taken...: report, go on, as --jobs does
             failures.append(run_dir)
-            print(f"{row.name} seed {seed}: not finished: {err}", file=sys.stderr)
-        print(f"{row.name} seed {seed}: {time.perf_counter() - started:.0f} s", flush=True)
+            print(f"{row.name} seed {_seed_name(run_dir)}: not finished: {err}", file=sys.stderr)
+        print(f"{row.name} seed {_seed_name(run_dir)}: {time.perf_counter() - started:.0f} s", flush=True)
     return summaries, failures
 
 
@@ -262,7 +282,7 @@ def _train_side_by_side(plan: list[tuple[Row, int, Path]],
     rows = {}
     for row, seed, run_dir in plan:
         config, overrides, _ = _row_args(row, seed, run_dir, args)
-        rows[PlannedRun(f"{row.name} seed {seed}", config, tuple(overrides), run_dir)] = row
+        rows[PlannedRun(f"{row.name} seed {_seed_name(run_dir)}", config, tuple(overrides), run_dir)] = row
     failures: list[Path] = []
     for run, outcome in train_in_parallel(list(rows), args.jobs).items():
         if isinstance(outcome, dict):
@@ -383,7 +403,7 @@ def _plan_table(plan: list[tuple[Row, int, Path]], configs: dict[tuple[str, int]
     for row, seed, run_dir in plan:
         cfg = configs[(row.name, seed)]
         missing = ", ".join(path for path, _ in _missing_inputs(cfg))
-        lines.append([row.name, str(seed), row.config, cfg.data.name, str(cfg.data.root),
+        lines.append([row.name, _seed_name(run_dir), row.config, cfg.data.name, str(cfg.data.root),
                       f"missing {missing}" if missing else "found", cfg.model.name, cfg.loss.name,
                       str(cfg.train.epochs), percent(row.paper), planned_status(run_dir, cfg.train.epochs),
                       str(run_dir)])

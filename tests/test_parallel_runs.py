@@ -197,6 +197,28 @@ def test_a_table_row_trains_its_seeds_side_by_side(import_script, tmp_path: Path
     assert [path.name for path in (tmp_path / "runs").glob("*.md")] == ["results-cifar10-sym40.md"]
 
 
+def test_a_seed_set_beside_one_seed_names_the_plan_line_and_folder_by_the_seeds_trained_with(
+        import_script, tmp_path: Path, capsys) -> None:
+    """`--seeds 1 --set seed=3` trained model seed 3 on seed 0's noisy labels and split in OUT/<row>/seed0, which the
+    plan and progress lines called seed 0; a later `--seeds 2` then found seed0 made with other settings."""
+    write_cifar10(tmp_path / "data")
+    reproduce = import_script("reproduce_paper_table")
+    small = ["train.epochs=1", "train.batch_size=16", "model.name=mlp", "train.device=cpu", "train.tensorboard=false",
+             "seed=3"]
+    code = reproduce.main(["--table", "1", "--rows", "cifar10-sym40", "--seeds", "1", "--data-root",
+                           str(tmp_path / "data"), "--out", str(tmp_path / "runs"),
+                           *[arg for setting in small for arg in ("--set", setting)]])
+    assert code == 0
+    out = capsys.readouterr().out
+    run = tmp_path / "runs" / "cifar10-sym40" / "seed3-noise0-split0"
+    assert "| cifar10-sym40 | 3-noise0-split0 | cifar10/elr_sym40.yaml |" in out and f"| {run} |" in out  # the plan
+    assert f"== cifar10-sym40 seed 3-noise0-split0 (new) -> {run}" in out and "Every row with --set " in out
+    trained = yaml.safe_load((run / "config.yaml").read_text())
+    assert (trained["seed"], trained["data"]["noise"]["seed"], trained["data"]["split_seed"]) == (3, 0, 0)
+    assert [path.name for path in run.parent.iterdir()] == [run.name]
+    assert reproduce._seed_folder(0, ["seed=3", "data.noise.seed=3", " data.split_seed = 3"]) == "seed3"  # seed 3's
+
+
 @pytest.mark.parametrize("jobs", [1, pytest.param(2, marks=pytest.mark.slow)])
 def test_a_seed_that_fails_is_reported_alone_in_turn_as_side_by_side(import_script, tmp_path: Path, capsys,
                                                                       jobs: int) -> None:
