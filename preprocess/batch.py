@@ -204,11 +204,16 @@ def _missing_scans(table: pd.DataFrame) -> dict[Hashable, dict]:
 
 def flagged_report(manifest_path: Path, limit: int = 20) -> str:
     """The scans `manifest_path` flags, one line each (id, reason, QC image; `limit` at most), and what to do
-    about them: they stay in the manifest, so training reads them unless someone looks."""
+    about them: they stay in the manifest, so training reads them unless someone looks. A manifest without
+    processed_path (a shard's edited, then merged) is refused in one line: the QC images lie beside those files."""
     manifest = _read_csv(manifest_path)
     flagged = manifest[manifest["qc_flag"] == "True"]
     if flagged.empty:
         return ""
+    if "processed_path" not in manifest.columns:
+        raise ValueError(f"{manifest_path}: QC flagged {len(flagged)} scan(s), but it has no processed_path column, "
+                         "beside whose files their QC images lie; `elr-mri preprocess` writes one: rerun the run (or "
+                         "the shards) that made it, finished scans are skipped")
     lines = [f"QC flagged {len(flagged)} scan(s) (qc_flag True in {manifest_path}; qc_reason says why):"]
     lines += [f"  {row.participant_id}/{row.session_id}: {row.qc_reason} - "
               f"{ScanOutputs.beside(row.processed_path).overlay}" for row in flagged.head(limit).itertuples()]

@@ -964,6 +964,21 @@ def test_the_flagged_report_says_what_to_do_about_each_kind_of_flag_it_lists(tmp
     assert report.splitlines()[-1].startswith("Drop a row from the input table")
 
 
+def test_a_merged_manifest_without_processed_path_names_it_in_one_line_when_scans_are_flagged(tmp_path, capsys):
+    """The flagged scans' report reads each one's QC image from its processed_path: a shard without that column
+    (edited by hand) ended the merge in an AttributeError's traceback, after manifest.csv was written."""
+    pd.DataFrame({"participant_id": ["sub-01", "sub-02"], "session_id": ["ses-M00"] * 2, "qc_ncc": [0.2, 0.8],
+                  "qc_mask_dice": [0.8] * 2, "status": ["done"] * 2}).to_csv(tmp_path / "manifest-shard-0-of-1.csv",
+                                                                           index=False)
+    _shard_record(tmp_path, 0, 1)
+    assert merge_main(["--output", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err == (f"elr-mri preprocess-merge: error: {tmp_path / 'manifest.csv'}: QC flagged 1 scan(s), but it has no "
+                   "processed_path column, beside whose files their QC images lie; `elr-mri preprocess` writes one: "
+                   "rerun the run (or the shards) that made it, finished scans are skipped\n")
+    assert pd.read_csv(tmp_path / "manifest.csv")["qc_flag"].tolist() == [True, False]  # the merge's work is kept
+
+
 def _held(lock: Path, mode: int):
     """`lock` flock'ed as another run holds it: a second open file description conflicts even in this process."""
     import fcntl
