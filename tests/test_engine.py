@@ -1500,6 +1500,21 @@ def test_a_balanced_subset_smaller_than_the_split_is_said_at_the_run_start(tmp_p
     assert "balanced_subset" not in capfd.readouterr().err
 
 
+def test_a_balanced_subset_that_leaves_a_class_out_names_it_at_the_run_start(tmp_path: Path, capfd) -> None:
+    """8 places over digits' 10 classes (as 12 over Clothing1M's 14) gave two classes no example, and the run trained
+    without them, said only as '0/48' inside the per-class list. The official Clothing1M loader draws so too, so the
+    run goes on, naming them and the sizes that keep every class; 10 places keep one of each."""
+    settings = [*SMALL, "data.balanced_subset=true", "data.balanced_batches=1", "train.epochs=1"]
+    train(load_config(DIGITS, [*settings, "train.batch_size=8"]), tmp_path / "eight")
+    note = next(line for line in capfd.readouterr().err.splitlines() if "balanced_subset" in line)
+    assert note.endswith("per class: 0 0/48, 1 1/38, 2 0/43, 3 1/48, 4 1/42, 5 1/38, 6 1/46, 7 1/47, 8 1/46, 9 1/54; "
+                         "the subset holds no example of 0, 2, which it then never trains on: a multiple of the 10 "
+                         "classes for balanced_batches × batch_size (8) keeps every class"), note
+    train(load_config(DIGITS, [*settings, "train.batch_size=10"]), tmp_path / "ten")
+    note = next(line for line in capfd.readouterr().err.splitlines() if "balanced_subset" in line)
+    assert note.endswith("per class: 0 1/48, 1 1/38, 2 1/43, 3 1/48, 4 1/42, 5 1/38, 6 1/46, 7 1/47, 8 1/46, 9 1/54")
+
+
 def test_a_resumed_run_logs_each_epoch_once_to_tensorboard(tmp_path: Path) -> None:
     """Epochs an interrupted run logged after its last checkpoint are trained again; their old points go."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

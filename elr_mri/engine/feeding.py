@@ -226,7 +226,25 @@ class BatchFeeder:
         each = "; each ELR+ network draws its own" if self.cfg.loss.name == "elr_plus" else ""
         return [f"note: data.balanced_subset: every epoch trains on the same {len(subset):,} of the {len(labels):,} "
                 f"training examples ({self.cfg.data.balanced_batches:,} balanced_batches × "
-                f"{self.cfg.train.batch_size} batch_size, an equal share a class at most{each}), per class: {classes}"]
+                f"{self.cfg.train.batch_size} batch_size, an equal share a class at most{each}), per class: "
+                f"{classes}{self._classes_left_out_said(len(subset))}"]
+
+    def _classes_left_out_said(self, size: int) -> str:
+        """The classes with training examples that a network's subset holds none of, said after the subset's line.
+        The official Clothing1M loader's rule, kept: each class may give up to ⌈size / classes⌉ in a random order and
+        the first `size` stay, so a size below the class count, or one whose last places fell to other classes (20
+        over 14 classes, most seeds), trains without ever seeing a class; a multiple of the class count cannot."""
+        labels, count = self.data.train_labels, self.data.num_classes
+        streams = 2 if self.cfg.loss.name == "elr_plus" else 1
+        present = np.bincount(labels, minlength=count) > 0
+        drawn = [np.bincount(labels[self._balanced_subset(stream)], minlength=count) > 0 for stream in range(streams)]
+        left_out = [name for index, name in enumerate(self.data.class_names)
+                    if present[index] and not all(stream[index] for stream in drawn)]
+        if not left_out:
+            return ""
+        whose = "an ELR+ network's" if streams > 1 else "the"
+        return (f"; {whose} subset holds no example of {', '.join(left_out)}, which it then never trains on: a "
+                f"multiple of the {count} classes for balanced_batches × batch_size ({size:,}) keeps every class")
 
     def _balanced_subset(self, stream: int) -> np.ndarray | None:
         """Stream `stream`'s class-capped subset (data.balanced_subset), drawn from the run's seed; None without one."""
