@@ -227,13 +227,18 @@ def _volumes(args: argparse.Namespace, processed: Path) -> Path:
 
 
 def _split_sites(out: Path, processed: Path, cohort: Path) -> tuple[Path, Path]:
-    """Training manifest (ADNI-like site, with the true diagnosis for scoring only) and the holdout site's."""
+    """Training manifest (ADNI-like site, with the true diagnosis for scoring only) and the holdout site's, written
+    atomically: pandas wrote them in place, so a demo killed or stopped by a full disk there left one cut short, which
+    configs/adni/cpu_small.yaml reads as its manifest, and the disk's error named no file."""
+    from elr_mri.atomic_files import atomic_write_text
+
     manifest = pd.read_csv(processed / "manifest.csv")
     truth = pd.read_csv(cohort / "truth.csv")[["participant_id", "true_diagnosis"]]
     manifest = manifest.merge(truth, on="participant_id", how="left")
     train_csv, holdout_csv = out / "train_manifest.csv", out / "holdout_manifest.csv"
-    manifest[manifest["cohort"] == "adni_sim"].to_csv(train_csv, index=False)
-    manifest[manifest["cohort"] == "nacc_sim"].drop(columns="true_diagnosis").to_csv(holdout_csv, index=False)
+    atomic_write_text(manifest[manifest["cohort"] == "adni_sim"].to_csv(index=False), train_csv)
+    atomic_write_text(manifest[manifest["cohort"] == "nacc_sim"].drop(columns="true_diagnosis").to_csv(index=False),
+                      holdout_csv)
     return train_csv, holdout_csv
 
 

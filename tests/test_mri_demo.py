@@ -231,6 +231,17 @@ def test_only_flags_that_leave_one_diagnosis_skip_the_baselines(tmp_path: Path,
         demo._baselines({"ce": run, "elr": run}, tmp_path / "volumes.csv", tmp_path / "holdout.csv", n_boot=200)
 
 
+def _preprocessed_cohort(out: Path, scans: pd.DataFrame) -> tuple[Path, Path]:
+    """The demo's preprocessed/manifest.csv and cohort/truth.csv under `out` for `scans` (their diagnoses the true
+    ones), what `_split_sites` reads; returns the two folders."""
+    cohort, processed = out / "cohort", out / "preprocessed"
+    cohort.mkdir(parents=True)
+    processed.mkdir()
+    scans.to_csv(processed / "manifest.csv", index=False)
+    scans.rename(columns={"diagnosis": "true_diagnosis"}).to_csv(cohort / "truth.csv", index=False)
+    return processed, cohort
+
+
 def test_cpu_small_trains_on_the_demos_training_site_alone(tmp_path: Path,
                                                           import_script: Callable[[str], ModuleType]) -> None:
     """configs/adni/cpu_small.yaml named the demo's preprocessed/manifest.csv, which holds both sites: the config
@@ -238,17 +249,39 @@ def test_cpu_small_trains_on_the_demos_training_site_alone(tmp_path: Path,
     and only `evaluate --manifest demo/holdout_manifest.csv` refused it, 16 participants shared."""
     demo = import_script("mri_demo")
     out = tmp_path / "demo"
-    cohort, processed = out / "cohort", out / "preprocessed"
-    cohort.mkdir(parents=True)
-    processed.mkdir()
     scans = pd.DataFrame({"participant_id": ["sub-ADNISIM0001", "sub-NACCSIM0001"], "session_id": ["ses-M00"] * 2,
                           "diagnosis": ["CN", "AD"], "cohort": ["adni_sim", "nacc_sim"]})
-    scans.to_csv(processed / "manifest.csv", index=False)
-    scans.rename(columns={"diagnosis": "true_diagnosis"}).to_csv(cohort / "truth.csv", index=False)
-    demo._split_sites(out, processed, cohort)
+    demo._split_sites(out, *_preprocessed_cohort(out, scans))
     manifest = yaml.safe_load((ROOT / "configs" / "adni" / "cpu_small.yaml").read_text())["data"]["mri"]["manifest"]
     assert manifest.startswith("demo/")  # relative to the project, where `make demo` writes
     assert set(pd.read_csv(tmp_path / manifest)["cohort"]) == {"adni_sim"}
+
+
+def test_a_full_disk_leaves_no_site_manifest_cut_short_and_names_it(tmp_path: Path,
+                                                                   import_script: Callable[[str], ModuleType]) -> None:
+    """The sites' manifests were written in place by pandas: a disk that refused part of one (here a file size limit,
+    which refuses as a full disk does) left it cut short, where cpu_small.yaml reads it, and the OS's error named no
+    file. Now the earlier manifest stays whole and the error names the file."""
+    import resource
+
+    demo = import_script("mri_demo")
+    out = tmp_path / "demo"
+    ids = [f"sub-ADNISIM{k:04d}" for k in range(2000)]
+    scans = pd.DataFrame({"participant_id": ids, "session_id": "ses-M00", "diagnosis": "CN", "cohort": "adni_sim"})
+    processed, cohort = _preprocessed_cohort(out, scans)
+    train_csv, _ = demo._split_sites(out, processed, cohort)
+    written = train_csv.read_bytes()
+    scans.assign(diagnosis="AD").to_csv(processed / "manifest.csv", index=False)  # what the rerun writes differs
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (len(written) // 2, hard))
+    try:
+        with pytest.raises(OSError) as refused:
+            demo._split_sites(out, processed, cohort)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert refused.value.filename == str(train_csv)
+    assert train_csv.read_bytes() == written
+    assert not list(out.glob(".tmp*"))
 
 
 def test_label_noise_is_said_to_flip_the_holdout_site_too() -> None:
