@@ -15,6 +15,7 @@ import argparse
 import lzma
 import platform
 import shlex
+import shutil
 import sys
 import tarfile
 import tempfile
@@ -29,11 +30,14 @@ from paper_runs import (ROOT, WALL_TIME_COUNTED, markdown_table, mean_std, outpu
 from elr_mri.atomic_files import atomic_write_text
 from elr_mri.config import RunConfig, load_config
 from elr_mri.plots import plot_memorization_comparison
+from preprocess.folder_locks import held_lock
 from preprocess.user_errors import nonempty_path
 
 CONFIG = ROOT / "configs" / "cifar10n" / "cpu_subset.yaml"
 ARCHIVE = ROOT.parent / "shared" / "data" / "cifar" / "cifar10-jpeg.tar.xz"
 HUMAN_LABELS = ROOT.parent / "shared" / "data" / "cifar" / "CIFAR-10_human.npz"
+EXTRACTING = ".cifar10-extracting-"  # the scratch folder an extraction fills before renaming its cifar10/ into place
+EXTRACTION_LOCK = ".cifar10-extraction.lock"  # held (lockf) by the call extracting, so that no scratch is in use
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -148,7 +152,25 @@ def _extracted_archive(dest: Path, archive: Path = ARCHIVE) -> Path:
     _refuse_unfiltered_extraction(archive)
     print(f"extracting {archive} into {dest}", flush=True)
     dest.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".cifar10-extracting-", dir=dest) as scratch:
+    with held_lock(dest / EXTRACTION_LOCK, dest, "cifar10n_cpu.py extracting the archive",
+                   elsewhere=", or pass --data-root DIR"):
+        if not (folder / "train").is_dir():  # a call that held the lock until just now may have extracted it
+            _remove_killed_extractions(dest)
+            _extract(archive, folder)
+    return folder
+
+
+def _remove_killed_extractions(dest: Path) -> None:
+    """The scratch folders of extractions killed outright (SIGKILL, a node lost), which no cleanup ran for: each held
+    up to the whole 236 MB of images and stayed in data/ through every later call. Called under the extraction lock,
+    so none of them is still being filled."""
+    for scratch in dest.glob(f"{EXTRACTING}*"):
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _extract(archive: Path, folder: Path) -> None:
+    """The archive's cifar10/ extracted beside `folder`, then renamed into place."""
+    with tempfile.TemporaryDirectory(prefix=EXTRACTING, dir=folder.parent) as scratch:
         try:
             with tarfile.open(archive, "r:xz") as tar:
                 tar.extractall(scratch, filter="data")
@@ -156,7 +178,6 @@ def _extracted_archive(dest: Path, archive: Path = ARCHIVE) -> Path:
             raise ValueError(f"{archive}: cannot be extracted ({type(err).__name__}: {err}); copy the archive "
                              "again") from None
         (Path(scratch) / "cifar10").rename(folder)
-    return folder
 
 
 def _row(loss: str, seed: int, summary: dict, last: pd.Series) -> dict:

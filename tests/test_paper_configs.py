@@ -246,9 +246,29 @@ def test_cifar10n_cpu_extracts_the_jpeg_archive_whole_or_not_at_all(import_scrip
     data = tmp_path / "data"
     with pytest.raises(ValueError, match=rf"^{cut}: cannot be extracted \(.*\); copy the archive again$"):
         script._extracted_archive(data, cut)
-    assert not any(data.iterdir())  # nothing half-extracted, no scratch folder left
+    assert [path.name for path in data.iterdir()] == [script.EXTRACTION_LOCK]  # no scratch folder, nothing half-done
     folder = script._extracted_archive(data, whole)
     assert sorted(str(p.relative_to(data)) for p in folder.rglob("*.jpg")) == sorted(members)
+
+
+def test_cifar10n_cpu_removes_the_scratch_folder_of_an_extraction_killed_outright(import_script,
+                                                                                   tmp_path: Path) -> None:
+    """SIGKILL during the extraction (a node lost, the OOM killer) left data/.cifar10-extracting-*/ with the images
+    extracted so far, up to 236 MB, and every later call, which extracted into a new one, left it there."""
+    script = import_script("cifar10n_cpu")
+    archive = tmp_path / "cifar10-jpeg.tar.xz"
+    with tarfile.open(archive, "w:xz") as tar:
+        for name in ("cifar10/train/a/00000.jpg", "cifar10/test/a/0.jpg"):
+            info = tarfile.TarInfo(name)
+            info.size = 3
+            tar.addfile(info, io.BytesIO(b"jpg"))
+    data = tmp_path / "data"
+    killed = data / ".cifar10-extracting-k1ll3d" / "cifar10" / "train" / "a"  # as the killed call left it
+    killed.mkdir(parents=True)
+    (killed / "00000.jpg").write_bytes(b"jp")
+    folder = script._extracted_archive(data, archive)
+    assert sorted(path.name for path in data.iterdir() if not path.name.endswith(".lock")) == ["cifar10"]
+    assert (folder / "train" / "a" / "00000.jpg").read_bytes() == b"jpg"
 
 
 def test_cifar10n_cpu_on_a_python_without_tar_filters_says_how_to_extract(import_script, tmp_path: Path,
