@@ -560,12 +560,23 @@ def _volumes_section(volumes: Path, cohort: Path) -> str:
     ])
 
 
+# what the mislabel table's columns mean: it stood under its heading alone, its precision and recall of undefined sets,
+# its flags read as the selected checkpoint's (CE's last epoch, which has memorised, flags few)
+MISLABEL_WORDS = (
+    "Each run lists the training scans whose given diagnosis it doubts at its last epoch, not at the checkpoint the "
+    "results above score (`suspected_mislabels.csv` in its folder, for a clinician to re-read): ELR where its target "
+    "for the scan (a running average of the network's own predictions) puts more on another diagnosis than on the "
+    "given one; CE, which keeps no targets, where its last epoch predicts another. Each list is scored here against "
+    "the simulated true diagnoses: precision is the share of the flagged scans whose given label is truly wrong, "
+    "recall the share of the truly mislabelled training scans that were flagged; flagging training scans at random "
+    "would reach the precision in the last column, the share of them truly mislabelled.")
+
 # the `source` column of suspected_mislabels.csv, in the report's words
 FLAG_SOURCES = {"elr_target": "ELR targets", "last_epoch_prediction": "last epoch's predictions"}
 
 
 def _mislabel_section(runs: dict[str, Path]) -> str:
-    lines = ["## Suspected mislabels against the true diagnoses",
+    lines = ["## Suspected mislabels against the true diagnoses", MISLABEL_WORDS, "",
              "| method | flagged from | training scans flagged | of them truly mislabelled | of them suggesting the "
              "true diagnosis | training scans truly mislabelled | precision | recall | precision of a random flag |",
              "|---|---|---|---|---|---|---|---|---|"]

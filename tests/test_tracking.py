@@ -171,6 +171,25 @@ def test_the_report_says_which_flags_came_from_predictions_rather_than_targets(t
     assert "| ce | last epoch's predictions | 2 | 1 | 1 | 4 | 50.0% | 25.0% |" in _mislabel_section({"ce": tmp_path})
 
 
+def test_the_report_says_what_the_mislabel_tables_flags_precision_and_recall_are(tmp_path) -> None:
+    """The table stood under its heading alone: a reader did not learn what a flag is, that the flags come from the
+    last epoch rather than the checkpoint the results score, nor what its precision and recall are shares of."""
+    import json
+
+    from elr_mri.report import _mislabel_section
+
+    (tmp_path / "summary.json").write_text(json.dumps(
+        {"mislabels": {"flagged": 2, "truly_mislabelled": 4, "precision": 0.5, "recall": 0.25, "suggestion_true": 1}}))
+    (tmp_path / "suspected_mislabels.csv").write_text("index,given_label,suggested_label,source\n5,0,1,elr_target\n")
+    heading, words, blank, header = _mislabel_section({"elr": tmp_path}).splitlines()[:4]
+    assert heading.startswith("## ") and not blank and header.startswith("| method |")
+    for said in ("at its last epoch, not at the checkpoint the results above score", "ELR where its target",
+                 "CE, which keeps no targets, where its last epoch predicts another",
+                 "precision is the share of the flagged scans whose given label is truly wrong",
+                 "recall the share of the truly mislabelled training scans that were flagged"):
+        assert said in words
+
+
 def test_the_other_fraction_is_counted_never_below_zero() -> None:
     """1 - 4/5 - 1/5 is -5.6e-17 in floating point: metrics.csv logged a negative fraction."""
     clean = np.zeros(5, dtype=np.int64)
