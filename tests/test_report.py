@@ -135,6 +135,25 @@ def test_the_results_table_says_the_holdouts_labels_are_noisy_too_and_that_each_
     assert "Each network is one training run of one seed" in section
 
 
+def test_both_results_tables_say_brier_is_not_a_percentage_and_that_a_small_sets_ece_leans_high(
+        tmp_path: Path) -> None:
+    """Both tables were headed "%", so a Brier score of 0.64 printed 64.0 read as 64%; and the ECE of 9 or 16
+    participants, biased upwards on a set that small, stood beside the others as any figure."""
+    truth = pd.DataFrame({"participant_id": [f"s{i:02d}" for i in range(12)], "session_id": "ses-M00",
+                          "true_diagnosis": [CLASSES[i % 3] for i in range(12)]})
+    runs = {"ce": _run(tmp_path / "ce", 1, truth), "elr": _run(tmp_path / "elr", 2, truth)}
+    against_truth = _truth_section(runs, truth)
+    scored = {"ce": tmp_path / "scored"}
+    _scored(scored["ce"] / "eval-test", 0.5)
+    results = _metrics_section(scored, tmp_path)
+    assert results.startswith("## Results (participant level, % (brier ×100, from 0 to 200), 95% bootstrap")
+    assert "Participant level, % (brier ×100, from 0 to 200), 95% bootstrap intervals" in " ".join(
+        against_truth.split())
+    words = " ".join(results.split())
+    assert "brier is 0 for a network sure and right, 200 for one sure and wrong" in words
+    assert "On sets of a few dozen participants or fewer the ECE is biased upwards" in words
+
+
 def test_the_figures_list_each_runs_test_split_first_as_the_tables_do(tmp_path: Path) -> None:
     """eval-holdout_manifest sorted before eval-test: each run's ROC and confusion figures came holdout first, under
     a table that lists the test split first."""
