@@ -27,8 +27,8 @@ from elr_mri.evaluation import N_BOOT
 from elr_mri.evaluation.compare import HEADLINE_METRICS, comparison_table
 from elr_mri.evaluation.evaluate import WARNINGS_KEY, one_class_balanced_accuracy
 from elr_mri.evaluation.explain import map_file_stem
-from elr_mri.evaluation.metrics import (CALIBRATION_BINS, Interval, MetricsReport, rarely_defined_note,
-                                      too_few_to_resample)
+from elr_mri.evaluation.metrics import (CALIBRATION_BINS, PRINTED_UNITS, Interval, MetricsReport,
+                                      rarely_defined_note, too_few_to_resample)
 from elr_mri.evaluation.truth import mean_paired_difference, participants_predicted_alike, rescore_against_truth
 from elr_mri.plots import plot_learning_curves, plot_memorization_comparison
 from elr_mri.simulate.disease import DIAGNOSES
@@ -170,7 +170,7 @@ def _metrics_section(runs: dict[str, Path], out: Path) -> str:
                            f"![confusion]({_relative(evaluation / 'confusion_participant.png', out)}) "
                            f"![reliability]({_relative(evaluation / 'reliability_participant.png', out)})")
     return "\n".join([
-        f"## Results (participant level, {TABLE_UNITS}, 95% bootstrap intervals over participants)",
+        f"## Results (participant level, {PRINTED_UNITS}, 95% bootstrap intervals over participants)",
         _metrics_words(runs, tables.rows),
         "",
         *tables.lines(list(runs)),
@@ -182,8 +182,6 @@ def _metrics_section(runs: dict[str, Path], out: Path) -> str:
     ])
 
 
-# the metrics tables' unit: every figure is printed ×100, and the Brier score, from 0 to 2, read as a percentage
-TABLE_UNITS = "% (brier ×100, from 0 to 200)"
 # what the metrics section's figures show, and how their participants are counted as the table counts them
 FIGURE_WORDS = (
     "Each ROC curve is drawn over scans; each confusion matrix counts participants (a participant's scans' mean "
@@ -331,7 +329,7 @@ def _truth_section(runs: dict[str, Path], truth: pd.DataFrame) -> str:
         "## Results against the true diagnosis",
         "The same predictions scored against the simulated truth (which a real cohort never has): on a noisy "
         "cohort this, not the table above, says which method learned the disease rather than the noise. Participant "
-        f"level, {TABLE_UNITS}, 95% bootstrap intervals over participants.",
+        f"level, {PRINTED_UNITS}, 95% bootstrap intervals over participants.",
         "",
         *tables.truth_lines(),
         "",

@@ -85,7 +85,8 @@ def test_a_many_class_sets_notes_name_a_few_metrics_and_the_csv_holding_them_all
 
 def test_the_printed_metrics_say_what_was_scored_their_unit_and_their_interval(capsys: pytest.CaptureFixture) -> None:
     """`evaluate` printed `accuracy 66.7 [33.3, 100.0]` under the folder's path alone: neither the unit (metrics.csv
-    holds fractions), the interval's level and kind, what was resampled, nor the set (a holdout or the test split)."""
+    holds fractions), the interval's level and kind, what was resampled, nor the set (a holdout or the test split).
+    Then "in %" alone, over a Brier score (0 to 2) printed ×100 as the others: 64.0 read as 64%."""
     from pathlib import Path
 
     import numpy as np
@@ -98,7 +99,8 @@ def test_the_printed_metrics_say_what_was_scored_their_unit_and_their_interval(c
     _print_metrics({"participant": report}, Path("run/eval-nacc"), _scored_set_words(Path("data/nacc.csv"), "test"))
     assert capsys.readouterr().out.splitlines()[:3] == [
         "results: run/eval-nacc (the holdout data/nacc.csv, against its given labels)",
-        "  in %, each figure estimate [low, high]: a 95% percentile interval over 20 bootstrap resamples of "
+        "  in % (brier ×100, from 0 to 200), each figure estimate [low, high]: a 95% percentile interval over 20 "
+        "bootstrap resamples of "
         "participants (all scans of each)",
         "  participant level (3 examples, 3 participants):"]
     assert _scored_set_words(None, "test") == "the run's test split, against its given labels"

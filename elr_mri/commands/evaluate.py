@@ -156,9 +156,11 @@ def _scored_set_words(manifest: Path | None, test_set: str) -> str:
 
 def _interval_words(report: MetricsReport) -> str:
     """How to read `estimate [low, high]`: the unit, the interval's level and kind, and what was resampled."""
+    from elr_mri.evaluation.metrics import PRINTED_UNITS
+
     drawn = "images" if report.unit == "image" else "participants (all scans of each)"
-    return (f"in %, each figure estimate [low, high]: a {100 * report.confidence:.0f}% percentile interval over "
-            f"{report.n_boot} bootstrap resamples of {drawn}")
+    return (f"in {PRINTED_UNITS}, each figure estimate [low, high]: a {100 * report.confidence:.0f}% percentile "
+            f"interval over {report.n_boot} bootstrap resamples of {drawn}")
 
 
 # auc_micro where a class is absent: defined, but every score given to that class is a negative, mostly an easy one
