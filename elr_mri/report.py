@@ -96,6 +96,13 @@ def _cohort_section(cohort: Path, settings: dict[str, Any]) -> str:
     ])
 
 
+# what the preprocessing QC figures are: a reader who never ran ANTs met "NCC" and "head-foreground Dice" unexplained
+QC_WORDS = ("NCC is the normalised cross-correlation of a registered scan with the template inside the template's "
+            "brain (1: the same image up to brightness and contrast); Dice the overlap of the scan's head with the "
+            "template's (1: the same outline). QC flags a scan for a person to look at when either is low or its NCC "
+            "lies far below the batch's (`qc_reason` in the preprocessed manifest.csv says why).")
+
+
 def _preprocess_section(processed: Path, out: Path) -> str:
     manifest = pd.read_csv(processed / "manifest.csv")
     failures = processed / "failures.csv"
@@ -105,7 +112,7 @@ def _preprocess_section(processed: Path, out: Path) -> str:
         "## Preprocessing (N4 + affine registration to MNI152, 2 mm)",
         f"{len(manifest)} scans processed, {failed} failed, {int(manifest['qc_flag'].sum())} flagged by QC. "
         f"NCC with the template: mean {manifest['qc_ncc'].mean():.3f}, lowest {manifest['qc_ncc'].min():.3f}; "
-        f"head-foreground Dice: mean {manifest['qc_mask_dice'].mean():.3f}.",
+        f"head-foreground Dice: mean {manifest['qc_mask_dice'].mean():.3f}. {QC_WORDS}",
         "",
         "Template contours over three registered scans:",
         "",

@@ -17,8 +17,8 @@ from elr_mri.engine.selection import selection_rule
 from elr_mri.evaluation.metrics import Interval
 from elr_mri.evaluation.truth import mean_paired_difference, rescore_against_truth
 from elr_mri.evaluation.compare import HEADLINE_METRICS
-from elr_mri.report import (_cohort_section, _metrics_section, _saliency_section, _training_section, _truth_section,
-                            _verdict)
+from elr_mri.report import (_cohort_section, _metrics_section, _preprocess_section, _saliency_section,
+                            _training_section, _truth_section, _verdict)
 from elr_mri.volumes.recovery import TRUTH_COLUMNS
 
 CLASSES = ["CN", "MCI", "AD"]
@@ -491,3 +491,15 @@ def test_the_age_of_a_group_of_one_scan_has_no_spread_printed_not_nan(tmp_path: 
     truth.to_csv(tmp_path / "truth.csv", index=False)
     lines = _cohort_section(tmp_path, {}).splitlines()
     assert "| nacc_sim | CN | 72.0 | 2.8 |" in lines and "| nacc_sim | AD | 95.0 | – |" in lines
+
+
+def test_the_preprocessing_qc_figures_are_said_what_they_measure(tmp_path: Path) -> None:
+    """"NCC with the template" and "head-foreground Dice" stood as bare figures, jargon a clinician reading the report
+    cannot weigh, and nothing said what QC flags."""
+    pd.DataFrame({"participant_id": ["s1", "s2"], "qc_flag": [False, True], "qc_ncc": [0.78, 0.30],
+                  "qc_mask_dice": [0.8, 0.4]}).to_csv(tmp_path / "manifest.csv", index=False)
+    section = " ".join(_preprocess_section(tmp_path, tmp_path).split())
+    assert "2 scans processed, 0 failed, 1 flagged by QC. NCC with the template: mean 0.540, lowest 0.300" in section
+    assert "NCC is the normalised cross-correlation of a registered scan with the template" in section
+    assert "Dice the overlap of the scan's head with the template's" in section
+    assert "QC flags a scan for a person to look at when either is low" in section
