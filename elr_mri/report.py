@@ -125,7 +125,8 @@ def _training_section(runs: dict[str, Path]) -> str:
     rule = selection_rule(load_run_config(next(iter(runs.values()))))  # a config.yaml cut short: one line, as evaluate
     return "\n".join([
         "## Training",
-        f"Same participant splits and seed for every method; checkpoint selection: {rule}.",
+        f"Same participant splits{_split_sizes_words(next(iter(runs.values())))} and seed for every method; "
+        f"checkpoint selection: {rule}.",
         "",
         "Training loss, and each epoch's accuracy on the validation and test splits, scan by scan against their "
         "given (noisy) labels (dashed: CE, solid: ELR):",
@@ -138,6 +139,18 @@ def _training_section(runs: dict[str, Path]) -> str:
         "![memorization](figures/memorization.png)",
         *_run_warnings(runs),
     ])
+
+
+def _split_sizes_words(run: Path) -> str:
+    """How many participants each split of `run` holds (its splits.csv), so that a checkpoint selected on the
+    validation split is read as chosen by that many participants' noisy labels (the demo's: 5); "" without the file."""
+    path = run / "splits.csv"
+    if not path.is_file():
+        return ""
+    splits = pd.read_csv(path, dtype={"participant_id": str})
+    counts = splits[splits["used"]]["split"].value_counts() if "used" in splits else splits["split"].value_counts()
+    return (f" ({counts.get('train', 0)} training, {counts.get('val', 0)} validation and {counts.get('test', 0)} test "
+            "participants)")
 
 
 def _mislabelled_count_words(runs: dict[str, Path]) -> str:

@@ -266,6 +266,18 @@ def test_the_memorization_figure_says_how_many_mislabelled_scans_its_shares_are_
     assert "(dashed: CE, solid: ELR):" in _training_section(runs)
 
 
+def test_the_training_section_says_how_many_participants_each_split_holds(tmp_path: Path) -> None:
+    """The checkpoint was said to be selected on "the validation split" with no size: at the demo's defaults that is
+    5 participants' noisy labels, which a reader could not know."""
+    run = _trained(tmp_path / "ce", {})
+    pd.DataFrame({"participant_id": [f"s{i}" for i in range(8)], "split": ["train"] * 5 + ["val", "test", "test"],
+                  "used": [True] * 7 + [False]}).to_csv(run / "splits.csv", index=False)
+    section = _training_section({"ce": run})
+    assert "Same participant splits (5 training, 1 validation and 1 test participants) and seed" in section
+    (run / "splits.csv").unlink()  # a run from before splits.csv: the sentence as it was
+    assert "Same participant splits and seed for every method; checkpoint selection:" in _training_section({"ce": run})
+
+
 def test_the_learning_curves_are_said_to_score_the_given_noisy_labels_scan_by_scan(tmp_path: Path) -> None:
     """The figure sat under no words: its test accuracy, against the test split's noisy labels and over scans, read
     as the participant-level accuracy against the truth the tables below give."""
