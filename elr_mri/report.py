@@ -21,6 +21,7 @@ import pandas as pd
 
 from elr_mri.config import load_run_config
 from elr_mri.atomic_files import atomic_write_text
+from elr_mri.engine.diagnostics import COLLAPSED_TABLE
 from elr_mri.engine.run_records import read_data_shape
 from elr_mri.engine.selection import selection_rule
 from elr_mri.evaluation import N_BOOT
@@ -609,7 +610,7 @@ def _mislabel_section(runs: dict[str, Path]) -> str:
         if found:
             right = "0" if found["precision"] is None else f"{round(found['precision'] * found['flagged'])}"
             suggesting = found.get("suggestion_true", "–")  # a run trained before it was recorded has none
-            lines.append(f"| {loss} | {_flag_source(run)} | {found['flagged']} | {right} | {suggesting} | "
+            lines.append(f"| {loss} | {_flag_source(run)}{_collapsed_words(summary)} | {found['flagged']} | {right} | {suggesting} | "
                          f"{found['truly_mislabelled']} | {_percent(found['precision'])} | "
                          f"{_percent(found['recall'])} | {_chance_precision(found, summary)} |")
     return "\n".join(lines)
@@ -621,6 +622,14 @@ def _chance_precision(found: dict[str, Any], summary: dict[str, Any]) -> str:
     its report could not say so (bench/results/mri_demo_scaling.md)."""
     scans = summary.get("train_examples")  # a run trained before it was recorded has none
     return _percent(found["truly_mislabelled"] / scans) if scans else "–"
+
+
+def _collapsed_words(summary: dict[str, Any]) -> str:
+    """Where the run warned that its last epoch collapsed onto one class (summary.json), that its table is no list
+    to re-review: the demo's ELR said so under Training while its row here read as any other, 15 flags, 5 right."""
+    if any(COLLAPSED_TABLE in warning for warning in summary.get("warnings", [])):
+        return " of a network collapsed onto one class (Training's warnings): no list to re-review"
+    return ""
 
 
 def _flag_source(run: Path) -> str:

@@ -190,6 +190,24 @@ def test_the_report_says_what_the_mislabel_tables_flags_precision_and_recall_are
         assert said in words
 
 
+def test_a_mislabel_row_of_a_collapsed_network_says_it_is_no_list_to_re_review(tmp_path) -> None:
+    """The demo's ELR collapsed onto MCI at its last epoch, and Training's warnings said its suspected_mislabels.csv
+    was no list to re-review; its row in the mislabel table read as any other (15 flagged, 5 truly mislabelled)."""
+    import json
+
+    from elr_mri.engine.diagnostics import COLLAPSED_TABLE
+    from elr_mri.report import _mislabel_section
+
+    found = {"flagged": 15, "truly_mislabelled": 12, "precision": 5 / 15, "recall": 5 / 12, "suggestion_true": 5}
+    (tmp_path / "summary.json").write_text(json.dumps(
+        {"mislabels": found, "warnings": [f"the last epoch 8 gives class MCI to 100% ...; {COLLAPSED_TABLE}"]}))
+    (tmp_path / "suspected_mislabels.csv").write_text("index,given_label,suggested_label,source\n3,0,1,elr_target\n")
+    assert ("| elr | ELR targets of a network collapsed onto one class (Training's warnings): no list to re-review | "
+            "15 | 5 |") in _mislabel_section({"elr": tmp_path})
+    (tmp_path / "summary.json").write_text(json.dumps({"mislabels": found}))
+    assert "| elr | ELR targets | 15 | 5 |" in _mislabel_section({"elr": tmp_path})
+
+
 def test_the_other_fraction_is_counted_never_below_zero() -> None:
     """1 - 4/5 - 1/5 is -5.6e-17 in floating point: metrics.csv logged a negative fraction."""
     clean = np.zeros(5, dtype=np.int64)
