@@ -45,16 +45,16 @@ def test_bad_anatomy_file_is_one_line_naming_it(tmp_path: Path, capsys: pytest.C
 def test_resume_settings_follow_the_anatomy_file_content_not_its_name(tmp_path: Path, name: str) -> None:
     """A head replaced under the same path is another cohort: finished scans of the old one must not be kept
     (for a .hdr/.img pair, a new .img under the same header too)."""
-    from elr_mri.simulate.cli import _description
+    from elr_mri.simulate.cli import _description, _Drawing
     from elr_mri.simulate.cohort import plan_cohort
 
     specs, head = plan_cohort(2, 0, 0.2, 0, 1.0), tmp_path / name
     affine = np.diag([2.0, 2.0, 2.0, 1.0])
     nib.save(nib.Nifti1Image(np.random.default_rng(0).random((20, 20, 20)).astype(np.float32), affine), head)
-    before = _description(specs, 0.2, 0, 2.0, str(head), 1.0)
+    before = _description(specs, _Drawing(0.2, 0, 2.0, str(head), 1.0))
     nib.save(nib.Nifti1Image(np.zeros((20, 20, 20), np.float32), affine), head)
-    assert _description(specs, 0.2, 0, 2.0, str(head), 1.0)["anatomy_sha256"] != before["anatomy_sha256"]
-    assert "anatomy_sha256" not in _description(specs, 0.2, 0, 2.0, "mni152", 1.0)
+    assert _description(specs, _Drawing(0.2, 0, 2.0, str(head), 1.0))["anatomy_sha256"] != before["anatomy_sha256"]
+    assert "anatomy_sha256" not in _description(specs, _Drawing(0.2, 0, 2.0, "mni152", 1.0))
 
 
 def test_an_out_that_is_a_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -95,11 +95,11 @@ def test_an_anatomy_not_in_mni_space_is_one_line_naming_it(tmp_path: Path, capsy
 def test_a_scan_an_older_simulator_finished_is_drawn_again_on_resume(tmp_path: Path) -> None:
     """The settings a resume keeps finished scans under carried no code version: a run cut short before the fix that
     draws a large head's brain whole, rerun by the fixed code, kept its clipped scans beside newly drawn ones."""
-    from elr_mri.simulate.cli import _description, _finished_scan, settings_hash
+    from elr_mri.simulate.cli import _description, _Drawing, _finished_scan, settings_hash
     from elr_mri.simulate.cohort import plan_cohort
     from preprocess.sidecar import file_sha256, write_json
 
-    description = _description(plan_cohort(2, 0, 0.2, 0, 1.0), 0.2, 0, 2.0, "mni152", 1.0)
+    description = _description(plan_cohort(2, 0, 0.2, 0, 1.0), _Drawing(0.2, 0, 2.0, "mni152", 1.0))
     older = {key: value for key, value in description.items() if key != "simulator_version"}  # as written before
     scan, record = tmp_path / "scan.nii.gz", tmp_path / "sub-0001.json"
     nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.int16), np.eye(4)), scan)

@@ -19,6 +19,7 @@ import signal
 import sys
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -48,6 +49,18 @@ MANIFEST_COLUMNS = ["participant_id", "session_id", "path", "diagnosis", "age", 
 # Below --out while a run is unfinished: one record a finished scan, what a rerun needs to keep it.
 PROGRESS = ".simulate-progress"
 LOCK = ".simulate.lock"  # held (lockf) by the simulate-cohort writing --out
+
+
+@dataclass(frozen=True)
+class _Drawing:
+    """The settings the scans are drawn and rendered with, beside the subjects' plan: what simulation.json records,
+    so what a resume must find unchanged to keep a finished scan."""
+
+    label_noise: float
+    seed: int
+    resolution_mm: float
+    anatomy: str
+    atrophy_scale: float
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,8 +145,8 @@ def simulate_cohort(out: Path, subjects: int, holdout_subjects: int | None = Non
     load_anatomy(anatomy, resolution_mm)  # fail early, and let forked workers share the cache (forked_on_linux)
     with _exclusive(out):
         _check_out(out, overwrite)  # again, under the lock: the run that held it may have finished a cohort there
-        return _write_cohort(out, specs, label_noise, seed, resolution_mm, anatomy, jobs, overwrite, atrophy_scale,
-                             progress)
+        drawing = _Drawing(label_noise, seed, resolution_mm, anatomy, atrophy_scale)
+        return _write_cohort(out, specs, drawing, jobs, overwrite, progress)
 
 
 def _check_out(out: Path, overwrite: bool) -> None:
@@ -160,16 +173,16 @@ def _exclusive(out: Path) -> Iterator[None]:
         yield
 
 
-def _write_cohort(out: Path, specs: list[SubjectSpec], label_noise: float, seed: int, resolution_mm: float,
-                  anatomy: str, jobs: int, overwrite: bool, atrophy_scale: float, progress: bool) -> pd.DataFrame:
+def _write_cohort(out: Path, specs: list[SubjectSpec], drawing: _Drawing, jobs: int, overwrite: bool,
+                  progress: bool) -> pd.DataFrame:
     """Render the planned scans (keeping those an interrupted run with the same settings finished), then the tables."""
-    description = _description(specs, label_noise, seed, resolution_mm, anatomy, atrophy_scale)
+    description = _description(specs, drawing)
     settings = settings_hash(description)
     leftovers = _unfinished_scans_outside(out, settings, {spec.relative_path for spec in specs})
     if overwrite and (out / "manifest.csv").exists():
         _remove_previous_cohort(out, {spec.relative_path for spec in specs})
     out.mkdir(parents=True, exist_ok=True)
-    tasks = [((out, anatomy, seed, resolution_mm, settings), spec) for spec in specs]
+    tasks = [((out, drawing, settings), spec) for spec in specs]
     # the bar is closed (its line ended) before an error leaves: a full disk's one line began after the bar's text
     if jobs <= 1:
         with ScanProgress(len(tasks), "simulate-cohort", progress) as shown:
@@ -231,17 +244,18 @@ def _unfinished_scans_outside(out: Path, settings: str, planned: set[str]) -> li
     return found
 
 
-def _write_scan(task: tuple[tuple[Path, str, int, float, str], SubjectSpec]) -> tuple[dict[str, float], str]:
+def _write_scan(task: tuple[tuple[Path, _Drawing, str], SubjectSpec]) -> tuple[dict[str, float], str]:
     """Render and save one scan, unless an interrupted run with the same `settings` (a hash of
     simulation.json) finished it; returns what was measured on it and its progress status, "skipped" for a
     kept scan, which took no time (runs in a worker)."""
-    (out, anatomy, seed, resolution_mm, settings), spec = task
+    (out, drawing, settings), spec = task
     path, record = out / spec.relative_path, out / PROGRESS / f"{spec.participant_id}.json"
     kept = _finished_scan(path, record, settings)
     if kept is not None:
         return kept, "skipped"
     with threadpool_limits(1):  # tiny matrix products: threads only contend with the other workers
-        image, measured = render_scan(spec, load_anatomy(anatomy, resolution_mm), seed, resolution_mm)
+        image, measured = render_scan(spec, load_anatomy(drawing.anatomy, drawing.resolution_mm), drawing.seed,
+                                      drawing.resolution_mm)
     remove_stale_temps(path.parent)
     with atomic_path(path) as temp:
         nib.save(image, temp)
@@ -276,8 +290,7 @@ def _truth_row(spec: SubjectSpec, measured: dict[str, float]) -> dict:
     return row
 
 
-def _description(specs: list[SubjectSpec], label_noise: float, seed: int, resolution_mm: float,
-                 anatomy: str, atrophy_scale: float) -> dict:
+def _description(specs: list[SubjectSpec], drawing: _Drawing) -> dict:
     counts: dict[str, dict[str, int]] = {}
     for spec in specs:
         counts.setdefault(spec.cohort, {}).setdefault(spec.true_diagnosis, 0)
@@ -287,10 +300,10 @@ def _description(specs: list[SubjectSpec], label_noise: float, seed: int, resolu
         "note": "Simulated from the anatomy below; not real patients. truth.csv is for scoring only.",
         # the code's own: a resume by a version that draws otherwise redraws the scans an older one finished
         "simulator_version": SIMULATOR_VERSION,
-        "seed": seed, "label_noise": label_noise, "resolution_mm": resolution_mm, "anatomy": anatomy,
-        "atrophy_scale": atrophy_scale,
+        "seed": drawing.seed, "label_noise": drawing.label_noise, "resolution_mm": drawing.resolution_mm,
+        "anatomy": drawing.anatomy, "atrophy_scale": drawing.atrophy_scale,
         # a file's content, not its name: another head saved under the same path is another cohort (resume)
-        **({} if anatomy in ANATOMIES else {"anatomy_sha256": scan_sha256(anatomy)}),
+        **({} if drawing.anatomy in ANATOMIES else {"anatomy_sha256": scan_sha256(drawing.anatomy)}),
         "true_class_counts": counts, "class_fractions": CLASS_FRACTIONS,
         "regions": [vars(region) for region in REGIONS],
         "sites": {name: profile.as_dict() for name, profile in SITES.items()},
