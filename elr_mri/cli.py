@@ -108,7 +108,7 @@ def _run_command(argv: list[str]) -> int:
         print(f"elr-mri {args.command}: unrecognized arguments: {' '.join(stray)}{_stray_hint(argv, stray)}",
               file=sys.stderr)
         return 2
-    _read_shipped_configs(args)
+    _use_shipped_copies(args)
     training = args.command == "train"  # the signals recorded (`terminated`, `interrupted`) are training's
     try:
         with terminating_at_safe_points() if training else sigterm_as_ctrl_c():
@@ -362,7 +362,7 @@ stopped (train); 2 a mistake in the command line, a path, a table or a config (o
 130 Ctrl-C; 141 the output's reader closed the pipe (`| head`); 143 SIGTERM."""
 
 
-def _read_shipped_configs(args: argparse.Namespace) -> None:
+def _use_shipped_copies(args: argparse.Namespace) -> None:
     """`--config` and `--mapping` given as `configs/...` where there is no such file, as after a pip install outside
     the repository: the installed copy (`shipped_copy`). After parsing, which runs argparse's types twice."""
     for name in ("config", "mapping"):
