@@ -17,7 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
-from results_file import command_line, load_line, write_report
+from results_file import command_line, load_line, repository_path, write_report
 
 from elr_mri.config import DataConfig
 from elr_mri.data import image_decoding
@@ -82,7 +82,7 @@ def main() -> None:
 
 Command: `{command_line()}`
 
-Machine: {platform.machine()}, {os.cpu_count()} cores. Folder `{_shown(args.root)}`; each round builds the data set once
+Machine: {platform.machine()}, {os.cpu_count()} cores. Folder `{repository_path(args.root)}`; each round builds the data set once
 each way (decoding every image, stacking, labels). {load_line(load_start)}
 
 | decoding | seconds, by round |
@@ -113,11 +113,6 @@ def compared(ratio: float) -> str:
     if 1 / 1.05 <= ratio <= 1.05:
         return f"as fast (within 5%: {ratio:.2f}×) as"
     return f"**{ratio:.1f}×** faster than" if ratio > 1 else f"**{1 / ratio:.1f}×** slower than"
-
-
-def _shown(path: Path) -> Path:
-    path = path.resolve()
-    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from results_file import command_line, load_line, write_report
+from results_file import command_line, load_line, repository_path, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -107,7 +107,7 @@ def _report(args: argparse.Namespace, load_start: float, alone: tuple[float, lis
 
 Command: `{command_line()}`
 
-Machine: {platform.machine()}, {device}, torch {torch.__version__}. Config `{_shown(args.config)}`{', with ' + ' '.join(args.overrides) if args.overrides else ''}.
+Machine: {platform.machine()}, {device}, torch {torch.__version__}. Config `{repository_path(args.config)}`{', with ' + ' '.join(args.overrides) if args.overrides else ''}.
 {load_line(load_start)}
 
 | way | wall s | median epoch s of each run (epochs 2..) |
@@ -123,11 +123,6 @@ Machine: {platform.machine()}, {device}, torch {torch.__version__}. Config `{_sh
 Epoch throughput side by side against alone: **{gain:.2f}×** ({args.seeds} × the median epoch alone / the median
 epoch side by side); wall time {alone_wall / together_wall:.2f}× (start-up included).
 """
-
-
-def _shown(path: Path) -> Path:
-    path = path.resolve()
-    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
 
 
 def _listed(values: list[float]) -> str:

@@ -22,9 +22,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def command_line() -> str:
     """This process's command as a shell line: `python`, the script relative to the repository, every argument."""
-    script = Path(sys.argv[0]).resolve()
-    shown = script.relative_to(ROOT) if script.is_relative_to(ROOT) else script
-    return shlex.join(["python", str(shown), *sys.argv[1:]])
+    return shlex.join(["python", str(repository_path(Path(sys.argv[0]))), *sys.argv[1:]])
+
+
+def repository_path(path: Path) -> Path:
+    """`path` relative to the repository where it lies inside it, as a report names it on any checkout; else whole."""
+    path = path.resolve()
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
 
 
 def intra_op_threads(count: int) -> str:
