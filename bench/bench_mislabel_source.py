@@ -9,7 +9,6 @@ Writes one row per setting, loss and seed to bench/results/mislabel_source.md.
 from __future__ import annotations
 
 import argparse
-import math
 import platform
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 from results_file import command_line, intra_op_threads, write_report
-from seeded_runs import add_overrides_option, checked_epochs, train_seeds
+from seeded_runs import add_overrides_option, checked_epochs, percent_or_dash, train_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -86,13 +85,9 @@ def tables_from_both_sources(run_dir: Path) -> dict[str, Any]:
 def _row(setting: str, loss: str, seed: int, run: dict[str, Any], source: str) -> str:
     found = run[source]
     return (f"| {setting} | {loss} | {seed} | {source} (epoch {found['epoch']}) "
-            f"| {found['flagged']} | {found['truly_mislabelled']} | {_percent(found['precision'])} "
-            f"| {_percent(found['recall'])} | {found['suggestion_true']} | {found['alone']} ({found['alone_wrong']}) |")
-
-
-def _percent(fraction: float) -> str:
-    """A precision of a table that flags nothing is undefined (NaN): '–', as the digits benchmark writes it."""
-    return "–" if math.isnan(fraction) else f"{100 * fraction:.1f}"
+            f"| {found['flagged']} | {found['truly_mislabelled']} | {percent_or_dash(found['precision'])} "
+            f"| {percent_or_dash(found['recall'])} | {found['suggestion_true']} "
+            f"| {found['alone']} ({found['alone_wrong']}) |")
 
 
 if __name__ == "__main__":

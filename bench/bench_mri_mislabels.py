@@ -13,7 +13,6 @@ network sees the atrophy without registration error. Writes bench/results/mri_mi
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import platform
 import sys
@@ -28,7 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 from results_file import command_line, intra_op_threads, load_line, write_report
-from seeded_runs import add_overrides_option, checked_epochs, train_seeds
+from seeded_runs import add_overrides_option, checked_epochs, percent_or_dash, train_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -128,14 +127,10 @@ def _memorised(run_dir: Path) -> dict[str, Any]:
 def _row(loss: str, seed: int, run: dict[str, Any]) -> str:
     found = run["mislabels"]
     return (f"| {loss} | {seed} | {run['train_examples']} | {found['truly_mislabelled']} | {found['flagged']} "
-            f"| {_percent(found['precision'])} | {_percent(found['recall'])} | {found['suggestion_true']} "
-            f"| {_percent(run['memorised'])} | {_percent(run['test_acc_at_best'])} ({run['best_epoch']}) "
-            f"/ {_percent(run['test_acc_last'])} |")
-
-
-def _percent(fraction: float) -> str:
-    """A table that flags nothing has no precision (NaN): '–', as the other mislabel benchmarks write it."""
-    return "–" if math.isnan(fraction) else f"{100 * fraction:.1f}"
+            f"| {percent_or_dash(found['precision'])} | {percent_or_dash(found['recall'])} "
+            f"| {found['suggestion_true']} | {percent_or_dash(run['memorised'])} "
+            f"| {percent_or_dash(run['test_acc_at_best'])} ({run['best_epoch']}) "
+            f"/ {percent_or_dash(run['test_acc_last'])} |")
 
 
 def _report(args: argparse.Namespace, epochs: int, rows: list[str], load_start: float, seconds: float) -> str:

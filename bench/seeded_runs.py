@@ -7,6 +7,7 @@ settings compared at the same s see the same noisy labels and the same split.
 from __future__ import annotations
 
 import argparse
+import math
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -64,3 +65,9 @@ def train_seeds(config: Path, overrides: list[str], seeds: int,
 def percent_mean_std(values: np.ndarray) -> str:
     """Fractions as "mean ± std" in percent points (population std, ddof 0), the form the benchmark tables use."""
     return f"{100 * values.mean():.2f} ± {100 * values.std():.2f}"
+
+
+def percent_or_dash(fraction: float) -> str:
+    """A fraction in percent points to one decimal; "–" where undefined (NaN: the precision of a table that flags
+    nothing), as the digits benchmark writes it."""
+    return "–" if math.isnan(fraction) else f"{100 * fraction:.1f}"
