@@ -480,6 +480,21 @@ def test_elr_refuses_an_index_that_holds_no_whole_numbers_in_one_line(index) -> 
     assert torch.isfinite(elr(logits, labels, [0, 1, 2, 3]))
 
 
+@pytest.mark.parametrize("perm", [torch.tensor([1.0, 0.0, 3.0, 2.0]), torch.tensor([False, True, False, False]),
+                                  [1.0, 0.0, 3.0, 2.0]], ids=["float-tensor", "bool-one-true", "float-list"])
+def test_elr_plus_refuses_a_pairing_that_holds_no_whole_numbers_in_one_line(perm) -> None:
+    """A float `perm` ended in torch's bare IndexError; a bool one picked the batch's rows as a mask, and a mask with
+    one True broadcast that example's target into every example's mixed target: a finite, wrong loss."""
+    logits, index = torch.randn(4, 3), torch.arange(4)
+    one_hot = F.one_hot(torch.tensor([0, 1, 2, 0]), 3).float()
+    plus = ELRPlusLoss(10, 3)
+    plus.update_targets(index, logits)
+    with pytest.raises(ValueError, match=r"ELRPlusLoss: perm must hold positions in the batch \(an integer dtype, as "
+                                         r"torch.randperm gives\), got .*; pass perm.long\(\)$"):
+        plus(logits, one_hot, index, perm, 0.7, step=1)
+    assert torch.isfinite(plus(logits, one_hot, index, [1, 0, 3, 2], 0.7, step=1))
+
+
 @pytest.mark.parametrize("make", [lambda: ELRLoss(10, 3), GCELoss, lambda: SCELoss(3)], ids=["elr", "gce", "sce"])
 def test_losses_refuse_labels_that_are_not_class_indices_on_the_logits_device_in_one_line(make) -> None:
     """Labels of NumPy's int32, one-hot rows, a list, or a tensor on another device than the logits failed in torch

@@ -20,7 +20,7 @@ from elr_mri.distributed import gather_rows
 
 __all__ = ["ELRLoss", "elr_regularizer", "elr_terms", "blend_rows", "update_targets", "at_least_fp32", "one_hot_rows",
            "sigmoid_rampup", "check_elr_settings", "check_batch_shapes", "check_class_count", "check_class_labels",
-           "check_index_shape", "check_table_batch", "index_rows", "PROB_CLAMP"]
+           "check_index_shape", "check_table_batch", "index_rows", "non_integer_dtype", "PROB_CLAMP"]
 
 PROB_CLAMP = 1e-4  # the official code clamps softmax to [1e-4, 1 − 1e-4] so log(1 − ⟨t, p⟩) stays finite
 
@@ -105,17 +105,20 @@ def check_index_shape(owner: str, index: Any, rows: int) -> None:
     if shape != (rows,):
         raise ValueError(f"{owner}: index must hold one data set index per example, shape ({rows},), got {shape}; "
                          f"flatten it (index.view(-1))")
-    if not _holds_integers(index):  # a float index ended in torch's IndexError; a bool one selects rows as a mask
-        dtype = index.dtype if torch.is_tensor(index) else np.asarray(index).dtype
+    dtype = non_integer_dtype(index)  # a float index ended in torch's IndexError; a bool one selects rows as a mask
+    if dtype is not None:
         raise ValueError(f"{owner}: index must hold whole data set indices (an integer dtype), got {dtype}; "
                          "pass index.long()")
 
 
-def _holds_integers(index: Any) -> bool:
-    """Whether `index`'s dtype is an integer one: its dtype only, so no device data is read."""
-    if torch.is_tensor(index):
-        return not (index.dtype.is_floating_point or index.dtype.is_complex or index.dtype == torch.bool)
-    return np.asarray(index).dtype.kind in "iu"
+def non_integer_dtype(positions: Any) -> torch.dtype | np.dtype | None:
+    """The dtype of `positions` (a tensor, a NumPy array or a list used to index rows) where it is not an integer
+    one, else None: its dtype only, so no device data is read."""
+    if torch.is_tensor(positions):
+        dtype = positions.dtype
+        return dtype if dtype.is_floating_point or dtype.is_complex or dtype == torch.bool else None
+    dtype = np.asarray(positions).dtype
+    return None if dtype.kind in "iu" else dtype
 
 
 def check_class_count(owner: str, logits: torch.Tensor, num_classes: int) -> None:

@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from elr_mri.losses.elr import (PROB_CLAMP, at_least_fp32, check_batch_shapes, check_elr_settings, check_index_shape,
-                                check_table_batch, elr_regularizer, index_rows, sigmoid_rampup, update_targets)
+                                check_table_batch, elr_regularizer, index_rows, non_integer_dtype, sigmoid_rampup,
+                                update_targets)
 
 __all__ = ["ELRPlusLoss"]
 
@@ -111,6 +112,10 @@ def _check_mixed_batch(logits: torch.Tensor, mixed_labels: torch.Tensor, perm: t
         raise ValueError(f"ELRPlusLoss: perm must pair each of the {shape[0]} examples with one other (a "
                          f"permutation of the batch, shape ({shape[0]},); without mixup torch.arange of it and "
                          f"mix_lam 1), got shape {perm_shape}")
+    dtype = non_integer_dtype(perm)  # a float perm ended in torch's IndexError; a bool one picked rows as a mask, and
+    if dtype is not None:  # with one True broadcast that row into every example's mixed target without a word
+        raise ValueError(f"ELRPlusLoss: perm must hold positions in the batch (an integer dtype, as torch.randperm "
+                         f"gives), got {dtype}; pass perm.long()")
 
 
 def _reweighted(labels: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
