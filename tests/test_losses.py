@@ -480,6 +480,16 @@ def test_elr_refuses_an_index_that_holds_no_whole_numbers_in_one_line(index) -> 
     assert torch.isfinite(elr(logits, labels, [0, 1, 2, 3]))
 
 
+def test_elr_plus_refuses_mixed_labels_on_another_device_than_the_logits_in_one_line() -> None:
+    """Mixed one-hot rows left on the CPU beside a GPU's logits failed in torch's product ("Expected all tensors to be
+    on the same device"), naming neither the loss nor the tensor to move (the meta device stands in for a GPU)."""
+    logits, index, perm = torch.randn(4, 3), torch.arange(4), torch.tensor([1, 0, 3, 2])
+    one_hot = F.one_hot(torch.tensor([0, 1, 2, 0]), 3).float()
+    with pytest.raises(ValueError, match=r"^ELRPlusLoss: mixed_labels are on meta but the logits on cpu; move them "
+                                         r"with the batch \(mixed_labels.to\(logits.device\)\)$"):
+        ELRPlusLoss(10, 3)(logits, one_hot.to("meta"), index, perm, 0.7, step=1)
+
+
 @pytest.mark.parametrize("perm", [torch.tensor([1.0, 0.0, 3.0, 2.0]), torch.tensor([False, True, False, False]),
                                   [1.0, 0.0, 3.0, 2.0]], ids=["float-tensor", "bool-one-true", "float-list"])
 def test_elr_plus_refuses_a_pairing_that_holds_no_whole_numbers_in_one_line(perm) -> None:

@@ -99,14 +99,18 @@ class ELRPlusLoss(nn.Module):
 
 def _check_mixed_batch(logits: torch.Tensor, mixed_labels: torch.Tensor, perm: torch.Tensor,
                        num_classes: int) -> None:
-    """Shapes only (no host wait). The labels are mixed one-hot rows, one per example, as wide as the logits: class
-    indices would broadcast against the log-probabilities, into a number (where the batch has as many examples as
-    there are classes) that is not the loss. The pairing names one partner per example."""
+    """Shapes, dtypes and devices only (no host wait). The labels are mixed one-hot rows, one per example, as wide as
+    the logits and on their device: class indices would broadcast against the log-probabilities, into a number (where
+    the batch has as many examples as there are classes) that is not the loss. The pairing names one partner per
+    example."""
     shape = (logits.shape[0], num_classes)
     if tuple(logits.shape) != shape or tuple(mixed_labels.shape) != shape:
         raise ValueError(f"ELRPlusLoss: logits and mixed_labels must both have shape {shape} (examples × classes; "
                          f"mixed_labels = mix_lam·one_hot + (1 − mix_lam)·one_hot[perm], not class indices), got "
                          f"{tuple(logits.shape)} and {tuple(mixed_labels.shape)}")
+    if mixed_labels.device != logits.device:  # torch's own error named neither the loss nor which tensor
+        raise ValueError(f"ELRPlusLoss: mixed_labels are on {mixed_labels.device} but the logits on {logits.device}; "
+                         f"move them with the batch (mixed_labels.to(logits.device))")
     perm_shape = tuple(perm.shape) if torch.is_tensor(perm) else np.shape(perm)  # the official code's `...`: ()
     if perm_shape != (shape[0],):
         raise ValueError(f"ELRPlusLoss: perm must pair each of the {shape[0]} examples with one other (a "
