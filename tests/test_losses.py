@@ -358,6 +358,19 @@ def test_elr_and_elr_plus_refuse_a_lambda_or_table_type_that_would_train_nonsens
         loss(10, 3, **setting)
 
 
+@pytest.mark.parametrize("loss", [ELRLoss, ELRPlusLoss])
+@pytest.mark.parametrize("sizes", [(100.0, 3), (10, 3.0), (np.float64(100), 3), (True, 3)],
+                         ids=["float-examples", "float-classes", "numpy-float", "bool"])
+def test_elr_and_elr_plus_refuse_a_table_size_that_is_no_whole_number_in_one_line(loss, sizes) -> None:
+    """A float number of examples (a split's fraction of a data set) or of classes failed in torch.zeros ("takes 1
+    positional argument but 2 were given"), naming neither the loss nor the argument; NumPy's integers still pass."""
+    got = re.escape(f"got {sizes[0]!r}, {sizes[1]!r}")
+    with pytest.raises(ValueError, match=rf"^{loss.__name__} needs num_examples and num_classes as whole numbers "
+                                         rf"\(int\), {got}; pass int\(\.\.\.\) of each$"):
+        loss(*sizes)
+    assert loss(np.int64(10), np.int32(3)).targets.shape == (10, 3)
+
+
 def test_elr_clamps_a_confident_prediction_and_renormalises_its_target_row() -> None:
     """softmax([12, 0, −3]) clamps to [1 − 1e-4, 1e-4, 1e-4], which sums to 1.0001: the target row is that
     divided by its sum (the official code's p̂/Σp̂), and both the clamp and the division move the row's digits."""

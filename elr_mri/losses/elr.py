@@ -8,6 +8,7 @@ pulling p_i towards t_i keeps the network from fitting the wrong labels later.
 from __future__ import annotations
 
 import math
+import operator
 from typing import Any
 
 import numpy as np
@@ -49,7 +50,11 @@ def check_elr_settings(owner: str, num_examples: int, num_classes: int, lam: flo
                        targets_dtype: torch.dtype = torch.float32) -> None:
     """What a target table and the ELR term need, checked once when a loss is built (ELR and ELR+). A NaN or
     infinite λ made every loss NaN or −inf from the first step; an integer table rounded every target to 0 (ELR
-    then trained plain cross-entropy without a word), a bool one to 1 (−inf)."""
+    then trained plain cross-entropy without a word), a bool one to 1 (−inf). A count that is no whole number (a float
+    N from a split's fraction) failed in torch.zeros, "takes 1 positional argument but 2 were given"."""
+    if not (_is_count(num_examples) and _is_count(num_classes)):
+        raise ValueError(f"{owner} needs num_examples and num_classes as whole numbers (int), got {num_examples!r}, "
+                         f"{num_classes!r}; pass int(...) of each")
     if num_examples <= 0 or num_classes <= 1:
         raise ValueError(f"{owner} needs num_examples > 0 and num_classes > 1, got {num_examples}, {num_classes}")
     if not (math.isfinite(lam) and lam >= 0):
@@ -59,6 +64,16 @@ def check_elr_settings(owner: str, num_examples: int, num_classes: int, lam: flo
     if not (isinstance(targets_dtype, torch.dtype) and targets_dtype.is_floating_point):
         raise ValueError(f"{owner} targets_dtype must be a torch floating-point type (torch.float32, torch.bfloat16 "
                          f"or torch.float16) to hold probabilities, got {targets_dtype!r}")
+
+
+def _is_count(value: Any) -> bool:
+    """Whether `value` is a whole number torch takes as a size: an int, NumPy's integers, an integer tensor of one
+    element (anything with `__index__`), not a float and not a bool (True would be a table of one row)."""
+    try:
+        operator.index(value)
+    except TypeError:
+        return False
+    return not isinstance(value, (bool, np.bool_))
 
 
 def check_batch_shapes(owner: str, logits: torch.Tensor, labels: torch.Tensor, index: Any = None) -> None:
