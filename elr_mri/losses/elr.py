@@ -255,6 +255,9 @@ class ELRLoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor,
                 global_batch_size: int | None = None) -> torch.Tensor:
+        """The batch mean of CE + λ·regulariser, the batch's table rows written first. ``logits``: shape (B, C);
+        ``labels``: class indices, a torch.long tensor of shape (B,) on the logits' device; ``index``: the batch's data
+        set indices, shape (B,), an integer tensor, NumPy array or list."""
         check_class_labels("ELRLoss", logits, labels)
         check_batch_shapes("ELRLoss", logits, labels, index)
         check_table_batch("ELRLoss", logits, self.targets)

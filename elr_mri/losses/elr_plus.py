@@ -61,7 +61,9 @@ class ELRPlusLoss(nn.Module):
     @torch.no_grad()
     def update_targets(self, index: torch.Tensor, other_ema_logits: torch.Tensor,
                        global_batch_size: int | None = None) -> None:
-        """Fold the other network's EMA prediction in (`elr.update_targets`: all ranks' rows under torchrun)."""
+        """Fold the other network's EMA prediction in (`elr.update_targets`: all ranks' rows under torchrun).
+        ``index``: the batch's data set indices, shape (B,); ``other_ema_logits``: the other network's EMA logits on the
+        un-mixed batch, shape (B, C)."""
         rows = index_rows(index)
         if other_ema_logits.dim() != 2 or tuple(other_ema_logits.shape) != (rows, self.num_classes):
             # one row of logits for several indices would broadcast into every one of their targets
@@ -82,6 +84,10 @@ class ELRPlusLoss(nn.Module):
         mix_lam: float,
         step: int,
     ) -> torch.Tensor:
+        """This network's loss on the mixed batch. ``logits`` and ``mixed_labels``: shape (B, C), on one device;
+        ``index``: the data set indices of the un-mixed batch, shape (B,); ``perm``: each example's mixup partner, a
+        permutation of the batch's positions, shape (B,); ``mix_lam``: the mixup weight (the pair draws max(l, 1 − l),
+        in [0.5, 1]); ``step``: this network's training steps with this one (1 at its first), λ's ramp clock."""
         check_batch_shapes("ELRPlusLoss", logits, mixed_labels, index)
         _check_mixed_batch(logits, mixed_labels, perm, self.num_classes)
         check_table_batch("ELRPlusLoss", logits, self.targets)
