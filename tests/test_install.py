@@ -267,6 +267,8 @@ def test_the_wheel_holds_every_module_and_the_configs(tmp_path: Path) -> None:
                for path in (ROOT / name).rglob("*.py")}
     configs = {f"elr_mri/{path.relative_to(ROOT).as_posix()}" for path in (ROOT / "configs").rglob("*.yaml")}
     assert modules <= names and configs <= names
+    version = _pyproject()["project"]["version"]  # nothing else: no tests/, bench/ or scripts/ beside the packages
+    assert {name.split("/")[0] for name in names} == {"elr_mri", "preprocess", f"elr_mri-{version}.dist-info"}
     folders = {f"elr_mri.configs.{path.name}" for path in (ROOT / "configs").iterdir() if path.is_dir()}
     assert folders <= set(_pyproject()["tool"]["setuptools"]["packages"]), "a configs/ folder setuptools warns of"
 
