@@ -11,4 +11,24 @@ Python", shows them at work):
 - `elr_mri.mislabels`: `suspected_mislabels`, the table of `suspected_mislabels.csv` from any target table.
 """
 
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
 __version__ = "0.1.0"
+
+
+def _own_preprocess_found() -> None:
+    """elr-mri's modules import its `preprocess` package, installed beside `elr_mri` under that plain name; a
+    preprocess.py of the user's own in the folder Python starts in (a notebook's, `python -c`) came first on sys.path,
+    and `import elr_mri.losses` failed on "No module named 'preprocess.signals'; 'preprocess' is not a package".
+    Looking it up imports nothing."""
+    own = Path(__file__).resolve().parents[1] / "preprocess" / "__init__.py"
+    found = importlib.util.find_spec("preprocess")
+    if found is not None and found.origin and own.is_file() and Path(found.origin).resolve() != own:
+        raise ImportError(f"elr_mri: `import preprocess` finds {found.origin}, which hides elr-mri's own package of "
+                          f"that name ({own.parent}); rename yours, or start Python in another folder")
+
+
+_own_preprocess_found()

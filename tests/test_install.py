@@ -290,6 +290,21 @@ def test_a_checkout_run_outside_the_project_reads_its_configs_saying_so(
     assert shipped_copy(Path("configs/absent.yaml")) == Path("configs/absent.yaml")  # left to the missing file's line
 
 
+def test_a_preprocess_module_of_the_users_own_is_named_when_it_hides_elr_mris(tmp_path: Path) -> None:
+    """elr_mri imports its `preprocess` package by that plain name: a notebook started in a folder holding a
+    preprocess.py of its own failed on `import elr_mri.losses` with "No module named 'preprocess.signals';
+    'preprocess' is not a package". A folder named preprocess without __init__.py (a data folder) hides nothing."""
+    (tmp_path / "own").mkdir()
+    (tmp_path / "own" / "preprocess.py").write_text("")
+    (tmp_path / "data" / "preprocess").mkdir(parents=True)
+    hidden = subprocess.run([sys.executable, "-c", "import elr_mri.losses"], cwd=tmp_path / "own",
+                            capture_output=True, text=True)
+    assert hidden.returncode == 1 and hidden.stderr.splitlines()[-1] == (
+        f"ImportError: elr_mri: `import preprocess` finds {tmp_path / 'own' / 'preprocess.py'}, which hides elr-mri's "
+        f"own package of that name ({ROOT / 'preprocess'}); rename yours, or start Python in another folder")
+    subprocess.run([sys.executable, "-c", "import elr_mri, preprocess.user_errors"], cwd=tmp_path / "data", check=True)
+
+
 @pytest.mark.slow
 def test_an_installed_elr_mri_trains_from_a_shipped_config_outside_the_repository(tmp_path: Path) -> None:
     """The wheel installed (not editable) into a new venv that reads this one's dependencies, run from a folder
