@@ -6,10 +6,11 @@ the checkout (../shared) is found from `checkout_root`."""
 
 from __future__ import annotations
 
+import difflib
 import sys
 from pathlib import Path
 
-__all__ = ["checkout_root", "shipped_copy"]
+__all__ = ["checkout_root", "nearest_own_config", "shipped_copy"]
 
 
 def checkout_root(module: Path = Path(__file__)) -> Path | None:
@@ -41,3 +42,15 @@ def shipped_copy(path: Path) -> Path:
         return path
     print(f"note: no {path} in {Path.cwd()}; reading {which}, {copy}", file=sys.stderr)
     return copy
+
+
+def nearest_own_config(path: Path) -> str:
+    """For a relative `configs/...` file found neither here nor among elr-mri's own, words for its not-found line:
+    the folder of elr-mri's own configs and the nearest name there. A misspelt `configs/digits/elr_sym4.yaml` from a
+    pip install said only "config file not found", not where the configs it ships are."""
+    if path.is_absolute() or path.parts[:1] != ("configs",):
+        return ""
+    folder, _ = _own_configs()
+    names = sorted(found.relative_to(folder).as_posix() for found in folder.rglob("*.yaml"))
+    near = difflib.get_close_matches(Path(*path.parts[1:]).as_posix(), names, n=1)
+    return f"; elr-mri's own configs are in {folder}" + (f", the nearest: configs/{near[0]}" if near else "")

@@ -290,6 +290,23 @@ def test_a_checkout_run_outside_the_project_reads_its_configs_saying_so(
     assert shipped_copy(Path("configs/absent.yaml")) == Path("configs/absent.yaml")  # left to the missing file's line
 
 
+def test_a_misspelt_config_of_elr_mris_own_is_refused_naming_where_they_are_and_the_nearest(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run from a folder of one's own (a pip install's or this checkout's), `--config configs/digits/elr_sym4.yaml`
+    said "config file not found" alone: neither where elr-mri's configs are nor the name meant."""
+    from elr_mri.config import ConfigError, load_config
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as info:
+        load_config("configs/digits/elr_sym4.yaml")
+    assert str(info.value) == (f"config file not found: configs/digits/elr_sym4.yaml (pass an existing YAML file to "
+                               f"--config; elr-mri's own configs are in {ROOT / 'configs'}, the nearest: "
+                               f"configs/digits/elr_sym40.yaml)")
+    with pytest.raises(ConfigError, match=r"^config file not found: my/run.yaml \(pass an existing YAML file to "
+                                          r"--config\)$"):
+        load_config("my/run.yaml")
+
+
 def test_a_preprocess_module_of_the_users_own_is_named_when_it_hides_elr_mris(tmp_path: Path) -> None:
     """elr_mri imports its `preprocess` package by that plain name: a notebook started in a folder holding a
     preprocess.py of its own failed on `import elr_mri.losses` with "No module named 'preprocess.signals';

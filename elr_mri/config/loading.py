@@ -10,6 +10,7 @@ from elr_mri.config.checks import check_each_value, refuse_contradictions
 from elr_mri.config.coercion import build_section
 from elr_mri.config.schema import ConfigError, RunConfig
 from elr_mri.config.strict_yaml import apply_overrides, read_yaml_file
+from elr_mri.shipped import nearest_own_config
 
 # The key under which a run's config.yaml, its summary.json and an evaluation's summary.json record, in words, how the
 # scored checkpoint was chosen; its presence marks a config.yaml `elr-mri train` wrote.
@@ -40,7 +41,8 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
         example = _config_in(path)
         raise ConfigError(f"--config {path} is a folder; pass a YAML file" + (f", e.g. {example}" if example else ""))
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path} (pass an existing YAML file to --config)")
+        raise ConfigError(f"config file not found: {path} (pass an existing YAML file to --config"
+                          f"{nearest_own_config(path)})")
     raw = read_yaml_file(path) or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections (data:, model:, ...)")
