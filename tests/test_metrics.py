@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import astuple
 
 import numpy as np
@@ -542,3 +543,56 @@ def test_percentiles_of_columns_every_resample_defines_are_those_nanpercentile_g
         with np.errstate(all="ignore"), pytest.warns(RuntimeWarning, match="All-NaN slice"):
             expected = np.nanpercentile(values, q, axis=0)
         assert _percentiles(values, q).tobytes() == expected.tobytes()
+
+
+def test_top5_accuracy_is_left_out_at_exactly_five_classes_where_it_is_always_1() -> None:
+    """Five classes are all among any row's five likeliest: top-5 accuracy would read 1 whatever the model."""
+    labels, proba = _resampled_set(60, 6, False, seed=1)
+    five = proba[:, :5] / proba[:, :5].sum(1, keepdims=True)
+    assert "top5_accuracy" not in point_metrics(labels % 5, five, 5)
+    assert "top5_accuracy" in point_metrics(labels, proba, 6)
+
+
+def test_a_negative_label_is_refused_not_scored_as_the_last_class() -> None:
+    """NumPy reads index -1 as the last class: unrefused, a -1 (an unknown diagnosis code) would count as an AD."""
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\)"):
+        evaluate_predictions([0, -1], np.ones((2, 3)) / 3, ["a", "b"], CLASSES)
+
+
+def test_a_metric_no_resample_defines_gives_no_interval_and_no_numpy_warning() -> None:
+    """A holdout without AD has no AD AUC in any resample: its interval is NaN, said by the report, not by NumPy's
+    'All-NaN slice' warning printed under the command's own lines."""
+    labels = np.array([0, 1] * 10)
+    proba = np.tile([0.5, 0.3, 0.2], (len(labels), 1))
+    people = np.arange(len(labels)).astype(str)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        auc_ad = bootstrap_metrics(labels, proba, people, CLASSES, n_boot=50).metrics["auc_AD"]
+    assert np.isnan([auc_ad.estimate, auc_ad.low, auc_ad.high]).all() and auc_ad.resamples == 0
+
+
+def test_a_row_of_positive_scores_a_hundredth_short_of_1_is_refused_as_no_distribution() -> None:
+    """A row summing to 0.99 (a class's probability left out, scores scaled otherwise) lies ten times the rounding
+    tolerance from 1: no softmax wrote it, and its AUCs would rank it among true probabilities. Its 0 is no negative
+    entry to name."""
+    proba = np.array([[0.6, 0.39, 0.0], [0.2, 0.6, 0.2]])
+    with pytest.raises(ValueError, match=r"1 of 2 probability rows are not probabilities \(first: row 0, participant "
+                                         r"a, summing to 0.99\)"):
+        evaluate_predictions([0, 1], proba, ["a", "b"], CLASSES)
+
+
+def test_a_row_summing_to_1_with_a_negative_entry_is_refused_as_no_distribution() -> None:
+    """1.2, -0.2, 0 sums to 1 but holds a negative probability: scores, not a distribution, however they add up."""
+    proba = np.array([[1.2, -0.2, 0.0], [0.2, 0.6, 0.2]])
+    with pytest.raises(ValueError, match=r"1 of 2 probability rows are not probabilities \(first: row 0, participant "
+                                         r"a, summing to 1, its least -0.2\)"):
+        evaluate_predictions([0, 1], proba, ["a", "b"], CLASSES)
+
+
+def test_probabilities_holding_an_infinity_are_refused_as_not_numbers() -> None:
+    """An overflowed forward pass gives inf as readily as NaN; neither is a probability to score."""
+    proba = np.full((3, 3), 1 / 3)
+    proba[2, 1] = np.inf
+    with pytest.raises(ValueError, match=r"1 of 3 probability rows are not numbers \(NaN or inf; first: row 2, "
+                                         r"participant c\)"):
+        evaluate_predictions([0, 0, 1], proba, ["a", "b", "c"], CLASSES)
