@@ -14,6 +14,7 @@ from elr_mri.data.noise import (
     inject_noise,
     load_human_labels,
     load_transition_matrix,
+    require_cifar10_classes,
     torch_allows_named_globals,
     transition_matrix,
 )
@@ -127,6 +128,7 @@ def test_deterministic_mask_consistent_input_untouched(mode):
     [
         (np.eye(3), "must be 10×10"),
         (np.full((10, 10), 0.2), "row 0 sums to 2"),
+        (np.diag([1.0] * 3 + [0.99] + [1.0] * 6), "row 3 sums to 0.99"),  # a probability rounded down: 1% lost
         # the check's own words: numpy refuses such a row too, but only in a class that has examples
         (np.eye(10) * 2 - np.full((10, 10), 0.1), "transition matrix has negative entries"),
     ],
@@ -148,6 +150,8 @@ def test_bad_mode_rate_and_labels_are_value_errors():
         inject_noise(np.arange(10), "symmetric", 1.5, 10, seed=0)
     with pytest.raises(ValueError, match=r"\[0, 10\)"):
         inject_noise(np.arange(11), "symmetric", 0.4, 10, seed=0)
+    with pytest.raises(ValueError, match=r"\[0, 10\), got -1\.\.9"):  # NumPy would index -1 as the last class
+        inject_noise(np.arange(-1, 10), "pair", 0.4, 10, seed=0)
     for mode in ("asymmetric_cifar10", "asymmetric_cifar10_official"):
         with pytest.raises(ValueError, match=f"'{mode}' needs 10 classes"):
             inject_noise(np.arange(5), mode, 0.4, 5, seed=0)
@@ -232,6 +236,7 @@ def test_human_labels_that_are_no_class_numbers_are_refused_naming_file_and_key(
     ([0.0, np.nan, 1.0], r"'clean_label' holds nan at position 1 \(1 such\), not a class number"),
     (["0", "1", "0"], r"'clean_label' holds <U1 values, not class numbers"),
     ([0, 1], r"'clean_label' holds 2 labels and 'worse_label' 3, where both label the release's training images"),
+    ([0, 1, 0, 1], r"'clean_label' holds 4 labels and 'worse_label' 3, where both label the release's training"),
 ])
 def test_a_damaged_clean_label_beside_the_human_labels_is_refused_naming_file_and_key(tmp_path, clean, refusal):
     """The file's clean_label, which checks the images' order, was used unchecked: a NaN stopped training with
@@ -281,6 +286,8 @@ def test_cifar100n_coarse_labels_are_refused_for_the_fine_classes(tmp_path):
     config = NoiseConfig(mode="human", human_labels=str(tmp_path / "human.npz"), human_key="noisy_coarse_label")
     with pytest.raises(ValueError, match=r"coarse .* cannot label the 100 classes of this data set; use noisy_label"):
         apply_noise_config(config, np.zeros(2, dtype=np.int64), 100)
+    with pytest.raises(ValueError, match=r"coarse .* cannot label the 10 classes of this data set"):
+        apply_noise_config(config, np.zeros(2, dtype=np.int64), 10)  # nor CIFAR-10's: only 20 superclasses
 
 
 def test_noise_config_transition_reads_csv_and_npy(tmp_path):
@@ -382,3 +389,14 @@ def test_symmetric_noise_falls_on_every_class_of_a_set_sorted_by_class():
     by_class = np.repeat(np.arange(10), 1000)
     _, changed = inject_noise(by_class, "symmetric", 0.4, 10, seed=0)
     np.testing.assert_allclose([changed[by_class == c].mean() for c in range(10)], 0.36, atol=0.05)
+
+
+@pytest.mark.parametrize("mode", ["asymmetric_cifar10", "asymmetric_cifar10_official"])
+def test_both_cifar10_asymmetric_modes_need_cifar10s_classes_in_its_order(mode):
+    """Each flips truck→automobile, bird→airplane, deer→horse, cat↔dog by class position: on other classes, or on
+    CIFAR-10's in another order, the same positions would flip other pairs."""
+    cifar10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    require_cifar10_classes(NoiseConfig(mode=mode, rate=0.4), cifar10)
+    for names in ([f"c{k}" for k in range(10)], sorted(cifar10, reverse=True)):
+        with pytest.raises(ValueError, match=f"noise mode '{mode}' flips CIFAR-10's classes by position"):
+            require_cifar10_classes(NoiseConfig(mode=mode, rate=0.4), names)
