@@ -157,6 +157,16 @@ def test_sce_is_weighted_ce_plus_reverse_ce() -> None:
     rce = -(p[1] + p[2]) * math.log(1e-4)  # log of the one-hot's zeros, clamped to 1e-4
     expected = 0.1 * -math.log(p[0]) + 1.0 * rce
     assert SCELoss(3, alpha=0.1, beta=1.0)(logits, labels).item() == pytest.approx(expected, rel=1e-5)
+    # a weight of 0 leaves the other term alone: RCE alone, or plain CE (SCE's ablations)
+    assert SCELoss(3, alpha=0.0, beta=1.0)(logits, labels).item() == pytest.approx(rce, rel=1e-5)
+    assert SCELoss(3, alpha=1.0, beta=0.0)(logits, labels).item() == pytest.approx(-math.log(p[0]), rel=1e-5)
+    # a batch's loss is the mean of its examples' losses, both terms alike
+    pair = SCELoss(3, alpha=0.1, beta=1.0)(torch.tensor([[1.0, 2.0, 0.0], [0.0, 0.0, 0.0]]), torch.tensor([0, 2]))
+    uniform_rce = -(2 / 3) * math.log(1e-4)
+    assert pair.item() == pytest.approx((expected + 0.1 * math.log(3) + uniform_rce) / 2, rel=1e-5)
+    # the config's sce_alpha weighs the CE term, its sce_beta the reverse one
+    built = build_loss(LossConfig(name="sce", sce_alpha=0.0, sce_beta=1.0), 5, 3)
+    assert built(logits, labels).item() == pytest.approx(rce, rel=1e-5)
 
 
 @pytest.mark.parametrize("setting", [{"num_classes": 1}, {"alpha": math.nan}, {"alpha": math.inf}, {"beta": -1.0}])
@@ -182,6 +192,7 @@ def test_ce_equals_torch_cross_entropy() -> None:
 
 def test_sigmoid_rampup_shape() -> None:
     assert sigmoid_rampup(0, 100) == pytest.approx(math.exp(-5))
+    assert sigmoid_rampup(-30, 100) == pytest.approx(math.exp(-5))  # clipped to the ramp's start, as Laine & Aila's
     assert sigmoid_rampup(50, 100) == pytest.approx(math.exp(-5 * 0.25))
     assert sigmoid_rampup(100, 100) == 1.0 == sigmoid_rampup(500, 100) == sigmoid_rampup(3, 0)
 
@@ -337,7 +348,7 @@ def test_elr_plus_takes_the_official_codes_list_of_indices_and_refuses_its_ellip
 
 
 @pytest.mark.parametrize("make", [lambda: ELRPlusLoss(0, 3), lambda: ELRPlusLoss(10, 1),
-                                  lambda: ELRPlusLoss(10, 3, lam=-1.0), lambda: ELRPlusLoss(10, 3, coef_step=-5),
+                                  lambda: ELRPlusLoss(10, 3, lam=-1.0), lambda: ELRPlusLoss(10, 3, coef_step=-1),
                                   lambda: ELRLoss(10, 3, lam=-1.0)])
 def test_elr_and_elr_plus_refuse_settings_out_of_range(make) -> None:
     with pytest.raises(ValueError, match="must be|needs"):
