@@ -279,6 +279,10 @@ def test_a_human_label_file_longer_than_a_whole_data_set_is_not_called_a_partial
                                          r"in part\?\)"):  # an image missing between others: the folder lacks it
         apply_noise_config(config, np.array([0, 1, 1, 0, 1]), 2, original_index=np.array([0, 1, 3, 4, 5]),
                            release_index=np.array([0, 1, 3, 4, 5]))
+    with pytest.raises(ValueError, match=r"but 3 of them are not in the data set \(e.g. original index 2; extracted "
+                                         r"in part\?\)"):  # one missing between others, two after: still a part
+        apply_noise_config(config, np.array([0, 1, 1]), 2, original_index=np.array([0, 1, 3]),
+                           release_index=np.array([0, 1, 3]))
 
 
 def test_cifar100n_coarse_labels_are_refused_for_the_fine_classes(tmp_path):
