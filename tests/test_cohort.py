@@ -17,6 +17,7 @@ from elr_mri.data.importers import (
     adni_diagnosis,
     adni_participant_key,
     adni_session_key,
+    has_usable_status,
     import_adnimerge,
     import_mapped_table,
     load_mapping,
@@ -405,6 +406,55 @@ def test_adni_diagnoses_are_read_in_any_case():
     assert np.isnan(adni_diagnosis("probable AD"))
 
 
+def test_a_blank_years_since_baseline_of_a_follow_up_visit_leaves_no_age_not_the_baseline_age():
+    """Only the baseline is year 0 by definition; a blank Years_bl at m12 is an unknown time since baseline, and
+    AGE + 0 there would be the baseline age, a year too young."""
+    adnimerge = pd.DataFrame({"PTID": ["011_S_0001", "011_S_0001"], "VISCODE": ["bl", "m12"], "DX": "CN",
+                              "DX_bl": "CN", "AGE": "70", "Years_bl": ["", ""]})
+    scans = pd.DataFrame({"participant_id": "011_S_0001", "session_id": ["bl", "m12"], "path": ["a", "b"]})
+    ages = import_adnimerge(adnimerge, scans).manifest.set_index("session_id")["age"]
+    assert ages["bl"] == 70.0 and np.isnan(ages["m12"])
+
+
+def test_a_code_written_as_a_float_is_its_integer_code_negative_ones_included():
+    """A column re-saved as floats writes NACC's missing-data code -4 as -4.0, which must still meet a mapping's -4."""
+    given = (-4.0, "-4.0", "3.0", 3.0, " 7 ", "2.5")
+    assert [importers._code(value) for value in given] == ["-4", "-4", "3", "3", "7", "2.5"]
+
+
+def test_a_tab_or_tsv_table_is_read_tab_separated():
+    assert [importers._column_separator(Path(f"t.{suffix}")) for suffix in ("tab", "tsv", "csv", "txt")] == [
+        "\t", "\t", ",", ","]
+
+
+def test_a_visit_window_of_0_days_is_allowed_and_a_negative_one_refused():
+    """0 days takes only a visit on the scan's very day: strict, not wrong; the message says "0 or more"."""
+    mapping = {"columns": {"visit_date": "VISITDATE"}, "visit_window_days": 0}
+    importers._require_visit_window(Path("m.yaml"), mapping)
+    with pytest.raises(ValueError, match="visit_window_days must be a number of days, 0 or more"):
+        importers._require_visit_window(Path("m.yaml"), {**mapping, "visit_window_days": -1})
+
+
+def test_a_mapping_may_name_the_classes_in_any_case():
+    """Manifests read CN, MCI and AD in any case, so a mapping writing them 'cn', 'Mci', 'ad' names the stages."""
+    diagnoses = {1: "cn", 2: "Mci", 3: "ad"}
+    assert importers._mapped_classes(Path("m.yaml"), diagnoses) == {"cn", "Mci", "ad"}
+
+
+def test_a_status_is_usable_in_any_case_and_with_spaces_around():
+    """A hand-edited manifest's ' done' or 'OK ' is the status preprocess wrote, not a failed scan."""
+    statuses = pd.Series([" done", "OK ", "Skipped", "failed", " failed ", np.nan])
+    assert has_usable_status(statuses).tolist() == [True, True, True, False, False, False]
+
+
+def test_each_adni_diagnosis_spelling_reads_as_its_stage():
+    """ADNIMERGE's DX_bl and DX spellings by ADNI's criteria: significant memory concern is cognitively normal, early
+    and late MCI are both MCI, dementia is AD; a visit's change ("MCI to Dementia") counts as the stage reached."""
+    stages = {"CN": "CN", "NL": "CN", "SMC": "CN", "EMCI": "MCI", "LMCI": "MCI", "MCI": "MCI", "Dementia": "AD",
+              "AD": "AD", "NL to MCI": "MCI", "MCI to Dementia": "AD", "MCI to NL": "CN"}
+    assert {given: adni_diagnosis(given) for given in stages} == stages
+
+
 def test_import_adnimerge_reads_sex_in_any_spelling_and_keeps_the_scans_own_without_ptgender():
     """`male` and `Female ` came out empty, unreported; a table without PTGENDER erased the scans' own sex."""
     scans = pd.DataFrame({"participant_id": ["011_S_0002", "022_S_0007", "033_S_0009"], "session_id": "bl",
@@ -529,6 +579,22 @@ def test_a_scan_named_by_its_mri_date_takes_the_uds_visit_nearest_in_time_within
         "ses-20121201": "without a clinical visit within 180 days of its date (the nearest, 2013-06-01, is 182 days "
                         "after it; the mapping's visit_window_days sets the limit)",
         "ses-20150202": "without a clinical visit whose date can be read (the mapping's columns.visit_date)"}
+
+
+def test_a_scan_exactly_the_window_from_its_visit_takes_that_visit():
+    """visit_window_days is the most days between a scan and its visit, so 180 days is within 180 (2012-06-01 to
+    2012-11-28)."""
+    scans = pd.DataFrame({"participant_id": ["NACC000002"], "session_id": ["ses-20121128"], "path": ["a"]})
+    result = import_mapped_table(UDS, scans, NACC_MAPPING)
+    assert result.manifest["days_from_visit"].tolist() == [180] and result.dropped.empty
+
+
+def test_a_dated_scan_between_two_visits_as_near_takes_the_earlier_whatever_the_tables_row_order():
+    """2008-07-12 is 5 days after NACC000003's visit 1 (2008-07-07, CN) and 5 before its visit 2 (AD)."""
+    scans = pd.DataFrame({"participant_id": ["NACC000003"], "session_id": ["ses-20080712"], "path": ["a"]})
+    later_first = UDS.iloc[::-1].reset_index(drop=True)
+    manifest = import_mapped_table(later_first, scans, NACC_MAPPING).manifest
+    assert manifest[["diagnosis", "days_from_visit"]].values.tolist() == [["CN", 5]]
 
 
 def test_a_scan_named_by_its_date_is_given_its_age_at_the_scan_not_at_its_visit():
