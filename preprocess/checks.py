@@ -182,6 +182,9 @@ def _read_voxels(path: Path, img: nib.spatialimages.SpatialImage) -> np.ndarray:
 
 def _require_a_head(path: Path, img: nib.spatialimages.SpatialImage, data: np.ndarray) -> None:
     """Refuse voxels that are no head volume: not 3D, too thin, not finite, all equal, or overflowed integers."""
+    if 0 in data.shape:  # nibabel reads a header's dim[0] = 0 (or an axis of 0) as no voxels at all
+        raise ScanError(path, f"has shape {data.shape}: its header declares no dimensions (dim[0] or an axis is 0, "
+                        "a damaged header)", "re-convert the scan from DICOM (e.g. `dcm2niix -z y`) or re-download it")
     if data.ndim != 3:
         fix = ("pass a single 3D T1 (split 4D series with `fslsplit` or nibabel)" if data.ndim > 3 else
                "pass the full 3D T1, not a single slice")

@@ -106,6 +106,14 @@ def _claims_a_huge_shape(path):
     return path
 
 
+def _no_dimensions(path):
+    """A head whose header's dim[0] (the number of axes) was zeroed: nibabel reads it as shape (0,)."""
+    _save(_head(), path)
+    header = bytearray(path.read_bytes())
+    header[40:42] = (0).to_bytes(2, "little")  # dim[0], the first short of NIfTI-1's dim field at byte 40
+    return _write(path, bytes(header))
+
+
 def _int16(data, path, scaled=False):
     """A head saved as int16: unscaled, as converters write it, or with the slope and intercept nibabel picks."""
     img = nib.Nifti1Image(np.asarray(data, dtype=np.float32 if scaled else np.int16), np.eye(4))
@@ -139,6 +147,8 @@ def _head(shape=(32, 40, 36)):
     (lambda p: _save(np.ones((64, 64)), p / "slice.nii.gz"), "expected a 3D volume; pass the full 3D T1, not a"),
     (lambda p: _save(np.ones((32, 32, 32, 2)), p / "series.nii.gz"), "expected a 3D volume; pass a single 3D T1"),
     (lambda p: _save(np.ones((32, 32, 32, 1, 2)), p / "series5d.nii.gz"), "expected a 3D volume"),
+    (lambda p: _no_dimensions(p / "nodims.nii"), "has shape (0,): its header declares no dimensions (dim[0] or an "
+                                                 "axis is 0, a damaged header); re-convert the scan"),
     (lambda p: _save(np.ones((64, 64, 4)), p / "slab.nii.gz"), "too thin"),
     (lambda p: _save(np.full((32, 32, 32), np.nan), p / "nan.nii.gz"), "NaN/inf"),
     (lambda p: _save(np.zeros((32, 32, 32)), p / "empty.nii.gz"), "empty"),
