@@ -167,7 +167,8 @@ def _read_voxels(path: Path, img: nib.spatialimages.SpatialImage) -> np.ndarray:
                         "intensities (a rendering or screenshot?)", "pass the grey-scale T1 as converted from "
                         "DICOM, e.g. `dcm2niix -z y`")
     try:
-        data = np.asanyarray(img.dataobj, dtype=np.float32)
+        with np.errstate(over="ignore"):  # a scaling that overflows gives inf voxels, refused below in one line
+            data = np.asanyarray(img.dataobj, dtype=np.float32)
     except MemoryError:
         size = np.prod(img.shape, dtype=float) * 4 / 2**30
         raise ScanError(path, f"declares {img.shape} voxels, {size:.1f} GiB as float32, more than this machine could "
@@ -194,14 +195,24 @@ def _require_a_head(path: Path, img: nib.spatialimages.SpatialImage, data: np.nd
                         "pass the full 3D T1, not a slice or localiser")
     if not np.isfinite(data).all():
         bad = int((~np.isfinite(data)).sum())
-        raise ScanError(path, f"has {bad} NaN/inf voxels",
-                        "re-export the scan; NaNs usually come from a failed upstream step")
+        raise ScanError(path, f"has {bad} NaN/inf voxels", _nonfinite_fix(img))
     if float(data.max()) <= float(data.min()):
         raise ScanError(path, "is empty (all voxels equal)", "check the export; the volume holds no image")
     wrapped = _wrapped_integers(img, data)
     if wrapped:
         raise ScanError(path, wrapped, "re-export the scan as float32 or uint16 (unsigned values saved as signed: "
                         "add 65536 to the negative ones)")
+
+
+def _nonfinite_fix(img: nib.spatialimages.SpatialImage) -> str:
+    """The fix for NaN/inf voxels: where the stored voxels are finite, the header's scaling made them infinite (a
+    scl_slope of 1e38 overflows float32), and blaming an upstream step sent the user to look for one."""
+    proxy = img.dataobj
+    slope, inter = getattr(proxy, "slope", 1.0), getattr(proxy, "inter", 0.0)
+    if (slope, inter) != (1.0, 0.0) and np.isfinite(np.asanyarray(proxy.get_unscaled())).all():
+        return (f"its stored voxels are finite, but the header's scaling (scl_slope {slope:g}, scl_inter {inter:g}) "
+                "overflows them: fix scl_slope/scl_inter (e.g. nibabel's `header.set_slope_inter`) or re-export")
+    return "re-export the scan; NaNs usually come from a failed upstream step"
 
 
 def _usable_affine(path: Path, img: nib.spatialimages.SpatialImage) -> np.ndarray:

@@ -114,6 +114,14 @@ def _no_dimensions(path):
     return _write(path, bytes(header))
 
 
+def _overflowing_slope(path):
+    """An int16 head whose header's scl_slope is 1e38: the stored voxels are finite, the scaled ones overflow."""
+    _int16((_head() * 1000).astype(np.int16), path)
+    header = bytearray(path.read_bytes())
+    header[112:116] = np.float32(1e38).tobytes()  # scl_slope, a float at byte 112 of a NIfTI-1 header
+    return _write(path, bytes(header))
+
+
 def _int16(data, path, scaled=False):
     """A head saved as int16: unscaled, as converters write it, or with the slope and intercept nibabel picks."""
     img = nib.Nifti1Image(np.asarray(data, dtype=np.float32 if scaled else np.int16), np.eye(4))
@@ -151,6 +159,8 @@ def _head(shape=(32, 40, 36)):
                                                  "axis is 0, a damaged header); re-convert the scan"),
     (lambda p: _save(np.ones((64, 64, 4)), p / "slab.nii.gz"), "too thin"),
     (lambda p: _save(np.full((32, 32, 32), np.nan), p / "nan.nii.gz"), "NaN/inf"),
+    (lambda p: _overflowing_slope(p / "slope.nii"), "NaN/inf voxels; its stored voxels are finite, but the header's "
+                                                   "scaling (scl_slope 1e+38, scl_inter 0) overflows them: fix"),
     (lambda p: _save(np.zeros((32, 32, 32)), p / "empty.nii.gz"), "empty"),
     (lambda p: _singular_affine(p / "flat.nii.gz"), "affine"),
     (lambda p: _unoriented(nib.Nifti1Image, p / "nocodes.nii.gz"), "no orientation (qform_code and sform_code"),
