@@ -173,6 +173,7 @@ def read_inputs(source: str | Path) -> pd.DataFrame:
                          f"{list(REQUIRED)}")
     if table.empty and source.is_dir():
         _refuse_scans_outside_bids(source)
+        _refuse_folder_named_as_table(source)
     if table.empty:
         raise InputError(f"{source}: no scans listed; add rows (or *_T1w.nii.gz files under sub-*/ses-*/anat)")
     bad_ids = table[table[["participant_id", "session_id"]].apply(
@@ -272,6 +273,17 @@ def _refuse_scans_outside_bids(root: Path) -> None:
                      f"an ADNI download's folders are not); list them in a CSV table (columns {', '.join(REQUIRED)}; "
                      "one T1 per session) or convert the download to BIDS (Clinica's `clinica convert adni-to-bids`), "
                      "and pass that to --input")
+
+
+def _refuse_folder_named_as_table(root: Path) -> None:
+    """A folder named x.csv (an unzipped x.csv.zip, Spark's folder of part-*.csv files) holding no BIDS scans: said
+    as such, where "no scans listed" made the user look for missing rows in a table that was never read."""
+    if root.suffix.lower() not in (".csv", ".tsv", ".tab", ".txt"):
+        return
+    tables = sorted(root.glob(f"*{root.suffix}"))
+    inside = f"pass the table inside it (e.g. {tables[0]})" if tables else "pass the CSV file itself"
+    raise InputError(f"{root}: is a folder named like a table ({root.suffix}), not a CSV file, and holds no BIDS scans; "
+                     f"{inside}")
 
 
 def _resolved(path: str, base: Path) -> str:

@@ -632,6 +632,19 @@ def test_a_scan_in_capitals_or_a_dicom_file_as_input_is_named_as_a_scan(tmp_path
                                        f"{first}list the scan in a CSV and pass that\n")
 
 
+@pytest.mark.parametrize("inside, advice", [
+    (None, "pass the CSV file itself"), ("part-00000.csv", "pass the table inside it (e.g. {folder}/part-00000.csv)")])
+def test_a_folder_named_like_a_table_as_input_is_said_to_be_one(tmp_path, capsys, inside, advice):
+    """An unzipped x.csv.zip or Spark's folder of part-*.csv files, read as a BIDS folder, was "no scans listed"."""
+    folder = tmp_path / "x.csv"
+    folder.mkdir()
+    if inside:
+        (folder / inside).write_text("participant_id,session_id,path\n")
+    assert main(["--input", str(folder), "--output", str(tmp_path / "out"), *FAST]) == 2
+    assert capsys.readouterr().err == (f"elr-mri preprocess: error: {folder}: is a folder named like a table (.csv), "
+                                       f"not a CSV file, and holds no BIDS scans; {advice.format(folder=folder)}\n")
+
+
 def test_a_path_cell_with_trailing_blanks_names_the_scan(tmp_path):
     (tmp_path / "x.csv").write_text("participant_id,session_id,path\nsub-a,ses-M00,a.nii.gz \n")
     assert read_inputs(tmp_path / "x.csv")["resolved_path"][0] == str(tmp_path / "a.nii.gz")
