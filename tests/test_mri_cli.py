@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import signal
@@ -937,6 +938,24 @@ def test_import_cohort_joins_adnimerge_to_scans(tmp_path: Path, cli_in_process: 
     result = cli_in_process(*importer, "--out", str(tmp_path / "out"))  # a folder: nothing written, its name said
     assert result.returncode == 2 and f"--out {tmp_path / 'out'} is a folder; pass the manifest CSV" in result.stderr
     assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_import_cohort_warns_of_an_empty_processed_path_and_of_one_file_under_two_ids(tmp_path: Path,
+                                                                                    cli_in_process: Cli) -> None:
+    """Both imported without a word, and training refused them row by row, far from the --scans they came from."""
+    scans, adnimerge = _adni_import_inputs(tmp_path)
+    table = pd.read_csv(scans)
+    table.assign(processed_path=["p.nii.gz", "p.nii.gz", ""]).to_csv(scans, index=False)
+    pd.read_csv(adnimerge).assign(PTID=["011_S_0002", "011_S_0003", "011_S_0099"], VISCODE=["bl", "m06", "bl"]).to_csv(
+        adnimerge, index=False)
+    result = cli_in_process("import-cohort", "--scans", str(scans), "--adnimerge", str(adnimerge), "--out",
+                            str(tmp_path / "adni.csv"))
+    assert result.returncode == 0 and len(pd.read_csv(tmp_path / "adni.csv")) == 3, result.stderr
+    assert ("warning: 1 imported scan(s) have an empty processed_path (first: sub-ADNI011S0099/ses-M00); training "
+            "refuses them: preprocess them (or drop their rows) in --scans and import again\n") in result.stderr
+    assert ("warning: 1 processed file(s) are named by scans under two ids in --scans (first: sub-ADNI011S0002/ses-M00 "
+            f"and sub-ADNI011S0003/ses-M06 ({os.path.realpath(tmp_path / 'p.nii.gz')})); training refuses one scan split as two: keep one "
+            "row per file in --scans and import again\n") in result.stderr
 
 
 @pytest.mark.parametrize("below", ["", "new/"])

@@ -67,12 +67,21 @@ def _imported_cohort(args: argparse.Namespace) -> ImportResult:
 
 
 def _warn_about_import(result: ImportResult, mapping: Path | None) -> None:
-    """Warn of imported rows that training would refuse: a participant spelled two ways, an age that is no age; and
-    of sex codes `mapping` does not list, which the manifest holds as unknown."""
+    """Warn of imported rows that training would refuse: a participant spelled two ways, an empty processed_path, a
+    processed file under two ids, an age that is no age; and of sex codes `mapping` does not list, which the manifest
+    holds as unknown."""
     if result.two_spellings:
         print(f"warning: {len(result.two_spellings)} participant(s) are spelled two ways in --scans (first: "
               f"{result.two_spellings[0]}); training refuses a manifest that splits a person: write one ID per "
               "person in --scans and import again", file=sys.stderr)
+    if result.unprocessed:
+        print(f"warning: {len(result.unprocessed)} imported scan(s) have an empty processed_path (first: "
+              f"{result.unprocessed[0]}); training refuses them: preprocess them (or drop their rows) in --scans and "
+              "import again", file=sys.stderr)
+    if result.one_file_twice:
+        print(f"warning: {len(result.one_file_twice)} processed file(s) are named by scans under two ids in --scans "
+              f"(first: {result.one_file_twice[0]}); training refuses one scan split as two: keep one row per file in "
+              "--scans and import again", file=sys.stderr)
     if result.age_problems:
         print(f"warning: {len(result.age_problems)} imported scan(s) have an age that is not years at the scan, "
               f"written as no age (first: {result.age_problems[0]}); a model using age refuses scans without one: "

@@ -31,6 +31,7 @@ Public names: `ImportResult`, `ADNI_DIAGNOSES`, `import_adnimerge`, `import_mapp
 
 from __future__ import annotations
 
+import os
 import re
 import unicodedata
 import dataclasses
@@ -141,6 +142,10 @@ class ImportResult:
     # one person under two IDs in --scans ("011_S_0002 and sub-ADNI011S0002"), which the join reads as one person but
     # training refuses: the splits would put that person in two of them
     two_spellings: list[str] = dataclasses.field(default_factory=list)
+    # "participant/session" of imported scans whose processed_path is empty, and "a/1 and b/1 (file)" of scans
+    # naming one processed file: training refuses both, row by row, long after the table they came from
+    unprocessed: list[str] = dataclasses.field(default_factory=list)
+    one_file_twice: list[str] = dataclasses.field(default_factory=list)
     # "SEX 'Male' (3 scans)": imported sex codes that a mapping's values.sex does not list, written as unknown sex
     unlisted_sex_codes: list[str] = dataclasses.field(default_factory=list)
     # what many of the drops share and how to fix it, said once in the summary (DXSUM's codes 1/2/3 as DX)
@@ -904,7 +909,30 @@ def _join(
                                   "_sex_unlisted", "_far", "_visit_day"], errors="ignore")
     return ImportResult(manifest=manifest.reset_index(drop=True), dropped=dropped.reset_index(drop=True),
                         age_problems=age_problems, two_spellings=two_spellings,
-                        unlisted_sex_codes=_counted(kept.get("_sex_unlisted")))
+                        unlisted_sex_codes=_counted(kept.get("_sex_unlisted")), unprocessed=_unprocessed(kept),
+                        one_file_twice=_one_file_twice(kept))
+
+
+def _scan_names(scans: pd.DataFrame) -> list[str]:
+    """"participant/session" of each scan, as the import's warnings name them."""
+    return [f"{participant}/{session}" for participant, session in zip(scans["participant_id"], scans["session_id"])]
+
+
+def _unprocessed(scans: pd.DataFrame) -> list[str]:
+    """The scans whose processed_path is empty: no volume for training to read."""
+    if "processed_path" not in scans:
+        return []
+    return _scan_names(scans[_blanks(scans["processed_path"])])
+
+
+def _one_file_twice(scans: pd.DataFrame) -> list[str]:
+    """"a/1 and b/1 (file)" for each processed file that scans under two ids name: one scan split as two."""
+    if "processed_path" not in scans:
+        return []
+    named = scans[~_blanks(scans["processed_path"])]
+    files = named["processed_path"].map(lambda path: os.path.realpath(str(path).strip()))
+    return [f"{' and '.join(_scan_names(named[files == file]))} ({file})"
+            for file in files[files.duplicated()].unique()]
 
 
 def _named_by_number_and_date(scans: pd.DataFrame) -> pd.Series:
