@@ -1203,6 +1203,17 @@ def test_ages_in_months_or_birth_years_are_refused_by_row(tmp_path):
     assert "line 4 (participant 'P3', session 'M00'): age 1948 is over 120" in str(err.value)
 
 
+def test_an_age_of_0_or_under_18_is_refused_by_row_as_a_missing_age_typed_as_0(tmp_path):
+    """Age 0 (an empty cell filled with 0) trained as a newborn's, with the negative ages refused beside it."""
+    rows = [scan("P1", "M00", age=0), scan("P2", "M00", age=17.5), scan("P3", "M00", age=18), scan("P4", "M00")]
+    with pytest.raises(ManifestError) as err:
+        load_manifest(write_manifest(tmp_path, rows), CLASSES)
+    assert str(err.value).splitlines()[0].endswith("2 problem(s):")
+    assert ("line 2 (participant 'P1', session 'M00'): age 0 is under 18, implausible in an Alzheimer's cohort (a "
+            "missing age typed as 0? leave the cell empty)") in str(err.value)
+    assert "line 3 (participant 'P2', session 'M00'): age 17.5 is under 18" in str(err.value)
+
+
 def test_scans_flagged_by_qc_are_kept_and_named(tmp_path, caplog):
     rows = [scan("P1", "M00", qc_flag=False, qc_reason=""), scan("P2", "M06", qc_flag=True, qc_reason="NCC 0.312 < 0.45"),
             scan("P3", "M00", qc_flag=True, qc_reason="")]
