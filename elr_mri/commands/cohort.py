@@ -70,25 +70,23 @@ def _warn_about_import(result: ImportResult, mapping: Path | None) -> None:
     """Warn of imported rows that training would refuse: a participant spelled two ways, an empty processed_path, a
     processed file under two ids, an age that is no age; and of sex codes `mapping` does not list, which the manifest
     holds as unknown."""
-    if result.two_spellings:
-        print(f"warning: {len(result.two_spellings)} participant(s) are spelled two ways in --scans (first: "
-              f"{result.two_spellings[0]}); training refuses a manifest that splits a person: write one ID per "
-              "person in --scans and import again", file=sys.stderr)
-    if result.unprocessed:
-        print(f"warning: {len(result.unprocessed)} imported scan(s) have an empty processed_path (first: "
-              f"{result.unprocessed[0]}); training refuses them: preprocess them (or drop their rows) in --scans and "
-              "import again", file=sys.stderr)
-    if result.one_file_twice:
-        print(f"warning: {len(result.one_file_twice)} processed file(s) are named by scans under two ids in --scans "
-              f"(first: {result.one_file_twice[0]}); training refuses one scan split as two: keep one row per file in "
-              "--scans and import again", file=sys.stderr)
-    if result.age_problems:
-        print(f"warning: {len(result.age_problems)} imported scan(s) have an age that is not years at the scan, "
-              f"written as no age (first: {result.age_problems[0]}); a model using age refuses scans without one: "
-              "correct them in the clinical table and import again", file=sys.stderr)
+    _warn_of_rows(result.two_spellings, "participant(s) are spelled two ways in --scans", "training refuses a "
+                  "manifest that splits a person: write one ID per person in --scans and import again")
+    _warn_of_rows(result.unprocessed, "imported scan(s) have an empty processed_path", "training refuses them: "
+                  "preprocess them (or drop their rows) in --scans and import again")
+    _warn_of_rows(result.one_file_twice, "processed file(s) are named by scans under two ids in --scans", "training "
+                  "refuses one scan split as two: keep one row per file in --scans and import again")
+    _warn_of_rows(result.age_problems, "imported scan(s) have an age that is not years at the scan, written as no age",
+                  "a model using age refuses scans without one: correct them in the clinical table and import again")
     if result.unlisted_sex_codes:
         print(f"warning: {mapping}'s values.sex does not list {', '.join(result.unlisted_sex_codes)}, written as "
               "unknown sex: list those codes under values.sex (e.g. Male: M) and import again", file=sys.stderr)
+
+
+def _warn_of_rows(rows: list[str], what: str, fix: str) -> None:
+    """One warning line for the imported `rows` that share a problem: how many, the first, and the fix."""
+    if rows:
+        print(f"warning: {len(rows)} {what} (first: {rows[0]}); {fix}", file=sys.stderr)
 
 
 def volumes_command(args: argparse.Namespace) -> int:
