@@ -5,6 +5,7 @@ import contextlib
 import gzip
 import os
 import threading
+import warnings
 
 import nibabel as nib
 import numpy as np
@@ -272,6 +273,15 @@ def _damaged_gzip_end(path, damage):
     good = path.read_bytes()
     path.write_bytes(good[:-4] if damage == "cut" else good[:-8] + bytes(b ^ 0xFF for b in good[-8:-4]) + good[-4:])
     return path
+
+
+def test_a_scaling_that_overflows_is_refused_without_numpy_s_warning(tmp_path):
+    """Besides the one-line refusal, numpy's "overflow encountered in cast" warning, naming no file, was printed."""
+    path = _overflowing_slope(tmp_path / "slope.nii")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ScanError, match="header's scaling"):
+            load_scan(path)
 
 
 @pytest.mark.parametrize("damage", ["cut", "crc"])
