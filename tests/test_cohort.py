@@ -350,6 +350,16 @@ def test_import_adnimerge_maps_diagnoses_and_visit_age():
     assert one.summary() == "1 scan imported"  # not "1 scans"
 
 
+def test_an_imported_age_of_0_is_named_and_written_as_no_age_as_training_refuses_it():
+    """AGE 0 (a missing age typed as 0) was imported as it was, and training refused the manifest row by row."""
+    adnimerge = pd.DataFrame({"PTID": ["011_S_0001", "011_S_0002"], "VISCODE": "bl", "DX": "CN", "DX_bl": "CN",
+                              "AGE": ["0", "70"], "Years_bl": "0"})
+    scans = pd.DataFrame({"participant_id": adnimerge["PTID"], "session_id": "bl", "path": list("ab")})
+    result = import_adnimerge(adnimerge, scans)
+    assert result.age_problems == ["011_S_0001/bl: age 0 is outside 18-120 years"]
+    assert result.manifest["age"].isna().tolist() == [True, False]
+
+
 def test_imported_ages_that_are_not_years_at_the_scan_are_named_and_a_blank_baseline_year_is_0():
     """'73 years' became an empty age and 900 was imported as it was, both unnamed until training refused them."""
     adnimerge = pd.DataFrame({"PTID": ["011_S_0001", "011_S_0002", "011_S_0003", "011_S_0004"], "VISCODE": "bl",
@@ -359,14 +369,14 @@ def test_imported_ages_that_are_not_years_at_the_scan_are_named_and_a_blank_base
     result = import_adnimerge(adnimerge, scans)
     assert result.age_problems == ["011_S_0001/bl: AGE '73 years' is not a number",
                                    "011_S_0002/bl: Years_bl 'soon' is not a number",
-                                   "011_S_0003/bl: age 900 is outside 0-120 years"]
+                                   "011_S_0003/bl: age 900 is outside 18-120 years"]
     ages = result.manifest["age"]  # every use of a manifest refuses 900: written as no age, as the text ones
     assert ages.isna().tolist() == [True, True, True, False] and ages[3] == 70.0  # a blank baseline year is 0
     assert "_age_problem" not in result.manifest.columns
     table = pd.DataFrame({"ID": ["n1", "n2"], "VISIT": [1, 1], "DX": ["CN", "CN"], "AGE": [-4, 70]})
     mapping = {"columns": {"participant_id": "ID", "session_id": "VISIT", "diagnosis": "DX", "age": "AGE"}}
     scans = pd.DataFrame({"participant_id": ["n1", "n2"], "session_id": ["1", "1"], "path": ["a", "b"]})
-    assert import_mapped_table(table, scans, mapping).age_problems == ["n1/1: age -4 is outside 0-120 years"]
+    assert import_mapped_table(table, scans, mapping).age_problems == ["n1/1: age -4 is outside 18-120 years"]
 
 
 def test_scans_preprocess_did_not_finish_are_left_out_at_import_with_the_reason():
@@ -651,7 +661,7 @@ def test_a_birth_date_gives_the_age_where_naccage_is_a_code_and_a_mapping_withou
     m = result.manifest
     assert m["age"][0] == 74.63 and m["age_from"][0] == "birth date"  # 2015-02-02 from 1940-06-16
     assert np.isnan(m["age"][1]) and m[["age_at", "age_from"]].iloc[1].isna().all()  # neither gives an age
-    assert result.age_problems == ["NACC000003/ses-01: age -4 is outside 0-120 years"]
+    assert result.age_problems == ["NACC000003/ses-01: age -4 is outside 18-120 years"]
     text = NACC_MAPPING.read_text()
     for cut, message in (("  visit_date: [VISITYR, VISITMO, VISITDAY]\n", "birth_date needs columns.visit_date"),
                          ("  age: NACCAGE\n", "birth_date needs columns.age, e.g. age: NACCAGE"),
@@ -1382,7 +1392,7 @@ def test_a_tables_ages_and_visits_are_read_per_problem_and_per_spelling_not_per_
     assert importers._date_session_hint(visits, "NACCVNUM").startswith("the table's NACCVNUM holds no dates, e.g. '1'")
     ages = pd.Series(["70", "73,5", None, "-4", " ", "seventy"] * 200)
     assert importers._age_problems({"NACCAGE": ages}, pd.to_numeric(ages, errors="coerce"))[:6] == [
-        "", "NACCAGE '73,5' is not a number (a decimal comma? write 73.5)", "", "age -4 is outside 0-120 years", "",
+        "", "NACCAGE '73,5' is not a number (a decimal comma? write 73.5)", "", "age -4 is outside 18-120 years", "",
         "NACCAGE 'seventy' is not a number"]
     assert len(read) <= 3, f"{len(read)} values read one at a time"
 

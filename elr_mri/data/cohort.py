@@ -22,8 +22,9 @@ from typing import Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from elr_mri.data.importers import (MAX_AGE_YEARS, USABLE_STATUSES, adni_participant_key, columns_it_has,
-                                    decimal_comma_hint, has_usable_status, sex_letters, spelled_as_numbers)
+from elr_mri.data.importers import (MAX_AGE_YEARS, MIN_AGE_YEARS, USABLE_STATUSES, adni_participant_key,
+                                    columns_it_has, decimal_comma_hint, has_usable_status, sex_letters,
+                                    spelled_as_numbers)
 from preprocess.inputs import read_csv_table, windows_separators_read
 from preprocess.user_errors import not_a_file
 
@@ -50,8 +51,6 @@ REQUIRED_COLUMNS = ("participant_id", "session_id", "path", "diagnosis")
 SCAN_KEYS = ["participant_id", "session_id"]  # what names one scan across manifests, label panels and tables
 IMAGE_COLUMN = "image_path"  # the resolved absolute path of the volume to load, added on load
 MAX_LISTED = 20  # problems listed in one error; the count says how many there are
-# Younger is no participant of an Alzheimer's cohort (ADNI enrols from 55): most likely a missing age typed as 0
-MIN_PLAUSIBLE_AGE_YEARS = 18
 # The diagnoses of this project's manifests (`import-cohort` recodes a cohort's own into these). A run's
 # data.mri.classes may name fewer (CN vs AD): scans of the others are then left out, as the official code does.
 DIAGNOSES = ("CN", "MCI", "AD")
@@ -167,9 +166,9 @@ def _id_problems(frame: pd.DataFrame) -> list[str]:
 def _age_problems(frame: pd.DataFrame, raw_age: pd.Series, require_age: bool) -> list[str]:
     """Ages out of range, not numbers, or (where the model uses age) missing; `raw_age`: as the manifest gives them."""
     problems = [f"{_where(frame, i)}: age is negative" for i in np.flatnonzero(frame["age"] < 0)]
-    problems += [f"{_where(frame, i)}: age {frame['age'][i]:g} is under {MIN_PLAUSIBLE_AGE_YEARS}, implausible in an "
+    problems += [f"{_where(frame, i)}: age {frame['age'][i]:g} is under {MIN_AGE_YEARS}, implausible in an "
                  "Alzheimer's cohort (a missing age typed as 0? leave the cell empty)"
-                 for i in np.flatnonzero((frame["age"] >= 0) & (frame["age"] < MIN_PLAUSIBLE_AGE_YEARS))]
+                 for i in np.flatnonzero((frame["age"] >= 0) & (frame["age"] < MIN_AGE_YEARS))]
     problems += [f"{_where(frame, i)}: age {frame['age'][i]:g} is over {MAX_AGE_YEARS}; ages are years at the scan "
                  "(months? divide by 12; a birth year? use the scan's year minus it)"
                  for i in np.flatnonzero(frame["age"] > MAX_AGE_YEARS)]

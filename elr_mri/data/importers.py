@@ -26,7 +26,7 @@ to no class, are left out with the reason.
 Public names: `ImportResult`, `ADNI_DIAGNOSES`, `import_adnimerge`, `import_mapped_table`,
 `load_mapping`, `adni_participant_key`, `spelled_as_numbers`, `adni_session_key`, `adni_diagnosis`,
 `mapped_session_key`, `preprocess_failures`, `sex_letters`, `has_usable_status`, `status_in_words`, `USABLE_STATUSES`,
-`MAX_AGE_YEARS`, `decimal_comma_hint`, `columns_it_has`.
+`MAX_AGE_YEARS`, `MIN_AGE_YEARS`, `decimal_comma_hint`, `columns_it_has`.
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ __all__ = [
     "status_in_words",
     "USABLE_STATUSES",
     "MAX_AGE_YEARS",
+    "MIN_AGE_YEARS",
     "decimal_comma_hint",
     "columns_it_has",
 ]
@@ -76,6 +77,8 @@ DAYS_PER_YEAR = 365.25  # moves a visit's age to its scan's date, days_from_visi
 # Ages above this are units gone wrong (months, a birth year), not people; the age encoding's last bin, which every
 # age past 119.25 shares, is 119.5 years.
 MAX_AGE_YEARS = 120
+# Younger is no participant of an Alzheimer's cohort (ADNI enrols from 55): most likely a missing age typed as 0
+MIN_AGE_YEARS = 18
 
 # ADNIMERGE's visit diagnosis DX (CN, MCI, Dementia) and baseline DX_bl (CN, SMC, EMCI, LMCI, AD); older
 # ADNIMERGE and TADPOLE tables spell normal "NL" and a visit where the diagnosis changed "NL to MCI" (the new
@@ -255,13 +258,13 @@ def _years_since_baseline(years: pd.Series, is_baseline: pd.Series) -> pd.Series
 
 def _age_problems(given: dict[str, pd.Series], age: pd.Series) -> list[str]:
     """For each clinical row, why its age is not years at the visit ('' when it is): text where a number belongs
-    or a number out of range (a code such as NACC's -4, months, a typo); either is written as no age. Worded for the
-    rows that have a problem only: a NACC UDS table has 200,000 rows, few of them wrong."""
+    or a number out of range (a code such as NACC's -4, months, a missing age typed as 0); either is written as no
+    age. Worded for the rows that have a problem only: a NACC UDS table has 200,000 rows, few of them wrong."""
     unreadable = {name: ~_blanks(column) & pd.to_numeric(column, errors="coerce").isna()
                   for name, column in given.items()}
     problems = pd.Series("", index=age.index, dtype=object)
-    outside = (age < 0) | (age > MAX_AGE_YEARS)
-    problems[outside] = [f"age {years:g} is outside 0-{MAX_AGE_YEARS} years" for years in age[outside]]
+    outside = (age < MIN_AGE_YEARS) | (age > MAX_AGE_YEARS)
+    problems[outside] = [f"age {years:g} is outside {MIN_AGE_YEARS}-{MAX_AGE_YEARS} years" for years in age[outside]]
     texts = functools.reduce(operator.or_, unreadable.values())
     problems[texts] = ["; ".join(f"{name} {given[name][i]!r} is not a number{decimal_comma_hint(given[name][i])}"
                                  for name in given if unreadable[name][i]) for i in age.index[texts]]
