@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from paper_runs import (ROOT, WALL_TIME_COUNTED, markdown_table, mean_std, output_file, output_folder,
-                        refuse_repeats, refuse_seed_overrides, run_or_resume, run_script)
+                        refuse_repeats, refuse_seed_overrides, run_or_resume, run_script, seed_folder)
 
 from elr_mri.atomic_files import atomic_write_text
 from elr_mri.config import RunConfig, load_config
@@ -52,8 +52,9 @@ def main(argv: list[str] | None = None) -> None:
     rows: list[dict] = []
     curves: dict[str, pd.DataFrame] = {}  # loss -> metrics.csv of seed 0
     for seed in range(args.seeds):
+        seeds_used = seed_folder(seed, args.overrides)  # seed3-noise0-split0 for --set seed=3: not seed0's runs
         for loss in args.losses:
-            run_dir = args.out / f"{loss}-seed{seed}"
+            run_dir = args.out / f"{loss}-{seeds_used}"
             overrides = [f"loss.name={loss}", f"seed={seed}", f"data.split_seed={seed}",
                          f"data.root={data_root}", f"data.noise.human_labels={args.human_labels}",
                          *args.overrides]
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
             metrics = pd.read_csv(run_dir / "metrics.csv")
             curves.setdefault(loss, metrics)  # seed 0 goes into the figure
             rows.append(_row(loss, seed, summary, metrics.iloc[-1]))
-            print(f"seed {seed} {loss:4s}: test {rows[-1]['test_acc_last']:.3f} (last), "
+            print(f"seed {seeds_used.removeprefix('seed')} {loss:4s}: test {rows[-1]['test_acc_last']:.3f} (last), "
                   f"memorized {rows[-1]['memorized']:.3f}, {summary['wall_seconds']:.0f} s", flush=True)
     figure = args.results.with_name(args.results.stem + "_memorization.png")
     args.results.parent.mkdir(parents=True, exist_ok=True)

@@ -42,8 +42,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from paper_runs import (ROOT, SEED_KEYS, WALL_TIME_COUNTED, markdown_table, mean_std, output_folder, percent,
-                        refuse_seed_overrides, run_config, planned_status, run_or_resume, run_script, run_status)
+from paper_runs import (ROOT, WALL_TIME_COUNTED, markdown_table, mean_std, output_folder, percent,
+                        refuse_seed_overrides, run_config, planned_status, run_or_resume, run_script, run_status,
+                        seed_folder)
 from parallel_runs import PlannedRun, train_in_parallel
 
 from elr_mri.atomic_files import atomic_write_text
@@ -160,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
                              + ", ".join(r.name for r in rows))
         rows = [r for r in rows if r.name in args.rows]
     out = args.out or ROOT / "runs" / f"table{args.table}"
-    plan = [(row, seed, out / row.name / _seed_folder(seed, args.overrides))
+    plan = [(row, seed, out / row.name / seed_folder(seed, args.overrides))
             for row in rows for seed in range(args.seeds)]
     configs = _row_configs(plan, args)
     _unreadable_release.cache_clear()  # read again at each call: the user may have extracted the images since
@@ -196,18 +197,6 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_text(text, report)
     print(f"written to {report}")
     return 0
-
-
-def _seed_folder(seed: int, overrides: list[str]) -> str:
-    """seed<k>, the folder of seed k, which sets the three `SEED_KEYS`; where a --set (taken beside --seeds 1) gives
-    one of them another value, seed<s>-noise<n>-split<p>, the seeds the run trains with: its folder and the plan said
-    seed0 for `--set seed=3`, and a later --seeds 2 found that seed0 made with other settings."""
-    used = {key: str(seed) for key in SEED_KEYS}
-    for key, _, value in (item.partition("=") for item in overrides):
-        if key.strip() in used:
-            used[key.strip()] = value.strip()
-    model, noise, split = (used[key] for key in SEED_KEYS)
-    return f"seed{model}" if model == noise == split else f"seed{model}-noise{noise}-split{split}"
 
 
 def _seed_name(run_dir: Path) -> str:

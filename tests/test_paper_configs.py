@@ -24,7 +24,7 @@ from elr_mri.data.image_sources import cifar_download_command
 from elr_mri.data.images import NORMALISATION
 from elr_mri.data.noise import inject_noise
 from elr_mri.engine.selection import selection_rule
-from test_image_data import write_clothing1m, write_mini_webvision
+from test_image_data import write_clothing1m, write_image_folder, write_mini_webvision
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER_DIRS = ("cifar10", "cifar100", "cifar10n", "clothing1m", "webvision")
@@ -286,6 +286,26 @@ def test_cifar10n_cpu_on_a_python_without_tar_filters_says_how_to_extract(import
                                          "a newer Python$"):
         script._extracted_archive(tmp_path / "data", archive)
     assert not (tmp_path / "data").exists()
+
+
+def test_cifar10n_cpu_names_a_seed_set_beside_one_seed_by_the_seeds_trained_with(import_script, tmp_path: Path,
+                                                                                 capsys) -> None:
+    """`--seeds 1 --set seed=3` trained model seed 3 in ce-seed0, which the progress line called seed 0, as
+    reproduce_paper_table did: a later --seeds 2 read that run back as seed 0's. Same names as that script's now."""
+    truth = write_image_folder(tmp_path / "cifar10", ["apple", "bee"], per_class=10)
+    clean = np.array([truth[i] for i in range(len(truth))])
+    worse = np.where(np.arange(len(clean)) % 4, clean, 1 - clean)  # a quarter wrong
+    np.savez(tmp_path / "human.npz", clean_label=clean, worse_label=worse)
+    small = ["seed=3", "data.train_subset=16", "data.test_subset=8", "data.normalization=auto", "model.hidden=8",
+             "train.epochs=1", "train.batch_size=8"]
+    import_script("cifar10n_cpu").main(["--losses", "ce", "--seeds", "1", "--data-root", str(tmp_path / "cifar10"),
+                                        "--human-labels", str(tmp_path / "human.npz"), "--out", str(tmp_path / "runs"),
+                                        "--results", str(tmp_path / "report.md"),
+                                        *[arg for setting in small for arg in ("--set", setting)]])
+    assert [path.name for path in (tmp_path / "runs").iterdir()] == ["ce-seed3-noise0-split0"]
+    trained = yaml.safe_load((tmp_path / "runs" / "ce-seed3-noise0-split0" / "config.yaml").read_text())
+    assert (trained["seed"], trained["data"]["split_seed"]) == (3, 0)
+    assert "\nseed 3-noise0-split0 ce  : test " in "\n" + capsys.readouterr().out
 
 
 def test_cifar10n_cpu_without_shared_says_what_to_pass(import_script, tmp_path: Path) -> None:

@@ -216,7 +216,7 @@ def test_a_seed_set_beside_one_seed_names_the_plan_line_and_folder_by_the_seeds_
     trained = yaml.safe_load((run / "config.yaml").read_text())
     assert (trained["seed"], trained["data"]["noise"]["seed"], trained["data"]["split_seed"]) == (3, 0, 0)
     assert [path.name for path in run.parent.iterdir()] == [run.name]
-    assert reproduce._seed_folder(0, ["seed=3", "data.noise.seed=3", " data.split_seed = 3"]) == "seed3"  # seed 3's
+    assert reproduce.seed_folder(0, ["seed=3", "data.noise.seed=3", " data.split_seed = 3"]) == "seed3"  # seed 3's
 
 
 @pytest.mark.parametrize("jobs", [1, pytest.param(2, marks=pytest.mark.slow)])
