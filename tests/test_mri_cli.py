@@ -609,6 +609,10 @@ def test_evaluate_puts_another_run_and_the_voxel_baseline_in_one_table(trained: 
     paired = pd.read_csv(trained["run"] / f"eval-{trained['holdout'].stem}" / "paired_differences.csv")
     assert list(paired["method"].unique()) == ["run_ce (ce)", "voxels_linear_svm"]
     assert set(paired["minus"]) == {"run (elr)"} and "minus run (elr), paired over the same participants" in result.stdout
+    # both headers were "in %" / "in percentage points" over a brier column printed ×100, from 0 to 200
+    assert "participants), in % (brier ×100, from 0 to 200), 95% intervals" in result.stdout
+    assert ("paired over the same participants, in percentage points (brier ×100, from -200 to 200), 95% intervals"
+            in result.stdout)
 
 
 def _copy_unscored(run: Path, copy: Path) -> None:

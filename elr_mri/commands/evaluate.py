@@ -253,6 +253,7 @@ def _score_and_compare(args: argparse.Namespace, eval_dir: Path, baselines: list
     from elr_mri.evaluation.compare import (comparison_table, paired_differences, record_comparison,
                                             require_same_scans, run_labels, wide_table)
     from elr_mri.evaluation.evaluate import evaluate_run
+    from elr_mri.evaluation.metrics import PRINTED_DIFFERENCE_UNITS, PRINTED_UNITS
     from elr_mri.atomic_files import atomic_write_text
 
     runs = [args.run, *args.compare_with]
@@ -266,13 +267,13 @@ def _score_and_compare(args: argparse.Namespace, eval_dir: Path, baselines: list
     table = comparison_table(eval_dir, labels[0], others=others, baselines=baselines)
     atomic_write_text(table.to_csv(index=False), eval_dir / "comparison.csv")
     record_comparison(eval_dir, others)  # now: a command cut short during the paired bootstrap leaves the table too
-    print(f"participant level ({table['participants'].iloc[0]} participants), in %, 95% intervals "
+    print(f"participant level ({table['participants'].iloc[0]} participants), in {PRINTED_UNITS}, 95% intervals "
           f"({eval_dir / 'comparison.csv'}):")
     print(wide_table(table))
     paired = paired_differences(eval_dir, labels[0], others, baselines, args.bootstrap)
     atomic_write_text(paired.to_csv(index=False), eval_dir / "paired_differences.csv")
-    print(f"minus {labels[0]}, paired over the same participants, in percentage points, 95% intervals; one that "
-          f"excludes 0 shows a difference ({eval_dir / 'paired_differences.csv'}):")
+    print(f"minus {labels[0]}, paired over the same participants, in {PRINTED_DIFFERENCE_UNITS}, 95% intervals; one "
+          f"that excludes 0 shows a difference ({eval_dir / 'paired_differences.csv'}):")
     print(wide_table(paired))
 
 

@@ -84,7 +84,7 @@ def _participants(folder: Path) -> set[str]:
 
 
 def wide_table(table: pd.DataFrame) -> str:
-    """A method × metric text table of 'estimate [low, high]' in percent of a `comparison_table` or
+    """A method × metric text table of 'estimate [low, high]' ×100 (`PRINTED_UNITS`) of a `comparison_table` or
     `paired_differences`, methods and metrics in their order there (the CSV's), not sorted by name."""
     cells = table.assign(value=[str(Interval(r.estimate, r.low, r.high)) for r in table.itertuples()])
     wide = cells.pivot(index="method", columns="metric", values="value")

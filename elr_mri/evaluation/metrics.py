@@ -68,6 +68,8 @@ RARELY_DEFINED = 0.95  # an interval resting on fewer than this share of the res
 CALIBRATION_BINS = 10
 # the unit of every figure printed from an `Interval` (×100): the Brier score, from 0 to 2, is no percentage
 PRINTED_UNITS = "% (brier ×100, from 0 to 200)"
+# the unit of a difference of two such figures (the paired differences of `evaluate --compare-with`)
+PRINTED_DIFFERENCE_UNITS = "percentage points (brier ×100, from -200 to 200)"
 PROBABILITY_TOLERANCE = 1e-3  # a row's sum may miss 1 by this: float32 softmax and 7-digit CSVs miss it by ~1e-7
 KEPT_RESAMPLES_BYTES = 2**30  # the most the resamples' values may take: computing the percentiles about doubles it
 
