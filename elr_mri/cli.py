@@ -31,7 +31,7 @@ from elr_mri.stopping import (Terminated, forget_recorded_signals, interrupted, 
 from preprocess.arguments import near_option, options_of, unknown_option, values_without_option
 from preprocess.progress import NO_PROGRESS_HELP
 from preprocess.signals import sigterm_as_ctrl_c
-from preprocess.user_errors import TRAINING_RESUMES, StorageError, nonempty_path, report_user_error
+from preprocess.user_errors import StorageError, nonempty_path, report_user_error, with_rerun_note
 
 __all__ = ["main"]
 
@@ -139,13 +139,12 @@ def _rerun_said_for_the_run(args: argparse.Namespace, problem: BaseException) ->
     name: the same command again is refused once the run has a checkpoint."""
     if args.command == "train" and _unreadable_listed_image(problem):
         return type(problem)(f"{problem}; {_after_interrupt(args)}")
-    text = str(getattr(problem, "strerror", None))
-    if args.command != "train" or not isinstance(problem, StorageError) or not text.endswith(TRAINING_RESUMES):
+    if args.command != "train" or not isinstance(problem, StorageError):
         return problem
     run_dir = train_run_dir(args)
     advice = (f"continue from the last checkpoint with: elr-mri train --resume {shlex.quote(str(run_dir))}"
               if (run_dir / "checkpoints" / "last.pt").exists() else "no checkpoint was written yet: it starts over")
-    return StorageError(problem.errno, f"{text.rpartition(' (')[0]} ({advice})")
+    return with_rerun_note(problem, advice)
 
 
 def _unreadable_listed_image(problem: BaseException) -> bool:

@@ -122,9 +122,9 @@ def _reporting_user_errors(command: str, work: Callable[[], int], on_rerun: str,
         with sigterm_as_ctrl_c():
             return work()
     except (InputError, *USER_ERRORS) as exc:
-        return report_user_error(command, exc, status)
+        return report_user_error(command, exc, status, on_rerun)
     except OSError as exc:  # a full or read-only disk under --output, a path too long
-        return report_user_error(command, as_path_name_error(exc) or storage_error_or_raise(exc), status)
+        return report_user_error(command, as_path_name_error(exc) or storage_error_or_raise(exc), status, on_rerun)
     except Terminated:
         print(f"{command}: stopped by SIGTERM (a job's time limit, scancel or kill); run the same command again: "
               f"{on_rerun}", file=sys.stderr)

@@ -13,7 +13,8 @@ from pathlib import Path
 
 __all__ = ["TRAINING_RESUMES", "USER_ERRORS", "StorageError", "as_path_name_error", "as_storage_error", "file_above",
            "file_size_limit",
-           "nonempty_path", "output_file", "nonempty_text", "not_a_file", "report_user_error", "storage_error_or_raise"]
+           "nonempty_path", "output_file", "nonempty_text", "not_a_file", "report_user_error", "storage_error_or_raise",
+           "with_rerun_note"]
 
 
 class StorageError(OSError):
@@ -25,7 +26,8 @@ class StorageError(OSError):
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError,
                StorageError)
 _STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
-# the end of every full-disk line; `elr-mri train` says instead whether its run has a checkpoint to resume from
+# the end of every full-disk line as raised; `report_user_error` puts what a rerun of its command keeps in its place
+# (`with_rerun_note`), and `elr-mri train` whether its run has a checkpoint to resume from
 TRAINING_RESUMES = "a training run continues with --resume)"
 _RERUN = f"run the command again (finished work is kept: preprocess skips finished scans, {TRAINING_RESUMES}"
 
@@ -78,6 +80,17 @@ def storage_error_or_raise(err: OSError) -> StorageError:
     return storage
 
 
+def with_rerun_note(err: BaseException, note: str | None) -> BaseException:
+    """A full disk's line (a `StorageError` ending in `TRAINING_RESUMES`) ending in `note` instead, or in "run the
+    command again" alone: every command said "preprocess skips finished scans, a training run continues with
+    --resume", `evaluate` and `import-cohort` too. Any other error is returned as it is."""
+    text = str(getattr(err, "strerror", None))
+    if not isinstance(err, StorageError) or not text.endswith(TRAINING_RESUMES):
+        return err
+    rerun = text.rpartition(" (")[0]
+    return StorageError(err.errno, f"{rerun} ({note})" if note else rerun)
+
+
 def not_a_file(path: str | Path) -> str:
     """Why `path`, expected to be a file, cannot be read, in words: a folder passed for a file said as such, and so is
     a pipe, such as the shell's `<(grep -v sub-05 manifest.csv)`: "no such file" named one that is there, and a table
@@ -118,10 +131,12 @@ def output_file(text: str) -> Path:
     return path
 
 
-def report_user_error(command: str, err: BaseException, status: int = 2) -> int:
-    """Print `err` as `COMMAND: error: ...` on stderr and return the exit status to leave with."""
+def report_user_error(command: str, err: BaseException, status: int = 2, rerun_keeps: str | None = None) -> int:
+    """Print `err` as `COMMAND: error: ...` on stderr and return the exit status to leave with; a full disk's line
+    ends in what running `command` again keeps (`rerun_keeps`, None: nothing said)."""
     if os.environ.get("ELR_MRI_DEBUG"):
         raise err
+    err = with_rerun_note(err, rerun_keeps)
     fix = "; check that path's permissions (outputs writable, inputs readable) or use another" \
         if isinstance(err, PermissionError) and err.filename else ""
     print(f"{command}: error: {err}{fix}", file=sys.stderr)

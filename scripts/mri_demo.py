@@ -293,7 +293,7 @@ def _run_saying_how_it_ended(demo: Callable[[], None]) -> None:
         problem = user_problem(err)
         if problem is None:
             raise
-        sys.exit(report_user_error("mri_demo.py", problem))
+        sys.exit(report_user_error("mri_demo.py", problem, rerun_keeps="every stage resumes where it stopped"))
 
 
 if __name__ == "__main__":

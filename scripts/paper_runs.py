@@ -62,13 +62,13 @@ def run_script(main: Callable[[], int | None]) -> NoReturn:
     one line and exit 2, and Ctrl-C one line and exit 130, as `elr-mri train` does (ELR_MRI_DEBUG=1 shows
     the traceback). SIGTERM (a batch system's time limit) stops the runs as Ctrl-C does, at their next step: its
     default action ended the script without a word and left `--jobs` runs training as orphans."""
-    again = ("run the same command again: finished runs are read back and the interrupted ones continue from their "
-             "last checkpoint")
+    kept = "finished runs are read back and the interrupted ones continue from their last checkpoint"
+    again = f"run the same command again: {kept}"
     try:
         with terminating_at_safe_points():
             sys.exit(main())
     except USER_ERRORS as err:
-        sys.exit(report_user_error(Path(sys.argv[0]).name, err))
+        sys.exit(report_user_error(Path(sys.argv[0]).name, err, rerun_keeps=kept))
     except Terminated:
         print(f"{Path(sys.argv[0]).name}: stopped by SIGTERM (a job's time limit, scancel or kill); {again}",
               file=sys.stderr)

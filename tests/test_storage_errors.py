@@ -310,6 +310,8 @@ def test_evaluate_where_no_more_data_can_be_written_is_refused_before_scoring(tm
     assert result.returncode == 2 and result.stderr.startswith(
         f"elr-mri evaluate: error: [Errno 27] File too large ({run / 'eval-test'}); larger than this process may "
         "write (16 KiB: "), result.stderr
+    # it ended "(finished work is kept: preprocess skips finished scans, a training run continues with --resume)"
+    assert result.stderr.endswith("raise that limit, or ask for it to be raised, and run the command again\n")
     assert not (run / "eval-test").exists() and not list(run.glob(".tmp*"))
 
 

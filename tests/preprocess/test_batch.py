@@ -749,6 +749,7 @@ def test_a_disk_full_from_the_start_stops_the_run_at_its_first_scan_naming_its_f
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith(f"elr-mri preprocess: error: [Errno 28] No space left on device "
                           f"({full_disk / 'out' / 'sub-a' / 'ses-M00'}); free space there")
+    assert err.endswith("run the command again (finished scans are skipped)")  # not a training run's --resume
     assert not (full_disk / "out" / "sub-b").exists()  # never started
     assert not any(full_disk.rglob(".space-probe"))
 
