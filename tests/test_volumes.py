@@ -194,6 +194,22 @@ def test_manifest_lists_a_broken_scan_and_measures_the_others(template, tmp_path
                      "rerun `elr-mri preprocess`"]]
 
 
+def test_a_processed_path_that_is_a_folder_or_a_pipe_is_said_as_such(tmp_path: Path) -> None:
+    """Both were "processed image missing" (moved since?), though something is there, as preprocess now says of its
+    input scans."""
+    folder = tmp_path / "sub-A_T1w.nii.gz"
+    folder.mkdir()
+    os.mkfifo(tmp_path / "sub-B_T1w.nii.gz")
+    fix = "; point the manifest's processed_path at the .nii.gz image `elr-mri preprocess` wrote"
+    with pytest.raises(ValueError) as refused:
+        measure_scan(folder)
+    assert str(refused.value) == f"{folder}: is a folder, not the processed image{fix}"
+    with pytest.raises(ValueError) as refused:
+        measure_scan(tmp_path / "sub-B_T1w.nii.gz")
+    assert str(refused.value) == (f"{tmp_path / 'sub-B_T1w.nii.gz'}: is not a regular file (a named pipe, socket or "
+                                  f"device){fix}")
+
+
 def test_a_processed_scan_damaged_since_preprocessing_is_refused(template, tmp_path: Path) -> None:
     """ITK reads a cut-short gzip without an error, so the sidecar's hash is what catches it."""
     outputs = _fake_preprocessed(template, tmp_path, "sub-CUT", 1.0)

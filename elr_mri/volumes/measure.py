@@ -71,6 +71,21 @@ def volume_columns() -> list[str]:
     return [f"{r.name}{NORMALISED_SUFFIX}" for r in REGIONS if r.name != "brain"]
 
 
+def _require_processed_image(image_path: Path) -> None:
+    """Refuse a processed_path that is no image file, saying what it is: a folder or a named pipe was called "processed
+    image missing", as if nothing were there."""
+    fix = "point the manifest's processed_path at the .nii.gz image `elr-mri preprocess` wrote"
+    if image_path.is_dir():
+        raise ValueError(f"{image_path}: is a folder, not the processed image; {fix}")
+    if image_path.exists() and not image_path.is_file():
+        raise ValueError(f"{image_path}: is not a regular file (a named pipe, socket or device); {fix}")
+    if not image_path.exists():
+        raise FileNotFoundError(f"{image_path}: processed image missing (moved since? point the manifest's "
+                                "processed_path at where it is now: a relative one is read from the manifest's "
+                                "folder, an absolute one, as preprocess writes, does not follow a moved folder), or "
+                                "rerun `elr-mri preprocess`")
+
+
 def measure_scan(image_path: str | Path, params: VolumeParams = VolumeParams(), workdirs: str | None = None,
                  cache_dir: str | Path | None = None) -> dict:
     """Regional volumes of one preprocessed scan ({region: {"mm3", "ratio"}} plus how they were
@@ -78,11 +93,7 @@ def measure_scan(image_path: str | Path, params: VolumeParams = VolumeParams(), 
     temporary folder goes (None: the system's). `cache_dir`: where its `*_volumes-<hash>.json` goes (None: beside the
     image, as `*_volumes.json`, where versions before 2026-12-06 wrote every one; one there is reused from any
     `cache_dir`)."""
-    if not Path(image_path).is_file():
-        raise FileNotFoundError(f"{image_path}: processed image missing (moved since? point the manifest's "
-                                "processed_path at where it is now: a relative one is read from the manifest's "
-                                "folder, an absolute one, as preprocess writes, does not follow a moved folder), or "
-                                "rerun `elr-mri preprocess`")
+    _require_processed_image(Path(image_path))
     outputs = ScanOutputs.beside(image_path)
     image_hash = file_sha256(outputs.image)
     preprocess_meta = read_sidecar(outputs.sidecar)
