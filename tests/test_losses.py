@@ -319,6 +319,21 @@ def test_elr_plus_refuses_class_indices_for_its_mixed_labels_and_mismatched_rows
     assert torch.isfinite(plus(logits, 0.7 * one_hot + 0.3 * one_hot[perm], index, perm, 0.7, step=1))
 
 
+@pytest.mark.parametrize("as_given, kind", [(lambda rows: rows.numpy(), "ndarray"),
+                                            (lambda rows: rows.tolist(), "list")])
+def test_elr_plus_refuses_mixed_labels_that_are_not_a_tensor_in_one_line(as_given, kind: str) -> None:
+    """Its indices may be a NumPy array or a list (the official code's); its mixed labels given so failed with
+    "AttributeError: 'numpy.ndarray' object has no attribute 'dim'" (the README's library promises torch tensors)."""
+    plus = ELRPlusLoss(10, 3)
+    one_hot = F.one_hot(torch.tensor([0, 1, 2, 0]), 3).float()
+    with pytest.raises(ValueError) as refused:
+        plus(torch.randn(4, 3), as_given(one_hot), np.arange(4), torch.arange(4), 1.0, step=1)
+    assert str(refused.value) == (f"ELRPlusLoss: mixed_labels must be a torch tensor (examples × classes, on the "
+                                  f"logits' device), got a {kind}; pass torch.as_tensor(mixed_labels, "
+                                  "dtype=logits.dtype, device=logits.device)")
+    assert (plus.targets == 0).all()
+
+
 def test_elr_leaves_its_table_alone_when_a_label_is_out_of_range() -> None:
     elr = ELRLoss(10, 3)
     with pytest.raises(IndexError):

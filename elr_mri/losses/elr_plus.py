@@ -8,6 +8,8 @@ targets are mixed with the same coefficient. The training loop that owns the two
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -88,6 +90,7 @@ class ELRPlusLoss(nn.Module):
         ``index``: the data set indices of the un-mixed batch, shape (B,); ``perm``: each example's mixup partner, a
         permutation of the batch's positions, shape (B,); ``mix_lam``: the mixup weight (the pair draws max(l, 1 − l),
         in [0.5, 1]); ``step``: this network's training steps with this one (1 at its first), λ's ramp clock."""
+        _require_label_tensor(logits, mixed_labels)
         check_batch_shapes("ELRPlusLoss", logits, mixed_labels, index)
         _check_mixed_batch(logits, mixed_labels, perm, self.num_classes)
         check_table_batch("ELRPlusLoss", logits, self.targets)
@@ -101,6 +104,15 @@ class ELRPlusLoss(nn.Module):
         probs = F.softmax(logits, dim=1).clamp(PROB_CLAMP, 1.0 - PROB_CLAMP)
         ramp = sigmoid_rampup(step, self.coef_step)
         return ce + ramp * self.lam * elr_regularizer(probs, mixed_targets)
+
+
+def _require_label_tensor(logits: torch.Tensor, mixed_labels: Any) -> None:
+    """The mixed labels as a torch tensor: a NumPy array or a list (which the indices may be) failed in the shape check
+    with "AttributeError: ... has no attribute 'dim'", naming neither the loss nor the fix."""
+    if not torch.is_tensor(mixed_labels):
+        raise ValueError(f"ELRPlusLoss: mixed_labels must be a torch tensor (examples × classes, on the logits' "
+                         f"device), got a {type(mixed_labels).__name__}; pass "
+                         "torch.as_tensor(mixed_labels, dtype=logits.dtype, device=logits.device)")
 
 
 def _check_mixed_batch(logits: torch.Tensor, mixed_labels: torch.Tensor, perm: torch.Tensor,
