@@ -545,3 +545,15 @@ def test_elr_plus_mixes_the_labels_with_the_images_weight_and_pairing() -> None:
     torch.testing.assert_close(images[0], mix * batch["image"] + (1.0 - mix) * batch["image"][perm])
     one_hot = F.one_hot(batch["label"], NUM_CLASSES).float()
     torch.testing.assert_close(mixed_labels, mix * one_hot + (1.0 - mix) * one_hot[perm])
+
+
+def test_elr_plus_draws_its_mixup_weight_from_beta_alpha_alpha_folded_to_the_larger_share() -> None:
+    """mixup's weight λ ~ Beta(α, α) (ELR+, after Zhang et al.), then max(λ, 1 − λ): each mix is mostly the network's
+    own example. Mutation round 5: at the tested α = 1, Beta(α, 1) is the same law, and that mutant survived."""
+    pair = _method(_config("elr_plus", "elr_plus.mixup_alpha=0.5"))
+    assert isinstance(pair, ELRPlusPair)
+    np.random.seed(5)
+    drawn = [pair._draw_mixup(BATCH)[0] for _ in range(50)]
+    np.random.seed(5)
+    expected = [max(weight, 1.0 - weight) for weight in (np.random.beta(0.5, 0.5) for _ in range(50))]
+    assert drawn == pytest.approx(expected) and min(drawn) >= 0.5
