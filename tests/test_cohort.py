@@ -1224,6 +1224,52 @@ def test_an_age_of_0_or_under_18_is_refused_by_row_as_a_missing_age_typed_as_0(t
     assert "line 3 (participant 'P2', session 'M00'): age 17.5 is under 18" in str(err.value)
 
 
+def test_a_negative_age_is_refused_by_row_and_an_age_of_0_is_not_called_negative(tmp_path):
+    """Mutation round 5: no test read the negative-age check, and `<= 0` for `< 0` survived (0 is under 18 only)."""
+    rows = [scan("P1", "M00", age=-1), scan("P2", "M00", age=0)]
+    with pytest.raises(ManifestError) as err:
+        load_manifest(write_manifest(tmp_path, rows), CLASSES)
+    assert str(err.value).splitlines()[1:] == [
+        "  line 2 (participant 'P1', session 'M00'): age is negative",
+        "  line 3 (participant 'P2', session 'M00'): age 0 is under 18, implausible in an Alzheimer's cohort (a missing "
+        "age typed as 0? leave the cell empty)"]
+
+
+def test_a_manifest_error_lists_20_problems_and_counts_the_rest(tmp_path):
+    """Mutation round 5: `>=` for `>` at the 20-problem limit (a trailing "... and 0 more") survived."""
+    for scans, tail in ((20, "age is negative"), (21, "... and 1 more")):
+        rows = [scan(f"P{i:02d}", "M00", age=-1) for i in range(scans)]
+        with pytest.raises(ManifestError) as err:
+            load_manifest(write_manifest(tmp_path, rows), CLASSES)
+        lines = str(err.value).splitlines()
+        assert lines[0].endswith(f"{scans} problem(s):") and len(lines) == 1 + min(scans, 20) + (scans > 20)
+        assert lines[-1].endswith(tail)
+
+
+def test_the_moved_folder_hint_needs_more_than_one_scan(tmp_path):
+    """Mutation round 5: `> 0` for `> 1` survived; one scan's missing file is that file's problem, not a folder's."""
+    with pytest.raises(ManifestError) as err:
+        load_manifest(write_manifest(tmp_path, [scan("P1", "M00")], touch=False), CLASSES)
+    assert str(err.value).splitlines()[0].endswith(": 1 problem(s):") and "file not found" in str(err.value)
+
+
+def test_two_rows_naming_one_file_by_different_paths_are_refused(tmp_path):
+    """sub/../P1_M00.nii.gz is P1_M00.nii.gz: mutation round 5 compared the paths as written, and it survived."""
+    (tmp_path / "sub").mkdir()
+    rows = [scan("P1", "M00"), {**scan("P2", "M00"), "path": "sub/../P1_M00.nii.gz"}]
+    with pytest.raises(ManifestError, match="line 3 .*: the same path file as line 2 "):
+        load_manifest(write_manifest(tmp_path, rows), CLASSES)
+
+
+def test_qc_flags_written_1_are_flags_and_20_are_named_without_a_count_of_more(tmp_path, caplog):
+    """Mutation round 5: dropping "1" from the flag spellings, and `>=` at the 20-name limit, survived."""
+    rows = [scan(f"P{i:02d}", "M00", qc_flag=1) for i in range(20)]
+    with caplog.at_level(logging.WARNING):
+        load_manifest(write_manifest(tmp_path, rows), CLASSES)
+    assert "20 scan(s) flagged by preprocessing QC are used: P00/M00, " in caplog.text
+    assert "P19/M00; look at their QC overlays" in caplog.text
+
+
 def test_scans_flagged_by_qc_are_kept_and_named(tmp_path, caplog):
     rows = [scan("P1", "M00", qc_flag=False, qc_reason=""), scan("P2", "M06", qc_flag=True, qc_reason="NCC 0.312 < 0.45"),
             scan("P3", "M00", qc_flag=True, qc_reason="")]
