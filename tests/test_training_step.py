@@ -557,3 +557,16 @@ def test_elr_plus_draws_its_mixup_weight_from_beta_alpha_alpha_folded_to_the_lar
     np.random.seed(5)
     expected = [max(weight, 1.0 - weight) for weight in (np.random.beta(0.5, 0.5) for _ in range(50))]
     assert drawn == pytest.approx(expected) and min(drawn) >= 0.5
+
+
+def test_an_elr_plus_step_of_both_networks_reports_the_mean_of_their_two_losses() -> None:
+    """A step that trains both networks records one loss for the pair: their mean, not network 0's alone (mutation
+    round 5: returning network 0's loss survived)."""
+    pair = _method(_config("elr_plus"))
+    assert isinstance(pair, ELRPlusPair)
+    each: list[torch.Tensor] = []
+    for loss in pair.losses:
+        loss.register_forward_hook(lambda module, args, output: each.append(output.detach()))
+    reported, _ = pair.train_step(_batch(4))
+    assert len(each) == 2 and not torch.equal(each[0], each[1])
+    torch.testing.assert_close(reported, (each[0] + each[1]) / 2)
