@@ -1270,6 +1270,15 @@ def test_qc_flags_written_1_are_flags_and_20_are_named_without_a_count_of_more(t
     assert "P19/M00; look at their QC overlays" in caplog.text
 
 
+def test_a_status_of_spaces_is_counted_as_empty_when_its_scan_is_dropped(tmp_path, caplog):
+    """Mutation round 5: counting only a missing cell as empty survived; a cell of spaces gave no reason."""
+    rows = [scan("P1", "M00", status="ok"), scan("P2", "M00", status="   ")]
+    with caplog.at_level(logging.WARNING):
+        frame = load_manifest(write_manifest(tmp_path, rows), CLASSES)
+    assert frame["participant_id"].tolist() == ["P1"]
+    assert "dropped 1 scan(s) whose preprocessing status is not ok/done/skipped (empty: 1)" in caplog.text
+
+
 def test_scans_flagged_by_qc_are_kept_and_named(tmp_path, caplog):
     rows = [scan("P1", "M00", qc_flag=False, qc_reason=""), scan("P2", "M06", qc_flag=True, qc_reason="NCC 0.312 < 0.45"),
             scan("P3", "M00", qc_flag=True, qc_reason="")]
