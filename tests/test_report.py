@@ -18,7 +18,8 @@ from elr_mri.evaluation.metrics import Interval
 from elr_mri.evaluation.truth import mean_paired_difference, rescore_against_truth
 from elr_mri.evaluation.compare import HEADLINE_METRICS
 from elr_mri.report import (_cohort_section, _metrics_section, _preprocess_section, _saliency_section,
-                            _training_section, _truth_section, _verdict)
+                            _mislabel_section, _size_caveat, _training_section, _truth_section,
+                            _verdict)
 from elr_mri.volumes.recovery import TRUTH_COLUMNS
 
 CLASSES = ["CN", "MCI", "AD"]
@@ -515,3 +516,23 @@ def test_the_preprocessing_qc_figures_are_said_what_they_measure(tmp_path: Path)
     assert "NCC is the normalised cross-correlation of a registered scan with the template" in section
     assert "Dice the overlap of the scan's head with the template's" in section
     assert "QC flags a scan for a person to look at when either is low" in section
+
+
+def test_the_size_caveat_calls_41_training_scans_too_few_and_42_read_by_their_intervals() -> None:
+    """41 scans is the measured size at which the CNN did not learn (bench/results/mri_demo_scaling.md), so it takes
+    the "chance" caveat; mutation round 5: `<` for `<=` there survived."""
+    assert "so any difference between them here is chance" in _size_caveat(41)
+    assert "more than the 41 with which the CNN did not learn" in _size_caveat(42)
+
+
+def test_the_mislabel_row_counts_right_flags_by_rounding_and_sets_chance_against_every_training_scan(tmp_path) -> None:
+    """Of 100 flags at precision 0.29, 29 are right (0.29 × 100 is 28.999… in floating point); flagging at random
+    is right as often as a training scan is mislabelled, 58 of 400. Mutation round 5: truncating the count, and
+    dividing by the flags instead of the training scans, survived."""
+    run = tmp_path / "elr"
+    run.mkdir()
+    found = {"flagged": 100, "precision": 0.29, "recall": 0.5, "truly_mislabelled": 58, "suggestion_true": 20}
+    (run / "summary.json").write_text(json.dumps({"mislabels": found, "train_examples": 400}))
+    pd.DataFrame({"source": ["elr_target"]}).to_csv(run / "suspected_mislabels.csv", index=False)
+    row = _mislabel_section({"elr": run}).splitlines()[-1]
+    assert row == "| elr | ELR targets | 100 | 29 | 20 | 58 | 29.0% | 50.0% | 14.5% |"
