@@ -18,8 +18,8 @@ from elr_mri.evaluation.metrics import Interval
 from elr_mri.evaluation.truth import mean_paired_difference, rescore_against_truth
 from elr_mri.evaluation.compare import HEADLINE_METRICS
 from elr_mri.report import (_cohort_section, _metrics_section, _preprocess_section, _saliency_section,
-                            _mislabel_section, _size_caveat, _training_section, _truth_section,
-                            _verdict)
+                            _difference_cell, _mislabel_section, _rare_notes, _size_caveat, _training_section,
+                            _truth_section, _verdict)
 from elr_mri.volumes.recovery import TRUTH_COLUMNS
 
 CLASSES = ["CN", "MCI", "AD"]
@@ -536,3 +536,14 @@ def test_the_mislabel_row_counts_right_flags_by_rounding_and_sets_chance_against
     pd.DataFrame({"source": ["elr_target"]}).to_csv(run / "suspected_mislabels.csv", index=False)
     row = _mislabel_section({"elr": run}).splitlines()[-1]
     assert row == "| elr | ELR targets | 100 | 29 | 20 | 58 | 29.0% | 50.0% | 14.5% |"
+
+
+def test_a_paired_difference_of_0_with_an_interval_is_no_claim_of_identical_predictions() -> None:
+    """Only 0 [0, 0] means CE and ELR predicted every participant alike; an estimate of 0 inside [-5, 5] is a
+    difference not shown, and a table without † intervals gets no note line. Mutation round 5: testing the
+    estimate alone, and a note line for no † interval, survived."""
+    assert _difference_cell(Interval(0.0, 0.0, 0.0, 200), 200, "accuracy", {}, 10) == (
+        "0.0 (identical predictions on all 10 participants)")
+    cell = _difference_cell(Interval(0.0, -5.0, 5.0, 200), 200, "accuracy", {}, 10)
+    assert "identical" not in cell and cell.endswith("(no difference shown at this size)")
+    assert _rare_notes({}) == []
