@@ -547,3 +547,14 @@ def test_a_paired_difference_of_0_with_an_interval_is_no_claim_of_identical_pred
     cell = _difference_cell(Interval(0.0, -5.0, 5.0, 200), 200, "accuracy", {}, 10)
     assert "identical" not in cell and cell.endswith("(no difference shown at this size)")
     assert _rare_notes({}) == []
+
+
+def test_the_preprocessing_failures_are_counted_from_failures_csv_and_an_empty_file_is_none(tmp_path: Path) -> None:
+    """A 0-byte failures.csv holds no failure (pandas refuses to read it); mutation round 5: dropping the size check
+    survived, no test having written one."""
+    pd.DataFrame({"participant_id": ["s1"], "qc_flag": [False], "qc_ncc": [0.78],
+                  "qc_mask_dice": [0.8]}).to_csv(tmp_path / "manifest.csv", index=False)
+    (tmp_path / "failures.csv").write_bytes(b"")
+    assert "1 scans processed, 0 failed," in _preprocess_section(tmp_path, tmp_path)
+    (tmp_path / "failures.csv").write_text("participant_id,error\ns2,N4 failed\n")
+    assert "1 scans processed, 1 failed," in _preprocess_section(tmp_path, tmp_path)
