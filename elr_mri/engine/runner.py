@@ -18,6 +18,7 @@ import random
 import sys
 import time
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
@@ -138,15 +139,26 @@ def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, de
     feeder = BatchFeeder(data, cfg, dist, device, channels_last=plan.channels_last, blur_on_device=blur_on_device,
                          compile_assembly=plan.compiled_function if plan.compiles_step else None)
     tracker = PredictionTracker(len(data.train), data.num_classes, device)
+    run = RunContext(out_dir, cfg, data, method, tracker, state, plan, dist)
     steps_per_epoch = feeder.steps_per_epoch()
     notes = [*notes, *feeder.subset_note(), *_unreached_lam_start_note(cfg, steps_per_epoch),
              *_unfinished_ramp_notes(cfg, steps_per_epoch)]
-    knows_clean = data.train_clean_labels is not None  # benchmarks and simulated cohorts
 
     if resume:
-        _pick_up_run(out_dir, cfg, data, method, tracker, state, device, dist, notes)
+        _pick_up_run(run, notes)
     else:
         _start_run(out_dir, cfg, data, dist, notes)
+    _train_epochs(run, feeder, show_progress)
+    if not dist.is_main:
+        return {}
+    return _finish(run)
+
+
+def _train_epochs(run: RunContext, feeder: BatchFeeder, show_progress: bool) -> None:
+    """The epochs from the run's state to train.epochs, each logged to metrics.csv and checkpointed; then the
+    method's end of training, and the other processes of a torchrun job let go."""
+    out_dir, cfg, method, tracker, state, plan, dist = (run.out_dir, run.cfg, run.method, run.tracker, run.state,
+                                                        run.plan, run.dist)
     writer = _tensorboard(out_dir, state.epoch) if cfg.train.tensorboard and dist.is_main else None
     checkpoints = CheckpointWriter(out_dir, cfg.train.checkpoint_seconds, config_to_dict(cfg))
     lines = EpochLines(cfg.train.epochs, state.epoch, cfg.train.select) if cfg.train.progress and dist.is_main else None
@@ -165,7 +177,7 @@ def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, de
                           if dist.is_main else 0)
         row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss,
                                "epoch_seconds": round(time.perf_counter() - epoch_started, 3),
-                               **_epoch_scores(method, feeder, tracker, data, knows_clean)}
+                               **_epoch_scores(run, feeder)}
         is_best = state.record_epoch(row, cfg.train.select)
         # each rank's generators: seeded apart (part_rank_streams), and uneven slices draw unequal amounts
         rng_by_rank = gather_objects(capture_rng()) if dist.enabled else None
@@ -178,12 +190,8 @@ def _train_into(out_dir: Path, cfg: RunConfig, resume: bool, state: RunState, de
         barrier()  # nobody runs ahead of the checkpoint a resume would start from
     method.end_training()
     leave_distributed()  # the rest is rank 0's alone
-
     if writer is not None:
         writer.close()
-    if not dist.is_main:
-        return {}
-    return _finish(out_dir, cfg, data, method, tracker, state, knows_clean, plan, dist.world_size)
 
 
 def _execution_plan(cfg: RunConfig, device: torch.device, data: NoisyImageData, dist: DistContext) -> ExecutionPlan:
@@ -212,23 +220,23 @@ def _check_before_the_data(out_dir: Path, cfg: RunConfig, resume: bool, device: 
             print(note, file=sys.stderr)
 
 
-def _pick_up_run(out_dir: Path, cfg: RunConfig, data: NoisyImageData, method: Method, tracker: PredictionTracker,
-                 state: RunState, device: torch.device, dist: DistContext, notes: Sequence[str]) -> None:
-    """A resume, once its data is read: last.pt restored into `method`, `tracker` and `state`, and the folder
+def _pick_up_run(run: RunContext, notes: Sequence[str]) -> None:
+    """A resume, once its data is read: last.pt restored into the run's method, tracker and state, and the folder
     reopened for the epochs left, or brought back to the checkpoint's length where none is left."""
-    require_same_data(out_dir, data)
-    restore_last_checkpoint(out_dir, cfg, method, tracker, state, dist)
-    if dist.is_main and state.epoch < cfg.train.epochs:
+    out_dir, cfg, state, is_main = run.out_dir, run.cfg, run.state, run.dist.is_main
+    require_same_data(out_dir, run.data)
+    restore_last_checkpoint(out_dir, cfg, run.method, run.tracker, state, run.dist)
+    if is_main and state.epoch < cfg.train.epochs:
         reopen_run_dir(out_dir, _config_text(cfg))
-        for note in [*notes, *thread_count_note(state, device)]:  # as a new run's: a precision switched to
+        for note in [*notes, *thread_count_note(state, run.plan.device)]:  # as a new run's: a precision switched to
             print(note, file=sys.stderr)  # here, a --set that changes nothing
-    elif dist.is_main:
+    elif is_main:
         # nothing left to train, perhaps after an extension was stopped before its next checkpoint: the run ends
         # at the checkpoint's length, so its config and metrics say that length, not the stopped extension's
         atomic_write_text(_config_text(cfg), out_dir / "config.yaml")
         _write_metrics(out_dir, state.rows, None)
-    if dist.is_main and state.epoch == 0:  # killed before the first checkpoint, perhaps before these records
-        record_run_data(out_dir, data, record_ages=uses_age(cfg))
+    if is_main and state.epoch == 0:  # killed before the first checkpoint, perhaps before these records
+        record_run_data(out_dir, run.data, record_ages=uses_age(cfg))
 
 
 def _start_run(out_dir: Path, cfg: RunConfig, data: NoisyImageData, dist: DistContext, notes: Sequence[str]) -> None:
@@ -244,11 +252,11 @@ def _start_run(out_dir: Path, cfg: RunConfig, data: NoisyImageData, dist: DistCo
               file=sys.stderr)
 
 
-def _epoch_scores(method: Method, feeder: BatchFeeder, tracker: PredictionTracker, data: NoisyImageData,
-                  knows_clean: bool) -> dict[str, Any]:
+def _epoch_scores(run: RunContext, feeder: BatchFeeder) -> dict[str, Any]:
     """An epoch's metrics.csv columns after its training loss: accuracy on the given labels of the training examples
     it drew, the validation and test scores and the seconds they took, and, where the clean labels are known, the
     memorisation shares."""
+    method, tracker, data = run.method, run.tracker, run.data
     pred, seen = tracker.predictions(), tracker.seen_this_epoch()
     row: dict[str, Any] = {"train_acc_given": float((pred == data.train_labels)[seen].mean()) if seen.any()
                            else float("nan")}
@@ -261,7 +269,7 @@ def _epoch_scores(method: Method, feeder: BatchFeeder, tracker: PredictionTracke
     row.update(scores_on_test_sets(method, feeder, data))
     # what a fast GPU epoch spends besides training (the rest of wall_seconds: start-up, checkpoints)
     row["eval_seconds"] = round(time.perf_counter() - evaluation_started, 3)
-    if knows_clean:
+    if run.knows_clean:
         row.update(memorization_fractions(pred, data.train_labels, data.train_clean_labels, seen))
     return row
 
@@ -280,6 +288,26 @@ def _require_validation(data: NoisyImageData, cfg: RunConfig) -> None:
             f"the validation split is empty (data.val_fraction = {cfg.data.val_fraction}, {len(data.train)} training "
             f"examples), so train.select = {cfg.train.select} has no epoch to pick: raise data.val_fraction, add "
             "data, or set train.select=last")
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What the epoch loop, a resume's pick-up and the run's end all act on, built once the data is read: passed as
+    one, since these went from function to function together."""
+
+    out_dir: Path
+    cfg: RunConfig
+    data: NoisyImageData
+    method: Method
+    tracker: PredictionTracker
+    state: RunState  # the counters the epochs advance (the context itself is not reassigned)
+    plan: ExecutionPlan
+    dist: DistContext
+
+    @property
+    def knows_clean(self) -> bool:
+        """Whether the training examples' clean labels are known (benchmarks and simulated cohorts)."""
+        return self.data.train_clean_labels is not None
 
 
 class RunState:
@@ -453,10 +481,9 @@ def _tensorboard(out_dir: Path, epochs_kept: int) -> ScalarLog:
     return ScalarLog(out_dir / "tensorboard", purge_from=epochs_kept + 1)
 
 
-def _finish(out_dir: Path, cfg: RunConfig, data: NoisyImageData, method: Method, tracker: PredictionTracker,
-            state: RunState, knows_clean: bool, plan: ExecutionPlan, processes: int) -> dict[str, Any]:
-    """Write summary.json, the suspected-mislabel table and the memorization plot; `processes`: torchrun's world
-    size of this call (1 without torchrun)."""
+def _finish(run: RunContext) -> dict[str, Any]:
+    """Write summary.json, the suspected-mislabel table and the memorization plot."""
+    out_dir, cfg, data, method, state, plan = run.out_dir, run.cfg, run.data, run.method, run.state, run.plan
     metrics = pd.DataFrame(state.rows)
     best = metrics.loc[metrics["epoch"] == state.best_epoch].iloc[0] if state.best_epoch else metrics.iloc[-1]
     summary: dict[str, Any] = {
@@ -470,7 +497,7 @@ def _finish(out_dir: Path, cfg: RunConfig, data: NoisyImageData, method: Method,
         **{f"{column}_{which}": float(row[column]) for column in metrics.columns if column.startswith("test_")
            for which, row in (("at_best", best), ("last", metrics.iloc[-1]))},
         "device": _device_name(plan.device),
-        "processes": processes,  # of this call, as execution is (a resume may change it)
+        "processes": run.dist.world_size,  # torchrun's, of this call, as execution is (a resume may change it)
         "execution": plan.describe(method.networks()),  # how the networks ran on that device (this call's plan)
         "wall_seconds": round(state.seconds_before + time.perf_counter() - state.started, 2),
     }
@@ -478,10 +505,10 @@ def _finish(out_dir: Path, cfg: RunConfig, data: NoisyImageData, method: Method,
              *_best_checkpoint_warnings(out_dir, int(best["epoch"]))]
     if found:
         summary["warnings"] = found
-    table = _mislabel_table(method, tracker, data)
+    table = _mislabel_table(method, run.tracker, data)
     summary["suspected_mislabels_epoch"] = summary["epochs"]  # the last epoch's targets, not the selected epoch's
     atomic_write_text(table.to_csv(index=False), out_dir / "suspected_mislabels.csv")
-    if knows_clean:
+    if run.knows_clean:
         summary["mislabels"] = mislabel_precision_recall(table["index"].to_numpy(), table["suggested_label"].to_numpy(),
                                                          data.train_labels, data.train_clean_labels)
         from elr_mri.plots import plot_memorization
