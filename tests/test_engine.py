@@ -30,7 +30,8 @@ import yaml
 from elr_mri.cli import main
 from elr_mri.config import config_to_dict, load_config
 from elr_mri.atomic_files import atomic_write_json
-from elr_mri.engine.checkpoint import CheckpointError, atomic_save, load_checkpoint
+from elr_mri.engine.checkpoint import CheckpointError, load_checkpoint
+from elr_mri.tensor_files import atomic_save
 from elr_mri.engine.execution import ExecutionPlan, busy_cores_note, limit_cpu_threads, precision_note
 from elr_mri.engine.methods import build_method
 from elr_mri.engine.run_dir import RUN_LOCK, check_run_dir, exclusive_run_dir, holds_a_run

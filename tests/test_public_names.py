@@ -69,6 +69,27 @@ def test_scoring_a_run_does_not_import_the_training_loop() -> None:
     assert "elr_mri.evaluation.evaluate" in loaded and "elr_mri.engine.runner" not in loaded
 
 
+def test_the_data_and_the_models_do_not_import_the_training_engine() -> None:
+    """The disk cache, the label-file reader and the pretrained weights took atomic tensor writes and torch's refusal
+    of pickled objects from `engine.checkpoint`: data and models depended on the engine that trains on them. Those
+    live in `elr_mri.tensor_files` now. Read from the source, so an import inside a function counts too."""
+    engine_imports = [f"{path.relative_to(ROOT)}:{node.lineno}" for package in ("data", "models")
+                      for path in sorted((ROOT / "elr_mri" / package).rglob("*.py"))
+                      for node in ast.walk(ast.parse(path.read_text()))
+                      if any(name == "elr_mri.engine" or name.startswith("elr_mri.engine.") for name in _imported(node))]
+    assert engine_imports == []
+
+
+def _imported(node: ast.AST) -> list[str]:
+    """The modules an import statement names (`from a import b` names `a` and `a.b`: b may be a module); none for
+    other nodes."""
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    if isinstance(node, ast.ImportFrom) and node.module:
+        return [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+    return []
+
+
 def _modules_loaded_by(imports: str) -> set[str]:
     """The modules a fresh interpreter holds after `imports`: which others importing them pulls in."""
     code = f"import sys; {imports}; print(' '.join(sys.modules))"

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from elr_mri.commands.problems import user_problem
-from elr_mri.engine.checkpoint import atomic_save
+from elr_mri.tensor_files import atomic_save
 from preprocess.user_errors import StorageError, as_storage_error
 
 
@@ -33,9 +33,9 @@ def test_a_full_or_read_only_disk_is_a_user_error_naming_the_path() -> None:
 def test_a_checkpoint_the_disk_refused_part_way_is_said_as_a_full_disk_and_leaves_nothing(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """/dev/full refuses every write with ENOSPC, as a full disk does: torch's writer fails part-way."""
-    import elr_mri.engine.checkpoint as checkpoint
+    import elr_mri.tensor_files as tensor_files
 
-    monkeypatch.setattr(checkpoint, "atomic_path", lambda path: contextlib.nullcontext(Path("/dev/full")))
+    monkeypatch.setattr(tensor_files, "atomic_path", lambda path: contextlib.nullcontext(Path("/dev/full")))
     with pytest.raises(StorageError, match=rf"{tmp_path / 'last.pt'} could not be written \(.*; \d+ MiB free "
                                            r"there\): free space"):
         atomic_save({"weights": torch.zeros(100_000)}, tmp_path / "last.pt")
@@ -75,12 +75,12 @@ def test_a_checkpoint_folder_the_full_disk_refused_is_said_as_the_full_disk(
 
 def test_a_disk_out_of_inodes_is_said_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Megabytes free beside "No space left on device" read as a contradiction: the disk has no file left to make."""
-    import elr_mri.engine.checkpoint as checkpoint
+    import elr_mri.tensor_files as tensor_files
 
     real = os.statvfs(tmp_path)
     no_inodes = os.statvfs_result((*real[:6], 0, 0, *real[8:]))  # f_ffree and f_favail used up
-    monkeypatch.setattr(checkpoint.os, "statvfs", lambda path: no_inodes if Path(path) == tmp_path else real)
-    assert checkpoint._room_left(tmp_path).endswith("MiB free there, but no new file: its inodes are used up")
+    monkeypatch.setattr(tensor_files.os, "statvfs", lambda path: no_inodes if Path(path) == tmp_path else real)
+    assert tensor_files._room_left(tmp_path).endswith("MiB free there, but no new file: its inodes are used up")
 
 
 def test_a_folder_where_an_output_file_goes_is_one_clear_line(tmp_path: Path) -> None:
@@ -133,7 +133,7 @@ def test_ctrl_c_while_a_checkpoint_is_written_finishes_the_file_then_stops(
     import io
     import signal
 
-    import elr_mri.engine.checkpoint as checkpoint
+    import elr_mri.tensor_files as tensor_files
 
     class InterruptedOnFirstWrite(io.FileIO):
         interrupted = False
@@ -144,7 +144,7 @@ def test_ctrl_c_while_a_checkpoint_is_written_finishes_the_file_then_stops(
                 signal.raise_signal(signal.SIGINT)
             return super().write(data)
 
-    monkeypatch.setattr(checkpoint, "open", lambda path, mode: InterruptedOnFirstWrite(path, "wb"), raising=False)
+    monkeypatch.setattr(tensor_files, "open", lambda path, mode: InterruptedOnFirstWrite(path, "wb"), raising=False)
     path = tmp_path / "last.pt"
     with pytest.raises(KeyboardInterrupt):
         atomic_save({"weights": torch.arange(100_000.0)}, path)
@@ -247,7 +247,7 @@ def test_a_full_disk_says_resume_only_where_the_run_has_a_checkpoint(
     """A full disk before the first checkpoint said "a training run continues with --resume"; where it came before
     config.yaml (a 4-inode tmpfs, for real), --resume then said "no run there". With a checkpoint it names the
     resume. /dev/full refuses the resumed run's checkpoint here as a full disk does."""
-    import elr_mri.engine.checkpoint as checkpoint
+    import elr_mri.tensor_files as tensor_files
     from elr_mri.cli import main
 
     config = Path(__file__).resolve().parents[1] / "configs" / "digits" / "elr_sym40.yaml"
@@ -255,7 +255,7 @@ def test_a_full_disk_says_resume_only_where_the_run_has_a_checkpoint(
     settings = ["--set", "data.train_subset=200", "--set", "train.progress=false", "--set", "train.tensorboard=false"]
     assert main(["train", "--config", str(config), "--out", str(run), "--set", "train.epochs=1", *settings]) == 0
     capfd.readouterr()
-    monkeypatch.setattr(checkpoint, "atomic_path", lambda path: contextlib.nullcontext(Path("/dev/full")))
+    monkeypatch.setattr(tensor_files, "atomic_path", lambda path: contextlib.nullcontext(Path("/dev/full")))
     assert main(["train", "--resume", str(run), "--set", "train.epochs=2"]) == 2
     assert capfd.readouterr().err.endswith("run the command again (continue from the last checkpoint with: elr-mri "
                                            f"train --resume {run})\n")
@@ -270,7 +270,7 @@ def test_a_file_over_the_file_size_limit_says_the_limit_not_a_full_disk(tmp_path
     script = ("import resource, sys, torch\nfrom pathlib import Path\n"
               "from elr_mri.commands.problems import user_problem\n"
               "from elr_mri.atomic_files import atomic_write_text\n"
-              "from elr_mri.engine.checkpoint import atomic_save\n"
+              "from elr_mri.tensor_files import atomic_save\n"
               "resource.setrlimit(resource.RLIMIT_FSIZE, (100 * 1024, resource.RLIM_INFINITY))\n"
               "for write in (lambda path: atomic_save({'weights': torch.zeros(100_000)}, path),\n"
               "              lambda path: atomic_write_text('epoch\\n' * 50_000, path)):\n"

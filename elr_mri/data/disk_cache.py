@@ -28,7 +28,7 @@ from monai.data.utils import pickle_hashing
 from monai.utils import convert_to_tensor
 
 from elr_mri.data.cohort import warn_once
-from elr_mri.engine.checkpoint import atomic_save, unsafe_objects
+from elr_mri.tensor_files import atomic_save, unsafe_objects
 from preprocess.memory import gigabytes
 from preprocess.sidecar import cannot_write, nearest_existing
 from preprocess.user_errors import StorageError, file_size_limit

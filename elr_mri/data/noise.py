@@ -267,7 +267,7 @@ def _read_label_arrays(path: Path) -> dict[str, np.ndarray]:
     try:
         arrays = _load_label_file(path)
     except Exception as err:  # noqa: BLE001 - zip, pickle and torch each fail on a damaged file their own way
-        from elr_mri.engine.checkpoint import unsafe_objects  # torch's, loaded here already: .npz runs need none
+        from elr_mri.tensor_files import unsafe_objects  # torch's, loaded here already: .npz runs need none
 
         unsafe = unsafe_objects(path, err, _numpy_array_globals())
         if unsafe:

@@ -36,7 +36,8 @@ from elr_mri.data.device_blur import blurs_on_device
 from elr_mri.data.images import NoisyImageData
 from elr_mri.data.noise import require_cifar10_classes
 from elr_mri.atomic_files import atomic_write_json, atomic_write_text
-from elr_mri.engine.checkpoint import atomic_save, capture_rng, host_copy, load_checkpoint
+from elr_mri.tensor_files import atomic_save
+from elr_mri.engine.checkpoint import capture_rng, host_copy, load_checkpoint
 from elr_mri.engine.diagnostics import collapse_warnings
 from elr_mri.engine.divergence import diverging_again_note, refuse_divergence
 from elr_mri.engine.epoch_lines import EpochLines, draws_bars

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from elr_mri.engine.checkpoint import unsafe_objects
+from elr_mri.tensor_files import unsafe_objects
 
 __all__ = ["load_pretrained"]
 
