@@ -350,6 +350,16 @@ def test_import_adnimerge_maps_diagnoses_and_visit_age():
     assert one.summary() == "1 scan imported"  # not "1 scans"
 
 
+def test_an_adni_visit_age_is_written_to_the_decimals_adnimerge_gives_not_with_float_noise():
+    """AGE 86.1 + Years_bl 1.00205 was written 87.10204999999999 in the manifest (and so in evaluate's age warning)."""
+    adnimerge = pd.DataFrame({"PTID": "011_S_0001", "VISCODE": ["bl", "m12", "m03"], "DX": "CN", "DX_bl": "CN",
+                              "AGE": "86.1", "Years_bl": ["0", "1.00205", "0.251882"]})
+    scans = pd.DataFrame({"participant_id": "011_S_0001", "session_id": ["bl", "m12", "m03"], "path": list("abc")})
+    manifest = import_adnimerge(adnimerge, scans).manifest
+    assert manifest["age"].tolist() == [86.1, 87.10205, 86.351882]  # every decimal given kept
+    assert manifest.to_csv(index=False).count("87.10205,") == 1
+
+
 def test_an_imported_age_of_0_is_named_and_written_as_no_age_as_training_refuses_it():
     """AGE 0 (a missing age typed as 0) was imported as it was, and training refused the manifest row by row."""
     adnimerge = pd.DataFrame({"PTID": ["011_S_0001", "011_S_0002"], "VISCODE": "bl", "DX": "CN", "DX_bl": "CN",

@@ -79,6 +79,9 @@ DAYS_PER_YEAR = 365.25  # moves a visit's age to its scan's date, days_from_visi
 MAX_AGE_YEARS = 120
 # Younger is no participant of an Alzheimer's cohort (ADNI enrols from 55): most likely a missing age typed as 0
 MIN_AGE_YEARS = 18
+# ADNIMERGE writes AGE to 0.1 year and Years_bl to 6 decimals: their sum is kept to those decimals, where the float sum
+# wrote 86.1 + 1.00205 as 87.10204999999999 in the manifest and in evaluate's holdout age warning
+ADNI_AGE_DECIMALS = 6
 
 # ADNIMERGE's visit diagnosis DX (CN, MCI, Dementia) and baseline DX_bl (CN, SMC, EMCI, LMCI, AD); older
 # ADNIMERGE and TADPOLE tables spell normal "NL" and a visit where the diagnosis changed "NL to MCI" (the new
@@ -212,7 +215,8 @@ def import_adnimerge(
         "diagnosis": diagnosis,
         "_diagnosis_problem": [_diagnosis_problem(name, value, "one ADNI uses (CN, SMC, EMCI, LMCI, MCI, "
                                                   "Dementia, AD, NL, 'X to Y')") for name, value in zip(column, raw)],
-        "age": pd.to_numeric(table["AGE"], errors="coerce") + _years_since_baseline(table["Years_bl"], is_baseline),
+        "age": (pd.to_numeric(table["AGE"], errors="coerce")
+                + _years_since_baseline(table["Years_bl"], is_baseline)).round(ADNI_AGE_DECIMALS),
         "cohort": "ADNI",
     })
     clinical["_age_problem"] = _age_problems({"AGE": table["AGE"], "Years_bl": table["Years_bl"]}, clinical["age"])
