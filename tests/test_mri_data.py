@@ -635,6 +635,27 @@ def test_a_scans_augmentation_comes_from_its_own_seed_whichever_worker_reads_it(
     assert not torch.equal(in_main, epoch(8, workers=0))
 
 
+def test_a_holdout_scan_preprocessed_from_a_training_scan_s_input_voxels_is_refused_unless_allowed(tmp_path):
+    """The same raw scan preprocessed again into the holdout's folder under other IDs is another processed file, and
+    was scored without a word: preprocess's input_voxels_sha256, in both manifests, tells it."""
+    (tmp_path / "train").mkdir(), (tmp_path / "holdout").mkdir()
+    digests = [f"{i:064x}" for i in range(3)]
+    training = make_cohort(tmp_path / "train", participants=3, scans=1, input_voxels_sha256=digests)
+    holdout_ids = ["sub-H0", "sub-H1", "sub-H2"]
+    holdout = make_cohort(tmp_path / "holdout", participants=3, scans=1, participant_id=holdout_ids,
+                          input_voxels_sha256=[f"{9:064x}", digests[1], ""])
+    cfg = config(training)
+    with pytest.raises(LeakageError, match=r"1 scan\(s\) were preprocessed from the input voxels of a training scan "
+                                           r"\(input_voxels_sha256\), e.g. sub-H1 ses-0, the same scan as training's "
+                                           r"sub-01; results would be inflated"):
+        build_mri_eval_dataset(holdout, cfg, training_participants=["sub-00", "sub-01", "sub-02"])
+    cfg.mri.allow_participant_overlap = True
+    _, notes = build_mri_eval_dataset(holdout, cfg, training_participants=["sub-00", "sub-01", "sub-02"])
+    assert len(notes) == 1 and "allowed by data.mri.allow_participant_overlap" in notes[0]
+    without = make_cohort(tmp_path / "holdout", participants=3, scans=1, participant_id=holdout_ids)
+    assert build_mri_eval_dataset(without, config(training), training_participants=["sub-00"])[1] == []
+
+
 def test_holdout_sharing_participants_is_refused_unless_allowed(tmp_path):
     manifest = make_cohort(tmp_path, participants=3, scans=1)
     cfg = config(manifest)

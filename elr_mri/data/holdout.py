@@ -1,7 +1,7 @@
 """A holdout cohort's manifest (e.g. NACC), checked against the run that will score it before any scan is read: no
-participant or image file of its training manifest, the run's voxel grid, its preprocessing. A run checks its
-data.mri.holdout_manifest so at its start, `evaluate` and `explain` again; `elr_mri.data.mri` turns the checked rows
-into the dataset the network reads.
+participant, image file or input scan (by its voxels' digest) of its training manifest, the run's voxel grid, its
+preprocessing. A run checks its data.mri.holdout_manifest so at its start, `evaluate` and `explain` again;
+`elr_mri.data.mri` turns the checked rows into the dataset the network reads.
 
 Public names: `HoldoutRows`, `load_holdout_manifest`, `training_manifest_images`.
 """
@@ -18,7 +18,7 @@ from elr_mri.config import DataConfig
 from elr_mri.data.cohort import IMAGE_COLUMN, ManifestError, kept_warnings, load_manifest, warn_once
 from elr_mri.data.grid import VolumeGrid, common_grid, require_grid
 from elr_mri.data.preprocessing import cohort_preprocessing, compare_preprocessing
-from elr_mri.data.splits import check_no_leakage, check_no_shared_scans
+from elr_mri.data.splits import check_no_leakage, check_no_shared_inputs, check_no_shared_scans
 
 __all__ = ["HoldoutRows", "load_holdout_manifest", "training_manifest_images"]
 
@@ -35,16 +35,18 @@ class HoldoutRows(NamedTuple):
 
 def load_holdout_manifest(
     manifest: str | Path, cfg: DataConfig, training_participants: Iterable[str], require_age: bool = False,
-    grid: VolumeGrid | None = None, training_images: Iterable[str] | None = None,
+    grid: VolumeGrid | None = None, training_scans: pd.DataFrame | None = None,
     trained_preprocessing: dict[str, dict] | None = None,
 ) -> HoldoutRows:
     """The holdout's validated rows, overlap notes and the warnings given about its scans; refuses participants seen
-    in training and image files of the training manifest (`training_images`, default: those of `cfg.mri.manifest`
-    where it still is) unless `cfg.mri.allow_participant_overlap`, scans off the training `grid` when one is given,
+    in training and image files of the training manifest, or scans preprocessed from its scans' input voxels
+    (`training_scans`, default: the rows of `cfg.mri.manifest` where it still is) unless
+    `cfg.mri.allow_participant_overlap`, scans off the training `grid` when one is given,
     and scans preprocessed otherwise (`compare_preprocessing`: another normalisation, brain mask, registration or
     template) than the run recorded (`trained_preprocessing`) or, for a run from before that record, than those
     files, unless `cfg.mri.allow_other_preprocessing` (then a warning). The training manifest is read first, so that its own warnings are not kept as the holdout's."""
-    images = training_manifest_images(cfg) if training_images is None else training_images
+    training = training_manifest_scans(cfg) if training_scans is None else training_scans
+    images = training[IMAGE_COLUMN]
     with kept_warnings() as warnings:
         frame = load_manifest(manifest, cfg.mri.classes, require_age=require_age)
         if frame.empty:
@@ -58,6 +60,7 @@ def load_holdout_manifest(
         notes = check_no_leakage({"training": training_participants, "holdout": frame["participant_id"]},
                                  allow=allow, source=str(manifest), fix=f"Remove their scans from {manifest}")
         notes += check_no_shared_scans(images, frame[IMAGE_COLUMN], allow, source=str(manifest))
+        notes += check_no_shared_inputs(training, frame, allow, source=str(manifest))
         trained = cohort_preprocessing(images) if trained_preprocessing is None else trained_preprocessing
         for warning in compare_preprocessing(trained, frame[IMAGE_COLUMN], str(manifest),
                                              allow=cfg.mri.allow_other_preprocessing):
@@ -66,17 +69,23 @@ def load_holdout_manifest(
 
 
 def training_manifest_images(cfg: DataConfig) -> list[str]:
-    """The image files of a run's manifest, for the holdout's check; none when it has moved or no longer loads
-    (the participant check still runs). Its QC warning is not repeated: none of its scans is scored here."""
+    """The image files of a run's manifest; none when it has moved or no longer loads."""
+    return training_manifest_scans(cfg)[IMAGE_COLUMN].tolist()
+
+
+def training_manifest_scans(cfg: DataConfig) -> pd.DataFrame:
+    """The rows of a run's manifest, for the holdout's checks; none when it has moved or no longer loads (the
+    participant check still runs). Its QC warning is not repeated: none of its scans is scored here."""
     path = cfg.mri.manifest
+    none = pd.DataFrame(columns=["participant_id", IMAGE_COLUMN])
     if not path:
-        return []
+        return none
     if not Path(path).is_file():
         log.warning("%s has moved, so holdout scans are not compared with its files; participants still are", path)
-        return []
+        return none
     try:
-        return load_manifest(path, cfg.mri.classes, check_files=False, warn_qc=False)[IMAGE_COLUMN].tolist()
+        return load_manifest(path, cfg.mri.classes, check_files=False, warn_qc=False)
     except ManifestError as err:
         log.warning("%s no longer loads (%s), so holdout scans are not compared with its files; participants "
                     "still are", path, str(err).splitlines()[0])
-        return []
+        return none

@@ -265,7 +265,7 @@ def build_mri_data(cfg: DataConfig, require_age: bool = False, blur_on_device: b
     frame["split"] = frame["participant_id"].map(split)
     if mri.holdout_manifest:  # checked before training, not after hours of it
         load_holdout_manifest(mri.holdout_manifest, cfg, frame["participant_id"], require_age, grid,
-                              training_images=frame[IMAGE_COLUMN])
+                              training_scans=frame)
 
     given, noisy, clean = _cohort_labels(frame, cfg, classes)
     rows = _split_rows(frame, cfg, given, noisy, classes)

@@ -35,6 +35,7 @@ __all__ = [
     "run_participants",
     "check_no_leakage",
     "check_no_shared_scans",
+    "check_no_shared_inputs",
     "split_balance",
 ]
 
@@ -45,6 +46,8 @@ LISTED_PARTICIPANTS = 5
 # The way past a leakage refusal; evaluate and explain read the setting from the run's config.yaml, not a --set.
 OVERLAP_OVERRIDE = ("data.mri.allow_participant_overlap: true (for `elr-mri evaluate` or `explain`: in the run's "
                     "config.yaml) to proceed anyway (the report will say so)")
+# preprocess's digest of a scan's input voxels, in the manifests it writes (and import-cohort carries)
+INPUT_DIGEST_COLUMN = "input_voxels_sha256"
 
 
 class LeakageError(ValueError):
@@ -254,7 +257,32 @@ def check_no_shared_scans(
     shared = sorted(path for path in holdout_images if path and os.path.realpath(path) in seen)
     if not shared:
         return []
-    line = f"{source}: {len(shared)} scan(s) are files of the training manifest, e.g. {shared[0]}"
+    return _shared_scans_refused(f"{source}: {len(shared)} scan(s) are files of the training manifest, e.g. {shared[0]}",
+                                 allow)
+
+
+def check_no_shared_inputs(training: pd.DataFrame, holdout: pd.DataFrame, allow: bool = False,
+                           source: str = "holdout") -> list[str]:
+    """Refuse holdout scans that preprocess made from the very input voxels of a training scan (its
+    `input_voxels_sha256`): the same raw scan preprocessed again into the holdout's folder under other IDs is another
+    processed file, which `check_no_shared_scans` cannot see, and was scored without a word. Compared only where both
+    manifests carry the digest (scans preprocessed elsewhere have none)."""
+    if INPUT_DIGEST_COLUMN not in training or INPUT_DIGEST_COLUMN not in holdout:
+        return []
+    trained = training.dropna(subset=[INPUT_DIGEST_COLUMN]).set_index(INPUT_DIGEST_COLUMN)["participant_id"]
+    trained = trained[trained.index != ""]
+    shared = holdout[holdout[INPUT_DIGEST_COLUMN].isin(trained.index)]
+    if shared.empty:
+        return []
+    first = shared.iloc[0]
+    same = trained[trained.index == first[INPUT_DIGEST_COLUMN]].iloc[0]
+    return _shared_scans_refused(
+        f"{source}: {len(shared)} scan(s) were preprocessed from the input voxels of a training scan "
+        f"({INPUT_DIGEST_COLUMN}), e.g. {first['participant_id']} {first['session_id']}, the same scan as training's {same}", allow)
+
+
+def _shared_scans_refused(line: str, allow: bool) -> list[str]:
+    """Raise `line` as a leakage refusal, or with `allow` return it as the report's note."""
     if not allow:
         raise LeakageError(f"{line}; results would be inflated. List other scans, or set {OVERLAP_OVERRIDE}")
     return [f"{line} (allowed by data.mri.allow_participant_overlap)"]
