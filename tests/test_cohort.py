@@ -518,7 +518,12 @@ def test_import_errors_name_the_table_its_option_and_file(tmp_path):
     ADNIMERGE.to_csv(adnimerge, index=False)
     with pytest.raises(ValueError, match=rf"scans manifest \(--scans\) {scans}: missing column\(s\) session_id"):
         import_adnimerge(adnimerge, scans)
-    with pytest.raises(IsADirectoryError, match=rf"scans manifest \(--scans\) {tmp_path}: is a folder"):
+    with pytest.raises(IsADirectoryError, match=rf"scans manifest \(--scans\) {tmp_path}: is a folder; pass the "
+                                                rf"table's CSV file$"):
+        import_adnimerge(adnimerge, tmp_path)
+    (tmp_path / "manifest.csv").write_text("")  # preprocess's --output folder given for its manifest: named
+    with pytest.raises(IsADirectoryError, match=rf"is a folder; pass the table's CSV file \(the manifest preprocess "
+                                                rf"wrote there is {tmp_path / 'manifest.csv'}\)$"):
         import_adnimerge(adnimerge, tmp_path)
     with pytest.raises(FileNotFoundError, match=r"scans manifest \(--scans\) nothere.csv: file not found"):
         import_adnimerge(adnimerge, "nothere.csv")

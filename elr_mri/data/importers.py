@@ -999,7 +999,9 @@ def _table_file(source: str | Path, what: str) -> Path:
     """`source` as the path of a file, refused in one line where it is a folder or nothing."""
     path = Path(source)
     if path.is_dir():
-        raise IsADirectoryError(f"{what} {path}: is a folder; pass the table's CSV file")
+        inside = path / "manifest.csv"  # preprocess's --output folder, given for the manifest it wrote there
+        named = f" (the manifest preprocess wrote there is {inside})" if inside.is_file() else ""
+        raise IsADirectoryError(f"{what} {path}: is a folder; pass the table's CSV file{named}")
     if not path.is_file():
         why = not_a_file(path) if path.exists() else "file not found"  # a pipe, such as the shell's <(...)
         raise FileNotFoundError(f"{what} {path}: {why}")
