@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from elr_mri.config import load_config
+from elr_mri.config import OptimConfig, RunConfig, ScheduleConfig, load_config
 from elr_mri.engine.schedule import lr_at
 
 CONFIGS = Path(__file__).parents[1] / "configs"
@@ -46,3 +46,9 @@ def test_a_cosine_over_the_run_gives_torchs_cosine_annealing() -> None:
                       ["schedule.name=cosine", "schedule.eta_min=0.0002", "train.epochs=30"])
     expected = _torch_rates(torch.optim.lr_scheduler.CosineAnnealingLR, 30, cfg.optim.lr, T_max=30, eta_min=0.0002)
     assert [lr_at(epoch, cfg) for epoch in range(30)] == pytest.approx(expected, rel=1e-9, abs=1e-12)
+
+
+def test_a_constant_schedule_keeps_the_base_rate_every_epoch() -> None:
+    """`constant` reads no schedule setting: not the multistep milestones, nor the cosine floor eta_min."""
+    cfg = RunConfig(optim=OptimConfig(lr=0.05), schedule=ScheduleConfig(name="constant", eta_min=0.001))
+    assert [lr_at(epoch, cfg) for epoch in (0, 40, 80, 119)] == [0.05] * 4
