@@ -121,6 +121,20 @@ def test_a_scan_whose_truth_the_run_leaves_out_is_mislabelled_and_no_suggestion_
     assert scores == {"flagged": 2, "truly_mislabelled": 2, "precision": 0.5, "recall": 0.5, "suggestion_true": 0}
 
 
+def test_precision_without_a_flag_and_recall_without_a_wrong_label_are_undefined_not_zero() -> None:
+    """A CE run that flags nothing has no precision (the report prints a dash), nor has a run whose labels are all
+    right a recall: 0 would read as every flag wrong, or every wrong label missed."""
+    given, clean = np.array([0, 2, 1]), np.array([0, 1, 1])
+    nothing_flagged = mislabel_precision_recall(np.array([], dtype=int), np.array([], dtype=int), given, clean)
+    assert np.isnan(nothing_flagged["precision"]) and nothing_flagged["recall"] == 0.0
+    nothing_wrong = mislabel_precision_recall(np.array([1]), np.array([0]), clean, clean)
+    assert np.isnan(nothing_wrong["recall"]) and nothing_wrong["precision"] == 0.0
+
+
+def test_a_suspected_mislabels_margin_is_its_top_share_less_its_given_share_not_rounded_to_hundredths() -> None:
+    table = suspected_mislabels(np.array([[0.5, 0.333, 0.167]]), np.array([2]))
+    assert table["margin"].tolist() == [0.333] and table["given_share"].tolist() == [0.167]
+
 def test_the_report_shows_an_undefined_precision_as_a_dash(tmp_path) -> None:
     """Nothing flagged: precision is null in summary.json (strict JSON), which the demo report must print."""
     import json
