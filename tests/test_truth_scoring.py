@@ -85,6 +85,9 @@ def test_a_paired_comparison_of_runs_on_other_participants_says_what_it_covers(t
     b = _write_predictions(tmp_path / "b.csv", [("s1", "CN", "CN"), ("s2", "MCI", "CN")])
     assert mean_paired_difference([(a, b)], truth, n_boot=20).estimate == pytest.approx(-0.5)  # over s1, s2
     assert "covers the 2 participant entries every run has; a run has 3" in caplog.text
+    caplog.clear()
+    mean_paired_difference([(a, a)], truth, n_boot=20)
+    assert "covers the" not in caplog.text  # runs on the same participants: the comparison covers them all
 
 
 def test_mean_over_seeds_averages_each_participants_difference(tmp_path: Path, truth: pd.DataFrame) -> None:
@@ -299,3 +302,10 @@ def test_runs_predicting_alike_count_a_converter_once_not_once_a_diagnosis(tmp_p
     assert participants_predicted_alike(*alike, truth) == 3
     truth, unlike = _converter_runs(tmp_path, 3, ("MCI", "CN"))
     assert participants_predicted_alike(*unlike, truth) is None
+
+
+def test_runs_that_differ_on_one_participant_of_four_are_not_alike(tmp_path: Path, truth: pd.DataFrame) -> None:
+    """One diagnosis apart is enough for a paired difference that can be nonzero."""
+    right, wrong_s1 = _right_except(tmp_path / "right.csv"), _right_except(tmp_path / "w1.csv", s1="AD")
+    assert participants_predicted_alike(right, wrong_s1, truth) is None
+    assert participants_predicted_alike(right, right, truth) == 4
