@@ -90,6 +90,13 @@ def test_both_tables_name_their_level_and_how_many_participants_they_rest_on(tmp
     assert set(paired["level"]) == {"participant"} and list(paired.columns[:4]) == ["method", "minus", "level", "metric"]
 
 
+def test_a_paired_difference_rests_on_the_participants_both_methods_scored(tmp_path: Path) -> None:
+    """A run scored on 6 of the CNN's 9 participants: their difference covers those 6, not the 9 either scored."""
+    given = ["CN", "MCI", "AD"] * 3
+    cnn = _scored(tmp_path / "eval-test", given, given)
+    fewer = _scored(tmp_path / "other" / "eval-test", given[:6], given[:6])
+    assert set(paired_differences(cnn, "elr", {"ce": fewer}, [], n_boot=20)["participants"]) == {6}
+
 def test_the_printed_table_keeps_the_csvs_order_of_methods_and_metrics(tmp_path: Path) -> None:
     given = ["CN", "MCI", "AD"] * 4
     cnn = _scored(tmp_path / "eval-test", given, given)
