@@ -1070,6 +1070,12 @@ def test_split_balance_ages_and_sexes_count_each_participant_once_at_the_first_s
     assert row["female_fraction"] == 0.5
 
 
+def test_split_balance_has_a_row_for_each_split_the_run_has_and_none_for_another():
+    """At data.val_fraction 0 there is no validation split: an empty val row would read as one with no participants."""
+    frame = pd.DataFrame([scan("P1", "M00", age=70.0, sex="F"), scan("P2", "M00", age=80.0, sex="M")])
+    table = split_balance(frame, pd.Series({"P1": "train", "P2": "test"}), CLASSES)
+    assert table["split"].tolist() == ["train", "test"] and table["participants"].tolist() == [1, 1]
+
 def test_leakage_guard_refuses_shared_participants():
     assert check_no_leakage({"train": ["A", "B"], "val": ["C"], "test": ["D"]}) == []
     with pytest.raises(LeakageError, match="1 participant\\(s\\) are in both train and test, e.g. B"):
@@ -1199,6 +1205,16 @@ def test_ids_apart_only_by_a_separator_between_digits_are_named_with_both_spelli
     assert ("nacc.csv: training's 02_013 and holdout's sub-02013 differ only in a separator between digits, as 1.5 "
             "and 15 do, so they are taken for two people (and 1 more such pair(s)); if one, write one ID for both and "
             "run again") in caplog.messages
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="elr_mri.data.splits"):
+        check_no_leakage({"training": ["02_013"], "holdout": ["sub-02013"]}, source="nacc.csv")
+    assert caplog.messages == ["nacc.csv: training's 02_013 and holdout's sub-02013 differ only in a separator between "
+                               "digits, as 1.5 and 15 do, so they are taken for two people; if one, write one ID for "
+                               "both and run again"]  # one pair: no "(and 0 more ...)"
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="elr_mri.data.splits"):  # one person in two spellings: one key
+        check_no_leakage({"training": ["011_S_0002"], "holdout": ["sub-ADNI011S0002"]}, allow=True)
+    assert not caplog.messages
     path = tmp_path / "splits.csv"
     path.write_text("participant_id,split\nsub-02013,train\nA,test\n")
     with pytest.raises(ValueError, match=r"no split, e\.g\. 02_013; .* \(the file's sub-02013 and the manifest's "

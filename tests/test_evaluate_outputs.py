@@ -286,6 +286,8 @@ def test_holdout_scans_of_a_class_the_run_never_trained_on_are_named(tmp_path: P
     ("participant_id,split\nsub-0,train\nsub-1,te", "row 2: split 'te' is not one of train, val, test"),  # mid-row
     ("participant_id,split\nsub-0,train\nsub-4,test\n", "it lists 1 train participant(s) where the run's "
                                                         "split_balance.csv counts 3"),  # at a row's end
+    ("participant_id,split\n" + "".join(f"sub-{i},{'train' if i < 4 else 'test'}\n" for i in range(9)),
+     "it lists 4 train participant(s) where the run's split_balance.csv counts 3"),  # one row too many
     ("participant_id\nsub-0\n", "missing column(s) split"),
     ("participant_id,split\nsub-0,train\nsub-0,test\n", "participant sub-0 is listed more than once"),
 ])
