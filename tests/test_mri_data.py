@@ -670,6 +670,12 @@ def test_holdout_sharing_participants_is_refused_unless_allowed(tmp_path):
     assert notes == [] and (clean.frame["split"] == "holdout").all()
 
 
+def test_a_holdout_listing_the_training_scans_under_other_ids_is_refused(tmp_path):
+    """The participant check passes (no shared id): the image files alone say it is the training manifest again."""
+    manifest = make_cohort(tmp_path, participants=3, scans=1)
+    with pytest.raises(LeakageError, match=r": 3 scan\(s\) are files of the training manifest, e\.g\. "):
+        build_mri_eval_dataset(manifest, config(manifest), training_participants=["other"])
+
 def test_a_holdout_whose_scans_all_failed_preprocessing_is_refused_before_scoring(tmp_path):
     """A holdout of failed scans alone is dropped to no rows by the manifest's reader: one line saying so, not an
     empty evaluation."""
