@@ -1243,3 +1243,25 @@ def test_the_clothing1m_config_without_imagenet_weights_says_it_trains_from_scra
                 "train.tensorboard=false"]
     train(load_config(config, settings), tmp_path / "run")
     assert "note: mlp starts from random weights (model.pretrained_checkpoint is unset)" in capsys.readouterr().err
+
+
+def test_top5_accuracy_is_logged_above_five_classes_only(tmp_path):
+    """At five classes every label is among the five most probable: a top-5 column would read 100% whatever the
+    network learned (metrics.csv's test_top5, which the WebVision table reports)."""
+    from elr_mri.config import ModelConfig
+    from elr_mri.distributed import DistContext
+    from elr_mri.engine.execution import ExecutionPlan
+    from elr_mri.engine.feeding import BatchFeeder
+    from elr_mri.engine.methods import build_method
+    from elr_mri.engine.split_scores import scores_on_test_sets
+
+    cpu, columns = torch.device("cpu"), {}
+    for count in (5, 6):
+        write_image_folder(tmp_path / str(count), [f"c{k}" for k in range(count)], per_class=2)
+        cfg = RunConfig(data=DataConfig(name="imagefolder", root=str(tmp_path / str(count)), augment=False),
+                        model=ModelConfig(name="mlp", hidden=8))
+        data = build_image_data(cfg.data)
+        method = build_method(cfg, data.input_shape, data.num_classes, len(data.train),
+                              ExecutionPlan.from_config(cfg.train, cpu))
+        columns[count] = set(scores_on_test_sets(method, BatchFeeder(data, cfg, DistContext(), cpu), data))
+    assert columns == {5: {"test_acc"}, 6: {"test_acc", "test_top5"}}

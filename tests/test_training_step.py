@@ -252,6 +252,19 @@ def test_evaluation_reads_back_once_a_split_not_once_a_batch(device: str, no_hos
     assert predict_split(method, []) is None and np.isnan(evaluate_split(method, None).accuracy)
 
 
+def test_a_split_score_names_the_class_predicted_most_not_the_most_common_label() -> None:
+    """The collapse warning names the class a network calls everybody: here every label is another class; a split
+    without examples names none."""
+    method = _method(_config("elr", "train.compile=false"))
+    batches = [_batch(seed, with_pair=False) for seed in range(2)]
+    counts = np.bincount(torch.cat([method.predict_proba(b).argmax(1) for b in batches]).numpy(), minlength=NUM_CLASSES)
+    most = int(counts.argmax())
+    for batch in batches:
+        batch["label"] = torch.full_like(batch["label"], (most + 1) % NUM_CLASSES)
+    score = evaluate_split(method, batches)
+    assert (score.top_class, score.top_class_share, score.label_top_share) == (most, counts.max() / (2 * BATCH), 1.0)
+    assert evaluate_split(method, None).top_class == -1  # no examples: no class, not class 0
+
 @pytest.mark.parametrize("schedule", ["ramp", "running_average"])
 def test_ema_copies_average_their_networks_parameters_with_the_scheduled_momentum(schedule: str) -> None:
     unread_ramp = ["elr_plus.ema_ramp_steps=40000"] if schedule == "running_average" else []  # default: not set
