@@ -1265,3 +1265,16 @@ def test_top5_accuracy_is_logged_above_five_classes_only(tmp_path):
                               ExecutionPlan.from_config(cfg.train, cpu))
         columns[count] = set(scores_on_test_sets(method, BatchFeeder(data, cfg, DistContext(), cpu), data))
     assert columns == {5: {"test_acc"}, 6: {"test_acc", "test_top5"}}
+
+
+def test_a_random_crop_wider_than_its_image_is_refused_naming_both_sizes():
+    """Only the width too large: torch's randint would have failed with words about its own bounds."""
+    with pytest.raises(ValueError, match="^cannot crop 4×20 from an image of 10×12$"):
+        RandomCrop((4, 20))(torch.zeros(3, 10, 12))
+
+
+def test_load_resized_scales_the_shorter_side_and_truncates_the_longer_as_torchvision(tmp_path):
+    """4×7 to a shorter side of 2: the longer 7 · 2 / 4 = 3.5 is cut to 3 (torchvision's Resize(int) truncates)."""
+    for (width, height), shape in (((4, 7), (3, 3, 2)), ((7, 4), (3, 2, 3))):
+        Image.new("RGB", (width, height), (90, 120, 150)).save(tmp_path / "image.png")
+        assert tuple(load_resized(tmp_path / "image.png", 2).shape) == shape
