@@ -25,7 +25,8 @@ from pathlib import Path
 import pandas as pd
 
 from paper_runs import (ROOT, WALL_TIME_COUNTED, markdown_table, mean_std, output_file, output_folder,
-                        refuse_repeats, refuse_seed_overrides, run_or_resume, run_script, seed_folder)
+                        refuse_repeats, refuse_seed_overrides, run_or_resume, run_script, seed_folder,
+                        seed_in_words)
 
 from elr_mri.atomic_files import atomic_write_text
 from elr_mri.config import RunConfig, load_config
@@ -67,7 +68,8 @@ def main(argv: list[str] | None = None) -> None:
     figure = args.results.with_name(args.results.stem + "_memorization.png")
     args.results.parent.mkdir(parents=True, exist_ok=True)
     cfg = load_config(CONFIG, args.overrides)
-    plot_memorization_comparison(curves, figure, title=f"CIFAR-10N {cfg.data.noise.human_key} subset, seed 0")
+    plot_memorization_comparison(curves, figure, title=f"CIFAR-10N {cfg.data.noise.human_key} subset, "
+                                 f"{seed_in_words(0, args.overrides)}")
     text = _report(pd.DataFrame(rows), args, cfg, time.perf_counter() - started, figure)
     atomic_write_text(text, args.results)
     print(text)
@@ -193,6 +195,14 @@ def _row(loss: str, seed: int, summary: dict, last: pd.Series) -> dict:
     }
 
 
+def _seeds_trained(args: argparse.Namespace) -> str:
+    """The seeds the runs trained with, as their folders name them (`seed_in_words`): 'Seeds 0..N-1', or one seed's,
+    which a --set may have set ('Seeds 0..0' was said of `--seeds 1 --set seed=3`)."""
+    if args.seeds > 1:  # no --set of a seed beside several (`refuse_seed_overrides`)
+        return f"Seeds 0..{args.seeds - 1}"
+    return seed_in_words(0, args.overrides).capitalize()
+
+
 def _report(runs: pd.DataFrame, args: argparse.Namespace, cfg: RunConfig, seconds: float, figure: Path) -> str:
     """The Markdown results page: setting, command, table (mean ± std over seeds), figure. The label set and hold-out
     are `cfg`'s (`--set data.noise.human_key=aggre_label` was reported as worse_label), with the share of wrong
@@ -216,7 +226,7 @@ CIFAR-10N `{key}` (real human noise; {wrong}% of the labels trained on are wrong
 {cfg.data.val_fraction:.0%} of them held out (noisy) for model selection; {cfg.data.test_subset}
 clean test images. Model `{cfg.model.name}` (hidden {cfg.model.hidden}), `{cfg.optim.name}` lr {cfg.optim.lr}, momentum
 {cfg.optim.momentum}, weight decay {cfg.optim.weight_decay}, {cfg.train.epochs} epochs, batch {cfg.train.batch_size},
-augmentation {cfg.data.augment}; ELR β {cfg.loss.beta}, λ {cfg.loss.lam}. Seeds 0..{args.seeds - 1}; per seed every
+augmentation {cfg.data.augment}; ELR β {cfg.loss.beta}, λ {cfg.loss.lam}. {_seeds_trained(args)}; per seed every
 loss sees the same subset, labels and split. Device: {", ".join(sorted(set(runs["device"])))}. Wall time: {runs["wall_s"].sum():.0f} s
 of training in all ({WALL_TIME_COUNTED}; this call took {seconds:.0f} s).
 

@@ -32,8 +32,8 @@ from preprocess.signals import Terminated
 from preprocess.user_errors import USER_ERRORS, nonempty_path, output_file, report_user_error
 
 __all__ = ["ROOT", "digits_elr_plus_settings", "run_script", "output_folder", "output_file", "refuse_seed_overrides",
-           "seed_folder", "refuse_repeats", "run_status", "planned_status", "run_config", "training_needed",
-           "run_or_resume", "percent", "mean_std", "markdown_table", "WALL_TIME_COUNTED"]
+           "seeds_used", "seed_folder", "seed_in_words", "refuse_repeats", "run_status", "planned_status", "run_config",
+           "training_needed", "run_or_resume", "percent", "mean_std", "markdown_table", "WALL_TIME_COUNTED"]
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED_KEYS = ("seed", "data.noise.seed", "data.split_seed")  # what --seeds sets, run by run
@@ -97,16 +97,29 @@ def refuse_seed_overrides(parser: argparse.ArgumentParser, overrides: list[str],
                      f"({seeded}), one a run")
 
 
-def seed_folder(seed: int, overrides: list[str]) -> str:
-    """seed<k>, the name of seed k's runs, which sets the three `SEED_KEYS`; where a --set (taken beside --seeds 1)
-    gives one of them another value, seed<s>-noise<n>-split<p>, the seeds the run trains with: run folders and plans
-    said seed0 for `--set seed=3`, and a later --seeds 2 found that seed0 made with other settings."""
+def seeds_used(seed: int, overrides: list[str]) -> tuple[str, str, str]:
+    """The model, noise and split seeds (`SEED_KEYS`) that seed k's runs train with: k for each, but where a --set
+    (taken beside --seeds 1) gives one of them another value."""
     used = {key: str(seed) for key in SEED_KEYS}
     for key, _, value in (item.partition("=") for item in overrides):
         if key.strip() in used:
             used[key.strip()] = value.strip()
     model, noise, split = (used[key] for key in SEED_KEYS)
+    return model, noise, split
+
+
+def seed_folder(seed: int, overrides: list[str]) -> str:
+    """seed<k>, the name of seed k's runs; seed<s>-noise<n>-split<p> where the `seeds_used` differ: run folders and
+    plans said seed0 for `--set seed=3`, and a later --seeds 2 found that seed0 made with other settings."""
+    model, noise, split = seeds_used(seed, overrides)
     return f"seed{model}" if model == noise == split else f"seed{model}-noise{noise}-split{split}"
+
+
+def seed_in_words(seed: int, overrides: list[str]) -> str:
+    """'seed k', or 'seed s (noise n, split p)' where the `seeds_used` differ, for reports and figure titles: they
+    said seed 0 for the runs of `--seeds 1 --set seed=3`."""
+    model, noise, split = seeds_used(seed, overrides)
+    return f"seed {model}" if model == noise == split else f"seed {model} (noise {noise}, split {split})"
 
 
 def refuse_repeats(parser: argparse.ArgumentParser, option: str, values: list[str]) -> None:

@@ -222,6 +222,7 @@ def test_the_cifar10n_cpu_report_names_the_label_set_and_hold_out_the_runs_had(i
     flat = " ".join(report.split())
     assert "per seed every loss sees the same subset" in flat and "both losses" not in flat
     assert "for any other loss from its last predictions" in flat
+    assert "Seeds 0..1; per seed" in flat  # --seeds 2, no seed --set
     assert "`adam` lr 0.02" in flat and "SGD" not in flat  # the optimiser --set gave the runs, not always SGD
     assert ("CIFAR-10N `aggre_label` (real human noise; 9.2 ± 0.2% of the labels trained on are wrong),\n"
             "20% of them held out (noisy)") in report
@@ -289,23 +290,31 @@ def test_cifar10n_cpu_on_a_python_without_tar_filters_says_how_to_extract(import
 
 
 def test_cifar10n_cpu_names_a_seed_set_beside_one_seed_by_the_seeds_trained_with(import_script, tmp_path: Path,
-                                                                                 capsys) -> None:
+                                                                                 capsys, monkeypatch) -> None:
     """`--seeds 1 --set seed=3` trained model seed 3 in ce-seed0, which the progress line called seed 0, as
-    reproduce_paper_table did: a later --seeds 2 read that run back as seed 0's. Same names as that script's now."""
+    reproduce_paper_table did: a later --seeds 2 read that run back as seed 0's. Same names as that script's now;
+    the report said "Seeds 0..0" and the figure's title "seed 0" after the folders had been renamed."""
+    script = import_script("cifar10n_cpu")
+    titles: list[str] = []
+    drawn = script.plot_memorization_comparison  # the figure is drawn and written; its title is kept here too
+    monkeypatch.setattr(script, "plot_memorization_comparison",
+                        lambda curves, path, title: titles.append(title) or drawn(curves, path, title=title))
     truth = write_image_folder(tmp_path / "cifar10", ["apple", "bee"], per_class=10)
     clean = np.array([truth[i] for i in range(len(truth))])
     worse = np.where(np.arange(len(clean)) % 4, clean, 1 - clean)  # a quarter wrong
     np.savez(tmp_path / "human.npz", clean_label=clean, worse_label=worse)
     small = ["seed=3", "data.train_subset=16", "data.test_subset=8", "data.normalization=auto", "model.hidden=8",
              "train.epochs=1", "train.batch_size=8"]
-    import_script("cifar10n_cpu").main(["--losses", "ce", "--seeds", "1", "--data-root", str(tmp_path / "cifar10"),
-                                        "--human-labels", str(tmp_path / "human.npz"), "--out", str(tmp_path / "runs"),
-                                        "--results", str(tmp_path / "report.md"),
-                                        *[arg for setting in small for arg in ("--set", setting)]])
+    script.main(["--losses", "ce", "--seeds", "1", "--data-root", str(tmp_path / "cifar10"),
+                 "--human-labels", str(tmp_path / "human.npz"), "--out", str(tmp_path / "runs"),
+                 "--results", str(tmp_path / "report.md"), *[arg for setting in small for arg in ("--set", setting)]])
     assert [path.name for path in (tmp_path / "runs").iterdir()] == ["ce-seed3-noise0-split0"]
     trained = yaml.safe_load((tmp_path / "runs" / "ce-seed3-noise0-split0" / "config.yaml").read_text())
     assert (trained["seed"], trained["data"]["split_seed"]) == (3, 0)
     assert "\nseed 3-noise0-split0 ce  : test " in "\n" + capsys.readouterr().out
+    assert " Seed 3 (noise 0, split 0); per seed every" in (tmp_path / "report.md").read_text()
+    assert titles == ["CIFAR-10N worse_label subset, seed 3 (noise 0, split 0)"]
+    assert (tmp_path / "report_memorization.png").stat().st_size > 0
 
 
 def test_cifar10n_cpu_without_shared_says_what_to_pass(import_script, tmp_path: Path) -> None:
