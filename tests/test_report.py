@@ -558,3 +558,30 @@ def test_the_preprocessing_failures_are_counted_from_failures_csv_and_an_empty_f
     assert "1 scans processed, 0 failed," in _preprocess_section(tmp_path, tmp_path)
     (tmp_path / "failures.csv").write_text("participant_id,error\ns2,N4 failed\n")
     assert "1 scans processed, 1 failed," in _preprocess_section(tmp_path, tmp_path)
+
+
+def test_a_set_without_any_participant_is_said_to_have_none_not_to_lack_every_class(tmp_path: Path) -> None:
+    """No class present at all: the set is empty, so its one note is that it has no participant to resample, not the
+    lacking-class note, whose chance level over the classes present would divide by none of them. No test had
+    scored such a set."""
+    nan = float("nan")
+    runs = {"ce": tmp_path / "ce", "elr": tmp_path / "elr"}
+    for run in runs.values():
+        _scored(run / "eval-holdout", nan, dict.fromkeys(HEADLINE_METRICS, 0), given=())
+    section = _metrics_section(runs, tmp_path)
+    assert f"| ce | holdout | 0 | {' | '.join(['nan [nan, nan]'] * len(HEADLINE_METRICS))} |" in section
+    assert "\n\nNo intervals on holdout (nan): resampling participants needs at least two, and this set has 0.\n" in (
+        section)
+    assert "On holdout no participant" not in section and "†" not in section
+
+
+def test_an_interval_missing_one_end_gives_no_verdict_whichever_end() -> None:
+    """A NaN at one end only (a summary edited by hand, or cut): the verdict needs both ends, so the lower end above 0
+    with no upper end is not "ELR above CE", nor an upper end below 0 with no lower one "ELR below CE". No test had
+    a NaN at one end alone."""
+    nan = float("nan")
+    for half in (Interval(0.05, 0.01, nan, 200), Interval(-0.05, nan, -0.01, 200)):
+        assert _verdict(half) == "no interval: too few participants of each true diagnosis to resample"
+        assert _difference_cell(half, 200, "accuracy", {}, 10).endswith(
+            "] (no interval: too few participants of each true diagnosis to resample)")
+    assert str(Interval(0.05, 0.01, nan, 200)) == "5.0 [1.0, nan]"  # the end that is there is printed
