@@ -442,9 +442,10 @@ class _TruthTables:
                 *self.rows, *_rare_notes(self.rare_rows), *_alone_notes(self.alone), *_notes(self.lacking)]
 
     def paired_lines(self) -> list[str]:
-        """The table of ELR − CE with its notes, or that there is none (a demo without both runs)."""
+        """The table of ELR − CE with its notes, or why there is none: "Not available." alone left a CE-only report's
+        reader to guess."""
         if not self.differences:
-            return ["Not available."]
+            return ["Not available: no set here was scored by both a CE run and an ELR run."]
         return ["| evaluated on | " + " | ".join(PAIRED_METRIC_NAMES.values()) + " |",
                 "|---|" + "---|" * len(PAIRED_METRIC_NAMES), *self.differences, *_rare_notes(self.rare_differences),
                 *_alone_notes(self.alone)]

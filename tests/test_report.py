@@ -585,3 +585,16 @@ def test_an_interval_missing_one_end_gives_no_verdict_whichever_end() -> None:
         assert _difference_cell(half, 200, "accuracy", {}, 10).endswith(
             "] (no interval: too few participants of each true diagnosis to resample)")
     assert str(Interval(0.05, 0.01, nan, 200)) == "5.0 [1.0, nan]"  # the end that is there is printed
+
+
+def test_runs_of_ce_without_elr_get_their_scores_and_no_paired_table_saying_why(tmp_path: Path) -> None:
+    """CE alone (no ELR run to pair with): its row against the truth stands, and the paired table is replaced by why
+    there is none; it said "Not available." alone. No test had rendered a run set without ELR."""
+    truth = pd.DataFrame({"participant_id": [f"s{i:02d}" for i in range(12)], "session_id": "ses-M00",
+                          "true_diagnosis": [CLASSES[i % 3] for i in range(12)]})
+    run = _run(tmp_path / "ce", 1, truth)
+    section = _truth_section({"ce": run}, truth)
+    report = rescore_against_truth(run / "eval-test" / "predictions.csv", truth, 200)
+    assert f"| ce | test | 12 | {report.metrics['accuracy']} | " in section
+    assert "\n\nNot available: no set here was scored by both a CE run and an ELR run.\n\n" in section
+    assert "| evaluated on | accuracy | balanced accuracy | macro AUC |" not in section
