@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Hashable, Iterator, Mapping
@@ -372,16 +373,35 @@ def _merge(out_dir: Path, found: list[Path], min_ncc: float | None) -> Summary:
     if min_ncc is None:
         raise ValueError(f"{out_dir}: the shards ran with different --qc-min-ncc; give the threshold to merge with "
                          "(preprocess-merge --qc-min-ncc X)")
-    manifest = pd.concat([_read_csv(out_dir / m) for m, _ in names], ignore_index=True)
+    shards = {name: _read_csv(out_dir / name) for name, _ in names}
+    manifest = pd.concat(shards.values(), ignore_index=True)
     failures = pd.concat([pd.DataFrame(columns=FAILURE_COLUMNS)]
                          + [_read_csv(out_dir / f) for _, f in names if (out_dir / f).exists()], ignore_index=True)
     by_scan = ["participant_id", "session_id"]  # a single run's order: its input table is sorted so
     manifest = with_qc_flags(manifest.sort_values(by_scan, kind="stable"), min_ncc)
+    _warn_of_shards_without_processed_path(out_dir, shards, bool(manifest["qc_flag"].any()))
     failures = failures.sort_values(by_scan, kind="stable")
     write_tables(manifest, failures, out_dir / "manifest.csv", out_dir / "failures.csv")
     statuses = manifest["status"].value_counts()
     return Summary(done=int(statuses.get("done", 0)), skipped=int(statuses.get("skipped", 0)),
                    failed=len(failures), flagged=int(manifest["qc_flag"].sum()), failures=out_dir / "failures.csv")
+
+
+def _warn_of_shards_without_processed_path(out_dir: Path, shards: dict[str, pd.DataFrame], flagged: bool) -> None:
+    """Say which shard manifests lack processed_path and what the merged one then does: every shard `elr-mri
+    preprocess` writes has the column (an all-failed one too), so such a shard was made or edited by hand, and
+    training on the merge went on from the raw scans with a warning far from this cause. A warning, not a refusal:
+    the merge loses nothing, and the user may know that those paths are preprocessed already. Not where no shard has
+    the column and a scan is `flagged`: `flagged_report` then refuses the merge in its own line, with the same fix."""
+    lacking = [name for name, shard in shards.items() if "processed_path" not in shard.columns]
+    if not lacking or (flagged and len(lacking) == len(shards)):
+        return
+    follows = ("manifest.csv has none either, so training on it reads each scan's `path` as it is (the raw scan)"
+               if len(lacking) == len(shards) else "their scans' processed_path is blank in manifest.csv, and "
+               "training on it refuses those scans")
+    print(f"warning: {out_dir}: {len(lacking)} of {len(shards)} shard manifest(s) have no processed_path column "
+          f"(first: {lacking[0]}; `elr-mri preprocess` writes it in every shard): {follows}; rerun such shards "
+          "(finished scans are skipped), then merge", file=sys.stderr)
 
 
 def _shared_settings(out_dir: Path, count: int) -> float | None:

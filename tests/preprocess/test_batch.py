@@ -257,6 +257,35 @@ def test_merge_names_an_empty_shard_and_needs_no_failures_files(tmp_path, capsys
         "a,b,0.9,0.75,0042,False,,done", "c,b,0.9,0.75,1e3,False,,done"]
 
 
+def test_a_merge_of_shards_without_processed_path_names_them_and_what_training_then_does(tmp_path, capsys):
+    """Every shard `elr-mri preprocess` writes has processed_path; one made or edited by hand was merged without a
+    word, and training on the merge read the raw scans (or refused blank cells) far from this cause. Merged all the
+    same (the minimal shards of the tests above lack the column on purpose), with one line saying so."""
+    for index in range(2):
+        pd.DataFrame({"participant_id": [f"p{index}"], "session_id": ["b"], "qc_ncc": [0.9], "qc_mask_dice": [0.75],
+                      "processed_path": [f"/prep/p{index}.nii.gz"], "status": ["done"]}).to_csv(
+            tmp_path / f"manifest-shard-{index}-of-2.csv", index=False)
+        _shard_record(tmp_path, index, 2)
+    assert merge_main(["--output", str(tmp_path)]) == 0
+    assert "warning" not in capsys.readouterr().err
+    hand_made = pd.read_csv(tmp_path / "manifest-shard-1-of-2.csv").drop(columns="processed_path")
+    hand_made.to_csv(tmp_path / "manifest-shard-1-of-2.csv", index=False)
+    assert merge_main(["--output", str(tmp_path)]) == 0
+    assert capsys.readouterr().err == (
+        f"warning: {tmp_path}: 1 of 2 shard manifest(s) have no processed_path column (first: manifest-shard-1-of-2"
+        ".csv; `elr-mri preprocess` writes it in every shard): their scans' processed_path is blank in manifest.csv, "
+        "and training on it refuses those scans; rerun such shards (finished scans are skipped), then merge\n")
+    assert pd.read_csv(tmp_path / "manifest.csv", keep_default_na=False)["processed_path"].tolist() == [
+        "/prep/p0.nii.gz", ""]
+    hand_made.assign(participant_id="p0").to_csv(tmp_path / "manifest-shard-0-of-2.csv", index=False)
+    assert merge_main(["--output", str(tmp_path)]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        f"warning: {tmp_path}: 2 of 2 shard manifest(s) have no processed_path column (first: manifest-shard-0-of-2"
+        ".csv; `elr-mri preprocess` writes it in every shard): manifest.csv has none either, so training on it reads "
+        "each scan's `path` as it is (the raw scan); rerun such shards (finished scans are skipped), then merge"]
+    assert "processed_path" not in pd.read_csv(tmp_path / "manifest.csv").columns
+
+
 def test_shards_of_two_counts_in_one_folder_are_not_merged(tmp_path, capsys):
     """Shards run again with another N leave the first N's files beside theirs (a shard removes its own alone):
     merging either set would take its scans as they were then, or call the other set's shards missing."""
