@@ -29,6 +29,7 @@ from preprocess.sidecar import file_sha256, output_hashes  # noqa: E402
 from preprocess.steps import to_nifti  # noqa: E402
 from preprocess.user_errors import StorageError  # noqa: E402
 from preprocess.template import load_template, template_file_digests  # noqa: E402
+from test_volumes_scratch import _run_holding_scratch  # noqa: E402
 
 RESOLUTION = 3.0  # coarse enough that a SyN registration takes seconds
 
@@ -428,6 +429,23 @@ def test_a_read_only_preprocessed_folder_is_measured_with_the_cache_beside_the_c
     assert sorted(path.name for path in out.parent.rglob("*")) == [
         "adni.csv", "adni_cache", "adni_failures.csv", f"sub-NEW_ses-M00_volumes-{file_sha256(new.image)[:16]}.json"
     ]  # the old scan's: reused
+
+
+def test_a_run_removes_the_scratch_folder_a_killed_run_left_and_its_own(template, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each `elr-mri volumes` killed outright (SIGKILL) left an elr-volumes-* folder in /tmp for good."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    killed, left = _run_holding_scratch(scratch)
+    killed.kill()
+    killed.wait()
+    assert left.is_dir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    _scans_in_this_process(monkeypatch)
+    cohort = tmp_path / "cohort"
+    manifest = _manifest(cohort, _fake_syn_preprocessed(template, cohort, "sub-A", "fast", 1.1))
+    assert measure_manifest(manifest, params=VolumeParams(registration_mm=RESOLUTION), progress=False)[2].empty
+    assert list(scratch.iterdir()) == []
 
 
 def test_a_temporary_folder_ants_cannot_take_is_refused_before_any_scan(template, tmp_path: Path,

@@ -27,6 +27,7 @@ from elr_mri.data.cohort import USABLE_STATUSES, has_usable_status, warn_once, w
 from elr_mri.data.importers import status_in_words
 from elr_mri.simulate.disease import REGIONS
 from elr_mri.volumes.jacobian import affine_determinant, integrate_regions, region_masks, warp_jacobian
+from elr_mri.volumes.scratch import SCRATCH_PREFIX, scratch_folder
 from preprocess.batch import failure_table, files_removed_at_start, telling_line, write_csv
 from preprocess.inputs import read_csv_table, registration_seed
 from preprocess.pipeline import Params, ScanOutputs
@@ -216,7 +217,7 @@ def _deformation_jacobian(outputs: ScanOutputs, preprocessed: Params, params: Vo
     # 3 mm onto 2 mm: hippocampus 0.95, entorhinal cortex 0.92)
     moving = ants.resample_image_to_target(ants.image_read(str(outputs.image)), domain, interp_type="linear")
     os.environ["ANTS_RANDOM_SEED"] = str(_registration_seed())
-    workdir = tempfile.mkdtemp(prefix="elr-volumes-", dir=workdirs)
+    workdir = tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=workdirs)
     try:
         result = ants.registration(fixed=domain, moving=moving, type_of_transform="SyNOnly",
                                    reg_iterations=list(params.syn_iterations), outprefix=f"{workdir}/syn_")
@@ -320,14 +321,11 @@ def measure_manifest(manifest: str | Path, out_csv: str | Path | None = None, pa
         raise ValueError(f"{manifest}: no scan to measure (no rows, or none whose status is "
                          f"{'/'.join(USABLE_STATUSES)}); pass the manifest `elr-mri preprocess` wrote")
     _check_the_template(manifest, table["processed_path"], params)
-    workdirs = tempfile.mkdtemp(prefix="elr-volumes-")
-    try:
+    with scratch_folder() as workdirs:  # removed at the end, or by a later run where this one is killed outright
         arguments = {i: (_resolve(manifest, path), params, workdirs, cache_dir)
                      for i, path in zip(table.index, table["processed_path"])}
         results = run_per_scan(_measure_one, arguments, jobs, "volumes", progress,
                                threads=1 if params.deterministic else None, failed_before=len(left_out))
-    finally:
-        shutil.rmtree(workdirs, ignore_errors=True)
     volumes, failures = _tables(table, results)
     failures = pd.concat([left_out, failures], ignore_index=True)  # every row of the manifest is measured or listed
     if len(volumes):
