@@ -83,16 +83,19 @@ def plot_memorization_comparison(runs: dict[str, pd.DataFrame], path: Path, titl
 
 
 def plot_learning_curves(runs: dict[str, pd.DataFrame], path: Path) -> None:
-    """Training loss and validation / test accuracy per epoch, one line style per run."""
+    """Training loss and validation / test accuracy per epoch, one line style per run; accuracy in %, as every table
+    beside the figure prints it (it was drawn in fractions, 0.4 beside a table's 40.0)."""
     fig = Figure(figsize=(10, 3.6))
     ax_loss, ax_acc = fig.subplots(1, 2)
     for (name, metrics), style in zip(runs.items(), ("--", "-", ":", "-.")):
         marks = _epoch_marks(metrics)
         ax_loss.plot(metrics["epoch"], metrics["train_loss"], style, color="black", label=name, **marks)
-        ax_acc.plot(metrics["epoch"], metrics["val_acc"], style, color="tab:blue", label=f"{name}: validation", **marks)
-        ax_acc.plot(metrics["epoch"], metrics["test_acc"], style, color="tab:orange", label=f"{name}: test", **marks)
+        ax_acc.plot(metrics["epoch"], 100 * metrics["val_acc"], style, color="tab:blue", label=f"{name}: validation",
+                    **marks)
+        ax_acc.plot(metrics["epoch"], 100 * metrics["test_acc"], style, color="tab:orange", label=f"{name}: test",
+                    **marks)
     ax_loss.set_ylabel("training loss (ELR's goes negative)")
-    ax_acc.set_ylabel("accuracy (fraction)")
+    ax_acc.set_ylabel("accuracy (%)")
     for ax in (ax_loss, ax_acc):
         _epoch_axis(ax)
         ax.grid(alpha=0.3)

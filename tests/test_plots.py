@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib.image
+from matplotlib.figure import Figure
 import numpy as np
 import pandas as pd
 import pytest
@@ -102,3 +103,28 @@ def test_a_figure_drawn_leaves_a_notebooks_matplotlib_backend_and_figures_alone(
                f"plot_roc(np.array([0, 1]), np.array([[0.8, 0.2], [0.3, 0.7]]), ['a', 'b'], {str(roc)!r})")
     assert drawn_in_a_notebook(drawing) == "svg [1]"
     assert _pixels(roc, BLUE) > 0  # drawn all the same: the first class's curve
+
+
+def _drawn(plot, *args) -> Figure:
+    """The figure `plot` saves, kept as it is written: its axes, lines and texts, not its pixels."""
+    kept: list[Figure] = []
+    original = Figure.savefig
+
+    def keep(fig: Figure, *rest, **options) -> None:
+        kept.append(fig)
+        original(fig, *rest, **options)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Figure, "savefig", keep)
+        plot(*args)
+    return kept[0]
+
+
+def test_the_learning_curves_give_accuracy_in_percent_as_the_tables_beside_them(tmp_path: Path) -> None:
+    """The report's tables print accuracy in %; its learning curves drew fractions (0.4 beside a table's 40.0)."""
+    run = pd.DataFrame({"epoch": [1, 2], "train_loss": [0.9, 0.5], "val_acc": [0.5, 0.75], "test_acc": [0.25, 0.4]})
+    _, accuracy = _drawn(plot_learning_curves, {"ce": run}, tmp_path / "curves.png").axes
+    assert accuracy.get_ylabel() == "accuracy (%)"
+    assert {line.get_label(): line.get_ydata().tolist() for line in accuracy.lines} == {
+        "ce: validation": [50.0, 75.0], "ce: test": [25.0, 40.0]}
+    assert max(accuracy.get_yticks()) > 1  # ticked in percent
