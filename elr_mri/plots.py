@@ -63,15 +63,17 @@ def _say_no_wrong_labels(ax: Axes) -> None:
 
 
 def plot_memorization_comparison(runs: dict[str, pd.DataFrame], path: Path, title: str = "") -> None:
-    """Wrongly labelled examples only, one line style per run: does the network learn the wrong labels?"""
+    """Wrongly labelled examples only, one line style per run: does the network learn the wrong labels? The red
+    curve is the share predicted as their given label, memorised: its legend said "wrong label", which reads as any
+    wrong prediction (a true-labelled example's too)."""
     fig = Figure(figsize=(9.6, 3.8))
     ax = fig.subplots()
     for (name, metrics), style in zip(runs.items(), ("--", "-", ":", "-.")):
         marks = _epoch_marks(metrics)
         ax.plot(metrics["epoch"], metrics["noisy_pred_true"], style, color="tab:green", label=f"{name}: true label",
                 **marks)
-        ax.plot(metrics["epoch"], metrics["noisy_pred_given"], style, color="tab:red", label=f"{name}: wrong label",
-                **marks)
+        ax.plot(metrics["epoch"], metrics["noisy_pred_given"], style, color="tab:red",
+                label=f"{name}: given label (memorized)", **marks)
     _epoch_axis(ax)
     ax.set_ylabel("wrongly labelled examples predicted as")
     ax.set_ylim(-0.02, 1.02)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from elr_mri.plots import plot_learning_curves, plot_memorization
+from elr_mri.plots import plot_learning_curves, plot_memorization, plot_memorization_comparison
 
 RED = np.array([0xD6, 0x27, 0x28]) / 255  # matplotlib's tab:red, the memorized (wrong, given) label's curve
 BLUE = np.array([0x1F, 0x77, 0xB4]) / 255  # tab:blue, the learning curves' validation accuracy
@@ -128,3 +128,14 @@ def test_the_learning_curves_give_accuracy_in_percent_as_the_tables_beside_them(
     assert {line.get_label(): line.get_ydata().tolist() for line in accuracy.lines} == {
         "ce: validation": [50.0, 75.0], "ce: test": [25.0, 40.0]}
     assert max(accuracy.get_yticks()) > 1  # ticked in percent
+
+
+def test_the_memorization_comparison_names_the_given_label_as_what_is_memorized(tmp_path: Path) -> None:
+    """Its red curves are the wrongly labelled examples predicted as their given label; the legend said "wrong
+    label", as if it counted any wrong prediction."""
+    runs = {"ce": _one_epoch(0.6), "elr": _one_epoch(0.1)}
+    figure = _drawn(plot_memorization_comparison, runs, tmp_path / "memorization.png")
+    legend = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
+    assert legend == ["ce: true label", "ce: given label (memorized)", "elr: true label",
+                      "elr: given label (memorized)"]
+    assert figure.axes[0].get_ylabel() == "wrongly labelled examples predicted as"
