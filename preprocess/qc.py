@@ -20,7 +20,9 @@ if TYPE_CHECKING:  # annotations only: ANTs is imported lazily at run time
     from .template import Template
 
 __all__ = ["ncc", "mutual_information", "foreground_dice", "qc_figures", "brain_coverage", "overlay_png",
-           "coarsest_voxel_mm"]
+           "side_letters", "coarsest_voxel_mm"]
+
+LPS_SIDES = ("LR", "PA", "SI")  # per ITK physical axis, the side its + end points to, then the - end's
 
 
 def ncc(image: ants.ANTsImage, reference: ants.ANTsImage, mask: ants.ANTsImage) -> float:
@@ -75,9 +77,11 @@ def coarsest_voxel_mm(scan: nib.Nifti1Image) -> float:
 
 
 def overlay_png(image: ants.ANTsImage, template: Template, path: str | Path, title: str) -> None:
-    """Three orthogonal mid-slices of `image` with the template's brain contour drawn over them. Drawn on a bare
-    matplotlib `Figure`, which needs no display and leaves pyplot alone: choosing the Agg backend here switched a
-    notebook's own backend (`preprocess` run from one, `--jobs 1`), so its figures stopped showing."""
+    """Three orthogonal mid-slices of `image` with the template's brain contour drawn over them, each with letters
+    at its left and right edges for the sides of the head there (`side_letters`): a left-right flip, the error a
+    person looking at these should catch, could not be told without them. Drawn on a bare matplotlib `Figure`, which
+    needs no display and leaves pyplot alone: choosing the Agg backend here switched a notebook's own backend
+    (`preprocess` run from one, `--jobs 1`), so its figures stopped showing."""
     from matplotlib.figure import Figure
 
     data, outline = image.numpy(), template.mask.numpy()
@@ -90,6 +94,9 @@ def overlay_png(image: ants.ANTsImage, template: Template, path: str | Path, tit
         cut[axis] = centre[axis]
         ax.imshow(np.rot90(data[tuple(cut)]), cmap="gray", vmin=low, vmax=high)
         ax.contour(np.rot90(outline[tuple(cut)]), levels=[0.5], colors="red", linewidths=0.7)
+        across = min(other for other in range(3) if other != axis)  # np.rot90 lays this index axis left to right
+        for letter, where in zip(side_letters(np.asarray(image.direction), across), (0.03, 0.97)):
+            ax.text(where, 0.5, letter, transform=ax.transAxes, ha="center", va="center", color="yellow", fontsize=9)
         ax.axis("off")
     fig.suptitle(title, color="white", fontsize=9)
     with warnings.catch_warnings():  # ids in a script the font lacks (sub-李02): a warning per glyph, naming no scan
@@ -97,6 +104,16 @@ def overlay_png(image: ants.ANTsImage, template: Template, path: str | Path, tit
         warnings.filterwarnings("ignore", message="Glyph .* missing from (current )?font", category=UserWarning)
         fig.tight_layout()
         fig.savefig(path, dpi=80, facecolor="black")
+
+
+def side_letters(direction: np.ndarray, axis: int) -> tuple[str, str]:
+    """The sides of the head at the low and the high end of index axis `axis` of an image whose ITK `direction`
+    (LPS: +x toward the subject's left, +y posterior, +z superior) is given: ('L', 'R') where the index grows toward
+    the right, as MNI152's does in ANTs; from the axis' largest component, for an oblique one."""
+    towards = direction[:, axis]
+    component = int(np.argmax(np.abs(towards)))
+    growing, shrinking = LPS_SIDES[component]
+    return (shrinking, growing) if towards[component] > 0 else (growing, shrinking)
 
 
 def _foreground(image: ants.ANTsImage) -> np.ndarray:

@@ -110,6 +110,44 @@ def test_a_qc_image_titled_in_a_script_the_font_lacks_is_written_without_warning
     assert (tmp_path / "qc.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def _drawn_sides(image, tmp_path) -> list[tuple[str, str, str]]:
+    """Per view of `overlay_png`'s figure: (left letter, right letter, the side the bright voxels lie on)."""
+    from types import SimpleNamespace
+
+    from matplotlib.figure import Figure
+
+    from preprocess.qc import overlay_png
+
+    kept = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Figure, "savefig", lambda fig, *args, **kwargs: kept.append(fig))
+        overlay_png(image, SimpleNamespace(mask=image), tmp_path / "qc.png", title="sub-01")
+    views = []
+    for ax in kept[0].axes:
+        left, right = (text.get_text() for text in sorted(ax.texts, key=lambda text: text.get_position()[0]))
+        columns = np.asarray(ax.images[0].get_array()).mean(axis=0)
+        views.append((left, right, "left" if columns.argmax() < len(columns) / 2 else "right"))
+    return views
+
+
+@pytest.mark.parametrize("flipped", [False, True])
+def test_each_qc_view_names_the_sides_of_the_head_where_they_are_drawn(tmp_path, flipped):
+    """A left-right flip is what a person paging through the QC images should catch, and the views carried no
+    letters. Here a slab of the subject's left half (LPS +x) and one of the front (LPS -y) are drawn, on a grid whose
+    index grows toward the left or, as MNI152's does in ANTs, toward the right: the letter on the slab's side is L
+    (A), wherever the slab is drawn."""
+    import ants
+
+    direction = np.diag([-1.0 if flipped else 1.0, 1.0, 1.0])  # physical x = ±index: LPS +x is the subject's left
+    left_half, front = np.zeros((20, 24, 22), np.float32), np.zeros((20, 24, 22), np.float32)
+    left_half[slice(0, 4) if flipped else slice(16, 20)] = 1.0
+    front[:, :4] = 1.0  # physical y = index: the front (LPS -y) is the low end
+    coronal, axial = _drawn_sides(ants.from_numpy(left_half, direction=direction), tmp_path)[1:]
+    sagittal = _drawn_sides(ants.from_numpy(front, direction=direction), tmp_path)[0]
+    for (left, right, bright), side, other in ((coronal, "L", "R"), (axial, "L", "R"), (sagittal, "A", "P")):
+        assert (left, right) == ((side, other) if bright == "left" else (other, side))
+
+
 def test_a_qc_image_leaves_a_notebooks_matplotlib_backend_and_figures_alone(tmp_path, drawn_in_a_notebook):
     """`overlay_png` chose the Agg backend for the whole process: preprocessing from a notebook (`--jobs 1` draws in
     its process) switched it from its inline backend, and its figures stopped showing."""
