@@ -676,6 +676,7 @@ def test_a_holdout_listing_the_training_scans_under_other_ids_is_refused(tmp_pat
     with pytest.raises(LeakageError, match=r": 3 scan\(s\) are files of the training manifest, e\.g\. "):
         build_mri_eval_dataset(manifest, config(manifest), training_participants=["other"])
 
+
 def test_a_holdout_whose_scans_all_failed_preprocessing_is_refused_before_scoring(tmp_path):
     """A holdout of failed scans alone is dropped to no rows by the manifest's reader: one line saying so, not an
     empty evaluation."""

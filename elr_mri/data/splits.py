@@ -7,7 +7,7 @@ of splits (or a holdout and the training set) that share a participant unless ex
 
 Public names: `LeakageError`, `SPLIT_NAMES`, `participant_diagnosis`, `split_participants`,
 `load_splits`, `split_of_participants`, `read_run_splits`, `run_participants`, `check_no_leakage`, `split_balance`,
-`check_no_shared_scans`, `diagnoses_left_out`.
+`check_no_shared_scans`, `check_no_shared_inputs`, `diagnoses_left_out`.
 """
 
 from __future__ import annotations
