@@ -1244,6 +1244,16 @@ def test_a_scan_exactly_at_the_coverage_or_voxel_size_limit_is_not_flagged():
     assert at_limit == "" and beyond.startswith("brain 1.0% outside the scan's field of view")
 
 
+def test_a_scan_exactly_at_the_ncc_or_head_overlap_limit_is_not_flagged():
+    """README: qc_flag is True where NCC < --qc-min-ncc or head overlap < 0.5; a scan reaching either limit passes,
+    one just below is flagged."""
+    from preprocess.qc_flags import qc_reasons
+
+    assert qc_reasons(np.array([0.45, 0.8]), np.array([0.8, 0.5]), 0.45) == ["", ""]
+    assert qc_reasons(np.array([0.449, 0.8]), np.array([0.8, 0.499]), 0.45) == [
+        "NCC 0.449 < 0.45", "head overlap 0.499 < 0.5"]
+
+
 def test_the_default_template_is_mirror_symmetric_so_no_asymmetry_check_could_see_a_left_right_flip():
     """README says QC cannot catch a mirrored head and that comparing its asymmetry with the template's could not
     either: nilearn's MNI152 2009 template (the symmetric variant) has no asymmetry to compare with."""
