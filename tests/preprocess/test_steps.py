@@ -203,3 +203,68 @@ def test_a_registration_repeated_on_one_itk_thread_gives_the_same_transform_for_
                             env={**os.environ, "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS": "1", "ANTS_RANDOM_SEED": "7"})
     first, again, other = result.stdout.split()
     assert first == again != other
+
+
+def _box(corner: tuple[int, int, int], size: int, background: np.ndarray):
+    """An ANTs image: a bright cube (100) of `size` voxels an edge at `corner` on `background`."""
+    import ants
+
+    data = background.astype(np.float32).copy()
+    x, y, z = corner
+    data[x:x + size, y:y + size, z:z + size] = 100.0
+    return ants.from_numpy(data)
+
+
+def test_ncc_is_the_correlation_inside_the_mask_whatever_the_scale_and_offset():
+    """NCC is Pearson's correlation on the mask's voxels: 1 for any brighter, offset copy, -1 for an inverted one,
+    whatever lies outside the mask; a blank output correlates with nothing and must not pass as a match."""
+    import ants
+
+    from preprocess.qc import ncc
+
+    rng = np.random.default_rng(0)
+    image = rng.random((12, 12, 12))
+    inside = np.zeros(image.shape, dtype=np.float32)
+    inside[2:10, 2:10, 2:10] = 1.0
+    mask = ants.from_numpy(inside)
+    outside_noise = (1 - inside) * rng.random(image.shape) * 50  # unrelated voxels where the mask is 0
+    scaled = ants.from_numpy((image * 2 + 5 + outside_noise).astype(np.float32))
+    inverted = ants.from_numpy((-image + outside_noise).astype(np.float32))
+    reference = ants.from_numpy(image.astype(np.float32))
+    assert ncc(scaled, reference, mask) == pytest.approx(1.0, abs=1e-9)
+    assert ncc(inverted, reference, mask) == pytest.approx(-1.0, abs=1e-9)
+    assert ncc(ants.from_numpy(np.zeros(image.shape, np.float32)), reference, mask) == 0.0
+
+
+def test_head_overlap_is_the_dice_of_the_two_bright_foregrounds():
+    """Dice = 2|A∩B| / (|A| + |B|): two 4-voxel cubes on a dim, noisy background, one shifted by 2 voxels along an
+    axis, share half their voxels, 0.5; the faint background is not foreground (Otsu splits it from the heads)."""
+    from preprocess.qc import foreground_dice
+
+    background = np.random.default_rng(0).uniform(1, 5, (16, 16, 16))
+    first = _box((4, 4, 4), 4, background)
+    shifted = _box((6, 4, 4), 4, background)
+    assert foreground_dice(first, shifted) == pytest.approx(0.5)
+    assert foreground_dice(first, first) == pytest.approx(1.0)
+
+
+def test_the_input_voxel_size_qc_reads_is_the_coarsest_edge():
+    """A 1 × 1.2 × 5 mm clinical T1 is as coarse as its 5 mm slices, whatever its in-plane resolution."""
+    from preprocess.qc import coarsest_voxel_mm
+
+    scan = nib.Nifti1Image(np.zeros((4, 4, 4), np.float32), np.diag([1.0, 1.2, 5.0, 1.0]))
+    assert coarsest_voxel_mm(scan) == 5.0
+
+
+def test_mutual_information_is_higher_for_a_better_match():
+    """QC's qc_mi reads higher as better: a head against itself shares more information than against unrelated
+    noise, and mutual information is never negative (ANTs gives it negated, as a cost to minimise)."""
+    import ants
+
+    from preprocess.qc import mutual_information
+
+    rng = np.random.default_rng(0)
+    head = _box((4, 4, 4), 8, rng.uniform(1, 5, (16, 16, 16)))
+    noise = ants.from_numpy(rng.uniform(1, 100, (16, 16, 16)).astype(np.float32))
+    itself, unrelated = mutual_information(head, head), mutual_information(noise, head)
+    assert itself > unrelated and itself > 0
