@@ -210,6 +210,35 @@ def test_int16_heads_that_did_not_overflow_load_as_written(tmp_path, data, scale
     np.testing.assert_allclose(img.get_fdata(), data if scaled else data.astype(np.int16), atol=0.05)
 
 
+def test_integer_heads_reaching_one_end_of_their_type_or_most_of_both_are_not_called_overflowed(tmp_path):
+    """Overflow wraps the brightest voxels round to the most negative: the mark is both ends of a signed type reached
+    (90% of each). A head scaled to int16's positive range, one spanning 85% of both ends, and a uint16 head over its
+    whole range (the re-export the refusal advises) are read as written."""
+    ramp = _head() - 1  # 0 to 1
+    ramp[:4] = 0  # a background slab: stored as 0 (uint16's lowest value)
+    for data, dtype in ((ramp * 32767, np.int16), (ramp * 0.85 * 65535 - 0.85 * 32768, np.int16),
+                        (ramp * 65535, np.uint16)):
+        stored = np.round(data).astype(dtype)
+        image = nib.Nifti1Image(stored, np.eye(4))
+        image.set_data_dtype(dtype)
+        image.to_filename(tmp_path / "head.nii.gz")
+        np.testing.assert_array_equal(load_scan(tmp_path / "head.nii.gz").get_fdata(), stored)
+
+
+def test_heads_at_the_limits_of_extent_and_voxel_size_load_and_beyond_them_are_refused(tmp_path):
+    """16 voxels an axis and 0.1-10 mm voxels are a head's limits, each allowed; a voxel edge is its affine column's
+    length, so an oblique header with one axis in the wrong units (0.05 mm) is refused though each row is longer."""
+    oblique = np.eye(4)
+    oblique[:3, :3] = Rotation.from_euler("z", 45, degrees=True).as_matrix() @ np.diag([0.05, 1.0, 1.0])
+    assert load_scan(_save(_head((16, 40, 36)), tmp_path / "thin.nii.gz")).shape == (16, 40, 36)
+    assert load_scan(_save(_head(), tmp_path / "coarse.nii.gz", np.diag([10.0, 1.0, 1.0, 1.0]))).shape[0] == 32
+    for data, affine, refusal in ((_head((15, 40, 36)), None, "too thin"),
+                                  (_head(), np.diag([10.5, 1.0, 1.0, 1.0]), r"voxel size \[10.5, 1.0, 1.0\] mm"),
+                                  (_head(), oblique, r"voxel size \[0.05, 1.0, 1.0\] mm")):
+        with pytest.raises(ScanError, match=refusal):
+            load_scan(_save(data, tmp_path / "beyond.nii.gz", affine))
+
+
 @pytest.mark.parametrize("extra", [(1,), (1, 1)])
 def test_good_scan_is_reoriented_to_ras_and_single_volume_4d_or_5d_accepted(tmp_path, extra):
     lps = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -221,14 +250,14 @@ def test_good_scan_is_reoriented_to_ras_and_single_volume_4d_or_5d_accepted(tmp_
 
 
 def test_a_qform_shifted_or_tilted_from_the_sform_is_read_as_the_sform_says(tmp_path):
-    """Only axes pointing different ways are refused: a qform a few mm or degrees off the sform is read as nibabel,
-    ANTs and FSL read it, by its sform, and so is an oblique sform whose qform rounds differently near 45°."""
+    """Only axes pointing different ways are refused: a qform a few mm or degrees off the sform (up to 45°) is read as
+    nibabel, ANTs and FSL read it, by its sform, and so is an oblique sform whose qform rounds differently near 45°."""
     def turned(degrees, shift_mm):
         matrix = np.eye(4)
         matrix[:3, :3], matrix[:3, 3] = Rotation.from_euler("x", degrees, degrees=True).as_matrix(), shift_mm
         return matrix
 
-    for qform, sform in ((turned(5, 3), np.eye(4)), (turned(45.1, 0), turned(44.9, 0))):
+    for qform, sform in ((turned(5, 3), np.eye(4)), (turned(40, 0), np.eye(4)), (turned(45.1, 0), turned(44.9, 0))):
         img = load_scan(_qform_beside_sform(tmp_path / "tilted.nii.gz", qform, sform))
         np.testing.assert_allclose(img.affine, nib.as_closest_canonical(nib.Nifti1Image(_head(), sform)).affine,
                                    atol=1e-6)
