@@ -198,6 +198,9 @@ def test_the_largest_blur_a_refusal_names_is_allowed(tmp_path: Path) -> None:
         ("data: {name: mri, mri: {cache: disk, cache_dir: ' '}}\nmodel: {name: widened_cnn3d}\n",
          r"data.mri.cache_dir = ' ' is an empty path"),
         ("data: {root: yes}\n", r"""data.root must be str, got True; .*e.g. --set "data.root='...'"$"""),
+        # YAML's true is 1 to Python, but no number: a count or rate given as one is a slip, not 1
+        ("optim: {lr: true}\n", r"optim.lr must be float, got True$"),
+        ("train: {epochs: yes}\n", r"train.epochs must be int, got True$"),
         ("data: {name: mri, mri: {classes: [0, 1]}}\nmodel: {name: widened_cnn3d}\n",
          r"data.mri.classes\[0\] must be str, got 0; quote it to keep it as text, e.g. '0'$"),
     ],
