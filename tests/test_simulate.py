@@ -346,6 +346,34 @@ def test_atrophy_scale_scales_only_the_disease_and_keeps_every_other_draw() -> N
     np.testing.assert_allclose((change[:, 1] - aging)[unclipped], 1.6 * (change[:, 0] - aging)[unclipped], atol=1e-9)
 
 
+def test_class_counts_keep_adnis_proportions_giving_the_leftover_scans_to_the_largest_remainders() -> None:
+    """ADNI-1's 229/398/192 of 819 at its own size; of 10 scans the exact shares are 2.80/4.86/2.34, whose floors
+    leave two scans for the two largest remainders, MCI's (0.86) and CN's (0.80)."""
+    assert class_counts(819) == {"CN": 229, "MCI": 398, "AD": 192}
+    assert class_counts(10) == {"CN": 3, "MCI": 5, "AD": 2}
+
+
+def test_each_subject_is_drawn_by_its_true_diagnosis_whatever_label_it_is_given() -> None:
+    """Ages (ADNI: CN 77 ± 5, MCI 76 ± 7, AD 77 ± 7), sexes (men: 52%, 64%, 53%) and disease severity (CN |N(0, 0.1)|,
+    mean 0.1·√(2/π) = 0.08; MCI 0.45; AD 1, never below 0) follow the true diagnosis; a flipped label is the
+    clinician's mistake, not the subject's."""
+    specs = plan_cohort(3000, 0, 0.3, seed=0)
+    expected = {"CN": (77.0, 5.0, 0.52, 0.1 * np.sqrt(2 / np.pi)), "MCI": (76.0, 7.0, 0.64, 0.45),
+                "AD": (77.0, 7.0, 0.53, 1.0)}
+    for diagnosis, (age, age_sd, men, severity) in expected.items():
+        rows = [s for s in specs if s.true_diagnosis == diagnosis]
+        ages, severities = np.array([s.age for s in rows]), np.array([s.severity for s in rows])
+        assert ages.mean() == pytest.approx(age, abs=0.6) and ages.std() == pytest.approx(age_sd, abs=0.35)
+        assert np.mean([s.sex == "M" for s in rows]) == pytest.approx(men, abs=0.05)
+        assert severities.mean() == pytest.approx(severity, abs=0.03) and severities.min() >= 0
+
+
+def test_round_rate_n_labels_flip_and_the_limits_of_the_rate_and_the_atrophy_scale_are_allowed() -> None:
+    """round(rate·n) labels are flipped: 0.3 of 6 scans is 2 (1.8), not 1; the ranges --help gives, a rate in [0, 1]
+    and a scale in (0, 2], include their ends: a rate of 1 flips every label."""
+    assert sum(s.diagnosis != s.true_diagnosis for s in plan_cohort(6, 0, 0.3, seed=0)) == 2
+    assert all(s.diagnosis != s.true_diagnosis for s in plan_cohort(10, 0, 1.0, seed=0, atrophy_scale=2.0))
+
 @pytest.mark.parametrize(("flags", "message"), [(["--subjects", "3", "--atrophy-scale", "0"],
                                                "--atrophy-scale 0: the atrophy scale must be within (0, 2]"),
                                               (["--subjects", "3", "--label-noise", "1.5"],
