@@ -51,6 +51,42 @@ def test_int16_keeps_a_masked_background_exactly_zero(tmp_path):
     np.testing.assert_allclose(back, data, atol=np.abs(data).max() / 32767)
 
 
+def test_int16_scales_by_the_largest_magnitude_even_where_it_is_negative(tmp_path):
+    """A z-scored scan can reach further below 0 than above (-3 to 2): a scale set by the maximum alone wrapped its
+    darkest voxels round to bright ones."""
+    data = np.linspace(-3.0, 2.0, 8000, dtype=np.float32).reshape(20, 20, 20)
+    path = tmp_path / "z.nii.gz"
+    to_nifti(to_ants(nib.Nifti1Image(data, np.eye(4))), "int16").to_filename(path)
+    np.testing.assert_allclose(nib.load(path).get_fdata(), data, atol=3.0 / 32767)
+
+
+def test_to_ants_reads_an_oblique_scan_of_uneven_voxels_as_itk_does(tmp_path):
+    """A voxel's edge is the length of its affine column: ITK's spacing of the same file, direction and origin alike."""
+    import ants
+    from scipy.spatial.transform import Rotation
+
+    affine = np.eye(4)
+    affine[:3, :3] = Rotation.from_euler("xyz", [10, -5, 20], degrees=True).as_matrix() @ np.diag([1.2, 0.9, 3.0])
+    affine[:3, 3] = [-80.5, -110.0, 60.25]
+    path = tmp_path / "oblique.nii.gz"
+    nib.Nifti1Image(np.random.default_rng(1).random((20, 24, 18)).astype(np.float32), affine).to_filename(path)
+    ours, itk = to_ants(nib.load(path)), ants.image_read(str(path))
+    np.testing.assert_allclose(ours.spacing, itk.spacing, atol=1e-5)
+    np.testing.assert_allclose(ours.direction, itk.direction, atol=1e-5)
+    np.testing.assert_allclose(ours.origin, itk.origin, atol=1e-4)
+
+
+def test_only_a_scan_with_negative_values_is_shifted_to_start_at_0():
+    """A magnitude image (darkest voxel 5) keeps its intensities; one stored with an offset (-10) starts at 0."""
+    import ants
+
+    from preprocess.steps import non_negative
+
+    data = np.random.default_rng(0).uniform(5, 100, (8, 8, 8)).astype(np.float32)
+    np.testing.assert_array_equal(non_negative(ants.from_numpy(data)).numpy(), data)
+    np.testing.assert_allclose(non_negative(ants.from_numpy(data - 15)).numpy(), data - data.min(), atol=1e-4)
+
+
 def test_a_hot_voxel_is_capped_and_a_clean_scan_passes_unchanged():
     import ants
 
