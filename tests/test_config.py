@@ -25,7 +25,7 @@ from elr_mri.config import (
     evaluation_batch_size, first_resume_change, load_config, refuse_resume_changes, unread_overrides, with_absolute_paths,
 )
 from elr_mri.config import schema
-from elr_mri.models import MODEL_NAMES
+from elr_mri.models import MIN_INPUT_SIZE, MODEL_NAMES
 
 # every YAML under configs/ is a run config, except the importers' column mappings (*_mapping.yaml)
 MRI_MODEL = {"model": {"name": "widened_cnn3d"}}
@@ -102,6 +102,10 @@ def test_the_largest_blur_a_refusal_names_is_allowed(tmp_path: Path) -> None:
         ("seed: 0\ntrain:\n  epochs: \x1b[0m3\n",
          r"line 3: not valid YAML \(the control character U\+001B, which YAML does not allow; delete it\)$"),
         ("optim: {name: adam, lr: 1e-4}\nschedule: {name: cosine}\n", r"schedule.eta_min = 0.001 is not below optim.lr"),
+        ("optim: {lr: 0.01}\nschedule: {name: cosine, eta_min: 0.01}\n", r"schedule.eta_min = 0.01 is not below"),
+        ("train: {checkpoint_seconds: .nan}\n", r"train.checkpoint_seconds = nan must be a finite number$"),  # .inf only
+        ("data: {name: mri, mri: {manifest: m.csv, crop_size: [96, 0, 96]}}\nmodel: {name: resnet18_3d}\n",
+         r"data.mri.crop_size = \[96, 0, 96\] must be three voxel counts"),
         ("schedule: {t0: 0}\n", r"schedule.t0 = 0 must be at least 1"),
         ("train: {eval_batch_size: -1}\n", r"train.eval_batch_size = -1 must be 0 or more"),
         ("data: {balanced_batches: -3}\n", r"data.balanced_batches = -3 must be at least 1"),
@@ -347,7 +351,8 @@ def test_a_word_given_to_a_section_suggests_the_setting_it_picks(tmp_path: Path)
     """`--set data.noise=symmetric` said only "must be a mapping, got str": the setting meant is data.noise.mode."""
     path = _write(tmp_path, "loss:\n  name: elr\n")
     for setting, meant in (("data.noise=symmetric", "--set data.noise.mode=symmetric"), ("loss=ce", "--set loss.name=ce"),
-                           ("model=widened_cnn3d", "--set model.name=widened_cnn3d")):  # name: any text, not a choice
+                           ("model=widened_cnn3d", "--set model.name=widened_cnn3d"),  # name: any text, not a choice
+                           ("data=cifar10", "--set data.name=cifar10")):  # data.normalization's choice too: name picks
         with pytest.raises(ConfigError, match=rf"{setting}: {setting.split('=')[0]} must be a mapping, got str "
                                               rf"\(did you mean {meant}\?\)$"):
             load_config(path, [setting])
@@ -357,6 +362,40 @@ def test_a_word_given_to_a_section_suggests_the_setting_it_picks(tmp_path: Path)
     with pytest.raises(ConfigError, match=r"data.noise must be a mapping, got str \(did you mean data.noise: "
                                           r"\{mode: pair\}\?\)$"):
         load_config(_write(tmp_path, "data:\n  noise: pair\n"))  # in the file: said as the file writes it
+
+
+def test_sce_with_one_of_its_two_terms_weighted_0_loads() -> None:
+    """Only both weights at 0 leave nothing to train: reverse cross-entropy alone (sce_alpha 0) or CE alone is a loss."""
+    for alpha, beta in ((0.0, 1.0), (1.0, 0.0)):
+        loss = config_from_dict({"loss": {"name": "sce", "sce_alpha": alpha, "sce_beta": beta}}).loss
+        assert (loss.sce_alpha, loss.sce_beta) == (alpha, beta)
+
+
+def test_the_widened_cnn_takes_a_crop_of_its_smallest_size() -> None:
+    """MIN_INPUT_SIZE is the smallest crop it shrinks to 2 voxels an axis: allowed, one voxel less refused."""
+    def crop(size: int) -> dict:
+        return {"data": {"name": "mri", "mri": {"manifest": "m.csv", "crop_size": [size] * 3}},
+                "model": {"name": "widened_cnn3d"}}
+
+    assert config_from_dict(crop(MIN_INPUT_SIZE)).data.mri.crop_size == [MIN_INPUT_SIZE] * 3
+    with pytest.raises(ConfigError, match="too small for the widened CNN"):
+        config_from_dict(crop(MIN_INPUT_SIZE - 1))
+
+
+def test_settings_at_the_edge_of_what_trains_load() -> None:
+    """ELR at λ 0 is cross-entropy (an ablation); ELR+'s running average with ema_decay 1 is the mean of every step's
+    weights (its weight 1 − 1/(n + 1) stays below 1), which the refusal of 1 with the ramp suggests: each loads."""
+    assert config_from_dict({"loss": {"name": "elr", "lam": 0.0}}).loss.lam == 0.0
+    plus = config_from_dict({"loss": {"name": "elr_plus"},
+                             "elr_plus": {"ema_schedule": "running_average", "ema_decay": 1.0}}).elr_plus
+    assert (plus.ema_schedule, plus.ema_decay) == ("running_average", 1.0)
+
+
+def test_the_largest_64_bit_integer_is_held() -> None:
+    """2**63 - 1 is the largest integer torch and numpy hold, so it is no overflow; one more is refused."""
+    assert config_from_dict({"model": {"hidden": 2**63 - 1}}).model.hidden == 2**63 - 1
+    with pytest.raises(ConfigError, match="beyond the 64-bit integers"):
+        config_from_dict({"model": {"hidden": 2**63}})
 
 
 def test_a_mistake_made_by_set_says_so(tmp_path: Path) -> None:
