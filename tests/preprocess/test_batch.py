@@ -920,6 +920,18 @@ def test_an_unusable_participants_tsv_is_one_line_naming_it(tmp_path, tsv, messa
         read_inputs(_bids_of(tmp_path, tsv))
 
 
+def test_the_largest_seed_ants_reads_and_the_last_shard_are_taken_and_one_past_either_is_refused():
+    """antsRegistration reads its seed as a C int (at most 2**31 - 1); shards are 0-based, so N/N is past the last."""
+    from preprocess.inputs import parse_shard, registration_seed
+
+    assert registration_seed(None, "2147483647") == 2147483647
+    with pytest.raises(InputError, match="not a whole number from 1 to 2147483647"):
+        registration_seed(None, "2147483648")
+    assert parse_shard("1/2") == (1, 2)
+    with pytest.raises(InputError, match=r"--shard '2/2': need 0 <= I < N"):
+        parse_shard("2/2")
+
+
 def test_workers_share_the_cores_this_process_may_use_not_the_machines():
     probe = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
              "from preprocess.cores import usable_cores; print(usable_cores())")
