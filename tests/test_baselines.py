@@ -201,6 +201,15 @@ def test_the_svm_scale_holds_out_whole_participants(capsys: pytest.CaptureFixtur
     assert capsys.readouterr().err.count("\n") == 1
 
 
+def test_voxel_blocks_leave_out_the_voxels_past_the_last_whole_block(tmp_path: Path) -> None:
+    """A 7-voxel axis holds two whole 3-voxel blocks: 2³ features, the last the mean of voxels 3-5 on each axis; the
+    seventh voxel is left out, not averaged as a block of one."""
+    volume = np.arange(7 * 7 * 7, dtype=np.float32).reshape(7, 7, 7)
+    nib.save(nib.Nifti1Image(volume, np.eye(4)), tmp_path / "v.nii.gz")
+    blocks = voxel_features([str(tmp_path / "v.nii.gz")], 3)
+    assert blocks.shape == (1, 8) and blocks[0, -1] == pytest.approx((volume / volume.max())[3:6, 3:6, 3:6].mean())
+
+
 def test_voxel_features_are_the_scan_as_the_network_reads_it(tmp_path: Path) -> None:
     """The SVM read raw arrays: the same scan stored in LPS axis order, in scanner units or with a NaN voxel (which
     the CNN reads as 0) gave other features, or crashed scikit-learn after the CNN was scored."""
