@@ -1019,6 +1019,20 @@ def test_the_flagged_report_says_what_to_do_about_each_kind_of_flag_it_lists(tmp
     assert report.splitlines()[-1].startswith("Drop a row from the input table")
 
 
+def test_the_flagged_report_lists_as_many_scans_as_its_limit_without_a_line_of_none_more(tmp_path):
+    """`limit` scans are listed whole; "… and N more" is for the ones past it, and there are none."""
+    from preprocess.batch import flagged_report, write_csv
+    from preprocess.qc_flags import with_qc_flags
+
+    ids = ["sub-01", "sub-02"]
+    write_csv(with_qc_flags(pd.DataFrame({
+        "participant_id": ids, "session_id": ["ses-M00"] * 2, "qc_ncc": [0.2, 0.3], "qc_mask_dice": [0.8] * 2,
+        "processed_path": [f"/p/{pid}_ses-M00_space-template_T1w.nii.gz" for pid in ids], "status": ["done"] * 2}),
+        0.45), tmp_path / "manifest.csv")
+    report = flagged_report(tmp_path / "manifest.csv", limit=2)
+    assert "sub-01/ses-M00: NCC 0.200" in report and "sub-02/ses-M00: NCC 0.300" in report and "more" not in report
+
+
 def test_a_merged_manifest_without_processed_path_names_it_in_one_line_when_scans_are_flagged(tmp_path, capsys):
     """The flagged scans' report reads each one's QC image from its processed_path: a shard without that column
     (edited by hand) ended the merge in an AttributeError's traceback, after manifest.csv was written."""
