@@ -210,6 +210,16 @@ def test_voxel_blocks_leave_out_the_voxels_past_the_last_whole_block(tmp_path: P
     assert blocks.shape == (1, 8) and blocks[0, -1] == pytest.approx((volume / volume.max())[3:6, 3:6, 3:6].mean())
 
 
+def test_voxel_features_of_scans_on_two_grids_are_refused_naming_the_scan(tmp_path: Path) -> None:
+    """Scans of two preprocessings (other resolutions) have no voxel in common: one line naming the odd one."""
+    for name, shape in (("a", (6, 6, 6)), ("b", (6, 6, 8))):
+        image = np.random.default_rng(0).random(shape, np.float32)
+        nib.save(nib.Nifti1Image(image, np.eye(4)), tmp_path / f"{name}.nii.gz")
+    with pytest.raises(ValueError, match=r"b.nii.gz: shape \(6, 6, 8\) differs from \(6, 6, 6\); preprocess every "
+                                         "cohort onto one grid$"):
+        voxel_features([str(tmp_path / "a.nii.gz"), str(tmp_path / "b.nii.gz")], 3)
+
+
 def test_voxel_features_are_the_scan_as_the_network_reads_it(tmp_path: Path) -> None:
     """The SVM read raw arrays: the same scan stored in LPS axis order, in scanner units or with a NaN voxel (which
     the CNN reads as 0) gave other features, or crashed scikit-learn after the CNN was scored."""
