@@ -1019,6 +1019,15 @@ def test_the_flagged_report_says_what_to_do_about_each_kind_of_flag_it_lists(tmp
     assert report.splitlines()[-1].startswith("Drop a row from the input table")
 
 
+def test_the_summary_points_at_the_failure_list_only_when_a_scan_failed():
+    """A run without failures has no failure list worth reading: "(see failures.csv)" stands beside a count above 0."""
+    from preprocess.batch import Summary
+
+    assert str(Summary(done=2, skipped=1, failed=0, flagged=0)) == (
+        "preprocess: 2 processed, 1 skipped (already done), 0 failed, 0 flagged by QC")
+    assert "1 failed (see failures.csv), 0 flagged" in str(Summary(done=2, skipped=0, failed=1, flagged=0))
+
+
 def test_the_flagged_report_lists_as_many_scans_as_its_limit_without_a_line_of_none_more(tmp_path):
     """`limit` scans are listed whole; "… and N more" is for the ones past it, and there are none."""
     from preprocess.batch import flagged_report, write_csv
