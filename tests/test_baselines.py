@@ -186,6 +186,42 @@ def test_the_svm_probabilities_are_calibrated_on_held_out_participants_and_keep_
     assert np.array_equal(class_scores(lr, x_new, 3), lr.predict_proba(x_new))  # its own probabilities, as they are
 
 
+def test_a_two_diagnosis_svm_gives_the_sigmoid_of_its_margin_to_the_class_it_predicts() -> None:
+    """scikit-learn gives a two-class SVM one signed margin m, positive for its second class: unscaled, the
+    probability of that class is the sigmoid of m (softmax of −m/2 and m/2), and the argmax is the SVM's prediction."""
+    x, y = _three_diagnoses(np.random.default_rng(0), 60)
+    x, y = x[y < 2], y[y < 2]
+    svm = fit_baseline(BASELINES[1], x, y, np.arange(len(y)), None, None, 2)[0].svm
+    probs = class_scores(ScaledSVM(svm, 1.0, 0), x, 2)
+    np.testing.assert_allclose(probs[:, 1], 1 / (1 + np.exp(-svm.decision_function(x))))
+    assert np.array_equal(probs.argmax(1), svm.predict(x))
+
+
+def test_the_svm_scale_of_three_participants_uses_the_folds_fitted_on_both_diagnoses() -> None:
+    """Three participants of six scans give three folds (not SCALE_FOLDS); the fold holding out the one participant of
+    diagnosis 1 fits diagnosis 0 alone and is left out, so the scale is fitted on the other two's 12 scans."""
+    x, _ = _three_diagnoses(np.random.default_rng(2), 18)
+    y, participants = np.repeat([0, 1, 0], 6), np.repeat([0, 1, 2], 6)
+    x[:, :30] += np.repeat(y[:, None] == np.arange(3), 10, axis=1)
+    model = fit_baseline(BASELINES[1], x, y, participants, None, None, 3)[0]
+    assert isinstance(model, ScaledSVM) and model.held_out == 12
+
+
+def test_a_diagnosis_the_training_split_lacks_scores_0_and_a_split_of_one_is_refused() -> None:
+    """Scores keep the run's class columns: trained on diagnoses 0 and 2, column 1 is 0 and the model's two columns go
+    to 0 and 2; a split of one diagnosis has nothing to tell apart, said in the baseline's words. Both models weight
+    the diagnoses inversely to their frequency, as the module says (balanced accuracy is a headline metric)."""
+    x, y = _three_diagnoses(np.random.default_rng(0), 60)
+    x, y = x[y != 1], y[y != 1]
+    for baseline in BASELINES:
+        model = fit_baseline(baseline, x, y, np.arange(len(y)), None, None, 3)[0]
+        scores = class_scores(model, x, 3)
+        assert (scores[:, 1] == 0).all() and np.allclose(scores[:, [0, 2]], model.predict_proba(x))
+        assert baseline.estimator(1.0)[-1].class_weight == "balanced"
+        with pytest.raises(ValueError, match=f"^{baseline.name}: the training split has one class only"):
+            fit_baseline(baseline, x[y == 0], y[y == 0], np.arange(int((y == 0).sum())), None, None, 3)
+
+
 def test_the_svm_scale_holds_out_whole_participants(capsys: pytest.CaptureFixture[str]) -> None:
     """Two near-alike scans of each participant (visits of a stable person): folds that split a participant fitted
     the scale on margins of scans whose twin the SVM had fitted, and made it sure of them (a scale of 69, not 3-4)."""
