@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from paper_runs import (ROOT, WALL_TIME_COUNTED, markdown_table, mean_std, output_file, output_folder,
+from paper_runs import (ROOT, WALL_TIME_COUNTED, ListOption, markdown_table, mean_std, output_file, output_folder,
                         refuse_repeats, refuse_seed_overrides, run_or_resume, run_script, seed_folder,
                         seed_in_words)
 
@@ -82,7 +82,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--human-labels", type=nonempty_path, default=HUMAN_LABELS,
                         help="CIFAR-10N label file (default: ../shared/data/cifar/CIFAR-10_human.npz beside the "
                              "project)")
-    parser.add_argument("--losses", nargs="+", default=["ce", "elr"], help="each a loss.name (default: ce elr)")
+    parser.add_argument("--losses", nargs="+", action=ListOption, default=["ce", "elr"],
+                        help="each a loss.name (default: ce elr)")
     parser.add_argument("--seeds", type=int, default=2,
                         help="seeds 0..N-1, each training every loss on the same subset, labels and split (default 2)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

@@ -21,8 +21,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from paper_runs import (ROOT, WALL_TIME_COUNTED, digits_elr_plus_settings, mean_std, output_file, output_folder,
-                        refuse_repeats, run_or_resume, run_script)
+from paper_runs import (ROOT, WALL_TIME_COUNTED, ListOption, digits_elr_plus_settings, mean_std, output_file,
+                        output_folder, refuse_repeats, run_or_resume, run_script)
 
 from elr_mri.atomic_files import atomic_write_text
 from elr_mri.plots import plot_memorization_comparison
@@ -36,9 +36,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=output_folder, default=ROOT / "demo" / "digits",
                         help="run directories and results.md go here (default: demo/digits in the project)")
-    parser.add_argument("--losses", nargs="+", default=["ce", "gce", "sce", "elr"], choices=LOSSES,
+    parser.add_argument("--losses", nargs="+", action=ListOption, default=["ce", "gce", "sce", "elr"], choices=LOSSES,
                         help="(default: ce gce sce elr)")
-    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS),
+    parser.add_argument("--settings", nargs="+", action=ListOption, default=list(SETTINGS), choices=list(SETTINGS),
                         help="label noise: symmetric 40%% or 60%%, pair flips 40%% (default: all three)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 of each loss and setting (default 3)")
     parser.add_argument("--epochs", type=int, default=150, help="epochs of each run (default 150)")

@@ -32,8 +32,8 @@ from preprocess.signals import Terminated
 from preprocess.user_errors import USER_ERRORS, nonempty_path, output_file, report_user_error
 
 __all__ = ["ROOT", "digits_elr_plus_settings", "run_script", "output_folder", "output_file", "refuse_seed_overrides",
-           "seeds_used", "seed_folder", "seed_in_words", "refuse_repeats", "run_status", "planned_status", "run_config",
-           "training_needed", "run_or_resume", "percent", "mean_std", "markdown_table", "WALL_TIME_COUNTED"]
+           "seeds_used", "seed_folder", "seed_in_words", "refuse_repeats", "ListOption", "run_status", "planned_status",
+           "run_config", "training_needed", "run_or_resume", "percent", "mean_std", "markdown_table", "WALL_TIME_COUNTED"]
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED_KEYS = ("seed", "data.noise.seed", "data.split_seed")  # what --seeds sets, run by run
@@ -120,6 +120,17 @@ def seed_in_words(seed: int, overrides: list[str]) -> str:
     said seed 0 for the runs of `--seeds 1 --set seed=3`."""
     model, noise, split = seeds_used(seed, overrides)
     return f"seed {model}" if model == noise == split else f"seed {model} (noise {noise}, split {split})"
+
+
+class ListOption(argparse.Action):
+    """A list option (`--rows`, `--losses`) that may be given again, as --set is: `--losses ce --losses elr` runs
+    both. argparse's own nargs="+" kept the last one's values alone, so the rows or losses named first went
+    untrained without a word; its "extend" added them to the default list. Use it with nargs="+"."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        given = getattr(namespace, self.dest)
+        setattr(namespace, self.dest, [*(given if given is not self.default else []), *values])
 
 
 def refuse_repeats(parser: argparse.ArgumentParser, option: str, values: list[str]) -> None:

@@ -42,7 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from paper_runs import (ROOT, WALL_TIME_COUNTED, markdown_table, mean_std, output_folder, percent,
+from paper_runs import (ROOT, WALL_TIME_COUNTED, ListOption, markdown_table, mean_std, output_folder, percent,
                         refuse_seed_overrides, run_config, planned_status, run_or_resume, run_script, run_status,
                         seed_folder)
 from parallel_runs import PlannedRun, train_in_parallel
@@ -286,7 +286,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--table", required=True, choices=list(TABLES), help="the paper's table to run (below)")
-    parser.add_argument("--rows", nargs="+", metavar="ROW", help="only these rows (default: all of the table)")
+    parser.add_argument("--rows", nargs="+", action=ListOption, metavar="ROW",
+                        help="only these rows (default: all of the table)")
     parser.add_argument("--data-root", type=nonempty_path, metavar="DIR",
                         help="the folder that holds the data sets, in place of the configs' data/")
     parser.add_argument("--out", type=output_folder,

@@ -39,3 +39,13 @@ def test_elr_plus_runs_take_the_settings_scaled_to_a_digits_run(import_script, t
     assert "ema_ramp_steps" not in capfd.readouterr().err  # the engine's note of a ramp the run does not finish
     assert benchmark.digits_elr_plus_settings(benchmark.BASE_CONFIG, ["loss.name=elr_plus"]) == [
         "elr_plus.alternation=epoch", "elr_plus.ema_ramp_steps=1500"]
+
+
+def test_losses_and_settings_given_twice_run_every_one(import_script, tmp_path: Path, monkeypatch) -> None:
+    """`--losses ce --losses elr` ran ELR alone, as argparse keeps the last list of an option given twice, and the
+    table had no CE row to compare it with."""
+    monkeypatch.setattr(sys, "argv", ["scripts/digits_benchmark.py", "--settings", "sym40", "--losses", "ce",
+                                      "--losses", "elr", "--seeds", "1", "--epochs", "1", "--out", str(tmp_path)])
+    import_script("digits_benchmark").main()
+    report = (tmp_path / "results.md").read_text()
+    assert "| sym40 | ce | " in report and "| sym40 | elr | " in report

@@ -352,6 +352,26 @@ def test_dry_run_plans_every_row(reproduce, table: str, tmp_path: Path, capsys):
     assert not any(tmp_path.iterdir())  # nothing trained, nothing written
 
 
+def test_rows_given_twice_are_all_planned(reproduce, tmp_path: Path, capsys) -> None:
+    """`--rows a --rows b`, as --set is given: argparse kept the last --rows alone, so row a went untrained and
+    unplanned without a word."""
+    assert reproduce.main(["--table", "1", "--rows", "cifar10-sym20", "--rows", "cifar10-sym40", "--dry-run",
+                           "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| cifar10-sym20 | 0 |" in out and "| cifar10-sym40 | 0 |" in out
+    assert "dry run: 2 run(s) validated" in out
+
+
+def test_cifar10n_cpu_losses_given_twice_train_every_one(import_script) -> None:
+    """`--losses ce --losses gce` kept gce alone; given once, the list still replaces the default (ce elr)."""
+    script = import_script("cifar10n_cpu")
+    assert script._parse(["--losses", "ce", "--losses", "gce"]).losses == ["ce", "gce"]
+    assert script._parse(["--losses", "gce"]).losses == ["gce"]
+    assert script._parse([]).losses == ["ce", "elr"]
+    with pytest.raises(SystemExit):  # the same loss twice is still refused, however it is given
+        script._parse(["--losses", "ce", "--losses", "ce"])
+
+
 def test_dry_run_refuses_a_seed_folder_of_other_files_as_train_would(reproduce, tmp_path: Path) -> None:
     """Planned 'new' and validated, it was refused by `elr-mri train` at its start, and again at every rerun."""
     taken = tmp_path / "cifar10-sym40" / "seed0"
