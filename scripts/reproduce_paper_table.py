@@ -288,7 +288,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--table", required=True, choices=list(TABLES), help="the paper's table to run (below)")
     parser.add_argument("--rows", nargs="+", action=ListOption, metavar="ROW",
                         help="only these rows (default: all of the table)")
-    parser.add_argument("--data-root", type=nonempty_path, metavar="DIR",
+    parser.add_argument("--data-root", type=_data_folder, metavar="DIR",
                         help="the folder that holds the data sets, in place of the configs' data/")
     parser.add_argument("--out", type=output_folder,
                         help="run directories go here (default: runs/table<N> in the project, whatever the current "
@@ -312,6 +312,18 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                      "look (--data-root DIR: DIR/cifar10 as JPEGs or DIR/cifar-10-batches-py, DIR/cifar-100-python, "
                      "...)")
     return args
+
+
+def _data_folder(text: str) -> Path:
+    """--data-root (argparse type), refused where it names a file: the shared archive passed for the folder it is
+    extracted into was planned as `mkdir -p ARCHIVE && ... tar -xz -C ARCHIVE`, which fails, and every run stopped at
+    "image folder not found" under it."""
+    path = nonempty_path(text)
+    if path.is_file():
+        raise argparse.ArgumentTypeError(f"{path} is a file; pass the folder that holds the data sets (an archive: "
+                                         f"mkdir -p data && tar -xf {shlex.quote(str(path))} -C data, then "
+                                         "--data-root data)")
+    return path
 
 
 def _row_args(row: Row, seed: int, run_dir: Path, args: argparse.Namespace) -> tuple[Path, list[str], Path]:

@@ -689,6 +689,20 @@ def test_a_dry_run_refuses_what_training_would(reproduce, tmp_path: Path, capsys
     assert reproduce.main([*table, "--rows", "cifar10-sym20", "--set", "data.noise.mode=asymmetric_cifar10_official"]) == 0
 
 
+def test_a_data_root_that_is_a_file_is_refused_saying_to_extract_it(tmp_path: Path) -> None:
+    """The JPEG archive itself passed as --data-root was planned as `mkdir -p ARCHIVE && ... -C ARCHIVE` (which
+    fails on the file), and each run then stopped at "image folder not found" under the archive's name."""
+    archive = tmp_path / "cifar10-jpeg.tar.xz"
+    archive.write_bytes(b"\xfd7zXZ\x00")
+    result = subprocess.run([sys.executable, str(ROOT / "scripts/reproduce_paper_table.py"), "--table", "1",
+                             "--rows", "cifar10-sym40", "--dry-run", "--out", str(tmp_path / "runs"),
+                             "--data-root", str(archive)], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 2 and result.stdout == "", result.stdout
+    assert (f"argument --data-root: {archive} is a file; pass the folder that holds the data sets (an archive: "
+            f"mkdir -p data && tar -xf {archive} -C data, then --data-root data)") in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
 def test_data_root_moves_data_paths_and_finds_python_cifar(reproduce, tmp_path: Path):
     (tmp_path / "cifar-10-batches-py").mkdir()
     cfg = load_config(ROOT / "configs/cifar10/elr_sym40.yaml")
