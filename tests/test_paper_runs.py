@@ -35,6 +35,21 @@ def test_a_run_is_read_back_continued_or_refused_by_its_settings(import_script, 
             paper_runs.run_or_resume(DIGITS, ["train.epochs=2", *QUIET], run)
 
 
+def test_a_setting_the_run_does_not_read_leaves_it_read_back(import_script, tmp_path: Path) -> None:
+    """`cifar10n_cpu.py --set loss.lam=2` into the folder of an earlier call refused its finished CE run, which reads
+    no λ, as "trained with loss.lam = 3.0" and told to delete it: the same CE would have trained again. Only the ELR
+    run, which reads λ, is a run of other settings."""
+    paper_runs = import_script("paper_runs")
+    run = tmp_path / "ce-seed0"
+    first = paper_runs.run_or_resume(DIGITS, ["loss.name=ce", "train.epochs=1", *QUIET], run)
+    written = (run / "metrics.csv").stat().st_mtime_ns
+    for unread in ("loss.lam=2", "elr_plus.ema_decay=0.99", "schedule.eta_min=0.5"):  # CE, a multistep schedule
+        assert paper_runs.run_or_resume(DIGITS, ["loss.name=ce", unread, "train.epochs=1", *QUIET], run) == first
+    assert (run / "metrics.csv").stat().st_mtime_ns == written  # read back, not retrained
+    with pytest.raises(ConfigError, match=r"trained with loss.name = 'ce'.*start a new run for loss.name = 'elr'"):
+        paper_runs.run_config(DIGITS, ["loss.lam=2", "train.epochs=1", *QUIET], run)  # ELR reads it: a new run
+
+
 def test_a_new_run_is_refused_for_what_train_refuses_at_a_runs_start(import_script, tmp_path: Path) -> None:
     """run_config says it refuses a new run as `train` would at its start; it checked the noise settings alone, so an
     MRI run's flips without augmentation (mri_demo's, mri_n1200's --set) passed it and stopped in `train` instead."""

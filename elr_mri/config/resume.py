@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from elr_mri.config.schema import ConfigError, RunConfig, flat_settings
+from elr_mri.config.unread import reads_setting
 
 # What `--resume` may change: how long the run trains, and how and where it runs. Everything else
 # would make one run directory hold epochs trained under two different settings.
@@ -58,8 +59,11 @@ def refuse_resume_changes(saved: RunConfig, wanted: RunConfig, run_dir: str | Pa
 
 def first_resume_change(saved: RunConfig, wanted: RunConfig) -> tuple[str, Any, Any] | None:
     """(key, saved value, wanted value) of the first setting, in the config's order, that `wanted` changes and that
-    changes what a run computes; paths compared absolute (the same spelled either way). None where there is none."""
+    changes what a run computes; paths compared absolute (the same spelled either way). None where there is none.
+    A setting neither run reads is no change: `--set loss.lam=2` beside the CE run of a comparison refused that
+    run, finished, as "trained with loss.lam = 3.0", and told to delete it and train the same CE again."""
     before = flat_settings(with_absolute_paths(saved))
     after = flat_settings(with_absolute_paths(wanted))
     return next(((key, before.get(key), after[key]) for key in after
-                 if after[key] != before.get(key) and key not in RESUME_MAY_CHANGE), None)
+                 if after[key] != before.get(key) and key not in RESUME_MAY_CHANGE
+                 and (reads_setting(saved, key) or reads_setting(wanted, key))), None)

@@ -105,13 +105,27 @@ def unread_overrides(cfg: RunConfig, overrides: list[str]) -> list[tuple[str, st
     `--set loss.name=ce` makes the usual comparison run."""
     unread: dict[str, tuple[str, list[str]]] = {}  # each key once, however often it was set
     for key in _set_keys(overrides):
-        chooser, reads = _chosen_by(cfg, key)
-        if not chooser or key == chooser:
-            continue
-        readers = [name for name, keys in reads.items() if any(read == key or read.startswith(key + ".") for read in keys)]
-        if setting_text(setting_value(cfg, chooser)) not in readers:
+        chooser, readers = _readers(cfg, key)
+        if chooser and setting_text(setting_value(cfg, chooser)) not in readers:
             unread[key] = (chooser, readers)
     return [(key, chooser, readers) for key, (chooser, readers) in unread.items()]
+
+
+def reads_setting(cfg: RunConfig, key: str) -> bool:
+    """Whether a run of `cfg` reads the setting `key` (dotted): False where its loss, schedule, model or data set
+    leaves it unread (`loss.lam` on a CE run), so a changed value there changes nothing the run computes."""
+    chooser, readers = _readers(cfg, key)
+    return not chooser or setting_text(setting_value(cfg, chooser)) in readers
+
+
+def _readers(cfg: RunConfig, key: str) -> tuple[str, list[str]]:
+    """(the setting that chooses whether `cfg` reads `key`, the choices of it that do); ("", []) where every run
+    reads `key`, or `key` is that choosing setting itself."""
+    chooser, reads = _chosen_by(cfg, key)
+    if not chooser or key == chooser:
+        return "", []
+    return chooser, [name for name, keys in reads.items() if any(read == key or read.startswith(key + ".")
+                                                                  for read in keys)]
 
 
 def _set_keys(overrides: list[str]) -> list[str]:
