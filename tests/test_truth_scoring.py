@@ -257,6 +257,7 @@ def test_rescoring_against_the_truth_averages_each_participants_scans(tmp_path: 
     predictions = _many_participants(tmp_path / "p.csv", seed=4)
     report = rescore_against_truth(predictions, _many_truth(), n_boot=20)
     assert (report.n_examples, report.n_participants) == (30, 30)  # 60 scans, one entry a participant
+    assert report.level == "participant"  # the rows of its metrics.csv say so, not "scan"
     assert report.metrics["accuracy"].estimate == pytest.approx(_participant_accuracy(predictions, np.arange(30)))
 
 
@@ -309,3 +310,17 @@ def test_runs_that_differ_on_one_participant_of_four_are_not_alike(tmp_path: Pat
     right, wrong_s1 = _right_except(tmp_path / "right.csv"), _right_except(tmp_path / "w1.csv", s1="AD")
     assert participants_predicted_alike(right, wrong_s1, truth) is None
     assert participants_predicted_alike(right, right, truth) == 4
+
+
+def test_rescoring_draws_its_resamples_from_the_seed_it_is_given(tmp_path: Path) -> None:
+    """The accuracy interval of `rescore_against_truth(seed=s)` is the 2.5th and 97.5th percentile of the accuracies
+    on the participant resamples seed s draws, for a seed other than the default 0 as well."""
+    from elr_mri.evaluation.metrics import participant_resamples
+
+    predictions = _many_participants(tmp_path / "p.csv", seed=4)
+    people = np.array([f"s{i:02d}" for i in range(30)])
+    for seed in (0, 3):
+        got = rescore_against_truth(predictions, _many_truth(), n_boot=200, seed=seed).metrics["accuracy"]
+        draws = participant_resamples(people, 200, np.random.default_rng(seed))
+        accuracies = [_participant_accuracy(predictions, rows) for rows in draws]
+        assert (got.low, got.high) == pytest.approx(tuple(np.percentile(accuracies, [2.5, 97.5])), abs=1e-12)
