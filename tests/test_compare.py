@@ -202,3 +202,33 @@ def test_a_comparison_goes_with_a_compared_runs_scores_unless_made_again_since(t
     assert remove_comparisons_citing(elsewhere) == [ours.resolve()]
     assert not any(table.exists() for table in comparisons)
     assert remove_comparisons_citing(tmp_path / "never_compared") == []
+
+
+def test_a_run_compared_twice_takes_both_comparisons_with_its_scores(tmp_path: Path) -> None:
+    """A run's note lists every comparison that read it, kept as each new one is recorded; an unreadable note (a
+    list where a mapping belongs) counts as none rather than stopping the comparison."""
+    first, second, theirs = (tmp_path / name / "eval-HLD" for name in ("elr", "gce", "ce"))
+    for folder in (first, second, theirs):
+        folder.mkdir(parents=True)
+        (folder / "comparison.csv").write_text("method\nce\n")
+    (theirs / "compared_in.json").write_text("[]")
+    record_comparison(first, {"ce (ce)": theirs})
+    record_comparison(second, {"ce (ce)": theirs})
+    assert sorted(remove_comparisons_citing(theirs)) == sorted([first.resolve(), second.resolve()])
+    assert not (first / "comparison.csv").exists() and not (second / "comparison.csv").exists()
+
+
+def test_a_comparison_recorded_from_a_relative_folder_is_found_from_another_working_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`elr-mri evaluate` may be given a run folder relative to where it is started, and the compared run trains on
+    later from somewhere else: the note must name the comparison's folder absolutely, or the table is looked for
+    (and not found) under the later working directory and stays, presenting the run's earlier scores."""
+    ours, theirs = tmp_path / "elr" / "eval-HLD", tmp_path / "ce" / "eval-HLD"
+    for folder in (ours, theirs):
+        folder.mkdir(parents=True)
+    (ours / "comparison.csv").write_text("method\nelr\nce\n")
+    monkeypatch.chdir(tmp_path)
+    record_comparison(Path("elr") / "eval-HLD", {"ce (ce)": theirs})
+    monkeypatch.chdir(theirs)
+    assert remove_comparisons_citing(theirs) == [ours.resolve()]
+    assert not (ours / "comparison.csv").exists()
