@@ -1080,6 +1080,8 @@ def test_centre_crop_of_a_non_square_image_rounds_each_offset_as_torchvision() -
     the left offset comes from the width, and an odd margin rounds half to even (5 − 2 = 3 rows: top 2, not 1)."""
     image = torch.arange(5 * 8, dtype=torch.float32).view(1, 5, 8)
     assert torch.equal(CenterCrop(2)(image), image[:, 2:4, 3:5])
+    wide = torch.arange(4 * 9, dtype=torch.float32).view(1, 4, 9)  # 9 − 2 = 7 columns: left round(3.5) = 4, not 3
+    assert torch.equal(CenterCrop(2)(wide), wide[:, 1:3, 4:6])
 
 
 def test_a_per_item_flip_happens_with_probability_p() -> None:
