@@ -16,7 +16,7 @@ from test_image_data import write_cifar10
 
 from elr_mri.config import DataConfig, NoiseConfig
 from elr_mri.data.device_batches import AugmentSpec, DeviceImageBatches, supports_device_batches
-from elr_mri.data.image_transforms import CenterCrop, Compose, Normalize, ToFloat
+from elr_mri.data.image_transforms import CenterCrop, Compose, Normalize, RandomCrop, ToFloat
 from elr_mri.data.images import CIFAR_PADDING, ImageFiles, NoisyImageData, build_image_data
 from elr_mri.distributed import GlobalBatchSampler
 
@@ -91,6 +91,15 @@ def test_spec_is_read_from_the_data_sets_transforms(cifar):
         AugmentSpec.from_transform(Compose([ToFloat(), CenterCrop(24)]))
     with pytest.raises(ValueError, match="expected ToFloat"):
         AugmentSpec.from_transform(Compose([cifar.train.transform.steps[-1], ToFloat()]))
+
+
+@pytest.mark.parametrize("steps", [[RandomCrop(4)], [Normalize([0.5], [0.5])], [ToFloat(), ToFloat()],
+                                   [ToFloat(), RandomCrop(4), RandomCrop(2)]])
+def test_a_pipeline_not_starting_with_to_float_or_repeating_a_step_is_refused(steps: list) -> None:
+    """The device path always scales to [0, 1] first and runs each step once: a transform that leaves uint8 pixels
+    unscaled, or crops twice, would get other pixels on the device than per item, so it is refused."""
+    with pytest.raises(ValueError, match="expected ToFloat"):
+        AugmentSpec.from_transform(Compose(steps))
 
 
 def test_which_data_sets_are_supported(cifar):
@@ -261,6 +270,27 @@ def test_flip_probability_is_the_share_of_flipped_images() -> None:
     assert flipped.all() and torch.equal(images, unflipped.flip(-1))
     _, flipped = flipped_share(0.25)
     assert abs(flipped.float().mean().item() - 0.25) < 0.05  # 4.7 standard deviations of 1000 draws
+
+
+def test_a_non_square_crop_keeps_its_height_and_width_apart() -> None:
+    """RandomCrop((h, w)) crops h rows and w columns at uniform offsets, per item and on the device alike: an 8×8
+    image cropped (3, 5) gives 3×5 windows of it, at all 6 × 4 offsets."""
+    image = torch.arange(64, dtype=torch.uint8).view(1, 1, 8, 8)
+    spec = AugmentSpec.from_transform(Compose([ToFloat(), RandomCrop((3, 5))]))
+    batches = DeviceImageBatches(image.repeat(200, 1, 1, 1), [0] * 200, spec, "cpu")
+    windows = {(t, l): image[0, :, t : t + 3, l : l + 5].float() / 255 for t in range(6) for l in range(4)}
+    (batch,) = batches.batches([list(range(200))], batches.generator(0))
+    hits = [[o for o, window in windows.items() if torch.equal(crop, window)] for crop in batch["image"]]
+    assert all(hits) and {o for found in hits for o in found} == set(windows)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 8, 4), (1, 1, 4, 8)])
+def test_a_crop_wider_or_higher_than_the_padded_image_is_refused_in_words(shape: tuple[int, ...]) -> None:
+    """A crop that does not fit along one axis is refused naming both sizes, not left to torch's randint error."""
+    crop = (6, 6)
+    batches = DeviceImageBatches(torch.zeros(shape, dtype=torch.uint8), [0], AugmentSpec(crop_size=crop), "cpu")
+    with pytest.raises(ValueError, match=f"^cannot crop 6×6 from an image of {shape[2]}×{shape[3]}$"):
+        next(batches.batches([[0]], batches.generator(0)))
 
 
 def test_each_ranks_slice_of_a_global_batch_gets_the_crops_one_process_gives_it(cifar) -> None:
