@@ -98,6 +98,8 @@ def test_asymmetric_cifar100_stays_within_blocks_of_five():
     with pytest.raises(ValueError, match="flips CIFAR-100's 100 classes in blocks of 5 by position, but this data "
                                          "set has 10"):  # digits trained with it, cycling 0→1→…→4→0
         inject_noise(balanced_labels(10, 50), "asymmetric_cifar100", 0.4, 10, seed=0)
+    with pytest.raises(ValueError, match="but this data set has 200"):  # more classes than CIFAR-100's mean nothing too
+        inject_noise(balanced_labels(200, 2), "asymmetric_cifar100", 0.4, 200, seed=0)
 
 
 def test_transition_follows_the_matrix(cifar10_like):
@@ -155,6 +157,8 @@ def test_bad_mode_rate_and_labels_are_value_errors():
     for mode in ("asymmetric_cifar10", "asymmetric_cifar10_official"):
         with pytest.raises(ValueError, match=f"'{mode}' needs 10 classes"):
             inject_noise(np.arange(5), mode, 0.4, 5, seed=0)
+        with pytest.raises(ValueError, match=f"'{mode}' needs 10 classes, got 100"):  # CIFAR-100: as meaningless
+            inject_noise(np.arange(100), mode, 0.4, 100, seed=0)
 
 
 def test_empirical_transition_matrix():
