@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -24,10 +26,11 @@ def test_a_healthy_run_has_no_warnings() -> None:
 
 
 def test_a_selected_epoch_at_the_class_prior_is_named() -> None:
-    found = collapse_warnings(_metrics([1.0, 0.6, 0.5]), best_epoch=1, loss_name="ce")
+    found = collapse_warnings(_metrics([1.0, 0.6, 0.5]), best_epoch=1, loss_name="ce", run_dir=Path("runs/ce 1"))
     assert len(found) == 1
     assert "selected epoch 1" in found[0] and "100%" in found[0]
-    assert found[0].endswith("compare the last epoch (elr-mri evaluate --run RUN_DIR --checkpoint last)")  # a command
+    # a command to paste: the run's own folder, quoted, not a placeholder
+    assert found[0].endswith("compare the last epoch (elr-mri evaluate --run 'runs/ce 1' --checkpoint last)")
 
 
 def test_a_collapsed_last_epoch_gets_elr_advice_only_for_elr() -> None:

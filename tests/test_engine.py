@@ -169,6 +169,16 @@ def test_a_collapsed_run_selected_at_its_last_epoch_names_it_and_the_class(tmp_p
     assert warning in result.stderr
 
 
+def test_a_collapsed_selected_epoch_names_the_run_in_its_evaluate_command(tmp_path: Path, cli_in_process: Cli) -> None:
+    """The warning's command said `--run RUN_DIR` where the run's folder was known: it is filled in, ready to paste."""
+    out = tmp_path / "run"
+    sets = [*SMALL, "train.epochs=3", "optim.lr=5"]  # epoch 1 already at one class, and selected
+    result = cli_in_process("train", "--config", str(DIGITS), "--out", str(out), *[a for s in sets for a in ("--set", s)])
+    assert result.returncode == 0, result.stderr
+    selected = json.loads((out / "summary.json").read_text())["warnings"][0]
+    assert selected.endswith(f"compare the last epoch (elr-mri evaluate --run {out} --checkpoint last)"), selected
+
+
 def test_cli_train_writes_a_complete_run_directory(tmp_path: Path, cli_in_process: Cli) -> None:
     out = tmp_path / "run"
     result = _cli("train", "--config", str(DIGITS), "--out", str(out), "--set", "train.epochs=4",

@@ -12,7 +12,9 @@ one class is not collapsed at 60% in one predicted class, but is at 95% (a λ 2 
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -53,9 +55,10 @@ def collapse_threshold(label_top_share: float) -> float:
 
 
 def collapse_warnings(metrics: pd.DataFrame, best_epoch: int, loss_name: str,
-                      class_names: Sequence[str] = ()) -> list[str]:
+                      class_names: Sequence[str] = (), run_dir: Path | None = None) -> list[str]:
     """One sentence per problem: the selected epoch or the last epoch predicting (nearly) one class for the
     whole validation split, named from `val_top_class` where the metrics carry it (written since it was recorded).
+    The evaluate command it suggests names `run_dir` where given, so it can be pasted as it is.
     Empty when the metrics carry no `val_top_class_share` (no validation split)."""
     if "val_top_class_share" not in metrics or metrics["val_top_class_share"].isna().all():
         return []
@@ -73,12 +76,13 @@ def collapse_warnings(metrics: pd.DataFrame, best_epoch: int, loss_name: str,
     threshold = collapse_threshold(label_share)
     labels_said = "" if np.isnan(label_share) else f" (its labels: {label_share:.0%} in their most common class)"
     last_epoch = int(share.index.max())
+    run = shlex.quote(str(run_dir)) if run_dir is not None else "RUN_DIR"
     found: list[str] = []
     if last_epoch != best_epoch and share.get(best_epoch, 0.0) >= threshold:
         found.append(
             f"the selected epoch {best_epoch} gives {one_class(best_epoch)} to {share[best_epoch]:.0%} of the "
             f"validation split{labels_said}, so it scores about the class prior: the validation labels found no better "
-            "epoch; compare the last epoch (elr-mri evaluate --run RUN_DIR --checkpoint last)")
+            f"epoch; compare the last epoch (elr-mri evaluate --run {run} --checkpoint last)")
     if share[last_epoch] >= threshold:  # the selected one too, when it is the last: no other epoch to compare
         advice = _collapse_advice(metrics, loss_name, never_left=bool((share >= threshold).all()))
         selected = ", the selected one," if last_epoch == best_epoch else ""

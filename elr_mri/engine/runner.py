@@ -502,7 +502,7 @@ def _finish(run: RunContext) -> dict[str, Any]:
         "execution": plan.describe(method.networks()),  # how the networks ran on that device (this call's plan)
         "wall_seconds": round(state.seconds_before + time.perf_counter() - state.started, 2),
     }
-    found = [*collapse_warnings(metrics, int(best["epoch"]), cfg.loss.name, data.class_names),
+    found = [*collapse_warnings(metrics, int(best["epoch"]), cfg.loss.name, data.class_names, out_dir),
              *_best_checkpoint_warnings(out_dir, int(best["epoch"]))]
     if found:
         summary["warnings"] = found
