@@ -262,13 +262,30 @@ def test_missing_columns_are_named(tmp_path):
     path = tmp_path / "m.csv"
     pd.DataFrame({"participant_id": ["P1"], "path": ["x"]}).to_csv(path, index=False)
     with pytest.raises(ManifestError, match="missing column\\(s\\) session_id, diagnosis \\(it has participant_id, "
-                                            "path\\); a manifest needs participant_id, session_id, path, diagnosis; "
+                                            "path\\); a manifest needs participant_id, session_id, path or "
+                                            "processed_path, diagnosis; "
                                             "preprocess's manifest has no diagnoses: `elr-mri import-cohort` joins a "
                                             "cohort's \\(ADNIMERGE, NACC\\) to it$"):
         load_manifest(path, CLASSES)
     pd.DataFrame({"participant_id": ["P1"], "path": ["x"], "diagnosis": ["CN"]}).to_csv(path, index=False)
-    with pytest.raises(ManifestError, match="a manifest needs participant_id, session_id, path, diagnosis$"):
+    with pytest.raises(ManifestError, match="a manifest needs participant_id, session_id, path or processed_path, "
+                                            "diagnosis$"):
         load_manifest(path, CLASSES)
+
+
+def test_a_manifest_needs_either_scan_column_and_says_so(tmp_path):
+    """Without `path`, "missing column(s) path" hid that preprocess's `processed_path` would do, and a manifest of
+    `processed_path` alone, which README allows, was refused for lacking `path`."""
+    path = tmp_path / "m.csv"
+    pd.DataFrame({"participant_id": ["P1"], "session_id": ["M00"], "diagnosis": ["CN"]}).to_csv(path, index=False)
+    with pytest.raises(ManifestError, match=f"^{re.escape(str(path))}: missing column\\(s\\) path or processed_path "
+                                            "\\(it has participant_id, session_id, diagnosis\\);"):
+        load_manifest(path, CLASSES)
+    (tmp_path / "p1.nii.gz").write_bytes(b"")
+    pd.DataFrame({"participant_id": [" P1"], "session_id": ["M00"], "processed_path": ["p1.nii.gz"],
+                  "diagnosis": ["CN"]}).to_csv(path, index=False)
+    frame = load_manifest(path, CLASSES)
+    assert frame[["participant_id", "image_path"]].values.tolist() == [["P1", str(tmp_path / "p1.nii.gz")]]
 
 
 def test_a_required_column_spelled_otherwise_is_named_beside_the_one_missing(tmp_path):

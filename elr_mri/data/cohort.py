@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 REQUIRED_COLUMNS = ("participant_id", "session_id", "path", "diagnosis")
 SCAN_KEYS = ["participant_id", "session_id"]  # what names one scan across manifests, label panels and tables
 IMAGE_COLUMN = "image_path"  # the resolved absolute path of the volume to load, added on load
+EITHER_IMAGE_COLUMN = "path or processed_path"  # how a refusal names the scan's column: either one will do
 MAX_LISTED = 20  # problems listed in one error; the count says how many there are
 # The diagnoses of this project's manifests (`import-cohort` recodes a cohort's own into these). A run's
 # data.mri.classes may name fewer (CN vs AD): scans of the others are then left out, as the official code does.
@@ -110,14 +111,18 @@ def validate_manifest(
 
 
 def _require_columns(frame: pd.DataFrame, require_age: bool, source: str) -> None:
-    """Refuse a manifest lacking a column every row needs: one line for the whole file, not one per row."""
-    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    """Refuse a manifest lacking a column every row needs: one line for the whole file, not one per row. The
+    scan's column may be `path` or `processed_path` (read instead when present), so either one will do."""
+    has = set(frame.columns) | ({"path"} if "processed_path" in frame.columns else set())
+    missing = [c for c in REQUIRED_COLUMNS if c not in has]
     if missing:
         found = columns_it_has([str(column) for column in frame.columns], missing)
         joined = ("; preprocess's manifest has no diagnoses: `elr-mri import-cohort` joins a cohort's (ADNIMERGE, "
                   "NACC) to it" if "diagnosis" in missing else "")
-        raise ManifestError(f"{source}: missing column(s) {', '.join(missing)} ({found}); a manifest needs "
-                            f"{', '.join(REQUIRED_COLUMNS)}{joined}")
+        named = [EITHER_IMAGE_COLUMN if c == "path" else c for c in missing]
+        needed = [EITHER_IMAGE_COLUMN if c == "path" else c for c in REQUIRED_COLUMNS]
+        raise ManifestError(f"{source}: missing column(s) {', '.join(named)} ({found}); a manifest needs "
+                            f"{', '.join(needed)}{joined}")
     if require_age and "age" not in frame.columns:
         raise ManifestError(f"{source}: no age column, and the model uses age; add an age column (years at the scan), "
                             "or train a model without it (model.use_age: false)")
@@ -126,7 +131,7 @@ def _require_columns(frame: pd.DataFrame, require_age: bool, source: str) -> Non
 def _tidy_fields(frame: pd.DataFrame, image_column: str, base_dir: Path | None) -> pd.Series:
     """Strip the ids and paths, read ages as numbers and add `IMAGE_COLUMN` (`image_column` under `base_dir`), in
     place; return the ages as given, which a problem quotes (a decimal comma is lost once read as a number)."""
-    for column in ("participant_id", "session_id", "path"):
+    for column in [name for name in ("participant_id", "session_id", "path") if name in frame.columns]:
         frame[column] = frame[column].map(lambda v: "" if pd.isna(v) else str(v).strip())
     raw_age = frame["age"] if "age" in frame else pd.Series(np.nan, index=frame.index)
     frame["age"] = pd.to_numeric(raw_age, errors="coerce")
