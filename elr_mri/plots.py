@@ -7,6 +7,7 @@ imported (by `evaluate_run`, the report, a run's memorization figure).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,11 @@ from preprocess.sidecar import atomic_path
 SALIENCY_DRAWN_FROM = 0.2  # of a saliency map's 99.5th percentile in the head: weaker voxels are left uncoloured
 LEGIBLE_CLASSES = 12  # above this many classes, confusion cells lose their counts and ROC curves their legend
 MARKED_EPOCHS = 20  # up to this many epochs, each epoch's value is marked: a 1-epoch run's line has no length
+# The comparison figures' line style of each run, in the runs' order, and its name for a caption
+LINE_STYLES = {"--": "dashed", "-": "solid", ":": "dotted", "-.": "dash-dotted"}
 
-__all__ = ["head_mask", "plot_memorization", "plot_memorization_comparison", "plot_learning_curves", "plot_roc",
-           "roc_figure", "plot_confusion", "plot_reliability", "plot_saliency"]
+__all__ = ["head_mask", "line_style_key", "plot_memorization", "plot_memorization_comparison", "plot_learning_curves",
+           "plot_roc", "roc_figure", "plot_confusion", "plot_reliability", "plot_saliency"]
 
 
 def plot_memorization(metrics: pd.DataFrame, path: Path, title: str = "") -> None:
@@ -68,7 +71,7 @@ def plot_memorization_comparison(runs: dict[str, pd.DataFrame], path: Path, titl
     wrong prediction (a true-labelled example's too)."""
     fig = Figure(figsize=(9.6, 3.8))
     ax = fig.subplots()
-    for (name, metrics), style in zip(runs.items(), ("--", "-", ":", "-.")):
+    for (name, metrics), style in zip(runs.items(), LINE_STYLES):
         marks = _epoch_marks(metrics)
         ax.plot(metrics["epoch"], metrics["noisy_pred_true"], style, color="tab:green", label=f"{name}: true label",
                 **marks)
@@ -84,12 +87,18 @@ def plot_memorization_comparison(runs: dict[str, pd.DataFrame], path: Path, titl
     _save(fig, path)
 
 
+def line_style_key(names: Iterable[str]) -> str:
+    """"dashed: CE, solid: ELR": which line is which run in the comparison figures, for the caption beside them, in
+    the order they draw the runs (a caption fixed to CE then ELR called an ELR-only figure's dashed line CE)."""
+    return ", ".join(f"{style}: {name.upper()}" for name, style in zip(names, LINE_STYLES.values()))
+
+
 def plot_learning_curves(runs: dict[str, pd.DataFrame], path: Path) -> None:
     """Training loss and validation / test accuracy per epoch, one line style per run; accuracy in %, as every table
     beside the figure prints it (it was drawn in fractions, 0.4 beside a table's 40.0)."""
     fig = Figure(figsize=(10, 3.6))
     ax_loss, ax_acc = fig.subplots(1, 2)
-    for (name, metrics), style in zip(runs.items(), ("--", "-", ":", "-.")):
+    for (name, metrics), style in zip(runs.items(), LINE_STYLES):
         marks = _epoch_marks(metrics)
         ax_loss.plot(metrics["epoch"], metrics["train_loss"], style, color="black", label=name, **marks)
         ax_acc.plot(metrics["epoch"], 100 * metrics["val_acc"], style, color="tab:blue", label=f"{name}: validation",

@@ -31,7 +31,7 @@ from elr_mri.evaluation.explain import map_file_stem
 from elr_mri.evaluation.metrics import (CALIBRATION_BINS, PRINTED_UNITS, Interval, MetricsReport,
                                       rarely_defined_note, too_few_to_resample)
 from elr_mri.evaluation.truth import mean_paired_difference, participants_predicted_alike, rescore_against_truth
-from elr_mri.plots import plot_learning_curves, plot_memorization_comparison
+from elr_mri.plots import line_style_key, plot_learning_curves, plot_memorization_comparison
 from elr_mri.simulate.disease import DIAGNOSES
 from elr_mri.volumes.recovery import read_truth, recovery_table
 
@@ -130,11 +130,11 @@ def _training_section(runs: dict[str, Path]) -> str:
         f"checkpoint selection: {rule}.",
         "",
         "Training loss, and each epoch's accuracy on the validation and test splits, scan by scan against their "
-        "given (noisy) labels (dashed: CE, solid: ELR):",
+        f"given (noisy) labels ({line_style_key(runs)}):",
         "",
         "![learning curves](figures/learning_curves.png)",
         "",
-        "What the networks predict for the training scans whose given label is wrong (dashed: CE, solid: ELR)"
+        f"What the networks predict for the training scans whose given label is wrong ({line_style_key(runs)})"
         f"{_mislabelled_count_words(runs)}:",
         "",
         "![memorization](figures/memorization.png)",

@@ -267,6 +267,16 @@ def test_the_memorization_figure_says_how_many_mislabelled_scans_its_shares_are_
     assert "(dashed: CE, solid: ELR):" in _training_section(runs)
 
 
+def test_the_figures_caption_names_the_line_style_each_drawn_run_has(tmp_path: Path) -> None:
+    """The caption said "dashed: CE, solid: ELR" whatever was drawn: an ELR-only report's figure draws ELR dashed (the
+    first run's style), and runs given ELR first draw it dashed too."""
+    elr_only = _training_section({"elr": _trained(tmp_path / "elr", {})})
+    assert "labels (dashed: ELR):" in elr_only and "wrong (dashed: ELR):" in elr_only and "CE" not in elr_only
+    runs = {"elr": tmp_path / "elr", "ce": _trained(tmp_path / "ce", {})}
+    assert "labels (dashed: ELR, solid: CE):" in _training_section(runs)
+    assert "labels (dashed: CE, solid: ELR):" in _training_section(dict(reversed(runs.items())))
+
+
 def test_the_training_section_says_how_many_participants_each_split_holds(tmp_path: Path) -> None:
     """The checkpoint was said to be selected on "the validation split" with no size: at the demo's defaults that is
     5 participants' noisy labels, which a reader could not know."""
