@@ -420,6 +420,26 @@ def test_scans_preprocess_did_not_finish_are_left_out_at_import_with_the_reason(
     assert blank.dropped["reason"].tolist()[1] == "its status in --scans is empty"  # it read `is nan`
 
 
+def test_the_scans_own_clinical_values_that_the_table_replaces_with_others_are_named_at_import():
+    """A participants.tsv's sex, age and diagnosis carried in --scans were replaced by the table's without a word,
+    where they disagreed. The table's are still written; values that only spell the same thing otherwise pass."""
+    adnimerge = pd.DataFrame({"PTID": ["011_S_0001", "011_S_0002", "011_S_0003"], "VISCODE": "bl",
+                              "DX": ["CN", "CN", "MCI"], "DX_bl": "CN", "AGE": ["70.4", "75", "80"], "Years_bl": "0",
+                              "PTGENDER": ["Male", "Male", "Female"]})
+    scans = pd.DataFrame({"participant_id": adnimerge["PTID"], "session_id": "bl", "path": list("abc"),
+                          "sex": ["F", "male", None], "age": ["70", "60", "81"], "diagnosis": ["cn", "AD", "AD"]})
+    result = import_adnimerge(adnimerge, scans)
+    assert result.replaced == [
+        "diagnosis disagrees with the clinical table's in 2 imported scans (first: 011_S_0002/bl, 'AD' in --scans, "
+        "'CN' in the table)",
+        "age disagrees with the clinical table's in 2 imported scans (first: 011_S_0002/bl, '60' in --scans, 75.0 in "
+        "the table)",  # 70 beside 70.4 is one age in whole years
+        "sex disagrees with the clinical table's in 1 imported scan (first: 011_S_0001/bl, 'F' in --scans, 'M' in the "
+        "table)"]
+    assert result.manifest[["diagnosis", "sex"]].values.tolist() == [["CN", "M"], ["CN", "M"], ["MCI", "F"]]
+    assert import_adnimerge(adnimerge, result.manifest).replaced == []  # an imported manifest given again
+
+
 def test_one_person_under_two_ids_in_the_scans_is_named_at_import():
     """Imported as two people and refused only when training read the manifest."""
     adnimerge = pd.DataFrame({"PTID": ["011_S_0001", "011_S_0001", "011_S_0002"], "VISCODE": ["bl", "m06", "bl"],

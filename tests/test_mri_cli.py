@@ -901,6 +901,19 @@ def _adni_import_inputs(folder: Path) -> tuple[Path, Path]:
     return scans, adnimerge
 
 
+def test_import_cohort_warns_in_one_line_of_a_scans_own_sex_that_the_table_replaces(tmp_path: Path,
+                                                                                     cli_in_process: Cli) -> None:
+    scans, adnimerge = _adni_import_inputs(tmp_path)
+    pd.read_csv(scans).assign(sex=["F", "F", "M"]).to_csv(scans, index=False)  # as a BIDS participants.tsv gives it
+    out = tmp_path / "manifest.csv"
+    result = cli_in_process("import-cohort", "--scans", str(scans), "--adnimerge", str(adnimerge), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert ("warning: --scans' own sex disagrees with the clinical table's in 1 imported scan (first: "
+            "sub-ADNI011S0002/ses-M00, 'F' in --scans, 'M' in the table); the table's is written: where it is wrong, "
+            "correct it and import again\n") in result.stderr
+    assert pd.read_csv(out)["sex"].tolist() == ["M", "F"]
+
+
 def test_import_cohort_joins_adnimerge_to_scans(tmp_path: Path, cli_in_process: Cli) -> None:
     scans, adnimerge = _adni_import_inputs(tmp_path)
     out = tmp_path / "out" / "manifest.csv"

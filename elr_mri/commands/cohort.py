@@ -76,6 +76,9 @@ def _warn_about_import(result: ImportResult, mapping: Path | None) -> None:
                   "preprocess them (or drop their rows) in --scans and import again")
     _warn_of_rows(result.one_file_twice, "processed file(s) are named by scans under two ids in --scans", "training "
                   "refuses one scan split as two: keep one row per file in --scans and import again")
+    for replaced in result.replaced:
+        print(f"warning: --scans' own {replaced}; the table's is written: where it is wrong, correct it and import "
+              "again", file=sys.stderr)
     _warn_of_rows(result.age_problems, "imported scan(s) have an age that is not years at the scan, written as no age",
                   "a model using age refuses scans without one: correct them in the clinical table and import again")
     if result.unlisted_sex_codes:

@@ -152,6 +152,10 @@ class ImportResult:
     # naming one processed file: training refuses both, row by row, long after the table they came from
     unprocessed: list[str] = dataclasses.field(default_factory=list)
     one_file_twice: list[str] = dataclasses.field(default_factory=list)
+    # "sex disagrees with the clinical table's in 2 imported scans (first: 011_S_0002/bl, 'F' in --scans, 'M' in the
+    # table)": the scans' own values of a column the import writes (a BIDS participants.tsv's) that the table's
+    # replace with others, one entry a column
+    replaced: list[str] = dataclasses.field(default_factory=list)
     # "SEX 'Male' (3 scans)": imported sex codes that a mapping's values.sex does not list, written as unknown sex
     unlisted_sex_codes: list[str] = dataclasses.field(default_factory=list)
     # what many of the drops share and how to fix it, said once in the summary (DXSUM's codes 1/2/3 as DX)
@@ -181,6 +185,8 @@ def _aged_without_birth_date(manifest: pd.DataFrame) -> str:
 
 
 SCANS = "scans manifest (--scans)"  # the table of scans both importers join their clinical rows to
+COMPARED_OWN_COLUMNS = ("diagnosis", "age", "sex")  # the scans' own of these, replaced by the table's, are compared
+AGES_AGREE_YEARS = 1.0  # a scan's own age this near the table's is the same age (in whole years, or at baseline)
 
 
 def import_adnimerge(
@@ -898,6 +904,7 @@ def _join(
     imported = [c for c in clinical.columns if not c.startswith("_")]
     # the scans' own columns of those names (an imported manifest given as --scans again) are replaced, not doubled
     written = imported + [c for c in keys.columns if not c.startswith("_")]
+    own = scans[[c for c in COMPARED_OWN_COLUMNS if c in scans.columns and c in imported]].reset_index(drop=True)
     joined = pd.concat([scans.drop(columns=[c for c in written if c in scans.columns]), keys], axis=1)
     joined = joined.merge(counts, on=["_participant", "_session"], how="left").merge(
         clinical, on=["_participant", "_session"], how="left"
@@ -917,7 +924,41 @@ def _join(
     return ImportResult(manifest=manifest.reset_index(drop=True), dropped=dropped.reset_index(drop=True),
                         age_problems=age_problems, two_spellings=two_spellings,
                         unlisted_sex_codes=_counted(kept.get("_sex_unlisted")), unprocessed=_unprocessed(kept),
-                        one_file_twice=_one_file_twice(kept))
+                        one_file_twice=_one_file_twice(kept), replaced=_replaced_disagreements(own, kept))
+
+
+def _replaced_disagreements(own: pd.DataFrame, kept: pd.DataFrame) -> list[str]:
+    """For each of the scans' `own` columns that the import writes over, the kept scans whose own value the table's
+    replaces with another: the table's is written (a cohort's visit diagnosis is its own), but not unsaid."""
+    found = []
+    for column in [name for name in own.columns if name in kept.columns]:
+        given, written = own[column].reindex(kept.index), kept[column]
+        differs = _disagree(column, given, written)
+        if differs.any():
+            first = differs.idxmax()
+            count = int(differs.sum())
+            found.append(f"{column} disagrees with the clinical table's in {count} imported scan{'s' * (count > 1)} "
+                         f"(first: {kept.at[first, 'participant_id']}/{kept.at[first, 'session_id']}, "
+                         f"{given[first]!r} in --scans, {_shown(written[first])} in the table)")
+    return found
+
+
+def _disagree(column: str, given: pd.Series, written: pd.Series) -> pd.Series:
+    """Where --scans gave a value and the table another (or none): ages within `AGES_AGREE_YEARS`, a sex spelled
+    otherwise (female, F) and a diagnosis in another case agree."""
+    if column == "age":
+        years = pd.to_numeric(given, errors="coerce")
+        return years.notna() & ~((years - pd.to_numeric(written, errors="coerce")).abs() < AGES_AGREE_YEARS)
+    if column == "sex":
+        given, written = sex_letters(given)[0].fillna(given), sex_letters(written)[0]
+    given_text, written_text = (values.map(lambda v: "" if pd.isna(v) else str(v).strip().upper())
+                                for values in (given, written))
+    return (given_text != "") & (given_text != written_text)
+
+
+def _shown(value: Any) -> str:
+    """A written value as a warning quotes it: text quoted, a number as written (not np.float64(75.0)), none if empty."""
+    return "none" if pd.isna(value) else repr(value) if isinstance(value, str) else str(value)
 
 
 def _scan_names(scans: pd.DataFrame) -> list[str]:
