@@ -33,7 +33,7 @@ from preprocess.user_errors import USER_ERRORS, nonempty_path, output_file, repo
 
 __all__ = ["ROOT", "digits_elr_plus_settings", "run_script", "output_folder", "output_file", "refuse_seed_overrides",
            "seeds_used", "seed_folder", "seed_in_words", "refuse_repeats", "ListOption", "run_status", "planned_status",
-           "run_config", "training_needed", "run_or_resume", "percent", "mean_std", "markdown_table", "WALL_TIME_COUNTED"]
+           "run_config", "training_needed", "run_or_resume", "mean_std", "markdown_table", "WALL_TIME_COUNTED"]
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED_KEYS = ("seed", "data.noise.seed", "data.split_seed")  # what --seeds sets, run by run
@@ -194,13 +194,6 @@ def run_or_resume(config: Path, overrides: list[str], run_dir: Path) -> dict[str
     if wanted is not None:
         train(wanted, run_dir, resume=run_status(run_dir) != "new")
     return json.loads((run_dir / "summary.json").read_text())
-
-
-def percent(value: float | None, digits: int = 2) -> str:
-    """A fraction or a paper figure already in percent (> 1) as 'xx.xx'; '–' when unknown."""
-    if value is None or np.isnan(value):
-        return "–"
-    return f"{(value if value > 1 else 100 * value):.{digits}f}"
 
 
 def mean_std(values: Iterable[float], digits: int = 2) -> str:

@@ -42,7 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from paper_runs import (ROOT, WALL_TIME_COUNTED, ListOption, markdown_table, mean_std, output_folder, percent,
+from paper_runs import (ROOT, WALL_TIME_COUNTED, ListOption, markdown_table, mean_std, output_folder,
                         refuse_seed_overrides, run_config, planned_status, run_or_resume, run_script, run_status,
                         seed_folder)
 from parallel_runs import PlannedRun, train_in_parallel
@@ -60,37 +60,43 @@ from preprocess.user_errors import USER_ERRORS, nonempty_path
 
 @dataclass(frozen=True)
 class Row:
-    """One line of a paper table: the config that reproduces it and the paper's figure (percent)."""
+    """One line of a paper table: the config that reproduces it and the paper's figure (percent), as text: printed
+    with the decimals the paper gives (93.8, not the 93.80 a float printed to two places made of it)."""
 
     name: str
     config: str  # relative to configs/
-    paper: float | None  # None: no paper figure recorded for this row
+    paper: str | None  # None: no paper figure recorded for this row
     overrides: tuple[str, ...] = ()
     # further figures of the same runs: (label, summary.json column without _at_best/_last, paper figure)
-    also: tuple[tuple[str, str, float | None], ...] = ()
+    also: tuple[tuple[str, str, str | None], ...] = ()
     # False where README's "Reference figures to check" says the figure is not yet matched to the paper itself
     paper_checked: bool = True
 
 
+
+def _paper_figure(figure: str | None) -> str:
+    """A paper figure as the table prints it: as given, or '–' where the row has none (as ours print an unknown)."""
+    return "–" if figure is None else figure
+
 TABLES: dict[str, tuple[str, list[Row]]] = {
     "1": ("Table 1: ELR, ResNet-34, test accuracy (%)", [
-        Row("cifar10-sym20", "cifar10/elr_sym20.yaml", 91.16),
-        Row("cifar10-sym40", "cifar10/elr_sym40.yaml", 89.15),
-        Row("cifar10-sym60", "cifar10/elr_sym60.yaml", 86.12),
-        Row("cifar10-sym80", "cifar10/elr_sym80.yaml", 73.86),
-        Row("cifar10-asym40", "cifar10/elr_asym40.yaml", 90.12),
-        Row("cifar100-sym20", "cifar100/elr_sym20.yaml", 74.21),
-        Row("cifar100-sym40", "cifar100/elr_sym40.yaml", 68.28),
-        Row("cifar100-sym60", "cifar100/elr_sym60.yaml", 59.28),
-        Row("cifar100-sym80", "cifar100/elr_sym80.yaml", 29.78),
-        Row("cifar100-asym40", "cifar100/elr_asym40.yaml", 73.26),
+        Row("cifar10-sym20", "cifar10/elr_sym20.yaml", "91.16"),
+        Row("cifar10-sym40", "cifar10/elr_sym40.yaml", "89.15"),
+        Row("cifar10-sym60", "cifar10/elr_sym60.yaml", "86.12"),
+        Row("cifar10-sym80", "cifar10/elr_sym80.yaml", "73.86"),
+        Row("cifar10-asym40", "cifar10/elr_asym40.yaml", "90.12"),
+        Row("cifar100-sym20", "cifar100/elr_sym20.yaml", "74.21"),
+        Row("cifar100-sym40", "cifar100/elr_sym40.yaml", "68.28"),
+        Row("cifar100-sym60", "cifar100/elr_sym60.yaml", "59.28"),
+        Row("cifar100-sym80", "cifar100/elr_sym80.yaml", "29.78"),
+        Row("cifar100-asym40", "cifar100/elr_asym40.yaml", "73.26"),
     ]),
     "2": ("Table 2: ELR+, PreAct ResNet-18, test accuracy (%)", [
-        Row("cifar10-sym20", "cifar10/elr_plus_sym20.yaml", 94.6, paper_checked=False),
-        Row("cifar10-sym50", "cifar10/elr_plus_sym50.yaml", 93.8, paper_checked=False),
-        Row("cifar10-sym80", "cifar10/elr_plus_sym80.yaml", 91.1, paper_checked=False),
-        Row("cifar10-sym90", "cifar10/elr_plus_sym90.yaml", 75.2, paper_checked=False),
-        Row("cifar10-asym40", "cifar10/elr_plus_asym40.yaml", 92.7, paper_checked=False),
+        Row("cifar10-sym20", "cifar10/elr_plus_sym20.yaml", "94.6", paper_checked=False),
+        Row("cifar10-sym50", "cifar10/elr_plus_sym50.yaml", "93.8", paper_checked=False),
+        Row("cifar10-sym80", "cifar10/elr_plus_sym80.yaml", "91.1", paper_checked=False),
+        Row("cifar10-sym90", "cifar10/elr_plus_sym90.yaml", "75.2", paper_checked=False),
+        Row("cifar10-asym40", "cifar10/elr_plus_asym40.yaml", "92.7", paper_checked=False),
         Row("cifar100-sym20", "cifar100/elr_plus_sym20.yaml", None),
         Row("cifar100-sym50", "cifar100/elr_plus_sym50.yaml", None),
         Row("cifar100-sym80", "cifar100/elr_plus_sym80.yaml", None),
@@ -98,14 +104,14 @@ TABLES: dict[str, tuple[str, list[Row]]] = {
         Row("cifar100-asym40", "cifar100/elr_plus_asym40.yaml", None),
     ]),
     "3": ("Table 3: Clothing1M (ResNet-50, ImageNet weights), test accuracy (%)", [
-        Row("elr", "clothing1m/elr.yaml", 72.87),
-        Row("elr_plus", "clothing1m/elr_plus.yaml", 74.81),
+        Row("elr", "clothing1m/elr.yaml", "72.87"),
+        Row("elr_plus", "clothing1m/elr_plus.yaml", "74.81"),
     ]),
     "4": ("Table 4: mini WebVision (InceptionResNetV2), test accuracy (%): top-1 on WebVision's validation images "
           "unless named", [
-        Row("webvision-elr_plus", "webvision/elr_plus.yaml", 77.78, also=(
-            ("top-5", "test_top5", 91.68), ("ILSVRC12 top-1", "test_ilsvrc12_acc", 70.29),
-            ("ILSVRC12 top-5", "test_ilsvrc12_top5", 89.76)), paper_checked=False),
+        Row("webvision-elr_plus", "webvision/elr_plus.yaml", "77.78", also=(
+            ("top-5", "test_top5", "91.68"), ("ILSVRC12 top-1", "test_ilsvrc12_acc", "70.29"),
+            ("ILSVRC12 top-5", "test_ilsvrc12_top5", "89.76")), paper_checked=False),
     ]),
     "cifar10n": ("CIFAR-10N human labels, ELR, ResNet-34 (no paper figure), test accuracy (%)", [
         Row("worst", "cifar10n/elr.yaml", None, ("data.noise.human_key=worse_label",)),
@@ -409,7 +415,7 @@ def _plan_table(plan: list[tuple[Row, int, Path]], configs: dict[tuple[str, int]
         missing = ", ".join(path for path, _ in _missing_inputs(cfg))
         lines.append([row.name, _seed_name(run_dir), row.config, cfg.data.name, str(cfg.data.root),
                       f"missing {missing}" if missing else "found", cfg.model.name, cfg.loss.name,
-                      str(cfg.train.epochs), percent(row.paper), planned_status(run_dir, cfg.train.epochs),
+                      str(cfg.train.epochs), _paper_figure(row.paper), planned_status(run_dir, cfg.train.epochs),
                       str(run_dir)])
     header = ["row", "seed", "config", "data", "data root", "inputs", "model", "loss", "epochs", "paper %", "status",
               "run dir"]
@@ -489,10 +495,10 @@ def _results_table(rows: list[Row], summaries: dict[str, list[dict]], seeds: int
         runs = summaries[row.name]
         wall = sum(s["wall_seconds"] for s in runs)
         devices = ", ".join(sorted({s["device"] for s in runs})) or "–"
-        lines.append([row.name, percent(row.paper), *_ours(runs, "test_acc"),
+        lines.append([row.name, _paper_figure(row.paper), *_ours(runs, "test_acc"),
                       str(len(runs)) if len(runs) == seeds else f"{len(runs)} of {seeds}",
                       f"{wall / 3600:.2f}" if runs else "–", devices])
-        lines += [[f"{row.name} {label}", percent(paper), *_ours(runs, column), "", "", ""]
+        lines += [[f"{row.name} {label}", _paper_figure(paper), *_ours(runs, column), "", "", ""]
                   for label, column, paper in row.also]  # the same runs: their count and time are on the line above
     header = ["row", "paper", "ours (selected epoch)", "ours (last epoch)", "seeds", "wall h", "device"]
     note = (f"\n\nOurs: mean ± population std (ddof 0) over the seeds.{_selection(rows, summaries)} Wall time: the "

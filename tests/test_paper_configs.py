@@ -348,7 +348,7 @@ def test_dry_run_plans_every_row(reproduce, table: str, tmp_path: Path, capsys):
     out = capsys.readouterr().out
     for row in reproduce.TABLES[table][1]:
         assert f"| {row.name} | 1 |" in out
-        assert f"| {reproduce.percent(row.paper)} | new |" in out  # the figure to reach ("–": none recorded)
+        assert f"| {row.paper or '–'} | new |" in out  # the figure to reach ("–": none recorded)
     assert not any(tmp_path.iterdir())  # nothing trained, nothing written
 
 
@@ -761,6 +761,20 @@ def test_a_table_names_the_rows_whose_paper_figure_readme_doubts(reproduce) -> N
         assert "not yet checked" not in reproduce._results_table(rows, {row.name: [run] for row in rows}, 1)
     rows = reproduce.TABLES["2"][1][5:]  # CIFAR-100's ELR+ rows carry no figure to doubt
     assert "not yet checked" not in reproduce._results_table(rows, {row.name: [run] for row in rows}, 1)
+
+
+def test_paper_figures_print_with_the_decimals_readme_gives_them(reproduce) -> None:
+    """Table 2's 93.8 printed as 93.80, a decimal the paper does not give; each prints as README quotes it."""
+    run = {"test_acc_at_best": 0.9, "test_acc_last": 0.9, "wall_seconds": 60, "device": "cpu"}
+    rows = reproduce.TABLES["2"][1]
+    table = reproduce._results_table(rows, {row.name: [run] for row in rows}, 1)
+    assert "| cifar10-sym50 | 93.8 | 90.00 | 90.00 | 1 |" in table and "| cifar100-sym50 | – |" in table
+    sym20, sym50, sym80, sym90, asym40 = (row.paper for row in rows[:5])
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert f"(CIFAR-10 sym 20/50/80/90: {sym20} / {sym50} / {sym80} / {sym90}, asym 40: {asym40})" in readme
+    (webvision,) = reproduce.TABLES["4"][1]
+    top5, ilsvrc_top1, ilsvrc_top5 = (paper for _, _, paper in webvision.also)
+    assert f"(ELR+ {webvision.paper} / {top5} WebVision, {ilsvrc_top1} / {ilsvrc_top5} ILSVRC12)" in readme
 
 
 def test_rows_run_apart_write_tables_of_their_own(reproduce) -> None:

@@ -79,10 +79,3 @@ def test_a_figure_some_seeds_lack_says_how_many_seeds_it_covers(import_script) -
     assert mean_std([0.9, 1.0, 0.95], 1) == "95.0 ± 4.1"
     assert mean_std([None, float("nan")], 1) == "–"
     assert mean_std(iter([0.5, 0.7]), 1) == "60.0 ± 10.0"  # any iterable, read once
-
-
-def test_a_fraction_of_1_is_100_percent_and_a_paper_figure_stays_as_it_is(import_script) -> None:
-    """`percent` reads a figure above 1 as a paper's percent: a run at 100% test accuracy (1.0) must not print 1.00."""
-    percent = import_script("paper_runs").percent
-    assert [percent(value) for value in (1.0, 0.9915, 91.16, None, float("nan"))] == [
-        "100.00", "99.15", "91.16", "–", "–"]
