@@ -23,8 +23,11 @@ from preprocess.sidecar import atomic_path
 SALIENCY_DRAWN_FROM = 0.2  # of a saliency map's 99.5th percentile in the head: weaker voxels are left uncoloured
 LEGIBLE_CLASSES = 12  # above this many classes, confusion cells lose their counts and ROC curves their legend
 MARKED_EPOCHS = 20  # up to this many epochs, each epoch's value is marked: a 1-epoch run's line has no length
-# The comparison figures' line style of each run, in the runs' order, and its name for a caption
-LINE_STYLES = {"--": "dashed", "-": "solid", ":": "dotted", "-.": "dash-dotted"}
+# The comparison figures' line style of each run, in the runs' order, and its name for a caption: one for each loss
+# (ce, gce, sce, elr, elr_plus), since `cifar10n_cpu.py --losses` may compare them all (with four, the fifth run was
+# left out of the figure without a word)
+LINE_STYLES: dict[Any, str] = {"--": "dashed", "-": "solid", ":": "dotted", "-.": "dash-dotted",
+                               (0, (6, 1, 1, 1, 1, 1)): "dash-dot-dotted"}
 
 __all__ = ["head_mask", "line_style_key", "plot_memorization", "plot_memorization_comparison", "plot_learning_curves",
            "plot_roc", "roc_figure", "plot_confusion", "plot_reliability", "plot_saliency"]
@@ -71,11 +74,11 @@ def plot_memorization_comparison(runs: dict[str, pd.DataFrame], path: Path, titl
     wrong prediction (a true-labelled example's too)."""
     fig = Figure(figsize=(9.6, 3.8))
     ax = fig.subplots()
-    for (name, metrics), style in zip(runs.items(), LINE_STYLES):
+    for (name, metrics), style in zip(runs.items(), _line_styles(runs)):
         marks = _epoch_marks(metrics)
-        ax.plot(metrics["epoch"], metrics["noisy_pred_true"], style, color="tab:green", label=f"{name}: true label",
-                **marks)
-        ax.plot(metrics["epoch"], metrics["noisy_pred_given"], style, color="tab:red",
+        ax.plot(metrics["epoch"], metrics["noisy_pred_true"], linestyle=style, color="tab:green",
+                label=f"{name}: true label", **marks)
+        ax.plot(metrics["epoch"], metrics["noisy_pred_given"], linestyle=style, color="tab:red",
                 label=f"{name}: given label (memorized)", **marks)
     _epoch_axis(ax)
     ax.set_ylabel("wrongly labelled examples predicted as")
@@ -93,18 +96,26 @@ def line_style_key(names: Iterable[str]) -> str:
     return ", ".join(f"{style}: {name.upper()}" for name, style in zip(names, LINE_STYLES.values()))
 
 
+def _line_styles(runs: dict[str, pd.DataFrame]) -> list[Any]:
+    """One line style a run; more runs than styles is refused rather than drawn without the last ones."""
+    if len(runs) > len(LINE_STYLES):
+        raise ValueError(f"a comparison figure draws at most {len(LINE_STYLES)} runs, one line style each; "
+                         f"{len(runs)} were given ({', '.join(runs)}): draw them in two figures")
+    return list(LINE_STYLES)[:len(runs)]
+
+
 def plot_learning_curves(runs: dict[str, pd.DataFrame], path: Path) -> None:
     """Training loss and validation / test accuracy per epoch, one line style per run; accuracy in %, as every table
     beside the figure prints it (it was drawn in fractions, 0.4 beside a table's 40.0)."""
     fig = Figure(figsize=(10, 3.6))
     ax_loss, ax_acc = fig.subplots(1, 2)
-    for (name, metrics), style in zip(runs.items(), LINE_STYLES):
+    for (name, metrics), style in zip(runs.items(), _line_styles(runs)):
         marks = _epoch_marks(metrics)
-        ax_loss.plot(metrics["epoch"], metrics["train_loss"], style, color="black", label=name, **marks)
-        ax_acc.plot(metrics["epoch"], 100 * metrics["val_acc"], style, color="tab:blue", label=f"{name}: validation",
-                    **marks)
-        ax_acc.plot(metrics["epoch"], 100 * metrics["test_acc"], style, color="tab:orange", label=f"{name}: test",
-                    **marks)
+        ax_loss.plot(metrics["epoch"], metrics["train_loss"], linestyle=style, color="black", label=name, **marks)
+        ax_acc.plot(metrics["epoch"], 100 * metrics["val_acc"], linestyle=style, color="tab:blue",
+                    label=f"{name}: validation", **marks)
+        ax_acc.plot(metrics["epoch"], 100 * metrics["test_acc"], linestyle=style, color="tab:orange",
+                    label=f"{name}: test", **marks)
     ax_loss.set_ylabel("training loss (ELR's goes negative)")
     ax_acc.set_ylabel("accuracy (%)")
     for ax in (ax_loss, ax_acc):

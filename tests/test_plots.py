@@ -139,3 +139,17 @@ def test_the_memorization_comparison_names_the_given_label_as_what_is_memorized(
     assert legend == ["ce: true label", "ce: given label (memorized)", "elr: true label",
                       "elr: given label (memorized)"]
     assert figure.axes[0].get_ylabel() == "wrongly labelled examples predicted as"
+
+
+def test_the_memorization_comparison_draws_every_loss_each_in_its_own_line_style(tmp_path: Path) -> None:
+    """`cifar10n_cpu.py --losses ce gce sce elr elr_plus` compares five runs; with four line styles the fifth was
+    left out of the figure and its legend without a word. More runs than styles is refused in words."""
+    names = ["ce", "gce", "sce", "elr", "elr_plus"]
+    runs = {name: _one_epoch(0.1 * rank) for rank, name in enumerate(names)}
+    ax = _drawn(plot_memorization_comparison, runs, tmp_path / "memorization.png").axes[0]
+    memorized = [line for line in ax.lines if line.get_label().endswith("(memorized)")]
+    assert [line.get_label().split(":")[0] for line in memorized] == names
+    # get_linestyle() calls any dash pattern "--"; the pattern drawn has no public getter
+    assert len({line._unscaled_dash_pattern for line in memorized}) == 5
+    with pytest.raises(ValueError, match="at most 5 runs.*6 were given"):
+        plot_memorization_comparison({**runs, "elr_again": _one_epoch(0.0)}, tmp_path / "six.png")
