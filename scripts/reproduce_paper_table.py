@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         stop = (f", but they would stop at {counted} missing input(s) above" if stopping else
                 ", but without the missing input(s) above lines of the table stay empty" if missing else "")
         print(f"\ndry run: {len(plan)} run(s) validated{stop}; nothing trained")
-        return 0
+        return 1 if stopping else 0  # `--dry-run && sbatch ...` goes on only where every run could finish
 
     train_all = _train_side_by_side if args.jobs > 1 else _train_in_turn
     summaries, failures = train_all(plan, args)
@@ -304,7 +304,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value in every row, e.g. --set train.epochs=2 (repeatable)")
     parser.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per row (model, noise and split; default 1)")
-    parser.add_argument("--dry-run", action="store_true", help="validate every row's config, print the plan")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="validate every row's config, print the plan; exit 1 if a run would stop at a missing input")
     parser.add_argument("--jobs", type=int, default=1,
                         help="runs trained at once, each a process of its own, spread over the visible GPUs; its "
                              "output goes to RUN_DIR.log (default 1: one after the other, in this process)")

@@ -344,8 +344,9 @@ def test_every_table_row_names_a_shipped_config(reproduce):
 
 @pytest.mark.parametrize("table", ["1", "2", "3", "4", "cifar10n"])
 def test_dry_run_plans_every_row(reproduce, table: str, tmp_path: Path, capsys):
-    assert reproduce.main(["--table", table, "--dry-run", "--seeds", "2", "--out", str(tmp_path)]) == 0
+    status = reproduce.main(["--table", table, "--dry-run", "--seeds", "2", "--out", str(tmp_path)])
     out = capsys.readouterr().out
+    assert status == (1 if "would stop" in out else 0)  # what this checkout's data/ holds
     for row in reproduce.TABLES[table][1]:
         assert f"| {row.name} | 1 |" in out
         assert f"| {row.paper or '–'} | new |" in out  # the figure to reach ("–": none recorded)
@@ -355,9 +356,10 @@ def test_dry_run_plans_every_row(reproduce, table: str, tmp_path: Path, capsys):
 def test_rows_given_twice_are_all_planned(reproduce, tmp_path: Path, capsys) -> None:
     """`--rows a --rows b`, as --set is given: argparse kept the last --rows alone, so row a went untrained and
     unplanned without a word."""
-    assert reproduce.main(["--table", "1", "--rows", "cifar10-sym20", "--rows", "cifar10-sym40", "--dry-run",
-                           "--out", str(tmp_path)]) == 0
+    status = reproduce.main(["--table", "1", "--rows", "cifar10-sym20", "--rows", "cifar10-sym40", "--dry-run",
+                             "--out", str(tmp_path)])
     out = capsys.readouterr().out
+    assert status == (1 if "would stop" in out else 0)  # whether this checkout's data/ holds CIFAR-10
     assert "| cifar10-sym20 | 0 |" in out and "| cifar10-sym40 | 0 |" in out
     assert "dry run: 2 run(s) validated" in out
 
@@ -426,7 +428,7 @@ def test_dry_run_names_only_the_missing_cifar10n_label_file(reproduce, shared_ci
     (tmp_path / "cifar10" / "train").mkdir(parents=True)  # the CIFAR-10 images are there, the labels are not
     labels = tmp_path / "CIFAR-10_human.npz"
     assert reproduce.main(["--table", "cifar10n", "--dry-run", "--data-root", str(tmp_path),
-                           "--out", str(tmp_path / "runs")]) == 0
+                           "--out", str(tmp_path / "runs")]) == 1
     out = capsys.readouterr().out
     assert f"| {tmp_path / 'cifar10'} | missing {labels} |" in out
     # absolute: the command runs from anywhere
@@ -452,7 +454,7 @@ def test_dry_run_names_missing_pretrained_weights(reproduce, tmp_path: Path, cap
     write_clothing1m(tmp_path / "clothing1m")
     weights = tmp_path / "resnet50_imagenet.pt"
     assert reproduce.main(["--table", "3", "--dry-run", "--data-root", str(tmp_path), "--out", str(tmp_path / "runs"),
-                           "--set", f"model.pretrained_checkpoint={weights}"]) == 0
+                           "--set", f"model.pretrained_checkpoint={weights}"]) == 1
     out = capsys.readouterr().out
     assert f"| {tmp_path / 'clothing1m'} | missing {weights} |" in out
     assert out.count(f"missing {weights}: the ImageNet weights, a state dict saved with torch.save(") == 1
@@ -466,13 +468,13 @@ def test_dry_run_names_the_label_lists_a_found_release_lacks(reproduce, tmp_path
     clothing.mkdir()
     (release / "images").rename(clothing / "images")
     table = ["--dry-run", "--data-root", str(tmp_path), "--out", str(tmp_path / "runs")]
-    assert reproduce.main(["--table", "3", "--rows", "elr", *table]) == 0
+    assert reproduce.main(["--table", "3", "--rows", "elr", *table]) == 1
     out = capsys.readouterr().out
     assert f"| {clothing} | missing {', '.join(str(clothing / name) for name in CLOTHING1M_LISTS)} |" in out
     (clothing / "annotations").mkdir()  # the lists in annotations/, as some copies keep them
     for name in CLOTHING1M_LISTS[:4]:
         (release / name).rename(clothing / "annotations" / name)
-    assert reproduce.main(["--table", "3", "--rows", "elr", *table]) == 0
+    assert reproduce.main(["--table", "3", "--rows", "elr", *table]) == 1
     out = capsys.readouterr().out
     assert (f"missing {clothing / 'annotations/clean_val_key_list.txt'}: restore it from the Clothing1M release"
             in out) and out.count("missing") == 3  # its row, its line and the closing line
@@ -508,14 +510,14 @@ def test_dry_run_meets_the_image_check_a_clothing1m_run_meets_at_its_start(repro
         tar.add(clothing / "images/0", arcname="images/0")
     (clothing / "images/0").rename(tmp_path / "extracted")
     dry_run = ["--table", "3", "--dry-run", "--data-root", str(tmp_path), "--out", str(tmp_path / "runs")]
-    assert reproduce.main(dry_run) == 0
+    assert reproduce.main(dry_run) == 1
     out = capsys.readouterr().out
     assert f"| {clothing} | missing readable images under {clothing} |" in out
     assert (f"{clothing / 'images'} holds 1 tar archive(s) (0.tar, ...): extract them all" in out
             and "dry run: 2 run(s) validated, but they would stop at the 1 missing input(s) above;" in out)
     (tmp_path / "extracted").rename(clothing / "images/0")
     (clothing / "images/0/3.jpg").unlink()
-    assert reproduce.main(["--rows", "elr", *dry_run]) == 0
+    assert reproduce.main(["--rows", "elr", *dry_run]) == 1
     assert "noisy_train_key_list.txt: 1 of 8 listed images are not in" in capsys.readouterr().out
 
 
@@ -526,20 +528,20 @@ def test_dry_run_meets_the_image_check_a_webvision_run_meets_at_its_start(reprod
     write_mini_webvision(webvision, classes=2)
     (webvision / "google/train_001_0.jpg").rename(tmp_path / "aside.jpg")
     dry_run = ["--table", "4", "--dry-run", "--data-root", str(tmp_path), "--out", str(tmp_path / "runs")]
-    assert reproduce.main(dry_run) == 0
+    assert reproduce.main(dry_run) == 1
     out = capsys.readouterr().out
     assert f"| {webvision} | missing readable images under {webvision} |" in out
     assert (f"train_filelist_google.txt: 1 of 2 listed images are not in {webvision}, e.g. google/train_001_0.jpg"
             in out and "dry run: 1 run(s) validated, but they would stop at the 1 missing input(s) above;" in out)
     (tmp_path / "aside.jpg").rename(webvision / "google/train_001_0.jpg")
     shutil.rmtree(webvision / "imagenet/val")  # the list written, ILSVRC12's images not put there
-    assert reproduce.main(dry_run) == 0
+    assert reproduce.main(dry_run) == 1
     out = capsys.readouterr().out
     assert (f"imagenet_val.txt: 2 of 2 listed images are not in {webvision / 'imagenet/val'}, e.g. "
             "imagenet_000_0.jpg; none is there" in out and "would stop at the 1 missing input(s) above;" in out)
     (webvision / "imagenet/imagenet_val.txt").unlink()  # a run trains without it: it does not stop the runs
     (webvision / "google/train_001_0.jpg").unlink()
-    assert reproduce.main(dry_run) == 0
+    assert reproduce.main(dry_run) == 1
     assert "dry run: 1 run(s) validated, but they would stop at 1 of the 2 missing input(s) above;" \
         in capsys.readouterr().out
 
@@ -600,7 +602,7 @@ def test_dry_run_says_how_to_get_missing_images(reproduce, shared_cifar: Path, t
     """The commands are pasted into a shell: a data root with a space in it was split there."""
     root = tmp_path / "my data"
     assert reproduce.main(["--table", "1", "--rows", "cifar10-sym20", "cifar100-sym20", "--dry-run",
-                           "--data-root", str(root), "--out", str(tmp_path / "runs")]) == 0
+                           "--data-root", str(root), "--out", str(tmp_path / "runs")]) == 1
     out = capsys.readouterr().out
     archive = shared_cifar / "cifar10-jpeg.tar.xz"
     quoted = shlex.quote(str(root))
@@ -661,7 +663,7 @@ def test_dry_run_without_shared_says_where_to_download(reproduce, tmp_path: Path
     monkeypatch.setattr(reproduce, "SHARED_CIFAR", tmp_path / "shared" / "data" / "cifar")  # not there
     root = tmp_path / "my data"
     assert reproduce.main(["--table", "cifar10n", "--rows", "worst", "--dry-run", "--data-root", str(root),
-                           "--out", str(tmp_path / "runs")]) == 0
+                           "--out", str(tmp_path / "runs")]) == 1
     out = capsys.readouterr().out
     quoted = shlex.quote(str(root))
     assert (f"missing {root / 'cifar10' / 'train'}: mkdir -p {quoted} && curl -L "
@@ -686,7 +688,7 @@ def test_a_dry_run_refuses_what_training_would(reproduce, tmp_path: Path, capsys
         reproduce.main([*table, "--set", "data.noise.mode=none"])
     with pytest.raises(ConfigError, match="^row cifar100-sym20: data.noise.mode = asymmetric_cifar10_official flips"):
         reproduce.main([*table, "--set", "data.noise.mode=asymmetric_cifar10_official"])
-    assert reproduce.main([*table, "--rows", "cifar10-sym20", "--set", "data.noise.mode=asymmetric_cifar10_official"]) == 0
+    assert reproduce.main([*table, "--rows", "cifar10-sym20", "--set", "data.noise.mode=asymmetric_cifar10_official"]) == 1
 
 
 def test_a_data_root_that_is_a_file_is_refused_saying_to_extract_it(tmp_path: Path) -> None:
@@ -723,7 +725,7 @@ def test_script_entry_point_dry_run(tmp_path: Path, from_home: bool):
         [sys.executable, str(ROOT / "scripts/reproduce_paper_table.py"), "--table", "4", "--dry-run", *paths],
         capture_output=True, text=True, timeout=120, cwd=ROOT, env={**os.environ, "HOME": str(tmp_path)},
     )
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr  # it would stop at the missing lists
     assert "dry run: 1 run(s) validated" in result.stdout
     assert (f"missing {tmp_path / 'data/webvision/info/train_filelist_google.txt'}: put WebVision 1.0's resized "
             "images") in result.stdout
