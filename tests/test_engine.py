@@ -938,7 +938,7 @@ def test_a_new_run_or_a_resume_refuses_a_folder_that_is_not_a_runs_and_leaves_it
             (folder / relative).write_text(text)
         before = _files(folder)
         for args, fix in ((["--config", str(DIGITS), "--out", str(folder), "--set", "data.train_subset=300"],
-                           "a new run needs a new or empty folder"),
+                           "a new run needs a new or empty folder: move those files away"),
                           (["--resume", str(folder)], "nothing there to resume")):
             result = cli_in_process("train", *args, "--set", "train.progress=false", "--set", "train.epochs=1")
             assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr

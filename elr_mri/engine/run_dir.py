@@ -138,7 +138,7 @@ def check_run_dir(out_dir: Path, resume: bool) -> None:
                               "of them before the last, past train.checkpoint_seconds, so the run wrote checkpoints; "
                               "restore checkpoints/ from a copy, or move the folder away to start that run over")
     fix = ("nothing there to resume: start a new run with --config FILE --out NEW_FOLDER" if resume else
-           "a new run needs a new or empty folder: choose another --out")
+           "a new run needs a new or empty folder: move those files away, or choose another --out")
     _require_killed_before_first_checkpoint(out_dir, fix)
 
 
