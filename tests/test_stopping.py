@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -220,3 +221,26 @@ def test_a_worker_gone_mid_handover_prints_no_traceback_into_training_s_closing_
     with terminating_at_safe_points():
         _reset_a_handover()
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_sigterm_stops_an_image_folder_decoding_between_chunks(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """`train` acted on a SIGTERM only at its first step, after the whole image folder was decoded (CIFAR-10's 60,000
+    JPEGs: 40 s on 2 busy cores), past a batch system's grace before SIGKILL. It now acts after the chunk at hand."""
+    from elr_mri.data import image_decoding
+
+    decoded: list[int] = []
+
+    def decode_chunk(paths: list) -> list:
+        decoded.append(len(paths))
+        if len(decoded) == 1:
+            signal.raise_signal(signal.SIGTERM)  # recorded by the handler, in the main thread
+        else:
+            threading.Event().wait(0.5)  # a chunk still decoding when the main thread stops
+        return [None] * len(paths)
+
+    monkeypatch.setattr(image_decoding, "_decoding_pool", lambda chunks: ThreadPoolExecutor(max_workers=1))
+    monkeypatch.setattr(image_decoding, "_decode_chunk", decode_chunk)
+    monkeypatch.setattr(image_decoding, "DECODE_CHUNK", 2)
+    with terminating_at_safe_points(), pytest.raises(Terminated):
+        image_decoding.decode_all([tmp_path / f"{k}.png" for k in range(20)])  # 10 chunks
+    assert len(decoded) == 2  # the first, and the one running when it stopped; the 8 queued are dropped
