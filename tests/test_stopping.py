@@ -244,3 +244,17 @@ def test_a_sigterm_stops_an_image_folder_decoding_between_chunks(monkeypatch: py
     with terminating_at_safe_points(), pytest.raises(Terminated):
         image_decoding.decode_all([tmp_path / f"{k}.png" for k in range(20)])  # 10 chunks
     assert len(decoded) == 2  # the first, and the one running when it stopped; the 8 queued are dropped
+
+
+def test_a_sigterm_during_the_imports_stops_train_before_its_data_is_read(tmp_path) -> None:
+    """torch's import takes seconds (8 on 2 busy cores); a SIGTERM recorded then waited for the data to be read, and
+    the first step, before it acted. The run now stops at its start: no folder made, nothing read."""
+    from elr_mri.config import load_config
+    from elr_mri.engine.runner import train_checked
+
+    cfg = load_config("configs/digits/elr_sym40.yaml", ["data.root=/nonexistent/never/read"])
+    with terminating_at_safe_points():
+        signal.raise_signal(signal.SIGTERM)
+        with pytest.raises(Terminated):
+            train_checked(cfg, tmp_path / "run", resume=False, notes=[])
+    assert not (tmp_path / "run").exists()

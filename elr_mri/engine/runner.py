@@ -70,6 +70,7 @@ __all__ = ["train_checked", "cuda_graphs_tested", "evaluate_split", "predict_spl
 @process_settings_kept()  # the threads and seed it sets are the run's, not the calling notebook's
 def train_checked(cfg: RunConfig, out_dir: Path, resume: bool, notes: Sequence[str]) -> dict[str, Any]:
     """`elr_mri.engine.start.train` once its refusals passed (`cfg`'s paths absolute): the run itself."""
+    stop_if_terminated()  # one that came while torch was imported (seconds): before any data is read
     state = RunState()  # its clock starts here: data loading counts in the run's wall time
     _seed_everything(cfg.seed)
     limit_cpu_threads(cfg.train.threads)
