@@ -11,13 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from elr_mri.data import importers
+from elr_mri.data import importers, table_values
 from elr_mri.data.cohort import ManifestError, label_indices, load_manifest, true_label_indices
 from elr_mri.data.importers import (
     adni_diagnosis,
     adni_participant_key,
     adni_session_key,
-    has_usable_status,
     import_adnimerge,
     import_mapped_table,
     load_mapping,
@@ -34,6 +33,7 @@ from elr_mri.data.splits import (
     split_balance,
     split_participants,
 )
+from elr_mri.data.table_values import has_usable_status
 from preprocess.inputs import InputError
 
 CLASSES = ["CN", "MCI", "AD"]
@@ -476,7 +476,7 @@ def test_a_blank_years_since_baseline_of_a_follow_up_visit_leaves_no_age_not_the
 def test_a_code_written_as_a_float_is_its_integer_code_negative_ones_included():
     """A column re-saved as floats writes NACC's missing-data code -4 as -4.0, which must still meet a mapping's -4."""
     given = (-4.0, "-4.0", "3.0", 3.0, " 7 ", "2.5")
-    assert [importers._code(value) for value in given] == ["-4", "-4", "3", "3", "7", "2.5"]
+    assert [table_values.as_code(value) for value in given] == ["-4", "-4", "3", "3", "7", "2.5"]
 
 
 def test_a_tab_or_tsv_table_is_read_tab_separated():
@@ -1509,13 +1509,14 @@ def test_a_tables_ages_and_visits_are_read_per_problem_and_per_spelling_not_per_
     time, about 1.6 s of import-cohort's CPU on a table of that size; the same words come of the few wrong ages and
     of each visit spelled once."""
     read: list[object] = []
-    blank, session_key = importers._blank, importers.mapped_session_key  # the real ones, counted
-    monkeypatch.setattr(importers, "_blank", lambda value: read.append(value) or blank(value))
+    blank, session_key = table_values.blank, importers.mapped_session_key  # the real ones, counted
+    for module in (importers, table_values):
+        monkeypatch.setattr(module, "blank", lambda value: read.append(value) or blank(value))
     monkeypatch.setattr(importers, "mapped_session_key", lambda value: read.append(value) or session_key(value))
     visits = pd.Series([" 1", 2, 3, None, " "] * 200)
     assert importers._date_session_hint(visits, "NACCVNUM").startswith("the table's NACCVNUM holds no dates, e.g. '1'")
     ages = pd.Series(["70", "73,5", None, "-4", " ", "seventy"] * 200)
-    assert importers._age_problems({"NACCAGE": ages}, pd.to_numeric(ages, errors="coerce"))[:6] == [
+    assert table_values.row_age_problems({"NACCAGE": ages}, pd.to_numeric(ages, errors="coerce"))[:6] == [
         "", "NACCAGE '73,5' is not a number (a decimal comma? write 73.5)", "", "age -4 is outside 18-120 years", "",
         "NACCAGE 'seventy' is not a number"]
     assert len(read) <= 3, f"{len(read)} values read one at a time"

@@ -25,8 +25,7 @@ to no class, are left out with the reason.
 
 Public names: `ImportResult`, `ADNI_DIAGNOSES`, `import_adnimerge`, `import_mapped_table`,
 `load_mapping`, `adni_participant_key`, `spelled_as_numbers`, `adni_session_key`, `adni_diagnosis`,
-`mapped_session_key`, `preprocess_failures`, `sex_letters`, `has_usable_status`, `status_in_words`, `USABLE_STATUSES`,
-`MAX_AGE_YEARS`, `MIN_AGE_YEARS`, `decimal_comma_hint`, `columns_it_has`.
+`mapped_session_key`, `preprocess_failures`.
 """
 
 from __future__ import annotations
@@ -36,7 +35,6 @@ import re
 import unicodedata
 import dataclasses
 import functools
-import operator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -45,6 +43,8 @@ import numpy as np
 import pandas as pd
 
 from elr_mri.config.strict_yaml import read_yaml_file
+from elr_mri.data.table_values import (MAX_AGE_YEARS, as_code, blank, blanks, columns_it_has, has_usable_status,
+                                        loose_name, row_age_problems, sex_letters, status_in_words)
 from preprocess.inputs import InputError, read_csv_header, read_csv_table
 from preprocess.user_errors import not_a_file
 
@@ -60,25 +60,9 @@ __all__ = [
     "adni_diagnosis",
     "mapped_session_key",
     "preprocess_failures",
-    "sex_letters",
-    "has_usable_status",
-    "status_in_words",
-    "USABLE_STATUSES",
-    "MAX_AGE_YEARS",
-    "MIN_AGE_YEARS",
-    "decimal_comma_hint",
-    "columns_it_has",
 ]
 
-UNKNOWN_SEX_LETTERS = ("U", "O", "X")  # unknown, other, X: kept as unknown
-# preprocess/ statuses of a scan whose processed volume exists; other rows (failed) are dropped, and said so
-USABLE_STATUSES = ("ok", "done", "skipped")
 DAYS_PER_YEAR = 365.25  # moves a visit's age to its scan's date, days_from_visit away
-# Ages above this are units gone wrong (months, a birth year), not people; the age encoding's last bin, which every
-# age past 119.25 shares, is 119.5 years.
-MAX_AGE_YEARS = 120
-# Younger is no participant of an Alzheimer's cohort (ADNI enrols from 55): most likely a missing age typed as 0
-MIN_AGE_YEARS = 18
 # ADNIMERGE writes AGE to 0.1 year and Years_bl to 6 decimals: their sum is kept to those decimals, where the float sum
 # wrote 86.1 + 1.00205 as 87.10204999999999 in the manifest and in evaluate's holdout age warning
 ADNI_AGE_DECIMALS = 6
@@ -209,7 +193,7 @@ def import_adnimerge(
              "meets only scans named as DXSUM names them, 011_S_0002 at bl, not sub-ADNI011S0002 at ses-M00)")
     _require_rows(table, where)
     is_baseline = table["VISCODE"].astype(str).str.strip().str.lower() == "bl"
-    visit_empty = table["DX"].map(_blank)
+    visit_empty = table["DX"].map(blank)
     column = pd.Series("DX_bl" if use_baseline_diagnosis else "DX", index=table.index)
     if not use_baseline_diagnosis:  # at baseline DX_bl stands in for an empty DX, not for one it cannot read
         column[visit_empty & is_baseline] = "DX_bl"
@@ -225,7 +209,7 @@ def import_adnimerge(
                 + _years_since_baseline(table["Years_bl"], is_baseline)).round(ADNI_AGE_DECIMALS),
         "cohort": "ADNI",
     })
-    clinical["_age_problem"] = _age_problems({"AGE": table["AGE"], "Years_bl": table["Years_bl"]}, clinical["age"])
+    clinical["_age_problem"] = row_age_problems({"AGE": table["AGE"], "Years_bl": table["Years_bl"]}, clinical["age"])
     if "PTGENDER" in table:  # without it the scans keep a sex column of their own
         letters, unreadable = sex_letters(table["PTGENDER"])
         clinical["sex"] = letters.combine_first(unreadable)  # kept as given: the manifest's check names the row
@@ -244,7 +228,7 @@ def import_adnimerge(
 def _dxsum_codes_hint(raw: pd.Series, diagnosis: pd.Series, problems: pd.Series, dropped: pd.Series) -> str:
     """The hint for scans dropped with DXSUM's numeric codes as DX, '' for none: DXCHANGE's where a dropped scan has
     one of its own (4 to 9), else DIAGNOSIS's (1, 2, 3), which DXCHANGE shares."""
-    code = raw.map(lambda value: "" if _blank(value) else _code(value)).where(diagnosis.isna(), "")
+    code = raw.map(lambda value: "" if blank(value) else as_code(value)).where(diagnosis.isna(), "")
     for codes, hint in ((DXCHANGE_CODES, DXCHANGE_CODES_HINT), (DXSUM_DIAGNOSIS_CODES, DXSUM_CODES_HINT)):
         if dropped.isin(problems[code.isin(codes)]).any():
             return hint
@@ -263,56 +247,7 @@ def _with_adnimerge_spellings(table: pd.DataFrame) -> pd.DataFrame:
 def _years_since_baseline(years: pd.Series, is_baseline: pd.Series) -> pd.Series:
     """ADNIMERGE's Years_bl as numbers, 0 where a baseline row leaves it blank (the baseline is year 0 by definition;
     a blank made that scan ageless)."""
-    return pd.to_numeric(years, errors="coerce").mask(is_baseline & years.map(_blank), 0.0)
-
-
-def _age_problems(given: dict[str, pd.Series], age: pd.Series) -> list[str]:
-    """For each clinical row, why its age is not years at the visit ('' when it is): text where a number belongs
-    or a number out of range (a code such as NACC's -4, months, a missing age typed as 0); either is written as no
-    age. Worded for the rows that have a problem only: a NACC UDS table has 200,000 rows, few of them wrong."""
-    unreadable = {name: ~_blanks(column) & pd.to_numeric(column, errors="coerce").isna()
-                  for name, column in given.items()}
-    problems = pd.Series("", index=age.index, dtype=object)
-    outside = (age < MIN_AGE_YEARS) | (age > MAX_AGE_YEARS)
-    problems[outside] = [f"age {years:g} is outside {MIN_AGE_YEARS}-{MAX_AGE_YEARS} years" for years in age[outside]]
-    texts = functools.reduce(operator.or_, unreadable.values())
-    problems[texts] = ["; ".join(f"{name} {given[name][i]!r} is not a number{decimal_comma_hint(given[name][i])}"
-                                 for name in given if unreadable[name][i]) for i in age.index[texts]]
-    return problems.tolist()
-
-
-def decimal_comma_hint(value: Any) -> str:
-    """' (a decimal comma? write 73.5)' for a number typed with one ("73,5", as a European spreadsheet writes it,
-    quoted in a comma-separated table), which is text to every reader here; '' for anything else."""
-    number = re.fullmatch(r"\s*(\d+),(\d+)\s*", str(value))
-    return f" (a decimal comma? write {number[1]}.{number[2]})" if number else ""
-
-
-def has_usable_status(status: pd.Series) -> pd.Series:
-    """Whether each manifest row's preprocessing status says its scan can be read (any case, spaces around)."""
-    return status.astype(str).str.strip().str.lower().isin(USABLE_STATUSES)
-
-
-def status_in_words(status: Any) -> str:
-    """A manifest row's status as a message quotes it: 'failed' as written, a blank cell as empty (it read `nan`, a
-    value no one wrote)."""
-    return "empty" if _blank(status) else repr(status)
-
-
-def sex_letters(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """(sex as M / F / NaN, the values that are none of these): the volume baseline reads M and F alone, so a
-    manifest spelling Male/female would lose the feature unnoticed. Unknown, other and X count as unknown."""
-    text = raw.map(lambda v: "" if pd.isna(v) else str(v).strip())
-    letter = text.str[:1].str.upper()
-    unknown = (text == "") | letter.isin(UNKNOWN_SEX_LETTERS)
-    readable = text.map(_spells_male_or_female)
-    return letter.where(readable), raw[~readable & ~unknown]
-
-
-def _spells_male_or_female(text: str) -> bool:
-    """M, Male, MALE, F, fem, Female: the start of either word. A first letter alone read `missing` as M."""
-    word = text.lower()
-    return bool(word) and ("male".startswith(word) or "female".startswith(word))
+    return pd.to_numeric(years, errors="coerce").mask(is_baseline & years.map(blank), 0.0)
 
 
 def preprocess_failures(scans: str | Path) -> str | None:
@@ -404,7 +339,7 @@ def _mapped_classes(path: Path, diagnoses: dict[Any, Any]) -> set[Any]:
     """The classes values.diagnosis recodes into, refused unless each is a stage every run trains on."""
     classes = set(diagnoses.values())
     stages = set(ADNI_DIAGNOSES.values())  # what every run trains on; any case, as manifests read them
-    odd = sorted(str(label) for label in classes if not _blank(label) and str(label).strip().upper() not in stages)
+    odd = sorted(str(label) for label in classes if not blank(label) and str(label).strip().upper() not in stages)
     if odd:  # the import wrote such scans as imported, and every train and evaluate refused them
         raise ValueError(f"{path}: values.diagnosis maps codes to {odd[0]!r}; map them to CN, MCI or AD (a code not "
                          "listed is left out, with the reason)")
@@ -470,7 +405,7 @@ def _require_mapping(path: Path, key: str, value: Any, maps: str) -> None:
 
 def _allowed_codes(allowed: Any) -> set[str]:
     """The codes a `require` condition allows: a list of them, or one alone (NACCALZP: 1, NACCALZP: "12")."""
-    return {_code(code) for code in (allowed if isinstance(allowed, (list, tuple, set)) else [allowed])}
+    return {as_code(code) for code in (allowed if isinstance(allowed, (list, tuple, set)) else [allowed])}
 
 
 def _apply_requirements(clinical: pd.DataFrame, table: pd.DataFrame, header: pd.DataFrame, where: str,
@@ -483,12 +418,12 @@ def _apply_requirements(clinical: pd.DataFrame, table: pd.DataFrame, header: pd.
             _require(header, (column,), where, f"the mapping's require.{label} reads it: export it with the table, or "
                                                "delete that condition from the mapping")
             codes = _allowed_codes(allowed)
-            given = table[column].map(lambda value: "" if _blank(value) else _code(value))
+            given = table[column].map(lambda value: "" if blank(value) else as_code(value))
             fails = (clinical["diagnosis"] == label) & ~given.isin(codes)
             clinical.loc[fails, "diagnosis"] = np.nan
             found = given.map(lambda value, column=column: f"{column} {value!r}" if value else f"no {column}")
             clinical.loc[fails, "_diagnosis_problem"] = [  # the row's own value: NACCALZP 7 (another cause), -4
-                f"with {diagnosis} {_code(code)!r} ({label}) but {has}, not {' or '.join(sorted(codes))} "
+                f"with {diagnosis} {as_code(code)!r} ({label}) but {has}, not {' or '.join(sorted(codes))} "
                 "(the mapping's require)" for code, has in zip(table.loc[fails, diagnosis], found[fails])]
 
 
@@ -524,7 +459,7 @@ def import_mapped_table(
     _require(header, tuple(column for field, column in columns.items() if field not in ("visit_date", "birth_date")),
              where, _mapped_table_fix(header, columns.get("diagnosis")))
     _require_rows(table, where)
-    values = {field: {_code(k): v for k, v in codes.items()} for field, codes in (mapping.get("values") or {}).items()}
+    values = {field: {as_code(k): v for k, v in codes.items()} for field, codes in (mapping.get("values") or {}).items()}
     clinical = pd.DataFrame({"_participant": table[columns["participant_id"]].map(_bids_key),
                              "_session": table[columns["session_id"]].map(mapped_session_key)})
     for field in ("diagnosis", "age", "sex"):
@@ -534,19 +469,19 @@ def import_mapped_table(
         if field not in values:
             clinical[field] = raw
         elif field == "age":  # only the listed codes change (NACC's 888 → no age): an age is no code to list
-            clinical[field] = raw.map(lambda value, recode=values[field]: recode.get(_code(value), value))
+            clinical[field] = raw.map(lambda value, recode=values[field]: recode.get(as_code(value), value))
         else:  # a diagnosis code not listed leaves no diagnosis (the scan is dropped, with the reason); a sex code
-            clinical[field] = raw.map(_code).map(values[field])  # not listed, an unknown sex (NACC's 9)
+            clinical[field] = raw.map(as_code).map(values[field])  # not listed, an unknown sex (NACC's 9)
     if "sex" in values and "sex" in columns:  # named at import: Male/Female read through {1: M, 2: F} erased them all
         raw = table[columns["sex"]]
-        clinical["_sex_unlisted"] = [f"{columns['sex']} {_code(v)!r}" if not _blank(v) and pd.isna(sex) else ""
+        clinical["_sex_unlisted"] = [f"{columns['sex']} {as_code(v)!r}" if not blank(v) and pd.isna(sex) else ""
                                      for v, sex in zip(raw, clinical["sex"])]
     if "age" in clinical:
         clinical["age"] = pd.to_numeric(clinical["age"], errors="coerce")
         given = table[columns["age"]]  # a problem quotes the table's own value, not its recoding
-        clinical["_age_problem"] = _age_problems({columns["age"]: given}, clinical["age"])
+        clinical["_age_problem"] = row_age_problems({columns["age"]: given}, clinical["age"])
     clinical["_diagnosis_problem"] = [
-        _diagnosis_problem(columns["diagnosis"], "" if _blank(value) else _code(value), "in the mapping's values.diagnosis")
+        _diagnosis_problem(columns["diagnosis"], "" if blank(value) else as_code(value), "in the mapping's values.diagnosis")
         for value in table[columns["diagnosis"]]]
     _apply_requirements(clinical, table, header, where, mapping)
     if "birth_date" in columns and "age" in columns:  # a mapping file is refused one without the other
@@ -618,7 +553,7 @@ def _refuse_other_spellings(table: pd.DataFrame, mapping: dict[str, Any], where:
     dates = _as_list(mapping["columns"].get("visit_date") or [])
     spelled: dict[Any, str] = {}
     for name in _mapping_reads(mapping):
-        found = [str(column) for column in table.columns if _loose(str(column)) == _loose(str(name))]
+        found = [str(column) for column in table.columns if loose_name(str(column)) == loose_name(str(name))]
         if name not in table.columns and found:
             spelled[name] = found[0]
     if set(spelled) - set(dates):
@@ -672,7 +607,7 @@ def _visit_days(table: pd.DataFrame, column: str | list[str]) -> pd.Series:
     """Each visit's date (NaT where it cannot be read: a missing-data code such as 88 for the month), from one column
     of dates or from NACC's three, year, month and day."""
     if isinstance(column, str):
-        keys = table[column].map(lambda value: "" if _blank(value) else mapped_session_key(value))
+        keys = table[column].map(lambda value: "" if blank(value) else mapped_session_key(value))
         return _day_of_keys(keys)
     parts = pd.DataFrame({part: pd.to_numeric(table[name], errors="coerce") for part, name in zip(DATE_PARTS, column)})
     return pd.to_datetime(parts, errors="coerce")
@@ -688,7 +623,7 @@ def _undated_visit_reason(table: pd.DataFrame, column: str | list[str]) -> str:
 
 def _spellings(values: pd.Series) -> list[str]:
     """A column's values as written, each once, in the table's order: a dozen visits, not 200,000 rows, to read."""
-    return list(values[~_blanks(values)].astype(str).str.strip().unique())
+    return list(values[~blanks(values)].astype(str).str.strip().unique())
 
 
 def _day_first_hint(given: list[str], column: str) -> str:
@@ -783,7 +718,7 @@ def adni_session_key(value: Any) -> str:
 
 def adni_diagnosis(value: Any) -> str | float:
     """CN / MCI / AD of an ADNI diagnosis ("Dementia", "EMCI", "NL to MCI": the stage reached), NaN if none."""
-    text = str(value).strip() if not _blank(value) else ""
+    text = str(value).strip() if not blank(value) else ""
     reached = re.split(r"\s+to\s+", text, flags=re.IGNORECASE)[-1].upper()  # a table re-saved as "dementia"
     return _ADNI_DIAGNOSES_UPPER.get(reached, np.nan)
 
@@ -815,32 +750,15 @@ def _bids_key(value: Any) -> str:
     """A participant or session as a join key: without BIDS' sub-/ses- and in one case, since BIDS labels are often
     lower-cased copies of a table's ids (sub-nacc0002 for NACC0002), as the ADNI join reads them too; one of digits
     alone as a number (sub-007 for a table's 7), as the leakage guard reads participants."""
-    text = re.sub(r"^(sub|ses)-", "", unicodedata.normalize("NFC", _code(value)), flags=re.IGNORECASE).upper()
+    text = re.sub(r"^(sub|ses)-", "", unicodedata.normalize("NFC", as_code(value)), flags=re.IGNORECASE).upper()
     return str(int(text)) if text.isdecimal() else text
-
-
-def _blank(value: Any) -> bool:
-    return pd.isna(value) or not str(value).strip()
-
-
-def _blanks(column: pd.Series) -> pd.Series:
-    """`_blank` of each value at once, without a Python call per row of a 200,000-row table."""
-    return column.isna() | (column.astype(str).str.strip() == "")
 
 
 def _diagnosis_problem(column: str, value: Any, expected: str) -> str:
     """Why a clinical row gives no class (read only where it gives none): nothing there, or a value not listed."""
-    if _blank(value):
+    if blank(value):
         return f"without a diagnosis ({column}) at that visit"
     return f"with {column} {str(value).strip()!r}, not {expected}"
-
-
-def _code(value: Any) -> str:
-    """A table value as a string key: 1, 1.0 and "1" are the same code."""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    text = str(value).strip()
-    return text[:-2] if re.fullmatch(r"-?\d+\.0", text) else text
 
 
 def _drop_reasons(joined: pd.DataFrame, counts: pd.DataFrame, session_hints: dict[re.Pattern[str], str] | None,
@@ -970,14 +888,14 @@ def _unprocessed(scans: pd.DataFrame) -> list[str]:
     """The scans whose processed_path is empty: no volume for training to read."""
     if "processed_path" not in scans:
         return []
-    return _scan_names(scans[_blanks(scans["processed_path"])])
+    return _scan_names(scans[blanks(scans["processed_path"])])
 
 
 def _one_file_twice(scans: pd.DataFrame) -> list[str]:
     """"a/1 and b/1 (file)" for each processed file that scans under two ids name: one scan split as two."""
     if "processed_path" not in scans:
         return []
-    named = scans[~_blanks(scans["processed_path"])]
+    named = scans[~blanks(scans["processed_path"])]
     files = named["processed_path"].map(lambda path: os.path.realpath(str(path).strip()))
     return [f"{' and '.join(_scan_names(named[files == file]))} ({file})"
             for file in files[files.duplicated()].unique()]
@@ -1008,7 +926,7 @@ def _read_scans(source: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, str]:
         folder = Path(source).absolute().parent  # the link's folder for a linked table, as load_manifest reads it
         for column in ("path", "processed_path"):
             if column in table:
-                table[column] = [value if _blank(value) or Path(str(value).strip()).is_absolute()
+                table[column] = [value if blank(value) or Path(str(value).strip()).is_absolute()
                                  else str(folder / str(value).strip()) for value in table[column]]
     return table, where
 
@@ -1067,20 +985,3 @@ def _require_rows(table: pd.DataFrame, where: str) -> None:
     rows ended in a pandas traceback."""
     if table.empty:
         raise ValueError(f"{where}: has a header but no rows; export the table again with its visits")
-
-
-LISTED_COLUMNS = 20  # a NACC UDS export has ~1000 columns: listed whole, they hid the one spelled otherwise
-
-
-def columns_it_has(names: list[str], missing: list[str]) -> str:
-    """The table's columns for a refusal: first those that spell a missing one in another case or with other
-    separators (dx_bl, naccudsd), then the first `LISTED_COLUMNS` of them."""
-    near = [repr(name) for wanted in missing for name in names if _loose(name) == _loose(wanted)]
-    spelled = f"spelled {', '.join(near)} in it; " if near else ""
-    if len(names) <= LISTED_COLUMNS:
-        return f"{spelled}it has {', '.join(names)}"
-    return f"{spelled}it has {len(names)} columns: {', '.join(names[:LISTED_COLUMNS])}, ..."
-
-
-def _loose(name: str) -> str:
-    return re.sub(r"[\W_]", "", name).upper()
