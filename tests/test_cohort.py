@@ -13,15 +13,8 @@ import pytest
 
 from elr_mri.data import importers, table_values
 from elr_mri.data.cohort import ManifestError, label_indices, load_manifest, true_label_indices
-from elr_mri.data.importers import (
-    adni_diagnosis,
-    adni_participant_key,
-    adni_session_key,
-    import_adnimerge,
-    import_mapped_table,
-    load_mapping,
-    mapped_session_key,
-)
+from elr_mri.data.import_keys import adni_diagnosis, adni_participant_key, adni_session_key, mapped_session_key
+from elr_mri.data.importers import import_adnimerge, import_mapped_table, load_mapping
 from elr_mri.data.splits import (
     LeakageError,
     check_no_leakage,
@@ -1509,7 +1502,7 @@ def test_a_tables_ages_and_visits_are_read_per_problem_and_per_spelling_not_per_
     time, about 1.6 s of import-cohort's CPU on a table of that size; the same words come of the few wrong ages and
     of each visit spelled once."""
     read: list[object] = []
-    blank, session_key = table_values.blank, importers.mapped_session_key  # the real ones, counted
+    blank, session_key = table_values.blank, mapped_session_key  # the real ones, counted
     for module in (importers, table_values):
         monkeypatch.setattr(module, "blank", lambda value: read.append(value) or blank(value))
     monkeypatch.setattr(importers, "mapped_session_key", lambda value: read.append(value) or session_key(value))

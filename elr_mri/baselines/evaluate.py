@@ -26,7 +26,7 @@ from elr_mri.baselines.models import BASELINES, Baseline, ScaledSVM, class_score
 from elr_mri.config import RunConfig, load_run_config
 from elr_mri.data.adjudicated import load_adjudicated_labels
 from elr_mri.data.cohort import IMAGE_COLUMN, SCAN_KEYS, label_indices, load_manifest
-from elr_mri.data.importers import adni_participant_key
+from elr_mri.data.import_keys import adni_participant_key
 from elr_mri.data.splits import read_run_splits, run_participants, split_of_participants
 from elr_mri.engine.run_dir import not_the_run_folder
 from elr_mri.engine.run_records import (TEST_DIAGNOSES_KEY, evaluation_labels_fingerprint, labels_fingerprint,

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from elr_mri.data.cohort import SCAN_KEYS, diagnoses_left_out, true_label_indices
-from elr_mri.data.importers import adni_participant_key, adni_session_key
+from elr_mri.data.import_keys import adni_participant_key, adni_session_key
 from preprocess.inputs import read_csv_table
 
 __all__ = ["load_adjudicated_labels"]

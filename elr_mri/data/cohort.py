@@ -22,7 +22,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from elr_mri.data.importers import adni_participant_key, spelled_as_numbers
+from elr_mri.data.import_keys import adni_participant_key, spelled_as_numbers
 from elr_mri.data.table_values import (MAX_AGE_YEARS, MIN_AGE_YEARS, USABLE_STATUSES, columns_it_has,
                                        decimal_comma_hint, has_usable_status, sex_letters)
 from preprocess.inputs import read_csv_table, windows_separators_read

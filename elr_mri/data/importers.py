@@ -5,34 +5,23 @@ participant_id, session_id, path, processed_path, ...) by participant and sessio
 the joined manifest together with the scans it could not use and why, so nothing disappears
 silently. Diagnoses come out as CN / MCI / AD.
 
-Join rule for ADNI (`adni_participant_key`, `adni_session_key`):
-- participant: ADNIMERGE's PTID ("011_S_0002") matches a scan's participant_id written either the
-  same way or as Clinica's BIDS label ("sub-ADNI011S0002"): both reduce to "011S0002". An ID of digits alone is
-  ADNIMERGE's RID, which is not matched (training and splits compare participants by their PTID key): its scans are
-  dropped saying to name them by PTID.
-- session: VISCODE "bl" and "m06" match "ses-M00"/"M00"/"bl" and "ses-M06"/"M06"/"m06" (BIDS months,
-  with or without zero padding, "M000" included): both reduce to the number of months. A scan of the
-  screening visit ("sc", "scmri") is the baseline scan, as in ADNI1.
+Participants and sessions meet by the keys of `elr_mri.data.import_keys`: ADNIMERGE's PTID and VISCODE as Clinica's
+BIDS labels write them (011_S_0002 at bl is sub-ADNI011S0002 at ses-M00), a mapped table's without BIDS' prefixes.
 
-NACC (or any cohort) goes through a YAML column-and-value mapping (configs/nacc/nacc_mapping.yaml);
-participants and sessions match after stripping BIDS "sub-"/"ses-" prefixes (and the zero padding of one of
-digits alone: "ses-01" is visit 1, "sub-007" the table's participant 7). A scan named by its date (ses-20120304)
-takes its participant's visit nearest in time where the mapping names the visits' dates (columns.visit_date) and the
-widest gap (visit_window_days), with the table's age, the visit's, moved to the scan's date (`age_at`); a mapping's
+NACC (or any cohort) goes through a YAML column-and-value mapping (configs/nacc/nacc_mapping.yaml). A scan named by
+its date (ses-20120304) takes its participant's visit nearest in time where the mapping names the visits' dates
+(columns.visit_date) and the widest gap (visit_window_days), with the table's age, the visit's, moved to the scan's date (`age_at`); a mapping's
 columns.birth_date gives that age in decimal years from the birth's year and month (`age_from`). Relative image
 paths of the scans table are made absolute against its folder. Two scans of one visit, and a clinical value that maps
 to no class, are left out with the reason.
 
-Public names: `ImportResult`, `ADNI_DIAGNOSES`, `import_adnimerge`, `import_mapped_table`,
-`load_mapping`, `adni_participant_key`, `spelled_as_numbers`, `adni_session_key`, `adni_diagnosis`,
-`mapped_session_key`, `preprocess_failures`.
+Public names: `ImportResult`, `import_adnimerge`, `import_mapped_table`, `load_mapping`, `preprocess_failures`.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import unicodedata
 import dataclasses
 import functools
 from dataclasses import dataclass
@@ -43,6 +32,8 @@ import numpy as np
 import pandas as pd
 
 from elr_mri.config.strict_yaml import read_yaml_file
+from elr_mri.data.import_keys import (ADNI_DIAGNOSES, DATE_KEY, adni_diagnosis, adni_participant_key, adni_session_key,
+                                      bids_key, mapped_session_key)
 from elr_mri.data.table_values import (MAX_AGE_YEARS, as_code, blank, blanks, columns_it_has, has_usable_status,
                                         loose_name, row_age_problems, sex_letters, status_in_words)
 from preprocess.inputs import InputError, read_csv_header, read_csv_table
@@ -50,15 +41,9 @@ from preprocess.user_errors import not_a_file
 
 __all__ = [
     "ImportResult",
-    "ADNI_DIAGNOSES",
     "import_adnimerge",
     "import_mapped_table",
     "load_mapping",
-    "adni_participant_key",
-    "spelled_as_numbers",
-    "adni_session_key",
-    "adni_diagnosis",
-    "mapped_session_key",
     "preprocess_failures",
 ]
 
@@ -67,14 +52,6 @@ DAYS_PER_YEAR = 365.25  # moves a visit's age to its scan's date, days_from_visi
 # wrote 86.1 + 1.00205 as 87.10204999999999 in the manifest and in evaluate's holdout age warning
 ADNI_AGE_DECIMALS = 6
 
-# ADNIMERGE's visit diagnosis DX (CN, MCI, Dementia) and baseline DX_bl (CN, SMC, EMCI, LMCI, AD); older
-# ADNIMERGE and TADPOLE tables spell normal "NL" and a visit where the diagnosis changed "NL to MCI" (the new
-# stage counts, see `adni_diagnosis`). SMC (significant memory concern) participants are cognitively normal
-# by ADNI's criteria.
-ADNI_DIAGNOSES = {
-    "CN": "CN", "NL": "CN", "SMC": "CN", "EMCI": "MCI", "LMCI": "MCI", "MCI": "MCI", "Dementia": "AD", "AD": "AD",
-}
-_ADNI_DIAGNOSES_UPPER = {spelling.upper(): stage for spelling, stage in ADNI_DIAGNOSES.items()}
 # DXSUM's DIAGNOSIS (1 CN, 2 MCI, 3 Dementia), copied into an ADNIMERGE-like table's DX: every scan was dropped
 # "with DX '1'", nothing said where the codes came from
 DXSUM_DIAGNOSIS_CODES = ("1", "2", "3")
@@ -90,15 +67,8 @@ DXCHANGE_CODES_HINT = ("DX 4 to 9 are DXSUM's DXCHANGE codes, a change of stage:
 ADNI1_DXSUM_HINT = ("ADNI1's DXSUM gives the diagnosis as DXCURREN, 1 NL, 2 MCI, 3 AD (its DXCHANGE, 1 to 9, is a "
                     "change of stage): name DXCURREN as the mapping's columns.diagnosis, with values.diagnosis "
                     "{1: CN, 2: MCI, 3: AD}")
-# ADNI's screening visit: in ADNI1 its MRI is the baseline scan, and ADNIMERGE has no "sc" row to join it to.
-ADNI_SCREENING_VISITS = ("SC", "SCMRI")
-# year first (03/04/2012 is ambiguous), month and day padded or not (2012/3/4: spreadsheets in East Asian locales)
-_ISO_DATE = re.compile(r"(\d{4})[-_/.](\d{1,2})[-_/.](\d{1,2})(?:[ T][\d:.]*)?")
 _DAY_MONTH_DATE = re.compile(r"\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}(?:[ T][\d:.]*)?")  # 3/4/2012: which is the month?
-_DATE_KEY = re.compile(r"(?:19|20)\d{6}")  # a session key that is a date (ses-20120304)
 _RID_KEY = re.compile(r"[0-9]+")  # an ADNI participant key of digits alone: ADNIMERGE's RID, not its PTID
-_SEPARATORS = re.compile(r"[\W_]+")  # what a participant ID's key drops (or, between digits, keeps as one "-")
-_FLOAT_OF_INTEGER = re.compile(r"\d+\.0")  # a participant ID 7 as a float column writes it
 # ADNI's own visit codes of a phase (ADNI-GO/2's v03, ADNI3's init, y1), where ADNIMERGE's VISCODE is VISCODE2 (bl, m06)
 _ADNI_PROTOCOL_VISIT = re.compile(r"V\d+|INIT|Y\d+")
 ADNIMERGE_COLUMNS = ("PTID", "VISCODE", "DX", "DX_bl", "AGE", "Years_bl")  # the ones its import reads (and PTGENDER)
@@ -215,7 +185,7 @@ def import_adnimerge(
         clinical["sex"] = letters.combine_first(unreadable)  # kept as given: the manifest's check names the row
     # an MRI's date is weeks from its visit's EXAMDATE: no date would meet it
     result = _join(*_read_scans(scans), clinical, adni_participant_key, adni_session_key, session_hints={
-        _DATE_KEY: "ADNIMERGE's sessions are visits, VISCODE bl, m06, m12: name the scan's session by its visit, e.g. "
+        DATE_KEY: "ADNIMERGE's sessions are visits, VISCODE bl, m06, m12: name the scan's session by its visit, e.g. "
                    "ses-M06, not by its date",
         _ADNI_PROTOCOL_VISIT: "v03, init, y1 are a phase's own visit codes; ADNIMERGE's VISCODE is their VISCODE2: "
                               "name the scan's session by it, e.g. bl or ses-M12"}, participant_hints={
@@ -460,7 +430,7 @@ def import_mapped_table(
              where, _mapped_table_fix(header, columns.get("diagnosis")))
     _require_rows(table, where)
     values = {field: {as_code(k): v for k, v in codes.items()} for field, codes in (mapping.get("values") or {}).items()}
-    clinical = pd.DataFrame({"_participant": table[columns["participant_id"]].map(_bids_key),
+    clinical = pd.DataFrame({"_participant": table[columns["participant_id"]].map(bids_key),
                              "_session": table[columns["session_id"]].map(mapped_session_key)})
     for field in ("diagnosis", "age", "sex"):
         if field not in columns:
@@ -490,8 +460,8 @@ def import_mapped_table(
     scans_table, scans_where = _read_scans(scans)
     nearest = _visit_finder(clinical, table, header, where, mapping, scans_table)
     hint = _date_session_hint(table[columns["session_id"]], columns["session_id"])
-    result = _join(scans_table, scans_where, clinical, _bids_key, mapped_session_key,
-                   session_hints={_DATE_KEY: hint} if hint else {}, nearest=nearest)
+    result = _join(scans_table, scans_where, clinical, bids_key, mapped_session_key,
+                   session_hints={DATE_KEY: hint} if hint else {}, nearest=nearest)
     if "age" in columns and "birth_date" not in columns:  # an imported manifest given as --scans again (dated scans
         result.manifest = result.manifest.drop(columns="age_from", errors="ignore")  # too): its age_from is stale
     if "birth_date" in columns or ("age" in columns and "days_from_visit" in result.manifest):
@@ -593,7 +563,7 @@ def _named_by_date(scans: pd.DataFrame) -> pd.Series:
     """Which scans' sessions are dates (ses-20120304), as a cohort without visit numbers names its MRIs."""
     if "session_id" not in scans:  # refused by the join, naming the column
         return pd.Series(False, index=scans.index)
-    return scans["session_id"].map(lambda value: bool(_DATE_KEY.fullmatch(mapped_session_key(value))))
+    return scans["session_id"].map(lambda value: bool(DATE_KEY.fullmatch(mapped_session_key(value))))
 
 
 def _require_visit_dates(header: pd.DataFrame, column: str | list[str], where: str, session: str) -> None:
@@ -638,7 +608,7 @@ def _day_first_hint(given: list[str], column: str) -> str:
 
 def _day_of_keys(keys: pd.Series) -> pd.Series:
     """Session keys as dates: YYYYMMDD keys read, every other key (a visit number, an impossible date) NaT."""
-    dated = keys.map(lambda key: bool(_DATE_KEY.fullmatch(key)))
+    dated = keys.map(lambda key: bool(DATE_KEY.fullmatch(key)))
     return pd.to_datetime(keys.where(dated), format="%Y%m%d", errors="coerce")
 
 
@@ -677,81 +647,11 @@ def _date_session_hint(sessions: pd.Series, column: str) -> str:
     day_first = _day_first_hint(given, column)
     if day_first:
         return day_first
-    if given and not any(_DATE_KEY.fullmatch(mapped_session_key(v)) for v in given):
+    if given and not any(DATE_KEY.fullmatch(mapped_session_key(v)) for v in given):
         return (f"the table's {column} holds no dates, e.g. {given[0]!r}: name the scan's session by its {column}, the "
                 "visit its MRI belongs to, or name the visits' dates in the mapping (columns.visit_date with "
                 "visit_window_days, as configs/nacc/nacc_mapping.yaml does) to meet the visit nearest the MRI")
     return ""
-
-
-def adni_participant_key(value: Any) -> str:
-    """"011_S_0002" and "sub-ADNI011S0002" → "011S0002". Separators go, letters of any alphabet stay: sub-Ä01 and
-    sub-Ö01 are two people. Composed first (NFC): an Ä typed as A plus a combining mark (macOS file names) is the same
-    Ä, where the mark alone would go as a separator and make it sub-A01. A separator between two digits stays (as
-    "-"): 1.5 and 15, 12.0 and 120 are two people. An ID of digits alone is a number, as a spreadsheet or a float
-    column re-saves it: 007, 7 and 7.0 are one person (`spelled_as_numbers` says when that joined two IDs)."""
-    text = re.sub(r"^sub-", "", unicodedata.normalize("NFC", str(value).strip()), flags=re.IGNORECASE)
-    text = re.sub(r"^ADNI", "", text, flags=re.IGNORECASE)
-    if _FLOAT_OF_INTEGER.fullmatch(text):
-        text = text[:-2]
-    key = _SEPARATORS.sub(_separator, text).upper()
-    return str(int(key)) if key.isdecimal() else key
-
-
-def spelled_as_numbers(first: Any, second: Any) -> bool:
-    """Whether two IDs are one participant only as numbers (007 and 7): a spreadsheet's doing, or two people whose
-    IDs differ only in leading zeros; messages name both spellings then, where "write one ID" may be the wrong fix."""
-    key = adni_participant_key(first)
-    digits = [re.sub(r"\D", "", str(value)) for value in (first, second)]
-    return key == adni_participant_key(second) and key.isdecimal() and digits[0] != digits[1]
-
-
-def adni_session_key(value: Any) -> str:
-    """"bl", "sc", "M00", "ses-M000" → "0"; "m06", "ses-M06", "M6", "ses-M06_run-2" → "6"; anything else
-    upper-cased as is. The entities preprocess adds to a session with several T1s (`_run-2`) name no visit."""
-    text = _without_entities(re.sub(r"^ses-", "", str(value).strip(), flags=re.IGNORECASE)).upper()
-    if text == "BL" or text in ADNI_SCREENING_VISITS:
-        return "0"
-    months = re.fullmatch(r"M(\d+)", text)
-    return str(int(months.group(1))) if months else text
-
-
-def adni_diagnosis(value: Any) -> str | float:
-    """CN / MCI / AD of an ADNI diagnosis ("Dementia", "EMCI", "NL to MCI": the stage reached), NaN if none."""
-    text = str(value).strip() if not blank(value) else ""
-    reached = re.split(r"\s+to\s+", text, flags=re.IGNORECASE)[-1].upper()  # a table re-saved as "dementia"
-    return _ADNI_DIAGNOSES_UPPER.get(reached, np.nan)
-
-
-def mapped_session_key(value: Any) -> str:
-    """A mapped table's visit and a scan's session: "ses-01", "01", "1", 1.0 and "ses-01_run-2" are one visit; so are
-    a date written as BIDS sessions write it ("ses-20120304") and as a clinical export does ("2012-03-04",
-    "2012/03/04 00:00:00", "2012/3/4")."""
-    text = _without_entities(_bids_key(value))
-    date = _ISO_DATE.fullmatch(text)
-    if date:
-        year, month, day = date.groups()
-        return f"{year}{int(month):02d}{int(day):02d}"
-    return str(int(text)) if text.isdigit() else text
-
-
-def _separator(match: re.Match[str]) -> str:
-    """A run of separators in a participant ID as its key keeps it: "-" between two digits, nothing elsewhere."""
-    text, start, end = match.string, match.start(), match.end()
-    return "-" if 0 < start and end < len(text) and text[start - 1].isdecimal() and text[end].isdecimal() else ""
-
-
-def _without_entities(session: str) -> str:
-    """"M06_run-2" → "M06": only trailing BIDS key-value entities go ("visit_2" and dates keep their parts)."""
-    return re.sub(r"(_[A-Za-z]+-[A-Za-z0-9]+)+$", "", session)
-
-
-def _bids_key(value: Any) -> str:
-    """A participant or session as a join key: without BIDS' sub-/ses- and in one case, since BIDS labels are often
-    lower-cased copies of a table's ids (sub-nacc0002 for NACC0002), as the ADNI join reads them too; one of digits
-    alone as a number (sub-007 for a table's 7), as the leakage guard reads participants."""
-    text = re.sub(r"^(sub|ses)-", "", unicodedata.normalize("NFC", as_code(value)), flags=re.IGNORECASE).upper()
-    return str(int(text)) if text.isdecimal() else text
 
 
 def _diagnosis_problem(column: str, value: Any, expected: str) -> str:

@@ -20,7 +20,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from elr_mri.data.importers import adni_participant_key, spelled_as_numbers
+from elr_mri.data.import_keys import adni_participant_key, spelled_as_numbers
 from preprocess.inputs import read_csv_table
 
 __all__ = [
