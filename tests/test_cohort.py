@@ -11,10 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from elr_mri.data import importers, table_values
+from elr_mri.data import import_mapping, importers, table_values
 from elr_mri.data.cohort import ManifestError, label_indices, load_manifest, true_label_indices
 from elr_mri.data.import_keys import adni_diagnosis, adni_participant_key, adni_session_key, mapped_session_key
-from elr_mri.data.importers import import_adnimerge, import_mapped_table, load_mapping
+from elr_mri.data.import_mapping import load_mapping
+from elr_mri.data.importers import import_adnimerge, import_mapped_table
 from elr_mri.data.splits import (
     LeakageError,
     check_no_leakage,
@@ -480,15 +481,15 @@ def test_a_tab_or_tsv_table_is_read_tab_separated():
 def test_a_visit_window_of_0_days_is_allowed_and_a_negative_one_refused():
     """0 days takes only a visit on the scan's very day: strict, not wrong; the message says "0 or more"."""
     mapping = {"columns": {"visit_date": "VISITDATE"}, "visit_window_days": 0}
-    importers._require_visit_window(Path("m.yaml"), mapping)
+    import_mapping._require_visit_window(Path("m.yaml"), mapping)
     with pytest.raises(ValueError, match="visit_window_days must be a number of days, 0 or more"):
-        importers._require_visit_window(Path("m.yaml"), {**mapping, "visit_window_days": -1})
+        import_mapping._require_visit_window(Path("m.yaml"), {**mapping, "visit_window_days": -1})
 
 
 def test_a_mapping_may_name_the_classes_in_any_case():
     """Manifests read CN, MCI and AD in any case, so a mapping writing them 'cn', 'Mci', 'ad' names the stages."""
     diagnoses = {1: "cn", 2: "Mci", 3: "ad"}
-    assert importers._mapped_classes(Path("m.yaml"), diagnoses) == {"cn", "Mci", "ad"}
+    assert import_mapping._mapped_classes(Path("m.yaml"), diagnoses) == {"cn", "Mci", "ad"}
 
 
 def test_a_status_is_usable_in_any_case_and_with_spaces_around():

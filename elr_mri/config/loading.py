@@ -71,7 +71,7 @@ def _is_column_mapping(raw: dict[str, Any]) -> bool:
     """Whether `raw` is an import's column-and-value mapping (configs/nacc/nacc_mapping.yaml) rather than a run."""
     if "columns" not in raw:
         return False
-    from elr_mri.data.importers import MAPPING_KEYS  # pandas: loaded for no run config
+    from elr_mri.data.import_mapping import MAPPING_KEYS  # pandas: loaded for no run config
 
     return set(raw) <= set(MAPPING_KEYS)
 
