@@ -11,11 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from elr_mri.data import import_mapping, importers, table_values
+from elr_mri.data import import_mapping, importers, mapped_import, table_values
 from elr_mri.data.cohort import ManifestError, label_indices, load_manifest, true_label_indices
 from elr_mri.data.import_keys import adni_diagnosis, adni_participant_key, adni_session_key, mapped_session_key
 from elr_mri.data.import_mapping import load_mapping
-from elr_mri.data.importers import import_adnimerge, import_mapped_table
+from elr_mri.data.importers import import_adnimerge
+from elr_mri.data.mapped_import import import_mapped_table
 from elr_mri.data.splits import (
     LeakageError,
     check_no_leakage,
@@ -474,7 +475,7 @@ def test_a_code_written_as_a_float_is_its_integer_code_negative_ones_included():
 
 
 def test_a_tab_or_tsv_table_is_read_tab_separated():
-    assert [importers._column_separator(Path(f"t.{suffix}")) for suffix in ("tab", "tsv", "csv", "txt")] == [
+    assert [importers.column_separator(Path(f"t.{suffix}")) for suffix in ("tab", "tsv", "csv", "txt")] == [
         "\t", "\t", ",", ","]
 
 
@@ -1504,11 +1505,12 @@ def test_a_tables_ages_and_visits_are_read_per_problem_and_per_spelling_not_per_
     of each visit spelled once."""
     read: list[object] = []
     blank, session_key = table_values.blank, mapped_session_key  # the real ones, counted
-    for module in (importers, table_values):
+    for module in (mapped_import, table_values):
         monkeypatch.setattr(module, "blank", lambda value: read.append(value) or blank(value))
-    monkeypatch.setattr(importers, "mapped_session_key", lambda value: read.append(value) or session_key(value))
+    monkeypatch.setattr(mapped_import, "mapped_session_key", lambda value: read.append(value) or session_key(value))
     visits = pd.Series([" 1", 2, 3, None, " "] * 200)
-    assert importers._date_session_hint(visits, "NACCVNUM").startswith("the table's NACCVNUM holds no dates, e.g. '1'")
+    assert mapped_import._date_session_hint(visits, "NACCVNUM").startswith(
+        "the table's NACCVNUM holds no dates, e.g. '1'")
     ages = pd.Series(["70", "73,5", None, "-4", " ", "seventy"] * 200)
     assert table_values.row_age_problems({"NACCAGE": ages}, pd.to_numeric(ages, errors="coerce"))[:6] == [
         "", "NACCAGE '73,5' is not a number (a decimal comma? write 73.5)", "", "age -4 is outside 18-120 years", "",
@@ -1591,7 +1593,7 @@ def test_a_nacc_export_is_read_by_the_mappings_columns_and_still_checked_whole(t
     is named beside the table's others."""
     path = tmp_path / "nacc.csv"
     NACC.assign(DECOTHRX="").to_csv(path, index=False)
-    table, header, _ = importers._read_mapped(path, load_mapping(NACC_MAPPING))
+    table, header, _ = mapped_import._read_mapped(path, load_mapping(NACC_MAPPING))
     assert list(table.columns) == ["NACCID", "NACCVNUM", "NACCUDSD", "NACCAGE", "SEX", "NACCALZP"]
     assert list(header.columns) == [*NACC.columns, "DECOTHRX"]
     assert import_mapped_table(path, nacc_scans(), NACC_MAPPING).manifest["diagnosis"].tolist() == ["CN", "MCI", "AD"]
