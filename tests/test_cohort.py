@@ -15,7 +15,7 @@ from elr_mri.data import import_mapping, importers, mapped_import, table_values
 from elr_mri.data.cohort import ManifestError, label_indices, load_manifest, true_label_indices
 from elr_mri.data.import_keys import adni_diagnosis, adni_participant_key, adni_session_key, mapped_session_key
 from elr_mri.data.import_mapping import load_mapping
-from elr_mri.data.importers import import_adnimerge
+from elr_mri.data.adni_import import import_adnimerge
 from elr_mri.data.mapped_import import import_mapped_table
 from elr_mri.data.splits import (
     LeakageError,

@@ -44,7 +44,7 @@ def _imported_cohort(args: argparse.Namespace) -> ImportResult:
     """The import --adnimerge, or --table through --mapping, asks for; an --out that is a folder, an input or in a
     folder that cannot be written, or an option of the other kind of import, is refused first."""
     from elr_mri.data.import_mapping import load_mapping
-    from elr_mri.data.importers import import_adnimerge
+    from elr_mri.data.adni_import import import_adnimerge
     from elr_mri.data.mapped_import import import_mapped_table
     from preprocess.sidecar import require_writable
 

@@ -21,9 +21,9 @@ import pandas as pd
 
 from elr_mri.data.import_keys import DATE_KEY, bids_key, mapped_session_key
 from elr_mri.data.import_mapping import DATE_PARTS, as_column_list, load_mapping, mapping_reads
-from elr_mri.data.importers import (ADNIMERGE_COLUMNS, BIRTH_DATE, ImportResult, column_separator, diagnosis_problem,
-                                    join_to_scans, read_scans, read_table, require_columns, require_rows, table_file,
-                                    with_adnimerge_spellings)
+from elr_mri.data.adni_import import ADNIMERGE_COLUMNS, with_adnimerge_spellings
+from elr_mri.data.importers import (BIRTH_DATE, ImportResult, column_separator, diagnosis_problem, join_to_scans,
+                                    read_scans, read_table, require_columns, require_rows, table_file)
 from elr_mri.data.table_values import MAX_AGE_YEARS, as_code, blank, blanks, loose_name, row_age_problems
 from preprocess.inputs import read_csv_header, read_csv_table
 
