@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from elr_mri.data import import_mapping, importers, mapped_import, table_values
+from elr_mri.data import import_mapping, importers, mapped_import, table_values, visit_dates
 from elr_mri.data.cohort import ManifestError, label_indices, load_manifest, true_label_indices
 from elr_mri.data.import_keys import adni_diagnosis, adni_participant_key, adni_session_key, mapped_session_key
 from elr_mri.data.import_mapping import load_mapping
@@ -1505,12 +1505,11 @@ def test_a_tables_ages_and_visits_are_read_per_problem_and_per_spelling_not_per_
     of each visit spelled once."""
     read: list[object] = []
     blank, session_key = table_values.blank, mapped_session_key  # the real ones, counted
-    for module in (mapped_import, table_values):
+    for module in (visit_dates, table_values):
         monkeypatch.setattr(module, "blank", lambda value: read.append(value) or blank(value))
-    monkeypatch.setattr(mapped_import, "mapped_session_key", lambda value: read.append(value) or session_key(value))
+    monkeypatch.setattr(visit_dates, "mapped_session_key", lambda value: read.append(value) or session_key(value))
     visits = pd.Series([" 1", 2, 3, None, " "] * 200)
-    assert mapped_import._date_session_hint(visits, "NACCVNUM").startswith(
-        "the table's NACCVNUM holds no dates, e.g. '1'")
+    assert visit_dates.date_session_hint(visits, "NACCVNUM").startswith("the table's NACCVNUM holds no dates, e.g. '1'")
     ages = pd.Series(["70", "73,5", None, "-4", " ", "seventy"] * 200)
     assert table_values.row_age_problems({"NACCAGE": ages}, pd.to_numeric(ages, errors="coerce"))[:6] == [
         "", "NACCAGE '73,5' is not a number (a decimal comma? write 73.5)", "", "age -4 is outside 18-120 years", "",

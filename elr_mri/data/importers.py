@@ -178,7 +178,7 @@ def join_to_scans(
     """Attach each scan's clinical row; list scans without one, with two, or without a usable diagnosis.
     `session_hints`, `participant_hints`: why a scan whose session (participant) key the pattern matches, a date say,
     meets none of the table's sessions (participants), where that is known. `nearest`: gives scans named by date the
-    session of a visit near it (`_nearest_visits`)."""
+    session of a visit near it (`elr_mri.data.visit_dates.visit_finder`)."""
     require_columns(scans, ("participant_id", "session_id"), scans_source)
     keys = pd.DataFrame({"_participant": scans["participant_id"].map(participant_key),
                          "_session": scans["session_id"].map(session_key)})
