@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from elr_mri.data import import_mapping, importers, mapped_import, table_values, visit_dates
+from elr_mri.data import import_mapping, import_tables, importers, mapped_import, table_values, visit_dates
 from elr_mri.data.cohort import ManifestError, label_indices, load_manifest, true_label_indices
 from elr_mri.data.import_keys import adni_diagnosis, adni_participant_key, adni_session_key, mapped_session_key
 from elr_mri.data.import_mapping import load_mapping
@@ -475,7 +475,7 @@ def test_a_code_written_as_a_float_is_its_integer_code_negative_ones_included():
 
 
 def test_a_tab_or_tsv_table_is_read_tab_separated():
-    assert [importers.column_separator(Path(f"t.{suffix}")) for suffix in ("tab", "tsv", "csv", "txt")] == [
+    assert [import_tables.column_separator(Path(f"t.{suffix}")) for suffix in ("tab", "tsv", "csv", "txt")] == [
         "\t", "\t", ",", ","]
 
 

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 def import_cohort_command(args: argparse.Namespace) -> int:
     """`elr-mri import-cohort`: join diagnoses and ages to preprocessed scans, writing the manifest and its drops."""
-    from elr_mri.data.importers import preprocess_failures
+    from elr_mri.data.import_tables import preprocess_failures
     from elr_mri.atomic_files import atomic_write_text
 
     result = _imported_cohort(args)

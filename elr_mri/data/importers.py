@@ -10,8 +10,7 @@ BIDS labels write them (011_S_0002 at bl is sub-ADNI011S0002 at ses-M00), a mapp
 Relative image paths of the scans table are made absolute against its folder. Two scans of one visit are left out
 with the reason.
 
-Public names: `ImportResult`, `preprocess_failures`, `join_to_scans`, `read_table`, `read_scans`, `table_file`,
-`column_separator`, `require_columns`, `require_rows`, `diagnosis_problem`, `BIRTH_DATE`.
+Public names: `ImportResult`, `join_to_scans`, `diagnosis_problem`, `BIRTH_DATE`.
 """
 
 from __future__ import annotations
@@ -20,26 +19,17 @@ import os
 import re
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 
-from elr_mri.data.table_values import blank, blanks, columns_it_has, has_usable_status, sex_letters, status_in_words
-from preprocess.inputs import InputError, read_csv_table
-from preprocess.user_errors import not_a_file
+from elr_mri.data.import_tables import require_columns
+from elr_mri.data.table_values import blank, blanks, has_usable_status, sex_letters, status_in_words
 
 __all__ = [
     "ImportResult",
-    "preprocess_failures",
     "join_to_scans",
-    "read_table",
-    "read_scans",
-    "table_file",
-    "column_separator",
-    "require_columns",
-    "require_rows",
     "diagnosis_problem",
     "BIRTH_DATE",
 ]
@@ -100,25 +90,8 @@ def _aged_without_birth_date(manifest: pd.DataFrame) -> str:
     return f"{len(whole)} aged by {whole.iloc[0]}, whole years, not by the birth date" if len(whole) else ""
 
 
-SCANS = "scans manifest (--scans)"  # the table of scans both importers join their clinical rows to
 COMPARED_OWN_COLUMNS = ("diagnosis", "age", "sex")  # the scans' own of these, replaced by the table's, are compared
 AGES_AGREE_YEARS = 1.0  # a scan's own age this near the table's is the same age (in whole years, or at baseline)
-
-
-def preprocess_failures(scans: str | Path) -> str | None:
-    """A note on the scans preprocess failed on, from the failures.csv beside its manifest (None when it
-    lists none): they are not in the manifest, so no import can name them among its drops."""
-    failures = Path(scans).resolve().with_name("failures.csv")  # beside the manifest itself, not a link to it
-    if not failures.is_file():
-        return None
-    try:
-        count = len(read_csv_table(failures, dtype=str))
-    except InputError as err:  # a note, not a reason to lose the import
-        return f"note: cannot count the scans preprocess failed on: {err}"
-    if not count:
-        return None
-    return (f"note: preprocess failed on {count} scan(s), so they are not in {scans} and not imported; why is in "
-            f"{failures} (fix them and rerun preprocess into the same folder to add them)")
 
 
 def diagnosis_problem(column: str, value: Any, expected: str) -> str:
@@ -284,57 +257,3 @@ def _counted(codes: pd.Series | None) -> list[str]:
         return []
     counts = codes[codes.fillna("") != ""].value_counts().sort_index()
     return [f"{code} ({n} scan{'s' * (n > 1)})" for code, n in counts.items()]
-
-
-def read_scans(source: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, str]:
-    """The scans table, its relative image paths made absolute against its own folder: the imported manifest
-    is written elsewhere (--out), where they would point nowhere."""
-    table, where = read_table(source, SCANS)
-    if not isinstance(source, pd.DataFrame):
-        folder = Path(source).absolute().parent  # the link's folder for a linked table, as load_manifest reads it
-        for column in ("path", "processed_path"):
-            if column in table:
-                table[column] = [value if blank(value) or Path(str(value).strip()).is_absolute()
-                                 else str(folder / str(value).strip()) for value in table[column]]
-    return table, where
-
-
-def read_table(source: str | Path | pd.DataFrame, what: str) -> tuple[pd.DataFrame, str]:
-    """(table, what and where it is, for messages): `what` names the table and the option it came from."""
-    if isinstance(source, pd.DataFrame):
-        return source.reset_index(drop=True), what
-    path = table_file(source, what)
-    return read_csv_table(path, dtype=str, sep=column_separator(path)), f"{what} {path}"
-
-
-def table_file(source: str | Path, what: str) -> Path:
-    """`source` as the path of a file, refused in one line where it is a folder or nothing."""
-    path = Path(source)
-    if path.is_dir():
-        inside = path / "manifest.csv"  # preprocess's --output folder, given for the manifest it wrote there
-        named = f" (the manifest preprocess wrote there is {inside})" if inside.is_file() else ""
-        raise IsADirectoryError(f"{what} {path}: is a folder; pass the table's CSV file{named}")
-    if not path.is_file():
-        why = not_a_file(path) if path.exists() else "file not found"  # a pipe, such as the shell's <(...)
-        raise FileNotFoundError(f"{what} {path}: {why}")
-    return path
-
-
-def column_separator(path: Path) -> str:
-    """A .tsv or .tab table is read tab-separated, any other comma-separated."""
-    return "\t" if path.suffix in (".tsv", ".tab") else ","
-
-
-def require_columns(table: pd.DataFrame, columns: tuple[str, ...], where: str, fix: str = "") -> None:
-    """Refuse a table without `columns`, naming the ones it has; `fix`: how to get the right table or mapping."""
-    missing = [c for c in columns if c not in table.columns]
-    if missing:
-        found = columns_it_has([str(c) for c in table.columns], missing)
-        raise ValueError(f"{where}: missing column(s) {', '.join(missing)} ({found}){'; ' + fix if fix else ''}")
-
-
-def require_rows(table: pd.DataFrame, where: str) -> None:
-    """Refuse a clinical table of a header alone (an export that stopped, a filter that kept nothing): the join of no
-    rows ended in a pandas traceback."""
-    if table.empty:
-        raise ValueError(f"{where}: has a header but no rows; export the table again with its visits")

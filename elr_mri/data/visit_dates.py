@@ -16,7 +16,7 @@ import pandas as pd
 
 from elr_mri.data.import_keys import DATE_KEY, mapped_session_key
 from elr_mri.data.import_mapping import DATE_PARTS, as_column_list
-from elr_mri.data.importers import require_columns
+from elr_mri.data.import_tables import require_columns
 from elr_mri.data.table_values import blank, blanks
 
 __all__ = ["visit_finder", "visit_days", "date_session_hint"]
