@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from elr_mri.data import import_mapping, import_tables, importers, mapped_import, table_values, visit_dates
+from elr_mri.data import clinical_join, import_mapping, import_tables, mapped_import, table_values, visit_dates
 from elr_mri.data.cohort import ManifestError, label_indices, load_manifest, true_label_indices
 from elr_mri.data.import_keys import adni_diagnosis, adni_participant_key, adni_session_key, mapped_session_key
 from elr_mri.data.import_mapping import load_mapping
@@ -755,7 +755,7 @@ def test_a_visit_named_by_its_number_and_by_a_date_near_it_is_not_imported_twice
                           "status": ["ok", "ok", "ok", "failed"]})
     result = import_mapped_table(UDS, scans, NACC_MAPPING)
     assert result.manifest["session_id"].tolist() == ["ses-20100301"]
-    assert result.dropped["reason"].tolist()[:2] == [importers.NAMED_BY_NUMBER_AND_DATE] * 2
+    assert result.dropped["reason"].tolist()[:2] == [clinical_join.NAMED_BY_NUMBER_AND_DATE] * 2
 
 
 def test_an_imported_manifest_imported_again_has_days_from_visit_once():

@@ -922,7 +922,7 @@ def test_import_cohort_joins_adnimerge_to_scans(tmp_path: Path, cli_in_process: 
                             capture_output=True, text=True, cwd=ROOT)  # the command itself; its refusals in-process
     assert result.returncode == 0, result.stderr
     imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
-    assert "elr_mri.data.importers" in imported and "torch" not in imported  # a table's import needs no torch (2 s)
+    assert "elr_mri.data.adni_import" in imported and "torch" not in imported  # a table's import needs no torch (2 s)
     assert f"note: preprocess failed on 1 scan(s), so they are not in {scans}" in result.stderr  # said, not lost
     (tmp_path / "failures.csv").write_text("")  # unreadable: said, and the import still written
     result = cli_in_process(*importer, "--out", str(out))

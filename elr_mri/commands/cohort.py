@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from elr_mri.data.importers import ImportResult
+    from elr_mri.data.clinical_join import ImportResult
 
 
 def import_cohort_command(args: argparse.Namespace) -> int:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from elr_mri.data.clinical_join import ImportResult, diagnosis_problem, join_to_scans
 from elr_mri.data.import_keys import DATE_KEY, adni_diagnosis, adni_participant_key, adni_session_key
 from elr_mri.data.import_tables import read_scans, read_table, require_columns, require_rows
-from elr_mri.data.importers import ImportResult, diagnosis_problem, join_to_scans
 from elr_mri.data.table_values import as_code, blank, row_age_problems, sex_letters
 
 __all__ = ["import_adnimerge", "with_adnimerge_spellings", "ADNIMERGE_COLUMNS"]

@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from elr_mri.data.adni_import import ADNIMERGE_COLUMNS, with_adnimerge_spellings
+from elr_mri.data.clinical_join import BIRTH_DATE, ImportResult, diagnosis_problem, join_to_scans
 from elr_mri.data.import_keys import DATE_KEY, bids_key, mapped_session_key
 from elr_mri.data.import_mapping import as_column_list, load_mapping, mapping_reads
-from elr_mri.data.adni_import import ADNIMERGE_COLUMNS, with_adnimerge_spellings
 from elr_mri.data.import_tables import (column_separator, read_scans, read_table, require_columns, require_rows,
                                         table_file)
-from elr_mri.data.importers import BIRTH_DATE, ImportResult, diagnosis_problem, join_to_scans
 from elr_mri.data.table_values import MAX_AGE_YEARS, as_code, blank, loose_name, row_age_problems
 from elr_mri.data.visit_dates import date_session_hint, visit_days, visit_finder
 from preprocess.inputs import read_csv_header, read_csv_table

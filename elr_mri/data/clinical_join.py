@@ -1,14 +1,12 @@
-"""Turn the clinical tables users download (ADNIMERGE, NACC UDS) into a manifest for training.
-
-Each importer (`elr_mri.data.adni_import`'s of ADNIMERGE, `elr_mri.data.mapped_import`'s of a mapped table) joins a
-clinical table to the scans preprocess/ produced (its output manifest: participant_id, session_id, path,
-processed_path, ...) by participant and session, and returns the joined manifest together with the scans it could not
-use and why, so nothing disappears silently. Diagnoses come out as CN / MCI / AD.
+"""The join both clinical-table imports end in (`elr_mri.data.adni_import`, `elr_mri.data.mapped_import`): a clinical
+table's rows attached to the scans preprocess/ produced (its output manifest: participant_id, session_id, path,
+processed_path, ...) by participant and session, returned as the joined manifest together with the scans it could not
+use and why (`ImportResult`), so nothing disappears silently. Diagnoses come out as CN / MCI / AD.
 
 Participants and sessions meet by the keys of `elr_mri.data.import_keys`: ADNIMERGE's PTID and VISCODE as Clinica's
 BIDS labels write them (011_S_0002 at bl is sub-ADNI011S0002 at ses-M00), a mapped table's without BIDS' prefixes.
-Relative image paths of the scans table are made absolute against its folder. Two scans of one visit are left out
-with the reason.
+Two scans of one visit are left out with the reason; the scans' own diagnosis, age or sex that the table's replace
+are compared with them.
 
 Public names: `ImportResult`, `join_to_scans`, `diagnosis_problem`, `BIRTH_DATE`.
 """
@@ -27,12 +25,7 @@ import pandas as pd
 from elr_mri.data.import_tables import require_columns
 from elr_mri.data.table_values import blank, blanks, has_usable_status, sex_letters, status_in_words
 
-__all__ = [
-    "ImportResult",
-    "join_to_scans",
-    "diagnosis_problem",
-    "BIRTH_DATE",
-]
+__all__ = ["ImportResult", "join_to_scans", "diagnosis_problem", "BIRTH_DATE"]
 
 
 # a visit's scan named by the visit's number and another named by a date that visit is nearest
