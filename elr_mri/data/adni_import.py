@@ -74,7 +74,7 @@ def import_adnimerge(
         "_session": table["VISCODE"].map(adni_session_key),
         "diagnosis": diagnosis,
         "_diagnosis_problem": [diagnosis_problem(name, value, "one ADNI uses (CN, SMC, EMCI, LMCI, MCI, "
-                                                  "Dementia, AD, NL, 'X to Y')") for name, value in zip(column, raw)],
+                                                 "Dementia, AD, NL, 'X to Y')") for name, value in zip(column, raw)],
         "age": (pd.to_numeric(table["AGE"], errors="coerce")
                 + _years_since_baseline(table["Years_bl"], is_baseline)).round(ADNI_AGE_DECIMALS),
         "cohort": "ADNI",

@@ -116,7 +116,7 @@ def import_mapped_table(
     nearest = visit_finder(clinical, table, header, where, mapping, scans_table)
     hint = date_session_hint(table[columns["session_id"]], columns["session_id"])
     result = join_to_scans(scans_table, scans_where, clinical, bids_key, mapped_session_key,
-                   session_hints={DATE_KEY: hint} if hint else {}, nearest=nearest)
+                           session_hints={DATE_KEY: hint} if hint else {}, nearest=nearest)
     if "age" in columns and "birth_date" not in columns:  # an imported manifest given as --scans again (dated scans
         result.manifest = result.manifest.drop(columns="age_from", errors="ignore")  # too): its age_from is stale
     if "birth_date" in columns or ("age" in columns and "days_from_visit" in result.manifest):

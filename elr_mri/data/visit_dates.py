@@ -26,7 +26,7 @@ _DAY_MONTH_DATE = re.compile(r"\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}(?:[ T][\d:.]*)?")
 
 
 def visit_finder(clinical: pd.DataFrame, table: pd.DataFrame, header: pd.DataFrame, where: str,
-                  mapping: dict[str, Any], scans: pd.DataFrame) -> Callable[[pd.DataFrame], pd.DataFrame] | None:
+                 mapping: dict[str, Any], scans: pd.DataFrame) -> Callable[[pd.DataFrame], pd.DataFrame] | None:
     """`join_to_scans`'s `nearest` where the mapping dates the visits and some scans are named by their date, adding
     each visit's day to `clinical`; None otherwise, as the dates are read only for scans that need them."""
     columns = mapping["columns"]
