@@ -1669,3 +1669,15 @@ def test_an_adni_scan_named_by_its_rid_is_told_to_use_its_ptid():
            "PTID, as training and splits compare participants: name the scan by its PTID, e.g. 011_S_0002 for RID 2)")
     assert result.dropped["reason"].tolist() == [rid, rid, "without a clinical row for the participant (not in the "
                                                            "table under that id)"]
+
+
+def test_the_dxsum_hint_follows_the_drops_it_explains_not_the_last_reason():
+    """The hint was put after the last reason of all, so "1 its status in --scans is 'failed' (DX 1, 2, 3 are DXSUM's
+    DIAGNOSIS codes ...)" read as if a failed scan had a DXSUM code."""
+    scans = pd.DataFrame({"participant_id": ["011_S_0002", "022_S_0007"], "session_id": "bl", "path": ["a", "b"],
+                          "status": ["ok", "failed"]})
+    result = import_adnimerge(ADNIMERGE.assign(DX=["2", "", "3", "", "", "", ""]), scans)
+    summary = result.summary()
+    assert "1 its status in --scans is 'failed'; 1 with DX '2', not one ADNI uses" in summary, summary
+    assert summary.endswith("'X to Y') (DX 1, 2, 3 are DXSUM's DIAGNOSIS codes, 1 CN, 2 MCI, 3 Dementia, which "
+                            "ADNIMERGE writes as words: write DX and DX_bl as CN, MCI, Dementia and import again)")

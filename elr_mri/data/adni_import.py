@@ -91,18 +91,22 @@ def import_adnimerge(
                               "name the scan's session by it, e.g. bl or ses-M12"}, participant_hints={
         _RID_KEY: "an ID of digits alone is ADNIMERGE's RID; rows are met by PTID, as training and splits compare "
                   "participants: name the scan by its PTID, e.g. 011_S_0002 for RID 2"})
-    result.hint = _dxsum_codes_hint(raw, diagnosis, clinical["_diagnosis_problem"], result.dropped["reason"])
+    result.hint, result.hinted = _dxsum_codes_hint(raw, diagnosis, clinical["_diagnosis_problem"],
+                                                   result.dropped["reason"])
     return result
 
 
-def _dxsum_codes_hint(raw: pd.Series, diagnosis: pd.Series, problems: pd.Series, dropped: pd.Series) -> str:
-    """The hint for scans dropped with DXSUM's numeric codes as DX, '' for none: DXCHANGE's where a dropped scan has
-    one of its own (4 to 9), else DIAGNOSIS's (1, 2, 3), which DXCHANGE shares."""
+def _dxsum_codes_hint(raw: pd.Series, diagnosis: pd.Series, problems: pd.Series,
+                      dropped: pd.Series) -> tuple[str, tuple[str, ...]]:
+    """The hint for scans dropped with DXSUM's numeric codes as DX and the drop reasons it explains, ('', ()) for
+    none: DXCHANGE's where a dropped scan has one of its own (4 to 9), else DIAGNOSIS's (1, 2, 3), which DXCHANGE
+    shares."""
     code = raw.map(lambda value: "" if blank(value) else as_code(value)).where(diagnosis.isna(), "")
+    coded = problems[code.isin(DXCHANGE_CODES + DXSUM_DIAGNOSIS_CODES)]
     for codes, hint in ((DXCHANGE_CODES, DXCHANGE_CODES_HINT), (DXSUM_DIAGNOSIS_CODES, DXSUM_CODES_HINT)):
         if dropped.isin(problems[code.isin(codes)]).any():
-            return hint
-    return ""
+            return hint, tuple(sorted(set(dropped[dropped.isin(coded)])))
+    return "", ()
 
 
 def with_adnimerge_spellings(table: pd.DataFrame) -> pd.DataFrame:

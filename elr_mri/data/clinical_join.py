@@ -57,11 +57,14 @@ class ImportResult:
     replaced: list[str] = dataclasses.field(default_factory=list)
     # "SEX 'Male' (3 scans)": imported sex codes that a mapping's values.sex does not list, written as unknown sex
     unlisted_sex_codes: list[str] = dataclasses.field(default_factory=list)
-    # what many of the drops share and how to fix it, said once in the summary (DXSUM's codes 1/2/3 as DX)
+    # what many of the drops share and how to fix it, said once in the summary (DXSUM's codes 1/2/3 as DX), right
+    # after the drop reasons it explains, `hinted`: after the last reason of all, it read as that reason's
     hint: str = ""
+    hinted: tuple[str, ...] = ()
 
     def summary(self) -> str:
         reasons = self.dropped["reason"].value_counts()
+        reasons = pd.concat([reasons[~reasons.index.isin(self.hinted)], reasons[reasons.index.isin(self.hinted)]])
         left_out = "; ".join(f"{count} {reason}" for reason, count in reasons.items())
         ageless = int(self.manifest["age"].isna().sum()) if "age" in self.manifest else len(self.manifest)
         sexless = int(self.manifest["sex"].isna().sum()) if "sex" in self.manifest else 0
