@@ -26,7 +26,8 @@ from elr_mri.engine.run_records import read_data_shape
 from elr_mri.engine.selection import selection_rule
 from elr_mri.evaluation import N_BOOT
 from elr_mri.evaluation.compare import HEADLINE_METRICS, comparison_table
-from elr_mri.evaluation.evaluate import WARNINGS_KEY, one_class_balanced_accuracy
+from elr_mri.evaluation.evaluate import one_class_balanced_accuracy
+from elr_mri.evaluation.evaluation_folder import WARNINGS_KEY
 from elr_mri.evaluation.explain import map_file_stem
 from elr_mri.evaluation.metrics import (CALIBRATION_BINS, PRINTED_UNITS, Interval, MetricsReport,
                                       rarely_defined_note, too_few_to_resample)

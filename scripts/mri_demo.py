@@ -255,7 +255,8 @@ def _train(args: argparse.Namespace, loss: str, train_csv: Path) -> Path:
 def _evaluate(run: Path, holdout_csv: Path, n_boot: int) -> None:
     """Score `run` on its test split and the holdout, again where a summary.json drew another count of resamples:
     a rerun with another --bootstrap must not report the first one's intervals."""
-    from elr_mri.evaluation.evaluate import evaluate_run, evaluation_dir
+    from elr_mri.evaluation.evaluate import evaluate_run
+    from elr_mri.evaluation.evaluation_folder import evaluation_dir
 
     for manifest in (None, holdout_csv):
         summary = evaluation_dir(run, manifest) / "summary.json"

@@ -48,7 +48,7 @@ from parallel_runs import POLL_SECONDS, PlannedRun, stop_processes, train_comman
 from elr_mri.data.cohort import load_manifest
 from elr_mri.data.splits import split_participants
 from elr_mri.atomic_files import atomic_write_text
-from elr_mri.evaluation.evaluate import evaluation_dir
+from elr_mri.evaluation.evaluation_folder import evaluation_dir
 from elr_mri.simulate.cohort import HOLDOUT_SITE, TRAIN_SITE, raise_label_noise
 from elr_mri.stopping import stop_if_terminated
 

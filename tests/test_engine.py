@@ -522,6 +522,7 @@ def test_an_evaluation_cut_short_while_rewriting_its_folder_leaves_no_summary(
     """summary.json is what says an evaluation is complete (scripts skip a folder that has one), so a scoring
     killed after writing the new predictions must not leave the previous scoring's summary beside them."""
     import elr_mri.evaluation.evaluate as evaluate
+    import elr_mri.evaluation.evaluation_folder as evaluation_folder
 
     out = tmp_path / "run"
     finished_run(1, out)
@@ -530,7 +531,7 @@ def test_an_evaluation_cut_short_while_rewriting_its_folder_leaves_no_summary(
     def killed(*args: object) -> None:
         raise KeyboardInterrupt  # stands for a kill between the last CSV or plot and the summary
 
-    monkeypatch.setattr(evaluate, "atomic_write_json", killed)
+    monkeypatch.setattr(evaluation_folder, "atomic_write_json", killed)
     with pytest.raises(KeyboardInterrupt):
         evaluate.evaluate_run(out, n_boot=2)
     assert (out / "eval-test" / "predictions.csv").exists() and not (out / "eval-test" / "summary.json").exists()

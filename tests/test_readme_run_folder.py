@@ -71,7 +71,8 @@ def test_readme_names_every_column_of_a_runs_mislabel_table(run: Path) -> None:
 
 def test_readme_names_every_column_and_key_of_an_evaluation(run: Path, tmp_path: Path) -> None:
     """An image run's scoring of its test split (`evaluate --run`), and a scan-level and participant-level one."""
-    from elr_mri.evaluation.evaluate import evaluate_run, evaluation_dir, write_evaluation
+    from elr_mri.evaluation.evaluate import evaluate_run
+    from elr_mri.evaluation.evaluation_folder import evaluation_dir, write_evaluation
     from elr_mri.evaluation.metrics import bootstrap_metrics
 
     evaluate_run(run, n_boot=20)

@@ -33,7 +33,8 @@ from elr_mri.engine.run_records import (TEST_DIAGNOSES_KEY, evaluation_labels_fi
                                        read_data_shape)
 from elr_mri.evaluation import N_BOOT
 from elr_mri.evaluation.compare import require_same_splits
-from elr_mri.evaluation.evaluate import WARNINGS_KEY, evaluation_dir, load_run_holdout, write_evaluation
+from elr_mri.evaluation.evaluate import load_run_holdout
+from elr_mri.evaluation.evaluation_folder import WARNINGS_KEY, evaluation_dir, write_evaluation
 from elr_mri.evaluation.metrics import MetricsReport, evaluate_predictions
 
 __all__ = ["check_baseline_inputs", "evaluate_baselines", "require_baseline_run", "LAST_EPOCH_FLAGS", "VOXEL_BLOCK",

@@ -30,7 +30,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
     of one of them at the same time would otherwise write its files there between this command's."""
     _refuse_evaluate_arguments(args)
     _check_before_scoring(args)
-    from elr_mri.evaluation.evaluate import evaluation_dir
+    from elr_mri.evaluation.evaluation_folder import evaluation_dir
 
     with ExitStack() as writing:
         for run in (args.run, *args.compare_with):  # each run's folder this command writes and then reads back
@@ -84,7 +84,7 @@ def _check_before_scoring(args: argparse.Namespace) -> None:
         run_labels([args.run, *args.compare_with])  # refuses the same run twice
         for other in args.compare_with:
             require_same_splits(args.run, other)
-    from elr_mri.evaluation.evaluate import evaluation_dir, require_own_folder
+    from elr_mri.evaluation.evaluation_folder import evaluation_dir, require_own_folder
 
     for run in (args.run, *args.compare_with):  # before any scoring: a folder another manifest's results hold
         require_own_folder(evaluation_dir(run, args.manifest, args.checkpoint, args.test_set), args.manifest)
@@ -112,7 +112,8 @@ def evaluate_and_print(run_dir: Path, manifest: Path | None, checkpoint: str = "
                         n_boot: int = N_BOOT, test_set: str = "test", *, note_precision: bool = True) -> Path:
     """Evaluate a run's checkpoint on `manifest` (None: its test set `test_set`), print the metrics and
     return the evaluation's folder; `note_precision` as `load_run`'s."""
-    from elr_mri.evaluation.evaluate import evaluate_run, evaluation_dir
+    from elr_mri.evaluation.evaluate import evaluate_run
+    from elr_mri.evaluation.evaluation_folder import evaluation_dir
 
     reports = evaluate_run(run_dir, manifest, checkpoint, n_boot, test_set, note_precision=note_precision)
     eval_dir = evaluation_dir(run_dir, manifest, checkpoint, test_set)
@@ -279,7 +280,7 @@ def _score_and_compare(args: argparse.Namespace, eval_dir: Path, baselines: list
 
 def explain_command(args: argparse.Namespace) -> int:
     """`elr-mri explain`: saliency maps of the run's checkpoint, with the notes `evaluate` gives on it."""
-    from elr_mri.evaluation.evaluate import explanation_dir, require_own_folder
+    from elr_mri.evaluation.evaluation_folder import explanation_dir, require_own_folder
     from elr_mri.evaluation.explain import explain_run
 
     out = explanation_dir(args.run, args.manifest, args.checkpoint)

@@ -146,7 +146,7 @@ def _holdout_unscored(out_dir: Path, holdout: Path) -> bool:
     scoring at the end of training was cut short (Ctrl-C, a kill, a job's time limit), and a plain `--resume`
     finishes it. Where it cannot (the manifest moved, read-only storage) a note says how, and the resume stays a
     success: training is done."""
-    from elr_mri.evaluation.evaluate import evaluation_dir
+    from elr_mri.evaluation.evaluation_folder import evaluation_dir
 
     if (evaluation_dir(out_dir, holdout) / "summary.json").is_file():
         return False
@@ -196,7 +196,7 @@ def _unread_setting_notes(config: RunConfig, overrides: list[str]) -> list[str]:
 def _evaluate_holdout_after_training(out_dir: Path, holdout: Path, note_precision: bool) -> None:
     """Score the configured holdout under `evaluate`'s lock of its folder; a problem there (an unreadable scan, an
     `evaluate` of the same holdout still writing) says that training itself finished."""
-    from elr_mri.evaluation.evaluate import evaluation_dir
+    from elr_mri.evaluation.evaluation_folder import evaluation_dir
 
     try:
         with exclusive_output(evaluation_dir(out_dir, holdout)):

@@ -23,8 +23,9 @@ from elr_mri.config import evaluation_batch_size
 from elr_mri.atomic_files import atomic_write_json
 from elr_mri.engine.execution import limit_cpu_threads, process_settings_kept
 from elr_mri.engine.methods import Method
-from elr_mri.evaluation.evaluate import (WARNINGS_KEY, evaluation_set, explanation_dir, load_run,
-                                        refuse_if_run_moved_on, require_own_folder, scored_fingerprint, scored_source)
+from elr_mri.evaluation.evaluate import evaluation_set, load_run, refuse_if_run_moved_on
+from elr_mri.evaluation.evaluation_folder import (WARNINGS_KEY, explanation_dir, require_own_folder, scored_fingerprint,
+                                                 scored_source)
 from preprocess.sidecar import atomic_path
 
 __all__ = ["crop_affine", "explain_run", "map_description", "map_file_stem", "map_title", "remove_earlier_maps", "saliency_maps"]
