@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 
 from elr_mri.data.splits import read_run_splits, run_participants
-from elr_mri.evaluation.evaluate import (_note_partial_balanced_accuracy, _require_run_test_split,
-                                         _untrained_ages_warning, _untrained_classes_warning, _warn_of_other_test_scans,
-                                         load_run)
+from elr_mri.evaluation.evaluate import _note_partial_balanced_accuracy, load_run
 from elr_mri.evaluation.evaluation_folder import (MANIFEST_ROWS_KEY, manifest_rows_fingerprint, scored_fingerprint,
                                                  write_evaluation)
 from elr_mri.evaluation.metrics import bootstrap_metrics, evaluate_predictions
+from elr_mri.evaluation.scored_scans import (_require_run_test_split, _untrained_ages_warning, _untrained_classes_warning,
+                                             _warn_of_other_test_scans)
 
 CLASSES = ["CN", "MCI", "AD"]
 

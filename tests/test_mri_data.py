@@ -884,7 +884,7 @@ def test_a_holdout_elsewhere_in_space_than_the_training_scans_is_refused_where_t
     """A holdout registered to another template or origin, all its scans in one place, is on the run's grid: only
     the place recorded with the run (data_shape.json's volume_ras_affine) tells it from the training scans'."""
     from elr_mri.engine.run_records import record_run_data
-    from elr_mri.evaluation.evaluate import run_grid
+    from elr_mri.evaluation.scored_scans import run_grid
 
     data = build_mri_data(config(make_cohort(tmp_path, participants=6, scans=1)))
     (tmp_path / "run").mkdir()

@@ -33,7 +33,7 @@ from elr_mri.engine.run_records import (TEST_DIAGNOSES_KEY, evaluation_labels_fi
                                        read_data_shape)
 from elr_mri.evaluation import N_BOOT
 from elr_mri.evaluation.compare import require_same_splits
-from elr_mri.evaluation.evaluate import load_run_holdout
+from elr_mri.evaluation.scored_scans import load_run_holdout
 from elr_mri.evaluation.evaluation_folder import WARNINGS_KEY, evaluation_dir, write_evaluation
 from elr_mri.evaluation.metrics import MetricsReport, evaluate_predictions
 
