@@ -298,6 +298,6 @@ def test_label_noise_is_said_to_flip_the_holdout_site_too() -> None:
 
 def test_the_report_calls_differences_chance_only_at_a_size_where_the_cnn_did_not_learn() -> None:
     """A fixed sentence said "any difference here is chance" for a 200-subject demo too, beside its own verdicts."""
-    from elr_mri.report import _size_caveat
+    from elr_mri.report_results import _size_caveat
 
     assert "is chance" in _size_caveat(34) and "is chance" not in _size_caveat(140)

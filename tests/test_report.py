@@ -17,9 +17,8 @@ from elr_mri.engine.selection import selection_rule
 from elr_mri.evaluation.metrics import Interval
 from elr_mri.evaluation.truth import mean_paired_difference, rescore_against_truth
 from elr_mri.evaluation.compare import HEADLINE_METRICS
-from elr_mri.report import (_cohort_section, _metrics_section, _preprocess_section, _saliency_section,
-                            _difference_cell, _mislabel_section, _rare_notes, _size_caveat, _training_section,
-                            _truth_section, _verdict)
+from elr_mri.report import _cohort_section, _mislabel_section, _preprocess_section, _saliency_section, _training_section
+from elr_mri.report_results import _difference_cell, _rare_notes, _size_caveat, _verdict, metrics_section, truth_section
 from elr_mri.volumes.recovery import TRUTH_COLUMNS
 
 CLASSES = ["CN", "MCI", "AD"]
@@ -62,7 +61,7 @@ def test_the_truth_section_prints_the_default_scoring_of_each_run_and_the_paired
     truth = pd.DataFrame({"participant_id": [f"s{i:02d}" for i in range(24)], "session_id": "ses-M00",
                           "true_diagnosis": [CLASSES[i % 3] for i in range(24)]})
     runs = {"ce": _run(tmp_path / "ce", 1, truth, 1000), "elr": _run(tmp_path / "elr", 2, truth, 1000)}
-    section = _truth_section(runs, truth)
+    section = truth_section(runs, truth)
     for loss, run in runs.items():
         report = rescore_against_truth(run / "eval-test" / "predictions.csv", truth)
         cells = " | ".join(str(report.metrics[m]) for m in ("accuracy", "balanced_accuracy", "auc_micro", "auc_macro"))
@@ -83,7 +82,7 @@ def test_two_runs_that_predict_alike_are_said_to_not_an_interval_of_width_zero(t
         p_mci = 0.6 + 0.02 * np.random.default_rng(shift).permutation(len(truth))  # MCI for all, in another order
         predictions = predictions.assign(predicted="MCI", p_CN=(1 - p_mci) / 3, p_MCI=p_mci, p_AD=2 * (1 - p_mci) / 3)
         predictions.to_csv(run / "eval-test" / "predictions.csv", index=False)
-    section = _truth_section(runs, truth)
+    section = truth_section(runs, truth)
     row = next(line for line in section.splitlines() if line.startswith("| test | "))
     cells = row.strip("| ").split(" | ")[1:]
     assert cells[:2] == ["0.0 (identical predictions on all 12 participants)"] * 2, row
@@ -115,7 +114,7 @@ def test_the_results_table_groups_each_set_networks_first_and_names_the_rocs_lev
     for where in ("test", "nacc_sim"):  # the demo fits the baselines on the CE run's splits
         for baseline in ("volumes_logreg", "voxels_linear_svm"):
             _scored(runs["ce"] / f"eval-{where}" / "baselines" / baseline, 0.4)
-    section = _metrics_section(runs, tmp_path)
+    section = metrics_section(runs, tmp_path)
     rows = [line.split(" | ")[:2] for line in section.splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert rows == [[f"| {method}", where] for where in ("test", "nacc_sim")
                     for method in ("ce", "elr", "volumes_logreg", "voxels_linear_svm")]
@@ -131,7 +130,7 @@ def test_the_results_table_says_the_holdouts_labels_are_noisy_too_and_that_each_
     runs = {"ce": tmp_path / "ce", "elr": tmp_path / "elr"}
     for run in runs.values():
         _scored(run / "eval-holdout_manifest", 0.5)
-    section = " ".join(_metrics_section(runs, tmp_path).split())
+    section = " ".join(metrics_section(runs, tmp_path).split())
     assert "scored against its given labels, which are noisy too" in section
     assert "Each network is one training run of one seed" in section
 
@@ -143,10 +142,10 @@ def test_both_results_tables_say_brier_is_not_a_percentage_and_that_a_small_sets
     truth = pd.DataFrame({"participant_id": [f"s{i:02d}" for i in range(12)], "session_id": "ses-M00",
                           "true_diagnosis": [CLASSES[i % 3] for i in range(12)]})
     runs = {"ce": _run(tmp_path / "ce", 1, truth), "elr": _run(tmp_path / "elr", 2, truth)}
-    against_truth = _truth_section(runs, truth)
+    against_truth = truth_section(runs, truth)
     scored = {"ce": tmp_path / "scored"}
     _scored(scored["ce"] / "eval-test", 0.5)
-    results = _metrics_section(scored, tmp_path)
+    results = metrics_section(scored, tmp_path)
     assert results.startswith("## Results (participant level, % (brier ×100, from 0 to 200), 95% bootstrap")
     assert "Participant level, % (brier ×100, from 0 to 200), 95% bootstrap intervals" in " ".join(
         against_truth.split())
@@ -162,7 +161,7 @@ def test_the_figures_list_each_runs_test_split_first_as_the_tables_do(tmp_path: 
     for run in runs.values():
         for where in ("holdout_manifest", "test"):
             _scored(run / f"eval-{where}", 0.5)
-    figures = [line.split(":")[0] for line in _metrics_section(runs, tmp_path).splitlines() if "![ROC]" in line]
+    figures = [line.split(":")[0] for line in metrics_section(runs, tmp_path).splitlines() if "![ROC]" in line]
     assert figures == ["ce, eval-test", "ce, eval-holdout_manifest", "elr, eval-test", "elr, eval-holdout_manifest"]
 
 
@@ -176,7 +175,7 @@ def test_the_results_say_how_many_training_scans_the_baselines_without_suspected
         _scored(runs["ce"] / "eval-test" / "baselines" / name, 0.4)
     kept = runs["ce"] / "eval-test" / "baselines" / "volumes_logreg_without_suspected" / "summary.json"
     kept.write_text(json.dumps({**json.loads(kept.read_text()), "train_scans": 2, "dropped_suspected": 4}))
-    section = " ".join(_metrics_section(runs, tmp_path).split())
+    section = " ".join(metrics_section(runs, tmp_path).split())
     assert "a single diagnosis to train on); here fitted on 2 training scans, the 4 flagged left out." in section
 
 
@@ -190,7 +189,7 @@ def test_the_results_name_what_evaluate_warned_of_beside_the_scores_it_qualifies
     aged = "nacc.csv: 1 of 3 scans are aged outside the 55.3-91.8 years of ce's training scans (e.g. s1 ses-M00, 45)"
     summary = runs["ce"] / "eval-nacc" / "summary.json"
     summary.write_text(json.dumps({**json.loads(summary.read_text()), "warnings": [aged]}))
-    lines = _metrics_section(runs, tmp_path).splitlines()
+    lines = metrics_section(runs, tmp_path).splitlines()
     assert lines.index(f"- **ce** on nacc: {aged}") == lines.index("Warnings from scoring:") + 2
     assert lines.index("Warnings from scoring:") < lines.index("### ROC curves (scan level), confusion matrices and "
                                                                  "reliability diagrams (participant level)")
@@ -204,7 +203,7 @@ def test_the_results_table_marks_intervals_from_few_resamples_and_says_how_many(
     for loss, run in runs.items():
         _scored(run / "eval-test", 0.5, {"auc_micro": 190})
         _scored(run / "eval-nacc_sim", 1 / 3, {"balanced_accuracy": 78, "auc_macro": 78})
-    section = _metrics_section(runs, tmp_path)
+    section = metrics_section(runs, tmp_path)
     row = next(line for line in section.splitlines() if line.startswith("| elr | nacc_sim |"))
     assert row.split(" | ")[3:7] == ["33.3 [23.3, 43.3]", "33.3 [23.3, 43.3] †", "33.3 [23.3, 43.3]",
                                      "33.3 [23.3, 43.3] †"]
@@ -222,7 +221,7 @@ def test_each_methods_intervals_are_marked_against_its_own_count_of_resamples(tm
     _scored(runs["ce"] / "eval-test" / "baselines" / "voxels_linear_svm", 0.4, {"balanced_accuracy": 900},
             n_boot=1000)
     _scored(runs["elr"] / "eval-test", 0.5, {"auc_macro": 900}, n_boot=1000)
-    lines = _metrics_section(runs, tmp_path).splitlines()
+    lines = metrics_section(runs, tmp_path).splitlines()
     row = next(line for line in lines if line.startswith("| voxels_linear_svm | test |"))
     assert row.split(" | ")[3:7] == ["40.0 [30.0, 50.0]", "40.0 [30.0, 50.0] †", "40.0 [30.0, 50.0]",
                                      "40.0 [30.0, 50.0]"]
@@ -339,7 +338,7 @@ def test_the_truth_tables_mark_intervals_from_few_resamples_with_their_counts(tm
     truth = pd.DataFrame({"participant_id": ["s0", "s1", "s2", "s3"], "session_id": "ses-M00",
                           "true_diagnosis": ["CN", "CN", "MCI", "AD"]})
     runs = {"ce": _run(tmp_path / "ce", 1, truth), "elr": _run(tmp_path / "elr", 2, truth)}
-    section = _truth_section(runs, truth)
+    section = truth_section(runs, truth)
     report = rescore_against_truth(runs["ce"] / "eval-test" / "predictions.csv", truth, 200)
     defined = report.metrics["balanced_accuracy"].resamples
     assert defined < 0.95 * report.n_boot and report.metrics["accuracy"].resamples == report.n_boot
@@ -360,14 +359,14 @@ def test_a_set_of_one_participant_is_said_to_have_no_intervals_not_to_have_drawn
     truth = pd.DataFrame({"participant_id": ["s0"], "session_id": "ses-M00", "true_diagnosis": ["CN"]})
     runs = {"ce": _run(tmp_path / "ce", 1, truth), "elr": _run(tmp_path / "elr", 2, truth)}
     said = "No intervals on {} (nan): resampling participants needs at least two, and this set has 1."
-    truth_section = _truth_section(runs, truth)
-    assert "†" not in truth_section and "in 0" not in truth_section
-    assert truth_section.count(said.format("test")) == 2  # under the scores and under the paired differences
+    against_truth = truth_section(runs, truth)
+    assert "†" not in against_truth and "in 0" not in against_truth
+    assert against_truth.count(said.format("test")) == 2  # under the scores and under the paired differences
     scored = {"ce": tmp_path / "scored" / "ce", "elr": tmp_path / "scored" / "elr"}
     for run in scored.values():
         _scored(run / "eval-holdout", 1.0, dict.fromkeys(HEADLINE_METRICS, 0), given=("CN",))
-    metrics_section = _metrics_section(scored, tmp_path)
-    assert "†" not in metrics_section and "\n\n" + said.format("holdout") + "\n" in metrics_section
+    results = metrics_section(scored, tmp_path)
+    assert "†" not in results and "\n\n" + said.format("holdout") + "\n" in results
 
 
 def test_the_tables_say_how_many_participants_each_set_has_and_what_a_lacking_class_does(tmp_path: Path) -> None:
@@ -377,7 +376,7 @@ def test_the_tables_say_how_many_participants_each_set_has_and_what_a_lacking_cl
     for run in runs.values():
         _scored(run / "eval-test", 0.5, given=("CN", "MCI"))
         _scored(run / "eval-nacc_sim", 0.5, given=("CN", "MCI", "AD", "AD"))
-    section = _metrics_section(runs, tmp_path)
+    section = metrics_section(runs, tmp_path)
     assert "| ce | test | 2 | " in section and "| elr | nacc_sim | 4 | " in section
     assert section.count("On test no participant is labelled AD: balanced_accuracy is the mean recall over CN, MCI "
                          "only, so chance is 50.0, not 33.3; auc_macro is undefined (nan) there") == 1
@@ -385,7 +384,7 @@ def test_the_tables_say_how_many_participants_each_set_has_and_what_a_lacking_cl
     truth = pd.DataFrame({"participant_id": [f"s{i:02d}" for i in range(6)], "session_id": "ses-M00",
                           "true_diagnosis": ["CN", "MCI"] * 3})
     truth_runs = {"ce": _run(tmp_path / "truth" / "ce", 1, truth), "elr": _run(tmp_path / "truth" / "elr", 2, truth)}
-    section = _truth_section(truth_runs, truth)
+    section = truth_section(truth_runs, truth)
     assert "| ce | test | 6 | " in section
     assert section.count("On test no participant truly has AD: balanced_accuracy is the mean recall over CN, MCI "
                          "only, so chance is 50.0, not 33.3") == 1
@@ -404,11 +403,11 @@ def test_a_set_of_one_class_is_said_to_leave_that_classs_own_auc_undefined_too(t
             "(the rate given AD, predicted AD in confusion.csv), not with a balanced accuracy over several classes; "
             "auc_macro is undefined (nan) there, as is the AUC of every class (AD's too: the AUC of a class needs "
             "participants of it and of another); auc_micro counts the scores given to CN and MCI as negatives only, "
-            "which can lift it above the AUCs of the classes present.") in _metrics_section(runs, tmp_path)
+            "which can lift it above the AUCs of the classes present.") in metrics_section(runs, tmp_path)
     truth = pd.DataFrame({"participant_id": [f"s{i:02d}" for i in range(4)], "session_id": "ses-M00",
                           "true_diagnosis": ["MCI"] * 4})
     truth_runs = {"ce": _run(tmp_path / "truth" / "ce", 1, truth), "elr": _run(tmp_path / "truth" / "elr", 2, truth)}
-    truth_note = _truth_section(truth_runs, truth)
+    truth_note = truth_section(truth_runs, truth)
     assert ("balanced_accuracy is the recall of MCI alone (every participant here truly has MCI), so it equals "
             "accuracy") in truth_note and "compare it only with MCI's recall elsewhere, not with" in truth_note
     assert "as is the AUC of every class (MCI's too" in truth_note and "chance is 100.0" not in truth_note
@@ -424,7 +423,7 @@ def test_a_set_scored_with_the_last_checkpoint_is_named_so_below_the_same_set(tm
     _scored(runs["ce"] / "eval-old-last", 0.5)  # a holdout manifest named old-last.csv, scored with best.pt
     summary = json.loads((runs["ce"] / "eval-old-last" / "summary.json").read_text())
     (runs["ce"] / "eval-old-last" / "summary.json").write_text(json.dumps({**summary, "checkpoint": "best"}))
-    section = _metrics_section(runs, tmp_path)
+    section = metrics_section(runs, tmp_path)
     sets = [line.split(" | ")[:2] for line in section.splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert sets == [[f"| {loss}", where] for where in ("test", "test (last checkpoint)", "nacc_sim") for loss in runs] + [
         ["| ce", "old-last"]]
@@ -435,11 +434,11 @@ def test_a_set_scored_with_the_last_checkpoint_is_named_so_below_the_same_set(tm
     truth_runs = {"ce": _run(tmp_path / "truth" / "ce", 1, truth), "elr": _run(tmp_path / "truth" / "elr", 2, truth)}
     for run in truth_runs.values():  # no summary.json here: the folder's name says which checkpoint
         shutil.copytree(run / "eval-test", run / "eval-test-last")
-    paired = [line.split(" | ")[0] for line in _truth_section(truth_runs, truth).splitlines() if line.startswith("| test")]
+    paired = [line.split(" | ")[0] for line in truth_section(truth_runs, truth).splitlines() if line.startswith("| test")]
     assert paired == ["| test", "| test (last checkpoint)"]
     for run in runs.values():
         shutil.rmtree(run / "eval-test-last")
-    assert "(last checkpoint)" not in _metrics_section(runs, tmp_path)  # no word of it where no set was so scored
+    assert "(last checkpoint)" not in metrics_section(runs, tmp_path)  # no word of it where no set was so scored
 
 
 def test_baselines_fitted_beside_the_last_checkpoint_are_listed_once_under_the_plain_set(tmp_path: Path) -> None:
@@ -453,7 +452,7 @@ def test_baselines_fitted_beside_the_last_checkpoint_are_listed_once_under_the_p
     for where in ("test", "test-last"):
         _scored(runs["ce"] / f"eval-{where}" / "baselines" / "volumes_logreg", 0.4)
     _scored(runs["ce"] / "eval-test-last" / "baselines" / "voxels_linear_svm", 0.4)
-    section = _metrics_section(runs, tmp_path)
+    section = metrics_section(runs, tmp_path)
     rows = [line.split(" | ")[:2] for line in section.splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert rows == [["| ce", "test"], ["| elr", "test"], ["| volumes_logreg", "test"], ["| voxels_linear_svm", "test"],
                     ["| ce", "test (last checkpoint)"], ["| elr", "test (last checkpoint)"]]
@@ -468,7 +467,7 @@ def test_baselines_fitted_beside_the_last_checkpoint_are_listed_once_under_the_p
         fitted.mkdir(parents=True)
         for name in ("predictions.csv", "summary.json"):  # as evaluate --baselines writes them
             shutil.copy(truth_runs["ce"] / "eval-test" / name, fitted)
-    lines = _truth_section(truth_runs, truth).splitlines()
+    lines = truth_section(truth_runs, truth).splitlines()
     methods = [line.split(" | ")[:2] for line in lines if line.startswith(("| ce |", "| elr |", "| volumes_logreg |"))]
     assert methods == [["| ce", "test"], ["| elr", "test"], ["| volumes_logreg", "test"],
                        ["| ce", "test (last checkpoint)"], ["| elr", "test (last checkpoint)"]]
@@ -481,7 +480,7 @@ def test_the_truth_tables_list_the_test_split_first_as_the_results_table_does(tm
     runs = {"ce": _run(tmp_path / "ce", 1, truth), "elr": _run(tmp_path / "elr", 2, truth)}
     for run in runs.values():
         shutil.copytree(run / "eval-test", run / "eval-holdout_manifest")
-    lines = _truth_section(runs, truth).splitlines()
+    lines = truth_section(runs, truth).splitlines()
     sets = [line.split(" | ")[1] for line in lines if line.startswith("| ce | ")]
     paired = [line.split(" | ")[0] for line in lines if line.startswith("| test | ") or line.startswith("| holdout")]
     assert sets == ["test", "holdout_manifest"] and paired == ["| test", "| holdout_manifest"]
@@ -578,7 +577,7 @@ def test_a_set_without_any_participant_is_said_to_have_none_not_to_lack_every_cl
     runs = {"ce": tmp_path / "ce", "elr": tmp_path / "elr"}
     for run in runs.values():
         _scored(run / "eval-holdout", nan, dict.fromkeys(HEADLINE_METRICS, 0), given=())
-    section = _metrics_section(runs, tmp_path)
+    section = metrics_section(runs, tmp_path)
     assert f"| ce | holdout | 0 | {' | '.join(['nan [nan, nan]'] * len(HEADLINE_METRICS))} |" in section
     assert "\n\nNo intervals on holdout (nan): resampling participants needs at least two, and this set has 0.\n" in (
         section)
@@ -603,7 +602,7 @@ def test_runs_of_ce_without_elr_get_their_scores_and_no_paired_table_saying_why(
     truth = pd.DataFrame({"participant_id": [f"s{i:02d}" for i in range(12)], "session_id": "ses-M00",
                           "true_diagnosis": [CLASSES[i % 3] for i in range(12)]})
     run = _run(tmp_path / "ce", 1, truth)
-    section = _truth_section({"ce": run}, truth)
+    section = truth_section({"ce": run}, truth)
     report = rescore_against_truth(run / "eval-test" / "predictions.csv", truth, 200)
     assert f"| ce | test | 12 | {report.metrics['accuracy']} | " in section
     assert "\n\nNot available: no set here was scored by both a CE run and an ELR run.\n\n" in section
