@@ -6,9 +6,9 @@ template-space volume, used instead of path when present), qc_* figures and stat
 is reported as one line naming the row (its 1-based data row and participant/session), all at
 once, so a user fixes the CSV in one pass instead of one error per run.
 
-Public names: `ManifestError`, `REQUIRED_COLUMNS`, `USABLE_STATUSES`, `SCAN_KEYS`, `load_manifest`, `warn_qc_flagged`,
+Public names: `ManifestError`, `REQUIRED_COLUMNS`, `SCAN_KEYS`, `load_manifest`, `warn_qc_flagged`,
 `validate_manifest`, `label_indices`, `true_label_indices`, `DIAGNOSES`, `diagnoses_left_out`, `warn_once`,
-`kept_warnings`, `has_usable_status`.
+`kept_warnings`.
 """
 
 from __future__ import annotations
@@ -31,8 +31,6 @@ from preprocess.user_errors import not_a_file
 __all__ = [
     "ManifestError",
     "REQUIRED_COLUMNS",
-    "USABLE_STATUSES",
-    "has_usable_status",
     "warn_qc_flagged",
     "SCAN_KEYS",
     "load_manifest",

@@ -23,7 +23,8 @@ from typing import Any, Hashable, Mapping, NamedTuple
 import numpy as np
 import pandas as pd
 
-from elr_mri.data.cohort import USABLE_STATUSES, has_usable_status, warn_once, warn_qc_flagged
+from elr_mri.data.cohort import warn_once, warn_qc_flagged
+from elr_mri.data.table_values import USABLE_STATUSES, has_usable_status
 from elr_mri.data.table_values import status_in_words
 from elr_mri.simulate.disease import REGIONS
 from elr_mri.volumes.jacobian import affine_determinant, integrate_regions, region_masks, warp_jacobian
