@@ -12,6 +12,7 @@ from torch import nn
 
 from elr_mri.models.widened_cnn import (
     AgeEncoding,
+    ModelReport,
     WidenedCNN3D,
     age_bins,
     feature_grid,
@@ -198,3 +199,67 @@ def test_age_encoding_drops_a_tenth_of_the_feature_in_training() -> None:
     assert abs(dropped - 0.1) < 0.02  # the standard deviation of the share is 0.0012
     with torch.no_grad():
         assert (encoding.eval()(features, ages) != 0).all()
+
+
+def test_the_head_starts_from_small_weights_and_zero_biases() -> None:
+    """The official classifier (two linear layers) draws its weights from N(0, 0.01) and fills its biases with 0;
+    PyTorch's default biases, up to 1/√fan_in, would tilt the first logits towards some diagnosis."""
+    torch.manual_seed(0)
+    model = WidenedCNN3D(widening=1, use_age=False, input_size=SMALL)
+    for layer in model.head:
+        assert torch.equal(layer.bias, torch.zeros_like(layer.bias))
+        assert layer.weight.std().item() == pytest.approx(0.01, rel=0.1)  # 1536 draws at least: ±2% is one sd
+
+
+def test_nothing_but_linear_layers_and_the_age_lie_between_the_trunk_and_the_logits() -> None:
+    """As the official code: fc6 → (+ age encoding) → Linear 512 → Linear 3, no activation anywhere after the
+    trunk, the age's projection added to the feature (evaluation: no dropout)."""
+    torch.manual_seed(0)
+    model = WidenedCNN3D(widening=1, use_age=True, input_size=SMALL).eval()
+    trunk: list[torch.Tensor] = []
+    model.features.register_forward_hook(lambda module, inputs, output: trunk.append(output))
+    with torch.no_grad():
+        logits = model(torch.rand(1, 1, *SMALL), age=torch.tensor([84.5]))
+        feature = torch.flatten(trunk[0], 1) @ model.fc.weight.T + model.fc.bias
+        encoding = model.age_encoding.project(model.age_encoding.table[[169]])  # the half-year bin of 84.5
+        hidden = (feature + encoding) @ model.head[0].weight.T + model.head[0].bias
+    torch.testing.assert_close(logits, hidden @ model.head[1].weight.T + model.head[1].bias)
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"widening": 0}, "widening must be a positive integer, got 0"),
+    ({"input_size": (72, 72)}, r"input_size must have three spatial sizes \(D, H, W\), got \(72, 72\)"),
+    ({"input_size": (72, 72, 72, 72)}, r"three spatial sizes \(D, H, W\), got \(72, 72, 72, 72\)"),
+])
+def test_a_network_of_no_channels_or_not_three_axes_is_refused(settings: dict[str, Any], message: str) -> None:
+    """Widening 0 made convolutions of no channels, and a fourth axis a first linear layer no volume could reach."""
+    with pytest.raises(ValueError, match=message):
+        WidenedCNN3D(**{"input_size": SMALL, **settings})
+
+
+def test_the_smallest_crop_leaves_two_voxels_per_axis_and_one_less_is_refused() -> None:
+    """71: conv 1³ 71, pool 3/2 35, conv 3³ dil 2 31, pool 3/2 15, conv 5³ pad 2 dil 2 11, pool 5/2 4, conv 3³ pad 1
+    dil 2 2; from 70 the last convolution leaves one voxel, whose instance norm is always 0."""
+    assert feature_grid((71, 71, 71)) == (2, 2, 2)
+    for size in ((70, 71, 71), (71, 71, 70)):
+        with pytest.raises(ValueError, match="at least 71 voxels"):
+            feature_grid(size)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "densenet121"])
+def test_monai_baselines_take_the_channels_and_classes_asked_for(name: str) -> None:
+    model = monai_baseline(name, in_channels=2, num_classes=4).eval()  # type: ignore[arg-type]
+    with torch.no_grad():
+        assert model(torch.rand(1, 2, 32, 32, 32)).shape == (1, 4)
+
+
+def test_the_model_report_says_millions_of_parameters_and_mebibytes() -> None:
+    report = ModelReport(parameters=2_345_678, activation_bytes=3 * 2**20)
+    assert str(report) == "2.35 M parameters, 3.0 MiB activations"
+
+
+def test_a_sinusoid_table_of_odd_width_is_refused_in_words() -> None:
+    """Sine and cosine columns come in pairs: an odd width left the last sine without its cosine (torch's shape
+    error instead)."""
+    with pytest.raises(ValueError, match="needs an even dimension, got 5"):
+        sinusoid_table(4, 5)
