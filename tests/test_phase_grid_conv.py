@@ -64,6 +64,17 @@ def test_the_switch_changes_the_path_not_the_parameters() -> None:
         PhaseGridConv3d(1, 2, (3, 5, 5), padding=1, dilation=2)
 
 
+
+@pytest.mark.parametrize("settings", [
+    {"groups": 2},  # the phase grids run one ungrouped convolution
+    {"padding": 1, "padding_mode": "reflect"},  # they pad with zeros
+    {"padding": 1, "dilation": (1, 2, 2)},  # they split every axis by the first axis's dilation
+    {"padding": (1, 2, 2), "dilation": 2},  # and pad every axis by the first axis's padding
+])
+def test_convolutions_the_phase_grids_would_compute_otherwise_are_refused(settings: dict) -> None:
+    with pytest.raises(ValueError, match="PhaseGridConv3d needs stride 1, one group, zero padding"):
+        PhaseGridConv3d(2, 2, 3, **settings)
+
 def test_the_execution_plan_sets_the_switch_on_the_placed_model() -> None:
     for on in (False, True):
         plan = ExecutionPlan.from_config(TrainLoopConfig(phase_grid_convs=on), torch.device("cpu"))
