@@ -149,3 +149,49 @@ def test_a_training_checkpoint_given_as_pretrained_weights_is_told_where_its_wei
     assert str(refused.value) == (
         f"{wrapped}: every key starts with 'module.' (saved from a DataParallel or DistributedDataParallel wrapper); "
         "save the network inside it, torch.save(model.module.state_dict(), PATH)")
+
+
+def _with_random_statistics(block: torch.nn.Module) -> torch.nn.Module:
+    """The block in evaluation with batch norms that shift and scale, so that a ReLU left out or moved shows."""
+    for norm in (m for m in block.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        norm.running_mean.uniform_(-0.5, 0.5)
+        norm.running_var.uniform_(0.5, 2.0)
+        with torch.no_grad():
+            norm.weight.uniform_(0.5, 2.0)
+            norm.bias.uniform_(-1.0, 1.0)
+    return block.eval()
+
+
+@pytest.mark.parametrize(("in_planes", "planes", "stride"), [(8, 8, 1), (8, 16, 2)])
+def test_cifar_blocks_compute_the_residual_of_he_et_al(in_planes: int, planes: int, stride: int) -> None:
+    """Basic (2016a): ReLU(BN(conv(ReLU(BN(conv x)))) + shortcut x), the shortcut a 1×1 conv + BN where the shape
+    changes. Pre-activation (the ELR+ network): p = ReLU(BN x); conv(ReLU(BN(conv p))) + (p, or a 1×1 conv of p)."""
+    from elr_mri.models.resnet_cifar import BasicBlock, PreActBlock
+
+    torch.manual_seed(0)
+    relu = torch.relu
+    x = torch.randn(2, in_planes, 8, 8)
+    basic = _with_random_statistics(BasicBlock(in_planes, planes, stride))
+    pre = _with_random_statistics(PreActBlock(in_planes, planes, stride))
+    with torch.no_grad():
+        shortcut = basic.shortcut[1](basic.shortcut[0](x)) if stride > 1 else x
+        expected = relu(basic.bn2(basic.conv2(relu(basic.bn1(basic.conv1(x))))) + shortcut)
+        torch.testing.assert_close(basic(x), expected)
+        activated = relu(pre.bn1(x))
+        shortcut = pre.shortcut[0](activated) if stride > 1 else activated
+        torch.testing.assert_close(pre(x), pre.conv2(relu(pre.bn2(pre.conv1(activated)))) + shortcut)
+
+
+@pytest.mark.parametrize("name", ["resnet34", "preact_resnet18"])
+def test_cifar_networks_keep_32_pixels_through_the_first_stage_and_average_the_last(name: str) -> None:
+    """The 3×3 stride-1 stem (conv-BN-ReLU) hands the stages a 32×32 map; the three later stages halve it to 4×4, and
+    the head reads each channel's mean over it (global average pooling)."""
+    model = build_model(ModelConfig(name=name), (3, 32, 32), 10).eval()
+    seen: dict[str, torch.Tensor] = {}
+    model.stages.register_forward_hook(lambda module, inputs, output: seen.update(stem=inputs[0], stages=output))
+    model.head.register_forward_hook(lambda module, inputs, output: seen.update(head=inputs[0]))
+    with torch.no_grad():
+        model(torch.randn(2, 3, 32, 32))
+    assert seen["stem"].shape == (2, 64, 32, 32) and seen["stem"].min() == 0 < seen["stem"].max()
+    assert seen["stages"].shape == (2, 512, 4, 4)
+    torch.testing.assert_close(seen["head"], seen["stages"].mean(dim=(2, 3)))
