@@ -195,3 +195,41 @@ def test_cifar_networks_keep_32_pixels_through_the_first_stage_and_average_the_l
     assert seen["stem"].shape == (2, 64, 32, 32) and seen["stem"].min() == 0 < seen["stem"].max()
     assert seen["stages"].shape == (2, 512, 4, 4)
     torch.testing.assert_close(seen["head"], seen["stages"].mean(dim=(2, 3)))
+
+
+def test_inception_resnet_v2_has_the_residual_scales_norms_and_poolings_of_the_original() -> None:
+    """As Szegedy et al. (2017) and the official ELR+ code build it: residuals scaled 0.17 (10 A blocks), 0.10 (20 B),
+    0.20 (9 C) and 1.0 in the last C block, the only one without a ReLU; BatchNorm eps 0.001 (TensorFlow's);
+    mixed 5b's 3×3 average over the real pixels alone; global average pooling before the classifier."""
+    from elr_mri.models.inception_resnet_v2 import InceptionResNetV2, ResidualInception
+
+    with torch.device("meta"):  # the structure alone: 55 M parameters are not drawn
+        model = InceptionResNetV2(50)
+    blocks = [m for m in model.features if isinstance(m, ResidualInception)]
+    assert [b.scale for b in blocks] == [0.17] * 10 + [0.10] * 20 + [0.20] * 9 + [1.0]
+    assert [type(b.relu).__name__ for b in blocks] == ["ReLU"] * 39 + ["Identity"]
+    assert {m.eps for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)} == {0.001}
+    assert [m.count_include_pad for m in model.modules() if isinstance(m, torch.nn.AvgPool2d)] == [False]
+    assert isinstance(model.pool, torch.nn.AdaptiveAvgPool2d)
+
+
+def test_a_residual_inception_block_adds_its_scaled_projection_before_the_relu() -> None:
+    from elr_mri.models.inception_resnet_v2 import block35
+
+    torch.manual_seed(0)
+    block = block35().eval()
+    x = torch.randn(1, 320, 5, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), torch.relu(x + 0.17 * block.project(block.branches(x))))
+
+
+def test_the_factorised_convolutions_of_the_inception_blocks_keep_the_grid() -> None:
+    """Every stride-1 convolution inside an A, B or C block pads half its kernel on each axis, so a 1×7 keeps the
+    height and the width alike; padded across (3 rows, no columns) it and the 7×1 after it made a 17×17 map 23×11
+    and back, a network of the same size and output shape that saw other neighbourhoods."""
+    from elr_mri.models.inception_resnet_v2 import block8, block17, block35
+
+    with torch.device("meta"):
+        for block in (block35(), block17(), block8()):
+            for conv in (m for m in block.branches.modules() if isinstance(m, torch.nn.Conv2d)):
+                assert conv(torch.empty(1, conv.in_channels, 9, 9)).shape[2:] == (9, 9), conv
