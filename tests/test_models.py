@@ -233,3 +233,16 @@ def test_the_factorised_convolutions_of_the_inception_blocks_keep_the_grid() -> 
         for block in (block35(), block17(), block8()):
             for conv in (m for m in block.branches.modules() if isinstance(m, torch.nn.Conv2d)):
                 assert conv(torch.empty(1, conv.in_channels, 9, 9)).shape[2:] == (9, 9), conv
+
+
+def test_only_a_clothing1m_run_without_pretrained_weights_is_told_it_lacks_the_papers() -> None:
+    """The paper fine-tunes Clothing1M's ResNet-50 from ImageNet weights: a run given a checkpoint is that setting and
+    gets no note, nor does a run of another data set."""
+    from elr_mri.config import config_from_dict
+    from elr_mri.models import lacks_the_papers_pretrained_weights
+
+    clothing = {"name": "clothing1m", "root": "data/clothing1m"}
+    assert lacks_the_papers_pretrained_weights(config_from_dict({"data": clothing, "model": {"name": "resnet50"}}))
+    given = {"name": "resnet50", "pretrained_checkpoint": "imagenet_resnet50.pt"}
+    assert not lacks_the_papers_pretrained_weights(config_from_dict({"data": clothing, "model": given}))
+    assert not lacks_the_papers_pretrained_weights(config_from_dict({"data": {"name": "digits"}, "model": {"name": "mlp"}}))
