@@ -246,3 +246,13 @@ def test_only_a_clothing1m_run_without_pretrained_weights_is_told_it_lacks_the_p
     given = {"name": "resnet50", "pretrained_checkpoint": "imagenet_resnet50.pt"}
     assert not lacks_the_papers_pretrained_weights(config_from_dict({"data": clothing, "model": given}))
     assert not lacks_the_papers_pretrained_weights(config_from_dict({"data": {"name": "digits"}, "model": {"name": "mlp"}}))
+
+
+def test_a_checkpoint_with_one_wrapped_key_among_the_networks_is_not_called_a_wrapper(tmp_path: Path) -> None:
+    """Only a file whose every key starts with 'module.' was saved from a DataParallel wrapper; one stray key of that
+    name among the network's own is a key the network lacks, named as such."""
+    weights = build_model(ModelConfig(name="small_cnn", hidden=16), (3, 8, 8), 14).state_dict()
+    path = tmp_path / "weights.pt"
+    torch.save({**weights, "module.extra": torch.zeros(1)}, path)
+    with pytest.raises(ValueError, match=r"keys not in small_cnn: \['module.extra'\]"):
+        build_model(ModelConfig(name="small_cnn", hidden=16, pretrained_checkpoint=str(path)), (3, 8, 8), 14)
