@@ -952,10 +952,12 @@ def test_one_diagnosis_is_refused_and_an_absent_class_warned_of(tmp_path, caplog
         build_mri_data(replace(few_ad, val_fraction=0.0))
 
 
-@pytest.mark.parametrize("shape", [(110, 120, 100), (98, 116, 94), (75, 80, 73)])
-def test_saliency_affine_places_the_crop_where_the_evaluation_transform_took_it(tmp_path, shape):
+@pytest.mark.parametrize(("shape", "crop"), [((110, 120, 100), (96, 96, 96)), ((98, 116, 94), (96, 96, 96)),
+                                             ((75, 80, 73), (96, 96, 96)), ((110, 80, 73), (97, 97, 97))])
+def test_saliency_affine_places_the_crop_where_the_evaluation_transform_took_it(tmp_path, shape, crop):
     """A single bright voxel: its world position by the scan's affine equals its position in the
-    evaluation crop by `crop_affine`, whether the crop cuts the scan or pads it."""
+    evaluation crop by `crop_affine`, whether the crop cuts the scan or pads it, by an even or an odd margin (an odd
+    crop of an even axis starts at half the axis less half the crop, each rounded down, as MONAI's centre crop)."""
     from elr_mri.data.mri import mri_transforms
     from elr_mri.evaluation.explain import crop_affine
 
@@ -966,7 +968,6 @@ def test_saliency_affine_places_the_crop_where_the_evaluation_transform_took_it(
     affine[:3, 3] = [-70.0, -100.0, -60.0]
     path = tmp_path / "scan.nii.gz"
     nib.save(nib.Nifti1Image(volume, affine), path)
-    crop = (96, 96, 96)
     cropped = mri_transforms(crop, train=False)({"image": str(path)})["image"][0].numpy()
     found = np.argwhere(cropped == cropped.max())
     assert len(found) == 1

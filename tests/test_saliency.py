@@ -268,6 +268,17 @@ def test_the_png_title_of_a_map_of_one_scan_says_one_scan() -> None:
     assert map_title("CN", 1, 0, 1.0) == f"given CN: {gradient} 1 scan, not predicted CN"
     assert map_title("CN", 3, 2, 0.5) == (f"given CN: {gradient} 3 scans, 2 of them predicted CN\n"
                                           "(the largest single scan gives 50% of the map)")
+    assert map_title("CN", 2, 1, 0.75) == (f"given CN: {gradient} 2 scans, 1 of them predicted CN\n"
+                                           "(the largest single scan gives 75% of the map)")
+
+
+def test_the_mean_input_averages_every_scan_whatever_its_class() -> None:
+    """Three scans of 0.3, 0.6 and 0.9 given two classes: the background the maps are drawn on is 0.6 everywhere."""
+    scans = [{"image": torch.full((1, 3, 3, 3), value), "label": label}
+             for value, label in ((0.3, 0), (0.6, 1), (0.9, 1))]
+    _, mean_input, counts, _, _ = saliency_maps(_OneNetwork(_SumScorer()), scans, num_classes=2, batch_size=2)
+    assert counts.tolist() == [1, 2]
+    np.testing.assert_allclose(mean_input, np.full((3, 3, 3), 0.6), rtol=1e-6)
 
 
 def test_every_class_name_gives_its_own_file_name() -> None:
