@@ -242,3 +242,20 @@ def test_readme_names_every_region_column_of_the_volumes_csv() -> None:
     section = section[:section.index("\n- **Baselines**")]
     assert [region.name for region in REGIONS if f"`{region.name}`" not in section] == []
     assert "left hemisphere" in section and "`participant_id`, `session_id`" in section
+
+
+def test_each_measured_scan_gives_every_region_but_the_brain_as_a_fraction_of_the_brain() -> None:
+    """As the README lists the columns: each region's `_mm3`, `_ratio` and `_per_brain` (fraction of the whole brain;
+    not for `brain`, always 1); a failed scan is a row of the failure list, not of the volumes."""
+    from elr_mri.volumes.measure import _tables
+
+    names = [region.name for region in REGIONS]
+    regions = {name: {"mm3": 1000.0 * (i + 1), "ratio": 0.9} for i, name in enumerate(names)}
+    regions["brain"]["mm3"] = 1_250_000.0
+    table = pd.DataFrame({"participant_id": ["001", "002"], "session_id": ["01", "01"], "processed_path": ["a", "b"]})
+    volumes, failures = _tables(table, {0: {"status": "done", "regions": regions},
+                                        1: {"status": "failed", "error": "ValueError: damaged"}})
+    assert volumes["participant_id"].tolist() == ["001"] and failures["participant_id"].tolist() == ["002"]
+    assert [c for c in volumes.columns if c.endswith("_per_brain")] == [f"{n}_per_brain" for n in names if n != "brain"]
+    assert volumes.at[0, "hippocampus_l_per_brain"] == pytest.approx(1000.0 / 1_250_000.0)
+    assert volumes.at[0, "brain_mm3"] == 1_250_000.0 and volumes.at[0, "brain_ratio"] == 0.9
