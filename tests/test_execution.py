@@ -21,9 +21,11 @@ from torch._dynamo.utils import counters
 
 from elr_mri.config import ConfigError, TrainLoopConfig, load_config
 from elr_mri.engine.checkpoint import load_checkpoint
-from elr_mri.engine.execution import CompiledForFullBatches, ExecutionPlan, limit_cpu_threads, precision_note
+from elr_mri.engine.execution import (CompiledForFullBatches, ExecutionPlan, limit_cpu_threads, precision_note,
+                                      process_settings_kept, resolve_device)
 from elr_mri.engine.start import train
 from elr_mri.evaluation.evaluate import evaluate_run
+from elr_mri.models.phase_grid_conv import PhaseGridConv3d
 
 ROOT = Path(__file__).parents[1]
 DIGITS = ROOT / "configs" / "digits" / "elr_sym40.yaml"
@@ -488,3 +490,56 @@ def test_a_relative_xdg_cache_home_is_ignored_as_the_xdg_spec_says(monkeypatch, 
     CompiledForFullBatches(nn.Linear(2, 2))
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "home" / ".cache" / "elr-mri" / "torchinductor")
     assert not any((tmp_path / "started-here").iterdir())
+
+
+def test_only_an_explicit_compile_true_stops_a_run_where_torch_compile_fails() -> None:
+    """README: where torch.compile cannot compile, `compile: auto` trains on eagerly and `compile: true` stops."""
+    gpu = torch.device("cuda")  # the plan only reads the device's type (and, for auto precision, not here)
+
+    def required(compile_setting: bool | str) -> bool:
+        cfg = TrainLoopConfig(precision="bf16", compile=compile_setting)
+        return ExecutionPlan.from_config(cfg, gpu).compile_required
+
+    assert (required("auto"), required(True), required(False)) == (False, True, False)
+
+
+def test_the_rest_of_a_step_is_compiled_only_beside_a_compiled_network() -> None:
+    """`train.compile_step` compiles ELR's arithmetic with the network: with `train.compile: false` nothing is."""
+    def compiles_step(compile_setting: bool) -> bool:
+        cfg = TrainLoopConfig(compile=compile_setting, compile_step=True)
+        return ExecutionPlan.from_config(cfg, torch.device("cpu")).compiles_step
+
+    assert (compiles_step(True), compiles_step(False)) == (True, False)
+
+
+def test_channels_last_places_the_weights_of_2d_and_3d_convolutions_and_leaves_the_others() -> None:
+    plan = ExecutionPlan.from_config(TrainLoopConfig(channels_last=True), torch.device("cpu"))
+    model = plan.place_model(nn.Sequential(nn.Conv2d(2, 4, 3), nn.Conv3d(2, 4, 3), nn.Linear(3, 2)))
+    assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert model[1].weight.is_contiguous(memory_format=torch.channels_last_3d)
+    assert model[2].weight.is_contiguous()
+
+
+def test_phase_grids_are_named_only_for_a_network_with_a_dilated_convolution() -> None:
+    """An undilated PhaseGridConv3d has no phase grids to run on: the run ran its plain convolution."""
+    plan = ExecutionPlan.from_config(TrainLoopConfig(phase_grid_convs=True), torch.device("cpu"))
+    undilated, dilated = PhaseGridConv3d(1, 2, 3, padding=1), PhaseGridConv3d(1, 2, 3, padding=2, dilation=2)
+    assert plan.describe([undilated]) == "fp32, eager"
+    assert plan.describe([undilated, dilated]) == "fp32, eager, dilated convolutions on phase grids"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a machine without a visible GPU")
+def test_train_device_cuda_without_a_visible_gpu_is_a_config_error_and_auto_takes_the_cpu() -> None:
+    with pytest.raises(ConfigError, match="train.device = 'cuda' but no CUDA device is visible; use 'auto' or 'cpu'"):
+        resolve_device("cuda")
+    assert resolve_device("auto") == resolve_device("cpu") == torch.device("cpu")
+
+
+def test_cudnns_benchmark_switch_comes_back_as_it_was_however_the_block_ends() -> None:
+    """A notebook that trained with `train.cudnn_benchmark` went on with cuDNN's algorithm search switched."""
+    before = torch.backends.cudnn.benchmark
+    with pytest.raises(RuntimeError, match="stopped"):
+        with process_settings_kept():
+            torch.backends.cudnn.benchmark = not before
+            raise RuntimeError("stopped")
+    assert torch.backends.cudnn.benchmark == before
