@@ -19,7 +19,7 @@ import torch
 
 from elr_mri.config import load_config
 from elr_mri.data import build_data
-from elr_mri.distributed import DistContext, GlobalBatchSampler, part_rank_streams
+from elr_mri.distributed import DistContext, GlobalBatchSampler, lost_another_process, part_rank_streams
 from elr_mri.engine.checkpoint import load_checkpoint
 from elr_mri.engine.execution import ExecutionPlan
 from elr_mri.engine.feeding import BatchFeeder
@@ -230,7 +230,7 @@ def test_ranks_after_the_first_part_from_its_stream_and_rank_0_keeps_a_plain_run
 
     torch.manual_seed(7)
     plain = torch.rand(5)
-    assert torch.equal(draws(0), plain)
+    assert torch.equal(draws(0), plain) and torch.equal(draws(0, epoch=4), plain)  # rank 0 at any epoch
     streams = [plain, draws(1), draws(2), draws(1, epoch=4)]
     assert not any(torch.equal(a, b) for a, b in itertools.combinations(streams, 2))
     assert torch.equal(draws(2), streams[2])  # reproducible: a rerun draws the same
@@ -452,3 +452,26 @@ def test_a_rank_failing_before_it_joins_does_not_leave_the_others_waiting_for_to
     assert said == [f"elr-mri train: error: config file not found: {tmp_path / 'elsewhere.yaml'} (pass an existing "
                     "YAML file to --config)"], result.stderr[-3000:]
     assert "forcefully exiting via 9" not in result.stderr, result.stderr[-3000:]
+
+
+def test_only_gloos_transport_saying_the_peer_went_is_another_process_lost() -> None:
+    """What gloo says (torch 2.13) when the rank at the other end exited or was killed; a socket of this process's
+    own (a DataLoader worker's) raises ConnectionResetError, and a collective that failed otherwise is not it."""
+    closed = RuntimeError("[../third_party/gloo/gloo/transport/tcp/pair.cc:553] Connection closed by peer "
+                          "[10.0.0.2]:41")
+    reset = RuntimeError("[../third_party/gloo/gloo/transport/tcp/pair.cc:537] Read error [10.0.0.2]:41: Connection "
+                         "reset by peer")
+    assert lost_another_process(closed) and lost_another_process(reset)
+    assert not lost_another_process(ConnectionResetError(104, "Connection reset by peer"))
+    assert not lost_another_process(RuntimeError("Connection reset by peer"))  # not gloo's transport
+    assert not lost_another_process(RuntimeError("[../third_party/gloo/gloo/transport/tcp/pair.cc:446] Timed out"))
+
+
+def test_a_global_batch_of_one_example_a_process_is_allowed_and_a_smaller_one_refused() -> None:
+    """Each rank needs an example of every batch, which a batch as large as the number of processes gives."""
+    ranks = [list(GlobalBatchSampler(4, 2, torch.Generator().manual_seed(0), rank, 2)) for rank in range(2)]
+    assert [[len(part) for part in parts] for parts in ranks] == [[1, 1], [1, 1]]
+    assert sorted(sum(ranks[0] + ranks[1], [])) == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match=r"train.batch_size \(1\) is the global batch; it must be at least the number "
+                                         r"of processes \(2\)"):
+        GlobalBatchSampler(4, 1, torch.Generator(), 0, 2)
