@@ -79,3 +79,34 @@ def test_a_figure_some_seeds_lack_says_how_many_seeds_it_covers(import_script) -
     assert mean_std([0.9, 1.0, 0.95], 1) == "95.0 ± 4.1"
     assert mean_std([None, float("nan")], 1) == "–"
     assert mean_std(iter([0.5, 0.7]), 1) == "60.0 ± 10.0"  # any iterable, read once
+
+
+def test_a_seeds_folder_and_words_name_the_seeds_apart_wherever_any_two_differ(import_script) -> None:
+    """`seeds_used` gives (model, noise, split): one number where all three agree, each named where any differs."""
+    paper_runs = import_script("paper_runs")
+    assert (paper_runs.seed_folder(2, []), paper_runs.seed_in_words(2, [])) == ("seed2", "seed 2")
+    assert paper_runs.seed_folder(0, ["seed=3", "data.noise.seed=3"]) == "seed3-noise3-split0"
+    assert paper_runs.seed_in_words(0, ["data.noise.seed=5"]) == "seed 0 (noise 5, split 0)"
+
+
+def test_a_run_killed_after_its_last_checkpoint_is_resumed_from_it(import_script, tmp_path: Path) -> None:
+    """The module's promise: killed runs resume from their last checkpoint (a new start would refuse the folder)."""
+    paper_runs = import_script("paper_runs")
+    run = tmp_path / "elr-seed0"
+    first = paper_runs.run_or_resume(DIGITS, ["train.epochs=1", *QUIET], run)
+    (run / "summary.json").unlink()  # killed after last.pt, before the summary
+    assert paper_runs.run_status(run) == "resume"
+    resumed = paper_runs.run_or_resume(DIGITS, ["train.epochs=1", *QUIET], run)
+    assert resumed["best_epoch"] == first["best_epoch"] == 1
+    assert pd.read_csv(run / "metrics.csv")["epoch"].tolist() == [1]
+
+
+def test_a_markdown_tables_delimiter_row_has_a_cell_for_every_column(import_script) -> None:
+    """GitHub's Markdown reads lines as a table only where the delimiter row has as many cells as the header."""
+    table = import_script("paper_runs").markdown_table(["row", "ELR"], [["sym40", 0.5]])
+    assert table == "| row | ELR |\n|---|---|\n| sym40 | 0.5 |"
+
+
+def test_a_figure_over_seeds_is_their_mean_not_their_median(import_script) -> None:
+    """0.5, 0.6 and 1.0: mean 0.7, population std √(0.14 / 3) ≈ 0.216 (the median, 0.6, is no mean)."""
+    assert import_script("paper_runs").mean_std([0.5, 0.6, 1.0], 1) == "70.0 ± 21.6"
