@@ -20,14 +20,14 @@ DIGITS = Path(__file__).parents[1] / "configs" / "digits" / "elr_sym40.yaml"
 
 
 def test_a_resume_without_a_checkpoint_counts_the_epochs_it_trains_again_in_words(tmp_path: Path) -> None:
-    """One logged epoch is 'the 1 epoch', not 'the 1 epochs'; none says nothing is lost; a divergence names its
-    epoch."""
+    """One logged epoch is said in the singular ('the 1 epoch ... is trained again, its row replaced'); none says
+    nothing is lost; a divergence names its epoch."""
     start = f"{tmp_path}: no checkpoint yet (stopped before its first was written), so training starts again from " \
             "epoch 1 with the run's settings; "
     assert starting_over_note(tmp_path, None) == start + "no epoch had been logged, so nothing is lost"
     (tmp_path / "metrics.csv").write_text("epoch,train_loss\n1,2.3\n")
-    one = "the 1 epoch metrics.csv logged then had no checkpoint"
-    assert starting_over_note(tmp_path, None).startswith(start + one)
+    assert starting_over_note(tmp_path, None) == start + (
+        "the 1 epoch metrics.csv logged then had no checkpoint and is trained again, its row replaced")
     (tmp_path / "metrics.csv").write_text("epoch,train_loss\n1,2.3\n2,2.1\n")
     assert starting_over_note(tmp_path, (2, "train_loss")).startswith(
         f"{tmp_path}: no checkpoint yet (training diverged in epoch 2 before its first was written)")

@@ -41,8 +41,10 @@ def starting_over_note(out_dir: Path, diverged: tuple[int, str] | None) -> str:
     logged in metrics.csv, which no checkpoint kept, are trained again and their rows replaced, not mixed with the
     new ones. `diverged`: `read_divergence`'s."""
     logged = len(_read_metrics(out_dir))
-    kept = (f"the {logged} epoch{'s' if logged != 1 else ''} metrics.csv logged then had no checkpoint and are "
-            "trained again, their rows replaced" if logged else "no epoch had been logged, so nothing is lost")
+    several = logged != 1
+    kept = (f"the {logged} epoch{'s' if several else ''} metrics.csv logged then had no checkpoint and "
+            f"{'are' if several else 'is'} trained again, {'their rows' if several else 'its row'} replaced" if logged
+            else "no epoch had been logged, so nothing is lost")
     how = f"training diverged in epoch {diverged[0]}" if diverged else "stopped"
     return (f"{out_dir}: no checkpoint yet ({how} before its first was written), so training starts again from "
             f"epoch 1 with the run's settings; {kept}")
