@@ -12,8 +12,9 @@ import pytest
 
 from elr_mri.data.splits import read_run_splits, run_participants
 from elr_mri.evaluation.evaluate import _note_partial_balanced_accuracy, load_run
-from elr_mri.evaluation.evaluation_folder import (MANIFEST_ROWS_KEY, manifest_rows_fingerprint, scored_fingerprint,
-                                                 write_evaluation)
+from elr_mri.evaluation.evaluation_folder import (MANIFEST_ROWS_KEY, evaluation_dir, explanation_dir,
+                                                 manifest_rows_fingerprint, require_own_folder, scored_fingerprint,
+                                                 scored_source, write_evaluation)
 from elr_mri.evaluation.metrics import bootstrap_metrics, evaluate_predictions
 from elr_mri.evaluation.scored_scans import (_require_run_test_split, _untrained_ages_warning, _untrained_classes_warning,
                                              _warn_of_other_test_scans)
@@ -368,3 +369,45 @@ def test_a_run_before_its_first_checkpoint_is_not_asked_whether_it_is_a_finished
         load_run(run)
     with pytest.raises(FileNotFoundError, match=r"is .* an `elr-mri train` run directory \(its --out\)\?$"):
         load_run(tmp_path)
+
+
+def test_a_scorings_folder_is_named_after_the_set_and_the_checkpoint_and_records_the_manifests_absolute_path(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """README: evaluation writes RUN/eval-<name>/, RUN/eval-<name>-last/ with --checkpoint last; the summary records
+    where the manifest is, so a relative path given from another folder names the same file."""
+    run = tmp_path / "run"
+    assert evaluation_dir(run, None) == run / "eval-test"
+    assert evaluation_dir(run, Path("cohorts/nacc.csv"), "last") == run / "eval-nacc-last"
+    assert explanation_dir(run, Path("nacc.csv")) == run / "explain-nacc"
+    monkeypatch.chdir(tmp_path)
+    assert scored_source(Path("nacc.csv")) == str(tmp_path.resolve() / "nacc.csv") and scored_source(None) is None
+
+
+def test_a_folder_holding_another_manifests_scoring_is_refused_and_the_same_file_moved_is_not(tmp_path: Path) -> None:
+    """Folders are named after the manifest's file name: a namesake from another cohort must not overwrite them;
+    the same bytes at another path (a moved project) are the same holdout."""
+    holdout, namesake, moved = tmp_path / "a" / "h.csv", tmp_path / "b" / "h.csv", tmp_path / "c" / "h.csv"
+    for path, cells in ((holdout, "participant_id\nsub-1\n"), (namesake, "participant_id\nsub-2\n"),
+                        (moved, "participant_id\nsub-1\n")):
+        path.parent.mkdir()
+        path.write_text(cells)
+    out = tmp_path / "run" / "eval-h"
+    out.mkdir(parents=True)
+    require_own_folder(out, namesake)  # nothing scored there yet
+    (out / "summary.json").write_text(json.dumps({"manifest": str(holdout.resolve()),
+                                                  "manifest_sha256": scored_fingerprint(holdout)}))
+    require_own_folder(out, holdout)
+    require_own_folder(out, moved)
+    with pytest.raises(ValueError, match=f"holds the results for {holdout.resolve()}, not {namesake.resolve()}"):
+        require_own_folder(out, namesake)
+
+
+def test_a_scoring_cut_short_leaves_no_earlier_scorings_summary_beside_its_new_files(tmp_path: Path) -> None:
+    """summary.json is what readers take as a whole scoring: it goes before the first file is rewritten."""
+    out = tmp_path / "eval-h"
+    _write(out, [0, 1, 2, 0], n_boot=10)
+    (out / "predictions.csv").unlink()
+    (out / "predictions.csv").mkdir()  # the write of predictions.csv fails, after metrics.csv was rewritten
+    with pytest.raises(OSError):
+        _write(out, [0, 1, 1, 0], n_boot=10)
+    assert (out / "metrics.csv").is_file() and not (out / "summary.json").exists()
