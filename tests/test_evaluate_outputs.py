@@ -22,13 +22,14 @@ from elr_mri.evaluation.scored_scans import (_require_run_test_split, _untrained
 CLASSES = ["CN", "MCI", "AD"]
 
 
-def _write(out: Path, labels: list[int], n_boot: int) -> None:
-    """An evaluation of a network that calls everyone CN, as `evaluate` writes it for the holdout `h.csv`."""
+def _write(out: Path, labels: list[int], n_boot: int, manifest_sha256: str = "abc") -> None:
+    """An evaluation of a network that calls everyone CN, as `evaluate` wrote it for the holdout `h.csv` before it
+    recorded the manifest's rows."""
     probs = np.tile([0.8, 0.1, 0.1], (len(labels), 1))
     people = np.array([f"s{i}" for i in range(len(labels))])
     reports = evaluate_predictions(np.array(labels), probs, people, CLASSES, n_boot=n_boot)
     ids = pd.DataFrame({"participant_id": people, "session_id": "ses-M00"})
-    about = {"manifest": "/data/h.csv", "manifest_sha256": "abc", "checkpoint": "best", "checkpoint_epoch": 3}
+    about = {"manifest": "/data/h.csv", "manifest_sha256": manifest_sha256, "checkpoint": "best", "checkpoint_epoch": 3}
     write_evaluation(out, reports, np.array(labels), probs, ids, CLASSES, [], about)
 
 
@@ -411,3 +412,18 @@ def test_a_scoring_cut_short_leaves_no_earlier_scorings_summary_beside_its_new_f
     with pytest.raises(OSError):
         _write(out, [0, 1, 1, 0], n_boot=10)
     assert (out / "metrics.csv").is_file() and not (out / "summary.json").exists()
+
+
+def test_a_holdout_edited_in_place_since_a_scoring_that_recorded_no_rows_removes_its_comparisons(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The manifest's rows outweigh its bytes only where both scorings recorded them; else its sha256 decides. A
+    relabelled scan changes what was scored too: the removal says "other scans" once."""
+    out = tmp_path / "eval-h"
+    _write(out, [0, 1, 2, 0], n_boot=10)
+    (out / "comparison.csv").write_text("method\n")
+    capsys.readouterr()
+    _write(out, [0, 1, 2, 1], n_boot=10, manifest_sha256="abd")
+    assert not (out / "comparison.csv").exists()
+    assert capsys.readouterr().err == (f"{out}: removed comparison.csv (they were made beside a scoring with other "
+                                       "scans (the manifest's content changed); --baselines and --compare-with make "
+                                       "them again)\n")
