@@ -3,6 +3,7 @@ refused with one line naming the file, what it lacks and what to pass, not a Key
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import nibabel as nib
@@ -259,3 +260,21 @@ def test_each_measured_scan_gives_every_region_but_the_brain_as_a_fraction_of_th
     assert [c for c in volumes.columns if c.endswith("_per_brain")] == [f"{n}_per_brain" for n in names if n != "brain"]
     assert volumes.at[0, "hippocampus_l_per_brain"] == pytest.approx(1000.0 / 1_250_000.0)
     assert volumes.at[0, "brain_mm3"] == 1_250_000.0 and volumes.at[0, "brain_ratio"] == 0.9
+
+
+def test_recovery_table_gives_pearson_r_and_each_diagnosis_mean_of_both_ratios_and_no_r_for_a_constant_one() -> None:
+    """r of (1, 2, 3, 4) against (1, 3, 2, 4) is 4 / sqrt(5 * 5) = 0.8; a ratio the same in every scan has no r
+    (nan), said without numpy's divide warning; a diagnosis no scan truly has, nan means."""
+    truth = _truth(["a", "b", "c", "d", "e", "f"]).iloc[:4].assign(true_diagnosis=["CN", "CN", "AD", "AD"])
+    truth = truth.assign(**{f"volume_ratio_{r.name}": [1.0, 3.0, 2.0, 4.0] for r in REGIONS}).assign(
+        volume_ratio_brain=0.9)
+    volumes = truth[["participant_id", "session_id"]].assign(**{f"{r.name}_ratio": [1.0, 2.0, 3.0, 4.0]
+                                                                for r in REGIONS})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table = recovery_table(volumes, truth).set_index("region")
+    hippocampus = table.loc["hippocampus_l"]
+    assert hippocampus["pearson_r"] == pytest.approx(0.8) and np.isnan(table.loc["brain", "pearson_r"])
+    assert (hippocampus["measured_CN"], hippocampus["simulated_CN"]) == (1.5, 2.0)
+    assert (hippocampus["measured_AD"], hippocampus["simulated_AD"]) == (3.5, 3.0)
+    assert np.isnan(hippocampus["measured_MCI"]) and np.isnan(hippocampus["simulated_MCI"])
