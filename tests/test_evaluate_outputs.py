@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from elr_mri.data.mri import MRIScans, mri_transforms
 from elr_mri.data.splits import read_run_splits, run_participants
 from elr_mri.evaluation.evaluate import _note_partial_balanced_accuracy, load_run
 from elr_mri.evaluation.evaluation_folder import (MANIFEST_ROWS_KEY, evaluation_dir, explanation_dir,
@@ -17,7 +18,7 @@ from elr_mri.evaluation.evaluation_folder import (MANIFEST_ROWS_KEY, evaluation_
                                                  scored_source, write_evaluation)
 from elr_mri.evaluation.metrics import bootstrap_metrics, evaluate_predictions
 from elr_mri.evaluation.scored_scans import (_require_run_test_split, _untrained_ages_warning, _untrained_classes_warning,
-                                             _warn_of_other_test_scans)
+                                             _warn_of_other_test_scans, _warn_of_relabelled_test_scans)
 
 CLASSES = ["CN", "MCI", "AD"]
 
@@ -412,6 +413,47 @@ def test_a_scoring_cut_short_leaves_no_earlier_scorings_summary_beside_its_new_f
     with pytest.raises(OSError):
         _write(out, [0, 1, 1, 0], n_boot=10)
     assert (out / "metrics.csv").is_file() and not (out / "summary.json").exists()
+
+
+def test_a_test_split_rebuilt_with_a_participant_the_run_did_not_test_on_is_refused(tmp_path: Path) -> None:
+    """A manifest changed since training moves a training participant into the rebuilt test split: scoring it
+    as test would score what the run learned from."""
+    pd.DataFrame({"participant_id": [f"sub-{i}" for i in range(8)],
+                  "split": ["train"] * 3 + ["test"] * 5}).to_csv(tmp_path / "splits.csv", index=False)
+    with pytest.raises(ValueError, match="cohort.csv has changed since training: 1 participant.s. now land in the "
+                                         r"test split that the run did not test on \(e.g. sub-1,"):
+        _require_run_test_split(tmp_path, "cohort.csv", pd.Series(["sub-3", "sub-1", "sub-4"]))
+
+
+def test_a_test_split_that_only_lost_sessions_names_whose_scans_it_lacks(tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """With no scan added, "them" would refer to nothing: the lost scans' owners are named in full."""
+    tested = [["sub-1", "ses-M00", "CN"], ["sub-1", "ses-M06", "CN"], ["sub-2", "ses-M00", "AD"]]
+    (tmp_path / "data_shape.json").write_text(json.dumps({"class_names": CLASSES, "test_diagnoses": tested}))
+    scans = pd.DataFrame([tested[0], tested[2]], columns=["participant_id", "session_id", "diagnosis"])
+    _warn_of_other_test_scans(tmp_path, "cohort.csv", scans)
+    assert capsys.readouterr().err.startswith(f"warning: cohort.csv now lacks 1 scan(s) of {tmp_path}'s test "
+                                              "participants that it tested on (e.g. sub-1 ses-M06) (test_diagnoses")
+
+
+def test_test_scans_relabelled_since_training_are_counted_and_the_first_named(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A revised diagnosis is scored as it is now, with a warning that the figures then differ from the run's own
+    test_acc; scans as they were tested say nothing."""
+    tested = [["sub-1", "ses-M00", "CN"], ["sub-2", "ses-M00", "AD"], ["sub-3", "ses-M00", "MCI"]]
+    (tmp_path / "data_shape.json").write_text(json.dumps({"class_names": CLASSES, "test_diagnoses": tested}))
+    frame = pd.DataFrame(tested, columns=["participant_id", "session_id", "diagnosis"]).assign(
+        age=70.0, image_path=[str(tmp_path / f"{i}.nii.gz") for i in range(3)])
+    for path in frame["image_path"]:
+        Path(path).touch()  # listed, never read: the check compares labels only
+    transform = mri_transforms((8, 8, 8), train=False)
+    _warn_of_relabelled_test_scans(tmp_path, "cohort.csv", MRIScans(frame, np.array([0, 2, 1]), transform, "none"))
+    assert capsys.readouterr().err == ""
+    _warn_of_relabelled_test_scans(tmp_path, "cohort.csv", MRIScans(frame, np.array([0, 2, 2]), transform, "none"))
+    warning = capsys.readouterr().err.strip()
+    assert len(warning.splitlines()) == 1 and warning.startswith(
+        f"warning: cohort.csv now gives 1 of the 3 test scans another diagnosis than {tmp_path} trained with "
+        "(e.g. sub-3 ses-M00: MCI then, AD now; test_diagnoses in its data_shape.json)")
 
 
 def test_a_holdout_edited_in_place_since_a_scoring_that_recorded_no_rows_removes_its_comparisons(
