@@ -469,3 +469,18 @@ def test_a_holdout_edited_in_place_since_a_scoring_that_recorded_no_rows_removes
     assert capsys.readouterr().err == (f"{out}: removed comparison.csv (they were made beside a scoring with other "
                                        "scans (the manifest's content changed); --baselines and --compare-with make "
                                        "them again)\n")
+
+
+@pytest.mark.parametrize("classes, note", [
+    (12, "over c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10 only (no example here is labelled c11), so chance is 9.1"),
+    (13, "over 11 of the classes only (no example here is labelled one of the other 2), so chance is 9.1"),
+])
+def test_a_set_lacking_a_class_names_the_classes_where_the_plots_can_name_them(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], classes: int, note: str) -> None:
+    """The plots name up to 12 classes (LEGIBLE_CLASSES); the note lists them as far, and counts them beyond."""
+    names = [f"c{k}" for k in range(classes)]
+    labels = np.arange(11)
+    report = bootstrap_metrics(labels, np.full((11, classes), 1 / classes), labels.astype(str), names, 10,
+                               level="image")
+    _note_partial_balanced_accuracy(tmp_path, report)
+    assert note in capsys.readouterr().err
