@@ -177,6 +177,9 @@ def test_the_results_say_how_many_training_scans_the_baselines_without_suspected
     kept.write_text(json.dumps({**json.loads(kept.read_text()), "train_scans": 2, "dropped_suspected": 4}))
     section = " ".join(metrics_section(runs, tmp_path).split())
     assert "a single diagnosis to train on); here fitted on 2 training scans, the 4 flagged left out." in section
+    kept.write_text(json.dumps({**json.loads(kept.read_text()), "train_scans": 1, "dropped_suspected": 5}))
+    section = " ".join(metrics_section(runs, tmp_path).split())
+    assert "here fitted on 1 training scan, the 5 flagged left out." in section
 
 
 def test_the_results_name_what_evaluate_warned_of_beside_the_scores_it_qualifies(tmp_path: Path) -> None:
@@ -555,6 +558,8 @@ def test_a_paired_difference_of_0_with_an_interval_is_no_claim_of_identical_pred
         "0.0 (identical predictions on all 10 participants)")
     cell = _difference_cell(Interval(0.0, -5.0, 5.0, 200), 200, "accuracy", {}, 10)
     assert "identical" not in cell and cell.endswith("(no difference shown at this size)")
+    cell = _difference_cell(Interval(0.0, 0.0, 0.0, 200), 200, "accuracy", {}, None)  # predictions differ somewhere
+    assert cell == "0.0 [0.0, 0.0] (no difference shown at this size)"
     assert _rare_notes({}) == []
 
 
@@ -607,3 +612,14 @@ def test_runs_of_ce_without_elr_get_their_scores_and_no_paired_table_saying_why(
     assert f"| ce | test | 12 | {report.metrics['accuracy']} | " in section
     assert "\n\nNot available: no set here was scored by both a CE run and an ELR run.\n\n" in section
     assert "| evaluated on | accuracy | balanced accuracy | macro AUC |" not in section
+
+
+def test_a_baseline_scored_beside_each_run_is_listed_once_with_the_first_runs_figures(tmp_path: Path) -> None:
+    """The demo fits the baselines on the first (CE) run's splits; a later run's folder of the same name does not
+    replace that row."""
+    runs = {"ce": tmp_path / "ce", "elr": tmp_path / "elr"}
+    for accuracy, run in zip((0.4, 0.7), runs.values()):
+        _scored(run / "eval-test", 0.5)
+        _scored(run / "eval-test" / "baselines" / "volumes_logreg", accuracy)
+    rows = [line for line in metrics_section(runs, tmp_path).splitlines() if line.startswith("| volumes_logreg |")]
+    assert len(rows) == 1 and rows[0].startswith("| volumes_logreg | test | 3 | 40.0 [30.0, 50.0] |")
