@@ -548,6 +548,12 @@ def test_the_mislabel_row_counts_right_flags_by_rounding_and_sets_chance_against
     pd.DataFrame({"source": ["elr_target"]}).to_csv(run / "suspected_mislabels.csv", index=False)
     row = _mislabel_section({"elr": run}).splitlines()[-1]
     assert row == "| elr | ELR targets | 100 | 29 | 20 | 58 | 29.0% | 50.0% | 14.5% |"
+    nothing = {**found, "flagged": 0, "precision": None, "recall": 0.0, "suggestion_true": 0}  # no precision: 0 right
+    (run / "summary.json").write_text(json.dumps({"mislabels": nothing, "train_examples": 400}))
+    pd.DataFrame({"source": []}).to_csv(run / "suspected_mislabels.csv", index=False)
+    assert _mislabel_section({"elr": run}).splitlines()[-1] == "| elr | – | 0 | 0 | 0 | 58 | – | 0.0% | 14.5% |"
+    pd.DataFrame({"participant_id": ["s1"]}).to_csv(run / "suspected_mislabels.csv", index=False)  # before `source`
+    assert _mislabel_section({"elr": run}).splitlines()[-1].startswith("| elr | – | 0 |")
 
 
 def test_a_paired_difference_of_0_with_an_interval_is_no_claim_of_identical_predictions() -> None:
