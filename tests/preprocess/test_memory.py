@@ -31,3 +31,11 @@ def test_without_a_cgroup_limit_memavailable_holds(tmp_path) -> None:
              "memory/memory.stat": "total_inactive_file 0\n"}
     assert available_memory(*_node(tmp_path, "4:memory:/docker/abc\n", files)) == 20000000 * 1024
     assert available_memory(tmp_path / "none", tmp_path, tmp_path / "none") is None  # macOS: nothing to read
+
+
+def test_a_cgroup_over_its_limit_leaves_no_memory_not_less_than_none(tmp_path) -> None:
+    """cgroup v1 lets usage pass the limit for a moment before it reclaims or kills: what is left is then 0 bytes,
+    which a pre-flight message can say, not a negative size."""
+    files = {"memory/memory.limit_in_bytes": f"{2**30}\n", "memory/memory.usage_in_bytes": f"{2**31}\n",
+             "memory/memory.stat": "total_inactive_file 0\n"}
+    assert available_memory(*_node(tmp_path, "4:memory:/\n", files)) == 0
