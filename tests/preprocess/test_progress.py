@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from preprocess.progress import LINE_EVERY_S, ScanProgress
+from preprocess.progress import LINE_EVERY_S, ScanProgress, duration
 
 
 class FakeClock:
@@ -59,3 +59,13 @@ def test_scans_failed_before_the_workers_count_as_failed_but_take_no_time(capsys
         clock.now = LINE_EVERY_S
         shown.finished("done")
     assert _lines(capsys.readouterr().err) == ["preprocess: 2/4 scans, 1 failed; 2 min left"]
+
+
+@pytest.mark.parametrize(("seconds", "shown"), [(0.4, "0.4 s"), (9.94, "9.9 s"), (10, "10 s"), (52, "52 s"),
+                                                (89, "89 s"), (14 * 60 + 40, "15 min"), (75 * 60, "75 min"),
+                                                (89 * 60, "89 min"), (90 * 60, "1 h 30 min"),
+                                                (3 * 3600 + 5 * 60, "3 h 05 min")])
+def test_a_time_span_reads_in_tenths_below_10_s_then_whole_units_up_to_90_of_each(seconds: float, shown: str) -> None:
+    """Tenths of a second only where they matter; seconds up to 90 s, then minutes, rounded to the nearest, up to
+    90 min, then hours with the minutes in two digits, as a clock writes them."""
+    assert duration(seconds) == shown
