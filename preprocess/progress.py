@@ -89,7 +89,7 @@ class ScanProgress:
             yield result
 
     def line(self, now: float) -> str:
-        """E.g. `14:03:52 preprocess: 37/120 scans (5 already done), 2 failed; 1 h 10 min left`."""
+        """E.g. `14:03:52 preprocess: 37/120 scans (5 already done), 2 failed; 2 h 10 min left`."""
         already = f" ({self.skipped} already done)" if self.skipped else ""
         worked = self.finished_count - self.skipped - self.unstarted
         left = self.total - self.finished_count

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -69,3 +70,16 @@ def test_a_time_span_reads_in_tenths_below_10_s_then_whole_units_up_to_90_of_eac
     """Tenths of a second only where they matter; seconds up to 90 s, then minutes, rounded to the nearest, up to
     90 min, then hours with the minutes in two digits, as a clock writes them."""
     assert duration(seconds) == shown
+
+
+def test_the_readmes_example_line_is_one_a_batch_writes() -> None:
+    """README showed '1 h 10 min left', which no batch writes: 70 min is said as '70 min' (hours from 90 min on).
+    Its batch: 37 of 120 scans, 5 skipped and 2 failed, so 32 worked and 83 are left."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    example = re.search(r"`\d\d:\d\d:\d\d (preprocess: 37/120 scans[^`]*)`", readme)
+    clock = FakeClock()
+    shown = ScanProgress(120, "preprocess", enabled=False, clock=clock)
+    for status in ["skipped"] * 5 + ["failed"] * 2 + ["done"] * 30:
+        shown.finished(status)
+    clock.now = 130 * 60 * 32 / 83  # the 32 worked scans' time for 83 more: 2 h 10 min
+    assert example is not None and _lines(shown.line(clock.now)) == [example.group(1)]
