@@ -60,6 +60,16 @@ def test_no_cgroup_files_no_quota(tmp_path) -> None:
     assert cgroup_cpu_quota(tmp_path, tmp_path / "missing") is None
     root, own = _cgroup(tmp_path, "0::/user.slice\n", {"user.slice/cpu.max": "garbled"})
     assert cgroup_cpu_quota(root, own) is None
+    (root / "user.slice" / "cpu.max").write_text("100000 0\n")  # no period: no quota, not a division by zero
+    assert cgroup_cpu_quota(root, own) is None
+
+
+def test_a_v1_cpuacct_hierarchy_of_its_own_is_not_the_cpu_controllers(tmp_path) -> None:
+    """Where cpuacct is mounted apart from cpu, its line names another cgroup; "cpu" is a controller of the list,
+    not a prefix of a name in it, so that cgroup's quota in the cpu tree is not this process's."""
+    root, own = _cgroup(tmp_path, "5:cpuacct:/other\n4:cpu:/mine\n",
+                        {"cpu/other/cpu.cfs_quota_us": "100000\n", "cpu/other/cpu.cfs_period_us": "100000\n"})
+    assert cgroup_cpu_quota(root, own) is None
 
 
 @pytest.mark.parametrize("allocated, expected", [("1", 1), ("999", None), ("", None), ("0", None)])
@@ -108,3 +118,4 @@ def test_an_exported_thread_count_caps_each_processs_share(monkeypatch) -> None:
         else:
             monkeypatch.setenv("OMP_NUM_THREADS", exported)
         assert thread_share(2, "OMP_NUM_THREADS") == share, exported
+    assert thread_share(16, "OMP_NUM_THREADS") == 1  # more processes than cores: each still runs a thread
