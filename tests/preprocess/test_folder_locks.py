@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from preprocess.folder_locks import held_lock, lock_or_refuse
+from preprocess.folder_locks import held_lock, holder_named_in, lock_or_refuse
 
 ROOT = Path(__file__).parents[2]
 
@@ -41,6 +41,23 @@ def test_a_lock_let_go_names_no_one(tmp_path: Path) -> None:
     with held_lock(tmp_path / ".simulate.lock", tmp_path, "simulate-cohort"):
         assert (tmp_path / ".simulate.lock").read_text().startswith(f"PID {os.getpid()} on ")
     assert (tmp_path / ".simulate.lock").read_bytes() == b""
+
+
+def test_a_holder_replaces_a_killed_runs_line_and_names_a_job_only_in_one(tmp_path: Path, monkeypatch) -> None:
+    """A run killed by SIGKILL leaves its line in the lock file; the next holder's line must stand first, alone,
+    or a refused run names the dead one. Outside a batch job there is no job to name."""
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    (tmp_path / ".simulate.lock").write_text("PID 1 on a-node-long-gone, SLURM job 7\n")
+    with held_lock(tmp_path / ".simulate.lock", tmp_path, "simulate-cohort"):
+        assert (tmp_path / ".simulate.lock").read_text() == f"PID {os.getpid()} on {socket.gethostname()}\n"
+
+
+def test_a_lock_file_not_naming_a_pid_names_no_holder(tmp_path: Path) -> None:
+    """An earlier version's or another tool's lock file holds other text: a refusal then names no holder rather
+    than quoting it as one."""
+    (tmp_path / ".train.lock").write_text("locked\n")
+    assert holder_named_in(tmp_path / ".train.lock") == ""
+    assert holder_named_in(tmp_path / "missing.lock") == ""
 
 
 def test_without_fcntl_as_on_windows_the_commands_load_and_run_unguarded(tmp_path: Path) -> None:
