@@ -177,11 +177,13 @@ def write_json(path: str | Path, payload: dict) -> None:
 
 
 def read_sidecar(path: str | Path) -> dict | None:
-    """The sidecar's content, or None when it is missing or unreadable (then the scan is redone)."""
+    """The sidecar's content, or None when it is missing or unreadable, a JSON list or number included (then the scan
+    is redone): its readers look its fields up by name."""
     try:
-        return json.loads(Path(path).read_text())
+        meta = json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return None
+    return meta if isinstance(meta, dict) else None
 
 
 def output_hashes(outputs: list[Path]) -> dict[str, str]:

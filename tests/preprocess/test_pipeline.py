@@ -431,5 +431,7 @@ def test_why_a_finished_scan_is_redone_is_said_in_words(tmp_path):
     assert reason() == "its output scan.nii.gz is missing"
     sidecar.write_text("{")
     assert reason() == "its sidecar is unreadable"
+    sidecar.write_text("[]")  # JSON, but no record: it stopped the scan with "'list' object has no attribute 'get'"
+    assert reason() == "its sidecar is unreadable"
     sidecar.unlink()
     assert reason() == ""  # never finished: nothing to say
