@@ -3,6 +3,7 @@ Seconds; the disk is not filled for real (torch's writer failing part-way is imi
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import errno
 import os
@@ -15,7 +16,7 @@ import torch
 
 from elr_mri.commands.problems import user_problem
 from elr_mri.tensor_files import atomic_save
-from preprocess.user_errors import StorageError, as_storage_error
+from preprocess.user_errors import StorageError, as_storage_error, nonempty_text
 
 
 def test_a_full_or_read_only_disk_is_a_user_error_naming_the_path() -> None:
@@ -28,6 +29,15 @@ def test_a_full_or_read_only_disk_is_a_user_error_naming_the_path() -> None:
     assert str(read_only).endswith("(/mnt/ro/run); write elsewhere (another output folder)")
     assert as_storage_error(OSError(errno.EIO, "Input/output error")) is None  # not the user's to fix
     assert user_problem(RuntimeError("a bug")) is None
+
+
+def test_a_disk_error_naming_no_file_says_no_empty_brackets_and_a_path_of_spaces_is_empty() -> None:
+    """An fsync or a write through a descriptor fails without a file name: the line goes on without '()'. A path of
+    spaces is as empty as '' (`--out "$DIR "` with DIR unset), not a folder named ' '."""
+    assert str(as_storage_error(OSError(errno.ENOSPC, "No space left on device"))).startswith(
+        "[Errno 28] No space left on device; free space there")
+    with pytest.raises(argparse.ArgumentTypeError, match="an empty path"):
+        nonempty_text("  ")
 
 
 def test_a_checkpoint_the_disk_refused_part_way_is_said_as_a_full_disk_and_leaves_nothing(
