@@ -190,6 +190,8 @@ def test_a_batch_logged_to_a_file_writes_lines_not_a_bar(capfd) -> None:
     run_per_scan(_done, {key: (key,) for key in "ab"}, jobs=1, desc="test")
     err = capfd.readouterr().err
     assert "\r" not in err and re.fullmatch(r"\d\d:\d\d:\d\d test: 2/2 scans, 0 failed; all done in [\d.]+ s\n", err)
+    run_per_scan(_done, {key: (key,) for key in "ab"}, jobs=1, desc="test", failed_before=1)  # its file missing
+    assert re.fullmatch(r"\d\d:\d\d:\d\d test: 3/3 scans, 1 failed; all done in [\d.]+ s\n", capfd.readouterr().err)
 
 
 @pytest.mark.parametrize("platform, method", [("linux", "fork"), ("darwin", "spawn"), ("win32", "spawn")])
