@@ -333,6 +333,23 @@ def test_the_option_scan_leaves_values_help_and_abbreviations_to_argparse() -> N
     assert unknown_option(parser, ["--rn=x"]) == ["--rn=x"]
 
 
+def test_the_option_scan_names_an_unknown_option_alone_where_no_value_of_its_own_follows() -> None:
+    """A value typed with '=' is the option's own and an option after it is not its value; an unknown first option
+    is no '--set' value because the last argument is '--set' (the one "before" it, read from the end). A suggestion
+    is for a near miss only; '--he', argparse's abbreviation of --help, asks for help before any complaint."""
+    import argparse
+
+    from preprocess.arguments import near_option, unknown_option, values_without_option
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--run", required=True)
+    parser.add_argument("--set", action="append")
+    assert unknown_option(parser, ["--bad", "--set"]) == ["--bad"]
+    assert unknown_option(parser, ["--rn=x", "y"]) == ["--rn=x"]
+    assert near_option(parser, "--rnu") == " (did you mean --run?)" and near_option(parser, "--xyn") == ""
+    assert values_without_option(parser, ["x.yaml", "--he"]) is None
+
+
 def test_an_empty_config_is_refused_with_settings_given_too(tmp_path: Path) -> None:
     """`--set` on an empty file would otherwise train the built-in defaults (digits, CE, no noise)."""
     with pytest.raises(ConfigError, match="the config is empty"):
