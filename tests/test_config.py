@@ -185,6 +185,8 @@ def test_the_largest_blur_a_refusal_names_is_allowed(tmp_path: Path) -> None:
         ("optim: {nesterov: true, momentum: 0}\n", r"optim.nesterov needs optim.momentum > 0 .*; set optim.momentum"),
         ("loss: {lambda: 1}\n", r"unknown key 'loss.lambda' \(did you mean loss.lam\?\); allowed in loss: beta, "),
         ("optim: {epochs: 3}\n", r"unknown key 'optim.epochs' \(did you mean train.epochs\?\); allowed in optim"),
+        # a plural of another section's setting: that one, not a near spelling in its own (train.batch_size)
+        ("train: {crop_sizes: 96}\n", r"unknown key 'train.crop_sizes' \(did you mean data.mri.crop_size\?\)"),
         ("noise: {rate: 0.2}\n", r"unknown key 'noise' \(did you mean data.noise\?\)"),
         # no spelling is near these: `arch` was asked "did you mean data.mri.cache?", `amp` "loss.lam?"
         ("model: {arch: resnet34}\n", r"unknown key 'model.arch' \(did you mean model.name\?\)"),
