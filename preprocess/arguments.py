@@ -53,7 +53,9 @@ def values_without_option(parser: argparse.ArgumentParser, args: Sequence[str]) 
     is clear then, or help was asked for). The parse here checks no required option and reports nothing."""
     if any(token == "-h" or token.startswith("--h") and "--help".startswith(token) for token in args):
         return None
-    required = [item for item in (*parser._actions, *parser._mutually_exclusive_groups) if item.required]
+    groups: list[argparse.Action | argparse._MutuallyExclusiveGroup] = [*parser._actions,
+                                                                          *parser._mutually_exclusive_groups]
+    required = [item for item in groups if item.required]
     for item in required:
         item.required = False
     parser.error = _refuse  # type: ignore[method-assign]  # an argument argparse refuses: its own parse says so

@@ -27,7 +27,7 @@ from .qc_flags import actions_for, with_qc_flags
 from .sidecar import (atomic_path, compared_template_digests, refuse_a_folder_at, remove_stale_temps, template_identity,
                       write_json)
 from .template import space_code, template_file_digests
-from .user_errors import as_storage_error
+from .user_errors import as_storage_error, storage_error_or_raise
 from .workers import leave_if_starting_a_worker, run_per_scan
 
 __all__ = ["QC_COLUMNS", "Summary", "run_batch", "files_removed_at_start", "merge_shards", "write_csv", "failure_table",
@@ -324,10 +324,10 @@ def _run_one(path: str, out_dir: Path, participant: str, session: str, params: P
     except ScanError as exc:
         return {"status": "failed", "error": str(exc)}
     except Exception as exc:  # ANTs/ITK errors: keep the type and the telling line, go on with the rest
-        if as_storage_error(exc) is not None:
+        if isinstance(exc, OSError) and as_storage_error(exc) is not None:
             if exc.filename is None:  # where this scan's outputs were being written
                 exc.filename = str(outputs.image.parent)
-            raise as_storage_error(exc) from None
+            raise storage_error_or_raise(exc) from None
         return {"status": "failed", "error": f"{path}: {type(exc).__name__}: {telling_line(str(exc))}"}
     return {"status": result["status"], "qc": result["qc"], "processed_path": str(outputs.image.resolve()),
             "input_sha256": result["input_sha256"],

@@ -162,8 +162,9 @@ def _read_voxels(path: Path, img: nib.spatialimages.SpatialImage) -> np.ndarray:
     if img.get_data_dtype().kind == "c":  # reading as float32 would drop the imaginary part without a word
         raise ScanError(path, "holds complex values (a phase/magnitude reconstruction)",
                         "pass the magnitude image (e.g. `fslcomplex -realabs`)")
-    if img.get_data_dtype().names:  # NIfTI's RGB24/RGBA32: numpy's complaint about its fields said "re-download"
-        raise ScanError(path, f"holds colour voxels ({', '.join(img.get_data_dtype().names)}), not grey-scale "
+    fields = img.get_data_dtype().names
+    if fields:  # NIfTI's RGB24/RGBA32: numpy's complaint about its fields said "re-download"
+        raise ScanError(path, f"holds colour voxels ({', '.join(fields)}), not grey-scale "
                         "intensities (a rendering or screenshot?)", "pass the grey-scale T1 as converted from "
                         "DICOM, e.g. `dcm2niix -z y`")
     try:
@@ -204,15 +205,20 @@ def _require_a_head(path: Path, img: nib.spatialimages.SpatialImage, data: np.nd
                         "add 65536 to the negative ones)")
 
 
+_NAN_FIX = "re-export the scan; NaNs usually come from a failed upstream step"
+
+
 def _nonfinite_fix(img: nib.spatialimages.SpatialImage) -> str:
     """The fix for NaN/inf voxels: where the stored voxels are finite, the header's scaling made them infinite (a
     scl_slope of 1e38 overflows float32), and blaming an upstream step sent the user to look for one."""
     proxy = img.dataobj
-    slope, inter = getattr(proxy, "slope", 1.0), getattr(proxy, "inter", 0.0)
+    if not isinstance(proxy, nib.arrayproxy.ArrayProxy):  # voxels in memory: no stored values apart from them
+        return _NAN_FIX
+    slope, inter = proxy.slope, proxy.inter
     if (slope, inter) != (1.0, 0.0) and np.isfinite(np.asanyarray(proxy.get_unscaled())).all():
         return (f"its stored voxels are finite, but the header's scaling (scl_slope {slope:g}, scl_inter {inter:g}) "
                 "overflows them: fix scl_slope/scl_inter (e.g. nibabel's `header.set_slope_inter`) or re-export")
-    return "re-export the scan; NaNs usually come from a failed upstream step"
+    return _NAN_FIX
 
 
 def _usable_affine(path: Path, img: nib.spatialimages.SpatialImage) -> np.ndarray:

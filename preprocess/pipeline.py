@@ -155,9 +155,10 @@ def process_scan(path: str | Path, outputs: ScanOutputs, params: Params) -> dict
     code = space_code(params.template)
     redone = stale_reason(outputs.sidecar, input_hash, params.as_dict(), finished, template_files, PIPELINE_VERSION,
                           Params.comparable, versions_writing_alike(code)) if input_hash else ""
-    if redone is None:
+    kept = read_sidecar(outputs.sidecar) if redone is None else None
+    if kept is not None:
         remove_stale_temps(outputs.image.parent)  # a later run with other settings, killed on this scan, left them
-        return {**read_sidecar(outputs.sidecar), "status": "skipped"}
+        return {**kept, "status": "skipped"}
     scan = load_scan(path)
     import ants  # after the checks: a bad scan fails without paying for the ANTs import
 
@@ -176,7 +177,7 @@ def process_scan(path: str | Path, outputs: ScanOutputs, params: Params) -> dict
 
 
 def _register_and_write(scan: nib.Nifti1Image, outputs: ScanOutputs, params: Params, template: Template,
-                        code: int | None) -> dict:
+                        code: int) -> dict:
     """Correct, register and resample `scan` onto `template`'s grid and write its volume (coded `code`), transforms
     and QC overlay; return its QC figures. The transforms ANTs writes live in a work folder beside the outputs, gone
     once they are copied."""

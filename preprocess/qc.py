@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # annotations only: ANTs is imported lazily at run time
 __all__ = ["ncc", "mutual_information", "foreground_dice", "qc_figures", "brain_coverage", "overlay_png",
            "side_letters", "coarsest_voxel_mm"]
 
-LPS_SIDES = ("LR", "PA", "SI")  # per ITK physical axis, the side its + end points to, then the - end's
+LPS_SIDES = (("L", "R"), ("P", "A"), ("S", "I"))  # per ITK physical axis, the side its + end points to, then the - end's
 
 
 def ncc(image: ants.ANTsImage, reference: ants.ANTsImage, mask: ants.ANTsImage) -> float:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Callable, Collection, Iterator
 
 import numpy as np
 
-from .user_errors import as_storage_error
+from .user_errors import storage_error_or_raise
 
 if TYPE_CHECKING:  # annotations only: the rest needs no nibabel
     import nibabel as nib
@@ -148,7 +148,7 @@ def cannot_write(folder: str | Path) -> str | None:
             return None
     except OSError as err:
         if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-            raise as_storage_error(OSError(err.errno, os.strerror(err.errno), str(folder))) from None
+            raise storage_error_or_raise(OSError(err.errno, os.strerror(err.errno), str(folder))) from None
         return os.strerror(err.errno) if err.errno else str(err)
 
 

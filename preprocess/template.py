@@ -127,7 +127,9 @@ def _cached_space_code(path: str, stamp: tuple[tuple[int, int], ...]) -> int:
     import nibabel as nib
 
     header = nib.load(path).header
-    code = next((int(header[key]) for key in ("sform_code", "qform_code") if key in header and header[key]), 0)
+    if not isinstance(header, nib.Nifti1Header):  # NIfTI-2's subclasses it; other formats code no space
+        return _TEMPLATE_OTHER_CODE
+    code = next((int(header[key]) for key in ("sform_code", "qform_code") if header[key]), 0)
     return code if code in _STANDARD_SPACE_CODES else _TEMPLATE_OTHER_CODE
 
 
@@ -177,11 +179,10 @@ def _grid_like(template: ants.ANTsImage, resolution: float, shape: tuple[int, in
 
     spacing = np.asarray(template.spacing, dtype=float)
     extent = spacing * np.asarray(template.shape)
-    if shape is None:  # the template's whole field of view
-        shape = tuple(int(v) for v in np.floor(extent / resolution))
+    voxels = shape if shape is not None else tuple(int(v) for v in np.floor(extent / resolution))  # whole view
     direction = np.asarray(template.direction)
     centre = np.asarray(template.origin) + direction @ (spacing * (np.asarray(template.shape) - 1) / 2)
-    origin = centre - direction @ (resolution * (np.asarray(shape) - 1) / 2)
-    return ants.from_numpy(np.zeros(shape, dtype=np.float32), origin=origin.tolist(),
+    origin = centre - direction @ (resolution * (np.asarray(voxels) - 1) / 2)
+    return ants.from_numpy(np.zeros(voxels, dtype=np.float32), origin=origin.tolist(),
                            spacing=[float(resolution)] * 3, direction=direction)
 

@@ -21,6 +21,8 @@ class StorageError(OSError):
     """A full, over-quota or read-only disk under an output, or a file over the size limit: the user's to fix (free
     space, another folder, a higher limit)."""
 
+    errno: int  # always given: the OS's number of the refusal (ENOSPC, EDQUOT, EROFS or EFBIG)
+
 
 # An unwritable or misplaced output path is the user's to fix too: the OS error names the path.
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError,
