@@ -37,7 +37,8 @@ from elr_mri.data.noise import apply_noise_config, load_human_labels
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["NoisyImageData", "InMemoryImages", "ImageFiles", "build_image_data", "stratified_subset", "NORMALISATION"]
+__all__ = ["LabelledDataset", "NoisyImageData", "InMemoryImages", "ImageFiles", "build_image_data", "stratified_subset",
+           "NORMALISATION"]
 
 # Per-channel (mean, std) used by the paper's official code.
 NORMALISATION = {
@@ -61,13 +62,31 @@ FLAT_CHANNEL_STD = 1 / 255
 log = logging.getLogger(__name__)
 
 
+class LabelledDataset(Dataset):
+    """A split the engine trains or scores on: items by position, and every item's label in that order, read without
+    loading an image (ELR's targets, the mislabel table and the run's records need the labels alone)."""
+
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> dict:
+        return self.item(index, seed=None)
+
+    def item(self, index: int, seed: int | None) -> dict:
+        """Item `index`, augmented from `seed` (None: each kind's own default stream): a seed per example and epoch
+        makes the augmentation the same whichever process or worker loads it."""
+        raise NotImplementedError
+
+
 @dataclass
 class NoisyImageData:
     """What the engine trains on. Items are {"image": float32 tensor, "label": int, "index": int}."""
 
-    train: Dataset  # noisy labels, augmented; "index" in [0, len(train))
-    val: Dataset | None  # noisy held-out split (clean for Clothing1M's official list), no augmentation
-    test: Dataset | None  # clean, no augmentation
+    train: LabelledDataset  # noisy labels, augmented; "index" in [0, len(train))
+    val: LabelledDataset | None  # noisy held-out split (clean for Clothing1M's official list), no augmentation
+    test: LabelledDataset | None  # clean, no augmentation
     num_classes: int
     input_shape: tuple[int, ...]  # (C, H, W) after the transforms
     train_labels: np.ndarray  # noisy labels of `train`, aligned with "index"
@@ -79,10 +98,11 @@ class NoisyImageData:
     participant_splits: pd.Series | None = None
     splits_file: str | None = None  # MRI: data.mri.splits, which gave the splits (None: drawn from the fractions)
     train_ids: np.ndarray | None = None  # images: each training example's position in the original release
-    extra_tests: dict[str, Dataset] = field(default_factory=dict)  # clean, scored beside `test` (WebVision: ilsvrc12)
+    # clean, scored beside `test` (WebVision: ilsvrc12)
+    extra_tests: dict[str, LabelledDataset] = field(default_factory=dict)
 
 
-class _LabelledImages(Dataset):
+class _LabelledImages(LabelledDataset):
     """Shared item logic: an image from `_load`, its transform, its label and its index."""
 
     def __init__(self, labels: np.ndarray, transform: Compose) -> None:
@@ -98,12 +118,6 @@ class _LabelledImages(Dataset):
     def __setstate__(self, state: dict) -> None:
         vars(self).update(state)
         self._generator = torch.Generator()
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int) -> dict:
-        return self.item(index, seed=None)
 
     def item(self, index: int, seed: int | None) -> dict:
         """Item `index`, augmented from `seed` (None: from torch's global generator)."""
@@ -210,7 +224,7 @@ def _refuse_a_partial_release(cfg: DataConfig, classes: int) -> None:
                          "release again, or set data.normalization: auto for another data set")
 
 
-def _dataset(images: np.ndarray, labels: np.ndarray, transform: Compose) -> Dataset:
+def _dataset(images: np.ndarray, labels: np.ndarray, transform: Compose) -> LabelledDataset:
     """File paths become lazily decoded datasets, pixel arrays in-memory ones."""
     if images.dtype.kind in "US":
         return ImageFiles(images, labels, transform, FILE_RESIZE)

@@ -42,7 +42,6 @@ from monai.transforms import (
     ScaleIntensityd,
     SpatialPadd,
 )
-from torch.utils.data import Dataset
 
 from elr_mri.config import DataConfig, MRIDataConfig
 from elr_mri.data.adjudicated import load_adjudicated_labels
@@ -51,7 +50,7 @@ from elr_mri.data.cohort import IMAGE_COLUMN, label_indices, load_manifest, true
 from elr_mri.data.disk_cache import DiskCache, warn_if_the_disk_cannot_hold
 from elr_mri.data.grid import ScanReadError, VolumeGrid, common_grid
 from elr_mri.data.holdout import HoldoutRows, load_holdout_manifest, training_manifest_images
-from elr_mri.data.images import NoisyImageData, stratified_subset
+from elr_mri.data.images import LabelledDataset, NoisyImageData, stratified_subset
 from elr_mri.data.memory_cache import MemoryCache, cache_bytes, require_memory_for_cache
 from elr_mri.data.noise import apply_noise_config
 from elr_mri.data.splits import diagnoses_left_out, load_splits, split_balance, split_participants
@@ -162,7 +161,7 @@ def mri_transforms(crop_size: Sequence[int], train: bool, blur_sigma_max: float 
     return Compose(steps)
 
 
-class MRIScans(Dataset):
+class MRIScans(LabelledDataset):
     """The scans of one split. Items: {"image": float32 (1, D, H, W), "label": int, "index": int, "age": float}.
 
     `frame` holds the manifest rows in dataset order (participant_id, session_id, split, ...), so
@@ -192,12 +191,6 @@ class MRIScans(Dataset):
         self.volumes = _monai_dataset(records, transform, cache, cache_dir, num_workers, progress)
         self._random_state = _shared_random_state(transform)
         self._stream_seed: int | None = None
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int) -> dict:
-        return self.item(index, seed=None)
 
     def item(self, index: int, seed: int | None) -> dict:
         """Scan `index`, augmented from `seed` (None: from this process's stream, see below)."""
@@ -274,9 +267,7 @@ def build_mri_data(cfg: DataConfig, require_age: bool = False, blur_on_device: b
     _check_training_diagnoses(noisy[rows["train"]], noisy, classes, str(mri.manifest), mri.splits)
     _check_room_for_cache(mri, grid, *_cached_items(frame, rows, mri, cfg.augment))
 
-    def scans(name: str, train: bool) -> MRIScans | None:
-        if not len(rows[name]):
-            return None
+    def scans(name: str, train: bool) -> MRIScans:
         transform = mri_transforms(mri.crop_size, train, mri.blur_sigma_max, mri.flip, mri.max_shift,
                                    blur_on_device=train and blur_on_device)
         return MRIScans(frame.iloc[rows[name]], noisy[rows[name]], transform, mri.cache, mri.cache_dir,
@@ -284,8 +275,8 @@ def build_mri_data(cfg: DataConfig, require_age: bool = False, blur_on_device: b
 
     return NoisyImageData(
         train=scans("train", train=cfg.augment),
-        val=scans("val", train=False),
-        test=scans("test", train=False),
+        val=scans("val", train=False) if len(rows["val"]) else None,
+        test=scans("test", train=False) if len(rows["test"]) else None,
         num_classes=len(classes),
         input_shape=(1, *(int(s) for s in mri.crop_size)),
         train_labels=noisy[rows["train"]],
@@ -306,7 +297,7 @@ def _split_rows(frame: pd.DataFrame, cfg: DataConfig, given: np.ndarray, noisy: 
         if size is not None:  # by the given diagnoses, as image data sets keep their class shares
             rows[name] = rows[name][stratified_subset(given[rows[name]], size, cfg.split_seed, f"data.{name}_subset")]
     if cfg.mri.val_labels:
-        rows["val"] = _validate_on_adjudicated(cfg, frame, rows["val"], given, noisy, classes)
+        rows["val"] = _validate_on_adjudicated(cfg.mri.val_labels, cfg, frame, rows["val"], given, noisy, classes)
     return rows
 
 
@@ -327,19 +318,19 @@ def _cohort_labels(frame: pd.DataFrame, cfg: DataConfig,
     return given, noisy, clean
 
 
-def _validate_on_adjudicated(cfg: DataConfig, frame: pd.DataFrame, val_rows: np.ndarray, given: np.ndarray,
-                             noisy: np.ndarray, classes: list[str]) -> np.ndarray:
-    """The validation rows data.mri.val_labels scores, their labels in `noisy` replaced by the adjudicated ones; a
-    scan adjudicated as a diagnosis the run leaves out has no right class, so it is dropped from validation."""
-    mri = cfg.mri
-    adjudicated = load_adjudicated_labels(mri.val_labels, frame.iloc[val_rows], classes)
+def _validate_on_adjudicated(val_labels: str, cfg: DataConfig, frame: pd.DataFrame, val_rows: np.ndarray,
+                             given: np.ndarray, noisy: np.ndarray, classes: list[str]) -> np.ndarray:
+    """The validation rows `val_labels` (data.mri.val_labels) scores, their labels in `noisy` replaced by the
+    adjudicated ones; a scan adjudicated as a diagnosis the run leaves out has no right class, so it is dropped from
+    validation."""
+    adjudicated = load_adjudicated_labels(val_labels, frame.iloc[val_rows], classes)
     scored = adjudicated >= 0  # -1: adjudicated as a diagnosis the run leaves out, so no class is right for it
     if not scored.all():
-        warn_once(f"data.mri.val_labels {mri.val_labels}: {int((~scored).sum())} validation scan(s) adjudicated as "
+        warn_once(f"data.mri.val_labels {val_labels}: {int((~scored).sum())} validation scan(s) adjudicated as "
                   f"a diagnosis the run's classes {', '.join(classes)} leave out are not validated on")
     val_rows = val_rows[scored]
     if cfg.noise.mode == "none" and len(val_rows) and np.array_equal(adjudicated[scored], given[val_rows]):
-        warn_once(f"data.mri.val_labels {mri.val_labels}: gives all {len(val_rows)} validation scans the "
+        warn_once(f"data.mri.val_labels {val_labels}: gives all {len(val_rows)} validation scans the "
                   "manifest's own diagnoses, so the run validates as without it; it is read by its column "
                   "true_diagnosis, else diagnosis: a panel's column of another name, beside the manifest's "
                   "diagnosis, is not read")

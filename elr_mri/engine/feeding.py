@@ -12,7 +12,7 @@ network walks its own shuffle of the training set, as the official code gives ea
 from __future__ import annotations
 
 from multiprocessing.context import BaseContext
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, cast
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from elr_mri.config import RunConfig, evaluation_batch_size
 from elr_mri.data.device_batches import Assembly, DeviceImageBatches, supports_device_batches
 from elr_mri.data.device_blur import blur_and_trim, kernel_radius
-from elr_mri.data.images import NoisyImageData
+from elr_mri.data.images import InMemoryImages, LabelledDataset, NoisyImageData
 from elr_mri.data.seeded_items import SeededItems
 from elr_mri.distributed import DistContext, GlobalBatchSampler, NumberedDraws, evaluation_rows
 from preprocess.workers import forked_on_linux
@@ -139,7 +139,9 @@ class BatchFeeder:
         self.device_sets: dict[str, DeviceImageBatches] = {}
         self._loaders: dict[str, DataLoader] = {}  # by split, and "train" + stream: kept, with their workers
         if self.on_device:
-            self.device_sets = {name: DeviceImageBatches.from_dataset(split, device, channels_last,
+            # every split is InMemoryImages: `serves_from_device` checked
+            self.device_sets = {name: DeviceImageBatches.from_dataset(cast(InMemoryImages, split), device,
+                                                                      channels_last,
                                                                       compile_assembly if name == "train" else None)
                                 for name, split in self._splits().items()}
 
@@ -191,7 +193,7 @@ class BatchFeeder:
         """Stream `stream`'s loader, set to serve `draws`, augmented from the epoch's `seed`."""
         loader = self._kept_loader(f"train{stream}",
                                    lambda: self._loader(SeededItems(self.data.train), batch_sampler=EpochDraws()))
-        loader.batch_sampler.start(draws, seed)
+        cast(EpochDraws, loader.batch_sampler).start(draws, seed)
         return loader
 
     def _kept_loader(self, name: str, build: Callable[[], DataLoader]) -> DataLoader:
@@ -211,7 +213,7 @@ class BatchFeeder:
                           persistent_workers=workers > 0, generator=torch.Generator().manual_seed(self.cfg.seed),
                           pin_memory=torch.cuda.is_available(), **batching)
 
-    def _splits(self) -> dict[str, Dataset]:
+    def _splits(self) -> dict[str, LabelledDataset]:
         named = {**self.data.extra_tests, "train": self.data.train, "val": self.data.val, "test": self.data.test}
         return {name: split for name, split in named.items() if split is not None and len(split) > 0}
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Callable, Literal, overload
+from typing import TYPE_CHECKING, Any, Callable, Literal, cast, overload
 
 import numpy as np
 import pandas as pd
@@ -21,6 +21,9 @@ from elr_mri.data.images import NoisyImageData
 from elr_mri.data.splits import read_run_splits
 from elr_mri.atomic_files import atomic_write_json, atomic_write_text
 from elr_mri.engine.start import TRAIN_LABELS_KEY, new_run_command
+
+if TYPE_CHECKING:
+    from elr_mri.data.mri import MRIScans
 
 __all__ = ["PREPROCESSING_KEY", "TEST_DIAGNOSES_KEY", "TRAIN_AGE_RANGE_KEY", "TRAIN_CLASS_COUNTS_KEY", "read_data_shape",
            "record_run_data", "labels_fingerprint", "evaluation_labels_fingerprint", "require_same_data"]
@@ -184,9 +187,10 @@ def evaluation_labels_fingerprint(splits: dict[str, tuple[np.ndarray, pd.DataFra
     digest = hashlib.sha256()
     for name in ("val", "test"):
         digest.update(name.encode())
-        if splits[name] is None:
+        split = splits[name]
+        if split is None:
             continue
-        labels, frame = splits[name]
+        labels, frame = split
         digest.update(np.asarray(labels, dtype=np.int64).tobytes())
         if frame is not None:
             digest.update("\n".join(frame["participant_id"] + "\t" + frame["session_id"]).encode())
@@ -196,15 +200,15 @@ def evaluation_labels_fingerprint(splits: dict[str, tuple[np.ndarray, pd.DataFra
 def _test_diagnoses(data: NoisyImageData) -> list[list[str]]:
     """Each MRI test scan's IDs and given diagnosis: `evaluate` rebuilds the test split from the manifest as it is
     then, and names the scans relabelled since training (a fingerprint could only say that some were)."""
-    frame = data.test.frame
+    test = cast("MRIScans", data.test)  # called for MRI runs with a test split only
     return [[participant, session, data.class_names[label]]
-            for participant, session, label in zip(frame["participant_id"], frame["session_id"], data.test.labels)]
+            for participant, session, label in zip(test.frame["participant_id"], test.frame["session_id"], test.labels)]
 
 
 def _training_scans_fingerprint(data: NoisyImageData) -> str:
     """SHA-256 of the training scans' participant and session IDs in order: two rows of one label swapped keep the
     labels' fingerprint, the splits and the ages (for a model without age), yet put each scan under another's target."""
-    frame = data.train.frame
+    frame = cast("MRIScans", data.train).frame  # called for MRI runs only
     return hashlib.sha256("\n".join(frame["participant_id"] + "\t" + frame["session_id"]).encode()).hexdigest()
 
 
@@ -220,7 +224,7 @@ def _ages_fingerprint(data: NoisyImageData) -> str:
 def _training_age_range(data: NoisyImageData) -> list[float]:
     """The youngest and oldest training scan's age: the age encoding learns an offset only for the half-year bins
     training fills, so evaluation says when it scores scans outside them (`evaluate`, NACC's 45-year-olds)."""
-    ages = np.asarray(data.train.ages, dtype=np.float64)
+    ages = np.asarray(cast("MRIScans", data.train).ages, dtype=np.float64)  # a model reading the age: MRI
     return [float(ages.min()), float(ages.max())]
 
 

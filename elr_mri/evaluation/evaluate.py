@@ -16,7 +16,7 @@ import shutil
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from elr_mri.config import SELECTION_RULE_KEY, RunConfig, evaluation_batch_size, load_run_config
+from elr_mri.data.images import LabelledDataset
 from elr_mri.engine.checkpoint import CheckpointError, load_checkpoint
 from elr_mri.engine.execution import (ExecutionPlan, limit_cpu_threads, precision_note, process_settings_kept,
                                      resolve_device)
@@ -38,6 +39,9 @@ from elr_mri.evaluation.evaluation_folder import (MANIFEST_ROWS_KEY, WARNINGS_KE
 from elr_mri.evaluation.metrics import MetricsReport, bootstrap_metrics, evaluate_predictions, non_finite_rows
 from elr_mri.evaluation.scored_scans import check_test_split, holdout_warnings, load_run_holdout
 from elr_mri.models import uses_age
+
+if TYPE_CHECKING:  # MONAI's import is left to the MRI paths
+    from elr_mri.data.mri import MRIScans
 
 __all__ = ["LoadedRun", "load_run", "evaluate_run", "refuse_if_run_moved_on", "evaluation_set", "predict"]
 
@@ -248,7 +252,7 @@ def _refuse_non_finite(probs: np.ndarray, frame: pd.DataFrame | None, run_dir: P
 
 
 def evaluation_set(run_dir: Path, cfg: RunConfig, manifest: Path | None,
-                   test_set: str = "test") -> tuple[Dataset, str, list[str], list[str]]:
+                   test_set: str = "test") -> tuple[LabelledDataset, str, list[str], list[str]]:
     """(dataset, name, participant-overlap notes, warnings given about the scans (a holdout's QC flags and
     preprocessing among them), which `evaluate` keeps in its summary.json for readers of the results such as the demo
     report): the holdout `manifest`, or the run's own test set `test_set`.
@@ -277,7 +281,9 @@ def evaluation_set(run_dir: Path, cfg: RunConfig, manifest: Path | None,
                    f"its data.root ({cfg.data.root}) holds no test images; put them there (e.g. a test/ folder)")
             raise ValueError(f"{run_dir}: the run has no test split to score; {fix}")
         if cfg.data.name == "mri":
-            check_test_split(run_dir, cfg.data.mri.manifest, built.test, built.volume_grid)
+            # an MRI run's config names its manifest (`check_config`), and its test split holds scans
+            check_test_split(run_dir, cast(str, cfg.data.mri.manifest), cast("MRIScans", built.test),
+                             built.volume_grid)
         return built.test, "test", [], []
     if cfg.data.name != "mri":
         raise ValueError(f"--manifest evaluates MRI runs; {run_dir} trained on {cfg.data.name}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import nibabel as nib
 import numpy as np
@@ -27,6 +28,9 @@ from elr_mri.evaluation.evaluate import evaluation_set, load_run, refuse_if_run_
 from elr_mri.evaluation.evaluation_folder import (WARNINGS_KEY, explanation_dir, require_own_folder, scored_fingerprint,
                                                  scored_source)
 from preprocess.sidecar import atomic_path
+
+if TYPE_CHECKING:  # MONAI's import is left to `evaluation_set`
+    from elr_mri.data.mri import MRIScans
 
 __all__ = ["crop_affine", "explain_run", "map_description", "map_file_stem", "map_title", "remove_earlier_maps", "saliency_maps"]
 
@@ -50,17 +54,18 @@ def explain_run(run_dir: Path, manifest: Path | None = None, checkpoint: str = "
     dataset, _, overlap_notes, warnings = evaluation_set(run_dir, cfg, manifest)
     maps, mean_input, counts, agreed, largest = saliency_maps(method, dataset, shape["num_classes"],
                                                               evaluation_batch_size(cfg))
-    scan = dataset.frame["image_path"].iloc[0]
+    scan = cast("MRIScans", dataset).frame["image_path"].iloc[0]  # an MRI run's: refused otherwise above
     affine = crop_affine(scan, tuple(cfg.data.mri.crop_size))
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").unlink(missing_ok=True)  # read as "complete": it goes first and comes back last
     remove_earlier_maps(out, shape["class_names"])
     for k, class_name in enumerate(shape["class_names"]):
-        if maps[k] is None:
+        class_map = maps[k]
+        if class_map is None:
             continue
         name = map_file_stem(class_name)
-        _write_nifti(maps[k], affine, scan, out / f"{name}.nii.gz", map_description(class_name, int(counts[k])))
-        _write_png(maps[k], mean_input, affine, out / f"{name}.png",
+        _write_nifti(class_map, affine, scan, out / f"{name}.nii.gz", map_description(class_name, int(counts[k])))
+        _write_png(class_map, mean_input, affine, out / f"{name}.png",
                    title=map_title(class_name, int(counts[k]), int(agreed[k]), largest[k]))
     present = [k for k in range(len(maps)) if maps[k] is not None]
     atomic_write_json({"manifest": scored_source(manifest), "manifest_sha256": scored_fingerprint(manifest),

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import Dataset
 
 from elr_mri.config import DataConfig
 from elr_mri.data.grid import VolumeGrid, read_grid
@@ -24,12 +23,12 @@ from elr_mri.engine.run_records import (PREPROCESSING_KEY, TEST_DIAGNOSES_KEY, T
 from elr_mri.models.widened_cnn import age_bins
 
 if TYPE_CHECKING:  # MONAI's import is left to the commands that read scans
-    from elr_mri.data.mri import HoldoutRows
+    from elr_mri.data.mri import HoldoutRows, MRIScans
 
 __all__ = ["check_test_split", "holdout_warnings", "load_run_holdout", "run_grid"]
 
 
-def check_test_split(run_dir: Path, manifest: str, test: Dataset, grid: VolumeGrid | None) -> None:
+def check_test_split(run_dir: Path, manifest: str, test: MRIScans, grid: VolumeGrid | None) -> None:
     """Refuse a test split rebuilt from `manifest` that the run did not test on, or on another grid; warn of its
     scans relabelled, added or lost since training."""
     _require_run_test_split(run_dir, manifest, test.frame["participant_id"])
@@ -122,7 +121,7 @@ def _require_run_test_split(run_dir: Path, manifest: str, scored: pd.Series) -> 
               "the manifest the run trained on to score them all", file=sys.stderr)
 
 
-def _warn_of_relabelled_test_scans(run_dir: Path, manifest: str, test: Dataset) -> None:
+def _warn_of_relabelled_test_scans(run_dir: Path, manifest: str, test: MRIScans) -> None:
     """Say how many test scans the training manifest now gives another diagnosis than the run trained with (a fixed
     data.mri.splits keeps them in the test split). `evaluate` scores them, and `explain` maps them, with the diagnoses
     as they are now, which may be the point (a revised diagnosis), so this warns rather than refuses: nothing is chosen on these labels, as
