@@ -102,6 +102,12 @@ def test_a_pipeline_not_starting_with_to_float_or_repeating_a_step_is_refused(st
         AugmentSpec.from_transform(Compose(steps))
 
 
+@pytest.mark.parametrize("given", [{"mean": (0.5,)}, {"std": (0.25,)}])
+def test_a_normalisation_needs_its_mean_and_std_together(given: dict) -> None:
+    with pytest.raises(ValueError, match="give the normalisation's mean and std together, or neither"):
+        AugmentSpec(**given)
+
+
 def test_which_data_sets_are_supported(cifar):
     assert supports_device_batches(cifar)
     assert supports_device_batches(build_image_data(DataConfig(name="digits")))  # float32 pixels, no Normalize

@@ -836,6 +836,15 @@ def test_a_scan_on_another_grid_is_refused_naming_it(tmp_path):
         build_mri_data(config(manifest))
 
 
+def test_a_surface_file_is_refused_as_holding_no_voxel_grid(tmp_path):
+    surface = nib.gifti.GiftiImage(darrays=[nib.gifti.GiftiDataArray(np.zeros(3, dtype=np.float32))])
+    path = tmp_path / "lh.pial.gii"
+    nib.save(surface, str(path))
+    with pytest.raises(ScanReadError, match=rf"{path}: cannot be read as a volume \(TypeError: a GiftiImage holds no "
+                                            r"voxel grid\); preprocess the scan again"):
+        read_grid(str(path))
+
+
 def test_a_4d_scan_is_refused_and_a_series_of_one_volume_is_read(tmp_path):
     manifest = make_cohort(tmp_path, participants=6, scans=1)
     write_volume(tmp_path / "sub-02_ses-0.nii.gz", np.ones((*SHAPE, 1)))

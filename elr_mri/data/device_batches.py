@@ -23,7 +23,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
+
+import numpy as np
 
 import torch
 import torch.nn.functional as F
@@ -48,6 +50,10 @@ class AugmentSpec:
     flip_p: float = 0.0  # probability of a left-right flip
     mean: tuple[float, ...] | None = None  # per-channel normalisation; None: images stay in [0, 1]
     std: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.mean is None) != (self.std is None):  # a mean alone would leave the images unnormalised
+            raise ValueError("AugmentSpec: give the normalisation's mean and std together, or neither")
 
     @property
     def augments(self) -> bool:
@@ -106,7 +112,7 @@ class DeviceImageBatches:
     in the data set, the index ELR's targets are stored by.
     """
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor | Sequence[int], spec: AugmentSpec,
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor | np.ndarray | Sequence[int], spec: AugmentSpec,
                  device: torch.device | str, channels_last: bool = False,
                  compile_assembly: Callable[[Assembly], Assembly] | None = None) -> None:
         """`compile_assembly` (e.g. `ExecutionPlan.compiled_function`) wraps the augmented batches' assembly from
@@ -124,7 +130,7 @@ class DeviceImageBatches:
         self._assemble: Assembly = compile_assembly(self._augment) if compile_assembly else self._augment
         self._to_float = ToFloat()
         self._normalize: Normalize | None = None
-        if spec.mean is not None:
+        if spec.mean is not None and spec.std is not None:  # both or neither: `AugmentSpec`
             self._normalize = Normalize(spec.mean, spec.std)  # the per-item arithmetic, on the device
             self._normalize.mean = self._normalize.mean.to(self.device)
             self._normalize.std = self._normalize.std.to(self.device)
@@ -166,7 +172,8 @@ class DeviceImageBatches:
                 if start + len(index) > global_size:
                     raise ValueError(f"a slice of {len(index)} examples from position {start} does not fit in a "
                                      f"global batch of {global_size}")
-                top, left, flip = self._draw(generator, global_size, slice(start, start + len(index)))
+                drawn_by = cast(torch.Generator, generator)  # checked above: an augmenting spec needs one
+                top, left, flip = self._draw(drawn_by, global_size, slice(start, start + len(index)))
                 images = self._assemble(index, top=top, left=left, flip=flip)
             else:
                 images = self._pixels(self.images.index_select(0, index))

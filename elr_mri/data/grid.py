@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, cast
 
 import nibabel as nib
 import numpy as np
@@ -60,6 +60,8 @@ def read_grid(path: str) -> VolumeGrid:
     """The RAS grid of the scan at `path`, from its header; a scan that is not one 3-D volume is refused."""
     try:
         image = nib.load(path)
+        if not isinstance(image, nib.spatialimages.SpatialImage):  # a GIFTI surface, a CIFTI matrix
+            raise TypeError(f"a {type(image).__name__} holds no voxel grid")
         shape, zooms, affine = image.shape, image.header.get_zooms(), image.affine
     except Exception as err:  # noqa: BLE001 - any header failure is the same problem for the user
         reason = (str(err).strip().splitlines() or [""])[0]
@@ -116,7 +118,7 @@ def _refuse_other_places(grids: dict[str, VolumeGrid], source: str) -> None:
     if len(paths) < 2:
         return
     half_voxel = min(grids[paths[0]].voxel_size_mm) / 2
-    affines = np.stack([grids[path].ras_affine for path in paths])
+    affines = _ras_affines(grids)
 
     def apart_from(reference: int) -> np.ndarray:
         return _apart_at_corners(affines, affines[reference], grids[paths[0]].shape)
@@ -134,11 +136,16 @@ def _refuse_other_places(grids: dict[str, VolumeGrid], source: str) -> None:
             "with the same --template, --resolution and --shape, or remove their rows")
 
 
+def _ras_affines(grids: dict[str, VolumeGrid]) -> np.ndarray:
+    """The grids' RAS affines, stacked: every grid `read_grid` gives has one (only an old run's record lacks it)."""
+    return np.stack([cast(np.ndarray, grid.ras_affine) for grid in grids.values()])
+
+
 def _refuse_away_from_training(grids: dict[str, VolumeGrid], trained: np.ndarray, source: str) -> None:
     """Refuse scans (all in one place, `_refuse_other_places`) more than half a voxel from where a run's scans lay."""
     paths = list(grids)
     grid = grids[paths[0]]
-    apart = _apart_at_corners(np.stack([grids[path].ras_affine for path in paths]), trained, grid.shape)
+    apart = _apart_at_corners(_ras_affines(grids), trained, grid.shape)
     odd = np.flatnonzero(apart > min(grid.voxel_size_mm) / 2)
     if len(odd):
         raise ValueError(
