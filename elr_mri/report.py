@@ -188,7 +188,7 @@ def _saliency_links(folder: Path, summary: dict[str, Any], out: Path) -> list[st
     map its largest scan gives (a mean of scans the network is sure of is mostly its least sure scan's map)."""
     scans, agreed = summary.get("scans_per_map"), summary.get("predicted_as_given_per_map")
     largest = summary.get("largest_scan_share_per_map", {})  # not recorded before 2026-12-06
-    if scans is None:  # explained before the counts were recorded
+    if scans is None or agreed is None:  # explained before the counts were recorded
         return ["(counts not recorded: run `elr-mri explain` again for them)",
                 *(f"![saliency]({_relative(png, out)})" for png in sorted(folder.glob("saliency_*.png")))]
     return [f"given {name}, {scans[name]} scan{'s' * (scans[name] != 1)}, {agreed[name]} of them predicted {name}"

@@ -29,7 +29,7 @@ def atomic_save(obj: dict[str, Any], path: Path) -> None:
     try:  # around atomic_path, which would add the file's name to this line that names it already
         with holding_ctrl_c(), atomic_path(path) as tmp:
             with open(tmp, "wb") as handle:
-                torch.save(obj, _RecordingWrites(handle, refusals))
+                torch.save(obj, _RecordingWrites(handle, refusals))  # type: ignore[arg-type]  # write and flush do
     except (RuntimeError, OSError) as err:  # closing the file after torch's failed write raises the OS's error again
         refused = err if isinstance(err, OSError) else next(iter(refusals), None)
         if refused is None and ("unexpected pos" in str(err) or "file write failed" in str(err)):

@@ -41,6 +41,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from paper_runs import (ROOT, WALL_TIME_COUNTED, ListOption, markdown_table, mean_std, output_folder,
                         refuse_seed_overrides, run_config, planned_status, run_or_resume, run_script, run_status,
@@ -428,7 +429,7 @@ def _missing_inputs(cfg: RunConfig) -> list[tuple[str, str]]:
     without: a cheap look for the file or folder the data set's reader needs first, then its label lists
     (`_missing_lists`), for a human-noise row's CIFAR-N label file, and for the pretrained weights named (a dry run
     said "found" and every Clothing1M run then stopped at a mistyped path)."""
-    root = Path(cfg.data.root)  # load_config refuses an image data set without one
+    root = Path(cast(str, cfg.data.root))  # load_config refuses an image data set without one
     missing = []
     marker = root / _DATA_MARKERS.get(cfg.data.name, "")
     if not marker.exists():

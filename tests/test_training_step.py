@@ -132,7 +132,7 @@ def test_elr_compiled_into_the_network_graph_trains_as_the_eager_loss() -> None:
     eager = _method(_config("elr", "train.compile=false"))
     torch.manual_seed(0)
     fused = _method(_config("elr", "train.compile=true", "train.compile_step=true"))
-    assert fused.loss_in_graph and not eager.loss_in_graph
+    assert fused.elr_in_graph is not None and eager.elr_in_graph is None
     batches = [_batch(seed, with_pair=False) for seed in range(3)]
     batches.append({key: value[:5] for key, value in batches[0].items()})  # an epoch's short last batch: eager
     for batch in batches:

@@ -15,7 +15,7 @@ import io
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, cast
 
 import numpy as np
 import pandas as pd
@@ -99,9 +99,9 @@ def evaluate_baselines(run_dir: Path, volumes_csvs: Sequence[Path] = (), manifes
 def _probability_scale(model: object) -> dict[str, float | int | None]:
     """summary.json's record of the SVM's probabilities: the scale of its margins and the held-out training scans it
     was fitted on (null for the logistic regression, whose probabilities are its own)."""
-    scaled = isinstance(model, ScaledSVM)
-    return {"probability_scale": model.scale if scaled else None,
-            "probability_scale_scans": model.held_out if scaled else None}
+    if not isinstance(model, ScaledSVM):
+        return {"probability_scale": None, "probability_scale_scans": None}
+    return {"probability_scale": model.scale, "probability_scale_scans": model.held_out}
 
 
 def _warn_if_unscaled(model: object, name: str, scans: int) -> None:
@@ -144,7 +144,7 @@ def _baseline_inputs(run_dir: Path, volumes_csvs: Sequence[Path], manifest: Path
     cfg = require_baseline_run(run_dir)
     volumes = read_volumes(volumes_csvs) if volumes_csvs else None
     classes = list(cfg.data.mri.classes)
-    cohort = load_manifest(cfg.data.mri.manifest, classes)
+    cohort = load_manifest(cast(str, cfg.data.mri.manifest), classes)  # a run `require_baseline_run` took: MRI's
     listed = split_of_participants(read_run_splits(run_dir), _split_participants(cfg, cohort, run_dir),
                                    run_dir / "splits.csv")
     split = cohort["participant_id"].map(listed)
@@ -158,7 +158,8 @@ def _baseline_inputs(run_dir: Path, volumes_csvs: Sequence[Path], manifest: Path
         val_labels = load_adjudicated_labels(cfg.data.mri.val_labels, val, classes)
         val, val_labels = val[val_labels >= 0], val_labels[val_labels >= 0]  # -1: no class scores it, as in training
     _require_the_runs_evaluation_labels(run_dir, cfg, val, val_labels, cohort[split == "test"])
-    dropped, flags_sha256, flags_source = [], None, None
+    dropped: list[str] = []
+    flags_sha256, flags_source = None, None
     if drop_suspected is not None:
         train, dropped, flags_sha256, flags_source = _without_suspected(train, Path(drop_suspected), run_dir)
         if train["diagnosis"].nunique() < 2:
@@ -179,14 +180,16 @@ def _split_participants(cfg: RunConfig, cohort: pd.DataFrame, run_dir: Path) -> 
     participant missing there was added to the manifest since the run."""
     unlisted = cohort[~cohort["participant_id"].isin(run_participants(run_dir))]
 
-    def validated_on_none(scans: pd.DataFrame) -> bool:
+    panel = cfg.data.mri.val_labels
+
+    def validated_on_none(scans: pd.DataFrame, panel: str) -> bool:
         try:
-            return bool((load_adjudicated_labels(cfg.data.mri.val_labels, scans, cfg.data.mri.classes) < 0).all())
+            return bool((load_adjudicated_labels(panel, scans, cfg.data.mri.classes) < 0).all())
         except ValueError:  # the panel lacks a scan of theirs: not a validation participant of the run
             return False
 
-    left_out = ({participant for participant, scans in unlisted.groupby("participant_id") if validated_on_none(scans)}
-                if cfg.data.mri.val_labels else set())
+    left_out = ({participant for participant, scans in unlisted.groupby("participant_id")
+                 if validated_on_none(scans, panel)} if panel else set())
     return cohort.loc[~cohort["participant_id"].isin(left_out), "participant_id"]
 
 
@@ -204,11 +207,12 @@ def _require_every_training_scan(run_dir: Path, cfg: RunConfig, labels: np.ndarr
     """The baselines fit every training scan: refuse a run whose network trained on a class-capped subset of them
     (data.balanced_subset smaller than the split: the dominant diagnosis cut), as data.train_subset is refused. How
     many the subset keeps depends on the class counts alone, not on its seed."""
-    if not cfg.data.balanced_subset:
+    batches = cfg.data.balanced_batches  # given wherever data.balanced_subset is (`check_config`)
+    if not cfg.data.balanced_subset or batches is None:
         return
     from elr_mri.engine.feeding import balanced_subset
 
-    size = cfg.data.balanced_batches * cfg.train.batch_size
+    size = batches * cfg.train.batch_size
     kept = len(balanced_subset(labels, len(cfg.data.mri.classes), size, cfg.seed))
     if kept < len(labels):
         raise ValueError(f"{run_dir}: the run trained on a class-balanced subset of {kept} of its {len(labels)} "

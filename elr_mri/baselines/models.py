@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import TypeGuard
 
 import numpy as np
 from scipy.optimize import minimize_scalar
@@ -57,7 +58,7 @@ BASELINES = (
 )
 
 
-def validation_chooses_c(y_val: np.ndarray | None) -> bool:
+def validation_chooses_c(y_val: np.ndarray | None) -> TypeGuard[np.ndarray]:
     """Whether validation labels can choose C: balanced accuracy over one diagnosis ranks no C above another."""
     return y_val is not None and len(np.unique(y_val)) >= 2
 

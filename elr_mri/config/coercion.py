@@ -88,7 +88,7 @@ def _coerce(hint: Any, value: Any, key: str, source: str) -> Any:
     """`value` as the type `hint` asks for (an int where a float is wanted becomes one), refusing any other type."""
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return build_section(hint, value, prefix=f"{key}.", source=source)
     if origin in (Union, types.UnionType):
         if value is None and type(None) in args:

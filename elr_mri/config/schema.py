@@ -242,7 +242,7 @@ def dotted_keys(cls: type, prefix: str = "") -> list[str]:
     keys = []
     for name, hint in typing.get_type_hints(cls).items():
         keys.append(prefix + name)
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             keys += dotted_keys(hint, f"{prefix}{name}.")
     return keys
 

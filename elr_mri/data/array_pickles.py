@@ -26,7 +26,8 @@ def numpy_array_globals() -> dict[str, Any]:
     for core in ("core", "_core"):
         named[f"numpy.{core}.multiarray._reconstruct"] = rebuild
         named[f"numpy.{core}.numeric._frombuffer"] = from_buffer
-    named.update({f"{kind.__module__}.{kind.__name__}": kind for kind in (np.ndarray, np.dtype, *numeric)})
+    kinds: tuple[type, ...] = (np.ndarray, np.dtype, *numeric)
+    named.update({f"{kind.__module__}.{kind.__name__}": kind for kind in kinds})
     return named
 
 

@@ -20,7 +20,7 @@ from copy import deepcopy
 from functools import partial
 from pathlib import Path
 from shutil import disk_usage
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence, cast
 
 import torch
 from monai.data import PersistentDataset
@@ -61,7 +61,7 @@ class DiskCache(PersistentDataset):
         super().__init__(data, transform, cache_dir=folder)
 
     def _cachecheck(self, item_transformed: Any) -> Any:
-        path = cached_file(self.cache_dir, item_transformed)
+        path = cached_file(cast(Path, self.cache_dir), item_transformed)  # given to __init__, never None
         if path.is_file():
             try:
                 return torch.load(path, weights_only=True)  # plain tensors (below): no pickled code runs

@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from PIL import Image
@@ -55,14 +56,15 @@ def decode_all(paths: list[Path]) -> np.ndarray:
     unreadable = [a for a in arrays if isinstance(a, ImageReadError)]
     if unreadable:
         raise ImageReadError(f"{len(unreadable)} of {len(paths)} images cannot be read, e.g. {unreadable[0]}")
+    images = cast(list[np.ndarray], arrays)  # none is an ImageReadError: refused above
     first_of_size: dict[tuple[int, ...], Path] = {}
-    for path, array in zip(paths, arrays):
+    for path, array in zip(paths, images):
         first_of_size.setdefault(array.shape, path)
     if len(first_of_size) > 1:
         examples = ", ".join(f"{path} is {shape[1]}x{shape[0]}" for shape, path in list(first_of_size.items())[:2])
         raise ValueError(f"images under {paths[0].parent.parent} differ in size ({examples}); an in-memory "
                          "image folder needs one size: resize them, or remove the odd ones")
-    return np.stack(arrays).transpose(0, 3, 1, 2).copy()
+    return np.stack(images).transpose(0, 3, 1, 2).copy()
 
 
 def _decoding_pool(chunks: int) -> Executor:

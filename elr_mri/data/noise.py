@@ -30,9 +30,9 @@ from __future__ import annotations
 import re
 import warnings
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -330,7 +330,7 @@ def _load_label_file(path: Path) -> object:
         return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def _numpy_array_globals() -> list[tuple]:
+def _numpy_array_globals() -> list[Callable[..., Any] | tuple[Callable[..., Any], str]]:
     """`numpy_array_globals` for torch's weights-only loader: the official CIFAR-N `.pt` files are dicts of arrays,
     which `weights_only=False` loaded by running whatever code the file held."""
     return [(found, name) for name, found in numpy_array_globals().items()]

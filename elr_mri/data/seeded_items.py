@@ -60,4 +60,6 @@ class SeededItems(Dataset):
     def __getitem__(self, key: int | tuple[int, int] | tuple[int, int, int]) -> dict[str, Any]:
         index, draw, *named = key if isinstance(key, tuple) else (key, 0)
         epoch_seed = named[0] if named else self.epoch_seed
+        if epoch_seed is None:
+            raise ValueError("SeededItems needs an epoch seed: one given when it is made, or one in each key")
         return self.dataset.item(index, example_seed(epoch_seed, index, draw))

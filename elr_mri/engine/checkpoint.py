@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -78,7 +78,8 @@ def _check_record_sums(path: Path) -> None:
 def capture_rng(cuda: bool = True) -> dict[str, Any]:
     """Python, NumPy and torch generator states as tensors and plain values (weights_only-safe); the GPU's with
     `cuda` where one is visible (reading it starts CUDA)."""
-    np_state = np.random.get_state()
+    # the legacy tuple (name, keys, position, has_gauss, cached_gaussian): the global state is always MT19937
+    np_state = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state(legacy=True))
     state: dict[str, Any] = {
         "python": random.getstate(),
         "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),

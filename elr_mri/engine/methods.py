@@ -111,8 +111,9 @@ class SingleNetwork:
     def __init__(self, model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
                  plan: ExecutionPlan, dist: DistContext = DistContext()) -> None:
         self.model = model
-        self.loss_in_graph = plan.compiles_step and isinstance(loss_fn, ELRLoss)
-        network = NetworkWithLossTerms(model, loss_fn) if self.loss_in_graph else model
+        # ELR's loss terms compiled into the step's graph (train.compile_step); None: the loss runs after the model
+        self.elr_in_graph = loss_fn if plan.compiles_step and isinstance(loss_fn, ELRLoss) else None
+        network = NetworkWithLossTerms(model, self.elr_in_graph) if self.elr_in_graph is not None else model
         # DDP outermost, as torch.compile expects it (it splits the graph at DDP's gradient buckets)
         self.trained = plan.compiled(_data_parallel(network, dist, plan.device))
         self.loss_fn = loss_fn
@@ -124,10 +125,11 @@ class SingleNetwork:
         _ensure_training(self.trained, self.model)
         images, labels, index, extra = _unpack(batch, self.plan)
         global_batch_size = batch.get("global_batch_size")
-        if self.loss_in_graph:
+        if self.elr_in_graph is not None:
             with self.plan.autocast():
-                logits, *terms = self.trained(images, labels=labels, old_rows=self.loss_fn.targets[index], **extra)
-            loss = self.loss_fn.combine(index, *terms, global_batch_size=global_batch_size)
+                logits, *terms = self.trained(images, labels=labels, old_rows=self.elr_in_graph.targets[index],
+                                              **extra)
+            loss = self.elr_in_graph.combine(index, *terms, global_batch_size=global_batch_size)
         else:
             with self.plan.autocast():
                 logits = self.trained(images, **extra)
@@ -164,7 +166,7 @@ class SingleNetwork:
         _load_scaler_state(self.scaler, state["scaler"])
 
     def end_training(self) -> None:
-        self.trained, self.loss_in_graph = self.model, False
+        self.trained, self.elr_in_graph = self.model, None
 
     def networks(self) -> list[nn.Module]:
         return [self.model]
@@ -235,10 +237,10 @@ class ELRPlusPair:
         unpacked = [_unpack(own, self.plan) for own in own_batches]
         global_sizes = [own.get("global_batch_size") for own in own_batches]
         # both networks' targets before either step
-        target_logits = [self._fold_targets(k, own, global_sizes[k]) for k, own in enumerate(unpacked)]
+        folded = [self._fold_targets(k, own, global_sizes[k]) for k, own in enumerate(unpacked)]
         losses = [self._network_step(k, own, global_sizes[k]) for k, own in enumerate(unpacked)]
         self.network_steps = [steps + 1 for steps in self.network_steps]
-        return (losses[0] + losses[1]) / 2, target_logits[0]
+        return (losses[0] + losses[1]) / 2, folded[0]
 
     def _fold_targets(self, k: int, own: tuple, global_batch_size: int | None) -> torch.Tensor:
         """The other network's EMA logits on network k's un-mixed batch, folded into network k's targets."""
@@ -309,16 +311,17 @@ class ELRPlusPair:
             _set_lr(optimizer, lr)
 
     def state_dict(self) -> dict[str, Any]:
-        parts = {"nets": self.nets, "emas": self.emas, "losses": self.losses,
-                 "optimizers": self.optimizers, "scalers": self.scalers}
+        parts: dict[str, list[Any]] = {"nets": self.nets, "emas": self.emas, "losses": self.losses,
+                                       "optimizers": self.optimizers, "scalers": self.scalers}
         if self.network_steps[0] != self.network_steps[1]:
             raise RuntimeError(f"ELR+ saved part-way through an epoch (network steps {self.network_steps}); "
                                "checkpoints are written at epochs' ends")
         return {**{key: [p.state_dict() for p in pair] for key, pair in parts.items()}, "step": self.step}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for key, pair in (("nets", self.nets), ("emas", self.emas), ("losses", self.losses),
-                          ("optimizers", self.optimizers)):
+        pairs: tuple[tuple[str, list[Any]], ...] = (("nets", self.nets), ("emas", self.emas), ("losses", self.losses),
+                                                    ("optimizers", self.optimizers))
+        for key, pair in pairs:
             for part, part_state in zip(pair, state[key]):
                 part.load_state_dict(part_state)
         for scaler, scaler_state in zip(self.scalers, state["scalers"]):

@@ -271,7 +271,7 @@ def _epoch_scores(run: RunContext, feeder: BatchFeeder) -> dict[str, Any]:
     row.update(scores_on_test_sets(method, feeder, data))
     # what a fast GPU epoch spends besides training (the rest of wall_seconds: start-up, checkpoints)
     row["eval_seconds"] = round(time.perf_counter() - evaluation_started, 3)
-    if run.knows_clean:
+    if data.train_clean_labels is not None:  # benchmarks and simulated cohorts know the training examples' truth
         row.update(memorization_fractions(pred, data.train_labels, data.train_clean_labels, seen))
     return row
 
@@ -305,11 +305,6 @@ class RunContext:
     state: RunState  # the counters the epochs advance (the context itself is not reassigned)
     plan: ExecutionPlan
     dist: DistContext
-
-    @property
-    def knows_clean(self) -> bool:
-        """Whether the training examples' clean labels are known (benchmarks and simulated cohorts)."""
-        return self.data.train_clean_labels is not None
 
 
 class RunState:
@@ -350,7 +345,7 @@ def _train_epoch(method: Method, batches: Iterable[dict[str, torch.Tensor]], epo
         loss = scaled_to_global_batch(loss, len(batch["index"]), batch.get("global_batch_size"))
         total = loss if total is None else total + loss  # summed on the device, read once an epoch
         steps += 1
-    return float(mean_over_ranks(total)) / steps if steps else float("nan")
+    return float(mean_over_ranks(total)) / steps if total is not None else float("nan")
 
 
 def _record_divergence(out_dir: Path, epoch: int, plan: ExecutionPlan, checkpoints: CheckpointWriter,
@@ -510,7 +505,7 @@ def _finish(run: RunContext) -> dict[str, Any]:
     table = _mislabel_table(method, run.tracker, data)
     summary["suspected_mislabels_epoch"] = summary["epochs"]  # the last epoch's targets, not the selected epoch's
     atomic_write_text(table.to_csv(index=False), out_dir / "suspected_mislabels.csv")
-    if run.knows_clean:
+    if data.train_clean_labels is not None:
         summary["mislabels"] = mislabel_precision_recall(table["index"].to_numpy(), table["suggested_label"].to_numpy(),
                                                          data.train_labels, data.train_clean_labels)
         from elr_mri.plots import plot_memorization

@@ -77,11 +77,13 @@ def predict_split(method: Method, batches: Iterable[dict[str, torch.Tensor]] | N
 def _joined(share: SplitPredictions | None) -> SplitPredictions | None:
     """Every rank's predictions of its share of a split, on the host and concatenated in rank order (one exchange a
     split; a rank with an empty share gives None); alone, this process's."""
-    on_host = None if share is None else SplitPredictions(*(rows.cpu() for rows in share[:3]), share.num_classes)
+    on_host = None if share is None else share._replace(predicted=share.predicted.cpu(), labels=share.labels.cpu(),
+                                                         in_top5=share.in_top5.cpu())
     parts = [part for part in gather_objects(on_host) if part is not None]
     if len(parts) < 2:
         return parts[0] if parts else None
-    return SplitPredictions(*(torch.cat(rows) for rows in zip(*(part[:3] for part in parts))), parts[0].num_classes)
+    return SplitPredictions(torch.cat([part.predicted for part in parts]), torch.cat([part.labels for part in parts]),
+                            torch.cat([part.in_top5 for part in parts]), parts[0].num_classes)
 
 
 def scores_on_test_sets(method: Method, feeder: BatchFeeder, data: NoisyImageData) -> dict[str, float]:

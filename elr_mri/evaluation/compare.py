@@ -214,7 +214,7 @@ def remove_comparisons_citing(folder: Path) -> list[Path]:
     return removed
 
 
-def _comparisons_cited(folder: Path) -> dict[str, str]:
+def _comparisons_cited(folder: Path) -> dict[str, str | None]:
     try:
         cited = json.loads((folder / COMPARED_IN).read_text())
     except (OSError, ValueError):

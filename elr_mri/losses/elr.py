@@ -132,8 +132,8 @@ def non_integer_dtype(positions: Any) -> torch.dtype | np.dtype | None:
     if torch.is_tensor(positions):
         dtype = positions.dtype
         return dtype if dtype.is_floating_point or dtype.is_complex or dtype == torch.bool else None
-    dtype = np.asarray(positions).dtype
-    return None if dtype.kind in "iu" else dtype
+    array_dtype = np.asarray(positions).dtype
+    return None if array_dtype.kind in "iu" else array_dtype
 
 
 def check_class_count(owner: str, logits: torch.Tensor, num_classes: int) -> None:

@@ -6,7 +6,7 @@ loading a config should not cost torch's import, so each builder imports its net
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Literal
 
 if TYPE_CHECKING:
     from torch import nn
@@ -72,7 +72,7 @@ def _widened_cnn3d(input_shape: tuple[int, ...], num_classes: int, cfg: ModelCon
                         input_size=input_shape[1:])
 
 
-def _monai_3d(name: str) -> Builder:
+def _monai_3d(name: Literal["resnet18", "densenet121"]) -> Builder:
     def build(input_shape: tuple[int, ...], num_classes: int, cfg: ModelConfig) -> nn.Module:
         from elr_mri.models.widened_cnn import monai_baseline
 

@@ -12,7 +12,7 @@ convolution's, so checkpoints do not depend on the switch.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -58,7 +58,8 @@ class PhaseGridConv3d(nn.Conv3d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.on_phase_grids and self.dilation[0] > 1:
-            return conv3d_on_phases(x, self.weight, self.bias, self.padding[0], self.dilation[0])
+            padding = cast(tuple[int, ...], self.padding)  # a tuple: __init__ refused a padding string
+            return conv3d_on_phases(x, self.weight, self.bias, padding[0], self.dilation[0])
         return super().forward(x)
 
 

@@ -88,10 +88,11 @@ class WidenedCNN3D(nn.Module):
         last_channels = _LAYERS[-1][1] * widening
         self.fc = nn.Linear(last_channels * math.prod(grid), FEATURE_DIM)
         self.age_encoding = AgeEncoding(FEATURE_DIM) if use_age else None
-        self.head = nn.Sequential(nn.Linear(FEATURE_DIM, HIDDEN_DIM), nn.Linear(HIDDEN_DIM, num_classes))
-        for layer in self.head:
+        hidden, output = nn.Linear(FEATURE_DIM, HIDDEN_DIM), nn.Linear(HIDDEN_DIM, num_classes)
+        for layer in (hidden, output):
             nn.init.normal_(layer.weight, 0.0, HEAD_INIT_STD)
             nn.init.zeros_(layer.bias)
+        self.head = nn.Sequential(hidden, output)
 
     def forward(self, x: torch.Tensor, age: torch.Tensor | None = None) -> torch.Tensor:
         """Logits for volumes `x` (N, C, D, H, W); `age` (N,) in years is required when `use_age`."""

@@ -27,6 +27,7 @@ _CHECKOUT = checkout_root()
 # the development data's copy beside a checkout; None where the package is installed (no folder beside it to look in)
 COLIN27 = _CHECKOUT.parent / "shared" / "data" / "mri" / "colin27_ch2_t1.nii.gz" if _CHECKOUT else None
 ANATOMIES = ("mni152", "colin27")
+_ANATOMY_FIX = "pass a 3D T1 NIfTI in MNI space, or --anatomy mni152 (the template nilearn ships)"
 # Displacement fields are smooth, so one 2 mm grid serves every output resolution.
 DEFORMATION_SPACING_MM = 2.0
 # Natural variability: RMS displacement of the random smooth field, and the head-size spread.
@@ -128,12 +129,13 @@ def _load_image(name: str, resolution_mm: float) -> nib.Nifti1Image:
         from nilearn.datasets import load_mni152_template
 
         return load_mni152_template(resolution=2 if resolution_mm >= 2 else 1)
-    if name == "colin27" and (COLIN27 is None or not COLIN27.exists()):
+    if name != "colin27":
+        return load_option_file(name, "--anatomy", _ANATOMY_FIX)
+    if COLIN27 is None or not COLIN27.exists():
         raise FileNotFoundError(f"anatomy 'colin27': {_colin27_absence()}; Colin27 does not ship with elr-mri "
                                 "(ANTsPy's ants.get_ants_data('ch2') downloads it): pass its path to --anatomy, "
                                 "or use --anatomy mni152")
-    return load_option_file(COLIN27 if name == "colin27" else name, "--anatomy",
-                            "pass a 3D T1 NIfTI in MNI space, or --anatomy mni152 (the template nilearn ships)")
+    return load_option_file(COLIN27, "--anatomy", _ANATOMY_FIX)
 
 
 def _colin27_absence() -> str:

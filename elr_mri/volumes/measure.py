@@ -104,7 +104,7 @@ def measure_scan(image_path: str | Path, params: VolumeParams = VolumeParams(), 
                          "since); rerun `elr-mri preprocess` on this scan")
     preprocessed = _preprocess_params(preprocess_meta, outputs.sidecar) if preprocess_meta is not None else None
     transforms = [outputs.transform] + ([outputs.warp] if preprocessed and preprocessed.transform == "syn" else [])
-    if preprocessed is None or not all(path.is_file() for path in transforms):
+    if preprocess_meta is None or preprocessed is None or not all(path.is_file() for path in transforms):
         raise FileNotFoundError(f"{outputs.image}: its sidecar, affine transform or (--transform syn) warp is "
                                 "missing; rerun `elr-mri preprocess` on this scan")
     written = (preprocess_meta.get("outputs_sha256") or {}).get(outputs.image.name)
@@ -378,8 +378,9 @@ def _measure_one(path: str, params: VolumeParams, workdirs: str, cache_dir: Path
     try:
         return measure_scan(path, params, workdirs, cache_dir)
     except Exception as exc:  # noqa: BLE001 - reported per scan, with its type and telling line
-        if as_storage_error(exc) is not None:
-            raise as_storage_error(exc) from None
+        storage_error = as_storage_error(exc)
+        if storage_error is not None:
+            raise storage_error from None
         return {"status": "failed", "error": f"{type(exc).__name__}: {telling_line(str(exc))}"}
 
 
