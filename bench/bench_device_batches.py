@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -44,7 +45,8 @@ def load_train(root: Path | None) -> tuple[InMemoryImages, str]:
     if root is not None and (root / "train").is_dir():
         started = time.perf_counter()
         data = build_image_data(DataConfig(name="imagefolder", root=str(root)))
-        return data.train, f"CIFAR-10 JPEG copy in {root.relative_to(ROOT)} (decoded in {time.perf_counter() - started:.0f} s)"
+        train = cast(InMemoryImages, data.train)  # an image folder's pixels are decoded into memory
+        return train, f"CIFAR-10 JPEG copy in {root.relative_to(ROOT)} (decoded in {time.perf_counter() - started:.0f} s)"
     images = np.random.default_rng(0).integers(0, 256, (TRAIN_SIZE, 3, 32, 32), dtype=np.uint8)
     mean, std = NORMALISATION["cifar10"]
     transform = Compose([ToFloat(), RandomCrop(32, padding=CIFAR_PADDING), RandomHorizontalFlip(), Normalize(mean, std)])
@@ -144,7 +146,8 @@ def report(args: argparse.Namespace, device: torch.device, source: str, images: 
     resident_paths = [name for name in rates if name.startswith("device")]
     pending = planned - len(rates) - len(failed)
     if per_item and resident_paths:
-        best_item, best_resident = max(per_item, key=rates.get), max(resident_paths, key=rates.get)
+        best_item = max(per_item, key=lambda name: rates[name])
+        best_resident = max(resident_paths, key=lambda name: rates[name])
         ratio = rates[best_resident] / rates[best_item]
         verdict = (f"Best device-resident path over best per-item path: **{ratio:.1f}×** ({best_resident} vs "
                    f"{best_item}).")

@@ -12,7 +12,7 @@ import argparse
 import platform
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -69,16 +69,18 @@ def tables_from_both_sources(run_dir: Path) -> dict[str, Any]:
     for source in SOURCES:
         run = load_run(run_dir, source, note_precision=False)
         labels = build_data(run.cfg.data)  # digits: read in a moment
-        tables[source] = suspected_mislabels(run.method.targets(), labels.train_labels)
+        targets = cast(torch.Tensor, run.method.targets())  # ELR's and ELR+'s runs: each has a target table
+        tables[source] = suspected_mislabels(targets, labels.train_labels)
         epochs[source] = run.epoch
-    wrong = labels.train_labels != labels.train_clean_labels
+    clean = cast(np.ndarray, labels.train_clean_labels)  # digits' true labels are known
+    wrong = labels.train_labels != clean
     found: dict[str, Any] = {}
     for source, other in zip(SOURCES, reversed(SOURCES)):
         table = tables[source]
         alone = np.setdiff1d(table["index"], tables[other]["index"])
         found[source] = {"epoch": epochs[source], "alone": alone.size, "alone_wrong": int(wrong[alone].sum()),
                          **mislabel_precision_recall(table["index"].to_numpy(), table["suggested_label"].to_numpy(),
-                                                     labels.train_labels, labels.train_clean_labels)}
+                                                     labels.train_labels, clean)}
     return found
 
 

@@ -47,6 +47,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
@@ -62,6 +63,9 @@ from elr_mri.engine.execution import ExecutionPlan  # noqa: E402
 from elr_mri.models.widened_cnn import MIN_INPUT_SIZE, WidenedCNN3D, model_report, monai_baseline  # noqa: E402
 from preprocess.user_errors import output_file  # noqa: E402
 
+if TYPE_CHECKING:  # MONAI's import is left to the loader rows
+    from elr_mri.data.mri import MRIScans
+
 PAPER_SIZE = 96
 PAPER_GRID_1_5MM = (121, 145, 121)  # the ML4H paper's 1.5 mm MNI grid (preprocess/ DEFAULT_SHAPES)
 NUM_CLASSES = 3
@@ -76,7 +80,7 @@ class ModelSpec:
     """One network of the comparison: a widened CNN (with its factor) or a MONAI baseline."""
 
     label: str
-    kind: str  # "widened", "resnet18" or "densenet121"
+    kind: Literal["widened", "resnet18", "densenet121"]
     widening: int = 0
 
 
@@ -267,8 +271,11 @@ def run_steps(job: StepJob) -> StepResult:
         train_step(plan, trained, optimizer, scaler, batch)
         times.append(time.perf_counter() - started)
     peak_bytes, load_after = peak_memory(device, rss_before_kb), os.getloadavg()[0]
-    kernels = busiest_kernels(lambda: [train_step(plan, trained, optimizer, scaler, batch)
-                                       for _ in range(job.profile_steps)], device) if job.profile_steps else ""
+    def profiled_steps() -> None:
+        for _ in range(job.profile_steps):
+            train_step(plan, trained, optimizer, scaler, batch)
+
+    kernels = busiest_kernels(profiled_steps, device) if job.profile_steps else ""
     return StepResult(warmup=job.warmup, step_times=times, peak_bytes=peak_bytes, threads=torch.get_num_threads(),
                       load_before=load_before, load_after=load_after, kernels=kernels)
 
@@ -342,7 +349,7 @@ def write_volumes(folder: Path, count: int, resolution: float) -> tuple[list[Pat
     return paths, data.shape
 
 
-def scans_dataset(paths: list[Path], crop: int, blur_on_device: bool = False) -> tuple[object, float]:
+def scans_dataset(paths: list[Path], crop: int, blur_on_device: bool = False) -> tuple[MRIScans, float]:
     """An `MRIScans` training split over `paths` with the RAM cache; returns it and the fill seconds.
     `blur_on_device`: its items leave the blur to the batch's device (`data.mri.blur_on: device`)."""
     import pandas as pd
@@ -357,7 +364,7 @@ def scans_dataset(paths: list[Path], crop: int, blur_on_device: bool = False) ->
     return dataset, time.perf_counter() - started
 
 
-def epoch_seconds(dataset: object, batch: int, num_workers: int, seed: int, blur_device: str | None = None) -> float:
+def epoch_seconds(dataset: MRIScans, batch: int, num_workers: int, seed: int, blur_device: str | None = None) -> float:
     """Wall time to draw one shuffled epoch, the DataLoader made per epoch and each scan augmented from its own
     seed, as the engine does; with `blur_device`, each batch then blurred there as the engine's feeder does."""
     from torch.utils.data import DataLoader
