@@ -1,6 +1,7 @@
 """The type hints say what the code does: mypy (pinned in pyproject's dev extra, set up in its [tool.mypy]) finds
-nothing in the package, the scripts and the benchmarks, and every function there is annotated. Hints had drifted from the code: a parameter typed `int | None` that was always
-an int, a dict typed by its values' keys, a dataset typed as torch's `Dataset` that the engine read labels from."""
+nothing in the package, the scripts and the benchmarks, and every function there is annotated. Hints had drifted from
+the code: a parameter typed `int | None` that was always an int, a dict typed by its values' keys, a dataset typed as
+torch's `Dataset` that the engine read labels from."""
 from __future__ import annotations
 
 import subprocess
