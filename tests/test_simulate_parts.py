@@ -1,0 +1,50 @@
+"""The simulator's spatial toolkit and regions, checked against what they are from first principles (a rotation's
+right-hand rule, a DCT-II basis, a grid's voxel centres), apart from the cohort they build."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from elr_mri.simulate.fields import box_affine, crop_grid, dct_field, rotation_matrix, sample
+
+
+def test_rotations_follow_the_right_hand_rule_and_apply_about_x_first_then_y_then_z() -> None:
+    """90° about y turns x into −z (z into x); (90, 0, 90) turns y first about x, into z, which z leaves alone."""
+    np.testing.assert_allclose(rotation_matrix((0.0, 90.0, 0.0)) @ [1.0, 0.0, 0.0], [0.0, 0.0, -1.0], atol=1e-12)
+    np.testing.assert_allclose(rotation_matrix((0.0, 90.0, 0.0)) @ [0.0, 0.0, 1.0], [1.0, 0.0, 0.0], atol=1e-12)
+    np.testing.assert_allclose(rotation_matrix((90.0, 0.0, 90.0)) @ [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], atol=1e-12)
+
+
+def test_a_scanner_grid_points_each_axis_where_its_code_says_and_centres_on_the_field_of_view() -> None:
+    """The holdout site stores PIR: its first array axis must run posterior, the second inferior, the third right."""
+    center = np.array([0.0, -20.0, 8.0])
+    affine, shape = box_affine(center, np.array([240.0, 256.0, 256.0]), np.array([2.5, 2.0, 2.0]), "PIR")
+    assert nib.aff2axcodes(affine) == ("P", "I", "R") and shape == (128, 128, 96)
+    middle = affine @ np.append((np.asarray(shape) - 1) / 2.0, 1.0)
+    np.testing.assert_allclose(middle[:3], center)
+
+
+def test_cropping_a_grid_to_a_box_keeps_every_voxel_centre_inside_it_the_last_one_too() -> None:
+    """A 2 mm grid from 0 mm, cropped to [2, 6] mm: its voxels at 2, 4 and 6 mm, indexes 1 to 3."""
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    slices, sub_affine, sub_shape = crop_grid(affine, (10, 10, 10), np.array([2.0] * 3), np.array([6.0] * 3))
+    assert slices == (slice(1, 4),) * 3 and sub_shape == (3, 3, 3)
+    np.testing.assert_allclose(sub_affine[:3, 3], [2.0, 2.0, 2.0])
+
+
+def test_sampling_outside_a_volume_extends_its_edge_for_a_field_and_fills_for_an_image() -> None:
+    """`fill=None` (displacement fields) repeats the edge value outwards; a number (images) is what lies outside."""
+    volume = np.arange(27, dtype=np.float32).reshape(3, 3, 3) + 1.0
+    outside = np.array([[10.0, 1.0, 1.0]], np.float32)  # beyond the last x voxel, whose row holds 19, 20, 21
+    assert sample(volume, np.eye(4), outside, fill=None)[0] == pytest.approx(volume[2, 1, 1])
+    assert sample(volume, np.eye(4), outside, fill=0.0)[0] == 0.0
+
+
+def test_the_smooth_field_uses_the_dct_ii_cosines_of_spms_bias_basis() -> None:
+    """DCT-II basis k on n voxels is cos(π·k·(x + ½)/n): along a 1-voxel axis only k = 0 remains, so a field of
+    2 basis functions on an 8×1×1 grid is ±√2·cos(π(x + ½)/8) once scaled to RMS 1 (that cosine's RMS is 1/√2)."""
+    field = dct_field(np.random.default_rng(3), (8, 1, 1), 2, 1.0)[:, 0, 0]
+    expected = np.sqrt(2.0) * np.cos(np.pi * (np.arange(8) + 0.5) / 8)
+    np.testing.assert_allclose(np.abs(field), np.abs(expected), atol=1e-5)
