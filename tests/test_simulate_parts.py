@@ -7,6 +7,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from elr_mri.simulate.acquisition import SITES, Pose, SiteProfile, corrupt, draw_pose
 from elr_mri.simulate.fields import box_affine, crop_grid, dct_field, rotation_matrix, sample
 
 
@@ -48,3 +49,52 @@ def test_the_smooth_field_uses_the_dct_ii_cosines_of_spms_bias_basis() -> None:
     field = dct_field(np.random.default_rng(3), (8, 1, 1), 2, 1.0)[:, 0, 0]
     expected = np.sqrt(2.0) * np.cos(np.pi * (np.arange(8) + 0.5) / 8)
     np.testing.assert_allclose(np.abs(field), np.abs(expected), atol=1e-5)
+
+
+def test_a_pose_puts_head_point_y_at_r_y_plus_t_as_simulation_json_says() -> None:
+    """Head point y sits at x = R·y + t: the MNI origin at t, and 90° about z turns the head's x axis into y."""
+    np.testing.assert_allclose(Pose((0.0, 0.0, 0.0), (1.0, -2.0, 3.0)).matrix() @ [0.0, 0.0, 0.0, 1.0],
+                               [1.0, -2.0, 3.0, 1.0])
+    np.testing.assert_allclose(Pose((0.0, 0.0, 90.0), (1.0, -2.0, 3.0)).matrix() @ [10.0, 0.0, 0.0, 1.0],
+                               [1.0, 8.0, 3.0, 1.0], atol=1e-12)
+
+
+def test_head_poses_spread_over_plus_and_minus_15_degrees_and_mm_on_every_axis() -> None:
+    """README: random head pose (±15°, ±15 mm), uniform on each axis, so as many turned one way as the other."""
+    rng = np.random.default_rng(0)
+    poses = np.array([(pose.rotation_deg + pose.translation_mm) for pose in (draw_pose(rng) for _ in range(400))])
+    assert np.abs(poses).max() <= 15.0
+    assert (poses.min(axis=0) < -13.5).all() and (poses.max(axis=0) > 13.5).all()
+    assert np.abs(poses.mean(axis=0)).max() < 1.5  # uniform on ±15: mean 0, standard error 8.66/√400 = 0.43
+
+
+def scanner(**changes: float) -> SiteProfile:
+    """A site without noise, bias field or scale jitter, unless `changes` gives them."""
+    settings = dict(name="plain", noise=0.0, bias_rms=0.0, intensity_scale=1000.0, scale_jitter=0.0, gamma=1.0,
+                    voxel_factor=(1.0, 1.0, 1.0), axis_codes="RAS", fov_mm=(10.0, 10.0, 10.0)) | changes
+    return SiteProfile(**settings)  # type: ignore[arg-type]
+
+
+def test_the_scanner_writes_scale_times_the_clean_value_raised_to_its_contrast_gamma() -> None:
+    """Without noise or bias a clean 0.5 is written as 1000·0.5^γ: 250 at γ = 2 (√0.5·1000 = 707 would be 1/γ)."""
+    data, scale = corrupt(np.random.default_rng(0), np.full((4, 4, 4), 0.5, np.float32), scanner(gamma=2.0))
+    assert scale == 1000.0 and (data == 250).all()
+
+
+def test_the_noise_is_rician_so_empty_air_reads_as_a_rayleigh_magnitude() -> None:
+    """Rician noise: the magnitude of signal plus complex Gaussian noise of σ on each channel. Where there is no signal
+    it is Rayleigh, of mean σ·√(π/2) = 1.25σ; noise on the real channel alone would give |N(0, σ)|, of mean 0.80σ."""
+    data, _ = corrupt(np.random.default_rng(0), np.zeros((40, 40, 40), np.float32), scanner(noise=0.05))
+    assert data.mean() / (0.05 * 1000.0) == pytest.approx(np.sqrt(np.pi / 2), rel=0.02)
+
+
+def test_the_two_sites_differ_as_the_readme_says() -> None:
+    """README: the holdout has Rician noise 3.5% of white matter against 2%, a bias field of log-RMS 0.18 against
+    0.08, about a third of the intensity scale, contrast γ 1.15, voxels 1.25× as long left–right, stored PIR
+    against LPS."""
+    train, holdout = SITES["adni_sim"], SITES["nacc_sim"]
+    assert (train.noise, holdout.noise, train.bias_rms, holdout.bias_rms) == (0.02, 0.035, 0.08, 0.18)
+    assert holdout.intensity_scale / train.intensity_scale == pytest.approx(1 / 3, abs=0.03)
+    assert (train.gamma, holdout.gamma) == (1.0, 1.15)
+    assert (train.voxel_factor, holdout.voxel_factor) == ((1.0, 1.0, 1.0), (1.25, 1.0, 1.0))
+    assert (train.axis_codes, holdout.axis_codes) == ("LPS", "PIR")
