@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from elr_mri.simulate.acquisition import SITES, Pose, SiteProfile, corrupt, draw_pose
+from elr_mri.simulate.disease import REFERENCE_AGE, REGIONS, Region, region_changes
 from elr_mri.simulate.fields import box_affine, crop_grid, dct_field, rotation_matrix, sample
 
 
@@ -98,3 +99,19 @@ def test_the_two_sites_differ_as_the_readme_says() -> None:
     assert (train.gamma, holdout.gamma) == (1.0, 1.15)
     assert (train.voxel_factor, holdout.voxel_factor) == ((1.0, 1.0, 1.0), (1.25, 1.0, 1.0))
     assert (train.axis_codes, holdout.axis_codes) == ("LPS", "PIR")
+
+
+def test_a_regions_half_extent_along_the_world_axes_follows_its_turn() -> None:
+    """An ellipsoid of radii (5, 17, 6) turned 90° about z lies 17 mm along x, 5 along y, 6 along z."""
+    turned = Region("turned", (0.0, 0.0, 0.0), (5.0, 17.0, 6.0), (0.0, 0.0, 90.0), 0.0, 0.0)
+    np.testing.assert_allclose(turned.half_extent_mm(), [17.0, 5.0, 6.0])
+
+
+def test_each_regions_atrophy_varies_about_the_typical_by_its_relative_jitter() -> None:
+    """At severity 1 and the reference age a region changes by ad_change·(1 + 0.15·N(0, 1)): about the typical AD
+    change on average, spread by 15% of it from subject to subject and between the hemispheres."""
+    rng = np.random.default_rng(0)
+    hippocampus = next(region for region in REGIONS if region.name == "hippocampus_l")
+    relative = np.array([region_changes(rng, 1.0, REFERENCE_AGE)["hippocampus_l"] for _ in range(2000)])
+    relative /= hippocampus.ad_change
+    assert relative.mean() == pytest.approx(1.0, abs=0.01) and relative.std() == pytest.approx(0.15, rel=0.06)
