@@ -3,13 +3,17 @@ right-hand rule, a DCT-II basis, a grid's voxel centres), apart from the cohort 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nibabel as nib
 import numpy as np
 import pytest
 
-from elr_mri.simulate.acquisition import SITES, Pose, SiteProfile, corrupt, draw_pose
+from elr_mri.simulate.acquisition import SITES, Pose, SiteProfile, corrupt, draw_pose, scanner_grid
+from elr_mri.simulate.anatomy import load_anatomy, natural_displacement
 from elr_mri.simulate.disease import REFERENCE_AGE, REGIONS, Region, region_changes
-from elr_mri.simulate.fields import box_affine, crop_grid, dct_field, rotation_matrix, sample
+from elr_mri.simulate.fields import box_affine, crop_grid, dct_field, grid_points, rotation_matrix, sample
+from preprocess.checks import ScanError
 
 
 def test_rotations_follow_the_right_hand_rule_and_apply_about_x_first_then_y_then_z() -> None:
@@ -115,3 +119,51 @@ def test_each_regions_atrophy_varies_about_the_typical_by_its_relative_jitter() 
     relative = np.array([region_changes(rng, 1.0, REFERENCE_AGE)["hippocampus_l"] for _ in range(2000)])
     relative /= hippocampus.ad_change
     assert relative.mean() == pytest.approx(1.0, abs=0.01) and relative.std() == pytest.approx(0.15, rel=0.06)
+
+
+def test_the_anatomy_is_scaled_so_white_matter_is_about_1() -> None:
+    """The left centrum semiovale (MNI −28, −20, 30), deep white matter, reads about 1 (brighter tissue is rare)."""
+    anatomy = load_anatomy("mni152", 3.0)
+    white = sample(anatomy.data, anatomy.affine, np.array([[-28.0, -20.0, 30.0], [28.0, -20.0, 30.0]], np.float32))
+    assert ((white > 0.85) & (white < 1.05)).all()
+
+
+def test_head_size_is_an_isotropic_scale_about_the_mni_origin_larger_for_men() -> None:
+    """A head of scale s samples the template at y/s (a backward displacement of (1/s − 1)·y), men 1.02 and women 0.98
+    on average. Drawn from the same generator state, a man and a woman share the smooth field, so their displacements
+    differ by (1/s_man − 1/s_woman)·y alone, with s_man − s_woman = 0.04."""
+    grid_affine = np.diag([4.0, 4.0, 4.0, 1.0])
+    grid_affine[:3, 3] = (-96.0, -132.0, -78.0)
+    shape = (12, 14, 10)
+    man, man_scale = natural_displacement(np.random.default_rng(1), grid_affine, shape, "M")
+    woman, woman_scale = natural_displacement(np.random.default_rng(1), grid_affine, shape, "F")
+    assert man_scale - woman_scale == pytest.approx(0.04)
+    points = np.moveaxis(grid_points(shape, grid_affine), -1, 0)
+    np.testing.assert_allclose(man - woman, (1 / man_scale - 1 / woman_scale) * points, atol=1e-4)
+
+
+def test_an_anatomy_with_a_quarter_of_a_region_in_air_is_refused(tmp_path: Path) -> None:
+    """README: a head that leaves more than a tenth of a disease region in air is refused. The template cut above
+    z = 30 mm loses the cap of the whole-brain ellipsoid (centre z 12, radius 55 mm): h = 18/55 of the radius up, a
+    cap of (1 − h)²(2 + h)/4 = 26% of its volume."""
+    from nilearn.datasets import load_mni152_template
+
+    template = load_mni152_template(resolution=2)
+    data = template.get_fdata(dtype=np.float32)
+    z = (template.affine @ np.vstack([np.zeros((2, data.shape[2])), np.arange(data.shape[2]), np.ones(data.shape[2])]))[2]
+    data[:, :, z > 30.0] = 0.0
+    cut = tmp_path / "cut.nii.gz"
+    nib.save(nib.Nifti1Image(data, template.affine), cut)
+    with pytest.raises(ScanError, match=r"only 7\d% of the region brain "):
+        load_anatomy(str(cut), 4.0)
+
+
+def test_each_scanner_aims_its_field_of_view_at_the_middle_of_the_brain() -> None:
+    """As a technologist aims: the grid's centre lies within 5 mm of the template brain's centroid on every axis, so
+    a head turned 15° and moved 15 mm still fits the 240-256 mm field of view."""
+    anatomy = load_anatomy("mni152", 3.0)
+    brain = grid_points(anatomy.data.shape, anatomy.affine)[anatomy.data > 0.1].mean(axis=0)
+    for profile in SITES.values():
+        affine, shape = scanner_grid(profile, 3.0)
+        centre = affine @ np.append((np.asarray(shape) - 1) / 2.0, 1.0)
+        np.testing.assert_allclose(centre[:3], brain, atol=5.0)
