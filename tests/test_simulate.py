@@ -364,6 +364,7 @@ def test_each_subject_is_drawn_by_its_true_diagnosis_whatever_label_it_is_given(
         rows = [s for s in specs if s.true_diagnosis == diagnosis]
         ages, severities = np.array([s.age for s in rows]), np.array([s.severity for s in rows])
         assert ages.mean() == pytest.approx(age, abs=0.6) and ages.std() == pytest.approx(age_sd, abs=0.35)
+        assert ages.min() >= 55 and ages.max() <= 95  # kept within 55-95: N(76, 7) passes 95 once in 300
         assert np.mean([s.sex == "M" for s in rows]) == pytest.approx(men, abs=0.05)
         assert severities.mean() == pytest.approx(severity, abs=0.03) and severities.min() >= 0
 

@@ -11,6 +11,7 @@ import pytest
 
 from elr_mri.simulate.acquisition import SITES, Pose, SiteProfile, corrupt, draw_pose, scanner_grid
 from elr_mri.simulate.anatomy import load_anatomy, natural_displacement
+from elr_mri.simulate.cohort import plan_cohort, raise_label_noise
 from elr_mri.simulate.disease import REFERENCE_AGE, REGIONS, Region, region_changes
 from elr_mri.simulate.fields import box_affine, crop_grid, dct_field, grid_points, rotation_matrix, sample
 from preprocess.checks import ScanError
@@ -167,3 +168,22 @@ def test_each_scanner_aims_its_field_of_view_at_the_middle_of_the_brain() -> Non
         affine, shape = scanner_grid(profile, 3.0)
         centre = affine @ np.append((np.asarray(shape) - 1) / 2.0, 1.0)
         np.testing.assert_allclose(centre[:3], brain, atol=5.0)
+
+
+def test_each_site_numbers_its_participants_from_1_and_a_negative_count_is_refused() -> None:
+    """`plan_cohort` is public (bench scripts plan without rendering): a negative holdout count must be refused as the
+    training count is, not taken silently as no holdout."""
+    ids = [spec.participant_id for spec in plan_cohort(2, 1, 0.0, seed=0)]
+    assert ids == ["sub-ADNISIM0001", "sub-ADNISIM0002", "sub-NACCSIM0001"]
+    for train, holdout in ((3, -1), (-1, 3)):
+        with pytest.raises(ValueError, match="subject counts must be non-negative"):
+            plan_cohort(train, holdout, 0.2, seed=0)
+
+
+def test_raising_the_label_noise_below_the_wrong_labels_already_there_is_refused_even_by_one() -> None:
+    """3 of 10 labels wrong and a rate of 0.2 asks for 2: one fewer than there are, which only adding flips cannot
+    reach; taken as a count of flips, −1 would flip every correct label but one."""
+    truth = ["CN", "MCI", "AD", "CN", "MCI", "AD", "CN", "MCI", "AD", "MCI"]
+    given = ["MCI", "CN", "MCI", *truth[3:]]
+    with pytest.raises(ValueError, match="3 of 10 labels are already wrong"):
+        raise_label_noise(np.random.default_rng(0), truth, given, 0.2)
