@@ -291,6 +291,7 @@ def test_manifest_carries_noisy_labels_and_truth_keeps_the_rest(cohort: Path) ->
         profile = SITES[row.cohort]
         assert image.get_data_dtype() == np.int16
         assert "".join(nib.aff2axcodes(image.affine)) == profile.axis_codes
+        assert image.header["qform_code"] == image.header["sform_code"] == 1  # scanner anatomy, for every reader
         zooms = sorted(np.round(image.header.get_zooms()[:3], 3))
         assert zooms == sorted(np.round(RESOLUTION * np.asarray(profile.voxel_factor), 3))
 
@@ -426,7 +427,9 @@ def test_pose_is_a_real_motion_that_the_recorded_transform_undoes(cohort: Path) 
     affine, shape, points = template_grid()
     for index in (0, TRAIN):  # one scan per site
         row, spec = truth.iloc[index], specs[index]
-        clean = sample_subject(anatomy, subject_shape(spec, anatomy, SEED), affine, shape).ravel()
+        drawn = subject_shape(spec, anatomy, SEED)
+        assert row["head_scale"] == pytest.approx(drawn.head_scale, abs=1e-5)  # truth.csv's, to its 5 decimals
+        clean = sample_subject(anatomy, drawn, affine, shape).ravel()
         scan = nib.load(cohort / row["path"])
         undone = scan_in_template_space(scan, Pose.from_record(row), points).ravel()
         ignored = sample(np.asarray(scan.dataobj, np.float32), scan.affine, points).ravel()
@@ -443,6 +446,7 @@ def test_a_large_head_is_drawn_whole_not_cut_off_at_the_edge_of_the_support() ->
     assert shape.head_scale > 1.12
     affine, grid = scanner_grid(SITES["adni_sim"], RESOLUTION)
     drawn = sample_subject(anatomy, shape, affine, grid)
+    assert drawn.min() >= 0.0  # a magnitude: cubic interpolation's ringing below 0 at the edge is cut
     points = grid_points(grid, affine)
     displacement = sample(shape.displacement, anatomy.grid_affine, points, fill=None)
     whole = sample(anatomy.coefficients, anatomy.affine, points + displacement, order=3, prefiltered=True)
