@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from argparse import Namespace
 from pathlib import Path
 
 import pytest
 
 from elr_mri.cli import main
 from elr_mri.commands.evaluate import NAMED_OF_MANY, _first_few, exclusive_output
+from elr_mri.commands.train import train_run_dir
 from elr_mri.plots import LEGIBLE_CLASSES
 
 
@@ -50,3 +52,10 @@ def test_an_output_folder_that_was_there_before_a_refused_command_is_kept(tmp_pa
         with exclusive_output(folder):
             pass
     assert not made.exists() and theirs.is_dir()
+
+
+def test_a_new_runs_default_folder_is_runs_slash_the_config_files_name_without_yaml() -> None:
+    """`elr-mri --help`: `train --config configs/digits/elr_sym40.yaml` is a run into runs/elr_sym40."""
+    config = Path("configs/digits/elr_sym40.yaml")
+    assert train_run_dir(Namespace(resume=None, out=None, config=config)) == Path("runs/elr_sym40")
+    assert train_run_dir(Namespace(resume=None, out=Path("elsewhere"), config=config)) == Path("elsewhere")
