@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from elr_mri.cli import main
+from elr_mri.cli import _memory_refused, _out_of_memory, main
 from elr_mri.commands.evaluate import NAMED_OF_MANY, _first_few, exclusive_output
 from elr_mri.commands.train import train_run_dir
 from elr_mri.plots import LEGIBLE_CLASSES
@@ -59,3 +59,18 @@ def test_a_new_runs_default_folder_is_runs_slash_the_config_files_name_without_y
     config = Path("configs/digits/elr_sym40.yaml")
     assert train_run_dir(Namespace(resume=None, out=None, config=config)) == Path("runs/elr_sym40")
     assert train_run_dir(Namespace(resume=None, out=Path("elsewhere"), config=config)) == Path("elsewhere")
+
+
+def test_an_allocation_the_machine_refuses_is_said_in_gib() -> None:
+    """torch's CPU allocator names the bytes; 2^31 bytes are 2.0 GiB (2,048 would be MiB)."""
+    refused = RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: you "
+                           "tried to allocate 2147483648 bytes. Error code 12 (Cannot allocate memory)")
+    assert _memory_refused(refused) == "the machine's memory cannot hold one allocation of 2.0 GiB"
+
+
+def test_explain_running_out_of_memory_names_the_scoring_batch_to_lower_as_evaluate_does() -> None:
+    """`explain` scores the run's checkpoint in batches of train.eval_batch_size, as `evaluate` does."""
+    explaining = Namespace(command="explain", run=Path("runs/x"), manifest=None, checkpoint="best")
+    assert str(_out_of_memory(MemoryError(), explaining)) == (
+        f"the machine ran out of memory; lower train.eval_batch_size in {Path('runs/x/config.yaml')} and run the command "
+        "again")
