@@ -141,6 +141,17 @@ def test_more_jobs_than_the_memory_holds_are_noted_before_the_batch(tmp_path, mo
     assert "note: --jobs" not in capsys.readouterr().err
 
 
+def test_jobs_whose_peaks_just_fit_the_memory_are_not_noted_and_the_note_never_offers_fewer_than_one(capsys):
+    from preprocess.cli import JOB_PEAK_BYTES, note_memory_for_jobs
+
+    note_memory_for_jobs(3, int(3 * JOB_PEAK_BYTES))
+    assert capsys.readouterr().err == ""
+    note_memory_for_jobs(3, int(3 * JOB_PEAK_BYTES) - 1)
+    assert capsys.readouterr().err.endswith("; --jobs 2 fits\n")
+    note_memory_for_jobs(2, int(JOB_PEAK_BYTES / 2))  # one job still runs, on swap or until the OOM killer
+    assert capsys.readouterr().err.endswith("; --jobs 1 fits\n")
+
+
 def test_rerun_skips_finished_scans(mixed_run, capsys, tmp_path):
     folder, _, shared_out, _ = mixed_run
     out = shutil.copytree(shared_out, tmp_path / "out")  # the other tests read the first run's outputs
@@ -542,6 +553,8 @@ def test_bad_input_table_is_one_line_exit_2(tmp_path, capsys):
     (["--shape", "10", "0", "10"], "shape=(10, 0, 10): need 3 voxel counts of at least 1"),
     (["--resolution", "2", "--shape", "121", "1450", "121"], "spans 2900 mm, more than the 400 mm any head needs"),
     (["--qc-min-ncc", "45"], "--qc-min-ncc 45.0: an NCC threshold lies between -1 and 1"),
+    (["--qc-min-ncc", "-1"], "--qc-min-ncc -1.0: an NCC threshold lies between -1 and 1"),  # flags no scan
+    (["--jobs", "0"], "--jobs 0: need at least 1 worker"),
     (["--output", "{d}/out[v2]"],
      "--output {d}/out[v2]: holds '[' ']', which ANTs cannot take in the path of the folder it writes each "
      "registration's transforms into")])
@@ -1147,6 +1160,13 @@ def test_a_shard_started_again_while_it_runs_is_refused_and_its_siblings_are_not
         assert main(shard) == 2
         assert f"(lock {out / '.preprocess-shard-0-of-2.lock'}" in capsys.readouterr().err
         assert main(["--input", table, "--output", str(out), "--shard", "1/2", *FAST]) == 1
+
+
+def test_a_shard_flags_scans_below_the_documented_default_ncc(tmp_path):
+    """README: `qc_flag` where NCC < 0.45; the merge flags the cohort at the threshold its shards recorded."""
+    table, out = str(_csv(tmp_path, _absent_scans(tmp_path, "sub-a", "sub-b"))), tmp_path / "out"
+    assert main(["--input", table, "--output", str(out), "--shard", "0/2", *FAST]) == 1
+    assert json.loads((out / "shard-0-of-2.json").read_text())["qc_min_ncc"] == 0.45
 
 
 def test_a_whole_run_removes_the_files_of_shards_run_before_it(tmp_path):
