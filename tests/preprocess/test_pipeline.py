@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import nibabel as nib
 import numpy as np
@@ -351,6 +352,12 @@ def test_a_scan_whose_registration_fails_leaves_no_folder_or_temporary_files(tmp
     with pytest.raises(RuntimeError, match="diverged"):
         process_scan(moved_template, outputs, FAST_2MM)
     assert [p.relative_to(tmp_path).as_posix() for p in sorted(tmp_path.rglob("*"))] == ["sub-01", "sub-01/ses-02"]
+    killed = tmp_path / "sub-01" / "ses-01"  # a run killed on this scan left its temporary files: redoing removes them
+    (killed / ".tmp-registration-x1").mkdir(parents=True)
+    (killed / ".tmp7-sub-01_ses-01_space-template_T1w.nii.gz").write_text("half")
+    with pytest.raises(RuntimeError, match="diverged"):
+        process_scan(moved_template, outputs, FAST_2MM)
+    assert list(killed.iterdir()) == []
 
 
 def _pair(image: nib.Nifti1Image, path) -> None:
@@ -435,3 +442,60 @@ def test_why_a_finished_scan_is_redone_is_said_in_words(tmp_path):
     assert reason() == "its sidecar is unreadable"
     sidecar.unlink()
     assert reason() == ""  # never finished: nothing to say
+
+
+@pytest.mark.parametrize("settings", [{"seed": 1}, {"seed": 2**31 - 1}, {"resolution": 0.25}, {"resolution": 4.0},
+                                      {"resolution": 2.0, "shape": (200, 1, 1)}])  # 400 mm: wide as any head needs
+def test_settings_at_the_edges_of_their_ranges_are_taken(settings):
+    assert Params(**settings).as_dict()["shape"] == (list(settings["shape"]) if "shape" in settings else None)
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"seed": 0}, "seed=0: need a whole number from 1 to 2147483647"),
+    ({"seed": 2**31}, "seed=2147483648: need a whole number from 1 to 2147483647"),  # antsRegistration's C int
+    ({"resolution": 0.24}, "resolution=0.24 mm out of range; use 0.25-4 mm"),
+    ({"resolution": 4.01}, "resolution=4.01 mm out of range; use 0.25-4 mm"),
+    ({"shape": (10, 10, 10, 10)}, "shape=(10, 10, 10, 10): need 3 voxel counts of at least 1"),
+    ({"resolution": 2.0, "shape": (201, 1, 1)}, "spans 402 mm, more than the 400 mm any head needs")])
+def test_settings_past_their_ranges_are_refused(settings, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        Params(**settings)
+
+
+def test_a_syn_scan_whose_warp_is_gone_is_redone_not_skipped(tmp_path, moved_template, monkeypatch):
+    """The warp is a syn scan's output as much as its affine: `elr-mri volumes` reads both."""
+    from preprocess import steps
+    from preprocess.pipeline import PIPELINE_VERSION
+    from preprocess.sidecar import scan_sha256
+    from preprocess.template import template_file_digests
+
+    syn = Params(resolution=2.0, transform="syn")
+    outputs = ScanOutputs.under(tmp_path, "sub-01", "ses-01")
+    outputs.image.parent.mkdir(parents=True)
+    for path in (outputs.image, outputs.transform, outputs.overlay, outputs.warp):
+        path.write_bytes(b"written by preprocess")
+    outputs.sidecar.write_text(json.dumps({"input_sha256": scan_sha256(moved_template), "params": syn.as_dict(),
+                                           "pipeline_version": PIPELINE_VERSION,
+                                           "template": template_file_digests(None, None)}))
+
+    def redoing(*args, **kwargs):  # reaching the registration is redoing the scan; its result is not needed
+        raise RuntimeError("redoing the scan")
+
+    monkeypatch.setattr(steps, "register", redoing)
+    assert process_scan(moved_template, outputs, syn)["status"] == "skipped"
+    outputs.warp.unlink()
+    with pytest.raises(RuntimeError, match="redoing the scan"):
+        process_scan(moved_template, outputs, syn)
+
+
+def test_a_folder_given_as_a_scan_is_refused_as_one_before_it_is_hashed(tmp_path):
+    (tmp_path / "T1").mkdir()
+    with pytest.raises(ScanError, match="is a folder, not a NIfTI file"):
+        process_scan(tmp_path / "T1", ScanOutputs.under(tmp_path / "out", "sub-01", "ses-01"), FAST_2MM)
+
+
+def test_the_files_beside_a_processed_image_are_its_scans_and_another_image_is_refused(tmp_path):
+    outputs = ScanOutputs.under(tmp_path, "sub-01", "ses-M00")
+    assert ScanOutputs.beside(outputs.image) == outputs
+    with pytest.raises(ValueError, match="sub-01_T1w.nii.gz: not an `elr-mri preprocess` output"):
+        ScanOutputs.beside(tmp_path / "sub-01_T1w.nii.gz")  # a raw scan given where a processed one is wanted
