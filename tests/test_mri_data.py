@@ -871,6 +871,19 @@ def _shifted(path: Path, mm: float) -> Path:
     return write_volume(path, np.asarray(image.dataobj), affine)
 
 
+def test_scans_over_half_a_voxel_apart_are_refused_and_without_a_majority_the_first_scans_place_is_the_reference(
+        tmp_path):
+    manifest = make_cohort(tmp_path, participants=4, scans=1)
+    odd = _shifted(tmp_path / "sub-02_ses-0.nii.gz", 1.0)  # over half a 1.5 mm voxel, under a whole one
+    with pytest.raises(ValueError, match=rf"1 of 4 scan\(s\) are on its voxel grid but elsewhere in space, e\.g\. "
+                                         rf"{odd} lies up to 1 mm from {tmp_path / 'sub-00_ses-0.nii.gz'}"):
+        build_mri_data(config(manifest))
+    _shifted(tmp_path / "sub-03_ses-0.nii.gz", 1.0)  # two and two: no place where most lie
+    with pytest.raises(ValueError, match=rf"2 of 4 scan\(s\) are on its voxel grid but elsewhere in space, e\.g\. "
+                                         rf"{odd} lies up to 1 mm from {tmp_path / 'sub-00_ses-0.nii.gz'}"):
+        build_mri_data(config(manifest))
+
+
 def test_scans_on_one_grid_but_elsewhere_in_space_are_refused_naming_one(tmp_path):
     """Same shape and voxel size was all the check compared: scans of another origin were trained on, scored and
     averaged into one saliency map (drawn on the first scan's affine) without a word."""
