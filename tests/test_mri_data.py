@@ -871,6 +871,20 @@ def _shifted(path: Path, mm: float) -> Path:
     return write_volume(path, np.asarray(image.dataobj), affine)
 
 
+def test_voxels_a_hundredth_of_a_millimetre_off_are_another_grid_and_a_recorded_grid_matches_its_scans(tmp_path):
+    """Resampling writes exact spacings (header rounding stays far below 0.001 mm): 0.01 mm more a voxel drifts 0.3 mm
+    across 32 voxels. A run records its scans' grid, and what it reads back must still be theirs."""
+    from elr_mri.data.grid import common_grid
+
+    paths = [str(write_volume(tmp_path / f"{name}.nii.gz", np.ones(SHAPE), np.diag([size, 1.5, 1.5, 1.0])))
+             for name, size in (("a", 1.5), ("b", 1.5), ("c", 1.51))]
+    with pytest.raises(ValueError, match=r"1 of 3 scan\(s\) are on another voxel grid, e\.g\. .*c\.nii\.gz is 32x32x32 "
+                                         r"voxels of 1\.51x1\.5x1\.5 mm"):
+        common_grid(paths, "manifest.csv")
+    recorded = VolumeGrid(SHAPE, (1.2345, 1.5, 1.5))
+    assert VolumeGrid.from_dict(recorded.as_dict()).matches(recorded)
+
+
 def test_scans_over_half_a_voxel_apart_are_refused_and_without_a_majority_the_first_scans_place_is_the_reference(
         tmp_path):
     manifest = make_cohort(tmp_path, participants=4, scans=1)
