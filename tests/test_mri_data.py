@@ -930,6 +930,11 @@ def test_a_holdout_elsewhere_in_space_than_the_training_scans_is_refused_where_t
     holdout = make_cohort(tmp_path / "holdout", participants=3, scans=1)
     _shifted(tmp_path / "holdout" / "sub-00_ses-0.nii.gz", 0.7)  # under half a voxel: accepted
     assert len(build_mri_eval_dataset(holdout, trained_elsewhere(tmp_path), ["other"], grid=recorded)[0]) == 3
+    moved = _shifted(tmp_path / "holdout" / "sub-01_ses-0.nii.gz", 1.0)  # over half a voxel from where it trained
+    with pytest.raises(ValueError, match=rf"1 of 3 scan\(s\) are on the run's voxel grid but elsewhere in space than "
+                                         rf"the scans it trained on, e\.g\. {moved} lies up to 1 mm"):
+        build_mri_eval_dataset(holdout, trained_elsewhere(tmp_path), ["other"], grid=recorded)
+    _shifted(moved, -1.0)
     for i in range(3):
         _shifted(tmp_path / "holdout" / f"sub-0{i}_ses-0.nii.gz", 9.0)
     with pytest.raises(ValueError, match=r"3 of 3 scan\(s\) are on the run's voxel grid but elsewhere in space than the "
