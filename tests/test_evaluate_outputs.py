@@ -404,6 +404,22 @@ def test_a_folder_holding_another_manifests_scoring_is_refused_and_the_same_file
         require_own_folder(out, namesake)
 
 
+def test_a_mistyped_manifest_beside_an_earlier_scoring_of_its_name_is_named_as_missing(tmp_path: Path) -> None:
+    """`evaluate --manifest data/nacc.cvs` where eval-nacc/ held a scoring: the checksum compared with that scoring's
+    read the missing file and the command printed only "[Errno 2] No such file or directory", naming no option."""
+    holdout = tmp_path / "nacc.csv"
+    holdout.write_text("participant_id\nsub-1\n")
+    out = tmp_path / "run" / "eval-nacc"
+    out.mkdir(parents=True)
+    (out / "summary.json").write_text(json.dumps({"manifest": str(holdout.resolve()),
+                                                  "manifest_sha256": scored_fingerprint(holdout)}))
+    mistyped = tmp_path / "nacc.cvs"
+    with pytest.raises(ValueError, match=f"^manifest {mistyped}: no such file$"):
+        require_own_folder(out, mistyped)
+    with pytest.raises(ValueError, match="is a folder, not a file"):
+        require_own_folder(out, tmp_path / "run")
+
+
 def test_a_scoring_cut_short_leaves_no_earlier_scorings_summary_beside_its_new_files(tmp_path: Path) -> None:
     """summary.json is what readers take as a whole scoring: it goes before the first file is rewritten."""
     out = tmp_path / "eval-h"

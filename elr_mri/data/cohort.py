@@ -59,6 +59,13 @@ class ManifestError(ValueError):
     """A manifest problem; the message lists each bad row on its own line."""
 
 
+def require_manifest_file(path: Path) -> None:
+    """A manifest path that names no readable file, refused in one line before anything reads it (its checksum
+    included: an OS error naming no option was all a mistyped --manifest got where an earlier scoring's folder was)."""
+    if not path.is_file():
+        raise ManifestError(f"manifest {path}: {not_a_file(path)}")
+
+
 def load_manifest(
     path: str | Path,
     classes: Sequence[str],
@@ -73,8 +80,7 @@ def load_manifest(
     flagged (off where the manifest is read for a check only, not to train or score its scans).
     """
     path = Path(path)
-    if not path.is_file():
-        raise ManifestError(f"manifest {path}: {not_a_file(path)}")
+    require_manifest_file(path)
     frame = read_csv_table(path, dtype={"participant_id": str, "session_id": str}, keep_default_na=True)
     return validate_manifest(
         frame, classes, require_age, source=str(path), base_dir=path.parent, check_files=check_files, warn_qc=warn_qc

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from elr_mri.atomic_files import atomic_write_json, atomic_write_text
+from elr_mri.data.cohort import require_manifest_file
 from elr_mri.evaluation.compare import COMPARISON_FILES, remove_comparisons_citing
 from elr_mri.evaluation.metrics import MetricsReport
 from preprocess.sidecar import cannot_write, file_sha256
@@ -76,6 +77,8 @@ def require_own_folder(out: Path, manifest: Path | None) -> None:
     summary = Path(out) / "summary.json"
     if not summary.is_file():
         return
+    if manifest is not None:  # its checksum is compared below
+        require_manifest_file(Path(manifest))
     recorded = json.loads(summary.read_text())
     if "manifest" not in recorded or recorded["manifest"] == scored_source(manifest):
         return  # written before the manifest was recorded, or a rescoring of the same one
