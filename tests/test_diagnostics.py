@@ -120,3 +120,24 @@ def test_a_collapsed_last_epoch_says_its_mislabel_table_is_no_list_to_re_review(
     selected, last = collapse_warnings(_metrics([1.0, 0.6, 1.0]), best_epoch=1, loss_name="elr")
     assert "suspected_mislabels.csv" in last and "no list to re-review" in last
     assert "suspected_mislabels.csv" not in selected  # a collapsed selected epoch leaves the last epoch's table alone
+
+
+def test_a_share_exactly_at_the_bar_counts_as_collapsed() -> None:
+    """The bar is the share *at which* a network counts as collapsed: 49 scans of a 50-scan split given one class is
+    98%, the bar where the labels' own share is unknown, for the selected epoch as for the last."""
+    at_bar = 49 / 50
+    selected, last = collapse_warnings(_metrics([at_bar, 0.6, at_bar]), best_epoch=1, loss_name="ce")
+    assert "selected epoch 1 gives one class to 98%" in selected and "last epoch 3 gives one class to 98%" in last
+
+
+def test_the_first_class_is_named_as_the_others_are() -> None:
+    metrics = _metrics([0.6, 0.7, 0.99]).assign(val_top_class=[2, 1, 0])
+    (found,) = collapse_warnings(metrics, best_epoch=2, loss_name="ce", class_names=["CN", "MCI", "AD"])
+    assert "last epoch 3 gives class CN to 99%" in found
+
+
+def test_epochs_logged_before_the_share_was_recorded_do_not_hide_a_later_collapse() -> None:
+    """Only metrics with no share at all (no validation split) have no warnings: rows without one (NaN, a run
+    resumed by an elr-mri that records it) leave the epochs that have one to be judged."""
+    (found,) = collapse_warnings(_metrics([float("nan"), 0.6, 0.99]), best_epoch=2, loss_name="ce")
+    assert "last epoch 3 gives one class to 99%" in found
