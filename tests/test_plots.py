@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib.image
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 import numpy as np
 import pandas as pd
@@ -153,3 +154,88 @@ def test_the_memorization_comparison_draws_every_loss_each_in_its_own_line_style
     assert len({line._unscaled_dash_pattern for line in memorized}) == 5
     with pytest.raises(ValueError, match="at most 5 runs.*6 were given"):
         plot_memorization_comparison({**runs, "elr_again": _one_epoch(0.0)}, tmp_path / "six.png")
+
+
+def test_each_epochs_value_is_marked_up_to_twenty_epochs(tmp_path: Path) -> None:
+    def run(epochs: int) -> pd.DataFrame:
+        return pd.DataFrame({"epoch": range(1, epochs + 1), **{name: [0.5] * epochs for name in
+                                                               ("train_loss", "val_acc", "test_acc")}})
+
+    markers = {epochs: {line.get_marker() for line in _drawn(plot_learning_curves, {"ce": run(epochs)},
+                                                            tmp_path / f"{epochs}.png").axes[1].lines}
+               for epochs in (20, 21)}
+    assert markers == {20: {"o"}, 21: {"None"}}
+
+
+def test_a_class_given_to_every_example_has_no_roc_curve() -> None:
+    """With every label CN there is no negative example: no false positive rate, so no curve for CN as for AD."""
+    from elr_mri.plots import roc_figure
+
+    ax = roc_figure(np.zeros(4, dtype=int), np.full((4, 2), 0.5), ["CN", "AD"]).axes[0]
+    assert ax.get_title() == "no ROC curve, the set holds one class" and len(ax.lines) == 1  # the chance diagonal
+
+
+def test_roc_curves_are_named_in_a_legend_up_to_twelve_classes_and_counted_in_the_title_past_them() -> None:
+    from elr_mri.plots import roc_figure
+
+    def drawn(classes: int) -> Axes:
+        labels = np.arange(2 * classes) % classes
+        return roc_figure(labels, np.eye(classes)[labels] * 0.5 + 0.5 / classes, [f"c{k}" for k in range(classes)],
+                          "test").axes[0]
+
+    twelve, thirteen = drawn(12), drawn(13)
+    assert len(twelve.get_legend().get_texts()) == 12 and twelve.get_title() == "test"
+    assert thirteen.get_legend() is None and thirteen.get_title() == "test: one curve per class (13)"
+
+
+def test_a_confusion_cells_count_is_white_on_a_dark_cell_and_black_on_a_light_one(tmp_path: Path) -> None:
+    """Cells are coloured by the share of their given class (row): over half is dark blue."""
+    from elr_mri.plots import plot_confusion
+
+    figure = _drawn(plot_confusion, np.array([[3, 1], [0, 4]]), ["CN", "AD"], tmp_path / "confusion.png")
+    assert {text.get_text(): text.get_color() for text in figure.axes[0].texts} == {
+        "3": "white", "1": "black", "0": "black", "4": "white"}
+
+
+
+def test_a_confusion_matrix_keeps_its_counts_up_to_twelve_classes(tmp_path: Path) -> None:
+    from elr_mri.plots import plot_confusion
+
+    written = {classes: len(_drawn(plot_confusion, np.eye(classes, dtype=int), [f"c{k}" for k in range(classes)],
+                                   tmp_path / f"{classes}.png").axes[0].texts) for classes in (12, 13)}
+    assert written == {12: 12 * 12, 13: 0}
+
+
+def test_the_reliability_diagram_names_the_count_of_each_filled_bin_only(tmp_path: Path) -> None:
+    """Empty bins have no accuracy (NaN): nothing is drawn or counted there."""
+    from elr_mri.evaluation.metrics import reliability_bins
+    from elr_mri.plots import plot_reliability
+
+    bins = reliability_bins(np.array([0, 1, 1]), np.array([[0.95, 0.05], [0.35, 0.65], [0.38, 0.62]]))
+    ax = _drawn(plot_reliability, bins, tmp_path / "reliability.png").axes[0]
+    assert sorted(text.get_text() for text in ax.texts) == ["1", "2"]
+
+
+def test_the_head_is_every_voxel_brighter_than_a_tenth_of_the_scans_99th_percentile() -> None:
+    """Grey matter at a third of the brightest tissue is head; the air around it, at 5%, is not."""
+    from elr_mri.plots import head_mask
+
+    assert head_mask(_scan()).sum() == 6 ** 3
+
+
+def _scan() -> np.ndarray:
+    """A head of 6³ voxels in air: its brightest 64 voxels, past the top 1%, make the 99th percentile 1.0."""
+    scan = np.full((10, 10, 10), 0.05)
+    scan[2:8, 2:8, 2:8] = 0.3
+    scan[3:7, 3:7, 3:7] = 1.0
+    return scan
+
+
+def test_the_saliency_caption_gives_the_share_of_the_map_outside_the_head(tmp_path: Path) -> None:
+    from elr_mri.plots import plot_saliency
+
+    saliency = np.zeros((10, 10, 10))
+    saliency[4, 4, 3:6] = 1.0  # three voxels inside the head
+    saliency[0, 0, 0] = 1.0  # one in the air
+    figure = _drawn(plot_saliency, saliency, _scan(), np.eye(4), tmp_path / "saliency.png")
+    assert "25% of the map lies outside the head" in figure._supxlabel.get_text()  # get_supxlabel: matplotlib 3.10
