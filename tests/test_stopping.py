@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 
 import pytest
 
@@ -258,3 +259,38 @@ def test_a_sigterm_during_the_imports_stops_train_before_its_data_is_read(tmp_pa
         with pytest.raises(Terminated):
             train_checked(cfg, tmp_path / "run", resume=False, notes=[])
     assert not (tmp_path / "run").exists()
+
+
+def _raised_in_the_resource_sharer(error: BaseException) -> BaseException:
+    """`error` with a traceback through a file named as multiprocessing's resource sharer, as its listener's."""
+    try:
+        exec(compile("raise error", os.path.join("lib", "multiprocessing", "resource_sharer.py"), "exec"))
+    except BaseException as raised:  # the one raised just above
+        return raised
+    raise AssertionError("nothing raised")
+
+
+def test_a_handover_cut_before_its_first_byte_is_left_out_as_a_reset_one_is() -> None:
+    """A worker gone before sending anything leaves the listener an end of file (EOFError), not a reset; an error
+    of another kind there, or one raised elsewhere, is still reported."""
+    reported: list[type[BaseException]] = []
+    hook = stopping._quiet_about_a_worker_gone_mid_handover(lambda kind, error, trace: reported.append(kind))
+    for error in (EOFError(), ConnectionResetError(), ValueError()):
+        raised = _raised_in_the_resource_sharer(error)
+        hook(type(raised), raised, raised.__traceback__)
+    try:
+        raise EOFError
+    except EOFError as elsewhere:
+        hook(EOFError, elsewhere, elsewhere.__traceback__)
+    assert reported == [ValueError, EOFError]
+
+
+def test_a_ctrl_c_dropped_where_none_was_recorded_is_still_reported() -> None:
+    """Only a KeyboardInterrupt Python dropped after training recorded the Ctrl-C is left out: its line follows."""
+    reported: list[object] = []
+    hook = stopping._quiet_about_a_recorded_interrupt(reported.append)
+    dropped = SimpleNamespace(exc_value=KeyboardInterrupt())  # what sys.unraisablehook is given
+    hook(dropped)
+    stopping._interrupted.set()
+    hook(dropped)
+    assert reported == [dropped]
