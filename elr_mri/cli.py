@@ -31,7 +31,7 @@ from elr_mri.stopping import (Terminated, forget_recorded_signals, interrupted, 
 from preprocess.arguments import near_option, options_of, unknown_option, values_without_option
 from preprocess.progress import NO_PROGRESS_HELP
 from preprocess.signals import sigterm_as_ctrl_c
-from preprocess.user_errors import StorageError, nonempty_path, report_user_error, with_rerun_note
+from preprocess.user_errors import StorageError, debugging, nonempty_path, report_user_error, with_rerun_note
 
 __all__ = ["main"]
 
@@ -125,7 +125,7 @@ def _run_command(argv: list[str]) -> int:
         if training and _lost_another_process(err):
             return _say_lost_process(args)
         problem = user_problem(err) or _out_of_memory(err, args)
-        if problem is None or os.environ.get("ELR_MRI_DEBUG"):
+        if problem is None or debugging():
             raise
         return report_user_error(f"elr-mri {args.command}", _rerun_said_for_the_run(args, problem))
     finally:
@@ -233,7 +233,7 @@ def _say_terminated(args: argparse.Namespace, stop: BaseException | None = None)
 
 def _lost_another_process(err: Exception) -> bool:
     """Under torchrun, whether `err` is this rank's collective failing because another rank has gone."""
-    if int(os.environ.get("WORLD_SIZE", "1")) == 1 or os.environ.get("ELR_MRI_DEBUG"):
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1 or debugging():
         return False
     from elr_mri.distributed import lost_another_process  # torch is loaded: the run got as far as a collective
 

@@ -11,8 +11,8 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["TRAINING_RESUMES", "USER_ERRORS", "StorageError", "as_path_name_error", "as_storage_error", "file_above",
-           "file_size_limit",
+__all__ = ["TRAINING_RESUMES", "USER_ERRORS", "StorageError", "as_path_name_error", "as_storage_error", "debugging",
+           "file_above", "file_size_limit",
            "nonempty_path", "output_file", "nonempty_text", "not_a_file", "report_user_error", "storage_error_or_raise",
            "with_rerun_note"]
 
@@ -133,10 +133,16 @@ def output_file(text: str) -> Path:
     return path
 
 
+def debugging() -> bool:
+    """Whether ELR_MRI_DEBUG asks for tracebacks: set to anything but empty or 0. `ELR_MRI_DEBUG=0`, the usual way to
+    switch a flag off, switched tracebacks on."""
+    return os.environ.get("ELR_MRI_DEBUG", "").strip() not in ("", "0")
+
+
 def report_user_error(command: str, err: BaseException, status: int = 2, rerun_keeps: str | None = None) -> int:
     """Print `err` as `COMMAND: error: ...` on stderr and return the exit status to leave with; a full disk's line
     ends in what running `command` again keeps (`rerun_keeps`, None: nothing said)."""
-    if os.environ.get("ELR_MRI_DEBUG"):
+    if debugging():
         raise err
     err = with_rerun_note(err, rerun_keeps)
     fix = "; check that path's permissions (outputs writable, inputs readable) or use another" \

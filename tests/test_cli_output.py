@@ -118,6 +118,22 @@ def test_a_debug_switch_left_exported_does_not_turn_the_checked_lines_into_trace
                                                      "existing YAML file to --config)\n")
 
 
+@pytest.mark.parametrize("value", ["0", "", " 0 "])
+def test_elr_mri_debug_0_or_empty_keeps_the_one_line_error(cli_in_process, monkeypatch: pytest.MonkeyPatch,
+                                                          value: str) -> None:
+    """ELR_MRI_DEBUG=0, the usual way to switch a flag off, switched the tracebacks on: any value but empty or 0 does."""
+    monkeypatch.setenv("ELR_MRI_DEBUG", value)
+    result = cli_in_process("train", "--config", "missing.yaml")
+    assert (result.returncode, result.stderr) == (2, "elr-mri train: error: config file not found: missing.yaml (pass an "
+                                                     "existing YAML file to --config)\n")
+
+
+def test_elr_mri_debug_1_raises_the_error_as_it_came(cli_in_process, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ELR_MRI_DEBUG", "1")
+    with pytest.raises(ValueError, match="config file not found: missing.yaml"):  # ConfigError, raised as it came
+        cli_in_process("train", "--config", "missing.yaml")
+
+
 def test_no_command_lists_the_commands_and_the_examples_parse(cli_in_process) -> None:
     """`elr-mri` alone said only "the following arguments are required: COMMAND", naming none; --help had no example.
     Each example line of --help parses with its command's parser as it stands."""
