@@ -373,6 +373,15 @@ def test_a_run_before_its_first_checkpoint_is_not_asked_whether_it_is_a_finished
         load_run(tmp_path)
 
 
+def test_a_run_folder_that_is_not_there_is_named_as_missing(tmp_path: Path) -> None:
+    """A mistyped --run said "RUN/checkpoints/best.pt not found: is RUN an `elr-mri train` run directory?", which sent
+    a reader looking inside a folder that does not exist."""
+    typo = tmp_path / "elr_sym4"
+    with pytest.raises(FileNotFoundError, match=rf"^{typo}: no such folder; pass the folder `elr-mri train` wrote the "
+                                                r"run to \(its --out\)$"):
+        load_run(typo)
+
+
 def test_a_scorings_folder_is_named_after_the_set_and_the_checkpoint_and_records_the_manifests_absolute_path(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """README: evaluation writes RUN/eval-<name>/, RUN/eval-<name>-last/ with --checkpoint last; the summary records

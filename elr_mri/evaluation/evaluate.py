@@ -94,6 +94,8 @@ def load_run(run_dir: Path, checkpoint: str = "best", *, note_precision: bool = 
 def _no_checkpoint(run_dir: Path, path: Path) -> str:
     """Why `path` is missing, in one line: a run (its config.yaml there) still before its first checkpoint, which
     evaluate then scores as any unfinished run, was asked whether it was "a finished run directory"."""
+    if not run_dir.exists():  # a mistyped --run: the checkpoint's path sent a reader into a folder that is not there
+        return f"{run_dir}: no such folder; pass the folder `elr-mri train` wrote the run to (its --out)"
     if not (run_dir / "config.yaml").is_file():
         return f"{path} not found: is {run_dir} an `elr-mri train` run directory (its --out)?"
     return (f"{path} not found: {run_dir} has written no {path.stem} checkpoint yet (a run writes its first at the end "
