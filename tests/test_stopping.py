@@ -244,7 +244,9 @@ def test_a_sigterm_stops_an_image_folder_decoding_between_chunks(monkeypatch: py
     monkeypatch.setattr(image_decoding, "DECODE_CHUNK", 2)
     with terminating_at_safe_points(), pytest.raises(Terminated):
         image_decoding.decode_all([tmp_path / f"{k}.png" for k in range(20)])  # 10 chunks
-    assert len(decoded) == 2  # the first, and the one running when it stopped; the 8 queued are dropped
+    # The first chunk, and the second only where the worker took it before the main thread cancelled the queue (a
+    # race CI lost once); the 8 queued behind it are dropped either way.
+    assert len(decoded) in (1, 2)
 
 
 def test_a_sigterm_during_the_imports_stops_train_before_its_data_is_read(tmp_path) -> None:
