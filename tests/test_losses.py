@@ -505,6 +505,25 @@ def test_elr_refuses_a_batch_the_table_cannot_take_in_one_line_before_it_changes
     assert torch.isfinite(elr(logits[:1], labels[:1], index[:1]))  # a batch of one
 
 
+@pytest.mark.parametrize("bad", [[0, -1], np.array([0, -3]), np.array([0, 10]), [0, 12]],
+                         ids=["list-negative", "numpy-negative", "numpy-past-end", "list-past-end"])
+def test_elr_and_elr_plus_refuse_a_host_index_outside_the_table_before_it_changes(bad) -> None:
+    """An index of -1 read and wrote the table's last row without a word (ELR then pulled that example towards another's
+    predictions); one past the end was torch's IndexError naming neither the loss nor the fix. (A tensor on the table's
+    device is not read: on a GPU that would be a host wait at every step.)"""
+    logits, labels = torch.randn(2, 3), torch.tensor([0, 1])
+    elr, plus = ELRLoss(10, 3), ELRPlusLoss(10, 3)
+    with pytest.raises(ValueError, match=r"^ELRLoss: index must hold data set positions 0 to 9 \(num_examples 10\), "
+                                         r"got -?\d+ to \d+; index the training set from 0"):
+        elr(logits, labels, bad)
+    with pytest.raises(ValueError, match=r"^ELRPlusLoss: index must hold data set positions 0 to 9"):
+        plus(logits, F.one_hot(labels, 3).float(), bad, torch.tensor([1, 0]), 0.7, step=1)
+    with pytest.raises(ValueError, match=r"^ELRPlusLoss.update_targets: index must hold data set positions 0 to 9"):
+        plus.update_targets(bad, logits)
+    assert (elr.targets == 0).all() and elr.steps_taken == 0 and (plus.targets == 0).all()
+    assert torch.isfinite(elr(logits, labels, [0, 9]))  # both ends of the table
+
+
 @pytest.mark.parametrize("index", [torch.arange(4.0), torch.tensor([True, False, True, False]), [0.0, 1.0, 2.0, 3.0]],
                          ids=["float-tensor", "bool-mask", "float-list"])
 def test_elr_refuses_an_index_that_holds_no_whole_numbers_in_one_line(index) -> None:

@@ -21,7 +21,7 @@ from elr_mri.distributed import gather_rows
 
 __all__ = ["ELRLoss", "elr_regularizer", "elr_terms", "blend_rows", "update_targets", "at_least_fp32", "one_hot_rows",
            "sigmoid_rampup", "check_elr_settings", "check_batch_shapes", "check_class_count", "check_class_labels",
-           "check_index_shape", "check_table_batch", "index_rows", "non_integer_dtype", "PROB_CLAMP"]
+           "check_index_range", "check_index_shape", "check_table_batch", "index_rows", "non_integer_dtype", "PROB_CLAMP"]
 
 PROB_CLAMP = 1e-4  # the official code clamps softmax to [1e-4, 1 − 1e-4] so log(1 − ⟨t, p⟩) stays finite
 
@@ -143,13 +143,30 @@ def check_class_count(owner: str, logits: torch.Tensor, num_classes: int) -> Non
                          f"(num_classes)")
 
 
-def check_table_batch(owner: str, logits: torch.Tensor, targets: torch.Tensor) -> None:
-    """Logits as wide as the target table and on its device; torch's own errors there name neither the loss nor the
-    fix (a table left on the CPU by a loss never moved with `.to(device)`)."""
+def check_table_batch(owner: str, logits: torch.Tensor, targets: torch.Tensor, index: Any) -> None:
+    """Logits as wide as the target table and on its device, and indices within its rows; torch's own errors there
+    name neither the loss nor the fix (a table left on the CPU by a loss never moved with `.to(device)`)."""
     check_class_count(owner, logits, targets.shape[1])
     if logits.device != targets.device:
         raise ValueError(f"{owner}: logits are on {logits.device} but the target table is on {targets.device}; "
                          f"move the loss with the model (loss_fn.to(device))")
+    check_index_range(owner, index, targets)
+
+
+def check_index_range(owner: str, index: Any, targets: torch.Tensor) -> None:
+    """Indices held on the host (a list, a NumPy array: the official code's, or a CPU tensor beside a GPU's table)
+    within the table's rows: a negative one silently read and wrote a row from the end (-1: the last example's), one
+    past the end was torch's IndexError naming neither the loss nor the fix. A tensor on the table's device (the
+    engine's) is not read: on a GPU the host would wait for it at every step, and a CPU run takes the GPU's path; nor
+    is anything under torch.compile, where reading would break the graph."""
+    if torch.compiler.is_compiling() or (torch.is_tensor(index) and index.device == targets.device):
+        return
+    num_examples = targets.shape[0]
+    values = index.numpy(force=True) if torch.is_tensor(index) else np.asarray(index)
+    if values.size and not (values.min() >= 0 and values.max() < num_examples):
+        raise ValueError(f"{owner}: index must hold data set positions 0 to {num_examples - 1} (num_examples "
+                         f"{num_examples}), got {values.min()} to {values.max()}; index the training set from 0, "
+                         "and build the loss with its size")
 
 
 def blend_rows(rows: torch.Tensor, probs: torch.Tensor, beta: float) -> torch.Tensor:
@@ -260,7 +277,7 @@ class ELRLoss(nn.Module):
         set indices, shape (B,), an integer tensor, NumPy array or list."""
         check_class_labels("ELRLoss", logits, labels)
         check_batch_shapes("ELRLoss", logits, labels, index)
-        check_table_batch("ELRLoss", logits, self.targets)
+        check_table_batch("ELRLoss", logits, self.targets, index)
         return self.combine(index, *self.terms(logits, labels, self.targets[index]), global_batch_size=global_batch_size)
 
     def terms(self, logits: torch.Tensor, labels: torch.Tensor,

@@ -73,7 +73,7 @@ class ELRPlusLoss(nn.Module):
                              f"{self.num_classes} class logits per index, shape ({rows}, {self.num_classes}), "
                              f"got {tuple(other_ema_logits.shape)}")
         check_index_shape("ELRPlusLoss.update_targets", index, rows)
-        check_table_batch("ELRPlusLoss.update_targets", other_ema_logits, self.targets)
+        check_table_batch("ELRPlusLoss.update_targets", other_ema_logits, self.targets, index)
         update_targets(self.targets, index, F.softmax(at_least_fp32(other_ema_logits), dim=1), self.beta,
                        global_batch_size)
 
@@ -93,7 +93,7 @@ class ELRPlusLoss(nn.Module):
         _require_label_tensor(logits, mixed_labels)
         check_batch_shapes("ELRPlusLoss", logits, mixed_labels, index)
         _check_mixed_batch(logits, mixed_labels, perm, self.num_classes)
-        check_table_batch("ELRPlusLoss", logits, self.targets)
+        check_table_batch("ELRPlusLoss", logits, self.targets, index)
         logits = at_least_fp32(logits)
         batch_targets = self.targets[index].to(logits.dtype)
         mixed_targets = mix_lam * batch_targets + (1.0 - mix_lam) * batch_targets[perm]
