@@ -16,8 +16,7 @@ Pure NumPy and SciPy; AUCs use the rank formula, ties counted half, which equals
 Public names: `Interval`, `rarely_defined_note`, `too_few_to_resample`, `MetricsReport`, `point_metrics`,
 `bootstrap_metrics`, `refuse_resamples_past_memory`, `participant_means`, `participant_resamples`, `resampled_metrics`, `Resampling`,
 `evaluate_predictions`, `roc_auc`, `confusion_counts`, `roc_points`, `expected_calibration_error`, `brier_score`,
-`reliability_bins`, `CALIBRATION_BINS`, `balanced_accuracy`, `non_finite_rows`, `non_probability_rows`, `row_words`,
-`RARELY_DEFINED`, `TOP5_MIN_CLASSES`.
+`reliability_bins`, `CALIBRATION_BINS`, `balanced_accuracy`, `RARELY_DEFINED`, `TOP5_MIN_CLASSES`.
 """
 
 from __future__ import annotations
@@ -29,11 +28,9 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from elr_mri.evaluation import N_BOOT
+from elr_mri.evaluation.prediction_checks import checked_predictions
 
 __all__ = [
-    "non_finite_rows",
-    "non_probability_rows",
-    "row_words",
     "Interval",
     "RARELY_DEFINED",
     "rarely_defined_note",
@@ -70,7 +67,6 @@ CALIBRATION_BINS = 10
 PRINTED_UNITS = "% (brier ×100, from 0 to 200)"
 # the unit of a difference of two such figures (the paired differences of `evaluate --compare-with`)
 PRINTED_DIFFERENCE_UNITS = "percentage points (brier ×100, from -200 to 200)"
-PROBABILITY_TOLERANCE = 1e-3  # a row's sum may miss 1 by this: float32 softmax and 7-digit CSVs miss it by ~1e-7
 KEPT_RESAMPLES_BYTES = 2**30  # the most the resamples' values may take: computing the percentiles about doubles it
 
 
@@ -180,7 +176,7 @@ def evaluate_predictions(
     seed: int = 0,
 ) -> dict[str, MetricsReport]:
     """Scan-level and participant-level reports, both with intervals over participants."""
-    labels, proba, participants = _check(labels, proba, participants, len(class_names))
+    labels, proba, participants = checked_predictions(labels, proba, participants, len(class_names))
     by_person = participant_means(labels, proba, participants)
     return {
         "scan": bootstrap_metrics(labels, proba, participants, class_names, n_boot, confidence, seed, "scan"),
@@ -203,7 +199,7 @@ def bootstrap_metrics(
     A resample in which a metric is undefined (an AUC or the balanced accuracy, where a class was not
     drawn) is left out of that metric's interval.
     """
-    labels, proba, participants = _check(labels, proba, participants, len(class_names))
+    labels, proba, participants = checked_predictions(labels, proba, participants, len(class_names))
     k = len(class_names)
     names = _metric_names(k)
     shown = names[: -k] + [f"auc_{name}" for name in class_names]  # per-class AUCs by class name: auc_AD
@@ -554,47 +550,3 @@ def _percentiles(values: np.ndarray, q: float) -> np.ndarray:
         with np.errstate(all="ignore"):
             out[partial] = np.nanpercentile(values[:, partial], q, axis=0)
     return out
-
-
-def _check(
-    labels: ArrayLike, proba: np.ndarray, participants: ArrayLike, num_classes: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    labels = np.asarray(labels, dtype=np.int64)
-    proba = np.asarray(proba, dtype=np.float64)
-    participants = np.asarray(participants).astype(str)
-    if proba.ndim != 2 or proba.shape[1] != num_classes:
-        raise ValueError(f"proba must have shape (n, {num_classes}), got {proba.shape}")
-    if not len(labels) == len(proba) == len(participants):
-        raise ValueError(f"{len(labels)} labels, {len(proba)} probability rows, {len(participants)} participants")
-    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(f"labels must lie in [0, {num_classes})")
-    broken = non_finite_rows(proba)
-    if broken.size:
-        raise ValueError(f"{broken.size} of {len(proba)} probability rows are not numbers (NaN or inf; first: row "
-                         f"{broken[0]}, participant {participants[broken[0]]}); they cannot be scored")
-    odd = non_probability_rows(proba)
-    if odd.size:
-        raise ValueError(f"{odd.size} of {len(proba)} probability rows are not probabilities (first: row {odd[0]}, "
-                         f"participant {participants[odd[0]]}, {row_words(proba[odd[0]])}); pass each class's "
-                         "probability (a softmax of the logits), not logits or other scores")
-    return labels, proba, participants
-
-
-def non_probability_rows(proba: np.ndarray) -> np.ndarray:
-    """Finite rows that are no distribution over the classes (an entry below 0, or a sum more than
-    PROBABILITY_TOLERANCE from 1): logits or unnormalised scores. Their argmax is right, yet a class's AUC ranks its
-    column, which a logit and its probability can order otherwise, the micro AUC ranks rows of different scales in
-    one list, and a participant's mean weighs its scans by their scale: scored as probabilities, all would be off."""
-    proper = (proba >= 0).all(axis=1) & (np.abs(proba.sum(axis=1) - 1) <= PROBABILITY_TOLERANCE)
-    return np.flatnonzero(np.isfinite(proba).all(axis=1) & ~proper)
-
-
-def row_words(row: np.ndarray) -> str:
-    """What is wrong with a row of `non_probability_rows`, for its error message."""
-    return f"summing to {row.sum():.4g}" + (f", its least {row.min():.4g}" if row.min() < 0 else "")
-
-
-def non_finite_rows(proba: np.ndarray) -> np.ndarray:
-    """Rows holding NaN or inf: argmax takes such a row for class 0 and every AUC becomes NaN, so a network whose
-    forward pass overflowed would be scored as if it predicted the first class."""
-    return np.flatnonzero(~np.isfinite(proba).all(axis=1))
