@@ -17,7 +17,7 @@ from matplotlib.ticker import MaxNLocator
 import numpy as np
 import pandas as pd
 
-from elr_mri.evaluation.metrics import roc_auc, roc_points
+from elr_mri.evaluation.roc import roc_auc, roc_points
 from preprocess.sidecar import atomic_path
 
 SALIENCY_DRAWN_FROM = 0.2  # of a saliency map's 99.5th percentile in the head: weaker voxels are left uncoloured

@@ -21,9 +21,8 @@ from elr_mri.evaluation.metrics import (
     participant_resamples,
     point_metrics,
     reliability_bins,
-    roc_auc,
-    roc_points,
 )
+from elr_mri.evaluation.roc import roc_auc, roc_points
 
 CLASSES = ["CN", "MCI", "AD"]
 
