@@ -26,7 +26,7 @@ from elr_mri.data import build_data  # noqa: E402
 from elr_mri.data.images import NoisyImageData  # noqa: E402
 from elr_mri.engine.run_records import record_run_data  # noqa: E402
 from elr_mri.engine.selection import selection_rule  # noqa: E402
-from elr_mri.evaluation.metrics import brier_score, expected_calibration_error  # noqa: E402
+from elr_mri.evaluation.calibration import brier_score, expected_calibration_error  # noqa: E402
 from elr_mri.evaluation.compare import comparison_table  # noqa: E402
 from elr_mri.simulate.cli import main as simulate  # noqa: E402
 from elr_mri.volumes.measure import VolumeParams, measure_manifest, volume_columns  # noqa: E402

@@ -10,17 +10,15 @@ import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, auc, balanced_accuracy_score, confusion_matrix, roc_auc_score
 
+from elr_mri.evaluation.calibration import brier_score, expected_calibration_error, reliability_bins
 from elr_mri.evaluation.metrics import (
     Interval,
     bootstrap_metrics,
-    brier_score,
     confusion_counts,
     evaluate_predictions,
-    expected_calibration_error,
     participant_means,
     participant_resamples,
     point_metrics,
-    reliability_bins,
 )
 from elr_mri.evaluation.roc import roc_auc, roc_points
 

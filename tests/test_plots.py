@@ -208,7 +208,7 @@ def test_a_confusion_matrix_keeps_its_counts_up_to_twelve_classes(tmp_path: Path
 
 def test_the_reliability_diagram_names_the_count_of_each_filled_bin_only(tmp_path: Path) -> None:
     """Empty bins have no accuracy (NaN): nothing is drawn or counted there."""
-    from elr_mri.evaluation.metrics import reliability_bins
+    from elr_mri.evaluation.calibration import reliability_bins
     from elr_mri.plots import plot_reliability
 
     bins = reliability_bins(np.array([0, 1, 1]), np.array([[0.95, 0.05], [0.35, 0.65], [0.38, 0.62]]))

@@ -15,8 +15,7 @@ Pure NumPy and SciPy; AUCs use the rank formula, ties counted half, which equals
 
 Public names: `Interval`, `rarely_defined_note`, `too_few_to_resample`, `MetricsReport`, `point_metrics`,
 `bootstrap_metrics`, `refuse_resamples_past_memory`, `participant_means`, `participant_resamples`, `resampled_metrics`, `Resampling`,
-`evaluate_predictions`, `confusion_counts`, `expected_calibration_error`, `brier_score`,
-`reliability_bins`, `CALIBRATION_BINS`, `balanced_accuracy`, `RARELY_DEFINED`, `TOP5_MIN_CLASSES`.
+`evaluate_predictions`, `confusion_counts`, `balanced_accuracy`, `RARELY_DEFINED`, `TOP5_MIN_CLASSES`.
 """
 
 from __future__ import annotations
@@ -28,6 +27,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from elr_mri.evaluation import N_BOOT
+from elr_mri.evaluation.calibration import (CALIBRATION_BINS, binned_calibration_error, brier_score, brier_terms,
+                                           confidence_bins, expected_calibration_error, reliability_bins)
 from elr_mri.evaluation.prediction_checks import checked_predictions
 from elr_mri.evaluation.roc import roc_auc
 
@@ -48,20 +49,11 @@ __all__ = [
     "Resampling",
     "evaluate_predictions",
     "confusion_counts",
-    "expected_calibration_error",
-    "brier_score",
-    "reliability_bins",
-    "CALIBRATION_BINS",
 ]
 
 TOP5_MIN_CLASSES = 5  # top-5 accuracy is reported only above this many classes, where it is not trivially 1
 CONFIDENCE = 0.95
 RARELY_DEFINED = 0.95  # an interval resting on fewer than this share of the resamples is named as such
-# equal-width bins of top-label confidence for the ECE and the reliability diagram: fewer than Guo et al.'s 15, since
-# a holdout has a few hundred participants and three classes leave only the bins above 1/3 in use (~7 of 10), which
-# keeps some 40 participants a bin; with fewer, each bin's |accuracy - confidence| is mostly sampling noise, an ECE
-# biased upwards
-CALIBRATION_BINS = 10
 # the unit of every figure printed from an `Interval` (×100): the Brier score, from 0 to 2, is no percentage
 PRINTED_UNITS = "% (brier ×100, from 0 to 200)"
 # the unit of a difference of two such figures (the paired differences of `evaluate --compare-with`)
@@ -305,7 +297,7 @@ class Resampling:
         self.pairs = labels * num_classes + predicted  # each example's cell of the confusion matrix
         self.confidence, self.hits = proba.max(1), predicted == labels
         self.top5 = _top5_hits(labels, proba) if num_classes > TOP5_MIN_CLASSES else None
-        self.squared = _squared_errors(labels, proba)
+        self.squared = brier_terms(labels, proba)
         onehot = labels[:, None] == np.arange(num_classes)[None, :]
         self.per_class = _RankedColumns.of(proba.T, np.broadcast_to(np.arange(n), (num_classes, n)), onehot.T)
         self.micro = _RankedColumns.of(proba.reshape(1, -1), np.repeat(np.arange(n), num_classes)[None],
@@ -323,8 +315,8 @@ class Resampling:
         counts = self.counts(rows)
         values = _metric_values(counts, None if self.top5 is None else self.top5[rows],
                                 self.per_class.auc(weights).tolist(), float(self.micro.auc(weights)[0]),
-                                _binned_error(_confidence_bins(self.confidence[rows], self.hits[rows],
-                                                               CALIBRATION_BINS)),
+                                binned_calibration_error(confidence_bins(self.confidence[rows], self.hits[rows],
+                                                                         CALIBRATION_BINS)),
                                 float(self.squared[rows].mean()) if len(rows) else float("nan"))
         if (self.present & (counts.sum(1) == 0)).any():  # as resampled_metrics: a class of the set not drawn
             values["balanced_accuracy"] = float("nan")
@@ -392,51 +384,6 @@ def balanced_accuracy(labels: np.ndarray, predicted: np.ndarray, num_classes: in
     """Mean recall over the classes present in `labels` (NaN without labels): a model that gives
     everyone the majority class scores 1/(classes present), whatever the majority's share."""
     return _mean_recall(confusion_counts(labels, predicted, num_classes))
-
-
-def expected_calibration_error(labels: np.ndarray, proba: np.ndarray, bins: int = CALIBRATION_BINS) -> float:
-    """Top-label ECE (Guo et al. 2017): the mean over examples of |accuracy - mean confidence| of their confidence
-    bin, so 0 where "p = 0.9" is right 90% of the time, whatever the accuracy; NaN without examples."""
-    return _binned_error(reliability_bins(labels, proba, bins))
-
-
-def _binned_error(bins: dict[str, np.ndarray]) -> float:
-    """The ECE of `reliability_bins`' figures."""
-    counts, confidence, accuracy = bins["count"], bins["confidence"], bins["accuracy"]
-    if not counts.sum():
-        return float("nan")
-    filled = counts > 0
-    return float((counts[filled] * np.abs(accuracy[filled] - confidence[filled])).sum() / counts.sum())
-
-
-def brier_score(labels: np.ndarray, proba: np.ndarray) -> float:
-    """Multiclass Brier score: the mean over examples of the squared distance from the probability vector to the
-    one-hot label (0 perfect, 2 the worst), which, unlike the ECE, rewards sharpness as well as calibration."""
-    return float(_squared_errors(labels, proba).mean()) if len(labels) else float("nan")
-
-
-def _squared_errors(labels: np.ndarray, proba: np.ndarray) -> np.ndarray:
-    """Each example's squared distance from its probability vector to its one-hot label: the Brier score's terms."""
-    onehot = np.asarray(labels)[:, None] == np.arange(proba.shape[1])[None, :]
-    return ((np.asarray(proba, dtype=np.float64) - onehot) ** 2).sum(1)
-
-
-def reliability_bins(labels: np.ndarray, proba: np.ndarray, bins: int = CALIBRATION_BINS) -> dict[str, np.ndarray]:
-    """Per equal-width bin of top-label confidence, (low, high] (the first from 0): edges, count, mean confidence and
-    accuracy (NaN where empty). The confidence is the probability of the predicted class, the argmax."""
-    labels, proba = np.asarray(labels), np.asarray(proba, dtype=np.float64)
-    return _confidence_bins(proba.max(1), proba.argmax(1) == labels, bins)
-
-
-def _confidence_bins(confidence: np.ndarray, hits: np.ndarray, bins: int) -> dict[str, np.ndarray]:
-    """`reliability_bins` of examples of these top-label confidences and hits (predicted class = label)."""
-    edges = np.linspace(0.0, 1.0, bins + 1).round(12)  # 0.3, not 0.30000000000000004, in reliability.csv
-    which = np.searchsorted(edges[1:-1], confidence, side="left")  # a confidence on an edge belongs to the lower bin
-    counts = np.bincount(which, minlength=bins)
-    with np.errstate(invalid="ignore"):
-        return {"edges": edges, "count": counts,
-                "confidence": np.bincount(which, confidence, bins) / counts,
-                "accuracy": np.bincount(which, hits, bins) / counts}
 
 
 def _mean_recall(counts: np.ndarray) -> float:
