@@ -14,12 +14,11 @@ from elr_mri.evaluation.calibration import brier_score, expected_calibration_err
 from elr_mri.evaluation.metrics import (
     Interval,
     bootstrap_metrics,
-    confusion_counts,
     evaluate_predictions,
     participant_means,
     participant_resamples,
-    point_metrics,
 )
+from elr_mri.evaluation.point_metrics import confusion_counts, point_metrics
 from elr_mri.evaluation.roc import roc_auc, roc_points
 
 CLASSES = ["CN", "MCI", "AD"]

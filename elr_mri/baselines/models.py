@@ -24,7 +24,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
-from elr_mri.evaluation.metrics import balanced_accuracy
+from elr_mri.evaluation.point_metrics import balanced_accuracy
 
 __all__ = ["Baseline", "BASELINES", "C_GRID", "ScaledSVM", "fit_baseline", "class_scores", "validation_chooses_c"]
 

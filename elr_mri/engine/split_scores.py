@@ -15,7 +15,7 @@ from elr_mri.distributed import gather_objects
 from elr_mri.engine.diagnostics import top_class_share
 from elr_mri.engine.feeding import BatchFeeder
 from elr_mri.engine.methods import Method
-from elr_mri.evaluation.metrics import TOP5_MIN_CLASSES, balanced_accuracy
+from elr_mri.evaluation.point_metrics import TOP5_MIN_CLASSES, balanced_accuracy
 
 __all__ = ["SplitScore", "evaluate_split", "SplitPredictions", "predict_split", "scores_on_test_sets"]
 

@@ -13,9 +13,9 @@ a probability can be taken at its word, two of calibration: the expected calibra
 given diagnosis).
 Pure NumPy and SciPy; AUCs use the rank formula, ties counted half, which equals scikit-learn's.
 
-Public names: `Interval`, `rarely_defined_note`, `too_few_to_resample`, `MetricsReport`, `point_metrics`,
-`bootstrap_metrics`, `refuse_resamples_past_memory`, `participant_means`, `participant_resamples`, `resampled_metrics`, `Resampling`,
-`evaluate_predictions`, `confusion_counts`, `balanced_accuracy`, `RARELY_DEFINED`, `TOP5_MIN_CLASSES`.
+Public names: `Interval`, `rarely_defined_note`, `too_few_to_resample`, `MetricsReport`, `bootstrap_metrics`,
+`refuse_resamples_past_memory`, `participant_means`, `participant_resamples`, `resampled_metrics`, `Resampling`,
+`evaluate_predictions`, `RARELY_DEFINED`.
 """
 
 from __future__ import annotations
@@ -27,10 +27,11 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from elr_mri.evaluation import N_BOOT
-from elr_mri.evaluation.calibration import (CALIBRATION_BINS, binned_calibration_error, brier_score, brier_terms,
-                                           confidence_bins, expected_calibration_error, reliability_bins)
+from elr_mri.evaluation.calibration import (CALIBRATION_BINS, binned_calibration_error, brier_terms, confidence_bins,
+                                           reliability_bins)
+from elr_mri.evaluation.point_metrics import (TOP5_MIN_CLASSES, confusion_counts, metric_names, metric_values,
+                                             point_metrics, top5_hits)
 from elr_mri.evaluation.prediction_checks import checked_predictions
-from elr_mri.evaluation.roc import roc_auc
 
 __all__ = [
     "Interval",
@@ -38,9 +39,6 @@ __all__ = [
     "rarely_defined_note",
     "too_few_to_resample",
     "MetricsReport",
-    "point_metrics",
-    "TOP5_MIN_CLASSES",
-    "balanced_accuracy",
     "bootstrap_metrics",
     "refuse_resamples_past_memory",
     "participant_means",
@@ -48,10 +46,8 @@ __all__ = [
     "resampled_metrics",
     "Resampling",
     "evaluate_predictions",
-    "confusion_counts",
 ]
 
-TOP5_MIN_CLASSES = 5  # top-5 accuracy is reported only above this many classes, where it is not trivially 1
 CONFIDENCE = 0.95
 RARELY_DEFINED = 0.95  # an interval resting on fewer than this share of the resamples is named as such
 # the unit of every figure printed from an `Interval` (×100): the Brier score, from 0 to 2, is no percentage
@@ -192,7 +188,7 @@ def bootstrap_metrics(
     """
     labels, proba, participants = checked_predictions(labels, proba, participants, len(class_names))
     k = len(class_names)
-    names = _metric_names(k)
+    names = metric_names(k)
     shown = names[: -k] + [f"auc_{name}" for name in class_names]  # per-class AUCs by class name: auc_AD
     estimate = point_metrics(labels, proba, k)
     point = np.array([estimate[n] for n in names])
@@ -229,48 +225,11 @@ def refuse_resamples_past_memory(n_boot: int, num_classes: int) -> None:
     kept: `--bootstrap 1000000000` stopped on a MemoryError's traceback (67 GiB), and 100,000 resamples of a
     100-class run would take 8 GB. Refused before any resample is drawn, in one line, with the count that fits;
     `evaluate` asks before it predicts, which takes minutes on a holdout."""
-    values = len(_metric_names(num_classes)) + num_classes * num_classes
+    values = len(metric_names(num_classes)) + num_classes * num_classes
     if n_boot * values * 8 > KEPT_RESAMPLES_BYTES:
         raise ValueError(f"--bootstrap {n_boot}: every resample's {values} values ({num_classes} classes) are kept for "
                          f"the percentiles, {n_boot * values * 8 / 2**30:.1f} GiB; pass at most "
                          f"{KEPT_RESAMPLES_BYTES // (values * 8):,} (the default is {N_BOOT})")
-
-
-def point_metrics(labels: np.ndarray, proba: np.ndarray, num_classes: int) -> dict[str, float]:
-    """accuracy, top5_accuracy (more than five classes only), balanced_accuracy, auc_micro, auc_macro, ece, brier
-    and auc_<k> for class index k."""
-    labels = np.asarray(labels)
-    proba = np.asarray(proba, dtype=np.float64)
-    counts = confusion_counts(labels, proba.argmax(1), num_classes)
-    onehot = labels[:, None] == np.arange(num_classes)[None, :]
-    per_class = [roc_auc(onehot[:, c], proba[:, c]) for c in range(num_classes)]
-    top5 = _top5_hits(labels, proba) if num_classes > TOP5_MIN_CLASSES else None
-    return _metric_values(counts, top5, per_class, roc_auc(onehot.ravel(), proba.ravel()),
-                          expected_calibration_error(labels, proba), brier_score(labels, proba))
-
-
-def _metric_values(counts: np.ndarray, top5: np.ndarray | None, per_class: Sequence[float], micro: float, ece: float,
-                   brier: float) -> dict[str, float]:
-    """`point_metrics`' dict from the parts a set (or a resample) gives: its confusion counts, whether each example's
-    label is among its five likeliest classes (None: five classes or fewer), its AUCs, ECE and Brier score."""
-    examples = int(counts.sum())
-    values = {"accuracy": float(np.trace(counts) / examples) if examples else float("nan")}
-    if top5 is not None:
-        values["top5_accuracy"] = float(top5.mean()) if examples else float("nan")
-    values.update({
-        "balanced_accuracy": _mean_recall(counts),
-        "auc_micro": micro,
-        "auc_macro": float(np.mean(per_class)),  # NaN if any class is absent, as scikit-learn refuses it
-        "ece": ece,
-        "brier": brier,
-    })
-    values.update({f"auc_{c}": a for c, a in enumerate(per_class)})
-    return values
-
-
-def _top5_hits(labels: np.ndarray, proba: np.ndarray) -> np.ndarray:
-    """Whether each example's label is among its five likeliest classes (ties at the fifth as argpartition picks)."""
-    return (np.argpartition(-proba, 4, axis=1)[:, :5] == labels[:, None]).any(1)
 
 
 def resampled_metrics(labels: np.ndarray, proba: np.ndarray, rows: np.ndarray, num_classes: int) -> dict[str, float]:
@@ -296,7 +255,7 @@ class Resampling:
         self.examples = n
         self.pairs = labels * num_classes + predicted  # each example's cell of the confusion matrix
         self.confidence, self.hits = proba.max(1), predicted == labels
-        self.top5 = _top5_hits(labels, proba) if num_classes > TOP5_MIN_CLASSES else None
+        self.top5 = top5_hits(labels, proba) if num_classes > TOP5_MIN_CLASSES else None
         self.squared = brier_terms(labels, proba)
         onehot = labels[:, None] == np.arange(num_classes)[None, :]
         self.per_class = _RankedColumns.of(proba.T, np.broadcast_to(np.arange(n), (num_classes, n)), onehot.T)
@@ -313,7 +272,7 @@ class Resampling:
         """`resampled_metrics(labels, proba, rows, num_classes)`, to the bit."""
         weights = np.bincount(rows, minlength=self.examples)
         counts = self.counts(rows)
-        values = _metric_values(counts, None if self.top5 is None else self.top5[rows],
+        values = metric_values(counts, None if self.top5 is None else self.top5[rows],
                                 self.per_class.auc(weights).tolist(), float(self.micro.auc(weights)[0]),
                                 binned_calibration_error(confidence_bins(self.confidence[rows], self.hits[rows],
                                                                          CALIBRATION_BINS)),
@@ -380,23 +339,6 @@ def _group_sums(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     np.cumsum(values, out=through[1:])
     return through[edges[1:]] - through[edges[:-1]]
 
-def balanced_accuracy(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> float:
-    """Mean recall over the classes present in `labels` (NaN without labels): a model that gives
-    everyone the majority class scores 1/(classes present), whatever the majority's share."""
-    return _mean_recall(confusion_counts(labels, predicted, num_classes))
-
-
-def _mean_recall(counts: np.ndarray) -> float:
-    support = counts.sum(1)
-    return float((np.diag(counts)[support > 0] / support[support > 0]).mean()) if support.any() else float("nan")
-
-
-def confusion_counts(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
-    """counts[i, j] = examples of class i predicted as j."""
-    counts = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(counts, (np.asarray(labels), np.asarray(predictions)), 1)
-    return counts
-
 
 def participant_means(
     labels: np.ndarray, proba: np.ndarray, participants: np.ndarray
@@ -412,13 +354,6 @@ def participant_means(
     np.add.at(sums, inverse, proba)
     means = sums / np.bincount(inverse)[:, None]
     return labels[first], means, participants[first]
-
-
-def _metric_names(num_classes: int) -> list[str]:
-    """Keys of `point_metrics` in report order."""
-    top5 = ["top5_accuracy"] if num_classes > TOP5_MIN_CLASSES else []
-    return (["accuracy", *top5, "balanced_accuracy", "auc_micro", "auc_macro", "ece", "brier"]
-            + [f"auc_{c}" for c in range(num_classes)])
 
 
 def participant_resamples(participants: np.ndarray, n_boot: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
