@@ -18,8 +18,8 @@ from typing import Callable
 import numpy as np
 from results_file import command_line, write_report
 
-from elr_mri.evaluation.metrics import Resampling, participant_resamples, resampled_metrics
 from elr_mri.evaluation.point_metrics import confusion_counts
+from elr_mri.evaluation.resampling import Resampling, participant_resamples, resampled_metrics
 from preprocess.user_errors import output_file
 
 ROOT = Path(__file__).resolve().parents[1]

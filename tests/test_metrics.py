@@ -16,9 +16,9 @@ from elr_mri.evaluation.metrics import (
     bootstrap_metrics,
     evaluate_predictions,
     participant_means,
-    participant_resamples,
 )
 from elr_mri.evaluation.point_metrics import confusion_counts, point_metrics
+from elr_mri.evaluation.resampling import participant_resamples
 from elr_mri.evaluation.roc import roc_auc, roc_points
 
 CLASSES = ["CN", "MCI", "AD"]
@@ -257,7 +257,7 @@ def test_each_interval_counts_the_resamples_its_metric_was_defined_in() -> None:
 def test_each_confusion_rate_counts_the_resamples_that_drew_its_given_class() -> None:
     """One AD participant of ten: the AD row's rates exist only in the resamples that drew them (about 65%), and its
     interval of [100, 100] from one participant read as settled in confusion.csv, which said no count."""
-    from elr_mri.evaluation.metrics import participant_resamples
+    from elr_mri.evaluation.resampling import participant_resamples
 
     labels = np.array([0] * 5 + [1] * 4 + [2])
     proba = np.eye(3)[labels] * 0.5 + 0.5 / 3  # every participant predicted as given
@@ -372,7 +372,7 @@ def _sklearn_metrics(labels: np.ndarray, proba: np.ndarray, everyone: np.ndarray
 def test_intervals_are_percentiles_of_the_metric_over_the_participant_resamples(confidence: float | None) -> None:
     """The stated interval (95% unless asked otherwise) is the central percentile interval of the metric over the
     seeded resamples, and the confusion-rate interval that of each resample's own confusion matrix, not the point's."""
-    from elr_mri.evaluation.metrics import participant_resamples
+    from elr_mri.evaluation.resampling import participant_resamples
 
     labels, proba = predictions(60, seed=5)
     people = np.array([f"P{i // 3:02d}" for i in range(60)])
@@ -496,7 +496,7 @@ def test_the_bootstrap_scores_each_resample_to_the_bit_as_resampled_metrics_does
     """A resample is scored from its multiplicities over the set's scores sorted once (a CIFAR-100 test set's
     default bootstrap took over 5 CPU-minutes of sorting): every interval, count and confusion rate must be the very
     float that rescoring each resample with `resampled_metrics` gives, ties and classes no resample drew included."""
-    from elr_mri.evaluation import metrics
+    from elr_mri.evaluation import metrics, resampling
 
     labels, proba = _resampled_set(n, k, tied, seed=k + n)
     proba = np.asfortranarray(proba) if scans > 1 else proba  # as a pandas frame gives it
@@ -509,7 +509,7 @@ def test_the_bootstrap_scores_each_resample_to_the_bit_as_resampled_metrics_does
             self.labels, self.proba = labels, proba
 
         def metrics(self, rows: np.ndarray) -> dict[str, float]:
-            return metrics.resampled_metrics(self.labels, self.proba, rows, k)
+            return resampling.resampled_metrics(self.labels, self.proba, rows, k)
 
         def counts(self, rows: np.ndarray) -> np.ndarray:
             return confusion_counts(self.labels[rows], self.proba[rows].argmax(1), k)

@@ -239,7 +239,7 @@ def test_the_paired_interval_is_the_95_percent_percentile_interval_of_difference
         tmp_path: Path) -> None:
     """Both runs are scored on each seeded resample of the participants; the interval is its 2.5th and 97.5th
     percentile, whatever the seed."""
-    from elr_mri.evaluation.metrics import participant_resamples
+    from elr_mri.evaluation.resampling import participant_resamples
 
     a, b = _many_participants(tmp_path / "a.csv", seed=1), _many_participants(tmp_path / "b.csv", seed=2)
     people = np.array([f"s{i:02d}" for i in range(30)])
@@ -315,7 +315,7 @@ def test_runs_that_differ_on_one_participant_of_four_are_not_alike(tmp_path: Pat
 def test_rescoring_draws_its_resamples_from_the_seed_it_is_given(tmp_path: Path) -> None:
     """The accuracy interval of `rescore_against_truth(seed=s)` is the 2.5th and 97.5th percentile of the accuracies
     on the participant resamples seed s draws, for a seed other than the default 0 as well."""
-    from elr_mri.evaluation.metrics import participant_resamples
+    from elr_mri.evaluation.resampling import participant_resamples
 
     predictions = _many_participants(tmp_path / "p.csv", seed=4)
     people = np.array([f"s{i:02d}" for i in range(30)])
