@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from elr_mri.evaluation.metrics import Interval
+from elr_mri.evaluation.metrics_report import Interval
 from elr_mri.evaluation.truth import PAIRED_METRICS, mean_paired_difference, rescore_against_truth
 from preprocess.user_errors import nonempty_path
 

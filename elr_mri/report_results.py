@@ -23,8 +23,8 @@ from elr_mri.evaluation.calibration import CALIBRATION_BINS
 from elr_mri.evaluation.compare import HEADLINE_METRICS, comparison_table
 from elr_mri.evaluation.evaluate import one_class_balanced_accuracy
 from elr_mri.evaluation.evaluation_folder import WARNINGS_KEY
-from elr_mri.evaluation.metrics import (PRINTED_UNITS, Interval, MetricsReport, rarely_defined_note,
-                                      too_few_to_resample)
+from elr_mri.evaluation.metrics_report import (PRINTED_UNITS, Interval, MetricsReport, rarely_defined_note,
+                                             too_few_to_resample)
 from elr_mri.evaluation.truth import mean_paired_difference, participants_predicted_alike, rescore_against_truth
 
 # ELR − CE against the truth, column by column: the decision-free AUC tells a shifted decision from a better one

@@ -11,12 +11,8 @@ import pytest
 from sklearn.metrics import accuracy_score, auc, balanced_accuracy_score, confusion_matrix, roc_auc_score
 
 from elr_mri.evaluation.calibration import brier_score, expected_calibration_error, reliability_bins
-from elr_mri.evaluation.metrics import (
-    Interval,
-    bootstrap_metrics,
-    evaluate_predictions,
-    participant_means,
-)
+from elr_mri.evaluation.metrics import bootstrap_metrics, evaluate_predictions, participant_means
+from elr_mri.evaluation.metrics_report import Interval
 from elr_mri.evaluation.point_metrics import confusion_counts, point_metrics
 from elr_mri.evaluation.resampling import participant_resamples
 from elr_mri.evaluation.roc import roc_auc, roc_points

@@ -14,7 +14,7 @@ import yaml
 
 from elr_mri.config import ConfigError, load_config
 from elr_mri.engine.selection import selection_rule
-from elr_mri.evaluation.metrics import Interval
+from elr_mri.evaluation.metrics_report import Interval
 from elr_mri.evaluation.truth import mean_paired_difference, rescore_against_truth
 from elr_mri.evaluation.compare import HEADLINE_METRICS
 from elr_mri.report import _cohort_section, _mislabel_section, _preprocess_section, _saliency_section, _training_section

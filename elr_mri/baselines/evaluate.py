@@ -35,7 +35,8 @@ from elr_mri.evaluation import N_BOOT
 from elr_mri.evaluation.compare import require_same_splits
 from elr_mri.evaluation.scored_scans import load_run_holdout
 from elr_mri.evaluation.evaluation_folder import WARNINGS_KEY, evaluation_dir, write_evaluation
-from elr_mri.evaluation.metrics import MetricsReport, evaluate_predictions
+from elr_mri.evaluation.metrics import evaluate_predictions
+from elr_mri.evaluation.metrics_report import MetricsReport
 
 __all__ = ["check_baseline_inputs", "evaluate_baselines", "require_baseline_run", "LAST_EPOCH_FLAGS", "VOXEL_BLOCK",
            "OneDiagnosisLeft"]

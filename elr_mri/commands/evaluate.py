@@ -15,7 +15,7 @@ from elr_mri.evaluation import N_BOOT
 from preprocess.folder_locks import held_lock
 
 if TYPE_CHECKING:
-    from elr_mri.evaluation.metrics import MetricsReport
+    from elr_mri.evaluation.metrics_report import MetricsReport
 
 EVALUATION_LOCK = ".evaluate.lock"  # held (lockf) by the `elr-mri evaluate` writing an evaluation folder
 EVALUATION_WRITERS = "`elr-mri evaluate` (or `train` scoring its holdout)"  # who holds it, as a refusal names them
@@ -157,7 +157,7 @@ def _scored_set_words(manifest: Path | None, test_set: str) -> str:
 
 def _interval_words(report: MetricsReport) -> str:
     """How to read `estimate [low, high]`: the unit, the interval's level and kind, and what was resampled."""
-    from elr_mri.evaluation.metrics import PRINTED_UNITS
+    from elr_mri.evaluation.metrics_report import PRINTED_UNITS
 
     drawn = "images" if report.unit == "image" else "participants (all scans of each)"
     return (f"in {PRINTED_UNITS}, each figure estimate [low, high]: a {100 * report.confidence:.0f}% percentile "
@@ -204,7 +204,7 @@ def _note_rarely_defined(reports: dict[str, MetricsReport], n_boot: int, csv: Pa
     in a resample that drew no participant of a class, and its interval then comes from the resamples that drew
     every class. A set of one participant has no resamples at all. A long list names its first few and the `csv`
     (metrics.csv, column resamples) holding them all."""
-    from elr_mri.evaluation.metrics import RARELY_DEFINED, rarely_defined_note, too_few_to_resample
+    from elr_mri.evaluation.metrics_report import RARELY_DEFINED, rarely_defined_note, too_few_to_resample
 
     unit = next(iter(reports.values())).unit
     alone = {level: report.n_participants for level, report in reports.items() if report.n_participants < 2}
@@ -254,7 +254,7 @@ def _score_and_compare(args: argparse.Namespace, eval_dir: Path, baselines: list
     from elr_mri.evaluation.compare import (comparison_table, paired_differences, record_comparison,
                                             require_same_scans, run_labels, wide_table)
     from elr_mri.evaluation.evaluate import evaluate_run
-    from elr_mri.evaluation.metrics import PRINTED_DIFFERENCE_UNITS, PRINTED_UNITS
+    from elr_mri.evaluation.metrics_report import PRINTED_DIFFERENCE_UNITS, PRINTED_UNITS
     from elr_mri.atomic_files import atomic_write_text
 
     runs = [args.run, *args.compare_with]

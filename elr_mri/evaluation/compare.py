@@ -20,7 +20,8 @@ from elr_mri.config import RunConfig, load_config
 from elr_mri.data.splits import read_run_splits
 from elr_mri.atomic_files import atomic_write_json
 from elr_mri.engine.run_dir import not_the_run_folder
-from elr_mri.evaluation.metrics import N_BOOT, Interval
+from elr_mri.evaluation import N_BOOT
+from elr_mri.evaluation.metrics_report import Interval
 from elr_mri.evaluation.truth import mean_paired_difference
 from preprocess.sidecar import file_sha256
 

@@ -36,7 +36,8 @@ from elr_mri.evaluation import N_BOOT
 from elr_mri.evaluation.evaluation_folder import (MANIFEST_ROWS_KEY, WARNINGS_KEY, evaluation_dir,
                                                  manifest_rows_fingerprint, require_own_folder, scored_fingerprint,
                                                  scored_source, write_evaluation)
-from elr_mri.evaluation.metrics import MetricsReport, bootstrap_metrics, evaluate_predictions
+from elr_mri.evaluation.metrics import bootstrap_metrics, evaluate_predictions
+from elr_mri.evaluation.metrics_report import MetricsReport
 from elr_mri.evaluation.prediction_checks import non_finite_rows
 from elr_mri.evaluation.scored_scans import check_test_split, holdout_warnings, load_run_holdout
 from elr_mri.models import uses_age

@@ -21,7 +21,7 @@ import pandas as pd
 from elr_mri.atomic_files import atomic_write_json, atomic_write_text
 from elr_mri.data.cohort import require_manifest_file
 from elr_mri.evaluation.compare import COMPARISON_FILES, remove_comparisons_citing
-from elr_mri.evaluation.metrics import MetricsReport
+from elr_mri.evaluation.metrics_report import MetricsReport
 from preprocess.sidecar import cannot_write, file_sha256
 
 __all__ = ["evaluation_dir", "explanation_dir", "scored_source", "scored_fingerprint", "manifest_rows_fingerprint",

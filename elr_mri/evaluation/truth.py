@@ -17,7 +17,9 @@ import numpy as np
 import pandas as pd
 
 from elr_mri.data.cohort import diagnoses_left_out, warn_once
-from elr_mri.evaluation.metrics import N_BOOT, Interval, MetricsReport, bootstrap_metrics, participant_means
+from elr_mri.evaluation import N_BOOT
+from elr_mri.evaluation.metrics import bootstrap_metrics, participant_means
+from elr_mri.evaluation.metrics_report import Interval, MetricsReport
 from elr_mri.evaluation.prediction_checks import non_finite_rows, non_probability_rows, row_words
 from elr_mri.evaluation.resampling import Resampling, participant_resamples
 
