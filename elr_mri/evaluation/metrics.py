@@ -1,17 +1,14 @@
-"""Classification metrics with 95% intervals from a bootstrap over participants, not scans.
+"""A scored set's metrics with 95% intervals from a bootstrap over participants, not scans, at scan level and at
+participant level (each participant's mean probability per given diagnosis).
 
 Scans of one participant are strongly correlated: resampling scans as if they were independent
 makes intervals too narrow, more so the more follow-up visits a cohort has. The bootstrap here
 draws participants with replacement and takes all their scans, so a participant with ten scans
 counts as one draw (cluster bootstrap).
 
-Metrics (as the ML4H paper reports them): accuracy, balanced accuracy, micro and
-macro one-vs-rest AUC on probabilities, per-class AUC, and the confusion matrix (counts, and per
-true class the share of each prediction, with intervals); and, since label noise and ELR's targets change how far
-a probability can be taken at its word, two of calibration: the expected calibration error and the Brier score.
-`evaluate_predictions` gives them at scan level and at participant level (each participant's mean probability per
-given diagnosis).
-Pure NumPy and SciPy; AUCs use the rank formula, ties counted half, which equals scikit-learn's.
+This module puts the parts together: the set's checks (`prediction_checks`), its point metrics (`point_metrics`,
+with `roc` and `calibration`), its resamples (`resampling`), and the percentile intervals over them, of each metric
+and of each given class's share of each prediction, gathered in a `metrics_report.MetricsReport`.
 
 Public names: `bootstrap_metrics`, `refuse_resamples_past_memory`, `participant_means`, `evaluate_predictions`.
 """

@@ -1,6 +1,7 @@
-"""The metrics of one scored set, without intervals: accuracy (top-5 too, beyond five classes), balanced accuracy,
-micro, macro and per-class AUC, ECE and Brier score, and the confusion counts. One function gives them for the whole
-set and for each bootstrap resample alike, so an interval is always of the very figure its estimate is.
+"""The metrics of one scored set, without intervals: accuracy, balanced accuracy, micro, macro and per-class
+one-vs-rest AUC on probabilities and the confusion counts, as the ML4H paper reports them; top-5 accuracy beyond five
+classes; the ECE and the Brier score. One function gives them for the whole set and for each bootstrap resample
+alike, so an interval is always of the very figure its estimate is.
 
 Public names: `TOP5_MIN_CLASSES`, `point_metrics`, `metric_values`, `metric_names`, `top5_hits`, `balanced_accuracy`,
 `confusion_counts`.
