@@ -135,16 +135,22 @@ def test_a_signal_recorded_by_one_in_process_train_does_not_stop_the_next(monkey
 
 def test_a_forked_child_still_dies_of_sigterm() -> None:
     """A DataLoader worker inherits the handler; its parent stops it with SIGTERM, which must still end it."""
+    ready, started = os.pipe()
     with terminating_at_safe_points():
         child = os.fork()
         if child == 0:  # the worker: a SIGTERM must end it, not be recorded and ignored
             try:
+                os.write(started, b"x")
                 time.sleep(30)
             finally:
                 os._exit(3)  # reached only if the signal did not end the process
-        time.sleep(0.5)
+        # Sent once the child runs Python: one sent sooner (a fixed 0.5 s on a loaded machine) can land before
+        # Python's after-fork clean-up, which drops a pending signal, and the child then slept its 30 s.
+        os.read(ready, 1)
         os.kill(child, signal.SIGTERM)
         _, status = os.waitpid(child, 0)
+    os.close(ready)
+    os.close(started)
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM
 
 
@@ -211,7 +217,9 @@ def _reset_a_handover() -> None:
         peer = socket.socket(socket.AF_UNIX)
         peer.connect(resource_sharer._resource_sharer._address)
         peer.close()
-        time.sleep(0.5)  # the listener's thread meets the closed connection
+        # A whole handover after it: the listener's one thread takes connections in turn, so once this one is served
+        # the reset one has been reported (a fixed 0.5 s, on a loaded machine, left its traceback to a later read).
+        os.close(resource_sharer.DupFd(handle.fileno()).detach())
 
 
 def test_a_worker_gone_mid_handover_prints_no_traceback_into_training_s_closing_line(capfd) -> None:
@@ -230,16 +238,27 @@ def test_a_sigterm_stops_an_image_folder_decoding_between_chunks(monkeypatch: py
     from elr_mri.data import image_decoding
 
     decoded: list[int] = []
+    queue_left = threading.Event()
+
+    class Pool(ThreadPoolExecutor):
+        """One thread, whose chunk after the first lasts until decode_all has left the queue (dropped or not)."""
+
+        def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+            super().shutdown(wait=False, cancel_futures=cancel_futures)
+            queue_left.set()
+            super().shutdown(wait=wait)
 
     def decode_chunk(paths: list) -> list:
         decoded.append(len(paths))
         if len(decoded) == 1:
             signal.raise_signal(signal.SIGTERM)  # recorded by the handler, in the main thread
-        else:
-            threading.Event().wait(0.5)  # a chunk still decoding when the main thread stops
+        elif len(decoded) == 2:
+            # a chunk still decoding when the main thread stops: a fixed 0.5 s let the worker, on a loaded machine
+            # where the main thread waited longer, finish it and take a third; 60 s bounds a decode_all that waits
+            queue_left.wait(60)
         return [None] * len(paths)
 
-    monkeypatch.setattr(image_decoding, "_decoding_pool", lambda chunks: ThreadPoolExecutor(max_workers=1))
+    monkeypatch.setattr(image_decoding, "_decoding_pool", lambda chunks: Pool(max_workers=1))
     monkeypatch.setattr(image_decoding, "_decode_chunk", decode_chunk)
     monkeypatch.setattr(image_decoding, "DECODE_CHUNK", 2)
     with terminating_at_safe_points(), pytest.raises(Terminated):
