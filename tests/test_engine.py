@@ -1397,9 +1397,18 @@ def _stopped_training(run: Path, checkpointed: bool, stop: signal.Signals, *extr
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
                              start_new_session=whole_group)
     waited_for = run / ("checkpoints/last.pt" if checkpointed else "config.yaml")
-    deadline = time.monotonic() + 120
+    # a hang guard, as `_kill_after_epochs`'s: start-up and a first epoch can take minutes at a high load, where a
+    # fixed 2 minutes sent the signal anyway, before the run was where the test stops it
+    deadline = time.monotonic() + _STALL_S
     while not waited_for.exists() and child.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
+    if not waited_for.exists():
+        ended = child.poll()
+        if ended is None:
+            os.killpg(child.pid, signal.SIGKILL) if whole_group else child.kill()
+        how = f"ended (exit {ended})" if ended is not None else f"wrote nothing in {_STALL_S:.0f} s"
+        raise AssertionError(f"the run {how} before its {waited_for.name}; its stderr:\n"
+                             f"{child.communicate()[1][-3000:]}")
     if whole_group:
         os.killpg(child.pid, stop)
     else:
