@@ -492,7 +492,9 @@ def test_killed_run_resumes(tmp_path, good_scans):
     (out / "manifest.csv").write_text("participant_id,session_id,processed_path,status\n")  # of an earlier run
     command = [sys.executable, "-m", "preprocess", "--input", str(csv), "--output", str(out), *FAST]
     run = subprocess.Popen(command, start_new_session=True, cwd=Path(__file__).resolve().parents[2])
-    deadline = time.monotonic() + 120
+    # a hang guard: the first scan took 37 s at a load average of ~10; after a fixed 120 s a busier machine's run would
+    # be killed before it, failing as "not interrupted mid-batch"
+    deadline = time.monotonic() + 600
     sidecars = "*/*/[!.]*.json"  # not the temporary file a sidecar is written to before its rename
     while not list(out.glob(sidecars)) and time.monotonic() < deadline and run.poll() is None:
         time.sleep(0.1)
