@@ -697,6 +697,18 @@ def test_an_age_is_computed_from_the_birth_date_in_decimal_years_not_read_from_n
     assert "4 aged by NACCAGE" not in result.summary() and "3 aged by NACCAGE, whole years" in result.summary()
 
 
+def test_the_scans_own_age_is_compared_with_the_age_written_at_the_scan_s_date_not_the_visit_s():
+    """The warning compared --scans' ages with the table's visit age, unrounded (71.79876796714579 in --scans' warning
+    beside 72.05 in the manifest): an MRI half a year from its visit was warned of, or not, by the wrong age."""
+    scans = pd.DataFrame({"participant_id": "NACC000001", "session_id": ["ses-20100831", "ses-20110901"],
+                          "path": ["a", "b"], "age": ["64.7", "63.9"]})  # visits 2010-03-04 and 2011-03-10
+    result = import_mapped_table(UDS.assign(BIRTHYR=1946, BIRTHMO=9), scans, NACC_MAPPING)
+    assert result.manifest["age"].tolist() == [63.96, 64.96]  # the visits' 63.46 and 64.48, moved 180 and 175 days
+    assert result.replaced == [  # 64.7 is within a year of 63.96 (not of 63.46); 63.9 is not of 64.96
+        "age disagrees with the clinical table's in 1 imported scan (first: NACC000001/ses-20110901, '63.9' in "
+        "--scans, 64.96 from the table's visit age moved to the scan's date)"]
+
+
 def test_a_birth_date_gives_the_age_where_naccage_is_a_code_and_a_mapping_without_its_partners_is_refused(tmp_path):
     """A NACCAGE code (-4) beside a readable birth date is no age problem: the birth date gives the age. A mapping's
     birth_date needs the visits' dates (an age is at a date) and the age column (where a birth date is a code)."""

@@ -143,11 +143,13 @@ def join_to_scans(
     session_hints: dict[re.Pattern[str], str] | None = None,
     participant_hints: dict[re.Pattern[str], str] | None = None,
     nearest: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
+    as_written: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
 ) -> ImportResult:
     """Attach each scan's clinical row; list scans without one, with two, or without a usable diagnosis.
     `session_hints`, `participant_hints`: why a scan whose session (participant) key the pattern matches, a date say,
     meets none of the table's sessions (participants), where that is known. `nearest`: gives scans named by date the
-    session of a visit near it (`elr_mri.data.visit_dates.visit_finder`)."""
+    session of a visit near it (`elr_mri.data.visit_dates.visit_finder`). `as_written`: the joined manifest as the
+    import writes it (a visit's age moved to its scan's date), the values the scans' own are compared with."""
     require_columns(scans, ("participant_id", "session_id"), scans_source)
     keys = pd.DataFrame({"_participant": scans["participant_id"].map(participant_key),
                          "_session": scans["session_id"].map(session_key)})
@@ -176,26 +178,37 @@ def join_to_scans(
     two_spellings = [" and ".join(map(str, names)) for names in spellings if len(names) > 1]
     manifest = kept.drop(columns=["_participant", "_session", "_matches", "_diagnosis_problem", "_age_problem",
                                   "_sex_unlisted", "_far", "_visit_day"], errors="ignore")
+    if as_written is not None:
+        manifest = as_written(manifest)
     return ImportResult(manifest=manifest.reset_index(drop=True), dropped=dropped.reset_index(drop=True),
                         age_problems=age_problems, two_spellings=two_spellings,
                         unlisted_sex_codes=_counted(kept.get("_sex_unlisted")), unprocessed=_unprocessed(kept),
-                        one_file_twice=_one_file_twice(kept), replaced=_replaced_disagreements(own, kept))
+                        one_file_twice=_one_file_twice(kept), replaced=_replaced_disagreements(own, manifest))
 
 
-def _replaced_disagreements(own: pd.DataFrame, kept: pd.DataFrame) -> list[str]:
-    """For each of the scans' `own` columns that the import writes over, the kept scans whose own value the table's
-    replaces with another: the table's is written (a cohort's visit diagnosis is its own), but not unsaid."""
+def _replaced_disagreements(own: pd.DataFrame, manifest: pd.DataFrame) -> list[str]:
+    """For each of the scans' `own` columns that the import writes over, the scans of `manifest` whose own value the
+    table's, as written, replaces with another: the table's is written (a cohort's visit diagnosis is its own), but
+    not unsaid."""
     found = []
-    for column in [name for name in own.columns if name in kept.columns]:
-        given, written = own[column].reindex(kept.index), kept[column]
+    for column in [name for name in own.columns if name in manifest.columns]:
+        given, written = own[column].reindex(manifest.index), manifest[column]
         differs = _disagree(column, given, written)
         if differs.any():
             first = differs.idxmax()
             count = int(differs.sum())
+            source = _from_table(manifest, column, first)
             found.append(f"{column} disagrees with the clinical table's in {count} imported scan{'s' * (count > 1)} "
-                         f"(first: {kept.at[first, 'participant_id']}/{kept.at[first, 'session_id']}, "
-                         f"{given[first]!r} in --scans, {_shown(written[first])} in the table)")
+                         f"(first: {manifest.at[first, 'participant_id']}/{manifest.at[first, 'session_id']}, "
+                         f"{given[first]!r} in --scans, {_shown(written[first])} {source})")
     return found
+
+
+def _from_table(manifest: pd.DataFrame, column: str, row: Any) -> str:
+    """Where a written value came from: the table, or for an age moved to the scan's date (age_at), the table's visit
+    age so moved, which the table itself does not show."""
+    moved = column == "age" and manifest.get("age_at", pd.Series(dtype=object)).get(row) == "scan"
+    return "from the table's visit age moved to the scan's date" if moved else "in the table"
 
 
 def _disagree(column: str, given: pd.Series, written: pd.Series) -> pd.Series:

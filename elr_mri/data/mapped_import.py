@@ -115,13 +115,19 @@ def import_mapped_table(
     scans_table, scans_where = read_scans(scans)
     nearest = visit_finder(clinical, table, header, where, mapping, scans_table)
     hint = date_session_hint(table[columns["session_id"]], columns["session_id"])
-    result = join_to_scans(scans_table, scans_where, clinical, bids_key, mapped_session_key,
-                           session_hints={DATE_KEY: hint} if hint else {}, nearest=nearest)
+    return join_to_scans(scans_table, scans_where, clinical, bids_key, mapped_session_key,
+                         session_hints={DATE_KEY: hint} if hint else {}, nearest=nearest,
+                         as_written=lambda manifest: _ages_as_written(manifest, columns))
+
+
+def _ages_as_written(manifest: pd.DataFrame, columns: dict[str, Any]) -> pd.DataFrame:
+    """The joined manifest's ages as the import writes them: moved to the scan's date where it is known, to 0.01
+    year (the scans' own are compared with these, not with the visit's unrounded age)."""
     if "age" in columns and "birth_date" not in columns:  # an imported manifest given as --scans again (dated scans
-        result.manifest = result.manifest.drop(columns="age_from", errors="ignore")  # too): its age_from is stale
-    if "birth_date" in columns or ("age" in columns and "days_from_visit" in result.manifest):
-        result.manifest = _age_at_scan(result.manifest)
-    return result
+        manifest = manifest.drop(columns="age_from", errors="ignore")  # too): its age_from is stale
+    if "birth_date" in columns or ("age" in columns and "days_from_visit" in manifest):
+        manifest = _age_at_scan(manifest)
+    return manifest
 
 
 def _with_age_from_birth(clinical: pd.DataFrame, table: pd.DataFrame, header: pd.DataFrame,
