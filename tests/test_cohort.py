@@ -591,6 +591,15 @@ def test_a_mapped_tables_numeric_ids_meet_the_zero_padded_bids_labels_of_their_s
     assert result.dropped["participant_id"].tolist() == ["sub-03", "NACC000004", "5"]  # NACCUDSD 2; not listed; no visit 7
 
 
+def test_a_mapping_without_a_cohort_keeps_the_scans_own_cohort():
+    """A mapping naming no `cohort:` wrote every scan's cohort as empty, erasing the one --scans gave."""
+    mapping = {"columns": {"participant_id": "NACCID", "session_id": "NACCVNUM", "diagnosis": "NACCUDSD"},
+               "values": {"diagnosis": {1: "CN", 3: "MCI", 4: "AD"}}}
+    scans = nacc_scans().assign(cohort=["east", "east", "west", "west", "west", "west"])
+    assert import_mapped_table(NACC, scans, mapping).manifest["cohort"].tolist() == ["east", "east", "west", "west"]
+    assert "cohort" not in import_mapped_table(NACC, nacc_scans(), mapping).manifest  # none to keep: no empty column
+
+
 def test_nacc_mapping_recodes_udsd_and_sex():
     result = import_mapped_table(NACC, nacc_scans(), NACC_MAPPING)
     m = result.manifest

@@ -111,7 +111,8 @@ def import_mapped_table(
     _apply_requirements(clinical, table, header, where, mapping)
     if "birth_date" in columns and "age" in columns:  # a mapping file is refused one without the other
         clinical = _with_age_from_birth(clinical, table, header, columns)
-    clinical["cohort"] = mapping.get("cohort", "")
+    if not blank(mapping.get("cohort")):  # a mapping without one keeps the scans' own (it wrote '' over them)
+        clinical["cohort"] = mapping["cohort"]
     scans_table, scans_where = read_scans(scans)
     nearest = visit_finder(clinical, table, header, where, mapping, scans_table)
     hint = date_session_hint(table[columns["session_id"]], columns["session_id"])
