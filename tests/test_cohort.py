@@ -600,6 +600,19 @@ def test_a_mapping_without_a_cohort_keeps_the_scans_own_cohort():
     assert "cohort" not in import_mapped_table(NACC, nacc_scans(), mapping).manifest  # none to keep: no empty column
 
 
+def test_a_cohort_the_import_writes_over_the_scans_own_is_named_with_both():
+    """A mapping's cohort: replaced --scans' own without a word. Cohorts are compared as text in any case (nacc is
+    NACC), as diagnoses are, and named three at most."""
+    scans = nacc_scans().assign(cohort=["nacc", "NACC", "east", "NACC", "west", "NACC"])
+    result = import_mapped_table(NACC, scans, NACC_MAPPING)
+    assert result.cohort_written_over == "'NACC' over --scans' own 'east' in 1 imported scan (first: sub-NACC000002/1)"
+    mapping = {"columns": {"participant_id": "NACCID", "session_id": "NACCVNUM", "diagnosis": "NACCUDSD"},
+               "values": {"diagnosis": {1: "CN", 3: "MCI", 4: "AD"}}, "cohort": "NACC"}  # four scans kept
+    assert import_mapped_table(NACC, nacc_scans().assign(cohort=list("dcbfae")), mapping).cohort_written_over == (
+        "'NACC' over --scans' own 'a', 'b', 'c' and 1 more in 4 imported scans (first: NACC000001/1)")
+    assert import_mapped_table(NACC, nacc_scans(), NACC_MAPPING).cohort_written_over == ""
+
+
 def test_nacc_mapping_recodes_udsd_and_sex():
     result = import_mapped_table(NACC, nacc_scans(), NACC_MAPPING)
     m = result.manifest

@@ -901,17 +901,25 @@ def _adni_import_inputs(folder: Path) -> tuple[Path, Path]:
     return scans, adnimerge
 
 
-def test_import_cohort_warns_in_one_line_of_a_scans_own_sex_that_the_table_replaces(tmp_path: Path,
-                                                                                     cli_in_process: Cli) -> None:
+def test_import_cohort_warns_in_one_line_of_a_scans_own_sex_or_cohort_that_it_replaces(tmp_path: Path,
+                                                                                        cli_in_process: Cli) -> None:
+    """--scans' sites in its cohort column were replaced by ADNI (a mapping's cohort:) without a word."""
     scans, adnimerge = _adni_import_inputs(tmp_path)
-    pd.read_csv(scans).assign(sex=["F", "F", "M"]).to_csv(scans, index=False)  # as a BIDS participants.tsv gives it
+    pd.read_csv(scans).assign(sex=["F", "F", "M"],  # as a BIDS participants.tsv gives it
+                              cohort=["site_A", "site_B", "site_A"]).to_csv(scans, index=False)
     out = tmp_path / "manifest.csv"
     result = cli_in_process("import-cohort", "--scans", str(scans), "--adnimerge", str(adnimerge), "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert ("warning: --scans' own sex disagrees with the clinical table's in 1 imported scan (first: "
             "sub-ADNI011S0002/ses-M00, 'F' in --scans, 'M' in the table); the table's is written: where it is wrong, "
             "correct it and import again\n") in result.stderr
-    assert pd.read_csv(out)["sex"].tolist() == ["M", "F"]
+    assert ("warning: import-cohort writes cohort 'ADNI' over --scans' own 'site_A', 'site_B' in 2 imported scans "
+            "(first: sub-ADNI011S0002/ses-M00); an ADNIMERGE import names every scan's cohort ADNI: to keep --scans' "
+            "own, give them a column of another name in --scans, which is kept as it is\n") in result.stderr
+    assert pd.read_csv(out)[["sex", "cohort"]].values.tolist() == [["M", "ADNI"], ["F", "ADNI"]]
+    again = cli_in_process("import-cohort", "--scans", str(out), "--adnimerge", str(adnimerge), "--out",
+                           str(tmp_path / "again.csv"))
+    assert again.returncode == 0 and "writes cohort" not in again.stderr  # its own ADNI is no other cohort
 
 
 def test_import_cohort_joins_adnimerge_to_scans(tmp_path: Path, cli_in_process: Cli) -> None:

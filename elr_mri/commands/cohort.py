@@ -70,8 +70,8 @@ def _imported_cohort(args: argparse.Namespace) -> ImportResult:
 
 def _warn_about_import(result: ImportResult, mapping: Path | None) -> None:
     """Warn of imported rows that training would refuse: a participant spelled two ways, an empty processed_path, a
-    processed file under two ids, an age that is no age; and of sex codes `mapping` does not list, which the manifest
-    holds as unknown."""
+    processed file under two ids, an age that is no age; of --scans' own values and cohort written over; and of sex
+    codes `mapping` does not list, which the manifest holds as unknown."""
     _warn_of_rows(result.two_spellings, "participant(s) are spelled two ways in --scans", "training refuses a "
                   "manifest that splits a person: write one ID per person in --scans and import again")
     _warn_of_rows(result.unprocessed, "imported scan(s) have an empty processed_path", "training refuses them: "
@@ -81,6 +81,11 @@ def _warn_about_import(result: ImportResult, mapping: Path | None) -> None:
     for replaced in result.replaced:
         print(f"warning: --scans' own {replaced}; the table's is written: where it is wrong, correct it and import "
               "again", file=sys.stderr)
+    if result.cohort_written_over:
+        keep = (f"to keep --scans' own, delete cohort: from {mapping} or" if mapping is not None
+                else "an ADNIMERGE import names every scan's cohort ADNI: to keep --scans' own,")
+        print(f"warning: import-cohort writes cohort {result.cohort_written_over}; {keep} give them a column of "
+              "another name in --scans, which is kept as it is", file=sys.stderr)
     _warn_of_rows(result.age_problems, "imported scan(s) have an age that is not years at the scan, written as no age",
                   "a model using age refuses scans without one: correct them in the clinical table and import again")
     if result.unlisted_sex_codes:

@@ -55,6 +55,9 @@ class ImportResult:
     # table)": the scans' own values of a column the import writes (a BIDS participants.tsv's) that the table's
     # replace with others, one entry a column
     replaced: list[str] = dataclasses.field(default_factory=list)
+    # "'ADNI' over --scans' own 'site_A', 'site_B' in 2 imported scans (first: 011_S_0001/bl)": the import's cohort
+    # written over another that --scans gave, "" where it replaced none
+    cohort_written_over: str = ""
     # "SEX 'Male' (3 scans)": imported sex codes that a mapping's values.sex does not list, written as unknown sex
     unlisted_sex_codes: list[str] = dataclasses.field(default_factory=list)
     # what many of the drops share and how to fix it, said once in the summary (DXSUM's codes 1/2/3 as DX), right
@@ -183,7 +186,8 @@ def join_to_scans(
     return ImportResult(manifest=manifest.reset_index(drop=True), dropped=dropped.reset_index(drop=True),
                         age_problems=age_problems, two_spellings=two_spellings,
                         unlisted_sex_codes=_counted(kept.get("_sex_unlisted")), unprocessed=_unprocessed(kept),
-                        one_file_twice=_one_file_twice(kept), replaced=_replaced_disagreements(own, manifest))
+                        one_file_twice=_one_file_twice(kept), replaced=_replaced_disagreements(own, manifest),
+                        cohort_written_over=_cohort_written_over(scans.reset_index(drop=True), manifest))
 
 
 def _replaced_disagreements(own: pd.DataFrame, manifest: pd.DataFrame) -> list[str]:
@@ -202,6 +206,22 @@ def _replaced_disagreements(own: pd.DataFrame, manifest: pd.DataFrame) -> list[s
                          f"(first: {manifest.at[first, 'participant_id']}/{manifest.at[first, 'session_id']}, "
                          f"{given[first]!r} in --scans, {_shown(written[first])} {source})")
     return found
+
+
+def _cohort_written_over(scans: pd.DataFrame, manifest: pd.DataFrame) -> str:
+    """The import's cohort, the cohorts of --scans it replaces (three at most named), how many scans and the first, ""
+    where it replaced none: a cohort names a scan's site or study, which --scans may give on purpose."""
+    if "cohort" not in scans or "cohort" not in manifest:
+        return ""
+    given = scans["cohort"].reindex(manifest.index)
+    differs = _disagree("cohort", given, manifest["cohort"])
+    if not differs.any():
+        return ""
+    first, count = differs.idxmax(), int(differs.sum())
+    replaced = sorted(set(given[differs].astype(str).str.strip()))
+    named = ", ".join(map(repr, replaced[:3])) + f" and {len(replaced) - 3} more" * (len(replaced) > 3)
+    return (f"{_shown(manifest.at[first, 'cohort'])} over --scans' own {named} in {count} imported "
+            f"scan{'s' * (count > 1)} (first: {_scan_names(manifest.loc[[first]])[0]})")
 
 
 def _from_table(manifest: pd.DataFrame, column: str, row: Any) -> str:
