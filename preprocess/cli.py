@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import signal
 import sys
 from pathlib import Path
 from typing import Callable
@@ -21,7 +20,7 @@ from .inputs import InputError, parse_shard, read_inputs, registration_seed
 from .memory import available_memory, gigabytes
 from .pipeline import Params
 from .progress import NO_PROGRESS_HELP
-from .signals import Terminated, sigterm_as_ctrl_c
+from .signals import sigterm_as_ctrl_c, stopped_exit_code
 from .template import check_template_files
 from .user_errors import (USER_ERRORS, as_path_name_error, file_above, nonempty_text, report_user_error,
                           storage_error_or_raise)
@@ -71,8 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Preprocess a batch; see the module docstring for the exit codes."""
+def main(argv: list[str] | None = None, say_how_to_go_on: bool = True) -> int:
+    """Preprocess a batch; see the module docstring for the exit codes. `say_how_to_go_on`: False for a caller that
+    says itself how to go on after Ctrl-C or SIGTERM (mri_demo.py, rerun as a whole), reading the exit code alone."""
     parser = build_parser()
     args = parse_naming_unknown_options(parser, sys.argv[1:] if argv is None else argv)
 
@@ -96,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         print_summary(summary, Path(args.output) / shard_names(shard)[0], shard)
         return 1 if summary.failed else 0
 
-    return _reporting_user_errors("elr-mri preprocess", preprocess, "finished scans are skipped")
+    return _reporting_user_errors("elr-mri preprocess", preprocess, "finished scans are skipped",
+                                  say_how_to_go_on=say_how_to_go_on)
 
 
 # one job's peak resident memory at 1 mm, measured on Colin27: 1.34 GB padded to a scanner's 256×256×176 field of
@@ -115,9 +116,11 @@ def note_memory_for_jobs(jobs: int, available: int | None) -> None:
           f"{max(1, int(available // JOB_PEAK_BYTES))} fits", file=sys.stderr)
 
 
-def _reporting_user_errors(command: str, work: Callable[[], int], on_rerun: str, status: int = 2) -> int:
+def _reporting_user_errors(command: str, work: Callable[[], int], on_rerun: str, status: int = 2,
+                           say_how_to_go_on: bool = True) -> int:
     """`work()`'s exit status, or a user's mistake as one line (exit `status`), a full or read-only disk
-    likewise, and Ctrl-C or SIGTERM as what running the command again does (`on_rerun`)."""
+    likewise, and Ctrl-C or SIGTERM as what running the command again does (`on_rerun`), unless the caller says how
+    to go on itself (`say_how_to_go_on` False: the exit code alone)."""
     try:
         with sigterm_as_ctrl_c():
             return work()
@@ -125,13 +128,8 @@ def _reporting_user_errors(command: str, work: Callable[[], int], on_rerun: str,
         return report_user_error(command, exc, status, on_rerun)
     except OSError as exc:  # a full or read-only disk under --output, a path too long
         return report_user_error(command, as_path_name_error(exc) or storage_error_or_raise(exc), status, on_rerun)
-    except Terminated:
-        print(f"{command}: stopped by SIGTERM (a job's time limit, scancel or kill); run the same command again: "
-              f"{on_rerun}", file=sys.stderr)
-        return 128 + signal.SIGTERM
-    except KeyboardInterrupt:
-        print(f"{command}: interrupted; run the same command again: {on_rerun}", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:  # Terminated too: SIGTERM
+        return stopped_exit_code(stop, command, on_rerun, say_how_to_go_on)
 
 
 def _require_output_folder(output: Path) -> None:

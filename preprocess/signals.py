@@ -8,11 +8,12 @@ DataLoader workers, inside whose after-fork hooks a raised exception is lost.
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from contextlib import contextmanager
 from typing import Iterator
 
-__all__ = ["Terminated", "sigterm_as_ctrl_c"]
+__all__ = ["Terminated", "sigterm_as_ctrl_c", "stopped_exit_code"]
 
 
 class Terminated(KeyboardInterrupt):
@@ -35,3 +36,14 @@ def sigterm_as_ctrl_c() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def stopped_exit_code(stop: KeyboardInterrupt, command: str, on_rerun: str, say_how_to_go_on: bool = True) -> int:
+    """The exit code of `command` stopped by Ctrl-C (130) or SIGTERM (`Terminated`, 143), after one line saying what
+    running it again does (`on_rerun`), unless its caller says how to go on itself (mri_demo.py, of which simulate
+    and preprocess are steps: two lines told the user to rerun two different commands)."""
+    by_sigterm = isinstance(stop, Terminated)
+    if say_how_to_go_on:
+        how = "stopped by SIGTERM (a job's time limit, scancel or kill)" if by_sigterm else "interrupted"
+        print(f"{command}: {how}; run the same command again: {on_rerun}", file=sys.stderr)
+    return 128 + signal.SIGTERM if by_sigterm else 130

@@ -24,7 +24,7 @@ import pandas as pd
 
 from elr_mri.evaluation import N_BOOT
 from elr_mri.stopping import terminating_at_once, terminating_at_safe_points
-from preprocess.signals import Terminated
+from preprocess.signals import Terminated, stopped_exit_code
 from preprocess.user_errors import nonempty_path, report_user_error
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -168,7 +168,7 @@ def _simulate(args: argparse.Namespace) -> Path:
     if not (cohort / "manifest.csv").exists():
         code = simulate(["--out", str(cohort), "--subjects", str(args.subjects), "--holdout-subjects",
                          str(args.holdout_subjects), "--label-noise", str(args.label_noise), "--seed", str(args.seed),
-                         "--jobs", str(args.jobs), "--overwrite"])
+                         "--jobs", str(args.jobs), "--overwrite"], say_how_to_go_on=False)
         _stop_if_stopped(code)
         if code:
             raise SystemExit(f"simulate-cohort failed (exit {code})")
@@ -206,7 +206,7 @@ def _preprocess(args: argparse.Namespace, cohort: Path) -> Path:
 
     processed = args.out / "preprocessed"
     code = preprocess(["--input", str(cohort / "manifest.csv"), "--output", str(processed), "--resolution", "2",
-                       "--jobs", str(args.jobs)])
+                       "--jobs", str(args.jobs)], say_how_to_go_on=False)
     if code == 1:  # a failed scan is listed in failures.csv; the others go on to training
         print(f"preprocess: some scans failed, see {processed / 'failures.csv'}")
     _stop_if_stopped(code)
@@ -284,10 +284,7 @@ def _run_saying_how_it_ended(demo: Callable[[], None]) -> None:
         with terminating_at_safe_points():
             demo()
     except KeyboardInterrupt as stop:
-        by_sigterm = isinstance(stop, Terminated)
-        how = "stopped by SIGTERM (a job's time limit, scancel or kill)" if by_sigterm else "interrupted"
-        print(f"mri_demo.py: {how}; run the same command again: every stage resumes where it stopped", file=sys.stderr)
-        sys.exit(128 + signal.SIGTERM if by_sigterm else 130)
+        sys.exit(stopped_exit_code(stop, "mri_demo.py", "every stage resumes where it stopped"))
     except Exception as err:
         from elr_mri.commands.problems import user_problem
 

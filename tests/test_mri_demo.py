@@ -159,8 +159,31 @@ def test_sigterm_while_simulating_says_stopped_not_failed(tmp_path: Path) -> Non
     _, stderr = demo.communicate()
     assert demo.returncode == 143, stderr
     assert "failed" not in stderr
+    _assert_one_way_on(stderr)
+
+
+def _assert_one_way_on(stderr: str) -> None:
+    """The demo's stop line alone says how to go on: a step's own (simulate-cohort's, preprocess's) told the user to
+    rerun `elr-mri preprocess`, then the demo's line to rerun the demo, which is what resumes every stage."""
+    assert stderr.count("run the same command again") == 1, stderr
     assert stderr.endswith("mri_demo.py: stopped by SIGTERM (a job's time limit, scancel or kill); run the same "
                            "command again: every stage resumes where it stopped\n")
+
+
+@pytest.mark.slow
+def test_sigterm_while_preprocessing_says_how_to_go_on_once(tmp_path: Path) -> None:
+    """A demo's 11 scans simulated (about 10 s), SIGTERM lands in preprocess, which writes its folder under its own
+    handler and takes minutes to register them."""
+    out = tmp_path / "demo"
+    demo = subprocess.Popen([sys.executable, str(DEMO), "--out", str(out), "--subjects", "9", "--holdout-subjects", "2",
+                             "--seed", "1", "--jobs", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=ROOT, env=_this_checkout())
+    while demo.poll() is None and not (out / "preprocessed").exists():
+        time.sleep(0.05)
+    demo.send_signal(signal.SIGTERM)
+    _, stderr = demo.communicate()
+    assert demo.returncode == 143, stderr
+    _assert_one_way_on(stderr)
 
 
 # A demo of stand-in stages that signal the process (argv[3]) inside the demo's stage runner and wait. With more

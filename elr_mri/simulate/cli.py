@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import sys
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
@@ -38,7 +37,7 @@ from preprocess.arguments import parse_naming_unknown_options
 from preprocess.folder_locks import held_lock
 from preprocess.progress import NO_PROGRESS_HELP, ScanProgress
 from preprocess.qc_flags import MAX_INPUT_VOXEL_MM
-from preprocess.signals import Terminated, sigterm_as_ctrl_c
+from preprocess.signals import sigterm_as_ctrl_c, stopped_exit_code
 from preprocess.sidecar import atomic_path, file_sha256, read_sidecar, remove_stale_temps, scan_sha256, write_json
 from preprocess.user_errors import USER_ERRORS, file_above, nonempty_path, report_user_error, storage_error_or_raise
 from preprocess.workers import forked_on_linux, start_worker_process, stopping_workers
@@ -63,8 +62,9 @@ class _Drawing:
     atrophy_scale: float
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of `elr-mri simulate-cohort` and `python -m elr_mri.simulate`."""
+def main(argv: list[str] | None = None, say_how_to_go_on: bool = True) -> int:
+    """Entry point of `elr-mri simulate-cohort` and `python -m elr_mri.simulate`. `say_how_to_go_on`: False for a
+    caller that says itself how to go on after Ctrl-C or SIGTERM (mri_demo.py), reading the exit code alone."""
     parser = _parser()
     args = parse_naming_unknown_options(parser, sys.argv[1:] if argv is None else argv)
     try:
@@ -76,14 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         return report_user_error("elr-mri simulate-cohort", err)
     except OSError as err:  # a full or read-only disk under --out
         return report_user_error("elr-mri simulate-cohort", storage_error_or_raise(err))
-    except Terminated:
-        print("elr-mri simulate-cohort: stopped by SIGTERM (a job's time limit, scancel or kill); run the same "
-              "command again: finished scans are kept", file=sys.stderr)
-        return 128 + signal.SIGTERM
-    except KeyboardInterrupt:
-        print("elr-mri simulate-cohort: interrupted; run the same command again: finished scans are kept",
-              file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:  # Terminated too: SIGTERM
+        return stopped_exit_code(stop, "elr-mri simulate-cohort", "finished scans are kept", say_how_to_go_on)
     except BrokenProcessPool:
         print(f"elr-mri simulate-cohort: a worker process died (killed for memory? try fewer --jobs than {args.jobs} "
               "or a coarser --resolution); run the same command again: finished scans are kept", file=sys.stderr)
