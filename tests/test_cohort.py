@@ -1551,6 +1551,21 @@ def test_a_tables_ages_and_visits_are_read_per_problem_and_per_spelling_not_per_
     assert len(read) <= 3, f"{len(read)} values read one at a time"
 
 
+def test_a_scan_named_by_an_adni_visit_code_is_told_how_the_table_names_its_visits():
+    """ses-M00 (ADNI's baseline) in a NACC import was dropped as a visit the table lacks or spells otherwise, leaving
+    the user to find NACC's naming."""
+    scans = nacc_scans().assign(session_id=["ses-M00", "bl", "1", "1", "1", "1"])
+    reasons = import_mapped_table(UDS, scans, NACC_MAPPING).dropped.set_index("session_id")["reason"]
+    assert reasons["ses-M00"] == reasons["bl"] == (
+        "without a clinical row at that session (ses-M00, bl, m06 are ADNI's visit codes; the table's NACCVNUM spells "
+        "its visits as '1' and '2': name the scan's session so, e.g. ses-1, or by its MRI's date, ses-YYYYMMDD, which "
+        "meets the visit nearest it)")
+    by_number = load_mapping(NACC_MAPPING)  # a mapping without the visits' dates: a number only
+    del by_number["columns"]["visit_date"], by_number["visit_window_days"]
+    assert import_mapped_table(NACC, scans, by_number).dropped["reason"][0].endswith("name the scan's session so, "
+                                                                                       "e.g. ses-1)")
+
+
 def test_a_scan_named_by_date_is_told_to_take_its_visit_number_where_the_table_holds_no_dates():
     """NACC's MRI table dates each scan, and its UDS visits are numbered (NACCVNUM): a scan named by its MRI date was
     dropped as a visit the table lacks or spells otherwise."""

@@ -11,6 +11,7 @@ Public names: `import_mapped_table`.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +24,15 @@ from elr_mri.data.import_keys import DATE_KEY, bids_key, mapped_session_key
 from elr_mri.data.import_mapping import as_column_list, load_mapping, mapping_reads
 from elr_mri.data.import_tables import (column_separator, read_scans, read_table, require_columns, require_rows,
                                         table_file)
-from elr_mri.data.table_values import MAX_AGE_YEARS, as_code, blank, loose_name, row_age_problems
+from elr_mri.data.table_values import MAX_AGE_YEARS, as_code, blank, blanks, loose_name, row_age_problems
 from elr_mri.data.visit_dates import date_session_hint, visit_days, visit_finder
 from preprocess.inputs import read_csv_header, read_csv_table
 
 __all__ = ["import_mapped_table"]
 
 
+# a session key of ADNI's VISCODE (ses-M00, bl, m06, ADNI1's screening sc), met in a table that numbers its visits
+_ADNI_VISIT_CODE = re.compile(r"BL|SC|SCMRI|M\d+")
 DAYS_PER_YEAR = 365.25  # moves a visit's age to its scan's date, days_from_visit away
 # ADNI1's DXSUM has no DIAGNOSIS, the column of the later phases: a mapping naming it was told to name "the table's
 # own columns", not which
@@ -115,10 +118,28 @@ def import_mapped_table(
         clinical["cohort"] = mapping["cohort"]
     scans_table, scans_where = read_scans(scans)
     nearest = visit_finder(clinical, table, header, where, mapping, scans_table)
-    hint = date_session_hint(table[columns["session_id"]], columns["session_id"])
     return join_to_scans(scans_table, scans_where, clinical, bids_key, mapped_session_key,
-                         session_hints={DATE_KEY: hint} if hint else {}, nearest=nearest,
+                         session_hints=_session_hints(table[columns["session_id"]], columns), nearest=nearest,
                          as_written=lambda manifest: _ages_as_written(manifest, columns))
+
+
+def _session_hints(sessions: pd.Series, columns: dict[str, Any]) -> dict[re.Pattern[str], str]:
+    """Why scans named by a date, or by an ADNI visit code, meet none of the table's `sessions`, where known."""
+    hints = {DATE_KEY: date_session_hint(sessions, columns["session_id"]),
+             _ADNI_VISIT_CODE: _adni_visit_code_hint(sessions, columns["session_id"], "visit_date" in columns)}
+    return {pattern: hint for pattern, hint in hints.items() if hint}
+
+
+def _adni_visit_code_hint(sessions: pd.Series, column: str, dated: bool) -> str:
+    """How to name a scan whose session is an ADNI visit code (ses-M00, bl) for a table that spells its visits
+    otherwise (NACC numbers them, NACCVNUM 1, 2), with the table's own spelling: 'spells otherwise' named no fix.
+    `dated`: the mapping names the visits' dates, so a scan named by its MRI's date meets its nearest visit."""
+    spelled = list(dict.fromkeys(map(as_code, sessions[~blanks(sessions)].unique())))[:2]  # a dozen, not every row
+    if not spelled:
+        return ""
+    by_date = ", or by its MRI's date, ses-YYYYMMDD, which meets the visit nearest it" if dated else ""
+    return (f"ses-M00, bl, m06 are ADNI's visit codes; the table's {column} spells its visits as "
+            f"{' and '.join(map(repr, spelled))}: name the scan's session so, e.g. ses-{spelled[0]}{by_date}")
 
 
 def _ages_as_written(manifest: pd.DataFrame, columns: dict[str, Any]) -> pd.DataFrame:
