@@ -51,8 +51,7 @@ def scan_workers(jobs: int, started: Synchronized | None = None, threads: int | 
     the machine), no more than the user's ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS; each adds 1 to `started` once it
     has started."""
     threads = threads or thread_share(jobs, ITK_THREADS)
-    with stopping_workers(jobs, multiprocessing.get_context("spawn"), _start_worker,
-                          (threads, os.getpid(), started)) as pool:
+    with stopping_workers(jobs, _SpawnedDeafToCtrlC(), _start_worker, (threads, os.getpid(), started)) as pool:
         yield pool
 
 

@@ -223,6 +223,16 @@ def test_a_worker_spawned_off_linux_starts_deaf_to_ctrl_c(monkeypatch: pytest.Mo
     assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])  # the parent's own is not blocked
 
 
+def test_a_scan_worker_starts_deaf_to_ctrl_c() -> None:
+    """A terminal's Ctrl-C reaches every worker: a scan worker spawned moments before (`make demo`'s, importing the
+    demo's pandas again) printed a KeyboardInterrupt traceback from its imports above the one-line stop message."""
+    from preprocess.workers import scan_workers
+
+    with scan_workers(1) as pool:
+        blocked = pool.submit(signal.pthread_sigmask, signal.SIG_BLOCK, []).result(timeout=120)
+    assert signal.SIGINT in blocked  # as it started, until it ignores Ctrl-C (`start_worker_process`)
+
+
 # What CPython 3.12 and 3.13 warn in the parent at a fork beside other Python threads (3.11, CI's, does not)
 THREADED_FORK = "This process (pid={}) is multi-threaded, use of fork() may lead to deadlocks in the child."
 _EMULATING_PYTHON_3_12: list[bool] = []
