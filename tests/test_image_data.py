@@ -427,6 +427,36 @@ def test_images_decoded_in_forked_processes_are_the_threads_pixels_and_errors(tm
         build_image_data(cfg)
 
 
+def test_a_folder_of_several_chunks_decodes_every_image_in_its_order(tmp_path, monkeypatch):
+    """decode_all splits the paths into chunks of DECODE_CHUNK: 10 images in chunks of 3 are 4 chunks, the last of one
+    image, and the result is all 10, image k at row k."""
+    from elr_mri.data import image_decoding
+
+    paths = [tmp_path / f"{k}.png" for k in range(10)]
+    for k, path in enumerate(paths):
+        Image.new("RGB", (5, 4), (k, 2 * k, 3 * k)).save(path)
+    monkeypatch.setattr(image_decoding, "DECODE_CHUNK", 3)
+    images = image_decoding.decode_all(paths)
+    assert images.shape == (10, 3, 4, 5)  # N, C, H, W
+    assert images[:, :, 3, 4].tolist() == [[k, 2 * k, 3 * k] for k in range(10)]
+
+
+def test_a_png_whose_text_inflates_past_pillows_limit_is_an_unreadable_image(tmp_path):
+    """Pillow refuses a PNG text chunk that decompresses past MAX_TEXT_CHUNK (a decompression bomb) with a ValueError,
+    not an OSError: it is one more unreadable image, named, not a traceback."""
+    from PIL import PngImagePlugin
+
+    from elr_mri.data.image_decoding import read_rgb
+
+    text = PngImagePlugin.PngInfo()
+    text.add_text("comment", "x" * (PngImagePlugin.MAX_TEXT_CHUNK + 1), zip=True)
+    bomb = tmp_path / "bomb.png"
+    Image.new("RGB", (4, 4)).save(bomb, pnginfo=text)
+    with pytest.raises(ImageReadError, match=rf"^{bomb}: cannot be read as an image \(ValueError: .*MAX_TEXT_CHUNK\); "
+                                             "remove or replace the file$"):
+        read_rgb(bomb)
+
+
 def test_images_are_decoded_by_as_many_processes_as_there_are_usable_cores(monkeypatch):
     """One usable core (a SLURM job's, a container's quota of 1 CPU): threads, as on a one-core machine, not a process
     a runnable core; they counted the affinity, the host's every core in a container."""
@@ -453,7 +483,8 @@ def test_an_image_of_another_size_is_named(tmp_path):
     write_image_folder(tmp_path, ["a", "b"], per_class=5)
     odd = tmp_path / "train" / "b" / "99999.png"
     Image.new("RGB", (64, 64)).save(odd)
-    with pytest.raises(ValueError, match=rf"differ in size \(.* is 12x10, {odd} is 64x64\)"):
+    with pytest.raises(ValueError, match=rf"^images under {tmp_path / 'train'} differ in size \(.* is 12x10, {odd} is "
+                                         r"64x64\)"):  # the split's folder: the odd image is in another class's
         build_image_data(DataConfig(name="imagefolder", root=str(tmp_path)))
     odd.unlink()
     for test_image in (tmp_path / "test").rglob("*.png"):  # every test image resized: each split alone is uniform
