@@ -54,6 +54,17 @@ def test_no_reach_is_no_blur() -> None:
     assert torch.equal(blur_and_trim(blocks, torch.zeros(2), reach=0), blocks)
 
 
+def test_a_reach_of_one_voxel_blurs_and_trims_and_any_float_comes_back_as_float32() -> None:
+    """σ = 0.15 has scipy's radius int(8σ + 0.5) = 1: the inner voxels of scipy's blur, whatever its edge mode, one
+    voxel of context trimmed from every side; float64 blocks come back in float32 as the docstring says."""
+    volume = np.random.default_rng(0).random((5, 6, 7))
+    assert kernel_radius(0.15) == 1
+    blurred = blur_and_trim(torch.from_numpy(volume)[None, None], torch.tensor([0.15]), reach=1)
+    assert blurred.dtype == torch.float32 and blurred.shape == (1, 1, 3, 4, 5)
+    expected = ndimage.gaussian_filter(volume, 0.15, truncate=BLUR_TRUNCATE)[1:-1, 1:-1, 1:-1]
+    np.testing.assert_allclose(blurred[0, 0].numpy(), expected, rtol=0, atol=1e-6)
+
+
 def test_where_the_blur_runs() -> None:
     mri = DataConfig(name="mri", mri=MRIDataConfig(manifest="m.csv"))
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
