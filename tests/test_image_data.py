@@ -621,6 +621,7 @@ def test_clothing1m_lists_inside_images_as_the_official_code_keeps_them_load_fro
 @pytest.mark.parametrize(("file", "line", "shown"), [("noisy_label_kv.txt", "images/0/1.jpg 3 extra", "3 extra"),
                                                      ("noisy_label_kv.txt", "images/0/1.jpg x", "x"),
                                                      ("clean_label_kv.txt", "images/0/1.jpg 20", "20"),
+                                                     ("noisy_label_kv.txt", "images/0/1.jpg 14", "14"),  # 14 classes
                                                      ("clean_label_kv.txt", "images/0/1.jpg ³", "³")])
 def test_a_malformed_clothing1m_label_line_is_one_error_naming_file_and_line(tmp_path, file, line, shown):
     write_clothing1m(tmp_path)
