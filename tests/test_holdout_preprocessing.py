@@ -14,6 +14,7 @@ import pytest
 from elr_mri.baselines.evaluate import _evaluation_rows
 from elr_mri.config import DataConfig, MRIDataConfig, RunConfig
 from elr_mri.data.mri import build_mri_data, build_mri_eval_dataset
+from elr_mri.data.preprocessing import cohort_preprocessing
 from elr_mri.engine.run_records import record_run_data
 from elr_mri.evaluation.evaluate import evaluation_set
 from preprocess.pipeline import PIPELINE_VERSION, Params, ScanOutputs
@@ -115,6 +116,64 @@ def test_a_holdout_registered_to_a_re_saved_copy_of_the_template_is_scored_witho
     with pytest.raises(ValueError, match=r"preprocessed with template 'sha256 efefefefefef' .* training scans with "
                                          r"template 'sha256 abababababab'"):
         build_mri_eval_dataset(older, cfg, ["other"])
+
+
+@pytest.mark.parametrize("content", [True, False])  # sidecars recording the images' digests, and older ones
+def test_a_holdout_registered_to_the_template_with_another_brain_mask_is_refused(tmp_path, content):
+    """A --template-mask is part of the template: the same image with another mask masks other voxels."""
+    def made_with(mask: str) -> dict:
+        template = {"name": "/lab/t1.nii.gz", "sha256": "ab" * 32, "mask_sha256": mask * 32}
+        if content:
+            template |= {"content_sha256": "cd" * 32, "mask_content_sha256": mask[::-1] * 32}
+        return {"template": template, "template_path": "/lab/t1.nii.gz"}
+
+    cfg = trained_on(preprocessed_cohort(tmp_path / "adni", "A", **made_with("12")))
+    holdout = preprocessed_cohort(tmp_path / "nacc", "N", **made_with("34"))
+    with pytest.raises(ValueError, match=r"preprocessed with template 'sha256 abababababab, mask 343434343434' .* "
+                                         r"training scans with template 'sha256 abababababab, mask 121212121212'"):
+        build_mri_eval_dataset(holdout, cfg, ["other"])
+
+
+def test_a_holdout_registered_otherwise_is_refused_and_one_stored_otherwise_warned_of(tmp_path, caplog):
+    """--transform syn moves voxels an affine registration leaves (refused); int16 storage rounds them (warned)."""
+    cfg = trained_on(preprocessed_cohort(tmp_path / "adni", "A"))
+    with pytest.raises(ValueError, match=r"preprocessed with transform 'syn' .* training scans with transform 'affine'"):
+        build_mri_eval_dataset(preprocessed_cohort(tmp_path / "syn", "S", transform="syn"), cfg, ["other"])
+    with caplog.at_level(logging.WARNING):
+        assert len(build_mri_eval_dataset(preprocessed_cohort(tmp_path / "int16", "I", dtype="int16"), cfg,
+                                          ["other"])[0]) == 3
+    assert "preprocessed with dtype 'int16' (e.g. " in caplog.text
+    assert "the training scans with dtype 'float32' (e.g. " in caplog.text
+
+
+def test_training_scans_without_sidecars_leave_a_holdout_uncompared_and_unwarned(tmp_path, caplog):
+    """Training scans made elsewhere record no preprocessing: a holdout's has nothing to be compared with."""
+    cfg = trained_on(preprocessed_cohort(tmp_path / "clinica", "C", sidecars=False))
+    with caplog.at_level(logging.WARNING):
+        for holdout in (preprocessed_cohort(tmp_path / "nacc", "N", brain_mask=True),
+                        preprocessed_cohort(tmp_path / "other", "O", sidecars=False)):
+            assert len(build_mri_eval_dataset(holdout, cfg, ["other"])[0]) == 3
+    assert caplog.text == ""
+
+
+def test_a_sidecar_whose_params_are_no_record_is_a_scan_without_one(tmp_path, caplog):
+    """Such a sidecar cannot say how its scan was made: the scan is scored with the warning for scans without one."""
+    cfg = trained_on(preprocessed_cohort(tmp_path / "adni", "A"))
+    holdout = preprocessed_cohort(tmp_path / "nacc", "N")
+    sidecar = ScanOutputs.under(tmp_path / "nacc", "sub-N01", "ses-M00").sidecar
+    write_json(sidecar, {"params": None, "template": MNI, "pipeline_version": PIPELINE_VERSION})
+    with caplog.at_level(logging.WARNING):
+        assert len(build_mri_eval_dataset(holdout, cfg, ["other"])[0]) == 3
+    assert f"{holdout}: 1 of 3 scans have no `elr-mri preprocess` sidecar (e.g. " in caplog.text
+
+
+def test_a_cohorts_settings_are_kept_once_each_under_the_first_scan_made_so(tmp_path):
+    """data_shape.json keeps the distinct settings, not one record a scan: a cohort of one making is one entry."""
+    images = pd.read_csv(preprocessed_cohort(tmp_path / "adni", "A"))["processed_path"].tolist()
+    masked = pd.read_csv(preprocessed_cohort(tmp_path / "masked", "M", brain_mask=True))["processed_path"].tolist()
+    settings = cohort_preprocessing(images + masked)
+    assert list(settings) == [images[0], masked[0]]
+    assert [made["brain_mask"] for made in settings.values()] == [False, True]
 
 
 def test_a_run_compares_a_holdout_with_the_preprocessing_it_recorded_after_its_manifest_moved(tmp_path):
