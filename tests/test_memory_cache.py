@@ -44,6 +44,26 @@ def test_memory_cache_check_counts_crops_alone_without_augmentation(tmp_path, mo
     assert len(data.train) == 12
 
 
+def test_a_scan_smaller_than_the_crop_is_cached_padded_up_to_it():
+    """A whole scan is kept padded to the crop along each axis it is shorter on: 16×40×40 voxels of float32 for a
+    10×40×40 scan and a 16³ crop; an evaluation scan keeps its 16³ crop alone."""
+    assert cached_scan_bytes((10, 40, 40), (16, 16, 16), whole=True) == 16 * 40 * 40 * 4
+    assert cached_scan_bytes((10, 40, 40), (16, 16, 16), whole=False) == 16**3 * 4
+
+
+def test_torchruns_processes_need_the_cache_each_in_memory_and_once_on_a_shared_disk(monkeypatch):
+    """1000 training scans of the 169×208×179 grid are 25.2 GB of float32 (4 bytes a voxel) a process: two processes
+    on a node hold 50.3 GB in memory, where the disk cache they would share needs 25.2 GB free. Where the available
+    memory cannot be read (None), nothing is refused."""
+    monkeypatch.setattr(memory_cache, "available_memory", lambda: 10**9)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match=r"would hold 50\.3 GB of volumes .* 1.0 GB of memory is available; set "
+                                         r"data\.mri\.cache: disk with a data\.mri\.cache_dir of 25\.2 GB free"):
+        memory_cache.require_memory_for_cache(1000, 0, (169, 208, 179), (160, 192, 160))
+    monkeypatch.setattr(memory_cache, "available_memory", lambda: None)
+    memory_cache.require_memory_for_cache(1000, 0, (169, 208, 179), (160, 192, 160))
+
+
 def test_a_disk_cache_larger_than_the_free_space_is_warned_of_before_it_fills(tmp_path, monkeypatch, caplog):
     """A full disk leaves the volumes not cached read from their scans each time and fails a checkpoint written
     there; it was said only once the disk had filled, during the first epoch."""
