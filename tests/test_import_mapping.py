@@ -28,3 +28,18 @@ def test_a_column_name_yaml_reads_as_a_decimal_number_is_told_to_be_quoted(tmp_p
     path = write_mapping(tmp_path, "  participant_id: ID\n  session_id: VISIT\n  diagnosis: 2.5\n")
     with pytest.raises(ValueError, match=r"\(quote a name YAML reads as a number: diagnosis: '2.5'\)$"):
         load_mapping(path)
+
+
+@pytest.mark.parametrize("columns, setting, refusal", [
+    # YAML reads `yes` as True, which Python counts as 1: it is no number of days
+    ("  visit_date: VDATE\n", "visit_window_days: yes",
+     r"visit_window_days must be a number of days, 0 or more, e.g. 180; it is True$"),
+    # no cohort's name, as a list is not: refused, not written into every row
+    ("", "cohort: {name: NACC}", r"cohort must be the cohort's name, e.g. cohort: NACC; it is \{'name': 'NACC'\}$"),
+])
+def test_a_setting_of_the_wrong_kind_is_refused(tmp_path, columns, setting, refusal):
+    """A visit window of `yes` and a cohort written as a mapping are refused in one line naming the value."""
+    path = write_mapping(tmp_path, f"  participant_id: ID\n  session_id: VISIT\n  diagnosis: DX\n{columns}")
+    path.write_text(path.read_text() + setting + "\n")
+    with pytest.raises(ValueError, match=refusal):
+        load_mapping(path)
