@@ -24,7 +24,7 @@ from elr_mri.data.import_keys import DATE_KEY, bids_key, mapped_session_key
 from elr_mri.data.import_mapping import as_column_list, load_mapping, mapping_reads
 from elr_mri.data.import_tables import (column_separator, read_scans, read_table, require_columns, require_rows,
                                         table_file)
-from elr_mri.data.table_values import MAX_AGE_YEARS, as_code, blank, blanks, loose_name, row_age_problems
+from elr_mri.data.table_values import MAX_AGE_YEARS, MIN_AGE_YEARS, as_code, blank, blanks, loose_name, row_age_problems
 from elr_mri.data.visit_dates import date_session_hint, visit_days, visit_finder
 from preprocess.inputs import read_csv_header, read_csv_table
 
@@ -171,14 +171,14 @@ def _with_age_from_birth(clinical: pd.DataFrame, table: pd.DataFrame, header: pd
 
 def _age_from_birth(table: pd.DataFrame, birth: list[str], visit_day: pd.Series) -> pd.Series:
     """Age in years at each visit from the birth's year and month, born in the middle of the month (UDS has no day:
-    the age is within half a month); NaN where a date cannot be read or the age is no person's (a code such as
-    9999 or 99 in a birth part)."""
+    the age is within half a month); NaN where a date cannot be read or the age is no participant's (a code such as
+    9999 or 99 in a birth part, a birth year typed as a recent one), the range the age column is held to."""
     year, month = (pd.to_numeric(table[column], errors="coerce") for column in birth)
     year = year.where(year.between(pd.Timestamp.min.year + 1, pd.Timestamp.max.year - 1))  # 9999: past a timestamp
     first = pd.to_datetime(pd.DataFrame({"year": year, "month": month, "day": 1}), errors="coerce")
     born = first + pd.to_timedelta(first.dt.days_in_month / 2, unit="D")
     age = (visit_day - born).dt.total_seconds() / (DAYS_PER_YEAR * 86400)
-    return age.where((age >= 0) & (age <= MAX_AGE_YEARS))
+    return age.where(age.between(MIN_AGE_YEARS, MAX_AGE_YEARS))
 
 
 def _age_at_scan(manifest: pd.DataFrame) -> pd.DataFrame:
