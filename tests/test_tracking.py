@@ -241,3 +241,18 @@ def test_shares_are_of_the_targets_total_which_early_elr_targets_keep_below_one(
     assert table["confidence"].tolist() == [0.6, 0.5] and table["given_share"].tolist() == [0.3, 0.4]
     assert table["margin"].tolist() == [0.3, 0.1]
 
+
+
+def test_a_target_split_three_ways_names_both_other_top_classes_separated_by_a_bar() -> None:
+    """README: tied_with holds the other classes sharing the top share, separated by `|`; argmax took the first."""
+    table = suspected_mislabels(np.array([[0.3, 0.3, 0.3, 0.1]]), np.array([3]), ["CN", "MCI", "AD", "other"])
+    assert table["suggested_name"].tolist() == ["CN"] and table["tied_with"].tolist() == ["MCI|AD"]
+
+
+def test_rows_of_equal_margin_stay_in_training_split_order() -> None:
+    """Margins rounded to 6 digits tie often in a large table: among them the listing keeps the examples' order, so
+    the same targets always list the same way (an unstable sort shuffles them once there are more than 16)."""
+    targets = np.tile([0.2, 0.7, 0.1], (40, 1))
+    targets[::2] = [0.1, 0.1, 0.8]  # the even rows doubt their label by 0.7, the odd ones by 0.5
+    table = suspected_mislabels(targets, np.zeros(40, dtype=int))
+    assert table["index"].tolist() == list(range(0, 40, 2)) + list(range(1, 40, 2))
