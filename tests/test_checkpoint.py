@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import pickle
 import struct
 from pathlib import Path
 
@@ -10,7 +12,7 @@ import pytest
 import torch
 
 from elr_mri.engine.checkpoint import CheckpointError, capture_rng, host_copy, load_checkpoint, restore_rng
-from elr_mri.tensor_files import atomic_save
+from elr_mri.tensor_files import atomic_save, unsafe_objects
 
 
 def test_a_host_copy_keeps_the_states_nesting_and_not_the_live_tensors() -> None:
@@ -49,3 +51,13 @@ def test_a_bit_flipped_past_the_first_kilobytes_of_a_large_weight_is_refused(tmp
     path.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="Bad CRC-32"):
         load_checkpoint(path)
+
+
+def test_a_file_holding_many_objects_names_the_first_three_in_order(tmp_path: Path) -> None:
+    """The line stays one line: three of the objects, alphabetically (the same names for the same file), not all."""
+    path = tmp_path / "shared.pt"
+    torch.save({"d": os.rmdir, "c": os.mkdir, "b": os.listdir, "a": os.getcwd}, path)
+    with pytest.raises(pickle.UnpicklingError) as refused:
+        torch.load(path, weights_only=True)
+    module = os.mkdir.__module__
+    assert unsafe_objects(path, refused.value) == f"{module}.getcwd, {module}.listdir, {module}.mkdir"

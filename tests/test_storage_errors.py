@@ -69,16 +69,17 @@ def test_a_checkpoint_the_disk_refused_names_its_path_once(tmp_path: Path, monke
     assert list(path.parent.iterdir()) == []  # the temporary file removed
 
 
+@pytest.mark.parametrize("refusal", [errno.ENOSPC, errno.EDQUOT])  # a user's quota is a full disk to them
 def test_a_checkpoint_folder_the_full_disk_refused_is_said_as_the_full_disk(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, refusal: int) -> None:
     """The first checkpoint makes `checkpoints/`, which a disk out of inodes refused (a 8-inode tmpfs, for real): the
     line asked the missing folder for its free space and said "No such file or directory" instead."""
     def full(path: object, *args: object) -> None:
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        raise OSError(refusal, os.strerror(refusal), str(path))
 
     monkeypatch.setattr(os, "mkdir", full)
     path = tmp_path / "run" / "checkpoints" / "best.pt"
-    with pytest.raises(StorageError, match=rf"^\[Errno 28\] {path} could not be written \(No space left on device; "
+    with pytest.raises(StorageError, match=rf"^\[Errno 28\] {path} could not be written \({os.strerror(refusal)}; "
                                            r"\d+ MiB free there"):
         atomic_save({"step": 1}, path)
 
@@ -345,3 +346,23 @@ def test_simulate_cohort_stopped_by_the_disk_says_so_on_a_line_of_its_own(
     assert status == 2 and re.search(r"(^|\n)elr-mri simulate-cohort: error: \[Errno 27\] File too large \([^\n]*"
                                      r"_T1w\.nii\.gz\); [^\n]*\n$", err), err
     assert not (tmp_path / "cohort" / "manifest.csv").exists()
+
+
+def test_torchs_file_write_failed_is_said_as_a_full_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch's writer also words a refused write as "file write failed" (libtorch holds both texts); imitated."""
+    failed = ("[enforce fail at inline_container.cc:603] . PytorchStreamWriter failed writing file data/0: "
+              "file write failed")
+    monkeypatch.setattr(torch, "save", lambda obj, handle: (_ for _ in ()).throw(RuntimeError(failed)))
+    with pytest.raises(StorageError, match=rf"^\[Errno 28\] .*last\.pt could not be written \({re.escape(failed)}; "):
+        atomic_save({"step": 1}, tmp_path / "last.pt")
+
+
+def test_free_room_is_said_in_mib_and_a_disk_counting_no_inodes_is_not_said_out_of_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """512 free blocks of 4 KiB are 2 MiB; btrfs reports f_files 0 and f_favail 0, which is no count, not none left."""
+    import elr_mri.tensor_files as tensor_files
+
+    real = os.statvfs(tmp_path)
+    btrfs_like = os.statvfs_result((real[0], 4096, real[2], real[3], 512, 0, 0, 0, *real[8:]))
+    monkeypatch.setattr(tensor_files.os, "statvfs", lambda path: btrfs_like)
+    assert tensor_files._room_left(tmp_path) == "2 MiB free there"
