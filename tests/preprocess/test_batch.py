@@ -1514,3 +1514,40 @@ def test_a_refused_rename_names_the_file_written_not_its_temporary_one(tmp_path:
     with pytest.raises(PermissionError) as info:
         sidecar.write_json(tmp_path / "scan.json", {"status": "done"})
     assert info.value.filename == str(tmp_path / "scan.json") and not list(tmp_path.iterdir())
+
+
+def test_a_scan_exactly_at_the_batchs_outlier_limit_is_not_flagged():
+    """The reason reads "outliers < limit": nine scans at 0.8 (MAD 0, so the spread floor 0.03) put the limit at
+    0.8 − 3.5 × 0.03, which the tenth scan reaches and so passes."""
+    from preprocess.qc_flags import qc_reasons
+
+    assert qc_reasons(np.array([0.8] * 9 + [0.8 - 3.5 * 0.03]), np.full(10, 0.8), 0.45) == [""] * 10
+
+
+def test_one_image_under_three_ids_names_both_others_for_each():
+    from preprocess.qc_flags import repeated_images
+
+    manifest = pd.DataFrame({"participant_id": ["sub-01", "sub-02", "sub-03"], "session_id": ["ses-M00"] * 3,
+                             "input_sha256": ["f1"] * 3})
+    assert repeated_images(manifest) == ["same image as sub-02/ses-M00, sub-03/ses-M00",
+                                         "same image as sub-01/ses-M00, sub-03/ses-M00",
+                                         "same image as sub-01/ses-M00, sub-02/ses-M00"]
+
+
+def test_a_head_overlap_flag_alone_gets_the_advice_to_look_at_the_qc_image():
+    from preprocess.qc_flags import ACTIONS, actions_for
+
+    assert actions_for(["head overlap 0.200 < 0.5"]) == [ACTIONS[-1][1]]
+    assert actions_for(["head overlap 0.200 < 0.5"])[0].startswith("NCC or head overlap: look at the QC image")
+
+
+def test_qc_columns_come_before_status_and_figures_read_back_as_text_are_numbers():
+    """A merged manifest read back holds its QC figures as text, empty where a scan predates the column: empty is
+    never flagged, the others are compared as numbers. `status` stays the manifest's last column."""
+    from preprocess.qc_flags import with_qc_flags
+
+    manifest = pd.DataFrame({"status": ["done"] * 3, "qc_ncc": [0.8] * 3, "qc_mask_dice": [0.8] * 3,
+                             "qc_input_voxel_mm": ["1.2", "", "10"], "qc_brain_coverage": ["0.98", "", "1.0"]})
+    flagged = with_qc_flags(manifest, 0.45)
+    assert flagged["qc_flag"].tolist() == [True, False, True]
+    assert list(flagged.columns)[-3:] == ["qc_flag", "qc_reason", "status"]
