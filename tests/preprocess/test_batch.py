@@ -1551,3 +1551,28 @@ def test_qc_columns_come_before_status_and_figures_read_back_as_text_are_numbers
     flagged = with_qc_flags(manifest, 0.45)
     assert flagged["qc_flag"].tolist() == [True, False, True]
     assert list(flagged.columns)[-3:] == ["qc_flag", "qc_reason", "status"]
+
+
+def test_an_exported_seed_of_1_seeds_and_a_blank_export_is_no_export():
+    """The docstring's range is 1 to 2^31 − 1, both ends taken; a blank ANTS_RANDOM_SEED is as if none was exported."""
+    from preprocess.inputs import registration_seed
+    from preprocess.steps import REGISTRATION_SEED
+
+    assert registration_seed(None, "1") == 1
+    assert registration_seed(None, "  ") == REGISTRATION_SEED
+
+
+def test_a_header_naming_a_column_twice_is_refused_and_blank_header_cells_are_not_names(tmp_path):
+    """pandas read the second `diagnosis` as `diagnosis.1` and every reader took the first; blank cells (a separator
+    ending the header and its rows, as spreadsheets write) name no column, so two of them are no name given twice."""
+    (tmp_path / "x.csv").write_text("participant_id,session_id,path,diagnosis,diagnosis\nsub-1,ses-M00,a.nii,CN,AD\n")
+    with pytest.raises(InputError, match=r"x\.csv: the header names column 'diagnosis' twice, and only the first"):
+        read_csv_table(tmp_path / "x.csv")
+    (tmp_path / "x.csv").write_text("participant_id,session_id,path,,\nsub-1,ses-M00,a.nii,,\n")
+    assert read_csv_table(tmp_path / "x.csv")["path"].tolist() == ["a.nii"]
+
+
+def test_a_comma_separated_header_with_a_semicolon_in_a_name_is_read_as_comma_separated(tmp_path):
+    """Only a header without a comma is taken for a semicolon- or tab-separated export."""
+    (tmp_path / "x.csv").write_text("participant_id,session_id,path,visit;note\nsub-1,ses-M00,a.nii,baseline\n")
+    assert read_csv_table(tmp_path / "x.csv")["visit;note"].tolist() == ["baseline"]
